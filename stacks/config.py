@@ -1,0 +1,287 @@
+"""The deployment's configuration: one frozen, validated model, read once from CDK context.
+
+The whole model lives under the context key ``blueprint`` in ``cdk.json``. Any field can be
+overridden on the command line with a dotted key, for example::
+
+    cdk synth -c blueprint.sandbox.kendra.enabled=false
+    cdk synth -c blueprint.sandbox.budget.alert_emails='["me@example.com"]'
+
+Override values are parsed as JSON when they are valid JSON, otherwise taken as strings.
+A bad value raises ``ConfigError`` whose lines each name the key, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+
+CONTEXT_KEY = "blueprint"
+TIER_CONTEXT_KEY = "tier"
+
+
+class ConfigError(ValueError):
+    """Configuration that cannot be deployed; each line names one bad key."""
+
+
+class Tier(StrEnum):
+    SANDBOX = "sandbox"
+    PRODUCTION = "production"
+
+
+# CloudWatch Logs accepts only these retention periods (days).
+LogRetentionDays = Literal[
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+    3288, 3653,
+]  # fmt: skip
+
+# Embedding models a Knowledge Base can use, with the vector sizes each one produces.
+EMBEDDING_MODEL_DIMENSIONS: Mapping[str, tuple[int, ...]] = {
+    "amazon.titan-embed-text-v2:0": (256, 512, 1024),
+    "amazon.titan-embed-text-v1": (1536,),
+    "cohere.embed-english-v3": (1024,),
+    "cohere.embed-multilingual-v3": (1024,),
+}
+
+# A Bedrock foundation-model id ("amazon.nova-lite-v1:0") or a cross-region inference profile id
+# ("us.amazon.nova-lite-v1:0", "global.anthropic...").
+MODEL_ID_PATTERN = r"^((us|eu|apac|us-gov|global)\.)?[a-z0-9-]+\.[a-zA-Z0-9.:_-]+$"
+ModelId = Annotated[str, Field(pattern=MODEL_ID_PATTERN)]
+
+AccountId = Annotated[str, Field(pattern=r"^\d{12}$")]
+Region = Annotated[str, Field(pattern=r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$")]
+Email = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+
+class FixedSizeChunking(_Model):
+    strategy: Literal["FIXED_SIZE"]
+    max_tokens: int = Field(default=300, ge=20, le=8192)
+    overlap_percentage: int = Field(default=20, ge=1, le=99)
+
+
+class HierarchicalChunking(_Model):
+    strategy: Literal["HIERARCHICAL"]
+    parent_max_tokens: int = Field(default=1500, ge=1, le=8192)
+    child_max_tokens: int = Field(default=300, ge=1, le=8192)
+    overlap_tokens: int = Field(default=60, ge=1)
+
+    @field_validator("child_max_tokens")
+    @classmethod
+    def _child_fits_parent(cls, child: int, info: ValidationInfo) -> int:
+        parent = info.data.get("parent_max_tokens")
+        if parent is not None and child >= parent:
+            raise ValueError(f"must be smaller than parent_max_tokens ({parent})")
+        return child
+
+
+class SemanticChunking(_Model):
+    strategy: Literal["SEMANTIC"]
+    max_tokens: int = Field(default=300, ge=20, le=8192)
+    buffer_size: int = Field(default=0, ge=0, le=1)
+    breakpoint_percentile_threshold: int = Field(default=95, ge=50, le=99)
+
+
+class NoChunking(_Model):
+    strategy: Literal["NONE"]
+
+
+Chunking = Annotated[
+    FixedSizeChunking | HierarchicalChunking | SemanticChunking | NoChunking,
+    Field(discriminator="strategy"),
+]
+
+
+class KnowledgeBaseConfig(_Model):
+    embedding_model_id: str = "amazon.titan-embed-text-v2:0"
+    embedding_dimensions: int = 1024
+    chunking: Chunking = FixedSizeChunking(strategy="FIXED_SIZE")
+    # Only objects under this prefix are indexed (by the KB and by Kendra).
+    documents_prefix: str = Field(default="documents/", pattern=r"^([A-Za-z0-9!_.*'()-]+/)+$")
+
+    @field_validator("embedding_model_id")
+    @classmethod
+    def _known_embedding_model(cls, model_id: str) -> str:
+        if model_id not in EMBEDDING_MODEL_DIMENSIONS:
+            raise ValueError(f"allowed values are {', '.join(EMBEDDING_MODEL_DIMENSIONS)}")
+        return model_id
+
+    @field_validator("embedding_dimensions")
+    @classmethod
+    def _dimensions_match_model(cls, dimensions: int, info: ValidationInfo) -> int:
+        model_id = info.data.get("embedding_model_id")
+        allowed = EMBEDDING_MODEL_DIMENSIONS.get(model_id or "", ())
+        if allowed and dimensions not in allowed:
+            sizes = ", ".join(map(str, allowed))
+            raise ValueError(f"{model_id} produces vectors of {sizes} dimensions only")
+        return dimensions
+
+
+class KendraConfig(_Model):
+    # Kendra bills by the hour from the moment the index exists, so it can be switched off.
+    enabled: bool = True
+    edition: Literal["DEVELOPER_EDITION", "ENTERPRISE_EDITION"] = "DEVELOPER_EDITION"
+    sync_schedule: str = Field(default="cron(0 3 * * ? *)", pattern=r"^cron\(\S+( \S+){5}\)$")
+
+
+class BudgetConfig(_Model):
+    monthly_limit_usd: float = Field(gt=0)
+    alert_threshold_percent: int = Field(default=80, ge=1, le=100)
+    alert_emails: tuple[Email, ...] = Field(min_length=1)
+    # Count only resources tagged with this tier (needs the `tier` cost-allocation tag activated
+    # in Billing); off, the budget covers the whole account.
+    scope_to_tier_tag: bool = False
+
+
+class QueryConfig(_Model):
+    generation_model_id: ModelId = "amazon.nova-lite-v1:0"
+    # RetrieveAndGenerate and Kendra Retrieve both cap the query text at 1,000 characters.
+    max_question_chars: int = Field(default=1000, ge=1, le=1000)
+    max_passages: int = Field(default=5, ge=1, le=20)
+    max_answer_tokens: int = Field(default=800, ge=1, le=8192)
+    memory_mb: int = Field(default=512, ge=128, le=10240)
+    timeout_seconds: int = Field(default=60, ge=3, le=900)
+
+
+class _TierConfig(_Model):
+    # None leaves the stack environment-agnostic: the account comes from the deploying credentials.
+    account: AccountId | None = None
+    region: Region = "us-east-1"
+    log_retention_days: LogRetentionDays = 30
+
+
+class SandboxConfig(_TierConfig):
+    log_retention_days: LogRetentionDays = 14
+    expires_on: dt.date
+    budget: BudgetConfig
+    knowledge_base: KnowledgeBaseConfig = KnowledgeBaseConfig()
+    kendra: KendraConfig = KendraConfig()
+    query: QueryConfig = QueryConfig()
+
+
+class ProductionConfig(_TierConfig):
+    log_retention_days: LogRetentionDays = 365
+
+
+class BlueprintConfig(_Model):
+    # Names every stack and most resources; short so that derived names stay within AWS limits.
+    prefix: str = Field(pattern=r"^[a-z][a-z0-9-]{0,14}[a-z0-9]$")
+    tags: dict[str, str] = Field(default_factory=dict)
+    sandbox: SandboxConfig
+    production: ProductionConfig = ProductionConfig()
+
+    @field_validator("tags")
+    @classmethod
+    def _tags_are_valid(cls, tags: dict[str, str]) -> dict[str, str]:
+        for key, value in tags.items():
+            if not re.fullmatch(r"[\w .:/=+@-]{1,128}", key) or key.startswith("aws:"):
+                raise ValueError(f"tag key {key!r} is not a valid AWS tag key")
+            if not re.fullmatch(r"[\w .:/=+@-]{0,256}", value):
+                raise ValueError(f"tag value {value!r} is not a valid AWS tag value")
+        return tags
+
+
+def load_config(context: Mapping[str, Any]) -> BlueprintConfig:
+    """Build the validated config from CDK context (``cdk.json`` plus ``-c`` overrides)."""
+    base = context.get(CONTEXT_KEY)
+    if isinstance(base, str):  # `-c blueprint='{...}'` arrives as a string
+        base = _parse_value(base)
+    if not isinstance(base, Mapping):
+        raise ConfigError(f"{CONTEXT_KEY}: missing or not an object in cdk.json context")
+    raw = json.loads(json.dumps(base))  # a private, plain copy to apply overrides to
+    prefix = CONTEXT_KEY + "."
+    for key in sorted(k for k in context if k.startswith(prefix)):
+        _set_path(raw, key[len(prefix) :].split("."), _parse_value(context[key]), key)
+    try:
+        return BlueprintConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError("\n".join(_describe(error) for error in exc.errors())) from None
+
+
+def selected_tiers(context: Mapping[str, Any]) -> tuple[Tier, ...]:
+    """The tiers to synthesize: context ``tier`` is one tier name or ``all`` (the default)."""
+    value = str(context.get(TIER_CONTEXT_KEY) or "all")
+    if value == "all":
+        return tuple(Tier)
+    try:
+        return (Tier(value),)
+    except ValueError:
+        allowed = ", ".join(["all", *Tier])
+        raise ConfigError(f"{TIER_CONTEXT_KEY} = {value!r}: allowed values are {allowed}") from None
+
+
+def _parse_value(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
+
+
+def _set_path(raw: dict[str, Any], path: list[str], value: Any, key: str) -> None:
+    node = raw
+    for part in path[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{key}: cannot override inside {part!r}, which is not an object")
+        node = child
+    node[path[-1]] = value
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    """One line: dotted key, offending value, and what is allowed."""
+    loc = [str(part) for part in error["loc"] if not _is_union_tag(part)]
+    key = ".".join([CONTEXT_KEY, *loc])
+    if error["type"] == "missing":
+        return f"{key}: required but missing"
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "union_tag_invalid":
+        expected = error["ctx"]["expected_tags"]
+        return f"{key}.{error['ctx']['discriminator'].strip(chr(39))} = {error['ctx']['tag']!r}: allowed values are {expected}"
+    if error["type"] == "extra_forbidden":
+        allowed = ", ".join(_model_at(error["loc"][:-1]).model_fields)
+        return f"{key}: unknown key; allowed keys here are {allowed}"
+    return f"{key} = {error['input']!r}: {message}"
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel]:
+    """The config model class found by following an error location down from the root."""
+    models: list[type[BaseModel]] = [BlueprintConfig]
+    for part in loc:
+        tagged = [m for m in models if part in _union_tags(m)]
+        if tagged:
+            models = tagged
+            continue
+        field = models[0].model_fields.get(str(part))
+        if field is None:
+            break
+        models = [t for t in _flatten(field.annotation) if _is_model(t)] or models
+    return models[0]
+
+
+def _union_tags(model: type[BaseModel]) -> tuple[Any, ...]:
+    field = model.model_fields.get("strategy")
+    return get_args(field.annotation) if field else ()
+
+
+def _flatten(annotation: Any) -> list[Any]:
+    args = get_args(annotation)
+    return [t for arg in args for t in _flatten(arg)] if args else [annotation]
+
+
+def _is_model(candidate: Any) -> bool:
+    return isinstance(candidate, type) and issubclass(candidate, BaseModel)
+
+
+def _is_union_tag(part: Any) -> bool:
+    # Discriminated unions add the tag (e.g. "FIXED_SIZE") to the error location.
+    return isinstance(part, str) and part.isupper()

@@ -1,0 +1,81 @@
+"""The prototype query function (lambdas/prototype_query) behind an IAM-authorized Function URL."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy, aws_iam as iam, aws_kms as kms, aws_lambda as lambda_
+from constructs import Construct
+
+from stacks.config import QueryConfig
+from stacks.sandbox.kendra_search import KendraSearch
+from stacks.shared.bedrock import model_arns
+from stacks.shared.knowledge_base import VectorKnowledgeBase
+from stacks.shared.lambda_function import BlueprintFunction
+from stacks.shared.nag import acknowledge
+
+
+class PrototypeQuery(Construct):
+    """Answers questions from the Knowledge Base or Kendra, with citations.
+
+    The endpoint is a Function URL with AWS_IAM auth: callers sign requests with SigV4 and need
+    ``lambda:InvokeFunctionUrl`` and ``lambda:InvokeFunction`` on the function. ``kendra`` None
+    means Kendra is switched off and the function refuses ``"source": "kendra"`` with a 422.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        config: QueryConfig,
+        knowledge_base: VectorKnowledgeBase,
+        kendra: KendraSearch | None,
+        metrics_namespace: str,
+        log_retention_days: int,
+        log_key: kms.IKey,
+    ) -> None:
+        super().__init__(scope, id)
+        model = model_arns(self, config.generation_model_id)
+        self.function = BlueprintFunction(
+            self,
+            "Function",
+            package="prototype_query",
+            description="Sandbox prototype: answer a question with citations from the KB or Kendra",
+            metrics_namespace=metrics_namespace,
+            log_retention_days=log_retention_days,
+            log_key=log_key,
+            removal_policy=RemovalPolicy.DESTROY,
+            memory_size=config.memory_mb,
+            timeout=Duration.seconds(config.timeout_seconds),
+            environment={
+                "KNOWLEDGE_BASE_ID": knowledge_base.knowledge_base_id,
+                "GENERATION_MODEL_ARN": model.invoke_arn,
+                "KENDRA_INDEX_ID": kendra.index_id if kendra else "",
+                "MAX_QUESTION_CHARS": str(config.max_question_chars),
+                "MAX_PASSAGES": str(config.max_passages),
+                "MAX_ANSWER_TOKENS": str(config.max_answer_tokens),
+            },
+        )
+        role = self.function.role
+        assert role is not None  # a Function always creates its role when none is given
+        role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["bedrock:Retrieve"], resources=[knowledge_base.knowledge_base_arn])
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["bedrock:InvokeModel"], resources=list(model.iam_resources))
+        )
+        if kendra is not None:
+            role.add_to_principal_policy(iam.PolicyStatement(actions=["kendra:Retrieve"], resources=[kendra.index_arn]))
+        retrieve_and_generate = iam.Policy(
+            self,
+            "RetrieveAndGenerate",
+            roles=[role],
+            statements=[iam.PolicyStatement(actions=["bedrock:RetrieveAndGenerate"], resources=["*"])],
+        )
+        acknowledge(
+            retrieve_and_generate,
+            "AwsSolutions-IAM5[Resource::*]",
+            "bedrock:RetrieveAndGenerate has no resource type in IAM; the KB it may read is held to "
+            "this stack's by bedrock:Retrieve, which is scoped to the Knowledge Base ARN.",
+        )
+
+        self.url = self.function.add_function_url(auth_type=lambda_.FunctionUrlAuthType.AWS_IAM)

@@ -1,0 +1,86 @@
+"""The sandbox tier: documents, a Knowledge Base and Kendra over them, a query endpoint, cost guards."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import CfnOutput, RemovalPolicy, Stack, Tags
+from constructs import Construct
+
+from stacks.config import SandboxConfig, Tier
+from stacks.sandbox.cost_guard import CostGuard
+from stacks.sandbox.kendra_search import KendraSearch
+from stacks.sandbox.prototype_query import PrototypeQuery
+from stacks.shared.buckets import AccessLogBucket, SecureBucket
+from stacks.shared.encryption import TierKey
+from stacks.shared.knowledge_base import VectorKnowledgeBase
+
+
+class SandboxStack(Stack):
+    """Everything a prototype needs, in one stack so that one `cdk destroy` removes it all.
+
+    Every resource is DESTROY (buckets are emptied first) and the stack carries an expiry tag.
+    """
+
+    def __init__(self, scope: Construct, id: str, *, prefix: str, config: SandboxConfig, **kwargs: Any) -> None:
+        super().__init__(scope, id, **kwargs)
+        name = f"{prefix}-{Tier.SANDBOX}"
+        Tags.of(self).add("expires-on", config.expires_on.isoformat())
+
+        key = TierKey(self, "Key", alias=f"alias/{name}", removal_policy=RemovalPolicy.DESTROY)
+        access_logs = AccessLogBucket(
+            self, "AccessLogs", retention_days=config.log_retention_days, removal_policy=RemovalPolicy.DESTROY
+        )
+        documents = SecureBucket(
+            self, "Documents", encryption_key=key, access_logs=access_logs, removal_policy=RemovalPolicy.DESTROY
+        )
+
+        knowledge_base = VectorKnowledgeBase(
+            self, "KnowledgeBase", name=f"{name}-kb", documents=documents, encryption_key=key, config=config.knowledge_base
+        )
+        kendra = (
+            KendraSearch(
+                self,
+                "Kendra",
+                name=name,
+                edition=config.kendra.edition,
+                documents=documents,
+                documents_key=key,
+                prefix=config.knowledge_base.documents_prefix,
+                sync_schedule=config.kendra.sync_schedule,
+            )
+            if config.kendra.enabled
+            else None
+        )
+        query = PrototypeQuery(
+            self,
+            "Query",
+            config=config.query,
+            knowledge_base=knowledge_base,
+            kendra=kendra,
+            metrics_namespace=f"{prefix}/{Tier.SANDBOX}",
+            log_retention_days=config.log_retention_days,
+            log_key=key,
+        )
+        CostGuard(
+            self,
+            "CostGuard",
+            budget_name=f"{name}-monthly",
+            monthly_limit_usd=config.budget.monthly_limit_usd,
+            threshold_percent=config.budget.alert_threshold_percent,
+            emails=config.budget.alert_emails,
+            cost_filter_tag=f"tier${Tier.SANDBOX}" if config.budget.scope_to_tier_tag else None,
+        )
+
+        CfnOutput(self, "DocumentsBucketName", value=documents.bucket_name, description="Upload documents here")
+        CfnOutput(self, "DocumentsPrefix", value=config.knowledge_base.documents_prefix, description="...under this prefix")
+        CfnOutput(self, "KnowledgeBaseId", value=knowledge_base.knowledge_base_id)
+        CfnOutput(
+            self,
+            "DataSourceId",
+            value=knowledge_base.data_source_id,
+            description="Start a sync: aws bedrock-agent start-ingestion-job --knowledge-base-id ... --data-source-id ...",
+        )
+        if kendra is not None:
+            CfnOutput(self, "KendraIndexId", value=kendra.index_id)
+        CfnOutput(self, "QueryUrl", value=query.url.url, description="POST {url}query with SigV4 (service lambda)")

@@ -1,0 +1,232 @@
+"""A Bedrock Knowledge Base on S3 Vectors over a prefix of an S3 bucket."""
+
+from __future__ import annotations
+
+from aws_cdk import (
+    ArnFormat,
+    Stack,
+    aws_bedrock as bedrock,
+    aws_iam as iam,
+    aws_kms as kms,
+    aws_s3 as s3,
+    aws_s3vectors as s3vectors,
+)
+from constructs import Construct
+
+from stacks.config import Chunking, FixedSizeChunking, HierarchicalChunking, KnowledgeBaseConfig, SemanticChunking
+from stacks.shared.bedrock import model_arns
+from stacks.shared.nag import acknowledge, nag_attribute
+
+# What the Knowledge Base service role does to its vector index (sync writes and deletes,
+# retrieval queries). Each action takes the index as its resource.
+VECTOR_INDEX_ACTIONS = [
+    "s3vectors:GetIndex",
+    "s3vectors:QueryVectors",
+    "s3vectors:PutVectors",
+    "s3vectors:GetVectors",
+    "s3vectors:DeleteVectors",
+]
+# What the S3 Vectors indexing service needs on the key that encrypts the vector bucket.
+VECTOR_INDEXING_KEY_ACTIONS = ["kms:Decrypt"]
+# The KB reads the documents it indexes; nothing else.
+DOCUMENT_READ_ACTIONS = ["s3:GetObject"]
+DOCUMENT_LIST_ACTIONS = ["s3:ListBucket"]
+
+
+class VectorKnowledgeBase(Construct):
+    """Knowledge Base + S3 Vectors store + S3 data source + least-privilege service role.
+
+    Defaults: the vector bucket is encrypted with ``encryption_key``; the index uses float32
+    vectors, cosine distance, and the dimension of the embedding model in ``config``; Bedrock's
+    text and metadata keys are non-filterable (they exceed the filterable-metadata size limit).
+    The data source indexes ``config.documents_prefix`` of ``documents`` with the configured
+    chunking, and deletes vectors when documents are deleted.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        name: str,
+        documents: s3.IBucket,
+        encryption_key: kms.IKey,
+        config: KnowledgeBaseConfig,
+    ) -> None:
+        super().__init__(scope, id)
+        stack = Stack.of(self)
+
+        self.vector_bucket = s3vectors.CfnVectorBucket(
+            self,
+            "VectorBucket",
+            encryption_configuration=s3vectors.CfnVectorBucket.EncryptionConfigurationProperty(
+                sse_type="aws:kms", kms_key_arn=encryption_key.key_arn
+            ),
+        )
+        encryption_key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="S3VectorsIndexing",
+                principals=[iam.ServicePrincipal("indexing.s3vectors.amazonaws.com")],
+                actions=VECTOR_INDEXING_KEY_ACTIONS,
+                resources=["*"],
+                conditions={
+                    "StringEquals": {"aws:SourceAccount": stack.account},
+                    "ArnLike": {
+                        "aws:SourceArn": stack.format_arn(
+                            service="s3vectors",
+                            resource="bucket",
+                            resource_name="*",
+                            arn_format=ArnFormat.SLASH_RESOURCE_NAME,
+                        )
+                    },
+                },
+            )
+        )
+        self.index = s3vectors.CfnIndex(
+            self,
+            "Index",
+            vector_bucket_arn=self.vector_bucket.attr_vector_bucket_arn,
+            data_type="float32",
+            dimension=config.embedding_dimensions,
+            distance_metric="cosine",
+            metadata_configuration=s3vectors.CfnIndex.MetadataConfigurationProperty(
+                non_filterable_metadata_keys=["AMAZON_BEDROCK_TEXT", "AMAZON_BEDROCK_METADATA"]
+            ),
+        )
+
+        embedding = model_arns(self, config.embedding_model_id)
+        self.role = iam.Role(
+            self,
+            "Role",
+            description=f"Bedrock Knowledge Base {name}: embed, read documents, write its vector index",
+            assumed_by=iam.ServicePrincipal(
+                "bedrock.amazonaws.com",
+                conditions={
+                    "StringEquals": {"aws:SourceAccount": stack.account},
+                    "ArnLike": {
+                        "aws:SourceArn": stack.format_arn(
+                            service="bedrock",
+                            resource="knowledge-base",
+                            resource_name="*",
+                            arn_format=ArnFormat.SLASH_RESOURCE_NAME,
+                        )
+                    },
+                },
+            ),
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(actions=["bedrock:InvokeModel"], resources=list(embedding.iam_resources))
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(actions=DOCUMENT_LIST_ACTIONS, resources=[documents.bucket_arn])
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=DOCUMENT_READ_ACTIONS,
+                resources=[documents.arn_for_objects(f"{config.documents_prefix}*")],
+            )
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(actions=VECTOR_INDEX_ACTIONS, resources=[self.index.attr_index_arn])
+        )
+        acknowledge(
+            self.role,
+            f"AwsSolutions-IAM5[Resource::{nag_attribute(documents, 'Arn')}/{config.documents_prefix}*]",
+            "The Knowledge Base indexes every object under the configured documents prefix, and only those.",
+        )
+        # Decrypt documents; encrypt and decrypt vectors it writes and reads.
+        encryption_key.grant(self.role, "kms:Decrypt", "kms:GenerateDataKey")
+
+        self.knowledge_base = bedrock.CfnKnowledgeBase(
+            self,
+            "KnowledgeBase",
+            name=name,
+            role_arn=self.role.role_arn,
+            knowledge_base_configuration=bedrock.CfnKnowledgeBase.KnowledgeBaseConfigurationProperty(
+                type="VECTOR",
+                vector_knowledge_base_configuration=bedrock.CfnKnowledgeBase.VectorKnowledgeBaseConfigurationProperty(
+                    embedding_model_arn=embedding.invoke_arn,
+                    embedding_model_configuration=bedrock.CfnKnowledgeBase.EmbeddingModelConfigurationProperty(
+                        bedrock_embedding_model_configuration=bedrock.CfnKnowledgeBase.BedrockEmbeddingModelConfigurationProperty(
+                            dimensions=config.embedding_dimensions, embedding_data_type="FLOAT32"
+                        )
+                    ),
+                ),
+            ),
+            storage_configuration=bedrock.CfnKnowledgeBase.StorageConfigurationProperty(
+                type="S3_VECTORS",
+                s3_vectors_configuration=bedrock.CfnKnowledgeBase.S3VectorsConfigurationProperty(
+                    vector_bucket_arn=self.vector_bucket.attr_vector_bucket_arn,
+                    index_arn=self.index.attr_index_arn,
+                ),
+            ),
+        )
+        # Bedrock checks the role's permissions when the KB is created, so the policy goes first.
+        self.knowledge_base.node.add_dependency(self.role.node.find_child("DefaultPolicy"))
+
+        self.data_source = bedrock.CfnDataSource(
+            self,
+            "DataSource",
+            name="documents",
+            knowledge_base_id=self.knowledge_base.attr_knowledge_base_id,
+            data_deletion_policy="DELETE",
+            data_source_configuration=bedrock.CfnDataSource.DataSourceConfigurationProperty(
+                type="S3",
+                s3_configuration=bedrock.CfnDataSource.S3DataSourceConfigurationProperty(
+                    bucket_arn=documents.bucket_arn,
+                    inclusion_prefixes=[config.documents_prefix],
+                ),
+            ),
+            server_side_encryption_configuration=bedrock.CfnDataSource.ServerSideEncryptionConfigurationProperty(
+                kms_key_arn=encryption_key.key_arn
+            ),
+            vector_ingestion_configuration=bedrock.CfnDataSource.VectorIngestionConfigurationProperty(
+                chunking_configuration=chunking_configuration(config.chunking)
+            ),
+        )
+
+    @property
+    def knowledge_base_id(self) -> str:
+        return self.knowledge_base.attr_knowledge_base_id
+
+    @property
+    def knowledge_base_arn(self) -> str:
+        return self.knowledge_base.attr_knowledge_base_arn
+
+    @property
+    def data_source_id(self) -> str:
+        return self.data_source.attr_data_source_id
+
+
+def chunking_configuration(chunking: Chunking) -> bedrock.CfnDataSource.ChunkingConfigurationProperty:
+    """The data source's chunking settings from the config model."""
+    props = bedrock.CfnDataSource
+    match chunking:
+        case FixedSizeChunking():
+            return props.ChunkingConfigurationProperty(
+                chunking_strategy="FIXED_SIZE",
+                fixed_size_chunking_configuration=props.FixedSizeChunkingConfigurationProperty(
+                    max_tokens=chunking.max_tokens, overlap_percentage=chunking.overlap_percentage
+                ),
+            )
+        case HierarchicalChunking():
+            return props.ChunkingConfigurationProperty(
+                chunking_strategy="HIERARCHICAL",
+                hierarchical_chunking_configuration=props.HierarchicalChunkingConfigurationProperty(
+                    level_configurations=[
+                        props.HierarchicalChunkingLevelConfigurationProperty(max_tokens=chunking.parent_max_tokens),
+                        props.HierarchicalChunkingLevelConfigurationProperty(max_tokens=chunking.child_max_tokens),
+                    ],
+                    overlap_tokens=chunking.overlap_tokens,
+                ),
+            )
+        case SemanticChunking():
+            return props.ChunkingConfigurationProperty(
+                chunking_strategy="SEMANTIC",
+                semantic_chunking_configuration=props.SemanticChunkingConfigurationProperty(
+                    max_tokens=chunking.max_tokens,
+                    buffer_size=chunking.buffer_size,
+                    breakpoint_percentile_threshold=chunking.breakpoint_percentile_threshold,
+                ),
+            )
+    return props.ChunkingConfigurationProperty(chunking_strategy="NONE")

@@ -1,0 +1,144 @@
+"""The house Lambda function: every function in the project is one of these."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import get_args
+
+from aws_cdk import Duration, RemovalPolicy, Stack, aws_iam as iam, aws_kms as kms, aws_lambda as lambda_, aws_logs as logs
+from constructs import Construct
+
+from stacks.config import LogRetentionDays
+from stacks.shared.nag import acknowledge
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+LAMBDAS_DIR = PROJECT_ROOT / "lambdas"
+LAYER_DIR = PROJECT_ROOT / "build" / "layer"
+
+# The dependency layer is built for exactly this runtime and architecture (Makefile: `layer`).
+RUNTIME = lambda_.Runtime.PYTHON_3_14
+ARCHITECTURE = lambda_.Architecture.ARM_64
+
+# CloudWatch's retention periods in days, in the order CDK's enum lists them (INFINITE last).
+_RETENTION = dict(zip(get_args(LogRetentionDays), list(logs.RetentionDays)[:-1], strict=True))
+
+
+def log_retention(days: int) -> logs.RetentionDays:
+    """CDK's enum member for a retention period in days (one of LogRetentionDays)."""
+    return _RETENTION[days]
+
+
+# Packages under lambdas/ that every function's asset carries besides its own.
+SHARED_PACKAGES: tuple[str, ...] = ()
+
+
+class DependencyLayer(lambda_.LayerVersion):
+    """Third-party runtime dependencies (lambdas/requirements.txt), one layer per stack.
+
+    Built without Docker by `make layer`: pip with ``--platform manylinux2014_aarch64
+    --only-binary=:all:`` into build/layer/python. Use ``DependencyLayer.of(scope)``.
+    """
+
+    @classmethod
+    def of(cls, scope: Construct) -> DependencyLayer:
+        stack = Stack.of(scope)
+        existing = stack.node.try_find_child("DependencyLayer")
+        return existing if isinstance(existing, DependencyLayer) else cls(stack, "DependencyLayer")
+
+    def __init__(self, scope: Construct, id: str) -> None:
+        if not (LAYER_DIR / "python").is_dir():
+            raise FileNotFoundError(
+                f"Lambda dependency layer not built at {LAYER_DIR}: run `make layer` (or `make synth`)"
+            )
+        super().__init__(
+            scope,
+            id,
+            code=lambda_.Code.from_asset(str(LAYER_DIR)),
+            compatible_runtimes=[RUNTIME],
+            compatible_architectures=[ARCHITECTURE],
+            description="Powertools, pydantic and pinned boto3 from lambdas/requirements.txt",
+        )
+
+
+def function_code(package: str) -> lambda_.Code:
+    """The asset for one function: lambdas/<package>/ plus the shared packages, nothing else."""
+    if not (LAMBDAS_DIR / package / "__init__.py").is_file():
+        raise FileNotFoundError(f"no Lambda package at {LAMBDAS_DIR / package}")
+    keep = (package, *SHARED_PACKAGES)
+    return lambda_.Code.from_asset(
+        str(LAMBDAS_DIR),
+        exclude=["*", *(f"!{name}" for name in keep), *(f"!{name}/**" for name in keep), "**/__pycache__"],
+    )
+
+
+class BlueprintFunction(lambda_.Function):
+    """A Python Lambda function with the house defaults.
+
+    Code is the package ``lambdas/<package>/`` and the handler ``<package>.handler.lambda_handler``.
+    Defaults: Python 3.14 on arm64; its own role, allowed to write only its own log group; the dependency layer; 256 MB; 30 s; X-Ray active tracing;
+    JSON logs (application INFO, system WARN) to its own log group with the given retention (days)
+    and removal policy, encrypted with ``log_key`` when one is given; Powertools environment
+    (service name = package, metrics namespace, log level).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        package: str,
+        description: str,
+        metrics_namespace: str,
+        log_retention_days: int,
+        removal_policy: RemovalPolicy,
+        environment: Mapping[str, str] | None = None,
+        memory_size: int = 256,
+        timeout: Duration | None = None,
+        log_key: kms.IKey | None = None,
+        layers: Sequence[lambda_.ILayerVersion] = (),
+    ) -> None:
+        # Its own role instead of AWSLambdaBasicExecutionRole, which may write to any log group.
+        role = iam.Role(
+            scope,
+            f"{id}Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"Lambda function {package}",
+        )
+        log_group = logs.LogGroup(
+            scope,
+            f"{id}Logs",
+            retention=log_retention(log_retention_days),
+            encryption_key=log_key,
+            removal_policy=removal_policy,
+        )
+        super().__init__(
+            scope,
+            id,
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
+            code=function_code(package),
+            handler=f"{package}.handler.lambda_handler",
+            description=description,
+            memory_size=memory_size,
+            timeout=timeout or Duration.seconds(30),
+            tracing=lambda_.Tracing.ACTIVE,
+            logging_format=lambda_.LoggingFormat.JSON,
+            application_log_level_v2=lambda_.ApplicationLogLevel.INFO,
+            system_log_level_v2=lambda_.SystemLogLevel.WARN,
+            log_group=log_group,
+            role=role,
+            layers=[DependencyLayer.of(scope), *layers],
+            environment={
+                "POWERTOOLS_SERVICE_NAME": package,
+                "POWERTOOLS_METRICS_NAMESPACE": metrics_namespace,
+                "POWERTOOLS_LOG_LEVEL": "INFO",
+                **(environment or {}),
+            },
+        )
+        log_group.grant_write(role)
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "Active tracing: xray:PutTraceSegments and xray:PutTelemetryRecords have no resource type.",
+        )
