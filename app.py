@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Builds the app: reads the config, instantiates the chosen tiers' stacks, runs cdk-nag.
 
-    cdk synth                      # every tier
-    cdk synth -c tier=sandbox      # one tier
+cdk synth                      # every tier
+cdk synth -c tier=sandbox      # one tier
 """
 
 from __future__ import annotations

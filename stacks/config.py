@@ -59,7 +59,9 @@ Email = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+    # Numbers become strings where a string is expected: `-c blueprint.sandbox.account=123456789012`
+    # arrives as JSON and parses to an int.
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True, coerce_numbers_to_str=True)
 
 
 class FixedSizeChunking(_Model):
@@ -149,6 +151,9 @@ class QueryConfig(_Model):
     max_answer_tokens: int = Field(default=800, ge=1, le=8192)
     memory_mb: int = Field(default=512, ge=128, le=10240)
     timeout_seconds: int = Field(default=60, ge=3, le=900)
+    # Caps the function's concurrency (and so its spend); the account must have at least this
+    # many plus 100 unreserved executions. None leaves it uncapped.
+    reserved_concurrency: int | None = Field(default=None, ge=1, le=1000)
 
 
 class _TierConfig(_Model):
@@ -203,7 +208,10 @@ def load_config(context: Mapping[str, Any]) -> BlueprintConfig:
     try:
         return BlueprintConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError("\n".join(_describe(error) for error in exc.errors())) from None
+        errors = exc.errors()
+        # A list that fails on one item also reports its own (emptied) length: keep the item's.
+        specific = [e for e in errors if not any(_inside(o["loc"], e["loc"]) for o in errors)]
+        raise ConfigError("\n".join(_describe(error) for error in specific)) from None
 
 
 def selected_tiers(context: Mapping[str, Any]) -> tuple[Tier, ...]:
@@ -237,6 +245,10 @@ def _set_path(raw: dict[str, Any], path: list[str], value: Any, key: str) -> Non
     node[path[-1]] = value
 
 
+def _inside(inner: tuple[Any, ...], outer: tuple[Any, ...]) -> bool:
+    return len(inner) > len(outer) and inner[: len(outer)] == outer
+
+
 def _describe(error: Mapping[str, Any]) -> str:
     """One line: dotted key, offending value, and what is allowed."""
     loc = [str(part) for part in error["loc"] if not _is_union_tag(part)]
@@ -245,8 +257,9 @@ def _describe(error: Mapping[str, Any]) -> str:
         return f"{key}: required but missing"
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "union_tag_invalid":
-        expected = error["ctx"]["expected_tags"]
-        return f"{key}.{error['ctx']['discriminator'].strip(chr(39))} = {error['ctx']['tag']!r}: allowed values are {expected}"
+        ctx = error["ctx"]
+        field = ctx["discriminator"].strip("'")
+        return f"{key}.{field} = {ctx['tag']!r}: allowed values are {ctx['expected_tags']}"
     if error["type"] == "extra_forbidden":
         allowed = ", ".join(_model_at(error["loc"][:-1]).model_fields)
         return f"{key}: unknown key; allowed keys here are {allowed}"

@@ -84,7 +84,11 @@ def query(request: QueryRequest) -> Response[Any]:
     metrics.add_metric(name="Latency", unit=MetricUnit.Milliseconds, value=elapsed_ms)
     logger.info(
         "answered",
-        extra={"source": request.source.value, "question_chars": len(request.question), "citations": len(answer.citations)},
+        extra={
+            "source": request.source.value,
+            "question_chars": len(request.question),
+            "citations": len(answer.citations),
+        },
     )
     return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=answer.model_dump(mode="json"))
 

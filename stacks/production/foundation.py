@@ -10,6 +10,7 @@ from constructs import Construct
 from stacks.config import ProductionConfig, Tier
 from stacks.shared.buckets import AccessLogBucket
 from stacks.shared.encryption import TierKey
+from stacks.shared.nag import acknowledge
 
 
 class FoundationStack(Stack):
@@ -26,6 +27,12 @@ class FoundationStack(Stack):
         self.key = TierKey(self, "Key", alias=f"alias/{name}", removal_policy=RemovalPolicy.RETAIN)
         self.access_logs = AccessLogBucket(
             self, "AccessLogs", retention_days=config.log_retention_days, removal_policy=RemovalPolicy.RETAIN
+        )
+        acknowledge(
+            self.access_logs,
+            "NIST.800.53.R5-S3BucketReplicationEnabled",
+            "Access logs stay in the tier's account and region for their retention period; copying them to "
+            "an organisation log-archive account is an account-level control outside this app.",
         )
         CfnOutput(self, "KeyArn", value=self.key.key_arn)
         CfnOutput(self, "AccessLogBucketName", value=self.access_logs.bucket_name)

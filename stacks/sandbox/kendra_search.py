@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from aws_cdk import ArnFormat, Stack, aws_iam as iam, aws_kendra as kendra, aws_kms as kms, aws_s3 as s3
+from aws_cdk import ArnFormat, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kendra as kendra
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from stacks.shared.nag import acknowledge, nag_arn, nag_attribute
+from stacks.shared.nag import acknowledge, acknowledge_inline_policy, nag_arn, nag_attribute
 
 # What the S3 template connector does to the index while it syncs.
 SYNC_INDEX_ACTIONS = [
@@ -82,6 +86,8 @@ class KendraSearch(Construct):
             "Kendra creates one log stream per sync job under its own log group.",
         )
 
+        acknowledge_inline_policy(index_role)
+
         self.index = kendra.CfnIndex(self, "Index", name=name, edition=edition, role_arn=index_role.role_arn)
         self.index.node.add_dependency(index_role.node.find_child("DefaultPolicy"))
 
@@ -112,6 +118,8 @@ class KendraSearch(Construct):
             f"AwsSolutions-IAM5[Resource::{nag_attribute(self.index, 'Arn')}/data-source/*]",
             "Principal mappings are kept per data source, whose id exists only after creation.",
         )
+
+        acknowledge_inline_policy(source_role)
 
         self.data_source = kendra.CfnDataSource(
             self,

@@ -14,6 +14,7 @@ from stacks.sandbox.prototype_query import PrototypeQuery
 from stacks.shared.buckets import AccessLogBucket, SecureBucket
 from stacks.shared.encryption import TierKey
 from stacks.shared.knowledge_base import VectorKnowledgeBase
+from stacks.shared.nag import acknowledge
 
 
 class SandboxStack(Stack):
@@ -35,8 +36,20 @@ class SandboxStack(Stack):
             self, "Documents", encryption_key=key, access_logs=access_logs, removal_policy=RemovalPolicy.DESTROY
         )
 
+        for bucket in (access_logs, documents):
+            acknowledge(
+                bucket,
+                "NIST.800.53.R5-S3BucketReplicationEnabled",
+                "Sandbox data is a disposable copy of the team's sources and is destroyed with the tier.",
+            )
+
         knowledge_base = VectorKnowledgeBase(
-            self, "KnowledgeBase", name=f"{name}-kb", documents=documents, encryption_key=key, config=config.knowledge_base
+            self,
+            "KnowledgeBase",
+            name=f"{name}-kb",
+            documents=documents,
+            encryption_key=key,
+            config=config.knowledge_base,
         )
         kendra = (
             KendraSearch(
@@ -73,13 +86,15 @@ class SandboxStack(Stack):
         )
 
         CfnOutput(self, "DocumentsBucketName", value=documents.bucket_name, description="Upload documents here")
-        CfnOutput(self, "DocumentsPrefix", value=config.knowledge_base.documents_prefix, description="...under this prefix")
+        CfnOutput(
+            self, "DocumentsPrefix", value=config.knowledge_base.documents_prefix, description="...under this prefix"
+        )
         CfnOutput(self, "KnowledgeBaseId", value=knowledge_base.knowledge_base_id)
         CfnOutput(
             self,
             "DataSourceId",
             value=knowledge_base.data_source_id,
-            description="Start a sync: aws bedrock-agent start-ingestion-job --knowledge-base-id ... --data-source-id ...",
+            description="Sync: aws bedrock-agent start-ingestion-job --knowledge-base-id ... --data-source-id ...",
         )
         if kendra is not None:
             CfnOutput(self, "KendraIndexId", value=kendra.index_id)

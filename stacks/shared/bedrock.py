@@ -6,7 +6,13 @@ import re
 from dataclasses import dataclass
 
 from aws_cdk import ArnFormat, Stack
+from aws_cdk import aws_iam as iam
 from constructs import Construct
+
+from stacks.shared.nag import acknowledge
+
+# InvokeModel authorizes Converse too; streaming variants are not used by this project yet.
+INVOKE_ACTIONS = ["bedrock:InvokeModel"]
 
 # Cross-region inference profiles prefix a foundation-model id with a geography.
 _PROFILE = re.compile(r"^(us|eu|apac|us-gov|global)\.(?P<model>.+)$")
@@ -41,6 +47,19 @@ def model_arns(scope: Construct, model_id: str) -> ModelArns:
         invoke_arn=profile_arn,
         iam_resources=(profile_arn, _foundation_model_arn(stack, profile["model"], "*")),
     )
+
+
+def grant_invoke(role: iam.IRole, model: ModelArns) -> None:
+    """Allow ``role`` to invoke ``model`` (InvokeModel covers Converse), nothing else."""
+    role.add_to_principal_policy(iam.PolicyStatement(actions=INVOKE_ACTIONS, resources=list(model.iam_resources)))
+    for arn in model.iam_resources:
+        if ":*::" in arn:
+            acknowledge(
+                role,
+                f"AwsSolutions-IAM5[Resource::{arn}]",
+                "A cross-region inference profile may route to its model in any of its regions; the "
+                "profile ARN, granted alongside, is what limits which model is reachable.",
+            )
 
 
 def _foundation_model_arn(stack: Stack, model_id: str, region: str) -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy, aws_kms as kms, aws_s3 as s3
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from stacks.shared.nag import acknowledge
@@ -35,10 +37,12 @@ class AccessLogBucket(s3.Bucket):
             removal_policy=removal_policy,
             auto_delete_objects=removal_policy == RemovalPolicy.DESTROY,
         )
+        for rule in ("AwsSolutions-S1", "NIST.800.53.R5-S3BucketLoggingEnabled"):
+            acknowledge(self, rule, "This is the server access log destination; logging it into itself would loop.")
         acknowledge(
             self,
-            "AwsSolutions-S1",
-            "This bucket is the server access log destination; logging it into itself would loop.",
+            "NIST.800.53.R5-S3DefaultEncryptionKMS",
+            "S3 server access logging delivers only to SSE-S3 buckets; SSE-KMS destinations are unsupported.",
         )
 
 

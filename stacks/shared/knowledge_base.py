@@ -5,17 +5,27 @@ from __future__ import annotations
 from aws_cdk import (
     ArnFormat,
     Stack,
+)
+from aws_cdk import (
     aws_bedrock as bedrock,
+)
+from aws_cdk import (
     aws_iam as iam,
+)
+from aws_cdk import (
     aws_kms as kms,
+)
+from aws_cdk import (
     aws_s3 as s3,
+)
+from aws_cdk import (
     aws_s3vectors as s3vectors,
 )
 from constructs import Construct
 
 from stacks.config import Chunking, FixedSizeChunking, HierarchicalChunking, KnowledgeBaseConfig, SemanticChunking
-from stacks.shared.bedrock import model_arns
-from stacks.shared.nag import acknowledge, nag_attribute
+from stacks.shared.bedrock import grant_invoke, model_arns
+from stacks.shared.nag import acknowledge, acknowledge_inline_policy, nag_attribute
 
 # What the Knowledge Base service role does to its vector index (sync writes and deletes,
 # retrieval queries). Each action takes the index as its resource.
@@ -114,12 +124,8 @@ class VectorKnowledgeBase(Construct):
                 },
             ),
         )
-        self.role.add_to_policy(
-            iam.PolicyStatement(actions=["bedrock:InvokeModel"], resources=list(embedding.iam_resources))
-        )
-        self.role.add_to_policy(
-            iam.PolicyStatement(actions=DOCUMENT_LIST_ACTIONS, resources=[documents.bucket_arn])
-        )
+        grant_invoke(self.role, embedding)
+        self.role.add_to_policy(iam.PolicyStatement(actions=DOCUMENT_LIST_ACTIONS, resources=[documents.bucket_arn]))
         self.role.add_to_policy(
             iam.PolicyStatement(
                 actions=DOCUMENT_READ_ACTIONS,
@@ -129,6 +135,7 @@ class VectorKnowledgeBase(Construct):
         self.role.add_to_policy(
             iam.PolicyStatement(actions=VECTOR_INDEX_ACTIONS, resources=[self.index.attr_index_arn])
         )
+        acknowledge_inline_policy(self.role)
         acknowledge(
             self.role,
             f"AwsSolutions-IAM5[Resource::{nag_attribute(documents, 'Arn')}/{config.documents_prefix}*]",

@@ -6,11 +6,27 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import get_args
 
-from aws_cdk import Duration, RemovalPolicy, Stack, aws_iam as iam, aws_kms as kms, aws_lambda as lambda_, aws_logs as logs
+from aws_cdk import (
+    Duration,
+    RemovalPolicy,
+    Stack,
+)
+from aws_cdk import (
+    aws_iam as iam,
+)
+from aws_cdk import (
+    aws_kms as kms,
+)
+from aws_cdk import (
+    aws_lambda as lambda_,
+)
+from aws_cdk import (
+    aws_logs as logs,
+)
 from constructs import Construct
 
 from stacks.config import LogRetentionDays
-from stacks.shared.nag import acknowledge
+from stacks.shared.nag import acknowledge, acknowledge_inline_policy
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 LAMBDAS_DIR = PROJECT_ROOT / "lambdas"
@@ -21,7 +37,7 @@ RUNTIME = lambda_.Runtime.PYTHON_3_14
 ARCHITECTURE = lambda_.Architecture.ARM_64
 
 # CloudWatch's retention periods in days, in the order CDK's enum lists them (INFINITE last).
-_RETENTION = dict(zip(get_args(LogRetentionDays), list(logs.RetentionDays)[:-1], strict=True))
+_RETENTION: dict[int, logs.RetentionDays] = dict(zip(get_args(LogRetentionDays), list(logs.RetentionDays)[:-1], strict=True))
 
 
 def log_retention(days: int) -> logs.RetentionDays:
@@ -76,10 +92,11 @@ class BlueprintFunction(lambda_.Function):
     """A Python Lambda function with the house defaults.
 
     Code is the package ``lambdas/<package>/`` and the handler ``<package>.handler.lambda_handler``.
-    Defaults: Python 3.14 on arm64; its own role, allowed to write only its own log group; the dependency layer; 256 MB; 30 s; X-Ray active tracing;
+    Defaults: Python 3.14 on arm64; the dependency layer; 256 MB; 30 s; X-Ray active tracing;
     JSON logs (application INFO, system WARN) to its own log group with the given retention (days)
-    and removal policy, encrypted with ``log_key`` when one is given; Powertools environment
-    (service name = package, metrics namespace, log level).
+    and removal policy, encrypted with ``log_key`` when one is given; its own role, allowed to
+    write only that log group and traces; Powertools environment (service name = package,
+    metrics namespace, log level).
     """
 
     def __init__(
@@ -94,6 +111,7 @@ class BlueprintFunction(lambda_.Function):
         removal_policy: RemovalPolicy,
         environment: Mapping[str, str] | None = None,
         memory_size: int = 256,
+        reserved_concurrent_executions: int | None = None,
         timeout: Duration | None = None,
         log_key: kms.IKey | None = None,
         layers: Sequence[lambda_.ILayerVersion] = (),
@@ -121,6 +139,7 @@ class BlueprintFunction(lambda_.Function):
             handler=f"{package}.handler.lambda_handler",
             description=description,
             memory_size=memory_size,
+            reserved_concurrent_executions=reserved_concurrent_executions,
             timeout=timeout or Duration.seconds(30),
             tracing=lambda_.Tracing.ACTIVE,
             logging_format=lambda_.LoggingFormat.JSON,
@@ -137,6 +156,7 @@ class BlueprintFunction(lambda_.Function):
             },
         )
         log_group.grant_write(role)
+        acknowledge_inline_policy(role)
         acknowledge(
             role,
             "AwsSolutions-IAM5[Resource::*]",

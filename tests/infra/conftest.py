@@ -1,0 +1,81 @@
+"""Synthesize once per session and share the templates between tests.
+
+Synthesis runs in-process (one jsii start-up for the whole session) with both cdk-nag packs on,
+so a fixture that returns at all has already proven that no finding is unacknowledged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_cdk import App
+
+from app import build_app
+
+
+@dataclass(frozen=True)
+class Assembly:
+    outdir: Path
+    templates: dict[str, dict[str, Any]]
+
+    def template(self, suffix: str) -> dict[str, Any]:
+        (name,) = [n for n in self.templates if n.endswith(suffix)]
+        return self.templates[name]
+
+    def metadata(self, stack: str) -> dict[str, list[dict[str, Any]]]:
+        data: dict[str, list[dict[str, Any]]] = json.loads((self.outdir / f"{stack}.metadata.json").read_text())
+        return data
+
+
+Synthesizer = Callable[..., Assembly]
+
+# What the CDK CLI adds to the context (cdk.json sets versionReporting off), so the in-process
+# synth writes the same templates as `cdk synth` (tests/infra/test_determinism.py checks it).
+CLI_CONTEXT = {"aws:cdk:enable-path-metadata": True, "aws:cdk:enable-asset-metadata": True}
+
+
+@pytest.fixture(scope="session")
+def synthesize(cdk_context: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synthesizer]:
+    """Synthesize the app with optional context overrides (`-c key=value` equivalents)."""
+    # Schema validation is `make synth`'s and cfn-lint's job; skipping it here saves seconds.
+    previous = os.environ.get("CDK_VALIDATION")
+    os.environ["CDK_VALIDATION"] = "false"
+
+    def run(**overrides: Any) -> Assembly:
+        outdir = tmp_path_factory.mktemp("cdk.out")
+        app = App(context={**cdk_context, **CLI_CONTEXT, **overrides}, outdir=str(outdir))
+        build_app(app)
+        app.synth()
+        templates = {
+            path.name.removesuffix(".template.json"): json.loads(path.read_text())
+            for path in sorted(outdir.glob("*.template.json"))
+        }
+        return Assembly(outdir=outdir, templates=templates)
+
+    yield run
+    if previous is None:
+        os.environ.pop("CDK_VALIDATION", None)
+    else:
+        os.environ["CDK_VALIDATION"] = previous
+
+
+@pytest.fixture(scope="session")
+def assembly(synthesize: Synthesizer) -> Assembly:
+    """Both tiers with the configuration in cdk.json."""
+    return synthesize()
+
+
+@pytest.fixture(scope="session")
+def sandbox(assembly: Assembly) -> dict[str, Any]:
+    return assembly.template("-sandbox")
+
+
+@pytest.fixture(scope="session")
+def foundation(assembly: Assembly) -> dict[str, Any]:
+    return assembly.template("-production-foundation")

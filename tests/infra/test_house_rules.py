@@ -1,0 +1,100 @@
+"""Rules every stack keeps: one house Lambda construct, cdk-nag clean with specific reasons."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_cdk import App, Stack
+from aws_cdk import aws_s3 as s3
+
+from stacks.shared import lambda_function
+from stacks.shared.nag import add_rule_packs
+from tests.conftest import ROOT
+from tests.infra.cfn import render, resources
+from tests.infra.conftest import Assembly
+
+CDK_INTERNAL = re.compile(r"^(CustomS3AutoDeleteObjects|AWS679f53fac002430cb0da5b7982bd2287)")
+
+
+def project_functions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {n: f for n, f in resources(template, "AWS::Lambda::Function").items() if not CDK_INTERNAL.match(n)}
+
+
+def test_every_project_function_is_a_house_function(assembly: Assembly) -> None:
+    functions = [f for t in assembly.templates.values() for f in project_functions(t).values()]
+    assert functions
+    for fn in functions:
+        p = fn["Properties"]
+        assert (p["Runtime"], p["Architectures"]) == ("python3.14", ["arm64"])
+        assert p["TracingConfig"] == {"Mode": "Active"}
+        assert p["LoggingConfig"]["LogFormat"] == "JSON"
+        assert "LogGroup" in p["LoggingConfig"]
+        assert "<DependencyLayer>" in render(p["Layers"])
+        assert {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"} <= set(p["Environment"]["Variables"])
+
+
+def test_makefile_builds_the_layer_for_the_house_runtime() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    (version,) = re.findall(r"^LAMBDA_PYTHON := (\S+)$", makefile, re.MULTILINE)
+    assert lambda_function.RUNTIME.name == f"python{version}"
+    assert "manylinux2014_aarch64" in makefile
+    assert lambda_function.ARCHITECTURE.name == "arm64"
+
+
+def acknowledgements(assembly: Assembly) -> list[tuple[str, str, str]]:
+    """(construct path, rule, reason) for every acknowledged cdk-nag finding."""
+    found = []
+    for stack in assembly.templates:
+        for path, entries in assembly.metadata(stack).items():
+            for entry in entries:
+                if entry["type"] == "aws:cdk:acknowledged-rules":
+                    for rule, reason in entry["data"].items():
+                        found.append((path, rule.removeprefix("Annotation::"), reason))
+    return found
+
+
+def test_acknowledgements_sit_on_resources_with_specific_reasons(assembly: Assembly) -> None:
+    acks = acknowledgements(assembly)
+    assert acks
+    stacks = {f"/{name}" for name in assembly.templates}
+    for path, rule, reason in acks:
+        assert path not in stacks, f"stack-wide acknowledgement of {rule} at {path}"
+        assert path.count("/") >= 2, path
+        assert len(reason) >= 60, f"{rule} at {path}: reason too thin: {reason!r}"
+        assert rule.startswith(("AwsSolutions-", "NIST.800.53.R5-")), rule
+
+
+def test_acknowledgement_count_by_rule_is_known(assembly: Assembly) -> None:
+    """A new acknowledgement must be a decision: update this table with it."""
+    by_rule = Counter(re.sub(r"\[.*\]$", "", rule) for _, rule, _ in acknowledgements(assembly))
+    assert by_rule == {
+        "AwsSolutions-IAM5": 8,
+        "AwsSolutions-S1": 2,
+        "NIST.800.53.R5-IAMNoInlinePolicy": 5,
+        "NIST.800.53.R5-S3BucketLoggingEnabled": 2,
+        "NIST.800.53.R5-S3DefaultEncryptionKMS": 2,
+        "NIST.800.53.R5-S3BucketReplicationEnabled": 3,
+        "NIST.800.53.R5-LambdaDLQ": 1,
+        "NIST.800.53.R5-LambdaInsideVPC": 1,
+        "NIST.800.53.R5-LambdaConcurrency": 1,
+    }
+
+
+def test_rule_packs_fail_synth_on_an_unacknowledged_finding(tmp_path: Path) -> None:
+    """The nag wiring is live: an unencrypted, unlogged bucket stops synthesis."""
+    app = App(outdir=str(tmp_path))
+    stack = Stack(app, "Bad")
+    s3.Bucket(stack, "Plain")
+    add_rule_packs(app)
+    with pytest.raises(Exception, match=r"AwsSolutions-S1|AwsSolutions-S10"):
+        app.synth()
+
+
+def test_validation_report_of_the_app_lists_no_violation(assembly: Assembly) -> None:
+    report = json.loads((assembly.outdir / "validation-report.json").read_text())
+    assert [v for plugin in report["pluginReports"] for v in plugin.get("violations", [])] == []

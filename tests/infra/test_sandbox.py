@@ -1,0 +1,285 @@
+"""What matters in the sandbox template: encryption, TLS, IAM scope, KB storage, Kendra switch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.infra.cfn import only, props, render, resources, role_permissions, trust
+from tests.infra.conftest import Assembly, Synthesizer
+
+ACCOUNT = "<AWS::AccountId>"
+EMBEDDING_ARN = "arn:aws:bedrock:us-east-1::foundation-model/amazon.titan-embed-text-v2:0"
+GENERATION_ARN = "arn:aws:bedrock:us-east-1::foundation-model/amazon.nova-lite-v1:0"
+
+
+def test_documents_bucket_is_kms_encrypted_versioned_private_logged_and_disposable(sandbox: dict[str, Any]) -> None:
+    name, bucket = only(sandbox, "AWS::S3::Bucket", "Documents")
+    p = bucket["Properties"]
+    (rule,) = p["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
+    assert render(rule["ServerSideEncryptionByDefault"]["KMSMasterKeyID"]) == "<Key.Arn>"
+    assert rule["BucketKeyEnabled"] is True
+    assert p["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert p["PublicAccessBlockConfiguration"] == dict.fromkeys(
+        ["BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"], True
+    )
+    assert render(p["LoggingConfiguration"]["DestinationBucketName"]) == "<AccessLogs>"
+    assert bucket["DeletionPolicy"] == bucket["UpdateReplacePolicy"] == "Delete"
+    emptied = [r for r in resources(sandbox, "Custom::S3AutoDeleteObjects").values()]
+    assert {"Ref": name} in [r["Properties"]["BucketName"] for r in emptied]
+
+
+def test_access_log_bucket_is_s3_encrypted_and_expires_logs(sandbox: dict[str, Any]) -> None:
+    p = props(sandbox, "AWS::S3::Bucket", "AccessLogs")
+    (rule,) = p["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    (lifecycle,) = p["LifecycleConfiguration"]["Rules"]
+    assert lifecycle["ExpirationInDays"] == 14  # sandbox.log_retention_days
+
+
+@pytest.mark.parametrize("stack", ["sandbox", "foundation"])
+def test_every_bucket_refuses_plain_http(stack: str, request: pytest.FixtureRequest) -> None:
+    template = request.getfixturevalue(stack)
+    buckets = resources(template, "AWS::S3::Bucket")
+    policies = {render(p["Properties"]["Bucket"]): p for p in resources(template, "AWS::S3::BucketPolicy").values()}
+    assert buckets
+    for name in buckets:
+        statements = policies[f"<{name[:-8]}>"]["Properties"]["PolicyDocument"]["Statement"]
+        deny = [s for s in statements if s["Effect"] == "Deny" and s["Action"] == "s3:*"]
+        assert len(deny) == 1, name
+        assert deny[0]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+        assert deny[0]["Principal"] == {"AWS": "*"}
+        assert sorted(render(deny[0]["Resource"])) == sorted([f"<{name[:-8]}.Arn>", f"<{name[:-8]}.Arn>/*"])
+
+
+def test_key_rotates_and_lets_only_this_accounts_log_groups_and_vector_indexing_use_it(
+    sandbox: dict[str, Any],
+) -> None:
+    p = props(sandbox, "AWS::KMS::Key")
+    assert p["EnableKeyRotation"] is True
+    services = {
+        render(s["Principal"]["Service"]): render(s["Condition"])
+        for s in p["KeyPolicy"]["Statement"]
+        if "Service" in s["Principal"]
+    }
+    assert services == {
+        "logs.us-east-1.amazonaws.com": {
+            "ArnLike": {"kms:EncryptionContext:aws:logs:arn": f"arn:aws:logs:us-east-1:{ACCOUNT}:log-group:*"}
+        },
+        "indexing.s3vectors.amazonaws.com": {
+            "StringEquals": {"aws:SourceAccount": ACCOUNT},
+            "ArnLike": {"aws:SourceArn": f"arn:aws:s3vectors:us-east-1:{ACCOUNT}:bucket/*"},
+        },
+    }
+
+
+def test_knowledge_base_stores_vectors_in_an_encrypted_s3_vectors_index_sized_to_the_model(
+    sandbox: dict[str, Any],
+) -> None:
+    kb = props(sandbox, "AWS::Bedrock::KnowledgeBase")
+    assert render(kb["StorageConfiguration"]) == {
+        "Type": "S3_VECTORS",
+        "S3VectorsConfiguration": {
+            "VectorBucketArn": "<KnowledgeBaseVectorBucket.VectorBucketArn>",
+            "IndexArn": "<KnowledgeBaseIndex.IndexArn>",
+        },
+    }
+    vector = kb["KnowledgeBaseConfiguration"]["VectorKnowledgeBaseConfiguration"]
+    assert vector["EmbeddingModelArn"] == EMBEDDING_ARN
+    assert vector["EmbeddingModelConfiguration"]["BedrockEmbeddingModelConfiguration"]["Dimensions"] == 1024
+    index = props(sandbox, "AWS::S3Vectors::Index")
+    assert (index["Dimension"], index["DataType"], index["DistanceMetric"]) == (1024, "float32", "cosine")
+    assert index["MetadataConfiguration"]["NonFilterableMetadataKeys"] == [
+        "AMAZON_BEDROCK_TEXT",
+        "AMAZON_BEDROCK_METADATA",
+    ]
+    encryption = render(props(sandbox, "AWS::S3Vectors::VectorBucket")["EncryptionConfiguration"])
+    assert encryption == {"SseType": "aws:kms", "KmsKeyArn": "<Key.Arn>"}
+
+
+def test_data_source_indexes_the_documents_prefix_with_configured_chunking(sandbox: dict[str, Any]) -> None:
+    source = props(sandbox, "AWS::Bedrock::DataSource")
+    assert render(source["DataSourceConfiguration"]) == {
+        "Type": "S3",
+        "S3Configuration": {"BucketArn": "<Documents.Arn>", "InclusionPrefixes": ["documents/"]},
+    }
+    assert source["VectorIngestionConfiguration"]["ChunkingConfiguration"] == {
+        "ChunkingStrategy": "FIXED_SIZE",
+        "FixedSizeChunkingConfiguration": {"MaxTokens": 300, "OverlapPercentage": 20},
+    }
+    assert source["DataDeletionPolicy"] == "DELETE"
+
+
+def test_knowledge_base_role_reads_only_the_prefix_and_writes_only_its_index(sandbox: dict[str, Any]) -> None:
+    assert role_permissions(sandbox, "KnowledgeBaseRole") == {
+        ("bedrock:InvokeModel", EMBEDDING_ARN),
+        ("s3:ListBucket", "<Documents.Arn>"),
+        ("s3:GetObject", "<Documents.Arn>/documents/*"),
+        *{
+            (f"s3vectors:{a}", "<KnowledgeBaseIndex.IndexArn>")
+            for a in ("GetIndex", "QueryVectors", "PutVectors", "GetVectors", "DeleteVectors")
+        },
+        ("kms:Decrypt", "<Key.Arn>"),
+        ("kms:GenerateDataKey", "<Key.Arn>"),
+    }
+    (statement,) = trust(sandbox, "KnowledgeBaseRole")
+    assert statement["Principal"] == {"Service": "bedrock.amazonaws.com"}
+    assert statement["Condition"] == {
+        "StringEquals": {"aws:SourceAccount": ACCOUNT},
+        "ArnLike": {"aws:SourceArn": f"arn:aws:bedrock:us-east-1:{ACCOUNT}:knowledge-base/*"},
+    }
+
+
+def test_knowledge_base_waits_for_its_role_policy(sandbox: dict[str, Any]) -> None:
+    _, kb = only(sandbox, "AWS::Bedrock::KnowledgeBase")
+    policy, _ = only(sandbox, "AWS::IAM::Policy", "KnowledgeBaseRoleDefaultPolicy")
+    assert policy in kb["DependsOn"]
+
+
+def test_kendra_developer_index_crawls_the_prefix_with_the_template_connector(sandbox: dict[str, Any]) -> None:
+    index = props(sandbox, "AWS::Kendra::Index")
+    assert index["Edition"] == "DEVELOPER_EDITION"
+    source = props(sandbox, "AWS::Kendra::DataSource")
+    assert source["Type"] == "TEMPLATE"
+    assert source["Schedule"] == "cron(0 3 * * ? *)"
+    assert "S3Configuration" not in source["DataSourceConfiguration"]
+    template = render(source["DataSourceConfiguration"]["TemplateConfiguration"]["Template"])
+    assert template["type"] == "S3"
+    assert template["connectionConfiguration"] == {"repositoryEndpointMetadata": {"BucketName": "<Documents>"}}
+    assert template["additionalProperties"] == {"inclusionPrefixes": ["documents/"]}
+
+
+def test_kendra_roles_are_scoped_to_the_index_and_the_prefix(sandbox: dict[str, Any]) -> None:
+    sync = {
+        "BatchPutDocument",
+        "BatchDeleteDocument",
+        "PutPrincipalMapping",
+        "DeletePrincipalMapping",
+        "DescribePrincipalMapping",
+        "ListGroupsOlderThanOrderingId",
+    }
+    assert role_permissions(sandbox, "KendraDataSourceRole") == {
+        ("s3:ListBucket", "<Documents.Arn>"),
+        ("s3:GetObject", "<Documents.Arn>/documents/*"),
+        ("kms:Decrypt", "<Key.Arn>"),
+        *{(f"kendra:{a}", "<KendraIndex.Arn>") for a in sync},
+        *{(f"kendra:{a}", "<KendraIndex.Arn>/data-source/*") for a in sync},
+    }
+    logs = f"arn:aws:logs:us-east-1:{ACCOUNT}:log-group:/aws/kendra/*"
+    assert role_permissions(sandbox, "KendraIndexRole") == {
+        ("cloudwatch:PutMetricData", "*"),
+        ("logs:DescribeLogGroups", "*"),
+        ("logs:CreateLogGroup", logs),
+        *{(f"logs:{a}", f"{logs}:log-stream:*") for a in ("DescribeLogStreams", "CreateLogStream", "PutLogEvents")},
+    }
+    for role in ("KendraDataSourceRole", "KendraIndexRole"):
+        (statement,) = trust(sandbox, role)
+        assert statement["Principal"] == {"Service": "kendra.amazonaws.com"}
+        assert statement["Condition"]["StringEquals"] == {"aws:SourceAccount": ACCOUNT}
+
+
+def test_query_role_can_retrieve_generate_and_write_its_own_logs_only(sandbox: dict[str, Any]) -> None:
+    assert role_permissions(sandbox, "QueryFunctionRole") == {
+        ("bedrock:Retrieve", "<KnowledgeBase.KnowledgeBaseArn>"),
+        ("bedrock:RetrieveAndGenerate", "*"),
+        ("bedrock:InvokeModel", GENERATION_ARN),
+        ("kendra:Retrieve", "<KendraIndex.Arn>"),
+        ("logs:CreateLogStream", "<QueryFunctionLogs.Arn>"),
+        ("logs:PutLogEvents", "<QueryFunctionLogs.Arn>"),
+        ("xray:PutTraceSegments", "*"),
+        ("xray:PutTelemetryRecords", "*"),
+    }
+    role = only(sandbox, "AWS::IAM::Role", "QueryFunctionRole")[1]["Properties"]
+    assert "ManagedPolicyArns" not in role
+
+
+def test_query_function_has_the_house_defaults_and_an_iam_authorized_url(sandbox: dict[str, Any]) -> None:
+    fn = props(sandbox, "AWS::Lambda::Function", "QueryFunction")
+    assert (fn["Runtime"], fn["Architectures"]) == ("python3.14", ["arm64"])
+    assert fn["Handler"] == "prototype_query.handler.lambda_handler"
+    assert fn["TracingConfig"] == {"Mode": "Active"}
+    assert render(fn["LoggingConfig"]) == {
+        "LogFormat": "JSON",
+        "ApplicationLogLevel": "INFO",
+        "SystemLogLevel": "WARN",
+        "LogGroup": "<QueryFunctionLogs>",
+    }
+    assert render(fn["Layers"]) == ["<DependencyLayer>"]
+    env = render(fn["Environment"]["Variables"])
+    assert env["KNOWLEDGE_BASE_ID"] == "<KnowledgeBase.KnowledgeBaseId>"
+    assert env["KENDRA_INDEX_ID"] == "<KendraIndex.Id>"
+    assert env["GENERATION_MODEL_ARN"] == GENERATION_ARN
+    assert env["POWERTOOLS_SERVICE_NAME"] == "prototype_query"
+    assert (fn["MemorySize"], fn["Timeout"]) == (512, 60)
+    assert props(sandbox, "AWS::Lambda::Url")["AuthType"] == "AWS_IAM"
+    logs = props(sandbox, "AWS::Logs::LogGroup", "QueryFunctionLogs")
+    assert logs["RetentionInDays"] == 14
+    assert render(logs["KmsKeyId"]) == "<Key.Arn>"
+
+
+def test_budget_alerts_the_configured_addresses(sandbox: dict[str, Any]) -> None:
+    budget = props(sandbox, "AWS::Budgets::Budget")
+    assert budget["Budget"]["BudgetLimit"] == {"Amount": 300, "Unit": "USD"}
+    assert budget["Budget"]["TimeUnit"] == "MONTHLY"
+    assert "CostFilters" not in budget["Budget"]
+    alerts = {
+        (n["Notification"]["NotificationType"], n["Notification"]["Threshold"])
+        for n in budget["NotificationsWithSubscribers"]
+    }
+    assert alerts == {("ACTUAL", 80), ("FORECASTED", 100)}
+    for n in budget["NotificationsWithSubscribers"]:
+        assert n["Subscribers"] == [{"SubscriptionType": "EMAIL", "Address": "platform-team@example.com"}]
+
+
+def test_resources_carry_the_expiry_and_config_tags(sandbox: dict[str, Any]) -> None:
+    tags = {t["Key"]: t["Value"] for t in props(sandbox, "AWS::S3::Bucket", "Documents")["Tags"]}
+    assert tags["expires-on"] == "2027-03-31"
+    assert tags["tier"] == "sandbox"
+    assert tags["owner"] == "platform-team"
+
+
+def test_outputs_give_a_user_what_they_need(sandbox: dict[str, Any]) -> None:
+    outputs = {name: render(o["Value"]) for name, o in sandbox["Outputs"].items()}
+    assert outputs["KnowledgeBaseId"] == "<KnowledgeBase.KnowledgeBaseId>"
+    assert outputs["DataSourceId"] == "<KnowledgeBaseDataSource.DataSourceId>"
+    assert outputs["DocumentsBucketName"] == "<Documents>"
+    assert outputs["KendraIndexId"] == "<KendraIndex.Id>"
+    assert outputs["QueryUrl"] == "<QueryFunctionFunctionUrl.FunctionUrl>"
+
+
+@pytest.fixture(scope="module")
+def kendra_off(synthesize: Synthesizer) -> Assembly:
+    return synthesize(
+        tier="sandbox",
+        **{
+            "blueprint.sandbox.kendra.enabled": "false",
+            "blueprint.sandbox.query.generation_model_id": "us.amazon.nova-lite-v1:0",
+            "blueprint.sandbox.budget.scope_to_tier_tag": "true",
+        },
+    )
+
+
+def test_kendra_switch_off_removes_every_kendra_resource_and_permission(kendra_off: Assembly) -> None:
+    template = kendra_off.template("-sandbox")
+    assert not [r for r in template["Resources"].values() if r["Type"].startswith("AWS::Kendra::")]
+    assert not [a for a, _ in role_permissions(template, "QueryFunctionRole") if a.startswith("kendra:")]
+    fn = props(template, "AWS::Lambda::Function", "QueryFunction")
+    assert fn["Environment"]["Variables"]["KENDRA_INDEX_ID"] == ""
+    assert "KendraIndexId" not in template["Outputs"]
+    assert list(kendra_off.templates) == ["genai-sandbox"]  # tier=sandbox synthesizes one tier
+
+
+def test_inference_profile_grants_the_profile_and_its_model_in_every_region(kendra_off: Assembly) -> None:
+    template = kendra_off.template("-sandbox")
+    invoke = {r for a, r in role_permissions(template, "QueryFunctionRole") if a == "bedrock:InvokeModel"}
+    assert invoke == {
+        f"arn:aws:bedrock:us-east-1:{ACCOUNT}:inference-profile/us.amazon.nova-lite-v1:0",
+        "arn:aws:bedrock:*::foundation-model/amazon.nova-lite-v1:0",
+    }
+
+
+def test_budget_can_be_scoped_to_the_tier_tag(kendra_off: Assembly) -> None:
+    budget = props(kendra_off.template("-sandbox"), "AWS::Budgets::Budget")
+    assert budget["Budget"]["CostFilters"] == {"TagKeyValue": ["user:tier$sandbox"]}

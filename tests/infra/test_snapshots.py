@@ -1,0 +1,37 @@
+"""One JSON snapshot per stack, so a pull request shows every template change as a diff.
+
+Asset hashes are masked: they change with any byte of Lambda code or the dependency layer, which
+the handler tests cover. Update after an intended change with `pytest --snapshot-update`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+from syrupy.assertion import SnapshotAssertion
+from syrupy.extensions.json import JSONSnapshotExtension
+
+from tests.infra.conftest import Assembly
+
+ASSET_HASH = re.compile(r"\b[0-9a-f]{64}\b")
+
+
+@pytest.fixture
+def snapshot_json(snapshot: SnapshotAssertion) -> SnapshotAssertion:
+    return snapshot.use_extension(JSONSnapshotExtension)
+
+
+def masked(template: dict[str, Any]) -> Any:
+    return json.loads(ASSET_HASH.sub("<asset-hash>", json.dumps(template)))
+
+
+@pytest.mark.parametrize("stack", ["genai-sandbox", "genai-production-foundation"])
+def test_template_matches_snapshot(stack: str, assembly: Assembly, snapshot_json: SnapshotAssertion) -> None:
+    assert masked(assembly.templates[stack]) == snapshot_json
+
+
+def test_snapshots_cover_every_stack(assembly: Assembly) -> None:
+    assert sorted(assembly.templates) == ["genai-production-foundation", "genai-sandbox"]
