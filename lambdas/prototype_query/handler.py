@@ -4,17 +4,17 @@ Body: {"question": "...", "source": "knowledge_base" | "kendra"}. Bad input gets
 naming the field; upstream failures a 429 or 502 JSON error. The question is never logged.
 """
 
-from __future__ import annotations
-
 import time
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Annotated, Any
 
 import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import LambdaFunctionUrlResolver, Response, content_types
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -50,7 +50,7 @@ def clients() -> Clients:
 
 @app.post("/query")
 @tracer.capture_method(capture_response=False)
-def query(request: QueryRequest) -> Response[Any]:
+def query(request: Annotated[QueryRequest, Body()]) -> Response[Any]:
     config = settings()
     if len(request.question) > config.max_question_chars:
         return _error(422, "invalid_request", f"question: at most {config.max_question_chars} characters")
@@ -105,13 +105,18 @@ def _invalid_request(error: RequestValidationError) -> Response[Any]:
 
 @app.exception_handler(UpstreamError)
 def _upstream_failed(error: UpstreamError) -> Response[Any]:
-    logger.warning("upstream call failed", extra={"service": error.service, "code": error.code})
-    metrics.add_metric(name="UpstreamErrors", unit=MetricUnit.Count, value=1)
+    logger.warning("upstream call failed", extra={"upstream": error.service, "code": error.code})
     if error.throttled:
         return _error(429, "throttled", f"{error.service} is throttling requests; retry later", retry_after="5")
     return _error(502, "upstream_error", f"{error.service} failed with {error.code}")
 
 
+@app.not_found
+def _no_route(error: NotFoundError) -> Response[Any]:
+    return _error(404, "not_found", "POST /query is the only route")
+
+
+# Registered last and broadest: Powertools picks the most specific handler for an exception.
 @app.exception_handler(Exception)
 def _unexpected(error: Exception) -> Response[Any]:
     logger.exception("unexpected error")
@@ -119,6 +124,8 @@ def _unexpected(error: Exception) -> Response[Any]:
 
 
 def _error(status: int, code: str, message: str, retry_after: str | None = None) -> Response[Any]:
+    metrics.add_dimension("ErrorCode", code)
+    metrics.add_metric(name="Errors", unit=MetricUnit.Count, value=1)
     headers = {"Retry-After": retry_after} if retry_after else None
     return Response(
         status_code=status,

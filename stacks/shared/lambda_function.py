@@ -37,7 +37,9 @@ RUNTIME = lambda_.Runtime.PYTHON_3_14
 ARCHITECTURE = lambda_.Architecture.ARM_64
 
 # CloudWatch's retention periods in days, in the order CDK's enum lists them (INFINITE last).
-_RETENTION: dict[int, logs.RetentionDays] = dict(zip(get_args(LogRetentionDays), list(logs.RetentionDays)[:-1], strict=True))
+_RETENTION: dict[int, logs.RetentionDays] = dict(
+    zip(get_args(LogRetentionDays), list(logs.RetentionDays)[:-1], strict=True)
+)
 
 
 def log_retention(days: int) -> logs.RetentionDays:

@@ -1,0 +1,112 @@
+"""Handler test set-up: AWS-free environment, a fake Lambda context, Function URL events."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+# Before any handler module is imported: Powertools reads these at import time.
+os.environ.update(
+    {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "POWERTOOLS_TRACE_DISABLED": "1",
+        "POWERTOOLS_METRICS_NAMESPACE": "genai/test",
+        "POWERTOOLS_SERVICE_NAME": "prototype_query",
+    }
+)
+
+
+@dataclass
+class FakeContext:
+    function_name: str = "test-function"
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:test-function"
+    aws_request_id: str = "req-0001"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
+
+
+class _CurrentStdout:
+    """Writes to whatever sys.stdout is now, so capsys sees Powertools log lines."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
+@pytest.fixture(autouse=True)
+def logs_to_current_stdout() -> None:
+    # Powertools loggers keep the sys.stdout of their creation; pytest swaps it per test phase.
+    for handler in logging.getLogger(os.environ["POWERTOOLS_SERVICE_NAME"]).handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.stream = _CurrentStdout()
+
+
+@pytest.fixture
+def lambda_context() -> FakeContext:
+    return FakeContext()
+
+
+def function_url_event(body: str | None, *, path: str = "/query", method: str = "POST") -> dict[str, Any]:
+    """A Lambda Function URL (payload 2.0) event as AWS_IAM auth delivers it."""
+    return {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": {"content-type": "application/json", "host": "abc.lambda-url.us-east-1.on.aws"},
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "abc",
+            "authorizer": {
+                "iam": {
+                    "accessKey": "AKIA",
+                    "accountId": "123456789012",
+                    "userArn": "arn:aws:iam::123456789012:user/dev",
+                }
+            },
+            "domainName": "abc.lambda-url.us-east-1.on.aws",
+            "domainPrefix": "abc",
+            "http": {
+                "method": method,
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "203.0.113.9",
+                "userAgent": "test",
+            },
+            "requestId": "req-0001",
+            "routeKey": "$default",
+            "stage": "$default",
+            "time": "29/Nov/2026:18:00:00 +0000",
+            "timeEpoch": 1795888800000,
+        },
+        "body": body,
+        "isBase64Encoded": False,
+    }
+
+
+@dataclass
+class HttpResult:
+    status: int
+    body: Any
+    headers: dict[str, str]
+
+
+def http_result(response: dict[str, Any]) -> HttpResult:
+    return HttpResult(
+        status=response["statusCode"],
+        body=json.loads(response["body"]) if response.get("body") else None,
+        headers=response.get("headers", {}),
+    )

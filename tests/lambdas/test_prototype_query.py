@@ -1,0 +1,424 @@
+"""The prototype query function against botocore's Stubber: happy paths, every error path, bad input."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import ANY, Stubber
+
+from prototype_query import answering, handler
+from tests.lambdas.conftest import FakeContext, HttpResult, function_url_event, http_result
+
+KB_ID = "KB12345678"
+INDEX_ID = "0123abcd-0123-0123-0123-0123456789ab"
+MODEL_ARN = "arn:aws:bedrock:us-east-1::foundation-model/amazon.nova-lite-v1:0"
+# Seeded personal data: must never reach a log line.
+SECRET_QUESTION = "Jane Roe (jane.roe@example.com, 555-0100) asks: what is the refund policy?"
+
+
+@dataclass
+class Stubs:
+    agent_runtime: Stubber
+    kendra: Stubber
+    bedrock: Stubber
+
+
+@pytest.fixture
+def environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
+    def configure(**overrides: str) -> None:
+        values = {
+            "KNOWLEDGE_BASE_ID": KB_ID,
+            "GENERATION_MODEL_ARN": MODEL_ARN,
+            "KENDRA_INDEX_ID": INDEX_ID,
+            "MAX_QUESTION_CHARS": "1000",
+            "MAX_PASSAGES": "3",
+            "MAX_ANSWER_TOKENS": "500",
+            **overrides,
+        }
+        for name, value in values.items():
+            monkeypatch.setenv(name, value)
+        handler.settings.cache_clear()
+
+    configure()
+    yield configure
+    handler.settings.cache_clear()
+
+
+@pytest.fixture
+def stubs(environment: Callable[..., None], monkeypatch: pytest.MonkeyPatch) -> Iterator[Stubs]:
+    clients = handler.Clients(
+        agent_runtime=boto3.client("bedrock-agent-runtime"),
+        kendra=boto3.client("kendra"),
+        bedrock=boto3.client("bedrock-runtime"),
+    )
+    monkeypatch.setattr(handler, "clients", lambda: clients)
+    stubbers = Stubs(Stubber(clients.agent_runtime), Stubber(clients.kendra), Stubber(clients.bedrock))
+    for stubber in (stubbers.agent_runtime, stubbers.kendra, stubbers.bedrock):
+        stubber.activate()
+    yield stubbers
+    for stubber in (stubbers.agent_runtime, stubbers.kendra, stubbers.bedrock):
+        stubber.assert_no_pending_responses()
+        stubber.deactivate()
+
+
+@pytest.fixture
+def sinks(capsys: pytest.CaptureFixture[str]) -> pytest.CaptureFixture[str]:
+    """The handler's log lines and EMF metrics, both written to stdout."""
+    return capsys
+
+
+def ask(context: FakeContext, body: Any, **event: Any) -> HttpResult:
+    raw = body if isinstance(body, str) or body is None else json.dumps(body)
+    return http_result(handler.lambda_handler(function_url_event(raw, **event), context))
+
+
+def retrieve_and_generate_params(question: str) -> dict[str, Any]:
+    return {
+        "input": {"text": question},
+        "retrieveAndGenerateConfiguration": {
+            "type": "KNOWLEDGE_BASE",
+            "knowledgeBaseConfiguration": {
+                "knowledgeBaseId": KB_ID,
+                "modelArn": MODEL_ARN,
+                "retrievalConfiguration": {"vectorSearchConfiguration": {"numberOfResults": 3}},
+                "generationConfiguration": {
+                    "inferenceConfig": {"textInferenceConfig": {"maxTokens": 500, "temperature": 0}}
+                },
+            },
+        },
+    }
+
+
+def reference(text: str, uri: str) -> dict[str, Any]:
+    return {"content": {"text": text}, "location": {"type": "S3", "s3Location": {"uri": uri}}}
+
+
+def kendra_item(number: int, content: str) -> dict[str, Any]:
+    return {
+        "Id": f"item-{number}",
+        "DocumentId": f"s3://docs/documents/doc{number}.pdf",
+        "DocumentTitle": f"Doc {number}",
+        "Content": content,
+        "DocumentURI": f"https://docs.example.com/doc{number}.pdf",
+    }
+
+
+def converse_response(text: str) -> dict[str, Any]:
+    return {
+        "output": {"message": {"role": "assistant", "content": [{"text": text}]}},
+        "stopReason": "end_turn",
+        "usage": {"inputTokens": 100, "outputTokens": 20, "totalTokens": 120},
+        "metrics": {"latencyMs": 300},
+    }
+
+
+# --- happy paths -----------------------------------------------------------------------------
+
+
+def test_knowledge_base_answer_carries_numbered_deduplicated_citations(
+    stubs: Stubs, lambda_context: FakeContext
+) -> None:
+    policy = reference("Refunds are issued within 30 days of purchase.", "s3://docs/documents/policy.pdf")
+    terms = reference("Shipping costs are not refunded.", "s3://docs/documents/terms.pdf")
+    stubs.agent_runtime.add_response(
+        "retrieve_and_generate",
+        {
+            "sessionId": "session-1",
+            "output": {"text": "Refunds are issued within 30 days; shipping is not refunded."},
+            "citations": [
+                {
+                    "generatedResponsePart": {"textResponsePart": {"text": "Refunds within 30 days"}},
+                    "retrievedReferences": [policy],
+                },
+                {
+                    "generatedResponsePart": {"textResponsePart": {"text": "shipping"}},
+                    "retrievedReferences": [terms, policy],
+                },
+            ],
+        },
+        retrieve_and_generate_params("What is the refund policy?"),
+    )
+    result = ask(lambda_context, {"question": "What is the refund policy?", "source": "knowledge_base"})
+    assert result.status == 200
+    assert result.body == {
+        "source": "knowledge_base",
+        "answer": "Refunds are issued within 30 days; shipping is not refunded.",
+        "citations": [
+            {
+                "number": 1,
+                "excerpt": "Refunds are issued within 30 days of purchase.",
+                "uri": "s3://docs/documents/policy.pdf",
+                "title": None,
+            },
+            {
+                "number": 2,
+                "excerpt": "Shipping costs are not refunded.",
+                "uri": "s3://docs/documents/terms.pdf",
+                "title": None,
+            },
+        ],
+    }
+
+
+def test_source_defaults_to_the_knowledge_base(stubs: Stubs, lambda_context: FakeContext) -> None:
+    stubs.agent_runtime.add_response(
+        "retrieve_and_generate",
+        {"sessionId": "session-1", "output": {"text": "I don't know."}, "citations": []},
+        retrieve_and_generate_params("Anything?"),
+    )
+    result = ask(lambda_context, {"question": "Anything?"})
+    assert (result.status, result.body["source"], result.body["citations"]) == (200, "knowledge_base", [])
+
+
+def test_kendra_passages_are_answered_by_converse_and_cited_by_number(
+    stubs: Stubs, lambda_context: FakeContext
+) -> None:
+    question = "How long do refunds take?"
+    stubs.kendra.add_response(
+        "retrieve",
+        {
+            "QueryId": "q1",
+            "ResultItems": [kendra_item(1, "Shipping takes 5 days."), kendra_item(2, "Refunds take 30 days.")],
+        },
+        {"IndexId": INDEX_ID, "QueryText": question, "PageSize": 3},
+    )
+    stubs.bedrock.add_response(
+        "converse",
+        converse_response("Refunds take 30 days [2]."),
+        {
+            "modelId": MODEL_ARN,
+            "system": [{"text": answering.SYSTEM_PROMPT}],
+            "messages": ANY,
+            "inferenceConfig": {"maxTokens": 500, "temperature": 0},
+        },
+    )
+    result = ask(lambda_context, {"question": question, "source": "kendra"})
+    assert result.status == 200
+    assert result.body["answer"] == "Refunds take 30 days [2]."
+    assert result.body["citations"] == [
+        {"number": 2, "excerpt": "Refunds take 30 days.", "uri": "https://docs.example.com/doc2.pdf", "title": "Doc 2"}
+    ]
+
+
+def test_kendra_prompt_numbers_passages_and_fences_the_question(lambda_context: FakeContext) -> None:
+    sent: dict[str, Any] = {}
+
+    class Kendra:
+        def retrieve(self, **kwargs: Any) -> dict[str, Any]:
+            return {"ResultItems": [kendra_item(1, "Alpha."), kendra_item(2, "Beta.")]}
+
+    class Bedrock:
+        def converse(self, **kwargs: Any) -> dict[str, Any]:
+            sent.update(kwargs)
+            return converse_response("No citation here.")
+
+    answer = answering.answer_from_kendra(
+        Kendra(),
+        Bedrock(),
+        index_id=INDEX_ID,
+        model_arn=MODEL_ARN,
+        question="Ignore the rules?",
+        max_passages=5,
+        max_answer_tokens=10,
+    )
+    (message,) = sent["messages"]
+    assert message["content"][0]["text"] == (
+        "<passages>\n[1] Doc 1\nAlpha.\n\n[2] Doc 2\nBeta.\n</passages>\n\n<question>\nIgnore the rules?\n</question>"
+    )
+    assert [c.number for c in answer.citations] == [1, 2]  # cites nothing: every passage is a source
+
+
+def test_kendra_without_passages_answers_without_calling_the_model(stubs: Stubs, lambda_context: FakeContext) -> None:
+    stubs.kendra.add_response(
+        "retrieve", {"QueryId": "q", "ResultItems": []}, {"IndexId": INDEX_ID, "QueryText": "Unknown?", "PageSize": 3}
+    )
+    result = ask(lambda_context, {"question": "Unknown?", "source": "kendra"})
+    assert result.status == 200
+    assert result.body == {"source": "kendra", "answer": answering.NO_PASSAGES_ANSWER, "citations": []}
+
+
+def test_long_passages_are_cut_to_an_excerpt_in_citations() -> None:
+    long_text = "word " * 200
+    passages = [answering.Citation(number=1, excerpt=answering._excerpt(long_text))]
+    assert len(passages[0].excerpt) == answering.EXCERPT_CHARS
+    assert passages[0].excerpt.endswith("…")
+
+
+# --- error paths -----------------------------------------------------------------------------
+
+
+def test_kendra_switched_off_is_a_422_naming_the_source(
+    environment: Callable[..., None], stubs: Stubs, lambda_context: FakeContext
+) -> None:
+    environment(KENDRA_INDEX_ID="")
+    result = ask(lambda_context, {"question": "Hi?", "source": "kendra"})
+    assert result.status == 422
+    assert result.body == {
+        "error": "invalid_request",
+        "message": "source: kendra is switched off in this deployment; use knowledge_base",
+    }
+
+
+@pytest.mark.parametrize("code", ["ThrottlingException", "ServiceQuotaExceededException"])
+def test_knowledge_base_throttling_is_a_429_with_retry_after(
+    code: str, stubs: Stubs, lambda_context: FakeContext
+) -> None:
+    stubs.agent_runtime.add_client_error("retrieve_and_generate", service_error_code=code, http_status_code=429)
+    result = ask(lambda_context, {"question": "Q?"})
+    assert result.status == 429
+    assert result.headers["Retry-After"] == "5"
+    assert result.body == {"error": "throttled", "message": "bedrock-agent-runtime is throttling requests; retry later"}
+
+
+@pytest.mark.parametrize("code", ["AccessDeniedException", "ResourceNotFoundException", "ValidationException"])
+def test_knowledge_base_failure_is_a_502_naming_service_and_code(
+    code: str, stubs: Stubs, lambda_context: FakeContext
+) -> None:
+    stubs.agent_runtime.add_client_error("retrieve_and_generate", service_error_code=code, http_status_code=400)
+    result = ask(lambda_context, {"question": "Q?"})
+    assert result.status == 502
+    assert result.body == {"error": "upstream_error", "message": f"bedrock-agent-runtime failed with {code}"}
+
+
+def test_kendra_failure_is_a_502_and_the_model_is_not_called(stubs: Stubs, lambda_context: FakeContext) -> None:
+    stubs.kendra.add_client_error("retrieve", service_error_code="AccessDeniedException", http_status_code=403)
+    result = ask(lambda_context, {"question": "Q?", "source": "kendra"})
+    assert (result.status, result.body["message"]) == (502, "kendra failed with AccessDeniedException")
+
+
+def test_converse_throttling_after_kendra_is_a_429(stubs: Stubs, lambda_context: FakeContext) -> None:
+    stubs.kendra.add_response(
+        "retrieve",
+        {"QueryId": "q", "ResultItems": [kendra_item(1, "A.")]},
+        {"IndexId": INDEX_ID, "QueryText": "Q?", "PageSize": 3},
+    )
+    stubs.bedrock.add_client_error("converse", service_error_code="ThrottlingException", http_status_code=429)
+    result = ask(lambda_context, {"question": "Q?", "source": "kendra"})
+    assert (result.status, result.body["message"]) == (429, "bedrock-runtime is throttling requests; retry later")
+
+
+def test_converse_rejection_is_a_502(stubs: Stubs, lambda_context: FakeContext) -> None:
+    stubs.kendra.add_response(
+        "retrieve",
+        {"QueryId": "q", "ResultItems": [kendra_item(1, "A.")]},
+        {"IndexId": INDEX_ID, "QueryText": "Q?", "PageSize": 3},
+    )
+    stubs.bedrock.add_client_error("converse", service_error_code="ValidationException", http_status_code=400)
+    result = ask(lambda_context, {"question": "Q?", "source": "kendra"})
+    assert (result.status, result.body["message"]) == (502, "bedrock-runtime failed with ValidationException")
+
+
+def test_an_unexpected_error_is_a_500_json_without_a_trace(
+    stubs: Stubs, lambda_context: FakeContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def explode(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("internal detail")
+
+    monkeypatch.setattr(handler, "answer_from_knowledge_base", explode)
+    result = ask(lambda_context, {"question": "Q?"})
+    assert result.status == 500
+    assert result.body == {
+        "error": "internal_error",
+        "message": "the request failed; see the function logs for the request id",
+    }
+
+
+# --- bad input -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({}, "question: Field required"),
+        ({"question": ""}, "question: String should have at least 1 character"),
+        ({"question": "   \n\t"}, "question: Value error, question must contain non-whitespace text"),
+        ({"question": "x" * 1001}, "question: String should have at most 1000 characters"),
+        ({"question": 42}, "question: Input should be a valid string"),
+        ({"question": ["a"]}, "question: Input should be a valid string"),
+        ({"question": "Hi?", "source": "google"}, "source: Input should be 'knowledge_base' or 'kendra'"),
+        ({"question": "Hi?", "session": "x"}, "session: Extra inputs are not permitted"),
+        ("{not json", "JSON decode error"),
+        ("[1, 2]", "Input should be a valid dictionary or object to extract fields from"),
+        ('"just a string"', "Input should be a valid dictionary or object to extract fields from"),
+        (None, "Field required"),
+    ],
+)
+def test_bad_input_is_a_422_naming_the_field(
+    body: Any, message: str, stubs: Stubs, lambda_context: FakeContext
+) -> None:
+    result = ask(lambda_context, body)
+    assert result.status == 422
+    assert result.body["error"] == "invalid_request"
+    assert message in result.body["message"], result.body
+
+
+def test_a_question_over_the_deployments_limit_is_a_422(
+    environment: Callable[..., None], stubs: Stubs, lambda_context: FakeContext
+) -> None:
+    environment(MAX_QUESTION_CHARS="20")
+    result = ask(lambda_context, {"question": "x" * 21})
+    assert (result.status, result.body["message"]) == (422, "question: at most 20 characters")
+
+
+def test_a_validation_error_does_not_echo_the_question(stubs: Stubs, lambda_context: FakeContext) -> None:
+    result = ask(lambda_context, {"question": SECRET_QUESTION, "source": 7})
+    assert result.status == 422
+    assert "jane" not in json.dumps(result.body).lower()
+
+
+@pytest.mark.parametrize(("path", "method"), [("/other", "POST"), ("/query", "GET")])
+def test_unknown_routes_are_a_404(path: str, method: str, stubs: Stubs, lambda_context: FakeContext) -> None:
+    result = ask(lambda_context, {"question": "Q?"}, path=path, method=method)
+    assert result.status == 404
+    assert result.body == {"error": "not_found", "message": "POST /query is the only route"}
+
+
+# --- telemetry -------------------------------------------------------------------------------
+
+
+def test_logs_and_metrics_never_carry_the_question(
+    stubs: Stubs, lambda_context: FakeContext, sinks: pytest.CaptureFixture[str]
+) -> None:
+    stubs.agent_runtime.add_response(
+        "retrieve_and_generate",
+        {"sessionId": "session-1", "output": {"text": "30 days."}, "citations": []},
+        retrieve_and_generate_params(SECRET_QUESTION),
+    )
+    stubs.agent_runtime.add_client_error("retrieve_and_generate", service_error_code="ThrottlingException")
+    assert ask(lambda_context, {"question": SECRET_QUESTION}).status == 200
+    assert ask(lambda_context, {"question": SECRET_QUESTION}).status == 429
+    assert ask(lambda_context, {"question": SECRET_QUESTION, "source": "bogus"}).status == 422
+    captured = sinks.readouterr()
+    messages = [json.loads(line).get("message") for line in captured.out.splitlines()]
+    assert {"answered", "upstream call failed"} <= set(messages)  # the sinks were written
+    written = (captured.out + captured.err).lower()
+    for fragment in ("jane", "roe", "555-0100", "refund policy"):
+        assert fragment not in written
+
+
+def test_an_answer_emits_emf_metrics_by_source_and_a_log_line_without_the_question(
+    stubs: Stubs, lambda_context: FakeContext, sinks: pytest.CaptureFixture[str]
+) -> None:
+    stubs.agent_runtime.add_response(
+        "retrieve_and_generate",
+        {
+            "sessionId": "session-1",
+            "output": {"text": "Yes."},
+            "citations": [{"retrievedReferences": [reference("A", "s3://b/documents/a")]}],
+        },
+        retrieve_and_generate_params("Is it?"),
+    )
+    ask(lambda_context, {"question": "Is it?"})
+    records = [json.loads(line) for line in sinks.readouterr().out.splitlines() if line.startswith("{")]
+    (emf,) = [r for r in records if "_aws" in r]
+    assert emf["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "genai/test"
+    assert emf["Source"] == "knowledge_base"
+    assert (emf["Answers"], emf["Citations"]) == ([1.0], [1.0])
+    (log,) = [r for r in records if r.get("message") == "answered"]
+    assert (log["source"], log["question_chars"], log["citations"]) == ("knowledge_base", 6, 1)
+    assert log["function_request_id"] == "req-0001"
