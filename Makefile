@@ -21,7 +21,7 @@ CDK := cdk --ci --no-notices
 CDK_ARGS := -c tier=$(TIER)
 PIP_QUIET := --quiet --disable-pip-version-check
 
-.PHONY: help setup synth test lint format typecheck cfn-lint bench diff deploy destroy clean distclean
+.PHONY: help layer setup synth test lint format typecheck cfn-lint bench nag-report diff deploy destroy clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -41,6 +41,8 @@ build/.layer-installed: lambdas/requirements.txt | $(VENV)/.installed
 		--platform $(LAMBDA_PLATFORM) --python-version $(LAMBDA_PYTHON) \
 		--target $(LAYER)/python -r lambdas/requirements.txt
 	touch $@
+
+layer: build/.layer-installed ## build the Lambda dependency layer (cached)
 
 setup: $(VENV)/.installed node_modules/.installed build/.layer-installed ## venv, CDK CLI, Lambda layer (cached)
 
@@ -68,6 +70,9 @@ cfn-lint: synth ## cfn-lint every synthesized template
 
 bench: setup ## time `make synth` against a one-bucket CDK app (jsii's floor)
 	$(BIN)/python bench/synth_bench.py
+
+nag-report: synth ## count cdk-nag acknowledgements by rule
+	$(BIN)/python tools/nag_report.py cdk.out
 
 diff: setup ## cdk diff against the deployed TIER (needs AWS credentials)
 	$(CDK) diff $(CDK_ARGS) --all

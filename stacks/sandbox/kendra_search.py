@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import ArnFormat, Stack
-from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kendra as kendra
-from aws_cdk import aws_kms as kms
-from aws_cdk import aws_s3 as s3
+from aws_cdk import ArnFormat, Stack, aws_iam as iam, aws_kendra as kendra, aws_kms as kms, aws_s3 as s3
 from constructs import Construct
 
 from stacks.shared.nag import acknowledge, acknowledge_inline_policy, nag_arn, nag_attribute

@@ -5,8 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from aws_cdk import ArnFormat, Stack
-from aws_cdk import aws_iam as iam
+from aws_cdk import ArnFormat, Stack, aws_iam as iam
 from constructs import Construct
 
 from stacks.shared.nag import acknowledge

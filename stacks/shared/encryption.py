@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
-from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
+from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack, aws_iam as iam, aws_kms as kms
 from constructs import Construct
 
 # What the CloudWatch Logs service needs to encrypt a log group with a customer-managed key.

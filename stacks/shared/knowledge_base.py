@@ -5,20 +5,10 @@ from __future__ import annotations
 from aws_cdk import (
     ArnFormat,
     Stack,
-)
-from aws_cdk import (
     aws_bedrock as bedrock,
-)
-from aws_cdk import (
     aws_iam as iam,
-)
-from aws_cdk import (
     aws_kms as kms,
-)
-from aws_cdk import (
     aws_s3 as s3,
-)
-from aws_cdk import (
     aws_s3vectors as s3vectors,
 )
 from constructs import Construct

@@ -10,17 +10,9 @@ from aws_cdk import (
     Duration,
     RemovalPolicy,
     Stack,
-)
-from aws_cdk import (
     aws_iam as iam,
-)
-from aws_cdk import (
     aws_kms as kms,
-)
-from aws_cdk import (
     aws_lambda as lambda_,
-)
-from aws_cdk import (
     aws_logs as logs,
 )
 from constructs import Construct

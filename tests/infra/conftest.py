@@ -28,10 +28,6 @@ class Assembly:
         (name,) = [n for n in self.templates if n.endswith(suffix)]
         return self.templates[name]
 
-    def metadata(self, stack: str) -> dict[str, list[dict[str, Any]]]:
-        data: dict[str, list[dict[str, Any]]] = json.loads((self.outdir / f"{stack}.metadata.json").read_text())
-        return data
-
 
 Synthesizer = Callable[..., Assembly]
 
