@@ -32,15 +32,15 @@ def build_app(app: App) -> list[Stack]:
 
 def _tier_stacks(app: App, tier: Tier, config: BlueprintConfig) -> list[Stack]:
     prefix = config.prefix
+    stacks: list[Stack]
     if tier is Tier.SANDBOX:
-        sandbox = config.sandbox
-        env = Environment(account=sandbox.account, region=sandbox.region)
-        stack: Stack = SandboxStack(app, f"{prefix}-sandbox", prefix=prefix, config=sandbox, env=env)
-        stacks = [stack]
+        env = Environment(account=config.sandbox.account, region=config.sandbox.region)
+        stacks = [SandboxStack(app, f"{prefix}-sandbox", prefix=prefix, config=config.sandbox, env=env)]
     else:
-        production = config.production
-        env = Environment(account=production.account, region=production.region)
-        stacks = [FoundationStack(app, f"{prefix}-production-foundation", prefix=prefix, config=production, env=env)]
+        env = Environment(account=config.production.account, region=config.production.region)
+        stacks = [
+            FoundationStack(app, f"{prefix}-production-foundation", prefix=prefix, config=config.production, env=env)
+        ]
     for stack in stacks:
         Tags.of(stack).add("tier", tier.value)
     return stacks

@@ -11,7 +11,7 @@ from pathlib import Path
 
 def acknowledgements(outdir: Path) -> list[tuple[str, str, str]]:
     """(construct path, rule id, reason) for every acknowledged finding in a cloud assembly."""
-    found = []
+    found: list[tuple[str, str, str]] = []
     for metadata in sorted(outdir.glob("*.metadata.json")):
         for path, entries in json.loads(metadata.read_text()).items():
             for entry in entries:
