@@ -6,6 +6,7 @@ from aws_cdk import ArnFormat, Stack, aws_iam as iam, aws_kendra as kendra, aws_
 from constructs import Construct
 
 from stacks.shared.nag import acknowledge, acknowledge_inline_policy, nag_arn, nag_attribute
+from stacks.shared.principals import service_acting_for
 
 # What the S3 template connector does to the index while it syncs.
 SYNC_INDEX_ACTIONS = [
@@ -51,7 +52,7 @@ class KendraSearch(Construct):
             self,
             "IndexRole",
             description=f"Kendra index {name}: publish its metrics and logs",
-            assumed_by=_kendra_principal(stack),
+            assumed_by=service_acting_for(self, "kendra.amazonaws.com", service="kendra", resource="index"),
         )
         index_role.add_to_policy(
             iam.PolicyStatement(
@@ -91,7 +92,7 @@ class KendraSearch(Construct):
             self,
             "DataSourceRole",
             description=f"Kendra index {name}: crawl the documents prefix and write to the index",
-            assumed_by=_kendra_principal(stack),
+            assumed_by=service_acting_for(self, "kendra.amazonaws.com", service="kendra", resource="index"),
         )
         source_role.add_to_policy(iam.PolicyStatement(actions=["s3:ListBucket"], resources=[documents.bucket_arn]))
         source_role.add_to_policy(
@@ -163,17 +164,3 @@ def s3_template(*, bucket_name: str, prefix: str) -> dict[str, object]:
         },
         "additionalProperties": {"inclusionPrefixes": [prefix]},
     }
-
-
-def _kendra_principal(stack: Stack) -> iam.IPrincipal:
-    return iam.ServicePrincipal(
-        "kendra.amazonaws.com",
-        conditions={
-            "StringEquals": {"aws:SourceAccount": stack.account},
-            "ArnLike": {
-                "aws:SourceArn": stack.format_arn(
-                    service="kendra", resource="index", resource_name="*", arn_format=ArnFormat.SLASH_RESOURCE_NAME
-                )
-            },
-        },
-    )

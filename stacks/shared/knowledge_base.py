@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from aws_cdk import (
-    ArnFormat,
-    Stack,
     aws_bedrock as bedrock,
     aws_iam as iam,
     aws_kms as kms,
@@ -16,6 +14,7 @@ from constructs import Construct
 from stacks.config import Chunking, FixedSizeChunking, HierarchicalChunking, KnowledgeBaseConfig, SemanticChunking
 from stacks.shared.bedrock import grant_invoke, model_arns
 from stacks.shared.nag import acknowledge, acknowledge_inline_policy, nag_attribute
+from stacks.shared.principals import service_acting_for
 
 # What the Knowledge Base service role does to its vector index (sync writes and deletes,
 # retrieval queries). Each action takes the index as its resource.
@@ -54,7 +53,6 @@ class VectorKnowledgeBase(Construct):
         config: KnowledgeBaseConfig,
     ) -> None:
         super().__init__(scope, id)
-        stack = Stack.of(self)
 
         self.vector_bucket = s3vectors.CfnVectorBucket(
             self,
@@ -66,20 +64,11 @@ class VectorKnowledgeBase(Construct):
         encryption_key.add_to_resource_policy(
             iam.PolicyStatement(
                 sid="S3VectorsIndexing",
-                principals=[iam.ServicePrincipal("indexing.s3vectors.amazonaws.com")],
+                principals=[
+                    service_acting_for(self, "indexing.s3vectors.amazonaws.com", service="s3vectors", resource="bucket")
+                ],
                 actions=VECTOR_INDEXING_KEY_ACTIONS,
                 resources=["*"],
-                conditions={
-                    "StringEquals": {"aws:SourceAccount": stack.account},
-                    "ArnLike": {
-                        "aws:SourceArn": stack.format_arn(
-                            service="s3vectors",
-                            resource="bucket",
-                            resource_name="*",
-                            arn_format=ArnFormat.SLASH_RESOURCE_NAME,
-                        )
-                    },
-                },
             )
         )
         self.index = s3vectors.CfnIndex(
@@ -99,20 +88,7 @@ class VectorKnowledgeBase(Construct):
             self,
             "Role",
             description=f"Bedrock Knowledge Base {name}: embed, read documents, write its vector index",
-            assumed_by=iam.ServicePrincipal(
-                "bedrock.amazonaws.com",
-                conditions={
-                    "StringEquals": {"aws:SourceAccount": stack.account},
-                    "ArnLike": {
-                        "aws:SourceArn": stack.format_arn(
-                            service="bedrock",
-                            resource="knowledge-base",
-                            resource_name="*",
-                            arn_format=ArnFormat.SLASH_RESOURCE_NAME,
-                        )
-                    },
-                },
-            ),
+            assumed_by=service_acting_for(self, "bedrock.amazonaws.com", service="bedrock", resource="knowledge-base"),
         )
         grant_invoke(self.role, embedding)
         self.role.add_to_policy(iam.PolicyStatement(actions=DOCUMENT_LIST_ACTIONS, resources=[documents.bucket_arn]))

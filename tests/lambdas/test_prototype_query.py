@@ -291,26 +291,24 @@ def test_kendra_failure_is_a_502_and_the_model_is_not_called(stubs: Stubs, lambd
     assert (result.status, result.body["message"]) == (502, "kendra failed with AccessDeniedException")
 
 
-def test_converse_throttling_after_kendra_is_a_429(stubs: Stubs, lambda_context: FakeContext) -> None:
+@pytest.mark.parametrize(
+    ("code", "status", "message"),
+    [
+        ("ThrottlingException", 429, "bedrock-runtime is throttling requests; retry later"),
+        ("ValidationException", 502, "bedrock-runtime failed with ValidationException"),
+    ],
+)
+def test_converse_failure_after_kendra_is_mapped(
+    code: str, status: int, message: str, stubs: Stubs, lambda_context: FakeContext
+) -> None:
     stubs.kendra.add_response(
         "retrieve",
         {"QueryId": "q", "ResultItems": [kendra_item(1, "A.")]},
         {"IndexId": INDEX_ID, "QueryText": "Q?", "PageSize": 3},
     )
-    stubs.bedrock.add_client_error("converse", service_error_code="ThrottlingException", http_status_code=429)
+    stubs.bedrock.add_client_error("converse", service_error_code=code, http_status_code=400)
     result = ask(lambda_context, {"question": "Q?", "source": "kendra"})
-    assert (result.status, result.body["message"]) == (429, "bedrock-runtime is throttling requests; retry later")
-
-
-def test_converse_rejection_is_a_502(stubs: Stubs, lambda_context: FakeContext) -> None:
-    stubs.kendra.add_response(
-        "retrieve",
-        {"QueryId": "q", "ResultItems": [kendra_item(1, "A.")]},
-        {"IndexId": INDEX_ID, "QueryText": "Q?", "PageSize": 3},
-    )
-    stubs.bedrock.add_client_error("converse", service_error_code="ValidationException", http_status_code=400)
-    result = ask(lambda_context, {"question": "Q?", "source": "kendra"})
-    assert (result.status, result.body["message"]) == (502, "bedrock-runtime failed with ValidationException")
+    assert (result.status, result.body["message"]) == (status, message)
 
 
 def test_an_unexpected_error_is_a_500_json_without_a_trace(
