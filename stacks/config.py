@@ -145,7 +145,7 @@ class BudgetConfig(_Model):
 
 class QueryConfig(_Model):
     generation_model_id: ModelId = "amazon.nova-lite-v1:0"
-    # RetrieveAndGenerate and Kendra Retrieve both cap the query text at 1,000 characters.
+    # RetrieveAndGenerate takes at most 1,000 characters (Kendra reads only the first 30 words).
     max_question_chars: int = Field(default=1000, ge=1, le=1000)
     max_passages: int = Field(default=5, ge=1, le=20)
     max_answer_tokens: int = Field(default=800, ge=1, le=8192)

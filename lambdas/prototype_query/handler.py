@@ -17,6 +17,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.config import Config
 
 from prototype_query.answering import UpstreamError, answer_from_kendra, answer_from_knowledge_base
 from prototype_query.models import QueryRequest, Settings, Source
@@ -41,10 +42,17 @@ def settings() -> Settings:
 
 @cache
 def clients() -> Clients:
+    # Two attempts that fit in the function's timeout, so a slow upstream ends in a JSON 502
+    # rather than a Lambda timeout.
+    config = Config(
+        connect_timeout=5,
+        read_timeout=settings().upstream_timeout_seconds,
+        retries={"mode": "standard", "total_max_attempts": 2},
+    )
     return Clients(
-        agent_runtime=boto3.client("bedrock-agent-runtime"),
-        kendra=boto3.client("kendra"),
-        bedrock=boto3.client("bedrock-runtime"),
+        agent_runtime=boto3.client("bedrock-agent-runtime", config=config),
+        kendra=boto3.client("kendra", config=config),
+        bedrock=boto3.client("bedrock-runtime", config=config),
     )
 
 
@@ -58,7 +66,6 @@ def query(request: Annotated[QueryRequest, Body()]) -> Response[Any]:
         return _error(422, "invalid_request", "source: kendra is switched off in this deployment; use knowledge_base")
 
     started = time.perf_counter()
-    metrics.add_dimension("Source", request.source.value)
     if request.source is Source.KENDRA:
         answer = answer_from_kendra(
             clients().kendra,
@@ -79,6 +86,8 @@ def query(request: Annotated[QueryRequest, Body()]) -> Response[Any]:
             max_answer_tokens=config.max_answer_tokens,
         )
     elapsed_ms = (time.perf_counter() - started) * 1000
+    # Errors carry only ErrorCode (see _error), so each metric keeps one set of dimensions.
+    metrics.add_dimension("Source", request.source.value)
     metrics.add_metric(name="Answers", unit=MetricUnit.Count, value=1)
     metrics.add_metric(name="Citations", unit=MetricUnit.Count, value=len(answer.citations))
     metrics.add_metric(name="Latency", unit=MetricUnit.Milliseconds, value=elapsed_ms)
@@ -96,10 +105,7 @@ def query(request: Annotated[QueryRequest, Body()]) -> Response[Any]:
 @app.exception_handler(RequestValidationError)
 def _invalid_request(error: RequestValidationError) -> Response[Any]:
     # Field locations and messages only: pydantic's "input" would echo the question back.
-    problems = [
-        f"{'.'.join(str(part) for part in detail['loc'] if part != 'body') or 'body'}: {detail['msg']}"
-        for detail in error.errors()
-    ]
+    problems = [f"{_field(detail['loc'])}: {detail['msg']}" for detail in error.errors()]
     return _error(422, "invalid_request", "; ".join(problems))
 
 
@@ -121,6 +127,12 @@ def _no_route(error: NotFoundError) -> Response[Any]:
 def _unexpected(error: Exception) -> Response[Any]:
     logger.exception("unexpected error")
     return _error(500, "internal_error", "the request failed; see the function logs for the request id")
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    """ "question" for ("body", "question"); "body" for the body itself (e.g. invalid JSON)."""
+    names = [str(part) for part in loc if isinstance(part, str) and part != "body"]
+    return ".".join(names) or "body"
 
 
 def _error(status: int, code: str, message: str, retry_after: str | None = None) -> Response[Any]:

@@ -16,8 +16,8 @@ class Source(StrEnum):
 class QueryRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    # 1,000 characters is the query limit of both RetrieveAndGenerate and Kendra Retrieve;
-    # the deployment may set a lower one (Settings.max_question_chars).
+    # RetrieveAndGenerate takes at most 1,000 characters (Kendra reads only the first 30 words);
+    # the deployment may set a lower limit (Settings.max_question_chars).
     question: str = Field(min_length=1, max_length=1000)
     source: Source = Source.KNOWLEDGE_BASE
 
@@ -47,12 +47,14 @@ class Settings(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
+    # Limits are validated once, in the deployment's config (stacks/config.py QueryConfig).
     knowledge_base_id: str = Field(min_length=1)
     generation_model_arn: str = Field(min_length=1)
     kendra_index_id: str | None = None
-    max_question_chars: int = Field(default=1000, ge=1, le=1000)
-    max_passages: int = Field(default=5, ge=1, le=100)
-    max_answer_tokens: int = Field(default=800, ge=1)
+    max_question_chars: int = 1000
+    max_passages: int = 5
+    max_answer_tokens: int = 800
+    upstream_timeout_seconds: int = 25
 
     @classmethod
     def from_environ(cls) -> Settings:
@@ -64,4 +66,5 @@ class Settings(BaseModel):
             max_question_chars=int(env.get("MAX_QUESTION_CHARS", "1000")),
             max_passages=int(env.get("MAX_PASSAGES", "5")),
             max_answer_tokens=int(env.get("MAX_ANSWER_TOKENS", "800")),
+            upstream_timeout_seconds=int(env.get("UPSTREAM_TIMEOUT_SECONDS", "25")),
         )

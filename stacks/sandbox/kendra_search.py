@@ -5,6 +5,7 @@ from __future__ import annotations
 from aws_cdk import ArnFormat, Stack, aws_iam as iam, aws_kendra as kendra, aws_kms as kms, aws_s3 as s3
 from constructs import Construct
 
+from stacks.shared.buckets import grant_read_prefix
 from stacks.shared.nag import acknowledge, acknowledge_inline_policy, nag_arn, nag_attribute
 from stacks.shared.principals import service_acting_for
 
@@ -94,21 +95,12 @@ class KendraSearch(Construct):
             description=f"Kendra index {name}: crawl the documents prefix and write to the index",
             assumed_by=service_acting_for(self, "kendra.amazonaws.com", service="kendra", resource="index"),
         )
-        source_role.add_to_policy(iam.PolicyStatement(actions=["s3:ListBucket"], resources=[documents.bucket_arn]))
-        source_role.add_to_policy(
-            iam.PolicyStatement(actions=["s3:GetObject"], resources=[documents.arn_for_objects(f"{prefix}*")])
-        )
-        documents_key.grant_decrypt(source_role)
+        grant_read_prefix(documents, documents_key, source_role, prefix=prefix, reader="The Kendra S3 connector")
         source_role.add_to_policy(
             iam.PolicyStatement(
                 actions=SYNC_INDEX_ACTIONS,
                 resources=[self.index.attr_arn, f"{self.index.attr_arn}/data-source/*"],
             )
-        )
-        acknowledge(
-            source_role,
-            f"AwsSolutions-IAM5[Resource::{nag_attribute(documents, 'Arn')}/{prefix}*]",
-            "The connector reads every object under the configured documents prefix, and only those.",
         )
         acknowledge(
             source_role,
@@ -141,6 +133,10 @@ class KendraSearch(Construct):
     @property
     def index_arn(self) -> str:
         return self.index.attr_arn
+
+    @property
+    def data_source_id(self) -> str:
+        return self.data_source.attr_id
 
 
 def s3_template(*, bucket_name: str, prefix: str) -> dict[str, object]:

@@ -54,6 +54,8 @@ class PrototypeQuery(Construct):
                 "MAX_QUESTION_CHARS": str(config.max_question_chars),
                 "MAX_PASSAGES": str(config.max_passages),
                 "MAX_ANSWER_TOKENS": str(config.max_answer_tokens),
+                # Two attempts per AWS call must fit in the function's timeout.
+                "UPSTREAM_TIMEOUT_SECONDS": str(max(1, (config.timeout_seconds - 5) // 2)),
             },
         )
         role = self.function.role

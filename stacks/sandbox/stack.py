@@ -98,4 +98,10 @@ class SandboxStack(Stack):
         )
         if kendra is not None:
             CfnOutput(self, "KendraIndexId", value=kendra.index_id)
+            CfnOutput(
+                self,
+                "KendraDataSourceId",
+                value=kendra.data_source_id,
+                description="Sync now: aws kendra start-data-source-sync-job --index-id ... --id ...",
+            )
         CfnOutput(self, "QueryUrl", value=query.url.url, description="POST {url}query with SigV4 (service lambda)")

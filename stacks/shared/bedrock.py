@@ -12,6 +12,8 @@ from stacks.shared.nag import acknowledge
 
 # InvokeModel authorizes Converse too; streaming variants are not used by this project yet.
 INVOKE_ACTIONS = ["bedrock:InvokeModel"]
+# Bedrock reads the profile to route a request made through a cross-region inference profile.
+PROFILE_ACTIONS = ["bedrock:GetInferenceProfile"]
 
 # Cross-region inference profiles prefix a foundation-model id with a geography.
 _PROFILE = re.compile(r"^(us|eu|apac|us-gov|global)\.(?P<model>.+)$")
@@ -19,10 +21,12 @@ _PROFILE = re.compile(r"^(us|eu|apac|us-gov|global)\.(?P<model>.+)$")
 
 @dataclass(frozen=True)
 class ModelArns:
-    """``invoke_arn`` is what Converse / RetrieveAndGenerate take; ``iam_resources`` what to allow."""
+    """``invoke_arn`` is what Converse / RetrieveAndGenerate take; ``iam_resources`` what
+    InvokeModel must be allowed on; ``profile_arn`` the inference profile, if one is used."""
 
     invoke_arn: str
     iam_resources: tuple[str, ...]
+    profile_arn: str | None = None
 
 
 def model_arns(scope: Construct, model_id: str) -> ModelArns:
@@ -45,12 +49,15 @@ def model_arns(scope: Construct, model_id: str) -> ModelArns:
     return ModelArns(
         invoke_arn=profile_arn,
         iam_resources=(profile_arn, _foundation_model_arn(stack, profile["model"], "*")),
+        profile_arn=profile_arn,
     )
 
 
 def grant_invoke(role: iam.IRole, model: ModelArns) -> None:
     """Allow ``role`` to invoke ``model`` (InvokeModel covers Converse), nothing else."""
     role.add_to_principal_policy(iam.PolicyStatement(actions=INVOKE_ACTIONS, resources=list(model.iam_resources)))
+    if model.profile_arn is not None:
+        role.add_to_principal_policy(iam.PolicyStatement(actions=PROFILE_ACTIONS, resources=[model.profile_arn]))
     for arn in model.iam_resources:
         if ":*::" in arn:
             acknowledge(

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy, aws_kms as kms, aws_s3 as s3
+from aws_cdk import Duration, RemovalPolicy, aws_iam as iam, aws_kms as kms, aws_s3 as s3
 from constructs import Construct
 
-from stacks.shared.nag import acknowledge
+from stacks.shared.nag import acknowledge, nag_attribute
 
 
 class AccessLogBucket(s3.Bucket):
@@ -76,3 +76,20 @@ class SecureBucket(s3.Bucket):
             removal_policy=removal_policy,
             auto_delete_objects=removal_policy == RemovalPolicy.DESTROY,
         )
+
+
+def grant_read_prefix(bucket: s3.IBucket, key: kms.IKey, role: iam.IRole, *, prefix: str, reader: str) -> None:
+    """Let ``role`` list ``bucket`` and read and decrypt the objects under ``prefix``, no others.
+
+    ``reader`` names who reads, for the cdk-nag acknowledgement of the prefix wildcard.
+    """
+    role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:ListBucket"], resources=[bucket.bucket_arn]))
+    role.add_to_principal_policy(
+        iam.PolicyStatement(actions=["s3:GetObject"], resources=[bucket.arn_for_objects(f"{prefix}*")])
+    )
+    key.grant_decrypt(role)
+    acknowledge(
+        role,
+        f"AwsSolutions-IAM5[Resource::{nag_attribute(bucket, 'Arn')}/{prefix}*]",
+        f"{reader} reads every object under the configured documents prefix, and only those.",
+    )

@@ -5,15 +5,8 @@ from __future__ import annotations
 from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack, aws_iam as iam, aws_kms as kms
 from constructs import Construct
 
-# What the CloudWatch Logs service needs to encrypt a log group with a customer-managed key.
-LOGS_KEY_ACTIONS = [
-    "kms:Encrypt",
-    "kms:Decrypt",
-    "kms:ReEncryptFrom",
-    "kms:ReEncryptTo",
-    "kms:GenerateDataKey",
-    "kms:DescribeKey",
-]
+# The key-policy actions CloudWatch Logs documents for encrypting log groups with a customer key.
+LOGS_KEY_ACTIONS = ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"]
 
 
 class TierKey(kms.Key):

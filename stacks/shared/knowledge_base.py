@@ -13,7 +13,8 @@ from constructs import Construct
 
 from stacks.config import Chunking, FixedSizeChunking, HierarchicalChunking, KnowledgeBaseConfig, SemanticChunking
 from stacks.shared.bedrock import grant_invoke, model_arns
-from stacks.shared.nag import acknowledge, acknowledge_inline_policy, nag_attribute
+from stacks.shared.buckets import grant_read_prefix
+from stacks.shared.nag import acknowledge_inline_policy
 from stacks.shared.principals import service_acting_for
 
 # What the Knowledge Base service role does to its vector index (sync writes and deletes,
@@ -27,9 +28,6 @@ VECTOR_INDEX_ACTIONS = [
 ]
 # What the S3 Vectors indexing service needs on the key that encrypts the vector bucket.
 VECTOR_INDEXING_KEY_ACTIONS = ["kms:Decrypt"]
-# The KB reads the documents it indexes; nothing else.
-DOCUMENT_READ_ACTIONS = ["s3:GetObject"]
-DOCUMENT_LIST_ACTIONS = ["s3:ListBucket"]
 
 
 class VectorKnowledgeBase(Construct):
@@ -91,24 +89,16 @@ class VectorKnowledgeBase(Construct):
             assumed_by=service_acting_for(self, "bedrock.amazonaws.com", service="bedrock", resource="knowledge-base"),
         )
         grant_invoke(self.role, embedding)
-        self.role.add_to_policy(iam.PolicyStatement(actions=DOCUMENT_LIST_ACTIONS, resources=[documents.bucket_arn]))
-        self.role.add_to_policy(
-            iam.PolicyStatement(
-                actions=DOCUMENT_READ_ACTIONS,
-                resources=[documents.arn_for_objects(f"{config.documents_prefix}*")],
-            )
+        grant_read_prefix(
+            documents, encryption_key, self.role, prefix=config.documents_prefix, reader="The Knowledge Base"
         )
         self.role.add_to_policy(
             iam.PolicyStatement(actions=VECTOR_INDEX_ACTIONS, resources=[self.index.attr_index_arn])
         )
         acknowledge_inline_policy(self.role)
-        acknowledge(
-            self.role,
-            f"AwsSolutions-IAM5[Resource::{nag_attribute(documents, 'Arn')}/{config.documents_prefix}*]",
-            "The Knowledge Base indexes every object under the configured documents prefix, and only those.",
-        )
-        # Decrypt documents; encrypt and decrypt vectors it writes and reads.
-        encryption_key.grant(self.role, "kms:Decrypt", "kms:GenerateDataKey")
+        # Ingestion's transient data is encrypted under this key (the data source's server-side
+        # encryption configuration); reading it back needs the Decrypt granted above.
+        encryption_key.grant(self.role, "kms:GenerateDataKey")
 
         self.knowledge_base = bedrock.CfnKnowledgeBase(
             self,

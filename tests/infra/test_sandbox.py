@@ -212,6 +212,7 @@ def test_query_function_has_the_house_defaults_and_an_iam_authorized_url(sandbox
     assert env["KENDRA_INDEX_ID"] == "<KendraIndex.Id>"
     assert env["GENERATION_MODEL_ARN"] == GENERATION_ARN
     assert env["POWERTOOLS_SERVICE_NAME"] == "prototype_query"
+    assert env["UPSTREAM_TIMEOUT_SECONDS"] == "27"  # two attempts fit in the 60 s timeout
     assert (fn["MemorySize"], fn["Timeout"]) == (512, 60)
     assert props(sandbox, "AWS::Lambda::Url")["AuthType"] == "AWS_IAM"
     logs = props(sandbox, "AWS::Logs::LogGroup", "QueryFunctionLogs")
@@ -221,7 +222,7 @@ def test_query_function_has_the_house_defaults_and_an_iam_authorized_url(sandbox
 
 def test_budget_alerts_the_configured_addresses(sandbox: dict[str, Any]) -> None:
     budget = props(sandbox, "AWS::Budgets::Budget")
-    assert budget["Budget"]["BudgetLimit"] == {"Amount": 300, "Unit": "USD"}
+    assert budget["Budget"]["BudgetLimit"] == {"Amount": 1000, "Unit": "USD"}
     assert budget["Budget"]["TimeUnit"] == "MONTHLY"
     assert "CostFilters" not in budget["Budget"]
     alerts = {
@@ -246,6 +247,7 @@ def test_outputs_give_a_user_what_they_need(sandbox: dict[str, Any]) -> None:
     assert outputs["DataSourceId"] == "<KnowledgeBaseDataSource.DataSourceId>"
     assert outputs["DocumentsBucketName"] == "<Documents>"
     assert outputs["KendraIndexId"] == "<KendraIndex.Id>"
+    assert outputs["KendraDataSourceId"] == "<KendraDataSource.Id>"
     assert outputs["QueryUrl"] == "<QueryFunctionFunctionUrl.FunctionUrl>"
 
 
@@ -267,16 +269,18 @@ def test_kendra_switch_off_removes_every_kendra_resource_and_permission(kendra_o
     assert not [a for a, _ in role_permissions(template, "QueryFunctionRole") if a.startswith("kendra:")]
     fn = props(template, "AWS::Lambda::Function", "QueryFunction")
     assert fn["Environment"]["Variables"]["KENDRA_INDEX_ID"] == ""
-    assert "KendraIndexId" not in template["Outputs"]
+    assert not [name for name in template["Outputs"] if name.startswith("Kendra")]
     assert list(kendra_off.templates) == ["genai-sandbox"]  # tier=sandbox synthesizes one tier
 
 
 def test_inference_profile_grants_the_profile_and_its_model_in_every_region(kendra_off: Assembly) -> None:
     template = kendra_off.template("-sandbox")
-    invoke = {r for a, r in role_permissions(template, "QueryFunctionRole") if a == "bedrock:InvokeModel"}
-    assert invoke == {
-        f"arn:aws:bedrock:us-east-1:{ACCOUNT}:inference-profile/us.amazon.nova-lite-v1:0",
-        "arn:aws:bedrock:*::foundation-model/amazon.nova-lite-v1:0",
+    profile = f"arn:aws:bedrock:us-east-1:{ACCOUNT}:inference-profile/us.amazon.nova-lite-v1:0"
+    model = {(a, r) for a, r in role_permissions(template, "QueryFunctionRole") if a.startswith("bedrock:")}
+    assert model - {("bedrock:Retrieve", "<KnowledgeBase.KnowledgeBaseArn>"), ("bedrock:RetrieveAndGenerate", "*")} == {
+        ("bedrock:InvokeModel", profile),
+        ("bedrock:InvokeModel", "arn:aws:bedrock:*::foundation-model/amazon.nova-lite-v1:0"),
+        ("bedrock:GetInferenceProfile", profile),
     }
 
 

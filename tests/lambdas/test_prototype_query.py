@@ -340,7 +340,7 @@ def test_an_unexpected_error_is_a_500_json_without_a_trace(
         ({"question": ["a"]}, "question: Input should be a valid string"),
         ({"question": "Hi?", "source": "google"}, "source: Input should be 'knowledge_base' or 'kendra'"),
         ({"question": "Hi?", "session": "x"}, "session: Extra inputs are not permitted"),
-        ("{not json", "JSON decode error"),
+        ("{not json", "body: JSON decode error"),
         ("[1, 2]", "Input should be a valid dictionary or object to extract fields from"),
         ('"just a string"', "Input should be a valid dictionary or object to extract fields from"),
         (None, "Field required"),
@@ -420,3 +420,27 @@ def test_an_answer_emits_emf_metrics_by_source_and_a_log_line_without_the_questi
     (log,) = [r for r in records if r.get("message") == "answered"]
     assert (log["source"], log["question_chars"], log["citations"]) == ("knowledge_base", 6, 1)
     assert log["function_request_id"] == "req-0001"
+
+
+def test_errors_are_counted_by_error_code_with_one_dimension_set(
+    stubs: Stubs, lambda_context: FakeContext, sinks: pytest.CaptureFixture[str]
+) -> None:
+    stubs.agent_runtime.add_client_error("retrieve_and_generate", service_error_code="AccessDeniedException")
+    ask(lambda_context, {"question": "Q?"})
+    ask(lambda_context, {"question": ""})
+    emf = [json.loads(line) for line in sinks.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    assert [(r["ErrorCode"], r["_aws"]["CloudWatchMetrics"][0]["Dimensions"]) for r in emf] == [
+        ("upstream_error", [["ErrorCode", "service"]]),
+        ("invalid_request", [["ErrorCode", "service"]]),
+    ]
+
+
+def test_aws_clients_give_up_within_the_function_timeout(environment: Callable[..., None]) -> None:
+    environment(UPSTREAM_TIMEOUT_SECONDS="12")
+    handler.clients.cache_clear()
+    try:
+        for client in vars(handler.clients()).values():
+            assert client.meta.config.read_timeout == 12
+            assert client.meta.config.retries == {"mode": "standard", "total_max_attempts": 2}
+    finally:
+        handler.clients.cache_clear()
