@@ -29,6 +29,16 @@ class ConfigError(ValueError):
     """Configuration that cannot be deployed; each line names one bad key."""
 
 
+class KeyedError(ValueError):
+    """A cross-field check that names the key below the validated field that is wrong."""
+
+    def __init__(self, path: tuple[str, ...], reason: str, *, allowed: str) -> None:
+        super().__init__(f"{reason}; allowed: {allowed}")
+        self.path = path
+        self.reason = reason
+        self.allowed = allowed
+
+
 class Tier(StrEnum):
     SANDBOX = "sandbox"
     PRODUCTION = "production"
@@ -172,8 +182,127 @@ class SandboxConfig(_TierConfig):
     query: QueryConfig = QueryConfig()
 
 
+class IdentityConfig(_Model):
+    mfa: Literal["OFF", "OPTIONAL", "REQUIRED"] = "REQUIRED"
+    # Cognito threat protection ("advanced security"): audit or enforced needs the Plus plan.
+    threat_protection: Literal["off", "audit", "enforced"] = "enforced"
+    password_min_length: int = Field(default=14, ge=8, le=99)
+    # Hours an access token lives; refresh tokens last 30 days.
+    access_token_hours: int = Field(default=1, ge=1, le=24)
+
+
+class UsagePlanConfig(_Model):
+    """API Gateway's coarse, best-effort limits for a group (the ledger is exact)."""
+
+    rate_limit: float = Field(gt=0, le=10000)  # requests per second, steady state
+    burst_limit: int = Field(ge=1, le=5000)
+    quota_limit: int = Field(ge=1)  # requests per quota_period
+    quota_period: Literal["DAY", "WEEK", "MONTH"] = "DAY"
+
+
+class OutputQuota(_Model):
+    limit: int = Field(ge=0)  # units of this output type per period, enforced exactly
+    period: Literal["DAY", "MONTH"] = "MONTH"
+
+
+class GroupModels(_Model):
+    allowed: tuple[ModelId, ...] = Field(min_length=1)
+    default: ModelId
+    # Tried in order when the model in use throttles or fails with a 5xx.
+    fallbacks: tuple[ModelId, ...] = ()
+
+    @field_validator("default")
+    @classmethod
+    def _default_allowed(cls, default: str, info: ValidationInfo) -> str:
+        allowed = info.data.get("allowed", ())
+        if allowed and default not in allowed:
+            raise ValueError(f"must be one of the allowed models: {', '.join(allowed)}")
+        return default
+
+    @field_validator("fallbacks")
+    @classmethod
+    def _fallbacks_allowed(cls, fallbacks: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        allowed = info.data.get("allowed", ())
+        outside = [model for model in fallbacks if model not in allowed]
+        if allowed and outside:
+            raise ValueError(f"{', '.join(outside)} not among the allowed models: {', '.join(allowed)}")
+        return fallbacks
+
+
+class GroupConfig(_Model):
+    """A Cognito group: who its members are to the gateway, and what they may spend."""
+
+    kind: Literal["internal", "customer"]
+    tier: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")
+    # A user in several groups acts as the one with the lowest precedence (Cognito's own rule).
+    precedence: int = Field(ge=0, le=1000)
+    usage_plan: UsagePlanConfig
+    models: GroupModels
+    # Output types this group may produce, each with its exact quota; others are refused (403).
+    output_quotas: dict[str, OutputQuota] = Field(min_length=1)
+
+
+class OutputTypeConfig(_Model):
+    """An output-priced workload: what one output costs and how it is produced."""
+
+    unit_price_usd: float = Field(ge=0)
+    units: int = Field(default=1, ge=1)  # units one delivered output consumes
+    max_tokens: int = Field(default=1000, ge=1, le=8192)
+    instructions: str = Field(min_length=1, max_length=4000)  # the system prompt
+
+
+PiiAction = Literal["BLOCK", "ANONYMIZE"]
+FilterStrength = Literal["NONE", "LOW", "MEDIUM", "HIGH"]
+
+
+class DeniedTopic(_Model):
+    name: str = Field(pattern=r"^[0-9a-zA-Z_ !?.-]{1,100}$")
+    definition: str = Field(min_length=1, max_length=200)
+    examples: tuple[str, ...] = Field(default=(), max_length=5)
+
+
+class GuardrailConfig(_Model):
+    """The Bedrock Guardrail applied to every gateway input and output."""
+
+    pii_entities: dict[str, PiiAction] = Field(default_factory=dict)
+    content_filters: dict[Literal["SEXUAL", "VIOLENCE", "HATE", "INSULTS", "MISCONDUCT"], FilterStrength] = Field(
+        default_factory=dict
+    )
+    prompt_attack_strength: FilterStrength = "HIGH"
+    denied_topics: tuple[DeniedTopic, ...] = ()
+    # Contextual grounding thresholds (0 to 0.99); applied to outputs generated from a source.
+    grounding_threshold: float | None = Field(default=None, ge=0, le=0.99)
+    relevance_threshold: float | None = Field(default=None, ge=0, le=0.99)
+    blocked_input_message: str = Field(default="This request can't be processed.", max_length=500)
+    blocked_output_message: str = Field(default="The answer was withheld by policy.", max_length=500)
+
+
+class ApiConfig(_Model):
+    # WAF blocks an IP address that sends more than this many requests in 5 minutes.
+    waf_rate_limit_per_5_minutes: int = Field(default=2000, ge=10, le=2_000_000_000)
+    max_message_chars: int = Field(default=20000, ge=1, le=200000)
+
+
 class ProductionConfig(_TierConfig):
     log_retention_days: LogRetentionDays = 365
+    identity: IdentityConfig = IdentityConfig()
+    api: ApiConfig = ApiConfig()
+    guardrail: GuardrailConfig = GuardrailConfig()
+    # Declared before groups so that the groups' validator can see them.
+    output_types: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")], OutputTypeConfig] = Field(min_length=1)
+    groups: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")], GroupConfig] = Field(min_length=1)
+
+    @field_validator("groups")
+    @classmethod
+    def _groups_quote_known_outputs(
+        cls, groups: dict[str, GroupConfig], info: ValidationInfo
+    ) -> dict[str, GroupConfig]:
+        known = info.data.get("output_types") or {}
+        for name, group in groups.items():
+            for output in group.output_quotas:
+                if output not in known:
+                    raise KeyedError((name, "output_quotas", output), "unknown output type", allowed=", ".join(known))
+        return groups
 
 
 class BlueprintConfig(_Model):
@@ -181,7 +310,7 @@ class BlueprintConfig(_Model):
     prefix: str = Field(pattern=r"^[a-z][a-z0-9-]{0,14}[a-z0-9]$")
     tags: dict[str, str] = Field(default_factory=dict)
     sandbox: SandboxConfig
-    production: ProductionConfig = ProductionConfig()
+    production: ProductionConfig
 
     @field_validator("tags")
     @classmethod
@@ -256,6 +385,9 @@ def _describe(error: Mapping[str, Any]) -> str:
     if error["type"] == "missing":
         return f"{key}: required but missing"
     message = error["msg"].removeprefix("Value error, ")
+    keyed = error.get("ctx", {}).get("error")
+    if isinstance(keyed, KeyedError):
+        return f"{'.'.join([key, *keyed.path])}: {keyed.reason}; allowed: {keyed.allowed}"
     if error["type"] == "union_tag_invalid":
         ctx = error["ctx"]
         field = ctx["discriminator"].strip("'")
