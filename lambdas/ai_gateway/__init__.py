@@ -1,0 +1,1 @@
+"""The production AI gateway: model routing, guardrails, output metering and exact quotas."""
