@@ -252,6 +252,16 @@ class OutputTypeConfig(_Model):
 
 
 PiiAction = Literal["BLOCK", "ANONYMIZE"]
+# Bedrock Guardrails' PII entity types (GuardrailPiiEntityType).
+PII_ENTITY_TYPES = frozenset(
+    """ADDRESS AGE AWS_ACCESS_KEY AWS_SECRET_KEY CA_HEALTH_NUMBER CA_SOCIAL_INSURANCE_NUMBER
+    CREDIT_DEBIT_CARD_CVV CREDIT_DEBIT_CARD_EXPIRY CREDIT_DEBIT_CARD_NUMBER DRIVER_ID EMAIL
+    INTERNATIONAL_BANK_ACCOUNT_NUMBER IP_ADDRESS LICENSE_PLATE MAC_ADDRESS NAME PASSWORD PHONE PIN
+    SWIFT_CODE UK_NATIONAL_HEALTH_SERVICE_NUMBER UK_NATIONAL_INSURANCE_NUMBER
+    UK_UNIQUE_TAXPAYER_REFERENCE_NUMBER URL USERNAME US_BANK_ACCOUNT_NUMBER US_BANK_ROUTING_NUMBER
+    US_INDIVIDUAL_TAX_IDENTIFICATION_NUMBER US_PASSPORT_NUMBER US_SOCIAL_SECURITY_NUMBER
+    VEHICLE_IDENTIFICATION_NUMBER""".split()
+)
 FilterStrength = Literal["NONE", "LOW", "MEDIUM", "HIGH"]
 
 
@@ -275,6 +285,14 @@ class GuardrailConfig(_Model):
     relevance_threshold: float | None = Field(default=None, ge=0, le=0.99)
     blocked_input_message: str = Field(default="This request can't be processed.", max_length=500)
     blocked_output_message: str = Field(default="The answer was withheld by policy.", max_length=500)
+
+    @field_validator("pii_entities")
+    @classmethod
+    def _known_pii_types(cls, entities: dict[str, str]) -> dict[str, str]:
+        for name in entities:
+            if name not in PII_ENTITY_TYPES:
+                raise KeyedError((name,), "unknown PII entity type", allowed=", ".join(sorted(PII_ENTITY_TYPES)))
+        return entities
 
 
 class ApiConfig(_Model):

@@ -56,7 +56,7 @@ class Admission:
         return max(self.limit - self.used, 0)
 
 
-class QuotaExceeded(Exception):
+class QuotaExceededError(Exception):
     def __init__(self, *, used: int, limit: int, resets_at: dt.datetime) -> None:
         super().__init__(f"quota exhausted: {used} of {limit} used")
         self.used = used
@@ -101,12 +101,12 @@ class Ledger:
     ) -> Admission:
         """Reserve ``units`` of the group's quota for this request, exactly once.
 
-        Raises QuotaExceeded when the units do not fit in what is left of the window.
+        Raises QuotaExceededError when the units do not fit in what is left of the window.
         """
         window = Window.containing(now, period)
         counter = _quota_key(group, output_type, window.key)
         if units > limit:
-            raise QuotaExceeded(used=self._used(counter), limit=limit, resets_at=window.resets_at)
+            raise QuotaExceededError(used=self._used(counter), limit=limit, resets_at=window.resets_at)
         record = {
             "pk": {"S": _request_key(request_id)},
             "group": {"S": group},
@@ -156,7 +156,7 @@ class Ledger:
             if reasons and reasons[0] == "ConditionalCheckFailed":
                 return Admission(request_id, units, used, limit, window.resets_at, replayed=True)
             if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
-                raise QuotaExceeded(used=used, limit=limit, resets_at=window.resets_at) from None
+                raise QuotaExceededError(used=used, limit=limit, resets_at=window.resets_at) from None
             raise
         return Admission(request_id, units, self._used(counter), limit, window.resets_at, replayed=False)
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import boto3
 import pytest
-from ai_gateway.ledger import Ledger, QuotaExceeded, Window
+from ai_gateway.ledger import Ledger, QuotaExceededError, Window
 from moto import mock_aws
 
 TABLE = "ledger"
@@ -88,7 +88,7 @@ def test_a_replayed_request_id_adds_nothing(ledger: Ledger) -> None:
 
 def test_quota_refusal_says_what_is_left_and_when_it_resets(ledger: Ledger) -> None:
     admit(ledger, "r1", units=9, limit=10)
-    with pytest.raises(QuotaExceeded) as refused:
+    with pytest.raises(QuotaExceededError) as refused:
         admit(ledger, "r2", units=2, limit=10)
     assert (refused.value.used, refused.value.remaining) == (9, 1)
     assert refused.value.resets_at == dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
@@ -97,7 +97,7 @@ def test_quota_refusal_says_what_is_left_and_when_it_resets(ledger: Ledger) -> N
 
 
 def test_more_units_than_the_limit_are_refused_outright(ledger: Ledger) -> None:
-    with pytest.raises(QuotaExceeded):
+    with pytest.raises(QuotaExceededError):
         admit(ledger, "r1", units=11, limit=10)
 
 
@@ -158,7 +158,7 @@ def test_200_concurrent_admissions_against_a_quota_of_100_admit_exactly_100(ledg
         try:
             admit(ledger, f"req-{number}", limit=100)
             return True
-        except QuotaExceeded:
+        except QuotaExceededError:
             return False
 
     with ThreadPoolExecutor(max_workers=32) as pool:

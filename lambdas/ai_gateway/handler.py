@@ -1,0 +1,442 @@
+"""The AI gateway API (API Gateway REST, behind the gateway's Lambda authorizer).
+
+    POST /v1/chat              a conversation turn
+    POST /v1/outputs/{type}    an output-priced workload (report, summary, ...)
+    GET  /v1/usage             the caller's group's usage and remaining quotas
+
+Every generation passes the guardrail before the model (blocked: 400, no model call) and after
+it (anonymized text returned). Outputs are admitted against the group's exact quota first and
+metered once per request id (the Idempotency-Key header, or API Gateway's request id). Errors
+are JSON {"error", "message"}; prompts and answers are never logged.
+"""
+
+import datetime as dt
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from typing import Annotated, Any, TypeVar
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities import parameters
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.config import Config
+
+from ai_gateway.guardrail import Guard, Verdict
+from ai_gateway.ledger import Admission, Ledger, QuotaExceededError, Window
+from ai_gateway.models import Caller, ChatRequest, GatewayPolicy, GroupPolicy, OutputRequest, Settings
+from ai_gateway.router import ModelForbiddenError, candidates, converse
+from ai_gateway.upstream import UpstreamError
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+app = APIGatewayRestResolver(enable_validation=True)
+
+IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_.:-]{8,128}$")
+CHAT = "chat"
+T = TypeVar("T")
+
+
+class GatewayError(Exception):
+    """A refusal with its HTTP status, error code and a message safe to show the caller."""
+
+    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.extra = extra
+
+
+@dataclass(frozen=True)
+class Dependencies:
+    ledger: Ledger
+    guard: Guard
+    bedrock: Any
+
+
+@cache
+def settings() -> Settings:
+    return Settings.from_environ()
+
+
+@cache
+def dependencies() -> Dependencies:
+    config = Config(connect_timeout=3, read_timeout=50, retries={"mode": "standard", "total_max_attempts": 2})
+    current = settings()
+    bedrock = boto3.client("bedrock-runtime", config=config)
+    return Dependencies(
+        ledger=Ledger(boto3.client("dynamodb", config=config), current.table_name),
+        guard=Guard(bedrock, guardrail_id=current.guardrail_id, version=current.guardrail_version),
+        bedrock=bedrock,
+    )
+
+
+def policy() -> GatewayPolicy:
+    """The groups, models, quotas and prices, cached for five minutes (Powertools parameters)."""
+    raw = parameters.get_parameter(settings().policy_parameter, transform="json", max_age=300)
+    return GatewayPolicy.model_validate(raw)
+
+
+# --- routes ----------------------------------------------------------------------------------
+
+
+@app.post("/v1/chat")
+@tracer.capture_method(capture_response=False)
+def chat(request: Annotated[ChatRequest, Body()]) -> Response[Any]:
+    caller, group = _caller_and_group()
+    _check_size(sum(len(m.content) for m in request.messages))
+    output = _output_for(group, CHAT)
+    models = _models(group, request.model)
+    user_turns = [m.content for m in request.messages if m.role == "user"]
+    verdict = _guard_input(user_turns, CHAT)
+    masked = iter(verdict.texts)
+    messages = [
+        {"role": m.role, "content": [{"text": next(masked) if m.role == "user" else m.content}]}
+        for m in request.messages
+    ]
+    return _generate(caller, group, CHAT, models, system=output.instructions, messages=messages, grounding=None)
+
+
+@app.post("/v1/outputs/<output_type>")
+@tracer.capture_method(capture_response=False)
+def outputs(
+    output_type: Annotated[str, Path(pattern=r"^[a-z][a-z0-9_]{0,31}$")], request: Annotated[OutputRequest, Body()]
+) -> Response[Any]:
+    caller, group = _caller_and_group()
+    _check_size(len(request.material) + len(request.instructions or ""))
+    output = _output_for(group, output_type)
+    models = _models(group, request.model)
+    checked = [request.material, *([request.instructions] if request.instructions else [])]
+    verdict = _guard_input(checked, output_type)
+    material = verdict.text(0)
+    ask = verdict.text(1) if request.instructions else f"Produce the {output_type.replace('_', ' ')}."
+    prompt = f"<material>\n{material}\n</material>\n\n<request>\n{ask}\n</request>"
+    return _generate(
+        caller,
+        group,
+        output_type,
+        models,
+        system=output.instructions,
+        messages=[{"role": "user", "content": [{"text": prompt}]}],
+        grounding=(material, ask),
+    )
+
+
+@app.get("/v1/usage")
+@tracer.capture_method(capture_response=False)
+def usage() -> Response[Any]:
+    caller, group = _caller_and_group()
+    prices = policy().outputs
+    quotas = {name: (quota.limit, quota.period) for name, quota in group.quotas.items()}
+    rows = dependencies().ledger.usage(caller.group, quotas, _now())
+    return _json(
+        200,
+        {
+            "group": caller.group,
+            "tier": group.tier,
+            "quotas": [
+                {
+                    "output_type": row.output_type,
+                    "used": row.used,
+                    "limit": row.limit,
+                    "remaining": row.remaining,
+                    "period": row.period,
+                    "resets_at": row.resets_at.isoformat(),
+                    "unit_price_usd": prices[row.output_type].unit_price_usd if row.output_type in prices else None,
+                }
+                for row in rows
+            ],
+        },
+    )
+
+
+# --- the steps every generation takes ----------------------------------------------------------
+
+
+def _generate(
+    caller: Caller,
+    group: GroupPolicy,
+    output_type: str,
+    models: list[str],
+    *,
+    system: str,
+    messages: list[dict[str, Any]],
+    grounding: tuple[str, str] | None,
+) -> Response[Any]:
+    output = policy().outputs[output_type]
+    quota = group.quotas[output_type]
+    deps = dependencies()
+    request_id = _request_id()
+    now = _now()
+    admission = _admit(
+        deps.ledger,
+        caller,
+        output_type,
+        request_id,
+        output.units,
+        quota.limit,
+        quota.period,
+        output.unit_price_usd,
+        now,
+    )
+    window = Window.containing(now, quota.period).key
+    try:
+        generation = converse(deps.bedrock, models, system=system, messages=messages, max_tokens=output.max_tokens)
+        metrics.add_metric(name="GenerationLatency", unit=MetricUnit.Milliseconds, value=generation.latency_ms)
+        source, query = grounding if grounding else (None, None)
+        verdict = _timed(
+            "GuardrailOutputLatency", lambda: deps.guard.check_output(generation.text, source=source, query=query)
+        )
+    except Exception:
+        deps.ledger.release(request_id, group=caller.group, output_type=output_type, units=output.units, window=window)
+        raise
+    _count_interventions(verdict, "output")
+    if verdict.blocked:
+        # The caller is not charged for an output the guardrail withheld.
+        deps.ledger.release(request_id, group=caller.group, output_type=output_type, units=output.units, window=window)
+        return _json(
+            200,
+            {
+                "request_id": request_id,
+                "output_type": output_type,
+                "model": generation.model,
+                "output": verdict.text(),
+                "guardrail": "blocked",
+                "units": 0,
+            },
+        )
+    deps.ledger.deliver(
+        request_id, model=generation.model, input_tokens=generation.input_tokens, output_tokens=generation.output_tokens
+    )
+    metrics.add_metric(name="Outputs", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name="Units", unit=MetricUnit.Count, value=output.units)
+    metrics.add_metric(name="InputTokens", unit=MetricUnit.Count, value=generation.input_tokens)
+    metrics.add_metric(name="OutputTokens", unit=MetricUnit.Count, value=generation.output_tokens)
+    if generation.fell_back_from:
+        metrics.add_metric(name="ModelFallbacks", unit=MetricUnit.Count, value=len(generation.fell_back_from))
+    logger.info(
+        "output delivered",
+        extra={
+            "request_id": request_id,
+            "model": generation.model,
+            "fell_back_from": list(generation.fell_back_from),
+            "input_tokens": generation.input_tokens,
+            "output_tokens": generation.output_tokens,
+            "guardrail_output": "anonymized" if verdict.intervened else "none",
+        },
+    )
+    return _json(
+        200,
+        {
+            "request_id": request_id,
+            "output_type": output_type,
+            "model": generation.model,
+            "output": verdict.text(),
+            "guardrail": "anonymized" if verdict.intervened else "none",
+            "units": output.units,
+            "remaining": admission.remaining,
+            "resets_at": admission.resets_at.isoformat(),
+        },
+    )
+
+
+def _caller_and_group() -> tuple[Caller, GroupPolicy]:
+    claims = app.current_event.raw_event.get("requestContext", {}).get("authorizer") or {}
+    try:
+        caller = Caller(
+            user=claims.get("user", ""),
+            group=claims.get("group", ""),
+            tier=claims.get("tier", ""),
+            kind=claims.get("kind", ""),
+        )
+    except ValueError:
+        raise GatewayError(403, "forbidden", "the caller has no gateway group") from None
+    metrics.add_dimension("Group", caller.group)
+    group = policy().groups.get(caller.group)
+    if group is None:
+        raise GatewayError(403, "forbidden", f"group {caller.group} has no access to the gateway")
+    return caller, group
+
+
+def _output_for(group: GroupPolicy, output_type: str) -> Any:
+    known = policy().outputs
+    if output_type not in known:
+        raise GatewayError(404, "not_found", f"unknown output type {output_type}; known: {', '.join(known)}")
+    if output_type not in group.quotas:
+        raise GatewayError(403, "forbidden", f"output type {output_type} is not available to this group")
+    metrics.add_dimension("OutputType", output_type)
+    return known[output_type]
+
+
+def _models(group: GroupPolicy, requested: str | None) -> list[str]:
+    try:
+        return candidates(group.models, requested)
+    except ModelForbiddenError as error:
+        raise GatewayError(403, "model_forbidden", str(error)) from None
+
+
+def _check_size(chars: int) -> None:
+    limit = settings().max_message_chars
+    if chars > limit:
+        raise GatewayError(413, "too_large", f"the request carries {chars} characters of text; the limit is {limit}")
+
+
+def _guard_input(texts: list[str], output_type: str) -> Verdict:
+    verdict = _timed("GuardrailInputLatency", lambda: dependencies().guard.check_input(texts))
+    _count_interventions(verdict, "input")
+    if verdict.blocked:
+        raise GatewayError(400, "guardrail_blocked", verdict.text(), reasons=list(verdict.reasons))
+    return verdict
+
+
+def _admit(
+    ledger: Ledger,
+    caller: Caller,
+    output_type: str,
+    request_id: str,
+    units: int,
+    limit: int,
+    period: Any,
+    price: float,
+    now: dt.datetime,
+) -> Admission:
+    try:
+        admission = _timed(
+            "LedgerLatency",
+            lambda: ledger.admit(
+                request_id=request_id,
+                group=caller.group,
+                user=caller.user,
+                output_type=output_type,
+                units=units,
+                limit=limit,
+                period=period,
+                unit_price_usd=price,
+                now=now,
+            ),
+        )
+    except QuotaExceededError as refused:
+        metrics.add_metric(name="QuotaRefusals", unit=MetricUnit.Count, value=1)
+        retry_after = max(int((refused.resets_at - now).total_seconds()), 1)
+        raise GatewayError(
+            429,
+            "quota_exceeded",
+            f"the {output_type} quota of group {caller.group} is used up until {refused.resets_at.isoformat()}",
+            remaining=refused.remaining,
+            limit=refused.limit,
+            resets_at=refused.resets_at.isoformat(),
+            retry_after=str(retry_after),
+        ) from None
+    if admission.replayed:
+        raise GatewayError(
+            409, "duplicate_request", f"request {request_id} was already processed; nothing was counted again"
+        )
+    return admission
+
+
+def _count_interventions(verdict: Verdict, stage: str) -> None:
+    if verdict.intervened:
+        metrics.add_metric(name=f"Guardrail{stage.title()}Interventions", unit=MetricUnit.Count, value=1)
+        logger.info(
+            "guardrail intervened", extra={"stage": stage, "blocked": verdict.blocked, "reasons": list(verdict.reasons)}
+        )
+
+
+def _timed(metric: str, work: Callable[[], T]) -> T:
+    started = time.perf_counter()
+    try:
+        return work()
+    finally:
+        metrics.add_metric(name=metric, unit=MetricUnit.Milliseconds, value=(time.perf_counter() - started) * 1000)
+
+
+def _request_id() -> str:
+    key = app.current_event.headers.get("idempotency-key") or app.current_event.headers.get("Idempotency-Key")
+    if key is None:
+        return str(app.current_event.request_context.request_id)
+    if not IDEMPOTENCY_KEY.match(key):
+        raise GatewayError(422, "invalid_request", "Idempotency-Key: 8 to 128 of A-Z a-z 0-9 _ . : -")
+    return key
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+
+@app.exception_handler(GatewayError)
+def _refused(error: GatewayError) -> Response[Any]:
+    retry_after = error.extra.pop("retry_after", None)
+    metrics.add_metric(name="Refusals", unit=MetricUnit.Count, value=1)
+    logger.info("refused", extra={"status": error.status, "error": error.code})
+    return _json(error.status, {"error": error.code, "message": error.message, **error.extra}, retry_after=retry_after)
+
+
+@app.exception_handler(RequestValidationError)
+def _invalid(error: RequestValidationError) -> Response[Any]:
+    # Locations and messages only: pydantic's "input" would echo the caller's text back.
+    problems = [f"{_field(detail['loc'])}: {detail['msg']}" for detail in error.errors()]
+    metrics.add_metric(name="Refusals", unit=MetricUnit.Count, value=1)
+    return _json(422, {"error": "invalid_request", "message": "; ".join(problems)})
+
+
+@app.exception_handler(UpstreamError)
+def _upstream(error: UpstreamError) -> Response[Any]:
+    logger.warning("upstream call failed", extra={"upstream": error.service, "code": error.code})
+    metrics.add_metric(name="UpstreamErrors", unit=MetricUnit.Count, value=1)
+    if error.throttled:
+        return _json(
+            429,
+            {"error": "throttled", "message": f"{error.service} is throttling requests; retry later"},
+            retry_after="5",
+        )
+    return _json(502, {"error": "upstream_error", "message": f"{error.service} failed with {error.code}"})
+
+
+@app.not_found
+def _no_route(error: NotFoundError) -> Response[Any]:
+    return _json(
+        404, {"error": "not_found", "message": "routes: POST /v1/chat, POST /v1/outputs/{type}, GET /v1/usage"}
+    )
+
+
+# Registered last and broadest: Powertools picks the most specific handler for an exception.
+@app.exception_handler(Exception)
+def _unexpected(error: Exception) -> Response[Any]:
+    logger.exception("unexpected error")
+    return _json(500, {"error": "internal_error", "message": "the request failed; quote the correlation id"})
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    names = [str(part) for part in loc if part not in ("body", "path")]
+    return ".".join(names) or "body"
+
+
+def _json(status: int, body: dict[str, Any], retry_after: str | None = None) -> Response[Any]:
+    return Response(
+        status_code=status,
+        content_type=content_types.APPLICATION_JSON,
+        body=body,
+        headers={"Retry-After": retry_after} if retry_after else None,
+    )
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    response = app.resolve(event, context)
+    response.setdefault("headers", {})["X-Correlation-Id"] = logger.get_correlation_id() or ""
+    return response
