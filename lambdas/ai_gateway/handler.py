@@ -261,10 +261,12 @@ def _caller_and_group() -> tuple[Caller, GroupPolicy]:
         )
     except ValueError:
         raise GatewayError(403, "forbidden", "the caller has no gateway group") from None
-    metrics.add_dimension("Group", caller.group)
     group = policy().groups.get(caller.group)
     if group is None:
         raise GatewayError(403, "forbidden", f"group {caller.group} has no access to the gateway")
+    # Only configured group names become a dimension: claims cannot mint new metric series.
+    metrics.add_dimension("Group", caller.group)
+    metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)
     return caller, group
 
 
@@ -407,6 +409,7 @@ def _upstream(error: UpstreamError) -> Response[Any]:
 
 @app.not_found
 def _no_route(error: NotFoundError) -> Response[Any]:
+    metrics.add_metric(name="Refusals", unit=MetricUnit.Count, value=1)
     return _json(
         404, {"error": "not_found", "message": "routes: POST /v1/chat, POST /v1/outputs/{type}, GET /v1/usage"}
     )
@@ -420,8 +423,9 @@ def _unexpected(error: Exception) -> Response[Any]:
 
 
 def _field(loc: tuple[Any, ...]) -> str:
-    names = [str(part) for part in loc if part not in ("body", "path")]
-    return ".".join(names) or "body"
+    """ "messages.0.role" for a field; "body" when the body itself is wrong (e.g. not JSON)."""
+    parts = [part for part in loc if part not in ("body", "path")]
+    return ".".join(map(str, parts)) if any(isinstance(part, str) for part in parts) else "body"
 
 
 def _json(status: int, body: dict[str, Any], retry_after: str | None = None) -> Response[Any]:

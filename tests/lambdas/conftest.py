@@ -49,9 +49,10 @@ class _CurrentStdout:
 @pytest.fixture(autouse=True)
 def logs_to_current_stdout() -> None:
     # Powertools loggers keep the sys.stdout of their creation; pytest swaps it per test phase.
-    for handler in logging.getLogger(os.environ["POWERTOOLS_SERVICE_NAME"]).handlers:
-        if isinstance(handler, logging.StreamHandler):
-            handler.stream = _CurrentStdout()
+    for logger in [logging.getLogger(), *logging.root.manager.loggerDict.values()]:
+        for handler in getattr(logger, "handlers", []):
+            if type(handler) is logging.StreamHandler:  # not pytest's own capture handlers
+                handler.stream = _CurrentStdout()
 
 
 @pytest.fixture
@@ -108,5 +109,8 @@ def http_result(response: dict[str, Any]) -> HttpResult:
     return HttpResult(
         status=response["statusCode"],
         body=json.loads(response["body"]) if response.get("body") else None,
-        headers=response.get("headers", {}),
+        headers={
+            **response.get("headers", {}),
+            **{name: values[-1] for name, values in (response.get("multiValueHeaders") or {}).items()},
+        },
     )

@@ -1,0 +1,142 @@
+"""Shared set-up for the AI gateway tests: policy from cdk.json, moto ledger, stubbed Bedrock."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+from ai_gateway import handler
+from ai_gateway.guardrail import Guard
+from ai_gateway.ledger import Ledger
+from ai_gateway.models import GatewayPolicy
+from botocore.stub import Stubber
+from moto import mock_aws
+
+from stacks.config import load_config
+from stacks.production.policy import gateway_policy
+from tests.conftest import ROOT
+
+TABLE = "ledger"
+GUARDRAIL = {"guardrailIdentifier": "gr-123", "guardrailVersion": "1"}
+USAGE = {
+    "topicPolicyUnits": 1,
+    "contentPolicyUnits": 1,
+    "wordPolicyUnits": 0,
+    "sensitiveInformationPolicyUnits": 1,
+    "sensitiveInformationPolicyFreeUnits": 0,
+    "contextualGroundingPolicyUnits": 0,
+}
+PASS = {"usage": USAGE, "action": "NONE", "outputs": [], "assessments": [{}]}
+GOLD = {"user": "user-1", "group": "customer-gold", "tier": "gold", "kind": "customer"}
+
+
+def load_policy() -> GatewayPolicy:
+    context = json.loads((ROOT / "cdk.json").read_text())["context"]
+    return GatewayPolicy.model_validate(gateway_policy(load_config(context).production))
+
+
+POLICY = load_policy()
+
+
+def rest_event(
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    authorizer: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+    request_id: str = "api-req-1",
+) -> dict[str, Any]:
+    """An API Gateway REST proxy event as the gateway's Lambda authorizer leaves it."""
+    raw = body if isinstance(body, str) or body is None else json.dumps(body)
+    return {
+        "resource": path,
+        "path": path,
+        "httpMethod": method,
+        "headers": {"Content-Type": "application/json", **(headers or {})},
+        "multiValueHeaders": {},
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "pathParameters": None,
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": path,
+            "httpMethod": method,
+            "path": f"/v1{path}",
+            "stage": "v1",
+            "requestId": request_id,
+            "accountId": "123456789012",
+            "identity": {"sourceIp": "203.0.113.9"},
+            "authorizer": authorizer if authorizer is not None else GOLD,
+        },
+        "body": raw,
+        "isBase64Encoded": False,
+    }
+
+
+@dataclass
+class Gateway:
+    bedrock: Stubber
+    ledger: Ledger
+
+
+@pytest.fixture
+def gateway(monkeypatch: pytest.MonkeyPatch) -> Iterator[Gateway]:
+    with mock_aws():
+        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+        dynamodb.create_table(
+            TableName=TABLE,
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        bedrock = boto3.client("bedrock-runtime", region_name="us-east-1")
+        ledger = Ledger(dynamodb, TABLE)
+        deps = handler.Dependencies(
+            ledger=ledger, guard=Guard(bedrock, guardrail_id="gr-123", version="1"), bedrock=bedrock
+        )
+        monkeypatch.setattr(handler, "dependencies", lambda: deps)
+        monkeypatch.setattr(handler, "policy", lambda: POLICY)
+        monkeypatch.setenv("MAX_MESSAGE_CHARS", "20000")
+        handler.settings.cache_clear()
+        with Stubber(bedrock) as stubber:
+            yield Gateway(bedrock=stubber, ledger=ledger)
+            stubber.assert_no_pending_responses()
+        handler.settings.cache_clear()
+
+
+def guard_input(stubber: Stubber, texts: list[str], response: dict[str, Any] = PASS) -> None:
+    content = [{"text": {"text": t, "qualifiers": ["guard_content"]}} for t in texts]
+    stubber.add_response("apply_guardrail", response, {**GUARDRAIL, "source": "INPUT", "content": content})
+
+
+def guard_output(
+    stubber: Stubber, text: str, response: dict[str, Any] = PASS, grounding: tuple[str, str] | None = None
+) -> None:
+    content: list[dict[str, Any]] = []
+    if grounding:
+        content += [
+            {"text": {"text": grounding[0], "qualifiers": ["grounding_source"]}},
+            {"text": {"text": grounding[1], "qualifiers": ["query"]}},
+        ]
+    content.append({"text": {"text": text, "qualifiers": ["guard_content"]}})
+    stubber.add_response("apply_guardrail", response, {**GUARDRAIL, "source": "OUTPUT", "content": content})
+
+
+def converse_ok(stubber: Stubber, model: str, text: str, expected: dict[str, Any] | None = None) -> None:
+    from botocore.stub import ANY
+
+    stubber.add_response(
+        "converse",
+        {
+            "output": {"message": {"role": "assistant", "content": [{"text": text}]}},
+            "stopReason": "end_turn",
+            "usage": {"inputTokens": 50, "outputTokens": 20, "totalTokens": 70},
+            "metrics": {"latencyMs": 100},
+        },
+        expected or {"modelId": model, "system": ANY, "messages": ANY, "inferenceConfig": ANY},
+    )

@@ -1,0 +1,366 @@
+"""The AI gateway function: guardrails, routing and fallbacks, metering, refusals."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from ai_gateway import handler
+from botocore.stub import ANY
+
+from tests.lambdas.conftest import FakeContext, HttpResult, http_result
+from tests.lambdas.gateway_fixtures import (  # noqa: F401 (gateway is a fixture)
+    POLICY,
+    USAGE,
+    Gateway,
+    converse_ok,
+    gateway,
+    guard_input,
+    guard_output,
+    rest_event,
+)
+
+BLOCKED_TOPIC = {
+    "usage": USAGE,
+    "action": "GUARDRAIL_INTERVENED",
+    "outputs": [{"text": "This request can't be processed under the usage policy."}],
+    "assessments": [{"topicPolicy": {"topics": [{"name": "Investment advice", "type": "DENY", "action": "BLOCKED"}]}}],
+}
+
+
+def anonymized(text: str, entity: str = "EMAIL") -> dict[str, Any]:
+    return {
+        "usage": USAGE,
+        "action": "GUARDRAIL_INTERVENED",
+        "outputs": [{"text": text}],
+        "assessments": [
+            {
+                "sensitiveInformationPolicy": {
+                    "piiEntities": [{"match": "x", "type": entity, "action": "ANONYMIZED"}],
+                    "regexes": [],
+                }
+            }
+        ],
+    }
+
+
+def call(event: dict[str, Any]) -> HttpResult:
+    return http_result(handler.lambda_handler(event, FakeContext()))
+
+
+def chat(text: str = "Hello?", **kwargs: Any) -> dict[str, Any]:
+    return rest_event(
+        "POST", "/v1/chat", {"messages": [{"role": "user", "content": text}], **kwargs.pop("body", {})}, **kwargs
+    )
+
+
+def test_chat_turn_is_guarded_generated_metered_and_correlated(gateway: Gateway) -> None:
+    guard_input(gateway.bedrock, ["Hello?"])
+    converse_ok(
+        gateway.bedrock,
+        "amazon.nova-pro-v1:0",
+        "Hi there.",
+        {
+            "modelId": "amazon.nova-pro-v1:0",
+            "system": [{"text": POLICY.outputs["chat"].instructions}],
+            "messages": [{"role": "user", "content": [{"text": "Hello?"}]}],
+            "inferenceConfig": {"maxTokens": 1000},
+        },
+    )
+    guard_output(gateway.bedrock, "Hi there.")
+    response = handler.lambda_handler(chat(request_id="api-req-7"), FakeContext())
+    result = http_result(response)
+    assert result.status == 200
+    assert result.body == {
+        "request_id": "api-req-7",
+        "output_type": "chat",
+        "model": "amazon.nova-pro-v1:0",
+        "output": "Hi there.",
+        "guardrail": "none",
+        "units": 1,
+        "remaining": 19999,
+        "resets_at": ANY,
+    }
+    assert response["headers"]["X-Correlation-Id"] == "api-req-7"
+    record = gateway.ledger.record("api-req-7")
+    assert record is not None
+    assert (record["status"]["S"], record["user"]["S"], record["output_tokens"]["N"]) == ("delivered", "user-1", "20")
+
+
+def test_blocked_input_is_a_400_with_the_guardrails_message_and_no_model_call(gateway: Gateway) -> None:
+    guard_input(gateway.bedrock, ["Which stocks should I buy?"], BLOCKED_TOPIC)
+    result = call(chat("Which stocks should I buy?"))
+    assert result.status == 400
+    assert result.body == {
+        "error": "guardrail_blocked",
+        "message": "This request can't be processed under the usage policy.",
+        "reasons": ["topic"],
+    }
+    assert gateway.ledger.record("api-req-1") is None  # nothing admitted, nothing charged
+
+
+def test_anonymized_input_reaches_the_model_masked(gateway: Gateway) -> None:
+    guard_input(gateway.bedrock, ["Mail jane@example.com the plan"], anonymized("Mail {EMAIL} the plan"))
+    converse_ok(
+        gateway.bedrock,
+        "amazon.nova-pro-v1:0",
+        "Done.",
+        {
+            "modelId": "amazon.nova-pro-v1:0",
+            "system": ANY,
+            "messages": [{"role": "user", "content": [{"text": "Mail {EMAIL} the plan"}]}],
+            "inferenceConfig": ANY,
+        },
+    )
+    guard_output(gateway.bedrock, "Done.")
+    assert call(chat("Mail jane@example.com the plan")).status == 200
+
+
+def test_anonymized_output_is_returned_masked_and_counted(gateway: Gateway, capsys: pytest.CaptureFixture[str]) -> None:
+    guard_input(gateway.bedrock, ["Who is the account owner?"])
+    converse_ok(gateway.bedrock, "amazon.nova-pro-v1:0", "Jane Roe, jane.roe@example.com")
+    guard_output(gateway.bedrock, "Jane Roe, jane.roe@example.com", anonymized("{NAME}, {EMAIL}"))
+    result = call(chat("Who is the account owner?"))
+    assert (result.status, result.body["output"], result.body["guardrail"]) == (200, "{NAME}, {EMAIL}", "anonymized")
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    assert emf[-1]["GuardrailOutputInterventions"] == [1.0]
+
+
+def test_blocked_output_is_withheld_and_not_charged(gateway: Gateway) -> None:
+    guard_input(gateway.bedrock, ["Tell me"])
+    converse_ok(gateway.bedrock, "amazon.nova-pro-v1:0", "Buy ACME now!")
+    guard_output(gateway.bedrock, "Buy ACME now!", BLOCKED_TOPIC)
+    result = call(chat("Tell me"))
+    assert (result.status, result.body["guardrail"], result.body["units"]) == (200, "blocked", 0)
+    assert result.body["output"] == "This request can't be processed under the usage policy."
+    assert gateway.ledger.record("api-req-1")["status"]["S"] == "released"  # type: ignore[index]
+
+
+def test_guardrail_service_error_fails_closed(gateway: Gateway) -> None:
+    gateway.bedrock.add_client_error(
+        "apply_guardrail", service_error_code="InternalServerException", http_status_code=500
+    )
+    result = call(chat())
+    assert result.status == 502
+    assert result.body == {
+        "error": "upstream_error",
+        "message": "bedrock-guardrails failed with InternalServerException",
+    }
+    assert gateway.ledger.record("api-req-1") is None
+
+
+def test_output_guardrail_error_releases_the_admission(gateway: Gateway) -> None:
+    guard_input(gateway.bedrock, ["Hello?"])
+    converse_ok(gateway.bedrock, "amazon.nova-pro-v1:0", "Hi.")
+    gateway.bedrock.add_client_error("apply_guardrail", service_error_code="ThrottlingException", http_status_code=429)
+    result = call(chat())
+    assert result.status == 429
+    assert gateway.ledger.record("api-req-1")["status"]["S"] == "released"  # type: ignore[index]
+
+
+def test_throttled_default_model_falls_back_in_order(gateway: Gateway) -> None:
+    guard_input(gateway.bedrock, ["Hello?"])
+    gateway.bedrock.add_client_error(
+        "converse",
+        service_error_code="ThrottlingException",
+        http_status_code=429,
+        expected_params={"modelId": "amazon.nova-pro-v1:0", "system": ANY, "messages": ANY, "inferenceConfig": ANY},
+    )
+    converse_ok(gateway.bedrock, "amazon.nova-lite-v1:0", "Hi from lite.")
+    guard_output(gateway.bedrock, "Hi from lite.")
+    result = call(chat())
+    assert (result.status, result.body["model"]) == (200, "amazon.nova-lite-v1:0")
+
+
+def test_every_model_failing_is_a_502_and_the_admission_is_released(gateway: Gateway) -> None:
+    guard_input(gateway.bedrock, ["Hello?"])
+    for model in ("amazon.nova-pro-v1:0", "amazon.nova-lite-v1:0"):
+        gateway.bedrock.add_client_error(
+            "converse",
+            service_error_code="ServiceUnavailableException",
+            http_status_code=503,
+            expected_params={"modelId": model, "system": ANY, "messages": ANY, "inferenceConfig": ANY},
+        )
+    result = call(chat())
+    assert (result.status, result.body["message"]) == (502, "bedrock-runtime failed with ServiceUnavailableException")
+    assert gateway.ledger.record("api-req-1")["status"]["S"] == "released"  # type: ignore[index]
+
+
+def test_a_client_error_from_the_model_does_not_fall_back(gateway: Gateway) -> None:
+    guard_input(gateway.bedrock, ["Hello?"])
+    gateway.bedrock.add_client_error("converse", service_error_code="ValidationException", http_status_code=400)
+    assert call(chat()).status == 502
+
+
+def test_a_model_the_group_may_not_use_is_a_403_before_any_call(gateway: Gateway) -> None:
+    result = call(chat(body={"model": "amazon.nova-micro-v1:0"}))
+    assert result.status == 403
+    assert result.body == {
+        "error": "model_forbidden",
+        "message": "model amazon.nova-micro-v1:0 is not available to this group; allowed: amazon.nova-pro-v1:0, amazon.nova-lite-v1:0",
+    }
+
+
+@pytest.mark.parametrize(
+    ("authorizer", "message"),
+    [
+        ({}, "the caller has no gateway group"),
+        ({"user": "u", "group": ""}, "the caller has no gateway group"),
+        ({"user": "u", "group": "strangers"}, "group strangers has no access to the gateway"),
+    ],
+)
+def test_missing_or_unknown_group_is_a_403(authorizer: dict[str, str], message: str, gateway: Gateway) -> None:
+    result = call(chat(authorizer=authorizer))
+    assert (result.status, result.body) == (403, {"error": "forbidden", "message": message})
+
+
+def test_output_route_grounds_the_output_on_the_material(gateway: Gateway) -> None:
+    material = "Revenue grew 12% in Q3."
+    guard_input(gateway.bedrock, [material])
+    converse_ok(gateway.bedrock, "amazon.nova-pro-v1:0", "Q3 revenue rose 12%.")
+    guard_output(gateway.bedrock, "Q3 revenue rose 12%.", grounding=(material, "Produce the summary."))
+    result = call(rest_event("POST", "/v1/outputs/summary", {"material": material}))
+    assert (result.status, result.body["output_type"], result.body["remaining"]) == (200, "summary", 999)
+
+
+def test_output_types_outside_the_group_or_config_are_refused(gateway: Gateway) -> None:
+    basic = {"user": "u2", "group": "customer-basic", "tier": "basic", "kind": "customer"}
+    refused = call(rest_event("POST", "/v1/outputs/report", {"material": "x"}, authorizer=basic))
+    assert (refused.status, refused.body["message"]) == (403, "output type report is not available to this group")
+    unknown = call(rest_event("POST", "/v1/outputs/poem", {"material": "x"}))
+    assert (unknown.status, unknown.body["error"]) == (404, "not_found")
+
+
+def test_an_exhausted_quota_is_a_429_with_remaining_and_reset(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tight = POLICY.model_copy(deep=True)
+    object.__setattr__(tight.groups["customer-gold"].quotas["report"], "limit", 1)
+    monkeypatch.setattr(handler, "policy", lambda: tight)
+    guard_input(gateway.bedrock, ["m"])
+    converse_ok(gateway.bedrock, "amazon.nova-pro-v1:0", "A report.")
+    guard_output(gateway.bedrock, "A report.", grounding=("m", "Produce the report."))
+    assert call(rest_event("POST", "/v1/outputs/report", {"material": "m"}, request_id="a")).status == 200
+    guard_input(gateway.bedrock, ["m"])
+    result = call(rest_event("POST", "/v1/outputs/report", {"material": "m"}, request_id="b"))
+    assert result.status == 429
+    assert (result.body["error"], result.body["remaining"], result.body["limit"]) == ("quota_exceeded", 0, 1)
+    assert result.body["resets_at"].endswith("T00:00:00+00:00")
+    assert int(result.headers["Retry-After"]) > 0
+
+
+def test_a_replayed_idempotency_key_is_a_409_and_counts_nothing(gateway: Gateway) -> None:
+    headers = {"Idempotency-Key": "client-key-0001"}
+    guard_input(gateway.bedrock, ["Hello?"])
+    converse_ok(gateway.bedrock, "amazon.nova-pro-v1:0", "Hi.")
+    guard_output(gateway.bedrock, "Hi.")
+    assert call(chat(headers=headers)).status == 200
+    guard_input(gateway.bedrock, ["Hello?"])
+    again = call(chat(headers=headers, request_id="api-req-2"))
+    assert (again.status, again.body["error"]) == (409, "duplicate_request")
+    usage = call(rest_event("GET", "/v1/usage"))
+    assert [q["used"] for q in usage.body["quotas"] if q["output_type"] == "chat"] == [1]
+
+
+def test_a_malformed_idempotency_key_is_a_422(gateway: Gateway) -> None:
+    guard_input(gateway.bedrock, ["Hello?"])
+    result = call(chat(headers={"Idempotency-Key": "bad key!"}))
+    assert (result.status, result.body["error"]) == (422, "invalid_request")
+
+
+def test_usage_lists_every_quota_of_the_group_with_prices(gateway: Gateway) -> None:
+    result = call(rest_event("GET", "/v1/usage"))
+    assert result.status == 200
+    assert result.body["group"] == "customer-gold"
+    rows = {q["output_type"]: q for q in result.body["quotas"]}
+    assert set(rows) == {"chat", "summary", "report", "research_brief"}
+    assert (rows["report"]["limit"], rows["report"]["remaining"], rows["report"]["unit_price_usd"]) == (200, 200, 0.5)
+
+
+def test_a_price_change_is_config_not_code(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    repriced = POLICY.model_copy(deep=True)
+    object.__setattr__(repriced.outputs["summary"], "unit_price_usd", 0.25)
+    monkeypatch.setattr(handler, "policy", lambda: repriced)
+    guard_input(gateway.bedrock, ["m"])
+    converse_ok(gateway.bedrock, "amazon.nova-pro-v1:0", "S.")
+    guard_output(gateway.bedrock, "S.", grounding=("m", "Produce the summary."))
+    assert call(rest_event("POST", "/v1/outputs/summary", {"material": "m"})).status == 200
+    record = gateway.ledger.record("api-req-1")
+    assert record is not None
+    assert (record["unit_price_usd"]["N"], record["amount_usd"]["N"]) == ("0.25", "0.25")
+
+
+@pytest.mark.parametrize(
+    ("event", "status", "fragment"),
+    [
+        (rest_event("POST", "/v1/chat", "{nope"), 422, "body: JSON decode error"),
+        (rest_event("POST", "/v1/chat", {"messages": []}), 422, "messages: List should have at least 1 item"),
+        (
+            rest_event("POST", "/v1/chat", {"messages": [{"role": "assistant", "content": "x"}]}),
+            422,
+            "the last message must be the user's",
+        ),
+        (
+            rest_event("POST", "/v1/chat", {"messages": [{"role": "system", "content": "x"}]}),
+            422,
+            "messages.0.role: Input should be 'user' or 'assistant'",
+        ),
+        (
+            rest_event("POST", "/v1/outputs/summary", {"material": ""}),
+            422,
+            "material: String should have at least 1 character",
+        ),
+        (
+            rest_event("POST", "/v1/outputs/Bad-Type", {"material": "x"}),
+            422,
+            "output_type: String should match pattern",
+        ),
+        (
+            rest_event("POST", "/v1/chat", {"messages": [{"role": "user", "content": "x" * 20001}]}),
+            413,
+            "the limit is 20000",
+        ),
+        (rest_event("DELETE", "/v1/usage"), 404, "routes:"),
+    ],
+)
+def test_bad_requests_are_4xx_json_with_a_reason(
+    event: dict[str, Any], status: int, fragment: str, gateway: Gateway
+) -> None:
+    result = call(event)
+    assert result.status == status
+    assert fragment in result.body["message"]
+
+
+SEEDED_PII = {
+    "name": "Jane Q. Roe",
+    "email": "jane.roe@example.com",
+    "phone": "+1-202-555-0147",
+    "card": "4111 1111 1111 1111",
+}
+
+
+def test_seeded_pii_never_reaches_logs_or_metrics(gateway: Gateway, capsys: pytest.CaptureFixture[str]) -> None:
+    text = (
+        f"I am {SEEDED_PII['name']}, mail {SEEDED_PII['email']}, call {SEEDED_PII['phone']}, card {SEEDED_PII['card']}"
+    )
+    # Success path (the model echoes the PII; the output guardrail masks it).
+    guard_input(gateway.bedrock, [text])
+    converse_ok(gateway.bedrock, "amazon.nova-pro-v1:0", f"Noted, {SEEDED_PII['name']} ({SEEDED_PII['email']}).")
+    guard_output(
+        gateway.bedrock, f"Noted, {SEEDED_PII['name']} ({SEEDED_PII['email']}).", anonymized("Noted, {NAME} ({EMAIL}).")
+    )
+    assert call(chat(text, request_id="r-ok")).status == 200
+    # Blocked input, upstream failure, invalid body, output route: the error paths.
+    guard_input(gateway.bedrock, [text], BLOCKED_TOPIC)
+    assert call(chat(text, request_id="r-blocked")).status == 400
+    guard_input(gateway.bedrock, [text])
+    gateway.bedrock.add_client_error("converse", service_error_code="ValidationException", http_status_code=400)
+    assert call(chat(text, request_id="r-upstream")).status == 502
+    assert call(rest_event("POST", "/v1/chat", {"messages": [{"role": "robot", "content": text}]})).status == 422
+    assert call(rest_event("POST", "/v1/outputs/summary", {"material": text, "extra": text})).status == 422
+    captured = capsys.readouterr()
+    sinks = captured.out + captured.err
+    assert '"output delivered"' in sinks and '"_aws"' in sinks  # logs and metrics were written
+    for fragment in [*SEEDED_PII.values(), "Roe", "jane.roe", "555-0147", "1111 1111"]:
+        assert fragment not in sinks

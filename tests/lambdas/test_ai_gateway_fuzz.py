@@ -1,0 +1,128 @@
+"""Property: any body, claims or path on any route gets a JSON answer, never a 5xx.
+
+AWS is replaced by fakes that always answer, so a request that passes validation succeeds.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from ai_gateway import handler
+from ai_gateway.guardrail import Guard
+from ai_gateway.ledger import Admission, Usage
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from tests.lambdas.conftest import FakeContext, http_result
+from tests.lambdas.gateway_fixtures import POLICY, rest_event
+
+
+class FakeBedrock:
+    def apply_guardrail(self, **kwargs: Any) -> dict[str, Any]:
+        return {"action": "NONE", "outputs": [], "assessments": []}
+
+    def converse(self, **kwargs: Any) -> dict[str, Any]:
+        return {"output": {"message": {"content": [{"text": "ok"}]}}, "usage": {"inputTokens": 1, "outputTokens": 1}}
+
+
+class FakeLedger:
+    def admit(self, **kwargs: Any) -> Admission:
+        import datetime as dt
+
+        return Admission(
+            kwargs["request_id"], kwargs["units"], 1, kwargs["limit"], dt.datetime(2027, 1, 1, tzinfo=dt.UTC), False
+        )
+
+    def deliver(self, *args: Any, **kwargs: Any) -> None: ...
+
+    def release(self, *args: Any, **kwargs: Any) -> None: ...
+
+    def usage(self, group: str, quotas: dict[str, Any], now: Any) -> list[Usage]:
+        return []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fakes() -> Iterator[None]:
+    patch = pytest.MonkeyPatch()
+    bedrock = FakeBedrock()
+    deps = handler.Dependencies(
+        ledger=FakeLedger(), guard=Guard(bedrock, guardrail_id="g", version="1"), bedrock=bedrock
+    )  # type: ignore[arg-type]
+    patch.setattr(handler, "dependencies", lambda: deps)
+    patch.setattr(handler, "policy", lambda: POLICY)
+    patch.setenv("MAX_MESSAGE_CHARS", "20000")
+    handler.settings.cache_clear()
+    yield
+    patch.undo()
+    handler.settings.cache_clear()
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    max_leaves=10,
+)
+messages = st.lists(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "role": st.sampled_from(["user", "assistant", "system"]) | json_values,
+            "content": st.text(max_size=50) | json_values,
+        },
+    ),
+    max_size=4,
+)
+bodies = st.one_of(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "messages": messages | json_values,
+            "model": st.sampled_from(["amazon.nova-pro-v1:0", "x"]) | json_values,
+        },
+    ).map(json.dumps),
+    st.fixed_dictionaries(
+        {},
+        optional={"material": st.text(max_size=100) | json_values, "instructions": st.text(max_size=50) | json_values},
+    ).map(json.dumps),
+    json_values.map(json.dumps),
+    st.text(max_size=200),
+    st.just(json.dumps({"messages": [{"role": "user", "content": "x" * 25_000}]})),
+)
+claims = st.one_of(
+    st.just({"user": "u", "group": "customer-gold", "tier": "gold", "kind": "customer"}),
+    st.dictionaries(st.sampled_from(["user", "group", "tier", "kind"]), st.text(max_size=20), max_size=4),
+)
+routes = st.sampled_from(
+    [
+        ("POST", "/v1/chat"),
+        ("POST", "/v1/outputs/summary"),
+        ("POST", "/v1/outputs/report"),
+        ("POST", "/v1/outputs/nope"),
+        ("GET", "/v1/usage"),
+        ("PUT", "/v1/chat"),
+    ]
+) | st.tuples(st.sampled_from(["POST", "GET"]), st.text(max_size=30).map(lambda s: "/v1/outputs/" + s))
+
+
+@settings(
+    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
+@given(
+    route=routes,
+    body=bodies,
+    authorizer=claims,
+    headers=st.dictionaries(st.sampled_from(["Idempotency-Key", "X-Other"]), st.text(max_size=40), max_size=2),
+)
+def test_every_route_answers_json_and_never_a_5xx(
+    route: tuple[str, str], body: str, authorizer: dict[str, str], headers: dict[str, str]
+) -> None:
+    method, path = route
+    result = http_result(
+        handler.lambda_handler(rest_event(method, path, body, authorizer=authorizer, headers=headers), FakeContext())
+    )
+    assert result.status < 500, result.body
+    assert isinstance(result.body, dict)
+    if result.status >= 400:
+        assert result.body["error"] and result.body["message"]
