@@ -114,3 +114,7 @@ def http_result(response: dict[str, Any]) -> HttpResult:
             **{name: values[-1] for name, values in (response.get("multiValueHeaders") or {}).items()},
         },
     )
+
+
+# The AI gateway's fixture lives with its helpers; importing it here registers it for the folder.
+from tests.lambdas.gateway_fixtures import gateway  # noqa: E402, F401

@@ -10,12 +10,11 @@ from ai_gateway import handler
 from botocore.stub import ANY
 
 from tests.lambdas.conftest import FakeContext, HttpResult, http_result
-from tests.lambdas.gateway_fixtures import (  # noqa: F401 (gateway is a fixture)
+from tests.lambdas.gateway_fixtures import (
     POLICY,
     USAGE,
     Gateway,
     converse_ok,
-    gateway,
     guard_input,
     guard_output,
     rest_event,
