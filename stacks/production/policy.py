@@ -24,3 +24,11 @@ def gateway_policy(config: ProductionConfig) -> dict[str, Any]:
         },
         "outputs": {name: output.model_dump(mode="json") for name, output in config.output_types.items()},
     }
+
+
+def pre_token_groups(config: ProductionConfig) -> dict[str, dict[str, Any]]:
+    """What the pre-token-generation trigger needs to pick a user's gateway group."""
+    return {
+        name: {"precedence": group.precedence, "tier": group.tier, "kind": group.kind}
+        for name, group in config.groups.items()
+    }

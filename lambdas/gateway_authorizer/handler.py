@@ -1,0 +1,131 @@
+"""TOKEN authorizer for the AI gateway API.
+
+Verifies the caller's Cognito access token (signature against the pool's JWKS, issuer, expiry,
+token use, app client), reads the gateway group claim, and answers with the group's API key as
+``usageIdentifierKey``: the API's key source is AUTHORIZER, so the group's usage plan throttles
+the caller without users ever handling keys. A bad token is a 401; a valid token without a
+configured group is a 403 (an explicit Deny).
+"""
+
+import json
+import os
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import boto3
+import jwt
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+logger = Logger()
+
+GROUP_CLAIM = "gateway_group"
+TIER_CLAIM = "gateway_tier"
+KIND_CLAIM = "gateway_kind"
+
+
+@dataclass(frozen=True)
+class Settings:
+    issuer: str
+    client_id: str
+    api_key_ids: dict[str, str]  # group -> API key id
+
+    @classmethod
+    def from_environ(cls) -> "Settings":
+        region = os.environ["AWS_REGION"]
+        return cls(
+            issuer=f"https://cognito-idp.{region}.amazonaws.com/{os.environ['USER_POOL_ID']}",
+            client_id=os.environ["CLIENT_ID"],
+            api_key_ids=json.loads(os.environ["API_KEY_IDS"]),
+        )
+
+
+class Unauthorized(Exception):  # noqa: N818 - API Gateway maps exactly this message to a 401
+    def __init__(self) -> None:
+        super().__init__("Unauthorized")
+
+
+@cache
+def settings() -> Settings:
+    return Settings.from_environ()
+
+
+@cache
+def jwks() -> jwt.PyJWKClient:
+    # Keys are fetched once per container and on an unknown key id (PyJWKClient caches them).
+    return jwt.PyJWKClient(f"{settings().issuer}/.well-known/jwks.json", cache_keys=True, timeout=5)
+
+
+@cache
+def apigateway() -> Any:
+    return boto3.client("apigateway")
+
+
+@cache
+def api_key_value(key_id: str) -> str:
+    value: str = apigateway().get_api_key(apiKey=key_id, includeValue=True)["value"]
+    return value
+
+
+def verify(token: str) -> dict[str, Any]:
+    """The token's claims, if it is a valid access token of this pool and app client."""
+    current = settings()
+    try:
+        signing_key = jwks().get_signing_key_from_jwt(token)
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            signing_key.key,
+            algorithms=["RS256"],
+            issuer=current.issuer,
+            options={"require": ["exp", "iat", "sub", "token_use", "client_id"]},
+            leeway=30,
+        )
+    except jwt.PyJWTError as error:
+        logger.info("token rejected", extra={"reason": type(error).__name__})
+        raise Unauthorized() from None
+    if claims["token_use"] != "access" or claims["client_id"] != current.client_id:  # noqa: S105
+        logger.info("token rejected", extra={"reason": "not an access token of this app client"})
+        raise Unauthorized()
+    return claims
+
+
+def authorize(event: dict[str, Any]) -> dict[str, Any]:
+    header = str(event.get("authorizationToken") or "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized()
+    claims = verify(token)
+    # Any method of this API and stage: the result is cached per token across methods.
+    api_arn, _, _ = str(event["methodArn"]).partition("/")
+    stage = str(event["methodArn"]).split("/")[1]
+    resource = f"{api_arn}/{stage}/*/*"
+    group = claims.get(GROUP_CLAIM)
+    key_id = settings().api_key_ids.get(group) if isinstance(group, str) else None
+    if key_id is None:
+        logger.info("no gateway group", extra={"user": claims["sub"]})
+        return _policy(claims["sub"], "Deny", resource)
+    response = _policy(claims["sub"], "Allow", resource)
+    response["usageIdentifierKey"] = api_key_value(key_id)
+    response["context"] = {
+        "user": claims["sub"],
+        "group": group,
+        "tier": str(claims.get(TIER_CLAIM, "")),
+        "kind": str(claims.get(KIND_CLAIM, "")),
+    }
+    return response
+
+
+def _policy(principal: str, effect: str, resource: str) -> dict[str, Any]:
+    return {
+        "principalId": principal,
+        "policyDocument": {
+            "Version": "2012-10-17",
+            "Statement": [{"Action": "execute-api:Invoke", "Effect": effect, "Resource": resource}],
+        },
+    }
+
+
+@logger.inject_lambda_context(clear_state=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return authorize(event)

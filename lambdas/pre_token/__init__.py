@@ -1,0 +1,1 @@
+"""Cognito pre-token-generation (V2): the caller's gateway group as custom claims."""

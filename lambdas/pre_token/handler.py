@@ -1,0 +1,49 @@
+"""Adds the caller's gateway group, tier and kind to the ID and access tokens.
+
+``cognito:groups`` cannot key an AgentCore rate limit or an API Gateway usage plan, so the
+gateway keys on ``gateway_group``. A user in several configured groups gets the one with the
+lowest precedence (Cognito's own rule for role precedence); a user in none gets no claims,
+and the gateway's authorizer refuses them.
+"""
+
+import json
+import os
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+logger = Logger()
+
+GROUP_CLAIM = "gateway_group"
+TIER_CLAIM = "gateway_tier"
+KIND_CLAIM = "gateway_kind"
+
+
+@cache
+def groups() -> dict[str, dict[str, Any]]:
+    """{group: {"precedence": int, "tier": str, "kind": str}} from the deployment's config."""
+    loaded: dict[str, dict[str, Any]] = json.loads(os.environ["GATEWAY_GROUPS"])
+    return loaded
+
+
+def claims_for(member_of: list[str]) -> dict[str, str]:
+    configured = [(groups()[name]["precedence"], name) for name in member_of if name in groups()]
+    if not configured:
+        return {}
+    _, chosen = min(configured)  # ties break on the group name, so the choice is stable
+    group = groups()[chosen]
+    return {GROUP_CLAIM: chosen, TIER_CLAIM: group["tier"], KIND_CLAIM: group["kind"]}
+
+
+@logger.inject_lambda_context(clear_state=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    member_of = event.get("request", {}).get("groupConfiguration", {}).get("groupsToOverride") or []
+    claims = claims_for(list(member_of))
+    logger.info("token claims", extra={"group": claims.get(GROUP_CLAIM, "none"), "groups_seen": len(member_of)})
+    event.setdefault("response", {})["claimsAndScopeOverrideDetails"] = {
+        "idTokenGeneration": {"claimsToAddOrOverride": claims},
+        "accessTokenGeneration": {"claimsToAddOrOverride": claims},
+    }
+    return event

@@ -1,0 +1,227 @@
+"""The gateway's identity path: the pre-token trigger's claims and the Lambda authorizer.
+
+The authorizer fetches the pool's JWKS over real HTTP from a loopback server standing in for
+Cognito, and verifies tokens signed with a key generated for the test.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
+
+import boto3
+import jwt
+import pytest
+from botocore.stub import Stubber
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from gateway_authorizer import handler as authorizer
+from pre_token import handler as pre_token
+from stacks.config import load_config
+from stacks.production.policy import pre_token_groups
+from tests.conftest import ROOT
+from tests.lambdas.conftest import FakeContext
+
+METHOD_ARN = "arn:aws:execute-api:us-east-1:123456789012:abc123/v1/POST/v1/chat"
+CLIENT_ID = "client-1"
+
+
+@pytest.fixture
+def groups(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    context = json.loads((ROOT / "cdk.json").read_text())["context"]
+    monkeypatch.setenv("GATEWAY_GROUPS", json.dumps(pre_token_groups(load_config(context).production)))
+    pre_token.groups.cache_clear()
+    yield
+    pre_token.groups.cache_clear()
+
+
+def token_event(groups_of_user: list[str] | None) -> dict[str, Any]:
+    request: dict[str, Any] = {"userAttributes": {"sub": "u-1"}, "scopes": ["openid"]}
+    if groups_of_user is not None:
+        request["groupConfiguration"] = {
+            "groupsToOverride": groups_of_user,
+            "iamRolesToOverride": [],
+            "preferredRole": None,
+        }
+    return {
+        "version": "2",
+        "triggerSource": "TokenGeneration_Authentication",
+        "userName": "u-1",
+        "request": request,
+        "response": {},
+    }
+
+
+@pytest.mark.parametrize(
+    ("member_of", "claims"),
+    [
+        (["customer-gold"], {"gateway_group": "customer-gold", "gateway_tier": "gold", "gateway_kind": "customer"}),
+        (
+            ["customer-basic", "platform-admins"],
+            {"gateway_group": "platform-admins", "gateway_tier": "internal", "gateway_kind": "internal"},
+        ),
+        (
+            ["customer-basic", "customer-gold"],
+            {"gateway_group": "customer-gold", "gateway_tier": "gold", "gateway_kind": "customer"},
+        ),
+        (
+            ["strangers", "customer-basic"],
+            {"gateway_group": "customer-basic", "gateway_tier": "basic", "gateway_kind": "customer"},
+        ),
+        (["strangers"], {}),
+        ([], {}),
+        (None, {}),
+    ],
+)
+def test_pre_token_adds_the_lowest_precedence_configured_group(
+    member_of: list[str] | None, claims: dict[str, str], groups: None
+) -> None:
+    response = pre_token.lambda_handler(token_event(member_of), FakeContext())["response"][
+        "claimsAndScopeOverrideDetails"
+    ]
+    assert response["accessTokenGeneration"]["claimsToAddOrOverride"] == claims
+    assert response["idTokenGeneration"]["claimsToAddOrOverride"] == claims
+    assert "groupOverrideDetails" not in response  # cognito:groups stays as Cognito wrote it
+
+
+# --- the authorizer ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def signing_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture(scope="module")
+def cognito(signing_key: rsa.RSAPrivateKey) -> Iterator[tuple[str, list[str]]]:
+    """A loopback HTTP server serving the pool's JWKS; yields (issuer, request log)."""
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(signing_key.public_key()))
+    body = json.dumps({"keys": [{**jwk, "kid": "key-1", "alg": "RS256", "use": "sig"}]}).encode()
+    requests: list[str] = []
+
+    class Jwks(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            requests.append(self.path)
+            self.send_response(200 if self.path.endswith("/.well-known/jwks.json") else 404)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None: ...
+
+    server = HTTPServer(("127.0.0.1", 0), Jwks)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/us-east-1_pool", requests
+    server.shutdown()
+
+
+@pytest.fixture
+def configured(cognito: tuple[str, list[str]], monkeypatch: pytest.MonkeyPatch) -> Iterator[Stubber]:
+    issuer, _ = cognito
+    settings = authorizer.Settings(issuer=issuer, client_id=CLIENT_ID, api_key_ids={"customer-gold": "key-gold"})
+    monkeypatch.setattr(authorizer, "settings", lambda: settings)
+    client = boto3.client("apigateway", region_name="us-east-1")
+    monkeypatch.setattr(authorizer, "apigateway", lambda: client)
+    for cached in (authorizer.jwks, authorizer.api_key_value):
+        cached.cache_clear()
+    with Stubber(client) as stubber:
+        yield stubber
+    for cached in (authorizer.jwks, authorizer.api_key_value):
+        cached.cache_clear()
+
+
+def sign(key: rsa.RSAPrivateKey, issuer: str, **overrides: Any) -> str:
+    now = int(time.time())
+    claims = {
+        "sub": "user-1",
+        "iss": issuer,
+        "token_use": "access",
+        "client_id": CLIENT_ID,
+        "iat": now,
+        "exp": now + 3600,
+        "gateway_group": "customer-gold",
+        "gateway_tier": "gold",
+        "gateway_kind": "customer",
+        **overrides,
+    }
+    claims = {k: v for k, v in claims.items() if v is not None}
+    return jwt.encode(claims, key, algorithm="RS256", headers={"kid": "key-1"})
+
+
+def authorize(token: str) -> dict[str, Any]:
+    return authorizer.lambda_handler(
+        {"type": "TOKEN", "authorizationToken": f"Bearer {token}", "methodArn": METHOD_ARN}, FakeContext()
+    )
+
+
+def test_a_valid_token_gets_its_groups_api_key_and_caller_context(
+    signing_key: rsa.RSAPrivateKey, cognito: tuple[str, list[str]], configured: Stubber
+) -> None:
+    issuer, requests = cognito
+    configured.add_response(
+        "get_api_key", {"id": "key-gold", "value": "gold-secret-value"}, {"apiKey": "key-gold", "includeValue": True}
+    )
+    response = authorize(sign(signing_key, issuer))
+    assert response == {
+        "principalId": "user-1",
+        "policyDocument": {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Action": "execute-api:Invoke",
+                    "Effect": "Allow",
+                    "Resource": "arn:aws:execute-api:us-east-1:123456789012:abc123/v1/*/*",
+                }
+            ],
+        },
+        "usageIdentifierKey": "gold-secret-value",
+        "context": {"user": "user-1", "group": "customer-gold", "tier": "gold", "kind": "customer"},
+    }
+    # A second caller reuses the keys and the API key value: no more HTTP, no more AWS calls.
+    authorize(sign(signing_key, issuer, sub="user-2"))
+    assert requests.count("/us-east-1_pool/.well-known/jwks.json") == 1
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"exp": int(time.time()) - 3600},
+        {"token_use": "id"},
+        {"client_id": "someone-else"},
+        {"iss": "https://cognito-idp.us-east-1.amazonaws.com/other-pool"},
+        {"sub": None},
+    ],
+)
+def test_a_bad_token_is_unauthorized(
+    overrides: dict[str, Any], signing_key: rsa.RSAPrivateKey, cognito: tuple[str, list[str]], configured: Stubber
+) -> None:
+    with pytest.raises(authorizer.Unauthorized, match="^Unauthorized$"):
+        authorize(sign(signing_key, cognito[0], **overrides))
+
+
+def test_a_token_signed_by_another_key_is_unauthorized(cognito: tuple[str, list[str]], configured: Stubber) -> None:
+    forged = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    with pytest.raises(authorizer.Unauthorized):
+        authorize(sign(forged, cognito[0]))
+
+
+@pytest.mark.parametrize("header", ["", "Bearer", "Basic abc", "Bearer not.a.jwt"])
+def test_a_malformed_header_is_unauthorized(header: str, configured: Stubber) -> None:
+    with pytest.raises(authorizer.Unauthorized):
+        authorizer.lambda_handler(
+            {"type": "TOKEN", "authorizationToken": header, "methodArn": METHOD_ARN}, FakeContext()
+        )
+
+
+@pytest.mark.parametrize("group", [None, "strangers"])
+def test_a_valid_token_without_a_configured_group_is_denied(
+    group: str | None, signing_key: rsa.RSAPrivateKey, cognito: tuple[str, list[str]], configured: Stubber
+) -> None:
+    response = authorize(sign(signing_key, cognito[0], gateway_group=group))
+    assert response["policyDocument"]["Statement"][0]["Effect"] == "Deny"
+    assert "usageIdentifierKey" not in response
