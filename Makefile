@@ -47,6 +47,7 @@ layer: build/.layer-installed ## build the Lambda dependency layer (cached)
 setup: $(VENV)/.installed node_modules/.installed build/.layer-installed ## venv, CDK CLI, Lambda layer (cached)
 
 synth: setup ## synthesize TIER (all, sandbox, production) into cdk.out/, nag and schema checks on
+	rm -rf cdk.out
 	$(CDK) synth $(CDK_ARGS) --quiet
 	@echo "synthesized: $$(ls cdk.out/*.template.json | xargs -n1 basename | tr '\n' ' ')"
 

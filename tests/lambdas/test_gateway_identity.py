@@ -18,9 +18,9 @@ import jwt
 import pytest
 from botocore.stub import Stubber
 from cryptography.hazmat.primitives.asymmetric import rsa
-
 from gateway_authorizer import handler as authorizer
 from pre_token import handler as pre_token
+
 from stacks.config import load_config
 from stacks.production.policy import pre_token_groups
 from tests.conftest import ROOT
@@ -200,7 +200,7 @@ def test_a_valid_token_gets_its_groups_api_key_and_caller_context(
 def test_a_bad_token_is_unauthorized(
     overrides: dict[str, Any], signing_key: rsa.RSAPrivateKey, cognito: tuple[str, list[str]], configured: Stubber
 ) -> None:
-    with pytest.raises(authorizer.Unauthorized, match="^Unauthorized$"):
+    with pytest.raises(authorizer.Unauthorized, match=r"^Unauthorized$"):
         authorize(sign(signing_key, cognito[0], **overrides))
 
 

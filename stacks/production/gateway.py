@@ -1,0 +1,449 @@
+"""Production front door: the AI gateway REST API, its authorizer, usage plans, guardrail, ledger."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from aws_cdk import (
+    CfnOutput,
+    Duration,
+    RemovalPolicy,
+    Stack,
+    aws_apigateway as apigateway,
+    aws_bedrock as bedrock,
+    aws_cognito as cognito,
+    aws_dynamodb as dynamodb,
+    aws_iam as iam,
+    aws_kms as kms,
+    aws_logs as logs,
+    aws_ssm as ssm,
+    aws_wafv2 as wafv2,
+)
+from constructs import Construct
+
+from stacks.config import GuardrailConfig, ProductionConfig, Tier
+from stacks.production.policy import gateway_policy
+from stacks.shared.bedrock import grant_invoke, model_arns
+from stacks.shared.lambda_function import BlueprintFunction, log_retention
+from stacks.shared.nag import acknowledge
+
+# Usage-plan quota periods as API Gateway names them.
+QUOTA_PERIOD = {"DAY": apigateway.Period.DAY, "WEEK": apigateway.Period.WEEK, "MONTH": apigateway.Period.MONTH}
+SSM_STANDARD_LIMIT = 4096  # characters; the advanced tier holds up to 8 KB
+GUARDRAIL_ACTIONS = ["bedrock:ApplyGuardrail"]
+# What lambdas/ai_gateway/ledger.py does to its table (a transaction's items need the item actions).
+LEDGER_ACTIONS = [
+    "dynamodb:GetItem",
+    "dynamodb:BatchGetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:ConditionCheckItem",
+]
+LEDGER_KEY_ACTIONS = ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey"]
+
+
+class GatewayStack(Stack):
+    """The AI gateway API and everything it enforces.
+
+    - REST API (regional, TLS) with the Lambda authorizer on every method, API key source
+      AUTHORIZER, request validation, JSON access logs, execution logs without bodies, X-Ray,
+      and a WAF web ACL (rate-based rule per IP plus AWS managed rule groups).
+    - One usage plan and API key per configured group: the coarse, best-effort limits.
+    - The gateway function, the Bedrock Guardrail (and a pinned version) it applies, the
+      DynamoDB ledger (exact quotas, metering records) and its policy parameter (SSM).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        prefix: str,
+        config: ProductionConfig,
+        key: kms.IKey,
+        user_pool: cognito.IUserPool,
+        client: cognito.IUserPoolClient,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, id, **kwargs)
+        name = f"{prefix}-{Tier.PRODUCTION}"
+        namespace = f"{prefix}/{Tier.PRODUCTION}"
+
+        self.ledger = dynamodb.TableV2(
+            self,
+            "Ledger",
+            partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
+            global_secondary_indexes=[
+                dynamodb.GlobalSecondaryIndexPropsV2(
+                    index_name="gsi1",
+                    partition_key=dynamodb.Attribute(name="gsi1pk", type=dynamodb.AttributeType.STRING),
+                    sort_key=dynamodb.Attribute(name="gsi1sk", type=dynamodb.AttributeType.STRING),
+                )
+            ],
+            encryption=dynamodb.TableEncryptionV2.customer_managed_key(key),
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            deletion_protection=True,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        acknowledge(
+            self.ledger,
+            "NIST.800.53.R5-DynamoDBInBackupPlan",
+            "Point-in-time recovery keeps 35 days of continuous backups of the ledger; an AWS Backup plan "
+            "is an account-level decision outside this app.",
+        )
+
+        self.guardrail, self.guardrail_version = _guardrail(self, name, config.guardrail)
+
+        document = json.dumps(gateway_policy(config), sort_keys=True, separators=(",", ":"))
+        self.policy = ssm.StringParameter(
+            self,
+            "Policy",
+            parameter_name=f"/{prefix}/{Tier.PRODUCTION}/gateway/policy",
+            description="AI gateway groups, models, quotas and prices (generated from cdk.json)",
+            string_value=document,
+            tier=ssm.ParameterTier.STANDARD if len(document) <= SSM_STANDARD_LIMIT else ssm.ParameterTier.ADVANCED,
+        )
+
+        self.function = BlueprintFunction(
+            self,
+            "GatewayFunction",
+            package="ai_gateway",
+            description="AI gateway: routing, guardrails, output metering and exact quotas",
+            metrics_namespace=namespace,
+            log_retention_days=config.log_retention_days,
+            log_key=key,
+            removal_policy=RemovalPolicy.RETAIN,
+            memory_size=1024,
+            timeout=Duration.seconds(29),  # API Gateway's integration timeout
+            environment={
+                "LEDGER_TABLE": self.ledger.table_name,
+                "GUARDRAIL_ID": self.guardrail.attr_guardrail_id,
+                "GUARDRAIL_VERSION": self.guardrail_version.attr_version,
+                "POLICY_PARAMETER": self.policy.parameter_name,
+                "MAX_MESSAGE_CHARS": str(config.api.max_message_chars),
+            },
+        )
+        role = self.function.role
+        assert role is not None
+        # The table only: the billing-export index is for readers, not the gateway.
+        role.add_to_principal_policy(iam.PolicyStatement(actions=LEDGER_ACTIONS, resources=[self.ledger.table_arn]))
+        key.grant(role, *LEDGER_KEY_ACTIONS)
+        self.policy.grant_read(role)
+        role.add_to_principal_policy(
+            iam.PolicyStatement(actions=GUARDRAIL_ACTIONS, resources=[self.guardrail.attr_guardrail_arn])
+        )
+        for model in sorted({m for group in config.groups.values() for m in group.models.allowed}):
+            grant_invoke(role, model_arns(self, model))
+        _acknowledge_synchronous(self.function, "API Gateway invokes it synchronously")
+
+        self.api_keys = {
+            group: apigateway.ApiKey(self, f"Key{_pascal(group)}", api_key_name=f"{prefix}-{group}", enabled=True)
+            for group in config.groups
+        }
+        self.authorizer_function = BlueprintFunction(
+            self,
+            "AuthorizerFunction",
+            package="gateway_authorizer",
+            description="AI gateway authorizer: verify the Cognito token, pick the group's API key",
+            metrics_namespace=namespace,
+            log_retention_days=config.log_retention_days,
+            log_key=key,
+            removal_policy=RemovalPolicy.RETAIN,
+            timeout=Duration.seconds(10),
+            environment={
+                "USER_POOL_ID": user_pool.user_pool_id,
+                "CLIENT_ID": client.user_pool_client_id,
+                "API_KEY_IDS": self.to_json_string({g: k.key_id for g, k in self.api_keys.items()}),
+            },
+        )
+        authorizer_role = self.authorizer_function.role
+        assert authorizer_role is not None
+        authorizer_role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["apigateway:GET"], resources=[k.key_arn for k in self.api_keys.values()])
+        )
+        _acknowledge_synchronous(self.authorizer_function, "API Gateway invokes it synchronously")
+
+        self.api = self._rest_api(name, config, key)
+        self._usage_plans(config)
+        self._waf(name, config, key)
+        CfnOutput(self, "ApiUrl", value=self.api.url)
+        CfnOutput(self, "LedgerTableName", value=self.ledger.table_name)
+        CfnOutput(self, "GuardrailId", value=self.guardrail.attr_guardrail_id)
+
+    def _rest_api(self, name: str, config: ProductionConfig, key: kms.IKey) -> apigateway.RestApi:
+        access_logs = logs.LogGroup(
+            self,
+            "AccessLogs",
+            retention=log_retention(config.log_retention_days),
+            encryption_key=key,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        api = apigateway.RestApi(
+            self,
+            "Api",
+            rest_api_name=f"{name}-ai-gateway",
+            description="AI gateway: chat, output-priced workloads, usage",
+            endpoint_types=[apigateway.EndpointType.REGIONAL],
+            api_key_source_type=apigateway.ApiKeySourceType.AUTHORIZER,
+            cloud_watch_role=True,
+            cloud_watch_role_removal_policy=RemovalPolicy.RETAIN,
+            deploy_options=apigateway.StageOptions(
+                stage_name="live",
+                logging_level=apigateway.MethodLoggingLevel.INFO,
+                data_trace_enabled=False,  # never log request or response bodies
+                metrics_enabled=True,
+                tracing_enabled=True,
+                access_log_destination=apigateway.LogGroupLogDestination(access_logs),
+                access_log_format=apigateway.AccessLogFormat.json_with_standard_fields(
+                    caller=False,
+                    http_method=True,
+                    ip=True,
+                    protocol=True,
+                    request_time=True,
+                    resource_path=True,
+                    response_length=True,
+                    status=True,
+                    user=True,
+                ),
+            ),
+        )
+        acknowledge(
+            api,
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]",
+            "API Gateway's account-wide logging role; AWS's managed policy is the documented way to let "
+            "execution logs reach CloudWatch.",
+        )
+        acknowledge(
+            api,
+            "NIST.800.53.R5-APIGWSSLEnabled",
+            "The backends are Lambda proxy integrations reached over AWS's own signed invoke path; client "
+            "certificates authenticate API Gateway to HTTP backends, of which there are none.",
+        )
+        acknowledge(
+            api,
+            "NIST.800.53.R5-APIGWCacheEnabledAndEncrypted",
+            "Responses are per-caller generations and quota state; caching them would serve one user's "
+            "answer to another and skip metering.",
+        )
+        authorizer = apigateway.TokenAuthorizer(
+            self,
+            "Authorizer",
+            handler=self.authorizer_function,
+            identity_source=apigateway.IdentitySource.header("Authorization"),
+            results_cache_ttl=Duration.minutes(5),
+        )
+        validator = api.add_request_validator(
+            "Validator", validate_request_body=True, validate_request_parameters=True
+        )
+        integration = apigateway.LambdaIntegration(self.function, proxy=True)
+        options: dict[str, Any] = {"authorizer": authorizer, "api_key_required": True}
+        chat_model = api.add_model("ChatRequest", content_type="application/json", schema=_CHAT_SCHEMA)
+        output_model = api.add_model("OutputRequest", content_type="application/json", schema=_OUTPUT_SCHEMA)
+        v1 = api.root.add_resource("v1")
+        v1.add_resource("chat").add_method(
+            "POST",
+            integration,
+            request_validator=validator,
+            request_models={"application/json": chat_model},
+            **options,
+        )
+        v1.add_resource("outputs").add_resource("{type}").add_method(
+            "POST",
+            integration,
+            request_validator=validator,
+            request_models={"application/json": output_model},
+            request_parameters={"method.request.path.type": True},
+            **options,
+        )
+        v1.add_resource("usage").add_method("GET", integration, **options)
+        acknowledge(
+            api,
+            "AwsSolutions-COG4",
+            "Every method uses the gateway's Lambda authorizer, which verifies the Cognito access token "
+            "itself: a Cognito authorizer cannot choose the group's usage-plan API key.",
+        )
+        return api
+
+    def _usage_plans(self, config: ProductionConfig) -> None:
+        for group, settings in config.groups.items():
+            plan = self.api.add_usage_plan(
+                f"Plan{_pascal(group)}",
+                name=f"{self.api.rest_api_name}-{group}",
+                description=f"{settings.kind} tier {settings.tier}: best-effort throttle and quota",
+                throttle=apigateway.ThrottleSettings(
+                    rate_limit=settings.usage_plan.rate_limit, burst_limit=settings.usage_plan.burst_limit
+                ),
+                quota=apigateway.QuotaSettings(
+                    limit=settings.usage_plan.quota_limit, period=QUOTA_PERIOD[settings.usage_plan.quota_period]
+                ),
+            )
+            plan.add_api_stage(stage=self.api.deployment_stage)
+            plan.add_api_key(self.api_keys[group])
+
+    def _waf(self, name: str, config: ProductionConfig, key: kms.IKey) -> None:
+        def managed(priority: int, group: str) -> wafv2.CfnWebACL.RuleProperty:
+            return wafv2.CfnWebACL.RuleProperty(
+                name=group,
+                priority=priority,
+                override_action=wafv2.CfnWebACL.OverrideActionProperty(none={}),
+                statement=wafv2.CfnWebACL.StatementProperty(
+                    managed_rule_group_statement=wafv2.CfnWebACL.ManagedRuleGroupStatementProperty(
+                        vendor_name="AWS", name=group
+                    )
+                ),
+                visibility_config=_visibility(group),
+            )
+
+        acl = wafv2.CfnWebACL(
+            self,
+            "WebAcl",
+            name=f"{name}-ai-gateway",
+            scope="REGIONAL",
+            default_action=wafv2.CfnWebACL.DefaultActionProperty(allow={}),
+            visibility_config=_visibility("ai-gateway"),
+            rules=[
+                wafv2.CfnWebACL.RuleProperty(
+                    name="RatePerIp",
+                    priority=0,
+                    action=wafv2.CfnWebACL.RuleActionProperty(block={}),
+                    statement=wafv2.CfnWebACL.StatementProperty(
+                        rate_based_statement=wafv2.CfnWebACL.RateBasedStatementProperty(
+                            limit=config.api.waf_rate_limit_per_5_minutes, aggregate_key_type="IP"
+                        )
+                    ),
+                    visibility_config=_visibility("RatePerIp"),
+                ),
+                managed(1, "AWSManagedRulesCommonRuleSet"),
+                managed(2, "AWSManagedRulesKnownBadInputsRuleSet"),
+            ],
+        )
+        wafv2.CfnWebACLAssociation(
+            self, "WebAclAssociation", resource_arn=self.api.deployment_stage.stage_arn, web_acl_arn=acl.attr_arn
+        )
+        # WAF delivers to log groups whose name starts with aws-waf-logs-.
+        waf_logs = logs.LogGroup(
+            self,
+            "WafLogs",
+            log_group_name=f"aws-waf-logs-{name}-ai-gateway",
+            retention=log_retention(config.log_retention_days),
+            encryption_key=key,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        wafv2.CfnLoggingConfiguration(
+            self,
+            "WafLogging",
+            resource_arn=acl.attr_arn,
+            log_destination_configs=[waf_logs.log_group_arn],
+            # The Authorization header carries the caller's token: never log it.
+            redacted_fields=[
+                wafv2.CfnLoggingConfiguration.FieldToMatchProperty(single_header={"Name": "authorization"})
+            ],
+        )
+
+
+def _guardrail(
+    scope: Construct, name: str, config: GuardrailConfig
+) -> tuple[bedrock.CfnGuardrail, bedrock.CfnGuardrailVersion]:
+    G = bedrock.CfnGuardrail  # noqa: N806 - the L1 class, for its nested property types
+    filters = [
+        G.ContentFilterConfigProperty(type=kind, input_strength=strength, output_strength=strength)
+        for kind, strength in sorted(config.content_filters.items())
+    ]
+    # Prompt attacks come in with the input; Bedrock requires output strength NONE for them.
+    filters.append(
+        G.ContentFilterConfigProperty(
+            type="PROMPT_ATTACK", input_strength=config.prompt_attack_strength, output_strength="NONE"
+        )
+    )
+    grounding = [
+        G.ContextualGroundingFilterConfigProperty(type=kind, threshold=threshold)
+        for kind, threshold in (("GROUNDING", config.grounding_threshold), ("RELEVANCE", config.relevance_threshold))
+        if threshold is not None
+    ]
+    guardrail = G(
+        scope,
+        "Guardrail",
+        name=f"{name}-ai-gateway",
+        description="Applied by the AI gateway to every input and output",
+        blocked_input_messaging=config.blocked_input_message,
+        blocked_outputs_messaging=config.blocked_output_message,
+        content_policy_config=G.ContentPolicyConfigProperty(filters_config=filters),
+        sensitive_information_policy_config=G.SensitiveInformationPolicyConfigProperty(
+            pii_entities_config=[
+                G.PiiEntityConfigProperty(type=entity, action=action)
+                for entity, action in sorted(config.pii_entities.items())
+            ]
+        )
+        if config.pii_entities
+        else None,
+        topic_policy_config=G.TopicPolicyConfigProperty(
+            topics_config=[
+                G.TopicConfigProperty(
+                    name=topic.name, definition=topic.definition, type="DENY", examples=list(topic.examples) or None
+                )
+                for topic in config.denied_topics
+            ]
+        )
+        if config.denied_topics
+        else None,
+        contextual_grounding_policy_config=G.ContextualGroundingPolicyConfigProperty(filters_config=grounding)
+        if grounding
+        else None,
+    )
+    # A version is an immutable snapshot: a new description (the config's digest) publishes a
+    # new one whenever the guardrail's config changes, and the function pins to it.
+    digest = hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:12]
+    version = bedrock.CfnGuardrailVersion(
+        scope, "GuardrailVersion", guardrail_identifier=guardrail.attr_guardrail_id, description=f"config {digest}"
+    )
+    return guardrail, version
+
+
+def _acknowledge_synchronous(function: BlueprintFunction, how: str) -> None:
+    acknowledge(function, "NIST.800.53.R5-LambdaDLQ", f"{how}; a DLQ applies to asynchronous invocations.")
+    acknowledge(
+        function,
+        "NIST.800.53.R5-LambdaInsideVPC",
+        "Calls only AWS service APIs (Bedrock, DynamoDB, SSM, API Gateway, Cognito's JWKS) over TLS; "
+        "no private network resource to reach.",
+    )
+    acknowledge(
+        function,
+        "NIST.800.53.R5-LambdaConcurrency",
+        "Concurrency is bounded in front of it by the usage plans' throttles and the WAF rate rule.",
+    )
+
+
+def _visibility(metric: str) -> wafv2.CfnWebACL.VisibilityConfigProperty:
+    return wafv2.CfnWebACL.VisibilityConfigProperty(
+        cloud_watch_metrics_enabled=True, metric_name=metric, sampled_requests_enabled=True
+    )
+
+
+def _pascal(name: str) -> str:
+    return "".join(part.title() for part in name.replace("_", "-").split("-"))
+
+
+_CHAT_SCHEMA = apigateway.JsonSchema(
+    schema=apigateway.JsonSchemaVersion.DRAFT4,
+    type=apigateway.JsonSchemaType.OBJECT,
+    required=["messages"],
+    properties={
+        "messages": apigateway.JsonSchema(type=apigateway.JsonSchemaType.ARRAY, min_items=1, max_items=50),
+        "model": apigateway.JsonSchema(type=apigateway.JsonSchemaType.STRING),
+    },
+)
+_OUTPUT_SCHEMA = apigateway.JsonSchema(
+    schema=apigateway.JsonSchemaVersion.DRAFT4,
+    type=apigateway.JsonSchemaType.OBJECT,
+    required=["material"],
+    properties={
+        "material": apigateway.JsonSchema(type=apigateway.JsonSchemaType.STRING, min_length=1),
+        "instructions": apigateway.JsonSchema(type=apigateway.JsonSchemaType.STRING),
+        "model": apigateway.JsonSchema(type=apigateway.JsonSchemaType.STRING),
+    },
+)

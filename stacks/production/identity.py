@@ -1,0 +1,111 @@
+"""Production identity: the Cognito user pool, its groups, app client and the group claim."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack, aws_cognito as cognito, aws_kms as kms
+from constructs import Construct
+
+from stacks.config import ProductionConfig, Tier
+from stacks.production.policy import pre_token_groups
+from stacks.shared.lambda_function import BlueprintFunction
+from stacks.shared.nag import acknowledge
+
+THREAT_PROTECTION = {
+    "off": cognito.StandardThreatProtectionMode.NO_ENFORCEMENT,
+    "audit": cognito.StandardThreatProtectionMode.AUDIT_ONLY,
+    "enforced": cognito.StandardThreatProtectionMode.FULL_FUNCTION,
+}
+
+
+class IdentityStack(Stack):
+    """User pool (strong passwords, MFA and threat protection from config, no self sign-up),
+    one group per configured gateway group with its precedence, an app client for SRP sign-in,
+    and a V2 pre-token-generation trigger that adds ``gateway_group``/``gateway_tier``/
+    ``gateway_kind`` claims to ID and access tokens (``cognito:groups`` cannot key a rate limit).
+    """
+
+    def __init__(
+        self, scope: Construct, id: str, *, prefix: str, config: ProductionConfig, key: kms.IKey, **kwargs: Any
+    ) -> None:
+        super().__init__(scope, id, **kwargs)
+        name = f"{prefix}-{Tier.PRODUCTION}"
+        identity = config.identity
+        self.user_pool = cognito.UserPool(
+            self,
+            "UserPool",
+            user_pool_name=name,
+            # Access-token customization needs Essentials; threat protection needs Plus.
+            feature_plan=cognito.FeaturePlan.PLUS if identity.threat_protection != "off" else cognito.FeaturePlan.ESSENTIALS,
+            standard_threat_protection_mode=THREAT_PROTECTION[identity.threat_protection],
+            self_sign_up_enabled=False,
+            sign_in_aliases=cognito.SignInAliases(email=True),
+            account_recovery=cognito.AccountRecovery.EMAIL_ONLY,
+            mfa=cognito.Mfa[identity.mfa],
+            mfa_second_factor=cognito.MfaSecondFactor(otp=True, sms=False),
+            password_policy=cognito.PasswordPolicy(
+                min_length=identity.password_min_length,
+                require_digits=True,
+                require_lowercase=True,
+                require_uppercase=True,
+                require_symbols=True,
+                temp_password_validity=Duration.days(3),
+            ),
+            deletion_protection=True,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        for group, settings in config.groups.items():
+            cognito.CfnUserPoolGroup(
+                self,
+                f"Group{''.join(part.title() for part in group.replace('_', '-').split('-'))}",
+                user_pool_id=self.user_pool.user_pool_id,
+                group_name=group,
+                precedence=settings.precedence,
+                description=f"{settings.kind} tier {settings.tier}",
+            )
+        self.client = self.user_pool.add_client(
+            "AppClient",
+            auth_flows=cognito.AuthFlow(user_srp=True),
+            generate_secret=False,
+            prevent_user_existence_errors=True,
+            enable_token_revocation=True,
+            access_token_validity=Duration.hours(identity.access_token_hours),
+            id_token_validity=Duration.hours(identity.access_token_hours),
+            refresh_token_validity=Duration.days(30),
+            disable_o_auth=True,
+        )
+        trigger = BlueprintFunction(
+            self,
+            "PreTokenFunction",
+            package="pre_token",
+            description="Adds the caller's gateway group, tier and kind to Cognito tokens",
+            metrics_namespace=f"{prefix}/{Tier.PRODUCTION}",
+            log_retention_days=config.log_retention_days,
+            log_key=key,
+            removal_policy=RemovalPolicy.RETAIN,
+            memory_size=128,
+            timeout=Duration.seconds(5),
+            environment={"GATEWAY_GROUPS": json.dumps(pre_token_groups(config), sort_keys=True)},
+        )
+        acknowledge(
+            trigger,
+            "NIST.800.53.R5-LambdaDLQ",
+            "Cognito invokes the trigger synchronously while it issues a token; a DLQ applies to asynchronous invocations.",
+        )
+        acknowledge(
+            trigger,
+            "NIST.800.53.R5-LambdaInsideVPC",
+            "The trigger reads only its own event and environment and calls no network resource.",
+        )
+        acknowledge(
+            trigger,
+            "NIST.800.53.R5-LambdaConcurrency",
+            "Bounded by Cognito's own sign-in rate limits; reserving concurrency would only cap sign-ins.",
+        )
+        self.user_pool.add_trigger(
+            cognito.UserPoolOperation.PRE_TOKEN_GENERATION_CONFIG, trigger, cognito.LambdaVersion.V2_0
+        )
+        CfnOutput(self, "UserPoolId", value=self.user_pool.user_pool_id)
+        CfnOutput(self, "AppClientId", value=self.client.user_pool_client_id)
