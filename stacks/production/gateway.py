@@ -236,9 +236,7 @@ class GatewayStack(Stack):
             identity_source=apigateway.IdentitySource.header("Authorization"),
             results_cache_ttl=Duration.minutes(5),
         )
-        validator = api.add_request_validator(
-            "Validator", validate_request_body=True, validate_request_parameters=True
-        )
+        validator = api.add_request_validator("Validator", validate_request_body=True, validate_request_parameters=True)
         integration = apigateway.LambdaIntegration(self.function, proxy=True)
         options: dict[str, Any] = {"authorizer": authorizer, "api_key_required": True}
         chat_model = api.add_model("ChatRequest", content_type="application/json", schema=_CHAT_SCHEMA)

@@ -38,7 +38,9 @@ class IdentityStack(Stack):
             "UserPool",
             user_pool_name=name,
             # Access-token customization needs Essentials; threat protection needs Plus.
-            feature_plan=cognito.FeaturePlan.PLUS if identity.threat_protection != "off" else cognito.FeaturePlan.ESSENTIALS,
+            feature_plan=cognito.FeaturePlan.PLUS
+            if identity.threat_protection != "off"
+            else cognito.FeaturePlan.ESSENTIALS,
             standard_threat_protection_mode=THREAT_PROTECTION[identity.threat_protection],
             self_sign_up_enabled=False,
             sign_in_aliases=cognito.SignInAliases(email=True),
@@ -92,7 +94,8 @@ class IdentityStack(Stack):
         acknowledge(
             trigger,
             "NIST.800.53.R5-LambdaDLQ",
-            "Cognito invokes the trigger synchronously while it issues a token; a DLQ applies to asynchronous invocations.",
+            "Cognito invokes the trigger synchronously while issuing a token; a DLQ applies to asynchronous "
+            "invocations.",
         )
         acknowledge(
             trigger,

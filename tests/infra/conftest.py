@@ -75,3 +75,13 @@ def sandbox(assembly: Assembly) -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def foundation(assembly: Assembly) -> dict[str, Any]:
     return assembly.template("-production-foundation")
+
+
+@pytest.fixture(scope="session")
+def identity(assembly: Assembly) -> dict[str, Any]:
+    return assembly.template("-production-identity")
+
+
+@pytest.fixture(scope="session")
+def gateway(assembly: Assembly) -> dict[str, Any]:
+    return assembly.template("-production-gateway")

@@ -28,10 +28,18 @@ def masked(template: dict[str, Any]) -> Any:
     return json.loads(ASSET_HASH.sub("<asset-hash>", json.dumps(template)))
 
 
-@pytest.mark.parametrize("stack", ["genai-sandbox", "genai-production-foundation"])
+STACKS = [
+    "genai-sandbox",
+    "genai-production-foundation",
+    "genai-production-identity",
+    "genai-production-gateway",
+]
+
+
+@pytest.mark.parametrize("stack", STACKS)
 def test_template_matches_snapshot(stack: str, assembly: Assembly, snapshot_json: SnapshotAssertion) -> None:
     assert masked(assembly.templates[stack]) == snapshot_json
 
 
 def test_snapshots_cover_every_stack(assembly: Assembly) -> None:
-    assert sorted(assembly.templates) == ["genai-production-foundation", "genai-sandbox"]
+    assert sorted(assembly.templates) == sorted(STACKS)

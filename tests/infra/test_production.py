@@ -1,0 +1,187 @@
+"""What matters in the production identity and gateway templates."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stacks.config import load_config
+from tests.infra.cfn import only, props, render, resources, role_permissions
+
+ACCOUNT = "<AWS::AccountId>"
+
+
+def production(cdk_context: dict[str, Any]) -> Any:
+    return load_config(cdk_context).production
+
+
+def test_user_pool_has_strong_passwords_mfa_threat_protection_and_no_self_sign_up(identity: dict[str, Any]) -> None:
+    pool = props(identity, "AWS::Cognito::UserPool")
+    assert pool["MfaConfiguration"] == "ON"
+    assert pool["EnabledMfas"] == ["SOFTWARE_TOKEN_MFA"]
+    assert pool["UserPoolTier"] == "PLUS"
+    assert pool["UserPoolAddOns"] == {"AdvancedSecurityMode": "ENFORCED"}
+    assert pool["AdminCreateUserConfig"]["AllowAdminCreateUserOnly"] is True
+    policy = pool["Policies"]["PasswordPolicy"]
+    assert policy["MinimumLength"] == 14
+    assert all(policy[k] for k in ("RequireLowercase", "RequireUppercase", "RequireNumbers", "RequireSymbols"))
+    assert pool["DeletionProtection"] == "ACTIVE"
+
+
+def test_every_configured_group_exists_with_its_precedence(
+    identity: dict[str, Any], cdk_context: dict[str, Any]
+) -> None:
+    groups = {
+        g["Properties"]["GroupName"]: g["Properties"]["Precedence"]
+        for g in resources(identity, "AWS::Cognito::UserPoolGroup").values()
+    }
+    assert groups == {name: group.precedence for name, group in production(cdk_context).groups.items()}
+
+
+def test_pre_token_trigger_is_v2_and_knows_every_group(identity: dict[str, Any]) -> None:
+    trigger = props(identity, "AWS::Cognito::UserPool")["LambdaConfig"]["PreTokenGenerationConfig"]
+    assert render(trigger) == {"LambdaArn": "<PreTokenFunction.Arn>", "LambdaVersion": "V2_0"}
+    env = props(identity, "AWS::Lambda::Function", "PreTokenFunction")["Environment"]["Variables"]
+    assert env["GATEWAY_GROUPS"].startswith('{"customer-basic": {"kind": "customer"')
+
+
+def test_one_usage_plan_per_group_with_its_numbers(gateway: dict[str, Any], cdk_context: dict[str, Any]) -> None:
+    plans = {
+        p["Properties"]["UsagePlanName"]: p["Properties"]
+        for p in resources(gateway, "AWS::ApiGateway::UsagePlan").values()
+    }
+    expected = production(cdk_context).groups
+    assert set(plans) == {f"genai-production-ai-gateway-{name}" for name in expected}
+    for name, group in expected.items():
+        plan = plans[f"genai-production-ai-gateway-{name}"]
+        assert plan["Throttle"] == {
+            "RateLimit": group.usage_plan.rate_limit,
+            "BurstLimit": group.usage_plan.burst_limit,
+        }
+        assert plan["Quota"] == {"Limit": group.usage_plan.quota_limit, "Period": group.usage_plan.quota_period}
+        assert render(plan["ApiStages"][0]["ApiId"]) == "<Api>"
+    # Each plan carries exactly its group's key, and the authorizer knows every key.
+    links = {
+        render(k["Properties"]["UsagePlanId"]): render(k["Properties"]["KeyId"])
+        for k in resources(gateway, "AWS::ApiGateway::UsagePlanKey").values()
+    }
+    assert links == {
+        f"<ApiPlan{''.join(p.title() for p in n.split('-'))}>": f"<Key{''.join(p.title() for p in n.split('-'))}>"
+        for n in expected
+    }
+
+
+def test_every_method_is_authorized_by_the_lambda_authorizer_and_needs_the_plan_key(gateway: dict[str, Any]) -> None:
+    methods = resources(gateway, "AWS::ApiGateway::Method")
+    assert len(methods) == 3
+    for method in methods.values():
+        p = method["Properties"]
+        assert (p["AuthorizationType"], render(p["AuthorizerId"]), p["ApiKeyRequired"]) == (
+            "CUSTOM",
+            "<Authorizer>",
+            True,
+        )
+    api = props(gateway, "AWS::ApiGateway::RestApi")
+    assert api["ApiKeySourceType"] == "AUTHORIZER"
+    assert api["EndpointConfiguration"] == {"Types": ["REGIONAL"]}
+    authorizer = props(gateway, "AWS::ApiGateway::Authorizer")
+    assert (authorizer["Type"], authorizer["IdentitySource"], authorizer["AuthorizerResultTtlInSeconds"]) == (
+        "TOKEN",
+        "method.request.header.Authorization",
+        300,
+    )
+    validator = props(gateway, "AWS::ApiGateway::RequestValidator")
+    assert validator["ValidateRequestBody"] is True
+
+
+def test_stage_logs_access_and_execution_without_bodies_and_traces(gateway: dict[str, Any]) -> None:
+    stage = props(gateway, "AWS::ApiGateway::Stage")
+    assert stage["TracingEnabled"] is True
+    (settings,) = stage["MethodSettings"]
+    assert (settings["LoggingLevel"], settings["DataTraceEnabled"], settings["MetricsEnabled"]) == ("INFO", False, True)
+    assert (
+        render(stage["AccessLogSetting"]["DestinationArn"])
+        == f"arn:aws:logs:us-east-1:{ACCOUNT}:log-group:<AccessLogs>"
+    )
+
+
+def test_waf_rate_rule_and_managed_rules_guard_the_stage(gateway: dict[str, Any], cdk_context: dict[str, Any]) -> None:
+    acl = props(gateway, "AWS::WAFv2::WebACL")
+    assert acl["Scope"] == "REGIONAL"
+    rate = next(r for r in acl["Rules"] if r["Name"] == "RatePerIp")
+    assert rate["Statement"]["RateBasedStatement"] == {
+        "Limit": production(cdk_context).api.waf_rate_limit_per_5_minutes,
+        "AggregateKeyType": "IP",
+    }
+    assert {r["Name"] for r in acl["Rules"]} == {
+        "RatePerIp",
+        "AWSManagedRulesCommonRuleSet",
+        "AWSManagedRulesKnownBadInputsRuleSet",
+    }
+    association = props(gateway, "AWS::WAFv2::WebACLAssociation")
+    assert render(association["WebACLArn"]) == "<WebAcl.Arn>"
+    logging = props(gateway, "AWS::WAFv2::LoggingConfiguration")
+    assert logging["RedactedFields"] == [{"SingleHeader": {"Name": "authorization"}}]
+
+
+def test_guardrail_is_built_from_config_and_pinned_by_version(
+    gateway: dict[str, Any], cdk_context: dict[str, Any]
+) -> None:
+    config = production(cdk_context).guardrail
+    guardrail = props(gateway, "AWS::Bedrock::Guardrail")
+    pii = {e["Type"]: e["Action"] for e in guardrail["SensitiveInformationPolicyConfig"]["PiiEntitiesConfig"]}
+    assert pii == config.pii_entities
+    filters = {
+        f["Type"]: (f["InputStrength"], f["OutputStrength"]) for f in guardrail["ContentPolicyConfig"]["FiltersConfig"]
+    }
+    assert filters["PROMPT_ATTACK"] == ("HIGH", "NONE")
+    assert filters["HATE"] == ("HIGH", "HIGH")
+    assert [t["Name"] for t in guardrail["TopicPolicyConfig"]["TopicsConfig"]] == ["Investment advice"]
+    grounding = {f["Type"]: f["Threshold"] for f in guardrail["ContextualGroundingPolicyConfig"]["FiltersConfig"]}
+    assert grounding == {"GROUNDING": 0.75, "RELEVANCE": 0.5}
+    env = render(props(gateway, "AWS::Lambda::Function", "GatewayFunction")["Environment"]["Variables"])
+    assert (env["GUARDRAIL_ID"], env["GUARDRAIL_VERSION"]) == ("<Guardrail.GuardrailId>", "<GuardrailVersion.Version>")
+    assert ("bedrock:ApplyGuardrail", "<Guardrail.GuardrailArn>") in role_permissions(gateway, "GatewayFunctionRole")
+
+
+def test_ledger_is_encrypted_with_the_tier_key_and_recoverable(gateway: dict[str, Any]) -> None:
+    _, table = only(gateway, "AWS::DynamoDB::GlobalTable")
+    assert table["DeletionPolicy"] == "Retain"
+    p = table["Properties"]
+    assert p["SSESpecification"] == {"SSEEnabled": True, "SSEType": "KMS"}
+    (replica,) = p["Replicas"]
+    key = replica["SSESpecification"]["KMSMasterKeyId"]["Fn::GetStackOutput"]  # the foundation stack's key
+    assert key["StackName"] == "genai-production-foundation" and key["OutputName"].startswith(
+        "PublishOutputFnGetAttKey"
+    )
+    assert replica["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert replica["DeletionProtectionEnabled"] is True
+
+
+def test_gateway_role_touches_only_its_table_guardrail_policy_and_models(gateway: dict[str, Any]) -> None:
+    permissions = role_permissions(gateway, "GatewayFunctionRole")
+    ledger = {(a, r) for a, r in permissions if a.startswith("dynamodb:")}
+    assert ledger == {
+        (f"dynamodb:{a}", "<Ledger.Arn>")
+        for a in ("GetItem", "BatchGetItem", "PutItem", "UpdateItem", "ConditionCheckItem")
+    }
+    models = {r for a, r in permissions if a == "bedrock:InvokeModel"}
+    assert models == {
+        f"arn:aws:bedrock:us-east-1::foundation-model/amazon.nova-{m}-v1:0" for m in ("pro", "lite", "micro")
+    }
+    assert not [p for p in permissions if p[1] == "*" and not p[0].startswith("xray:")]
+
+
+def test_authorizer_may_read_only_the_groups_api_keys(gateway: dict[str, Any]) -> None:
+    permissions = role_permissions(gateway, "AuthorizerFunctionRole")
+    keys = {r for a, r in permissions if a == "apigateway:GET"}
+    assert len(keys) == 3 and all(r.startswith("arn:aws:apigateway:us-east-1::/apikeys/<Key") for r in keys)
+
+
+def test_policy_parameter_carries_prices_and_quotas(gateway: dict[str, Any]) -> None:
+    import json
+
+    parameter = props(gateway, "AWS::SSM::Parameter")
+    policy = json.loads(parameter["Value"])
+    assert policy["outputs"]["report"]["unit_price_usd"] == 0.5
+    assert policy["groups"]["customer-gold"]["quotas"]["report"] == {"limit": 200, "period": "MONTH"}
+    assert parameter["Tier"] == "Standard"
