@@ -69,8 +69,9 @@ typecheck: setup ## mypy on stacks/, lambdas/ and app.py
 cfn-lint: synth ## cfn-lint every synthesized template
 	$(BIN)/cfn-lint
 
-bench: setup ## time `make synth` against a one-bucket CDK app (jsii's floor)
+bench: setup ## synth time vs a one-bucket app; gateway overhead vs a bare resolver
 	$(BIN)/python bench/synth_bench.py
+	$(BIN)/python bench/gateway_bench.py
 
 nag-report: synth ## count cdk-nag acknowledgements by rule
 	$(BIN)/python tools/nag_report.py cdk.out

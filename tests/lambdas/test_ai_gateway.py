@@ -293,7 +293,7 @@ def test_a_price_change_is_config_not_code(gateway: Gateway, monkeypatch: pytest
 @pytest.mark.parametrize(
     ("event", "status", "fragment"),
     [
-        (rest_event("POST", "/v1/chat", "{nope"), 422, "body: JSON decode error"),
+        (rest_event("POST", "/v1/chat", "{nope"), 422, "body: Invalid JSON"),
         (rest_event("POST", "/v1/chat", {"messages": []}), 422, "messages: List should have at least 1 item"),
         (
             rest_event("POST", "/v1/chat", {"messages": [{"role": "assistant", "content": "x"}]}),
@@ -313,7 +313,7 @@ def test_a_price_change_is_config_not_code(gateway: Gateway, monkeypatch: pytest
         (
             rest_event("POST", "/v1/outputs/Bad-Type", {"material": "x"}),
             422,
-            "output_type: String should match pattern",
+            "output_type: a-z, 0-9 and _, starting with a letter",
         ),
         (
             rest_event("POST", "/v1/chat", {"messages": [{"role": "user", "content": "x" * 20001}]}),

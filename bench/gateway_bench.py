@@ -1,0 +1,149 @@
+"""The AI gateway function's own overhead, in-process, with AWS answered at zero latency.
+
+Measures warm per-request latency of POST /v1/chat through lambda_handler (validation, policy,
+guardrail in and out, routing, ledger, metrics, logs) beside a bare Powertools REST resolver
+handler measured in the same run, and the handler module's cold import beside `import boto3`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "lambdas")]
+os.environ.update(
+    {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "POWERTOOLS_TRACE_DISABLED": "1",
+        "POWERTOOLS_SERVICE_NAME": "ai_gateway",
+        "POWERTOOLS_METRICS_NAMESPACE": "bench",
+        "MAX_MESSAGE_CHARS": "20000",
+    }
+)
+REQUESTS = int(os.environ.get("REQUESTS", "3000"))
+WARMUP = 300
+
+
+class ZeroLatencyBedrock:
+    def apply_guardrail(self, **_: Any) -> dict[str, Any]:
+        return {"action": "NONE", "outputs": [], "assessments": []}
+
+    def converse(self, **_: Any) -> dict[str, Any]:
+        return {"output": {"message": {"content": [{"text": "Hi."}]}}, "usage": {"inputTokens": 5, "outputTokens": 2}}
+
+
+class ZeroLatencyLedger:
+    def admit(self, **kwargs: Any) -> Any:
+        from ai_gateway.ledger import Admission
+
+        return Admission(kwargs["request_id"], 1, 1, kwargs["limit"], dt.datetime(2027, 1, 1, tzinfo=dt.UTC), False)
+
+    def deliver(self, *_: Any, **__: Any) -> None: ...
+
+    def release(self, *_: Any, **__: Any) -> None: ...
+
+
+def event(number: int) -> dict[str, Any]:
+    return {
+        "resource": "/v1/chat",
+        "path": "/v1/chat",
+        "httpMethod": "POST",
+        "headers": {"Content-Type": "application/json"},
+        "multiValueHeaders": {},
+        "queryStringParameters": None,
+        "pathParameters": None,
+        "requestContext": {
+            "resourcePath": "/v1/chat",
+            "httpMethod": "POST",
+            "requestId": f"bench-{number}",
+            "stage": "live",
+            "authorizer": {"user": "u", "group": "customer-gold", "tier": "gold", "kind": "customer"},
+        },
+        "body": json.dumps({"messages": [{"role": "user", "content": "What is our refund policy?"}]}),
+        "isBase64Encoded": False,
+    }
+
+
+class Context:
+    function_name = "bench"
+    memory_limit_in_mb = 1024
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
+    aws_request_id = "bench"
+
+
+def measure(handler: Any) -> list[float]:
+    samples = []
+    for number in range(WARMUP + REQUESTS):
+        started = time.perf_counter()
+        response = handler(event(number), Context())
+        elapsed = (time.perf_counter() - started) * 1000
+        assert response["statusCode"] == 200, response
+        if number >= WARMUP:
+            samples.append(elapsed)
+    return samples
+
+
+def bare_handler() -> Any:
+    from aws_lambda_powertools.event_handler import APIGatewayRestResolver
+
+    app = APIGatewayRestResolver()
+
+    @app.post("/v1/chat")
+    def chat() -> dict[str, Any]:
+        return {"output": "Hi.", "body": app.current_event.json_body}
+
+    return app.resolve
+
+
+def cold_import(statement: str, runs: int = 7) -> float:
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'lambdas'}"}
+    code = f"import time; s = time.perf_counter(); {statement}; print(time.perf_counter() - s)"
+    times = [float(subprocess.check_output([sys.executable, "-c", code], env=env)) * 1000 for _ in range(runs)]
+    return statistics.median(times)
+
+
+def row(label: str, samples: list[float]) -> str:
+    ordered = sorted(samples)
+    p50, p99 = ordered[len(ordered) // 2], ordered[int(len(ordered) * 0.99) - 1]
+    return f"{label:<34} p50 {p50:7.3f} ms   p99 {p99:7.3f} ms   ({len(samples)} warm requests)"
+
+
+def main() -> None:
+    from ai_gateway import handler
+    from ai_gateway.guardrail import Guard
+
+    from tests.lambdas.gateway_fixtures import POLICY
+
+    bedrock = ZeroLatencyBedrock()
+    ledger: Any = ZeroLatencyLedger()
+    deps = handler.Dependencies(ledger=ledger, guard=Guard(bedrock, guardrail_id="g", version="1"), bedrock=bedrock)
+    # Stand-ins, as the tests use; logs are written to memory, not printed.
+    setattr(handler, "dependencies", lambda: deps)  # noqa: B010
+    setattr(handler, "policy", lambda: POLICY)  # noqa: B010
+    setattr(handler.logger.registered_handler, "stream", io.StringIO())  # noqa: B010
+    real_stdout, sys.stdout = sys.stdout, io.StringIO()  # EMF metrics likewise
+    try:
+        gateway = measure(handler.lambda_handler)
+        bare = measure(bare_handler())
+    finally:
+        sys.stdout = real_stdout
+    print(row("AI gateway POST /v1/chat", gateway))
+    print(row("bare Powertools resolver", bare))
+    print(f"{'overhead over the bare resolver':<34} p50 {statistics.median(gateway) - statistics.median(bare):7.3f} ms")
+    handler_import = cold_import("import ai_gateway.handler")
+    boto3_import = cold_import("import boto3")
+    print(f"{'cold import ai_gateway.handler':<34} {handler_import:7.1f} ms")
+    print(f"{'cold import boto3':<34} {boto3_import:7.1f} ms   ratio {handler_import / boto3_import:.2f}")
+
+
+if __name__ == "__main__":
+    main()
