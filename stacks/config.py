@@ -325,6 +325,9 @@ class ApiConfig(_Model):
     # WAF blocks an IP address that sends more than this many requests in 5 minutes.
     waf_rate_limit_per_5_minutes: int = Field(default=2000, ge=10, le=2_000_000_000)
     max_message_chars: int = Field(default=20000, ge=1, le=200000)
+    # Minimum TLS for callers: TLS 1.2+ (legacy policy), or TLS 1.3 only (enhanced policy, which
+    # also sets the endpoint access mode to STRICT).
+    tls_policy: Literal["TLS_1_2", "SecurityPolicy_TLS13_1_3_2025_09"] = "TLS_1_2"
 
 
 class ProductionConfig(_TierConfig):

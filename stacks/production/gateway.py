@@ -211,6 +211,12 @@ class GatewayStack(Stack):
                 ),
             ),
         )
+        # The default endpoint of a regional API accepts TLS 1.0 unless a security policy says otherwise.
+        cfn_api = api.node.default_child
+        assert isinstance(cfn_api, apigateway.CfnRestApi)
+        cfn_api.security_policy = config.api.tls_policy
+        if config.api.tls_policy.startswith("SecurityPolicy_"):
+            cfn_api.endpoint_access_mode = "STRICT"
         acknowledge(
             api,
             "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]",

@@ -83,6 +83,7 @@ def test_every_method_is_authorized_by_the_lambda_authorizer_and_needs_the_plan_
     api = props(gateway, "AWS::ApiGateway::RestApi")
     assert api["ApiKeySourceType"] == "AUTHORIZER"
     assert api["EndpointConfiguration"] == {"Types": ["REGIONAL"]}
+    assert api["SecurityPolicy"] == "TLS_1_2"  # callers need TLS 1.2 or later
     authorizer = props(gateway, "AWS::ApiGateway::Authorizer")
     assert (authorizer["Type"], authorizer["IdentitySource"], authorizer["AuthorizerResultTtlInSeconds"]) == (
         "TOKEN",
