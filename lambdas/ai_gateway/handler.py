@@ -87,7 +87,7 @@ def dependencies() -> Dependencies:
 def policy() -> GatewayPolicy:
     """The groups, models, quotas and prices, cached for five minutes (Powertools parameters)."""
     raw = parameters.get_parameter(settings().policy_parameter, transform="json", max_age=300)
-    return GatewayPolicy.model_validate(raw)
+    return GatewayPolicy.from_document(raw)
 
 
 # --- routes ----------------------------------------------------------------------------------
@@ -254,15 +254,10 @@ def _generate(
 
 def _caller_and_group() -> tuple[Caller, GroupPolicy]:
     claims = app.current_event.raw_event.get("requestContext", {}).get("authorizer") or {}
-    try:
-        caller = Caller(
-            user=claims.get("user", ""),
-            group=claims.get("group", ""),
-            tier=claims.get("tier", ""),
-            kind=claims.get("kind", ""),
-        )
-    except ValueError:
-        raise GatewayError(403, "forbidden", "the caller has no gateway group") from None
+    user, group_name = str(claims.get("user") or ""), str(claims.get("group") or "")
+    if not user or not group_name:
+        raise GatewayError(403, "forbidden", "the caller has no gateway group")
+    caller = Caller(user=user, group=group_name, tier=str(claims.get("tier", "")), kind=str(claims.get("kind", "")))
     group = policy().groups.get(caller.group)
     if group is None:
         raise GatewayError(403, "forbidden", f"group {caller.group} has no access to the gateway")

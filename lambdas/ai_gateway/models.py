@@ -1,56 +1,83 @@
-"""The gateway's policy (from the deployment's config), callers, requests and settings."""
+"""The gateway's policy (from the deployment's config), callers, requests and settings.
+
+Only request bodies are pydantic models: they are untrusted and need field-level errors."""
 
 from __future__ import annotations
 
 import os
-from typing import Literal
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Period = Literal["DAY", "MONTH"]
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-
-class GroupModels(_Frozen):
+@dataclass(frozen=True)
+class GroupModels:
     allowed: tuple[str, ...]
     default: str
     fallbacks: tuple[str, ...] = ()
 
 
-class Quota(_Frozen):
+@dataclass(frozen=True)
+class Quota:
     limit: int
     period: Period
 
 
-class GroupPolicy(_Frozen):
-    kind: Literal["internal", "customer"]
+@dataclass(frozen=True)
+class GroupPolicy:
+    kind: str
     tier: str
     models: GroupModels
     quotas: dict[str, Quota]
 
 
-class OutputPolicy(_Frozen):
+@dataclass(frozen=True)
+class OutputPolicy:
     unit_price_usd: float
     units: int
     max_tokens: int
     instructions: str
 
 
-class GatewayPolicy(_Frozen):
-    """Written by the CDK app from stacks/config.py into an SSM parameter; read at cold start."""
+@dataclass(frozen=True)
+class GatewayPolicy:
+    """Written by the CDK app (stacks/production/policy.py, from the validated config) into an SSM
+    parameter; read at cold start. Plain dataclasses: the document was validated at synth, and
+    pydantic models cost import time at the front door."""
 
     groups: dict[str, GroupPolicy]
     outputs: dict[str, OutputPolicy]
 
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> GatewayPolicy:
+        return cls(
+            groups={
+                name: GroupPolicy(
+                    kind=group["kind"],
+                    tier=group["tier"],
+                    models=GroupModels(
+                        allowed=tuple(group["models"]["allowed"]),
+                        default=group["models"]["default"],
+                        fallbacks=tuple(group["models"].get("fallbacks", ())),
+                    ),
+                    quotas={output: Quota(**quota) for output, quota in group["quotas"].items()},
+                )
+                for name, group in document["groups"].items()
+            },
+            outputs={name: OutputPolicy(**output) for name, output in document["outputs"].items()},
+        )
 
-class Caller(_Frozen):
+
+@dataclass(frozen=True)
+class Caller:
     """Who is calling, as the gateway's Lambda authorizer established it."""
 
-    user: str = Field(min_length=1)
-    group: str = Field(min_length=1)
+    user: str
+    group: str
     tier: str = ""
     kind: str = ""
 
@@ -84,7 +111,8 @@ class OutputRequest(BaseModel):
     model: str | None = Field(default=None, min_length=1, max_length=200)
 
 
-class Settings(_Frozen):
+@dataclass(frozen=True)
+class Settings:
     table_name: str
     guardrail_id: str
     guardrail_version: str

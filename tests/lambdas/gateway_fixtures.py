@@ -34,12 +34,13 @@ PASS = {"usage": USAGE, "action": "NONE", "outputs": [], "assessments": [{}]}
 GOLD = {"user": "user-1", "group": "customer-gold", "tier": "gold", "kind": "customer"}
 
 
-def load_policy() -> GatewayPolicy:
+def policy_document() -> dict[str, Any]:
+    """The policy document the gateway stack writes for the config in cdk.json (a fresh copy)."""
     context = json.loads((ROOT / "cdk.json").read_text())["context"]
-    return GatewayPolicy.model_validate(gateway_policy(load_config(context).production))
+    return gateway_policy(load_config(context).production)
 
 
-POLICY = load_policy()
+POLICY = GatewayPolicy.from_document(policy_document())
 
 
 def rest_event(

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from ai_gateway import handler
+from ai_gateway.models import GatewayPolicy
 from botocore.stub import ANY
 
 from tests.lambdas.conftest import FakeContext, HttpResult, http_result
@@ -17,6 +18,7 @@ from tests.lambdas.gateway_fixtures import (
     converse_ok,
     guard_input,
     guard_output,
+    policy_document,
     rest_event,
 )
 
@@ -234,8 +236,9 @@ def test_output_types_outside_the_group_or_config_are_refused(gateway: Gateway) 
 def test_an_exhausted_quota_is_a_429_with_remaining_and_reset(
     gateway: Gateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    tight = POLICY.model_copy(deep=True)
-    object.__setattr__(tight.groups["customer-gold"].quotas["report"], "limit", 1)
+    document = policy_document()
+    document["groups"]["customer-gold"]["quotas"]["report"]["limit"] = 1
+    tight = GatewayPolicy.from_document(document)
     monkeypatch.setattr(handler, "policy", lambda: tight)
     guard_input(gateway.bedrock, ["m"])
     converse_ok(gateway.bedrock, "amazon.nova-pro-v1:0", "A report.")
@@ -278,8 +281,9 @@ def test_usage_lists_every_quota_of_the_group_with_prices(gateway: Gateway) -> N
 
 
 def test_a_price_change_is_config_not_code(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
-    repriced = POLICY.model_copy(deep=True)
-    object.__setattr__(repriced.outputs["summary"], "unit_price_usd", 0.25)
+    document = policy_document()
+    document["outputs"]["summary"]["unit_price_usd"] = 0.25
+    repriced = GatewayPolicy.from_document(document)
     monkeypatch.setattr(handler, "policy", lambda: repriced)
     guard_input(gateway.bedrock, ["m"])
     converse_ok(gateway.bedrock, "amazon.nova-pro-v1:0", "S.")
