@@ -192,6 +192,10 @@ def _generate(
         now,
     )
     window = Window.containing(now, quota.period).key
+
+    def release() -> None:  # no output delivered: give the units back (once)
+        deps.ledger.release(request_id, group=caller.group, output_type=output_type, units=output.units, window=window)
+
     try:
         generation = converse(deps.bedrock, models, system=system, messages=messages, max_tokens=output.max_tokens)
         metrics.add_metric(name="GenerationLatency", unit=MetricUnit.Milliseconds, value=generation.latency_ms)
@@ -200,23 +204,13 @@ def _generate(
             "GuardrailOutputLatency", lambda: deps.guard.check_output(generation.text, source=source, query=query)
         )
     except Exception:
-        deps.ledger.release(request_id, group=caller.group, output_type=output_type, units=output.units, window=window)
+        release()
         raise
     _count_interventions(verdict, "output")
+    result = {"request_id": request_id, "output_type": output_type, "model": generation.model, "output": verdict.text()}
     if verdict.blocked:
-        # The caller is not charged for an output the guardrail withheld.
-        deps.ledger.release(request_id, group=caller.group, output_type=output_type, units=output.units, window=window)
-        return _json(
-            200,
-            {
-                "request_id": request_id,
-                "output_type": output_type,
-                "model": generation.model,
-                "output": verdict.text(),
-                "guardrail": "blocked",
-                "units": 0,
-            },
-        )
+        release()  # the caller is not charged for an output the guardrail withheld
+        return _json(200, {**result, "guardrail": "blocked", "units": 0})
     deps.ledger.deliver(
         request_id, model=generation.model, input_tokens=generation.input_tokens, output_tokens=generation.output_tokens
     )
@@ -240,10 +234,7 @@ def _generate(
     return _json(
         200,
         {
-            "request_id": request_id,
-            "output_type": output_type,
-            "model": generation.model,
-            "output": verdict.text(),
+            **result,
             "guardrail": "anonymized" if verdict.intervened else "none",
             "units": output.units,
             "remaining": admission.remaining,

@@ -79,6 +79,18 @@ def rest_event(
     }
 
 
+def ledger_table() -> Any:
+    """A DynamoDB client with the ledger's table (inside a moto mock)."""
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    client.create_table(
+        TableName=TABLE,
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return client
+
+
 @dataclass
 class Gateway:
     bedrock: Stubber
@@ -88,13 +100,7 @@ class Gateway:
 @pytest.fixture
 def gateway(monkeypatch: pytest.MonkeyPatch) -> Iterator[Gateway]:
     with mock_aws():
-        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
-        dynamodb.create_table(
-            TableName=TABLE,
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        dynamodb = ledger_table()
         bedrock = boto3.client("bedrock-runtime", region_name="us-east-1")
         ledger = Ledger(dynamodb, TABLE)
         deps = handler.Dependencies(

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from tests.lambdas.conftest import FakeContext, http_result
 from tests.lambdas.gateway_fixtures import POLICY, rest_event
+from tests.lambdas.strategies import json_values
 
 
 class FakeBedrock:
@@ -59,11 +60,6 @@ def fakes() -> Iterator[None]:
     handler.settings.cache_clear()
 
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
-    max_leaves=10,
-)
 messages = st.lists(
     st.fixed_dictionaries(
         {},

@@ -9,26 +9,19 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import boto3
 import pytest
 from ai_gateway.ledger import Ledger, QuotaExceededError, Window
 from moto import mock_aws
 
-TABLE = "ledger"
+from tests.lambdas.gateway_fixtures import TABLE, ledger_table
+
 NOW = dt.datetime(2026, 11, 29, 18, 30, tzinfo=dt.UTC)
 
 
 @pytest.fixture
 def dynamodb() -> Iterator[Any]:
     with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        client.create_table(
-            TableName=TABLE,
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        yield client
+        yield ledger_table()
 
 
 @pytest.fixture

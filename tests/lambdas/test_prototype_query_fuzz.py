@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from prototype_query import handler
 from tests.lambdas.conftest import FakeContext, function_url_event, http_result
+from tests.lambdas.strategies import json_values
 
 
 class AnyCall:
@@ -43,11 +44,6 @@ def fake_aws() -> Iterator[None]:
     handler.settings.cache_clear()
 
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
-    max_leaves=12,
-)
 request_like = st.fixed_dictionaries(
     {},
     optional={
