@@ -7,7 +7,6 @@ handler measured in the same run, and the handler module's cold import beside `i
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 import json
 import os
@@ -32,25 +31,6 @@ os.environ.update(
 )
 REQUESTS = int(os.environ.get("REQUESTS", "3000"))
 WARMUP = 300
-
-
-class ZeroLatencyBedrock:
-    def apply_guardrail(self, **_: Any) -> dict[str, Any]:
-        return {"action": "NONE", "outputs": [], "assessments": []}
-
-    def converse(self, **_: Any) -> dict[str, Any]:
-        return {"output": {"message": {"content": [{"text": "Hi."}]}}, "usage": {"inputTokens": 5, "outputTokens": 2}}
-
-
-class ZeroLatencyLedger:
-    def admit(self, **kwargs: Any) -> Any:
-        from ai_gateway.ledger import Admission
-
-        return Admission(kwargs["request_id"], 1, 1, kwargs["limit"], dt.datetime(2027, 1, 1, tzinfo=dt.UTC), False)
-
-    def deliver(self, *_: Any, **__: Any) -> None: ...
-
-    def release(self, *_: Any, **__: Any) -> None: ...
 
 
 def event(number: int) -> dict[str, Any]:
@@ -128,10 +108,10 @@ def main() -> None:
     from ai_gateway import handler
     from ai_gateway.guardrail import Guard
 
-    from tests.lambdas.gateway_fixtures import POLICY
+    from tests.lambdas.gateway_fixtures import POLICY, AnsweringBedrock, AnsweringLedger
 
-    bedrock = ZeroLatencyBedrock()
-    ledger: Any = ZeroLatencyLedger()
+    bedrock = AnsweringBedrock()  # AWS answers at zero latency
+    ledger: Any = AnsweringLedger()
     deps = handler.Dependencies(ledger=ledger, guard=Guard(bedrock, guardrail_id="g", version="1"), bedrock=bedrock)
     # Stand-ins, as the tests use; logs are written to memory, not printed.
     setattr(handler, "dependencies", lambda: deps)  # noqa: B010

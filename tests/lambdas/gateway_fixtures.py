@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ import boto3
 import pytest
 from ai_gateway import handler
 from ai_gateway.guardrail import Guard
-from ai_gateway.ledger import Ledger
+from ai_gateway.ledger import Admission, Ledger, Usage
 from ai_gateway.models import GatewayPolicy
 from botocore.stub import Stubber
 from moto import mock_aws
@@ -77,6 +78,31 @@ def rest_event(
         "body": raw,
         "isBase64Encoded": False,
     }
+
+
+class AnsweringBedrock:
+    """Bedrock answering at once: no guardrail intervention, a two-token reply."""
+
+    def apply_guardrail(self, **_: Any) -> dict[str, Any]:
+        return {"action": "NONE", "outputs": [], "assessments": []}
+
+    def converse(self, **_: Any) -> dict[str, Any]:
+        return {"output": {"message": {"content": [{"text": "Hi."}]}}, "usage": {"inputTokens": 5, "outputTokens": 2}}
+
+
+class AnsweringLedger:
+    """A ledger that admits everything at once (for fuzzing and overhead benchmarks)."""
+
+    def admit(self, **kwargs: Any) -> Admission:
+        resets = dt.datetime(2027, 1, 1, tzinfo=dt.UTC)
+        return Admission(kwargs["request_id"], kwargs["units"], 1, kwargs["limit"], resets, False)
+
+    def deliver(self, *_: Any, **__: Any) -> None: ...
+
+    def release(self, *_: Any, **__: Any) -> None: ...
+
+    def usage(self, *_: Any, **__: Any) -> list[Usage]:
+        return []
 
 
 def ledger_table() -> Any:

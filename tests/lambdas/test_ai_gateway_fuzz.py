@@ -7,49 +7,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from ai_gateway import handler
 from ai_gateway.guardrail import Guard
-from ai_gateway.ledger import Admission, Usage
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from tests.lambdas.conftest import FakeContext, http_result
-from tests.lambdas.gateway_fixtures import POLICY, rest_event
+from tests.lambdas.gateway_fixtures import POLICY, AnsweringBedrock, AnsweringLedger, rest_event
 from tests.lambdas.strategies import json_values
-
-
-class FakeBedrock:
-    def apply_guardrail(self, **kwargs: Any) -> dict[str, Any]:
-        return {"action": "NONE", "outputs": [], "assessments": []}
-
-    def converse(self, **kwargs: Any) -> dict[str, Any]:
-        return {"output": {"message": {"content": [{"text": "ok"}]}}, "usage": {"inputTokens": 1, "outputTokens": 1}}
-
-
-class FakeLedger:
-    def admit(self, **kwargs: Any) -> Admission:
-        import datetime as dt
-
-        return Admission(
-            kwargs["request_id"], kwargs["units"], 1, kwargs["limit"], dt.datetime(2027, 1, 1, tzinfo=dt.UTC), False
-        )
-
-    def deliver(self, *args: Any, **kwargs: Any) -> None: ...
-
-    def release(self, *args: Any, **kwargs: Any) -> None: ...
-
-    def usage(self, group: str, quotas: dict[str, Any], now: Any) -> list[Usage]:
-        return []
 
 
 @pytest.fixture(scope="module", autouse=True)
 def fakes() -> Iterator[None]:
     patch = pytest.MonkeyPatch()
-    bedrock = FakeBedrock()
+    bedrock = AnsweringBedrock()
     deps = handler.Dependencies(
-        ledger=FakeLedger(), guard=Guard(bedrock, guardrail_id="g", version="1"), bedrock=bedrock
+        ledger=AnsweringLedger(), guard=Guard(bedrock, guardrail_id="g", version="1"), bedrock=bedrock
     )  # type: ignore[arg-type]
     patch.setattr(handler, "dependencies", lambda: deps)
     patch.setattr(handler, "policy", lambda: POLICY)
