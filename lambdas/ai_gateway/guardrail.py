@@ -10,7 +10,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ai_gateway.upstream import UpstreamError, call
+from ai_gateway.upstream import call
+
+# Contextual grounding checks at most this much source, query and response (characters).
+GROUNDING_SOURCE_MAX = 100_000
+GROUNDING_QUERY_MAX = 1_000
+GROUNDING_RESPONSE_MAX = 5_000
 
 
 @dataclass(frozen=True)
@@ -18,7 +23,7 @@ class Verdict:
     blocked: bool
     intervened: bool
     texts: tuple[str, ...]  # what to use instead of the checked texts (masked, or the blocked message)
-    reasons: tuple[str, ...]  # e.g. "topic", "pii:EMAIL", "content:HATE", "grounding"
+    reasons: tuple[str, ...]  # e.g. "topic", "pii:EMAIL", "content:HATE", "grounding:GROUNDING"
 
     def text(self, index: int = 0) -> str:
         return self.texts[index]
@@ -31,40 +36,59 @@ class Guard:
         self._version = version
 
     def check_input(self, texts: Sequence[str]) -> Verdict:
-        content = [{"text": {"text": text, "qualifiers": ["guard_content"]}} for text in texts]
-        return self._apply("INPUT", content, texts)
+        """One call for all texts; when masked text comes back for several, each is checked
+        alone, so every text gets its own masked version (the common path stays one call)."""
+        response = self._apply("INPUT", [_guarded(text) for text in texts])
+        verdict = _verdict(response, texts)
+        if verdict.blocked or not verdict.intervened or len(texts) == 1:
+            return verdict
+        singles = [_verdict(self._apply("INPUT", [_guarded(text)]), [text]) for text in texts]
+        return Verdict(
+            blocked=any(v.blocked for v in singles),
+            intervened=True,
+            texts=tuple(v.text() for v in singles),
+            reasons=tuple(sorted({reason for v in singles for reason in v.reasons})),
+        )
 
     def check_output(self, text: str, *, source: str | None = None, query: str | None = None) -> Verdict:
         content: list[dict[str, Any]] = []
-        if source is not None and query is not None:
+        groundable = (
+            source is not None
+            and query is not None
+            and len(source) <= GROUNDING_SOURCE_MAX
+            and len(text) <= GROUNDING_RESPONSE_MAX
+        )
+        if groundable and source is not None and query is not None:
             content.append({"text": {"text": source, "qualifiers": ["grounding_source"]}})
-            content.append({"text": {"text": query, "qualifiers": ["query"]}})
-        content.append({"text": {"text": text, "qualifiers": ["guard_content"]}})
-        return self._apply("OUTPUT", content, [text])
+            content.append({"text": {"text": query[:GROUNDING_QUERY_MAX], "qualifiers": ["query"]}})
+        content.append(_guarded(text))
+        return _verdict(self._apply("OUTPUT", content), [text])
 
-    def _apply(self, source: str, content: list[dict[str, Any]], texts: Sequence[str]) -> Verdict:
+    def _apply(self, source: str, content: list[dict[str, Any]]) -> dict[str, Any]:
         with call("bedrock-guardrails"):
-            response = self._client.apply_guardrail(
+            response: dict[str, Any] = self._client.apply_guardrail(
                 guardrailIdentifier=self._id, guardrailVersion=self._version, source=source, content=content
             )
-        if response["action"] != "GUARDRAIL_INTERVENED":
-            return Verdict(blocked=False, intervened=False, texts=tuple(texts), reasons=())
-        actions = list(_actions(response.get("assessments", [])))
-        blocked = any(action == "BLOCKED" for _, action in actions)
-        outputs = tuple(output.get("text", "") for output in response.get("outputs", []))
-        if blocked:
-            replacement = outputs[:1] or ("",)
-        elif len(outputs) == len(texts):
-            replacement = outputs  # masked text, one per guarded block, in order
-        else:
-            # Masked text we cannot map back to its blocks: never pass the unmasked text on.
-            raise UpstreamError("bedrock-guardrails", "UnmappedGuardrailOutput", 502)
-        return Verdict(
-            blocked=blocked,
-            intervened=True,
-            texts=replacement,
-            reasons=tuple(sorted({reason for reason, action in actions if action in ("BLOCKED", "ANONYMIZED")})),
-        )
+        return response
+
+
+def _guarded(text: str) -> dict[str, Any]:
+    return {"text": {"text": text, "qualifiers": ["guard_content"]}}
+
+
+def _verdict(response: dict[str, Any], texts: Sequence[str]) -> Verdict:
+    if response["action"] != "GUARDRAIL_INTERVENED":
+        return Verdict(blocked=False, intervened=False, texts=tuple(texts), reasons=())
+    actions = _actions(response.get("assessments", []))
+    blocked = any(action == "BLOCKED" for _, action in actions)
+    outputs = tuple(output.get("text", "") for output in response.get("outputs", []))
+    reasons = tuple(sorted({reason for reason, action in actions if action in ("BLOCKED", "ANONYMIZED")}))
+    if blocked:
+        return Verdict(blocked=True, intervened=True, texts=outputs[:1] or ("",), reasons=reasons)
+    if len(texts) == 1:
+        # Masked text for the one guarded block (AWS returns it whole in outputs).
+        return Verdict(blocked=False, intervened=True, texts=("".join(outputs),), reasons=reasons)
+    return Verdict(blocked=False, intervened=True, texts=tuple(texts), reasons=reasons)  # split by the caller
 
 
 def _actions(assessments: list[dict[str, Any]]) -> list[tuple[str, str]]:

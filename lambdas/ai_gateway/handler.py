@@ -33,7 +33,7 @@ from ai_gateway.guardrail import Guard, Verdict
 from ai_gateway.ledger import Admission, Ledger, QuotaExceededError, Window
 from ai_gateway.models import Caller, ChatRequest, GatewayPolicy, GroupPolicy, OutputRequest, Settings
 from ai_gateway.router import ModelForbiddenError, candidates, converse
-from ai_gateway.upstream import UpstreamError
+from ai_gateway.upstream import UpstreamError, call
 
 # Cold start matters at the front door: bodies are validated with pydantic directly (Powertools'
 # OpenAPI validation adds ~40 ms of imports) and spans come from Lambda's active tracing rather
@@ -46,6 +46,8 @@ IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_.:-]{8,128}$")
 OUTPUT_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 Body = TypeVar("Body", bound=BaseModel)
 CHAT = "chat"
+# Seconds kept back from the function's remaining time for the output guardrail and the ledger.
+GENERATION_MARGIN_SECONDS = 5.0
 T = TypeVar("T")
 
 
@@ -74,11 +76,23 @@ def settings() -> Settings:
 
 @cache
 def dependencies() -> Dependencies:
-    config = Config(connect_timeout=3, read_timeout=50, retries={"mode": "standard", "total_max_attempts": 2})
     current = settings()
-    bedrock = boto3.client("bedrock-runtime", config=config)
+    # One attempt per model (the router falls back between models); the read timeout bounds one
+    # generation. DynamoDB calls are short and retried by botocore.
+    bedrock = boto3.client(
+        "bedrock-runtime",
+        config=Config(
+            connect_timeout=2,
+            read_timeout=current.generation_timeout_seconds,
+            retries={"mode": "standard", "total_max_attempts": 1},
+        ),
+    )
+    dynamodb = boto3.client(
+        "dynamodb",
+        config=Config(connect_timeout=1, read_timeout=3, retries={"mode": "standard", "total_max_attempts": 3}),
+    )
     return Dependencies(
-        ledger=Ledger(boto3.client("dynamodb", config=config), current.table_name),
+        ledger=Ledger(dynamodb, current.table_name),
         guard=Guard(bedrock, guardrail_id=current.guardrail_id, version=current.guardrail_version),
         bedrock=bedrock,
     )
@@ -96,18 +110,19 @@ def policy() -> GatewayPolicy:
 @app.post("/v1/chat")
 def chat() -> Response[Any]:
     caller, group = _caller_and_group()
+    request_id = _request_id()
     request = _body(ChatRequest)
     _check_size(sum(len(m.content) for m in request.messages))
     output = _output_for(group, CHAT)
     models = _models(group, request.model)
-    user_turns = [m.content for m in request.messages if m.role == "user"]
-    verdict = _guard_input(user_turns, CHAT)
-    masked = iter(verdict.texts)
+    # Every turn is the client's text, its "assistant" turns included: all of it is guarded.
+    verdict = _guard_input([m.content for m in request.messages], CHAT)
     messages = [
-        {"role": m.role, "content": [{"text": next(masked) if m.role == "user" else m.content}]}
-        for m in request.messages
+        {"role": m.role, "content": [{"text": text}]} for m, text in zip(request.messages, verdict.texts, strict=True)
     ]
-    return _generate(caller, group, CHAT, models, system=output.instructions, messages=messages, grounding=None)
+    return _generate(
+        caller, group, CHAT, models, request_id, system=output.instructions, messages=messages, grounding=None
+    )
 
 
 @app.post("/v1/outputs/<output_type>")
@@ -115,6 +130,7 @@ def outputs(output_type: str) -> Response[Any]:
     caller, group = _caller_and_group()
     if not OUTPUT_TYPE.match(output_type):
         raise GatewayError(422, "invalid_request", "output_type: a-z, 0-9 and _, starting with a letter")
+    request_id = _request_id()
     request = _body(OutputRequest)
     _check_size(len(request.material) + len(request.instructions or ""))
     output = _output_for(group, output_type)
@@ -129,6 +145,7 @@ def outputs(output_type: str) -> Response[Any]:
         group,
         output_type,
         models,
+        request_id,
         system=output.instructions,
         messages=[{"role": "user", "content": [{"text": prompt}]}],
         grounding=(material, ask),
@@ -170,6 +187,7 @@ def _generate(
     group: GroupPolicy,
     output_type: str,
     models: list[str],
+    request_id: str,
     *,
     system: str,
     messages: list[dict[str, Any]],
@@ -178,7 +196,6 @@ def _generate(
     output = policy().outputs[output_type]
     quota = group.quotas[output_type]
     deps = dependencies()
-    request_id = _request_id()
     now = _now()
     admission = _admit(
         deps.ledger,
@@ -194,26 +211,55 @@ def _generate(
     window = Window.containing(now, quota.period).key
 
     def release() -> None:  # no output delivered: give the units back (once)
-        deps.ledger.release(request_id, group=caller.group, output_type=output_type, units=output.units, window=window)
+        with call("dynamodb"):
+            deps.ledger.release(
+                request_id,
+                group=caller.group,
+                user=caller.user,
+                output_type=output_type,
+                units=output.units,
+                window=window,
+            )
 
     try:
-        generation = converse(deps.bedrock, models, system=system, messages=messages, max_tokens=output.max_tokens)
+        generation = converse(
+            deps.bedrock,
+            models,
+            system=system,
+            messages=messages,
+            max_tokens=output.max_tokens,
+            deadline=_deadline(),
+        )
         metrics.add_metric(name="GenerationLatency", unit=MetricUnit.Milliseconds, value=generation.latency_ms)
         source, query = grounding if grounding else (None, None)
         verdict = _timed(
             "GuardrailOutputLatency", lambda: deps.guard.check_output(generation.text, source=source, query=query)
         )
-    except Exception:
-        release()
+    except BaseException:
+        try:
+            release()
+        except UpstreamError:
+            logger.error("release failed: units stay admitted", extra={"request_id": request_id})
         raise
     _count_interventions(verdict, "output")
     result = {"request_id": request_id, "output_type": output_type, "model": generation.model, "output": verdict.text()}
     if verdict.blocked:
         release()  # the caller is not charged for an output the guardrail withheld
         return _json(200, {**result, "guardrail": "blocked", "units": 0})
-    deps.ledger.deliver(
-        request_id, model=generation.model, input_tokens=generation.input_tokens, output_tokens=generation.output_tokens
-    )
+    try:
+        with call("dynamodb"):
+            deps.ledger.deliver(
+                request_id,
+                group=caller.group,
+                user=caller.user,
+                model=generation.model,
+                input_tokens=generation.input_tokens,
+                output_tokens=generation.output_tokens,
+            )
+    except UpstreamError:
+        # The output exists and its units were admitted (charged); only the record is behind.
+        logger.error("delivery not recorded: metering record stays admitted", extra={"request_id": request_id})
+        metrics.add_metric(name="MeteringErrors", unit=MetricUnit.Count, value=1)
     metrics.add_metric(name="Outputs", unit=MetricUnit.Count, value=1)
     metrics.add_metric(name="Units", unit=MetricUnit.Count, value=output.units)
     metrics.add_metric(name="InputTokens", unit=MetricUnit.Count, value=generation.input_tokens)
@@ -248,7 +294,7 @@ def _caller_and_group() -> tuple[Caller, GroupPolicy]:
     user, group_name = str(claims.get("user") or ""), str(claims.get("group") or "")
     if not user or not group_name:
         raise GatewayError(403, "forbidden", "the caller has no gateway group")
-    caller = Caller(user=user, group=group_name, tier=str(claims.get("tier", "")), kind=str(claims.get("kind", "")))
+    caller = Caller(user=user, group=group_name)
     group = policy().groups.get(caller.group)
     if group is None:
         raise GatewayError(403, "forbidden", f"group {caller.group} has no access to the gateway")
@@ -298,6 +344,12 @@ def _guard_input(texts: list[str], output_type: str) -> Verdict:
     return verdict
 
 
+def _deadline() -> float:
+    """time.monotonic() by which generation must end, leaving time to guard, meter and answer."""
+    remaining_ms = app.lambda_context.get_remaining_time_in_millis()
+    return time.monotonic() + remaining_ms / 1000 - GENERATION_MARGIN_SECONDS
+
+
 def _admit(
     ledger: Ledger,
     caller: Caller,
@@ -310,20 +362,21 @@ def _admit(
     now: dt.datetime,
 ) -> Admission:
     try:
-        admission = _timed(
-            "LedgerLatency",
-            lambda: ledger.admit(
-                request_id=request_id,
-                group=caller.group,
-                user=caller.user,
-                output_type=output_type,
-                units=units,
-                limit=limit,
-                period=period,
-                unit_price_usd=price,
-                now=now,
-            ),
-        )
+        with call("dynamodb"):
+            admission = _timed(
+                "LedgerLatency",
+                lambda: ledger.admit(
+                    request_id=request_id,
+                    group=caller.group,
+                    user=caller.user,
+                    output_type=output_type,
+                    units=units,
+                    limit=limit,
+                    period=period,
+                    unit_price_usd=price,
+                    now=now,
+                ),
+            )
     except QuotaExceededError as refused:
         metrics.add_metric(name="QuotaRefusals", unit=MetricUnit.Count, value=1)
         retry_after = max(int((refused.resets_at - now).total_seconds()), 1)

@@ -4,17 +4,25 @@ API Gateway usage plans are best-effort by AWS's own word, so they are the coars
 ledger is exact. One DynamoDB table holds two kinds of item:
 
 - ``QUOTA#<group>#<output type>#<period>``: ``used`` units in that period;
-- ``REQ#<request id>``: the metering record of one output (group, user, type, units, price,
-  status, tokens), which doubles as the idempotency key.
+- ``REQ#<group>#<user>#<request id>``: the metering record of one output (group, user, type,
+  units, price, status, tokens), which doubles as the idempotency key. Keys are scoped to the
+  caller, so two callers can never collide on a client-chosen key.
 
 Admission is one transaction: create the request record only if it does not exist, and add the
 units to the counter only if the total stays within the limit. Concurrent requests therefore
-never over-admit, and a retried request id never counts twice.
+never over-admit, and a retried request id never counts twice. A request whose units were
+released (nothing was delivered) may be admitted again under the same id.
+
+Every request of a group updates one counter item, so DynamoDB cancels transactions that race
+on it (TransactionConflict); those are retried here with jittered backoff.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
@@ -22,6 +30,7 @@ from typing import Any, Literal
 from botocore.exceptions import ClientError
 
 Period = Literal["DAY", "MONTH"]
+CONFLICT_ATTEMPTS = 6
 
 
 @dataclass(frozen=True)
@@ -107,8 +116,10 @@ class Ledger:
         counter = _quota_key(group, output_type, window.key)
         if units > limit:
             raise QuotaExceededError(used=self._used(counter), limit=limit, resets_at=window.resets_at)
+        key = _request_key(group, user, request_id)
         record = {
-            "pk": {"S": _request_key(request_id)},
+            "pk": {"S": key},
+            "request_id": {"S": request_id},
             "group": {"S": group},
             "user": {"S": user},
             "output_type": {"S": output_type},
@@ -123,13 +134,15 @@ class Ledger:
             "gsi1sk": {"S": f"{now.astimezone(dt.UTC).isoformat()}#{request_id}"},
         }
         try:
-            self._client.transact_write_items(
-                TransactItems=[
+            self._transact(
+                [
                     {
                         "Put": {
                             "TableName": self._table,
                             "Item": record,
-                            "ConditionExpression": "attribute_not_exists(pk)",
+                            "ConditionExpression": "attribute_not_exists(pk) OR #status = :released",
+                            "ExpressionAttributeNames": {"#status": "status"},
+                            "ExpressionAttributeValues": {":released": {"S": "released"}},
                         }
                     },
                     {
@@ -149,9 +162,9 @@ class Ledger:
                 ]
             )
         except ClientError as error:
-            if error.response["Error"]["Code"] != "TransactionCanceledException":
+            reasons = _cancellation_reasons(error)
+            if reasons is None:
                 raise
-            reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
             used = self._used(counter)
             if reasons and reasons[0] == "ConditionalCheckFailed":
                 return Admission(request_id, units, used, limit, window.resets_at, replayed=True)
@@ -160,11 +173,13 @@ class Ledger:
             raise
         return Admission(request_id, units, self._used(counter), limit, window.resets_at, replayed=False)
 
-    def deliver(self, request_id: str, *, model: str, input_tokens: int, output_tokens: int) -> None:
+    def deliver(
+        self, request_id: str, *, group: str, user: str, model: str, input_tokens: int, output_tokens: int
+    ) -> None:
         """Mark the output delivered and record its tokens (internal cost, not the user's price)."""
         self._client.update_item(
             TableName=self._table,
-            Key={"pk": {"S": _request_key(request_id)}},
+            Key={"pk": {"S": _request_key(group, user, request_id)}},
             UpdateExpression="SET #status = :delivered, model = :model, input_tokens = :in, output_tokens = :out",
             ConditionExpression="#status = :admitted",
             ExpressionAttributeNames={"#status": "status"},
@@ -177,15 +192,15 @@ class Ledger:
             },
         )
 
-    def release(self, request_id: str, *, group: str, output_type: str, units: int, window: str) -> None:
+    def release(self, request_id: str, *, group: str, user: str, output_type: str, units: int, window: str) -> None:
         """Give back an admitted request's units when no output was delivered; once only."""
         try:
-            self._client.transact_write_items(
-                TransactItems=[
+            self._transact(
+                [
                     {
                         "Update": {
                             "TableName": self._table,
-                            "Key": {"pk": {"S": _request_key(request_id)}},
+                            "Key": {"pk": {"S": _request_key(group, user, request_id)}},
                             "UpdateExpression": "SET #status = :released",
                             "ConditionExpression": "#status = :admitted",
                             "ExpressionAttributeNames": {"#status": "status"},
@@ -207,8 +222,10 @@ class Ledger:
                 ]
             )
         except ClientError as error:
-            if error.response["Error"]["Code"] != "TransactionCanceledException":
-                raise  # a release that already happened is a cancelled transaction: nothing to do
+            # Already released (or delivered): the record's condition failed, nothing to give back.
+            reasons = _cancellation_reasons(error) or []
+            if not reasons or reasons[0] != "ConditionalCheckFailed":
+                raise
 
     def usage(self, group: str, quotas: dict[str, tuple[int, Period]], now: dt.datetime) -> list[Usage]:
         """The group's use of each output type it has a quota for, in the current windows."""
@@ -216,17 +233,24 @@ class Ledger:
         keys = [{"pk": {"S": _quota_key(group, name, window.key)}} for name, window in windows.items()]
         found: dict[str, int] = {}
         for start in range(0, len(keys), 100):
-            response = self._client.batch_get_item(
-                RequestItems={
-                    self._table: {
-                        "Keys": keys[start : start + 100],
-                        "ProjectionExpression": "pk, #used",
-                        "ExpressionAttributeNames": {"#used": "used"},
-                    }
+            request: dict[str, Any] = {
+                self._table: {
+                    "Keys": keys[start : start + 100],
+                    "ProjectionExpression": "pk, #used",
+                    "ExpressionAttributeNames": {"#used": "used"},
+                    "ConsistentRead": True,
                 }
-            )
-            for item in response["Responses"].get(self._table, []):
-                found[item["pk"]["S"]] = int(item.get("used", {}).get("N", "0"))
+            }
+            for attempt in range(CONFLICT_ATTEMPTS):
+                response = self._client.batch_get_item(RequestItems=request)
+                for item in response["Responses"].get(self._table, []):
+                    found[item["pk"]["S"]] = int(item.get("used", {}).get("N", "0"))
+                request = response.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                _backoff(attempt)
+            else:
+                raise RuntimeError("DynamoDB left usage keys unprocessed after retries")
         return [
             Usage(
                 output_type=name,
@@ -238,9 +262,9 @@ class Ledger:
             for name, (limit, period) in quotas.items()
         ]
 
-    def record(self, request_id: str) -> dict[str, Any] | None:
+    def record(self, request_id: str, *, group: str, user: str) -> dict[str, Any] | None:
         response = self._client.get_item(
-            TableName=self._table, Key={"pk": {"S": _request_key(request_id)}}, ConsistentRead=True
+            TableName=self._table, Key={"pk": {"S": _request_key(group, user, request_id)}}, ConsistentRead=True
         )
         item: dict[str, Any] | None = response.get("Item")
         return item
@@ -255,10 +279,34 @@ class Ledger:
         )
         return int(response.get("Item", {}).get("used", {}).get("N", "0"))
 
+    def _transact(self, items: list[dict[str, Any]]) -> None:
+        """TransactWriteItems, retrying cancellations caused only by a concurrent transaction."""
+        for attempt in range(CONFLICT_ATTEMPTS):
+            try:
+                self._client.transact_write_items(TransactItems=items)
+                return
+            except ClientError as error:
+                reasons = _cancellation_reasons(error) or []
+                retryable = "TransactionConflict" in reasons and "ConditionalCheckFailed" not in reasons
+                if not retryable or attempt == CONFLICT_ATTEMPTS - 1:
+                    raise
+                _backoff(attempt)
+
+
+def _cancellation_reasons(error: ClientError) -> list[str] | None:
+    """Per-item cancellation codes of a cancelled transaction; None for any other error."""
+    if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+        return None
+    return [str(reason.get("Code")) for reason in error.response.get("CancellationReasons", [])]
+
+
+def _backoff(attempt: int, sleep: Callable[[float], None] = time.sleep) -> None:
+    sleep(random.uniform(0, 0.02 * 2**attempt))  # noqa: S311 - jitter, not cryptography
+
 
 def _quota_key(group: str, output_type: str, window: str) -> str:
     return f"QUOTA#{group}#{output_type}#{window}"
 
 
-def _request_key(request_id: str) -> str:
-    return f"REQ#{request_id}"
+def _request_key(group: str, user: str, request_id: str) -> str:
+    return f"REQ#{group}#{user}#{request_id}"

@@ -78,8 +78,6 @@ class Caller:
 
     user: str
     group: str
-    tier: str = ""
-    kind: str = ""
 
 
 class Message(BaseModel):
@@ -118,6 +116,7 @@ class Settings:
     guardrail_version: str
     policy_parameter: str
     max_message_chars: int = 20000
+    generation_timeout_seconds: int = 20
 
     @classmethod
     def from_environ(cls) -> Settings:
@@ -128,4 +127,5 @@ class Settings:
             guardrail_version=env.get("GUARDRAIL_VERSION", ""),
             policy_parameter=env.get("POLICY_PARAMETER", ""),
             max_message_chars=int(env.get("MAX_MESSAGE_CHARS", "20000")),
+            generation_timeout_seconds=int(env.get("GENERATION_TIMEOUT_SECONDS", "20")),
         )

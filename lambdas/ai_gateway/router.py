@@ -33,10 +33,21 @@ def candidates(models: GroupModels, requested: str | None) -> list[str]:
     return list(dict.fromkeys([first, *models.fallbacks]))
 
 
+# Don't start a fallback model with less time than this left before the deadline.
+MIN_ATTEMPT_SECONDS = 8.0
+
+
 def converse(
-    client: Any, models: list[str], *, system: str, messages: list[dict[str, Any]], max_tokens: int
+    client: Any,
+    models: list[str],
+    *,
+    system: str,
+    messages: list[dict[str, Any]],
+    max_tokens: int,
+    deadline: float | None = None,
 ) -> Generation:
-    """Converse with the first model that answers; move on only on throttling or a 5xx."""
+    """Converse with the first model that answers; move on only on throttling or a 5xx, and only
+    while there is time left before ``deadline`` (a time.monotonic() value)."""
     failed: list[str] = []
     for model in models:
         started = time.perf_counter()
@@ -49,7 +60,8 @@ def converse(
                     inferenceConfig={"maxTokens": max_tokens},
                 )
         except UpstreamError as error:
-            if not error.retryable or model == models[-1]:
+            out_of_time = deadline is not None and deadline - time.monotonic() < MIN_ATTEMPT_SECONDS
+            if not error.retryable or model == models[-1] or out_of_time:
                 raise
             failed.append(model)
             continue

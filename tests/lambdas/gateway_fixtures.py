@@ -10,13 +10,13 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.stub import Stubber
+from moto import mock_aws
+
 from ai_gateway import handler
 from ai_gateway.guardrail import Guard
 from ai_gateway.ledger import Admission, Ledger, Usage
 from ai_gateway.models import GatewayPolicy
-from botocore.stub import Stubber
-from moto import mock_aws
-
 from stacks.config import load_config
 from stacks.production.policy import gateway_policy
 from tests.conftest import ROOT

@@ -9,10 +9,10 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from ai_gateway import handler
-from ai_gateway.guardrail import Guard
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from ai_gateway import handler
+from ai_gateway.guardrail import Guard
 from tests.lambdas.conftest import FakeContext, http_result
 from tests.lambdas.gateway_fixtures import POLICY, AnsweringBedrock, AnsweringLedger, rest_event
 from tests.lambdas.strategies import json_values

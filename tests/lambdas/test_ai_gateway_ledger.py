@@ -10,9 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from ai_gateway.ledger import Ledger, QuotaExceededError, Window
+from botocore.exceptions import ClientError
 from moto import mock_aws
 
+from ai_gateway.ledger import Ledger, QuotaExceededError, Window
 from tests.lambdas.gateway_fixtures import TABLE, ledger_table
 
 NOW = dt.datetime(2026, 11, 29, 18, 30, tzinfo=dt.UTC)
@@ -53,10 +54,11 @@ def test_windows_reset_at_the_next_utc_day_or_month() -> None:
 def test_admission_counts_units_and_writes_a_metering_record(ledger: Ledger) -> None:
     admission = admit(ledger, "r1", units=3, limit=10)
     assert (admission.used, admission.remaining, admission.replayed) == (3, 7, False)
-    record = ledger.record("r1")
+    record = ledger.record("r1", group="gold", user="user-1")
     assert record is not None
     assert {k: v.get("S", v.get("N")) for k, v in record.items()} == {
-        "pk": "REQ#r1",
+        "pk": "REQ#gold#user-1#r1",
+        "request_id": "r1",
         "group": "gold",
         "user": "user-1",
         "output_type": "report",
@@ -85,7 +87,7 @@ def test_quota_refusal_says_what_is_left_and_when_it_resets(ledger: Ledger) -> N
         admit(ledger, "r2", units=2, limit=10)
     assert (refused.value.used, refused.value.remaining) == (9, 1)
     assert refused.value.resets_at == dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
-    assert ledger.record("r2") is None  # a refused request leaves no metering record
+    assert ledger.record("r2", group="gold", user="user-1") is None  # a refused request leaves no metering record
     assert admit(ledger, "r3", units=1, limit=10).remaining == 0
 
 
@@ -102,13 +104,13 @@ def test_groups_have_separate_counters(ledger: Ledger) -> None:
 def test_release_gives_units_back_once_and_delivery_records_tokens(ledger: Ledger) -> None:
     admit(ledger, "r1", units=4, limit=10)
     for _ in range(3):
-        ledger.release("r1", group="gold", output_type="report", units=4, window="2026-11")
+        ledger.release("r1", group="gold", user="user-1", output_type="report", units=4, window="2026-11")
     assert admit(ledger, "r2", units=1, limit=10).used == 1
-    ledger.deliver("r2", model="amazon.nova-pro-v1:0", input_tokens=120, output_tokens=800)
-    record = ledger.record("r2")
+    ledger.deliver("r2", group="gold", user="user-1", model="amazon.nova-pro-v1:0", input_tokens=120, output_tokens=800)
+    record = ledger.record("r2", group="gold", user="user-1")
     assert record is not None
     assert (record["status"]["S"], record["output_tokens"]["N"]) == ("delivered", "800")
-    assert ledger.record("r1")["status"]["S"] == "released"  # type: ignore[index]
+    assert ledger.record("r1", group="gold", user="user-1")["status"]["S"] == "released"  # type: ignore[index]
 
 
 def test_usage_reports_each_quota_of_the_group(ledger: Ledger) -> None:
@@ -163,3 +165,51 @@ def test_200_concurrent_admissions_against_a_quota_of_100_admit_exactly_100(ledg
         replays = list(pool.map(lambda n: admit(ledger, f"req-{n}", limit=100) if results[n] else None, range(200)))
     assert all(r.replayed for r in replays if r is not None)
     assert ledger.usage("gold", {"report": (100, "MONTH")}, NOW)[0].used == 100
+
+
+class Conflicting:
+    """Delegates to the real client, but cancels the first ``conflicts`` transactions the way
+    DynamoDB does when another transaction holds the same item."""
+
+    def __init__(self, client: Any, conflicts: int, reasons: list[str] | None = None) -> None:
+        self._client = client
+        self.conflicts = conflicts
+        self.reasons = reasons or ["None", "TransactionConflict"]
+
+    def transact_write_items(self, **kwargs: Any) -> Any:
+        if self.conflicts:
+            self.conflicts -= 1
+            raise ClientError(
+                {
+                    "Error": {"Code": "TransactionCanceledException", "Message": "conflict"},
+                    "CancellationReasons": [{"Code": code} for code in self.reasons],
+                },
+                "TransactWriteItems",
+            )
+        return self._client.transact_write_items(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def test_a_transaction_conflict_on_the_counter_is_retried(dynamodb: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("ai_gateway.ledger.time.sleep", lambda _: None)
+    flaky = Conflicting(dynamodb, conflicts=2)
+    admission = admit(Ledger(flaky, TABLE), "r1", limit=10)
+    assert (admission.used, flaky.conflicts) == (1, 0)
+
+
+def test_conflicts_that_outlast_the_retries_are_raised(dynamodb: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("ai_gateway.ledger.time.sleep", lambda _: None)
+    with pytest.raises(ClientError):
+        admit(Ledger(Conflicting(dynamodb, conflicts=99), TABLE), "r1", limit=10)
+
+
+def test_release_raises_unless_the_record_was_already_released(dynamodb: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("ai_gateway.ledger.time.sleep", lambda _: None)
+    ledger = Ledger(dynamodb, TABLE)
+    admit(ledger, "r1", limit=10)
+    failing = Ledger(Conflicting(dynamodb, conflicts=99, reasons=["None", "ThrottlingError"]), TABLE)
+    with pytest.raises(ClientError):
+        failing.release("r1", group="gold", user="user-1", output_type="report", units=1, window="2026-11")
+    assert ledger.usage("gold", {"report": (10, "MONTH")}, NOW)[0].used == 1  # not silently lost

@@ -18,9 +18,9 @@ import jwt
 import pytest
 from botocore.stub import Stubber
 from cryptography.hazmat.primitives.asymmetric import rsa
+
 from gateway_authorizer import handler as authorizer
 from pre_token import handler as pre_token
-
 from stacks.config import load_config
 from stacks.production.policy import pre_token_groups
 from tests.conftest import ROOT
