@@ -17,6 +17,7 @@ import boto3
 import jwt
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.config import Config
 
 logger = Logger()
 
@@ -59,7 +60,8 @@ def jwks() -> jwt.PyJWKClient:
 
 @cache
 def apigateway() -> Any:
-    return boto3.client("apigateway")
+    # GetApiKey is a control-plane call with a low rate limit: a burst of cold starts retries.
+    return boto3.client("apigateway", config=Config(retries={"mode": "standard", "total_max_attempts": 6}))
 
 
 @cache

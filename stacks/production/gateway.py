@@ -23,23 +23,48 @@ from aws_cdk import (
 )
 from constructs import Construct
 
-from stacks.config import GuardrailConfig, ProductionConfig, Tier
+from stacks.config import ConfigError, GuardrailConfig, ProductionConfig, Tier
 from stacks.production.policy import gateway_policy
 from stacks.shared.bedrock import grant_invoke, model_arns
 from stacks.shared.lambda_function import BlueprintFunction, log_retention
 from stacks.shared.nag import acknowledge
+from stacks.shared.naming import pascal_case
 
 # Usage-plan quota periods as API Gateway names them.
 QUOTA_PERIOD = {"DAY": apigateway.Period.DAY, "WEEK": apigateway.Period.WEEK, "MONTH": apigateway.Period.MONTH}
-SSM_STANDARD_LIMIT = 4096  # characters; the advanced tier holds up to 8 KB
+SSM_STANDARD_LIMIT = 4096  # characters
 GUARDRAIL_ACTIONS = ["bedrock:ApplyGuardrail"]
+# Access log line (no bodies, no tokens): who, what, how it ended, and where the time went.
+ACCESS_LOG_FIELDS = {
+    "requestId": "$context.requestId",
+    "time": "$context.requestTime",
+    "ip": "$context.identity.sourceIp",
+    "principal": "$context.authorizer.principalId",
+    "group": "$context.authorizer.group",
+    "apiKeyId": "$context.identity.apiKeyId",
+    "method": "$context.httpMethod",
+    "resource": "$context.resourcePath",
+    "status": "$context.status",
+    "error": "$context.error.responseType",
+    "responseLength": "$context.responseLength",
+    "latencyMs": "$context.responseLatency",
+    "integrationLatencyMs": "$context.integration.latency",
+    "authorizerLatencyMs": "$context.authorizer.latency",
+    "tls": "$context.tlsVersion",
+}
+COMMON_RULES_COUNTED = (
+    "SizeRestrictions_BODY",
+    "CrossSiteScripting_BODY",
+    "GenericLFI_BODY",
+    "GenericRFI_BODY",
+    "EC2MetaDataSSRF_BODY",
+)
 # What lambdas/ai_gateway/ledger.py does to its table (a transaction's items need the item actions).
 LEDGER_ACTIONS = [
     "dynamodb:GetItem",
     "dynamodb:BatchGetItem",
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
-    "dynamodb:ConditionCheckItem",
 ]
 LEDGER_KEY_ACTIONS = ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey"]
 
@@ -99,13 +124,18 @@ class GatewayStack(Stack):
         self.guardrail, self.guardrail_version = _guardrail(self, name, config.guardrail)
 
         document = json.dumps(gateway_policy(config), sort_keys=True, separators=(",", ":"))
+        if len(document) > SSM_STANDARD_LIMIT:
+            raise ConfigError(
+                f"blueprint.production: the gateway policy document is {len(document)} characters; an SSM "
+                f"standard parameter holds {SSM_STANDARD_LIMIT} (shorten output_types.*.instructions)"
+            )
         self.policy = ssm.StringParameter(
             self,
             "Policy",
             parameter_name=f"/{prefix}/{Tier.PRODUCTION}/gateway/policy",
             description="AI gateway groups, models, quotas and prices (generated from cdk.json)",
             string_value=document,
-            tier=ssm.ParameterTier.STANDARD if len(document) <= SSM_STANDARD_LIMIT else ssm.ParameterTier.ADVANCED,
+            tier=ssm.ParameterTier.STANDARD,
         )
 
         self.function = BlueprintFunction(
@@ -125,6 +155,8 @@ class GatewayStack(Stack):
                 "GUARDRAIL_VERSION": self.guardrail_version.attr_version,
                 "POLICY_PARAMETER": self.policy.parameter_name,
                 "MAX_MESSAGE_CHARS": str(config.api.max_message_chars),
+                # One model attempt; the function's 29 s also covers guardrails and the ledger.
+                "GENERATION_TIMEOUT_SECONDS": "20",
             },
         )
         role = self.function.role
@@ -141,7 +173,7 @@ class GatewayStack(Stack):
         _acknowledge_synchronous(self.function, "API Gateway invokes it synchronously")
 
         self.api_keys = {
-            group: apigateway.ApiKey(self, f"Key{_pascal(group)}", api_key_name=f"{prefix}-{group}", enabled=True)
+            group: apigateway.ApiKey(self, f"Key{pascal_case(group)}", api_key_name=f"{prefix}-{group}", enabled=True)
             for group in config.groups
         }
         self.authorizer_function = BlueprintFunction(
@@ -170,7 +202,6 @@ class GatewayStack(Stack):
         self.api = self._rest_api(name, config, key)
         self._usage_plans(config)
         self._waf(name, config, key)
-        CfnOutput(self, "ApiUrl", value=self.api.url)
         CfnOutput(self, "LedgerTableName", value=self.ledger.table_name)
         CfnOutput(self, "GuardrailId", value=self.guardrail.attr_guardrail_id)
 
@@ -198,17 +229,7 @@ class GatewayStack(Stack):
                 metrics_enabled=True,
                 tracing_enabled=True,
                 access_log_destination=apigateway.LogGroupLogDestination(access_logs),
-                access_log_format=apigateway.AccessLogFormat.json_with_standard_fields(
-                    caller=False,
-                    http_method=True,
-                    ip=True,
-                    protocol=True,
-                    request_time=True,
-                    resource_path=True,
-                    response_length=True,
-                    status=True,
-                    user=True,
-                ),
+                access_log_format=apigateway.AccessLogFormat.custom(json.dumps(ACCESS_LOG_FIELDS)),
             ),
         )
         # The default endpoint of a regional API accepts TLS 1.0 unless a security policy says otherwise.
@@ -264,6 +285,24 @@ class GatewayStack(Stack):
             **options,
         )
         v1.add_resource("usage").add_method("GET", integration, **options)
+        # API Gateway's own refusals (authorizer, validator, usage plan, WAF, timeouts) in the
+        # gateway's error shape, with the correlation id the function's answers carry.
+        for response_type, code in (
+            (apigateway.ResponseType.DEFAULT_4_XX, "gateway_refused"),
+            (apigateway.ResponseType.DEFAULT_5_XX, "gateway_error"),
+            (apigateway.ResponseType.UNAUTHORIZED, "unauthorized"),
+            (apigateway.ResponseType.ACCESS_DENIED, "forbidden"),
+            (apigateway.ResponseType.THROTTLED, "throttled"),
+            (apigateway.ResponseType.QUOTA_EXCEEDED, "usage_plan_quota_exceeded"),
+            (apigateway.ResponseType.BAD_REQUEST_BODY, "invalid_request"),
+        ):
+            detail = "$context.error.validationErrorString" if code == "invalid_request" else "$context.error.message"
+            api.add_gateway_response(
+                f"Response{code.title().replace('_', '')}",
+                type=response_type,
+                response_headers={"X-Correlation-Id": "context.requestId"},
+                templates={"application/json": json.dumps({"error": code, "message": detail})},
+            )
         acknowledge(
             api,
             "AwsSolutions-COG4",
@@ -275,7 +314,7 @@ class GatewayStack(Stack):
     def _usage_plans(self, config: ProductionConfig) -> None:
         for group, settings in config.groups.items():
             plan = self.api.add_usage_plan(
-                f"Plan{_pascal(group)}",
+                f"Plan{pascal_case(group)}",
                 name=f"{self.api.rest_api_name}-{group}",
                 description=f"{settings.kind} tier {settings.tier}: best-effort throttle and quota",
                 throttle=apigateway.ThrottleSettings(
@@ -289,14 +328,22 @@ class GatewayStack(Stack):
             plan.add_api_key(self.api_keys[group])
 
     def _waf(self, name: str, config: ProductionConfig, key: kms.IKey) -> None:
-        def managed(priority: int, group: str) -> wafv2.CfnWebACL.RuleProperty:
+        def managed(priority: int, group: str, count_only: tuple[str, ...] = ()) -> wafv2.CfnWebACL.RuleProperty:
             return wafv2.CfnWebACL.RuleProperty(
                 name=group,
                 priority=priority,
                 override_action=wafv2.CfnWebACL.OverrideActionProperty(none={}),
                 statement=wafv2.CfnWebACL.StatementProperty(
                     managed_rule_group_statement=wafv2.CfnWebACL.ManagedRuleGroupStatementProperty(
-                        vendor_name="AWS", name=group
+                        vendor_name="AWS",
+                        name=group,
+                        rule_action_overrides=[
+                            wafv2.CfnWebACL.RuleActionOverrideProperty(
+                                name=rule, action_to_use=wafv2.CfnWebACL.RuleActionProperty(count={})
+                            )
+                            for rule in count_only
+                        ]
+                        or None,
                     )
                 ),
                 visibility_config=_visibility(group),
@@ -321,7 +368,10 @@ class GatewayStack(Stack):
                     ),
                     visibility_config=_visibility("RatePerIp"),
                 ),
-                managed(1, "AWSManagedRulesCommonRuleSet"),
+                # Prompts are long free text full of code, paths and URLs: the body rules would block
+                # legitimate requests, so they only count; size and content are the gateway's and
+                # the guardrail's job (413, guardrail_blocked).
+                managed(1, "AWSManagedRulesCommonRuleSet", count_only=COMMON_RULES_COUNTED),
                 managed(2, "AWSManagedRulesKnownBadInputsRuleSet"),
             ],
         )
@@ -426,10 +476,6 @@ def _visibility(metric: str) -> wafv2.CfnWebACL.VisibilityConfigProperty:
     return wafv2.CfnWebACL.VisibilityConfigProperty(
         cloud_watch_metrics_enabled=True, metric_name=metric, sampled_requests_enabled=True
     )
-
-
-def _pascal(name: str) -> str:
-    return "".join(part.title() for part in name.replace("_", "-").split("-"))
 
 
 _CHAT_SCHEMA = apigateway.JsonSchema(

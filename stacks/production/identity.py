@@ -12,6 +12,7 @@ from stacks.config import ProductionConfig, Tier
 from stacks.production.policy import pre_token_groups
 from stacks.shared.lambda_function import BlueprintFunction
 from stacks.shared.nag import acknowledge
+from stacks.shared.naming import pascal_case
 
 THREAT_PROTECTION = {
     "off": cognito.StandardThreatProtectionMode.NO_ENFORCEMENT,
@@ -61,7 +62,7 @@ class IdentityStack(Stack):
         for group, settings in config.groups.items():
             cognito.CfnUserPoolGroup(
                 self,
-                f"Group{''.join(part.title() for part in group.replace('_', '-').split('-'))}",
+                f"Group{pascal_case(group)}",
                 user_pool_id=self.user_pool.user_pool_id,
                 group_name=group,
                 precedence=settings.precedence,

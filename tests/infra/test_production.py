@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from stacks.config import load_config
+from stacks.shared.naming import pascal_case
 from tests.infra.cfn import only, props, render, resources, role_permissions
 
 ACCOUNT = "<AWS::AccountId>"
@@ -64,10 +66,7 @@ def test_one_usage_plan_per_group_with_its_numbers(gateway: dict[str, Any], cdk_
         render(k["Properties"]["UsagePlanId"]): render(k["Properties"]["KeyId"])
         for k in resources(gateway, "AWS::ApiGateway::UsagePlanKey").values()
     }
-    assert links == {
-        f"<ApiPlan{''.join(p.title() for p in n.split('-'))}>": f"<Key{''.join(p.title() for p in n.split('-'))}>"
-        for n in expected
-    }
+    assert links == {f"<ApiPlan{pascal_case(n)}>": f"<Key{pascal_case(n)}>" for n in expected}
 
 
 def test_every_method_is_authorized_by_the_lambda_authorizer_and_needs_the_plan_key(gateway: dict[str, Any]) -> None:
@@ -161,10 +160,7 @@ def test_ledger_is_encrypted_with_the_tier_key_and_recoverable(gateway: dict[str
 def test_gateway_role_touches_only_its_table_guardrail_policy_and_models(gateway: dict[str, Any]) -> None:
     permissions = role_permissions(gateway, "GatewayFunctionRole")
     ledger = {(a, r) for a, r in permissions if a.startswith("dynamodb:")}
-    assert ledger == {
-        (f"dynamodb:{a}", "<Ledger.Arn>")
-        for a in ("GetItem", "BatchGetItem", "PutItem", "UpdateItem", "ConditionCheckItem")
-    }
+    assert ledger == {(f"dynamodb:{a}", "<Ledger.Arn>") for a in ("GetItem", "BatchGetItem", "PutItem", "UpdateItem")}
     models = {r for a, r in permissions if a == "bedrock:InvokeModel"}
     assert models == {
         f"arn:aws:bedrock:us-east-1::foundation-model/amazon.nova-{m}-v1:0" for m in ("pro", "lite", "micro")
@@ -179,10 +175,51 @@ def test_authorizer_may_read_only_the_groups_api_keys(gateway: dict[str, Any]) -
 
 
 def test_policy_parameter_carries_prices_and_quotas(gateway: dict[str, Any]) -> None:
-    import json
-
     parameter = props(gateway, "AWS::SSM::Parameter")
     policy = json.loads(parameter["Value"])
     assert policy["outputs"]["report"]["unit_price_usd"] == 0.5
     assert policy["groups"]["customer-gold"]["quotas"]["report"] == {"limit": 200, "period": "MONTH"}
     assert parameter["Tier"] == "Standard"
+
+
+def test_waf_managed_body_rules_only_count_so_long_prompts_pass(gateway: dict[str, Any]) -> None:
+    acl = props(gateway, "AWS::WAFv2::WebACL")
+    common = next(r for r in acl["Rules"] if r["Name"] == "AWSManagedRulesCommonRuleSet")
+    overrides = common["Statement"]["ManagedRuleGroupStatement"]["RuleActionOverrides"]
+    assert {o["Name"]: o["ActionToUse"] for o in overrides} == {
+        rule: {"Count": {}}
+        for rule in [
+            "SizeRestrictions_BODY",
+            "CrossSiteScripting_BODY",
+            "GenericLFI_BODY",
+            "GenericRFI_BODY",
+            "EC2MetaDataSSRF_BODY",
+        ]
+    }
+
+
+def test_api_gateways_own_errors_are_json_with_a_correlation_id(gateway: dict[str, Any]) -> None:
+    responses = {
+        r["Properties"]["ResponseType"]: r["Properties"]
+        for r in resources(gateway, "AWS::ApiGateway::GatewayResponse").values()
+    }
+    assert set(responses) == {
+        "DEFAULT_4XX",
+        "DEFAULT_5XX",
+        "UNAUTHORIZED",
+        "ACCESS_DENIED",
+        "THROTTLED",
+        "QUOTA_EXCEEDED",
+        "BAD_REQUEST_BODY",
+    }
+    for response in responses.values():
+        assert response["ResponseParameters"] == {"gatewayresponse.header.X-Correlation-Id": "context.requestId"}
+        assert set(json.loads(response["ResponseTemplates"]["application/json"])) == {"error", "message"}
+    bad_body = json.loads(responses["BAD_REQUEST_BODY"]["ResponseTemplates"]["application/json"])
+    assert bad_body["message"] == "$context.error.validationErrorString"
+
+
+def test_access_log_lines_name_the_caller_and_never_the_body(gateway: dict[str, Any]) -> None:
+    fields = json.loads(props(gateway, "AWS::ApiGateway::Stage")["AccessLogSetting"]["Format"])
+    assert (fields["principal"], fields["requestId"]) == ("$context.authorizer.principalId", "$context.requestId")
+    assert not [v for v in fields.values() if "body" in v.lower() or "authorization" in v.lower()]
