@@ -229,6 +229,7 @@ def _generate(
             messages=messages,
             max_tokens=output.max_tokens,
             deadline=_deadline(),
+            attempt_seconds=settings().generation_timeout_seconds,
         )
         metrics.add_metric(name="GenerationLatency", unit=MetricUnit.Milliseconds, value=generation.latency_ms)
         source, query = grounding if grounding else (None, None)

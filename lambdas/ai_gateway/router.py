@@ -33,10 +33,6 @@ def candidates(models: GroupModels, requested: str | None) -> list[str]:
     return list(dict.fromkeys([first, *models.fallbacks]))
 
 
-# Don't start a fallback model with less time than this left before the deadline.
-MIN_ATTEMPT_SECONDS = 8.0
-
-
 def converse(
     client: Any,
     models: list[str],
@@ -45,9 +41,10 @@ def converse(
     messages: list[dict[str, Any]],
     max_tokens: int,
     deadline: float | None = None,
+    attempt_seconds: float = 0.0,
 ) -> Generation:
     """Converse with the first model that answers; move on only on throttling or a 5xx, and only
-    while there is time left before ``deadline`` (a time.monotonic() value)."""
+    while a whole attempt (``attempt_seconds``) still fits before ``deadline`` (time.monotonic())."""
     failed: list[str] = []
     for model in models:
         started = time.perf_counter()
@@ -60,7 +57,7 @@ def converse(
                     inferenceConfig={"maxTokens": max_tokens},
                 )
         except UpstreamError as error:
-            out_of_time = deadline is not None and deadline - time.monotonic() < MIN_ATTEMPT_SECONDS
+            out_of_time = deadline is not None and deadline - time.monotonic() < attempt_seconds
             if not error.retryable or model == models[-1] or out_of_time:
                 raise
             failed.append(model)

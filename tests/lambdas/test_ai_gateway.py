@@ -445,7 +445,8 @@ def test_long_outputs_are_guarded_without_grounding(gateway: Gateway) -> None:
 
 
 def test_no_fallback_is_started_without_time_for_it(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(FakeContext, "get_remaining_time_in_millis", lambda self: 9_000)  # 4 s after the margin
+    # 24 s left after the margin: less than one more 20 s attempt once the first has failed.
+    monkeypatch.setattr(FakeContext, "get_remaining_time_in_millis", lambda self: 24_000)
     guard_input(gateway.bedrock, ["Hello?"])
     gateway.bedrock.add_client_error("converse", service_error_code="ThrottlingException", http_status_code=429)
     result = call(chat())
