@@ -47,9 +47,9 @@ layer: build/.layer-installed ## build the Lambda dependency layer (cached)
 setup: $(VENV)/.installed node_modules/.installed build/.layer-installed ## venv, CDK CLI, Lambda layer (cached)
 
 synth: setup ## synthesize TIER (all, sandbox, production) into cdk.out/, nag and schema checks on
-	rm -rf cdk.out
 	$(CDK) synth $(CDK_ARGS) --quiet
-	@echo "synthesized: $$(ls cdk.out/*.template.json | xargs -n1 basename | tr '\n' ' ')"
+	@$(BIN)/python -c "import json; m = json.load(open('cdk.out/manifest.json'))['artifacts']; \
+		print('synthesized:', *sorted(k for k, v in m.items() if v['type'] == 'aws:cloudformation:stack'))"
 
 test: setup ## run the whole test suite
 	$(BIN)/pytest
