@@ -1,0 +1,246 @@
+"""A loopback HTTP server standing in for a legacy product API (orders and customers).
+
+It answers the way screen-era APIs do: OAuth2 client-credentials tokens, deep and verbose JSON,
+every record at once. Faults can be queued to exercise the adapter's failure handling.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+CLIENT_ID = "gateway-client"
+CLIENT_SECRET = "s3cr3t-for-tests"
+CUSTOMER_ID = "C-1001"
+CUSTOMER_EMAIL = "ada@example.com"
+ORDER_COUNT = 150
+STATUSES = ("placed", "paid", "shipped", "delivered", "returned")
+
+
+def order(number: int) -> dict[str, Any]:
+    """One order as a product API returns it: everything for every screen that ever needed it."""
+    status = STATUSES[number % len(STATUSES)]
+    created = f"2026-{1 + number % 12:02d}-{1 + number % 28:02d}T10:{number % 60:02d}:00Z"
+    lines = [
+        {
+            "lineId": f"L-{number:04d}-{line}",
+            "sku": f"SKU-{(number * 7 + line) % 997:04d}",
+            "description": f"Ergonomic product number {line} with extended warranty and accessories bundle",
+            "quantity": 1 + line,
+            "unitPrice": {"amount": 19.99 + line, "currency": "EUR", "formatted": f"€{19.99 + line:.2f}"},
+            "attributes": {"colour": "graphite", "size": "M", "giftWrap": False, "personalisation": None},
+            "_links": {"self": {"href": f"/v2/orders/O-{number:05d}/lines/{line}"}},
+        }
+        for line in range(4)
+    ]
+    return {
+        "orderId": f"O-{number:05d}",
+        "orderNumber": f"2026-{number:08d}",
+        "status": {
+            "code": status,
+            "label": status.title(),
+            "updatedAt": created,
+            "history": [
+                {"code": s, "at": created, "by": "system", "note": "automatic transition"} for s in STATUSES[:3]
+            ],
+        },
+        "customer": {"customerId": CUSTOMER_ID, "displayName": "Ada Lovelace", "segment": "gold", "locale": "en-GB"},
+        "pricing": {
+            "currency": "EUR",
+            "lines": lines,
+            "totals": {
+                "grand": {"amount": round(100 + number * 1.5, 2), "formatted": f"€{100 + number * 1.5:.2f}"},
+                "tax": {"amount": 19.0, "rate": 0.19, "formatted": "€19.00"},
+                "shipping": {"amount": 4.95, "method": "standard", "formatted": "€4.95"},
+                "discounts": [
+                    {"code": "WELCOME10", "amount": 10.0, "description": "Welcome discount for new accounts"}
+                ],
+            },
+        },
+        "fulfilment": {
+            "carrier": {"code": "DHL", "name": "DHL Express", "service": "Parcel Connect", "contact": "+49 228 182 0"},
+            "tracking": {
+                "number": f"TRK{number:010d}",
+                "url": f"https://tracking.example.com/TRK{number:010d}",
+                "events": [{"at": created, "where": "Leipzig hub", "what": "Processed at facility"} for _ in range(3)],
+            },
+            "warehouse": {
+                "code": "LEJ-2",
+                "address": {"line1": "Logistics Park 4", "city": "Leipzig", "country": "DE"},
+            },
+        },
+        "audit": {"createdAt": created, "createdBy": "web-checkout", "etag": uuid.UUID(int=number).hex, "version": 7},
+        "metadata": {"channel": "web", "campaign": "autumn-sale", "abTests": ["checkout-v3", "free-shipping-banner"]},
+        "_links": {
+            "self": {"href": f"/v2/orders/O-{number:05d}"},
+            "customer": {"href": f"/v2/customers/{CUSTOMER_ID}"},
+            "invoice": {"href": f"/v2/orders/O-{number:05d}/invoice.pdf"},
+        },
+    }
+
+
+CUSTOMER = {
+    "customerId": CUSTOMER_ID,
+    "profile": {"name": {"given": "Ada", "family": "Lovelace", "display": "Ada Lovelace"}, "email": CUSTOMER_EMAIL},
+    "account": {
+        "segment": "gold",
+        "since": "2019-04-01",
+        "status": "active",
+        "flags": {"vip": True, "fraudHold": False},
+    },
+    "preferences": {"locale": "en-GB", "marketing": {"email": False, "sms": False}, "currency": "EUR"},
+    "_links": {"self": {"href": f"/v2/customers/{CUSTOMER_ID}"}},
+}
+ADDRESSES = [
+    {
+        "addressId": "A-1",
+        "type": "billing",
+        "line1": "12 Analytical Row",
+        "city": "London",
+        "postcode": "N1 9GU",
+        "country": "GB",
+    },
+    {
+        "addressId": "A-2",
+        "type": "shipping",
+        "line1": "1 Engine Yard",
+        "city": "London",
+        "postcode": "E1 6AN",
+        "country": "GB",
+    },
+]
+META = {
+    "apiVersion": "2.14.3",
+    "deprecations": ["v1 endpoints retire 2027-01-01"],
+    "generatedAt": "2026-11-29T18:00:00Z",
+}
+
+
+@dataclass
+class LegacyApi:
+    """Test handle on the server: its URL, what it saw, and faults to inject."""
+
+    url: str = ""
+    token_ttl: int = 3600
+    tokens: dict[str, float] = field(default_factory=dict)
+    token_requests: int = 0
+    requests: list[str] = field(default_factory=list)
+    faults: list[int] = field(default_factory=list)  # statuses for the next resource requests
+    delay_seconds: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def revoke_tokens(self) -> None:
+        with self.lock:
+            self.tokens.clear()
+
+    def orders_bytes(self) -> int:
+        return len(_orders_body())
+
+
+def _orders_body() -> bytes:
+    return json.dumps({"data": {"orders": [order(n) for n in range(ORDER_COUNT)]}, "meta": META}).encode()
+
+
+def _handler(api: LegacyApi) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            self.rfile.read(length)
+            expected = "Basic " + base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
+            if urlparse(self.path).path != "/oauth/token" or self.headers.get("Authorization") != expected:
+                return self._send(401, {"error": "invalid_client"})
+            token = uuid.uuid4().hex
+            with api.lock:
+                api.token_requests += 1
+                api.tokens[token] = time.monotonic() + api.token_ttl
+            return self._send(200, {"access_token": token, "token_type": "Bearer", "expires_in": api.token_ttl})
+
+        def do_GET(self) -> None:
+            parsed = urlparse(self.path)
+            api.requests.append(parsed.path)
+            if api.delay_seconds:
+                time.sleep(api.delay_seconds)
+            token = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
+            with api.lock:
+                valid = api.tokens.get(token, 0) > time.monotonic()
+                fault = api.faults.pop(0) if api.faults else None
+            if not valid:
+                return self._send(401, {"error": "invalid_token"})
+            if fault:
+                return self._send(fault, {"error": "injected"}, {"Retry-After": "7"})
+            query = parse_qs(parsed.query)
+            if parsed.path == "/v2/customers":
+                found = query.get("email") == [CUSTOMER_EMAIL]
+                items = [{"customerId": CUSTOMER_ID, "email": CUSTOMER_EMAIL}] if found else []
+                return self._send(200, {"data": {"items": items}, "meta": META})
+            if parsed.path == f"/v2/customers/{CUSTOMER_ID}/orders":
+                if "status" in query:
+                    orders = [order(n) for n in range(ORDER_COUNT) if order(n)["status"]["code"] == query["status"][0]]
+                    return self._send(200, {"data": {"orders": orders}, "meta": META})
+                return self._raw(200, _orders_body())
+            if parsed.path == f"/v2/customers/{CUSTOMER_ID}":
+                return self._send(200, {"data": CUSTOMER, "meta": META})
+            if parsed.path == f"/v2/customers/{CUSTOMER_ID}/addresses":
+                return self._send(200, {"data": {"items": ADDRESSES}, "meta": META})
+            return self._send(404, {"error": "not_found"})
+
+        def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+            self._raw(status, json.dumps(body).encode(), headers)
+
+        def _raw(self, status: int, data: bytes, headers: dict[str, str] | None = None) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: Any) -> None: ...
+
+    return Handler
+
+
+@contextmanager
+def serve() -> Iterator[LegacyApi]:
+    api = LegacyApi()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(api))
+    server.daemon_threads = True
+    api.url = f"http://127.0.0.1:{server.server_port}"
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    try:
+        yield api
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+# The fields each tool declares (declared field -> path in the upstream record), as config says.
+FIELDS = {
+    "find_orders": {
+        "order_id": "orderId",
+        "status": "status.code",
+        "placed_at": "audit.createdAt",
+        "total": "pricing.totals.grand.amount",
+        "currency": "pricing.currency",
+        "tracking_number": "fulfilment.tracking.number",
+    },
+    "get_customer": {
+        "customer_id": "customer.customerId",
+        "name": "customer.profile.name.display",
+        "segment": "customer.account.segment",
+        "status": "customer.account.status",
+        "billing_city": "addresses[0].city",
+        "shipping_city": "addresses[1].city",
+    },
+}
