@@ -240,6 +240,8 @@ class GroupConfig(_Model):
     models: GroupModels
     # Output types this group may produce, each with its exact quota; others are refused (403).
     output_quotas: dict[str, OutputQuota] = Field(min_length=1)
+    # MCP tools this group's agents may list and call (names from tools); nothing else.
+    tools: tuple[str, ...] = ()
 
 
 class OutputTypeConfig(_Model):
@@ -330,6 +332,25 @@ class ApiConfig(_Model):
     tls_policy: Literal["TLS_1_2", "SecurityPolicy_TLS13_1_3_2025_09"] = "TLS_1_2"
 
 
+ToolName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,47}$")]
+FieldPath = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\[\d+\])?(\.[A-Za-z_][A-Za-z0-9_]*(\[\d+\])?)*$")]
+
+
+class LegacyApiConfig(_Model):
+    """A legacy REST API served to agents as MCP tools (lambdas/legacy_tools)."""
+
+    base_url: str = Field(pattern=r"^https://[A-Za-z0-9.-]+(:\d+)?(/[A-Za-z0-9._~/-]*)?$")
+    token_path: str = Field(default="/oauth/token", pattern=r"^/[A-Za-z0-9._~/-]*$")
+    # Secrets Manager secret with {"client_id", "client_secret"} for the API's token endpoint.
+    secret_name: str = Field(pattern=r"^[A-Za-z0-9/_+=.@-]{1,512}$")
+    timeout_seconds: float = Field(default=5, gt=0, le=25)
+    max_attempts: int = Field(default=3, ge=1, le=5)
+    top_k: int = Field(default=10, ge=1, le=100)  # records per page
+    byte_budget: int = Field(default=4000, ge=512, le=100_000)  # the most an answer may weigh
+    # tool -> declared output field -> path in the upstream record; the tool's schema lists them.
+    tools: dict[ToolName, dict[str, FieldPath]] = Field(min_length=1)
+
+
 class ProductionConfig(_TierConfig):
     log_retention_days: LogRetentionDays = 365
     identity: IdentityConfig = IdentityConfig()
@@ -337,6 +358,10 @@ class ProductionConfig(_TierConfig):
     guardrail: GuardrailConfig = GuardrailConfig()
     # Declared before groups so that the groups' validator can see them.
     output_types: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")], OutputTypeConfig] = Field(min_length=1)
+    # Gateway targets wrapping legacy APIs, by target name (e.g. "orders").
+    legacy_apis: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,31}$")], LegacyApiConfig] = Field(
+        default_factory=dict
+    )
     groups: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")], GroupConfig] = Field(min_length=1)
 
     @field_validator("groups")
@@ -344,12 +369,43 @@ class ProductionConfig(_TierConfig):
     def _groups_quote_known_outputs(
         cls, groups: dict[str, GroupConfig], info: ValidationInfo
     ) -> dict[str, GroupConfig]:
-        known = info.data.get("output_types") or {}
+        # A field that failed its own validation is absent here: check only against valid ones.
+        known = info.data.get("output_types")
+        apis = info.data.get("legacy_apis")
+        tools = set(all_tools(apis)) if apis is not None else None
         for name, group in groups.items():
             for output in group.output_quotas:
-                if output not in known:
+                if known is not None and output not in known:
                     raise KeyedError((name, "output_quotas", output), "unknown output type", allowed=", ".join(known))
+            for index, tool in enumerate(group.tools):
+                if tools is not None and tool not in tools:
+                    raise KeyedError(
+                        (name, "tools", str(index)), f"unknown tool {tool}", allowed=", ".join(sorted(tools))
+                    )
         return groups
+
+    @field_validator("legacy_apis")
+    @classmethod
+    def _tool_names_are_unique(cls, apis: dict[str, LegacyApiConfig]) -> dict[str, LegacyApiConfig]:
+        seen: dict[str, str] = {}
+        for target, api in apis.items():
+            for tool in api.tools:
+                if tool in seen or tool in BUILTIN_TOOLS:
+                    owner = seen.get(tool, "the built-in tools")
+                    raise KeyedError(
+                        (target, "tools", tool), f"tool name already used by {owner}", allowed="unique names"
+                    )
+                seen[tool] = target
+        return apis
+
+
+# Tools every deployment has, by tool name -> gateway target.
+BUILTIN_TOOLS: Mapping[str, str] = {"knowledge_search": "knowledge"}
+
+
+def all_tools(legacy_apis: Mapping[str, LegacyApiConfig]) -> dict[str, str]:
+    """Every tool name -> its gateway target: the built-in ones and each legacy API's."""
+    return {**BUILTIN_TOOLS, **{tool: target for target, api in legacy_apis.items() for tool in api.tools}}
 
 
 class BlueprintConfig(_Model):

@@ -229,3 +229,34 @@ def test_tier_selection(value: str | None, tiers: tuple[Tier, ...]) -> None:
 def test_unknown_tier_names_the_allowed_ones() -> None:
     with pytest.raises(ConfigError, match=r"^tier = 'staging': allowed values are all, sandbox, production$"):
         selected_tiers({"tier": "staging"})
+
+
+def test_a_group_may_only_name_configured_tools(cdk_context: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_config(
+            {**cdk_context, "blueprint.production.groups.customer-basic.tools": '["knowledge_search", "drop_db"]'}
+        )
+    assert str(error.value) == (
+        "blueprint.production.groups.customer-basic.tools.1: unknown tool drop_db; "
+        "allowed: find_orders, get_customer, knowledge_search"
+    )
+
+
+def test_tool_names_are_unique_across_targets(cdk_context: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_config(
+            {**cdk_context, "blueprint.production.legacy_apis.customers.tools": '{"find_orders": {"id": "id"}}'}
+        )
+    assert str(error.value) == (
+        "blueprint.production.legacy_apis.customers.tools.find_orders: tool name already used by orders; "
+        "allowed: unique names"
+    )
+
+
+def test_one_bad_section_does_not_cascade_into_the_groups(cdk_context: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_config({**cdk_context, "blueprint.production.legacy_apis.orders.base_url": "http://orders.example.com"})
+    assert str(error.value).splitlines() == [
+        "blueprint.production.legacy_apis.orders.base_url = 'http://orders.example.com': "
+        "String should match pattern '^https://[A-Za-z0-9.-]+(:\\d+)?(/[A-Za-z0-9._~/-]*)?$'"
+    ]

@@ -18,6 +18,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from stacks.config import load_config
+from tests.conftest import ROOT
+
 CLIENT_ID = "gateway-client"
 CLIENT_SECRET = "s3cr3t-for-tests"
 CUSTOMER_ID = "C-1001"
@@ -225,22 +228,11 @@ def serve() -> Iterator[LegacyApi]:
         server.server_close()
 
 
-# The fields each tool declares (declared field -> path in the upstream record), as config says.
-FIELDS = {
-    "find_orders": {
-        "order_id": "orderId",
-        "status": "status.code",
-        "placed_at": "audit.createdAt",
-        "total": "pricing.totals.grand.amount",
-        "currency": "pricing.currency",
-        "tracking_number": "fulfilment.tracking.number",
-    },
-    "get_customer": {
-        "customer_id": "customer.customerId",
-        "name": "customer.profile.name.display",
-        "segment": "customer.account.segment",
-        "status": "customer.account.status",
-        "billing_city": "addresses[0].city",
-        "shipping_city": "addresses[1].city",
-    },
-}
+def _declared_fields() -> dict[str, dict[str, str]]:
+    """What each tool declares (declared field -> upstream path), as cdk.json configures it."""
+    context = json.loads((ROOT / "cdk.json").read_text())["context"]
+    apis = load_config(context).production.legacy_apis
+    return {tool: dict(fields) for api in apis.values() for tool, fields in api.tools.items()}
+
+
+FIELDS = _declared_fields()
