@@ -14,30 +14,28 @@ from functools import cache
 from typing import Any
 
 import boto3
-import jwt
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
-logger = Logger()
+from shared.tokens import GROUP_CLAIM, KIND_CLAIM, TIER_CLAIM, InvalidToken, TokenVerifier, bearer
 
-GROUP_CLAIM = "gateway_group"
-TIER_CLAIM = "gateway_tier"
-KIND_CLAIM = "gateway_kind"
+logger = Logger()
 
 
 @dataclass(frozen=True)
 class Settings:
-    issuer: str
-    client_id: str
+    verifier: TokenVerifier
     api_key_ids: dict[str, str]  # group -> API key id
 
     @classmethod
     def from_environ(cls) -> "Settings":
-        region = os.environ["AWS_REGION"]
         return cls(
-            issuer=f"https://cognito-idp.{region}.amazonaws.com/{os.environ['USER_POOL_ID']}",
-            client_id=os.environ["CLIENT_ID"],
+            verifier=TokenVerifier.for_pool(
+                region=os.environ["AWS_REGION"],
+                user_pool_id=os.environ["USER_POOL_ID"],
+                client_id=os.environ["CLIENT_ID"],
+            ),
             api_key_ids=json.loads(os.environ["API_KEY_IDS"]),
         )
 
@@ -53,12 +51,6 @@ def settings() -> Settings:
 
 
 @cache
-def jwks() -> jwt.PyJWKClient:
-    # Keys are fetched once per container and on an unknown key id (PyJWKClient caches them).
-    return jwt.PyJWKClient(f"{settings().issuer}/.well-known/jwks.json", cache_keys=True, timeout=5)
-
-
-@cache
 def apigateway() -> Any:
     # GetApiKey is a control-plane call with a low rate limit: a burst of cold starts retries.
     return boto3.client("apigateway", config=Config(retries={"mode": "standard", "total_max_attempts": 6}))
@@ -70,34 +62,12 @@ def api_key_value(key_id: str) -> str:
     return value
 
 
-def verify(token: str) -> dict[str, Any]:
-    """The token's claims, if it is a valid access token of this pool and app client."""
-    current = settings()
-    try:
-        signing_key = jwks().get_signing_key_from_jwt(token)
-        claims: dict[str, Any] = jwt.decode(
-            token,
-            signing_key.key,
-            algorithms=["RS256"],
-            issuer=current.issuer,
-            options={"require": ["exp", "iat", "sub", "token_use", "client_id"]},
-            leeway=30,
-        )
-    except jwt.PyJWTError as error:
-        logger.info("token rejected", extra={"reason": type(error).__name__})
-        raise Unauthorized() from None
-    if claims["token_use"] != "access" or claims["client_id"] != current.client_id:  # noqa: S105
-        logger.info("token rejected", extra={"reason": "not an access token of this app client"})
-        raise Unauthorized()
-    return claims
-
-
 def authorize(event: dict[str, Any]) -> dict[str, Any]:
-    header = str(event.get("authorizationToken") or "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise Unauthorized()
-    claims = verify(token)
+    try:
+        claims = settings().verifier.claims(bearer(event.get("authorizationToken")))
+    except InvalidToken as error:
+        logger.info("token rejected", extra={"reason": error.reason})
+        raise Unauthorized() from None
     # Any method of this API and stage: the result is cached per token across methods.
     api_arn, _, _ = str(event["methodArn"]).partition("/")
     stage = str(event["methodArn"]).split("/")[1]

@@ -14,11 +14,9 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-logger = Logger()
+from shared.tokens import GROUP_CLAIM, KIND_CLAIM, TIER_CLAIM
 
-GROUP_CLAIM = "gateway_group"
-TIER_CLAIM = "gateway_tier"
-KIND_CLAIM = "gateway_kind"
+logger = Logger()
 
 
 @cache

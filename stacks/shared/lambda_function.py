@@ -40,7 +40,7 @@ def log_retention(days: int) -> logs.RetentionDays:
 
 
 # Packages under lambdas/ that every function's asset carries besides its own.
-SHARED_PACKAGES: tuple[str, ...] = ()
+SHARED_PACKAGES: tuple[str, ...] = ("shared",)
 
 
 class DependencyLayer(lambda_.LayerVersion):

@@ -116,5 +116,6 @@ def http_result(response: dict[str, Any]) -> HttpResult:
     )
 
 
-# The AI gateway's fixture lives with its helpers; importing it here registers it for the folder.
+# Fixtures that live with their helpers; importing them here registers them for the folder.
+from tests.lambdas.cognito_fixtures import cognito, signing_key  # noqa: E402, F401
 from tests.lambdas.gateway_fixtures import gateway  # noqa: E402, F401

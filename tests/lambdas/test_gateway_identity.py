@@ -7,27 +7,25 @@ Cognito, and verifies tokens signed with a key generated for the test.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 import boto3
-import jwt
 import pytest
 from botocore.stub import Stubber
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gateway_authorizer import handler as authorizer
 from pre_token import handler as pre_token
+from shared.tokens import TokenVerifier
 from stacks.config import load_config
 from stacks.production.policy import pre_token_groups
 from tests.conftest import ROOT
+from tests.lambdas.cognito_fixtures import CLIENT_ID, sign
 from tests.lambdas.conftest import FakeContext
 
 METHOD_ARN = "arn:aws:execute-api:us-east-1:123456789012:abc123/v1/POST/v1/chat"
-CLIENT_ID = "client-1"
 
 
 @pytest.fixture
@@ -91,66 +89,19 @@ def test_pre_token_adds_the_lowest_precedence_configured_group(
 # --- the authorizer ---------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def signing_key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-@pytest.fixture(scope="module")
-def cognito(signing_key: rsa.RSAPrivateKey) -> Iterator[tuple[str, list[str]]]:
-    """A loopback HTTP server serving the pool's JWKS; yields (issuer, request log)."""
-    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(signing_key.public_key()))
-    body = json.dumps({"keys": [{**jwk, "kid": "key-1", "alg": "RS256", "use": "sig"}]}).encode()
-    requests: list[str] = []
-
-    class Jwks(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            requests.append(self.path)
-            self.send_response(200 if self.path.endswith("/.well-known/jwks.json") else 404)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None: ...
-
-    server = HTTPServer(("127.0.0.1", 0), Jwks)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/us-east-1_pool", requests
-    server.shutdown()
-
-
 @pytest.fixture
 def configured(cognito: tuple[str, list[str]], monkeypatch: pytest.MonkeyPatch) -> Iterator[Stubber]:
     issuer, _ = cognito
-    settings = authorizer.Settings(issuer=issuer, client_id=CLIENT_ID, api_key_ids={"customer-gold": "key-gold"})
+    settings = authorizer.Settings(
+        verifier=TokenVerifier(issuer=issuer, client_id=CLIENT_ID), api_key_ids={"customer-gold": "key-gold"}
+    )
     monkeypatch.setattr(authorizer, "settings", lambda: settings)
     client = boto3.client("apigateway", region_name="us-east-1")
     monkeypatch.setattr(authorizer, "apigateway", lambda: client)
-    for cached in (authorizer.jwks, authorizer.api_key_value):
-        cached.cache_clear()
+    authorizer.api_key_value.cache_clear()
     with Stubber(client) as stubber:
         yield stubber
-    for cached in (authorizer.jwks, authorizer.api_key_value):
-        cached.cache_clear()
-
-
-def sign(key: rsa.RSAPrivateKey, issuer: str, **overrides: Any) -> str:
-    now = int(time.time())
-    claims = {
-        "sub": "user-1",
-        "iss": issuer,
-        "token_use": "access",
-        "client_id": CLIENT_ID,
-        "iat": now,
-        "exp": now + 3600,
-        "gateway_group": "customer-gold",
-        "gateway_tier": "gold",
-        "gateway_kind": "customer",
-        **overrides,
-    }
-    claims = {k: v for k, v in claims.items() if v is not None}
-    return jwt.encode(claims, key, algorithm="RS256", headers={"kid": "key-1"})
+    authorizer.api_key_value.cache_clear()
 
 
 def authorize(token: str) -> dict[str, Any]:
