@@ -1,0 +1,1 @@
+"""AgentCore Gateway interceptors that hold each group to its tools (fail closed)."""

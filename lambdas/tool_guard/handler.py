@@ -1,0 +1,105 @@
+"""REQUEST and RESPONSE interceptor of the AgentCore Gateway: each group sees and calls its tools.
+
+The caller's group comes from the ``gateway_group`` claim of the bearer token the gateway passes
+on (``passRequestHeaders``), verified again here. The allowed tools come from the same map of
+group -> tools in config that the gateway's Cedar policies are generated from:
+
+- REQUEST: ``tools/call`` of a tool outside the caller's group is answered with an MCP error and
+  never reaches a target; everything else passes unchanged.
+- RESPONSE: ``tools/list`` results are filtered to the caller's tools.
+
+Unknown group, missing claim, missing or malformed token: no tools at all.
+"""
+
+import json
+import os
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from shared.tokens import GROUP_CLAIM, InvalidToken, TokenVerifier, bearer
+
+logger = Logger()
+metrics = Metrics()
+VERSION = "1.0"
+FORBIDDEN = -32001  # an implementation-defined JSON-RPC server error: "not allowed"
+
+
+@cache
+def allowed_tools() -> dict[str, frozenset[str]]:
+    """group -> qualified tool names (``<target>___<tool>``), from TOOL_BINDINGS."""
+    raw: dict[str, list[str]] = json.loads(os.environ["TOOL_BINDINGS"])
+    return {group: frozenset(tools) for group, tools in raw.items()}
+
+
+@cache
+def verifier() -> TokenVerifier:
+    return TokenVerifier.for_pool(
+        region=os.environ["AWS_REGION"], user_pool_id=os.environ["USER_POOL_ID"], client_id=os.environ["CLIENT_ID"]
+    )
+
+
+def caller_tools(headers: dict[str, Any] | None) -> frozenset[str]:
+    """The tools the caller's group may use; empty when anything about the caller is off."""
+    header = next((v for k, v in (headers or {}).items() if k.lower() == "authorization"), None)
+    try:
+        claims = verifier().claims(bearer(header))
+    except InvalidToken as error:
+        logger.info("no tools: token rejected", extra={"reason": error.reason})
+        return frozenset()
+    group = claims.get(GROUP_CLAIM)
+    tools = allowed_tools().get(group) if isinstance(group, str) else None
+    if tools is None:
+        logger.info("no tools: no configured group", extra={"user": claims.get("sub")})
+        return frozenset()
+    return tools
+
+
+def intercept(event: dict[str, Any]) -> dict[str, Any]:
+    mcp = event.get("mcp") or {}
+    request = mcp.get("gatewayRequest") or {}
+    body = request.get("body") or {}
+    tools = caller_tools(request.get("headers"))
+    if mcp.get("gatewayResponse") is not None:
+        return _on_response(body, mcp["gatewayResponse"], tools)
+    return _on_request(body, tools)
+
+
+def _on_request(body: dict[str, Any], tools: frozenset[str]) -> dict[str, Any]:
+    if body.get("method") == "tools/call":
+        name = str((body.get("params") or {}).get("name", ""))
+        if name not in tools:
+            metrics.add_metric(name="ToolCallsRefused", unit=MetricUnit.Count, value=1)
+            logger.info("tool call refused", extra={"tool": name})
+            error = {"code": FORBIDDEN, "message": f"tool {name} is not available to this caller"}
+            return _output(
+                response={"statusCode": 200, "body": {"jsonrpc": "2.0", "id": body.get("id"), "error": error}}
+            )
+    return _output(request={"body": body})
+
+
+def _on_response(body: dict[str, Any], response: dict[str, Any], tools: frozenset[str]) -> dict[str, Any]:
+    answer = response.get("body") or {}
+    result = answer.get("result") if isinstance(answer, dict) else None
+    if body.get("method") == "tools/list" and isinstance(result, dict) and isinstance(result.get("tools"), list):
+        kept = [tool for tool in result["tools"] if isinstance(tool, dict) and tool.get("name") in tools]
+        answer = {**answer, "result": {**result, "tools": kept}}
+    return _output(response={"statusCode": response.get("statusCode", 200), "body": answer})
+
+
+def _output(*, request: dict[str, Any] | None = None, response: dict[str, Any] | None = None) -> dict[str, Any]:
+    mcp: dict[str, Any] = {}
+    if request is not None:
+        mcp["transformedGatewayRequest"] = request
+    if response is not None:
+        mcp["transformedGatewayResponse"] = response
+    return {"interceptorOutputVersion": VERSION, "mcp": mcp}
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return intercept(event)

@@ -1,0 +1,166 @@
+"""The complete decision table, group x tool, through every layer that enforces it.
+
+One map in config (groups.<name>.tools) is turned into Cedar permits for the gateway's policy
+engine (evaluated here in-process with cedarpy) and into the interceptors' map; both must agree
+with the config on every pair, and refuse unknown tools and unknown callers.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import cedarpy
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from shared.tokens import TokenVerifier
+from stacks.config import all_tools, load_config
+from stacks.production.tool_binding import bindings, cedar_permits, qualified
+from tests.conftest import ROOT
+from tests.lambdas.cognito_fixtures import CLIENT_ID, sign
+from tool_guard import handler as guard
+
+CONFIG = load_config(json.loads((ROOT / "cdk.json").read_text())["context"]).production
+BINDINGS = bindings(CONFIG)
+KNOWN_TOOLS = sorted(qualified(target, tool) for tool, target in all_tools(CONFIG.legacy_apis).items())
+TOOLS = [*KNOWN_TOOLS, "orders___drop_tables", "shadow___find_orders"]
+GROUPS = [*CONFIG.groups, "strangers"]
+GATEWAY = "arn:aws:bedrock-agentcore:us-east-1:123456789012:gateway/genai-production-tools"
+POLICIES = "\n".join(cedar_permits(BINDINGS, GATEWAY).values())
+TABLE = [(group, tool, tool in BINDINGS.get(group, [])) for group, tool in itertools.product(GROUPS, TOOLS)]
+
+
+@pytest.fixture(autouse=True)
+def interceptors(cognito: tuple[str, list[str]], monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("TOOL_BINDINGS", json.dumps(BINDINGS))
+    guard.allowed_tools.cache_clear()
+    verifier = TokenVerifier(issuer=cognito[0], client_id=CLIENT_ID)
+    monkeypatch.setattr(guard, "verifier", lambda: verifier)
+    yield
+    guard.allowed_tools.cache_clear()
+
+
+def cedar(group: str | None, tool: str) -> bool:
+    tags = {"gateway_group": group} if group is not None else {}
+    entities = [
+        {"uid": {"type": "AgentCore::OAuthUser", "id": "user-1"}, "attrs": {}, "parents": [], "tags": tags},
+        {"uid": {"type": "AgentCore::Gateway", "id": GATEWAY}, "attrs": {}, "parents": []},
+    ]
+    request = {
+        "principal": 'AgentCore::OAuthUser::"user-1"',
+        "action": f'AgentCore::Action::"{tool}"',
+        "resource": f'AgentCore::Gateway::"{GATEWAY}"',
+        "context": {"input": {}},
+    }
+    return cedarpy.is_authorized(request, POLICIES, entities).decision == cedarpy.Decision.Allow
+
+
+def mcp_event(
+    body: dict[str, Any], authorization: str | None, response: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    headers = {"Accept": "application/json", "Mcp-Session-Id": "session-1"}
+    if authorization is not None:
+        headers["Authorization"] = authorization
+    mcp: dict[str, Any] = {
+        "rawGatewayRequest": {"body": json.dumps(body)},
+        "gatewayRequest": {"path": "/mcp", "httpMethod": "POST", "headers": headers, "body": body},
+    }
+    if response is not None:
+        mcp["gatewayResponse"] = response
+    return {"interceptorInputVersion": "1.0", "mcp": mcp}
+
+
+def call_passes(authorization: str | None, tool: str) -> bool:
+    body = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": tool, "arguments": {}}}
+    output = guard.intercept(mcp_event(body, authorization))
+    assert output["interceptorOutputVersion"] == "1.0"
+    if "transformedGatewayResponse" in output["mcp"]:
+        refusal = output["mcp"]["transformedGatewayResponse"]["body"]
+        assert refusal == {
+            "jsonrpc": "2.0",
+            "id": 7,
+            "error": {"code": -32001, "message": f"tool {tool} is not available to this caller"},
+        }
+        return False
+    assert output["mcp"]["transformedGatewayRequest"] == {"body": body}
+    return True
+
+
+def listed(authorization: str | None) -> list[str]:
+    body = {"jsonrpc": "2.0", "id": 3, "method": "tools/list"}
+    everything = {
+        "statusCode": 200,
+        "body": {"jsonrpc": "2.0", "id": 3, "result": {"tools": [{"name": t, "description": "…"} for t in TOOLS]}},
+    }
+    output = guard.intercept(mcp_event(body, authorization, everything))
+    response = output["mcp"]["transformedGatewayResponse"]
+    assert response["statusCode"] == 200 and response["body"]["id"] == 3
+    return [tool["name"] for tool in response["body"]["result"]["tools"]]
+
+
+def token(key: rsa.RSAPrivateKey, issuer: str, group: str | None) -> str:
+    return "Bearer " + sign(key, issuer, gateway_group=group)
+
+
+def test_the_table_covers_every_group_and_tool() -> None:
+    assert len(TABLE) == len(GROUPS) * len(TOOLS) == 20
+    assert sum(allowed for _, _, allowed in TABLE) == sum(len(tools) for tools in BINDINGS.values()) == 6
+
+
+@pytest.mark.parametrize(("group", "tool", "allowed"), TABLE)
+def test_cedar_and_both_interceptors_agree_with_config(
+    group: str, tool: str, allowed: bool, signing_key: rsa.RSAPrivateKey, cognito: tuple[str, list[str]]
+) -> None:
+    authorization = token(signing_key, cognito[0], group)
+    assert cedar(group, tool) is allowed
+    assert call_passes(authorization, tool) is allowed
+    assert (tool in listed(authorization)) is allowed
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_tools_list_shows_exactly_the_groups_tools(
+    group: str, signing_key: rsa.RSAPrivateKey, cognito: tuple[str, list[str]]
+) -> None:
+    assert listed(token(signing_key, cognito[0], group)) == [t for t in TOOLS if t in BINDINGS.get(group, [])]
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "", "Bearer", "Basic dXNlcjpwYXNz", "Bearer not.a.jwt", "Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0."],
+)
+def test_no_valid_token_means_no_tools(authorization: str | None) -> None:
+    assert listed(authorization) == []
+    assert not any(call_passes(authorization, tool) for tool in KNOWN_TOOLS)
+
+
+def test_a_token_without_the_group_claim_gets_no_tools(
+    signing_key: rsa.RSAPrivateKey, cognito: tuple[str, list[str]]
+) -> None:
+    authorization = token(signing_key, cognito[0], None)
+    assert listed(authorization) == []
+    assert not any(call_passes(authorization, tool) for tool in KNOWN_TOOLS)
+    assert not any(cedar(None, tool) for tool in KNOWN_TOOLS)
+
+
+def test_a_forged_token_gets_no_tools(cognito: tuple[str, list[str]]) -> None:
+    forged = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    assert listed(token(forged, cognito[0], "platform-admins")) == []
+
+
+def test_other_mcp_methods_pass_unchanged(signing_key: rsa.RSAPrivateKey, cognito: tuple[str, list[str]]) -> None:
+    body = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18"}}
+    assert guard.intercept(mcp_event(body, None)) == {
+        "interceptorOutputVersion": "1.0",
+        "mcp": {"transformedGatewayRequest": {"body": body}},
+    }
+
+
+def test_cedar_policies_are_one_permit_per_group_and_tool() -> None:
+    permits = cedar_permits(BINDINGS, GATEWAY)
+    assert len(permits) == 6
+    assert all(statement.startswith("permit(") and "forbid" not in statement for statement in permits.values())
+    assert all(re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,47}", name) for name in permits)  # the service's name rule
