@@ -242,6 +242,8 @@ class GroupConfig(_Model):
     output_quotas: dict[str, OutputQuota] = Field(min_length=1)
     # MCP tools this group's agents may list and call (names from tools); nothing else.
     tools: tuple[str, ...] = ()
+    # Document classifications this group may retrieve; knowledge_search always filters on them.
+    data_classifications: tuple[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")], ...] = ("public",)
 
 
 class OutputTypeConfig(_Model):

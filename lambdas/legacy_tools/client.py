@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 
 import urllib3
 
-from legacy_tools.errors import ToolError
+from shared.tool_errors import ToolError
 
 TOKEN_SKEW_SECONDS = 30  # refresh this long before the token's stated expiry
 

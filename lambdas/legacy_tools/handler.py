@@ -18,7 +18,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from legacy_tools.adapters import TOOLS, Shape
 from legacy_tools.client import ClientSettings, Credentials, LegacyClient
-from legacy_tools.errors import ToolError
+from shared.tool_errors import ToolError
 
 logger = Logger()
 metrics = Metrics()

@@ -9,7 +9,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from legacy_tools.errors import ToolError
+from shared.tool_errors import ToolError
 
 _STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 TRUNCATED = "truncated"

@@ -5,7 +5,9 @@ on (``passRequestHeaders``), verified again here. The allowed tools come from th
 group -> tools in config that the gateway's Cedar policies are generated from:
 
 - REQUEST: ``tools/call`` of a tool outside the caller's group is answered with an MCP error and
-  never reaches a target; everything else passes unchanged.
+  never reaches a target. A call of knowledge search gets the caller's data classifications
+  written into its arguments here, over anything the agent sent: retrieval is scoped to the
+  caller's group, and a search without them is refused by the tool. Everything else passes.
 - RESPONSE: ``tools/list`` results are filtered to the caller's tools.
 
 Unknown group, missing claim, missing or malformed token: no tools at all.
@@ -26,6 +28,8 @@ logger = Logger()
 metrics = Metrics()
 VERSION = "1.0"
 FORBIDDEN = -32001  # an implementation-defined JSON-RPC server error: "not allowed"
+KNOWLEDGE_SEARCH = "___knowledge_search"
+CLASSIFICATIONS_ARGUMENT = "data_classifications"  # lambdas/knowledge_search reads it
 
 
 @cache
@@ -36,48 +40,59 @@ def allowed_tools() -> dict[str, frozenset[str]]:
 
 
 @cache
+def group_classifications() -> dict[str, list[str]]:
+    """group -> data classifications, from DATA_CLASSIFICATIONS."""
+    loaded: dict[str, list[str]] = json.loads(os.environ["DATA_CLASSIFICATIONS"])
+    return loaded
+
+
+@cache
 def verifier() -> TokenVerifier:
     return TokenVerifier.for_pool(
         region=os.environ["AWS_REGION"], user_pool_id=os.environ["USER_POOL_ID"], client_id=os.environ["CLIENT_ID"]
     )
 
 
-def caller_tools(headers: dict[str, Any] | None) -> frozenset[str]:
-    """The tools the caller's group may use; empty when anything about the caller is off."""
+def caller_group(headers: dict[str, Any] | None) -> str | None:
+    """The caller's configured group; None when anything about the caller is off."""
     header = next((v for k, v in (headers or {}).items() if k.lower() == "authorization"), None)
     try:
         claims = verifier().claims(bearer(header))
     except InvalidToken as error:
         logger.info("no tools: token rejected", extra={"reason": error.reason})
-        return frozenset()
+        return None
     group = claims.get(GROUP_CLAIM)
-    tools = allowed_tools().get(group) if isinstance(group, str) else None
-    if tools is None:
+    if not isinstance(group, str) or group not in allowed_tools():
         logger.info("no tools: no configured group", extra={"user": claims.get("sub")})
-        return frozenset()
-    return tools
+        return None
+    return group
 
 
 def intercept(event: dict[str, Any]) -> dict[str, Any]:
     mcp = event.get("mcp") or {}
     request = mcp.get("gatewayRequest") or {}
     body = request.get("body") or {}
-    tools = caller_tools(request.get("headers"))
+    group = caller_group(request.get("headers"))
+    tools = allowed_tools()[group] if group else frozenset()
     if mcp.get("gatewayResponse") is not None:
         return _on_response(body, mcp["gatewayResponse"], tools)
-    return _on_request(body, tools)
+    return _on_request(body, tools, group)
 
 
-def _on_request(body: dict[str, Any], tools: frozenset[str]) -> dict[str, Any]:
+def _on_request(body: dict[str, Any], tools: frozenset[str], group: str | None) -> dict[str, Any]:
     if body.get("method") == "tools/call":
-        name = str((body.get("params") or {}).get("name", ""))
-        if name not in tools:
+        params = body.get("params") or {}
+        name = str(params.get("name", ""))
+        if name not in tools or group is None:
             metrics.add_metric(name="ToolCallsRefused", unit=MetricUnit.Count, value=1)
             logger.info("tool call refused", extra={"tool": name})
             error = {"code": FORBIDDEN, "message": f"tool {name} is not available to this caller"}
             return _output(
                 response={"statusCode": 200, "body": {"jsonrpc": "2.0", "id": body.get("id"), "error": error}}
             )
+        if name.endswith(KNOWLEDGE_SEARCH):
+            arguments = {**(params.get("arguments") or {}), CLASSIFICATIONS_ARGUMENT: group_classifications()[group]}
+            body = {**body, "params": {**params, "arguments": arguments}}
     return _output(request={"body": body})
 
 

@@ -26,6 +26,11 @@ def bindings(config: ProductionConfig) -> dict[str, list[str]]:
     return {group: sorted(qualified(targets[tool], tool) for tool in g.tools) for group, g in config.groups.items()}
 
 
+def classifications(config: ProductionConfig) -> dict[str, list[str]]:
+    """group -> the document classifications its knowledge searches are filtered to."""
+    return {group: list(g.data_classifications) for group, g in config.groups.items()}
+
+
 def cedar_permits(tool_bindings: dict[str, list[str]], gateway_arn: str) -> dict[str, str]:
     """Policy name -> Cedar statement: permit one group one tool on this gateway, and no more."""
     permits: dict[str, str] = {}

@@ -19,13 +19,14 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from shared.tokens import TokenVerifier
 from stacks.config import all_tools, load_config
-from stacks.production.tool_binding import bindings, cedar_permits, qualified
+from stacks.production.tool_binding import bindings, cedar_permits, classifications, qualified
 from tests.conftest import ROOT
 from tests.lambdas.cognito_fixtures import CLIENT_ID, sign
 from tool_guard import handler as guard
 
 CONFIG = load_config(json.loads((ROOT / "cdk.json").read_text())["context"]).production
 BINDINGS = bindings(CONFIG)
+CLASSIFICATIONS = classifications(CONFIG)
 KNOWN_TOOLS = sorted(qualified(target, tool) for tool, target in all_tools(CONFIG.legacy_apis).items())
 TOOLS = [*KNOWN_TOOLS, "orders___drop_tables", "shadow___find_orders"]
 GROUPS = [*CONFIG.groups, "strangers"]
@@ -37,11 +38,14 @@ TABLE = [(group, tool, tool in BINDINGS.get(group, [])) for group, tool in itert
 @pytest.fixture(autouse=True)
 def interceptors(cognito: tuple[str, list[str]], monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("TOOL_BINDINGS", json.dumps(BINDINGS))
+    monkeypatch.setenv("DATA_CLASSIFICATIONS", json.dumps(CLASSIFICATIONS))
     guard.allowed_tools.cache_clear()
+    guard.group_classifications.cache_clear()
     verifier = TokenVerifier(issuer=cognito[0], client_id=CLIENT_ID)
     monkeypatch.setattr(guard, "verifier", lambda: verifier)
     yield
     guard.allowed_tools.cache_clear()
+    guard.group_classifications.cache_clear()
 
 
 def cedar(group: str | None, tool: str) -> bool:
@@ -74,8 +78,8 @@ def mcp_event(
     return {"interceptorInputVersion": "1.0", "mcp": mcp}
 
 
-def call_passes(authorization: str | None, tool: str) -> bool:
-    body = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": tool, "arguments": {}}}
+def call_passes(authorization: str | None, tool: str, arguments: dict[str, Any] | None = None) -> bool:
+    body = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": tool, "arguments": arguments or {}}}
     output = guard.intercept(mcp_event(body, authorization))
     assert output["interceptorOutputVersion"] == "1.0"
     if "transformedGatewayResponse" in output["mcp"]:
@@ -86,7 +90,11 @@ def call_passes(authorization: str | None, tool: str) -> bool:
             "error": {"code": -32001, "message": f"tool {tool} is not available to this caller"},
         }
         return False
-    assert output["mcp"]["transformedGatewayRequest"] == {"body": body}
+    passed = output["mcp"]["transformedGatewayRequest"]["body"]
+    assert {**passed, "params": {**passed["params"], "arguments": {}}} == {
+        **body,
+        "params": {**body["params"], "arguments": {}},
+    }
     return True
 
 
@@ -164,3 +172,29 @@ def test_cedar_policies_are_one_permit_per_group_and_tool() -> None:
     assert len(permits) == 6
     assert all(statement.startswith("permit(") and "forbid" not in statement for statement in permits.values())
     assert all(re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,47}", name) for name in permits)  # the service's name rule
+
+
+def forwarded_arguments(authorization: str, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    body = {"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": tool, "arguments": arguments}}
+    output = guard.intercept(mcp_event(body, authorization))
+    forwarded: dict[str, Any] = output["mcp"]["transformedGatewayRequest"]["body"]["params"]["arguments"]
+    return forwarded
+
+
+@pytest.mark.parametrize("group", list(CONFIG.groups))
+def test_knowledge_search_gets_the_callers_classifications_whatever_the_agent_sent(
+    group: str, signing_key: rsa.RSAPrivateKey, cognito: tuple[str, list[str]]
+) -> None:
+    forged = {"query": "pricing", "data_classifications": ["confidential", "secret"]}
+    arguments = forwarded_arguments(token(signing_key, cognito[0], group), "knowledge___knowledge_search", forged)
+    assert arguments == {"query": "pricing", "data_classifications": CLASSIFICATIONS[group]}
+
+
+def test_other_tools_get_their_arguments_unchanged(
+    signing_key: rsa.RSAPrivateKey, cognito: tuple[str, list[str]]
+) -> None:
+    arguments = {"customer_email": "ada@example.com", "cursor": "abc"}
+    assert (
+        forwarded_arguments(token(signing_key, cognito[0], "platform-admins"), "orders___find_orders", arguments)
+        == arguments
+    )

@@ -1,4 +1,4 @@
-"""The small error taxonomy an agent can act on."""
+"""The small error taxonomy an agent can act on, shared by every MCP tool."""
 
 from __future__ import annotations
 

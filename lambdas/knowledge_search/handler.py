@@ -1,0 +1,91 @@
+"""knowledge_search: passages from the production Knowledge Base for a question.
+
+Every Retrieve carries a metadata filter on the documents' ``classification`` for the caller's
+allowed data classifications, which the gateway's REQUEST interceptor writes into the arguments
+from the caller's verified group. A call without them is refused, never run unfiltered.
+"""
+
+import os
+from functools import cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from shared.tool_errors import ToolError
+
+logger = Logger()
+metrics = Metrics()
+CLASSIFICATION_KEY = "classification"  # document metadata key (the ingestion pipeline writes it)
+EXCERPT_CHARS = 600
+
+
+class Arguments(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(min_length=1, max_length=1000)
+    max_results: int = Field(default=5, ge=1, le=20)
+    # Written by the gateway's interceptor, never by the agent.
+    data_classifications: list[str] = Field(min_length=1, max_length=20)
+
+
+def retrieval_filter(classifications: list[str]) -> dict[str, Any]:
+    return {"in": {"key": CLASSIFICATION_KEY, "value": classifications}}
+
+
+@cache
+def client() -> Any:
+    return boto3.client(
+        "bedrock-agent-runtime", config=Config(read_timeout=10, retries={"mode": "standard", "total_max_attempts": 3})
+    )
+
+
+def search(agent_runtime: Any, knowledge_base_id: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    try:
+        request = Arguments.model_validate(arguments)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        unscoped = any(e["loc"] == ("data_classifications",) for e in error.errors())
+        return ToolError("forbidden" if unscoped else "invalid_argument", problems).result()
+    try:
+        response = agent_runtime.retrieve(
+            knowledgeBaseId=knowledge_base_id,
+            retrievalQuery={"text": request.query},
+            retrievalConfiguration={
+                "vectorSearchConfiguration": {
+                    "numberOfResults": request.max_results,
+                    "filter": retrieval_filter(request.data_classifications),
+                }
+            },
+        )
+    except (ClientError, BotoCoreError) as error:
+        code = error.response["Error"]["Code"] if isinstance(error, ClientError) else type(error).__name__
+        logger.warning("retrieve failed", extra={"code": code})
+        return ToolError("upstream_unavailable", f"knowledge base failed with {code}", retry_after=5).result()
+    passages = []
+    for result in response.get("retrievalResults", []):
+        text = " ".join(result.get("content", {}).get("text", "").split())
+        location = result.get("location", {}).get("s3Location", {}).get("uri")
+        passages.append(
+            {
+                "excerpt": text[:EXCERPT_CHARS],
+                "source": location,
+                "score": result.get("score"),
+                "classification": result.get("metadata", {}).get(CLASSIFICATION_KEY),
+            }
+        )
+    return {"passages": passages, "returned": len(passages)}
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
+    metrics.add_metric(name="ToolCalls", unit=MetricUnit.Count, value=1)
+    result = search(client(), os.environ["KNOWLEDGE_BASE_ID"], event if isinstance(event, dict) else {})
+    logger.info("searched", extra={"returned": result.get("returned"), "error": result.get("error", {}).get("kind")})
+    return result
