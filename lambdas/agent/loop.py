@@ -1,0 +1,122 @@
+"""One agent turn: Converse with tool use, bounded in iterations and time.
+
+The model sees only the tools the gateway lists for this caller. Each tool call's result (or
+error) goes back to the model as a tool result; the turn ends when the model answers, when the
+iteration bound is hit, or when the deadline would be passed. Every model call carries the
+session id, and the turn records its tool calls for evaluation.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+MAX_ITERATIONS = 6
+STOPPED_ANSWER = "I could not finish this within my limits; here is what I found so far."
+
+
+class Tools(Protocol):
+    def list_tools(self) -> list[dict[str, Any]]: ...
+
+    def call_tool(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    name: str
+    arguments: dict[str, Any]
+    ok: bool
+    error_kind: str | None = None
+
+
+@dataclass
+class Turn:
+    session_id: str
+    answer: str = ""
+    stop: str = ""  # end_turn, max_iterations, deadline, or the model's own stop reason
+    iterations: int = 0
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+def tool_config(tools: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "tools": [
+            {
+                "toolSpec": {
+                    "name": tool["name"],
+                    "description": tool.get("description") or tool["name"],
+                    "inputSchema": {"json": tool.get("inputSchema") or {"type": "object"}},
+                }
+            }
+            for tool in tools
+        ]
+    }
+
+
+def run_turn(
+    bedrock: Any,
+    tools: Tools,
+    *,
+    model_id: str,
+    system: str,
+    messages: list[dict[str, Any]],
+    session_id: str,
+    max_iterations: int = MAX_ITERATIONS,
+    deadline: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Turn:
+    turn = Turn(session_id=session_id)
+    available = tools.list_tools()
+    conversation = list(messages)
+    while True:
+        if turn.iterations >= max_iterations:
+            turn.stop, turn.answer = "max_iterations", turn.answer or STOPPED_ANSWER
+            return turn
+        if deadline is not None and clock() >= deadline:
+            turn.stop, turn.answer = "deadline", turn.answer or STOPPED_ANSWER
+            return turn
+        turn.iterations += 1
+        request: dict[str, Any] = {
+            "modelId": model_id,
+            "system": [{"text": system}],
+            "messages": conversation,
+            "requestMetadata": {"session_id": session_id},
+        }
+        if available:
+            request["toolConfig"] = tool_config(available)
+        response = bedrock.converse(**request)
+        usage = response.get("usage", {})
+        turn.input_tokens += int(usage.get("inputTokens", 0))
+        turn.output_tokens += int(usage.get("outputTokens", 0))
+        message = response["output"]["message"]
+        conversation.append(message)
+        text = "".join(block.get("text", "") for block in message["content"])
+        if text:
+            turn.answer = text
+        if response.get("stopReason") != "tool_use":
+            turn.stop = response.get("stopReason", "end_turn")
+            return turn
+        results = []
+        for block in message["content"]:
+            use = block.get("toolUse")
+            if not use:
+                continue
+            outcome = tools.call_tool(use["name"], use.get("input") or {})
+            error = outcome.get("error") if isinstance(outcome.get("error"), dict) else None
+            turn.tool_calls.append(
+                ToolCall(use["name"], use.get("input") or {}, ok=error is None, error_kind=error and error.get("kind"))
+            )
+            results.append(
+                {
+                    "toolResult": {
+                        "toolUseId": use["toolUseId"],
+                        "content": [{"json": outcome}],
+                        "status": "error" if error else "success",
+                    }
+                }
+            )
+        conversation.append({"role": "user", "content": results})
