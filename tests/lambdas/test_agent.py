@@ -117,6 +117,12 @@ def tool_use(name: str, arguments: dict[str, Any], use_id: str = "t1") -> dict[s
     return {"toolUse": {"toolUseId": use_id, "name": name, "input": arguments}}
 
 
+def after_tool_result(result: dict[str, Any], status: str) -> list[Any]:
+    """The conversation the model sees next: the question, its tool use, and the tool's result."""
+    content = [{"toolResult": {"toolUseId": "t1", "content": [{"json": result}], "status": status}}]
+    return [ANY, ANY, {"role": "user", "content": content}]
+
+
 def ask(client: Any, tools: McpClient, **kwargs: Any) -> Any:
     messages = [{"role": "user", "content": [{"text": "Where is my last order? I am ada@example.com"}]}]
     return run_turn(
@@ -129,22 +135,7 @@ def test_the_model_picks_a_tool_the_gateway_listed_and_answers_from_its_result(b
     url, fake = gateway
     fake.results["orders___find_orders"] = {"records": [{"order_id": "O-00149", "status": "shipped"}], "total": 150}
     converse(stubber, [tool_use("orders___find_orders", {"customer_email": "ada@example.com"})], "tool_use")
-    after_tool = [
-        ANY,
-        ANY,
-        {
-            "role": "user",
-            "content": [
-                {
-                    "toolResult": {
-                        "toolUseId": "t1",
-                        "content": [{"json": fake.results["orders___find_orders"]}],
-                        "status": "success",
-                    }
-                }
-            ],
-        },
-    ]
+    after_tool = after_tool_result(fake.results["orders___find_orders"], "success")
     converse(stubber, [{"text": "Order O-00149 has shipped."}], "end_turn", after_tool)
     turn = ask(client, McpClient(url, token="caller-token", session_id=SESSION))
     assert (turn.answer, turn.stop, turn.iterations) == ("Order O-00149 has shipped.", "end_turn", 2)
@@ -163,22 +154,7 @@ def test_a_tool_error_is_surfaced_to_the_model_and_recorded(bedrock: Any, gatewa
         "error": {"kind": "not_found", "message": "no customer has that e-mail address"}
     }
     converse(stubber, [tool_use("orders___find_orders", {"customer_email": "x@example.com"})], "tool_use")
-    surfaced = [
-        ANY,
-        ANY,
-        {
-            "role": "user",
-            "content": [
-                {
-                    "toolResult": {
-                        "toolUseId": "t1",
-                        "content": [{"json": fake.results["orders___find_orders"]}],
-                        "status": "error",
-                    }
-                }
-            ],
-        },
-    ]
+    surfaced = after_tool_result(fake.results["orders___find_orders"], "error")
     converse(stubber, [{"text": "I can't find that customer."}], "end_turn", surfaced)
     turn = ask(client, McpClient(url, token="t", session_id=SESSION))
     assert [(c.ok, c.error_kind) for c in turn.tool_calls] == [(False, "not_found")]

@@ -50,6 +50,17 @@ def record(gateway: Gateway, request_id: str, user: str = "user-1") -> Any:
     return gateway.ledger.record(request_id, group="customer-gold", user=user)
 
 
+def all_models_unavailable(gateway: Gateway) -> None:
+    """The group's default model and its fallback both fail with a 5xx, in that order."""
+    for model in ("amazon.nova-pro-v1:0", "amazon.nova-lite-v1:0"):
+        gateway.bedrock.add_client_error(
+            "converse",
+            service_error_code="ServiceUnavailableException",
+            http_status_code=503,
+            expected_params={"modelId": model, "system": ANY, "messages": ANY, "inferenceConfig": ANY},
+        )
+
+
 def call(event: dict[str, Any]) -> HttpResult:
     return http_result(handler.lambda_handler(event, FakeContext()))
 
@@ -180,13 +191,7 @@ def test_throttled_default_model_falls_back_in_order(gateway: Gateway) -> None:
 
 def test_every_model_failing_is_a_502_and_the_admission_is_released(gateway: Gateway) -> None:
     guard_input(gateway.bedrock, ["Hello?"])
-    for model in ("amazon.nova-pro-v1:0", "amazon.nova-lite-v1:0"):
-        gateway.bedrock.add_client_error(
-            "converse",
-            service_error_code="ServiceUnavailableException",
-            http_status_code=503,
-            expected_params={"modelId": model, "system": ANY, "messages": ANY, "inferenceConfig": ANY},
-        )
+    all_models_unavailable(gateway)
     result = call(chat())
     assert (result.status, result.body["message"]) == (502, "bedrock-runtime failed with ServiceUnavailableException")
     assert record(gateway, "api-req-1")["status"]["S"] == "released"  # type: ignore[index]
@@ -391,13 +396,7 @@ def test_idempotency_keys_belong_to_their_caller(gateway: Gateway) -> None:
 def test_a_request_whose_units_were_released_can_be_retried_with_its_key(gateway: Gateway) -> None:
     headers = {"Idempotency-Key": "retry-me-0001"}
     guard_input(gateway.bedrock, ["Hello?"])
-    for model in ("amazon.nova-pro-v1:0", "amazon.nova-lite-v1:0"):
-        gateway.bedrock.add_client_error(
-            "converse",
-            service_error_code="ServiceUnavailableException",
-            http_status_code=503,
-            expected_params={"modelId": model, "system": ANY, "messages": ANY, "inferenceConfig": ANY},
-        )
+    all_models_unavailable(gateway)
     assert call(chat(headers=headers)).status == 502
     ok_chat(gateway)
     assert call(chat(headers=headers, request_id="api-req-2")).status == 200
