@@ -15,6 +15,8 @@ from stacks.config import BlueprintConfig, ConfigError, Tier, load_config, selec
 from stacks.production.foundation import FoundationStack
 from stacks.production.gateway import GatewayStack
 from stacks.production.identity import IdentityStack
+from stacks.production.knowledge import KnowledgeStack
+from stacks.production.tools import ToolsStack
 from stacks.sandbox.stack import SandboxStack
 from stacks.shared.nag import add_rule_packs
 
@@ -55,7 +57,27 @@ def _tier_stacks(app: App, tier: Tier, config: BlueprintConfig) -> list[Stack]:
             client=identity.client,
             env=env,
         )
-        stacks = [foundation, identity, gateway]
+        knowledge = KnowledgeStack(
+            app,
+            f"{prefix}-production-knowledge",
+            prefix=prefix,
+            config=production,
+            key=foundation.key,
+            access_logs=foundation.access_logs,
+            env=env,
+        )
+        tools = ToolsStack(
+            app,
+            f"{prefix}-production-tools",
+            prefix=prefix,
+            config=production,
+            key=foundation.key,
+            user_pool=identity.user_pool,
+            client=identity.client,
+            knowledge_base=knowledge.knowledge_base,
+            env=env,
+        )
+        stacks = [foundation, identity, gateway, knowledge, tools]
     for stack in stacks:
         Tags.of(stack).add("tier", tier.value)
     return stacks

@@ -352,6 +352,18 @@ class LegacyApiConfig(_Model):
     # tool -> declared output field -> path in the upstream record; the tool's schema lists them.
     tools: dict[ToolName, dict[str, FieldPath]] = Field(min_length=1)
 
+    @field_validator("tools")
+    @classmethod
+    def _implemented(cls, tools: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        for name in tools:
+            if name not in LEGACY_TOOLS:
+                raise KeyedError((name,), "no adapter implements this tool", allowed=", ".join(LEGACY_TOOLS))
+        return tools
+
+
+# Tools lambdas/legacy_tools/adapters.py implements (TOOLS there).
+LEGACY_TOOLS = ("find_orders", "get_customer")
+
 
 class ProductionConfig(_TierConfig):
     log_retention_days: LogRetentionDays = 365
@@ -360,6 +372,8 @@ class ProductionConfig(_TierConfig):
     guardrail: GuardrailConfig = GuardrailConfig()
     # Declared before groups so that the groups' validator can see them.
     output_types: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")], OutputTypeConfig] = Field(min_length=1)
+    # The production Knowledge Base (S3 Vectors) over the curated bucket's prefix.
+    knowledge_base: KnowledgeBaseConfig = KnowledgeBaseConfig(documents_prefix="curated/")
     # Gateway targets wrapping legacy APIs, by target name (e.g. "orders").
     legacy_apis: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,31}$")], LegacyApiConfig] = Field(
         default_factory=dict

@@ -85,3 +85,13 @@ def identity(assembly: Assembly) -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def gateway(assembly: Assembly) -> dict[str, Any]:
     return assembly.template("-production-gateway")
+
+
+@pytest.fixture(scope="session")
+def tools(assembly: Assembly) -> dict[str, Any]:
+    return assembly.template("-production-tools")
+
+
+@pytest.fixture(scope="session")
+def knowledge(assembly: Assembly) -> dict[str, Any]:
+    return assembly.template("-production-knowledge")

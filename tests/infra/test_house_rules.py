@@ -61,17 +61,17 @@ def test_acknowledgement_count_by_rule_is_known(assembly: Assembly) -> None:
     assert count_by_rule(assembly.outdir) == {
         "AwsSolutions-COG4": 1,
         "AwsSolutions-IAM4": 1,
-        "AwsSolutions-IAM5": 11,
+        "AwsSolutions-IAM5": 22,
         "AwsSolutions-S1": 2,
         "NIST.800.53.R5-APIGWCacheEnabledAndEncrypted": 1,
         "NIST.800.53.R5-APIGWSSLEnabled": 1,
         "NIST.800.53.R5-DynamoDBInBackupPlan": 1,
-        "NIST.800.53.R5-IAMNoInlinePolicy": 8,
-        "NIST.800.53.R5-LambdaConcurrency": 4,
-        "NIST.800.53.R5-LambdaDLQ": 4,
-        "NIST.800.53.R5-LambdaInsideVPC": 4,
+        "NIST.800.53.R5-IAMNoInlinePolicy": 14,
+        "NIST.800.53.R5-LambdaConcurrency": 8,
+        "NIST.800.53.R5-LambdaDLQ": 8,
+        "NIST.800.53.R5-LambdaInsideVPC": 8,
         "NIST.800.53.R5-S3BucketLoggingEnabled": 2,
-        "NIST.800.53.R5-S3BucketReplicationEnabled": 3,
+        "NIST.800.53.R5-S3BucketReplicationEnabled": 4,
         "NIST.800.53.R5-S3DefaultEncryptionKMS": 2,
     }
 

@@ -33,6 +33,8 @@ STACKS = [
     "genai-production-foundation",
     "genai-production-identity",
     "genai-production-gateway",
+    "genai-production-knowledge",
+    "genai-production-tools",
 ]
 
 

@@ -1,0 +1,237 @@
+"""Shared tools behind one AgentCore Gateway (MCP), bound to groups by one map, fail closed."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_cdk import (
+    CfnOutput,
+    Duration,
+    RemovalPolicy,
+    Stack,
+    aws_bedrockagentcore as agentcore,
+    aws_cognito as cognito,
+    aws_iam as iam,
+    aws_kms as kms,
+    aws_secretsmanager as secretsmanager,
+)
+from constructs import Construct
+
+from stacks.config import ProductionConfig, Tier
+from stacks.production.tool_binding import bindings, cedar_permits, classifications
+from stacks.shared.knowledge_base import VectorKnowledgeBase
+from stacks.shared.lambda_function import BlueprintFunction
+from stacks.shared.nag import acknowledge, acknowledge_inline_policy, nag_arn, nag_attribute
+from stacks.shared.naming import pascal_case
+
+S = agentcore.SchemaDefinitionType
+KNOWLEDGE_TARGET = "knowledge"
+
+# What each tool takes (mirrors the argument models in lambdas/legacy_tools/adapters.py and
+# lambdas/knowledge_search/handler.py; tests/infra/test_tools.py holds them together).
+TOOL_INPUTS: dict[str, agentcore.SchemaDefinition] = {
+    "find_orders": agentcore.SchemaDefinition(
+        type=S.OBJECT,
+        properties={
+            "customer_email": agentcore.SchemaDefinition(type=S.STRING, description="The customer's e-mail address"),
+            "status": agentcore.SchemaDefinition(type=S.STRING, description="Only orders in this status"),
+            "cursor": agentcore.SchemaDefinition(type=S.STRING, description="next_cursor of the previous page"),
+        },
+        required=["customer_email"],
+    ),
+    "get_customer": agentcore.SchemaDefinition(
+        type=S.OBJECT,
+        properties={"customer_id": agentcore.SchemaDefinition(type=S.STRING, description="The customer id")},
+        required=["customer_id"],
+    ),
+    "knowledge_search": agentcore.SchemaDefinition(
+        type=S.OBJECT,
+        properties={
+            "query": agentcore.SchemaDefinition(type=S.STRING, description="What to look for, in plain words"),
+            "max_results": agentcore.SchemaDefinition(type=S.INTEGER, description="1 to 20 passages (default 5)"),
+        },
+        required=["query"],
+    ),
+}
+FUNCTION_ACKNOWLEDGEMENTS = (
+    (
+        "NIST.800.53.R5-LambdaDLQ",
+        "The AgentCore Gateway invokes it synchronously; a DLQ applies to asynchronous calls.",
+    ),
+    (
+        "NIST.800.53.R5-LambdaInsideVPC",
+        "Reaches AWS APIs and configured public HTTPS endpoints only; a VPC is a per-deployment choice "
+        "when a legacy API is private.",
+    ),
+    ("NIST.800.53.R5-LambdaConcurrency", "Bounded in front of it by the gateway's per-tool and per-group limits."),
+)
+TOOL_DESCRIPTIONS = {
+    "find_orders": "A customer's orders, newest data first, a page at a time. Each record has: {fields}.",
+    "get_customer": "One customer with their addresses. The record has: {fields}.",
+    "knowledge_search": "Passages from the company's documents that the caller may read, with their sources.",
+}
+
+
+class ToolsStack(Stack):
+    """The AgentCore Gateway (MCP) with its tools and their guards.
+
+    - Cognito JWT inbound auth (the production pool and app client).
+    - Lambda targets: one per legacy API (lambdas/legacy_tools) and knowledge_search.
+    - REQUEST and RESPONSE interceptors (lambdas/tool_guard), given the caller's headers.
+    - A Cedar policy engine in ENFORCE mode holding one permit per group and tool, nothing else.
+    Bindings, interceptor map and permits all come from ``groups.<name>.tools``.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        prefix: str,
+        config: ProductionConfig,
+        key: kms.IKey,
+        user_pool: cognito.IUserPool,
+        client: cognito.IUserPoolClient,
+        knowledge_base: VectorKnowledgeBase,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, id, **kwargs)
+        name = f"{prefix}-{Tier.PRODUCTION}"
+        self._namespace = f"{prefix}/{Tier.PRODUCTION}"
+        self._retention = config.log_retention_days
+        self._key = key
+        tool_bindings = bindings(config)
+
+        guard = self._function(
+            "ToolGuardFunction",
+            "tool_guard",
+            "Tools gateway interceptor: each group lists and calls its own tools",
+            {
+                "TOOL_BINDINGS": json.dumps(tool_bindings, sort_keys=True),
+                "DATA_CLASSIFICATIONS": json.dumps(classifications(config), sort_keys=True),
+                "USER_POOL_ID": user_pool.user_pool_id,
+                "CLIENT_ID": client.user_pool_client_id,
+            },
+        )
+        self.policy_engine = agentcore.PolicyEngine(
+            self, "PolicyEngine", policy_engine_name=f"{prefix.replace('-', '_')}_production_tools"
+        )
+        self.gateway = agentcore.Gateway(
+            self,
+            "Gateway",
+            gateway_name=f"{name}-tools",
+            description="Shared MCP tools for every agent; each group gets its own tools",
+            authorizer_configuration=agentcore.GatewayAuthorizer.using_cognito(
+                user_pool=user_pool, allowed_clients=[client]
+            ),
+            interceptor_configurations=[
+                agentcore.LambdaInterceptor.for_request(guard, pass_request_headers=True),
+                agentcore.LambdaInterceptor.for_response(guard, pass_request_headers=True),
+            ],
+            policy_engine_configuration=agentcore.GatewayPolicyEngineConfig(
+                policy_engine=self.policy_engine, mode=agentcore.PolicyEngineMode.ENFORCE
+            ),
+        )
+
+        targets: list[agentcore.GatewayTarget] = []
+        self._legacy_functions: list[BlueprintFunction] = []
+        for target, api in config.legacy_apis.items():
+            function = self._function(
+                f"{pascal_case(target)}ToolsFunction",
+                "legacy_tools",
+                f"MCP tools over the {target} legacy API",
+                {
+                    "LEGACY_API": json.dumps(
+                        {
+                            "base_url": api.base_url,
+                            "token_path": api.token_path,
+                            "secret_name": api.secret_name,
+                            "timeout_seconds": api.timeout_seconds,
+                            "max_attempts": api.max_attempts,
+                            "top_k": api.top_k,
+                            "byte_budget": api.byte_budget,
+                            "fields": api.tools,
+                        },
+                        sort_keys=True,
+                    )
+                },
+                timeout=Duration.seconds(int(api.timeout_seconds * api.max_attempts) + 5),
+            )
+            self._legacy_functions.append(function)
+            secret = secretsmanager.Secret.from_secret_name_v2(self, f"{pascal_case(target)}Secret", api.secret_name)
+            secret.grant_read(function)
+            acknowledge(
+                function,
+                f"AwsSolutions-IAM5[Resource::{nag_arn(self, 'secretsmanager', f'secret:{api.secret_name}-??????')}]",
+                "Secrets Manager appends six random characters to a secret's ARN; the name is fixed by config.",
+            )
+            targets.append(self._target(target, function, {t: list(f) for t, f in api.tools.items()}))
+
+        search = self._function(
+            "KnowledgeSearchFunction",
+            "knowledge_search",
+            "MCP tool: Knowledge Base passages, filtered to the caller's classifications",
+            {"KNOWLEDGE_BASE_ID": knowledge_base.knowledge_base_id},
+        )
+        search.add_to_role_policy(
+            iam.PolicyStatement(actions=["bedrock:Retrieve"], resources=[knowledge_base.knowledge_base_arn])
+        )
+        targets.append(self._target(KNOWLEDGE_TARGET, search, {"knowledge_search": []}))
+
+        for policy_name, statement in cedar_permits(tool_bindings, self.gateway.gateway_arn).items():
+            policy = self.policy_engine.add_policy(
+                pascal_case(policy_name.replace("_", "-")),
+                policy_name=policy_name,
+                statement=agentcore.PolicyStatement.from_cedar(statement),
+            )
+            # Policies are validated against the tools the gateway's targets define.
+            for target_construct in targets:
+                policy.node.add_dependency(target_construct)
+
+        gateway_role = self.gateway.role
+        acknowledge_inline_policy(gateway_role)
+        for function in (guard, search, *self._legacy_functions):
+            acknowledge(
+                gateway_role,
+                f"AwsSolutions-IAM5[Resource::{nag_attribute(function, 'Arn')}:*]",
+                "The gateway may invoke this tool or interceptor function and its versions; nothing else.",
+            )
+        CfnOutput(self, "GatewayUrl", value=self.gateway.gateway_url or "")
+        CfnOutput(self, "GatewayId", value=self.gateway.gateway_id)
+
+    def _function(
+        self, id: str, package: str, description: str, environment: dict[str, str], timeout: Duration | None = None
+    ) -> BlueprintFunction:
+        function = BlueprintFunction(
+            self,
+            id,
+            package=package,
+            description=description,
+            environment=environment,
+            timeout=timeout,
+            metrics_namespace=self._namespace,
+            log_retention_days=self._retention,
+            log_key=self._key,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        for rule, reason in FUNCTION_ACKNOWLEDGEMENTS:
+            acknowledge(function, rule, reason)
+        return function
+
+    def _target(self, target: str, function: BlueprintFunction, tools: dict[str, list[str]]) -> agentcore.GatewayTarget:
+        definitions = [
+            agentcore.ToolDefinition(
+                name=tool,
+                description=TOOL_DESCRIPTIONS[tool].format(fields=", ".join(fields)),
+                input_schema=TOOL_INPUTS[tool],
+            )
+            for tool, fields in tools.items()
+        ]
+        return self.gateway.add_lambda_target(
+            f"{pascal_case(target)}Target",
+            gateway_target_name=target,
+            lambda_function=function,
+            tool_schema=agentcore.ToolSchema.from_inline(definitions),
+            description=f"{target} tools",
+        )

@@ -1,0 +1,114 @@
+"""The tools gateway template: auth, interceptors, ENFORCE policies from the one map, targets."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel
+
+from knowledge_search.handler import Arguments as KnowledgeSearchArguments
+from legacy_tools.adapters import TOOLS, FindOrders, GetCustomer
+from stacks.config import all_tools, load_config
+from stacks.production.tool_binding import bindings, cedar_permits
+from stacks.production.tools import TOOL_INPUTS
+from tests.infra.cfn import only, props, render, resources, role_permissions
+
+
+def production(cdk_context: dict[str, Any]) -> Any:
+    return load_config(cdk_context).production
+
+
+def test_gateway_takes_only_the_production_pools_tokens(tools: dict[str, Any]) -> None:
+    gateway = props(tools, "AWS::BedrockAgentCore::Gateway")
+    assert gateway["AuthorizerType"] == "CUSTOM_JWT"
+    jwt = gateway["AuthorizerConfiguration"]["CustomJWTAuthorizer"]
+    assert jwt["DiscoveryUrl"]["Fn::Join"][1][-1] == "/.well-known/openid-configuration"
+    assert jwt["AllowedClients"][0]["Fn::GetStackOutput"]["StackName"] == "genai-production-identity"
+
+
+def test_both_interceptors_see_the_callers_headers(tools: dict[str, Any]) -> None:
+    gateway = props(tools, "AWS::BedrockAgentCore::Gateway")
+    interceptors = {
+        point: (render(i["Interceptor"]["Lambda"]["Arn"]), i["InputConfiguration"]["PassRequestHeaders"])
+        for i in gateway["InterceptorConfigurations"]
+        for point in i["InterceptionPoints"]
+    }
+    assert interceptors == {"REQUEST": ("<ToolGuardFunction.Arn>", True), "RESPONSE": ("<ToolGuardFunction.Arn>", True)}
+
+
+def test_policy_engine_enforces_one_permit_per_group_and_tool(
+    tools: dict[str, Any], cdk_context: dict[str, Any]
+) -> None:
+    gateway = props(tools, "AWS::BedrockAgentCore::Gateway")
+    assert gateway["PolicyEngineConfiguration"]["Mode"] == "ENFORCE"
+    expected = cedar_permits(bindings(production(cdk_context)), "<Gateway.GatewayArn>")
+    policies = resources(tools, "AWS::BedrockAgentCore::Policy")
+    statements = {
+        p["Properties"]["Name"]: render(p["Properties"]["Definition"]["Cedar"]["Statement"]) for p in policies.values()
+    }
+    assert statements == expected
+    targets = set(resources(tools, "AWS::BedrockAgentCore::GatewayTarget"))
+    for policy in policies.values():  # validated against the tools the targets define
+        assert targets <= set(policy["DependsOn"])
+        assert policy["Properties"]["ValidationMode"] == "FAIL_ON_ANY_FINDINGS"
+
+
+def test_one_target_per_legacy_api_plus_knowledge_with_the_configured_tools(
+    tools: dict[str, Any], cdk_context: dict[str, Any]
+) -> None:
+    listed = {
+        t["Properties"]["Name"]: [
+            tool["Name"]
+            for tool in t["Properties"]["TargetConfiguration"]["Mcp"]["Lambda"]["ToolSchema"]["InlinePayload"]
+        ]
+        for t in resources(tools, "AWS::BedrockAgentCore::GatewayTarget").values()
+    }
+    expected: dict[str, list[str]] = {}
+    for tool, target in all_tools(production(cdk_context).legacy_apis).items():
+        expected.setdefault(target, []).append(tool)
+    assert listed == expected
+
+
+def test_tool_schemas_match_what_the_tools_accept() -> None:
+    models: dict[str, type[BaseModel]] = {
+        "find_orders": FindOrders,
+        "get_customer": GetCustomer,
+        "knowledge_search": KnowledgeSearchArguments,
+    }
+    assert set(TOOLS) | {"knowledge_search"} == set(TOOL_INPUTS)
+    for tool, schema in TOOL_INPUTS.items():
+        accepted = set(models[tool].model_fields) - {"data_classifications"}  # written by the interceptor
+        assert set(schema.properties or {}) == accepted, tool
+        required = {n for n, f in models[tool].model_fields.items() if f.is_required()} - {"data_classifications"}
+        assert set(schema.required or []) == required, tool
+
+
+def test_legacy_tool_functions_get_their_api_config_and_only_their_secret(
+    tools: dict[str, Any], cdk_context: dict[str, Any]
+) -> None:
+    for target, api in production(cdk_context).legacy_apis.items():
+        prefix = "".join(part.title() for part in target.split("-"))
+        env = props(tools, "AWS::Lambda::Function", f"{prefix}ToolsFunction")["Environment"]["Variables"]
+        assert json.loads(env["LEGACY_API"])["fields"] == {tool: dict(fields) for tool, fields in api.tools.items()}
+        secrets = {
+            r for a, r in role_permissions(tools, f"{prefix}ToolsFunctionRole") if a.startswith("secretsmanager:")
+        }
+        assert secrets == {f"arn:aws:secretsmanager:us-east-1:<AWS::AccountId>:secret:{api.secret_name}-??????"}
+
+
+def test_knowledge_search_may_retrieve_from_the_production_kb_only(tools: dict[str, Any]) -> None:
+    bedrock = [(a, r) for a, r in role_permissions(tools, "KnowledgeSearchFunctionRole") if a.startswith("bedrock:")]
+    assert len(bedrock) == 1 and bedrock[0][0] == "bedrock:Retrieve"
+    assert "'StackName': 'genai-production-knowledge'" in bedrock[0][1] and "KnowledgeBaseArn" in bedrock[0][1]
+
+
+def test_the_curated_bucket_feeds_the_production_kb(knowledge: dict[str, Any]) -> None:
+    _, bucket = only(knowledge, "AWS::S3::Bucket", "Curated")
+    assert bucket["DeletionPolicy"] == "Retain"
+    source = props(knowledge, "AWS::Bedrock::DataSource")
+    assert render(source["DataSourceConfiguration"]["S3Configuration"]) == {
+        "BucketArn": "<Curated.Arn>",
+        "InclusionPrefixes": ["curated/"],
+    }
+    assert props(knowledge, "AWS::Bedrock::KnowledgeBase")["StorageConfiguration"]["Type"] == "S3_VECTORS"
