@@ -242,6 +242,8 @@ class GroupConfig(_Model):
     output_quotas: dict[str, OutputQuota] = Field(min_length=1)
     # MCP tools this group's agents may list and call (names from tools); nothing else.
     tools: tuple[str, ...] = ()
+    # Tool calls a group's members may make per minute through the tools gateway, together.
+    tool_requests_per_minute: int = Field(default=120, ge=1, le=1_000_000)
     # Document classifications this group may retrieve; knowledge_search always filters on them.
     data_classifications: tuple[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")], ...] = ("public",)
 
@@ -379,6 +381,20 @@ class ProductionConfig(_TierConfig):
         default_factory=dict
     )
     groups: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")], GroupConfig] = Field(min_length=1)
+    # Calls per minute each tool takes from everyone together (protects the systems behind it);
+    # tools not named get the default.
+    tool_requests_per_minute: dict[ToolName, Annotated[int, Field(ge=1, le=1_000_000)]] = Field(default_factory=dict)
+    default_tool_requests_per_minute: int = Field(default=600, ge=1, le=1_000_000)
+
+    @field_validator("tool_requests_per_minute")
+    @classmethod
+    def _rated_tools_exist(cls, rates: dict[str, int], info: ValidationInfo) -> dict[str, int]:
+        apis = info.data.get("legacy_apis")
+        known = set(all_tools(apis)) if apis is not None else set(rates)
+        for tool in rates:
+            if tool not in known:
+                raise KeyedError((tool,), "unknown tool", allowed=", ".join(sorted(known)))
+        return rates
 
     @field_validator("groups")
     @classmethod

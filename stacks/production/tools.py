@@ -18,8 +18,8 @@ from aws_cdk import (
 )
 from constructs import Construct
 
-from stacks.config import ProductionConfig, Tier
-from stacks.production.tool_binding import bindings, cedar_permits, classifications
+from stacks.config import ProductionConfig, Tier, all_tools
+from stacks.production.tool_binding import GROUP_CLAIM, bindings, cedar_permits, classifications
 from stacks.shared.knowledge_base import VectorKnowledgeBase
 from stacks.shared.lambda_function import BlueprintFunction
 from stacks.shared.nag import acknowledge, acknowledge_inline_policy, nag_arn, nag_attribute
@@ -189,6 +189,8 @@ class ToolsStack(Stack):
             for target_construct in targets:
                 policy.node.add_dependency(target_construct)
 
+        self._rate_limits(config)
+
         gateway_role = self.gateway.role
         acknowledge_inline_policy(gateway_role)
         for function in (guard, search, *self._legacy_functions):
@@ -199,6 +201,48 @@ class ToolsStack(Stack):
             )
         CfnOutput(self, "GatewayUrl", value=self.gateway.gateway_url or "")
         CfnOutput(self, "GatewayId", value=self.gateway.gateway_id)
+
+    def _rate_limits(self, config: ProductionConfig) -> None:
+        """Requests per minute per tool (everyone together) and per group claim (a group's members
+        together): the gateway's own limits, from config."""
+        per_minute = agentcore.CfnGatewayRateLimit.RateConfigProperty
+        entry = agentcore.CfnGatewayRateLimit.LimitEntryProperty
+        tools = all_tools(config.legacy_apis)
+        agentcore.CfnGatewayRateLimit(
+            self,
+            "ToolRateLimit",
+            gateway_identifier=self.gateway.gateway_id,
+            description="Calls per minute per tool, from tool_requests_per_minute",
+            dimension_keys=["targetName", "toolName"],
+            entries=[
+                *(
+                    entry(
+                        dimensions={"targetName": target, "toolName": tool},
+                        requests=[per_minute(period="minute", rate=config.tool_requests_per_minute[tool])],
+                    )
+                    for tool, target in sorted(tools.items())
+                    if tool in config.tool_requests_per_minute
+                ),
+                entry(
+                    dimensions={"targetName": "*", "toolName": "*"},
+                    requests=[per_minute(period="minute", rate=config.default_tool_requests_per_minute)],
+                ),
+            ],
+        )
+        agentcore.CfnGatewayRateLimit(
+            self,
+            "GroupRateLimit",
+            gateway_identifier=self.gateway.gateway_id,
+            description="Tool calls per minute per group, from groups.<name>.tool_requests_per_minute",
+            dimension_keys=[f"$.context.jwt.{GROUP_CLAIM}"],
+            entries=[
+                entry(
+                    dimensions={f"$.context.jwt.{GROUP_CLAIM}": group},
+                    requests=[per_minute(period="minute", rate=settings.tool_requests_per_minute)],
+                )
+                for group, settings in sorted(config.groups.items())
+            ],
+        )
 
     def _function(
         self, id: str, package: str, description: str, environment: dict[str, str], timeout: Duration | None = None

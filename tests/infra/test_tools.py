@@ -112,3 +112,28 @@ def test_the_curated_bucket_feeds_the_production_kb(knowledge: dict[str, Any]) -
         "InclusionPrefixes": ["curated/"],
     }
     assert props(knowledge, "AWS::Bedrock::KnowledgeBase")["StorageConfiguration"]["Type"] == "S3_VECTORS"
+
+
+def test_rate_limits_per_tool_and_per_group_come_from_config(
+    tools: dict[str, Any], cdk_context: dict[str, Any]
+) -> None:
+    config = production(cdk_context)
+    limits = {
+        tuple(r["Properties"]["DimensionKeys"]): r["Properties"]
+        for r in resources(tools, "AWS::BedrockAgentCore::GatewayRateLimit").values()
+    }
+    per_tool = {
+        (e["Dimensions"]["targetName"], e["Dimensions"]["toolName"]): e["Requests"][0]
+        for e in limits[("targetName", "toolName")]["Entries"]
+    }
+    assert per_tool[("orders", "find_orders")] == {
+        "Period": "minute",
+        "Rate": config.tool_requests_per_minute["find_orders"],
+    }
+    assert per_tool[("*", "*")] == {"Period": "minute", "Rate": config.default_tool_requests_per_minute}
+    per_group = {
+        e["Dimensions"]["$.context.jwt.gateway_group"]: e["Requests"][0]["Rate"]
+        for e in limits[("$.context.jwt.gateway_group",)]["Entries"]
+    }
+    assert per_group == {name: group.tool_requests_per_minute for name, group in config.groups.items()}
+    assert render(limits[("$.context.jwt.gateway_group",)]["GatewayIdentifier"]) == "<Gateway.GatewayIdentifier>"
