@@ -27,7 +27,7 @@ from stacks.config import ConfigError, GuardrailConfig, ProductionConfig, Tier
 from stacks.production.policy import gateway_policy
 from stacks.shared.bedrock import grant_invoke, model_arns
 from stacks.shared.lambda_function import BlueprintFunction, log_retention
-from stacks.shared.nag import acknowledge
+from stacks.shared.nag import acknowledge, acknowledge_synchronous_function
 from stacks.shared.naming import pascal_case
 
 # Usage-plan quota periods as API Gateway names them.
@@ -170,7 +170,7 @@ class GatewayStack(Stack):
         )
         for model in sorted({m for group in config.groups.values() for m in group.models.allowed}):
             grant_invoke(role, model_arns(self, model))
-        _acknowledge_synchronous(self.function, "API Gateway invokes it synchronously")
+        _acknowledge_synchronous(self.function)
 
         self.api_keys = {
             group: apigateway.ApiKey(self, f"Key{pascal_case(group)}", api_key_name=f"{prefix}-{group}", enabled=True)
@@ -197,7 +197,7 @@ class GatewayStack(Stack):
         authorizer_role.add_to_principal_policy(
             iam.PolicyStatement(actions=["apigateway:GET"], resources=[k.key_arn for k in self.api_keys.values()])
         )
-        _acknowledge_synchronous(self.authorizer_function, "API Gateway invokes it synchronously")
+        _acknowledge_synchronous(self.authorizer_function)
 
         self.api = self._rest_api(name, config, key)
         self._usage_plans(config)
@@ -457,18 +457,13 @@ def _guardrail(
     return guardrail, version
 
 
-def _acknowledge_synchronous(function: BlueprintFunction, how: str) -> None:
-    acknowledge(function, "NIST.800.53.R5-LambdaDLQ", f"{how}; a DLQ applies to asynchronous invocations.")
-    acknowledge(
+def _acknowledge_synchronous(function: BlueprintFunction) -> None:
+    acknowledge_synchronous_function(
         function,
-        "NIST.800.53.R5-LambdaInsideVPC",
-        "Calls only AWS service APIs (Bedrock, DynamoDB, SSM, API Gateway, Cognito's JWKS) over TLS; "
+        invoker="API Gateway",
+        network="Calls only AWS service APIs (Bedrock, DynamoDB, SSM, API Gateway, Cognito's JWKS) over TLS; "
         "no private network resource to reach.",
-    )
-    acknowledge(
-        function,
-        "NIST.800.53.R5-LambdaConcurrency",
-        "Concurrency is bounded in front of it by the usage plans' throttles and the WAF rate rule.",
+        concurrency="Concurrency is bounded in front of it by the usage plans' throttles and the WAF rate rule.",
     )
 
 

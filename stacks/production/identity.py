@@ -11,7 +11,7 @@ from constructs import Construct
 from stacks.config import ProductionConfig, Tier
 from stacks.production.policy import pre_token_groups
 from stacks.shared.lambda_function import BlueprintFunction
-from stacks.shared.nag import acknowledge
+from stacks.shared.nag import acknowledge_synchronous_function
 from stacks.shared.naming import pascal_case
 
 THREAT_PROTECTION = {
@@ -92,21 +92,11 @@ class IdentityStack(Stack):
             timeout=Duration.seconds(5),
             environment={"GATEWAY_GROUPS": json.dumps(pre_token_groups(config), sort_keys=True)},
         )
-        acknowledge(
+        acknowledge_synchronous_function(
             trigger,
-            "NIST.800.53.R5-LambdaDLQ",
-            "Cognito invokes the trigger synchronously while issuing a token; a DLQ applies to asynchronous "
-            "invocations.",
-        )
-        acknowledge(
-            trigger,
-            "NIST.800.53.R5-LambdaInsideVPC",
-            "The trigger reads only its own event and environment and calls no network resource.",
-        )
-        acknowledge(
-            trigger,
-            "NIST.800.53.R5-LambdaConcurrency",
-            "Bounded by Cognito's own sign-in rate limits; reserving concurrency would only cap sign-ins.",
+            invoker="Cognito, while it issues a token,",
+            network="The trigger reads only its own event and environment and calls no network resource.",
+            concurrency="Bounded by Cognito's own sign-in rate limits; reserving concurrency would only cap sign-ins.",
         )
         self.user_pool.add_trigger(
             cognito.UserPoolOperation.PRE_TOKEN_GENERATION_CONFIG, trigger, cognito.LambdaVersion.V2_0

@@ -22,7 +22,13 @@ from stacks.config import ProductionConfig, Tier, all_tools
 from stacks.production.tool_binding import GROUP_CLAIM, bindings, cedar_permits, classifications
 from stacks.shared.knowledge_base import VectorKnowledgeBase
 from stacks.shared.lambda_function import BlueprintFunction
-from stacks.shared.nag import acknowledge, acknowledge_inline_policy, nag_arn, nag_attribute
+from stacks.shared.nag import (
+    acknowledge,
+    acknowledge_inline_policy,
+    acknowledge_synchronous_function,
+    nag_arn,
+    nag_attribute,
+)
 from stacks.shared.naming import pascal_case
 
 S = agentcore.SchemaDefinitionType
@@ -54,18 +60,6 @@ TOOL_INPUTS: dict[str, agentcore.SchemaDefinition] = {
         required=["query"],
     ),
 }
-FUNCTION_ACKNOWLEDGEMENTS = (
-    (
-        "NIST.800.53.R5-LambdaDLQ",
-        "The AgentCore Gateway invokes it synchronously; a DLQ applies to asynchronous calls.",
-    ),
-    (
-        "NIST.800.53.R5-LambdaInsideVPC",
-        "Reaches AWS APIs and configured public HTTPS endpoints only; a VPC is a per-deployment choice "
-        "when a legacy API is private.",
-    ),
-    ("NIST.800.53.R5-LambdaConcurrency", "Bounded in front of it by the gateway's per-tool and per-group limits."),
-)
 TOOL_DESCRIPTIONS = {
     "find_orders": "A customer's orders, newest data first, a page at a time. Each record has: {fields}.",
     "get_customer": "One customer with their addresses. The record has: {fields}.",
@@ -259,8 +253,13 @@ class ToolsStack(Stack):
             log_key=self._key,
             removal_policy=RemovalPolicy.RETAIN,
         )
-        for rule, reason in FUNCTION_ACKNOWLEDGEMENTS:
-            acknowledge(function, rule, reason)
+        acknowledge_synchronous_function(
+            function,
+            invoker="The AgentCore Gateway",
+            network="Reaches AWS APIs and configured public HTTPS endpoints only; a VPC is a per-deployment "
+            "choice when a legacy API is private.",
+            concurrency="Bounded in front of it by the gateway's per-tool and per-group rate limits.",
+        )
         return function
 
     def _target(self, target: str, function: BlueprintFunction, tools: dict[str, list[str]]) -> agentcore.GatewayTarget:

@@ -10,7 +10,7 @@ from stacks.sandbox.kendra_search import KendraSearch
 from stacks.shared.bedrock import grant_invoke, model_arns
 from stacks.shared.knowledge_base import VectorKnowledgeBase
 from stacks.shared.lambda_function import BlueprintFunction
-from stacks.shared.nag import acknowledge, acknowledge_inline_policy
+from stacks.shared.nag import acknowledge, acknowledge_inline_policy, acknowledge_synchronous_function
 
 
 class PrototypeQuery(Construct):
@@ -80,23 +80,15 @@ class PrototypeQuery(Construct):
         )
 
         acknowledge_inline_policy(retrieve_and_generate)
-        acknowledge(
+        acknowledge_synchronous_function(
             self.function,
-            "NIST.800.53.R5-LambdaDLQ",
-            "Invoked synchronously through its Function URL only; a DLQ applies to asynchronous invocations.",
+            invoker="Its IAM-authorized Function URL",
+            network="Calls only AWS service APIs over TLS and reaches no private network resource; a VPC would "
+            "add NAT or endpoint cost to a throwaway prototype tier.",
+            concurrency=None
+            if config.reserved_concurrency is not None
+            else "Reserved concurrency is off by config (query.reserved_concurrency): new sandbox accounts often "
+            "have a concurrency quota too small to reserve from; spend is capped by the tier's budget alerts.",
         )
-        acknowledge(
-            self.function,
-            "NIST.800.53.R5-LambdaInsideVPC",
-            "Calls only AWS service APIs over TLS and reaches no private network resource; a VPC would add "
-            "NAT or endpoint cost to a throwaway prototype tier.",
-        )
-        if config.reserved_concurrency is None:
-            acknowledge(
-                self.function,
-                "NIST.800.53.R5-LambdaConcurrency",
-                "Reserved concurrency is off by config (query.reserved_concurrency): new sandbox accounts often "
-                "have a concurrency quota too small to reserve from; spend is capped by the tier's budget alerts.",
-            )
 
         self.url = self.function.add_function_url(auth_type=lambda_.FunctionUrlAuthType.AWS_IAM)

@@ -31,6 +31,21 @@ def acknowledge_inline_policy(role: IConstruct) -> None:
     )
 
 
+def acknowledge_synchronous_function(
+    function: IConstruct, *, invoker: str, network: str, concurrency: str | None
+) -> None:
+    """NIST's Lambda findings for a function only ever invoked synchronously, with the reasons
+    specific to it: why no VPC (``network``) and what bounds its concurrency (None: reserved)."""
+    acknowledge(
+        function,
+        "NIST.800.53.R5-LambdaDLQ",
+        f"{invoker} invokes it synchronously; a DLQ applies to asynchronous invocations only.",
+    )
+    acknowledge(function, "NIST.800.53.R5-LambdaInsideVPC", network)
+    if concurrency is not None:
+        acknowledge(function, "NIST.800.53.R5-LambdaConcurrency", concurrency)
+
+
 def nag_arn(scope: IConstruct, service: str, resource: str) -> str:
     """An ARN in this stack's partition, region and account, written the way cdk-nag prints
     resources in finding ids: unresolved pseudo parameters as ``<AWS::Name>``."""
