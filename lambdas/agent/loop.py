@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 MAX_ITERATIONS = 6
+STATUS_MODEL_FAMILIES = ("amazon.nova", "anthropic.claude")
 STOPPED_ANSWER = "I could not finish this within my limits; here is what I found so far."
 
 
@@ -74,10 +75,10 @@ def run_turn(
     conversation = list(messages)
     while True:
         if turn.iterations >= max_iterations:
-            turn.stop, turn.answer = "max_iterations", turn.answer or STOPPED_ANSWER
+            turn.stop, turn.answer = "max_iterations", STOPPED_ANSWER
             return turn
         if deadline is not None and clock() >= deadline:
-            turn.stop, turn.answer = "deadline", turn.answer or STOPPED_ANSWER
+            turn.stop, turn.answer = "deadline", STOPPED_ANSWER
             return turn
         turn.iterations += 1
         request: dict[str, Any] = {
@@ -105,18 +106,23 @@ def run_turn(
             use = block.get("toolUse")
             if not use:
                 continue
+            if deadline is not None and clock() >= deadline:
+                outcome: dict[str, Any] = {"error": {"kind": "upstream_unavailable", "message": "out of time"}}
+                turn.tool_calls.append(ToolCall(use["name"], use.get("input") or {}, ok=False, error_kind="deadline"))
+                results.append(_tool_result(use["toolUseId"], outcome, model_id))
+                continue
             outcome = tools.call_tool(use["name"], use.get("input") or {})
             error = outcome.get("error") if isinstance(outcome.get("error"), dict) else None
             turn.tool_calls.append(
                 ToolCall(use["name"], use.get("input") or {}, ok=error is None, error_kind=error and error.get("kind"))
             )
-            results.append(
-                {
-                    "toolResult": {
-                        "toolUseId": use["toolUseId"],
-                        "content": [{"json": outcome}],
-                        "status": "error" if error else "success",
-                    }
-                }
-            )
+            results.append(_tool_result(use["toolUseId"], outcome, model_id))
         conversation.append({"role": "user", "content": results})
+
+
+def _tool_result(use_id: str, outcome: dict[str, Any], model_id: str) -> dict[str, Any]:
+    result: dict[str, Any] = {"toolUseId": use_id, "content": [{"json": outcome}]}
+    # Only some model families accept a tool result's status; the others reject the request.
+    if any(family in model_id for family in STATUS_MODEL_FAMILIES):
+        result["status"] = "error" if isinstance(outcome.get("error"), dict) else "success"
+    return {"toolResult": result}

@@ -1,8 +1,9 @@
 """A minimal MCP client (streamable HTTP, JSON-RPC) for the AgentCore Gateway.
 
 Every request carries the caller's own bearer token, so the gateway's policies and interceptors
-decide per user which tools the agent sees and may call, and the session id, so one trace holds
-the whole turn.
+decide per user which tools the agent sees and may call. The gateway runs stateless (no MCP
+session), so no ``initialize`` handshake or ``Mcp-Session-Id`` is needed; the agent's session id
+travels with its model calls instead.
 """
 
 from __future__ import annotations
@@ -13,14 +14,17 @@ from typing import Any
 
 import urllib3
 
-PROTOCOL_VERSION = "2025-06-18"
+PROTOCOL_VERSION = "2025-06-18"  # the tools gateway supports 2025-03-26 and 2025-06-18
+# JSON-RPC error codes -> the tool error taxonomy (tool calls answer errors, never raise).
+ERROR_KINDS = {-32001: "forbidden", -32602: "invalid_argument", -32601: "invalid_argument"}
 
 
 class McpError(Exception):
-    def __init__(self, code: int, message: str) -> None:
+    def __init__(self, code: int, message: str, kind: str | None = None) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+        self.kind = kind or ERROR_KINDS.get(code, "upstream_unavailable")
 
 
 class McpClient:
@@ -29,7 +33,6 @@ class McpClient:
         url: str,
         *,
         token: str,
-        session_id: str,
         timeout_seconds: float = 20.0,
         http: urllib3.PoolManager | None = None,
     ) -> None:
@@ -38,7 +41,6 @@ class McpClient:
             "Authorization": f"Bearer {token}",
             "Content-Type": "application/json",
             "Accept": "application/json, text/event-stream",
-            "Mcp-Session-Id": session_id,
             "MCP-Protocol-Version": PROTOCOL_VERSION,
         }
         self._timeout = urllib3.Timeout(total=timeout_seconds)
@@ -59,8 +61,11 @@ class McpClient:
         """The tool's JSON result; an MCP-level refusal comes back as a tool error, not an exception."""
         try:
             result = self._call("tools/call", {"name": name, "arguments": arguments})
-        except McpError as refused:
-            return {"error": {"kind": "forbidden", "message": refused.message}}
+        except McpError as failed:
+            error: dict[str, Any] = {"kind": failed.kind, "message": failed.message}
+            if failed.kind == "upstream_unavailable":
+                error["retry_after"] = 5
+            return {"error": error}
         structured = result.get("structuredContent")
         if isinstance(structured, dict):
             return structured
@@ -80,12 +85,19 @@ class McpClient:
     def _call(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         request_id = next(self._ids)
         body = json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
-        response = self._http.request("POST", self._url, body=body, headers=self._headers, timeout=self._timeout)
-        if response.status >= 400 and not response.data:
-            raise McpError(response.status, f"gateway answered {response.status}")
-        message = _message(response.headers.get("Content-Type", ""), response.data, request_id)
-        if "error" in message:
+        try:
+            response = self._http.request("POST", self._url, body=body, headers=self._headers, timeout=self._timeout)
+        except urllib3.exceptions.HTTPError:
+            raise McpError(-32000, "the tools gateway did not answer", "upstream_unavailable") from None
+        try:
+            message = _message(response.headers.get("Content-Type", ""), response.data, request_id)
+        except (ValueError, McpError):
+            message = {}
+        if "error" in message:  # a JSON-RPC error, whatever the HTTP status
             raise McpError(int(message["error"].get("code", -32000)), str(message["error"].get("message", "")))
+        if response.status >= 400 or "result" not in message:
+            kind = "forbidden" if response.status in (401, 403) else "upstream_unavailable"
+            raise McpError(-32000, f"the tools gateway answered {response.status}", kind)
         result: dict[str, Any] = message.get("result") or {}
         return result
 

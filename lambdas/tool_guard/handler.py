@@ -100,9 +100,20 @@ def _on_response(body: dict[str, Any], response: dict[str, Any], tools: frozense
     answer = response.get("body") or {}
     result = answer.get("result") if isinstance(answer, dict) else None
     if body.get("method") == "tools/list" and isinstance(result, dict) and isinstance(result.get("tools"), list):
-        kept = [tool for tool in result["tools"] if isinstance(tool, dict) and tool.get("name") in tools]
+        kept = [_public(tool) for tool in result["tools"] if isinstance(tool, dict) and tool.get("name") in tools]
         answer = {**answer, "result": {**result, "tools": kept}}
     return _output(response={"statusCode": response.get("statusCode", 200), "body": answer})
+
+
+def _public(tool: dict[str, Any]) -> dict[str, Any]:
+    """A listed tool as the agent should see it: without the arguments the gateway writes."""
+    if not str(tool.get("name", "")).endswith(KNOWLEDGE_SEARCH):
+        return tool
+    schema = dict(tool.get("inputSchema") or {})
+    schema["properties"] = {k: v for k, v in (schema.get("properties") or {}).items() if k != CLASSIFICATIONS_ARGUMENT}
+    if "required" in schema:
+        schema["required"] = [name for name in schema["required"] if name != CLASSIFICATIONS_ARGUMENT]
+    return {**tool, "inputSchema": schema}
 
 
 def _output(*, request: dict[str, Any] | None = None, response: dict[str, Any] | None = None) -> dict[str, Any]:

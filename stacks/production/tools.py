@@ -19,7 +19,7 @@ from aws_cdk import (
 from constructs import Construct
 
 from stacks.config import ProductionConfig, Tier, all_tools
-from stacks.production.tool_binding import GROUP_CLAIM, bindings, cedar_permits, classifications
+from stacks.production.tool_binding import GROUP_CLAIM, bindings, cedar_permits, classifications, qualified
 from stacks.shared.knowledge_base import VectorKnowledgeBase
 from stacks.shared.lambda_function import BlueprintFunction
 from stacks.shared.nag import (
@@ -56,6 +56,13 @@ TOOL_INPUTS: dict[str, agentcore.SchemaDefinition] = {
         properties={
             "query": agentcore.SchemaDefinition(type=S.STRING, description="What to look for, in plain words"),
             "max_results": agentcore.SchemaDefinition(type=S.INTEGER, description="1 to 20 passages (default 5)"),
+            # Declared so the policy engine's schema knows it; the REQUEST interceptor always writes
+            # it from the caller's group, and the RESPONSE interceptor hides it from tools/list.
+            "data_classifications": agentcore.SchemaDefinition(
+                type=S.ARRAY,
+                items=agentcore.SchemaDefinition(type=S.STRING),
+                description="Set by the gateway; any value sent is replaced",
+            ),
         },
         required=["query"],
     ),
@@ -123,6 +130,13 @@ class ToolsStack(Stack):
                 agentcore.LambdaInterceptor.for_request(guard, pass_request_headers=True),
                 agentcore.LambdaInterceptor.for_response(guard, pass_request_headers=True),
             ],
+            protocol_configuration=agentcore.McpProtocolConfiguration(
+                instructions="Tools this caller may use; each answers JSON or an error with kind and advice.",
+                supported_versions=[
+                    agentcore.MCPProtocolVersion.MCP_2025_03_26,
+                    agentcore.MCPProtocolVersion.MCP_2025_06_18,
+                ],
+            ),
             policy_engine_configuration=agentcore.GatewayPolicyEngineConfig(
                 policy_engine=self.policy_engine, mode=agentcore.PolicyEngineMode.ENFORCE
             ),
@@ -150,7 +164,8 @@ class ToolsStack(Stack):
                         sort_keys=True,
                     )
                 },
-                timeout=Duration.seconds(int(api.timeout_seconds * api.max_attempts) + 5),
+                # Two chained calls, each retried, plus a token fetch and one refresh, plus backoff.
+                timeout=Duration.seconds(min(int((2 * api.max_attempts + 2) * api.timeout_seconds) + 10, 900)),
             )
             self._legacy_functions.append(function)
             secret = secretsmanager.Secret.from_secret_name_v2(self, f"{pascal_case(target)}Secret", api.secret_name)
@@ -207,18 +222,19 @@ class ToolsStack(Stack):
             "ToolRateLimit",
             gateway_identifier=self.gateway.gateway_id,
             description="Calls per minute per tool, from tool_requests_per_minute",
-            dimension_keys=["targetName", "toolName"],
+            # AgentCore names a tool <target>___<tool> in this dimension.
+            dimension_keys=["toolName"],
             entries=[
                 *(
                     entry(
-                        dimensions={"targetName": target, "toolName": tool},
+                        dimensions={"toolName": qualified(target, tool)},
                         requests=[per_minute(period="minute", rate=config.tool_requests_per_minute[tool])],
                     )
                     for tool, target in sorted(tools.items())
                     if tool in config.tool_requests_per_minute
                 ),
                 entry(
-                    dimensions={"targetName": "*", "toolName": "*"},
+                    dimensions={"toolName": "*"},
                     requests=[per_minute(period="minute", rate=config.default_tool_requests_per_minute)],
                 ),
             ],
@@ -227,7 +243,7 @@ class ToolsStack(Stack):
             self,
             "GroupRateLimit",
             gateway_identifier=self.gateway.gateway_id,
-            description="Tool calls per minute per group, from groups.<name>.tool_requests_per_minute",
+            description="MCP requests per minute per group, from groups.<name>.tool_requests_per_minute",
             dimension_keys=[f"$.context.jwt.{GROUP_CLAIM}"],
             entries=[
                 entry(

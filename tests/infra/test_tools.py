@@ -78,8 +78,8 @@ def test_tool_schemas_match_what_the_tools_accept() -> None:
     }
     assert set(TOOLS) | {"knowledge_search"} == set(TOOL_INPUTS)
     for tool, schema in TOOL_INPUTS.items():
-        accepted = set(models[tool].model_fields) - {"data_classifications"}  # written by the interceptor
-        assert set(schema.properties or {}) == accepted, tool
+        assert set(schema.properties or {}) == set(models[tool].model_fields), tool
+        # data_classifications is required by the tool but written by the interceptor, not the agent.
         required = {n for n, f in models[tool].model_fields.items() if f.is_required()} - {"data_classifications"}
         assert set(schema.required or []) == required, tool
 
@@ -122,18 +122,21 @@ def test_rate_limits_per_tool_and_per_group_come_from_config(
         tuple(r["Properties"]["DimensionKeys"]): r["Properties"]
         for r in resources(tools, "AWS::BedrockAgentCore::GatewayRateLimit").values()
     }
-    per_tool = {
-        (e["Dimensions"]["targetName"], e["Dimensions"]["toolName"]): e["Requests"][0]
-        for e in limits[("targetName", "toolName")]["Entries"]
-    }
-    assert per_tool[("orders", "find_orders")] == {
+    # AgentCore's toolName dimension is the qualified <target>___<tool> name.
+    per_tool = {e["Dimensions"]["toolName"]: e["Requests"][0] for e in limits[("toolName",)]["Entries"]}
+    assert per_tool["orders___find_orders"] == {
         "Period": "minute",
         "Rate": config.tool_requests_per_minute["find_orders"],
     }
-    assert per_tool[("*", "*")] == {"Period": "minute", "Rate": config.default_tool_requests_per_minute}
+    assert per_tool["*"] == {"Period": "minute", "Rate": config.default_tool_requests_per_minute}
     per_group = {
         e["Dimensions"]["$.context.jwt.gateway_group"]: e["Requests"][0]["Rate"]
         for e in limits[("$.context.jwt.gateway_group",)]["Entries"]
     }
     assert per_group == {name: group.tool_requests_per_minute for name, group in config.groups.items()}
     assert render(limits[("$.context.jwt.gateway_group",)]["GatewayIdentifier"]) == "<Gateway.GatewayIdentifier>"
+
+
+def test_the_gateway_supports_the_agents_mcp_version(tools: dict[str, Any]) -> None:
+    versions = props(tools, "AWS::BedrockAgentCore::Gateway")["ProtocolConfiguration"]["Mcp"]["SupportedVersions"]
+    assert "2025-06-18" in versions

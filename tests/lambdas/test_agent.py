@@ -36,12 +36,13 @@ TOOLS = [
 
 
 class FakeGateway:
-    """Loopback MCP server: checks the caller's token and session on every request."""
+    """Loopback MCP server: records the caller's token on every request; failures can be set."""
 
     def __init__(self) -> None:
         self.seen: list[tuple[str, str | None, str | None]] = []
         self.results: dict[str, Any] = {}
         self.sse = False
+        self.failure: tuple[int, bytes] | None = None  # (HTTP status, body) for every request
 
     def answer(self, request: dict[str, Any]) -> dict[str, Any]:
         if request["method"] == "tools/list":
@@ -68,10 +69,15 @@ def gateway() -> Iterator[tuple[str, FakeGateway]]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            fake.seen.append((request["method"], self.headers.get("Authorization"), self.headers.get("Mcp-Session-Id")))
+            fake.seen.append(
+                (request["method"], self.headers.get("Authorization"), self.headers.get("MCP-Protocol-Version"))
+            )
             body = json.dumps(fake.answer(request))
             data = f"event: message\ndata: {body}\n\n".encode() if fake.sse else body.encode()
-            self.send_response(200)
+            status = 200
+            if fake.failure:
+                status, data = fake.failure
+            self.send_response(status)
             self.send_header("Content-Type", "text/event-stream" if fake.sse else "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
@@ -137,14 +143,17 @@ def test_the_model_picks_a_tool_the_gateway_listed_and_answers_from_its_result(b
     converse(stubber, [tool_use("orders___find_orders", {"customer_email": "ada@example.com"})], "tool_use")
     after_tool = after_tool_result(fake.results["orders___find_orders"], "success")
     converse(stubber, [{"text": "Order O-00149 has shipped."}], "end_turn", after_tool)
-    turn = ask(client, McpClient(url, token="caller-token", session_id=SESSION))
+    turn = ask(client, McpClient(url, token="caller-token"))
     assert (turn.answer, turn.stop, turn.iterations) == ("Order O-00149 has shipped.", "end_turn", 2)
     assert [(c.name, c.arguments, c.ok) for c in turn.tool_calls] == [
         ("orders___find_orders", {"customer_email": "ada@example.com"}, True)
     ]
     assert (turn.input_tokens, turn.output_tokens) == (200, 40)
-    # Discovery and the call went to the gateway as the caller, in the caller's session.
-    assert fake.seen == [("tools/list", "Bearer caller-token", SESSION), ("tools/call", "Bearer caller-token", SESSION)]
+    # Discovery and the call went to the gateway as the caller.
+    assert fake.seen == [
+        ("tools/list", "Bearer caller-token", "2025-06-18"),
+        ("tools/call", "Bearer caller-token", "2025-06-18"),
+    ]
 
 
 def test_a_tool_error_is_surfaced_to_the_model_and_recorded(bedrock: Any, gateway: Any) -> None:
@@ -156,7 +165,7 @@ def test_a_tool_error_is_surfaced_to_the_model_and_recorded(bedrock: Any, gatewa
     converse(stubber, [tool_use("orders___find_orders", {"customer_email": "x@example.com"})], "tool_use")
     surfaced = after_tool_result(fake.results["orders___find_orders"], "error")
     converse(stubber, [{"text": "I can't find that customer."}], "end_turn", surfaced)
-    turn = ask(client, McpClient(url, token="t", session_id=SESSION))
+    turn = ask(client, McpClient(url, token="t"))
     assert [(c.ok, c.error_kind) for c in turn.tool_calls] == [(False, "not_found")]
 
 
@@ -165,7 +174,7 @@ def test_a_tool_the_gateway_refuses_comes_back_as_forbidden(bedrock: Any, gatewa
     url, _ = gateway  # no results: every call is refused with the interceptor's MCP error
     converse(stubber, [tool_use("customers___get_customer", {"customer_id": "C-1"})], "tool_use")
     converse(stubber, [{"text": "I may not look that up."}], "end_turn")
-    turn = ask(client, McpClient(url, token="t", session_id=SESSION))
+    turn = ask(client, McpClient(url, token="t"))
     assert [(c.ok, c.error_kind) for c in turn.tool_calls] == [(False, "forbidden")]
 
 
@@ -175,7 +184,7 @@ def test_iterations_are_bounded(bedrock: Any, gateway: Any) -> None:
     fake.results["knowledge___knowledge_search"] = {"passages": [], "returned": 0}
     for number in range(3):
         converse(stubber, [tool_use("knowledge___knowledge_search", {"query": "again"}, f"t{number}")], "tool_use")
-    turn = ask(client, McpClient(url, token="t", session_id=SESSION), max_iterations=3)
+    turn = ask(client, McpClient(url, token="t"), max_iterations=3)
     assert (turn.stop, turn.iterations, turn.answer, len(turn.tool_calls)) == ("max_iterations", 3, STOPPED_ANSWER, 3)
 
 
@@ -184,8 +193,8 @@ def test_the_deadline_stops_the_turn_before_another_model_call(bedrock: Any, gat
     url, fake = gateway
     fake.results["knowledge___knowledge_search"] = {"passages": [], "returned": 0}
     converse(stubber, [tool_use("knowledge___knowledge_search", {"query": "q"})], "tool_use")
-    times = iter([0.0, 100.0])
-    turn = ask(client, McpClient(url, token="t", session_id=SESSION), deadline=50.0, clock=lambda: next(times))
+    times = iter([0.0, 0.0, 100.0])  # before the first model call, before its tool call, then late
+    turn = ask(client, McpClient(url, token="t"), deadline=50.0, clock=lambda: next(times))
     assert (turn.stop, turn.iterations) == ("deadline", 1)
 
 
@@ -193,6 +202,24 @@ def test_server_sent_events_are_read_too(gateway: Any) -> None:
     url, fake = gateway
     fake.sse = True
     fake.results["knowledge___knowledge_search"] = {"passages": [], "returned": 0}
-    client = McpClient(url, token="t", session_id=SESSION)
+    client = McpClient(url, token="t")
     assert [t["name"] for t in client.list_tools()] == [t["name"] for t in TOOLS]
     assert client.call_tool("knowledge___knowledge_search", {"query": "q"}) == {"passages": [], "returned": 0}
+
+
+@pytest.mark.parametrize(
+    ("failure", "kind"),
+    [
+        ((429, b'{"message": "Too Many Requests"}'), "upstream_unavailable"),
+        ((503, b"<html>Service Unavailable</html>"), "upstream_unavailable"),
+        ((401, b'{"message": "Unauthorized"}'), "forbidden"),
+        ((200, b"not json"), "upstream_unavailable"),
+    ],
+)
+def test_gateway_failures_become_tool_errors_never_empty_successes(
+    failure: tuple[int, bytes], kind: str, gateway: Any
+) -> None:
+    url, fake = gateway
+    fake.failure = failure
+    result = McpClient(url, token="t").call_tool("knowledge___knowledge_search", {"query": "q"})
+    assert result["error"]["kind"] == kind

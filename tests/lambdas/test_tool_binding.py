@@ -198,3 +198,25 @@ def test_other_tools_get_their_arguments_unchanged(
         forwarded_arguments(token(signing_key, cognito[0], "platform-admins"), "orders___find_orders", arguments)
         == arguments
     )
+
+
+def test_tools_list_hides_the_arguments_the_gateway_writes(
+    signing_key: rsa.RSAPrivateKey, cognito: tuple[str, list[str]]
+) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"query": {"type": "string"}, "data_classifications": {"type": "array"}},
+        "required": ["query"],
+    }
+    body = {"jsonrpc": "2.0", "id": 3, "method": "tools/list"}
+    listed_tools = {
+        "statusCode": 200,
+        "body": {
+            "jsonrpc": "2.0",
+            "id": 3,
+            "result": {"tools": [{"name": "knowledge___knowledge_search", "inputSchema": schema}]},
+        },
+    }
+    output = guard.intercept(mcp_event(body, token(signing_key, cognito[0], "customer-basic"), listed_tools))
+    (tool,) = output["mcp"]["transformedGatewayResponse"]["body"]["result"]["tools"]
+    assert tool["inputSchema"] == {"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]}
