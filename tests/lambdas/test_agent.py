@@ -10,10 +10,12 @@ from typing import Any
 
 import boto3
 import pytest
+import urllib3
 from botocore.stub import ANY, Stubber
 
 from agent.loop import STOPPED_ANSWER, run_turn
 from agent.mcp_client import McpClient
+from agent.server import SESSION_HEADER, AgentSettings, serve
 
 MODEL = "amazon.nova-pro-v1:0"
 SESSION = "session-0123456789abcdef0123456789abcdef"
@@ -223,3 +225,84 @@ def test_gateway_failures_become_tool_errors_never_empty_successes(
     fake.failure = failure
     result = McpClient(url, token="t").call_tool("knowledge___knowledge_search", {"query": "q"})
     assert result["error"]["kind"] == kind
+
+
+# --- the runtime entrypoint (HTTP protocol contract), over real loopback HTTP -------------------
+
+
+@pytest.fixture
+def runtime(bedrock: Any, gateway: Any) -> Iterator[tuple[str, Stubber, FakeGateway]]:
+    client, stubber = bedrock
+    url, fake = gateway
+    settings = AgentSettings(name="support", model_id=MODEL, system_prompt="You help customers.", gateway_url=url)
+    server = serve(settings, client, port=0)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}", stubber, fake
+    server.shutdown()
+    server.server_close()
+
+
+def post(base: str, body: Any, headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+    http = urllib3.PoolManager()
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    response = http.request(
+        "POST", f"{base}/invocations", body=raw, headers={"Content-Type": "application/json", **(headers or {})}
+    )
+    return response.status, json.loads(response.data)
+
+
+def test_ping_reports_healthy(runtime: Any) -> None:
+    base, _, _ = runtime
+    response = urllib3.PoolManager().request("GET", f"{base}/ping")
+    assert (response.status, json.loads(response.data)) == (200, {"status": "Healthy"})
+
+
+def test_an_invocation_runs_a_turn_as_the_caller_in_the_callers_session(runtime: Any) -> None:
+    base, stubber, fake = runtime
+    fake.results["orders___find_orders"] = {"records": [{"order_id": "O-1", "status": "shipped"}]}
+    converse(stubber, [tool_use("orders___find_orders", {"customer_email": "ada@example.com"})], "tool_use")
+    converse(stubber, [{"text": "It has shipped."}], "end_turn")
+    status, answer = post(
+        base, {"prompt": "Where is my order?"}, {"Authorization": "Bearer caller-token", SESSION_HEADER: SESSION}
+    )
+    assert status == 200
+    assert (answer["agent"], answer["session_id"], answer["answer"], answer["stop"]) == (
+        "support",
+        SESSION,
+        "It has shipped.",
+        "end_turn",
+    )
+    assert answer["tool_calls"] == [
+        {
+            "name": "orders___find_orders",
+            "arguments": {"customer_email": "ada@example.com"},
+            "ok": True,
+            "error_kind": None,
+        }
+    ]
+    assert {auth for _, auth, _ in fake.seen} == {"Bearer caller-token"}
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status", "error"),
+    [
+        ({"prompt": "hi"}, {}, 401, "unauthorized"),
+        ({"prompt": ""}, {"Authorization": "Bearer t"}, 400, "invalid_request"),
+        ({"messages": [{"role": "assistant", "content": "x"}]}, {"Authorization": "Bearer t"}, 400, "invalid_request"),
+        (b"{nope", {"Authorization": "Bearer t"}, 400, "invalid_request"),
+        ([1, 2], {"Authorization": "Bearer t"}, 400, "invalid_request"),
+    ],
+)
+def test_bad_invocations_get_a_json_4xx(
+    body: Any, headers: dict[str, str], status: int, error: str, runtime: Any
+) -> None:
+    base, _, _ = runtime
+    assert post(base, body, headers)[0] == status
+    assert post(base, body, headers)[1]["error"] == error
+
+
+def test_a_tools_gateway_failure_is_a_502_with_the_session(runtime: Any) -> None:
+    base, _, fake = runtime
+    fake.failure = (503, b"unavailable")
+    status, answer = post(base, {"prompt": "hi"}, {"Authorization": "Bearer t", SESSION_HEADER: SESSION})
+    assert (status, answer["error"], answer["session_id"]) == (502, "tools_unavailable", SESSION)
