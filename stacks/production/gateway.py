@@ -24,6 +24,7 @@ from aws_cdk import (
 from constructs import Construct
 
 from stacks.config import ConfigError, GuardrailConfig, ProductionConfig, Tier
+from stacks.production.functions import production_function
 from stacks.production.policy import gateway_policy
 from stacks.shared.bedrock import grant_invoke, model_arns
 from stacks.shared.lambda_function import BlueprintFunction, log_retention
@@ -94,7 +95,6 @@ class GatewayStack(Stack):
     ) -> None:
         super().__init__(scope, id, **kwargs)
         name = f"{prefix}-{Tier.PRODUCTION}"
-        namespace = f"{prefix}/{Tier.PRODUCTION}"
 
         self.ledger = dynamodb.TableV2(
             self,
@@ -138,15 +138,14 @@ class GatewayStack(Stack):
             tier=ssm.ParameterTier.STANDARD,
         )
 
-        self.function = BlueprintFunction(
+        self.function = production_function(
             self,
             "GatewayFunction",
+            prefix=prefix,
+            config=config,
+            key=key,
             package="ai_gateway",
             description="AI gateway: routing, guardrails, output metering and exact quotas",
-            metrics_namespace=namespace,
-            log_retention_days=config.log_retention_days,
-            log_key=key,
-            removal_policy=RemovalPolicy.RETAIN,
             memory_size=1024,
             timeout=Duration.seconds(29),  # API Gateway's integration timeout
             environment={
@@ -176,15 +175,14 @@ class GatewayStack(Stack):
             group: apigateway.ApiKey(self, f"Key{pascal_case(group)}", api_key_name=f"{prefix}-{group}", enabled=True)
             for group in config.groups
         }
-        self.authorizer_function = BlueprintFunction(
+        self.authorizer_function = production_function(
             self,
             "AuthorizerFunction",
+            prefix=prefix,
+            config=config,
+            key=key,
             package="gateway_authorizer",
             description="AI gateway authorizer: verify the Cognito token, pick the group's API key",
-            metrics_namespace=namespace,
-            log_retention_days=config.log_retention_days,
-            log_key=key,
-            removal_policy=RemovalPolicy.RETAIN,
             timeout=Duration.seconds(10),
             environment={
                 "USER_POOL_ID": user_pool.user_pool_id,

@@ -9,8 +9,8 @@ from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack, aws_cognito as co
 from constructs import Construct
 
 from stacks.config import ProductionConfig, Tier
+from stacks.production.functions import production_function
 from stacks.production.policy import pre_token_groups
-from stacks.shared.lambda_function import BlueprintFunction
 from stacks.shared.nag import acknowledge_synchronous_function
 from stacks.shared.naming import pascal_case
 
@@ -79,15 +79,14 @@ class IdentityStack(Stack):
             refresh_token_validity=Duration.days(30),
             disable_o_auth=True,
         )
-        trigger = BlueprintFunction(
+        trigger = production_function(
             self,
             "PreTokenFunction",
+            prefix=prefix,
+            config=config,
+            key=key,
             package="pre_token",
             description="Adds the caller's gateway group, tier and kind to Cognito tokens",
-            metrics_namespace=f"{prefix}/{Tier.PRODUCTION}",
-            log_retention_days=config.log_retention_days,
-            log_key=key,
-            removal_policy=RemovalPolicy.RETAIN,
             memory_size=128,
             timeout=Duration.seconds(5),
             environment={"GATEWAY_GROUPS": json.dumps(pre_token_groups(config), sort_keys=True)},

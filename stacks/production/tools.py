@@ -8,7 +8,6 @@ from typing import Any
 from aws_cdk import (
     CfnOutput,
     Duration,
-    RemovalPolicy,
     Stack,
     aws_bedrockagentcore as agentcore,
     aws_cognito as cognito,
@@ -19,6 +18,7 @@ from aws_cdk import (
 from constructs import Construct
 
 from stacks.config import ProductionConfig, Tier, all_tools
+from stacks.production.functions import production_function
 from stacks.production.tool_binding import GROUP_CLAIM, bindings, cedar_permits, classifications, qualified
 from stacks.shared.knowledge_base import VectorKnowledgeBase
 from stacks.shared.lambda_function import BlueprintFunction
@@ -99,9 +99,7 @@ class ToolsStack(Stack):
     ) -> None:
         super().__init__(scope, id, **kwargs)
         name = f"{prefix}-{Tier.PRODUCTION}"
-        self._namespace = f"{prefix}/{Tier.PRODUCTION}"
-        self._retention = config.log_retention_days
-        self._key = key
+        self._prefix, self._config, self._key = prefix, config, key
         tool_bindings = bindings(config)
 
         guard = self._function(
@@ -257,17 +255,16 @@ class ToolsStack(Stack):
     def _function(
         self, id: str, package: str, description: str, environment: dict[str, str], timeout: Duration | None = None
     ) -> BlueprintFunction:
-        function = BlueprintFunction(
+        function = production_function(
             self,
             id,
+            prefix=self._prefix,
+            config=self._config,
+            key=self._key,
             package=package,
             description=description,
             environment=environment,
             timeout=timeout,
-            metrics_namespace=self._namespace,
-            log_retention_days=self._retention,
-            log_key=self._key,
-            removal_policy=RemovalPolicy.RETAIN,
         )
         acknowledge_synchronous_function(
             function,
