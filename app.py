@@ -12,11 +12,7 @@ import sys
 from aws_cdk import App, Environment, Stack, Tags
 
 from stacks.config import BlueprintConfig, ConfigError, Tier, load_config, selected_tiers
-from stacks.production.foundation import FoundationStack
-from stacks.production.gateway import GatewayStack
-from stacks.production.identity import IdentityStack
-from stacks.production.knowledge import KnowledgeStack
-from stacks.production.tools import ToolsStack
+from stacks.production.tier import production_stacks
 from stacks.sandbox.stack import SandboxStack
 from stacks.shared.nag import add_rule_packs
 
@@ -41,43 +37,7 @@ def _tier_stacks(app: App, tier: Tier, config: BlueprintConfig) -> list[Stack]:
         env = Environment(account=config.sandbox.account, region=config.sandbox.region)
         stacks = [SandboxStack(app, f"{prefix}-sandbox", prefix=prefix, config=config.sandbox, env=env)]
     else:
-        production = config.production
-        env = Environment(account=production.account, region=production.region)
-        foundation = FoundationStack(app, f"{prefix}-production-foundation", prefix=prefix, config=production, env=env)
-        identity = IdentityStack(
-            app, f"{prefix}-production-identity", prefix=prefix, config=production, key=foundation.key, env=env
-        )
-        gateway = GatewayStack(
-            app,
-            f"{prefix}-production-gateway",
-            prefix=prefix,
-            config=production,
-            key=foundation.key,
-            user_pool=identity.user_pool,
-            client=identity.client,
-            env=env,
-        )
-        knowledge = KnowledgeStack(
-            app,
-            f"{prefix}-production-knowledge",
-            prefix=prefix,
-            config=production,
-            key=foundation.key,
-            access_logs=foundation.access_logs,
-            env=env,
-        )
-        tools = ToolsStack(
-            app,
-            f"{prefix}-production-tools",
-            prefix=prefix,
-            config=production,
-            key=foundation.key,
-            user_pool=identity.user_pool,
-            client=identity.client,
-            knowledge_base=knowledge.knowledge_base,
-            env=env,
-        )
-        stacks = [foundation, identity, gateway, knowledge, tools]
+        stacks = production_stacks(app, prefix=prefix, config=config.production)
     for stack in stacks:
         Tags.of(stack).add("tier", tier.value)
     return stacks
