@@ -17,7 +17,7 @@ from aws_cdk import (
 )
 from constructs import Construct
 
-from stacks.config import ProductionConfig, Tier, all_tools
+from stacks.config import BUILTIN_TOOLS, ProductionConfig, Tier, all_tools
 from stacks.production.functions import production_function
 from stacks.production.tool_binding import GROUP_CLAIM, bindings, cedar_permits, classifications, qualified
 from stacks.shared.knowledge_base import VectorKnowledgeBase
@@ -32,7 +32,6 @@ from stacks.shared.nag import (
 from stacks.shared.naming import pascal_case
 
 S = agentcore.SchemaDefinitionType
-KNOWLEDGE_TARGET = "knowledge"
 
 # What each tool takes (mirrors the argument models in lambdas/legacy_tools/adapters.py and
 # lambdas/knowledge_search/handler.py; tests/infra/test_tools.py holds them together).
@@ -184,7 +183,7 @@ class ToolsStack(Stack):
         search.add_to_role_policy(
             iam.PolicyStatement(actions=["bedrock:Retrieve"], resources=[knowledge_base.knowledge_base_arn])
         )
-        targets.append(self._target(KNOWLEDGE_TARGET, search, {"knowledge_search": []}))
+        targets.append(self._target(BUILTIN_TOOLS["knowledge_search"], search, {"knowledge_search": []}))
 
         for policy_name, statement in cedar_permits(tool_bindings, self.gateway.gateway_arn).items():
             policy = self.policy_engine.add_policy(

@@ -220,3 +220,15 @@ def test_tools_list_hides_the_arguments_the_gateway_writes(
     output = guard.intercept(mcp_event(body, token(signing_key, cognito[0], "customer-basic"), listed_tools))
     (tool,) = output["mcp"]["transformedGatewayResponse"]["body"]["result"]["tools"]
     assert tool["inputSchema"] == {"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]}
+
+
+def test_names_shared_by_the_stacks_and_the_functions_agree() -> None:
+    """The infrastructure and the runtime are separate packages: hold their shared names together."""
+    from knowledge_search.handler import Arguments
+    from shared import tokens
+    from stacks.config import BUILTIN_TOOLS
+    from stacks.production import tool_binding
+
+    assert tool_binding.GROUP_CLAIM == tokens.GROUP_CLAIM
+    assert guard.KNOWLEDGE_SEARCH == "___" + "knowledge_search" and "knowledge_search" in BUILTIN_TOOLS
+    assert guard.CLASSIFICATIONS_ARGUMENT in Arguments.model_fields
