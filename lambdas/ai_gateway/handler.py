@@ -30,7 +30,7 @@ from botocore.config import Config
 from pydantic import BaseModel, ValidationError
 
 from ai_gateway.guardrail import Guard, Verdict
-from ai_gateway.ledger import Admission, Ledger, QuotaExceededError, Window
+from ai_gateway.ledger import Admission, Ledger, QuotaExceededError
 from ai_gateway.models import Caller, ChatRequest, GatewayPolicy, GroupPolicy, OutputRequest, Settings
 from ai_gateway.router import ModelForbiddenError, candidates, converse
 from ai_gateway.upstream import UpstreamError, call
@@ -208,7 +208,6 @@ def _generate(
         output.unit_price_usd,
         now,
     )
-    window = Window.containing(now, quota.period).key
 
     def release() -> None:  # no output delivered: give the units back (once)
         with call("dynamodb"):
@@ -218,7 +217,7 @@ def _generate(
                 user=caller.user,
                 output_type=output_type,
                 units=output.units,
-                window=window,
+                window=admission.window,
             )
 
     try:

@@ -59,6 +59,7 @@ class Admission:
     limit: int
     resets_at: dt.datetime
     replayed: bool  # the request id was admitted before; nothing was counted this time
+    window: str  # the quota window's key, which release() needs
 
     @property
     def remaining(self) -> int:
@@ -167,11 +168,12 @@ class Ledger:
                 raise
             used = self._used(counter)
             if reasons and reasons[0] == "ConditionalCheckFailed":
-                return Admission(request_id, units, used, limit, window.resets_at, replayed=True)
+                return Admission(request_id, units, used, limit, window.resets_at, replayed=True, window=window.key)
             if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
                 raise QuotaExceededError(used=used, limit=limit, resets_at=window.resets_at) from None
             raise
-        return Admission(request_id, units, self._used(counter), limit, window.resets_at, replayed=False)
+        used = self._used(counter)
+        return Admission(request_id, units, used, limit, window.resets_at, replayed=False, window=window.key)
 
     def deliver(
         self, request_id: str, *, group: str, user: str, model: str, input_tokens: int, output_tokens: int

@@ -95,7 +95,7 @@ class AnsweringLedger:
 
     def admit(self, **kwargs: Any) -> Admission:
         resets = dt.datetime(2027, 1, 1, tzinfo=dt.UTC)
-        return Admission(kwargs["request_id"], kwargs["units"], 1, kwargs["limit"], resets, False)
+        return Admission(kwargs["request_id"], kwargs["units"], 1, kwargs["limit"], resets, False, "2026-12")
 
     def deliver(self, *_: Any, **__: Any) -> None: ...
 
