@@ -257,6 +257,43 @@ class OutputTypeConfig(_Model):
     instructions: str = Field(min_length=1, max_length=4000)  # the system prompt
 
 
+AgentName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+MemoryStrategyName = Literal["semantic", "summary", "user_preference"]
+
+
+class AgentMemoryConfig(_Model):
+    """AgentCore Memory shared by the agents, namespaced per group and user."""
+
+    # Days short-term events (the turns of a session) are kept: AgentCore allows 7 to 365.
+    event_expiry_days: int = Field(default=30, ge=7, le=365)
+    # Long-term strategies that extract records from the events (none: short-term only).
+    strategies: tuple[MemoryStrategyName, ...] = ("semantic", "user_preference")
+    # Earlier turns of the session recalled when a caller sends only the newest turn.
+    history_turns: int = Field(default=10, ge=0, le=50)
+    # Long-term records recalled per turn, by relevance to the newest turn.
+    recall_records: int = Field(default=5, ge=0, le=20)
+
+    @field_validator("strategies")
+    @classmethod
+    def _unique(cls, strategies: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(strategies)) != len(strategies):
+            raise ValueError("each strategy at most once")
+        return strategies
+
+
+class AgentConfig(_Model):
+    """An agent on AgentCore Runtime: what it is for and which gateway routes it serves."""
+
+    description: str = Field(min_length=1, max_length=1200)
+    system_prompt: str = Field(min_length=1, max_length=4000)
+    # Output types (routes: "chat" is POST /v1/chat) this agent produces; others go to a model.
+    output_types: tuple[str, ...] = Field(min_length=1)
+    max_iterations: int = Field(default=6, ge=1, le=20)  # model calls per turn
+    turn_seconds: int = Field(default=120, ge=10, le=840)  # a turn's time budget
+    # A session's microVM ends after this many idle minutes (AgentCore: 1 to 480).
+    idle_session_minutes: int = Field(default=15, ge=1, le=480)
+
+
 PiiAction = Literal["BLOCK", "ANONYMIZE"]
 # Bedrock Guardrails' PII entity types (GuardrailPiiEntityType).
 PII_ENTITY_TYPES = frozenset(
@@ -334,6 +371,9 @@ class ApiConfig(_Model):
     # Minimum TLS for callers: TLS 1.2+ (legacy policy), or TLS 1.3 only (enhanced policy, which
     # also sets the endpoint access mode to STRICT).
     tls_policy: Literal["TLS_1_2", "SecurityPolicy_TLS13_1_3_2025_09"] = "TLS_1_2"
+    # How long API Gateway waits for the gateway function (its timeout too). Above 29 seconds an
+    # account needs a Service Quotas increase of "Maximum integration timeout in milliseconds".
+    integration_timeout_seconds: int = Field(default=29, ge=10, le=900)
 
 
 ToolName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,47}$")]
@@ -363,6 +403,10 @@ class LegacyApiConfig(_Model):
         return tools
 
 
+# Seconds of the gateway function's time kept back from generation (an agent turn or a model
+# call) for the output guardrail, the ledger and the answer (lambdas/ai_gateway/handler.py).
+GATEWAY_MARGIN_SECONDS = 5
+
 # Tools lambdas/legacy_tools/adapters.py implements (TOOLS there).
 LEGACY_TOOLS = ("find_orders", "get_customer")
 
@@ -385,6 +429,9 @@ class ProductionConfig(_TierConfig):
     # tools not named get the default.
     tool_requests_per_minute: dict[ToolName, Annotated[int, Field(ge=1, le=1_000_000)]] = Field(default_factory=dict)
     default_tool_requests_per_minute: int = Field(default=600, ge=1, le=1_000_000)
+    # Agents on AgentCore Runtime, by name; the gateway routes their output types to them.
+    agents: dict[AgentName, AgentConfig] = Field(default_factory=dict)
+    agent_memory: AgentMemoryConfig = AgentMemoryConfig()
 
     @field_validator("tool_requests_per_minute")
     @classmethod
@@ -415,6 +462,38 @@ class ProductionConfig(_TierConfig):
                         (name, "tools", str(index)), f"unknown tool {tool}", allowed=", ".join(sorted(tools))
                     )
         return groups
+
+    def agent_routes(self) -> dict[str, str]:
+        """Output type -> the agent that produces it (output types not named go to a model)."""
+        return {output: name for name, agent in self.agents.items() for output in agent.output_types}
+
+    @field_validator("agents")
+    @classmethod
+    def _agents_serve_known_outputs_once(
+        cls, agents: dict[str, AgentConfig], info: ValidationInfo
+    ) -> dict[str, AgentConfig]:
+        known = info.data.get("output_types")
+        api = info.data.get("api")
+        served: dict[str, str] = {}
+        for name, agent in agents.items():
+            # The gateway keeps GATEWAY_MARGIN_SECONDS of its own time to guard and meter the answer.
+            budget = api.integration_timeout_seconds - GATEWAY_MARGIN_SECONDS if api else agent.turn_seconds
+            if agent.turn_seconds > budget:
+                raise KeyedError(
+                    (name, "turn_seconds"),
+                    f"{agent.turn_seconds} s does not fit the gateway's {budget} s for an agent turn",
+                    allowed=f"at most {budget} (or raise api.integration_timeout_seconds)",
+                )
+            for index, output in enumerate(agent.output_types):
+                where = (name, "output_types", str(index))
+                if known is not None and output not in known:
+                    raise KeyedError(where, f"unknown output type {output}", allowed=", ".join(known))
+                if output in served:
+                    raise KeyedError(
+                        where, f"output type {output} is already served by agent {served[output]}", allowed="one agent"
+                    )
+                served[output] = name
+        return agents
 
     @field_validator("legacy_apis")
     @classmethod

@@ -3,19 +3,32 @@
 The model sees only the tools the gateway lists for this caller. Each tool call's result (or
 error) goes back to the model as a tool result; the turn ends when the model answers, when the
 iteration bound is hit, or when the deadline would be passed. Every model call carries the
-session id, and the turn records its tool calls for evaluation.
+session id, and the turn records its tool calls for evaluation. When the model in use throttles
+or fails with a 5xx, the turn goes on with the next of the caller's models.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from botocore.exceptions import ClientError
 
 MAX_ITERATIONS = 6
 STATUS_MODEL_FAMILIES = ("amazon.nova", "anthropic.claude")
 STOPPED_ANSWER = "I could not finish this within my limits; here is what I found so far."
+# Errors after which the next model may still answer (the same set the AI gateway falls back on).
+RETRYABLE = frozenset(
+    {
+        "ThrottlingException",
+        "ServiceUnavailableException",
+        "InternalServerException",
+        "ModelNotReadyException",
+        "ModelTimeoutException",
+    }
+)
 
 
 class Tools(Protocol):
@@ -35,6 +48,7 @@ class ToolCall:
 @dataclass
 class Turn:
     session_id: str
+    model: str = ""  # the model that answered last
     answer: str = ""
     stop: str = ""  # end_turn, max_iterations, deadline, or the model's own stop reason
     iterations: int = 0
@@ -62,17 +76,21 @@ def run_turn(
     bedrock: Any,
     tools: Tools,
     *,
-    model_id: str,
+    models: Sequence[str],
     system: str,
     messages: list[dict[str, Any]],
     session_id: str,
+    max_tokens: int | None = None,
     max_iterations: int = MAX_ITERATIONS,
     deadline: float | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> Turn:
+    if not models:
+        raise ValueError("models: at least one model id")
     turn = Turn(session_id=session_id)
     available = tools.list_tools()
     conversation = list(messages)
+    remaining = list(models)
     while True:
         if turn.iterations >= max_iterations:
             turn.stop, turn.answer = "max_iterations", STOPPED_ANSWER
@@ -82,14 +100,16 @@ def run_turn(
             return turn
         turn.iterations += 1
         request: dict[str, Any] = {
-            "modelId": model_id,
             "system": [{"text": system}],
             "messages": conversation,
             "requestMetadata": {"session_id": session_id},
         }
         if available:
             request["toolConfig"] = tool_config(available)
-        response = bedrock.converse(**request)
+        if max_tokens:
+            request["inferenceConfig"] = {"maxTokens": max_tokens}
+        response = _converse(bedrock, remaining, request)
+        turn.model = remaining[0]
         usage = response.get("usage", {})
         turn.input_tokens += int(usage.get("inputTokens", 0))
         turn.output_tokens += int(usage.get("outputTokens", 0))
@@ -109,15 +129,28 @@ def run_turn(
             if deadline is not None and clock() >= deadline:
                 outcome: dict[str, Any] = {"error": {"kind": "upstream_unavailable", "message": "out of time"}}
                 turn.tool_calls.append(ToolCall(use["name"], use.get("input") or {}, ok=False, error_kind="deadline"))
-                results.append(_tool_result(use["toolUseId"], outcome, model_id))
+                results.append(_tool_result(use["toolUseId"], outcome, turn.model))
                 continue
             outcome = tools.call_tool(use["name"], use.get("input") or {})
             error = outcome.get("error") if isinstance(outcome.get("error"), dict) else None
             turn.tool_calls.append(
                 ToolCall(use["name"], use.get("input") or {}, ok=error is None, error_kind=error and error.get("kind"))
             )
-            results.append(_tool_result(use["toolUseId"], outcome, model_id))
+            results.append(_tool_result(use["toolUseId"], outcome, turn.model))
         conversation.append({"role": "user", "content": results})
+
+
+def _converse(bedrock: Any, models: list[str], request: dict[str, Any]) -> dict[str, Any]:
+    """Converse with models[0]; on a retryable failure drop it (for the rest of the turn too) and
+    try the next. The last model's failure is raised."""
+    while True:
+        try:
+            response: dict[str, Any] = bedrock.converse(modelId=models[0], **request)
+            return response
+        except ClientError as error:
+            if len(models) == 1 or error.response.get("Error", {}).get("Code") not in RETRYABLE:
+                raise
+            models.pop(0)
 
 
 def _tool_result(use_id: str, outcome: dict[str, Any], model_id: str) -> dict[str, Any]:

@@ -1,104 +1,218 @@
 """The agent's AgentCore Runtime entrypoint: the HTTP protocol contract, standard library only.
 
     GET  /ping          {"status": "Healthy"}
-    POST /invocations   {"prompt": "..."} or {"messages": [...]}  ->  {"answer", "session_id", ...}
+    POST /invocations   {"prompt": "..."} or {"messages": [...]}, optionally "instructions",
+                        "models", "max_tokens", "turn_seconds"
+                        ->  {"answer", "model", "session_id", "tool_calls", "usage", ...}
 
-AgentCore Runtime forwards the session id (X-Amzn-Bedrock-AgentCore-Runtime-Session-Id) and, when
-the runtime's request-header allowlist names it, the caller's Authorization header: the agent
-calls the tools gateway with the caller's own token, so it sees only that caller's tools.
+AgentCore Runtime verifies the caller's Cognito token (its JWT authorizer) and forwards it (the
+request-header allowlist names Authorization) with the session id
+(X-Amzn-Bedrock-AgentCore-Runtime-Session-Id). The agent calls the tools gateway with that same
+token, so it sees only the caller's tools, and binds the session to the caller's user and group
+at its first turn: a later turn from anyone else gets a 409. Memory is scoped to group and user.
 Listens on 0.0.0.0:8080 (AGENT_PORT overrides, for tests).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
+import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import boto3
+from aws_lambda_powertools import Logger
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from agent.loop import run_turn
 from agent.mcp_client import McpClient, McpError
+from agent.memory import SessionMemory, actor_id
+from shared.tokens import GROUP_CLAIM, InvalidToken, bearer, claims_checked_upstream
 
 SESSION_HEADER = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id"
 MAX_BODY_BYTES = 1_000_000
+MAX_INSTRUCTIONS = 4000
+logger = Logger()
+
+
+@dataclass(frozen=True)
+class GroupModels:
+    allowed: tuple[str, ...]
+    default: str
 
 
 @dataclass(frozen=True)
 class AgentSettings:
     name: str
-    model_id: str
     system_prompt: str
     gateway_url: str
+    # The groups that may use this agent, with the models each may use.
+    groups: dict[str, GroupModels]
     max_iterations: int = 6
     turn_seconds: float = 120.0
+    memory_id: str = ""  # empty: no memory
+    memory_namespaces: tuple[str, ...] = ()
+    history_turns: int = 10
+    recall_records: int = 5
 
     @classmethod
     def from_environ(cls) -> AgentSettings:
         env = os.environ
+        groups = json.loads(env["GROUP_MODELS"])
         return cls(
             name=env["AGENT_NAME"],
-            model_id=env["MODEL_ID"],
             system_prompt=env["SYSTEM_PROMPT"],
             gateway_url=env["TOOLS_GATEWAY_URL"],
+            groups={name: GroupModels(tuple(g["allowed"]), g["default"]) for name, g in groups.items()},
             max_iterations=int(env.get("MAX_ITERATIONS", "6")),
             turn_seconds=float(env.get("TURN_SECONDS", "120")),
+            memory_id=env.get("MEMORY_ID", ""),
+            memory_namespaces=tuple(json.loads(env.get("MEMORY_NAMESPACES", "[]"))),
+            history_turns=int(env.get("MEMORY_HISTORY_TURNS", "10")),
+            recall_records=int(env.get("MEMORY_RECALL_RECORDS", "5")),
         )
 
 
-@cache
-def bedrock() -> Any:
-    return boto3.client("bedrock-runtime", config=Config(read_timeout=60, retries={"mode": "standard"}))
+class RefusedError(Exception):
+    def __init__(self, status: int, error: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error = error
+        self.message = message
 
 
-def invoke(
-    settings: AgentSettings, client: Any, body: dict[str, Any], headers: dict[str, str]
-) -> tuple[int, dict[str, Any]]:
-    """(HTTP status, JSON answer) for one invocation."""
-    scheme, _, token = (headers.get("authorization") or "").partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        return 401, {"error": "unauthorized", "message": "the caller's bearer token is required"}
-    session_id = headers.get(SESSION_HEADER.lower()) or f"session-{uuid.uuid4().hex}"
+@dataclass
+class Agent:
+    settings: AgentSettings
+    bedrock: Any
+    memory: SessionMemory | None = None
+    # session id -> (user, group), fixed at the session's first turn.
+    bindings: dict[str, tuple[str, str]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def invoke(self, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        """(HTTP status, JSON answer) for one invocation."""
+        session_id = headers.get(SESSION_HEADER.lower()) or f"session-{uuid.uuid4().hex}"
+        try:
+            return 200, self._turn(body, headers, session_id)
+        except RefusedError as refused:
+            logger.info("refused", extra={"status": refused.status, "error": refused.error, "session_id": session_id})
+            return refused.status, {"error": refused.error, "message": refused.message, "session_id": session_id}
+
+    def _turn(self, body: dict[str, Any], headers: dict[str, str], session_id: str) -> dict[str, Any]:
+        settings = self.settings
+        try:
+            token = bearer(headers.get("authorization"))
+            claims = claims_checked_upstream(token)
+        except InvalidToken:
+            raise RefusedError(401, "unauthorized", "the caller's bearer token is required") from None
+        user, group = str(claims.get("sub") or ""), str(claims.get(GROUP_CLAIM) or "")
+        models = settings.groups.get(group)
+        if not user or models is None:
+            raise RefusedError(403, "forbidden", f"this agent serves the groups {', '.join(sorted(settings.groups))}")
+        self._bind(session_id, user, group)
+        request = _request(body, models)
+        actor = actor_id(group, user)
+        messages = request.messages
+        system = settings.system_prompt + (f"\n\n{request.instructions}" if request.instructions else "")
+        question = messages[-1]["content"][0]["text"]
+        if self.memory:
+            if len(messages) == 1:  # only the newest turn: the session's earlier ones come from memory
+                messages = self.memory.history(actor, session_id) + messages
+            remembered = self.memory.recall(actor, session_id, question)
+            if remembered:
+                system += "\n\nWhat you remember about this user (from earlier sessions):\n"
+                system += "\n".join(f"- {record}" for record in remembered)
+        turn_seconds = min(settings.turn_seconds, request.turn_seconds or settings.turn_seconds)
+        try:
+            turn = run_turn(
+                self.bedrock,
+                McpClient(settings.gateway_url, token=token),
+                models=request.models,
+                system=system,
+                messages=messages,
+                session_id=session_id,
+                max_tokens=request.max_tokens,
+                max_iterations=settings.max_iterations,
+                deadline=time.monotonic() + turn_seconds,
+            )
+        except McpError as error:
+            raise RefusedError(502, "tools_unavailable", error.message) from None
+        except (ClientError, BotoCoreError) as error:
+            code = error.response["Error"]["Code"] if isinstance(error, ClientError) else type(error).__name__
+            status = 429 if code == "ThrottlingException" else 502
+            raise RefusedError(status, "model_unavailable", f"bedrock-runtime failed with {code}") from None
+        if self.memory and turn.answer:
+            self.memory.remember(actor, session_id, question, turn.answer, at=dt.datetime.now(dt.UTC))
+        logger.info(
+            "turn finished",
+            extra={
+                "session_id": session_id,
+                "group": group,
+                "model": turn.model,
+                "stop": turn.stop,
+                "iterations": turn.iterations,
+                "tools": [call.name for call in turn.tool_calls],
+                "input_tokens": turn.input_tokens,
+                "output_tokens": turn.output_tokens,
+            },
+        )
+        return {
+            "agent": settings.name,
+            "session_id": session_id,
+            "answer": turn.answer,
+            "model": turn.model,
+            "stop": turn.stop,
+            "iterations": turn.iterations,
+            "tool_calls": [asdict(call) for call in turn.tool_calls],
+            "usage": {"input_tokens": turn.input_tokens, "output_tokens": turn.output_tokens},
+        }
+
+    def _bind(self, session_id: str, user: str, group: str) -> None:
+        with self._lock:
+            bound = self.bindings.setdefault(session_id, (user, group))
+        if bound != (user, group):
+            raise RefusedError(409, "session_bound", "this session belongs to another caller or group; start a new one")
+
+
+@dataclass(frozen=True)
+class TurnRequest:
+    messages: list[dict[str, Any]]
+    models: list[str]
+    instructions: str | None = None
+    max_tokens: int | None = None
+    turn_seconds: float | None = None
+
+
+def _request(body: dict[str, Any], group: GroupModels) -> TurnRequest:
     messages = _messages(body)
     if messages is None:
-        return 400, {"error": "invalid_request", "message": 'body: {"prompt": "..."} or {"messages": [...]}'}
-    try:
-        turn = run_turn(
-            client,
-            McpClient(settings.gateway_url, token=token),
-            model_id=settings.model_id,
-            system=settings.system_prompt,
-            messages=messages,
-            session_id=session_id,
-            max_iterations=settings.max_iterations,
-            deadline=time.monotonic() + settings.turn_seconds,
+        raise RefusedError(
+            400, "invalid_request", 'body: {"prompt": "..."} or {"messages": [...]}, the last one the user\'s'
         )
-    except McpError as error:
-        return 502, {"error": "tools_unavailable", "message": error.message, "session_id": session_id}
-    except (ClientError, BotoCoreError) as error:
-        code = error.response["Error"]["Code"] if isinstance(error, ClientError) else type(error).__name__
-        status = 429 if code == "ThrottlingException" else 502
-        return status, {
-            "error": "model_unavailable",
-            "message": f"bedrock-runtime failed with {code}",
-            "session_id": session_id,
-        }
-    return 200, {
-        "agent": settings.name,
-        "session_id": session_id,
-        "answer": turn.answer,
-        "stop": turn.stop,
-        "iterations": turn.iterations,
-        "tool_calls": [asdict(call) for call in turn.tool_calls],
-        "usage": {"input_tokens": turn.input_tokens, "output_tokens": turn.output_tokens},
-    }
+    instructions = body.get("instructions")
+    if instructions is not None and (not isinstance(instructions, str) or len(instructions) > MAX_INSTRUCTIONS):
+        raise RefusedError(400, "invalid_request", f"instructions: a string of at most {MAX_INSTRUCTIONS} characters")
+    models = body.get("models") or [group.default]
+    if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
+        raise RefusedError(400, "invalid_request", "models: a list of model ids")
+    outside = [m for m in models if m not in group.allowed]
+    if outside:
+        raise RefusedError(403, "model_forbidden", f"not available to this group: {', '.join(outside)}")
+    max_tokens = body.get("max_tokens")
+    if max_tokens is not None and (not isinstance(max_tokens, int) or not 1 <= max_tokens <= 8192):
+        raise RefusedError(400, "invalid_request", "max_tokens: an integer from 1 to 8192")
+    turn_seconds = body.get("turn_seconds")
+    if turn_seconds is not None and (not isinstance(turn_seconds, int | float) or turn_seconds <= 0):
+        raise RefusedError(400, "invalid_request", "turn_seconds: a positive number")
+    return TurnRequest(messages, list(dict.fromkeys(models)), instructions, max_tokens, turn_seconds)
 
 
 def _messages(body: dict[str, Any]) -> list[dict[str, Any]] | None:
@@ -114,13 +228,14 @@ def _messages(body: dict[str, Any]) -> list[dict[str, Any]] | None:
             not isinstance(turn, dict)
             or turn.get("role") not in ("user", "assistant")
             or not isinstance(turn.get("content"), str)
+            or not turn["content"]
         ):
             return None
         messages.append({"role": turn["role"], "content": [{"text": turn["content"]}]})
     return messages if messages[-1]["role"] == "user" else None
 
 
-def handler_class(settings: AgentSettings, client: Any) -> type[BaseHTTPRequestHandler]:
+def handler_class(agent: Agent) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if self.path == "/ping":
@@ -128,7 +243,7 @@ def handler_class(settings: AgentSettings, client: Any) -> type[BaseHTTPRequestH
             return self._send(404, {"error": "not_found", "message": "GET /ping or POST /invocations"})
 
         def do_POST(self) -> None:
-            if self.path != "/invocations":
+            if self.path.split("?")[0] != "/invocations":
                 return self._send(404, {"error": "not_found", "message": "GET /ping or POST /invocations"})
             length = int(self.headers.get("Content-Length") or 0)
             if length > MAX_BODY_BYTES:
@@ -140,7 +255,7 @@ def handler_class(settings: AgentSettings, client: Any) -> type[BaseHTTPRequestH
             if not isinstance(body, dict):
                 return self._send(400, {"error": "invalid_request", "message": "body: a JSON object is required"})
             headers = {name.lower(): value for name, value in self.headers.items()}
-            status, answer = invoke(settings, client, body, headers)
+            status, answer = agent.invoke(body, headers)
             return self._send(status, answer)
 
         def _send(self, status: int, body: dict[str, Any]) -> None:
@@ -157,13 +272,32 @@ def handler_class(settings: AgentSettings, client: Any) -> type[BaseHTTPRequestH
     return Handler
 
 
-def serve(settings: AgentSettings | None = None, client: Any = None, port: int | None = None) -> ThreadingHTTPServer:
-    chosen = settings or AgentSettings.from_environ()
+@cache
+def _clients() -> tuple[Any, Any]:
+    bedrock = boto3.client("bedrock-runtime", config=Config(read_timeout=60, retries={"mode": "standard"}))
+    memory = boto3.client("bedrock-agentcore", config=Config(connect_timeout=2, read_timeout=10))
+    return bedrock, memory
+
+
+def agent_from_environ() -> Agent:
+    settings = AgentSettings.from_environ()
+    bedrock, memory_client = _clients()
+    memory = (
+        SessionMemory(
+            memory_client,
+            settings.memory_id,
+            settings.memory_namespaces,
+            history_turns=settings.history_turns,
+            recall_records=settings.recall_records,
+        )
+        if settings.memory_id
+        else None
+    )
+    return Agent(settings, bedrock, memory)
+
+
+def serve(agent: Agent | None = None, port: int | None = None) -> ThreadingHTTPServer:
     return ThreadingHTTPServer(
         ("0.0.0.0", port if port is not None else int(os.environ.get("AGENT_PORT", "8080"))),  # noqa: S104 - the runtime contract
-        handler_class(chosen, client or bedrock()),
+        handler_class(agent or agent_from_environ()),
     )
-
-
-if __name__ == "__main__":
-    serve().serve_forever()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import threading
 from collections.abc import Iterator
@@ -9,15 +10,20 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import boto3
+import jwt
 import pytest
 import urllib3
+from botocore.exceptions import ClientError
 from botocore.stub import ANY, Stubber
 
 from agent.loop import STOPPED_ANSWER, run_turn
 from agent.mcp_client import McpClient
-from agent.server import SESSION_HEADER, AgentSettings, serve
+from agent.memory import SessionMemory
+from agent.server import SESSION_HEADER, Agent, AgentSettings, GroupModels, serve
+from shared.tokens import GROUP_CLAIM
 
 MODEL = "amazon.nova-pro-v1:0"
+FALLBACK = "amazon.nova-lite-v1:0"
 SESSION = "session-0123456789abcdef0123456789abcdef"
 TOOLS = [
     {
@@ -102,7 +108,16 @@ def bedrock() -> Iterator[tuple[Any, Stubber]]:
         stubber.assert_no_pending_responses()
 
 
-def converse(stubber: Stubber, content: list[dict[str, Any]], stop: str, expected_messages: Any = ANY) -> None:
+def converse(
+    stubber: Stubber,
+    content: list[dict[str, Any]],
+    stop: str,
+    expected_messages: Any = ANY,
+    *,
+    model: str = MODEL,
+    system: Any = ANY,
+    **extra: Any,
+) -> None:
     stubber.add_response(
         "converse",
         {
@@ -112,11 +127,12 @@ def converse(stubber: Stubber, content: list[dict[str, Any]], stop: str, expecte
             "metrics": {"latencyMs": 10},
         },
         {
-            "modelId": MODEL,
-            "system": ANY,
+            "modelId": model,
+            "system": system,
             "messages": expected_messages,
             "requestMetadata": {"session_id": SESSION},
             "toolConfig": ANY,
+            **extra,
         },
     )
 
@@ -133,9 +149,8 @@ def after_tool_result(result: dict[str, Any], status: str) -> list[Any]:
 
 def ask(client: Any, tools: McpClient, **kwargs: Any) -> Any:
     messages = [{"role": "user", "content": [{"text": "Where is my last order? I am ada@example.com"}]}]
-    return run_turn(
-        client, tools, model_id=MODEL, system="You help customers.", messages=messages, session_id=SESSION, **kwargs
-    )
+    kwargs.setdefault("models", [MODEL])
+    return run_turn(client, tools, system="You help customers.", messages=messages, session_id=SESSION, **kwargs)
 
 
 def test_the_model_picks_a_tool_the_gateway_listed_and_answers_from_its_result(bedrock: Any, gateway: Any) -> None:
@@ -227,17 +242,74 @@ def test_gateway_failures_become_tool_errors_never_empty_successes(
     assert result["error"]["kind"] == kind
 
 
+def test_a_throttled_model_hands_the_rest_of_the_turn_to_the_next(bedrock: Any, gateway: Any) -> None:
+    client, stubber = bedrock
+    url, fake = gateway
+    fake.results["knowledge___knowledge_search"] = {"passages": [], "returned": 0}
+    stubber.add_client_error("converse", "ThrottlingException", http_status_code=429)
+    converse(stubber, [tool_use("knowledge___knowledge_search", {"query": "q"})], "tool_use", model=FALLBACK)
+    converse(stubber, [{"text": "Nothing on that."}], "end_turn", model=FALLBACK)
+    turn = ask(client, McpClient(url, token="t"), models=[MODEL, FALLBACK])
+    assert (turn.model, turn.answer, turn.iterations) == (FALLBACK, "Nothing on that.", 2)
+
+
+def test_a_failure_no_other_model_can_help_with_is_raised(bedrock: Any, gateway: Any) -> None:
+    client, stubber = bedrock
+    url, _ = gateway
+    stubber.add_client_error("converse", "ValidationException", http_status_code=400)
+    with pytest.raises(ClientError):
+        ask(client, McpClient(url, token="t"), models=[MODEL, FALLBACK])
+
+
 # --- the runtime entrypoint (HTTP protocol contract), over real loopback HTTP -------------------
+
+MEMORY_ID = "genai_agents-AbCdEf0123"
+GROUPS = {
+    "customer-gold": GroupModels(allowed=(MODEL, FALLBACK), default=MODEL),
+    "platform-admins": GroupModels(allowed=(MODEL,), default=MODEL),
+}
+NAMESPACES = ("/actors/{actorId}/facts", "/actors/{actorId}/sessions/{sessionId}/summary")
+
+
+def token(sub: str = "user-1", group: str | None = "customer-gold") -> str:
+    """A Cognito-shaped access token; the runtime's authorizer checked its signature already."""
+    claims = {"sub": sub, "token_use": "access", "client_id": "app-client", "exp": 4_102_444_800}
+    if group is not None:
+        claims[GROUP_CLAIM] = group
+    return jwt.encode(claims, "signature-not-checked-by-the-agent-itself", algorithm="HS256")
+
+
+def caller(sub: str = "user-1", group: str | None = "customer-gold") -> dict[str, str]:
+    return {"Authorization": f"Bearer {token(sub, group)}", SESSION_HEADER: SESSION}
 
 
 @pytest.fixture
-def runtime(bedrock: Any, gateway: Any) -> Iterator[tuple[str, Stubber, FakeGateway]]:
+def agentcore() -> Iterator[tuple[Any, Stubber]]:
+    client = boto3.client("bedrock-agentcore", region_name="us-east-1")
+    with Stubber(client) as stubber:
+        yield client, stubber
+        stubber.assert_no_pending_responses()
+
+
+@pytest.fixture
+def runtime(bedrock: Any, gateway: Any, agentcore: Any) -> Iterator[tuple[str, Stubber, FakeGateway, Stubber]]:
     client, stubber = bedrock
     url, fake = gateway
-    settings = AgentSettings(name="support", model_id=MODEL, system_prompt="You help customers.", gateway_url=url)
-    server = serve(settings, client, port=0)
+    memory_client, memory_stubber = agentcore
+    settings = AgentSettings(
+        name="support",
+        system_prompt="You help customers.",
+        gateway_url=url,
+        groups=GROUPS,
+        memory_id=MEMORY_ID,
+        memory_namespaces=NAMESPACES,
+        history_turns=2,
+        recall_records=2,
+    )
+    memory = SessionMemory(memory_client, MEMORY_ID, NAMESPACES, history_turns=2, recall_records=2)
+    server = serve(Agent(settings, client, memory), port=0)
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}", stubber, fake
+    yield f"http://127.0.0.1:{server.server_port}", stubber, fake, memory_stubber
     server.shutdown()
     server.server_close()
 
@@ -251,26 +323,75 @@ def post(base: str, body: Any, headers: dict[str, str] | None = None) -> tuple[i
     return response.status, json.loads(response.data)
 
 
+ACTOR = "customer-gold/user-1"
+
+
+def memory_is_empty(memory: Stubber, *, events: list[dict[str, Any]] | None = None) -> None:
+    memory.add_response(
+        "list_events",
+        {"events": events or []},
+        {"memoryId": MEMORY_ID, "actorId": ACTOR, "sessionId": SESSION, "includePayloads": True, "maxResults": 2},
+    )
+    for template in NAMESPACES:
+        memory.add_response(
+            "retrieve_memory_records",
+            {"memoryRecordSummaries": []},
+            {
+                "memoryId": MEMORY_ID,
+                "namespace": template.format(actorId=ACTOR, sessionId=SESSION),
+                "searchCriteria": {"searchQuery": ANY, "topK": 2},
+                "maxResults": 2,
+            },
+        )
+
+
+def remembers(memory: Stubber, question: str, answer: str) -> None:
+    memory.add_response(
+        "create_event",
+        {
+            "event": {
+                "memoryId": MEMORY_ID,
+                "actorId": ACTOR,
+                "sessionId": SESSION,
+                "eventId": "e-1",
+                "eventTimestamp": dt.datetime(2026, 11, 29, tzinfo=dt.UTC),
+                "payload": [],
+            }
+        },
+        {
+            "memoryId": MEMORY_ID,
+            "actorId": ACTOR,
+            "sessionId": SESSION,
+            "eventTimestamp": ANY,
+            "payload": [
+                {"conversational": {"role": "USER", "content": {"text": question}}},
+                {"conversational": {"role": "ASSISTANT", "content": {"text": answer}}},
+            ],
+        },
+    )
+
+
 def test_ping_reports_healthy(runtime: Any) -> None:
-    base, _, _ = runtime
+    base = runtime[0]
     response = urllib3.PoolManager().request("GET", f"{base}/ping")
     assert (response.status, json.loads(response.data)) == (200, {"status": "Healthy"})
 
 
 def test_an_invocation_runs_a_turn_as_the_caller_in_the_callers_session(runtime: Any) -> None:
-    base, stubber, fake = runtime
+    base, stubber, fake, memory = runtime
     fake.results["orders___find_orders"] = {"records": [{"order_id": "O-1", "status": "shipped"}]}
+    memory_is_empty(memory)
     converse(stubber, [tool_use("orders___find_orders", {"customer_email": "ada@example.com"})], "tool_use")
     converse(stubber, [{"text": "It has shipped."}], "end_turn")
-    status, answer = post(
-        base, {"prompt": "Where is my order?"}, {"Authorization": "Bearer caller-token", SESSION_HEADER: SESSION}
-    )
+    remembers(memory, "Where is my order?", "It has shipped.")
+    status, answer = post(base, {"prompt": "Where is my order?"}, caller())
     assert status == 200
-    assert (answer["agent"], answer["session_id"], answer["answer"], answer["stop"]) == (
+    assert (answer["agent"], answer["session_id"], answer["answer"], answer["stop"], answer["model"]) == (
         "support",
         SESSION,
         "It has shipped.",
         "end_turn",
+        MODEL,
     )
     assert answer["tool_calls"] == [
         {
@@ -280,29 +401,135 @@ def test_an_invocation_runs_a_turn_as_the_caller_in_the_callers_session(runtime:
             "error_kind": None,
         }
     ]
-    assert {auth for _, auth, _ in fake.seen} == {"Bearer caller-token"}
+    # The tools gateway saw the caller's own token on discovery and on the call.
+    assert {auth for _, auth, _ in fake.seen} == {caller()["Authorization"]}
+
+
+def test_memory_brings_back_the_sessions_turns_and_what_is_known_of_the_caller(runtime: Any) -> None:
+    base, stubber, _, memory = runtime
+    earlier = [
+        {
+            "memoryId": MEMORY_ID,
+            "actorId": ACTOR,
+            "sessionId": SESSION,
+            "eventId": f"e-{n}",
+            "eventTimestamp": dt.datetime(2026, 11, 29, 10, n, tzinfo=dt.UTC),
+            "payload": [
+                {"conversational": {"role": "USER", "content": {"text": f"question {n}"}}},
+                {"conversational": {"role": "ASSISTANT", "content": {"text": f"answer {n}"}}},
+            ],
+        }
+        for n in (3, 1, 2)  # out of order: the agent sorts by time and keeps the last two
+    ]
+    memory.add_response("list_events", {"events": earlier}, {"memoryId": MEMORY_ID, "actorId": ACTOR, **SESSION_EVENTS})
+    memory.add_response(
+        "retrieve_memory_records",
+        {"memoryRecordSummaries": [record("prefers e-mail", 0.4), record("ships to Lisbon", 0.9)]},
+        {"memoryId": MEMORY_ID, "namespace": f"/actors/{ACTOR}/facts", "searchCriteria": ANY, "maxResults": 2},
+    )
+    memory.add_client_error("retrieve_memory_records", "ThrottlingException", http_status_code=429)
+    history = [
+        {"role": role, "content": [{"text": f"{kind} {n}"}]}
+        for n in (2, 3)
+        for role, kind in (("user", "question"), ("assistant", "answer"))
+    ]
+    asked = {"role": "user", "content": [{"text": "And the next one?"}]}
+    system = [{"text": "You help customers.\n\nPlan a reply.\n\n" + REMEMBERED + "- ships to Lisbon\n- prefers e-mail"}]
+    converse(stubber, [{"text": "Also shipped."}], "end_turn", [*history, asked], system=system)
+    remembers(memory, "And the next one?", "Also shipped.")
+    status, answer = post(base, {"prompt": "And the next one?", "instructions": "Plan a reply."}, caller())
+    assert (status, answer["answer"]) == (200, "Also shipped.")
+
+
+SESSION_EVENTS = {"sessionId": SESSION, "includePayloads": True, "maxResults": 2}
+REMEMBERED = "What you remember about this user (from earlier sessions):\n"
+
+
+def record(text: str, score: float) -> dict[str, Any]:
+    return {
+        "memoryRecordId": f"mem-{score:<040}",
+        "content": {"text": text},
+        "memoryStrategyId": "facts",
+        "namespaces": [f"/actors/{ACTOR}/facts"],
+        "createdAt": dt.datetime(2026, 11, 1, tzinfo=dt.UTC),
+        "score": score,
+    }
+
+
+def test_a_caller_sending_the_whole_conversation_gets_no_second_copy_from_memory(runtime: Any) -> None:
+    base, stubber, _, memory = runtime
+    for _ in NAMESPACES:  # no list_events: the history came with the request
+        memory.add_response("retrieve_memory_records", {"memoryRecordSummaries": []}, None)
+    sent = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hello"},
+        {"role": "user", "content": "bye"},
+    ]
+    expected = [{"role": m["role"], "content": [{"text": m["content"]}]} for m in sent]
+    converse(stubber, [{"text": "Goodbye."}], "end_turn", expected, inferenceConfig={"maxTokens": 300})
+    remembers(memory, "bye", "Goodbye.")
+    assert post(base, {"messages": sent, "max_tokens": 300}, caller())[0] == 200
+
+
+def test_the_session_is_bound_to_its_first_callers_user_and_group(runtime: Any) -> None:
+    base, stubber, _, memory = runtime
+    memory_is_empty(memory)
+    converse(stubber, [{"text": "Hello."}], "end_turn")
+    remembers(memory, "hi", "Hello.")
+    assert post(base, {"prompt": "hi"}, caller())[0] == 200
+    for other in (caller(sub="user-2"), caller(group="platform-admins")):
+        status, answer = post(base, {"prompt": "hi"}, other)
+        assert (status, answer["error"], answer["session_id"]) == (409, "session_bound", SESSION)
+
+
+def test_the_caller_may_pick_only_its_groups_models(runtime: Any) -> None:
+    base, stubber, _, memory = runtime
+    status, answer = post(base, {"prompt": "hi", "models": ["amazon.nova-micro-v1:0"]}, caller())
+    assert (status, answer["error"]) == (403, "model_forbidden")
+    memory_is_empty(memory)
+    converse(stubber, [{"text": "Hello."}], "end_turn", model=FALLBACK)
+    remembers(memory, "hi", "Hello.")
+    status, answer = post(base, {"prompt": "hi", "models": [FALLBACK]}, caller())
+    assert (status, answer["model"]) == (200, FALLBACK)
 
 
 @pytest.mark.parametrize(
     ("body", "headers", "status", "error"),
     [
         ({"prompt": "hi"}, {}, 401, "unauthorized"),
-        ({"prompt": ""}, {"Authorization": "Bearer t"}, 400, "invalid_request"),
-        ({"messages": [{"role": "assistant", "content": "x"}]}, {"Authorization": "Bearer t"}, 400, "invalid_request"),
-        (b"{nope", {"Authorization": "Bearer t"}, 400, "invalid_request"),
-        ([1, 2], {"Authorization": "Bearer t"}, 400, "invalid_request"),
+        ({"prompt": "hi"}, {"Authorization": "Bearer not.a.jwt"}, 401, "unauthorized"),
+        ({"prompt": "hi"}, {"Authorization": f"Bearer {token(group=None)}"}, 403, "forbidden"),
+        ({"prompt": "hi"}, {"Authorization": f"Bearer {token(group='customer-basic')}"}, 403, "forbidden"),
+        ({"prompt": ""}, caller(), 400, "invalid_request"),
+        ({"messages": [{"role": "assistant", "content": "x"}]}, caller(), 400, "invalid_request"),
+        ({"prompt": "hi", "max_tokens": 0}, caller(), 400, "invalid_request"),
+        ({"prompt": "hi", "instructions": 7}, caller(), 400, "invalid_request"),
+        ({"prompt": "hi", "turn_seconds": -1}, caller(), 400, "invalid_request"),
+        (b"{nope", caller(), 400, "invalid_request"),
+        ([1, 2], caller(), 400, "invalid_request"),
     ],
 )
 def test_bad_invocations_get_a_json_4xx(
     body: Any, headers: dict[str, str], status: int, error: str, runtime: Any
 ) -> None:
-    base, _, _ = runtime
+    base = runtime[0]
     assert post(base, body, headers)[0] == status
     assert post(base, body, headers)[1]["error"] == error
 
 
 def test_a_tools_gateway_failure_is_a_502_with_the_session(runtime: Any) -> None:
-    base, _, fake = runtime
+    base, _, fake, memory = runtime
+    memory_is_empty(memory)
     fake.failure = (503, b"unavailable")
-    status, answer = post(base, {"prompt": "hi"}, {"Authorization": "Bearer t", SESSION_HEADER: SESSION})
+    status, answer = post(base, {"prompt": "hi"}, caller())
     assert (status, answer["error"], answer["session_id"]) == (502, "tools_unavailable", SESSION)
+
+
+def test_memory_failures_do_not_fail_the_turn(runtime: Any) -> None:
+    base, stubber, _, memory = runtime
+    memory.add_client_error("list_events", "ServiceUnavailableException", http_status_code=503)
+    for _ in NAMESPACES:
+        memory.add_client_error("retrieve_memory_records", "AccessDeniedException", http_status_code=403)
+    converse(stubber, [{"text": "Hello."}], "end_turn", [{"role": "user", "content": [{"text": "hi"}]}])
+    memory.add_client_error("create_event", "ThrottlingException", http_status_code=429)
+    assert post(base, {"prompt": "hi"}, caller())[0] == 200

@@ -1,0 +1,106 @@
+"""AgentCore Memory for one caller: the session's earlier turns and long-term records.
+
+Actor ids are ``<group>/<user>``: memory is scoped to the group a session is bound to as well as
+to the user, so a user moved to another group starts there with nothing from the old one.
+Long-term strategies write to namespaces under ``/actors/{actorId}/`` (stacks/production/agents.py),
+and only the caller's own namespaces are read. Memory is best effort: a failed call is logged
+and the turn goes on without it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from botocore.exceptions import BotoCoreError, ClientError
+
+logger = Logger(child=True)
+MAX_TEXT = 100_000  # CreateEvent's limit for one conversational payload
+MAX_QUERY = 10_000  # RetrieveMemoryRecords' limit for a search query
+
+
+def actor_id(group: str, user: str) -> str:
+    return f"{group}/{user}"
+
+
+@dataclass(frozen=True)
+class SessionMemory:
+    client: Any  # bedrock-agentcore (the data plane)
+    memory_id: str
+    namespaces: Sequence[str]  # templates with {actorId} and optionally {sessionId}
+    history_turns: int = 10
+    recall_records: int = 5
+
+    def history(self, actor: str, session: str) -> list[dict[str, Any]]:
+        """The session's last ``history_turns`` turns as Converse messages, oldest first."""
+        if self.history_turns == 0:
+            return []
+        try:
+            response = self.client.list_events(
+                memoryId=self.memory_id,
+                actorId=actor,
+                sessionId=session,
+                includePayloads=True,
+                maxResults=min(100, self.history_turns),
+            )
+        except (ClientError, BotoCoreError) as error:
+            _failed("list_events", error)
+            return []
+        events = sorted(response.get("events", []), key=lambda event: event["eventTimestamp"])
+        messages: list[dict[str, Any]] = []
+        for event in events[-self.history_turns :]:
+            turn = [item.get("conversational") or {} for item in event.get("payload", [])]
+            if [part.get("role") for part in turn] != ["USER", "ASSISTANT"]:
+                continue  # not a turn this agent wrote
+            messages += [
+                {"role": part["role"].lower(), "content": [{"text": part["content"]["text"]}]} for part in turn
+            ]
+        return messages
+
+    def recall(self, actor: str, session: str, query: str) -> list[str]:
+        """Long-term records most relevant to ``query`` from the caller's own namespaces."""
+        if self.recall_records == 0 or not query.strip():
+            return []
+        found: list[tuple[float, str]] = []
+        for template in self.namespaces:
+            namespace = template.format(actorId=actor, sessionId=session)
+            try:
+                response = self.client.retrieve_memory_records(
+                    memoryId=self.memory_id,
+                    namespace=namespace,
+                    searchCriteria={"searchQuery": query[:MAX_QUERY], "topK": self.recall_records},
+                    maxResults=self.recall_records,
+                )
+            except (ClientError, BotoCoreError) as error:
+                _failed("retrieve_memory_records", error)
+                continue
+            for record in response.get("memoryRecordSummaries", []):
+                text = (record.get("content") or {}).get("text")
+                if text:
+                    found.append((float(record.get("score") or 0.0), text))
+        found.sort(key=lambda scored: -scored[0])
+        return [text for _, text in found[: self.recall_records]]
+
+    def remember(self, actor: str, session: str, question: str, answer: str, *, at: dt.datetime) -> None:
+        """Store one turn as a short-term event (the long-term strategies extract from it)."""
+        try:
+            self.client.create_event(
+                memoryId=self.memory_id,
+                actorId=actor,
+                sessionId=session,
+                eventTimestamp=at,
+                payload=[
+                    {"conversational": {"role": "USER", "content": {"text": question[:MAX_TEXT]}}},
+                    {"conversational": {"role": "ASSISTANT", "content": {"text": answer[:MAX_TEXT]}}},
+                ],
+            )
+        except (ClientError, BotoCoreError) as error:
+            _failed("create_event", error)
+
+
+def _failed(operation: str, error: Exception) -> None:
+    code = error.response["Error"]["Code"] if isinstance(error, ClientError) else type(error).__name__
+    logger.warning("memory call failed", extra={"operation": operation, "code": code})
