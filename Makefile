@@ -11,6 +11,8 @@ TIER ?= all
 LAMBDA_PYTHON := 3.14
 LAMBDA_PLATFORM := manylinux2014_aarch64
 LAYER := build/layer
+# The agents' third-party dependencies, for their AgentCore Runtime code asset (same platform).
+AGENT_DEPS := build/agent-deps
 
 # jsii runs on Node 22 from node_modules where the platform has a build of it (about 30% faster
 # than Node 20, and no end-of-life banner); elsewhere on the system Node, with the banner off.
@@ -21,7 +23,7 @@ CDK := cdk --ci --no-notices
 CDK_ARGS := -c tier=$(TIER)
 PIP_QUIET := --quiet --disable-pip-version-check
 
-.PHONY: help layer setup synth test lint format typecheck cfn-lint bench nag-report diff deploy destroy clean distclean
+.PHONY: help layer agent-deps setup synth test lint format typecheck cfn-lint bench nag-report diff deploy destroy clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -42,9 +44,18 @@ build/.layer-installed: lambdas/requirements.txt | $(VENV)/.installed
 		--target $(LAYER)/python -r lambdas/requirements.txt
 	touch $@
 
+build/.agent-deps-installed: lambdas/agent/requirements.txt | $(VENV)/.installed
+	rm -rf $(AGENT_DEPS)
+	$(BIN)/pip install $(PIP_QUIET) --no-compile --only-binary=:all: --implementation cp \
+		--platform $(LAMBDA_PLATFORM) --python-version $(LAMBDA_PYTHON) \
+		--target $(AGENT_DEPS) -r lambdas/agent/requirements.txt
+	touch $@
+
 layer: build/.layer-installed ## build the Lambda dependency layer (cached)
 
-setup: $(VENV)/.installed node_modules/.installed build/.layer-installed ## venv, CDK CLI, Lambda layer (cached)
+agent-deps: build/.agent-deps-installed ## build the agents' arm64 dependencies (cached)
+
+setup: $(VENV)/.installed node_modules/.installed build/.layer-installed build/.agent-deps-installed ## venv, CDK CLI, Lambda layer, agent deps (cached)
 
 synth: setup ## synthesize TIER (all, sandbox, production) into cdk.out/, nag and schema checks on
 	$(CDK) synth $(CDK_ARGS) --quiet

@@ -109,12 +109,16 @@ def row(label: str, samples: list[float]) -> str:
 
 def main() -> None:
     from ai_gateway import handler
+    from ai_gateway.agents import AgentClient
     from ai_gateway.guardrail import Guard
     from tests.lambdas.gateway_fixtures import POLICY, AnsweringBedrock, AnsweringLedger
 
     bedrock = AnsweringBedrock()  # AWS answers at zero latency
     ledger: Any = AnsweringLedger()
-    deps = handler.Dependencies(ledger=ledger, guard=Guard(bedrock, guardrail_id="g", version="1"), bedrock=bedrock)
+    agents = AgentClient("http://127.0.0.1:9", {})  # the measured route goes to a model, not an agent
+    deps = handler.Dependencies(
+        ledger=ledger, guard=Guard(bedrock, guardrail_id="g", version="1"), bedrock=bedrock, agents=agents
+    )
     # Stand-ins, as the tests use; logs are written to memory, not printed.
     setattr(handler, "dependencies", lambda: deps)  # noqa: B010
     setattr(handler, "policy", lambda: POLICY)  # noqa: B010

@@ -4,10 +4,12 @@
     POST /v1/outputs/{type}    an output-priced workload (report, summary, ...)
     GET  /v1/usage             the caller's group's usage and remaining quotas
 
-Every generation passes the guardrail before the model (blocked: 400, no model call) and after
-it (anonymized text returned). Outputs are admitted against the group's exact quota first and
-metered once per request id (the Idempotency-Key header, or API Gateway's request id). Errors
-are JSON {"error", "message"}; prompts and answers are never logged.
+Each output type is produced by a model directly or, where the config routes it to one, by an
+agent on AgentCore Runtime invoked as the caller. Every generation passes the guardrail before
+the model or agent (blocked: 400, no call) and after it (anonymized text returned). Outputs are
+admitted against the group's exact quota first and metered once per request id (the
+Idempotency-Key header, or API Gateway's request id). Errors are JSON {"error", "message"};
+prompts and answers are never logged.
 """
 
 import datetime as dt
@@ -29,11 +31,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 from pydantic import BaseModel, ValidationError
 
+from ai_gateway.agents import AgentClient, runtime_session_id
 from ai_gateway.guardrail import Guard, Verdict
 from ai_gateway.ledger import Admission, Ledger, QuotaExceededError
-from ai_gateway.models import Caller, ChatRequest, GatewayPolicy, GroupPolicy, OutputRequest, Settings
-from ai_gateway.router import ModelForbiddenError, candidates, converse
+from ai_gateway.models import Caller, ChatRequest, GatewayPolicy, GroupPolicy, OutputPolicy, OutputRequest, Settings
+from ai_gateway.router import Generation, ModelForbiddenError, candidates, converse
 from ai_gateway.upstream import UpstreamError, call
+from shared.tokens import InvalidToken, bearer
 
 # Cold start matters at the front door: bodies are validated with pydantic directly (Powertools'
 # OpenAPI validation adds ~40 ms of imports) and spans come from Lambda's active tracing rather
@@ -46,7 +50,8 @@ IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_.:-]{8,128}$")
 OUTPUT_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 Body = TypeVar("Body", bound=BaseModel)
 CHAT = "chat"
-# Seconds kept back from the function's remaining time for the output guardrail and the ledger.
+# Seconds kept back from the function's remaining time for the output guardrail and the ledger
+# (stacks/config.py GATEWAY_MARGIN_SECONDS fits agent turns into what is left).
 GENERATION_MARGIN_SECONDS = 5.0
 T = TypeVar("T")
 
@@ -67,6 +72,7 @@ class Dependencies:
     ledger: Ledger
     guard: Guard
     bedrock: Any
+    agents: AgentClient
 
 
 @cache
@@ -95,6 +101,7 @@ def dependencies() -> Dependencies:
         ledger=Ledger(dynamodb, current.table_name),
         guard=Guard(bedrock, guardrail_id=current.guardrail_id, version=current.guardrail_version),
         bedrock=bedrock,
+        agents=AgentClient(current.agentcore_endpoint, current.agent_runtimes),
     )
 
 
@@ -113,16 +120,15 @@ def chat() -> Response[Any]:
     request_id = _request_id()
     request = _body(ChatRequest)
     _check_size(sum(len(m.content) for m in request.messages))
-    output = _output_for(group, CHAT)
+    _output_for(group, CHAT)
     models = _models(group, request.model)
     # Every turn is the client's text, its "assistant" turns included: all of it is guarded.
     verdict = _guard_input([m.content for m in request.messages], CHAT)
     messages = [
         {"role": m.role, "content": [{"text": text}]} for m, text in zip(request.messages, verdict.texts, strict=True)
     ]
-    return _generate(
-        caller, group, CHAT, models, request_id, system=output.instructions, messages=messages, grounding=None
-    )
+    session = request.session_id or request_id
+    return _generate(caller, group, CHAT, models, request_id, messages=messages, session=session, grounding=None)
 
 
 @app.post("/v1/outputs/<output_type>")
@@ -133,7 +139,7 @@ def outputs(output_type: str) -> Response[Any]:
     request_id = _request_id()
     request = _body(OutputRequest)
     _check_size(len(request.material) + len(request.instructions or ""))
-    output = _output_for(group, output_type)
+    _output_for(group, output_type)
     models = _models(group, request.model)
     checked = [request.material, *([request.instructions] if request.instructions else [])]
     verdict = _guard_input(checked, output_type)
@@ -146,8 +152,8 @@ def outputs(output_type: str) -> Response[Any]:
         output_type,
         models,
         request_id,
-        system=output.instructions,
         messages=[{"role": "user", "content": [{"text": prompt}]}],
+        session=request_id,
         grounding=(material, ask),
     )
 
@@ -189,8 +195,8 @@ def _generate(
     models: list[str],
     request_id: str,
     *,
-    system: str,
     messages: list[dict[str, Any]],
+    session: str,
     grounding: tuple[str, str] | None,
 ) -> Response[Any]:
     output = policy().outputs[output_type]
@@ -221,15 +227,7 @@ def _generate(
             )
 
     try:
-        generation = converse(
-            deps.bedrock,
-            models,
-            system=system,
-            messages=messages,
-            max_tokens=output.max_tokens,
-            deadline=_deadline(),
-            attempt_seconds=settings().generation_timeout_seconds,
-        )
+        generation, produced_by = _produce(output, caller, models, messages, session)
         metrics.add_metric(name="GenerationLatency", unit=MetricUnit.Milliseconds, value=generation.latency_ms)
         source, query = grounding if grounding else (None, None)
         verdict = _timed(
@@ -242,7 +240,13 @@ def _generate(
             logger.error("release failed: units stay admitted", extra={"request_id": request_id})
         raise
     _count_interventions(verdict, "output")
-    result = {"request_id": request_id, "output_type": output_type, "model": generation.model, "output": verdict.text()}
+    result = {
+        "request_id": request_id,
+        "output_type": output_type,
+        "model": generation.model,
+        **produced_by,
+        "output": verdict.text(),
+    }
     if verdict.blocked:
         release()  # the caller is not charged for an output the guardrail withheld
         return _json(200, {**result, "guardrail": "blocked", "units": 0})
@@ -287,6 +291,51 @@ def _generate(
             "resets_at": admission.resets_at.isoformat(),
         },
     )
+
+
+def _produce(
+    output: OutputPolicy, caller: Caller, models: list[str], messages: list[dict[str, Any]], session: str
+) -> tuple[Generation, dict[str, str]]:
+    """The generation, from a model or from the output type's agent, and what names its producer."""
+    if output.agent is None:
+        generation = converse(
+            dependencies().bedrock,
+            models,
+            system=output.instructions,
+            messages=messages,
+            max_tokens=output.max_tokens,
+            deadline=_deadline(),
+            attempt_seconds=settings().generation_timeout_seconds,
+        )
+        return generation, {}
+    seconds = _deadline() - time.monotonic()
+    turn = dependencies().agents.invoke(
+        output.agent,
+        token=_caller_token(),
+        session_id=runtime_session_id(caller.group, caller.user, session),
+        payload={
+            "messages": [{"role": m["role"], "content": m["content"][0]["text"]} for m in messages],
+            "instructions": output.instructions,
+            "models": models,
+            "max_tokens": output.max_tokens,
+            # The agent ends its turn a second early, so its answer still reaches the gateway.
+            "turn_seconds": max(seconds - 1, 1),
+        },
+        timeout_seconds=max(seconds, 1),
+    )
+    metrics.add_metric(name="AgentIterations", unit=MetricUnit.Count, value=turn.iterations)
+    metrics.add_metric(name="AgentToolCalls", unit=MetricUnit.Count, value=turn.tool_calls)
+    metrics.add_metric(name="AgentToolErrors", unit=MetricUnit.Count, value=turn.tool_errors)
+    logger.info("agent turn", extra={"agent": output.agent, "stop": turn.stop, "iterations": turn.iterations})
+    return turn.generation, {"agent": output.agent, "session_id": session}
+
+
+def _caller_token() -> str:
+    """The caller's own access token (the authorizer has verified it), for the agent runtime."""
+    try:
+        return bearer(app.current_event.headers.get("Authorization"))  # headers: case-insensitive
+    except InvalidToken:
+        raise GatewayError(401, "unauthorized", "Authorization: Bearer <access token> is required") from None
 
 
 def _caller_and_group() -> tuple[Caller, GroupPolicy]:
@@ -413,7 +462,7 @@ def _timed(metric: str, work: Callable[[], T]) -> T:
 
 
 def _request_id() -> str:
-    key = app.current_event.headers.get("idempotency-key") or app.current_event.headers.get("Idempotency-Key")
+    key = app.current_event.headers.get("Idempotency-Key")  # Powertools' headers are case-insensitive
     if key is None:
         return str(app.current_event.request_context.request_id)
     if not IDEMPOTENCY_KEY.match(key):

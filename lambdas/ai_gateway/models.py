@@ -4,9 +4,10 @@ Only request bodies are pydantic models: they are untrusted and need field-level
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -41,6 +42,7 @@ class OutputPolicy:
     units: int
     max_tokens: int
     instructions: str
+    agent: str | None = None  # the agent that produces this output type; None: a model directly
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,8 @@ class ChatRequest(BaseModel):
 
     messages: list[Message] = Field(min_length=1, max_length=50)
     model: str | None = Field(default=None, min_length=1, max_length=200)
+    # Continues an agent session: the agent remembers its earlier turns (send only the newest).
+    session_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]{8,128}$")
 
     @field_validator("messages")
     @classmethod
@@ -117,11 +121,16 @@ class Settings:
     policy_parameter: str
     max_message_chars: int = 20000
     generation_timeout_seconds: int = 20
+    agent_runtimes: Mapping[str, str] = field(default_factory=dict)  # agent name -> runtime ARN
+    agentcore_endpoint: str = ""
 
     @classmethod
     def from_environ(cls) -> Settings:
         env = os.environ
+        region = env.get("AWS_REGION", env.get("AWS_DEFAULT_REGION", ""))
         return cls(
+            agent_runtimes=json.loads(env.get("AGENT_RUNTIMES", "{}")),
+            agentcore_endpoint=env.get("AGENTCORE_ENDPOINT", f"https://bedrock-agentcore.{region}.amazonaws.com"),
             table_name=env.get("LEDGER_TABLE", ""),
             guardrail_id=env.get("GUARDRAIL_ID", ""),
             guardrail_version=env.get("GUARDRAIL_VERSION", ""),

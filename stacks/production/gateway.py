@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from aws_cdk import (
@@ -13,6 +14,7 @@ from aws_cdk import (
     Stack,
     aws_apigateway as apigateway,
     aws_bedrock as bedrock,
+    aws_bedrockagentcore as agentcore,
     aws_cognito as cognito,
     aws_dynamodb as dynamodb,
     aws_iam as iam,
@@ -91,6 +93,7 @@ class GatewayStack(Stack):
         key: kms.IKey,
         user_pool: cognito.IUserPool,
         client: cognito.IUserPoolClient,
+        agent_runtimes: Mapping[str, agentcore.IBedrockAgentRuntime],
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, id, **kwargs)
@@ -147,15 +150,20 @@ class GatewayStack(Stack):
             package="ai_gateway",
             description="AI gateway: routing, guardrails, output metering and exact quotas",
             memory_size=1024,
-            timeout=Duration.seconds(29),  # API Gateway's integration timeout
+            timeout=Duration.seconds(config.api.integration_timeout_seconds),
             environment={
                 "LEDGER_TABLE": self.ledger.table_name,
                 "GUARDRAIL_ID": self.guardrail.attr_guardrail_id,
                 "GUARDRAIL_VERSION": self.guardrail_version.attr_version,
                 "POLICY_PARAMETER": self.policy.parameter_name,
                 "MAX_MESSAGE_CHARS": str(config.api.max_message_chars),
-                # One model attempt; the function's 29 s also covers guardrails and the ledger.
+                # One model attempt; the function's time also covers guardrails and the ledger.
                 "GENERATION_TIMEOUT_SECONDS": "20",
+                # Agents are invoked with the caller's own token (their runtimes' JWT authorizer),
+                # so the function needs no IAM permission on them.
+                "AGENT_RUNTIMES": self.to_json_string(
+                    {agent: runtime.agent_runtime_arn for agent, runtime in agent_runtimes.items()}
+                ),
             },
         )
         role = self.function.role
@@ -262,7 +270,9 @@ class GatewayStack(Stack):
             results_cache_ttl=Duration.minutes(5),
         )
         validator = api.add_request_validator("Validator", validate_request_body=True, validate_request_parameters=True)
-        integration = apigateway.LambdaIntegration(self.function, proxy=True)
+        integration = apigateway.LambdaIntegration(
+            self.function, proxy=True, timeout=Duration.seconds(config.api.integration_timeout_seconds)
+        )
         options: dict[str, Any] = {"authorizer": authorizer, "api_key_required": True}
         chat_model = api.add_model("ChatRequest", content_type="application/json", schema=_CHAT_SCHEMA)
         output_model = api.add_model("OutputRequest", content_type="application/json", schema=_OUTPUT_SCHEMA)

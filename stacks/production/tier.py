@@ -5,6 +5,7 @@ from __future__ import annotations
 from aws_cdk import App, Environment, Stack
 
 from stacks.config import ProductionConfig
+from stacks.production.agents import AgentsStack
 from stacks.production.foundation import FoundationStack
 from stacks.production.gateway import GatewayStack
 from stacks.production.identity import IdentityStack
@@ -13,16 +14,13 @@ from stacks.production.tools import ToolsStack
 
 
 def production_stacks(app: App, *, prefix: str, config: ProductionConfig) -> list[Stack]:
-    """Foundation (key, log archive) -> identity -> the AI gateway, the knowledge store -> tools."""
+    """Foundation (key, log archive) -> identity -> knowledge store -> tools -> agents -> AI gateway."""
     env = Environment(account=config.account, region=config.region)
     name = f"{prefix}-production"
     foundation = FoundationStack(app, f"{name}-foundation", prefix=prefix, config=config, env=env)
     key = foundation.key
     identity = IdentityStack(app, f"{name}-identity", prefix=prefix, config=config, key=key, env=env)
     pool, client = identity.user_pool, identity.client
-    gateway = GatewayStack(
-        app, f"{name}-gateway", prefix=prefix, config=config, key=key, user_pool=pool, client=client, env=env
-    )
     knowledge = KnowledgeStack(
         app, f"{name}-knowledge", prefix=prefix, config=config, key=key, access_logs=foundation.access_logs, env=env
     )
@@ -37,4 +35,26 @@ def production_stacks(app: App, *, prefix: str, config: ProductionConfig) -> lis
         knowledge_base=knowledge.knowledge_base,
         env=env,
     )
-    return [foundation, identity, gateway, knowledge, tools]
+    agents = AgentsStack(
+        app,
+        f"{name}-agents",
+        prefix=prefix,
+        config=config,
+        key=key,
+        user_pool=pool,
+        client=client,
+        tools_gateway=tools.gateway,
+        env=env,
+    )
+    gateway = GatewayStack(
+        app,
+        f"{name}-gateway",
+        prefix=prefix,
+        config=config,
+        key=key,
+        user_pool=pool,
+        client=client,
+        agent_runtimes=agents.runtimes,
+        env=env,
+    )
+    return [foundation, identity, knowledge, tools, agents, gateway]

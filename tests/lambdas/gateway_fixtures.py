@@ -14,6 +14,7 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 from ai_gateway import handler
+from ai_gateway.agents import AgentClient
 from ai_gateway.guardrail import Guard
 from ai_gateway.ledger import Admission, Ledger, Usage
 from ai_gateway.models import GatewayPolicy
@@ -35,13 +36,44 @@ PASS = {"usage": USAGE, "action": "NONE", "outputs": [], "assessments": [{}]}
 GOLD = {"user": "user-1", "group": "customer-gold", "tier": "gold", "kind": "customer"}
 
 
+BLOCKED_TOPIC = {
+    "usage": USAGE,
+    "action": "GUARDRAIL_INTERVENED",
+    "outputs": [{"text": "This request can't be processed under the usage policy."}],
+    "assessments": [{"topicPolicy": {"topics": [{"name": "Investment advice", "type": "DENY", "action": "BLOCKED"}]}}],
+}
+
+
+def anonymized(text: str, entity: str = "EMAIL") -> dict[str, Any]:
+    return {
+        "usage": USAGE,
+        "action": "GUARDRAIL_INTERVENED",
+        "outputs": [{"text": text}],
+        "assessments": [
+            {
+                "sensitiveInformationPolicy": {
+                    "piiEntities": [{"match": "x", "type": entity, "action": "ANONYMIZED"}],
+                    "regexes": [],
+                }
+            }
+        ],
+    }
+
+
 def policy_document() -> dict[str, Any]:
     """The policy document the gateway stack writes for the config in cdk.json (a fresh copy)."""
     context = json.loads((ROOT / "cdk.json").read_text())["context"]
     return gateway_policy(load_config(context).production)
 
 
-POLICY = GatewayPolicy.from_document(policy_document())
+def models_only(document: dict[str, Any]) -> dict[str, Any]:
+    """The same policy with every output type produced by a model directly (no agents)."""
+    return {**document, "outputs": {name: {**o, "agent": None} for name, o in document["outputs"].items()}}
+
+
+# Most gateway tests exercise the model path (routing, fallbacks); agent routing has its own.
+POLICY = GatewayPolicy.from_document(models_only(policy_document()))
+AGENT_POLICY = GatewayPolicy.from_document(policy_document())
 
 
 def rest_event(
@@ -130,7 +162,10 @@ def gateway(monkeypatch: pytest.MonkeyPatch) -> Iterator[Gateway]:
         bedrock = boto3.client("bedrock-runtime", region_name="us-east-1")
         ledger = Ledger(dynamodb, TABLE)
         deps = handler.Dependencies(
-            ledger=ledger, guard=Guard(bedrock, guardrail_id="gr-123", version="1"), bedrock=bedrock
+            ledger=ledger,
+            guard=Guard(bedrock, guardrail_id="gr-123", version="1"),
+            bedrock=bedrock,
+            agents=AgentClient("http://127.0.0.1:9", {}),  # no agents: POLICY routes none
         )
         monkeypatch.setattr(handler, "dependencies", lambda: deps)
         monkeypatch.setattr(handler, "policy", lambda: POLICY)

@@ -12,38 +12,17 @@ from ai_gateway import handler
 from ai_gateway.models import GatewayPolicy
 from tests.lambdas.conftest import FakeContext, HttpResult, http_result
 from tests.lambdas.gateway_fixtures import (
+    BLOCKED_TOPIC,
     POLICY,
-    USAGE,
     Gateway,
+    anonymized,
     converse_ok,
     guard_input,
     guard_output,
+    models_only,
     policy_document,
     rest_event,
 )
-
-BLOCKED_TOPIC = {
-    "usage": USAGE,
-    "action": "GUARDRAIL_INTERVENED",
-    "outputs": [{"text": "This request can't be processed under the usage policy."}],
-    "assessments": [{"topicPolicy": {"topics": [{"name": "Investment advice", "type": "DENY", "action": "BLOCKED"}]}}],
-}
-
-
-def anonymized(text: str, entity: str = "EMAIL") -> dict[str, Any]:
-    return {
-        "usage": USAGE,
-        "action": "GUARDRAIL_INTERVENED",
-        "outputs": [{"text": text}],
-        "assessments": [
-            {
-                "sensitiveInformationPolicy": {
-                    "piiEntities": [{"match": "x", "type": entity, "action": "ANONYMIZED"}],
-                    "regexes": [],
-                }
-            }
-        ],
-    }
 
 
 def record(gateway: Gateway, request_id: str, user: str = "user-1") -> Any:
@@ -245,7 +224,7 @@ def test_output_types_outside_the_group_or_config_are_refused(gateway: Gateway) 
 def test_an_exhausted_quota_is_a_429_with_remaining_and_reset(
     gateway: Gateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    document = policy_document()
+    document = models_only(policy_document())
     document["groups"]["customer-gold"]["quotas"]["report"]["limit"] = 1
     tight = GatewayPolicy.from_document(document)
     monkeypatch.setattr(handler, "policy", lambda: tight)
@@ -289,7 +268,7 @@ def test_usage_lists_every_quota_of_the_group_with_prices(gateway: Gateway) -> N
 
 
 def test_a_price_change_is_config_not_code(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
-    document = policy_document()
+    document = models_only(policy_document())
     document["outputs"]["summary"]["unit_price_usd"] = 0.25
     repriced = GatewayPolicy.from_document(document)
     monkeypatch.setattr(handler, "policy", lambda: repriced)

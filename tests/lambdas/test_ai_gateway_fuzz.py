@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from ai_gateway import handler
+from ai_gateway.agents import AgentClient
 from ai_gateway.guardrail import Guard
 from tests.lambdas.conftest import FakeContext, http_result
 from tests.lambdas.gateway_fixtures import POLICY, AnsweringBedrock, AnsweringLedger, rest_event
@@ -23,8 +24,11 @@ def fakes() -> Iterator[None]:
     patch = pytest.MonkeyPatch()
     bedrock = AnsweringBedrock()
     deps = handler.Dependencies(
-        ledger=AnsweringLedger(), guard=Guard(bedrock, guardrail_id="g", version="1"), bedrock=bedrock
-    )  # type: ignore[arg-type]
+        ledger=AnsweringLedger(),  # type: ignore[arg-type]
+        guard=Guard(bedrock, guardrail_id="g", version="1"),
+        bedrock=bedrock,
+        agents=AgentClient("http://127.0.0.1:9", {}),  # POLICY routes every output to a model
+    )
     patch.setattr(handler, "dependencies", lambda: deps)
     patch.setattr(handler, "policy", lambda: POLICY)
     patch.setenv("MAX_MESSAGE_CHARS", "20000")
@@ -50,6 +54,7 @@ bodies = st.one_of(
         optional={
             "messages": messages | json_values,
             "model": st.sampled_from(["amazon.nova-pro-v1:0", "x"]) | json_values,
+            "session_id": st.sampled_from(["session-0001", "bad id"]) | json_values,
         },
     ).map(json.dumps),
     st.fixed_dictionaries(

@@ -1,0 +1,249 @@
+"""The agents: one AgentCore Runtime per configured agent, sharing one AgentCore Memory.
+
+The runtime code is lambdas/agent (the HTTP contract in server.py), deployed as a code asset:
+no Docker. The asset is put together at synth by a local bundler from the agent's package, the
+shared package and the Linux arm64 dependencies `make agent-deps` builds into build/agent-deps.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import jsii
+from aws_cdk import (
+    AssetHashType,
+    BundlingOptions,
+    CfnOutput,
+    DefaultStackSynthesizer,
+    DockerImage,
+    Duration,
+    ILocalBundling,
+    RemovalPolicy,
+    Stack,
+    aws_bedrockagentcore as agentcore,
+    aws_cognito as cognito,
+    aws_iam as iam,
+    aws_kms as kms,
+    aws_logs as logs,
+)
+from constructs import Construct
+
+from stacks.config import AgentConfig, ProductionConfig, Tier
+from stacks.shared.bedrock import grant_invoke, model_arns
+from stacks.shared.lambda_function import LAMBDAS_DIR, PROJECT_ROOT, SHARED_PACKAGES, log_retention
+from stacks.shared.nag import acknowledge, acknowledge_inline_policy, nag_arn
+from stacks.shared.naming import pascal_case
+
+AGENT_PACKAGE = "agent"
+AGENT_DEPS_DIR = PROJECT_ROOT / "build" / "agent-deps"
+# The runtime starts `python main.py` in the asset's root (lambdas/agent/__main__.py, copied).
+ENTRYPOINT = "main.py"
+# Namespaces the long-term strategies write to; the agent reads only the caller's own.
+MEMORY_NAMESPACES: dict[str, str] = {
+    "semantic": "/actors/{actorId}/facts",
+    "user_preference": "/actors/{actorId}/preferences",
+    "summary": "/actors/{actorId}/sessions/{sessionId}/summary",
+}
+# What lambdas/agent/memory.py calls, and what the memory's key must allow through the service.
+MEMORY_ACTIONS = (
+    "bedrock-agentcore:CreateEvent",
+    "bedrock-agentcore:ListEvents",
+    "bedrock-agentcore:RetrieveMemoryRecords",
+)
+MEMORY_KEY_ACTIONS = ["kms:Decrypt", "kms:GenerateDataKey"]
+# The caller's token reaches the agent (which calls the tools gateway with it) only if named here.
+FORWARDED_HEADERS = ["Authorization"]
+
+
+@jsii.implements(ILocalBundling)
+class AgentBundle:
+    """The code asset: the agent and shared packages, their dependencies, main.py at the root."""
+
+    def try_bundle(self, output_dir: str, options: Any = None) -> bool:
+        if not AGENT_DEPS_DIR.is_dir():
+            raise FileNotFoundError(
+                f"agent dependencies not built at {AGENT_DEPS_DIR}: run `make agent-deps` (or `make synth`)"
+            )
+        out = Path(output_dir)
+        shutil.copytree(AGENT_DEPS_DIR, out, dirs_exist_ok=True, ignore=shutil.ignore_patterns("bin"))
+        for package in (AGENT_PACKAGE, *SHARED_PACKAGES):
+            shutil.copytree(
+                LAMBDAS_DIR / package,
+                out / package,
+                ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "requirements.txt"),
+            )
+        shutil.copyfile(LAMBDAS_DIR / AGENT_PACKAGE / "__main__.py", out / ENTRYPOINT)
+        return True
+
+
+def agent_artifact() -> agentcore.AgentRuntimeArtifact:
+    return agentcore.AgentRuntimeArtifact.from_code_asset(
+        path=str(LAMBDAS_DIR / AGENT_PACKAGE),
+        runtime=agentcore.AgentCoreRuntime.PYTHON_3_14,
+        entrypoint=[ENTRYPOINT],
+        # The output decides the hash: the dependencies are part of what is deployed.
+        asset_hash_type=AssetHashType.OUTPUT,
+        bundling=BundlingOptions(
+            image=DockerImage.from_registry("unused-local-bundling"),
+            # jsii hands try_bundle the options as one positional struct, not the typed keywords.
+            local=AgentBundle(),  # type: ignore[arg-type]
+        ),
+    )
+
+
+def served_groups(config: ProductionConfig, agent: AgentConfig) -> dict[str, dict[str, Any]]:
+    """The groups that may use an agent (those with a quota for one of its output types), with
+    the models each may use there."""
+    return {
+        name: {"allowed": list(group.models.allowed), "default": group.models.default}
+        for name, group in config.groups.items()
+        if set(agent.output_types) & set(group.output_quotas)
+    }
+
+
+class AgentsStack(Stack):
+    """Agents on AgentCore Runtime and their memory.
+
+    - One Memory, KMS-encrypted: short-term events kept ``agent_memory.event_expiry_days``,
+      long-term strategies from config writing to namespaces per group and user.
+    - One Runtime per ``agents.<name>``: Cognito JWT inbound auth (the production pool and app
+      client), the caller's Authorization header forwarded to the agent, tracing on, application
+      and usage logs delivered to a KMS-encrypted log group, idle sessions ended per config.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        prefix: str,
+        config: ProductionConfig,
+        key: kms.IKey,
+        user_pool: cognito.IUserPool,
+        client: cognito.IUserPoolClient,
+        tools_gateway: agentcore.Gateway,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, id, **kwargs)
+        underscored = prefix.replace("-", "_")
+        memory_settings = config.agent_memory
+        self.memory = agentcore.Memory(
+            self,
+            "Memory",
+            memory_name=f"{underscored}_agents",
+            description="Agent sessions (short-term events) and what is learned per group and user",
+            expiration_duration=Duration.days(memory_settings.event_expiry_days),
+            kms_key=key,
+            memory_strategies=[_strategy(name) for name in memory_settings.strategies],
+        )
+        if self.memory.execution_role is not None:
+            acknowledge_inline_policy(self.memory.execution_role)
+            acknowledge(
+                self.memory.execution_role,
+                "AwsSolutions-IAM5[Action::kms:ReEncrypt*]",
+                "CDK's grant for the memory to use the tier key (ReEncryptFrom/To) on that one key only.",
+            )
+        namespaces = [MEMORY_NAMESPACES[name] for name in memory_settings.strategies]
+        self.runtimes: dict[str, agentcore.Runtime] = {}
+        for name, agent in config.agents.items():
+            groups = served_groups(config, agent)
+            log_group = logs.LogGroup(
+                self,
+                f"{pascal_case(name)}Logs",
+                log_group_name=f"/{prefix}/{Tier.PRODUCTION}/agents/{name}",
+                retention=log_retention(config.log_retention_days),
+                encryption_key=key,
+                removal_policy=RemovalPolicy.RETAIN,
+            )
+            runtime = agentcore.Runtime(
+                self,
+                pascal_case(name),
+                runtime_name=f"{underscored}_{name}",
+                description=agent.description,
+                # One asset per runtime: CDK grants each runtime's role read on its own asset.
+                agent_runtime_artifact=agent_artifact(),
+                authorizer_configuration=agentcore.RuntimeAuthorizerConfiguration.using_cognito(user_pool, [client]),
+                request_header_configuration=agentcore.RequestHeaderConfiguration(
+                    allowlisted_headers=FORWARDED_HEADERS
+                ),
+                lifecycle_configuration=agentcore.LifecycleConfiguration(
+                    idle_runtime_session_timeout=Duration.minutes(agent.idle_session_minutes)
+                ),
+                tracing_enabled=True,
+                logging_configs=[
+                    agentcore.LoggingConfig(
+                        destination=agentcore.LoggingDestination.cloud_watch_logs(log_group), log_type=log_type
+                    )
+                    for log_type in (agentcore.LogType.APPLICATION_LOGS, agentcore.LogType.USAGE_LOGS)
+                ],
+                environment_variables={
+                    "AGENT_NAME": name,
+                    "POWERTOOLS_SERVICE_NAME": name,
+                    "SYSTEM_PROMPT": agent.system_prompt,
+                    "TOOLS_GATEWAY_URL": tools_gateway.gateway_url or "",
+                    "GROUP_MODELS": json.dumps(groups, sort_keys=True),
+                    "MAX_ITERATIONS": str(agent.max_iterations),
+                    "TURN_SECONDS": str(agent.turn_seconds),
+                    "MEMORY_ID": self.memory.memory_id,
+                    "MEMORY_NAMESPACES": json.dumps(namespaces),
+                    "MEMORY_HISTORY_TURNS": str(memory_settings.history_turns),
+                    "MEMORY_RECALL_RECORDS": str(memory_settings.recall_records),
+                },
+            )
+            for model in sorted({m for group in groups.values() for m in group["allowed"]}):
+                grant_invoke(runtime.role, model_arns(self, model))
+            self.memory.grant(runtime, *MEMORY_ACTIONS)
+            # The memory is encrypted with the tier key: its data plane uses the key for the caller.
+            runtime.role.add_to_principal_policy(
+                iam.PolicyStatement(
+                    actions=MEMORY_KEY_ACTIONS,
+                    resources=[key.key_arn],
+                    conditions={"StringEquals": {"kms:ViaService": f"bedrock-agentcore.{self.region}.amazonaws.com"}},
+                )
+            )
+            _acknowledge_runtime_role(runtime)
+            self.runtimes[name] = runtime
+            CfnOutput(self, f"{pascal_case(name)}RuntimeArn", value=runtime.agent_runtime_arn)
+        CfnOutput(self, "MemoryId", value=self.memory.memory_id)
+
+
+def _strategy(name: str) -> agentcore.IMemoryStrategy:
+    namespaces = [MEMORY_NAMESPACES[name]]
+    if name == "semantic":
+        return agentcore.MemoryStrategy.using_semantic(strategy_name="facts", namespaces=namespaces)
+    if name == "user_preference":
+        return agentcore.MemoryStrategy.using_user_preference(strategy_name="preferences", namespaces=namespaces)
+    return agentcore.MemoryStrategy.using_summarization(strategy_name="summaries", namespaces=namespaces)
+
+
+# The CDK bootstrap bucket that holds assets, as cdk-nag prints it (default qualifier).
+ASSETS_BUCKET = f"cdk-{DefaultStackSynthesizer.DEFAULT_QUALIFIER}-assets"
+
+
+def _acknowledge_runtime_role(runtime: agentcore.Runtime) -> None:
+    """The execution role's statements the Runtime L2 writes for every runtime, with why."""
+    role = runtime.role
+    acknowledge_inline_policy(role)
+    runtimes_logs = nag_arn(runtime, "logs", "log-group:/aws/bedrock-agentcore/runtimes/*")
+    for finding, reason in {
+        f"Resource::{runtimes_logs}": "AgentCore creates each runtime's own log group (named after the runtime id, "
+        "which exists only after this role) under this prefix and writes the agent's stdout there.",
+        f"Resource::{runtimes_logs}:log-stream:*": "The log streams of those runtime log groups (as above).",
+        f"Resource::{nag_arn(runtime, 'logs', 'log-group:*')}": "logs:DescribeLogGroups has no resource-level "
+        "permissions; it lists names only.",
+        "Resource::*": "X-Ray's PutTraceSegments, PutTelemetryRecords and sampling actions have no resource-level "
+        "permissions; cloudwatch:PutMetricData is held to the bedrock-agentcore namespace by a condition.",
+        "Resource::"
+        + nag_arn(runtime, "bedrock-agentcore", "workload-identity-directory/default/workload-identity/*"): "The "
+        "runtime's workload identity is created by AgentCore with the runtime and named after it.",
+        "Action::s3:GetBucket*": "CDK's read grant on the code asset in the bootstrap bucket (as below).",
+        "Action::s3:GetObject*": "CDK's read grant on the code asset in the bootstrap bucket (as below).",
+        "Action::s3:List*": "CDK's read grant on the code asset in the bootstrap bucket: the agent's zip is "
+        "content-addressed there and read when the runtime is created or updated.",
+        f"Resource::arn:aws:s3:::{ASSETS_BUCKET}-<AWS::AccountId>-{runtime.stack.region}/*": "The "
+        "bootstrap bucket's objects are content-addressed assets; the runtime reads its own zip.",
+    }.items():
+        acknowledge(role, f"AwsSolutions-IAM5[{finding}]", reason)
