@@ -231,7 +231,8 @@ def _acknowledge_runtime_role(runtime: agentcore.Runtime) -> None:
     for finding, reason in {
         f"Resource::{runtimes_logs}": "AgentCore creates each runtime's own log group (named after the runtime id, "
         "which exists only after this role) under this prefix and writes the agent's stdout there.",
-        f"Resource::{runtimes_logs}:log-stream:*": "The log streams of those runtime log groups (as above).",
+        f"Resource::{runtimes_logs}:log-stream:*": "The log streams AgentCore opens in the runtime's own log groups (named "
+        "after the runtime id) for the agent's stdout.",
         f"Resource::{nag_arn(runtime, 'logs', 'log-group:*')}": "logs:DescribeLogGroups has no resource-level "
         "permissions; it lists names only.",
         "Resource::*": "X-Ray's PutTraceSegments, PutTelemetryRecords and sampling actions have no resource-level "

@@ -93,3 +93,8 @@ def tools(assembly: Assembly) -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def knowledge(assembly: Assembly) -> dict[str, Any]:
     return assembly.template("-production-knowledge")
+
+
+@pytest.fixture(scope="session")
+def agents(assembly: Assembly) -> dict[str, Any]:
+    return assembly.template("-production-agents")

@@ -35,6 +35,7 @@ STACKS = [
     "genai-production-gateway",
     "genai-production-knowledge",
     "genai-production-tools",
+    "genai-production-agents",
 ]
 
 

@@ -1,0 +1,161 @@
+"""The agents stack: runtimes from config, their asset, auth, memory, logs and least privilege;
+and the AI gateway pointed at them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from stacks.config import GATEWAY_MARGIN_SECONDS, load_config
+from stacks.production.agents import ENTRYPOINT, MEMORY_ACTIONS, MEMORY_NAMESPACES, served_groups
+from tests.infra.cfn import props, render, resources, role_permissions
+from tests.infra.conftest import Assembly
+
+
+def production(cdk_context: dict[str, Any]) -> Any:
+    return load_config(cdk_context).production
+
+
+def runtimes(agents: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {r["Properties"]["AgentRuntimeName"]: r["Properties"] for r in resources(agents, "AWS::BedrockAgentCore::Runtime").values()}  # fmt: skip
+
+
+def test_one_runtime_per_configured_agent_from_its_code_asset(
+    agents: dict[str, Any], cdk_context: dict[str, Any]
+) -> None:
+    config = production(cdk_context)
+    found = runtimes(agents)
+    assert sorted(found) == sorted(f"genai_{name}" for name in config.agents)
+    for name, agent in config.agents.items():
+        runtime = found[f"genai_{name}"]
+        code = runtime["AgentRuntimeArtifact"]["CodeConfiguration"]
+        assert (code["Runtime"], code["EntryPoint"]) == ("PYTHON_3_14", [ENTRYPOINT])
+        assert code["Code"]["S3"]["Prefix"].endswith(".zip")
+        assert runtime["ProtocolConfiguration"] == "HTTP"
+        assert runtime["LifecycleConfiguration"] == {"IdleRuntimeSessionTimeout": agent.idle_session_minutes * 60}
+        env = runtime["EnvironmentVariables"]
+        assert (env["AGENT_NAME"], env["SYSTEM_PROMPT"], env["MAX_ITERATIONS"], env["TURN_SECONDS"]) == (
+            name,
+            agent.system_prompt,
+            str(agent.max_iterations),
+            str(agent.turn_seconds),
+        )
+        assert json.loads(env["GROUP_MODELS"]) == served_groups(config, agent)
+        assert env["TOOLS_GATEWAY_URL"]["Fn::GetStackOutput"]["StackName"] == "genai-production-tools"
+        assert render(env["MEMORY_ID"]) == "<Memory.MemoryId>"
+
+
+def test_an_agent_serves_only_groups_with_a_quota_for_its_outputs(cdk_context: dict[str, Any]) -> None:
+    config = production(cdk_context)
+    # customer-basic has no report or research_brief quota: the report writer refuses it.
+    assert sorted(served_groups(config, config.agents["report_writer"])) == ["customer-gold", "platform-admins"]
+    assert sorted(served_groups(config, config.agents["support_assistant"])) == sorted(config.groups)
+
+
+def test_runtimes_take_the_production_pools_tokens_and_forward_them_to_the_agent(agents: dict[str, Any]) -> None:
+    for runtime in runtimes(agents).values():
+        jwt = runtime["AuthorizerConfiguration"]["CustomJWTAuthorizer"]
+        assert jwt["DiscoveryUrl"]["Fn::Join"][1][-1] == "/.well-known/openid-configuration"
+        assert jwt["AllowedClients"][0]["Fn::GetStackOutput"]["StackName"] == "genai-production-identity"
+        assert runtime["RequestHeaderConfiguration"] == {"RequestHeaderAllowlist": ["Authorization"]}
+
+
+def test_tracing_and_log_delivery_are_on_for_every_runtime(agents: dict[str, Any], cdk_context: dict[str, Any]) -> None:
+    config = production(cdk_context)
+    sources = {
+        (render(s["Properties"]["ResourceArn"]), s["Properties"]["LogType"])
+        for s in resources(agents, "AWS::Logs::DeliverySource").values()
+    }
+    expected = set()
+    for name in config.agents:
+        logical = "".join(part.title() for part in name.split("_"))
+        expected |= {(f"<{logical}.AgentRuntimeArn>", kind) for kind in ("TRACES", "APPLICATION_LOGS", "USAGE_LOGS")}
+        log_group = props(agents, "AWS::Logs::LogGroup", f"{logical}Logs")
+        assert log_group["LogGroupName"] == f"/genai/production/agents/{name}"
+        assert log_group["RetentionInDays"] == config.log_retention_days
+        assert "Fn::GetStackOutput" in log_group["KmsKeyId"]  # the tier key
+    assert sources == expected
+    destinations = {d["Properties"]["DeliveryDestinationType"] for d in resources(agents, "AWS::Logs::DeliveryDestination").values()}  # fmt: skip
+    assert destinations == {"XRAY", "CWL"}
+    assert len(resources(agents, "AWS::Logs::Delivery")) == len(expected)
+
+
+def test_memory_is_encrypted_expires_and_writes_per_group_and_user(
+    agents: dict[str, Any], cdk_context: dict[str, Any]
+) -> None:
+    settings = production(cdk_context).agent_memory
+    memory = props(agents, "AWS::BedrockAgentCore::Memory")
+    assert memory["EventExpiryDuration"] == settings.event_expiry_days
+    assert "Fn::GetStackOutput" in memory["EncryptionKeyArn"]
+    namespaces = [ns for strategy in memory["MemoryStrategies"] for s in strategy.values() for ns in s["Namespaces"]]
+    assert namespaces == [MEMORY_NAMESPACES[name] for name in settings.strategies]
+    assert all(ns.startswith("/actors/{actorId}/") for ns in namespaces)  # actor = group/user
+
+
+def test_runtime_roles_may_invoke_their_groups_models_and_use_memory_nothing_more(
+    agents: dict[str, Any], cdk_context: dict[str, Any]
+) -> None:
+    config = production(cdk_context)
+    for name, agent in config.agents.items():
+        logical = "".join(part.title() for part in name.split("_"))
+        permissions = role_permissions(agents, f"{logical}ExecutionRole")
+        models = {model for group in served_groups(config, agent).values() for model in group["allowed"]}
+        invoked = {resource for action, resource in permissions if action == "bedrock:InvokeModel"}
+        assert invoked == {f"arn:aws:bedrock:us-east-1::foundation-model/{model}" for model in models}
+        memory = {(a, r) for a, r in permissions if a.startswith("bedrock-agentcore:") and "Memory" in r}
+        assert memory == {(action, "<Memory.MemoryArn>") for action in MEMORY_ACTIONS}
+        assert not [a for a, _ in permissions if a.startswith(("bedrock:Retrieve", "s3:Put", "dynamodb:"))]
+    statements = [
+        s
+        for p in resources(agents, "AWS::IAM::Policy").values()
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+        if s["Action"] == ["kms:Decrypt", "kms:GenerateDataKey"]
+    ]
+    assert len(statements) == len(config.agents)
+    for statement in statements:  # the memory's key, only through AgentCore
+        assert statement["Condition"] == {
+            "StringEquals": {"kms:ViaService": "bedrock-agentcore.us-east-1.amazonaws.com"}
+        }
+
+
+def test_the_code_asset_holds_the_agent_its_shared_code_and_arm64_dependencies(
+    assembly: Assembly, agents: dict[str, Any]
+) -> None:
+    prefixes = {r["AgentRuntimeArtifact"]["CodeConfiguration"]["Code"]["S3"]["Prefix"] for r in runtimes(agents).values()}  # fmt: skip
+    assert len(prefixes) == 1  # one bundle, one hash, for every runtime
+    assets = json.loads((assembly.outdir / "genai-production-agents.assets.json").read_text())["files"]
+    (source,) = {a["source"]["path"] for h, a in assets.items() if f"{h}.zip" in prefixes}
+    root = Path(assembly.outdir) / source
+    assert (root / ENTRYPOINT).read_text() == (Path("lambdas/agent/__main__.py")).read_text()
+    for needed in ("agent/server.py", "agent/loop.py", "agent/memory.py", "shared/tokens.py", "boto3", "jwt"):
+        assert (root / needed).exists(), needed
+    assert not list(root.rglob("__pycache__")) and not (root / "agent" / "requirements.txt").exists()
+    # Linux arm64 wheels: nothing compiled for this machine slipped in.
+    assert not [p.name for p in root.rglob("*.so") if "x86_64" in p.name]
+
+
+def test_the_gateway_knows_each_agents_runtime_and_waits_long_enough_for_a_turn(
+    gateway: dict[str, Any], cdk_context: dict[str, Any]
+) -> None:
+    config = production(cdk_context)
+    function = props(gateway, "AWS::Lambda::Function", "GatewayFunction")
+    runtimes_env = function["Environment"]["Variables"]["AGENT_RUNTIMES"]
+    rendered = json.dumps(runtimes_env)
+    for name in config.agents:
+        logical = "".join(part.title() for part in name.split("_"))
+        assert f'\\"{name}\\":\\"' in rendered and f"{logical}" in rendered
+    timeout = config.api.integration_timeout_seconds
+    assert function["Timeout"] == timeout
+    methods = [m["Properties"] for m in resources(gateway, "AWS::ApiGateway::Method").values()]
+    assert {m["Integration"]["TimeoutInMillis"] for m in methods if "Integration" in m} == {timeout * 1000}
+    assert max(a.turn_seconds for a in config.agents.values()) <= timeout - GATEWAY_MARGIN_SECONDS
+
+
+def test_the_gateway_policy_routes_output_types_to_their_agents(
+    gateway: dict[str, Any], cdk_context: dict[str, Any]
+) -> None:
+    document = json.loads(props(gateway, "AWS::SSM::Parameter", "Policy")["Value"])
+    routes = {name: output["agent"] for name, output in document["outputs"].items()}
+    assert routes == {"chat": "support_assistant", "summary": None, "report": "report_writer", "research_brief": "report_writer"}  # fmt: skip
+    assert routes == {name: production(cdk_context).agent_routes().get(name) for name in routes}
