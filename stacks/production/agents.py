@@ -227,24 +227,41 @@ def _acknowledge_runtime_role(runtime: agentcore.Runtime) -> None:
     """The execution role's statements the Runtime L2 writes for every runtime, with why."""
     role = runtime.role
     acknowledge_inline_policy(role)
-    runtimes_logs = nag_arn(runtime, "logs", "log-group:/aws/bedrock-agentcore/runtimes/*")
-    for finding, reason in {
-        f"Resource::{runtimes_logs}": "AgentCore creates each runtime's own log group (named after the runtime id, "
-        "which exists only after this role) under this prefix and writes the agent's stdout there.",
-        f"Resource::{runtimes_logs}:log-stream:*": "The log streams AgentCore opens in the runtime's own log groups (named "
-        "after the runtime id) for the agent's stdout.",
-        f"Resource::{nag_arn(runtime, 'logs', 'log-group:*')}": "logs:DescribeLogGroups has no resource-level "
-        "permissions; it lists names only.",
-        "Resource::*": "X-Ray's PutTraceSegments, PutTelemetryRecords and sampling actions have no resource-level "
-        "permissions; cloudwatch:PutMetricData is held to the bedrock-agentcore namespace by a condition.",
-        "Resource::"
-        + nag_arn(runtime, "bedrock-agentcore", "workload-identity-directory/default/workload-identity/*"): "The "
-        "runtime's workload identity is created by AgentCore with the runtime and named after it.",
-        "Action::s3:GetBucket*": "CDK's read grant on the code asset in the bootstrap bucket (as below).",
-        "Action::s3:GetObject*": "CDK's read grant on the code asset in the bootstrap bucket (as below).",
-        "Action::s3:List*": "CDK's read grant on the code asset in the bootstrap bucket: the agent's zip is "
-        "content-addressed there and read when the runtime is created or updated.",
-        f"Resource::arn:aws:s3:::{ASSETS_BUCKET}-<AWS::AccountId>-{runtime.stack.region}/*": "The "
-        "bootstrap bucket's objects are content-addressed assets; the runtime reads its own zip.",
-    }.items():
+    runtime_logs = nag_arn(runtime, "logs", "log-group:/aws/bedrock-agentcore/runtimes/*")
+    workload_identities = nag_arn(
+        runtime, "bedrock-agentcore", "workload-identity-directory/default/workload-identity/*"
+    )
+    asset_read = (
+        "CDK's read grant on the code asset in the bootstrap bucket: the agent's zip is content-addressed "
+        "there and read when the runtime is created or updated."
+    )
+    findings = [
+        (
+            f"Resource::{runtime_logs}",
+            "AgentCore creates each runtime's own log group under this prefix, named after the runtime id "
+            "(which exists only after this role), and writes the agent's stdout there.",
+        ),
+        (
+            f"Resource::{runtime_logs}:log-stream:*",
+            "The log streams AgentCore opens in the runtime's own log groups for the agent's stdout.",
+        ),
+        (
+            f"Resource::{nag_arn(runtime, 'logs', 'log-group:*')}",
+            "logs:DescribeLogGroups has no resource-level permissions; it lists log group names only.",
+        ),
+        (
+            "Resource::*",
+            "X-Ray's PutTraceSegments, PutTelemetryRecords and sampling actions have no resource-level "
+            "permissions; cloudwatch:PutMetricData is held to the bedrock-agentcore namespace by a condition.",
+        ),
+        (
+            f"Resource::{workload_identities}",
+            "The runtime's workload identity is created by AgentCore together with the runtime and named after it.",
+        ),
+        ("Action::s3:GetBucket*", asset_read),
+        ("Action::s3:GetObject*", asset_read),
+        ("Action::s3:List*", asset_read),
+        (f"Resource::arn:aws:s3:::{ASSETS_BUCKET}-<AWS::AccountId>-{runtime.stack.region}/*", asset_read),
+    ]
+    for finding, reason in findings:
         acknowledge(role, f"AwsSolutions-IAM5[{finding}]", reason)
