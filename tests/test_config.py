@@ -143,6 +143,35 @@ def test_whole_config_can_be_given_as_a_json_string(cdk_context: dict[str, Any])
             "blueprint.sandbox.query.generation_model_id = 'gpt-4': String should match pattern",
         ),
         (
+            "production.agents.report_writer.output_types",
+            '["report", "memo"]',
+            "blueprint.production.agents.report_writer.output_types.1: unknown output type memo; "
+            "allowed: chat, summary, report, research_brief",
+        ),
+        (
+            "production.agents.report_writer.output_types",
+            '["chat"]',
+            "blueprint.production.agents.report_writer.output_types.0: output type chat is already served by "
+            "agent support_assistant; allowed: one agent",
+        ),
+        (
+            "production.agents.report_writer.turn_seconds",
+            "60",
+            "blueprint.production.agents.report_writer.turn_seconds: 60 s does not fit the gateway's 24 s for an "
+            "agent turn; allowed: at most 24 (or raise api.integration_timeout_seconds)",
+        ),
+        (
+            "production.agent_memory.strategies",
+            '["semantic", "episodic"]',
+            "blueprint.production.agent_memory.strategies.1 = 'episodic': Input should be 'semantic', 'summary' or "
+            "'user_preference'",
+        ),
+        (
+            "production.agent_memory.event_expiry_days",
+            "3",
+            "blueprint.production.agent_memory.event_expiry_days = 3: Input should be greater than or equal to 7",
+        ),
+        (
             "tags",
             '{"aws:owner": "me"}',
             "blueprint.tags = {'aws:owner': 'me'}: tag key 'aws:owner' is not a valid AWS tag key",
@@ -260,48 +289,6 @@ def test_one_bad_section_does_not_cascade_into_the_groups(cdk_context: dict[str,
         "blueprint.production.legacy_apis.orders.base_url = 'http://orders.example.com': "
         "String should match pattern '^https://[A-Za-z0-9.-]+(:\\d+)?(/[A-Za-z0-9._~/-]*)?$'"
     ]
-
-
-@pytest.mark.parametrize(
-    ("key", "value", "expected"),
-    [
-        (
-            "agents.report_writer.output_types",
-            '["report", "memo"]',
-            "blueprint.production.agents.report_writer.output_types.1: unknown output type memo; "
-            "allowed: chat, summary, report, research_brief",
-        ),
-        (
-            "agents.report_writer.output_types",
-            '["chat"]',
-            "blueprint.production.agents.report_writer.output_types.0: output type chat is already served by "
-            "agent support_assistant; allowed: one agent",
-        ),
-        (
-            "agents.report_writer.turn_seconds",
-            "60",
-            "blueprint.production.agents.report_writer.turn_seconds: 60 s does not fit the gateway's 24 s for an "
-            "agent turn; allowed: at most 24 (or raise api.integration_timeout_seconds)",
-        ),
-        (
-            "agent_memory.strategies",
-            '["semantic", "episodic"]',
-            "blueprint.production.agent_memory.strategies.1 = 'episodic': Input should be 'semantic', 'summary' or "
-            "'user_preference'",
-        ),
-        (
-            "agent_memory.event_expiry_days",
-            "3",
-            "blueprint.production.agent_memory.event_expiry_days = 3: Input should be greater than or equal to 7",
-        ),
-    ],
-)
-def test_agent_config_errors_name_the_agent_key(
-    cdk_context: dict[str, Any], key: str, value: str, expected: str
-) -> None:
-    with pytest.raises(ConfigError) as error:
-        load_config({**cdk_context, f"blueprint.production.{key}": value})
-    assert str(error.value) == expected
 
 
 def test_a_longer_integration_timeout_makes_room_for_longer_turns(cdk_context: dict[str, Any]) -> None:

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.lambdas.loopback import QuietHandler, loopback
 
 CLIENT_ID = "client-1"
 
@@ -28,7 +28,7 @@ def cognito(signing_key: rsa.RSAPrivateKey) -> Iterator[tuple[str, list[str]]]:
     body = json.dumps({"keys": [{**jwk, "kid": "key-1", "alg": "RS256", "use": "sig"}]}).encode()
     requests: list[str] = []
 
-    class Jwks(BaseHTTPRequestHandler):
+    class Jwks(QuietHandler):
         def do_GET(self) -> None:
             requests.append(self.path)
             self.send_response(200 if self.path.endswith("/.well-known/jwks.json") else 404)
@@ -36,13 +36,8 @@ def cognito(signing_key: rsa.RSAPrivateKey) -> Iterator[tuple[str, list[str]]]:
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, *args: Any) -> None: ...
-
-    server = HTTPServer(("127.0.0.1", 0), Jwks)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/us-east-1_pool", requests
-    server.shutdown()
+    with loopback(Jwks) as url:
+        yield f"{url}/us-east-1_pool", requests
 
 
 def sign(key: rsa.RSAPrivateKey, issuer: str, **overrides: Any) -> str:

@@ -14,12 +14,13 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from stacks.config import load_config
 from tests.conftest import ROOT
+from tests.lambdas.loopback import QuietHandler, loopback
 
 CLIENT_ID = "gateway-client"
 CLIENT_SECRET = "s3cr3t-for-tests"
@@ -154,7 +155,7 @@ def _orders_body() -> bytes:
 
 
 def _handler(api: LegacyApi) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             self.rfile.read(length)
@@ -208,24 +209,15 @@ def _handler(api: LegacyApi) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
-        def log_message(self, *args: Any) -> None: ...
-
     return Handler
 
 
 @contextmanager
 def serve() -> Iterator[LegacyApi]:
     api = LegacyApi()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(api))
-    server.daemon_threads = True
-    api.url = f"http://127.0.0.1:{server.server_port}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    try:
+    with loopback(_handler(api)) as url:
+        api.url = url
         yield api
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _declared_fields() -> dict[str, dict[str, str]]:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import boto3
@@ -19,8 +17,9 @@ from botocore.stub import ANY, Stubber
 from agent.loop import STOPPED_ANSWER, run_turn
 from agent.mcp_client import McpClient
 from agent.memory import SessionMemory
-from agent.server import SESSION_HEADER, Agent, AgentSettings, GroupModels, serve
+from agent.server import SESSION_HEADER, Agent, AgentSettings, GroupModels, handler_class
 from shared.tokens import GROUP_CLAIM
+from tests.lambdas.loopback import QuietHandler, loopback
 
 MODEL = "amazon.nova-pro-v1:0"
 FALLBACK = "amazon.nova-lite-v1:0"
@@ -74,7 +73,7 @@ class FakeGateway:
 def gateway() -> Iterator[tuple[str, FakeGateway]]:
     fake = FakeGateway()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_POST(self) -> None:
             request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             fake.seen.append(
@@ -91,13 +90,8 @@ def gateway() -> Iterator[tuple[str, FakeGateway]]:
             self.end_headers()
             self.wfile.write(data)
 
-        def log_message(self, *args: Any) -> None: ...
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/mcp", fake
-    server.shutdown()
-    server.server_close()
+    with loopback(Handler) as url:
+        yield f"{url}/mcp", fake
 
 
 @pytest.fixture
@@ -307,11 +301,8 @@ def runtime(bedrock: Any, gateway: Any, agentcore: Any) -> Iterator[tuple[str, S
         recall_records=2,
     )
     memory = SessionMemory(memory_client, MEMORY_ID, NAMESPACES, history_turns=2, recall_records=2)
-    server = serve(Agent(settings, client, memory), port=0)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}", stubber, fake, memory_stubber
-    server.shutdown()
-    server.server_close()
+    with loopback(handler_class(Agent(settings, client, memory))) as url:
+        yield url, stubber, fake, memory_stubber
 
 
 def post(base: str, body: Any, headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:

@@ -7,7 +7,6 @@ import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import quote
 
@@ -26,6 +25,7 @@ from tests.lambdas.gateway_fixtures import (
     guard_output,
     rest_event,
 )
+from tests.lambdas.loopback import QuietHandler, loopback
 
 RUNTIMES = {
     "support_assistant": "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/genai_support_assistant-AbC123",
@@ -62,7 +62,7 @@ class FakeAgentCore:
 def agentcore() -> Iterator[tuple[str, FakeAgentCore]]:
     fake = FakeAgentCore()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             fake.seen.append({"path": self.path, "headers": dict(self.headers.items()), "body": body})
@@ -76,13 +76,8 @@ def agentcore() -> Iterator[tuple[str, FakeAgentCore]]:
             self.end_headers()
             self.wfile.write(data)
 
-        def log_message(self, *args: Any) -> None: ...
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}", fake
-    server.shutdown()
-    server.server_close()
+    with loopback(Handler) as url:
+        yield url, fake
 
 
 @pytest.fixture
