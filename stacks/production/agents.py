@@ -7,10 +7,12 @@ shared package and the Linux arm64 dependencies `make agent-deps` builds into bu
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import jsii
 from aws_cdk import (
@@ -62,13 +64,21 @@ FORWARDED_HEADERS = ["Authorization"]
 class AgentBundle:
     """The code asset: the agent and shared packages, their dependencies, main.py at the root."""
 
+    @staticmethod
+    def missing_dependencies() -> NoReturn:
+        raise FileNotFoundError(
+            f"agent dependencies not built at {AGENT_DEPS_DIR}: run `make agent-deps` (or `make synth`)"
+        )
+
     def try_bundle(self, output_dir: str, options: Any = None) -> bool:
         if not AGENT_DEPS_DIR.is_dir():
-            raise FileNotFoundError(
-                f"agent dependencies not built at {AGENT_DEPS_DIR}: run `make agent-deps` (or `make synth`)"
-            )
+            self.missing_dependencies()
         out = Path(output_dir)
-        shutil.copytree(AGENT_DEPS_DIR, out, dirs_exist_ok=True, ignore=shutil.ignore_patterns("bin"))
+        # Hard links: the ~3,600 dependency files are read-only inputs, and copying them would cost
+        # seconds per synth. Another filesystem (no links) falls back to copies.
+        shutil.copytree(
+            AGENT_DEPS_DIR, out, dirs_exist_ok=True, ignore=shutil.ignore_patterns("bin"), copy_function=_link_or_copy
+        )
         for package in (AGENT_PACKAGE, *SHARED_PACKAGES):
             shutil.copytree(
                 LAMBDAS_DIR / package,
@@ -79,13 +89,36 @@ class AgentBundle:
         return True
 
 
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def bundle_hash() -> str:
+    """What the bundle is made of: the packages' files and the installed distributions (names carry
+    versions). Known before bundling, so a synth whose asset is already staged skips the bundle."""
+    if not AGENT_DEPS_DIR.is_dir():
+        AgentBundle.missing_dependencies()
+    digest = hashlib.sha256()
+    for package in (AGENT_PACKAGE, *SHARED_PACKAGES):
+        for path in sorted((LAMBDAS_DIR / package).rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                digest.update(f"{path.relative_to(LAMBDAS_DIR)}\n".encode())
+                digest.update(path.read_bytes())
+    for distribution in sorted(p.name for p in AGENT_DEPS_DIR.glob("*.dist-info")):
+        digest.update(f"{distribution}\n".encode())
+    return digest.hexdigest()
+
+
 def agent_artifact() -> agentcore.AgentRuntimeArtifact:
     return agentcore.AgentRuntimeArtifact.from_code_asset(
         path=str(LAMBDAS_DIR / AGENT_PACKAGE),
         runtime=agentcore.AgentCoreRuntime.PYTHON_3_14,
         entrypoint=[ENTRYPOINT],
-        # The output decides the hash: the dependencies are part of what is deployed.
-        asset_hash_type=AssetHashType.OUTPUT,
+        asset_hash=bundle_hash(),
+        asset_hash_type=AssetHashType.CUSTOM,
         bundling=BundlingOptions(
             image=DockerImage.from_registry("unused-local-bundling"),
             # jsii hands try_bundle the options as one positional struct, not the typed keywords.

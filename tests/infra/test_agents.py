@@ -4,10 +4,14 @@ and the AI gateway pointed at them."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from stacks.config import GATEWAY_MARGIN_SECONDS, load_config
+from stacks.production import agents as agents_module
 from stacks.production.agents import ENTRYPOINT, MEMORY_ACTIONS, MEMORY_NAMESPACES, served_groups
 from tests.infra.cfn import props, render, resources, role_permissions
 from tests.infra.conftest import Assembly
@@ -159,3 +163,23 @@ def test_the_gateway_policy_routes_output_types_to_their_agents(
     routes = {name: output["agent"] for name, output in document["outputs"].items()}
     assert routes == {"chat": "support_assistant", "summary": None, "report": "report_writer", "research_brief": "report_writer"}  # fmt: skip
     assert routes == {name: production(cdk_context).agent_routes().get(name) for name in routes}
+
+
+def test_the_bundle_hash_follows_the_code_and_the_installed_distributions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lambdas, deps = tmp_path / "lambdas", tmp_path / "deps"
+    for package in ("agent", "shared"):
+        shutil.copytree(Path("lambdas") / package, lambdas / package, ignore=shutil.ignore_patterns("__pycache__"))
+    (deps / "boto3-1.44.8.dist-info").mkdir(parents=True)
+    monkeypatch.setattr(agents_module, "LAMBDAS_DIR", lambdas)
+    monkeypatch.setattr(agents_module, "AGENT_DEPS_DIR", deps)
+    first = agents_module.bundle_hash()
+    (lambdas / "agent" / "__pycache__").mkdir()
+    (lambdas / "agent" / "__pycache__" / "loop.cpython-314.pyc").write_bytes(b"compiled")
+    assert agents_module.bundle_hash() == first  # bytecode is not shipped
+    (deps / "boto3-1.44.8.dist-info").rename(deps / "boto3-1.44.9.dist-info")
+    upgraded = agents_module.bundle_hash()
+    assert upgraded != first
+    (lambdas / "shared" / "tokens.py").write_text("# changed\n", encoding="utf-8")
+    assert agents_module.bundle_hash() not in (first, upgraded)
