@@ -403,6 +403,123 @@ class LegacyApiConfig(_Model):
         return tools
 
 
+DocumentFormat = Literal["txt", "md", "csv", "json", "html"]
+Classification = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
+# Comprehend DetectPiiEntities' languages; anything else goes by ingestion.unsupported_language.
+PII_LANGUAGES = ("en", "es")
+
+
+class CustomIdentifier(_Model):
+    """A pattern for personal or sensitive data the managed detectors do not know."""
+
+    regex: str = Field(min_length=1, max_length=512)
+    # Macie counts a match only near one of these words (within 50 characters); empty: anywhere.
+    keywords: tuple[Annotated[str, Field(min_length=3, max_length=90)], ...] = ()
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, regex: str) -> str:
+        try:
+            re.compile(regex)
+        except re.error as error:
+            raise ValueError(f"not a regular expression: {error}") from None
+        return regex
+
+
+class ClassificationPolicy(_Model):
+    """What happens to a document of this classification that carries personal data."""
+
+    on_pii: Literal["mask", "quarantine"] = "mask"
+
+
+class IngestionConfig(_Model):
+    """The document pipeline: landing bucket -> EventBridge -> SQS -> processor -> curated or quarantine."""
+
+    max_document_bytes: int = Field(default=5_000_000, ge=1_000, le=50_000_000)
+    formats: tuple[DocumentFormat, ...] = Field(default=("txt", "md", "csv", "json", "html"), min_length=1)
+    # Used when an object names no classification (S3 user metadata "classification").
+    default_classification: Classification = "internal"
+    classifications: dict[Classification, ClassificationPolicy] = Field(min_length=1)
+    # Comprehend types reported below this confidence are not treated as PII.
+    pii_min_score: float = Field(default=0.8, ge=0, le=1)
+    # A document in a language DetectPiiEntities does not support: quarantine it, or mask only
+    # what the custom identifiers find.
+    unsupported_language: Literal["quarantine", "custom_only"] = "quarantine"
+    custom_identifiers: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")], CustomIdentifier] = Field(
+        default_factory=dict
+    )
+    batch_size: int = Field(default=10, ge=1, le=10)
+    max_receive_count: int = Field(default=3, ge=1, le=10)  # attempts before the DLQ
+    processor_timeout_seconds: int = Field(default=120, ge=10, le=900)
+    bulk_sync_minutes: int = Field(default=15, ge=5, le=1440)  # a KB ingestion job at most this late
+    dlq_age_alarm_minutes: int = Field(default=60, ge=1, le=20160)
+    alarm_emails: tuple[Email, ...] = ()
+
+    @field_validator("classifications")
+    @classmethod
+    def _has_default(
+        cls, policies: dict[str, ClassificationPolicy], info: ValidationInfo
+    ) -> dict[str, ClassificationPolicy]:
+        default = info.data.get("default_classification")
+        if default is not None and default not in policies:
+            raise KeyedError((), f"no policy for the default classification {default}", allowed="a policy for it")
+        return policies
+
+
+class PushConnectorConfig(_Model):
+    """Upstream systems that push JSON records to the ingestion API (POST /v1/records/{source})."""
+
+    sources: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,31}$")], Classification] = Field(
+        default_factory=dict
+    )  # source -> the classification its records get
+    max_records: int = Field(default=100, ge=1, le=500)  # per request
+
+
+class PullConnectorConfig(_Model):
+    """A REST source polled on a schedule, authenticated like the legacy APIs."""
+
+    base_url: str = Field(pattern=r"^https://[A-Za-z0-9.-]+(:\d+)?(/[A-Za-z0-9._~/-]*)?$")
+    token_path: str = Field(default="/oauth/token", pattern=r"^/[A-Za-z0-9._~/-]*$")
+    secret_name: str = Field(pattern=r"^[A-Za-z0-9/_+=.@-]{1,512}$")
+    records_path: str = Field(pattern=r"^/[A-Za-z0-9._~/-]*$")  # GET, paged with ?cursor=
+    schedule: str = Field(
+        default="rate(15 minutes)", pattern=r"^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\(\S+( \S+){5}\))$"
+    )
+    classification: Classification = "internal"
+    owner: str = Field(min_length=1, max_length=128)
+    # Where each record keeps its id, title, body and last change (paths like the legacy field maps).
+    id_field: FieldPath = "id"
+    title_field: FieldPath = "title"
+    body_field: FieldPath = "body"
+    updated_field: FieldPath = "updatedAt"
+    timeout_seconds: float = Field(default=10, gt=0, le=60)
+    max_attempts: int = Field(default=3, ge=1, le=5)
+
+
+class ConnectorsConfig(_Model):
+    push: PushConnectorConfig = PushConnectorConfig()
+    pull: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,31}$")], PullConnectorConfig] = Field(
+        default_factory=dict
+    )
+
+
+MacieSeverity = Literal["Low", "Medium", "High"]
+
+
+class MacieConfig(_Model):
+    """Sensitive-data discovery over the pipeline's buckets."""
+
+    # Off when Macie is already enabled in the account (a second session fails to create).
+    create_session: bool = True
+    # Custom data identifiers: ingestion.custom_identifiers, shared with the pipeline's scan.
+    allow_list_regex: str | None = Field(default=None, min_length=1, max_length=512)
+    schedule: Literal["DAILY", "WEEKLY", "MONTHLY"] = "DAILY"
+    sampling_percentage: int = Field(default=100, ge=1, le=100)
+    # Findings at or above this severity quarantine their object.
+    min_severity: MacieSeverity = "Medium"
+    notify_emails: tuple[Email, ...] = ()
+
+
 # Seconds of the gateway function's time kept back from generation (an agent turn or a model
 # call) for the output guardrail, the ledger and the answer (lambdas/ai_gateway/handler.py).
 GATEWAY_MARGIN_SECONDS = 5
@@ -432,6 +549,31 @@ class ProductionConfig(_TierConfig):
     # Agents on AgentCore Runtime, by name; the gateway routes their output types to them.
     agents: dict[AgentName, AgentConfig] = Field(default_factory=dict)
     agent_memory: AgentMemoryConfig = AgentMemoryConfig()
+    # Where the production KB keeps its vectors: S3 Vectors, or OpenSearch Serverless for
+    # larger corpora and lower query latency (an always-on collection, billed by the hour).
+    vector_store: Literal["s3_vectors", "opensearch_serverless"] = "s3_vectors"
+    ingestion: IngestionConfig
+    connectors: ConnectorsConfig = ConnectorsConfig()
+    macie: MacieConfig = MacieConfig()
+
+    @field_validator("connectors")
+    @classmethod
+    def _connectors_use_known_classifications(
+        cls, connectors: ConnectorsConfig, info: ValidationInfo
+    ) -> ConnectorsConfig:
+        ingestion = info.data.get("ingestion")
+        if ingestion is None:
+            return connectors
+        known = ", ".join(ingestion.classifications)
+        for source, classification in connectors.push.sources.items():
+            if classification not in ingestion.classifications:
+                raise KeyedError(("push", "sources", source), f"unknown classification {classification}", allowed=known)
+        for name, pull in connectors.pull.items():
+            if pull.classification not in ingestion.classifications:
+                raise KeyedError(
+                    ("pull", name, "classification"), f"unknown classification {pull.classification}", allowed=known
+                )
+        return connectors
 
     @field_validator("tool_requests_per_minute")
     @classmethod

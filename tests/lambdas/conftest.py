@@ -119,3 +119,4 @@ def http_result(response: dict[str, Any]) -> HttpResult:
 # Fixtures that live with their helpers; importing them here registers them for the folder.
 from tests.lambdas.cognito_fixtures import cognito, signing_key  # noqa: E402, F401
 from tests.lambdas.gateway_fixtures import gateway  # noqa: E402, F401
+from tests.lambdas.ingestion_fixtures import aws  # noqa: E402, F401

@@ -1,0 +1,146 @@
+"""The ingestion processor: SQS batches of S3 "Object Created" events, partial failures reported.
+
+Powertools' batch processor reports exactly the failed messages back to SQS, which retries them
+and, after ``maxReceiveCount`` attempts, moves them to the DLQ; on that last attempt the registry
+records the document as dead-lettered with the reason. A message that names no object can never
+succeed: it goes to the DLQ at once with its reason as a message attribute. Each object version
+is processed once (Powertools idempotency on bucket, key and version); a replay returns the
+first result and does nothing again. Document text and PII never reach the logs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from functools import cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from ingestion.events import MalformedEventError, ObjectRef, object_ref
+from ingestion.knowledge import KnowledgeBase
+from ingestion.pii import PiiScanner
+from ingestion.pipeline import Pipeline, Settings, document_id
+from ingestion.registry import DEAD_LETTERED, Registry, VersionRecord
+
+logger = Logger()
+metrics = Metrics()
+# Report every failure as an item failure, even when the whole batch fails: SQS retries the same way.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+persistence = DynamoDBPersistenceLayer(table_name=os.environ.get("IDEMPOTENCY_TABLE", "idempotency"))
+idempotency = IdempotencyConfig(event_key_jmespath="[bucket, key, version]", expires_after_seconds=7 * 24 * 3600)
+AWS = Config(connect_timeout=2, read_timeout=20, retries={"mode": "standard", "total_max_attempts": 3})
+
+
+@cache
+def registry() -> Registry:
+    return Registry(boto3.resource("dynamodb", config=AWS).Table(os.environ["REGISTRY_TABLE"]))
+
+
+@cache
+def pipeline() -> Pipeline:
+    env = os.environ
+    scanner = PiiScanner(
+        boto3.client("comprehend", config=AWS),
+        custom_identifiers=json.loads(env.get("CUSTOM_IDENTIFIERS", "{}")),
+        min_score=float(env.get("PII_MIN_SCORE", "0.8")),
+    )
+    knowledge = KnowledgeBase(
+        boto3.client("bedrock-agent", config=AWS),
+        knowledge_base_id=env["KNOWLEDGE_BASE_ID"],
+        s3_data_source_id=env["S3_DATA_SOURCE_ID"],
+        custom_data_source_id=env["CUSTOM_DATA_SOURCE_ID"],
+    )
+    return Pipeline(boto3.client("s3", config=AWS), scanner, registry(), knowledge, Settings.from_environ())
+
+
+@cache
+def sqs() -> Any:
+    return boto3.client("sqs", config=AWS)
+
+
+@idempotent_function(data_keyword_argument="obj", config=idempotency, persistence_store=persistence)
+def process(obj: dict[str, Any]) -> dict[str, Any]:
+    outcome = pipeline().process(ObjectRef(**obj))
+    return {"document_id": outcome.document_id, "status": outcome.status, "reason": outcome.reason}
+
+
+def record_handler(record: SQSRecord) -> dict[str, Any]:
+    try:
+        ref = object_ref(record.body)
+    except MalformedEventError as malformed:
+        _dead_letter(record, malformed.reason)
+        return {"status": DEAD_LETTERED, "reason": malformed.reason}
+    try:
+        result: dict[str, Any] = process(obj=ref.as_dict())
+    except Exception as error:
+        reason = f"processing failed: {_code(error)}"
+        if int(record.attributes.approximate_receive_count) >= int(os.environ.get("MAX_RECEIVE_COUNT", "3")):
+            _record_dead_letter(ref, reason)
+        logger.warning("document failed", extra={"key_hash": _hash(ref), "reason": reason})
+        raise
+    metrics.add_metric(name=f"Documents{result['status'].title().replace('_', '')}", unit=MetricUnit.Count, value=1)
+    logger.info("document processed", extra={**result, "version": ref.version})
+    return result
+
+
+def _dead_letter(record: SQSRecord, reason: str) -> None:
+    sqs().send_message(
+        QueueUrl=os.environ["DLQ_URL"],
+        MessageBody=record.body or "",
+        MessageAttributes={"reason": {"DataType": "String", "StringValue": reason}},
+    )
+    registry().dead_letter_event(record.message_id, reason, dt.datetime.now(dt.UTC))
+    metrics.add_metric(name="DocumentsDeadLettered", unit=MetricUnit.Count, value=1)
+    logger.warning("malformed event dead-lettered", extra={"message_id": record.message_id, "reason": reason})
+
+
+def _record_dead_letter(ref: ObjectRef, reason: str) -> None:
+    now = dt.datetime.now(dt.UTC).isoformat()
+    registry().record(
+        VersionRecord(
+            document_id=document_id(ref.bucket, ref.key),
+            version=ref.version,
+            status=DEAD_LETTERED,
+            reason=reason,
+            source=f"s3://{ref.bucket}/{ref.key}",
+            location="dlq",
+            size=ref.size,
+            received_at=now,
+            processed_at=now,
+        )
+    )
+    metrics.add_metric(name="DocumentsDeadLettered", unit=MetricUnit.Count, value=1)
+
+
+def _code(error: Exception) -> str:
+    if isinstance(error, ClientError):
+        return str(error.response.get("Error", {}).get("Code", "ClientError"))
+    return type(error).__name__
+
+
+def _hash(ref: ObjectRef) -> str:
+    return document_id(ref.bucket, ref.key)  # keys can carry names: log the id, not the key
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    idempotency.register_lambda_context(context)
+    response = process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )
+    return dict(response)

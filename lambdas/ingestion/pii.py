@@ -1,0 +1,117 @@
+"""Finding personal data in a document's text, and masking it.
+
+Comprehend's DetectPiiEntities takes at most 100 KB of UTF-8 per call and supports English and
+Spanish: longer texts are scanned in overlapping chunks cut at whitespace, and the language is
+detected first (DetectDominantLanguage). The configured custom identifiers (regular expressions)
+run on the whole text in every language. Only entity types and counts leave this module.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+MAX_CALL_BYTES = 100_000  # DetectPiiEntities' and DetectDominantLanguage's limit per call
+LANGUAGE_SAMPLE_CHARS = 5_000
+SUPPORTED_LANGUAGES = ("en", "es")
+
+
+@dataclass(frozen=True, order=True)
+class Span:
+    begin: int
+    end: int
+    type: str
+
+
+@dataclass(frozen=True)
+class Scan:
+    language: str
+    supported: bool  # False: only the custom identifiers looked at the text
+    spans: tuple[Span, ...]
+
+    def summary(self) -> dict[str, int]:
+        """Entity type -> how many: what the registry and logs may keep (never the values)."""
+        return dict(sorted(Counter(span.type for span in self.spans).items()))
+
+
+class PiiScanner:
+    def __init__(
+        self,
+        comprehend: Any,
+        *,
+        custom_identifiers: Mapping[str, str],
+        min_score: float = 0.8,
+        chunk_bytes: int = MAX_CALL_BYTES,
+        overlap_chars: int = 200,
+    ) -> None:
+        self._comprehend = comprehend
+        self._custom = {name.upper(): re.compile(regex) for name, regex in custom_identifiers.items()}
+        self._min_score = min_score
+        self._chunk_bytes = chunk_bytes
+        self._overlap = overlap_chars
+
+    def scan(self, text: str) -> Scan:
+        language = self.language(text)
+        spans = {Span(m.start(), m.end(), name) for name, rx in self._custom.items() for m in rx.finditer(text)}
+        supported = language in SUPPORTED_LANGUAGES
+        if supported:
+            for start, chunk in chunks(text, self._chunk_bytes, self._overlap):
+                response = self._comprehend.detect_pii_entities(Text=chunk, LanguageCode=language)
+                spans |= {
+                    Span(start + e["BeginOffset"], start + e["EndOffset"], e["Type"])
+                    for e in response.get("Entities", [])
+                    if e.get("Score", 0) >= self._min_score
+                }
+        return Scan(language=language, supported=supported, spans=tuple(sorted(spans)))
+
+    def language(self, text: str) -> str:
+        sample = _fit(text[:LANGUAGE_SAMPLE_CHARS], MAX_CALL_BYTES)
+        languages = self._comprehend.detect_dominant_language(Text=sample).get("Languages", [])
+        best = max(languages, key=lambda lang: lang.get("Score", 0), default={"LanguageCode": "und"})
+        return str(best["LanguageCode"])
+
+
+def chunks(text: str, max_bytes: int, overlap: int) -> Iterator[tuple[int, str]]:
+    """(start offset, chunk) pairs covering ``text``: each chunk at most ``max_bytes`` of UTF-8,
+    cut at whitespace where one is near, and starting ``overlap`` characters before the last
+    one ended, so an entity on a boundary is seen whole by one of them."""
+    start = 0
+    while start < len(text):
+        piece = _fit(text[start:], max_bytes)
+        end = start + len(piece)
+        if end < len(text):
+            cut = piece.rfind(" ", len(piece) // 2)
+            cut = max(cut, piece.rfind("\n", len(piece) // 2))
+            if cut > 0:
+                end = start + cut + 1
+                piece = text[start:end]
+        yield start, piece
+        if end >= len(text):
+            return
+        start = max(end - overlap, start + 1)
+
+
+def _fit(text: str, max_bytes: int) -> str:
+    """The longest prefix of ``text`` whose UTF-8 encoding fits in ``max_bytes``."""
+    encoded = text.encode()
+    if len(encoded) <= max_bytes:
+        return text
+    return encoded[:max_bytes].decode(errors="ignore")
+
+
+def mask(text: str, spans: tuple[Span, ...]) -> str:
+    """``text`` with every span replaced by ``[TYPE]``; overlapping spans merge (first type wins)."""
+    out: list[str] = []
+    position = 0
+    for span in sorted(spans):
+        if span.end <= position:
+            continue
+        out.append(text[position : max(span.begin, position)])
+        if span.begin >= position:
+            out.append(f"[{span.type}]")
+        position = span.end
+    out.append(text[position:])
+    return "".join(out)

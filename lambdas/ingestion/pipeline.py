@@ -1,0 +1,272 @@
+"""One object through the pipeline: validate, scan, apply the classification's policy, then curate
+(masked, into the Knowledge Base) or quarantine (as it came), record it, and empty the landing slot.
+
+Every object ends in exactly one place, and the registry says which and why: curated,
+quarantined, gone (deleted before it was processed) or, when processing keeps failing,
+dead-lettered (handler.py). A version the registry already settled is not processed again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import PurePosixPath
+from typing import Any
+from urllib.parse import unquote_plus
+
+from botocore.exceptions import ClientError
+
+from ingestion.documents import RejectedError, document_format, text_of
+from ingestion.events import ObjectRef
+from ingestion.knowledge import KnowledgeBase, sidecar
+from ingestion.pii import PiiScanner, Scan, mask
+from ingestion.registry import CURATED, GONE, QUARANTINED, TERMINAL, Registry, VersionRecord
+
+MISSING = frozenset({"404", "NoSuchKey", "NoSuchVersion"})
+
+
+@dataclass(frozen=True)
+class Settings:
+    curated_bucket: str
+    quarantine_bucket: str
+    curated_prefix: str  # the Knowledge Base's S3 data source reads this prefix (bulk documents)
+    policies: Mapping[str, str]  # classification -> "mask" or "quarantine" when PII is found
+    readers: Mapping[str, list[str]]  # classification -> the groups that may retrieve it
+    default_classification: str
+    max_bytes: int
+    formats: tuple[str, ...]
+    unsupported_language: str = "quarantine"  # or "custom_only"
+    realtime_prefix: str = "realtime/"  # landing keys the connectors write: ingested directly
+    direct_prefix: str = "direct/"  # the curated copy of a directly ingested item (not re-indexed)
+
+    @classmethod
+    def from_environ(cls) -> Settings:
+        env = os.environ
+        return cls(
+            curated_bucket=env["CURATED_BUCKET"],
+            quarantine_bucket=env["QUARANTINE_BUCKET"],
+            curated_prefix=env["CURATED_PREFIX"],
+            policies=json.loads(env["CLASSIFICATION_POLICIES"]),
+            readers=json.loads(env["CLASSIFICATION_READERS"]),
+            default_classification=env["DEFAULT_CLASSIFICATION"],
+            max_bytes=int(env["MAX_DOCUMENT_BYTES"]),
+            formats=tuple(json.loads(env["DOCUMENT_FORMATS"])),
+            unsupported_language=env.get("UNSUPPORTED_LANGUAGE", "quarantine"),
+        )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    document_id: str
+    version: str
+    status: str
+    reason: str
+    location: str
+    pii: dict[str, int]
+    replayed: bool = False
+
+
+def document_id(bucket: str, key: str) -> str:
+    """Stable across versions of the same object: the registry's and the Knowledge Base's id."""
+    return hashlib.sha256(f"s3://{bucket}/{key}".encode()).hexdigest()[:32]
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Pipeline:
+    def __init__(
+        self,
+        s3: Any,
+        scanner: PiiScanner,
+        registry: Registry,
+        knowledge: KnowledgeBase,
+        settings: Settings,
+        clock: Callable[[], dt.datetime] = _now,
+    ) -> None:
+        self._s3 = s3
+        self._scanner = scanner
+        self._registry = registry
+        self._kb = knowledge
+        self._settings = settings
+        self._clock = clock
+
+    def process(self, ref: ObjectRef) -> Outcome:
+        doc = document_id(ref.bucket, ref.key)
+        settled = self._registry.version(doc, ref.version)
+        if settled is not None and settled.status in TERMINAL:
+            landed = settled.source.removeprefix(f"s3://{ref.bucket}/")
+            self._empty_landing(ref, landed)  # a crash after recording may have left it
+            return _outcome(settled, replayed=True)
+        record = VersionRecord(
+            document_id=doc,
+            version=ref.version,
+            status="",
+            reason="",
+            source=f"s3://{ref.bucket}/{ref.key}",
+            size=ref.size,
+            received_at=self._clock().isoformat(),
+        )
+        found = self._head(ref)
+        if found is None:
+            gone = replace(record, status=GONE, reason="the object was deleted before it was processed")
+            return self._settle(gone, None)
+        key, head = found
+        metadata = {k.lower(): v for k, v in head.get("Metadata", {}).items()}
+        classification = metadata.get("classification") or self._settings.default_classification
+        record = replace(record, classification=classification, origin=metadata.get("origin", "upload"))
+        scan: Scan | None = None
+        try:
+            if classification not in self._settings.policies:
+                known = ", ".join(self._settings.policies)
+                raise RejectedError("unknown_classification", f"classification {classification} is not one of {known}")
+            size = int(head.get("ContentLength", ref.size))
+            if size > self._settings.max_bytes:
+                raise RejectedError("too_large", f"{size} bytes is over the {self._settings.max_bytes} byte limit")
+            fmt = document_format(key, self._settings.formats)
+            body = self._s3.get_object(Bucket=ref.bucket, Key=key, VersionId=ref.version)["Body"].read()
+            record = replace(record, content_hash=hashlib.sha256(body).hexdigest())
+            text = text_of(body, fmt)
+            scan = self._scanner.scan(text)
+            if not scan.supported and self._settings.unsupported_language == "quarantine":
+                raise RejectedError(
+                    "unsupported_language", f"PII detection does not support the document's language ({scan.language})"
+                )
+            if scan.spans and self._settings.policies[classification] == "quarantine":
+                types = ", ".join(scan.summary())
+                raise RejectedError("pii", f"personal data ({types}) in a {classification} document")
+        except RejectedError as rejected:
+            pii = scan.summary() if scan else {}
+            return self._quarantine(ref, key, replace(record, reason=rejected.reason, pii=pii))
+        return self._curate(ref, key, record, mask(text, scan.spans), scan, metadata)
+
+    # --- destinations --------------------------------------------------------------------------
+
+    def _curate(
+        self, ref: ObjectRef, key: str, record: VersionRecord, masked: str, scan: Scan, metadata: Mapping[str, str]
+    ) -> Outcome:
+        settings = self._settings
+        classification = record.classification
+        attributes: dict[str, str | list[str]] = {
+            "document_id": record.document_id,
+            "source": metadata.get("source") or record.source,
+            "owner": metadata.get("owner", "unknown"),
+            "classification": classification,
+            "allowed_groups": list(settings.readers.get(classification, [])),
+        }
+        direct = key.startswith(settings.realtime_prefix)
+        prefix = settings.direct_prefix if direct else settings.curated_prefix
+        curated_key = f"{prefix}{record.document_id}.txt"
+        if not direct:  # the S3 data source reads the sidecar with the document
+            self._put(f"{curated_key}.metadata.json", json.dumps(sidecar(attributes)), "application/json")
+        object_version = self._put(curated_key, masked, "text/plain; charset=utf-8")
+        location = f"s3://{settings.curated_bucket}/{curated_key}"
+        if direct:
+            self._kb.ingest_text(record.document_id, masked, attributes)
+        found = len(scan.spans)
+        reason = f"masked {found} personal data entities" if found else "no personal data found"
+        current = {
+            "status": CURATED,
+            "version": record.version,
+            "location": location,
+            "object_version": object_version,
+            "mode": "direct" if direct else "bulk",
+            "classification": classification,
+        }
+        return self._settle(
+            replace(record, status=CURATED, reason=reason, location=location, pii=scan.summary()), current, ref, key
+        )
+
+    def _quarantine(self, ref: ObjectRef, key: str, record: VersionRecord) -> Outcome:
+        target = f"{record.document_id}/{ref.version}/{PurePosixPath(key).name}"
+        self._s3.copy_object(
+            Bucket=self._settings.quarantine_bucket,
+            Key=target,
+            CopySource={"Bucket": ref.bucket, "Key": key, "VersionId": ref.version},
+            MetadataDirective="COPY",
+        )
+        location = f"s3://{self._settings.quarantine_bucket}/{target}"
+        current = {"status": QUARANTINED, "version": record.version, "location": location}
+        return self._settle(replace(record, status=QUARANTINED, location=location), current, ref, key)
+
+    def _settle(
+        self,
+        record: VersionRecord,
+        current: dict[str, Any] | None,
+        ref: ObjectRef | None = None,
+        key: str | None = None,
+    ) -> Outcome:
+        """Retire what this version supersedes, record it, and empty its landing slot."""
+        if current is not None:
+            previous = self._registry.current(record.document_id)
+            if previous and previous.get("status") == CURATED:
+                self._retire(record.document_id, previous, replacing=current.get("location"))
+            current["updated_at"] = self._clock().isoformat()
+        record = replace(record, processed_at=self._clock().isoformat())
+        self._registry.record(record, current=current)
+        if ref is not None and key is not None:
+            self._empty_landing(ref, key)
+        return _outcome(record)
+
+    def retire_current(self, document_id: str) -> dict[str, Any] | None:
+        """Take a document's curated copy out of the bucket and the Knowledge Base (Macie)."""
+        current = self._registry.current(document_id)
+        if current and current.get("status") == CURATED:
+            self._retire(document_id, current, replacing=None)
+            return current
+        return None
+
+    def _retire(self, document_id: str, previous: Mapping[str, Any], *, replacing: str | None) -> None:
+        """Delete a superseded curated copy: its object version, its sidecar if another document
+        replaces it at a new place, and (for a document that moves or goes) its index entry."""
+        location = str(previous["location"])
+        bucket, _, key = location.removeprefix("s3://").partition("/")
+        if previous.get("object_version"):
+            self._s3.delete_object(Bucket=bucket, Key=key, VersionId=str(previous["object_version"]))
+        if location == replacing:
+            return  # the new version took its place; the next sync or the direct ingest updated the index
+        self._s3.delete_object(Bucket=bucket, Key=key)
+        if previous.get("mode") == "direct":
+            self._kb.remove(document_id=document_id)
+        else:
+            self._s3.delete_object(Bucket=bucket, Key=f"{key}.metadata.json")
+            self._kb.remove(uri=location)
+
+    # --- S3 ------------------------------------------------------------------------------------
+
+    def _head(self, ref: ObjectRef) -> tuple[str, dict[str, Any]] | None:
+        """(key, HeadObject) for the event's version. The key is tried as sent and URL-decoded."""
+        for key in dict.fromkeys([ref.key, unquote_plus(ref.key)]):
+            try:
+                return key, self._s3.head_object(Bucket=ref.bucket, Key=key, VersionId=ref.version)
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") not in MISSING:
+                    raise
+        return None
+
+    def _put(self, key: str, text: str, content_type: str) -> str:
+        response = self._s3.put_object(
+            Bucket=self._settings.curated_bucket, Key=key, Body=text.encode(), ContentType=content_type
+        )
+        return str(response.get("VersionId", ""))
+
+    def _empty_landing(self, ref: ObjectRef, key: str) -> None:
+        # Deleting a version is permanent and idempotent: a second delete is a no-op.
+        self._s3.delete_object(Bucket=ref.bucket, Key=key, VersionId=ref.version)
+
+
+def _outcome(record: VersionRecord, *, replayed: bool = False) -> Outcome:
+    return Outcome(
+        document_id=record.document_id,
+        version=record.version,
+        status=record.status,
+        reason=record.reason,
+        location=record.location,
+        pii=dict(record.pii),
+        replayed=replayed,
+    )

@@ -1,0 +1,271 @@
+"""Set-up for the ingestion tests: moto S3/DynamoDB/SQS, a Comprehend stand-in that keeps
+Comprehend's limits, a Bedrock Agent stand-in that checks every request against the real
+service model, and a fixture corpus of the documents production sees."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import boto3
+import pytest
+from botocore.validate import validate_parameters
+from ingestion import handler
+from ingestion.knowledge import KnowledgeBase
+from ingestion.pii import MAX_CALL_BYTES, PiiScanner
+from ingestion.pipeline import Pipeline, Settings
+from ingestion.registry import Registry
+from moto import mock_aws
+
+REGION = "us-east-1"
+LANDING, CURATED, QUARANTINE = "landing-bucket", "curated-bucket", "quarantine-bucket"
+MAX_BYTES = 4_000
+MAX_RECEIVE = 3
+SETTINGS = Settings(
+    curated_bucket=CURATED,
+    quarantine_bucket=QUARANTINE,
+    curated_prefix="curated/",
+    policies={"public": "quarantine", "internal": "mask", "customer": "mask"},
+    readers={"public": ["customer-basic", "customer-gold"], "internal": ["platform-admins"], "customer": []},
+    default_classification="internal",
+    max_bytes=MAX_BYTES,
+    formats=("txt", "md", "csv", "json", "html"),
+)
+CUSTOM = {"employee_id": r"\bEMP-\d{6}\b"}
+
+# Personal data seeded into the corpus: none of it may reach a log, the registry or curated text.
+SEEDED_PII = ["ada.lovelace@example.com", "078-05-1120", "+1 206 555 0143", "Grace Hopper", "EMP-314159"]
+FRENCH = "Bonjour, voici le rapport trimestriel de l'équipe. Merci de le lire attentivement."
+
+
+class FakeComprehend:
+    """Answers like Comprehend for the corpus: detects English/Spanish/French by marker words and
+    finds e-mail addresses, SSNs, phone numbers and two names; refuses texts over 100 KB."""
+
+    PATTERNS: ClassVar[dict[str, re.Pattern[str]]] = {
+        "EMAIL": re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+"),
+        "SSN": re.compile(r"\b\d{3}-\d{2}-\d{4}\b"),
+        "PHONE": re.compile(r"\+1 \d{3} \d{3} \d{4}"),
+        "NAME": re.compile(r"\b(Grace Hopper|Alan Turing)\b"),
+    }
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int]] = []
+
+    def detect_dominant_language(self, *, Text: str) -> dict[str, Any]:  # noqa: N803 - boto3's names
+        self._check(Text)
+        code = "fr" if "Bonjour" in Text else "es" if " el " in Text else "en"
+        self.calls.append(("language", len(Text.encode())))
+        return {"Languages": [{"LanguageCode": code, "Score": 0.99}]}
+
+    def detect_pii_entities(self, *, Text: str, LanguageCode: str) -> dict[str, Any]:  # noqa: N803
+        self._check(Text)
+        assert LanguageCode in ("en", "es")
+        self.calls.append(("pii", len(Text.encode())))
+        entities = [
+            {"Type": kind, "BeginOffset": m.start(), "EndOffset": m.end(), "Score": 0.99}
+            for kind, pattern in self.PATTERNS.items()
+            for m in pattern.finditer(Text)
+        ]
+        return {"Entities": entities}
+
+    @staticmethod
+    def _check(text: str) -> None:
+        if not text or len(text.encode()) > MAX_CALL_BYTES:
+            raise AssertionError(f"Comprehend refuses {len(text.encode())} bytes of text")
+
+
+@dataclass
+class ModelCheckedAgent:
+    """bedrock-agent calls, each checked against the service model (as Stubber checks them)."""
+
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    fail_with: str | None = None
+
+    def __post_init__(self) -> None:
+        self._model = boto3.client("bedrock-agent", region_name=REGION).meta.service_model
+
+    def _call(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
+        validate_parameters(params, self._model.operation_model(operation).input_shape)
+        if self.fail_with:
+            from botocore.exceptions import ClientError
+
+            raise ClientError({"Error": {"Code": self.fail_with, "Message": "x"}}, operation)
+        self.calls.append((operation, params))
+        return {"documentDetails": []}
+
+    def ingest_knowledge_base_documents(self, **params: Any) -> dict[str, Any]:
+        return self._call("IngestKnowledgeBaseDocuments", params)
+
+    def delete_knowledge_base_documents(self, **params: Any) -> dict[str, Any]:
+        return self._call("DeleteKnowledgeBaseDocuments", params)
+
+
+@dataclass
+class Aws:
+    s3: Any
+    dynamodb: Any
+    sqs: Any
+    comprehend: FakeComprehend
+    agent: ModelCheckedAgent
+    registry: Registry
+    pipeline: Pipeline
+    dlq_url: str
+
+    def put(self, key: str, body: bytes | str, **metadata: str) -> dict[str, Any]:
+        data = body.encode() if isinstance(body, str) else body
+        response = self.s3.put_object(Bucket=LANDING, Key=key, Body=data, Metadata=metadata)
+        return {"key": key, "version": response["VersionId"], "size": len(data)}
+
+    def objects(self, bucket: str) -> dict[str, bytes]:
+        listed = self.s3.list_objects_v2(Bucket=bucket).get("Contents", [])
+        return {o["Key"]: self.s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read() for o in listed}
+
+    def landing_versions(self) -> list[Any]:
+        response = self.s3.list_object_versions(Bucket=LANDING)
+        return response.get("Versions", []) + response.get("DeleteMarkers", [])
+
+    def registry_items(self) -> list[dict[str, Any]]:
+        return list(self.dynamodb.Table("registry").scan()["Items"])
+
+    def dlq(self) -> list[dict[str, Any]]:
+        messages = self.sqs.receive_message(
+            QueueUrl=self.dlq_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], VisibilityTimeout=0
+        )
+        return list(messages.get("Messages", []))
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
+    with mock_aws():
+        s3 = boto3.client("s3", region_name=REGION)
+        for bucket in (LANDING, CURATED, QUARANTINE):
+            s3.create_bucket(Bucket=bucket)
+            s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+        dynamodb = boto3.resource("dynamodb", region_name=REGION)
+        dynamodb.create_table(
+            TableName="registry",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        dynamodb.create_table(
+            TableName="idempotency",
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        sqs = boto3.client("sqs", region_name=REGION)
+        dlq_url = sqs.create_queue(QueueName="dlq")["QueueUrl"]
+        comprehend, agent = FakeComprehend(), ModelCheckedAgent()
+        registry = Registry(dynamodb.Table("registry"))
+        knowledge = KnowledgeBase(agent, "KB12345678", "DS3SOURCE1", "DSCUSTOM01")
+        scanner = PiiScanner(comprehend, custom_identifiers=CUSTOM, min_score=0.8)
+        pipeline = Pipeline(s3, scanner, registry, knowledge, SETTINGS)
+        monkeypatch.setattr(handler, "pipeline", lambda: pipeline)
+        monkeypatch.setattr(handler, "registry", lambda: registry)
+        monkeypatch.setattr(handler, "sqs", lambda: sqs)
+        monkeypatch.setattr(handler.persistence, "client", boto3.client("dynamodb", region_name=REGION))
+        monkeypatch.setattr(handler.persistence, "table_name", "idempotency")
+        monkeypatch.setenv("DLQ_URL", dlq_url)
+        monkeypatch.setenv("MAX_RECEIVE_COUNT", str(MAX_RECEIVE))
+        yield Aws(s3, dynamodb, sqs, comprehend, agent, registry, pipeline, dlq_url)
+
+
+_ids = itertools.count(1)
+
+
+def s3_event(key: str, version: str, size: int, bucket: str = LANDING) -> dict[str, Any]:
+    """EventBridge's "Object Created" event for a landing object."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Object Created",
+        "source": "aws.s3",
+        "account": "123456789012",
+        "time": "2026-11-29T20:00:00Z",
+        "region": REGION,
+        "resources": [f"arn:aws:s3:::{bucket}"],
+        "detail": {
+            "version": "0",
+            "bucket": {"name": bucket},
+            "object": {"key": key, "size": size, "etag": "e", "version-id": version, "sequencer": "1"},
+            "request-id": "r",
+            "requester": "123456789012",
+            "reason": "PutObject",
+        },
+    }
+
+
+def sqs_message(body: Any, *, receive_count: int = 1, message_id: str | None = None) -> dict[str, Any]:
+    return {
+        "messageId": message_id or f"m-{next(_ids)}",
+        "receiptHandle": "h",
+        "body": body if isinstance(body, str) else json.dumps(body),
+        "attributes": {
+            "ApproximateReceiveCount": str(receive_count),
+            "SentTimestamp": "1795888800000",
+            "SenderId": "AIDA",
+            "ApproximateFirstReceiveTimestamp": "1795888800000",
+        },
+        "messageAttributes": {},
+        "md5OfBody": "x",
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:ingestion",
+        "awsRegion": REGION,
+    }
+
+
+def batch(*messages: dict[str, Any]) -> dict[str, Any]:
+    return {"Records": list(messages)}
+
+
+def landed(aws: Aws, key: str, body: bytes | str, **metadata: str) -> dict[str, Any]:
+    """Put an object into the landing bucket and return the SQS message its event becomes."""
+    put = aws.put(key, body, **metadata)
+    return sqs_message(s3_event(put["key"], put["version"], put["size"]))
+
+
+# --- the corpus -----------------------------------------------------------------------------------
+
+CLEAN = {
+    "docs/handbook.txt": "Our refund window is thirty days from delivery.",
+    "docs/faq.md": "# FAQ\n\nShipping takes three to five working days.",
+    "docs/prices.csv": "sku,price\nA-1,10\nB-2,12\n",
+    "docs/catalog.json": json.dumps({"items": [{"sku": "A-1", "name": "Kettle"}]}),
+    "docs/about.html": "<html><head><style>p{}</style><script>var x=1</script></head>"
+    "<body><h1>About</h1><p>We make kettles.</p></body></html>",
+}
+WITH_PII_INTERNAL = {
+    "hr/contact.txt": "Escalations go to ada.lovelace@example.com or +1 206 555 0143 (Grace Hopper).",
+    "hr/payroll.md": "Employee EMP-314159 has SSN 078-05-1120 on file.",
+}
+WITH_PII_PUBLIC = {"web/press.txt": "Press contact: ada.lovelace@example.com"}
+REJECTED = {
+    "big/oversized.txt": ("x " * MAX_BYTES, "over the 4000 byte limit"),
+    "bin/report.pdf": (b"%PDF-1.7 binary", "format .pdf"),
+    "bin/tool.exe": (b"MZ\x90\x00", "format .exe"),
+    "bin/noextension": (b"plain", "format .(none)"),
+    "bad/latin1.txt": ("caf\xe9 cr\xe8me".encode("latin-1"), "not UTF-8"),
+    "bad/broken.json": ('{"items": [1, 2', "not valid JSON"),
+    "intl/rapport.txt": (FRENCH, "does not support the document's language (fr)"),
+}
+MALFORMED = {
+    "not json": "{nope",
+    "wrong type": json.dumps({"source": "aws.s3", "detail-type": "Object Deleted", "detail": {}}),
+    "no version": json.dumps(
+        {
+            "source": "aws.s3",
+            "detail-type": "Object Created",
+            "detail": {"bucket": {"name": LANDING}, "object": {"key": "k", "size": 1}},
+        }
+    ),
+}
