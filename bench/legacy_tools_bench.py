@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "lambdas")]
 
 from legacy_tools.adapters import TOOLS, Shape  # noqa: E402
-from legacy_tools.client import ClientSettings, Credentials, LegacyClient  # noqa: E402
+from shared.legacy_client import ClientSettings, Credentials, LegacyClient  # noqa: E402
 from tests.lambdas.legacy_api import CLIENT_ID, CLIENT_SECRET, CUSTOMER_EMAIL, FIELDS, serve  # noqa: E402
 
 SHAPE = Shape(top_k=20, byte_budget=4000, fields=FIELDS)

@@ -492,6 +492,10 @@ class PullConnectorConfig(_Model):
     title_field: FieldPath = "title"
     body_field: FieldPath = "body"
     updated_field: FieldPath = "updatedAt"
+    # The response: the list of records, and the cursor of the next page (absent on the last).
+    items_field: FieldPath = "items"
+    next_cursor_field: FieldPath = "next_cursor"
+    since_param: str = Field(default="updated_since", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
     timeout_seconds: float = Field(default=10, gt=0, le=60)
     max_attempts: int = Field(default=3, ge=1, le=5)
 

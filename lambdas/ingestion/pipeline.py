@@ -157,8 +157,10 @@ class Pipeline:
             "source": metadata.get("source") or record.source,
             "owner": metadata.get("owner", "unknown"),
             "classification": classification,
-            "allowed_groups": list(settings.readers.get(classification, [])),
         }
+        readers = list(settings.readers.get(classification, []))
+        if readers:  # a list attribute may not be empty
+            attributes["allowed_groups"] = readers
         direct = key.startswith(settings.realtime_prefix)
         prefix = settings.direct_prefix if direct else settings.curated_prefix
         curated_key = f"{prefix}{record.document_id}.txt"

@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from legacy_tools.client import LegacyClient
 from legacy_tools.shaping import decode_cursor, page, project
+from shared.legacy_client import LegacyClient
 from shared.tool_errors import ToolError
 
 M = TypeVar("M", bound=BaseModel)

@@ -17,7 +17,7 @@ from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from legacy_tools.adapters import TOOLS, Shape
-from legacy_tools.client import ClientSettings, Credentials, LegacyClient
+from shared.legacy_client import ClientSettings, Credentials, LegacyClient
 from shared.tool_errors import ToolError
 
 logger = Logger()

@@ -5,13 +5,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from shared.field_paths import value_at
 from shared.tool_errors import ToolError
 
-_STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 TRUNCATED = "truncated"
 CURSOR_ALLOWANCE = 128  # bytes kept for the next cursor and the truncation marker
 
@@ -19,20 +18,9 @@ CURSOR_ALLOWANCE = 128  # bytes kept for the next cursor and the truncation mark
 def project(record: Any, fields: Mapping[str, str]) -> dict[str, Any]:
     """{declared field: value at its path}, e.g. {"total": "pricing.totals.grand.amount"}.
 
-    A path is dotted keys with [n] for list items; a missing value is None, never an error.
+    A path is dotted keys with [n] for list items (shared.field_paths); a missing value is None.
     """
-    return {name: _at(record, path) for name, path in fields.items()}
-
-
-def _at(value: Any, path: str) -> Any:
-    for key, index in _STEP.findall(path):
-        if key and isinstance(value, Mapping):
-            value = value.get(key)
-        elif index and isinstance(value, Sequence) and not isinstance(value, str) and int(index) < len(value):
-            value = value[int(index)]
-        else:
-            return None
-    return value
+    return {name: value_at(record, path) for name, path in fields.items()}
 
 
 def encode_cursor(offset: int, query: Mapping[str, Any]) -> str:

@@ -15,12 +15,13 @@ from typing import Any, ClassVar
 import boto3
 import pytest
 from botocore.validate import validate_parameters
+from moto import mock_aws
+
 from ingestion import handler
 from ingestion.knowledge import KnowledgeBase
 from ingestion.pii import MAX_CALL_BYTES, PiiScanner
 from ingestion.pipeline import Pipeline, Settings
 from ingestion.registry import Registry
-from moto import mock_aws
 
 REGION = "us-east-1"
 LANDING, CURATED, QUARANTINE = "landing-bucket", "curated-bucket", "quarantine-bucket"

@@ -129,6 +129,25 @@ META = {
 }
 
 
+ARTICLE_COUNT = 45
+ARTICLES_PAGE = 20
+POISON_ARTICLE = 17  # published without a body: the pull connector must dead-letter it
+
+
+def article(number: int) -> dict[str, Any]:
+    """A help-centre article as the content API serves it (the pull connector's source)."""
+    body = None if number == POISON_ARTICLE else {"text": f"How to do task {number}.", "format": "plain"}
+    return {
+        "article": {
+            "id": f"A-{number:03d}",
+            "title": f"Task {number}",
+            "body": body,
+            "audit": {"updatedAt": f"2026-11-{1 + number % 28:02d}T08:00:00Z", "updatedBy": "editor"},
+            "locale": "en-GB",
+        }
+    }
+
+
 @dataclass
 class LegacyApi:
     """Test handle on the server: its URL, what it saw, and faults to inject."""
@@ -152,6 +171,16 @@ class LegacyApi:
 
 def _orders_body() -> bytes:
     return json.dumps({"data": {"orders": [order(n) for n in range(ORDER_COUNT)]}, "meta": META}).encode()
+
+
+def _articles(query: dict[str, list[str]]) -> dict[str, Any]:
+    """Articles changed at or after ``updated_since``, a page at a time (``cursor`` = offset)."""
+    since = query.get("updated_since", [""])[0]
+    changed = [a for a in map(article, range(ARTICLE_COUNT)) if a["article"]["audit"]["updatedAt"] >= since]
+    offset = int(query.get("cursor", ["0"])[0])
+    page = changed[offset : offset + ARTICLES_PAGE]
+    more = offset + ARTICLES_PAGE < len(changed)
+    return {"items": page, **({"next_cursor": str(offset + ARTICLES_PAGE)} if more else {}), "meta": META}
 
 
 def _handler(api: LegacyApi) -> type[BaseHTTPRequestHandler]:
@@ -193,6 +222,8 @@ def _handler(api: LegacyApi) -> type[BaseHTTPRequestHandler]:
                 return self._raw(200, _orders_body())
             if parsed.path == f"/v2/customers/{CUSTOMER_ID}":
                 return self._send(200, {"data": CUSTOMER, "meta": META})
+            if parsed.path == "/api/v2/articles":
+                return self._send(200, _articles(query))
             if parsed.path == f"/v2/customers/{CUSTOMER_ID}/addresses":
                 return self._send(200, {"data": {"items": ADDRESSES}, "meta": META})
             return self._send(404, {"error": "not_found"})

@@ -10,11 +10,11 @@ from typing import Any
 import boto3
 import pytest
 from botocore.stub import Stubber
+
 from ingestion import handler
 from ingestion.knowledge import KnowledgeBase
 from ingestion.pii import MAX_CALL_BYTES, PiiScanner, Span, chunks, mask
 from ingestion.pipeline import document_id
-
 from tests.lambdas.conftest import FakeContext
 from tests.lambdas.ingestion_fixtures import (
     CLEAN,

@@ -11,7 +11,7 @@ import pytest
 
 from legacy_tools import handler
 from legacy_tools.adapters import TOOLS, Shape
-from legacy_tools.client import ClientSettings, Credentials, LegacyClient
+from shared.legacy_client import ClientSettings, Credentials, LegacyClient
 from shared.tool_errors import ToolError
 from tests.lambdas.conftest import FakeContext
 from tests.lambdas.legacy_api import (

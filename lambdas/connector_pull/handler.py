@@ -1,0 +1,167 @@
+"""The pull connector: on a schedule, fetch what a REST source changed since the last run.
+
+Authenticated like the legacy API tools (client credentials from Secrets Manager, token cached,
+retries with backoff: shared.legacy_client). Pages are followed by cursor; each record becomes a
+landing document. A record without an id or body is a poison record: it goes to the pipeline's
+DLQ with its reason. The watermark (the newest change seen) is saved only after every page was
+landed, so a failed run is repeated whole by the next one (landing the same key again is safe).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities import parameters
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.config import Config
+from pydantic import ValidationError
+
+from shared.field_paths import value_at
+from shared.landing import Record, document, land
+from shared.legacy_client import ClientSettings, Credentials, LegacyClient
+
+logger = Logger()
+metrics = Metrics()
+MAX_PAGES = 1000  # a guard against a source whose cursor never ends
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    records_path: str
+    classification: str
+    owner: str
+    id_field: str
+    title_field: str
+    body_field: str
+    updated_field: str
+    items_field: str
+    next_cursor_field: str
+    since_param: str
+
+
+@dataclass(frozen=True)
+class Run:
+    landed: int
+    poison: int
+    pages: int
+    watermark: str | None
+
+
+class Watermarks:
+    """The newest change landed per source, in the document registry table."""
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+
+    def get(self, source: str) -> str | None:
+        item = self._table.get_item(Key={"pk": f"connector#{source}", "sk": "watermark"}, ConsistentRead=True)
+        value = item.get("Item", {}).get("updated_since")
+        return str(value) if value else None
+
+    def put(self, source: str, value: str) -> None:
+        self._table.put_item(Item={"pk": f"connector#{source}", "sk": "watermark", "updated_since": value})
+
+
+def pull(
+    client: LegacyClient, source: Source, *, s3: Any, sqs: Any, watermarks: Watermarks, dlq_url: str, bucket: str
+) -> Run:
+    since = watermarks.get(source.name)
+    newest = since
+    cursor: str | None = None
+    landed = poison = pages = 0
+    while pages < MAX_PAGES:
+        params = {source.since_param: since, "cursor": cursor}
+        body, _ = client.get(source.records_path, params)
+        pages += 1
+        items = value_at(body, source.items_field) or []
+        for index, item in enumerate(items if isinstance(items, list) else []):
+            raw = {
+                "id": _text(value_at(item, source.id_field)),
+                "title": _text(value_at(item, source.title_field)) or "",
+                "body": _text(value_at(item, source.body_field)),
+                "updated_at": value_at(item, source.updated_field),
+            }
+            try:
+                record = Record.model_validate(raw)
+            except ValidationError as error:
+                reason = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+                _poison(sqs, dlq_url, source.name, pages, index, item, reason)
+                poison += 1
+                continue
+            land(s3, document(source.name, record, classification=source.classification, owner=source.owner), bucket)
+            landed += 1
+            if record.updated_at is not None:
+                stamp = record.updated_at.astimezone(dt.UTC).isoformat()
+                newest = max(newest or stamp, stamp)
+        cursor = _text(value_at(body, source.next_cursor_field))
+        if not cursor:
+            break
+    if newest and newest != since:
+        watermarks.put(source.name, newest)
+    return Run(landed=landed, poison=poison, pages=pages, watermark=newest)
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _poison(sqs: Any, dlq_url: str, source: str, page: int, index: int, item: Any, reason: str) -> None:
+    sqs.send_message(
+        QueueUrl=dlq_url,
+        MessageBody=json.dumps({"connector": source, "page": page, "index": index, "record": item}, default=str),
+        MessageAttributes={"reason": {"DataType": "String", "StringValue": f"poison record: {reason}"}},
+    )
+    logger.warning("poison record dead-lettered", extra={"source": source, "page": page, "index": index})
+
+
+@cache
+def configuration() -> tuple[Source, ClientSettings, str]:
+    raw = json.loads(os.environ["PULL_SOURCE"])
+    source = Source(**{name: raw[name] for name in Source.__dataclass_fields__})
+    settings = ClientSettings(
+        base_url=raw["base_url"],
+        token_path=raw["token_path"],
+        timeout_seconds=float(raw["timeout_seconds"]),
+        max_attempts=int(raw["max_attempts"]),
+    )
+    return source, settings, raw["secret_name"]
+
+
+def credentials() -> Credentials:
+    secret = parameters.get_secret(configuration()[2], transform="json", max_age=300)
+    return Credentials(client_id=secret["client_id"], client_secret=secret["client_secret"])
+
+
+@cache
+def client() -> LegacyClient:
+    return LegacyClient(configuration()[1], credentials)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    source = configuration()[0]
+    aws = Config(retries={"mode": "standard", "total_max_attempts": 3})
+    run = pull(
+        client(),
+        source,
+        s3=boto3.client("s3", config=aws),
+        sqs=boto3.client("sqs", config=aws),
+        watermarks=Watermarks(boto3.resource("dynamodb", config=aws).Table(os.environ["REGISTRY_TABLE"])),
+        dlq_url=os.environ["DLQ_URL"],
+        bucket=os.environ["LANDING_BUCKET"],
+    )
+    metrics.add_dimension("Source", source.name)
+    metrics.add_metric(name="RecordsPulled", unit=MetricUnit.Count, value=run.landed)
+    metrics.add_metric(name="PoisonRecords", unit=MetricUnit.Count, value=run.poison)
+    logger.info("pull finished", extra={"source": source.name, **run.__dict__})
+    return {"landed": run.landed, "poison": run.poison, "pages": run.pages}

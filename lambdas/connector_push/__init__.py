@@ -1,0 +1,1 @@
+"""The push connector: upstream systems POST records, each becomes a landing document."""

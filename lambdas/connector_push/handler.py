@@ -1,0 +1,98 @@
+"""The push connector: upstream systems POST JSON records; each becomes a landing document.
+
+    POST /v1/records/{source}   {"records": [{"id", "title", "body", "owner"?, "updated_at"?}]}
+                                -> 202 {"accepted": n, "documents": [{"id", "key", "version"}]}
+
+The API authorizes callers with IAM (SigV4). A batch is all or nothing: any invalid record is a
+422 naming its index and field, and nothing is written. Back-pressure is the pipeline's queue:
+this function only writes to S3. Record contents are never logged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.config import Config
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from shared.landing import Record, document, land
+
+logger = Logger()
+metrics = Metrics()
+app = APIGatewayRestResolver()
+
+
+class Batch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    records: list[Record] = Field(min_length=1)
+
+
+@cache
+def sources() -> dict[str, str]:
+    """Source -> the classification its records get (connectors.push.sources)."""
+    return dict(json.loads(os.environ["PUSH_SOURCES"]))
+
+
+@cache
+def s3() -> Any:
+    return boto3.client("s3", config=Config(retries={"mode": "standard", "total_max_attempts": 3}))
+
+
+def _json(status: int, body: dict[str, Any]) -> Response[Any]:
+    if status >= 400:
+        metrics.add_metric(name="PushesRefused", unit=MetricUnit.Count, value=1)
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
+
+
+@app.post("/v1/records/<source>")
+def push(source: str) -> Response[Any]:
+    classification = sources().get(source)
+    if classification is None:
+        return _json(404, {"error": "not_found", "message": f"unknown source; known: {', '.join(sorted(sources()))}"})
+    limit = int(os.environ.get("MAX_RECORDS", "100"))
+    try:
+        raw = json.loads(app.current_event.body or "")
+    except ValueError:
+        return _json(400, {"error": "invalid_request", "message": "body: not JSON"})
+    if isinstance(raw, dict) and isinstance(raw.get("records"), list) and len(raw["records"]) > limit:
+        return _json(413, {"error": "too_large", "message": f"at most {limit} records per request"})
+    try:
+        batch = Batch.model_validate(raw)
+    except ValidationError as error:
+        problems = [f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in error.errors()]
+        return _json(422, {"error": "invalid_request", "message": "; ".join(problems)})
+    accepted = []
+    for record in batch.records:
+        doc = document(source, record, classification=classification)
+        accepted.append({"id": record.id, "key": doc.key, "version": land(s3(), doc)})
+    metrics.add_dimension("Source", source)
+    metrics.add_metric(name="RecordsAccepted", unit=MetricUnit.Count, value=len(accepted))
+    logger.info("records accepted", extra={"source": source, "count": len(accepted)})
+    return _json(202, {"accepted": len(accepted), "documents": accepted})
+
+
+@app.not_found
+def _no_route(_: Exception) -> Response[Any]:
+    return _json(404, {"error": "not_found", "message": "POST /v1/records/{source}"})
+
+
+@app.exception_handler(Exception)
+def _unexpected(_: Exception) -> Response[Any]:
+    logger.exception("push failed")
+    return _json(500, {"error": "internal_error", "message": "the records were not all stored; send them again"})
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

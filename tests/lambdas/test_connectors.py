@@ -1,0 +1,170 @@
+"""The real-time connectors: pushed records and pulled ones become landing documents that the
+pipeline ingests directly; bad records are refused (push) or dead-lettered (pull)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from connector_pull import handler as pull
+from connector_push import handler as push
+from ingestion.pipeline import document_id
+from shared.landing import Record, document
+from shared.legacy_client import ClientSettings, Credentials, LegacyClient
+from tests.lambdas.conftest import FakeContext, HttpResult, http_result
+from tests.lambdas.gateway_fixtures import rest_event
+from tests.lambdas.ingestion_fixtures import LANDING, Aws, batch, s3_event, sqs_message
+from tests.lambdas.legacy_api import (
+    ARTICLE_COUNT,
+    ARTICLES_PAGE,
+    CLIENT_ID,
+    CLIENT_SECRET,
+    POISON_ARTICLE,
+    LegacyApi,
+    serve,
+)
+
+SOURCE = pull.Source(
+    name="kb-articles",
+    records_path="/api/v2/articles",
+    classification="public",
+    owner="support-content-team",
+    id_field="article.id",
+    title_field="article.title",
+    body_field="article.body.text",
+    updated_field="article.audit.updatedAt",
+    items_field="items",
+    next_cursor_field="next_cursor",
+    since_param="updated_since",
+)
+
+
+@pytest.fixture
+def pushing(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Aws:
+    monkeypatch.setenv("LANDING_BUCKET", LANDING)
+    monkeypatch.setenv("MAX_RECORDS", "3")
+    monkeypatch.setattr(push, "sources", lambda: {"crm": "customer"})
+    monkeypatch.setattr(push, "s3", lambda: aws.s3)
+    return aws
+
+
+def post(source: str, body: Any) -> HttpResult:
+    event = rest_event("POST", f"/v1/records/{source}", body)
+    return http_result(push.lambda_handler(event, FakeContext()))
+
+
+def test_pushed_records_land_as_realtime_documents_with_their_metadata(pushing: Aws) -> None:
+    records = [{"id": "case-1", "title": "Refund", "body": "Customer wants a refund."}, {"id": "case-2", "body": "x"}]
+    result = post("crm", {"records": records})
+    assert (result.status, result.body["accepted"]) == (202, 2)
+    assert [d["key"] for d in result.body["documents"]] == ["realtime/crm/case-1.md", "realtime/crm/case-2.md"]
+    head = pushing.s3.head_object(Bucket=LANDING, Key="realtime/crm/case-1.md")
+    assert head["Metadata"] == {
+        "classification": "customer",
+        "owner": "crm",
+        "source": "crm:case-1",
+        "origin": "connector:crm",
+    }
+    body = pushing.s3.get_object(Bucket=LANDING, Key="realtime/crm/case-1.md")["Body"].read()
+    assert body == b"# Refund\n\nCustomer wants a refund.\n"
+
+
+@pytest.mark.parametrize(
+    ("source", "body", "status", "message"),
+    [
+        ("erp", {"records": [{"id": "1", "body": "x"}]}, 404, "unknown source; known: crm"),
+        ("crm", "{nope", 400, "body: not JSON"),
+        ("crm", {"records": []}, 422, "records: List should have at least 1 item"),
+        ("crm", {"records": [{"id": "ok", "body": "x"}, {"id": "bad id!", "body": "x"}]}, 422, "records.1.id"),
+        ("crm", {"records": [{"id": "1"}]}, 422, "records.0.body: Field required"),
+        ("crm", {"records": [{"id": str(n), "body": "x"} for n in range(4)]}, 413, "at most 3 records"),
+    ],
+)
+def test_a_bad_push_is_a_4xx_naming_the_record_and_nothing_lands(
+    pushing: Aws, source: str, body: Any, status: int, message: str
+) -> None:
+    result = post(source, body if isinstance(body, dict) else body)
+    assert result.status == status
+    assert message in result.body["message"]
+    assert pushing.landing_versions() == []  # all or nothing
+
+
+def test_a_pushed_record_goes_through_the_pipeline_into_the_kb_directly(pushing: Aws) -> None:
+    from ingestion import handler as ingestion
+
+    post("crm", {"records": [{"id": "case-3", "body": "Call ada.lovelace@example.com back."}]})
+    (version,) = pushing.landing_versions()
+    message = sqs_message(s3_event("realtime/crm/case-3.md", version["VersionId"], version["Size"]))
+    assert ingestion.lambda_handler(batch(message), FakeContext())["batchItemFailures"] == []
+    ((operation, params),) = pushing.agent.calls
+    content = params["documents"][0]["content"]["custom"]
+    assert operation == "IngestKnowledgeBaseDocuments"
+    assert content["inlineContent"]["textContent"]["data"] == "Call [EMAIL] back.\n"
+    assert content["customDocumentIdentifier"]["id"] == document_id(LANDING, "realtime/crm/case-3.md")
+
+
+@pytest.fixture
+def source_api() -> Iterator[LegacyApi]:
+    with serve() as api:
+        yield api
+
+
+def run_pull(aws: Aws, api: LegacyApi) -> tuple[pull.Run, LegacyClient]:
+    client = LegacyClient(
+        ClientSettings(base_url=api.url, max_attempts=2, backoff_seconds=0),
+        lambda: Credentials(CLIENT_ID, CLIENT_SECRET),
+    )
+    watermarks = pull.Watermarks(aws.dynamodb.Table("registry"))
+    run = pull.pull(
+        client, SOURCE, s3=aws.s3, sqs=aws.sqs, watermarks=watermarks, dlq_url=aws.dlq_url, bucket=LANDING
+    )
+    return run, client
+
+
+def test_the_pull_connector_lands_every_changed_record_once_and_dead_letters_poison(
+    aws: Aws, source_api: LegacyApi
+) -> None:
+    run, client = run_pull(aws, source_api)
+    pages = -(-ARTICLE_COUNT // ARTICLES_PAGE)
+    assert (run.landed, run.poison, run.pages) == (ARTICLE_COUNT - 1, 1, pages)
+    assert client.token_fetches == 1  # one token for every page
+    keys = sorted(v["Key"] for v in aws.landing_versions())
+    assert keys == sorted(f"realtime/kb-articles/A-{n:03d}.md" for n in range(ARTICLE_COUNT) if n != POISON_ARTICLE)
+    head = aws.s3.head_object(Bucket=LANDING, Key="realtime/kb-articles/A-001.md")
+    assert head["Metadata"]["classification"] == "public"
+    assert head["Metadata"]["owner"] == "support-content-team"
+    (dead,) = aws.dlq()
+    assert json.loads(dead["Body"])["record"]["article"]["id"] == f"A-{POISON_ARTICLE:03d}"
+    assert dead["MessageAttributes"]["reason"]["StringValue"].startswith("poison record: body:")
+    assert run.watermark == "2026-11-28T08:00:00+00:00"
+
+
+def test_the_next_pull_asks_only_for_changes_since_the_watermark(aws: Aws, source_api: LegacyApi) -> None:
+    run_pull(aws, source_api)
+    landed_before = len(aws.landing_versions())
+    again, _ = run_pull(aws, source_api)
+    newest = [n for n in range(ARTICLE_COUNT) if 1 + n % 28 == 28]  # updated on the 28th, the watermark day
+    assert (again.landed, again.pages) == (len(newest), 1)
+    assert len(aws.landing_versions()) == landed_before + len(newest)
+
+
+def test_an_upstream_outage_fails_the_run_and_keeps_the_watermark(aws: Aws, source_api: LegacyApi) -> None:
+    from shared.tool_errors import ToolError
+
+    source_api.faults = [503, 503]
+    with pytest.raises(ToolError):
+        run_pull(aws, source_api)
+    assert pull.Watermarks(aws.dynamodb.Table("registry")).get(SOURCE.name) is None
+
+
+def test_a_record_normalizes_to_markdown_with_its_source() -> None:
+    doc = document("crm", Record(id="c-9", body="text", owner="agent-7"), classification="customer")
+    assert (doc.key, doc.body, doc.metadata["owner"], doc.metadata["source"]) == (
+        "realtime/crm/c-9.md",
+        b"text\n",
+        "agent-7",
+        "crm:c-9",
+    )
