@@ -86,7 +86,7 @@ def test_pushed_records_land_as_realtime_documents_with_their_metadata(pushing: 
 def test_a_bad_push_is_a_4xx_naming_the_record_and_nothing_lands(
     pushing: Aws, source: str, body: Any, status: int, message: str
 ) -> None:
-    result = post(source, body if isinstance(body, dict) else body)
+    result = post(source, body)
     assert result.status == status
     assert message in result.body["message"]
     assert pushing.landing_versions() == []  # all or nothing
