@@ -93,6 +93,7 @@ class Pipeline:
         self._scanner = scanner
         self._registry = registry
         self._kb = knowledge
+        self._store = CuratedStore(s3, knowledge, registry)
         self._settings = settings
         self._clock = clock
 
@@ -207,37 +208,13 @@ class Pipeline:
         if current is not None:
             previous = self._registry.current(record.document_id)
             if previous and previous.get("status") == CURATED:
-                self._retire(record.document_id, previous, replacing=current.get("location"))
+                self._store.retire(record.document_id, previous, replacing=current.get("location"))
             current["updated_at"] = self._clock().isoformat()
         record = replace(record, processed_at=self._clock().isoformat())
         self._registry.record(record, current=current)
         if ref is not None and key is not None:
             self._empty_landing(ref, key)
         return _outcome(record)
-
-    def retire_current(self, document_id: str) -> dict[str, Any] | None:
-        """Take a document's curated copy out of the bucket and the Knowledge Base (Macie)."""
-        current = self._registry.current(document_id)
-        if current and current.get("status") == CURATED:
-            self._retire(document_id, current, replacing=None)
-            return current
-        return None
-
-    def _retire(self, document_id: str, previous: Mapping[str, Any], *, replacing: str | None) -> None:
-        """Delete a superseded curated copy: its object version, its sidecar if another document
-        replaces it at a new place, and (for a document that moves or goes) its index entry."""
-        location = str(previous["location"])
-        bucket, _, key = location.removeprefix("s3://").partition("/")
-        if previous.get("object_version"):
-            self._s3.delete_object(Bucket=bucket, Key=key, VersionId=str(previous["object_version"]))
-        if location == replacing:
-            return  # the new version took its place; the next sync or the direct ingest updated the index
-        self._s3.delete_object(Bucket=bucket, Key=key)
-        if previous.get("mode") == "direct":
-            self._kb.remove(document_id=document_id)
-        else:
-            self._s3.delete_object(Bucket=bucket, Key=f"{key}.metadata.json")
-            self._kb.remove(uri=location)
 
     # --- S3 ------------------------------------------------------------------------------------
 
@@ -260,6 +237,42 @@ class Pipeline:
     def _empty_landing(self, ref: ObjectRef, key: str) -> None:
         # Deleting a version is permanent and idempotent: a second delete is a no-op.
         self._s3.delete_object(Bucket=ref.bucket, Key=key, VersionId=ref.version)
+
+
+class CuratedStore:
+    """Curated copies leaving the bucket and the Knowledge Base: superseded, or pulled by Macie."""
+
+    def __init__(self, s3: Any, knowledge: KnowledgeBase, registry: Registry) -> None:
+        self._s3 = s3
+        self._kb = knowledge
+        self._registry = registry
+
+    def retire_current(self, document_id: str, *, object_version: str | None = None) -> dict[str, Any] | None:
+        """Take a document's curated copy out of the bucket and the Knowledge Base (Macie); with
+        ``object_version``, only if that is the current copy (an older one is no longer indexed)."""
+        current = self._registry.current(document_id)
+        if object_version is not None and current and current.get("object_version") != object_version:
+            return None
+        if current and current.get("status") == CURATED:
+            self.retire(document_id, current, replacing=None)
+            return current
+        return None
+
+    def retire(self, document_id: str, previous: Mapping[str, Any], *, replacing: str | None) -> None:
+        """Delete a superseded curated copy: its object version, its sidecar if another document
+        replaces it at a new place, and (for a document that moves or goes) its index entry."""
+        location = str(previous["location"])
+        bucket, _, key = location.removeprefix("s3://").partition("/")
+        if previous.get("object_version"):
+            self._s3.delete_object(Bucket=bucket, Key=key, VersionId=str(previous["object_version"]))
+        if location == replacing:
+            return  # the new version took its place; the next sync or the direct ingest updated the index
+        self._s3.delete_object(Bucket=bucket, Key=key)
+        if previous.get("mode") == "direct":
+            self._kb.remove(document_id=document_id)
+        else:
+            self._s3.delete_object(Bucket=bucket, Key=f"{key}.metadata.json")
+            self._kb.remove(uri=location)
 
 
 def _outcome(record: VersionRecord, *, replayed: bool = False) -> Outcome:

@@ -55,6 +55,30 @@ class Registry:
             if current is not None:
                 batch.put_item(Item={"pk": record.document_id, "sk": CURRENT, **current})
 
+    def finding(self, document_id: str, finding_id: str, *, reason: str, location: str, at: dt.datetime) -> None:
+        """A Macie finding acted on: the document's current state becomes quarantined."""
+        stamp = at.isoformat()
+        with self._table.batch_writer() as batch:
+            batch.put_item(
+                Item={
+                    "pk": document_id,
+                    "sk": f"finding#{finding_id}",
+                    "status": QUARANTINED,
+                    "reason": reason,
+                    "location": location,
+                    "processed_at": stamp,
+                }
+            )
+            batch.put_item(
+                Item={
+                    "pk": document_id,
+                    "sk": CURRENT,
+                    "status": QUARANTINED,
+                    "location": location,
+                    "updated_at": stamp,
+                }
+            )
+
     def dead_letter_event(self, message_id: str, reason: str, at: dt.datetime) -> None:
         self._table.put_item(
             Item={

@@ -9,11 +9,12 @@ import json
 import re
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from botocore.validate import validate_parameters
 from moto import mock_aws
 
@@ -81,30 +82,31 @@ class FakeComprehend:
             raise AssertionError(f"Comprehend refuses {len(text.encode())} bytes of text")
 
 
-@dataclass
-class ModelCheckedAgent:
-    """bedrock-agent calls, each checked against the service model (as Stubber checks them)."""
+class ModelChecked:
+    """A client whose every call is checked against the real service model (as Stubber checks
+    requests) and recorded; it answers ``responses[operation]`` or fails with ``fail_with``."""
 
-    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    fail_with: str | None = None
+    def __init__(self, service: str, responses: dict[str, Any] | None = None) -> None:
+        client = boto3.client(service, region_name=REGION)
+        self._model = client.meta.service_model
+        self._operations = dict(client.meta.method_to_api_mapping)  # snake_case -> operation
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.responses = responses or {}
+        self.fail_with: str | None = None
 
-    def __post_init__(self) -> None:
-        self._model = boto3.client("bedrock-agent", region_name=REGION).meta.service_model
+    def __getattr__(self, name: str) -> Any:
+        operation = self.__dict__["_operations"].get(name)
+        if operation is None:
+            raise AttributeError(name)
 
-    def _call(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
-        validate_parameters(params, self._model.operation_model(operation).input_shape)
-        if self.fail_with:
-            from botocore.exceptions import ClientError
+        def call(**params: Any) -> dict[str, Any]:
+            validate_parameters(params, self._model.operation_model(operation).input_shape)
+            if self.fail_with:
+                raise ClientError({"Error": {"Code": self.fail_with, "Message": "x"}}, operation)
+            self.calls.append((operation, params))
+            return dict(self.responses.get(operation, {}))
 
-            raise ClientError({"Error": {"Code": self.fail_with, "Message": "x"}}, operation)
-        self.calls.append((operation, params))
-        return {"documentDetails": []}
-
-    def ingest_knowledge_base_documents(self, **params: Any) -> dict[str, Any]:
-        return self._call("IngestKnowledgeBaseDocuments", params)
-
-    def delete_knowledge_base_documents(self, **params: Any) -> dict[str, Any]:
-        return self._call("DeleteKnowledgeBaseDocuments", params)
+        return call
 
 
 @dataclass
@@ -113,8 +115,9 @@ class Aws:
     dynamodb: Any
     sqs: Any
     comprehend: FakeComprehend
-    agent: ModelCheckedAgent
+    agent: ModelChecked
     registry: Registry
+    knowledge: KnowledgeBase
     pipeline: Pipeline
     dlq_url: str
 
@@ -166,7 +169,16 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
         )
         sqs = boto3.client("sqs", region_name=REGION)
         dlq_url = sqs.create_queue(QueueName="dlq")["QueueUrl"]
-        comprehend, agent = FakeComprehend(), ModelCheckedAgent()
+        comprehend, agent = (
+            FakeComprehend(),
+            ModelChecked(
+                "bedrock-agent",
+                {
+                    "IngestKnowledgeBaseDocuments": {"documentDetails": []},
+                    "DeleteKnowledgeBaseDocuments": {"documentDetails": []},
+                },
+            ),
+        )
         registry = Registry(dynamodb.Table("registry"))
         knowledge = KnowledgeBase(agent, "KB12345678", "DS3SOURCE1", "DSCUSTOM01")
         scanner = PiiScanner(comprehend, custom_identifiers=CUSTOM, min_score=0.8)
@@ -178,7 +190,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
         monkeypatch.setattr(handler.persistence, "table_name", "idempotency")
         monkeypatch.setenv("DLQ_URL", dlq_url)
         monkeypatch.setenv("MAX_RECEIVE_COUNT", str(MAX_RECEIVE))
-        yield Aws(s3, dynamodb, sqs, comprehend, agent, registry, pipeline, dlq_url)
+        yield Aws(s3, dynamodb, sqs, comprehend, agent, registry, knowledge, pipeline, dlq_url)
 
 
 _ids = itertools.count(1)

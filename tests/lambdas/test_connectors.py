@@ -118,9 +118,7 @@ def run_pull(aws: Aws, api: LegacyApi) -> tuple[pull.Run, LegacyClient]:
         lambda: Credentials(CLIENT_ID, CLIENT_SECRET),
     )
     watermarks = pull.Watermarks(aws.dynamodb.Table("registry"))
-    run = pull.pull(
-        client, SOURCE, s3=aws.s3, sqs=aws.sqs, watermarks=watermarks, dlq_url=aws.dlq_url, bucket=LANDING
-    )
+    run = pull.pull(client, SOURCE, s3=aws.s3, sqs=aws.sqs, watermarks=watermarks, dlq_url=aws.dlq_url, bucket=LANDING)
     return run, client
 
 
