@@ -226,8 +226,7 @@ class GatewayStack(Stack):
             description="AI gateway: chat, output-priced workloads, usage",
             endpoint_types=[apigateway.EndpointType.REGIONAL],
             api_key_source_type=apigateway.ApiKeySourceType.AUTHORIZER,
-            cloud_watch_role=True,
-            cloud_watch_role_removal_policy=RemovalPolicy.RETAIN,
+            cloud_watch_role=False,  # the account's logging role is the foundation stack's
             deploy_options=apigateway.StageOptions(
                 stage_name="live",
                 logging_level=apigateway.MethodLoggingLevel.INFO,
@@ -244,12 +243,6 @@ class GatewayStack(Stack):
         cfn_api.security_policy = config.api.tls_policy
         if config.api.tls_policy.startswith("SecurityPolicy_"):
             cfn_api.endpoint_access_mode = "STRICT"
-        acknowledge(
-            api,
-            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]",
-            "API Gateway's account-wide logging role; AWS's managed policy is the documented way to let "
-            "execution logs reach CloudWatch.",
-        )
         acknowledge(
             api,
             "NIST.800.53.R5-APIGWSSLEnabled",

@@ -1,21 +1,25 @@
-"""The production knowledge store: the curated bucket and the Knowledge Base over it."""
+"""The production knowledge store: the curated bucket, the Knowledge Base over it, and the
+ingestion pipeline that fills it (stacks/production/ingestion.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import CfnOutput, RemovalPolicy, Stack, aws_kms as kms, aws_s3 as s3
+from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack, aws_kms as kms, aws_s3 as s3
 from constructs import Construct
 
 from stacks.config import ProductionConfig, Tier
+from stacks.production.ingestion import IngestionPipeline
+from stacks.production.macie import MacieDiscovery
 from stacks.shared.buckets import SecureBucket
 from stacks.shared.knowledge_base import VectorKnowledgeBase
 from stacks.shared.nag import acknowledge
 
 
 class KnowledgeStack(Stack):
-    """Curated documents (KMS, TLS-only, versioned, access-logged, retained) and a Knowledge Base
-    on S3 Vectors over ``knowledge_base.documents_prefix``; the ingestion pipelines fill it."""
+    """Curated documents (KMS, TLS-only, versioned, access-logged, retained), a Knowledge Base over
+    ``knowledge_base.documents_prefix`` with an S3 and a direct-ingestion data source, and the
+    ingestion pipeline with its connectors that fill it."""
 
     def __init__(
         self,
@@ -31,7 +35,13 @@ class KnowledgeStack(Stack):
         super().__init__(scope, id, **kwargs)
         name = f"{prefix}-{Tier.PRODUCTION}"
         self.curated = SecureBucket(
-            self, "Curated", encryption_key=key, access_logs=access_logs, removal_policy=RemovalPolicy.RETAIN
+            self,
+            "Curated",
+            encryption_key=key,
+            access_logs=access_logs,
+            removal_policy=RemovalPolicy.RETAIN,
+            # Superseded copies are deleted by the pipeline; stragglers from an interrupted run expire.
+            lifecycle_rules=[s3.LifecycleRule(noncurrent_version_expiration=Duration.days(30))],
         )
         acknowledge(
             self.curated,
@@ -46,6 +56,29 @@ class KnowledgeStack(Stack):
             documents=self.curated,
             encryption_key=key,
             config=config.knowledge_base,
+            direct_ingestion=True,
+        )
+        self.ingestion = IngestionPipeline(
+            self,
+            "Ingestion",
+            prefix=prefix,
+            config=config,
+            key=key,
+            access_logs=access_logs,
+            curated=self.curated,
+            knowledge_base=self.knowledge_base,
+        )
+        self.macie = MacieDiscovery(
+            self,
+            "Macie",
+            prefix=prefix,
+            config=config,
+            key=key,
+            pipeline=self.ingestion,
+            curated=self.curated,
+            knowledge_base=self.knowledge_base,
+            log_archive=access_logs,
         )
         CfnOutput(self, "CuratedBucketName", value=self.curated.bucket_name)
         CfnOutput(self, "KnowledgeBaseId", value=self.knowledge_base.knowledge_base_id)
+        CfnOutput(self, "DirectDataSourceId", value=self.knowledge_base.direct_source_id)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aws_cdk import Duration, RemovalPolicy, aws_iam as iam, aws_kms as kms, aws_s3 as s3
 from constructs import Construct
 
@@ -60,10 +62,13 @@ class SecureBucket(s3.Bucket):
         encryption_key: kms.IKey,
         access_logs: s3.IBucket,
         removal_policy: RemovalPolicy,
+        event_bridge_enabled: bool = False,
+        lifecycle_rules: Sequence[s3.LifecycleRule] | None = None,
     ) -> None:
         super().__init__(
             scope,
             id,
+            lifecycle_rules=lifecycle_rules,
             encryption=s3.BucketEncryption.KMS,
             encryption_key=encryption_key,
             bucket_key_enabled=True,
@@ -76,6 +81,13 @@ class SecureBucket(s3.Bucket):
             removal_policy=removal_policy,
             auto_delete_objects=removal_policy == RemovalPolicy.DESTROY,
         )
+        if event_bridge_enabled:
+            # Set on the bucket itself: CDK's event_bridge_enabled adds a custom-resource Lambda.
+            cfn = self.node.default_child
+            assert isinstance(cfn, s3.CfnBucket)
+            cfn.notification_configuration = s3.CfnBucket.NotificationConfigurationProperty(
+                event_bridge_configuration=s3.CfnBucket.EventBridgeConfigurationProperty(event_bridge_enabled=True)
+            )
 
 
 def grant_read_prefix(bucket: s3.IBucket, key: kms.IKey, role: iam.IRole, *, prefix: str, reader: str) -> None:

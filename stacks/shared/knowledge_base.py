@@ -49,6 +49,7 @@ class VectorKnowledgeBase(Construct):
         documents: s3.IBucket,
         encryption_key: kms.IKey,
         config: KnowledgeBaseConfig,
+        direct_ingestion: bool = False,
     ) -> None:
         super().__init__(scope, id)
 
@@ -147,6 +148,33 @@ class VectorKnowledgeBase(Construct):
                 chunking_configuration=chunking_configuration(config.chunking)
             ),
         )
+
+        # A custom data source takes documents directly (IngestKnowledgeBaseDocuments), e.g. the
+        # real-time items the ingestion pipeline sends, with their metadata inline.
+        self.direct_source = (
+            bedrock.CfnDataSource(
+                self,
+                "DirectSource",
+                name="direct",
+                knowledge_base_id=self.knowledge_base.attr_knowledge_base_id,
+                data_deletion_policy="DELETE",
+                data_source_configuration=bedrock.CfnDataSource.DataSourceConfigurationProperty(type="CUSTOM"),
+                server_side_encryption_configuration=bedrock.CfnDataSource.ServerSideEncryptionConfigurationProperty(
+                    kms_key_arn=encryption_key.key_arn
+                ),
+                vector_ingestion_configuration=bedrock.CfnDataSource.VectorIngestionConfigurationProperty(
+                    chunking_configuration=chunking_configuration(config.chunking)
+                ),
+            )
+            if direct_ingestion
+            else None
+        )
+
+    @property
+    def direct_source_id(self) -> str:
+        if self.direct_source is None:
+            raise ValueError("this Knowledge Base has no direct-ingestion data source")
+        return self.direct_source.attr_data_source_id
 
     @property
     def knowledge_base_id(self) -> str:

@@ -85,7 +85,8 @@ def function_code(package: str) -> lambda_.Code:
 class BlueprintFunction(lambda_.Function):
     """A Python Lambda function with the house defaults.
 
-    Code is the package ``lambdas/<package>/`` and the handler ``<package>.handler.lambda_handler``.
+    Code is the package ``lambdas/<package>/`` and the handler ``<package>.<module>.lambda_handler``
+    (``module`` is ``handler`` unless a package serves several functions).
     Defaults: Python 3.14 on arm64; the dependency layer; 256 MB; 30 s; X-Ray active tracing;
     JSON logs (application INFO, system WARN) to its own log group with the given retention (days)
     and removal policy, encrypted with ``log_key`` when one is given; its own role, allowed to
@@ -109,6 +110,7 @@ class BlueprintFunction(lambda_.Function):
         timeout: Duration | None = None,
         log_key: kms.IKey | None = None,
         layers: Sequence[lambda_.ILayerVersion] = (),
+        module: str = "handler",
     ) -> None:
         # Its own role instead of AWSLambdaBasicExecutionRole, which may write to any log group.
         role = iam.Role(
@@ -130,7 +132,7 @@ class BlueprintFunction(lambda_.Function):
             runtime=RUNTIME,
             architecture=ARCHITECTURE,
             code=function_code(package),
-            handler=f"{package}.handler.lambda_handler",
+            handler=f"{package}.{module}.lambda_handler",
             description=description,
             memory_size=memory_size,
             reserved_concurrent_executions=reserved_concurrent_executions,

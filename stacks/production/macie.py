@@ -1,0 +1,273 @@
+"""Macie sensitive-data discovery over the pipeline's buckets, and what happens to a finding.
+
+The Macie session itself is account-level and lives in the foundation stack. Here: the custom
+data identifiers (the same patterns the pipeline masks), the allow list, a scheduled
+classification job over the landing and curated buckets and the access-log archive (created
+through the API at deploy time: CloudFormation has no type for it), and the findings rule that
+sends findings at or above ``macie.min_severity`` to lambdas/ingestion/macie.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, get_args
+
+from aws_cdk import (
+    RemovalPolicy,
+    Stack,
+    aws_events as events,
+    aws_events_targets as targets,
+    aws_iam as iam,
+    aws_kms as kms,
+    aws_logs as logs,
+    aws_macie as macie,
+    aws_s3 as s3,
+    aws_sns as sns,
+    aws_sns_subscriptions as subscriptions,
+    custom_resources as cr,
+)
+from constructs import Construct
+
+from stacks.config import MacieSeverity, ProductionConfig, Tier
+from stacks.production.functions import production_function
+from stacks.production.ingestion import DATA_KEY_ACTIONS, DIRECT_PREFIX, IngestionPipeline
+from stacks.shared.knowledge_base import VectorKnowledgeBase
+from stacks.shared.lambda_function import log_retention
+from stacks.shared.nag import acknowledge, acknowledge_inline_policy, nag_arn, nag_attribute
+
+SEVERITIES: tuple[str, ...] = get_args(MacieSeverity)  # Low, Medium, High
+SCHEDULES = {
+    "DAILY": {"dailySchedule": {}},
+    "WEEKLY": {"weeklySchedule": {"dayOfWeek": "MONDAY"}},
+    "MONTHLY": {"monthlySchedule": {"dayOfMonth": 1}},
+}
+QUARANTINE_PREFIX = "macie/"  # where lambdas/ingestion/macie.py copies flagged objects
+
+
+def severities_from(minimum: str) -> list[str]:
+    return list(SEVERITIES[SEVERITIES.index(minimum) :])
+
+
+class MacieDiscovery(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        prefix: str,
+        config: ProductionConfig,
+        key: kms.IKey,
+        pipeline: IngestionPipeline,
+        curated: s3.IBucket,
+        knowledge_base: VectorKnowledgeBase,
+        log_archive: s3.IBucket,
+    ) -> None:
+        super().__init__(scope, id)
+        settings = config.macie
+        stack = Stack.of(self)
+        name = f"{prefix}-{Tier.PRODUCTION}"
+        identifiers = [
+            macie.CfnCustomDataIdentifier(
+                self,
+                f"Identifier{ident}",
+                name=f"{name}-{ident}",
+                description=f"ingestion.custom_identifiers.{ident}",
+                regex=identifier.regex,
+                keywords=list(identifier.keywords) or None,
+                maximum_match_distance=50 if identifier.keywords else None,
+            )
+            for ident, identifier in config.ingestion.custom_identifiers.items()
+        ]
+        allow_list = (
+            macie.CfnAllowList(
+                self,
+                "AllowList",
+                name=f"{name}-allowed",
+                description="Matches Macie should not report (test and example data)",
+                criteria=macie.CfnAllowList.CriteriaProperty(regex=settings.allow_list_regex),
+            )
+            if settings.allow_list_regex
+            else None
+        )
+        buckets = [pipeline.landing, curated, log_archive]
+        # Deterministic: the same settings give the same token, so a redeploy creates no second job.
+        fingerprint = json.dumps(
+            {
+                "stack": stack.stack_name,
+                "macie": settings.model_dump(mode="json", exclude={"notify_emails", "min_severity"}),
+                "identifiers": {n: i.model_dump(mode="json") for n, i in config.ingestion.custom_identifiers.items()},
+            },
+            sort_keys=True,
+        )
+        token = hashlib.sha256(fingerprint.encode()).hexdigest()[:64]
+        job: dict[str, Any] = {
+            "clientToken": token,
+            "name": f"{name}-documents-{token[:8]}",
+            "description": "Sensitive data in the ingestion pipeline's buckets and the access-log archive",
+            "jobType": "SCHEDULED",
+            "scheduleFrequency": SCHEDULES[settings.schedule],
+            "initialRun": True,
+            "samplingPercentage": settings.sampling_percentage,
+            "managedDataIdentifierSelector": "RECOMMENDED",
+            "s3JobDefinition": {
+                "bucketDefinitions": [{"accountId": stack.account, "buckets": [b.bucket_name for b in buckets]}]
+            },
+        }
+        if identifiers:
+            job["customDataIdentifierIds"] = [i.attr_id for i in identifiers]
+        if allow_list is not None:
+            job["allowListIds"] = [allow_list.attr_id]
+        jobs_arn = stack.format_arn(service="macie2", resource="classification-job", resource_name="*")
+        self.job = cr.AwsCustomResource(
+            self,
+            "ClassificationJob",
+            resource_type="Custom::MacieClassificationJob",
+            on_create=cr.AwsSdkCall(
+                service="Macie2",
+                action="createClassificationJob",
+                parameters=job,
+                physical_resource_id=cr.PhysicalResourceId.from_response("jobId"),
+            ),
+            on_delete=cr.AwsSdkCall(
+                service="Macie2",
+                action="updateClassificationJob",
+                parameters={"jobId": cr.PhysicalResourceIdReference(), "jobStatus": "CANCELLED"},
+                ignore_error_codes_matching="ResourceNotFoundException|ValidationException",
+            ),
+            policy=cr.AwsCustomResourcePolicy.from_statements(
+                [
+                    iam.PolicyStatement(
+                        actions=["macie2:CreateClassificationJob", "macie2:UpdateClassificationJob"],
+                        resources=[jobs_arn],
+                    )
+                ]
+            ),
+            install_latest_aws_sdk=False,
+            log_group=logs.LogGroup(
+                self,
+                "ClassificationJobLogs",
+                retention=log_retention(config.log_retention_days),
+                encryption_key=key,
+                removal_policy=RemovalPolicy.RETAIN,
+            ),
+        )
+        acknowledge_inline_policy(self.job)
+        self._acknowledge_provider(stack)
+
+        self.topic = sns.Topic(self, "Findings", master_key=key, enforce_ssl=True)
+        for address in settings.notify_emails:
+            self.topic.add_subscription(subscriptions.EmailSubscription(address))
+        self.function = self._responder(prefix, config, key, pipeline, curated, knowledge_base)
+        rule = events.Rule(
+            self,
+            "FindingsRule",
+            description=f"Macie findings of severity {settings.min_severity} or above in the pipeline's buckets",
+            event_pattern=events.EventPattern(
+                source=["aws.macie"],
+                detail_type=["Macie Finding"],
+                detail={
+                    "severity": {"description": severities_from(settings.min_severity)},
+                    "resourcesAffected": {"s3Bucket": {"name": [b.bucket_name for b in buckets]}},
+                },
+            ),
+        )
+        rule.add_target(targets.LambdaFunction(self.function, dead_letter_queue=pipeline.dlq, retry_attempts=2))
+
+    def _responder(
+        self,
+        prefix: str,
+        config: ProductionConfig,
+        key: kms.IKey,
+        pipeline: IngestionPipeline,
+        curated: s3.IBucket,
+        kb: VectorKnowledgeBase,
+    ) -> Any:
+        function = production_function(
+            self,
+            "Responder",
+            prefix=prefix,
+            config=config,
+            key=key,
+            package="ingestion",
+            module="macie",
+            description="Macie findings: quarantine, take out of the Knowledge Base, register, notify",
+            environment={
+                "LANDING_BUCKET": pipeline.landing.bucket_name,
+                "CURATED_BUCKET": curated.bucket_name,
+                "QUARANTINE_BUCKET": pipeline.quarantine.bucket_name,
+                "REGISTRY_TABLE": pipeline.registry.table_name,
+                "KNOWLEDGE_BASE_ID": kb.knowledge_base_id,
+                "S3_DATA_SOURCE_ID": kb.data_source_id,
+                "CUSTOM_DATA_SOURCE_ID": kb.direct_source_id,
+                "FINDINGS_TOPIC": self.topic.topic_arn,
+            },
+        )
+        role = function.role
+        assert role is not None
+        documents = config.knowledge_base.documents_prefix
+        flagged = [
+            pipeline.landing.arn_for_objects("*"),
+            *(curated.arn_for_objects(f"{p}*") for p in (documents, DIRECT_PREFIX)),
+        ]
+        actions = ["s3:GetObject", "s3:GetObjectVersion", "s3:DeleteObject", "s3:DeleteObjectVersion"]
+        role.add_to_principal_policy(iam.PolicyStatement(actions=actions, resources=flagged))
+        quarantine = pipeline.quarantine.arn_for_objects(f"{QUARANTINE_PREFIX}*")
+        role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:PutObject"], resources=[quarantine]))
+        key.grant(role, *DATA_KEY_ACTIONS)
+        role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["bedrock:DeleteKnowledgeBaseDocuments"], resources=[kb.knowledge_base_arn])
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:BatchWriteItem"],
+                resources=[pipeline.registry.table_arn],
+            )
+        )
+        role.add_to_principal_policy(iam.PolicyStatement(actions=["sns:Publish"], resources=[self.topic.topic_arn]))
+        for resource, what in (
+            (f"{nag_attribute(pipeline.landing, 'Arn')}/*", "landing"),
+            (f"{nag_attribute(curated, 'Arn')}/{documents}*", "curated"),
+            (f"{nag_attribute(curated, 'Arn')}/{DIRECT_PREFIX}*", "directly ingested"),
+            (f"{nag_attribute(pipeline.quarantine, 'Arn')}/{QUARANTINE_PREFIX}*", "quarantined"),
+        ):
+            acknowledge(
+                role,
+                f"AwsSolutions-IAM5[Resource::{resource}]",
+                f"A finding may name any {what} object; their keys are the uploaders' or the pipeline's document ids.",
+            )
+        acknowledge(
+            function,
+            "NIST.800.53.R5-LambdaDLQ",
+            "Its EventBridge target has the ingestion DLQ as dead-letter queue (alarmed), after two retries.",
+        )
+        acknowledge(function, "NIST.800.53.R5-LambdaInsideVPC", "Calls only AWS service APIs over TLS.")
+        acknowledge(
+            function,
+            "NIST.800.53.R5-LambdaConcurrency",
+            "Findings arrive at Macie's publishing rate (every 15 minutes, filtered by severity), a handful at a time.",
+        )
+        return function
+
+    def _acknowledge_provider(self, stack: Stack) -> None:
+        """CDK's AwsCustomResource provider: one Node.js function per stack, run at deploy time only."""
+        provider = stack.node.try_find_child("AWS679f53fac002430cb0da5b7982bd2287")
+        assert provider is not None
+        for rule, reason in (
+            ("NIST.800.53.R5-LambdaDLQ", "CloudFormation invokes the deploy-time provider and waits for its answer."),
+            ("NIST.800.53.R5-LambdaInsideVPC", "The deploy-time provider calls the Macie API only."),
+            ("NIST.800.53.R5-LambdaConcurrency", "It runs once per deploy of this resource."),
+            (
+                "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
+                "CDK's custom-resource provider writes its own deploy-time logs with the basic execution role.",
+            ),
+            ("AwsSolutions-L1", "CDK pins the custom-resource provider's Node.js runtime."),
+            ("NIST.800.53.R5-IAMNoInlinePolicy", "CDK writes the provider's policy for these Macie calls only."),
+        ):
+            acknowledge(provider, rule, reason)
+        acknowledge(
+            self.job,
+            f"AwsSolutions-IAM5[Resource::{nag_arn(self, 'macie2', 'classification-job/*')}]",
+            "The job's id is Macie's answer to creating it: create and cancel are allowed on the account's "
+            "classification jobs.",
+        )
