@@ -58,6 +58,9 @@ agent-deps: build/.agent-deps-installed ## build the agents' arm64 dependencies 
 setup: $(VENV)/.installed node_modules/.installed build/.layer-installed build/.agent-deps-installed ## venv, CDK CLI, Lambda layer, agent deps (cached)
 
 synth: setup ## synthesize TIER (all, sandbox, production) into cdk.out/, nag and schema checks on
+	@# Templates of stacks no longer synthesized must not linger (cfn-lint reads every one); staged
+	@# assets stay, so an unchanged asset is not bundled again.
+	rm -f cdk.out/*.template.json cdk.out/*.assets.json cdk.out/*.metadata.json
 	$(CDK) synth $(CDK_ARGS) --quiet
 	@$(BIN)/python -c "import json; m = json.load(open('cdk.out/manifest.json'))['artifacts']; \
 		print('synthesized:', *sorted(k for k, v in m.items() if v['type'] == 'aws:cloudformation:stack'))"

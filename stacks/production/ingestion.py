@@ -443,7 +443,8 @@ class IngestionPipeline(Construct):
             "the stage throttle bounds signed ones.",
             "NIST.800.53.R5-APIGWSSLEnabled": "The backend is a Lambda proxy integration reached over AWS's signed "
             "invoke path; client certificates are for HTTP backends, of which there are none.",
-            "NIST.800.53.R5-APIGWCacheEnabledAndEncrypted": "Every request writes records; a cache would drop writes.",
+            "NIST.800.53.R5-APIGWCacheEnabledAndEncrypted": "Every request writes records; a response cache "
+            "would drop writes.",
         }.items():
             acknowledge(api, rule, reason)
         return api
@@ -500,7 +501,9 @@ class IngestionPipeline(Construct):
             "Its schedule's target has the ingestion DLQ as dead-letter queue (alarmed), after two retries.",
         )
         acknowledge(
-            function, "NIST.800.53.R5-LambdaInsideVPC", "Calls the source's public HTTPS API and AWS APIs only."
+            function,
+            "NIST.800.53.R5-LambdaInsideVPC",
+            "Calls the source's public HTTPS API and AWS service APIs only; no private network resource.",
         )
 
 
