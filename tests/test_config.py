@@ -172,6 +172,33 @@ def test_whole_config_can_be_given_as_a_json_string(cdk_context: dict[str, Any])
             "blueprint.production.agent_memory.event_expiry_days = 3: Input should be greater than or equal to 7",
         ),
         (
+            "production.ingestion.default_classification",
+            "secret",
+            "blueprint.production.ingestion.classifications: no policy for the default classification secret; "
+            "allowed: a policy for it",
+        ),
+        (
+            "production.connectors.push.sources",
+            '{"crm": "secret"}',
+            "blueprint.production.connectors.push.sources.crm: unknown classification secret; "
+            "allowed: public, internal, confidential, customer",
+        ),
+        (
+            "production.ingestion.formats",
+            '["txt", "pdf"]',
+            "blueprint.production.ingestion.formats.1 = 'pdf': Input should be 'txt', 'md', 'csv', 'json' or 'html'",
+        ),
+        (
+            "production.ingestion.custom_identifiers",
+            '{"badge": {"regex": "[unclosed"}}',
+            "blueprint.production.ingestion.custom_identifiers.badge.regex = '[unclosed': not a regular expression",
+        ),
+        (
+            "production.macie.min_severity",
+            "Critical",
+            "blueprint.production.macie.min_severity = 'Critical': Input should be 'Low', 'Medium' or 'High'",
+        ),
+        (
             "tags",
             '{"aws:owner": "me"}',
             "blueprint.tags = {'aws:owner': 'me'}: tag key 'aws:owner' is not a valid AWS tag key",
@@ -301,3 +328,12 @@ def test_a_longer_integration_timeout_makes_room_for_longer_turns(cdk_context: d
     )
     assert config.production.agents["report_writer"].turn_seconds == 115
     assert config.production.agent_routes()["research_brief"] == "report_writer"
+
+
+def test_the_config_offers_exactly_the_formats_the_pipeline_reads() -> None:
+    from typing import get_args
+
+    from ingestion.documents import SUPPORTED_FORMATS
+    from stacks.config import DocumentFormat
+
+    assert get_args(DocumentFormat) == SUPPORTED_FORMATS

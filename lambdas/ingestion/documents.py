@@ -6,14 +6,8 @@ import json
 from html.parser import HTMLParser
 from pathlib import PurePosixPath
 
-# Format -> the content type the curated copy is written with (all are stored as text).
-FORMATS = {
-    "txt": "text/plain",
-    "md": "text/markdown",
-    "csv": "text/csv",
-    "json": "application/json",
-    "html": "text/html",
-}
+# The formats text_of reads (stacks/config.py DocumentFormat lists the same).
+SUPPORTED_FORMATS = ("txt", "md", "csv", "json", "html")
 
 
 class RejectedError(Exception):

@@ -1,0 +1,200 @@
+"""The ingestion pipeline and Macie in the knowledge stack: event patterns, queues and DLQs,
+timeouts, encryption, least-privilege roles, alarms, connectors, and the foundation's switches."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from stacks.config import load_config
+from stacks.production.macie import severities_from
+from tests.infra.cfn import only, props, render, resources, role_permissions
+
+
+def production(cdk_context: dict[str, Any]) -> Any:
+    return load_config(cdk_context).production
+
+
+def test_every_new_landing_object_goes_to_the_queue(knowledge: dict[str, Any]) -> None:
+    landing = props(knowledge, "AWS::S3::Bucket", "IngestionLanding")
+    assert landing["NotificationConfiguration"] == {"EventBridgeConfiguration": {"EventBridgeEnabled": True}}
+    assert landing["VersioningConfiguration"] == {"Status": "Enabled"}
+    rule = props(knowledge, "AWS::Events::Rule", "IngestionObjectCreated")
+    assert render(rule["EventPattern"]) == {
+        "source": ["aws.s3"],
+        "detail-type": ["Object Created"],
+        "detail": {"bucket": {"name": ["<IngestionLanding>"]}},
+    }
+    assert [render(t["Arn"]) for t in rule["Targets"]] == ["<IngestionDocuments.Arn>"]
+
+
+def test_the_queue_has_a_dlq_redrive_count_and_six_times_the_processor_timeout(
+    knowledge: dict[str, Any], cdk_context: dict[str, Any]
+) -> None:
+    settings = production(cdk_context).ingestion
+    queue = props(knowledge, "AWS::SQS::Queue", "IngestionDocuments")
+    assert render(queue["RedrivePolicy"]) == {
+        "deadLetterTargetArn": "<IngestionDeadLetters.Arn>",
+        "maxReceiveCount": settings.max_receive_count,
+    }
+    function = props(knowledge, "AWS::Lambda::Function", "IngestionProcessor")
+    assert function["Timeout"] == settings.processor_timeout_seconds
+    assert queue["VisibilityTimeout"] >= 6 * function["Timeout"]
+    for name in ("IngestionDocuments", "IngestionDeadLetters"):
+        assert "Fn::GetStackOutput" in props(knowledge, "AWS::SQS::Queue", name)["KmsMasterKeyId"]
+    assert props(knowledge, "AWS::SQS::Queue", "IngestionDeadLetters")["MessageRetentionPeriod"] == 14 * 24 * 3600
+    mapping = props(knowledge, "AWS::Lambda::EventSourceMapping")
+    assert (mapping["BatchSize"], mapping["FunctionResponseTypes"]) == (
+        settings.batch_size,
+        ["ReportBatchItemFailures"],
+    )
+    assert render(mapping["EventSourceArn"]) == "<IngestionDocuments.Arn>"
+
+
+def test_the_dlq_is_alarmed_on_depth_and_age(knowledge: dict[str, Any], cdk_context: dict[str, Any]) -> None:
+    settings = production(cdk_context).ingestion
+    alarms = {
+        a["Properties"]["MetricName"]: a["Properties"]
+        for a in resources(knowledge, "AWS::CloudWatch::Alarm").values()
+        if a["Properties"].get("Namespace") == "AWS/SQS"
+    }
+    assert alarms["ApproximateNumberOfMessagesVisible"]["Threshold"] == 1
+    assert alarms["ApproximateAgeOfOldestMessage"]["Threshold"] == settings.dlq_age_alarm_minutes * 60
+    for alarm in alarms.values():
+        assert render(alarm["Dimensions"]) == [{"Name": "QueueName", "Value": "<IngestionDeadLetters.QueueName>"}]
+        assert render(alarm["AlarmActions"]) == ["<IngestionAlarms>"]
+    emails = {
+        s["Properties"]["Endpoint"]
+        for s in resources(knowledge, "AWS::SNS::Subscription").values()
+        if render(s["Properties"]["TopicArn"]) == "<IngestionAlarms>"
+    }
+    assert emails == set(settings.alarm_emails)
+
+
+def test_the_processor_gets_its_config_and_nothing_more_than_its_job(
+    knowledge: dict[str, Any], cdk_context: dict[str, Any]
+) -> None:
+    config = production(cdk_context)
+    env = props(knowledge, "AWS::Lambda::Function", "IngestionProcessor")["Environment"]["Variables"]
+    assert json.loads(env["CLASSIFICATION_POLICIES"]) == {
+        c: p.on_pii for c, p in config.ingestion.classifications.items()
+    }
+    readers = json.loads(env["CLASSIFICATION_READERS"])
+    assert readers["public"] == ["platform-admins", "customer-gold", "customer-basic"]
+    assert readers["confidential"] == ["platform-admins"]
+    assert json.loads(env["DOCUMENT_FORMATS"]) == list(config.ingestion.formats)
+    assert render(env["CUSTOM_DATA_SOURCE_ID"]) == "<KnowledgeBaseDirectSource.DataSourceId>"
+    permissions = role_permissions(knowledge, "IngestionProcessorRole")
+    allowed = {a for a, _ in permissions}
+    assert {"s3:GetObject", "s3:DeleteObjectVersion", "comprehend:DetectPiiEntities"} <= allowed
+    assert {("bedrock:IngestKnowledgeBaseDocuments", "<KnowledgeBase.KnowledgeBaseArn>")} <= permissions
+    writes = {r for a, r in permissions if a == "s3:PutObject"}
+    assert writes == {"<IngestionQuarantine.Arn>/*", "<Curated.Arn>/curated/*", "<Curated.Arn>/direct/*"}
+    assert not [a for a in allowed if a.endswith("*") or a in ("s3:DeleteBucket", "dynamodb:DeleteTable")]
+    assert not [r for a, r in permissions if a.startswith("s3:") and r.endswith(("Curated.Arn>/*", "Curated.Arn>"))]
+
+
+def test_the_registry_is_kept_encrypted_and_recoverable(knowledge: dict[str, Any]) -> None:
+    _, table = only(knowledge, "AWS::DynamoDB::GlobalTable", "IngestionRegistry")
+    assert table["DeletionPolicy"] == "Retain"
+    properties = table["Properties"]
+    assert [k["AttributeName"] for k in properties["KeySchema"]] == ["pk", "sk"]
+    assert properties["SSESpecification"]["SSEType"] == "KMS"
+    replica = properties["Replicas"][0]
+    assert replica["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert replica["DeletionProtectionEnabled"] is True
+    idempotency = props(knowledge, "AWS::DynamoDB::GlobalTable", "IngestionIdempotency")
+    assert idempotency["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
+
+
+def test_bulk_documents_sync_on_a_schedule(knowledge: dict[str, Any], cdk_context: dict[str, Any]) -> None:
+    schedule = props(knowledge, "AWS::Scheduler::Schedule")
+    assert schedule["ScheduleExpression"] == f"rate({production(cdk_context).ingestion.bulk_sync_minutes} minutes)"
+    target = schedule["Target"]
+    assert target["Arn"]["Fn::Join"][1][-1].endswith(":aws-sdk:bedrockagent:startIngestionJob")
+    assert render(target["Input"]).startswith('{"KnowledgeBaseId":"')
+    assert role_permissions(knowledge, "IngestionBulkSyncRole") == {
+        ("bedrock:StartIngestionJob", "<KnowledgeBase.KnowledgeBaseArn>")
+    }
+
+
+def test_the_kb_has_an_s3_and_a_direct_ingestion_source(knowledge: dict[str, Any]) -> None:
+    direct = props(knowledge, "AWS::Bedrock::DataSource", "KnowledgeBaseDirectSource")
+    assert direct["DataSourceConfiguration"] == {"Type": "CUSTOM"}
+    assert direct["DataDeletionPolicy"] == "DELETE"
+
+
+def test_push_records_need_iam_signatures_and_pull_runs_on_the_configured_schedule(
+    knowledge: dict[str, Any], cdk_context: dict[str, Any]
+) -> None:
+    config = production(cdk_context)
+    (method,) = [m["Properties"] for m in resources(knowledge, "AWS::ApiGateway::Method").values()]
+    assert (method["HttpMethod"], method["AuthorizationType"]) == ("POST", "AWS_IAM")
+    push_env = props(knowledge, "AWS::Lambda::Function", "IngestionPushConnector")["Environment"]["Variables"]
+    assert json.loads(push_env["PUSH_SOURCES"]) == config.connectors.push.sources
+    assert {r for a, r in role_permissions(knowledge, "IngestionPushConnectorRole") if a == "s3:PutObject"} == {
+        "<IngestionLanding.Arn>/realtime/*"
+    }
+    for name, source in config.connectors.pull.items():
+        logical = "".join(part.title() for part in name.split("-"))
+        rule = props(knowledge, "AWS::Events::Rule", f"IngestionPull{logical}Schedule")
+        assert rule["ScheduleExpression"] == source.schedule
+        (target,) = rule["Targets"]
+        assert render(target["DeadLetterConfig"]["Arn"]) == "<IngestionDeadLetters.Arn>"
+        assert target["RetryPolicy"]["MaximumRetryAttempts"] == 2
+        permissions = role_permissions(knowledge, f"IngestionPull{logical}Role")
+        assert {r for a, r in permissions if a == "s3:PutObject"} == {f"<IngestionLanding.Arn>/realtime/{name}/*"}
+
+
+def test_macie_discovers_with_the_configured_identifiers_and_schedule(
+    knowledge: dict[str, Any], cdk_context: dict[str, Any]
+) -> None:
+    config = production(cdk_context)
+    identifiers = {
+        i["Properties"]["Name"]: i["Properties"]["Regex"]
+        for i in resources(knowledge, "AWS::Macie::CustomDataIdentifier").values()
+    }
+    assert identifiers == {f"genai-production-{n}": i.regex for n, i in config.ingestion.custom_identifiers.items()}
+    allow = props(knowledge, "AWS::Macie::AllowList")
+    assert allow["Criteria"] == {"Regex": config.macie.allow_list_regex}
+    job = props(knowledge, "Custom::MacieClassificationJob")
+    create = json.loads("".join(str(part) for part in _flat(job["Create"])))
+    assert (create["service"], create["action"]) == ("Macie2", "createClassificationJob")
+    parameters = create["parameters"]
+    assert parameters["jobType"] == "SCHEDULED" and parameters["scheduleFrequency"] == {"dailySchedule": {}}
+    assert len(parameters["clientToken"]) == 64
+    assert parameters["samplingPercentage"] == config.macie.sampling_percentage
+
+
+def test_macie_findings_at_or_above_the_severity_reach_the_responder(
+    knowledge: dict[str, Any], cdk_context: dict[str, Any]
+) -> None:
+    minimum = production(cdk_context).macie.min_severity
+    rule = props(knowledge, "AWS::Events::Rule", "MacieFindingsRule")
+    pattern = render(rule["EventPattern"])
+    assert pattern["source"] == ["aws.macie"]
+    assert pattern["detail"]["severity"] == {"description": severities_from(minimum)}
+    assert severities_from("Medium") == ["Medium", "High"]
+    names = pattern["detail"]["resourcesAffected"]["s3Bucket"]["name"]
+    assert names[:2] == ["<IngestionLanding>", "<Curated>"]
+    assert names[2]["Fn::GetStackOutput"]["StackName"] == "genai-production-foundation"  # the access-log archive
+    (target,) = rule["Targets"]
+    assert render(target["DeadLetterConfig"]["Arn"]) == "<IngestionDeadLetters.Arn>"
+    function = props(knowledge, "AWS::Lambda::Function", "MacieResponder")
+    assert function["Handler"] == "ingestion.macie.lambda_handler"
+
+
+def test_the_foundation_enables_macie_before_the_key_names_its_role(foundation: dict[str, Any]) -> None:
+    session = only(foundation, "AWS::Macie::Session")[0]
+    _, key = only(foundation, "AWS::KMS::Key")
+    assert session in key["DependsOn"]
+    statements = {s["Sid"]: s for s in key["Properties"]["KeyPolicy"]["Statement"] if "Sid" in s}
+    assert statements["MacieClassification"]["Action"] == "kms:Decrypt"
+    assert render(props(foundation, "AWS::ApiGateway::Account")["CloudWatchRoleArn"]) == "<ApiGatewayLogging.Arn>"
+
+
+def _flat(value: Any) -> list[Any]:
+    """A custom resource's JSON property, possibly joined with tokens, as its literal parts."""
+    if isinstance(value, dict) and "Fn::Join" in value:
+        return ["TOKEN" if isinstance(part, dict) else part for part in value["Fn::Join"][1]]
+    return [value]
