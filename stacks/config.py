@@ -403,6 +403,7 @@ class LegacyApiConfig(_Model):
         return tools
 
 
+VectorStore = Literal["s3_vectors", "opensearch_serverless"]
 DocumentFormat = Literal["txt", "md", "csv", "json", "html"]
 Classification = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
 # Comprehend DetectPiiEntities' languages; anything else goes by ingestion.unsupported_language.
@@ -555,7 +556,7 @@ class ProductionConfig(_TierConfig):
     agent_memory: AgentMemoryConfig = AgentMemoryConfig()
     # Where the production KB keeps its vectors: S3 Vectors, or OpenSearch Serverless for
     # larger corpora and lower query latency (an always-on collection, billed by the hour).
-    vector_store: Literal["s3_vectors", "opensearch_serverless"] = "s3_vectors"
+    vector_store: VectorStore = "s3_vectors"
     ingestion: IngestionConfig
     connectors: ConnectorsConfig = ConnectorsConfig()
     macie: MacieConfig = MacieConfig()

@@ -57,6 +57,7 @@ class KnowledgeStack(Stack):
             encryption_key=key,
             config=config.knowledge_base,
             direct_ingestion=True,
+            vector_store=config.vector_store,
         )
         self.ingestion = IngestionPipeline(
             self,

@@ -1,17 +1,31 @@
-"""A Bedrock Knowledge Base on S3 Vectors over a prefix of an S3 bucket."""
+"""A Bedrock Knowledge Base over a prefix of an S3 bucket, on S3 Vectors or OpenSearch Serverless."""
 
 from __future__ import annotations
 
+import json
+import re
+
 from aws_cdk import (
+    DefaultStackSynthesizer,
+    Fn,
+    Stack,
     aws_bedrock as bedrock,
     aws_iam as iam,
     aws_kms as kms,
+    aws_opensearchserverless as oss,
     aws_s3 as s3,
     aws_s3vectors as s3vectors,
 )
 from constructs import Construct
 
-from stacks.config import Chunking, FixedSizeChunking, HierarchicalChunking, KnowledgeBaseConfig, SemanticChunking
+from stacks.config import (
+    Chunking,
+    FixedSizeChunking,
+    HierarchicalChunking,
+    KnowledgeBaseConfig,
+    SemanticChunking,
+    VectorStore,
+)
 from stacks.shared.bedrock import grant_invoke, model_arns
 from stacks.shared.buckets import grant_read_prefix
 from stacks.shared.nag import acknowledge_inline_policy
@@ -26,16 +40,29 @@ VECTOR_INDEX_ACTIONS = [
     "s3vectors:GetVectors",
     "s3vectors:DeleteVectors",
 ]
+OPENSEARCH_INDEX = "bedrock-knowledge-base"
+OPENSEARCH_FIELDS = {"vector": "embedding", "text": "AMAZON_BEDROCK_TEXT_CHUNK", "metadata": "AMAZON_BEDROCK_METADATA"}
+# What the KB role and the deploying role do inside the collection's index.
+OPENSEARCH_INDEX_PERMISSIONS = [
+    "aoss:CreateIndex",
+    "aoss:DescribeIndex",
+    "aoss:UpdateIndex",
+    "aoss:ReadDocument",
+    "aoss:WriteDocument",
+]
 # What the S3 Vectors indexing service needs on the key that encrypts the vector bucket.
 VECTOR_INDEXING_KEY_ACTIONS = ["kms:Decrypt"]
 
 
 class VectorKnowledgeBase(Construct):
-    """Knowledge Base + S3 Vectors store + S3 data source + least-privilege service role.
+    """Knowledge Base + vector store + S3 data source + least-privilege service role.
 
-    Defaults: the vector bucket is encrypted with ``encryption_key``; the index uses float32
-    vectors, cosine distance, and the dimension of the embedding model in ``config``; Bedrock's
-    text and metadata keys are non-filterable (they exceed the filterable-metadata size limit).
+    On S3 Vectors (the default): the vector bucket is encrypted with ``encryption_key``; the
+    index uses float32 vectors, cosine distance, and the dimension of the embedding model in
+    ``config``; Bedrock's text and metadata keys are non-filterable (they exceed the
+    filterable-metadata size limit). On OpenSearch Serverless: a vector-search collection
+    encrypted with the same key and an HNSW (faiss) index of that dimension.
+    ``direct_ingestion`` adds a custom data source for documents sent directly.
     The data source indexes ``config.documents_prefix`` of ``documents`` with the configured
     chunking, and deletes vectors when documents are deleted.
     """
@@ -50,37 +77,10 @@ class VectorKnowledgeBase(Construct):
         encryption_key: kms.IKey,
         config: KnowledgeBaseConfig,
         direct_ingestion: bool = False,
+        vector_store: VectorStore = "s3_vectors",
     ) -> None:
         super().__init__(scope, id)
-
-        self.vector_bucket = s3vectors.CfnVectorBucket(
-            self,
-            "VectorBucket",
-            encryption_configuration=s3vectors.CfnVectorBucket.EncryptionConfigurationProperty(
-                sse_type="aws:kms", kms_key_arn=encryption_key.key_arn
-            ),
-        )
-        encryption_key.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="S3VectorsIndexing",
-                principals=[
-                    service_acting_for(self, "indexing.s3vectors.amazonaws.com", service="s3vectors", resource="bucket")
-                ],
-                actions=VECTOR_INDEXING_KEY_ACTIONS,
-                resources=["*"],
-            )
-        )
-        self.index = s3vectors.CfnIndex(
-            self,
-            "Index",
-            vector_bucket_arn=self.vector_bucket.attr_vector_bucket_arn,
-            data_type="float32",
-            dimension=config.embedding_dimensions,
-            distance_metric="cosine",
-            metadata_configuration=s3vectors.CfnIndex.MetadataConfigurationProperty(
-                non_filterable_metadata_keys=["AMAZON_BEDROCK_TEXT", "AMAZON_BEDROCK_METADATA"]
-            ),
-        )
+        self.knowledge_base_dependencies: list[Construct] = []
 
         embedding = model_arns(self, config.embedding_model_id)
         self.role = iam.Role(
@@ -93,9 +93,10 @@ class VectorKnowledgeBase(Construct):
         grant_read_prefix(
             documents, encryption_key, self.role, prefix=config.documents_prefix, reader="The Knowledge Base"
         )
-        self.role.add_to_policy(
-            iam.PolicyStatement(actions=VECTOR_INDEX_ACTIONS, resources=[self.index.attr_index_arn])
-        )
+        if vector_store == "s3_vectors":
+            storage = self._s3_vectors(encryption_key, config)
+        else:
+            storage = self._opensearch_serverless(name, encryption_key, config)
         acknowledge_inline_policy(self.role)
         # Ingestion's transient data is encrypted under this key (the data source's server-side
         # encryption configuration); reading it back needs the Decrypt granted above.
@@ -117,16 +118,13 @@ class VectorKnowledgeBase(Construct):
                     ),
                 ),
             ),
-            storage_configuration=bedrock.CfnKnowledgeBase.StorageConfigurationProperty(
-                type="S3_VECTORS",
-                s3_vectors_configuration=bedrock.CfnKnowledgeBase.S3VectorsConfigurationProperty(
-                    vector_bucket_arn=self.vector_bucket.attr_vector_bucket_arn,
-                    index_arn=self.index.attr_index_arn,
-                ),
-            ),
+            storage_configuration=storage,
         )
-        # Bedrock checks the role's permissions when the KB is created, so the policy goes first.
+        # Bedrock checks the role's permissions when the KB is created, so the policy goes first
+        # (and, on OpenSearch Serverless, the index it writes to).
         self.knowledge_base.node.add_dependency(self.role.node.find_child("DefaultPolicy"))
+        for dependency in self.knowledge_base_dependencies:
+            self.knowledge_base.node.add_dependency(dependency)
 
         self.data_source = bedrock.CfnDataSource(
             self,
@@ -168,6 +166,154 @@ class VectorKnowledgeBase(Construct):
             )
             if direct_ingestion
             else None
+        )
+
+    def _s3_vectors(
+        self, key: kms.IKey, config: KnowledgeBaseConfig
+    ) -> bedrock.CfnKnowledgeBase.StorageConfigurationProperty:
+        """A KMS-encrypted vector bucket and an index sized to the embedding model."""
+        self.vector_bucket = s3vectors.CfnVectorBucket(
+            self,
+            "VectorBucket",
+            encryption_configuration=s3vectors.CfnVectorBucket.EncryptionConfigurationProperty(
+                sse_type="aws:kms", kms_key_arn=key.key_arn
+            ),
+        )
+        key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="S3VectorsIndexing",
+                principals=[
+                    service_acting_for(self, "indexing.s3vectors.amazonaws.com", service="s3vectors", resource="bucket")
+                ],
+                actions=VECTOR_INDEXING_KEY_ACTIONS,
+                resources=["*"],
+            )
+        )
+        self.index = s3vectors.CfnIndex(
+            self,
+            "Index",
+            vector_bucket_arn=self.vector_bucket.attr_vector_bucket_arn,
+            data_type="float32",
+            dimension=config.embedding_dimensions,
+            distance_metric="cosine",
+            metadata_configuration=s3vectors.CfnIndex.MetadataConfigurationProperty(
+                non_filterable_metadata_keys=["AMAZON_BEDROCK_TEXT", "AMAZON_BEDROCK_METADATA"]
+            ),
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(actions=VECTOR_INDEX_ACTIONS, resources=[self.index.attr_index_arn])
+        )
+        return bedrock.CfnKnowledgeBase.StorageConfigurationProperty(
+            type="S3_VECTORS",
+            s3_vectors_configuration=bedrock.CfnKnowledgeBase.S3VectorsConfigurationProperty(
+                vector_bucket_arn=self.vector_bucket.attr_vector_bucket_arn,
+                index_arn=self.index.attr_index_arn,
+            ),
+        )
+
+    def _opensearch_serverless(
+        self, name: str, key: kms.IKey, config: KnowledgeBaseConfig
+    ) -> bedrock.CfnKnowledgeBase.StorageConfigurationProperty:
+        """A vector-search collection (encrypted with ``key``, standby replicas on), a data access
+        policy for the KB role and CloudFormation's execution role (which creates the index), and
+        an HNSW index sized to the embedding model."""
+        stack = Stack.of(self)
+        collection_name = re.sub(r"[^a-z0-9-]", "-", name.lower())[:28] + "-kb"
+        collection = f"collection/{collection_name}"
+        encryption = oss.CfnSecurityPolicy(
+            self,
+            "CollectionEncryption",
+            name=f"{collection_name}-enc"[:32],
+            type="encryption",
+            policy=stack.to_json_string(
+                {
+                    "Rules": [{"ResourceType": "collection", "Resource": [collection]}],
+                    "AWSOwnedKey": False,
+                    "KmsARN": key.key_arn,
+                }
+            ),
+        )
+        network = oss.CfnSecurityPolicy(
+            self,
+            "CollectionNetwork",
+            name=f"{collection_name}-net"[:32],
+            type="network",
+            # Bedrock reaches the collection over its public endpoint; every request is IAM-signed
+            # and checked against the data access policy below.
+            policy=json.dumps(
+                [{"Rules": [{"ResourceType": "collection", "Resource": [collection]}], "AllowFromPublic": True}]
+            ),
+        )
+        self.collection = oss.CfnCollection(
+            self, "Collection", name=collection_name, type="VECTORSEARCH", standby_replicas="ENABLED"
+        )
+        self.collection.add_dependency(encryption)
+        self.collection.add_dependency(network)
+        synthesizer = stack.synthesizer
+        deployer = (
+            Fn.sub(synthesizer.cloud_formation_execution_role_arn)  # CDK writes it with ${AWS::...} placeholders
+            if isinstance(synthesizer, DefaultStackSynthesizer)
+            else f"arn:{stack.partition}:iam::{stack.account}:root"
+        )
+        access = oss.CfnAccessPolicy(
+            self,
+            "CollectionAccess",
+            name=f"{collection_name}-data"[:32],
+            type="data",
+            policy=stack.to_json_string(
+                [
+                    {
+                        "Rules": [
+                            {
+                                "ResourceType": "index",
+                                "Resource": [f"index/{collection_name}/*"],
+                                "Permission": OPENSEARCH_INDEX_PERMISSIONS,
+                            },
+                            {
+                                "ResourceType": "collection",
+                                "Resource": [collection],
+                                "Permission": ["aoss:DescribeCollectionItems"],
+                            },
+                        ],
+                        "Principal": [self.role.role_arn, deployer],
+                    }
+                ]
+            ),
+        )
+        index = oss.CfnIndex(
+            self,
+            "VectorIndex",
+            collection_endpoint=self.collection.attr_collection_endpoint,
+            index_name=OPENSEARCH_INDEX,
+            settings=oss.CfnIndex.IndexSettingsProperty(index=oss.CfnIndex.IndexProperty(knn=True)),
+            mappings=oss.CfnIndex.MappingsProperty(
+                properties={
+                    OPENSEARCH_FIELDS["vector"]: oss.CfnIndex.PropertyMappingProperty(
+                        type="knn_vector",
+                        dimension=config.embedding_dimensions,
+                        method=oss.CfnIndex.MethodProperty(name="hnsw", engine="faiss", space_type="l2"),
+                    ),
+                    OPENSEARCH_FIELDS["text"]: oss.CfnIndex.PropertyMappingProperty(type="text"),
+                    OPENSEARCH_FIELDS["metadata"]: oss.CfnIndex.PropertyMappingProperty(type="text", index=False),
+                }
+            ),
+        )
+        index.add_dependency(access)
+        self.role.add_to_policy(
+            iam.PolicyStatement(actions=["aoss:APIAccessAll"], resources=[self.collection.attr_arn])
+        )
+        self.knowledge_base_dependencies.append(index)
+        return bedrock.CfnKnowledgeBase.StorageConfigurationProperty(
+            type="OPENSEARCH_SERVERLESS",
+            opensearch_serverless_configuration=bedrock.CfnKnowledgeBase.OpenSearchServerlessConfigurationProperty(
+                collection_arn=self.collection.attr_arn,
+                vector_index_name=OPENSEARCH_INDEX,
+                field_mapping=bedrock.CfnKnowledgeBase.OpenSearchServerlessFieldMappingProperty(
+                    vector_field=OPENSEARCH_FIELDS["vector"],
+                    text_field=OPENSEARCH_FIELDS["text"],
+                    metadata_field=OPENSEARCH_FIELDS["metadata"],
+                ),
+            ),
         )
 
     @property

@@ -4,11 +4,18 @@ timeouts, encryption, least-privilege roles, alarms, connectors, and the foundat
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from stacks.config import load_config
 from stacks.production.macie import severities_from
+from tests.conftest import ROOT
 from tests.infra.cfn import only, props, render, resources, role_permissions
+from tests.infra.conftest import Assembly, Synthesizer
 
 
 def production(cdk_context: dict[str, Any]) -> Any:
@@ -198,3 +205,37 @@ def _flat(value: Any) -> list[Any]:
     if isinstance(value, dict) and "Fn::Join" in value:
         return ["TOKEN" if isinstance(part, dict) else part for part in value["Fn::Join"][1]]
     return [value]
+
+
+@pytest.fixture(scope="module")
+def opensearch(synthesize: Synthesizer) -> Assembly:
+    return synthesize(tier="production", **{"blueprint.production.vector_store": "opensearch_serverless"})
+
+
+def test_opensearch_serverless_is_the_larger_corpus_option(opensearch: Assembly, cdk_context: dict[str, Any]) -> None:
+    template = opensearch.template("-production-knowledge")
+    assert not resources(template, "AWS::S3Vectors::VectorBucket")
+    collection = props(template, "AWS::OpenSearchServerless::Collection")
+    assert (collection["Type"], collection["StandbyReplicas"]) == ("VECTORSEARCH", "ENABLED")
+    policies = {p["Properties"]["Type"]: p["Properties"] for p in resources(template, "AWS::OpenSearchServerless::SecurityPolicy").values()}  # fmt: skip
+    assert '"AWSOwnedKey":false' in json.dumps(policies["encryption"]["Policy"]).replace(" ", "").replace("\\", "")
+    access = json.dumps(props(template, "AWS::OpenSearchServerless::AccessPolicy")["Policy"])
+    assert "KnowledgeBaseRole" in access and "Fn::Sub" in access  # the KB role and CloudFormation's role
+    index = props(template, "AWS::OpenSearchServerless::Index")
+    vector = index["Mappings"]["Properties"]["embedding"]
+    assert (vector["Type"], vector["Dimension"]) == (
+        "knn_vector",
+        production(cdk_context).knowledge_base.embedding_dimensions,
+    )
+    _, kb = only(template, "AWS::Bedrock::KnowledgeBase")
+    storage = kb["Properties"]["StorageConfiguration"]
+    assert storage["Type"] == "OPENSEARCH_SERVERLESS"
+    assert storage["OpensearchServerlessConfiguration"]["VectorIndexName"] == index["IndexName"]
+    assert only(template, "AWS::OpenSearchServerless::Index")[0] in kb["DependsOn"]
+    assert ("aoss:APIAccessAll", "<KnowledgeBaseCollection.Arn>") in role_permissions(template, "KnowledgeBaseRole")
+    lint = subprocess.run(
+        [str(Path(sys.executable).with_name("cfn-lint")), "--config-file", str(ROOT / ".cfnlintrc.yaml"), "--",
+         str(opensearch.outdir / "genai-production-knowledge.template.json")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert lint.returncode == 0, lint.stdout
