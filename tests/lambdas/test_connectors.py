@@ -16,7 +16,8 @@ from shared.landing import Record, document
 from shared.legacy_client import ClientSettings, Credentials, LegacyClient
 from tests.lambdas.conftest import FakeContext, HttpResult, http_result
 from tests.lambdas.gateway_fixtures import rest_event
-from tests.lambdas.ingestion_fixtures import LANDING, Aws, batch, s3_event, sqs_message
+from tests.lambdas.ingestion_corpus import LANDING
+from tests.lambdas.ingestion_fixtures import Aws, batch, s3_event, sqs_message
 from tests.lambdas.legacy_api import (
     ARTICLE_COUNT,
     ARTICLES_PAGE,

@@ -12,7 +12,8 @@ import pytest
 from ingestion import macie
 from ingestion.pipeline import CuratedStore, document_id
 from tests.lambdas.conftest import FakeContext
-from tests.lambdas.ingestion_fixtures import CURATED, LANDING, QUARANTINE, Aws, ModelChecked, batch, landed
+from tests.lambdas.ingestion_corpus import LANDING
+from tests.lambdas.ingestion_fixtures import CURATED, QUARANTINE, Aws, ModelChecked, batch, landed
 
 TOPIC = "arn:aws:sns:us-east-1:123456789012:findings"
 AT = dt.datetime(2026, 11, 29, 21, 0, tzinfo=dt.UTC)
