@@ -19,14 +19,13 @@ from typing import Any
 import boto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 from pydantic import ValidationError
 
 from shared.field_paths import value_at
 from shared.landing import Record, document, land
-from shared.legacy_client import ClientSettings, Credentials, LegacyClient
+from shared.legacy_client import ClientSettings, Credentials, LegacyClient, secret_credentials
 
 logger = Logger()
 metrics = Metrics()
@@ -137,8 +136,7 @@ def configuration() -> tuple[Source, ClientSettings, str]:
 
 
 def credentials() -> Credentials:
-    secret = parameters.get_secret(configuration()[2], transform="json", max_age=300)
-    return Credentials(client_id=secret["client_id"], client_secret=secret["client_secret"])
+    return secret_credentials(configuration()[2])
 
 
 @cache

@@ -13,11 +13,10 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from legacy_tools.adapters import TOOLS, Shape
-from shared.legacy_client import ClientSettings, Credentials, LegacyClient
+from shared.legacy_client import ClientSettings, Credentials, LegacyClient, secret_credentials
 from shared.tool_errors import ToolError
 
 logger = Logger()
@@ -41,8 +40,7 @@ def configuration() -> tuple[ClientSettings, Shape, str]:
 
 
 def credentials() -> Credentials:
-    secret = parameters.get_secret(configuration()[2], transform="json", max_age=300)
-    return Credentials(client_id=secret["client_id"], client_secret=secret["client_secret"])
+    return secret_credentials(configuration()[2])
 
 
 @cache

@@ -28,6 +28,15 @@ class Credentials:
     client_secret: str
 
 
+def secret_credentials(secret_name: str) -> Credentials:
+    """Client credentials from a Secrets Manager secret ``{"client_id", "client_secret"}``, cached
+    for five minutes (Powertools parameters), so a rotated secret is picked up without a deploy."""
+    from aws_lambda_powertools.utilities import parameters  # only where a secret is used
+
+    secret = parameters.get_secret(secret_name, transform="json", max_age=300)
+    return Credentials(client_id=secret["client_id"], client_secret=secret["client_secret"])
+
+
 @dataclass(frozen=True)
 class ClientSettings:
     base_url: str
