@@ -67,7 +67,9 @@ def test_every_object_ends_in_exactly_one_place_with_a_registry_record(
     aws.s3.delete_object(Bucket=LANDING, Key=deleted["key"], VersionId=deleted["version"])
     messages.append(sqs_message(s3_event(deleted["key"], deleted["version"], deleted["size"])))
     malformed = [sqs_message(body, message_id=f"bad-{name}") for name, body in MALFORMED.items()]
-    everything = messages + malformed
+    # SQS delivers at least once: the same events again, in another batch and in the same one.
+    duplicates = [{**m, "messageId": f"again-{m['messageId']}"} for m in messages[:3]]
+    everything = messages + malformed + duplicates + [{**messages[-2], "messageId": "again-same-batch"}]
 
     failed = []
     for start in range(0, len(everything), 10):

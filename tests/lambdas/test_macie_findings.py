@@ -7,9 +7,12 @@ import datetime as dt
 import json
 from typing import Any
 
+import boto3
 import pytest
+from botocore.stub import ANY, Stubber
 
 from ingestion import macie
+from ingestion.knowledge import KnowledgeBase
 from ingestion.pipeline import CuratedStore, document_id
 from tests.lambdas.conftest import FakeContext
 from tests.lambdas.ingestion_corpus import LANDING
@@ -119,3 +122,31 @@ def test_findings_elsewhere_are_reported_and_bad_events_ignored(aws: Aws, respon
     assert macie.lambda_handler(finding_event("log-archive", "logs/x.gz", None), FakeContext())["action"] == "reported"
     assert macie.lambda_handler({"detail": {}}, FakeContext()) == {"action": "ignored"}
     assert len(sns.calls) == 1
+
+
+def test_the_responder_calls_sns_and_the_kb_as_their_service_models_say(aws: Aws) -> None:
+    current = curate(aws, "docs/card.txt", "Card on file.")
+    key = current["location"].removeprefix(f"s3://{CURATED}/")
+    agent = boto3.client("bedrock-agent", region_name="us-east-1")
+    sns = boto3.client("sns", region_name="us-east-1")
+    store = CuratedStore(aws.s3, KnowledgeBase(agent, "KB12345678", "DS3SOURCE1", "DSCUSTOM01"), aws.registry)
+    buckets = macie.Buckets(landing=LANDING, curated=CURATED, quarantine=QUARANTINE)
+    responder = macie.Responder(aws.s3, store, aws.registry, sns, buckets, TOPIC)
+    with Stubber(agent) as kb, Stubber(sns) as topic:
+        kb.add_response(
+            "delete_knowledge_base_documents",
+            {"documentDetails": []},
+            {
+                "knowledgeBaseId": "KB12345678",
+                "dataSourceId": "DS3SOURCE1",
+                "documentIdentifiers": [{"dataSourceType": "S3", "s3": {"uri": current["location"]}}],
+            },
+        )
+        topic.add_response(
+            "publish",
+            {"MessageId": "m-1"},
+            {"TopicArn": TOPIC, "Subject": "Macie High finding: quarantined", "Message": ANY},
+        )
+        responder.respond(macie.parse(finding_event(CURATED, key, current["object_version"])), AT)
+        kb.assert_no_pending_responses()
+        topic.assert_no_pending_responses()
