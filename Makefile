@@ -23,7 +23,7 @@ CDK := cdk --ci --no-notices
 CDK_ARGS := -c tier=$(TIER)
 PIP_QUIET := --quiet --disable-pip-version-check
 
-.PHONY: help layer agent-deps setup synth test lint format typecheck cfn-lint bench nag-report diff deploy destroy clean distclean
+.PHONY: help layer agent-deps setup synth test eval lint format typecheck cfn-lint bench nag-report diff deploy destroy clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -67,6 +67,9 @@ synth: setup ## synthesize TIER (all, sandbox, production) into cdk.out/, nag an
 
 test: setup ## run the whole test suite
 	$(BIN)/pytest
+
+eval: setup ## score the recorded tool-call traces against the golden set (fails below the floor)
+	$(BIN)/python tools/eval.py
 
 lint: setup ## ruff (lint + format check) and mypy
 	$(BIN)/ruff check .

@@ -525,6 +525,23 @@ class MacieConfig(_Model):
     notify_emails: tuple[Email, ...] = ()
 
 
+class ObservabilityConfig(_Model):
+    """Dashboards, alarms and evaluation for the production tier."""
+
+    alarm_emails: tuple[Email, ...] = ()
+    # Tool-call accuracy (selection and arguments) below this fails `make test` and alarms live.
+    tool_accuracy_floor: float = Field(default=0.8, ge=0, le=1)
+    # Share of agent sessions AgentCore's online evaluation scores (built-in tool evaluators).
+    evaluation_sampling_percentage: float = Field(default=10, ge=0.01, le=100)
+    error_rate_percent: float = Field(default=5, gt=0, le=100)  # per stage, over 5 minutes
+    p99_latency_ms: int = Field(default=20_000, ge=100, le=900_000)  # per stage
+    guardrail_interventions_per_5_minutes: int = Field(default=50, ge=1)
+    quota_refusals_per_5_minutes: int = Field(default=100, ge=1)
+    # Bedrock model invocation logging (prompts and answers) to a KMS-encrypted log group, kept
+    # this many days; 0 turns it off. The logs hold prompts: access is restricted to the key.
+    invocation_log_days: LogRetentionDays | Literal[0] = 30
+
+
 # Seconds of the gateway function's time kept back from generation (an agent turn or a model
 # call) for the output guardrail, the ledger and the answer (lambdas/ai_gateway/handler.py).
 GATEWAY_MARGIN_SECONDS = 5
@@ -560,6 +577,7 @@ class ProductionConfig(_TierConfig):
     ingestion: IngestionConfig
     connectors: ConnectorsConfig = ConnectorsConfig()
     macie: MacieConfig = MacieConfig()
+    observability: ObservabilityConfig = ObservabilityConfig()
 
     @field_validator("connectors")
     @classmethod

@@ -1,0 +1,1 @@
+"""Deterministic tool-call evaluation: did the agent call the right tool with the right arguments?"""

@@ -1,0 +1,144 @@
+"""Scoring recorded tool calls against a golden set, without a judge model.
+
+For each golden case (a prompt, the tool it should lead to with its arguments, and allowed
+alternatives):
+
+- **tool selection**: 1 when the agent's first tool call is the expected tool or an allowed
+  alternative, 0.5 when it gets there only after another call, 0 when it never does;
+- **argument accuracy**: for the first right call, the share of argument keys (expected or
+  sent, minus the ignored ones such as paging cursors) whose values match, so a call with one
+  of two arguments right scores 0.5 and an invented extra argument costs too; the best-scoring
+  accepted answer counts;
+- **call success**: the share of the case's tool calls that did not fail.
+
+The aggregates are the means over cases (call success over all calls).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+GOLDEN_SET = Path(__file__).with_name("golden_set.json")
+
+
+@dataclass(frozen=True)
+class Expected:
+    tool: str
+    arguments: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class GoldenCase:
+    id: str
+    prompt: str
+    group: str
+    expected: Expected
+    alternatives: tuple[Expected, ...] = ()
+    ignore_arguments: tuple[str, ...] = ("cursor",)
+
+    @property
+    def accepted(self) -> tuple[Expected, ...]:
+        return (self.expected, *self.alternatives)
+
+
+@dataclass(frozen=True)
+class Call:
+    name: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+    ok: bool = True
+
+
+@dataclass(frozen=True)
+class CaseScore:
+    case_id: str
+    selection: float
+    arguments: float
+    success: float
+    calls: int
+    ok_calls: int
+
+
+@dataclass(frozen=True)
+class Report:
+    cases: tuple[CaseScore, ...]
+
+    @property
+    def tool_selection_accuracy(self) -> float:
+        return _mean(c.selection for c in self.cases)
+
+    @property
+    def argument_accuracy(self) -> float:
+        return _mean(c.arguments for c in self.cases)
+
+    @property
+    def call_success_rate(self) -> float:
+        calls = sum(c.calls for c in self.cases)
+        return sum(c.ok_calls for c in self.cases) / calls if calls else 0.0
+
+
+def load_golden_set(path: Path = GOLDEN_SET) -> list[GoldenCase]:
+    return [golden_case(raw) for raw in json.loads(path.read_text(encoding="utf-8"))]
+
+
+def golden_case(raw: Mapping[str, Any]) -> GoldenCase:
+    return GoldenCase(
+        id=raw["id"],
+        prompt=raw["prompt"],
+        group=raw["group"],
+        expected=Expected(raw["expected"]["tool"], dict(raw["expected"].get("arguments", {}))),
+        alternatives=tuple(Expected(a["tool"], dict(a.get("arguments", {}))) for a in raw.get("alternatives", [])),
+        ignore_arguments=tuple(raw.get("ignore_arguments", ("cursor",))),
+    )
+
+
+def calls_from(raw: Iterable[Mapping[str, Any]]) -> list[Call]:
+    return [Call(str(c["name"]), dict(c.get("arguments") or {}), bool(c.get("ok", True))) for c in raw]
+
+
+def score(case: GoldenCase, calls: Sequence[Call]) -> CaseScore:
+    ok_calls = sum(1 for call in calls if call.ok)
+    success = ok_calls / len(calls) if calls else 0.0
+    tools = {answer.tool for answer in case.accepted}
+    position = next((i for i, call in enumerate(calls) if call.name in tools), None)
+    if position is None:
+        return CaseScore(case.id, 0.0, 0.0, success, len(calls), ok_calls)
+    chosen = calls[position]
+    arguments = max(
+        argument_score(answer.arguments, chosen.arguments, case.ignore_arguments)
+        for answer in case.accepted
+        if answer.tool == chosen.name
+    )
+    return CaseScore(case.id, 1.0 if position == 0 else 0.5, arguments, success, len(calls), ok_calls)
+
+
+def argument_score(expected: Mapping[str, Any], sent: Mapping[str, Any], ignore: Sequence[str] = ()) -> float:
+    keys = (set(expected) | set(sent)) - set(ignore)
+    if not keys:
+        return 1.0
+    matched = sum(1 for key in keys if key in expected and key in sent and same(expected[key], sent[key]))
+    return matched / len(keys)
+
+
+def same(expected: Any, sent: Any) -> bool:
+    """Equal after the normalization a person would apply: case and surrounding space in text,
+    int vs float, order in lists."""
+    if isinstance(expected, str) and isinstance(sent, str):
+        return expected.strip().casefold() == sent.strip().casefold()
+    if isinstance(expected, int | float) and isinstance(sent, int | float) and not isinstance(sent, bool):
+        return float(expected) == float(sent)
+    if isinstance(expected, list) and isinstance(sent, list):
+        return len(expected) == len(sent) and all(any(same(e, s) for s in sent) for e in expected)
+    return bool(expected == sent)
+
+
+def evaluate(cases: Sequence[GoldenCase], traces: Mapping[str, Sequence[Call]]) -> Report:
+    return Report(tuple(score(case, traces.get(case.id, ())) for case in cases))
+
+
+def _mean(values: Iterable[float]) -> float:
+    numbers = list(values)
+    return sum(numbers) / len(numbers) if numbers else 0.0

@@ -1,0 +1,117 @@
+"""The deterministic tool-call evaluator: its arithmetic on hand-built traces, and the recorded
+traces held to the configured floor."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from evaluation.evaluator import (
+    Call,
+    Expected,
+    GoldenCase,
+    argument_score,
+    evaluate,
+    load_golden_set,
+    score,
+)
+from stacks.config import load_config
+from tests.conftest import ROOT
+from tools.eval import recorded, table
+
+ORDERS = "orders___find_orders"
+SEARCH = "knowledge___knowledge_search"
+CASE = GoldenCase(
+    id="c",
+    prompt="p",
+    group="g",
+    expected=Expected(ORDERS, {"customer_email": "ada@example.com", "status": "shipped"}),
+    alternatives=(Expected(SEARCH, {"query": "order status"}),),
+)
+
+
+@pytest.mark.parametrize(
+    ("calls", "selection", "arguments", "success"),
+    [
+        ([Call(ORDERS, {"customer_email": "ada@example.com", "status": "shipped"})], 1.0, 1.0, 1.0),
+        # Normalized values match: case and spaces in text.
+        ([Call(ORDERS, {"customer_email": " ADA@example.com", "status": "Shipped"})], 1.0, 1.0, 1.0),
+        # Partial credit: one of two arguments right.
+        ([Call(ORDERS, {"customer_email": "ada@example.com", "status": "placed"})], 1.0, 0.5, 1.0),
+        # A missing argument and an invented one both cost: 1 of 3 keys right.
+        ([Call(ORDERS, {"customer_email": "ada@example.com", "limit": 5})], 1.0, 1 / 3, 1.0),
+        # The cursor is ignored.
+        ([Call(ORDERS, {"customer_email": "ada@example.com", "status": "shipped", "cursor": "x"})], 1.0, 1.0, 1.0),
+        # An allowed alternative counts as the right tool.
+        ([Call(SEARCH, {"query": "Order status"})], 1.0, 1.0, 1.0),
+        # The right tool only after a wrong one: half credit for selection.
+        (
+            [Call("customers___get_customer", {"customer_id": "C-1"}), Call(ORDERS, CASE.expected.arguments)],
+            0.5,
+            1.0,
+            1.0,
+        ),
+        # Never the right tool.
+        ([Call("customers___get_customer", {"customer_id": "C-1"}, ok=False)], 0.0, 0.0, 0.0),
+        # No call at all.
+        ([], 0.0, 0.0, 0.0),
+        # A failed call, then the same call succeeding.
+        ([Call(ORDERS, CASE.expected.arguments, ok=False), Call(ORDERS, CASE.expected.arguments)], 1.0, 1.0, 0.5),
+    ],
+)
+def test_a_case_is_scored_on_selection_arguments_and_success(
+    calls: list[Call], selection: float, arguments: float, success: float
+) -> None:
+    result = score(CASE, calls)
+    assert (result.selection, result.arguments, result.success) == pytest.approx((selection, arguments, success))
+
+
+def test_the_best_accepted_answer_for_the_chosen_tool_counts() -> None:
+    case = GoldenCase(
+        id="k",
+        prompt="p",
+        group="g",
+        expected=Expected(SEARCH, {"query": "return window"}),
+        alternatives=(Expected(SEARCH, {"query": "refund policy"}),),
+    )
+    assert score(case, [Call(SEARCH, {"query": "Refund policy"})]).arguments == 1.0
+    assert argument_score({}, {}) == 1.0
+    assert argument_score({"ids": [1, 2]}, {"ids": [2, 1.0]}) == 1.0
+
+
+def test_aggregates_are_means_over_cases_and_success_over_calls() -> None:
+    other = GoldenCase(id="d", prompt="p", group="g", expected=Expected(SEARCH, {"query": "q"}))
+    report = evaluate(
+        [CASE, other],
+        {
+            "c": [Call(ORDERS, {"customer_email": "ada@example.com", "status": "placed"})],
+            "d": [Call(ORDERS, {}, ok=False)] * 3,
+        },
+    )
+    assert report.tool_selection_accuracy == pytest.approx(0.5)  # (1 + 0) / 2
+    assert report.argument_accuracy == pytest.approx(0.25)  # (0.5 + 0) / 2
+    assert report.call_success_rate == pytest.approx(0.25)  # 1 ok call of 4
+
+
+def test_the_golden_set_names_only_tools_that_exist_and_groups_that_may_use_them() -> None:
+    from stacks.config import all_tools
+    from stacks.production.tool_binding import bindings, qualified
+
+    config = load_config(json.loads((ROOT / "cdk.json").read_text())["context"]).production
+    tools = {qualified(target, tool) for tool, target in all_tools(config.legacy_apis).items()}
+    allowed = bindings(config)
+    cases = load_golden_set()
+    assert len({c.id for c in cases}) == len(cases) >= 10
+    for case in cases:
+        for answer in case.accepted:
+            assert answer.tool in tools, (case.id, answer.tool)
+            assert answer.tool in allowed[case.group], (case.id, case.group, answer.tool)
+
+
+def test_recorded_traces_meet_the_configured_floor() -> None:
+    floor = load_config(json.loads((ROOT / "cdk.json").read_text())["context"]).production.observability
+    report = recorded()
+    assert len(report.cases) == len(load_golden_set())
+    assert report.tool_selection_accuracy >= floor.tool_accuracy_floor, table(report)
+    assert report.argument_accuracy >= floor.tool_accuracy_floor, table(report)
