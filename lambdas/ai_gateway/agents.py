@@ -35,8 +35,12 @@ class AgentTurn:
     generation: Generation
     stop: str
     iterations: int
-    tool_calls: int
-    tool_errors: int
+    # What the agent called: {"name", "arguments", "ok", "error_kind"} per call, as it reported.
+    calls: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def tool_errors(self) -> int:
+        return sum(1 for call in self.calls if not call.get("ok"))
 
 
 class AgentClient:
@@ -86,7 +90,7 @@ class AgentClient:
         try:
             answer = json.loads(response.data)
             usage = answer.get("usage") or {}
-            calls = answer.get("tool_calls") or []
+            calls = tuple(dict(call) for call in answer.get("tool_calls") or [])
             return AgentTurn(
                 generation=Generation(
                     model=str(answer["model"]),
@@ -97,8 +101,7 @@ class AgentClient:
                 ),
                 stop=str(answer.get("stop", "")),
                 iterations=int(answer.get("iterations", 0)),
-                tool_calls=len(calls),
-                tool_errors=sum(1 for call in calls if not call.get("ok")),
+                calls=calls,
             )
         except (ValueError, KeyError, TypeError, AttributeError):
             raise UpstreamError(service, "InvalidResponse", 502) from None

@@ -48,6 +48,7 @@ app = APIGatewayRestResolver()
 
 IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_.:-]{8,128}$")
 OUTPUT_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+EVALUATION_CASE = re.compile(r"^[a-z0-9-]{1,64}$")
 Body = TypeVar("Body", bound=BaseModel)
 CHAT = "chat"
 # Seconds kept back from the function's remaining time for the output guardrail and the ledger
@@ -227,7 +228,7 @@ def _generate(
             )
 
     try:
-        generation, produced_by = _produce(output, caller, models, messages, session)
+        generation, produced_by = _produce(output, caller, group, models, messages, session)
         metrics.add_metric(name="GenerationLatency", unit=MetricUnit.Milliseconds, value=generation.latency_ms)
         source, query = grounding if grounding else (None, None)
         verdict = _timed(
@@ -294,8 +295,13 @@ def _generate(
 
 
 def _produce(
-    output: OutputPolicy, caller: Caller, models: list[str], messages: list[dict[str, Any]], session: str
-) -> tuple[Generation, dict[str, str]]:
+    output: OutputPolicy,
+    caller: Caller,
+    group: GroupPolicy,
+    models: list[str],
+    messages: list[dict[str, Any]],
+    session: str,
+) -> tuple[Generation, dict[str, Any]]:
     """The generation, from a model or from the output type's agent, and what names its producer."""
     if output.agent is None:
         generation = converse(
@@ -324,10 +330,40 @@ def _produce(
         timeout_seconds=max(seconds, 1),
     )
     metrics.add_metric(name="AgentIterations", unit=MetricUnit.Count, value=turn.iterations)
-    metrics.add_metric(name="AgentToolCalls", unit=MetricUnit.Count, value=turn.tool_calls)
+    metrics.add_metric(name="AgentToolCalls", unit=MetricUnit.Count, value=len(turn.calls))
     metrics.add_metric(name="AgentToolErrors", unit=MetricUnit.Count, value=turn.tool_errors)
-    logger.info("agent turn", extra={"agent": output.agent, "stop": turn.stop, "iterations": turn.iterations})
-    return turn.generation, {"agent": output.agent, "session_id": session}
+    # The tool-call trace the evaluator (lambdas/evaluation) reads from this log: tool names and
+    # outcomes always; arguments only for an internal group's evaluation case (golden prompts
+    # carry no personal data; a customer's arguments may).
+    case = _evaluation_case(group)
+    calls = [
+        {"name": c.get("name"), "ok": bool(c.get("ok")), **({"arguments": c.get("arguments")} if case else {})}
+        for c in turn.calls
+    ]
+    logger.info(
+        "agent turn",
+        extra={
+            "agent": output.agent,
+            "stop": turn.stop,
+            "iterations": turn.iterations,
+            "tool_calls": calls,
+            **({"evaluation_case": case} if case else {}),
+        },
+    )
+    produced: dict[str, Any] = {"agent": output.agent, "session_id": session}
+    if case:
+        produced["tool_calls"] = calls
+    return turn.generation, produced
+
+
+def _evaluation_case(group: GroupPolicy) -> str | None:
+    """The golden case an internal caller's request replays (X-Evaluation-Case), if any."""
+    case = app.current_event.headers.get("X-Evaluation-Case")
+    if not case or group.kind != "internal":
+        return None
+    if not EVALUATION_CASE.match(case):
+        raise GatewayError(422, "invalid_request", "X-Evaluation-Case: 1 to 64 of a-z 0-9 -")
+    return case
 
 
 def _caller_token() -> str:

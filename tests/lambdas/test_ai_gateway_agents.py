@@ -237,3 +237,29 @@ def test_no_bearer_token_is_a_401_not_a_crash(routed: tuple[Gateway, FakeAgentCo
     result = call(rest_event("POST", "/v1/chat", {"messages": [{"role": "user", "content": "Hi"}]}))
     assert (result.status, result.body["error"], agent.seen) == (401, "unauthorized", [])
     assert used("chat") == 0
+
+
+def test_the_tool_call_trace_is_logged_with_arguments_only_for_an_internal_evaluation_case(
+    routed: tuple[Gateway, FakeAgentCore], capsys: pytest.CaptureFixture[str]
+) -> None:
+    gateway, agent = routed
+    call_with_email = {"name": "orders___find_orders", "arguments": {"customer_email": "ada@example.com"}, "ok": True}
+    for group, request_id in (("customer-gold", "r-customer"), ("platform-admins", "r-internal")):
+        guard_input(gateway.bedrock, ["Where is my order?"])
+        agent.reply("Shipped.")
+        answer = json.loads(agent.answers[-1][2])
+        answer["tool_calls"] = [call_with_email]
+        agent.answers[-1] = (200, {}, json.dumps(answer).encode())
+        guard_output(gateway.bedrock, "Shipped.")
+        event = chat("Where is my order?")
+        event["headers"]["X-Evaluation-Case"] = "orders-latest"
+        event["requestContext"].update(requestId=request_id, authorizer={"user": "u-1", "group": group})
+        result = call(event)
+        assert result.status == 200
+        assert ("tool_calls" in result.body) == (group == "platform-admins")
+    turns = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"agent turn"' in line]
+    customer, internal = turns
+    assert customer["tool_calls"] == [{"name": "orders___find_orders", "ok": True}]
+    assert "evaluation_case" not in customer and "ada@example.com" not in json.dumps(customer)
+    assert internal["evaluation_case"] == "orders-latest"
+    assert internal["tool_calls"] == [call_with_email]

@@ -3,7 +3,10 @@ traces held to the configured floor."""
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
+from typing import Any
 
 import pytest
 
@@ -115,3 +118,40 @@ def test_recorded_traces_meet_the_configured_floor() -> None:
     assert len(report.cases) == len(load_golden_set())
     assert report.tool_selection_accuracy >= floor.tool_accuracy_floor, table(report)
     assert report.argument_accuracy >= floor.tool_accuracy_floor, table(report)
+
+
+def subscription_event(messages: list[str]) -> dict[str, Any]:
+    data = {
+        "messageType": "DATA_MESSAGE",
+        "owner": "123456789012",
+        "logGroup": "/aws/lambda/gateway",
+        "logStream": "s",
+        "subscriptionFilters": ["agent-turns"],
+        "logEvents": [{"id": str(n), "timestamp": 1795888800000, "message": m} for n, m in enumerate(messages)],
+    }
+    return {"awslogs": {"data": base64.b64encode(gzip.compress(json.dumps(data).encode())).decode()}}
+
+
+def test_live_turns_become_tool_metrics_and_golden_replays_are_scored(capsys: pytest.CaptureFixture[str]) -> None:
+    from evaluation import handler
+    from tests.lambdas.conftest import FakeContext
+
+    turn = {"message": "agent turn", "agent": "support_assistant"}
+    live = {**turn, "tool_calls": [{"name": ORDERS, "ok": True}, {"name": SEARCH, "ok": False}]}
+    replay = {
+        **turn,
+        "evaluation_case": "orders-shipped",
+        "tool_calls": [
+            {"name": ORDERS, "arguments": {"customer_email": "ada@example.com", "status": "placed"}, "ok": True}
+        ],
+    }
+    event = subscription_event([json.dumps(live), "not json", json.dumps({"message": "other"}), json.dumps(replay)])
+    assert handler.lambda_handler(event, FakeContext()) == {"turns": 2, "golden_cases": 1}
+    emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    values = [
+        (m["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"], m.get("Tool") or m.get("Agent"), m) for m in emitted
+    ]
+    by_name = {(name, dim): m[name][0] if isinstance(m[name], list) else m[name] for name, dim, m in values}
+    assert by_name[("ToolErrors", SEARCH)] == 1.0 and by_name[("ToolErrors", ORDERS)] == 0.0
+    assert by_name[("ToolSelectionAccuracy", "support_assistant")] == 100.0
+    assert by_name[("ToolArgumentAccuracy", "support_assistant")] == 50.0
