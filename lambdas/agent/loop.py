@@ -14,7 +14,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
+
+from shared.telemetry import stage
+
+logger = Logger(child=True)
 
 MAX_ITERATIONS = 6
 STATUS_MODEL_FAMILIES = ("amazon.nova", "anthropic.claude")
@@ -108,7 +113,21 @@ def run_turn(
             request["toolConfig"] = tool_config(available)
         if max_tokens:
             request["inferenceConfig"] = {"maxTokens": max_tokens}
-        response = _converse(bedrock, remaining, request)
+        attributes = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.system": "aws.bedrock",
+            "gen_ai.request.model": remaining[0],
+        }
+        with stage("generation", logger, conversation=session_id, **attributes) as record:
+            response = _converse(bedrock, remaining, request)
+            usage = response.get("usage", {})
+            record.update(
+                {
+                    "gen_ai.response.model": remaining[0],
+                    "gen_ai.usage.input_tokens": int(usage.get("inputTokens", 0)),
+                    "gen_ai.usage.output_tokens": int(usage.get("outputTokens", 0)),
+                }
+            )
         turn.model = remaining[0]
         usage = response.get("usage", {})
         turn.input_tokens += int(usage.get("inputTokens", 0))
@@ -131,8 +150,12 @@ def run_turn(
                 turn.tool_calls.append(ToolCall(use["name"], use.get("input") or {}, ok=False, error_kind="deadline"))
                 results.append(_tool_result(use["toolUseId"], outcome, turn.model))
                 continue
-            outcome = tools.call_tool(use["name"], use.get("input") or {})
-            error = outcome.get("error") if isinstance(outcome.get("error"), dict) else None
+            tool = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": use["name"]}
+            with stage("tool", logger, conversation=session_id, **tool) as record:
+                outcome = tools.call_tool(use["name"], use.get("input") or {})
+                error = outcome.get("error") if isinstance(outcome.get("error"), dict) else None
+                if error is not None:
+                    record.end("error", str(error.get("kind", "tool_error")))
             turn.tool_calls.append(
                 ToolCall(use["name"], use.get("input") or {}, ok=error is None, error_kind=error and error.get("kind"))
             )

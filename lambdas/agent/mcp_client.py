@@ -14,6 +14,7 @@ from typing import Any
 
 import urllib3
 
+CONVERSATION_HEADER = "X-Genai-Conversation-Id"  # read by lambdas/tool_guard
 PROTOCOL_VERSION = "2025-06-18"  # the tools gateway supports 2025-03-26 and 2025-06-18
 # JSON-RPC error codes -> the tool error taxonomy (tool calls answer errors, never raise).
 ERROR_KINDS = {-32001: "forbidden", -32602: "invalid_argument", -32601: "invalid_argument"}
@@ -35,6 +36,8 @@ class McpClient:
         token: str,
         timeout_seconds: float = 20.0,
         http: urllib3.PoolManager | None = None,
+        conversation: str | None = None,
+        trace: str | None = None,
     ) -> None:
         self._url = url
         self._headers = {
@@ -43,6 +46,11 @@ class McpClient:
             "Accept": "application/json, text/event-stream",
             "MCP-Protocol-Version": PROTOCOL_VERSION,
         }
+        # Correlation for the gateway's interceptors (which see request headers) and X-Ray.
+        if conversation:
+            self._headers[CONVERSATION_HEADER] = conversation
+        if trace:
+            self._headers["X-Amzn-Trace-Id"] = trace
         self._timeout = urllib3.Timeout(total=timeout_seconds)
         self._http = http or urllib3.PoolManager(retries=False)
         self._ids = itertools.count(1)

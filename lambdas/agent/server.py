@@ -34,6 +34,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from agent.loop import run_turn
 from agent.mcp_client import McpClient, McpError
 from agent.memory import SessionMemory, actor_id
+from shared.telemetry import CONVERSATION
 from shared.tokens import GROUP_CLAIM, InvalidToken, bearer, claims_checked_upstream
 
 SESSION_HEADER = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id"
@@ -118,6 +119,7 @@ class Agent:
         if not user or models is None:
             raise RefusedError(403, "forbidden", f"this agent serves the groups {', '.join(sorted(settings.groups))}")
         self._bind(session_id, user, group)
+        logger.append_keys(**{CONVERSATION: session_id})
         request = _request(body, models)
         actor = actor_id(group, user)
         messages = request.messages
@@ -134,7 +136,9 @@ class Agent:
         try:
             turn = run_turn(
                 self.bedrock,
-                McpClient(settings.gateway_url, token=token),
+                McpClient(
+                    settings.gateway_url, token=token, conversation=session_id, trace=headers.get("x-amzn-trace-id")
+                ),
                 models=request.models,
                 system=system,
                 messages=messages,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -71,6 +72,9 @@ class AgentClient:
             "Accept": "application/json",
             SESSION_HEADER: session_id,
         }
+        trace = os.environ.get("_X_AMZN_TRACE_ID")
+        if trace:  # the agent's spans continue this request's X-Ray trace
+            headers["X-Amzn-Trace-Id"] = trace
         started = time.perf_counter()
         try:
             response = self._http.request(

@@ -37,6 +37,7 @@ from ai_gateway.ledger import Admission, Ledger, QuotaExceededError
 from ai_gateway.models import Caller, ChatRequest, GatewayPolicy, GroupPolicy, OutputPolicy, OutputRequest, Settings
 from ai_gateway.router import Generation, ModelForbiddenError, candidates, converse
 from ai_gateway.upstream import UpstreamError, call
+from shared.telemetry import CONVERSATION, emit, stage
 from shared.tokens import InvalidToken, bearer
 
 # Cold start matters at the front door: bodies are validated with pydantic directly (Powertools'
@@ -123,12 +124,13 @@ def chat() -> Response[Any]:
     _check_size(sum(len(m.content) for m in request.messages))
     _output_for(group, CHAT)
     models = _models(group, request.model)
+    session = request.session_id or request_id
+    _correlate(caller, session)
     # Every turn is the client's text, its "assistant" turns included: all of it is guarded.
     verdict = _guard_input([m.content for m in request.messages], CHAT)
     messages = [
         {"role": m.role, "content": [{"text": text}]} for m, text in zip(request.messages, verdict.texts, strict=True)
     ]
-    session = request.session_id or request_id
     return _generate(caller, group, CHAT, models, request_id, messages=messages, session=session, grounding=None)
 
 
@@ -142,6 +144,7 @@ def outputs(output_type: str) -> Response[Any]:
     _check_size(len(request.material) + len(request.instructions or ""))
     _output_for(group, output_type)
     models = _models(group, request.model)
+    _correlate(caller, request_id)
     checked = [request.material, *([request.instructions] if request.instructions else [])]
     verdict = _guard_input(checked, output_type)
     material = verdict.text(0)
@@ -228,11 +231,26 @@ def _generate(
             )
 
     try:
-        generation, produced_by = _produce(output, caller, group, models, messages, session)
+        operation = {
+            "gen_ai.operation.name": "invoke_agent" if output.agent else "chat",
+            "gen_ai.system": "aws.bedrock",
+        }
+        with _stage("generation", {**operation, "gen_ai.request.model": models[0]}) as record:
+            generation, produced_by = _produce(output, caller, group, models, messages, session)
+            record.update(
+                {
+                    "gen_ai.response.model": generation.model,
+                    "gen_ai.usage.input_tokens": generation.input_tokens,
+                    "gen_ai.usage.output_tokens": generation.output_tokens,
+                    **({"gen_ai.agent.name": output.agent} if output.agent else {}),
+                }
+            )
         metrics.add_metric(name="GenerationLatency", unit=MetricUnit.Milliseconds, value=generation.latency_ms)
         source, query = grounding if grounding else (None, None)
-        verdict = _timed(
-            "GuardrailOutputLatency", lambda: deps.guard.check_output(generation.text, source=source, query=query)
+        verdict = _guarded(
+            "GuardrailOutputLatency",
+            "OUTPUT",
+            lambda: deps.guard.check_output(generation.text, source=source, query=query),
         )
     except BaseException:
         try:
@@ -267,6 +285,10 @@ def _generate(
         metrics.add_metric(name="MeteringErrors", unit=MetricUnit.Count, value=1)
     metrics.add_metric(name="Outputs", unit=MetricUnit.Count, value=1)
     metrics.add_metric(name="Units", unit=MetricUnit.Count, value=output.units)
+    by_model = {"Model": generation.model}
+    emit("ModelInputTokens", MetricUnit.Count, generation.input_tokens, by_model)
+    emit("ModelOutputTokens", MetricUnit.Count, generation.output_tokens, by_model)
+    emit("EstimatedCostUsd", MetricUnit.NoUnit, output.units * output.unit_price_usd, by_model)
     metrics.add_metric(name="InputTokens", unit=MetricUnit.Count, value=generation.input_tokens)
     metrics.add_metric(name="OutputTokens", unit=MetricUnit.Count, value=generation.output_tokens)
     if generation.fell_back_from:
@@ -422,7 +444,7 @@ def _check_size(chars: int) -> None:
 
 
 def _guard_input(texts: list[str], output_type: str) -> Verdict:
-    verdict = _timed("GuardrailInputLatency", lambda: dependencies().guard.check_input(texts))
+    verdict = _guarded("GuardrailInputLatency", "INPUT", lambda: dependencies().guard.check_input(texts))
     _count_interventions(verdict, "input")
     if verdict.blocked:
         raise GatewayError(400, "guardrail_blocked", verdict.text(), reasons=list(verdict.reasons))
@@ -447,23 +469,28 @@ def _admit(
     now: dt.datetime,
 ) -> Admission:
     try:
-        with call("dynamodb"):
-            admission = _timed(
-                "LedgerLatency",
-                lambda: ledger.admit(
-                    request_id=request_id,
-                    group=caller.group,
-                    user=caller.user,
-                    output_type=output_type,
-                    units=units,
-                    limit=limit,
-                    period=period,
-                    unit_price_usd=price,
-                    now=now,
-                ),
-            )
+        with call("dynamodb"), _stage("usage", {"gen_ai.operation.name": "admit"}) as record:
+            try:
+                admission = _timed(
+                    "LedgerLatency",
+                    lambda: ledger.admit(
+                        request_id=request_id,
+                        group=caller.group,
+                        user=caller.user,
+                        output_type=output_type,
+                        units=units,
+                        limit=limit,
+                        period=period,
+                        unit_price_usd=price,
+                        now=now,
+                    ),
+                )
+            except QuotaExceededError:
+                record.end("refused", "quota_exceeded")
+                raise
     except QuotaExceededError as refused:
         metrics.add_metric(name="QuotaRefusals", unit=MetricUnit.Count, value=1)
+        emit("QuotaRefusalsByGroup", MetricUnit.Count, 1, {"Group": caller.group})
         retry_after = max(int((refused.resets_at - now).total_seconds()), 1)
         raise GatewayError(
             429,
@@ -495,6 +522,29 @@ def _timed(metric: str, work: Callable[[], T]) -> T:
         return work()
     finally:
         metrics.add_metric(name=metric, unit=MetricUnit.Milliseconds, value=(time.perf_counter() - started) * 1000)
+
+
+def _stage(name: Any, attributes: dict[str, Any]) -> Any:
+    """A stage of this request (shared.telemetry), carrying its conversation id."""
+    return stage(name, logger, conversation=app.context.get("conversation"), **attributes)
+
+
+def _guarded(metric: str, source: str, work: Callable[[], Verdict]) -> Verdict:
+    attributes = {"gen_ai.operation.name": "apply_guardrail", "aws.bedrock.guardrail.source": source}
+    with _stage("guardrail", attributes) as record:
+        verdict = _timed(metric, work)
+        if verdict.intervened:
+            record.end("intervened", ",".join(verdict.reasons) or "intervened")
+            emit("GuardrailInterventions", MetricUnit.Count, 1, {"Source": source})
+    return verdict
+
+
+def _correlate(caller: Caller, session: str) -> None:
+    """One conversation id for every log line, metric and span of this request, and the agent's."""
+    conversation = runtime_session_id(caller.group, caller.user, session)
+    app.append_context(conversation=conversation)  # type: ignore[no-untyped-call]
+    logger.append_keys(**{CONVERSATION: conversation})
+    metrics.add_metadata(CONVERSATION, conversation)
 
 
 def _request_id() -> str:

@@ -17,6 +17,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from shared.telemetry import StageRecord, stage
 from shared.tool_errors import ToolError
 
 logger = Logger()
@@ -32,6 +33,7 @@ class Arguments(BaseModel):
     max_results: int = Field(default=5, ge=1, le=20)
     # Written by the gateway's interceptor, never by the agent.
     data_classifications: list[str] = Field(min_length=1, max_length=20)
+    conversation_id: str | None = Field(default=None, max_length=256)
 
 
 def retrieval_filter(classifications: list[str]) -> dict[str, Any]:
@@ -52,6 +54,12 @@ def search(agent_runtime: Any, knowledge_base_id: str, arguments: dict[str, Any]
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
         unscoped = any(e["loc"] == ("data_classifications",) for e in error.errors())
         return ToolError("forbidden" if unscoped else "invalid_argument", problems).result()
+    attributes = {"gen_ai.operation.name": "retrieve", "gen_ai.data_source.id": knowledge_base_id}
+    with stage("retrieval", logger, conversation=request.conversation_id, **attributes) as record:
+        return _retrieve(agent_runtime, knowledge_base_id, request, record)
+
+
+def _retrieve(agent_runtime: Any, knowledge_base_id: str, request: Arguments, record: StageRecord) -> dict[str, Any]:
     try:
         response = agent_runtime.retrieve(
             knowledgeBaseId=knowledge_base_id,
@@ -66,6 +74,7 @@ def search(agent_runtime: Any, knowledge_base_id: str, arguments: dict[str, Any]
     except (ClientError, BotoCoreError) as error:
         code = error.response["Error"]["Code"] if isinstance(error, ClientError) else type(error).__name__
         logger.warning("retrieve failed", extra={"code": code})
+        record.end("error", code)
         return ToolError("upstream_unavailable", f"knowledge base failed with {code}", retry_after=5).result()
     passages = []
     for result in response.get("retrievalResults", []):

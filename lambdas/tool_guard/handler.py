@@ -22,6 +22,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from shared.telemetry import CONVERSATION
 from shared.tokens import GROUP_CLAIM, InvalidToken, TokenVerifier, bearer
 
 logger = Logger()
@@ -30,6 +31,10 @@ VERSION = "1.0"
 FORBIDDEN = -32001  # an implementation-defined JSON-RPC server error: "not allowed"
 KNOWLEDGE_SEARCH = "___knowledge_search"
 CLASSIFICATIONS_ARGUMENT = "data_classifications"  # lambdas/knowledge_search reads it
+CONVERSATION_ARGUMENT = "conversation_id"  # ... and this, to attribute its retrieval stage
+CONVERSATION_HEADER = "x-genai-conversation-id"  # what lambdas/agent/mcp_client.py sends
+# Arguments the gateway writes into knowledge_search calls and hides from tools/list.
+GATEWAY_ARGUMENTS = (CLASSIFICATIONS_ARGUMENT, CONVERSATION_ARGUMENT)
 
 
 @cache
@@ -72,14 +77,20 @@ def intercept(event: dict[str, Any]) -> dict[str, Any]:
     mcp = event.get("mcp") or {}
     request = mcp.get("gatewayRequest") or {}
     body = request.get("body") or {}
-    group = caller_group(request.get("headers"))
+    headers = {str(k).lower(): v for k, v in (request.get("headers") or {}).items()}
+    conversation = headers.get(CONVERSATION_HEADER)
+    if isinstance(conversation, str) and conversation:
+        logger.append_keys(**{CONVERSATION: conversation})
+    group = caller_group(headers)
     tools = allowed_tools()[group] if group else frozenset()
     if mcp.get("gatewayResponse") is not None:
         return _on_response(body, mcp["gatewayResponse"], tools)
-    return _on_request(body, tools, group)
+    return _on_request(body, tools, group, conversation if isinstance(conversation, str) else None)
 
 
-def _on_request(body: dict[str, Any], tools: frozenset[str], group: str | None) -> dict[str, Any]:
+def _on_request(
+    body: dict[str, Any], tools: frozenset[str], group: str | None, conversation: str | None = None
+) -> dict[str, Any]:
     if body.get("method") == "tools/call":
         params = body.get("params") or {}
         name = str(params.get("name", ""))
@@ -91,7 +102,10 @@ def _on_request(body: dict[str, Any], tools: frozenset[str], group: str | None) 
                 response={"statusCode": 200, "body": {"jsonrpc": "2.0", "id": body.get("id"), "error": error}}
             )
         if name.endswith(KNOWLEDGE_SEARCH):
-            arguments = {**(params.get("arguments") or {}), CLASSIFICATIONS_ARGUMENT: group_classifications()[group]}
+            sent = {k: v for k, v in (params.get("arguments") or {}).items() if k not in GATEWAY_ARGUMENTS}
+            arguments = {**sent, CLASSIFICATIONS_ARGUMENT: group_classifications()[group]}
+            if conversation:
+                arguments[CONVERSATION_ARGUMENT] = conversation
             body = {**body, "params": {**params, "arguments": arguments}}
     return _output(request={"body": body})
 
@@ -110,9 +124,9 @@ def _public(tool: dict[str, Any]) -> dict[str, Any]:
     if not str(tool.get("name", "")).endswith(KNOWLEDGE_SEARCH):
         return tool
     schema = dict(tool.get("inputSchema") or {})
-    schema["properties"] = {k: v for k, v in (schema.get("properties") or {}).items() if k != CLASSIFICATIONS_ARGUMENT}
+    schema["properties"] = {k: v for k, v in (schema.get("properties") or {}).items() if k not in GATEWAY_ARGUMENTS}
     if "required" in schema:
-        schema["required"] = [name for name in schema["required"] if name != CLASSIFICATIONS_ARGUMENT]
+        schema["required"] = [name for name in schema["required"] if name not in GATEWAY_ARGUMENTS]
     return {**tool, "inputSchema": schema}
 
 

@@ -62,6 +62,9 @@ TOOL_INPUTS: dict[str, agentcore.SchemaDefinition] = {
                 items=agentcore.SchemaDefinition(type=S.STRING),
                 description="Set by the gateway; any value sent is replaced",
             ),
+            "conversation_id": agentcore.SchemaDefinition(
+                type=S.STRING, description="Set by the gateway from the calling agent's session, for telemetry"
+            ),
         },
         required=["query"],
     ),

@@ -1,0 +1,117 @@
+"""Stage attribution: every unit of work says which stage it was, how long it took and how it
+ended, in one log line, three metrics and one span that all carry the same conversation id.
+
+Stages: retrieval, generation, guardrail, tool, usage, ingestion. Span and log attributes follow
+the OpenTelemetry generative-AI semantic conventions (``gen_ai.operation.name``,
+``gen_ai.request.model``, ``gen_ai.usage.input_tokens``, ``gen_ai.conversation.id``, ...). The
+metrics are CloudWatch EMF with the single dimension ``Stage`` (alarmable): ``StageRequests``,
+``StageErrors`` and ``StageLatency``. Spans go through the OpenTelemetry API: exported where an
+SDK is configured (AgentCore's ADOT, the ADOT Lambda layer), no-ops elsewhere. No prompt,
+answer or argument value is ever an attribute.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from functools import cache
+from typing import Any, Literal
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+Stage = Literal["retrieval", "generation", "guardrail", "tool", "usage", "ingestion"]
+STAGES: tuple[str, ...] = ("retrieval", "generation", "guardrail", "tool", "usage", "ingestion")
+CONVERSATION = "gen_ai.conversation.id"
+TRACE = "aws.xray.trace_id"
+Attribute = str | int | float | bool | list[str]
+
+
+class StageRecord:
+    """What a unit of work adds while it runs (model, tokens, tool name, outcome detail)."""
+
+    def __init__(self, attributes: Mapping[str, Attribute]) -> None:
+        self.attributes: dict[str, Attribute] = dict(attributes)
+        self.outcome = "ok"
+
+    def update(self, attributes: Mapping[str, Attribute]) -> None:
+        self.attributes.update(attributes)
+
+    def end(self, outcome: Literal["error", "intervened", "refused"], reason: str) -> None:
+        """An answer that is not plain success without an exception: a tool error ("error"), a
+        guardrail intervention ("intervened"), a quota refusal ("refused"). Only errors count
+        in StageErrors."""
+        self.outcome = outcome
+        self.attributes["outcome.reason"] = reason
+
+
+@contextmanager
+def stage(
+    name: Stage,
+    logger: Logger,
+    *,
+    conversation: str | None = None,
+    namespace: str | None = None,
+    **attributes: Attribute,
+) -> Iterator[StageRecord]:
+    record = StageRecord({"stage": name, **attributes})
+    if conversation:
+        record.attributes[CONVERSATION] = conversation
+    trace_id = os.environ.get("_X_AMZN_TRACE_ID", "").split(";")[0].removeprefix("Root=")
+    if trace_id:
+        record.attributes[TRACE] = trace_id
+    started = time.perf_counter()
+    span = _tracer().start_span(f"{name} {attributes.get('gen_ai.operation.name', name)}")
+    try:
+        yield record
+    except Exception as error:
+        if record.outcome == "ok":  # a refusal the work marked before raising stays a refusal
+            record.outcome = "error"
+            record.attributes.setdefault("error.type", type(error).__name__)
+        raise
+    finally:
+        latency_ms = (time.perf_counter() - started) * 1000
+        record.attributes["outcome"] = record.outcome
+        for key, value in record.attributes.items():
+            span.set_attribute(key, value)
+        span.end()
+        _metrics(name, latency_ms, record.outcome == "error", namespace, conversation)
+        logger.info("stage", extra={**record.attributes, "latency_ms": round(latency_ms, 3)})
+
+
+def _metrics(name: str, latency_ms: float, failed: bool, namespace: str | None, conversation: str | None) -> None:
+    for metric, unit, value in (
+        ("StageRequests", MetricUnit.Count, 1.0),
+        ("StageErrors", MetricUnit.Count, 1.0 if failed else 0.0),
+        ("StageLatency", MetricUnit.Milliseconds, latency_ms),
+    ):
+        metadata = {CONVERSATION: conversation} if conversation else None
+        emit(metric, unit, value, {"Stage": name}, namespace=namespace, metadata=metadata)
+
+
+def emit(
+    name: str,
+    unit: MetricUnit,
+    value: float,
+    dimensions: Mapping[str, str],
+    *,
+    namespace: str | None = None,
+    metadata: Mapping[str, str] | None = None,
+) -> None:
+    """One EMF metric with exactly these dimensions (alarmable: no service dimension added)."""
+    space = namespace or os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "genai")
+    with single_metric(name=name, unit=unit, value=value, namespace=space) as metric:
+        for key, dimension in dimensions.items():
+            metric.add_dimension(key, dimension)
+        for key, meta in (metadata or {}).items():
+            metric.add_metadata(key, meta)
+
+
+@cache
+def _tracer() -> Any:
+    # Imported on first use, not at cold start: the API costs ~20 ms to import.
+    from opentelemetry import trace
+
+    return trace.get_tracer("genai-blueprint")
