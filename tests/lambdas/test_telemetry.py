@@ -1,0 +1,197 @@
+"""One request traced end to end: the AI gateway, the agent (stubbed model) behind a loopback
+AgentCore, the tools gateway's interceptor and knowledge_search (stubbed retrieval). Every log
+line, stage metric and span carries the same conversation id and the right stage; the seeded
+personal data reaches none of them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import unquote
+
+import boto3
+import pytest
+from botocore.stub import ANY, Stubber
+from cryptography.hazmat.primitives.asymmetric import rsa
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from agent.server import Agent, AgentSettings, GroupModels
+from ai_gateway import handler as gateway_handler
+from ai_gateway.agents import AgentClient, runtime_session_id
+from knowledge_search import handler as knowledge
+from shared.telemetry import CONVERSATION, STAGES
+from shared.tokens import TokenVerifier
+from stacks.production.tool_binding import bindings, classifications
+from tests.lambdas.cognito_fixtures import CLIENT_ID, sign
+from tests.lambdas.conftest import FakeContext, http_result
+from tests.lambdas.gateway_fixtures import AGENT_POLICY, Gateway, anonymized, guard_input, guard_output, rest_event
+from tests.lambdas.loopback import QuietHandler, loopback
+from tests.lambdas.test_tool_binding import CONFIG
+from tool_guard import handler as guard
+
+SEARCH = "knowledge___knowledge_search"
+RUNTIME = "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/genai_support_assistant-AbC123"
+SEEDED = "ada.lovelace@example.com"
+SPANS = InMemorySpanExporter()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def tracer_provider() -> None:
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(SPANS))
+    trace.set_tracer_provider(provider)
+
+
+def answer(stubber: Stubber, content: list[dict[str, Any]], stop: str) -> None:
+    stubber.add_response(
+        "converse",
+        {
+            "output": {"message": {"role": "assistant", "content": content}},
+            "stopReason": stop,
+            "usage": {"inputTokens": 300, "outputTokens": 40, "totalTokens": 340},
+            "metrics": {"latencyMs": 12},
+        },
+        {
+            "modelId": "amazon.nova-pro-v1:0",
+            "system": ANY,
+            "messages": ANY,
+            "requestMetadata": ANY,
+            "toolConfig": ANY,
+            "inferenceConfig": ANY,
+        },
+    )
+
+
+@pytest.fixture
+def chain(
+    gateway: Gateway, cognito: tuple[str, list[str]], signing_key: rsa.RSAPrivateKey, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Gateway, Stubber, Stubber, str]]:
+    monkeypatch.setenv("TOOL_BINDINGS", json.dumps(bindings(CONFIG)))
+    monkeypatch.setenv("DATA_CLASSIFICATIONS", json.dumps(classifications(CONFIG)))
+    guard.allowed_tools.cache_clear()
+    guard.group_classifications.cache_clear()
+    verifier = TokenVerifier(issuer=cognito[0], client_id=CLIENT_ID)
+    monkeypatch.setattr(guard, "verifier", lambda: verifier)
+    retrieval = boto3.client("bedrock-agent-runtime", region_name="us-east-1")
+    model = boto3.client("bedrock-runtime", region_name="us-east-1")
+    tools = [{"name": SEARCH, "description": "Search", "inputSchema": {"type": "object"}}]
+
+    class ToolsGateway(QuietHandler):
+        """The AgentCore Gateway's part: the REQUEST interceptor, the target, the RESPONSE interceptor."""
+
+        def do_POST(self) -> None:
+            rpc = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            request = {"headers": dict(self.headers.items()), "body": rpc}
+            passed = guard.intercept({"interceptorInputVersion": "1.0", "mcp": {"gatewayRequest": request}})["mcp"]
+            if "transformedGatewayResponse" in passed:
+                return self._send(passed["transformedGatewayResponse"]["body"])
+            body = passed["transformedGatewayRequest"]["body"]
+            if body["method"] == "tools/list":
+                result: dict[str, Any] = {"tools": tools}
+            else:
+                found = knowledge.search(retrieval, "KB12345678", body["params"]["arguments"])
+                result = {"content": [{"type": "text", "text": json.dumps(found)}]}
+            response = {"statusCode": 200, "body": {"jsonrpc": "2.0", "id": rpc["id"], "result": result}}
+            event = {"mcp": {"gatewayRequest": request, "gatewayResponse": response}}
+            self._send(guard.intercept(event)["mcp"]["transformedGatewayResponse"]["body"])
+
+        def _send(self, body: Any) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    with loopback(ToolsGateway) as tools_url, Stubber(model) as model_stub, Stubber(retrieval) as retrieval_stub:
+        groups = {
+            "customer-gold": GroupModels(("amazon.nova-pro-v1:0", "amazon.nova-lite-v1:0"), "amazon.nova-pro-v1:0")
+        }
+        settings = AgentSettings(name="support_assistant", system_prompt="Help.", gateway_url=tools_url, groups=groups)
+        agent = Agent(settings, model)
+
+        class AgentCore(QuietHandler):
+            """AgentCore Runtime's part: authorize (done), forward the session and token to the agent."""
+
+            def do_POST(self) -> None:
+                assert unquote(self.path.split("/")[2]) == RUNTIME
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                status, answered = agent.invoke(body, {k.lower(): v for k, v in self.headers.items()})
+                data = json.dumps(answered).encode()
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        with loopback(AgentCore) as agentcore_url:
+            deps = gateway_handler.dependencies()
+            monkeypatch.setattr(gateway_handler, "dependencies", lambda: gateway_handler.Dependencies(
+                ledger=deps.ledger, guard=deps.guard, bedrock=deps.bedrock,
+                agents=AgentClient(agentcore_url, {"support_assistant": RUNTIME}),
+            ))  # fmt: skip
+            monkeypatch.setattr(gateway_handler, "policy", lambda: AGENT_POLICY)
+            token = sign(signing_key, cognito[0], sub="user-1")
+            yield gateway, model_stub, retrieval_stub, token
+    guard.allowed_tools.cache_clear()
+    guard.group_classifications.cache_clear()
+
+
+def test_one_conversation_id_in_every_log_line_metric_and_span_with_its_stage(
+    chain: tuple[Gateway, Stubber, Stubber, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    gateway, model, retrieval, token = chain
+    SPANS.clear()
+    question = f"What is the refund window? Reply to {SEEDED}"
+    guard_input(gateway.bedrock, [question], anonymized("What is the refund window? Reply to {EMAIL}"))
+    tool_use = {"toolUse": {"toolUseId": "t1", "name": SEARCH, "input": {"query": "refund window"}}}
+    answer(model, [tool_use], "tool_use")
+    retrieval.add_response(
+        "retrieve",
+        {"retrievalResults": [{"content": {"text": "Thirty days."}, "location": {"type": "S3"}, "score": 0.9}]},
+        {"knowledgeBaseId": "KB12345678", "retrievalQuery": {"text": "refund window"}, "retrievalConfiguration": ANY},
+    )
+    answer(model, [{"text": "You have thirty days."}], "end_turn")
+    guard_output(gateway.bedrock, "You have thirty days.")
+    event = rest_event(
+        "POST",
+        "/v1/chat",
+        {"messages": [{"role": "user", "content": question}], "session_id": "chat-0001"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    result = http_result(gateway_handler.lambda_handler(event, FakeContext()))
+    assert (result.status, result.body["output"]) == (200, "You have thirty days.")
+    conversation = runtime_session_id("customer-gold", "user-1", "chat-0001")
+
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    logs = [line for line in lines if "_aws" not in line]
+    emf = [line for line in lines if "_aws" in line]
+    stage_logs = [line for line in logs if line.get("message") == "stage"]
+    assert {line["stage"] for line in stage_logs} == {"guardrail", "usage", "generation", "tool", "retrieval"}
+    assert all(line[CONVERSATION] == conversation for line in stage_logs)
+    # Every log line of the request, from every component, carries it (the gateway's too).
+    request_logs = [
+        line for line in logs if line.get("message") in ("stage", "output delivered", "agent turn", "turn finished")
+    ]
+    assert request_logs and all(line.get(CONVERSATION) == conversation for line in request_logs)
+    staged = [m for m in emf if "Stage" in m]
+    assert {m["Stage"] for m in staged} == {"guardrail", "usage", "generation", "tool", "retrieval"} <= set(STAGES)
+    assert all(m[CONVERSATION] == conversation for m in staged)
+    gateway_emf = [m for m in emf if "Outputs" in m]
+    assert [m[CONVERSATION] for m in gateway_emf] == [conversation]
+
+    spans = SPANS.get_finished_spans()
+    assert {span.attributes["stage"] for span in spans} == {"guardrail", "usage", "generation", "tool", "retrieval"}
+    assert all(span.attributes[CONVERSATION] == conversation for span in spans)
+    generation = [
+        s for s in spans if s.attributes["stage"] == "generation" and s.attributes["gen_ai.operation.name"] == "chat"
+    ]
+    assert [s.attributes["gen_ai.usage.input_tokens"] for s in generation] == [300, 300]
+    tool = next(s for s in spans if s.attributes["stage"] == "tool")
+    assert (tool.attributes["gen_ai.tool.name"], tool.attributes["outcome"]) == (SEARCH, "ok")
+
+    sinks = json.dumps(lines) + json.dumps([dict(s.attributes) for s in spans])
+    assert SEEDED not in sinks
