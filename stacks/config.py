@@ -538,8 +538,9 @@ class ObservabilityConfig(_Model):
     guardrail_interventions_per_5_minutes: int = Field(default=50, ge=1)
     quota_refusals_per_5_minutes: int = Field(default=100, ge=1)
     # Bedrock model invocation logging (prompts and answers) to a KMS-encrypted log group, kept
-    # this many days; 0 turns it off. The logs hold prompts: access is restricted to the key.
-    invocation_log_days: LogRetentionDays | Literal[0] = 30
+    # invocation_log_days. The logs hold prompts: reading them needs the tier key.
+    invocation_logging: bool = True
+    invocation_log_days: LogRetentionDays = 30
 
 
 # Seconds of the gateway function's time kept back from generation (an agent turn or a model

@@ -199,6 +199,16 @@ def test_whole_config_can_be_given_as_a_json_string(cdk_context: dict[str, Any])
             "blueprint.production.macie.min_severity = 'Critical': Input should be 'Low', 'Medium' or 'High'",
         ),
         (
+            "production.observability.tool_accuracy_floor",
+            "1.5",
+            "blueprint.production.observability.tool_accuracy_floor = 1.5: Input should be less than or equal to 1",
+        ),
+        (
+            "production.observability.invocation_log_days",
+            "10",
+            "blueprint.production.observability.invocation_log_days = 10: Input should be 1, 3, 5",
+        ),
+        (
             "tags",
             '{"aws:owner": "me"}',
             "blueprint.tags = {'aws:owner': 'me'}: tag key 'aws:owner' is not a valid AWS tag key",

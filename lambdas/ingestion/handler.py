@@ -34,7 +34,8 @@ from ingestion.events import MalformedEventError, ObjectRef, object_ref
 from ingestion.knowledge import KnowledgeBase
 from ingestion.pii import PiiScanner
 from ingestion.pipeline import Pipeline, Settings, document_id
-from ingestion.registry import DEAD_LETTERED, Registry, VersionRecord
+from ingestion.registry import DEAD_LETTERED, QUARANTINED, Registry, VersionRecord
+from shared.telemetry import stage
 
 logger = Logger()
 metrics = Metrics()
@@ -74,7 +75,12 @@ def sqs() -> Any:
 
 @idempotent_function(data_keyword_argument="obj", config=idempotency, persistence_store=persistence)
 def process(obj: dict[str, Any]) -> dict[str, Any]:
-    outcome = pipeline().process(ObjectRef(**obj))
+    ref = ObjectRef(**obj)
+    with stage("ingestion", logger, **{"document.id": document_id(ref.bucket, ref.key)}) as record:
+        outcome = pipeline().process(ref)
+        record.update({"document.status": outcome.status, "document.pii_entities": sum(outcome.pii.values())})
+        if outcome.status == QUARANTINED:
+            record.end("intervened", "quarantined")
     return {"document_id": outcome.document_id, "status": outcome.status, "reason": outcome.reason}
 
 

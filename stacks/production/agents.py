@@ -36,7 +36,7 @@ from constructs import Construct
 from stacks.config import AgentConfig, ProductionConfig, Tier
 from stacks.shared.bedrock import grant_invoke, model_arns
 from stacks.shared.lambda_function import LAMBDAS_DIR, PROJECT_ROOT, SHARED_PACKAGES, log_retention
-from stacks.shared.nag import acknowledge, acknowledge_inline_policy, nag_arn
+from stacks.shared.nag import acknowledge, acknowledge_inline_policy, nag_arn, nag_attribute
 from stacks.shared.naming import pascal_case
 
 AGENT_PACKAGE = "agent"
@@ -238,9 +238,55 @@ class AgentsStack(Stack):
                 )
             )
             _acknowledge_runtime_role(runtime)
+            self._online_evaluation(prefix, name, runtime, config.observability.evaluation_sampling_percentage)
             self.runtimes[name] = runtime
             CfnOutput(self, f"{pascal_case(name)}RuntimeArn", value=runtime.agent_runtime_arn)
         CfnOutput(self, "MemoryId", value=self.memory.memory_id)
+
+    def _online_evaluation(self, prefix: str, name: str, runtime: agentcore.Runtime, sampling: float) -> None:
+        """AgentCore's built-in tool selection and parameter evaluators on a sample of the sessions."""
+        evaluation = agentcore.OnlineEvaluationConfig(
+            self,
+            f"{pascal_case(name)}Evaluation",
+            online_evaluation_config_name=f"{prefix.replace('-', '_')}_{name}_tools"[:48],
+            description=f"Built-in tool selection and parameter evaluators on {name}'s sessions",
+            data_source=agentcore.DataSourceConfig.from_agent_runtime_endpoint(runtime),
+            evaluators=[
+                agentcore.EvaluatorSelector.builtin(agentcore.BuiltinEvaluator.TOOL_SELECTION_ACCURACY),
+                agentcore.EvaluatorSelector.builtin(agentcore.BuiltinEvaluator.TOOL_PARAMETER_ACCURACY),
+            ],
+            sampling_percentage=sampling,
+        )
+        role = evaluation.execution_role
+        assert role is not None
+        acknowledge_inline_policy(role)
+        logs_arn = nag_arn(self, "logs", "log-group:")
+        runtime_logs = f"{logs_arn}/aws/bedrock-agentcore/runtimes/{nag_attribute(runtime, 'AgentRuntimeId')}-DEFAULT:*"
+        for finding, reason in (
+            ("Resource::*", "logs:DescribeLogGroups has no resource-level permissions; it lists names only."),
+            (
+                "Resource::arn:<AWS::Partition>:bedrock:*::foundation-model/*",
+                "The built-in evaluators' judge model is AgentCore's choice, not configurable: it is invoked "
+                "in whichever region and model AgentCore routes the evaluation to.",
+            ),
+            (
+                f"Resource::{nag_arn(self, 'bedrock', 'inference-profile/*').replace(':us-east-1:', ':*:')}",
+                "The judge model may be reached through a cross-region inference profile AgentCore picks.",
+            ),
+            (
+                f"Resource::{logs_arn}/aws/bedrock-agentcore/evaluations/*",
+                "AgentCore writes each evaluation's results to log groups it creates under this prefix.",
+            ),
+            (
+                f"Resource::{runtime_logs}",
+                "The evaluator reads the log streams of this agent's own runtime log group.",
+            ),
+            (
+                f"Resource::{logs_arn}aws/spans:*",
+                "The evaluator reads the agent's spans from Transaction Search's aws/spans log group.",
+            ),
+        ):
+            acknowledge(role, f"AwsSolutions-IAM5[{finding}]", reason)
 
 
 def _strategy(name: str) -> agentcore.IMemoryStrategy:

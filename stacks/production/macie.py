@@ -34,7 +34,13 @@ from stacks.production.functions import production_function
 from stacks.production.ingestion import DATA_KEY_ACTIONS, DIRECT_PREFIX, IngestionPipeline
 from stacks.shared.knowledge_base import VectorKnowledgeBase
 from stacks.shared.lambda_function import log_retention
-from stacks.shared.nag import acknowledge, acknowledge_inline_policy, nag_arn, nag_attribute
+from stacks.shared.nag import (
+    acknowledge,
+    acknowledge_inline_policy,
+    acknowledge_sdk_call_provider,
+    nag_arn,
+    nag_attribute,
+)
 
 SEVERITIES: tuple[str, ...] = get_args(MacieSeverity)  # Low, Medium, High
 SCHEDULES = {
@@ -254,30 +260,7 @@ class MacieDiscovery(Construct):
         return function
 
     def _acknowledge_provider(self, stack: Stack) -> None:
-        """CDK's AwsCustomResource provider: one Node.js function per stack, run at deploy time only."""
-        provider = stack.node.try_find_child("AWS679f53fac002430cb0da5b7982bd2287")
-        assert provider is not None
-        for rule, reason in (
-            (
-                "NIST.800.53.R5-LambdaDLQ",
-                "CloudFormation invokes the deploy-time provider synchronously and waits for its answer.",
-            ),
-            (
-                "NIST.800.53.R5-LambdaInsideVPC",
-                "The deploy-time provider calls the public Macie API only; no private network resource.",
-            ),
-            (
-                "NIST.800.53.R5-LambdaConcurrency",
-                "It runs once per deploy of the classification job resource; nothing else invokes it.",
-            ),
-            (
-                "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
-                "CDK's custom-resource provider writes its own deploy-time logs with the basic execution role.",
-            ),
-            ("AwsSolutions-L1", "CDK pins the custom-resource provider's Node.js runtime in its own release."),
-            ("NIST.800.53.R5-IAMNoInlinePolicy", "CDK writes the provider's policy for these Macie calls only."),
-        ):
-            acknowledge(provider, rule, reason)
+        acknowledge_sdk_call_provider(stack, "the Macie API")
         acknowledge(
             self.job,
             f"AwsSolutions-IAM5[Resource::{nag_arn(self, 'macie2', 'classification-job/*')}]",

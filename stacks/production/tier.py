@@ -10,11 +10,13 @@ from stacks.production.foundation import FoundationStack
 from stacks.production.gateway import GatewayStack
 from stacks.production.identity import IdentityStack
 from stacks.production.knowledge import KnowledgeStack
+from stacks.production.observability import ObservabilityStack
 from stacks.production.tools import ToolsStack
 
 
 def production_stacks(app: App, *, prefix: str, config: ProductionConfig) -> list[Stack]:
-    """Foundation (key, log archive) -> identity -> knowledge store -> tools -> agents -> AI gateway."""
+    """Foundation (key, log archive) -> identity -> knowledge store and pipeline -> tools -> agents
+    -> AI gateway -> observability."""
     env = Environment(account=config.account, region=config.region)
     name = f"{prefix}-production"
     foundation = FoundationStack(app, f"{name}-foundation", prefix=prefix, config=config, env=env)
@@ -57,4 +59,15 @@ def production_stacks(app: App, *, prefix: str, config: ProductionConfig) -> lis
         agent_runtimes=agents.runtimes,
         env=env,
     )
-    return [foundation, identity, knowledge, tools, agents, gateway]
+    observability = ObservabilityStack(
+        app,
+        f"{name}-observability",
+        prefix=prefix,
+        config=config,
+        key=key,
+        gateway_function=gateway.function,
+        agent_runtimes=agents.runtimes,
+        dead_letters=knowledge.ingestion.dlq,
+        env=env,
+    )
+    return [foundation, identity, knowledge, tools, agents, gateway, observability]

@@ -98,3 +98,8 @@ def knowledge(assembly: Assembly) -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def agents(assembly: Assembly) -> dict[str, Any]:
     return assembly.template("-production-agents")
+
+
+@pytest.fixture(scope="session")
+def observability(assembly: Assembly) -> dict[str, Any]:
+    return assembly.template("-production-observability")

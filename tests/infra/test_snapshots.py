@@ -36,6 +36,7 @@ STACKS = [
     "genai-production-knowledge",
     "genai-production-tools",
     "genai-production-agents",
+    "genai-production-observability",
 ]
 
 

@@ -1,0 +1,385 @@
+"""CloudWatch GenAI observability for the production tier: where an operator sees which stage
+failed, the alarms that page, tool-call evaluation online, and the account switches.
+
+Metrics come from the functions and the agent (namespace ``<prefix>/production``): the stage
+metrics of lambdas/shared/telemetry.py (dimension ``Stage``), the gateway's model, guardrail
+and quota metrics, the evaluator's tool metrics, the pipeline's document counts, and SQS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from aws_cdk import (
+    Duration,
+    RemovalPolicy,
+    Stack,
+    aws_bedrockagentcore as agentcore,
+    aws_cloudwatch as cloudwatch,
+    aws_cloudwatch_actions as cloudwatch_actions,
+    aws_iam as iam,
+    aws_kms as kms,
+    aws_lambda as lambda_,
+    aws_logs as logs,
+    aws_logs_destinations as destinations,
+    aws_sns as sns,
+    aws_sns_subscriptions as subscriptions,
+    aws_sqs as sqs,
+    aws_xray as xray,
+    custom_resources as cr,
+)
+from constructs import Construct
+
+from stacks.config import ProductionConfig, Tier
+from stacks.production.functions import production_function
+from stacks.shared.lambda_function import log_retention
+from stacks.shared.nag import acknowledge, acknowledge_inline_policy, acknowledge_sdk_call_provider
+
+STAGES = ("retrieval", "generation", "guardrail", "tool", "usage", "ingestion")  # lambdas/shared/telemetry.py
+FIVE_MINUTES = Duration.minutes(5)
+AGENT_TURN_FILTER = logs.FilterPattern.string_value("$.message", "=", "agent turn")
+
+
+class ObservabilityStack(Stack):
+    """The GenAI operations dashboard, the alarms (SNS), the live tool-call evaluator, AgentCore
+    online evaluation per agent, X-Ray Transaction Search and Bedrock model invocation logging."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        prefix: str,
+        config: ProductionConfig,
+        key: kms.IKey,
+        gateway_function: lambda_.Function,
+        agent_runtimes: Mapping[str, agentcore.IBedrockAgentRuntime],
+        dead_letters: sqs.IQueue,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, id, **kwargs)
+        self._settings = config.observability
+        self._namespace = f"{prefix}/{Tier.PRODUCTION}"
+        name = f"{prefix}-{Tier.PRODUCTION}"
+
+        self.topic = sns.Topic(self, "Alarms", master_key=key, enforce_ssl=True)
+        for address in self._settings.alarm_emails:
+            self.topic.add_subscription(subscriptions.EmailSubscription(address))
+
+        self.evaluator = production_function(
+            self,
+            "ToolCallEvaluator",
+            prefix=prefix,
+            config=config,
+            key=key,
+            package="evaluation",
+            description="Tool-call evaluation from the AI gateway's agent turns",
+        )
+        logs.SubscriptionFilter(
+            self,
+            "AgentTurns",
+            log_group=gateway_function.log_group,
+            destination=destinations.LambdaDestination(self.evaluator),
+            filter_pattern=AGENT_TURN_FILTER,
+        )
+        acknowledge(
+            self.evaluator,
+            "NIST.800.53.R5-LambdaDLQ",
+            "CloudWatch Logs delivers the subscription and retries it; a lost batch thins the live sample only "
+            "(the golden set is re-run with `make eval`).",
+        )
+        acknowledge(
+            self.evaluator,
+            "NIST.800.53.R5-LambdaInsideVPC",
+            "It reads the log batch it is given and writes metrics to its own log stream (EMF); no network.",
+        )
+        acknowledge(
+            self.evaluator,
+            "NIST.800.53.R5-LambdaConcurrency",
+            "Invoked per log batch of the gateway function, whose own concurrency bounds it.",
+        )
+
+        self._transaction_search()
+        if self._settings.invocation_logging:
+            self._invocation_logging(name, key)
+        self.dashboard = self._dashboard(name, list(agent_runtimes), dead_letters)
+        self._alarms(config, list(agent_runtimes))
+
+    # --- metrics ---------------------------------------------------------------------------------
+
+    def _metric(
+        self, name: str, statistic: str = "Sum", period: Duration = FIVE_MINUTES, **dimensions: str
+    ) -> cloudwatch.Metric:
+        return cloudwatch.Metric(
+            namespace=self._namespace,
+            metric_name=name,
+            dimensions_map=dimensions or None,
+            statistic=statistic,
+            period=period,
+        )
+
+    def _search(
+        self, metric: str, dimension: str, statistic: str = "Sum", label: str = ""
+    ) -> cloudwatch.MathExpression:
+        """Every series of ``metric`` by ``dimension`` (values the config does not list too)."""
+        expression = f"SEARCH('{{{self._namespace},{dimension}}} MetricName=\"{metric}\"', '{statistic}', 300)"
+        return cloudwatch.MathExpression(expression=expression, label=metric, period=FIVE_MINUTES)
+
+    def _dashboard(self, name: str, agents: Sequence[str], dead_letters: sqs.IQueue) -> cloudwatch.Dashboard:
+        stage_requests = [self._metric("StageRequests", Stage=s) for s in STAGES]
+        stage_errors = [self._metric("StageErrors", Stage=s) for s in STAGES]
+        latency = [self._metric("StageLatency", statistic=p, Stage=s) for s in STAGES for p in ("p50", "p90", "p99")]
+        dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=f"{name}-genai-operations")
+        width = 12
+        dashboard.add_widgets(
+            cloudwatch.TextWidget(
+                markdown=f"# {name}: GenAI operations\nStage = retrieval, generation, guardrail, tool, usage, "
+                "ingestion. A failing answer: find its `gen_ai.conversation.id` in the logs; its stage is here.",
+                width=24,
+                height=2,
+            ),
+            cloudwatch.GraphWidget(title="Requests by stage", left=stage_requests, width=width),
+            cloudwatch.GraphWidget(title="Errors by stage", left=stage_errors, width=width),
+            cloudwatch.GraphWidget(title="Latency p50 / p90 / p99 by stage (ms)", left=latency, width=24, height=8),
+            cloudwatch.GraphWidget(
+                title="Tokens by model",
+                left=[self._search("ModelInputTokens", "Model"), self._search("ModelOutputTokens", "Model")],
+                width=width,
+            ),
+            cloudwatch.GraphWidget(
+                title="Estimated cost by model (USD)", left=[self._search("EstimatedCostUsd", "Model")], width=width
+            ),
+            cloudwatch.GraphWidget(
+                title="Outputs by group and type",
+                left=[self._search("Outputs", "Group,OutputType,service")],
+                width=width,
+            ),
+            cloudwatch.GraphWidget(
+                title="Quota refusals by group", left=[self._search("QuotaRefusalsByGroup", "Group")], width=width
+            ),
+            cloudwatch.GraphWidget(
+                title="Guardrail interventions by type (input / output)",
+                left=[self._search("GuardrailInterventions", "Source")],
+                width=width,
+            ),
+            cloudwatch.GraphWidget(
+                title="Tool calls and tool errors by tool",
+                left=[self._search("ToolCalls", "Tool")],
+                right=[self._search("ToolErrors", "Tool")],
+                width=width,
+            ),
+            cloudwatch.GraphWidget(
+                title="Tool-call accuracy by agent (%)",
+                left=[
+                    self._metric(metric, statistic="Average", period=Duration.hours(1), Agent=agent)
+                    for agent in agents
+                    for metric in ("ToolSelectionAccuracy", "ToolArgumentAccuracy", "ToolCallSuccessRate")
+                ],
+                left_y_axis=cloudwatch.YAxisProps(min=0, max=100),
+                width=width,
+            ),
+            cloudwatch.GraphWidget(
+                title="Ingestion throughput and outcomes",
+                left=[
+                    self._search("DocumentsCurated", "service"),
+                    self._search("DocumentsQuarantined", "service"),
+                    self._search("DocumentsDeadLettered", "service"),
+                ],
+                width=width,
+            ),
+            cloudwatch.GraphWidget(
+                title="Ingestion DLQ: messages waiting and oldest age (s)",
+                left=[dead_letters.metric_approximate_number_of_messages_visible(statistic="Maximum")],
+                right=[dead_letters.metric_approximate_age_of_oldest_message(statistic="Maximum")],
+                width=width,
+            ),
+        )
+        return dashboard
+
+    def _alarms(self, config: ProductionConfig, agents: Sequence[str]) -> None:
+        settings = self._settings
+        action = cloudwatch_actions.SnsAction(self.topic)
+        alarms: list[cloudwatch.Alarm] = []
+        for stage in STAGES:
+            rate = cloudwatch.MathExpression(
+                expression="IF(requests > 0, 100 * errors / requests, 0)",
+                using_metrics={
+                    "errors": self._metric("StageErrors", Stage=stage),
+                    "requests": self._metric("StageRequests", Stage=stage),
+                },
+                period=FIVE_MINUTES,
+                label=f"{stage} error rate (%)",
+            )
+            alarms.append(
+                rate.create_alarm(
+                    self,
+                    f"ErrorRate{stage.title()}",
+                    alarm_description=f"More than {settings.error_rate_percent}% of {stage} work failed in 5 minutes",
+                    threshold=settings.error_rate_percent,
+                    evaluation_periods=1,
+                    comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                    treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                )
+            )
+            alarms.append(
+                self._metric("StageLatency", statistic="p99", Stage=stage).create_alarm(
+                    self,
+                    f"LatencyP99{stage.title()}",
+                    alarm_description=f"{stage} p99 latency above {settings.p99_latency_ms} ms for 15 minutes",
+                    threshold=settings.p99_latency_ms,
+                    evaluation_periods=3,
+                    comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                    treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                )
+            )
+        for source in ("INPUT", "OUTPUT"):
+            alarms.append(
+                self._metric("GuardrailInterventions", Source=source).create_alarm(
+                    self,
+                    f"GuardrailSpike{source.title()}",
+                    alarm_description=f"Guardrail {source.lower()} interventions spiked",
+                    threshold=settings.guardrail_interventions_per_5_minutes,
+                    evaluation_periods=1,
+                    comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                    treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                )
+            )
+        for group in config.groups:
+            alarms.append(
+                self._metric("QuotaRefusalsByGroup", Group=group).create_alarm(
+                    self,
+                    f"QuotaExhausted{''.join(p.title() for p in group.split('-'))}",
+                    alarm_description=f"Group {group} keeps hitting its output quotas",
+                    threshold=settings.quota_refusals_per_5_minutes,
+                    evaluation_periods=1,
+                    comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                    treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                )
+            )
+        for agent in agents:
+            for metric in ("ToolSelectionAccuracy", "ToolArgumentAccuracy"):
+                alarms.append(
+                    self._metric(metric, statistic="Average", period=Duration.hours(1), Agent=agent).create_alarm(
+                        self,
+                        f"{metric}{''.join(p.title() for p in agent.split('_'))}",
+                        alarm_description=f"{agent}'s {metric} on evaluation cases fell below the floor",
+                        threshold=settings.tool_accuracy_floor * 100,
+                        evaluation_periods=1,
+                        comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+                        treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                    )
+                )
+        for alarm in alarms:
+            alarm.add_alarm_action(action)
+
+    # --- account switches ------------------------------------------------------------------------
+
+    def _transaction_search(self) -> None:
+        """X-Ray Transaction Search: spans into CloudWatch Logs (aws/spans), searchable and indexed."""
+        xray_arn = f"arn:{self.partition}:xray:{self.region}:{self.account}:*"
+        policy = logs.CfnResourcePolicy(
+            self,
+            "TransactionSearchLogs",
+            policy_name=f"{self.stack_name}-transaction-search",
+            policy_document=self.to_json_string(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Sid": "TransactionSearchXRayAccess",
+                            "Effect": "Allow",
+                            "Principal": {"Service": "xray.amazonaws.com"},
+                            "Action": "logs:PutLogEvents",
+                            "Resource": [
+                                f"arn:{self.partition}:logs:{self.region}:{self.account}:log-group:aws/spans:*",
+                                f"arn:{self.partition}:logs:{self.region}:{self.account}:log-group:/aws/application-signals/data:*",
+                            ],
+                            "Condition": {
+                                "ArnLike": {"aws:SourceArn": xray_arn},
+                                "StringEquals": {"aws:SourceAccount": self.account},
+                            },
+                        }
+                    ],
+                }
+            ),
+        )
+        search = xray.CfnTransactionSearchConfig(self, "TransactionSearch", indexing_percentage=1)
+        search.add_dependency(policy)
+
+    def _invocation_logging(self, name: str, key: kms.IKey) -> None:
+        """Bedrock model invocation logging (no CloudFormation type: set through the API at deploy time)."""
+        days = self._settings.invocation_log_days
+        group = logs.LogGroup(
+            self,
+            "ModelInvocations",
+            log_group_name=f"/{name}/bedrock/model-invocations",
+            retention=log_retention(days),
+            encryption_key=key,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        role = iam.Role(
+            self,
+            "ModelInvocationLogging",
+            assumed_by=iam.ServicePrincipal(
+                "bedrock.amazonaws.com", conditions={"StringEquals": {"aws:SourceAccount": self.account}}
+            ),
+            description="Bedrock writes model invocation logs to the tier's encrypted log group",
+        )
+        group.grant_write(role)
+        acknowledge_inline_policy(role)
+        logging_config = {
+            "loggingConfig": {
+                "cloudWatchConfig": {"logGroupName": group.log_group_name, "roleArn": role.role_arn},
+                "textDataDeliveryEnabled": True,
+                "imageDataDeliveryEnabled": False,
+                "embeddingDataDeliveryEnabled": False,
+            }
+        }
+        token = hashlib.sha256(f"{self.stack_name}:{days}".encode()).hexdigest()[:16]
+        setting = cr.AwsCustomResource(
+            self,
+            "ModelInvocationLoggingSetting",
+            resource_type="Custom::BedrockModelInvocationLogging",
+            on_create=cr.AwsSdkCall(
+                service="Bedrock",
+                action="putModelInvocationLoggingConfiguration",
+                parameters=logging_config,
+                physical_resource_id=cr.PhysicalResourceId.of(f"{name}-invocation-logging-{token}"),
+            ),
+            on_update=cr.AwsSdkCall(
+                service="Bedrock",
+                action="putModelInvocationLoggingConfiguration",
+                parameters=logging_config,
+                physical_resource_id=cr.PhysicalResourceId.of(f"{name}-invocation-logging-{token}"),
+            ),
+            on_delete=cr.AwsSdkCall(service="Bedrock", action="deleteModelInvocationLoggingConfiguration"),
+            policy=cr.AwsCustomResourcePolicy.from_statements(
+                [
+                    iam.PolicyStatement(
+                        actions=[
+                            "bedrock:PutModelInvocationLoggingConfiguration",
+                            "bedrock:DeleteModelInvocationLoggingConfiguration",
+                        ],
+                        resources=["*"],
+                    ),
+                    iam.PolicyStatement(actions=["iam:PassRole"], resources=[role.role_arn]),
+                ]
+            ),
+            install_latest_aws_sdk=False,
+            log_group=logs.LogGroup(
+                self,
+                "ModelInvocationLoggingSettingLogs",
+                retention=log_retention(self._settings.invocation_log_days),
+                encryption_key=key,
+                removal_policy=RemovalPolicy.RETAIN,
+            ),
+        )
+        acknowledge_inline_policy(setting)
+        acknowledge_sdk_call_provider(self, "the Bedrock API")
+        acknowledge(
+            setting,
+            "AwsSolutions-IAM5[Resource::*]",
+            "Bedrock's model invocation logging setting is account-wide and regional: it has no resource ARN.",
+        )
