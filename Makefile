@@ -86,7 +86,7 @@ typecheck: setup ## mypy on stacks/, lambdas/ and app.py
 cfn-lint: synth ## cfn-lint every synthesized template
 	$(BIN)/cfn-lint
 
-bench: setup ## synth vs a one-bucket app; gateway overhead; legacy tool answer size; ingestion rate and memory
+bench: setup ## synth vs a one-bucket app; gateway and telemetry overhead; legacy tool answer size; ingestion rate and memory
 	$(BIN)/python bench/synth_bench.py
 	$(BIN)/python bench/gateway_bench.py
 	$(BIN)/python bench/legacy_tools_bench.py

@@ -15,6 +15,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +103,23 @@ def cold_import(statement: str, bytecode_cache: str, runs: int = 9) -> float:
     return statistics.median(times[1:])
 
 
+@contextmanager
+def telemetry_off(handler: Any) -> Iterator[None]:
+    """The handler with stage telemetry (log line, stage metrics, span, model metrics) stubbed."""
+    from shared.telemetry import StageRecord
+
+    @contextmanager
+    def no_stage(*_: Any, **__: Any) -> Iterator[Any]:
+        yield StageRecord({})
+
+    saved = (handler.stage, handler.emit, handler._correlate)
+    handler.stage, handler.emit, handler._correlate = no_stage, lambda *_, **__: None, lambda *_: None
+    try:
+        yield
+    finally:
+        handler.stage, handler.emit, handler._correlate = saved
+
+
 def row(label: str, samples: list[float]) -> str:
     ordered = sorted(samples)
     p50, p99 = ordered[len(ordered) // 2], ordered[int(len(ordered) * 0.99) - 1]
@@ -126,12 +145,17 @@ def main() -> None:
     real_stdout, sys.stdout = sys.stdout, io.StringIO()  # EMF metrics likewise
     try:
         gateway = measure(handler.lambda_handler)
+        with telemetry_off(handler):
+            quiet = measure(handler.lambda_handler)
         bare = measure(bare_handler())
     finally:
         sys.stdout = real_stdout
     print(row("AI gateway POST /v1/chat", gateway))
+    print(row("  the same without stage telemetry", quiet))
     print(row("bare Powertools resolver", bare))
     print(f"{'overhead over the bare resolver':<34} p50 {statistics.median(gateway) - statistics.median(bare):7.3f} ms")
+    telemetry = statistics.median(gateway) - statistics.median(quiet)
+    print(f"{'stage telemetry per request':<34} p50 {telemetry:7.3f} ms   (guardrail x2, usage, generation; model metrics)")
     with tempfile.TemporaryDirectory() as cache:
         handler_import = cold_import("import ai_gateway.handler", cache)
         boto3_import = cold_import("import boto3", cache)

@@ -10,16 +10,16 @@ per agent, which the dashboard shows and an alarm holds to the configured floor.
 from __future__ import annotations
 
 import json
-import os
 from functools import cache
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import CloudWatchLogsEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from evaluation.evaluator import GoldenCase, calls_from, load_golden_set, score
+from shared.telemetry import emit_all
 
 logger = Logger()
 TURN = "agent turn"
@@ -45,13 +45,13 @@ def turns(messages: list[str]) -> list[dict[str, Any]]:
 
 def publish(record: dict[str, Any]) -> dict[str, float] | None:
     """Emit the turn's metrics; the case's scores when it replays a golden case."""
-    namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "genai")
     agent = str(record.get("agent") or "unknown")
     for call in record["tool_calls"]:
-        tool = str(call.get("name") or "unknown")
-        for name, count in (("ToolCalls", 1), ("ToolErrors", 0 if call.get("ok") else 1)):
-            with single_metric(name=name, unit=MetricUnit.Count, value=count, namespace=namespace) as metric:
-                metric.add_dimension("Tool", tool)
+        counts = [
+            ("ToolCalls", MetricUnit.Count, 1.0),
+            ("ToolErrors", MetricUnit.Count, 0.0 if call.get("ok") else 1.0),
+        ]
+        emit_all(counts, {"Tool": str(call.get("name") or "unknown")})
     case = golden().get(str(record.get("evaluation_case") or ""))
     if case is None:
         return None
@@ -61,9 +61,7 @@ def publish(record: dict[str, Any]) -> dict[str, float] | None:
         "ToolArgumentAccuracy": result.arguments * 100,
         "ToolCallSuccessRate": result.success * 100,
     }
-    for name, value in scores.items():
-        with single_metric(name=name, unit=MetricUnit.Percent, value=value, namespace=namespace) as metric:
-            metric.add_dimension("Agent", agent)
+    emit_all([(name, MetricUnit.Percent, value) for name, value in scores.items()], {"Agent": agent})
     return scores
 
 

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import cache
 from typing import Any, Literal
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 Stage = Literal["retrieval", "generation", "guardrail", "tool", "usage", "ingestion"]
 STAGES: tuple[str, ...] = ("retrieval", "generation", "guardrail", "tool", "usage", "ingestion")
@@ -82,13 +82,16 @@ def stage(
 
 
 def _metrics(name: str, latency_ms: float, failed: bool, namespace: str | None, conversation: str | None) -> None:
-    for metric, unit, value in (
-        ("StageRequests", MetricUnit.Count, 1.0),
-        ("StageErrors", MetricUnit.Count, 1.0 if failed else 0.0),
-        ("StageLatency", MetricUnit.Milliseconds, latency_ms),
-    ):
-        metadata = {CONVERSATION: conversation} if conversation else None
-        emit(metric, unit, value, {"Stage": name}, namespace=namespace, metadata=metadata)
+    emit_all(
+        [
+            ("StageRequests", MetricUnit.Count, 1.0),
+            ("StageErrors", MetricUnit.Count, 1.0 if failed else 0.0),
+            ("StageLatency", MetricUnit.Milliseconds, latency_ms),
+        ],
+        {"Stage": name},
+        namespace=namespace,
+        metadata={CONVERSATION: conversation} if conversation else None,
+    )
 
 
 def emit(
@@ -100,13 +103,29 @@ def emit(
     namespace: str | None = None,
     metadata: Mapping[str, str] | None = None,
 ) -> None:
-    """One EMF metric with exactly these dimensions (alarmable: no service dimension added)."""
-    space = namespace or os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "genai")
-    with single_metric(name=name, unit=unit, value=value, namespace=space) as metric:
-        for key, dimension in dimensions.items():
-            metric.add_dimension(key, dimension)
-        for key, meta in (metadata or {}).items():
-            metric.add_metadata(key, meta)
+    """One EMF metric with exactly these dimensions."""
+    emit_all([(name, unit, value)], dimensions, namespace=namespace, metadata=metadata)
+
+
+def emit_all(
+    values: Sequence[tuple[str, MetricUnit, float]],
+    dimensions: Mapping[str, str],
+    *,
+    namespace: str | None = None,
+    metadata: Mapping[str, str] | None = None,
+) -> None:
+    """One EMF document with exactly these dimensions: Powertools would add ``service`` to every
+    dimension set, and the dashboards and alarms address these metrics without it."""
+    metrics = EphemeralMetrics(
+        namespace=namespace or os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "genai"), service=""
+    )
+    for key, dimension in dimensions.items():
+        metrics.add_dimension(key, dimension)
+    for name, unit, value in values:
+        metrics.add_metric(name=name, unit=unit, value=value)
+    for key, meta in (metadata or {}).items():
+        metrics.add_metadata(key, meta)
+    metrics.flush_metrics()
 
 
 @cache

@@ -148,10 +148,14 @@ def test_live_turns_become_tool_metrics_and_golden_replays_are_scored(capsys: py
     event = subscription_event([json.dumps(live), "not json", json.dumps({"message": "other"}), json.dumps(replay)])
     assert handler.lambda_handler(event, FakeContext()) == {"turns": 2, "golden_cases": 1}
     emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
-    values = [
-        (m["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"], m.get("Tool") or m.get("Agent"), m) for m in emitted
-    ]
-    by_name = {(name, dim): m[name][0] if isinstance(m[name], list) else m[name] for name, dim, m in values}
+    by_name: dict[tuple[str, str], float] = {}
+    for document in emitted:
+        (declared,) = document["_aws"]["CloudWatchMetrics"]
+        (dimensions,) = declared["Dimensions"]
+        assert dimensions in (["Tool"], ["Agent"])  # exactly what the dashboard and alarms address
+        for metric in declared["Metrics"]:
+            value = document[metric["Name"]]
+            by_name[(metric["Name"], document[dimensions[0]])] = value[0] if isinstance(value, list) else value
     assert by_name[("ToolErrors", SEARCH)] == 1.0 and by_name[("ToolErrors", ORDERS)] == 0.0
     assert by_name[("ToolSelectionAccuracy", "support_assistant")] == 100.0
     assert by_name[("ToolArgumentAccuracy", "support_assistant")] == 50.0
