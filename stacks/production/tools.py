@@ -8,12 +8,15 @@ from typing import Any
 from aws_cdk import (
     CfnOutput,
     Duration,
+    RemovalPolicy,
     Stack,
     aws_bedrockagentcore as agentcore,
     aws_cognito as cognito,
     aws_iam as iam,
     aws_kms as kms,
+    aws_logs as logs,
     aws_secretsmanager as secretsmanager,
+    aws_xray as xray,
 )
 from constructs import Construct
 
@@ -21,7 +24,7 @@ from stacks.config import BUILTIN_TOOLS, ProductionConfig, Tier, all_tools
 from stacks.production.functions import production_function
 from stacks.production.tool_binding import GROUP_CLAIM, bindings, cedar_permits, classifications, qualified
 from stacks.shared.knowledge_base import VectorKnowledgeBase
-from stacks.shared.lambda_function import BlueprintFunction
+from stacks.shared.lambda_function import BlueprintFunction, log_retention
 from stacks.shared.nag import (
     acknowledge,
     acknowledge_inline_policy,
@@ -208,8 +211,94 @@ class ToolsStack(Stack):
                 f"AwsSolutions-IAM5[Resource::{nag_attribute(function, 'Arn')}:*]",
                 "The gateway may invoke this tool or interceptor function and its versions; nothing else.",
             )
+        self._deliver_logs_and_traces(name, config, key)
         CfnOutput(self, "GatewayUrl", value=self.gateway.gateway_url or "")
         CfnOutput(self, "GatewayId", value=self.gateway.gateway_id)
+
+    def _deliver_logs_and_traces(self, name: str, config: ProductionConfig, key: kms.IKey) -> None:
+        """The gateway's application logs to a KMS-encrypted log group and its traces to X-Ray
+        (CloudWatch vended logs; the Gateway L2 has no switch for them)."""
+        log_group = logs.LogGroup(
+            self,
+            "GatewayLogs",
+            log_group_name=f"/{name}/tools-gateway",
+            retention=log_retention(config.log_retention_days),
+            encryption_key=key,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        gateway_arn = self.gateway.gateway_arn
+        source_account = {"aws:SourceAccount": self.account}
+        delivery_sources = f"arn:{self.partition}:logs:{self.region}:{self.account}:delivery-source:*"
+        logs.CfnResourcePolicy(
+            self,
+            "GatewayLogsPolicy",
+            policy_name=f"{self.stack_name}-gateway-logs",
+            policy_document=self.to_json_string(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "delivery.logs.amazonaws.com"},
+                            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                            "Resource": f"{log_group.log_group_arn}:log-stream:*",
+                            "Condition": {
+                                "StringEquals": source_account,
+                                "ArnLike": {"aws:SourceArn": delivery_sources},
+                            },
+                        }
+                    ],
+                }
+            ),
+        )
+        xray.CfnResourcePolicy(
+            self,
+            "GatewayTracesPolicy",
+            policy_name=f"{self.stack_name}-gateway-traces",
+            policy_document=self.to_json_string(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "delivery.logs.amazonaws.com"},
+                            "Action": "xray:PutTraceSegments",
+                            "Resource": "*",
+                            "Condition": {
+                                "StringEquals": source_account,
+                                "ArnLike": {"aws:SourceArn": delivery_sources},
+                                "ForAllValues:ArnLike": {"logs:LogGeneratingResourceArns": [gateway_arn]},
+                            },
+                        }
+                    ],
+                }
+            ),
+        )
+        for kind, log_type, destination_type, destination_arn in (
+            ("Logs", "APPLICATION_LOGS", "CWL", log_group.log_group_arn),
+            ("Traces", "TRACES", "XRAY", None),
+        ):
+            source = logs.CfnDeliverySource(
+                self,
+                f"Gateway{kind}Source",
+                name=f"{name}-tools-gw-{kind.lower()}",
+                log_type=log_type,
+                resource_arn=gateway_arn,
+            )
+            target = logs.CfnDeliveryDestination(
+                self,
+                f"Gateway{kind}Destination",
+                name=f"{name}-tools-gw-{kind.lower()}",
+                delivery_destination_type=destination_type,
+                destination_resource_arn=destination_arn,
+            )
+            delivery = logs.CfnDelivery(
+                self,
+                f"Gateway{kind}Delivery",
+                delivery_source_name=source.ref,
+                delivery_destination_arn=target.attr_arn,
+            )
+            delivery.add_dependency(source)
 
     def _rate_limits(self, config: ProductionConfig) -> None:
         """Requests per minute per tool (everyone together) and per group claim (a group's members

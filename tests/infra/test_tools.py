@@ -140,3 +140,14 @@ def test_rate_limits_per_tool_and_per_group_come_from_config(
 def test_the_gateway_supports_the_agents_mcp_version(tools: dict[str, Any]) -> None:
     versions = props(tools, "AWS::BedrockAgentCore::Gateway")["ProtocolConfiguration"]["Mcp"]["SupportedVersions"]
     assert "2025-06-18" in versions
+
+
+def test_the_gateway_delivers_its_logs_encrypted_and_its_traces_to_xray(tools: dict[str, Any]) -> None:
+    sources = {s["Properties"]["LogType"]: render(s["Properties"]["ResourceArn"]) for s in resources(tools, "AWS::Logs::DeliverySource").values()}  # fmt: skip
+    assert sources == {"APPLICATION_LOGS": "<Gateway.GatewayArn>", "TRACES": "<Gateway.GatewayArn>"}
+    destinations = {d["Properties"]["DeliveryDestinationType"]: d["Properties"] for d in resources(tools, "AWS::Logs::DeliveryDestination").values()}  # fmt: skip
+    assert render(destinations["CWL"]["DestinationResourceArn"]) == "<GatewayLogs.Arn>"
+    assert "XRAY" in destinations
+    assert len(resources(tools, "AWS::Logs::Delivery")) == 2
+    group = props(tools, "AWS::Logs::LogGroup", "GatewayLogs")
+    assert "Fn::GetStackOutput" in group["KmsKeyId"] and group["RetentionInDays"] == 365
