@@ -137,7 +137,11 @@ class Agent:
             turn = run_turn(
                 self.bedrock,
                 McpClient(
-                    settings.gateway_url, token=token, conversation=session_id, trace=headers.get("x-amzn-trace-id")
+                    settings.gateway_url,
+                    token=token,
+                    timeout_seconds=min(20.0, turn_seconds),
+                    conversation=session_id,
+                    trace=headers.get("x-amzn-trace-id"),
                 ),
                 models=request.models,
                 system=system,
@@ -277,15 +281,22 @@ def handler_class(agent: Agent) -> type[BaseHTTPRequestHandler]:
 
 
 @cache
-def _clients() -> tuple[Any, Any]:
-    bedrock = boto3.client("bedrock-runtime", config=Config(read_timeout=60, retries={"mode": "standard"}))
+def _clients(turn_seconds: float) -> tuple[Any, Any]:
+    # One attempt per model call, never longer than a whole turn: the loop moves on to the next
+    # model on throttling, and the gateway stops waiting when the turn's time is up.
+    bedrock = boto3.client(
+        "bedrock-runtime",
+        config=Config(
+            connect_timeout=2, read_timeout=turn_seconds, retries={"mode": "standard", "total_max_attempts": 1}
+        ),
+    )
     memory = boto3.client("bedrock-agentcore", config=Config(connect_timeout=2, read_timeout=10))
     return bedrock, memory
 
 
 def agent_from_environ() -> Agent:
     settings = AgentSettings.from_environ()
-    bedrock, memory_client = _clients()
+    bedrock, memory_client = _clients(settings.turn_seconds)
     memory = (
         SessionMemory(
             memory_client,

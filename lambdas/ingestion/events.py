@@ -21,6 +21,7 @@ class ObjectRef:
     key: str
     version: str  # the object's version id: landing buckets are versioned
     size: int
+    sequencer: str = ""  # S3's order of events on this key (hex); later events have greater ones
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -45,4 +46,7 @@ def object_ref(body: str) -> ObjectRef:
         raise MalformedEventError("the event has no version id (is the landing bucket versioned?)")
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise MalformedEventError("the event has no object size")
-    return ObjectRef(bucket=bucket, key=key, version=version, size=size)
+    sequencer = obj.get("sequencer")
+    return ObjectRef(
+        bucket=bucket, key=key, version=version, size=size, sequencer=sequencer if isinstance(sequencer, str) else ""
+    )

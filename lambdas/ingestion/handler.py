@@ -84,13 +84,22 @@ def process(obj: dict[str, Any]) -> dict[str, Any]:
     return {"document_id": outcome.document_id, "status": outcome.status, "reason": outcome.reason}
 
 
-def record_handler(record: SQSRecord) -> dict[str, Any]:
+class TimeBudgetError(Exception):
+    """Too little of the invocation is left for another document: SQS retries this one later."""
+
+
+def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = None) -> dict[str, Any]:
     try:
         ref = object_ref(record.body)
     except MalformedEventError as malformed:
         _dead_letter(record, malformed.reason)
         return {"status": DEAD_LETTERED, "reason": malformed.reason}
     try:
+        # A document at the size limit takes ~50 Comprehend calls: rather than let the function
+        # time out (and the whole batch with it), leave the rest of the batch for the next try.
+        budget_ms = int(os.environ.get("DOCUMENT_BUDGET_SECONDS", "30")) * 1000
+        if lambda_context is not None and lambda_context.get_remaining_time_in_millis() < budget_ms:
+            raise TimeBudgetError(ref.key)
         result: dict[str, Any] = process(obj=ref.as_dict())
     except Exception as error:
         reason = f"processing failed: {_code(error)}"

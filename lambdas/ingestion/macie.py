@@ -85,10 +85,13 @@ class Responder:
         elif finding.bucket in (buckets.curated, buckets.landing):
             location = self._quarantine(finding)
             action = "quarantined" if location else "already_gone"
-            if finding.bucket == buckets.curated:
-                self._store.retire_current(doc, object_version=finding.version)  # out of the bucket and the KB
+            retired = None
+            if finding.bucket == buckets.curated:  # out of the bucket and the KB, if it is the current copy
+                retired = self._store.retire_current(doc, object_version=finding.version)
             if location:
-                self._registry.finding(doc, finding.id, reason=reason, location=location, at=at)
+                self._registry.finding(
+                    doc, finding.id, reason=reason, location=location, at=at, current=retired is not None
+                )
         else:
             action = "reported"
         notice = {"finding": finding.id, "type": finding.type, "severity": finding.severity, "bucket": finding.bucket}

@@ -24,7 +24,17 @@ from ingestion.documents import RejectedError, document_format, text_of
 from ingestion.events import ObjectRef
 from ingestion.knowledge import KnowledgeBase, sidecar
 from ingestion.pii import PiiScanner, Scan, mask
-from ingestion.registry import CURATED, GONE, QUARANTINED, TERMINAL, Registry, VersionRecord
+from ingestion.registry import (
+    CURATED,
+    GONE,
+    QUARANTINED,
+    SETTLED,
+    SUPERSEDED,
+    Registry,
+    StaleVersionError,
+    VersionRecord,
+    sequencer_key,
+)
 
 MISSING = frozenset({"404", "NoSuchKey", "NoSuchVersion"})
 
@@ -100,7 +110,7 @@ class Pipeline:
     def process(self, ref: ObjectRef) -> Outcome:
         doc = document_id(ref.bucket, ref.key)
         settled = self._registry.version(doc, ref.version)
-        if settled is not None and settled.status in TERMINAL:
+        if settled is not None and settled.status in SETTLED:
             landed = settled.source.removeprefix(f"s3://{ref.bucket}/")
             self._empty_landing(ref, landed)  # a crash after recording may have left it
             return _outcome(settled, replayed=True)
@@ -113,6 +123,8 @@ class Pipeline:
             size=ref.size,
             received_at=self._clock().isoformat(),
         )
+        if _newer_than(self._registry.current(doc), ref):  # e.g. this one failed once; a later one did not
+            return self._superseded(record, ref, ref.key)
         found = self._head(ref)
         if found is None:
             gone = replace(record, status=GONE, reason="the object was deleted before it was processed")
@@ -165,12 +177,24 @@ class Pipeline:
         direct = key.startswith(settings.realtime_prefix)
         prefix = settings.direct_prefix if direct else settings.curated_prefix
         curated_key = f"{prefix}{record.document_id}.txt"
+        written: list[tuple[str, str]] = []
         if not direct:  # the S3 data source reads the sidecar with the document
-            self._put(f"{curated_key}.metadata.json", json.dumps(sidecar(attributes)), "application/json")
+            sidecar_key = f"{curated_key}.metadata.json"
+            written.append((sidecar_key, self._put(sidecar_key, json.dumps(sidecar(attributes)), "application/json")))
         object_version = self._put(curated_key, masked, "text/plain; charset=utf-8")
+        written.append((curated_key, object_version))
         location = f"s3://{settings.curated_bucket}/{curated_key}"
         if direct:
             self._kb.ingest_text(record.document_id, masked, attributes)
+
+        def undo() -> None:
+            """A newer version won the race: its copy becomes the latest again, in S3 and the KB."""
+            for written_key, version in written:
+                self._s3.delete_object(Bucket=settings.curated_bucket, Key=written_key, VersionId=version)
+            if direct:
+                latest = self._s3.get_object(Bucket=settings.curated_bucket, Key=curated_key)["Body"].read()
+                self._kb.ingest_text(record.document_id, latest.decode(), attributes)
+
         found = len(scan.spans)
         reason = f"masked {found} personal data entities" if found else "no personal data found"
         current = {
@@ -181,9 +205,8 @@ class Pipeline:
             "mode": "direct" if direct else "bulk",
             "classification": classification,
         }
-        return self._settle(
-            replace(record, status=CURATED, reason=reason, location=location, pii=scan.summary()), current, ref, key
-        )
+        curated = replace(record, status=CURATED, reason=reason, location=location, pii=scan.summary())
+        return self._settle(curated, current, ref, key, undo=undo)
 
     def _quarantine(self, ref: ObjectRef, key: str, record: VersionRecord) -> Outcome:
         target = f"{record.document_id}/{ref.version}/{PurePosixPath(key).name}"
@@ -195,7 +218,11 @@ class Pipeline:
         )
         location = f"s3://{self._settings.quarantine_bucket}/{target}"
         current = {"status": QUARANTINED, "version": record.version, "location": location}
-        return self._settle(replace(record, status=QUARANTINED, location=location), current, ref, key)
+
+        def undo() -> None:
+            self._s3.delete_object(Bucket=self._settings.quarantine_bucket, Key=target)
+
+        return self._settle(replace(record, status=QUARANTINED, location=location), current, ref, key, undo=undo)
 
     def _settle(
         self,
@@ -203,18 +230,40 @@ class Pipeline:
         current: dict[str, Any] | None,
         ref: ObjectRef | None = None,
         key: str | None = None,
+        undo: Callable[[], None] | None = None,
     ) -> Outcome:
-        """Retire what this version supersedes, record it, and empty its landing slot."""
-        if current is not None:
+        """Retire what this version supersedes, record it, and empty its landing slot. A newer
+        version settled meanwhile wins: this one's writes are undone and it is superseded."""
+        if current is not None and ref is not None and key is not None:
             previous = self._registry.current(record.document_id)
+            if _newer_than(previous, ref):
+                if undo:
+                    undo()
+                return self._superseded(record, ref, key)
             if previous and previous.get("status") == CURATED:
                 self._store.retire(record.document_id, previous, replacing=current.get("location"))
-            current["updated_at"] = self._clock().isoformat()
-        record = replace(record, processed_at=self._clock().isoformat())
-        self._registry.record(record, current=current)
-        if ref is not None and key is not None:
+            now = self._clock().isoformat()
+            current["updated_at"] = now
+            settled = replace(record, processed_at=now)
+            try:
+                self._registry.record(settled, current=current, sequencer=ref.sequencer)
+            except StaleVersionError:
+                if undo:
+                    undo()
+                return self._superseded(record, ref, key)
             self._empty_landing(ref, key)
+            return _outcome(settled)
+        record = replace(record, processed_at=self._clock().isoformat())
+        self._registry.record(record)
         return _outcome(record)
+
+    def _superseded(self, record: VersionRecord, ref: ObjectRef, key: str) -> Outcome:
+        current = self._registry.current(record.document_id) or {}
+        reason = f"version {current.get('version', '?')} of this document is newer and was settled first"
+        settled = replace(record, status=SUPERSEDED, reason=reason, processed_at=self._clock().isoformat())
+        self._registry.record(settled)
+        self._empty_landing(ref, key)
+        return _outcome(settled)
 
     # --- S3 ------------------------------------------------------------------------------------
 
@@ -273,6 +322,12 @@ class CuratedStore:
         else:
             self._s3.delete_object(Bucket=bucket, Key=f"{key}.metadata.json")
             self._kb.remove(uri=location)
+
+
+def _newer_than(current: Mapping[str, Any] | None, ref: ObjectRef) -> bool:
+    """Whether the document's current state comes from a later S3 event than ``ref``."""
+    recorded = (current or {}).get("sequencer")
+    return bool(recorded and ref.sequencer and str(recorded) > sequencer_key(ref.sequencer))
 
 
 def _outcome(record: VersionRecord, *, replayed: bool = False) -> Outcome:

@@ -11,9 +11,23 @@ import datetime as dt
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 CURRENT = "current"
 CURATED, QUARANTINED, DEAD_LETTERED, GONE = "curated", "quarantined", "dead_lettered", "gone"
-TERMINAL = frozenset({CURATED, QUARANTINED, DEAD_LETTERED, GONE})
+SUPERSEDED = "superseded"  # a newer version of the document was settled first; this one was skipped
+# Versions that are done: a replay does nothing again. Dead-lettered ones are not: a redrive
+# after the cause is fixed must process them.
+SETTLED = frozenset({CURATED, QUARANTINED, GONE, SUPERSEDED})
+SEQUENCER_WIDTH = 64  # S3 sequencers are hex of varying length: left-padded, they compare as text
+
+
+class StaleVersionError(Exception):
+    """The document's current state was written by a newer version meanwhile."""
+
+
+def sequencer_key(sequencer: str) -> str:
+    return sequencer.upper().rjust(SEQUENCER_WIDTH, "0")
 
 
 @dataclass(frozen=True)
@@ -46,38 +60,42 @@ class Registry:
         item = self._table.get_item(Key={"pk": document_id, "sk": CURRENT}, ConsistentRead=True).get("Item")
         return dict(item) if item else None
 
-    def record(self, record: VersionRecord, *, current: dict[str, Any] | None = None) -> None:
-        """Write the version's record and, when given, the document's new current state."""
-        item = {k: v for k, v in asdict(record).items() if v not in ("", {}, None)}
-        item |= {"pk": record.document_id, "sk": f"version#{record.version}", "size": record.size}
-        with self._table.batch_writer() as batch:
-            batch.put_item(Item=item)
-            if current is not None:
-                batch.put_item(Item={"pk": record.document_id, "sk": CURRENT, **current})
+    def record(self, record: VersionRecord, *, current: dict[str, Any] | None = None, sequencer: str = "") -> None:
+        """Write the document's new current state (only over an older version's: StaleVersionError
+        otherwise), then the version's record."""
+        if current is not None:
+            item = {"pk": record.document_id, "sk": CURRENT, **current}
+            if sequencer:
+                item["sequencer"] = sequencer_key(sequencer)
+                try:
+                    self._table.put_item(
+                        Item=item,
+                        ConditionExpression="attribute_not_exists(#s) OR #s < :s",
+                        ExpressionAttributeNames={"#s": "sequencer"},
+                        ExpressionAttributeValues={":s": item["sequencer"]},
+                    )
+                except ClientError as error:
+                    if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                        raise StaleVersionError(record.version) from None
+                    raise
+            else:
+                self._table.put_item(Item=item)
+        version = {k: v for k, v in asdict(record).items() if v not in ("", {}, None)}
+        self._table.put_item(
+            Item={**version, "pk": record.document_id, "sk": f"version#{record.version}", "size": record.size}
+        )
 
-    def finding(self, document_id: str, finding_id: str, *, reason: str, location: str, at: dt.datetime) -> None:
-        """A Macie finding acted on: the document's current state becomes quarantined."""
+    def finding(
+        self, document_id: str, finding_id: str, *, reason: str, location: str, at: dt.datetime, current: bool
+    ) -> None:
+        """A Macie finding acted on; with ``current``, its curated copy was taken out, so the
+        document's current state becomes quarantined."""
         stamp = at.isoformat()
-        with self._table.batch_writer() as batch:
-            batch.put_item(
-                Item={
-                    "pk": document_id,
-                    "sk": f"finding#{finding_id}",
-                    "status": QUARANTINED,
-                    "reason": reason,
-                    "location": location,
-                    "processed_at": stamp,
-                }
-            )
-            batch.put_item(
-                Item={
-                    "pk": document_id,
-                    "sk": CURRENT,
-                    "status": QUARANTINED,
-                    "location": location,
-                    "updated_at": stamp,
-                }
-            )
+        item = {"status": QUARANTINED, "reason": reason, "location": location, "processed_at": stamp}
+        self._table.put_item(Item={"pk": document_id, "sk": f"finding#{finding_id}", **item})
+        if current:
+            state = {"status": QUARANTINED, "location": location, "updated_at": stamp}
+            self._table.put_item(Item={"pk": document_id, "sk": CURRENT, **state})
 
     def dead_letter_event(self, message_id: str, reason: str, at: dt.datetime) -> None:
         self._table.put_item(

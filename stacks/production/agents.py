@@ -215,6 +215,7 @@ class AgentsStack(Stack):
                 environment_variables={
                     "AGENT_NAME": name,
                     "POWERTOOLS_SERVICE_NAME": name,
+                    "POWERTOOLS_METRICS_NAMESPACE": f"{prefix}/{Tier.PRODUCTION}",
                     "SYSTEM_PROMPT": agent.system_prompt,
                     "TOOLS_GATEWAY_URL": tools_gateway.gateway_url or "",
                     "GROUP_MODELS": json.dumps(groups, sort_keys=True),

@@ -225,6 +225,8 @@ class IngestionPipeline(Construct):
                 "IDEMPOTENCY_TABLE": self.idempotency.table_name,
                 "DLQ_URL": self.dlq.queue_url,
                 "MAX_RECEIVE_COUNT": str(settings.max_receive_count),
+                # Stop taking documents with less than this left of the invocation (a quarter of it).
+                "DOCUMENT_BUDGET_SECONDS": str(max(settings.processor_timeout_seconds // 4, 5)),
             },
         )
         function.add_event_source(
@@ -233,6 +235,13 @@ class IngestionPipeline(Construct):
             )
         )
         role = _role(function)
+        # Without ListBucket, S3 answers 403 instead of 404 for a missing key or version.
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["s3:ListBucket", "s3:ListBucketVersions"],
+                resources=[self.landing.bucket_arn, curated.bucket_arn],
+            )
+        )
         landing_objects = self.landing.arn_for_objects("*")
         role.add_to_principal_policy(
             iam.PolicyStatement(

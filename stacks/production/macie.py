@@ -14,8 +14,11 @@ import json
 from typing import Any, get_args
 
 from aws_cdk import (
+    Duration,
     RemovalPolicy,
     Stack,
+    aws_cloudwatch as cloudwatch,
+    aws_cloudwatch_actions as cloudwatch_actions,
     aws_events as events,
     aws_events_targets as targets,
     aws_iam as iam,
@@ -25,6 +28,7 @@ from aws_cdk import (
     aws_s3 as s3,
     aws_sns as sns,
     aws_sns_subscriptions as subscriptions,
+    aws_sqs as sqs,
     custom_resources as cr,
 )
 from constructs import Construct
@@ -135,6 +139,14 @@ class MacieDiscovery(Construct):
                 parameters=job,
                 physical_resource_id=cr.PhysicalResourceId.from_response("jobId"),
             ),
+            # Jobs are immutable: changed settings create a new job (a new physical id), and
+            # CloudFormation then deletes the old resource, which cancels the old job.
+            on_update=cr.AwsSdkCall(
+                service="Macie2",
+                action="createClassificationJob",
+                parameters=job,
+                physical_resource_id=cr.PhysicalResourceId.from_response("jobId"),
+            ),
             on_delete=cr.AwsSdkCall(
                 service="Macie2",
                 action="updateClassificationJob",
@@ -178,7 +190,34 @@ class MacieDiscovery(Construct):
                 },
             ),
         )
-        rule.add_target(targets.LambdaFunction(self.function, dead_letter_queue=pipeline.dlq, retry_attempts=2))
+        # Its own DLQ: a finding is not a document event, so it must not be redriven into the pipeline.
+        self.dead_letters = sqs.Queue(
+            self,
+            "FindingsDeadLetters",
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=key,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        acknowledge(
+            self.dead_letters,
+            "AwsSolutions-SQS3",
+            "This queue is itself a dead-letter queue: the findings rule's Lambda target sends what it cannot "
+            "deliver here (EventBridge target DLQ, which cdk-nag does not recognize as one).",
+        )
+        rule.add_target(targets.LambdaFunction(self.function, dead_letter_queue=self.dead_letters, retry_attempts=2))
+        waiting = self.dead_letters.metric_approximate_number_of_messages_visible(
+            period=Duration.minutes(5), statistic="Maximum"
+        ).create_alarm(
+            self,
+            "FindingsWaiting",
+            alarm_description="Macie findings the responder could not handle: handle them by hand",
+            threshold=1,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        waiting.add_alarm_action(cloudwatch_actions.SnsAction(pipeline.alarm_topic))
 
     def _responder(
         self,
@@ -218,6 +257,10 @@ class MacieDiscovery(Construct):
         ]
         actions = ["s3:GetObject", "s3:GetObjectVersion", "s3:DeleteObject", "s3:DeleteObjectVersion"]
         role.add_to_principal_policy(iam.PolicyStatement(actions=actions, resources=flagged))
+        # Without ListBucket, S3 answers 403 instead of 404 for an object already gone.
+        role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["s3:ListBucket"], resources=[pipeline.landing.bucket_arn, curated.bucket_arn])
+        )
         quarantine = pipeline.quarantine.arn_for_objects(f"{QUARANTINE_PREFIX}*")
         role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:PutObject"], resources=[quarantine]))
         key.grant(role, *DATA_KEY_ACTIONS)
@@ -245,7 +288,7 @@ class MacieDiscovery(Construct):
         acknowledge(
             function,
             "NIST.800.53.R5-LambdaDLQ",
-            "Its EventBridge target has the ingestion DLQ as dead-letter queue (alarmed), after two retries.",
+            "Its EventBridge target has its own dead-letter queue (alarmed), after two retries.",
         )
         acknowledge(
             function,

@@ -8,7 +8,6 @@ and quota metrics, the evaluator's tool metrics, the pipeline's document counts,
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -337,7 +336,9 @@ class ObservabilityStack(Stack):
                 "embeddingDataDeliveryEnabled": False,
             }
         }
-        token = hashlib.sha256(f"{self.stack_name}:{days}".encode()).hexdigest()[:16]
+        # One physical id for the account's one setting: a changed setting is an update in place,
+        # never a replacement whose delete would switch logging off after the new put.
+        physical_id = cr.PhysicalResourceId.of(f"{name}-model-invocation-logging")
         setting = cr.AwsCustomResource(
             self,
             "ModelInvocationLoggingSetting",
@@ -346,13 +347,13 @@ class ObservabilityStack(Stack):
                 service="Bedrock",
                 action="putModelInvocationLoggingConfiguration",
                 parameters=logging_config,
-                physical_resource_id=cr.PhysicalResourceId.of(f"{name}-invocation-logging-{token}"),
+                physical_resource_id=physical_id,
             ),
             on_update=cr.AwsSdkCall(
                 service="Bedrock",
                 action="putModelInvocationLoggingConfiguration",
                 parameters=logging_config,
-                physical_resource_id=cr.PhysicalResourceId.of(f"{name}-invocation-logging-{token}"),
+                physical_resource_id=physical_id,
             ),
             on_delete=cr.AwsSdkCall(service="Bedrock", action="deleteModelInvocationLoggingConfiguration"),
             policy=cr.AwsCustomResourcePolicy.from_statements(

@@ -65,6 +65,7 @@ def test_acknowledgement_count_by_rule_is_known(assembly: Assembly) -> None:
         "AwsSolutions-IAM5": 72,
         "AwsSolutions-L1": 2,
         "AwsSolutions-S1": 2,
+        "AwsSolutions-SQS3": 1,
         "NIST.800.53.R5-APIGWAssociatedWithWAF": 1,
         "NIST.800.53.R5-APIGWCacheEnabledAndEncrypted": 2,
         "NIST.800.53.R5-APIGWSSLEnabled": 2,

@@ -62,8 +62,8 @@ def test_the_dlq_is_alarmed_on_depth_and_age(knowledge: dict[str, Any], cdk_cont
     settings = production(cdk_context).ingestion
     alarms = {
         a["Properties"]["MetricName"]: a["Properties"]
-        for a in resources(knowledge, "AWS::CloudWatch::Alarm").values()
-        if a["Properties"].get("Namespace") == "AWS/SQS"
+        for name, a in resources(knowledge, "AWS::CloudWatch::Alarm").items()
+        if a["Properties"].get("Namespace") == "AWS/SQS" and name.startswith("IngestionDeadLetters")
     }
     assert alarms["ApproximateNumberOfMessagesVisible"]["Threshold"] == 1
     assert alarms["ApproximateAgeOfOldestMessage"]["Threshold"] == settings.dlq_age_alarm_minutes * 60
@@ -98,7 +98,9 @@ def test_the_processor_gets_its_config_and_nothing_more_than_its_job(
     writes = {r for a, r in permissions if a == "s3:PutObject"}
     assert writes == {"<IngestionQuarantine.Arn>/*", "<Curated.Arn>/curated/*", "<Curated.Arn>/direct/*"}
     assert not [a for a in allowed if a.endswith("*") or a in ("s3:DeleteBucket", "dynamodb:DeleteTable")]
-    assert not [r for a, r in permissions if a.startswith("s3:") and r.endswith(("Curated.Arn>/*", "Curated.Arn>"))]
+    assert not [r for a, r in permissions if a.startswith("s3:") and r.endswith("Curated.Arn>/*")]
+    # Listing only (so a missing object is a 404): no object action on the whole curated bucket.
+    assert {a for a, r in permissions if r == "<Curated.Arn>"} == {"s3:ListBucket", "s3:ListBucketVersions"}
 
 
 def test_the_registry_is_kept_encrypted_and_recoverable(knowledge: dict[str, Any]) -> None:
@@ -186,7 +188,9 @@ def test_macie_findings_at_or_above_the_severity_reach_the_responder(
     assert names[:2] == ["<IngestionLanding>", "<Curated>"]
     assert names[2]["Fn::GetStackOutput"]["StackName"] == "genai-production-foundation"  # the access-log archive
     (target,) = rule["Targets"]
-    assert render(target["DeadLetterConfig"]["Arn"]) == "<IngestionDeadLetters.Arn>"
+    assert (
+        render(target["DeadLetterConfig"]["Arn"]) == "<MacieFindingsDeadLetters.Arn>"
+    )  # never redriven into the pipeline
     function = props(knowledge, "AWS::Lambda::Function", "MacieResponder")
     assert function["Handler"] == "ingestion.macie.lambda_handler"
 

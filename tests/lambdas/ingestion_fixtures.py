@@ -151,6 +151,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
 
 
 _ids = itertools.count(1)
+_sequencers = itertools.count(0x0055AED6DCD90281E5)  # S3's: hex, growing with every event on a key
 
 
 def s3_event(key: str, version: str, size: int, bucket: str = LANDING) -> dict[str, Any]:
@@ -167,7 +168,13 @@ def s3_event(key: str, version: str, size: int, bucket: str = LANDING) -> dict[s
         "detail": {
             "version": "0",
             "bucket": {"name": bucket},
-            "object": {"key": key, "size": size, "etag": "e", "version-id": version, "sequencer": "1"},
+            "object": {
+                "key": key,
+                "size": size,
+                "etag": "e",
+                "version-id": version,
+                "sequencer": f"{next(_sequencers):018X}",
+            },
             "request-id": "r",
             "requester": "123456789012",
             "reason": "PutObject",

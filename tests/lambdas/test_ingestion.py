@@ -299,3 +299,81 @@ def test_knowledge_base_calls_match_the_bedrock_agent_service_model() -> None:
         kb.remove(document_id="doc-1")
         kb.remove(uri="s3://curated-bucket/curated/doc-2.txt")
         stubber.assert_no_pending_responses()
+
+
+def test_a_redriven_dead_letter_is_processed_not_skipped(aws: Aws) -> None:
+    message = landed(aws, "docs/redrive.txt", "Back again.")
+    message["attributes"]["ApproximateReceiveCount"] = str(MAX_RECEIVE)
+    real = aws.comprehend.detect_dominant_language
+    aws.comprehend.detect_dominant_language = _throttled  # type: ignore[method-assign]
+    assert run(message) == [message["messageId"]]
+    assert version_record(aws, "docs/redrive.txt")["status"] == "dead_lettered"
+    aws.comprehend.detect_dominant_language = real  # type: ignore[method-assign]
+    redriven = {
+        **message,
+        "messageId": "redriven",
+        "attributes": {**message["attributes"], "ApproximateReceiveCount": "1"},
+    }
+    assert run(redriven) == []
+    assert version_record(aws, "docs/redrive.txt")["status"] == "curated"
+    assert f"curated/{document_id(LANDING, 'docs/redrive.txt')}.txt" in aws.objects(CURATED)
+
+
+def test_an_older_version_arriving_late_is_superseded_not_curated(aws: Aws) -> None:
+    doc = document_id(LANDING, "docs/late.txt")
+    older = landed(aws, "docs/late.txt", "Old text.")
+    newer = landed(aws, "docs/late.txt", "New text.")
+    assert run(newer) == [] and run(older) == []  # the retry of the older one comes last
+    assert aws.objects(CURATED)[f"curated/{doc}.txt"] == b"New text."
+    statuses = sorted(i["status"] for i in aws.registry_items() if i["pk"] == doc and i["sk"] != "current")
+    assert statuses == ["curated", "superseded"]
+    assert aws.landing_versions() == []
+
+
+def test_a_newer_version_settled_during_processing_wins_and_the_older_ones_writes_are_undone(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    doc = document_id(LANDING, "realtime/crm/race.md")
+    older = landed(aws, "realtime/crm/race.md", "Old text.")
+    assert run(landed(aws, "realtime/crm/race.md", "New text.")) == []
+    real_current = aws.registry.current
+    first = [True]
+
+    def current(document: str) -> Any:
+        if first.pop() if first else False:
+            return None  # what this worker saw before the newer version was settled
+        return real_current(document)
+
+    monkeypatch.setattr(aws.registry, "current", current)
+    assert run(older) == []
+    assert aws.objects(CURATED)[f"direct/{doc}.txt"] == b"New text."
+    statuses = sorted(i["status"] for i in aws.registry_items() if i["pk"] == doc and i["sk"] != "current")
+    assert statuses == ["curated", "superseded"]
+    last_ingest = [p for op, p in aws.agent.calls if op == "IngestKnowledgeBaseDocuments"][-1]
+    assert last_ingest["documents"][0]["content"]["custom"]["inlineContent"]["textContent"]["data"].startswith(
+        "New text"
+    )
+
+
+def test_documents_left_when_the_invocation_runs_low_are_retried_not_lost(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOCUMENT_BUDGET_SECONDS", "30")
+    messages = [landed(aws, f"docs/late{i}.txt", f"Document {i}.") for i in range(3)]
+    done: list[str] = []
+    real_process = handler.process
+
+    def counting(obj: dict[str, Any]) -> dict[str, Any]:
+        done.append(obj["key"])
+        return dict(real_process(obj=obj))
+
+    monkeypatch.setattr(handler, "process", counting)
+
+    class Shrinking(FakeContext):
+        def get_remaining_time_in_millis(self) -> int:
+            return 120_000 if len(done) < 2 else 29_000  # the third document would not finish in time
+
+    response = handler.lambda_handler(batch(*messages), Shrinking())
+    assert [f["itemIdentifier"] for f in response["batchItemFailures"]] == [messages[2]["messageId"]]
+    assert done == ["docs/late0.txt", "docs/late1.txt"]
+    assert len(aws.landing_versions()) == 1  # still there for the retry
