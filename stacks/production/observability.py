@@ -35,6 +35,7 @@ from stacks.config import ProductionConfig, Tier
 from stacks.production.functions import production_function
 from stacks.shared.lambda_function import log_retention
 from stacks.shared.nag import acknowledge, acknowledge_inline_policy, acknowledge_sdk_call_provider
+from stacks.shared.naming import pascal_case
 
 STAGES = ("retrieval", "generation", "guardrail", "tool", "usage", "ingestion")  # lambdas/shared/telemetry.py
 FIVE_MINUTES = Duration.minutes(5)
@@ -199,8 +200,29 @@ class ObservabilityStack(Stack):
 
     def _alarms(self, config: ProductionConfig, agents: Sequence[str]) -> None:
         settings = self._settings
-        action = cloudwatch_actions.SnsAction(self.topic)
-        alarms: list[cloudwatch.Alarm] = []
+        above = cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD
+        at_least = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
+        below = cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD
+
+        def alarm(
+            id: str,
+            metric: cloudwatch.Metric | cloudwatch.MathExpression,
+            description: str,
+            threshold: float,
+            comparison: cloudwatch.ComparisonOperator,
+            periods: int = 1,
+        ) -> None:
+            created = metric.create_alarm(
+                self,
+                id,
+                alarm_description=description,
+                threshold=threshold,
+                evaluation_periods=periods,
+                comparison_operator=comparison,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,  # no traffic is no failure
+            )
+            created.add_alarm_action(cloudwatch_actions.SnsAction(self.topic))
+
         for stage in STAGES:
             rate = cloudwatch.MathExpression(
                 expression="IF(requests > 0, 100 * errors / requests, 0)",
@@ -211,67 +233,49 @@ class ObservabilityStack(Stack):
                 period=FIVE_MINUTES,
                 label=f"{stage} error rate (%)",
             )
-            alarms.append(
-                rate.create_alarm(
-                    self,
-                    f"ErrorRate{stage.title()}",
-                    alarm_description=f"More than {settings.error_rate_percent}% of {stage} work failed in 5 minutes",
-                    threshold=settings.error_rate_percent,
-                    evaluation_periods=1,
-                    comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                    treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-                )
+            percent = settings.error_rate_percent
+            alarm(
+                f"ErrorRate{stage.title()}",
+                rate,
+                f"More than {percent}% of {stage} work failed in 5 minutes",
+                percent,
+                above,
             )
-            alarms.append(
-                self._metric("StageLatency", statistic="p99", Stage=stage).create_alarm(
-                    self,
-                    f"LatencyP99{stage.title()}",
-                    alarm_description=f"{stage} p99 latency above {settings.p99_latency_ms} ms for 15 minutes",
-                    threshold=settings.p99_latency_ms,
-                    evaluation_periods=3,
-                    comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                    treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-                )
+            p99 = self._metric("StageLatency", statistic="p99", Stage=stage)
+            limit = settings.p99_latency_ms
+            alarm(
+                f"LatencyP99{stage.title()}",
+                p99,
+                f"{stage} p99 latency above {limit} ms for 15 minutes",
+                limit,
+                above,
+                3,
             )
         for source in ("INPUT", "OUTPUT"):
-            alarms.append(
-                self._metric("GuardrailInterventions", Source=source).create_alarm(
-                    self,
-                    f"GuardrailSpike{source.title()}",
-                    alarm_description=f"Guardrail {source.lower()} interventions spiked",
-                    threshold=settings.guardrail_interventions_per_5_minutes,
-                    evaluation_periods=1,
-                    comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                    treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-                )
+            interventions = self._metric("GuardrailInterventions", Source=source)
+            description = f"Guardrail {source.lower()} interventions spiked"
+            alarm(
+                f"GuardrailSpike{source.title()}",
+                interventions,
+                description,
+                settings.guardrail_interventions_per_5_minutes,
+                at_least,
             )
         for group in config.groups:
-            alarms.append(
-                self._metric("QuotaRefusalsByGroup", Group=group).create_alarm(
-                    self,
-                    f"QuotaExhausted{''.join(p.title() for p in group.split('-'))}",
-                    alarm_description=f"Group {group} keeps hitting its output quotas",
-                    threshold=settings.quota_refusals_per_5_minutes,
-                    evaluation_periods=1,
-                    comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                    treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-                )
+            refusals = self._metric("QuotaRefusalsByGroup", Group=group)
+            description = f"Group {group} keeps hitting its output quotas"
+            alarm(
+                f"QuotaExhausted{pascal_case(group)}",
+                refusals,
+                description,
+                settings.quota_refusals_per_5_minutes,
+                at_least,
             )
         for agent in agents:
-            for metric in ("ToolSelectionAccuracy", "ToolArgumentAccuracy"):
-                alarms.append(
-                    self._metric(metric, statistic="Average", period=Duration.hours(1), Agent=agent).create_alarm(
-                        self,
-                        f"{metric}{''.join(p.title() for p in agent.split('_'))}",
-                        alarm_description=f"{agent}'s {metric} on evaluation cases fell below the floor",
-                        threshold=settings.tool_accuracy_floor * 100,
-                        evaluation_periods=1,
-                        comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
-                        treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-                    )
-                )
-        for alarm in alarms:
-            alarm.add_alarm_action(action)
+            for name in ("ToolSelectionAccuracy", "ToolArgumentAccuracy"):
+                accuracy = self._metric(name, statistic="Average", period=Duration.hours(1), Agent=agent)
+                description = f"{agent}'s {name} on evaluation cases fell below the floor"
+                alarm(f"{name}{pascal_case(agent)}", accuracy, description, settings.tool_accuracy_floor * 100, below)
 
     # --- account switches ------------------------------------------------------------------------
 
