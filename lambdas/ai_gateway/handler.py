@@ -236,7 +236,7 @@ def _generate(
             "gen_ai.system": "aws.bedrock",
         }
         with _stage("generation", {**operation, "gen_ai.request.model": models[0]}) as record:
-            generation, produced_by = _produce(output, caller, group, models, messages, session)
+            generation, produced_by = _produce(output, group, models, messages, session)
             record.update(
                 {
                     "gen_ai.response.model": generation.model,
@@ -318,7 +318,6 @@ def _generate(
 
 def _produce(
     output: OutputPolicy,
-    caller: Caller,
     group: GroupPolicy,
     models: list[str],
     messages: list[dict[str, Any]],
@@ -340,7 +339,7 @@ def _produce(
     turn = dependencies().agents.invoke(
         output.agent,
         token=_caller_token(),
-        session_id=runtime_session_id(caller.group, caller.user, session),
+        session_id=app.context["conversation"],  # _correlate derived it from group, user and session
         payload={
             "messages": [{"role": m["role"], "content": m["content"][0]["text"]} for m in messages],
             "instructions": output.instructions,

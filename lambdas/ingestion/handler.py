@@ -105,7 +105,7 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
         reason = f"processing failed: {_code(error)}"
         if int(record.attributes.approximate_receive_count) >= int(os.environ.get("MAX_RECEIVE_COUNT", "3")):
             _record_dead_letter(ref, reason)
-        logger.warning("document failed", extra={"key_hash": _hash(ref), "reason": reason})
+        logger.warning("document failed", extra={"document_id": document_id(ref.bucket, ref.key), "reason": reason})
         raise
     metrics.add_metric(name=f"Documents{result['status'].title().replace('_', '')}", unit=MetricUnit.Count, value=1)
     logger.info("document processed", extra={**result, "version": ref.version})
@@ -145,10 +145,6 @@ def _code(error: Exception) -> str:
     if isinstance(error, ClientError):
         return str(error.response.get("Error", {}).get("Code", "ClientError"))
     return type(error).__name__
-
-
-def _hash(ref: ObjectRef) -> str:
-    return document_id(ref.bucket, ref.key)  # keys can carry names: log the id, not the key
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -166,8 +166,7 @@ class GatewayStack(Stack):
                 ),
             },
         )
-        role = self.function.role
-        assert role is not None
+        role = self.function.execution_role
         # The table only: the billing-export index is for readers, not the gateway.
         role.add_to_principal_policy(iam.PolicyStatement(actions=LEDGER_ACTIONS, resources=[self.ledger.table_arn]))
         key.grant(role, *LEDGER_KEY_ACTIONS)
@@ -198,8 +197,7 @@ class GatewayStack(Stack):
                 "API_KEY_IDS": self.to_json_string({g: k.key_id for g, k in self.api_keys.items()}),
             },
         )
-        authorizer_role = self.authorizer_function.role
-        assert authorizer_role is not None
+        authorizer_role = self.authorizer_function.execution_role
         authorizer_role.add_to_principal_policy(
             iam.PolicyStatement(actions=["apigateway:GET"], resources=[k.key_arn for k in self.api_keys.values()])
         )

@@ -234,7 +234,7 @@ class IngestionPipeline(Construct):
                 self.queue, batch_size=settings.batch_size, report_batch_item_failures=True, max_concurrency=10
             )
         )
-        role = _role(function)
+        role = function.execution_role
         # Without ListBucket, S3 answers 403 instead of 404 for a missing key or version.
         role.add_to_principal_policy(
             iam.PolicyStatement(
@@ -378,7 +378,7 @@ class IngestionPipeline(Construct):
                 "MAX_RECORDS": str(push.max_records),
             },
         )
-        role = _role(function)
+        role = function.execution_role
         role.add_to_principal_policy(
             iam.PolicyStatement(
                 actions=["s3:PutObject"], resources=[self.landing.arn_for_objects(f"{REALTIME_PREFIX}*")]
@@ -473,7 +473,7 @@ class IngestionPipeline(Construct):
             },
             reserved_concurrent_executions=1,  # one run at a time keeps the watermark simple
         )
-        role = _role(function)
+        role = function.execution_role
         prefix = f"{REALTIME_PREFIX}{source_name}/"
         role.add_to_principal_policy(
             iam.PolicyStatement(actions=["s3:PutObject"], resources=[self.landing.arn_for_objects(f"{prefix}*")])
@@ -514,9 +514,3 @@ class IngestionPipeline(Construct):
             "NIST.800.53.R5-LambdaInsideVPC",
             "Calls the source's public HTTPS API and AWS service APIs only; no private network resource.",
         )
-
-
-def _role(function: BlueprintFunction) -> iam.IRole:
-    role = function.role
-    assert role is not None
-    return role

@@ -171,7 +171,13 @@ class MacieDiscovery(Construct):
             ),
         )
         acknowledge_inline_policy(self.job)
-        self._acknowledge_provider(stack)
+        acknowledge_sdk_call_provider(stack, "the Macie API")
+        acknowledge(
+            self.job,
+            f"AwsSolutions-IAM5[Resource::{nag_arn(self, 'macie2', 'classification-job/*')}]",
+            "The job's id is Macie's answer to creating it: create and cancel are allowed on the account's "
+            "classification jobs.",
+        )
 
         self.topic = sns.Topic(self, "Findings", master_key=key, enforce_ssl=True)
         for address in settings.notify_emails:
@@ -248,8 +254,7 @@ class MacieDiscovery(Construct):
                 "FINDINGS_TOPIC": self.topic.topic_arn,
             },
         )
-        role = function.role
-        assert role is not None
+        role = function.execution_role
         documents = config.knowledge_base.documents_prefix
         flagged = [
             pipeline.landing.arn_for_objects("*"),
@@ -301,12 +306,3 @@ class MacieDiscovery(Construct):
             "Findings arrive at Macie's publishing rate (every 15 minutes, filtered by severity), a handful at a time.",
         )
         return function
-
-    def _acknowledge_provider(self, stack: Stack) -> None:
-        acknowledge_sdk_call_provider(stack, "the Macie API")
-        acknowledge(
-            self.job,
-            f"AwsSolutions-IAM5[Resource::{nag_arn(self, 'macie2', 'classification-job/*')}]",
-            "The job's id is Macie's answer to creating it: create and cancel are allowed on the account's "
-            "classification jobs.",
-        )

@@ -152,6 +152,7 @@ class BlueprintFunction(lambda_.Function):
             },
         )
         log_group.grant_write(role)
+        self.execution_role: iam.IRole = role  # what `role` is, without its Optional type
         acknowledge_inline_policy(role)
         acknowledge(
             role,
