@@ -512,10 +512,8 @@ MacieSeverity = Literal["Low", "Medium", "High"]
 
 
 class MacieConfig(_Model):
-    """Sensitive-data discovery over the pipeline's buckets."""
+    """Sensitive-data discovery over the pipeline's buckets (needs account_settings.macie on)."""
 
-    # Off when Macie is already enabled in the account (a second session fails to create).
-    create_session: bool = True
     # Custom data identifiers: ingestion.custom_identifiers, shared with the pipeline's scan.
     allow_list_regex: str | None = Field(default=None, min_length=1, max_length=512)
     schedule: Literal["DAILY", "WEEKLY", "MONTHLY"] = "DAILY"
@@ -537,10 +535,31 @@ class ObservabilityConfig(_Model):
     p99_latency_ms: int = Field(default=20_000, ge=100, le=900_000)  # per stage
     guardrail_interventions_per_5_minutes: int = Field(default=50, ge=1)
     quota_refusals_per_5_minutes: int = Field(default=100, ge=1)
-    # Bedrock model invocation logging (prompts and answers) to a KMS-encrypted log group, kept
-    # invocation_log_days. The logs hold prompts: reading them needs the tier key.
-    invocation_logging: bool = True
+    # Days Bedrock model invocation logs (prompts and answers) are kept in the tier's KMS-encrypted
+    # log group, when this tier sets the logging up (account_settings.model_invocation_logging).
     invocation_log_days: LogRetentionDays = 30
+    # Share of spans X-Ray indexes as trace summaries, when this tier turns Transaction Search on.
+    trace_indexing_percentage: float = Field(default=1, ge=0, le=100)
+
+
+# How the tier treats a setting there is one of per account and region:
+# - manage: this tier's stack owns it, creates it (fails if it is already on) and deletes it with the stack;
+# - adopt:  turn it on if it is off, leave it as it is if it is on, never switch it off (stack deletion included);
+# - off:    leave the account alone and do without the feature.
+AccountSettingMode = Literal["manage", "adopt", "off"]
+
+
+class AccountSettingsConfig(_Model):
+    """One-per-account settings the production tier relies on (docs/deploy.md says which stack holds each)."""
+
+    # X-Ray Transaction Search (spans into CloudWatch Logs): agent spans, online evaluation.
+    transaction_search: AccountSettingMode = "adopt"
+    # Bedrock model invocation logging to the tier's encrypted log group.
+    model_invocation_logging: AccountSettingMode = "adopt"
+    # The Macie session: sensitive-data discovery over the pipeline's buckets (off: no Macie at all).
+    macie: AccountSettingMode = "adopt"
+    # API Gateway's CloudWatch role: the APIs' execution logs (off: no execution logs).
+    api_gateway_logging: AccountSettingMode = "adopt"
 
 
 # Seconds of the gateway function's time kept back from generation (an agent turn or a model
@@ -579,6 +598,7 @@ class ProductionConfig(_TierConfig):
     connectors: ConnectorsConfig = ConnectorsConfig()
     macie: MacieConfig = MacieConfig()
     observability: ObservabilityConfig = ObservabilityConfig()
+    account_settings: AccountSettingsConfig = AccountSettingsConfig()
 
     @field_validator("connectors")
     @classmethod

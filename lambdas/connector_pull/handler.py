@@ -5,6 +5,11 @@ retries with backoff: shared.legacy_client). Pages are followed by cursor; each 
 landing document. A record without an id or body is a poison record: it goes to the pipeline's
 DLQ with its reason. The watermark (the newest change seen) is saved only after every page was
 landed, so a failed run is repeated whole by the next one (landing the same key again is safe).
+
+One run at a time per source: a run first takes a lease (a conditional write in the registry
+table) and gives it back when it ends; a run that finds the lease held ends at once. A lease lasts
+longer than the function may run, so a run that was killed cannot hold it forever. (Not reserved
+concurrency: a new account's concurrency quota of 10 refuses any reservation.)
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -21,6 +28,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
+from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from shared.field_paths import value_at
@@ -68,6 +76,41 @@ class Watermarks:
 
     def put(self, source: str, value: str) -> None:
         self._table.put_item(Item={"pk": f"connector#{source}", "sk": "watermark", "updated_since": value})
+
+
+class Lease:
+    """The right to run for one source, held by one invocation until it gives it back or it expires."""
+
+    def __init__(self, table: Any, source: str, *, seconds: int, clock: Callable[[], float] = time.time) -> None:
+        self._table = table
+        self._key = {"pk": f"connector#{source}", "sk": "lease"}
+        self._seconds = seconds
+        self._clock = clock
+
+    def acquire(self, holder: str) -> bool:
+        """Take the lease if nobody holds it or its holder's time is up; False if another run has it."""
+        now = int(self._clock())
+        try:
+            self._table.put_item(
+                Item={**self._key, "holder": holder, "expires_at": now + self._seconds},
+                ConditionExpression="attribute_not_exists(pk) OR expires_at < :now",
+                ExpressionAttributeValues={":now": now},
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def release(self, holder: str) -> None:
+        """Give the lease back, unless it expired and another run took it meanwhile."""
+        try:
+            self._table.delete_item(
+                Key=self._key, ConditionExpression="holder = :holder", ExpressionAttributeValues={":holder": holder}
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
 
 
 def pull(
@@ -149,16 +192,26 @@ def client() -> LegacyClient:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     source = configuration()[0]
     aws = Config(retries={"mode": "standard", "total_max_attempts": 3})
-    run = pull(
-        client(),
-        source,
-        s3=boto3.client("s3", config=aws),
-        sqs=boto3.client("sqs", config=aws),
-        watermarks=Watermarks(boto3.resource("dynamodb", config=aws).Table(os.environ["REGISTRY_TABLE"])),
-        dlq_url=os.environ["DLQ_URL"],
-        bucket=os.environ["LANDING_BUCKET"],
-    )
+    table = boto3.resource("dynamodb", config=aws).Table(os.environ["REGISTRY_TABLE"])
     metrics.add_dimension("Source", source.name)
+    lease = Lease(table, source.name, seconds=int(os.environ["LEASE_SECONDS"]))
+    holder = context.aws_request_id
+    if not lease.acquire(holder):
+        metrics.add_metric(name="RunsSkipped", unit=MetricUnit.Count, value=1)
+        logger.info("another run of this source holds the lease; this one ends", extra={"source": source.name})
+        return {"skipped": "another run of this source is in progress"}
+    try:
+        run = pull(
+            client(),
+            source,
+            s3=boto3.client("s3", config=aws),
+            sqs=boto3.client("sqs", config=aws),
+            watermarks=Watermarks(table),
+            dlq_url=os.environ["DLQ_URL"],
+            bucket=os.environ["LANDING_BUCKET"],
+        )
+    finally:
+        lease.release(holder)
     metrics.add_metric(name="RecordsPulled", unit=MetricUnit.Count, value=run.landed)
     metrics.add_metric(name="PoisonRecords", unit=MetricUnit.Count, value=run.poison)
     logger.info("pull finished", extra={"source": source.name, **run.__dict__})

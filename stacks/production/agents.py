@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 
 import jsii
 from aws_cdk import (
+    ArnFormat,
     AssetHashType,
     BundlingOptions,
     CfnOutput,
@@ -38,6 +39,7 @@ from stacks.shared.bedrock import grant_invoke, model_arns
 from stacks.shared.lambda_function import LAMBDAS_DIR, PROJECT_ROOT, SHARED_PACKAGES, log_retention
 from stacks.shared.nag import acknowledge, acknowledge_inline_policy, nag_arn, nag_attribute
 from stacks.shared.naming import pascal_case
+from stacks.shared.vended_logs import DeliveryPolicies
 
 AGENT_PACKAGE = "agent"
 AGENT_DEPS_DIR = PROJECT_ROOT / "build" / "agent-deps"
@@ -56,6 +58,9 @@ MEMORY_ACTIONS = (
     "bedrock-agentcore:RetrieveMemoryRecords",
 )
 MEMORY_KEY_ACTIONS = ["kms:Decrypt", "kms:GenerateDataKey"]
+EVALUATION_RESULTS_PREFIX = "/aws/bedrock-agentcore/evaluations/results/"
+# What AgentCore's online evaluation does to the log groups it reads (it indexes their fields).
+INDEX_POLICY_ACTIONS = ["logs:DescribeIndexPolicies", "logs:PutIndexPolicy"]
 # The caller's token reaches the agent (which calls the tools gateway with it) only if named here.
 FORWARDED_HEADERS = ["Authorization"]
 
@@ -161,6 +166,7 @@ class AgentsStack(Stack):
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, id, **kwargs)
+        self._key = key
         underscored = prefix.replace("-", "_")
         memory_settings = config.agent_memory
         self.memory = agentcore.Memory(
@@ -181,15 +187,15 @@ class AgentsStack(Stack):
             )
         namespaces = [MEMORY_NAMESPACES[name] for name in memory_settings.strategies]
         self.runtimes: dict[str, agentcore.Runtime] = {}
+        self.runtime_log_groups: dict[str, logs.LogGroup] = {}
         for name, agent in config.agents.items():
             groups = served_groups(config, agent)
             log_group = logs.LogGroup(
                 self,
                 f"{pascal_case(name)}Logs",
-                log_group_name=f"/{prefix}/{Tier.PRODUCTION}/agents/{name}",
                 retention=log_retention(config.log_retention_days),
                 encryption_key=key,
-                removal_policy=RemovalPolicy.RETAIN,
+                removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
             )
             runtime = agentcore.Runtime(
                 self,
@@ -206,6 +212,8 @@ class AgentsStack(Stack):
                     idle_runtime_session_timeout=Duration.minutes(agent.idle_session_minutes)
                 ),
                 tracing_enabled=True,
+                # CDK's own delivery policy names no log stream (its log-group ARN ends in ":*").
+                manage_delivery_resource_policy=False,
                 logging_configs=[
                     agentcore.LoggingConfig(
                         destination=agentcore.LoggingDestination.cloud_watch_logs(log_group), log_type=log_type
@@ -227,6 +235,12 @@ class AgentsStack(Stack):
                     "MEMORY_RECALL_RECORDS": str(memory_settings.recall_records),
                 },
             )
+            policies = DeliveryPolicies.of(self)
+            policies.allow_logs(log_group)
+            policies.allow_traces(runtime.agent_runtime_arn)
+            policies.precede(
+                *(c for c in runtime.node.find_all() if isinstance(c, logs.CfnDeliveryDestination | logs.CfnDelivery))
+            )
             for model in sorted({m for group in groups.values() for m in group["allowed"]}):
                 grant_invoke(runtime.role, model_arns(self, model))
             self.memory.grant(runtime, *MEMORY_ACTIONS)
@@ -239,30 +253,89 @@ class AgentsStack(Stack):
                 )
             )
             _acknowledge_runtime_role(runtime)
-            self._online_evaluation(prefix, name, runtime, config.observability.evaluation_sampling_percentage)
+            # AgentCore writes the agent's stdout to a log group named after the runtime, created on
+            # first use unencrypted and kept forever: create it first, encrypted, with retention.
+            # (AgentCore's online evaluation reads it too, and needs it to exist when it is created.)
+            self.runtime_log_groups[name] = logs.LogGroup(
+                self,
+                f"{pascal_case(name)}RuntimeLogs",
+                log_group_name=runtime_log_group_name(runtime),
+                retention=log_retention(config.log_retention_days),
+                encryption_key=key,
+                removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
+            )
+            # Online evaluation scores spans: with Transaction Search off (aws/spans absent) it has none.
+            if config.account_settings.transaction_search != "off":
+                self._online_evaluation(prefix, name, runtime, self.runtime_log_groups[name], config)
             self.runtimes[name] = runtime
             CfnOutput(self, f"{pascal_case(name)}RuntimeArn", value=runtime.agent_runtime_arn)
         CfnOutput(self, "MemoryId", value=self.memory.memory_id)
+        # The memory's strategies run as its role: the memory waits for the role's policy (complete
+        # only now that every grant is in), not just the role.
+        if self.memory.execution_role is not None:
+            self.memory.node.find_child("Memory").node.add_dependency(self.memory.execution_role)
 
-    def _online_evaluation(self, prefix: str, name: str, runtime: agentcore.Runtime, sampling: float) -> None:
-        """AgentCore's built-in tool selection and parameter evaluators on a sample of the sessions."""
+    def _online_evaluation(
+        self,
+        prefix: str,
+        name: str,
+        runtime: agentcore.Runtime,
+        runtime_logs: logs.ILogGroup,
+        config: ProductionConfig,
+    ) -> None:
+        """AgentCore's built-in tool selection and parameter evaluators on a sample of the sessions.
+
+        AgentCore checks what it reads when the configuration is created: the runtime's log group
+        (created just before, here) and aws/spans (Transaction Search, in the foundation stack, which
+        deploys first). Results go to a log group of the tier's (KMS, retention) rather than one
+        AgentCore would create on first use."""
+        config_name = f"{prefix.replace('-', '_')}_{name}_tools"[:48]
+        results = logs.LogGroup(
+            self,
+            f"{pascal_case(name)}EvaluationResults",
+            log_group_name=f"{EVALUATION_RESULTS_PREFIX}{config_name}",
+            retention=log_retention(config.log_retention_days),
+            encryption_key=self._key,
+            # Scores derive from the agent's own logs and spans, which are kept: nothing to retain.
+            removal_policy=RemovalPolicy.DESTROY,
+        )
         evaluation = agentcore.OnlineEvaluationConfig(
             self,
             f"{pascal_case(name)}Evaluation",
-            online_evaluation_config_name=f"{prefix.replace('-', '_')}_{name}_tools"[:48],
+            online_evaluation_config_name=config_name,
             description=f"Built-in tool selection and parameter evaluators on {name}'s sessions",
             data_source=agentcore.DataSourceConfig.from_agent_runtime_endpoint(runtime),
             evaluators=[
                 agentcore.EvaluatorSelector.builtin(agentcore.BuiltinEvaluator.TOOL_SELECTION_ACCURACY),
                 agentcore.EvaluatorSelector.builtin(agentcore.BuiltinEvaluator.TOOL_PARAMETER_ACCURACY),
             ],
-            sampling_percentage=sampling,
+            sampling_percentage=config.observability.evaluation_sampling_percentage,
         )
+        cfn = evaluation.node.default_child
+        assert isinstance(cfn, agentcore.CfnOnlineEvaluationConfig)
+        cfn.add_property_override("OutputConfig.CloudWatchConfig.LogGroupName", results.log_group_name)
         role = evaluation.execution_role
         assert role is not None
+        # CDK grants the index-policy actions on aws/spans only; AgentCore indexes the runtime's
+        # log group as well.
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=INDEX_POLICY_ACTIONS,
+                resources=[
+                    self.format_arn(
+                        service="logs",
+                        resource="log-group",
+                        resource_name=runtime_log_group_name(runtime),
+                        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                    )
+                ],
+            )
+        )
+        # (CDK already makes it wait for its role's policy.)
+        cfn.node.add_dependency(runtime_logs, results)
         acknowledge_inline_policy(role)
         logs_arn = nag_arn(self, "logs", "log-group:")
-        runtime_logs = f"{logs_arn}/aws/bedrock-agentcore/runtimes/{nag_attribute(runtime, 'AgentRuntimeId')}-DEFAULT:*"
+        runtime_group = f"{logs_arn}/aws/bedrock-agentcore/runtimes/{nag_attribute(runtime, 'AgentRuntimeId')}-DEFAULT"
         for finding, reason in (
             ("Resource::*", "logs:DescribeLogGroups has no resource-level permissions; it lists names only."),
             (
@@ -276,10 +349,10 @@ class AgentsStack(Stack):
             ),
             (
                 f"Resource::{logs_arn}/aws/bedrock-agentcore/evaluations/*",
-                "AgentCore writes each evaluation's results to log groups it creates under this prefix.",
+                "AgentCore writes each evaluation's results under this prefix (here: the tier's results log group).",
             ),
             (
-                f"Resource::{runtime_logs}",
+                f"Resource::{runtime_group}:*",
                 "The evaluator reads the log streams of this agent's own runtime log group.",
             ),
             (
@@ -288,6 +361,11 @@ class AgentsStack(Stack):
             ),
         ):
             acknowledge(role, f"AwsSolutions-IAM5[{finding}]", reason)
+
+
+def runtime_log_group_name(runtime: agentcore.IBedrockAgentRuntime) -> str:
+    """The log group AgentCore writes a runtime's stdout to (its DEFAULT endpoint)."""
+    return f"/aws/bedrock-agentcore/runtimes/{runtime.agent_runtime_id}-DEFAULT"
 
 
 def _strategy(name: str) -> agentcore.IMemoryStrategy:

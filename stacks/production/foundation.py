@@ -1,14 +1,15 @@
 """What every production stack builds on: the tier's KMS key, its access-log archive, and the
-account-level switches the tier relies on (API Gateway's logging role, Macie)."""
+account-wide settings the tier relies on (adopted, not clobbered)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import CfnOutput, RemovalPolicy, Stack, aws_apigateway as apigateway, aws_iam as iam, aws_macie as macie
+from aws_cdk import CfnOutput, RemovalPolicy, Stack, aws_iam as iam
 from constructs import Construct
 
 from stacks.config import ProductionConfig, Tier
+from stacks.production.account_settings import AccountSettings
 from stacks.shared.buckets import AccessLogBucket
 from stacks.shared.encryption import TierKey
 from stacks.shared.nag import acknowledge
@@ -20,12 +21,13 @@ DELIVERING_SERVICES = (
     ("CloudWatchAlarmsToTopics", "cloudwatch.amazonaws.com", "sns"),
     ("EventBridgeToTopics", "events.amazonaws.com", "sns"),
 )
-MACIE_ROLE = "role/aws-service-role/macie.amazonaws.com/AWSServiceRoleForAmazonMacie"
 
 
 class FoundationStack(Stack):
-    """The production tier's KMS key and S3 access-log bucket, both retained on delete; the API
-    Gateway account logging role; the Macie session (``macie.create_session``).
+    """The production tier's KMS key and S3 access-log bucket, both retained on delete, and the
+    account settings the tier relies on (stacks/production/account_settings.py): Transaction
+    Search, Bedrock model invocation logging, the Macie session and API Gateway's CloudWatch role,
+    each managed, adopted or left alone per ``account_settings``.
 
     Later production stacks encrypt with this key and log bucket access here; keeping them in
     their own stack lets those stacks be replaced without losing the audit trail.
@@ -34,7 +36,7 @@ class FoundationStack(Stack):
     def __init__(self, scope: Construct, id: str, *, prefix: str, config: ProductionConfig, **kwargs: Any) -> None:
         super().__init__(scope, id, **kwargs)
         name = f"{prefix}-{Tier.PRODUCTION}"
-        self.key = TierKey(self, "Key", alias=f"alias/{name}", removal_policy=RemovalPolicy.RETAIN)
+        self.key = TierKey(self, "Key", alias=f"alias/{name}", removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE)
         for sid, service, via in DELIVERING_SERVICES:
             self.key.add_to_resource_policy(
                 iam.PolicyStatement(
@@ -45,23 +47,11 @@ class FoundationStack(Stack):
                     conditions={"StringEquals": {"kms:ViaService": f"{via}.{self.region}.amazonaws.com"}},
                 )
             )
-        if config.macie.create_session:
-            # Enabling Macie creates its service-linked role, which the key policy names: the
-            # session comes first. (With create_session off, Macie is on and the role exists.)
-            session = macie.CfnSession(self, "Macie", status="ENABLED", finding_publishing_frequency="FIFTEEN_MINUTES")
-            self.key.node.add_dependency(session)
-        # Macie reads the SSE-KMS objects it classifies.
-        self.key.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="MacieClassification",
-                principals=[iam.ArnPrincipal(f"arn:{self.partition}:iam::{self.account}:{MACIE_ROLE}")],
-                actions=["kms:Decrypt"],
-                resources=["*"],
-                conditions={"StringEquals": {"kms:ViaService": f"s3.{self.region}.amazonaws.com"}},
-            )
-        )
         self.access_logs = AccessLogBucket(
-            self, "AccessLogs", retention_days=config.log_retention_days, removal_policy=RemovalPolicy.RETAIN
+            self,
+            "AccessLogs",
+            retention_days=config.log_retention_days,
+            removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
         )
         acknowledge(
             self.access_logs,
@@ -69,23 +59,6 @@ class FoundationStack(Stack):
             "Access logs stay in the tier's account and region for their retention period; copying them to "
             "an organisation log-archive account is an account-level control outside this app.",
         )
-        # API Gateway writes execution logs through one role per account and region; the tier's
-        # APIs (the AI gateway, the ingestion push API) rely on it.
-        api_logging = iam.Role(
-            self,
-            "ApiGatewayLogging",
-            assumed_by=iam.ServicePrincipal("apigateway.amazonaws.com"),
-            managed_policies=[
-                iam.ManagedPolicy.from_aws_managed_policy_name("service-role/AmazonAPIGatewayPushToCloudWatchLogs")
-            ],
-        )
-        api_logging.apply_removal_policy(RemovalPolicy.RETAIN)
-        apigateway.CfnAccount(self, "ApiGatewayAccount", cloud_watch_role_arn=api_logging.role_arn)
-        acknowledge(
-            api_logging,
-            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]",
-            "API Gateway's account-wide logging role; AWS's managed policy is the documented way to let "
-            "execution logs reach CloudWatch.",
-        )
+        self.account_settings = AccountSettings(self, "AccountSettings", prefix=prefix, config=config, key=self.key)
         CfnOutput(self, "KeyArn", value=self.key.key_arn)
         CfnOutput(self, "AccessLogBucketName", value=self.access_logs.bucket_name)

@@ -32,6 +32,6 @@ def production_function(
         metrics_namespace=f"{prefix}/{Tier.PRODUCTION}",
         log_retention_days=config.log_retention_days,
         log_key=key,
-        removal_policy=RemovalPolicy.RETAIN,
+        removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
         **options,
     )

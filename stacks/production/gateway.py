@@ -28,10 +28,11 @@ from constructs import Construct
 from stacks.config import ConfigError, GuardrailConfig, ProductionConfig, Tier
 from stacks.production.functions import production_function
 from stacks.production.policy import gateway_policy
+from stacks.shared.api_logs import STAGE, execution_logs
 from stacks.shared.bedrock import grant_invoke, model_arns
 from stacks.shared.lambda_function import BlueprintFunction, log_retention
 from stacks.shared.nag import acknowledge, acknowledge_synchronous_function
-from stacks.shared.naming import pascal_case
+from stacks.shared.naming import pascal_case, stack_instance_suffix
 
 # Usage-plan quota periods as API Gateway names them.
 QUOTA_PERIOD = {"DAY": apigateway.Period.DAY, "WEEK": apigateway.Period.WEEK, "MONTH": apigateway.Period.MONTH}
@@ -215,7 +216,7 @@ class GatewayStack(Stack):
             "AccessLogs",
             retention=log_retention(config.log_retention_days),
             encryption_key=key,
-            removal_policy=RemovalPolicy.RETAIN,
+            removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
         )
         api = apigateway.RestApi(
             self,
@@ -226,7 +227,7 @@ class GatewayStack(Stack):
             api_key_source_type=apigateway.ApiKeySourceType.AUTHORIZER,
             cloud_watch_role=False,  # the account's logging role is the foundation stack's
             deploy_options=apigateway.StageOptions(
-                stage_name="live",
+                stage_name=STAGE,
                 logging_level=apigateway.MethodLoggingLevel.INFO,
                 data_trace_enabled=False,  # never log request or response bodies
                 metrics_enabled=True,
@@ -234,6 +235,9 @@ class GatewayStack(Stack):
                 access_log_destination=apigateway.LogGroupLogDestination(access_logs),
                 access_log_format=apigateway.AccessLogFormat.custom(json.dumps(ACCESS_LOG_FIELDS)),
             ),
+        )
+        execution_logs(
+            self, "ExecutionLogs", api=api, stage_name=STAGE, key=key, retention_days=config.log_retention_days
         )
         # The default endpoint of a regional API accepts TLS 1.0 unless a security policy says otherwise.
         cfn_api = api.node.default_child
@@ -295,12 +299,11 @@ class GatewayStack(Stack):
             (apigateway.ResponseType.QUOTA_EXCEEDED, "usage_plan_quota_exceeded"),
             (apigateway.ResponseType.BAD_REQUEST_BODY, "invalid_request"),
         ):
-            detail = "$context.error.validationErrorString" if code == "invalid_request" else "$context.error.message"
             api.add_gateway_response(
                 f"Response{code.title().replace('_', '')}",
                 type=response_type,
                 response_headers={"X-Correlation-Id": "context.requestId"},
-                templates={"application/json": json.dumps({"error": code, "message": detail})},
+                templates={"application/json": gateway_response_template(code)},
             )
         acknowledge(
             api,
@@ -377,14 +380,15 @@ class GatewayStack(Stack):
         wafv2.CfnWebACLAssociation(
             self, "WebAclAssociation", resource_arn=self.api.deployment_stage.stage_arn, web_acl_arn=acl.attr_arn
         )
-        # WAF delivers to log groups whose name starts with aws-waf-logs-.
+        # WAF delivers to log groups whose name starts with aws-waf-logs-. Retained and so named,
+        # the name carries this stack's instance: a redeploy after a destroy gets a new one.
         waf_logs = logs.LogGroup(
             self,
             "WafLogs",
-            log_group_name=f"aws-waf-logs-{name}-ai-gateway",
+            log_group_name=f"aws-waf-logs-{name}-ai-gateway-{stack_instance_suffix(self)}",
             retention=log_retention(config.log_retention_days),
             encryption_key=key,
-            removal_policy=RemovalPolicy.RETAIN,
+            removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
         )
         wafv2.CfnLoggingConfiguration(
             self,
@@ -396,6 +400,17 @@ class GatewayStack(Stack):
                 wafv2.CfnLoggingConfiguration.FieldToMatchProperty(single_header={"Name": "authorization"})
             ],
         )
+
+
+def gateway_response_template(code: str) -> str:
+    """The body of one of API Gateway's own refusals: ``{"error": code, "message": …}``.
+
+    These templates are not VTL: API Gateway substitutes variables as they are. ``messageString``
+    is the message already quoted and escaped as a JSON string; ``$context.error.message`` inside
+    quotes would break the JSON on the first quote in a message. (``validationErrorString`` has no
+    escaped form and quotes property names, so it is not used: the function's own 422 names the field.)
+    """
+    return f'{{"error": "{code}", "message": $context.error.messageString}}'
 
 
 def _guardrail(

@@ -39,6 +39,7 @@ from constructs import Construct
 
 from stacks.config import ProductionConfig, Tier
 from stacks.production.functions import production_function
+from stacks.shared.api_logs import STAGE, execution_logs
 from stacks.shared.buckets import SecureBucket
 from stacks.shared.knowledge_base import VectorKnowledgeBase
 from stacks.shared.lambda_function import BlueprintFunction, log_retention
@@ -58,6 +59,7 @@ IDEMPOTENCY_ACTIONS = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateI
 KB_DOCUMENT_ACTIONS = ["bedrock:IngestKnowledgeBaseDocuments", "bedrock:DeleteKnowledgeBaseDocuments"]
 PII_ACTIONS = ["comprehend:DetectPiiEntities", "comprehend:DetectDominantLanguage"]
 DATA_KEY_ACTIONS = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"]  # SSE-KMS objects, queues, tables
+PULL_TIMEOUT = Duration.minutes(5)
 
 
 class IngestionPipeline(Construct):
@@ -85,12 +87,16 @@ class IngestionPipeline(Construct):
             "Landing",
             encryption_key=key,
             access_logs=access_logs,
-            removal_policy=RemovalPolicy.RETAIN,
+            removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
             event_bridge_enabled=True,
             lifecycle_rules=[s3.LifecycleRule(abort_incomplete_multipart_upload_after=Duration.days(1))],
         )
         self.quarantine = SecureBucket(
-            self, "Quarantine", encryption_key=key, access_logs=access_logs, removal_policy=RemovalPolicy.RETAIN
+            self,
+            "Quarantine",
+            encryption_key=key,
+            access_logs=access_logs,
+            removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
         )
         for bucket, what in ((self.landing, "Landing objects"), (self.quarantine, "Quarantined objects")):
             acknowledge(
@@ -248,8 +254,11 @@ class IngestionPipeline(Construct):
                 actions=["s3:GetObject", "s3:GetObjectVersion", "s3:DeleteObjectVersion"], resources=[landing_objects]
             )
         )
+        # A quarantine copy is undone (deleted) when a newer version of the document won the race.
         role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["s3:PutObject"], resources=[self.quarantine.arn_for_objects("*")])
+            iam.PolicyStatement(
+                actions=["s3:PutObject", "s3:DeleteObject"], resources=[self.quarantine.arn_for_objects("*")]
+            )
         )
         curated_objects = [
             curated.arn_for_objects(f"{p}*") for p in (self._config.knowledge_base.documents_prefix, DIRECT_PREFIX)
@@ -258,6 +267,10 @@ class IngestionPipeline(Construct):
             iam.PolicyStatement(
                 actions=["s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion"], resources=curated_objects
             )
+        )
+        # Undoing a directly ingested copy re-ingests the winner, read back from the curated bucket.
+        role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["s3:GetObject"], resources=[curated.arn_for_objects(f"{DIRECT_PREFIX}*")])
         )
         self._key.grant(role, *DATA_KEY_ACTIONS)
         role.add_to_principal_policy(iam.PolicyStatement(actions=PII_ACTIONS, resources=["*"]))
@@ -327,13 +340,14 @@ class IngestionPipeline(Construct):
             retry_attempts=0,  # a job already running is a conflict; the next run catches up
             role=role,
         )
-        scheduler.Schedule(
+        schedule = scheduler.Schedule(
             self,
             "BulkSync",
             description="Sync the curated prefix into the Knowledge Base",
             schedule=scheduler.ScheduleExpression.rate(Duration.minutes(self._config.ingestion.bulk_sync_minutes)),
             target=target,
         )
+        schedule.node.add_dependency(role)  # the role and the policy the target adds to it
 
     def _alarms(self) -> sns.Topic:
         settings = self._config.ingestion
@@ -397,7 +411,7 @@ class IngestionPipeline(Construct):
             "PushApiAccessLogs",
             retention=log_retention(self._config.log_retention_days),
             encryption_key=self._key,
-            removal_policy=RemovalPolicy.RETAIN,
+            removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
         )
         api = apigateway.RestApi(
             self,
@@ -407,7 +421,7 @@ class IngestionPipeline(Construct):
             endpoint_types=[apigateway.EndpointType.REGIONAL],
             cloud_watch_role=False,  # the account's logging role comes with the AI gateway stack
             deploy_options=apigateway.StageOptions(
-                stage_name="live",
+                stage_name=STAGE,
                 logging_level=apigateway.MethodLoggingLevel.INFO,
                 data_trace_enabled=False,
                 metrics_enabled=True,
@@ -421,6 +435,14 @@ class IngestionPipeline(Construct):
                 ),
             ),
         )  # fmt: skip
+        execution_logs(
+            self,
+            "PushApiExecutionLogs",
+            api=api,
+            stage_name=STAGE,
+            key=self._key,
+            retention_days=self._config.log_retention_days,
+        )
         cfn_api = api.node.default_child
         assert isinstance(cfn_api, apigateway.CfnRestApi)
         cfn_api.security_policy = self._config.api.tls_policy
@@ -464,14 +486,15 @@ class IngestionPipeline(Construct):
             f"Pull{pascal_case(source_name)}",
             "connector_pull",
             f"Pull connector {source_name}: changed records into the landing bucket",
-            timeout=Duration.minutes(5),
+            timeout=PULL_TIMEOUT,
             environment={
                 "PULL_SOURCE": json.dumps({"name": source_name, **source.model_dump(mode="json")}, sort_keys=True),
                 "LANDING_BUCKET": self.landing.bucket_name,
                 "REGISTRY_TABLE": self.registry.table_name,
                 "DLQ_URL": self.dlq.queue_url,
+                # One run at a time: a lease that outlasts any run (a killed run's lease expires).
+                "LEASE_SECONDS": str(int(PULL_TIMEOUT.to_seconds()) + 60),
             },
-            reserved_concurrent_executions=1,  # one run at a time keeps the watermark simple
         )
         role = function.execution_role
         prefix = f"{REALTIME_PREFIX}{source_name}/"
@@ -479,9 +502,10 @@ class IngestionPipeline(Construct):
             iam.PolicyStatement(actions=["s3:PutObject"], resources=[self.landing.arn_for_objects(f"{prefix}*")])
         )
         self._key.grant(role, *DATA_KEY_ACTIONS)
+        # Its watermark and its lease, and nothing else in the registry.
         role.add_to_principal_policy(
             iam.PolicyStatement(
-                actions=["dynamodb:GetItem", "dynamodb:PutItem"],
+                actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"],
                 resources=[self.registry.table_arn],
                 conditions={"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [f"connector#{source_name}"]}},
             )
@@ -513,4 +537,10 @@ class IngestionPipeline(Construct):
             function,
             "NIST.800.53.R5-LambdaInsideVPC",
             "Calls the source's public HTTPS API and AWS service APIs only; no private network resource.",
+        )
+        acknowledge(
+            function,
+            "NIST.800.53.R5-LambdaConcurrency",
+            "One run at a time is a lease in the registry table (lambdas/connector_pull), not reserved "
+            "concurrency, which a new account's concurrency quota of 10 refuses; its schedule starts one run.",
         )

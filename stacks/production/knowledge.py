@@ -39,7 +39,7 @@ class KnowledgeStack(Stack):
             "Curated",
             encryption_key=key,
             access_logs=access_logs,
-            removal_policy=RemovalPolicy.RETAIN,
+            removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
             # Superseded copies are deleted by the pipeline; stragglers from an interrupted run expire.
             lifecycle_rules=[s3.LifecycleRule(noncurrent_version_expiration=Duration.days(30))],
         )
@@ -69,16 +69,21 @@ class KnowledgeStack(Stack):
             curated=self.curated,
             knowledge_base=self.knowledge_base,
         )
-        self.macie = MacieDiscovery(
-            self,
-            "Macie",
-            prefix=prefix,
-            config=config,
-            key=key,
-            pipeline=self.ingestion,
-            curated=self.curated,
-            knowledge_base=self.knowledge_base,
-            log_archive=access_logs,
+        # Macie's resources need the account's Macie session (foundation stack); off: no Macie here.
+        self.macie = (
+            MacieDiscovery(
+                self,
+                "Macie",
+                prefix=prefix,
+                config=config,
+                key=key,
+                pipeline=self.ingestion,
+                curated=self.curated,
+                knowledge_base=self.knowledge_base,
+                log_archive=access_logs,
+            )
+            if config.account_settings.macie != "off"
+            else None
         )
         CfnOutput(self, "CuratedBucketName", value=self.curated.bucket_name)
         CfnOutput(self, "KnowledgeBaseId", value=self.knowledge_base.knowledge_base_id)

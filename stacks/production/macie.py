@@ -45,6 +45,7 @@ from stacks.shared.nag import (
     nag_arn,
     nag_attribute,
 )
+from stacks.shared.naming import generation
 
 SEVERITIES: tuple[str, ...] = get_args(MacieSeverity)  # Low, Medium, High
 SCHEDULES = {
@@ -77,11 +78,13 @@ class MacieDiscovery(Construct):
         settings = config.macie
         stack = Stack.of(self)
         name = f"{prefix}-{Tier.PRODUCTION}"
+        # Every property of an identifier is fixed at creation: a changed one is a new identifier,
+        # under a new name beside the old (its generation), which the job below then uses.
         identifiers = [
             macie.CfnCustomDataIdentifier(
                 self,
                 f"Identifier{ident}",
-                name=f"{name}-{ident}",
+                name=f"{name}-{ident}-{generation(identifier.model_dump(mode='json'))}",
                 description=f"ingestion.custom_identifiers.{ident}",
                 regex=identifier.regex,
                 keywords=list(identifier.keywords) or None,
@@ -167,7 +170,7 @@ class MacieDiscovery(Construct):
                 "ClassificationJobLogs",
                 retention=log_retention(config.log_retention_days),
                 encryption_key=key,
-                removal_policy=RemovalPolicy.RETAIN,
+                removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
             ),
         )
         acknowledge_inline_policy(self.job)

@@ -13,12 +13,10 @@ from typing import Any
 
 from aws_cdk import (
     Duration,
-    RemovalPolicy,
     Stack,
     aws_bedrockagentcore as agentcore,
     aws_cloudwatch as cloudwatch,
     aws_cloudwatch_actions as cloudwatch_actions,
-    aws_iam as iam,
     aws_kms as kms,
     aws_lambda as lambda_,
     aws_logs as logs,
@@ -26,15 +24,12 @@ from aws_cdk import (
     aws_sns as sns,
     aws_sns_subscriptions as subscriptions,
     aws_sqs as sqs,
-    aws_xray as xray,
-    custom_resources as cr,
 )
 from constructs import Construct
 
 from stacks.config import ProductionConfig, Tier
 from stacks.production.functions import production_function
-from stacks.shared.lambda_function import log_retention
-from stacks.shared.nag import acknowledge, acknowledge_inline_policy, acknowledge_sdk_call_provider
+from stacks.shared.nag import acknowledge
 from stacks.shared.naming import pascal_case
 
 STAGES = ("retrieval", "generation", "guardrail", "tool", "usage", "ingestion")  # lambdas/shared/telemetry.py
@@ -101,9 +96,6 @@ class ObservabilityStack(Stack):
             "Invoked per log batch of the gateway function, whose own concurrency bounds it.",
         )
 
-        self._transaction_search()
-        if self._settings.invocation_logging:
-            self._invocation_logging(name, key)
         self.dashboard = self._dashboard(name, list(agent_runtimes), dead_letters)
         self._alarms(config, list(agent_runtimes))
 
@@ -276,115 +268,3 @@ class ObservabilityStack(Stack):
                 accuracy = self._metric(name, statistic="Average", period=Duration.hours(1), Agent=agent)
                 description = f"{agent}'s {name} on evaluation cases fell below the floor"
                 alarm(f"{name}{pascal_case(agent)}", accuracy, description, settings.tool_accuracy_floor * 100, below)
-
-    # --- account switches ------------------------------------------------------------------------
-
-    def _transaction_search(self) -> None:
-        """X-Ray Transaction Search: spans into CloudWatch Logs (aws/spans), searchable and indexed."""
-        xray_arn = f"arn:{self.partition}:xray:{self.region}:{self.account}:*"
-        policy = logs.CfnResourcePolicy(
-            self,
-            "TransactionSearchLogs",
-            policy_name=f"{self.stack_name}-transaction-search",
-            policy_document=self.to_json_string(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Sid": "TransactionSearchXRayAccess",
-                            "Effect": "Allow",
-                            "Principal": {"Service": "xray.amazonaws.com"},
-                            "Action": "logs:PutLogEvents",
-                            "Resource": [
-                                f"arn:{self.partition}:logs:{self.region}:{self.account}:log-group:aws/spans:*",
-                                f"arn:{self.partition}:logs:{self.region}:{self.account}:log-group:/aws/application-signals/data:*",
-                            ],
-                            "Condition": {
-                                "ArnLike": {"aws:SourceArn": xray_arn},
-                                "StringEquals": {"aws:SourceAccount": self.account},
-                            },
-                        }
-                    ],
-                }
-            ),
-        )
-        search = xray.CfnTransactionSearchConfig(self, "TransactionSearch", indexing_percentage=1)
-        search.add_dependency(policy)
-
-    def _invocation_logging(self, name: str, key: kms.IKey) -> None:
-        """Bedrock model invocation logging (no CloudFormation type: set through the API at deploy time)."""
-        days = self._settings.invocation_log_days
-        group = logs.LogGroup(
-            self,
-            "ModelInvocations",
-            log_group_name=f"/{name}/bedrock/model-invocations",
-            retention=log_retention(days),
-            encryption_key=key,
-            removal_policy=RemovalPolicy.RETAIN,
-        )
-        role = iam.Role(
-            self,
-            "ModelInvocationLogging",
-            assumed_by=iam.ServicePrincipal(
-                "bedrock.amazonaws.com", conditions={"StringEquals": {"aws:SourceAccount": self.account}}
-            ),
-            description="Bedrock writes model invocation logs to the tier's encrypted log group",
-        )
-        group.grant_write(role)
-        acknowledge_inline_policy(role)
-        logging_config = {
-            "loggingConfig": {
-                "cloudWatchConfig": {"logGroupName": group.log_group_name, "roleArn": role.role_arn},
-                "textDataDeliveryEnabled": True,
-                "imageDataDeliveryEnabled": False,
-                "embeddingDataDeliveryEnabled": False,
-            }
-        }
-        # One physical id for the account's one setting: a changed setting is an update in place,
-        # never a replacement whose delete would switch logging off after the new put.
-        physical_id = cr.PhysicalResourceId.of(f"{name}-model-invocation-logging")
-        setting = cr.AwsCustomResource(
-            self,
-            "ModelInvocationLoggingSetting",
-            resource_type="Custom::BedrockModelInvocationLogging",
-            on_create=cr.AwsSdkCall(
-                service="Bedrock",
-                action="putModelInvocationLoggingConfiguration",
-                parameters=logging_config,
-                physical_resource_id=physical_id,
-            ),
-            on_update=cr.AwsSdkCall(
-                service="Bedrock",
-                action="putModelInvocationLoggingConfiguration",
-                parameters=logging_config,
-                physical_resource_id=physical_id,
-            ),
-            on_delete=cr.AwsSdkCall(service="Bedrock", action="deleteModelInvocationLoggingConfiguration"),
-            policy=cr.AwsCustomResourcePolicy.from_statements(
-                [
-                    iam.PolicyStatement(
-                        actions=[
-                            "bedrock:PutModelInvocationLoggingConfiguration",
-                            "bedrock:DeleteModelInvocationLoggingConfiguration",
-                        ],
-                        resources=["*"],
-                    ),
-                    iam.PolicyStatement(actions=["iam:PassRole"], resources=[role.role_arn]),
-                ]
-            ),
-            install_latest_aws_sdk=False,
-            log_group=logs.LogGroup(
-                self,
-                "ModelInvocationLoggingSettingLogs",
-                retention=log_retention(self._settings.invocation_log_days),
-                encryption_key=key,
-                removal_policy=RemovalPolicy.RETAIN,
-            ),
-        )
-        acknowledge_inline_policy(setting)
-        acknowledge_sdk_call_provider(self, "the Bedrock API")
-        acknowledge(
-            setting,
-            "AwsSolutions-IAM5[Resource::*]",
-            "Bedrock's model invocation logging setting is account-wide and regional: it has no resource ARN.",
-        )

@@ -16,7 +16,6 @@ from aws_cdk import (
     aws_kms as kms,
     aws_logs as logs,
     aws_secretsmanager as secretsmanager,
-    aws_xray as xray,
 )
 from constructs import Construct
 
@@ -33,6 +32,7 @@ from stacks.shared.nag import (
     nag_attribute,
 )
 from stacks.shared.naming import pascal_case
+from stacks.shared.vended_logs import DeliveryPolicies
 
 S = agentcore.SchemaDefinitionType
 
@@ -221,59 +221,14 @@ class ToolsStack(Stack):
         log_group = logs.LogGroup(
             self,
             "GatewayLogs",
-            log_group_name=f"/{name}/tools-gateway",
             retention=log_retention(config.log_retention_days),
             encryption_key=key,
-            removal_policy=RemovalPolicy.RETAIN,
+            removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
         )
         gateway_arn = self.gateway.gateway_arn
-        source_account = {"aws:SourceAccount": self.account}
-        delivery_sources = f"arn:{self.partition}:logs:{self.region}:{self.account}:delivery-source:*"
-        logs.CfnResourcePolicy(
-            self,
-            "GatewayLogsPolicy",
-            policy_name=f"{self.stack_name}-gateway-logs",
-            policy_document=self.to_json_string(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Principal": {"Service": "delivery.logs.amazonaws.com"},
-                            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-                            "Resource": f"{log_group.log_group_arn}:log-stream:*",
-                            "Condition": {
-                                "StringEquals": source_account,
-                                "ArnLike": {"aws:SourceArn": delivery_sources},
-                            },
-                        }
-                    ],
-                }
-            ),
-        )
-        xray.CfnResourcePolicy(
-            self,
-            "GatewayTracesPolicy",
-            policy_name=f"{self.stack_name}-gateway-traces",
-            policy_document=self.to_json_string(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Principal": {"Service": "delivery.logs.amazonaws.com"},
-                            "Action": "xray:PutTraceSegments",
-                            "Resource": "*",
-                            "Condition": {
-                                "StringEquals": source_account,
-                                "ArnLike": {"aws:SourceArn": delivery_sources},
-                                "ForAllValues:ArnLike": {"logs:LogGeneratingResourceArns": [gateway_arn]},
-                            },
-                        }
-                    ],
-                }
-            ),
-        )
+        policies = DeliveryPolicies.of(self)
+        policies.allow_logs(log_group)
+        policies.allow_traces(gateway_arn)
         for kind, log_type, destination_type, destination_arn in (
             ("Logs", "APPLICATION_LOGS", "CWL", log_group.log_group_arn),
             ("Traces", "TRACES", "XRAY", None),
@@ -298,7 +253,8 @@ class ToolsStack(Stack):
                 delivery_source_name=source.ref,
                 delivery_destination_arn=target.attr_arn,
             )
-            delivery.add_dependency(source)
+            delivery.node.add_dependency(source)
+            policies.precede(target, delivery)
 
     def _rate_limits(self, config: ProductionConfig) -> None:
         """Requests per minute per tool (everyone together) and per group claim (a group's members

@@ -29,6 +29,7 @@ from stacks.config import (
 from stacks.shared.bedrock import grant_invoke, model_arns
 from stacks.shared.buckets import grant_read_prefix
 from stacks.shared.nag import acknowledge_inline_policy
+from stacks.shared.naming import generation
 from stacks.shared.principals import service_acting_for
 
 # What the Knowledge Base service role does to its vector index (sync writes and deletes,
@@ -81,6 +82,12 @@ class VectorKnowledgeBase(Construct):
     ) -> None:
         super().__init__(scope, id)
         self.knowledge_base_dependencies: list[Construct] = []
+        # CloudFormation can only replace a KB whose embedding model or vector store changes, and a
+        # data source whose chunking changes: their names (unique per account, per KB) and the KB's
+        # logical id carry these generations, so a replacement never collides with the old one and
+        # every stack that reads the KB's id is updated in the same deploy (stacks/shared/naming.py).
+        kb_generation = generation(config.embedding_model_id, config.embedding_dimensions, vector_store)
+        chunking_generation = generation(config.chunking.model_dump(mode="json"))
 
         embedding = model_arns(self, config.embedding_model_id)
         self.role = iam.Role(
@@ -96,7 +103,7 @@ class VectorKnowledgeBase(Construct):
         if vector_store == "s3_vectors":
             storage = self._s3_vectors(encryption_key, config)
         else:
-            storage = self._opensearch_serverless(name, encryption_key, config)
+            storage = self._opensearch_serverless(name, encryption_key, config, kb_generation)
         acknowledge_inline_policy(self.role)
         # Ingestion's transient data is encrypted under this key (the data source's server-side
         # encryption configuration); reading it back needs the Decrypt granted above.
@@ -104,8 +111,8 @@ class VectorKnowledgeBase(Construct):
 
         self.knowledge_base = bedrock.CfnKnowledgeBase(
             self,
-            "KnowledgeBase",
-            name=name,
+            f"KnowledgeBase{kb_generation}",
+            name=f"{name}-{kb_generation}",
             role_arn=self.role.role_arn,
             knowledge_base_configuration=bedrock.CfnKnowledgeBase.KnowledgeBaseConfigurationProperty(
                 type="VECTOR",
@@ -129,7 +136,7 @@ class VectorKnowledgeBase(Construct):
         self.data_source = bedrock.CfnDataSource(
             self,
             "DataSource",
-            name="documents",
+            name=f"documents-{chunking_generation}",
             knowledge_base_id=self.knowledge_base.attr_knowledge_base_id,
             data_deletion_policy="DELETE",
             data_source_configuration=bedrock.CfnDataSource.DataSourceConfigurationProperty(
@@ -153,7 +160,7 @@ class VectorKnowledgeBase(Construct):
             bedrock.CfnDataSource(
                 self,
                 "DirectSource",
-                name="direct",
+                name=f"direct-{chunking_generation}",
                 knowledge_base_id=self.knowledge_base.attr_knowledge_base_id,
                 data_deletion_policy="DELETE",
                 data_source_configuration=bedrock.CfnDataSource.DataSourceConfigurationProperty(type="CUSTOM"),
@@ -212,7 +219,7 @@ class VectorKnowledgeBase(Construct):
         )
 
     def _opensearch_serverless(
-        self, name: str, key: kms.IKey, config: KnowledgeBaseConfig
+        self, name: str, key: kms.IKey, config: KnowledgeBaseConfig, kb_generation: str
     ) -> bedrock.CfnKnowledgeBase.StorageConfigurationProperty:
         """A vector-search collection (encrypted with ``key``, standby replicas on), a data access
         policy for the KB role and CloudFormation's execution role (which creates the index), and
@@ -247,8 +254,8 @@ class VectorKnowledgeBase(Construct):
         self.collection = oss.CfnCollection(
             self, "Collection", name=collection_name, type="VECTORSEARCH", standby_replicas="ENABLED"
         )
-        self.collection.add_dependency(encryption)
-        self.collection.add_dependency(network)
+        self.collection.node.add_dependency(encryption)
+        self.collection.node.add_dependency(network)
         synthesizer = stack.synthesizer
         deployer = (
             Fn.sub(synthesizer.cloud_formation_execution_role_arn)  # CDK writes it with ${AWS::...} placeholders
@@ -280,11 +287,13 @@ class VectorKnowledgeBase(Construct):
                 ]
             ),
         )
+        # A new dimension replaces the index, under a new name beside the old one.
+        index_name = f"{OPENSEARCH_INDEX}-{kb_generation}"
         index = oss.CfnIndex(
             self,
             "VectorIndex",
             collection_endpoint=self.collection.attr_collection_endpoint,
-            index_name=OPENSEARCH_INDEX,
+            index_name=index_name,
             settings=oss.CfnIndex.IndexSettingsProperty(index=oss.CfnIndex.IndexProperty(knn=True)),
             mappings=oss.CfnIndex.MappingsProperty(
                 properties={
@@ -298,7 +307,7 @@ class VectorKnowledgeBase(Construct):
                 }
             ),
         )
-        index.add_dependency(access)
+        index.node.add_dependency(access)
         self.role.add_to_policy(
             iam.PolicyStatement(actions=["aoss:APIAccessAll"], resources=[self.collection.attr_arn])
         )
@@ -307,7 +316,7 @@ class VectorKnowledgeBase(Construct):
             type="OPENSEARCH_SERVERLESS",
             opensearch_serverless_configuration=bedrock.CfnKnowledgeBase.OpenSearchServerlessConfigurationProperty(
                 collection_arn=self.collection.attr_arn,
-                vector_index_name=OPENSEARCH_INDEX,
+                vector_index_name=index_name,
                 field_mapping=bedrock.CfnKnowledgeBase.OpenSearchServerlessFieldMappingProperty(
                     vector_field=OPENSEARCH_FIELDS["vector"],
                     text_field=OPENSEARCH_FIELDS["text"],

@@ -20,6 +20,12 @@ def only(template: Template, type_: str, prefix: str = "") -> tuple[str, dict[st
     return matches[0]
 
 
+def name_of(template: Template, type_: str, prefix: str = "") -> str:
+    """The single resource's logical id as ``render`` writes it (no hash): for resources whose id
+    carries a generation (stacks/shared/naming.py), such as the Knowledge Base."""
+    return _strip(only(template, type_, prefix)[0])
+
+
 def props(template: Template, type_: str, prefix: str = "") -> dict[str, Any]:
     properties: dict[str, Any] = only(template, type_, prefix)[1]["Properties"]
     return properties

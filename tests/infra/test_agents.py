@@ -76,7 +76,6 @@ def test_tracing_and_log_delivery_are_on_for_every_runtime(agents: dict[str, Any
         logical = "".join(part.title() for part in name.split("_"))
         expected |= {(f"<{logical}.AgentRuntimeArn>", kind) for kind in ("TRACES", "APPLICATION_LOGS", "USAGE_LOGS")}
         log_group = props(agents, "AWS::Logs::LogGroup", f"{logical}Logs")
-        assert log_group["LogGroupName"] == f"/genai/production/agents/{name}"
         assert log_group["RetentionInDays"] == config.log_retention_days
         assert "Fn::GetStackOutput" in log_group["KmsKeyId"]  # the tier key
     assert sources == expected

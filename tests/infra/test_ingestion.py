@@ -13,9 +13,12 @@ import pytest
 
 from stacks.config import load_config
 from stacks.production.macie import severities_from
+from stacks.shared.naming import generation
 from tests.conftest import ROOT
-from tests.infra.cfn import only, props, render, resources, role_permissions
+from tests.infra.cfn import name_of, only, props, render, resources, role_permissions
 from tests.infra.conftest import Assembly, Synthesizer
+
+KB = "AWS::Bedrock::KnowledgeBase"
 
 
 def production(cdk_context: dict[str, Any]) -> Any:
@@ -94,7 +97,7 @@ def test_the_processor_gets_its_config_and_nothing_more_than_its_job(
     permissions = role_permissions(knowledge, "IngestionProcessorRole")
     allowed = {a for a, _ in permissions}
     assert {"s3:GetObject", "s3:DeleteObjectVersion", "comprehend:DetectPiiEntities"} <= allowed
-    assert {("bedrock:IngestKnowledgeBaseDocuments", "<KnowledgeBase.KnowledgeBaseArn>")} <= permissions
+    assert {("bedrock:IngestKnowledgeBaseDocuments", f"<{name_of(knowledge, KB)}.KnowledgeBaseArn>")} <= permissions
     writes = {r for a, r in permissions if a == "s3:PutObject"}
     assert writes == {"<IngestionQuarantine.Arn>/*", "<Curated.Arn>/curated/*", "<Curated.Arn>/direct/*"}
     assert not [a for a in allowed if a.endswith("*") or a in ("s3:DeleteBucket", "dynamodb:DeleteTable")]
@@ -123,7 +126,7 @@ def test_bulk_documents_sync_on_a_schedule(knowledge: dict[str, Any], cdk_contex
     assert target["Arn"]["Fn::Join"][1][-1].endswith(":aws-sdk:bedrockagent:startIngestionJob")
     assert render(target["Input"]).startswith('{"KnowledgeBaseId":"')
     assert role_permissions(knowledge, "IngestionBulkSyncRole") == {
-        ("bedrock:StartIngestionJob", "<KnowledgeBase.KnowledgeBaseArn>")
+        ("bedrock:StartIngestionJob", f"<{name_of(knowledge, KB)}.KnowledgeBaseArn>")
     }
 
 
@@ -163,7 +166,11 @@ def test_macie_discovers_with_the_configured_identifiers_and_schedule(
         i["Properties"]["Name"]: i["Properties"]["Regex"]
         for i in resources(knowledge, "AWS::Macie::CustomDataIdentifier").values()
     }
-    assert identifiers == {f"genai-production-{n}": i.regex for n, i in config.ingestion.custom_identifiers.items()}
+    # Each name carries the identifier's generation: a changed pattern is a new identifier.
+    assert identifiers == {
+        f"genai-production-{n}-{generation(i.model_dump(mode='json'))}": i.regex
+        for n, i in config.ingestion.custom_identifiers.items()
+    }
     allow = props(knowledge, "AWS::Macie::AllowList")
     assert allow["Criteria"] == {"Regex": config.macie.allow_list_regex}
     job = props(knowledge, "Custom::MacieClassificationJob")
@@ -193,15 +200,6 @@ def test_macie_findings_at_or_above_the_severity_reach_the_responder(
     )  # never redriven into the pipeline
     function = props(knowledge, "AWS::Lambda::Function", "MacieResponder")
     assert function["Handler"] == "ingestion.macie.lambda_handler"
-
-
-def test_the_foundation_enables_macie_before_the_key_names_its_role(foundation: dict[str, Any]) -> None:
-    session = only(foundation, "AWS::Macie::Session")[0]
-    _, key = only(foundation, "AWS::KMS::Key")
-    assert session in key["DependsOn"]
-    statements = {s["Sid"]: s for s in key["Properties"]["KeyPolicy"]["Statement"] if "Sid" in s}
-    assert statements["MacieClassification"]["Action"] == "kms:Decrypt"
-    assert render(props(foundation, "AWS::ApiGateway::Account")["CloudWatchRoleArn"]) == "<ApiGatewayLogging.Arn>"
 
 
 def _flat(value: Any) -> list[Any]:

@@ -102,19 +102,3 @@ def test_agentcore_evaluates_a_sample_of_each_agents_sessions(
             "Builtin.ToolSelectionAccuracy",
             "Builtin.ToolParameterAccuracy",
         ]
-
-
-def test_transaction_search_and_model_invocation_logging_are_on(
-    observability: dict[str, Any], cdk_context: dict[str, Any]
-) -> None:
-    search = props(observability, "AWS::XRay::TransactionSearchConfig")
-    assert search["IndexingPercentage"] == 1
-    policy = json.dumps(props(observability, "AWS::Logs::ResourcePolicy")["PolicyDocument"])
-    assert "xray.amazonaws.com" in policy and "aws/spans" in policy
-    group = props(observability, "AWS::Logs::LogGroup", "ModelInvocations")
-    assert group["RetentionInDays"] == production(cdk_context).observability.invocation_log_days
-    assert "Fn::GetStackOutput" in group["KmsKeyId"]
-    setting = props(observability, "Custom::BedrockModelInvocationLogging")
-    create = "".join(p if isinstance(p, str) else "TOKEN" for p in setting["Create"]["Fn::Join"][1])
-    assert '"action":"putModelInvocationLoggingConfiguration"' in create
-    assert '"textDataDeliveryEnabled":true' in create

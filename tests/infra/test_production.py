@@ -212,11 +212,13 @@ def test_api_gateways_own_errors_are_json_with_a_correlation_id(gateway: dict[st
         "QUOTA_EXCEEDED",
         "BAD_REQUEST_BODY",
     }
-    for response in responses.values():
+    for kind, response in responses.items():
         assert response["ResponseParameters"] == {"gatewayresponse.header.X-Correlation-Id": "context.requestId"}
-        assert set(json.loads(response["ResponseTemplates"]["application/json"])) == {"error", "message"}
-    bad_body = json.loads(responses["BAD_REQUEST_BODY"]["ResponseTemplates"]["application/json"])
-    assert bad_body["message"] == "$context.error.validationErrorString"
+        # API Gateway substitutes $context.error.messageString with the message as a JSON string.
+        template = response["ResponseTemplates"]["application/json"]
+        body = json.loads(template.replace("$context.error.messageString", '"Invalid request body"'))
+        assert set(body) == {"error", "message"}, kind
+    assert '"error": "invalid_request"' in responses["BAD_REQUEST_BODY"]["ResponseTemplates"]["application/json"]
 
 
 def test_access_log_lines_name_the_caller_and_never_the_body(gateway: dict[str, Any]) -> None:

@@ -6,8 +6,10 @@ from typing import Any
 
 import pytest
 
-from tests.infra.cfn import only, props, render, resources, role_permissions, trust
+from tests.infra.cfn import name_of, only, props, render, resources, role_permissions, trust
 from tests.infra.conftest import Assembly, Synthesizer
+
+KB = "AWS::Bedrock::KnowledgeBase"
 
 ACCOUNT = "<AWS::AccountId>"
 EMBEDDING_ARN = "arn:aws:bedrock:us-east-1::foundation-model/amazon.titan-embed-text-v2:0"
@@ -182,7 +184,7 @@ def test_kendra_roles_are_scoped_to_the_index_and_the_prefix(sandbox: dict[str, 
 
 def test_query_role_can_retrieve_generate_and_write_its_own_logs_only(sandbox: dict[str, Any]) -> None:
     assert role_permissions(sandbox, "QueryFunctionRole") == {
-        ("bedrock:Retrieve", "<KnowledgeBase.KnowledgeBaseArn>"),
+        ("bedrock:Retrieve", f"<{name_of(sandbox, KB)}.KnowledgeBaseArn>"),
         ("bedrock:RetrieveAndGenerate", "*"),
         ("bedrock:InvokeModel", GENERATION_ARN),
         ("kendra:Retrieve", "<KendraIndex.Arn>"),
@@ -208,7 +210,7 @@ def test_query_function_has_the_house_defaults_and_an_iam_authorized_url(sandbox
     }
     assert render(fn["Layers"]) == ["<DependencyLayer>"]
     env = render(fn["Environment"]["Variables"])
-    assert env["KNOWLEDGE_BASE_ID"] == "<KnowledgeBase.KnowledgeBaseId>"
+    assert env["KNOWLEDGE_BASE_ID"] == f"<{name_of(sandbox, KB)}.KnowledgeBaseId>"
     assert env["KENDRA_INDEX_ID"] == "<KendraIndex.Id>"
     assert env["GENERATION_MODEL_ARN"] == GENERATION_ARN
     assert env["POWERTOOLS_SERVICE_NAME"] == "prototype_query"
@@ -243,7 +245,7 @@ def test_resources_carry_the_expiry_and_config_tags(sandbox: dict[str, Any]) -> 
 
 def test_outputs_give_a_user_what_they_need(sandbox: dict[str, Any]) -> None:
     outputs = {name: render(o["Value"]) for name, o in sandbox["Outputs"].items()}
-    assert outputs["KnowledgeBaseId"] == "<KnowledgeBase.KnowledgeBaseId>"
+    assert outputs["KnowledgeBaseId"] == f"<{name_of(sandbox, KB)}.KnowledgeBaseId>"
     assert outputs["DataSourceId"] == "<KnowledgeBaseDataSource.DataSourceId>"
     assert outputs["DocumentsBucketName"] == "<Documents>"
     assert outputs["KendraIndexId"] == "<KendraIndex.Id>"
@@ -277,7 +279,10 @@ def test_inference_profile_grants_the_profile_and_its_model_in_every_region(kend
     template = kendra_off.template("-sandbox")
     profile = f"arn:aws:bedrock:us-east-1:{ACCOUNT}:inference-profile/us.amazon.nova-lite-v1:0"
     model = {(a, r) for a, r in role_permissions(template, "QueryFunctionRole") if a.startswith("bedrock:")}
-    assert model - {("bedrock:Retrieve", "<KnowledgeBase.KnowledgeBaseArn>"), ("bedrock:RetrieveAndGenerate", "*")} == {
+    assert model - {
+        ("bedrock:Retrieve", f"<{name_of(template, KB)}.KnowledgeBaseArn>"),
+        ("bedrock:RetrieveAndGenerate", "*"),
+    } == {
         ("bedrock:InvokeModel", profile),
         ("bedrock:InvokeModel", "arn:aws:bedrock:*::foundation-model/amazon.nova-lite-v1:0"),
         ("bedrock:GetInferenceProfile", profile),

@@ -105,7 +105,7 @@ def test_knowledge_search_may_retrieve_from_the_production_kb_only(tools: dict[s
 
 def test_the_curated_bucket_feeds_the_production_kb(knowledge: dict[str, Any]) -> None:
     _, bucket = only(knowledge, "AWS::S3::Bucket", "Curated")
-    assert bucket["DeletionPolicy"] == "Retain"
+    assert bucket["DeletionPolicy"] == "RetainExceptOnCreate"
     source = props(knowledge, "AWS::Bedrock::DataSource", "KnowledgeBaseDataSource")
     assert render(source["DataSourceConfiguration"]["S3Configuration"]) == {
         "BucketArn": "<Curated.Arn>",

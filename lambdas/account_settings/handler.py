@@ -1,0 +1,113 @@
+"""Deploy-time custom resource that adopts one account-wide setting (settings.py), behind CDK's
+Provider framework (stacks/production/account_settings.py).
+
+Create and Update adopt the setting named by ``ResourceProperties.Setting``, asking again every
+``POLL_SECONDS`` while it is still switching on or IAM has not yet propagated a role the service
+checks, for as long as the invocation has time. Delete does nothing: adopting never switches an
+account setting off. The physical id is the setting's name, so an update never replaces it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.config import Config
+
+from account_settings.settings import (
+    ApiGatewayLoggingProperties,
+    MacieProperties,
+    ModelInvocationLoggingProperties,
+    Outcome,
+    TransactionSearchProperties,
+    api_gateway_logging,
+    macie_session,
+    model_invocation_logging,
+    transaction_search,
+)
+
+logger = Logger()
+AWS = Config(retries={"mode": "standard", "total_max_attempts": 5})
+POLL_SECONDS = 10.0
+# Time kept back to answer CloudFormation when the setting is still not in place.
+MARGIN_SECONDS = 20.0
+Clients = Callable[[str], Any]
+
+
+class NotInPlace(Exception):  # noqa: N818 - the deployment's failure message
+    """The setting did not reach its state within the invocation's time."""
+
+
+def _client(service: str) -> Any:
+    return boto3.client(service, config=AWS)
+
+
+def adopt(event: dict[str, Any], clients: Clients) -> Outcome:
+    """One look at the setting named by ``ResourceProperties.Setting``, changed where the tier owns it."""
+    props: dict[str, Any] = event["ResourceProperties"]
+    old: dict[str, Any] | None = event.get("OldResourceProperties")
+    setting = props["Setting"]
+    if setting == "transaction_search":
+        return transaction_search(
+            clients("xray"),
+            clients("logs"),
+            clients("application-signals"),
+            TransactionSearchProperties.model_validate(props),
+        )
+    if setting == "model_invocation_logging":
+        return model_invocation_logging(
+            clients("bedrock"),
+            ModelInvocationLoggingProperties.model_validate(props),
+            ModelInvocationLoggingProperties.model_validate(old) if old else None,
+        )
+    if setting == "macie":
+        token = hashlib.sha256(f"{event['StackId']}/{event['LogicalResourceId']}".encode()).hexdigest()[:64]
+        return macie_session(clients("macie2"), MacieProperties.model_validate(props), client_token=token)
+    if setting == "api_gateway_logging":
+        return api_gateway_logging(
+            clients("apigateway"),
+            ApiGatewayLoggingProperties.model_validate(props),
+            ApiGatewayLoggingProperties.model_validate(old) if old else None,
+        )
+    raise ValueError(f"unknown account setting {setting!r}")
+
+
+def adopt_until_in_place(
+    event: dict[str, Any],
+    clients: Clients,
+    *,
+    remaining_seconds: Callable[[], float],
+    sleep: Callable[[float], None] = time.sleep,
+) -> Outcome:
+    """Adopt, and look again every POLL_SECONDS until the setting is in place or time runs out."""
+    while True:
+        outcome = adopt(event, clients)
+        if outcome.complete:
+            return outcome
+        if remaining_seconds() < MARGIN_SECONDS + POLL_SECONDS:
+            detail = "; ".join(f"{k}: {v}" for k, v in sorted(outcome.data.items()))
+            raise NotInPlace(
+                f"{event['ResourceProperties']['Setting']} is not in place yet ({detail}); deploy again to "
+                "pick up where this left off"
+            )
+        logger.info("not in place yet", extra=outcome.data)
+        sleep(POLL_SECONDS)
+
+
+@logger.inject_lambda_context(clear_state=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    setting = str(event["ResourceProperties"]["Setting"])
+    physical_id = event.get("PhysicalResourceId") or f"account-setting-{setting}"
+    if event["RequestType"] == "Delete":
+        logger.info("left as it is: an adopted setting is never switched off", extra={"setting": setting})
+        return {"PhysicalResourceId": physical_id}
+    outcome = adopt_until_in_place(
+        event, _client, remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000
+    )
+    logger.info("account setting in place", extra={"setting": setting, **outcome.data})
+    return {"PhysicalResourceId": physical_id, "Data": outcome.data}

@@ -1,0 +1,199 @@
+"""Adopt an account-wide setting: turn it on if it is off, leave it if it is on, never switch it off.
+
+X-Ray Transaction Search, Bedrock model invocation logging, the Macie session and API Gateway's
+CloudWatch role exist once per account and region. Another team (or an organisation's delegated
+administrator) may own them already; creating them through CloudFormation would fail, and deleting
+the stack would switch them off for everyone. Each function here reads the current setting and
+changes only what this tier owns, and returns an ``Outcome``:
+
+- ``complete`` False: applied but not yet active, or IAM has not yet propagated a role the
+  service validates; the Provider framework asks again (is_complete) until its timeout.
+- ``Refused``: the account's state conflicts with what the tier needs; the message says what to do.
+
+"The tier owns" a setting that was off, or that still holds exactly what this tier put there the
+last time (``old``: the resource's previous properties), so an update moves it along with the
+tier's own resources and never takes over someone else's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, ConfigDict, Field
+
+SPANS_LOG_GROUP = "aws/spans"  # where Transaction Search writes spans (X-Ray's own name)
+# The CloudWatch Logs resource policy that lets X-Ray write spans, under the name AWS's guide uses.
+TRANSACTION_SEARCH_POLICY = "TransactionSearchXRayAccess"
+
+
+class Refused(Exception):  # noqa: N818 - a refusal, not an internal error
+    """The account's current state conflicts with the tier; the deployment fails with this message."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    complete: bool
+    data: dict[str, str] = field(default_factory=dict)
+
+
+class _Properties(BaseModel):
+    # CloudFormation passes every custom-resource property as a string; pydantic converts.
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class TransactionSearchProperties(_Properties):
+    IndexingPercentage: float = Field(ge=0, le=100)
+    SpansRetentionDays: int = Field(ge=1)
+    ResourcePolicy: str = Field(min_length=2)  # the JSON document X-Ray needs on aws/spans
+
+
+class ModelInvocationLoggingProperties(_Properties):
+    LogGroupName: str = Field(min_length=1)
+    RoleArn: str = Field(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$")
+
+
+class MacieProperties(_Properties):
+    FindingPublishingFrequency: str = "FIFTEEN_MINUTES"
+
+
+class ApiGatewayLoggingProperties(_Properties):
+    RoleArn: str = Field(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$")
+
+
+def _code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def _message(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Message", ""))
+
+
+# --- X-Ray Transaction Search -------------------------------------------------------------------
+
+
+def transaction_search(xray: Any, logs: Any, signals: Any, props: TransactionSearchProperties) -> Outcome:
+    """Spans go to CloudWatch Logs (aws/spans). If they already do, nothing else is touched (the
+    resource policy and the indexing percentage are the owner's). Complete once the destination is
+    ACTIVE and aws/spans exists (the online evaluation reads it at creation).
+
+    Switching it on follows AWS's guide: the logs resource policy for X-Ray (kept when the stack
+    goes, like the setting itself), the indexing rule, Application Signals discovery, then the
+    destination."""
+    current = xray.get_trace_segment_destination()
+    if current.get("Destination") != "CloudWatchLogs":
+        logs.put_resource_policy(policyName=TRANSACTION_SEARCH_POLICY, policyDocument=props.ResourcePolicy)
+        xray.update_indexing_rule(
+            Name="Default", Rule={"Probabilistic": {"DesiredSamplingPercentage": props.IndexingPercentage}}
+        )
+        signals.start_discovery()
+        xray.update_trace_segment_destination(Destination="CloudWatchLogs")
+        return Outcome(False, {"Destination": "CloudWatchLogs", "Adopted": "enabled"})
+    if current.get("Status") != "ACTIVE":
+        return Outcome(False, {"Destination": "CloudWatchLogs", "Adopted": "pending"})
+    groups = logs.describe_log_groups(logGroupNamePrefix=SPANS_LOG_GROUP).get("logGroups", [])
+    if not any(group.get("logGroupName") == SPANS_LOG_GROUP for group in groups):
+        try:
+            logs.create_log_group(logGroupName=SPANS_LOG_GROUP)
+        except ClientError as error:
+            if _code(error) != "ResourceAlreadyExistsException":
+                raise
+        else:
+            logs.put_retention_policy(logGroupName=SPANS_LOG_GROUP, retentionInDays=props.SpansRetentionDays)
+    return Outcome(True, {"Destination": "CloudWatchLogs", "SpansLogGroup": SPANS_LOG_GROUP})
+
+
+# --- Bedrock model invocation logging -----------------------------------------------------------
+
+
+def _logging_config(props: ModelInvocationLoggingProperties) -> dict[str, Any]:
+    return {
+        "cloudWatchConfig": {"logGroupName": props.LogGroupName, "roleArn": props.RoleArn},
+        "textDataDeliveryEnabled": True,
+        "imageDataDeliveryEnabled": False,
+        "embeddingDataDeliveryEnabled": False,
+    }
+
+
+def _points_at(config: dict[str, Any], props: ModelInvocationLoggingProperties | None) -> bool:
+    if props is None:
+        return False
+    cloudwatch = config.get("cloudWatchConfig") or {}
+    return bool(cloudwatch.get("logGroupName") == props.LogGroupName and cloudwatch.get("roleArn") == props.RoleArn)
+
+
+def model_invocation_logging(
+    bedrock: Any, props: ModelInvocationLoggingProperties, old: ModelInvocationLoggingProperties | None
+) -> Outcome:
+    """Bedrock logs invocations to the tier's log group, unless the account already logs them
+    somewhere the tier did not set up (then that stays, and the answer says where)."""
+    current = bedrock.get_model_invocation_logging_configuration().get("loggingConfig")
+    if current and not _points_at(current, old) and not _points_at(current, props):
+        destination = (current.get("cloudWatchConfig") or {}).get("logGroupName") or "a destination of the account's"
+        return Outcome(True, {"Adopted": "existing", "LogGroupName": str(destination)})
+    if current and _points_at(current, props):
+        return Outcome(True, {"Adopted": "unchanged", "LogGroupName": props.LogGroupName})
+    try:
+        bedrock.put_model_invocation_logging_configuration(loggingConfig=_logging_config(props))
+    except ClientError as error:
+        # Bedrock checks that the role can write to the log group; a new role's policy takes a
+        # few seconds to propagate through IAM.
+        if _code(error) == "ValidationException":
+            return Outcome(False, {"Adopted": "waiting for the logging role", "Reason": _message(error)})
+        raise
+    return Outcome(True, {"Adopted": "enabled", "LogGroupName": props.LogGroupName})
+
+
+# --- Macie --------------------------------------------------------------------------------------
+
+
+def macie_session(macie: Any, props: MacieProperties, *, client_token: str) -> Outcome:
+    """Macie on in this account and region: enabled here if it is off; an enabled session (the
+    account's own or an organisation's delegated administrator's) is left exactly as it is."""
+    try:
+        status = macie.get_macie_session().get("status")
+    except ClientError as error:
+        if not (_code(error) == "AccessDeniedException" and "not enabled" in _message(error)):
+            raise
+        status = None
+    if status == "ENABLED":
+        return Outcome(True, {"Adopted": "existing"})
+    if status == "PAUSED":
+        raise Refused(
+            "Macie is suspended in this account and region. Resume it (aws macie2 update-macie-session "
+            "--status ENABLED) or set blueprint.production.account_settings.macie to off, then deploy again."
+        )
+    try:
+        macie.enable_macie(
+            clientToken=client_token, findingPublishingFrequency=props.FindingPublishingFrequency, status="ENABLED"
+        )
+    except ClientError as error:
+        if _code(error) != "ConflictException":  # enabled by someone else since the read
+            raise
+    return Outcome(True, {"Adopted": "enabled"})
+
+
+# --- API Gateway's CloudWatch role --------------------------------------------------------------
+
+
+def api_gateway_logging(
+    apigateway: Any, props: ApiGatewayLoggingProperties, old: ApiGatewayLoggingProperties | None
+) -> Outcome:
+    """API Gateway writes execution logs through this tier's role, unless the account already has a
+    role of its own (then that one serves this tier's APIs too)."""
+    current = apigateway.get_account().get("cloudwatchRoleArn") or ""
+    if current == props.RoleArn:
+        return Outcome(True, {"Adopted": "unchanged", "RoleArn": current})
+    if current and (old is None or current != old.RoleArn):
+        return Outcome(True, {"Adopted": "existing", "RoleArn": current})
+    try:
+        apigateway.update_account(
+            patchOperations=[{"op": "replace", "path": "/cloudwatchRoleArn", "value": props.RoleArn}]
+        )
+    except ClientError as error:
+        # "The role ARN does not have required permissions": the new role has not propagated yet.
+        if _code(error) == "BadRequestException":
+            return Outcome(False, {"Adopted": "waiting for the logging role", "Reason": _message(error)})
+        raise
+    return Outcome(True, {"Adopted": "enabled", "RoleArn": props.RoleArn})

@@ -1,0 +1,450 @@
+"""Settings there is one of per account and region, adopted rather than clobbered.
+
+``account_settings.<setting>`` chooses, per setting:
+
+- ``manage``: a CloudFormation resource this stack owns. Creating it fails if the setting is on
+  already; deleting the stack switches it off for the whole account.
+- ``adopt`` (the default): a custom resource (lambdas/account_settings) that turns the setting on
+  if it is off, leaves it as it is if it is on, and never switches it off, stack deletion included.
+  What the setting writes to (roles, log groups) is retained, so it keeps working after a destroy.
+- ``off``: the tier leaves the account alone (docs/deploy.md says what each feature then lacks).
+
+All four live in the foundation stack, which every other production stack deploys after.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import (
+    CfnOutput,
+    CustomResource,
+    Duration,
+    RemovalPolicy,
+    Stack,
+    aws_apigateway as apigateway,
+    aws_iam as iam,
+    aws_kms as kms,
+    aws_logs as logs,
+    aws_macie as macie,
+    aws_xray as xray,
+    custom_resources as cr,
+)
+from constructs import Construct, IConstruct
+
+from stacks.config import AccountSettingMode, ProductionConfig
+from stacks.production.functions import production_function
+from stacks.shared.lambda_function import log_retention
+from stacks.shared.nag import (
+    acknowledge,
+    acknowledge_inline_policy,
+    acknowledge_sdk_call_provider,
+    nag_arn,
+    nag_attribute,
+)
+from stacks.shared.naming import pascal_case
+
+MANAGE: AccountSettingMode = "manage"
+ADOPT: AccountSettingMode = "adopt"
+OFF: AccountSettingMode = "off"
+
+SPANS_LOG_GROUP = "aws/spans"  # where Transaction Search writes spans (X-Ray's name)
+MACIE_ROLE = "role/aws-service-role/macie.amazonaws.com/AWSServiceRoleForAmazonMacie"
+# What lambdas/account_settings/settings.py calls, per setting. These actions take no resource ARN
+# except where a statement below names one.
+TRANSACTION_SEARCH_ACTIONS = [
+    "xray:GetTraceSegmentDestination",
+    "xray:UpdateTraceSegmentDestination",
+    "xray:UpdateIndexingRule",
+    "application-signals:StartDiscovery",
+    "logs:DescribeLogGroups",
+    "logs:PutResourcePolicy",
+]
+SPANS_LOG_GROUP_ACTIONS = ["logs:CreateLogGroup", "logs:PutRetentionPolicy"]
+MODEL_INVOCATION_LOGGING_ACTIONS = [
+    "bedrock:GetModelInvocationLoggingConfiguration",
+    "bedrock:PutModelInvocationLoggingConfiguration",
+]
+MACIE_ACTIONS = ["macie2:GetMacieSession", "macie2:EnableMacie"]
+API_GATEWAY_ACCOUNT_ACTIONS = ["apigateway:GET", "apigateway:PATCH"]
+# Enabling Macie and Application Signals creates their service-linked roles.
+SERVICE_LINKED_ROLES = {
+    "macie.amazonaws.com": "AWSServiceRoleForAmazonMacie",
+    "application-signals.cloudwatch.amazonaws.com": "AWSServiceRoleForCloudWatchApplicationSignals",
+}
+# The adopting function looks again every 10 s while a setting switches on, for up to this long.
+ADOPTION_TIMEOUT = Duration.minutes(14)
+MACIE_PUBLISHING = "FIFTEEN_MINUTES"
+
+
+class AccountSettings(Construct):
+    """Transaction Search, model invocation logging, the Macie session and API Gateway's
+    CloudWatch role, each managed, adopted or left alone per ``account_settings``.
+
+    ``spans`` is what Transaction Search's setting is (None when off): AgentCore's online
+    evaluation reads aws/spans and is created only where it exists.
+    """
+
+    def __init__(self, scope: Construct, id: str, *, prefix: str, config: ProductionConfig, key: kms.IKey) -> None:
+        super().__init__(scope, id)
+        self._prefix, self._config, self._key = prefix, config, key
+        self._adopter: _Adopter | None = None
+        settings = config.account_settings
+        self.spans = self._transaction_search(settings.transaction_search)
+        self._model_invocation_logging(settings.model_invocation_logging)
+        self._macie(settings.macie)
+        self._api_gateway_logging(settings.api_gateway_logging)
+
+    @property
+    def adopter(self) -> _Adopter:
+        if self._adopter is None:
+            self._adopter = _Adopter(self, "Adopter", prefix=self._prefix, config=self._config, key=self._key)
+        return self._adopter
+
+    # --- X-Ray Transaction Search ------------------------------------------------------------------
+
+    def _transaction_search(self, mode: AccountSettingMode) -> IConstruct | None:
+        """Spans into CloudWatch Logs (aws/spans), searchable, a share of them indexed."""
+        if mode == OFF:
+            return None
+        stack = Stack.of(self)
+        logs_arn = f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:log-group"
+        document = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "TransactionSearchXRayAccess",
+                    "Effect": "Allow",
+                    "Principal": {"Service": "xray.amazonaws.com"},
+                    "Action": "logs:PutLogEvents",
+                    "Resource": [f"{logs_arn}:{SPANS_LOG_GROUP}:*", f"{logs_arn}:/aws/application-signals/data:*"],
+                    "Condition": {
+                        "ArnLike": {"aws:SourceArn": f"arn:{stack.partition}:xray:{stack.region}:{stack.account}:*"},
+                        "StringEquals": {"aws:SourceAccount": stack.account},
+                    },
+                }
+            ],
+        }
+        percentage = self._config.observability.trace_indexing_percentage
+        if mode == MANAGE:
+            policy = logs.CfnResourcePolicy(
+                self,
+                "TransactionSearchLogs",
+                policy_name=f"{stack.stack_name}-transaction-search",
+                policy_document=stack.to_json_string(document),
+            )
+            search = xray.CfnTransactionSearchConfig(self, "TransactionSearch", indexing_percentage=percentage)
+            search.node.add_dependency(policy)
+            return search
+        # Adopted: the custom resource puts the resource policy itself, and only when it switches
+        # Transaction Search on, so the policy outlives the stack as the setting does.
+        spans = f"{logs_arn}:{SPANS_LOG_GROUP}"
+        adopter = self.adopter
+        setting = adopter.adopt(
+            "TransactionSearch",
+            setting="transaction_search",
+            properties={
+                "IndexingPercentage": str(percentage),
+                "SpansRetentionDays": str(self._config.log_retention_days),
+                "ResourcePolicy": stack.to_json_string(document),
+            },
+            statements=[
+                iam.PolicyStatement(actions=TRANSACTION_SEARCH_ACTIONS, resources=["*"]),
+                iam.PolicyStatement(actions=SPANS_LOG_GROUP_ACTIONS, resources=[spans, f"{spans}:*"]),
+                adopter.service_linked_role("application-signals.cloudwatch.amazonaws.com"),
+            ],
+        )
+        acknowledge(
+            adopter.policy,
+            f"AwsSolutions-IAM5[Resource::{nag_arn(self, 'logs', f'log-group:{SPANS_LOG_GROUP}:*')}]",
+            "Creating aws/spans (Transaction Search's log group) and setting its retention, if X-Ray has not.",
+        )
+        return setting
+
+    # --- Bedrock model invocation logging ----------------------------------------------------------
+
+    def _model_invocation_logging(self, mode: AccountSettingMode) -> None:
+        """Prompts and answers into a KMS-encrypted log group (no CloudFormation type: the API)."""
+        if mode == OFF:
+            return
+        stack = Stack.of(self)
+        # Not named (a retained name would block a redeploy after a destroy). Adopted, the group and
+        # its role are retained: the setting outlives the stack and must keep a place to write to.
+        kept = RemovalPolicy.RETAIN if mode == ADOPT else RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE
+        group = logs.LogGroup(
+            self,
+            "ModelInvocations",
+            retention=log_retention(self._config.observability.invocation_log_days),
+            encryption_key=self._key,
+            removal_policy=kept,
+        )
+        role = iam.Role(
+            self,
+            "ModelInvocationLogging",
+            assumed_by=iam.ServicePrincipal(
+                "bedrock.amazonaws.com", conditions={"StringEquals": {"aws:SourceAccount": stack.account}}
+            ),
+            description="Bedrock writes model invocation logs to the tier's encrypted log group",
+        )
+        role.apply_removal_policy(kept)
+        group.grant_write(role)
+        acknowledge_inline_policy(role)
+        # Bedrock checks that the role may write to the log group when the setting is applied: the
+        # setting waits for the role's policy, not just the role.
+        role_policy = role.node.find_child("DefaultPolicy")
+        if mode == ADOPT:
+            setting = self.adopter.adopt(
+                "ModelInvocationLoggingSetting",
+                setting="model_invocation_logging",
+                properties={"LogGroupName": group.log_group_name, "RoleArn": role.role_arn},
+                statements=[
+                    iam.PolicyStatement(actions=MODEL_INVOCATION_LOGGING_ACTIONS, resources=["*"]),
+                    self.adopter.pass_role(role, "bedrock.amazonaws.com"),
+                ],
+            )
+            setting.node.add_dependency(role, role_policy)
+            CfnOutput(
+                stack,
+                "ModelInvocationLogGroup",
+                value=setting.get_att_string("LogGroupName"),
+                description="Where Bedrock logs model invocations (the account's own destination if it had one)",
+            )
+            return
+        put = cr.AwsSdkCall(
+            service="Bedrock",
+            action="putModelInvocationLoggingConfiguration",
+            parameters={
+                "loggingConfig": {
+                    "cloudWatchConfig": {"logGroupName": group.log_group_name, "roleArn": role.role_arn},
+                    "textDataDeliveryEnabled": True,
+                    "imageDataDeliveryEnabled": False,
+                    "embeddingDataDeliveryEnabled": False,
+                }
+            },
+            # One physical id for the account's one setting: a changed setting is an update in
+            # place, never a replacement whose delete would switch logging off after the new put.
+            physical_resource_id=cr.PhysicalResourceId.of(f"{stack.stack_name}-model-invocation-logging"),
+        )
+        managed = cr.AwsCustomResource(
+            self,
+            "ModelInvocationLoggingSetting",
+            resource_type="Custom::BedrockModelInvocationLogging",
+            on_create=put,
+            on_update=put,
+            on_delete=cr.AwsSdkCall(service="Bedrock", action="deleteModelInvocationLoggingConfiguration"),
+            policy=cr.AwsCustomResourcePolicy.from_statements(
+                [
+                    iam.PolicyStatement(
+                        actions=[
+                            "bedrock:PutModelInvocationLoggingConfiguration",
+                            "bedrock:DeleteModelInvocationLoggingConfiguration",
+                        ],
+                        resources=["*"],
+                    ),
+                    iam.PolicyStatement(actions=["iam:PassRole"], resources=[role.role_arn]),
+                ]
+            ),
+            install_latest_aws_sdk=False,
+            log_group=logs.LogGroup(
+                self,
+                "ModelInvocationLoggingSettingLogs",
+                retention=log_retention(self._config.log_retention_days),
+                encryption_key=self._key,
+                removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
+            ),
+        )
+        managed.node.add_dependency(role, role_policy)
+        acknowledge_inline_policy(managed)
+        acknowledge_sdk_call_provider(stack, "the Bedrock API")
+        acknowledge(
+            managed,
+            "AwsSolutions-IAM5[Resource::*]",
+            "Bedrock's model invocation logging setting is account-wide and regional: it has no resource ARN.",
+        )
+
+    # --- Macie ------------------------------------------------------------------------------------
+
+    def _macie(self, mode: AccountSettingMode) -> None:
+        if mode == OFF:
+            return
+        if mode == MANAGE:
+            macie.CfnSession(self, "Macie", status="ENABLED", finding_publishing_frequency=MACIE_PUBLISHING)
+        else:
+            self.adopter.adopt(
+                "MacieSession",
+                setting="macie",
+                properties={"FindingPublishingFrequency": MACIE_PUBLISHING},
+                statements=[
+                    iam.PolicyStatement(actions=MACIE_ACTIONS, resources=["*"]),
+                    self.adopter.service_linked_role("macie.amazonaws.com"),
+                ],
+            )
+        stack = Stack.of(self)
+        # Macie reads the SSE-KMS objects it classifies, as its service-linked role. The role is
+        # named in a condition, not as the principal: in a fresh account it exists only once Macie
+        # is on, later in this very deploy, and a key policy naming a missing role is refused.
+        self._key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="MacieClassification",
+                principals=[iam.AnyPrincipal()],
+                actions=["kms:Decrypt"],
+                resources=["*"],
+                conditions={
+                    "StringEquals": {
+                        "aws:PrincipalArn": f"arn:{stack.partition}:iam::{stack.account}:{MACIE_ROLE}",
+                        "kms:CallerAccount": stack.account,
+                        "kms:ViaService": f"s3.{stack.region}.amazonaws.com",
+                    }
+                },
+            )
+        )
+
+    # --- API Gateway's CloudWatch role ---------------------------------------------------------------
+
+    def _api_gateway_logging(self, mode: AccountSettingMode) -> None:
+        """API Gateway writes the tier's APIs' execution logs through one CloudWatch role per
+        account and region. Off: the account must have one already (the APIs' stages log)."""
+        if mode == OFF:
+            return
+        # Retained and not named: an adopted setting outlives the stack and must not name a deleted role.
+        role = iam.Role(
+            self,
+            "ApiGatewayLogging",
+            assumed_by=iam.ServicePrincipal("apigateway.amazonaws.com"),
+            managed_policies=[
+                iam.ManagedPolicy.from_aws_managed_policy_name("service-role/AmazonAPIGatewayPushToCloudWatchLogs")
+            ],
+        )
+        role.apply_removal_policy(RemovalPolicy.RETAIN)
+        acknowledge(
+            role,
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]",
+            "API Gateway's account-wide logging role; AWS's managed policy is the documented way to let "
+            "execution logs reach CloudWatch.",
+        )
+        if mode == MANAGE:
+            apigateway.CfnAccount(self, "ApiGatewayAccount", cloud_watch_role_arn=role.role_arn)
+            return
+        account = Stack.of(self).format_arn(service="apigateway", account="", resource="/account")
+        self.adopter.adopt(
+            "ApiGatewayAccount",
+            setting="api_gateway_logging",
+            properties={"RoleArn": role.role_arn},
+            statements=[
+                iam.PolicyStatement(actions=API_GATEWAY_ACCOUNT_ACTIONS, resources=[account]),
+                self.adopter.pass_role(role, "apigateway.amazonaws.com"),
+            ],
+        )
+
+
+class _Adopter(Construct):
+    """The deploy-time provider: one house function (lambdas/account_settings) behind CDK's
+    Provider framework. Each ``adopt`` adds a custom resource for one setting and grants the
+    function what that setting needs, in a policy the custom resource depends on, so that
+    CloudFormation never calls the function before IAM holds its permissions."""
+
+    def __init__(self, scope: Construct, id: str, *, prefix: str, config: ProductionConfig, key: kms.IKey) -> None:
+        super().__init__(scope, id)
+        self.function = production_function(
+            self,
+            "Function",
+            prefix=prefix,
+            config=config,
+            key=key,
+            package="account_settings",
+            description="Deploy time: adopt an account-wide setting (on if off, never off)",
+            timeout=ADOPTION_TIMEOUT,
+        )
+        self.policy = iam.Policy(self, "Permissions", roles=[self.function.execution_role])
+        provider = cr.Provider(
+            self,
+            "Provider",
+            on_event_handler=self.function,
+            log_group=logs.LogGroup(
+                self,
+                "ProviderLogs",
+                retention=log_retention(config.log_retention_days),
+                encryption_key=key,
+                removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
+            ),
+        )
+        self._service_token = provider.service_token
+        acknowledge_inline_policy(self.policy)
+        acknowledge(
+            self.policy,
+            "AwsSolutions-IAM5[Resource::*]",
+            "Account settings (X-Ray's trace destination and indexing rule, Bedrock's invocation logging, the "
+            "Macie session, CloudWatch Logs resource policies) are one per account and region: no resource ARN.",
+        )
+        for rule, reason in (
+            ("NIST.800.53.R5-LambdaDLQ", "CloudFormation's custom-resource provider invokes it synchronously."),
+            (
+                "NIST.800.53.R5-LambdaInsideVPC",
+                "It calls the account-settings APIs of X-Ray, CloudWatch Logs, Bedrock, Macie and API Gateway "
+                "only, over their public endpoints; no private network resource.",
+            ),
+            ("NIST.800.53.R5-LambdaConcurrency", "It runs once per deploy of each adopted setting; nothing else."),
+        ):
+            acknowledge(self.function, rule, reason)
+        framework = provider.node.find_child("framework-onEvent")
+        for rule, reason in (
+            ("AwsSolutions-L1", "CDK pins the provider framework's Node.js runtime in its own release."),
+            (
+                "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
+                "CDK's provider framework writes its own deploy-time logs with the basic execution role.",
+            ),
+            (
+                f"AwsSolutions-IAM5[Resource::{nag_attribute(self.function, 'Arn')}:*]",
+                "CDK's grant for the provider framework to invoke the adopting function (and its versions).",
+            ),
+            ("NIST.800.53.R5-LambdaDLQ", "CloudFormation invokes the provider framework synchronously per event."),
+            (
+                "NIST.800.53.R5-LambdaInsideVPC",
+                "The provider framework invokes the adopting function and answers CloudFormation's pre-signed URL.",
+            ),
+            (
+                "NIST.800.53.R5-LambdaConcurrency",
+                "It runs once per custom-resource event during a deploy; CloudFormation is its only caller.",
+            ),
+            ("NIST.800.53.R5-IAMNoInlinePolicy", "CDK's own grant for the framework to invoke the adopting function."),
+        ):
+            acknowledge(framework, rule, reason)
+
+    def adopt(
+        self, id: str, *, setting: str, properties: dict[str, Any], statements: list[iam.PolicyStatement]
+    ) -> CustomResource:
+        """A custom resource adopting ``setting`` with ``properties``; ``statements`` are what the
+        function needs for it."""
+        self.policy.add_statements(*statements)
+        resource = CustomResource(
+            self,
+            id,
+            service_token=self._service_token,
+            resource_type=f"Custom::Adopted{pascal_case(setting.replace('_', '-'))}",
+            properties={"Setting": setting, **properties},
+        )
+        resource.node.add_dependency(self.policy)
+        return resource
+
+    def pass_role(self, role: iam.IRole, service: str) -> iam.PolicyStatement:
+        """What handing ``role`` to ``service`` needs (Bedrock's and API Gateway's logging roles)."""
+        return iam.PolicyStatement(
+            actions=["iam:PassRole"],
+            resources=[role.role_arn],
+            conditions={"StringEquals": {"iam:PassedToService": service}},
+        )
+
+    def service_linked_role(self, service: str) -> iam.PolicyStatement:
+        """What enabling ``service`` needs to create its service-linked role."""
+        return iam.PolicyStatement(
+            actions=["iam:CreateServiceLinkedRole"],
+            resources=[
+                Stack.of(self).format_arn(
+                    service="iam",
+                    region="",
+                    resource="role",
+                    resource_name=f"aws-service-role/{service}/{SERVICE_LINKED_ROLES[service]}",
+                )
+            ],
+            conditions={"StringLike": {"iam:AWSServiceName": service}},
+        )

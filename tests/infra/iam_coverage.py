@@ -1,0 +1,539 @@
+"""Every AWS call a function's code makes, checked against what the function's role allows.
+
+Static analysis finds the calls. A function's code is its handler module and the modules under
+lambdas/ it imports, transitively. A call is a method call with keyword arguments only, whose name
+is an operation of a service those modules make a boto3 client or resource for, and whose keywords
+that operation accepts (botocore's own service model says so). Powertools utilities that call AWS
+for the code (parameters, idempotency) are recognised by name.
+
+Each call becomes IAM actions on a resource. The resource is read from the call's resource
+argument: ``Bucket=self._settings.quarantine_bucket`` names the environment variable
+``QUARANTINE_BUCKET``, ``os.environ["X"]`` names ``X``; where the code cannot say (a bucket from an
+event, a model from the caller's group) the explicit maps below do. The variable's value in the
+synthesized template names the resource, followed through ``Fn::GetStackOutput`` across stacks.
+
+A call is covered when an Allow statement of the role's policies grants the action on ``*`` or on
+a resource that can match: one that refers to the same resource (an object ARN for S3 object
+operations, the bucket ARN for bucket operations) or, for a resource chosen at run time, an ARN of
+the right service.
+"""
+
+from __future__ import annotations
+
+import ast
+import fnmatch
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+import boto3
+
+from tests.conftest import ROOT
+
+LAMBDAS = ROOT / "lambdas"
+REGION = "us-east-1"
+Template = dict[str, Any]
+Identity = tuple[str, str]  # (stack, logical id)
+Target = tuple[str, ...] | str | None  # environment variables | ARN service (run time) | no resource
+
+# The argument naming an operation's resource, per service (a dotted path into a literal dict for
+# nested ones); None: the service's actions take no resource, only "*" grants them.
+RESOURCE_ARGUMENT: dict[str, str | None] = {
+    "s3": "Bucket",
+    "sqs": "QueueUrl",
+    "sns": "TopicArn",
+    "dynamodb": "TableName",
+    "bedrock-agent": "knowledgeBaseId",
+    "bedrock-agent-runtime": "knowledgeBaseId",
+    "bedrock-runtime": "modelId",
+    "bedrock-agentcore": "memoryId",
+    "kendra": "IndexId",
+    "apigateway": "apiKey",
+    "comprehend": None,
+    "logs": "logGroupName",
+}
+RAG = "retrieveAndGenerateConfiguration.knowledgeBaseConfiguration"
+# Operations whose IAM actions are not "<signing name>:<operation>" on the resource argument.
+NEEDS: dict[tuple[str, str], tuple[tuple[str, str | None], ...]] = {
+    ("bedrock-runtime", "Converse"): (("bedrock:InvokeModel", "modelId"),),
+    ("bedrock-runtime", "ConverseStream"): (("bedrock:InvokeModelWithResponseStream", "modelId"),),
+    ("bedrock-runtime", "ApplyGuardrail"): (("bedrock:ApplyGuardrail", "guardrailIdentifier"),),
+    ("bedrock-agent-runtime", "RetrieveAndGenerate"): (
+        ("bedrock:RetrieveAndGenerate", None),
+        ("bedrock:Retrieve", f"{RAG}.knowledgeBaseId"),
+        ("bedrock:InvokeModel", f"{RAG}.modelArn"),
+    ),
+    ("apigateway", "GetApiKey"): (("apigateway:GET", "apiKey"),),
+    # API Gateway's account settings: HTTP verbs on arn:…:apigateway:<region>::/account.
+    ("apigateway", "GetAccount"): (("apigateway:GET", "arn:apigateway"),),
+    ("apigateway", "UpdateAccount"): (("apigateway:PATCH", "arn:apigateway"),),
+}
+S3_BUCKET_OPERATIONS = {"ListObjectsV2", "ListObjectVersions", "HeadBucket"}
+S3_VERSIONED = {
+    "GetObject": "GetObjectVersion",
+    "HeadObject": "GetObjectVersion",
+    "DeleteObject": "DeleteObjectVersion",
+}
+# Resource arguments the code cannot name itself: (package or "*", expression) -> the environment
+# variables it may name, or the ARN service of a resource chosen at run time.
+EXPLICIT: dict[tuple[str, str], tuple[str, ...] | str] = {
+    # The processor: an event's object is in the landing bucket (not in its environment: the
+    # event names it; "@" names a resource of the function's stack by logical-id prefix); a
+    # retired copy is a curated one.
+    ("ingestion", "ref.bucket"): ("@IngestionLanding",),
+    ("ingestion", "bucket"): ("CURATED_BUCKET",),
+    # The Macie responder: a finding's object is in landing or curated.
+    ("ingestion", "finding.bucket"): ("LANDING_BUCKET", "CURATED_BUCKET"),
+    ("ingestion", "self._buckets.quarantine"): ("QUARANTINE_BUCKET",),
+    ("ingestion", "self._topic"): ("FINDINGS_TOPIC",),
+    ("ingestion", "self._table"): ("REGISTRY_TABLE",),
+    ("connector_pull", "self._table"): ("REGISTRY_TABLE",),
+    ("ai_gateway", "self._client"): ("LEDGER_TABLE",),  # the ledger's transactions
+    ("ai_gateway", "self._table"): ("LEDGER_TABLE",),
+    ("ai_gateway", "self._id"): ("GUARDRAIL_ID",),
+    ("prototype_query", "index_id"): ("KENDRA_INDEX_ID",),
+    # Models come from the caller's group or the config: any Bedrock model or inference profile.
+    ("*", "model"): "bedrock",
+    ("*", "models[0]"): "bedrock",
+    ("*", "model_arn"): "bedrock",
+    # API keys are the groups' (JSON in API_KEY_IDS); legacy secrets are named in JSON config.
+    ("gateway_authorizer", "key_id"): "apigateway",
+    ("*", "secret_name"): "secretsmanager",
+    # Transaction Search's own log group, a fixed name outside the tier's resources.
+    ("account_settings", "SPANS_LOG_GROUP"): "logs",
+}
+# CopySource arguments built before the call: (package, expression) -> (bucket, may name a version).
+COPY_SOURCES: dict[tuple[str, str], tuple[str, bool]] = {
+    ("ingestion", "source"): ("finding.bucket", True),
+}
+
+
+@dataclass(frozen=True)
+class Call:
+    package: str
+    where: str  # file:line
+    service: str
+    operation: str
+    action: str
+    resource: str | None  # the resource argument's expression; None: none
+
+
+@cache
+def _client(service: str) -> Any:
+    return boto3.client(service, region_name=REGION)
+
+
+def _input_members(service: str, operation: str) -> set[str]:
+    return set(_client(service).meta.service_model.operation_model(operation).input_shape.members)
+
+
+def _path(node: ast.AST | None, path: list[str]) -> ast.AST | None:
+    """The value at ``path`` inside literal dicts (None when it is not literal)."""
+    for key in path:
+        if not isinstance(node, ast.Dict):
+            return None
+        node = next((v for k, v in zip(node.keys, node.values, strict=True) if ast.literal_eval(k) == key), None)  # type: ignore[arg-type]
+    return node
+
+
+def _definitions(tree: ast.Module) -> dict[str, ast.stmt]:
+    """A module's top-level definitions (functions, classes, assignments) by name."""
+    found: dict[str, ast.stmt] = {}
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            found[node.name] = node
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                if isinstance(target, ast.Name):
+                    found[target.id] = node
+    return found
+
+
+def _module_path(name: str) -> str | None:
+    for candidate in (f"{name.replace('.', '/')}.py", f"{name.replace('.', '/')}/__init__.py"):
+        if (LAMBDAS / candidate).is_file():
+            return candidate
+    return None
+
+
+@cache
+def _parsed(path: str) -> ast.Module:
+    return ast.parse((LAMBDAS / path).read_text(), filename=path)
+
+
+def reachable_code(package: str, module: str) -> dict[str, list[ast.AST]]:
+    """What a handler can run, by file path: its whole module; of the modules under lambdas/ it
+    imports, the top-level definitions that reached code names; of a reached class, the methods
+    that reached code names (a method nobody names cannot run). Transitively, to a fixpoint."""
+    entry = f"{package}/{module}.py"
+    found: dict[str, list[ast.AST]] = {entry: [_parsed(entry)]}
+    pending: list[tuple[str, ast.AST]] = [(entry, _parsed(entry))]
+    seen: set[tuple[str, str]] = set()
+    methods: dict[tuple[str, str], ast.AST] = {}  # methods of reached classes, not reached yet
+    named: set[str] = set()  # every attribute name that reached code uses
+    while pending:
+        path, node = pending.pop()
+        named |= {n.attr for n in ast.walk(node) if isinstance(n, ast.Attribute)}
+        for source, name in _referenced(path, node):
+            definition = _definitions(_parsed(source)).get(name)
+            if definition is None or (source, name) in seen:
+                continue
+            seen.add((source, name))
+            if isinstance(definition, ast.ClassDef):
+                shell = [s for s in definition.body if not isinstance(s, ast.FunctionDef | ast.AsyncFunctionDef)]
+                shell += [*definition.bases, *definition.decorator_list]
+                found.setdefault(source, []).extend(shell)
+                pending.extend((source, part) for part in shell)
+                for method in definition.body:
+                    if isinstance(method, ast.FunctionDef | ast.AsyncFunctionDef):
+                        methods[(source, method.name)] = method
+            else:
+                found.setdefault(source, []).append(definition)
+                pending.append((source, definition))
+        if not pending:  # methods named by now become reachable; they may name more
+            for (source, name), method in list(methods.items()):
+                if name in named or name.startswith("__"):
+                    del methods[(source, name)]
+                    found[source].append(method)
+                    pending.append((source, method))
+    return found
+
+
+def _referenced(path: str, node: ast.AST) -> list[tuple[str, str]]:
+    """(module path, top-level name) of the definitions ``node`` names, in its module or imported."""
+    imports: dict[str, tuple[str, str | None]] = {}  # local name -> (module path, definition or None)
+    for statement in _parsed(path).body:
+        if isinstance(statement, ast.ImportFrom) and statement.module:
+            for alias in statement.names:
+                submodule = _module_path(f"{statement.module}.{alias.name}")
+                if submodule:  # from package import module
+                    imports[alias.asname or alias.name] = (submodule, None)
+                elif (source := _module_path(statement.module)) is not None:
+                    imports[alias.asname or alias.name] = (source, alias.name)
+    local = _definitions(_parsed(path))
+    wanted: list[tuple[str, str]] = []
+    for name in {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}:
+        if name in imports and imports[name][1] is not None:
+            wanted.append((imports[name][0], str(imports[name][1])))
+        elif name in local:
+            wanted.append((path, name))
+    for owner, attr in {
+        (n.value.id, n.attr) for n in ast.walk(node) if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)
+    }:
+        if owner in imports and imports[owner][1] is None:
+            wanted.append((imports[owner][0], attr))
+    return wanted
+
+
+@cache
+def _known_services() -> frozenset[str]:
+    return frozenset(boto3.Session(region_name=REGION).get_available_services())
+
+
+def _services(code: Mapping[str, list[ast.AST]]) -> set[str]:
+    """Services the code makes clients for: ``boto3.client("s3")``, ``boto3.resource(...)``, or a
+    service name handed to a function that makes clients (``clients("xray")``)."""
+    found = set()
+    for nodes in code.values():
+        for node in (n for root in nodes for n in ast.walk(root)):
+            if (
+                isinstance(node, ast.Call)
+                and "client"
+                in ast.unparse(node.func).lower() + ("client" if "resource" in ast.unparse(node.func) else "")
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+                and node.args[0].value in _known_services()
+            ):
+                found.add(str(node.args[0].value))
+    return found
+
+
+def calls_in(package: str, module: str) -> list[Call]:
+    """The AWS calls a handler module can make, with the code it imports."""
+    code = reachable_code(package, module)
+    services = _services(code)
+    calls: dict[tuple[str, str, str | None], Call] = {}
+    for path, nodes in code.items():
+        for root in nodes:
+            for call in (*_sdk_calls(package, path, root, services), *_powertools_calls(package, path, root)):
+                calls[(call.where, call.action, call.resource)] = call
+    return list(calls.values())
+
+
+def _operation(node: ast.Call, services: set[str]) -> tuple[str, str] | None:
+    """The one (service, operation) a keyword-only method call can be, or None."""
+    assert isinstance(node.func, ast.Attribute)
+    kwargs = {k.arg for k in node.keywords if k.arg is not None}
+    if node.args:
+        return None
+    candidates = [
+        (service, operation)
+        for service in sorted(services)
+        if (operation := _client(service).meta.method_to_api_mapping.get(node.func.attr))
+        and kwargs <= _input_members(service, operation)
+    ]
+    assert len(candidates) <= 1, f"line {node.lineno}: {node.func.attr} is ambiguous between {candidates}"
+    return candidates[0] if candidates else None
+
+
+def _sdk_calls(package: str, path: str, tree: ast.AST, services: set[str]) -> Iterator[Call]:
+    transact_kinds = sorted(
+        {
+            key.value
+            for node in ast.walk(_parsed(path))
+            if isinstance(node, ast.Dict)
+            for key in node.keys
+            if isinstance(key, ast.Constant) and key.value in ("Put", "Update", "Delete", "ConditionCheck")
+        }
+    )
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            continue
+        found = _operation(node, services)
+        if found is None:
+            continue
+        service, operation = found
+        where = f"{path}:{node.lineno}"
+        arguments = {k.arg: k.value for k in node.keywords if k.arg is not None}
+        receiver = ast.unparse(node.func.value)
+
+        def argument(name: str | None, arguments: dict[str, ast.expr] = arguments) -> str | None:
+            if name is None:
+                return None
+            first, *rest = name.split(".")
+            value = _path(arguments.get(first), rest)
+            return ast.unparse(value) if value is not None else None
+
+        prefix = str(_client(service).meta.service_model.signing_name)
+        resource = argument(RESOURCE_ARGUMENT.get(service))
+        if service == "dynamodb" and resource is None:
+            resource = receiver  # a Table resource (or a transaction) names its table elsewhere
+        if (service, operation) in NEEDS:
+            for action, name in NEEDS[(service, operation)]:
+                on = name if name and name.startswith("arn:") else argument(name)
+                yield Call(package, where, service, operation, action, on)
+        elif service == "dynamodb" and operation == "TransactWriteItems":
+            for kind in transact_kinds:
+                item = "ConditionCheckItem" if kind == "ConditionCheck" else f"{kind}Item"
+                yield Call(package, where, service, item, f"dynamodb:{item}", resource)
+        elif service == "s3" and operation == "CopyObject":
+            yield Call(package, where, service, "PutObject", "s3:PutObject", resource)
+            source = arguments["CopySource"]
+            if isinstance(source, ast.Dict):
+                bucket = _path(source, ["Bucket"])
+                versioned = _path(source, ["VersionId"]) is not None
+                bucket_text = ast.unparse(bucket) if bucket is not None else None
+            else:  # built beforehand: COPY_SOURCES says from where
+                bucket_text, versioned = COPY_SOURCES[(package, ast.unparse(source))]
+            for read in ("GetObject", *(("GetObjectVersion",) if versioned else ())):
+                yield Call(package, where, service, read, f"s3:{read}", bucket_text)
+        elif service == "s3" and operation in S3_VERSIONED and "VersionId" in arguments:
+            yield Call(package, where, service, operation, f"s3:{S3_VERSIONED[operation]}", resource)
+        elif service == "s3" and operation == "HeadObject":
+            yield Call(package, where, service, operation, "s3:GetObject", resource)
+        else:
+            yield Call(package, where, service, operation, f"{prefix}:{operation}", resource)
+
+
+def _powertools_calls(package: str, path: str, tree: ast.AST) -> Iterator[Call]:
+    """The AWS calls Powertools makes for the code: parameters and idempotency."""
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        name = ast.unparse(node.func)
+        where = f"{path}:{node.lineno}"
+        first = ast.unparse(node.args[0]) if node.args else None
+        if name == "parameters.get_parameter":
+            yield Call(package, where, "ssm", "GetParameter", "ssm:GetParameter", first)
+        elif name == "parameters.get_secret":
+            yield Call(package, where, "secretsmanager", "GetSecretValue", "secretsmanager:GetSecretValue", first)
+        elif name == "DynamoDBPersistenceLayer":
+            table = next(ast.unparse(k.value) for k in node.keywords if k.arg == "table_name")
+            for operation in ("GetItem", "PutItem", "UpdateItem", "DeleteItem"):
+                yield Call(package, where, "dynamodb", operation, f"dynamodb:{operation}", table)
+
+
+# --- the template side ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Runner:
+    """A deployed unit of code: its stack, handler module, role and environment."""
+
+    stack: str
+    logical_id: str
+    package: str
+    module: str
+    role: str  # the role's logical id, in the same stack
+    environment: Mapping[str, Any]
+
+
+def runners(templates: Mapping[str, Template]) -> list[Runner]:
+    """Every house function and agent runtime in the assembly."""
+    found = []
+    for stack, template in templates.items():
+        for logical_id, resource in template["Resources"].items():
+            props = resource.get("Properties", {})
+            if resource["Type"] == "AWS::Lambda::Function":
+                package, module, _ = [*str(props.get("Handler", "")).split("."), "", ""][:3]
+                if not (LAMBDAS / package / f"{module}.py").is_file():
+                    continue  # CDK's own functions
+                environment = props.get("Environment", {}).get("Variables", {})
+            elif resource["Type"] == "AWS::BedrockAgentCore::Runtime":
+                package, module, environment = "agent", "__main__", props.get("EnvironmentVariables", {})
+            else:
+                continue
+            role = props.get("Role") or props.get("RoleArn")
+            found.append(Runner(stack, logical_id, package, module, role["Fn::GetAtt"][0], environment))
+    return found
+
+
+def identities(value: Any, stack: str, templates: Mapping[str, Template]) -> set[Identity]:
+    """The resources a template value refers to, followed across stacks."""
+    found: set[Identity] = set()
+    if isinstance(value, dict):
+        if "Ref" in value and not str(value["Ref"]).startswith("AWS::"):
+            found.add((stack, value["Ref"]))
+        elif "Fn::GetAtt" in value:
+            found.add((stack, value["Fn::GetAtt"][0]))
+        elif "Fn::GetStackOutput" in value:
+            producer = value["Fn::GetStackOutput"]["StackName"]
+            output = templates[producer]["Outputs"][value["Fn::GetStackOutput"]["OutputName"]]
+            found |= identities(output["Value"], producer, templates)
+        else:
+            for item in value.values():
+                found |= identities(item, stack, templates)
+    elif isinstance(value, list):
+        for item in value:
+            found |= identities(item, stack, templates)
+    return found
+
+
+def _text(value: Any) -> str:
+    """A template value as text, references as <ref>."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and "Fn::Join" in value:
+        return str(value["Fn::Join"][0]).join(_text(part) for part in value["Fn::Join"][1])
+    return "<ref>"
+
+
+def _listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def statements(template: Template, role: str) -> list[dict[str, Any]]:
+    """The Allow statements of every policy attached to ``role`` in its template."""
+    found = []
+    for resource in template["Resources"].values():
+        props = resource.get("Properties", {})
+        if resource["Type"] == "AWS::IAM::Policy" and {"Ref": role} in props.get("Roles", []):
+            found.extend(props["PolicyDocument"]["Statement"])
+    inline = template["Resources"][role]["Properties"].get("Policies", [])
+    found.extend(s for policy in inline for s in policy["PolicyDocument"]["Statement"])
+    return [s for s in found if s.get("Effect") == "Allow"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    runner: Runner
+    call: Call
+    resource: str
+
+    def __str__(self) -> str:
+        return (
+            f"{self.runner.stack}/{self.runner.logical_id} ({self.call.where}): "
+            f"{self.call.action} on {self.resource} is not allowed by its role"
+        )
+
+
+@dataclass
+class Coverage:
+    calls: int = 0  # SDK and Powertools calls found in the code, per runner
+    actions: int = 0  # (call, IAM action) pairs checked
+    matched: int = 0  # ... of which a statement allows
+    findings: list[Finding] = field(default_factory=list)
+    unresolved: list[str] = field(default_factory=list)
+
+
+def target_of(call: Call, runner: Runner) -> Target:
+    """The environment variables naming the call's resource, the ARN service of a resource
+    chosen at run time, or None for a call on no resource."""
+    expression = call.resource
+    if expression is None:
+        return None
+    if expression.startswith("arn:"):  # a resource of that service, named by no argument
+        return expression.removeprefix("arn:")
+    variables = re.findall(r"(?:os\.environ|env)(?:\[|\.get\()['\"](\w+)['\"]", expression)
+    if variables:
+        return tuple(variables)
+    for key in ((call.package, expression), ("*", expression)):
+        if key in EXPLICIT:
+            return EXPLICIT[key]
+    name = next((part for part in reversed(re.split(r"\W+", expression)) if part), "").upper()
+    if name in runner.environment:
+        return (name,)
+    raise LookupError(f"{call.where}: cannot tell which resource {expression!r} names: add it to EXPLICIT")
+
+
+def check(templates: Mapping[str, Template], *, only: str | None = None) -> Coverage:
+    """Check every runner's calls (or only those of runners whose logical id starts with ``only``)."""
+    coverage = Coverage()
+    for runner in runners(templates):
+        if only and not runner.logical_id.startswith(only):
+            continue
+        allowed = statements(templates[runner.stack], runner.role)
+        calls = calls_in(runner.package, runner.module)
+        coverage.calls += len({(c.where, c.operation) for c in calls})
+        for call in calls:
+            try:
+                target = target_of(call, runner)
+            except LookupError as error:
+                coverage.unresolved.append(str(error))
+                continue
+            coverage.actions += 1
+            grants = [
+                s
+                for s in allowed
+                if any(fnmatch.fnmatchcase(call.action.lower(), a.lower()) for a in _listed(s["Action"]))
+            ]
+            if _covered(grants, call, target, runner, templates):
+                coverage.matched += 1
+            else:
+                described = "*" if target is None else target if isinstance(target, str) else " or ".join(target)
+                coverage.findings.append(Finding(runner, call, described))
+    return coverage
+
+
+def _covered(
+    grants: list[dict[str, Any]], call: Call, target: Target, runner: Runner, templates: Mapping[str, Template]
+) -> bool:
+    resources = [r for s in grants for r in _listed(s["Resource"])]
+    if "*" in resources:
+        return True
+    if target is None:
+        return False
+    if isinstance(target, str):  # chosen at run time: an ARN of that service can match
+        return any(re.search(rf"^arn:[^:]*:{target}:|:{target}:", _text(r)) for r in resources)
+    object_level = call.service == "s3" and call.operation not in S3_BUCKET_OPERATIONS
+    for variable in target:
+        if variable.startswith("@"):
+            wanted = {(runner.stack, r) for r in templates[runner.stack]["Resources"] if r.startswith(variable[1:])}
+        elif variable in runner.environment:
+            wanted = identities(runner.environment[variable], runner.stack, templates)
+        else:
+            return False
+        if not wanted:
+            return False
+        for resource in resources:
+            if not identities(resource, runner.stack, templates) & wanted:
+                continue
+            if call.service == "s3" and object_level != ("/" in _text(resource).rsplit("<ref>", 1)[-1]):
+                continue
+            break
+        else:
+            return False
+    return True

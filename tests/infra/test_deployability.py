@@ -1,0 +1,389 @@
+"""Offline guards for failures that only show on AWS, one per failure class (issue: deployable).
+
+Each guard reads the synthesized templates; where it is generic (IAM coverage, ordering, retained
+names, replacement), a negative control shows that it catches the failure it is for.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+
+from tests.infra import deploy_checks, iam_coverage
+from tests.infra.cfn import only, props, render, resources
+from tests.infra.conftest import Assembly, Synthesizer
+
+ACCOUNT_SINGLETONS = {
+    "AWS::XRay::TransactionSearchConfig",
+    "AWS::Macie::Session",
+    "AWS::ApiGateway::Account",
+    "Custom::BedrockModelInvocationLogging",
+}
+ADOPTED = {
+    "Custom::AdoptedTransactionSearch": "transaction_search",
+    "Custom::AdoptedModelInvocationLogging": "model_invocation_logging",
+    "Custom::AdoptedMacie": "macie",
+    "Custom::AdoptedApiGatewayLogging": "api_gateway_logging",
+}
+# A Lambda function's role is checked when the function runs, not when it is created; what runs it
+# during a deploy (a custom resource, an event source mapping) is checked for the role's policies.
+NOT_CHECKED_AT_CREATION = {"AWS::Lambda::Function": "its role is used when it runs, not when it is created"}
+# What a replacing change is: a new embedding model and chunking for both tiers' Knowledge Bases,
+# and a new pattern for a Macie custom data identifier.
+REPLACING = {
+    "blueprint.production.knowledge_base.embedding_model_id": "cohere.embed-english-v3",
+    "blueprint.production.knowledge_base.chunking": {"strategy": "FIXED_SIZE", "max_tokens": 400},
+    "blueprint.sandbox.knowledge_base.embedding_model_id": "cohere.embed-english-v3",
+    "blueprint.production.ingestion.custom_identifiers.employee_id.regex": r"\bEMP-\d{7}\b",
+}
+
+
+def _settings(mode: str) -> dict[str, str]:
+    return {
+        f"blueprint.production.account_settings.{s}": mode
+        for s in ("transaction_search", "model_invocation_logging", "macie", "api_gateway_logging")
+    }
+
+
+@pytest.fixture(scope="module")
+def managed(synthesize: Synthesizer) -> Assembly:
+    return synthesize(tier="production", **_settings("manage"))
+
+
+@pytest.fixture(scope="module")
+def left_alone(synthesize: Synthesizer) -> Assembly:
+    return synthesize(tier="production", **_settings("off"))
+
+
+@pytest.fixture(scope="module")
+def replacing(synthesize: Synthesizer) -> Assembly:
+    return synthesize(**REPLACING)
+
+
+def _types(assembly: Assembly) -> set[str]:
+    return {r["Type"] for t in assembly.templates.values() for r in t["Resources"].values()}
+
+
+# --- every AWS call in lambdas/ is allowed by that function's role --------------------------------
+
+
+def test_every_aws_call_in_the_code_is_allowed_by_its_functions_role(assembly: Assembly) -> None:
+    coverage = iam_coverage.check(assembly.templates)
+    assert coverage.unresolved == []
+    assert [str(f) for f in coverage.findings] == []
+    # The analysis sees the code: every runner, and the calls the pipeline is known to make.
+    assert coverage.calls >= 80, coverage
+    assert coverage.matched == coverage.actions
+    processor = {(c.where.split(":")[0], c.action) for c in iam_coverage.calls_in("ingestion", "handler")}
+    assert {("ingestion/pipeline.py", "s3:DeleteObject"), ("ingestion/pipeline.py", "s3:GetObject")} <= processor
+
+
+def _revoke(template: dict[str, Any], action: str, resource_ref: str, path_part: str) -> None:
+    """Take ``action`` on resources naming ``resource_ref`` and containing ``path_part`` out of
+    every policy statement of the template (splitting statements that grant more)."""
+    for resource in resources(template, "AWS::IAM::Policy").values():
+        kept = []
+        for statement in resource["Properties"]["PolicyDocument"]["Statement"]:
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            targets = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            hit = [r for r in targets if resource_ref in json.dumps(r) and path_part in json.dumps(r)]
+            if action not in actions or not hit:
+                kept.append(statement)
+                continue
+            if len(actions) > 1:
+                kept.append({**statement, "Action": [a for a in actions if a != action]})
+            if len(targets) > len(hit):
+                kept.append({**statement, "Resource": [r for r in targets if r not in hit]})
+        resource["Properties"]["PolicyDocument"]["Statement"] = kept
+
+
+def test_the_iam_coverage_check_finds_the_grants_the_processor_once_lacked(assembly: Assembly) -> None:
+    """Negative control: without the two grants the pipeline's race path needs (delete a quarantine
+    copy; read a directly ingested curated copy back), exactly those two calls are reported."""
+    templates = copy.deepcopy(assembly.templates)
+    knowledge = next(name for name in templates if name.endswith("-production-knowledge"))
+    _revoke(templates[knowledge], "s3:DeleteObject", "IngestionQuarantine", "/*")
+    _revoke(templates[knowledge], "s3:GetObject", "Curated", "/direct/*")
+    findings = iam_coverage.check(templates, only="IngestionProcessor").findings
+    assert sorted((f.call.where, f.call.action, f.resource) for f in findings) == [
+        ("ingestion/pipeline.py:195", "s3:GetObject", "CURATED_BUCKET"),
+        ("ingestion/pipeline.py:223", "s3:DeleteObject", "QUARANTINE_BUCKET"),
+    ]
+
+
+# --- ordering: nothing is created before the policies of a role it uses ------------------------
+
+
+def test_nothing_is_created_before_the_policies_of_the_roles_it_uses(assembly: Assembly) -> None:
+    assert [str(r) for r in deploy_checks.races(assembly.templates, exempt=NOT_CHECKED_AT_CREATION)] == []
+
+
+def test_every_custom_resource_waits_for_the_policies_it_runs_with(assembly: Assembly, managed: Assembly) -> None:
+    checked = 0
+    for templates in (assembly.templates, managed.templates):
+        for template in templates.values():
+            for logical_id, resource in template["Resources"].items():
+                if not resource["Type"].startswith("Custom::"):
+                    continue
+                roles = deploy_checks.roles_used(template, logical_id)
+                assert roles, f"{logical_id} runs with no role"
+                needed = {p for role in roles for p in deploy_checks.role_policies(template, role)}
+                assert needed <= deploy_checks.dependency_closure(template, logical_id), logical_id
+                checked += 1
+    assert checked >= 6  # Macie's job, four adopted settings, the managed logging setting
+
+
+def test_the_ordering_check_finds_a_custom_resource_that_does_not_wait(assembly: Assembly) -> None:
+    """Negative control: the invocation-logging setting without its DependsOn races its role's policy."""
+    templates = copy.deepcopy(assembly.templates)
+    foundation = next(t for name, t in templates.items() if name.endswith("-production-foundation"))
+    setting_id, setting = only(foundation, "Custom::AdoptedModelInvocationLogging")
+    setting.pop("DependsOn")
+    found = [r for r in deploy_checks.races(templates, exempt=NOT_CHECKED_AT_CREATION) if r.resource == setting_id]
+    policies = {r.policy for r in found}
+    assert any(p.startswith("AccountSettingsModelInvocationLoggingDefaultPolicy") for p in policies), found
+    assert any(p.startswith("AccountSettingsAdopterPermissions") for p in policies), found
+
+
+# --- retries after a rollback ----------------------------------------------------------------------
+
+
+def test_no_retained_resource_with_a_physical_name_blocks_a_retry(assembly: Assembly, managed: Assembly) -> None:
+    for templates in (assembly.templates, managed.templates):
+        assert list(deploy_checks.retained_with_names(templates)) == []
+    named_and_kept = [
+        r
+        for t in assembly.templates.values()
+        for r in t["Resources"].values()
+        if r.get("DeletionPolicy") == "RetainExceptOnCreate" and deploy_checks.physical_name(r["Type"], r["Properties"])
+    ]
+    assert named_and_kept  # the runtime, execution and WAF log groups: kept, but not past a rolled-back create
+
+
+def test_the_retained_name_check_finds_a_named_log_group_kept_through_a_rollback(assembly: Assembly) -> None:
+    templates = copy.deepcopy(assembly.templates)
+    gateway = next(t for name, t in templates.items() if name.endswith("-production-gateway"))
+    _, waf_logs = only(gateway, "AWS::Logs::LogGroup", "WafLogs")
+    waf_logs["DeletionPolicy"] = "Retain"
+    assert [r for r in deploy_checks.retained_with_names(templates) if "WafLogs" in r]
+
+
+def test_the_waf_log_group_name_is_new_for_each_creation_of_the_stack(gateway: dict[str, Any]) -> None:
+    name = render(props(gateway, "AWS::Logs::LogGroup", "WafLogs")["LogGroupName"])
+    assert json.dumps(name).count("AWS::StackId") == 1
+
+
+# --- account singletons ----------------------------------------------------------------------------
+
+
+def test_account_singletons_are_adopted_by_default_never_created(
+    assembly: Assembly, cdk_context: dict[str, Any]
+) -> None:
+    assert _types(assembly) & ACCOUNT_SINGLETONS == set()
+    foundation = assembly.template("-production-foundation")
+    adopted = {r["Type"]: r["Properties"]["Setting"] for r in foundation["Resources"].values() if r["Type"] in ADOPTED}
+    assert adopted == ADOPTED
+    for type_ in ADOPTED:
+        _, setting = only(foundation, type_)
+        assert render(setting["Properties"]["ServiceToken"]).startswith(
+            "<AccountSettingsAdopterProviderframeworkonEvent"
+        )
+
+
+def test_managed_singletons_are_the_stacks_own_resources(managed: Assembly) -> None:
+    foundation = managed.template("-production-foundation")
+    assert {r["Type"] for r in foundation["Resources"].values()} >= ACCOUNT_SINGLETONS
+    assert not any(t in ADOPTED for t in _types(managed))
+    _, search = only(foundation, "AWS::XRay::TransactionSearchConfig")
+    policy_id, _ = only(foundation, "AWS::Logs::ResourcePolicy", "AccountSettingsTransactionSearchLogs")
+    assert policy_id in search["DependsOn"]
+
+
+def test_off_leaves_the_account_alone_and_the_tier_does_without(left_alone: Assembly) -> None:
+    types = _types(left_alone)
+    assert types & (ACCOUNT_SINGLETONS | set(ADOPTED)) == set()
+    assert "AWS::BedrockAgentCore::OnlineEvaluationConfig" not in types  # it needs spans
+    assert not any(t.startswith("AWS::Macie::") or t == "Custom::MacieClassificationJob" for t in types)
+
+
+def test_adopted_settings_outlive_the_stack_with_what_they_write_to(assembly: Assembly) -> None:
+    foundation = assembly.template("-production-foundation")
+    for type_, prefix in (
+        ("AWS::IAM::Role", "AccountSettingsModelInvocationLogging"),
+        ("AWS::Logs::LogGroup", "AccountSettingsModelInvocations"),
+        ("AWS::IAM::Role", "AccountSettingsApiGatewayLogging"),
+    ):
+        _, resource = only(foundation, type_, prefix)
+        assert resource["DeletionPolicy"] == "Retain", prefix
+    _, setting = only(foundation, "Custom::AdoptedModelInvocationLogging")
+    assert render(setting["Properties"]["LogGroupName"]).startswith("<AccountSettingsModelInvocations")
+
+
+def test_the_adopting_function_may_pass_only_the_logging_roles_to_their_services(foundation: dict[str, Any]) -> None:
+    policy = props(foundation, "AWS::IAM::Policy", "AccountSettingsAdopterPermissions")
+    passes = [s for s in policy["PolicyDocument"]["Statement"] if s["Action"] == "iam:PassRole"]
+    assert sorted((render(s["Resource"]), s["Condition"]["StringEquals"]["iam:PassedToService"]) for s in passes) == [
+        ("<AccountSettingsApiGatewayLogging.Arn>", "apigateway.amazonaws.com"),
+        ("<AccountSettingsModelInvocationLogging.Arn>", "bedrock.amazonaws.com"),
+    ]
+
+
+def test_the_key_lets_macie_decrypt_without_naming_a_role_that_may_not_exist_yet(foundation: dict[str, Any]) -> None:
+    _, key = only(foundation, "AWS::KMS::Key")
+    statement = next(s for s in key["Properties"]["KeyPolicy"]["Statement"] if s.get("Sid") == "MacieClassification")
+    assert statement["Principal"] == {"AWS": "*"}
+    conditions = render(statement["Condition"]["StringEquals"])
+    assert conditions["aws:PrincipalArn"].endswith(
+        ":role/aws-service-role/macie.amazonaws.com/AWSServiceRoleForAmazonMacie"
+    )
+    assert conditions["kms:ViaService"] == "s3.us-east-1.amazonaws.com"
+    assert "kms:CallerAccount" in conditions
+
+
+# --- AgentCore online evaluation -------------------------------------------------------------------
+
+
+def test_online_evaluation_waits_for_the_log_groups_it_reads_and_may_index_them(agents: dict[str, Any]) -> None:
+    evaluations = resources(agents, "AWS::BedrockAgentCore::OnlineEvaluationConfig")
+    assert evaluations
+    for logical_id, evaluation in evaluations.items():
+        agent = logical_id.removesuffix(logical_id[-8:]).removesuffix("Evaluation")
+        before = deploy_checks.dependency_closure(agents, logical_id)
+        runtime_logs, _ = only(agents, "AWS::Logs::LogGroup", f"{agent}RuntimeLogs")
+        results, results_group = only(agents, "AWS::Logs::LogGroup", f"{agent}EvaluationResults")
+        assert {runtime_logs, results} <= before
+        output = evaluation["Properties"]["OutputConfig"]["CloudWatchConfig"]["LogGroupName"]
+        assert output == {"Ref": results}
+        assert "KmsKeyId" in results_group["Properties"] and "RetentionInDays" in results_group["Properties"]
+        role = evaluation["Properties"]["EvaluationExecutionRoleArn"]["Fn::GetAtt"][0]
+        granted = {
+            (a, render(r))
+            for p in deploy_checks.role_policies(agents, role)
+            for s in agents["Resources"][p]["Properties"]["PolicyDocument"]["Statement"]
+            for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
+            for r in (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]])
+        }
+        runtime_group = f"arn:aws:logs:us-east-1:<AWS::AccountId>:log-group:/aws/bedrock-agentcore/runtimes/<{agent}.AgentRuntimeId>-DEFAULT"
+        assert {("logs:PutIndexPolicy", runtime_group), ("logs:DescribeIndexPolicies", runtime_group)} <= granted
+
+
+# --- log groups services would create on first use -------------------------------------------------
+
+
+def test_agentcore_runtime_log_groups_exist_encrypted_before_first_use(agents: dict[str, Any]) -> None:
+    runtimes = resources(agents, "AWS::BedrockAgentCore::Runtime")
+    groups = [g["Properties"] for g in resources(agents, "AWS::Logs::LogGroup").values()]
+    for logical_id in runtimes:
+        name = f"/aws/bedrock-agentcore/runtimes/<{logical_id[:-8]}.AgentRuntimeId>-DEFAULT"
+        (group,) = [g for g in groups if render(g.get("LogGroupName")) == name]
+        assert "KmsKeyId" in group and group["RetentionInDays"] > 0
+
+
+def test_api_gateway_execution_log_groups_exist_encrypted_before_the_stage_logs(assembly: Assembly) -> None:
+    apis = 0
+    for template in assembly.templates.values():
+        for api in resources(template, "AWS::ApiGateway::RestApi"):
+            stage_id, stage = next(
+                (n, s)
+                for n, s in resources(template, "AWS::ApiGateway::Stage").items()
+                if s["Properties"]["RestApiId"] == {"Ref": api}
+            )
+            name = f"API-Gateway-Execution-Logs_<{api[:-8]}>/{stage['Properties']['StageName']}"
+            (group_id,) = [
+                n
+                for n, g in resources(template, "AWS::Logs::LogGroup").items()
+                if render(g["Properties"].get("LogGroupName")) == name
+            ]
+            group = template["Resources"][group_id]["Properties"]
+            assert "KmsKeyId" in group and group["RetentionInDays"] > 0
+            assert group_id in deploy_checks.dependency_closure(template, stage_id)
+            apis += 1
+    assert apis == 2  # the AI gateway and the ingestion push API
+
+
+# --- reserved concurrency ---------------------------------------------------------------------------
+
+
+def test_no_function_reserves_concurrency_by_default(assembly: Assembly) -> None:
+    reserved = [
+        name
+        for t in assembly.templates.values()
+        for name, r in resources(t, "AWS::Lambda::Function").items()
+        if "ReservedConcurrentExecutions" in r["Properties"]
+    ]
+    assert reserved == []
+
+
+def test_the_pull_connector_holds_a_lease_longer_than_it_can_run(knowledge: dict[str, Any]) -> None:
+    pullers = [
+        f["Properties"]
+        for f in resources(knowledge, "AWS::Lambda::Function").values()
+        if f["Properties"]["Handler"].startswith("connector_pull.")
+    ]
+    assert pullers
+    for function in pullers:
+        assert int(function["Environment"]["Variables"]["LEASE_SECONDS"]) > function["Timeout"]
+
+
+# --- replacing changes --------------------------------------------------------------------------------
+
+
+def test_a_replacing_change_reaches_every_consumer_and_no_replacement_reuses_a_name(
+    assembly: Assembly, replacing: Assembly
+) -> None:
+    assert list(deploy_checks.stale_replacements(assembly.templates, replacing.templates)) == []
+    # The KB is a new resource under a new logical id and name; the tools stack, which reads its
+    # id and ARN, reads them from the new one in the same deploy.
+    before, after = assembly.template("-production-knowledge"), replacing.template("-production-knowledge")
+    (old_kb,) = resources(before, "AWS::Bedrock::KnowledgeBase")
+    (new_kb,) = resources(after, "AWS::Bedrock::KnowledgeBase")
+    assert old_kb != new_kb
+    assert props(before, "AWS::Bedrock::KnowledgeBase")["Name"] != props(after, "AWS::Bedrock::KnowledgeBase")["Name"]
+    tools_before = json.dumps(assembly.template("-production-tools"))
+    tools_after = json.dumps(replacing.template("-production-tools"))
+    assert old_kb in tools_before and old_kb not in tools_after and new_kb in tools_after
+
+
+def test_the_replacement_check_finds_a_knowledge_base_replaced_in_place(
+    assembly: Assembly, replacing: Assembly
+) -> None:
+    """Negative control: the KB under its old logical id (as before generations) is reported as
+    replaced in place while the tools stack reads it."""
+    after = copy.deepcopy(replacing.templates)
+    knowledge = next(name for name in after if name.endswith("-production-knowledge"))
+    (old_id,) = resources(assembly.templates[knowledge], "AWS::Bedrock::KnowledgeBase")
+    (new_id,) = resources(after[knowledge], "AWS::Bedrock::KnowledgeBase")
+    renamed = json.loads(json.dumps(after[knowledge]).replace(new_id, old_id))
+    renamed["Resources"][old_id]["Properties"]["Name"] = props(
+        assembly.templates[knowledge], "AWS::Bedrock::KnowledgeBase"
+    )["Name"]
+    after[knowledge] = renamed
+    stale = list(deploy_checks.stale_replacements(assembly.templates, after))
+    assert f"{knowledge}/{old_id} is replaced in place, and other stacks read it" in stale
+    assert f"{knowledge}/{old_id} is replaced but keeps its Name" in stale
+
+
+# --- policies that match nothing, and API Gateway's own error bodies -----------------------------------
+
+
+def test_no_policy_names_a_log_stream_under_a_log_group_arn_ending_in_a_wildcard(assembly: Assembly) -> None:
+    for name, template in assembly.templates.items():
+        for logical_id, resource in template["Resources"].items():
+            text = json.dumps(render(resource.get("Properties", {})))
+            assert ":*:log-stream:" not in text, f"{name}/{logical_id}"
+            assert ".Arn>:log-stream:" not in text, f"{name}/{logical_id}: a log group's Arn attribute ends in :*"
+
+
+def test_api_gateways_own_error_bodies_stay_json_whatever_the_message(gateway: dict[str, Any]) -> None:
+    hostile = 'Unauthorized: "token" is \\ not valid\n{"error": "injected"}'
+    responses = resources(gateway, "AWS::ApiGateway::GatewayResponse")
+    assert len(responses) == 7
+    for response in responses.values():
+        template = response["Properties"]["ResponseTemplates"]["application/json"]
+        assert '$context.error.message"' not in template and "validationErrorString" not in template
+        # What API Gateway does: substitute the variable; messageString is the message as a JSON string.
+        body = json.loads(template.replace("$context.error.messageString", json.dumps(hostile)))
+        assert body["message"] == hostile and set(body) == {"error", "message"}
