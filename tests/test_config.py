@@ -209,6 +209,16 @@ def test_whole_config_can_be_given_as_a_json_string(cdk_context: dict[str, Any])
             "blueprint.production.observability.invocation_log_days = 10: Input should be 1, 3, 5",
         ),
         (
+            "production.account_settings.macie",
+            "create",
+            "blueprint.production.account_settings.macie = 'create': Input should be 'manage', 'adopt' or 'off'",
+        ),
+        (
+            "production.observability.trace_indexing_percentage",
+            "101",
+            "blueprint.production.observability.trace_indexing_percentage = 101: Input should be less than or equal to 100",
+        ),
+        (
             "tags",
             '{"aws:owner": "me"}',
             "blueprint.tags = {'aws:owner': 'me'}: tag key 'aws:owner' is not a valid AWS tag key",
@@ -231,6 +241,31 @@ def test_an_unknown_key_lists_the_keys_allowed_there(cdk_context: dict[str, Any]
     assert str(error.value) == (
         "blueprint.sandbox.kendra.edtion: unknown key; allowed keys here are enabled, edition, sync_schedule"
     )
+
+
+def test_the_retired_account_switches_point_to_account_settings(cdk_context: dict[str, Any]) -> None:
+    """macie.create_session and observability.invocation_logging became account_settings.*: a config
+    that still sets them fails and says which keys there are now."""
+    for key, allowed in (
+        ("production.macie.create_session", "allow_list_regex, schedule"),
+        ("production.observability.invocation_logging", "invocation_log_days, trace_indexing_percentage"),
+    ):
+        with pytest.raises(ConfigError) as error:
+            load_config({**cdk_context, f"blueprint.{key}": "false"})
+        assert str(error.value).startswith(f"blueprint.{key}: unknown key; allowed keys here are ")
+        assert allowed in str(error.value)
+
+
+def test_account_settings_default_to_adopt(cdk_context: dict[str, Any]) -> None:
+    context = json.loads(json.dumps(cdk_context))
+    del context["blueprint"]["production"]["account_settings"]
+    settings = load_config(context).production.account_settings
+    assert settings.model_dump() == {
+        "transaction_search": "adopt",
+        "model_invocation_logging": "adopt",
+        "macie": "adopt",
+        "api_gateway_logging": "adopt",
+    }
 
 
 def test_an_unknown_key_inside_a_chunking_strategy_lists_that_strategys_keys(cdk_context: dict[str, Any]) -> None:

@@ -210,6 +210,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             dlq_url=os.environ["DLQ_URL"],
             bucket=os.environ["LANDING_BUCKET"],
         )
+    except Exception:
+        metrics.add_metric(name="RunsFailed", unit=MetricUnit.Count, value=1)
+        raise
     finally:
         lease.release(holder)
     metrics.add_metric(name="RecordsPulled", unit=MetricUnit.Count, value=run.landed)

@@ -10,7 +10,8 @@ from tests.conftest import ROOT
 from tests.infra.conftest import Assembly
 
 
-def test_every_template_passes_cfn_lint(assembly: Assembly) -> None:
+def cfn_lint(assembly: Assembly) -> None:
+    """cfn-lint over every template of ``assembly``; fails the test with its findings."""
     templates = sorted(str(p) for p in assembly.outdir.glob("*.template.json"))
     assert len(templates) == len(assembly.templates)
     cfn_lint = Path(sys.executable).with_name("cfn-lint")
@@ -21,3 +22,7 @@ def test_every_template_passes_cfn_lint(assembly: Assembly) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_template_passes_cfn_lint(assembly: Assembly) -> None:
+    cfn_lint(assembly)

@@ -15,6 +15,7 @@ import pytest
 from tests.infra import deploy_checks, iam_coverage
 from tests.infra.cfn import only, props, render, resources
 from tests.infra.conftest import Assembly, Synthesizer
+from tests.infra.test_cfn_lint import cfn_lint
 
 ACCOUNT_SINGLETONS = {
     "AWS::XRay::TransactionSearchConfig",
@@ -200,6 +201,11 @@ def test_managed_singletons_are_the_stacks_own_resources(managed: Assembly) -> N
     _, search = only(foundation, "AWS::XRay::TransactionSearchConfig")
     policy_id, _ = only(foundation, "AWS::Logs::ResourcePolicy", "AccountSettingsTransactionSearchLogs")
     assert policy_id in search["DependsOn"]
+
+
+def test_the_manage_and_off_variants_pass_cfn_lint(managed: Assembly, left_alone: Assembly) -> None:
+    cfn_lint(managed)
+    cfn_lint(left_alone)
 
 
 def test_off_leaves_the_account_alone_and_the_tier_does_without(left_alone: Assembly) -> None:

@@ -167,3 +167,72 @@ def test_a_record_normalizes_to_markdown_with_its_source() -> None:
         "agent-7",
         "crm:c-9",
     )
+
+
+# --- one run at a time: the lease -----------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_lease_admits_one_run_until_it_is_given_back_or_runs_out(aws: Aws) -> None:
+    clock = Clock()
+    table = aws.dynamodb.Table("registry")
+    lease = pull.Lease(table, SOURCE.name, seconds=360, clock=clock)
+    other_source = pull.Lease(table, "crm-cases", seconds=360, clock=clock)
+    assert lease.acquire("run-1")
+    assert not lease.acquire("run-2")  # a concurrent run of the same source ends at once
+    assert other_source.acquire("run-9")  # another source is not held up
+    clock.now += 360
+    assert not lease.acquire("run-2")  # not a second early
+    clock.now += 1
+    assert lease.acquire("run-2")  # run-1 was killed: its lease ran out
+    lease.release("run-1")  # run-1's late give-back must not free run-2's lease
+    assert not lease.acquire("run-3")
+    lease.release("run-2")
+    assert lease.acquire("run-3")
+    item = table.get_item(Key={"pk": f"connector#{SOURCE.name}", "sk": "lease"})["Item"]
+    assert (item["holder"], int(item["expires_at"])) == ("run-3", int(clock.now) + 360)
+
+
+@pytest.fixture
+def scheduled(aws: Aws, source_api: LegacyApi, monkeypatch: pytest.MonkeyPatch) -> LegacyApi:
+    """The pull connector's handler as its schedule invokes it, against the local source API."""
+    monkeypatch.setenv("REGISTRY_TABLE", "registry")
+    monkeypatch.setenv("LEASE_SECONDS", "360")
+    monkeypatch.setenv("LANDING_BUCKET", LANDING)
+    monkeypatch.setattr(pull, "configuration", lambda: (SOURCE, None, "unused"))
+    client = LegacyClient(
+        ClientSettings(base_url=source_api.url, max_attempts=1, backoff_seconds=0),
+        lambda: Credentials(CLIENT_ID, CLIENT_SECRET),
+    )
+    monkeypatch.setattr(pull, "client", lambda: client)
+    return source_api
+
+
+def test_a_scheduled_run_that_finds_the_lease_held_ends_without_calling_the_source(
+    aws: Aws, scheduled: LegacyApi
+) -> None:
+    pull.Lease(aws.dynamodb.Table("registry"), SOURCE.name, seconds=360).acquire("a-run-in-progress")
+    answer = pull.lambda_handler({}, FakeContext(aws_request_id="next-run"))
+    assert answer == {"skipped": "another run of this source is in progress"}
+    assert scheduled.requests == []
+    assert aws.landing_versions() == []
+
+
+def test_a_scheduled_run_gives_the_lease_back_whether_it_lands_or_fails(aws: Aws, scheduled: LegacyApi) -> None:
+    from shared.tool_errors import ToolError
+
+    key = {"pk": f"connector#{SOURCE.name}", "sk": "lease"}
+    answer = pull.lambda_handler({}, FakeContext(aws_request_id="run-1"))
+    assert answer["landed"] == ARTICLE_COUNT - 1
+    assert "Item" not in aws.dynamodb.Table("registry").get_item(Key=key)
+    scheduled.faults = [503]
+    with pytest.raises(ToolError):
+        pull.lambda_handler({}, FakeContext(aws_request_id="run-2"))
+    assert "Item" not in aws.dynamodb.Table("registry").get_item(Key=key)

@@ -1,0 +1,286 @@
+"""Adopting account-wide settings at deploy time (lambdas/account_settings), against botocore's
+Stubber: every request is checked against the real service model, and any call a test did not
+expect fails it. So "nothing else is touched" is asserted, not assumed."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from account_settings import handler
+from account_settings.settings import Refused
+from tests.lambdas.conftest import FakeContext
+
+REGION = "us-east-1"
+ROLE = "arn:aws:iam::123456789012:role/genai-production-foundation-Logging"
+OLD_ROLE = "arn:aws:iam::123456789012:role/genai-production-foundation-LoggingOld"
+POLICY = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "xray.amazonaws.com"}}]})
+
+
+class Stubbed:
+    """One stubbed client per service, handed out the way the handler asks for clients."""
+
+    def __init__(self) -> None:
+        self.clients: dict[str, Any] = {}
+        self.stubbers: dict[str, Stubber] = {}
+
+    def __call__(self, service: str) -> Any:
+        if service not in self.clients:
+            client = boto3.client(service, region_name=REGION)
+            self.clients[service] = client
+            self.stubbers[service] = Stubber(client)
+            self.stubbers[service].activate()
+        return self.clients[service]
+
+    def stub(self, service: str) -> Stubber:
+        self(service)
+        return self.stubbers[service]
+
+    def done(self) -> None:
+        for stubber in self.stubbers.values():
+            stubber.assert_no_pending_responses()
+
+
+@pytest.fixture
+def aws() -> Iterator[Stubbed]:
+    stubbed = Stubbed()
+    yield stubbed
+    stubbed.done()
+
+
+def event(setting: str, request: str = "Create", old: dict[str, str] | None = None, **props: str) -> dict[str, Any]:
+    raised = {
+        "RequestType": request,
+        "StackId": "arn:aws:cloudformation:us-east-1:123456789012:stack/genai-production-foundation/abc",
+        "LogicalResourceId": "AccountSettingsAdopterMacieSession",
+        "ResourceProperties": {"ServiceToken": "arn:aws:lambda:...", "Setting": setting, **props},
+    }
+    if old is not None:
+        raised["OldResourceProperties"] = {"ServiceToken": "arn:aws:lambda:...", "Setting": setting, **old}
+    return raised
+
+
+SEARCH = {"IndexingPercentage": "1", "SpansRetentionDays": "365", "ResourcePolicy": POLICY}
+LOGGING = {"LogGroupName": "genai-production-foundation-ModelInvocations-abc", "RoleArn": ROLE}
+
+
+# --- Transaction Search -----------------------------------------------------------------------
+
+
+def test_transaction_search_off_is_switched_on_as_aws_guide_does_then_waited_for(aws: Stubbed) -> None:
+    xray, logs, signals = aws.stub("xray"), aws.stub("logs"), aws.stub("application-signals")
+    xray.add_response("get_trace_segment_destination", {"Destination": "XRay", "Status": "ACTIVE"}, {})
+    logs.add_response(
+        "put_resource_policy", {}, {"policyName": "TransactionSearchXRayAccess", "policyDocument": POLICY}
+    )
+    xray.add_response(
+        "update_indexing_rule",
+        {},
+        {"Name": "Default", "Rule": {"Probabilistic": {"DesiredSamplingPercentage": 1.0}}},
+    )
+    signals.add_response("start_discovery", {}, {})
+    xray.add_response("update_trace_segment_destination", {}, {"Destination": "CloudWatchLogs"})
+    # Next looks: still pending; then active, and aws/spans is not there yet.
+    xray.add_response("get_trace_segment_destination", {"Destination": "CloudWatchLogs", "Status": "PENDING"}, {})
+    xray.add_response("get_trace_segment_destination", {"Destination": "CloudWatchLogs", "Status": "ACTIVE"}, {})
+    logs.add_response("describe_log_groups", {"logGroups": []}, {"logGroupNamePrefix": "aws/spans"})
+    logs.add_response("create_log_group", {}, {"logGroupName": "aws/spans"})
+    logs.add_response("put_retention_policy", {}, {"logGroupName": "aws/spans", "retentionInDays": 365})
+    naps: list[float] = []
+    outcome = handler.adopt_until_in_place(
+        event("transaction_search", **SEARCH), aws, remaining_seconds=lambda: 600, sleep=naps.append
+    )
+    assert outcome.complete and outcome.data["SpansLogGroup"] == "aws/spans"
+    assert naps == [handler.POLL_SECONDS, handler.POLL_SECONDS]
+
+
+def test_transaction_search_already_on_is_left_exactly_as_it_is(aws: Stubbed) -> None:
+    aws.stub("xray").add_response(
+        "get_trace_segment_destination", {"Destination": "CloudWatchLogs", "Status": "ACTIVE"}, {}
+    )
+    aws.stub("logs").add_response(
+        "describe_log_groups",
+        {"logGroups": [{"logGroupName": "aws/spans-archive"}, {"logGroupName": "aws/spans"}]},
+        {"logGroupNamePrefix": "aws/spans"},
+    )
+    # No resource policy, no indexing rule, no log group: the Stubber fails on any such call.
+    outcome = handler.adopt(event("transaction_search", **SEARCH), aws)
+    assert outcome.complete
+
+
+def test_a_setting_that_never_becomes_active_fails_the_deploy_saying_what_to_do(aws: Stubbed) -> None:
+    xray = aws.stub("xray")
+    for _ in range(3):
+        xray.add_response("get_trace_segment_destination", {"Destination": "CloudWatchLogs", "Status": "PENDING"}, {})
+    remaining = iter([600.0, 300.0, 25.0])
+    naps: list[float] = []
+    with pytest.raises(handler.NotInPlace, match=r"transaction_search is not in place yet .*deploy again"):
+        handler.adopt_until_in_place(
+            event("transaction_search", **SEARCH), aws, remaining_seconds=lambda: next(remaining), sleep=naps.append
+        )
+    assert len(naps) == 2  # the last look left less than a poll and the margin: no sleeping past the timeout
+
+
+# --- Bedrock model invocation logging ---------------------------------------------------------
+
+
+def test_invocation_logging_off_is_pointed_at_the_tiers_log_group(aws: Stubbed) -> None:
+    bedrock = aws.stub("bedrock")
+    bedrock.add_response("get_model_invocation_logging_configuration", {}, {})
+    bedrock.add_response(
+        "put_model_invocation_logging_configuration",
+        {},
+        {
+            "loggingConfig": {
+                "cloudWatchConfig": {"logGroupName": LOGGING["LogGroupName"], "roleArn": ROLE},
+                "textDataDeliveryEnabled": True,
+                "imageDataDeliveryEnabled": False,
+                "embeddingDataDeliveryEnabled": False,
+            }
+        },
+    )
+    outcome = handler.adopt(event("model_invocation_logging", **LOGGING), aws)
+    assert outcome == handler.Outcome(True, {"Adopted": "enabled", "LogGroupName": LOGGING["LogGroupName"]})
+
+
+def test_someone_elses_invocation_logging_is_left_and_reported(aws: Stubbed) -> None:
+    theirs = {"s3Config": {"bucketName": "org-audit"}, "cloudWatchConfig": {"logGroupName": "org/bedrock", "roleArn": OLD_ROLE}}
+    aws.stub("bedrock").add_response("get_model_invocation_logging_configuration", {"loggingConfig": theirs}, {})
+    outcome = handler.adopt(event("model_invocation_logging", **LOGGING), aws)
+    assert outcome == handler.Outcome(True, {"Adopted": "existing", "LogGroupName": "org/bedrock"})
+
+
+def test_the_tiers_own_earlier_setting_moves_with_its_log_group_on_update(aws: Stubbed) -> None:
+    old = {"LogGroupName": "genai-production-foundation-ModelInvocations-old", "RoleArn": OLD_ROLE}
+    bedrock = aws.stub("bedrock")
+    bedrock.add_response(
+        "get_model_invocation_logging_configuration",
+        {"loggingConfig": {"cloudWatchConfig": {"logGroupName": old["LogGroupName"], "roleArn": OLD_ROLE}}},
+        {},
+    )
+    bedrock.add_response("put_model_invocation_logging_configuration", {}, None)
+    outcome = handler.adopt(event("model_invocation_logging", "Update", old=old, **LOGGING), aws)
+    assert outcome.data["Adopted"] == "enabled"
+
+
+def test_a_role_iam_has_not_propagated_yet_is_asked_again_other_errors_fail(aws: Stubbed) -> None:
+    bedrock = aws.stub("bedrock")
+    bedrock.add_response("get_model_invocation_logging_configuration", {}, {})
+    bedrock.add_client_error(
+        "put_model_invocation_logging_configuration", "ValidationException", "Failed to validate permissions"
+    )
+    outcome = handler.adopt(event("model_invocation_logging", **LOGGING), aws)
+    assert not outcome.complete and "Failed to validate" in outcome.data["Reason"]
+    bedrock.add_response("get_model_invocation_logging_configuration", {}, {})
+    bedrock.add_client_error("put_model_invocation_logging_configuration", "AccessDeniedException", "not PassRole")
+    with pytest.raises(Exception, match="AccessDenied"):
+        handler.adopt(event("model_invocation_logging", **LOGGING), aws)
+
+
+# --- Macie ---------------------------------------------------------------------------------------
+
+
+def test_macie_off_is_enabled_with_a_token_that_makes_a_retry_idempotent(aws: Stubbed) -> None:
+    macie = aws.stub("macie2")
+    macie.add_client_error("get_macie_session", "AccessDeniedException", "Macie is not enabled", 403)
+    token = handler.hashlib.sha256(
+        b"arn:aws:cloudformation:us-east-1:123456789012:stack/genai-production-foundation/abc/AccountSettingsAdopterMacieSession"
+    ).hexdigest()
+    macie.add_response(
+        "enable_macie", {}, {"clientToken": token, "findingPublishingFrequency": "FIFTEEN_MINUTES", "status": "ENABLED"}
+    )
+    assert handler.adopt(event("macie", FindingPublishingFrequency="FIFTEEN_MINUTES"), aws).data == {"Adopted": "enabled"}
+
+
+def test_macie_enabled_by_a_delegated_administrator_is_adopted_untouched(aws: Stubbed) -> None:
+    aws.stub("macie2").add_response("get_macie_session", {"status": "ENABLED", "findingPublishingFrequency": "ONE_HOUR"}, {})
+    assert handler.adopt(event("macie"), aws) == handler.Outcome(True, {"Adopted": "existing"})
+
+
+def test_suspended_macie_is_refused_with_the_fix_not_resumed(aws: Stubbed) -> None:
+    aws.stub("macie2").add_response("get_macie_session", {"status": "PAUSED"}, {})
+    with pytest.raises(Refused, match=r"suspended.*update-macie-session.*account_settings\.macie to off"):
+        handler.adopt(event("macie"), aws)
+
+
+def test_macie_enabled_meanwhile_is_fine_and_a_real_denial_is_not_taken_for_off(aws: Stubbed) -> None:
+    macie = aws.stub("macie2")
+    macie.add_client_error("get_macie_session", "AccessDeniedException", "Macie is not enabled", 403)
+    macie.add_client_error("enable_macie", "ConflictException", "Macie is already enabled", 409)
+    assert handler.adopt(event("macie"), aws).complete
+    macie.add_client_error("get_macie_session", "AccessDeniedException", "User is not authorized", 403)
+    with pytest.raises(Exception, match="not authorized"):
+        handler.adopt(event("macie"), aws)
+
+
+# --- API Gateway's CloudWatch role ------------------------------------------------------------------
+
+
+def _patch(role: str) -> dict[str, Any]:
+    return {"patchOperations": [{"op": "replace", "path": "/cloudwatchRoleArn", "value": role}]}
+
+
+@pytest.mark.parametrize(
+    ("current", "old", "patched", "adopted"),
+    [
+        (None, None, True, "enabled"),  # no role yet: the tier's
+        (ROLE, None, False, "unchanged"),  # already the tier's
+        ("arn:aws:iam::123456789012:role/platform-apigw", None, False, "existing"),  # someone else's
+        (OLD_ROLE, OLD_ROLE, True, "enabled"),  # the tier's previous role: moves with the tier
+        ("arn:aws:iam::123456789012:role/platform-apigw", OLD_ROLE, False, "existing"),  # taken over since
+    ],
+)
+def test_api_gateways_role_is_set_only_where_the_tier_owns_it(
+    aws: Stubbed, current: str | None, old: str | None, patched: bool, adopted: str
+) -> None:
+    apigateway = aws.stub("apigateway")
+    apigateway.add_response("get_account", {"cloudwatchRoleArn": current} if current else {}, {})
+    if patched:
+        apigateway.add_response("update_account", {}, _patch(ROLE))
+    request = "Update" if old else "Create"
+    outcome = handler.adopt(event("api_gateway_logging", request, old={"RoleArn": old} if old else None, RoleArn=ROLE), aws)
+    assert outcome.complete and outcome.data["Adopted"] == adopted
+
+
+def test_api_gateway_refusing_a_new_role_is_asked_again(aws: Stubbed) -> None:
+    apigateway = aws.stub("apigateway")
+    apigateway.add_response("get_account", {}, {})
+    apigateway.add_client_error("update_account", "BadRequestException", "The role ARN does not have required permissions")
+    assert not handler.adopt(event("api_gateway_logging", RoleArn=ROLE), aws).complete
+
+
+# --- the entry point ------------------------------------------------------------------------------
+
+
+def test_delete_switches_nothing_off_and_calls_no_aws(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_aws(service: str) -> Any:
+        raise AssertionError(f"a delete called {service}")
+
+    monkeypatch.setattr(handler, "_client", no_aws)
+    answer = handler.lambda_handler(
+        {**event("macie", "Delete"), "PhysicalResourceId": "account-setting-macie"}, FakeContext()
+    )
+    assert answer == {"PhysicalResourceId": "account-setting-macie"}
+
+
+def test_create_and_update_keep_one_physical_id_per_setting(aws: Stubbed, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(handler, "_client", aws)
+    macie = aws.stub("macie2")
+    macie.add_response("get_macie_session", {"status": "ENABLED"}, {})
+    macie.add_response("get_macie_session", {"status": "ENABLED"}, {})
+    created = handler.lambda_handler(event("macie"), FakeContext())
+    updated = handler.lambda_handler({**event("macie", "Update", old={}), "PhysicalResourceId": created["PhysicalResourceId"]}, FakeContext())
+    assert created["PhysicalResourceId"] == updated["PhysicalResourceId"] == "account-setting-macie"
+    assert created["Data"] == {"Adopted": "existing"}
+
+
+def test_properties_cloudformation_mangled_are_refused_by_name(aws: Stubbed) -> None:
+    with pytest.raises(Exception, match="RoleArn"):
+        handler.adopt(event("api_gateway_logging", RoleArn="not-an-arn"), aws)
+    with pytest.raises(ValueError, match="unknown account setting 'guardduty'"):
+        handler.adopt(event("guardduty"), aws)
