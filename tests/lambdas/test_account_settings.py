@@ -19,7 +19,9 @@ from tests.lambdas.conftest import FakeContext
 REGION = "us-east-1"
 ROLE = "arn:aws:iam::123456789012:role/genai-production-foundation-Logging"
 OLD_ROLE = "arn:aws:iam::123456789012:role/genai-production-foundation-LoggingOld"
-POLICY = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "xray.amazonaws.com"}}]})
+POLICY = json.dumps(
+    {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "xray.amazonaws.com"}}]}
+)
 
 
 class Stubbed:
@@ -149,7 +151,10 @@ def test_invocation_logging_off_is_pointed_at_the_tiers_log_group(aws: Stubbed) 
 
 
 def test_someone_elses_invocation_logging_is_left_and_reported(aws: Stubbed) -> None:
-    theirs = {"s3Config": {"bucketName": "org-audit"}, "cloudWatchConfig": {"logGroupName": "org/bedrock", "roleArn": OLD_ROLE}}
+    theirs = {
+        "s3Config": {"bucketName": "org-audit"},
+        "cloudWatchConfig": {"logGroupName": "org/bedrock", "roleArn": OLD_ROLE},
+    }
     aws.stub("bedrock").add_response("get_model_invocation_logging_configuration", {"loggingConfig": theirs}, {})
     outcome = handler.adopt(event("model_invocation_logging", **LOGGING), aws)
     assert outcome == handler.Outcome(True, {"Adopted": "existing", "LogGroupName": "org/bedrock"})
@@ -194,11 +199,15 @@ def test_macie_off_is_enabled_with_a_token_that_makes_a_retry_idempotent(aws: St
     macie.add_response(
         "enable_macie", {}, {"clientToken": token, "findingPublishingFrequency": "FIFTEEN_MINUTES", "status": "ENABLED"}
     )
-    assert handler.adopt(event("macie", FindingPublishingFrequency="FIFTEEN_MINUTES"), aws).data == {"Adopted": "enabled"}
+    assert handler.adopt(event("macie", FindingPublishingFrequency="FIFTEEN_MINUTES"), aws).data == {
+        "Adopted": "enabled"
+    }
 
 
 def test_macie_enabled_by_a_delegated_administrator_is_adopted_untouched(aws: Stubbed) -> None:
-    aws.stub("macie2").add_response("get_macie_session", {"status": "ENABLED", "findingPublishingFrequency": "ONE_HOUR"}, {})
+    aws.stub("macie2").add_response(
+        "get_macie_session", {"status": "ENABLED", "findingPublishingFrequency": "ONE_HOUR"}, {}
+    )
     assert handler.adopt(event("macie"), aws) == handler.Outcome(True, {"Adopted": "existing"})
 
 
@@ -243,14 +252,18 @@ def test_api_gateways_role_is_set_only_where_the_tier_owns_it(
     if patched:
         apigateway.add_response("update_account", {}, _patch(ROLE))
     request = "Update" if old else "Create"
-    outcome = handler.adopt(event("api_gateway_logging", request, old={"RoleArn": old} if old else None, RoleArn=ROLE), aws)
+    outcome = handler.adopt(
+        event("api_gateway_logging", request, old={"RoleArn": old} if old else None, RoleArn=ROLE), aws
+    )
     assert outcome.complete and outcome.data["Adopted"] == adopted
 
 
 def test_api_gateway_refusing_a_new_role_is_asked_again(aws: Stubbed) -> None:
     apigateway = aws.stub("apigateway")
     apigateway.add_response("get_account", {}, {})
-    apigateway.add_client_error("update_account", "BadRequestException", "The role ARN does not have required permissions")
+    apigateway.add_client_error(
+        "update_account", "BadRequestException", "The role ARN does not have required permissions"
+    )
     assert not handler.adopt(event("api_gateway_logging", RoleArn=ROLE), aws).complete
 
 
@@ -274,7 +287,9 @@ def test_create_and_update_keep_one_physical_id_per_setting(aws: Stubbed, monkey
     macie.add_response("get_macie_session", {"status": "ENABLED"}, {})
     macie.add_response("get_macie_session", {"status": "ENABLED"}, {})
     created = handler.lambda_handler(event("macie"), FakeContext())
-    updated = handler.lambda_handler({**event("macie", "Update", old={}), "PhysicalResourceId": created["PhysicalResourceId"]}, FakeContext())
+    updated = handler.lambda_handler(
+        {**event("macie", "Update", old={}), "PhysicalResourceId": created["PhysicalResourceId"]}, FakeContext()
+    )
     assert created["PhysicalResourceId"] == updated["PhysicalResourceId"] == "account-setting-macie"
     assert created["Data"] == {"Adopted": "existing"}
 
