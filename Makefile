@@ -23,7 +23,7 @@ CDK := cdk --ci --no-notices
 CDK_ARGS := -c tier=$(TIER)
 PIP_QUIET := --quiet --disable-pip-version-check
 
-.PHONY: help layer agent-deps setup synth test eval lint format typecheck cfn-lint bench nag-report diff deploy destroy clean distclean
+.PHONY: help layer agent-deps setup synth test eval lint format typecheck cfn-lint bench nag-report diff deploy smoke destroy clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -100,6 +100,9 @@ diff: setup ## cdk diff against the deployed TIER (needs AWS credentials)
 
 deploy: setup ## deploy TIER (needs AWS credentials and `cdk bootstrap`)
 	$(CDK) deploy $(CDK_ARGS) --all --require-approval broadening
+
+smoke: setup ## prove a deployed TIER works end to end, a table of checks (needs AWS credentials)
+	$(BIN)/python tools/smoke.py --tier $(TIER)
 
 destroy: setup ## destroy TIER (needs AWS credentials)
 	$(CDK) destroy $(CDK_ARGS) --all

@@ -207,6 +207,8 @@ class GatewayStack(Stack):
         self.api = self._rest_api(name, config, key)
         self._usage_plans(config)
         self._waf(name, config, key)
+        CfnOutput(self, "ApiUrl", value=self.api.url, description="The AI gateway: POST {url}v1/chat")
+        CfnOutput(self, "GatewayFunctionLogGroup", value=self.function.log_group.log_group_name)
         CfnOutput(self, "LedgerTableName", value=self.ledger.table_name)
         CfnOutput(self, "GuardrailId", value=self.guardrail.attr_guardrail_id)
 

@@ -149,11 +149,13 @@ class IngestionPipeline(Construct):
         for source_name in config.connectors.pull:
             self._pull_connector(source_name)
 
-        CfnOutput(self, "LandingBucketName", value=self.landing.bucket_name)
-        CfnOutput(self, "QuarantineBucketName", value=self.quarantine.bucket_name)
-        CfnOutput(self, "RegistryTableName", value=self.registry.table_name)
-        CfnOutput(self, "DeadLetterQueueArn", value=self.dlq.queue_arn)
-        CfnOutput(self, "PushApiUrl", value=self.push_api.url)
+        # At stack level, so their names do not carry a construct hash (make smoke reads them).
+        stack = Stack.of(self)
+        CfnOutput(stack, "LandingBucketName", value=self.landing.bucket_name)
+        CfnOutput(stack, "QuarantineBucketName", value=self.quarantine.bucket_name)
+        CfnOutput(stack, "RegistryTableName", value=self.registry.table_name)
+        CfnOutput(stack, "DeadLetterQueueArn", value=self.dlq.queue_arn)
+        CfnOutput(stack, "PushApiUrl", value=self.push_api.url)
 
     # --- pieces ----------------------------------------------------------------------------------
 

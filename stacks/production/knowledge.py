@@ -87,4 +87,5 @@ class KnowledgeStack(Stack):
         )
         CfnOutput(self, "CuratedBucketName", value=self.curated.bucket_name)
         CfnOutput(self, "KnowledgeBaseId", value=self.knowledge_base.knowledge_base_id)
+        CfnOutput(self, "DataSourceId", value=self.knowledge_base.data_source_id)
         CfnOutput(self, "DirectDataSourceId", value=self.knowledge_base.direct_source_id)

@@ -8,44 +8,18 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from botocore.stub import Stubber
 
 from account_settings import handler
 from account_settings.settings import Refused
+from tests.aws_stubs import Stubbed
 from tests.lambdas.conftest import FakeContext
 
-REGION = "us-east-1"
 ROLE = "arn:aws:iam::123456789012:role/genai-production-foundation-Logging"
 OLD_ROLE = "arn:aws:iam::123456789012:role/genai-production-foundation-LoggingOld"
 POLICY = json.dumps(
     {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "xray.amazonaws.com"}}]}
 )
-
-
-class Stubbed:
-    """One stubbed client per service, handed out the way the handler asks for clients."""
-
-    def __init__(self) -> None:
-        self.clients: dict[str, Any] = {}
-        self.stubbers: dict[str, Stubber] = {}
-
-    def __call__(self, service: str) -> Any:
-        if service not in self.clients:
-            client = boto3.client(service, region_name=REGION)
-            self.clients[service] = client
-            self.stubbers[service] = Stubber(client)
-            self.stubbers[service].activate()
-        return self.clients[service]
-
-    def stub(self, service: str) -> Stubber:
-        self(service)
-        return self.stubbers[service]
-
-    def done(self) -> None:
-        for stubber in self.stubbers.values():
-            stubber.assert_no_pending_responses()
 
 
 @pytest.fixture
