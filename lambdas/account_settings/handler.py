@@ -67,7 +67,9 @@ def adopt(event: dict[str, Any], clients: Clients) -> Outcome:
         )
     if setting == "macie":
         token = hashlib.sha256(f"{event['StackId']}/{event['LogicalResourceId']}".encode()).hexdigest()[:64]
-        return macie_session(clients("macie2"), MacieProperties.model_validate(props), client_token=token)
+        return macie_session(
+            clients("macie2"), clients("logs"), MacieProperties.model_validate(props), client_token=token
+        )
     if setting == "api_gateway_logging":
         return api_gateway_logging(
             clients("apigateway"),

@@ -24,6 +24,7 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
 SPANS_LOG_GROUP = "aws/spans"  # where Transaction Search writes spans (X-Ray's own name)
+MACIE_JOBS_LOG_GROUP = "/aws/macie/classificationjobs"  # where Macie logs its classification jobs
 # The CloudWatch Logs resource policy that lets X-Ray write spans, under the name AWS's guide uses.
 TRANSACTION_SEARCH_POLICY = "TransactionSearchXRayAccess"
 
@@ -56,6 +57,7 @@ class ModelInvocationLoggingProperties(_Properties):
 
 class MacieProperties(_Properties):
     FindingPublishingFrequency: str = "FIFTEEN_MINUTES"
+    JobsLogRetentionDays: int = Field(ge=1)
 
 
 class ApiGatewayLoggingProperties(_Properties):
@@ -92,16 +94,24 @@ def transaction_search(xray: Any, logs: Any, signals: Any, props: TransactionSea
         return Outcome(False, {"Destination": "CloudWatchLogs", "Adopted": "enabled"})
     if current.get("Status") != "ACTIVE":
         return Outcome(False, {"Destination": "CloudWatchLogs", "Adopted": "pending"})
-    groups = logs.describe_log_groups(logGroupNamePrefix=SPANS_LOG_GROUP).get("logGroups", [])
-    if not any(group.get("logGroupName") == SPANS_LOG_GROUP for group in groups):
-        try:
-            logs.create_log_group(logGroupName=SPANS_LOG_GROUP)
-        except ClientError as error:
-            if _code(error) != "ResourceAlreadyExistsException":
-                raise
-        else:
-            logs.put_retention_policy(logGroupName=SPANS_LOG_GROUP, retentionInDays=props.SpansRetentionDays)
+    ensure_log_group(logs, SPANS_LOG_GROUP, props.SpansRetentionDays)
     return Outcome(True, {"Destination": "CloudWatchLogs", "SpansLogGroup": SPANS_LOG_GROUP})
+
+
+def ensure_log_group(logs: Any, name: str, retention_days: int) -> None:
+    """A service's account-wide log group exists, with a retention when this made it (one that
+    exists is the account's: left exactly as it is). A service creating it on first use would keep
+    its logs forever."""
+    groups = logs.describe_log_groups(logGroupNamePrefix=name).get("logGroups", [])
+    if any(group.get("logGroupName") == name for group in groups):
+        return
+    try:
+        logs.create_log_group(logGroupName=name)
+    except ClientError as error:
+        if _code(error) != "ResourceAlreadyExistsException":
+            raise
+        return
+    logs.put_retention_policy(logGroupName=name, retentionInDays=retention_days)
 
 
 # --- Bedrock model invocation logging -----------------------------------------------------------
@@ -148,9 +158,11 @@ def model_invocation_logging(
 # --- Macie --------------------------------------------------------------------------------------
 
 
-def macie_session(macie: Any, props: MacieProperties, *, client_token: str) -> Outcome:
+def macie_session(macie: Any, logs: Any, props: MacieProperties, *, client_token: str) -> Outcome:
     """Macie on in this account and region: enabled here if it is off; an enabled session (the
-    account's own or an organisation's delegated administrator's) is left exactly as it is."""
+    account's own or an organisation's delegated administrator's) is left exactly as it is. The
+    classification jobs' log group exists before the tier's job runs (with a retention if made here)."""
+    ensure_log_group(logs, MACIE_JOBS_LOG_GROUP, props.JobsLogRetentionDays)
     try:
         status = macie.get_macie_session().get("status")
     except ClientError as error:

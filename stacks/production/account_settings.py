@@ -49,6 +49,7 @@ ADOPT: AccountSettingMode = "adopt"
 OFF: AccountSettingMode = "off"
 
 SPANS_LOG_GROUP = "aws/spans"  # where Transaction Search writes spans (X-Ray's name)
+MACIE_JOBS_LOG_GROUP = "/aws/macie/classificationjobs"  # where Macie logs its classification jobs
 MACIE_ROLE = "role/aws-service-role/macie.amazonaws.com/AWSServiceRoleForAmazonMacie"
 # What lambdas/account_settings/settings.py calls, per setting. These actions take no resource ARN
 # except where a statement below names one.
@@ -60,7 +61,8 @@ TRANSACTION_SEARCH_ACTIONS = [
     "logs:DescribeLogGroups",
     "logs:PutResourcePolicy",
 ]
-SPANS_LOG_GROUP_ACTIONS = ["logs:CreateLogGroup", "logs:PutRetentionPolicy"]
+# An account-wide log group a service would make on first use, made first with a retention.
+LOG_GROUP_ACTIONS = ["logs:CreateLogGroup", "logs:PutRetentionPolicy"]
 MODEL_INVOCATION_LOGGING_ACTIONS = [
     "bedrock:GetModelInvocationLoggingConfiguration",
     "bedrock:PutModelInvocationLoggingConfiguration",
@@ -94,6 +96,10 @@ class AccountSettings(Construct):
         self._model_invocation_logging(settings.model_invocation_logging)
         self._macie(settings.macie)
         self._api_gateway_logging(settings.api_gateway_logging)
+
+    def _logs_arn(self, log_group: str) -> str:
+        stack = Stack.of(self)
+        return f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:log-group:{log_group}"
 
     @property
     def adopter(self) -> _Adopter:
@@ -138,7 +144,7 @@ class AccountSettings(Construct):
             return search
         # Adopted: the custom resource puts the resource policy itself, and only when it switches
         # Transaction Search on, so the policy outlives the stack as the setting does.
-        spans = f"{logs_arn}:{SPANS_LOG_GROUP}"
+        spans = self._logs_arn(SPANS_LOG_GROUP)
         adopter = self.adopter
         setting = adopter.adopt(
             "TransactionSearch",
@@ -150,7 +156,7 @@ class AccountSettings(Construct):
             },
             statements=[
                 iam.PolicyStatement(actions=TRANSACTION_SEARCH_ACTIONS, resources=["*"]),
-                iam.PolicyStatement(actions=SPANS_LOG_GROUP_ACTIONS, resources=[spans, f"{spans}:*"]),
+                iam.PolicyStatement(actions=LOG_GROUP_ACTIONS, resources=[spans, f"{spans}:*"]),
                 adopter.service_linked_role("application-signals.cloudwatch.amazonaws.com"),
             ],
         )
@@ -270,14 +276,24 @@ class AccountSettings(Construct):
         if mode == MANAGE:
             macie.CfnSession(self, "Macie", status="ENABLED", finding_publishing_frequency=MACIE_PUBLISHING)
         else:
+            jobs_logs = self._logs_arn(MACIE_JOBS_LOG_GROUP)
             self.adopter.adopt(
                 "MacieSession",
                 setting="macie",
-                properties={"FindingPublishingFrequency": MACIE_PUBLISHING},
+                properties={
+                    "FindingPublishingFrequency": MACIE_PUBLISHING,
+                    "JobsLogRetentionDays": str(self._config.log_retention_days),
+                },
                 statements=[
-                    iam.PolicyStatement(actions=MACIE_ACTIONS, resources=["*"]),
+                    iam.PolicyStatement(actions=[*MACIE_ACTIONS, "logs:DescribeLogGroups"], resources=["*"]),
+                    iam.PolicyStatement(actions=LOG_GROUP_ACTIONS, resources=[jobs_logs, f"{jobs_logs}:*"]),
                     self.adopter.service_linked_role("macie.amazonaws.com"),
                 ],
+            )
+            acknowledge(
+                self.adopter.policy,
+                f"AwsSolutions-IAM5[Resource::{nag_arn(self, 'logs', f'log-group:{MACIE_JOBS_LOG_GROUP}:*')}]",
+                "Creating Macie's classification-job log group with a retention, if Macie has not made it yet.",
             )
         stack = Stack.of(self)
         # Macie reads the SSE-KMS objects it classifies, as its service-linked role. The role is

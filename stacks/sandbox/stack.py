@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import CfnOutput, RemovalPolicy, Stack, Tags
+from aws_cdk import CfnOutput, CfnResource, RemovalPolicy, Stack, Tags, aws_logs as logs
 from constructs import Construct
 
 from stacks.config import SandboxConfig, Tier
@@ -14,6 +14,7 @@ from stacks.sandbox.prototype_query import PrototypeQuery
 from stacks.shared.buckets import AccessLogBucket, SecureBucket
 from stacks.shared.encryption import TierKey
 from stacks.shared.knowledge_base import VectorKnowledgeBase
+from stacks.shared.lambda_function import log_retention
 from stacks.shared.nag import acknowledge
 
 
@@ -36,6 +37,7 @@ class SandboxStack(Stack):
             self, "Documents", encryption_key=key, access_logs=access_logs, removal_policy=RemovalPolicy.DESTROY
         )
 
+        _auto_delete_logs(self, key=key, retention_days=config.log_retention_days)
         for bucket in (access_logs, documents):
             acknowledge(
                 bucket,
@@ -61,6 +63,7 @@ class SandboxStack(Stack):
                 documents_key=key,
                 prefix=config.knowledge_base.documents_prefix,
                 sync_schedule=config.kendra.sync_schedule,
+                log_retention_days=config.log_retention_days,
             )
             if config.kendra.enabled
             else None
@@ -105,3 +108,28 @@ class SandboxStack(Stack):
                 description="Sync now: aws kendra start-data-source-sync-job --index-id ... --id ...",
             )
         CfnOutput(self, "QueryUrl", value=query.url.url, description="POST {url}query with SigV4 (service lambda)")
+
+
+# CDK's provider behind the buckets' auto-delete custom resources (one per stack).
+AUTO_DELETE_PROVIDER = "Custom::S3AutoDeleteObjectsCustomResourceProvider"
+
+
+def _auto_delete_logs(stack: Stack, *, key: TierKey, retention_days: int) -> None:
+    """The log group of CDK's bucket-emptying function, created before it first runs (it would
+    create one unencrypted, kept forever), encrypted and kept ``retention_days``, deleted last."""
+    provider = stack.node.try_find_child(AUTO_DELETE_PROVIDER)
+    if provider is None:
+        return
+    handler = provider.node.find_child("Handler")
+    assert isinstance(handler, CfnResource)
+    group = logs.LogGroup(
+        stack,
+        "AutoDeleteObjectsLogs",
+        log_group_name=f"/aws/lambda/{handler.ref}",
+        retention=log_retention(retention_days),
+        encryption_key=key,
+        removal_policy=RemovalPolicy.DESTROY,
+    )
+    for construct in stack.node.find_all():
+        if isinstance(construct, CfnResource) and construct.cfn_resource_type == "Custom::S3AutoDeleteObjects":
+            construct.node.add_dependency(group)

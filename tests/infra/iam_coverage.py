@@ -101,8 +101,8 @@ EXPLICIT: dict[tuple[str, str], tuple[str, ...] | str] = {
     # API keys are the groups' (JSON in API_KEY_IDS); legacy secrets are named in JSON config.
     ("gateway_authorizer", "key_id"): "apigateway",
     ("*", "secret_name"): "secretsmanager",
-    # Transaction Search's own log group, a fixed name outside the tier's resources.
-    ("account_settings", "SPANS_LOG_GROUP"): "logs",
+    # Account-wide log groups of services (aws/spans, Macie's job logs): fixed names, not the tier's.
+    ("account_settings", "name"): "logs",
 }
 # CopySource arguments built before the call: (package, expression) -> (bucket, may name a version).
 COPY_SOURCES: dict[tuple[str, str], tuple[str, bool]] = {

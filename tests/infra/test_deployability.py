@@ -310,6 +310,50 @@ def test_api_gateway_execution_log_groups_exist_encrypted_before_the_stage_logs(
     assert apis == 2  # the AI gateway and the ingestion push API
 
 
+def test_every_function_writes_to_a_log_group_of_the_tier_made_before_it_runs(assembly: Assembly) -> None:
+    functions = 0
+    for name, template in assembly.templates.items():
+        groups = resources(template, "AWS::Logs::LogGroup")
+        for logical_id, function in resources(template, "AWS::Lambda::Function").items():
+            functions += 1
+            if "LogGroup" in function["Properties"].get("LoggingConfig", {}):
+                continue
+            # CDK's own provider functions take no log group: one named as Lambda would name it,
+            # which whatever invokes the function during the deploy waits for.
+            (group_id,) = [
+                g
+                for g, r in groups.items()
+                if render(r["Properties"].get("LogGroupName")) == f"/aws/lambda/<{logical_id[:-8]}>"
+            ]
+            invokers = [
+                r
+                for r, resource in template["Resources"].items()
+                if {"Fn::GetAtt": [logical_id, "Arn"]} == resource.get("Properties", {}).get("ServiceToken")
+            ]
+            assert invokers and all(group_id in deploy_checks.dependency_closure(template, i) for i in invokers), (
+                f"{name}/{logical_id}"
+            )
+    assert functions >= 15
+
+
+def test_every_log_group_is_encrypted_and_expires(assembly: Assembly, managed: Assembly) -> None:
+    for templates in (assembly.templates, managed.templates):
+        for name, template in templates.items():
+            for logical_id, group in resources(template, "AWS::Logs::LogGroup").items():
+                assert {"KmsKeyId", "RetentionInDays"} <= set(group["Properties"]), f"{name}/{logical_id}"
+
+
+def test_kendra_sync_logs_go_to_a_log_group_created_before_the_first_sync(sandbox: dict[str, Any]) -> None:
+    (index,) = resources(sandbox, "AWS::Kendra::Index")
+    (group_id,) = [
+        g
+        for g, r in resources(sandbox, "AWS::Logs::LogGroup").items()
+        if render(r["Properties"].get("LogGroupName")) == f"/aws/kendra/<{index[:-8]}.Id>"
+    ]
+    data_source, _ = only(sandbox, "AWS::Kendra::DataSource")
+    assert group_id in deploy_checks.dependency_closure(sandbox, data_source)
+
+
 # --- reserved concurrency ---------------------------------------------------------------------------
 
 

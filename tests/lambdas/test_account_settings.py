@@ -42,6 +42,20 @@ def event(setting: str, request: str = "Create", old: dict[str, str] | None = No
 
 
 SEARCH = {"IndexingPercentage": "1", "SpansRetentionDays": "365", "ResourcePolicy": POLICY}
+MACIE = {"FindingPublishingFrequency": "FIFTEEN_MINUTES", "JobsLogRetentionDays": "365"}
+JOBS_LOG_GROUP = "/aws/macie/classificationjobs"
+
+
+def jobs_log_group(aws: Stubbed, *, exists: bool) -> None:
+    """Macie's job log group: looked up; made, with a retention, only if it is not there."""
+    logs = aws.stub("logs")
+    found = [{"logGroupName": JOBS_LOG_GROUP}] if exists else []
+    logs.add_response("describe_log_groups", {"logGroups": found}, {"logGroupNamePrefix": JOBS_LOG_GROUP})
+    if not exists:
+        logs.add_response("create_log_group", {}, {"logGroupName": JOBS_LOG_GROUP})
+        logs.add_response("put_retention_policy", {}, {"logGroupName": JOBS_LOG_GROUP, "retentionInDays": 365})
+
+
 LOGGING = {"LogGroupName": "genai-production-foundation-ModelInvocations-abc", "RoleArn": ROLE}
 
 
@@ -165,6 +179,7 @@ def test_a_role_iam_has_not_propagated_yet_is_asked_again_other_errors_fail(aws:
 
 
 def test_macie_off_is_enabled_with_a_token_that_makes_a_retry_idempotent(aws: Stubbed) -> None:
+    jobs_log_group(aws, exists=False)
     macie = aws.stub("macie2")
     macie.add_client_error("get_macie_session", "AccessDeniedException", "Macie is not enabled", 403)
     token = handler.hashlib.sha256(
@@ -173,32 +188,34 @@ def test_macie_off_is_enabled_with_a_token_that_makes_a_retry_idempotent(aws: St
     macie.add_response(
         "enable_macie", {}, {"clientToken": token, "findingPublishingFrequency": "FIFTEEN_MINUTES", "status": "ENABLED"}
     )
-    assert handler.adopt(event("macie", FindingPublishingFrequency="FIFTEEN_MINUTES"), aws).data == {
-        "Adopted": "enabled"
-    }
+    assert handler.adopt(event("macie", **MACIE), aws).data == {"Adopted": "enabled"}
 
 
 def test_macie_enabled_by_a_delegated_administrator_is_adopted_untouched(aws: Stubbed) -> None:
+    jobs_log_group(aws, exists=True)  # the account's own: left as it is (no retention put on it)
     aws.stub("macie2").add_response(
         "get_macie_session", {"status": "ENABLED", "findingPublishingFrequency": "ONE_HOUR"}, {}
     )
-    assert handler.adopt(event("macie"), aws) == handler.Outcome(True, {"Adopted": "existing"})
+    assert handler.adopt(event("macie", **MACIE), aws) == handler.Outcome(True, {"Adopted": "existing"})
 
 
 def test_suspended_macie_is_refused_with_the_fix_not_resumed(aws: Stubbed) -> None:
+    jobs_log_group(aws, exists=True)
     aws.stub("macie2").add_response("get_macie_session", {"status": "PAUSED"}, {})
     with pytest.raises(Refused, match=r"suspended.*update-macie-session.*account_settings\.macie to off"):
-        handler.adopt(event("macie"), aws)
+        handler.adopt(event("macie", **MACIE), aws)
 
 
 def test_macie_enabled_meanwhile_is_fine_and_a_real_denial_is_not_taken_for_off(aws: Stubbed) -> None:
+    jobs_log_group(aws, exists=True)
+    jobs_log_group(aws, exists=True)
     macie = aws.stub("macie2")
     macie.add_client_error("get_macie_session", "AccessDeniedException", "Macie is not enabled", 403)
     macie.add_client_error("enable_macie", "ConflictException", "Macie is already enabled", 409)
-    assert handler.adopt(event("macie"), aws).complete
+    assert handler.adopt(event("macie", **MACIE), aws).complete
     macie.add_client_error("get_macie_session", "AccessDeniedException", "User is not authorized", 403)
     with pytest.raises(Exception, match="not authorized"):
-        handler.adopt(event("macie"), aws)
+        handler.adopt(event("macie", **MACIE), aws)
 
 
 # --- API Gateway's CloudWatch role ------------------------------------------------------------------
@@ -257,12 +274,15 @@ def test_delete_switches_nothing_off_and_calls_no_aws(monkeypatch: pytest.Monkey
 
 def test_create_and_update_keep_one_physical_id_per_setting(aws: Stubbed, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(handler, "_client", aws)
+    jobs_log_group(aws, exists=True)
+    jobs_log_group(aws, exists=True)
     macie = aws.stub("macie2")
     macie.add_response("get_macie_session", {"status": "ENABLED"}, {})
     macie.add_response("get_macie_session", {"status": "ENABLED"}, {})
-    created = handler.lambda_handler(event("macie"), FakeContext())
+    created = handler.lambda_handler(event("macie", **MACIE), FakeContext())
     updated = handler.lambda_handler(
-        {**event("macie", "Update", old={}), "PhysicalResourceId": created["PhysicalResourceId"]}, FakeContext()
+        {**event("macie", "Update", old=MACIE, **MACIE), "PhysicalResourceId": created["PhysicalResourceId"]},
+        FakeContext(),
     )
     assert created["PhysicalResourceId"] == updated["PhysicalResourceId"] == "account-setting-macie"
     assert created["Data"] == {"Adopted": "existing"}
