@@ -542,8 +542,8 @@ class ObservabilityConfig(_Model):
     trace_indexing_percentage: float = Field(default=1, ge=0, le=100)
 
 
-# How the tier treats a setting there is one of per account and region:
-# - manage: this tier's stack owns it, creates it (fails if it is already on) and deletes it with the stack;
+# How the tier treats a setting there is one of per account and region (docs/deploy.md):
+# - manage: a CloudFormation resource of the foundation stack (creating it fails if it is on; kept on delete);
 # - adopt:  turn it on if it is off, leave it as it is if it is on, never switch it off (stack deletion included);
 # - off:    leave the account alone and do without the feature.
 AccountSettingMode = Literal["manage", "adopt", "off"]

@@ -2,8 +2,9 @@
 
 ``account_settings.<setting>`` chooses, per setting:
 
-- ``manage``: a CloudFormation resource this stack owns. Creating it fails if the setting is on
-  already; deleting the stack switches it off for the whole account.
+- ``manage``: a CloudFormation resource of this stack. Creating it fails if the setting is on
+  already. It is kept when the stack is deleted or the mode changes (a Macie session deleted by
+  CloudFormation would take every finding with it); only a rolled-back first deploy removes it.
 - ``adopt`` (the default): a custom resource (lambdas/account_settings) that turns the setting on
   if it is off, leaves it as it is if it is on, and never switches it off, stack deletion included.
   What the setting writes to (roles, log groups) is retained, so it keeps working after a destroy.
@@ -18,6 +19,7 @@ from typing import Any
 
 from aws_cdk import (
     CfnOutput,
+    CfnResource,
     CustomResource,
     Duration,
     RemovalPolicy,
@@ -141,6 +143,7 @@ class AccountSettings(Construct):
             )
             search = xray.CfnTransactionSearchConfig(self, "TransactionSearch", indexing_percentage=percentage)
             search.node.add_dependency(policy)
+            _keep(policy, search)
             return search
         # Adopted: the custom resource puts the resource policy itself, and only when it switches
         # Transaction Search on, so the policy outlives the stack as the setting does.
@@ -174,15 +177,14 @@ class AccountSettings(Construct):
         if mode == OFF:
             return
         stack = Stack.of(self)
-        # Not named (a retained name would block a redeploy after a destroy). Adopted, the group and
-        # its role are retained: the setting outlives the stack and must keep a place to write to.
-        kept = RemovalPolicy.RETAIN if mode == ADOPT else RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE
+        # The setting outlives the stack (both modes), so the group and the role it writes with are
+        # retained too. Not named: a retained name would block a redeploy after a destroy.
         group = logs.LogGroup(
             self,
             "ModelInvocations",
             retention=log_retention(self._config.observability.invocation_log_days),
             encryption_key=self._key,
-            removal_policy=kept,
+            removal_policy=RemovalPolicy.RETAIN,
         )
         role = iam.Role(
             self,
@@ -192,7 +194,7 @@ class AccountSettings(Construct):
             ),
             description="Bedrock writes model invocation logs to the tier's encrypted log group",
         )
-        role.apply_removal_policy(kept)
+        role.apply_removal_policy(RemovalPolicy.RETAIN)
         group.grant_write(role)
         acknowledge_inline_policy(role)
         # Bedrock checks that the role may write to the log group when the setting is applied: the
@@ -260,6 +262,7 @@ class AccountSettings(Construct):
             ),
         )
         managed.node.add_dependency(role, role_policy)
+        _keep(managed)
         acknowledge_inline_policy(managed)
         acknowledge_sdk_call_provider(stack, "the Bedrock API")
         acknowledge(
@@ -274,7 +277,7 @@ class AccountSettings(Construct):
         if mode == OFF:
             return
         if mode == MANAGE:
-            macie.CfnSession(self, "Macie", status="ENABLED", finding_publishing_frequency=MACIE_PUBLISHING)
+            _keep(macie.CfnSession(self, "Macie", status="ENABLED", finding_publishing_frequency=MACIE_PUBLISHING))
         else:
             jobs_logs = self._logs_arn(MACIE_JOBS_LOG_GROUP)
             self.adopter.adopt(
@@ -339,7 +342,7 @@ class AccountSettings(Construct):
             "execution logs reach CloudWatch.",
         )
         if mode == MANAGE:
-            apigateway.CfnAccount(self, "ApiGatewayAccount", cloud_watch_role_arn=role.role_arn)
+            _keep(apigateway.CfnAccount(self, "ApiGatewayAccount", cloud_watch_role_arn=role.role_arn))
             return
         account = Stack.of(self).format_arn(service="apigateway", account="", resource="/account")
         self.adopter.adopt(
@@ -351,6 +354,15 @@ class AccountSettings(Construct):
                 self.adopter.pass_role(role, "apigateway.amazonaws.com"),
             ],
         )
+
+
+def _keep(*resources: CfnResource | cr.AwsCustomResource) -> None:
+    """A managed setting (and what it needs) outlives the stack and a change of mode; a rolled-back
+    create still removes it, so that the retry finds the account as it was."""
+    for resource in resources:
+        target = resource.node.default_child if isinstance(resource, cr.AwsCustomResource) else resource
+        assert isinstance(target, CfnResource | CustomResource), resource.node.path
+        target.apply_removal_policy(RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE)
 
 
 class _Adopter(Construct):

@@ -201,6 +201,10 @@ def test_managed_singletons_are_the_stacks_own_resources(managed: Assembly) -> N
     _, search = only(foundation, "AWS::XRay::TransactionSearchConfig")
     policy_id, _ = only(foundation, "AWS::Logs::ResourcePolicy", "AccountSettingsTransactionSearchLogs")
     assert policy_id in search["DependsOn"]
+    # A destroy or a change of mode never switches a managed setting off; a rolled-back create does.
+    for type_ in ACCOUNT_SINGLETONS:
+        _, singleton = only(foundation, type_)
+        assert (singleton["DeletionPolicy"], singleton["UpdateReplacePolicy"]) == ("RetainExceptOnCreate", "Retain")
 
 
 def test_the_manage_and_off_variants_pass_cfn_lint(managed: Assembly, left_alone: Assembly) -> None:
