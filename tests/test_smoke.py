@@ -270,23 +270,27 @@ def test_waiting_gives_up_at_its_timeout_without_sleeping_past_it() -> None:
 # --- production --------------------------------------------------------------------------------
 
 
-def stub_production(aws: Stubbed, served: Served) -> dict[str, str]:
+def stub_production_stacks(aws: Stubbed, served: Served) -> None:
+    """The outputs of the production stacks the smoke test reads."""
     cfn = aws.stub("cloudformation")
-    cfn.add_response(
-        "describe_stacks",
-        outputs(UserPoolId="us-east-1_AbCdEf123", AppClientId="client123"),
-        {"StackName": "genai-production-identity"},
-    )
-    cfn.add_response(
-        "describe_stacks",
-        outputs(ApiUrl=f"{served.url}/live/", GatewayFunctionLogGroup="/aws/lambda/gateway"),
-        {"StackName": "genai-production-gateway"},
-    )
-    cfn.add_response(
-        "describe_stacks",
-        outputs(LandingBucketName="landing", RegistryTableName="registry", KnowledgeBaseId="KB1", DataSourceId="DS1"),
-        {"StackName": "genai-production-knowledge"},
-    )
+    for stack, values in (
+        ("identity", {"UserPoolId": "us-east-1_AbCdEf123", "AppClientId": "client123"}),
+        ("gateway", {"ApiUrl": f"{served.url}/live/", "GatewayFunctionLogGroup": "/aws/lambda/gateway"}),
+        (
+            "knowledge",
+            {
+                "LandingBucketName": "landing",
+                "RegistryTableName": "registry",
+                "KnowledgeBaseId": "KB1",
+                "DataSourceId": "DS1",
+            },
+        ),
+    ):
+        cfn.add_response("describe_stacks", outputs(**values), {"StackName": f"genai-production-{stack}"})
+
+
+def stub_production(aws: Stubbed, served: Served) -> dict[str, str]:
+    stub_production_stacks(aws, served)
     user = f"smoke+{RUN}@example.com"
     idp = aws.stub("cognito-idp")
     idp.add_response(
@@ -462,22 +466,7 @@ def test_the_production_smoke_test_signs_in_chats_meters_ingests_quarantines_and
 def test_a_sign_in_challenge_the_smoke_test_cannot_answer_fails_it_and_the_user_is_removed(
     aws: Stubbed, served: Served, cdk_context: dict[str, Any]
 ) -> None:
-    cfn = aws.stub("cloudformation")
-    cfn.add_response(
-        "describe_stacks",
-        outputs(UserPoolId="us-east-1_AbCdEf123", AppClientId="client123"),
-        {"StackName": "genai-production-identity"},
-    )
-    cfn.add_response(
-        "describe_stacks",
-        outputs(ApiUrl=f"{served.url}/live/", GatewayFunctionLogGroup="/aws/lambda/gateway"),
-        {"StackName": "genai-production-gateway"},
-    )
-    cfn.add_response(
-        "describe_stacks",
-        outputs(LandingBucketName="landing", RegistryTableName="registry", KnowledgeBaseId="KB1", DataSourceId="DS1"),
-        {"StackName": "genai-production-knowledge"},
-    )
+    stub_production_stacks(aws, served)
     idp = aws.stub("cognito-idp")
     idp.add_response("admin_create_user", {"User": {"Attributes": [{"Name": "sub", "Value": SUB}]}}, None)
     idp.add_response("admin_set_user_password", {}, None)
