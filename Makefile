@@ -102,7 +102,7 @@ deploy: setup ## deploy TIER (needs AWS credentials and `cdk bootstrap`)
 	$(CDK) deploy $(CDK_ARGS) --all --require-approval broadening
 
 smoke: setup ## prove a deployed TIER works end to end, a table of checks (needs AWS credentials)
-	$(BIN)/python tools/smoke.py --tier $(TIER)
+	$(BIN)/python tools/smoke.py --tier $(TIER) $(CDK_ARGS)
 
 destroy: setup ## destroy TIER (needs AWS credentials)
 	$(CDK) destroy $(CDK_ARGS) --all

@@ -181,10 +181,16 @@ def stub_sandbox(aws: Stubbed, served: Served, *, sync: str = "COMPLETE") -> Non
     )
     agent.add_response(
         "get_ingestion_job",
-        job(sync, failureReasons=["Access denied to the documents bucket"] if sync == "FAILED" else []),
+        job(
+            sync,
+            failureReasons=["Access denied to the documents bucket"] if sync == "FAILED" else [],
+            statistics={"numberOfDocumentsScanned": 12},
+        ),
         {"knowledgeBaseId": "KB1", "dataSourceId": "DS1", "ingestionJobId": "JOB1"},
     )
     ids = {"Id": "0123456789abcdef0123456789abcdef0124", "IndexId": "0123456789abcdef0123456789abcdef0123"}
+    # The scheduled sync is running: the smoke test waits for its turn.
+    kendra.add_client_error("start_data_source_sync_job", "ResourceInUseException", "a sync job is running", 400)
     kendra.add_response("start_data_source_sync_job", {"ExecutionId": "EX1"}, ids)
     kendra.add_response("list_data_source_sync_jobs", {"History": [{"ExecutionId": "EX1", "Status": "SYNCING"}]}, ids)
     kendra.add_response(
@@ -224,7 +230,7 @@ def test_the_sandbox_smoke_test_uploads_syncs_and_gets_cited_answers_then_cleans
     assert checker.passed
     asked = [(r[3]["source"], r[3]["question"]) for r in served.requests]
     assert asked == [(s, f"What is the codeword of smoke test {RUN}?") for s in ("knowledge_base", "kendra")]
-    assert clock.naps == [smoke.POLL_SECONDS, smoke.POLL_SECONDS]  # one wait per sync
+    assert clock.naps == [smoke.POLL_SECONDS] * 3  # one wait per sync, one for the scheduled Kendra sync
     table = checker.table()
     assert "sync the Knowledge Base" in table and "PASS" in table and "job JOB1 complete" in table
 
@@ -418,8 +424,17 @@ def stub_production(aws: Stubbed, served: Served) -> dict[str, str]:
         {"status": "Complete", "results": [[{"field": "xray_trace_id", "value": TRACE}]]},
         {"queryId": "q1"},
     )
-    aws.stub("xray").add_response(
-        "batch_get_traces", {"Traces": [{"Id": TRACE, "Segments": []}]}, {"TraceIds": [TRACE]}
+    # Transaction Search is on: the trace is read back from its log group (BatchGetTraces finds nothing there).
+    xray = aws.stub("xray")
+    xray.add_response("get_trace_segment_destination", {"Destination": "CloudWatchLogs", "Status": "ACTIVE"}, {})
+    xray.add_response(
+        "start_trace_retrieval", {"RetrievalToken": "token-1"}, {"TraceIds": [TRACE], "StartTime": ANY, "EndTime": ANY}
+    )
+    xray.add_response("list_retrieved_traces", {"RetrievalStatus": "RUNNING"}, {"RetrievalToken": "token-1"})
+    xray.add_response(
+        "list_retrieved_traces",
+        {"RetrievalStatus": "COMPLETE", "Traces": [{"Id": TRACE, "Spans": []}]},
+        {"RetrievalToken": "token-1"},
     )
     # Clean-up, last made first: the quarantine copy, the KB entry, the curated copy and sidecar, the user.
     s3.add_response("delete_object", {}, {"Bucket": "quarantine", "Key": f"{pii_id}/v1/customer.txt"})
@@ -486,6 +501,35 @@ def test_a_sign_in_challenge_the_smoke_test_cannot_answer_fails_it_and_the_user_
     )
     assert statuses["POST /v1/chat"][0] == statuses["the chat turn's trace, found by its conversation id"][0] == "SKIP"
     assert statuses["clean up"] == ("PASS", "1 things removed")
+
+
+def test_without_transaction_search_the_trace_is_asked_of_x_ray_itself(aws: Stubbed) -> None:
+    xray = aws.stub("xray")
+    xray.add_response("get_trace_segment_destination", {"Destination": "XRay", "Status": "ACTIVE"}, {})
+    xray.add_response("batch_get_traces", {"Traces": [{"Id": TRACE, "Segments": []}]}, {"TraceIds": [TRACE]})
+    assert smoke._trace_found(make_smoke(aws, Clock()), TRACE)
+    xray.add_response("get_trace_segment_destination", {"Destination": "XRay", "Status": "ACTIVE"}, {})
+    xray.add_response("batch_get_traces", {"Traces": [], "UnprocessedTraceIds": [TRACE]}, {"TraceIds": [TRACE]})
+    assert not smoke._trace_found(make_smoke(aws, Clock()), TRACE)
+
+
+def test_a_stack_from_an_older_deploy_fails_naming_the_outputs_it_lacks(aws: Stubbed) -> None:
+    aws.stub("cloudformation").add_response(
+        "describe_stacks", outputs(DocumentsBucketName="docs", KnowledgeBaseId="KB1"), {"StackName": "genai-sandbox"}
+    )
+    (row,) = run_sandbox(aws, Clock()).rows
+    assert (row.status, row.detail) == (
+        "FAIL",
+        "stack genai-sandbox has no output DocumentsPrefix, DataSourceId, QueryUrl: deploy this version of the "
+        "blueprint first",
+    )
+
+
+def test_a_surprise_fails_its_check_and_the_run_goes_on_to_its_table() -> None:
+    checker = smoke.Smoke(clients=Stubbed(), http=smoke.Http())
+    assert checker.check("odd answer", lambda: ({}["output"], "unreachable")) is smoke.MISSING
+    assert checker.check("next", lambda: (1, "fine")) == 1
+    assert [(r.status, r.detail) for r in checker.rows] == [("FAIL", "KeyError: 'output'"), ("PASS", "fine")]
 
 
 def test_totp_matches_rfc_6238s_test_vectors() -> None:

@@ -104,6 +104,9 @@ class Smoke:
         except (Failed, ClientError, BotoCoreError, urllib3.exceptions.HTTPError) as error:
             self.rows.append(Row(name, "FAIL", self.clock() - started, _one_line(error)))
             return MISSING  # type: ignore[no-any-return]
+        except Exception as error:  # a surprise (a KeyError in an odd answer) fails this check, not the run
+            self.rows.append(Row(name, "FAIL", self.clock() - started, f"{type(error).__name__}: {_one_line(error)}"))
+            return MISSING  # type: ignore[no-any-return]
         self.rows.append(Row(name, "PASS", self.clock() - started, detail))
         return value
 
@@ -167,13 +170,28 @@ class Http:
 # --- the deployed tier ----------------------------------------------------------------------------
 
 
-def stack_outputs(clients: Clients, stack: str) -> dict[str, str]:
-    """A stack's outputs by key; fails the check with the stack's name when it is not deployed."""
+# The outputs each stack must have for the checks (older deploys of the blueprint lack some).
+REQUIRED_OUTPUTS = {
+    "sandbox": ("DocumentsBucketName", "DocumentsPrefix", "KnowledgeBaseId", "DataSourceId", "QueryUrl"),
+    "production-identity": ("UserPoolId", "AppClientId"),
+    "production-gateway": ("ApiUrl", "GatewayFunctionLogGroup"),
+    "production-knowledge": ("LandingBucketName", "RegistryTableName", "KnowledgeBaseId", "DataSourceId"),
+}
+
+
+def stack_outputs(clients: Clients, prefix: str, part: str) -> dict[str, str]:
+    """The outputs of the stack ``<prefix>-<part>``; fails the check naming the stack when it is not
+    deployed, and naming the outputs when some the checks read are missing."""
+    stack = f"{prefix}-{part}"
     try:
         (found,) = clients("cloudformation").describe_stacks(StackName=stack)["Stacks"]
     except ClientError as error:
         raise Failed(f"stack {stack} is not deployed here ({error.response['Error']['Message']})") from None
-    return {o["OutputKey"]: o["OutputValue"] for o in found.get("Outputs", [])}
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in found.get("Outputs", [])}
+    missing = [key for key in REQUIRED_OUTPUTS[part] if key not in outputs]
+    if missing:
+        raise Failed(f"stack {stack} has no output {', '.join(missing)}: deploy this version of the blueprint first")
+    return outputs
 
 
 def totp(secret_base32: str, now: float, *, digits: int = 6, step: int = 30) -> str:
@@ -220,8 +238,9 @@ def start_and_wait_for_ingestion(smoke: Smoke, knowledge_base: str, data_source:
 
 
 def sandbox(smoke: Smoke, *, prefix: str, region: str, run: str, credentials: Any) -> None:
-    stack = f"{prefix}-sandbox"
-    outputs = smoke.check("sandbox stack deployed", lambda: (stack_outputs(smoke.clients, stack), stack))
+    outputs = smoke.check(
+        "sandbox stack deployed", lambda: (stack_outputs(smoke.clients, prefix, "sandbox"), f"{prefix}-sandbox")
+    )
     if outputs is MISSING:
         return
     s3 = smoke.clients("s3")
@@ -263,8 +282,16 @@ def sandbox(smoke: Smoke, *, prefix: str, region: str, run: str, credentials: An
             kendra = smoke.clients("kendra")
             index, source = outputs["KendraIndexId"], outputs["KendraDataSourceId"]
 
+            def start_kendra_sync() -> str | None:
+                try:
+                    return str(kendra.start_data_source_sync_job(Id=source, IndexId=index)["ExecutionId"])
+                except ClientError as error:
+                    if error.response["Error"]["Code"] == "ResourceInUseException":
+                        return None  # the scheduled sync is running: ask again
+                    raise
+
             def sync_kendra() -> tuple[bool, str]:
-                execution = kendra.start_data_source_sync_job(Id=source, IndexId=index)["ExecutionId"]
+                execution = smoke.wait("start a Kendra sync", start_kendra_sync, timeout=SYNC_TIMEOUT)
 
                 def finished() -> str | None:
                     jobs = kendra.list_data_source_sync_jobs(Id=source, IndexId=index)["History"]
@@ -359,9 +386,10 @@ def smoke_group(config: ProductionConfig, requested: str | None) -> str:
 
 
 def production(smoke: Smoke, *, prefix: str, config: ProductionConfig, run: str, group: str) -> None:
-    stacks = [f"{prefix}-production-{part}" for part in ("identity", "gateway", "knowledge")]
+    parts = ("production-identity", "production-gateway", "production-knowledge")
     found = smoke.check(
-        "production stacks deployed", lambda: ([stack_outputs(smoke.clients, s) for s in stacks], ", ".join(stacks))
+        "production stacks deployed",
+        lambda: ([stack_outputs(smoke.clients, prefix, p) for p in parts], ", ".join(f"{prefix}-{p}" for p in parts)),
     )
     if found is MISSING:
         return
@@ -427,10 +455,17 @@ def production(smoke: Smoke, *, prefix: str, config: ProductionConfig, run: str,
 
         def tool_call() -> tuple[bool, str]:
             case = next(
-                c
-                for c in load_golden_set()
-                if c.expected.tool.endswith("knowledge_search") and "knowledge_search" in config.groups[group].tools
+                (
+                    c
+                    for c in load_golden_set()
+                    if c.expected.tool.endswith("knowledge_search") and "knowledge_search" in config.groups[group].tools
+                ),
+                None,
             )
+            if case is None:
+                raise Failed(
+                    f"group {group} may not use knowledge_search, which the golden cases this check replays call"
+                )
             status, body = smoke.http.json(
                 "POST",
                 f"{api}v1/chat",
@@ -452,8 +487,7 @@ def production(smoke: Smoke, *, prefix: str, config: ProductionConfig, run: str,
                 lambda: _trace_id(smoke, gateway["GatewayFunctionLogGroup"], conversation),
                 timeout=LOGS_TIMEOUT,
             )
-            traces = smoke.clients("xray").batch_get_traces(TraceIds=[trace_id]).get("Traces", [])
-            if not traces:
+            if not _trace_found(smoke, trace_id):
                 raise Failed(f"trace {trace_id} (from the log lines of conversation {conversation}) is not in X-Ray")
             return True, f"conversation {conversation[:12]}... -> trace {trace_id}"
 
@@ -469,6 +503,25 @@ def production(smoke: Smoke, *, prefix: str, config: ProductionConfig, run: str,
             smoke.rows.append(Row("clean up", "FAIL", 0.0, "; ".join(problems)))
         elif created:
             smoke.rows.append(Row("clean up", "PASS", 0.0, f"{len(created)} things removed"))
+
+
+def _trace_found(smoke: Smoke, trace_id: str) -> bool:
+    """Whether X-Ray has the trace. With Transaction Search on, traces are read back from its log
+    group (StartTraceRetrieval; BatchGetTraces finds nothing there); otherwise BatchGetTraces."""
+    xray = smoke.clients("xray")
+    if xray.get_trace_segment_destination().get("Destination") != "CloudWatchLogs":
+        return bool(xray.batch_get_traces(TraceIds=[trace_id]).get("Traces"))
+    now = dt.datetime.fromtimestamp(smoke.wall(), dt.UTC)
+    token = xray.start_trace_retrieval(
+        TraceIds=[trace_id], StartTime=now - dt.timedelta(hours=1), EndTime=now + dt.timedelta(minutes=1)
+    )["RetrievalToken"]
+
+    def retrieved() -> dict[str, Any] | None:
+        answer = xray.list_retrieved_traces(RetrievalToken=token)
+        return dict(answer) if answer.get("RetrievalStatus") in ("COMPLETE", "FAILED", "CANCELLED", "TIMEOUT") else None
+
+    answer = smoke.wait(f"retrieving trace {trace_id}", retrieved, timeout=LOGS_TIMEOUT)
+    return answer["RetrievalStatus"] == "COMPLETE" and any(t.get("Id") == trace_id for t in answer.get("Traces", []))
 
 
 def _trace_id(smoke: Smoke, log_group: str, conversation: str) -> str | None:
@@ -587,9 +640,18 @@ def main(
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tier", choices=("sandbox", "production", "all"), default="all")
     parser.add_argument("--group", help="the production group the test user joins (default: an internal one)")
+    parser.add_argument(
+        "-c",
+        "--context",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="as cdk's -c, e.g. blueprint.prefix=acme",
+    )
     args = parser.parse_args(argv)
     cdk = json.loads((ROOT / "cdk.json").read_text())["context"]
-    config = load_config(cdk)
+    overrides = dict(item.split("=", 1) for item in args.context if "=" in item)
+    config = load_config({**cdk, **overrides})
     tiers = ("sandbox", "production") if args.tier == "all" else (args.tier,)
     passed = True
     for tier in tiers:

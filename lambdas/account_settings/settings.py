@@ -7,7 +7,7 @@ the stack would switch them off for everyone. Each function here reads the curre
 changes only what this tier owns, and returns an ``Outcome``:
 
 - ``complete`` False: applied but not yet active, or IAM has not yet propagated a role the
-  service validates; the Provider framework asks again (is_complete) until its timeout.
+  service validates; the handler looks again while its invocation has time (handler.py).
 - ``Refused``: the account's state conflicts with what the tier needs; the message says what to do.
 
 "The tier owns" a setting that was off, or that still holds exactly what this tier put there the
@@ -46,13 +46,15 @@ class _Properties(BaseModel):
 
 class TransactionSearchProperties(_Properties):
     IndexingPercentage: float = Field(ge=0, le=100)
-    SpansRetentionDays: int = Field(ge=1)
     ResourcePolicy: str = Field(min_length=2)  # the JSON document X-Ray needs on aws/spans
 
 
 class ModelInvocationLoggingProperties(_Properties):
     LogGroupName: str = Field(min_length=1)
     RoleArn: str = Field(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$")
+    # Log groups whose names start with this are the tier's (CloudFormation names them after the
+    # stack): a destination left by a destroyed or rolled-back deploy of the tier is moved along.
+    OwnedLogGroupPrefix: str = Field(min_length=2)
 
 
 class MacieProperties(_Properties):
@@ -82,7 +84,7 @@ def transaction_search(xray: Any, logs: Any, signals: Any, props: TransactionSea
 
     Switching it on follows AWS's guide: the logs resource policy for X-Ray (kept when the stack
     goes, like the setting itself), the indexing rule, Application Signals discovery, then the
-    destination."""
+    destination. X-Ray makes aws/spans itself (a name starting "aws/" is refused to anyone else)."""
     current = xray.get_trace_segment_destination()
     if current.get("Destination") != "CloudWatchLogs":
         logs.put_resource_policy(policyName=TRANSACTION_SEARCH_POLICY, policyDocument=props.ResourcePolicy)
@@ -94,7 +96,11 @@ def transaction_search(xray: Any, logs: Any, signals: Any, props: TransactionSea
         return Outcome(False, {"Destination": "CloudWatchLogs", "Adopted": "enabled"})
     if current.get("Status") != "ACTIVE":
         return Outcome(False, {"Destination": "CloudWatchLogs", "Adopted": "pending"})
-    ensure_log_group(logs, SPANS_LOG_GROUP, props.SpansRetentionDays)
+    groups = logs.describe_log_groups(logGroupNamePrefix=SPANS_LOG_GROUP).get("logGroups", [])
+    if not any(group.get("logGroupName") == SPANS_LOG_GROUP for group in groups):
+        return Outcome(
+            False, {"Destination": "CloudWatchLogs", "Adopted": f"waiting for X-Ray to make {SPANS_LOG_GROUP}"}
+        )
     return Outcome(True, {"Destination": "CloudWatchLogs", "SpansLogGroup": SPANS_LOG_GROUP})
 
 
@@ -133,13 +139,19 @@ def _points_at(config: dict[str, Any], props: ModelInvocationLoggingProperties |
     return bool(cloudwatch.get("logGroupName") == props.LogGroupName and cloudwatch.get("roleArn") == props.RoleArn)
 
 
+def _owned(config: dict[str, Any], props: ModelInvocationLoggingProperties) -> bool:
+    group = str((config.get("cloudWatchConfig") or {}).get("logGroupName") or "")
+    return group.startswith(props.OwnedLogGroupPrefix)
+
+
 def model_invocation_logging(
     bedrock: Any, props: ModelInvocationLoggingProperties, old: ModelInvocationLoggingProperties | None
 ) -> Outcome:
     """Bedrock logs invocations to the tier's log group, unless the account already logs them
     somewhere the tier did not set up (then that stays, and the answer says where)."""
     current = bedrock.get_model_invocation_logging_configuration().get("loggingConfig")
-    if current and not _points_at(current, old) and not _points_at(current, props):
+    theirs = not (_points_at(current or {}, old) or _points_at(current or {}, props) or _owned(current or {}, props))
+    if current and theirs:
         destination = (current.get("cloudWatchConfig") or {}).get("logGroupName") or "a destination of the account's"
         return Outcome(True, {"Adopted": "existing", "LogGroupName": str(destination)})
     if current and _points_at(current, props):

@@ -2,9 +2,10 @@
 
 ``account_settings.<setting>`` chooses, per setting:
 
-- ``manage``: a CloudFormation resource of this stack. Creating it fails if the setting is on
-  already. It is kept when the stack is deleted or the mode changes (a Macie session deleted by
-  CloudFormation would take every finding with it); only a rolled-back first deploy removes it.
+- ``manage``: a CloudFormation resource of this stack (Transaction Search and the Macie session fail
+  to create when already on; invocation logging and API Gateway's role are overwritten). It is
+  kept when the stack is deleted or the mode changes (a Macie session deleted by CloudFormation
+  would take every finding with it); only a rolled-back first deploy removes it.
 - ``adopt`` (the default): a custom resource (lambdas/account_settings) that turns the setting on
   if it is off, leaves it as it is if it is on, and never switches it off, stack deletion included.
   What the setting writes to (roles, log groups) is retained, so it keeps working after a destroy.
@@ -55,14 +56,19 @@ MACIE_JOBS_LOG_GROUP = "/aws/macie/classificationjobs"  # where Macie logs its c
 MACIE_ROLE = "role/aws-service-role/macie.amazonaws.com/AWSServiceRoleForAmazonMacie"
 # What lambdas/account_settings/settings.py calls, per setting. These actions take no resource ARN
 # except where a statement below names one.
+# AWS's documented permissions for enabling Transaction Search ("Enable transaction search").
 TRANSACTION_SEARCH_ACTIONS = [
     "xray:GetTraceSegmentDestination",
     "xray:UpdateTraceSegmentDestination",
+    "xray:GetIndexingRules",
     "xray:UpdateIndexingRule",
     "application-signals:StartDiscovery",
     "logs:DescribeLogGroups",
+    "logs:DescribeResourcePolicies",
     "logs:PutResourcePolicy",
 ]
+APPLICATION_SIGNALS_LOG_GROUP = "/aws/application-signals/data"
+SERVICE_LOG_GROUP_ACTIONS = ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutRetentionPolicy"]
 # An account-wide log group a service would make on first use, made first with a retention.
 LOG_GROUP_ACTIONS = ["logs:CreateLogGroup", "logs:PutRetentionPolicy"]
 MODEL_INVOCATION_LOGGING_ACTIONS = [
@@ -125,7 +131,7 @@ class AccountSettings(Construct):
                     "Effect": "Allow",
                     "Principal": {"Service": "xray.amazonaws.com"},
                     "Action": "logs:PutLogEvents",
-                    "Resource": [f"{logs_arn}:{SPANS_LOG_GROUP}:*", f"{logs_arn}:/aws/application-signals/data:*"],
+                    "Resource": [f"{logs_arn}:{SPANS_LOG_GROUP}:*", f"{logs_arn}:{APPLICATION_SIGNALS_LOG_GROUP}:*"],
                     "Condition": {
                         "ArnLike": {"aws:SourceArn": f"arn:{stack.partition}:xray:{stack.region}:{stack.account}:*"},
                         "StringEquals": {"aws:SourceAccount": stack.account},
@@ -146,28 +152,29 @@ class AccountSettings(Construct):
             _keep(policy, search)
             return search
         # Adopted: the custom resource puts the resource policy itself, and only when it switches
-        # Transaction Search on, so the policy outlives the stack as the setting does.
-        spans = self._logs_arn(SPANS_LOG_GROUP)
+        # Transaction Search on, so the policy outlives the stack as the setting does. X-Ray makes
+        # aws/spans and Application Signals' log group with the enabling caller's permissions.
+        service_groups = [self._logs_arn(g) for g in (SPANS_LOG_GROUP, APPLICATION_SIGNALS_LOG_GROUP)]
         adopter = self.adopter
         setting = adopter.adopt(
             "TransactionSearch",
             setting="transaction_search",
-            properties={
-                "IndexingPercentage": str(percentage),
-                "SpansRetentionDays": str(self._config.log_retention_days),
-                "ResourcePolicy": stack.to_json_string(document),
-            },
+            properties={"IndexingPercentage": str(percentage), "ResourcePolicy": stack.to_json_string(document)},
             statements=[
                 iam.PolicyStatement(actions=TRANSACTION_SEARCH_ACTIONS, resources=["*"]),
-                iam.PolicyStatement(actions=LOG_GROUP_ACTIONS, resources=[spans, f"{spans}:*"]),
+                iam.PolicyStatement(
+                    actions=SERVICE_LOG_GROUP_ACTIONS, resources=[arn for g in service_groups for arn in (g, f"{g}:*")]
+                ),
                 adopter.service_linked_role("application-signals.cloudwatch.amazonaws.com"),
             ],
         )
-        acknowledge(
-            adopter.policy,
-            f"AwsSolutions-IAM5[Resource::{nag_arn(self, 'logs', f'log-group:{SPANS_LOG_GROUP}:*')}]",
-            "Creating aws/spans (Transaction Search's log group) and setting its retention, if X-Ray has not.",
-        )
+        for group in (SPANS_LOG_GROUP, APPLICATION_SIGNALS_LOG_GROUP):
+            acknowledge(
+                adopter.policy,
+                f"AwsSolutions-IAM5[Resource::{nag_arn(self, 'logs', f'log-group:{group}:*')}]",
+                "Enabling Transaction Search: X-Ray creates this log group and its streams with the caller's "
+                "permissions (AWS's documented set for enabling it).",
+            )
         return setting
 
     # --- Bedrock model invocation logging ----------------------------------------------------------
@@ -186,6 +193,8 @@ class AccountSettings(Construct):
             encryption_key=self._key,
             removal_policy=RemovalPolicy.RETAIN,
         )
+        # Its permission is part of the role resource (an inline policy), so that what is retained
+        # with the setting can still write: a separate policy resource would go with the stack.
         role = iam.Role(
             self,
             "ModelInvocationLogging",
@@ -193,24 +202,36 @@ class AccountSettings(Construct):
                 "bedrock.amazonaws.com", conditions={"StringEquals": {"aws:SourceAccount": stack.account}}
             ),
             description="Bedrock writes model invocation logs to the tier's encrypted log group",
+            inline_policies={
+                "WriteInvocationLogs": iam.PolicyDocument(
+                    statements=[
+                        iam.PolicyStatement(
+                            actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                            resources=[f"{group.log_group_arn}"],
+                        )
+                    ]
+                )
+            },
         )
         role.apply_removal_policy(RemovalPolicy.RETAIN)
-        group.grant_write(role)
         acknowledge_inline_policy(role)
-        # Bedrock checks that the role may write to the log group when the setting is applied: the
-        # setting waits for the role's policy, not just the role.
-        role_policy = role.node.find_child("DefaultPolicy")
         if mode == ADOPT:
             setting = self.adopter.adopt(
                 "ModelInvocationLoggingSetting",
                 setting="model_invocation_logging",
-                properties={"LogGroupName": group.log_group_name, "RoleArn": role.role_arn},
+                properties={
+                    "LogGroupName": group.log_group_name,
+                    "RoleArn": role.role_arn,
+                    # A destination whose log group this stack named (a destroyed or rolled-back
+                    # deploy's) is the tier's own: a new deploy moves it to its own group.
+                    "OwnedLogGroupPrefix": f"{stack.stack_name}-",
+                },
                 statements=[
                     iam.PolicyStatement(actions=MODEL_INVOCATION_LOGGING_ACTIONS, resources=["*"]),
                     self.adopter.pass_role(role, "bedrock.amazonaws.com"),
                 ],
             )
-            setting.node.add_dependency(role, role_policy)
+            setting.node.add_dependency(role)
             CfnOutput(
                 stack,
                 "ModelInvocationLogGroup",
@@ -261,7 +282,7 @@ class AccountSettings(Construct):
                 removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
             ),
         )
-        managed.node.add_dependency(role, role_policy)
+        managed.node.add_dependency(role)
         _keep(managed)
         acknowledge_inline_policy(managed)
         acknowledge_sdk_call_provider(stack, "the Bedrock API")

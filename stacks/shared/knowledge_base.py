@@ -101,7 +101,7 @@ class VectorKnowledgeBase(Construct):
             documents, encryption_key, self.role, prefix=config.documents_prefix, reader="The Knowledge Base"
         )
         if vector_store == "s3_vectors":
-            storage = self._s3_vectors(encryption_key, config)
+            storage = self._s3_vectors(encryption_key, config, kb_generation)
         else:
             storage = self._opensearch_serverless(name, encryption_key, config, kb_generation)
         acknowledge_inline_policy(self.role)
@@ -176,9 +176,11 @@ class VectorKnowledgeBase(Construct):
         )
 
     def _s3_vectors(
-        self, key: kms.IKey, config: KnowledgeBaseConfig
+        self, key: kms.IKey, config: KnowledgeBaseConfig, kb_generation: str
     ) -> bedrock.CfnKnowledgeBase.StorageConfigurationProperty:
-        """A KMS-encrypted vector bucket and an index sized to the embedding model."""
+        """A KMS-encrypted vector bucket and an index sized to the embedding model: one index per
+        KB generation, so a new embedding model (even of the same dimension) starts an empty index
+        instead of mixing two models' vectors in one."""
         self.vector_bucket = s3vectors.CfnVectorBucket(
             self,
             "VectorBucket",
@@ -198,7 +200,7 @@ class VectorKnowledgeBase(Construct):
         )
         self.index = s3vectors.CfnIndex(
             self,
-            "Index",
+            f"Index{kb_generation}",
             vector_bucket_arn=self.vector_bucket.attr_vector_bucket_arn,
             data_type="float32",
             dimension=config.embedding_dimensions,

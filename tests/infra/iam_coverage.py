@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ast
 import fnmatch
+import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -66,10 +67,17 @@ NEEDS: dict[tuple[str, str], tuple[tuple[str, str | None], ...]] = {
         ("bedrock:InvokeModel", f"{RAG}.modelArn"),
     ),
     ("apigateway", "GetApiKey"): (("apigateway:GET", "apiKey"),),
-    # API Gateway's account settings: HTTP verbs on arn:…:apigateway:<region>::/account.
+    # API Gateway's account settings: HTTP verbs on arn:…:apigateway:<region>::/account; handing
+    # a logging role to a service needs iam:PassRole on it.
     ("apigateway", "GetAccount"): (("apigateway:GET", "arn:apigateway"),),
-    ("apigateway", "UpdateAccount"): (("apigateway:PATCH", "arn:apigateway"),),
+    ("apigateway", "UpdateAccount"): (("apigateway:PATCH", "arn:apigateway"), ("iam:PassRole", "arn:iam")),
+    ("bedrock", "PutModelInvocationLoggingConfiguration"): (
+        ("bedrock:PutModelInvocationLoggingConfiguration", None),
+        ("iam:PassRole", "arn:iam"),
+    ),
 }
+# A resource chosen at run time may also be granted by reference to a resource of this type.
+RUN_TIME_TYPES = {"iam": "AWS::IAM::Role"}
 S3_BUCKET_OPERATIONS = {"ListObjectsV2", "ListObjectVersions", "HeadBucket"}
 S3_VERSIONED = {
     "GetObject": "GetObjectVersion",
@@ -110,6 +118,25 @@ COPY_SOURCES: dict[tuple[str, str], tuple[str, bool]] = {
 }
 
 
+# Where in a bucket an S3 call's key can be, when the code builds it at run time:
+# (package, file, enclosing function, Key expression) -> prefixes; "{VAR}" is the function's
+# environment variable, "{VAR.field}" a field of its JSON value. Calls not named here may touch
+# any object of their bucket (the bucket is still checked).
+KEY_PREFIXES: dict[tuple[str, str, str, str], tuple[str, ...]] = {
+    # The processor writes curated copies under the documents prefix, or direct/ for real-time items.
+    ("ingestion", "ingestion/pipeline.py", "_put", "key"): ("{CURATED_PREFIX}", "direct/"),
+    ("ingestion", "ingestion/pipeline.py", "undo", "written_key"): ("{CURATED_PREFIX}", "direct/"),
+    ("ingestion", "ingestion/pipeline.py", "undo", "curated_key"): ("direct/",),  # only direct items are re-read
+    ("ingestion", "ingestion/pipeline.py", "retire", "key"): ("{CURATED_PREFIX}", "direct/"),
+    ("ingestion", "ingestion/pipeline.py", "retire", "f'{key}.metadata.json'"): ("{CURATED_PREFIX}",),
+    # The Macie responder's quarantine copies.
+    ("ingestion", "ingestion/macie.py", "_quarantine", "target"): ("macie/",),
+    # The connectors land real-time records under realtime/ (the pull connector, its source's).
+    ("connector_push", "shared/landing.py", "land", "doc.key"): ("realtime/",),
+    ("connector_pull", "shared/landing.py", "land", "doc.key"): ("realtime/{PULL_SOURCE.name}/",),
+}
+
+
 @dataclass(frozen=True)
 class Call:
     package: str
@@ -118,6 +145,12 @@ class Call:
     operation: str
     action: str
     resource: str | None  # the resource argument's expression; None: none
+    key: str | None = None  # an S3 call's Key expression
+    function: str = ""  # the function the call is in
+
+    @property
+    def path(self) -> str:
+        return self.where.rsplit(":", 1)[0]
 
 
 @cache
@@ -279,6 +312,17 @@ def _operation(node: ast.Call, services: set[str]) -> tuple[str, str] | None:
     return candidates[0] if candidates else None
 
 
+@cache
+def _enclosing(path: str) -> dict[int, str]:
+    """The innermost function each node of a module is in, by node id."""
+    found: dict[int, str] = {}
+    for node in ast.walk(_parsed(path)):  # outer functions come first: inner ones overwrite
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            for inner in ast.walk(node):
+                found[id(inner)] = node.name
+    return found
+
+
 def _sdk_calls(package: str, path: str, tree: ast.AST, services: set[str]) -> Iterator[Call]:
     transact_kinds = sorted(
         {
@@ -309,18 +353,28 @@ def _sdk_calls(package: str, path: str, tree: ast.AST, services: set[str]) -> It
 
         prefix = str(_client(service).meta.service_model.signing_name)
         resource = argument(RESOURCE_ARGUMENT.get(service))
+        function = _enclosing(path).get(id(node), "")
+
+        def call(
+            operation: str,
+            action: str,
+            on: str | None,
+            key: str | None = argument("Key"),
+            site: tuple[str, str, str] = (where, service, function),
+        ) -> Call:
+            return Call(package, site[0], site[1], operation, action, on, key, site[2])
+
         if service == "dynamodb" and resource is None:
             resource = receiver  # a Table resource (or a transaction) names its table elsewhere
         if (service, operation) in NEEDS:
             for action, name in NEEDS[(service, operation)]:
-                on = name if name and name.startswith("arn:") else argument(name)
-                yield Call(package, where, service, operation, action, on)
+                yield call(operation, action, name if name and name.startswith("arn:") else argument(name))
         elif service == "dynamodb" and operation == "TransactWriteItems":
             for kind in transact_kinds:
                 item = "ConditionCheckItem" if kind == "ConditionCheck" else f"{kind}Item"
-                yield Call(package, where, service, item, f"dynamodb:{item}", resource)
+                yield call(item, f"dynamodb:{item}", resource)
         elif service == "s3" and operation == "CopyObject":
-            yield Call(package, where, service, "PutObject", "s3:PutObject", resource)
+            yield call("PutObject", "s3:PutObject", resource)
             source = arguments["CopySource"]
             if isinstance(source, ast.Dict):
                 bucket = _path(source, ["Bucket"])
@@ -329,13 +383,13 @@ def _sdk_calls(package: str, path: str, tree: ast.AST, services: set[str]) -> It
             else:  # built beforehand: COPY_SOURCES says from where
                 bucket_text, versioned = COPY_SOURCES[(package, ast.unparse(source))]
             for read in ("GetObject", *(("GetObjectVersion",) if versioned else ())):
-                yield Call(package, where, service, read, f"s3:{read}", bucket_text)
+                yield call(read, f"s3:{read}", bucket_text, key=None)
         elif service == "s3" and operation in S3_VERSIONED and "VersionId" in arguments:
-            yield Call(package, where, service, operation, f"s3:{S3_VERSIONED[operation]}", resource)
+            yield call(operation, f"s3:{S3_VERSIONED[operation]}", resource)
         elif service == "s3" and operation == "HeadObject":
-            yield Call(package, where, service, operation, "s3:GetObject", resource)
+            yield call(operation, "s3:GetObject", resource)
         else:
-            yield Call(package, where, service, operation, f"{prefix}:{operation}", resource)
+            yield call(operation, f"{prefix}:{operation}", resource)
 
 
 def _powertools_calls(package: str, path: str, tree: ast.AST) -> Iterator[Call]:
@@ -517,8 +571,17 @@ def _covered(
     if target is None:
         return False
     if isinstance(target, str):  # chosen at run time: an ARN of that service can match
-        return any(re.search(rf"^arn:[^:]*:{target}:|:{target}:", _text(r)) for r in resources)
+        kind = RUN_TIME_TYPES.get(target)
+        referenced = [
+            templates[stack]["Resources"][r]["Type"]
+            for resource in resources
+            for stack, r in identities(resource, runner.stack, templates)
+        ]
+        return any(re.search(rf"^arn:[^:]*:{target}:|:{target}:", _text(r)) for r in resources) or (
+            kind is not None and kind in referenced
+        )
     object_level = call.service == "s3" and call.operation not in S3_BUCKET_OPERATIONS
+    samples = _sample_keys(call, runner) if object_level else []
     for variable in target:
         if variable.startswith("@"):
             wanted = {(runner.stack, r) for r in templates[runner.stack]["Resources"] if r.startswith(variable[1:])}
@@ -528,12 +591,34 @@ def _covered(
             return False
         if not wanted:
             return False
+        matching = []
         for resource in resources:
             if not identities(resource, runner.stack, templates) & wanted:
                 continue
-            if call.service == "s3" and object_level != ("/" in _text(resource).rsplit("<ref>", 1)[-1]):
+            path = _text(resource).rsplit("<ref>", 1)[-1]  # after the bucket: "/curated/*", or ""
+            if call.service == "s3" and object_level != ("/" in path):
                 continue
-            break
-        else:
+            matching.append(path)
+        if not matching or not all(any(fnmatch.fnmatchcase(s, p) for p in matching) for s in samples):
             return False
     return True
+
+
+def _sample_keys(call: Call, runner: Runner) -> list[str]:
+    """Object paths ("/<key>") the call may touch, where KEY_PREFIXES says (else none to check)."""
+    prefixes = KEY_PREFIXES.get((call.package, call.path, call.function, call.key or ""), ())
+    samples = []
+    for template in prefixes:
+        try:
+            prefix = re.sub(r"\{(\w+)(?:\.(\w+))?\}", lambda m: _variable(runner, m.group(1), m.group(2)), template)
+        except LookupError:
+            continue  # the function has no such variable: only its bucket is checked
+        samples.append(f"/{prefix}sample-object")
+    return samples
+
+
+def _variable(runner: Runner, name: str, field: str | None) -> str:
+    value = runner.environment.get(name)
+    if not isinstance(value, str):
+        raise LookupError(name)
+    return str(json.loads(value)[field]) if field else value

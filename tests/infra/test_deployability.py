@@ -115,6 +115,36 @@ def test_the_iam_coverage_check_finds_the_grants_the_processor_once_lacked(assem
     ]
 
 
+def test_the_iam_coverage_check_knows_where_in_a_bucket_a_call_writes(assembly: Assembly) -> None:
+    """Negative control: the processor's read of a directly ingested copy granted on another
+    prefix of the right bucket is reported; so are the adopting function's calls that hand a
+    logging role to a service, once it may pass no role (which role, the check does not tell)."""
+    templates = copy.deepcopy(assembly.templates)
+    knowledge = next(name for name in templates if name.endswith("-production-knowledge"))
+    foundation = next(name for name in templates if name.endswith("-production-foundation"))
+    templates[knowledge] = json.loads(json.dumps(templates[knowledge]).replace('/direct/*"', '/elsewhere/*"'))
+    for role in ("AccountSettingsModelInvocationLogging", "AccountSettingsApiGatewayLogging"):
+        _revoke(templates[foundation], "iam:PassRole", role, "Arn")
+    found = {
+        (f.call.where.split(":")[0], f.call.operation, f.call.action) for f in iam_coverage.check(templates).findings
+    }
+    assert {
+        ("ingestion/pipeline.py", "GetObject", "s3:GetObject"),  # and the writes under direct/ with it
+        ("account_settings/settings.py", "PutModelInvocationLoggingConfiguration", "iam:PassRole"),
+        ("account_settings/settings.py", "UpdateAccount", "iam:PassRole"),
+    } <= found
+    assert {path for path, _, _ in found} == {"ingestion/pipeline.py", "account_settings/settings.py"}
+
+
+def test_every_key_prefix_entry_names_a_call_the_code_makes(assembly: Assembly) -> None:
+    made = {
+        (c.package, c.path, c.function, c.key or "")
+        for runner in iam_coverage.runners(assembly.templates)
+        for c in iam_coverage.calls_in(runner.package, runner.module)
+    }
+    assert set(iam_coverage.KEY_PREFIXES) <= made
+
+
 # --- ordering: nothing is created before the policies of a role it uses ------------------------
 
 
@@ -145,7 +175,6 @@ def test_the_ordering_check_finds_a_custom_resource_that_does_not_wait(assembly:
     setting.pop("DependsOn")
     found = [r for r in deploy_checks.races(templates, exempt=NOT_CHECKED_AT_CREATION) if r.resource == setting_id]
     policies = {r.policy for r in found}
-    assert any(p.startswith("AccountSettingsModelInvocationLoggingDefaultPolicy") for p in policies), found
     assert any(p.startswith("AccountSettingsAdopterPermissions") for p in policies), found
 
 
@@ -230,6 +259,15 @@ def test_adopted_settings_outlive_the_stack_with_what_they_write_to(assembly: As
         assert resource["DeletionPolicy"] == "Retain", prefix
     _, setting = only(foundation, "Custom::AdoptedModelInvocationLogging")
     assert render(setting["Properties"]["LogGroupName"]).startswith("<AccountSettingsModelInvocations")
+    assert setting["Properties"]["OwnedLogGroupPrefix"] == "genai-production-foundation-"
+    # What is kept can still write: the role's permission is part of the role, not a policy
+    # resource that would go with the stack.
+    role_id, role = only(foundation, "AWS::IAM::Role", "AccountSettingsModelInvocationLogging")
+    assert deploy_checks.role_policies(foundation, role_id) == set()
+    (inline,) = role["Properties"]["Policies"]
+    (statement,) = inline["PolicyDocument"]["Statement"]
+    assert statement["Action"] == ["logs:CreateLogStream", "logs:PutLogEvents"]
+    assert render(statement["Resource"]) == "<AccountSettingsModelInvocations.Arn>"
 
 
 def test_the_adopting_function_may_pass_only_the_logging_roles_to_their_services(foundation: dict[str, Any]) -> None:
@@ -396,6 +434,13 @@ def test_a_replacing_change_reaches_every_consumer_and_no_replacement_reuses_a_n
     (new_kb,) = resources(after, "AWS::Bedrock::KnowledgeBase")
     assert old_kb != new_kb
     assert props(before, "AWS::Bedrock::KnowledgeBase")["Name"] != props(after, "AWS::Bedrock::KnowledgeBase")["Name"]
+    # A new model of the same dimension writes a new, empty index, not the old model's.
+    assert REPLACING["blueprint.production.knowledge_base.embedding_model_id"] == "cohere.embed-english-v3"  # 1,024 too
+    indexes = [
+        props(t, "AWS::Bedrock::KnowledgeBase")["StorageConfiguration"]["S3VectorsConfiguration"]["IndexArn"]
+        for t in (before, after)
+    ]
+    assert indexes[0] != indexes[1]
     tools_before = json.dumps(assembly.template("-production-tools"))
     tools_after = json.dumps(replacing.template("-production-tools"))
     assert old_kb in tools_before and old_kb not in tools_after and new_kb in tools_after

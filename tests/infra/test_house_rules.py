@@ -63,7 +63,7 @@ def test_acknowledgement_count_by_rule_is_known(assembly: Assembly) -> None:
         "AwsSolutions-APIG3": 1,
         "AwsSolutions-COG4": 2,
         "AwsSolutions-IAM4": 3,
-        "AwsSolutions-IAM5": 76,
+        "AwsSolutions-IAM5": 77,
         "AwsSolutions-L1": 2,
         "AwsSolutions-S1": 2,
         "AwsSolutions-SQS3": 1,

@@ -10,6 +10,7 @@ from tests.infra.cfn import name_of, only, props, render, resources, role_permis
 from tests.infra.conftest import Assembly, Synthesizer
 
 KB = "AWS::Bedrock::KnowledgeBase"
+INDEX = "AWS::S3Vectors::Index"
 
 ACCOUNT = "<AWS::AccountId>"
 EMBEDDING_ARN = "arn:aws:bedrock:us-east-1::foundation-model/amazon.titan-embed-text-v2:0"
@@ -85,7 +86,7 @@ def test_knowledge_base_stores_vectors_in_an_encrypted_s3_vectors_index_sized_to
         "Type": "S3_VECTORS",
         "S3VectorsConfiguration": {
             "VectorBucketArn": "<KnowledgeBaseVectorBucket.VectorBucketArn>",
-            "IndexArn": "<KnowledgeBaseIndex.IndexArn>",
+            "IndexArn": f"<{name_of(sandbox, INDEX)}.IndexArn>",
         },
     }
     vector = kb["KnowledgeBaseConfiguration"]["VectorKnowledgeBaseConfiguration"]
@@ -120,7 +121,7 @@ def test_knowledge_base_role_reads_only_the_prefix_and_writes_only_its_index(san
         ("s3:ListBucket", "<Documents.Arn>"),
         ("s3:GetObject", "<Documents.Arn>/documents/*"),
         *{
-            (f"s3vectors:{a}", "<KnowledgeBaseIndex.IndexArn>")
+            (f"s3vectors:{a}", f"<{name_of(sandbox, INDEX)}.IndexArn>")
             for a in ("GetIndex", "QueryVectors", "PutVectors", "GetVectors", "DeleteVectors")
         },
         ("kms:Decrypt", "<Key.Arn>"),

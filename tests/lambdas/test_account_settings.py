@@ -41,7 +41,7 @@ def event(setting: str, request: str = "Create", old: dict[str, str] | None = No
     return raised
 
 
-SEARCH = {"IndexingPercentage": "1", "SpansRetentionDays": "365", "ResourcePolicy": POLICY}
+SEARCH = {"IndexingPercentage": "1", "ResourcePolicy": POLICY}
 MACIE = {"FindingPublishingFrequency": "FIFTEEN_MINUTES", "JobsLogRetentionDays": "365"}
 JOBS_LOG_GROUP = "/aws/macie/classificationjobs"
 
@@ -56,7 +56,11 @@ def jobs_log_group(aws: Stubbed, *, exists: bool) -> None:
         logs.add_response("put_retention_policy", {}, {"logGroupName": JOBS_LOG_GROUP, "retentionInDays": 365})
 
 
-LOGGING = {"LogGroupName": "genai-production-foundation-ModelInvocations-abc", "RoleArn": ROLE}
+LOGGING = {
+    "LogGroupName": "genai-production-foundation-AccountSettingsModelInvocations-new",
+    "RoleArn": ROLE,
+    "OwnedLogGroupPrefix": "genai-production-foundation-",
+}
 
 
 # --- Transaction Search -----------------------------------------------------------------------
@@ -75,18 +79,21 @@ def test_transaction_search_off_is_switched_on_as_aws_guide_does_then_waited_for
     )
     signals.add_response("start_discovery", {}, {})
     xray.add_response("update_trace_segment_destination", {}, {"Destination": "CloudWatchLogs"})
-    # Next looks: still pending; then active, and aws/spans is not there yet.
+    # Next looks: still pending; then active, but X-Ray has not made aws/spans yet (nobody else
+    # may: the Logs API refuses names starting "aws/"); then it has.
     xray.add_response("get_trace_segment_destination", {"Destination": "CloudWatchLogs", "Status": "PENDING"}, {})
-    xray.add_response("get_trace_segment_destination", {"Destination": "CloudWatchLogs", "Status": "ACTIVE"}, {})
+    for _ in range(2):
+        xray.add_response("get_trace_segment_destination", {"Destination": "CloudWatchLogs", "Status": "ACTIVE"}, {})
     logs.add_response("describe_log_groups", {"logGroups": []}, {"logGroupNamePrefix": "aws/spans"})
-    logs.add_response("create_log_group", {}, {"logGroupName": "aws/spans"})
-    logs.add_response("put_retention_policy", {}, {"logGroupName": "aws/spans", "retentionInDays": 365})
+    logs.add_response(
+        "describe_log_groups", {"logGroups": [{"logGroupName": "aws/spans"}]}, {"logGroupNamePrefix": "aws/spans"}
+    )
     naps: list[float] = []
     outcome = handler.adopt_until_in_place(
         event("transaction_search", **SEARCH), aws, remaining_seconds=lambda: 600, sleep=naps.append
     )
     assert outcome.complete and outcome.data["SpansLogGroup"] == "aws/spans"
-    assert naps == [handler.POLL_SECONDS, handler.POLL_SECONDS]
+    assert naps == [handler.POLL_SECONDS] * 3
 
 
 def test_transaction_search_already_on_is_left_exactly_as_it_is(aws: Stubbed) -> None:
@@ -148,8 +155,24 @@ def test_someone_elses_invocation_logging_is_left_and_reported(aws: Stubbed) -> 
     assert outcome == handler.Outcome(True, {"Adopted": "existing", "LogGroupName": "org/bedrock"})
 
 
+def test_a_destination_a_destroyed_or_rolled_back_deploy_of_the_tier_left_is_moved_to_the_new_one(
+    aws: Stubbed,
+) -> None:
+    """No earlier properties (a new stack), but the destination is a group the stack named before."""
+    left = "genai-production-foundation-AccountSettingsModelInvocations-old"
+    bedrock = aws.stub("bedrock")
+    bedrock.add_response(
+        "get_model_invocation_logging_configuration",
+        {"loggingConfig": {"cloudWatchConfig": {"logGroupName": left, "roleArn": OLD_ROLE}}},
+        {},
+    )
+    bedrock.add_response("put_model_invocation_logging_configuration", {}, None)
+    outcome = handler.adopt(event("model_invocation_logging", **LOGGING), aws)
+    assert outcome.data == {"Adopted": "enabled", "LogGroupName": LOGGING["LogGroupName"]}
+
+
 def test_the_tiers_own_earlier_setting_moves_with_its_log_group_on_update(aws: Stubbed) -> None:
-    old = {"LogGroupName": "genai-production-foundation-ModelInvocations-old", "RoleArn": OLD_ROLE}
+    old = {**LOGGING, "LogGroupName": "renamed-ModelInvocations-old", "RoleArn": OLD_ROLE}
     bedrock = aws.stub("bedrock")
     bedrock.add_response(
         "get_model_invocation_logging_configuration",
