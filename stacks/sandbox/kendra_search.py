@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-from aws_cdk import (
-    ArnFormat,
-    RemovalPolicy,
-    Stack,
-    aws_iam as iam,
-    aws_kendra as kendra,
-    aws_kms as kms,
-    aws_logs as logs,
-    aws_s3 as s3,
-)
+from aws_cdk import ArnFormat, Stack, aws_iam as iam, aws_kendra as kendra, aws_kms as kms, aws_s3 as s3
 from constructs import Construct
 
 from stacks.shared.buckets import grant_read_prefix
-from stacks.shared.lambda_function import log_retention
 from stacks.shared.nag import acknowledge, acknowledge_inline_policy, nag_arn, nag_attribute
 from stacks.shared.principals import service_acting_for
 
@@ -35,10 +25,10 @@ class KendraSearch(Construct):
     """Kendra index, its S3 data source (template connector) and their two service roles.
 
     Defaults: the index encrypts with a Kendra-owned key; the data source crawls only ``prefix``
-    of ``documents`` (full crawl) on ``sync_schedule``, mapping object titles and modified dates;
-    the index's sync logs go to ``/aws/kendra/<index id>``, created here (encrypted with
-    ``documents_key``, kept ``log_retention_days``, deleted with the stack) before Kendra would
-    create it on the first sync, unencrypted and kept forever.
+    of ``documents`` (full crawl) on ``sync_schedule``, mapping object titles and modified dates.
+    The index's logs go to ``/aws/kendra/<index id>``, which Kendra makes itself (its role may):
+    whether at creation or at the first sync is not documented, so it is not made here first (a
+    name Kendra made meanwhile would fail the deploy).
     """
 
     def __init__(
@@ -52,7 +42,6 @@ class KendraSearch(Construct):
         documents_key: kms.IKey,
         prefix: str,
         sync_schedule: str,
-        log_retention_days: int,
     ) -> None:
         super().__init__(scope, id)
         stack = Stack.of(self)
@@ -139,15 +128,6 @@ class KendraSearch(Construct):
             s3_template(bucket_name=documents.bucket_name, prefix=prefix),
         )
         self.data_source.node.add_dependency(source_role.node.find_child("DefaultPolicy"))
-        self.log_group = logs.LogGroup(
-            self,
-            "IndexLogs",
-            log_group_name=f"/aws/kendra/{self.index.attr_id}",
-            retention=log_retention(log_retention_days),
-            encryption_key=documents_key,
-            removal_policy=RemovalPolicy.DESTROY,
-        )
-        self.data_source.node.add_dependency(self.log_group)  # the data source's syncs write there
 
     @property
     def index_id(self) -> str:

@@ -63,7 +63,6 @@ class SandboxStack(Stack):
                 documents_key=key,
                 prefix=config.knowledge_base.documents_prefix,
                 sync_schedule=config.kendra.sync_schedule,
-                log_retention_days=config.log_retention_days,
             )
             if config.kendra.enabled
             else None

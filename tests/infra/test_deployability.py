@@ -385,17 +385,6 @@ def test_every_log_group_is_encrypted_and_expires(assembly: Assembly, managed: A
                 assert {"KmsKeyId", "RetentionInDays"} <= set(group["Properties"]), f"{name}/{logical_id}"
 
 
-def test_kendra_sync_logs_go_to_a_log_group_created_before_the_first_sync(sandbox: dict[str, Any]) -> None:
-    (index,) = resources(sandbox, "AWS::Kendra::Index")
-    (group_id,) = [
-        g
-        for g, r in resources(sandbox, "AWS::Logs::LogGroup").items()
-        if render(r["Properties"].get("LogGroupName")) == f"/aws/kendra/<{index[:-8]}.Id>"
-    ]
-    data_source, _ = only(sandbox, "AWS::Kendra::DataSource")
-    assert group_id in deploy_checks.dependency_closure(sandbox, data_source)
-
-
 # --- reserved concurrency ---------------------------------------------------------------------------
 
 
