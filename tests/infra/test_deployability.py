@@ -60,8 +60,11 @@ def left_alone(synthesize: Synthesizer) -> Assembly:
 
 
 @pytest.fixture(scope="module")
-def replacing(synthesize: Synthesizer) -> Assembly:
-    return synthesize(**REPLACING)
+def replacing(synthesize: Synthesizer, cdk_context: dict[str, Any]) -> Assembly:
+    """The replacing change, and a renamed agent (a new runtime the gateway must call)."""
+    agents = dict(cdk_context["blueprint"]["production"]["agents"])
+    agents["report_author"] = agents.pop("report_writer")
+    return synthesize(**REPLACING, **{"blueprint.production.agents": agents})
 
 
 def _types(assembly: Assembly) -> set[str]:
@@ -433,6 +436,10 @@ def test_a_replacing_change_reaches_every_consumer_and_no_replacement_reuses_a_n
     tools_before = json.dumps(assembly.template("-production-tools"))
     tools_after = json.dumps(replacing.template("-production-tools"))
     assert old_kb in tools_before and old_kb not in tools_after and new_kb in tools_after
+    # The renamed agent is a new runtime; the gateway function names the new one, not the old.
+    gateway_before = json.dumps(assembly.template("-production-gateway"))
+    gateway_after = json.dumps(replacing.template("-production-gateway"))
+    assert "ReportWriter" in gateway_before and "ReportWriter" not in gateway_after and "ReportAuthor" in gateway_after
 
 
 def test_the_replacement_check_finds_a_knowledge_base_replaced_in_place(
