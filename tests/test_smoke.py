@@ -579,3 +579,13 @@ def test_refused_credentials_fail_at_once_saying_why(capsys: pytest.CaptureFixtu
 def test_an_unknown_group_is_refused_naming_the_known_ones(cdk_context: dict[str, Any]) -> None:
     with pytest.raises(SystemExit, match="--group nobody: not a configured group; known: platform-admins"):
         smoke.smoke_group(load_config(cdk_context).production, "nobody")
+
+
+def test_an_answer_larger_than_the_cap_is_refused_not_read_whole(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(smoke, "MAX_RESPONSE_BYTES", 10)
+    with pytest.raises(smoke.Failed, match="an answer over 10 bytes"):
+        smoke.Http(timeout=5).json(
+            "GET", f"{served.url}/live/v1/usage", headers={"Authorization": "Bearer access-token"}
+        )

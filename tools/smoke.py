@@ -56,6 +56,7 @@ POLL_SECONDS = 10.0
 SYNC_TIMEOUT = 1200.0  # a Knowledge Base or Kendra sync
 PIPELINE_TIMEOUT = 300.0  # a document through the ingestion pipeline
 LOGS_TIMEOUT = 300.0  # a log line reaching CloudWatch Logs Insights
+MAX_RESPONSE_BYTES = 1_000_000  # an answer of the tier's APIs, read at most
 # Fake but well-formed personal data: a PII document the pipeline must quarantine.
 PII_TEXT = "Customer record: Jane Roe, jane.roe@example.com, phone +1 206 555 0100, SSN 078-05-1120.\n"
 
@@ -148,23 +149,30 @@ class Http:
 
     def json(self, method: str, url: str, body: Any = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
         data = json.dumps(body).encode() if body is not None else None
-        response = self.pool.request(
-            method,
-            url,
-            body=data,
-            headers={"Content-Type": "application/json", **(headers or {})},
-            timeout=urllib3.Timeout(total=self.timeout),
-        )
-        try:
-            return response.status, json.loads(response.data or b"null")
-        except ValueError:
-            return response.status, {"raw": response.data[:200].decode(errors="replace")}
+        return self._send(method, url, data, {"Content-Type": "application/json", **(headers or {})})
 
     def signed_json(self, url: str, body: Any, *, service: str, region: str, credentials: Any) -> tuple[int, Any]:
-        data = json.dumps(body)
+        """POST ``body``, signed: the bytes sent are the bytes signed."""
+        data = json.dumps(body).encode()
         request = AWSRequest(method="POST", url=url, data=data, headers={"Content-Type": "application/json"})
         SigV4Auth(credentials, service, region).add_auth(request)
-        return self.json("POST", url, body, dict(request.headers.items()))
+        return self._send("POST", url, data, dict(request.headers.items()))
+
+    def _send(self, method: str, url: str, data: bytes | None, headers: dict[str, str]) -> tuple[int, Any]:
+        """One request within ``timeout``; at most MAX_RESPONSE_BYTES of the answer are read."""
+        response = self.pool.request(
+            method, url, body=data, headers=headers, timeout=urllib3.Timeout(total=self.timeout), preload_content=False
+        )
+        try:
+            raw = response.read(MAX_RESPONSE_BYTES + 1)
+        finally:
+            response.release_conn()
+        if len(raw) > MAX_RESPONSE_BYTES:
+            raise Failed(f"{method} {url}: an answer over {MAX_RESPONSE_BYTES} bytes")
+        try:
+            return response.status, json.loads(raw or b"null")
+        except ValueError:
+            return response.status, {"raw": raw[:200].decode(errors="replace")}
 
 
 # --- the deployed tier ----------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
+from functools import cache
 from typing import Any
 
 import boto3
@@ -43,8 +44,9 @@ class NotInPlace(Exception):  # noqa: N818 - the deployment's failure message
     """The setting did not reach its state within the invocation's time."""
 
 
+@cache
 def _client(service: str) -> Any:
-    return boto3.client(service, config=AWS)
+    return boto3.client(service, config=AWS)  # made once, reused by every look
 
 
 def adopt(event: dict[str, Any], clients: Clients) -> Outcome:

@@ -33,11 +33,11 @@ from aws_cdk import (
     aws_xray as xray,
     custom_resources as cr,
 )
-from constructs import Construct, IConstruct
+from constructs import Construct
 
 from stacks.config import AccountSettingMode, ProductionConfig
 from stacks.production.functions import production_function
-from stacks.shared.lambda_function import log_retention
+from stacks.shared.lambda_function import log_group_arn, log_retention
 from stacks.shared.nag import (
     acknowledge,
     acknowledge_inline_policy,
@@ -54,9 +54,8 @@ OFF: AccountSettingMode = "off"
 SPANS_LOG_GROUP = "aws/spans"  # where Transaction Search writes spans (X-Ray's name)
 MACIE_JOBS_LOG_GROUP = "/aws/macie/classificationjobs"  # where Macie logs its classification jobs
 MACIE_ROLE = "role/aws-service-role/macie.amazonaws.com/AWSServiceRoleForAmazonMacie"
-# What lambdas/account_settings/settings.py calls, per setting. These actions take no resource ARN
-# except where a statement below names one.
-# AWS's documented permissions for enabling Transaction Search ("Enable transaction search").
+# What lambdas/account_settings/settings.py needs, per setting (account-level actions: no ARN).
+# Transaction Search: AWS's documented permissions for enabling it ("Enable transaction search").
 TRANSACTION_SEARCH_ACTIONS = [
     "xray:GetTraceSegmentDestination",
     "xray:UpdateTraceSegmentDestination",
@@ -89,25 +88,17 @@ MACIE_PUBLISHING = "FIFTEEN_MINUTES"
 
 class AccountSettings(Construct):
     """Transaction Search, model invocation logging, the Macie session and API Gateway's
-    CloudWatch role, each managed, adopted or left alone per ``account_settings``.
-
-    ``spans`` is what Transaction Search's setting is (None when off): AgentCore's online
-    evaluation reads aws/spans and is created only where it exists.
-    """
+    CloudWatch role, each managed, adopted or left alone per ``account_settings``."""
 
     def __init__(self, scope: Construct, id: str, *, prefix: str, config: ProductionConfig, key: kms.IKey) -> None:
         super().__init__(scope, id)
         self._prefix, self._config, self._key = prefix, config, key
         self._adopter: _Adopter | None = None
         settings = config.account_settings
-        self.spans = self._transaction_search(settings.transaction_search)
+        self._transaction_search(settings.transaction_search)
         self._model_invocation_logging(settings.model_invocation_logging)
         self._macie(settings.macie)
         self._api_gateway_logging(settings.api_gateway_logging)
-
-    def _logs_arn(self, log_group: str) -> str:
-        stack = Stack.of(self)
-        return f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:log-group:{log_group}"
 
     @property
     def adopter(self) -> _Adopter:
@@ -117,12 +108,12 @@ class AccountSettings(Construct):
 
     # --- X-Ray Transaction Search ------------------------------------------------------------------
 
-    def _transaction_search(self, mode: AccountSettingMode) -> IConstruct | None:
+    def _transaction_search(self, mode: AccountSettingMode) -> None:
         """Spans into CloudWatch Logs (aws/spans), searchable, a share of them indexed."""
         if mode == OFF:
-            return None
+            return
         stack = Stack.of(self)
-        logs_arn = f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:log-group"
+        service_groups = [log_group_arn(self, g) for g in (SPANS_LOG_GROUP, APPLICATION_SIGNALS_LOG_GROUP)]
         document = {
             "Version": "2012-10-17",
             "Statement": [
@@ -131,7 +122,7 @@ class AccountSettings(Construct):
                     "Effect": "Allow",
                     "Principal": {"Service": "xray.amazonaws.com"},
                     "Action": "logs:PutLogEvents",
-                    "Resource": [f"{logs_arn}:{SPANS_LOG_GROUP}:*", f"{logs_arn}:{APPLICATION_SIGNALS_LOG_GROUP}:*"],
+                    "Resource": [f"{arn}:*" for arn in service_groups],
                     "Condition": {
                         "ArnLike": {"aws:SourceArn": f"arn:{stack.partition}:xray:{stack.region}:{stack.account}:*"},
                         "StringEquals": {"aws:SourceAccount": stack.account},
@@ -150,13 +141,12 @@ class AccountSettings(Construct):
             search = xray.CfnTransactionSearchConfig(self, "TransactionSearch", indexing_percentage=percentage)
             search.node.add_dependency(policy)
             _keep(policy, search)
-            return search
+            return
         # Adopted: the custom resource puts the resource policy itself, and only when it switches
         # Transaction Search on, so the policy outlives the stack as the setting does. X-Ray makes
         # aws/spans and Application Signals' log group with the enabling caller's permissions.
-        service_groups = [self._logs_arn(g) for g in (SPANS_LOG_GROUP, APPLICATION_SIGNALS_LOG_GROUP)]
         adopter = self.adopter
-        setting = adopter.adopt(
+        adopter.adopt(
             "TransactionSearch",
             setting="transaction_search",
             properties={"IndexingPercentage": str(percentage), "ResourcePolicy": stack.to_json_string(document)},
@@ -175,7 +165,6 @@ class AccountSettings(Construct):
                 "Enabling Transaction Search: X-Ray creates this log group and its streams with the caller's "
                 "permissions (AWS's documented set for enabling it).",
             )
-        return setting
 
     # --- Bedrock model invocation logging ----------------------------------------------------------
 
@@ -207,7 +196,7 @@ class AccountSettings(Construct):
                     statements=[
                         iam.PolicyStatement(
                             actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                            resources=[f"{group.log_group_arn}"],
+                            resources=[group.log_group_arn],
                         )
                     ]
                 )
@@ -300,7 +289,7 @@ class AccountSettings(Construct):
         if mode == MANAGE:
             _keep(macie.CfnSession(self, "Macie", status="ENABLED", finding_publishing_frequency=MACIE_PUBLISHING))
         else:
-            jobs_logs = self._logs_arn(MACIE_JOBS_LOG_GROUP)
+            jobs_logs = log_group_arn(self, MACIE_JOBS_LOG_GROUP)
             self.adopter.adopt(
                 "MacieSession",
                 setting="macie",

@@ -16,7 +16,6 @@ from typing import Any, NoReturn
 
 import jsii
 from aws_cdk import (
-    ArnFormat,
     AssetHashType,
     BundlingOptions,
     CfnOutput,
@@ -36,7 +35,7 @@ from constructs import Construct
 
 from stacks.config import AgentConfig, ProductionConfig, Tier
 from stacks.shared.bedrock import grant_invoke, model_arns
-from stacks.shared.lambda_function import LAMBDAS_DIR, PROJECT_ROOT, SHARED_PACKAGES, log_retention
+from stacks.shared.lambda_function import LAMBDAS_DIR, PROJECT_ROOT, SHARED_PACKAGES, log_group_arn, log_retention
 from stacks.shared.nag import acknowledge, acknowledge_inline_policy, nag_arn, nag_attribute
 from stacks.shared.naming import pascal_case
 from stacks.shared.vended_logs import DeliveryPolicies
@@ -187,7 +186,6 @@ class AgentsStack(Stack):
             )
         namespaces = [MEMORY_NAMESPACES[name] for name in memory_settings.strategies]
         self.runtimes: dict[str, agentcore.Runtime] = {}
-        self.runtime_log_groups: dict[str, logs.LogGroup] = {}
         for name, agent in config.agents.items():
             groups = served_groups(config, agent)
             log_group = logs.LogGroup(
@@ -256,7 +254,7 @@ class AgentsStack(Stack):
             # AgentCore writes the agent's stdout to a log group named after the runtime, created on
             # first use unencrypted and kept forever: create it first, encrypted, with retention.
             # (AgentCore's online evaluation reads it too, and needs it to exist when it is created.)
-            self.runtime_log_groups[name] = logs.LogGroup(
+            runtime_logs = logs.LogGroup(
                 self,
                 f"{pascal_case(name)}RuntimeLogs",
                 log_group_name=runtime_log_group_name(runtime),
@@ -266,7 +264,7 @@ class AgentsStack(Stack):
             )
             # Online evaluation scores spans: with Transaction Search off (aws/spans absent) it has none.
             if config.account_settings.transaction_search != "off":
-                self._online_evaluation(prefix, name, runtime, self.runtime_log_groups[name], config)
+                self._online_evaluation(prefix, name, runtime, runtime_logs, config)
             self.runtimes[name] = runtime
             CfnOutput(self, f"{pascal_case(name)}RuntimeArn", value=runtime.agent_runtime_arn)
         CfnOutput(self, "MemoryId", value=self.memory.memory_id)
@@ -320,15 +318,7 @@ class AgentsStack(Stack):
         # log group as well.
         role.add_to_principal_policy(
             iam.PolicyStatement(
-                actions=INDEX_POLICY_ACTIONS,
-                resources=[
-                    self.format_arn(
-                        service="logs",
-                        resource="log-group",
-                        resource_name=runtime_log_group_name(runtime),
-                        arn_format=ArnFormat.COLON_RESOURCE_NAME,
-                    )
-                ],
+                actions=INDEX_POLICY_ACTIONS, resources=[log_group_arn(self, runtime_logs.log_group_name)]
             )
         )
         # (CDK already makes it wait for its role's policy.)

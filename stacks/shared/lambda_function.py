@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import get_args
 
 from aws_cdk import (
+    ArnFormat,
     Duration,
     RemovalPolicy,
     Stack,
@@ -15,7 +16,7 @@ from aws_cdk import (
     aws_lambda as lambda_,
     aws_logs as logs,
 )
-from constructs import Construct
+from constructs import Construct, IConstruct
 
 from stacks.config import LogRetentionDays
 from stacks.shared.nag import acknowledge, acknowledge_inline_policy
@@ -37,6 +38,14 @@ _RETENTION: dict[int, logs.RetentionDays] = dict(
 def log_retention(days: int) -> logs.RetentionDays:
     """CDK's enum member for a retention period in days (one of LogRetentionDays)."""
     return _RETENTION[days]
+
+
+def log_group_arn(scope: IConstruct, name: str) -> str:
+    """A log group's ARN from its name, *without* the ``:*`` that ``ILogGroup.logGroupArn`` ends
+    in: what a ``…:log-stream:*`` resource or a log-group-level action (index policies) needs."""
+    return Stack.of(scope).format_arn(
+        service="logs", resource="log-group", resource_name=name, arn_format=ArnFormat.COLON_RESOURCE_NAME
+    )
 
 
 # Packages under lambdas/ that every function's asset carries besides its own.

@@ -16,19 +16,15 @@ import jsii
 from aws_cdk import ArnFormat, IStableStringProducer, Lazy, Stack, aws_logs as logs, aws_xray as xray
 from constructs import Construct, IConstruct
 
+from stacks.shared.lambda_function import log_group_arn
+
 DELIVERY_SERVICE = "delivery.logs.amazonaws.com"
 LOG_DELIVERY_ACTIONS = ["logs:CreateLogStream", "logs:PutLogEvents"]
 
 
 def log_streams_arn(log_group: logs.ILogGroup) -> str:
     """Every log stream of ``log_group``: ``arn:…:log-group:<name>:log-stream:*``."""
-    group = Stack.of(log_group).format_arn(
-        service="logs",
-        resource="log-group",
-        resource_name=log_group.log_group_name,
-        arn_format=ArnFormat.COLON_RESOURCE_NAME,
-    )
-    return f"{group}:log-stream:*"
+    return f"{log_group_arn(log_group, log_group.log_group_name)}:log-stream:*"
 
 
 @jsii.implements(IStableStringProducer)

@@ -212,7 +212,7 @@ def published(template: Template) -> set[str]:
 SCOPED_NAMES = {"AWS::Bedrock::DataSource": "KnowledgeBaseId"}
 
 
-def named_properties(type_: str, properties: Mapping[str, Any]) -> dict[str, Any]:
+def named_properties(properties: Mapping[str, Any]) -> dict[str, Any]:
     """Name-like properties (``Name``, ``…Name``) a resource is created with."""
     return {k: v for k, v in properties.items() if k == "Name" or k.endswith("Name")}
 
@@ -233,7 +233,7 @@ def stale_replacements(before: Mapping[str, Template], after: Mapping[str, Templ
             scope = SCOPED_NAMES.get(resource["Type"])
             if scope is not None and properties.get(scope) != was.get(scope):
                 continue  # a new parent: the same name is free there
-            names = named_properties(resource["Type"], properties)
+            names = named_properties(properties)
             kept = {k for k, v in names.items() if was.get(k) == v}
             if kept:
                 yield f"{stack}/{logical_id} is replaced but keeps its {', '.join(sorted(kept))}"

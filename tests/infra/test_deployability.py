@@ -317,7 +317,8 @@ def test_online_evaluation_waits_for_the_log_groups_it_reads_and_may_index_them(
             for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
             for r in (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]])
         }
-        runtime_group = f"arn:aws:logs:us-east-1:<AWS::AccountId>:log-group:/aws/bedrock-agentcore/runtimes/<{agent}.AgentRuntimeId>-DEFAULT"
+        # The runtime's own log group (named /aws/bedrock-agentcore/runtimes/<id>-DEFAULT).
+        runtime_group = f"arn:aws:logs:us-east-1:<AWS::AccountId>:log-group:<{agent}RuntimeLogs>"
         assert {("logs:PutIndexPolicy", runtime_group), ("logs:DescribeIndexPolicies", runtime_group)} <= granted
 
 
