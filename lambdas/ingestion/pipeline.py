@@ -35,6 +35,7 @@ from ingestion.registry import (
     VersionRecord,
     sequencer_key,
 )
+from shared.documents import CLASSIFICATION_KEY
 
 MISSING = frozenset({"404", "NoSuchKey", "NoSuchVersion"})
 
@@ -169,7 +170,7 @@ class Pipeline:
             "document_id": record.document_id,
             "source": metadata.get("source") or record.source,
             "owner": metadata.get("owner", "unknown"),
-            "classification": classification,
+            CLASSIFICATION_KEY: classification,
         }
         readers = list(settings.readers.get(classification, []))
         if readers:  # a list attribute may not be empty

@@ -5,7 +5,6 @@ allowed data classifications, which the gateway's REQUEST interceptor writes int
 from the caller's verified group. A call without them is refused, never run unfiltered.
 """
 
-import os
 from functools import cache
 from typing import Any
 
@@ -15,29 +14,25 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
+from knowledge_search.contract import Arguments, Settings
+from shared.documents import CLASSIFICATION_KEY
 from shared.telemetry import StageRecord, stage
 from shared.tool_errors import ToolError
 
 logger = Logger()
 metrics = Metrics()
-CLASSIFICATION_KEY = "classification"  # document metadata key (the ingestion pipeline writes it)
 EXCERPT_CHARS = 600
-
-
-class Arguments(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    query: str = Field(min_length=1, max_length=1000)
-    max_results: int = Field(default=5, ge=1, le=20)
-    # Written by the gateway's interceptor, never by the agent.
-    data_classifications: list[str] = Field(min_length=1, max_length=20)
-    conversation_id: str | None = Field(default=None, max_length=256)
 
 
 def retrieval_filter(classifications: list[str]) -> dict[str, Any]:
     return {"in": {"key": CLASSIFICATION_KEY, "value": classifications}}
+
+
+@cache
+def settings() -> Settings:
+    return Settings.from_environ()
 
 
 @cache
@@ -95,6 +90,6 @@ def _retrieve(agent_runtime: Any, knowledge_base_id: str, request: Arguments, re
 @metrics.log_metrics
 def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     metrics.add_metric(name="ToolCalls", unit=MetricUnit.Count, value=1)
-    result = search(client(), os.environ["KNOWLEDGE_BASE_ID"], event if isinstance(event, dict) else {})
+    result = search(client(), settings().knowledge_base_id, event if isinstance(event, dict) else {})
     logger.info("searched", extra={"returned": result.get("returned"), "error": result.get("error", {}).get("kind")})
     return result

@@ -1,11 +1,13 @@
-"""The tools: each collapses a chain of legacy calls into one agent-sized answer.
+"""The tools, by name: the chained ones in code here, the single-call ones built from config.
 
-- ``find_orders``: customer e-mail -> customer id -> that customer's orders (optionally by
-  status), projected to the declared fields, a page at a time.
-- ``get_customer``: customer id -> the customer and their addresses, projected.
+- ``find_orders`` (chained): customer e-mail -> customer id -> that customer's orders (optionally
+  by status), projected to the declared fields, a page at a time.
+- ``get_customer`` (chained): customer id -> the customer and their addresses, projected.
+- single-call tools (lambdas/legacy_tools/contract.py ``SingleCallTool``): one GET, projected.
 
 Field maps (declared field -> path in the upstream record) come from the deployment's config,
-so the tool's schema and the projection are the same list.
+so the tool's description and the projection are the same list. Adding a chained tool is one
+entry in ``CHAINED`` (its spec and its function) plus its fields in config.
 """
 
 from __future__ import annotations
@@ -13,12 +15,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from legacy_tools.contract import CURSOR, SingleCallTool
 from legacy_tools.shaping import decode_cursor, page, project
+from shared.field_paths import value_at
 from shared.legacy_client import LegacyClient
 from shared.tool_errors import ToolError
+from shared.tools import ToolSpec
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -30,18 +36,34 @@ class Shape:
     fields: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # tool -> declared field -> path
 
 
+Run = Callable[[LegacyClient, Shape, Mapping[str, Any]], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A tool's spec (name, description, argument model) and what runs it."""
+
+    spec: ToolSpec
+    run: Run
+
+    def __call__(self, client: LegacyClient, shape: Shape, arguments: Mapping[str, Any]) -> dict[str, Any]:
+        return self.run(client, shape, arguments)
+
+
 class FindOrders(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    customer_email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)
-    status: str | None = Field(default=None, pattern=r"^[a-z_]{1,32}$")
-    cursor: str | None = Field(default=None, max_length=512)
+    customer_email: str = Field(
+        pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254, description="The customer's e-mail address"
+    )
+    status: str | None = Field(default=None, pattern=r"^[a-z_]{1,32}$", description="Only orders in this status")
+    cursor: str | None = Field(default=None, max_length=512, description="next_cursor of the previous page")
 
 
 class GetCustomer(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    customer_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    customer_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="The customer id")
 
 
 def find_orders(client: LegacyClient, shape: Shape, arguments: Mapping[str, Any]) -> dict[str, Any]:
@@ -67,10 +89,56 @@ def get_customer(client: LegacyClient, shape: Shape, arguments: Mapping[str, Any
     return {"record": project(record, shape.fields["get_customer"])}
 
 
-TOOLS: dict[str, Callable[[LegacyClient, Shape, Mapping[str, Any]], dict[str, Any]]] = {
-    "find_orders": find_orders,
-    "get_customer": get_customer,
+CHAINED: dict[str, Tool] = {
+    "find_orders": Tool(
+        ToolSpec(
+            "find_orders",
+            "A customer's orders, newest data first, a page at a time. Each record has: {fields}.",
+            FindOrders,
+        ),
+        find_orders,
+    ),
+    "get_customer": Tool(
+        ToolSpec("get_customer", "One customer with their addresses. The record has: {fields}.", GetCustomer),
+        get_customer,
+    ),
 }
+# The chained tools, callable by name (``TOOLS[name](client, shape, arguments)``).
+TOOLS: Mapping[str, Tool] = CHAINED
+
+
+def single_call(name: str, declared: SingleCallTool) -> Tool:
+    """A config-declared tool: one GET built from its arguments, projected (and paged)."""
+    spec = declared.spec(name)
+    in_path = declared.path_arguments()
+
+    def run(client: LegacyClient, shape: Shape, arguments: Mapping[str, Any]) -> dict[str, Any]:
+        request = _arguments(spec.arguments, arguments).model_dump(exclude_none=True)
+        cursor = request.pop(CURSOR, None)
+        # Each path value is one encoded segment: an argument cannot reach another path.
+        path = declared.path.format_map({key: quote(str(request.pop(key)), safe="") for key in in_path})
+        answer, _ = client.get(path, request or None)
+        fields = shape.fields[name]
+        if declared.records is None:
+            return {"record": project(answer, fields)}
+        items = value_at(answer, declared.records)
+        if not isinstance(items, list):
+            raise ToolError("upstream_unavailable", "the service answered without the expected list", retry_after=30)
+        query = {"tool": name, **request}
+        return page(
+            [project(item, fields) for item in items],
+            query=query,
+            offset=decode_cursor(cursor, query),
+            top_k=shape.top_k,
+            byte_budget=shape.byte_budget,
+        )
+
+    return Tool(spec, run)
+
+
+def registry(chained: Mapping[str, Any], single_calls: Mapping[str, SingleCallTool]) -> dict[str, Tool]:
+    """The tools one function serves: the configured chained tools and its single-call tools."""
+    return {**{name: CHAINED[name] for name in chained}, **{n: single_call(n, t) for n, t in single_calls.items()}}
 
 
 def _arguments(model: type[M], arguments: Mapping[str, Any]) -> M:

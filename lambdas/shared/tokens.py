@@ -7,10 +7,9 @@ from typing import Any
 
 import jwt
 
-# Custom claims the pre-token-generation trigger adds (lambdas/pre_token).
-GROUP_CLAIM = "gateway_group"
-TIER_CLAIM = "gateway_tier"
-KIND_CLAIM = "gateway_kind"
+from shared.claims import GROUP_CLAIM, KIND_CLAIM, TIER_CLAIM
+
+__all__ = ["GROUP_CLAIM", "KIND_CLAIM", "TIER_CLAIM", "InvalidToken", "TokenVerifier", "bearer"]
 
 
 class InvalidToken(Exception):  # noqa: N818 - the name says what the caller gets

@@ -13,7 +13,6 @@ group -> tools in config that the gateway's Cedar policies are generated from:
 Unknown group, missing claim, missing or malformed token: no tools at all.
 """
 
-import json
 import os
 from functools import cache
 from typing import Any
@@ -24,37 +23,43 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.telemetry import CONVERSATION
 from shared.tokens import GROUP_CLAIM, InvalidToken, TokenVerifier, bearer
+from shared.tools import (
+    CLASSIFICATIONS_ARGUMENT,
+    CONVERSATION_ARGUMENT,
+    CONVERSATION_HEADER,
+    GATEWAY_ARGUMENTS,
+    KNOWLEDGE_SEARCH,
+    TARGET_SEPARATOR,
+)
+from tool_guard.contract import Settings
 
 logger = Logger()
 metrics = Metrics()
 VERSION = "1.0"
 FORBIDDEN = -32001  # an implementation-defined JSON-RPC server error: "not allowed"
-KNOWLEDGE_SEARCH = "___knowledge_search"
-CLASSIFICATIONS_ARGUMENT = "data_classifications"  # lambdas/knowledge_search reads it
-CONVERSATION_ARGUMENT = "conversation_id"  # ... and this, to attribute its retrieval stage
-CONVERSATION_HEADER = "x-genai-conversation-id"  # what lambdas/agent/mcp_client.py sends
-# Arguments the gateway writes into knowledge_search calls and hides from tools/list.
-GATEWAY_ARGUMENTS = (CLASSIFICATIONS_ARGUMENT, CONVERSATION_ARGUMENT)
+# Whatever target serves it, knowledge search is the tool named so.
+SEARCH_SUFFIX = TARGET_SEPARATOR + KNOWLEDGE_SEARCH
+
+
+@cache
+def settings() -> Settings:
+    return Settings.from_environ()
 
 
 @cache
 def allowed_tools() -> dict[str, frozenset[str]]:
-    """group -> qualified tool names (``<target>___<tool>``), from TOOL_BINDINGS."""
-    raw: dict[str, list[str]] = json.loads(os.environ["TOOL_BINDINGS"])
-    return {group: frozenset(tools) for group, tools in raw.items()}
+    """group -> qualified tool names (``<target>___<tool>``)."""
+    return {group: frozenset(tools) for group, tools in settings().tool_bindings.items()}
 
 
-@cache
 def group_classifications() -> dict[str, list[str]]:
-    """group -> data classifications, from DATA_CLASSIFICATIONS."""
-    loaded: dict[str, list[str]] = json.loads(os.environ["DATA_CLASSIFICATIONS"])
-    return loaded
+    return settings().data_classifications
 
 
 @cache
 def verifier() -> TokenVerifier:
     return TokenVerifier.for_pool(
-        region=os.environ["AWS_REGION"], user_pool_id=os.environ["USER_POOL_ID"], client_id=os.environ["CLIENT_ID"]
+        region=os.environ["AWS_REGION"], user_pool_id=settings().user_pool_id, client_id=settings().client_id
     )
 
 
@@ -101,7 +106,7 @@ def _on_request(
             return _output(
                 response={"statusCode": 200, "body": {"jsonrpc": "2.0", "id": body.get("id"), "error": error}}
             )
-        if name.endswith(KNOWLEDGE_SEARCH):
+        if name.endswith(SEARCH_SUFFIX):
             sent = {k: v for k, v in (params.get("arguments") or {}).items() if k not in GATEWAY_ARGUMENTS}
             arguments = {**sent, CLASSIFICATIONS_ARGUMENT: group_classifications()[group]}
             if conversation:
@@ -121,7 +126,7 @@ def _on_response(body: dict[str, Any], response: dict[str, Any], tools: frozense
 
 def _public(tool: dict[str, Any]) -> dict[str, Any]:
     """A listed tool as the agent should see it: without the arguments the gateway writes."""
-    if not str(tool.get("name", "")).endswith(KNOWLEDGE_SEARCH):
+    if not str(tool.get("name", "")).endswith(SEARCH_SUFFIX):
         return tool
     schema = dict(tool.get("inputSchema") or {})
     schema["properties"] = {k: v for k, v in (schema.get("properties") or {}).items() if k not in GATEWAY_ARGUMENTS}

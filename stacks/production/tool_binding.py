@@ -10,14 +10,11 @@ from __future__ import annotations
 import hashlib
 import re
 
+from shared.claims import GROUP_CLAIM
+from shared.tools import qualified
 from stacks.config import ProductionConfig, all_tools
 
-GROUP_CLAIM = "gateway_group"  # lambdas/shared/tokens.py GROUP_CLAIM
-TARGET_SEPARATOR = "___"
-
-
-def qualified(target: str, tool: str) -> str:
-    return f"{target}{TARGET_SEPARATOR}{tool}"
+__all__ = ["GROUP_CLAIM", "bindings", "cedar_permits", "classifications", "qualified"]
 
 
 def bindings(config: ProductionConfig) -> dict[str, list[str]]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from collections.abc import Mapping
 from typing import Any
 
 from aws_cdk import (
@@ -19,7 +19,12 @@ from aws_cdk import (
 )
 from constructs import Construct
 
-from stacks.config import BUILTIN_TOOLS, ProductionConfig, Tier, all_tools
+from knowledge_search.contract import TOOL as KNOWLEDGE_SEARCH_TOOL, Settings as KnowledgeSearchSettings
+from legacy_tools.adapters import CHAINED
+from legacy_tools.contract import LegacyApi, Settings as LegacyToolsSettings
+from shared.contract import FunctionSettings
+from shared.tools import BUILTIN_TOOLS, ToolSpec
+from stacks.config import ProductionConfig, Tier, all_tools
 from stacks.production.functions import production_function
 from stacks.production.tool_binding import GROUP_CLAIM, bindings, cedar_permits, classifications, qualified
 from stacks.shared.knowledge_base import VectorKnowledgeBase
@@ -33,50 +38,20 @@ from stacks.shared.nag import (
 )
 from stacks.shared.naming import pascal_case
 from stacks.shared.vended_logs import DeliveryPolicies
+from tool_guard.contract import Settings as GuardSettings
 
-S = agentcore.SchemaDefinitionType
 
-# What each tool takes (mirrors the argument models in lambdas/legacy_tools/adapters.py and
-# lambdas/knowledge_search/handler.py; tests/infra/test_tools.py holds them together).
-TOOL_INPUTS: dict[str, agentcore.SchemaDefinition] = {
-    "find_orders": agentcore.SchemaDefinition(
-        type=S.OBJECT,
-        properties={
-            "customer_email": agentcore.SchemaDefinition(type=S.STRING, description="The customer's e-mail address"),
-            "status": agentcore.SchemaDefinition(type=S.STRING, description="Only orders in this status"),
-            "cursor": agentcore.SchemaDefinition(type=S.STRING, description="next_cursor of the previous page"),
-        },
-        required=["customer_email"],
-    ),
-    "get_customer": agentcore.SchemaDefinition(
-        type=S.OBJECT,
-        properties={"customer_id": agentcore.SchemaDefinition(type=S.STRING, description="The customer id")},
-        required=["customer_id"],
-    ),
-    "knowledge_search": agentcore.SchemaDefinition(
-        type=S.OBJECT,
-        properties={
-            "query": agentcore.SchemaDefinition(type=S.STRING, description="What to look for, in plain words"),
-            "max_results": agentcore.SchemaDefinition(type=S.INTEGER, description="1 to 20 passages (default 5)"),
-            # Declared so the policy engine's schema knows it; the REQUEST interceptor always writes
-            # it from the caller's group, and the RESPONSE interceptor hides it from tools/list.
-            "data_classifications": agentcore.SchemaDefinition(
-                type=S.ARRAY,
-                items=agentcore.SchemaDefinition(type=S.STRING),
-                description="Set by the gateway; any value sent is replaced",
-            ),
-            "conversation_id": agentcore.SchemaDefinition(
-                type=S.STRING, description="Set by the gateway from the calling agent's session, for telemetry"
-            ),
-        },
-        required=["query"],
-    ),
-}
-TOOL_DESCRIPTIONS = {
-    "find_orders": "A customer's orders, newest data first, a page at a time. Each record has: {fields}.",
-    "get_customer": "One customer with their addresses. The record has: {fields}.",
-    "knowledge_search": "Passages from the company's documents that the caller may read, with their sources.",
-}
+def schema_definition(schema: Mapping[str, Any]) -> agentcore.SchemaDefinition:
+    """AgentCore's inline schema for a JSON Schema that ToolSpec.input_schema reduced."""
+    return agentcore.SchemaDefinition(
+        type=getattr(agentcore.SchemaDefinitionType, schema["type"].upper()),
+        description=schema.get("description"),
+        properties={k: schema_definition(v) for k, v in schema["properties"].items()}
+        if "properties" in schema
+        else None,
+        required=schema.get("required"),
+        items=schema_definition(schema["items"]) if "items" in schema else None,
+    )
 
 
 class ToolsStack(Stack):
@@ -111,12 +86,12 @@ class ToolsStack(Stack):
             "ToolGuardFunction",
             "tool_guard",
             "Tools gateway interceptor: each group lists and calls its own tools",
-            {
-                "TOOL_BINDINGS": json.dumps(tool_bindings, sort_keys=True),
-                "DATA_CLASSIFICATIONS": json.dumps(classifications(config), sort_keys=True),
-                "USER_POOL_ID": user_pool.user_pool_id,
-                "CLIENT_ID": client.user_pool_client_id,
-            },
+            GuardSettings(
+                tool_bindings=tool_bindings,
+                data_classifications=classifications(config),
+                user_pool_id=user_pool.user_pool_id,
+                client_id=client.user_pool_client_id,
+            ),
         )
         self.policy_engine = agentcore.PolicyEngine(
             self, "PolicyEngine", policy_engine_name=f"{prefix.replace('-', '_')}_production_tools"
@@ -152,21 +127,18 @@ class ToolsStack(Stack):
                 f"{pascal_case(target)}ToolsFunction",
                 "legacy_tools",
                 f"MCP tools over the {target} legacy API",
-                {
-                    "LEGACY_API": json.dumps(
-                        {
-                            "base_url": api.base_url,
-                            "token_path": api.token_path,
-                            "secret_name": api.secret_name,
-                            "timeout_seconds": api.timeout_seconds,
-                            "max_attempts": api.max_attempts,
-                            "top_k": api.top_k,
-                            "byte_budget": api.byte_budget,
-                            "fields": api.tools,
-                        },
-                        sort_keys=True,
+                LegacyToolsSettings(
+                    legacy_api=LegacyApi(
+                        base_url=api.base_url,
+                        token_path=api.token_path,
+                        secret_name=api.secret_name,
+                        timeout_seconds=api.timeout_seconds,
+                        max_attempts=api.max_attempts,
+                        top_k=api.top_k,
+                        byte_budget=api.byte_budget,
+                        fields={tool: dict(fields) for tool, fields in api.tools.items()},
                     )
-                },
+                ),
                 # Two chained calls, each retried, plus a token fetch and one refresh, plus backoff.
                 timeout=Duration.seconds(min(int((2 * api.max_attempts + 2) * api.timeout_seconds) + 10, 900)),
             )
@@ -178,18 +150,20 @@ class ToolsStack(Stack):
                 f"AwsSolutions-IAM5[Resource::{nag_arn(self, 'secretsmanager', f'secret:{api.secret_name}-??????')}]",
                 "Secrets Manager appends six random characters to a secret's ARN; the name is fixed by config.",
             )
-            targets.append(self._target(target, function, {t: list(f) for t, f in api.tools.items()}))
+            tools = {tool: (CHAINED[tool].spec, list(fields)) for tool, fields in api.tools.items()}
+            targets.append(self._target(target, function, tools))
 
         search = self._function(
             "KnowledgeSearchFunction",
             "knowledge_search",
             "MCP tool: Knowledge Base passages, filtered to the caller's classifications",
-            {"KNOWLEDGE_BASE_ID": knowledge_base.knowledge_base_id},
+            KnowledgeSearchSettings(knowledge_base_id=knowledge_base.knowledge_base_id),
         )
         search.add_to_role_policy(
             iam.PolicyStatement(actions=["bedrock:Retrieve"], resources=[knowledge_base.knowledge_base_arn])
         )
-        targets.append(self._target(BUILTIN_TOOLS["knowledge_search"], search, {"knowledge_search": []}))
+        tool = KNOWLEDGE_SEARCH_TOOL
+        targets.append(self._target(BUILTIN_TOOLS[tool.name], search, {tool.name: (tool, [])}))
 
         for policy_name, statement in cedar_permits(tool_bindings, self.gateway.gateway_arn).items():
             policy = self.policy_engine.add_policy(
@@ -300,7 +274,7 @@ class ToolsStack(Stack):
         )
 
     def _function(
-        self, id: str, package: str, description: str, environment: dict[str, str], timeout: Duration | None = None
+        self, id: str, package: str, description: str, settings: FunctionSettings, timeout: Duration | None = None
     ) -> BlueprintFunction:
         function = production_function(
             self,
@@ -310,7 +284,7 @@ class ToolsStack(Stack):
             key=self._key,
             package=package,
             description=description,
-            environment=environment,
+            settings=settings,
             timeout=timeout,
         )
         acknowledge_synchronous_function(
@@ -322,14 +296,17 @@ class ToolsStack(Stack):
         )
         return function
 
-    def _target(self, target: str, function: BlueprintFunction, tools: dict[str, list[str]]) -> agentcore.GatewayTarget:
+    def _target(
+        self, target: str, function: BlueprintFunction, tools: Mapping[str, tuple[ToolSpec, list[str]]]
+    ) -> agentcore.GatewayTarget:
+        """A Lambda target publishing each tool's schema from its argument model (ToolSpec)."""
         definitions = [
             agentcore.ToolDefinition(
-                name=tool,
-                description=TOOL_DESCRIPTIONS[tool].format(fields=", ".join(fields)),
-                input_schema=TOOL_INPUTS[tool],
+                name=name,
+                description=spec.describe(fields),
+                input_schema=schema_definition(spec.input_schema()),
             )
-            for tool, fields in tools.items()
+            for name, (spec, fields) in tools.items()
         ]
         return self.gateway.add_lambda_target(
             f"{pascal_case(target)}Target",

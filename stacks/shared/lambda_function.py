@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import get_args
+from typing import Any, get_args
 
 from aws_cdk import (
     ArnFormat,
     Duration,
     RemovalPolicy,
     Stack,
+    Token,
     aws_iam as iam,
     aws_kms as kms,
     aws_lambda as lambda_,
@@ -18,6 +20,7 @@ from aws_cdk import (
 )
 from constructs import Construct, IConstruct
 
+from shared.contract import FunctionSettings
 from stacks.config import LogRetentionDays
 from stacks.shared.nag import acknowledge, acknowledge_inline_policy
 
@@ -46,6 +49,12 @@ def log_group_arn(scope: IConstruct, name: str) -> str:
     return Stack.of(scope).format_arn(
         service="logs", resource="log-group", resource_name=name, arn_format=ArnFormat.COLON_RESOURCE_NAME
     )
+
+
+def _json(scope: IConstruct, value: Any) -> str:
+    """A settings value as JSON: sorted keys, or CloudFormation's own join where it holds tokens."""
+    text = json.dumps(value, sort_keys=True)
+    return Stack.of(scope).to_json_string(value) if Token.is_unresolved(text) else text
 
 
 # Packages under lambdas/ that every function's asset carries besides its own.
@@ -113,6 +122,7 @@ class BlueprintFunction(lambda_.Function):
         metrics_namespace: str,
         log_retention_days: int,
         removal_policy: RemovalPolicy,
+        settings: FunctionSettings | None = None,
         environment: Mapping[str, str] | None = None,
         memory_size: int = 256,
         reserved_concurrent_executions: int | None = None,
@@ -157,6 +167,7 @@ class BlueprintFunction(lambda_.Function):
                 "POWERTOOLS_SERVICE_NAME": package,
                 "POWERTOOLS_METRICS_NAMESPACE": metrics_namespace,
                 "POWERTOOLS_LOG_LEVEL": "INFO",
+                **(settings.environment(dumps=lambda value: _json(scope, value)) if settings else {}),
                 **(environment or {}),
             },
         )

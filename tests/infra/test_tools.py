@@ -5,13 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import BaseModel
-
-from knowledge_search.handler import Arguments as KnowledgeSearchArguments
-from legacy_tools.adapters import TOOLS, FindOrders, GetCustomer
+from knowledge_search.contract import TOOL as KNOWLEDGE_SEARCH_TOOL
+from legacy_tools.adapters import CHAINED
 from stacks.config import all_tools, load_config
 from stacks.production.tool_binding import bindings, cedar_permits
-from stacks.production.tools import TOOL_INPUTS
 from tests.infra.cfn import only, props, render, resources, role_permissions
 
 
@@ -70,18 +67,37 @@ def test_one_target_per_legacy_api_plus_knowledge_with_the_configured_tools(
     assert listed == expected
 
 
-def test_tool_schemas_match_what_the_tools_accept() -> None:
-    models: dict[str, type[BaseModel]] = {
-        "find_orders": FindOrders,
-        "get_customer": GetCustomer,
-        "knowledge_search": KnowledgeSearchArguments,
-    }
-    assert set(TOOLS) | {"knowledge_search"} == set(TOOL_INPUTS)
-    for tool, schema in TOOL_INPUTS.items():
-        assert set(schema.properties or {}) == set(models[tool].model_fields), tool
-        # data_classifications is required by the tool but written by the interceptor, not the agent.
-        required = {n for n, f in models[tool].model_fields.items() if f.is_required()} - {"data_classifications"}
-        assert set(schema.required or []) == required, tool
+def cfn_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """A reduced JSON Schema as CloudFormation spells AgentCore's SchemaDefinition."""
+    out: dict[str, Any] = {"Type": schema["type"]}
+    for key in ("description", "required"):
+        if schema.get(key):
+            out[key.title()] = schema[key]
+    if "properties" in schema:
+        out["Properties"] = {name: cfn_schema(value) for name, value in schema["properties"].items()}
+    if "items" in schema:
+        out["Items"] = cfn_schema(schema["items"])
+    return out
+
+
+def test_published_tool_schemas_are_the_tools_own_argument_models(
+    tools: dict[str, Any], cdk_context: dict[str, Any]
+) -> None:
+    specs = {name: tool.spec for name, tool in CHAINED.items()} | {KNOWLEDGE_SEARCH_TOOL.name: KNOWLEDGE_SEARCH_TOOL}
+    fields = {tool: list(f) for api in production(cdk_context).legacy_apis.values() for tool, f in api.tools.items()}
+    published = [
+        tool
+        for target in resources(tools, "AWS::BedrockAgentCore::GatewayTarget").values()
+        for tool in target["Properties"]["TargetConfiguration"]["Mcp"]["Lambda"]["ToolSchema"]["InlinePayload"]
+    ]
+    assert published
+    for tool in published:
+        spec = specs[tool["Name"]]
+        assert tool["InputSchema"] == cfn_schema(spec.input_schema()), tool["Name"]
+        assert tool["Description"] == spec.describe(fields.get(tool["Name"], []))
+    search = next(t for t in published if t["Name"] == "knowledge_search")["InputSchema"]
+    # The gateway writes the caller's classifications: declared for the policy engine, never required.
+    assert "data_classifications" in search["Properties"] and search["Required"] == ["query"]
 
 
 def test_legacy_tool_functions_get_their_api_config_and_only_their_secret(

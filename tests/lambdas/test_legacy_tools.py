@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
@@ -11,10 +12,13 @@ import pytest
 
 from legacy_tools import handler
 from legacy_tools.adapters import TOOLS, Shape
+from legacy_tools.contract import CallArgument, LegacyApi as ApiSettings, Settings, SingleCallTool
 from shared.legacy_client import ClientSettings, Credentials, LegacyClient
 from shared.tool_errors import ToolError
 from tests.lambdas.conftest import FakeContext
 from tests.lambdas.legacy_api import (
+    ARTICLE_COUNT,
+    ARTICLES_PAGE,
     CLIENT_ID,
     CLIENT_SECRET,
     CUSTOMER_EMAIL,
@@ -22,6 +26,7 @@ from tests.lambdas.legacy_api import (
     FIELDS,
     ORDER_COUNT,
     LegacyApi,
+    article,
     serve,
 )
 
@@ -34,6 +39,33 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+def configure(
+    monkeypatch: pytest.MonkeyPatch, single_calls: dict[str, SingleCallTool] | None = None, *, top_k: int = SHAPE.top_k
+) -> None:
+    """The handler's environment as the stack writes it (Settings.environment), caches cleared."""
+    api = ApiSettings(
+        base_url="https://unused.example.com",
+        token_path="/oauth/token",
+        secret_name="secret",
+        timeout_seconds=1,
+        max_attempts=3,
+        top_k=top_k,
+        byte_budget=SHAPE.byte_budget,
+        fields={tool: dict(fields) for tool, fields in FIELDS.items()},
+    )
+    for name, value in Settings(legacy_api=api, single_call_tools=single_calls or {}).environment().items():
+        monkeypatch.setenv(name, value)
+    for cached in (handler.settings, handler.tools, handler.shape):
+        cached.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_caches() -> Iterator[None]:
+    yield
+    for cached in (handler.settings, handler.tools, handler.shape):
+        cached.cache_clear()
 
 
 @pytest.fixture
@@ -181,7 +213,7 @@ def test_failures_map_to_the_taxonomy(
     tool: str, arguments: dict[str, Any], kind: str, message: str, client: LegacyClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(handler, "client", lambda: client)
-    monkeypatch.setattr(handler, "configuration", lambda: (None, SHAPE, "secret"))
+    configure(monkeypatch)
     result = handler.run(tool, arguments)
     assert result["error"]["kind"] == kind
     assert result["error"]["message"].startswith(message), result
@@ -214,10 +246,99 @@ def test_the_handler_reads_the_tool_name_the_gateway_sends(
     client: LegacyClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(handler, "client", lambda: client)
-    monkeypatch.setattr(handler, "configuration", lambda: (None, SHAPE, "secret"))
+    configure(monkeypatch)
     context = FakeContext()
     context.client_context = SimpleNamespace(custom={"bedrockAgentCoreToolName": "orders___find_orders"})  # type: ignore[attr-defined]
     assert handler.lambda_handler({"customer_email": CUSTOMER_EMAIL}, context)["total"] == ORDER_COUNT
     context.client_context = SimpleNamespace(custom={"bedrockAgentCoreToolName": "orders___drop_tables"})  # type: ignore[attr-defined]
     assert handler.lambda_handler({}, context)["error"]["message"].startswith("unknown tool drop_tables")
     assert handler.lambda_handler(["not", "an", "object"], FakeContext())["error"]["kind"] == "invalid_argument"
+
+
+# Config-only tools: one GET each, declared as the sample config would.
+PROFILE = SingleCallTool(
+    description="A customer's profile. The record has: {fields}.",
+    path="/v2/customers/{customer_id}",
+    arguments={"customer_id": CallArgument(description="The customer id")},
+    fields={"name": "data.profile.name.display", "segment": "data.account.segment"},
+)
+ARTICLES = SingleCallTool(
+    description="Help-centre articles changed since a date.",
+    path="/api/v2/articles",
+    arguments={
+        "updated_since": CallArgument(description="ISO date", required=False, pattern=r"^\d{4}-\d{2}-\d{2}$"),
+    },
+    records="items",
+    fields={"id": "article.id", "title": "article.title"},
+)
+
+
+@pytest.fixture
+def single_calls(client: LegacyClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(handler, "client", lambda: client)
+    configure(monkeypatch, {"get_profile": PROFILE, "list_articles": ARTICLES}, top_k=7)
+
+
+@pytest.mark.usefixtures("single_calls")
+def test_a_single_call_tool_is_config_only(api: LegacyApi) -> None:
+    result = handler.run("get_profile", {"customer_id": CUSTOMER_ID})
+    assert result == {"record": {"name": "Ada Lovelace", "segment": "gold"}}
+    assert api.requests[-1] == f"/v2/customers/{CUSTOMER_ID}"
+    # The chained tools the config names are still served beside it.
+    assert handler.run("get_customer", {"customer_id": CUSTOMER_ID})["record"]["name"] == "Ada Lovelace"
+
+
+@pytest.mark.usefixtures("single_calls")
+def test_a_path_argument_is_one_encoded_segment(api: LegacyApi) -> None:
+    result = handler.run("get_profile", {"customer_id": "../../admin?drop=1"})
+    assert result["error"]["kind"] == "not_found"
+    assert api.requests[-1] == "/v2/customers/..%2F..%2Fadmin%3Fdrop%3D1"
+
+
+@pytest.mark.usefixtures("single_calls")
+def test_a_single_call_list_is_paged_with_its_query(api: LegacyApi) -> None:
+    since = "2026-11-20"
+    changed = [a["article"] for a in map(article, range(ARTICLE_COUNT)) if a["article"]["audit"]["updatedAt"] >= since]
+    expected = [{"id": a["id"], "title": a["title"]} for a in changed[:ARTICLES_PAGE]]  # one call: the API's first page
+    pages = [handler.run("list_articles", {"updated_since": since})]
+    while "next_cursor" in pages[-1]:
+        pages.append(handler.run("list_articles", {"updated_since": since, "cursor": pages[-1]["next_cursor"]}))
+    assert [r for p in pages for r in p["records"]] == expected
+    assert len(pages) == -(-len(expected) // 7) and all(p["total"] == len(expected) for p in pages)
+    assert api.requests == ["/api/v2/articles"] * len(pages)
+    # A cursor belongs to its query; an argument outside the declared pattern is refused.
+    other = handler.run("list_articles", {"cursor": pages[0].get("next_cursor", "x")})
+    assert other["error"]["kind"] == "invalid_argument"
+    refused = handler.run("list_articles", {"updated_since": "yesterday"})
+    assert refused["error"]["kind"] == "invalid_argument" and "updated_since" in refused["error"]["message"]
+    assert handler.run("get_profile", {"customer_id": CUSTOMER_ID, "extra": 1})["error"]["kind"] == "invalid_argument"
+
+
+def test_a_single_call_tools_schema_comes_from_its_arguments() -> None:
+    schema = ARTICLES.spec("list_articles").input_schema()
+    assert schema == {
+        "type": "object",
+        "properties": {
+            "updated_since": {"type": "string", "description": "ISO date"},
+            "cursor": {"type": "string", "description": "next_cursor of the previous page"},
+        },
+        "required": [],
+    }
+    assert PROFILE.spec("get_profile").input_schema()["required"] == ["customer_id"]
+
+
+@pytest.mark.parametrize(
+    ("declared", "message"),
+    [
+        ({"path": "/v2/{missing}"}, "path placeholder {missing} must be a required argument"),
+        ({"arguments": {"cursor": {"description": "x"}}}, "argument cursor is reserved"),
+        ({"arguments": {"data_classifications": {"description": "x"}}}, "argument data_classifications is reserved"),
+        ({"path": "/v2/../admin"}, "path segments . and .. are not allowed"),
+        ({"path": "/v2/things?admin=1"}, "String should match pattern"),
+        ({"arguments": {"q": {"description": "x", "pattern": "("}}}, "pattern does not compile"),
+    ],
+)
+def test_a_bad_single_call_declaration_is_refused(declared: dict[str, Any], message: str) -> None:
+    base = {"description": "d", "path": "/v2/things", "fields": {"id": "id"}}
+    with pytest.raises(ValueError, match=re.escape(message)):
+        SingleCallTool.model_validate(base | declared)

@@ -23,6 +23,7 @@ from stacks.production.tool_binding import bindings, cedar_permits, classificati
 from tests.conftest import ROOT
 from tests.lambdas.cognito_fixtures import CLIENT_ID, sign
 from tool_guard import handler as guard
+from tool_guard.contract import Settings
 
 CONFIG = load_config(json.loads((ROOT / "cdk.json").read_text())["context"]).production
 BINDINGS = bindings(CONFIG)
@@ -37,15 +38,18 @@ TABLE = [(group, tool, tool in BINDINGS.get(group, [])) for group, tool in itert
 
 @pytest.fixture(autouse=True)
 def interceptors(cognito: tuple[str, list[str]], monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("TOOL_BINDINGS", json.dumps(BINDINGS))
-    monkeypatch.setenv("DATA_CLASSIFICATIONS", json.dumps(CLASSIFICATIONS))
+    settings = Settings(
+        tool_bindings=BINDINGS, data_classifications=CLASSIFICATIONS, user_pool_id="unused", client_id=CLIENT_ID
+    )
+    for name, value in settings.environment().items():
+        monkeypatch.setenv(name, value)
+    guard.settings.cache_clear()
     guard.allowed_tools.cache_clear()
-    guard.group_classifications.cache_clear()
     verifier = TokenVerifier(issuer=cognito[0], client_id=CLIENT_ID)
     monkeypatch.setattr(guard, "verifier", lambda: verifier)
     yield
+    guard.settings.cache_clear()
     guard.allowed_tools.cache_clear()
-    guard.group_classifications.cache_clear()
 
 
 def cedar(group: str | None, tool: str) -> bool:
@@ -220,15 +224,3 @@ def test_tools_list_hides_the_arguments_the_gateway_writes(
     output = guard.intercept(mcp_event(body, token(signing_key, cognito[0], "customer-basic"), listed_tools))
     (tool,) = output["mcp"]["transformedGatewayResponse"]["body"]["result"]["tools"]
     assert tool["inputSchema"] == {"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]}
-
-
-def test_names_shared_by_the_stacks_and_the_functions_agree() -> None:
-    """The infrastructure and the runtime are separate packages: hold their shared names together."""
-    from knowledge_search.handler import Arguments
-    from shared import tokens
-    from stacks.config import BUILTIN_TOOLS
-    from stacks.production import tool_binding
-
-    assert tool_binding.GROUP_CLAIM == tokens.GROUP_CLAIM
-    assert guard.KNOWLEDGE_SEARCH == "___" + "knowledge_search" and "knowledge_search" in BUILTIN_TOOLS
-    assert guard.CLASSIFICATIONS_ARGUMENT in Arguments.model_fields

@@ -1,0 +1,36 @@
+"""The knowledge_search tool's contract: its settings, its arguments and its spec."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.contract import FunctionSettings
+from shared.tools import KNOWLEDGE_SEARCH, ToolSpec
+
+
+class Settings(FunctionSettings):
+    knowledge_base_id: str
+
+
+class Arguments(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(min_length=1, max_length=1000, description="What to look for, in plain words")
+    max_results: int = Field(default=5, ge=1, le=20, description="1 to 20 passages (default 5)")
+    # Declared so the policy engine's schema knows them; the REQUEST interceptor always writes
+    # them from the caller's group and session, and the RESPONSE interceptor hides them.
+    data_classifications: list[str] = Field(
+        min_length=1, max_length=20, description="Set by the gateway; any value sent is replaced"
+    )
+    conversation_id: str | None = Field(
+        default=None,
+        max_length=256,
+        description="Set by the gateway from the calling agent's session, for telemetry",
+    )
+
+
+TOOL = ToolSpec(
+    name=KNOWLEDGE_SEARCH,
+    description="Passages from the company's documents that the caller may read, with their sources.",
+    arguments=Arguments,
+)

@@ -1,0 +1,142 @@
+"""The legacy tools' contract: what the stack writes for one legacy API, and the single-call tool
+a deployment declares in config alone.
+
+Two kinds of legacy tool:
+
+- **single-call**: one GET whose path and query come from the tool's arguments, projected to the
+  declared fields (and paged when the answer holds a list). Config only: ``SingleCallTool``
+  under ``production.legacy_apis.<target>.tools.<tool>``, no code.
+- **chained**: several calls whose later ones depend on earlier answers (``find_orders``:
+  e-mail -> customer -> orders). Code, in one place: lambdas/legacy_tools/adapters.py ``CHAINED``;
+  config declares only its fields.
+
+Imports only the standard library, pydantic and the shared contracts: the CDK app imports it too.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+
+from shared.contract import FunctionSettings
+from shared.tools import GATEWAY_ARGUMENTS, ToolSpec
+
+# A path into an upstream JSON record: dotted keys with [n] for list items (shared.field_paths).
+FieldPath = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\[\d+\])?(\.[A-Za-z_][A-Za-z0-9_]*(\[\d+\])?)*$",
+        description="dotted keys with [n] for list items, e.g. pricing.totals.grand.amount",
+    ),
+]
+ArgumentName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+CURSOR = "cursor"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CallArgument(_Frozen):
+    """One argument of a single-call tool; every argument is a string or an integer."""
+
+    type: Literal["string", "integer"] = Field(default="string", description="The argument's JSON type")
+    description: str = Field(min_length=1, max_length=300, description="What the agent should pass")
+    required: bool = Field(default=True, description="Whether a call must carry it")
+    pattern: str | None = Field(
+        default=None, max_length=300, description="Strings: a regular expression the whole value must match"
+    )
+    max_length: int = Field(default=256, ge=1, le=2048, description="Strings: the most characters accepted")
+    minimum: int | None = Field(default=None, description="Integers: the smallest value accepted")
+    maximum: int | None = Field(default=None, description="Integers: the largest value accepted")
+
+    @model_validator(mode="after")
+    def _pattern_compiles(self) -> CallArgument:
+        if self.pattern is not None:
+            try:
+                re.compile(self.pattern)
+            except re.error as error:
+                raise ValueError(f"pattern does not compile: {error}") from None
+        return self
+
+    def field(self) -> tuple[Any, Any]:
+        """(annotation, FieldInfo) for the tool's argument model."""
+        kind: Any = str if self.type == "string" else int
+        constraints: dict[str, Any] = {"description": self.description}
+        if self.type == "string":
+            constraints |= {"max_length": self.max_length, "pattern": self.pattern}
+        else:
+            constraints |= {"ge": self.minimum, "le": self.maximum}
+        if self.required:
+            return kind, Field(**constraints)
+        return kind | None, Field(default=None, **constraints)
+
+
+class SingleCallTool(_Frozen):
+    """A legacy tool that is one GET: arguments named in ``path`` as ``{name}`` fill path segments
+    (each value encoded as one segment), every other argument is a query parameter; the answer
+    (or each item of the list at ``records``) is projected to ``fields``."""
+
+    description: str = Field(
+        min_length=1, max_length=500, description="What the tool does, for agents; {fields} lists the declared fields"
+    )
+    path: str = Field(
+        pattern=r"^(/([A-Za-z0-9._~-]+|\{[a-z][a-z0-9_]*\}))+$",
+        description="The resource path under the API's base_url, with {argument} placeholders",
+    )
+    arguments: dict[ArgumentName, CallArgument] = Field(
+        default_factory=dict, description="The tool's arguments by name"
+    )
+    records: FieldPath | None = Field(
+        default=None, description="Path to a list in the answer: each item is a record, paged with a cursor"
+    )
+    fields: dict[str, FieldPath] = Field(min_length=1, description="Declared record field -> path in the answer")
+
+    @model_validator(mode="after")
+    def _placeholders_are_required_arguments(self) -> SingleCallTool:
+        if any(segment in {".", ".."} for segment in self.path.split("/")):
+            raise ValueError("path segments . and .. are not allowed")
+        for name in _PLACEHOLDER.findall(self.path):
+            argument = self.arguments.get(name)
+            if argument is None or not argument.required:
+                raise ValueError(f"path placeholder {{{name}}} must be a required argument")
+        for name in (CURSOR, *GATEWAY_ARGUMENTS):
+            if name in self.arguments:
+                raise ValueError(f"argument {name} is reserved")
+        return self
+
+    def path_arguments(self) -> list[str]:
+        return _PLACEHOLDER.findall(self.path)
+
+    def spec(self, name: str) -> ToolSpec:
+        fields: dict[str, Any] = {argument: spec.field() for argument, spec in self.arguments.items()}
+        if self.records is not None:
+            fields[CURSOR] = (
+                str | None,
+                Field(default=None, max_length=512, description="next_cursor of the previous page"),
+            )
+        model = create_model(
+            f"{name.title().replace('_', '')}Arguments", __config__=ConfigDict(extra="forbid"), **fields
+        )
+        return ToolSpec(name=name, description=self.description, arguments=model)
+
+
+class LegacyApi(_Frozen):
+    """What one legacy tools function needs to reach its API and shape its answers."""
+
+    base_url: str
+    token_path: str
+    secret_name: str
+    timeout_seconds: float
+    max_attempts: int
+    top_k: int
+    byte_budget: int
+    fields: dict[str, dict[str, str]]  # chained tool -> declared field -> path
+
+
+class Settings(FunctionSettings):
+    legacy_api: LegacyApi
+    single_call_tools: dict[str, SingleCallTool] = Field(default_factory=dict)

@@ -1,0 +1,78 @@
+"""What the tools gateway, its interceptors and its tools agree on.
+
+A tool is a :class:`ToolSpec`: its name, a description and the pydantic model of its arguments.
+The same model validates a call in the tool's Lambda and, through :meth:`ToolSpec.input_schema`,
+is the schema the tools gateway publishes (stacks/production/tools.py), so the two cannot drift.
+
+Imports only the standard library and pydantic: the CDK app imports it too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+# AgentCore names a tool ``<target>___<tool>`` and tells a Lambda target which one in its client
+# context under this key.
+TARGET_SEPARATOR = "___"
+TOOL_NAME_KEY = "bedrockAgentCoreToolName"
+
+# Arguments the gateway's REQUEST interceptor writes from the caller's verified identity (any value
+# an agent sends is replaced), and its RESPONSE interceptor hides from tools/list.
+CLASSIFICATIONS_ARGUMENT = "data_classifications"
+CONVERSATION_ARGUMENT = "conversation_id"
+GATEWAY_ARGUMENTS = (CLASSIFICATIONS_ARGUMENT, CONVERSATION_ARGUMENT)
+
+# The header an agent's MCP client sends its session in, for the interceptors' telemetry.
+CONVERSATION_HEADER = "x-genai-conversation-id"
+
+# Tools every deployment has, by tool name -> gateway target.
+KNOWLEDGE_SEARCH = "knowledge_search"
+BUILTIN_TOOLS: dict[str, str] = {KNOWLEDGE_SEARCH: "knowledge"}
+
+# JSON Schema keywords the gateway's inline tool schemas carry (AgentCore's SchemaDefinition).
+_KEPT = ("type", "description")
+
+
+def qualified(target: str, tool: str) -> str:
+    """The gateway's name for a tool: ``<target>___<tool>``."""
+    return f"{target}{TARGET_SEPARATOR}{tool}"
+
+
+def unqualified(name: str) -> str:
+    """The tool part of a gateway tool name (the name itself when it has no target)."""
+    return name.split(TARGET_SEPARATOR)[-1]
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """A tool as agents see it. ``description`` may name ``{fields}``: the record fields the
+    deployment declares for the tool, filled in by :meth:`describe`."""
+
+    name: str
+    description: str
+    arguments: type[BaseModel]
+
+    def describe(self, fields: list[str] | tuple[str, ...] = ()) -> str:
+        return self.description.format(fields=", ".join(fields))
+
+    def input_schema(self) -> dict[str, Any]:
+        """The arguments' JSON Schema reduced to what the gateway publishes: types, descriptions,
+        properties, items and required. Arguments the gateway writes are never required."""
+        schema = self.arguments.model_json_schema()
+        properties = {name: _reduce(spec) for name, spec in schema.get("properties", {}).items()}
+        required = [name for name in schema.get("required", []) if name not in GATEWAY_ARGUMENTS]
+        return {"type": "object", "properties": properties, "required": required}
+
+
+def _reduce(spec: dict[str, Any]) -> dict[str, Any]:
+    # ``X | None`` is anyOf [X, null] in pydantic's schema: publish X (absent means None).
+    options = [s for s in spec.get("anyOf", []) if s.get("type") != "null"]
+    if len(options) == 1:
+        spec = {**options[0], **{k: v for k, v in spec.items() if k != "anyOf"}}
+    reduced = {k: spec[k] for k in _KEPT if k in spec}
+    if "items" in spec:
+        reduced["items"] = _reduce(spec["items"])
+    return reduced
