@@ -28,7 +28,6 @@ os.environ.update(
         "POWERTOOLS_TRACE_DISABLED": "1",
         "POWERTOOLS_SERVICE_NAME": "ai_gateway",
         "POWERTOOLS_METRICS_NAMESPACE": "bench",
-        "MAX_MESSAGE_CHARS": "20000",
     }
 )
 REQUESTS = int(os.environ.get("REQUESTS", "3000"))
@@ -106,18 +105,26 @@ def cold_import(statement: str, bytecode_cache: str, runs: int = 9) -> float:
 @contextmanager
 def telemetry_off(handler: Any) -> Iterator[None]:
     """The handler with stage telemetry (log line, stage metrics, span, model metrics) stubbed."""
+    from ai_gateway import telemetry
     from shared.telemetry import StageRecord
 
     @contextmanager
     def no_stage(*_: Any, **__: Any) -> Iterator[Any]:
         yield StageRecord({})
 
-    saved = (handler.stage, handler.emit, handler._correlate)
-    handler.stage, handler.emit, handler._correlate = no_stage, lambda *_, **__: None, lambda *_: None
+    # The recorder's module-level names, and the correlation it adds to every log line and metric.
+    stand_ins = {"stage": no_stage, "emit": lambda *_, **__: None}
+    saved = {name: getattr(telemetry, name) for name in stand_ins}
+    saved_correlate = telemetry.Telemetry.correlate
+    for name, stand_in in stand_ins.items():
+        setattr(telemetry, name, stand_in)
+    setattr(telemetry.Telemetry, "correlate", lambda *_: None)  # noqa: B010
     try:
         yield
     finally:
-        handler.stage, handler.emit, handler._correlate = saved
+        for name, original in saved.items():
+            setattr(telemetry, name, original)
+        setattr(telemetry.Telemetry, "correlate", saved_correlate)  # noqa: B010
 
 
 def row(label: str, samples: list[float]) -> str:
@@ -130,7 +137,9 @@ def main() -> None:
     from ai_gateway import handler
     from ai_gateway.agents import AgentClient
     from ai_gateway.guardrail import Guard
-    from tests.lambdas.gateway_fixtures import POLICY, AnsweringBedrock, AnsweringLedger
+    from tests.lambdas.gateway_fixtures import POLICY, SETTINGS, AnsweringBedrock, AnsweringLedger
+
+    os.environ.update(SETTINGS.environment())
 
     bedrock = AnsweringBedrock()  # AWS answers at zero latency
     ledger: Any = AnsweringLedger()

@@ -19,10 +19,9 @@ from urllib.parse import quote
 
 import urllib3
 
+from ai_gateway.contract import AGENT_SESSION_HEADER
 from ai_gateway.router import Generation
-from ai_gateway.upstream import UpstreamError
-
-SESSION_HEADER = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id"
+from shared.aws_errors import Kind, UpstreamError
 
 
 def runtime_session_id(group: str, user: str, session: str) -> str:
@@ -64,13 +63,13 @@ class AgentClient:
         service = f"agent {agent}"
         arn = self._runtimes.get(agent)
         if arn is None:  # the policy names an agent this deployment has no runtime for
-            raise UpstreamError(service, "UnknownAgent", 500)
+            raise UpstreamError(service, "UnknownAgent", kind=Kind.FAILED)
         url = f"{self._endpoint}/runtimes/{quote(arn, safe='')}/invocations?qualifier=DEFAULT"
         headers = {
             "Authorization": f"Bearer {token}",
             "Content-Type": "application/json",
             "Accept": "application/json",
-            SESSION_HEADER: session_id,
+            AGENT_SESSION_HEADER: session_id,
         }
         trace = os.environ.get("_X_AMZN_TRACE_ID")
         if trace:  # the agent's spans continue this request's X-Ray trace
@@ -89,7 +88,7 @@ class AgentClient:
         except urllib3.exceptions.HTTPError:
             raise UpstreamError(service, "ConnectionError", 503) from None
         latency_ms = (time.perf_counter() - started) * 1000
-        if response.status != 200:
+        if response.status != 200:  # classified like an AWS error: its code, else its status
             raise UpstreamError(service, _error_code(response), response.status)
         try:
             answer = json.loads(response.data)
@@ -108,7 +107,7 @@ class AgentClient:
                 calls=calls,
             )
         except (ValueError, KeyError, TypeError, AttributeError):
-            raise UpstreamError(service, "InvalidResponse", 502) from None
+            raise UpstreamError(service, "InvalidResponse", kind=Kind.FAILED) from None
 
 
 def _error_code(response: urllib3.BaseHTTPResponse) -> str:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ai_gateway.upstream import call
+from shared.aws_errors import call
 
 # Contextual grounding checks at most this much source, query and response (characters).
 GROUNDING_SOURCE_MAX = 100_000

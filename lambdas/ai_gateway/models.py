@@ -1,13 +1,11 @@
-"""The gateway's policy (from the deployment's config), callers, requests and settings.
+"""The gateway's policy (from the deployment's config), callers and requests (settings: contract.py).
 
 Only request bodies are pydantic models: they are untrusted and need field-level errors."""
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -111,30 +109,3 @@ class OutputRequest(BaseModel):
     material: str = Field(min_length=1, max_length=200_000)
     instructions: str | None = Field(default=None, min_length=1, max_length=2000)
     model: str | None = Field(default=None, min_length=1, max_length=200)
-
-
-@dataclass(frozen=True)
-class Settings:
-    table_name: str
-    guardrail_id: str
-    guardrail_version: str
-    policy_parameter: str
-    max_message_chars: int = 20000
-    generation_timeout_seconds: int = 20
-    agent_runtimes: Mapping[str, str] = field(default_factory=dict)  # agent name -> runtime ARN
-    agentcore_endpoint: str = ""
-
-    @classmethod
-    def from_environ(cls) -> Settings:
-        env = os.environ
-        region = env.get("AWS_REGION", env.get("AWS_DEFAULT_REGION", ""))
-        return cls(
-            agent_runtimes=json.loads(env.get("AGENT_RUNTIMES", "{}")),
-            agentcore_endpoint=env.get("AGENTCORE_ENDPOINT", f"https://bedrock-agentcore.{region}.amazonaws.com"),
-            table_name=env.get("LEDGER_TABLE", ""),
-            guardrail_id=env.get("GUARDRAIL_ID", ""),
-            guardrail_version=env.get("GUARDRAIL_VERSION", ""),
-            policy_parameter=env.get("POLICY_PARAMETER", ""),
-            max_message_chars=int(env.get("MAX_MESSAGE_CHARS", "20000")),
-            generation_timeout_seconds=int(env.get("GENERATION_TIMEOUT_SECONDS", "20")),
-        )

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ai_gateway.models import GroupModels
-from ai_gateway.upstream import UpstreamError, call
+from shared.converse import converse
 
 
 class ModelForbiddenError(Exception):
@@ -33,42 +34,35 @@ def candidates(models: GroupModels, requested: str | None) -> list[str]:
     return list(dict.fromkeys([first, *models.fallbacks]))
 
 
-def converse(
-    client: Any,
-    models: list[str],
-    *,
-    system: str,
-    messages: list[dict[str, Any]],
-    max_tokens: int,
-    deadline: float | None = None,
-    attempt_seconds: float = 0.0,
-) -> Generation:
-    """Converse with the first model that answers; move on only on throttling or a 5xx, and only
-    while a whole attempt (``attempt_seconds``) still fits before ``deadline`` (time.monotonic())."""
-    failed: list[str] = []
-    for model in models:
-        started = time.perf_counter()
-        try:
-            with call("bedrock-runtime"):
-                response = client.converse(
-                    modelId=model,
-                    system=[{"text": system}],
-                    messages=messages,
-                    inferenceConfig={"maxTokens": max_tokens},
-                )
-        except UpstreamError as error:
-            out_of_time = deadline is not None and deadline - time.monotonic() < attempt_seconds
-            if not error.retryable or model == models[-1] or out_of_time:
-                raise
-            failed.append(model)
-            continue
-        usage = response.get("usage", {})
-        return Generation(
-            model=model,
-            text="".join(block.get("text", "") for block in response["output"]["message"]["content"]),
-            input_tokens=int(usage.get("inputTokens", 0)),
-            output_tokens=int(usage.get("outputTokens", 0)),
-            latency_ms=(time.perf_counter() - started) * 1000,
-            fell_back_from=tuple(failed),
+class ModelRouter:
+    """Generations from a group's models in order (shared.converse decides when to fall back).
+
+    Another model is tried only while one whole attempt (``attempt_seconds``, the Bedrock client's
+    read timeout) still fits before the deadline."""
+
+    def __init__(self, client: Any, *, attempt_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._client = client
+        self._attempt_seconds = attempt_seconds
+        self._clock = clock
+
+    def generate(
+        self, models: list[str], *, system: str, messages: list[dict[str, Any]], max_tokens: int, deadline: float
+    ) -> Generation:
+        answered = converse(
+            self._client,
+            models,
+            deadline=deadline,
+            attempt_seconds=self._attempt_seconds,
+            clock=self._clock,
+            system=[{"text": system}],
+            messages=messages,
+            inferenceConfig={"maxTokens": max_tokens},
         )
-    raise AssertionError("no model to try")  # candidates() never returns an empty list
+        return Generation(
+            model=answered.model,
+            text=answered.text,
+            input_tokens=answered.input_tokens,
+            output_tokens=answered.output_tokens,
+            latency_ms=answered.latency_ms,
+            fell_back_from=answered.fell_back_from,
+        )

@@ -15,6 +15,7 @@ from moto import mock_aws
 
 from ai_gateway import handler
 from ai_gateway.agents import AgentClient
+from ai_gateway.contract import Settings
 from ai_gateway.guardrail import Guard
 from ai_gateway.ledger import Admission, Ledger, Usage
 from ai_gateway.models import GatewayPolicy
@@ -24,6 +25,13 @@ from tests.conftest import ROOT
 
 TABLE = "ledger"
 GUARDRAIL = {"guardrailIdentifier": "gr-123", "guardrailVersion": "1"}
+# The function's environment, as its stack writes it (the clients below stand in for AWS).
+SETTINGS = Settings(
+    ledger_table=TABLE,
+    guardrail_id="gr-123",
+    guardrail_version="1",
+    policy_parameter="/genai/production/gateway/policy",
+)
 USAGE = {
     "topicPolicyUnits": 1,
     "contentPolicyUnits": 1,
@@ -169,12 +177,18 @@ def gateway(monkeypatch: pytest.MonkeyPatch) -> Iterator[Gateway]:
         )
         monkeypatch.setattr(handler, "dependencies", lambda: deps)
         monkeypatch.setattr(handler, "policy", lambda: POLICY)
-        monkeypatch.setenv("MAX_MESSAGE_CHARS", "20000")
-        handler.settings.cache_clear()
+        environment(monkeypatch)
         with Stubber(bedrock) as stubber:
             yield Gateway(bedrock=stubber, ledger=ledger)
             stubber.assert_no_pending_responses()
         handler.settings.cache_clear()
+
+
+def environment(monkeypatch: pytest.MonkeyPatch, settings: Settings = SETTINGS) -> None:
+    """The gateway function's environment from its settings; the handler reads it afresh."""
+    for name, value in settings.environment().items():
+        monkeypatch.setenv(name, value)
+    handler.settings.cache_clear()
 
 
 def guard_input(stubber: Stubber, texts: list[str], response: dict[str, Any] = PASS) -> None:

@@ -176,10 +176,17 @@ def test_every_model_failing_is_a_502_and_the_admission_is_released(gateway: Gat
     assert record(gateway, "api-req-1")["status"]["S"] == "released"  # type: ignore[index]
 
 
-def test_a_client_error_from_the_model_does_not_fall_back(gateway: Gateway) -> None:
+def test_a_model_rejecting_the_request_is_a_4xx_json_without_fallback_and_releases(gateway: Gateway) -> None:
+    # E.g. max_tokens beyond what the model takes: a config fault no other model or retry fixes.
     guard_input(gateway.bedrock, ["Hello?"])
     gateway.bedrock.add_client_error("converse", service_error_code="ValidationException", http_status_code=400)
-    assert call(chat()).status == 502
+    result = call(chat())
+    assert (result.status, result.body) == (
+        400,
+        {"error": "upstream_rejected", "message": "bedrock-runtime rejected the request with ValidationException"},
+    )
+    assert "Retry-After" not in result.headers
+    assert record(gateway, "api-req-1")["status"]["S"] == "released"  # type: ignore[index]
 
 
 def test_a_model_the_group_may_not_use_is_a_403_before_any_call(gateway: Gateway) -> None:
@@ -346,7 +353,7 @@ def test_seeded_pii_never_reaches_logs_or_metrics(gateway: Gateway, capsys: pyte
     assert call(chat(text, request_id="r-blocked")).status == 400
     guard_input(gateway.bedrock, [text])
     gateway.bedrock.add_client_error("converse", service_error_code="ValidationException", http_status_code=400)
-    assert call(chat(text, request_id="r-upstream")).status == 502
+    assert call(chat(text, request_id="r-upstream")).status == 400
     assert call(rest_event("POST", "/v1/chat", {"messages": [{"role": "robot", "content": text}]})).status == 422
     assert call(rest_event("POST", "/v1/outputs/summary", {"material": text, "extra": text})).status == 422
     captured = capsys.readouterr()

@@ -15,7 +15,7 @@ from ai_gateway import handler
 from ai_gateway.agents import AgentClient
 from ai_gateway.guardrail import Guard
 from tests.lambdas.conftest import FakeContext, http_result
-from tests.lambdas.gateway_fixtures import POLICY, AnsweringBedrock, AnsweringLedger, rest_event
+from tests.lambdas.gateway_fixtures import POLICY, AnsweringBedrock, AnsweringLedger, environment, rest_event
 from tests.lambdas.strategies import json_values
 
 
@@ -31,8 +31,7 @@ def fakes() -> Iterator[None]:
     )
     patch.setattr(handler, "dependencies", lambda: deps)
     patch.setattr(handler, "policy", lambda: POLICY)
-    patch.setenv("MAX_MESSAGE_CHARS", "20000")
-    handler.settings.cache_clear()
+    environment(patch)
     yield
     patch.undo()
     handler.settings.cache_clear()

@@ -1,0 +1,96 @@
+"""The AI gateway's contract with its stack (stacks/production/gateway.py) and its dashboards.
+
+The function's settings (one environment variable per field, shared.contract), and the names
+others address it by: the metrics and dimensions the observability stack charts and alarms on,
+the telemetry stages it reports, the authorizer context keys it reads, the headers it honours.
+
+Imports only the standard library, pydantic and shared.contract: the CDK app imports it too.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Final
+
+from pydantic import Field
+
+from shared.contract import FunctionSettings
+
+# Seconds the function keeps back from its remaining time for the output guardrail and the
+# ledger: generation (a model's fallbacks, an agent's turn) must end this long before its timeout.
+GENERATION_MARGIN_SECONDS: Final = 5
+
+
+class Settings(FunctionSettings):
+    """The gateway function's environment."""
+
+    ledger_table: str = Field(min_length=1)
+    guardrail_id: str = Field(min_length=1)
+    guardrail_version: str = Field(min_length=1)
+    policy_parameter: str = Field(min_length=1)  # SSM parameter with the policy (stacks/production/policy.py)
+    max_message_chars: int = Field(default=20_000, ge=1)
+    generation_timeout_seconds: int = Field(default=20, ge=1)  # one model attempt
+    agent_runtimes: dict[str, str] = Field(default_factory=dict)  # agent name -> AgentCore runtime ARN
+    agentcore_endpoint: str | None = None  # None: the region's public AgentCore endpoint
+
+    def agentcore_url(self, region: str) -> str:
+        return self.agentcore_endpoint or f"https://bedrock-agentcore.{region}.amazonaws.com"
+
+
+class Metric(StrEnum):
+    """The gateway's metrics (EMF, in the tier's namespace)."""
+
+    REQUESTS = "Requests"
+    REFUSALS = "Refusals"
+    UPSTREAM_ERRORS = "UpstreamErrors"
+    QUOTA_REFUSALS = "QuotaRefusals"
+    QUOTA_REFUSALS_BY_GROUP = "QuotaRefusalsByGroup"  # by Group alone
+    LEDGER_LATENCY = "LedgerLatency"
+    METERING_ERRORS = "MeteringErrors"
+    GUARDRAIL_INPUT_LATENCY = "GuardrailInputLatency"
+    GUARDRAIL_OUTPUT_LATENCY = "GuardrailOutputLatency"
+    GUARDRAIL_INPUT_INTERVENTIONS = "GuardrailInputInterventions"
+    GUARDRAIL_OUTPUT_INTERVENTIONS = "GuardrailOutputInterventions"
+    GUARDRAIL_INTERVENTIONS = "GuardrailInterventions"  # by Source alone
+    GENERATION_LATENCY = "GenerationLatency"
+    MODEL_FALLBACKS = "ModelFallbacks"
+    AGENT_ITERATIONS = "AgentIterations"
+    AGENT_TOOL_CALLS = "AgentToolCalls"
+    AGENT_TOOL_ERRORS = "AgentToolErrors"
+    OUTPUTS = "Outputs"
+    UNITS = "Units"
+    INPUT_TOKENS = "InputTokens"
+    OUTPUT_TOKENS = "OutputTokens"
+    MODEL_INPUT_TOKENS = "ModelInputTokens"  # by Model alone
+    MODEL_OUTPUT_TOKENS = "ModelOutputTokens"  # by Model alone
+    ESTIMATED_COST_USD = "EstimatedCostUsd"  # by Model alone
+
+
+class Dimension(StrEnum):
+    # Group and OutputType (with Powertools' service) dimension the request's own metrics.
+    GROUP = "Group"
+    OUTPUT_TYPE = "OutputType"
+    MODEL = "Model"
+    SOURCE = "Source"  # the guardrail's: INPUT or OUTPUT
+
+
+# ApplyGuardrail's sources, and the values of the Source dimension.
+INPUT: Final = "INPUT"
+OUTPUT: Final = "OUTPUT"
+
+# The telemetry stages the gateway reports (shared.telemetry).
+STAGE_GUARDRAIL: Final = "guardrail"
+STAGE_USAGE: Final = "usage"
+STAGE_GENERATION: Final = "generation"
+
+# The keys of the request context the gateway's Lambda authorizer (lambdas/gateway_authorizer) sets.
+CLAIM_USER: Final = "user"
+CLAIM_GROUP: Final = "group"
+
+# Headers: the client's, the gateway's answer's, and AgentCore Runtime's session header (AWS's name).
+IDEMPOTENCY_KEY_HEADER: Final = "Idempotency-Key"
+EVALUATION_CASE_HEADER: Final = "X-Evaluation-Case"
+AUTHORIZATION_HEADER: Final = "Authorization"
+CORRELATION_ID_HEADER: Final = "X-Correlation-Id"
+RETRY_AFTER_HEADER: Final = "Retry-After"
+AGENT_SESSION_HEADER: Final = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id"

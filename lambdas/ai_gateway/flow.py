@@ -1,0 +1,277 @@
+"""One generation, from the caller's admitted units to the delivered output.
+
+    screen   the caller's texts through the input guardrail (blocked: InputBlockedError, no admission)
+    admit    the output's units against the group's exact quota, once per request id
+    produce  the output: a model (with fallbacks) or the output type's agent, as the caller
+    guard    the output through the output guardrail (grounded on the material, where given)
+    deliver  the output and record its tokens, or release the units when none is delivered
+
+Every dependency is an argument (ledger, guard, model router, agent client, telemetry, clock),
+so the flow runs in tests without AWS; refusals are typed errors the handler maps to HTTP.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ai_gateway.agents import AgentClient
+from ai_gateway.contract import INPUT, OUTPUT, STAGE_GENERATION, STAGE_USAGE, Metric
+from ai_gateway.guardrail import Guard, Verdict
+from ai_gateway.ledger import Admission, Ledger, QuotaExceededError
+from ai_gateway.models import Caller, OutputPolicy, Quota
+from ai_gateway.router import Generation, ModelRouter
+from ai_gateway.telemetry import Telemetry
+from shared.aws_errors import UpstreamError, call
+
+
+class InputBlockedError(Exception):
+    """The input guardrail blocked the caller's text; nothing was admitted."""
+
+    def __init__(self, verdict: Verdict) -> None:
+        super().__init__(verdict.text())
+        self.verdict = verdict
+
+
+class QuotaRefusedError(Exception):
+    """The output's units do not fit in what is left of the group's quota window."""
+
+    def __init__(self, caller: Caller, output_type: str, refused: QuotaExceededError, retry_after: int) -> None:
+        super().__init__(
+            f"the {output_type} quota of group {caller.group} is used up until {refused.resets_at.isoformat()}"
+        )
+        self.refused = refused
+        self.retry_after = retry_after
+
+
+class DuplicateRequestError(Exception):
+    """The request id was admitted before; nothing was counted again."""
+
+
+class TokenRequiredError(Exception):
+    """An agent acts as the caller, and the caller sent no bearer token to act with."""
+
+
+@dataclass(frozen=True)
+class Clock:
+    now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
+    monotonic: Callable[[], float] = time.monotonic
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    caller: Caller
+    output_type: str
+    output: OutputPolicy
+    quota: Quota
+    models: list[str]  # the requested or default model first, then the group's fallbacks
+    request_id: str
+    conversation: str  # the runtime session id: one per caller's session
+    session: str  # the caller's session id (or the request id)
+    messages: list[dict[str, Any]]  # Converse messages, already through the input guardrail
+    deadline: float  # Clock.monotonic() by which generation must end
+    grounding: tuple[str, str] | None = None  # (source, query) the output is grounded on
+    token: str | None = None  # the caller's bearer token, for an agent
+    evaluation_case: str | None = None  # an internal caller's golden case
+
+
+@dataclass(frozen=True)
+class Delivery:
+    request: GenerationRequest
+    generation: Generation
+    verdict: Verdict
+    admission: Admission
+    produced_by: dict[str, Any] = field(default_factory=dict)  # agent, session id, tool calls
+
+    @property
+    def guardrail(self) -> str:
+        return "blocked" if self.verdict.blocked else "anonymized" if self.verdict.intervened else "none"
+
+    def body(self) -> dict[str, Any]:
+        result = {
+            "request_id": self.request.request_id,
+            "output_type": self.request.output_type,
+            "model": self.generation.model,
+            **self.produced_by,
+            "output": self.verdict.text(),
+            "guardrail": self.guardrail,
+        }
+        if self.verdict.blocked:  # the caller is not charged for an output the guardrail withheld
+            return {**result, "units": 0}
+        return {
+            **result,
+            "units": self.request.output.units,
+            "remaining": self.admission.remaining,
+            "resets_at": self.admission.resets_at.isoformat(),
+        }
+
+
+class Flow:
+    def __init__(
+        self,
+        *,
+        ledger: Ledger,
+        guard: Guard,
+        models: ModelRouter,
+        agents: AgentClient,
+        telemetry: Telemetry,
+        clock: Clock | None = None,
+    ) -> None:
+        self._ledger = ledger
+        self._guard = guard
+        self._models = models
+        self._agents = agents
+        self._telemetry = telemetry
+        self._clock = clock or Clock()
+
+    def screen(self, texts: list[str], conversation: str) -> Verdict:
+        """The caller's texts through the input guardrail, masked where it anonymized them."""
+        verdict = self._telemetry.guarded(INPUT, conversation, lambda: self._guard.check_input(texts))
+        if verdict.blocked:
+            raise InputBlockedError(verdict)
+        return verdict
+
+    def generate(self, request: GenerationRequest) -> Delivery:
+        admission = self._admit(request)
+        try:
+            generation, produced_by = self._produce(request)
+            source, query = request.grounding or (None, None)
+            verdict = self._telemetry.guarded(
+                OUTPUT,
+                request.conversation,
+                lambda: self._guard.check_output(generation.text, source=source, query=query),
+            )
+        except BaseException:
+            try:
+                self._release(request, admission)
+            except UpstreamError:
+                self._telemetry.release_failed(request.request_id)
+            raise
+        delivery = Delivery(request, generation, verdict, admission, produced_by)
+        if verdict.blocked:
+            self._release(request, admission)
+            return delivery
+        try:
+            with call("dynamodb"):
+                self._ledger.deliver(
+                    request.request_id,
+                    group=request.caller.group,
+                    user=request.caller.user,
+                    model=generation.model,
+                    input_tokens=generation.input_tokens,
+                    output_tokens=generation.output_tokens,
+                )
+        except UpstreamError:
+            self._telemetry.metering_failed(request.request_id)
+        self._telemetry.delivered(request.request_id, request.output, generation, delivery.guardrail)
+        return delivery
+
+    def _admit(self, request: GenerationRequest) -> Admission:
+        caller, now = request.caller, self._clock.now()
+        try:
+            with (
+                call("dynamodb"),
+                self._telemetry.stage(STAGE_USAGE, request.conversation, {"gen_ai.operation.name": "admit"}) as record,
+            ):
+                try:
+                    with self._telemetry.timed(Metric.LEDGER_LATENCY):
+                        admission = self._ledger.admit(
+                            request_id=request.request_id,
+                            group=caller.group,
+                            user=caller.user,
+                            output_type=request.output_type,
+                            units=request.output.units,
+                            limit=request.quota.limit,
+                            period=request.quota.period,
+                            unit_price_usd=request.output.unit_price_usd,
+                            now=now,
+                        )
+                except QuotaExceededError:
+                    record.end("refused", "quota_exceeded")
+                    raise
+        except QuotaExceededError as refused:
+            self._telemetry.quota_refused(caller.group)
+            retry_after = max(int((refused.resets_at - now).total_seconds()), 1)
+            raise QuotaRefusedError(caller, request.output_type, refused, retry_after) from None
+        if admission.replayed:
+            raise DuplicateRequestError(
+                f"request {request.request_id} was already processed; nothing was counted again"
+            )
+        return admission
+
+    def _release(self, request: GenerationRequest, admission: Admission) -> None:
+        """No output delivered: give the units back (the ledger does it once)."""
+        with call("dynamodb"):
+            self._ledger.release(
+                request.request_id,
+                group=request.caller.group,
+                user=request.caller.user,
+                output_type=request.output_type,
+                units=request.output.units,
+                window=admission.window,
+            )
+
+    def _produce(self, request: GenerationRequest) -> tuple[Generation, dict[str, Any]]:
+        """The generation, from a model or the output type's agent, and what names its producer."""
+        agent = request.output.agent
+        attributes = {
+            "gen_ai.operation.name": "invoke_agent" if agent else "chat",
+            "gen_ai.system": "aws.bedrock",
+            "gen_ai.request.model": request.models[0],
+        }
+        with self._telemetry.stage(STAGE_GENERATION, request.conversation, attributes) as record:
+            if agent is None:
+                generation = self._models.generate(
+                    request.models,
+                    system=request.output.instructions,
+                    messages=request.messages,
+                    max_tokens=request.output.max_tokens,
+                    deadline=request.deadline,
+                )
+                produced_by: dict[str, Any] = {}
+            else:
+                generation, produced_by = self._from_agent(agent, request)
+            record.update(
+                {
+                    "gen_ai.response.model": generation.model,
+                    "gen_ai.usage.input_tokens": generation.input_tokens,
+                    "gen_ai.usage.output_tokens": generation.output_tokens,
+                    **({"gen_ai.agent.name": agent} if agent else {}),
+                }
+            )
+        self._telemetry.generated(generation)
+        return generation, produced_by
+
+    def _from_agent(self, agent: str, request: GenerationRequest) -> tuple[Generation, dict[str, Any]]:
+        if request.token is None:
+            raise TokenRequiredError("Authorization: Bearer <access token> is required")
+        seconds = request.deadline - self._clock.monotonic()
+        turn = self._agents.invoke(
+            agent,
+            token=request.token,
+            session_id=request.conversation,
+            payload={
+                "messages": [{"role": m["role"], "content": m["content"][0]["text"]} for m in request.messages],
+                "instructions": request.output.instructions,
+                "models": request.models,
+                "max_tokens": request.output.max_tokens,
+                # The agent ends its turn a second early, so its answer still reaches the gateway.
+                "turn_seconds": max(seconds - 1, 1),
+            },
+            timeout_seconds=max(seconds, 1),
+        )
+        # Tool names and outcomes always; arguments only for an internal group's evaluation case
+        # (golden prompts carry no personal data; a customer's arguments may).
+        case = request.evaluation_case
+        calls = [
+            {"name": c.get("name"), "ok": bool(c.get("ok")), **({"arguments": c.get("arguments")} if case else {})}
+            for c in turn.calls
+        ]
+        self._telemetry.agent_turn(agent, turn, calls, case)
+        produced: dict[str, Any] = {"agent": agent, "session_id": request.session}
+        if case:
+            produced["tool_calls"] = calls
+        return turn.generation, produced

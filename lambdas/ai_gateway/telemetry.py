@@ -1,0 +1,161 @@
+"""Everything the gateway measures and logs about a request, in one recorder.
+
+Metrics are named in ai_gateway.contract (the dashboards and alarms address them there). Only
+counts, latencies, models, group and output type names, reasons and ids are written: never a
+prompt, an answer or a tool argument (except a golden evaluation case's, see agent_turn).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+
+from ai_gateway.agents import AgentTurn
+from ai_gateway.contract import INPUT, STAGE_GUARDRAIL, Dimension, Metric
+from ai_gateway.guardrail import Verdict
+from ai_gateway.models import OutputPolicy
+from ai_gateway.router import Generation
+from shared.aws_errors import UpstreamError
+from shared.telemetry import CONVERSATION, Stage, StageRecord, emit, stage
+
+COUNT = MetricUnit.Count
+MILLISECONDS = MetricUnit.Milliseconds
+
+
+class Telemetry:
+    """The request's metrics (Powertools Metrics, flushed per invocation) and log lines."""
+
+    def __init__(self, metrics: Metrics, logger: Logger) -> None:
+        self._metrics = metrics
+        self._logger = logger
+
+    # --- the request ---------------------------------------------------------------------------
+
+    def request(self, group: str) -> None:
+        """A request from a configured group: only those become a dimension, so claims cannot
+        mint new metric series."""
+        self._metrics.add_dimension(Dimension.GROUP, group)
+        self._count(Metric.REQUESTS)
+
+    def output_type(self, output_type: str) -> None:
+        self._metrics.add_dimension(Dimension.OUTPUT_TYPE, output_type)
+
+    def correlate(self, conversation: str) -> None:
+        """One conversation id on every later log line and on the request's metrics."""
+        self._logger.append_keys(**{CONVERSATION: conversation})
+        self._metrics.add_metadata(CONVERSATION, conversation)
+
+    def refused(self, status: int, code: str, *, log: bool = True) -> None:
+        self._count(Metric.REFUSALS)
+        if log:
+            self._logger.info("refused", extra={"status": status, "error": code})
+
+    def upstream_failed(self, error: UpstreamError) -> None:
+        self._logger.warning(
+            "upstream call failed", extra={"upstream": error.service, "code": error.code, "kind": error.kind.value}
+        )
+        self._count(Metric.UPSTREAM_ERRORS)
+
+    # --- stages --------------------------------------------------------------------------------
+
+    @contextmanager
+    def stage(self, name: Stage, conversation: str, attributes: Mapping[str, Any]) -> Iterator[StageRecord]:
+        """A stage of this request (shared.telemetry), carrying its conversation id."""
+        with stage(name, self._logger, conversation=conversation, **attributes) as record:
+            yield record
+
+    @contextmanager
+    def timed(self, metric: Metric) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._metrics.add_metric(name=metric, unit=MILLISECONDS, value=(time.perf_counter() - started) * 1000)
+
+    def guarded(self, source: str, conversation: str, check: Callable[[], Verdict]) -> Verdict:
+        """One ApplyGuardrail stage (INPUT or OUTPUT), timed, its interventions counted."""
+        latency = Metric.GUARDRAIL_INPUT_LATENCY if source == INPUT else Metric.GUARDRAIL_OUTPUT_LATENCY
+        attributes = {"gen_ai.operation.name": "apply_guardrail", "aws.bedrock.guardrail.source": source}
+        with self.stage(STAGE_GUARDRAIL, conversation, attributes) as record:
+            with self.timed(latency):
+                verdict = check()
+            if verdict.intervened:
+                record.end("intervened", ",".join(verdict.reasons) or "intervened")
+                emit(Metric.GUARDRAIL_INTERVENTIONS, COUNT, 1, {str(Dimension.SOURCE): source})
+        if verdict.intervened:
+            by_source = (
+                Metric.GUARDRAIL_INPUT_INTERVENTIONS if source == INPUT else Metric.GUARDRAIL_OUTPUT_INTERVENTIONS
+            )
+            self._count(by_source)
+            self._logger.info(
+                "guardrail intervened",
+                extra={"stage": source.lower(), "blocked": verdict.blocked, "reasons": list(verdict.reasons)},
+            )
+        return verdict
+
+    # --- the ledger ----------------------------------------------------------------------------
+
+    def quota_refused(self, group: str) -> None:
+        self._count(Metric.QUOTA_REFUSALS)
+        emit(Metric.QUOTA_REFUSALS_BY_GROUP, COUNT, 1, {str(Dimension.GROUP): group})
+
+    def release_failed(self, request_id: str) -> None:
+        self._logger.error("release failed: units stay admitted", extra={"request_id": request_id})
+
+    def metering_failed(self, request_id: str) -> None:
+        # The output exists and its units were admitted (charged); only the record is behind.
+        self._logger.error("delivery not recorded: metering record stays admitted", extra={"request_id": request_id})
+        self._count(Metric.METERING_ERRORS)
+
+    # --- generation ----------------------------------------------------------------------------
+
+    def generated(self, generation: Generation) -> None:
+        self._metrics.add_metric(name=Metric.GENERATION_LATENCY, unit=MILLISECONDS, value=generation.latency_ms)
+
+    def agent_turn(self, agent: str, turn: AgentTurn, calls: list[dict[str, Any]], case: str | None) -> None:
+        """The tool-call trace the evaluator (lambdas/evaluation) reads from this log: tool names
+        and outcomes always; arguments only in ``calls`` an internal evaluation case carries."""
+        self._count(Metric.AGENT_ITERATIONS, turn.iterations)
+        self._count(Metric.AGENT_TOOL_CALLS, len(turn.calls))
+        self._count(Metric.AGENT_TOOL_ERRORS, turn.tool_errors)
+        self._logger.info(
+            "agent turn",
+            extra={
+                "agent": agent,
+                "stop": turn.stop,
+                "iterations": turn.iterations,
+                "tool_calls": calls,
+                **({"evaluation_case": case} if case else {}),
+            },
+        )
+
+    def delivered(self, request_id: str, output: OutputPolicy, generation: Generation, guardrail: str) -> None:
+        self._count(Metric.OUTPUTS)
+        self._count(Metric.UNITS, output.units)
+        by_model: dict[str, str] = {Dimension.MODEL: generation.model}
+        emit(Metric.MODEL_INPUT_TOKENS, COUNT, generation.input_tokens, by_model)
+        emit(Metric.MODEL_OUTPUT_TOKENS, COUNT, generation.output_tokens, by_model)
+        emit(Metric.ESTIMATED_COST_USD, MetricUnit.NoUnit, output.units * output.unit_price_usd, by_model)
+        self._count(Metric.INPUT_TOKENS, generation.input_tokens)
+        self._count(Metric.OUTPUT_TOKENS, generation.output_tokens)
+        if generation.fell_back_from:
+            self._count(Metric.MODEL_FALLBACKS, len(generation.fell_back_from))
+        self._logger.info(
+            "output delivered",
+            extra={
+                "request_id": request_id,
+                "model": generation.model,
+                "fell_back_from": list(generation.fell_back_from),
+                "input_tokens": generation.input_tokens,
+                "output_tokens": generation.output_tokens,
+                "guardrail_output": guardrail,
+            },
+        )
+
+    def _count(self, metric: Metric, value: float = 1) -> None:
+        self._metrics.add_metric(name=metric, unit=COUNT, value=value)

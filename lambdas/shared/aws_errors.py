@@ -1,0 +1,128 @@
+"""What a failed AWS call means, decided once for every function that calls a model.
+
+A failure is one of four kinds, from the error code first and the HTTP status AWS answered with
+second (``ResponseMetadata.HTTPStatusCode``):
+
+- **throttled**: retry later, or ask another model; the caller gets a 429 with Retry-After.
+- **unavailable**: the service failed (a 5xx, an unavailable or unready model, a timeout, no
+  connection); another model may answer; the caller gets a 502 when none does.
+- **rejected**: the request itself was refused (validation, access, a missing resource, any
+  other 4xx); no model or retry can help; the caller gets a 4xx.
+- **failed**: the SDK gave up before AWS answered for a reason retrying cannot fix (bad
+  parameters, no credentials); the caller gets a 502.
+
+Only the service name and the error code are kept: AWS's error message can quote the request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+
+from botocore.exceptions import BotoCoreError, ClientError, ConnectionError as TransportError, HTTPClientError
+
+# Codes that mean "too many requests, now": Bedrock's and the SDK-wide ones botocore also retries.
+THROTTLING_CODES = frozenset(
+    {
+        "ThrottlingException",
+        "TooManyRequestsException",
+        "ServiceQuotaExceededException",
+        "Throttling",
+        "ThrottledException",
+        "RequestThrottledException",
+        "RequestLimitExceeded",
+        "ProvisionedThroughputExceededException",
+        "SlowDown",
+    }
+)
+# Codes that mean the service (or the model behind it) failed, whatever status came with them:
+# Bedrock answers ModelNotReady with a 429 and ModelTimeout with a 408.
+SERVER_ERROR_CODES = frozenset(
+    {"ServiceUnavailableException", "InternalServerException", "ModelNotReadyException", "ModelTimeoutException"}
+)
+RETRY_AFTER_SECONDS = 5
+
+
+class Kind(StrEnum):
+    THROTTLED = "throttled"
+    UNAVAILABLE = "unavailable"
+    REJECTED = "rejected"
+    FAILED = "failed"
+
+
+def classify(code: str, status: int) -> Kind:
+    """The kind of a failure with this error code and upstream HTTP status (0: none)."""
+    if code in THROTTLING_CODES:
+        return Kind.THROTTLED
+    if code in SERVER_ERROR_CODES:
+        return Kind.UNAVAILABLE
+    if status == 429:
+        return Kind.THROTTLED
+    if status >= 500:
+        return Kind.UNAVAILABLE
+    if status >= 400:
+        return Kind.REJECTED
+    return Kind.FAILED
+
+
+class UpstreamError(Exception):
+    """An upstream call failed: the service, its error code, its HTTP status and what that means."""
+
+    def __init__(self, service: str, code: str, status: int = 0, kind: Kind | None = None) -> None:
+        super().__init__(f"{service} failed with {code}")
+        self.service = service
+        self.code = code
+        self.status = status
+        self.kind = kind or classify(code, status)
+
+    @property
+    def throttled(self) -> bool:
+        return self.kind is Kind.THROTTLED
+
+    @property
+    def retryable(self) -> bool:
+        """Worth asking another model (or the same one later): throttled or unavailable."""
+        return self.kind in (Kind.THROTTLED, Kind.UNAVAILABLE)
+
+    @property
+    def http_status(self) -> int:
+        """The status a caller gets: 429 throttled, the upstream's 4xx when rejected, else 502."""
+        if self.kind is Kind.THROTTLED:
+            return 429
+        if self.kind is Kind.REJECTED:
+            return self.status if 400 <= self.status < 500 else 400
+        return 502
+
+    @property
+    def error_code(self) -> str:
+        """The ``error`` of a JSON error answer."""
+        return {Kind.THROTTLED: "throttled", Kind.REJECTED: "upstream_rejected"}.get(self.kind, "upstream_error")
+
+    @property
+    def public_message(self) -> str:
+        """The ``message`` of a JSON error answer: the service and the code, nothing of the request."""
+        if self.kind is Kind.THROTTLED:
+            return f"{self.service} is throttling requests; retry later"
+        if self.kind is Kind.REJECTED:
+            return f"{self.service} rejected the request with {self.code}"
+        return f"{self.service} failed with {self.code}"
+
+    @classmethod
+    def from_exception(cls, service: str, error: ClientError | BotoCoreError) -> UpstreamError:
+        if isinstance(error, ClientError):
+            code = str(error.response.get("Error", {}).get("Code") or "Unknown")
+            status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+            return cls(service, code, status)
+        if isinstance(error, TransportError | HTTPClientError):  # timeouts, no connection: no answer
+            return cls(service, type(error).__name__, 503, Kind.UNAVAILABLE)
+        return cls(service, type(error).__name__, 0, Kind.FAILED)
+
+
+@contextmanager
+def call(service: str) -> Iterator[None]:
+    """Turn a botocore failure inside the block into an UpstreamError of ``service``."""
+    try:
+        yield
+    except (ClientError, BotoCoreError) as error:
+        raise UpstreamError.from_exception(service, error) from None

@@ -1,0 +1,229 @@
+"""The one AWS error classification (shared.aws_errors) and the one converse-with-fallback
+(shared.converse) every model call goes through, and the gateway's answers built on them.
+
+The agent's turn (test_agent.py) and the prototype query API (test_prototype_query.py) prove
+the same codes on their own paths.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError, ParamValidationError, ReadTimeoutError
+from botocore.stub import ANY, Stubber
+
+from ai_gateway import handler
+from shared.aws_errors import Kind, UpstreamError, call, classify
+from shared.converse import converse
+from tests.lambdas.conftest import FakeContext, http_result
+from tests.lambdas.gateway_fixtures import Gateway, converse_ok, guard_input, guard_output, rest_event
+
+PRO, LITE, MICRO = "amazon.nova-pro-v1:0", "amazon.nova-lite-v1:0", "amazon.nova-micro-v1:0"
+# (error code, HTTP status) AWS answers with when another model may still answer.
+THROTTLING = [
+    ("ThrottlingException", 429),
+    ("TooManyRequestsException", 429),
+    ("ServiceQuotaExceededException", 400),  # Bedrock's status for it: the code decides
+]
+PLAIN_5XX = [("InternalFailure", 500), ("ServiceUnavailable", 503)]  # codes no list names: the status decides
+SERVER_ERRORS = [
+    ("ServiceUnavailableException", 503),
+    ("InternalServerException", 500),
+    ("ModelNotReadyException", 429),
+    ("ModelTimeoutException", 408),
+]
+FALLS_BACK = THROTTLING + PLAIN_5XX + SERVER_ERRORS
+REJECTED = [("ValidationException", 400), ("AccessDeniedException", 403), ("ResourceNotFoundException", 404)]
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "kind"),
+    [
+        *[(code, status, Kind.THROTTLED) for code, status in THROTTLING],
+        *[(code, status, Kind.UNAVAILABLE) for code, status in PLAIN_5XX + SERVER_ERRORS],
+        *[(code, status, Kind.REJECTED) for code, status in REJECTED],
+        ("SomethingNew", 429, Kind.THROTTLED),
+        ("ModelErrorException", 424, Kind.REJECTED),
+        ("Unknown", 0, Kind.FAILED),
+    ],
+)
+def test_a_failure_is_classified_by_its_code_then_its_status(code: str, status: int, kind: Kind) -> None:
+    assert classify(code, status) is kind
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "body"),
+    [
+        (UpstreamError("s", "ThrottlingException", 400), 429, ("throttled", "s is throttling requests; retry later")),
+        (UpstreamError("s", "InternalFailure", 500), 502, ("upstream_error", "s failed with InternalFailure")),
+        (
+            UpstreamError("s", "AccessDeniedException", 403),
+            403,
+            ("upstream_rejected", "s rejected the request with AccessDeniedException"),
+        ),
+        (
+            UpstreamError("s", "ValidationException", 400),
+            400,
+            ("upstream_rejected", "s rejected the request with ValidationException"),
+        ),
+        (UpstreamError("s", "Odd", 0, Kind.REJECTED), 400, ("upstream_rejected", "s rejected the request with Odd")),
+        (UpstreamError("s", "ParamValidationError", 0), 502, ("upstream_error", "s failed with ParamValidationError")),
+    ],
+)
+def test_what_a_caller_is_answered_for_each_kind(error: UpstreamError, status: int, body: tuple[str, str]) -> None:
+    assert (error.http_status, (error.error_code, error.public_message)) == (status, body)
+    assert error.retryable == (error.kind in (Kind.THROTTLED, Kind.UNAVAILABLE))
+
+
+@pytest.fixture
+def bedrock() -> Iterator[tuple[Any, Stubber]]:
+    client = boto3.client("bedrock-runtime", region_name="us-east-1")
+    with Stubber(client) as stubber:
+        yield client, stubber
+        stubber.assert_no_pending_responses()
+
+
+def answers(stubber: Stubber, model: str, text: str = "Hi.") -> None:
+    stubber.add_response(
+        "converse",
+        {
+            "output": {"message": {"role": "assistant", "content": [{"text": text}]}},
+            "stopReason": "end_turn",
+            "usage": {"inputTokens": 3, "outputTokens": 1, "totalTokens": 4},
+            "metrics": {"latencyMs": 1},
+        },
+        {"modelId": model, "messages": ANY},
+    )
+
+
+def fails(stubber: Stubber, model: str, code: str, status: int) -> None:
+    stubber.add_client_error(
+        "converse",
+        service_error_code=code,
+        http_status_code=status,
+        expected_params={"modelId": model, "messages": ANY},
+    )
+
+
+MESSAGES = [{"role": "user", "content": [{"text": "Hello?"}]}]
+
+
+def test_the_status_comes_from_the_errors_response_metadata(bedrock: tuple[Any, Stubber]) -> None:
+    client, stubber = bedrock
+    fails(stubber, PRO, "NeverSeenBefore", 503)
+    with pytest.raises(UpstreamError) as raised, call("bedrock-runtime"):
+        client.converse(modelId=PRO, messages=MESSAGES)
+    assert (raised.value.service, raised.value.code, raised.value.status) == ("bedrock-runtime", "NeverSeenBefore", 503)
+    assert raised.value.kind is Kind.UNAVAILABLE
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        (ReadTimeoutError(endpoint_url="https://bedrock-runtime"), Kind.UNAVAILABLE),
+        (ParamValidationError(report="bad"), Kind.FAILED),
+        (ClientError({"Error": {"Code": "ThrottlingException"}}, "Converse"), Kind.THROTTLED),
+    ],
+)
+def test_sdk_failures_are_classified_too(error: Exception, kind: Kind) -> None:
+    with pytest.raises(UpstreamError) as raised, call("bedrock-runtime"):
+        raise error
+    assert raised.value.kind is kind
+
+
+@pytest.mark.parametrize(("code", "status"), FALLS_BACK)
+def test_converse_falls_back_in_order_on_throttling_and_server_errors(
+    code: str, status: int, bedrock: tuple[Any, Stubber]
+) -> None:
+    client, stubber = bedrock
+    fails(stubber, PRO, code, status)
+    fails(stubber, LITE, code, status)
+    answers(stubber, MICRO, "From micro.")
+    answered = converse(client, [PRO, LITE, MICRO], deadline=None, messages=MESSAGES)
+    assert (answered.model, answered.fell_back_from, answered.text) == (MICRO, (PRO, LITE), "From micro.")
+    assert (answered.input_tokens, answered.output_tokens) == (3, 1)
+
+
+@pytest.mark.parametrize(("code", "status"), REJECTED)
+def test_converse_never_retries_a_rejected_request(code: str, status: int, bedrock: tuple[Any, Stubber]) -> None:
+    client, stubber = bedrock
+    fails(stubber, PRO, code, status)  # and nothing for LITE: asking it would fail the stubber
+    with pytest.raises(UpstreamError) as raised:
+        converse(client, [PRO, LITE], deadline=None, messages=MESSAGES)
+    assert (raised.value.kind, raised.value.http_status) == (Kind.REJECTED, status)
+
+
+def test_the_last_models_failure_is_raised_with_its_classification(bedrock: tuple[Any, Stubber]) -> None:
+    client, stubber = bedrock
+    fails(stubber, PRO, "ThrottlingException", 429)
+    fails(stubber, LITE, "InternalFailure", 500)
+    with pytest.raises(UpstreamError) as raised:
+        converse(client, [PRO, LITE], deadline=None, messages=MESSAGES)
+    assert (raised.value.code, raised.value.kind, raised.value.http_status) == (
+        "InternalFailure",
+        Kind.UNAVAILABLE,
+        502,
+    )
+
+
+@pytest.mark.parametrize(("now", "falls_back"), [(70.0, True), (70.5, False)])
+def test_another_model_is_tried_only_while_a_whole_attempt_fits_before_the_deadline(
+    now: float, falls_back: bool, bedrock: tuple[Any, Stubber]
+) -> None:
+    client, stubber = bedrock
+    fails(stubber, PRO, "ThrottlingException", 429)
+
+    def ask() -> str:
+        return converse(
+            client, [PRO, LITE], deadline=90.0, attempt_seconds=20, clock=lambda: now, messages=MESSAGES
+        ).model
+
+    if falls_back:  # 20 s left: one whole attempt
+        answers(stubber, LITE)
+        assert ask() == LITE
+    else:
+        with pytest.raises(UpstreamError, match="ThrottlingException"):
+            ask()
+
+
+def test_no_models_is_a_programming_error(bedrock: tuple[Any, Stubber]) -> None:
+    with pytest.raises(ValueError, match="at least one model"):
+        converse(bedrock[0], [], deadline=None, messages=MESSAGES)
+
+
+# --- the gateway's model path --------------------------------------------------------------------
+
+
+def chat() -> dict[str, Any]:
+    return rest_event("POST", "/v1/chat", {"messages": [{"role": "user", "content": "Hello?"}]})
+
+
+@pytest.mark.parametrize(("code", "status"), THROTTLING + PLAIN_5XX)
+def test_the_gateway_falls_back_on_each_throttling_code_and_a_plain_5xx(
+    code: str, status: int, gateway: Gateway
+) -> None:
+    guard_input(gateway.bedrock, ["Hello?"])
+    gateway.bedrock.add_client_error(
+        "converse",
+        service_error_code=code,
+        http_status_code=status,
+        expected_params={"modelId": PRO, "system": ANY, "messages": ANY, "inferenceConfig": ANY},
+    )
+    converse_ok(gateway.bedrock, LITE, "Hi from lite.")
+    guard_output(gateway.bedrock, "Hi from lite.")
+    result = http_result(handler.lambda_handler(chat(), FakeContext()))
+    assert (result.status, result.body["model"], result.body["output"]) == (200, LITE, "Hi from lite.")
+
+
+@pytest.mark.parametrize(("code", "status"), REJECTED)
+def test_the_gateway_answers_a_rejected_model_call_with_a_4xx_json(code: str, status: int, gateway: Gateway) -> None:
+    guard_input(gateway.bedrock, ["Hello?"])
+    gateway.bedrock.add_client_error("converse", service_error_code=code, http_status_code=status)
+    result = http_result(handler.lambda_handler(chat(), FakeContext()))
+    assert (result.status, result.body) == (
+        status,
+        {"error": "upstream_rejected", "message": f"bedrock-runtime rejected the request with {code}"},
+    )
