@@ -1,7 +1,8 @@
 """POST /query on an IAM-authorized Function URL: answer a question with citations.
 
 Body: {"question": "...", "source": "knowledge_base" | "kendra"}. Bad input gets a 4xx JSON error
-naming the field; upstream failures a 429 or 502 JSON error. The question is never logged.
+naming the field; an upstream failure the answer shared.aws_errors gives it (throttled: 429,
+rejected: 4xx, else 502). The question is never logged.
 """
 
 import time
@@ -19,8 +20,10 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
-from prototype_query.answering import UpstreamError, answer_from_kendra, answer_from_knowledge_base
-from prototype_query.models import QueryRequest, Settings, Source
+from prototype_query.answering import answer_from_kendra, answer_from_knowledge_base
+from prototype_query.contract import Dimension, Metric, Settings
+from prototype_query.models import QueryRequest, Source
+from shared.aws_errors import RETRY_AFTER_SECONDS, UpstreamError
 
 logger = Logger()
 tracer = Tracer()
@@ -87,10 +90,10 @@ def query(request: Annotated[QueryRequest, Body()]) -> Response[Any]:
         )
     elapsed_ms = (time.perf_counter() - started) * 1000
     # Errors carry only ErrorCode (see _error), so each metric keeps one set of dimensions.
-    metrics.add_dimension("Source", request.source.value)
-    metrics.add_metric(name="Answers", unit=MetricUnit.Count, value=1)
-    metrics.add_metric(name="Citations", unit=MetricUnit.Count, value=len(answer.citations))
-    metrics.add_metric(name="Latency", unit=MetricUnit.Milliseconds, value=elapsed_ms)
+    metrics.add_dimension(Dimension.SOURCE, request.source.value)
+    metrics.add_metric(name=Metric.ANSWERS, unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name=Metric.CITATIONS, unit=MetricUnit.Count, value=len(answer.citations))
+    metrics.add_metric(name=Metric.LATENCY, unit=MetricUnit.Milliseconds, value=elapsed_ms)
     logger.info(
         "answered",
         extra={
@@ -111,10 +114,11 @@ def _invalid_request(error: RequestValidationError) -> Response[Any]:
 
 @app.exception_handler(UpstreamError)
 def _upstream_failed(error: UpstreamError) -> Response[Any]:
-    logger.warning("upstream call failed", extra={"upstream": error.service, "code": error.code})
-    if error.throttled:
-        return _error(429, "throttled", f"{error.service} is throttling requests; retry later", retry_after="5")
-    return _error(502, "upstream_error", f"{error.service} failed with {error.code}")
+    logger.warning(
+        "upstream call failed", extra={"upstream": error.service, "code": error.code, "kind": error.kind.value}
+    )
+    retry_after = str(RETRY_AFTER_SECONDS) if error.throttled else None
+    return _error(error.http_status, error.error_code, error.public_message, retry_after=retry_after)
 
 
 @app.not_found
@@ -136,8 +140,8 @@ def _field(loc: tuple[Any, ...]) -> str:
 
 
 def _error(status: int, code: str, message: str, retry_after: str | None = None) -> Response[Any]:
-    metrics.add_dimension("ErrorCode", code)
-    metrics.add_metric(name="Errors", unit=MetricUnit.Count, value=1)
+    metrics.add_dimension(Dimension.ERROR_CODE, code)
+    metrics.add_metric(name=Metric.ERRORS, unit=MetricUnit.Count, value=1)
     headers = {"Retry-After": retry_after} if retry_after else None
     return Response(
         status_code=status,

@@ -1,8 +1,7 @@
-"""Request, response and environment models of the prototype query function."""
+"""Request and response models of the prototype query function (its settings: contract.py)."""
 
 from __future__ import annotations
 
-import os
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -17,7 +16,7 @@ class QueryRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # RetrieveAndGenerate takes at most 1,000 characters (Kendra reads only the first 30 words);
-    # the deployment may set a lower limit (Settings.max_question_chars).
+    # the deployment may set a lower limit (contract.Settings.max_question_chars).
     question: str = Field(min_length=1, max_length=1000)
     source: Source = Source.KNOWLEDGE_BASE
 
@@ -40,31 +39,3 @@ class Answer(BaseModel):
     source: Source
     answer: str
     citations: list[Citation]
-
-
-class Settings(BaseModel):
-    """What the function learns from its environment (set by the CDK construct)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    # Limits are validated once, in the deployment's config (stacks/config.py QueryConfig).
-    knowledge_base_id: str = Field(min_length=1)
-    generation_model_arn: str = Field(min_length=1)
-    kendra_index_id: str | None = None
-    max_question_chars: int = 1000
-    max_passages: int = 5
-    max_answer_tokens: int = 800
-    upstream_timeout_seconds: int = 25
-
-    @classmethod
-    def from_environ(cls) -> Settings:
-        env = os.environ
-        return cls(
-            knowledge_base_id=env.get("KNOWLEDGE_BASE_ID", ""),
-            generation_model_arn=env.get("GENERATION_MODEL_ARN", ""),
-            kendra_index_id=env.get("KENDRA_INDEX_ID") or None,
-            max_question_chars=int(env.get("MAX_QUESTION_CHARS", "1000")),
-            max_passages=int(env.get("MAX_PASSAGES", "5")),
-            max_answer_tokens=int(env.get("MAX_ANSWER_TOKENS", "800")),
-            upstream_timeout_seconds=int(env.get("UPSTREAM_TIMEOUT_SECONDS", "25")),
-        )

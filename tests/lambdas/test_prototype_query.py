@@ -12,6 +12,8 @@ import pytest
 from botocore.stub import ANY, Stubber
 
 from prototype_query import answering, handler
+from prototype_query.contract import Settings
+from shared.contract import SettingsError
 from tests.lambdas.conftest import FakeContext, HttpResult, function_url_event, http_result
 
 KB_ID = "KB12345678"
@@ -264,51 +266,72 @@ def test_kendra_switched_off_is_a_422_naming_the_source(
     }
 
 
-@pytest.mark.parametrize("code", ["ThrottlingException", "ServiceQuotaExceededException"])
+# (error code, HTTP status) of the three throttling codes and of plain 5xx answers (codes no list names).
+THROTTLING = [("ThrottlingException", 429), ("TooManyRequestsException", 429), ("ServiceQuotaExceededException", 400)]
+SERVER_ERRORS = [("InternalFailure", 500), ("ServiceUnavailable", 503), ("ServiceUnavailableException", 503)]
+REJECTED = [("ValidationException", 400), ("AccessDeniedException", 403), ("ResourceNotFoundException", 404)]
+
+
+@pytest.mark.parametrize(("code", "status"), THROTTLING)
 def test_knowledge_base_throttling_is_a_429_with_retry_after(
-    code: str, stubs: Stubs, lambda_context: FakeContext
+    code: str, status: int, stubs: Stubs, lambda_context: FakeContext
 ) -> None:
-    stubs.agent_runtime.add_client_error("retrieve_and_generate", service_error_code=code, http_status_code=429)
+    stubs.agent_runtime.add_client_error("retrieve_and_generate", service_error_code=code, http_status_code=status)
     result = ask(lambda_context, {"question": "Q?"})
     assert result.status == 429
     assert result.headers["Retry-After"] == "5"
     assert result.body == {"error": "throttled", "message": "bedrock-agent-runtime is throttling requests; retry later"}
 
 
-@pytest.mark.parametrize("code", ["AccessDeniedException", "ResourceNotFoundException", "ValidationException"])
-def test_knowledge_base_failure_is_a_502_naming_service_and_code(
-    code: str, stubs: Stubs, lambda_context: FakeContext
+@pytest.mark.parametrize(("code", "status"), SERVER_ERRORS)
+def test_knowledge_base_server_error_is_a_502_naming_service_and_code(
+    code: str, status: int, stubs: Stubs, lambda_context: FakeContext
 ) -> None:
-    stubs.agent_runtime.add_client_error("retrieve_and_generate", service_error_code=code, http_status_code=400)
+    stubs.agent_runtime.add_client_error("retrieve_and_generate", service_error_code=code, http_status_code=status)
     result = ask(lambda_context, {"question": "Q?"})
-    assert result.status == 502
+    assert (result.status, "Retry-After" in result.headers) == (502, False)
     assert result.body == {"error": "upstream_error", "message": f"bedrock-agent-runtime failed with {code}"}
 
 
-def test_kendra_failure_is_a_502_and_the_model_is_not_called(stubs: Stubs, lambda_context: FakeContext) -> None:
+@pytest.mark.parametrize(("code", "status"), REJECTED)
+def test_knowledge_base_rejecting_the_request_is_a_4xx_naming_service_and_code(
+    code: str, status: int, stubs: Stubs, lambda_context: FakeContext
+) -> None:
+    stubs.agent_runtime.add_client_error("retrieve_and_generate", service_error_code=code, http_status_code=status)
+    result = ask(lambda_context, {"question": "Q?"})
+    assert result.status == status
+    assert result.body == {
+        "error": "upstream_rejected",
+        "message": f"bedrock-agent-runtime rejected the request with {code}",
+    }
+
+
+def test_kendra_failure_is_answered_and_the_model_is_not_called(stubs: Stubs, lambda_context: FakeContext) -> None:
     stubs.kendra.add_client_error("retrieve", service_error_code="AccessDeniedException", http_status_code=403)
     result = ask(lambda_context, {"question": "Q?", "source": "kendra"})
-    assert (result.status, result.body["message"]) == (502, "kendra failed with AccessDeniedException")
+    assert (result.status, result.body["message"]) == (403, "kendra rejected the request with AccessDeniedException")
 
 
 @pytest.mark.parametrize(
-    ("code", "status", "message"),
+    ("code", "status", "answer", "message"),
     [
-        ("ThrottlingException", 429, "bedrock-runtime is throttling requests; retry later"),
-        ("ValidationException", 502, "bedrock-runtime failed with ValidationException"),
+        *[(c, s, 429, "bedrock-runtime is throttling requests; retry later") for c, s in THROTTLING],
+        *[(c, s, 502, f"bedrock-runtime failed with {c}") for c, s in SERVER_ERRORS],
+        *[(c, s, s, f"bedrock-runtime rejected the request with {c}") for c, s in REJECTED],
     ],
 )
 def test_converse_failure_after_kendra_is_mapped(
-    code: str, status: int, message: str, stubs: Stubs, lambda_context: FakeContext
+    code: str, status: int, answer: int, message: str, stubs: Stubs, lambda_context: FakeContext
 ) -> None:
     stubs.kendra.add_response(
         "retrieve",
         {"QueryId": "q", "ResultItems": [kendra_item(1, "A.")]},
         {"IndexId": INDEX_ID, "QueryText": "Q?", "PageSize": 3},
     )
-    stubs.bedrock.add_client_error("converse", service_error_code=code, http_status_code=400)
+    stubs.bedrock.add_client_error("converse", service_error_code=code, http_status_code=status)
     result = ask(lambda_context, {"question": "Q?", "source": "kendra"})
-    assert (result.status, result.body["message"]) == (status, message)
+    assert (result.status, result.body["message"]) == (answer, message)
+    assert ("Retry-After" in result.headers) == (answer == 429)
 
 
 def test_an_unexpected_error_is_a_500_json_without_a_trace(
@@ -425,7 +448,9 @@ def test_an_answer_emits_emf_metrics_by_source_and_a_log_line_without_the_questi
 def test_errors_are_counted_by_error_code_with_one_dimension_set(
     stubs: Stubs, lambda_context: FakeContext, sinks: pytest.CaptureFixture[str]
 ) -> None:
-    stubs.agent_runtime.add_client_error("retrieve_and_generate", service_error_code="AccessDeniedException")
+    stubs.agent_runtime.add_client_error(
+        "retrieve_and_generate", service_error_code="InternalFailure", http_status_code=500
+    )
     ask(lambda_context, {"question": "Q?"})
     ask(lambda_context, {"question": ""})
     emf = [json.loads(line) for line in sinks.readouterr().out.splitlines() if line.startswith('{"_aws"')]
@@ -444,3 +469,17 @@ def test_aws_clients_give_up_within_the_function_timeout(environment: Callable[.
             assert client.meta.config.retries == {"mode": "standard", "total_max_attempts": 2}
     finally:
         handler.clients.cache_clear()
+
+
+# --- the contract with the construct ---------------------------------------------------------
+
+
+def test_the_settings_are_read_from_the_environment_the_construct_writes_from_them() -> None:
+    settings = Settings(knowledge_base_id=KB_ID, generation_model_arn=MODEL_ARN, max_passages=3)
+    written = settings.environment()
+    assert written == {"KNOWLEDGE_BASE_ID": KB_ID, "GENERATION_MODEL_ARN": MODEL_ARN, "MAX_PASSAGES": "3"}
+    assert Settings.from_environ(written) == settings
+    assert (settings.kendra_index_id, settings.max_answer_tokens) == (None, 800)  # defaults: the model's only
+    assert Settings.from_environ({**written, "KENDRA_INDEX_ID": ""}).kendra_index_id is None  # blank: switched off
+    with pytest.raises(SettingsError, match="KNOWLEDGE_BASE_ID"):
+        Settings.from_environ({"GENERATION_MODEL_ARN": MODEL_ARN})
