@@ -9,7 +9,9 @@ import pytest
 from botocore.stub import ANY
 
 from ai_gateway import handler
+from ai_gateway.contract import Settings
 from ai_gateway.models import GatewayPolicy
+from shared.contract import SettingsError
 from tests.lambdas.conftest import FakeContext, HttpResult, http_result
 from tests.lambdas.gateway_fixtures import (
     BLOCKED_TOPIC,
@@ -437,3 +439,23 @@ def test_no_fallback_is_started_without_time_for_it(gateway: Gateway, monkeypatc
     result = call(chat())
     assert (result.status, result.body["error"]) == (429, "throttled")
     assert record(gateway, "api-req-1")["status"]["S"] == "released"  # type: ignore[index]
+
+
+def test_the_settings_are_read_from_the_environment_the_stack_writes_from_them() -> None:
+    runtimes = {"support_assistant": "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/a-1"}
+    settings = Settings(
+        ledger_table="ledger", guardrail_id="gr", guardrail_version="1", policy_parameter="/p", agent_runtimes=runtimes
+    )
+    written = settings.environment()
+    assert written == {
+        "LEDGER_TABLE": "ledger",
+        "GUARDRAIL_ID": "gr",
+        "GUARDRAIL_VERSION": "1",
+        "POLICY_PARAMETER": "/p",
+        "AGENT_RUNTIMES": json.dumps(runtimes),
+    }
+    assert Settings.from_environ(written) == settings
+    assert (settings.max_message_chars, settings.generation_timeout_seconds) == (20_000, 20)  # the model's defaults
+    assert settings.agentcore_url("eu-west-1") == "https://bedrock-agentcore.eu-west-1.amazonaws.com"
+    with pytest.raises(SettingsError, match="LEDGER_TABLE"):
+        Settings.from_environ({k: v for k, v in written.items() if k != "LEDGER_TABLE"})
