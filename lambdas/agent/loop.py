@@ -4,7 +4,8 @@ The model sees only the tools the gateway lists for this caller. Each tool call'
 error) goes back to the model as a tool result; the turn ends when the model answers, when the
 iteration bound is hit, or when the deadline would be passed. Every model call carries the
 session id, and the turn records its tool calls for evaluation. When the model in use throttles
-or fails with a 5xx, the turn goes on with the next of the caller's models.
+or fails with a server error, the turn goes on with the next of the caller's models
+(shared.converse); a failure no other model can help with is raised as an UpstreamError.
 """
 
 from __future__ import annotations
@@ -15,25 +16,15 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
-from botocore.exceptions import ClientError
 
+from agent.contract import STAGE_GENERATION, STAGE_TOOL
+from shared.converse import converse
 from shared.telemetry import stage
 
 logger = Logger(child=True)
 
-MAX_ITERATIONS = 6
 STATUS_MODEL_FAMILIES = ("amazon.nova", "anthropic.claude")
 STOPPED_ANSWER = "I could not finish this within my limits; here is what I found so far."
-# Errors after which the next model may still answer (the same set the AI gateway falls back on).
-RETRYABLE = frozenset(
-    {
-        "ThrottlingException",
-        "ServiceUnavailableException",
-        "InternalServerException",
-        "ModelNotReadyException",
-        "ModelTimeoutException",
-    }
-)
 
 
 class Tools(Protocol):
@@ -85,8 +76,8 @@ def run_turn(
     system: str,
     messages: list[dict[str, Any]],
     session_id: str,
+    max_iterations: int,
     max_tokens: int | None = None,
-    max_iterations: int = MAX_ITERATIONS,
     deadline: float | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> Turn:
@@ -118,20 +109,21 @@ def run_turn(
             "gen_ai.system": "aws.bedrock",
             "gen_ai.request.model": remaining[0],
         }
-        with stage("generation", logger, conversation=session_id, **attributes) as record:
-            response = _converse(bedrock, remaining, request)
-            usage = response.get("usage", {})
+        with stage(STAGE_GENERATION, logger, conversation=session_id, **attributes) as record:
+            answered = converse(bedrock, remaining, deadline=deadline, clock=clock, **request)
             record.update(
                 {
-                    "gen_ai.response.model": remaining[0],
-                    "gen_ai.usage.input_tokens": int(usage.get("inputTokens", 0)),
-                    "gen_ai.usage.output_tokens": int(usage.get("outputTokens", 0)),
+                    "gen_ai.response.model": answered.model,
+                    "gen_ai.usage.input_tokens": answered.input_tokens,
+                    "gen_ai.usage.output_tokens": answered.output_tokens,
                 }
             )
-        turn.model = remaining[0]
-        usage = response.get("usage", {})
-        turn.input_tokens += int(usage.get("inputTokens", 0))
-        turn.output_tokens += int(usage.get("outputTokens", 0))
+        # A model that failed is not asked again for the rest of the turn.
+        remaining = remaining[remaining.index(answered.model) :]
+        turn.model = answered.model
+        turn.input_tokens += answered.input_tokens
+        turn.output_tokens += answered.output_tokens
+        response = answered.response
         message = response["output"]["message"]
         conversation.append(message)
         text = "".join(block.get("text", "") for block in message["content"])
@@ -151,7 +143,7 @@ def run_turn(
                 results.append(_tool_result(use["toolUseId"], outcome, turn.model))
                 continue
             tool = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": use["name"]}
-            with stage("tool", logger, conversation=session_id, **tool) as record:
+            with stage(STAGE_TOOL, logger, conversation=session_id, **tool) as record:
                 outcome = tools.call_tool(use["name"], use.get("input") or {})
                 error = outcome.get("error") if isinstance(outcome.get("error"), dict) else None
                 if error is not None:
@@ -161,19 +153,6 @@ def run_turn(
             )
             results.append(_tool_result(use["toolUseId"], outcome, turn.model))
         conversation.append({"role": "user", "content": results})
-
-
-def _converse(bedrock: Any, models: list[str], request: dict[str, Any]) -> dict[str, Any]:
-    """Converse with models[0]; on a retryable failure drop it (for the rest of the turn too) and
-    try the next. The last model's failure is raised."""
-    while True:
-        try:
-            response: dict[str, Any] = bedrock.converse(modelId=models[0], **request)
-            return response
-        except ClientError as error:
-            if len(models) == 1 or error.response.get("Error", {}).get("Code") not in RETRYABLE:
-                raise
-            models.pop(0)
 
 
 def _tool_result(use_id: str, outcome: dict[str, Any], model_id: str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -31,8 +31,8 @@ class SessionMemory:
     client: Any  # bedrock-agentcore (the data plane)
     memory_id: str
     namespaces: Sequence[str]  # templates with {actorId} and optionally {sessionId}
-    history_turns: int = 10
-    recall_records: int = 5
+    history_turns: int = field(kw_only=True)  # defaults: agent.contract.Settings
+    recall_records: int = field(kw_only=True)
 
     def history(self, actor: str, session: str) -> list[dict[str, Any]]:
         """The session's last ``history_turns`` turns as Converse messages, oldest first."""

@@ -29,56 +29,18 @@ from typing import Any
 import boto3
 from aws_lambda_powertools import Logger
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
 
+from agent.contract import SESSION_HEADER, GroupModels, Settings
 from agent.loop import run_turn
 from agent.mcp_client import McpClient, McpError
 from agent.memory import SessionMemory, actor_id
+from shared.aws_errors import Kind, UpstreamError
 from shared.telemetry import CONVERSATION
 from shared.tokens import GROUP_CLAIM, InvalidToken, bearer, claims_checked_upstream
 
-SESSION_HEADER = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id"
 MAX_BODY_BYTES = 1_000_000
 MAX_INSTRUCTIONS = 4000
 logger = Logger()
-
-
-@dataclass(frozen=True)
-class GroupModels:
-    allowed: tuple[str, ...]
-    default: str
-
-
-@dataclass(frozen=True)
-class AgentSettings:
-    name: str
-    system_prompt: str
-    gateway_url: str
-    # The groups that may use this agent, with the models each may use.
-    groups: dict[str, GroupModels]
-    max_iterations: int = 6
-    turn_seconds: float = 120.0
-    memory_id: str = ""  # empty: no memory
-    memory_namespaces: tuple[str, ...] = ()
-    history_turns: int = 10
-    recall_records: int = 5
-
-    @classmethod
-    def from_environ(cls) -> AgentSettings:
-        env = os.environ
-        groups = json.loads(env["GROUP_MODELS"])
-        return cls(
-            name=env["AGENT_NAME"],
-            system_prompt=env["SYSTEM_PROMPT"],
-            gateway_url=env["TOOLS_GATEWAY_URL"],
-            groups={name: GroupModels(tuple(g["allowed"]), g["default"]) for name, g in groups.items()},
-            max_iterations=int(env.get("MAX_ITERATIONS", "6")),
-            turn_seconds=float(env.get("TURN_SECONDS", "120")),
-            memory_id=env.get("MEMORY_ID", ""),
-            memory_namespaces=tuple(json.loads(env.get("MEMORY_NAMESPACES", "[]"))),
-            history_turns=int(env.get("MEMORY_HISTORY_TURNS", "10")),
-            recall_records=int(env.get("MEMORY_RECALL_RECORDS", "5")),
-        )
 
 
 class RefusedError(Exception):
@@ -91,7 +53,7 @@ class RefusedError(Exception):
 
 @dataclass
 class Agent:
-    settings: AgentSettings
+    settings: Settings
     bedrock: Any
     memory: SessionMemory | None = None
     # session id -> (user, group), fixed at the session's first turn.
@@ -115,9 +77,11 @@ class Agent:
         except InvalidToken:
             raise RefusedError(401, "unauthorized", "the caller's bearer token is required") from None
         user, group = str(claims.get("sub") or ""), str(claims.get(GROUP_CLAIM) or "")
-        models = settings.groups.get(group)
+        models = settings.group_models.get(group)
         if not user or models is None:
-            raise RefusedError(403, "forbidden", f"this agent serves the groups {', '.join(sorted(settings.groups))}")
+            raise RefusedError(
+                403, "forbidden", f"this agent serves the groups {', '.join(sorted(settings.group_models))}"
+            )
         self._bind(session_id, user, group)
         logger.append_keys(**{CONVERSATION: session_id})
         request = _request(body, models)
@@ -137,7 +101,7 @@ class Agent:
             turn = run_turn(
                 self.bedrock,
                 McpClient(
-                    settings.gateway_url,
+                    settings.tools_gateway_url,
                     token=token,
                     timeout_seconds=min(20.0, turn_seconds),
                     conversation=session_id,
@@ -153,10 +117,9 @@ class Agent:
             )
         except McpError as error:
             raise RefusedError(502, "tools_unavailable", error.message) from None
-        except (ClientError, BotoCoreError) as error:
-            code = error.response["Error"]["Code"] if isinstance(error, ClientError) else type(error).__name__
-            status = 429 if code == "ThrottlingException" else 502
-            raise RefusedError(status, "model_unavailable", f"bedrock-runtime failed with {code}") from None
+        except UpstreamError as error:  # shared.converse: no model of the caller's could answer
+            kind = "model_rejected" if error.kind is Kind.REJECTED else "model_unavailable"
+            raise RefusedError(error.http_status, kind, f"{error.service} failed with {error.code}") from None
         if self.memory and turn.answer:
             self.memory.remember(actor, session_id, question, turn.answer, at=dt.datetime.now(dt.UTC))
         logger.info(
@@ -173,7 +136,7 @@ class Agent:
             },
         )
         return {
-            "agent": settings.name,
+            "agent": settings.agent_name,
             "session_id": session_id,
             "answer": turn.answer,
             "model": turn.model,
@@ -295,15 +258,15 @@ def _clients(turn_seconds: float) -> tuple[Any, Any]:
 
 
 def agent_from_environ() -> Agent:
-    settings = AgentSettings.from_environ()
+    settings = Settings.from_environ()
     bedrock, memory_client = _clients(settings.turn_seconds)
     memory = (
         SessionMemory(
             memory_client,
             settings.memory_id,
             settings.memory_namespaces,
-            history_turns=settings.history_turns,
-            recall_records=settings.recall_records,
+            history_turns=settings.memory_history_turns,
+            recall_records=settings.memory_recall_records,
         )
         if settings.memory_id
         else None

@@ -11,13 +11,15 @@ import boto3
 import jwt
 import pytest
 import urllib3
-from botocore.exceptions import ClientError
 from botocore.stub import ANY, Stubber
 
+from agent.contract import SESSION_HEADER, GroupModels, Settings
 from agent.loop import STOPPED_ANSWER, run_turn
 from agent.mcp_client import McpClient
 from agent.memory import SessionMemory
-from agent.server import SESSION_HEADER, Agent, AgentSettings, GroupModels, handler_class
+from agent.server import Agent, handler_class
+from shared.aws_errors import Kind, UpstreamError
+from shared.contract import SettingsError
 from shared.tokens import GROUP_CLAIM
 from tests.lambdas.loopback import QuietHandler, loopback
 
@@ -144,6 +146,7 @@ def after_tool_result(result: dict[str, Any], status: str) -> list[Any]:
 def ask(client: Any, tools: McpClient, **kwargs: Any) -> Any:
     messages = [{"role": "user", "content": [{"text": "Where is my last order? I am ada@example.com"}]}]
     kwargs.setdefault("models", [MODEL])
+    kwargs.setdefault("max_iterations", Settings.model_fields["max_iterations"].default)
     return run_turn(client, tools, system="You help customers.", messages=messages, session_id=SESSION, **kwargs)
 
 
@@ -251,8 +254,41 @@ def test_a_failure_no_other_model_can_help_with_is_raised(bedrock: Any, gateway:
     client, stubber = bedrock
     url, _ = gateway
     stubber.add_client_error("converse", "ValidationException", http_status_code=400)
-    with pytest.raises(ClientError):
+    with pytest.raises(UpstreamError) as raised:
         ask(client, McpClient(url, token="t"), models=[MODEL, FALLBACK])
+    assert (raised.value.code, raised.value.kind) == ("ValidationException", Kind.REJECTED)
+
+
+# (error code, HTTP status) after which the next model may answer: every throttling code, a plain 5xx.
+FALLS_BACK = [
+    ("ThrottlingException", 429),
+    ("TooManyRequestsException", 429),
+    ("ServiceQuotaExceededException", 400),
+    ("InternalFailure", 500),
+    ("ServiceUnavailable", 503),
+]
+
+
+@pytest.mark.parametrize(("code", "status"), FALLS_BACK)
+def test_the_turn_falls_back_on_each_throttling_code_and_a_plain_5xx(
+    code: str, status: int, bedrock: Any, gateway: Any
+) -> None:
+    client, stubber = bedrock
+    url, _ = gateway
+    stubber.add_client_error("converse", code, http_status_code=status)
+    converse(stubber, [{"text": "From the fallback."}], "end_turn", model=FALLBACK)
+    turn = ask(client, McpClient(url, token="t"), models=[MODEL, FALLBACK])
+    assert (turn.model, turn.answer) == (FALLBACK, "From the fallback.")
+
+
+def test_no_fallback_is_started_after_the_deadline(bedrock: Any, gateway: Any) -> None:
+    client, stubber = bedrock
+    url, _ = gateway
+    stubber.add_client_error("converse", "ThrottlingException", http_status_code=429)
+    times = iter([0.0, 100.0])  # before the model call; when it has failed, past the deadline
+    with pytest.raises(UpstreamError) as raised:
+        ask(client, McpClient(url, token="t"), models=[MODEL, FALLBACK], deadline=50.0, clock=lambda: next(times))
+    assert raised.value.kind is Kind.THROTTLED
 
 
 # --- the runtime entrypoint (HTTP protocol contract), over real loopback HTTP -------------------
@@ -290,15 +326,15 @@ def runtime(bedrock: Any, gateway: Any, agentcore: Any) -> Iterator[tuple[str, S
     client, stubber = bedrock
     url, fake = gateway
     memory_client, memory_stubber = agentcore
-    settings = AgentSettings(
-        name="support",
+    settings = Settings(
+        agent_name="support",
         system_prompt="You help customers.",
-        gateway_url=url,
-        groups=GROUPS,
+        tools_gateway_url=url,
+        group_models=GROUPS,
         memory_id=MEMORY_ID,
         memory_namespaces=NAMESPACES,
-        history_turns=2,
-        recall_records=2,
+        memory_history_turns=2,
+        memory_recall_records=2,
     )
     memory = SessionMemory(memory_client, MEMORY_ID, NAMESPACES, history_turns=2, recall_records=2)
     with loopback(handler_class(Agent(settings, client, memory))) as url:
@@ -508,6 +544,26 @@ def test_bad_invocations_get_a_json_4xx(
     assert post(base, body, headers)[1]["error"] == error
 
 
+@pytest.mark.parametrize(
+    ("code", "status", "answer", "error"),
+    [
+        ("TooManyRequestsException", 429, 429, "model_unavailable"),
+        ("InternalFailure", 500, 502, "model_unavailable"),
+        ("ValidationException", 400, 400, "model_rejected"),
+    ],
+)
+def test_a_model_failure_is_a_json_error_the_gateway_can_classify(
+    code: str, status: int, answer: int, error: str, runtime: Any
+) -> None:
+    base, stubber, _, memory = runtime
+    memory_is_empty(memory)
+    stubber.add_client_error("converse", code, http_status_code=status)  # the group's one default model
+    assert post(base, {"prompt": "hi"}, caller()) == (
+        answer,
+        {"error": error, "message": f"bedrock-runtime failed with {code}", "session_id": SESSION},
+    )
+
+
 def test_a_tools_gateway_failure_is_a_502_with_the_session(runtime: Any) -> None:
     base, _, fake, memory = runtime
     memory_is_empty(memory)
@@ -524,3 +580,23 @@ def test_memory_failures_do_not_fail_the_turn(runtime: Any) -> None:
     converse(stubber, [{"text": "Hello."}], "end_turn", [{"role": "user", "content": [{"text": "hi"}]}])
     memory.add_client_error("create_event", "ThrottlingException", http_status_code=429)
     assert post(base, {"prompt": "hi"}, caller())[0] == 200
+
+
+def test_the_settings_are_read_from_the_environment_the_runtime_is_given() -> None:
+    environment = {
+        "AGENT_NAME": "support",
+        "SYSTEM_PROMPT": "You help customers.",
+        "TOOLS_GATEWAY_URL": "https://gw.example.com/mcp",
+        "GROUP_MODELS": json.dumps({"customer-gold": {"allowed": [MODEL, FALLBACK], "default": MODEL}}),
+        "TURN_SECONDS": "90",
+        "MEMORY_ID": MEMORY_ID,
+        "MEMORY_NAMESPACES": json.dumps(list(NAMESPACES)),
+        "MEMORY_HISTORY_TURNS": "2",
+    }
+    settings = Settings.from_environ(environment)
+    assert settings.group_models == {"customer-gold": GROUPS["customer-gold"]}
+    assert (settings.turn_seconds, settings.memory_namespaces, settings.memory_history_turns) == (90.0, NAMESPACES, 2)
+    assert (settings.max_iterations, settings.memory_recall_records) == (6, 5)  # the model's defaults
+    assert Settings.from_environ(settings.environment()) == settings
+    with pytest.raises(SettingsError, match="GROUP_MODELS"):
+        Settings.from_environ({k: v for k, v in environment.items() if k != "GROUP_MODELS"})

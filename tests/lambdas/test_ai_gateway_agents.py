@@ -203,6 +203,13 @@ def test_a_blocked_input_never_reaches_the_agent(routed: tuple[Gateway, FakeAgen
         ((429, {}, b'{"error": "model_unavailable"}'), 429, "throttled"),
         ((502, {}, b'{"error": "tools_unavailable", "message": "..."}'), 502, "upstream_error"),
         ((500, {"x-amzn-ErrorType": "RuntimeClientError"}, b"{}"), 502, "upstream_error"),
+        ((503, {}, b"<html>unavailable</html>"), 502, "upstream_error"),
+        ((400, {}, b'{"error": "model_rejected", "message": "..."}'), 400, "upstream_rejected"),
+        (
+            (400, {"x-amzn-ErrorType": "ValidationException:http://internal.amazon.com/"}, b"{}"),
+            400,
+            "upstream_rejected",
+        ),
         ((200, {}, b'{"answer": "no model named"}'), 502, "upstream_error"),
         ((200, {}, b"<html>"), 502, "upstream_error"),
     ],

@@ -19,7 +19,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from agent.server import Agent, AgentSettings, GroupModels
+from agent.contract import GroupModels, Settings as AgentSettings
+from agent.server import Agent
 from ai_gateway import handler as gateway_handler
 from ai_gateway.agents import AgentClient, runtime_session_id
 from knowledge_search import handler as knowledge
@@ -116,9 +117,13 @@ def chain(
 
     with loopback(ToolsGateway) as tools_url, Stubber(model) as model_stub, Stubber(retrieval) as retrieval_stub:
         groups = {
-            "customer-gold": GroupModels(("amazon.nova-pro-v1:0", "amazon.nova-lite-v1:0"), "amazon.nova-pro-v1:0")
+            "customer-gold": GroupModels(
+                allowed=("amazon.nova-pro-v1:0", "amazon.nova-lite-v1:0"), default="amazon.nova-pro-v1:0"
+            )
         }
-        settings = AgentSettings(name="support_assistant", system_prompt="Help.", gateway_url=tools_url, groups=groups)
+        settings = AgentSettings(
+            agent_name="support_assistant", system_prompt="Help.", tools_gateway_url=tools_url, group_models=groups
+        )
         agent = Agent(settings, model)
 
         class AgentCore(QuietHandler):

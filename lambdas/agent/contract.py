@@ -1,0 +1,45 @@
+"""The agent's contract with its runtime (stacks/production/agents.py): the environment of each
+AgentCore Runtime (one variable per field, shared.contract), and the names of the runtime
+protocol it speaks.
+
+Imports only the standard library, pydantic and shared.contract: the CDK app imports it too.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.contract import FunctionSettings
+
+
+class GroupModels(BaseModel):
+    """The models one group may use through this agent, and the one it gets unless it asks."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    allowed: tuple[str, ...] = Field(min_length=1)
+    default: str
+
+
+class Settings(FunctionSettings):
+    """One agent runtime's environment."""
+
+    agent_name: str = Field(min_length=1)
+    system_prompt: str = Field(min_length=1)
+    tools_gateway_url: str  # the tools gateway's MCP endpoint
+    group_models: dict[str, GroupModels]  # the groups that may use this agent
+    max_iterations: int = Field(default=6, ge=1)
+    turn_seconds: float = Field(default=120.0, gt=0)
+    memory_id: str | None = None  # None (or blank): no memory
+    memory_namespaces: tuple[str, ...] = ()  # templates with {actorId} and {sessionId}
+    memory_history_turns: int = Field(default=10, ge=0)
+    memory_recall_records: int = Field(default=5, ge=0)
+
+
+# AgentCore Runtime's session header (AWS's name), forwarded to the agent with the caller's token.
+SESSION_HEADER: Final = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id"
+# The telemetry stages a turn reports (shared.telemetry).
+STAGE_GENERATION: Final = "generation"
+STAGE_TOOL: Final = "tool"
