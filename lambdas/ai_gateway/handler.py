@@ -156,7 +156,9 @@ def chat() -> Response[Any]:
     messages = [
         {"role": m.role, "content": [{"text": text}]} for m, text in zip(request.messages, verdict.texts, strict=True)
     ]
-    generation = _generation(caller, group, CHAT, output, models, request_id, conversation, session, messages)
+    generation = _generation(
+        caller, group, output, CHAT, models, request_id, conversation=conversation, session=session, messages=messages
+    )
     return _json(200, current.generate(generation).body())
 
 
@@ -178,9 +180,17 @@ def outputs(output_type: str) -> Response[Any]:
     material = verdict.text(0)
     ask = verdict.text(1) if request.instructions else f"Produce the {output_type.replace('_', ' ')}."
     prompt = f"<material>\n{material}\n</material>\n\n<request>\n{ask}\n</request>"
-    messages = [{"role": "user", "content": [{"text": prompt}]}]
     generation = _generation(
-        caller, group, output_type, output, models, request_id, conversation, request_id, messages, (material, ask)
+        caller,
+        group,
+        output,
+        output_type,
+        models,
+        request_id,
+        conversation=conversation,
+        session=request_id,
+        messages=[{"role": "user", "content": [{"text": prompt}]}],
+        grounding=(material, ask),
     )
     return _json(200, current.generate(generation).body())
 
@@ -218,15 +228,17 @@ def usage() -> Response[Any]:
 def _generation(
     caller: Caller,
     group: GroupPolicy,
-    output_type: str,
     output: OutputPolicy,
+    output_type: str,
     models: list[str],
     request_id: str,
+    *,
     conversation: str,
     session: str,
     messages: list[dict[str, Any]],
     grounding: tuple[str, str] | None = None,
 ) -> GenerationRequest:
+    """What the flow needs to produce one output for this request."""
     remaining_ms = app.lambda_context.get_remaining_time_in_millis()
     return GenerationRequest(
         caller=caller,

@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
 
 import pytest
+from aws_lambda_powertools import Logger, Metrics
+from botocore.exceptions import ClientError
 from botocore.stub import ANY
 
 from ai_gateway import handler
+from ai_gateway.agents import AgentClient
 from ai_gateway.contract import Settings
-from ai_gateway.models import GatewayPolicy
+from ai_gateway.flow import Clock, Flow, GenerationRequest
+from ai_gateway.guardrail import Guard
+from ai_gateway.ledger import Admission
+from ai_gateway.models import Caller, GatewayPolicy
+from ai_gateway.router import ModelRouter
+from ai_gateway.telemetry import Telemetry
+from shared.aws_errors import UpstreamError
 from shared.contract import SettingsError
 from tests.lambdas.conftest import FakeContext, HttpResult, http_result
 from tests.lambdas.gateway_fixtures import (
     BLOCKED_TOPIC,
     POLICY,
+    AnsweringBedrock,
+    AnsweringLedger,
     Gateway,
     anonymized,
     converse_ok,
@@ -459,3 +471,78 @@ def test_the_settings_are_read_from_the_environment_the_stack_writes_from_them()
     assert settings.agentcore_url("eu-west-1") == "https://bedrock-agentcore.eu-west-1.amazonaws.com"
     with pytest.raises(SettingsError, match="LEDGER_TABLE"):
         Settings.from_environ({k: v for k, v in written.items() if k != "LEDGER_TABLE"})
+
+
+# --- the flow on its own: every dependency an argument --------------------------------------------
+
+
+class RecordingLedger(AnsweringLedger):
+    def __init__(self, release_fails: bool = False) -> None:
+        self.calls: list[str] = []
+        self.release_fails = release_fails
+
+    def admit(self, **kwargs: Any) -> Admission:
+        self.calls.append(f"admit {kwargs['now'].isoformat()}")
+        return super().admit(**kwargs)
+
+    def deliver(self, *_: Any, **__: Any) -> None:
+        self.calls.append("deliver")
+
+    def release(self, *_: Any, **__: Any) -> None:
+        self.calls.append("release")
+        if self.release_fails:
+            raise ClientError(
+                {"Error": {"Code": "InternalServerError"}, "ResponseMetadata": {"HTTPStatusCode": 500}}, "x"
+            )
+
+
+class FailingBedrock(AnsweringBedrock):
+    def converse(self, **_: Any) -> dict[str, Any]:
+        raise ClientError({"Error": {"Code": "ThrottlingException"}, "ResponseMetadata": {"HTTPStatusCode": 429}}, "x")
+
+
+NOW = dt.datetime(2026, 12, 2, 9, 30, tzinfo=dt.UTC)
+
+
+def a_flow(ledger: RecordingLedger, bedrock: Any) -> Flow:
+    return Flow(
+        ledger=ledger,  # type: ignore[arg-type]
+        guard=Guard(bedrock, guardrail_id="g", version="1"),
+        models=ModelRouter(bedrock, attempt_seconds=20, clock=lambda: 0.0),
+        agents=AgentClient("http://127.0.0.1:9", {}),
+        telemetry=Telemetry(Metrics(), Logger()),
+        clock=Clock(now=lambda: NOW, monotonic=lambda: 0.0),
+    )
+
+
+def a_request() -> GenerationRequest:
+    return GenerationRequest(
+        caller=Caller(user="u", group="customer-gold"),
+        output_type="chat",
+        output=POLICY.outputs["chat"],
+        quota=POLICY.groups["customer-gold"].quotas["chat"],
+        models=["amazon.nova-pro-v1:0", "amazon.nova-lite-v1:0"],
+        request_id="r-1",
+        conversation="s" * 65,
+        session="r-1",
+        messages=[{"role": "user", "content": [{"text": "Hi"}]}],
+        deadline=30.0,
+    )
+
+
+def test_the_flow_admits_at_its_clocks_time_produces_guards_and_delivers() -> None:
+    ledger = RecordingLedger()
+    delivery = a_flow(ledger, AnsweringBedrock()).generate(a_request())
+    assert ledger.calls == [f"admit {NOW.isoformat()}", "deliver"]
+    assert (delivery.body()["output"], delivery.body()["units"], delivery.guardrail) == ("Hi.", 1, "none")
+
+
+def test_the_flow_releases_what_it_admitted_when_no_model_answers_even_if_the_release_fails(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    ledger = RecordingLedger(release_fails=True)
+    with pytest.raises(UpstreamError) as raised:
+        a_flow(ledger, FailingBedrock()).generate(a_request())
+    assert (raised.value.code, raised.value.throttled) == ("ThrottlingException", True)  # the model's, not the ledger's
+    assert ledger.calls == [f"admit {NOW.isoformat()}", "release"]
+    assert "release failed: units stay admitted" in capsys.readouterr().out
