@@ -25,10 +25,11 @@ sys.path[:0] = [str(ROOT), str(ROOT / "lambdas")]
 
 from botocore.exceptions import ClientError  # noqa: E402
 
+from ingestion.contract import PipelineSettings as Settings  # noqa: E402
 from ingestion.events import ObjectRef  # noqa: E402
 from ingestion.knowledge import KnowledgeBase  # noqa: E402
 from ingestion.pii import PiiScanner  # noqa: E402
-from ingestion.pipeline import Pipeline, Settings  # noqa: E402
+from ingestion.pipeline import Pipeline  # noqa: E402
 from ingestion.registry import Registry  # noqa: E402
 from stacks.config import load_config  # noqa: E402
 from tests.lambdas.ingestion_corpus import CLEAN, CUSTOM, WITH_PII_INTERNAL, FakeComprehend  # noqa: E402
@@ -39,11 +40,11 @@ SETTINGS = Settings(
     curated_bucket="curated",
     quarantine_bucket="quarantine",
     curated_prefix="curated/",
-    policies={c: p.on_pii for c, p in CONFIG.classifications.items()},
-    readers={c: ["platform-admins"] for c in CONFIG.classifications},
+    classification_policies={c: p.on_pii for c, p in CONFIG.classifications.items()},
+    classification_readers={c: ["platform-admins"] for c in CONFIG.classifications},
     default_classification=CONFIG.default_classification,
-    max_bytes=CONFIG.max_document_bytes,
-    formats=CONFIG.formats,
+    max_document_bytes=CONFIG.max_document_bytes,
+    document_formats=CONFIG.formats,
 )
 
 
@@ -152,7 +153,7 @@ def throughput(copies: int = 200, rounds: int = 5) -> tuple[float, int]:
 def peak_memory_at_the_limit() -> tuple[int, int]:
     runner, s3 = pipeline()
     line = "Contact ada.lovelace@example.com about invoice 42 before Friday, please.\n"
-    text = (line * (SETTINGS.max_bytes // len(line)))[: SETTINGS.max_bytes]
+    text = (line * (SETTINGS.max_document_bytes // len(line)))[: SETTINGS.max_document_bytes]
     body = text.encode()
     ref = ObjectRef(LANDING, "big/at-the-limit.txt", s3.put(LANDING, "big/at-the-limit.txt", body), len(body))
     tracemalloc.start()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
+from connector_pull.contract import PullSource, Settings
 from shared.field_paths import value_at
 from shared.landing import Record, document, land
 from shared.legacy_client import ClientSettings, Credentials, LegacyClient, secret_credentials
@@ -38,21 +38,6 @@ from shared.legacy_client import ClientSettings, Credentials, LegacyClient, secr
 logger = Logger()
 metrics = Metrics()
 MAX_PAGES = 1000  # a guard against a source whose cursor never ends
-
-
-@dataclass(frozen=True)
-class Source:
-    name: str
-    records_path: str
-    classification: str
-    owner: str
-    id_field: str
-    title_field: str
-    body_field: str
-    updated_field: str
-    items_field: str
-    next_cursor_field: str
-    since_param: str
 
 
 @dataclass(frozen=True)
@@ -114,7 +99,7 @@ class Lease:
 
 
 def pull(
-    client: LegacyClient, source: Source, *, s3: Any, sqs: Any, watermarks: Watermarks, dlq_url: str, bucket: str
+    client: LegacyClient, source: PullSource, *, s3: Any, sqs: Any, watermarks: Watermarks, dlq_url: str, bucket: str
 ) -> Run:
     since = watermarks.get(source.name)
     newest = since
@@ -166,35 +151,37 @@ def _poison(sqs: Any, dlq_url: str, source: str, page: int, index: int, item: An
 
 
 @cache
-def configuration() -> tuple[Source, ClientSettings, str]:
-    raw = json.loads(os.environ["PULL_SOURCE"])
-    source = Source(**{name: raw[name] for name in Source.__dataclass_fields__})
-    settings = ClientSettings(
-        base_url=raw["base_url"],
-        token_path=raw["token_path"],
-        timeout_seconds=float(raw["timeout_seconds"]),
-        max_attempts=int(raw["max_attempts"]),
-    )
-    return source, settings, raw["secret_name"]
+def settings() -> Settings:
+    return Settings.from_environ()
 
 
 def credentials() -> Credentials:
-    return secret_credentials(configuration()[2])
+    return secret_credentials(settings().pull_source.secret_name)
 
 
 @cache
 def client() -> LegacyClient:
-    return LegacyClient(configuration()[1], credentials)
+    source = settings().pull_source
+    return LegacyClient(
+        ClientSettings(
+            base_url=source.base_url,
+            token_path=source.token_path,
+            timeout_seconds=source.timeout_seconds,
+            max_attempts=source.max_attempts,
+        ),
+        credentials,
+    )
 
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    source = configuration()[0]
+    config = settings()
+    source = config.pull_source
     aws = Config(retries={"mode": "standard", "total_max_attempts": 3})
-    table = boto3.resource("dynamodb", config=aws).Table(os.environ["REGISTRY_TABLE"])
+    table = boto3.resource("dynamodb", config=aws).Table(config.registry_table)
     metrics.add_dimension("Source", source.name)
-    lease = Lease(table, source.name, seconds=int(os.environ["LEASE_SECONDS"]))
+    lease = Lease(table, source.name, seconds=config.lease_seconds)
     holder = context.aws_request_id
     if not lease.acquire(holder):
         metrics.add_metric(name="RunsSkipped", unit=MetricUnit.Count, value=1)
@@ -207,8 +194,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             s3=boto3.client("s3", config=aws),
             sqs=boto3.client("sqs", config=aws),
             watermarks=Watermarks(table),
-            dlq_url=os.environ["DLQ_URL"],
-            bucket=os.environ["LANDING_BUCKET"],
+            dlq_url=config.dlq_url,
+            bucket=config.landing_bucket,
         )
     except Exception:
         metrics.add_metric(name="RunsFailed", unit=MetricUnit.Count, value=1)

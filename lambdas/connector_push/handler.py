@@ -11,7 +11,6 @@ this function only writes to S3. Record contents are never logged.
 from __future__ import annotations
 
 import json
-import os
 from functools import cache
 from typing import Any
 
@@ -24,6 +23,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from connector_push.contract import Settings
 from shared.landing import Record, document, land
 
 logger = Logger()
@@ -38,9 +38,13 @@ class Batch(BaseModel):
 
 
 @cache
+def settings() -> Settings:
+    return Settings.from_environ()
+
+
 def sources() -> dict[str, str]:
     """Source -> the classification its records get (connectors.push.sources)."""
-    return dict(json.loads(os.environ["PUSH_SOURCES"]))
+    return settings().push_sources
 
 
 @cache
@@ -59,7 +63,7 @@ def push(source: str) -> Response[Any]:
     classification = sources().get(source)
     if classification is None:
         return _json(404, {"error": "not_found", "message": f"unknown source; known: {', '.join(sorted(sources()))}"})
-    limit = int(os.environ.get("MAX_RECORDS", "100"))
+    limit = settings().max_records
     try:
         raw = json.loads(app.current_event.body or "")
     except ValueError:
@@ -74,7 +78,7 @@ def push(source: str) -> Response[Any]:
     accepted = []
     for record in batch.records:
         doc = document(source, record, classification=classification)
-        accepted.append({"id": record.id, "key": doc.key, "version": land(s3(), doc)})
+        accepted.append({"id": record.id, "key": doc.key, "version": land(s3(), doc, settings().landing_bucket)})
     metrics.add_dimension("Source", source)
     metrics.add_metric(name="RecordsAccepted", unit=MetricUnit.Count, value=len(accepted))
     logger.info("records accepted", extra={"source": source, "count": len(accepted)})

@@ -7,9 +7,7 @@ the caller without users ever handling keys. A bad token is a 401; a valid token
 configured group is a 403 (an explicit Deny).
 """
 
-import json
 import os
-from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -18,26 +16,10 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
+from gateway_authorizer.contract import Settings
 from shared.tokens import GROUP_CLAIM, KIND_CLAIM, TIER_CLAIM, InvalidToken, TokenVerifier, bearer
 
 logger = Logger()
-
-
-@dataclass(frozen=True)
-class Settings:
-    verifier: TokenVerifier
-    api_key_ids: dict[str, str]  # group -> API key id
-
-    @classmethod
-    def from_environ(cls) -> "Settings":
-        return cls(
-            verifier=TokenVerifier.for_pool(
-                region=os.environ["AWS_REGION"],
-                user_pool_id=os.environ["USER_POOL_ID"],
-                client_id=os.environ["CLIENT_ID"],
-            ),
-            api_key_ids=json.loads(os.environ["API_KEY_IDS"]),
-        )
 
 
 class Unauthorized(Exception):  # noqa: N818 - API Gateway maps exactly this message to a 401
@@ -48,6 +30,13 @@ class Unauthorized(Exception):  # noqa: N818 - API Gateway maps exactly this mes
 @cache
 def settings() -> Settings:
     return Settings.from_environ()
+
+
+@cache
+def verifier() -> TokenVerifier:
+    return TokenVerifier.for_pool(
+        region=os.environ["AWS_REGION"], user_pool_id=settings().user_pool_id, client_id=settings().client_id
+    )
 
 
 @cache
@@ -64,7 +53,7 @@ def api_key_value(key_id: str) -> str:
 
 def authorize(event: dict[str, Any]) -> dict[str, Any]:
     try:
-        claims = settings().verifier.claims(bearer(event.get("authorizationToken")))
+        claims = verifier().claims(bearer(event.get("authorizationToken")))
     except InvalidToken as error:
         logger.info("token rejected", extra={"reason": error.reason})
         raise Unauthorized() from None

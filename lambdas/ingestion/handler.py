@@ -11,7 +11,6 @@ first result and does nothing again. Document text and PII never reach the logs.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 from functools import cache
 from typing import Any
@@ -30,42 +29,50 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from ingestion.contract import ProcessorSettings
 from ingestion.events import MalformedEventError, ObjectRef, object_ref
 from ingestion.knowledge import KnowledgeBase
 from ingestion.pii import PiiScanner
-from ingestion.pipeline import Pipeline, Settings, document_id
+from ingestion.pipeline import Pipeline, document_id
 from ingestion.registry import DEAD_LETTERED, QUARANTINED, Registry, VersionRecord
+from shared.contract import variable
 from shared.telemetry import stage
 
 logger = Logger()
 metrics = Metrics()
 # Report every failure as an item failure, even when the whole batch fails: SQS retries the same way.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-persistence = DynamoDBPersistenceLayer(table_name=os.environ.get("IDEMPOTENCY_TABLE", "idempotency"))
+# Powertools binds the idempotency table when the module loads, before settings() is first read.
+persistence = DynamoDBPersistenceLayer(table_name=os.environ.get(variable("idempotency_table"), "idempotency"))
 idempotency = IdempotencyConfig(event_key_jmespath="[bucket, key, version]", expires_after_seconds=7 * 24 * 3600)
 AWS = Config(connect_timeout=2, read_timeout=20, retries={"mode": "standard", "total_max_attempts": 3})
 
 
 @cache
+def settings() -> ProcessorSettings:
+    return ProcessorSettings.from_environ()
+
+
+@cache
 def registry() -> Registry:
-    return Registry(boto3.resource("dynamodb", config=AWS).Table(os.environ["REGISTRY_TABLE"]))
+    return Registry(boto3.resource("dynamodb", config=AWS).Table(settings().registry_table))
 
 
 @cache
 def pipeline() -> Pipeline:
-    env = os.environ
+    config = settings()
     scanner = PiiScanner(
         boto3.client("comprehend", config=AWS),
-        custom_identifiers=json.loads(env.get("CUSTOM_IDENTIFIERS", "{}")),
-        min_score=float(env.get("PII_MIN_SCORE", "0.8")),
+        custom_identifiers=dict(config.custom_identifiers),
+        min_score=config.pii_min_score,
     )
     knowledge = KnowledgeBase(
         boto3.client("bedrock-agent", config=AWS),
-        knowledge_base_id=env["KNOWLEDGE_BASE_ID"],
-        s3_data_source_id=env["S3_DATA_SOURCE_ID"],
-        custom_data_source_id=env["CUSTOM_DATA_SOURCE_ID"],
+        knowledge_base_id=config.knowledge_base_id,
+        s3_data_source_id=config.s3_data_source_id,
+        custom_data_source_id=config.custom_data_source_id,
     )
-    return Pipeline(boto3.client("s3", config=AWS), scanner, registry(), knowledge, Settings.from_environ())
+    return Pipeline(boto3.client("s3", config=AWS), scanner, registry(), knowledge, config)
 
 
 @cache
@@ -97,13 +104,13 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
     try:
         # A document at the size limit takes ~50 Comprehend calls: rather than let the function
         # time out (and the whole batch with it), leave the rest of the batch for the next try.
-        budget_ms = int(os.environ.get("DOCUMENT_BUDGET_SECONDS", "30")) * 1000
+        budget_ms = settings().document_budget_seconds * 1000
         if lambda_context is not None and lambda_context.get_remaining_time_in_millis() < budget_ms:
             raise TimeBudgetError(ref.key)
         result: dict[str, Any] = process(obj=ref.as_dict())
     except Exception as error:
         reason = f"processing failed: {_code(error)}"
-        if int(record.attributes.approximate_receive_count) >= int(os.environ.get("MAX_RECEIVE_COUNT", "3")):
+        if int(record.attributes.approximate_receive_count) >= settings().max_receive_count:
             _record_dead_letter(ref, reason)
         logger.warning("document failed", extra={"document_id": document_id(ref.bucket, ref.key), "reason": reason})
         raise
@@ -114,7 +121,7 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
 
 def _dead_letter(record: SQSRecord, reason: str) -> None:
     sqs().send_message(
-        QueueUrl=os.environ["DLQ_URL"],
+        QueueUrl=settings().dlq_url,
         MessageBody=record.body or "",
         MessageAttributes={"reason": {"DataType": "String", "StringValue": reason}},
     )

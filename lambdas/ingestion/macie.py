@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from dataclasses import dataclass
 from functools import cache
 from pathlib import PurePosixPath
@@ -23,6 +22,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from ingestion.contract import ResponderSettings
 from ingestion.knowledge import KnowledgeBase
 from ingestion.pipeline import MISSING, CuratedStore, document_id
 from ingestion.registry import Registry
@@ -129,19 +129,19 @@ class Responder:
 
 @cache
 def responder() -> Responder:
-    env = os.environ
+    config = ResponderSettings.from_environ()
     aws = Config(retries={"mode": "standard", "total_max_attempts": 3})
     s3 = boto3.client("s3", config=aws)
-    registry = Registry(boto3.resource("dynamodb", config=aws).Table(env["REGISTRY_TABLE"]))
+    registry = Registry(boto3.resource("dynamodb", config=aws).Table(config.registry_table))
     knowledge = KnowledgeBase(
         boto3.client("bedrock-agent", config=aws),
-        knowledge_base_id=env["KNOWLEDGE_BASE_ID"],
-        s3_data_source_id=env["S3_DATA_SOURCE_ID"],
-        custom_data_source_id=env["CUSTOM_DATA_SOURCE_ID"],
+        knowledge_base_id=config.knowledge_base_id,
+        s3_data_source_id=config.s3_data_source_id,
+        custom_data_source_id=config.custom_data_source_id,
     )
-    buckets = Buckets(env["LANDING_BUCKET"], env["CURATED_BUCKET"], env["QUARANTINE_BUCKET"])
+    buckets = Buckets(config.landing_bucket, config.curated_bucket, config.quarantine_bucket)
     sns = boto3.client("sns", config=aws)
-    return Responder(s3, CuratedStore(s3, knowledge, registry), registry, sns, buckets, env["FINDINGS_TOPIC"])
+    return Responder(s3, CuratedStore(s3, knowledge, registry), registry, sns, buckets, config.findings_topic)
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
@@ -20,6 +19,7 @@ from urllib.parse import unquote_plus
 
 from botocore.exceptions import ClientError
 
+from ingestion.contract import DIRECT_PREFIX, REALTIME_PREFIX, PipelineSettings
 from ingestion.documents import RejectedError, document_format, text_of
 from ingestion.events import ObjectRef
 from ingestion.knowledge import KnowledgeBase, sidecar
@@ -38,36 +38,6 @@ from ingestion.registry import (
 from shared.documents import CLASSIFICATION_KEY
 
 MISSING = frozenset({"404", "NoSuchKey", "NoSuchVersion"})
-
-
-@dataclass(frozen=True)
-class Settings:
-    curated_bucket: str
-    quarantine_bucket: str
-    curated_prefix: str  # the Knowledge Base's S3 data source reads this prefix (bulk documents)
-    policies: Mapping[str, str]  # classification -> "mask" or "quarantine" when PII is found
-    readers: Mapping[str, list[str]]  # classification -> the groups that may retrieve it
-    default_classification: str
-    max_bytes: int
-    formats: tuple[str, ...]
-    unsupported_language: str = "quarantine"  # or "custom_only"
-    realtime_prefix: str = "realtime/"  # landing keys the connectors write: ingested directly
-    direct_prefix: str = "direct/"  # the curated copy of a directly ingested item (not re-indexed)
-
-    @classmethod
-    def from_environ(cls) -> Settings:
-        env = os.environ
-        return cls(
-            curated_bucket=env["CURATED_BUCKET"],
-            quarantine_bucket=env["QUARANTINE_BUCKET"],
-            curated_prefix=env["CURATED_PREFIX"],
-            policies=json.loads(env["CLASSIFICATION_POLICIES"]),
-            readers=json.loads(env["CLASSIFICATION_READERS"]),
-            default_classification=env["DEFAULT_CLASSIFICATION"],
-            max_bytes=int(env["MAX_DOCUMENT_BYTES"]),
-            formats=tuple(json.loads(env["DOCUMENT_FORMATS"])),
-            unsupported_language=env.get("UNSUPPORTED_LANGUAGE", "quarantine"),
-        )
 
 
 @dataclass(frozen=True)
@@ -97,7 +67,7 @@ class Pipeline:
         scanner: PiiScanner,
         registry: Registry,
         knowledge: KnowledgeBase,
-        settings: Settings,
+        settings: PipelineSettings,
         clock: Callable[[], dt.datetime] = _now,
     ) -> None:
         self._s3 = s3
@@ -136,13 +106,15 @@ class Pipeline:
         record = replace(record, classification=classification, origin=metadata.get("origin", "upload"))
         scan: Scan | None = None
         try:
-            if classification not in self._settings.policies:
-                known = ", ".join(self._settings.policies)
+            if classification not in self._settings.classification_policies:
+                known = ", ".join(self._settings.classification_policies)
                 raise RejectedError("unknown_classification", f"classification {classification} is not one of {known}")
             size = int(head.get("ContentLength", ref.size))
-            if size > self._settings.max_bytes:
-                raise RejectedError("too_large", f"{size} bytes is over the {self._settings.max_bytes} byte limit")
-            fmt = document_format(key, self._settings.formats)
+            if size > self._settings.max_document_bytes:
+                raise RejectedError(
+                    "too_large", f"{size} bytes is over the {self._settings.max_document_bytes} byte limit"
+                )
+            fmt = document_format(key, self._settings.document_formats)
             body = self._s3.get_object(Bucket=ref.bucket, Key=key, VersionId=ref.version)["Body"].read()
             record = replace(record, content_hash=hashlib.sha256(body).hexdigest())
             text = text_of(body, fmt)
@@ -151,7 +123,7 @@ class Pipeline:
                 raise RejectedError(
                     "unsupported_language", f"PII detection does not support the document's language ({scan.language})"
                 )
-            if scan.spans and self._settings.policies[classification] == "quarantine":
+            if scan.spans and self._settings.classification_policies[classification] == "quarantine":
                 types = ", ".join(scan.summary())
                 raise RejectedError("pii", f"personal data ({types}) in a {classification} document")
         except RejectedError as rejected:
@@ -172,11 +144,11 @@ class Pipeline:
             "owner": metadata.get("owner", "unknown"),
             CLASSIFICATION_KEY: classification,
         }
-        readers = list(settings.readers.get(classification, []))
+        readers = list(settings.classification_readers.get(classification, []))
         if readers:  # a list attribute may not be empty
             attributes["allowed_groups"] = readers
-        direct = key.startswith(settings.realtime_prefix)
-        prefix = settings.direct_prefix if direct else settings.curated_prefix
+        direct = key.startswith(REALTIME_PREFIX)
+        prefix = DIRECT_PREFIX if direct else settings.curated_prefix
         curated_key = f"{prefix}{record.document_id}.txt"
         written: list[tuple[str, str]] = []
         if not direct:  # the S3 data source reads the sidecar with the document

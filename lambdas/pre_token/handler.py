@@ -6,33 +6,31 @@ lowest precedence (Cognito's own rule for role precedence); a user in none gets 
 and the gateway's authorizer refuses them.
 """
 
-import json
-import os
 from functools import cache
 from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.tokens import GROUP_CLAIM, KIND_CLAIM, TIER_CLAIM
+from pre_token.contract import GroupClaims, Settings
+from shared.claims import GROUP_CLAIM, KIND_CLAIM, TIER_CLAIM
 
 logger = Logger()
 
 
 @cache
-def groups() -> dict[str, dict[str, Any]]:
-    """{group: {"precedence": int, "tier": str, "kind": str}} from the deployment's config."""
-    loaded: dict[str, dict[str, Any]] = json.loads(os.environ["GATEWAY_GROUPS"])
-    return loaded
+def groups() -> dict[str, GroupClaims]:
+    """The deployment's groups with their precedence and claims."""
+    return Settings.from_environ().gateway_groups
 
 
 def claims_for(member_of: list[str]) -> dict[str, str]:
-    configured = [(groups()[name]["precedence"], name) for name in member_of if name in groups()]
+    configured = [(groups()[name].precedence, name) for name in member_of if name in groups()]
     if not configured:
         return {}
     _, chosen = min(configured)  # ties break on the group name, so the choice is stable
     group = groups()[chosen]
-    return {GROUP_CLAIM: chosen, TIER_CLAIM: group["tier"], KIND_CLAIM: group["kind"]}
+    return {GROUP_CLAIM: chosen, TIER_CLAIM: group.tier, KIND_CLAIM: group.kind}
 
 
 @logger.inject_lambda_context(clear_state=True)

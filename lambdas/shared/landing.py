@@ -7,7 +7,6 @@ Knowledge Base directly; their S3 user metadata carries classification, owner, s
 from __future__ import annotations
 
 import datetime as dt
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,10 +46,10 @@ def document(source: str, record: Record, *, classification: str, owner: str | N
     )
 
 
-def land(s3: Any, doc: Document, bucket: str | None = None) -> str:
+def land(s3: Any, doc: Document, bucket: str) -> str:
     """Write the document to the landing bucket; its "Object Created" event starts the pipeline."""
     response = s3.put_object(
-        Bucket=bucket or os.environ["LANDING_BUCKET"],
+        Bucket=bucket,
         Key=doc.key,
         Body=doc.body,
         ContentType="text/markdown; charset=utf-8",

@@ -19,20 +19,21 @@ from aws_cdk import (
     aws_dynamodb as dynamodb,
     aws_iam as iam,
     aws_kms as kms,
-    aws_logs as logs,
     aws_ssm as ssm,
-    aws_wafv2 as wafv2,
 )
 from constructs import Construct
 
+from gateway_authorizer.contract import Settings as AuthorizerSettings
 from stacks.config import ConfigError, GuardrailConfig, ProductionConfig, Tier
 from stacks.production.functions import production_function
 from stacks.production.policy import gateway_policy
-from stacks.shared.api_logs import STAGE, execution_logs
 from stacks.shared.bedrock import grant_invoke, model_arns
-from stacks.shared.lambda_function import BlueprintFunction, log_retention
+from stacks.shared.lambda_function import BlueprintFunction
 from stacks.shared.nag import acknowledge, acknowledge_synchronous_function
-from stacks.shared.naming import pascal_case, stack_instance_suffix
+from stacks.shared.naming import pascal_case
+from stacks.shared.rest_api import RegionalRestApi
+from stacks.shared.table import TABLE_KEY_ACTIONS, SecureTable
+from stacks.shared.waf import protect_with_waf
 
 # Usage-plan quota periods as API Gateway names them.
 QUOTA_PERIOD = {"DAY": apigateway.Period.DAY, "WEEK": apigateway.Period.WEEK, "MONTH": apigateway.Period.MONTH}
@@ -70,7 +71,6 @@ LEDGER_ACTIONS = [
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
 ]
-LEDGER_KEY_ACTIONS = ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey"]
 
 
 class GatewayStack(Stack):
@@ -100,10 +100,11 @@ class GatewayStack(Stack):
         super().__init__(scope, id, **kwargs)
         name = f"{prefix}-{Tier.PRODUCTION}"
 
-        self.ledger = dynamodb.TableV2(
+        self.ledger = SecureTable(
             self,
             "Ledger",
-            partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
+            key=key,
+            partition_key="pk",
             global_secondary_indexes=[
                 dynamodb.GlobalSecondaryIndexPropsV2(
                     index_name="gsi1",
@@ -111,18 +112,9 @@ class GatewayStack(Stack):
                     sort_key=dynamodb.Attribute(name="gsi1sk", type=dynamodb.AttributeType.STRING),
                 )
             ],
-            encryption=dynamodb.TableEncryptionV2.customer_managed_key(key),
-            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
-                point_in_time_recovery_enabled=True
-            ),
-            deletion_protection=True,
             removal_policy=RemovalPolicy.RETAIN,
-        )
-        acknowledge(
-            self.ledger,
-            "NIST.800.53.R5-DynamoDBInBackupPlan",
-            "Point-in-time recovery keeps 35 days of continuous backups of the ledger; an AWS Backup plan "
-            "is an account-level decision outside this app.",
+            backup_reason="Point-in-time recovery keeps 35 days of continuous backups of the ledger; an AWS Backup "
+            "plan is an account-level decision outside this app.",
         )
 
         self.guardrail, self.guardrail_version = _guardrail(self, name, config.guardrail)
@@ -169,8 +161,7 @@ class GatewayStack(Stack):
         )
         role = self.function.execution_role
         # The table only: the billing-export index is for readers, not the gateway.
-        role.add_to_principal_policy(iam.PolicyStatement(actions=LEDGER_ACTIONS, resources=[self.ledger.table_arn]))
-        key.grant(role, *LEDGER_KEY_ACTIONS)
+        self.ledger.grant_items(role, LEDGER_ACTIONS, key_actions=TABLE_KEY_ACTIONS)
         self.policy.grant_read(role)
         role.add_to_principal_policy(
             iam.PolicyStatement(actions=GUARDRAIL_ACTIONS, resources=[self.guardrail.attr_guardrail_arn])
@@ -192,11 +183,11 @@ class GatewayStack(Stack):
             package="gateway_authorizer",
             description="AI gateway authorizer: verify the Cognito token, pick the group's API key",
             timeout=Duration.seconds(10),
-            environment={
-                "USER_POOL_ID": user_pool.user_pool_id,
-                "CLIENT_ID": client.user_pool_client_id,
-                "API_KEY_IDS": self.to_json_string({g: k.key_id for g, k in self.api_keys.items()}),
-            },
+            settings=AuthorizerSettings(
+                user_pool_id=user_pool.user_pool_id,
+                client_id=client.user_pool_client_id,
+                api_key_ids={g: k.key_id for g, k in self.api_keys.items()},
+            ),
         )
         authorizer_role = self.authorizer_function.execution_role
         authorizer_role.add_to_principal_policy(
@@ -206,58 +197,39 @@ class GatewayStack(Stack):
 
         self.api = self._rest_api(name, config, key)
         self._usage_plans(config)
-        self._waf(name, config, key)
+        protect_with_waf(
+            self,
+            name=f"{name}-ai-gateway",
+            metric_name="ai-gateway",
+            stage=self.api.deployment_stage,
+            key=key,
+            retention_days=config.log_retention_days,
+            rate_limit_per_5_minutes=config.api.waf_rate_limit_per_5_minutes,
+            # Prompts are long free text full of code, paths and URLs: the body rules would block
+            # legitimate requests, so they only count; size and content are the gateway's and
+            # the guardrail's job (413, guardrail_blocked).
+            count_only=COMMON_RULES_COUNTED,
+        )
         CfnOutput(self, "ApiUrl", value=self.api.url, description="The AI gateway: POST {url}v1/chat")
         CfnOutput(self, "GatewayFunctionLogGroup", value=self.function.log_group.log_group_name)
         CfnOutput(self, "LedgerTableName", value=self.ledger.table_name)
         CfnOutput(self, "GuardrailId", value=self.guardrail.attr_guardrail_id)
 
     def _rest_api(self, name: str, config: ProductionConfig, key: kms.IKey) -> apigateway.RestApi:
-        access_logs = logs.LogGroup(
-            self,
-            "AccessLogs",
-            retention=log_retention(config.log_retention_days),
-            encryption_key=key,
-            removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
-        )
-        api = apigateway.RestApi(
+        api = RegionalRestApi(
             self,
             "Api",
             rest_api_name=f"{name}-ai-gateway",
             description="AI gateway: chat, output-priced workloads, usage",
-            endpoint_types=[apigateway.EndpointType.REGIONAL],
+            key=key,
+            retention_days=config.log_retention_days,
+            tls_policy=config.api.tls_policy,
             api_key_source_type=apigateway.ApiKeySourceType.AUTHORIZER,
-            cloud_watch_role=False,  # the account's logging role is the foundation stack's
-            deploy_options=apigateway.StageOptions(
-                stage_name=STAGE,
-                logging_level=apigateway.MethodLoggingLevel.INFO,
-                data_trace_enabled=False,  # never log request or response bodies
-                metrics_enabled=True,
-                tracing_enabled=True,
-                access_log_destination=apigateway.LogGroupLogDestination(access_logs),
-                access_log_format=apigateway.AccessLogFormat.custom(json.dumps(ACCESS_LOG_FIELDS)),
-            ),
-        )
-        execution_logs(
-            self, "ExecutionLogs", api=api, stage_name=STAGE, key=key, retention_days=config.log_retention_days
-        )
-        # The default endpoint of a regional API accepts TLS 1.0 unless a security policy says otherwise.
-        cfn_api = api.node.default_child
-        assert isinstance(cfn_api, apigateway.CfnRestApi)
-        cfn_api.security_policy = config.api.tls_policy
-        if config.api.tls_policy.startswith("SecurityPolicy_"):
-            cfn_api.endpoint_access_mode = "STRICT"
-        acknowledge(
-            api,
-            "NIST.800.53.R5-APIGWSSLEnabled",
-            "The backends are Lambda proxy integrations reached over AWS's own signed invoke path; client "
-            "certificates authenticate API Gateway to HTTP backends, of which there are none.",
-        )
-        acknowledge(
-            api,
-            "NIST.800.53.R5-APIGWCacheEnabledAndEncrypted",
-            "Responses are per-caller generations and quota state; caching them would serve one user's "
-            "answer to another and skip metering.",
+            access_log_format=apigateway.AccessLogFormat.custom(json.dumps(ACCESS_LOG_FIELDS)),
+            cache_reason="Responses are per-caller generations and quota state; caching them would serve one "
+            "user's answer to another and skip metering.",
+            access_logs_id="AccessLogs",
+            execution_logs_id="ExecutionLogs",
         )
         authorizer = apigateway.TokenAuthorizer(
             self,
@@ -330,78 +302,6 @@ class GatewayStack(Stack):
             )
             plan.add_api_stage(stage=self.api.deployment_stage)
             plan.add_api_key(self.api_keys[group])
-
-    def _waf(self, name: str, config: ProductionConfig, key: kms.IKey) -> None:
-        def managed(priority: int, group: str, count_only: tuple[str, ...] = ()) -> wafv2.CfnWebACL.RuleProperty:
-            return wafv2.CfnWebACL.RuleProperty(
-                name=group,
-                priority=priority,
-                override_action=wafv2.CfnWebACL.OverrideActionProperty(none={}),
-                statement=wafv2.CfnWebACL.StatementProperty(
-                    managed_rule_group_statement=wafv2.CfnWebACL.ManagedRuleGroupStatementProperty(
-                        vendor_name="AWS",
-                        name=group,
-                        rule_action_overrides=[
-                            wafv2.CfnWebACL.RuleActionOverrideProperty(
-                                name=rule, action_to_use=wafv2.CfnWebACL.RuleActionProperty(count={})
-                            )
-                            for rule in count_only
-                        ]
-                        or None,
-                    )
-                ),
-                visibility_config=_visibility(group),
-            )
-
-        acl = wafv2.CfnWebACL(
-            self,
-            "WebAcl",
-            name=f"{name}-ai-gateway",
-            scope="REGIONAL",
-            default_action=wafv2.CfnWebACL.DefaultActionProperty(allow={}),
-            visibility_config=_visibility("ai-gateway"),
-            rules=[
-                wafv2.CfnWebACL.RuleProperty(
-                    name="RatePerIp",
-                    priority=0,
-                    action=wafv2.CfnWebACL.RuleActionProperty(block={}),
-                    statement=wafv2.CfnWebACL.StatementProperty(
-                        rate_based_statement=wafv2.CfnWebACL.RateBasedStatementProperty(
-                            limit=config.api.waf_rate_limit_per_5_minutes, aggregate_key_type="IP"
-                        )
-                    ),
-                    visibility_config=_visibility("RatePerIp"),
-                ),
-                # Prompts are long free text full of code, paths and URLs: the body rules would block
-                # legitimate requests, so they only count; size and content are the gateway's and
-                # the guardrail's job (413, guardrail_blocked).
-                managed(1, "AWSManagedRulesCommonRuleSet", count_only=COMMON_RULES_COUNTED),
-                managed(2, "AWSManagedRulesKnownBadInputsRuleSet"),
-            ],
-        )
-        wafv2.CfnWebACLAssociation(
-            self, "WebAclAssociation", resource_arn=self.api.deployment_stage.stage_arn, web_acl_arn=acl.attr_arn
-        )
-        # WAF delivers to log groups whose name starts with aws-waf-logs-. Retained and so named,
-        # the name carries this stack's instance: a redeploy after a destroy gets a new one.
-        waf_logs = logs.LogGroup(
-            self,
-            "WafLogs",
-            log_group_name=f"aws-waf-logs-{name}-ai-gateway-{stack_instance_suffix(self)}",
-            retention=log_retention(config.log_retention_days),
-            encryption_key=key,
-            removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
-        )
-        wafv2.CfnLoggingConfiguration(
-            self,
-            "WafLogging",
-            resource_arn=acl.attr_arn,
-            log_destination_configs=[waf_logs.log_group_arn],
-            # The Authorization header carries the caller's token: never log it.
-            redacted_fields=[
-                wafv2.CfnLoggingConfiguration.FieldToMatchProperty(single_header={"Name": "authorization"})
-            ],
-        )
 
 
 def gateway_response_template(code: str) -> str:
@@ -480,12 +380,6 @@ def _acknowledge_synchronous(function: BlueprintFunction) -> None:
         network="Calls only AWS service APIs (Bedrock, DynamoDB, SSM, API Gateway, Cognito's JWKS) over TLS; "
         "no private network resource to reach.",
         concurrency="Concurrency is bounded in front of it by the usage plans' throttles and the WAF rate rule.",
-    )
-
-
-def _visibility(metric: str) -> wafv2.CfnWebACL.VisibilityConfigProperty:
-    return wafv2.CfnWebACL.VisibilityConfigProperty(
-        cloud_watch_metrics_enabled=True, metric_name=metric, sampled_requests_enabled=True
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack, aws_cognito as cognito, aws_kms as kms
@@ -89,7 +88,7 @@ class IdentityStack(Stack):
             description="Adds the caller's gateway group, tier and kind to Cognito tokens",
             memory_size=128,
             timeout=Duration.seconds(5),
-            environment={"GATEWAY_GROUPS": json.dumps(pre_token_groups(config), sort_keys=True)},
+            settings=pre_token_groups(config),
         )
         acknowledge_synchronous_function(
             trigger,

@@ -9,7 +9,6 @@ schedule ──────▶ connector_pull (one per source)             └�
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aws_cdk import (
@@ -20,13 +19,11 @@ from aws_cdk import (
     aws_apigateway as apigateway,
     aws_cloudwatch as cloudwatch,
     aws_cloudwatch_actions as cloudwatch_actions,
-    aws_dynamodb as dynamodb,
     aws_events as events,
     aws_events_targets as targets,
     aws_iam as iam,
     aws_kms as kms,
     aws_lambda_event_sources as sources,
-    aws_logs as logs,
     aws_s3 as s3,
     aws_scheduler as scheduler,
     aws_scheduler_targets as scheduler_targets,
@@ -37,12 +34,14 @@ from aws_cdk import (
 )
 from constructs import Construct
 
+from connector_pull.contract import PullSource, Settings as PullSettings
+from connector_push.contract import Settings as PushSettings
+from ingestion.contract import DIRECT_PREFIX, REALTIME_PREFIX, ProcessorSettings
 from stacks.config import ProductionConfig, Tier
 from stacks.production.functions import production_function
-from stacks.shared.api_logs import STAGE, execution_logs
 from stacks.shared.buckets import SecureBucket
 from stacks.shared.knowledge_base import VectorKnowledgeBase
-from stacks.shared.lambda_function import BlueprintFunction, log_retention
+from stacks.shared.lambda_function import BlueprintFunction
 from stacks.shared.nag import (
     acknowledge,
     acknowledge_inline_policy,
@@ -51,12 +50,13 @@ from stacks.shared.nag import (
     nag_attribute,
 )
 from stacks.shared.naming import pascal_case
+from stacks.shared.rest_api import RegionalRestApi
+from stacks.shared.table import SecureTable
 
-REALTIME_PREFIX = "realtime/"  # landing keys the connectors write (lambdas/shared/landing.py)
-DIRECT_PREFIX = "direct/"  # curated copies of directly ingested items (lambdas/ingestion/pipeline.py)
 REGISTRY_ACTIONS = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:BatchWriteItem"]
+# A pull connector's watermark and lease: items under its own partition key only.
+CONNECTOR_STATE_ACTIONS = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"]
 IDEMPOTENCY_ACTIONS = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"]
-KB_DOCUMENT_ACTIONS = ["bedrock:IngestKnowledgeBaseDocuments", "bedrock:DeleteKnowledgeBaseDocuments"]
 PII_ACTIONS = ["comprehend:DetectPiiEntities", "comprehend:DetectDominantLanguage"]
 DATA_KEY_ACTIONS = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"]  # SSE-KMS objects, queues, tables
 PULL_TIMEOUT = Duration.minutes(5)
@@ -107,8 +107,17 @@ class IngestionPipeline(Construct):
             )
 
         # Where every document went and why: kept. Idempotency records expire (TTL) and can go.
-        self.registry = self._table("Registry", pk="pk", sort_key="sk", removal_policy=RemovalPolicy.RETAIN)
-        self.idempotency = self._table("Idempotency", pk="id", ttl="expiration", removal_policy=RemovalPolicy.DESTROY)
+        self.registry = SecureTable(
+            self, "Registry", key=key, partition_key="pk", sort_key="sk", removal_policy=RemovalPolicy.RETAIN
+        )
+        self.idempotency = SecureTable(
+            self,
+            "Idempotency",
+            key=key,
+            partition_key="id",
+            time_to_live_attribute="expiration",
+            removal_policy=RemovalPolicy.DESTROY,
+        )
 
         self.dlq = sqs.Queue(
             self,
@@ -159,36 +168,18 @@ class IngestionPipeline(Construct):
 
     # --- pieces ----------------------------------------------------------------------------------
 
-    def _table(
-        self,
-        id: str,
-        *,
-        pk: str,
-        removal_policy: RemovalPolicy,
-        sort_key: str | None = None,
-        ttl: str | None = None,
-    ) -> dynamodb.TableV2:
-        string = dynamodb.AttributeType.STRING
-        table = dynamodb.TableV2(
-            self,
-            id,
-            partition_key=dynamodb.Attribute(name=pk, type=string),
-            sort_key=dynamodb.Attribute(name=sort_key, type=string) if sort_key else None,
-            time_to_live_attribute=ttl,
-            encryption=dynamodb.TableEncryptionV2.customer_managed_key(self._key),
-            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
-                point_in_time_recovery_enabled=True
-            ),
-            deletion_protection=removal_policy == RemovalPolicy.RETAIN,
-            removal_policy=removal_policy,
+    def grant_registry(self, grantee: iam.IGrantable) -> None:
+        """Read and write document records in the registry (the processor, the Macie responder)."""
+        self.registry.grant_items(grantee, REGISTRY_ACTIONS)
+
+    def grant_connector_state(self, grantee: iam.IGrantable, source: str) -> None:
+        """A pull connector's own watermark and lease, and nothing else in the registry."""
+        iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=CONNECTOR_STATE_ACTIONS,
+            resource_arns=[self.registry.table_arn],
+            conditions={"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [f"connector#{source}"]}},
         )
-        acknowledge(
-            table,
-            "NIST.800.53.R5-DynamoDBInBackupPlan",
-            "Point-in-time recovery keeps 35 days of continuous backups; an AWS Backup plan is an "
-            "account-level decision outside this app.",
-        )
-        return table
 
     def _function(self, id: str, package: str, description: str, **options: Any) -> BlueprintFunction:
         return production_function(
@@ -214,28 +205,28 @@ class IngestionPipeline(Construct):
             "Ingestion: validate, scan for PII, curate or quarantine, register",
             memory_size=1024,
             timeout=Duration.seconds(settings.processor_timeout_seconds),
-            environment={
-                "CURATED_BUCKET": curated.bucket_name,
-                "QUARANTINE_BUCKET": self.quarantine.bucket_name,
-                "CURATED_PREFIX": self._config.knowledge_base.documents_prefix,
-                "CLASSIFICATION_POLICIES": json.dumps({c: p.on_pii for c, p in settings.classifications.items()}),
-                "CLASSIFICATION_READERS": json.dumps(readers, sort_keys=True),
-                "DEFAULT_CLASSIFICATION": settings.default_classification,
-                "MAX_DOCUMENT_BYTES": str(settings.max_document_bytes),
-                "DOCUMENT_FORMATS": json.dumps(list(settings.formats)),
-                "UNSUPPORTED_LANGUAGE": settings.unsupported_language,
-                "CUSTOM_IDENTIFIERS": json.dumps({n: i.regex for n, i in settings.custom_identifiers.items()}),
-                "PII_MIN_SCORE": str(settings.pii_min_score),
-                "KNOWLEDGE_BASE_ID": kb.knowledge_base_id,
-                "S3_DATA_SOURCE_ID": kb.data_source_id,
-                "CUSTOM_DATA_SOURCE_ID": kb.direct_source_id,
-                "REGISTRY_TABLE": self.registry.table_name,
-                "IDEMPOTENCY_TABLE": self.idempotency.table_name,
-                "DLQ_URL": self.dlq.queue_url,
-                "MAX_RECEIVE_COUNT": str(settings.max_receive_count),
+            settings=ProcessorSettings(
+                curated_bucket=curated.bucket_name,
+                quarantine_bucket=self.quarantine.bucket_name,
+                curated_prefix=self._config.knowledge_base.documents_prefix,
+                classification_policies={c: p.on_pii for c, p in settings.classifications.items()},
+                classification_readers=readers,
+                default_classification=settings.default_classification,
+                max_document_bytes=settings.max_document_bytes,
+                document_formats=tuple(settings.formats),
+                unsupported_language=settings.unsupported_language,
+                custom_identifiers={n: i.regex for n, i in settings.custom_identifiers.items()},
+                pii_min_score=settings.pii_min_score,
+                knowledge_base_id=kb.knowledge_base_id,
+                s3_data_source_id=kb.data_source_id,
+                custom_data_source_id=kb.direct_source_id,
+                registry_table=self.registry.table_name,
+                idempotency_table=self.idempotency.table_name,
+                dlq_url=self.dlq.queue_url,
+                max_receive_count=settings.max_receive_count,
                 # Stop taking documents with less than this left of the invocation (a quarter of it).
-                "DOCUMENT_BUDGET_SECONDS": str(max(settings.processor_timeout_seconds // 4, 5)),
-            },
+                document_budget_seconds=max(settings.processor_timeout_seconds // 4, 5),
+            ),
         )
         function.add_event_source(
             sources.SqsEventSource(
@@ -276,13 +267,9 @@ class IngestionPipeline(Construct):
         )
         self._key.grant(role, *DATA_KEY_ACTIONS)
         role.add_to_principal_policy(iam.PolicyStatement(actions=PII_ACTIONS, resources=["*"]))
-        role.add_to_principal_policy(
-            iam.PolicyStatement(actions=KB_DOCUMENT_ACTIONS, resources=[kb.knowledge_base_arn])
-        )
-        role.add_to_principal_policy(iam.PolicyStatement(actions=REGISTRY_ACTIONS, resources=[self.registry.table_arn]))
-        role.add_to_principal_policy(
-            iam.PolicyStatement(actions=IDEMPOTENCY_ACTIONS, resources=[self.idempotency.table_arn])
-        )
+        kb.grant_documents(role)
+        self.grant_registry(role)
+        self.idempotency.grant_items(role, IDEMPOTENCY_ACTIONS)
         role.add_to_principal_policy(iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[self.dlq.queue_arn]))
         self._acknowledge_objects(role, f"{nag_attribute(self.landing, 'Arn')}/*", "landing objects it processes")
         self._acknowledge_objects(role, f"{nag_attribute(self.quarantine, 'Arn')}/*", "quarantine copies it writes")
@@ -336,9 +323,7 @@ class IngestionPipeline(Construct):
             input=scheduler.ScheduleTargetInput.from_object(
                 {"KnowledgeBaseId": kb.knowledge_base_id, "DataSourceId": kb.data_source_id}
             ),
-            policy_statements=[
-                iam.PolicyStatement(actions=["bedrock:StartIngestionJob"], resources=[kb.knowledge_base_arn])
-            ],
+            policy_statements=[kb.sync_statement()],
             retry_attempts=0,  # a job already running is a conflict; the next run catches up
             role=role,
         )
@@ -388,11 +373,9 @@ class IngestionPipeline(Construct):
             "PushConnector",
             "connector_push",
             "Push connector: upstream records into the landing bucket",
-            environment={
-                "LANDING_BUCKET": self.landing.bucket_name,
-                "PUSH_SOURCES": json.dumps(push.sources, sort_keys=True),
-                "MAX_RECORDS": str(push.max_records),
-            },
+            settings=PushSettings(
+                landing_bucket=self.landing.bucket_name, push_sources=push.sources, max_records=push.max_records
+            ),
         )
         role = function.execution_role
         role.add_to_principal_policy(
@@ -408,46 +391,24 @@ class IngestionPipeline(Construct):
             network="Writes only to S3 over TLS; no private network resource to reach.",
             concurrency="The API stage's throttle (50 requests per second) bounds it.",
         )
-        access_logs = logs.LogGroup(
-            self,
-            "PushApiAccessLogs",
-            retention=log_retention(self._config.log_retention_days),
-            encryption_key=self._key,
-            removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
-        )
-        api = apigateway.RestApi(
+        api = RegionalRestApi(
             self,
             "PushApi",
             rest_api_name=f"{self._prefix}-{Tier.PRODUCTION}-ingestion",
             description="Push connector: upstream systems send records (IAM-signed)",
-            endpoint_types=[apigateway.EndpointType.REGIONAL],
-            cloud_watch_role=False,  # the account's logging role comes with the AI gateway stack
-            deploy_options=apigateway.StageOptions(
-                stage_name=STAGE,
-                logging_level=apigateway.MethodLoggingLevel.INFO,
-                data_trace_enabled=False,
-                metrics_enabled=True,
-                tracing_enabled=True,
-                throttling_rate_limit=50,
-                throttling_burst_limit=100,
-                access_log_destination=apigateway.LogGroupLogDestination(access_logs),
-                access_log_format=apigateway.AccessLogFormat.json_with_standard_fields(
-                    caller=True, http_method=True, ip=True, protocol=True, request_time=True,
-                    resource_path=True, response_length=True, status=True, user=True,
-                ),
-            ),
-        )  # fmt: skip
-        execution_logs(
-            self,
-            "PushApiExecutionLogs",
-            api=api,
-            stage_name=STAGE,
             key=self._key,
             retention_days=self._config.log_retention_days,
-        )
-        cfn_api = api.node.default_child
-        assert isinstance(cfn_api, apigateway.CfnRestApi)
-        cfn_api.security_policy = self._config.api.tls_policy
+            tls_policy=self._config.api.tls_policy,
+            throttling_rate_limit=50,
+            throttling_burst_limit=100,
+            access_log_format=apigateway.AccessLogFormat.json_with_standard_fields(
+                caller=True, http_method=True, ip=True, protocol=True, request_time=True,
+                resource_path=True, response_length=True, status=True, user=True,
+            ),
+            cache_reason="Every request writes records; a response cache would drop writes.",
+            access_logs_id="PushApiAccessLogs",
+            execution_logs_id="PushApiExecutionLogs",
+        )  # fmt: skip
         validator = api.add_request_validator("Validator", validate_request_body=True, validate_request_parameters=True)
         model = api.add_model(
             "Records",
@@ -474,10 +435,6 @@ class IngestionPipeline(Construct):
             "bounds signed ones. A WAF web ACL would add cost without a threat IAM does not already stop.",
             "NIST.800.53.R5-APIGWAssociatedWithWAF": "IAM authorization rejects unsigned requests before any work; "
             "the stage throttle bounds signed ones.",
-            "NIST.800.53.R5-APIGWSSLEnabled": "The backend is a Lambda proxy integration reached over AWS's signed "
-            "invoke path; client certificates are for HTTP backends, of which there are none.",
-            "NIST.800.53.R5-APIGWCacheEnabledAndEncrypted": "Every request writes records; a response cache "
-            "would drop writes.",
         }.items():
             acknowledge(api, rule, reason)
         return api
@@ -489,14 +446,14 @@ class IngestionPipeline(Construct):
             "connector_pull",
             f"Pull connector {source_name}: changed records into the landing bucket",
             timeout=PULL_TIMEOUT,
-            environment={
-                "PULL_SOURCE": json.dumps({"name": source_name, **source.model_dump(mode="json")}, sort_keys=True),
-                "LANDING_BUCKET": self.landing.bucket_name,
-                "REGISTRY_TABLE": self.registry.table_name,
-                "DLQ_URL": self.dlq.queue_url,
+            settings=PullSettings(
+                pull_source=PullSource(name=source_name, **source.model_dump(mode="json")),
+                landing_bucket=self.landing.bucket_name,
+                registry_table=self.registry.table_name,
+                dlq_url=self.dlq.queue_url,
                 # One run at a time: a lease that outlasts any run (a killed run's lease expires).
-                "LEASE_SECONDS": str(int(PULL_TIMEOUT.to_seconds()) + 60),
-            },
+                lease_seconds=int(PULL_TIMEOUT.to_seconds()) + 60,
+            ),
         )
         role = function.execution_role
         prefix = f"{REALTIME_PREFIX}{source_name}/"
@@ -504,14 +461,7 @@ class IngestionPipeline(Construct):
             iam.PolicyStatement(actions=["s3:PutObject"], resources=[self.landing.arn_for_objects(f"{prefix}*")])
         )
         self._key.grant(role, *DATA_KEY_ACTIONS)
-        # Its watermark and its lease, and nothing else in the registry.
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"],
-                resources=[self.registry.table_arn],
-                conditions={"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [f"connector#{source_name}"]}},
-            )
-        )
+        self.grant_connector_state(role, source_name)
         role.add_to_principal_policy(iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[self.dlq.queue_arn]))
         secret = secretsmanager.Secret.from_secret_name_v2(
             self, f"{pascal_case(source_name)}Secret", source.secret_name

@@ -33,9 +33,10 @@ from aws_cdk import (
 )
 from constructs import Construct
 
+from ingestion.contract import DIRECT_PREFIX, ResponderSettings
 from stacks.config import MacieSeverity, ProductionConfig, Tier
 from stacks.production.functions import production_function
-from stacks.production.ingestion import DATA_KEY_ACTIONS, DIRECT_PREFIX, IngestionPipeline
+from stacks.production.ingestion import DATA_KEY_ACTIONS, IngestionPipeline
 from stacks.shared.knowledge_base import VectorKnowledgeBase
 from stacks.shared.lambda_function import log_retention
 from stacks.shared.nag import (
@@ -246,16 +247,16 @@ class MacieDiscovery(Construct):
             package="ingestion",
             module="macie",
             description="Macie findings: quarantine, take out of the Knowledge Base, register, notify",
-            environment={
-                "LANDING_BUCKET": pipeline.landing.bucket_name,
-                "CURATED_BUCKET": curated.bucket_name,
-                "QUARANTINE_BUCKET": pipeline.quarantine.bucket_name,
-                "REGISTRY_TABLE": pipeline.registry.table_name,
-                "KNOWLEDGE_BASE_ID": kb.knowledge_base_id,
-                "S3_DATA_SOURCE_ID": kb.data_source_id,
-                "CUSTOM_DATA_SOURCE_ID": kb.direct_source_id,
-                "FINDINGS_TOPIC": self.topic.topic_arn,
-            },
+            settings=ResponderSettings(
+                landing_bucket=pipeline.landing.bucket_name,
+                curated_bucket=curated.bucket_name,
+                quarantine_bucket=pipeline.quarantine.bucket_name,
+                registry_table=pipeline.registry.table_name,
+                knowledge_base_id=kb.knowledge_base_id,
+                s3_data_source_id=kb.data_source_id,
+                custom_data_source_id=kb.direct_source_id,
+                findings_topic=self.topic.topic_arn,
+            ),
         )
         role = function.execution_role
         documents = config.knowledge_base.documents_prefix
@@ -272,15 +273,8 @@ class MacieDiscovery(Construct):
         quarantine = pipeline.quarantine.arn_for_objects(f"{QUARANTINE_PREFIX}*")
         role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:PutObject"], resources=[quarantine]))
         key.grant(role, *DATA_KEY_ACTIONS)
-        role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["bedrock:DeleteKnowledgeBaseDocuments"], resources=[kb.knowledge_base_arn])
-        )
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:BatchWriteItem"],
-                resources=[pipeline.registry.table_arn],
-            )
-        )
+        kb.grant_documents(role, delete_only=True)
+        pipeline.grant_registry(role)
         role.add_to_principal_policy(iam.PolicyStatement(actions=["sns:Publish"], resources=[self.topic.topic_arn]))
         for resource, what in (
             (f"{nag_attribute(pipeline.landing, 'Arn')}/*", "landing"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pre_token.contract import GroupClaims, Settings as PreTokenSettings
 from stacks.config import ProductionConfig
 
 
@@ -30,9 +31,11 @@ def gateway_policy(config: ProductionConfig) -> dict[str, Any]:
     }
 
 
-def pre_token_groups(config: ProductionConfig) -> dict[str, dict[str, Any]]:
+def pre_token_groups(config: ProductionConfig) -> PreTokenSettings:
     """What the pre-token-generation trigger needs to pick a user's gateway group."""
-    return {
-        name: {"precedence": group.precedence, "tier": group.tier, "kind": group.kind}
-        for name, group in config.groups.items()
-    }
+    return PreTokenSettings(
+        gateway_groups={
+            name: GroupClaims(precedence=group.precedence, tier=group.tier, kind=group.kind)
+            for name, group in config.groups.items()
+        }
+    )

@@ -12,7 +12,6 @@ from aws_cdk import (
     Stack,
     aws_bedrockagentcore as agentcore,
     aws_cognito as cognito,
-    aws_iam as iam,
     aws_kms as kms,
     aws_logs as logs,
     aws_secretsmanager as secretsmanager,
@@ -159,9 +158,7 @@ class ToolsStack(Stack):
             "MCP tool: Knowledge Base passages, filtered to the caller's classifications",
             KnowledgeSearchSettings(knowledge_base_id=knowledge_base.knowledge_base_id),
         )
-        search.add_to_role_policy(
-            iam.PolicyStatement(actions=["bedrock:Retrieve"], resources=[knowledge_base.knowledge_base_arn])
-        )
+        knowledge_base.grant_retrieve(search)
         tool = KNOWLEDGE_SEARCH_TOOL
         targets.append(self._target(BUILTIN_TOOLS[tool.name], search, {tool.name: (tool, [])}))
 

@@ -60,9 +60,7 @@ class PrototypeQuery(Construct):
         )
         role = self.function.role
         assert role is not None  # a Function always creates its role when none is given
-        role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["bedrock:Retrieve"], resources=[knowledge_base.knowledge_base_arn])
-        )
+        knowledge_base.grant_retrieve(role)
         grant_invoke(role, model)
         if kendra is not None:
             role.add_to_principal_policy(iam.PolicyStatement(actions=["kendra:Retrieve"], resources=[kendra.index_arn]))

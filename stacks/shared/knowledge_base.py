@@ -53,6 +53,11 @@ OPENSEARCH_INDEX_PERMISSIONS = [
 ]
 # What the S3 Vectors indexing service needs on the key that encrypts the vector bucket.
 VECTOR_INDEXING_KEY_ACTIONS = ["kms:Decrypt"]
+# What others may do with a Knowledge Base (its grant_* methods).
+RETRIEVE_ACTIONS = ["bedrock:Retrieve"]
+DOCUMENT_ACTIONS = ["bedrock:IngestKnowledgeBaseDocuments", "bedrock:DeleteKnowledgeBaseDocuments"]
+DELETE_DOCUMENT_ACTIONS = ["bedrock:DeleteKnowledgeBaseDocuments"]
+SYNC_ACTIONS = ["bedrock:StartIngestionJob"]
 
 
 class VectorKnowledgeBase(Construct):
@@ -326,6 +331,21 @@ class VectorKnowledgeBase(Construct):
                 ),
             ),
         )
+
+    def grant_retrieve(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Retrieve passages (what a search tool or a prototype needs)."""
+        return iam.Grant.add_to_principal(
+            grantee=grantee, actions=RETRIEVE_ACTIONS, resource_arns=[self.knowledge_base_arn]
+        )
+
+    def grant_documents(self, grantee: iam.IGrantable, *, delete_only: bool = False) -> iam.Grant:
+        """Ingest and delete documents directly (custom data source), or only delete them."""
+        actions = DELETE_DOCUMENT_ACTIONS if delete_only else DOCUMENT_ACTIONS
+        return iam.Grant.add_to_principal(grantee=grantee, actions=actions, resource_arns=[self.knowledge_base_arn])
+
+    def sync_statement(self) -> iam.PolicyStatement:
+        """Start an ingestion job of the S3 data source (for a scheduler target's own role)."""
+        return iam.PolicyStatement(actions=SYNC_ACTIONS, resources=[self.knowledge_base_arn])
 
     @property
     def direct_source_id(self) -> str:

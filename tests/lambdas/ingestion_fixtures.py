@@ -18,9 +18,10 @@ from botocore.validate import validate_parameters
 from moto import mock_aws
 
 from ingestion import handler
+from ingestion.contract import PipelineSettings as Settings, ProcessorSettings
 from ingestion.knowledge import KnowledgeBase
 from ingestion.pii import PiiScanner
-from ingestion.pipeline import Pipeline, Settings
+from ingestion.pipeline import Pipeline
 from ingestion.registry import Registry
 from tests.lambdas.ingestion_corpus import CUSTOM, LANDING, MAX_BYTES, FakeComprehend
 
@@ -31,11 +32,15 @@ SETTINGS = Settings(
     curated_bucket=CURATED,
     quarantine_bucket=QUARANTINE,
     curated_prefix="curated/",
-    policies={"public": "quarantine", "internal": "mask", "customer": "mask"},
-    readers={"public": ["customer-basic", "customer-gold"], "internal": ["platform-admins"], "customer": []},
+    classification_policies={"public": "quarantine", "internal": "mask", "customer": "mask"},
+    classification_readers={
+        "public": ["customer-basic", "customer-gold"],
+        "internal": ["platform-admins"],
+        "customer": [],
+    },
     default_classification="internal",
-    max_bytes=MAX_BYTES,
-    formats=("txt", "md", "csv", "json", "html"),
+    max_document_bytes=MAX_BYTES,
+    document_formats=("txt", "md", "csv", "json", "html"),
 )
 
 
@@ -145,8 +150,17 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
         monkeypatch.setattr(handler, "sqs", lambda: sqs)
         monkeypatch.setattr(handler.persistence, "client", boto3.client("dynamodb", region_name=REGION))
         monkeypatch.setattr(handler.persistence, "table_name", "idempotency")
-        monkeypatch.setenv("DLQ_URL", dlq_url)
-        monkeypatch.setenv("MAX_RECEIVE_COUNT", str(MAX_RECEIVE))
+        processor = ProcessorSettings(
+            **SETTINGS.model_dump(),
+            knowledge_base_id=knowledge.knowledge_base_id,
+            s3_data_source_id=knowledge.s3_data_source_id,
+            custom_data_source_id=knowledge.custom_data_source_id,
+            registry_table="registry",
+            idempotency_table="idempotency",
+            dlq_url=dlq_url,
+            max_receive_count=MAX_RECEIVE,
+        )
+        monkeypatch.setattr(handler, "settings", lambda: processor)
         yield Aws(s3, dynamodb, sqs, comprehend, agent, registry, knowledge, pipeline, dlq_url)
 
 

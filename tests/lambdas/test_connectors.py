@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 
 from connector_pull import handler as pull
+from connector_pull.contract import PullSource, Settings as PullSettings
 from connector_push import handler as push
+from connector_push.contract import Settings as PushSettings
 from ingestion.pipeline import document_id
 from shared.landing import Record, document
 from shared.legacy_client import ClientSettings, Credentials, LegacyClient
@@ -28,9 +30,13 @@ from tests.lambdas.legacy_api import (
     serve,
 )
 
-SOURCE = pull.Source(
+SOURCE = PullSource(
     name="kb-articles",
+    base_url="https://unused.example.com",
+    token_path="/oauth/token",
+    secret_name="unused",
     records_path="/api/v2/articles",
+    schedule="rate(15 minutes)",
     classification="public",
     owner="support-content-team",
     id_field="article.id",
@@ -40,14 +46,15 @@ SOURCE = pull.Source(
     items_field="items",
     next_cursor_field="next_cursor",
     since_param="updated_since",
+    timeout_seconds=1,
+    max_attempts=1,
 )
 
 
 @pytest.fixture
 def pushing(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Aws:
-    monkeypatch.setenv("LANDING_BUCKET", LANDING)
-    monkeypatch.setenv("MAX_RECORDS", "3")
-    monkeypatch.setattr(push, "sources", lambda: {"crm": "customer"})
+    settings = PushSettings(landing_bucket=LANDING, push_sources={"crm": "customer"}, max_records=3)
+    monkeypatch.setattr(push, "settings", lambda: settings)
     monkeypatch.setattr(push, "s3", lambda: aws.s3)
     return aws
 
@@ -203,10 +210,10 @@ def test_a_lease_admits_one_run_until_it_is_given_back_or_runs_out(aws: Aws) -> 
 @pytest.fixture
 def scheduled(aws: Aws, source_api: LegacyApi, monkeypatch: pytest.MonkeyPatch) -> LegacyApi:
     """The pull connector's handler as its schedule invokes it, against the local source API."""
-    monkeypatch.setenv("REGISTRY_TABLE", "registry")
-    monkeypatch.setenv("LEASE_SECONDS", "360")
-    monkeypatch.setenv("LANDING_BUCKET", LANDING)
-    monkeypatch.setattr(pull, "configuration", lambda: (SOURCE, None, "unused"))
+    settings = PullSettings(
+        pull_source=SOURCE, landing_bucket=LANDING, registry_table="registry", dlq_url=aws.dlq_url, lease_seconds=360
+    )
+    monkeypatch.setattr(pull, "settings", lambda: settings)
     client = LegacyClient(
         ClientSettings(base_url=source_api.url, max_attempts=1, backoff_seconds=0),
         lambda: Credentials(CLIENT_ID, CLIENT_SECRET),

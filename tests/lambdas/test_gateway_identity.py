@@ -17,6 +17,7 @@ from botocore.stub import Stubber
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gateway_authorizer import handler as authorizer
+from gateway_authorizer.contract import Settings as AuthorizerSettings
 from pre_token import handler as pre_token
 from shared.tokens import TokenVerifier
 from stacks.config import load_config
@@ -31,7 +32,8 @@ METHOD_ARN = "arn:aws:execute-api:us-east-1:123456789012:abc123/v1/POST/v1/chat"
 @pytest.fixture
 def groups(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     context = json.loads((ROOT / "cdk.json").read_text())["context"]
-    monkeypatch.setenv("GATEWAY_GROUPS", json.dumps(pre_token_groups(load_config(context).production)))
+    for name, value in pre_token_groups(load_config(context).production).environment().items():
+        monkeypatch.setenv(name, value)
     pre_token.groups.cache_clear()
     yield
     pre_token.groups.cache_clear()
@@ -92,10 +94,10 @@ def test_pre_token_adds_the_lowest_precedence_configured_group(
 @pytest.fixture
 def configured(cognito: tuple[str, list[str]], monkeypatch: pytest.MonkeyPatch) -> Iterator[Stubber]:
     issuer, _ = cognito
-    settings = authorizer.Settings(
-        verifier=TokenVerifier(issuer=issuer, client_id=CLIENT_ID), api_key_ids={"customer-gold": "key-gold"}
-    )
+    settings = AuthorizerSettings(user_pool_id="unused", client_id=CLIENT_ID, api_key_ids={"customer-gold": "key-gold"})
+    verifier = TokenVerifier(issuer=issuer, client_id=CLIENT_ID)
     monkeypatch.setattr(authorizer, "settings", lambda: settings)
+    monkeypatch.setattr(authorizer, "verifier", lambda: verifier)
     client = boto3.client("apigateway", region_name="us-east-1")
     monkeypatch.setattr(authorizer, "apigateway", lambda: client)
     authorizer.api_key_value.cache_clear()

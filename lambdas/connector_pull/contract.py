@@ -1,0 +1,39 @@
+"""The pull connector's contract: one source (as configured under connectors.pull.<name>), where
+its records land, and the lease that keeps its runs one at a time."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+from shared.contract import FunctionSettings
+
+
+class PullSource(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    base_url: str
+    token_path: str
+    secret_name: str
+    records_path: str  # GET, paged with ?cursor=
+    schedule: str  # when EventBridge starts a run (the function does not read it)
+    classification: str
+    owner: str
+    # Where each record keeps its id, title, body and last change; the list and the next cursor.
+    id_field: str
+    title_field: str
+    body_field: str
+    updated_field: str
+    items_field: str
+    next_cursor_field: str
+    since_param: str
+    timeout_seconds: float
+    max_attempts: int
+
+
+class Settings(FunctionSettings):
+    pull_source: PullSource
+    landing_bucket: str
+    registry_table: str
+    dlq_url: str
+    lease_seconds: int  # longer than any run: a killed run's lease expires

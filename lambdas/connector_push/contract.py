@@ -1,0 +1,11 @@
+"""The push connector's contract: the sources it accepts and where their records land."""
+
+from __future__ import annotations
+
+from shared.contract import FunctionSettings
+
+
+class Settings(FunctionSettings):
+    landing_bucket: str
+    push_sources: dict[str, str]  # source -> the classification its records get
+    max_records: int = 100  # per request

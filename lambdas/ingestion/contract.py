@@ -1,0 +1,60 @@
+"""The ingestion functions' contracts: the processor (lambdas/ingestion/handler.py, with the
+pipeline's own settings) and the Macie findings responder (lambdas/ingestion/macie.py), and the
+S3 prefixes both sides name."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from shared.contract import FunctionSettings
+from shared.landing import REALTIME_PREFIX
+
+# Curated copies of directly ingested items: kept out of the KB's S3 data source (not re-indexed).
+DIRECT_PREFIX = "direct/"
+
+__all__ = ["DIRECT_PREFIX", "REALTIME_PREFIX", "PipelineSettings", "ProcessorSettings", "ResponderSettings"]
+
+
+class PipelineSettings(FunctionSettings):
+    """What the pipeline decides with: where documents go and what each classification means."""
+
+    curated_bucket: str
+    quarantine_bucket: str
+    curated_prefix: str  # the Knowledge Base's S3 data source reads this prefix (bulk documents)
+    classification_policies: dict[str, Literal["mask", "quarantine"]]  # what to do when PII is found
+    classification_readers: dict[str, list[str]]  # classification -> the groups that may retrieve it
+    default_classification: str
+    max_document_bytes: int
+    document_formats: tuple[str, ...]
+    unsupported_language: Literal["quarantine", "custom_only"] = "quarantine"
+
+
+class ProcessorSettings(PipelineSettings):
+    """The processor function: the pipeline's settings and the services it reaches."""
+
+    custom_identifiers: dict[str, str] = Field(default_factory=dict)  # name -> regex
+    pii_min_score: float = 0.8
+    knowledge_base_id: str
+    s3_data_source_id: str
+    custom_data_source_id: str
+    registry_table: str
+    idempotency_table: str
+    dlq_url: str
+    max_receive_count: int = 3
+    # Stop taking documents with less than this left of the invocation.
+    document_budget_seconds: int = 30
+
+
+class ResponderSettings(FunctionSettings):
+    """The Macie findings responder: the buckets it moves flagged objects between, and whom it tells."""
+
+    landing_bucket: str
+    curated_bucket: str
+    quarantine_bucket: str
+    registry_table: str
+    knowledge_base_id: str
+    s3_data_source_id: str
+    custom_data_source_id: str
+    findings_topic: str

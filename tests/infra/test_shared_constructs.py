@@ -1,0 +1,83 @@
+"""The house constructs on their own: what each guarantees whatever stack uses it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from aws_cdk import (
+    App,
+    Environment,
+    RemovalPolicy,
+    Stack,
+    assertions,
+    aws_apigateway as apigateway,
+    aws_iam as iam,
+    aws_kms as kms,
+)
+
+from stacks.shared.rest_api import STAGE, RegionalRestApi
+from stacks.shared.table import SecureTable
+
+
+def rest_api_template(tls_policy: str) -> dict[str, Any]:
+    stack = Stack(App(), "Api")
+    api = RegionalRestApi(
+        stack,
+        "Api",
+        rest_api_name="api",
+        description="test",
+        key=kms.Key(stack, "Key"),
+        retention_days=30,
+        tls_policy=tls_policy,
+        access_log_format=apigateway.AccessLogFormat.clf(),
+        cache_reason="test",
+        access_logs_id="AccessLogs",
+        execution_logs_id="ExecutionLogs",
+    )
+    api.root.add_method("GET", apigateway.MockIntegration())
+    template: dict[str, Any] = assertions.Template.from_stack(stack).to_json()
+    return template
+
+
+@pytest.mark.parametrize(("policy", "strict"), [("TLS_1_2", False), ("SecurityPolicy_TLS13_1_2_2021_06", True)])
+def test_a_rest_api_enforces_its_tls_policy(policy: str, strict: bool) -> None:
+    template = rest_api_template(policy)
+    (api,) = [r["Properties"] for r in template["Resources"].values() if r["Type"] == "AWS::ApiGateway::RestApi"]
+    assert api["SecurityPolicy"] == policy
+    assert api.get("EndpointAccessMode") == ("STRICT" if strict else None)
+    assert api["EndpointConfiguration"] == {"Types": ["REGIONAL"]}
+
+
+def test_a_rest_api_logs_encrypted_before_its_stage_exists_and_never_bodies() -> None:
+    resources = rest_api_template("TLS_1_2")["Resources"]
+    groups = {k[:-8]: r for k, r in resources.items() if r["Type"] == "AWS::Logs::LogGroup"}
+    assert set(groups) == {"AccessLogs", "ExecutionLogs"}
+    for group in groups.values():
+        assert "KmsKeyId" in group["Properties"] and group["DeletionPolicy"] == "RetainExceptOnCreate"
+    name = groups["ExecutionLogs"]["Properties"]["LogGroupName"]["Fn::Join"][1]
+    assert name[0] == "API-Gateway-Execution-Logs_" and name[-1] == f"/{STAGE}"
+    (stage_id, stage), *_ = [(k, r) for k, r in resources.items() if r["Type"] == "AWS::ApiGateway::Stage"]
+    assert any(d.startswith("ExecutionLogs") for d in stage["DependsOn"])
+    (method,) = stage["Properties"]["MethodSettings"]
+    assert (method["LoggingLevel"], method["DataTraceEnabled"]) == ("INFO", False)
+    assert stage["Properties"]["TracingEnabled"] is True and stage_id
+
+
+@pytest.mark.parametrize(("removal", "protected"), [(RemovalPolicy.RETAIN, True), (RemovalPolicy.DESTROY, False)])
+def test_a_table_is_encrypted_recoverable_and_protected_when_retained(removal: RemovalPolicy, protected: bool) -> None:
+    stack = Stack(App(), "Tables", env=Environment(account="123456789012", region="us-east-1"))
+    key = kms.Key(stack, "Key")
+    table = SecureTable(stack, "Table", key=key, partition_key="pk", removal_policy=removal)
+    role = iam.Role(stack, "Reader", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
+    table.grant_items(role, ["dynamodb:GetItem"], key_actions=["kms:Decrypt"])
+    template = assertions.Template.from_stack(stack)
+    (props,) = [r["Properties"] for r in template.find_resources("AWS::DynamoDB::GlobalTable").values()]
+    assert props["SSESpecification"]["SSEType"] == "KMS"
+    assert props["Replicas"][0]["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert props["Replicas"][0].get("DeletionProtectionEnabled", False) is protected
+    (policy,) = template.find_resources("AWS::IAM::Policy").values()
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    # The item actions on the table alone (no index ARNs), the key actions on the key alone.
+    assert [s["Action"] for s in statements] == ["dynamodb:GetItem", "kms:Decrypt"]
+    assert statements[0]["Resource"] == {"Fn::GetAtt": ["TableCD117FA1", "Arn"]}
