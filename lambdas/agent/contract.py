@@ -31,7 +31,7 @@ class Settings(FunctionSettings):
     tools_gateway_url: str  # the tools gateway's MCP endpoint
     group_models: dict[str, GroupModels]  # the groups that may use this agent
     max_iterations: int = Field(default=6, ge=1)
-    turn_seconds: float = Field(default=120.0, gt=0)
+    turn_seconds: int = Field(default=120, ge=1)
     memory_id: str | None = None  # None (or blank): no memory
     memory_namespaces: tuple[str, ...] = ()  # templates with {actorId} and {sessionId}
     memory_history_turns: int = Field(default=10, ge=0)
