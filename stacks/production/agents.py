@@ -8,7 +8,6 @@ shared package and the Linux arm64 dependencies `make agent-deps` builds into bu
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 from pathlib import Path
@@ -33,9 +32,17 @@ from aws_cdk import (
 )
 from constructs import Construct
 
+from agent.contract import GroupModels, Settings as AgentSettings
 from stacks.config import AgentConfig, ProductionConfig, Tier
 from stacks.shared.bedrock import grant_invoke, model_arns
-from stacks.shared.lambda_function import LAMBDAS_DIR, PROJECT_ROOT, SHARED_PACKAGES, log_group_arn, log_retention
+from stacks.shared.lambda_function import (
+    LAMBDAS_DIR,
+    PROJECT_ROOT,
+    SHARED_PACKAGES,
+    environment_of,
+    log_group_arn,
+    log_retention,
+)
 from stacks.shared.nag import acknowledge, acknowledge_inline_policy, nag_arn, nag_attribute
 from stacks.shared.naming import pascal_case
 from stacks.shared.vended_logs import DeliveryPolicies
@@ -131,11 +138,11 @@ def agent_artifact() -> agentcore.AgentRuntimeArtifact:
     )
 
 
-def served_groups(config: ProductionConfig, agent: AgentConfig) -> dict[str, dict[str, Any]]:
+def served_groups(config: ProductionConfig, agent: AgentConfig) -> dict[str, GroupModels]:
     """The groups that may use an agent (those with a quota for one of its output types), with
     the models each may use there."""
     return {
-        name: {"allowed": list(group.models.allowed), "default": group.models.default}
+        name: GroupModels(allowed=tuple(group.models.allowed), default=group.models.default)
         for name, group in config.groups.items()
         if set(agent.output_types) & set(group.output_quotas)
     }
@@ -219,18 +226,23 @@ class AgentsStack(Stack):
                     for log_type in (agentcore.LogType.APPLICATION_LOGS, agentcore.LogType.USAGE_LOGS)
                 ],
                 environment_variables={
-                    "AGENT_NAME": name,
                     "POWERTOOLS_SERVICE_NAME": name,
                     "POWERTOOLS_METRICS_NAMESPACE": f"{prefix}/{Tier.PRODUCTION}",
-                    "SYSTEM_PROMPT": agent.system_prompt,
-                    "TOOLS_GATEWAY_URL": tools_gateway.gateway_url or "",
-                    "GROUP_MODELS": json.dumps(groups, sort_keys=True),
-                    "MAX_ITERATIONS": str(agent.max_iterations),
-                    "TURN_SECONDS": str(agent.turn_seconds),
-                    "MEMORY_ID": self.memory.memory_id,
-                    "MEMORY_NAMESPACES": json.dumps(namespaces),
-                    "MEMORY_HISTORY_TURNS": str(memory_settings.history_turns),
-                    "MEMORY_RECALL_RECORDS": str(memory_settings.recall_records),
+                    **environment_of(
+                        self,
+                        AgentSettings(
+                            agent_name=name,
+                            system_prompt=agent.system_prompt,
+                            tools_gateway_url=tools_gateway.gateway_url or "",
+                            group_models=groups,
+                            max_iterations=agent.max_iterations,
+                            turn_seconds=agent.turn_seconds,
+                            memory_id=self.memory.memory_id,
+                            memory_namespaces=tuple(namespaces),
+                            memory_history_turns=memory_settings.history_turns,
+                            memory_recall_records=memory_settings.recall_records,
+                        ),
+                    ),
                 },
             )
             policies = DeliveryPolicies.of(self)
@@ -239,7 +251,7 @@ class AgentsStack(Stack):
             policies.precede(
                 *(c for c in runtime.node.find_all() if isinstance(c, logs.CfnDeliveryDestination | logs.CfnDelivery))
             )
-            for model in sorted({m for group in groups.values() for m in group["allowed"]}):
+            for model in sorted({m for group in groups.values() for m in group.allowed}):
                 grant_invoke(runtime.role, model_arns(self, model))
             self.memory.grant(runtime, *MEMORY_ACTIONS)
             # The memory is encrypted with the tier key: its data plane uses the key for the caller.

@@ -23,6 +23,7 @@ from aws_cdk import (
 )
 from constructs import Construct
 
+from ai_gateway.contract import Settings as GatewaySettings
 from gateway_authorizer.contract import Settings as AuthorizerSettings
 from stacks.config import ConfigError, GuardrailConfig, ProductionConfig, Tier
 from stacks.production.functions import production_function
@@ -144,20 +145,18 @@ class GatewayStack(Stack):
             description="AI gateway: routing, guardrails, output metering and exact quotas",
             memory_size=1024,
             timeout=Duration.seconds(config.api.integration_timeout_seconds),
-            environment={
-                "LEDGER_TABLE": self.ledger.table_name,
-                "GUARDRAIL_ID": self.guardrail.attr_guardrail_id,
-                "GUARDRAIL_VERSION": self.guardrail_version.attr_version,
-                "POLICY_PARAMETER": self.policy.parameter_name,
-                "MAX_MESSAGE_CHARS": str(config.api.max_message_chars),
+            settings=GatewaySettings(
+                ledger_table=self.ledger.table_name,
+                guardrail_id=self.guardrail.attr_guardrail_id,
+                guardrail_version=self.guardrail_version.attr_version,
+                policy_parameter=self.policy.parameter_name,
+                max_message_chars=config.api.max_message_chars,
                 # One model attempt; the function's time also covers guardrails and the ledger.
-                "GENERATION_TIMEOUT_SECONDS": "20",
+                generation_timeout_seconds=20,
                 # Agents are invoked with the caller's own token (their runtimes' JWT authorizer),
                 # so the function needs no IAM permission on them.
-                "AGENT_RUNTIMES": self.to_json_string(
-                    {agent: runtime.agent_runtime_arn for agent, runtime in agent_runtimes.items()}
-                ),
-            },
+                agent_runtimes={agent: runtime.agent_runtime_arn for agent, runtime in agent_runtimes.items()},
+            ),
         )
         role = self.function.execution_role
         # The table only: the billing-export index is for readers, not the gateway.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aws_cdk import Duration, RemovalPolicy, aws_iam as iam, aws_kms as kms, aws_lambda as lambda_
 from constructs import Construct
 
+from prototype_query.contract import Settings as QuerySettings
 from stacks.config import QueryConfig
 from stacks.sandbox.kendra_search import KendraSearch
 from stacks.shared.bedrock import grant_invoke, model_arns
@@ -47,16 +48,16 @@ class PrototypeQuery(Construct):
             memory_size=config.memory_mb,
             reserved_concurrent_executions=config.reserved_concurrency,
             timeout=Duration.seconds(config.timeout_seconds),
-            environment={
-                "KNOWLEDGE_BASE_ID": knowledge_base.knowledge_base_id,
-                "GENERATION_MODEL_ARN": model.invoke_arn,
-                "KENDRA_INDEX_ID": kendra.index_id if kendra else "",
-                "MAX_QUESTION_CHARS": str(config.max_question_chars),
-                "MAX_PASSAGES": str(config.max_passages),
-                "MAX_ANSWER_TOKENS": str(config.max_answer_tokens),
+            settings=QuerySettings(
+                knowledge_base_id=knowledge_base.knowledge_base_id,
+                generation_model_arn=model.invoke_arn,
+                kendra_index_id=kendra.index_id if kendra else None,
+                max_question_chars=config.max_question_chars,
+                max_passages=config.max_passages,
+                max_answer_tokens=config.max_answer_tokens,
                 # Two attempts per AWS call must fit in the function's timeout.
-                "UPSTREAM_TIMEOUT_SECONDS": str(max(1, (config.timeout_seconds - 5) // 2)),
-            },
+                upstream_timeout_seconds=max(1, (config.timeout_seconds - 5) // 2),
+            ),
         )
         role = self.function.role
         assert role is not None  # a Function always creates its role when none is given

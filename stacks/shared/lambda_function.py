@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, get_args
 
@@ -51,10 +51,15 @@ def log_group_arn(scope: IConstruct, name: str) -> str:
     )
 
 
-def _json(scope: IConstruct, value: Any) -> str:
-    """A settings value as JSON: sorted keys, or CloudFormation's own join where it holds tokens."""
-    text = json.dumps(value, sort_keys=True)
-    return Stack.of(scope).to_json_string(value) if Token.is_unresolved(text) else text
+def environment_of(scope: IConstruct, settings: FunctionSettings) -> dict[str, str]:
+    """A runtime's environment from its settings contract (lambdas/shared/contract.py): JSON
+    values with sorted keys, or CloudFormation's own join where a value holds deploy-time tokens."""
+
+    def dumps(value: Any) -> str:
+        text = json.dumps(value, sort_keys=True)
+        return Stack.of(scope).to_json_string(value) if Token.is_unresolved(text) else text
+
+    return settings.environment(dumps=dumps)
 
 
 # Packages under lambdas/ that every function's asset carries besides its own.
@@ -109,7 +114,8 @@ class BlueprintFunction(lambda_.Function):
     JSON logs (application INFO, system WARN) to its own log group with the given retention (days)
     and removal policy, encrypted with ``log_key`` when one is given; its own role, allowed to
     write only that log group and traces; Powertools environment (service name = package,
-    metrics namespace, log level).
+    metrics namespace, log level) and the function's own ``settings`` (its contract model,
+    ``lambdas/<package>/contract.py``): a function has no other environment.
     """
 
     def __init__(
@@ -123,7 +129,6 @@ class BlueprintFunction(lambda_.Function):
         log_retention_days: int,
         removal_policy: RemovalPolicy,
         settings: FunctionSettings | None = None,
-        environment: Mapping[str, str] | None = None,
         memory_size: int = 256,
         reserved_concurrent_executions: int | None = None,
         timeout: Duration | None = None,
@@ -167,8 +172,7 @@ class BlueprintFunction(lambda_.Function):
                 "POWERTOOLS_SERVICE_NAME": package,
                 "POWERTOOLS_METRICS_NAMESPACE": metrics_namespace,
                 "POWERTOOLS_LOG_LEVEL": "INFO",
-                **(settings.environment(dumps=lambda value: _json(scope, value)) if settings else {}),
-                **(environment or {}),
+                **(environment_of(scope, settings) if settings else {}),
             },
         )
         log_group.grant_write(role)

@@ -45,7 +45,9 @@ def test_one_runtime_per_configured_agent_from_its_code_asset(
             str(agent.max_iterations),
             str(agent.turn_seconds),
         )
-        assert json.loads(env["GROUP_MODELS"]) == served_groups(config, agent)
+        assert json.loads(env["GROUP_MODELS"]) == {
+            group: models.model_dump(mode="json") for group, models in served_groups(config, agent).items()
+        }
         assert env["TOOLS_GATEWAY_URL"]["Fn::GetStackOutput"]["StackName"] == "genai-production-tools"
         assert render(env["MEMORY_ID"]) == "<Memory.MemoryId>"
 
@@ -103,7 +105,7 @@ def test_runtime_roles_may_invoke_their_groups_models_and_use_memory_nothing_mor
     for name, agent in config.agents.items():
         logical = "".join(part.title() for part in name.split("_"))
         permissions = role_permissions(agents, f"{logical}ExecutionRole")
-        models = {model for group in served_groups(config, agent).values() for model in group["allowed"]}
+        models = {model for group in served_groups(config, agent).values() for model in group.allowed}
         invoked = {resource for action, resource in permissions if action == "bedrock:InvokeModel"}
         assert invoked == {f"arn:aws:bedrock:us-east-1::foundation-model/{model}" for model in models}
         memory = {(a, r) for a, r in permissions if a.startswith("bedrock-agentcore:") and "Memory" in r}
