@@ -1,0 +1,43 @@
+"""The AI gateway's REST API (API Gateway, behind WAF)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from stacks.config.base import ConfigModel
+
+# Seconds of the gateway function's time kept back from generation (an agent turn or a model
+# call) for the output guardrail, the ledger and the answer (lambdas/ai_gateway/handler.py).
+GATEWAY_MARGIN_SECONDS = 5
+
+
+class ApiConfig(ConfigModel):
+    """The gateway API's limits, TLS and timeout."""
+
+    waf_rate_limit_per_5_minutes: int = Field(
+        default=2000,
+        ge=10,
+        le=2_000_000_000,
+        description="WAF blocks an IP address that sends more than this many requests in 5 minutes.",
+    )
+    max_message_chars: int = Field(
+        default=20000,
+        ge=1,
+        le=200000,
+        description="Characters of text one request may carry (413 beyond).",
+    )
+    tls_policy: Literal["TLS_1_2", "SecurityPolicy_TLS13_1_3_2025_09"] = Field(
+        default="TLS_1_2",
+        description="Minimum TLS for callers of the gateway API and the ingestion push API: TLS 1.2+ (legacy "
+        "policy), or TLS 1.3 only (enhanced policy, which also sets the gateway API's endpoint access mode to "
+        "STRICT).",
+    )
+    integration_timeout_seconds: int = Field(
+        default=29,
+        ge=10,
+        le=900,
+        description="How long API Gateway waits for the gateway function, and the function's timeout. Above 29 "
+        'seconds the account needs a Service Quotas increase of "Maximum integration timeout in milliseconds".',
+    )

@@ -1,0 +1,73 @@
+"""Connectors that bring records from upstream systems into the ingestion pipeline."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from stacks.config.base import ConfigModel
+from stacks.config.fields import (
+    Classification,
+    FieldPath,
+    HttpsUrl,
+    KebabName,
+    QueryParameter,
+    Schedule,
+    SecretName,
+    UrlPath,
+)
+
+
+class PushConnectorConfig(ConfigModel):
+    """Upstream systems that push JSON records to the ingestion API (POST /v1/records/{source}, IAM-signed)."""
+
+    sources: dict[KebabName, Classification] = Field(
+        default_factory=dict,
+        description="Source that may push -> the classification (a name from ingestion.classifications) its "
+        "records get.",
+    )
+    max_records: int = Field(default=100, ge=1, le=500, description="Records one request may carry.")
+
+
+class PullConnectorConfig(ConfigModel):
+    """A REST source polled on a schedule, authenticated like the legacy APIs, read from where it left off."""
+
+    base_url: HttpsUrl = Field(description="Where the source's endpoints are.")
+    token_path: UrlPath = Field(
+        default="/oauth/token", description="The source's OAuth token endpoint (client credentials), under base_url."
+    )
+    secret_name: SecretName = Field(
+        description='Secrets Manager secret with {"client_id", "client_secret"} for the token endpoint; the '
+        "tier reads it, it does not create it."
+    )
+    records_path: UrlPath = Field(description="The records endpoint: GET, paged with ?cursor=.")
+    schedule: Schedule = Field(default="rate(15 minutes)", description="When the source is polled.")
+    classification: Classification = Field(
+        default="internal",
+        description="The classification (a name from ingestion.classifications) the source's records get.",
+    )
+    owner: str = Field(min_length=1, max_length=128, description="Who owns the records: kept in their metadata.")
+    id_field: FieldPath = Field(default="id", description="Where each record keeps its id.")
+    title_field: FieldPath = Field(default="title", description="Where each record keeps its title.")
+    body_field: FieldPath = Field(default="body", description="Where each record keeps its text.")
+    updated_field: FieldPath = Field(
+        default="updatedAt", description="Where each record keeps the time of its last change."
+    )
+    items_field: FieldPath = Field(default="items", description="Where the response keeps its list of records.")
+    next_cursor_field: FieldPath = Field(
+        default="next_cursor", description="Where the response keeps the cursor of the next page (absent on the last)."
+    )
+    since_param: QueryParameter = Field(
+        default="updated_since",
+        description="The query parameter that asks for records changed since the newest change already read.",
+    )
+    timeout_seconds: float = Field(default=10, gt=0, le=60, description="Seconds one call to the source may take.")
+    max_attempts: int = Field(default=3, ge=1, le=5, description="Attempts per call (retries with backoff).")
+
+
+class ConnectorsConfig(ConfigModel):
+    """Push and pull connectors: upstream records land in the pipeline's landing bucket as documents."""
+
+    push: PushConnectorConfig = Field(default=PushConnectorConfig(), description="Sources that push records.")
+    pull: dict[KebabName, PullConnectorConfig] = Field(
+        default_factory=dict, description="Sources polled for changed records, by name."
+    )

@@ -1,0 +1,152 @@
+"""Field types the config models share: the values AWS accepts, each pattern explained in words.
+
+A patterned string type carries a ``Meaning``: a value that does not match fails with "must be
+<meaning>" instead of pydantic's "String should match pattern '<regex>'", and the meaning goes
+into the JSON schema (``x-meaning``) and so into docs/configuration.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, GetCoreSchemaHandler, GetJsonSchemaHandler, ValidationError
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, PydanticCustomError, core_schema
+
+# The error type of a pattern mismatch explained in words (pydantic's own is string_pattern_mismatch).
+PATTERN_ERROR = "string_pattern_meaning"
+
+
+@dataclass(frozen=True)
+class Meaning:
+    """What a patterned string must look like, in plain words (``Annotated`` metadata after the pattern)."""
+
+    text: str
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        return core_schema.no_info_wrap_validator_function(self._validate, handler(source))
+
+    def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        json_schema["x-meaning"] = self.text
+        return json_schema
+
+    def _validate(self, value: Any, handler: core_schema.ValidatorFunctionWrapHandler) -> Any:
+        try:
+            return handler(value)
+        except ValidationError as error:
+            if any(e["type"] == "string_pattern_mismatch" for e in error.errors()):
+                raise PydanticCustomError(PATTERN_ERROR, "must be {meaning}", {"meaning": self.text}) from None
+            raise
+
+
+# CloudWatch Logs accepts only these retention periods (days).
+LogRetentionDays = Literal[
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+    3288, 3653,
+]  # fmt: skip
+
+# A Bedrock foundation-model id ("amazon.nova-lite-v1:0") or a cross-region inference profile id
+# ("us.amazon.nova-lite-v1:0", "global.anthropic...").
+MODEL_ID_PATTERN = r"^((us|eu|apac|us-gov|global)\.)?[a-z0-9-]+\.[a-zA-Z0-9.:_-]+$"
+ModelId = Annotated[
+    str,
+    Field(pattern=MODEL_ID_PATTERN),
+    Meaning(
+        "a Bedrock model id such as anthropic.claude-3-haiku-20240307-v1:0, optionally after an inference "
+        "profile's us., eu., apac., us-gov. or global."
+    ),
+]
+
+AccountId = Annotated[str, Field(pattern=r"^\d{12}$"), Meaning("a 12-digit AWS account id such as 123456789012")]
+Region = Annotated[
+    str,
+    Field(pattern=r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$"),
+    Meaning("an AWS region name such as us-east-1 or eu-west-2"),
+]
+Email = Annotated[
+    str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"), Meaning("an e-mail address such as team@example.com")
+]
+
+# Names the deployment derives resource names, claims and routes from.
+Prefix = Annotated[
+    str,
+    Field(pattern=r"^[a-z][a-z0-9-]{0,14}[a-z0-9]$"),
+    Meaning("2 to 16 lowercase letters, digits or -, starting with a letter and ending with a letter or digit"),
+]
+GroupName = Annotated[
+    str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$"), Meaning("1 to 64 letters, digits, _ or -, such as customer-gold")
+]
+# Group tiers and document classifications: labels in tokens, metadata and filters.
+Label = Annotated[
+    str,
+    Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$"),
+    Meaning("1 to 32 lowercase letters, digits, _ or -, starting with a letter, such as internal"),
+]
+Classification = Label
+# Output types are routes (POST /v1/outputs/<name>) and agent names are Python identifiers.
+SnakeName = Annotated[
+    str,
+    Field(pattern=r"^[a-z][a-z0-9_]{0,31}$"),
+    Meaning("1 to 32 lowercase letters, digits or _, starting with a letter, such as research_brief"),
+]
+# Legacy API targets and connector sources: parts of construct ids and resource names.
+KebabName = Annotated[
+    str,
+    Field(pattern=r"^[a-z][a-z0-9-]{0,31}$"),
+    Meaning("1 to 32 lowercase letters, digits or -, starting with a letter, such as kb-articles"),
+]
+ToolName = Annotated[
+    str,
+    Field(pattern=r"^[a-z][a-z0-9_]{0,47}$"),
+    Meaning("1 to 48 lowercase letters, digits or _, starting with a letter, such as find_orders"),
+]
+IdentifierName = Annotated[
+    str,
+    Field(pattern=r"^[a-z][a-z0-9_]{0,63}$"),
+    Meaning("1 to 64 lowercase letters, digits or _, starting with a letter, such as employee_id"),
+]
+
+# A path into a JSON record: dotted keys, each optionally indexed ("addresses[0].city").
+FieldPath = Annotated[
+    str,
+    Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\[\d+\])?(\.[A-Za-z_][A-Za-z0-9_]*(\[\d+\])?)*$"),
+    Meaning("a field path such as pricing.totals.grand.amount or addresses[0].city"),
+]
+HttpsUrl = Annotated[
+    str,
+    Field(pattern=r"^https://[A-Za-z0-9.-]+(:\d+)?(/[A-Za-z0-9._~/-]*)?$"),
+    Meaning("an https:// URL without query or fragment, such as https://orders.example.com/api"),
+]
+UrlPath = Annotated[
+    str,
+    Field(pattern=r"^/[A-Za-z0-9._~/-]*$"),
+    Meaning("a URL path such as /oauth/token: / then letters, digits or ._~/-"),
+]
+SecretName = Annotated[
+    str,
+    Field(pattern=r"^[A-Za-z0-9/_+=.@-]{1,512}$"),
+    Meaning("a Secrets Manager secret name: 1 to 512 letters, digits or /_+=.@-"),
+]
+S3Prefix = Annotated[
+    str,
+    Field(pattern=r"^([A-Za-z0-9!_.*'()-]+/)+$"),
+    Meaning("an S3 key prefix ending in /, such as documents/ (letters, digits or !_.*'()- between slashes)"),
+]
+CronSchedule = Annotated[
+    str,
+    Field(pattern=r"^cron\(\S+( \S+){5}\)$"),
+    Meaning("a six-field cron expression such as cron(0 3 * * ? *)"),
+]
+# An EventBridge schedule: a rate or a cron expression.
+Schedule = Annotated[
+    str,
+    Field(pattern=r"^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\(\S+( \S+){5}\))$"),
+    Meaning("a schedule such as rate(15 minutes), rate(1 hour) or cron(0 3 * * ? *)"),
+]
+QueryParameter = Annotated[
+    str,
+    Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"),
+    Meaning("a query parameter name: a letter or _, then up to 63 letters, digits or _"),
+]

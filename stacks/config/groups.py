@@ -1,0 +1,117 @@
+"""The AI gateway's groups and output types: who may call which models, for what, and how much.
+
+A group is a Cognito group (lambdas/pre_token puts it in the caller's token); an output type is an
+output-priced workload (POST /v1/outputs/<type>, and "chat" for POST /v1/chat) that the gateway
+meters in units against each group's exact quota in its ledger.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, ValidationInfo, field_validator
+
+from stacks.config.base import ConfigModel
+from stacks.config.fields import Classification, Label, ModelId
+
+
+class UsagePlanConfig(ConfigModel):
+    """API Gateway's coarse, best-effort limits for a group's API key (the ledger is exact)."""
+
+    rate_limit: float = Field(gt=0, le=10000, description="Steady-state requests per second.")
+    burst_limit: int = Field(ge=1, le=5000, description="Requests allowed in a burst above the steady rate.")
+    quota_limit: int = Field(ge=1, description="Requests per quota_period.")
+    quota_period: Literal["DAY", "WEEK", "MONTH"] = Field(
+        default="DAY", description="The period quota_limit counts over."
+    )
+
+
+class OutputQuota(ConfigModel):
+    """How many units of one output type a group may produce per period, enforced exactly by the ledger."""
+
+    limit: int = Field(ge=0, description="Units of this output type per period (0: none).")
+    period: Literal["DAY", "MONTH"] = Field(
+        default="MONTH", description="The period the limit counts over (calendar day or month, UTC)."
+    )
+
+
+class GroupModels(ConfigModel):
+    """The Bedrock models a group may use."""
+
+    allowed: tuple[ModelId, ...] = Field(
+        min_length=1,
+        description="Models (or inference profiles) the group may ask for by name; the gateway may invoke only these.",
+    )
+    default: ModelId = Field(description="The model used when a request names none; one of allowed.")
+    fallbacks: tuple[ModelId, ...] = Field(
+        default=(),
+        description="Tried in order when the model in use throttles or fails with a 5xx; each one of allowed.",
+    )
+
+    @field_validator("default")
+    @classmethod
+    def _default_allowed(cls, default: str, info: ValidationInfo) -> str:
+        allowed = info.data.get("allowed", ())
+        if allowed and default not in allowed:
+            raise ValueError(f"must be one of the allowed models: {', '.join(allowed)}")
+        return default
+
+    @field_validator("fallbacks")
+    @classmethod
+    def _fallbacks_allowed(cls, fallbacks: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        allowed = info.data.get("allowed", ())
+        outside = [model for model in fallbacks if model not in allowed]
+        if allowed and outside:
+            raise ValueError(f"{', '.join(outside)} not among the allowed models: {', '.join(allowed)}")
+        return fallbacks
+
+
+class GroupConfig(ConfigModel):
+    """A Cognito group: who its members are to the gateway, and what they may spend."""
+
+    kind: Literal["internal", "customer"] = Field(
+        description="Staff or customers: a token claim (gateway_kind); only internal callers may replay "
+        "evaluation cases."
+    )
+    tier: Label = Field(description="A label for the group's commercial tier: a token claim (gateway_tier).")
+    precedence: int = Field(
+        ge=0,
+        le=1000,
+        description="A user in several groups acts as the one with the lowest precedence (Cognito's own rule).",
+    )
+    usage_plan: UsagePlanConfig = Field(description="API Gateway throttle and request quota for the group's API key.")
+    models: GroupModels = Field(description="The models the group may use, its default and its fallbacks.")
+    output_quotas: dict[str, OutputQuota] = Field(
+        min_length=1,
+        description="Output types (names from output_types) this group may produce, each with its exact quota; "
+        "others are refused (403).",
+    )
+    tools: tuple[str, ...] = Field(
+        default=(),
+        description="MCP tools this group's agents may list and call (knowledge_search or a legacy API's tool); "
+        "nothing else.",
+    )
+    tool_requests_per_minute: int = Field(
+        default=120,
+        ge=1,
+        le=1_000_000,
+        description="Tool calls the group's members may make per minute through the tools gateway, together.",
+    )
+    data_classifications: tuple[Classification, ...] = Field(
+        default=("public",),
+        description="Document classifications (names from ingestion.classifications) this group may retrieve; "
+        "knowledge_search always filters on them.",
+    )
+
+
+class OutputTypeConfig(ConfigModel):
+    """An output-priced workload: what one output costs and how it is produced."""
+
+    unit_price_usd: float = Field(
+        ge=0, description="Price of one unit (USD): metered in the ledger and shown by GET /v1/usage."
+    )
+    units: int = Field(default=1, ge=1, description="Units one delivered output consumes from the group's quota.")
+    max_tokens: int = Field(default=1000, ge=1, le=8192, description="Tokens the model may write per output.")
+    instructions: str = Field(
+        min_length=1, max_length=4000, description="The system prompt a model producing this output gets."
+    )

@@ -1,0 +1,121 @@
+"""The production document pipeline: landing bucket -> EventBridge -> SQS -> processor -> curated or quarantine."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationInfo, field_validator
+
+from stacks.config.base import ConfigModel, KeyedError
+from stacks.config.fields import Classification, Email, IdentifierName
+
+DocumentFormat = Literal["txt", "md", "csv", "json", "html"]
+# Comprehend DetectPiiEntities' languages; anything else goes by ingestion.unsupported_language.
+PII_LANGUAGES = ("en", "es")
+
+
+class CustomIdentifier(ConfigModel):
+    """A pattern for personal or sensitive data the managed detectors do not know."""
+
+    regex: str = Field(
+        min_length=1,
+        max_length=512,
+        description="A regular expression for the data: the pipeline masks its matches, and Macie reports them "
+        "(a custom data identifier).",
+    )
+    keywords: tuple[Annotated[str, Field(min_length=3, max_length=90)], ...] = Field(
+        default=(),
+        description="Macie counts a match only near one of these words (within 50 characters); empty: anywhere.",
+    )
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, regex: str) -> str:
+        try:
+            re.compile(regex)
+        except re.error as error:
+            raise ValueError(f"not a regular expression: {error}") from None
+        return regex
+
+
+class ClassificationPolicy(ConfigModel):
+    """What happens to a document of this classification that carries personal data."""
+
+    on_pii: Literal["mask", "quarantine"] = Field(
+        default="mask",
+        description="mask: personal data is replaced by its type ([EMAIL]) and the document curated; quarantine: "
+        "the document goes to the quarantine bucket with the reason.",
+    )
+
+
+class IngestionConfig(ConfigModel):
+    """The document pipeline: landing bucket -> EventBridge -> SQS -> processor -> curated or quarantine."""
+
+    max_document_bytes: int = Field(
+        default=5_000_000, ge=1_000, le=50_000_000, description="Larger documents are quarantined with the reason."
+    )
+    formats: tuple[DocumentFormat, ...] = Field(
+        default=("txt", "md", "csv", "json", "html"),
+        min_length=1,
+        description="Document formats (by file extension) the pipeline takes; others are quarantined with the reason.",
+    )
+    default_classification: Classification = Field(
+        default="internal",
+        description='The classification of an object whose S3 user metadata names none ("classification"); '
+        "classifications must have a policy for it.",
+    )
+    classifications: dict[Classification, ClassificationPolicy] = Field(
+        min_length=1,
+        description="Every document classification there is, with what happens to such a document that carries "
+        "personal data. Groups' data_classifications and connectors name these.",
+    )
+    pii_min_score: float = Field(
+        default=0.8, ge=0, le=1, description="Personal data Comprehend reports below this confidence is ignored."
+    )
+    unsupported_language: Literal["quarantine", "custom_only"] = Field(
+        default="quarantine",
+        description="A document in a language Comprehend's PII detection does not support (it has "
+        f"{', '.join(PII_LANGUAGES)}): quarantine it, or mask only what the custom identifiers find.",
+    )
+    custom_identifiers: dict[IdentifierName, CustomIdentifier] = Field(
+        default_factory=dict,
+        description="Patterns for sensitive data the managed detectors do not know, by name: masked by the "
+        "pipeline, and each a Macie custom data identifier.",
+    )
+    batch_size: int = Field(default=10, ge=1, le=10, description="Queue messages the processor takes per invocation.")
+    max_receive_count: int = Field(
+        default=3, ge=1, le=10, description="Attempts at a document before its message goes to the dead-letter queue."
+    )
+    processor_timeout_seconds: int = Field(
+        default=120,
+        ge=10,
+        le=900,
+        description="The processor function's timeout; the queue hides a message for six times it while it is "
+        "worked on.",
+    )
+    bulk_sync_minutes: int = Field(
+        default=15,
+        ge=5,
+        le=1440,
+        description="Minutes between Knowledge Base ingestion jobs over the curated prefix: a curated document is "
+        "searchable at most this late.",
+    )
+    dlq_age_alarm_minutes: int = Field(
+        default=60,
+        ge=1,
+        le=20160,
+        description="Alarm when a message has waited this long in the dead-letter queue (another alarm fires on "
+        "any message there).",
+    )
+    alarm_emails: tuple[Email, ...] = Field(default=(), description="Who the pipeline's alarms e-mail.")
+
+    @field_validator("classifications")
+    @classmethod
+    def _has_default(
+        cls, policies: dict[str, ClassificationPolicy], info: ValidationInfo
+    ) -> dict[str, ClassificationPolicy]:
+        default = info.data.get("default_classification")
+        if default is not None and default not in policies:
+            raise KeyedError((), f"no policy for the default classification {default}", allowed="a policy for it")
+        return policies

@@ -1,0 +1,174 @@
+"""Reading the config from CDK context, and saying in plain words what is wrong with it.
+
+The whole model lives under the context key ``blueprint`` in ``cdk.json``. Any field can be
+overridden on the command line with a dotted key, for example::
+
+    cdk synth -c blueprint.sandbox.kendra.enabled=false
+    cdk synth -c blueprint.sandbox.budget.alert_emails='["me@example.com"]'
+
+Override values are parsed as JSON when they are valid JSON, otherwise taken as strings.
+A bad value raises ``ConfigError`` whose lines each name the key, the value and what is allowed;
+every problem of the config is reported in one go.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from stacks.config.base import ConfigError, KeyedError, Tier
+from stacks.config.blueprint import BlueprintConfig
+from stacks.config.fields import PATTERN_ERROR
+from stacks.config.references import REFERENCE_ERROR
+
+CONTEXT_KEY = "blueprint"
+TIER_CONTEXT_KEY = "tier"
+
+# Where pydantic puts the error about a mapping's key (rather than its value) in a location.
+_KEY_MARK = "[key]"
+
+
+def load_config(context: Mapping[str, Any]) -> BlueprintConfig:
+    """Build the validated config from CDK context (``cdk.json`` plus ``-c`` overrides)."""
+    base = context.get(CONTEXT_KEY)
+    if isinstance(base, str):  # `-c blueprint='{...}'` arrives as a string
+        base = _parse_value(base)
+    if not isinstance(base, Mapping):
+        raise ConfigError(f"{CONTEXT_KEY}: missing or not an object in cdk.json context")
+    raw = json.loads(json.dumps(base))  # a private, plain copy to apply overrides to
+    prefix = CONTEXT_KEY + "."
+    for key in sorted(k for k in context if k.startswith(prefix)):
+        _set_path(raw, key[len(prefix) :].split("."), _parse_value(context[key]), key)
+    try:
+        return BlueprintConfig.model_validate(raw)
+    except ValidationError as exc:
+        errors = exc.errors()
+        # A list that fails on one item also reports its own (emptied) length: keep the item's.
+        specific = [e for e in errors if not any(_inside(o["loc"], e["loc"]) for o in errors)]
+        raise ConfigError("\n".join(describe(error) for error in specific)) from None
+
+
+def selected_tiers(context: Mapping[str, Any]) -> tuple[Tier, ...]:
+    """The tiers to synthesize: context ``tier`` is one tier name or ``all`` (the default)."""
+    value = str(context.get(TIER_CONTEXT_KEY) or "all")
+    if value == "all":
+        return tuple(Tier)
+    try:
+        return (Tier(value),)
+    except ValueError:
+        allowed = ", ".join(["all", *Tier])
+        raise ConfigError(f"{TIER_CONTEXT_KEY} = {value!r}: allowed values are {allowed}") from None
+
+
+def describe(error: ErrorDetails) -> str:
+    """One line: dotted key, offending value, and what is allowed."""
+    loc, _ = _walk(error["loc"])
+    if loc and loc[-1] == _KEY_MARK:
+        return _describe_key(".".join([CONTEXT_KEY, *loc[:-1]]), error)
+    key = ".".join([CONTEXT_KEY, *loc])
+    if error["type"] == "missing":
+        return f"{key}: required but missing"
+    if error["type"] == REFERENCE_ERROR:
+        return f"{key}: {error['msg']}"
+    message = error["msg"].removeprefix("Value error, ")
+    keyed = error.get("ctx", {}).get("error")
+    if isinstance(keyed, KeyedError):
+        return f"{'.'.join([key, *keyed.path])}: {keyed.reason}; allowed: {keyed.allowed}"
+    if error["type"] == "union_tag_invalid":
+        ctx = error["ctx"]
+        field = ctx["discriminator"].strip("'")
+        return f"{key}.{field} = {ctx['tag']!r}: allowed values are {ctx['expected_tags']}"
+    if error["type"] == "extra_forbidden":
+        _, here = _walk(error["loc"][:-1])
+        allowed = ", ".join(name for model in here if _is_model(model) for name in model.model_fields)
+        return f"{key}: unknown key; allowed keys here are {allowed}"
+    return f"{key} = {error['input']!r}: {message}"
+
+
+def _describe_key(key: str, error: ErrorDetails) -> str:
+    """A mapping's key that is not allowed: its name is the problem, not a value."""
+    if error["type"] == "literal_error":
+        allowed = ", ".join(re.findall(r"'([^']*)'", error["ctx"]["expected"]))
+        return f"{key}: unknown key; allowed keys here are {allowed}"
+    if error["type"] == PATTERN_ERROR:
+        return f"{key}: this name {error['msg']}"
+    return f"{key}: this name is not allowed: {error['msg']}"
+
+
+def _parse_value(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
+
+
+def _set_path(raw: dict[str, Any], path: list[str], value: Any, key: str) -> None:
+    node = raw
+    for part in path[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{key}: cannot override inside {part!r}, which is not an object")
+        node = child
+    node[path[-1]] = value
+
+
+def _inside(inner: tuple[Any, ...], outer: tuple[Any, ...]) -> bool:
+    return len(inner) > len(outer) and inner[: len(outer)] == outer
+
+
+def _walk(loc: tuple[int | str, ...]) -> tuple[list[str], list[Any]]:
+    """Follow an error location down from the root model: its parts without the tags pydantic adds
+    after a discriminated union ("FIXED_SIZE" and the like), and the types allowed at its end."""
+    parts: list[str] = []
+    here = _options(BlueprintConfig)
+    for part in loc:
+        tagged = [option for option in here if part in _tags(option)]
+        if len(here) > 1 and tagged:
+            here = tagged
+            continue
+        parts.append(str(part))
+        here = _options(_inner(here, part))
+    return parts, here
+
+
+def _options(annotation: Any) -> list[Any]:
+    """The types an annotation allows: Annotated and unions unwrapped, None left out."""
+    if annotation is None or annotation is type(None):
+        return []
+    if get_origin(annotation) is Annotated:
+        return _options(get_args(annotation)[0])
+    if get_origin(annotation) in (Union, UnionType):
+        return [option for arg in get_args(annotation) for option in _options(arg)]
+    return [annotation]
+
+
+def _inner(options: list[Any], part: int | str) -> Any:
+    """The type of what ``part`` (a field, a mapping's key, an index) names inside ``options``."""
+    for option in options:
+        if _is_model(option):
+            field = option.model_fields.get(str(part))
+            if field is not None:
+                return field.annotation
+        elif get_origin(option) is dict:
+            return get_args(option)[1]
+        elif get_origin(option) in (tuple, list):
+            return get_args(option)[0]
+    return None
+
+
+def _tags(option: Any) -> tuple[Any, ...]:
+    """The discriminator values of a model that is one member of a discriminated union."""
+    field = option.model_fields.get("strategy") if _is_model(option) else None
+    return get_args(field.annotation) if field else ()
+
+
+def _is_model(candidate: Any) -> bool:
+    return isinstance(candidate, type) and issubclass(candidate, BaseModel)

@@ -1,0 +1,64 @@
+"""Production dashboards, alarms and evaluation."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from stacks.config.base import ConfigModel
+from stacks.config.fields import Email, LogRetentionDays
+
+
+class ObservabilityConfig(ConfigModel):
+    """Dashboards, alarms and evaluation for the production tier."""
+
+    alarm_emails: tuple[Email, ...] = Field(default=(), description="Who the GenAI alarms e-mail.")
+    tool_accuracy_floor: float = Field(
+        default=0.8,
+        ge=0,
+        le=1,
+        description="Tool-call accuracy (selection and arguments) below this fails make eval and make test, and "
+        "raises each agent's live alarm.",
+    )
+    evaluation_sampling_percentage: float = Field(
+        default=10,
+        ge=0.01,
+        le=100,
+        description="Share of agent sessions AgentCore's online evaluation scores with its built-in tool "
+        "evaluators (percent).",
+    )
+    error_rate_percent: float = Field(
+        default=5,
+        gt=0,
+        le=100,
+        description="Alarm when more than this share of a stage's work fails in 5 minutes (per stage: retrieval, "
+        "generation, guardrail, tool, usage, ingestion).",
+    )
+    p99_latency_ms: int = Field(
+        default=20_000,
+        ge=100,
+        le=900_000,
+        description="Alarm when a stage's p99 latency stays above this for 15 minutes (per stage).",
+    )
+    guardrail_interventions_per_5_minutes: int = Field(
+        default=50,
+        ge=1,
+        description="Alarm when the guardrail intervenes this often in 5 minutes (inputs and outputs alarm "
+        "separately).",
+    )
+    quota_refusals_per_5_minutes: int = Field(
+        default=100,
+        ge=1,
+        description="Alarm when a group is refused for its output quotas this often in 5 minutes (per group).",
+    )
+    invocation_log_days: LogRetentionDays = Field(
+        default=30,
+        description="Days Bedrock model invocation logs (prompts and answers) are kept in the tier's KMS-encrypted "
+        "log group, when this tier sets the logging up (account_settings.model_invocation_logging).",
+    )
+    trace_indexing_percentage: float = Field(
+        default=1,
+        ge=0,
+        le=100,
+        description="Share of spans X-Ray indexes as trace summaries, when this tier turns Transaction Search on "
+        "(account_settings.transaction_search).",
+    )

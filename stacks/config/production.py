@@ -1,0 +1,112 @@
+"""The production tier: every capability's config, and the checks across them (references.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+from pydantic import Field, ModelWrapValidatorHandler, ValidationError, model_validator
+
+from stacks.config.account_settings import AccountSettingsConfig
+from stacks.config.agents import AgentConfig, AgentMemoryConfig, AgentName
+from stacks.config.api import ApiConfig
+from stacks.config.base import TierConfig
+from stacks.config.connectors import ConnectorsConfig
+from stacks.config.fields import GroupName, KebabName, LogRetentionDays, SnakeName, ToolName
+from stacks.config.functions import FunctionConfig, FunctionName
+from stacks.config.groups import GroupConfig, OutputTypeConfig
+from stacks.config.guardrail import GuardrailConfig
+from stacks.config.identity import IdentityConfig
+from stacks.config.ingestion import IngestionConfig
+from stacks.config.knowledge_base import KnowledgeBaseConfig, VectorStore
+from stacks.config.macie import MacieConfig
+from stacks.config.observability import ObservabilityConfig
+from stacks.config.references import plain, reference_problems, with_problems
+from stacks.config.tools import LegacyApiConfig
+
+
+class ProductionConfig(TierConfig):
+    """The production tier: identity, the AI gateway, agents and tools, ingestion, observability."""
+
+    log_retention_days: LogRetentionDays = Field(
+        default=365,
+        description="Days the production log groups keep their events (they are kept when the stacks are "
+        "deleted); also how long the access-log bucket keeps objects.",
+    )
+    identity: IdentityConfig = Field(default=IdentityConfig(), description="The Cognito user pool.")
+    api: ApiConfig = Field(default=ApiConfig(), description="The AI gateway's REST API.")
+    guardrail: GuardrailConfig = Field(
+        default=GuardrailConfig(), description="The Bedrock Guardrail on every gateway input and output."
+    )
+    output_types: dict[SnakeName, OutputTypeConfig] = Field(
+        min_length=1,
+        description='Output-priced workloads by name: POST /v1/outputs/<name>, and "chat" for POST /v1/chat.',
+    )
+    knowledge_base: KnowledgeBaseConfig = Field(
+        default=KnowledgeBaseConfig(documents_prefix="curated/"),
+        description="The production Knowledge Base over the curated bucket's prefix (vector_store keeps its vectors).",
+    )
+    legacy_apis: dict[KebabName, LegacyApiConfig] = Field(
+        default_factory=dict,
+        description="Legacy REST APIs served to agents as MCP tools, by gateway target name (e.g. orders).",
+    )
+    groups: dict[GroupName, GroupConfig] = Field(
+        min_length=1, description="The gateway's groups, by Cognito group name: who may call what, and how much."
+    )
+    tool_requests_per_minute: dict[ToolName, Annotated[int, Field(ge=1, le=1_000_000)]] = Field(
+        default_factory=dict,
+        description="Calls per minute each tool (knowledge_search or a legacy API's tool) takes from everyone "
+        "together, to protect the systems behind it; tools not named get default_tool_requests_per_minute.",
+    )
+    default_tool_requests_per_minute: int = Field(
+        default=600, ge=1, le=1_000_000, description="Calls per minute of each tool not in tool_requests_per_minute."
+    )
+    agents: dict[AgentName, AgentConfig] = Field(
+        default_factory=dict,
+        description="Agents on AgentCore Runtime, by name; the gateway routes their output types to them.",
+    )
+    agent_memory: AgentMemoryConfig = Field(
+        default=AgentMemoryConfig(), description="The AgentCore Memory the agents share."
+    )
+    vector_store: VectorStore = Field(
+        default="s3_vectors",
+        description="Where the production Knowledge Base keeps its vectors: S3 Vectors, or OpenSearch Serverless "
+        "for larger corpora and lower query latency (an always-on collection, billed by the hour even idle).",
+    )
+    ingestion: IngestionConfig = Field(description="The document pipeline and its classifications.")
+    connectors: ConnectorsConfig = Field(
+        default=ConnectorsConfig(), description="Push and pull connectors into the pipeline."
+    )
+    macie: MacieConfig = Field(default=MacieConfig(), description="Macie sensitive-data discovery.")
+    observability: ObservabilityConfig = Field(
+        default=ObservabilityConfig(), description="Dashboards, alarms and evaluation."
+    )
+    account_settings: AccountSettingsConfig = Field(
+        default=AccountSettingsConfig(), description="How the tier treats each one-per-account setting it needs."
+    )
+    functions: dict[FunctionName, FunctionConfig] = Field(
+        default_factory=dict,
+        description="Memory and timeout by function (the package under lambdas/ it runs; macie_findings is the "
+        "Macie responder); a function not named, or a value not set, keeps what the stack gives it today "
+        "(ai_gateway's timeout: api.integration_timeout_seconds; ingestion's: "
+        "ingestion.processor_timeout_seconds).",
+    )
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _check_references(cls, data: Any, handler: ModelWrapValidatorHandler[ProductionConfig]) -> ProductionConfig:
+        """Field errors and broken references between sections, reported together."""
+        if not isinstance(data, Mapping):
+            return handler(data)
+        problems = reference_problems(plain(data))
+        try:
+            config = handler(data)
+        except ValidationError as error:
+            raise with_problems(cls, error.errors(), problems) from None
+        if problems:
+            raise with_problems(cls, [], problems)
+        return config
+
+    def agent_routes(self) -> dict[str, str]:
+        """Output type -> the agent that produces it (output types not named go to a model)."""
+        return {output: name for name, agent in self.agents.items() for output in agent.output_types}

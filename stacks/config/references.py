@@ -1,0 +1,273 @@
+"""Checks across sections of the production config: names one part uses that another declares.
+
+Pydantic reports every bad field of a model in one go, but a validator on a container runs only
+when everything inside it is valid, so one typo in a group would hide every other group's unknown
+output type. These checks therefore read the raw input, beside field validation rather than after
+it: each one is skipped only when what it reads is broken itself (which then reports its own
+error), and the two kinds of error come out together (``with_problems``).
+
+Names are declared by the keys of a section (output_types, legacy_apis.<api>.tools,
+ingestion.classifications), so a declared entry whose body is broken still counts as declared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import Annotated, Any, get_args
+
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
+from pydantic_core.core_schema import ErrorType
+
+from stacks.config.agents import AgentConfig
+from stacks.config.api import GATEWAY_MARGIN_SECONDS, ApiConfig
+from stacks.config.connectors import PullConnectorConfig, PushConnectorConfig
+from stacks.config.groups import GroupConfig
+from stacks.config.tools import BUILTIN_TOOLS
+
+# The error type of a broken reference; its message says what is wrong and what is allowed.
+REFERENCE_ERROR = "unknown_reference"
+
+_PYDANTIC_ERRORS = frozenset(get_args(ErrorType))
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A broken reference: where (below the production config), what is wrong, what is allowed."""
+
+    loc: tuple[str | int, ...]
+    reason: str
+    allowed: str
+    value: Any = None
+
+
+def reference_problems(production: Mapping[str, Any]) -> list[Problem]:
+    """Every broken reference in a raw production config (plain JSON-like data)."""
+    declared = _Declared.of(production)
+    checks: tuple[Callable[[Mapping[str, Any], _Declared], Iterator[Problem]], ...] = (
+        _unique_tool_names,
+        _rated_tools_exist,
+        _groups_name_declared_things,
+        _agents_serve_declared_outputs_once,
+        _connectors_use_declared_classifications,
+    )
+    return [problem for check in checks for problem in check(production, declared)]
+
+
+def with_problems(
+    model: type[BaseModel], errors: Sequence[ErrorDetails], problems: Sequence[Problem]
+) -> ValidationError:
+    """One ValidationError holding pydantic's own errors and the broken references, in the order
+    of the model's fields."""
+    details: list[InitErrorDetails] = [_reraised(error) for error in errors]
+    details += [
+        InitErrorDetails(
+            type=PydanticCustomError(
+                REFERENCE_ERROR, "{reason}; allowed: {allowed}", {"reason": p.reason, "allowed": p.allowed}
+            ),
+            loc=p.loc,
+            input=p.value,
+        )
+        for p in problems
+    ]
+    order = {name: index for index, name in enumerate(model.model_fields)}
+
+    def position(detail: InitErrorDetails) -> int:
+        loc = detail.get("loc", ())
+        return order.get(str(loc[0]), len(order)) if loc else -1
+
+    details.sort(key=position)
+    return ValidationError.from_exception_data(model.__name__, details)
+
+
+def plain(value: Any) -> Any:
+    """Input data with any model instances in it turned into their plain data."""
+    if isinstance(value, BaseModel):
+        return value.model_dump()
+    if isinstance(value, Mapping):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(item) for item in value]
+    return value
+
+
+@dataclass(frozen=True)
+class _Declared:
+    """What the production config declares; None where it cannot be read (that section is broken)."""
+
+    output_types: tuple[str, ...] | None
+    tools: Mapping[str, str] | None  # tool -> gateway target
+    classifications: tuple[str, ...] | None
+    integration_timeout_seconds: int | None
+
+    @classmethod
+    def of(cls, production: Mapping[str, Any]) -> _Declared:
+        ingestion = _mapping(production.get("ingestion"))
+        return cls(
+            output_types=_keys(production.get("output_types")),
+            tools=_tools(production.get("legacy_apis", {})),
+            classifications=_keys(ingestion.get("classifications")) if ingestion is not None else None,
+            integration_timeout_seconds=_field(ApiConfig, production.get("api", {}), "integration_timeout_seconds"),
+        )
+
+
+def _unique_tool_names(production: Mapping[str, Any], declared: _Declared) -> Iterator[Problem]:
+    seen: dict[str, str] = {}
+    for target, api in _entries(production.get("legacy_apis", {})):
+        for tool in _keys(_mapping(api, {}).get("tools", {})) or ():
+            if tool in seen or tool in BUILTIN_TOOLS:
+                owner = seen.get(tool, "the built-in tools")
+                yield Problem(
+                    ("legacy_apis", target, "tools", tool), f"tool name already used by {owner}", "unique names", tool
+                )
+            seen.setdefault(tool, target)
+
+
+def _rated_tools_exist(production: Mapping[str, Any], declared: _Declared) -> Iterator[Problem]:
+    if declared.tools is None:
+        return
+    allowed = ", ".join(sorted(declared.tools))
+    for tool in _keys(production.get("tool_requests_per_minute", {})) or ():
+        if tool not in declared.tools:
+            yield Problem(("tool_requests_per_minute", tool), "unknown tool", allowed, tool)
+
+
+def _groups_name_declared_things(production: Mapping[str, Any], declared: _Declared) -> Iterator[Problem]:
+    for name, group in _entries(production.get("groups")):
+        if not isinstance(group, Mapping):
+            continue
+        if declared.output_types is not None:
+            for output in _keys(group.get("output_quotas")) or ():
+                if output not in declared.output_types:
+                    yield Problem(
+                        ("groups", name, "output_quotas", output),
+                        "unknown output type",
+                        ", ".join(declared.output_types),
+                        output,
+                    )
+        if declared.tools is not None:
+            allowed = ", ".join(sorted(declared.tools))
+            for index, tool in enumerate(_field(GroupConfig, group, "tools") or ()):
+                if tool not in declared.tools:
+                    yield Problem(("groups", name, "tools", index), f"unknown tool {tool}", allowed, tool)
+        if declared.classifications is not None:
+            allowed = ", ".join(declared.classifications)
+            for index, classification in enumerate(_field(GroupConfig, group, "data_classifications") or ()):
+                if classification not in declared.classifications:
+                    yield Problem(
+                        ("groups", name, "data_classifications", index),
+                        f"unknown classification {classification}",
+                        allowed,
+                        classification,
+                    )
+
+
+def _agents_serve_declared_outputs_once(production: Mapping[str, Any], declared: _Declared) -> Iterator[Problem]:
+    served: dict[str, str] = {}
+    for name, agent in _entries(production.get("agents", {})):
+        if not isinstance(agent, Mapping):
+            continue
+        turn_seconds = _field(AgentConfig, agent, "turn_seconds")
+        if declared.integration_timeout_seconds is not None and turn_seconds is not None:
+            # The gateway keeps GATEWAY_MARGIN_SECONDS of its own time to guard and meter the answer.
+            budget = declared.integration_timeout_seconds - GATEWAY_MARGIN_SECONDS
+            if turn_seconds > budget:
+                yield Problem(
+                    ("agents", name, "turn_seconds"),
+                    f"{turn_seconds} s does not fit the gateway's {budget} s for an agent turn",
+                    f"at most {budget} (or raise api.integration_timeout_seconds)",
+                    turn_seconds,
+                )
+        for index, output in enumerate(_field(AgentConfig, agent, "output_types") or ()):
+            where = ("agents", name, "output_types", index)
+            if declared.output_types is not None and output not in declared.output_types:
+                yield Problem(where, f"unknown output type {output}", ", ".join(declared.output_types), output)
+            elif output in served:
+                yield Problem(where, f"output type {output} is already served by agent {served[output]}", "one agent")
+            else:
+                served[output] = name
+
+
+def _connectors_use_declared_classifications(production: Mapping[str, Any], declared: _Declared) -> Iterator[Problem]:
+    if declared.classifications is None:
+        return
+    known = declared.classifications
+    allowed = ", ".join(known)
+    connectors = _mapping(production.get("connectors", {}), {})
+    sources = _field(PushConnectorConfig, connectors.get("push", {}), "sources") or {}
+    for source, classification in sources.items():
+        if classification not in known:
+            yield Problem(
+                ("connectors", "push", "sources", source), f"unknown classification {classification}", allowed
+            )
+    for name, pull in _entries(connectors.get("pull", {})):
+        classification = _field(PullConnectorConfig, pull, "classification")
+        if classification is not None and classification not in known:
+            yield Problem(
+                ("connectors", "pull", name, "classification"), f"unknown classification {classification}", allowed
+            )
+
+
+def _tools(legacy_apis: Any) -> Mapping[str, str] | None:
+    """Every tool name -> its gateway target, or None when a legacy API's tools cannot be read."""
+    apis = _mapping(legacy_apis)
+    if apis is None:
+        return None
+    tools = dict(BUILTIN_TOOLS)
+    for target, api in apis.items():
+        names = _keys(_mapping(api, {}).get("tools", {}))
+        if names is None:
+            return None
+        tools.update(dict.fromkeys(names, target))
+    return tools
+
+
+def _field(model: type[BaseModel], section: Any, name: str) -> Any:
+    """One field of ``model`` validated on its own from a raw ``section`` (its default when the
+    section leaves it out), or None when the section is not an object or the value is invalid."""
+    if not isinstance(section, Mapping):
+        return None
+    value = section.get(name, _MISSING)
+    if value is _MISSING:
+        field = model.model_fields[name]
+        return None if field.is_required() else field.get_default(call_default_factory=True)
+    try:
+        return _adapter(model, name).validate_python(value)
+    except ValidationError:
+        return None
+
+
+@cache
+def _adapter(model: type[BaseModel], name: str) -> TypeAdapter[Any]:
+    """The field's type with its constraints (ge, min_length, ...), without the model around it."""
+    field = model.model_fields[name]
+    annotation: Any = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
+    return TypeAdapter(annotation, config=ConfigDict(coerce_numbers_to_str=True))
+
+
+def _mapping(value: Any, default: Any = None) -> Any:
+    return value if isinstance(value, Mapping) else default
+
+
+def _keys(value: Any) -> tuple[str, ...] | None:
+    return tuple(str(key) for key in value) if isinstance(value, Mapping) else None
+
+
+def _entries(value: Any) -> list[tuple[str, Any]]:
+    return [(str(key), item) for key, item in value.items()] if isinstance(value, Mapping) else []
+
+
+def _reraised(error: ErrorDetails) -> InitErrorDetails:
+    """An error pydantic reported, in the form ValidationError.from_exception_data takes back."""
+    if error["type"] in _PYDANTIC_ERRORS:
+        details = InitErrorDetails(type=error["type"], loc=error["loc"], input=error["input"])
+        if "ctx" in error:
+            details["ctx"] = error["ctx"]
+        return details
+    # A custom error's message is already rendered: keep it as it is.
+    return InitErrorDetails(
+        type=PydanticCustomError(error["type"], error["msg"]), loc=error["loc"], input=error["input"]
+    )

@@ -1,0 +1,100 @@
+"""The sandbox tier: a Knowledge Base and Kendra over a documents bucket, a query function, a budget."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+from pydantic import Field
+
+from stacks.config.base import ConfigModel, TierConfig
+from stacks.config.fields import CronSchedule, Email, LogRetentionDays, ModelId
+from stacks.config.knowledge_base import KnowledgeBaseConfig
+
+
+class KendraConfig(ConfigModel):
+    """An Amazon Kendra index over the documents prefix, beside the Knowledge Base."""
+
+    enabled: bool = Field(
+        default=True,
+        description="Whether the sandbox has the Kendra index: Kendra bills by the hour from the moment the "
+        'index exists, so it can be switched off (the query function then refuses "source": "kendra").',
+    )
+    edition: Literal["DEVELOPER_EDITION", "ENTERPRISE_EDITION"] = Field(
+        default="DEVELOPER_EDITION", description="The Kendra index edition."
+    )
+    sync_schedule: CronSchedule = Field(
+        default="cron(0 3 * * ? *)",
+        description="When the Kendra data source crawls the documents prefix again (a full crawl).",
+    )
+
+
+class BudgetConfig(ConfigModel):
+    """A monthly AWS Budgets cost budget that e-mails when the sandbox spends too much."""
+
+    monthly_limit_usd: float = Field(gt=0, description="The budget per calendar month (USD).")
+    alert_threshold_percent: int = Field(
+        default=80,
+        ge=1,
+        le=100,
+        description="Actual spend past this share of the limit sends an alert (forecast spend past 100% always does).",
+    )
+    alert_emails: tuple[Email, ...] = Field(min_length=1, description="Who the budget alerts e-mail.")
+    scope_to_tier_tag: bool = Field(
+        default=False,
+        description="Count only resources tagged tier=sandbox (needs the tier cost-allocation tag activated in "
+        "Billing); false budgets the whole account, right for a dedicated sandbox account.",
+    )
+
+
+class QueryConfig(ConfigModel):
+    """The prototype query function: answers a question from the Knowledge Base or Kendra, with citations."""
+
+    generation_model_id: ModelId = Field(
+        default="amazon.nova-lite-v1:0",
+        description="The Bedrock model (or inference profile, granted in every region it routes to) that writes "
+        "the answer.",
+    )
+    max_question_chars: int = Field(
+        default=1000,
+        ge=1,
+        le=1000,
+        description="Longest question accepted (422 beyond): RetrieveAndGenerate takes at most 1,000 characters "
+        "(Kendra reads only the first 30 words).",
+    )
+    max_passages: int = Field(default=5, ge=1, le=20, description="Passages retrieved per question.")
+    max_answer_tokens: int = Field(default=800, ge=1, le=8192, description="Tokens the model may write per answer.")
+    memory_mb: int = Field(default=512, ge=128, le=10240, description="The query function's memory (MB).")
+    timeout_seconds: int = Field(
+        default=60,
+        ge=3,
+        le=900,
+        description="The query function's timeout; each AWS call gets two attempts within it.",
+    )
+    reserved_concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        le=1000,
+        description="Caps the function's concurrency (and so its spend); the account must have at least this many "
+        "plus 100 unreserved executions. null leaves it uncapped.",
+    )
+
+
+class SandboxConfig(TierConfig):
+    """A disposable prototype tier in one stack: every resource is destroyed with it."""
+
+    log_retention_days: LogRetentionDays = Field(
+        default=14,
+        description="Days the sandbox's log groups keep their events; also how long its access-log bucket keeps "
+        "objects.",
+    )
+    expires_on: dt.date = Field(
+        description="The date (YYYY-MM-DD) the sandbox is meant to be destroyed by: tagged expires-on on every "
+        "resource."
+    )
+    budget: BudgetConfig = Field(description="The sandbox's monthly cost budget and its alerts.")
+    knowledge_base: KnowledgeBaseConfig = Field(
+        default=KnowledgeBaseConfig(), description="The Knowledge Base (S3 Vectors) over the documents bucket."
+    )
+    kendra: KendraConfig = Field(default=KendraConfig(), description="The Kendra index over the same documents.")
+    query: QueryConfig = Field(default=QueryConfig(), description="The query function behind an IAM-authorized URL.")
