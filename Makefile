@@ -23,7 +23,7 @@ CDK := cdk --ci --no-notices
 CDK_ARGS := -c tier=$(TIER)
 PIP_QUIET := --quiet --disable-pip-version-check
 
-.PHONY: help layer agent-deps setup synth test eval lint format typecheck cfn-lint bench nag-report diff deploy smoke destroy clean distclean
+.PHONY: help layer agent-deps setup synth test eval lint format typecheck docs cfn-lint bench nag-report diff deploy smoke destroy clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -82,6 +82,9 @@ format: setup ## apply ruff's fixes and formatting
 
 typecheck: setup ## mypy on stacks/, lambdas/ and app.py
 	$(BIN)/mypy
+
+docs: $(VENV)/.installed ## regenerate docs/configuration.md from the config models
+	$(BIN)/python tools/config_docs.py
 
 cfn-lint: synth ## cfn-lint every synthesized template
 	$(BIN)/cfn-lint
