@@ -19,10 +19,11 @@ from aws_lambda_powertools.utilities.data_classes import CloudWatchLogsEvent, ev
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from evaluation.evaluator import GoldenCase, calls_from, load_golden_set, score
+from shared.observability import AGENT_TURN_MESSAGE, Dimension, Metric
 from shared.telemetry import emit_all
 
 logger = Logger()
-TURN = "agent turn"
+TURN = AGENT_TURN_MESSAGE
 
 
 @cache
@@ -48,20 +49,20 @@ def publish(record: dict[str, Any]) -> dict[str, float] | None:
     agent = str(record.get("agent") or "unknown")
     for call in record["tool_calls"]:
         counts = [
-            ("ToolCalls", MetricUnit.Count, 1.0),
-            ("ToolErrors", MetricUnit.Count, 0.0 if call.get("ok") else 1.0),
+            (Metric.TOOL_CALLS, MetricUnit.Count, 1.0),
+            (Metric.TOOL_ERRORS, MetricUnit.Count, 0.0 if call.get("ok") else 1.0),
         ]
-        emit_all(counts, {"Tool": str(call.get("name") or "unknown")})
+        emit_all(counts, {Dimension.TOOL: str(call.get("name") or "unknown")})
     case = golden().get(str(record.get("evaluation_case") or ""))
     if case is None:
         return None
     result = score(case, calls_from(record["tool_calls"]))
-    scores = {
-        "ToolSelectionAccuracy": result.selection * 100,
-        "ToolArgumentAccuracy": result.arguments * 100,
-        "ToolCallSuccessRate": result.success * 100,
+    scores: dict[str, float] = {
+        Metric.TOOL_SELECTION_ACCURACY: result.selection * 100,
+        Metric.TOOL_ARGUMENT_ACCURACY: result.arguments * 100,
+        Metric.TOOL_CALL_SUCCESS_RATE: result.success * 100,
     }
-    emit_all([(name, MetricUnit.Percent, value) for name, value in scores.items()], {"Agent": agent})
+    emit_all([(name, MetricUnit.Percent, value) for name, value in scores.items()], {Dimension.AGENT: agent})
     return scores
 
 

@@ -36,6 +36,7 @@ from ingestion.pii import PiiScanner
 from ingestion.pipeline import Pipeline, document_id
 from ingestion.registry import DEAD_LETTERED, QUARANTINED, Registry, VersionRecord
 from shared.contract import variable
+from shared.observability import Metric
 from shared.telemetry import stage
 
 logger = Logger()
@@ -126,7 +127,7 @@ def _dead_letter(record: SQSRecord, reason: str) -> None:
         MessageAttributes={"reason": {"DataType": "String", "StringValue": reason}},
     )
     registry().dead_letter_event(record.message_id, reason, dt.datetime.now(dt.UTC))
-    metrics.add_metric(name="DocumentsDeadLettered", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name=Metric.DOCUMENTS_DEAD_LETTERED, unit=MetricUnit.Count, value=1)
     logger.warning("malformed event dead-lettered", extra={"message_id": record.message_id, "reason": reason})
 
 
@@ -145,7 +146,7 @@ def _record_dead_letter(ref: ObjectRef, reason: str) -> None:
             processed_at=now,
         )
     )
-    metrics.add_metric(name="DocumentsDeadLettered", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name=Metric.DOCUMENTS_DEAD_LETTERED, unit=MetricUnit.Count, value=1)
 
 
 def _code(error: Exception) -> str:

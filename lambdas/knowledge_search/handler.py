@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from knowledge_search.contract import Arguments, Settings
 from shared.documents import CLASSIFICATION_KEY
+from shared.observability import Metric
 from shared.telemetry import StageRecord, stage
 from shared.tool_errors import ToolError
 
@@ -89,7 +90,7 @@ def _retrieve(agent_runtime: Any, knowledge_base_id: str, request: Arguments, re
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
-    metrics.add_metric(name="ToolCalls", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name=Metric.TOOL_CALLS, unit=MetricUnit.Count, value=1)
     result = search(client(), settings().knowledge_base_id, event if isinstance(event, dict) else {})
     logger.info("searched", extra={"returned": result.get("returned"), "error": result.get("error", {}).get("kind")})
     return result

@@ -16,6 +16,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from legacy_tools.adapters import Shape, Tool, registry
 from legacy_tools.contract import Settings
 from shared.legacy_client import ClientSettings, Credentials, LegacyClient, secret_credentials
+from shared.observability import Dimension, Metric
 from shared.tool_errors import ToolError
 from shared.tools import TOOL_NAME_KEY, unqualified
 
@@ -74,7 +75,7 @@ def run(name: str, arguments: Any) -> dict[str, Any]:
     try:
         return tool(client(), shape(), arguments)
     except ToolError as error:
-        metrics.add_metric(name="ToolErrors", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=Metric.TOOL_ERRORS, unit=MetricUnit.Count, value=1)
         logger.info("tool refused", extra={"tool": name, "kind": error.kind})
         return error.result()
 
@@ -83,8 +84,8 @@ def run(name: str, arguments: Any) -> dict[str, Any]:
 @metrics.log_metrics
 def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     name = tool_name(context)
-    metrics.add_dimension("Tool", name if name in tools() else "unknown")
-    metrics.add_metric(name="ToolCalls", unit=MetricUnit.Count, value=1)
+    metrics.add_dimension(Dimension.TOOL, name if name in tools() else "unknown")
+    metrics.add_metric(name=Metric.TOOL_CALLS, unit=MetricUnit.Count, value=1)
     result = run(name, event)
     logger.info("tool answered", extra={"tool": name, "error": result.get("error", {}).get("kind")})
     return result

@@ -22,8 +22,10 @@ from typing import Any, Literal
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
-Stage = Literal["retrieval", "generation", "guardrail", "tool", "usage", "ingestion"]
-STAGES: tuple[str, ...] = ("retrieval", "generation", "guardrail", "tool", "usage", "ingestion")
+from shared.observability import STAGES, Dimension, Metric, Stage
+
+__all__ = ["CONVERSATION", "STAGES", "TRACE", "Stage", "StageRecord", "emit", "emit_all", "stage"]
+
 CONVERSATION = "gen_ai.conversation.id"
 TRACE = "aws.xray.trace_id"
 Attribute = str | int | float | bool | list[str]
@@ -84,11 +86,11 @@ def stage(
 def _metrics(name: str, latency_ms: float, failed: bool, namespace: str | None, conversation: str | None) -> None:
     emit_all(
         [
-            ("StageRequests", MetricUnit.Count, 1.0),
-            ("StageErrors", MetricUnit.Count, 1.0 if failed else 0.0),
-            ("StageLatency", MetricUnit.Milliseconds, latency_ms),
+            (Metric.STAGE_REQUESTS, MetricUnit.Count, 1.0),
+            (Metric.STAGE_ERRORS, MetricUnit.Count, 1.0 if failed else 0.0),
+            (Metric.STAGE_LATENCY, MetricUnit.Milliseconds, latency_ms),
         ],
-        {"Stage": name},
+        {Dimension.STAGE: name},
         namespace=namespace,
         metadata={CONVERSATION: conversation} if conversation else None,
     )

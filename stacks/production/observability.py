@@ -27,14 +27,15 @@ from aws_cdk import (
 )
 from constructs import Construct
 
+from ai_gateway.contract import INPUT, OUTPUT, Dimension as GatewayDimension, Metric as Gateway
+from shared.observability import AGENT_TURN_MESSAGE, STAGES, Dimension, Metric
 from stacks.config import ProductionConfig, Tier
 from stacks.production.functions import production_function
 from stacks.shared.nag import acknowledge
 from stacks.shared.naming import pascal_case
 
-STAGES = ("retrieval", "generation", "guardrail", "tool", "usage", "ingestion")  # lambdas/shared/telemetry.py
 FIVE_MINUTES = Duration.minutes(5)
-AGENT_TURN_FILTER = logs.FilterPattern.string_value("$.message", "=", "agent turn")
+AGENT_TURN_FILTER = logs.FilterPattern.string_value("$.message", "=", AGENT_TURN_MESSAGE)
 
 
 class ObservabilityStack(Stack):
@@ -102,12 +103,18 @@ class ObservabilityStack(Stack):
     # --- metrics ---------------------------------------------------------------------------------
 
     def _metric(
-        self, name: str, statistic: str = "Sum", period: Duration = FIVE_MINUTES, **dimensions: str
+        self,
+        name: str,
+        dimension: str,
+        value: str,
+        statistic: str = "Sum",
+        period: Duration = FIVE_MINUTES,
     ) -> cloudwatch.Metric:
+        """One series of ``name``: the one whose single dimension ``dimension`` is ``value``."""
         return cloudwatch.Metric(
             namespace=self._namespace,
             metric_name=name,
-            dimensions_map=dimensions or None,
+            dimensions_map={dimension: value},
             statistic=statistic,
             period=period,
         )
@@ -120,9 +127,13 @@ class ObservabilityStack(Stack):
         return cloudwatch.MathExpression(expression=expression, label=metric, period=FIVE_MINUTES)
 
     def _dashboard(self, name: str, agents: Sequence[str], dead_letters: sqs.IQueue) -> cloudwatch.Dashboard:
-        stage_requests = [self._metric("StageRequests", Stage=s) for s in STAGES]
-        stage_errors = [self._metric("StageErrors", Stage=s) for s in STAGES]
-        latency = [self._metric("StageLatency", statistic=p, Stage=s) for s in STAGES for p in ("p50", "p90", "p99")]
+        stage_requests = [self._metric(Metric.STAGE_REQUESTS, Dimension.STAGE, s) for s in STAGES]
+        stage_errors = [self._metric(Metric.STAGE_ERRORS, Dimension.STAGE, s) for s in STAGES]
+        latency = [
+            self._metric(Metric.STAGE_LATENCY, Dimension.STAGE, s, statistic=p)
+            for s in STAGES
+            for p in ("p50", "p90", "p99")
+        ]
         dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=f"{name}-genai-operations")
         width = 12
         dashboard.add_widgets(
@@ -137,37 +148,52 @@ class ObservabilityStack(Stack):
             cloudwatch.GraphWidget(title="Latency p50 / p90 / p99 by stage (ms)", left=latency, width=24, height=8),
             cloudwatch.GraphWidget(
                 title="Tokens by model",
-                left=[self._search("ModelInputTokens", "Model"), self._search("ModelOutputTokens", "Model")],
+                left=[
+                    self._search(Gateway.MODEL_INPUT_TOKENS, GatewayDimension.MODEL),
+                    self._search(Gateway.MODEL_OUTPUT_TOKENS, GatewayDimension.MODEL),
+                ],
                 width=width,
             ),
             cloudwatch.GraphWidget(
-                title="Estimated cost by model (USD)", left=[self._search("EstimatedCostUsd", "Model")], width=width
+                title="Estimated cost by model (USD)",
+                left=[self._search(Gateway.ESTIMATED_COST_USD, GatewayDimension.MODEL)],
+                width=width,
             ),
             cloudwatch.GraphWidget(
                 title="Outputs by group and type",
-                left=[self._search("Outputs", "Group,OutputType,service")],
+                left=[
+                    self._search(
+                        Gateway.OUTPUTS, f"{GatewayDimension.GROUP},{GatewayDimension.OUTPUT_TYPE},{Dimension.SERVICE}"
+                    )
+                ],
                 width=width,
             ),
             cloudwatch.GraphWidget(
-                title="Quota refusals by group", left=[self._search("QuotaRefusalsByGroup", "Group")], width=width
+                title="Quota refusals by group",
+                left=[self._search(Gateway.QUOTA_REFUSALS_BY_GROUP, GatewayDimension.GROUP)],
+                width=width,
             ),
             cloudwatch.GraphWidget(
                 title="Guardrail interventions by type (input / output)",
-                left=[self._search("GuardrailInterventions", "Source")],
+                left=[self._search(Gateway.GUARDRAIL_INTERVENTIONS, GatewayDimension.SOURCE)],
                 width=width,
             ),
             cloudwatch.GraphWidget(
                 title="Tool calls and tool errors by tool",
-                left=[self._search("ToolCalls", "Tool")],
-                right=[self._search("ToolErrors", "Tool")],
+                left=[self._search(Metric.TOOL_CALLS, Dimension.TOOL)],
+                right=[self._search(Metric.TOOL_ERRORS, Dimension.TOOL)],
                 width=width,
             ),
             cloudwatch.GraphWidget(
                 title="Tool-call accuracy by agent (%)",
                 left=[
-                    self._metric(metric, statistic="Average", period=Duration.hours(1), Agent=agent)
+                    self._metric(metric, Dimension.AGENT, agent, statistic="Average", period=Duration.hours(1))
                     for agent in agents
-                    for metric in ("ToolSelectionAccuracy", "ToolArgumentAccuracy", "ToolCallSuccessRate")
+                    for metric in (
+                        Metric.TOOL_SELECTION_ACCURACY,
+                        Metric.TOOL_ARGUMENT_ACCURACY,
+                        Metric.TOOL_CALL_SUCCESS_RATE,
+                    )
                 ],
                 left_y_axis=cloudwatch.YAxisProps(min=0, max=100),
                 width=width,
@@ -175,9 +201,9 @@ class ObservabilityStack(Stack):
             cloudwatch.GraphWidget(
                 title="Ingestion throughput and outcomes",
                 left=[
-                    self._search("DocumentsCurated", "service"),
-                    self._search("DocumentsQuarantined", "service"),
-                    self._search("DocumentsDeadLettered", "service"),
+                    self._search(Metric.DOCUMENTS_CURATED, Dimension.SERVICE),
+                    self._search(Metric.DOCUMENTS_QUARANTINED, Dimension.SERVICE),
+                    self._search(Metric.DOCUMENTS_DEAD_LETTERED, Dimension.SERVICE),
                 ],
                 width=width,
             ),
@@ -219,8 +245,8 @@ class ObservabilityStack(Stack):
             rate = cloudwatch.MathExpression(
                 expression="IF(requests > 0, 100 * errors / requests, 0)",
                 using_metrics={
-                    "errors": self._metric("StageErrors", Stage=stage),
-                    "requests": self._metric("StageRequests", Stage=stage),
+                    "errors": self._metric(Metric.STAGE_ERRORS, Dimension.STAGE, stage),
+                    "requests": self._metric(Metric.STAGE_REQUESTS, Dimension.STAGE, stage),
                 },
                 period=FIVE_MINUTES,
                 label=f"{stage} error rate (%)",
@@ -233,7 +259,7 @@ class ObservabilityStack(Stack):
                 percent,
                 above,
             )
-            p99 = self._metric("StageLatency", statistic="p99", Stage=stage)
+            p99 = self._metric(Metric.STAGE_LATENCY, Dimension.STAGE, stage, statistic="p99")
             limit = settings.p99_latency_ms
             alarm(
                 f"LatencyP99{stage.title()}",
@@ -243,8 +269,8 @@ class ObservabilityStack(Stack):
                 above,
                 3,
             )
-        for source in ("INPUT", "OUTPUT"):
-            interventions = self._metric("GuardrailInterventions", Source=source)
+        for source in (INPUT, OUTPUT):
+            interventions = self._metric(Gateway.GUARDRAIL_INTERVENTIONS, GatewayDimension.SOURCE, source)
             description = f"Guardrail {source.lower()} interventions spiked"
             alarm(
                 f"GuardrailSpike{source.title()}",
@@ -254,7 +280,7 @@ class ObservabilityStack(Stack):
                 at_least,
             )
         for group in config.groups:
-            refusals = self._metric("QuotaRefusalsByGroup", Group=group)
+            refusals = self._metric(Gateway.QUOTA_REFUSALS_BY_GROUP, GatewayDimension.GROUP, group)
             description = f"Group {group} keeps hitting its output quotas"
             alarm(
                 f"QuotaExhausted{pascal_case(group)}",
@@ -264,7 +290,7 @@ class ObservabilityStack(Stack):
                 at_least,
             )
         for agent in agents:
-            for name in ("ToolSelectionAccuracy", "ToolArgumentAccuracy"):
-                accuracy = self._metric(name, statistic="Average", period=Duration.hours(1), Agent=agent)
+            for name in (Metric.TOOL_SELECTION_ACCURACY, Metric.TOOL_ARGUMENT_ACCURACY):
+                accuracy = self._metric(name, Dimension.AGENT, agent, statistic="Average", period=Duration.hours(1))
                 description = f"{agent}'s {name} on evaluation cases fell below the floor"
                 alarm(f"{name}{pascal_case(agent)}", accuracy, description, settings.tool_accuracy_floor * 100, below)
