@@ -16,8 +16,8 @@ class AccountSettingsConfig(ConfigModel):
 
     manage: a CloudFormation resource of the foundation stack (creating it fails if it is on; kept on
     delete). adopt: turn it on if it is off, leave it as it is if it is on, never switch it off (stack
-    deletion included). off: leave the account alone and do without the feature. docs/deploy.md says
-    which stack holds each.
+    deletion included). off: leave the account alone and do without the feature. docs/operations.md
+    ("Account-wide settings") says which stack holds each; ADR 0004 says why adopt is the default.
     """
 
     transaction_search: AccountSettingMode = Field(

@@ -73,7 +73,10 @@ class GroupConfig(ConfigModel):
         description="Staff or customers: a token claim (gateway_kind); only internal callers may replay "
         "evaluation cases."
     )
-    tier: Label = Field(description="A label for the group's commercial tier: a token claim (gateway_tier).")
+    tier: Label = Field(
+        description="A label for the group's tier (such as gold or basic): the gateway_tier claim in its members' "
+        "tokens, and shown by GET /v1/usage."
+    )
     precedence: int = Field(
         ge=0,
         le=1000,
