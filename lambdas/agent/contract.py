@@ -40,6 +40,3 @@ class Settings(FunctionSettings):
 
 # AgentCore Runtime's session header (AWS's name), forwarded to the agent with the caller's token.
 SESSION_HEADER: Final = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id"
-# The telemetry stages a turn reports (shared.telemetry).
-STAGE_GENERATION: Final = "generation"
-STAGE_TOOL: Final = "tool"

@@ -17,7 +17,6 @@ from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
 
-from agent.contract import STAGE_GENERATION, STAGE_TOOL
 from shared.converse import converse
 from shared.telemetry import stage
 
@@ -109,7 +108,7 @@ def run_turn(
             "gen_ai.system": "aws.bedrock",
             "gen_ai.request.model": remaining[0],
         }
-        with stage(STAGE_GENERATION, logger, conversation=session_id, **attributes) as record:
+        with stage("generation", logger, conversation=session_id, **attributes) as record:
             answered = converse(bedrock, remaining, deadline=deadline, clock=clock, **request)
             record.update(
                 {
@@ -143,7 +142,7 @@ def run_turn(
                 results.append(_tool_result(use["toolUseId"], outcome, turn.model))
                 continue
             tool = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": use["name"]}
-            with stage(STAGE_TOOL, logger, conversation=session_id, **tool) as record:
+            with stage("tool", logger, conversation=session_id, **tool) as record:
                 outcome = tools.call_tool(use["name"], use.get("input") or {})
                 error = outcome.get("error") if isinstance(outcome.get("error"), dict) else None
                 if error is not None:

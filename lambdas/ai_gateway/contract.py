@@ -2,7 +2,8 @@
 
 The function's settings (one environment variable per field, shared.contract), and the names
 others address it by: the metrics and dimensions the observability stack charts and alarms on,
-the telemetry stages it reports, the authorizer context keys it reads, the headers it honours.
+the authorizer context keys it reads, the headers it honours. (The stages it reports and the
+agent-turn log message are shared by several functions: shared.observability.)
 
 Imports only the standard library, pydantic and shared.contract: the CDK app imports it too.
 """
@@ -77,11 +78,6 @@ class Dimension(StrEnum):
 # ApplyGuardrail's sources, and the values of the Source dimension.
 INPUT: Final = "INPUT"
 OUTPUT: Final = "OUTPUT"
-
-# The telemetry stages the gateway reports (shared.telemetry).
-STAGE_GUARDRAIL: Final = "guardrail"
-STAGE_USAGE: Final = "usage"
-STAGE_GENERATION: Final = "generation"
 
 # The keys of the request context the gateway's Lambda authorizer (lambdas/gateway_authorizer) sets.
 CLAIM_USER: Final = "user"

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ai_gateway.agents import AgentClient
-from ai_gateway.contract import INPUT, OUTPUT, STAGE_GENERATION, STAGE_USAGE, Metric
+from ai_gateway.contract import INPUT, OUTPUT, Metric
 from ai_gateway.guardrail import Guard, Verdict
 from ai_gateway.ledger import Admission, Ledger, QuotaExceededError
 from ai_gateway.models import Caller, OutputPolicy, Quota
@@ -174,7 +174,7 @@ class Flow:
         try:
             with (
                 call("dynamodb"),
-                self._telemetry.stage(STAGE_USAGE, request.conversation, {"gen_ai.operation.name": "admit"}) as record,
+                self._telemetry.stage("usage", request.conversation, {"gen_ai.operation.name": "admit"}) as record,
             ):
                 try:
                     with self._telemetry.timed(Metric.LEDGER_LATENCY):
@@ -222,7 +222,7 @@ class Flow:
             "gen_ai.system": "aws.bedrock",
             "gen_ai.request.model": request.models[0],
         }
-        with self._telemetry.stage(STAGE_GENERATION, request.conversation, attributes) as record:
+        with self._telemetry.stage("generation", request.conversation, attributes) as record:
             if agent is None:
                 generation = self._models.generate(
                     request.models,

@@ -16,11 +16,12 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from ai_gateway.agents import AgentTurn
-from ai_gateway.contract import INPUT, STAGE_GUARDRAIL, Dimension, Metric
+from ai_gateway.contract import INPUT, Dimension, Metric
 from ai_gateway.guardrail import Verdict
 from ai_gateway.models import OutputPolicy
 from ai_gateway.router import Generation
 from shared.aws_errors import UpstreamError
+from shared.observability import AGENT_TURN_MESSAGE
 from shared.telemetry import CONVERSATION, Stage, StageRecord, emit, stage
 
 COUNT = MetricUnit.Count
@@ -81,7 +82,7 @@ class Telemetry:
         """One ApplyGuardrail stage (INPUT or OUTPUT), timed, its interventions counted."""
         latency = Metric.GUARDRAIL_INPUT_LATENCY if source == INPUT else Metric.GUARDRAIL_OUTPUT_LATENCY
         attributes = {"gen_ai.operation.name": "apply_guardrail", "aws.bedrock.guardrail.source": source}
-        with self.stage(STAGE_GUARDRAIL, conversation, attributes) as record:
+        with self.stage("guardrail", conversation, attributes) as record:
             with self.timed(latency):
                 verdict = check()
             if verdict.intervened:
@@ -124,7 +125,7 @@ class Telemetry:
         self._count(Metric.AGENT_TOOL_CALLS, len(turn.calls))
         self._count(Metric.AGENT_TOOL_ERRORS, turn.tool_errors)
         self._logger.info(
-            "agent turn",
+            AGENT_TURN_MESSAGE,
             extra={
                 "agent": agent,
                 "stop": turn.stop,
