@@ -27,7 +27,6 @@ from aws_cdk import (
     Stack,
     aws_apigateway as apigateway,
     aws_iam as iam,
-    aws_kms as kms,
     aws_logs as logs,
     aws_macie as macie,
     aws_xray as xray,
@@ -35,8 +34,8 @@ from aws_cdk import (
 )
 from constructs import Construct
 
-from stacks.config import AccountSettingMode, ProductionConfig
-from stacks.production.functions import production_function
+from stacks.config import AccountSettingMode
+from stacks.production.context import ProductionContext
 from stacks.shared.lambda_function import log_group_arn, log_retention
 from stacks.shared.nag import (
     acknowledge,
@@ -90,9 +89,11 @@ class AccountSettings(Construct):
     """Transaction Search, model invocation logging, the Macie session and API Gateway's
     CloudWatch role, each managed, adopted or left alone per ``account_settings``."""
 
-    def __init__(self, scope: Construct, id: str, *, prefix: str, config: ProductionConfig, key: kms.IKey) -> None:
+    def __init__(self, scope: Construct, id: str, *, context: ProductionContext) -> None:
         super().__init__(scope, id)
-        self._prefix, self._config, self._key = prefix, config, key
+        self._context = context
+        config = self._config = context.config
+        self._key = context.key
         self._adopter: _Adopter | None = None
         settings = config.account_settings
         self._transaction_search(settings.transaction_search)
@@ -103,7 +104,7 @@ class AccountSettings(Construct):
     @property
     def adopter(self) -> _Adopter:
         if self._adopter is None:
-            self._adopter = _Adopter(self, "Adopter", prefix=self._prefix, config=self._config, key=self._key)
+            self._adopter = _Adopter(self, "Adopter", context=self._context)
         return self._adopter
 
     # --- X-Ray Transaction Search ------------------------------------------------------------------
@@ -381,14 +382,11 @@ class _Adopter(Construct):
     function what that setting needs, in a policy the custom resource depends on, so that
     CloudFormation never calls the function before IAM holds its permissions."""
 
-    def __init__(self, scope: Construct, id: str, *, prefix: str, config: ProductionConfig, key: kms.IKey) -> None:
+    def __init__(self, scope: Construct, id: str, *, context: ProductionContext) -> None:
         super().__init__(scope, id)
-        self.function = production_function(
+        self.function = context.function(
             self,
             "Function",
-            prefix=prefix,
-            config=config,
-            key=key,
             package="account_settings",
             description="Deploy time: adopt an account-wide setting (on if off, never off)",
             timeout=ADOPTION_TIMEOUT,
@@ -401,8 +399,8 @@ class _Adopter(Construct):
             log_group=logs.LogGroup(
                 self,
                 "ProviderLogs",
-                retention=log_retention(config.log_retention_days),
-                encryption_key=key,
+                retention=log_retention(context.config.log_retention_days),
+                encryption_key=context.key,
                 removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
             ),
         )

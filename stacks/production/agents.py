@@ -25,15 +25,14 @@ from aws_cdk import (
     RemovalPolicy,
     Stack,
     aws_bedrockagentcore as agentcore,
-    aws_cognito as cognito,
     aws_iam as iam,
-    aws_kms as kms,
     aws_logs as logs,
 )
 from constructs import Construct
 
 from agent.contract import GroupModels, Settings as AgentSettings
-from stacks.config import AgentConfig, ProductionConfig, Tier
+from stacks.config import AgentConfig, ProductionConfig
+from stacks.production.context import ProductionContext
 from stacks.shared.bedrock import grant_invoke, model_arns
 from stacks.shared.lambda_function import (
     LAMBDAS_DIR,
@@ -163,15 +162,13 @@ class AgentsStack(Stack):
         scope: Construct,
         id: str,
         *,
-        prefix: str,
-        config: ProductionConfig,
-        key: kms.IKey,
-        user_pool: cognito.IUserPool,
-        client: cognito.IUserPoolClient,
+        context: ProductionContext,
         tools_gateway: agentcore.Gateway,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, id, **kwargs)
+        prefix, config, key = context.prefix, context.config, context.key
+        user_pool, client = context.identity.user_pool, context.identity.client
         self._key = key
         underscored = prefix.replace("-", "_")
         memory_settings = config.agent_memory
@@ -227,7 +224,7 @@ class AgentsStack(Stack):
                 ],
                 environment_variables={
                     "POWERTOOLS_SERVICE_NAME": name,
-                    "POWERTOOLS_METRICS_NAMESPACE": f"{prefix}/{Tier.PRODUCTION}",
+                    "POWERTOOLS_METRICS_NAMESPACE": context.metrics_namespace,
                     **environment_of(
                         self,
                         AgentSettings(

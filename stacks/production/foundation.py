@@ -10,6 +10,7 @@ from constructs import Construct
 
 from stacks.config import ProductionConfig, Tier
 from stacks.production.account_settings import AccountSettings
+from stacks.production.context import ProductionContext
 from stacks.shared.buckets import AccessLogBucket
 from stacks.shared.encryption import TierKey
 from stacks.shared.nag import acknowledge
@@ -59,6 +60,7 @@ class FoundationStack(Stack):
             "Access logs stay in the tier's account and region for their retention period; copying them to "
             "an organisation log-archive account is an account-level control outside this app.",
         )
-        self.account_settings = AccountSettings(self, "AccountSettings", prefix=prefix, config=config, key=self.key)
+        self.context = ProductionContext(prefix=prefix, config=config, key=self.key)
+        self.account_settings = AccountSettings(self, "AccountSettings", context=self.context)
         CfnOutput(self, "KeyArn", value=self.key.key_arn)
         CfnOutput(self, "AccessLogBucketName", value=self.access_logs.bucket_name)

@@ -15,7 +15,6 @@ from aws_cdk import (
     aws_apigateway as apigateway,
     aws_bedrock as bedrock,
     aws_bedrockagentcore as agentcore,
-    aws_cognito as cognito,
     aws_dynamodb as dynamodb,
     aws_iam as iam,
     aws_kms as kms,
@@ -26,7 +25,7 @@ from constructs import Construct
 from ai_gateway.contract import Settings as GatewaySettings
 from gateway_authorizer.contract import Settings as AuthorizerSettings
 from stacks.config import ConfigError, GuardrailConfig, ProductionConfig, Tier
-from stacks.production.functions import production_function
+from stacks.production.context import ProductionContext
 from stacks.production.policy import gateway_policy
 from stacks.shared.bedrock import grant_invoke, model_arns
 from stacks.shared.lambda_function import BlueprintFunction
@@ -90,16 +89,13 @@ class GatewayStack(Stack):
         scope: Construct,
         id: str,
         *,
-        prefix: str,
-        config: ProductionConfig,
-        key: kms.IKey,
-        user_pool: cognito.IUserPool,
-        client: cognito.IUserPoolClient,
+        context: ProductionContext,
         agent_runtimes: Mapping[str, agentcore.IBedrockAgentRuntime],
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, id, **kwargs)
-        name = f"{prefix}-{Tier.PRODUCTION}"
+        prefix, config, key, name = context.prefix, context.config, context.key, context.name
+        user_pool, client = context.identity.user_pool, context.identity.client
 
         self.ledger = SecureTable(
             self,
@@ -135,12 +131,9 @@ class GatewayStack(Stack):
             tier=ssm.ParameterTier.STANDARD,
         )
 
-        self.function = production_function(
+        self.function = context.function(
             self,
             "GatewayFunction",
-            prefix=prefix,
-            config=config,
-            key=key,
             package="ai_gateway",
             description="AI gateway: routing, guardrails, output metering and exact quotas",
             memory_size=1024,
@@ -173,12 +166,9 @@ class GatewayStack(Stack):
             group: apigateway.ApiKey(self, f"Key{pascal_case(group)}", api_key_name=f"{prefix}-{group}", enabled=True)
             for group in config.groups
         }
-        self.authorizer_function = production_function(
+        self.authorizer_function = context.function(
             self,
             "AuthorizerFunction",
-            prefix=prefix,
-            config=config,
-            key=key,
             package="gateway_authorizer",
             description="AI gateway authorizer: verify the Cognito token, pick the group's API key",
             timeout=Duration.seconds(10),

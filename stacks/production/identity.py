@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack, aws_cognito as cognito, aws_kms as kms
+from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack, aws_cognito as cognito
 from constructs import Construct
 
-from stacks.config import ProductionConfig, Tier
-from stacks.production.functions import production_function
+from stacks.production.context import ProductionContext
 from stacks.production.policy import pre_token_groups
 from stacks.shared.nag import acknowledge_synchronous_function
 from stacks.shared.naming import pascal_case
@@ -27,11 +26,9 @@ class IdentityStack(Stack):
     ``gateway_kind`` claims to ID and access tokens (``cognito:groups`` cannot key a rate limit).
     """
 
-    def __init__(
-        self, scope: Construct, id: str, *, prefix: str, config: ProductionConfig, key: kms.IKey, **kwargs: Any
-    ) -> None:
+    def __init__(self, scope: Construct, id: str, *, context: ProductionContext, **kwargs: Any) -> None:
         super().__init__(scope, id, **kwargs)
-        name = f"{prefix}-{Tier.PRODUCTION}"
+        config, name = context.config, context.name
         identity = config.identity
         self.user_pool = cognito.UserPool(
             self,
@@ -78,12 +75,9 @@ class IdentityStack(Stack):
             refresh_token_validity=Duration.days(30),
             disable_o_auth=True,
         )
-        trigger = production_function(
+        trigger = context.function(
             self,
             "PreTokenFunction",
-            prefix=prefix,
-            config=config,
-            key=key,
             package="pre_token",
             description="Adds the caller's gateway group, tier and kind to Cognito tokens",
             memory_size=128,

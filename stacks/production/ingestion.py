@@ -22,7 +22,6 @@ from aws_cdk import (
     aws_events as events,
     aws_events_targets as targets,
     aws_iam as iam,
-    aws_kms as kms,
     aws_lambda_event_sources as sources,
     aws_s3 as s3,
     aws_scheduler as scheduler,
@@ -37,8 +36,7 @@ from constructs import Construct
 from connector_pull.contract import PullSource, Settings as PullSettings
 from connector_push.contract import Settings as PushSettings
 from ingestion.contract import DIRECT_PREFIX, REALTIME_PREFIX, ProcessorSettings
-from stacks.config import ProductionConfig, Tier
-from stacks.production.functions import production_function
+from stacks.production.context import ProductionContext
 from stacks.shared.buckets import SecureBucket
 from stacks.shared.knowledge_base import VectorKnowledgeBase
 from stacks.shared.lambda_function import BlueprintFunction
@@ -71,16 +69,19 @@ class IngestionPipeline(Construct):
         scope: Construct,
         id: str,
         *,
-        prefix: str,
-        config: ProductionConfig,
-        key: kms.IKey,
+        context: ProductionContext,
         access_logs: s3.IBucket,
         curated: s3.IBucket,
         knowledge_base: VectorKnowledgeBase,
     ) -> None:
         super().__init__(scope, id)
-        self._prefix, self._config, self._key = prefix, config, key
+        self._context = context
+        config, key = context.config, context.key
+        self._config, self._key = config, key
         settings = config.ingestion
+        # What depends on the processor's time (its queue's visibility, its per-document budget)
+        # follows the timeout it really gets.
+        self._processor_timeout = context.timeout("ingestion", Duration.seconds(settings.processor_timeout_seconds))
 
         self.landing = SecureBucket(
             self,
@@ -134,7 +135,7 @@ class IngestionPipeline(Construct):
             encryption_master_key=key,
             enforce_ssl=True,
             # A message stays hidden while the processor works on it: six times its timeout.
-            visibility_timeout=Duration.seconds(6 * settings.processor_timeout_seconds),
+            visibility_timeout=Duration.seconds(6 * self._processor_timeout.to_seconds()),
             retention_period=Duration.days(4),
             dead_letter_queue=sqs.DeadLetterQueue(queue=self.dlq, max_receive_count=settings.max_receive_count),
         )
@@ -182,12 +183,9 @@ class IngestionPipeline(Construct):
         )
 
     def _function(self, id: str, package: str, description: str, **options: Any) -> BlueprintFunction:
-        return production_function(
+        return self._context.function(
             self,
             id,
-            prefix=self._prefix,
-            config=self._config,
-            key=self._key,
             package=package,
             description=description,
             **options,
@@ -204,7 +202,7 @@ class IngestionPipeline(Construct):
             "ingestion",
             "Ingestion: validate, scan for PII, curate or quarantine, register",
             memory_size=1024,
-            timeout=Duration.seconds(settings.processor_timeout_seconds),
+            timeout=self._processor_timeout,
             settings=ProcessorSettings(
                 curated_bucket=curated.bucket_name,
                 quarantine_bucket=self.quarantine.bucket_name,
@@ -225,7 +223,7 @@ class IngestionPipeline(Construct):
                 dlq_url=self.dlq.queue_url,
                 max_receive_count=settings.max_receive_count,
                 # Stop taking documents with less than this left of the invocation (a quarter of it).
-                document_budget_seconds=max(settings.processor_timeout_seconds // 4, 5),
+                document_budget_seconds=max(int(self._processor_timeout.to_seconds()) // 4, 5),
             ),
         )
         function.add_event_source(
@@ -394,7 +392,7 @@ class IngestionPipeline(Construct):
         api = RegionalRestApi(
             self,
             "PushApi",
-            rest_api_name=f"{self._prefix}-{Tier.PRODUCTION}-ingestion",
+            rest_api_name=f"{self._context.name}-ingestion",
             description="Push connector: upstream systems send records (IAM-signed)",
             key=self._key,
             retention_days=self._config.log_retention_days,
@@ -441,18 +439,19 @@ class IngestionPipeline(Construct):
 
     def _pull_connector(self, source_name: str) -> None:
         source = self._config.connectors.pull[source_name]
+        timeout = self._context.timeout("connector_pull", PULL_TIMEOUT)
         function = self._function(
             f"Pull{pascal_case(source_name)}",
             "connector_pull",
             f"Pull connector {source_name}: changed records into the landing bucket",
-            timeout=PULL_TIMEOUT,
+            timeout=timeout,
             settings=PullSettings(
                 pull_source=PullSource(name=source_name, **source.model_dump(mode="json")),
                 landing_bucket=self.landing.bucket_name,
                 registry_table=self.registry.table_name,
                 dlq_url=self.dlq.queue_url,
                 # One run at a time: a lease that outlasts any run (a killed run's lease expires).
-                lease_seconds=int(PULL_TIMEOUT.to_seconds()) + 60,
+                lease_seconds=int(timeout.to_seconds()) + 60,
             ),
         )
         role = function.execution_role

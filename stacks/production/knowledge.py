@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack, aws_kms as kms, aws_s3 as s3
+from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack, aws_s3 as s3
 from constructs import Construct
 
-from stacks.config import ProductionConfig, Tier
+from stacks.production.context import ProductionContext
 from stacks.production.ingestion import IngestionPipeline
 from stacks.production.macie import MacieDiscovery
 from stacks.shared.buckets import SecureBucket
@@ -26,14 +26,12 @@ class KnowledgeStack(Stack):
         scope: Construct,
         id: str,
         *,
-        prefix: str,
-        config: ProductionConfig,
-        key: kms.IKey,
+        context: ProductionContext,
         access_logs: s3.IBucket,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, id, **kwargs)
-        name = f"{prefix}-{Tier.PRODUCTION}"
+        config, key, name = context.config, context.key, context.name
         self.curated = SecureBucket(
             self,
             "Curated",
@@ -62,9 +60,7 @@ class KnowledgeStack(Stack):
         self.ingestion = IngestionPipeline(
             self,
             "Ingestion",
-            prefix=prefix,
-            config=config,
-            key=key,
+            context=context,
             access_logs=access_logs,
             curated=self.curated,
             knowledge_base=self.knowledge_base,
@@ -74,9 +70,7 @@ class KnowledgeStack(Stack):
             MacieDiscovery(
                 self,
                 "Macie",
-                prefix=prefix,
-                config=config,
-                key=key,
+                context=context,
                 pipeline=self.ingestion,
                 curated=self.curated,
                 knowledge_base=self.knowledge_base,

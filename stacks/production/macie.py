@@ -22,7 +22,6 @@ from aws_cdk import (
     aws_events as events,
     aws_events_targets as targets,
     aws_iam as iam,
-    aws_kms as kms,
     aws_logs as logs,
     aws_macie as macie,
     aws_s3 as s3,
@@ -34,8 +33,8 @@ from aws_cdk import (
 from constructs import Construct
 
 from ingestion.contract import DIRECT_PREFIX, ResponderSettings
-from stacks.config import MacieSeverity, ProductionConfig, Tier
-from stacks.production.functions import production_function
+from stacks.config import MacieSeverity
+from stacks.production.context import ProductionContext
 from stacks.production.ingestion import DATA_KEY_ACTIONS, IngestionPipeline
 from stacks.shared.knowledge_base import VectorKnowledgeBase
 from stacks.shared.lambda_function import log_retention
@@ -67,18 +66,17 @@ class MacieDiscovery(Construct):
         scope: Construct,
         id: str,
         *,
-        prefix: str,
-        config: ProductionConfig,
-        key: kms.IKey,
+        context: ProductionContext,
         pipeline: IngestionPipeline,
         curated: s3.IBucket,
         knowledge_base: VectorKnowledgeBase,
         log_archive: s3.IBucket,
     ) -> None:
         super().__init__(scope, id)
+        config, key = context.config, context.key
         settings = config.macie
         stack = Stack.of(self)
-        name = f"{prefix}-{Tier.PRODUCTION}"
+        name = context.name
         # Every property of an identifier is fixed at creation: a changed one is a new identifier,
         # under a new name beside the old (its generation), which the job below then uses.
         identifiers = [
@@ -186,7 +184,7 @@ class MacieDiscovery(Construct):
         self.topic = sns.Topic(self, "Findings", master_key=key, enforce_ssl=True)
         for address in settings.notify_emails:
             self.topic.add_subscription(subscriptions.EmailSubscription(address))
-        self.function = self._responder(prefix, config, key, pipeline, curated, knowledge_base)
+        self.function = self._responder(context, pipeline, curated, knowledge_base)
         rule = events.Rule(
             self,
             "FindingsRule",
@@ -231,21 +229,18 @@ class MacieDiscovery(Construct):
 
     def _responder(
         self,
-        prefix: str,
-        config: ProductionConfig,
-        key: kms.IKey,
+        context: ProductionContext,
         pipeline: IngestionPipeline,
         curated: s3.IBucket,
         kb: VectorKnowledgeBase,
     ) -> Any:
-        function = production_function(
+        config, key = context.config, context.key
+        function = context.function(
             self,
             "Responder",
-            prefix=prefix,
-            config=config,
-            key=key,
             package="ingestion",
             module="macie",
+            sizing="macie_findings",
             description="Macie findings: quarantine, take out of the Knowledge Base, register, notify",
             settings=ResponderSettings(
                 landing_bucket=pipeline.landing.bucket_name,

@@ -1,5 +1,7 @@
 """CloudWatch GenAI observability for the production tier: where an operator sees which stage
-failed, the alarms that page, tool-call evaluation online, and the account switches.
+failed, the alarms that page, and live tool-call evaluation. (AgentCore online evaluation lives
+with the agents; Transaction Search and model invocation logging are the foundation's account
+settings.)
 
 Metrics come from the functions and the agent (namespace ``<prefix>/production``): the stage
 metrics of lambdas/shared/telemetry.py (dimension ``Stage``), the gateway's model, guardrail
@@ -17,7 +19,6 @@ from aws_cdk import (
     aws_bedrockagentcore as agentcore,
     aws_cloudwatch as cloudwatch,
     aws_cloudwatch_actions as cloudwatch_actions,
-    aws_kms as kms,
     aws_lambda as lambda_,
     aws_logs as logs,
     aws_logs_destinations as destinations,
@@ -29,8 +30,8 @@ from constructs import Construct
 
 from ai_gateway.contract import INPUT, OUTPUT, Dimension as GatewayDimension, Metric as Gateway
 from shared.observability import AGENT_TURN_MESSAGE, STAGES, Dimension, Metric
-from stacks.config import ProductionConfig, Tier
-from stacks.production.functions import production_function
+from stacks.config import ProductionConfig
+from stacks.production.context import ProductionContext
 from stacks.shared.nag import acknowledge
 from stacks.shared.naming import pascal_case
 
@@ -39,37 +40,31 @@ AGENT_TURN_FILTER = logs.FilterPattern.string_value("$.message", "=", AGENT_TURN
 
 
 class ObservabilityStack(Stack):
-    """The GenAI operations dashboard, the alarms (SNS), the live tool-call evaluator, AgentCore
-    online evaluation per agent, X-Ray Transaction Search and Bedrock model invocation logging."""
+    """The GenAI operations dashboard, the alarms (SNS) and the live tool-call evaluator."""
 
     def __init__(
         self,
         scope: Construct,
         id: str,
         *,
-        prefix: str,
-        config: ProductionConfig,
-        key: kms.IKey,
+        context: ProductionContext,
         gateway_function: lambda_.Function,
         agent_runtimes: Mapping[str, agentcore.IBedrockAgentRuntime],
         dead_letters: sqs.IQueue,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, id, **kwargs)
+        config, key, name = context.config, context.key, context.name
         self._settings = config.observability
-        self._namespace = f"{prefix}/{Tier.PRODUCTION}"
-        name = f"{prefix}-{Tier.PRODUCTION}"
+        self._namespace = context.metrics_namespace
 
         self.topic = sns.Topic(self, "Alarms", master_key=key, enforce_ssl=True)
         for address in self._settings.alarm_emails:
             self.topic.add_subscription(subscriptions.EmailSubscription(address))
 
-        self.evaluator = production_function(
+        self.evaluator = context.function(
             self,
             "ToolCallEvaluator",
-            prefix=prefix,
-            config=config,
-            key=key,
             package="evaluation",
             description="Tool-call evaluation from the AI gateway's agent turns",
         )

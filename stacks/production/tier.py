@@ -20,51 +20,16 @@ def production_stacks(app: App, *, prefix: str, config: ProductionConfig) -> lis
     env = Environment(account=config.account, region=config.region)
     name = f"{prefix}-production"
     foundation = FoundationStack(app, f"{name}-foundation", prefix=prefix, config=config, env=env)
-    key = foundation.key
-    identity = IdentityStack(app, f"{name}-identity", prefix=prefix, config=config, key=key, env=env)
-    pool, client = identity.user_pool, identity.client
-    knowledge = KnowledgeStack(
-        app, f"{name}-knowledge", prefix=prefix, config=config, key=key, access_logs=foundation.access_logs, env=env
-    )
-    tools = ToolsStack(
-        app,
-        f"{name}-tools",
-        prefix=prefix,
-        config=config,
-        key=key,
-        user_pool=pool,
-        client=client,
-        knowledge_base=knowledge.knowledge_base,
-        env=env,
-    )
-    agents = AgentsStack(
-        app,
-        f"{name}-agents",
-        prefix=prefix,
-        config=config,
-        key=key,
-        user_pool=pool,
-        client=client,
-        tools_gateway=tools.gateway,
-        env=env,
-    )
-    gateway = GatewayStack(
-        app,
-        f"{name}-gateway",
-        prefix=prefix,
-        config=config,
-        key=key,
-        user_pool=pool,
-        client=client,
-        agent_runtimes=agents.runtimes,
-        env=env,
-    )
+    identity = IdentityStack(app, f"{name}-identity", context=foundation.context, env=env)
+    tier = foundation.context.with_identity(identity.user_pool, identity.client)
+    knowledge = KnowledgeStack(app, f"{name}-knowledge", context=tier, access_logs=foundation.access_logs, env=env)
+    tools = ToolsStack(app, f"{name}-tools", context=tier, knowledge_base=knowledge.knowledge_base, env=env)
+    agents = AgentsStack(app, f"{name}-agents", context=tier, tools_gateway=tools.gateway, env=env)
+    gateway = GatewayStack(app, f"{name}-gateway", context=tier, agent_runtimes=agents.runtimes, env=env)
     observability = ObservabilityStack(
         app,
         f"{name}-observability",
-        prefix=prefix,
-        config=config,
-        key=key,
+        context=tier,
         gateway_function=gateway.function,
         agent_runtimes=agents.runtimes,
         dead_letters=knowledge.ingestion.dlq,

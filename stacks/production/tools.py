@@ -11,7 +11,6 @@ from aws_cdk import (
     RemovalPolicy,
     Stack,
     aws_bedrockagentcore as agentcore,
-    aws_cognito as cognito,
     aws_kms as kms,
     aws_logs as logs,
     aws_secretsmanager as secretsmanager,
@@ -23,11 +22,11 @@ from legacy_tools.adapters import CHAINED
 from legacy_tools.contract import LegacyApi, Settings as LegacyToolsSettings
 from shared.contract import FunctionSettings
 from shared.tools import BUILTIN_TOOLS, ToolSpec
-from stacks.config import ProductionConfig, Tier, all_tools
-from stacks.production.functions import production_function
+from stacks.config import ProductionConfig, all_tools
+from stacks.production.context import ProductionContext
 from stacks.production.tool_binding import GROUP_CLAIM, bindings, cedar_permits, classifications, qualified
 from stacks.shared.knowledge_base import VectorKnowledgeBase
-from stacks.shared.lambda_function import BlueprintFunction, log_retention
+from stacks.shared.lambda_function import DEFAULT_TIMEOUT, BlueprintFunction, log_retention
 from stacks.shared.nag import (
     acknowledge,
     acknowledge_inline_policy,
@@ -68,17 +67,14 @@ class ToolsStack(Stack):
         scope: Construct,
         id: str,
         *,
-        prefix: str,
-        config: ProductionConfig,
-        key: kms.IKey,
-        user_pool: cognito.IUserPool,
-        client: cognito.IUserPoolClient,
+        context: ProductionContext,
         knowledge_base: VectorKnowledgeBase,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, id, **kwargs)
-        name = f"{prefix}-{Tier.PRODUCTION}"
-        self._prefix, self._config, self._key = prefix, config, key
+        self._context = context
+        config, key, name = context.config, context.key, context.name
+        user_pool, client = context.identity.user_pool, context.identity.client
         tool_bindings = bindings(config)
 
         guard = self._function(
@@ -93,7 +89,7 @@ class ToolsStack(Stack):
             ),
         )
         self.policy_engine = agentcore.PolicyEngine(
-            self, "PolicyEngine", policy_engine_name=f"{prefix.replace('-', '_')}_production_tools"
+            self, "PolicyEngine", policy_engine_name=f"{context.prefix.replace('-', '_')}_production_tools"
         )
         self.gateway = agentcore.Gateway(
             self,
@@ -271,14 +267,11 @@ class ToolsStack(Stack):
         )
 
     def _function(
-        self, id: str, package: str, description: str, settings: FunctionSettings, timeout: Duration | None = None
+        self, id: str, package: str, description: str, settings: FunctionSettings, timeout: Duration = DEFAULT_TIMEOUT
     ) -> BlueprintFunction:
-        function = production_function(
+        function = self._context.function(
             self,
             id,
-            prefix=self._prefix,
-            config=self._config,
-            key=self._key,
             package=package,
             description=description,
             settings=settings,

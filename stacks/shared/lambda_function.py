@@ -62,6 +62,10 @@ def environment_of(scope: IConstruct, settings: FunctionSettings) -> dict[str, s
     return settings.environment(dumps=dumps)
 
 
+# The house function's size and time limit unless a function says otherwise.
+DEFAULT_MEMORY_MB = 256
+DEFAULT_TIMEOUT = Duration.seconds(30)
+
 # Packages under lambdas/ that every function's asset carries besides its own.
 SHARED_PACKAGES: tuple[str, ...] = ("shared",)
 
@@ -129,7 +133,7 @@ class BlueprintFunction(lambda_.Function):
         log_retention_days: int,
         removal_policy: RemovalPolicy,
         settings: FunctionSettings | None = None,
-        memory_size: int = 256,
+        memory_size: int = DEFAULT_MEMORY_MB,
         reserved_concurrent_executions: int | None = None,
         timeout: Duration | None = None,
         log_key: kms.IKey | None = None,
@@ -160,7 +164,7 @@ class BlueprintFunction(lambda_.Function):
             description=description,
             memory_size=memory_size,
             reserved_concurrent_executions=reserved_concurrent_executions,
-            timeout=timeout or Duration.seconds(30),
+            timeout=timeout or DEFAULT_TIMEOUT,
             tracing=lambda_.Tracing.ACTIVE,
             logging_format=lambda_.LoggingFormat.JSON,
             application_log_level_v2=lambda_.ApplicationLogLevel.INFO,

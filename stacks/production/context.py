@@ -1,0 +1,89 @@
+"""What every production stack and construct is built from, in one object."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from aws_cdk import Duration, RemovalPolicy, aws_cognito as cognito, aws_kms as kms
+from constructs import Construct
+
+from stacks.config import FunctionName, ProductionConfig, Tier
+from stacks.shared.lambda_function import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, BlueprintFunction
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The user pool callers sign in with and the app client whose tokens the tier accepts."""
+
+    user_pool: cognito.IUserPool
+    client: cognito.IUserPoolClient
+
+
+@dataclass(frozen=True)
+class ProductionContext:
+    """The names' prefix, the tier's config and KMS key, and (from the identity stack on) its
+    identity. The foundation stack makes the key; the identity stack adds the identity."""
+
+    prefix: str
+    config: ProductionConfig
+    key: kms.IKey
+    _identity: Identity | None = None
+
+    @property
+    def name(self) -> str:
+        """The tier's name, the stem of its stacks' and resources' names."""
+        return f"{self.prefix}-{Tier.PRODUCTION}"
+
+    @property
+    def metrics_namespace(self) -> str:
+        return f"{self.prefix}/{Tier.PRODUCTION}"
+
+    @property
+    def identity(self) -> Identity:
+        if self._identity is None:
+            raise ValueError("this production context has no identity yet (the identity stack adds it)")
+        return self._identity
+
+    def with_identity(self, user_pool: cognito.IUserPool, client: cognito.IUserPoolClient) -> ProductionContext:
+        return replace(self, _identity=Identity(user_pool, client))
+
+    def timeout(self, function: FunctionName, default: Duration = DEFAULT_TIMEOUT) -> Duration:
+        """A function's timeout: ``production.functions.<function>.timeout_seconds``, else ``default``.
+        What depends on a function's time (a queue's visibility, a lease) is derived from this."""
+        configured = self.config.functions.get(function)
+        seconds = configured.timeout_seconds if configured else None
+        return Duration.seconds(seconds) if seconds is not None else default
+
+    def function(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        package: str,
+        description: str,
+        sizing: FunctionName | None = None,
+        memory_size: int = DEFAULT_MEMORY_MB,
+        timeout: Duration = DEFAULT_TIMEOUT,
+        **options: Any,
+    ) -> BlueprintFunction:
+        """A house function with the tier's metrics namespace, log retention and KMS key, whose log
+        group outlives the stack; memory and timeout from ``production.functions.<sizing>`` (sizing
+        defaults to the package) where set, else the values given. ``options`` are
+        BlueprintFunction's (settings, reserved concurrency, module)."""
+        name: Any = sizing or package
+        configured = self.config.functions.get(name)
+        memory = configured.memory_mb if configured and configured.memory_mb is not None else memory_size
+        return BlueprintFunction(
+            scope,
+            id,
+            package=package,
+            description=description,
+            metrics_namespace=self.metrics_namespace,
+            log_retention_days=self.config.log_retention_days,
+            log_key=self.key,
+            removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
+            memory_size=memory,
+            timeout=self.timeout(name, timeout),
+            **options,
+        )

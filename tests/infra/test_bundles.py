@@ -1,0 +1,75 @@
+"""What a deployed runtime imports is in what it is deployed with.
+
+A Lambda function runs its package and ``shared`` over the dependency layer (build/layer/python);
+an agent runtime runs ``agent`` and ``shared`` over its own dependencies (build/agent-deps). A
+third-party import missing there passes every offline test (the venv has it) and fails the
+runtime at start-up, so each runtime's imports are followed from its package through ``shared``
+and every third-party top-level module must be in its bundle.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+from stacks.production.agents import AGENT_DEPS_DIR, AGENT_PACKAGE
+from stacks.shared.lambda_function import LAMBDAS_DIR, LAYER_DIR, SHARED_PACKAGES
+
+FIRST_PARTY = {p.name for p in LAMBDAS_DIR.iterdir() if (p / "__init__.py").is_file()}
+
+
+def imported_modules(package: str) -> set[str]:
+    """Top-level third-party modules imported anywhere in ``package`` and the first-party modules
+    it reaches (lazy imports inside functions included)."""
+    seen: set[Path] = set()
+    third_party: set[str] = set()
+    queue = list((LAMBDAS_DIR / package).glob("*.py"))
+    while queue:
+        path = queue.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = (
+                [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module]
+                if isinstance(node, ast.ImportFrom) and node.module and node.level == 0
+                else []
+            )
+            for name in names:
+                top = name.split(".")[0]
+                if top in FIRST_PARTY:
+                    module = LAMBDAS_DIR.joinpath(*name.split("."))
+                    queue += [m for m in (module.with_suffix(".py"), module / "__init__.py") if m.is_file()]
+                elif top not in sys.stdlib_module_names and top != "__future__":
+                    third_party.add(top)
+    return third_party
+
+
+def in_bundle(bundle: Path, module: str) -> bool:
+    return (bundle / module).is_dir() or (bundle / f"{module}.py").is_file()
+
+
+def lambda_packages() -> list[str]:
+    return sorted(FIRST_PARTY - {AGENT_PACKAGE, *SHARED_PACKAGES})
+
+
+@pytest.mark.parametrize("package", lambda_packages())
+def test_a_functions_imports_are_in_its_layer(package: str) -> None:
+    missing = {m for m in imported_modules(package) if not in_bundle(LAYER_DIR / "python", m)}
+    assert not missing, f"lambdas/{package} imports {sorted(missing)}: add to lambdas/requirements.txt"
+
+
+def test_the_agents_imports_are_in_its_dependencies() -> None:
+    missing = {m for m in imported_modules(AGENT_PACKAGE) if not in_bundle(AGENT_DEPS_DIR, m)}
+    assert not missing, f"lambdas/agent imports {sorted(missing)}: add to lambdas/agent/requirements.txt"
+
+
+def test_the_check_finds_a_missing_dependency(tmp_path: Path) -> None:
+    """Negative control: an empty bundle lacks what the agent imports."""
+    assert {"pydantic", "aws_lambda_powertools"} <= imported_modules(AGENT_PACKAGE)
+    assert not in_bundle(tmp_path, "pydantic")
