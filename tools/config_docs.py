@@ -145,8 +145,14 @@ class _Walker:
                 yield key, variant, MISSING, f" with `{tag}` = `{value}`"
         elif node.get("type") == "object":
             value_schema = self._map_values(node)
-            if value_schema is not None and "properties" in self.resolve(value_schema):
-                yield f"{key}.<name>", self.resolve(value_schema), MISSING, ""
+            values = self.resolve(value_schema) if value_schema is not None else {}
+            if "properties" in values:
+                yield f"{key}.<name>", values, MISSING, ""
+            # A map whose values are one of several kinds: a section for each kind that is an object.
+            for member in map(self.resolve, values.get("oneOf", []) if "discriminator" not in values else []):
+                if "properties" in member:
+                    kind = re.sub(r"(?<!^)(?=[A-Z])", " ", str(member.get("title", "object"))).lower()
+                    yield f"{key}.<name>", member, MISSING, f" as a {kind}"
         elif node.get("type") == "array" and "properties" in self.resolve(node.get("items", {})):
             yield f"{key}[]", self.resolve(node["items"]), MISSING, ""
 

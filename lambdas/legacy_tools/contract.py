@@ -21,17 +21,20 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from shared.contract import FunctionSettings
+from shared.field_paths import FieldPath
+from shared.meaning import Meaning
 from shared.tools import GATEWAY_ARGUMENTS, ToolSpec
 
-# A path into an upstream JSON record: dotted keys with [n] for list items (shared.field_paths).
-FieldPath = Annotated[
+ArgumentName = Annotated[
     str,
-    Field(
-        pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\[\d+\])?(\.[A-Za-z_][A-Za-z0-9_]*(\[\d+\])?)*$",
-        description="dotted keys with [n] for list items, e.g. pricing.totals.grand.amount",
-    ),
+    Field(pattern=r"^[a-z][a-z0-9_]{0,63}$"),
+    Meaning("1 to 64 lowercase letters, digits or _, starting with a letter, such as order_id"),
 ]
-ArgumentName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+ResourcePath = Annotated[
+    str,
+    Field(pattern=r"^(/([A-Za-z0-9._~-]+|\{[a-z][a-z0-9_]*\}))+$"),
+    Meaning("a path such as /v2/orders/{order_id}: segments of letters, digits or ._~-, or {argument}"),
+]
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 CURSOR = "cursor"
 
@@ -43,15 +46,15 @@ class _Frozen(BaseModel):
 class CallArgument(_Frozen):
     """One argument of a single-call tool; every argument is a string or an integer."""
 
-    type: Literal["string", "integer"] = Field(default="string", description="The argument's JSON type")
-    description: str = Field(min_length=1, max_length=300, description="What the agent should pass")
-    required: bool = Field(default=True, description="Whether a call must carry it")
+    type: Literal["string", "integer"] = Field(default="string", description="The argument's JSON type.")
+    description: str = Field(min_length=1, max_length=300, description="What the agent should pass.")
+    required: bool = Field(default=True, description="Whether a call must carry it.")
     pattern: str | None = Field(
-        default=None, max_length=300, description="Strings: a regular expression the whole value must match"
+        default=None, max_length=300, description="Strings: a regular expression the whole value must match."
     )
-    max_length: int = Field(default=256, ge=1, le=2048, description="Strings: the most characters accepted")
-    minimum: int | None = Field(default=None, description="Integers: the smallest value accepted")
-    maximum: int | None = Field(default=None, description="Integers: the largest value accepted")
+    max_length: int = Field(default=256, ge=1, le=2048, description="Strings: the most characters accepted.")
+    minimum: int | None = Field(default=None, description="Integers: the smallest value accepted.")
+    maximum: int | None = Field(default=None, description="Integers: the largest value accepted.")
 
     @model_validator(mode="after")
     def _pattern_compiles(self) -> CallArgument:
@@ -81,19 +84,16 @@ class SingleCallTool(_Frozen):
     (or each item of the list at ``records``) is projected to ``fields``."""
 
     description: str = Field(
-        min_length=1, max_length=500, description="What the tool does, for agents; {fields} lists the declared fields"
+        min_length=1, max_length=500, description="What the tool does, for agents; {fields} lists the declared fields."
     )
-    path: str = Field(
-        pattern=r"^(/([A-Za-z0-9._~-]+|\{[a-z][a-z0-9_]*\}))+$",
-        description="The resource path under the API's base_url, with {argument} placeholders",
-    )
+    path: ResourcePath = Field(description="The resource path under the API's base_url, with {argument} placeholders.")
     arguments: dict[ArgumentName, CallArgument] = Field(
-        default_factory=dict, description="The tool's arguments by name"
+        default_factory=dict, description="The tool's arguments by name."
     )
     records: FieldPath | None = Field(
-        default=None, description="Path to a list in the answer: each item is a record, paged with a cursor"
+        default=None, description="Path to a list in the answer: each item is a record, paged with a cursor."
     )
-    fields: dict[str, FieldPath] = Field(min_length=1, description="Declared record field -> path in the answer")
+    fields: dict[str, FieldPath] = Field(min_length=1, description="Declared record field -> path in the answer.")
 
     @model_validator(mode="after")
     def _placeholders_are_required_arguments(self) -> SingleCallTool:

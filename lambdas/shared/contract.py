@@ -3,8 +3,9 @@
 A function's settings are one frozen model in ``lambdas/<package>/contract.py``, imported by both
 sides: the construct writes the environment with :meth:`FunctionSettings.environment`, the handler
 reads it once at start-up with :meth:`FunctionSettings.from_environ`. Each field's variable is its
-name in upper case; a text field is written as it is, anything else as JSON. A field left at its
-default is not written, so a default lives in the model and nowhere else.
+name in upper case; a text field is written as it is, anything else as JSON. Only the fields the
+construct sets are written: a field it leaves unset gets the model's default, which lives there
+and nowhere else.
 
 Contract modules import only the standard library and pydantic: the CDK app imports them too.
 """

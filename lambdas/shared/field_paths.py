@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
+
+from shared.meaning import Meaning
+
+# Dotted keys, each optionally indexed: "pricing.totals.grand.amount", "addresses[0].city".
+FIELD_PATH_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\[\d+\])?(\.[A-Za-z_][A-Za-z0-9_]*(\[\d+\])?)*$"
+FieldPath = Annotated[
+    str,
+    Field(pattern=FIELD_PATH_PATTERN),
+    Meaning("a field path such as pricing.totals.grand.amount or addresses[0].city"),
+]
 
 _STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 

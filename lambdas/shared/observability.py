@@ -36,7 +36,6 @@ class Dimension(StrEnum):
     SERVICE = "service"  # Powertools' own
 
 
-
 # The log line the AI gateway writes per agent turn (with its tool calls); the evaluator reads it
 # through a subscription filter on this message.
 AGENT_TURN_MESSAGE = "agent turn"

@@ -6,11 +6,12 @@ from typing import Literal
 
 from pydantic import Field
 
+from ai_gateway.contract import GENERATION_MARGIN_SECONDS
 from stacks.config.base import ConfigModel
 
 # Seconds of the gateway function's time kept back from generation (an agent turn or a model
-# call) for the output guardrail, the ledger and the answer (lambdas/ai_gateway/handler.py).
-GATEWAY_MARGIN_SECONDS = 5
+# call) for the output guardrail, the ledger and the answer: the function's own margin.
+GATEWAY_MARGIN_SECONDS = GENERATION_MARGIN_SECONDS
 
 
 class ApiConfig(ConfigModel):

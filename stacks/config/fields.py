@@ -1,45 +1,19 @@
 """Field types the config models share: the values AWS accepts, each pattern explained in words.
 
-A patterned string type carries a ``Meaning``: a value that does not match fails with "must be
-<meaning>" instead of pydantic's "String should match pattern '<regex>'", and the meaning goes
-into the JSON schema (``x-meaning``) and so into docs/configuration.md.
+A patterned string type carries a ``Meaning`` (lambdas/shared/meaning.py): a value that does not
+match fails with "must be <meaning>", and the meaning goes into docs/configuration.md.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, GetCoreSchemaHandler, GetJsonSchemaHandler, ValidationError
-from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import CoreSchema, PydanticCustomError, core_schema
+from pydantic import Field
 
-# The error type of a pattern mismatch explained in words (pydantic's own is string_pattern_mismatch).
-PATTERN_ERROR = "string_pattern_meaning"
+from shared.field_paths import FieldPath
+from shared.meaning import PATTERN_ERROR, Meaning
 
-
-@dataclass(frozen=True)
-class Meaning:
-    """What a patterned string must look like, in plain words (``Annotated`` metadata after the pattern)."""
-
-    text: str
-
-    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
-        return core_schema.no_info_wrap_validator_function(self._validate, handler(source))
-
-    def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
-        json_schema = handler(schema)
-        json_schema["x-meaning"] = self.text
-        return json_schema
-
-    def _validate(self, value: Any, handler: core_schema.ValidatorFunctionWrapHandler) -> Any:
-        try:
-            return handler(value)
-        except ValidationError as error:
-            if any(e["type"] == "string_pattern_mismatch" for e in error.errors()):
-                raise PydanticCustomError(PATTERN_ERROR, "must be {meaning}", {"meaning": self.text}) from None
-            raise
-
+__all__ = ["PATTERN_ERROR", "FieldPath", "Meaning"]
 
 # CloudWatch Logs accepts only these retention periods (days).
 LogRetentionDays = Literal[
@@ -108,12 +82,6 @@ IdentifierName = Annotated[
     Meaning("1 to 64 lowercase letters, digits or _, starting with a letter, such as employee_id"),
 ]
 
-# A path into a JSON record: dotted keys, each optionally indexed ("addresses[0].city").
-FieldPath = Annotated[
-    str,
-    Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\[\d+\])?(\.[A-Za-z_][A-Za-z0-9_]*(\[\d+\])?)*$"),
-    Meaning("a field path such as pricing.totals.grand.amount or addresses[0].city"),
-]
 HttpsUrl = Annotated[
     str,
     Field(pattern=r"^https://[A-Za-z0-9.-]+(:\d+)?(/[A-Za-z0-9._~/-]*)?$"),

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Tag, ValidationError
 from pydantic_core import ErrorDetails
 
 from stacks.config.base import ConfigError, KeyedError, Tier
@@ -86,7 +86,7 @@ def describe(error: ErrorDetails) -> str:
         return f"{key}.{field} = {ctx['tag']!r}: allowed values are {ctx['expected_tags']}"
     if error["type"] == "extra_forbidden":
         _, here = _walk(error["loc"][:-1])
-        allowed = ", ".join(name for model in here if _is_model(model) for name in model.model_fields)
+        allowed = ", ".join(name for model in map(_untagged, here) if _is_model(model) for name in model.model_fields)
         return f"{key}: unknown key; allowed keys here are {allowed}"
     return f"{key} = {error['input']!r}: {message}"
 
@@ -140,11 +140,15 @@ def _walk(loc: tuple[int | str, ...]) -> tuple[list[str], list[Any]]:
 
 
 def _options(annotation: Any) -> list[Any]:
-    """The types an annotation allows: Annotated and unions unwrapped, None left out."""
+    """The types an annotation allows: Annotated and unions unwrapped (a union member tagged for a
+    callable discriminator keeps its Tag), None left out."""
     if annotation is None or annotation is type(None):
         return []
     if get_origin(annotation) is Annotated:
-        return _options(get_args(annotation)[0])
+        inner, *metadata = get_args(annotation)
+        if any(isinstance(m, Tag) for m in metadata):
+            return [annotation]
+        return _options(inner)
     if get_origin(annotation) in (Union, UnionType):
         return [option for arg in get_args(annotation) for option in _options(arg)]
     return [annotation]
@@ -152,7 +156,7 @@ def _options(annotation: Any) -> list[Any]:
 
 def _inner(options: list[Any], part: int | str) -> Any:
     """The type of what ``part`` (a field, a mapping's key, an index) names inside ``options``."""
-    for option in options:
+    for option in map(_untagged, options):
         if _is_model(option):
             field = option.model_fields.get(str(part))
             if field is not None:
@@ -165,9 +169,16 @@ def _inner(options: list[Any], part: int | str) -> Any:
 
 
 def _tags(option: Any) -> tuple[Any, ...]:
-    """The discriminator values of a model that is one member of a discriminated union."""
+    """The discriminator values of one member of a discriminated union: its Tag, or the values of
+    its ``strategy`` field."""
+    if get_origin(option) is Annotated:
+        return tuple(m.tag for m in get_args(option)[1:] if isinstance(m, Tag))
     field = option.model_fields.get("strategy") if _is_model(option) else None
     return get_args(field.annotation) if field else ()
+
+
+def _untagged(option: Any) -> Any:
+    return get_args(option)[0] if get_origin(option) is Annotated else option
 
 
 def _is_model(candidate: Any) -> bool:

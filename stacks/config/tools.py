@@ -3,17 +3,33 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import Discriminator, Field, Tag, field_validator
 
+from legacy_tools.adapters import CHAINED
+from legacy_tools.contract import SingleCallTool
+from shared.tools import BUILTIN_TOOLS
 from stacks.config.base import ConfigModel, KeyedError
 from stacks.config.fields import FieldPath, HttpsUrl, SecretName, ToolName, UrlPath
 
-# Tools lambdas/legacy_tools/adapters.py implements (TOOLS there).
-LEGACY_TOOLS = ("find_orders", "get_customer")
+__all__ = ["BUILTIN_TOOLS", "LEGACY_TOOLS", "LegacyApiConfig", "SingleCallTool", "all_tools"]
 
-# Tools every deployment has, by tool name -> gateway target.
-BUILTIN_TOOLS: Mapping[str, str] = {"knowledge_search": "knowledge"}
+# The chained tools: code in lambdas/legacy_tools/adapters.py (CHAINED there); config names their fields.
+LEGACY_TOOLS = tuple(CHAINED)
+
+FieldMap = dict[str, FieldPath]
+
+
+def _kind(declared: Any) -> str:
+    """A declaration with a ``path`` is a single-call tool; anything else is a chained tool's fields."""
+    return "single_call" if isinstance(declared, Mapping | SingleCallTool) and "path" in declared else "chained"
+
+
+ToolDeclaration = Annotated[
+    Annotated[FieldMap, Tag("chained")] | Annotated[SingleCallTool, Tag("single_call")],
+    Discriminator(_kind),
+]
 
 
 class LegacyApiConfig(ConfigModel):
@@ -41,20 +57,38 @@ class LegacyApiConfig(ConfigModel):
         le=100_000,
         description="The most a tool's answer may weigh (bytes): records beyond it go to the next page.",
     )
-    tools: dict[ToolName, dict[str, FieldPath]] = Field(
+    tools: dict[ToolName, ToolDeclaration] = Field(
         min_length=1,
-        description="Tool -> declared output field -> path in the upstream record; the tool's schema lists the "
-        f"declared fields. Each tool must be one lambdas/legacy_tools implements ({', '.join(LEGACY_TOOLS)}), "
-        "named once across all targets.",
+        description="The API's tools by name (each name once across all targets). A chained tool (code in "
+        f"lambdas/legacy_tools/adapters.py: {', '.join(LEGACY_TOOLS)}) declares its output fields: declared "
+        "field -> path in the upstream record. A single-call tool is config only: one GET declared with "
+        "description, path (with {argument} placeholders), arguments, optional records (a list to page) and "
+        "fields.",
     )
 
     @field_validator("tools")
     @classmethod
-    def _implemented(cls, tools: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
-        for name in tools:
-            if name not in LEGACY_TOOLS:
-                raise KeyedError((name,), "no adapter implements this tool", allowed=", ".join(LEGACY_TOOLS))
+    def _implemented(cls, tools: dict[str, Any]) -> dict[str, Any]:
+        for name, declared in tools.items():
+            if not isinstance(declared, SingleCallTool) and name not in LEGACY_TOOLS:
+                raise KeyedError(
+                    (name,),
+                    "no code implements this chained tool (a single-call tool declares a path)",
+                    allowed=", ".join(LEGACY_TOOLS),
+                )
         return tools
+
+    def chained_tools(self) -> dict[str, dict[str, str]]:
+        """Chained tool -> its declared fields."""
+        return {n: dict(t) for n, t in self.tools.items() if not isinstance(t, SingleCallTool)}
+
+    def single_call_tools(self) -> dict[str, SingleCallTool]:
+        return {n: t for n, t in self.tools.items() if isinstance(t, SingleCallTool)}
+
+    def declared_fields(self, tool: str) -> list[str]:
+        """The record fields a tool answers with (its description lists them)."""
+        declared = self.tools[tool]
+        return list(declared.fields if isinstance(declared, SingleCallTool) else declared)
 
 
 def all_tools(legacy_apis: Mapping[str, LegacyApiConfig]) -> dict[str, str]:

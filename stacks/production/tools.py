@@ -131,8 +131,10 @@ class ToolsStack(Stack):
                         max_attempts=api.max_attempts,
                         top_k=api.top_k,
                         byte_budget=api.byte_budget,
-                        fields={tool: dict(fields) for tool, fields in api.tools.items()},
-                    )
+                        fields=api.chained_tools(),
+                    ),
+                    # Unset when there are none: the environment carries only what a tool needs.
+                    **({"single_call_tools": api.single_call_tools()} if api.single_call_tools() else {}),
                 ),
                 # Two chained calls, each retried, plus a token fetch and one refresh, plus backoff.
                 timeout=Duration.seconds(min(int((2 * api.max_attempts + 2) * api.timeout_seconds) + 10, 900)),
@@ -145,7 +147,10 @@ class ToolsStack(Stack):
                 f"AwsSolutions-IAM5[Resource::{nag_arn(self, 'secretsmanager', f'secret:{api.secret_name}-??????')}]",
                 "Secrets Manager appends six random characters to a secret's ARN; the name is fixed by config.",
             )
-            tools = {tool: (CHAINED[tool].spec, list(fields)) for tool, fields in api.tools.items()}
+            specs = {tool: CHAINED[tool].spec for tool in api.chained_tools()} | {
+                tool: declared.spec(tool) for tool, declared in api.single_call_tools().items()
+            }
+            tools = {tool: (spec, api.declared_fields(tool)) for tool, spec in specs.items()}
             targets.append(self._target(target, function, tools))
 
         search = self._function(

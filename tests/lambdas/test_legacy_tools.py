@@ -104,7 +104,8 @@ def test_one_call_chains_the_lookup_and_the_listing_and_projects_declared_fields
         "tracking_number": "TRK0000000000",
     }
     for record in result["records"]:
-        assert set(record) == set(FIELDS["find_orders"]) and None not in record.values()
+        assert set(record) == set(FIELDS["find_orders"])
+        assert None not in record.values()
 
 
 def test_the_token_is_fetched_once_and_reused_until_it_expires(
@@ -137,7 +138,8 @@ def test_cursor_paging_returns_every_record_exactly_once(client: LegacyClient) -
 def test_the_byte_budget_cuts_a_page_with_a_marker_and_the_cursor_continues(client: LegacyClient) -> None:
     tight = Shape(top_k=20, byte_budget=1200, fields=FIELDS)
     first = TOOLS["find_orders"](client, tight, {"customer_email": CUSTOMER_EMAIL})
-    assert first["truncated"] is True and first["returned"] < 20
+    assert first["truncated"] is True
+    assert first["returned"] < 20
     assert len(json.dumps(first, separators=(",", ":")).encode()) <= 1200
     second = TOOLS["find_orders"](client, tight, {"customer_email": CUSTOMER_EMAIL, "cursor": first["next_cursor"]})
     assert second["records"][0]["order_id"] == f"O-{first['returned']:05d}"
@@ -145,7 +147,8 @@ def test_the_byte_budget_cuts_a_page_with_a_marker_and_the_cursor_continues(clie
 
 def test_status_filter_is_passed_upstream_and_part_of_the_cursor(client: LegacyClient) -> None:
     shipped = find_orders(client, status="shipped")
-    assert shipped["total"] == ORDER_COUNT // 5 and {r["status"] for r in shipped["records"]} == {"shipped"}
+    assert shipped["total"] == ORDER_COUNT // 5
+    assert {r["status"] for r in shipped["records"]} == {"shipped"}
     with pytest.raises(ToolError, match="cursor: belongs to a different query"):
         find_orders(client, status="paid", cursor=shipped["next_cursor"])
 
@@ -304,13 +307,15 @@ def test_a_single_call_list_is_paged_with_its_query(api: LegacyApi) -> None:
     while "next_cursor" in pages[-1]:
         pages.append(handler.run("list_articles", {"updated_since": since, "cursor": pages[-1]["next_cursor"]}))
     assert [r for p in pages for r in p["records"]] == expected
-    assert len(pages) == -(-len(expected) // 7) and all(p["total"] == len(expected) for p in pages)
+    assert len(pages) == -(-len(expected) // 7)
+    assert all(p["total"] == len(expected) for p in pages)
     assert api.requests == ["/api/v2/articles"] * len(pages)
     # A cursor belongs to its query; an argument outside the declared pattern is refused.
     other = handler.run("list_articles", {"cursor": pages[0].get("next_cursor", "x")})
     assert other["error"]["kind"] == "invalid_argument"
     refused = handler.run("list_articles", {"updated_since": "yesterday"})
-    assert refused["error"]["kind"] == "invalid_argument" and "updated_since" in refused["error"]["message"]
+    assert refused["error"]["kind"] == "invalid_argument"
+    assert "updated_since" in refused["error"]["message"]
     assert handler.run("get_profile", {"customer_id": CUSTOMER_ID, "extra": 1})["error"]["kind"] == "invalid_argument"
 
 
@@ -334,7 +339,7 @@ def test_a_single_call_tools_schema_comes_from_its_arguments() -> None:
         ({"arguments": {"cursor": {"description": "x"}}}, "argument cursor is reserved"),
         ({"arguments": {"data_classifications": {"description": "x"}}}, "argument data_classifications is reserved"),
         ({"path": "/v2/../admin"}, "path segments . and .. are not allowed"),
-        ({"path": "/v2/things?admin=1"}, "String should match pattern"),
+        ({"path": "/v2/things?admin=1"}, "must be a path such as /v2/orders/{order_id}"),
         ({"arguments": {"q": {"description": "x", "pattern": "("}}}, "pattern does not compile"),
     ],
 )
