@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Iterator
-from typing import Any, get_args
+from typing import Any
 
 import pytest
 
@@ -17,7 +17,6 @@ from stacks.config import (
     PRODUCTION_FUNCTIONS,
     BlueprintConfig,
     ConfigError,
-    DocumentFormat,
     FixedSizeChunking,
     FunctionConfig,
     HierarchicalChunking,
@@ -454,12 +453,6 @@ def test_a_longer_integration_timeout_makes_room_for_longer_turns() -> None:
     assert config.production.agent_routes()["report"] == "writer"
 
 
-def test_the_config_offers_exactly_the_formats_the_pipeline_reads() -> None:
-    from ingestion.documents import SUPPORTED_FORMATS
-
-    assert get_args(DocumentFormat) == SUPPORTED_FORMATS
-
-
 # --- every field described, every pattern in words -----------------------------------------------
 
 
@@ -588,11 +581,14 @@ def test_function_settings_are_optional_and_unset_by_default() -> None:
 
 def test_function_settings_are_read() -> None:
     functions = load(
-        {"production.functions.ai_gateway.memory_mb": "2048", "production.functions.ingestion.timeout_seconds": "300"}
+        {
+            "production.functions.ai_gateway.memory_mb": "2048",
+            "production.functions.connector_pull.timeout_seconds": "300",
+        }
     ).production.functions
     assert functions == {
         "ai_gateway": FunctionConfig(memory_mb=2048),
-        "ingestion": FunctionConfig(timeout_seconds=300),
+        "connector_pull": FunctionConfig(timeout_seconds=300),
     }
 
 
@@ -670,3 +666,16 @@ def test_a_cross_field_check_is_skipped_only_where_what_it_reads_is_broken(
     overrides: dict[str, str], expected: list[str]
 ) -> None:
     assert error_lines(overrides) == expected
+
+
+@pytest.mark.parametrize(
+    ("function", "key"),
+    [("ai_gateway", "api.integration_timeout_seconds"), ("ingestion", "ingestion.processor_timeout_seconds")],
+)
+def test_a_timeout_with_its_own_key_is_not_set_twice(function: str, key: str) -> None:
+    (line,) = error_lines({f"production.functions.{function}": '{"timeout_seconds": 100}'})
+    assert line == (
+        f"blueprint.production.functions.{function}.timeout_seconds: this timeout is set by production.{key}; "
+        "allowed: unset"
+    )
+    assert load({f"production.functions.{function}": '{"memory_mb": 1024}'}).production.functions[function]

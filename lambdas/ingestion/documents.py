@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from html.parser import HTMLParser
 from pathlib import PurePosixPath
+from typing import Literal, get_args
 
-# The formats text_of reads (stacks/config.py DocumentFormat lists the same).
-SUPPORTED_FORMATS = ("txt", "md", "csv", "json", "html")
+# The formats text_of reads: what ingestion.formats may name (the config imports this type).
+DocumentFormat = Literal["txt", "md", "csv", "json", "html"]
+SUPPORTED_FORMATS: tuple[DocumentFormat, ...] = get_args(DocumentFormat)
 
 
 class RejectedError(Exception):

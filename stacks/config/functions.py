@@ -25,6 +25,11 @@ FunctionName = Literal[
     "account_settings",
 ]
 PRODUCTION_FUNCTIONS: tuple[FunctionName, ...] = get_args(FunctionName)
+# Functions whose time limit has its own key, because other limits are derived from it there.
+DEDICATED_TIMEOUTS: dict[str, str] = {
+    "ai_gateway": "api.integration_timeout_seconds",
+    "ingestion": "ingestion.processor_timeout_seconds",
+}
 
 
 class FunctionConfig(ConfigModel):

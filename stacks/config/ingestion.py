@@ -7,12 +7,13 @@ from typing import Annotated, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
+from ingestion.documents import DocumentFormat
+from ingestion.pii import SUPPORTED_LANGUAGES
 from stacks.config.base import ConfigModel, KeyedError
 from stacks.config.fields import Classification, Email, IdentifierName
 
-DocumentFormat = Literal["txt", "md", "csv", "json", "html"]
 # Comprehend DetectPiiEntities' languages; anything else goes by ingestion.unsupported_language.
-PII_LANGUAGES = ("en", "es")
+PII_LANGUAGES = SUPPORTED_LANGUAGES  # what the pipeline scans for PII (lambdas/ingestion/pii.py)
 
 
 class CustomIdentifier(ConfigModel):

@@ -5,15 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-from pydantic import Field, ModelWrapValidatorHandler, ValidationError, model_validator
+from pydantic import Field, ModelWrapValidatorHandler, ValidationError, field_validator, model_validator
 
 from stacks.config.account_settings import AccountSettingsConfig
 from stacks.config.agents import AgentConfig, AgentMemoryConfig, AgentName
 from stacks.config.api import ApiConfig
-from stacks.config.base import TierConfig
+from stacks.config.base import KeyedError, TierConfig
 from stacks.config.connectors import ConnectorsConfig
 from stacks.config.fields import GroupName, KebabName, LogRetentionDays, SnakeName, ToolName
-from stacks.config.functions import FunctionConfig, FunctionName
+from stacks.config.functions import DEDICATED_TIMEOUTS, FunctionConfig, FunctionName
 from stacks.config.groups import GroupConfig, OutputTypeConfig
 from stacks.config.guardrail import GuardrailConfig
 from stacks.config.identity import IdentityConfig
@@ -87,10 +87,19 @@ class ProductionConfig(TierConfig):
     functions: dict[FunctionName, FunctionConfig] = Field(
         default_factory=dict,
         description="Memory and timeout by function (the package under lambdas/ it runs; macie_findings is the "
-        "Macie responder); a function not named, or a value not set, keeps what the stack gives it today "
-        "(ai_gateway's timeout: api.integration_timeout_seconds; ingestion's: "
-        "ingestion.processor_timeout_seconds).",
+        "Macie responder); a function not named, or a value not set, keeps what the stack gives it. "
+        "ai_gateway's and ingestion's timeouts have their own keys (api.integration_timeout_seconds, "
+        "ingestion.processor_timeout_seconds), since other limits are derived from them there.",
     )
+
+    @field_validator("functions")
+    @classmethod
+    def _timeouts_with_their_own_keys(cls, functions: dict[str, FunctionConfig]) -> dict[str, FunctionConfig]:
+        for name, key in DEDICATED_TIMEOUTS.items():
+            configured = functions.get(name)
+            if configured is not None and configured.timeout_seconds is not None:
+                raise KeyedError((name, "timeout_seconds"), f"this timeout is set by production.{key}", allowed="unset")
+        return functions
 
     @model_validator(mode="wrap")
     @classmethod

@@ -80,8 +80,8 @@ class IngestionPipeline(Construct):
         self._config, self._key = config, key
         settings = config.ingestion
         # What depends on the processor's time (its queue's visibility, its per-document budget)
-        # follows the timeout it really gets.
-        self._processor_timeout = context.timeout("ingestion", Duration.seconds(settings.processor_timeout_seconds))
+        # is derived from it here.
+        self._processor_timeout = Duration.seconds(settings.processor_timeout_seconds)
 
         self.landing = SecureBucket(
             self,

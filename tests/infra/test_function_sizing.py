@@ -1,5 +1,6 @@
 """production.functions: a function's memory and timeout from config, and what depends on its time
-follows it (the ingestion queue's visibility and per-document budget, the pull connector's lease)."""
+follows it (the pull connector's lease; the processor's queue visibility and per-document budget
+follow its own key, ingestion.processor_timeout_seconds)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from tests.infra.conftest import Assembly, Synthesizer
 
 SIZES = {
     "ai_gateway": {"memory_mb": 2048},
-    "ingestion": {"timeout_seconds": 120},
+    "ingestion": {"memory_mb": 2048},
     "connector_pull": {"timeout_seconds": 600},
     "macie_findings": {"memory_mb": 512, "timeout_seconds": 60},
 }
@@ -20,7 +21,10 @@ SIZES = {
 
 @pytest.fixture(scope="module")
 def sized(synthesize: Synthesizer) -> Assembly:
-    return synthesize(tier="production", **{"blueprint.production.functions": SIZES})
+    return synthesize(
+        tier="production",
+        **{"blueprint.production.functions": SIZES, "blueprint.production.ingestion.processor_timeout_seconds": 120},
+    )
 
 
 def function(template: dict[str, Any], logical_prefix: str) -> dict[str, Any]:
@@ -38,7 +42,7 @@ def test_a_sized_function_gets_its_memory_and_keeps_its_own_timeout(sized: Assem
 def test_what_depends_on_a_functions_time_follows_it(sized: Assembly) -> None:
     knowledge = sized.template("-knowledge")
     processor = function(knowledge, "IngestionProcessor")
-    assert processor["Timeout"] == 120
+    assert (processor["MemorySize"], processor["Timeout"]) == (2048, 120)
     assert props(knowledge, "AWS::SQS::Queue", "IngestionDocuments")["VisibilityTimeout"] == 6 * 120
     assert processor["Environment"]["Variables"]["DOCUMENT_BUDGET_SECONDS"] == str(120 // 4)
     (pull,) = [
