@@ -23,7 +23,7 @@ CDK := cdk --ci --no-notices
 CDK_ARGS := -c tier=$(TIER)
 PIP_QUIET := --quiet --disable-pip-version-check
 
-.PHONY: help layer agent-deps setup synth test eval lint format typecheck docs cfn-lint bench nag-report diff deploy smoke destroy clean distclean
+.PHONY: help layer agent-deps setup synth test test-variant eval lint format typecheck docs cfn-lint bench nag-report diff deploy smoke destroy clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -67,6 +67,15 @@ synth: setup ## synthesize TIER (all, sandbox, production) into cdk.out/, nag an
 
 test: setup ## run the whole test suite
 	$(BIN)/pytest
+
+# The tests that read the deployment's config, run against cdk.json plus one more group, agent and
+# output type (tests/variant_config.py); the snapshot tests deselect themselves (their snapshots are
+# cdk.json's), and tests/infra/test_variant.py, which checks the same variant in every run, is left out.
+VARIANT_TESTS := tests/infra tests/test_app.py tests/test_config.py tests/test_smoke.py \
+	tests/lambdas/test_tool_binding.py tests/lambdas/test_evaluation.py
+
+test-variant: setup ## the config-dependent tests against cdk.json plus a group, an agent and an output type
+	BLUEPRINT_TEST_CONFIG=variant $(BIN)/pytest --ignore=tests/infra/test_variant.py $(VARIANT_TESTS)
 
 eval: setup ## score the recorded tool-call traces against the golden set (fails below the floor)
 	$(BIN)/python tools/eval.py

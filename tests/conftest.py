@@ -1,18 +1,36 @@
-"""Shared test set-up: the repository root and the config in cdk.json."""
+"""Shared test set-up: the repository root and the config the suite runs against.
+
+That is cdk.json's, or with BLUEPRINT_TEST_CONFIG=variant cdk.json plus one more group, agent and
+output type (tests/variant_config.py); snapshots are per config, so a variant run deselects them.
+"""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.variant_config import ROOT, SAMPLE, selected, suite_context
+
+__all__ = ["ROOT"]
 
 
 @pytest.fixture(scope="session")
 def cdk_context() -> dict[str, Any]:
-    """The context block of cdk.json, as the CDK CLI would hand it to the app."""
-    context: dict[str, Any] = json.loads((ROOT / "cdk.json").read_text())["context"]
-    return context
+    """The context block of cdk.json (or of the variant), as the CDK CLI would hand it to the app."""
+    return suite_context()
+
+
+def pytest_report_header() -> str:
+    return f"blueprint config: {selected()}"
+
+
+@pytest.hookimpl(trylast=True)  # after syrupy has seen them: deselected, so their snapshots are not "unused"
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A variant run deselects the snapshot tests: their snapshots are the sample's templates."""
+    if selected() == SAMPLE:
+        return
+    kept = [item for item in items if "snapshot" not in getattr(item, "fixturenames", ())]
+    if len(kept) < len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+        items[:] = kept

@@ -5,6 +5,7 @@ moves only when the smoke test sleeps."""
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from botocore.credentials import Credentials
 from botocore.stub import ANY
 
 from ai_gateway.agents import runtime_session_id
+from evaluation.evaluator import load_golden_set
 from ingestion.pipeline import document_id
 from stacks.config import load_config
 from tests.aws_stubs import Stubbed
@@ -48,6 +50,7 @@ class Served:
     """What the loopback stand-ins for the Function URL and the gateway saw and will answer."""
 
     url: str = ""
+    group: str = ""  # the caller's group, as GET /v1/usage names it
     requests: list[tuple[str, str, dict[str, str], Any]] = field(default_factory=list)
     chat_units_used: int = 4
     answer_cites: str = ""
@@ -71,7 +74,7 @@ def served() -> Iterator[Served]:
             if self.path == "/live/v1/usage" and self.headers.get("Authorization") == "Bearer access-token":
                 self._reply(
                     200,
-                    {"group": "platform-admins", "quotas": [{"output_type": "chat", "used": state.chat_units_used}]},
+                    {"group": state.group, "quotas": [{"output_type": "chat", "used": state.chat_units_used}]},
                 )
             else:
                 self._reply(401, {"error": "unauthorized", "message": "Unauthorized"})
@@ -232,7 +235,9 @@ def test_the_sandbox_smoke_test_uploads_syncs_and_gets_cited_answers_then_cleans
     assert asked == [(s, f"What is the codeword of smoke test {RUN}?") for s in ("knowledge_base", "kendra")]
     assert clock.naps == [smoke.POLL_SECONDS] * 3  # one wait per sync, one for the scheduled Kendra sync
     table = checker.table()
-    assert "sync the Knowledge Base" in table and "PASS" in table and "job JOB1 complete" in table
+    assert "sync the Knowledge Base" in table
+    assert "PASS" in table
+    assert "job JOB1 complete" in table
 
 
 def test_a_failed_sync_fails_its_check_skips_what_needs_it_and_still_cleans_up(aws: Stubbed, served: Served) -> None:
@@ -253,7 +258,8 @@ def test_an_answer_that_cites_something_else_fails(aws: Stubbed, served: Served)
     served.answer_cites = "s3://docs/documents/handbook.md"
     rows = {r.check: r for r in run_sandbox(aws, Clock()).rows}
     answer = rows["cited answer from the Knowledge Base (Function URL, SigV4)"]
-    assert answer.status == "FAIL" and answer.detail.startswith("no citation of the smoke document among 1")
+    assert answer.status == "FAIL"
+    assert answer.detail.startswith("no citation of the smoke document among 1")
 
 
 def test_a_tier_that_is_not_deployed_fails_at_once_by_name(aws: Stubbed) -> None:
@@ -262,7 +268,8 @@ def test_a_tier_that_is_not_deployed_fails_at_once_by_name(aws: Stubbed) -> None
     )
     checker = run_sandbox(aws, Clock())
     (row,) = checker.rows
-    assert row.status == "FAIL" and "stack genai-sandbox is not deployed here" in row.detail
+    assert row.status == "FAIL"
+    assert "stack genai-sandbox is not deployed here" in row.detail
 
 
 def test_waiting_gives_up_at_its_timeout_without_sleeping_past_it() -> None:
@@ -270,7 +277,8 @@ def test_waiting_gives_up_at_its_timeout_without_sleeping_past_it() -> None:
     checker = smoke.Smoke(clients=Stubbed(), http=smoke.Http(), clock=clock, sleep=clock.sleep)
     with pytest.raises(smoke.Failed, match="the job: not within 35 s"):
         checker.wait("the job", lambda: None, timeout=35)
-    assert clock.naps == [10.0, 10.0, 10.0] and clock.now <= 35
+    assert clock.naps == [10.0, 10.0, 10.0]
+    assert clock.now <= 35
 
 
 # --- production --------------------------------------------------------------------------------
@@ -295,7 +303,8 @@ def stub_production_stacks(aws: Stubbed, served: Served) -> None:
         cfn.add_response("describe_stacks", outputs(**values), {"StackName": f"genai-production-{stack}"})
 
 
-def stub_production(aws: Stubbed, served: Served) -> dict[str, str]:
+def stub_production(aws: Stubbed, served: Served, group: str) -> dict[str, str]:
+    served.group = group
     stub_production_stacks(aws, served)
     user = f"smoke+{RUN}@example.com"
     idp = aws.stub("cognito-idp")
@@ -312,7 +321,7 @@ def stub_production(aws: Stubbed, served: Served) -> dict[str, str]:
     idp.add_response(
         "admin_add_user_to_group",
         {},
-        {"UserPoolId": "us-east-1_AbCdEf123", "Username": user, "GroupName": "platform-admins"},
+        {"UserPoolId": "us-east-1_AbCdEf123", "Username": user, "GroupName": group},
     )
     challenge = {
         "USER_ID_FOR_SRP": SUB,
@@ -406,7 +415,7 @@ def stub_production(aws: Stubbed, served: Served) -> dict[str, str]:
         "get_item", {"Item": {"status": {"S": "quarantined"}, "location": {"S": quarantined}}}, pii_key
     )
     # The chat turn's trace: its log lines by conversation id, then X-Ray.
-    conversation = runtime_session_id("platform-admins", SUB, f"smoke-{RUN}")
+    conversation = runtime_session_id(group, SUB, f"smoke-{RUN}")
     logs = aws.stub("logs")
     logs.add_response(
         "start_query",
@@ -452,13 +461,14 @@ def stub_production(aws: Stubbed, served: Served) -> dict[str, str]:
 def test_the_production_smoke_test_signs_in_chats_meters_ingests_quarantines_and_traces(
     aws: Stubbed, served: Served, cdk_context: dict[str, Any]
 ) -> None:
-    stub_production(aws, served)
     config = load_config(cdk_context).production
+    group = smoke.smoke_group(config, None)
+    stub_production(aws, served, group)
     checker = make_smoke(aws, Clock())
-    smoke.production(checker, prefix="genai", config=config, run=RUN, group=smoke.smoke_group(config, None))
+    smoke.production(checker, prefix="genai", config=config, run=RUN, group=group)
     assert [(r.check, r.status) for r in checker.rows] == [
         ("production stacks deployed", "PASS"),
-        ("test user in group platform-admins", "PASS"),
+        (f"test user in group {group}", "PASS"),
         ("sign in (SRP; TOTP MFA when required)", "PASS"),
         ("POST /v1/chat", "PASS"),
         ("GET /v1/usage counts the turn", "PASS"),
@@ -474,8 +484,8 @@ def test_the_production_smoke_test_signs_in_chats_meters_ingests_quarantines_and
     chat = next(r for r in served.requests if r[1] == "/live/v1/chat" and "X-Evaluation-Case" not in r[2])
     assert chat[3]["session_id"] == f"smoke-{RUN}"
     evaluation = next(r for r in served.requests if "X-Evaluation-Case" in r[2])
-    case = evaluation[2]["X-Evaluation-Case"]
-    assert case in {"refund-policy", "shipping-time", "warranty", "internal-escalation"}
+    (case,) = [c for c in load_golden_set() if c.id == evaluation[2]["X-Evaluation-Case"]]
+    assert case.expected.tool.endswith("knowledge_search")  # a tool every group the smoke test may use has
 
 
 def test_a_sign_in_challenge_the_smoke_test_cannot_answer_fails_it_and_the_user_is_removed(
@@ -493,7 +503,7 @@ def test_a_sign_in_challenge_the_smoke_test_cannot_answer_fails_it_and_the_user_
     idp.add_response("admin_delete_user", {}, None)
     config = load_config(cdk_context).production
     checker = make_smoke(aws, Clock())
-    smoke.production(checker, prefix="genai", config=config, run=RUN, group="platform-admins")
+    smoke.production(checker, prefix="genai", config=config, run=RUN, group=smoke.smoke_group(config, None))
     statuses = {r.check: (r.status, r.detail) for r in checker.rows}
     assert statuses["sign in (SRP; TOTP MFA when required)"] == (
         "FAIL",
@@ -566,19 +576,23 @@ class RefusedCredentials:
 def test_without_credentials_it_fails_at_once_with_one_clear_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert smoke.main(["--tier", "production"], session=NoCredentials()) == 2
     captured = capsys.readouterr()
-    assert captured.out == "" and captured.err.count("\n") == 1
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1
     assert captured.err.startswith("make smoke needs AWS credentials")
 
 
 def test_refused_credentials_fail_at_once_saying_why(capsys: pytest.CaptureFixture[str]) -> None:
     assert smoke.main(["--tier", "sandbox"], session=RefusedCredentials()) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "ExpiredToken" in err
+    assert err.count("\n") == 1
+    assert "ExpiredToken" in err
 
 
 def test_an_unknown_group_is_refused_naming_the_known_ones(cdk_context: dict[str, Any]) -> None:
-    with pytest.raises(SystemExit, match="--group nobody: not a configured group; known: platform-admins"):
-        smoke.smoke_group(load_config(cdk_context).production, "nobody")
+    config = load_config(cdk_context).production
+    known = ", ".join(config.groups)
+    with pytest.raises(SystemExit, match=re.escape(f"--group nobody: not a configured group; known: {known}")):
+        smoke.smoke_group(config, "nobody")
 
 
 def test_an_answer_larger_than_the_cap_is_refused_not_read_whole(

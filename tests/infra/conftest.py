@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,7 @@ CLI_CONTEXT = {"aws:cdk:enable-path-metadata": True, "aws:cdk:enable-asset-metad
 
 
 @pytest.fixture(scope="session")
-def synthesize(cdk_context: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synthesizer]:
+def synthesize(cdk_context: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Synthesizer:
     """Synthesize the app with optional context overrides (`-c key=value` equivalents)."""
 
     def run(**overrides: Any) -> Assembly:
@@ -56,50 +56,63 @@ def synthesize(cdk_context: dict[str, Any], tmp_path_factory: pytest.TempPathFac
         }
         return Assembly(outdir=outdir, templates=templates)
 
-    yield run
+    return run
 
 
 @pytest.fixture(scope="session")
 def assembly(synthesize: Synthesizer) -> Assembly:
-    """Both tiers with the configuration in cdk.json."""
+    """Both tiers with the configuration the suite runs against (cdk.json's, or the variant)."""
     return synthesize()
+
+
+# The stack fixtures below, by name: how the stack's name ends.
+STACK_SUFFIXES = {
+    "sandbox": "-sandbox",
+    "foundation": "-production-foundation",
+    "identity": "-production-identity",
+    "gateway": "-production-gateway",
+    "tools": "-production-tools",
+    "knowledge": "-production-knowledge",
+    "agents": "-production-agents",
+    "observability": "-production-observability",
+}
 
 
 @pytest.fixture(scope="session")
 def sandbox(assembly: Assembly) -> dict[str, Any]:
-    return assembly.template("-sandbox")
+    return assembly.template(STACK_SUFFIXES["sandbox"])
 
 
 @pytest.fixture(scope="session")
 def foundation(assembly: Assembly) -> dict[str, Any]:
-    return assembly.template("-production-foundation")
+    return assembly.template(STACK_SUFFIXES["foundation"])
 
 
 @pytest.fixture(scope="session")
 def identity(assembly: Assembly) -> dict[str, Any]:
-    return assembly.template("-production-identity")
+    return assembly.template(STACK_SUFFIXES["identity"])
 
 
 @pytest.fixture(scope="session")
 def gateway(assembly: Assembly) -> dict[str, Any]:
-    return assembly.template("-production-gateway")
+    return assembly.template(STACK_SUFFIXES["gateway"])
 
 
 @pytest.fixture(scope="session")
 def tools(assembly: Assembly) -> dict[str, Any]:
-    return assembly.template("-production-tools")
+    return assembly.template(STACK_SUFFIXES["tools"])
 
 
 @pytest.fixture(scope="session")
 def knowledge(assembly: Assembly) -> dict[str, Any]:
-    return assembly.template("-production-knowledge")
+    return assembly.template(STACK_SUFFIXES["knowledge"])
 
 
 @pytest.fixture(scope="session")
 def agents(assembly: Assembly) -> dict[str, Any]:
-    return assembly.template("-production-agents")
+    return assembly.template(STACK_SUFFIXES["agents"])
 
 
 @pytest.fixture(scope="session")
 def observability(assembly: Assembly) -> dict[str, Any]:
-    return assembly.template("-production-observability")
+    return assembly.template(STACK_SUFFIXES["observability"])

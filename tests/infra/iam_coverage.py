@@ -235,9 +235,11 @@ def reachable_code(package: str, module: str) -> dict[str, list[ast.AST]]:
     return found
 
 
-def _referenced(path: str, node: ast.AST) -> list[tuple[str, str]]:
-    """(module path, top-level name) of the definitions ``node`` names, in its module or imported."""
-    imports: dict[str, tuple[str, str | None]] = {}  # local name -> (module path, definition or None)
+@cache
+def _imports(path: str) -> dict[str, tuple[str, str | None]]:
+    """A module's ``from`` imports of modules under lambdas/: local name -> (module path, the
+    definition imported, or None for a module)."""
+    imports: dict[str, tuple[str, str | None]] = {}
     for statement in _parsed(path).body:
         if isinstance(statement, ast.ImportFrom) and statement.module:
             for alias in statement.names:
@@ -246,6 +248,12 @@ def _referenced(path: str, node: ast.AST) -> list[tuple[str, str]]:
                     imports[alias.asname or alias.name] = (submodule, None)
                 elif (source := _module_path(statement.module)) is not None:
                     imports[alias.asname or alias.name] = (source, alias.name)
+    return imports
+
+
+def _referenced(path: str, node: ast.AST) -> list[tuple[str, str]]:
+    """(module path, top-level name) of the definitions ``node`` names, in its module or imported."""
+    imports = _imports(path)
     local = _definitions(_parsed(path))
     wanted: list[tuple[str, str]] = []
     for name in {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}:
@@ -323,73 +331,101 @@ def _enclosing(path: str) -> dict[int, str]:
     return found
 
 
-def _sdk_calls(package: str, path: str, tree: ast.AST, services: set[str]) -> Iterator[Call]:
-    transact_kinds = sorted(
-        {
-            key.value
-            for node in ast.walk(_parsed(path))
-            if isinstance(node, ast.Dict)
-            for key in node.keys
-            if isinstance(key, ast.Constant) and key.value in ("Put", "Update", "Delete", "ConditionCheck")
-        }
+@cache
+def _transact_kinds(path: str) -> tuple[str, ...]:
+    """The kinds of DynamoDB transaction item a module writes (its literal dicts' keys)."""
+    return tuple(
+        sorted(
+            {
+                key.value
+                for node in ast.walk(_parsed(path))
+                if isinstance(node, ast.Dict)
+                for key in node.keys
+                if isinstance(key, ast.Constant) and key.value in ("Put", "Update", "Delete", "ConditionCheck")
+            }
+        )
     )
+
+
+@dataclass(frozen=True)
+class _Site:
+    """One SDK call in the code, to be turned into the IAM actions it needs."""
+
+    package: str
+    path: str
+    node: ast.Call
+    service: str
+    operation: str
+
+    @property
+    def arguments(self) -> dict[str, ast.expr]:
+        return {k.arg: k.value for k in self.node.keywords if k.arg is not None}
+
+    def argument(self, name: str | None) -> str | None:
+        """An argument's source text; a dotted ``name`` reaches into literal dicts."""
+        if name is None:
+            return None
+        first, *rest = name.split(".")
+        value = _path(self.arguments.get(first), rest)
+        return ast.unparse(value) if value is not None else None
+
+    @property
+    def resource(self) -> str | None:
+        resource = self.argument(RESOURCE_ARGUMENT.get(self.service))
+        if self.service == "dynamodb" and resource is None:
+            assert isinstance(self.node.func, ast.Attribute)
+            return ast.unparse(self.node.func.value)  # a Table resource (or a transaction) names its table elsewhere
+        return resource
+
+    def call(self, operation: str, action: str, on: str | None, *, with_key: bool = True) -> Call:
+        where = f"{self.path}:{self.node.lineno}"
+        key = self.argument("Key") if with_key else None
+        function = _enclosing(self.path).get(id(self.node), "")
+        return Call(self.package, where, self.service, operation, action, on, key, function)
+
+
+def _sdk_calls(package: str, path: str, tree: ast.AST, services: set[str]) -> Iterator[Call]:
     for node in ast.walk(tree):
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
             continue
         found = _operation(node, services)
-        if found is None:
-            continue
-        service, operation = found
-        where = f"{path}:{node.lineno}"
-        arguments = {k.arg: k.value for k in node.keywords if k.arg is not None}
-        receiver = ast.unparse(node.func.value)
+        if found is not None:
+            yield from _actions(_Site(package, path, node, *found))
 
-        def argument(name: str | None, arguments: dict[str, ast.expr] = arguments) -> str | None:
-            if name is None:
-                return None
-            first, *rest = name.split(".")
-            value = _path(arguments.get(first), rest)
-            return ast.unparse(value) if value is not None else None
 
-        prefix = str(_client(service).meta.service_model.signing_name)
-        resource = argument(RESOURCE_ARGUMENT.get(service))
-        function = _enclosing(path).get(id(node), "")
+def _actions(site: _Site) -> Iterator[Call]:
+    """The (operation, IAM action, resource) calls one SDK call needs."""
+    operation = site.operation
+    if (site.service, operation) in NEEDS:
+        for action, name in NEEDS[(site.service, operation)]:
+            yield site.call(operation, action, name if name and name.startswith("arn:") else site.argument(name))
+    elif (site.service, operation) == ("dynamodb", "TransactWriteItems"):
+        for kind in _transact_kinds(site.path):
+            item = "ConditionCheckItem" if kind == "ConditionCheck" else f"{kind}Item"
+            yield site.call(item, f"dynamodb:{item}", site.resource)
+    elif (site.service, operation) == ("s3", "CopyObject"):
+        yield from _copy_object(site)
+    elif site.service == "s3" and operation in S3_VERSIONED and "VersionId" in site.arguments:
+        yield site.call(operation, f"s3:{S3_VERSIONED[operation]}", site.resource)
+    elif (site.service, operation) == ("s3", "HeadObject"):
+        yield site.call(operation, "s3:GetObject", site.resource)
+    else:
+        prefix = str(_client(site.service).meta.service_model.signing_name)
+        yield site.call(operation, f"{prefix}:{operation}", site.resource)
 
-        def call(
-            operation: str,
-            action: str,
-            on: str | None,
-            key: str | None = argument("Key"),
-            site: tuple[str, str, str] = (where, service, function),
-        ) -> Call:
-            return Call(package, site[0], site[1], operation, action, on, key, site[2])
 
-        if service == "dynamodb" and resource is None:
-            resource = receiver  # a Table resource (or a transaction) names its table elsewhere
-        if (service, operation) in NEEDS:
-            for action, name in NEEDS[(service, operation)]:
-                yield call(operation, action, name if name and name.startswith("arn:") else argument(name))
-        elif service == "dynamodb" and operation == "TransactWriteItems":
-            for kind in transact_kinds:
-                item = "ConditionCheckItem" if kind == "ConditionCheck" else f"{kind}Item"
-                yield call(item, f"dynamodb:{item}", resource)
-        elif service == "s3" and operation == "CopyObject":
-            yield call("PutObject", "s3:PutObject", resource)
-            source = arguments["CopySource"]
-            if isinstance(source, ast.Dict):
-                bucket = _path(source, ["Bucket"])
-                versioned = _path(source, ["VersionId"]) is not None
-                bucket_text = ast.unparse(bucket) if bucket is not None else None
-            else:  # built beforehand: COPY_SOURCES says from where
-                bucket_text, versioned = COPY_SOURCES[(package, ast.unparse(source))]
-            for read in ("GetObject", *(("GetObjectVersion",) if versioned else ())):
-                yield call(read, f"s3:{read}", bucket_text, key=None)
-        elif service == "s3" and operation in S3_VERSIONED and "VersionId" in arguments:
-            yield call(operation, f"s3:{S3_VERSIONED[operation]}", resource)
-        elif service == "s3" and operation == "HeadObject":
-            yield call(operation, "s3:GetObject", resource)
-        else:
-            yield call(operation, f"{prefix}:{operation}", resource)
+def _copy_object(site: _Site) -> Iterator[Call]:
+    """A copy writes its target and reads its source (a given version of it, when it names one)."""
+    yield site.call("PutObject", "s3:PutObject", site.resource)
+    source = site.arguments["CopySource"]
+    if isinstance(source, ast.Dict):
+        bucket = _path(source, ["Bucket"])
+        versioned = _path(source, ["VersionId"]) is not None
+        bucket_text = ast.unparse(bucket) if bucket is not None else None
+    else:  # built beforehand: COPY_SOURCES says from where
+        bucket_text, versioned = COPY_SOURCES[(site.package, ast.unparse(source))]
+    for read in ("GetObject", *(("GetObjectVersion",) if versioned else ())):
+        yield site.call(read, f"s3:{read}", bucket_text, with_key=False)
 
 
 def _powertools_calls(package: str, path: str, tree: ast.AST) -> Iterator[Call]:
@@ -570,38 +606,48 @@ def _covered(
         return True
     if target is None:
         return False
-    if isinstance(target, str):  # chosen at run time: an ARN of that service can match
-        kind = RUN_TIME_TYPES.get(target)
-        referenced = [
-            templates[stack]["Resources"][r]["Type"]
-            for resource in resources
-            for stack, r in identities(resource, runner.stack, templates)
-        ]
-        return any(re.search(rf"^arn:[^:]*:{target}:|:{target}:", _text(r)) for r in resources) or (
-            kind is not None and kind in referenced
-        )
+    if isinstance(target, str):
+        return _covered_at_run_time(resources, target, runner, templates)
+    return all(_names_covered(variable, resources, call, runner, templates) for variable in target)
+
+
+def _covered_at_run_time(resources: list[Any], service: str, runner: Runner, templates: Mapping[str, Template]) -> bool:
+    """A resource chosen at run time: an ARN of that service (or a resource of its type) can match."""
+    kind = RUN_TIME_TYPES.get(service)
+    referenced = [
+        templates[stack]["Resources"][r]["Type"]
+        for resource in resources
+        for stack, r in identities(resource, runner.stack, templates)
+    ]
+    return any(re.search(rf"^arn:[^:]*:{service}:|:{service}:", _text(r)) for r in resources) or (
+        kind is not None and kind in referenced
+    )
+
+
+def _names_covered(
+    variable: str, resources: list[Any], call: Call, runner: Runner, templates: Mapping[str, Template]
+) -> bool:
+    """Whether the resources granted cover the one ``variable`` names (and, for an S3 object
+    call, every place in the bucket the call may touch)."""
+    if variable.startswith("@"):
+        wanted = {(runner.stack, r) for r in templates[runner.stack]["Resources"] if r.startswith(variable[1:])}
+    elif variable in runner.environment:
+        wanted = identities(runner.environment[variable], runner.stack, templates)
+    else:
+        return False
+    if not wanted:
+        return False
     object_level = call.service == "s3" and call.operation not in S3_BUCKET_OPERATIONS
+    matching = []
+    for resource in resources:
+        if not identities(resource, runner.stack, templates) & wanted:
+            continue
+        path = _text(resource).rsplit("<ref>", 1)[-1]  # after the bucket: "/curated/*", or ""
+        if call.service == "s3" and object_level != ("/" in path):
+            continue
+        matching.append(path)
     samples = _sample_keys(call, runner) if object_level else []
-    for variable in target:
-        if variable.startswith("@"):
-            wanted = {(runner.stack, r) for r in templates[runner.stack]["Resources"] if r.startswith(variable[1:])}
-        elif variable in runner.environment:
-            wanted = identities(runner.environment[variable], runner.stack, templates)
-        else:
-            return False
-        if not wanted:
-            return False
-        matching = []
-        for resource in resources:
-            if not identities(resource, runner.stack, templates) & wanted:
-                continue
-            path = _text(resource).rsplit("<ref>", 1)[-1]  # after the bucket: "/curated/*", or ""
-            if call.service == "s3" and object_level != ("/" in path):
-                continue
-            matching.append(path)
-        if not matching or not all(any(fnmatch.fnmatchcase(s, p) for p in matching) for s in samples):
-            return False
-    return True
+    return bool(matching) and all(any(fnmatch.fnmatchcase(s, p) for p in matching) for s in samples)
 
 
 def _sample_keys(call: Call, runner: Runner) -> list[str]:

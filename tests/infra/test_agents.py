@@ -10,7 +10,16 @@ from typing import Any
 
 import pytest
 
-from stacks.config import GATEWAY_MARGIN_SECONDS, load_config
+from stacks.config import (
+    GATEWAY_MARGIN_SECONDS,
+    AgentConfig,
+    GroupConfig,
+    GroupModels,
+    OutputQuota,
+    ProductionConfig,
+    UsagePlanConfig,
+    load_config,
+)
 from stacks.production import agents as agents_module
 from stacks.production.agents import ENTRYPOINT, MEMORY_ACTIONS, MEMORY_NAMESPACES, served_groups
 from tests.infra.cfn import props, render, resources, role_permissions
@@ -28,11 +37,12 @@ def runtimes(agents: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def test_one_runtime_per_configured_agent_from_its_code_asset(
     agents: dict[str, Any], cdk_context: dict[str, Any]
 ) -> None:
+    prefix = load_config(cdk_context).prefix
     config = production(cdk_context)
     found = runtimes(agents)
-    assert sorted(found) == sorted(f"genai_{name}" for name in config.agents)
+    assert sorted(found) == sorted(f"{prefix}_{name}" for name in config.agents)
     for name, agent in config.agents.items():
-        runtime = found[f"genai_{name}"]
+        runtime = found[f"{prefix}_{name}"]
         code = runtime["AgentRuntimeArtifact"]["CodeConfiguration"]
         assert (code["Runtime"], code["EntryPoint"]) == ("PYTHON_3_14", [ENTRYPOINT])
         assert code["Code"]["S3"]["Prefix"].endswith(".zip")
@@ -48,15 +58,38 @@ def test_one_runtime_per_configured_agent_from_its_code_asset(
         assert json.loads(env["GROUP_MODELS"]) == {
             group: models.model_dump(mode="json") for group, models in served_groups(config, agent).items()
         }
-        assert env["TOOLS_GATEWAY_URL"]["Fn::GetStackOutput"]["StackName"] == "genai-production-tools"
+        assert env["TOOLS_GATEWAY_URL"]["Fn::GetStackOutput"]["StackName"] == f"{prefix}-production-tools"
         assert render(env["MEMORY_ID"]) == "<Memory.MemoryId>"
 
 
-def test_an_agent_serves_only_groups_with_a_quota_for_its_outputs(cdk_context: dict[str, Any]) -> None:
-    config = production(cdk_context)
-    # customer-basic has no report or research_brief quota: the report writer refuses it.
-    assert sorted(served_groups(config, config.agents["report_writer"])) == ["customer-gold", "platform-admins"]
-    assert sorted(served_groups(config, config.agents["support_assistant"])) == sorted(config.groups)
+def _group(*outputs: str, models: tuple[str, ...]) -> GroupConfig:
+    return GroupConfig(
+        kind="customer",
+        tier="t",
+        precedence=1,
+        usage_plan=UsagePlanConfig(rate_limit=1, burst_limit=1, quota_limit=1),
+        models=GroupModels(allowed=models, default=models[-1]),
+        output_quotas={output: OutputQuota(limit=1) for output in outputs},
+    )
+
+
+def test_an_agent_serves_only_groups_with_a_quota_for_its_outputs() -> None:
+    lite, pro = "amazon.nova-lite-v1:0", "amazon.nova-pro-v1:0"
+    config = ProductionConfig.model_construct(
+        groups={
+            "chatters": _group("chat", models=(lite,)),
+            "writers": _group("chat", "brief", models=(lite, pro)),
+            "briefers": _group("brief", "report", models=(pro,)),
+        }
+    )
+    writer = AgentConfig(description="d", system_prompt="p", output_types=("report", "brief"))
+    # chatters have no brief or report quota: the writer refuses them; each group keeps its models.
+    assert {name: models.model_dump() for name, models in served_groups(config, writer).items()} == {
+        "writers": {"allowed": (lite, pro), "default": pro},
+        "briefers": {"allowed": (pro,), "default": pro},
+    }
+    chat = AgentConfig(description="d", system_prompt="p", output_types=("chat",))
+    assert list(served_groups(config, chat)) == ["chatters", "writers"]
 
 
 def test_runtimes_take_the_production_pools_tokens_and_forward_them_to_the_agent(agents: dict[str, Any]) -> None:
@@ -107,7 +140,7 @@ def test_runtime_roles_may_invoke_their_groups_models_and_use_memory_nothing_mor
         permissions = role_permissions(agents, f"{logical}ExecutionRole")
         models = {model for group in served_groups(config, agent).values() for model in group.allowed}
         invoked = {resource for action, resource in permissions if action == "bedrock:InvokeModel"}
-        assert invoked == {f"arn:aws:bedrock:us-east-1::foundation-model/{model}" for model in models}
+        assert invoked == {f"arn:aws:bedrock:{config.region}::foundation-model/{model}" for model in models}
         memory = {(a, r) for a, r in permissions if a.startswith("bedrock-agentcore:") and "Memory" in r}
         assert memory == {(action, "<Memory.MemoryArn>") for action in MEMORY_ACTIONS}
         assert not [a for a, _ in permissions if a.startswith(("bedrock:Retrieve", "s3:Put", "dynamodb:"))]
@@ -120,7 +153,7 @@ def test_runtime_roles_may_invoke_their_groups_models_and_use_memory_nothing_mor
     assert len(statements) == len(config.agents)
     for statement in statements:  # the memory's key, only through AgentCore
         assert statement["Condition"] == {
-            "StringEquals": {"kms:ViaService": "bedrock-agentcore.us-east-1.amazonaws.com"}
+            "StringEquals": {"kms:ViaService": f"bedrock-agentcore.{config.region}.amazonaws.com"}
         }
 
 
@@ -135,7 +168,8 @@ def test_the_code_asset_holds_the_agent_its_shared_code_and_arm64_dependencies(
     assert (root / ENTRYPOINT).read_text() == (Path("lambdas/agent/__main__.py")).read_text()
     for needed in ("agent/server.py", "agent/loop.py", "agent/memory.py", "shared/tokens.py", "boto3", "jwt"):
         assert (root / needed).exists(), needed
-    assert not list(root.rglob("__pycache__")) and not (root / "agent" / "requirements.txt").exists()
+    assert not list(root.rglob("__pycache__"))
+    assert not (root / "agent" / "requirements.txt").exists()
     # Linux arm64 wheels: nothing compiled for this machine slipped in.
     assert not [p.name for p in root.rglob("*.so") if "x86_64" in p.name]
 
@@ -149,7 +183,8 @@ def test_the_gateway_knows_each_agents_runtime_and_waits_long_enough_for_a_turn(
     rendered = json.dumps(runtimes_env)
     for name in config.agents:
         logical = "".join(part.title() for part in name.split("_"))
-        assert f'\\"{name}\\":\\"' in rendered and f"{logical}" in rendered
+        assert f'\\"{name}\\":\\"' in rendered
+        assert f"{logical}" in rendered
     timeout = config.api.integration_timeout_seconds
     assert function["Timeout"] == timeout
     methods = [m["Properties"] for m in resources(gateway, "AWS::ApiGateway::Method").values()]
@@ -160,10 +195,14 @@ def test_the_gateway_knows_each_agents_runtime_and_waits_long_enough_for_a_turn(
 def test_the_gateway_policy_routes_output_types_to_their_agents(
     gateway: dict[str, Any], cdk_context: dict[str, Any]
 ) -> None:
+    config = production(cdk_context)
     document = json.loads(props(gateway, "AWS::SSM::Parameter", "Policy")["Value"])
     routes = {name: output["agent"] for name, output in document["outputs"].items()}
-    assert routes == {"chat": "support_assistant", "summary": None, "report": "report_writer", "research_brief": "report_writer"}  # fmt: skip
-    assert routes == {name: production(cdk_context).agent_routes().get(name) for name in routes}
+    # Each output type goes to the agent that lists it; one no agent lists goes to a model (None).
+    assert routes == {
+        output: next((name for name, agent in config.agents.items() if output in agent.output_types), None)
+        for output in config.output_types
+    }
 
 
 def test_the_bundle_hash_follows_the_code_and_the_installed_distributions(

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from stacks.shared.naming import pascal_case
 from tests.infra import deploy_checks, iam_coverage
 from tests.infra.cfn import only, props, render, resources
 from tests.infra.conftest import Assembly, Synthesizer
@@ -32,14 +33,14 @@ ADOPTED = {
 # A Lambda function's role is checked when the function runs, not when it is created; what runs it
 # during a deploy (a custom resource, an event source mapping) is checked for the role's policies.
 NOT_CHECKED_AT_CREATION = {"AWS::Lambda::Function": "its role is used when it runs, not when it is created"}
-# What a replacing change is: a new embedding model and chunking for both tiers' Knowledge Bases,
-# and a new pattern for a Macie custom data identifier.
+# What a replacing change is: a new embedding model and chunking for both tiers' Knowledge Bases
+# (and a new pattern for a Macie custom data identifier, and a renamed agent: see ``replacing``).
 REPLACING = {
     "blueprint.production.knowledge_base.embedding_model_id": "cohere.embed-english-v3",
     "blueprint.production.knowledge_base.chunking": {"strategy": "FIXED_SIZE", "max_tokens": 400},
     "blueprint.sandbox.knowledge_base.embedding_model_id": "cohere.embed-english-v3",
-    "blueprint.production.ingestion.custom_identifiers.employee_id.regex": r"\bEMP-\d{7}\b",
 }
+RENAMED_AGENT = "renamed_agent"
 
 
 def _settings(mode: str) -> dict[str, str]:
@@ -59,12 +60,21 @@ def left_alone(synthesize: Synthesizer) -> Assembly:
     return synthesize(tier="production", **_settings("off"))
 
 
+def _renamed(cdk_context: dict[str, Any]) -> str:
+    """The agent the replacing change renames (to RENAMED_AGENT): the config's last."""
+    return list(cdk_context["blueprint"]["production"]["agents"])[-1]
+
+
 @pytest.fixture(scope="module")
 def replacing(synthesize: Synthesizer, cdk_context: dict[str, Any]) -> Assembly:
-    """The replacing change, and a renamed agent (a new runtime the gateway must call)."""
-    agents = dict(cdk_context["blueprint"]["production"]["agents"])
-    agents["report_author"] = agents.pop("report_writer")
-    return synthesize(**REPLACING, **{"blueprint.production.agents": agents})
+    """The replacing change, a new pattern for the first custom data identifier, and a renamed
+    agent (a new runtime the gateway must call)."""
+    production = cdk_context["blueprint"]["production"]
+    agents = dict(production["agents"])
+    agents[RENAMED_AGENT] = agents.pop(_renamed(cdk_context))
+    identifier = next(iter(production["ingestion"]["custom_identifiers"]))
+    pattern = {f"blueprint.production.ingestion.custom_identifiers.{identifier}.regex": r"\bNEW-\d{7}\b"}
+    return synthesize(**REPLACING, **pattern, **{"blueprint.production.agents": agents})
 
 
 def _types(assembly: Assembly) -> set[str]:
@@ -308,7 +318,8 @@ def test_online_evaluation_waits_for_the_log_groups_it_reads_and_may_index_them(
         assert {runtime_logs, results} <= before
         output = evaluation["Properties"]["OutputConfig"]["CloudWatchConfig"]["LogGroupName"]
         assert output == {"Ref": results}
-        assert "KmsKeyId" in results_group["Properties"] and "RetentionInDays" in results_group["Properties"]
+        assert "KmsKeyId" in results_group["Properties"]
+        assert "RetentionInDays" in results_group["Properties"]
         role = evaluation["Properties"]["EvaluationExecutionRoleArn"]["Fn::GetAtt"][0]
         granted = {
             (a, render(r))
@@ -331,7 +342,8 @@ def test_agentcore_runtime_log_groups_exist_encrypted_before_first_use(agents: d
     for logical_id in runtimes:
         name = f"/aws/bedrock-agentcore/runtimes/<{logical_id[:-8]}.AgentRuntimeId>-DEFAULT"
         (group,) = [g for g in groups if render(g.get("LogGroupName")) == name]
-        assert "KmsKeyId" in group and group["RetentionInDays"] > 0
+        assert "KmsKeyId" in group
+        assert group["RetentionInDays"] > 0
 
 
 def test_api_gateway_execution_log_groups_exist_encrypted_before_the_stage_logs(assembly: Assembly) -> None:
@@ -350,7 +362,8 @@ def test_api_gateway_execution_log_groups_exist_encrypted_before_the_stage_logs(
                 if render(g["Properties"].get("LogGroupName")) == name
             ]
             group = template["Resources"][group_id]["Properties"]
-            assert "KmsKeyId" in group and group["RetentionInDays"] > 0
+            assert "KmsKeyId" in group
+            assert group["RetentionInDays"] > 0
             assert group_id in deploy_checks.dependency_closure(template, stage_id)
             apis += 1
     assert apis == 2  # the AI gateway and the ingestion push API
@@ -376,9 +389,9 @@ def test_every_function_writes_to_a_log_group_of_the_tier_made_before_it_runs(as
                 for r, resource in template["Resources"].items()
                 if {"Fn::GetAtt": [logical_id, "Arn"]} == resource.get("Properties", {}).get("ServiceToken")
             ]
-            assert invokers and all(group_id in deploy_checks.dependency_closure(template, i) for i in invokers), (
-                f"{name}/{logical_id}"
-            )
+            assert invokers, f"{name}/{logical_id}"
+            before = [deploy_checks.dependency_closure(template, i) for i in invokers]
+            assert all(group_id in closure for closure in before), f"{name}/{logical_id}"
     assert functions >= 15
 
 
@@ -417,7 +430,7 @@ def test_the_pull_connector_holds_a_lease_longer_than_it_can_run(knowledge: dict
 
 
 def test_a_replacing_change_reaches_every_consumer_and_no_replacement_reuses_a_name(
-    assembly: Assembly, replacing: Assembly
+    assembly: Assembly, replacing: Assembly, cdk_context: dict[str, Any]
 ) -> None:
     assert list(deploy_checks.stale_replacements(assembly.templates, replacing.templates)) == []
     # The KB is a new resource under a new logical id and name; the tools stack, which reads its
@@ -436,11 +449,16 @@ def test_a_replacing_change_reaches_every_consumer_and_no_replacement_reuses_a_n
     assert indexes[0] != indexes[1]
     tools_before = json.dumps(assembly.template("-production-tools"))
     tools_after = json.dumps(replacing.template("-production-tools"))
-    assert old_kb in tools_before and old_kb not in tools_after and new_kb in tools_after
+    assert old_kb in tools_before
+    assert old_kb not in tools_after
+    assert new_kb in tools_after
     # The renamed agent is a new runtime; the gateway function names the new one, not the old.
     gateway_before = json.dumps(assembly.template("-production-gateway"))
     gateway_after = json.dumps(replacing.template("-production-gateway"))
-    assert "ReportWriter" in gateway_before and "ReportWriter" not in gateway_after and "ReportAuthor" in gateway_after
+    old, new = pascal_case(_renamed(cdk_context)), pascal_case(RENAMED_AGENT)
+    assert old in gateway_before
+    assert old not in gateway_after
+    assert new in gateway_after
 
 
 def test_the_replacement_check_finds_a_knowledge_base_replaced_in_place(
@@ -479,7 +497,9 @@ def test_api_gateways_own_error_bodies_stay_json_whatever_the_message(gateway: d
     assert len(responses) == 7
     for response in responses.values():
         template = response["Properties"]["ResponseTemplates"]["application/json"]
-        assert '$context.error.message"' not in template and "validationErrorString" not in template
+        assert '$context.error.message"' not in template
+        assert "validationErrorString" not in template
         # What API Gateway does: substitute the variable; messageString is the message as a JSON string.
         body = json.loads(template.replace("$context.error.messageString", json.dumps(hostile)))
-        assert body["message"] == hostile and set(body) == {"error", "message"}
+        assert body["message"] == hostile
+        assert set(body) == {"error", "message"}

@@ -89,9 +89,11 @@ def test_the_processor_gets_its_config_and_nothing_more_than_its_job(
     assert json.loads(env["CLASSIFICATION_POLICIES"]) == {
         c: p.on_pii for c, p in config.ingestion.classifications.items()
     }
-    readers = json.loads(env["CLASSIFICATION_READERS"])
-    assert readers["public"] == ["platform-admins", "customer-gold", "customer-basic"]
-    assert readers["confidential"] == ["platform-admins"]
+    # Each classification's readers: the groups that may retrieve it, in the config's order.
+    assert json.loads(env["CLASSIFICATION_READERS"]) == {
+        c: [name for name, group in config.groups.items() if c in group.data_classifications]
+        for c in config.ingestion.classifications
+    }
     assert json.loads(env["DOCUMENT_FORMATS"]) == list(config.ingestion.formats)
     assert render(env["CUSTOM_DATA_SOURCE_ID"]) == "<KnowledgeBaseDirectSource.DataSourceId>"
     permissions = role_permissions(knowledge, "IngestionProcessorRole")
@@ -177,7 +179,8 @@ def test_macie_discovers_with_the_configured_identifiers_and_schedule(
     create = json.loads("".join(str(part) for part in _flat(job["Create"])))
     assert (create["service"], create["action"]) == ("Macie2", "createClassificationJob")
     parameters = create["parameters"]
-    assert parameters["jobType"] == "SCHEDULED" and parameters["scheduleFrequency"] == {"dailySchedule": {}}
+    assert parameters["jobType"] == "SCHEDULED"
+    assert parameters["scheduleFrequency"] == {"dailySchedule": {}}
     assert len(parameters["clientToken"]) == 64
     assert parameters["samplingPercentage"] == config.macie.sampling_percentage
 
@@ -222,7 +225,8 @@ def test_opensearch_serverless_is_the_larger_corpus_option(opensearch: Assembly,
     policies = {p["Properties"]["Type"]: p["Properties"] for p in resources(template, "AWS::OpenSearchServerless::SecurityPolicy").values()}  # fmt: skip
     assert '"AWSOwnedKey":false' in json.dumps(policies["encryption"]["Policy"]).replace(" ", "").replace("\\", "")
     access = json.dumps(props(template, "AWS::OpenSearchServerless::AccessPolicy")["Policy"])
-    assert "KnowledgeBaseRole" in access and "Fn::Sub" in access  # the KB role and CloudFormation's role
+    assert "KnowledgeBaseRole" in access
+    assert "Fn::Sub" in access  # the KB role and CloudFormation's role
     index = props(template, "AWS::OpenSearchServerless::Index")
     vector = index["Mappings"]["Properties"]["embedding"]
     assert (vector["Type"], vector["Dimension"]) == (

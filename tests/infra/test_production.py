@@ -16,15 +16,18 @@ def production(cdk_context: dict[str, Any]) -> Any:
     return load_config(cdk_context).production
 
 
-def test_user_pool_has_strong_passwords_mfa_threat_protection_and_no_self_sign_up(identity: dict[str, Any]) -> None:
+def test_user_pool_has_strong_passwords_mfa_threat_protection_and_no_self_sign_up(
+    identity: dict[str, Any], cdk_context: dict[str, Any]
+) -> None:
+    config = production(cdk_context).identity
     pool = props(identity, "AWS::Cognito::UserPool")
-    assert pool["MfaConfiguration"] == "ON"
+    assert pool["MfaConfiguration"] == {"REQUIRED": "ON", "OPTIONAL": "OPTIONAL", "OFF": "OFF"}[config.mfa]
     assert pool["EnabledMfas"] == ["SOFTWARE_TOKEN_MFA"]
     assert pool["UserPoolTier"] == "PLUS"
-    assert pool["UserPoolAddOns"] == {"AdvancedSecurityMode": "ENFORCED"}
+    assert pool["UserPoolAddOns"] == {"AdvancedSecurityMode": config.threat_protection.upper()}
     assert pool["AdminCreateUserConfig"]["AllowAdminCreateUserOnly"] is True
     policy = pool["Policies"]["PasswordPolicy"]
-    assert policy["MinimumLength"] == 14
+    assert policy["MinimumLength"] == config.password_min_length
     assert all(policy[k] for k in ("RequireLowercase", "RequireUppercase", "RequireNumbers", "RequireSymbols"))
     assert pool["DeletionProtection"] == "ACTIVE"
 
@@ -39,11 +42,14 @@ def test_every_configured_group_exists_with_its_precedence(
     assert groups == {name: group.precedence for name, group in production(cdk_context).groups.items()}
 
 
-def test_pre_token_trigger_is_v2_and_knows_every_group(identity: dict[str, Any]) -> None:
+def test_pre_token_trigger_is_v2_and_knows_every_group(identity: dict[str, Any], cdk_context: dict[str, Any]) -> None:
     trigger = props(identity, "AWS::Cognito::UserPool")["LambdaConfig"]["PreTokenGenerationConfig"]
     assert render(trigger) == {"LambdaArn": "<PreTokenFunction.Arn>", "LambdaVersion": "V2_0"}
     env = props(identity, "AWS::Lambda::Function", "PreTokenFunction")["Environment"]["Variables"]
-    assert env["GATEWAY_GROUPS"].startswith('{"customer-basic": {"kind": "customer"')
+    assert json.loads(env["GATEWAY_GROUPS"]) == {
+        name: {"kind": group.kind, "precedence": group.precedence, "tier": group.tier}
+        for name, group in production(cdk_context).groups.items()
+    }
 
 
 def test_one_usage_plan_per_group_with_its_numbers(gateway: dict[str, Any], cdk_context: dict[str, Any]) -> None:
@@ -69,7 +75,9 @@ def test_one_usage_plan_per_group_with_its_numbers(gateway: dict[str, Any], cdk_
     assert links == {f"<ApiPlan{pascal_case(n)}>": f"<Key{pascal_case(n)}>" for n in expected}
 
 
-def test_every_method_is_authorized_by_the_lambda_authorizer_and_needs_the_plan_key(gateway: dict[str, Any]) -> None:
+def test_every_method_is_authorized_by_the_lambda_authorizer_and_needs_the_plan_key(
+    gateway: dict[str, Any], cdk_context: dict[str, Any]
+) -> None:
     methods = resources(gateway, "AWS::ApiGateway::Method")
     assert len(methods) == 3
     for method in methods.values():
@@ -82,7 +90,7 @@ def test_every_method_is_authorized_by_the_lambda_authorizer_and_needs_the_plan_
     api = props(gateway, "AWS::ApiGateway::RestApi")
     assert api["ApiKeySourceType"] == "AUTHORIZER"
     assert api["EndpointConfiguration"] == {"Types": ["REGIONAL"]}
-    assert api["SecurityPolicy"] == "TLS_1_2"  # callers need TLS 1.2 or later
+    assert api["SecurityPolicy"] == production(cdk_context).api.tls_policy  # callers need TLS 1.2 or later
     authorizer = props(gateway, "AWS::ApiGateway::Authorizer")
     assert (authorizer["Type"], authorizer["IdentitySource"], authorizer["AuthorizerResultTtlInSeconds"]) == (
         "TOKEN",
@@ -133,11 +141,13 @@ def test_guardrail_is_built_from_config_and_pinned_by_version(
     filters = {
         f["Type"]: (f["InputStrength"], f["OutputStrength"]) for f in guardrail["ContentPolicyConfig"]["FiltersConfig"]
     }
-    assert filters["PROMPT_ATTACK"] == ("HIGH", "NONE")
-    assert filters["HATE"] == ("HIGH", "HIGH")
-    assert [t["Name"] for t in guardrail["TopicPolicyConfig"]["TopicsConfig"]] == ["Investment advice"]
+    assert filters == {
+        **{kind: (strength, strength) for kind, strength in config.content_filters.items()},
+        "PROMPT_ATTACK": (config.prompt_attack_strength, "NONE"),  # prompt attacks are inputs only
+    }
+    assert [t["Name"] for t in guardrail["TopicPolicyConfig"]["TopicsConfig"]] == [t.name for t in config.denied_topics]
     grounding = {f["Type"]: f["Threshold"] for f in guardrail["ContextualGroundingPolicyConfig"]["FiltersConfig"]}
-    assert grounding == {"GROUNDING": 0.75, "RELEVANCE": 0.5}
+    assert grounding == {"GROUNDING": config.grounding_threshold, "RELEVANCE": config.relevance_threshold}
     env = render(props(gateway, "AWS::Lambda::Function", "GatewayFunction")["Environment"]["Variables"])
     assert (env["GUARDRAIL_ID"], env["GUARDRAIL_VERSION"]) == ("<Guardrail.GuardrailId>", "<GuardrailVersion.Version>")
     assert ("bedrock:ApplyGuardrail", "<Guardrail.GuardrailArn>") in role_permissions(gateway, "GatewayFunctionRole")
@@ -150,35 +160,42 @@ def test_ledger_is_encrypted_with_the_tier_key_and_recoverable(gateway: dict[str
     assert p["SSESpecification"] == {"SSEEnabled": True, "SSEType": "KMS"}
     (replica,) = p["Replicas"]
     key = replica["SSESpecification"]["KMSMasterKeyId"]["Fn::GetStackOutput"]  # the foundation stack's key
-    assert key["StackName"] == "genai-production-foundation" and key["OutputName"].startswith(
-        "PublishOutputFnGetAttKey"
-    )
+    assert key["StackName"] == "genai-production-foundation"
+    assert key["OutputName"].startswith("PublishOutputFnGetAttKey")
     assert replica["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
     assert replica["DeletionProtectionEnabled"] is True
 
 
-def test_gateway_role_touches_only_its_table_guardrail_policy_and_models(gateway: dict[str, Any]) -> None:
+def test_gateway_role_touches_only_its_table_guardrail_policy_and_models(
+    gateway: dict[str, Any], cdk_context: dict[str, Any]
+) -> None:
+    config = production(cdk_context)
     permissions = role_permissions(gateway, "GatewayFunctionRole")
     ledger = {(a, r) for a, r in permissions if a.startswith("dynamodb:")}
     assert ledger == {(f"dynamodb:{a}", "<Ledger.Arn>") for a in ("GetItem", "BatchGetItem", "PutItem", "UpdateItem")}
     models = {r for a, r in permissions if a == "bedrock:InvokeModel"}
-    assert models == {
-        f"arn:aws:bedrock:us-east-1::foundation-model/amazon.nova-{m}-v1:0" for m in ("pro", "lite", "micro")
-    }
+    allowed = {model for group in config.groups.values() for model in group.models.allowed}
+    assert models == {f"arn:aws:bedrock:{config.region}::foundation-model/{model}" for model in allowed}
     assert not [p for p in permissions if p[1] == "*" and not p[0].startswith("xray:")]
 
 
-def test_authorizer_may_read_only_the_groups_api_keys(gateway: dict[str, Any]) -> None:
+def test_authorizer_may_read_only_the_groups_api_keys(gateway: dict[str, Any], cdk_context: dict[str, Any]) -> None:
+    config = production(cdk_context)
     permissions = role_permissions(gateway, "AuthorizerFunctionRole")
     keys = {r for a, r in permissions if a == "apigateway:GET"}
-    assert len(keys) == 3 and all(r.startswith("arn:aws:apigateway:us-east-1::/apikeys/<Key") for r in keys)
+    assert keys == {f"arn:aws:apigateway:{config.region}::/apikeys/<Key{pascal_case(name)}>" for name in config.groups}
 
 
-def test_policy_parameter_carries_prices_and_quotas(gateway: dict[str, Any]) -> None:
+def test_policy_parameter_carries_prices_and_quotas(gateway: dict[str, Any], cdk_context: dict[str, Any]) -> None:
+    config = production(cdk_context)
     parameter = props(gateway, "AWS::SSM::Parameter")
     policy = json.loads(parameter["Value"])
-    assert policy["outputs"]["report"]["unit_price_usd"] == 0.5
-    assert policy["groups"]["customer-gold"]["quotas"]["report"] == {"limit": 200, "period": "MONTH"}
+    prices = {name: (o["unit_price_usd"], o["units"], o["max_tokens"]) for name, o in policy["outputs"].items()}
+    assert prices == {name: (o.unit_price_usd, o.units, o.max_tokens) for name, o in config.output_types.items()}
+    assert {name: group["quotas"] for name, group in policy["groups"].items()} == {
+        name: {output: {"limit": q.limit, "period": q.period} for output, q in group.output_quotas.items()}
+        for name, group in config.groups.items()
+    }
     assert parameter["Tier"] == "Standard"
 
 

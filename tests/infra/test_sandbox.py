@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from stacks.config import SandboxConfig, load_config
 from tests.infra.cfn import name_of, only, props, render, resources, role_permissions, trust
 from tests.infra.conftest import Assembly, Synthesizer
 
@@ -13,8 +14,19 @@ KB = "AWS::Bedrock::KnowledgeBase"
 INDEX = "AWS::S3Vectors::Index"
 
 ACCOUNT = "<AWS::AccountId>"
-EMBEDDING_ARN = "arn:aws:bedrock:us-east-1::foundation-model/amazon.titan-embed-text-v2:0"
-GENERATION_ARN = "arn:aws:bedrock:us-east-1::foundation-model/amazon.nova-lite-v1:0"
+
+
+@pytest.fixture(scope="module")
+def config(cdk_context: dict[str, Any]) -> SandboxConfig:
+    return load_config(cdk_context).sandbox
+
+
+def embedding_arn(config: SandboxConfig) -> str:
+    return f"arn:aws:bedrock:{config.region}::foundation-model/{config.knowledge_base.embedding_model_id}"
+
+
+def generation_arn(config: SandboxConfig) -> str:
+    return f"arn:aws:bedrock:{config.region}::foundation-model/{config.query.generation_model_id}"
 
 
 def test_documents_bucket_is_kms_encrypted_versioned_private_logged_and_disposable(sandbox: dict[str, Any]) -> None:
@@ -34,12 +46,12 @@ def test_documents_bucket_is_kms_encrypted_versioned_private_logged_and_disposab
     assert {"Ref": name} in [r["Properties"]["BucketName"] for r in emptied]
 
 
-def test_access_log_bucket_is_s3_encrypted_and_expires_logs(sandbox: dict[str, Any]) -> None:
+def test_access_log_bucket_is_s3_encrypted_and_expires_logs(sandbox: dict[str, Any], config: SandboxConfig) -> None:
     p = props(sandbox, "AWS::S3::Bucket", "AccessLogs")
     (rule,) = p["BucketEncryption"]["ServerSideEncryptionConfiguration"]
     assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
     (lifecycle,) = p["LifecycleConfiguration"]["Rules"]
-    assert lifecycle["ExpirationInDays"] == 14  # sandbox.log_retention_days
+    assert lifecycle["ExpirationInDays"] == config.log_retention_days
 
 
 @pytest.mark.parametrize("stack", ["sandbox", "foundation"])
@@ -79,8 +91,9 @@ def test_key_rotates_and_lets_only_this_accounts_log_groups_and_vector_indexing_
 
 
 def test_knowledge_base_stores_vectors_in_an_encrypted_s3_vectors_index_sized_to_the_model(
-    sandbox: dict[str, Any],
+    sandbox: dict[str, Any], config: SandboxConfig
 ) -> None:
+    dimensions = config.knowledge_base.embedding_dimensions
     kb = props(sandbox, "AWS::Bedrock::KnowledgeBase")
     assert render(kb["StorageConfiguration"]) == {
         "Type": "S3_VECTORS",
@@ -90,10 +103,10 @@ def test_knowledge_base_stores_vectors_in_an_encrypted_s3_vectors_index_sized_to
         },
     }
     vector = kb["KnowledgeBaseConfiguration"]["VectorKnowledgeBaseConfiguration"]
-    assert vector["EmbeddingModelArn"] == EMBEDDING_ARN
-    assert vector["EmbeddingModelConfiguration"]["BedrockEmbeddingModelConfiguration"]["Dimensions"] == 1024
+    assert vector["EmbeddingModelArn"] == embedding_arn(config)
+    assert vector["EmbeddingModelConfiguration"]["BedrockEmbeddingModelConfiguration"]["Dimensions"] == dimensions
     index = props(sandbox, "AWS::S3Vectors::Index")
-    assert (index["Dimension"], index["DataType"], index["DistanceMetric"]) == (1024, "float32", "cosine")
+    assert (index["Dimension"], index["DataType"], index["DistanceMetric"]) == (dimensions, "float32", "cosine")
     assert index["MetadataConfiguration"]["NonFilterableMetadataKeys"] == [
         "AMAZON_BEDROCK_TEXT",
         "AMAZON_BEDROCK_METADATA",
@@ -102,11 +115,16 @@ def test_knowledge_base_stores_vectors_in_an_encrypted_s3_vectors_index_sized_to
     assert encryption == {"SseType": "aws:kms", "KmsKeyArn": "<Key.Arn>"}
 
 
-def test_data_source_indexes_the_documents_prefix_with_configured_chunking(sandbox: dict[str, Any]) -> None:
+def test_data_source_indexes_the_documents_prefix_with_configured_chunking(
+    sandbox: dict[str, Any], config: SandboxConfig
+) -> None:
     source = props(sandbox, "AWS::Bedrock::DataSource")
     assert render(source["DataSourceConfiguration"]) == {
         "Type": "S3",
-        "S3Configuration": {"BucketArn": "<Documents.Arn>", "InclusionPrefixes": ["documents/"]},
+        "S3Configuration": {
+            "BucketArn": "<Documents.Arn>",
+            "InclusionPrefixes": [config.knowledge_base.documents_prefix],
+        },
     }
     assert source["VectorIngestionConfiguration"]["ChunkingConfiguration"] == {
         "ChunkingStrategy": "FIXED_SIZE",
@@ -115,11 +133,13 @@ def test_data_source_indexes_the_documents_prefix_with_configured_chunking(sandb
     assert source["DataDeletionPolicy"] == "DELETE"
 
 
-def test_knowledge_base_role_reads_only_the_prefix_and_writes_only_its_index(sandbox: dict[str, Any]) -> None:
+def test_knowledge_base_role_reads_only_the_prefix_and_writes_only_its_index(
+    sandbox: dict[str, Any], config: SandboxConfig
+) -> None:
     assert role_permissions(sandbox, "KnowledgeBaseRole") == {
-        ("bedrock:InvokeModel", EMBEDDING_ARN),
+        ("bedrock:InvokeModel", embedding_arn(config)),
         ("s3:ListBucket", "<Documents.Arn>"),
-        ("s3:GetObject", "<Documents.Arn>/documents/*"),
+        ("s3:GetObject", f"<Documents.Arn>/{config.knowledge_base.documents_prefix}*"),
         *{
             (f"s3vectors:{a}", f"<{name_of(sandbox, INDEX)}.IndexArn>")
             for a in ("GetIndex", "QueryVectors", "PutVectors", "GetVectors", "DeleteVectors")
@@ -141,20 +161,22 @@ def test_knowledge_base_waits_for_its_role_policy(sandbox: dict[str, Any]) -> No
     assert policy in kb["DependsOn"]
 
 
-def test_kendra_developer_index_crawls_the_prefix_with_the_template_connector(sandbox: dict[str, Any]) -> None:
+def test_kendra_developer_index_crawls_the_prefix_with_the_template_connector(
+    sandbox: dict[str, Any], config: SandboxConfig
+) -> None:
     index = props(sandbox, "AWS::Kendra::Index")
     assert index["Edition"] == "DEVELOPER_EDITION"
     source = props(sandbox, "AWS::Kendra::DataSource")
     assert source["Type"] == "TEMPLATE"
-    assert source["Schedule"] == "cron(0 3 * * ? *)"
+    assert source["Schedule"] == config.kendra.sync_schedule
     assert "S3Configuration" not in source["DataSourceConfiguration"]
     template = render(source["DataSourceConfiguration"]["TemplateConfiguration"]["Template"])
     assert template["type"] == "S3"
     assert template["connectionConfiguration"] == {"repositoryEndpointMetadata": {"BucketName": "<Documents>"}}
-    assert template["additionalProperties"] == {"inclusionPrefixes": ["documents/"]}
+    assert template["additionalProperties"] == {"inclusionPrefixes": [config.knowledge_base.documents_prefix]}
 
 
-def test_kendra_roles_are_scoped_to_the_index_and_the_prefix(sandbox: dict[str, Any]) -> None:
+def test_kendra_roles_are_scoped_to_the_index_and_the_prefix(sandbox: dict[str, Any], config: SandboxConfig) -> None:
     sync = {
         "BatchPutDocument",
         "BatchDeleteDocument",
@@ -165,7 +187,7 @@ def test_kendra_roles_are_scoped_to_the_index_and_the_prefix(sandbox: dict[str, 
     }
     assert role_permissions(sandbox, "KendraDataSourceRole") == {
         ("s3:ListBucket", "<Documents.Arn>"),
-        ("s3:GetObject", "<Documents.Arn>/documents/*"),
+        ("s3:GetObject", f"<Documents.Arn>/{config.knowledge_base.documents_prefix}*"),
         ("kms:Decrypt", "<Key.Arn>"),
         *{(f"kendra:{a}", "<KendraIndex.Arn>") for a in sync},
         *{(f"kendra:{a}", "<KendraIndex.Arn>/data-source/*") for a in sync},
@@ -183,11 +205,13 @@ def test_kendra_roles_are_scoped_to_the_index_and_the_prefix(sandbox: dict[str, 
         assert statement["Condition"]["StringEquals"] == {"aws:SourceAccount": ACCOUNT}
 
 
-def test_query_role_can_retrieve_generate_and_write_its_own_logs_only(sandbox: dict[str, Any]) -> None:
+def test_query_role_can_retrieve_generate_and_write_its_own_logs_only(
+    sandbox: dict[str, Any], config: SandboxConfig
+) -> None:
     assert role_permissions(sandbox, "QueryFunctionRole") == {
         ("bedrock:Retrieve", f"<{name_of(sandbox, KB)}.KnowledgeBaseArn>"),
         ("bedrock:RetrieveAndGenerate", "*"),
-        ("bedrock:InvokeModel", GENERATION_ARN),
+        ("bedrock:InvokeModel", generation_arn(config)),
         ("kendra:Retrieve", "<KendraIndex.Arn>"),
         ("logs:CreateLogStream", "<QueryFunctionLogs.Arn>"),
         ("logs:PutLogEvents", "<QueryFunctionLogs.Arn>"),
@@ -198,7 +222,9 @@ def test_query_role_can_retrieve_generate_and_write_its_own_logs_only(sandbox: d
     assert "ManagedPolicyArns" not in role
 
 
-def test_query_function_has_the_house_defaults_and_an_iam_authorized_url(sandbox: dict[str, Any]) -> None:
+def test_query_function_has_the_house_defaults_and_an_iam_authorized_url(
+    sandbox: dict[str, Any], config: SandboxConfig
+) -> None:
     fn = props(sandbox, "AWS::Lambda::Function", "QueryFunction")
     assert (fn["Runtime"], fn["Architectures"]) == ("python3.14", ["arm64"])
     assert fn["Handler"] == "prototype_query.handler.lambda_handler"
@@ -213,35 +239,41 @@ def test_query_function_has_the_house_defaults_and_an_iam_authorized_url(sandbox
     env = render(fn["Environment"]["Variables"])
     assert env["KNOWLEDGE_BASE_ID"] == f"<{name_of(sandbox, KB)}.KnowledgeBaseId>"
     assert env["KENDRA_INDEX_ID"] == "<KendraIndex.Id>"
-    assert env["GENERATION_MODEL_ARN"] == GENERATION_ARN
+    assert env["GENERATION_MODEL_ARN"] == generation_arn(config)
     assert env["POWERTOOLS_SERVICE_NAME"] == "prototype_query"
-    assert env["UPSTREAM_TIMEOUT_SECONDS"] == "27"  # two attempts fit in the 60 s timeout
-    assert (fn["MemorySize"], fn["Timeout"]) == (512, 60)
+    assert (fn["MemorySize"], fn["Timeout"]) == (config.query.memory_mb, config.query.timeout_seconds)
+    # The longest upstream timeout with which two attempts and 5 s of our own work fit in the function's.
+    upstream = int(env["UPSTREAM_TIMEOUT_SECONDS"])
+    assert 2 * upstream + 5 <= fn["Timeout"] < 2 * (upstream + 1) + 5
     assert props(sandbox, "AWS::Lambda::Url")["AuthType"] == "AWS_IAM"
     logs = props(sandbox, "AWS::Logs::LogGroup", "QueryFunctionLogs")
-    assert logs["RetentionInDays"] == 14
+    assert logs["RetentionInDays"] == config.log_retention_days
     assert render(logs["KmsKeyId"]) == "<Key.Arn>"
 
 
-def test_budget_alerts_the_configured_addresses(sandbox: dict[str, Any]) -> None:
+def test_budget_alerts_the_configured_addresses(sandbox: dict[str, Any], config: SandboxConfig) -> None:
     budget = props(sandbox, "AWS::Budgets::Budget")
-    assert budget["Budget"]["BudgetLimit"] == {"Amount": 1000, "Unit": "USD"}
+    assert budget["Budget"]["BudgetLimit"] == {"Amount": config.budget.monthly_limit_usd, "Unit": "USD"}
     assert budget["Budget"]["TimeUnit"] == "MONTHLY"
     assert "CostFilters" not in budget["Budget"]
     alerts = {
         (n["Notification"]["NotificationType"], n["Notification"]["Threshold"])
         for n in budget["NotificationsWithSubscribers"]
     }
-    assert alerts == {("ACTUAL", 80), ("FORECASTED", 100)}
+    assert alerts == {("ACTUAL", config.budget.alert_threshold_percent), ("FORECASTED", 100)}
     for n in budget["NotificationsWithSubscribers"]:
-        assert n["Subscribers"] == [{"SubscriptionType": "EMAIL", "Address": "platform-team@example.com"}]
+        assert n["Subscribers"] == [
+            {"SubscriptionType": "EMAIL", "Address": address} for address in config.budget.alert_emails
+        ]
 
 
-def test_resources_carry_the_expiry_and_config_tags(sandbox: dict[str, Any]) -> None:
+def test_resources_carry_the_expiry_and_config_tags(sandbox: dict[str, Any], cdk_context: dict[str, Any]) -> None:
+    config = load_config(cdk_context)
     tags = {t["Key"]: t["Value"] for t in props(sandbox, "AWS::S3::Bucket", "Documents")["Tags"]}
-    assert tags["expires-on"] == "2027-03-31"
+    assert tags["expires-on"] == str(config.sandbox.expires_on)
     assert tags["tier"] == "sandbox"
-    assert tags["owner"] == "platform-team"
+    assert config.tags
+    assert tags.items() >= config.tags.items()
 
 
 def test_outputs_give_a_user_what_they_need(sandbox: dict[str, Any]) -> None:

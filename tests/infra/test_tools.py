@@ -8,7 +8,7 @@ from typing import Any
 from knowledge_search.contract import TOOL as KNOWLEDGE_SEARCH_TOOL
 from legacy_tools.adapters import CHAINED
 from stacks.config import all_tools, load_config
-from stacks.production.tool_binding import bindings, cedar_permits
+from stacks.production.tool_binding import bindings, cedar_permits, qualified
 from tests.infra.cfn import only, props, render, resources, role_permissions
 
 
@@ -97,7 +97,8 @@ def test_published_tool_schemas_are_the_tools_own_argument_models(
         assert tool["Description"] == spec.describe(fields.get(tool["Name"], []))
     search = next(t for t in published if t["Name"] == "knowledge_search")["InputSchema"]
     # The gateway writes the caller's classifications: declared for the policy engine, never required.
-    assert "data_classifications" in search["Properties"] and search["Required"] == ["query"]
+    assert "data_classifications" in search["Properties"]
+    assert search["Required"] == ["query"]
 
 
 def test_legacy_tool_functions_get_their_api_config_and_only_their_secret(
@@ -115,8 +116,10 @@ def test_legacy_tool_functions_get_their_api_config_and_only_their_secret(
 
 def test_knowledge_search_may_retrieve_from_the_production_kb_only(tools: dict[str, Any]) -> None:
     bedrock = [(a, r) for a, r in role_permissions(tools, "KnowledgeSearchFunctionRole") if a.startswith("bedrock:")]
-    assert len(bedrock) == 1 and bedrock[0][0] == "bedrock:Retrieve"
-    assert "'StackName': 'genai-production-knowledge'" in bedrock[0][1] and "KnowledgeBaseArn" in bedrock[0][1]
+    assert len(bedrock) == 1
+    assert bedrock[0][0] == "bedrock:Retrieve"
+    assert "'StackName': 'genai-production-knowledge'" in bedrock[0][1]
+    assert "KnowledgeBaseArn" in bedrock[0][1]
 
 
 def test_the_curated_bucket_feeds_the_production_kb(knowledge: dict[str, Any]) -> None:
@@ -140,11 +143,14 @@ def test_rate_limits_per_tool_and_per_group_come_from_config(
     }
     # AgentCore's toolName dimension is the qualified <target>___<tool> name.
     per_tool = {e["Dimensions"]["toolName"]: e["Requests"][0] for e in limits[("toolName",)]["Entries"]}
-    assert per_tool["orders___find_orders"] == {
-        "Period": "minute",
-        "Rate": config.tool_requests_per_minute["find_orders"],
+    targets = all_tools(config.legacy_apis)
+    assert per_tool == {
+        **{
+            qualified(targets[tool], tool): {"Period": "minute", "Rate": rate}
+            for tool, rate in config.tool_requests_per_minute.items()
+        },
+        "*": {"Period": "minute", "Rate": config.default_tool_requests_per_minute},
     }
-    assert per_tool["*"] == {"Period": "minute", "Rate": config.default_tool_requests_per_minute}
     per_group = {
         e["Dimensions"]["$.context.jwt.gateway_group"]: e["Requests"][0]["Rate"]
         for e in limits[("$.context.jwt.gateway_group",)]["Entries"]
@@ -158,7 +164,9 @@ def test_the_gateway_supports_the_agents_mcp_version(tools: dict[str, Any]) -> N
     assert "2025-06-18" in versions
 
 
-def test_the_gateway_delivers_its_logs_encrypted_and_its_traces_to_xray(tools: dict[str, Any]) -> None:
+def test_the_gateway_delivers_its_logs_encrypted_and_its_traces_to_xray(
+    tools: dict[str, Any], cdk_context: dict[str, Any]
+) -> None:
     sources = {s["Properties"]["LogType"]: render(s["Properties"]["ResourceArn"]) for s in resources(tools, "AWS::Logs::DeliverySource").values()}  # fmt: skip
     assert sources == {"APPLICATION_LOGS": "<Gateway.GatewayArn>", "TRACES": "<Gateway.GatewayArn>"}
     destinations = {d["Properties"]["DeliveryDestinationType"]: d["Properties"] for d in resources(tools, "AWS::Logs::DeliveryDestination").values()}  # fmt: skip
@@ -166,4 +174,5 @@ def test_the_gateway_delivers_its_logs_encrypted_and_its_traces_to_xray(tools: d
     assert "XRAY" in destinations
     assert len(resources(tools, "AWS::Logs::Delivery")) == 2
     group = props(tools, "AWS::Logs::LogGroup", "GatewayLogs")
-    assert "Fn::GetStackOutput" in group["KmsKeyId"] and group["RetentionInDays"] == 365
+    assert "Fn::GetStackOutput" in group["KmsKeyId"]
+    assert group["RetentionInDays"] == production(cdk_context).log_retention_days

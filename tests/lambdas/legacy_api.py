@@ -18,8 +18,6 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from stacks.config import load_config
-from tests.conftest import ROOT
 from tests.lambdas.loopback import QuietHandler, loopback
 
 CLIENT_ID = "gateway-client"
@@ -183,6 +181,32 @@ def _articles(query: dict[str, list[str]]) -> dict[str, Any]:
     return {"items": page, **({"next_cursor": str(offset + ARTICLES_PAGE)} if more else {}), "meta": META}
 
 
+def _orders(query: dict[str, list[str]]) -> Any:
+    """The customer's orders: every one at once (pre-serialized), or those of one ``status``."""
+    if "status" not in query:
+        return _orders_body()
+    orders = [order(n) for n in range(ORDER_COUNT) if order(n)["status"]["code"] == query["status"][0]]
+    return {"data": {"orders": orders}, "meta": META}
+
+
+def _resource(path: str, query: dict[str, list[str]]) -> tuple[int, Any]:
+    """The answer to an authorized GET: status and body (bytes are sent as they are)."""
+    if path == "/v2/customers":
+        found = query.get("email") == [CUSTOMER_EMAIL]
+        return 200, {
+            "data": {"items": [{"customerId": CUSTOMER_ID, "email": CUSTOMER_EMAIL}] if found else []},
+            "meta": META,
+        }
+    answers = {
+        f"/v2/customers/{CUSTOMER_ID}/orders": lambda: _orders(query),
+        f"/v2/customers/{CUSTOMER_ID}": lambda: {"data": CUSTOMER, "meta": META},
+        f"/v2/customers/{CUSTOMER_ID}/addresses": lambda: {"data": {"items": ADDRESSES}, "meta": META},
+        "/api/v2/articles": lambda: _articles(query),
+    }
+    answer = answers.get(path)
+    return (200, answer()) if answer else (404, {"error": "not_found"})
+
+
 def _handler(api: LegacyApi) -> type[BaseHTTPRequestHandler]:
     class Handler(QuietHandler):
         def do_POST(self) -> None:
@@ -210,23 +234,8 @@ def _handler(api: LegacyApi) -> type[BaseHTTPRequestHandler]:
                 return self._send(401, {"error": "invalid_token"})
             if fault:
                 return self._send(fault, {"error": "injected"}, {"Retry-After": "7"})
-            query = parse_qs(parsed.query)
-            if parsed.path == "/v2/customers":
-                found = query.get("email") == [CUSTOMER_EMAIL]
-                items = [{"customerId": CUSTOMER_ID, "email": CUSTOMER_EMAIL}] if found else []
-                return self._send(200, {"data": {"items": items}, "meta": META})
-            if parsed.path == f"/v2/customers/{CUSTOMER_ID}/orders":
-                if "status" in query:
-                    orders = [order(n) for n in range(ORDER_COUNT) if order(n)["status"]["code"] == query["status"][0]]
-                    return self._send(200, {"data": {"orders": orders}, "meta": META})
-                return self._raw(200, _orders_body())
-            if parsed.path == f"/v2/customers/{CUSTOMER_ID}":
-                return self._send(200, {"data": CUSTOMER, "meta": META})
-            if parsed.path == "/api/v2/articles":
-                return self._send(200, _articles(query))
-            if parsed.path == f"/v2/customers/{CUSTOMER_ID}/addresses":
-                return self._send(200, {"data": {"items": ADDRESSES}, "meta": META})
-            return self._send(404, {"error": "not_found"})
+            status, body = _resource(parsed.path, parse_qs(parsed.query))
+            return self._raw(status, body) if isinstance(body, bytes) else self._send(status, body)
 
         def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
             self._raw(status, json.dumps(body).encode(), headers)
@@ -251,11 +260,23 @@ def serve() -> Iterator[LegacyApi]:
         yield api
 
 
-def _declared_fields() -> dict[str, dict[str, str]]:
-    """What each tool declares (declared field -> upstream path), as cdk.json configures it."""
-    context = json.loads((ROOT / "cdk.json").read_text())["context"]
-    apis = load_config(context).production.legacy_apis
-    return {tool: dict(fields) for api in apis.values() for tool, fields in api.tools.items()}
-
-
-FIELDS = _declared_fields()
+# What each tool declares for this API's records (declared field -> upstream path), as a
+# deployment's legacy_apis.<api>.tools would: the tests' own, not the sample cdk.json's.
+FIELDS = {
+    "find_orders": {
+        "order_id": "orderId",
+        "status": "status.code",
+        "placed_at": "audit.createdAt",
+        "total": "pricing.totals.grand.amount",
+        "currency": "pricing.currency",
+        "tracking_number": "fulfilment.tracking.number",
+    },
+    "get_customer": {
+        "customer_id": "customer.customerId",
+        "name": "customer.profile.name.display",
+        "segment": "customer.account.segment",
+        "status": "customer.account.status",
+        "billing_city": "addresses[0].city",
+        "shipping_city": "addresses[1].city",
+    },
+}

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from evaluation import handler
 from evaluation.evaluator import (
     Call,
     Expected,
@@ -19,8 +20,9 @@ from evaluation.evaluator import (
     load_golden_set,
     score,
 )
-from stacks.config import load_config
-from tests.conftest import ROOT
+from stacks.config import all_tools, load_config
+from stacks.production.tool_binding import bindings, qualified
+from tests.lambdas.conftest import FakeContext
 from tools.eval import recorded, table
 
 ORDERS = "orders___find_orders"
@@ -97,11 +99,8 @@ def test_aggregates_are_means_over_cases_and_success_over_calls() -> None:
     assert report.call_success_rate == pytest.approx(0.25)  # 1 ok call of 4
 
 
-def test_the_golden_set_names_only_tools_that_exist_and_groups_that_may_use_them() -> None:
-    from stacks.config import all_tools
-    from stacks.production.tool_binding import bindings, qualified
-
-    config = load_config(json.loads((ROOT / "cdk.json").read_text())["context"]).production
+def test_the_golden_set_names_only_tools_that_exist_and_groups_that_may_use_them(cdk_context: dict[str, Any]) -> None:
+    config = load_config(cdk_context).production
     tools = {qualified(target, tool) for tool, target in all_tools(config.legacy_apis).items()}
     allowed = bindings(config)
     cases = load_golden_set()
@@ -112,8 +111,8 @@ def test_the_golden_set_names_only_tools_that_exist_and_groups_that_may_use_them
             assert answer.tool in allowed[case.group], (case.id, case.group, answer.tool)
 
 
-def test_recorded_traces_meet_the_configured_floor() -> None:
-    floor = load_config(json.loads((ROOT / "cdk.json").read_text())["context"]).production.observability
+def test_recorded_traces_meet_the_configured_floor(cdk_context: dict[str, Any]) -> None:
+    floor = load_config(cdk_context).production.observability
     report = recorded()
     assert len(report.cases) == len(load_golden_set())
     assert report.tool_selection_accuracy >= floor.tool_accuracy_floor, table(report)
@@ -133,9 +132,6 @@ def subscription_event(messages: list[str]) -> dict[str, Any]:
 
 
 def test_live_turns_become_tool_metrics_and_golden_replays_are_scored(capsys: pytest.CaptureFixture[str]) -> None:
-    from evaluation import handler
-    from tests.lambdas.conftest import FakeContext
-
     turn = {"message": "agent turn", "agent": "support_assistant"}
     live = {**turn, "tool_calls": [{"name": ORDERS, "ok": True}, {"name": SEARCH, "ok": False}]}
     replay = {
@@ -156,6 +152,7 @@ def test_live_turns_become_tool_metrics_and_golden_replays_are_scored(capsys: py
         for metric in declared["Metrics"]:
             value = document[metric["Name"]]
             by_name[(metric["Name"], document[dimensions[0]])] = value[0] if isinstance(value, list) else value
-    assert by_name[("ToolErrors", SEARCH)] == 1.0 and by_name[("ToolErrors", ORDERS)] == 0.0
+    assert by_name[("ToolErrors", SEARCH)] == 1.0
+    assert by_name[("ToolErrors", ORDERS)] == 0.0
     assert by_name[("ToolSelectionAccuracy", "support_assistant")] == 100.0
     assert by_name[("ToolArgumentAccuracy", "support_assistant")] == 50.0

@@ -6,7 +6,6 @@ Cognito, and verifies tokens signed with a key generated for the test.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -19,20 +18,28 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from gateway_authorizer import handler as authorizer
 from gateway_authorizer.contract import Settings as AuthorizerSettings
 from pre_token import handler as pre_token
+from pre_token.contract import GroupClaims, Settings as PreTokenSettings
 from shared.tokens import TokenVerifier
-from stacks.config import load_config
-from stacks.production.policy import pre_token_groups
-from tests.conftest import ROOT
 from tests.lambdas.cognito_fixtures import CLIENT_ID, sign
 from tests.lambdas.conftest import FakeContext
 
 METHOD_ARN = "arn:aws:execute-api:us-east-1:123456789012:abc123/v1/POST/v1/chat"
 
 
+# The trigger's groups: the tests' own, shaped like a deployment's (the stack writes them from
+# groups.<name> in config: tests/infra/test_production.py checks that).
+GROUPS = PreTokenSettings(
+    gateway_groups={
+        "platform-admins": GroupClaims(precedence=0, tier="internal", kind="internal"),
+        "customer-gold": GroupClaims(precedence=10, tier="gold", kind="customer"),
+        "customer-basic": GroupClaims(precedence=20, tier="basic", kind="customer"),
+    }
+)
+
+
 @pytest.fixture
 def groups(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    context = json.loads((ROOT / "cdk.json").read_text())["context"]
-    for name, value in pre_token_groups(load_config(context).production).environment().items():
+    for name, value in GROUPS.environment().items():
         monkeypatch.setenv(name, value)
     pre_token.groups.cache_clear()
     yield
@@ -116,6 +123,7 @@ def test_a_valid_token_gets_its_groups_api_key_and_caller_context(
     signing_key: rsa.RSAPrivateKey, cognito: tuple[str, list[str]], configured: Stubber
 ) -> None:
     issuer, requests = cognito
+    earlier = len(requests)  # the pool is the session's: other tests' verifiers fetched its keys too
     configured.add_response(
         "get_api_key", {"id": "key-gold", "value": "gold-secret-value"}, {"apiKey": "key-gold", "includeValue": True}
     )
@@ -137,7 +145,7 @@ def test_a_valid_token_gets_its_groups_api_key_and_caller_context(
     }
     # A second caller reuses the keys and the API key value: no more HTTP, no more AWS calls.
     authorize(sign(signing_key, issuer, sub="user-2"))
-    assert requests.count("/us-east-1_pool/.well-known/jwks.json") == 1
+    assert requests[earlier:] == ["/us-east-1_pool/.well-known/jwks.json"]
 
 
 @pytest.mark.parametrize(

@@ -176,7 +176,8 @@ def test_a_new_version_supersedes_the_old_one_and_a_quarantined_one_takes_it_out
         },
     )
     current = aws.registry.current(doc)
-    assert current is not None and current["status"] == "quarantined"
+    assert current is not None
+    assert current["status"] == "quarantined"
 
 
 def test_for_every_failure_position_exactly_the_failed_record_is_reported(aws: Aws) -> None:
@@ -323,7 +324,8 @@ def test_an_older_version_arriving_late_is_superseded_not_curated(aws: Aws) -> N
     doc = document_id(LANDING, "docs/late.txt")
     older = landed(aws, "docs/late.txt", "Old text.")
     newer = landed(aws, "docs/late.txt", "New text.")
-    assert run(newer) == [] and run(older) == []  # the retry of the older one comes last
+    assert run(newer) == []
+    assert run(older) == []  # the retry of the older one comes last
     assert aws.objects(CURATED)[f"curated/{doc}.txt"] == b"New text."
     statuses = sorted(i["status"] for i in aws.registry_items() if i["pk"] == doc and i["sk"] != "current")
     assert statuses == ["curated", "superseded"]
