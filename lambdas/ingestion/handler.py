@@ -44,7 +44,8 @@ metrics = Metrics()
 # Report every failure as an item failure, even when the whole batch fails: SQS retries the same way.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 # Powertools binds the idempotency table when the module loads, before settings() is first read.
-persistence = DynamoDBPersistenceLayer(table_name=os.environ.get(variable("idempotency_table"), "idempotency"))
+IDEMPOTENCY_TABLE = os.environ.get(variable("idempotency_table"), "idempotency")
+persistence = DynamoDBPersistenceLayer(table_name=IDEMPOTENCY_TABLE)
 idempotency = IdempotencyConfig(event_key_jmespath="[bucket, key, version]", expires_after_seconds=7 * 24 * 3600)
 AWS = Config(connect_timeout=2, read_timeout=20, retries={"mode": "standard", "total_max_attempts": 3})
 

@@ -98,6 +98,9 @@ EXPLICIT: dict[tuple[str, str], tuple[str, ...] | str] = {
     ("ingestion", "self._topic"): ("FINDINGS_TOPIC",),
     ("ingestion", "self._table"): ("REGISTRY_TABLE",),
     ("connector_pull", "self._table"): ("REGISTRY_TABLE",),
+    # The connectors land records in the bucket their settings name (shared.landing.land).
+    ("connector_push", "bucket"): ("LANDING_BUCKET",),
+    ("connector_pull", "bucket"): ("LANDING_BUCKET",),
     ("ai_gateway", "self._client"): ("LEDGER_TABLE",),  # the ledger's transactions
     ("ai_gateway", "self._table"): ("LEDGER_TABLE",),
     ("ai_gateway", "self._id"): ("GUARDRAIL_ID",),

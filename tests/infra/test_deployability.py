@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from stacks.shared.naming import pascal_case
+from tests.conftest import ROOT
 from tests.infra import deploy_checks, iam_coverage
 from tests.infra.cfn import only, props, render, resources
 from tests.infra.conftest import Assembly, Synthesizer
@@ -123,9 +124,20 @@ def test_the_iam_coverage_check_finds_the_grants_the_processor_once_lacked(assem
     _revoke(templates[knowledge], "s3:GetObject", "Curated", "/direct/*")
     findings = iam_coverage.check(templates, only="IngestionProcessor").findings
     assert sorted((f.call.where, f.call.action, f.resource) for f in findings) == [
-        ("ingestion/pipeline.py:195", "s3:GetObject", "CURATED_BUCKET"),
-        ("ingestion/pipeline.py:223", "s3:DeleteObject", "QUARANTINE_BUCKET"),
+        (_where("ingestion/pipeline.py", "latest = self._s3.get_object("), "s3:GetObject", "CURATED_BUCKET"),
+        (
+            _where("ingestion/pipeline.py", "self._s3.delete_object(Bucket=self._settings.quarantine_bucket"),
+            "s3:DeleteObject",
+            "QUARANTINE_BUCKET",
+        ),
     ]
+
+
+def _where(path: str, code: str) -> str:
+    """``path:line`` of the one line under lambdas/ that holds ``code``."""
+    lines = (ROOT / "lambdas" / path).read_text().splitlines()
+    (number,) = [n for n, line in enumerate(lines, start=1) if code in line]
+    return f"{path}:{number}"
 
 
 def test_the_iam_coverage_check_knows_where_in_a_bucket_a_call_writes(assembly: Assembly) -> None:

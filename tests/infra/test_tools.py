@@ -5,11 +5,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from knowledge_search.contract import TOOL as KNOWLEDGE_SEARCH_TOOL
+from legacy_tools import handler
 from legacy_tools.adapters import CHAINED
+from shared.legacy_client import ClientSettings, Credentials, LegacyClient
 from stacks.config import all_tools, load_config
 from stacks.production.tool_binding import bindings, cedar_permits, qualified
 from tests.infra.cfn import only, props, render, resources, role_permissions
+from tests.lambdas.legacy_api import CLIENT_ID, CLIENT_SECRET, serve
 
 
 def production(cdk_context: dict[str, Any]) -> Any:
@@ -83,8 +88,11 @@ def cfn_schema(schema: dict[str, Any]) -> dict[str, Any]:
 def test_published_tool_schemas_are_the_tools_own_argument_models(
     tools: dict[str, Any], cdk_context: dict[str, Any]
 ) -> None:
+    apis = production(cdk_context).legacy_apis.values()
     specs = {name: tool.spec for name, tool in CHAINED.items()} | {KNOWLEDGE_SEARCH_TOOL.name: KNOWLEDGE_SEARCH_TOOL}
-    fields = {tool: list(f) for api in production(cdk_context).legacy_apis.values() for tool, f in api.tools.items()}
+    # A single-call tool's spec is built from its declaration in config.
+    specs |= {name: declared.spec(name) for api in apis for name, declared in api.single_call_tools().items()}
+    fields = {tool: api.declared_fields(tool) for api in apis for tool in api.tools}
     published = [
         tool
         for target in resources(tools, "AWS::BedrockAgentCore::GatewayTarget").values()
@@ -107,7 +115,9 @@ def test_legacy_tool_functions_get_their_api_config_and_only_their_secret(
     for target, api in production(cdk_context).legacy_apis.items():
         prefix = "".join(part.title() for part in target.split("-"))
         env = props(tools, "AWS::Lambda::Function", f"{prefix}ToolsFunction")["Environment"]["Variables"]
-        assert json.loads(env["LEGACY_API"])["fields"] == {tool: dict(fields) for tool, fields in api.tools.items()}
+        assert json.loads(env["LEGACY_API"])["fields"] == api.chained_tools()
+        single_calls = {name: declared.model_dump(mode="json") for name, declared in api.single_call_tools().items()}
+        assert json.loads(env.get("SINGLE_CALL_TOOLS", "{}")) == single_calls
         secrets = {
             r for a, r in role_permissions(tools, f"{prefix}ToolsFunctionRole") if a.startswith("secretsmanager:")
         }
@@ -176,3 +186,36 @@ def test_the_gateway_delivers_its_logs_encrypted_and_its_traces_to_xray(
     group = props(tools, "AWS::Logs::LogGroup", "GatewayLogs")
     assert "Fn::GetStackOutput" in group["KmsKeyId"]
     assert group["RetentionInDays"] == production(cdk_context).log_retention_days
+
+
+def test_a_single_call_tool_runs_from_the_environment_the_stack_writes(
+    tools: dict[str, Any], cdk_context: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stack and handler agree through the contract alone: the template's environment, applied to
+    the handler, serves each configured single-call tool against a stand-in of its API."""
+    declared = {
+        (target, name): tool
+        for target, api in production(cdk_context).legacy_apis.items()
+        for name, tool in api.single_call_tools().items()
+    }
+    if not declared:
+        pytest.skip("the config in use declares no single-call tool")
+    for (target, name), tool in declared.items():
+        prefix = "".join(part.title() for part in target.split("-"))
+        variables = props(tools, "AWS::Lambda::Function", f"{prefix}ToolsFunction")["Environment"]["Variables"]
+        with serve() as api:
+            for variable, value in variables.items():
+                monkeypatch.setenv(variable, value)
+            client = LegacyClient(
+                ClientSettings(base_url=api.url, max_attempts=1), lambda: Credentials(CLIENT_ID, CLIENT_SECRET)
+            )
+            monkeypatch.setattr(handler, "client", lambda client=client: client)
+            for cached in (handler.settings, handler.tools, handler.shape):
+                cached.cache_clear()
+            arguments = {argument: "O-00042" for argument in tool.path_arguments()}
+            answer = handler.run(name, arguments)
+            assert set(answer["record"]) == set(tool.fields), answer
+            assert all(value is not None for value in answer["record"].values()), answer  # paths that resolve
+            assert api.requests == [tool.path.format_map(arguments)]
+    for cached in (handler.settings, handler.tools, handler.shape):
+        cached.cache_clear()

@@ -204,6 +204,10 @@ def _resource(path: str, query: dict[str, list[str]]) -> tuple[int, Any]:
         "/api/v2/articles": lambda: _articles(query),
     }
     answer = answers.get(path)
+    if answer is None and path.startswith("/v2/orders/"):  # one order by id (a single-call tool's)
+        number = path.removeprefix("/v2/orders/O-")
+        if number.isdigit() and int(number) < ORDER_COUNT:
+            return 200, {"data": order(int(number)), "meta": META}
     return (200, answer()) if answer else (404, {"error": "not_found"})
 
 
