@@ -9,10 +9,11 @@ happened; the document registry keeps its records of them, as it keeps every doc
 
 sandbox:    upload a document, sync the Knowledge Base, a cited answer through the SigV4-signed
             Function URL; with Kendra on, sync Kendra and a cited answer through Kendra.
-production: a test user in a test group, sign in (SRP, and TOTP when MFA is on), POST /v1/chat,
-            GET /v1/usage counts the turn, an agent turn that calls a tool, an uploaded document
-            curated and indexed in the KB, a PII document quarantined, and the chat turn's trace
-            found by its conversation id.
+production: a test user in an existing group (the first internal one that may chat, or
+            --group), sign in (SRP, and TOTP when MFA is on), POST /v1/chat, GET /v1/usage counts
+            the turn, an agent turn that calls a tool, an uploaded document curated and indexed in
+            the KB, a PII document quarantined, and the chat turn's trace found by its
+            conversation id.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@
 - ``adopt`` (the default): a custom resource (lambdas/account_settings) that turns the setting on
   if it is off, leaves it as it is if it is on, and never switches it off, stack deletion included.
   What the setting writes to (roles, log groups) is retained, so it keeps working after a destroy.
-- ``off``: the tier leaves the account alone (docs/deploy.md says what each feature then lacks).
+- ``off``: the tier leaves the account alone (docs/operations.md says what each feature then lacks).
 
 All four live in the foundation stack, which every other production stack deploys after.
 """

@@ -140,7 +140,7 @@ class IngestionPipeline(Construct):
             dead_letter_queue=sqs.DeadLetterQueue(queue=self.dlq, max_receive_count=settings.max_receive_count),
         )
         # Redrive: `aws sqs start-message-move-task --source-arn <DeadLetterQueueArn>` moves messages
-        # back to the queue they came from (see the README).
+        # back to the queue they came from (docs/operations.md).
         events.Rule(
             self,
             "ObjectCreated",
