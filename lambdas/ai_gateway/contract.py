@@ -15,6 +15,7 @@ from typing import Final
 
 from pydantic import Field
 
+from shared.claims import CONTEXT_GROUP, CONTEXT_USER
 from shared.contract import FunctionSettings
 
 # Seconds the function keeps back from its remaining time for the output guardrail and the
@@ -80,8 +81,8 @@ INPUT: Final = "INPUT"
 OUTPUT: Final = "OUTPUT"
 
 # The keys of the request context the gateway's Lambda authorizer (lambdas/gateway_authorizer) sets.
-CLAIM_USER: Final = "user"
-CLAIM_GROUP: Final = "group"
+CLAIM_USER: Final = CONTEXT_USER
+CLAIM_GROUP: Final = CONTEXT_GROUP
 
 # Headers: the client's, the gateway's answer's, and AgentCore Runtime's session header (AWS's name).
 IDEMPOTENCY_KEY_HEADER: Final = "Idempotency-Key"

@@ -17,6 +17,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
 from gateway_authorizer.contract import Settings
+from shared.claims import CONTEXT_GROUP, CONTEXT_KIND, CONTEXT_TIER, CONTEXT_USER
 from shared.tokens import GROUP_CLAIM, KIND_CLAIM, TIER_CLAIM, InvalidToken, TokenVerifier, bearer
 
 logger = Logger()
@@ -69,10 +70,10 @@ def authorize(event: dict[str, Any]) -> dict[str, Any]:
     response = _policy(claims["sub"], "Allow", resource)
     response["usageIdentifierKey"] = api_key_value(key_id)
     response["context"] = {
-        "user": claims["sub"],
-        "group": group,
-        "tier": str(claims.get(TIER_CLAIM, "")),
-        "kind": str(claims.get(KIND_CLAIM, "")),
+        CONTEXT_USER: claims["sub"],
+        CONTEXT_GROUP: group,
+        CONTEXT_TIER: str(claims.get(TIER_CLAIM, "")),
+        CONTEXT_KIND: str(claims.get(KIND_CLAIM, "")),
     }
     return response
 

@@ -5,3 +5,10 @@ rate limits read. Imports nothing: the CDK app imports it too."""
 GROUP_CLAIM = "gateway_group"
 TIER_CLAIM = "gateway_tier"
 KIND_CLAIM = "gateway_kind"
+
+# The request-context keys the AI gateway's Lambda authorizer (lambdas/gateway_authorizer) sets
+# from the verified claims, which the gateway function and the API's access log read.
+CONTEXT_USER = "user"
+CONTEXT_GROUP = "group"
+CONTEXT_TIER = "tier"
+CONTEXT_KIND = "kind"

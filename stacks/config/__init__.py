@@ -6,6 +6,7 @@ One module per capability, each with its models and what they share with the cod
 words the errors. docs/configuration.md is generated from these models (`make docs`).
 """
 
+from ingestion.documents import DocumentFormat
 from stacks.config.account_settings import AccountSettingMode, AccountSettingsConfig
 from stacks.config.agents import AgentConfig, AgentMemoryConfig, AgentName, MemoryStrategyName
 from stacks.config.api import GATEWAY_MARGIN_SECONDS, ApiConfig
@@ -32,7 +33,6 @@ from stacks.config.ingestion import (
     PII_LANGUAGES,
     ClassificationPolicy,
     CustomIdentifier,
-    DocumentFormat,
     IngestionConfig,
 )
 from stacks.config.knowledge_base import (

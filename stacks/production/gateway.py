@@ -24,6 +24,7 @@ from constructs import Construct
 
 from ai_gateway.contract import Settings as GatewaySettings
 from gateway_authorizer.contract import Settings as AuthorizerSettings
+from shared.claims import CONTEXT_GROUP
 from stacks.config import ConfigError, GuardrailConfig, ProductionConfig, Tier
 from stacks.production.context import ProductionContext
 from stacks.production.policy import gateway_policy
@@ -45,7 +46,7 @@ ACCESS_LOG_FIELDS = {
     "time": "$context.requestTime",
     "ip": "$context.identity.sourceIp",
     "principal": "$context.authorizer.principalId",
-    "group": "$context.authorizer.group",
+    "group": f"$context.authorizer.{CONTEXT_GROUP}",
     "apiKeyId": "$context.identity.apiKeyId",
     "method": "$context.httpMethod",
     "resource": "$context.resourcePath",
