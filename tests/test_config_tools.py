@@ -23,7 +23,8 @@ def test_a_single_call_tool_is_declared_in_config_alone() -> None:
     api = load({f"{TOOLS}.get_order": json.dumps(GET_ORDER)}).production.legacy_apis["orders"]
     assert set(api.chained_tools()) == {"find_orders"}
     (name, declared), *_ = api.single_call_tools().items()
-    assert name == "get_order" and isinstance(declared, SingleCallTool)
+    assert name == "get_order"
+    assert isinstance(declared, SingleCallTool)
     assert api.declared_fields("get_order") == ["order_id"]
     assert declared.spec(name).input_schema()["required"] == ["order_id"]
 

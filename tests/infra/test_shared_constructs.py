@@ -54,14 +54,17 @@ def test_a_rest_api_logs_encrypted_before_its_stage_exists_and_never_bodies() ->
     groups = {k[:-8]: r for k, r in resources.items() if r["Type"] == "AWS::Logs::LogGroup"}
     assert set(groups) == {"AccessLogs", "ExecutionLogs"}
     for group in groups.values():
-        assert "KmsKeyId" in group["Properties"] and group["DeletionPolicy"] == "RetainExceptOnCreate"
+        assert "KmsKeyId" in group["Properties"]
+        assert group["DeletionPolicy"] == "RetainExceptOnCreate"
     name = groups["ExecutionLogs"]["Properties"]["LogGroupName"]["Fn::Join"][1]
-    assert name[0] == "API-Gateway-Execution-Logs_" and name[-1] == f"/{STAGE}"
+    assert name[0] == "API-Gateway-Execution-Logs_"
+    assert name[-1] == f"/{STAGE}"
     (stage_id, stage), *_ = [(k, r) for k, r in resources.items() if r["Type"] == "AWS::ApiGateway::Stage"]
     assert any(d.startswith("ExecutionLogs") for d in stage["DependsOn"])
     (method,) = stage["Properties"]["MethodSettings"]
     assert (method["LoggingLevel"], method["DataTraceEnabled"]) == ("INFO", False)
-    assert stage["Properties"]["TracingEnabled"] is True and stage_id
+    assert stage["Properties"]["TracingEnabled"] is True
+    assert stage_id
 
 
 @pytest.mark.parametrize(("removal", "protected"), [(RemovalPolicy.RETAIN, True), (RemovalPolicy.DESTROY, False)])

@@ -92,7 +92,8 @@ def test_transaction_search_off_is_switched_on_as_aws_guide_does_then_waited_for
     outcome = handler.adopt_until_in_place(
         event("transaction_search", **SEARCH), aws, remaining_seconds=lambda: 600, sleep=naps.append
     )
-    assert outcome.complete and outcome.data["SpansLogGroup"] == "aws/spans"
+    assert outcome.complete
+    assert outcome.data["SpansLogGroup"] == "aws/spans"
     assert naps == [handler.POLL_SECONDS] * 3
 
 
@@ -191,7 +192,8 @@ def test_a_role_iam_has_not_propagated_yet_is_asked_again_other_errors_fail(aws:
         "put_model_invocation_logging_configuration", "ValidationException", "Failed to validate permissions"
     )
     outcome = handler.adopt(event("model_invocation_logging", **LOGGING), aws)
-    assert not outcome.complete and "Failed to validate" in outcome.data["Reason"]
+    assert not outcome.complete
+    assert "Failed to validate" in outcome.data["Reason"]
     bedrock.add_response("get_model_invocation_logging_configuration", {}, {})
     bedrock.add_client_error("put_model_invocation_logging_configuration", "AccessDeniedException", "not PassRole")
     with pytest.raises(Exception, match="AccessDenied"):
@@ -269,7 +271,8 @@ def test_api_gateways_role_is_set_only_where_the_tier_owns_it(
     outcome = handler.adopt(
         event("api_gateway_logging", request, old={"RoleArn": old} if old else None, RoleArn=ROLE), aws
     )
-    assert outcome.complete and outcome.data["Adopted"] == adopted
+    assert outcome.complete
+    assert outcome.data["Adopted"] == adopted
 
 
 def test_api_gateway_refusing_a_new_role_is_asked_again(aws: Stubbed) -> None:

@@ -268,6 +268,7 @@ def test_the_tool_call_trace_is_logged_with_arguments_only_for_an_internal_evalu
     turns = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"agent turn"' in line]
     customer, internal = turns
     assert customer["tool_calls"] == [{"name": "orders___find_orders", "ok": True}]
-    assert "evaluation_case" not in customer and "ada@example.com" not in json.dumps(customer)
+    assert "evaluation_case" not in customer
+    assert "ada@example.com" not in json.dumps(customer)
     assert internal["evaluation_case"] == "orders-latest"
     assert internal["tool_calls"] == [call_with_email]

@@ -99,4 +99,5 @@ def test_every_route_answers_json_and_never_a_5xx(
     assert result.status < 500, result.body
     assert isinstance(result.body, dict)
     if result.status >= 400:
-        assert result.body["error"] and result.body["message"]
+        assert result.body["error"]
+        assert result.body["message"]

@@ -71,14 +71,16 @@ def test_a_finding_on_a_curated_document_quarantines_it_and_takes_it_out_of_the_
     result = macie.lambda_handler(finding_event(CURATED, key, current["object_version"]), FakeContext())
     doc = document_id(LANDING, "docs/notes.txt")
     assert result["action"] == "quarantined"
-    assert key not in aws.objects(CURATED) and f"{key}.metadata.json" not in aws.objects(CURATED)
+    assert key not in aws.objects(CURATED)
+    assert f"{key}.metadata.json" not in aws.objects(CURATED)
     assert list(aws.objects(QUARANTINE)) == ["macie/finding-0001/" + key.rsplit("/", 1)[1]]
     assert aws.agent.calls[-1][0] == "DeleteKnowledgeBaseDocuments"
     assert aws.agent.calls[-1][1]["documentIdentifiers"] == [
         {"dataSourceType": "S3", "s3": {"uri": current["location"]}}
     ]
     state = aws.registry.current(doc)
-    assert state is not None and state["status"] == "quarantined"
+    assert state is not None
+    assert state["status"] == "quarantined"
     assert published(sns) == {
         "action": "quarantined",
         "bucket": CURATED,

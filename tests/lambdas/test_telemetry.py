@@ -187,7 +187,8 @@ def test_one_conversation_id_in_every_log_line_metric_and_span_with_its_stage(
     request_logs = [
         line for line in logs if line.get("message") in ("stage", "output delivered", "agent turn", "turn finished")
     ]
-    assert request_logs and all(line.get(CONVERSATION) == conversation for line in request_logs)
+    assert request_logs
+    assert all(line.get(CONVERSATION) == conversation for line in request_logs)
     staged = [m for m in emf if "Stage" in m]
     assert all(m["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Stage"]] for m in staged)  # alarmable as is
     assert {m["Stage"] for m in staged} == {"guardrail", "usage", "generation", "tool", "retrieval"} <= set(STAGES)
