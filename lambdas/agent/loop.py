@@ -94,15 +94,7 @@ def run_turn(
             turn.stop, turn.answer = "deadline", STOPPED_ANSWER
             return turn
         turn.iterations += 1
-        request: dict[str, Any] = {
-            "system": [{"text": system}],
-            "messages": conversation,
-            "requestMetadata": {"session_id": session_id},
-        }
-        if available:
-            request["toolConfig"] = tool_config(available)
-        if max_tokens:
-            request["inferenceConfig"] = {"maxTokens": max_tokens}
+        request = _request(system, conversation, session_id, available, max_tokens)
         attributes = {
             "gen_ai.operation.name": "chat",
             "gen_ai.system": "aws.bedrock",
@@ -131,27 +123,56 @@ def run_turn(
         if response.get("stopReason") != "tool_use":
             turn.stop = response.get("stopReason", "end_turn")
             return turn
-        results = []
-        for block in message["content"]:
-            use = block.get("toolUse")
-            if not use:
-                continue
-            if deadline is not None and clock() >= deadline:
-                outcome: dict[str, Any] = {"error": {"kind": "upstream_unavailable", "message": "out of time"}}
-                turn.tool_calls.append(ToolCall(use["name"], use.get("input") or {}, ok=False, error_kind="deadline"))
-                results.append(_tool_result(use["toolUseId"], outcome, turn.model))
-                continue
-            tool = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": use["name"]}
-            with stage("tool", logger, conversation=session_id, **tool) as record:
-                outcome = tools.call_tool(use["name"], use.get("input") or {})
-                error = outcome.get("error") if isinstance(outcome.get("error"), dict) else None
-                if error is not None:
-                    record.end("error", str(error.get("kind", "tool_error")))
-            turn.tool_calls.append(
-                ToolCall(use["name"], use.get("input") or {}, ok=error is None, error_kind=error and error.get("kind"))
-            )
-            results.append(_tool_result(use["toolUseId"], outcome, turn.model))
+        results = _call_tools(tools, message, turn, deadline=deadline, clock=clock)
         conversation.append({"role": "user", "content": results})
+
+
+def _request(
+    system: str,
+    conversation: list[dict[str, Any]],
+    session_id: str,
+    available: list[dict[str, Any]],
+    max_tokens: int | None,
+) -> dict[str, Any]:
+    """One Converse request of the turn: the conversation so far, the caller's tools, the token bound."""
+    request: dict[str, Any] = {
+        "system": [{"text": system}],
+        "messages": conversation,
+        "requestMetadata": {"session_id": session_id},
+    }
+    if available:
+        request["toolConfig"] = tool_config(available)
+    if max_tokens:
+        request["inferenceConfig"] = {"maxTokens": max_tokens}
+    return request
+
+
+def _call_tools(
+    tools: Tools, message: dict[str, Any], turn: Turn, *, deadline: float | None, clock: Callable[[], float]
+) -> list[dict[str, Any]]:
+    """The tool results for the tool uses of ``message``, recorded on ``turn``; past the deadline a
+    tool is not called and its result says so."""
+    results = []
+    for block in message["content"]:
+        use = block.get("toolUse")
+        if not use:
+            continue
+        if deadline is not None and clock() >= deadline:
+            outcome: dict[str, Any] = {"error": {"kind": "upstream_unavailable", "message": "out of time"}}
+            turn.tool_calls.append(ToolCall(use["name"], use.get("input") or {}, ok=False, error_kind="deadline"))
+            results.append(_tool_result(use["toolUseId"], outcome, turn.model))
+            continue
+        tool = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": use["name"]}
+        with stage("tool", logger, conversation=turn.session_id, **tool) as record:
+            outcome = tools.call_tool(use["name"], use.get("input") or {})
+            error = outcome.get("error") if isinstance(outcome.get("error"), dict) else None
+            if error is not None:
+                record.end("error", str(error.get("kind", "tool_error")))
+        turn.tool_calls.append(
+            ToolCall(use["name"], use.get("input") or {}, ok=error is None, error_kind=error and error.get("kind"))
+        )
+        results.append(_tool_result(use["toolUseId"], outcome, turn.model))
+    return results
 
 
 def _tool_result(use_id: str, outcome: dict[str, Any], model_id: str) -> dict[str, Any]:
