@@ -139,30 +139,45 @@ def _groups_name_declared_things(production: Mapping[str, Any], declared: _Decla
     for name, group in _entries(production.get("groups")):
         if not isinstance(group, Mapping):
             continue
-        if declared.output_types is not None:
-            for output in _keys(group.get("output_quotas")) or ():
-                if output not in declared.output_types:
-                    yield Problem(
-                        ("groups", name, "output_quotas", output),
-                        "unknown output type",
-                        ", ".join(declared.output_types),
-                        output,
-                    )
-        if declared.tools is not None:
-            allowed = ", ".join(sorted(declared.tools))
-            for index, tool in enumerate(_field(GroupConfig, group, "tools") or ()):
-                if tool not in declared.tools:
-                    yield Problem(("groups", name, "tools", index), f"unknown tool {tool}", allowed, tool)
-        if declared.classifications is not None:
-            allowed = ", ".join(declared.classifications)
-            for index, classification in enumerate(_field(GroupConfig, group, "data_classifications") or ()):
-                if classification not in declared.classifications:
-                    yield Problem(
-                        ("groups", name, "data_classifications", index),
-                        f"unknown classification {classification}",
-                        allowed,
-                        classification,
-                    )
+        yield from _group_output_types_declared(name, group, declared)
+        yield from _group_tools_declared(name, group, declared)
+        yield from _group_classifications_declared(name, group, declared)
+
+
+def _group_output_types_declared(name: str, group: Mapping[str, Any], declared: _Declared) -> Iterator[Problem]:
+    if declared.output_types is None:
+        return
+    for output in _keys(group.get("output_quotas")) or ():
+        if output not in declared.output_types:
+            yield Problem(
+                ("groups", name, "output_quotas", output),
+                "unknown output type",
+                ", ".join(declared.output_types),
+                output,
+            )
+
+
+def _group_tools_declared(name: str, group: Mapping[str, Any], declared: _Declared) -> Iterator[Problem]:
+    if declared.tools is None:
+        return
+    allowed = ", ".join(sorted(declared.tools))
+    for index, tool in enumerate(_field(GroupConfig, group, "tools") or ()):
+        if tool not in declared.tools:
+            yield Problem(("groups", name, "tools", index), f"unknown tool {tool}", allowed, tool)
+
+
+def _group_classifications_declared(name: str, group: Mapping[str, Any], declared: _Declared) -> Iterator[Problem]:
+    if declared.classifications is None:
+        return
+    allowed = ", ".join(declared.classifications)
+    for index, classification in enumerate(_field(GroupConfig, group, "data_classifications") or ()):
+        if classification not in declared.classifications:
+            yield Problem(
+                ("groups", name, "data_classifications", index),
+                f"unknown classification {classification}",
+                allowed,
+                classification,
+            )
 
 
 def _agents_serve_declared_outputs_once(production: Mapping[str, Any], declared: _Declared) -> Iterator[Problem]:
