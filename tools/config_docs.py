@@ -206,17 +206,22 @@ class _Walker:
             if each:
                 parts.append(f"each: {_nested(each)}")
         if node.get("type") == "object" and "properties" not in node:
-            parts += _length(node, "minProperties", "maxProperties", ("entry", "entries"))
-            names = node.get("propertyNames", {})
-            if "enum" in names:
-                parts.append("names: " + ", ".join(_code(str(name)) for name in names["enum"]))
-            elif "x-meaning" in names:
-                parts.append(f"names: {names['x-meaning']}")
-            value_schema = self._map_values(node)
-            values = self.allowed(value_schema) if value_schema is not None else ""
-            if values:
-                parts.append(f"values: {_nested(values)}")
+            parts += self._map_allowed(node)
         return "; ".join(parts)
+
+    def _map_allowed(self, node: Mapping[str, Any]) -> list[str]:
+        """What a map (an object without declared properties) allows: entries, names and values."""
+        parts = _length(node, "minProperties", "maxProperties", ("entry", "entries"))
+        names = node.get("propertyNames", {})
+        if "enum" in names:
+            parts.append("names: " + ", ".join(_code(str(name)) for name in names["enum"]))
+        elif "x-meaning" in names:
+            parts.append(f"names: {names['x-meaning']}")
+        value_schema = self._map_values(node)
+        values = self.allowed(value_schema) if value_schema is not None else ""
+        if values:
+            parts.append(f"values: {_nested(values)}")
+        return parts
 
     def _unnull(self, node: dict[str, Any]) -> dict[str, Any]:
         """The non-null member of an optional (X or null) node; other nodes as they are."""
