@@ -288,32 +288,7 @@ def sandbox(smoke: Smoke, *, prefix: str, region: str, run: str, credentials: An
             "cited answer from the Knowledge Base (Function URL, SigV4)", lambda: ask("knowledge_base"), needs=(synced,)
         )
         if outputs.get("KendraIndexId"):
-            kendra = smoke.clients("kendra")
-            index, source = outputs["KendraIndexId"], outputs["KendraDataSourceId"]
-
-            def start_kendra_sync() -> str | None:
-                try:
-                    return str(kendra.start_data_source_sync_job(Id=source, IndexId=index)["ExecutionId"])
-                except ClientError as error:
-                    if error.response["Error"]["Code"] == "ResourceInUseException":
-                        return None  # the scheduled sync is running: ask again
-                    raise
-
-            def sync_kendra() -> tuple[bool, str]:
-                execution = smoke.wait("start a Kendra sync", start_kendra_sync, timeout=SYNC_TIMEOUT)
-
-                def finished() -> str | None:
-                    jobs = kendra.list_data_source_sync_jobs(Id=source, IndexId=index)["History"]
-                    status = next((j["Status"] for j in jobs if j["ExecutionId"] == execution), None)
-                    return status if status in ("SUCCEEDED", "FAILED", "ABORTED", "INCOMPLETE") else None
-
-                status = smoke.wait(f"Kendra sync {execution}", finished, timeout=SYNC_TIMEOUT)
-                if status != "SUCCEEDED":
-                    raise Failed(f"Kendra sync {execution} ended {status}")
-                return True, f"sync {execution} succeeded"
-
-            kendra_synced = smoke.check("sync Kendra", sync_kendra, needs=(uploaded,))
-            smoke.check("cited answer from Kendra (Function URL, SigV4)", lambda: ask("kendra"), needs=(kendra_synced,))
+            _sandbox_kendra(smoke, outputs, uploaded=uploaded, ask=ask)
     finally:
         if uploaded is not MISSING:
 
@@ -326,6 +301,38 @@ def sandbox(smoke: Smoke, *, prefix: str, region: str, run: str, credentials: An
                 return True, f"deleted s3://{bucket}/{key}; a sync removes its vectors"
 
             smoke.check("clean up", clean)
+
+
+def _sandbox_kendra(
+    smoke: Smoke, outputs: dict[str, str], *, uploaded: Any, ask: Callable[[str], tuple[bool, str]]
+) -> None:
+    """With Kendra on: sync Kendra once the document is uploaded, then a cited answer through it."""
+    kendra = smoke.clients("kendra")
+    index, source = outputs["KendraIndexId"], outputs["KendraDataSourceId"]
+
+    def start_kendra_sync() -> str | None:
+        try:
+            return str(kendra.start_data_source_sync_job(Id=source, IndexId=index)["ExecutionId"])
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ResourceInUseException":
+                return None  # the scheduled sync is running: ask again
+            raise
+
+    def sync_kendra() -> tuple[bool, str]:
+        execution = smoke.wait("start a Kendra sync", start_kendra_sync, timeout=SYNC_TIMEOUT)
+
+        def finished() -> str | None:
+            jobs = kendra.list_data_source_sync_jobs(Id=source, IndexId=index)["History"]
+            status = next((j["Status"] for j in jobs if j["ExecutionId"] == execution), None)
+            return status if status in ("SUCCEEDED", "FAILED", "ABORTED", "INCOMPLETE") else None
+
+        status = smoke.wait(f"Kendra sync {execution}", finished, timeout=SYNC_TIMEOUT)
+        if status != "SUCCEEDED":
+            raise Failed(f"Kendra sync {execution} ended {status}")
+        return True, f"sync {execution} succeeded"
+
+    kendra_synced = smoke.check("sync Kendra", sync_kendra, needs=(uploaded,))
+    smoke.check("cited answer from Kendra (Function URL, SigV4)", lambda: ask("kendra"), needs=(kendra_synced,))
 
 
 # --- production ------------------------------------------------------------------------------------
@@ -462,56 +469,74 @@ def production(smoke: Smoke, *, prefix: str, config: ProductionConfig, run: str,
 
         smoke.check("GET /v1/usage counts the turn", usage, needs=(turn,))
 
-        def tool_call() -> tuple[bool, str]:
-            case = next(
-                (
-                    c
-                    for c in load_golden_set()
-                    if c.expected.tool.endswith("knowledge_search") and "knowledge_search" in config.groups[group].tools
-                ),
-                None,
-            )
-            if case is None:
-                raise Failed(
-                    f"group {group} may not use knowledge_search, which the golden cases this check replays call"
-                )
-            status, body = smoke.http.json(
-                "POST",
-                f"{api}v1/chat",
-                {"messages": [{"role": "user", "content": case.prompt}]},
-                {**auth, "X-Evaluation-Case": case.id},
-            )
-            calls = body.get("tool_calls") or [] if status == 200 else []
-            if status != 200 or not any(call.get("ok") for call in calls):
-                raise Failed(f"HTTP {status}; tool calls: {calls or str(body)[:200]}")
-            return True, ", ".join(f"{c.get('name')} ({'ok' if c.get('ok') else 'error'})" for c in calls)
-
-        smoke.check("an agent turn calls a tool (golden case)", tool_call, needs=(token,))
+        smoke.check(
+            "an agent turn calls a tool (golden case)",
+            lambda: _tool_call(smoke, api=api, auth=auth, config=config, group=group),
+            needs=(token,),
+        )
         _documents(smoke, knowledge=knowledge, config=config, run=run, created=created)
 
-        def trace() -> tuple[bool, str]:
-            conversation = runtime_session_id(group, user.sub, session)
-            trace_id = smoke.wait(
-                "the chat turn's log lines",
-                lambda: _trace_id(smoke, gateway["GatewayFunctionLogGroup"], conversation),
-                timeout=LOGS_TIMEOUT,
-            )
-            if not _trace_found(smoke, trace_id):
-                raise Failed(f"trace {trace_id} (from the log lines of conversation {conversation}) is not in X-Ray")
-            return True, f"conversation {conversation[:12]}... -> trace {trace_id}"
-
-        smoke.check("the chat turn's trace, found by its conversation id", trace, needs=(turn,))
+        smoke.check(
+            "the chat turn's trace, found by its conversation id",
+            lambda: _traced(
+                smoke,
+                log_group=gateway["GatewayFunctionLogGroup"],
+                conversation=runtime_session_id(group, user.sub, session),
+            ),
+            needs=(turn,),
+        )
     finally:
-        problems = []
-        for clean in reversed(created):
-            try:
-                clean()
-            except (ClientError, BotoCoreError) as error:
-                problems.append(_one_line(error))
-        if problems:
-            smoke.rows.append(Row("clean up", "FAIL", 0.0, "; ".join(problems)))
-        elif created:
-            smoke.rows.append(Row("clean up", "PASS", 0.0, f"{len(created)} things removed"))
+        _clean_up(smoke, created)
+
+
+def _tool_call(
+    smoke: Smoke, *, api: str, auth: dict[str, str], config: ProductionConfig, group: str
+) -> tuple[bool, str]:
+    """A golden case that calls knowledge_search, replayed through POST /v1/chat: some tool call succeeds."""
+    case = next(
+        (
+            c
+            for c in load_golden_set()
+            if c.expected.tool.endswith("knowledge_search") and "knowledge_search" in config.groups[group].tools
+        ),
+        None,
+    )
+    if case is None:
+        raise Failed(f"group {group} may not use knowledge_search, which the golden cases this check replays call")
+    status, body = smoke.http.json(
+        "POST",
+        f"{api}v1/chat",
+        {"messages": [{"role": "user", "content": case.prompt}]},
+        {**auth, "X-Evaluation-Case": case.id},
+    )
+    calls = body.get("tool_calls") or [] if status == 200 else []
+    if status != 200 or not any(call.get("ok") for call in calls):
+        raise Failed(f"HTTP {status}; tool calls: {calls or str(body)[:200]}")
+    return True, ", ".join(f"{c.get('name')} ({'ok' if c.get('ok') else 'error'})" for c in calls)
+
+
+def _clean_up(smoke: Smoke, created: list[Callable[[], None]]) -> None:
+    """Run the clean-ups, last first, each whatever the others do; one row says how it went."""
+    problems = []
+    for clean in reversed(created):
+        try:
+            clean()
+        except (ClientError, BotoCoreError) as error:
+            problems.append(_one_line(error))
+    if problems:
+        smoke.rows.append(Row("clean up", "FAIL", 0.0, "; ".join(problems)))
+    elif created:
+        smoke.rows.append(Row("clean up", "PASS", 0.0, f"{len(created)} things removed"))
+
+
+def _traced(smoke: Smoke, *, log_group: str, conversation: str) -> tuple[bool, str]:
+    """The conversation's trace id, from the gateway's log lines, is a trace X-Ray has."""
+    trace_id = smoke.wait(
+        "the chat turn's log lines", lambda: _trace_id(smoke, log_group, conversation), timeout=LOGS_TIMEOUT
+    )
+    if not _trace_found(smoke, trace_id):
+        raise Failed(f"trace {trace_id} (from the log lines of conversation {conversation}) is not in X-Ray")
+    return True, f"conversation {conversation[:12]}... -> trace {trace_id}"
 
 
 def _trace_found(smoke: Smoke, trace_id: str) -> bool:
@@ -590,20 +615,7 @@ def _documents(
         location = state["location"]
         created.append(remove(location))
         created.append(remove(f"{location}.metadata.json"))
-        kb, source = knowledge["KnowledgeBaseId"], knowledge["DataSourceId"]
-        agent = smoke.clients("bedrock-agent")
-        identifier = {"dataSourceType": "S3", "s3": {"uri": location}}
-        created.append(
-            lambda: agent.delete_knowledge_base_documents(
-                knowledgeBaseId=kb, dataSourceId=source, documentIdentifiers=[identifier]
-            )
-        )
-        start_and_wait_for_ingestion(smoke, kb, source)
-        (detail,) = agent.get_knowledge_base_documents(
-            knowledgeBaseId=kb, dataSourceId=source, documentIdentifiers=[identifier]
-        )["documentDetails"]
-        if detail["status"] != "INDEXED":
-            raise Failed(f"{location} is {detail['status']} in the KB: {detail.get('statusReason', '')}")
+        _indexed(smoke, knowledge=knowledge, location=location, created=created)
         return True, f"classification {clean_class} -> {location}, INDEXED"
 
     smoke.check("an uploaded document is curated and indexed in the KB", curated)
@@ -621,6 +633,25 @@ def _documents(
         return True, f"classification {quarantining} -> {state['location']}"
 
     smoke.check("a PII document is quarantined", quarantined)
+
+
+def _indexed(smoke: Smoke, *, knowledge: dict[str, str], location: str, created: list[Callable[[], None]]) -> None:
+    """Sync the KB, then fail unless the curated document at ``location`` is INDEXED in it (its KB
+    entry is removed at clean-up)."""
+    kb, source = knowledge["KnowledgeBaseId"], knowledge["DataSourceId"]
+    agent = smoke.clients("bedrock-agent")
+    identifier = {"dataSourceType": "S3", "s3": {"uri": location}}
+    created.append(
+        lambda: agent.delete_knowledge_base_documents(
+            knowledgeBaseId=kb, dataSourceId=source, documentIdentifiers=[identifier]
+        )
+    )
+    start_and_wait_for_ingestion(smoke, kb, source)
+    (detail,) = agent.get_knowledge_base_documents(
+        knowledgeBaseId=kb, dataSourceId=source, documentIdentifiers=[identifier]
+    )["documentDetails"]
+    if detail["status"] != "INDEXED":
+        raise Failed(f"{location} is {detail['status']} in the KB: {detail.get('statusReason', '')}")
 
 
 # --- the command ------------------------------------------------------------------------------------
