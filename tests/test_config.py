@@ -19,6 +19,7 @@ from stacks.config import (
     ConfigError,
     FixedSizeChunking,
     FunctionConfig,
+    FunctionName,
     HierarchicalChunking,
     Tier,
     load_config,
@@ -126,7 +127,7 @@ def test_the_small_config_of_these_tests_is_valid() -> None:
 def test_config_is_frozen() -> None:
     config = load()
     with pytest.raises(ValueError, match="frozen"):
-        config.sandbox.kendra.enabled = False  # type: ignore[misc]
+        config.sandbox.kendra.enabled = False
 
 
 def test_dotted_overrides_are_parsed_as_json_or_kept_as_strings() -> None:
@@ -672,7 +673,7 @@ def test_a_cross_field_check_is_skipped_only_where_what_it_reads_is_broken(
     ("function", "key"),
     [("ai_gateway", "api.integration_timeout_seconds"), ("ingestion", "ingestion.processor_timeout_seconds")],
 )
-def test_a_timeout_with_its_own_key_is_not_set_twice(function: str, key: str) -> None:
+def test_a_timeout_with_its_own_key_is_not_set_twice(function: FunctionName, key: str) -> None:
     (line,) = error_lines({f"production.functions.{function}": '{"timeout_seconds": 100}'})
     assert line == (
         f"blueprint.production.functions.{function}.timeout_seconds: this timeout is set by production.{key}; "

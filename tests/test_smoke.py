@@ -537,7 +537,7 @@ def test_a_stack_from_an_older_deploy_fails_naming_the_outputs_it_lacks(aws: Stu
 
 def test_a_surprise_fails_its_check_and_the_run_goes_on_to_its_table() -> None:
     checker = smoke.Smoke(clients=Stubbed(), http=smoke.Http())
-    assert checker.check("odd answer", lambda: ({}["output"], "unreachable")) is smoke.MISSING
+    assert checker.check("odd answer", lambda: ({"answer": "odd"}["output"], "unreachable")) is smoke.MISSING
     assert checker.check("next", lambda: (1, "fine")) == 1
     assert [(r.status, r.detail) for r in checker.rows] == [("FAIL", "KeyError: 'output'"), ("PASS", "fine")]
 

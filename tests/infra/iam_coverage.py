@@ -219,13 +219,15 @@ def reachable_code(package: str, module: str) -> dict[str, list[ast.AST]]:
                 continue
             seen.add((source, name))
             if isinstance(definition, ast.ClassDef):
-                shell = [s for s in definition.body if not isinstance(s, ast.FunctionDef | ast.AsyncFunctionDef)]
+                shell: list[ast.AST] = [
+                    s for s in definition.body if not isinstance(s, ast.FunctionDef | ast.AsyncFunctionDef)
+                ]
                 shell += [*definition.bases, *definition.decorator_list]
                 found.setdefault(source, []).extend(shell)
                 pending.extend((source, part) for part in shell)
-                for method in definition.body:
-                    if isinstance(method, ast.FunctionDef | ast.AsyncFunctionDef):
-                        methods[(source, method.name)] = method
+                for member in definition.body:
+                    if isinstance(member, ast.FunctionDef | ast.AsyncFunctionDef):
+                        methods[(source, member.name)] = member
             else:
                 found.setdefault(source, []).append(definition)
                 pending.append((source, definition))

@@ -63,7 +63,7 @@ def left_alone(synthesize: Synthesizer) -> Assembly:
 
 def _renamed(cdk_context: dict[str, Any]) -> str:
     """The agent the replacing change renames (to RENAMED_AGENT): the config's last."""
-    return list(cdk_context["blueprint"]["production"]["agents"])[-1]
+    return str(list(cdk_context["blueprint"]["production"]["agents"])[-1])
 
 
 @pytest.fixture(scope="module")

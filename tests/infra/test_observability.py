@@ -50,7 +50,9 @@ def test_the_dashboard_shows_every_stage_and_the_genai_signals(observability: di
 def test_alarm_thresholds_come_from_config(observability: dict[str, Any], cdk_context: dict[str, Any]) -> None:
     config = production(cdk_context)
     settings = config.observability
-    alarms = {name: a["Properties"] for name, a in resources(observability, "AWS::CloudWatch::Alarm").items()}
+    alarms: dict[str, dict[str, Any]] = {
+        name: a["Properties"] for name, a in resources(observability, "AWS::CloudWatch::Alarm").items()
+    }
 
     def alarm(prefix: str) -> dict[str, Any]:
         (found,) = [a for n, a in alarms.items() if n.startswith(prefix)]

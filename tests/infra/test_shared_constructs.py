@@ -36,8 +36,7 @@ def rest_api_template(tls_policy: str) -> dict[str, Any]:
         execution_logs_id="ExecutionLogs",
     )
     api.root.add_method("GET", apigateway.MockIntegration())
-    template: dict[str, Any] = assertions.Template.from_stack(stack).to_json()
-    return template
+    return dict(assertions.Template.from_stack(stack).to_json())
 
 
 @pytest.mark.parametrize(("policy", "strict"), [("TLS_1_2", False), ("SecurityPolicy_TLS13_1_2_2021_06", True)])

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from aws_lambda_powertools.utilities.typing.lambda_client_context import LambdaClientContext
 
 # Before any handler module is imported: Powertools reads these at import time.
 os.environ.update(
@@ -24,15 +26,28 @@ os.environ.update(
 )
 
 
-@dataclass
-class FakeContext:
-    function_name: str = "test-function"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:test-function"
-    aws_request_id: str = "req-0001"
+class FakeClientContext(LambdaClientContext):
+    """The client context a caller (AgentCore Gateway, for a tool) sends: only its custom values."""
 
-    def get_remaining_time_in_millis(self) -> int:
+    def __init__(self, custom: dict[str, Any]) -> None:
+        self._custom = custom
+
+
+class FakeContext(LambdaContext):
+    """A Lambda context of a test function with 30 s left; a test may set the request id and the
+    client context (without one, reading ``client_context`` fails as on a plain invocation)."""
+
+    def __init__(self, aws_request_id: str = "req-0001", client_context: LambdaClientContext | None = None) -> None:
+        self._function_name = "test-function"
+        self._function_version = "$LATEST"
+        self._memory_limit_in_mb = 256
+        self._invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:test-function"
+        self._aws_request_id = aws_request_id
+        if client_context is not None:
+            self._client_context = client_context
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
         return 30_000
 
 

@@ -69,7 +69,7 @@ WITH_PII_INTERNAL = {
     "hr/payroll.md": "Employee EMP-314159 has SSN 078-05-1120 on file.",
 }
 WITH_PII_PUBLIC = {"web/press.txt": "Press contact: ada.lovelace@example.com"}
-REJECTED = {
+REJECTED: dict[str, tuple[bytes | str, str]] = {
     "big/oversized.txt": ("x " * MAX_BYTES, "over the 4000 byte limit"),
     "bin/report.pdf": (b"%PDF-1.7 binary", "format .pdf"),
     "bin/tool.exe": (b"MZ\x90\x00", "format .exe"),

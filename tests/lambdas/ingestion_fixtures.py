@@ -94,7 +94,7 @@ class Aws:
 
     def landing_versions(self) -> list[Any]:
         response = self.s3.list_object_versions(Bucket=LANDING)
-        return response.get("Versions", []) + response.get("DeleteMarkers", [])
+        return [*response.get("Versions", []), *response.get("DeleteMarkers", [])]
 
     def registry_items(self) -> list[dict[str, Any]]:
         return list(self.dynamodb.Table("registry").scan()["Items"])

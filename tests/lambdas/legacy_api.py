@@ -11,7 +11,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
@@ -197,7 +197,7 @@ def _resource(path: str, query: dict[str, list[str]]) -> tuple[int, Any]:
             "data": {"items": [{"customerId": CUSTOMER_ID, "email": CUSTOMER_EMAIL}] if found else []},
             "meta": META,
         }
-    answers = {
+    answers: dict[str, Callable[[], Any]] = {
         f"/v2/customers/{CUSTOMER_ID}/orders": lambda: _orders(query),
         f"/v2/customers/{CUSTOMER_ID}": lambda: {"data": CUSTOMER, "meta": META},
         f"/v2/customers/{CUSTOMER_ID}/addresses": lambda: {"data": {"items": ADDRESSES}, "meta": META},

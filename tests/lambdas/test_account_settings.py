@@ -4,6 +4,7 @@ expect fails it. So "nothing else is touched" is asserted, not assumed."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 
 from account_settings import handler
-from account_settings.settings import Refused
+from account_settings.settings import Outcome, Refused
 from tests.aws_stubs import Stubbed
 from tests.lambdas.conftest import FakeContext
 
@@ -29,7 +30,8 @@ def aws() -> Iterator[Stubbed]:
     stubbed.done()
 
 
-def event(setting: str, request: str = "Create", old: dict[str, str] | None = None, **props: str) -> dict[str, Any]:
+def event(setting: str, request: str = "Create", old: dict[str, str] | None = None, /, **props: str) -> dict[str, Any]:
+    """A custom resource event for ``setting`` with ``props``; an update's previous properties are ``old``."""
     raised = {
         "RequestType": request,
         "StackId": "arn:aws:cloudformation:us-east-1:123456789012:stack/genai-production-foundation/abc",
@@ -143,7 +145,7 @@ def test_invocation_logging_off_is_pointed_at_the_tiers_log_group(aws: Stubbed) 
         },
     )
     outcome = handler.adopt(event("model_invocation_logging", **LOGGING), aws)
-    assert outcome == handler.Outcome(True, {"Adopted": "enabled", "LogGroupName": LOGGING["LogGroupName"]})
+    assert outcome == Outcome(True, {"Adopted": "enabled", "LogGroupName": LOGGING["LogGroupName"]})
 
 
 def test_someone_elses_invocation_logging_is_left_and_reported(aws: Stubbed) -> None:
@@ -153,7 +155,7 @@ def test_someone_elses_invocation_logging_is_left_and_reported(aws: Stubbed) -> 
     }
     aws.stub("bedrock").add_response("get_model_invocation_logging_configuration", {"loggingConfig": theirs}, {})
     outcome = handler.adopt(event("model_invocation_logging", **LOGGING), aws)
-    assert outcome == handler.Outcome(True, {"Adopted": "existing", "LogGroupName": "org/bedrock"})
+    assert outcome == Outcome(True, {"Adopted": "existing", "LogGroupName": "org/bedrock"})
 
 
 def test_a_destination_a_destroyed_or_rolled_back_deploy_of_the_tier_left_is_moved_to_the_new_one(
@@ -181,7 +183,7 @@ def test_the_tiers_own_earlier_setting_moves_with_its_log_group_on_update(aws: S
         {},
     )
     bedrock.add_response("put_model_invocation_logging_configuration", {}, None)
-    outcome = handler.adopt(event("model_invocation_logging", "Update", old=old, **LOGGING), aws)
+    outcome = handler.adopt(event("model_invocation_logging", "Update", old, **LOGGING), aws)
     assert outcome.data["Adopted"] == "enabled"
 
 
@@ -207,7 +209,7 @@ def test_macie_off_is_enabled_with_a_token_that_makes_a_retry_idempotent(aws: St
     jobs_log_group(aws, exists=False)
     macie = aws.stub("macie2")
     macie.add_client_error("get_macie_session", "AccessDeniedException", "Macie is not enabled", 403)
-    token = handler.hashlib.sha256(
+    token = hashlib.sha256(
         b"arn:aws:cloudformation:us-east-1:123456789012:stack/genai-production-foundation/abc/AccountSettingsAdopterMacieSession"
     ).hexdigest()
     macie.add_response(
@@ -221,7 +223,7 @@ def test_macie_enabled_by_a_delegated_administrator_is_adopted_untouched(aws: St
     aws.stub("macie2").add_response(
         "get_macie_session", {"status": "ENABLED", "findingPublishingFrequency": "ONE_HOUR"}, {}
     )
-    assert handler.adopt(event("macie", **MACIE), aws) == handler.Outcome(True, {"Adopted": "existing"})
+    assert handler.adopt(event("macie", **MACIE), aws) == Outcome(True, {"Adopted": "existing"})
 
 
 def test_suspended_macie_is_refused_with_the_fix_not_resumed(aws: Stubbed) -> None:
@@ -268,9 +270,7 @@ def test_api_gateways_role_is_set_only_where_the_tier_owns_it(
     if patched:
         apigateway.add_response("update_account", {}, _patch(ROLE))
     request = "Update" if old else "Create"
-    outcome = handler.adopt(
-        event("api_gateway_logging", request, old={"RoleArn": old} if old else None, RoleArn=ROLE), aws
-    )
+    outcome = handler.adopt(event("api_gateway_logging", request, {"RoleArn": old} if old else None, RoleArn=ROLE), aws)
     assert outcome.complete
     assert outcome.data["Adopted"] == adopted
 
@@ -307,7 +307,7 @@ def test_create_and_update_keep_one_physical_id_per_setting(aws: Stubbed, monkey
     macie.add_response("get_macie_session", {"status": "ENABLED"}, {})
     created = handler.lambda_handler(event("macie", **MACIE), FakeContext())
     updated = handler.lambda_handler(
-        {**event("macie", "Update", old=MACIE, **MACIE), "PhysicalResourceId": created["PhysicalResourceId"]},
+        {**event("macie", "Update", MACIE, **MACIE), "PhysicalResourceId": created["PhysicalResourceId"]},
         FakeContext(),
     )
     assert created["PhysicalResourceId"] == updated["PhysicalResourceId"] == "account-setting-macie"

@@ -39,8 +39,15 @@ from tests.lambdas.gateway_fixtures import (
 )
 
 
-def record(gateway: Gateway, request_id: str, user: str = "user-1") -> Any:
+def record(gateway: Gateway, request_id: str, user: str = "user-1") -> dict[str, Any] | None:
     return gateway.ledger.record(request_id, group="customer-gold", user=user)
+
+
+def ledger_status(gateway: Gateway, request_id: str, user: str = "user-1") -> str:
+    """The ledger status of a request that must have been admitted."""
+    found = record(gateway, request_id, user)
+    assert found is not None, f"no ledger record of {request_id}"
+    return str(found["status"]["S"])
 
 
 def all_models_unavailable(gateway: Gateway) -> None:
@@ -143,7 +150,7 @@ def test_blocked_output_is_withheld_and_not_charged(gateway: Gateway) -> None:
     result = call(chat("Tell me"))
     assert (result.status, result.body["guardrail"], result.body["units"]) == (200, "blocked", 0)
     assert result.body["output"] == "This request can't be processed under the usage policy."
-    assert record(gateway, "api-req-1")["status"]["S"] == "released"  # type: ignore[index]
+    assert ledger_status(gateway, "api-req-1") == "released"
 
 
 def test_guardrail_service_error_fails_closed(gateway: Gateway) -> None:
@@ -165,7 +172,7 @@ def test_output_guardrail_error_releases_the_admission(gateway: Gateway) -> None
     gateway.bedrock.add_client_error("apply_guardrail", service_error_code="ThrottlingException", http_status_code=429)
     result = call(chat())
     assert result.status == 429
-    assert record(gateway, "api-req-1")["status"]["S"] == "released"  # type: ignore[index]
+    assert ledger_status(gateway, "api-req-1") == "released"
 
 
 def test_throttled_default_model_falls_back_in_order(gateway: Gateway) -> None:
@@ -187,7 +194,7 @@ def test_every_model_failing_is_a_502_and_the_admission_is_released(gateway: Gat
     all_models_unavailable(gateway)
     result = call(chat())
     assert (result.status, result.body["message"]) == (502, "bedrock-runtime failed with ServiceUnavailableException")
-    assert record(gateway, "api-req-1")["status"]["S"] == "released"  # type: ignore[index]
+    assert ledger_status(gateway, "api-req-1") == "released"
 
 
 def test_a_model_rejecting_the_request_is_a_4xx_json_without_fallback_and_releases(gateway: Gateway) -> None:
@@ -200,7 +207,7 @@ def test_a_model_rejecting_the_request_is_a_4xx_json_without_fallback_and_releas
         {"error": "upstream_rejected", "message": "bedrock-runtime rejected the request with ValidationException"},
     )
     assert "Retry-After" not in result.headers
-    assert record(gateway, "api-req-1")["status"]["S"] == "released"  # type: ignore[index]
+    assert ledger_status(gateway, "api-req-1") == "released"
 
 
 def test_a_model_the_group_may_not_use_is_a_403_before_any_call(gateway: Gateway) -> None:
@@ -392,7 +399,7 @@ def test_idempotency_keys_belong_to_their_caller(gateway: Gateway) -> None:
     ok_chat(gateway)
     other = {"user": "user-2", "group": "customer-gold"}
     assert call(chat(headers=headers, authorizer=other)).status == 200  # same key, another caller
-    assert record(gateway, "shared-key-123", user="user-2")["status"]["S"] == "delivered"  # type: ignore[index]
+    assert ledger_status(gateway, "shared-key-123", user="user-2") == "delivered"
 
 
 def test_a_request_whose_units_were_released_can_be_retried_with_its_key(gateway: Gateway) -> None:
@@ -402,7 +409,7 @@ def test_a_request_whose_units_were_released_can_be_retried_with_its_key(gateway
     assert call(chat(headers=headers)).status == 502
     ok_chat(gateway)
     assert call(chat(headers=headers, request_id="api-req-2")).status == 200
-    assert record(gateway, "retry-me-0001")["status"]["S"] == "delivered"  # type: ignore[index]
+    assert ledger_status(gateway, "retry-me-0001") == "delivered"
 
 
 def test_client_supplied_assistant_turns_are_guarded_too(gateway: Gateway) -> None:
@@ -452,7 +459,7 @@ def test_no_fallback_is_started_without_time_for_it(gateway: Gateway, monkeypatc
     gateway.bedrock.add_client_error("converse", service_error_code="ThrottlingException", http_status_code=429)
     result = call(chat())
     assert (result.status, result.body["error"]) == (429, "throttled")
-    assert record(gateway, "api-req-1")["status"]["S"] == "released"  # type: ignore[index]
+    assert ledger_status(gateway, "api-req-1") == "released"
 
 
 def test_the_settings_are_read_from_the_environment_the_stack_writes_from_them() -> None:

@@ -105,7 +105,8 @@ def chat(text: str = "Where is my order?", **body: Any) -> dict[str, Any]:
 
 def used(output_type: str) -> int:
     usage = call(rest_event("GET", "/v1/usage")).body
-    return next(q["used"] for q in usage["quotas"] if q["output_type"] == output_type)
+    units: int = next(q["used"] for q in usage["quotas"] if q["output_type"] == output_type)
+    return units
 
 
 def test_chat_goes_to_its_agent_as_the_caller_guarded_and_metered(routed: tuple[Gateway, FakeAgentCore]) -> None:

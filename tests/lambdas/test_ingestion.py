@@ -372,7 +372,8 @@ def test_documents_left_when_the_invocation_runs_low_are_retried_not_lost(
     monkeypatch.setattr(handler, "process", counting)
 
     class Shrinking(FakeContext):
-        def get_remaining_time_in_millis(self) -> int:
+        @staticmethod
+        def get_remaining_time_in_millis() -> int:
             return 120_000 if len(done) < 2 else 29_000  # the third document would not finish in time
 
     response = handler.lambda_handler(batch(*messages), Shrinking())

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -15,7 +14,7 @@ from legacy_tools.adapters import TOOLS, Shape
 from legacy_tools.contract import CallArgument, LegacyApi as ApiSettings, Settings, SingleCallTool
 from shared.legacy_client import ClientSettings, Credentials, LegacyClient
 from shared.tool_errors import ToolError
-from tests.lambdas.conftest import FakeContext
+from tests.lambdas.conftest import FakeClientContext, FakeContext
 from tests.lambdas.legacy_api import (
     ARTICLE_COUNT,
     ARTICLES_PAGE,
@@ -250,11 +249,10 @@ def test_the_handler_reads_the_tool_name_the_gateway_sends(
 ) -> None:
     monkeypatch.setattr(handler, "client", lambda: client)
     configure(monkeypatch)
-    context = FakeContext()
-    context.client_context = SimpleNamespace(custom={"bedrockAgentCoreToolName": "orders___find_orders"})  # type: ignore[attr-defined]
-    assert handler.lambda_handler({"customer_email": CUSTOMER_EMAIL}, context)["total"] == ORDER_COUNT
-    context.client_context = SimpleNamespace(custom={"bedrockAgentCoreToolName": "orders___drop_tables"})  # type: ignore[attr-defined]
-    assert handler.lambda_handler({}, context)["error"]["message"].startswith("unknown tool drop_tables")
+    find = FakeContext(client_context=FakeClientContext({"bedrockAgentCoreToolName": "orders___find_orders"}))
+    assert handler.lambda_handler({"customer_email": CUSTOMER_EMAIL}, find)["total"] == ORDER_COUNT
+    drop = FakeContext(client_context=FakeClientContext({"bedrockAgentCoreToolName": "orders___drop_tables"}))
+    assert handler.lambda_handler({}, drop)["error"]["message"].startswith("unknown tool drop_tables")
     assert handler.lambda_handler(["not", "an", "object"], FakeContext())["error"]["kind"] == "invalid_argument"
 
 

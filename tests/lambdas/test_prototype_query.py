@@ -13,6 +13,7 @@ from botocore.stub import ANY, Stubber
 
 from prototype_query import answering, handler
 from prototype_query.contract import Settings
+from prototype_query.models import Citation
 from shared.contract import SettingsError
 from tests.lambdas.conftest import FakeContext, HttpResult, function_url_event, http_result
 
@@ -246,7 +247,7 @@ def test_kendra_without_passages_answers_without_calling_the_model(stubs: Stubs,
 
 def test_long_passages_are_cut_to_an_excerpt_in_citations() -> None:
     long_text = "word " * 200
-    passages = [answering.Citation(number=1, excerpt=answering._excerpt(long_text))]
+    passages = [Citation(number=1, excerpt=answering._excerpt(long_text))]
     assert len(passages[0].excerpt) == answering.EXCERPT_CHARS
     assert passages[0].excerpt.endswith("…")
 

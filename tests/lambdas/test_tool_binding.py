@@ -92,7 +92,12 @@ def mcp_event(
 
 
 def call_passes(authorization: str | None, tool: str, arguments: dict[str, Any] | None = None) -> bool:
-    body = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": tool, "arguments": arguments or {}}}
+    body: dict[str, Any] = {
+        "jsonrpc": "2.0",
+        "id": 7,
+        "method": "tools/call",
+        "params": {"name": tool, "arguments": arguments or {}},
+    }
     output = guard.intercept(mcp_event(body, authorization))
     assert output["interceptorOutputVersion"] == "1.0"
     if "transformedGatewayResponse" in output["mcp"]:
