@@ -1,4 +1,10 @@
-"""Shared set-up for the AI gateway tests: policy from cdk.json, moto ledger, stubbed Bedrock."""
+"""Shared set-up for the AI gateway tests: a config of their own, moto ledger, stubbed Bedrock.
+
+The gateway tests run against CONFIG below, not cdk.json: a group, agent or output type a platform
+engineer adds to the deployment changes none of their expectations. Its names are the sample's, so
+the tests read like the deployment; its values are the tests' own. Whether the policy written for
+the config in use is one the gateway reads is tested against that config (test_ai_gateway.py).
+"""
 
 from __future__ import annotations
 
@@ -19,9 +25,8 @@ from ai_gateway.contract import Settings
 from ai_gateway.guardrail import Guard
 from ai_gateway.ledger import Admission, Ledger, Usage
 from ai_gateway.models import GatewayPolicy
-from stacks.config import load_config
+from stacks.config import ProductionConfig, load_config
 from stacks.production.policy import gateway_policy
-from tests.conftest import ROOT
 
 TABLE = "ledger"
 GUARDRAIL = {"guardrailIdentifier": "gr-123", "guardrailVersion": "1"}
@@ -68,10 +73,74 @@ def anonymized(text: str, entity: str = "EMAIL") -> dict[str, Any]:
     }
 
 
+PRO, LITE, MICRO = "amazon.nova-pro-v1:0", "amazon.nova-lite-v1:0", "amazon.nova-micro-v1:0"
+# The production config of the gateway tests: an internal group and a gold and a basic customer
+# group; chat and report produced by an agent each, summary by a model. Only what the gateway and
+# the config's own checks read; the sandbox is there because every config has one.
+GATEWAY_CONFIG: dict[str, Any] = {
+    "prefix": "gwtest",
+    "sandbox": {"expires_on": "2030-01-01", "budget": {"monthly_limit_usd": 10, "alert_emails": ["t@example.com"]}},
+    "production": {
+        "output_types": {
+            "chat": {"unit_price_usd": 0.002, "max_tokens": 1000, "instructions": "Answer briefly and accurately."},
+            "summary": {"unit_price_usd": 0.05, "max_tokens": 800, "instructions": "Summarize: key points first."},
+            "report": {"unit_price_usd": 0.5, "max_tokens": 4000, "instructions": "Write a structured report."},
+        },
+        "groups": {
+            "platform-admins": {
+                "kind": "internal",
+                "tier": "internal",
+                "precedence": 0,
+                "usage_plan": {"rate_limit": 50, "burst_limit": 100, "quota_limit": 100_000},
+                "models": {"allowed": [PRO, LITE, MICRO], "default": PRO, "fallbacks": [LITE]},
+                "output_quotas": {"chat": {"limit": 1000}},
+                "tools": ["knowledge_search"],
+                "data_classifications": ["public", "internal"],
+            },
+            "customer-gold": {
+                "kind": "customer",
+                "tier": "gold",
+                "precedence": 10,
+                "usage_plan": {"rate_limit": 10, "burst_limit": 20, "quota_limit": 10_000},
+                "models": {"allowed": [PRO, LITE], "default": PRO, "fallbacks": [LITE]},
+                "output_quotas": {"chat": {"limit": 20_000}, "summary": {"limit": 1000}, "report": {"limit": 200}},
+                "tools": ["knowledge_search"],
+                "data_classifications": ["public"],
+            },
+            "customer-basic": {
+                "kind": "customer",
+                "tier": "basic",
+                "precedence": 20,
+                "usage_plan": {"rate_limit": 2, "burst_limit": 5, "quota_limit": 1000},
+                "models": {"allowed": [LITE, MICRO], "default": LITE, "fallbacks": [MICRO]},
+                "output_quotas": {"chat": {"limit": 2000}, "summary": {"limit": 100, "period": "DAY"}},
+                "tools": ["knowledge_search"],
+                "data_classifications": ["public"],
+            },
+        },
+        "agents": {
+            "support_assistant": {
+                "description": "Answers questions.",
+                "system_prompt": "Look facts up with the tools.",
+                "output_types": ["chat"],
+                "turn_seconds": 24,
+            },
+            "report_writer": {
+                "description": "Writes reports.",
+                "system_prompt": "Check claims with the tools.",
+                "output_types": ["report"],
+                "turn_seconds": 24,
+            },
+        },
+        "ingestion": {"classifications": {"public": {}, "internal": {}}},
+    },
+}
+CONFIG: ProductionConfig = load_config({"blueprint": GATEWAY_CONFIG}).production
+
+
 def policy_document() -> dict[str, Any]:
-    """The policy document the gateway stack writes for the config in cdk.json (a fresh copy)."""
-    context = json.loads((ROOT / "cdk.json").read_text())["context"]
-    return gateway_policy(load_config(context).production)
+    """The policy document the gateway stack writes for CONFIG (a fresh copy)."""
+    return gateway_policy(CONFIG)
 
 
 def models_only(document: dict[str, Any]) -> dict[str, Any]:

@@ -22,6 +22,8 @@ from ai_gateway.router import ModelRouter
 from ai_gateway.telemetry import Telemetry
 from shared.aws_errors import UpstreamError
 from shared.contract import SettingsError
+from stacks.config import load_config
+from stacks.production.policy import gateway_policy
 from tests.lambdas.conftest import FakeContext, HttpResult, http_result
 from tests.lambdas.gateway_fixtures import (
     BLOCKED_TOPIC,
@@ -291,8 +293,20 @@ def test_usage_lists_every_quota_of_the_group_with_prices(gateway: Gateway) -> N
     assert result.status == 200
     assert result.body["group"] == "customer-gold"
     rows = {q["output_type"]: q for q in result.body["quotas"]}
-    assert set(rows) == {"chat", "summary", "report", "research_brief"}
+    assert set(rows) == {"chat", "summary", "report"}
     assert (rows["report"]["limit"], rows["report"]["remaining"], rows["report"]["unit_price_usd"]) == (200, 200, 0.5)
+
+
+def test_the_policy_written_for_the_config_in_use_is_one_the_gateway_reads(cdk_context: dict[str, Any]) -> None:
+    config = load_config(cdk_context).production
+    policy = GatewayPolicy.from_document(json.loads(json.dumps(gateway_policy(config))))  # as the parameter holds it
+    assert set(policy.groups) == set(config.groups)
+    for name, group in config.groups.items():
+        assert policy.groups[name].models.allowed == group.models.allowed
+        assert set(policy.groups[name].quotas) == set(group.output_quotas)
+    assert {name: output.agent for name, output in policy.outputs.items()} == {
+        name: config.agent_routes().get(name) for name in config.output_types
+    }
 
 
 def test_a_price_change_is_config_not_code(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:

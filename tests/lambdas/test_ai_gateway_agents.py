@@ -85,7 +85,7 @@ def agentcore() -> Iterator[tuple[str, FakeAgentCore]]:
 def routed(
     gateway: Gateway, agentcore: tuple[str, FakeAgentCore], monkeypatch: pytest.MonkeyPatch
 ) -> tuple[Gateway, FakeAgentCore]:
-    """The gateway with cdk.json's routes: chat -> support_assistant, report -> report_writer."""
+    """The gateway with its test config's routes: chat -> support_assistant, report -> report_writer."""
     endpoint, fake = agentcore
     deps = handler.dependencies()
     monkeypatch.setattr(handler, "dependencies", lambda: handler.Dependencies(

@@ -15,7 +15,7 @@ from ai_gateway import handler
 from ai_gateway.agents import AgentClient
 from ai_gateway.guardrail import Guard
 from tests.lambdas.conftest import FakeContext, http_result
-from tests.lambdas.gateway_fixtures import POLICY, AnsweringBedrock, AnsweringLedger, environment, rest_event
+from tests.lambdas.gateway_fixtures import GOLD, POLICY, AnsweringBedrock, AnsweringLedger, environment, rest_event
 from tests.lambdas.strategies import json_values
 
 
@@ -65,14 +65,13 @@ bodies = st.one_of(
     st.just(json.dumps({"messages": [{"role": "user", "content": "x" * 25_000}]})),
 )
 claims = st.one_of(
-    st.just({"user": "u", "group": "customer-gold", "tier": "gold", "kind": "customer"}),
+    st.just(GOLD),
     st.dictionaries(st.sampled_from(["user", "group", "tier", "kind"]), st.text(max_size=20), max_size=4),
 )
 routes = st.sampled_from(
     [
         ("POST", "/v1/chat"),
-        ("POST", "/v1/outputs/summary"),
-        ("POST", "/v1/outputs/report"),
+        *[("POST", f"/v1/outputs/{name}") for name in POLICY.outputs],
         ("POST", "/v1/outputs/nope"),
         ("GET", "/v1/usage"),
         ("PUT", "/v1/chat"),

@@ -26,12 +26,18 @@ from ai_gateway.agents import AgentClient, runtime_session_id
 from knowledge_search import handler as knowledge
 from shared.telemetry import CONVERSATION, STAGES
 from shared.tokens import TokenVerifier
-from stacks.config import load_config
 from stacks.production.tool_binding import bindings, classifications
-from tests.conftest import ROOT
 from tests.lambdas.cognito_fixtures import CLIENT_ID, sign
 from tests.lambdas.conftest import FakeContext, http_result
-from tests.lambdas.gateway_fixtures import AGENT_POLICY, Gateway, anonymized, guard_input, guard_output, rest_event
+from tests.lambdas.gateway_fixtures import (
+    AGENT_POLICY,
+    CONFIG,
+    Gateway,
+    anonymized,
+    guard_input,
+    guard_output,
+    rest_event,
+)
 from tests.lambdas.loopback import QuietHandler, loopback
 from tool_guard import handler as guard
 from tool_guard.contract import Settings as GuardSettings
@@ -40,7 +46,6 @@ SEARCH = "knowledge___knowledge_search"
 RUNTIME = "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/genai_support_assistant-AbC123"
 SEEDED = "ada.lovelace@example.com"
 SPANS = InMemorySpanExporter()
-CONFIG = load_config(json.loads((ROOT / "cdk.json").read_text())["context"]).production
 
 
 @pytest.fixture(scope="module", autouse=True)
