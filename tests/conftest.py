@@ -6,6 +6,7 @@ output type (tests/variant_config.py); snapshots are per config, so a variant ru
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -13,6 +14,19 @@ import pytest
 from tests.variant_config import ROOT, SAMPLE, selected, suite_context
 
 __all__ = ["ROOT"]
+
+# Before any handler module is imported, by a handler test or an infrastructure test (collected
+# first): Powertools reads these at import time; the credentials are fake, so no test signs for a real account.
+os.environ.update(
+    {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "POWERTOOLS_TRACE_DISABLED": "1",
+        "POWERTOOLS_METRICS_NAMESPACE": "genai/test",
+        "POWERTOOLS_SERVICE_NAME": "prototype_query",
+    }
+)
 
 
 @pytest.fixture(scope="session")

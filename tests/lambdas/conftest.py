@@ -1,10 +1,10 @@
-"""Handler test set-up: AWS-free environment, a fake Lambda context, Function URL events."""
+"""Handler test set-up: a fake Lambda context, Function URL events (the AWS-free environment is
+tests/conftest.py's)."""
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -12,18 +12,6 @@ from typing import Any
 import pytest
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from aws_lambda_powertools.utilities.typing.lambda_client_context import LambdaClientContext
-
-# Before any handler module is imported: Powertools reads these at import time.
-os.environ.update(
-    {
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "POWERTOOLS_TRACE_DISABLED": "1",
-        "POWERTOOLS_METRICS_NAMESPACE": "genai/test",
-        "POWERTOOLS_SERVICE_NAME": "prototype_query",
-    }
-)
 
 
 class FakeClientContext(LambdaClientContext):
