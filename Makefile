@@ -72,7 +72,7 @@ test: setup ## run the whole test suite
 # output type (tests/variant_config.py); the snapshot tests deselect themselves (their snapshots are
 # cdk.json's), and tests/infra/test_variant.py, which checks the same variant in every run, is left out.
 VARIANT_TESTS := tests/infra tests/test_app.py tests/test_config.py tests/test_smoke.py \
-	tests/lambdas/test_tool_binding.py tests/lambdas/test_evaluation.py
+	tests/lambdas/test_tool_binding.py tests/lambdas/test_evaluation.py tests/lambdas/test_ai_gateway.py
 
 test-variant: setup ## the config-dependent tests against cdk.json plus a group, an agent and an output type
 	BLUEPRINT_TEST_CONFIG=variant $(BIN)/pytest --ignore=tests/infra/test_variant.py $(VARIANT_TESTS)
@@ -89,7 +89,7 @@ format: setup ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-typecheck: setup ## mypy on stacks/, lambdas/ and app.py
+typecheck: setup ## mypy (strict) on app.py, stacks/, lambdas/, tests/, bench/ and tools/
 	$(BIN)/mypy
 
 docs: $(VENV)/.installed ## regenerate docs/configuration.md from the config models

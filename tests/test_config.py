@@ -556,23 +556,6 @@ def test_a_group_may_retrieve_every_classification_the_ingestion_config_defines(
 # --- production.functions: memory and timeout per function ---------------------------------------
 
 
-def test_the_configurable_functions_are_the_production_ones() -> None:
-    assert PRODUCTION_FUNCTIONS == (
-        "ai_gateway",
-        "gateway_authorizer",
-        "pre_token",
-        "tool_guard",
-        "legacy_tools",
-        "knowledge_search",
-        "ingestion",
-        "connector_push",
-        "connector_pull",
-        "macie_findings",
-        "evaluation",
-        "account_settings",
-    )
-
-
 def test_function_settings_are_optional_and_unset_by_default() -> None:
     assert load().production.functions == {}
     assert load({"production.functions.pre_token": "{}"}).production.functions == {

@@ -33,7 +33,7 @@ from pydantic import ValidationError
 from connector_pull.contract import PullSource, Settings
 from shared.field_paths import value_at
 from shared.landing import Record, document, land
-from shared.legacy_client import ClientSettings, Credentials, LegacyClient, secret_credentials
+from shared.legacy_client import LegacyClient, client_for
 
 logger = Logger()
 metrics = Metrics()
@@ -155,22 +155,9 @@ def settings() -> Settings:
     return Settings.from_environ()
 
 
-def credentials() -> Credentials:
-    return secret_credentials(settings().pull_source.secret_name)
-
-
 @cache
 def client() -> LegacyClient:
-    source = settings().pull_source
-    return LegacyClient(
-        ClientSettings(
-            base_url=source.base_url,
-            token_path=source.token_path,
-            timeout_seconds=source.timeout_seconds,
-            max_attempts=source.max_attempts,
-        ),
-        credentials,
-    )
+    return client_for(settings().pull_source)
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -15,7 +15,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from legacy_tools.adapters import Shape, Tool, registry
 from legacy_tools.contract import Settings
-from shared.legacy_client import ClientSettings, Credentials, LegacyClient, secret_credentials
+from shared.legacy_client import LegacyClient, client_for
 from shared.observability import Dimension, Metric
 from shared.tool_errors import ToolError
 from shared.tools import TOOL_NAME_KEY, unqualified
@@ -41,23 +41,10 @@ def shape() -> Shape:
     return Shape(top_k=api.top_k, byte_budget=api.byte_budget, fields={**api.fields, **declared})
 
 
-def credentials() -> Credentials:
-    return secret_credentials(settings().legacy_api.secret_name)
-
-
 @cache
 def client() -> LegacyClient:
     # One per container: the token it caches is reused by every invocation until it expires.
-    api = settings().legacy_api
-    return LegacyClient(
-        ClientSettings(
-            base_url=api.base_url,
-            token_path=api.token_path,
-            timeout_seconds=api.timeout_seconds,
-            max_attempts=api.max_attempts,
-        ),
-        credentials,
-    )
+    return client_for(settings().legacy_api)
 
 
 def tool_name(context: Any) -> str:

@@ -12,7 +12,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
 import urllib3
@@ -145,3 +145,30 @@ def _retry_after(header: str | None) -> int:
         return max(int(header or 30), 1)
     except ValueError:
         return 30
+
+
+class Endpoint(Protocol):
+    """What a function's settings say about the API it calls (legacy tools, pull connectors)."""
+
+    @property
+    def base_url(self) -> str: ...
+    @property
+    def token_path(self) -> str: ...
+    @property
+    def timeout_seconds(self) -> float: ...
+    @property
+    def max_attempts(self) -> int: ...
+    @property
+    def secret_name(self) -> str: ...
+
+
+def client_for(endpoint: Endpoint) -> LegacyClient:
+    """A client of the API ``endpoint`` describes, authenticated with the client credentials in its
+    Secrets Manager secret (read when a token is needed; a rotated secret is picked up)."""
+    settings = ClientSettings(
+        base_url=endpoint.base_url,
+        token_path=endpoint.token_path,
+        timeout_seconds=endpoint.timeout_seconds,
+        max_attempts=endpoint.max_attempts,
+    )
+    return LegacyClient(settings, lambda: secret_credentials(endpoint.secret_name))

@@ -8,15 +8,17 @@ from typing import Any
 
 import pytest
 
+from stacks.config import PRODUCTION_FUNCTIONS
 from tests.infra.cfn import props
 from tests.infra.conftest import Assembly, Synthesizer
+from tests.infra.test_house_rules import project_functions
 
-SIZES = {
-    "ai_gateway": {"memory_mb": 2048},
-    "ingestion": {"memory_mb": 2048},
-    "connector_pull": {"timeout_seconds": 600},
-    "macie_findings": {"memory_mb": 512, "timeout_seconds": 60},
-}
+# Every function a memory of its own (so each template function shows which name sized it), and
+# two timeouts.
+MEMORY = {name: 1024 + 64 * index for index, name in enumerate(PRODUCTION_FUNCTIONS)}
+SIZES: dict[str, dict[str, int]] = {name: {"memory_mb": memory} for name, memory in MEMORY.items()}
+SIZES["connector_pull"]["timeout_seconds"] = 600
+SIZES["macie_findings"]["timeout_seconds"] = 60
 
 
 @pytest.fixture(scope="module")
@@ -31,18 +33,29 @@ def function(template: dict[str, Any], logical_prefix: str) -> dict[str, Any]:
     return props(template, "AWS::Lambda::Function", logical_prefix)
 
 
+def test_every_production_function_is_sized_by_a_name_and_every_name_sizes_one(sized: Assembly) -> None:
+    memories = [f["Properties"]["MemorySize"] for t in sized.templates.values() for f in project_functions(t).values()]
+    assert memories
+    assert set(memories) == set(MEMORY.values())
+
+
 def test_a_sized_function_gets_its_memory_and_keeps_its_own_timeout(sized: Assembly, assembly: Assembly) -> None:
     gateway = function(sized.template("-gateway"), "GatewayFunction")
-    assert gateway["MemorySize"] == 2048
+    assert gateway["MemorySize"] == MEMORY["ai_gateway"]
     assert gateway["Timeout"] == function(assembly.template("-gateway"), "GatewayFunction")["Timeout"]
     responder = function(sized.template("-knowledge"), "MacieResponder")
-    assert (responder["MemorySize"], responder["Timeout"]) == (512, 60)
+    assert (responder["MemorySize"], responder["Timeout"]) == (MEMORY["macie_findings"], 60)
+    for suffix, prefix in (("-tools", "ToolGuardFunction"), ("-identity", "PreTokenFunction")):
+        assert (
+            function(sized.template(suffix), prefix)["Timeout"]
+            == function(assembly.template(suffix), prefix)["Timeout"]
+        )
 
 
 def test_what_depends_on_a_functions_time_follows_it(sized: Assembly) -> None:
     knowledge = sized.template("-knowledge")
     processor = function(knowledge, "IngestionProcessor")
-    assert (processor["MemorySize"], processor["Timeout"]) == (2048, 120)
+    assert (processor["MemorySize"], processor["Timeout"]) == (MEMORY["ingestion"], 120)
     assert props(knowledge, "AWS::SQS::Queue", "IngestionDocuments")["VisibilityTimeout"] == 6 * 120
     assert processor["Environment"]["Variables"]["DOCUMENT_BUDGET_SECONDS"] == str(120 // 4)
     (pull,) = [
@@ -53,8 +66,3 @@ def test_what_depends_on_a_functions_time_follows_it(sized: Assembly) -> None:
     ]
     assert pull["Timeout"] == 600
     assert pull["Environment"]["Variables"]["LEASE_SECONDS"] == str(600 + 60)
-
-
-def test_unsized_functions_are_unchanged(sized: Assembly, assembly: Assembly) -> None:
-    for suffix, prefix in (("-tools", "ToolGuardFunction"), ("-identity", "PreTokenFunction")):
-        assert function(sized.template(suffix), prefix) == function(assembly.template(suffix), prefix)

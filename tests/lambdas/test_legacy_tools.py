@@ -12,6 +12,7 @@ import pytest
 from legacy_tools import handler
 from legacy_tools.adapters import TOOLS, Shape
 from legacy_tools.contract import CallArgument, LegacyApi as ApiSettings, Settings, SingleCallTool
+from shared import legacy_client
 from shared.legacy_client import ClientSettings, Credentials, LegacyClient
 from shared.tool_errors import ToolError
 from tests.lambdas.conftest import FakeClientContext, FakeContext
@@ -345,3 +346,31 @@ def test_a_bad_single_call_declaration_is_refused(declared: dict[str, Any], mess
     base = {"description": "d", "path": "/v2/things", "fields": {"id": "id"}}
     with pytest.raises(ValueError, match=re.escape(message)):
         SingleCallTool.model_validate(base | declared)
+
+
+def test_a_client_for_an_endpoint_reads_its_secret_only_when_it_needs_a_token(
+    api: LegacyApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    read: list[str] = []
+
+    def secret(name: str) -> Credentials:
+        read.append(name)
+        return Credentials(CLIENT_ID, CLIENT_SECRET)
+
+    monkeypatch.setattr(legacy_client, "secret_credentials", secret)
+    endpoint = ApiSettings(
+        base_url=api.url,
+        token_path="/oauth/token",
+        secret_name="team/orders",
+        timeout_seconds=1,
+        max_attempts=1,
+        top_k=5,
+        byte_budget=4000,
+        fields={},
+    )
+    client = legacy_client.client_for(endpoint)
+    assert read == []
+    body, _ = client.get(f"/v2/customers/{CUSTOMER_ID}")
+    assert body["data"]["customerId"] == CUSTOMER_ID
+    assert read == ["team/orders"]
+    assert api.token_requests == 1
