@@ -6,12 +6,15 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import boto3
 import pytest
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from aws_lambda_powertools.utilities.typing.lambda_client_context import LambdaClientContext
+from botocore.stub import Stubber
 
 
 class FakeClientContext(LambdaClientContext):
@@ -121,5 +124,16 @@ def http_result(response: dict[str, Any]) -> HttpResult:
 
 # Fixtures that live with their helpers; importing them here registers them for the folder.
 from tests.lambdas.cognito_fixtures import cognito, signing_key  # noqa: E402, F401
+
+
+@pytest.fixture
+def bedrock() -> Iterator[tuple[Any, Stubber]]:
+    """A Bedrock Runtime client and its Stubber; every queued answer must be used."""
+    client = boto3.client("bedrock-runtime", region_name="us-east-1")
+    with Stubber(client) as stubber:
+        yield client, stubber
+        stubber.assert_no_pending_responses()
+
+
 from tests.lambdas.gateway_fixtures import gateway  # noqa: E402, F401
 from tests.lambdas.ingestion_fixtures import aws  # noqa: E402, F401

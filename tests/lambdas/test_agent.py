@@ -96,14 +96,6 @@ def gateway() -> Iterator[tuple[str, FakeGateway]]:
         yield f"{url}/mcp", fake
 
 
-@pytest.fixture
-def bedrock() -> Iterator[tuple[Any, Stubber]]:
-    client = boto3.client("bedrock-runtime", region_name="us-east-1")
-    with Stubber(client) as stubber:
-        yield client, stubber
-        stubber.assert_no_pending_responses()
-
-
 def converse(
     stubber: Stubber,
     content: list[dict[str, Any]],

@@ -7,10 +7,8 @@ the same codes on their own paths.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError, ParamValidationError, ReadTimeoutError
 from botocore.stub import ANY, Stubber
@@ -76,14 +74,6 @@ def test_a_failure_is_classified_by_its_code_then_its_status(code: str, status: 
 def test_what_a_caller_is_answered_for_each_kind(error: UpstreamError, status: int, body: tuple[str, str]) -> None:
     assert (error.http_status, (error.error_code, error.public_message)) == (status, body)
     assert error.retryable == (error.kind in (Kind.THROTTLED, Kind.UNAVAILABLE))
-
-
-@pytest.fixture
-def bedrock() -> Iterator[tuple[Any, Stubber]]:
-    client = boto3.client("bedrock-runtime", region_name="us-east-1")
-    with Stubber(client) as stubber:
-        yield client, stubber
-        stubber.assert_no_pending_responses()
 
 
 def answers(stubber: Stubber, model: str, text: str = "Hi.") -> None:
