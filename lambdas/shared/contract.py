@@ -16,7 +16,7 @@ import json
 import os
 import types
 from collections.abc import Callable, Mapping
-from typing import Any, Self, Union, get_args, get_origin
+from typing import Any, Literal, Self, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -74,8 +74,11 @@ class FunctionSettings(BaseModel):
 
 
 def _is_text(annotation: Any) -> bool:
-    """Whether a field is written verbatim: str (or a str enum), optionally or None."""
-    if get_origin(annotation) in (Union, types.UnionType):
+    """Whether a field is written verbatim: str, a str enum or a Literal of strings, optionally or None."""
+    origin = get_origin(annotation)
+    if origin in (Union, types.UnionType):
         parts = [a for a in get_args(annotation) if a is not type(None)]
         return len(parts) == 1 and _is_text(parts[0])
+    if origin is Literal:
+        return all(isinstance(value, str) for value in get_args(annotation))
     return isinstance(annotation, type) and issubclass(annotation, str)

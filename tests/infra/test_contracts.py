@@ -1,0 +1,91 @@
+"""Every deployed runtime can read the environment its stack writes, through its own contract.
+
+A function's environment is written from its settings model and read back by the same model at
+cold start; this checks the round trip on the synthesized templates themselves (deploy-time
+values stand in as placeholders), so a stack and a handler cannot drift apart unnoticed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from typing import Any
+
+import pytest
+
+from shared.contract import FunctionSettings
+from tests.infra.cfn import render, resources
+from tests.infra.conftest import Assembly
+from tests.infra.test_house_rules import project_functions
+
+# Handler modules that read another settings model than their package's ``contract.Settings``.
+SETTINGS_OF_MODULE = {
+    ("ingestion", "handler"): "ProcessorSettings",
+    ("ingestion", "macie"): "ResponderSettings",
+}
+# Variables the Lambda service or the house construct sets, outside any contract.
+HOUSE_VARIABLES = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
+
+
+def _environment(variables: dict[str, Any]) -> dict[str, str]:
+    """The variables as the runtime sees them, deploy-time values as placeholder text."""
+    rendered = {name: render(value) for name, value in variables.items()}
+    return {name: value if isinstance(value, str) else f"<{name.lower()}>" for name, value in rendered.items()}
+
+
+def _value(text: str) -> Any:
+    """A variable's value: its JSON when it is JSON (key order and spacing aside), else its text."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _settings_class(handler: str) -> type[FunctionSettings] | None:
+    package, module, _ = handler.split(".")
+    try:
+        contract = importlib.import_module(f"{package}.contract")
+    except ModuleNotFoundError:
+        return None
+    cls: type[FunctionSettings] = getattr(contract, SETTINGS_OF_MODULE.get((package, module), "Settings"))
+    return cls
+
+
+def _runtimes(assembly: Assembly) -> list[tuple[str, str, dict[str, str]]]:
+    found = []
+    for template in assembly.templates.values():
+        for logical_id, function in project_functions(template).items():
+            props = function["Properties"]
+            found.append((logical_id, props["Handler"], _environment(props["Environment"]["Variables"])))
+        for logical_id, runtime in resources(template, "AWS::BedrockAgentCore::Runtime").items():
+            found.append((logical_id, "agent.server.main", _environment(runtime["Properties"]["EnvironmentVariables"])))
+    return found
+
+
+def test_every_runtime_reads_its_environment_through_its_contract(assembly: Assembly) -> None:
+    runtimes = _runtimes(assembly)
+    assert any(handler.startswith("agent.") for _, handler, _ in runtimes)
+    for logical_id, handler, environment in runtimes:
+        settings_class = _settings_class(handler)
+        own = {name: value for name, value in environment.items() if name not in HOUSE_VARIABLES}
+        if settings_class is None:
+            assert own == {}, f"{logical_id} ({handler}) has variables but no contract: {sorted(own)}"
+            continue
+        settings = settings_class.from_environ(own)
+        assert set(own) <= {name.upper() for name in settings_class.model_fields}, logical_id
+        # What the stack wrote is what the model writes back: nothing lost or retyped.
+        written = settings.environment()
+        assert {k: _value(v) for k, v in written.items() if k in own} == {k: _value(v) for k, v in own.items()}, (
+            logical_id
+        )
+
+
+@pytest.mark.parametrize("broken", ["not json", '{"unclosed": ['])
+def test_a_malformed_variable_fails_at_start_naming_it(broken: str) -> None:
+    from shared.contract import SettingsError
+    from tool_guard.contract import Settings
+
+    with pytest.raises(SettingsError, match="TOOL_BINDINGS: not JSON"):
+        Settings.from_environ(
+            {"TOOL_BINDINGS": broken, "DATA_CLASSIFICATIONS": "{}", "USER_POOL_ID": "p", "CLIENT_ID": "c"}
+        )
