@@ -89,7 +89,7 @@ class AgentClient:
             raise UpstreamError(service, "ConnectionError", 503) from None
         latency_ms = (time.perf_counter() - started) * 1000
         if response.status != 200:  # classified like an AWS error: its code, else its status
-            raise UpstreamError(service, _error_code(response), response.status)
+            raise UpstreamError(service, _error_code(response), response.status, caller_facing=True)
         try:
             answer = json.loads(response.data)
             usage = answer.get("usage") or {}

@@ -33,7 +33,8 @@ def answer_from_knowledge_base(
     max_answer_tokens: int,
 ) -> Answer:
     """RetrieveAndGenerate: Bedrock retrieves passages and generates a cited answer."""
-    with call("bedrock-agent-runtime"):
+    # The model acts on the caller's question: its rejection is the caller's to see.
+    with call("bedrock-agent-runtime", caller_facing=True):
         response = client.retrieve_and_generate(
             input={"text": question},
             retrieveAndGenerateConfiguration={
@@ -71,7 +72,7 @@ def answer_from_kendra(
     max_answer_tokens: int,
 ) -> Answer:
     """Kendra Retrieve for passages, then Bedrock Converse over them; cites passages by number."""
-    with call("kendra"):
+    with call("kendra", caller_facing=True):  # the caller's question, searched
         retrieved = kendra.retrieve(IndexId=index_id, QueryText=question, PageSize=max_passages)
     passages = [
         Citation(

@@ -7,7 +7,10 @@ second (``ResponseMetadata.HTTPStatusCode``):
 - **unavailable**: the service failed (a 5xx, an unavailable or unready model, a timeout, no
   connection); another model may answer; the caller gets a 502 when none does.
 - **rejected**: the request itself was refused (validation, access, a missing resource, any
-  other 4xx); no model or retry can help; the caller gets a 4xx.
+  other 4xx); no model or retry can help. The caller gets that 4xx only from a service that
+  acted on the caller's own request (the model, the agent: ``caller_facing``); a rejection by
+  the platform's own services (its ledger, its guardrail, its parameters) is the platform's
+  fault, and the caller gets a 502.
 - **failed**: the SDK gave up before AWS answered for a reason retrying cannot fix (bad
   parameters, no credentials); the caller gets a 502.
 
@@ -16,9 +19,10 @@ Only the service name and the error code are kept: AWS's error message can quote
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from enum import StrEnum
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError as TransportError, HTTPClientError
 
@@ -42,6 +46,14 @@ SERVER_ERROR_CODES = frozenset(
     {"ServiceUnavailableException", "InternalServerException", "ModelNotReadyException", "ModelTimeoutException"}
 )
 RETRY_AFTER_SECONDS = 5
+# Why DynamoDB cancels a transaction, when the reason is not the request's own condition: worth a
+# retry, not a 4xx (DynamoDB answers every cancellation with a 400).
+TRANSIENT_CANCELLATIONS = {
+    "ThrottlingError": "throttled",
+    "ProvisionedThroughputExceeded": "throttled",
+    "RequestLimitExceeded": "throttled",
+    "TransactionConflict": "unavailable",
+}
 
 
 class Kind(StrEnum):
@@ -69,12 +81,15 @@ def classify(code: str, status: int) -> Kind:
 class UpstreamError(Exception):
     """An upstream call failed: the service, its error code, its HTTP status and what that means."""
 
-    def __init__(self, service: str, code: str, status: int = 0, kind: Kind | None = None) -> None:
+    def __init__(
+        self, service: str, code: str, status: int = 0, kind: Kind | None = None, *, caller_facing: bool = False
+    ) -> None:
         super().__init__(f"{service} failed with {code}")
         self.service = service
         self.code = code
         self.status = status
         self.kind = kind or classify(code, status)
+        self.caller_facing = caller_facing
 
     @property
     def throttled(self) -> bool:
@@ -87,42 +102,62 @@ class UpstreamError(Exception):
 
     @property
     def http_status(self) -> int:
-        """The status a caller gets: 429 throttled, the upstream's 4xx when rejected, else 502."""
+        """The status a caller gets: 429 throttled, a caller-facing upstream's 4xx when it rejected
+        the request, else 502."""
         if self.kind is Kind.THROTTLED:
             return 429
-        if self.kind is Kind.REJECTED:
+        if self.passed_on:
             return self.status if 400 <= self.status < 500 else 400
         return 502
 
     @property
+    def passed_on(self) -> bool:
+        """A rejection the caller sees as such: the caller's own request was refused."""
+        return self.kind is Kind.REJECTED and self.caller_facing
+
+    @property
     def error_code(self) -> str:
         """The ``error`` of a JSON error answer."""
-        return {Kind.THROTTLED: "throttled", Kind.REJECTED: "upstream_rejected"}.get(self.kind, "upstream_error")
+        if self.kind is Kind.THROTTLED:
+            return "throttled"
+        return "upstream_rejected" if self.passed_on else "upstream_error"
 
     @property
     def public_message(self) -> str:
         """The ``message`` of a JSON error answer: the service and the code, nothing of the request."""
         if self.kind is Kind.THROTTLED:
             return f"{self.service} is throttling requests; retry later"
-        if self.kind is Kind.REJECTED:
+        if self.passed_on:
             return f"{self.service} rejected the request with {self.code}"
         return f"{self.service} failed with {self.code}"
 
     @classmethod
-    def from_exception(cls, service: str, error: ClientError | BotoCoreError) -> UpstreamError:
+    def from_exception(
+        cls, service: str, error: ClientError | BotoCoreError, *, caller_facing: bool = False
+    ) -> UpstreamError:
         if isinstance(error, ClientError):
             code = str(error.response.get("Error", {}).get("Code") or "Unknown")
             status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-            return cls(service, code, status)
+            return cls(service, code, status, _cancellation(error.response), caller_facing=caller_facing)
         if isinstance(error, TransportError | HTTPClientError):  # timeouts, no connection: no answer
             return cls(service, type(error).__name__, 503, Kind.UNAVAILABLE)
         return cls(service, type(error).__name__, 0, Kind.FAILED)
 
 
+def _cancellation(response: Mapping[str, Any]) -> Kind | None:
+    """A cancelled transaction's kind when one of its reasons is transient (None: classify the code)."""
+    reasons = {str(r.get("Code")) for r in response.get("CancellationReasons") or () if isinstance(r, Mapping)}
+    kinds = {Kind(TRANSIENT_CANCELLATIONS[r]) for r in reasons if r in TRANSIENT_CANCELLATIONS}
+    if Kind.THROTTLED in kinds:
+        return Kind.THROTTLED
+    return Kind.UNAVAILABLE if kinds else None
+
+
 @contextmanager
-def call(service: str) -> Iterator[None]:
-    """Turn a botocore failure inside the block into an UpstreamError of ``service``."""
+def call(service: str, *, caller_facing: bool = False) -> Iterator[None]:
+    """Turn a botocore failure inside the block into an UpstreamError of ``service``;
+    ``caller_facing``: the service acts on the caller's own request (its rejections are theirs)."""
     try:
         yield
     except (ClientError, BotoCoreError) as error:
-        raise UpstreamError.from_exception(service, error) from None
+        raise UpstreamError.from_exception(service, error, caller_facing=caller_facing) from None

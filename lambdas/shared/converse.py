@@ -56,7 +56,7 @@ def converse(
     for index, model in enumerate(models):
         started = time.perf_counter()
         try:
-            with call(SERVICE):
+            with call(SERVICE, caller_facing=True):
                 response: dict[str, Any] = client.converse(modelId=model, **request)
         except UpstreamError as error:
             if not error.retryable or index == len(models) - 1:

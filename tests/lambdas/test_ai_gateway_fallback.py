@@ -58,22 +58,56 @@ def test_a_failure_is_classified_by_its_code_then_its_status(code: str, status: 
         (UpstreamError("s", "ThrottlingException", 400), 429, ("throttled", "s is throttling requests; retry later")),
         (UpstreamError("s", "InternalFailure", 500), 502, ("upstream_error", "s failed with InternalFailure")),
         (
-            UpstreamError("s", "AccessDeniedException", 403),
+            UpstreamError("s", "AccessDeniedException", 403, caller_facing=True),
             403,
             ("upstream_rejected", "s rejected the request with AccessDeniedException"),
         ),
         (
-            UpstreamError("s", "ValidationException", 400),
+            UpstreamError("s", "ValidationException", 400, caller_facing=True),
             400,
             ("upstream_rejected", "s rejected the request with ValidationException"),
         ),
-        (UpstreamError("s", "Odd", 0, Kind.REJECTED), 400, ("upstream_rejected", "s rejected the request with Odd")),
+        (
+            UpstreamError("s", "Odd", 0, Kind.REJECTED, caller_facing=True),
+            400,
+            ("upstream_rejected", "s rejected the request with Odd"),
+        ),
         (UpstreamError("s", "ParamValidationError", 0), 502, ("upstream_error", "s failed with ParamValidationError")),
+        # The platform's own services: their rejection is the platform's fault, not the caller's.
+        (
+            UpstreamError("s", "AccessDeniedException", 403),
+            502,
+            ("upstream_error", "s failed with AccessDeniedException"),
+        ),
+        (UpstreamError("s", "ValidationException", 400), 502, ("upstream_error", "s failed with ValidationException")),
     ],
 )
 def test_what_a_caller_is_answered_for_each_kind(error: UpstreamError, status: int, body: tuple[str, str]) -> None:
     assert (error.http_status, (error.error_code, error.public_message)) == (status, body)
     assert error.retryable == (error.kind in (Kind.THROTTLED, Kind.UNAVAILABLE))
+
+
+@pytest.mark.parametrize(
+    ("reasons", "kind"),
+    [
+        (["None", "ThrottlingError"], Kind.THROTTLED),
+        (["TransactionConflict", "None"], Kind.UNAVAILABLE),
+        (["ProvisionedThroughputExceeded"], Kind.THROTTLED),
+        (["ConditionalCheckFailed", "None"], Kind.REJECTED),
+    ],
+)
+def test_a_transaction_cancelled_for_a_transient_reason_is_retryable(reasons: list[str], kind: Kind) -> None:
+    error = ClientError(
+        {
+            "Error": {"Code": "TransactionCanceledException", "Message": "cancelled"},
+            "ResponseMetadata": {"HTTPStatusCode": 400},
+            "CancellationReasons": [{"Code": reason} for reason in reasons],
+        },
+        "TransactWriteItems",
+    )
+    upstream = UpstreamError.from_exception("dynamodb", error)
+    assert upstream.kind is kind
+    assert upstream.http_status == (429 if kind is Kind.THROTTLED else 502)
 
 
 def answers(stubber: Stubber, model: str, text: str = "Hi.") -> None:
