@@ -654,7 +654,11 @@ def test_a_cross_field_check_is_skipped_only_where_what_it_reads_is_broken(
 
 @pytest.mark.parametrize(
     ("function", "key"),
-    [("ai_gateway", "api.integration_timeout_seconds"), ("ingestion", "ingestion.processor_timeout_seconds")],
+    [
+        ("ai_gateway", "api.integration_timeout_seconds"),
+        ("ingestion", "ingestion.processor_timeout_seconds"),
+        ("legacy_tools", "legacy_apis.<name>.timeout_seconds and max_attempts"),
+    ],
 )
 def test_a_timeout_with_its_own_key_is_not_set_twice(function: FunctionName, key: str) -> None:
     (line,) = error_lines({f"production.functions.{function}": '{"timeout_seconds": 100}'})

@@ -12,6 +12,7 @@ from typing import Final
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.contract import FunctionSettings
+from shared.headers import AGENT_SESSION_HEADER
 
 
 class GroupModels(BaseModel):
@@ -39,4 +40,4 @@ class Settings(FunctionSettings):
 
 
 # AgentCore Runtime's session header (AWS's name), forwarded to the agent with the caller's token.
-SESSION_HEADER: Final = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id"
+SESSION_HEADER: Final = AGENT_SESSION_HEADER

@@ -14,7 +14,8 @@ from typing import Any
 
 import urllib3
 
-CONVERSATION_HEADER = "X-Genai-Conversation-Id"  # read by lambdas/tool_guard
+from shared.headers import CONVERSATION_HEADER
+
 PROTOCOL_VERSION = "2025-06-18"  # the tools gateway supports 2025-03-26 and 2025-06-18
 # JSON-RPC error codes -> the tool error taxonomy (tool calls answer errors, never raise).
 ERROR_KINDS = {-32001: "forbidden", -32602: "invalid_argument", -32601: "invalid_argument"}

@@ -19,9 +19,9 @@ from urllib.parse import quote
 
 import urllib3
 
-from ai_gateway.contract import AGENT_SESSION_HEADER
 from ai_gateway.router import Generation
 from shared.aws_errors import Kind, UpstreamError
+from shared.headers import AGENT_SESSION_HEADER
 
 
 def runtime_session_id(group: str, user: str, session: str) -> str:

@@ -84,10 +84,9 @@ OUTPUT: Final = "OUTPUT"
 CLAIM_USER: Final = CONTEXT_USER
 CLAIM_GROUP: Final = CONTEXT_GROUP
 
-# Headers: the client's, the gateway's answer's, and AgentCore Runtime's session header (AWS's name).
+# Headers: the client's and the gateway's answer's (AgentCore Runtime's session header is shared.headers').
 IDEMPOTENCY_KEY_HEADER: Final = "Idempotency-Key"
 EVALUATION_CASE_HEADER: Final = "X-Evaluation-Case"
 AUTHORIZATION_HEADER: Final = "Authorization"
 CORRELATION_ID_HEADER: Final = "X-Correlation-Id"
 RETRY_AFTER_HEADER: Final = "Retry-After"
-AGENT_SESSION_HEADER: Final = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id"

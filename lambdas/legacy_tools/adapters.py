@@ -115,16 +115,17 @@ def single_call(name: str, declared: SingleCallTool) -> Tool:
     def run(client: LegacyClient, shape: Shape, arguments: Mapping[str, Any]) -> dict[str, Any]:
         request = _arguments(spec.arguments, arguments).model_dump(exclude_none=True)
         cursor = request.pop(CURSOR, None)
-        # Each path value is one encoded segment: an argument cannot reach another path.
-        path = declared.path.format_map({key: quote(str(request.pop(key)), safe="") for key in in_path})
+        query = {"tool": name, **request}  # what a cursor is bound to: path arguments included
+        path = declared.path.format_map({key: _segment(key, request.pop(key)) for key in in_path})
         answer, _ = client.get(path, request or None)
         fields = shape.fields[name]
         if declared.records is None:
             return {"record": project(answer, fields)}
         items = value_at(answer, declared.records)
         if not isinstance(items, list):
-            raise ToolError("upstream_unavailable", "the service answered without the expected list", retry_after=30)
-        query = {"tool": name, **request}
+            raise ToolError(
+                "upstream_unavailable", f"the service's answer holds no list at {declared.records}: it has changed"
+            )
         return page(
             [project(item, fields) for item in items],
             query=query,
@@ -134,6 +135,14 @@ def single_call(name: str, declared: SingleCallTool) -> Tool:
         )
 
     return Tool(spec, run)
+
+
+def _segment(argument: str, value: Any) -> str:
+    """A path value as exactly one segment: encoded, and never one that names another path."""
+    text = str(value)
+    if text in {"", ".", ".."}:
+        raise ToolError("invalid_argument", f"{argument}: not an identifier")
+    return quote(text, safe="")
 
 
 def registry(chained: Mapping[str, Any], single_calls: Mapping[str, SingleCallTool]) -> dict[str, Tool]:

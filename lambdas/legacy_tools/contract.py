@@ -18,7 +18,8 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model, field_serializer, model_validator
+from pydantic_core import SchemaError
 
 from shared.contract import FunctionSettings
 from shared.field_paths import FieldPath
@@ -61,16 +62,26 @@ class CallArgument(_Frozen):
         if self.pattern is not None:
             try:
                 re.compile(self.pattern)
-            except re.error as error:
-                raise ValueError(f"pattern does not compile: {error}") from None
+                # The engine that will match it (pydantic's) must take it too: no look-arounds.
+                TypeAdapter(Annotated[str, Field(pattern=self.anchored_pattern())])
+            except (re.error, SchemaError) as error:
+                raise ValueError(f"pattern does not compile: {str(error).splitlines()[0]}") from None
         return self
 
-    def field(self) -> tuple[Any, Any]:
-        """(annotation, FieldInfo) for the tool's argument model."""
+    def anchored_pattern(self) -> str | None:
+        """The pattern the whole value must match (a pattern alone matches anywhere in it)."""
+        return None if self.pattern is None else f"^(?:{self.pattern})$"
+
+    def field(self, *, in_path: bool = False) -> tuple[Any, Any]:
+        """(annotation, FieldInfo) for the tool's argument model; a path argument is never empty."""
         kind: Any = str if self.type == "string" else int
         constraints: dict[str, Any] = {"description": self.description}
         if self.type == "string":
-            constraints |= {"max_length": self.max_length, "pattern": self.pattern}
+            constraints |= {
+                "max_length": self.max_length,
+                "pattern": self.anchored_pattern(),
+                "min_length": 1 if in_path else None,
+            }
         else:
             constraints |= {"ge": self.minimum, "le": self.maximum}
         if self.required:
@@ -96,6 +107,14 @@ class SingleCallTool(_Frozen):
     fields: dict[str, FieldPath] = Field(min_length=1, description="Declared record field -> path in the answer.")
 
     @model_validator(mode="after")
+    def _description_names_only_fields(self) -> SingleCallTool:
+        try:
+            self.description.format(fields="")
+        except (KeyError, IndexError, ValueError):
+            raise ValueError("description: only {fields} may stand in braces") from None
+        return self
+
+    @model_validator(mode="after")
     def _placeholders_are_required_arguments(self) -> SingleCallTool:
         if any(segment in {".", ".."} for segment in self.path.split("/")):
             raise ValueError("path segments . and .. are not allowed")
@@ -112,7 +131,10 @@ class SingleCallTool(_Frozen):
         return _PLACEHOLDER.findall(self.path)
 
     def spec(self, name: str) -> ToolSpec:
-        fields: dict[str, Any] = {argument: spec.field() for argument, spec in self.arguments.items()}
+        in_path = set(self.path_arguments())
+        fields: dict[str, Any] = {
+            argument: spec.field(in_path=argument in in_path) for argument, spec in self.arguments.items()
+        }
         if self.records is not None:
             fields[CURSOR] = (
                 str | None,
@@ -140,3 +162,8 @@ class LegacyApi(_Frozen):
 class Settings(FunctionSettings):
     legacy_api: LegacyApi
     single_call_tools: dict[str, SingleCallTool] = Field(default_factory=dict)
+
+    @field_serializer("single_call_tools")
+    def _without_defaults(self, tools: dict[str, SingleCallTool]) -> dict[str, Any]:
+        # Lambda's environment holds 4 KB in all: what a declaration leaves at its default is not written.
+        return {name: tool.model_dump(mode="json", exclude_defaults=True) for name, tool in tools.items()}

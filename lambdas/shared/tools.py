@@ -25,9 +25,6 @@ CLASSIFICATIONS_ARGUMENT = "data_classifications"
 CONVERSATION_ARGUMENT = "conversation_id"
 GATEWAY_ARGUMENTS = (CLASSIFICATIONS_ARGUMENT, CONVERSATION_ARGUMENT)
 
-# The header an agent's MCP client sends its session in, for the interceptors' telemetry.
-CONVERSATION_HEADER = "x-genai-conversation-id"
-
 # Tools every deployment has, by tool name -> gateway target.
 KNOWLEDGE_SEARCH = "knowledge_search"
 BUILTIN_TOOLS: dict[str, str] = {KNOWLEDGE_SEARCH: "knowledge"}

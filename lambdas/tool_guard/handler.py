@@ -21,12 +21,12 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from shared.headers import CONVERSATION_HEADER
 from shared.telemetry import CONVERSATION
 from shared.tokens import GROUP_CLAIM, InvalidToken, TokenVerifier, bearer
 from shared.tools import (
     CLASSIFICATIONS_ARGUMENT,
     CONVERSATION_ARGUMENT,
-    CONVERSATION_HEADER,
     GATEWAY_ARGUMENTS,
     KNOWLEDGE_SEARCH,
     TARGET_SEPARATOR,
@@ -83,7 +83,7 @@ def intercept(event: dict[str, Any]) -> dict[str, Any]:
     request = mcp.get("gatewayRequest") or {}
     body = request.get("body") or {}
     headers = {str(k).lower(): v for k, v in (request.get("headers") or {}).items()}
-    conversation = headers.get(CONVERSATION_HEADER)
+    conversation = headers.get(CONVERSATION_HEADER.lower())  # the gateway passes header names in lower case
     if isinstance(conversation, str) and conversation:
         logger.append_keys(**{CONVERSATION: conversation})
     group = caller_group(headers)

@@ -29,6 +29,8 @@ PRODUCTION_FUNCTIONS: tuple[FunctionName, ...] = get_args(FunctionName)
 DEDICATED_TIMEOUTS: dict[str, str] = {
     "ai_gateway": "api.integration_timeout_seconds",
     "ingestion": "ingestion.processor_timeout_seconds",
+    # Sized per API from its attempts and per-call timeout.
+    "legacy_tools": "legacy_apis.<name>.timeout_seconds and max_attempts",
 }
 
 

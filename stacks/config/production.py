@@ -88,8 +88,9 @@ class ProductionConfig(TierConfig):
         default_factory=dict,
         description="Memory and timeout by function (the package under lambdas/ it runs; macie_findings is the "
         "Macie responder); a function not named, or a value not set, keeps what the stack gives it. "
-        "ai_gateway's and ingestion's timeouts have their own keys (api.integration_timeout_seconds, "
-        "ingestion.processor_timeout_seconds), since other limits are derived from them there.",
+        "ai_gateway's, ingestion's and legacy_tools' timeouts have their own keys (api.integration_timeout_seconds, "
+        "ingestion.processor_timeout_seconds, legacy_apis.<name>.timeout_seconds and max_attempts), since other "
+        "limits are derived from them there.",
     )
 
     @field_validator("functions")

@@ -23,7 +23,9 @@ FieldMap = dict[str, FieldPath]
 
 def _kind(declared: Any) -> str:
     """A declaration with a ``path`` is a single-call tool; anything else is a chained tool's fields."""
-    return "single_call" if isinstance(declared, Mapping | SingleCallTool) and "path" in declared else "chained"
+    if isinstance(declared, SingleCallTool):
+        return "single_call"
+    return "single_call" if isinstance(declared, Mapping) and "path" in declared else "chained"
 
 
 ToolDeclaration = Annotated[

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, get_args
 
@@ -21,7 +22,7 @@ from aws_cdk import (
 from constructs import Construct, IConstruct
 
 from shared.contract import FunctionSettings
-from stacks.config import LogRetentionDays
+from stacks.config import ConfigError, LogRetentionDays
 from stacks.shared.nag import acknowledge, acknowledge_inline_policy
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -60,6 +61,21 @@ def environment_of(scope: IConstruct, settings: FunctionSettings) -> dict[str, s
         return Stack.of(scope).to_json_string(value) if Token.is_unresolved(text) else text
 
     return settings.environment(dumps=dumps)
+
+
+# Lambda holds at most 4 KB of environment variables in all (names and values); a deploy-time
+# value (an ARN, a name, a URL) is counted at what it may take once resolved.
+LAMBDA_ENVIRONMENT_BYTES = 4096
+TOKEN_BYTES = 128
+_TOKEN = re.compile(r"[$#]\{Token\[[^\]]+\]\}")
+
+
+def environment_bytes(environment: Mapping[str, str]) -> int:
+    """What an environment will weigh in Lambda, deploy-time values at TOKEN_BYTES each."""
+    return sum(
+        len(name.encode()) + len(_TOKEN.sub("", value).encode()) + TOKEN_BYTES * len(_TOKEN.findall(value))
+        for name, value in environment.items()
+    )
 
 
 # The house function's size and time limit unless a function says otherwise.
@@ -154,6 +170,20 @@ class BlueprintFunction(lambda_.Function):
             encryption_key=log_key,
             removal_policy=removal_policy,
         )
+        environment = {
+            "POWERTOOLS_SERVICE_NAME": package,
+            "POWERTOOLS_METRICS_NAMESPACE": metrics_namespace,
+            "POWERTOOLS_LOG_LEVEL": "INFO",
+            **(environment_of(scope, settings) if settings else {}),
+        }
+        # The same settings with deploy-time values left as placeholders, to weigh them before a deploy does.
+        weighed = {**environment, **(settings.environment() if settings else {})}
+        if environment_bytes(weighed) > LAMBDA_ENVIRONMENT_BYTES:
+            largest = sorted(weighed, key=lambda name: -len(weighed[name]))[:3]
+            raise ConfigError(
+                f"{id} ({package}): its environment would take about {environment_bytes(weighed)} bytes; Lambda "
+                f"holds {LAMBDA_ENVIRONMENT_BYTES} (largest: {', '.join(largest)}); shorten what config puts there"
+            )
         super().__init__(
             scope,
             id,
@@ -172,12 +202,7 @@ class BlueprintFunction(lambda_.Function):
             log_group=log_group,
             role=role,
             layers=[DependencyLayer.of(scope), *layers],
-            environment={
-                "POWERTOOLS_SERVICE_NAME": package,
-                "POWERTOOLS_METRICS_NAMESPACE": metrics_namespace,
-                "POWERTOOLS_LOG_LEVEL": "INFO",
-                **(environment_of(scope, settings) if settings else {}),
-            },
+            environment=environment,
         )
         log_group.grant_write(role)
         self.execution_role: iam.IRole = role  # what `role` is, without its Optional type

@@ -83,3 +83,39 @@ def test_a_table_is_encrypted_recoverable_and_protected_when_retained(removal: R
     # The item actions on the table alone (no index ARNs), the key actions on the key alone.
     assert [s["Action"] for s in statements] == ["dynamodb:GetItem", "kms:Decrypt"]
     assert statements[0]["Resource"] == {"Fn::GetAtt": ["TableCD117FA1", "Arn"]}
+
+
+def test_a_function_whose_environment_lambda_would_refuse_fails_synth_naming_it() -> None:
+    from legacy_tools.contract import LegacyApi, Settings, SingleCallTool
+    from stacks.config import ConfigError
+    from stacks.shared.lambda_function import BlueprintFunction, environment_bytes
+
+    tool = SingleCallTool(description="x" * 400, path="/v2/things", fields={f"f{i}": f"a.b{i}" for i in range(20)})
+    api = LegacyApi(
+        base_url="https://api.example.com",
+        token_path="/t",
+        secret_name="s",
+        timeout_seconds=1,
+        max_attempts=1,
+        top_k=1,
+        byte_budget=512,
+        fields={},
+    )
+
+    def function(tools: int) -> None:
+        settings = Settings(legacy_api=api, single_call_tools={f"tool_{i}": tool for i in range(tools)})
+        BlueprintFunction(
+            Stack(App(), "Env"),
+            "Tools",
+            package="legacy_tools",
+            description="test",
+            metrics_namespace="test",
+            log_retention_days=1,
+            removal_policy=RemovalPolicy.DESTROY,
+            settings=settings,
+        )
+
+    function(2)  # well inside the limit
+    with pytest.raises(ConfigError, match=r"Tools \(legacy_tools\): its environment would take about \d+ bytes"):
+        function(8)
+    assert environment_bytes({"A": "${Token[TOKEN.12]}"}) == 1 + 128

@@ -6,10 +6,12 @@ import json
 from typing import Any
 
 import pytest
+from pydantic import TypeAdapter
 
 from knowledge_search.contract import TOOL as KNOWLEDGE_SEARCH_TOOL
 from legacy_tools import handler
 from legacy_tools.adapters import CHAINED
+from legacy_tools.contract import SingleCallTool
 from shared.legacy_client import ClientSettings, Credentials, LegacyClient
 from stacks.config import all_tools, load_config
 from stacks.production.tool_binding import bindings, cedar_permits, qualified
@@ -116,8 +118,8 @@ def test_legacy_tool_functions_get_their_api_config_and_only_their_secret(
         prefix = "".join(part.title() for part in target.split("-"))
         env = props(tools, "AWS::Lambda::Function", f"{prefix}ToolsFunction")["Environment"]["Variables"]
         assert json.loads(env["LEGACY_API"])["fields"] == api.chained_tools()
-        single_calls = {name: declared.model_dump(mode="json") for name, declared in api.single_call_tools().items()}
-        assert json.loads(env.get("SINGLE_CALL_TOOLS", "{}")) == single_calls
+        written = TypeAdapter(dict[str, SingleCallTool]).validate_json(env.get("SINGLE_CALL_TOOLS", "{}"))
+        assert written == api.single_call_tools()
         secrets = {
             r for a, r in role_permissions(tools, f"{prefix}ToolsFunctionRole") if a.startswith("secretsmanager:")
         }

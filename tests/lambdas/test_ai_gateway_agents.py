@@ -14,7 +14,7 @@ import pytest
 
 from ai_gateway import handler
 from ai_gateway.agents import AgentClient, runtime_session_id
-from ai_gateway.contract import AGENT_SESSION_HEADER as SESSION_HEADER
+from shared.headers import AGENT_SESSION_HEADER as SESSION_HEADER
 from tests.lambdas.conftest import FakeContext, HttpResult, http_result
 from tests.lambdas.gateway_fixtures import (
     AGENT_POLICY,

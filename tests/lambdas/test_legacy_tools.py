@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from legacy_tools import handler
-from legacy_tools.adapters import TOOLS, Shape
+from legacy_tools.adapters import TOOLS, Shape, registry
 from legacy_tools.contract import CallArgument, LegacyApi as ApiSettings, Settings, SingleCallTool
 from shared import legacy_client
 from shared.legacy_client import ClientSettings, Credentials, LegacyClient
@@ -298,6 +298,34 @@ def test_a_path_argument_is_one_encoded_segment(api: LegacyApi) -> None:
 
 
 @pytest.mark.usefixtures("single_calls")
+@pytest.mark.parametrize("value", ["", ".", ".."])
+def test_a_path_argument_never_names_another_path(api: LegacyApi, value: str) -> None:
+    """Dot segments and an empty segment would reach the parent or the collection: refused."""
+    result = handler.run("get_profile", {"customer_id": value})
+    assert result["error"]["kind"] == "invalid_argument"
+    assert result["error"]["message"].startswith("customer_id")
+    assert api.requests == []
+
+
+def test_a_declared_pattern_must_match_the_whole_value(client: LegacyClient, api: LegacyApi) -> None:
+    """A pattern without anchors is anchored: a value that merely contains a match is refused."""
+    loose = SingleCallTool.model_validate(
+        {
+            "description": "d",
+            "path": "/v2/customers/{customer_id}",
+            "arguments": {"customer_id": {"description": "id", "pattern": "C-[0-9]{4}"}},
+            "fields": {"name": "data.profile.name.display"},
+        }
+    )
+    tool = registry({}, {"loose": loose})["loose"]
+    shape = Shape(fields={"loose": loose.fields})
+    with pytest.raises(ToolError, match="customer_id"):
+        tool(client, shape, {"customer_id": f"../{CUSTOMER_ID}"})
+    assert tool(client, shape, {"customer_id": CUSTOMER_ID})["record"] == {"name": "Ada Lovelace"}
+    assert api.requests == [f"/v2/customers/{CUSTOMER_ID}"]
+
+
+@pytest.mark.usefixtures("single_calls")
 def test_a_single_call_list_is_paged_with_its_query(api: LegacyApi) -> None:
     since = "2026-11-20"
     changed = [a["article"] for a in map(article, range(ARTICLE_COUNT)) if a["article"]["audit"]["updatedAt"] >= since]
@@ -340,6 +368,9 @@ def test_a_single_call_tools_schema_comes_from_its_arguments() -> None:
         ({"path": "/v2/../admin"}, "path segments . and .. are not allowed"),
         ({"path": "/v2/things?admin=1"}, "must be a path such as /v2/orders/{order_id}"),
         ({"arguments": {"q": {"description": "x", "pattern": "("}}}, "pattern does not compile"),
+        # Python's re takes look-arounds; the engine that matches arguments does not.
+        ({"arguments": {"q": {"description": "x", "pattern": "(?!admin)[a-z]+"}}}, "pattern does not compile"),
+        ({"description": "Orders of {customer}."}, "only {fields} may stand in braces"),
     ],
 )
 def test_a_bad_single_call_declaration_is_refused(declared: dict[str, Any], message: str) -> None:
