@@ -11,6 +11,7 @@ run: a new one is covered without being listed here.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -18,32 +19,23 @@ from typing import Any
 import pytest
 
 from stacks.config import load_config
-from tests.infra import (
-    test_agents,
-    test_cfn_lint,
-    test_deployability,
-    test_foundation,
-    test_house_rules,
-    test_ingestion,
-    test_observability,
-    test_production,
-    test_sandbox,
-    test_tools,
-)
 from tests.infra.conftest import STACK_SUFFIXES, Assembly, Synthesizer
 from tests.variant_config import AGENT, GROUP, OUTPUT_TYPE, sample_context, variant
 
-MODULES = (
-    test_agents,
-    test_cfn_lint,
-    test_deployability,
-    test_foundation,
-    test_house_rules,
-    test_ingestion,
-    test_observability,
-    test_production,
-    test_sandbox,
-    test_tools,
+MODULES = tuple(
+    importlib.import_module(f"tests.infra.{name}")
+    for name in (
+        "test_agents",
+        "test_cfn_lint",
+        "test_deployability",
+        "test_foundation",
+        "test_house_rules",
+        "test_ingestion",
+        "test_observability",
+        "test_production",
+        "test_sandbox",
+        "test_tools",
+    )
 )
 FIXTURES = {*STACK_SUFFIXES, "assembly", "cdk_context"}
 
