@@ -1,18 +1,15 @@
 """The agent's contract with its runtime (stacks/production/agents.py): the environment of each
-AgentCore Runtime (one variable per field, shared.contract), and the names of the runtime
-protocol it speaks.
+AgentCore Runtime (one variable per field, shared.contract). The runtime's session header is
+shared.headers'.
 
 Imports only the standard library, pydantic and shared.contract: the CDK app imports it too.
 """
 
 from __future__ import annotations
 
-from typing import Final
-
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.contract import FunctionSettings
-from shared.headers import AGENT_SESSION_HEADER
 
 
 class GroupModels(BaseModel):
@@ -37,7 +34,3 @@ class Settings(FunctionSettings):
     memory_namespaces: tuple[str, ...] = ()  # templates with {actorId} and {sessionId}
     memory_history_turns: int = Field(default=10, ge=0)
     memory_recall_records: int = Field(default=5, ge=0)
-
-
-# AgentCore Runtime's session header (AWS's name), forwarded to the agent with the caller's token.
-SESSION_HEADER: Final = AGENT_SESSION_HEADER

@@ -30,11 +30,12 @@ import boto3
 from aws_lambda_powertools import Logger
 from botocore.config import Config
 
-from agent.contract import SESSION_HEADER, GroupModels, Settings
+from agent.contract import GroupModels, Settings
 from agent.loop import run_turn
 from agent.mcp_client import McpClient, McpError
 from agent.memory import SessionMemory, actor_id
 from shared.aws_errors import Kind, UpstreamError
+from shared.headers import AGENT_SESSION_HEADER
 from shared.telemetry import CONVERSATION
 from shared.tokens import GROUP_CLAIM, InvalidToken, bearer, claims_checked_upstream
 
@@ -62,7 +63,7 @@ class Agent:
 
     def invoke(self, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
         """(HTTP status, JSON answer) for one invocation."""
-        session_id = headers.get(SESSION_HEADER.lower()) or f"session-{uuid.uuid4().hex}"
+        session_id = headers.get(AGENT_SESSION_HEADER.lower()) or f"session-{uuid.uuid4().hex}"
         try:
             return 200, self._turn(body, headers, session_id)
         except RefusedError as refused:

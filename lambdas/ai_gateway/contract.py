@@ -15,7 +15,6 @@ from typing import Final
 
 from pydantic import Field
 
-from shared.claims import CONTEXT_GROUP, CONTEXT_USER
 from shared.contract import FunctionSettings
 
 # Seconds the function keeps back from its remaining time for the output guardrail and the
@@ -79,10 +78,6 @@ class Dimension(StrEnum):
 # ApplyGuardrail's sources, and the values of the Source dimension.
 INPUT: Final = "INPUT"
 OUTPUT: Final = "OUTPUT"
-
-# The keys of the request context the gateway's Lambda authorizer (lambdas/gateway_authorizer) sets.
-CLAIM_USER: Final = CONTEXT_USER
-CLAIM_GROUP: Final = CONTEXT_GROUP
 
 # Headers: the client's and the gateway's answer's (AgentCore Runtime's session header is shared.headers').
 IDEMPOTENCY_KEY_HEADER: Final = "Idempotency-Key"

@@ -31,8 +31,6 @@ from pydantic import BaseModel, ValidationError
 from ai_gateway.agents import AgentClient, runtime_session_id
 from ai_gateway.contract import (
     AUTHORIZATION_HEADER,
-    CLAIM_GROUP,
-    CLAIM_USER,
     CORRELATION_ID_HEADER,
     EVALUATION_CASE_HEADER,
     GENERATION_MARGIN_SECONDS,
@@ -55,6 +53,7 @@ from ai_gateway.models import Caller, ChatRequest, GatewayPolicy, GroupPolicy, O
 from ai_gateway.router import ModelForbiddenError, ModelRouter, candidates
 from ai_gateway.telemetry import Telemetry
 from shared.aws_errors import RETRY_AFTER_SECONDS, UpstreamError
+from shared.claims import CONTEXT_GROUP, CONTEXT_USER
 from shared.tokens import InvalidToken, bearer
 
 # Cold start matters at the front door: bodies are validated with pydantic directly (Powertools'
@@ -260,7 +259,7 @@ def _generation(
 
 def _caller_and_group() -> tuple[Caller, GroupPolicy]:
     claims = app.current_event.raw_event.get("requestContext", {}).get("authorizer") or {}
-    user, group_name = str(claims.get(CLAIM_USER) or ""), str(claims.get(CLAIM_GROUP) or "")
+    user, group_name = str(claims.get(CONTEXT_USER) or ""), str(claims.get(CONTEXT_GROUP) or "")
     if not user or not group_name:
         raise GatewayError(403, "forbidden", "the caller has no gateway group")
     caller = Caller(user=user, group=group_name)

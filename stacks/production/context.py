@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 from aws_cdk import Duration, RemovalPolicy, aws_cognito as cognito, aws_kms as kms
 from constructs import Construct
@@ -71,7 +71,7 @@ class ProductionContext:
         group outlives the stack; memory and timeout from ``production.functions.<sizing>`` (sizing
         defaults to the package) where set, else the values given. ``options`` are
         BlueprintFunction's (settings, reserved concurrency, module)."""
-        name: Any = sizing or package
+        name = cast(FunctionName, sizing or package)  # a package the config does not size is simply absent
         configured = self.config.functions.get(name)
         memory = configured.memory_mb if configured and configured.memory_mb is not None else memory_size
         return BlueprintFunction(

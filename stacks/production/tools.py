@@ -18,7 +18,7 @@ from aws_cdk import (
 from constructs import Construct
 
 from knowledge_search.contract import TOOL as KNOWLEDGE_SEARCH_TOOL, Settings as KnowledgeSearchSettings
-from legacy_tools.adapters import CHAINED
+from legacy_tools.adapters import registry
 from legacy_tools.contract import LegacyApi, Settings as LegacyToolsSettings
 from shared.contract import FunctionSettings
 from shared.tools import BUILTIN_TOOLS, ToolSpec
@@ -118,6 +118,7 @@ class ToolsStack(Stack):
         targets: list[agentcore.GatewayTarget] = []
         self._legacy_functions: list[BlueprintFunction] = []
         for target, api in config.legacy_apis.items():
+            single_calls = api.single_call_tools()
             function = self._function(
                 f"{pascal_case(target)}ToolsFunction",
                 "legacy_tools",
@@ -134,7 +135,7 @@ class ToolsStack(Stack):
                         fields=api.chained_tools(),
                     ),
                     # Unset when there are none: the environment carries only what a tool needs.
-                    **({"single_call_tools": api.single_call_tools()} if api.single_call_tools() else {}),
+                    **({"single_call_tools": single_calls} if single_calls else {}),
                 ),
                 # Two chained calls, each retried, plus a token fetch and one refresh, plus backoff.
                 timeout=Duration.seconds(min(int((2 * api.max_attempts + 2) * api.timeout_seconds) + 10, 900)),
@@ -147,10 +148,9 @@ class ToolsStack(Stack):
                 f"AwsSolutions-IAM5[Resource::{nag_arn(self, 'secretsmanager', f'secret:{api.secret_name}-??????')}]",
                 "Secrets Manager appends six random characters to a secret's ARN; the name is fixed by config.",
             )
-            specs = {tool: CHAINED[tool].spec for tool in api.chained_tools()} | {
-                tool: declared.spec(tool) for tool, declared in api.single_call_tools().items()
-            }
-            tools = {tool: (spec, api.declared_fields(tool)) for tool, spec in specs.items()}
+            # The tools the function dispatches on are the tools the target publishes.
+            served = registry(api.chained_tools(), single_calls)
+            tools = {name: (tool.spec, api.declared_fields(name)) for name, tool in served.items()}
             targets.append(self._target(target, function, tools))
 
         search = self._function(

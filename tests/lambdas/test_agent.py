@@ -13,13 +13,14 @@ import pytest
 import urllib3
 from botocore.stub import ANY, Stubber
 
-from agent.contract import SESSION_HEADER, GroupModels, Settings
+from agent.contract import GroupModels, Settings
 from agent.loop import STOPPED_ANSWER, run_turn
 from agent.mcp_client import McpClient
 from agent.memory import SessionMemory
 from agent.server import Agent, handler_class
 from shared.aws_errors import Kind, UpstreamError
 from shared.contract import SettingsError
+from shared.headers import AGENT_SESSION_HEADER as SESSION_HEADER
 from shared.tokens import GROUP_CLAIM
 from tests.lambdas.loopback import QuietHandler, loopback
 
