@@ -264,12 +264,9 @@ class AccountSettings(Construct):
                 ]
             ),
             install_latest_aws_sdk=False,
-            log_group=logs.LogGroup(
+            log_group=self._context.log_group(
                 self,
                 "ModelInvocationLoggingSettingLogs",
-                retention=log_retention(self._config.log_retention_days),
-                encryption_key=self._key,
-                removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
             ),
         )
         managed.node.add_dependency(role)
@@ -396,12 +393,9 @@ class _Adopter(Construct):
             self,
             "Provider",
             on_event_handler=self.function,
-            log_group=logs.LogGroup(
+            log_group=context.log_group(
                 self,
                 "ProviderLogs",
-                retention=log_retention(context.config.log_retention_days),
-                encryption_key=context.key,
-                removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
             ),
         )
         self._service_token = provider.service_token

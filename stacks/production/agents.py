@@ -40,7 +40,6 @@ from stacks.shared.lambda_function import (
     SHARED_PACKAGES,
     environment_of,
     log_group_arn,
-    log_retention,
 )
 from stacks.shared.nag import acknowledge, acknowledge_inline_policy, nag_arn, nag_attribute
 from stacks.shared.naming import pascal_case
@@ -169,7 +168,7 @@ class AgentsStack(Stack):
         super().__init__(scope, id, **kwargs)
         prefix, config, key = context.prefix, context.config, context.key
         user_pool, client = context.identity.user_pool, context.identity.client
-        self._key = key
+        self._context = context
         underscored = prefix.replace("-", "_")
         memory_settings = config.agent_memory
         self.memory = agentcore.Memory(
@@ -192,12 +191,9 @@ class AgentsStack(Stack):
         self.runtimes: dict[str, agentcore.Runtime] = {}
         for name, agent in config.agents.items():
             groups = served_groups(config, agent)
-            log_group = logs.LogGroup(
+            log_group = context.log_group(
                 self,
                 f"{pascal_case(name)}Logs",
-                retention=log_retention(config.log_retention_days),
-                encryption_key=key,
-                removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
             )
             runtime = agentcore.Runtime(
                 self,
@@ -263,13 +259,10 @@ class AgentsStack(Stack):
             # AgentCore writes the agent's stdout to a log group named after the runtime, created on
             # first use unencrypted and kept forever: create it first, encrypted, with retention.
             # (AgentCore's online evaluation reads it too, and needs it to exist when it is created.)
-            runtime_logs = logs.LogGroup(
+            runtime_logs = context.log_group(
                 self,
                 f"{pascal_case(name)}RuntimeLogs",
                 log_group_name=runtime_log_group_name(runtime),
-                retention=log_retention(config.log_retention_days),
-                encryption_key=key,
-                removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
             )
             # Online evaluation scores spans: with Transaction Search off (aws/spans absent) it has none.
             if config.account_settings.transaction_search != "off":
@@ -297,12 +290,10 @@ class AgentsStack(Stack):
         deploys first). Results go to a log group of the tier's (KMS, retention) rather than one
         AgentCore would create on first use."""
         config_name = f"{prefix.replace('-', '_')}_{name}_tools"[:48]
-        results = logs.LogGroup(
+        results = self._context.log_group(
             self,
             f"{pascal_case(name)}EvaluationResults",
             log_group_name=f"{EVALUATION_RESULTS_PREFIX}{config_name}",
-            retention=log_retention(config.log_retention_days),
-            encryption_key=self._key,
             # Scores derive from the agent's own logs and spans, which are kept: nothing to retain.
             removal_policy=RemovalPolicy.DESTROY,
         )

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, cast
 
-from aws_cdk import Duration, RemovalPolicy, aws_cognito as cognito, aws_kms as kms
+from aws_cdk import Duration, RemovalPolicy, aws_cognito as cognito, aws_kms as kms, aws_logs as logs
 from constructs import Construct
 
 from stacks.config import FunctionName, ProductionConfig, Tier
-from stacks.shared.lambda_function import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, BlueprintFunction
+from stacks.shared.lambda_function import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, BlueprintFunction, log_retention
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,25 @@ class ProductionContext:
 
     def with_identity(self, user_pool: cognito.IUserPool, client: cognito.IUserPoolClient) -> ProductionContext:
         return replace(self, _identity=Identity(user_pool, client))
+
+    def log_group(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        log_group_name: str | None = None,
+        removal_policy: RemovalPolicy = RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
+    ) -> logs.LogGroup:
+        """A log group of the tier: its retention, encrypted with its key, kept past the stack unless
+        ``removal_policy`` says otherwise."""
+        return logs.LogGroup(
+            scope,
+            id,
+            log_group_name=log_group_name,
+            retention=log_retention(self.config.log_retention_days),
+            encryption_key=self.key,
+            removal_policy=removal_policy,
+        )
 
     def timeout(self, function: FunctionName, default: Duration = DEFAULT_TIMEOUT) -> Duration:
         """A function's timeout: ``production.functions.<function>.timeout_seconds``, else ``default``.

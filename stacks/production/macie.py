@@ -15,14 +15,12 @@ from typing import Any, get_args
 
 from aws_cdk import (
     Duration,
-    RemovalPolicy,
     Stack,
     aws_cloudwatch as cloudwatch,
     aws_cloudwatch_actions as cloudwatch_actions,
     aws_events as events,
     aws_events_targets as targets,
     aws_iam as iam,
-    aws_logs as logs,
     aws_macie as macie,
     aws_s3 as s3,
     aws_sns as sns,
@@ -37,7 +35,6 @@ from stacks.config import MacieSeverity
 from stacks.production.context import ProductionContext
 from stacks.production.ingestion import DATA_KEY_ACTIONS, IngestionPipeline
 from stacks.shared.knowledge_base import VectorKnowledgeBase
-from stacks.shared.lambda_function import log_retention
 from stacks.shared.nag import (
     acknowledge,
     acknowledge_inline_policy,
@@ -164,12 +161,9 @@ class MacieDiscovery(Construct):
                 ]
             ),
             install_latest_aws_sdk=False,
-            log_group=logs.LogGroup(
+            log_group=context.log_group(
                 self,
                 "ClassificationJobLogs",
-                retention=log_retention(config.log_retention_days),
-                encryption_key=key,
-                removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
             ),
         )
         acknowledge_inline_policy(self.job)

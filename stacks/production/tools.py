@@ -8,7 +8,6 @@ from typing import Any
 from aws_cdk import (
     CfnOutput,
     Duration,
-    RemovalPolicy,
     Stack,
     aws_bedrockagentcore as agentcore,
     aws_kms as kms,
@@ -26,7 +25,7 @@ from stacks.config import ProductionConfig, all_tools
 from stacks.production.context import ProductionContext
 from stacks.production.tool_binding import GROUP_CLAIM, bindings, cedar_permits, classifications, qualified
 from stacks.shared.knowledge_base import VectorKnowledgeBase
-from stacks.shared.lambda_function import DEFAULT_TIMEOUT, BlueprintFunction, log_retention
+from stacks.shared.lambda_function import DEFAULT_TIMEOUT, BlueprintFunction
 from stacks.shared.nag import (
     acknowledge,
     acknowledge_inline_policy,
@@ -190,12 +189,9 @@ class ToolsStack(Stack):
     def _deliver_logs_and_traces(self, name: str, config: ProductionConfig, key: kms.IKey) -> None:
         """The gateway's application logs to a KMS-encrypted log group and its traces to X-Ray
         (CloudWatch vended logs; the Gateway L2 has no switch for them)."""
-        log_group = logs.LogGroup(
+        log_group = self._context.log_group(
             self,
             "GatewayLogs",
-            retention=log_retention(config.log_retention_days),
-            encryption_key=key,
-            removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
         )
         gateway_arn = self.gateway.gateway_arn
         policies = DeliveryPolicies.of(self)
