@@ -1,5 +1,10 @@
-"""Starts the agent's HTTP server: ``python -m agent`` locally; the runtime runs it as main.py."""
+"""Starts the agent: AgentCore Runtime runs this file as main.py (under `opentelemetry-instrument`),
+`python -m agent` runs it locally. The runtime contract: HTTP on 0.0.0.0:8080 (AGENT_PORT overrides)."""
 
-from agent.server import serve
+import os
 
-serve().serve_forever()
+from agent.app import create_app, warm_up
+
+app = create_app()
+warm_up()
+app.run(host="0.0.0.0", port=int(os.environ.get("AGENT_PORT", "8080")))  # noqa: S104 - the runtime contract

@@ -27,6 +27,9 @@ class Settings(FunctionSettings):
     agent_name: str = Field(min_length=1)
     system_prompt: str = Field(min_length=1)
     tools_gateway_url: str  # the tools gateway's MCP endpoint
+    # The Cognito pool and app client whose access tokens the gateway forwards (verified here).
+    token_issuer: str = Field(min_length=1)
+    token_client_id: str = Field(min_length=1)
     group_models: dict[str, GroupModels]  # the groups that may use this agent
     max_iterations: int = Field(default=6, ge=1)
     turn_seconds: int = Field(default=120, ge=1)

@@ -1,15 +1,13 @@
 """AgentCore Memory for one caller: the session's earlier turns and long-term records.
 
-Actor ids are ``<group>/<user>``: memory is scoped to the group a session is bound to as well as
-to the user, so a user moved to another group starts there with nothing from the old one.
-Long-term strategies write to namespaces under ``/actors/{actorId}/`` (stacks/production/agents.py),
-and only the caller's own namespaces are read. Memory is best effort: a failed call is logged
-and the turn goes on without it.
+Reads only: the AI gateway writes each turn after its output guardrail (shared.agent_memory, which
+also has the actor ids). Long-term strategies write to namespaces under ``/actors/{actorId}/``
+(stacks/production/agents.py), and only the caller's own namespaces are read. Memory is best
+effort: a failed call is logged and the turn goes on without it.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,13 +15,10 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
+from shared.agent_memory import ROLES
+
 logger = Logger(child=True)
-MAX_TEXT = 100_000  # CreateEvent's limit for one conversational payload
 MAX_QUERY = 10_000  # RetrieveMemoryRecords' limit for a search query
-
-
-def actor_id(group: str, user: str) -> str:
-    return f"{group}/{user}"
 
 
 @dataclass(frozen=True)
@@ -53,7 +48,7 @@ class SessionMemory:
         messages: list[dict[str, Any]] = []
         for event in events[-self.history_turns :]:
             turn = [item.get("conversational") or {} for item in event.get("payload", [])]
-            if [part.get("role") for part in turn] != ["USER", "ASSISTANT"]:
+            if [part.get("role") for part in turn] != ROLES:
                 continue  # not a turn this agent wrote
             messages += [
                 {"role": part["role"].lower(), "content": [{"text": part["content"]["text"]}]} for part in turn
@@ -83,22 +78,6 @@ class SessionMemory:
                     found.append((float(record.get("score") or 0.0), text))
         found.sort(key=lambda scored: -scored[0])
         return [text for _, text in found[: self.recall_records]]
-
-    def remember(self, actor: str, session: str, question: str, answer: str, *, at: dt.datetime) -> None:
-        """Store one turn as a short-term event (the long-term strategies extract from it)."""
-        try:
-            self.client.create_event(
-                memoryId=self.memory_id,
-                actorId=actor,
-                sessionId=session,
-                eventTimestamp=at,
-                payload=[
-                    {"conversational": {"role": "USER", "content": {"text": question[:MAX_TEXT]}}},
-                    {"conversational": {"role": "ASSISTANT", "content": {"text": answer[:MAX_TEXT]}}},
-                ],
-            )
-        except (ClientError, BotoCoreError) as error:
-            _failed("create_event", error)
 
 
 def _failed(operation: str, error: Exception) -> None:

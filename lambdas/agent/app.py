@@ -1,0 +1,342 @@
+"""The agent on AgentCore Runtime: ``BedrockAgentCoreApp`` serves the runtime contract.
+
+    GET  /ping          {"status": "Healthy", ...}               (BedrockAgentCoreApp)
+    POST /invocations   {"prompt": "..."} or {"messages": [...]}, optionally "instructions",
+                        "models", "max_tokens", "turn_seconds"
+                        ->  {"answer", "model", "session_id", "tool_calls", "usage", ...}
+
+Only the AI gateway can invoke the runtime (IAM inbound auth; its role alone holds the grant). It
+forwards the caller's access token in ``CALLER_TOKEN_HEADER``, which the agent verifies itself
+(signature against the pool's keys, issuer, expiry, ``token_use``, app client) before it uses it:
+a forged or expired token gets a 401 and no tools. With that token the agent calls the tools
+gateway, so it sees and calls only the caller's tools; and it binds the session to the caller's
+user and group at its first turn: a later turn from anyone else gets a 409. Memory is read here
+(scoped to group and user) and written by the gateway after its output guardrail.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import asdict, dataclass, field
+from functools import cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger
+from bedrock_agentcore.runtime import BedrockAgentCoreApp, RequestContext
+from botocore.config import Config
+from starlette.responses import JSONResponse
+
+from agent.contract import GroupModels, Settings
+from agent.memory import SessionMemory
+from agent.turn import run_turn
+from shared.agent_memory import actor_id
+from shared.aws_errors import Kind, UpstreamError
+from shared.headers import CALLER_TOKEN_HEADER, CONVERSATION_HEADER
+from shared.telemetry import CONVERSATION
+from shared.tokens import GROUP_CLAIM, InvalidToken, TokenVerifier
+
+MAX_INSTRUCTIONS = 4000
+MAX_TOOL_PAGES = 20  # tools/list pages read per turn (a gateway that pages forever is cut off)
+logger = Logger()
+
+# A tools session for one caller: entered for the turn, it yields that caller's Strands tools.
+ToolsFor = Callable[[str, str], AbstractContextManager[list[Any]]]
+
+
+class RefusedError(Exception):
+    def __init__(self, status: int, error: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error = error
+        self.message = message
+
+
+@dataclass
+class Service:
+    """What serves the turns: settings, AWS clients, the token verifier and the session bindings."""
+
+    settings: Settings
+    bedrock: Any
+    verifier: TokenVerifier
+    tools_for: ToolsFor
+    memory: SessionMemory | None = None
+    clock: Callable[[], float] = time.monotonic
+    # session id -> (user, group), fixed at the session's first turn.
+    bindings: dict[str, tuple[str, str]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def invoke(self, body: Any, headers: dict[str, str], session_id: str | None) -> tuple[int, dict[str, Any]]:
+        """(HTTP status, JSON answer) for one invocation."""
+        session = session_id or f"session-{uuid.uuid4().hex}"
+        try:
+            return 200, self._turn(body, headers, session)
+        except RefusedError as refused:
+            logger.info("refused", extra={"status": refused.status, "error": refused.error, "session_id": session})
+            return refused.status, {"error": refused.error, "message": refused.message, "session_id": session}
+
+    def _caller(self, headers: dict[str, str]) -> tuple[str, str, str]:
+        """(token, user, group) of the caller the gateway forwarded, verified here."""
+        forwarded = {name.lower(): value for name, value in headers.items()}.get(CALLER_TOKEN_HEADER.lower())
+        if not forwarded:
+            raise RefusedError(401, "unauthorized", "the caller's token is required")
+        try:
+            claims = self.verifier.claims(forwarded)
+        except InvalidToken:
+            raise RefusedError(401, "unauthorized", "the caller's token is not valid") from None
+        return forwarded, str(claims.get("sub") or ""), str(claims.get(GROUP_CLAIM) or "")
+
+    def _turn(self, body: Any, headers: dict[str, str], session_id: str) -> dict[str, Any]:
+        settings = self.settings
+        token, user, group = self._caller(headers)
+        models = settings.group_models.get(group)
+        if not user or models is None:
+            raise RefusedError(
+                403, "forbidden", f"this agent serves the groups {', '.join(sorted(settings.group_models))}"
+            )
+        self._bind(session_id, user, group)
+        logger.append_keys(**{CONVERSATION: session_id})
+        request = _request(body, models)
+        messages, system = self._context(request, actor_id(group, user), session_id)
+        turn_seconds = min(settings.turn_seconds, request.turn_seconds or settings.turn_seconds)
+        deadline = self.clock() + turn_seconds
+        try:
+            with self.tools_for(token, session_id) as tools:
+                turn = run_turn(
+                    self.bedrock,
+                    tools,
+                    agent_name=settings.agent_name,
+                    models=request.models,
+                    system=system,
+                    messages=messages,
+                    session_id=session_id,
+                    max_tokens=request.max_tokens,
+                    max_iterations=settings.max_iterations,
+                    deadline=deadline,
+                    clock=self.clock,
+                )
+        except UpstreamError as error:  # no model of the caller's could answer
+            kind = "model_rejected" if error.kind is Kind.REJECTED else "model_unavailable"
+            raise RefusedError(error.http_status, kind, f"{error.service} failed with {error.code}") from None
+        except ToolsUnavailableError:
+            raise RefusedError(502, "tools_unavailable", "the tools gateway did not answer") from None
+        logger.info(
+            "turn finished",
+            extra={
+                "session_id": session_id,
+                "group": group,
+                "model": turn.model,
+                "stop": turn.stop,
+                "iterations": turn.iterations,
+                "tools": [call.name for call in turn.tool_calls],
+                "input_tokens": turn.input_tokens,
+                "output_tokens": turn.output_tokens,
+            },
+        )
+        return {
+            "agent": settings.agent_name,
+            "session_id": session_id,
+            "answer": turn.answer,
+            "model": turn.model,
+            "stop": turn.stop,
+            "iterations": turn.iterations,
+            "tool_calls": [asdict(call) for call in turn.tool_calls],
+            "usage": {"input_tokens": turn.input_tokens, "output_tokens": turn.output_tokens},
+        }
+
+    def _context(self, request: TurnRequest, actor: str, session_id: str) -> tuple[list[dict[str, Any]], str]:
+        """The turn's messages and system prompt, with what memory holds for this caller."""
+        messages = request.messages
+        system = self.settings.system_prompt + (f"\n\n{request.instructions}" if request.instructions else "")
+        if self.memory is None:
+            return messages, system
+        if len(messages) == 1:  # only the newest turn: the session's earlier ones come from memory
+            messages = self.memory.history(actor, session_id) + messages
+        remembered = self.memory.recall(actor, session_id, messages[-1]["content"][0]["text"])
+        if remembered:
+            system += "\n\nWhat you remember about this user (from earlier sessions):\n"
+            system += "\n".join(f"- {record}" for record in remembered)
+        return messages, system
+
+    def _bind(self, session_id: str, user: str, group: str) -> None:
+        with self._lock:
+            bound = self.bindings.setdefault(session_id, (user, group))
+        if bound != (user, group):
+            raise RefusedError(409, "session_bound", "this session belongs to another caller or group; start a new one")
+
+
+@dataclass(frozen=True)
+class TurnRequest:
+    messages: list[dict[str, Any]]
+    models: list[str]
+    instructions: str | None = None
+    max_tokens: int | None = None
+    turn_seconds: float | None = None
+
+
+def _request(body: Any, group: GroupModels) -> TurnRequest:
+    messages = _messages(body) if isinstance(body, dict) else None
+    if messages is None:
+        raise RefusedError(
+            400, "invalid_request", 'body: {"prompt": "..."} or {"messages": [...]}, the last one the user\'s'
+        )
+    instructions = body.get("instructions")
+    if instructions is not None and (not isinstance(instructions, str) or len(instructions) > MAX_INSTRUCTIONS):
+        raise RefusedError(400, "invalid_request", f"instructions: a string of at most {MAX_INSTRUCTIONS} characters")
+    models = body.get("models") or [group.default]
+    if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
+        raise RefusedError(400, "invalid_request", "models: a list of model ids")
+    outside = [m for m in models if m not in group.allowed]
+    if outside:
+        raise RefusedError(403, "model_forbidden", f"not available to this group: {', '.join(outside)}")
+    max_tokens = body.get("max_tokens")
+    if max_tokens is not None and (type(max_tokens) is not int or not 1 <= max_tokens <= 8192):
+        raise RefusedError(400, "invalid_request", "max_tokens: an integer from 1 to 8192")
+    turn_seconds = body.get("turn_seconds")
+    if turn_seconds is not None and (type(turn_seconds) not in (int, float) or not turn_seconds > 0):
+        raise RefusedError(400, "invalid_request", "turn_seconds: a positive number")
+    return TurnRequest(messages, list(dict.fromkeys(models)), instructions, max_tokens, turn_seconds)
+
+
+def _messages(body: dict[str, Any]) -> list[dict[str, Any]] | None:
+    prompt = body.get("prompt")
+    if isinstance(prompt, str) and prompt.strip():
+        return [{"role": "user", "content": [{"text": prompt}]}]
+    turns = body.get("messages")
+    if not isinstance(turns, list) or not turns:
+        return None
+    messages = []
+    for turn in turns:
+        if (
+            not isinstance(turn, dict)
+            or turn.get("role") not in ("user", "assistant")
+            or not isinstance(turn.get("content"), str)
+            or not turn["content"]
+        ):
+            return None
+        messages.append({"role": turn["role"], "content": [{"text": turn["content"]}]})
+    return messages if messages[-1]["role"] == "user" else None
+
+
+class ToolsUnavailableError(Exception):
+    """The tools gateway could not be reached or did not list the caller's tools."""
+
+
+def gateway_tools(url: str, *, timeout_seconds: int = 20) -> ToolsFor:
+    """Tools sessions with the tools gateway (MCP over streamable HTTP), one per turn, carrying the
+    caller's own token: the gateway's policies and interceptors decide per caller what it lists."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def tools_for(token: str, conversation: str) -> Iterator[list[Any]]:
+        from strands.tools.mcp import MCPClient
+
+        client = MCPClient(
+            url=url,
+            headers={"Authorization": f"Bearer {token}", CONVERSATION_HEADER: conversation},
+            startup_timeout=timeout_seconds,
+        )
+        try:
+            client.start()
+            tools: list[Any] = []
+            page = client.list_tools_sync()
+            tools += page
+            for _ in range(MAX_TOOL_PAGES):
+                if not page.pagination_token:
+                    break
+                page = client.list_tools_sync(pagination_token=page.pagination_token)
+                tools += page
+        except Exception as error:  # noqa: BLE001 - whatever the transport raised, the turn has no tools
+            logger.warning("tools gateway unavailable", extra={"error": type(error).__name__})
+            _stop(client)
+            raise ToolsUnavailableError from None
+        try:
+            yield tools
+        finally:
+            _stop(client)
+
+    return tools_for
+
+
+def _stop(client: Any) -> None:
+    try:
+        client.stop(None, None, None)
+    except Exception:  # noqa: BLE001 - closing a broken session must not hide the turn's outcome
+        logger.warning("tools session did not close cleanly")
+
+
+@cache
+def _clients(turn_seconds: float) -> tuple[Any, Any]:
+    # One attempt per model call, never longer than a whole turn: the router moves on to the next
+    # model on throttling, and the gateway stops waiting when the turn's time is up.
+    bedrock = boto3.client(
+        "bedrock-runtime",
+        config=Config(
+            connect_timeout=2, read_timeout=turn_seconds, retries={"mode": "standard", "total_max_attempts": 1}
+        ),
+    )
+    memory = boto3.client("bedrock-agentcore", config=Config(connect_timeout=2, read_timeout=10))
+    return bedrock, memory
+
+
+def service_from_environ() -> Service:
+    settings = Settings.from_environ()
+    bedrock, memory_client = _clients(settings.turn_seconds)
+    memory = (
+        SessionMemory(
+            memory_client,
+            settings.memory_id,
+            settings.memory_namespaces,
+            history_turns=settings.memory_history_turns,
+            recall_records=settings.memory_recall_records,
+        )
+        if settings.memory_id
+        else None
+    )
+    return Service(
+        settings,
+        bedrock,
+        TokenVerifier(issuer=settings.token_issuer, client_id=settings.token_client_id),
+        gateway_tools(settings.tools_gateway_url, timeout_seconds=min(20, settings.turn_seconds)),
+        memory,
+    )
+
+
+def create_app(service: Callable[[], Service] = service_from_environ) -> BedrockAgentCoreApp:
+    """The runtime's app. ``service`` is built at the first invocation (the settings are read
+    then), so /ping answers as soon as the server is up."""
+    app = BedrockAgentCoreApp()
+    built: list[Service] = []
+    lock = threading.Lock()
+
+    def current() -> Service:
+        with lock:
+            if not built:
+                built.append(service())
+            return built[0]
+
+    @app.entrypoint
+    def invoke(payload: Any, context: RequestContext) -> JSONResponse | dict[str, Any]:
+        try:
+            status, answer = current().invoke(payload, context.request_headers or {}, context.session_id)
+        except Exception:  # a bug: logged here, and the caller gets no stack trace or message
+            logger.exception("turn failed")
+            return JSONResponse({"error": "internal", "message": "the agent failed"}, status_code=500)
+        return answer if status == 200 else JSONResponse(answer, status_code=status)
+
+    return app
+
+
+def warm_up() -> None:
+    """Import what every turn needs (Strands, its Bedrock model and MCP client: about a second)
+    in the background, once the runtime already answers /ping."""
+
+    def load() -> None:
+        import strands.models.routing  # noqa: F401
+        import strands.tools.mcp  # noqa: F401
+
+    threading.Thread(target=load, name="warm-up", daemon=True).start()

@@ -1,0 +1,270 @@
+"""One agent turn on Strands: the caller's models in order, the caller's tools, bounded.
+
+- Models: one ``BedrockModel`` per model the caller's group may use, behind a ``ModelRouter``
+  whose strategy (``OrderedFallback``) moves to the next model only when another model can help
+  (throttling, a server error: shared.aws_errors) and only before the deadline. A model that
+  failed is not asked again in the turn. No retries inside a model: the next model is the retry.
+- Tools: whatever the tools gateway lists for the caller's token (``MCPClient`` in agent.app).
+- Bounds: at most ``max_iterations`` model calls (Strands' ``limits``) and the turn's deadline:
+  checked before every model and tool call on an injected clock, and enforced on calls in flight
+  by cancelling the agent when the time is up (``Agent.cancel``).
+
+Spans come from Strands (agent, cycle, model and tool spans with gen-AI attributes), carrying the
+conversation id as ``session.id``; what they say about message content is agent.tracing's policy.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from shared.aws_errors import Kind, UpstreamError
+from shared.telemetry import CONVERSATION
+
+if TYPE_CHECKING:  # Strands loads lazily (agent.app warms it up after the runtime is ready)
+    from strands.hooks import AfterToolCallEvent, BeforeModelCallEvent, BeforeToolCallEvent, HookRegistry
+    from strands.models.routing import RoutingCandidate, RoutingContext
+
+SERVICE = "bedrock-runtime"
+STOPPED_ANSWER = "I could not finish this within my limits; here is what I found so far."
+# Strands' stop reasons, as the gateway and the evaluation know them.
+STOPS = {"limit_turns": "max_iterations", "cancelled": "deadline"}
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    name: str
+    arguments: dict[str, Any]
+    ok: bool
+    error_kind: str | None = None
+    latency_ms: float = 0.0
+
+
+@dataclass
+class Turn:
+    session_id: str
+    model: str = ""  # the model that answered last
+    answer: str = ""
+    stop: str = ""  # end_turn, max_iterations, deadline, or the model's own stop reason
+    iterations: int = 0
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+class _SharedClient:
+    """What BedrockModel needs of a boto3 session: hands it the agent's one bedrock-runtime client
+    (its timeouts, one attempt per call) instead of building a client per model per turn."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.region_name = client.meta.region_name
+
+    def client(self, **_: Any) -> Any:
+        return self._client
+
+
+class OrderedFallback:
+    """The Strands routing strategy: the caller's models in their order; after a failure the next
+    model not yet failed in this turn, if another model can help and there is time for it."""
+
+    def __init__(self, deadline: float | None, clock: Callable[[], float]) -> None:
+        self._deadline = deadline
+        self._clock = clock
+        self.selected: RoutingCandidate | None = None
+
+    async def select(self, context: RoutingContext, **_: Any) -> RoutingCandidate | None:
+        if context.attempts:
+            failure = context.attempts[-1].exception
+            if failure is not None and not _another_model_can_help(failure):
+                return None
+            if self._deadline is not None and self._clock() >= self._deadline:
+                return None
+        failed = {id(attempt.candidate) for attempt in context.attempts if attempt.exception is not None}
+        for candidate in context.candidates:
+            if id(candidate) not in failed:
+                self.selected = candidate
+                return candidate
+        return None
+
+
+def _another_model_can_help(error: BaseException) -> bool:
+    from strands.types.exceptions import ModelThrottledException
+
+    if isinstance(error, ModelThrottledException):
+        return True
+    if isinstance(error, ClientError | BotoCoreError):
+        return UpstreamError.from_exception(SERVICE, error).kind in (Kind.THROTTLED, Kind.UNAVAILABLE)
+    return False
+
+
+def model_failure(error: Exception) -> UpstreamError | None:
+    """The UpstreamError for a model failure no model of the caller's could get past, else None."""
+    from strands.types.exceptions import ModelThrottledException
+
+    if isinstance(error, ModelThrottledException):
+        return UpstreamError(SERVICE, "ThrottlingException", 429, caller_facing=True)
+    if isinstance(error, ClientError | BotoCoreError):
+        return UpstreamError.from_exception(SERVICE, error, caller_facing=True)
+    return None
+
+
+class TurnBounds:
+    """Strands hooks: the deadline before each model and tool call, and the record of tool calls."""
+
+    def __init__(self, deadline: float | None, clock: Callable[[], float]) -> None:
+        self._deadline = deadline
+        self._clock = clock
+        self.out_of_time = False
+        self.calls: list[ToolCall] = []
+        self._started: dict[str, float] = {}
+
+    def register_hooks(self, registry: HookRegistry, **_: Any) -> None:
+        from strands.hooks import AfterToolCallEvent, BeforeModelCallEvent, BeforeToolCallEvent
+
+        registry.add_callback(BeforeModelCallEvent, self._before_model)
+        registry.add_callback(BeforeToolCallEvent, self._before_tool)
+        registry.add_callback(AfterToolCallEvent, self._after_tool)
+
+    def _expired(self) -> bool:
+        self.out_of_time = self.out_of_time or (self._deadline is not None and self._clock() >= self._deadline)
+        return self.out_of_time
+
+    def _before_model(self, event: BeforeModelCallEvent) -> None:
+        if self._expired():
+            event.agent.cancel(message=STOPPED_ANSWER)
+
+    def _before_tool(self, event: BeforeToolCallEvent) -> None:
+        use = event.tool_use
+        if self._expired():
+            event.cancel_tool = "out of time"
+            self.calls.append(ToolCall(use["name"], dict(use.get("input") or {}), ok=False, error_kind="deadline"))
+            return
+        self._started[use["toolUseId"]] = time.perf_counter()
+
+    def _after_tool(self, event: AfterToolCallEvent) -> None:
+        use = event.tool_use
+        started = self._started.pop(use["toolUseId"], None)
+        if started is None:  # cancelled before it ran (recorded then)
+            return
+        if event.selected_tool is None:  # not one of the tools the gateway listed for the caller
+            kind: str | None = "forbidden"
+        else:
+            kind = _error_kind(event.result) if event.exception is None else "tool_error"
+        self.calls.append(
+            ToolCall(
+                use["name"],
+                dict(use.get("input") or {}),
+                ok=kind is None,
+                error_kind=kind,
+                latency_ms=round((time.perf_counter() - started) * 1000, 1),
+            )
+        )
+
+
+def _error_kind(result: Any) -> str | None:
+    """The tool error taxonomy's kind of a tool result (None: it succeeded)."""
+    payloads: list[Any] = []
+    for block in result.get("content") or []:
+        if "json" in block:
+            payloads.append(block["json"])
+        elif "text" in block:
+            try:
+                payloads.append(json.loads(block["text"]))
+            except ValueError:
+                continue
+    for payload in payloads:
+        error = payload.get("error") if isinstance(payload, dict) else None
+        if isinstance(error, dict):
+            return str(error.get("kind") or "tool_error")
+    return "tool_error" if result.get("status") == "error" else None
+
+
+def run_turn(
+    bedrock: Any,
+    tools: Sequence[Any],
+    *,
+    agent_name: str,
+    models: Sequence[str],
+    system: str,
+    messages: list[dict[str, Any]],
+    session_id: str,
+    max_iterations: int,
+    max_tokens: int | None = None,
+    deadline: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Turn:
+    """One turn: ``messages`` end with the caller's; ``tools`` are Strands tools (the caller's).
+    Raises UpstreamError when no model of the caller's could answer."""
+    from strands import Agent
+    from strands.models import BedrockModel
+    from strands.models.routing import ModelRouter, RoutingCandidate
+
+    if not models:
+        raise ValueError("models: at least one model id")
+    session = cast(Any, _SharedClient(bedrock))
+    candidates = [
+        RoutingCandidate(
+            BedrockModel(
+                boto_session=session,
+                model_id=model,
+                streaming=False,
+                additional_args={"requestMetadata": {"session_id": session_id}},
+                **({"max_tokens": max_tokens} if max_tokens else {}),
+            ),
+            name=model,
+        )
+        for model in models
+    ]
+    strategy = OrderedFallback(deadline, clock)
+    bounds = TurnBounds(deadline, clock)
+    agent = Agent(
+        model=ModelRouter(candidates, strategy=strategy),
+        messages=messages[:-1],
+        tools=list(tools),
+        system_prompt=system,
+        name=agent_name,
+        callback_handler=None,
+        retry_strategy=None,
+        hooks=[bounds],
+        trace_attributes={"session.id": session_id, CONVERSATION: session_id},
+    )
+    # Calls in flight when the time is up are cancelled too (the hooks see only the next call).
+    timer = threading.Timer(max(0.0, deadline - clock()), agent.cancel, kwargs={"message": STOPPED_ANSWER}) if deadline is not None else None
+    if timer is not None:
+        timer.daemon = True
+        timer.start()
+    try:
+        result = agent(messages[-1]["content"], limits={"turns": max_iterations})
+    except Exception as error:
+        failure = model_failure(error)
+        if failure is None:
+            raise
+        raise failure from None
+    finally:
+        if timer is not None:
+            timer.cancel()
+    usage = result.metrics.accumulated_usage
+    stop = STOPS.get(str(result.stop_reason), str(result.stop_reason))
+    if bounds.out_of_time:
+        stop = "deadline"
+    answer = "".join(block.get("text", "") for block in result.message.get("content", []))
+    if stop in ("max_iterations", "deadline"):
+        answer = STOPPED_ANSWER
+    turn = Turn(
+        session_id=session_id,
+        model=strategy.selected.name or "" if strategy.selected else models[0],
+        answer=answer,
+        stop=stop,
+        iterations=result.metrics.cycle_count,
+        tool_calls=bounds.calls,
+        input_tokens=int(usage.get("inputTokens", 0)),
+        output_tokens=int(usage.get("outputTokens", 0)),
+    )
+    return turn
