@@ -37,3 +37,21 @@ class Settings(FunctionSettings):
     memory_namespaces: tuple[str, ...] = ()  # templates with {actorId} and {sessionId}
     memory_history_turns: int = Field(default=10, ge=0)
     memory_recall_records: int = Field(default=5, ge=0)
+
+
+# What an agent's spans say (Strands reads OTEL_SEMCONV_STABILITY_OPT_IN when its tracer starts):
+# tool names, definitions and arguments always, which AgentCore's tool selection and parameter
+# evaluators read; the callers' messages only where content capture is on; answers, system
+# prompts and tool results never (they are not guarded when the agent sees them). ADOT's own
+# Bedrock instrumentation records no message text either way.
+TOOL_EVALUATION_ATTRIBUTES = ("gen_ai.tool.call.arguments",)
+CALLER_TEXT_ATTRIBUTES = ("gen_ai.input.messages",)
+
+
+def span_environment(*, capture_content: bool) -> dict[str, str]:
+    unredacted = TOOL_EVALUATION_ATTRIBUTES + (CALLER_TEXT_ATTRIBUTES if capture_content else ())
+    return {
+        "OTEL_SEMCONV_STABILITY_OPT_IN": "gen_ai_latest_experimental,gen_ai_tool_definitions,"
+        f"gen_ai_unredacted_attributes={';'.join(unredacted)}",
+        "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "false",
+    }

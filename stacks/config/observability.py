@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from stacks.config.base import ConfigModel
@@ -54,6 +56,13 @@ class ObservabilityConfig(ConfigModel):
         default=30,
         description="Days Bedrock model invocation logs (prompts and answers) are kept in the tier's KMS-encrypted "
         "log group, when this tier sets the logging up (account_settings.model_invocation_logging).",
+    )
+    capture_content: Literal["off", "internal"] = Field(
+        default="internal",
+        description="Message text in an agent's spans. off: no agent captures any (only tool names and "
+        "arguments, which the tool evaluators read); internal: an agent that serves internal groups only also "
+        "captures its callers' messages (their text as the gateway's input guardrail passed it). An agent "
+        "serving a customer group never captures message text.",
     )
     trace_indexing_percentage: float = Field(
         default=1,

@@ -15,6 +15,10 @@ import pytest
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from aws_lambda_powertools.utilities.typing.lambda_client_context import LambdaClientContext
 from botocore.stub import Stubber
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 
 class FakeClientContext(LambdaClientContext):
@@ -137,3 +141,17 @@ def bedrock() -> Iterator[tuple[Any, Stubber]]:
 
 from tests.lambdas.gateway_fixtures import gateway  # noqa: E402, F401
 from tests.lambdas.ingestion_fixtures import aws  # noqa: E402, F401
+
+
+# One OpenTelemetry SDK for the whole session (a process has one global tracer provider): every
+# span ends up in SPANS, which a test clears before the request it looks at.
+SPANS = InMemorySpanExporter()
+
+
+@pytest.fixture(scope="session")
+def spans() -> InMemorySpanExporter:
+    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(SPANS))
+        trace.set_tracer_provider(provider)
+    return SPANS
