@@ -23,7 +23,7 @@ CDK := cdk --ci --no-notices
 CDK_ARGS := -c tier=$(TIER)
 PIP_QUIET := --quiet --disable-pip-version-check
 
-.PHONY: help layer agent-deps setup synth test test-variant eval lint format typecheck docs cfn-lint bench nag-report diff deploy smoke destroy clean distclean
+.PHONY: help layer agent-deps setup synth test test-variant agent-dev eval lint format typecheck docs cfn-lint bench nag-report diff deploy smoke destroy clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -77,6 +77,9 @@ VARIANT_TESTS := tests/infra tests/test_app.py tests/test_config.py tests/test_s
 test-variant: setup ## the config-dependent tests against cdk.json plus a group, an agent and an output type
 	BLUEPRINT_TEST_CONFIG=variant $(BIN)/pytest --ignore=tests/infra/test_variant.py $(VARIANT_TESTS)
 
+agent-dev: setup ## run the agent locally on a sample request (stubbed AWS; REAL=1: your credentials and AGENT_DEV_TOKEN; SERVE=1: keep serving)
+	$(BIN)/python tools/agent_dev.py $(if $(REAL),--real) $(if $(SERVE),--serve)
+
 eval: setup ## score the recorded tool-call traces against the golden set (fails below the floor)
 	$(BIN)/python tools/eval.py
 
@@ -98,11 +101,12 @@ docs: $(VENV)/.installed ## regenerate docs/configuration.md from the config mod
 cfn-lint: synth ## cfn-lint every synthesized template
 	$(BIN)/cfn-lint
 
-bench: setup ## synth vs a one-bucket app; gateway and telemetry overhead; legacy tool answer size; ingestion rate and memory
+bench: setup ## synth vs a one-bucket app; gateway and telemetry overhead; legacy tool answer size; ingestion rate and memory; agent start-up, asset and turn overhead (old vs new)
 	$(BIN)/python bench/synth_bench.py
 	$(BIN)/python bench/gateway_bench.py
 	$(BIN)/python bench/legacy_tools_bench.py
 	$(BIN)/python bench/ingestion_bench.py
+	$(BIN)/python bench/agent_bench.py
 
 nag-report: synth ## count cdk-nag acknowledgements by rule
 	$(BIN)/python tools/nag_report.py cdk.out

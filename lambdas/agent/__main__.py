@@ -3,8 +3,6 @@
 
 import os
 
-from agent.app import create_app, warm_up
+from agent.app import create_app
 
-app = create_app()
-warm_up()
-app.run(host="0.0.0.0", port=int(os.environ.get("AGENT_PORT", "8080")))  # noqa: S104 - the runtime contract
+create_app().run(host="0.0.0.0", port=int(os.environ.get("AGENT_PORT", "8080")))  # noqa: S104 - the runtime contract

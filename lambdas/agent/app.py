@@ -27,7 +27,7 @@ from typing import Any
 
 import boto3
 from aws_lambda_powertools import Logger
-from bedrock_agentcore.runtime import BedrockAgentCoreApp, RequestContext
+from bedrock_agentcore.runtime import BedrockAgentCoreApp, PingStatus, RequestContext
 from botocore.config import Config
 from starlette.responses import JSONResponse
 
@@ -308,7 +308,8 @@ def service_from_environ() -> Service:
 
 def create_app(service: Callable[[], Service] = service_from_environ) -> BedrockAgentCoreApp:
     """The runtime's app. ``service`` is built at the first invocation (the settings are read
-    then), so /ping answers as soon as the server is up."""
+    then) and Strands is loaded after the first /ping, so the runtime is ready as soon as the
+    server is up."""
     app = BedrockAgentCoreApp()
     built: list[Service] = []
     lock = threading.Lock()
@@ -318,6 +319,17 @@ def create_app(service: Callable[[], Service] = service_from_environ) -> Bedrock
             if not built:
                 built.append(service())
             return built[0]
+
+    loading: list[threading.Thread] = []
+
+    @app.ping
+    def ping() -> PingStatus:
+        # Once the runtime is known to be up, load what every turn needs (Strands, its Bedrock
+        # model and MCP client: about a second) off the request path.
+        if not loading:
+            loading.append(threading.Thread(target=_load_turn_modules, name="warm-up", daemon=True))
+            loading[0].start()
+        return PingStatus.HEALTHY
 
     @app.entrypoint
     def invoke(payload: Any, context: RequestContext) -> JSONResponse | dict[str, Any]:
@@ -331,12 +343,6 @@ def create_app(service: Callable[[], Service] = service_from_environ) -> Bedrock
     return app
 
 
-def warm_up() -> None:
-    """Import what every turn needs (Strands, its Bedrock model and MCP client: about a second)
-    in the background, once the runtime already answers /ping."""
-
-    def load() -> None:
-        import strands.models.routing  # noqa: F401
-        import strands.tools.mcp  # noqa: F401
-
-    threading.Thread(target=load, name="warm-up", daemon=True).start()
+def _load_turn_modules() -> None:
+    import strands.models.routing  # noqa: F401
+    import strands.tools.mcp  # noqa: F401

@@ -48,10 +48,23 @@ TOOL_EVALUATION_ATTRIBUTES = ("gen_ai.tool.call.arguments",)
 CALLER_TEXT_ATTRIBUTES = ("gen_ai.input.messages",)
 
 
+# ADOT instruments every library it knows that is installed, and checking each costs start-up
+# time: only what the agent uses is instrumented (AWS calls, the MCP client's HTTP, the runtime's
+# own HTTP server, threads, log correlation); Strands and the MCP SDK make the gen-AI spans.
+DISABLED_INSTRUMENTATIONS = (
+    "aio-pika,aiobotocore,aiohttp-client,aiokafka,aiopg,asyncpg,aws-lambda,aws_crewai,aws_langchain,"
+    "aws_llama-index,aws_mcp,aws_openai_agents,boto3,cassandra,celery,confluent_kafka,django,falcon,fastapi,"
+    "flask,grpc_aio_client,grpc_aio_server,grpc_client,grpc_server,jinja2,kafka,mysql,mysqlclient,pika,"
+    "psycopg2,pymemcache,pymongo,pymysql,pyramid,redis,remoulade,requests,sqlalchemy,sqlite3,system_metrics,"
+    "tornado,tortoiseorm"
+)
+
+
 def span_environment(*, capture_content: bool) -> dict[str, str]:
     unredacted = TOOL_EVALUATION_ATTRIBUTES + (CALLER_TEXT_ATTRIBUTES if capture_content else ())
     return {
         "OTEL_SEMCONV_STABILITY_OPT_IN": "gen_ai_latest_experimental,gen_ai_tool_definitions,"
         f"gen_ai_unredacted_attributes={';'.join(unredacted)}",
         "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "false",
+        "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": DISABLED_INSTRUMENTATIONS,
     }
