@@ -1,27 +1,65 @@
-"""Agents on AgentCore Runtime, invoked as the caller.
+"""Agents on AgentCore Runtime, invoked by the gateway on the caller's behalf.
 
-The runtimes authorize with the Cognito pool (JWT), so InvokeAgentRuntime is called over HTTPS
-with the caller's own bearer token rather than SigV4: the agent acts, and reaches the tools
-gateway, as the caller. The runtime session id is derived from the caller's group, user and
-session, so one caller's session can never be entered by another or from another group.
+The runtimes authorize with IAM and only the gateway function's role may invoke them, so
+InvokeAgentRuntime is an ordinary botocore call, SigV4-signed with the function's credentials.
+The caller's access token travels in AgentCore's allowlisted custom header (CALLER_TOKEN_HEADER),
+inside the signature and never as Authorization: the agent reaches the tools gateway as the
+caller. The runtime session id is derived from the caller's group, user and session, so one
+caller's session can never be entered by another or from another group.
+
+Time: botocore has no per-call timeout, and a client per deadline would cost a client's creation
+per request. So the request's deadline reaches the agent as its turn's budget (the flow's
+``turn_seconds``), which the agent ends its turn by; the client's read timeout (``read_seconds``:
+the longest turn the function's timeout allows) is the backstop for a runtime that never answers.
+One attempt: a turn is not idempotent.
+
+Memory: the agents' AgentCore Memory holds only guarded text, so the gateway, not the agent,
+writes each turn, after its output guardrail (``remember``), with the same client.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
-import os
+import re
 import time
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import quote
+from functools import cached_property
+from typing import Any, Final
 
-import urllib3
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionError as TransportError,
+    ConnectTimeoutError,
+    HTTPClientError,
+    ReadTimeoutError,
+)
 
+from ai_gateway.contract import DEFAULT_AGENT_TIMEOUT_SECONDS
 from ai_gateway.router import Generation
-from shared.aws_errors import Kind, UpstreamError
-from shared.headers import AGENT_SESSION_HEADER
+from shared.agent_memory import actor_id, create_turn_event
+from shared.aws_errors import Kind, UpstreamError, call
+from shared.headers import CALLER_TOKEN_HEADER
+
+# An agent answers one JSON document; anything larger is not an answer this gateway can guard.
+MAX_ANSWER_BYTES: Final = 2 * 1024 * 1024
+CONNECT_SECONDS: Final = 2
+QUALIFIER: Final = "DEFAULT"
+MEMORY_SERVICE: Final = "agent memory"
+# botocore's events for InvokeAgentRuntime (``<event>.<service id>.<operation>``).
+_INVOKE_EVENT: Final = "bedrock-agentcore.InvokeAgentRuntime"
+# An error code the agent chose is logged and shown: a short token, or the status names it.
+_ERROR_CODE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+# The caller's token for the invocation under way: one signing hook per client reads it, so no
+# handler is registered per call and no token outlives its call.
+_caller_token: ContextVar[str | None] = ContextVar("caller_token", default=None)
 
 
 def runtime_session_id(group: str, user: str, session: str) -> str:
@@ -35,7 +73,7 @@ class AgentTurn:
     generation: Generation
     stop: str
     iterations: int
-    # What the agent called: {"name", "arguments", "ok", "error_kind"} per call, as it reported.
+    # What the agent called, as it reported: {"name", "arguments", "ok", "error_kind", "latency_ms"}.
     calls: tuple[dict[str, Any], ...] = ()
 
     @property
@@ -44,81 +82,150 @@ class AgentTurn:
 
 
 class AgentClient:
+    """InvokeAgentRuntime for the configured agents, and their memory's turns.
+
+    ``endpoint``: AgentCore's data plane (None: the region's public endpoint); ``runtimes``: agent
+    name -> runtime ARN; ``read_seconds``: the longest an agent turn may take; ``memory_id``: the
+    agents' AgentCore Memory (None: agents have no memory, and ``remember`` writes nothing). The
+    botocore client is created on first use: a route served by a model never pays for it.
+    """
+
     def __init__(
         self,
-        endpoint: str,
+        endpoint: str | None,
         runtimes: Mapping[str, str],
         *,
-        http: urllib3.PoolManager | None = None,
-        connect_seconds: float = 2.0,
+        read_seconds: float = DEFAULT_AGENT_TIMEOUT_SECONDS,
+        memory_id: str | None = None,
     ) -> None:
-        self._endpoint = endpoint.rstrip("/")
+        self._endpoint = endpoint
         self._runtimes = dict(runtimes)
-        self._http = http or urllib3.PoolManager(retries=False)
-        self._connect = connect_seconds
+        self._read_seconds = read_seconds
+        self._memory_id = memory_id
 
-    def invoke(
-        self, agent: str, *, token: str, session_id: str, payload: dict[str, Any], timeout_seconds: float
-    ) -> AgentTurn:
+    @cached_property
+    def _client(self) -> Any:
+        client = boto3.client(
+            "bedrock-agentcore",
+            endpoint_url=self._endpoint,
+            config=Config(
+                connect_timeout=CONNECT_SECONDS,
+                read_timeout=self._read_seconds,
+                retries={"mode": "standard", "total_max_attempts": 1},
+            ),
+        )
+        # X-Amzn-Trace-Id needs nothing here: botocore adds it from _X_AMZN_TRACE_ID in Lambda
+        # (its recursion-detection handler), so the agent's spans continue this request's trace.
+        client.meta.events.register_first(f"before-sign.{_INVOKE_EVENT}", _add_caller_token)
+        client.meta.events.register(f"before-parse.{_INVOKE_EVENT}", _keep_agent_error_code)
+        return client
+
+    def invoke(self, agent: str, *, token: str, session_id: str, payload: dict[str, Any]) -> AgentTurn:
         service = f"agent {agent}"
         arn = self._runtimes.get(agent)
         if arn is None:  # the policy names an agent this deployment has no runtime for
             raise UpstreamError(service, "UnknownAgent", kind=Kind.FAILED)
-        url = f"{self._endpoint}/runtimes/{quote(arn, safe='')}/invocations?qualifier=DEFAULT"
-        headers = {
-            "Authorization": f"Bearer {token}",
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-            AGENT_SESSION_HEADER: session_id,
-        }
-        trace = os.environ.get("_X_AMZN_TRACE_ID")
-        if trace:  # the agent's spans continue this request's X-Ray trace
-            headers["X-Amzn-Trace-Id"] = trace
+        client = self._client  # created before the clock starts: the turn's latency is the agent's
         started = time.perf_counter()
+        bound = _caller_token.set(token)
         try:
-            response = self._http.request(
-                "POST",
-                url,
-                body=json.dumps(payload).encode(),
-                headers=headers,
-                timeout=urllib3.Timeout(connect=self._connect, read=timeout_seconds),
+            response = client.invoke_agent_runtime(
+                agentRuntimeArn=arn,
+                qualifier=QUALIFIER,
+                runtimeSessionId=session_id,
+                contentType="application/json",
+                accept="application/json",
+                payload=json.dumps(payload).encode(),
             )
-        except urllib3.exceptions.TimeoutError:
+            data = _read_bounded(service, response["response"])
+        except (ReadTimeoutError, ConnectTimeoutError):
             raise UpstreamError(service, "Timeout", 504) from None
-        except urllib3.exceptions.HTTPError:
+        except (TransportError, HTTPClientError):
             raise UpstreamError(service, "ConnectionError", 503) from None
+        except (ClientError, BotoCoreError) as error:  # AWS's refusals, and the agent's (classified alike)
+            raise UpstreamError.from_exception(service, error, caller_facing=True) from None
+        finally:
+            _caller_token.reset(bound)
         latency_ms = (time.perf_counter() - started) * 1000
-        if response.status != 200:  # classified like an AWS error: its code, else its status
-            raise UpstreamError(service, _error_code(response), response.status, caller_facing=True)
-        try:
-            answer = json.loads(response.data)
-            usage = answer.get("usage") or {}
-            calls = tuple(dict(call) for call in answer.get("tool_calls") or [])
-            return AgentTurn(
-                generation=Generation(
-                    model=str(answer["model"]),
-                    text=str(answer["answer"]),
-                    input_tokens=int(usage.get("input_tokens", 0)),
-                    output_tokens=int(usage.get("output_tokens", 0)),
-                    latency_ms=latency_ms,
-                ),
-                stop=str(answer.get("stop", "")),
-                iterations=int(answer.get("iterations", 0)),
-                calls=calls,
+        status = int(response.get("statusCode") or 200)
+        if status != 200:  # an answer botocore took for success that is not the agent's answer
+            raise UpstreamError(service, _agent_error_code(data) or f"HTTP{status}", status, caller_facing=True)
+        return _turn(service, data, latency_ms)
+
+    def remember(self, *, group: str, user: str, session_id: str, question: str, answer: str, at: dt.datetime) -> None:
+        """One guarded turn into the agents' memory, as the caller's (nothing without a memory)."""
+        if self._memory_id is None:
+            return
+        with call(MEMORY_SERVICE):
+            create_turn_event(
+                self._client,
+                self._memory_id,
+                actor=actor_id(group, user),
+                session=session_id,
+                question=question,
+                answer=answer,
+                at=at,
             )
-        except (ValueError, KeyError, TypeError, AttributeError):
-            raise UpstreamError(service, "InvalidResponse", kind=Kind.FAILED) from None
 
 
-def _error_code(response: urllib3.BaseHTTPResponse) -> str:
-    """AWS's error type header (``ThrottlingException:...``), else the agent's own error code."""
-    kind = response.headers.get("x-amzn-ErrorType", "").split(":")[0]
-    if kind:
-        return kind
-    if response.status == 429:
-        return "ThrottlingException"
+def _add_caller_token(request: Any, **_: Any) -> None:
+    """before-sign: the caller's token of the invocation under way, signed with the rest."""
+    token = _caller_token.get()
+    if token is not None:
+        request.headers[CALLER_TOKEN_HEADER] = token
+
+
+def _keep_agent_error_code(
+    response_dict: Mapping[str, Any], customized_response_dict: dict[str, Any], **_: Any
+) -> None:
+    """before-parse: a refusal the agent answered itself (``{"error": "<code>"}`` with its status)
+    keeps its code, which botocore would replace by the bare status. AWS's own errors name
+    themselves (x-amzn-ErrorType) and stay AWS's."""
+    if response_dict["status_code"] < 300 or "x-amzn-errortype" in response_dict["headers"]:
+        return
+    code = _agent_error_code(response_dict["body"])
+    if code:
+        customized_response_dict["Error"] = {"Code": code, "Message": ""}
+
+
+def _agent_error_code(body: bytes) -> str | None:
     try:
-        body = json.loads(response.data)
+        answer = json.loads(body)
     except ValueError:
-        body = None
-    return str(body.get("error")) if isinstance(body, dict) and body.get("error") else f"HTTP{response.status}"
+        return None
+    code = answer.get("error") if isinstance(answer, dict) else None
+    return code if isinstance(code, str) and _ERROR_CODE.match(code) else None
+
+
+def _read_bounded(service: str, body: Any) -> bytes:
+    """The answer's bytes, up to MAX_ANSWER_BYTES (more: not an answer, and not read further)."""
+    chunks, size = [], 0
+    try:
+        for chunk in body.iter_chunks(64 * 1024):
+            size += len(chunk)
+            if size > MAX_ANSWER_BYTES:
+                raise UpstreamError(service, "InvalidResponse", kind=Kind.FAILED)
+            chunks.append(chunk)
+    finally:
+        body.close()
+    return b"".join(chunks)
+
+
+def _turn(service: str, data: bytes, latency_ms: float) -> AgentTurn:
+    try:
+        answer = json.loads(data)
+        usage = answer.get("usage") or {}
+        return AgentTurn(
+            generation=Generation(
+                model=str(answer["model"]),
+                text=str(answer["answer"]),
+                input_tokens=int(usage.get("input_tokens", 0)),
+                output_tokens=int(usage.get("output_tokens", 0)),
+                latency_ms=latency_ms,
+            ),
+            stop=str(answer.get("stop", "")),
+            iterations=int(answer.get("iterations", 0)),
+            calls=tuple(dict(call) for call in answer.get("tool_calls") or []),
+        )
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise UpstreamError(service, "InvalidResponse", kind=Kind.FAILED) from None

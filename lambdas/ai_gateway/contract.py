@@ -20,6 +20,8 @@ from shared.contract import FunctionSettings
 # Seconds the function keeps back from its remaining time for the output guardrail and the
 # ledger: generation (a model's fallbacks, an agent's turn) must end this long before its timeout.
 GENERATION_MARGIN_SECONDS: Final = 5
+# The longest an agent turn may take with API Gateway's default integration timeout (29 s).
+DEFAULT_AGENT_TIMEOUT_SECONDS: Final = 29 - GENERATION_MARGIN_SECONDS
 
 
 class Settings(FunctionSettings):
@@ -33,9 +35,12 @@ class Settings(FunctionSettings):
     generation_timeout_seconds: int = Field(default=20, ge=1)  # one model attempt
     agent_runtimes: dict[str, str] = Field(default_factory=dict)  # agent name -> AgentCore runtime ARN
     agentcore_endpoint: str | None = None  # None: the region's public AgentCore endpoint
-
-    def agentcore_url(self, region: str) -> str:
-        return self.agentcore_endpoint or f"https://bedrock-agentcore.{region}.amazonaws.com"
+    # The longest an agent turn may take: the function's timeout less GENERATION_MARGIN_SECONDS.
+    # It is the AgentCore client's read timeout, the backstop behind the deadline the agent is
+    # given (botocore has no per-call timeout: ai_gateway.agents).
+    agent_timeout_seconds: int = Field(default=DEFAULT_AGENT_TIMEOUT_SECONDS, ge=1)
+    # The agents' AgentCore Memory, which the gateway writes guarded turns to (None: no memory).
+    agent_memory_id: str | None = None
 
 
 class Metric(StrEnum):

@@ -2,9 +2,10 @@
 
     screen   the caller's texts through the input guardrail (blocked: InputBlockedError, no admission)
     admit    the output's units against the group's exact quota, once per request id
-    produce  the output: a model (with fallbacks) or the output type's agent, as the caller
+    produce  the output: a model (with fallbacks) or the output type's agent, for the caller
     guard    the output through the output guardrail (grounded on the material, where given)
     deliver  the output and record its tokens, or release the units when none is delivered
+    remember an agent's delivered turn in the agents' memory: only guarded text (best effort)
 
 Every dependency is an argument (ledger, guard, model router, agent client, telemetry, clock),
 so the flow runs in tests without AWS; refusals are typed errors the handler maps to HTTP.
@@ -167,6 +168,8 @@ class Flow:
         except UpstreamError:
             self._telemetry.metering_failed(request.request_id)
         self._telemetry.delivered(request.request_id, request.output, generation, delivery.guardrail)
+        if request.output.agent is not None:  # after metering: memory must not hold up the record
+            self._remember(request, verdict)
         return delivery
 
     def _admit(self, request: GenerationRequest) -> Admission:
@@ -214,6 +217,24 @@ class Flow:
                 window=admission.window,
             )
 
+    def _remember(self, request: GenerationRequest, verdict: Verdict) -> None:
+        """The turn as the agent and the caller saw it: the caller's last message as it went to
+        the agent (masked by the input guardrail), the answer as the caller gets it (through the
+        output guardrail). A turn memory lacks only thins the session's later context, so a
+        failure is logged, never the caller's."""
+        question = next((m["content"][0]["text"] for m in reversed(request.messages) if m["role"] == "user"), "")
+        try:
+            self._agents.remember(
+                group=request.caller.group,
+                user=request.caller.user,
+                session_id=request.conversation,
+                question=question,
+                answer=verdict.text(),
+                at=self._clock.now(),
+            )
+        except UpstreamError as error:
+            self._telemetry.memory_failed(error)
+
     def _produce(self, request: GenerationRequest) -> tuple[Generation, dict[str, Any]]:
         """The generation, from a model or the output type's agent, and what names its producer."""
         agent = request.output.agent
@@ -258,10 +279,10 @@ class Flow:
                 "instructions": request.output.instructions,
                 "models": request.models,
                 "max_tokens": request.output.max_tokens,
-                # The agent ends its turn a second early, so its answer still reaches the gateway.
+                # The request's deadline, as the agent keeps it: a second early, so its answer
+                # still reaches the gateway (the client's read timeout is only a backstop).
                 "turn_seconds": max(seconds - 1, 1),
             },
-            timeout_seconds=max(seconds, 1),
         )
         # Tool names and outcomes always; arguments only for an internal group's evaluation case
         # (golden prompts carry no personal data; a customer's arguments may).
@@ -270,7 +291,7 @@ class Flow:
             {"name": c.get("name"), "ok": bool(c.get("ok")), **({"arguments": c.get("arguments")} if case else {})}
             for c in turn.calls
         ]
-        self._telemetry.agent_turn(agent, turn, calls, case)
+        self._telemetry.agent_turn(agent, turn, calls, case, request.conversation)
         produced: dict[str, Any] = {"agent": agent, "session_id": request.session}
         if case:
             produced["tool_calls"] = calls

@@ -7,12 +7,12 @@
 Routes check the request and hand it to the generation flow (ai_gateway.flow: screen, admit,
 produce, guard, deliver or release); this module maps what the flow raises to HTTP. Each output
 type is produced by a model directly or, where the config routes it to one, by an agent on
-AgentCore Runtime invoked as the caller. Outputs are metered once per request id (the
+AgentCore Runtime, which the gateway invokes with its own IAM identity on the caller's behalf
+(forwarding the caller's token). Outputs are metered once per request id (the
 Idempotency-Key header, or API Gateway's request id). Errors are JSON {"error", "message"};
 prompts and answers are never logged.
 """
 
-import os
 import re
 from dataclasses import dataclass
 from functools import cache
@@ -113,12 +113,16 @@ def dependencies() -> Dependencies:
         "dynamodb",
         config=Config(connect_timeout=1, read_timeout=3, retries={"mode": "standard", "total_max_attempts": 3}),
     )
-    region = os.environ.get("AWS_REGION", os.environ.get("AWS_DEFAULT_REGION", ""))
     return Dependencies(
         ledger=Ledger(dynamodb, current.ledger_table),
         guard=Guard(bedrock, guardrail_id=current.guardrail_id, version=current.guardrail_version),
         bedrock=bedrock,
-        agents=AgentClient(current.agentcore_url(region), current.agent_runtimes),
+        agents=AgentClient(
+            current.agentcore_endpoint,
+            current.agent_runtimes,
+            read_seconds=current.agent_timeout_seconds,
+            memory_id=current.agent_memory_id,
+        ),
     )
 
 

@@ -3,6 +3,9 @@
 Metrics are named in ai_gateway.contract (the dashboards and alarms address them there). Only
 counts, latencies, models, group and output type names, reasons and ids are written: never a
 prompt, an answer or a tool argument (except a golden evaluation case's, see agent_turn).
+
+An agent's tool calls reach CloudWatch from here, as stage "tool" (shared.telemetry's stage
+metrics): EMF a Lambda function prints is extracted reliably, an agent runtime's is not.
 """
 
 from __future__ import annotations
@@ -20,12 +23,14 @@ from ai_gateway.contract import INPUT, Dimension, Metric
 from ai_gateway.guardrail import Verdict
 from ai_gateway.models import OutputPolicy
 from ai_gateway.router import Generation
+from shared import observability
 from shared.aws_errors import UpstreamError
 from shared.observability import AGENT_TURN_MESSAGE
-from shared.telemetry import CONVERSATION, Stage, StageRecord, emit, stage
+from shared.telemetry import CONVERSATION, Stage, StageRecord, emit, emit_all, stage
 
 COUNT = MetricUnit.Count
 MILLISECONDS = MetricUnit.Milliseconds
+TOOL: Stage = "tool"
 
 
 class Telemetry:
@@ -118,12 +123,17 @@ class Telemetry:
     def generated(self, generation: Generation) -> None:
         self._metrics.add_metric(name=Metric.GENERATION_LATENCY, unit=MILLISECONDS, value=generation.latency_ms)
 
-    def agent_turn(self, agent: str, turn: AgentTurn, calls: list[dict[str, Any]], case: str | None) -> None:
+    def agent_turn(
+        self, agent: str, turn: AgentTurn, calls: list[dict[str, Any]], case: str | None, conversation: str
+    ) -> None:
         """The tool-call trace the evaluator (lambdas/evaluation) reads from this log: tool names
-        and outcomes always; arguments only in ``calls`` an internal evaluation case carries."""
+        and outcomes always; arguments only in ``calls`` an internal evaluation case carries. Each
+        call the agent reported is a "tool" stage of the conversation (counts and latency only)."""
         self._count(Metric.AGENT_ITERATIONS, turn.iterations)
         self._count(Metric.AGENT_TOOL_CALLS, len(turn.calls))
         self._count(Metric.AGENT_TOOL_ERRORS, turn.tool_errors)
+        for call in turn.calls:
+            _tool_stage(call, conversation)
         self._logger.info(
             AGENT_TURN_MESSAGE,
             extra={
@@ -134,6 +144,10 @@ class Telemetry:
                 **({"evaluation_case": case} if case else {}),
             },
         )
+
+    def memory_failed(self, error: UpstreamError) -> None:
+        # The caller has the answer; the session's memory lacks the turn.
+        self._logger.warning("agent turn not remembered", extra={"upstream": error.service, "code": error.code})
 
     def delivered(self, request_id: str, output: OutputPolicy, generation: Generation, guardrail: str) -> None:
         self._count(Metric.OUTPUTS)
@@ -160,3 +174,16 @@ class Telemetry:
 
     def _count(self, metric: Metric, value: float = 1) -> None:
         self._metrics.add_metric(name=metric, unit=COUNT, value=value)
+
+
+def _tool_stage(call: dict[str, Any], conversation: str) -> None:
+    """One tool call's stage metrics, as shared.telemetry's stage emits them; its latency only if
+    the agent measured one (a made-up zero would drag the percentiles)."""
+    values = [
+        (observability.Metric.STAGE_REQUESTS, COUNT, 1.0),
+        (observability.Metric.STAGE_ERRORS, COUNT, 0.0 if call.get("ok") else 1.0),
+    ]
+    latency = call.get("latency_ms")
+    if isinstance(latency, int | float) and not isinstance(latency, bool) and latency >= 0:
+        values.append((observability.Metric.STAGE_LATENCY, MILLISECONDS, float(latency)))
+    emit_all(values, {observability.Dimension.STAGE: TOOL}, metadata={CONVERSATION: conversation})

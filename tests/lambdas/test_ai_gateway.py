@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -12,13 +13,13 @@ from botocore.exceptions import ClientError
 from botocore.stub import ANY
 
 from ai_gateway import handler
-from ai_gateway.agents import AgentClient
+from ai_gateway.agents import AgentClient, AgentTurn
 from ai_gateway.contract import Settings
 from ai_gateway.flow import Clock, Flow, GenerationRequest
 from ai_gateway.guardrail import Guard
 from ai_gateway.ledger import Admission
 from ai_gateway.models import Caller, GatewayPolicy
-from ai_gateway.router import ModelRouter
+from ai_gateway.router import Generation, ModelRouter
 from ai_gateway.telemetry import Telemetry
 from shared.aws_errors import UpstreamError
 from shared.contract import SettingsError
@@ -26,6 +27,7 @@ from stacks.config import load_config
 from stacks.production.policy import gateway_policy
 from tests.lambdas.conftest import FakeContext, HttpResult, http_result
 from tests.lambdas.gateway_fixtures import (
+    AGENT_POLICY,
     BLOCKED_TOPIC,
     POLICY,
     AnsweringBedrock,
@@ -479,7 +481,13 @@ def test_no_fallback_is_started_without_time_for_it(gateway: Gateway, monkeypatc
 def test_the_settings_are_read_from_the_environment_the_stack_writes_from_them() -> None:
     runtimes = {"support_assistant": "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/a-1"}
     settings = Settings(
-        ledger_table="ledger", guardrail_id="gr", guardrail_version="1", policy_parameter="/p", agent_runtimes=runtimes
+        ledger_table="ledger",
+        guardrail_id="gr",
+        guardrail_version="1",
+        policy_parameter="/p",
+        agent_runtimes=runtimes,
+        agent_timeout_seconds=24,
+        agent_memory_id="genai_agents-Mem0123456",
     )
     written = settings.environment()
     assert written == {
@@ -488,10 +496,14 @@ def test_the_settings_are_read_from_the_environment_the_stack_writes_from_them()
         "GUARDRAIL_VERSION": "1",
         "POLICY_PARAMETER": "/p",
         "AGENT_RUNTIMES": json.dumps(runtimes),
+        "AGENT_TIMEOUT_SECONDS": "24",
+        "AGENT_MEMORY_ID": "genai_agents-Mem0123456",
     }
     assert Settings.from_environ(written) == settings
-    assert (settings.max_message_chars, settings.generation_timeout_seconds) == (20_000, 20)  # the model's defaults
-    assert settings.agentcore_url("eu-west-1") == "https://bedrock-agentcore.eu-west-1.amazonaws.com"
+    defaults = Settings.from_environ({k: v for k, v in written.items() if not k.startswith("AGENT_")})
+    assert (defaults.max_message_chars, defaults.generation_timeout_seconds) == (20_000, 20)  # the model's defaults
+    # Without a memory, agents have none; an agent turn may take API Gateway's default 29 s less the margin.
+    assert (defaults.agent_memory_id, defaults.agent_timeout_seconds, defaults.agentcore_endpoint) == (None, 24, None)
     with pytest.raises(SettingsError, match="LEDGER_TABLE"):
         Settings.from_environ({k: v for k, v in written.items() if k != "LEDGER_TABLE"})
 
@@ -527,12 +539,12 @@ class FailingBedrock(AnsweringBedrock):
 NOW = dt.datetime(2026, 12, 2, 9, 30, tzinfo=dt.UTC)
 
 
-def a_flow(ledger: RecordingLedger, bedrock: Any) -> Flow:
+def a_flow(ledger: RecordingLedger, bedrock: Any, agents: Any = None) -> Flow:
     return Flow(
         ledger=ledger,  # type: ignore[arg-type]
         guard=Guard(bedrock, guardrail_id="g", version="1"),
         models=ModelRouter(bedrock, attempt_seconds=20, clock=lambda: 0.0),
-        agents=AgentClient("http://127.0.0.1:9", {}),
+        agents=agents or AgentClient("http://127.0.0.1:9", {}),
         telemetry=Telemetry(Metrics(), Logger()),
         clock=Clock(now=lambda: NOW, monotonic=lambda: 0.0),
     )
@@ -558,6 +570,80 @@ def test_the_flow_admits_at_its_clocks_time_produces_guards_and_delivers() -> No
     delivery = a_flow(ledger, AnsweringBedrock()).generate(a_request())
     assert ledger.calls == [f"admit {NOW.isoformat()}", "deliver"]
     assert (delivery.body()["output"], delivery.body()["units"], delivery.guardrail) == ("Hi.", 1, "none")
+
+
+class RecordingAgents:
+    """An agent client that answers at once and records what is remembered (``remember_fails``:
+    the memory refuses)."""
+
+    def __init__(self, remember_fails: bool = False) -> None:
+        self.remembered: list[dict[str, Any]] = []
+        self.remember_fails = remember_fails
+
+    def invoke(self, agent: str, **_: Any) -> AgentTurn:
+        generation = Generation(model="amazon.nova-pro-v1:0", text="Order O-1 shipped.", input_tokens=9,
+                                output_tokens=4, latency_ms=1.0)  # fmt: skip
+        return AgentTurn(generation=generation, stop="end_turn", iterations=1)
+
+    def remember(self, **turn: Any) -> None:
+        self.remembered.append(turn)
+        if self.remember_fails:
+            raise UpstreamError("agent memory", "ThrottlingException", 429)
+
+
+class MaskingBedrock(AnsweringBedrock):
+    """The output guardrail anonymizes (or, ``blocks``, blocks) every output."""
+
+    def __init__(self, blocks: bool = False) -> None:
+        self.blocks = blocks
+
+    def apply_guardrail(self, **request: Any) -> dict[str, Any]:
+        if request["source"] != "OUTPUT":
+            return super().apply_guardrail(**request)
+        return BLOCKED_TOPIC if self.blocks else anonymized("Order {ORDER} shipped.", "ORDER")
+
+
+def an_agents_request() -> GenerationRequest:
+    chat = AGENT_POLICY.outputs["chat"]
+    return replace(
+        a_request(),
+        output=chat,
+        token="t.o.k",
+        messages=[
+            {"role": "user", "content": [{"text": "Hello"}]},
+            {"role": "assistant", "content": [{"text": "Hi."}]},
+            {"role": "user", "content": [{"text": "Where is {EMAIL}'s order?"}]},
+        ],
+    )
+
+
+def test_the_flow_remembers_an_agents_delivered_turn_as_guarded_at_its_clocks_time() -> None:
+    ledger, agents = RecordingLedger(), RecordingAgents()
+    delivery = a_flow(ledger, MaskingBedrock(), agents).generate(an_agents_request())
+    assert delivery.body()["output"] == "Order {ORDER} shipped."
+    assert agents.remembered == [
+        {
+            "group": "customer-gold",
+            "user": "u",
+            "session_id": "s" * 65,
+            "question": "Where is {EMAIL}'s order?",  # the last user turn, as the agent got it
+            "answer": "Order {ORDER} shipped.",  # the output guardrail's text, not the agent's
+            "at": NOW,
+        }
+    ]
+    assert ledger.calls[-1] == "deliver"
+
+
+def test_the_flow_remembers_no_blocked_output_and_survives_a_memory_failure(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    agents = RecordingAgents()
+    blocked = a_flow(RecordingLedger(), MaskingBedrock(blocks=True), agents).generate(an_agents_request())
+    assert (blocked.guardrail, agents.remembered) == ("blocked", [])
+    failing, ledger = RecordingAgents(remember_fails=True), RecordingLedger()
+    delivery = a_flow(ledger, MaskingBedrock(), failing).generate(an_agents_request())
+    assert (delivery.guardrail, len(failing.remembered), ledger.calls[-1]) == ("anonymized", 1, "deliver")
+    assert '"agent turn not remembered"' in capsys.readouterr().out
 
 
 def test_the_flow_releases_what_it_admitted_when_no_model_answers_even_if_the_release_fails(

@@ -1,20 +1,28 @@
-"""The AI gateway routing output types to agents: InvokeAgentRuntime as the caller, over real
-loopback HTTP standing in for the AgentCore data plane; guardrails and metering stay in the gateway."""
+"""The AI gateway routing output types to agents: InvokeAgentRuntime signed with the gateway's own
+credentials and carrying the caller's token, over real loopback HTTP standing in for the AgentCore
+data plane (runtimes and memory); guardrails, metering and the memory of guarded turns stay in the
+gateway."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+import boto3
 import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 
-from ai_gateway import handler
+from ai_gateway import agents, handler
 from ai_gateway.agents import AgentClient, runtime_session_id
-from shared.headers import AGENT_SESSION_HEADER as SESSION_HEADER
+from shared.headers import AGENT_SESSION_HEADER as SESSION_HEADER, CALLER_TOKEN_HEADER
 from tests.lambdas.conftest import FakeContext, HttpResult, http_result
 from tests.lambdas.gateway_fixtures import (
     AGENT_POLICY,
@@ -32,20 +40,32 @@ RUNTIMES = {
     "support_assistant": "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/genai_support_assistant-AbC123",
     "report_writer": "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/genai_report_writer-DeF456",
 }
+MEMORY = "genai_agents-Mem0123456"
 TOKEN = "eyJraWQiOiJrMSJ9.eyJzdWIiOiJ1c2VyLTEifQ.c2ln"  # the gateway forwards it as it came
 CALLER = {"Authorization": f"Bearer {TOKEN}"}
+# The gateway function's role credentials (fake): what signs its calls to AgentCore.
+GATEWAY_KEY, GATEWAY_SECRET = "AKIDGATEWAYFUNCTION", "gateway-function-secret"
+SIGNATURE = re.compile(
+    r"^AWS4-HMAC-SHA256 Credential=(?P<key>[^/]+)/\d{8}/(?P<region>[^/]+)/(?P<service>[^/]+)/aws4_request, "
+    r"SignedHeaders=(?P<signed>[^,]+), Signature=(?P<signature>[0-9a-f]{64})$"
+)
 
 
 @dataclass
 class FakeAgentCore:
-    """Answers InvokeAgentRuntime like an agent (lambdas/agent/server.py) behind the runtime."""
+    """AgentCore's data plane: InvokeAgentRuntime answered like an agent (lambdas/agent) behind
+    its runtime, and CreateEvent of AgentCore Memory."""
 
     seen: list[dict[str, Any]] = field(default_factory=list)
     answers: list[tuple[int, dict[str, str], bytes]] = field(default_factory=list)
-    delay: float = 0.0
+    memory: list[dict[str, Any]] = field(default_factory=list)
+    memory_answer: tuple[int, dict[str, str], bytes] | None = None  # None: the event, as created
+    hold: bool = False  # never answer an invocation (until the test ends)
+    released: threading.Event = field(default_factory=threading.Event)
 
-    def reply(self, answer: str, *, model: str = "amazon.nova-pro-v1:0", ok_calls: int = 1, failed: int = 0) -> None:
-        calls = [{"name": "t", "arguments": {}, "ok": True}] * ok_calls + [{"name": "t", "arguments": {}, "ok": False}]
+    def reply(
+        self, answer: str, *, model: str = "amazon.nova-pro-v1:0", calls: list[dict[str, Any]] | None = None
+    ) -> None:
         body = {
             "agent": "a",
             "session_id": "s",
@@ -53,7 +73,9 @@ class FakeAgentCore:
             "model": model,
             "stop": "end_turn",
             "iterations": 2,
-            "tool_calls": calls[: ok_calls + failed],
+            "tool_calls": [{"name": "t", "arguments": {}, "ok": True, "error_kind": None, "latency_ms": 40.0}]
+            if calls is None
+            else calls,
             "usage": {"input_tokens": 900, "output_tokens": 120},
         }
         self.answers.append((200, {}, json.dumps(body).encode()))
@@ -65,11 +87,21 @@ def agentcore() -> Iterator[tuple[str, FakeAgentCore]]:
 
     class Handler(QuietHandler):
         def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            fake.seen.append({"path": self.path, "headers": dict(self.headers.items()), "body": body})
-            if fake.delay:
-                threading.Event().wait(fake.delay)
-            status, headers, data = fake.answers.pop(0)
+            raw = self.rfile.read(int(self.headers["Content-Length"]))
+            request = {"path": self.path, "headers": dict(self.headers.items()), "raw": raw, "body": json.loads(raw)}
+            if self.path.startswith("/memories/"):
+                fake.memory.append(request)
+                event = {"event": {**request["body"], "memoryId": MEMORY, "eventId": "0000001"}}
+                self.answer(fake.memory_answer or (201, {}, json.dumps(event).encode()))
+                return
+            fake.seen.append(request)
+            if fake.hold:  # no answer: the client's read timeout fires; the thread ends with the test
+                fake.released.wait(60)
+                return
+            self.answer(fake.answers.pop(0))
+
+        def answer(self, answer: tuple[int, dict[str, str], bytes]) -> None:
+            status, headers, data = answer
             self.send_response(status)
             for name, value in {"Content-Type": "application/json", **headers}.items():
                 self.send_header(name, value)
@@ -79,20 +111,31 @@ def agentcore() -> Iterator[tuple[str, FakeAgentCore]]:
 
     with loopback(Handler) as url:
         yield url, fake
+        fake.released.set()
 
 
 @pytest.fixture
 def routed(
     gateway: Gateway, agentcore: tuple[str, FakeAgentCore], monkeypatch: pytest.MonkeyPatch
-) -> tuple[Gateway, FakeAgentCore]:
-    """The gateway with its test config's routes: chat -> support_assistant, report -> report_writer."""
+) -> Iterator[tuple[Gateway, FakeAgentCore]]:
+    """The gateway with its test config's routes (chat -> support_assistant, report ->
+    report_writer), the agents' memory, and its own role's credentials."""
     endpoint, fake = agentcore
+    with pytest.MonkeyPatch.context() as credentials:  # undone before the gateway's AWS mock ends
+        credentials.setenv("AWS_ACCESS_KEY_ID", GATEWAY_KEY)
+        credentials.setenv("AWS_SECRET_ACCESS_KEY", GATEWAY_SECRET)
+        credentials.delenv("AWS_SESSION_TOKEN", raising=False)
+        credentials.setattr(boto3, "DEFAULT_SESSION", None)  # a session that reads them
+        with_agents(monkeypatch, AgentClient(endpoint, RUNTIMES, memory_id=MEMORY))
+        yield gateway, fake
+
+
+def with_agents(monkeypatch: pytest.MonkeyPatch, client: AgentClient) -> None:
     deps = handler.dependencies()
     monkeypatch.setattr(handler, "dependencies", lambda: handler.Dependencies(
-        ledger=deps.ledger, guard=deps.guard, bedrock=deps.bedrock, agents=AgentClient(endpoint, RUNTIMES)
+        ledger=deps.ledger, guard=deps.guard, bedrock=deps.bedrock, agents=client
     ))  # fmt: skip
     monkeypatch.setattr(handler, "policy", lambda: AGENT_POLICY)
-    return gateway, fake
 
 
 def call(event: dict[str, Any]) -> HttpResult:
@@ -109,7 +152,34 @@ def used(output_type: str) -> int:
     return units
 
 
-def test_chat_goes_to_its_agent_as_the_caller_guarded_and_metered(routed: tuple[Gateway, FakeAgentCore]) -> None:
+def signed_by_the_gateway(request: dict[str, Any], endpoint: str) -> list[str]:
+    """The headers the gateway's SigV4 signature covers, once the signature checks out with its
+    secret over the request as it arrived."""
+    headers = request["headers"]
+    signature = SIGNATURE.match(headers["Authorization"])
+    assert signature is not None, headers["Authorization"]
+    assert (signature["key"], signature["region"], signature["service"]) == (
+        GATEWAY_KEY,
+        "us-east-1",
+        "bedrock-agentcore",
+    )
+    signed = signature["signed"].split(";")
+    arrived = AWSRequest(
+        method="POST",
+        url=endpoint + request["path"],
+        data=request["raw"],
+        headers={name: value for name, value in headers.items() if name.lower() in signed},
+    )
+    arrived.context["timestamp"] = headers["X-Amz-Date"]
+    signer = SigV4Auth(Credentials(GATEWAY_KEY, GATEWAY_SECRET), "bedrock-agentcore", "us-east-1")
+    expected = signer.signature(signer.string_to_sign(arrived, signer.canonical_request(arrived)), arrived)
+    assert signature["signature"] == expected
+    return signed
+
+
+def test_chat_goes_to_its_agent_signed_by_the_gateway_for_the_caller_guarded_metered_and_remembered(
+    routed: tuple[Gateway, FakeAgentCore], agentcore: tuple[str, FakeAgentCore]
+) -> None:
     gateway, agent = routed
     guard_input(gateway.bedrock, ["Where is my order? ada@example.com"], anonymized("Where is my order? {EMAIL}"))
     agent.reply("Order O-1 shipped to ada@example.com.")
@@ -122,9 +192,14 @@ def test_chat_goes_to_its_agent_as_the_caller_guarded_and_metered(routed: tuple[
         "Order O-1 shipped to {EMAIL}.",
     )
     (request,) = agent.seen
+    session = runtime_session_id("customer-gold", "user-1", "support-chat-42")
     assert request["path"] == f"/runtimes/{quote(RUNTIMES['support_assistant'], safe='')}/invocations?qualifier=DEFAULT"
-    assert request["headers"]["Authorization"] == CALLER["Authorization"]
-    assert request["headers"][SESSION_HEADER] == runtime_session_id("customer-gold", "user-1", "support-chat-42")
+    # The gateway's identity signs; the caller's token rides in AgentCore's custom header, signed too.
+    signed = signed_by_the_gateway(request, agentcore[0])
+    assert {CALLER_TOKEN_HEADER.lower(), SESSION_HEADER.lower()} <= set(signed)
+    assert request["headers"][CALLER_TOKEN_HEADER] == TOKEN
+    assert TOKEN not in request["headers"]["Authorization"]
+    assert request["headers"][SESSION_HEADER] == session
     body = request["body"]
     # The agent sees the anonymized turn, the output type's instructions and the group's models.
     assert body["messages"] == [{"role": "user", "content": "Where is my order? {EMAIL}"}]
@@ -140,6 +215,109 @@ def test_chat_goes_to_its_agent_as_the_caller_guarded_and_metered(routed: tuple[
         "120",
     )
     assert used("chat") == 1
+    # Memory gets the turn as guarded: the masked question and the masked answer, never the raw text.
+    (remembered,) = agent.memory
+    assert remembered["path"] == f"/memories/{MEMORY}/events"
+    assert CALLER_TOKEN_HEADER not in remembered["headers"]  # the token is for the agent only
+    signed_by_the_gateway(remembered, agentcore[0])
+    event = remembered["body"]
+    assert (event["actorId"], event["sessionId"]) == ("customer-gold/user-1", session)
+    assert event["payload"] == [
+        {"conversational": {"role": "USER", "content": {"text": "Where is my order? {EMAIL}"}}},
+        {"conversational": {"role": "ASSISTANT", "content": {"text": "Order O-1 shipped to {EMAIL}."}}},
+    ]
+    assert "ada@example.com" not in remembered["raw"].decode()
+    written = dt.datetime.fromtimestamp(event["eventTimestamp"], dt.UTC)
+    assert abs(written - dt.datetime.now(dt.UTC)) < dt.timedelta(minutes=5)
+
+
+def test_the_caller_token_is_bound_to_its_own_invocation_only(routed: tuple[Gateway, FakeAgentCore]) -> None:
+    gateway, agent = routed
+    for token, request_id in (("token-one.a.b", "r-1"), ("token-two.a.b", "r-2")):
+        guard_input(gateway.bedrock, ["Hi"])
+        agent.reply("Hello.")
+        guard_output(gateway.bedrock, "Hello.")
+        event = chat("Hi")
+        event["headers"]["Authorization"] = f"Bearer {token}"
+        event["requestContext"]["requestId"] = request_id
+        assert call(event).status == 200
+    assert [seen["headers"][CALLER_TOKEN_HEADER] for seen in agent.seen] == ["token-one.a.b", "token-two.a.b"]
+    assert agents._caller_token.get() is None  # nothing left behind for another call
+
+
+def test_a_blocked_output_is_not_remembered(routed: tuple[Gateway, FakeAgentCore]) -> None:
+    gateway, agent = routed
+    guard_input(gateway.bedrock, ["Which stocks?"])
+    agent.reply("Buy ACME.")
+    guard_output(gateway.bedrock, "Buy ACME.", BLOCKED_TOPIC)
+    result = call(chat("Which stocks?"))
+    assert (result.status, result.body["guardrail"], result.body["units"]) == (200, "blocked", 0)
+    assert (len(agent.seen), agent.memory) == (1, [])
+
+
+def test_a_memory_failure_is_logged_and_the_caller_still_gets_the_answer(
+    routed: tuple[Gateway, FakeAgentCore], capsys: pytest.CaptureFixture[str]
+) -> None:
+    gateway, agent = routed
+    agent.memory_answer = (500, {"x-amzn-ErrorType": "InternalServerException"}, b'{"message": "try later"}')
+    guard_input(gateway.bedrock, ["Hi"])
+    agent.reply("Hello, Ada.")
+    guard_output(gateway.bedrock, "Hello, Ada.")
+    result = call(chat("Hi"))
+    assert (result.status, result.body["output"]) == (200, "Hello, Ada.")
+    assert used("chat") == 1
+    assert len(agent.memory) == 1
+    (warning,) = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "not remembered" in line]
+    assert (warning["level"], warning["upstream"], warning["code"]) == (
+        "WARNING",
+        agents.MEMORY_SERVICE,
+        "InternalServerException",
+    )
+    assert "Hello, Ada." not in json.dumps(warning)
+
+
+def test_without_a_memory_no_turn_is_written(
+    routed: tuple[Gateway, FakeAgentCore], agentcore: tuple[str, FakeAgentCore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gateway, agent = routed
+    with_agents(monkeypatch, AgentClient(agentcore[0], RUNTIMES))
+    guard_input(gateway.bedrock, ["Hi"])
+    agent.reply("Hello.")
+    guard_output(gateway.bedrock, "Hello.")
+    assert call(chat("Hi")).status == 200
+    assert (len(agent.seen), agent.memory) == (1, [])
+
+
+def test_each_tool_call_is_a_tool_stage_of_the_conversation(
+    routed: tuple[Gateway, FakeAgentCore], capsys: pytest.CaptureFixture[str]
+) -> None:
+    gateway, agent = routed
+    guard_input(gateway.bedrock, ["Where is my order?"])
+    agent.reply(
+        "Shipped.",
+        calls=[
+            {"name": "orders___find", "arguments": {"email": "ada@example.com"}, "ok": True, "latency_ms": 12.5},
+            {"name": "orders___track", "arguments": {"order": "O-1"}, "ok": False, "error_kind": "tool_error",
+             "latency_ms": 30},
+            {"name": "orders___track", "arguments": {}, "ok": True},  # an agent that measured nothing
+        ],
+    )  # fmt: skip
+    guard_output(gateway.bedrock, "Shipped.")
+    assert call(chat("Where is my order?")).status == 200
+    out = capsys.readouterr().out
+    emf = [json.loads(line) for line in out.splitlines() if line.startswith('{"_aws"')]
+    tools = [m for m in emf if m.get("Stage") == "tool"]
+    assert [(m["StageRequests"], m["StageErrors"], m.get("StageLatency")) for m in tools] == [
+        ([1.0], [0.0], [12.5]),
+        ([1.0], [1.0], [30.0]),
+        ([1.0], [0.0], None),
+    ]
+    conversation = runtime_session_id("customer-gold", "user-1", "api-req-1")
+    assert all(m["gen_ai.conversation.id"] == conversation for m in tools)
+    assert all(m["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Stage"]] for m in tools)  # alarmable as is
+    # No argument value in a log line or metric.
+    assert "ada@example.com" not in out
+    assert "O-1" not in out
 
 
 def test_a_session_is_the_callers_own(routed: tuple[Gateway, FakeAgentCore]) -> None:
@@ -154,6 +332,7 @@ def test_a_session_is_the_callers_own(routed: tuple[Gateway, FakeAgentCore]) -> 
     first, again, other = (seen["headers"][SESSION_HEADER] for seen in agent.seen)
     assert first == again != other
     assert len(first) >= 33  # AgentCore's minimum session id length
+    assert [m["body"]["sessionId"] for m in agent.memory] == [first, again, other]  # memory's session is the runtime's
 
 
 def test_without_a_session_id_each_chat_starts_one_named_after_the_request(
@@ -178,7 +357,9 @@ def test_a_report_goes_to_the_report_writer_and_is_grounded_on_the_material(
     result = call(rest_event("POST", "/v1/outputs/report", {"material": "Q3 numbers"}, headers=CALLER))
     assert (result.status, result.body["agent"], result.body["output"]) == (200, "report_writer", "Revenue rose.")
     assert RUNTIMES["report_writer"].replace(":", "%3A").replace("/", "%2F") in agent.seen[0]["path"]
-    assert "<material>\nQ3 numbers\n</material>" in agent.seen[0]["body"]["messages"][0]["content"]
+    prompt = agent.seen[0]["body"]["messages"][0]["content"]
+    assert "<material>\nQ3 numbers\n</material>" in prompt
+    assert agent.memory[0]["body"]["payload"][0]["conversational"]["content"]["text"] == prompt
 
 
 def test_a_summary_still_goes_to_a_model(routed: tuple[Gateway, FakeAgentCore]) -> None:
@@ -187,57 +368,121 @@ def test_a_summary_still_goes_to_a_model(routed: tuple[Gateway, FakeAgentCore]) 
     converse_ok(gateway.bedrock, "amazon.nova-pro-v1:0", "Short.")
     guard_output(gateway.bedrock, "Short.", grounding=("Long text", "Produce the summary."))
     result = call(rest_event("POST", "/v1/outputs/summary", {"material": "Long text"}, headers=CALLER))
-    assert (result.status, "agent" in result.body, agent.seen) == (200, False, [])
+    assert (result.status, "agent" in result.body, agent.seen, agent.memory) == (200, False, [], [])
 
 
 def test_a_blocked_input_never_reaches_the_agent(routed: tuple[Gateway, FakeAgentCore]) -> None:
     gateway, agent = routed
     guard_input(gateway.bedrock, ["Which stocks should I buy?"], BLOCKED_TOPIC)
     result = call(chat("Which stocks should I buy?"))
-    assert (result.status, result.body["error"], agent.seen) == (400, "guardrail_blocked", [])
+    assert (result.status, result.body["error"], agent.seen, agent.memory) == (400, "guardrail_blocked", [], [])
+
+
+AWS_ERROR = "x-amzn-ErrorType"
 
 
 @pytest.mark.parametrize(
-    ("answer", "status", "error"),
+    ("answer", "status", "error", "message"),
     [
-        ((429, {"x-amzn-ErrorType": "ThrottlingException:http://internal.amazon.com/"}, b"{}"), 429, "throttled"),
-        ((429, {}, b'{"error": "model_unavailable"}'), 429, "throttled"),
-        ((502, {}, b'{"error": "tools_unavailable", "message": "..."}'), 502, "upstream_error"),
-        ((500, {"x-amzn-ErrorType": "RuntimeClientError"}, b"{}"), 502, "upstream_error"),
-        ((503, {}, b"<html>unavailable</html>"), 502, "upstream_error"),
-        ((400, {}, b'{"error": "model_rejected", "message": "..."}'), 400, "upstream_rejected"),
-        (
-            (400, {"x-amzn-ErrorType": "ValidationException:http://internal.amazon.com/"}, b"{}"),
-            400,
-            "upstream_rejected",
-        ),
-        ((200, {}, b'{"answer": "no model named"}'), 502, "upstream_error"),
-        ((200, {}, b"<html>"), 502, "upstream_error"),
+        # AgentCore's own errors, named by x-amzn-ErrorType.
+        ((429, {AWS_ERROR: "ThrottlingException:http://internal.amazon.com/"}, b"{}"), 429, "throttled", None),
+        ((500, {AWS_ERROR: "InternalServerException"}, b"{}"), 502, "upstream_error", "InternalServerException"),
+        ((400, {AWS_ERROR: "ValidationException:http://x/"}, b"{}"), 400, "upstream_rejected", "ValidationException"),
+        ((403, {AWS_ERROR: "AccessDeniedException"}, b"{}"), 403, "upstream_rejected", "AccessDeniedException"),
+        # The agent's own refusals: its code, with its status.
+        ((409, {}, b'{"error": "session_bound", "message": "..."}'), 409, "upstream_rejected", "session_bound"),
+        ((403, {}, b'{"error": "model_forbidden", "message": "..."}'), 403, "upstream_rejected", "model_forbidden"),
+        ((401, {}, b'{"error": "unauthorized", "message": "..."}'), 401, "upstream_rejected", "unauthorized"),
+        ((400, {}, b'{"error": "model_rejected", "message": "..."}'), 400, "upstream_rejected", "model_rejected"),
+        ((429, {}, b'{"error": "model_unavailable"}'), 429, "throttled", None),
+        ((502, {}, b'{"error": "tools_unavailable", "message": "..."}'), 502, "upstream_error", "tools_unavailable"),
+        # A code that is not a code is not repeated: the status names the failure.
+        ((409, {}, b'{"error": "you said: ada@example.com"}'), 409, "upstream_rejected", "409"),
+        ((503, {}, b"<html>unavailable</html>"), 502, "upstream_error", "503"),
+        # A success that is not the agent's answer.
+        ((202, {}, b'{"error": "accepted"}'), 502, "upstream_error", "accepted"),
+        ((200, {}, b'{"answer": "no model named"}'), 502, "upstream_error", "InvalidResponse"),
+        ((200, {}, b"<html>"), 502, "upstream_error", "InvalidResponse"),
     ],
 )
 def test_an_agent_failure_is_a_json_error_and_gives_the_units_back(
-    answer: tuple[int, dict[str, str], bytes], status: int, error: str, routed: tuple[Gateway, FakeAgentCore]
+    answer: tuple[int, dict[str, str], bytes],
+    status: int,
+    error: str,
+    message: str | None,
+    routed: tuple[Gateway, FakeAgentCore],
 ) -> None:
     gateway, agent = routed
     guard_input(gateway.bedrock, ["Hi"])
     agent.answers.append(answer)
     result = call(chat("Hi"))
     assert (result.status, result.body["error"]) == (status, error)
+    if message is not None:
+        assert result.body["message"].endswith(f" {message}")
+    assert "ada@example.com" not in result.body["message"]
     assert ("Retry-After" in result.headers) == (status == 429)
+    assert (len(agent.seen), agent.memory) == (1, [])  # one attempt; nothing remembered
     assert used("chat") == 0
 
 
-def test_an_agent_that_does_not_answer_in_time_is_a_502(
-    routed: tuple[Gateway, FakeAgentCore], monkeypatch: pytest.MonkeyPatch
+def test_an_answer_is_read_up_to_its_bound_and_no_further(routed: tuple[Gateway, FakeAgentCore]) -> None:
+    gateway, agent = routed
+    for padding, request_id in ((0, "r-at-bound"), (1, "r-over-bound")):
+        guard_input(gateway.bedrock, ["Hi"])
+        agent.reply("Hello.")
+        status, headers, data = agent.answers[-1]
+        agent.answers[-1] = (status, headers, data + b" " * (agents.MAX_ANSWER_BYTES - len(data) + padding))
+        if not padding:
+            guard_output(gateway.bedrock, "Hello.")
+        event = chat("Hi")
+        event["requestContext"]["requestId"] = request_id
+        result = call(event)
+        if padding:  # valid JSON, but over the bound: not read, not parsed
+            assert (result.status, result.body["message"]) == (
+                502,
+                "agent support_assistant failed with InvalidResponse",
+            )
+        else:
+            assert (result.status, result.body["output"]) == (200, "Hello.")
+
+
+def test_an_agent_that_does_not_answer_before_the_read_timeout_is_a_502(
+    routed: tuple[Gateway, FakeAgentCore], agentcore: tuple[str, FakeAgentCore], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     gateway, agent = routed
-    monkeypatch.setattr(FakeContext, "get_remaining_time_in_millis", lambda self: 6_000)  # 1 s for the agent
-    agent.delay = 1.5
-    agent.reply("Too late.")
+    with_agents(monkeypatch, AgentClient(agentcore[0], RUNTIMES, read_seconds=0.2, memory_id=MEMORY))
+    agent.hold = True  # it never answers
     guard_input(gateway.bedrock, ["Hi"])
     result = call(chat("Hi"))
     assert (result.status, result.body["message"]) == (502, "agent support_assistant failed with Timeout")
+    assert (len(agent.seen), agent.memory) == (1, [])  # one attempt: a turn is not idempotent
     assert used("chat") == 0
+
+
+def test_an_unreachable_agentcore_is_a_502(
+    routed: tuple[Gateway, FakeAgentCore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gateway, _ = routed
+    with_agents(monkeypatch, AgentClient("http://127.0.0.1:9", RUNTIMES))  # nothing listens there
+    guard_input(gateway.bedrock, ["Hi"])
+    result = call(chat("Hi"))
+    assert (result.status, result.body["message"]) == (502, "agent support_assistant failed with ConnectionError")
+    assert used("chat") == 0
+
+
+def test_the_trace_header_is_botocores_own_in_lambda(
+    routed: tuple[Gateway, FakeAgentCore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gateway, agent = routed
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "gateway")
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1")
+    guard_input(gateway.bedrock, ["Hi"])
+    agent.reply("Hello.")
+    guard_output(gateway.bedrock, "Hello.")
+    assert call(chat("Hi")).status == 200
+    assert agent.seen[0]["headers"]["X-Amzn-Trace-Id"] == (
+        "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+    )
 
 
 def test_no_bearer_token_is_a_401_not_a_crash(routed: tuple[Gateway, FakeAgentCore]) -> None:
@@ -255,10 +500,7 @@ def test_the_tool_call_trace_is_logged_with_arguments_only_for_an_internal_evalu
     call_with_email = {"name": "orders___find_orders", "arguments": {"customer_email": "ada@example.com"}, "ok": True}
     for group, request_id in (("customer-gold", "r-customer"), ("platform-admins", "r-internal")):
         guard_input(gateway.bedrock, ["Where is my order?"])
-        agent.reply("Shipped.")
-        answer = json.loads(agent.answers[-1][2])
-        answer["tool_calls"] = [call_with_email]
-        agent.answers[-1] = (200, {}, json.dumps(answer).encode())
+        agent.reply("Shipped.", calls=[call_with_email])
         guard_output(gateway.bedrock, "Shipped.")
         event = chat("Where is my order?")
         event["headers"]["X-Evaluation-Case"] = "orders-latest"
