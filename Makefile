@@ -49,6 +49,9 @@ build/.agent-deps-installed: lambdas/agent/requirements.txt | $(VENV)/.installed
 	$(BIN)/pip install $(PIP_QUIET) --no-compile --only-binary=:all: --implementation cp \
 		--platform $(LAMBDA_PLATFORM) --python-version $(LAMBDA_PYTHON) \
 		--target $(AGENT_DEPS) -r lambdas/agent/requirements.txt
+	@# pip writes this machine's interpreter into the scripts' first line; on AgentCore the entrypoint
+	@# `opentelemetry-instrument` must start the runtime's own Python.
+	sed -i '1s|^#!.*python.*$$|#!/usr/bin/env python3|' $(AGENT_DEPS)/bin/*
 	touch $@
 
 layer: build/.layer-installed ## build the Lambda dependency layer (cached)

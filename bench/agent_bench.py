@@ -66,13 +66,20 @@ def old_tree(into: Path) -> Path:
 
 def ready_seconds(code: Path, command: list[str], port: int) -> float:
     """From process start to the first /ping answered."""
-    env = {**os.environ, **SETTINGS, **NEW_ENVIRONMENT, "PYTHONPATH": str(code), "AGENT_PORT": str(port), "PYTHONDONTWRITEBYTECODE": "1"}
+    env = {
+        **os.environ,
+        **SETTINGS,
+        **NEW_ENVIRONMENT,
+        "PYTHONPATH": str(code),
+        "AGENT_PORT": str(port),
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
     started = time.perf_counter()
     process = subprocess.Popen(command, cwd=code, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         while True:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1) as response:  # noqa: S310
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1) as response:
                     if response.status == 200:
                         return time.perf_counter() - started
             except OSError:
@@ -106,8 +113,13 @@ def asset_sizes(old: Path) -> dict[str, tuple[float, float]]:
         old_deps = Path(scratch) / "old-deps"
         requirements = Path(scratch) / "requirements.txt"
         requirements.write_text(
-            subprocess.run(["git", "show", f"{OLD}:lambdas/agent/requirements.txt"], cwd=ROOT, check=True,
-                           capture_output=True, text=True).stdout  # fmt: skip
+            subprocess.run(
+                ["git", "show", f"{OLD}:lambdas/agent/requirements.txt"],
+                cwd=ROOT,
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
         )
         subprocess.run(
             [str(PYTHON), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",

@@ -355,7 +355,10 @@ def test_the_retired_account_switches_point_to_account_settings() -> None:
     that still sets them fails and says which keys there are now."""
     for key, allowed in (
         ("production.macie.create_session", "allow_list_regex, schedule"),
-        ("production.observability.invocation_logging", "invocation_log_days, trace_indexing_percentage"),
+        (
+            "production.observability.invocation_logging",
+            "invocation_log_days, capture_content, trace_indexing_percentage",
+        ),
     ):
         [line] = error_lines({key: "false"})
         assert line.startswith(f"blueprint.{key}: unknown key; allowed keys here are ")

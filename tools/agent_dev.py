@@ -56,7 +56,7 @@ def stand_in_pool() -> Iterator[tuple[str, rsa.RSAPrivateKey]]:
     body = json.dumps({"keys": [{**jwk, "kid": "dev", "alg": "RS256", "use": "sig"}]}).encode()
 
     class Jwks(QuietHandler):
-        def do_GET(self) -> None:
+        def do_GET(self) -> None:  # noqa: N802 - http.server names it
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.end_headers()
@@ -68,10 +68,13 @@ def stand_in_pool() -> Iterator[tuple[str, rsa.RSAPrivateKey]]:
 
 def scripted_bedrock() -> tuple[Any, Stubber]:
     """A Bedrock client answering from a script: a tool call, then an answer from its result."""
-    client = boto3.client("bedrock-runtime", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    client = boto3.client("bedrock-runtime", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")  # noqa: S106
     stubber = Stubber(client)
     for content, stop in (
-        ([{"toolUse": {"toolUseId": "t1", "name": FIND_ORDERS.name, "input": {"customer_email": "{EMAIL}"}}}], "tool_use"),
+        (
+            [{"toolUse": {"toolUseId": "t1", "name": FIND_ORDERS.name, "input": {"customer_email": "{EMAIL}"}}}],
+            "tool_use",
+        ),
         ([{"text": "Your order O-1 has shipped."}], "end_turn"),
     ):
         stubber.add_response(
@@ -114,7 +117,9 @@ def stubbed(prompt: str, serve: bool) -> int:
             token_client_id=CLIENT_ID,
             group_models={"customer-gold": GroupModels(allowed=(MODEL,), default=MODEL)},
         )
-        service = Service(settings, bedrock, TokenVerifier(issuer=issuer, client_id=CLIENT_ID), gateway_tools(tools_url))
+        service = Service(
+            settings, bedrock, TokenVerifier(issuer=issuer, client_id=CLIENT_ID), gateway_tools(tools_url)
+        )
         base = stack.enter_context(serve_asgi(create_app(lambda: service)))
         now = int(time.time())
         claims = {"sub": "dev-user", "iss": issuer, "token_use": "access", "client_id": CLIENT_ID, "iat": now,

@@ -250,7 +250,7 @@ def gateway_tools(url: str, *, timeout_seconds: int = 20) -> ToolsFor:
                     break
                 page = client.list_tools_sync(pagination_token=page.pagination_token)
                 tools += page
-        except Exception as error:  # noqa: BLE001 - whatever the transport raised, the turn has no tools
+        except Exception as error:
             logger.warning("tools gateway unavailable", extra={"error": type(error).__name__})
             _stop(client)
             raise ToolsUnavailableError from None
@@ -265,7 +265,7 @@ def gateway_tools(url: str, *, timeout_seconds: int = 20) -> ToolsFor:
 def _stop(client: Any) -> None:
     try:
         client.stop(None, None, None)
-    except Exception:  # noqa: BLE001 - closing a broken session must not hide the turn's outcome
+    except Exception:
         logger.warning("tools session did not close cleanly")
 
 
@@ -344,5 +344,5 @@ def create_app(service: Callable[[], Service] = service_from_environ) -> Bedrock
 
 
 def _load_turn_modules() -> None:
-    import strands.models.routing  # noqa: F401
+    import strands.models.routing
     import strands.tools.mcp  # noqa: F401

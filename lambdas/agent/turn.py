@@ -209,24 +209,19 @@ def run_turn(
     if not models:
         raise ValueError("models: at least one model id")
     session = cast(Any, _SharedClient(bedrock))
+    config: dict[str, Any] = {
+        "streaming": False,
+        "additional_args": {"requestMetadata": {"session_id": session_id}},
+        **({"max_tokens": max_tokens} if max_tokens else {}),
+    }
     candidates = [
-        RoutingCandidate(
-            BedrockModel(
-                boto_session=session,
-                model_id=model,
-                streaming=False,
-                additional_args={"requestMetadata": {"session_id": session_id}},
-                **({"max_tokens": max_tokens} if max_tokens else {}),
-            ),
-            name=model,
-        )
-        for model in models
+        RoutingCandidate(BedrockModel(boto_session=session, model_id=model, **config), name=model) for model in models
     ]
     strategy = OrderedFallback(deadline, clock)
     bounds = TurnBounds(deadline, clock)
     agent = Agent(
         model=ModelRouter(candidates, strategy=strategy),
-        messages=messages[:-1],
+        messages=cast(Any, messages[:-1]),
         tools=list(tools),
         system_prompt=system,
         name=agent_name,
@@ -236,7 +231,11 @@ def run_turn(
         trace_attributes={"session.id": session_id, CONVERSATION: session_id},
     )
     # Calls in flight when the time is up are cancelled too (the hooks see only the next call).
-    timer = threading.Timer(max(0.0, deadline - clock()), agent.cancel, kwargs={"message": STOPPED_ANSWER}) if deadline is not None else None
+    timer = (
+        threading.Timer(max(0.0, deadline - clock()), agent.cancel, kwargs={"message": STOPPED_ANSWER})
+        if deadline is not None
+        else None
+    )
     if timer is not None:
         timer.daemon = True
         timer.start()

@@ -14,7 +14,8 @@ the longest turn the function's timeout allows) is the backstop for a runtime th
 One attempt: a turn is not idempotent.
 
 Memory: the agents' AgentCore Memory holds only guarded text, so the gateway, not the agent,
-writes each turn, after its output guardrail (``remember``), with the same client.
+writes each turn, after its output guardrail (``remember``), with a client of its own whose
+short timeouts keep a slow write from costing the caller the answer.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from shared.headers import CALLER_TOKEN_HEADER
 # An agent answers one JSON document; anything larger is not an answer this gateway can guard.
 MAX_ANSWER_BYTES: Final = 2 * 1024 * 1024
 CONNECT_SECONDS: Final = 2
+MEMORY_READ_SECONDS: Final = 3  # a write is best effort: the answer is already guarded and metered
 QUALIFIER: Final = "DEFAULT"
 MEMORY_SERVICE: Final = "agent memory"
 # botocore's events for InvokeAgentRuntime (``<event>.<service id>.<operation>``).
@@ -120,6 +122,18 @@ class AgentClient:
         client.meta.events.register(f"before-parse.{_INVOKE_EVENT}", _keep_agent_error_code)
         return client
 
+    @cached_property
+    def _memory_client(self) -> Any:
+        return boto3.client(
+            "bedrock-agentcore",
+            endpoint_url=self._endpoint,
+            config=Config(
+                connect_timeout=CONNECT_SECONDS,
+                read_timeout=MEMORY_READ_SECONDS,
+                retries={"mode": "standard", "total_max_attempts": 1},
+            ),
+        )
+
     def invoke(self, agent: str, *, token: str, session_id: str, payload: dict[str, Any]) -> AgentTurn:
         service = f"agent {agent}"
         arn = self._runtimes.get(agent)
@@ -158,7 +172,7 @@ class AgentClient:
             return
         with call(MEMORY_SERVICE):
             create_turn_event(
-                self._client,
+                self._memory_client,
                 self._memory_id,
                 actor=actor_id(group, user),
                 session=session_id,

@@ -7,4 +7,4 @@ CONVERSATION_HEADER = "X-Genai-Conversation-Id"
 # The caller's access token, which the AI gateway forwards to an agent runtime it invokes with its
 # own IAM identity: AgentCore passes a request header to the agent only if it is allowlisted and
 # named with this prefix (the runtime's Authorization header is the gateway's SigV4 signature).
-CALLER_TOKEN_HEADER = "X-Amzn-Bedrock-AgentCore-Runtime-Custom-Caller-Token"
+CALLER_TOKEN_HEADER = "X-Amzn-Bedrock-AgentCore-Runtime-Custom-Caller-Token"  # noqa: S105 - a header name

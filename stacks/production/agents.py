@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -30,7 +31,8 @@ from aws_cdk import (
 )
 from constructs import Construct
 
-from agent.contract import GroupModels, Settings as AgentSettings
+from agent.contract import GroupModels, Settings as AgentSettings, span_environment
+from shared.headers import CALLER_TOKEN_HEADER
 from stacks.config import AgentConfig, ProductionConfig
 from stacks.production.context import ProductionContext
 from stacks.shared.bedrock import grant_invoke, model_arns
@@ -47,26 +49,25 @@ from stacks.shared.vended_logs import DeliveryPolicies
 
 AGENT_PACKAGE = "agent"
 AGENT_DEPS_DIR = PROJECT_ROOT / "build" / "agent-deps"
-# The runtime starts `python main.py` in the asset's root (lambdas/agent/__main__.py, copied).
-ENTRYPOINT = "main.py"
+# The runtime starts the agent under ADOT, which exports its spans (lambdas/agent/__main__.py,
+# copied to main.py at the asset's root); AgentCore sets ADOT's own settings for a runtime.
+ENTRYPOINT = ["opentelemetry-instrument", "main.py"]
 # Namespaces the long-term strategies write to; the agent reads only the caller's own.
 MEMORY_NAMESPACES: dict[str, str] = {
     "semantic": "/actors/{actorId}/facts",
     "user_preference": "/actors/{actorId}/preferences",
     "summary": "/actors/{actorId}/sessions/{sessionId}/summary",
 }
-# What lambdas/agent/memory.py calls, and what the memory's key must allow through the service.
-MEMORY_ACTIONS = (
-    "bedrock-agentcore:CreateEvent",
-    "bedrock-agentcore:ListEvents",
-    "bedrock-agentcore:RetrieveMemoryRecords",
-)
-MEMORY_KEY_ACTIONS = ["kms:Decrypt", "kms:GenerateDataKey"]
+# What lambdas/agent/memory.py calls (it only reads: the AI gateway writes guarded turns), and
+# what the memory's key must allow through the service for it.
+MEMORY_ACTIONS = ("bedrock-agentcore:ListEvents", "bedrock-agentcore:RetrieveMemoryRecords")
+MEMORY_KEY_ACTIONS = ["kms:Decrypt"]
 EVALUATION_RESULTS_PREFIX = "/aws/bedrock-agentcore/evaluations/results/"
 # What AgentCore's online evaluation does to the log groups it reads (it indexes their fields).
 INDEX_POLICY_ACTIONS = ["logs:DescribeIndexPolicies", "logs:PutIndexPolicy"]
-# The caller's token reaches the agent (which calls the tools gateway with it) only if named here.
-FORWARDED_HEADERS = ["Authorization"]
+# The caller's token, which the AI gateway forwards and the agent verifies before it calls the tools
+# gateway with it, reaches the agent only if named here.
+FORWARDED_HEADERS = [CALLER_TOKEN_HEADER]
 
 
 @jsii.implements(ILocalBundling)
@@ -85,16 +86,15 @@ class AgentBundle:
         out = Path(output_dir)
         # Hard links: the ~3,600 dependency files are read-only inputs, and copying them would cost
         # seconds per synth. Another filesystem (no links) falls back to copies.
-        shutil.copytree(
-            AGENT_DEPS_DIR, out, dirs_exist_ok=True, ignore=shutil.ignore_patterns("bin"), copy_function=_link_or_copy
-        )
+        # (bin/ holds the entrypoint's opentelemetry-instrument, its first line made portable by make.)
+        shutil.copytree(AGENT_DEPS_DIR, out, dirs_exist_ok=True, copy_function=_link_or_copy)
         for package in (AGENT_PACKAGE, *SHARED_PACKAGES):
             shutil.copytree(
                 LAMBDAS_DIR / package,
                 out / package,
                 ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "requirements.txt"),
             )
-        shutil.copyfile(LAMBDAS_DIR / AGENT_PACKAGE / "__main__.py", out / ENTRYPOINT)
+        shutil.copyfile(LAMBDAS_DIR / AGENT_PACKAGE / "__main__.py", out / ENTRYPOINT[-1])
         return True
 
 
@@ -125,7 +125,7 @@ def agent_artifact() -> agentcore.AgentRuntimeArtifact:
     return agentcore.AgentRuntimeArtifact.from_code_asset(
         path=str(LAMBDAS_DIR / AGENT_PACKAGE),
         runtime=agentcore.AgentCoreRuntime.PYTHON_3_14,
-        entrypoint=[ENTRYPOINT],
+        entrypoint=ENTRYPOINT,
         asset_hash=bundle_hash(),
         asset_hash_type=AssetHashType.CUSTOM,
         bundling=BundlingOptions(
@@ -133,6 +133,14 @@ def agent_artifact() -> agentcore.AgentRuntimeArtifact:
             # jsii hands try_bundle the options as one positional struct, not the typed keywords.
             local=AgentBundle(),  # type: ignore[arg-type]
         ),
+    )
+
+
+def captures_content(config: ProductionConfig, groups: Mapping[str, GroupModels]) -> bool:
+    """Whether an agent's spans carry its callers' messages: only where config allows it and
+    every group it serves is internal."""
+    return config.observability.capture_content == "internal" and all(
+        config.groups[name].kind == "internal" for name in groups
     )
 
 
@@ -202,7 +210,9 @@ class AgentsStack(Stack):
                 description=agent.description,
                 # One asset per runtime: CDK grants each runtime's role read on its own asset.
                 agent_runtime_artifact=agent_artifact(),
-                authorizer_configuration=agentcore.RuntimeAuthorizerConfiguration.using_cognito(user_pool, [client]),
+                # IAM inbound auth: only a principal granted InvokeAgentRuntime (the AI gateway's role)
+                # can reach the agent; a user's token alone cannot.
+                authorizer_configuration=agentcore.RuntimeAuthorizerConfiguration.using_iam(),
                 request_header_configuration=agentcore.RequestHeaderConfiguration(
                     allowlisted_headers=FORWARDED_HEADERS
                 ),
@@ -221,12 +231,15 @@ class AgentsStack(Stack):
                 environment_variables={
                     "POWERTOOLS_SERVICE_NAME": name,
                     "POWERTOOLS_METRICS_NAMESPACE": context.metrics_namespace,
+                    **span_environment(capture_content=captures_content(config, groups)),
                     **environment_of(
                         self,
                         AgentSettings(
                             agent_name=name,
                             system_prompt=agent.system_prompt,
                             tools_gateway_url=tools_gateway.gateway_url or "",
+                            token_issuer=f"https://cognito-idp.{self.region}.amazonaws.com/{user_pool.user_pool_id}",
+                            token_client_id=client.user_pool_client_id,
                             group_models=groups,
                             max_iterations=agent.max_iterations,
                             turn_seconds=agent.turn_seconds,

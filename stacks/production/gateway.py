@@ -22,7 +22,7 @@ from aws_cdk import (
 )
 from constructs import Construct
 
-from ai_gateway.contract import Settings as GatewaySettings
+from ai_gateway.contract import GENERATION_MARGIN_SECONDS, Settings as GatewaySettings
 from gateway_authorizer.contract import Settings as AuthorizerSettings
 from shared.claims import CONTEXT_GROUP
 from stacks.config import ConfigError, GuardrailConfig, ProductionConfig, Tier
@@ -40,6 +40,11 @@ from stacks.shared.waf import protect_with_waf
 QUOTA_PERIOD = {"DAY": apigateway.Period.DAY, "WEEK": apigateway.Period.WEEK, "MONTH": apigateway.Period.MONTH}
 SSM_STANDARD_LIMIT = 4096  # characters
 GUARDRAIL_ACTIONS = ["bedrock:ApplyGuardrail"]
+# The agents' runtimes, invoked with the function's IAM identity (their only invoker).
+AGENT_INVOKE_ACTIONS = ["bedrock-agentcore:InvokeAgentRuntime"]
+# The agents' memory: the gateway writes each guarded turn (shared/agent_memory.py), through the key.
+MEMORY_WRITE_ACTIONS = ("bedrock-agentcore:CreateEvent",)
+MEMORY_KEY_ACTIONS = ["kms:GenerateDataKey", "kms:Decrypt"]
 # Access log line (no bodies, no tokens): who, what, how it ended, and where the time went.
 ACCESS_LOG_FIELDS = {
     "requestId": "$context.requestId",
@@ -92,6 +97,7 @@ class GatewayStack(Stack):
         *,
         context: ProductionContext,
         agent_runtimes: Mapping[str, agentcore.IBedrockAgentRuntime],
+        agent_memory: agentcore.IMemory | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, id, **kwargs)
@@ -147,9 +153,12 @@ class GatewayStack(Stack):
                 max_message_chars=config.api.max_message_chars,
                 # One model attempt; the function's time also covers guardrails and the ledger.
                 generation_timeout_seconds=20,
-                # Agents are invoked with the caller's own token (their runtimes' JWT authorizer),
-                # so the function needs no IAM permission on them.
+                # Agents are invoked with the function's own IAM identity (the only one granted it);
+                # the caller's token travels beside it for the agent to verify and act with.
                 agent_runtimes={agent: runtime.agent_runtime_arn for agent, runtime in agent_runtimes.items()},
+                # The gateway writes each agent turn to memory after its output guardrail.
+                agent_memory_id=agent_memory.memory_id if agent_memory and agent_runtimes else None,
+                agent_timeout_seconds=config.api.integration_timeout_seconds - GENERATION_MARGIN_SECONDS,
             ),
         )
         role = self.function.execution_role
@@ -161,6 +170,24 @@ class GatewayStack(Stack):
         )
         for model in sorted({m for group in config.groups.values() for m in group.models.allowed}):
             grant_invoke(role, model_arns(self, model))
+        if agent_runtimes:  # each runtime and its DEFAULT endpoint (the qualifier invoked), nothing wider
+            arns = [runtime.agent_runtime_arn for runtime in agent_runtimes.values()]
+            role.add_to_principal_policy(
+                iam.PolicyStatement(
+                    actions=AGENT_INVOKE_ACTIONS,
+                    resources=[*arns, *(f"{arn}/runtime-endpoint/DEFAULT" for arn in arns)],
+                )
+            )
+        if agent_memory is not None and agent_runtimes:
+            agent_memory.grant(role, *MEMORY_WRITE_ACTIONS)
+            # The memory is encrypted with the tier key: its data plane uses the key for the writer.
+            role.add_to_principal_policy(
+                iam.PolicyStatement(
+                    actions=MEMORY_KEY_ACTIONS,
+                    resources=[key.key_arn],
+                    conditions={"StringEquals": {"kms:ViaService": f"bedrock-agentcore.{self.region}.amazonaws.com"}},
+                )
+            )
         _acknowledge_synchronous(self.function)
 
         self.api_keys = {

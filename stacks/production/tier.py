@@ -25,7 +25,9 @@ def production_stacks(app: App, *, prefix: str, config: ProductionConfig) -> lis
     knowledge = KnowledgeStack(app, f"{name}-knowledge", context=tier, access_logs=foundation.access_logs, env=env)
     tools = ToolsStack(app, f"{name}-tools", context=tier, knowledge_base=knowledge.knowledge_base, env=env)
     agents = AgentsStack(app, f"{name}-agents", context=tier, tools_gateway=tools.gateway, env=env)
-    gateway = GatewayStack(app, f"{name}-gateway", context=tier, agent_runtimes=agents.runtimes, env=env)
+    gateway = GatewayStack(
+        app, f"{name}-gateway", context=tier, agent_runtimes=agents.runtimes, agent_memory=agents.memory, env=env
+    )
     observability = ObservabilityStack(
         app,
         f"{name}-observability",

@@ -67,6 +67,7 @@ NEEDS: dict[tuple[str, str], tuple[tuple[str, str | None], ...]] = {
         ("bedrock:InvokeModel", f"{RAG}.modelArn"),
     ),
     ("apigateway", "GetApiKey"): (("apigateway:GET", "apiKey"),),
+    ("bedrock-agentcore", "InvokeAgentRuntime"): (("bedrock-agentcore:InvokeAgentRuntime", "agentRuntimeArn"),),
     # API Gateway's account settings: HTTP verbs on arn:…:apigateway:<region>::/account; handing
     # a logging role to a service needs iam:PassRole on it.
     ("apigateway", "GetAccount"): (("apigateway:GET", "arn:apigateway"),),
@@ -77,7 +78,7 @@ NEEDS: dict[tuple[str, str], tuple[tuple[str, str | None], ...]] = {
     ),
 }
 # A resource chosen at run time may also be granted by reference to a resource of this type.
-RUN_TIME_TYPES = {"iam": "AWS::IAM::Role"}
+RUN_TIME_TYPES = {"iam": "AWS::IAM::Role", "bedrock-agentcore": "AWS::BedrockAgentCore::Runtime"}
 S3_BUCKET_OPERATIONS = {"ListObjectsV2", "ListObjectVersions", "HeadBucket"}
 S3_VERSIONED = {
     "GetObject": "GetObjectVersion",
@@ -104,6 +105,10 @@ EXPLICIT: dict[tuple[str, str], tuple[str, ...] | str] = {
     ("ai_gateway", "self._client"): ("LEDGER_TABLE",),  # the ledger's transactions
     ("ai_gateway", "self._table"): ("LEDGER_TABLE",),
     ("ai_gateway", "self._id"): ("GUARDRAIL_ID",),
+    # The gateway writes agent turns to the agents' memory (shared.agent_memory).
+    ("ai_gateway", "memory_id"): ("AGENT_MEMORY_ID",),
+    # An output type's agent runtime: one of those in AGENT_RUNTIMES (a JSON map), chosen per request.
+    ("ai_gateway", "arn"): "bedrock-agentcore",
     ("prototype_query", "index_id"): ("KENDRA_INDEX_ID",),
     # Models come from the caller's group or the config: any Bedrock model or inference profile.
     ("*", "model"): "bedrock",

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from agent.contract import span_environment
+from shared.headers import CALLER_TOKEN_HEADER
 from stacks.config import (
     GATEWAY_MARGIN_SECONDS,
     AgentConfig,
@@ -44,7 +46,8 @@ def test_one_runtime_per_configured_agent_from_its_code_asset(
     for name, agent in config.agents.items():
         runtime = found[f"{prefix}_{name}"]
         code = runtime["AgentRuntimeArtifact"]["CodeConfiguration"]
-        assert (code["Runtime"], code["EntryPoint"]) == ("PYTHON_3_14", [ENTRYPOINT])
+        assert (code["Runtime"], code["EntryPoint"]) == ("PYTHON_3_14", ENTRYPOINT)
+        assert code["EntryPoint"][0] == "opentelemetry-instrument"  # ADOT exports the agent's spans
         assert code["Code"]["S3"]["Prefix"].endswith(".zip")
         assert runtime["ProtocolConfiguration"] == "HTTP"
         assert runtime["LifecycleConfiguration"] == {"IdleRuntimeSessionTimeout": agent.idle_session_minutes * 60}
@@ -92,12 +95,51 @@ def test_an_agent_serves_only_groups_with_a_quota_for_its_outputs() -> None:
     assert list(served_groups(config, chat)) == ["chatters", "writers"]
 
 
-def test_runtimes_take_the_production_pools_tokens_and_forward_them_to_the_agent(agents: dict[str, Any]) -> None:
+def test_no_runtime_accepts_user_tokens_only_the_forwarded_callers_token_reaches_the_agent(
+    agents: dict[str, Any],
+) -> None:
     for runtime in runtimes(agents).values():
-        jwt = runtime["AuthorizerConfiguration"]["CustomJWTAuthorizer"]
-        assert jwt["DiscoveryUrl"]["Fn::Join"][1][-1] == "/.well-known/openid-configuration"
-        assert jwt["AllowedClients"][0]["Fn::GetStackOutput"]["StackName"] == "genai-production-identity"
-        assert runtime["RequestHeaderConfiguration"] == {"RequestHeaderAllowlist": ["Authorization"]}
+        # IAM inbound auth (no JWT authorizer): a user's token alone cannot invoke a runtime.
+        assert (
+            "AuthorizerConfiguration" not in runtime or "CustomJWTAuthorizer" not in runtime["AuthorizerConfiguration"]
+        )
+        assert runtime["RequestHeaderConfiguration"] == {"RequestHeaderAllowlist": [CALLER_TOKEN_HEADER]}
+        env = runtime["EnvironmentVariables"]
+        # The agent verifies the forwarded token against the production pool and app client.
+        assert render(env["TOKEN_ISSUER"]).startswith("https://cognito-idp.us-east-1.amazonaws.com/")
+        assert env["TOKEN_CLIENT_ID"]["Fn::GetStackOutput"]["StackName"] == "genai-production-identity"
+
+
+def test_the_gateways_role_is_the_only_principal_allowed_to_invoke_a_runtime(
+    assembly: Assembly, cdk_context: dict[str, Any]
+) -> None:
+    invokers = set()
+    for stack in assembly.templates.values():
+        for policy in resources(stack, "AWS::IAM::Policy").values():
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+                actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                if any(
+                    a.startswith("bedrock-agentcore:InvokeAgentRuntime") or a == "bedrock-agentcore:*" for a in actions
+                ):
+                    invokers |= {json.dumps(role) for role in policy["Properties"]["Roles"]}
+    assert len(invokers) == (1 if production(cdk_context).agents else 0)
+    assert all("GatewayFunction" in role for role in invokers)
+
+
+def test_an_agent_captures_message_text_only_when_it_serves_internal_groups_only(
+    agents: dict[str, Any], cdk_context: dict[str, Any]
+) -> None:
+    config = production(cdk_context)
+    for name, agent in config.agents.items():
+        env = runtimes(agents)[f"{load_config(cdk_context).prefix}_{name}"]["EnvironmentVariables"]
+        internal_only = all(config.groups[group].kind == "internal" for group in served_groups(config, agent))
+        capture = config.observability.capture_content == "internal" and internal_only
+        assert (
+            env["OTEL_SEMCONV_STABILITY_OPT_IN"]
+            == span_environment(capture_content=capture)["OTEL_SEMCONV_STABILITY_OPT_IN"]
+        )
+        assert "gen_ai.tool.call.arguments" in env["OTEL_SEMCONV_STABILITY_OPT_IN"]  # the evaluators read them
+        assert env["OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"] == "false"
 
 
 def test_tracing_and_log_delivery_are_on_for_every_runtime(agents: dict[str, Any], cdk_context: dict[str, Any]) -> None:
@@ -148,7 +190,7 @@ def test_runtime_roles_may_invoke_their_groups_models_and_use_memory_nothing_mor
         s
         for p in resources(agents, "AWS::IAM::Policy").values()
         for s in p["Properties"]["PolicyDocument"]["Statement"]
-        if s["Action"] == ["kms:Decrypt", "kms:GenerateDataKey"]
+        if s["Action"] == "kms:Decrypt" and "Condition" in s
     ]
     assert len(statements) == len(config.agents)
     for statement in statements:  # the memory's key, only through AgentCore
@@ -165,10 +207,23 @@ def test_the_code_asset_holds_the_agent_its_shared_code_and_arm64_dependencies(
     assets = json.loads((assembly.outdir / "genai-production-agents.assets.json").read_text())["files"]
     (source,) = {a["source"]["path"] for h, a in assets.items() if f"{h}.zip" in prefixes}
     root = Path(assembly.outdir) / source
-    assert (root / ENTRYPOINT).read_text() == (Path("lambdas/agent/__main__.py")).read_text()
-    for needed in ("agent/server.py", "agent/loop.py", "agent/memory.py", "shared/tokens.py", "boto3", "jwt"):
+    assert (root / ENTRYPOINT[-1]).read_text() == (Path("lambdas/agent/__main__.py")).read_text()
+    for needed in (
+        "agent/app.py",
+        "agent/turn.py",
+        "agent/memory.py",
+        "shared/tokens.py",
+        "boto3",
+        "jwt",
+        "strands",
+        "bedrock_agentcore",
+        "opentelemetry/instrumentation/auto_instrumentation",
+        "bin/opentelemetry-instrument",
+    ):
         assert (root / needed).exists(), needed
     assert not list(root.rglob("__pycache__"))
+    # The entrypoint's script starts the runtime's Python, not the one of the machine that built it.
+    assert (root / "bin" / ENTRYPOINT[0]).read_text().splitlines()[0] == "#!/usr/bin/env python3"
     assert not (root / "agent" / "requirements.txt").exists()
     # Linux arm64 wheels: nothing compiled for this machine slipped in.
     assert not [p.name for p in root.rglob("*.so") if "x86_64" in p.name]

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from agent.contract import span_environment
 from shared.contract import FunctionSettings
 from tests.infra.cfn import render, resources
 from tests.infra.conftest import Assembly
@@ -25,6 +26,8 @@ SETTINGS_OF_MODULE = {
 }
 # Variables the Lambda service or the house construct sets, outside any contract.
 HOUSE_VARIABLES = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
+# What an agent runtime's OpenTelemetry reads (agent.contract.span_environment), outside its Settings.
+AGENT_OTEL_VARIABLES = set(span_environment(capture_content=False))
 
 
 def _environment(variables: dict[str, Any]) -> dict[str, str]:
@@ -58,7 +61,10 @@ def _runtimes(assembly: Assembly) -> list[tuple[str, str, dict[str, str]]]:
             props = function["Properties"]
             found.append((logical_id, props["Handler"], _environment(props["Environment"]["Variables"])))
         for logical_id, runtime in resources(template, "AWS::BedrockAgentCore::Runtime").items():
-            found.append((logical_id, "agent.server.main", _environment(runtime["Properties"]["EnvironmentVariables"])))
+            variables = runtime["Properties"]["EnvironmentVariables"]
+            assert set(AGENT_OTEL_VARIABLES) <= set(variables), logical_id
+            variables = {k: v for k, v in variables.items() if k not in AGENT_OTEL_VARIABLES}
+            found.append((logical_id, "agent.app.main", _environment(variables)))
     return found
 
 

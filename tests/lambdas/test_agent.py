@@ -277,7 +277,9 @@ def test_a_tool_outside_the_callers_list_is_never_called(runtime: Runtime) -> No
     assert status == 200
     assert [(c["ok"], c["error_kind"]) for c in answer["tool_calls"]] == [(False, "forbidden")]
     assert "tools/call" not in runtime.tools.calls()  # the agent does not even ask the gateway
-    assert seen.values[0][-1]["content"][0]["toolResult"]["content"] == [{"text": "Unknown tool: reports___admin_report"}]
+    assert seen.values[0][-1]["content"][0]["toolResult"]["content"] == [
+        {"text": "Unknown tool: reports___admin_report"}
+    ]
 
 
 def test_a_tool_error_from_the_gateway_keeps_its_kind(runtime: Runtime) -> None:

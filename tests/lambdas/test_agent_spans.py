@@ -5,7 +5,6 @@ text where content capture is off: not the seeded personal data from the caller 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import jwt
@@ -48,7 +47,7 @@ def turn_spans(
     spans: InMemorySpanExporter,
     bedrock: tuple[Any, Stubber],
     monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[list[ReadableSpan]]:
+) -> list[ReadableSpan]:
     """The spans of one tool-using turn, with the agent's span settings for content capture on or off."""
     import strands.telemetry.tracer
 
@@ -75,7 +74,7 @@ def turn_spans(
                 max_iterations=4,
             )
     assert turn.answer == ANSWERED
-    yield list(spans.get_finished_spans())
+    return list(spans.get_finished_spans())
 
 
 def operation(spans: list[ReadableSpan], name: str) -> list[ReadableSpan]:

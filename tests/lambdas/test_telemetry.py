@@ -14,21 +14,19 @@ import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 from cryptography.hazmat.primitives.asymmetric import rsa
-from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from agent.app import Service, gateway_tools
 from agent.contract import GroupModels, Settings as AgentSettings
-from agent.server import Agent
 from ai_gateway import handler as gateway_handler
 from ai_gateway.agents import AgentClient, runtime_session_id
 from knowledge_search import handler as knowledge
+from shared.headers import AGENT_SESSION_HEADER, CALLER_TOKEN_HEADER
 from shared.telemetry import CONVERSATION, STAGES
 from shared.tokens import TokenVerifier
 from stacks.production.tool_binding import bindings, classifications
 from tests.lambdas.cognito_fixtures import CLIENT_ID, sign
-from tests.lambdas.conftest import FakeContext, http_result
+from tests.lambdas.conftest import SPANS, FakeContext, http_result
 from tests.lambdas.gateway_fixtures import (
     AGENT_POLICY,
     CONFIG,
@@ -45,14 +43,16 @@ from tool_guard.contract import Settings as GuardSettings
 SEARCH = "knowledge___knowledge_search"
 RUNTIME = "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/genai_support_assistant-AbC123"
 SEEDED = "ada.lovelace@example.com"
-SPANS = InMemorySpanExporter()
+INITIALIZED = {
+    "protocolVersion": "2025-06-18",
+    "capabilities": {"tools": {"listChanged": False}},
+    "serverInfo": {"name": "tools-gateway", "version": "1.0"},
+}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def tracer_provider() -> None:
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(SPANS))
-    trace.set_tracer_provider(provider)
+@pytest.fixture(autouse=True)
+def tracer_provider(spans: InMemorySpanExporter) -> None:
+    """The session's span capture (SPANS, tests/lambdas/conftest.py) is installed."""
 
 
 def answer(stubber: Stubber, content: list[dict[str, Any]], stop: str) -> None:
@@ -98,6 +98,15 @@ def chain(
 
         def do_POST(self) -> None:
             rpc = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if rpc.get("method") == "initialize":  # the MCP session's start (the gateway answers it itself)
+                return self._send({"jsonrpc": "2.0", "id": rpc["id"], "result": INITIALIZED})
+            if rpc.get("method") == "server/discover":  # newer than the gateway's MCP versions
+                return self._send({"jsonrpc": "2.0", "id": rpc["id"], "error": {"code": -32601, "message": "no"}})
+            if "id" not in rpc:  # a notification
+                self.send_response(202)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return None
             request = {"headers": dict(self.headers.items()), "body": rpc}
             passed = guard.intercept({"interceptorInputVersion": "1.0", "mcp": {"gatewayRequest": request}})["mcp"]
             if "transformedGatewayResponse" in passed:
@@ -127,17 +136,27 @@ def chain(
             )
         }
         settings = AgentSettings(
-            agent_name="support_assistant", system_prompt="Help.", tools_gateway_url=tools_url, group_models=groups
+            agent_name="support_assistant",
+            system_prompt="Help.",
+            tools_gateway_url=tools_url,
+            token_issuer=cognito[0],
+            token_client_id=CLIENT_ID,
+            group_models=groups,
         )
-        agent = Agent(settings, model)
+        agent = Service(
+            settings, model, TokenVerifier(issuer=cognito[0], client_id=CLIENT_ID), gateway_tools(tools_url)
+        )
 
         class AgentCore(QuietHandler):
-            """AgentCore Runtime's part: authorize (done), forward the session and token to the agent."""
+            """AgentCore Runtime's part: authorize the gateway (SigV4, done), pass the allowlisted
+            header and the session to the agent."""
 
             def do_POST(self) -> None:
                 assert unquote(self.path.split("/")[2]) == RUNTIME
+                assert self.headers["Authorization"].startswith("AWS4-HMAC-SHA256")
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                status, answered = agent.invoke(body, {k.lower(): v for k, v in self.headers.items()})
+                forwarded = {CALLER_TOKEN_HEADER: self.headers[CALLER_TOKEN_HEADER]}
+                status, answered = agent.invoke(body, forwarded, self.headers[AGENT_SESSION_HEADER])
                 data = json.dumps(answered).encode()
                 self.send_response(status)
                 self.send_header("Content-Length", str(len(data)))
@@ -186,7 +205,8 @@ def test_one_conversation_id_in_every_log_line_metric_and_span_with_its_stage(
     logs = [line for line in lines if "_aws" not in line]
     emf = [line for line in lines if "_aws" in line]
     stage_logs = [line for line in logs if line.get("message") == "stage"]
-    assert {line["stage"] for line in stage_logs} == {"guardrail", "usage", "generation", "tool", "retrieval"}
+    # (The agent's tool calls are stage metrics from the gateway and spans from the agent: below.)
+    assert {line["stage"] for line in stage_logs} == {"guardrail", "usage", "generation", "retrieval"}
     assert all(line[CONVERSATION] == conversation for line in stage_logs)
     # Every log line of the request, from every component, carries it (the gateway's too).
     request_logs = [
@@ -201,14 +221,17 @@ def test_one_conversation_id_in_every_log_line_metric_and_span_with_its_stage(
     gateway_emf = [m for m in emf if "Outputs" in m]
     assert [m[CONVERSATION] for m in gateway_emf] == [conversation]
 
-    # A span without attributes fails below, on its missing stage.
     spans = [dict(span.attributes or {}) for span in SPANS.get_finished_spans()]
-    assert {span["stage"] for span in spans} == {"guardrail", "usage", "generation", "tool", "retrieval"}
-    assert all(span[CONVERSATION] == conversation for span in spans)
-    generation = [s for s in spans if s["stage"] == "generation" and s["gen_ai.operation.name"] == "chat"]
+    staged_spans = [span for span in spans if "stage" in span]
+    assert {span["stage"] for span in staged_spans} == {"guardrail", "usage", "generation", "retrieval"}
+    assert all(span[CONVERSATION] == conversation for span in staged_spans)
+    # The agent's own spans (Strands): the turn under the same conversation, its model and tool calls.
+    (agent,) = [s for s in spans if s.get("gen_ai.operation.name") == "invoke_agent" and "stage" not in s]
+    assert (agent[CONVERSATION], agent["session.id"]) == (conversation, conversation)
+    generation = [s for s in spans if s.get("gen_ai.operation.name") == "chat"]
     assert [s["gen_ai.usage.input_tokens"] for s in generation] == [300, 300]
-    tool = next(s for s in spans if s["stage"] == "tool")
-    assert (tool["gen_ai.tool.name"], tool["outcome"]) == (SEARCH, "ok")
+    tool = next(s for s in spans if str(s.get("gen_ai.tool.name")) == SEARCH and "gen_ai.tool.status" in s)
+    assert tool["gen_ai.tool.status"] == "success"
 
     sinks = json.dumps(lines) + json.dumps(spans)
     assert SEEDED not in sinks

@@ -78,9 +78,7 @@ class _Server(MCPServer[Any]):
             error = {"error": {"kind": "forbidden", "message": f"{params.name} is not available to this caller"}}
             return CallToolResult(content=[TextContent(type="text", text=json.dumps(error))], is_error=True)
         result = self.fake.results.get(params.name, {"ok": True})
-        return CallToolResult(
-            content=[TextContent(type="text", text=json.dumps(result))], is_error="error" in result
-        )
+        return CallToolResult(content=[TextContent(type="text", text=json.dumps(result))], is_error="error" in result)
 
 
 @contextmanager
