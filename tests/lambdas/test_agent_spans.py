@@ -5,6 +5,8 @@ text where content capture is off: not the seeded personal data from the caller 
 from __future__ import annotations
 
 import json
+import logging
+from dataclasses import dataclass
 from typing import Any
 
 import jwt
@@ -41,20 +43,37 @@ def reply(stubber: Stubber, content: list[dict[str, Any]], stop: str) -> None:
     )  # fmt: skip
 
 
+@dataclass
+class Sinks:
+    """Where one turn's text went: its spans, the model requests (what Bedrock's model invocation
+    logs record), and the agent's own log lines."""
+
+    spans: list[ReadableSpan]
+    model_requests: list[str]
+    logs: str
+
+
 @pytest.fixture
-def turn_spans(
+def sinks(
     request: pytest.FixtureRequest,
     spans: InMemorySpanExporter,
     bedrock: tuple[Any, Stubber],
     monkeypatch: pytest.MonkeyPatch,
-) -> list[ReadableSpan]:
-    """The spans of one tool-using turn, with the agent's span settings for content capture on or off."""
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> Sinks:
+    """One tool-using turn, with the agent's span settings for content capture on or off."""
     import strands.telemetry.tracer
 
+    caplog.set_level(logging.INFO)  # what the runtime's log group receives
     for name, value in span_environment(capture_content=request.param).items():
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(strands.telemetry.tracer, "_tracer_instance", None)  # reads them when it starts
     client, stubber = bedrock
+    requests: list[str] = []
+    client.meta.events.register(
+        "before-parameter-build.bedrock-runtime.Converse", lambda params, **_: requests.append(json.dumps(params))
+    )
     token = jwt.encode({"sub": "user-1", "gateway_group": "customer-gold"}, "k", algorithm="HS256")
     with tools_gateway() as (url, fake):
         fake.results[FIND_ORDERS] = {"records": [{"order_id": "O-1", "courier_phone": FROM_TOOL}]}
@@ -74,7 +93,12 @@ def turn_spans(
                 max_iterations=4,
             )
     assert turn.answer == ANSWERED
-    return list(spans.get_finished_spans())
+    return Sinks(list(spans.get_finished_spans()), requests, capsys.readouterr().out + caplog.text)
+
+
+@pytest.fixture
+def turn_spans(sinks: Sinks) -> list[ReadableSpan]:
+    return sinks.spans
 
 
 def operation(spans: list[ReadableSpan], name: str) -> list[ReadableSpan]:
@@ -87,7 +111,7 @@ def everything_in(span: ReadableSpan) -> str:
     return json.dumps([dict(span.attributes or {}), events], default=str)
 
 
-@pytest.mark.parametrize("turn_spans", [False, True], ids=["capture-off", "capture-on"], indirect=True)
+@pytest.mark.parametrize("sinks", [False, True], ids=["capture-off", "capture-on"], indirect=True)
 def test_one_trace_under_the_conversation_id_with_gen_ai_model_and_tool_spans(turn_spans: list[ReadableSpan]) -> None:
     all_spans = turn_spans
     (agent,) = operation(all_spans, "invoke_agent")
@@ -120,14 +144,14 @@ def test_one_trace_under_the_conversation_id_with_gen_ai_model_and_tool_spans(tu
     assert [span for span in turn_spans if span.parent is None] == [agent]
 
 
-@pytest.mark.parametrize("turn_spans", [False], ids=["capture-off"], indirect=True)
+@pytest.mark.parametrize("sinks", [False], ids=["capture-off"], indirect=True)
 def test_with_capture_off_no_message_text_reaches_a_span(turn_spans: list[ReadableSpan]) -> None:
     text = "".join(everything_in(span) for span in turn_spans)
     for seeded in ("ada.lovelace@example.com", FROM_TOOL, "You help customers."):
         assert seeded not in text
 
 
-@pytest.mark.parametrize("turn_spans", [True], ids=["capture-on"], indirect=True)
+@pytest.mark.parametrize("sinks", [True], ids=["capture-on"], indirect=True)
 def test_with_capture_on_the_callers_text_is_there_and_answers_and_tool_results_are_not(
     turn_spans: list[ReadableSpan],
 ) -> None:
@@ -143,3 +167,17 @@ def test_with_capture_on_the_callers_text_is_there_and_answers_and_tool_results_
     ]
     assert outputs
     assert all(FROM_TOOL not in output and "It has shipped" not in output for output in outputs)
+
+
+@pytest.mark.parametrize("sinks", [False], ids=["capture-off"], indirect=True)
+def test_seeded_personal_data_from_a_tool_reaches_the_model_and_nothing_the_agent_writes(sinks: Sinks) -> None:
+    """The decision (docs/adr/0017): tool results reach the model as the tool answered, so the
+    model invocation logs (KMS-encrypted, kept observability.invocation_log_days, readable by the
+    tier's operators only) hold them; the agent's spans and logs do not."""
+    first, second = sinks.model_requests
+    assert FROM_TOOL not in first
+    assert FROM_TOOL in second  # the tool's answer, as the model (and its invocation log) sees it
+    assert FROM_TOOL not in "".join(everything_in(span) for span in sinks.spans)
+    assert "HTTP Request: POST" in sinks.logs  # (the log capture works: the MCP client's lines are here)
+    assert FROM_TOOL not in sinks.logs
+    assert "ada.lovelace@example.com" not in sinks.logs
