@@ -39,6 +39,7 @@ from agent.app import Service, create_app, gateway_tools, service_from_environ  
 from agent.contract import GroupModels, Settings  # noqa: E402
 from shared.headers import AGENT_SESSION_HEADER, CALLER_TOKEN_HEADER  # noqa: E402
 from shared.tokens import TokenVerifier  # noqa: E402
+from tests.lambdas.bedrock_fakes import converse_answer, tool_use  # noqa: E402
 from tests.lambdas.loopback import QuietHandler, loopback, serve_asgi  # noqa: E402
 from tests.lambdas.tools_gateway_fake import FIND_ORDERS, tools_gateway  # noqa: E402
 
@@ -72,19 +73,14 @@ def scripted_bedrock() -> tuple[Any, Stubber]:
     stubber = Stubber(client)
     for content, stop in (
         (
-            [{"toolUse": {"toolUseId": "t1", "name": FIND_ORDERS.name, "input": {"customer_email": "{EMAIL}"}}}],
+            [tool_use(FIND_ORDERS.name, {"customer_email": "{EMAIL}"})],
             "tool_use",
         ),
         ([{"text": "Your order O-1 has shipped."}], "end_turn"),
     ):
         stubber.add_response(
             "converse",
-            {
-                "output": {"message": {"role": "assistant", "content": content}},
-                "stopReason": stop,
-                "usage": {"inputTokens": 120, "outputTokens": 25, "totalTokens": 145},
-                "metrics": {"latencyMs": 1},
-            },
+            converse_answer(content, stop, input_tokens=120, output_tokens=25),
             {"modelId": MODEL, "messages": ANY, "system": ANY, "toolConfig": ANY, "inferenceConfig": ANY,
              "requestMetadata": ANY},
         )  # fmt: skip

@@ -57,14 +57,3 @@ def bearer(header: str | None) -> str:
     if scheme.lower() != "bearer" or not token:
         raise InvalidToken("no bearer token")
     return token
-
-
-def claims_checked_upstream(token: str) -> dict[str, Any]:
-    """The claims of a token that the service in front already verified (AgentCore Runtime's JWT
-    authorizer checks signature, issuer, expiry, client and custom claims before a request reaches
-    the agent). Only for code that nothing but that service can reach."""
-    try:
-        claims: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
-    except jwt.PyJWTError as error:
-        raise InvalidToken(type(error).__name__) from None
-    return claims

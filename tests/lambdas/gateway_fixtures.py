@@ -27,6 +27,7 @@ from ai_gateway.ledger import Admission, Ledger, Usage
 from ai_gateway.models import GatewayPolicy
 from stacks.config import ProductionConfig, load_config
 from stacks.production.policy import gateway_policy
+from tests.lambdas.bedrock_fakes import converse_answer
 
 TABLE = "ledger"
 GUARDRAIL = {"guardrailIdentifier": "gr-123", "guardrailVersion": "1"}
@@ -283,11 +284,6 @@ def converse_ok(stubber: Stubber, model: str, text: str, expected: dict[str, Any
 
     stubber.add_response(
         "converse",
-        {
-            "output": {"message": {"role": "assistant", "content": [{"text": text}]}},
-            "stopReason": "end_turn",
-            "usage": {"inputTokens": 50, "outputTokens": 20, "totalTokens": 70},
-            "metrics": {"latencyMs": 100},
-        },
+        converse_answer([{"text": text}], input_tokens=50, output_tokens=20, latency_ms=100),
         expected or {"modelId": model, "system": ANY, "messages": ANY, "inferenceConfig": ANY},
     )

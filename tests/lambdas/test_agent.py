@@ -23,6 +23,7 @@ from agent.turn import STOPPED_ANSWER
 from shared.contract import SettingsError
 from shared.headers import AGENT_SESSION_HEADER as SESSION_HEADER, CALLER_TOKEN_HEADER, CONVERSATION_HEADER
 from shared.tokens import TokenVerifier
+from tests.lambdas.bedrock_fakes import converse_answer, tool_use
 from tests.lambdas.cognito_fixtures import CLIENT_ID, sign
 from tests.lambdas.loopback import serve_asgi
 from tests.lambdas.tools_gateway_fake import FakeToolsGateway, tools_gateway
@@ -67,12 +68,7 @@ def converse(
 ) -> None:
     stubber.add_response(
         "converse",
-        {
-            "output": {"message": {"role": "assistant", "content": content}},
-            "stopReason": stop,
-            "usage": {"inputTokens": 100, "outputTokens": 20, "totalTokens": 120},
-            "metrics": {"latencyMs": 10},
-        },
+        converse_answer(content, stop),
         {
             "modelId": model,
             "system": system,
@@ -83,10 +79,6 @@ def converse(
             **extra,
         },
     )
-
-
-def tool_use(name: str, arguments: dict[str, Any], use_id: str = "t1") -> dict[str, Any]:
-    return {"toolUse": {"toolUseId": use_id, "name": name, "input": arguments}}
 
 
 @dataclass

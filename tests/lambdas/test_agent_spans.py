@@ -19,6 +19,7 @@ from agent.app import gateway_tools
 from agent.contract import span_environment
 from agent.turn import run_turn
 from shared.telemetry import CONVERSATION
+from tests.lambdas.bedrock_fakes import converse_answer, tool_use
 from tests.lambdas.tools_gateway_fake import tools_gateway
 
 MODEL = "amazon.nova-pro-v1:0"
@@ -32,12 +33,7 @@ ANSWERED = f"It has shipped; the courier calls {FROM_TOOL}."  # the model's answ
 def reply(stubber: Stubber, content: list[dict[str, Any]], stop: str) -> None:
     stubber.add_response(
         "converse",
-        {
-            "output": {"message": {"role": "assistant", "content": content}},
-            "stopReason": stop,
-            "usage": {"inputTokens": 100, "outputTokens": 20, "totalTokens": 120},
-            "metrics": {"latencyMs": 10},
-        },
+        converse_answer(content, stop),
         {"modelId": MODEL, "messages": ANY, "system": ANY, "toolConfig": ANY, "inferenceConfig": ANY,
          "requestMetadata": {"session_id": SESSION}},
     )  # fmt: skip
@@ -77,8 +73,7 @@ def sinks(
     token = jwt.encode({"sub": "user-1", "gateway_group": "customer-gold"}, "k", algorithm="HS256")
     with tools_gateway() as (url, fake):
         fake.results[FIND_ORDERS] = {"records": [{"order_id": "O-1", "courier_phone": FROM_TOOL}]}
-        reply(stubber, [{"toolUse": {"toolUseId": "t1", "name": FIND_ORDERS,
-                                     "input": {"customer_email": "{EMAIL}"}}}], "tool_use")  # fmt: skip
+        reply(stubber, [tool_use(FIND_ORDERS, {"customer_email": "{EMAIL}"})], "tool_use")
         reply(stubber, [{"text": ANSWERED}], "end_turn")
         spans.clear()
         with gateway_tools(url)(token, SESSION) as tools:

@@ -16,6 +16,7 @@ from botocore.stub import ANY, Stubber
 from ai_gateway import handler
 from shared.aws_errors import Kind, UpstreamError, call, classify
 from shared.converse import converse
+from tests.lambdas.bedrock_fakes import converse_answer
 from tests.lambdas.conftest import FakeContext, http_result
 from tests.lambdas.gateway_fixtures import Gateway, converse_ok, guard_input, guard_output, rest_event
 
@@ -113,12 +114,7 @@ def test_a_transaction_cancelled_for_a_transient_reason_is_retryable(reasons: li
 def answers(stubber: Stubber, model: str, text: str = "Hi.") -> None:
     stubber.add_response(
         "converse",
-        {
-            "output": {"message": {"role": "assistant", "content": [{"text": text}]}},
-            "stopReason": "end_turn",
-            "usage": {"inputTokens": 3, "outputTokens": 1, "totalTokens": 4},
-            "metrics": {"latencyMs": 1},
-        },
+        converse_answer([{"text": text}], input_tokens=3, output_tokens=1, latency_ms=1),
         {"modelId": model, "messages": ANY},
     )
 

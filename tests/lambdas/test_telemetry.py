@@ -25,6 +25,7 @@ from shared.headers import AGENT_SESSION_HEADER, CALLER_TOKEN_HEADER
 from shared.telemetry import CONVERSATION, STAGES
 from shared.tokens import TokenVerifier
 from stacks.production.tool_binding import bindings, classifications
+from tests.lambdas.bedrock_fakes import converse_answer
 from tests.lambdas.cognito_fixtures import CLIENT_ID, sign
 from tests.lambdas.conftest import SPANS, FakeContext, http_result
 from tests.lambdas.gateway_fixtures import (
@@ -58,12 +59,7 @@ def tracer_provider(spans: InMemorySpanExporter) -> None:
 def answer(stubber: Stubber, content: list[dict[str, Any]], stop: str) -> None:
     stubber.add_response(
         "converse",
-        {
-            "output": {"message": {"role": "assistant", "content": content}},
-            "stopReason": stop,
-            "usage": {"inputTokens": 300, "outputTokens": 40, "totalTokens": 340},
-            "metrics": {"latencyMs": 12},
-        },
+        converse_answer(content, stop, input_tokens=300, output_tokens=40),
         {
             "modelId": "amazon.nova-pro-v1:0",
             "system": ANY,
