@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import cache
 from typing import Any
@@ -229,7 +229,6 @@ class ToolsUnavailableError(Exception):
 def gateway_tools(url: str, *, timeout_seconds: int = 20) -> ToolsFor:
     """Tools sessions with the tools gateway (MCP over streamable HTTP), one per turn, carrying the
     caller's own token: the gateway's policies and interceptors decide per caller what it lists."""
-    from contextlib import contextmanager
 
     @contextmanager
     def tools_for(token: str, conversation: str) -> Iterator[list[Any]]:
