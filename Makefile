@@ -23,7 +23,7 @@ CDK := cdk --ci --no-notices
 CDK_ARGS := -c tier=$(TIER)
 PIP_QUIET := --quiet --disable-pip-version-check
 
-.PHONY: help layer agent-deps setup synth test test-variant agent-dev eval lint format typecheck docs cfn-lint bench nag-report diff deploy smoke destroy clean distclean
+.PHONY: help layer agent-deps setup synth test test-variant agent-dev review diagram promote eval lint format typecheck docs cfn-lint bench nag-report diff deploy smoke destroy clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -113,6 +113,15 @@ bench: setup ## synth vs a one-bucket app; gateway and telemetry overhead; legac
 
 nag-report: synth ## count cdk-nag acknowledgements by rule
 	$(BIN)/python tools/nag_report.py cdk.out
+
+review: setup ## offline review report of the working tree against BASE (a git ref): IAM, replacements, data handling, code; exit 2 when access broadens
+	$(BIN)/python tools/review.py --base $(or $(BASE),$(error BASE=<git ref> is required, e.g. make review BASE=main))
+
+diagram: setup ## the architecture of each tier from the synthesized app (Mermaid) into docs/architecture.md
+	$(BIN)/python tools/diagram.py
+
+promote: setup ## check a workload's readiness gates; on success move it to production and write a promotion report
+	$(BIN)/python tools/promote.py $(or $(WORKLOAD),$(error WORKLOAD=<name> is required, e.g. make promote WORKLOAD=support))
 
 diff: setup ## cdk diff against the deployed TIER (needs AWS credentials)
 	$(CDK) diff $(CDK_ARGS) --all
