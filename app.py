@@ -35,7 +35,14 @@ def _tier_stacks(app: App, tier: Tier, config: BlueprintConfig) -> list[Stack]:
     stacks: list[Stack]
     if tier is Tier.SANDBOX:
         env = Environment(account=config.sandbox.account, region=config.sandbox.region)
-        stacks = [SandboxStack(app, f"{prefix}-sandbox", prefix=prefix, config=config.sandbox, env=env)]
+        stacks = []
+        for name in config.workloads_in("sandbox"):  # one prototype stack per workload in sandbox stage
+            prototype = SandboxStack(
+                app, f"{prefix}-sandbox-{name}", prefix=prefix, workload=name, config=config.sandbox_for(name), env=env
+            )
+            Tags.of(prototype).add("workload", name)
+            Tags.of(prototype).add("team", config.workloads[name].team)
+            stacks.append(prototype)
     else:
         stacks = production_stacks(app, prefix=prefix, config=config.production)
     for stack in stacks:

@@ -170,7 +170,7 @@ def stub_sandbox(aws: Stubbed, served: Served, *, sync: str = "COMPLETE") -> Non
             KendraDataSourceId="0123456789abcdef0123456789abcdef0124",
             QueryUrl=f"{served.url}/",
         ),
-        {"StackName": "genai-sandbox"},
+        {"StackName": "genai-sandbox-support"},
     )
     key = f"documents/smoke/{RUN}.md"
     served.answer_cites = f"s3://docs/{key}"
@@ -210,7 +210,12 @@ def stub_sandbox(aws: Stubbed, served: Served, *, sync: str = "COMPLETE") -> Non
 def run_sandbox(aws: Stubbed, clock: Clock) -> smoke.Smoke:
     checker = make_smoke(aws, clock)
     smoke.sandbox(
-        checker, prefix="genai", region="us-east-1", run=RUN, credentials=Credentials("AKIDEXAMPLE", "secret")
+        checker,
+        prefix="genai",
+        workload="support",
+        region="us-east-1",
+        run=RUN,
+        credentials=Credentials("AKIDEXAMPLE", "secret"),
     )
     return checker
 
@@ -264,12 +269,12 @@ def test_an_answer_that_cites_something_else_fails(aws: Stubbed, served: Served)
 
 def test_a_tier_that_is_not_deployed_fails_at_once_by_name(aws: Stubbed) -> None:
     aws.stub("cloudformation").add_client_error(
-        "describe_stacks", "ValidationError", "Stack with id genai-sandbox does not exist"
+        "describe_stacks", "ValidationError", "Stack with id genai-sandbox-support does not exist"
     )
     checker = run_sandbox(aws, Clock())
     (row,) = checker.rows
     assert row.status == "FAIL"
-    assert "stack genai-sandbox is not deployed here" in row.detail
+    assert "stack genai-sandbox-support is not deployed here" in row.detail
 
 
 def test_waiting_gives_up_at_its_timeout_without_sleeping_past_it() -> None:
@@ -525,12 +530,14 @@ def test_without_transaction_search_the_trace_is_asked_of_x_ray_itself(aws: Stub
 
 def test_a_stack_from_an_older_deploy_fails_naming_the_outputs_it_lacks(aws: Stubbed) -> None:
     aws.stub("cloudformation").add_response(
-        "describe_stacks", outputs(DocumentsBucketName="docs", KnowledgeBaseId="KB1"), {"StackName": "genai-sandbox"}
+        "describe_stacks",
+        outputs(DocumentsBucketName="docs", KnowledgeBaseId="KB1"),
+        {"StackName": "genai-sandbox-support"},
     )
     (row,) = run_sandbox(aws, Clock()).rows
     assert (row.status, row.detail) == (
         "FAIL",
-        "stack genai-sandbox has no output DocumentsPrefix, DataSourceId, QueryUrl: deploy this version of the "
+        "stack genai-sandbox-support has no output DocumentsPrefix, DataSourceId, QueryUrl: deploy this version of the "
         "blueprint first",
     )
 

@@ -197,7 +197,9 @@ def stack_outputs(clients: Clients, prefix: str, part: str) -> dict[str, str]:
     except ClientError as error:
         raise Failed(f"stack {stack} is not deployed here ({error.response['Error']['Message']})") from None
     outputs = {o["OutputKey"]: o["OutputValue"] for o in found.get("Outputs", [])}
-    missing = [key for key in REQUIRED_OUTPUTS[part] if key not in outputs]
+    missing = [
+        key for key in REQUIRED_OUTPUTS["sandbox" if part.startswith("sandbox-") else part] if key not in outputs
+    ]
     if missing:
         raise Failed(f"stack {stack} has no output {', '.join(missing)}: deploy this version of the blueprint first")
     return outputs
@@ -246,9 +248,11 @@ def start_and_wait_for_ingestion(smoke: Smoke, knowledge_base: str, data_source:
 # --- sandbox ---------------------------------------------------------------------------------------
 
 
-def sandbox(smoke: Smoke, *, prefix: str, region: str, run: str, credentials: Any) -> None:
+def sandbox(smoke: Smoke, *, prefix: str, workload: str, region: str, run: str, credentials: Any) -> None:
+    """One workload's prototype stack (<prefix>-sandbox-<workload>)."""
+    stack = f"sandbox-{workload}"
     outputs = smoke.check(
-        "sandbox stack deployed", lambda: (stack_outputs(smoke.clients, prefix, "sandbox"), f"{prefix}-sandbox")
+        "sandbox stack deployed", lambda: (stack_outputs(smoke.clients, prefix, stack), f"{prefix}-{stack}")
     )
     if outputs is MISSING:
         return
@@ -662,7 +666,15 @@ def run_tier(
 ) -> Smoke:
     smoke = Smoke(clients=clients, http=http)
     if tier == "sandbox":
-        sandbox(smoke, prefix=config.prefix, region=config.sandbox.region, run=run, credentials=credentials)
+        for workload in config.workloads_in("sandbox"):
+            sandbox(
+                smoke,
+                prefix=config.prefix,
+                workload=workload,
+                region=config.sandbox.region,
+                run=run,
+                credentials=credentials,
+            )
     else:
         production(
             smoke,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
 
@@ -28,6 +29,7 @@ from stacks.config.fields import PATTERN_ERROR
 from stacks.config.references import REFERENCE_ERROR
 
 CONTEXT_KEY = "blueprint"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TIER_CONTEXT_KEY = "tier"
 
 # Where pydantic puts the error about a mapping's key (rather than its value) in a location.
@@ -42,6 +44,7 @@ def load_config(context: Mapping[str, Any]) -> BlueprintConfig:
     if not isinstance(base, Mapping):
         raise ConfigError(f"{CONTEXT_KEY}: missing or not an object in cdk.json context")
     raw = json.loads(json.dumps(base))  # a private, plain copy to apply overrides to
+    _read_workloads(raw, context.get(f"{CONTEXT_KEY}.workloads_dir", raw.get("workloads_dir")))
     prefix = CONTEXT_KEY + "."
     for key in sorted(k for k in context if k.startswith(prefix)):
         _set_path(raw, key[len(prefix) :].split("."), _parse_value(context[key]), key)
@@ -52,6 +55,22 @@ def load_config(context: Mapping[str, Any]) -> BlueprintConfig:
         # A list that fails on one item also reports its own (emptied) length: keep the item's.
         specific = [e for e in errors if not any(_inside(o["loc"], e["loc"]) for o in errors)]
         raise ConfigError("\n".join(describe(error) for error in specific)) from None
+
+
+def _read_workloads(raw: dict[str, Any], folder: Any) -> None:
+    """Each workloads/<name>.json under raw["workloads"][name] (an entry already there wins)."""
+    if not isinstance(folder, str):
+        return
+    declared = raw.setdefault("workloads", {})
+    if not isinstance(declared, dict):
+        return
+    for path in sorted((PROJECT_ROOT / folder).glob("*.json")):
+        try:
+            value = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as error:
+            where = f"{CONTEXT_KEY}.workloads.{path.stem}: {path.relative_to(PROJECT_ROOT)}"
+            raise ConfigError(f"{where} is not JSON ({error.msg}, line {error.lineno})") from None
+        declared.setdefault(path.stem, value)
 
 
 def selected_tiers(context: Mapping[str, Any]) -> tuple[Tier, ...]:

@@ -24,9 +24,11 @@ class SandboxStack(Stack):
     Every resource is DESTROY (buckets are emptied first) and the stack carries an expiry tag.
     """
 
-    def __init__(self, scope: Construct, id: str, *, prefix: str, config: SandboxConfig, **kwargs: Any) -> None:
+    def __init__(
+        self, scope: Construct, id: str, *, prefix: str, workload: str, config: SandboxConfig, **kwargs: Any
+    ) -> None:
         super().__init__(scope, id, **kwargs)
-        name = f"{prefix}-{Tier.SANDBOX}"
+        name = f"{prefix}-{Tier.SANDBOX}-{workload}"
         Tags.of(self).add("expires-on", config.expires_on.isoformat())
 
         key = TierKey(self, "Key", alias=f"alias/{name}", removal_policy=RemovalPolicy.DESTROY)
@@ -73,7 +75,7 @@ class SandboxStack(Stack):
             config=config.query,
             knowledge_base=knowledge_base,
             kendra=kendra,
-            metrics_namespace=f"{prefix}/{Tier.SANDBOX}",
+            metrics_namespace=f"{prefix}/{Tier.SANDBOX}/{workload}",
             log_retention_days=config.log_retention_days,
             log_key=key,
         )

@@ -67,7 +67,7 @@ def assembly(synthesize: Synthesizer) -> Assembly:
 
 # The stack fixtures below, by name: how the stack's name ends.
 STACK_SUFFIXES = {
-    "sandbox": "-sandbox",
+    "sandbox": "-sandbox-support",  # the sample workload's prototype stack (workloads/support.json)
     "foundation": "-production-foundation",
     "identity": "-production-identity",
     "gateway": "-production-gateway",

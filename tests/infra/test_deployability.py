@@ -39,7 +39,7 @@ NOT_CHECKED_AT_CREATION = {"AWS::Lambda::Function": "its role is used when it ru
 REPLACING = {
     "blueprint.production.knowledge_base.embedding_model_id": "cohere.embed-english-v3",
     "blueprint.production.knowledge_base.chunking": {"strategy": "FIXED_SIZE", "max_tokens": 400},
-    "blueprint.sandbox.knowledge_base.embedding_model_id": "cohere.embed-english-v3",
+    "blueprint.workloads.support.knowledge_base.embedding_model_id": "cohere.embed-english-v3",
 }
 RENAMED_AGENT = "renamed_agent"
 

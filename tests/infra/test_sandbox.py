@@ -18,7 +18,7 @@ ACCOUNT = "<AWS::AccountId>"
 
 @pytest.fixture(scope="module")
 def config(cdk_context: dict[str, Any]) -> SandboxConfig:
-    return load_config(cdk_context).sandbox
+    return load_config(cdk_context).sandbox_for("support")
 
 
 def embedding_arn(config: SandboxConfig) -> str:
@@ -270,7 +270,7 @@ def test_budget_alerts_the_configured_addresses(sandbox: dict[str, Any], config:
 def test_resources_carry_the_expiry_and_config_tags(sandbox: dict[str, Any], cdk_context: dict[str, Any]) -> None:
     config = load_config(cdk_context)
     tags = {t["Key"]: t["Value"] for t in props(sandbox, "AWS::S3::Bucket", "Documents")["Tags"]}
-    assert tags["expires-on"] == str(config.sandbox.expires_on)
+    assert tags["expires-on"] == str(config.sandbox_for("support").expires_on)
     assert tags["tier"] == "sandbox"
     assert config.tags
     assert tags.items() >= config.tags.items()
@@ -291,25 +291,25 @@ def kendra_off(synthesize: Synthesizer) -> Assembly:
     return synthesize(
         tier="sandbox",
         **{
-            "blueprint.sandbox.kendra.enabled": "false",
-            "blueprint.sandbox.query.generation_model_id": "us.amazon.nova-lite-v1:0",
+            "blueprint.workloads.support.sandbox.kendra": "false",
+            "blueprint.workloads.support.generation.model_id": "us.amazon.nova-lite-v1:0",
             "blueprint.sandbox.budget.scope_to_tier_tag": "true",
         },
     )
 
 
 def test_kendra_switch_off_removes_every_kendra_resource_and_permission(kendra_off: Assembly) -> None:
-    template = kendra_off.template("-sandbox")
+    template = kendra_off.template("-sandbox-support")
     assert not [r for r in template["Resources"].values() if r["Type"].startswith("AWS::Kendra::")]
     assert not [a for a, _ in role_permissions(template, "QueryFunctionRole") if a.startswith("kendra:")]
     fn = props(template, "AWS::Lambda::Function", "QueryFunction")
     assert "KENDRA_INDEX_ID" not in fn["Environment"]["Variables"]  # unset: the query function's Kendra is off
     assert not [name for name in template["Outputs"] if name.startswith("Kendra")]
-    assert list(kendra_off.templates) == ["genai-sandbox"]  # tier=sandbox synthesizes one tier
+    assert list(kendra_off.templates) == ["genai-sandbox-support"]  # tier=sandbox synthesizes one tier
 
 
 def test_inference_profile_grants_the_profile_and_its_model_in_every_region(kendra_off: Assembly) -> None:
-    template = kendra_off.template("-sandbox")
+    template = kendra_off.template("-sandbox-support")
     profile = f"arn:aws:bedrock:us-east-1:{ACCOUNT}:inference-profile/us.amazon.nova-lite-v1:0"
     model = {(a, r) for a, r in role_permissions(template, "QueryFunctionRole") if a.startswith("bedrock:")}
     assert model - {
@@ -323,5 +323,5 @@ def test_inference_profile_grants_the_profile_and_its_model_in_every_region(kend
 
 
 def test_budget_can_be_scoped_to_the_tier_tag(kendra_off: Assembly) -> None:
-    budget = props(kendra_off.template("-sandbox"), "AWS::Budgets::Budget")
+    budget = props(kendra_off.template("-sandbox-support"), "AWS::Budgets::Budget")
     assert budget["Budget"]["CostFilters"] == {"TagKeyValue": ["user:tier$sandbox"]}

@@ -29,7 +29,7 @@ def masked(template: dict[str, Any]) -> Any:
 
 
 STACKS = [
-    "genai-sandbox",
+    "genai-sandbox-support",
     "genai-production-foundation",
     "genai-production-identity",
     "genai-production-gateway",

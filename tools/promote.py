@@ -1,0 +1,306 @@
+"""Promote a workload from the sandbox to production: `make promote WORKLOAD=<name>`.
+
+Checks the readiness gates and prints them as a table (gate, pass/fail, why, how to fix); exits 1
+if any fails. When all pass it changes the workload's ``stage`` in workloads/<name>.json (nothing
+else), and writes a promotion report (promotions/<name>.md): the gates, then what the promotion
+changes in the production tier's templates (the review report, tools/review.py).
+
+Gates: the workload's declaration is valid in production; the guardrail covers its PII entity
+types; its documents' classification has a policy (mask or quarantine); Macie covers the
+pipeline's buckets its documents pass through; every tool it uses exists and is bound to its
+groups, and every group has a usage plan and a quota for each of its outputs; its golden cases
+score at or above the evaluation floor; the production synth is cdk-nag and cfn-lint clean; its
+prices and budget are set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "lambdas")]
+
+from evaluation.evaluator import evaluate, load_golden_set  # noqa: E402
+from stacks.config import BlueprintConfig, ConfigError, load_config  # noqa: E402
+from stacks.config.tools import all_tools  # noqa: E402
+from stacks.config.workloads import WorkloadConfig  # noqa: E402
+from tools.eval import TRACES  # noqa: E402
+
+KNOWLEDGE_SEARCH = "knowledge_search"
+REPORTS = ROOT / "promotions"
+
+
+@dataclass(frozen=True)
+class Gate:
+    name: str
+    passed: bool
+    why: str
+    fix: str = ""
+
+
+# A production synth of the promoted config: its templates by stack name (raises on cdk-nag errors).
+Synth = Callable[[Mapping[str, Any]], dict[str, dict[str, Any]]]
+# cfn-lint over templates: its findings (empty: clean).
+Lint = Callable[[dict[str, dict[str, Any]]], list[str]]
+
+
+def promoted_context(context: Mapping[str, Any], name: str) -> dict[str, Any]:
+    return {**context, f"blueprint.workloads.{name}.stage": "production"}
+
+
+def check(
+    context: Mapping[str, Any], name: str, *, synth: Synth, lint: Lint, traces: Path = TRACES
+) -> tuple[list[Gate], dict[str, dict[str, Any]]]:
+    """The gates for promoting workload ``name``, and the promoted production templates (empty
+    when the synth could not run)."""
+    current = load_config(context)
+    if name not in current.workloads:
+        known = ", ".join(sorted(current.workloads)) or "none"
+        return [Gate("workload", False, f"no workload {name}", f"declare workloads/{name}.json (known: {known})")], {}
+    workload = current.workloads[name]
+    gates = [
+        Gate("stage", workload.stage == "sandbox", f"stage is {workload.stage}", "only a sandbox workload promotes"),
+        *static_gates(current, workload),
+        evaluation_gate(current, workload, traces),
+    ]
+    try:
+        promoted = load_config(promoted_context(context, name))
+    except ConfigError as error:
+        gates.append(Gate("declaration", False, str(error).replace("\n", "; "), "fix those keys"))
+        return gates, {}
+    gates.append(Gate("declaration", True, "valid in production (output types, quotas, tools, agent)"))
+    templates, synth_gate = synth_and_lint(promoted_context(context, name), synth, lint)
+    gates.append(synth_gate)
+    gates.append(bindings_gate(promoted, name))
+    return gates, templates
+
+
+def static_gates(config: BlueprintConfig, workload: WorkloadConfig) -> list[Gate]:
+    return [
+        guardrail_gate(config, workload),
+        classification_gate(config, workload),
+        macie_gate(config),
+        tools_gate(config, workload),
+        prices_gate(workload),
+    ]
+
+
+def guardrail_gate(config: BlueprintConfig, workload: WorkloadConfig) -> Gate:
+    covered = config.production.guardrail.pii_entities
+    missing = [entity for entity in workload.documents.pii_entities if entity not in covered]
+    if missing:
+        return Gate(
+            "guardrail covers PII",
+            False,
+            f"production.guardrail.pii_entities has no {', '.join(missing)}",
+            f"add {', '.join(missing)} to production.guardrail.pii_entities (ANONYMIZE or BLOCK)",
+        )
+    entities = ", ".join(workload.documents.pii_entities) or "none declared"
+    return Gate("guardrail covers PII", True, f"covers {entities}")
+
+
+def classification_gate(config: BlueprintConfig, workload: WorkloadConfig) -> Gate:
+    classification = workload.documents.classification
+    policy = config.production.ingestion.classifications.get(classification)
+    if policy is None:
+        return Gate(
+            "classification policy",
+            False,
+            f"no policy for {classification} documents",
+            f"add production.ingestion.classifications.{classification} with on_pii mask or quarantine",
+        )
+    handled = {"mask": "masked", "quarantine": "quarantined"}[policy.on_pii]
+    return Gate("classification policy", True, f"{classification}: personal data in them is {handled}")
+
+
+def macie_gate(config: BlueprintConfig) -> Gate:
+    mode = config.production.account_settings.macie
+    if mode == "off":
+        return Gate(
+            "Macie coverage",
+            False,
+            "account_settings.macie is off: no sensitive-data discovery over the pipeline's buckets",
+            "set production.account_settings.macie to adopt or manage",
+        )
+    return Gate(
+        "Macie coverage", True, f"the pipeline's buckets are scanned {config.production.macie.schedule.lower()}"
+    )
+
+
+def tools_gate(config: BlueprintConfig, workload: WorkloadConfig) -> Gate:
+    known = {KNOWLEDGE_SEARCH, *all_tools(config.production.legacy_apis)}
+    unknown = [tool for tool in workload.tools if tool not in known]
+    if unknown:
+        return Gate(
+            "tools exist",
+            False,
+            f"no tool {', '.join(unknown)} in production",
+            "declare it under production.legacy_apis.<api>.tools, or remove it from the workload",
+        )
+    return Gate("tools exist", True, ", ".join(workload.tools) or "no tools")
+
+
+def prices_gate(workload: WorkloadConfig) -> Gate:
+    free = [name for name, output in workload.outputs.items() if output.unit_price_usd <= 0]
+    if free:
+        return Gate("prices and budget", False, f"no price for {', '.join(free)}", "set outputs.<name>.unit_price_usd")
+    prices = ", ".join(f"{n} ${o.unit_price_usd:g}" for n, o in sorted(workload.outputs.items()))
+    return Gate("prices and budget", True, f"{prices}; budget ${workload.sandbox.budget.monthly_limit_usd:g}/month")
+
+
+def evaluation_gate(config: BlueprintConfig, workload: WorkloadConfig, traces: Path) -> Gate:
+    name = "golden set at the floor"
+    floor = config.production.observability.tool_accuracy_floor
+    cases = {case.id: case for case in load_golden_set()}
+    if not workload.evaluation.cases:
+        return Gate(
+            name, False, "no golden cases", "list its cases in evaluation.cases (lambdas/evaluation/golden_set.json)"
+        )
+    unknown = [case for case in workload.evaluation.cases if case not in cases]
+    if unknown:
+        return Gate(name, False, f"not in the golden set: {', '.join(unknown)}", "add them to golden_set.json")
+    recorded = dict(_recorded(traces))
+    missing = [case for case in workload.evaluation.cases if case not in recorded]
+    if missing:
+        return Gate(name, False, f"no recorded trace for {', '.join(missing)}", f"record them in {traces.name}")
+    report = evaluate([cases[c] for c in workload.evaluation.cases], recorded)
+    score = min(report.tool_selection_accuracy, report.argument_accuracy)
+    if score < floor:
+        return Gate(
+            name, False, f"scored {score:.2f}, floor {floor:.2f}", "improve the prompt or tools, then re-record"
+        )
+    return Gate(name, True, f"{len(report.cases)} cases scored {score:.2f} (floor {floor:.2f})")
+
+
+def _recorded(path: Path) -> Iterator[tuple[str, Any]]:
+    from evaluation.evaluator import calls_from
+
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            record = json.loads(line)
+            yield record["case"], calls_from(record["tool_calls"])
+
+
+def bindings_gate(promoted: BlueprintConfig, name: str) -> Gate:
+    workload = promoted.workloads[name]
+    groups = promoted.production.groups
+    unbound = [t for t in workload.tools if not any(t in groups[g].tools for g in workload.groups)]
+    without = [
+        f"{g}/{o}"
+        for g in workload.groups
+        for o in workload.outputs
+        if o not in groups[g].output_quotas or groups[g].output_quotas[o].limit <= 0
+    ]
+    if unbound or without:
+        why = "; ".join(filter(None, [f"unbound tools {', '.join(unbound)}" if unbound else "",
+                                      f"no quota for {', '.join(without)}" if without else ""]))  # fmt: skip
+        return Gate("bindings and quotas", False, why, "give outputs.<name>.quota.limit above 0")
+    plans = ", ".join(f"{g} {groups[g].usage_plan.rate_limit:g}/s" for g in workload.groups)
+    return Gate("bindings and quotas", True, f"tools bound to {', '.join(workload.groups)}; usage plans {plans}")
+
+
+def synth_and_lint(context: Mapping[str, Any], synth: Synth, lint: Lint) -> tuple[dict[str, dict[str, Any]], Gate]:
+    name = "cdk-nag and cfn-lint"
+    try:
+        templates = synth(context)
+    except Exception as error:
+        reason = str(error).strip().splitlines()
+        return {}, Gate(
+            name, False, (reason[0] if reason else type(error).__name__)[:300], "make synth TIER=production"
+        )
+    findings = lint(templates)
+    if findings:
+        return templates, Gate(name, False, f"cfn-lint: {findings[0]}", "make cfn-lint")
+    return templates, Gate(name, True, f"{len(templates)} production templates clean")
+
+
+def production_synth(context: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The production tier synthesized in-process (cdk-nag errors raise)."""
+    from aws_cdk import App
+
+    from app import build_app
+
+    with tempfile.TemporaryDirectory() as out:
+        app = App(context={**context, "tier": "production"}, outdir=out)
+        build_app(app)
+        app.synth()
+        return {
+            p.name.removesuffix(".template.json"): json.loads(p.read_text()) for p in Path(out).glob("*.template.json")
+        }
+
+
+def cfn_lint(templates: dict[str, dict[str, Any]]) -> list[str]:
+    with tempfile.TemporaryDirectory() as out:
+        paths = []
+        for stack, template in templates.items():
+            path = Path(out) / f"{stack}.template.json"
+            path.write_text(json.dumps(template))
+            paths.append(str(path))
+        result = subprocess.run(  # noqa: S603 - the venv's cfn-lint over our own templates
+            [sys.executable, "-m", "cfnlint", *paths], capture_output=True, text=True, check=False, cwd=ROOT
+        )
+    return [line for line in result.stdout.splitlines() if line.strip()] if result.returncode else []
+
+
+def table(gates: list[Gate]) -> str:
+    rows = ["| Gate | Result | Why | How to fix |", "| --- | --- | --- | --- |"]
+    rows += [f"| {g.name} | {'PASS' if g.passed else 'FAIL'} | {g.why} | {'' if g.passed else g.fix} |" for g in gates]
+    return "\n".join(rows)
+
+
+def set_stage(path: Path, stage: str) -> None:
+    """Change only the ``stage`` value of a workload file, keeping its layout."""
+    text = path.read_text(encoding="utf-8")
+    changed, count = re.subn(r'("stage"\s*:\s*)"[a-z]+"', rf'\1"{stage}"', text, count=1)
+    if count != 1:
+        raise ConfigError(f'{path.name}: no "stage" key to change')
+    path.write_text(changed, encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("workload")
+    args = parser.parse_args(argv)
+    context = json.loads((ROOT / "cdk.json").read_text())["context"]
+    gates, promoted = check(context, args.workload, synth=production_synth, lint=cfn_lint)
+    print(table(gates))
+    if not all(gate.passed for gate in gates):
+        print(f"\n{args.workload} is not ready: fix the failing gates above.", file=sys.stderr)
+        return 1
+    before = production_synth(context)
+    set_stage(ROOT / context["blueprint"]["workloads_dir"] / f"{args.workload}.json", "production")
+    report = promotion_report(args.workload, gates, before, promoted)
+    REPORTS.mkdir(exist_ok=True)
+    path = REPORTS / f"{args.workload}.md"
+    path.write_text(report, encoding="utf-8")
+    print(f"\n{args.workload} is now in production stage; report: {path.relative_to(ROOT)}")
+    return 0
+
+
+def promotion_report(
+    name: str, gates: list[Gate], before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]
+) -> str:
+    from tools.review import markdown_for_templates
+
+    return "\n\n".join(
+        [
+            f"# Promotion of {name} to production",
+            "## Readiness gates",
+            table(gates),
+            "## What changes in the production tier",
+            markdown_for_templates(before, after),
+        ]
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
