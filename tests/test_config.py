@@ -670,3 +670,29 @@ def test_a_timeout_with_its_own_key_is_not_set_twice(function: FunctionName, key
         "allowed: unset"
     )
     assert load({f"production.functions.{function}": '{"memory_mb": 1024}'}).production.functions[function]
+
+
+def test_a_workload_is_checked_against_production_and_types_nothing_twice(cdk_context: dict[str, Any]) -> None:
+    workload = "blueprint.workloads.support"
+    with pytest.raises(ConfigError) as raised:
+        load_config({**cdk_context, f"{workload}.groups": ["platform-admins", "nobody"]})
+    assert str(raised.value) == (
+        f"{workload}.groups: unknown groups nobody; allowed: customer-basic, customer-gold, platform-admins"
+    )
+    promoted = {**cdk_context, f"{workload}.stage": "production"}
+    with pytest.raises(ConfigError) as raised:
+        load_config({**promoted, f"{workload}.outputs": {"summary": {"unit_price_usd": 1, "quota": {"limit": 1}}}})
+    assert str(raised.value) == (
+        f"{workload}.outputs.summary: production.output_types already has summary; allowed: a name declared in one place"
+    )
+    agent = {"description": "d"}
+    with pytest.raises(ConfigError) as raised:
+        load_config({**promoted, f"{workload}.agent": agent,
+                     "blueprint.production.agents.support": {"description": "d", "system_prompt": "p",
+                                                              "output_types": ["summary"]}})  # fmt: skip
+    assert str(raised.value) == (
+        f"{workload}.agent: production.agents already has support; allowed: a name declared in one place"
+    )
+    # In sandbox stage a workload adds nothing to production.
+    assert "policy_answer" not in load_config(cdk_context).production.output_types
+    assert "policy_answer" in load_config(promoted).production.output_types

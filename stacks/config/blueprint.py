@@ -125,12 +125,15 @@ class BlueprintConfig(ConfigModel):
 def _add_new(
     production: dict[str, Any], section: str, added: dict[str, Any], workloads: dict[str, WorkloadConfig], field: str
 ) -> None:
-    """Add a workload's entries to a production section; a name already there is typed twice."""
+    """Add the workloads' entries to a production section; a name already there is typed twice."""
     existing = dict(production.get(section) or {})
     for key, value in added.items():
         if key in existing:
-            owner = next(n for n, w in workloads.items() if key in (w.outputs if field == "outputs" else {n: 0}))
-            path = ("workloads", owner, field, key) if field == "outputs" else ("workloads", owner, field)
+            if field == "outputs":  # an output type: the workload that sells it
+                owner = next(name for name, workload in workloads.items() if key in workload.outputs)
+                path: tuple[str, ...] = ("workloads", owner, "outputs", key)
+            else:  # an agent: named after its workload
+                path = ("workloads", key, "agent")
             raise KeyedError(path, f"production.{section} already has {key}", allowed="a name declared in one place")
         existing[key] = value
     production[section] = existing
