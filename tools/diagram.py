@@ -14,7 +14,9 @@ of them (event source mappings, API integrations, data sources, gateway targets,
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import os
 import re
 import sys
 import tempfile
@@ -26,11 +28,16 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "docs" / "architecture.md"
+# What the CDK CLI adds to the context, so the in-process synth writes what `cdk synth` does
+# (tests/infra/conftest.py synthesizes the same way).
+CLI_CONTEXT = {"aws:cdk:enable-path-metadata": True, "aws:cdk:enable-asset-metadata": True}
 
 Key = tuple[str, str]  # (stack name, logical id); stack "" for the nodes outside every stack
 CLIENT: Key = ("", "Client")
 MODELS: Key = ("", "Models")
 EXTERNAL = {CLIENT: "client", MODELS: "Bedrock models"}
+# Past this many nodes a diagram stops being read; build() merges and folds until it fits.
+MAX_NODES = 60
 
 # Resource types a reader of the architecture cares about, with the name shown under the label.
 MAIN_TYPES = {
@@ -86,12 +93,20 @@ CDK_INTERNAL_PATH = re.compile(
     r"/(Custom::[^/]+|AWS[0-9a-f]{32}|framework-[A-Za-z]+|LogRetention[0-9a-f]*|BucketNotificationsHandler[0-9a-f]*)(/|$)"
 )
 MODEL_ARN = re.compile(r":(foundation-model|inference-profile|application-inference-profile)/")
-# Path segments that say nothing about the resource; the label takes its parent's name instead.
+# Path segments that say little on their own; the label puts the parent's name first ("query function").
 GENERIC_SEGMENTS = {"Resource", "Default", "Function", "Index", "Bucket", "Table", "Queue", "Topic", "Api"}
 
 # Properties of a helper resource that name the main resource it belongs to.
 PARENT_PROPERTIES = (
     "Roles",
+    "FunctionName",
+    "Bucket",
+    "Queues",
+    "Topics",
+    "TopicArn",
+    "WebACLArn",
+    "ApiStages",
+    "TargetKeyId",
     "RestApiId",
     "KnowledgeBaseId",
     "IndexId",
@@ -144,6 +159,18 @@ class Ref:
     path: str
 
 
+def _intrinsics(value: Any) -> Iterator[tuple[str, Any]]:
+    """Every (function, argument) of the one-key mappings (intrinsic functions) in ``value``."""
+    if isinstance(value, list):
+        for item in value:
+            yield from _intrinsics(item)
+    elif isinstance(value, Mapping):
+        if len(value) == 1:
+            yield next(iter(value.items()))
+        for item in value.values():
+            yield from _intrinsics(item)
+
+
 class App:
     """The templates of one or more stacks, with cross-stack references resolved."""
 
@@ -160,6 +187,15 @@ class App:
             for output in template.get("Outputs", {}).values()
             if isinstance(output.get("Export", {}).get("Name"), str)
         }
+
+    def stack_refs(self, stack: str) -> set[str]:
+        """The other stacks whose outputs ``stack`` reads."""
+        found = {
+            str(arg.get("StackName")) if fn == "Fn::GetStackOutput" else self.exports.get(str(arg), ("", None))[0]
+            for fn, arg in _intrinsics(self.templates.get(stack, {}))
+            if (fn == "Fn::GetStackOutput" and isinstance(arg, Mapping)) or fn == "Fn::ImportValue"
+        }
+        return found - {stack, ""}
 
     def type(self, key: Key) -> str:
         return str(self.resources[key].get("Type", "")) if key in self.resources else ""
@@ -477,35 +513,54 @@ class Edge:
 
 @dataclass
 class Graph:
+    """What a diagram shows: nodes (each standing for one or more main resources) and edges between them."""
+
     app: App
-    nodes: set[Key]
+    owners: Owners
+    members: dict[Key, list[Key]]  # a node -> the resources it stands for, itself first
     edges: dict[tuple[Key, Key], Edge]
+    titles: dict[str, str] = field(default_factory=dict)  # a stack -> its subgraph's title
 
-    def node_type(self, key: Key) -> str:
-        return self.app.type(key)
+    @property
+    def nodes(self) -> set[Key]:
+        return set(self.members)
+
+    def stacks(self) -> list[str]:
+        """The stacks with a node, each after those it refers to (deployment order), then by name."""
+        present = {key[0] for key in self.members if key not in EXTERNAL}
+        ordered: list[str] = []
+        while len(ordered) < len(present):
+            left = sorted(present - set(ordered))
+            ready = [stack for stack in left if self.app.stack_refs(stack) & present <= set(ordered)]
+            ordered.append((ready or left)[0])
+        return ordered
 
 
-def build(templates: Mapping[str, Mapping[str, Any]]) -> Graph:
-    """The main resources of ``templates`` and the relationships between them."""
+def build(templates: Mapping[str, Mapping[str, Any]], max_nodes: int = MAX_NODES) -> Graph:
+    """The main resources of ``templates`` and the relationships between them, in about ``max_nodes`` nodes."""
     app = App(templates)
     log_buckets = _access_log_buckets(app)
     mains = {key for key in app.resources if _is_main(app, key, log_buckets)}
     owners = Owners(app, mains)
     edges: dict[tuple[Key, Key], Edge] = {}
     for key in app.resources:
-        raw = _main_edges(app, key) if key in mains else _wiring_edges(app, key)
-        for edge in raw:
-            for source in owners(edge.source):
-                for target in owners(edge.target):
-                    if source != target and app.type(target) not in UNDRAWN_TARGETS:
-                        pair = (source, target)
-                        edges.setdefault(pair, Edge(source, target)).labels[edge.rank].add(edge.label)
+        for edge in _main_edges(app, key) if key in mains else _wiring_edges(app, key):
+            # A permission on another's role or log group says nothing about how they work together.
+            if edge.via_iam and app.type(edge.target) in OWNED_BY_REFERENCE:
+                continue
+            for pair in itertools.product(owners(edge.source), owners(edge.target)):
+                if pair[0] != pair[1] and app.type(pair[1]) not in UNDRAWN_TARGETS:
+                    edges.setdefault(pair, Edge(*pair)).labels[edge.rank].add(edge.label)
     _default_labels(app, edges)
     # A permission that mirrors a drawn flow (a consumer may receive from the queue that triggers it).
     for pair in [p for p, e in edges.items() if e.via_iam_only and (p[1], p[0]) in edges]:
         del edges[pair]
-    nodes = mains | {k for pair in edges for k in pair}
-    return Graph(app, nodes, edges)
+    nodes = sorted(mains | {k for pair in edges for k in pair})
+    graph = Graph(app, owners, {key: [key] for key in nodes}, edges)
+    for reduce in (_merge_alike, _drop_isolated, _fold_same_stacks):
+        if len(graph.members) > max_nodes:
+            reduce(graph)
+    return graph
 
 
 def _default_labels(app: App, edges: Mapping[tuple[Key, Key], Edge]) -> None:
@@ -521,12 +576,79 @@ def _default_labels(app: App, edges: Mapping[tuple[Key, Key], Edge]) -> None:
         edge.labels[-1].add(default)
 
 
+# Over budget, a diagram first merges resources that look and connect alike (two agent runtimes called by
+# the same function and calling the same gateway), then leaves out unconnected ones, then draws stacks of
+# the same shape (one sandbox stack per workload) once.
+
+
+def _merge_alike(graph: Graph) -> None:
+    def signature(key: Key) -> tuple[Any, ...]:
+        out = sorted((t, e.label) for (s, t), e in graph.edges.items() if s == key)
+        into = sorted((s, e.label) for (s, t), e in graph.edges.items() if t == key)
+        return (key[0], graph.app.type(key), tuple(out), tuple(into))
+
+    groups: dict[tuple[Any, ...], list[Key]] = defaultdict(list)
+    for key in sorted(graph.members):
+        if key not in EXTERNAL:
+            groups[signature(key)].append(key)
+    for first, *others in groups.values():
+        for other in others:
+            graph.members[first].extend(graph.members.pop(other))
+            for pair in [p for p in graph.edges if other in p]:
+                del graph.edges[pair]
+
+
+def _drop_isolated(graph: Graph) -> None:
+    connected = {key for pair in graph.edges for key in pair}
+    for key in sorted(graph.nodes - connected):
+        del graph.members[key]
+
+
+def _fold_same_stacks(graph: Graph) -> None:
+    def describe(key: Key, stack: str) -> tuple[str, ...]:
+        return (readable(graph.app.path(key)), graph.app.type(key)) if key[0] == stack else key
+
+    shapes: dict[tuple[Any, ...], list[str]] = defaultdict(list)
+    for stack in sorted({key[0] for key in graph.members} - {""}):
+        nodes = sorted(describe(k, stack) for k in graph.members if k[0] == stack)
+        edges = sorted(
+            (describe(s, stack), describe(t, stack), e.label)
+            for (s, t), e in graph.edges.items()
+            if stack in (s[0], t[0])
+        )
+        shapes[(tuple(nodes), tuple(edges))].append(stack)
+    for first, *others in shapes.values():
+        if others:
+            more = ", ".join(others) if len(others) <= 3 else f"{len(others)} more stacks"
+            graph.titles[first] = f"{first} (and {more} of the same shape)"
+        for key in [k for k in graph.members if k[0] in others]:
+            del graph.members[key]
+        for pair in [p for p in graph.edges if p[0][0] in others or p[1][0] in others]:
+            del graph.edges[pair]
+
+
 # --------------------------------------------------------------------------------------------------
 # Mermaid
 
 
-def _node_id(key: Key) -> str:
-    return re.sub(r"[^A-Za-z0-9_]", "_", f"{key[0]}__{key[1]}" if key[0] else key[1])
+def _node_ids(graph: Graph) -> dict[Key, str]:
+    """Short, stable ids: the stack's own part of its name and the logical id without CDK's hash suffix."""
+    stacks = sorted({key[0] for key in graph.members} - {""})
+    words = [stack.split("-") for stack in stacks]
+    common = next((n for n in range(min(map(len, words), default=0)) if len({w[n] for w in words}) > 1), None)
+    if common is None:  # one stack, or all alike: its last word
+        common = min(map(len, words), default=1) - 1
+    short = {stack: "-".join(stack.split("-")[common:]) for stack in stacks}
+    keys = sorted(graph.nodes - EXTERNAL.keys())
+    ids = {key: _safe(f"{short[key[0]]}_{re.sub(r'(?<=.)[0-9A-F]{8}$', '', key[1])}") for key in keys}
+    ids.update({key: _safe(f"{short[key[0]]}_{key[1]}") for key in ids if list(ids.values()).count(ids[key]) > 1})
+    ids.update({key: key[1] for key in EXTERNAL})
+    ids.update({("", stack): f"stack_{_safe(name)}" for stack, name in short.items()})
+    return ids
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", text)
 
 
 def _shape(kind: str, text: str) -> str:
@@ -539,46 +661,48 @@ def _shape(kind: str, text: str) -> str:
     return f'["{text}"]'
 
 
-def _node_line(graph: Graph, key: Key) -> str:
+def _node_line(graph: Graph, key: Key, node_id: str) -> str:
     if key in EXTERNAL:
-        return f'{_node_id(key)}(["{EXTERNAL[key]}"])'
-    kind = graph.node_type(key)
-    text = f"{readable(graph.app.path(key))}<br/><i>{type_name(kind)}</i>"
-    return _node_id(key) + _shape(kind, text.replace('"', "#quot;"))
+        return f'{node_id}(["{EXTERNAL[key]}"])'
+    kind = graph.app.type(key)
+    count = len(graph.members[key])
+    names = ", ".join(readable(graph.app.path(member)) for member in graph.members[key][:3])
+    names += f" and {count - 3} more" if count > 3 else ""
+    kind_text = f"{type_name(kind)}{f' ×{count}' if count > 1 else ''}"
+    text = kind_text if names.lower() == kind_text.lower() else f"{names}<br/><i>{kind_text}</i>"
+    return node_id + _shape(kind, text.replace('"', "#quot;"))
 
 
-def _highlighted(graph: Graph, highlight: Iterable[str], owners: Owners) -> set[Key]:
+def _highlighted(graph: Graph, highlight: Iterable[str]) -> set[Key]:
     wanted = set(highlight)
+    node_of = {member: node for node, members in graph.members.items() for member in members}
     keys = [k for k in graph.app.resources if k[1] in wanted or f"{k[0]}/{k[1]}" in wanted]
-    return {owner for key in keys for owner in owners(key) if owner in graph.nodes}
+    return {node_of[owner] for key in keys for owner in graph.owners(key) if owner in node_of}
 
 
 def mermaid(templates: dict[str, dict[str, Any]], highlight: set[str] | None = None) -> str:
     """A Mermaid flowchart of ``templates`` (keyed by stack name), one subgraph per stack.
 
     ``highlight``: logical ids (or "<stack>/<logical id>") to emphasize; a helper resource (a role, a
-    policy, a log group) highlights the main resource it belongs to.
+    policy, a log group, an API method) highlights the main resource it belongs to.
     """
     graph = build(templates)
+    ids = _node_ids(graph)
     lines = ["flowchart LR"]
-    for key in sorted(k for k in graph.nodes if k in EXTERNAL):
-        lines.append(f"  {_node_line(graph, key)}")
-    by_stack: dict[str, list[Key]] = defaultdict(list)
-    for key in graph.nodes - EXTERNAL.keys():
-        by_stack[key[0]].append(key)
-    for stack in sorted(by_stack):
-        lines.append(f'  subgraph {_node_id((stack, ""))}["{stack}"]')
-        for key in sorted(by_stack[stack], key=lambda k: (readable(graph.app.path(k)), k)):
-            lines.append(f"    {_node_line(graph, key)}")
+    lines += [f"  {_node_line(graph, key, ids[key])}" for key in sorted(graph.nodes & EXTERNAL.keys())]
+    for stack in graph.stacks():
+        lines.append(f'  subgraph {ids["", stack]}["{graph.titles.get(stack, stack)}"]')
+        keys = sorted((k for k in graph.members if k[0] == stack), key=lambda k: (readable(graph.app.path(k)), k))
+        lines += [f"    {_node_line(graph, key, ids[key])}" for key in keys]
         lines.append("  end")
-    for (source, target), edge in sorted(graph.edges.items(), key=lambda item: tuple(map(_node_id, item[0]))):
+    for (source, target), edge in sorted(graph.edges.items(), key=lambda item: (ids[item[0][0]], ids[item[0][1]])):
         arrow = "-.->" if edge.via_iam_only else "-->"
         label = f'|"{edge.label}"|' if edge.label else ""
-        lines.append(f"  {_node_id(source)} {arrow}{label} {_node_id(target)}")
-    marked = _highlighted(graph, highlight or set(), Owners(graph.app, graph.nodes - EXTERNAL.keys()))
+        lines.append(f"  {ids[source]} {arrow}{label} {ids[target]}")
+    marked = _highlighted(graph, highlight or set())
     if marked:
         lines.append("  classDef highlight fill:#fde68a,stroke:#b45309,stroke-width:3px")
-        lines.append(f"  class {','.join(sorted(_node_id(k) for k in marked))} highlight")
+        lines.append(f"  class {','.join(sorted(ids[k] for k in marked))} highlight")
     return "\n".join(lines) + "\n"
 
 
@@ -628,11 +752,13 @@ LEGEND = """\
 | `[/ /]` parallelogram | controls: KMS keys, guardrails, WAF web ACLs, AgentCore policy engines |
 
 A solid arrow is a reference in the templates: a property, an environment variable or a wiring resource
-(event source mapping, API integration, data source, gateway target, EventBridge target); a dotted arrow
-is a permission only (an IAM policy of the source's role). Labels say what the source does to the target
-where the templates tell: `invokes`, `reads`, `writes`, `triggers`, `data source`, `target <name>` (an
-AgentCore Gateway target). Edges to KMS keys are left out: every resource of a tier uses its key. Access-log
-buckets and CDK's own provider functions are left out too.
+(event source mapping, API integration or authorizer, data source, gateway target, EventBridge target,
+log subscription); a dotted arrow is a permission only (an IAM policy of the source's role). A label says
+what the source does to the target where the templates tell: `invokes`, `reads`, `writes`, `triggers`,
+`targets`, `events` (what an EventBridge rule matches), `data source`, `target <name>` (an AgentCore
+Gateway target), `intercepts`, `dead letters`. Left out: edges to KMS keys (every resource of a tier uses
+its key), access-log buckets, CDK's own provider functions, alarms and dashboards. Past MAX_NODES nodes, resources
+of one stack that connect alike are drawn as one node (`×n`).
 """
 
 
@@ -640,7 +766,7 @@ def render(templates: Mapping[str, dict[str, Any]]) -> str:
     parts = [HEADER]
     for tier, stacks in sorted(by_tier(templates).items(), key=lambda item: (item[0] != "sandbox", item[0])):
         parts.append(f"## The {tier} tier\n\n```mermaid\n{mermaid(stacks)}```\n")
-    parts.append(LEGEND)
+    parts.append(LEGEND.replace("MAX_NODES", str(MAX_NODES)))
     return "\n".join(parts)
 
 
@@ -651,16 +777,18 @@ def read_assembly(outdir: Path) -> dict[str, dict[str, Any]]:
     }
 
 
-def synthesize(outdir: Path) -> dict[str, dict[str, Any]]:
-    """Synthesize the app in-process as `cdk synth` would, with cdk.json's context, into ``outdir``."""
-    sys.path[:0] = [str(ROOT), str(ROOT / "lambdas")]
+def synthesize(outdir: Path, context: Mapping[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """Synthesize the app in-process as `cdk synth` would (cdk.json's context unless given) into ``outdir``."""
+    # Schema validation is `make synth`'s job and does not change a template; jsii reads this at start-up.
+    os.environ.setdefault("CDK_VALIDATION", "false")
+    sys.path[:0] = [p for p in (str(ROOT), str(ROOT / "lambdas")) if p not in sys.path]
     from aws_cdk import App as CdkApp
 
     from app import build_app
 
-    context = json.loads((ROOT / "cdk.json").read_text(encoding="utf-8")).get("context", {})
-    cli_context = {"aws:cdk:enable-path-metadata": True, "aws:cdk:enable-asset-metadata": True}
-    app = CdkApp(context={**context, **cli_context}, outdir=str(outdir))
+    if context is None:
+        context = json.loads((ROOT / "cdk.json").read_text(encoding="utf-8")).get("context", {})
+    app = CdkApp(context={**context, **CLI_CONTEXT}, outdir=str(outdir))
     build_app(app)
     app.synth()
     return read_assembly(outdir)
