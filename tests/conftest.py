@@ -41,10 +41,15 @@ def pytest_report_header() -> str:
 
 @pytest.hookimpl(trylast=True)  # after syrupy has seen them: deselected, so their snapshots are not "unused"
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """A variant run deselects the snapshot tests: their snapshots are the sample's templates."""
+    """A variant run deselects the tests pinned to the sample's app: the snapshot tests (their
+    snapshots are the sample's templates) and those marked ``sample_only`` (generated docs)."""
     if selected() == SAMPLE:
         return
-    kept = [item for item in items if "snapshot" not in getattr(item, "fixturenames", ())]
+    kept = [
+        item
+        for item in items
+        if "snapshot" not in getattr(item, "fixturenames", ()) and item.get_closest_marker("sample_only") is None
+    ]
     if len(kept) < len(items):
         config.hook.pytest_deselected(items=[item for item in items if item not in kept])
         items[:] = kept

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from tests.variant_config import SAMPLE, selected
 from tools import diagram
 
 Templates = dict[str, dict[str, Any]]
@@ -77,7 +76,7 @@ def sandbox(tiers: dict[str, Templates]) -> Drawn:
 # The app's diagrams
 
 
-@pytest.mark.skipif(selected() != SAMPLE, reason="docs/architecture.md is cdk.json's app")
+@pytest.mark.sample_only  # docs/architecture.md is cdk.json's app
 def test_the_architecture_page_is_up_to_date(tiers: dict[str, Templates]) -> None:
     templates = {stack: template for stacks in tiers.values() for stack, template in stacks.items()}
     committed = diagram.OUTPUT.read_text(encoding="utf-8") if diagram.OUTPUT.exists() else ""
