@@ -81,6 +81,8 @@ def test_the_architecture_page_is_up_to_date(tiers: dict[str, Templates]) -> Non
     templates = {stack: template for stacks in tiers.values() for stack, template in stacks.items()}
     committed = diagram.OUTPUT.read_text(encoding="utf-8") if diagram.OUTPUT.exists() else ""
     assert committed == diagram.render(templates), "docs/architecture.md is stale: run `make diagram` and commit it"
+    readme = diagram.README.read_text(encoding="utf-8")
+    assert readme == diagram.readme_with(readme, templates), "the README's diagram is stale: run `make diagram`"
 
 
 def test_production_has_the_request_path(production: Drawn) -> None:
