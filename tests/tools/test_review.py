@@ -1,0 +1,238 @@
+"""tools/review.py: what a reviewer reads for the changes that matter, over real synthesized apps.
+
+The core (``review``) runs on templates; one test runs the real ``cdk diff`` CLI on one stack.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.infra.conftest import Assembly as Synthesized, Synthesizer
+from tools import review as rv
+
+ROOT = Path(__file__).resolve().parents[2]
+GATEWAY = "genai-production-gateway"
+
+
+@pytest.fixture(scope="module")
+def base(assembly: Synthesized) -> rv.Assembly:
+    return rv.read_assembly(assembly.outdir)
+
+
+def same_stacks(base: rv.Assembly, head: rv.Assembly) -> rv.Assembly:
+    """``base`` restricted to the stacks ``head`` has (a head synthesized for one tier only)."""
+    return rv.Assembly({name: base.templates[name] for name in head.templates}, base.bundles)
+
+
+def edited(base: rv.Assembly, stack: str, edit: Any) -> rv.Assembly:
+    """A copy of ``base`` with ``edit(template)`` applied to one stack's template."""
+    templates = copy.deepcopy(dict(base.templates))
+    edit(templates[stack])
+    return rv.Assembly(templates, base.bundles)
+
+
+def resources_of(template: dict[str, Any], kind: str) -> dict[str, Any]:
+    return {key: r for key, r in template["Resources"].items() if r["Type"] == kind}
+
+
+def test_unchanged_app_reports_nothing(base: rv.Assembly) -> None:
+    report = rv.review(base, base, [])
+    sections = report.sections()
+    assert report.exit_code == 0
+    assert sections["access"] == "No IAM statement or security-group rule changes."
+    assert sections["losses"] == "No resource is replaced or removed."
+    assert sections["data"] == "No data-handling changes."
+    assert sections["code"] == "No source changes under lambdas/."
+
+
+def test_a_tool_added_to_a_group_is_a_cedar_permit_not_iam_broadening(
+    base: rv.Assembly, synthesize: Synthesizer
+) -> None:
+    tools = ["knowledge_search", "find_orders"]
+    head = rv.read_assembly(
+        synthesize(tier="production", **{"blueprint.production.groups.customer-basic.tools": tools}).outdir
+    )
+
+    report = rv.review(same_stacks(base, head), head, [])
+    data = report.sections()["data"]
+
+    assert "+ permit `orders___find_orders` to group `customer-basic`" in data
+    # The permits after it in the creation chain only re-chain their DependsOn: one line, not one each.
+    assert "changed only its DependsOn" in data
+    assert data.count("permit `") == 1
+    assert not [c for s in report.stacks for c in s.access if c.broadens]
+    assert report.exit_code == 0
+    # The tool guard's bindings (JSON in an environment variable) change by key path.
+    assert 'TOOL_BINDINGS (JSON) customer-basic`: + `"orders___find_orders"`' in data
+
+
+def _widen(template: dict[str, Any]) -> None:
+    policy = resources_of(template, "AWS::IAM::Policy")
+    statement = next(iter(policy.values()))["Properties"]["PolicyDocument"]["Statement"][0]
+    statement["Action"], statement["Resource"] = "s3:*", "*"
+
+
+def test_a_widened_iam_action_broadens_and_exits_2(base: rv.Assembly) -> None:
+    head = edited(base, GATEWAY, _widen)
+
+    report = rv.review(base, head, [])
+    access = report.sections()["access"]
+
+    widened = [c for s in report.stacks for c in s.access if c.broadens]
+    assert widened
+    assert {(c.item.action, c.item.resource) for c in widened if isinstance(c.item, rv.Grant)} == {("s3:*", "*")}
+    assert f"### {GATEWAY}" in access
+    assert "+ **broadens** | Allow" in access
+    assert "`s3:*`" in access
+    assert report.exit_code == 2
+
+
+def test_an_embedding_model_change_shows_the_replaced_knowledge_base_and_its_data_loss(
+    base: rv.Assembly, synthesize: Synthesizer
+) -> None:
+    head = rv.read_assembly(
+        synthesize(
+            tier="production", **{"blueprint.production.knowledge_base.embedding_model_id": "cohere.embed-english-v3"}
+        ).outdir
+    )
+
+    report = rv.review(same_stacks(base, head), head, [])
+    losses = {(x.diff.type, x.replaced) for s in report.stacks for x in s.losses if x.at_risk}
+    table = report.sections()["losses"]
+
+    assert ("AWS::Bedrock::KnowledgeBase", True) in losses
+    assert ("AWS::Bedrock::DataSource", True) in losses
+    kb_row = next(line for line in table.splitlines() if "(AWS::Bedrock::KnowledgeBase)" in line)
+    assert "replaced" in kb_row
+    assert "**its sync state and vectors" in kb_row
+    # Data stores lead the table.
+    assert "AWS::Bedrock" in table.splitlines()[2]
+
+
+def test_a_create_only_change_replaces_and_so_do_resources_whose_create_only_refs_point_at_it(
+    base: rv.Assembly,
+) -> None:
+    stack = "genai-production-knowledge"
+
+    def resize(template: dict[str, Any]) -> None:
+        (index,) = resources_of(template, "AWS::S3Vectors::Index").values()
+        index["Properties"]["Dimension"] = 512
+
+    report = rv.review(base, edited(base, stack, resize), [])
+    replaced = {x.diff.type: x.reasons for s in report.stacks for x in s.losses}
+
+    assert replaced["AWS::S3Vectors::Index"] == ("`Dimension` changed (create-only)",)
+    assert "may be replaced" in replaced["AWS::Bedrock::KnowledgeBase"][0]  # its StorageConfiguration refers to it
+
+
+def test_a_handler_edit_lists_its_package(base: rv.Assembly) -> None:
+    report = rv.review(base, base, ["lambdas/ai_gateway/handler.py", "stacks/production/gateway.py"])
+
+    assert [c.package for c in report.code] == ["ai_gateway"]
+    assert report.code[0].resources == (f"{GATEWAY}/GatewayFunctionA7138035",)
+    assert "| **ai_gateway** | ai_gateway |" in report.sections()["code"]
+
+
+def test_a_shared_edit_lists_every_package_that_bundles_shared(base: rv.Assembly) -> None:
+    report = rv.review(base, base, ["lambdas/shared/tools.py"])
+
+    deployed = {p.name for p in (ROOT / "lambdas").iterdir() if (p / "__init__.py").is_file()} - {"shared"}
+    assert {c.package for c in report.code} == deployed
+    assert all(c.changed == ("shared",) for c in report.code)
+    assert {"agent", "ai_gateway", "tool_guard"} <= {c.package for c in report.code}
+
+
+def test_json_in_a_string_is_diffed_by_key_path(base: rv.Assembly) -> None:
+    def raise_quota(template: dict[str, Any]) -> None:
+        (parameter,) = resources_of(template, "AWS::SSM::Parameter").values()
+        policy = json.loads(parameter["Properties"]["Value"])
+        policy["groups"]["customer-basic"]["quotas"]["chat"]["limit"] = 5000
+        parameter["Properties"]["Value"] = json.dumps(policy)
+
+    report = rv.review(base, edited(base, GATEWAY, raise_quota), [])
+    other = report.sections()["other"]
+
+    assert "`Value (JSON) groups.customer-basic.quotas.chat.limit`: `2000` → `5000`" in other
+    assert report.exit_code == 0
+
+
+def test_diff_values_reads_json_built_with_intrinsics() -> None:
+    old = {"Fn::Join": ["", ['{"a":"', {"Ref": "X"}, '","n":1}']]}
+    new = {"Fn::Join": ["", ['{"a":"', {"Ref": "X"}, '","n":2}']]}
+
+    (change,) = rv.diff_values(rv.render(old), rv.render(new), ("V",))
+
+    assert change.describe() == "`V (JSON) n`: `1` → `2`"
+
+
+def test_cdk_diff_cli_on_one_stack(assembly: Synthesized, tmp_path: Path) -> None:
+    """The real CLI, offline: the head assembly folder as --app, a template file as the base."""
+    stack = "genai-production-identity"
+    template = json.loads((assembly.outdir / f"{stack}.template.json").read_text())
+    same = tmp_path / "same.json"
+    same.write_text(json.dumps(template))
+    narrower = copy.deepcopy(template)
+    for logical_id in list(resources_of(narrower, "AWS::IAM::Policy")):
+        del narrower["Resources"][logical_id]
+    narrow = tmp_path / "narrow.json"
+    narrow.write_text(json.dumps(narrower))
+
+    unchanged = rv.cdk_diff(assembly.outdir, stack, same)
+    broader = rv.cdk_diff(assembly.outdir, stack, narrow)
+
+    assert not unchanged.broadening
+    assert broader.broadening
+    assert "IAM Statement Changes" in broader.text
+
+
+def test_a_renamed_stack_is_compared_with_its_former_self_and_its_data_stores_still_go(base: rv.Assembly) -> None:
+    old = "genai-production-identity"
+    templates = dict(base.templates)
+    templates["genai-production-people"] = templates.pop(old)
+    head = rv.Assembly(templates, base.bundles)
+
+    report = rv.review(base, head, [])
+    moved = next(s for s in report.stacks if s.stack == "genai-production-people")
+    (pool,) = [x for s in report.stacks for x in s.losses if x.diff.type == "AWS::Cognito::UserPool"]
+
+    assert moved.moved_from == old
+    assert not moved.diffs
+    assert report.exit_code == 0  # the same permissions, compared with the stack it was
+    assert pool.diff.stack == old
+    assert "genai-production-people makes a new, empty one" in pool.fate
+
+
+def test_the_base_worktree_is_removed_also_on_failure(tmp_path: Path) -> None:
+    linked = []
+
+    def fail_in_worktree() -> None:
+        with rv.base_checkout(rv.git("rev-parse", "HEAD").strip(), tmp_path) as checkout:
+            linked.append((checkout / ".venv").is_symlink())
+            raise RuntimeError("synth failed")
+
+    with pytest.raises(RuntimeError, match="synth failed"):
+        fail_in_worktree()
+
+    assert linked == [True]
+
+    assert not (tmp_path / "base").exists()
+    assert str(tmp_path / "base") not in rv.git("worktree", "list")
+    assert (ROOT / ".venv" / "bin" / "python").exists()  # the link went, not what it pointed to
+
+
+def test_markdown_for_templates_is_the_report_one_heading_level_down(base: rv.Assembly) -> None:
+    """What tools/promote.py embeds under its own "##" heading."""
+    after = edited(base, GATEWAY, _widen).templates
+
+    text = rv.markdown_for_templates(base.templates, after)
+
+    assert text.startswith("**Access broadens: exit code 2")
+    assert "\n### 1. IAM and network access\n" in text
+    assert f"\n#### {GATEWAY}: " in text
+    assert "\n# " not in text
+    assert "\n## " not in text
