@@ -15,6 +15,9 @@ from tests.variant_config import ROOT, SAMPLE, selected, suite_context
 
 __all__ = ["ROOT"]
 
+# The session's synthesized app (one synth, shared by every folder's tests).
+pytest_plugins = ["tests.synth_fixtures"]
+
 # Before any handler module is imported, by a handler test or an infrastructure test (collected
 # first): Powertools reads these at import time; the credentials are fake, so no test signs for a real account.
 os.environ.update(

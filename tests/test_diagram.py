@@ -1,7 +1,6 @@
 """docs/architecture.md is drawn from the synthesized app (tools/diagram.py) and cannot drift from it.
 
-The app is synthesized once for this module's session (tests/infra/conftest.py's assembly is not
-visible from here, fixtures being shared by directory); the diagrams are read back from their Mermaid
+The app is the session's synthesized one (tests/synth_fixtures.py); the diagrams are read back from their Mermaid
 text, so what is asserted is what a reader sees. The small hand-written templates below pin down how
 references, permissions and wiring resources become edges.
 """
@@ -14,16 +13,16 @@ from typing import Any
 
 import pytest
 
+from tests.synth_fixtures import Assembly
 from tools import diagram
 
 Templates = dict[str, dict[str, Any]]
 
 
 @pytest.fixture(scope="session")
-def tiers(cdk_context: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Templates]:
-    """The suite's app synthesized in-process (as `make diagram` does), its templates by tier."""
-    templates = diagram.synthesize(tmp_path_factory.mktemp("diagram"), cdk_context)
-    return diagram.by_tier(templates)
+def tiers(assembly: Assembly) -> dict[str, Templates]:
+    """The session's synthesized app (as `make diagram` synthesizes it), its templates by tier."""
+    return diagram.by_tier(assembly.templates)
 
 
 @dataclass(frozen=True)
