@@ -78,41 +78,21 @@ STACK_SUFFIXES = {
 }
 
 
-@pytest.fixture(scope="session")
-def sandbox(assembly: Assembly) -> dict[str, Any]:
-    return assembly.template(STACK_SUFFIXES["sandbox"])
+def _stack_template(name: str) -> Any:
+    """A session fixture named ``name``: the template of the stack whose name ends so."""
+
+    @pytest.fixture(scope="session", name=name)
+    def template(assembly: Assembly) -> dict[str, Any]:
+        return assembly.template(STACK_SUFFIXES[name])
+
+    return template
 
 
-@pytest.fixture(scope="session")
-def foundation(assembly: Assembly) -> dict[str, Any]:
-    return assembly.template(STACK_SUFFIXES["foundation"])
-
-
-@pytest.fixture(scope="session")
-def identity(assembly: Assembly) -> dict[str, Any]:
-    return assembly.template(STACK_SUFFIXES["identity"])
-
-
-@pytest.fixture(scope="session")
-def gateway(assembly: Assembly) -> dict[str, Any]:
-    return assembly.template(STACK_SUFFIXES["gateway"])
-
-
-@pytest.fixture(scope="session")
-def tools(assembly: Assembly) -> dict[str, Any]:
-    return assembly.template(STACK_SUFFIXES["tools"])
-
-
-@pytest.fixture(scope="session")
-def knowledge(assembly: Assembly) -> dict[str, Any]:
-    return assembly.template(STACK_SUFFIXES["knowledge"])
-
-
-@pytest.fixture(scope="session")
-def agents(assembly: Assembly) -> dict[str, Any]:
-    return assembly.template(STACK_SUFFIXES["agents"])
-
-
-@pytest.fixture(scope="session")
-def observability(assembly: Assembly) -> dict[str, Any]:
-    return assembly.template(STACK_SUFFIXES["observability"])
+sandbox = _stack_template("sandbox")
+foundation = _stack_template("foundation")
+identity = _stack_template("identity")
+gateway = _stack_template("gateway")
+tools = _stack_template("tools")
+knowledge = _stack_template("knowledge")
+agents = _stack_template("agents")
+observability = _stack_template("observability")
