@@ -104,12 +104,13 @@ docs: $(VENV)/.installed ## regenerate docs/configuration.md from the config mod
 cfn-lint: synth ## cfn-lint every synthesized template
 	$(BIN)/cfn-lint
 
-bench: setup ## synth vs a one-bucket app; gateway and telemetry overhead; legacy tool answer size; ingestion rate and memory; agent start-up, asset and turn overhead (old vs new)
+bench: setup ## synth vs a one-bucket app; gateway and telemetry overhead; legacy tool answer size; ingestion rate and memory; agent start-up, asset and turn overhead (old vs new); production synth at 3/30/100 groups
 	$(BIN)/python bench/synth_bench.py
 	$(BIN)/python bench/gateway_bench.py
 	$(BIN)/python bench/legacy_tools_bench.py
 	$(BIN)/python bench/ingestion_bench.py
 	$(BIN)/python bench/agent_bench.py
+	$(BIN)/python bench/scale_bench.py
 
 nag-report: synth ## count cdk-nag acknowledgements by rule
 	$(BIN)/python tools/nag_report.py cdk.out

@@ -1,0 +1,106 @@
+"""How the production tier scales with config: synth at 3, 30 and 100 groups (bench/scale_config.py).
+
+For each size, in a fresh process: synth wall time (in-process, cdk-nag on), resources and template
+bytes per stack against CloudFormation's limits (500 resources, 1 MB template), the largest config
+document the functions read (the gateway policy parameter, the longest environment variable), or
+the error that stops synth. `python bench/scale_bench.py [sizes...]` (make bench runs it).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON = ROOT / ".venv" / "bin" / "python"
+SIZES = (3, 30, 100)
+RESOURCE_LIMIT = 500
+TEMPLATE_LIMIT = 1_000_000  # bytes, a template uploaded through S3
+
+SYNTH = textwrap.dedent(
+    """
+    import json, os, sys, tempfile, time
+    os.environ["CDK_VALIDATION"] = "false"
+    sys.path[:0] = [{root!r}, {root!r} + "/lambdas", {root!r} + "/bench"]
+    from scale_config import scaled_context
+    context = {{**scaled_context(int(sys.argv[1])), "tier": "production"}}
+    started = time.perf_counter()
+    try:
+        from aws_cdk import App
+        from app import build_app
+        with tempfile.TemporaryDirectory() as out:
+            app = App(context=context, outdir=out)
+            build_app(app)
+            app.synth()
+            stacks = {{p.name.removesuffix(".template.json"): p.read_text()
+                       for p in sorted(__import__("pathlib").Path(out).glob("*.template.json"))}}
+    except Exception as error:  # the size's result is the error that stopped it
+        print(json.dumps({{"error": str(error).strip().splitlines()[0][:300]}}))
+        raise SystemExit(0)
+    seconds = time.perf_counter() - started
+    result = {{"seconds": seconds, "stacks": {{}}, "largest_parameter": 0, "largest_variable": ["", 0]}}
+    for name, text in stacks.items():
+        template = json.loads(text)
+        resources = template.get("Resources", {{}})
+        result["stacks"][name] = {{"resources": len(resources), "bytes": len(text.encode())}}
+        for resource in resources.values():
+            props = resource.get("Properties", {{}})
+            if resource["Type"] == "AWS::SSM::Parameter" and isinstance(props.get("Value"), str):
+                result["largest_parameter"] = max(result["largest_parameter"], len(props["Value"]))
+            variables = props.get("Environment", {{}}).get("Variables", {{}}) or props.get("EnvironmentVariables", {{}})
+            for key, value in variables.items():
+                size = len(json.dumps(value)) if not isinstance(value, str) else len(value)
+                if size > result["largest_variable"][1]:
+                    result["largest_variable"] = [f"{{name}}:{{key}}", size]
+    print(json.dumps(result))
+    """
+)
+
+
+def measure(size: int) -> dict[str, Any]:
+    out = subprocess.run(
+        [str(PYTHON), "-c", SYNTH.format(root=str(ROOT)), str(size)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def report(size: int, result: dict[str, Any]) -> list[str]:
+    if "error" in result:
+        return [f"{size:>4} groups: synth refused: {result['error']}"]
+    worst = max(
+        result["stacks"].items(),
+        key=lambda item: max(item[1]["resources"] / RESOURCE_LIMIT, item[1]["bytes"] / TEMPLATE_LIMIT),
+    )
+    name, stats = worst
+    lines = [
+        f"{size:>4} groups: synth {result['seconds']:5.1f} s; largest parameter {result['largest_parameter']:,} chars; "
+        f"longest variable {result['largest_variable'][0]} {result['largest_variable'][1]:,} chars",
+        f"      closest to a limit: {name} {stats['resources']} resources "
+        f"({100 * stats['resources'] / RESOURCE_LIMIT:.0f}% of {RESOURCE_LIMIT}), "
+        f"{stats['bytes'] / 1000:,.0f} kB ({100 * stats['bytes'] / TEMPLATE_LIMIT:.0f}% of 1 MB)",
+    ]
+    lines += [
+        f"      {stack:<34} {s['resources']:>4} resources {s['bytes'] / 1000:>7,.0f} kB"
+        for stack, s in sorted(result["stacks"].items())
+    ]
+    return lines
+
+
+def main(sizes: tuple[int, ...] = SIZES) -> None:
+    print("production tier synthesized with a generated config (bench/scale_config.py), cdk-nag on:")
+    for size in sizes:
+        for line in report(size, measure(size)):
+            print(line)
+
+
+if __name__ == "__main__":
+    main(tuple(int(arg) for arg in sys.argv[1:]) or SIZES)

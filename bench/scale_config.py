@@ -1,0 +1,91 @@
+"""A generated deployment config at a given size, for the scaling benchmark and tests.
+
+``scaled_context(groups)`` starts from cdk.json's context and grows it together: ``groups`` groups
+(the sample's three plus copies of customer-gold), half as many tools (single-call tools of a
+generated legacy API, besides the sample's), half as many production workloads each selling one
+output type, a fifth of them with an agent; every group bound to 10 to 20 tools (fewer when
+there are fewer) and given a quota for a share of the outputs. At 100 groups: 50 tools, 50
+workloads (50 output types), 20 agents.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_GROUPS = 3
+
+
+def sample_context() -> dict[str, Any]:
+    context: dict[str, Any] = json.loads((ROOT / "cdk.json").read_text())["context"]
+    return context
+
+
+def scaled_context(groups: int) -> dict[str, Any]:
+    context = copy.deepcopy(sample_context())
+    blueprint = context["blueprint"]
+    production = blueprint["production"]
+    tools = _add_tools(production, max(3, groups // 2))
+    names = _add_groups(production, groups, tools)
+    blueprint["workloads"] = _workloads(max(1, groups // 2), names, tools)
+    return context
+
+
+def _add_tools(production: dict[str, Any], count: int) -> list[str]:
+    """``count`` tools in all: the sample's plus single-call tools of a generated catalog API."""
+    existing = ["knowledge_search"] + [t for api in production["legacy_apis"].values() for t in api["tools"]]
+    generated = {
+        f"get_item{k:02d}": {
+            "description": f"One item of catalog {k} by its id. The record has: {{fields}}.",
+            "path": f"/v1/catalog{k:02d}/items/{{item_id}}",
+            "arguments": {"item_id": {"description": "The item id, such as I-00042", "pattern": "^I-[0-9]{5}$"}},
+            "fields": {"item_id": "data.id", "name": "data.name", "price": "data.price.amount"},
+        }
+        for k in range(max(0, count - len(existing)))
+    }
+    if generated:
+        production["legacy_apis"]["catalog"] = {
+            "base_url": "https://catalog.legacy.example.com",
+            "secret_name": "genai/production/legacy/catalog",
+            "tools": generated,
+        }
+    return existing + list(generated)
+
+
+def _add_groups(production: dict[str, Any], count: int, tools: list[str]) -> list[str]:
+    template = production["groups"]["customer-gold"]
+    for index in range(count - SAMPLE_GROUPS):
+        group = copy.deepcopy(template)
+        group["precedence"] = 20 + index
+        bound = min(len(tools), 10 + index % 11)  # 10 to 20 tools each
+        group["tools"] = [tools[(index + k) % len(tools)] for k in range(bound)]
+        production["groups"][f"customer-g{index:03d}"] = group
+    return list(production["groups"])
+
+
+def _workloads(count: int, groups: list[str], tools: list[str]) -> dict[str, Any]:
+    """``count`` production workloads, one output type each, every fifth with an agent."""
+    workloads = {}
+    for index in range(count):
+        served = [groups[(index + k) % len(groups)] for k in range(min(len(groups), 8))]
+        workload: dict[str, Any] = {
+            "team": f"team-{index % 7}",
+            "stage": "production",
+            "documents": {"classification": "public", "pii_entities": ["EMAIL"]},
+            "knowledge_base": {"chunking": {"strategy": "FIXED_SIZE"}},
+            "generation": {"model_id": "amazon.nova-lite-v1:0", "prompt": f"Produce output {index} from the material."},
+            "groups": served,
+            "outputs": {f"out{index:02d}": {"unit_price_usd": 0.01, "quota": {"limit": 1000}}},
+            "tools": [tools[(index + k) % len(tools)] for k in range(min(len(tools), 3))],
+            "sandbox": {
+                "expires_on": "2027-12-31",
+                "budget": {"monthly_limit_usd": 100, "alert_emails": ["team@example.com"]},
+            },
+        }
+        if index % 5 == 0:
+            workload["agent"] = {"description": f"Agent of workload {index}", "turn_seconds": 24}
+        workloads[f"wl{index:02d}"] = workload
+    return workloads
