@@ -695,3 +695,19 @@ def test_a_workload_is_checked_against_production_and_types_nothing_twice(cdk_co
     # In sandbox stage a workload adds nothing to production.
     assert "policy_answer" not in load_config(cdk_context).production.output_types
     assert "policy_answer" in load_config(promoted).production.output_types
+
+
+def test_two_workloads_cannot_sell_the_same_output(cdk_context: dict[str, Any]) -> None:
+    declared = load_config(cdk_context).workloads["support"].model_dump(mode="json")
+    twin = {**declared, "stage": "production", "team": "another"}
+    context = {
+        **cdk_context,
+        "blueprint.workloads.support.stage": "production",
+        "blueprint.workloads.twin": twin,
+    }
+    with pytest.raises(ConfigError) as raised:
+        load_config(context)
+    assert str(raised.value) == (
+        "blueprint.workloads.twin.outputs.policy_answer: another workload sells policy_answer too; "
+        "allowed: an output type sold by one workload"
+    )

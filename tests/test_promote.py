@@ -53,7 +53,7 @@ def test_the_sample_workload_passes_every_gate(cdk_context: dict[str, Any]) -> N
         "golden set at the floor",
         "declaration",
         "cdk-nag and cfn-lint",
-        "bindings and quotas",
+        "quotas",
     }
 
 
@@ -86,7 +86,7 @@ def test_the_sample_workload_passes_every_gate(cdk_context: dict[str, Any]) -> N
         ),
         (
             {"outputs": {"policy_answer": {"unit_price_usd": 1, "quota": {"limit": 0}}}},
-            "bindings and quotas",
+            "quotas",
             "quota.limit above 0",
         ),
     ],

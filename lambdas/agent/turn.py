@@ -43,7 +43,7 @@ class ToolCall:
     arguments: dict[str, Any]
     ok: bool
     error_kind: str | None = None
-    latency_ms: float = 0.0
+    latency_ms: float | None = None  # None: never called (out of time)
 
 
 @dataclass

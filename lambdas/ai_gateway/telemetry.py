@@ -177,13 +177,15 @@ class Telemetry:
 
 
 def _tool_stage(call: dict[str, Any], conversation: str) -> None:
-    """One tool call's stage metrics, as shared.telemetry's stage emits them; its latency only if
-    the agent measured one (a made-up zero would drag the percentiles)."""
+    """One tool call's stage metrics, as shared.telemetry's stage emits them. A call the agent
+    reports without a latency was never made (its turn ran out of time first): no tool work to
+    count, and no made-up latency to drag the percentiles."""
+    latency = call.get("latency_ms")
+    if not isinstance(latency, int | float) or isinstance(latency, bool) or latency < 0:
+        return
     values = [
         (observability.Metric.STAGE_REQUESTS, COUNT, 1.0),
         (observability.Metric.STAGE_ERRORS, COUNT, 0.0 if call.get("ok") else 1.0),
+        (observability.Metric.STAGE_LATENCY, MILLISECONDS, float(latency)),
     ]
-    latency = call.get("latency_ms")
-    if isinstance(latency, int | float) and not isinstance(latency, bool) and latency >= 0:
-        values.append((observability.Metric.STAGE_LATENCY, MILLISECONDS, float(latency)))
     emit_all(values, {observability.Dimension.STAGE: TOOL}, metadata={CONVERSATION: conversation})

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from shared.meaning import Meaning
-from stacks.config.base import ConfigModel
+from stacks.config.base import ConfigModel, KeyedError
 from stacks.config.fields import Classification, Email, GroupName, ModelId, SnakeName, ToolName
 from stacks.config.groups import OutputQuota
 from stacks.config.knowledge_base import KnowledgeBaseConfig
@@ -130,6 +130,12 @@ def production_additions(workloads: dict[str, Any]) -> dict[str, Any]:
         if workload.stage != "production":
             continue
         for output, spec in workload.outputs.items():
+            if output in additions["output_types"]:
+                raise KeyedError(
+                    ("workloads", name, "outputs", output),
+                    f"another workload sells {output} too",
+                    allowed="an output type sold by one workload",
+                )
             additions["output_types"][output] = {
                 "unit_price_usd": spec.unit_price_usd,
                 "units": spec.units,

@@ -1,6 +1,7 @@
 """The agents: one AgentCore Runtime per configured agent, sharing one AgentCore Memory.
 
-The runtime code is lambdas/agent (the HTTP contract in server.py), deployed as a code asset:
+The runtime code is lambdas/agent (BedrockAgentCoreApp in app.py, the Strands turn in turn.py),
+started under ADOT's opentelemetry-instrument and deployed as a code asset:
 no Docker. The asset is put together at synth by a local bundler from the agent's package, the
 shared package and the Linux arm64 dependencies `make agent-deps` builds into build/agent-deps.
 """
@@ -159,9 +160,10 @@ class AgentsStack(Stack):
 
     - One Memory, KMS-encrypted: short-term events kept ``agent_memory.event_expiry_days``,
       long-term strategies from config writing to namespaces per group and user.
-    - One Runtime per ``agents.<name>``: Cognito JWT inbound auth (the production pool and app
-      client), the caller's Authorization header forwarded to the agent, tracing on, application
-      and usage logs delivered to a KMS-encrypted log group, idle sessions ended per config.
+    - One Runtime per ``agents.<name>``: IAM inbound auth (the AI gateway's role is the only
+      invoker), the caller's token forwarded in one allowlisted custom header for the agent to
+      verify, tracing on, application and usage logs delivered to a KMS-encrypted log group, idle
+      sessions ended per config.
     """
 
     def __init__(

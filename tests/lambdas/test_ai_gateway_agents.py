@@ -299,7 +299,8 @@ def test_each_tool_call_is_a_tool_stage_of_the_conversation(
             {"name": "orders___find", "arguments": {"email": "ada@example.com"}, "ok": True, "latency_ms": 12.5},
             {"name": "orders___track", "arguments": {"order": "O-1"}, "ok": False, "error_kind": "tool_error",
              "latency_ms": 30},
-            {"name": "orders___track", "arguments": {}, "ok": True},  # an agent that measured nothing
+            # Never made: the agent's turn ran out of time first (no latency).
+            {"name": "orders___track", "arguments": {}, "ok": False, "error_kind": "deadline", "latency_ms": None},
         ],
     )  # fmt: skip
     guard_output(gateway.bedrock, "Shipped.")
@@ -310,7 +311,6 @@ def test_each_tool_call_is_a_tool_stage_of_the_conversation(
     assert [(m["StageRequests"], m["StageErrors"], m.get("StageLatency")) for m in tools] == [
         ([1.0], [0.0], [12.5]),
         ([1.0], [1.0], [30.0]),
-        ([1.0], [0.0], None),
     ]
     conversation = runtime_session_id("customer-gold", "user-1", "api-req-1")
     assert all(m["gen_ai.conversation.id"] == conversation for m in tools)
