@@ -92,6 +92,7 @@ class Service:
 
     def _turn(self, body: Any, headers: dict[str, str], session_id: str) -> dict[str, Any]:
         settings = self.settings
+        arrived = self.clock()  # the turn's time counts from here: memory and tools are inside it
         token, user, group = self._caller(headers)
         models = settings.group_models.get(group)
         if not user or models is None:
@@ -103,7 +104,7 @@ class Service:
         request = _request(body, models)
         messages, system = self._context(request, actor_id(group, user), session_id)
         turn_seconds = min(settings.turn_seconds, request.turn_seconds or settings.turn_seconds)
-        deadline = self.clock() + turn_seconds
+        deadline = arrived + turn_seconds
         try:
             with self.tools_for(token, session_id) as tools:
                 turn = run_turn(
@@ -278,7 +279,11 @@ def _clients(turn_seconds: float) -> tuple[Any, Any]:
             connect_timeout=2, read_timeout=turn_seconds, retries={"mode": "standard", "total_max_attempts": 1}
         ),
     )
-    memory = boto3.client("bedrock-agentcore", config=Config(connect_timeout=2, read_timeout=10))
+    # Memory is best effort: one short attempt, so a slow memory costs the turn little of its time.
+    memory = boto3.client(
+        "bedrock-agentcore",
+        config=Config(connect_timeout=1, read_timeout=3, retries={"mode": "standard", "total_max_attempts": 1}),
+    )
     return bedrock, memory
 
 

@@ -7,7 +7,7 @@
 - Tools: whatever the tools gateway lists for the caller's token (``MCPClient`` in agent.app).
 - Bounds: at most ``max_iterations`` model calls (Strands' ``limits``) and the turn's deadline:
   checked before every model and tool call on an injected clock, and enforced on calls in flight
-  by cancelling the agent when the time is up (``Agent.cancel``).
+  by answering at the deadline while the agent, cancelled, finishes on its worker thread.
 
 Spans come from Strands (agent, cycle, model and tool spans with gen-AI attributes), carrying the
 conversation id as ``session.id``; what they say about message content is agent.tracing's policy.
@@ -15,6 +15,7 @@ conversation id as ``session.id``; what they say about message content is agent.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import threading
 import time
@@ -35,6 +36,7 @@ SERVICE = "bedrock-runtime"
 STOPPED_ANSWER = "I could not finish this within my limits; here is what I found so far."
 # Strands' stop reasons, as the gateway and the evaluation know them.
 STOPS = {"limit_turns": "max_iterations", "cancelled": "deadline"}
+POLL_SECONDS = 0.05  # how often a turn waiting on its agent looks at the clock
 
 
 @dataclass(frozen=True)
@@ -230,25 +232,10 @@ def run_turn(
         hooks=[bounds],
         trace_attributes={"session.id": session_id, CONVERSATION: session_id},
     )
-    # Calls in flight when the time is up are cancelled too (the hooks see only the next call).
-    timer = (
-        threading.Timer(max(0.0, deadline - clock()), agent.cancel, kwargs={"message": STOPPED_ANSWER})
-        if deadline is not None
-        else None
-    )
-    if timer is not None:
-        timer.daemon = True
-        timer.start()
-    try:
-        result = agent(messages[-1]["content"], limits={"turns": max_iterations})
-    except Exception as error:
-        failure = model_failure(error)
-        if failure is None:
-            raise
-        raise failure from None
-    finally:
-        if timer is not None:
-            timer.cancel()
+    result = _invoke_by(agent, messages[-1]["content"], max_iterations, deadline, clock)
+    if result is None:  # out of time with a call in flight: answer now, the call is abandoned
+        return Turn(session_id, model=_model(strategy, models), answer=STOPPED_ANSWER, stop="deadline",
+                    tool_calls=list(bounds.calls))  # fmt: skip
     usage = result.metrics.accumulated_usage
     stop = STOPS.get(str(result.stop_reason), str(result.stop_reason))
     if bounds.out_of_time:
@@ -258,7 +245,7 @@ def run_turn(
         answer = STOPPED_ANSWER
     turn = Turn(
         session_id=session_id,
-        model=strategy.selected.name or "" if strategy.selected else models[0],
+        model=_model(strategy, models),
         answer=answer,
         stop=stop,
         iterations=result.metrics.cycle_count,
@@ -267,3 +254,37 @@ def run_turn(
         output_tokens=int(usage.get("outputTokens", 0)),
     )
     return turn
+
+
+def _model(strategy: OrderedFallback, models: Sequence[str]) -> str:
+    return (strategy.selected.name or "") if strategy.selected else models[0]
+
+
+def _invoke_by(agent: Any, prompt: Any, max_iterations: int, deadline: float | None, clock: Callable[[], float]) -> Any:
+    """The agent's result, or None when the deadline passed first. The invocation runs on a worker
+    thread so that the turn answers by its deadline even while a call is in flight (a non-streaming
+    Converse cannot be interrupted): the agent is cancelled, and what it was waiting for is left
+    to finish in the background. Model failures no model of the caller's got past are raised."""
+    outcome: dict[str, Any] = {}
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            outcome["result"] = agent(prompt, limits={"turns": max_iterations})
+        except Exception as error:  # handed to the caller's thread
+            outcome["error"] = error
+        finally:
+            done.set()
+
+    # With the caller's context (the request's span, so the turn's spans continue its trace).
+    threading.Thread(target=contextvars.copy_context().run, args=(run,), name="agent-turn", daemon=True).start()
+    while not done.wait(None if deadline is None else min(POLL_SECONDS, max(0.0, deadline - clock()))):
+        if deadline is not None and clock() >= deadline:
+            agent.cancel(message=STOPPED_ANSWER)
+            return None
+    if "error" in outcome:
+        failure = model_failure(outcome["error"])
+        if failure is None:
+            raise outcome["error"]
+        raise failure from None
+    return outcome["result"]

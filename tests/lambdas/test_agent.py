@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -330,6 +331,26 @@ def test_the_deadline_cancels_the_turn_before_the_next_tool_and_model_call(runti
     assert (status, answer["stop"], answer["answer"]) == (200, "deadline", STOPPED_ANSWER)
     assert [(c["name"], c["ok"], c["error_kind"]) for c in answer["tool_calls"]] == [(FIND_ORDERS, False, "deadline")]
     assert "tools/call" not in runtime.tools.calls()
+
+
+def test_the_turn_answers_by_its_deadline_while_a_model_call_hangs(runtime: Runtime) -> None:
+    memory_is_empty(runtime.memory)
+    converse(runtime.model, [{"text": "Too late."}], "end_turn")
+    release = threading.Event()
+    hung: list[bool] = []
+
+    def hang(**_: Any) -> None:  # Bedrock not answering (until the test ends) while the time runs out
+        hung.append(True)
+        runtime.clock.advance(10_000.0)
+        release.wait(30)
+
+    runtime.model_client.meta.events.register("before-parameter-build.bedrock-runtime.Converse", hang)
+    try:
+        status, answer = runtime.post({"prompt": "hi", "turn_seconds": 30}, runtime.caller())
+    finally:
+        release.set()
+    assert hung == [True]
+    assert (status, answer["stop"], answer["answer"]) == (200, "deadline", STOPPED_ANSWER)
 
 
 @pytest.mark.parametrize("runtime", [{"max_iterations": 2}], indirect=True)
