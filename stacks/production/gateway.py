@@ -178,6 +178,8 @@ class GatewayStack(Stack):
                     resources=[*arns, *(f"{arn}/runtime-endpoint/DEFAULT" for arn in arns)],
                 )
             )
+        for name, runtime in agent_runtimes.items():
+            _only_invoked_by(self, f"{pascal_case(name)}InvokedOnlyByTheGateway", runtime, role)
         if agent_memory is not None and agent_runtimes:
             agent_memory.grant(role, *MEMORY_WRITE_ACTIONS)
             # The memory is encrypted with the tier key: its data plane uses the key for the writer.
@@ -419,3 +421,29 @@ _OUTPUT_SCHEMA = apigateway.JsonSchema(
         "model": apigateway.JsonSchema(type=apigateway.JsonSchemaType.STRING),
     },
 )
+
+
+def _only_invoked_by(scope: Construct, id: str, runtime: agentcore.IBedrockAgentRuntime, role: iam.IRole) -> None:
+    """The runtime's resource policy: no principal but the gateway function's role may invoke it,
+    whatever identity policies the account grants elsewhere (same-account IAM alone would let any
+    principal granted bedrock-agentcore:* in)."""
+    agentcore.CfnResourcePolicy(
+        scope,
+        id,
+        resource_arn=runtime.agent_runtime_arn,
+        policy=Stack.of(scope).to_json_string(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Sid": "OnlyTheAiGateway",
+                        "Effect": "Deny",
+                        "Principal": "*",
+                        "Action": AGENT_INVOKE_ACTIONS,
+                        "Resource": runtime.agent_runtime_arn,
+                        "Condition": {"StringNotEquals": {"aws:PrincipalArn": role.role_arn}},
+                    }
+                ],
+            }
+        ),
+    )

@@ -124,6 +124,21 @@ def test_the_gateways_role_is_the_only_principal_allowed_to_invoke_a_runtime(
                     invokers |= {json.dumps(role) for role in policy["Properties"]["Roles"]}
     assert len(invokers) == (1 if production(cdk_context).agents else 0)
     assert all("GatewayFunction" in role for role in invokers)
+    # And whatever else the account grants: each runtime's resource policy denies every other principal.
+    gateway = assembly.template("-production-gateway")
+    policies = resources(gateway, "AWS::BedrockAgentCore::ResourcePolicy")
+    assert len(policies) == len(production(cdk_context).agents)
+    for policy in policies.values():
+        document = json.loads(render(policy["Properties"]["Policy"]))
+        (statement,) = document["Statement"]
+        assert (statement["Effect"], statement["Principal"], statement["Action"]) == (
+            "Deny",
+            "*",
+            ["bedrock-agentcore:InvokeAgentRuntime"],
+        )
+        # The runtime the policy is attached to, and no other.
+        assert policy["Properties"]["ResourceArn"]["Fn::GetStackOutput"]["OutputName"] in statement["Resource"]
+        assert statement["Condition"] == {"StringNotEquals": {"aws:PrincipalArn": "<GatewayFunctionRole.Arn>"}}
 
 
 def test_an_agent_captures_message_text_only_when_it_serves_internal_groups_only(
