@@ -41,8 +41,9 @@ class Settings(FunctionSettings):
 
 # What an agent's spans say (Strands reads OTEL_SEMCONV_STABILITY_OPT_IN when its tracer starts):
 # tool names, definitions and arguments always, which AgentCore's tool selection and parameter
-# evaluators read; the callers' messages only where content capture is on; answers, system
-# prompts and tool results never (they are not guarded when the agent sees them). ADOT's own
+# evaluators read; the messages the model is sent only where content capture is on (the callers'
+# guarded text, and the tool results fed back, which Strands records under the same attribute);
+# answers, system prompts and tool results as the tool spans' own output never. ADOT's own
 # Bedrock instrumentation records no message text either way.
 TOOL_EVALUATION_ATTRIBUTES = ("gen_ai.tool.call.arguments",)
 CALLER_TEXT_ATTRIBUTES = ("gen_ai.input.messages",)

@@ -58,11 +58,12 @@ class ObservabilityConfig(ConfigModel):
         "log group, when this tier sets the logging up (account_settings.model_invocation_logging).",
     )
     capture_content: Literal["off", "internal"] = Field(
-        default="internal",
-        description="Message text in an agent's spans. off: no agent captures any (only tool names and "
-        "arguments, which the tool evaluators read); internal: an agent that serves internal groups only also "
-        "captures its callers' messages (their text as the gateway's input guardrail passed it). An agent "
-        "serving a customer group never captures message text.",
+        default="off",
+        description="Message text in an agent's spans. off: no agent captures any (tool names, definitions and "
+        "arguments only, which the tool evaluators read); internal: an agent that serves internal groups only "
+        "also captures the messages its model is sent: its callers' text as the gateway's input guardrail passed "
+        "it, and the tool results fed back to the model, which no guardrail has seen. An agent serving a customer "
+        "group never captures message text.",
     )
     trace_indexing_percentage: float = Field(
         default=1,

@@ -147,12 +147,21 @@ def test_with_capture_off_no_message_text_reaches_a_span(turn_spans: list[Readab
 
 
 @pytest.mark.parametrize("sinks", [True], ids=["capture-on"], indirect=True)
-def test_with_capture_on_the_callers_text_is_there_and_answers_and_tool_results_are_not(
+def test_with_capture_on_the_models_input_is_there_and_its_answers_are_not(
     turn_spans: list[ReadableSpan],
 ) -> None:
     text = "".join(everything_in(span) for span in turn_spans)
     assert "ada.lovelace@example.com" in text  # the caller's text, as the gateway's input guardrail passed it
-    # Nothing the model wrote, and no tool result, as an output of any span.
+    # The tool's answer too, as the model was sent it on its next call: not guarded (docs/agents.md).
+    inputs = [
+        str(value)
+        for span in turn_spans
+        for attributes in [dict(span.attributes or {}), *(dict(e.attributes or {}) for e in span.events)]
+        for key, value in attributes.items()
+        if key == "gen_ai.input.messages"
+    ]
+    assert any(FROM_TOOL in value for value in inputs)
+    # Nothing the model wrote, and no tool result as a tool span's output.
     outputs = [
         str(value)
         for span in turn_spans
