@@ -51,7 +51,11 @@ from shared.headers import CALLER_TOKEN_HEADER
 # An agent answers one JSON document; anything larger is not an answer this gateway can guard.
 MAX_ANSWER_BYTES: Final = 2 * 1024 * 1024
 CONNECT_SECONDS: Final = 2
-MEMORY_READ_SECONDS: Final = 3  # a write is best effort: the answer is already guarded and metered
+# A write is best effort (the answer is already guarded and metered): one short attempt, and
+# none at all when the function has less time left than the attempt could take.
+MEMORY_CONNECT_SECONDS: Final = 1
+MEMORY_READ_SECONDS: Final = 2
+MEMORY_WORST_SECONDS: Final = MEMORY_CONNECT_SECONDS + MEMORY_READ_SECONDS
 QUALIFIER: Final = "DEFAULT"
 MEMORY_SERVICE: Final = "agent memory"
 # botocore's events for InvokeAgentRuntime (``<event>.<service id>.<operation>``).
@@ -128,7 +132,7 @@ class AgentClient:
             "bedrock-agentcore",
             endpoint_url=self._endpoint,
             config=Config(
-                connect_timeout=CONNECT_SECONDS,
+                connect_timeout=MEMORY_CONNECT_SECONDS,
                 read_timeout=MEMORY_READ_SECONDS,
                 retries={"mode": "standard", "total_max_attempts": 1},
             ),

@@ -19,14 +19,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ai_gateway.agents import AgentClient
-from ai_gateway.contract import INPUT, OUTPUT, Metric
+from ai_gateway.agents import MEMORY_SERVICE, MEMORY_WORST_SECONDS, AgentClient
+from ai_gateway.contract import GENERATION_MARGIN_SECONDS, INPUT, OUTPUT, Metric
 from ai_gateway.guardrail import Guard, Verdict
 from ai_gateway.ledger import Admission, Ledger, QuotaExceededError
 from ai_gateway.models import Caller, OutputPolicy, Quota
 from ai_gateway.router import Generation, ModelRouter
 from ai_gateway.telemetry import Telemetry
-from shared.aws_errors import UpstreamError, call
+from shared.aws_errors import Kind, UpstreamError, call
 
 
 class InputBlockedError(Exception):
@@ -223,6 +223,12 @@ class Flow:
         output guardrail). A turn memory lacks only thins the session's later context, so a
         failure is logged, never the caller's."""
         question = next((m["content"][0]["text"] for m in reversed(request.messages) if m["role"] == "user"), "")
+        # The function ends GENERATION_MARGIN_SECONDS after the generation's deadline; the caller's
+        # answer must not wait on a write that could outlast it.
+        left = request.deadline + GENERATION_MARGIN_SECONDS - self._clock.monotonic()
+        if left < MEMORY_WORST_SECONDS + 1:
+            self._telemetry.memory_failed(UpstreamError(MEMORY_SERVICE, "NoTimeLeft", kind=Kind.FAILED))
+            return
         try:
             self._agents.remember(
                 group=request.caller.group,

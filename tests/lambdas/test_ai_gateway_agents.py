@@ -11,7 +11,8 @@ import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 from urllib.parse import quote
 
 import boto3
@@ -22,6 +23,9 @@ from botocore.credentials import Credentials
 
 from ai_gateway import agents, handler
 from ai_gateway.agents import AgentClient, runtime_session_id
+from ai_gateway.contract import GENERATION_MARGIN_SECONDS
+from ai_gateway.flow import Clock, Flow
+from shared.aws_errors import UpstreamError
 from shared.headers import AGENT_SESSION_HEADER as SESSION_HEADER, CALLER_TOKEN_HEADER
 from tests.lambdas.conftest import FakeContext, HttpResult, http_result
 from tests.lambdas.gateway_fixtures import (
@@ -515,3 +519,41 @@ def test_the_tool_call_trace_is_logged_with_arguments_only_for_an_internal_evalu
     assert "ada@example.com" not in json.dumps(customer)
     assert internal["evaluation_case"] == "orders-latest"
     assert internal["tool_calls"] == [call_with_email]
+
+
+class Remembered:
+    """The agent client's memory side and the flow's telemetry, recording what they are asked."""
+
+    def __init__(self) -> None:
+        self.turns: list[dict[str, Any]] = []
+        self.failures: list[str] = []
+
+    def remember(self, **turn: Any) -> None:
+        self.turns.append(turn)
+
+    def memory_failed(self, error: UpstreamError) -> None:
+        self.failures.append(error.code)
+
+
+@pytest.mark.parametrize(("left", "written"), [(GENERATION_MARGIN_SECONDS + 0.5, True), (3.9, False)])
+def test_no_memory_write_when_it_could_outlast_the_function(left: float, written: bool) -> None:
+    """The function ends GENERATION_MARGIN_SECONDS after the generation's deadline: a write whose
+    worst case (agents.MEMORY_WORST_SECONDS) does not fit in what is left is not started."""
+    recorder = Remembered()
+    now = 1000.0
+    flow = Flow(
+        ledger=cast(Any, None),
+        guard=cast(Any, None),
+        models=cast(Any, None),
+        agents=cast(Any, recorder),
+        telemetry=cast(Any, recorder),
+        clock=Clock(monotonic=lambda: now),
+    )
+    request = SimpleNamespace(
+        messages=[{"role": "user", "content": [{"text": "Hi"}]}],
+        caller=SimpleNamespace(group="customer-gold", user="user-1"),
+        conversation="s" * 65,
+        deadline=now + left - GENERATION_MARGIN_SECONDS,
+    )
+    flow._remember(cast(Any, request), cast(Any, SimpleNamespace(text=lambda: "Hello.")))
+    assert (len(recorder.turns), recorder.failures) == ((1, []) if written else (0, ["NoTimeLeft"]))
