@@ -821,7 +821,8 @@ class Report:
     @property
     def broadening(self) -> bool:
         structural = any(change.broadens for s in self.stacks for change in s.access)
-        return structural or any(s.cdk.broadening for s in self.stacks if s.cdk)
+        auth = any(loosens(c) for s in self.stacks for d in s.diffs for c in d.changes)
+        return structural or auth or any(s.cdk.broadening for s in self.stacks if s.cdk)
 
     @property
     def exit_code(self) -> int:
@@ -964,7 +965,29 @@ def _access_row(key: tuple[Any, ...], actions: list[str]) -> str:
 
 
 def _auth_lines(diffs: Iterable[ResourceDiff]) -> list[str]:
-    return [f"- {d.stack}: {d}: {c.describe()}" for d in diffs for c in d.changes if AUTH_PATH.search(" ".join(c.path))]
+    return [
+        f"- {d.stack}: {d}: {c.describe()}" + (" **loosens**" if loosens(c) else "")
+        for d in diffs
+        for c in d.changes
+        if AUTH_PATH.search(" ".join(c.path))
+    ]
+
+
+def loosens(change: Change) -> bool:
+    """An authentication setting that lets more callers in: a token authorizer where there was
+    IAM (an AgentCore runtime taking user JWTs), no authorization on a method or Function URL, an
+    API key no longer required, more allowed clients or audiences."""
+    path = change.path[1:] if change.path[:1] == ("Properties",) else change.path
+    where, old, new = " ".join(map(str, path)).lower(), change.old, change.new
+    if where.endswith(("allowedclients", "allowedaudience")):
+        return isinstance(new, list) and not set(map(str, new)) <= set(map(str, old if isinstance(old, list) else []))
+    if where.endswith(("authorizationtype", "authtype")):
+        return str(new).upper() == "NONE"
+    if where.endswith("apikeyrequired"):
+        return old is True and new is not True
+    if where == "authorizerconfiguration":
+        return old is MISSING or old is None  # IAM (no authorizer) before, a token authorizer now
+    return False
 
 
 def _access_section(report: Report) -> str:
@@ -979,7 +1002,13 @@ def _access_section(report: Report) -> str:
         lines += ["|---|---|---|---|---|---|---|", *_access_rows(stack.access), ""]
     auth = [line for s in report.stacks for line in _auth_lines(s.diffs)]
     if auth:
-        lines += ["**Authentication and authorization settings** (not counted as broadening; read them)", "", *auth, ""]
+        lines += [
+            "**Authentication and authorization settings** (those marked **loosens** let more callers in and "
+            "count as broadening; read the others)",
+            "",
+            *auth,
+            "",
+        ]
     for stack in report.stacks:
         if stack.status == "removed" and stack.stack not in _moved_to(report):
             lines.append(f"- {stack.stack} is removed: the permissions it gave go with it.")

@@ -236,3 +236,41 @@ def test_markdown_for_templates_is_the_report_one_heading_level_down(base: rv.As
     assert f"\n#### {GATEWAY}: " in text
     assert "\n# " not in text
     assert "\n## " not in text
+
+
+def _user_tokens_for_agents(template: dict[str, Any]) -> None:
+    """The agents back on a JWT authorizer: any signed-in user could call them past the gateway."""
+    for runtime in resources_of(template, "AWS::BedrockAgentCore::Runtime").values():
+        runtime["Properties"]["AuthorizerConfiguration"] = {
+            "CustomJWTAuthorizer": {"DiscoveryUrl": "https://issuer/.well-known/openid-configuration"}
+        }
+
+
+def test_letting_user_tokens_reach_an_agent_loosens_authentication_and_exits_2(base: rv.Assembly) -> None:
+    agents = next(name for name in base.templates if name.endswith("-production-agents"))
+    report = rv.review(base, edited(base, agents, _user_tokens_for_agents), [])
+    assert report.exit_code == 2
+    assert "`AuthorizerConfiguration`" in report.sections()["access"]
+    loosened = [line for line in report.sections()["access"].splitlines() if line.endswith("**loosens**")]
+    assert len(loosened) == 2  # both runtimes
+    assert all("AuthorizerConfiguration" in line and "CustomJWTAuthorizer" in line for line in loosened)
+    # The other way round (a token authorizer taken away: IAM only) lets no one more in.
+    back = rv.review(edited(base, agents, _user_tokens_for_agents), base, [])
+    assert back.exit_code == 0
+    assert all(not rv.loosens(c) for s in back.stacks for d in s.diffs for c in d.changes)
+
+
+@pytest.mark.parametrize(
+    ("path", "old", "new", "loosens"),
+    [
+        (("AuthorizationType",), "CUSTOM", "NONE", True),
+        (("AuthorizationType",), "NONE", "CUSTOM", False),
+        (("AuthType",), "AWS_IAM", "NONE", True),
+        (("ApiKeyRequired",), True, False, True),
+        (("ApiKeyRequired",), False, True, False),
+        (("AuthorizerConfiguration", "CustomJWTAuthorizer", "AllowedClients"), ["a"], ["a", "b"], True),
+        (("AuthorizerConfiguration", "CustomJWTAuthorizer", "AllowedClients"), ["a", "b"], ["a"], False),
+    ],
+)
+def test_what_loosens_authentication(path: tuple[str, ...], old: Any, new: Any, loosens: bool) -> None:
+    assert rv.loosens(rv.Change(path, old, new)) is loosens
