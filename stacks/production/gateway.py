@@ -178,8 +178,9 @@ class GatewayStack(Stack):
                     resources=[*arns, *(f"{arn}/runtime-endpoint/DEFAULT" for arn in arns)],
                 )
             )
-        for name, runtime in agent_runtimes.items():
-            _only_invoked_by(self, f"{pascal_case(name)}InvokedOnlyByTheGateway", runtime, role)
+        for agent, runtime in agent_runtimes.items():
+            policy = _only_invoked_by(self, f"{pascal_case(agent)}InvokedOnlyByTheGateway", runtime, role)
+            policy.node.add_dependency(role)  # (and its policy: nothing names the role before it is whole)
         if agent_memory is not None and agent_runtimes:
             agent_memory.grant(role, *MEMORY_WRITE_ACTIONS)
             # The memory is encrypted with the tier key: its data plane uses the key for the writer.
@@ -423,11 +424,13 @@ _OUTPUT_SCHEMA = apigateway.JsonSchema(
 )
 
 
-def _only_invoked_by(scope: Construct, id: str, runtime: agentcore.IBedrockAgentRuntime, role: iam.IRole) -> None:
+def _only_invoked_by(
+    scope: Construct, id: str, runtime: agentcore.IBedrockAgentRuntime, role: iam.IRole
+) -> agentcore.CfnResourcePolicy:
     """The runtime's resource policy: no principal but the gateway function's role may invoke it,
     whatever identity policies the account grants elsewhere (same-account IAM alone would let any
     principal granted bedrock-agentcore:* in)."""
-    agentcore.CfnResourcePolicy(
+    return agentcore.CfnResourcePolicy(
         scope,
         id,
         resource_arn=runtime.agent_runtime_arn,
