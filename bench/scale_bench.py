@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import textwrap
+import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,53 +22,46 @@ SIZES = (3, 30, 100)
 RESOURCE_LIMIT = 500
 TEMPLATE_LIMIT = 1_000_000  # bytes, a template uploaded through S3
 
-SYNTH = textwrap.dedent(
-    """
-    import json, os, sys, tempfile, time
-    os.environ["CDK_VALIDATION"] = "false"
-    sys.path[:0] = [{root!r}, {root!r} + "/lambdas", {root!r} + "/bench"]
-    from scale_config import scaled_context
-    context = {{**scaled_context(int(sys.argv[1])), "tier": "production"}}
+
+def measure_here(size: int) -> dict[str, Any]:
+    """One size, synthesized in this process: its figures, or the error that stopped synth."""
+    sys.path[:0] = [str(ROOT)]
+    from bench.scale_config import scaled_context
+    from tools.synth import synthesize
+
     started = time.perf_counter()
-    try:
-        from aws_cdk import App
-        from app import build_app
-        with tempfile.TemporaryDirectory() as out:
-            app = App(context=context, outdir=out)
-            build_app(app)
-            app.synth()
-            stacks = {{p.name.removesuffix(".template.json"): p.read_text()
-                       for p in sorted(__import__("pathlib").Path(out).glob("*.template.json"))}}
-    except Exception as error:  # the size's result is the error that stopped it
-        print(json.dumps({{"error": str(error).strip().splitlines()[0][:300]}}))
-        raise SystemExit(0)
-    seconds = time.perf_counter() - started
-    result = {{"seconds": seconds, "stacks": {{}}, "largest_parameter": 0, "largest_variable": ["", 0]}}
-    for name, text in stacks.items():
-        template = json.loads(text)
-        resources = template.get("Resources", {{}})
-        result["stacks"][name] = {{"resources": len(resources), "bytes": len(text.encode())}}
+    with tempfile.TemporaryDirectory() as out:
+        try:
+            templates = synthesize(Path(out), {**scaled_context(size), "tier": "production"})
+        except Exception as error:
+            return {"error": str(error).strip().splitlines()[0][:300]}
+        seconds = time.perf_counter() - started
+        sizes = {p.name.removesuffix(".template.json"): p.stat().st_size for p in Path(out).glob("*.template.json")}
+    result: dict[str, Any] = {"seconds": seconds, "stacks": {}, "largest_parameter": 0, "largest_variable": ["", 0]}
+    for name, template in templates.items():
+        resources = template.get("Resources", {})
+        result["stacks"][name] = {"resources": len(resources), "bytes": sizes[name]}
         for resource in resources.values():
-            props = resource.get("Properties", {{}})
-            if resource["Type"] == "AWS::SSM::Parameter" and isinstance(props.get("Value"), str):
-                result["largest_parameter"] = max(result["largest_parameter"], len(props["Value"]))
-            variables = props.get("Environment", {{}}).get("Variables", {{}}) or props.get("EnvironmentVariables", {{}})
-            for key, value in variables.items():
-                size = len(json.dumps(value)) if not isinstance(value, str) else len(value)
-                if size > result["largest_variable"][1]:
-                    result["largest_variable"] = [f"{{name}}:{{key}}", size]
-    print(json.dumps(result))
-    """
-)
+            _largest_documents(result, name, resource)
+    return result
+
+
+def _largest_documents(result: dict[str, Any], stack: str, resource: dict[str, Any]) -> None:
+    """The largest config documents a function reads: SSM parameter values, environment variables."""
+    props = resource.get("Properties", {})
+    if resource["Type"] == "AWS::SSM::Parameter" and isinstance(props.get("Value"), str):
+        result["largest_parameter"] = max(result["largest_parameter"], len(props["Value"]))
+    variables = props.get("Environment", {}).get("Variables", {}) or props.get("EnvironmentVariables", {})
+    for key, value in variables.items():
+        size = len(value) if isinstance(value, str) else len(json.dumps(value))
+        if size > result["largest_variable"][1]:
+            result["largest_variable"] = [f"{stack}:{key}", size]
 
 
 def measure(size: int) -> dict[str, Any]:
+    """One size in a fresh process (a synth's jsii runtime and memory do not carry over)."""
     out = subprocess.run(
-        [str(PYTHON), "-c", SYNTH.format(root=str(ROOT)), str(size)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
+        [str(PYTHON), __file__, "--one", str(size)], cwd=ROOT, capture_output=True, text=True, check=True
     )
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
@@ -103,4 +97,7 @@ def main(sizes: tuple[int, ...] = SIZES) -> None:
 
 
 if __name__ == "__main__":
-    main(tuple(int(arg) for arg in sys.argv[1:]) or SIZES)
+    if sys.argv[1:2] == ["--one"]:
+        print(json.dumps(measure_here(int(sys.argv[2]))))
+    else:
+        main(tuple(int(arg) for arg in sys.argv[1:]) or SIZES)

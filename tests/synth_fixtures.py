@@ -6,8 +6,6 @@ so a fixture that returns at all has already proven that no finding is unacknowl
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,13 +13,9 @@ from typing import Any
 
 import pytest
 
-# Schema validation is `make synth`'s and cfn-lint's job; skipping it here saves ~2.5 s per synth.
-# The jsii runtime (Node) reads it when it starts, at the first import of aws_cdk: set it first.
-os.environ.setdefault("CDK_VALIDATION", "false")
+from tools.synth import CLI_CONTEXT, synthesize as synthesize_app
 
-from aws_cdk import App
-
-from app import build_app
+__all__ = ["CLI_CONTEXT", "Assembly", "Synthesizer"]
 
 
 @dataclass(frozen=True)
@@ -36,10 +30,6 @@ class Assembly:
 
 Synthesizer = Callable[..., Assembly]
 
-# What the CDK CLI adds to the context (cdk.json sets versionReporting off), so the in-process
-# synth writes the same templates as `cdk synth` (tests/infra/test_determinism.py checks it).
-CLI_CONTEXT = {"aws:cdk:enable-path-metadata": True, "aws:cdk:enable-asset-metadata": True}
-
 
 @pytest.fixture(scope="session")
 def synthesize(cdk_context: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Synthesizer:
@@ -47,14 +37,7 @@ def synthesize(cdk_context: dict[str, Any], tmp_path_factory: pytest.TempPathFac
 
     def run(**overrides: Any) -> Assembly:
         outdir = tmp_path_factory.mktemp("cdk.out")
-        app = App(context={**cdk_context, **CLI_CONTEXT, **overrides}, outdir=str(outdir))
-        build_app(app)
-        app.synth()
-        templates = {
-            path.name.removesuffix(".template.json"): json.loads(path.read_text())
-            for path in sorted(outdir.glob("*.template.json"))
-        }
-        return Assembly(outdir=outdir, templates=templates)
+        return Assembly(outdir=outdir, templates=synthesize_app(outdir, {**cdk_context, **overrides}))
 
     return run
 

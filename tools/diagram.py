@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
-import os
 import re
-import sys
 import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping
@@ -26,11 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tools.synth import synthesize, templates_in
+
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "docs" / "architecture.md"
-# What the CDK CLI adds to the context, so the in-process synth writes what `cdk synth` does
-# (tests/infra/conftest.py synthesizes the same way).
-CLI_CONTEXT = {"aws:cdk:enable-path-metadata": True, "aws:cdk:enable-asset-metadata": True}
 
 Key = tuple[str, str]  # (stack name, logical id); stack "" for the nodes outside every stack
 CLIENT: Key = ("", "Client")
@@ -782,36 +778,12 @@ def readme_with(readme: str, templates: Mapping[str, dict[str, Any]]) -> str:
     return f"{readme[:start]}\n\n```mermaid\n{mermaid(production)}```\n\n{readme[end:]}"
 
 
-def read_assembly(outdir: Path) -> dict[str, dict[str, Any]]:
-    return {
-        path.name.removesuffix(".template.json"): json.loads(path.read_text(encoding="utf-8"))
-        for path in sorted(outdir.glob("*.template.json"))
-    }
-
-
-def synthesize(outdir: Path, context: Mapping[str, Any] | None = None) -> dict[str, dict[str, Any]]:
-    """Synthesize the app in-process as `cdk synth` would (cdk.json's context unless given) into ``outdir``."""
-    # Schema validation is `make synth`'s job and does not change a template; jsii reads this at start-up.
-    os.environ.setdefault("CDK_VALIDATION", "false")
-    sys.path[:0] = [p for p in (str(ROOT), str(ROOT / "lambdas")) if p not in sys.path]
-    from aws_cdk import App as CdkApp
-
-    from app import build_app
-
-    if context is None:
-        context = json.loads((ROOT / "cdk.json").read_text(encoding="utf-8")).get("context", {})
-    app = CdkApp(context={**context, **CLI_CONTEXT}, outdir=str(outdir))
-    build_app(app)
-    app.synth()
-    return read_assembly(outdir)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--assembly", type=Path, help="a cloud assembly (cdk.out) to read instead")
     args = parser.parse_args(argv)
     if args.assembly:
-        templates = read_assembly(args.assembly)
+        templates = templates_in(args.assembly)
     else:
         with tempfile.TemporaryDirectory(prefix="diagram-") as outdir:
             templates = synthesize(Path(outdir))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "lambdas")]
@@ -18,13 +19,18 @@ from stacks.config import load_config  # noqa: E402
 TRACES = ROOT / "evals" / "recorded_traces.jsonl"
 
 
-def recorded(path: Path = TRACES) -> Report:
+def recorded_calls(path: Path = TRACES) -> dict[str, Any]:
+    """The recorded tool calls of each golden case, by case id."""
     traces = {}
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.strip():
             record = json.loads(line)
             traces[record["case"]] = calls_from(record["tool_calls"])
-    return evaluate(load_golden_set(), traces)
+    return traces
+
+
+def recorded(path: Path = TRACES) -> Report:
+    return evaluate(load_golden_set(), recorded_calls(path))
 
 
 def table(report: Report) -> str:

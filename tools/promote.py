@@ -21,7 +21,7 @@ import re
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,8 @@ from evaluation.evaluator import evaluate, load_golden_set  # noqa: E402
 from stacks.config import BlueprintConfig, ConfigError, load_config  # noqa: E402
 from stacks.config.tools import all_tools  # noqa: E402
 from stacks.config.workloads import WorkloadConfig  # noqa: E402
-from tools.eval import TRACES  # noqa: E402
+from tools.eval import TRACES, recorded_calls  # noqa: E402
+from tools.synth import synthesize  # noqa: E402
 
 KNOWLEDGE_SEARCH = "knowledge_search"
 REPORTS = ROOT / "promotions"
@@ -168,7 +169,7 @@ def evaluation_gate(config: BlueprintConfig, workload: WorkloadConfig, traces: P
     unknown = [case for case in workload.evaluation.cases if case not in cases]
     if unknown:
         return Gate(name, False, f"not in the golden set: {', '.join(unknown)}", "add them to golden_set.json")
-    recorded = dict(_recorded(traces))
+    recorded = recorded_calls(traces)
     missing = [case for case in workload.evaluation.cases if case not in recorded]
     if missing:
         return Gate(name, False, f"no recorded trace for {', '.join(missing)}", f"record them in {traces.name}")
@@ -179,15 +180,6 @@ def evaluation_gate(config: BlueprintConfig, workload: WorkloadConfig, traces: P
             name, False, f"scored {score:.2f}, floor {floor:.2f}", "improve the prompt or tools, then re-record"
         )
     return Gate(name, True, f"{len(report.cases)} cases scored {score:.2f} (floor {floor:.2f})")
-
-
-def _recorded(path: Path) -> Iterator[tuple[str, Any]]:
-    from evaluation.evaluator import calls_from
-
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            record = json.loads(line)
-            yield record["case"], calls_from(record["tool_calls"])
 
 
 def quotas_gate(promoted: BlueprintConfig, name: str) -> Gate:
@@ -224,17 +216,8 @@ def synth_and_lint(context: Mapping[str, Any], synth: Synth, lint: Lint) -> tupl
 
 def production_synth(context: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """The production tier synthesized in-process (cdk-nag errors raise)."""
-    from aws_cdk import App
-
-    from app import build_app
-
     with tempfile.TemporaryDirectory() as out:
-        app = App(context={**context, "tier": "production"}, outdir=out)
-        build_app(app)
-        app.synth()
-        return {
-            p.name.removesuffix(".template.json"): json.loads(p.read_text()) for p in Path(out).glob("*.template.json")
-        }
+        return synthesize(Path(out), {**context, "tier": "production"})
 
 
 def cfn_lint(templates: dict[str, dict[str, Any]]) -> list[str]:
