@@ -19,7 +19,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from shared.tokens import TokenVerifier
-from stacks.config import all_tools, load_config
+from stacks.config import ConfigError, all_tools, load_config
 from stacks.production.tool_binding import bindings, cedar_permits, classifications, qualified
 from tests.lambdas.cognito_fixtures import CLIENT_ID, sign
 from tests.variant_config import suite_context
@@ -190,11 +190,17 @@ def test_other_mcp_methods_pass_unchanged(signing_key: rsa.RSAPrivateKey, cognit
     }
 
 
-def test_cedar_policies_are_one_permit_per_group_and_tool() -> None:
+def test_cedar_policies_are_one_permit_per_group_naming_its_tools() -> None:
     permits = cedar_permits(BINDINGS, GATEWAY)
-    assert len(permits) == len(PERMITTED)
+    assert len(permits) == len({group for group, _ in PERMITTED})  # groups, not groups x tools
     assert all(statement.startswith("permit(") and "forbid" not in statement for statement in permits.values())
     assert all(re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,47}", name) for name in permits)  # the service's name rule
+
+
+def test_a_permit_too_long_for_the_service_is_refused_at_synth_naming_the_group() -> None:
+    many = [qualified("catalog", f"get_item_with_a_long_name_{k:03d}") for k in range(200)]
+    with pytest.raises(ConfigError, match=r"groups\.big\.tools: its Cedar permit would take about \d+ characters"):
+        cedar_permits({"big": many}, GATEWAY)
 
 
 def forwarded_arguments(authorization: str, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
