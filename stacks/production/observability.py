@@ -6,6 +6,10 @@ settings.)
 Metrics come from the functions and the agent (namespace ``<prefix>/production``): the stage
 metrics of lambdas/shared/telemetry.py (dimension ``Stage``), the gateway's model, guardrail
 and quota metrics, the evaluator's tool metrics, the pipeline's document counts, and SQS.
+
+Quota refusals page through one Contributor Insights rule over the gateway's log group and one
+alarm on its top contributor, not an alarm per group: the resources stay the same at 3 groups or
+300, and the rule names the group that tripped it.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aws_cdk import (
+    Aws,
     Duration,
     Stack,
     aws_bedrockagentcore as agentcore,
@@ -30,13 +35,90 @@ from constructs import Construct
 
 from ai_gateway.contract import INPUT, OUTPUT, Dimension as GatewayDimension, Metric as Gateway
 from shared.observability import AGENT_TURN_MESSAGE, STAGES, Dimension, Metric
-from stacks.config import ProductionConfig
 from stacks.production.context import ProductionContext
 from stacks.shared.nag import acknowledge
 from stacks.shared.naming import pascal_case
 
 FIVE_MINUTES = Duration.minutes(5)
 AGENT_TURN_FILTER = logs.FilterPattern.string_value("$.message", "=", AGENT_TURN_MESSAGE)
+
+# The name of the one metric in an EMF document that shared.telemetry.emit prints (a single
+# directive with a single metric): which of the gateway's log lines is a quota refusal.
+EMF_METRIC_NAME = "$._aws.CloudWatchMetrics[0].Metrics[0].Name"
+TOP_CONTRIBUTOR = "MaxContributorValue"
+TOP_GROUPS_SHOWN = 10
+TOP_GROUPS_TITLE = f"Top {TOP_GROUPS_SHOWN} groups by quota refusals (Contributor Insights)"
+
+
+def quota_refusals_rule_name(tier: str) -> str:
+    """The tier's Contributor Insights rule of quota refusals by group (unique per account and
+    region, as the tier's name is; printable ASCII, at most 128 characters)."""
+    return f"{tier}-quota-refusals-by-group"
+
+
+def quota_refusals_rule(log_group_name: str) -> dict[str, Any]:
+    """The body of that rule (schema CloudWatchLogRule v1): the gateway's QuotaRefusalsByGroup
+    EMF lines, counted by their ``Group``. ai_gateway.telemetry prints one such line per refusal
+    (shared.telemetry.emit), its dimension and metric as top-level keys, so Count is the refusals."""
+    group = f"$.{GatewayDimension.GROUP}"
+    return {
+        "Schema": {"Name": "CloudWatchLogRule", "Version": 1},
+        "LogGroupNames": [log_group_name],
+        "LogFormat": "JSON",
+        "Contribution": {
+            "Keys": [group],
+            "Filters": [
+                {"Match": EMF_METRIC_NAME, "In": [str(Gateway.QUOTA_REFUSALS_BY_GROUP)]},
+                {"Match": group, "IsPresent": True},
+            ],
+        },
+        "AggregateOn": "Count",
+    }
+
+
+class TopContributorsWidget(cloudwatch.ConcreteWidget):
+    """A Contributor Insights rule's top contributors over time, one line each, as the console
+    graphs a rule. CDK has no widget for it (GraphWidget plots INSIGHT_RULE_METRIC's numbers but
+    not who they belong to); the metric widget's ``insightRule`` property does."""
+
+    def __init__(
+        self,
+        *,
+        title: str,
+        rule_name: str,
+        contributors: int = TOP_GROUPS_SHOWN,
+        period: Duration = FIVE_MINUTES,
+        width: int = 12,
+        height: int = 6,
+    ) -> None:
+        super().__init__(width, height)
+        self._title = title
+        self._rule_name = rule_name
+        self._contributors = contributors
+        self._period = period
+
+    def to_json(self) -> list[Any]:
+        return [
+            {
+                "type": "metric",
+                "x": self._x,
+                "y": self._y,
+                "width": self.width,
+                "height": self.height,
+                "properties": {
+                    "title": self._title,
+                    "region": Aws.REGION,
+                    "view": "timeSeries",
+                    "period": self._period.to_seconds(),
+                    "insightRule": {
+                        "ruleName": self._rule_name,
+                        "maxContributorCount": self._contributors,
+                        "orderBy": "Sum",
+                    },
+                    "legend": {"position": "right"},
+                },
+            }
+        ]
 
 
 class ObservabilityStack(Stack):
@@ -92,8 +174,15 @@ class ObservabilityStack(Stack):
             "Invoked per log batch of the gateway function, whose own concurrency bounds it.",
         )
 
+        self.quota_refusals = cloudwatch.CfnInsightRule(
+            self,
+            "QuotaRefusalsByGroup",
+            rule_name=quota_refusals_rule_name(name),
+            rule_state="ENABLED",
+            rule_body=self.to_json_string(quota_refusals_rule(gateway_function.log_group.log_group_name)),
+        )
         self.dashboard = self._dashboard(name, list(agent_runtimes), dead_letters)
-        self._alarms(config, list(agent_runtimes))
+        self._alarms(list(agent_runtimes))
 
     # --- metrics ---------------------------------------------------------------------------------
 
@@ -129,7 +218,8 @@ class ObservabilityStack(Stack):
             for s in STAGES
             for p in ("p50", "p90", "p99")
         ]
-        dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=f"{name}-genai-operations")
+        self._dashboard_name = f"{name}-genai-operations"
+        dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=self._dashboard_name)
         width = 12
         dashboard.add_widgets(
             cloudwatch.TextWidget(
@@ -166,6 +256,11 @@ class ObservabilityStack(Stack):
             cloudwatch.GraphWidget(
                 title="Quota refusals by group",
                 left=[self._search(Gateway.QUOTA_REFUSALS_BY_GROUP, GatewayDimension.GROUP)],
+                width=width,
+            ),
+            TopContributorsWidget(
+                title=TOP_GROUPS_TITLE,
+                rule_name=self.quota_refusals.rule_name,
                 width=width,
             ),
             cloudwatch.GraphWidget(
@@ -211,7 +306,7 @@ class ObservabilityStack(Stack):
         )
         return dashboard
 
-    def _alarms(self, config: ProductionConfig, agents: Sequence[str]) -> None:
+    def _alarms(self, agents: Sequence[str]) -> None:
         settings = self._settings
         above = cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD
         at_least = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
@@ -224,7 +319,7 @@ class ObservabilityStack(Stack):
             threshold: float,
             comparison: cloudwatch.ComparisonOperator,
             periods: int = 1,
-        ) -> None:
+        ) -> cloudwatch.Alarm:
             created = metric.create_alarm(
                 self,
                 id,
@@ -235,6 +330,7 @@ class ObservabilityStack(Stack):
                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,  # no traffic is no failure
             )
             created.add_alarm_action(cloudwatch_actions.SnsAction(self.topic))
+            return created
 
         for stage in STAGES:
             rate = cloudwatch.MathExpression(
@@ -274,16 +370,25 @@ class ObservabilityStack(Stack):
                 settings.guardrail_interventions_per_5_minutes,
                 at_least,
             )
-        for group in config.groups:
-            refusals = self._metric(Gateway.QUOTA_REFUSALS_BY_GROUP, GatewayDimension.GROUP, group)
-            description = f"Group {group} keeps hitting its output quotas"
-            alarm(
-                f"QuotaExhausted{pascal_case(group)}",
-                refusals,
-                description,
-                settings.quota_refusals_per_5_minutes,
-                at_least,
-            )
+        # The refusals of the group refused most in the 5 minutes: at the threshold, some group is.
+        rule = self.quota_refusals.rule_name
+        top_group = cloudwatch.MathExpression(
+            expression=f"INSIGHT_RULE_METRIC('{rule}', '{TOP_CONTRIBUTOR}')",
+            using_metrics={},
+            period=FIVE_MINUTES,
+            label="Quota refusals of the most refused group",
+        )
+        quota = alarm(
+            "QuotaExhausted",
+            top_group,
+            f"A group was refused for its output quotas at least {settings.quota_refusals_per_5_minutes} times in "
+            f"5 minutes. Which group: the top contributors of Contributor Insights rule {rule} (CloudWatch > "
+            f"Contributor Insights; or the widget '{TOP_GROUPS_TITLE}' on dashboard {self._dashboard_name}).",
+            settings.quota_refusals_per_5_minutes,
+            at_least,
+        )
+        # The expression names the rule, not a reference CloudFormation sees: order them by hand.
+        quota.node.add_dependency(self.quota_refusals)
         for agent in agents:
             for name in (Metric.TOOL_SELECTION_ACCURACY, Metric.TOOL_ARGUMENT_ACCURACY):
                 accuracy = self._metric(name, Dimension.AGENT, agent, statistic="Average", period=Duration.hours(1))

@@ -1,14 +1,26 @@
-"""The observability stack: the dashboard's widgets, alarm thresholds from config, the live
-evaluator's subscription, online evaluation, Transaction Search, model invocation logging."""
+"""The observability stack: the dashboard's widgets, alarm thresholds from config, the quota
+refusals' Contributor Insights rule and its one alarm, the live evaluator's subscription, online
+evaluation, Transaction Search, model invocation logging."""
 
 from __future__ import annotations
 
+import copy
 import json
+import re
 from typing import Any
 
+import pytest
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+
+from ai_gateway.contract import INPUT, Dimension as GatewayDimension, Metric as Gateway
+from ai_gateway.telemetry import Telemetry
 from shared.observability import STAGES
+from shared.telemetry import emit
 from stacks.config import load_config
-from tests.infra.cfn import props, render, resources
+from stacks.production.observability import TOP_GROUPS_TITLE, quota_refusals_rule
+from tests.infra.cfn import only, props, render, resources
+from tests.infra.conftest import Assembly, Synthesizer
 
 
 def production(cdk_context: dict[str, Any]) -> Any:
@@ -33,6 +45,7 @@ def test_the_dashboard_shows_every_stage_and_the_genai_signals(observability: di
         "Estimated cost by model (USD)",
         "Outputs by group and type",
         "Quota refusals by group",
+        TOP_GROUPS_TITLE,
         "Guardrail interventions by type (input / output)",
         "Tool calls and tool errors by tool",
         "Tool-call accuracy by agent (%)",
@@ -63,9 +76,7 @@ def test_alarm_thresholds_come_from_config(observability: dict[str, Any], cdk_co
         latency = alarm(f"LatencyP99{stage.title()}")
         assert (latency["Threshold"], latency["ExtendedStatistic"]) == (settings.p99_latency_ms, "p99")
     assert alarm("GuardrailSpikeInput")["Threshold"] == settings.guardrail_interventions_per_5_minutes
-    for group in config.groups:
-        name = "QuotaExhausted" + "".join(p.title() for p in group.split("-"))
-        assert alarm(name)["Threshold"] == settings.quota_refusals_per_5_minutes
+    assert alarm("QuotaExhausted")["Threshold"] == settings.quota_refusals_per_5_minutes
     for agent in config.agents:
         suffix = "".join(p.title() for p in agent.split("_"))
         floor = alarm(f"ToolSelectionAccuracy{suffix}")
@@ -102,3 +113,165 @@ def test_agentcore_evaluates_a_sample_of_each_agents_sessions(
             "Builtin.ToolSelectionAccuracy",
             "Builtin.ToolParameterAccuracy",
         ]
+
+
+# --- quota refusals: one Contributor Insights rule, one alarm ----------------------------------
+
+GATEWAY_LOG_GROUP = "<gateway function log group>"
+_STEP = re.compile(r"\.([^.\[\]]+)|\[(\d+)\]")
+_MISSING = object()
+
+
+def rule_of(observability: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """The stack's one insight rule: logical id, properties, and its body parsed (the gateway's
+    log group, a cross-stack output, as GATEWAY_LOG_GROUP)."""
+    logical_id, rule = only(observability, "AWS::CloudWatch::InsightRule")
+    body = rule["Properties"]["RuleBody"]
+    parts = body["Fn::Join"][1] if isinstance(body, dict) else [body]
+    (outputs,) = [p["Fn::GetStackOutput"] for p in parts if not isinstance(p, str)]
+    assert outputs["StackName"] == "genai-production-gateway"
+    text = "".join(p if isinstance(p, str) else GATEWAY_LOG_GROUP for p in parts)
+    return logical_id, rule["Properties"], dict(json.loads(text))
+
+
+def at(document: Any, path: str) -> Any:
+    """``path`` (Contributor Insights' JSON property notation: ``$.a.b[0].c``) in ``document``."""
+    assert path.startswith("$"), path
+    steps = list(_STEP.finditer(path, 1))
+    assert "".join(m.group(0) for m in steps) == path[1:], f"not JSON property notation: {path}"
+    value = document
+    for step in steps:
+        name, index = step.groups()
+        if name is not None and isinstance(value, dict) and name in value:
+            value = value[name]
+        elif index is not None and isinstance(value, list) and int(index) < len(value):
+            value = value[int(index)]
+        else:
+            return _MISSING
+    return value
+
+
+def passes(document: dict[str, Any], condition: dict[str, Any]) -> bool:
+    """One filter as the rule syntax defines the operators this rule uses."""
+    value = at(document, condition["Match"])
+    operators = set(condition) - {"Match"}
+    if operators == {"In"}:
+        return isinstance(value, str) and value in condition["In"]
+    if operators == {"IsPresent"}:
+        present = value is not _MISSING and not isinstance(value, dict | list)  # leaf values only
+        return present is condition["IsPresent"]
+    raise AssertionError(f"an operator this test does not evaluate: {condition}")
+
+
+def counted(body: dict[str, Any], line: str) -> str | None:
+    """The contributor ``line`` counts for under the rule, or None when its filters drop it."""
+    document = json.loads(line)
+    if not all(passes(document, f) for f in body["Contribution"]["Filters"]):
+        return None
+    (key,) = body["Contribution"]["Keys"]
+    contributor = at(document, key)
+    assert isinstance(contributor, str), f"{key} is no contributor in {line}"
+    return contributor
+
+
+@pytest.fixture
+def gateway_lines(capsys: pytest.CaptureFixture[str]) -> list[str]:
+    """What the gateway's log group receives for a request refused for its quota: the usage
+    stage's log line and EMF, the quota refusal (ai_gateway.telemetry.quota_refused), the
+    request's own metrics with their Group dimension, and a guardrail intervention's EMF."""
+    capsys.readouterr()
+    metrics = Metrics(namespace="genai/production", service="ai_gateway")
+    telemetry = Telemetry(metrics, Logger(service="ai_gateway"))
+    telemetry.request("customer-gold")
+    with telemetry.stage("usage", "c-1", {"gen_ai.operation.name": "admit"}) as record:
+        record.end("refused", "quota_exceeded")
+    telemetry.quota_refused("customer-gold")
+    telemetry.refused(429, "quota_exceeded")
+    emit(Gateway.GUARDRAIL_INTERVENTIONS, MetricUnit.Count, 1, {str(GatewayDimension.SOURCE): INPUT})
+    metrics.flush_metrics()  # the handler's log_metrics does this at the end of the request
+    return [line for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+
+
+def test_the_quota_rule_counts_refusals_by_the_contracts_group_field(observability: dict[str, Any]) -> None:
+    _, rule, body = rule_of(observability)
+    assert rule["RuleState"] == "ENABLED"
+    assert re.fullmatch(r"[\x20-\x7E]{1,128}", rule["RuleName"])
+    assert rule["RuleName"].startswith("genai-production-")  # the tier's, so tiers never share a rule
+    assert body["Schema"] == {"Name": "CloudWatchLogRule", "Version": 1}
+    assert (body["LogFormat"], body["LogGroupNames"], body["AggregateOn"]) == ("JSON", [GATEWAY_LOG_GROUP], "Count")
+    assert "ValueOf" not in body["Contribution"]  # Count: one log line, one refusal
+    assert body["Contribution"]["Keys"] == [f"$.{GatewayDimension.GROUP}"]
+    filters = body["Contribution"]["Filters"]
+    assert len(filters) <= 4  # the syntax's limits: four filters, ten values each
+    assert all(len(f.get("In", [])) <= 10 for f in filters)
+    assert [f["In"] for f in filters if "In" in f] == [[Gateway.QUOTA_REFUSALS_BY_GROUP]]
+    assert body == quota_refusals_rule(GATEWAY_LOG_GROUP)
+
+
+def test_a_real_quota_refusal_line_and_only_it_counts_for_its_group(
+    observability: dict[str, Any], gateway_lines: list[str]
+) -> None:
+    _, _, body = rule_of(observability)
+    emf = [json.loads(line) for line in gateway_lines if line.startswith('{"_aws"')]
+    assert len(emf) == 4  # the stage's, the refusal, the guardrail's, the request's
+    assert len(gateway_lines) > len(emf)  # and the Logger's JSON lines
+    contributors = [counted(body, line) for line in gateway_lines]
+    assert [c for c in contributors if c is not None] == ["customer-gold"]
+    (refusal,) = [json.loads(line) for line, c in zip(gateway_lines, contributors, strict=True) if c]
+    # Count is the refusals only while each such line carries exactly one refusal.
+    assert refusal[Gateway.QUOTA_REFUSALS_BY_GROUP] in (1, [1])
+    (request,) = [d for d in emf if Gateway.REQUESTS in d]
+    assert request[GatewayDimension.GROUP] == "customer-gold"  # same key, other metrics: filtered out
+
+
+def test_one_quota_alarm_on_the_rules_top_contributor_waits_for_the_rule(
+    observability: dict[str, Any], cdk_context: dict[str, Any]
+) -> None:
+    rule_id, rule, _ = rule_of(observability)
+    alarms = resources(observability, "AWS::CloudWatch::Alarm")
+    on_insights = {n: a for n, a in alarms.items() if "INSIGHT_RULE_METRIC" in json.dumps(a)}
+    assert list(on_insights) == [n for n in alarms if n.startswith("QuotaExhausted")]
+    (alarm,) = on_insights.values()
+    properties = alarm["Properties"]
+    ((query,),) = [properties["Metrics"]]
+    assert query["Expression"] == f"INSIGHT_RULE_METRIC('{rule['RuleName']}', 'MaxContributorValue')"
+    assert (query["Period"], query["ReturnData"], properties["EvaluationPeriods"]) == (300, True, 1)
+    assert properties["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    assert properties["Threshold"] == production(cdk_context).observability.quota_refusals_per_5_minutes
+    assert properties["TreatMissingData"] == "notBreaching"
+    assert rule_id in alarm["DependsOn"]
+    assert rule["RuleName"] in properties["AlarmDescription"]
+    assert TOP_GROUPS_TITLE in properties["AlarmDescription"]
+
+
+def test_the_dashboard_shows_the_rules_top_groups(observability: dict[str, Any]) -> None:
+    _, rule, _ = rule_of(observability)
+    widgets = dashboard_body(observability)["widgets"]
+    (top,) = [w["properties"] for w in widgets if w["properties"].get("title") == TOP_GROUPS_TITLE]
+    assert top["insightRule"] == {"ruleName": rule["RuleName"], "maxContributorCount": 10, "orderBy": "Sum"}
+    assert top["period"] == 300
+
+
+EXTRA_GROUPS = [f"customer-extra{index:02d}" for index in range(4)]
+
+
+@pytest.fixture(scope="module")
+def more_groups(synthesize: Synthesizer, cdk_context: dict[str, Any]) -> Assembly:
+    """The app with EXTRA_GROUPS as well (copies of customer-gold)."""
+    blueprint = copy.deepcopy(cdk_context["blueprint"])
+    groups = blueprint["production"]["groups"]
+    for index, name in enumerate(EXTRA_GROUPS):
+        groups[name] = {**copy.deepcopy(groups["customer-gold"]), "precedence": 50 + index}
+    return synthesize(blueprint=blueprint)
+
+
+def test_quota_alarms_and_rules_do_not_grow_with_groups(observability: dict[str, Any], more_groups: Assembly) -> None:
+    everything = json.dumps(more_groups.templates)
+    assert all(f'"{name}' in everything for name in EXTRA_GROUPS)  # the app did take the groups in
+    larger = more_groups.template("-production-observability")
+    for template in (observability, larger):
+        assert len(resources(template, "AWS::CloudWatch::InsightRule")) == 1
+        assert len([n for n in resources(template, "AWS::CloudWatch::Alarm") if n.startswith("QuotaExhausted")]) == 1
+    assert sorted(resources(larger, "AWS::CloudWatch::Alarm")) == sorted(
+        resources(observability, "AWS::CloudWatch::Alarm")
+    )
