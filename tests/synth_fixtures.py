@@ -15,7 +15,7 @@ import pytest
 
 from tools.synth import CLI_CONTEXT, synthesize as synthesize_app
 
-__all__ = ["CLI_CONTEXT", "Assembly", "Synthesizer"]
+__all__ = ["AGENT_STACK_INFIX", "CLI_CONTEXT", "Assembly", "Synthesizer"]
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ STACK_SUFFIXES = {
     "gateway": "-production-gateway",
     "tools": "-production-tools",
     "knowledge": "-production-knowledge",
-    "agents": "-production-agents",
+    "agents": "-production-agents",  # what the agents share (each agent's own stack: AGENT_STACK_INFIX)
     "observability": "-production-observability",
 }
 
@@ -79,3 +79,12 @@ tools = _stack_template("tools")
 knowledge = _stack_template("knowledge")
 agents = _stack_template("agents")
 observability = _stack_template("observability")
+
+# Each agent's stack: <prefix>-production-agent-<agent name, with - for _>.
+AGENT_STACK_INFIX = "-production-agent-"
+
+
+@pytest.fixture(scope="session")
+def agent_stacks(assembly: Assembly) -> dict[str, dict[str, Any]]:
+    """Every agent's stack template, by stack name."""
+    return {name: template for name, template in assembly.templates.items() if AGENT_STACK_INFIX in name}

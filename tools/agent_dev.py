@@ -8,8 +8,9 @@ tool call, then an answer). It prints the request, the agent's answer and the to
 log. ``--serve`` keeps it running so you can send your own requests (the printed curl line).
 
 Real: the agent reads its settings from the environment (AGENT_NAME, SYSTEM_PROMPT,
-TOOLS_GATEWAY_URL, TOKEN_ISSUER, TOKEN_CLIENT_ID, GROUP_MODELS, ...: agent/contract.py) and calls
-Bedrock, the tools gateway and AgentCore Memory for real; AGENT_DEV_TOKEN is the caller's access
+TOOLS_GATEWAY_URL, TOKEN_ISSUER, TOKEN_CLIENT_ID, GROUPS, ...: agent/contract.py; GROUPS is the
+deployed groups document's location, as the runtime's environment has it) and calls Bedrock,
+AppConfig, the tools gateway and AgentCore Memory for real; AGENT_DEV_TOKEN is the caller's access
 token (e.g. from `make smoke`'s sign-in).
 """
 
@@ -36,8 +37,9 @@ from botocore.stub import ANY, Stubber  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
 
 from agent.app import Service, create_app, gateway_tools, service_from_environ  # noqa: E402
-from agent.contract import GroupModels, Settings  # noqa: E402
+from agent.contract import AgentGroups, GroupModels, Settings  # noqa: E402
 from shared.headers import AGENT_SESSION_HEADER, CALLER_TOKEN_HEADER  # noqa: E402
+from shared.runtime_config import ConfigLocation, DocumentReader  # noqa: E402
 from shared.tokens import TokenVerifier  # noqa: E402
 from tests.lambdas.bedrock_fakes import converse_answer, tool_use  # noqa: E402
 from tests.lambdas.loopback import QuietHandler, loopback, serve_asgi  # noqa: E402
@@ -105,16 +107,23 @@ def stubbed(prompt: str, serve: bool) -> int:
         tools_url, fake = stack.enter_context(tools_gateway())
         fake.results[FIND_ORDERS.name] = {"records": [{"order_id": "O-1", "status": "shipped"}]}
         bedrock, _ = scripted_bedrock()
+        # The groups document as AppConfig would serve it, from a local fetch.
+        groups = AgentGroups(agents={"agent_dev": {"customer-gold": GroupModels(allowed=(MODEL,), default=MODEL)}})
+        location = ConfigLocation(application="local", environment="local", profile="groups", environment_name="agents")
         settings = Settings(
             agent_name="agent_dev",
             system_prompt="You help customers with their orders.",
             tools_gateway_url=tools_url,
             token_issuer=issuer,
             token_client_id=CLIENT_ID,
-            group_models={"customer-gold": GroupModels(allowed=(MODEL,), default=MODEL)},
+            groups=location,
         )
         service = Service(
-            settings, bedrock, TokenVerifier(issuer=issuer, client_id=CLIENT_ID), gateway_tools(tools_url)
+            settings,
+            bedrock,
+            TokenVerifier(issuer=issuer, client_id=CLIENT_ID),
+            gateway_tools(tools_url),
+            DocumentReader(location, AgentGroups, fetch=lambda _: groups.model_dump_json()),
         )
         base = stack.enter_context(serve_asgi(create_app(lambda: service)))
         now = int(time.time())

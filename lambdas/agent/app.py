@@ -12,6 +12,10 @@ a forged or expired token gets a 401 and no tools. With that token the agent cal
 gateway, so it sees and calls only the caller's tools; and it binds the session to the caller's
 user and group at its first turn: a later turn from anyone else gets a 409. Memory is read here
 (scoped to group and user) and written by the gateway after its output guardrail.
+
+The groups an agent serves, and their models, are its entry in the AgentGroups runtime document
+(AppConfig, read through a cached DocumentReader): a group without a place there gets a 403, and
+an agent with no document readable yet answers 503 (retry), never a stack trace.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import cache
@@ -31,12 +35,13 @@ from bedrock_agentcore.runtime import BedrockAgentCoreApp, PingStatus, RequestCo
 from botocore.config import Config
 from starlette.responses import JSONResponse
 
-from agent.contract import GroupModels, Settings
+from agent.contract import AgentGroups, GroupModels, Settings
 from agent.memory import SessionMemory
 from agent.turn import run_turn
 from shared.agent_memory import actor_id
 from shared.aws_errors import Kind, UpstreamError
 from shared.headers import CALLER_TOKEN_HEADER, CONVERSATION_HEADER
+from shared.runtime_config import DocumentReader, RuntimeConfigError
 from shared.telemetry import CONVERSATION
 from shared.tokens import GROUP_CLAIM, InvalidToken, TokenVerifier
 
@@ -58,12 +63,14 @@ class RefusedError(Exception):
 
 @dataclass
 class Service:
-    """What serves the turns: settings, AWS clients, the token verifier and the session bindings."""
+    """What serves the turns: settings, AWS clients, the token verifier, the reader of the groups
+    document and the session bindings."""
 
     settings: Settings
     bedrock: Any
     verifier: TokenVerifier
     tools_for: ToolsFor
+    groups: DocumentReader[AgentGroups]
     memory: SessionMemory | None = None
     clock: Callable[[], float] = time.monotonic
     # session id -> (user, group), fixed at the session's first turn.
@@ -94,11 +101,10 @@ class Service:
         settings = self.settings
         arrived = self.clock()  # the turn's time counts from here: memory and tools are inside it
         token, user, group = self._caller(headers)
-        models = settings.group_models.get(group)
+        models = self._served().get(group)
         if not user or models is None:
-            raise RefusedError(
-                403, "forbidden", f"this agent serves the groups {', '.join(sorted(settings.group_models))}"
-            )
+            # Naming the groups it does serve would tell a caller the others' names.
+            raise RefusedError(403, "forbidden", "this agent does not serve the caller's group")
         self._bind(session_id, user, group)
         logger.append_keys(**{CONVERSATION: session_id})
         request = _request(body, models)
@@ -148,6 +154,18 @@ class Service:
             "tool_calls": [asdict(call) for call in turn.tool_calls],
             "usage": {"input_tokens": turn.input_tokens, "output_tokens": turn.output_tokens},
         }
+
+    def _served(self) -> Mapping[str, GroupModels]:
+        """This agent's groups: its entry in the document (the last good version, re-read when the
+        reader's cache expires); none when the document has no entry for it."""
+        try:
+            document = self.groups.get()
+        except RuntimeConfigError as error:  # nothing deployed yet, or the store unreachable at start
+            logger.error("no groups document", extra={"why": str(error)})
+            raise RefusedError(
+                503, "config_unavailable", "the agent's configuration is not available yet; retry"
+            ) from None
+        return document.served_by(self.settings.agent_name)
 
     def _context(self, request: TurnRequest, actor: str, session_id: str) -> tuple[list[dict[str, Any]], str]:
         """The turn's messages and system prompt, with what memory holds for this caller."""
@@ -306,6 +324,7 @@ def service_from_environ() -> Service:
         bedrock,
         TokenVerifier(issuer=settings.token_issuer, client_id=settings.token_client_id),
         gateway_tools(settings.tools_gateway_url, timeout_seconds=min(20, settings.turn_seconds)),
+        DocumentReader(settings.groups, AgentGroups),
         memory,
     )
 

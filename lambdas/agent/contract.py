@@ -1,36 +1,57 @@
-"""The agent's contract with its runtime (stacks/production/agents.py): the environment of each
-AgentCore Runtime (one variable per field, shared.contract). The runtime's session header is
-shared.headers'.
+"""The agent's contract with its runtime (stacks/production/agent.py): the environment of each
+AgentCore Runtime (one variable per field, shared.contract), and the runtime document every agent
+reads the groups it serves from (AppConfig, environment "agents": shared.runtime_config). The
+runtime's session header is shared.headers'.
 
-Imports only the standard library, pydantic and shared.contract: the CDK app imports it too.
+Imports only the standard library, pydantic and shared's contract modules: the CDK app imports it too.
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from collections.abc import Mapping
+from typing import Self
+
+from pydantic import Field, model_validator
 
 from shared.contract import FunctionSettings
+from shared.runtime_config import ConfigLocation, RuntimeDocument
 
 
-class GroupModels(BaseModel):
-    """The models one group may use through this agent, and the one it gets unless it asks."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class GroupModels(RuntimeDocument):
+    """The models one group may use through an agent, and the one it gets unless it asks."""
 
     allowed: tuple[str, ...] = Field(min_length=1)
-    default: str
+    default: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _default_is_allowed(self) -> Self:
+        if self.default not in self.allowed:
+            raise ValueError("default must be one of the allowed models")
+        return self
+
+
+class AgentGroups(RuntimeDocument):
+    """The groups each agent serves, with their models, by agent name: one document for every
+    agent. It grows with groups times agents, which is why it is a document and not a variable
+    (AgentCore holds 2,048 characters per environment value)."""
+
+    agents: dict[str, dict[str, GroupModels]]
+
+    def served_by(self, agent: str) -> Mapping[str, GroupModels]:
+        """The groups ``agent`` serves: none when the document has no entry for it."""
+        return self.agents.get(agent, {})
 
 
 class Settings(FunctionSettings):
     """One agent runtime's environment."""
 
-    agent_name: str = Field(min_length=1)
+    agent_name: str = Field(min_length=1)  # its entry in the AgentGroups document
     system_prompt: str = Field(min_length=1)
     tools_gateway_url: str  # the tools gateway's MCP endpoint
     # The Cognito pool and app client whose access tokens the gateway forwards (verified here).
     token_issuer: str = Field(min_length=1)
     token_client_id: str = Field(min_length=1)
-    group_models: dict[str, GroupModels]  # the groups that may use this agent
+    groups: ConfigLocation  # the AgentGroups document
     max_iterations: int = Field(default=6, ge=1)
     turn_seconds: int = Field(default=120, ge=1)
     memory_id: str | None = None  # None (or blank): no memory

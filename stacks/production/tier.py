@@ -5,6 +5,7 @@ from __future__ import annotations
 from aws_cdk import App, Environment, Stack
 
 from stacks.config import ProductionConfig
+from stacks.production.agent import AgentStack, agent_stack_name
 from stacks.production.agents import AgentsStack
 from stacks.production.foundation import FoundationStack
 from stacks.production.gateway import GatewayStack
@@ -16,7 +17,7 @@ from stacks.production.tools import ToolsStack
 
 def production_stacks(app: App, *, prefix: str, config: ProductionConfig) -> list[Stack]:
     """Foundation (key, log archive) -> identity -> knowledge store and pipeline -> tools -> agents
-    -> AI gateway -> observability."""
+    (what they share) -> one stack per agent -> AI gateway -> observability."""
     env = Environment(account=config.account, region=config.region)
     name = f"{prefix}-production"
     foundation = FoundationStack(app, f"{name}-foundation", prefix=prefix, config=config, env=env)
@@ -24,17 +25,31 @@ def production_stacks(app: App, *, prefix: str, config: ProductionConfig) -> lis
     tier = foundation.context.with_identity(identity.user_pool, identity.client)
     knowledge = KnowledgeStack(app, f"{name}-knowledge", context=tier, access_logs=foundation.access_logs, env=env)
     tools = ToolsStack(app, f"{name}-tools", context=tier, knowledge_base=knowledge.knowledge_base, env=env)
-    agents = AgentsStack(app, f"{name}-agents", context=tier, tools_gateway=tools.gateway, env=env)
+    agents = AgentsStack(app, f"{name}-agents", context=tier, env=env)
+    agent_stacks = {
+        agent: AgentStack(
+            app,
+            agent_stack_name(name, agent),
+            context=tier,
+            name=agent,
+            agent=settings,
+            agents=agents,
+            tools_gateway=tools.gateway,
+            env=env,
+        )
+        for agent, settings in config.agents.items()
+    }
+    runtimes = {agent: stack.runtime for agent, stack in agent_stacks.items()}
     gateway = GatewayStack(
-        app, f"{name}-gateway", context=tier, agent_runtimes=agents.runtimes, agent_memory=agents.memory, env=env
+        app, f"{name}-gateway", context=tier, agent_runtimes=runtimes, agent_memory=agents.memory, env=env
     )
     observability = ObservabilityStack(
         app,
         f"{name}-observability",
         context=tier,
         gateway_function=gateway.function,
-        agent_runtimes=agents.runtimes,
+        agent_runtimes=runtimes,
         dead_letters=knowledge.ingestion.dlq,
         env=env,
     )
-    return [foundation, identity, knowledge, tools, agents, gateway, observability]
+    return [foundation, identity, knowledge, tools, agents, *agent_stacks.values(), gateway, observability]

@@ -1,8 +1,10 @@
-"""The agents stack: runtimes from config, their asset, auth, memory, logs and least privilege;
+"""The agents: what they share (memory, the groups document, the delivery policies) in the agents
+stack, each agent's runtime in a stack of its own; their asset, auth, logs and least privilege;
 and the AI gateway pointed at them."""
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import shutil
 from pathlib import Path
@@ -10,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from agent.contract import span_environment
+from agent.contract import AgentGroups, span_environment
 from shared.headers import CALLER_TOKEN_HEADER
 from stacks.config import (
     GATEWAY_MARGIN_SECONDS,
@@ -23,25 +25,88 @@ from stacks.config import (
     load_config,
 )
 from stacks.production import agents as agents_module
-from stacks.production.agents import ENTRYPOINT, MEMORY_ACTIONS, MEMORY_NAMESPACES, served_groups
-from tests.infra.cfn import props, render, resources, role_permissions
+from stacks.production.agents import (
+    ENTRYPOINT,
+    MEMORY_ACTIONS,
+    MEMORY_NAMESPACES,
+    agent_groups,
+    delivered_logs_prefix,
+    served_groups,
+)
+from stacks.shared.runtime_config import READ_ACTIONS
+from tests.infra.cfn import only, props, render, resources, role_permissions
 from tests.infra.conftest import Assembly
+
+Templates = dict[str, dict[str, Any]]
 
 
 def production(cdk_context: dict[str, Any]) -> Any:
     return load_config(cdk_context).production
 
 
-def runtimes(agents: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {r["Properties"]["AgentRuntimeName"]: r["Properties"] for r in resources(agents, "AWS::BedrockAgentCore::Runtime").values()}  # fmt: skip
+def prefix_of(cdk_context: dict[str, Any]) -> str:
+    return str(load_config(cdk_context).prefix)
+
+
+def logical(agent: str) -> str:
+    return "".join(part.title() for part in agent.split("_"))
+
+
+def stack_of(agent_stacks: Templates, cdk_context: dict[str, Any], agent: str) -> dict[str, Any]:
+    """The agent's own stack: <prefix>-production-agent-<name, with - for _>."""
+    return agent_stacks[f"{prefix_of(cdk_context)}-production-agent-{agent.replace('_', '-')}"]
+
+
+def runtimes(agent_stacks: Templates) -> dict[str, dict[str, Any]]:
+    """Every agent runtime's properties, by runtime name, whichever agent stack holds it."""
+    return {
+        r["Properties"]["AgentRuntimeName"]: r["Properties"]
+        for template in agent_stacks.values()
+        for r in resources(template, "AWS::BedrockAgentCore::Runtime").values()
+    }
+
+
+def resolved(value: Any, templates: Templates) -> Any:
+    """``render`` with each cross-stack reference replaced by what the producing stack's output
+    holds, as <stack:Logical>: so a reference reads as the resource it names."""
+    if isinstance(value, dict) and list(value) == ["Fn::GetStackOutput"]:
+        reference = value["Fn::GetStackOutput"]
+        output = templates[reference["StackName"]]["Outputs"][reference["OutputName"]]["Value"]
+        return f"<{reference['StackName']}:{str(render(output)).strip('<>')}>"
+    if isinstance(value, dict) and list(value) == ["Fn::Join"]:
+        separator, parts = value["Fn::Join"]
+        return separator.join(str(resolved(part, templates)) for part in parts)
+    return render(value)
+
+
+def test_one_stack_per_configured_agent_with_its_runtime_and_nothing_of_another_agent(
+    assembly: Assembly, agent_stacks: Templates, agents: dict[str, Any], cdk_context: dict[str, Any]
+) -> None:
+    prefix, config = prefix_of(cdk_context), production(cdk_context)
+    assert sorted(agent_stacks) == sorted(
+        f"{prefix}-production-agent-{name.replace('_', '-')}" for name in config.agents
+    )
+    manifest = json.loads((assembly.outdir / "manifest.json").read_text())["artifacts"]
+    for name in config.agents:
+        template = stack_of(agent_stacks, cdk_context, name)
+        (runtime,) = resources(template, "AWS::BedrockAgentCore::Runtime").values()
+        assert runtime["Properties"]["AgentRuntimeName"] == f"{prefix}_{name}"
+        others = [logical(other) for other in config.agents if other != name]
+        assert not [n for n in template["Resources"] if n.startswith(tuple(others))]
+        assert len(resources(template, "AWS::BedrockAgentCore::OnlineEvaluationConfig")) == 1
+        assert not resources(template, "AWS::BedrockAgentCore::Memory")
+        # Deployed after the agents stack: its memory, groups document and delivery policies.
+        stack = f"{prefix}-production-agent-{name.replace('_', '-')}"
+        assert f"{prefix}-production-agents" in manifest[stack]["dependencies"]
+    assert not resources(agents, "AWS::BedrockAgentCore::Runtime")
 
 
 def test_one_runtime_per_configured_agent_from_its_code_asset(
-    agents: dict[str, Any], cdk_context: dict[str, Any]
+    agent_stacks: Templates, cdk_context: dict[str, Any]
 ) -> None:
-    prefix = load_config(cdk_context).prefix
+    prefix = prefix_of(cdk_context)
     config = production(cdk_context)
-    found = runtimes(agents)
+    found = runtimes(agent_stacks)
     assert sorted(found) == sorted(f"{prefix}_{name}" for name in config.agents)
     for name, agent in config.agents.items():
         runtime = found[f"{prefix}_{name}"]
@@ -58,11 +123,51 @@ def test_one_runtime_per_configured_agent_from_its_code_asset(
             str(agent.max_iterations),
             str(agent.turn_seconds),
         )
-        assert json.loads(env["GROUP_MODELS"]) == {
-            group: models.model_dump(mode="json") for group, models in served_groups(config, agent).items()
-        }
         assert env["TOOLS_GATEWAY_URL"]["Fn::GetStackOutput"]["StackName"] == f"{prefix}-production-tools"
-        assert render(env["MEMORY_ID"]) == "<Memory.MemoryId>"
+        assert env["MEMORY_ID"]["Fn::GetStackOutput"]["StackName"] == f"{prefix}-production-agents"
+
+
+def test_each_runtime_is_told_where_the_groups_document_is_not_what_it_holds(
+    assembly: Assembly, agent_stacks: Templates, cdk_context: dict[str, Any]
+) -> None:
+    agents_stack = f"{prefix_of(cdk_context)}-production-agents"
+    foundation = f"{prefix_of(cdk_context)}-production-foundation"
+    for runtime in runtimes(agent_stacks).values():
+        env = runtime["EnvironmentVariables"]
+        assert "GROUP_MODELS" not in env
+        location = json.loads(resolved(env["GROUPS"], assembly.templates))
+        assert location == {
+            "application": f"<{foundation}:RuntimeConfigApplication>",
+            "environment": f"<{agents_stack}:RuntimeConfigEnvironment>",
+            "profile": f"<{agents_stack}:RuntimeConfiggroupsConfigurationConfigurationProfile>",
+            "environment_name": "agents",
+        }
+
+
+def test_the_agents_stack_holds_the_memory_and_one_groups_document_of_what_each_agent_serves(
+    agents: dict[str, Any], cdk_context: dict[str, Any]
+) -> None:
+    config = production(cdk_context)
+    assert len(resources(agents, "AWS::BedrockAgentCore::Memory")) == 1
+    (environment,) = resources(agents, "AWS::AppConfig::Environment").values()
+    assert environment["Properties"]["Name"] == "agents"
+    # One document and one deployment for every agent: deployments to an environment queue.
+    (version,) = resources(agents, "AWS::AppConfig::HostedConfigurationVersion").values()
+    assert len(resources(agents, "AWS::AppConfig::Deployment")) == 1
+    document = AgentGroups.model_validate_json(version["Properties"]["Content"])
+    assert document == agent_groups(config)
+    assert set(document.agents) == set(config.agents)
+    for name, agent in config.agents.items():
+        served = {group: models.model_dump() for group, models in document.served_by(name).items()}
+        assert served == {
+            group: {"allowed": tuple(settings.models.allowed), "default": settings.models.default}
+            for group, settings in config.groups.items()
+            if set(agent.output_types) & set(settings.output_quotas)
+        }
+    # AppConfig checks a document against the model's schema before it deploys it.
+    (profile,) = resources(agents, "AWS::AppConfig::ConfigurationProfile").values()
+    (validator,) = profile["Properties"]["Validators"]
+    assert json.loads(validator["Content"]) == AgentGroups.validator_schema()
 
 
 def _group(*outputs: str, models: tuple[str, ...]) -> GroupConfig:
@@ -96,9 +201,9 @@ def test_an_agent_serves_only_groups_with_a_quota_for_its_outputs() -> None:
 
 
 def test_no_runtime_accepts_user_tokens_only_the_forwarded_callers_token_reaches_the_agent(
-    agents: dict[str, Any],
+    agent_stacks: Templates,
 ) -> None:
-    for runtime in runtimes(agents).values():
+    for runtime in runtimes(agent_stacks).values():
         # IAM inbound auth (no JWT authorizer): a user's token alone cannot invoke a runtime.
         assert (
             "AuthorizerConfiguration" not in runtime or "CustomJWTAuthorizer" not in runtime["AuthorizerConfiguration"]
@@ -142,11 +247,11 @@ def test_the_gateways_role_is_the_only_principal_allowed_to_invoke_a_runtime(
 
 
 def test_an_agent_captures_message_text_only_when_it_serves_internal_groups_only(
-    agents: dict[str, Any], cdk_context: dict[str, Any]
+    agent_stacks: Templates, cdk_context: dict[str, Any]
 ) -> None:
     config = production(cdk_context)
     for name, agent in config.agents.items():
-        env = runtimes(agents)[f"{load_config(cdk_context).prefix}_{name}"]["EnvironmentVariables"]
+        env = runtimes(agent_stacks)[f"{prefix_of(cdk_context)}_{name}"]["EnvironmentVariables"]
         internal_only = all(config.groups[group].kind == "internal" for group in served_groups(config, agent))
         capture = config.observability.capture_content == "internal" and internal_only
         assert (
@@ -157,23 +262,68 @@ def test_an_agent_captures_message_text_only_when_it_serves_internal_groups_only
         assert env["OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"] == "false"
 
 
-def test_tracing_and_log_delivery_are_on_for_every_runtime(agents: dict[str, Any], cdk_context: dict[str, Any]) -> None:
+def test_tracing_and_log_delivery_are_on_for_every_runtime(
+    agent_stacks: Templates, cdk_context: dict[str, Any]
+) -> None:
     config = production(cdk_context)
-    sources = {
-        (render(s["Properties"]["ResourceArn"]), s["Properties"]["LogType"])
-        for s in resources(agents, "AWS::Logs::DeliverySource").values()
-    }
-    expected = set()
     for name in config.agents:
-        logical = "".join(part.title() for part in name.split("_"))
-        expected |= {(f"<{logical}.AgentRuntimeArn>", kind) for kind in ("TRACES", "APPLICATION_LOGS", "USAGE_LOGS")}
-        log_group = props(agents, "AWS::Logs::LogGroup", f"{logical}Logs")
+        template = stack_of(agent_stacks, cdk_context, name)
+        sources = {
+            (render(s["Properties"]["ResourceArn"]), s["Properties"]["LogType"])
+            for s in resources(template, "AWS::Logs::DeliverySource").values()
+        }
+        expected = {
+            (f"<{logical(name)}.AgentRuntimeArn>", kind) for kind in ("TRACES", "APPLICATION_LOGS", "USAGE_LOGS")
+        }
+        assert sources == expected
+        log_group = props(template, "AWS::Logs::LogGroup", f"{logical(name)}Logs")
         assert log_group["RetentionInDays"] == config.log_retention_days
         assert "Fn::GetStackOutput" in log_group["KmsKeyId"]  # the tier key
-    assert sources == expected
-    destinations = {d["Properties"]["DeliveryDestinationType"] for d in resources(agents, "AWS::Logs::DeliveryDestination").values()}  # fmt: skip
-    assert destinations == {"XRAY", "CWL"}
-    assert len(resources(agents, "AWS::Logs::Delivery")) == len(expected)
+        destinations = {d["Properties"]["DeliveryDestinationType"] for d in resources(template, "AWS::Logs::DeliveryDestination").values()}  # fmt: skip
+        assert destinations == {"XRAY", "CWL"}
+        assert len(resources(template, "AWS::Logs::Delivery")) == len(expected)
+
+
+def _policy(template: dict[str, Any], type_: str) -> dict[str, Any]:
+    """A delivery resource policy's document, with the account as <AWS::AccountId>."""
+    document: dict[str, Any] = json.loads(render(props(template, type_, "DeliveryPolicies")["PolicyDocument"]))
+    return document
+
+
+def test_one_pair_of_delivery_policies_covers_every_agents_logs_and_traces(
+    agents: dict[str, Any], agent_stacks: Templates, cdk_context: dict[str, Any]
+) -> None:
+    """Log and X-Ray resource policies are account quotas (10 and 5 per region): the agents stack
+    holds one of each, by pattern, and no agent stack adds its own."""
+    prefix, config = prefix_of(cdk_context), production(cdk_context)
+    for template in agent_stacks.values():
+        assert not resources(template, "AWS::Logs::ResourcePolicy")
+        assert not resources(template, "AWS::XRay::ResourcePolicy")
+    (logs_statement,) = _policy(agents, "AWS::Logs::ResourcePolicy")["Statement"]
+    (streams,) = logs_statement["Resource"]
+    (traces_statement,) = _policy(agents, "AWS::XRay::ResourcePolicy")["Statement"]
+    (runtime_arns,) = traces_statement["Condition"]["ForAllValues:ArnLike"]["logs:LogGeneratingResourceArns"]
+    tier = f"{prefix}-production"
+    assert (
+        streams
+        == f"arn:aws:logs:{config.region}:<AWS::AccountId>:log-group:{delivered_logs_prefix(tier)}*:log-stream:*"
+    )
+    assert runtime_arns == f"arn:aws:bedrock-agentcore:{config.region}:<AWS::AccountId>:runtime/{prefix}_*"
+    for name in config.agents:
+        template = stack_of(agent_stacks, cdk_context, name)
+        # What the deliveries name, as the delivery service would see it once deployed.
+        group = render(props(template, "AWS::Logs::LogGroup", f"{logical(name)}Logs")["LogGroupName"])
+        group_arn = f"arn:aws:logs:{config.region}:<AWS::AccountId>:log-group:{group}:log-stream:s"
+        assert fnmatch.fnmatchcase(group_arn, streams), group
+        runtime_arn = f"arn:aws:bedrock-agentcore:{config.region}:<AWS::AccountId>:runtime/{prefix}_{name}-AbCd012345"
+        assert fnmatch.fnmatchcase(runtime_arn, runtime_arns)
+        # A new name for each creation of the stack: a retained group never blocks its re-creation.
+        assert (
+            json.dumps(props(template, "AWS::Logs::LogGroup", f"{logical(name)}Logs")["LogGroupName"]).count(
+                "AWS::StackId"
+            )
+            == 1
+        )
 
 
 def test_memory_is_encrypted_expires_and_writes_per_group_and_user(
@@ -189,38 +339,68 @@ def test_memory_is_encrypted_expires_and_writes_per_group_and_user(
 
 
 def test_runtime_roles_may_invoke_their_groups_models_and_use_memory_nothing_more(
-    agents: dict[str, Any], cdk_context: dict[str, Any]
+    assembly: Assembly, agent_stacks: Templates, cdk_context: dict[str, Any]
 ) -> None:
     config = production(cdk_context)
+    agents_stack = f"{prefix_of(cdk_context)}-production-agents"
     for name, agent in config.agents.items():
-        logical = "".join(part.title() for part in name.split("_"))
-        permissions = role_permissions(agents, f"{logical}ExecutionRole")
+        template = stack_of(agent_stacks, cdk_context, name)
+        permissions = role_permissions(template, f"{logical(name)}ExecutionRole")
         models = {model for group in served_groups(config, agent).values() for model in group.allowed}
         invoked = {resource for action, resource in permissions if action == "bedrock:InvokeModel"}
         assert invoked == {f"arn:aws:bedrock:{config.region}::foundation-model/{model}" for model in models}
-        memory = {(a, r) for a, r in permissions if a.startswith("bedrock-agentcore:") and "Memory" in r}
-        assert memory == {(action, "<Memory.MemoryArn>") for action in MEMORY_ACTIONS}
+        role_id, _ = only(template, "AWS::IAM::Role", f"{logical(name)}ExecutionRole")
+        statements = [
+            statement
+            for policy in resources(template, "AWS::IAM::Policy").values()
+            if {"Ref": role_id} in policy["Properties"]["Roles"]
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        ]
+        memory = [
+            resolved(s["Resource"], assembly.templates) for s in statements if s["Action"] == list(MEMORY_ACTIONS)
+        ]
+        assert memory == [f"<{agents_stack}:Memory.MemoryArn>"]
         assert not [a for a, _ in permissions if a.startswith(("bedrock:Retrieve", "s3:Put", "dynamodb:"))]
-    statements = [
-        s
-        for p in resources(agents, "AWS::IAM::Policy").values()
-        for s in p["Properties"]["PolicyDocument"]["Statement"]
-        if s["Action"] == "kms:Decrypt" and "Condition" in s
-    ]
-    assert len(statements) == len(config.agents)
-    for statement in statements:  # the memory's key, only through AgentCore
-        assert statement["Condition"] == {
+        (key,) = [s for s in statements if s["Action"] == "kms:Decrypt"]  # the memory's key, only through AgentCore
+        assert key["Condition"] == {
             "StringEquals": {"kms:ViaService": f"bedrock-agentcore.{config.region}.amazonaws.com"}
         }
 
 
-def test_the_code_asset_holds_the_agent_its_shared_code_and_arm64_dependencies(
-    assembly: Assembly, agents: dict[str, Any]
+def test_each_runtime_role_reads_the_groups_document_and_nothing_else_in_appconfig(
+    assembly: Assembly, agent_stacks: Templates, cdk_context: dict[str, Any]
 ) -> None:
-    prefixes = {r["AgentRuntimeArtifact"]["CodeConfiguration"]["Code"]["S3"]["Prefix"] for r in runtimes(agents).values()}  # fmt: skip
-    assert len(prefixes) == 1  # one bundle, one hash, for every runtime
-    assets = json.loads((assembly.outdir / "genai-production-agents.assets.json").read_text())["files"]
-    (source,) = {a["source"]["path"] for h, a in assets.items() if f"{h}.zip" in prefixes}
+    config, prefix = production(cdk_context), prefix_of(cdk_context)
+    agents_stack, foundation = f"{prefix}-production-agents", f"{prefix}-production-foundation"
+    profile = (
+        f"arn:aws:appconfig:{config.region}:<AWS::AccountId>:application/<{foundation}:RuntimeConfigApplication>"
+        f"/environment/<{agents_stack}:RuntimeConfigEnvironment>"
+        f"/configuration/<{agents_stack}:RuntimeConfiggroupsConfigurationConfigurationProfile>"
+    )
+    for name in config.agents:
+        template = stack_of(agent_stacks, cdk_context, name)
+        role_id, _ = only(template, "AWS::IAM::Role", f"{logical(name)}ExecutionRole")
+        granted = {
+            (action, resolved(statement["Resource"], assembly.templates))
+            for policy in resources(template, "AWS::IAM::Policy").values()
+            if {"Ref": role_id} in policy["Properties"]["Roles"]
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+            for action in (statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]])
+            if action.startswith("appconfig")
+        }
+        assert granted == {(action, profile) for action in READ_ACTIONS}
+
+
+def test_the_code_asset_holds_the_agent_its_shared_code_and_arm64_dependencies(
+    assembly: Assembly, agent_stacks: Templates
+) -> None:
+    prefixes = {r["AgentRuntimeArtifact"]["CodeConfiguration"]["Code"]["S3"]["Prefix"] for r in runtimes(agent_stacks).values()}  # fmt: skip
+    assert len(prefixes) == 1  # one bundle, one hash, for every runtime: published once
+    sources = set()
+    for stack in agent_stacks:
+        assets = json.loads((assembly.outdir / f"{stack}.assets.json").read_text())["files"]
+        sources |= {a["source"]["path"] for h, a in assets.items() if f"{h}.zip" in prefixes}
+    (source,) = sources
     root = Path(assembly.outdir) / source
     assert (root / ENTRYPOINT[-1]).read_text() == (Path("lambdas/agent/__main__.py")).read_text()
     for needed in (
@@ -266,7 +446,10 @@ def test_the_gateway_policy_routes_output_types_to_their_agents(
     gateway: dict[str, Any], cdk_context: dict[str, Any]
 ) -> None:
     config = production(cdk_context)
-    document = json.loads(props(gateway, "AWS::SSM::Parameter", "Policy")["Value"])
+    # The gateway's policy document (AppConfig, environment "gateway").
+    document = json.loads(
+        props(gateway, "AWS::AppConfig::HostedConfigurationVersion", "RuntimeConfigpolicy")["Content"]
+    )
     routes = {name: output["agent"] for name, output in document["outputs"].items()}
     # Each output type goes to the agent that lists it; one no agent lists goes to a model (None).
     assert routes == {

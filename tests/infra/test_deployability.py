@@ -319,14 +319,16 @@ def test_the_key_lets_macie_decrypt_without_naming_a_role_that_may_not_exist_yet
 # --- AgentCore online evaluation -------------------------------------------------------------------
 
 
-def test_online_evaluation_waits_for_the_log_groups_it_reads_and_may_index_them(agents: dict[str, Any]) -> None:
-    evaluations = resources(agents, "AWS::BedrockAgentCore::OnlineEvaluationConfig")
-    assert evaluations
-    for logical_id, evaluation in evaluations.items():
+def test_online_evaluation_waits_for_the_log_groups_it_reads_and_may_index_them(
+    agent_stacks: dict[str, dict[str, Any]],
+) -> None:
+    assert agent_stacks
+    for template in agent_stacks.values():
+        (logical_id, evaluation) = only(template, "AWS::BedrockAgentCore::OnlineEvaluationConfig")
         agent = logical_id.removesuffix(logical_id[-8:]).removesuffix("Evaluation")
-        before = deploy_checks.dependency_closure(agents, logical_id)
-        runtime_logs, _ = only(agents, "AWS::Logs::LogGroup", f"{agent}RuntimeLogs")
-        results, results_group = only(agents, "AWS::Logs::LogGroup", f"{agent}EvaluationResults")
+        before = deploy_checks.dependency_closure(template, logical_id)
+        runtime_logs, _ = only(template, "AWS::Logs::LogGroup", f"{agent}RuntimeLogs")
+        results, results_group = only(template, "AWS::Logs::LogGroup", f"{agent}EvaluationResults")
         assert {runtime_logs, results} <= before
         output = evaluation["Properties"]["OutputConfig"]["CloudWatchConfig"]["LogGroupName"]
         assert output == {"Ref": results}
@@ -335,8 +337,8 @@ def test_online_evaluation_waits_for_the_log_groups_it_reads_and_may_index_them(
         role = evaluation["Properties"]["EvaluationExecutionRoleArn"]["Fn::GetAtt"][0]
         granted = {
             (a, render(r))
-            for p in deploy_checks.role_policies(agents, role)
-            for s in agents["Resources"][p]["Properties"]["PolicyDocument"]["Statement"]
+            for p in deploy_checks.role_policies(template, role)
+            for s in template["Resources"][p]["Properties"]["PolicyDocument"]["Statement"]
             for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
             for r in (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]])
         }
@@ -348,10 +350,13 @@ def test_online_evaluation_waits_for_the_log_groups_it_reads_and_may_index_them(
 # --- log groups services would create on first use -------------------------------------------------
 
 
-def test_agentcore_runtime_log_groups_exist_encrypted_before_first_use(agents: dict[str, Any]) -> None:
-    runtimes = resources(agents, "AWS::BedrockAgentCore::Runtime")
-    groups = [g["Properties"] for g in resources(agents, "AWS::Logs::LogGroup").values()]
-    for logical_id in runtimes:
+def test_agentcore_runtime_log_groups_exist_encrypted_before_first_use(
+    agent_stacks: dict[str, dict[str, Any]],
+) -> None:
+    assert agent_stacks
+    for template in agent_stacks.values():
+        (logical_id,) = resources(template, "AWS::BedrockAgentCore::Runtime")
+        groups = [g["Properties"] for g in resources(template, "AWS::Logs::LogGroup").values()]
         name = f"/aws/bedrock-agentcore/runtimes/<{logical_id[:-8]}.AgentRuntimeId>-DEFAULT"
         (group,) = [g for g in groups if render(g.get("LogGroupName")) == name]
         assert "KmsKeyId" in group

@@ -99,10 +99,14 @@ def test_agent_turns_reach_the_live_evaluator(observability: dict[str, Any]) -> 
 
 
 def test_agentcore_evaluates_a_sample_of_each_agents_sessions(
-    agents: dict[str, Any], cdk_context: dict[str, Any]
+    agent_stacks: dict[str, dict[str, Any]], cdk_context: dict[str, Any]
 ) -> None:
     config = production(cdk_context)
-    evaluations = [e["Properties"] for e in resources(agents, "AWS::BedrockAgentCore::OnlineEvaluationConfig").values()]
+    evaluations = [
+        e["Properties"]
+        for template in agent_stacks.values()  # each agent's own stack
+        for e in resources(template, "AWS::BedrockAgentCore::OnlineEvaluationConfig").values()
+    ]
     assert len(evaluations) == len(config.agents)
     for evaluation in evaluations:
         assert (

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from stacks.config import load_config
-from tests.infra.conftest import STACK_SUFFIXES, Assembly, Synthesizer
+from tests.infra.conftest import AGENT_STACK_INFIX, STACK_SUFFIXES, Assembly, Synthesizer
 from tests.variant_config import AGENT, GROUP, OUTPUT_TYPE, sample_context, variant
 
 MODULES = tuple(
@@ -37,7 +37,7 @@ MODULES = tuple(
         "test_tools",
     )
 )
-FIXTURES = {*STACK_SUFFIXES, "assembly", "cdk_context"}
+FIXTURES = {*STACK_SUFFIXES, "agent_stacks", "assembly", "cdk_context"}
 
 
 def _checks() -> list[Any]:
@@ -77,4 +77,5 @@ def test_the_check_holds_for_the_variant(
 ) -> None:
     values: dict[str, Any] = {"assembly": variant_assembly, "cdk_context": variant_context}
     values |= {name: variant_assembly.template(suffix) for name, suffix in STACK_SUFFIXES.items()}
+    values["agent_stacks"] = {n: t for n, t in variant_assembly.templates.items() if AGENT_STACK_INFIX in n}
     check(**{name: values[name] for name in inspect.signature(check).parameters})

@@ -18,11 +18,12 @@ from botocore.stub import ANY, Stubber
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from agent.app import Service, create_app, gateway_tools
-from agent.contract import GroupModels, Settings
+from agent.contract import AgentGroups, GroupModels, Settings
 from agent.memory import SessionMemory
 from agent.turn import STOPPED_ANSWER
 from shared.contract import SettingsError
 from shared.headers import AGENT_SESSION_HEADER as SESSION_HEADER, CALLER_TOKEN_HEADER, CONVERSATION_HEADER
+from shared.runtime_config import ConfigLocation, DocumentReader
 from shared.tokens import TokenVerifier
 from tests.lambdas.bedrock_fakes import converse_answer, tool_use
 from tests.lambdas.cognito_fixtures import CLIENT_ID, sign
@@ -39,6 +40,12 @@ GROUPS = {
     "customer-gold": GroupModels(allowed=(MODEL, FALLBACK), default=MODEL),
     "platform-admins": GroupModels(allowed=(MODEL,), default=MODEL),
 }
+# The agents' groups document (AppConfig, environment "agents"): this agent's entry, and another's.
+AGENT = "support"
+DOCUMENT = AgentGroups(
+    agents={AGENT: GROUPS, "report_writer": {"customer-basic": GroupModels(allowed=(FALLBACK,), default=FALLBACK)}}
+)
+LOCATION = ConfigLocation(application="app1", environment="env1", profile="prof1", environment_name="agents")
 NAMESPACES = ("/actors/{actorId}/facts", "/actors/{actorId}/sessions/{sessionId}/summary")
 ACTOR = "customer-gold/user-1"
 
@@ -95,6 +102,24 @@ class Clock:
         self.now += seconds
 
 
+class Documents:
+    """The AppConfig store as the agent's DocumentReader fetches from it: the deployed document,
+    or nothing readable (``None``)."""
+
+    def __init__(self, document: AgentGroups | None = DOCUMENT) -> None:
+        self.document = document
+        self.fetched: list[ConfigLocation] = []
+
+    def fetch(self, location: ConfigLocation) -> str:
+        self.fetched.append(location)
+        if self.document is None:
+            raise ConnectionError("appconfigdata unreachable")
+        return self.document.model_dump_json()
+
+    def reader(self) -> DocumentReader[AgentGroups]:
+        return DocumentReader(LOCATION, AgentGroups, fetch=self.fetch, refused=lambda *_: None)
+
+
 @dataclass
 class Runtime:
     base: str
@@ -104,6 +129,7 @@ class Runtime:
     memory: Stubber
     clock: Clock
     token: Callable[..., str]
+    documents: Documents
 
     def caller(self, **claims: Any) -> dict[str, str]:
         return {CALLER_TOKEN_HEADER: self.token(**claims), SESSION_HEADER: SESSION}
@@ -129,12 +155,12 @@ def agentcore() -> Iterator[tuple[Any, Stubber]]:
 
 def settings_for(tools_url: str, issuer: str, **overrides: Any) -> Settings:
     return Settings(
-        agent_name="support",
+        agent_name=AGENT,
         system_prompt="You help customers.",
         tools_gateway_url=tools_url,
         token_issuer=issuer,
         token_client_id=CLIENT_ID,
-        group_models=GROUPS,
+        groups=LOCATION,
         memory_id=MEMORY_ID,
         memory_namespaces=NAMESPACES,
         memory_history_turns=2,
@@ -156,6 +182,7 @@ def runtime(
     issuer = cognito[0]
     overrides = getattr(request, "param", {})
     clock = Clock()
+    documents = Documents()
     with tools_gateway() as (tools_url, fake):
         settings = settings_for(tools_url, issuer, **overrides)
         service = Service(
@@ -163,6 +190,7 @@ def runtime(
             client,
             TokenVerifier(issuer=issuer, client_id=CLIENT_ID),
             gateway_tools(tools_url),
+            documents.reader(),
             SessionMemory(memory_client, MEMORY_ID, NAMESPACES, history_turns=2, recall_records=2),
             clock=clock,
         )
@@ -171,7 +199,7 @@ def runtime(
             def token(**claims: Any) -> str:
                 return sign(signing_key, issuer, **claims)
 
-            yield Runtime(base, client, stubber, fake, memory_stubber, clock, token)
+            yield Runtime(base, client, stubber, fake, memory_stubber, clock, token, documents)
 
 
 def memory_is_empty(memory: Stubber, *, question: str = "hi") -> None:
@@ -446,6 +474,60 @@ def test_a_body_that_is_not_json_gets_a_400(runtime: Runtime) -> None:
     assert status == 400
 
 
+# --- the groups it serves: its entry in the groups document -----------------------------------
+
+
+def test_a_group_outside_the_agents_entry_is_refused_even_if_another_agent_serves_it(runtime: Runtime) -> None:
+    # customer-basic is in the document, under another agent: not this one's.
+    status, answer = runtime.post({"prompt": "hi"}, runtime.caller(gateway_group="customer-basic"))
+    assert (status, answer["error"], answer["session_id"]) == (403, "forbidden", SESSION)
+    assert "customer-gold" not in answer["message"]  # the groups it does serve are not named
+    assert runtime.tools.seen == []
+    assert runtime.documents.fetched == [LOCATION]
+
+
+def test_an_agent_with_no_entry_serves_no_group(runtime: Runtime) -> None:
+    runtime.documents.document = AgentGroups(agents={"report_writer": DOCUMENT.agents["report_writer"]})
+    for group in ("customer-gold", "platform-admins", "customer-basic"):
+        status, answer = runtime.post({"prompt": "hi"}, runtime.caller(gateway_group=group))
+        assert (status, answer["error"]) == (403, "forbidden")
+    assert runtime.tools.seen == []
+
+
+def test_a_group_taken_off_the_agent_is_refused_at_the_next_read(runtime: Runtime) -> None:
+    memory_is_empty(runtime.memory)
+    converse(runtime.model, [{"text": "Hello."}], "end_turn")
+    assert runtime.post({"prompt": "hi"}, runtime.caller())[0] == 200
+    runtime.documents.document = AgentGroups(agents={AGENT: {"platform-admins": GROUPS["platform-admins"]}})
+    status, answer = runtime.post({"prompt": "hi"}, runtime.caller())
+    assert (status, answer["error"]) == (403, "forbidden")
+
+
+def test_no_readable_document_is_a_json_503_and_no_turn(runtime: Runtime) -> None:
+    runtime.documents.document = None  # never deployed yet, or the store unreachable at start-up
+    status, answer = runtime.post({"prompt": "hi"}, runtime.caller())
+    assert (status, answer) == (
+        503,
+        {
+            "error": "config_unavailable",
+            "message": "the agent's configuration is not available yet; retry",
+            "session_id": SESSION,
+        },
+    )
+    assert runtime.tools.seen == []
+
+
+def test_once_read_the_document_outlives_an_unreachable_store(runtime: Runtime) -> None:
+    memory_is_empty(runtime.memory)
+    converse(runtime.model, [{"text": "Hello."}], "end_turn")
+    assert runtime.post({"prompt": "hi"}, runtime.caller())[0] == 200
+    runtime.documents.document = None
+    memory_is_empty(runtime.memory)
+    converse(runtime.model, [{"text": "Hello again."}], "end_turn")
+    status, answer = runtime.post({"prompt": "hi"}, runtime.caller())
+    assert (status, answer["answer"]) == (200, "Hello again.")
+
+
 def test_a_tools_gateway_failure_is_a_502_with_the_session(runtime: Runtime) -> None:
     memory_is_empty(runtime.memory)
     runtime.tools.unavailable = True
@@ -534,17 +616,17 @@ def test_the_settings_are_read_from_the_environment_the_runtime_is_given() -> No
         "TOOLS_GATEWAY_URL": "https://gw.example.com/mcp",
         "TOKEN_ISSUER": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_pool",
         "TOKEN_CLIENT_ID": CLIENT_ID,
-        "GROUP_MODELS": json.dumps({"customer-gold": {"allowed": [MODEL, FALLBACK], "default": MODEL}}),
+        "GROUPS": LOCATION.model_dump_json(),
         "TURN_SECONDS": "90",
         "MEMORY_ID": MEMORY_ID,
         "MEMORY_NAMESPACES": json.dumps(list(NAMESPACES)),
         "MEMORY_HISTORY_TURNS": "2",
     }
     settings = Settings.from_environ(environment)
-    assert settings.group_models == {"customer-gold": GROUPS["customer-gold"]}
+    assert settings.groups == LOCATION
     assert (settings.turn_seconds, settings.memory_namespaces, settings.memory_history_turns) == (90.0, NAMESPACES, 2)
     assert (settings.max_iterations, settings.memory_recall_records) == (6, 5)  # the model's defaults
     assert Settings.from_environ(settings.environment()) == settings
-    for required in ("GROUP_MODELS", "TOKEN_ISSUER"):
+    for required in ("GROUPS", "TOKEN_ISSUER"):
         with pytest.raises(SettingsError, match=required):
             Settings.from_environ({k: v for k, v in environment.items() if k != required})

@@ -17,11 +17,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from agent.app import Service, gateway_tools
-from agent.contract import GroupModels, Settings as AgentSettings
+from agent.contract import AgentGroups, GroupModels, Settings as AgentSettings
 from ai_gateway import handler as gateway_handler
 from ai_gateway.agents import AgentClient, runtime_session_id
 from knowledge_search import handler as knowledge
 from shared.headers import AGENT_SESSION_HEADER, CALLER_TOKEN_HEADER
+from shared.runtime_config import ConfigLocation, DocumentReader
 from shared.telemetry import CONVERSATION, STAGES
 from shared.tokens import TokenVerifier
 from stacks.production.tool_binding import bindings, classifications
@@ -126,21 +127,30 @@ def chain(
             self.wfile.write(data)
 
     with loopback(ToolsGateway) as tools_url, Stubber(model) as model_stub, Stubber(retrieval) as retrieval_stub:
-        groups = {
-            "customer-gold": GroupModels(
-                allowed=("amazon.nova-pro-v1:0", "amazon.nova-lite-v1:0"), default="amazon.nova-pro-v1:0"
-            )
-        }
+        groups = AgentGroups(
+            agents={
+                "support_assistant": {
+                    "customer-gold": GroupModels(
+                        allowed=("amazon.nova-pro-v1:0", "amazon.nova-lite-v1:0"), default="amazon.nova-pro-v1:0"
+                    )
+                }
+            }
+        )
+        location = ConfigLocation(application="a", environment="e", profile="p", environment_name="agents")
         settings = AgentSettings(
             agent_name="support_assistant",
             system_prompt="Help.",
             tools_gateway_url=tools_url,
             token_issuer=cognito[0],
             token_client_id=CLIENT_ID,
-            group_models=groups,
+            groups=location,
         )
         agent = Service(
-            settings, model, TokenVerifier(issuer=cognito[0], client_id=CLIENT_ID), gateway_tools(tools_url)
+            settings,
+            model,
+            TokenVerifier(issuer=cognito[0], client_id=CLIENT_ID),
+            gateway_tools(tools_url),
+            DocumentReader(location, AgentGroups, fetch=lambda _: groups.model_dump_json()),
         )
 
         class AgentCore(QuietHandler):

@@ -247,15 +247,19 @@ def _user_tokens_for_agents(template: dict[str, Any]) -> None:
 
 
 def test_letting_user_tokens_reach_an_agent_loosens_authentication_and_exits_2(base: rv.Assembly) -> None:
-    agents = next(name for name in base.templates if name.endswith("-production-agents"))
-    report = rv.review(base, edited(base, agents, _user_tokens_for_agents), [])
+    # Each agent's runtime is in its own stack (<prefix>-production-agent-<name>).
+    agents = [name for name in base.templates if "-production-agent-" in name]
+    loose = base
+    for stack in agents:
+        loose = edited(loose, stack, _user_tokens_for_agents)
+    report = rv.review(base, loose, [])
     assert report.exit_code == 2
     assert "`AuthorizerConfiguration`" in report.sections()["access"]
     loosened = [line for line in report.sections()["access"].splitlines() if line.endswith("**loosens**")]
-    assert len(loosened) == 2  # both runtimes
+    assert len(loosened) == len(agents) == 2  # both runtimes
     assert all("AuthorizerConfiguration" in line and "CustomJWTAuthorizer" in line for line in loosened)
     # The other way round (a token authorizer taken away: IAM only) lets no one more in.
-    back = rv.review(edited(base, agents, _user_tokens_for_agents), base, [])
+    back = rv.review(loose, base, [])
     assert back.exit_code == 0
     assert all(not rv.loosens(c) for s in back.stacks for d in s.diffs for c in d.changes)
 
