@@ -2,7 +2,10 @@
 
 Measures warm per-request latency of POST /v1/chat through lambda_handler (validation, policy,
 guardrail in and out, routing, ledger, metrics, logs) beside a bare Powertools REST resolver
-handler measured in the same run, and the handler module's cold import beside `import boto3`.
+handler measured in the same run, and the handler module's cold import beside `import boto3`;
+then the same request with the policy document of a 3-group and of a 100-group config
+(bench/scale_config.py) read through the function's own runtime-config reader, interleaved in
+one run: a request's cost must not grow with the groups.
 """
 
 from __future__ import annotations
@@ -170,6 +173,54 @@ def main() -> None:
         boto3_import = cold_import("import boto3", cache)
     print(f"{'cold import ai_gateway.handler':<34} {handler_import:7.1f} ms")
     print(f"{'cold import boto3':<34} {boto3_import:7.1f} ms   ratio {handler_import / boto3_import:.2f}")
+    by_groups = policy_size(handler)
+    for groups, samples in by_groups.items():
+        print(row(f"policy of {groups} groups (AppConfig reader)", samples))
+    small, large = (statistics.median(samples) for samples in by_groups.values())
+    print(f"{'100 groups over 3 groups':<34} p50 {large - small:+7.3f} ms   ratio {large / small:.2f}")
+
+
+def policy_size(handler: Any) -> dict[int, list[float]]:
+    """POST /v1/chat with the policy of 3 and of 100 groups, served by the function's reader (one
+    parse per version, then the cached version), alternating request by request so both see the
+    same machine; and the Python calls a request makes with each (deterministic: cProfile)."""
+    import cProfile
+    import pstats
+
+    from ai_gateway.contract import GatewayPolicy
+    from bench.scale_config import scaled_context
+    from shared.runtime_config import DocumentReader
+    from stacks.config import load_config
+    from stacks.production.policy import gateway_policy
+
+    readers = {}
+    for groups in (3, 100):
+        document = gateway_policy(load_config({**scaled_context(groups), "tier": "production"}).production)
+        models_only = {name: o.model_copy(update={"agent": None}) for name, o in document.outputs.items()}
+        readers[groups] = DocumentReader.static(GatewayPolicy(groups=document.groups, outputs=models_only))
+    samples: dict[int, list[float]] = {groups: [] for groups in readers}
+    calls: dict[int, float] = {}
+    real_stdout, sys.stdout = sys.stdout, io.StringIO()
+    try:
+        for number in range(WARMUP + REQUESTS):
+            for groups, reader in readers.items():
+                setattr(handler, "policy", reader.get)  # noqa: B010
+                started = time.perf_counter()
+                response = handler.lambda_handler(event(number), Context())
+                elapsed = (time.perf_counter() - started) * 1000
+                assert response["statusCode"] == 200, response
+                if number >= WARMUP:
+                    samples[groups].append(elapsed)
+        for groups, reader in readers.items():
+            setattr(handler, "policy", reader.get)  # noqa: B010
+            profile = cProfile.Profile()
+            profile.runcall(lambda: [handler.lambda_handler(event(n), Context()) for n in range(100)])
+            calls[groups] = pstats.Stats(profile).total_calls / 100  # type: ignore[attr-defined]
+    finally:
+        sys.stdout = real_stdout
+    for groups, count in calls.items():
+        print(f"{'Python calls per request':<34} {count:9,.0f}   (policy of {groups} groups)")
+    return samples
 
 
 if __name__ == "__main__":

@@ -36,12 +36,12 @@ from tests.lambdas.ingestion_corpus import CLEAN, CUSTOM, WITH_PII_INTERNAL, Fak
 
 LANDING = "landing"
 CONFIG = load_config(json.loads((ROOT / "cdk.json").read_text())["context"]).production.ingestion
+READERS = {c: ["platform-admins"] for c in CONFIG.classifications}
 SETTINGS = Settings(
     curated_bucket="curated",
     quarantine_bucket="quarantine",
     curated_prefix="curated/",
     classification_policies={c: p.on_pii for c, p in CONFIG.classifications.items()},
-    classification_readers={c: ["platform-admins"] for c in CONFIG.classifications},
     default_classification=CONFIG.default_classification,
     max_document_bytes=CONFIG.max_document_bytes,
     document_formats=CONFIG.formats,
@@ -122,7 +122,7 @@ def pipeline() -> tuple[Pipeline, MemoryS3]:
     s3 = MemoryS3()
     scanner = PiiScanner(FakeComprehend(), custom_identifiers=CUSTOM, min_score=CONFIG.pii_min_score)
     knowledge = KnowledgeBase(MemoryKnowledgeBase(), "KB", "S3", "CUSTOM")
-    return Pipeline(s3, scanner, Registry(MemoryTable()), knowledge, SETTINGS), s3
+    return Pipeline(s3, scanner, Registry(MemoryTable()), knowledge, SETTINGS, readers=lambda: READERS), s3
 
 
 def corpus(copies: int) -> list[tuple[str, bytes, dict[str, str]]]:

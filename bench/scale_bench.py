@@ -2,8 +2,8 @@
 
 For each size, in a fresh process: synth wall time (in-process, cdk-nag on), resources and template
 bytes per stack against CloudFormation's limits (500 resources, 1 MB template), the largest config
-document the functions read (the gateway policy parameter, the longest environment variable), or
-the error that stops synth. `python bench/scale_bench.py [sizes...]` (make bench runs it).
+document the functions read (the largest runtime document in AppConfig, the longest environment
+variable), or the error that stops synth. `python bench/scale_bench.py [sizes...]` (make bench runs it).
 """
 
 from __future__ import annotations
@@ -37,7 +37,12 @@ def measure_here(size: int) -> dict[str, Any]:
             return {"error": str(error).strip().splitlines()[0][:300]}
         seconds = time.perf_counter() - started
         sizes = {p.name.removesuffix(".template.json"): p.stat().st_size for p in Path(out).glob("*.template.json")}
-    result: dict[str, Any] = {"seconds": seconds, "stacks": {}, "largest_parameter": 0, "largest_variable": ["", 0]}
+    result: dict[str, Any] = {
+        "seconds": seconds,
+        "stacks": {},
+        "largest_document": ["", 0],
+        "largest_variable": ["", 0],
+    }
     for name, template in templates.items():
         resources = template.get("Resources", {})
         result["stacks"][name] = {"resources": len(resources), "bytes": sizes[name]}
@@ -47,10 +52,13 @@ def measure_here(size: int) -> dict[str, Any]:
 
 
 def _largest_documents(result: dict[str, Any], stack: str, resource: dict[str, Any]) -> None:
-    """The largest config documents a function reads: SSM parameter values, environment variables."""
+    """The largest config documents a function reads: runtime documents (AppConfig hosted
+    configurations, deploy-time values counted as written), environment variables."""
     props = resource.get("Properties", {})
-    if resource["Type"] == "AWS::SSM::Parameter" and isinstance(props.get("Value"), str):
-        result["largest_parameter"] = max(result["largest_parameter"], len(props["Value"]))
+    if resource["Type"] == "AWS::AppConfig::HostedConfigurationVersion":
+        size = len(json.dumps(props["Content"])) if not isinstance(props["Content"], str) else len(props["Content"])
+        if size > result["largest_document"][1]:
+            result["largest_document"] = [stack, size]
     variables = props.get("Environment", {}).get("Variables", {}) or props.get("EnvironmentVariables", {})
     for key, value in variables.items():
         size = len(value) if isinstance(value, str) else len(json.dumps(value))
@@ -76,8 +84,9 @@ def report(size: int, result: dict[str, Any]) -> list[str]:
     )
     name, stats = worst
     lines = [
-        f"{size:>4} groups: synth {result['seconds']:5.1f} s; largest parameter {result['largest_parameter']:,} chars; "
-        f"longest variable {result['largest_variable'][0]} {result['largest_variable'][1]:,} chars",
+        f"{size:>4} groups: synth {result['seconds']:5.1f} s; largest runtime document "
+        f"{result['largest_document'][1]:,} chars ({result['largest_document'][0]}); longest variable "
+        f"{result['largest_variable'][0]} {result['largest_variable'][1]:,} chars",
         f"      closest to a limit: {name} {stats['resources']} resources "
         f"({100 * stats['resources'] / RESOURCE_LIMIT:.0f}% of {RESOURCE_LIMIT}), "
         f"{stats['bytes'] / 1000:,.0f} kB ({100 * stats['bytes'] / TEMPLATE_LIMIT:.0f}% of 1 MB)",

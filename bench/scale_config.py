@@ -3,9 +3,9 @@
 ``scaled_context(groups)`` starts from cdk.json's context and grows it together: ``groups`` groups
 (the sample's three plus copies of customer-gold), half as many tools (single-call tools of a
 generated legacy API, besides the sample's), half as many production workloads each selling one
-output type, a fifth of them with an agent; every group bound to 10 to 20 tools (fewer when
+output type, two in five of them with an agent; every group bound to 10 to 20 tools (fewer when
 there are fewer) and given a quota for a share of the outputs. At 100 groups: 50 tools, 50
-workloads (50 output types), 20 agents.
+workloads (50 output types), 20 agents (22 with the sample's two).
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def _add_groups(production: dict[str, Any], count: int, tools: list[str]) -> lis
 
 
 def _workloads(count: int, groups: list[str], tools: list[str]) -> dict[str, Any]:
-    """``count`` production workloads, one output type each, every fifth with an agent."""
+    """``count`` production workloads, one output type each, two in five with an agent."""
     workloads = {}
     for index in range(count):
         served = [groups[(index + k) % len(groups)] for k in range(min(len(groups), 8))]
@@ -85,7 +85,7 @@ def _workloads(count: int, groups: list[str], tools: list[str]) -> dict[str, Any
                 "budget": {"monthly_limit_usd": 100, "alert_emails": ["team@example.com"]},
             },
         }
-        if index % 5 == 0:
+        if index % 5 in (0, 3):
             workload["agent"] = {"description": f"Agent of workload {index}", "turn_seconds": 24}
         workloads[f"wl{index:02d}"] = workload
     return workloads

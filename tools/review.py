@@ -662,18 +662,41 @@ def is_data_handling(diff: ResourceDiff, change: Change) -> bool:
     return diff.type in DATA_TYPES or bool(DATA_PATH.search(" ".join(change.path)))
 
 
-_CEDAR_ACTION = re.compile(r'action\s*==\s*[\w:]*Action::"([^"]+)"')
+_CEDAR_ACTION = re.compile(r'Action::"([^"]+)"')
 _CEDAR_GROUP = re.compile(r'getTag\("gateway_group"\)\s*==\s*"([^"]+)"')
 
 
-def cedar_summary(resource: Mapping[str, Any]) -> str:
-    """``permit `orders___find_orders` to group `customer-gold``` (or the statement on one line)."""
+def _cedar_parts(resource: Mapping[str, Any]) -> tuple[str, str | None, list[str], str]:
+    """(effect, group, actions, statement) of a Cedar policy (one group's permit names its tools)."""
     statement = text(render(at(_props(resource), ("Definition", "Cedar", "Statement"))))
-    action, group = _CEDAR_ACTION.search(statement), _CEDAR_GROUP.search(statement)
+    group = _CEDAR_GROUP.search(statement)
     effect = statement.split("(", 1)[0].strip() or "policy"
-    if action and group:
-        return f"{effect} `{action[1]}` to group `{group[1]}`"
+    return effect, group[1] if group else None, _CEDAR_ACTION.findall(statement), statement
+
+
+def _tools(actions: Sequence[str]) -> str:
+    return ", ".join(f"`{action}`" for action in actions)
+
+
+def cedar_summary(resource: Mapping[str, Any]) -> str:
+    """``permit `orders___find_orders`, `orders___get_order` to group `customer-gold``` (or the
+    statement on one line)."""
+    effect, group, actions, statement = _cedar_parts(resource)
+    if actions and group:
+        return f"{effect} {_tools(actions)} to group `{group}`"
     return f"`{' '.join(statement.split())[: SHOW_CHARS * 2]}`"
+
+
+def cedar_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> str | None:
+    """What a group's changed permit now allows more or less: ``permit `customer-gold` +`a`; -`b```."""
+    effect, group, after, _ = _cedar_parts(new)
+    _, before_group, before, _ = _cedar_parts(old)
+    if group is None or group != before_group:
+        return None
+    added = [a for a in after if a not in before]
+    removed = [a for a in before if a not in after]
+    parts = [*(f"+{_tools([a])}" for a in added), *(f"−{_tools([a])}" for a in removed)]
+    return f"{effect} group `{group}`: {'; '.join(parts)}" if parts else None
 
 
 def _leaves(value: Any, path: KeyPath = ()) -> Iterator[Change]:
@@ -698,8 +721,14 @@ def _cedar_lines(diff: ResourceDiff, out: DataHandling) -> None:
     elif all(change.path[:1] == ("DependsOn",) for change in diff.changes):
         out.rechained.append(diff.key)
     else:
-        details = "; ".join(c.describe() for c in diff.changes if c.path[:1] != ("DependsOn",))
-        out.permits.append(f"~ {cedar_summary(diff.new)} ({diff.stack}, `{diff.logical_id}`): {details}")
+        change = cedar_change(diff.old, diff.new)
+        if change is None:
+            change = (
+                cedar_summary(diff.new)
+                + ": "
+                + "; ".join(c.describe() for c in diff.changes if c.path[:1] != ("DependsOn",))
+            )
+        out.permits.append(f"~ {change} ({diff.stack}, `{diff.logical_id}`)")
 
 
 def _new_store_line(diff: ResourceDiff) -> str:

@@ -25,7 +25,7 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cached_property
@@ -91,21 +91,23 @@ class AgentClient:
     """InvokeAgentRuntime for the configured agents, and their memory's turns.
 
     ``endpoint``: AgentCore's data plane (None: the region's public endpoint); ``runtimes``: agent
-    name -> runtime ARN; ``read_seconds``: the longest an agent turn may take; ``memory_id``: the
-    agents' AgentCore Memory (None: agents have no memory, and ``remember`` writes nothing). The
-    botocore client is created on first use: a route served by a model never pays for it.
+    name -> runtime ARN, or what gives the current ones (the policy's, from runtime config);
+    ``read_seconds``: the longest an agent turn may take; ``memory_id``: the agents' AgentCore
+    Memory (None: agents have no memory, and ``remember`` writes nothing). The botocore client
+    is created on first use: a route served by a model never pays for it.
     """
 
     def __init__(
         self,
         endpoint: str | None,
-        runtimes: Mapping[str, str],
+        runtimes: Mapping[str, str] | Callable[[], Mapping[str, str]],
         *,
         read_seconds: float = DEFAULT_AGENT_TIMEOUT_SECONDS,
         memory_id: str | None = None,
     ) -> None:
         self._endpoint = endpoint
-        self._runtimes = dict(runtimes)
+        fixed = dict(runtimes) if not callable(runtimes) else {}
+        self._runtimes: Callable[[], Mapping[str, str]] = runtimes if callable(runtimes) else lambda: fixed
         self._read_seconds = read_seconds
         self._memory_id = memory_id
 
@@ -140,7 +142,7 @@ class AgentClient:
 
     def invoke(self, agent: str, *, token: str, session_id: str, payload: dict[str, Any]) -> AgentTurn:
         service = f"agent {agent}"
-        arn = self._runtimes.get(agent)
+        arn = self._runtimes().get(agent)
         if arn is None:  # the policy names an agent this deployment has no runtime for
             raise UpstreamError(service, "UnknownAgent", kind=Kind.FAILED)
         client = self._client  # created before the clock starts: the turn's latency is the agent's

@@ -11,11 +11,12 @@ Imports only the standard library, pydantic and shared.contract: the CDK app imp
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Final
+from typing import Final, Literal, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from shared.contract import FunctionSettings
+from shared.runtime_config import ConfigLocation, RuntimeDocument
 
 # Seconds the function keeps back from its remaining time for the output guardrail and the
 # ledger: generation (a model's fallbacks, an agent's turn) must end this long before its timeout.
@@ -30,10 +31,10 @@ class Settings(FunctionSettings):
     ledger_table: str = Field(min_length=1)
     guardrail_id: str = Field(min_length=1)
     guardrail_version: str = Field(min_length=1)
-    policy_parameter: str = Field(min_length=1)  # SSM parameter with the policy (stacks/production/policy.py)
+    policy: ConfigLocation  # the GatewayPolicy document in AppConfig (stacks/production/policy.py)
+    policy_max_age_seconds: int = Field(default=60, ge=1)  # how stale the policy may be
     max_message_chars: int = Field(default=20_000, ge=1)
     generation_timeout_seconds: int = Field(default=20, ge=1)  # one model attempt
-    agent_runtimes: dict[str, str] = Field(default_factory=dict)  # agent name -> AgentCore runtime ARN
     agentcore_endpoint: str | None = None  # None: the region's public AgentCore endpoint
     # The longest an agent turn may take: the function's timeout less GENERATION_MARGIN_SECONDS.
     # It is the AgentCore client's read timeout, the backstop behind the deadline the agent is
@@ -41,6 +42,59 @@ class Settings(FunctionSettings):
     agent_timeout_seconds: int = Field(default=DEFAULT_AGENT_TIMEOUT_SECONDS, ge=1)
     # The agents' AgentCore Memory, which the gateway writes guarded turns to (None: no memory).
     agent_memory_id: str | None = None
+
+
+Period = Literal["DAY", "MONTH"]
+
+
+class GroupModels(RuntimeDocument):
+    allowed: tuple[str, ...] = Field(min_length=1)
+    default: str = Field(min_length=1)
+    fallbacks: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _default_is_allowed(self) -> Self:
+        if self.default not in self.allowed or not set(self.fallbacks) <= set(self.allowed):
+            raise ValueError("default and fallbacks must be allowed models")
+        return self
+
+
+class Quota(RuntimeDocument):
+    limit: int = Field(ge=0)  # 0: none
+    period: Period
+
+
+class GroupPolicy(RuntimeDocument):
+    kind: str = Field(min_length=1)
+    tier: str = Field(min_length=1)
+    models: GroupModels
+    quotas: dict[str, Quota]
+
+
+class OutputPolicy(RuntimeDocument):
+    unit_price_usd: float = Field(ge=0)
+    units: int = Field(ge=1)
+    max_tokens: int = Field(ge=1)
+    instructions: str
+    agent: str | None = None  # the agent that produces this output type; None: a model directly
+
+
+class GatewayPolicy(RuntimeDocument):
+    """Groups, their models and quotas, and the output types' prices: what the gateway enforces.
+
+    Generated from the validated config (stacks/production/policy.py) into AppConfig, read by the
+    function through shared.runtime_config (cached, parsed once per version)."""
+
+    groups: dict[str, GroupPolicy]
+    outputs: dict[str, OutputPolicy]
+    agents: dict[str, str] = Field(default_factory=dict)  # agent name -> its AgentCore runtime's ARN
+
+    @model_validator(mode="after")
+    def _quotas_name_outputs(self) -> Self:
+        unknown = sorted({o for g in self.groups.values() for o in g.quotas} - set(self.outputs))
+        if unknown:
+            raise ValueError(f"quotas name output types the policy does not price: {', '.join(unknown)}")
+        return self
 
 
 class Metric(StrEnum):

@@ -23,7 +23,6 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 from pydantic import BaseModel, ValidationError
@@ -54,6 +53,7 @@ from ai_gateway.router import ModelForbiddenError, ModelRouter, candidates
 from ai_gateway.telemetry import Telemetry
 from shared.aws_errors import RETRY_AFTER_SECONDS, UpstreamError
 from shared.claims import CONTEXT_GROUP, CONTEXT_USER
+from shared.runtime_config import DocumentReader, RuntimeConfigError, appconfig_fetch
 from shared.tokens import InvalidToken, bearer
 
 # Cold start matters at the front door: bodies are validated with pydantic directly (Powertools'
@@ -119,17 +119,23 @@ def dependencies() -> Dependencies:
         bedrock=bedrock,
         agents=AgentClient(
             current.agentcore_endpoint,
-            current.agent_runtimes,
+            lambda: policy().agents,  # where each agent runs: the policy's, with the output types
             read_seconds=current.agent_timeout_seconds,
             memory_id=current.agent_memory_id,
         ),
     )
 
 
+@cache
+def policy_reader() -> DocumentReader[GatewayPolicy]:
+    current = settings()
+    return DocumentReader(current.policy, GatewayPolicy, fetch=appconfig_fetch(current.policy_max_age_seconds))
+
+
 def policy() -> GatewayPolicy:
-    """The groups, models, quotas and prices, cached for five minutes (Powertools parameters)."""
-    raw = parameters.get_parameter(settings().policy_parameter, transform="json", max_age=300)
-    return GatewayPolicy.from_document(raw)
+    """The groups, models, quotas and prices (AppConfig; re-read at most every policy_max_age_seconds,
+    parsed once per version): a request looks its group up by key."""
+    return policy_reader().get()
 
 
 def flow() -> Flow:
@@ -390,6 +396,20 @@ def _upstream(error: UpstreamError) -> Response[Any]:
     telemetry.upstream_failed(error)
     retry_after = str(RETRY_AFTER_SECONDS) if error.throttled else None
     return _json(error.http_status, {"error": error.error_code, "message": error.public_message}, retry_after)
+
+
+@app.exception_handler(RuntimeConfigError)
+def _no_policy(error: RuntimeConfigError) -> Response[Any]:
+    # No version of the policy yet (first deploy in progress, or the store unreachable at a cold start).
+    logger.error("no gateway policy", extra={"why": str(error)})
+    return _refusal(
+        GatewayError(
+            503,
+            "policy_unavailable",
+            "the gateway's policy is not available yet; retry",
+            retry_after=str(RETRY_AFTER_SECONDS),
+        )
+    )
 
 
 @app.not_found

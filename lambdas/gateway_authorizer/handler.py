@@ -16,8 +16,9 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
-from gateway_authorizer.contract import Settings
+from gateway_authorizer.contract import ApiKeys, Settings
 from shared.claims import CONTEXT_GROUP, CONTEXT_KIND, CONTEXT_TIER, CONTEXT_USER
+from shared.runtime_config import DocumentReader
 from shared.tokens import GROUP_CLAIM, KIND_CLAIM, TIER_CLAIM, InvalidToken, TokenVerifier, bearer
 
 logger = Logger()
@@ -31,6 +32,11 @@ class Unauthorized(Exception):  # noqa: N818 - API Gateway maps exactly this mes
 @cache
 def settings() -> Settings:
     return Settings.from_environ()
+
+
+@cache
+def api_keys() -> DocumentReader[ApiKeys]:
+    return DocumentReader(settings().api_keys, ApiKeys)
 
 
 @cache
@@ -63,7 +69,7 @@ def authorize(event: dict[str, Any]) -> dict[str, Any]:
     stage = str(event["methodArn"]).split("/")[1]
     resource = f"{api_arn}/{stage}/*/*"
     group = claims.get(GROUP_CLAIM)
-    key_id = settings().api_key_ids.get(group) if isinstance(group, str) else None
+    key_id = api_keys().get().keys.get(group) if isinstance(group, str) else None
     if key_id is None:
         logger.info("no gateway group", extra={"user": claims["sub"]})
         return _policy(claims["sub"], "Deny", resource)

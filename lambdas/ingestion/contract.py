@@ -10,11 +10,19 @@ from pydantic import Field
 
 from shared.contract import FunctionSettings
 from shared.landing import REALTIME_PREFIX
+from shared.runtime_config import ConfigLocation, RuntimeDocument
 
 # Curated copies of directly ingested items: kept out of the KB's S3 data source (not re-indexed).
 DIRECT_PREFIX = "direct/"
 
-__all__ = ["DIRECT_PREFIX", "REALTIME_PREFIX", "PipelineSettings", "ProcessorSettings", "ResponderSettings"]
+__all__ = [
+    "DIRECT_PREFIX",
+    "REALTIME_PREFIX",
+    "ClassificationReaders",
+    "PipelineSettings",
+    "ProcessorSettings",
+    "ResponderSettings",
+]
 
 
 class PipelineSettings(FunctionSettings):
@@ -24,16 +32,23 @@ class PipelineSettings(FunctionSettings):
     quarantine_bucket: str
     curated_prefix: str  # the Knowledge Base's S3 data source reads this prefix (bulk documents)
     classification_policies: dict[str, Literal["mask", "quarantine"]]  # what to do when PII is found
-    classification_readers: dict[str, list[str]]  # classification -> the groups that may retrieve it
     default_classification: str
     max_document_bytes: int
     document_formats: tuple[str, ...]
     unsupported_language: Literal["quarantine", "custom_only"] = "quarantine"
 
 
+class ClassificationReaders(RuntimeDocument):
+    """classification -> the groups that may retrieve it (written into each document's metadata).
+    A runtime document (AppConfig, environment "ingestion"): it grows with the groups."""
+
+    readers: dict[str, list[str]]
+
+
 class ProcessorSettings(PipelineSettings):
     """The processor function: the pipeline's settings and the services it reaches."""
 
+    classification_readers: ConfigLocation  # the ClassificationReaders document
     custom_identifiers: dict[str, str] = Field(default_factory=dict)  # name -> regex
     pii_min_score: float = 0.8
     knowledge_base_id: str

@@ -29,7 +29,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from ingestion.contract import ProcessorSettings
+from ingestion.contract import ClassificationReaders, ProcessorSettings
 from ingestion.events import MalformedEventError, ObjectRef, object_ref
 from ingestion.knowledge import KnowledgeBase
 from ingestion.pii import PiiScanner
@@ -37,6 +37,7 @@ from ingestion.pipeline import Pipeline, document_id
 from ingestion.registry import DEAD_LETTERED, QUARANTINED, Registry, VersionRecord
 from shared.contract import variable
 from shared.observability import Metric
+from shared.runtime_config import DocumentReader
 from shared.telemetry import stage
 
 logger = Logger()
@@ -74,7 +75,10 @@ def pipeline() -> Pipeline:
         s3_data_source_id=config.s3_data_source_id,
         custom_data_source_id=config.custom_data_source_id,
     )
-    return Pipeline(boto3.client("s3", config=AWS), scanner, registry(), knowledge, config)
+    readers = DocumentReader(config.classification_readers, ClassificationReaders)
+    return Pipeline(
+        boto3.client("s3", config=AWS), scanner, registry(), knowledge, config, readers=lambda: readers.get().readers
+    )
 
 
 @cache

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 from typing import Any
@@ -68,6 +68,7 @@ class Pipeline:
         registry: Registry,
         knowledge: KnowledgeBase,
         settings: PipelineSettings,
+        readers: Callable[[], Mapping[str, Sequence[str]]],
         clock: Callable[[], dt.datetime] = _now,
     ) -> None:
         self._s3 = s3
@@ -76,6 +77,7 @@ class Pipeline:
         self._kb = knowledge
         self._store = CuratedStore(s3, knowledge, registry)
         self._settings = settings
+        self._readers = readers  # classification -> groups (the current runtime document)
         self._clock = clock
 
     def process(self, ref: ObjectRef) -> Outcome:
@@ -144,7 +146,7 @@ class Pipeline:
             "owner": metadata.get("owner", "unknown"),
             CLASSIFICATION_KEY: classification,
         }
-        readers = list(settings.classification_readers.get(classification, []))
+        readers = list(self._readers().get(classification, []))
         if readers:  # a list attribute may not be empty
             attributes["allowed_groups"] = readers
         direct = key.startswith(REALTIME_PREFIX)

@@ -18,12 +18,13 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model, field_serializer, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model, model_validator
 from pydantic_core import SchemaError
 
 from shared.contract import FunctionSettings
 from shared.field_paths import FieldPath
 from shared.meaning import Meaning
+from shared.runtime_config import ConfigLocation, RuntimeDocument
 from shared.tools import GATEWAY_ARGUMENTS, ToolSpec
 
 ArgumentName = Annotated[
@@ -159,11 +160,14 @@ class LegacyApi(_Frozen):
     fields: dict[str, dict[str, str]]  # chained tool -> declared field -> path
 
 
-class Settings(FunctionSettings):
-    legacy_api: LegacyApi
-    single_call_tools: dict[str, SingleCallTool] = Field(default_factory=dict)
+class SingleCallTools(RuntimeDocument):
+    """Every legacy API's single-call tools: API (gateway target) -> tool -> declaration. A runtime
+    document (AppConfig, environment "tools"); each API's function serves its own entry."""
 
-    @field_serializer("single_call_tools")
-    def _without_defaults(self, tools: dict[str, SingleCallTool]) -> dict[str, Any]:
-        # Lambda's environment holds 4 KB in all: what a declaration leaves at its default is not written.
-        return {name: tool.model_dump(mode="json", exclude_defaults=True) for name, tool in tools.items()}
+    apis: dict[str, dict[str, SingleCallTool]]
+
+
+class Settings(FunctionSettings):
+    api_name: str = Field(min_length=1)  # the gateway target: its entry in SingleCallTools
+    legacy_api: LegacyApi
+    single_call_tools: ConfigLocation  # the SingleCallTools document

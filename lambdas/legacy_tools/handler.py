@@ -6,6 +6,7 @@ or {"error": {kind, message, advice[, retry_after]}} from the small taxonomy. Ar
 records are never logged.
 """
 
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -14,9 +15,10 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from legacy_tools.adapters import Shape, Tool, registry
-from legacy_tools.contract import Settings
+from legacy_tools.contract import Settings, SingleCallTools
 from shared.legacy_client import LegacyClient, client_for
 from shared.observability import Dimension, Metric
+from shared.runtime_config import DocumentReader
 from shared.tool_errors import ToolError
 from shared.tools import TOOL_NAME_KEY, unqualified
 
@@ -30,15 +32,30 @@ def settings() -> Settings:
 
 
 @cache
-def tools() -> dict[str, Tool]:
-    return registry(settings().legacy_api.fields, settings().single_call_tools)
+def single_call_tools() -> DocumentReader[SingleCallTools]:
+    return DocumentReader(settings().single_call_tools, SingleCallTools)
+
+
+def _served(document: SingleCallTools) -> tuple[dict[str, Tool], Shape]:
+    """This API's tools (its chained tools and its entry in the document) and how answers are shaped."""
+    api, declarations = settings().legacy_api, document.apis.get(settings().api_name, {})
+    declared = {name: tool.fields for name, tool in declarations.items()}
+    shape = Shape(top_k=api.top_k, byte_budget=api.byte_budget, fields={**api.fields, **declared})
+    return registry(api.fields, declarations), shape
 
 
 @cache
+def served() -> Callable[[], tuple[dict[str, Tool], Shape]]:
+    """The tools and shape of the current document, rebuilt only when a new version is in use."""
+    return single_call_tools().derive(_served)
+
+
+def tools() -> dict[str, Tool]:
+    return served()()[0]
+
+
 def shape() -> Shape:
-    api = settings().legacy_api
-    declared = {name: tool.fields for name, tool in settings().single_call_tools.items()}
-    return Shape(top_k=api.top_k, byte_budget=api.byte_budget, fields={**api.fields, **declared})
+    return served()()[1]
 
 
 @cache
@@ -53,14 +70,15 @@ def tool_name(context: Any) -> str:
 
 
 def run(name: str, arguments: Any) -> dict[str, Any]:
-    tool = tools().get(name)
+    tools, shape = served()()  # one version of the declarations for the whole call
+    tool = tools.get(name)
     if tool is None:
-        known = ", ".join(tools())
+        known = ", ".join(tools)
         return ToolError("invalid_argument", f"unknown tool {name or '(none)'}; tools: {known}").result()
     if not isinstance(arguments, dict):
         return ToolError("invalid_argument", "arguments: an object is required").result()
     try:
-        return tool(client(), shape(), arguments)
+        return tool(client(), shape, arguments)
     except ToolError as error:
         metrics.add_metric(name=Metric.TOOL_ERRORS, unit=MetricUnit.Count, value=1)
         logger.info("tool refused", extra={"tool": name, "kind": error.kind})

@@ -1,19 +1,23 @@
-"""The pre-token-generation trigger's contract: each configured group's claims and precedence."""
+"""The pre-token-generation trigger's contract: where it reads each configured group's claims and
+precedence (a runtime document in AppConfig, environment "identity")."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
-
 from shared.contract import FunctionSettings
+from shared.runtime_config import ConfigLocation, RuntimeDocument
 
 
-class GroupClaims(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class GroupClaims(RuntimeDocument):
     precedence: int  # a user in several groups gets the lowest
     tier: str
     kind: str
 
 
+class GatewayGroups(RuntimeDocument):
+    """The gateway's groups, by Cognito group name."""
+
+    groups: dict[str, GroupClaims]
+
+
 class Settings(FunctionSettings):
-    gateway_groups: dict[str, GroupClaims]
+    gateway_groups: ConfigLocation  # the GatewayGroups document

@@ -12,24 +12,32 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from pre_token.contract import GroupClaims, Settings
+from pre_token.contract import GatewayGroups, GroupClaims, Settings
 from shared.claims import GROUP_CLAIM, KIND_CLAIM, TIER_CLAIM
+from shared.runtime_config import DocumentReader
 
 logger = Logger()
 
 
 @cache
+def reader() -> DocumentReader[GatewayGroups]:
+    return DocumentReader(Settings.from_environ().gateway_groups, GatewayGroups)
+
+
 def groups() -> dict[str, GroupClaims]:
-    """The deployment's groups with their precedence and claims."""
-    return Settings.from_environ().gateway_groups
+    """The deployment's groups with their precedence and claims (AppConfig, cached). With none
+    readable the trigger fails and Cognito issues no token: a sign-in is retried, while a token
+    without claims would be refused by the gateway until it expires."""
+    return reader().get().groups
 
 
 def claims_for(member_of: list[str]) -> dict[str, str]:
-    configured = [(groups()[name].precedence, name) for name in member_of if name in groups()]
+    known = groups()
+    configured = [(known[name].precedence, name) for name in member_of if name in known]
     if not configured:
         return {}
     _, chosen = min(configured)  # ties break on the group name, so the choice is stable
-    group = groups()[chosen]
+    group = known[chosen]
     return {GROUP_CLAIM: chosen, TIER_CLAIM: group.tier, KIND_CLAIM: group.kind}
 
 

@@ -1,13 +1,30 @@
-"""The tool interceptor's contract: the group -> tools map the Cedar permits come from too, each
-group's data classifications, and the user pool whose tokens it verifies."""
+"""The tool interceptor's contract: where it reads the group -> tools map (the Cedar permits come
+from it too) and each group's data classifications, and the user pool whose tokens it verifies."""
 
 from __future__ import annotations
 
+from typing import Self
+
+from pydantic import model_validator
+
 from shared.contract import FunctionSettings
+from shared.runtime_config import ConfigLocation, RuntimeDocument
+
+
+class ToolBindings(RuntimeDocument):
+    """A runtime document (AppConfig, environment "tools")."""
+
+    tool_bindings: dict[str, list[str]]  # group -> qualified tool names (<target>___<tool>)
+    data_classifications: dict[str, list[str]]  # group -> classifications its searches are filtered to
+
+    @model_validator(mode="after")
+    def _every_group_in_both(self) -> Self:
+        if set(self.tool_bindings) != set(self.data_classifications):
+            raise ValueError("tool_bindings and data_classifications must name the same groups")
+        return self
 
 
 class Settings(FunctionSettings):
-    tool_bindings: dict[str, list[str]]  # group -> qualified tool names (<target>___<tool>)
-    data_classifications: dict[str, list[str]]  # group -> classifications its searches are filtered to
+    bindings: ConfigLocation  # the ToolBindings document
     user_pool_id: str
     client_id: str

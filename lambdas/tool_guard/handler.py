@@ -14,6 +14,7 @@ Unknown group, missing claim, missing or malformed token: no tools at all.
 """
 
 import os
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -22,6 +23,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.headers import CONVERSATION_HEADER
+from shared.runtime_config import DocumentReader
 from shared.telemetry import CONVERSATION
 from shared.tokens import GROUP_CLAIM, InvalidToken, TokenVerifier, bearer
 from shared.tools import (
@@ -31,7 +33,7 @@ from shared.tools import (
     KNOWLEDGE_SEARCH,
     TARGET_SEPARATOR,
 )
-from tool_guard.contract import Settings
+from tool_guard.contract import Settings, ToolBindings
 
 logger = Logger()
 metrics = Metrics()
@@ -47,13 +49,24 @@ def settings() -> Settings:
 
 
 @cache
+def bindings() -> DocumentReader[ToolBindings]:
+    return DocumentReader(settings().bindings, ToolBindings)
+
+
+@cache
+def allowed_tools_view() -> Callable[[], dict[str, frozenset[str]]]:
+    return bindings().derive(
+        lambda document: {group: frozenset(tools) for group, tools in document.tool_bindings.items()}
+    )
+
+
 def allowed_tools() -> dict[str, frozenset[str]]:
-    """group -> qualified tool names (``<target>___<tool>``)."""
-    return {group: frozenset(tools) for group, tools in settings().tool_bindings.items()}
+    """group -> qualified tool names (``<target>___<tool>``), from the current bindings."""
+    return allowed_tools_view()()
 
 
 def group_classifications() -> dict[str, list[str]]:
-    return settings().data_classifications
+    return bindings().get().data_classifications
 
 
 @cache
@@ -63,7 +76,7 @@ def verifier() -> TokenVerifier:
     )
 
 
-def caller_group(headers: dict[str, Any] | None) -> str | None:
+def caller_group(headers: dict[str, Any] | None, allowed: dict[str, frozenset[str]] | None = None) -> str | None:
     """The caller's configured group; None when anything about the caller is off."""
     header = next((v for k, v in (headers or {}).items() if k.lower() == "authorization"), None)
     try:
@@ -72,7 +85,7 @@ def caller_group(headers: dict[str, Any] | None) -> str | None:
         logger.info("no tools: token rejected", extra={"reason": error.reason})
         return None
     group = claims.get(GROUP_CLAIM)
-    if not isinstance(group, str) or group not in allowed_tools():
+    if not isinstance(group, str) or group not in (allowed if allowed is not None else allowed_tools()):
         logger.info("no tools: no configured group", extra={"user": claims.get("sub")})
         return None
     return group
@@ -86,8 +99,9 @@ def intercept(event: dict[str, Any]) -> dict[str, Any]:
     conversation = headers.get(CONVERSATION_HEADER.lower())  # the gateway passes header names in lower case
     if isinstance(conversation, str) and conversation:
         logger.append_keys(**{CONVERSATION: conversation})
-    group = caller_group(headers)
-    tools = allowed_tools()[group] if group else frozenset()
+    allowed = allowed_tools()  # one version of the bindings for the whole request
+    group = caller_group(headers, allowed)
+    tools = allowed[group] if group else frozenset()
     if mcp.get("gatewayResponse") is not None:
         return _on_response(body, mcp["gatewayResponse"], tools)
     return _on_request(body, tools, group, conversation if isinstance(conversation, str) else None)
@@ -108,7 +122,8 @@ def _on_request(
             )
         if name.endswith(SEARCH_SUFFIX):
             sent = {k: v for k, v in (params.get("arguments") or {}).items() if k not in GATEWAY_ARGUMENTS}
-            arguments = {**sent, CLASSIFICATIONS_ARGUMENT: group_classifications()[group]}
+            # (None if the bindings changed since: the search refuses a call without them.)
+            arguments = {**sent, CLASSIFICATIONS_ARGUMENT: group_classifications().get(group)}
             if conversation:
                 arguments[CONVERSATION_ARGUMENT] = conversation
             body = {**body, "params": {**params, "arguments": arguments}}

@@ -49,6 +49,7 @@ from stacks.config.loader import CONTEXT_KEY, TIER_CONTEXT_KEY, load_config, sel
 from stacks.config.macie import MacieConfig, MacieSeverity
 from stacks.config.observability import ObservabilityConfig
 from stacks.config.production import ProductionConfig
+from stacks.config.runtime_config import RuntimeConfigSettings
 from stacks.config.sandbox import BudgetConfig, KendraConfig, QueryConfig, SandboxConfig
 from stacks.config.tools import BUILTIN_TOOLS, LEGACY_TOOLS, LegacyApiConfig, all_tools
 
@@ -113,6 +114,7 @@ __all__ = [
     "PushConnectorConfig",
     "QueryConfig",
     "Region",
+    "RuntimeConfigSettings",
     "SandboxConfig",
     "SemanticChunking",
     "Tier",

@@ -22,6 +22,7 @@ from stacks.config.knowledge_base import KnowledgeBaseConfig, VectorStore
 from stacks.config.macie import MacieConfig
 from stacks.config.observability import ObservabilityConfig
 from stacks.config.references import plain, reference_problems, with_problems
+from stacks.config.runtime_config import RuntimeConfigSettings
 from stacks.config.tools import LegacyApiConfig
 
 
@@ -80,6 +81,11 @@ class ProductionConfig(TierConfig):
     macie: MacieConfig = Field(default=MacieConfig(), description="Macie sensitive-data discovery.")
     observability: ObservabilityConfig = Field(
         default=ObservabilityConfig(), description="Dashboards, alarms and evaluation."
+    )
+    runtime_config: RuntimeConfigSettings = Field(
+        default=RuntimeConfigSettings(),
+        description="How a changed runtime document (groups, prices, quotas, models, tool bindings) rolls out "
+        "through AWS AppConfig to the functions and agents that read it.",
     )
     account_settings: AccountSettingsConfig = Field(
         default=AccountSettingsConfig(), description="How the tier treats each one-per-account setting it needs."

@@ -10,6 +10,7 @@ from constructs import Construct
 
 from stacks.config import FunctionName, ProductionConfig, Tier
 from stacks.shared.lambda_function import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, BlueprintFunction, log_retention
+from stacks.shared.runtime_config import ConfigEnvironment, ConfigStore
 
 
 @dataclass(frozen=True)
@@ -22,12 +23,14 @@ class Identity:
 
 @dataclass(frozen=True)
 class ProductionContext:
-    """The names' prefix, the tier's config and KMS key, and (from the identity stack on) its
-    identity. The foundation stack makes the key; the identity stack adds the identity."""
+    """The names' prefix, the tier's config, KMS key and runtime-config store, and (from the
+    identity stack on) its identity. The foundation stack makes the key and the store; the
+    identity stack adds the identity."""
 
     prefix: str
     config: ProductionConfig
     key: kms.IKey
+    config_store: ConfigStore
     _identity: Identity | None = None
 
     @property
@@ -47,6 +50,16 @@ class ProductionContext:
 
     def with_identity(self, user_pool: cognito.IUserPool, client: cognito.IUserPoolClient) -> ProductionContext:
         return replace(self, _identity=Identity(user_pool, client))
+
+    def config_environment(self, scope: Construct, part: str) -> ConfigEnvironment:
+        """The AppConfig environment of one part of the tier (a stack's functions), named ``part``."""
+        return ConfigEnvironment(
+            scope,
+            "RuntimeConfig",
+            store=self.config_store,
+            environment_name=part,
+            metrics_namespace=self.metrics_namespace,
+        )
 
     def log_group(
         self,

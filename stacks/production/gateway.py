@@ -18,14 +18,13 @@ from aws_cdk import (
     aws_dynamodb as dynamodb,
     aws_iam as iam,
     aws_kms as kms,
-    aws_ssm as ssm,
 )
 from constructs import Construct
 
-from ai_gateway.contract import GENERATION_MARGIN_SECONDS, Settings as GatewaySettings
-from gateway_authorizer.contract import Settings as AuthorizerSettings
+from ai_gateway.contract import GENERATION_MARGIN_SECONDS, GatewayPolicy, Settings as GatewaySettings
+from gateway_authorizer.contract import ApiKeys, Settings as AuthorizerSettings
 from shared.claims import CONTEXT_GROUP
-from stacks.config import ConfigError, GuardrailConfig, ProductionConfig, Tier
+from stacks.config import GuardrailConfig, ProductionConfig, UsagePlanConfig
 from stacks.production.context import ProductionContext
 from stacks.production.policy import gateway_policy
 from stacks.shared.bedrock import grant_invoke, model_arns
@@ -38,7 +37,6 @@ from stacks.shared.waf import protect_with_waf
 
 # Usage-plan quota periods as API Gateway names them.
 QUOTA_PERIOD = {"DAY": apigateway.Period.DAY, "WEEK": apigateway.Period.WEEK, "MONTH": apigateway.Period.MONTH}
-SSM_STANDARD_LIMIT = 4096  # characters
 GUARDRAIL_ACTIONS = ["bedrock:ApplyGuardrail"]
 # The agents' runtimes, invoked with the function's IAM identity (their only invoker).
 AGENT_INVOKE_ACTIONS = ["bedrock-agentcore:InvokeAgentRuntime"]
@@ -85,9 +83,12 @@ class GatewayStack(Stack):
     - REST API (regional, TLS) with the Lambda authorizer on every method, API key source
       AUTHORIZER, request validation, JSON access logs, execution logs without bodies, X-Ray,
       and a WAF web ACL (rate-based rule per IP plus AWS managed rule groups).
-    - One usage plan and API key per configured group: the coarse, best-effort limits.
+    - One API key per group, in one usage plan per distinct set of limits: the coarse,
+      best-effort limits, applied to each key separately.
     - The gateway function, the Bedrock Guardrail (and a pinned version) it applies, the
-      DynamoDB ledger (exact quotas, metering records) and its policy parameter (SSM).
+      DynamoDB ledger (exact quotas, metering records).
+    - The runtime config the functions read (AppConfig, environment "gateway"): the policy
+      (groups, models, quotas, prices) and the groups' API keys.
     """
 
     def __init__(
@@ -123,19 +124,13 @@ class GatewayStack(Stack):
 
         self.guardrail, self.guardrail_version = _guardrail(self, name, config.guardrail)
 
-        document = json.dumps(gateway_policy(config), sort_keys=True, separators=(",", ":"))
-        if len(document) > SSM_STANDARD_LIMIT:
-            raise ConfigError(
-                f"blueprint.production: the gateway policy document is {len(document)} characters; an SSM "
-                f"standard parameter holds {SSM_STANDARD_LIMIT} (shorten output_types.*.instructions)"
-            )
-        self.policy = ssm.StringParameter(
-            self,
-            "Policy",
-            parameter_name=f"/{prefix}/{Tier.PRODUCTION}/gateway/policy",
-            description="AI gateway groups, models, quotas and prices (generated from cdk.json)",
-            string_value=document,
-            tier=ssm.ParameterTier.STANDARD,
+        # Runtime config (AppConfig): the policy the gateway enforces, the keys the authorizer hands out.
+        self.runtime_config = context.config_environment(self, "gateway")
+        self.policy = self.runtime_config.document(
+            "policy",
+            model=GatewayPolicy,
+            content=gateway_policy(config, {agent: r.agent_runtime_arn for agent, r in agent_runtimes.items()}),
+            description="AI gateway groups, models, quotas and prices (generated from the CDK config)",
         )
 
         self.function = context.function(
@@ -149,13 +144,10 @@ class GatewayStack(Stack):
                 ledger_table=self.ledger.table_name,
                 guardrail_id=self.guardrail.attr_guardrail_id,
                 guardrail_version=self.guardrail_version.attr_version,
-                policy_parameter=self.policy.parameter_name,
+                policy=self.policy.location,
                 max_message_chars=config.api.max_message_chars,
                 # One model attempt; the function's time also covers guardrails and the ledger.
                 generation_timeout_seconds=20,
-                # Agents are invoked with the function's own IAM identity (the only one granted it);
-                # the caller's token travels beside it for the agent to verify and act with.
-                agent_runtimes={agent: runtime.agent_runtime_arn for agent, runtime in agent_runtimes.items()},
                 # The gateway writes each agent turn to memory after its output guardrail.
                 agent_memory_id=agent_memory.memory_id if agent_memory and agent_runtimes else None,
                 agent_timeout_seconds=config.api.integration_timeout_seconds - GENERATION_MARGIN_SECONDS,
@@ -193,10 +185,23 @@ class GatewayStack(Stack):
             )
         _acknowledge_synchronous(self.function)
 
+        # One API key per group, named after its usage plan's limits: a key sits in one plan per stage,
+        # so a group whose limits change gets a new key in the other plan (created before the old goes).
         self.api_keys = {
-            group: apigateway.ApiKey(self, f"Key{pascal_case(group)}", api_key_name=f"{prefix}-{group}", enabled=True)
-            for group in config.groups
+            group: apigateway.ApiKey(
+                self,
+                f"Key{pascal_case(group)}{_plan_id(settings.usage_plan)}",
+                api_key_name=f"{prefix}-{group}",
+                enabled=True,
+            )
+            for group, settings in config.groups.items()
         }
+        self.api_key_ids = self.runtime_config.document(
+            "api-keys",
+            model=ApiKeys,
+            content=ApiKeys(keys={g: k.key_id for g, k in self.api_keys.items()}),
+            description="AI gateway authorizer: each group's API key (its usage plan)",
+        )
         self.authorizer_function = context.function(
             self,
             "AuthorizerFunction",
@@ -206,12 +211,23 @@ class GatewayStack(Stack):
             settings=AuthorizerSettings(
                 user_pool_id=user_pool.user_pool_id,
                 client_id=client.user_pool_client_id,
-                api_key_ids={g: k.key_id for g, k in self.api_keys.items()},
+                api_keys=self.api_key_ids.location,
             ),
         )
         authorizer_role = self.authorizer_function.execution_role
+        self.api_key_ids.grant_read(authorizer_role)
+        # The keys' values (GetApiKey): any of the region's keys, since the set grows with the groups
+        # and one ARN per key would outgrow the role's policy. A key's value lets no one in: the API
+        # takes its key from this authorizer (key source AUTHORIZER), never from a request.
+        api_keys_arn = f"arn:{self.partition}:apigateway:{self.region}::/apikeys/*"
         authorizer_role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["apigateway:GET"], resources=[k.key_arn for k in self.api_keys.values()])
+            iam.PolicyStatement(actions=["apigateway:GET"], resources=[api_keys_arn])
+        )
+        acknowledge(
+            authorizer_role,
+            f"AwsSolutions-IAM5[Resource::{api_keys_arn}]",
+            "GetApiKey on the region's keys: the authorizer reads its groups' key values, one per group, and "
+            "the API's key source is AUTHORIZER, so a key's value admits no request by itself.",
         )
         _acknowledge_synchronous(self.authorizer_function)
 
@@ -308,20 +324,30 @@ class GatewayStack(Stack):
         return api
 
     def _usage_plans(self, config: ProductionConfig) -> None:
+        """One usage plan per distinct throttle and quota, each group's key in its plan: API Gateway
+        applies a plan's limits to each of its keys separately, so groups with the same limits share
+        a plan and still get their own, and the plans do not grow with the groups."""
+        plans: dict[str, apigateway.UsagePlan] = {}
         for group, settings in config.groups.items():
-            plan = self.api.add_usage_plan(
-                f"Plan{pascal_case(group)}",
-                name=f"{self.api.rest_api_name}-{group}",
-                description=f"{settings.kind} tier {settings.tier}: best-effort throttle and quota",
-                throttle=apigateway.ThrottleSettings(
-                    rate_limit=settings.usage_plan.rate_limit, burst_limit=settings.usage_plan.burst_limit
-                ),
-                quota=apigateway.QuotaSettings(
-                    limit=settings.usage_plan.quota_limit, period=QUOTA_PERIOD[settings.usage_plan.quota_period]
-                ),
-            )
-            plan.add_api_stage(stage=self.api.deployment_stage)
-            plan.add_api_key(self.api_keys[group])
+            limits = settings.usage_plan
+            plan_id = _plan_id(limits)
+            if plan_id not in plans:
+                plans[plan_id] = self.api.add_usage_plan(
+                    f"Plan{plan_id}",
+                    name=f"{self.api.rest_api_name}-{plan_id.lower()}",
+                    description=f"Per group key: {limits.rate_limit:g} requests/s, burst {limits.burst_limit}, "
+                    f"{limits.quota_limit} per {limits.quota_period.lower()} (best effort)",
+                    throttle=apigateway.ThrottleSettings(rate_limit=limits.rate_limit, burst_limit=limits.burst_limit),
+                    quota=apigateway.QuotaSettings(limit=limits.quota_limit, period=QUOTA_PERIOD[limits.quota_period]),
+                    api_stages=[apigateway.UsagePlanPerApiStage(api=self.api, stage=self.api.deployment_stage)],
+                )
+            plans[plan_id].add_api_key(self.api_keys[group])
+
+
+def _plan_id(limits: UsagePlanConfig) -> str:
+    """A usage plan's name from its limits (letters and digits): e.g. 50Rps100Burst10000PerDay."""
+    rate = f"{limits.rate_limit:g}".replace(".", "p")
+    return f"{rate}Rps{limits.burst_limit}Burst{limits.quota_limit}Per{limits.quota_period.title()}"
 
 
 def gateway_response_template(code: str) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack, aws_cognito as cognito
 from constructs import Construct
 
+from pre_token.contract import GatewayGroups, Settings as PreTokenSettings
 from stacks.production.context import ProductionContext
 from stacks.production.policy import pre_token_groups
 from stacks.shared.nag import acknowledge_synchronous_function
@@ -75,6 +76,13 @@ class IdentityStack(Stack):
             refresh_token_validity=Duration.days(30),
             disable_o_auth=True,
         )
+        # The groups' claims: a runtime document (AppConfig, environment "identity").
+        self.gateway_groups = context.config_environment(self, "identity").document(
+            "gateway-groups",
+            model=GatewayGroups,
+            content=pre_token_groups(config),
+            description="The gateway's groups with their precedence, tier and kind (token claims)",
+        )
         trigger = context.function(
             self,
             "PreTokenFunction",
@@ -82,12 +90,14 @@ class IdentityStack(Stack):
             description="Adds the caller's gateway group, tier and kind to Cognito tokens",
             memory_size=128,
             timeout=Duration.seconds(5),
-            settings=pre_token_groups(config),
+            settings=PreTokenSettings(gateway_groups=self.gateway_groups.location),
         )
+        self.gateway_groups.grant_read(trigger)
         acknowledge_synchronous_function(
             trigger,
             invoker="Cognito, while it issues a token,",
-            network="The trigger reads only its own event and environment and calls no network resource.",
+            network="The trigger reads its event and one AppConfig document over AWS's public endpoints; it has "
+            "no VPC resource to reach.",
             concurrency="Bounded by Cognito's own sign-in rate limits; reserving concurrency would only cap sign-ins.",
         )
         self.user_pool.add_trigger(

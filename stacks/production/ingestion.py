@@ -35,7 +35,7 @@ from constructs import Construct
 
 from connector_pull.contract import PullSource, Settings as PullSettings
 from connector_push.contract import Settings as PushSettings
-from ingestion.contract import DIRECT_PREFIX, REALTIME_PREFIX, ProcessorSettings
+from ingestion.contract import DIRECT_PREFIX, REALTIME_PREFIX, ClassificationReaders, ProcessorSettings
 from stacks.production.context import ProductionContext
 from stacks.shared.buckets import SecureBucket
 from stacks.shared.knowledge_base import VectorKnowledgeBase
@@ -194,9 +194,18 @@ class IngestionPipeline(Construct):
     def _processor(self, curated: s3.IBucket, kb: VectorKnowledgeBase) -> BlueprintFunction:
         settings = self._config.ingestion
         groups = self._config.groups
-        readers = {
-            c: [g for g, group in groups.items() if c in group.data_classifications] for c in settings.classifications
-        }
+        # Who may retrieve each classification: a runtime document (AppConfig, environment "ingestion").
+        readers = self._context.config_environment(self, "ingestion").document(
+            "classification-readers",
+            model=ClassificationReaders,
+            content=ClassificationReaders(
+                readers={
+                    c: [g for g, group in groups.items() if c in group.data_classifications]
+                    for c in settings.classifications
+                }
+            ),
+            description="Ingestion: the groups that may retrieve each document classification",
+        )
         function = self._function(
             "Processor",
             "ingestion",
@@ -208,7 +217,7 @@ class IngestionPipeline(Construct):
                 quarantine_bucket=self.quarantine.bucket_name,
                 curated_prefix=self._config.knowledge_base.documents_prefix,
                 classification_policies={c: p.on_pii for c, p in settings.classifications.items()},
-                classification_readers=readers,
+                classification_readers=readers.location,
                 default_classification=settings.default_classification,
                 max_document_bytes=settings.max_document_bytes,
                 document_formats=tuple(settings.formats),
@@ -232,6 +241,7 @@ class IngestionPipeline(Construct):
             )
         )
         role = function.execution_role
+        readers.grant_read(role)
         # Without ListBucket, S3 answers 403 instead of 404 for a missing key or version.
         role.add_to_principal_policy(
             iam.PolicyStatement(

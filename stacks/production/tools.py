@@ -18,7 +18,7 @@ from constructs import Construct
 
 from knowledge_search.contract import TOOL as KNOWLEDGE_SEARCH_TOOL, Settings as KnowledgeSearchSettings
 from legacy_tools.adapters import registry
-from legacy_tools.contract import LegacyApi, Settings as LegacyToolsSettings
+from legacy_tools.contract import LegacyApi, Settings as LegacyToolsSettings, SingleCallTools
 from shared.contract import FunctionSettings
 from shared.tools import BUILTIN_TOOLS, ToolSpec
 from stacks.config import ProductionConfig, all_tools
@@ -35,7 +35,7 @@ from stacks.shared.nag import (
 )
 from stacks.shared.naming import pascal_case
 from stacks.shared.vended_logs import DeliveryPolicies
-from tool_guard.contract import Settings as GuardSettings
+from tool_guard.contract import Settings as GuardSettings, ToolBindings
 
 
 def schema_definition(schema: Mapping[str, Any]) -> agentcore.SchemaDefinition:
@@ -57,7 +57,9 @@ class ToolsStack(Stack):
     - Cognito JWT inbound auth (the production pool and app client).
     - Lambda targets: one per legacy API (lambdas/legacy_tools) and knowledge_search.
     - REQUEST and RESPONSE interceptors (lambdas/tool_guard), given the caller's headers.
-    - A Cedar policy engine in ENFORCE mode holding one permit per group and tool, nothing else.
+    - A Cedar policy engine in ENFORCE mode holding one permit per group (naming its tools), nothing else.
+    - The runtime config its functions read (AppConfig, environment "tools"): the interceptor's
+      bindings and the legacy APIs' single-call tools.
     Bindings, interceptor map and permits all come from ``groups.<name>.tools``.
     """
 
@@ -76,17 +78,33 @@ class ToolsStack(Stack):
         user_pool, client = context.identity.user_pool, context.identity.client
         tool_bindings = bindings(config)
 
+        # Runtime config (AppConfig): the interceptor's bindings, the legacy APIs' single-call tools.
+        runtime_config = context.config_environment(self, "tools")
+        self.bindings = runtime_config.document(
+            "bindings",
+            model=ToolBindings,
+            content=ToolBindings(tool_bindings=tool_bindings, data_classifications=classifications(config)),
+            description="Tools gateway interceptor: each group's tools and data classifications",
+        )
+        self.single_call_tools = runtime_config.document(
+            "single-call-tools",
+            model=SingleCallTools,
+            content=SingleCallTools(
+                apis={target: api.single_call_tools() for target, api in config.legacy_apis.items()}
+            ),
+            description="Legacy API tools declared in config (one request each), by gateway target",
+        )
         guard = self._function(
             "ToolGuardFunction",
             "tool_guard",
             "Tools gateway interceptor: each group lists and calls its own tools",
             GuardSettings(
-                tool_bindings=tool_bindings,
-                data_classifications=classifications(config),
+                bindings=self.bindings.location,
                 user_pool_id=user_pool.user_pool_id,
                 client_id=client.user_pool_client_id,
             ),
         )
+        self.bindings.grant_read(guard)
         self.policy_engine = agentcore.PolicyEngine(
             self, "PolicyEngine", policy_engine_name=f"{context.prefix.replace('-', '_')}_production_tools"
         )
@@ -123,6 +141,8 @@ class ToolsStack(Stack):
                 "legacy_tools",
                 f"MCP tools over the {target} legacy API",
                 LegacyToolsSettings(
+                    api_name=target,
+                    single_call_tools=self.single_call_tools.location,
                     legacy_api=LegacyApi(
                         base_url=api.base_url,
                         token_path=api.token_path,
@@ -133,13 +153,12 @@ class ToolsStack(Stack):
                         byte_budget=api.byte_budget,
                         fields=api.chained_tools(),
                     ),
-                    # Unset when there are none: the environment carries only what a tool needs.
-                    **({"single_call_tools": single_calls} if single_calls else {}),
                 ),
                 # Two chained calls, each retried, plus a token fetch and one refresh, plus backoff.
                 timeout=Duration.seconds(min(int((2 * api.max_attempts + 2) * api.timeout_seconds) + 10, 900)),
             )
             self._legacy_functions.append(function)
+            self.single_call_tools.grant_read(function)
             secret = secretsmanager.Secret.from_secret_name_v2(self, f"{pascal_case(target)}Secret", api.secret_name)
             secret.grant_read(function)
             acknowledge(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -79,3 +80,25 @@ def trust(template: Template, role_prefix: str) -> list[dict[str, Any]]:
         only(template, "AWS::IAM::Role", role_prefix)[1]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
     )
     return statements
+
+
+def runtime_document(template: Template, name: str) -> tuple[Any, dict[str, Any]]:
+    """A runtime document the stack deploys to AppConfig (stacks/shared/runtime_config.py): its
+    content (JSON parsed; deploy-time values rendered as ``render`` writes them) and its validator's
+    JSON schema, by the profile's name ("<environment>-<document>")."""
+    profiles = [
+        (logical, p["Properties"])
+        for logical, p in resources(template, "AWS::AppConfig::ConfigurationProfile").items()
+        if p["Properties"]["Name"] == name
+    ]
+    assert len(profiles) == 1, f"expected one AppConfig profile named {name}"
+    logical, profile = profiles[0]
+    (version,) = [
+        v["Properties"]
+        for v in resources(template, "AWS::AppConfig::HostedConfigurationVersion").values()
+        if v["Properties"]["ConfigurationProfileId"] == {"Ref": logical}
+    ]
+    content = render(version["Content"])
+    (validator,) = profile["Validators"]
+    assert validator["Type"] == "JSON_SCHEMA"
+    return json.loads(content), json.loads(validator["Content"])

@@ -107,14 +107,14 @@ EXPLICIT: dict[tuple[str, str], tuple[str, ...] | str] = {
     ("ai_gateway", "self._id"): ("GUARDRAIL_ID",),
     # The gateway writes agent turns to the agents' memory (shared.agent_memory).
     ("ai_gateway", "memory_id"): ("AGENT_MEMORY_ID",),
-    # An output type's agent runtime: one of those in AGENT_RUNTIMES (a JSON map), chosen per request.
+    # An output type's agent runtime: one of those in the policy's agents (runtime config), chosen per request.
     ("ai_gateway", "arn"): "bedrock-agentcore",
     ("prototype_query", "index_id"): ("KENDRA_INDEX_ID",),
     # Models come from the caller's group or the config: any Bedrock model or inference profile.
     ("*", "model"): "bedrock",
     ("*", "models[0]"): "bedrock",
     ("*", "model_arn"): "bedrock",
-    # API keys are the groups' (JSON in API_KEY_IDS); legacy secrets are named in JSON config.
+    # API keys are the groups' (the ApiKeys runtime document); legacy secrets are named in JSON config.
     ("gateway_authorizer", "key_id"): "apigateway",
     ("*", "secret_name"): "secretsmanager",
     # Account-wide log groups of services (aws/spans, Macie's job logs): fixed names, not the tier's.

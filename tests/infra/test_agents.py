@@ -34,7 +34,7 @@ from stacks.production.agents import (
     served_groups,
 )
 from stacks.shared.runtime_config import READ_ACTIONS
-from tests.infra.cfn import only, props, render, resources, role_permissions
+from tests.infra.cfn import only, props, render, resources, role_permissions, runtime_document
 from tests.infra.conftest import Assembly
 
 Templates = dict[str, dict[str, Any]]
@@ -429,12 +429,13 @@ def test_the_gateway_knows_each_agents_runtime_and_waits_long_enough_for_a_turn(
 ) -> None:
     config = production(cdk_context)
     function = props(gateway, "AWS::Lambda::Function", "GatewayFunction")
-    runtimes_env = function["Environment"]["Variables"]["AGENT_RUNTIMES"]
-    rendered = json.dumps(runtimes_env)
-    for name in config.agents:
-        logical = "".join(part.title() for part in name.split("_"))
-        assert f'\\"{name}\\":\\"' in rendered
-        assert f"{logical}" in rendered
+    # Where each agent runs: the policy document's (runtime config), each its own stack's runtime.
+    document, _ = runtime_document(gateway, "gateway-policy")
+    assert set(document["agents"]) == set(config.agents)
+    for name, arn in document["agents"].items():
+        assert "AgentRuntimeArn" in arn, arn
+        assert f"-production-agent-{name.replace('_', '-')}'" in arn, arn
+    assert "AGENT_RUNTIMES" not in function["Environment"]["Variables"]
     timeout = config.api.integration_timeout_seconds
     assert function["Timeout"] == timeout
     methods = [m["Properties"] for m in resources(gateway, "AWS::ApiGateway::Method").values()]
@@ -447,10 +448,8 @@ def test_the_gateway_policy_routes_output_types_to_their_agents(
 ) -> None:
     config = production(cdk_context)
     # The gateway's policy document (AppConfig, environment "gateway").
-    document = json.loads(
-        props(gateway, "AWS::AppConfig::HostedConfigurationVersion", "RuntimeConfigpolicy")["Content"]
-    )
-    routes = {name: output["agent"] for name, output in document["outputs"].items()}
+    document, _ = runtime_document(gateway, "gateway-policy")
+    routes = {name: output.get("agent") for name, output in document["outputs"].items()}  # (null left out)
     # Each output type goes to the agent that lists it; one no agent lists goes to a model (None).
     assert routes == {
         output: next((name for name, agent in config.agents.items() if output in agent.output_types), None)

@@ -91,7 +91,5 @@ def test_a_malformed_variable_fails_at_start_naming_it(broken: str) -> None:
     from shared.contract import SettingsError
     from tool_guard.contract import Settings
 
-    with pytest.raises(SettingsError, match="TOOL_BINDINGS: not JSON"):
-        Settings.from_environ(
-            {"TOOL_BINDINGS": broken, "DATA_CLASSIFICATIONS": "{}", "USER_POOL_ID": "p", "CLIENT_ID": "c"}
-        )
+    with pytest.raises(SettingsError, match="BINDINGS: not JSON"):
+        Settings.from_environ({"BINDINGS": broken, "USER_POOL_ID": "p", "CLIENT_ID": "c"})

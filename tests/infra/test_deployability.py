@@ -226,6 +226,23 @@ def test_the_retained_name_check_finds_a_named_log_group_kept_through_a_rollback
     assert [r for r in deploy_checks.retained_with_names(templates) if "WafLogs" in r]
 
 
+def test_no_appconfig_version_outlives_its_profile(assembly: Assembly) -> None:
+    """AppConfig refuses to delete a profile that still has hosted versions: a version kept on
+    replace or on delete (CDK's default) would leak with each content change and block destroy."""
+    versions = [
+        r
+        for t in assembly.templates.values()
+        for r in t["Resources"].values()
+        if r["Type"] == "AWS::AppConfig::HostedConfigurationVersion"
+    ]
+    assert versions  # every stack whose functions read runtime config has at least one
+    for version in versions:
+        assert (version.get("DeletionPolicy", "Delete"), version.get("UpdateReplacePolicy", "Delete")) == (
+            "Delete",
+            "Delete",
+        )
+
+
 def test_the_waf_log_group_name_is_new_for_each_creation_of_the_stack(gateway: dict[str, Any]) -> None:
     name = render(props(gateway, "AWS::Logs::LogGroup", "WafLogs")["LogGroupName"])
     assert json.dumps(name).count("AWS::StackId") == 1

@@ -15,7 +15,7 @@ from stacks.config import load_config
 from stacks.production.macie import severities_from
 from stacks.shared.naming import generation
 from tests.conftest import ROOT
-from tests.infra.cfn import name_of, only, props, render, resources, role_permissions
+from tests.infra.cfn import name_of, only, props, render, resources, role_permissions, runtime_document
 from tests.infra.conftest import Assembly, Synthesizer
 
 KB = "AWS::Bedrock::KnowledgeBase"
@@ -89,11 +89,16 @@ def test_the_processor_gets_its_config_and_nothing_more_than_its_job(
     assert json.loads(env["CLASSIFICATION_POLICIES"]) == {
         c: p.on_pii for c, p in config.ingestion.classifications.items()
     }
-    # Each classification's readers: the groups that may retrieve it, in the config's order.
-    assert json.loads(env["CLASSIFICATION_READERS"]) == {
-        c: [name for name, group in config.groups.items() if c in group.data_classifications]
-        for c in config.ingestion.classifications
+    # Each classification's readers: the groups that may retrieve it, in the config's order (a
+    # runtime document: it grows with the groups; the environment says where to read it).
+    readers, _ = runtime_document(knowledge, "ingestion-classification-readers")
+    assert readers == {
+        "readers": {
+            c: [name for name, group in config.groups.items() if c in group.data_classifications]
+            for c in config.ingestion.classifications
+        }
     }
+    assert json.loads(render(env["CLASSIFICATION_READERS"]))["environment_name"] == "ingestion"
     assert json.loads(env["DOCUMENT_FORMATS"]) == list(config.ingestion.formats)
     assert render(env["CUSTOM_DATA_SOURCE_ID"]) == "<KnowledgeBaseDirectSource.DataSourceId>"
     permissions = role_permissions(knowledge, "IngestionProcessorRole")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ai_gateway.contract import GatewayPolicy
 from stacks.config import load_config
-from stacks.shared.naming import pascal_case
-from tests.infra.cfn import only, props, render, resources, role_permissions
+from tests.infra.cfn import only, props, render, resources, role_permissions, runtime_document
 
 ACCOUNT = "<AWS::AccountId>"
 
@@ -45,34 +45,55 @@ def test_every_configured_group_exists_with_its_precedence(
 def test_pre_token_trigger_is_v2_and_knows_every_group(identity: dict[str, Any], cdk_context: dict[str, Any]) -> None:
     trigger = props(identity, "AWS::Cognito::UserPool")["LambdaConfig"]["PreTokenGenerationConfig"]
     assert render(trigger) == {"LambdaArn": "<PreTokenFunction.Arn>", "LambdaVersion": "V2_0"}
+    # Its groups are a runtime document (AppConfig), its environment says only where to read it.
+    document, _ = runtime_document(identity, "identity-gateway-groups")
+    assert document == {
+        "groups": {
+            name: {"kind": group.kind, "precedence": group.precedence, "tier": group.tier}
+            for name, group in production(cdk_context).groups.items()
+        }
+    }
     env = props(identity, "AWS::Lambda::Function", "PreTokenFunction")["Environment"]["Variables"]
-    assert json.loads(env["GATEWAY_GROUPS"]) == {
-        name: {"kind": group.kind, "precedence": group.precedence, "tier": group.tier}
-        for name, group in production(cdk_context).groups.items()
+    assert set(env) - {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"} == {
+        "GATEWAY_GROUPS"
+    }
+    assert set(json.loads(render(env["GATEWAY_GROUPS"]))) == {
+        "application",
+        "environment",
+        "profile",
+        "environment_name",
     }
 
 
-def test_one_usage_plan_per_group_with_its_numbers(gateway: dict[str, Any], cdk_context: dict[str, Any]) -> None:
+def test_one_usage_plan_per_set_of_limits_with_each_groups_key_in_its_plan(
+    gateway: dict[str, Any], cdk_context: dict[str, Any]
+) -> None:
     plans = {
-        p["Properties"]["UsagePlanName"]: p["Properties"]
-        for p in resources(gateway, "AWS::ApiGateway::UsagePlan").values()
+        p["Properties"]["UsagePlanName"]: (logical, p["Properties"])
+        for logical, p in resources(gateway, "AWS::ApiGateway::UsagePlan").items()
     }
     expected = production(cdk_context).groups
-    assert set(plans) == {f"genai-production-ai-gateway-{name}" for name in expected}
+    limits = {group.usage_plan for group in expected.values()}
+    assert len(plans) == len(limits)  # plans do not grow with the groups, only with distinct limits
+    links = {
+        render(k["Properties"]["KeyId"]): render(k["Properties"]["UsagePlanId"])
+        for k in resources(gateway, "AWS::ApiGateway::UsagePlanKey").values()
+    }
+    keys = {render({"Ref": logical}): key for logical, key in resources(gateway, "AWS::ApiGateway::ApiKey").items()}
+    assert len(keys) == len(links) == len(expected)  # one key per group, each in exactly one plan
     for name, group in expected.items():
-        plan = plans[f"genai-production-ai-gateway-{name}"]
+        (key,) = [ref for ref, k in keys.items() if k["Properties"]["Name"] == f"genai-{name}"]
+        (plan,) = [p for logical, p in plans.values() if links[key] == f"<{_strip_hash(logical)}>"]
         assert plan["Throttle"] == {
             "RateLimit": group.usage_plan.rate_limit,
             "BurstLimit": group.usage_plan.burst_limit,
         }
         assert plan["Quota"] == {"Limit": group.usage_plan.quota_limit, "Period": group.usage_plan.quota_period}
         assert render(plan["ApiStages"][0]["ApiId"]) == "<Api>"
-    # Each plan carries exactly its group's key, and the authorizer knows every key.
-    links = {
-        render(k["Properties"]["UsagePlanId"]): render(k["Properties"]["KeyId"])
-        for k in resources(gateway, "AWS::ApiGateway::UsagePlanKey").values()
-    }
-    assert links == {f"<ApiPlan{pascal_case(n)}>": f"<Key{pascal_case(n)}>" for n in expected}
+
+
+def _strip_hash(logical: str) -> str:
+    return str(render({"Ref": logical}))[1:-1]
 
 
 def test_every_method_is_authorized_by_the_lambda_authorizer_and_needs_the_plan_key(
@@ -179,24 +200,35 @@ def test_gateway_role_touches_only_its_table_guardrail_policy_and_models(
     assert not [p for p in permissions if p[1] == "*" and not p[0].startswith("xray:")]
 
 
-def test_authorizer_may_read_only_the_groups_api_keys(gateway: dict[str, Any], cdk_context: dict[str, Any]) -> None:
+def test_the_authorizer_knows_every_groups_key_and_reads_only_key_values(
+    gateway: dict[str, Any], cdk_context: dict[str, Any]
+) -> None:
     config = production(cdk_context)
+    document, _ = runtime_document(gateway, "gateway-api-keys")
+    keys = {
+        render({"Ref": logical}): k["Properties"]["Name"]
+        for logical, k in resources(gateway, "AWS::ApiGateway::ApiKey").items()
+    }
+    assert {group: keys[key] for group, key in document["keys"].items()} == {g: f"genai-{g}" for g in config.groups}
     permissions = role_permissions(gateway, "AuthorizerFunctionRole")
-    keys = {r for a, r in permissions if a == "apigateway:GET"}
-    assert keys == {f"arn:aws:apigateway:{config.region}::/apikeys/<Key{pascal_case(name)}>" for name in config.groups}
+    assert {r for a, r in permissions if a == "apigateway:GET"} == {f"arn:aws:apigateway:{config.region}::/apikeys/*"}
+    assert {a for a, _ in permissions if a.startswith("apigateway:")} == {"apigateway:GET"}
 
 
-def test_policy_parameter_carries_prices_and_quotas(gateway: dict[str, Any], cdk_context: dict[str, Any]) -> None:
+def test_the_policy_document_carries_prices_and_quotas(gateway: dict[str, Any], cdk_context: dict[str, Any]) -> None:
     config = production(cdk_context)
-    parameter = props(gateway, "AWS::SSM::Parameter")
-    policy = json.loads(parameter["Value"])
+    policy, schema = runtime_document(gateway, "gateway-policy")
     prices = {name: (o["unit_price_usd"], o["units"], o["max_tokens"]) for name, o in policy["outputs"].items()}
     assert prices == {name: (o.unit_price_usd, o.units, o.max_tokens) for name, o in config.output_types.items()}
     assert {name: group["quotas"] for name, group in policy["groups"].items()} == {
         name: {output: {"limit": q.limit, "period": q.period} for output, q in group.output_quotas.items()}
         for name, group in config.groups.items()
     }
-    assert parameter["Tier"] == "Standard"
+    assert schema == GatewayPolicy.validator_schema()
+    env = props(gateway, "AWS::Lambda::Function", "GatewayFunction")["Environment"]["Variables"]
+    assert not resources(gateway, "AWS::SSM::Parameter")
+    assert "POLICY_PARAMETER" not in env
+    assert "POLICY" in env
 
 
 def test_waf_managed_body_rules_only_count_so_long_prompts_pass(gateway: dict[str, Any]) -> None:

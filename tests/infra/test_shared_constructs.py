@@ -86,24 +86,26 @@ def test_a_table_is_encrypted_recoverable_and_protected_when_retained(removal: R
 
 
 def test_a_function_whose_environment_lambda_would_refuse_fails_synth_naming_it() -> None:
-    from legacy_tools.contract import LegacyApi, Settings, SingleCallTool
+    from legacy_tools.contract import LegacyApi, Settings
+    from shared.runtime_config import ConfigLocation
     from stacks.config import ConfigError
     from stacks.shared.lambda_function import BlueprintFunction, environment_bytes
 
-    tool = SingleCallTool(description="x" * 400, path="/v2/things", fields={f"f{i}": f"a.b{i}" for i in range(20)})
-    api = LegacyApi(
-        base_url="https://api.example.com",
-        token_path="/t",
-        secret_name="s",
-        timeout_seconds=1,
-        max_attempts=1,
-        top_k=1,
-        byte_budget=512,
-        fields={},
-    )
+    location = ConfigLocation(application="a", environment="e", profile="p", environment_name="tools")
 
     def function(tools: int) -> None:
-        settings = Settings(legacy_api=api, single_call_tools={f"tool_{i}": tool for i in range(tools)})
+        # Chained tools' declared fields are code's, in the environment (single-call tools are in AppConfig).
+        api = LegacyApi(
+            base_url="https://api.example.com",
+            token_path="/t",
+            secret_name="s",
+            timeout_seconds=1,
+            max_attempts=1,
+            top_k=1,
+            byte_budget=512,
+            fields={f"tool_{i}": {f"field_{j}": f"data.items.b{j}" for j in range(20)} for i in range(tools)},
+        )
+        settings = Settings(api_name="orders", legacy_api=api, single_call_tools=location)
         BlueprintFunction(
             Stack(App(), "Env"),
             "Tools",

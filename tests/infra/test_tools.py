@@ -11,11 +11,12 @@ from pydantic import TypeAdapter
 from knowledge_search.contract import TOOL as KNOWLEDGE_SEARCH_TOOL
 from legacy_tools import handler
 from legacy_tools.adapters import CHAINED
-from legacy_tools.contract import SingleCallTool
+from legacy_tools.contract import SingleCallTool, SingleCallTools
 from shared.legacy_client import ClientSettings, Credentials, LegacyClient
+from shared.runtime_config import DocumentReader
 from stacks.config import all_tools, load_config
 from stacks.production.tool_binding import bindings, cedar_permits, qualified
-from tests.infra.cfn import only, props, render, resources, role_permissions
+from tests.infra.cfn import only, props, render, resources, role_permissions, runtime_document
 from tests.lambdas.legacy_api import CLIENT_ID, CLIENT_SECRET, serve
 
 
@@ -118,8 +119,12 @@ def test_legacy_tool_functions_get_their_api_config_and_only_their_secret(
         prefix = "".join(part.title() for part in target.split("-"))
         env = props(tools, "AWS::Lambda::Function", f"{prefix}ToolsFunction")["Environment"]["Variables"]
         assert json.loads(env["LEGACY_API"])["fields"] == api.chained_tools()
-        written = TypeAdapter(dict[str, SingleCallTool]).validate_json(env.get("SINGLE_CALL_TOOLS", "{}"))
+        assert env["API_NAME"] == target
+        # Its single-call tools: its entry in the tools' runtime document, not its environment.
+        document, _ = runtime_document(tools, "tools-single-call-tools")
+        written = TypeAdapter(dict[str, SingleCallTool]).validate_python(document["apis"][target])
         assert written == api.single_call_tools()
+        assert json.loads(render(env["SINGLE_CALL_TOOLS"]))["environment_name"] == "tools"
         secrets = {
             r for a, r in role_permissions(tools, f"{prefix}ToolsFunctionRole") if a.startswith("secretsmanager:")
         }
@@ -193,8 +198,9 @@ def test_the_gateway_delivers_its_logs_encrypted_and_its_traces_to_xray(
 def test_a_single_call_tool_runs_from_the_environment_the_stack_writes(
     tools: dict[str, Any], cdk_context: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Stack and handler agree through the contract alone: the template's environment, applied to
-    the handler, serves each configured single-call tool against a stand-in of its API."""
+    """Stack and handler agree through the contract alone: the template's environment and runtime
+    document, applied to the handler, serve each configured single-call tool against a stand-in of
+    its API."""
     declared = {
         (target, name): tool
         for target, api in production(cdk_context).legacy_apis.items()
@@ -202,22 +208,25 @@ def test_a_single_call_tool_runs_from_the_environment_the_stack_writes(
     }
     if not declared:
         pytest.skip("the config in use declares no single-call tool")
+    document = SingleCallTools.model_validate(runtime_document(tools, "tools-single-call-tools")[0])
+    monkeypatch.setattr(handler, "single_call_tools", lambda: DocumentReader.static(document))
     for (target, name), tool in declared.items():
         prefix = "".join(part.title() for part in target.split("-"))
         variables = props(tools, "AWS::Lambda::Function", f"{prefix}ToolsFunction")["Environment"]["Variables"]
         with serve() as api:
             for variable, value in variables.items():
-                monkeypatch.setenv(variable, value)
+                # (where to read the document holds deploy-time ids: the document is served above)
+                monkeypatch.setenv(variable, value if isinstance(value, str) else str(render(value)))
             client = LegacyClient(
                 ClientSettings(base_url=api.url, max_attempts=1), lambda: Credentials(CLIENT_ID, CLIENT_SECRET)
             )
             monkeypatch.setattr(handler, "client", lambda client=client: client)
-            for cached in (handler.settings, handler.tools, handler.shape):
+            for cached in (handler.settings, handler.served):
                 cached.cache_clear()
             arguments = {argument: "O-00042" for argument in tool.path_arguments()}
             answer = handler.run(name, arguments)
             assert set(answer["record"]) == set(tool.fields), answer
             assert all(value is not None for value in answer["record"].values()), answer  # paths that resolve
             assert api.requests == [tool.path.format_map(arguments)]
-    for cached in (handler.settings, handler.tools, handler.shape):
+    for cached in (handler.settings, handler.served):
         cached.cache_clear()

@@ -4,13 +4,13 @@ its declaration (workloads/<name>.json) and typed nowhere else."""
 
 from __future__ import annotations
 
-import json
+import re
 from typing import Any
 
 import pytest
 
 from stacks.config import load_config
-from tests.infra.cfn import props, render, resources
+from tests.infra.cfn import props, render, resources, runtime_document
 from tests.infra.conftest import Assembly, Synthesizer
 
 WORKLOAD = "support"
@@ -43,7 +43,7 @@ def test_a_sandbox_workload_has_its_own_prototype_stack_tagged_with_its_team(
 
 
 def test_a_sandbox_workload_adds_nothing_to_production(assembly: Assembly) -> None:
-    policy = json.loads(props(assembly.template("-production-gateway"), "AWS::SSM::Parameter", "Policy")["Value"])
+    policy, _ = runtime_document(assembly.template("-production-gateway"), "gateway-policy")
     assert "policy_answer" not in policy["outputs"]
 
 
@@ -55,7 +55,7 @@ def test_promoted_its_outputs_are_priced_and_each_of_its_groups_has_a_quota(
     promoted: Assembly, cdk_context: dict[str, Any]
 ) -> None:
     workload = load_config(cdk_context).workloads[WORKLOAD]
-    policy = json.loads(props(promoted.template("-production-gateway"), "AWS::SSM::Parameter", "Policy")["Value"])
+    policy, _ = runtime_document(promoted.template("-production-gateway"), "gateway-policy")
     (name, output), *_ = workload.outputs.items()
     assert policy["outputs"][name]["unit_price_usd"] == output.unit_price_usd
     assert policy["outputs"][name]["instructions"] == workload.generation.prompt
@@ -69,10 +69,9 @@ def test_promoted_its_tools_are_permitted_to_its_groups_only(promoted: Assembly,
     def permits(app: Assembly) -> set[tuple[str, str]]:
         found = set()
         for policy in resources(app.template("-production-tools"), "AWS::BedrockAgentCore::Policy").values():
-            text = json.dumps(render(policy["Properties"]["Definition"]))
-            action = text.split('Action::\\"')[1].split("\\")[0]
-            group = text.split('getTag(\\"gateway_group\\") == \\"')[1].split("\\")[0]
-            found.add((group, action))
+            text = str(render(policy["Properties"]["Definition"]["Cedar"]["Statement"]))
+            (group,) = re.findall(r'getTag\("gateway_group"\) == "([^"]+)"', text)
+            found |= {(group, action) for action in re.findall(r'AgentCore::Action::"([^"]+)"', text)}
         return found
 
     added = permits(promoted) - permits(assembly)
@@ -80,14 +79,8 @@ def test_promoted_its_tools_are_permitted_to_its_groups_only(promoted: Assembly,
 
 
 def test_promoted_its_documents_classification_reaches_its_groups_retrieval(promoted: Assembly) -> None:
-    tools = promoted.template("-production-tools")
-    functions = resources(tools, "AWS::Lambda::Function").values()
-    (variables,) = [
-        f["Properties"]["Environment"]["Variables"]
-        for f in functions
-        if "DATA_CLASSIFICATIONS" in f["Properties"].get("Environment", {}).get("Variables", {})
-    ]
-    classifications = json.loads(variables["DATA_CLASSIFICATIONS"])
+    bindings, _ = runtime_document(promoted.template("-production-tools"), "tools-bindings")
+    classifications = bindings["data_classifications"]
     assert "customer" in classifications["platform-admins"]  # added by the workload
     assert classifications["customer-basic"] == ["public"]  # not one of its groups
 

@@ -25,6 +25,7 @@ from ai_gateway.contract import Settings
 from ai_gateway.guardrail import Guard
 from ai_gateway.ledger import Admission, Ledger, Usage
 from ai_gateway.models import GatewayPolicy
+from shared.runtime_config import ConfigLocation
 from stacks.config import ProductionConfig, load_config
 from stacks.production.policy import gateway_policy
 from tests.lambdas.bedrock_fakes import converse_answer
@@ -36,7 +37,7 @@ SETTINGS = Settings(
     ledger_table=TABLE,
     guardrail_id="gr-123",
     guardrail_version="1",
-    policy_parameter="/genai/production/gateway/policy",
+    policy=ConfigLocation(application="app1", environment="env1", profile="prof1", environment_name="gateway"),
 )
 USAGE = {
     "topicPolicyUnits": 1,
@@ -141,7 +142,7 @@ CONFIG: ProductionConfig = load_config({"blueprint": GATEWAY_CONFIG}).production
 
 def policy_document() -> dict[str, Any]:
     """The policy document the gateway stack writes for CONFIG (a fresh copy)."""
-    return gateway_policy(CONFIG)
+    return gateway_policy(CONFIG).model_dump(mode="json")
 
 
 def models_only(document: dict[str, Any]) -> dict[str, Any]:
@@ -150,8 +151,8 @@ def models_only(document: dict[str, Any]) -> dict[str, Any]:
 
 
 # Most gateway tests exercise the model path (routing, fallbacks); agent routing has its own.
-POLICY = GatewayPolicy.from_document(models_only(policy_document()))
-AGENT_POLICY = GatewayPolicy.from_document(policy_document())
+POLICY = GatewayPolicy.model_validate(models_only(policy_document()))
+AGENT_POLICY = GatewayPolicy.model_validate(policy_document())
 
 
 def rest_event(

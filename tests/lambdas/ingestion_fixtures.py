@@ -23,21 +23,19 @@ from ingestion.knowledge import KnowledgeBase
 from ingestion.pii import PiiScanner
 from ingestion.pipeline import Pipeline
 from ingestion.registry import Registry
+from shared.runtime_config import ConfigLocation
 from tests.lambdas.ingestion_corpus import CUSTOM, LANDING, MAX_BYTES, FakeComprehend
 
 REGION = "us-east-1"
 CURATED, QUARANTINE = "curated-bucket", "quarantine-bucket"
 MAX_RECEIVE = 3
+# Who may retrieve each classification (the processor reads it from AppConfig).
+READERS = {"public": ["customer-basic", "customer-gold"], "internal": ["platform-admins"], "customer": []}
 SETTINGS = Settings(
     curated_bucket=CURATED,
     quarantine_bucket=QUARANTINE,
     curated_prefix="curated/",
     classification_policies={"public": "quarantine", "internal": "mask", "customer": "mask"},
-    classification_readers={
-        "public": ["customer-basic", "customer-gold"],
-        "internal": ["platform-admins"],
-        "customer": [],
-    },
     default_classification="internal",
     max_document_bytes=MAX_BYTES,
     document_formats=("txt", "md", "csv", "json", "html"),
@@ -144,7 +142,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
         registry = Registry(dynamodb.Table("registry"))
         knowledge = KnowledgeBase(agent, "KB12345678", "DS3SOURCE1", "DSCUSTOM01")
         scanner = PiiScanner(comprehend, custom_identifiers=CUSTOM, min_score=0.8)
-        pipeline = Pipeline(s3, scanner, registry, knowledge, SETTINGS)
+        pipeline = Pipeline(s3, scanner, registry, knowledge, SETTINGS, readers=lambda: READERS)
         monkeypatch.setattr(handler, "pipeline", lambda: pipeline)
         monkeypatch.setattr(handler, "registry", lambda: registry)
         monkeypatch.setattr(handler, "sqs", lambda: sqs)
@@ -159,6 +157,9 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
             idempotency_table="idempotency",
             dlq_url=dlq_url,
             max_receive_count=MAX_RECEIVE,
+            classification_readers=ConfigLocation(
+                application="app", environment="env", profile="readers", environment_name="ingestion"
+            ),
         )
         monkeypatch.setattr(handler, "settings", lambda: processor)
         yield Aws(s3, dynamodb, sqs, comprehend, agent, registry, knowledge, pipeline, dlq_url)

@@ -23,6 +23,7 @@ from ai_gateway.router import Generation, ModelRouter
 from ai_gateway.telemetry import Telemetry
 from shared.aws_errors import UpstreamError
 from shared.contract import SettingsError
+from shared.runtime_config import ConfigLocation
 from stacks.config import load_config
 from stacks.production.policy import gateway_policy
 from tests.lambdas.conftest import FakeContext, HttpResult, http_result
@@ -258,7 +259,7 @@ def test_an_exhausted_quota_is_a_429_with_remaining_and_reset(
 ) -> None:
     document = models_only(policy_document())
     document["groups"]["customer-gold"]["quotas"]["report"]["limit"] = 1
-    tight = GatewayPolicy.from_document(document)
+    tight = GatewayPolicy.model_validate(document)
     monkeypatch.setattr(handler, "policy", lambda: tight)
     guard_input(gateway.bedrock, ["m"])
     converse_ok(gateway.bedrock, "amazon.nova-pro-v1:0", "A report.")
@@ -301,7 +302,7 @@ def test_usage_lists_every_quota_of_the_group_with_prices(gateway: Gateway) -> N
 
 def test_the_policy_written_for_the_config_in_use_is_one_the_gateway_reads(cdk_context: dict[str, Any]) -> None:
     config = load_config(cdk_context).production
-    policy = GatewayPolicy.from_document(json.loads(json.dumps(gateway_policy(config))))  # as the parameter holds it
+    policy = GatewayPolicy.model_validate_json(gateway_policy(config).model_dump_json())  # as AppConfig serves it
     assert set(policy.groups) == set(config.groups)
     for name, group in config.groups.items():
         assert policy.groups[name].models.allowed == group.models.allowed
@@ -314,7 +315,7 @@ def test_the_policy_written_for_the_config_in_use_is_one_the_gateway_reads(cdk_c
 def test_a_price_change_is_config_not_code(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
     document = models_only(policy_document())
     document["outputs"]["summary"]["unit_price_usd"] = 0.25
-    repriced = GatewayPolicy.from_document(document)
+    repriced = GatewayPolicy.model_validate(document)
     monkeypatch.setattr(handler, "policy", lambda: repriced)
     guard_input(gateway.bedrock, ["m"])
     converse_ok(gateway.bedrock, "amazon.nova-pro-v1:0", "S.")
@@ -479,13 +480,11 @@ def test_no_fallback_is_started_without_time_for_it(gateway: Gateway, monkeypatc
 
 
 def test_the_settings_are_read_from_the_environment_the_stack_writes_from_them() -> None:
-    runtimes = {"support_assistant": "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/a-1"}
     settings = Settings(
         ledger_table="ledger",
         guardrail_id="gr",
         guardrail_version="1",
-        policy_parameter="/p",
-        agent_runtimes=runtimes,
+        policy=ConfigLocation(application="a1", environment="e1", profile="p1", environment_name="gateway"),
         agent_timeout_seconds=24,
         agent_memory_id="genai_agents-Mem0123456",
     )
@@ -494,8 +493,7 @@ def test_the_settings_are_read_from_the_environment_the_stack_writes_from_them()
         "LEDGER_TABLE": "ledger",
         "GUARDRAIL_ID": "gr",
         "GUARDRAIL_VERSION": "1",
-        "POLICY_PARAMETER": "/p",
-        "AGENT_RUNTIMES": json.dumps(runtimes),
+        "POLICY": json.dumps(settings.policy.model_dump(mode="json"), sort_keys=True),
         "AGENT_TIMEOUT_SECONDS": "24",
         "AGENT_MEMORY_ID": "genai_agents-Mem0123456",
     }

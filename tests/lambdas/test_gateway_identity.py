@@ -16,9 +16,10 @@ from botocore.stub import Stubber
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gateway_authorizer import handler as authorizer
-from gateway_authorizer.contract import Settings as AuthorizerSettings
+from gateway_authorizer.contract import ApiKeys
 from pre_token import handler as pre_token
-from pre_token.contract import GroupClaims, Settings as PreTokenSettings
+from pre_token.contract import GatewayGroups, GroupClaims
+from shared.runtime_config import DocumentReader
 from shared.tokens import TokenVerifier
 from tests.lambdas.cognito_fixtures import CLIENT_ID, sign
 from tests.lambdas.conftest import FakeContext
@@ -28,8 +29,8 @@ METHOD_ARN = "arn:aws:execute-api:us-east-1:123456789012:abc123/v1/POST/v1/chat"
 
 # The trigger's groups: the tests' own, shaped like a deployment's (the stack writes them from
 # groups.<name> in config: tests/infra/test_production.py checks that).
-GROUPS = PreTokenSettings(
-    gateway_groups={
+GROUPS = GatewayGroups(
+    groups={
         "platform-admins": GroupClaims(precedence=0, tier="internal", kind="internal"),
         "customer-gold": GroupClaims(precedence=10, tier="gold", kind="customer"),
         "customer-basic": GroupClaims(precedence=20, tier="basic", kind="customer"),
@@ -38,12 +39,8 @@ GROUPS = PreTokenSettings(
 
 
 @pytest.fixture
-def groups(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name, value in GROUPS.environment().items():
-        monkeypatch.setenv(name, value)
-    pre_token.groups.cache_clear()
-    yield
-    pre_token.groups.cache_clear()
+def groups(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pre_token, "reader", lambda: DocumentReader.static(GROUPS))
 
 
 def token_event(groups_of_user: list[str] | None) -> dict[str, Any]:
@@ -101,9 +98,9 @@ def test_pre_token_adds_the_lowest_precedence_configured_group(
 @pytest.fixture
 def configured(cognito: tuple[str, list[str]], monkeypatch: pytest.MonkeyPatch) -> Iterator[Stubber]:
     issuer, _ = cognito
-    settings = AuthorizerSettings(user_pool_id="unused", client_id=CLIENT_ID, api_key_ids={"customer-gold": "key-gold"})
+    keys = DocumentReader.static(ApiKeys(keys={"customer-gold": "key-gold"}))
     verifier = TokenVerifier(issuer=issuer, client_id=CLIENT_ID)
-    monkeypatch.setattr(authorizer, "settings", lambda: settings)
+    monkeypatch.setattr(authorizer, "api_keys", lambda: keys)
     monkeypatch.setattr(authorizer, "verifier", lambda: verifier)
     client = boto3.client("apigateway", region_name="us-east-1")
     monkeypatch.setattr(authorizer, "apigateway", lambda: client)

@@ -11,9 +11,10 @@ import pytest
 
 from legacy_tools import handler
 from legacy_tools.adapters import TOOLS, Shape, registry
-from legacy_tools.contract import CallArgument, LegacyApi as ApiSettings, Settings, SingleCallTool
+from legacy_tools.contract import CallArgument, LegacyApi as ApiSettings, Settings, SingleCallTool, SingleCallTools
 from shared import legacy_client
 from shared.legacy_client import ClientSettings, Credentials, LegacyClient
+from shared.runtime_config import ConfigLocation, DocumentReader
 from shared.tool_errors import ToolError
 from tests.lambdas.conftest import FakeClientContext, FakeContext
 from tests.lambdas.legacy_api import (
@@ -44,7 +45,8 @@ class Clock:
 def configure(
     monkeypatch: pytest.MonkeyPatch, single_calls: dict[str, SingleCallTool] | None = None, *, top_k: int = SHAPE.top_k
 ) -> None:
-    """The handler's environment as the stack writes it (Settings.environment), caches cleared."""
+    """The handler's environment as the stack writes it (Settings.environment), its single-call
+    tools served as the runtime document would be, caches cleared."""
     api = ApiSettings(
         base_url="https://unused.example.com",
         token_path="/oauth/token",
@@ -55,16 +57,19 @@ def configure(
         byte_budget=SHAPE.byte_budget,
         fields={tool: dict(fields) for tool, fields in FIELDS.items()},
     )
-    for name, value in Settings(legacy_api=api, single_call_tools=single_calls or {}).environment().items():
+    location = ConfigLocation(application="a", environment="e", profile="p", environment_name="tools")
+    for name, value in Settings(api_name="orders", legacy_api=api, single_call_tools=location).environment().items():
         monkeypatch.setenv(name, value)
-    for cached in (handler.settings, handler.tools, handler.shape):
+    document = DocumentReader.static(SingleCallTools(apis={"orders": single_calls or {}}))
+    monkeypatch.setattr(handler, "single_call_tools", lambda: document)
+    for cached in (handler.settings, handler.served):
         cached.cache_clear()
 
 
 @pytest.fixture(autouse=True)
 def _fresh_caches() -> Iterator[None]:
     yield
-    for cached in (handler.settings, handler.tools, handler.shape):
+    for cached in (handler.settings, handler.served):
         cached.cache_clear()
 
 

@@ -40,7 +40,7 @@ from tests.lambdas.gateway_fixtures import (
 )
 from tests.lambdas.loopback import QuietHandler, loopback
 from tool_guard import handler as guard
-from tool_guard.contract import Settings as GuardSettings
+from tool_guard.contract import ToolBindings
 
 SEARCH = "knowledge___knowledge_search"
 RUNTIME = "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/genai_support_assistant-AbC123"
@@ -76,14 +76,11 @@ def answer(stubber: Stubber, content: list[dict[str, Any]], stop: str) -> None:
 def chain(
     gateway: Gateway, cognito: tuple[str, list[str]], signing_key: rsa.RSAPrivateKey, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[Gateway, Stubber, Stubber, str]]:
-    guard_settings = GuardSettings(
-        tool_bindings=bindings(CONFIG),
-        data_classifications=classifications(CONFIG),
-        user_pool_id="unused",
-        client_id=CLIENT_ID,
+    document = DocumentReader.static(
+        ToolBindings(tool_bindings=bindings(CONFIG), data_classifications=classifications(CONFIG))
     )
-    monkeypatch.setattr(guard, "settings", lambda: guard_settings)
-    guard.allowed_tools.cache_clear()
+    monkeypatch.setattr(guard, "bindings", lambda: document)
+    guard.allowed_tools_view.cache_clear()
     verifier = TokenVerifier(issuer=cognito[0], client_id=CLIENT_ID)
     monkeypatch.setattr(guard, "verifier", lambda: verifier)
     retrieval = boto3.client("bedrock-agent-runtime", region_name="us-east-1")
@@ -178,7 +175,7 @@ def chain(
             monkeypatch.setattr(gateway_handler, "policy", lambda: AGENT_POLICY)
             token = sign(signing_key, cognito[0], sub="user-1")
             yield gateway, model_stub, retrieval_stub, token
-    guard.allowed_tools.cache_clear()
+    guard.allowed_tools_view.cache_clear()
 
 
 def test_one_conversation_id_in_every_log_line_metric_and_span_with_its_stage(

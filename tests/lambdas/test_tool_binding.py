@@ -18,13 +18,14 @@ import cedarpy
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from shared.runtime_config import DocumentReader
 from shared.tokens import TokenVerifier
 from stacks.config import ConfigError, all_tools, load_config
 from stacks.production.tool_binding import bindings, cedar_permits, classifications, qualified
 from tests.lambdas.cognito_fixtures import CLIENT_ID, sign
 from tests.variant_config import suite_context
 from tool_guard import handler as guard
-from tool_guard.contract import Settings
+from tool_guard.contract import ToolBindings
 
 CONFIG = load_config(suite_context()).production
 BINDINGS = bindings(CONFIG)
@@ -47,18 +48,13 @@ SEARCH = qualified(TARGETS["knowledge_search"], "knowledge_search")
 
 @pytest.fixture(autouse=True)
 def interceptors(cognito: tuple[str, list[str]], monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    settings = Settings(
-        tool_bindings=BINDINGS, data_classifications=CLASSIFICATIONS, user_pool_id="unused", client_id=CLIENT_ID
-    )
-    for name, value in settings.environment().items():
-        monkeypatch.setenv(name, value)
-    guard.settings.cache_clear()
-    guard.allowed_tools.cache_clear()
+    document = DocumentReader.static(ToolBindings(tool_bindings=BINDINGS, data_classifications=CLASSIFICATIONS))
+    monkeypatch.setattr(guard, "bindings", lambda: document)
+    guard.allowed_tools_view.cache_clear()
     verifier = TokenVerifier(issuer=cognito[0], client_id=CLIENT_ID)
     monkeypatch.setattr(guard, "verifier", lambda: verifier)
     yield
-    guard.settings.cache_clear()
-    guard.allowed_tools.cache_clear()
+    guard.allowed_tools_view.cache_clear()
 
 
 def cedar(group: str | None, tool: str) -> bool:

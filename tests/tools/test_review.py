@@ -61,14 +61,13 @@ def test_a_tool_added_to_a_group_is_a_cedar_permit_not_iam_broadening(
     report = rv.review(same_stacks(base, head), head, [])
     data = report.sections()["data"]
 
-    assert "+ permit `orders___find_orders` to group `customer-basic`" in data
-    # The permits after it in the creation chain only re-chain their DependsOn: one line, not one each.
-    assert "changed only its DependsOn" in data
-    assert data.count("permit `") == 1
+    # The group's one permit now names one more tool: said as the tool added, not the statement.
+    assert "~ permit group `customer-basic`: +`orders___find_orders`" in data
+    assert data.count("permit group `") == 1
     assert not [c for s in report.stacks for c in s.access if c.broadens]
     assert report.exit_code == 0
-    # The tool guard's bindings (JSON in an environment variable) change by key path.
-    assert 'TOOL_BINDINGS (JSON) customer-basic`: + `"orders___find_orders"`' in data
+    # The tool guard's bindings (JSON in its runtime document) change by key path.
+    assert 'Content (JSON) tool_bindings.customer-basic`: + `"orders___find_orders"`' in data
 
 
 def _widen(template: dict[str, Any]) -> None:
@@ -147,18 +146,18 @@ def test_a_shared_edit_lists_every_package_that_bundles_shared(base: rv.Assembly
     assert {"agent", "ai_gateway", "tool_guard"} <= {c.package for c in report.code}
 
 
-def test_json_in_a_string_is_diffed_by_key_path(base: rv.Assembly) -> None:
-    def raise_quota(template: dict[str, Any]) -> None:
-        (parameter,) = resources_of(template, "AWS::SSM::Parameter").values()
-        policy = json.loads(parameter["Properties"]["Value"])
-        policy["groups"]["customer-basic"]["quotas"]["chat"]["limit"] = 5000
-        parameter["Properties"]["Value"] = json.dumps(policy)
+def test_a_quota_change_is_one_key_path_in_the_runtime_document(base: rv.Assembly, synthesize: Synthesizer) -> None:
+    quota = "blueprint.production.groups.customer-basic.output_quotas.chat.limit"
+    head = rv.read_assembly(synthesize(tier="production", **{quota: 5000}).outdir)
 
-    report = rv.review(base, edited(base, GATEWAY, raise_quota), [])
-    other = report.sections()["other"]
+    report = rv.review(same_stacks(base, head), head, [])
+    sections = report.sections()
 
-    assert "`Value (JSON) groups.customer-basic.quotas.chat.limit`: `2000` → `5000`" in other
+    assert "`Content (JSON) groups.customer-basic.quotas.chat.limit`: `2000` → `5000`" in sections["other"]
     assert report.exit_code == 0
+    # A new version replaces the old one (deleted): nothing of a data store is at risk.
+    (version,) = [line for line in sections["losses"].splitlines() if "HostedConfigurationVersion" in line]
+    assert version.endswith("| — |")
 
 
 def test_diff_values_reads_json_built_with_intrinsics() -> None:

@@ -1,0 +1,80 @@
+"""Account and service quotas the production tier's config uses, checked before a deploy meets them.
+
+Each :class:`Quota` is a documented default (docs/deploy.md lists them with their sources);
+:func:`quota_usage` counts what one config takes of each. :func:`quota_problems` turns that into
+words: a quota AWS will not raise that the config passes is an error (synth stops, naming the
+key); one at :data:`WARN_AT` or more of its default is a warning (synth goes on, saying which
+increase to request). Account-wide quotas are shared with everything else in the account and
+region: the count here is this tier's share only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from stacks.config.production import ProductionConfig
+from stacks.config.tools import all_tools
+
+WARN_AT = 0.8  # of a quota's default
+
+
+@dataclass(frozen=True)
+class Quota:
+    service: str
+    name: str
+    default: int
+    adjustable: bool
+    key: str  # the config key that drives the count
+    count: Callable[[ProductionConfig], int]
+
+
+def _usage_plans(config: ProductionConfig) -> int:
+    return len({group.usage_plan for group in config.groups.values()})
+
+
+def _policies(config: ProductionConfig) -> int:
+    return sum(1 for group in config.groups.values() if group.tools)
+
+
+def _largest_target(config: ProductionConfig) -> int:
+    targets: dict[str, int] = {}
+    for target in all_tools(config.legacy_apis).values():
+        targets[target] = targets.get(target, 0) + 1
+    return max(targets.values(), default=0)
+
+
+QUOTAS: tuple[Quota, ...] = (
+    Quota("API Gateway", "usage plans per account and region", 300, True, "groups.*.usage_plan", _usage_plans),
+    Quota("API Gateway", "API keys per account and region", 10_000, False, "groups", lambda c: len(c.groups)),
+    Quota("Cognito", "groups per user pool", 10_000, False, "groups", lambda c: len(c.groups)),
+    Quota("AgentCore", "agent runtimes per account", 1_000, True, "agents", lambda c: len(c.agents)),
+    Quota("AgentCore", "online evaluation configurations per account", 1_000, False, "agents", lambda c: len(c.agents)),
+    Quota("AgentCore", "targets per gateway", 100, True, "legacy_apis", lambda c: len(c.legacy_apis) + 1),
+    Quota("AgentCore", "tools per gateway target", 1_000, True, "legacy_apis.*.tools", _largest_target),
+    Quota("AgentCore", "policies per policy engine", 1_000, False, "groups.*.tools", _policies),
+    Quota("AgentCore", "entries per gateway rate limit", 1_000, False, "groups", lambda c: len(c.groups)),
+)
+
+
+def quota_usage(config: ProductionConfig) -> list[tuple[Quota, int]]:
+    """Every quota with what this config takes of it."""
+    return [(quota, quota.count(config)) for quota in QUOTAS]
+
+
+def quota_problems(config: ProductionConfig) -> tuple[list[str], list[str]]:
+    """(errors, warnings): quotas the config passes that AWS will not raise, and quotas it takes
+    WARN_AT or more of (an increase to request, or a hard limit coming)."""
+    errors: list[str] = []
+    warnings: list[str] = []
+    for quota, used in quota_usage(config):
+        line = (
+            f"blueprint.production.{quota.key}: {used:,} of {quota.service}'s {quota.default:,} {quota.name}"
+            f" ({'adjustable' if quota.adjustable else 'not adjustable'})"
+        )
+        if used > quota.default and not quota.adjustable:
+            errors.append(f"{line}: more than AWS allows")
+        elif used >= WARN_AT * quota.default:
+            advice = "request an increase before deploying" if quota.adjustable else "a hard limit is near"
+            warnings.append(f"{line}: {advice}")
+    return errors, warnings
