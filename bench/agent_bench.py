@@ -31,7 +31,8 @@ SETTINGS = {
     "TOOLS_GATEWAY_URL": "http://127.0.0.1:9/mcp",
     "TOKEN_ISSUER": "http://127.0.0.1:9/pool",
     "TOKEN_CLIENT_ID": "bench",
-    "GROUP_MODELS": json.dumps({"g": {"allowed": ["m"], "default": "m"}}),
+    # Where its groups document is (AppConfig): start-up does not read it, a turn would.
+    "GROUPS": json.dumps({"application": "a", "environment": "e", "profile": "p", "environment_name": "agents"}),
     "AWS_REGION": "us-east-1",
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_ACCESS_KEY_ID": "x",

@@ -9,6 +9,8 @@ variable), or the error that stops synth. `python bench/scale_bench.py [sizes...
 from __future__ import annotations
 
 import json
+import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -19,11 +21,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = ROOT / ".venv" / "bin" / "python"
 SIZES = (3, 30, 100)
+REPEATS = int(os.environ.get("REPEATS", "3"))
 RESOURCE_LIMIT = 500
 TEMPLATE_LIMIT = 1_000_000  # bytes, a template uploaded through S3
+OUTPUT_LIMIT = 200
 
 
-def measure_here(size: int) -> dict[str, Any]:
+def measure_here(size: int, lint: bool = False) -> dict[str, Any]:
     """One size, synthesized in this process: its figures, or the error that stopped synth."""
     sys.path[:0] = [str(ROOT)]
     from bench.scale_config import scaled_context
@@ -37,7 +41,25 @@ def measure_here(size: int) -> dict[str, Any]:
             return {"error": str(error).strip().splitlines()[0][:300]}
         seconds = time.perf_counter() - started
         sizes = {p.name.removesuffix(".template.json"): p.stat().st_size for p in Path(out).glob("*.template.json")}
+        # cfn-lint against CloudFormation's schemas, as `make cfn-lint` runs it (its ignore list).
+        linted = (
+            subprocess.run(
+                [
+                    str(ROOT / ".venv" / "bin" / "cfn-lint"),
+                    "--ignore-checks",
+                    "W3005",
+                    "--",
+                    *map(str, Path(out).glob("*.template.json")),
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if lint
+            else None
+        )
     result: dict[str, Any] = {
+        "cfn_lint": None if linted is None else (linted.returncode, linted.stdout.strip()[-2000:]),
         "seconds": seconds,
         "stacks": {},
         "largest_document": ["", 0],
@@ -45,7 +67,11 @@ def measure_here(size: int) -> dict[str, Any]:
     }
     for name, template in templates.items():
         resources = template.get("Resources", {})
-        result["stacks"][name] = {"resources": len(resources), "bytes": sizes[name]}
+        result["stacks"][name] = {
+            "resources": len(resources),
+            "bytes": sizes[name],
+            "outputs": len(template.get("Outputs", {})),
+        }
         for resource in resources.values():
             _largest_documents(result, name, resource)
     return result
@@ -66,10 +92,14 @@ def _largest_documents(result: dict[str, Any], stack: str, resource: dict[str, A
             result["largest_variable"] = [f"{stack}:{key}", size]
 
 
-def measure(size: int) -> dict[str, Any]:
+def measure(size: int, lint: bool = False) -> dict[str, Any]:
     """One size in a fresh process (a synth's jsii runtime and memory do not carry over)."""
     out = subprocess.run(
-        [str(PYTHON), __file__, "--one", str(size)], cwd=ROOT, capture_output=True, text=True, check=True
+        [str(PYTHON), __file__, "--one", str(size), *(["--cfn-lint"] if lint else [])],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
@@ -80,7 +110,11 @@ def report(size: int, result: dict[str, Any]) -> list[str]:
         return [f"{size:>4} groups: synth refused: {result['error']}"]
     worst = max(
         result["stacks"].items(),
-        key=lambda item: max(item[1]["resources"] / RESOURCE_LIMIT, item[1]["bytes"] / TEMPLATE_LIMIT),
+        key=lambda item: max(
+            item[1]["resources"] / RESOURCE_LIMIT,
+            item[1]["bytes"] / TEMPLATE_LIMIT,
+            item[1]["outputs"] / OUTPUT_LIMIT,
+        ),
     )
     name, stats = worst
     lines = [
@@ -89,24 +123,48 @@ def report(size: int, result: dict[str, Any]) -> list[str]:
         f"{result['largest_variable'][0]} {result['largest_variable'][1]:,} chars",
         f"      closest to a limit: {name} {stats['resources']} resources "
         f"({100 * stats['resources'] / RESOURCE_LIMIT:.0f}% of {RESOURCE_LIMIT}), "
-        f"{stats['bytes'] / 1000:,.0f} kB ({100 * stats['bytes'] / TEMPLATE_LIMIT:.0f}% of 1 MB)",
+        f"{stats['bytes'] / 1000:,.0f} kB ({100 * stats['bytes'] / TEMPLATE_LIMIT:.0f}% of 1 MB), "
+        f"{stats['outputs']} outputs ({100 * stats['outputs'] / OUTPUT_LIMIT:.0f}% of {OUTPUT_LIMIT})",
     ]
     lines += [
-        f"      {stack:<34} {s['resources']:>4} resources {s['bytes'] / 1000:>7,.0f} kB"
+        f"      {stack:<42} {s['resources']:>4} resources {s['bytes'] / 1000:>7,.0f} kB {s['outputs']:>4} outputs"
         for stack, s in sorted(result["stacks"].items())
     ]
     return lines
 
 
 def main(sizes: tuple[int, ...] = SIZES) -> None:
-    print("production tier synthesized with a generated config (bench/scale_config.py), cdk-nag on:")
-    for size in sizes:
-        for line in report(size, measure(size)):
+    """Each size REPEATS times, interleaved (a busy machine slows all sizes alike); the median synth."""
+    print(
+        f"production tier synthesized with a generated config (bench/scale_config.py), cdk-nag on, median of {REPEATS}:"
+    )
+    runs: dict[int, list[dict[str, Any]]] = {size: [] for size in sizes}
+    for repeat in range(REPEATS):
+        for size in sizes:  # cfn-lint once, the largest size, outside the timing
+            runs[size].append(measure(size, lint=repeat == 0 and size == max(sizes)))
+    medians: dict[int, float] = {}
+    for size, results in runs.items():
+        result = results[0]
+        if "error" not in result:
+            medians[size] = statistics.median(r["seconds"] for r in results)
+            result = {**result, "seconds": medians[size]}
+        for line in report(size, result):
             print(line)
+    linted = runs[max(sizes)][0].get("cfn_lint")
+    if linted is not None:
+        code, output = linted
+        print(
+            f"cfn-lint at {max(sizes)} groups: {'clean' if code == 0 else f'exit {code}'}"
+            + ("" if code == 0 else f"\n{output}")
+        )
+    if len(medians) > 1:
+        smallest, largest = min(medians), max(medians)
+        ratio = medians[largest] / medians[smallest]
+        print(f"synth at {largest} groups / synth at {smallest}: {ratio:.2f} (goal: at most 2)")
 
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--one"]:
-        print(json.dumps(measure_here(int(sys.argv[2]))))
+        print(json.dumps(measure_here(int(sys.argv[2]), lint="--cfn-lint" in sys.argv)))
     else:
         main(tuple(int(arg) for arg in sys.argv[1:]) or SIZES)

@@ -42,7 +42,7 @@ class ClassificationReaders(RuntimeDocument):
     """classification -> the groups that may retrieve it (written into each document's metadata).
     A runtime document (AppConfig, environment "ingestion"): it grows with the groups."""
 
-    readers: dict[str, list[str]]
+    classification_readers: dict[str, list[str]]
 
 
 class ProcessorSettings(PipelineSettings):

@@ -77,7 +77,12 @@ def pipeline() -> Pipeline:
     )
     readers = DocumentReader(config.classification_readers, ClassificationReaders)
     return Pipeline(
-        boto3.client("s3", config=AWS), scanner, registry(), knowledge, config, readers=lambda: readers.get().readers
+        boto3.client("s3", config=AWS),
+        scanner,
+        registry(),
+        knowledge,
+        config,
+        readers=lambda: readers.get().classification_readers,
     )
 
 

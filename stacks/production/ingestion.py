@@ -199,7 +199,7 @@ class IngestionPipeline(Construct):
             "classification-readers",
             model=ClassificationReaders,
             content=ClassificationReaders(
-                readers={
+                classification_readers={
                     c: [g for g, group in groups.items() if c in group.data_classifications]
                     for c in settings.classifications
                 }

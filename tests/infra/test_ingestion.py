@@ -93,7 +93,7 @@ def test_the_processor_gets_its_config_and_nothing_more_than_its_job(
     # runtime document: it grows with the groups; the environment says where to read it).
     readers, _ = runtime_document(knowledge, "ingestion-classification-readers")
     assert readers == {
-        "readers": {
+        "classification_readers": {
             c: [name for name, group in config.groups.items() if c in group.data_classifications]
             for c in config.ingestion.classifications
         }
