@@ -3,9 +3,11 @@ against the real service model, and a call nobody expected fails the test."""
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import boto3
+from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
 REGION = "us-east-1"
@@ -35,3 +37,13 @@ class Stubbed:
     def done(self) -> None:
         for stubber in self.stubbers.values():
             stubber.assert_no_pending_responses()
+
+
+def appconfig_configuration(text: str, token: str) -> dict[str, Any]:
+    """An AppConfig data plane GetLatestConfiguration answer: ``text`` ("" when nothing changed)."""
+    body = text.encode()
+    return {
+        "Configuration": StreamingBody(io.BytesIO(body), len(body)),
+        "NextPollConfigurationToken": token,
+        "ContentType": "application/json",
+    }

@@ -79,7 +79,7 @@ class ConfigEnvironment(Construct):
         metrics_namespace: str,
     ) -> None:
         super().__init__(scope, id)
-        self._store = store
+        self.store = store
         self.environment_name = environment_name
         self.refusals = cloudwatch.Alarm(
             self,
@@ -166,7 +166,7 @@ class RuntimeConfigDocument(Construct):
         description: str,
     ) -> None:
         super().__init__(scope, id)
-        store = environment._store
+        store = environment.store
         self.configuration = appconfig.HostedConfiguration(
             self,
             "Configuration",

@@ -11,7 +11,6 @@ read by the functions' own reader: Powertools' AppConfig provider).
 from __future__ import annotations
 
 import copy
-import io
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -19,7 +18,6 @@ from typing import Any
 import boto3
 import jsonschema
 import pytest
-from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
 from ai_gateway import handler as gateway_function
@@ -37,6 +35,7 @@ from shared.runtime_config import (
     appconfig_fetch,
 )
 from stacks.config import load_config
+from tests.aws_stubs import appconfig_configuration
 from tests.infra.cfn import props, render, resources, role_permissions, runtime_document
 from tests.infra.conftest import Assembly
 from tool_guard.contract import ToolBindings
@@ -158,12 +157,8 @@ class HostedProfile:
         inner = appconfig_fetch(max_age=0, client=lambda: self.client)
 
         def poll(location: ConfigLocation) -> bytes | str:
-            body = (self._pending or "").encode()
+            answer = appconfig_configuration(self._pending or "", f"t{self._polls + 1}")
             self._pending = None
-            answer = {
-                "Configuration": StreamingBody(io.BytesIO(body), len(body)),
-                "NextPollConfigurationToken": f"t{self._polls + 1}",
-            }
             self._stubber.add_response("get_latest_configuration", answer, {"ConfigurationToken": f"t{self._polls}"})
             self._polls += 1
             return inner(location)

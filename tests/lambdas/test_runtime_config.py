@@ -7,7 +7,6 @@ tests/infra/test_runtime_config.py; here each document model and the reader on t
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -15,7 +14,6 @@ from typing import Any
 import boto3
 import jsonschema
 import pytest
-from botocore.response import StreamingBody
 from botocore.stub import Stubber
 from pydantic import Field
 
@@ -32,6 +30,7 @@ from shared.runtime_config import (
     RuntimeDocument,
     appconfig_fetch,
 )
+from tests.aws_stubs import appconfig_configuration
 from tool_guard.contract import ToolBindings
 
 DOCUMENTS: list[type[RuntimeDocument]] = [
@@ -167,13 +166,7 @@ def test_a_refusal_is_counted_as_the_rollback_alarm_reads_it(capsys: pytest.Capt
 # --- Powertools' AppConfig provider, against the service model --------------------------------
 
 
-def configuration(text: str, token: str) -> dict[str, Any]:
-    body = text.encode()
-    return {
-        "Configuration": StreamingBody(io.BytesIO(body), len(body)),
-        "NextPollConfigurationToken": token,
-        "ContentType": "application/json",
-    }
+SESSION = {"ApplicationIdentifier": "app1", "EnvironmentIdentifier": "env1", "ConfigurationProfileIdentifier": "prof1"}
 
 
 @pytest.fixture
@@ -188,17 +181,12 @@ def test_the_provider_opens_a_session_then_polls_with_the_token_it_was_given(
     appconfigdata: tuple[Any, Stubber],
 ) -> None:
     client, stubber = appconfigdata
-    session = {
-        "ApplicationIdentifier": "app1",
-        "EnvironmentIdentifier": "env1",
-        "ConfigurationProfileIdentifier": "prof1",
-    }
-    stubber.add_response("start_configuration_session", {"InitialConfigurationToken": "t0"}, session)
+    stubber.add_response("start_configuration_session", {"InitialConfigurationToken": "t0"}, SESSION)
     stubber.add_response(
-        "get_latest_configuration", configuration('{"limits": {"a": 1}}', "t1"), {"ConfigurationToken": "t0"}
+        "get_latest_configuration", appconfig_configuration('{"limits": {"a": 1}}', "t1"), {"ConfigurationToken": "t0"}
     )
     # Unchanged since the last poll: AppConfig answers an empty body, the provider keeps what it has.
-    stubber.add_response("get_latest_configuration", configuration("", "t2"), {"ConfigurationToken": "t1"})
+    stubber.add_response("get_latest_configuration", appconfig_configuration("", "t2"), {"ConfigurationToken": "t1"})
     read = DocumentReader(LOCATION, Limits, fetch=appconfig_fetch(max_age=0, client=lambda: client))
     first = read.get()
     assert first.limits == {"a": 1}
@@ -207,19 +195,14 @@ def test_the_provider_opens_a_session_then_polls_with_the_token_it_was_given(
 
 def test_a_failed_poll_starts_a_new_session_next_time(appconfigdata: tuple[Any, Stubber]) -> None:
     client, stubber = appconfigdata
-    session = {
-        "ApplicationIdentifier": "app1",
-        "EnvironmentIdentifier": "env1",
-        "ConfigurationProfileIdentifier": "prof1",
-    }
-    stubber.add_response("start_configuration_session", {"InitialConfigurationToken": "t0"}, session)
+    stubber.add_response("start_configuration_session", {"InitialConfigurationToken": "t0"}, SESSION)
     stubber.add_response(
-        "get_latest_configuration", configuration('{"limits": {"a": 1}}', "t1"), {"ConfigurationToken": "t0"}
+        "get_latest_configuration", appconfig_configuration('{"limits": {"a": 1}}', "t1"), {"ConfigurationToken": "t0"}
     )
     stubber.add_client_error("get_latest_configuration", "BadRequestException", "token expired", 400)
-    stubber.add_response("start_configuration_session", {"InitialConfigurationToken": "n0"}, session)
+    stubber.add_response("start_configuration_session", {"InitialConfigurationToken": "n0"}, SESSION)
     stubber.add_response(
-        "get_latest_configuration", configuration('{"limits": {"a": 3}}', "n1"), {"ConfigurationToken": "n0"}
+        "get_latest_configuration", appconfig_configuration('{"limits": {"a": 3}}', "n1"), {"ConfigurationToken": "n0"}
     )
     read = DocumentReader(LOCATION, Limits, fetch=appconfig_fetch(max_age=0, client=lambda: client))
     assert read.get().limits == {"a": 1}
