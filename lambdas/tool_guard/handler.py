@@ -7,14 +7,35 @@ group -> tools in config that the gateway's Cedar policies are generated from:
 - REQUEST: ``tools/call`` of a tool outside the caller's group is answered with an MCP error and
   never reaches a target. A call of knowledge search gets the caller's data classifications
   written into its arguments here, over anything the agent sent: retrieval is scoped to the
-  caller's group, and a search without them is refused by the tool. Everything else passes.
+  caller's group, and a search without them is refused by the tool.
 - RESPONSE: ``tools/list`` results are filtered to the caller's tools.
 
 Unknown group, missing claim, missing or malformed token: no tools at all.
+
+It fails closed on whatever the MCP versions the gateway speaks (2025-03-26, 2025-06-18) can carry:
+
+- Methods are matched exactly against :data:`PASSING_METHODS` (what the gateway serves and no
+  tool can be reached by) and ``tools/call``; anything else is answered "method not found" and
+  never passes. A ``tools/call`` whose ``params`` is not an object, ``name`` not a string or
+  ``arguments`` not an object is refused before the caller's tools are looked at.
+- A JSON-RPC batch (a list, 2025-03-26 only) passes only if every message in it would pass on
+  its own, each transformed as it would be alone; one message refused refuses the whole batch,
+  answered with one error per message (a partly forwarded batch would leave the caller waiting
+  for answers nobody sends). Any other body (none, a string, an empty list) is refused.
+- The answer to anything that could be a ``tools/list`` (a listing, or a message that was not
+  recognised) is rebuilt from what is understood: a ``result`` with a list of ``tools`` keeps
+  the caller's tools (entries objects with a string name) and a string ``nextCursor`` (each page
+  is filtered alike); an ``error`` keeps its code and message; any other shape becomes an error.
+  That holds for a single answer, each answer of a batch, each ``data:`` event of an SSE-framed
+  string body, and a string body of plain JSON. Answers to recognised calls pass unchanged.
+- The ``Authorization`` header must be present exactly once (any case) and be ``Bearer`` and a
+  token of the JWT alphabet only: a duplicate in another case, or anything appended, is no token.
 """
 
+import json
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -38,9 +59,31 @@ from tool_guard.contract import Settings, ToolBindings
 logger = Logger()
 metrics = Metrics()
 VERSION = "1.0"
+AUTHORIZATION = "authorization"
+CALL = "tools/call"
+LIST = "tools/list"
+# Methods that pass unchanged: the session's life cycle and the listing (whose answer is filtered).
+# The gateway serves tools only, so resources/*, prompts/*, completion/* and the rest are refused
+# here rather than trusted to stay harmless.
+PASSING_METHODS = frozenset(
+    {
+        "initialize",
+        "ping",
+        LIST,
+        "notifications/initialized",
+        "notifications/cancelled",
+        "notifications/progress",
+        "notifications/roots/list_changed",
+    }
+)
 FORBIDDEN = -32001  # an implementation-defined JSON-RPC server error: "not allowed"
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
 # Whatever target serves it, knowledge search is the tool named so.
 SEARCH_SUFFIX = TARGET_SEPARATOR + KNOWLEDGE_SEARCH
+SSE_FIELDS = ("event", "id", "retry")  # kept as sent; every data field is rewritten
 
 
 @cache
@@ -76,11 +119,32 @@ def verifier() -> TokenVerifier:
     )
 
 
-def caller_group(headers: dict[str, Any] | None, allowed: dict[str, frozenset[str]] | None = None) -> str | None:
+class Refusal(Exception):  # noqa: N818 - what the caller gets
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Caller:
+    group: str | None
+    tools: frozenset[str]
+    conversation: str | None
+
+
+def header(headers: Any, name: str) -> str | None:
+    """The value of the one header called ``name`` in any case; None when absent, repeated or not text."""
+    if not isinstance(headers, dict):
+        return None
+    values = [value for key, value in headers.items() if isinstance(key, str) and key.lower() == name]
+    return values[0] if len(values) == 1 and isinstance(values[0], str) else None
+
+
+def caller_group(headers: Any, allowed: dict[str, frozenset[str]] | None = None) -> str | None:
     """The caller's configured group; None when anything about the caller is off."""
-    header = next((v for k, v in (headers or {}).items() if k.lower() == "authorization"), None)
     try:
-        claims = verifier().claims(bearer(header))
+        claims = verifier().claims(bearer(header(headers, AUTHORIZATION)))
     except InvalidToken as error:
         logger.info("no tools: token rejected", extra={"reason": error.reason})
         return None
@@ -91,63 +155,267 @@ def caller_group(headers: dict[str, Any] | None, allowed: dict[str, frozenset[st
     return group
 
 
-def intercept(event: dict[str, Any]) -> dict[str, Any]:
-    mcp = event.get("mcp") or {}
-    request = mcp.get("gatewayRequest") or {}
-    body = request.get("body") or {}
-    headers = {str(k).lower(): v for k, v in (request.get("headers") or {}).items()}
-    conversation = headers.get(CONVERSATION_HEADER.lower())  # the gateway passes header names in lower case
-    if isinstance(conversation, str) and conversation:
+def intercept(event: Any) -> dict[str, Any]:
+    mcp = event.get("mcp") if isinstance(event, dict) else None
+    request = mcp.get("gatewayRequest") if isinstance(mcp, dict) else None
+    if not isinstance(mcp, dict) or not isinstance(request, dict):
+        return _refused(None, Refusal(INVALID_REQUEST, "not an interceptor event"))
+    headers = request.get("headers")
+    conversation = header(headers, CONVERSATION_HEADER.lower()) or None
+    if conversation:
         logger.append_keys(**{CONVERSATION: conversation})
     allowed = allowed_tools()  # one version of the bindings for the whole request
     group = caller_group(headers, allowed)
-    tools = allowed[group] if group else frozenset()
+    caller = Caller(group=group, tools=allowed[group] if group else frozenset(), conversation=conversation)
+    body = request.get("body")
     if mcp.get("gatewayResponse") is not None:
-        return _on_response(body, mcp["gatewayResponse"], tools)
-    return _on_request(body, tools, group, conversation if isinstance(conversation, str) else None)
+        return _on_response(body, mcp["gatewayResponse"], caller)
+    return _on_request(body, caller)
 
 
-def _on_request(
-    body: dict[str, Any], tools: frozenset[str], group: str | None, conversation: str | None = None
-) -> dict[str, Any]:
-    if body.get("method") == "tools/call":
-        params = body.get("params") or {}
-        name = str(params.get("name", ""))
-        if name not in tools or group is None:
-            metrics.add_metric(name="ToolCallsRefused", unit=MetricUnit.Count, value=1)
-            logger.info("tool call refused", extra={"tool": name})
-            error = {"code": FORBIDDEN, "message": f"tool {name} is not available to this caller"}
-            return _output(
-                response={"statusCode": 200, "body": {"jsonrpc": "2.0", "id": body.get("id"), "error": error}}
-            )
-        if name.endswith(SEARCH_SUFFIX):
-            sent = {k: v for k, v in (params.get("arguments") or {}).items() if k not in GATEWAY_ARGUMENTS}
-            # (None if the bindings changed since: the search refuses a call without them.)
-            arguments = {**sent, CLASSIFICATIONS_ARGUMENT: group_classifications().get(group)}
-            if conversation:
-                arguments[CONVERSATION_ARGUMENT] = conversation
-            body = {**body, "params": {**params, "arguments": arguments}}
-    return _output(request={"body": body})
+# REQUEST
 
 
-def _on_response(body: dict[str, Any], response: dict[str, Any], tools: frozenset[str]) -> dict[str, Any]:
-    answer = response.get("body") or {}
-    result = answer.get("result") if isinstance(answer, dict) else None
-    if body.get("method") == "tools/list" and isinstance(result, dict) and isinstance(result.get("tools"), list):
-        kept = [_public(tool) for tool in result["tools"] if isinstance(tool, dict) and tool.get("name") in tools]
-        answer = {**answer, "result": {**result, "tools": kept}}
-    return _output(response={"statusCode": response.get("statusCode", 200), "body": answer})
+def _on_request(body: Any, caller: Caller) -> dict[str, Any]:
+    if isinstance(body, dict):
+        try:
+            return _output(request={"body": _checked(body, caller)})
+        except Refusal as refusal:
+            return _refused(body, refusal)
+    if isinstance(body, list) and body:
+        return _on_batch(body, caller)
+    return _refused(None, Refusal(INVALID_REQUEST, "not a JSON-RPC request"))
+
+
+def _on_batch(batch: list[Any], caller: Caller) -> dict[str, Any]:
+    checked: list[dict[str, Any]] = []
+    refusals: list[Refusal | None] = []
+    for message in batch:
+        try:
+            checked.append(_checked(message, caller))
+            refusals.append(None)
+        except Refusal as refusal:
+            refusals.append(refusal)
+    if not any(refusals):
+        return _output(request={"body": checked})
+    logger.info("batch refused", extra={"messages": len(batch)})
+    bystander = Refusal(INVALID_REQUEST, "batch refused: another message in it is not allowed")
+    errors = [_error(message, refusal or bystander) for message, refusal in zip(batch, refusals, strict=True)]
+    return _output(response={"statusCode": 200, "body": errors})
+
+
+def _checked(message: Any, caller: Caller) -> dict[str, Any]:
+    """The message to forward (tool calls transformed), or a :class:`Refusal`."""
+    if not isinstance(message, dict):
+        raise Refusal(INVALID_REQUEST, "not a JSON-RPC request")
+    method = message.get("method")
+    if not isinstance(method, str):
+        raise Refusal(INVALID_REQUEST, "not a JSON-RPC request")
+    if method == CALL:
+        return _checked_call(message, caller)
+    if method in PASSING_METHODS:
+        return message
+    logger.info("method refused", extra={"method": method[:100]})
+    raise Refusal(METHOD_NOT_FOUND, "method not available through this gateway")
+
+
+def _checked_call(message: dict[str, Any], caller: Caller) -> dict[str, Any]:
+    params = message.get("params")
+    name = params.get("name") if isinstance(params, dict) else None
+    arguments = params.get("arguments") if isinstance(params, dict) else None
+    if not isinstance(params, dict) or not isinstance(name, str) or not isinstance(arguments, dict | None):
+        metrics.add_metric(name="ToolCallsRefused", unit=MetricUnit.Count, value=1)
+        raise Refusal(INVALID_PARAMS, "tools/call needs params with a string name and object arguments")
+    if caller.group is None or name not in caller.tools:
+        metrics.add_metric(name="ToolCallsRefused", unit=MetricUnit.Count, value=1)
+        logger.info("tool call refused", extra={"tool": name})
+        raise Refusal(FORBIDDEN, f"tool {name} is not available to this caller")
+    if not name.endswith(SEARCH_SUFFIX):
+        return message
+    sent = {k: v for k, v in (arguments or {}).items() if k not in GATEWAY_ARGUMENTS}
+    # (None if the bindings changed since: the search refuses a call without them.)
+    written = {**sent, CLASSIFICATIONS_ARGUMENT: group_classifications().get(caller.group)}
+    if caller.conversation:
+        written[CONVERSATION_ARGUMENT] = caller.conversation
+    return {**message, "params": {**params, "arguments": written}}
+
+
+# RESPONSE
+
+
+@dataclass(frozen=True)
+class Listing:
+    """Which answers of a request must be read as tools/list answers: all but those whose id
+    belongs only to recognised requests that are not listings."""
+
+    plain: frozenset[tuple[str, int | str]]
+    listing: frozenset[tuple[str, int | str]]
+
+    @classmethod
+    def of(cls, request: Any) -> "Listing | None":
+        """None when nothing in the request could be a listing (its answers pass unchanged)."""
+        plain: set[tuple[str, int | str]] = set()
+        listing: set[tuple[str, int | str]] = set()
+        unknown_listing = False
+        for message in request if isinstance(request, list) else [request]:
+            method = message.get("method") if isinstance(message, dict) else None
+            key = _id_key(message.get("id")) if isinstance(message, dict) else None
+            if isinstance(method, str) and method != LIST and (method == CALL or method in PASSING_METHODS):
+                if key is not None:
+                    plain.add(key)
+            elif key is not None:
+                listing.add(key)
+            else:
+                unknown_listing = True
+        if not listing and not unknown_listing:
+            return None
+        return cls(plain=frozenset(plain), listing=frozenset(listing))
+
+    def passes(self, answer_id: Any) -> bool:
+        key = _id_key(answer_id)
+        return key is not None and key in self.plain and key not in self.listing
+
+
+def _on_response(request_body: Any, response: Any, caller: Caller) -> dict[str, Any]:
+    if not isinstance(response, dict):
+        return _refused(None, Refusal(INTERNAL_ERROR, "the answer could not be read"))
+    status = response.get("statusCode")
+    status = status if type(status) is int and 100 <= status <= 599 else 200
+    answer = response.get("body")
+    listing = Listing.of(request_body)
+    if listing is None:
+        return _output(response={"statusCode": status, "body": answer})
+    try:
+        filtered = _filtered_body(answer, listing, caller.tools)
+    except Refusal as refusal:
+        return _refused(answer, refusal)
+    return _output(response={"statusCode": status, "body": filtered})
+
+
+def _filtered_body(answer: Any, listing: Listing, tools: frozenset[str]) -> Any:
+    if isinstance(answer, dict | list):
+        return _filtered_json(answer, listing, tools)
+    if isinstance(answer, str) and answer.lstrip()[:1] in ("{", "["):
+        return json.dumps(_filtered_json(_parsed(answer), listing, tools))
+    if isinstance(answer, str):
+        return _filtered_stream(answer, listing, tools)
+    raise Refusal(INTERNAL_ERROR, "the tools list could not be read")
+
+
+def _filtered_json(answer: Any, listing: Listing, tools: frozenset[str]) -> Any:
+    if isinstance(answer, list):
+        return [_filtered_message(message, listing, tools) for message in answer]
+    return _filtered_message(answer, listing, tools)
+
+
+def _filtered_message(message: Any, listing: Listing, tools: frozenset[str]) -> Any:
+    if isinstance(message, dict) and listing.passes(message.get("id")):
+        return message
+    try:
+        return _listing_answer(message, tools)
+    except Refusal as refusal:
+        logger.info("tools/list answer refused", extra={"reason": refusal.message})
+        return _error(message, refusal)
+
+
+def _listing_answer(message: Any, tools: frozenset[str]) -> dict[str, Any]:
+    """A tools/list answer rebuilt from what is understood of it."""
+    unreadable = Refusal(INTERNAL_ERROR, "the tools list could not be read")
+    if not isinstance(message, dict) or ("result" in message) == ("error" in message):
+        raise unreadable
+    answer_id = _echo_id(message)
+    result, error = message.get("result"), message.get("error")
+    if isinstance(result, dict) and isinstance(result.get("tools"), list):
+        kept = [_public(tool) for tool in result["tools"] if isinstance(tool, dict) and _name(tool) in tools]
+        page: dict[str, Any] = {"tools": kept}
+        if isinstance(result.get("nextCursor"), str):
+            page["nextCursor"] = result["nextCursor"]
+        return {"jsonrpc": "2.0", "id": answer_id, "result": page}
+    if isinstance(error, dict) and type(error.get("code")) is int and isinstance(error.get("message"), str):
+        return {"jsonrpc": "2.0", "id": answer_id, "error": {"code": error["code"], "message": error["message"]}}
+    raise unreadable
+
+
+def _filtered_stream(text: str, listing: Listing, tools: frozenset[str]) -> str:
+    """An SSE-framed answer, each event's data filtered; events keep their event, id and retry."""
+    events: list[str] = []
+    for block in text.replace("\r\n", "\n").replace("\r", "\n").split("\n\n"):
+        fields: list[str] = []
+        data: list[str] = []
+        for line in block.split("\n"):
+            if not line or line.startswith(":"):
+                continue
+            name, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if name == "data":
+                data.append(value)
+            elif name in SSE_FIELDS:
+                fields.append(f"{name}: {value}")
+        if data:
+            fields.append("data: " + json.dumps(_filtered_event("\n".join(data), listing, tools)))
+            events.append("\n".join(fields) + "\n\n")
+    if not events:
+        raise Refusal(INTERNAL_ERROR, "the tools list could not be read")
+    return "".join(events)
+
+
+def _filtered_event(data: str, listing: Listing, tools: frozenset[str]) -> Any:
+    try:
+        return _filtered_json(_parsed(data), listing, tools)
+    except Refusal as refusal:
+        return _error(None, refusal)
+
+
+def _parsed(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        raise Refusal(INTERNAL_ERROR, "the tools list could not be read") from None
+
+
+def _name(tool: dict[str, Any]) -> str | None:
+    name = tool.get("name")
+    return name if isinstance(name, str) else None
 
 
 def _public(tool: dict[str, Any]) -> dict[str, Any]:
     """A listed tool as the agent should see it: without the arguments the gateway writes."""
-    if not str(tool.get("name", "")).endswith(SEARCH_SUFFIX):
+    if not str(tool.get("name")).endswith(SEARCH_SUFFIX):
         return tool
-    schema = dict(tool.get("inputSchema") or {})
-    schema["properties"] = {k: v for k, v in (schema.get("properties") or {}).items() if k not in GATEWAY_ARGUMENTS}
-    if "required" in schema:
-        schema["required"] = [name for name in schema["required"] if name not in GATEWAY_ARGUMENTS]
+    given = tool.get("inputSchema")
+    schema = dict(given) if isinstance(given, dict) else {"type": "object"}
+    properties = schema.get("properties")
+    schema["properties"] = (
+        {k: v for k, v in properties.items() if k not in GATEWAY_ARGUMENTS} if isinstance(properties, dict) else {}
+    )
+    required = schema.get("required")
+    if isinstance(required, list):
+        schema["required"] = [name for name in required if name not in GATEWAY_ARGUMENTS]
+    elif "required" in schema:
+        del schema["required"]
     return {**tool, "inputSchema": schema}
+
+
+# OUTPUT
+
+
+def _id_key(value: Any) -> tuple[str, int | str] | None:
+    """A JSON-RPC id to compare by (1, True and "1" are three ids); None for no usable id."""
+    return (type(value).__name__, value) if type(value) in (int, str) else None
+
+
+def _echo_id(message: Any) -> int | str | None:
+    value = message.get("id") if isinstance(message, dict) else None
+    return value if type(value) in (int, str) else None
+
+
+def _error(message: Any, refusal: Refusal) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": _echo_id(message), "error": {"code": refusal.code, "message": refusal.message}}
+
+
+def _refused(message: Any, refusal: Refusal) -> dict[str, Any]:
+    """An answer in the caller's place: the gateway sends it without calling a target."""
+    return _output(response={"statusCode": 200, "body": _error(message, refusal)})
 
 
 def _output(*, request: dict[str, Any] | None = None, response: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -162,4 +430,9 @@ def _output(*, request: dict[str, Any] | None = None, response: dict[str, Any] |
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return intercept(event)
+    try:
+        return intercept(event)
+    except Exception:  # whatever went wrong, nothing passes unchecked
+        logger.exception("interceptor failed: refused")
+        metrics.add_metric(name="InterceptorFailures", unit=MetricUnit.Count, value=1)
+        return _refused(None, Refusal(INTERNAL_ERROR, "the gateway could not check this request"))

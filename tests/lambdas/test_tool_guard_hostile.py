@@ -1,0 +1,638 @@
+"""The tools gateway's interceptor against hostile bodies and headers (issue 14).
+
+Every body the MCP versions the gateway speaks can carry (a JSON-RPC batch, an SSE-framed answer,
+any result shape) is either handled as the single message would be or refused; methods are
+matched exactly; header values are matched whole. Then properties over arbitrary bodies and
+headers: the output is always a valid interceptor output, a tools/call reaches a target only if it
+names a tool of the caller's group, and a tools/list answer never shows a tool outside it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from hypothesis import given, settings, strategies as st
+
+from shared.runtime_config import DocumentReader
+from shared.tokens import InvalidToken, TokenVerifier, bearer
+from tests.lambdas.cognito_fixtures import CLIENT_ID, sign
+from tests.lambdas.conftest import FakeContext
+from tests.lambdas.strategies import json_values
+from tests.lambdas.test_tool_binding import BINDINGS, CLASSIFICATIONS, SEARCH, TOOLS, mcp_event
+from tool_guard import handler as guard
+from tool_guard.contract import ToolBindings
+
+SHADOW = "shadow___exfiltrate"  # a tool no group has: must never be shown, whatever the answer's shape
+GROUP = next(g for g, tools in sorted(BINDINGS.items()) if SEARCH in tools and len(tools) > 1)
+OWN = sorted(BINDINGS[GROUP])
+OTHER = next(tool for tool in OWN if tool != SEARCH)
+FOREIGN = sorted(set(TOOLS) - set(OWN))
+TOKENS: dict[str, str] = {}  # group -> a valid token of it, signed once for the module
+
+
+@pytest.fixture(scope="module", autouse=True)
+def interceptor(signing_key: rsa.RSAPrivateKey, cognito: tuple[str, list[str]]) -> Iterator[None]:
+    patch = pytest.MonkeyPatch()
+    document = DocumentReader.static(ToolBindings(tool_bindings=BINDINGS, data_classifications=CLASSIFICATIONS))
+    patch.setattr(guard, "bindings", lambda: document)
+    guard.allowed_tools_view.cache_clear()
+    verifier = TokenVerifier(issuer=cognito[0], client_id=CLIENT_ID)
+    patch.setattr(guard, "verifier", lambda: verifier)
+    TOKENS.update({group: sign(signing_key, cognito[0], gateway_group=group) for group in BINDINGS})
+    yield
+    patch.undo()
+    guard.allowed_tools_view.cache_clear()
+
+
+def auth(group: str = GROUP) -> str:
+    return f"Bearer {TOKENS[group]}"
+
+
+def call(tool: Any, arguments: Any = None, *, id: Any = 7, method: Any = "tools/call") -> dict[str, Any]:
+    params: dict[str, Any] = {"name": tool}
+    if arguments is not None:
+        params["arguments"] = arguments
+    return {"jsonrpc": "2.0", "id": id, "method": method, "params": params}
+
+
+def request(body: Any, headers: Any = None) -> dict[str, Any]:
+    event = mcp_event({}, None)
+    event["mcp"]["gatewayRequest"]["headers"] = {"Authorization": auth()} if headers is None else headers
+    event["mcp"]["gatewayRequest"]["body"] = body
+    return guard.intercept(event)
+
+
+def answer(request_body: Any, response_body: Any, headers: Any = None) -> Any:
+    event = mcp_event({}, None, {"statusCode": 200, "body": response_body})
+    event["mcp"]["gatewayRequest"]["headers"] = {"Authorization": auth()} if headers is None else headers
+    event["mcp"]["gatewayRequest"]["body"] = request_body
+    output = guard.intercept(event)
+    assert_valid(output)
+    return output["mcp"]["transformedGatewayResponse"]["body"]
+
+
+def forwarded(output: dict[str, Any]) -> Any:
+    assert_valid(output)
+    assert "transformedGatewayResponse" not in output["mcp"], output
+    return output["mcp"]["transformedGatewayRequest"]["body"]
+
+
+def refused(output: dict[str, Any]) -> Any:
+    """The error(s) the gateway answers in the caller's place; the request reaches no target."""
+    assert_valid(output)
+    assert set(output["mcp"]) == {"transformedGatewayResponse"}, output
+    body = output["mcp"]["transformedGatewayResponse"]["body"]
+    assert all(
+        "error" in message and "result" not in message for message in (body if isinstance(body, list) else [body])
+    )
+    return body
+
+
+def assert_valid(output: Any) -> None:
+    """What the gateway takes from an interceptor: version 1.0 and one transformed request or response."""
+    assert isinstance(output, dict)
+    assert set(output) == {"interceptorOutputVersion", "mcp"}
+    assert output["interceptorOutputVersion"] == "1.0"
+    (kind,) = output["mcp"]
+    assert kind in ("transformedGatewayRequest", "transformedGatewayResponse")
+    transformed = output["mcp"][kind]
+    if kind == "transformedGatewayRequest":
+        assert set(transformed) == {"body"}
+        body = transformed["body"]
+        assert isinstance(body, dict) or (isinstance(body, list) and body and all(isinstance(m, dict) for m in body))
+    else:
+        assert set(transformed) == {"statusCode", "body"}
+        assert type(transformed["statusCode"]) is int
+        assert 100 <= transformed["statusCode"] <= 599
+    json.dumps(output)  # (infinities pass as they came: the gateway sends none)
+
+
+def listing_answer(tools: list[Any], answer_id: Any = 3, **result: Any) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": answer_id, "result": {"tools": tools, **result}}
+
+
+def entries(*names: str) -> list[dict[str, Any]]:
+    return [{"name": name, "description": "…", "inputSchema": {"type": "object"}} for name in names]
+
+
+LIST = {"jsonrpc": "2.0", "id": 3, "method": "tools/list"}
+EVERYTHING = [*TOOLS, SHADOW]
+
+
+# Batches
+
+
+def test_a_harmless_batch_passes_each_message_as_it_would_alone() -> None:
+    batch = [
+        LIST,
+        call(OTHER, {"customer_id": "C-1"}, id=1),
+        call(SEARCH, {"query": "pricing", "data_classifications": ["secret"]}, id=2),
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+    ]
+    passed = forwarded(request(batch))
+    assert passed == [
+        *batch[:2],
+        call(SEARCH, {"query": "pricing", "data_classifications": CLASSIFICATIONS[GROUP]}, id=2),
+        batch[3],
+    ]
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        call(FOREIGN[0], id=2) if FOREIGN else call(SHADOW, id=2),
+        call(SHADOW, id=2),
+        call(OTHER, ["not", "an", "object"], id=2),
+        [call(SHADOW, id=2)],  # a batch in a batch
+        "tools/call",
+        {"jsonrpc": "2.0", "id": 2, "method": "resources/read", "params": {"uri": "file:///etc/passwd"}},
+    ],
+)
+def test_a_batch_holding_one_message_not_allowed_is_refused_whole(hostile: Any) -> None:
+    batch = [call(OTHER, id=1), hostile, LIST]
+    errors = refused(request(batch))
+    assert [error["id"] for error in errors] == [1, 2 if isinstance(hostile, dict) else None, 3]
+    assert errors[0]["error"]["message"].startswith("batch refused")
+
+
+@pytest.mark.parametrize("body", [None, "", '{"jsonrpc": "2.0", "method": "tools/call"}', 42, [], {}, True])
+def test_bodies_that_are_not_requests_are_refused(body: Any) -> None:
+    refused(request(body))
+
+
+def test_a_batch_answer_to_a_batch_is_filtered_per_answer() -> None:
+    batch = [call(OTHER, id=1), LIST]
+    call_result = {"jsonrpc": "2.0", "id": 1, "result": {"content": [{"type": "text", "text": "ok"}]}}
+    filtered = answer(batch, [call_result, listing_answer(entries(*EVERYTHING))])
+    assert filtered[0] == call_result
+    assert [tool["name"] for tool in filtered[1]["result"]["tools"]] == OWN
+
+
+def test_an_answer_a_batch_of_calls_did_not_ask_for_is_filtered_when_it_shares_an_id_with_a_listing() -> None:
+    batch = [call(OTHER, id=3), LIST]  # the same id twice: read every answer with it as a listing
+    filtered = answer(batch, [listing_answer(entries(*EVERYTHING)), listing_answer(entries(*EVERYTHING))])
+    assert all([tool["name"] for tool in message["result"]["tools"]] == OWN for message in filtered)
+
+
+# SSE-framed and string answers
+
+
+def test_an_sse_framed_tools_list_is_filtered_per_event() -> None:
+    events = (
+        "event: message\nid: 1\ndata: " + json.dumps(listing_answer(entries(*EVERYTHING))) + "\n\n"
+        ": a comment\r\nevent: message\r\ndata: " + json.dumps([listing_answer(entries(SHADOW, OTHER), 4)]) + "\r\n\r\n"
+    )
+    filtered = answer(LIST, events)
+    assert isinstance(filtered, str)
+    assert SHADOW not in filtered
+    assert all(tool not in filtered for tool in FOREIGN)
+    first, second = filtered.split("\n\n")[:2]
+    assert first.startswith("event: message\nid: 1\ndata: ")
+    assert [t["name"] for t in json.loads(first.split("data: ", 1)[1])["result"]["tools"]] == OWN
+    assert [t["name"] for t in json.loads(second.split("data: ", 1)[1])[0]["result"]["tools"]] == [OTHER]
+
+
+def test_an_sse_event_split_over_data_lines_is_read_whole() -> None:
+    text = json.dumps(listing_answer(entries(*EVERYTHING)), indent=1)
+    framed = "event: message\n" + "".join(f"data: {line}\n" for line in text.split("\n")) + "\n"
+    (event,) = parse_sse(answer(LIST, framed))
+    assert [t["name"] for t in event["result"]["tools"]] == OWN
+
+
+@pytest.mark.parametrize(
+    "text", ["event: message\ndata: {not json\n\n", "data: " + "[" * 100_000 + "\n\n", "no events at all", ""]
+)
+def test_an_sse_answer_that_cannot_be_read_is_refused(text: str) -> None:
+    filtered = answer(LIST, text)
+    messages = parse_sse(filtered) if isinstance(filtered, str) else [filtered]
+    assert messages
+    assert all("error" in message for message in messages)
+
+
+def test_a_string_answer_of_plain_json_is_filtered() -> None:
+    filtered = answer(LIST, json.dumps(listing_answer(entries(*EVERYTHING))))
+    assert [t["name"] for t in json.loads(filtered)["result"]["tools"]] == OWN
+
+
+# Unexpected result shapes
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        {"tools": {name: {"name": name} for name in EVERYTHING}},  # tools not a list
+        {"tools": None},
+        {"items": entries(*EVERYTHING)},
+        entries(*EVERYTHING),  # result not an object
+        None,
+        "tools",
+    ],
+)
+def test_a_listing_of_an_unexpected_shape_is_refused(result: Any) -> None:
+    body = answer(LIST, {"jsonrpc": "2.0", "id": 3, "result": result})
+    assert body == {"jsonrpc": "2.0", "id": 3, "error": {"code": -32603, "message": "the tools list could not be read"}}
+
+
+@pytest.mark.parametrize(
+    "response_body",
+    [None, 42, True, {"jsonrpc": "2.0", "id": 3}, {"jsonrpc": "2.0", "id": 3, "result": {"tools": []}, "error": {}}],
+)
+def test_an_answer_neither_result_nor_error_is_refused(response_body: Any) -> None:
+    body = answer(LIST, response_body)
+    assert "error" in body
+    assert "result" not in body
+
+
+def test_listed_entries_that_are_not_tools_of_the_caller_are_dropped() -> None:
+    tools = [
+        *entries(*EVERYTHING),
+        {"name": [OTHER]},
+        {"name": None},
+        {"title": OTHER},
+        OTHER,
+        [OTHER],
+        7,
+        None,
+        {"name": OTHER + " "},
+    ]
+    body = answer(LIST, listing_answer(tools))
+    assert [tool["name"] for tool in body["result"]["tools"]] == OWN
+
+
+def test_a_page_keeps_its_cursor_and_drops_everything_else() -> None:
+    page = listing_answer(
+        entries(*EVERYTHING), nextCursor="page-2", _meta={"hidden": entries(SHADOW)}, more=entries(SHADOW)
+    )
+    body = answer({**LIST, "params": {"cursor": "page-1"}}, page)
+    assert body == {"jsonrpc": "2.0", "id": 3, "result": {"tools": body["result"]["tools"], "nextCursor": "page-2"}}
+    assert [tool["name"] for tool in body["result"]["tools"]] == OWN
+
+
+def test_an_error_answer_keeps_only_code_and_message() -> None:
+    error = {"code": -32000, "message": "busy", "data": {"tools": entries(SHADOW)}}
+    assert answer(LIST, {"jsonrpc": "2.0", "id": 3, "error": error}) == {
+        "jsonrpc": "2.0",
+        "id": 3,
+        "error": {"code": -32000, "message": "busy"},
+    }
+
+
+@pytest.mark.parametrize(
+    "schema", [None, [], "object", {"properties": ["data_classifications"]}, {"required": "data_classifications"}]
+)
+def test_the_search_tool_of_any_schema_shape_is_listed_without_gateway_arguments(schema: Any) -> None:
+    body = answer(LIST, listing_answer([{"name": SEARCH, "inputSchema": schema}]))
+    (tool,) = body["result"]["tools"]
+    assert "data_classifications" not in json.dumps(tool)
+
+
+def test_an_answer_to_an_unrecognised_request_is_read_as_a_listing() -> None:
+    # The request was refused; if anything answers it anyway, it is filtered, never passed.
+    body = answer({"jsonrpc": "2.0", "id": 3, "method": "Tools/List"}, listing_answer(entries(*EVERYTHING)))
+    assert [tool["name"] for tool in body["result"]["tools"]] == OWN
+
+
+def test_an_answer_to_a_tool_call_passes_unchanged() -> None:
+    result = {"jsonrpc": "2.0", "id": 7, "result": {"content": [{"type": "text", "text": "ok"}]}}
+    assert answer(call(OTHER), result) == result
+
+
+# Methods matched exactly
+
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        "tools/call ",
+        " tools/call",
+        "Tools/Call",
+        "TOOLS/CALL",
+        "tools/call\u0000",
+        "tools/call\n",
+        "tools\\/call",
+        "tools/call/",
+        "tools/list ",
+        "Initialize",
+        ["tools/call"],
+        {"name": "tools/call"},
+        None,
+        1,
+        "resources/read",
+        "resources/list",
+        "prompts/get",
+        "completion/complete",
+        "logging/setLevel",
+        "sampling/createMessage",
+        "notifications/tools/call",
+        "notifications/",
+        "rpc.discover",
+    ],
+)
+def test_methods_not_on_the_allow_list_are_refused(method: Any) -> None:
+    for tool in (OTHER, SHADOW):
+        error = refused(request(call(tool, {"customer_id": "C-1"}, method=method)))
+        assert error["id"] == 7
+        assert error["error"]["code"] in (-32600, -32601)
+
+
+def test_a_message_without_a_method_is_refused() -> None:
+    refused(request({"jsonrpc": "2.0", "id": 1, "result": {"tools": []}}))
+    refused(request({"jsonrpc": "2.0", "id": 1, "params": {"name": OTHER}}))
+
+
+@pytest.mark.parametrize("method", sorted(guard.PASSING_METHODS))
+def test_methods_on_the_allow_list_pass_unchanged_for_anyone(method: str) -> None:
+    body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": {"name": SHADOW}}
+    assert forwarded(request(body, headers={})) == body
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        None,
+        [OTHER],
+        OTHER,
+        {"name": [OTHER]},
+        {"name": None},
+        {"name": 1},
+        {"arguments": {}},
+        {"name": OTHER, "arguments": ["customer_id", "C-1"]},
+        {"name": OTHER, "arguments": "customer_id=C-1"},
+        {"name": OTHER, "arguments": 1},
+        {"name": SEARCH, "arguments": [["data_classifications", ["secret"]]]},
+        {"name": SEARCH, "arguments": "query"},
+    ],
+)
+def test_a_tool_call_of_the_wrong_shape_is_refused(params: Any) -> None:
+    error = refused(request({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": params}))
+    assert error["error"]["code"] == -32602
+
+
+def test_a_tool_call_without_arguments_passes() -> None:
+    body = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": OTHER}}
+    assert forwarded(request(body)) == body
+
+
+# Headers matched whole
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param(lambda t: {"Authorization": f"Bearer {t}\n"}, id="trailing newline"),
+        pytest.param(lambda t: {"Authorization": f"Bearer {t}\r\n"}, id="trailing CRLF"),
+        pytest.param(lambda t: {"Authorization": f"Bearer {t}=="}, id="padding appended"),
+        pytest.param(lambda t: {"Authorization": f"Bearer {t} "}, id="trailing space"),
+        pytest.param(lambda t: {"Authorization": f"Bearer  {t}"}, id="two spaces"),
+        pytest.param(lambda t: {"Authorization": f"Bearer\t{t}"}, id="tab"),
+        pytest.param(lambda t: {"Authorization": f"Bearer {t}, Bearer {t}"}, id="joined duplicate"),
+        pytest.param(lambda t: {"Authorization": f"Bearer {t}", "authorization": f"Bearer {t}"}, id="duplicate"),
+        pytest.param(
+            lambda t: {"authorization": "Bearer x.y.z", "AUTHORIZATION": f"Bearer {t}"}, id="duplicate, first bad"
+        ),
+        pytest.param(lambda t: {"Authorization": [f"Bearer {t}"]}, id="list"),
+        pytest.param(lambda t: {"Authorization": {"Bearer": t}}, id="object"),
+        pytest.param(lambda t: [("Authorization", f"Bearer {t}")], id="headers a list"),
+        pytest.param(lambda t: f"Authorization: Bearer {t}", id="headers a string"),
+    ],
+)
+def test_header_values_are_matched_whole(headers: Any) -> None:
+    hostile = headers(TOKENS[GROUP])
+    assert refused(request(call(OTHER), hostile))["error"]["code"] == -32001
+    assert answer(LIST, listing_answer(entries(*EVERYTHING)), hostile)["result"]["tools"] == []
+
+
+def test_the_one_clean_header_in_any_case_is_accepted() -> None:
+    assert forwarded(request(call(OTHER), {"aUtHoRiZaTiOn": f"bearer {TOKENS[GROUP]}", "Accept": "x"}))
+
+
+@pytest.mark.parametrize("suffix", ["\n", "\r\n", "==", " ", "\x00", "\u00a0"])
+def test_bearer_takes_only_a_token_of_the_jwt_alphabet(suffix: str) -> None:
+    token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln-_"
+    assert bearer(f"Bearer {token}") == token
+    with pytest.raises(InvalidToken):
+        bearer(f"Bearer {token}{suffix}")
+
+
+# Events and failures
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        None,
+        [],
+        "event",
+        {},
+        {"mcp": None},
+        {"mcp": {"gatewayRequest": "body"}},
+        {"mcp": {"gatewayRequest": {}, "gatewayResponse": "x"}},
+    ],
+)
+def test_events_of_any_shape_get_a_refusal(event: Any) -> None:
+    refused(guard.intercept(event))
+
+
+def test_a_failure_inside_the_interceptor_is_a_refusal_not_an_exception(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken() -> dict[str, frozenset[str]]:
+        raise RuntimeError("bindings unavailable")
+
+    monkeypatch.setattr(guard, "allowed_tools", broken)
+    error = refused(guard.lambda_handler(mcp_event(call(OTHER), auth()), FakeContext()))
+    assert error["error"]["code"] == -32603
+
+
+# Properties
+
+
+def parse_sse(text: str) -> list[Any]:
+    """The data of each event of an SSE stream, read independently of the interceptor's reader."""
+    messages = []
+    for block in text.replace("\r\n", "\n").split("\n\n"):
+        data = [line[5:].removeprefix(" ") for line in block.split("\n") if line.startswith("data:")]
+        if data:
+            messages.append(json.loads("\n".join(data)))
+    return messages
+
+
+def messages_in(body: Any) -> list[Any]:
+    if isinstance(body, str):
+        try:
+            parsed = [json.loads(body)]
+        except ValueError:
+            parsed = parse_sse(body)
+    else:
+        parsed = [body]
+    return [m for item in parsed for m in (item if isinstance(item, list) else [item])]
+
+
+def granted(headers: Any) -> frozenset[str]:
+    """The tools the headers entitle to, read from the rule: one Authorization header, ``Bearer``
+    in any case, one space, and a token exactly as signed."""
+    if not isinstance(headers, dict):
+        return frozenset()
+    values = [v for k, v in headers.items() if isinstance(k, str) and k.lower() == "authorization"]
+    if len(values) != 1 or not isinstance(values[0], str):
+        return frozenset()
+    scheme, _, token = values[0].partition(" ")
+    group = next((g for g, t in TOKENS.items() if t == token), None)
+    return frozenset(BINDINGS[group]) if scheme.lower() == "bearer" and group else frozenset()
+
+
+PLAIN = {
+    "initialize",
+    "ping",
+    "notifications/initialized",
+    "notifications/cancelled",
+    "notifications/progress",
+    "notifications/roots/list_changed",
+    "tools/call",
+}
+
+
+def could_list(body: Any) -> bool:
+    messages = body if isinstance(body, list) else [body]
+    return not all(isinstance(m, dict) and isinstance(m.get("method"), str) and m["method"] in PLAIN for m in messages)
+
+
+token_values = st.one_of(
+    st.sampled_from(sorted(BINDINGS)).map(lambda group: ("valid", group)),
+    st.tuples(st.just("mutated"), st.sampled_from(sorted(BINDINGS)), st.sampled_from(["\n", "==", " ", "x", "\r\n"])),
+    json_values,
+)
+
+
+@st.composite
+def headers_strategy(draw: st.DrawFn) -> Any:
+    def value(spec: Any) -> Any:
+        if isinstance(spec, tuple) and spec[0] == "valid":
+            return draw(st.sampled_from(["Bearer ", "bearer ", "BEARER "])) + TOKENS[spec[1]]
+        if isinstance(spec, tuple):
+            return f"Bearer {TOKENS[spec[1]]}{spec[2]}"
+        return spec
+
+    keys = st.sampled_from(
+        ["Authorization", "authorization", "AUTHORIZATION", "X-Genai-Conversation-Id", "Accept"]
+    ) | st.text(max_size=8)
+    pairs = draw(st.lists(st.tuples(keys, token_values), max_size=4))
+    headers = {key: value(spec) for key, spec in pairs}
+    return draw(st.sampled_from([headers, headers, headers, None])) if pairs else draw(st.just(headers) | json_values)
+
+
+tool_names = st.sampled_from(EVERYTHING) | st.text(max_size=12) | json_values
+methods = (
+    st.sampled_from(
+        ["tools/call", "tools/list", "initialize", "ping", "notifications/initialized", "Tools/Call", "tools/call "]
+    )
+    | json_values
+)
+messages_strategy = st.one_of(
+    st.fixed_dictionaries(
+        {"jsonrpc": st.just("2.0"), "method": methods},
+        optional={
+            "id": st.integers() | st.text(max_size=4) | json_values,
+            "params": st.fixed_dictionaries(
+                {},
+                optional={
+                    "name": tool_names,
+                    "arguments": json_values | st.dictionaries(st.text(max_size=8), json_values, max_size=3),
+                    "cursor": json_values,
+                },
+            )
+            | json_values,
+        },
+    ),
+    json_values,
+)
+request_bodies = messages_strategy | st.lists(messages_strategy, max_size=4)
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=request_bodies, headers=headers_strategy())
+def test_property_a_tool_call_reaches_a_target_only_if_it_names_a_tool_of_the_callers_group(
+    body: Any, headers: Any
+) -> None:
+    output = request(body, headers if headers is not None else {})
+    assert_valid(output)
+    if "transformedGatewayResponse" in output["mcp"]:
+        return
+    allowed = granted(headers)
+    for message in messages_in(output["mcp"]["transformedGatewayRequest"]["body"]):
+        assert message["method"] in guard.PASSING_METHODS | {"tools/call"}
+        if message["method"] == "tools/call":
+            assert message["params"]["name"] in allowed
+            assert isinstance(message["params"].get("arguments", {}), dict | None)
+
+
+tool_entries = st.one_of(
+    st.sampled_from(EVERYTHING).map(lambda name: {"name": name, "description": "…"}),
+    st.fixed_dictionaries({"name": tool_names}, optional={"inputSchema": json_values, "title": st.text(max_size=5)}),
+    st.sampled_from(EVERYTHING),
+    json_values,
+)
+results = st.one_of(
+    st.fixed_dictionaries(
+        {"tools": st.lists(tool_entries, max_size=6)}, optional={"nextCursor": json_values, "_meta": json_values}
+    ),
+    st.fixed_dictionaries(
+        {"tools": st.dictionaries(st.sampled_from(EVERYTHING), tool_entries, max_size=3) | json_values}
+    ),
+    json_values,
+)
+answers = st.fixed_dictionaries(
+    {"jsonrpc": st.just("2.0")},
+    optional={"id": st.sampled_from([3, "3", 1, None]) | json_values, "result": results, "error": json_values},
+)
+answer_bodies = st.recursive(
+    answers | json_values,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.lists(inner, min_size=1, max_size=3).map(
+            lambda events: "".join(f"event: message\ndata: {json.dumps(event)}\n\n" for event in events)
+        )
+        | inner.map(json.dumps)
+    ),
+    max_leaves=6,
+)
+listing_requests = st.one_of(
+    st.just(LIST),
+    st.lists(st.sampled_from([LIST, call(OTHER, id=1), call(SHADOW, id=3)]), min_size=1, max_size=3),
+    messages_strategy,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(request_body=listing_requests, response_body=answer_bodies, headers=headers_strategy())
+def test_property_a_tools_list_answer_never_shows_a_tool_outside_the_callers_group(
+    request_body: Any, response_body: Any, headers: Any
+) -> None:
+    event = mcp_event({}, None, {"statusCode": 200, "body": response_body})
+    event["mcp"]["gatewayRequest"]["headers"] = headers
+    event["mcp"]["gatewayRequest"]["body"] = request_body
+    output = guard.intercept(event)
+    assert_valid(output)
+    if not could_list(request_body):
+        return
+    body = output["mcp"]["transformedGatewayResponse"]["body"]
+    assert SHADOW not in json.dumps(body)
+    allowed = granted(headers)
+    for message in messages_in(body):
+        assert isinstance(message, dict)
+        assert ("result" in message) != ("error" in message)
+        if "result" in message:
+            assert all(tool["name"] in allowed for tool in message["result"]["tools"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    event=json_values
+    | st.fixed_dictionaries(
+        {"mcp": json_values | st.fixed_dictionaries({"gatewayRequest": json_values, "gatewayResponse": json_values})}
+    )
+)
+def test_property_any_event_gets_a_valid_output(event: Any) -> None:
+    assert_valid(guard.intercept(event))
