@@ -69,12 +69,12 @@ class GetCustomer(BaseModel):
 def find_orders(client: LegacyClient, shape: Shape, arguments: Mapping[str, Any]) -> dict[str, Any]:
     request = _arguments(FindOrders, arguments)
     customers, _ = client.get("/v2/customers", {"email": request.customer_email})
-    matches = (customers.get("data") or {}).get("items") or []
+    matches = _list(_object(_object(customers, "the answer").get("data"), "data").get("items"), "data.items")
     if not matches:
         raise ToolError("not_found", "no customer has that e-mail address")
-    customer_id = matches[0]["customerId"]
+    customer_id = _chained_segment(_object(matches[0], "data.items[0]").get("customerId"), "customerId")
     listing, _ = client.get(f"/v2/customers/{customer_id}/orders", {"status": request.status})
-    orders = (listing.get("data") or {}).get("orders") or []
+    orders = _list(_object(_object(listing, "the answer").get("data"), "data").get("orders"), "data.orders")
     query = {"tool": "find_orders", "customer_email": request.customer_email, "status": request.status}
     projected = [project(order, shape.fields["find_orders"]) for order in orders]
     offset = decode_cursor(request.cursor, query)
@@ -83,10 +83,47 @@ def find_orders(client: LegacyClient, shape: Shape, arguments: Mapping[str, Any]
 
 def get_customer(client: LegacyClient, shape: Shape, arguments: Mapping[str, Any]) -> dict[str, Any]:
     request = _arguments(GetCustomer, arguments)
-    customer, _ = client.get(f"/v2/customers/{request.customer_id}")
-    addresses, _ = client.get(f"/v2/customers/{request.customer_id}/addresses")
-    record = {"customer": customer.get("data"), "addresses": (addresses.get("data") or {}).get("items") or []}
+    customer_id = _segment("customer_id", request.customer_id)
+    customer, _ = client.get(f"/v2/customers/{customer_id}")
+    addresses, _ = client.get(f"/v2/customers/{customer_id}/addresses")
+    items = _list(_object(_object(addresses, "the answer").get("data"), "data").get("items"), "data.items")
+    record = {"customer": _object(customer, "the answer").get("data"), "addresses": items}
     return {"record": project(record, shape.fields["get_customer"])}
+
+
+def _object(value: Any, where: str) -> Mapping[str, Any]:
+    """An object the tool reads on from; absent (null) reads as empty, anything else is a changed API."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _changed(f"{where} is not an object")
+    return value
+
+
+def _list(value: Any, where: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _changed(f"{where} is not a list")
+    return value
+
+
+def _chained_segment(value: Any, where: str) -> str:
+    """A value one answer hands the next request: exactly one encoded path segment, or refused.
+
+    Encoded with nothing safe, so "/", "?", "#" and "%" (hence "%2F", "%2e%2e") stay inside the
+    segment; the dot segments, which name the parent, are refused outright.
+    """
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise _changed(f"{where} is not an identifier")
+    text = str(value)
+    if text in {"", ".", ".."} or len(text) > 256:
+        raise _changed(f"{where} is not an identifier")
+    return quote(text, safe="")
+
+
+def _changed(what: str) -> ToolError:
+    return ToolError("upstream_unavailable", f"the service's answer has changed: {what}", retry_after=30)
 
 
 CHAINED: dict[str, Tool] = {

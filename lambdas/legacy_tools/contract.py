@@ -23,6 +23,7 @@ from pydantic_core import SchemaError
 
 from shared.contract import FunctionSettings
 from shared.field_paths import FieldPath
+from shared.legacy_client import DEFAULT_MAX_RESPONSE_BYTES
 from shared.meaning import Meaning
 from shared.runtime_config import ConfigLocation, RuntimeDocument
 from shared.tools import GATEWAY_ARGUMENTS, ToolSpec
@@ -153,8 +154,9 @@ class LegacyApi(_Frozen):
     base_url: str
     token_path: str
     secret_name: str
-    timeout_seconds: float
+    timeout_seconds: float  # the deadline of one exchange with the API (connect and every read)
     max_attempts: int
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES  # a larger answer is refused as it streams
     top_k: int
     byte_budget: int
     fields: dict[str, dict[str, str]]  # chained tool -> declared field -> path

@@ -3,12 +3,22 @@
 It obtains the service token (OAuth2 client credentials from Secrets Manager), caches it until
 shortly before it expires, refreshes it once on a 401, retries timeouts and 5xx with jittered
 exponential backoff, and turns every failure into the tool error taxonomy.
+
+An upstream is not trusted to be well behaved. Every exchange (token endpoint included) has a
+deadline on the injected clock, checked between reads, with each socket read bounded by what is
+left of it, so a server that drips bytes cannot hold a call; a body larger than
+``max_response_bytes`` is refused from its Content-Length or as it streams, never read whole;
+redirects are not followed; an answer that is not strict UTF-8 JSON of bounded depth with finite
+numbers is a tool error, not an exception; and no error text carries a credential or a token.
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import math
 import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,12 +30,21 @@ import urllib3
 from shared.tool_errors import ToolError
 
 TOKEN_SKEW_SECONDS = 30  # refresh this long before the token's stated expiry
+MAX_TOKEN_SECONDS = 86_400  # an expiry beyond a day is not believed: refetch daily at least
+DEFAULT_MAX_RESPONSE_BYTES = 1 << 20
+READ_CHUNK_BYTES = 64 * 1024  # one read; the cap is checked after each
+MAX_JSON_DEPTH = 64  # deeper than any record a tool projects; json and json.dumps recurse
+# RFC 6750 b64token: what a bearer token may hold, so it can never break the header it goes in.
+_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]{1,4096}=*")
 
 
 @dataclass(frozen=True)
 class Credentials:
     client_id: str
     client_secret: str
+
+    def __repr__(self) -> str:  # a log line or a traceback's locals must not show the secret
+        return f"Credentials(client_id={self.client_id!r}, client_secret=***)"
 
 
 def secret_credentials(secret_name: str) -> Credentials:
@@ -34,16 +53,34 @@ def secret_credentials(secret_name: str) -> Credentials:
     from aws_lambda_powertools.utilities import parameters  # only where a secret is used
 
     secret = parameters.get_secret(secret_name, transform="json", max_age=300)
-    return Credentials(client_id=secret["client_id"], client_secret=secret["client_secret"])
+    client_id = secret.get("client_id") if isinstance(secret, dict) else None
+    client_secret = secret.get("client_secret") if isinstance(secret, dict) else None
+    if not isinstance(client_id, str) or not isinstance(client_secret, str):
+        raise ToolError("forbidden", f"the secret {secret_name} does not hold a client_id and a client_secret")
+    return Credentials(client_id=client_id, client_secret=client_secret)
 
 
 @dataclass(frozen=True)
 class ClientSettings:
     base_url: str
     token_path: str = "/oauth/token"  # noqa: S105 - a URL path, not a secret
-    timeout_seconds: float = 5.0
+    timeout_seconds: float = 5.0  # the deadline of one exchange: connect, headers and every read
     max_attempts: int = 3
     backoff_seconds: float = 0.2
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+
+
+class _TransportError(Exception):
+    """A failed exchange worth another attempt (timeout, reset, deadline passed)."""
+
+
+def _unavailable(message: str) -> ToolError:
+    return ToolError("upstream_unavailable", message, retry_after=30)
+
+
+def _malformed(what: str) -> ToolError:
+    """An answer the client cannot use: the service has changed or misbehaves."""
+    return _unavailable(f"the service's answer is unusable: {what}")
 
 
 class LegacyClient:
@@ -71,38 +108,97 @@ class LegacyClient:
         url = f"{self._settings.base_url}{path}{query}"
         refreshed = False
         for attempt in range(1, self._settings.max_attempts + 1):
+            headers = {"Authorization": f"Bearer {self._bearer()}", "Accept": "application/json"}
             try:
-                response = self._http.request(
-                    "GET",
-                    url,
-                    headers={"Authorization": f"Bearer {self._bearer()}", "Accept": "application/json"},
-                    timeout=urllib3.Timeout(total=self._settings.timeout_seconds),
-                )
-            except urllib3.exceptions.HTTPError:  # timeouts, refused and reset connections
+                status, retry_after, data = self._exchange("GET", url, headers=headers)
+            except _TransportError:  # timeouts, refused and reset connections, a deadline passed
                 if attempt == self._settings.max_attempts:
-                    raise ToolError(
-                        "upstream_unavailable", "the service did not answer in time", retry_after=30
-                    ) from None
+                    raise _unavailable("the service did not answer in time") from None
                 self._backoff(attempt)
                 continue
-            status = response.status
             if status == 401 and not refreshed:
                 self._token, refreshed = None, True  # expired or revoked early: one fresh token
                 continue
             if status >= 500 or status == 429:
                 if attempt == self._settings.max_attempts:
-                    retry_after = _retry_after(response.headers.get("Retry-After"))
                     raise ToolError("upstream_unavailable", f"the service answered {status}", retry_after=retry_after)
                 self._backoff(attempt)
                 continue
-            if status == 404:
-                raise ToolError("not_found", "no such record")
-            if status in (401, 403):
-                raise ToolError("forbidden", "the service refused the request")
-            if status >= 400:
-                raise ToolError("invalid_argument", f"the service rejected the request ({status})")
-            return json.loads(response.data), len(response.data)
-        raise ToolError("upstream_unavailable", "the service kept refusing the token", retry_after=30)
+            if status != 200 or data is None:
+                raise _refusal(status)
+            return decode_json(data), len(data)
+        raise _unavailable("the service kept refusing the token")
+
+    def _exchange(
+        self, method: str, url: str, *, headers: dict[str, str], body: str | None = None
+    ) -> tuple[int, int, bytes | None]:
+        """One request within the deadline: (status, Retry-After, the body of a 200 or None).
+
+        Only a 200's body is read (a refusal's is discarded unread); it is read a chunk at a time
+        with the deadline and the byte cap checked after every chunk.
+        """
+        deadline = self._clock() + self._settings.timeout_seconds
+        try:
+            response = self._http.request(
+                method,
+                url,
+                body=body,
+                headers={**headers, "Accept-Encoding": "identity"},  # the cap counts what is decoded
+                timeout=urllib3.Timeout(connect=self._left(deadline), read=self._left(deadline)),
+                redirect=False,
+                preload_content=False,
+                decode_content=False,
+            )
+        except (urllib3.exceptions.HTTPError, OSError):
+            raise _TransportError from None
+        except (ValueError, UnicodeError):  # a header http.client refuses; its text echoes the value
+            raise _unavailable("the request to the service could not be built") from None
+        complete = False
+        try:
+            if response.status != 200:
+                return response.status, _retry_after(response.headers.get("Retry-After")), None
+            data = self._read(response, deadline)
+            complete = True
+            return response.status, 0, data
+        finally:
+            if not complete:
+                response.close()  # unread bytes must not reach the next request on this connection
+            response.release_conn()
+
+    def _read(self, response: urllib3.BaseHTTPResponse, deadline: float) -> bytes:
+        cap = self._settings.max_response_bytes
+        if response.headers.get("Content-Encoding", "identity").lower() != "identity":
+            raise _malformed("a compressed answer that was not asked for")
+        declared = response.headers.get("Content-Length")
+        if declared is not None:
+            if not declared.strip().isdigit():
+                raise _malformed("Content-Length is not a number")
+            if int(declared) > cap:
+                raise _unavailable(f"the service's answer is larger than {cap} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            left = self._left(deadline)
+            sock = getattr(response.connection, "sock", None)
+            try:
+                if sock is not None:
+                    sock.settimeout(left)  # one read may not outlast the deadline either
+                chunk = response.read1(READ_CHUNK_BYTES)
+            except (urllib3.exceptions.HTTPError, OSError):
+                raise _TransportError from None
+            if not chunk:
+                return b"".join(chunks)
+            size += len(chunk)
+            if size > cap:
+                raise _unavailable(f"the service's answer is larger than {cap} bytes")
+            chunks.append(chunk)
+
+    def _left(self, deadline: float) -> float:
+        """Seconds left before the deadline (a bound for the next socket wait); none left ends it."""
+        left = deadline - self._clock()
+        if left <= 0:
+            raise _TransportError
+        return min(left, self._settings.timeout_seconds)
 
     def _bearer(self) -> str:
         if self._token is None or self._clock() >= self._token_expires:
@@ -112,32 +208,98 @@ class LegacyClient:
 
     def _fetch_token(self) -> None:
         credentials = self._credentials()
+        basic = base64.b64encode(f"{credentials.client_id}:{credentials.client_secret}".encode()).decode()
         try:
-            response = self._http.request(
+            status, _, data = self._exchange(
                 "POST",
                 f"{self._settings.base_url}{self._settings.token_path}",
                 body=urlencode({"grant_type": "client_credentials"}),
-                headers={
-                    "Content-Type": "application/x-www-form-urlencoded",
-                    **urllib3.make_headers(basic_auth=f"{credentials.client_id}:{credentials.client_secret}"),
-                },
-                timeout=urllib3.Timeout(total=self._settings.timeout_seconds),
+                headers={"Content-Type": "application/x-www-form-urlencoded", "Authorization": f"Basic {basic}"},
             )
-        except urllib3.exceptions.HTTPError:
-            raise ToolError(
-                "upstream_unavailable", "the service's token endpoint did not answer", retry_after=30
-            ) from None
-        if response.status in (400, 401, 403):
-            raise ToolError("forbidden", f"the service refused the gateway's credentials ({response.status})")
-        if response.status != 200:
-            raise ToolError("upstream_unavailable", f"the token endpoint answered {response.status}", retry_after=30)
-        token = json.loads(response.data)
+        except _TransportError:
+            raise _unavailable("the service's token endpoint did not answer in time") from None
+        if status in (400, 401, 403):
+            raise ToolError("forbidden", f"the service refused the gateway's credentials ({status})")
+        if status != 200 or data is None:
+            raise _unavailable(f"the token endpoint answered {status}")
+        token, expires_in = _token_fields(decode_json(data))
         self.token_fetches += 1
-        self._token = str(token["access_token"])
-        self._token_expires = self._clock() + float(token.get("expires_in", 300)) - TOKEN_SKEW_SECONDS
+        self._token = token
+        self._token_expires = self._clock() + expires_in - TOKEN_SKEW_SECONDS
 
     def _backoff(self, attempt: int) -> None:
         self._sleep(random.uniform(0, self._settings.backoff_seconds * 2 ** (attempt - 1)))  # noqa: S311
+
+
+def _refusal(status: int) -> ToolError:
+    """The error for a final status other than 200 (5xx, 429 and a first 401 are retried before)."""
+    if 300 <= status < 400:
+        return _unavailable(f"the service answered a redirect ({status}); redirects are not followed")
+    if status == 404:
+        return ToolError("not_found", "no such record")
+    if status in (401, 403):
+        return ToolError("forbidden", "the service refused the request")
+    if status >= 400:
+        return ToolError("invalid_argument", f"the service rejected the request ({status})")
+    return _malformed(f"status {status}")
+
+
+def _token_fields(answer: Any) -> tuple[str, float]:
+    """(access_token, expires_in) of a token answer; neither is ever put in an error's text."""
+    if not isinstance(answer, dict):
+        raise _unavailable("the token endpoint's answer is not an object")
+    token = answer.get("access_token")
+    if not isinstance(token, str) or not _TOKEN.fullmatch(token):
+        raise _unavailable("the token endpoint's answer holds no usable access_token")
+    expires_in = answer.get("expires_in", 300)  # optional in RFC 6749: assume a short life
+    if isinstance(expires_in, bool) or not isinstance(expires_in, int | float) or not 0 < expires_in < math.inf:
+        raise _unavailable("the token endpoint's answer holds no usable expires_in")
+    return token, float(min(expires_in, MAX_TOKEN_SECONDS))
+
+
+def decode_json(data: bytes) -> Any:
+    """Strict JSON: UTF-8 (no BOM, no UTF-16), finite numbers, at most MAX_JSON_DEPTH deep."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _malformed("not UTF-8") from None
+    if text.startswith("\ufeff"):
+        raise _malformed("a byte order mark before the JSON")
+    try:
+        value = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
+    except RecursionError:
+        raise _malformed("nested too deeply") from None
+    except ValueError:  # not JSON, a constant, an infinite float, an int too long to convert
+        raise _malformed("not JSON") from None
+    if _depth(value) > MAX_JSON_DEPTH:
+        raise _malformed("nested too deeply")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError("NaN and Infinity are not JSON")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError("a number out of range")
+    return number
+
+
+def _depth(value: Any) -> int:
+    """How deeply lists and objects nest (iterative: the value may be too deep to recurse)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, level)
+        if deepest > MAX_JSON_DEPTH:
+            return deepest
+        stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def _retry_after(header: str | None) -> int:
@@ -170,5 +332,7 @@ def client_for(endpoint: Endpoint) -> LegacyClient:
         token_path=endpoint.token_path,
         timeout_seconds=endpoint.timeout_seconds,
         max_attempts=endpoint.max_attempts,
+        # Optional: not every endpoint states a cap (the pull connector's source takes the default).
+        max_response_bytes=getattr(endpoint, "max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES),
     )
     return LegacyClient(settings, lambda: secret_credentials(endpoint.secret_name))

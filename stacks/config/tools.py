@@ -9,6 +9,7 @@ from pydantic import Discriminator, Field, Tag, field_validator
 
 from legacy_tools.adapters import CHAINED
 from legacy_tools.contract import SingleCallTool
+from shared.legacy_client import DEFAULT_MAX_RESPONSE_BYTES
 from shared.tools import BUILTIN_TOOLS
 from stacks.config.base import ConfigModel, KeyedError
 from stacks.config.fields import FieldPath, HttpsUrl, SecretName, ToolName, UrlPath
@@ -49,9 +50,17 @@ class LegacyApiConfig(ConfigModel):
         default=5,
         gt=0,
         le=25,
-        description="Seconds one call to the API may take; the function's timeout is sized from it and max_attempts.",
+        description="Seconds one call to the API may take, connect and every read together (a deadline, so a "
+        "server that answers slowly cannot hold a call); the function's timeout is sized from it and max_attempts.",
     )
     max_attempts: int = Field(default=3, ge=1, le=5, description="Attempts per call (retries with backoff).")
+    max_response_bytes: int = Field(
+        default=DEFAULT_MAX_RESPONSE_BYTES,
+        ge=131_072,
+        le=33_554_432,
+        description="The largest answer the function reads from the API (bytes): a larger one is refused as it "
+        "streams, never held in memory. Above byte_budget's largest value, since a tool's answer is cut from it.",
+    )
     top_k: int = Field(default=10, ge=1, le=100, description="Records per page of a tool's answer.")
     byte_budget: int = Field(
         default=4000,

@@ -149,6 +149,7 @@ class ToolsStack(Stack):
                         secret_name=api.secret_name,
                         timeout_seconds=api.timeout_seconds,
                         max_attempts=api.max_attempts,
+                        max_response_bytes=api.max_response_bytes,
                         top_k=api.top_k,
                         byte_budget=api.byte_budget,
                         fields=api.chained_tools(),

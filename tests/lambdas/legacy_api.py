@@ -1,7 +1,9 @@
 """A loopback HTTP server standing in for a legacy product API (orders and customers).
 
 It answers the way screen-era APIs do: OAuth2 client-credentials tokens, deep and verbose JSON,
-every record at once. Faults can be queued to exercise the adapter's failure handling.
+every record at once. Faults can be queued to exercise the adapter's failure handling, and any
+path (the token endpoint's included) can be given a hostile ``Answer``: malformed, huge, lying
+about its length, dripped a byte at a time, or never finished.
 """
 
 from __future__ import annotations
@@ -11,11 +13,11 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qs, urlparse
 
 from tests.lambdas.loopback import QuietHandler, loopback
@@ -146,6 +148,20 @@ def article(number: int) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class Answer:
+    """What the server sends for a path instead of its real answer."""
+
+    body: bytes = b""
+    status: int = 200
+    headers: Mapping[str, str] = field(default_factory=dict)
+    repeat: int = 1  # the body sent this many times: a large answer the server never holds whole
+    piece_bytes: int = 0  # sent this many bytes at a time (0: the body at once)
+    pause_seconds: float = 0.0  # between pieces
+    content_length: int | Literal["actual", "none"] = "actual"  # "none": the body ends at close; n: a lie
+    hold: bool = False  # after the headers, send nothing until the server stops
+
+
 @dataclass
 class LegacyApi:
     """Test handle on the server: its URL, what it saw, and faults to inject."""
@@ -156,7 +172,9 @@ class LegacyApi:
     token_requests: int = 0
     requests: list[str] = field(default_factory=list)
     faults: list[int] = field(default_factory=list)  # statuses for the next resource requests
-    delay_seconds: float = 0.0
+    answers: dict[str, Answer] = field(default_factory=dict)  # path -> hostile answer (token path too)
+    sent_bytes: int = 0  # body bytes of hostile answers that reached the socket
+    stopped: threading.Event = field(default_factory=threading.Event)  # ends drips and holds
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def revoke_tokens(self) -> None:
@@ -214,22 +232,12 @@ def _resource(path: str, query: dict[str, list[str]]) -> tuple[int, Any]:
 def _handler(api: LegacyApi) -> type[BaseHTTPRequestHandler]:
     class Handler(QuietHandler):
         def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            self.rfile.read(length)
-            expected = "Basic " + base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
-            if urlparse(self.path).path != "/oauth/token" or self.headers.get("Authorization") != expected:
-                return self._send(401, {"error": "invalid_client"})
-            token = uuid.uuid4().hex
-            with api.lock:
-                api.token_requests += 1
-                api.tokens[token] = time.monotonic() + api.token_ttl
-            return self._send(200, {"access_token": token, "token_type": "Bearer", "expires_in": api.token_ttl})
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self._reply(*_token_answer(api, urlparse(self.path).path, self.headers.get("Authorization")))
 
         def do_GET(self) -> None:
             parsed = urlparse(self.path)
             api.requests.append(parsed.path)
-            if api.delay_seconds:
-                time.sleep(api.delay_seconds)
             token = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
             with api.lock:
                 valid = api.tokens.get(token, 0) > time.monotonic()
@@ -238,7 +246,15 @@ def _handler(api: LegacyApi) -> type[BaseHTTPRequestHandler]:
                 return self._send(401, {"error": "invalid_token"})
             if fault:
                 return self._send(fault, {"error": "injected"}, {"Retry-After": "7"})
-            status, body = _resource(parsed.path, parse_qs(parsed.query))
+            hostile = api.answers.get(parsed.path)
+            return self._reply(
+                *((hostile.status, hostile) if hostile else _resource(parsed.path, parse_qs(parsed.query)))
+            )
+
+        def _reply(self, status: int, body: Any) -> None:
+            """A hostile Answer as it says, bytes as they are, anything else as JSON."""
+            if isinstance(body, Answer):
+                return _send_answer(self, api, body)
             return self._raw(status, body) if isinstance(body, bytes) else self._send(status, body)
 
         def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
@@ -256,12 +272,56 @@ def _handler(api: LegacyApi) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+def _token_answer(api: LegacyApi, path: str, authorization: str | None) -> tuple[int, Any]:
+    """The token endpoint: a fresh token for the known client, or the hostile answer queued for it."""
+    expected = "Basic " + base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
+    if path != "/oauth/token" or authorization != expected:
+        return 401, {"error": "invalid_client"}
+    if (hostile := api.answers.get("/oauth/token")) is not None:
+        return hostile.status, hostile
+    token = uuid.uuid4().hex
+    with api.lock:
+        api.token_requests += 1
+        api.tokens[token] = time.monotonic() + api.token_ttl
+    return 200, {"access_token": token, "token_type": "Bearer", "expires_in": api.token_ttl}
+
+
+def _send_answer(handler: BaseHTTPRequestHandler, api: LegacyApi, answer: Answer) -> None:
+    handler.send_response(answer.status)
+    for name, value in answer.headers.items():
+        handler.send_header(name, value)
+    length = len(answer.body) * answer.repeat if answer.content_length == "actual" else answer.content_length
+    if length != "none":
+        handler.send_header("Content-Length", str(length))
+    handler.end_headers()
+    if answer.hold:
+        api.stopped.wait()
+        return
+    piece = answer.piece_bytes or max(len(answer.body), 1)
+    pieces = [answer.body[start : start + piece] for start in range(0, len(answer.body), piece)]
+    try:
+        for _ in range(answer.repeat):
+            for data in pieces:
+                if api.stopped.is_set():
+                    return
+                handler.wfile.write(data)
+                with api.lock:
+                    api.sent_bytes += len(data)
+                if answer.pause_seconds:
+                    api.stopped.wait(answer.pause_seconds)
+    except OSError:  # the client gave up and closed the connection
+        return
+
+
 @contextmanager
 def serve() -> Iterator[LegacyApi]:
     api = LegacyApi()
     with loopback(_handler(api)) as url:
         api.url = url
-        yield api
+        try:
+            yield api
+        finally:
+            api.stopped.set()  # a drip or a hold still running ends with the test
 
 
 # What each tool declares for this API's records (declared field -> upstream path), as a

@@ -1,0 +1,346 @@
+"""Hostile upstreams (issue 14): a legacy API that answers too much, too slowly, malformed, with a
+redirect, or with values meant to steer the next request. Every outcome is a result or an error
+from the taxonomy, within the configured bytes and deadline, and no error or log shows a credential.
+
+Time is the test's: the client's deadline runs on an injected clock, so no test depends on how
+fast the machine is.
+"""
+
+from __future__ import annotations
+
+import base64
+import codecs
+import json
+import tracemalloc
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+import urllib3
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from legacy_tools import handler
+from legacy_tools.adapters import TOOLS, Shape
+from shared.legacy_client import MAX_JSON_DEPTH, ClientSettings, Credentials, LegacyClient
+from shared.tool_errors import ToolError
+from tests.lambdas.conftest import FakeClientContext, FakeContext
+from tests.lambdas.legacy_api import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    CUSTOMER_EMAIL,
+    CUSTOMER_ID,
+    FIELDS,
+    Answer,
+    LegacyApi,
+    serve,
+)
+from tests.lambdas.loopback import QuietHandler, loopback
+from tests.lambdas.strategies import json_values
+from tests.lambdas.test_legacy_tools import configure
+
+SHAPE = Shape(top_k=20, byte_budget=4000, fields=FIELDS)
+CAP = 1 << 20
+CUSTOMERS = "/v2/customers"
+
+
+class TickingClock:
+    """A clock that moves ``tick`` seconds each time it is read: a read loop reads it once per chunk."""
+
+    def __init__(self, tick: float = 0.0) -> None:
+        self.now, self.tick = 1000.0, tick
+
+    def __call__(self) -> float:
+        self.now += self.tick
+        return self.now
+
+
+def make_client(
+    api: LegacyApi,
+    *,
+    clock: TickingClock | None = None,
+    timeout: float = 10,
+    attempts: int = 1,
+    secret: str = CLIENT_SECRET,
+) -> LegacyClient:
+    settings = ClientSettings(
+        base_url=api.url, timeout_seconds=timeout, max_attempts=attempts, backoff_seconds=0, max_response_bytes=CAP
+    )
+    return LegacyClient(
+        settings, lambda: Credentials(CLIENT_ID, secret), clock=clock or TickingClock(), sleep=lambda _: None
+    )
+
+
+@pytest.fixture
+def api() -> Iterator[LegacyApi]:
+    with serve() as running:
+        yield running
+
+
+def find_orders(client: LegacyClient) -> dict[str, Any]:
+    return TOOLS["find_orders"](client, SHAPE, {"customer_email": CUSTOMER_EMAIL})
+
+
+def refusal(client: LegacyClient) -> ToolError:
+    with pytest.raises(ToolError) as failure:
+        find_orders(client)
+    return failure.value
+
+
+# 1. Bounded memory and time.
+
+
+def test_an_answer_larger_than_the_cap_is_refused_while_it_streams(api: LegacyApi) -> None:
+    """50 MB with no Content-Length: the client stops counting at the cap, holding about the cap."""
+    api.answers[CUSTOMERS] = Answer(body=b" " * 65_536, repeat=800, content_length="none")
+    client = make_client(api)
+    tracemalloc.start()
+    try:
+        error = refusal(client)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (error.kind, error.message) == ("upstream_unavailable", f"the service's answer is larger than {CAP} bytes")
+    assert peak < 3 * CAP, peak
+
+
+def test_a_declared_length_over_the_cap_is_refused_before_any_body_is_read(api: LegacyApi) -> None:
+    """The server then sends nothing: a client that waited for the body would time out instead."""
+    api.answers[CUSTOMERS] = Answer(content_length=50 * CAP, hold=True)
+    error = refusal(make_client(api, timeout=1))
+    assert error.message == f"the service's answer is larger than {CAP} bytes"
+
+
+def test_the_token_endpoint_is_capped_too(api: LegacyApi) -> None:
+    api.answers["/oauth/token"] = Answer(body=b" " * 65_536, repeat=800, content_length="none")
+    assert refusal(make_client(api)).message == f"the service's answer is larger than {CAP} bytes"
+
+
+@pytest.mark.parametrize("path", [CUSTOMERS, "/oauth/token"])
+def test_a_server_that_drips_is_cut_off_at_the_deadline(api: LegacyApi, path: str) -> None:
+    """A valid answer, one byte every 50 ms (10 s in all): the clock passes 1 s per read, the
+    deadline is 5 s, so the client gives up after a few reads instead of waiting it out."""
+    valid = json.dumps({"access_token": "t" * 100, "expires_in": 3600, "data": {"items": []}}).encode()
+    api.answers[path] = Answer(body=valid, piece_bytes=1, pause_seconds=0.05)
+    error = refusal(make_client(api, clock=TickingClock(tick=1.0), timeout=5))
+    assert error.kind == "upstream_unavailable"
+    assert error.message.endswith("did not answer in time"), error.message
+    assert api.sent_bytes < len(valid)
+
+
+def test_a_deadline_counts_every_attempt_on_the_injected_clock(api: LegacyApi) -> None:
+    """Retries after a deadline are bounded by max_attempts, and backoff goes through the injected sleep."""
+    slept: list[float] = []
+    api.answers[CUSTOMERS] = Answer(body=b"{}" * 200, piece_bytes=1, pause_seconds=0.05)
+    settings = ClientSettings(base_url=api.url, timeout_seconds=5, max_attempts=3, backoff_seconds=1)
+    client = LegacyClient(
+        settings, lambda: Credentials(CLIENT_ID, CLIENT_SECRET), clock=TickingClock(1.0), sleep=slept.append
+    )
+    assert refusal(client).message == "the service did not answer in time"
+    assert len(slept) == 2
+    assert api.requests == [CUSTOMERS] * 3
+
+
+# 2. Malformed answers become taxonomy errors.
+
+DEEP = b"[" * 10_000 + b"]" * 10_000
+MALFORMED = {
+    "not json": (b"<html>maintenance</html>", "not JSON"),
+    "empty": (b"", "not JSON"),
+    "deep arrays": (DEEP, "nested too deeply"),
+    "deep but parseable": (b"[" * (MAX_JSON_DEPTH + 1) + b"]" * (MAX_JSON_DEPTH + 1), "nested too deeply"),
+    "infinite float": (b'{"data": {"items": [{"customerId": 1e999}]}}', "not JSON"),
+    "NaN": (b'{"data": NaN}', "not JSON"),
+    "huge int": (b'{"data": ' + b"9" * 5000 + b"}", "not JSON"),
+    "invalid utf-8": (b'{"data": "\xff\xfe"}', "not UTF-8"),
+    "utf-16 with BOM": ('{"data": {}}'.encode("utf-16"), "not UTF-8"),
+    "utf-8 BOM": (codecs.BOM_UTF8 + b'{"data": {}}', "byte order mark"),
+    "a list": (b"[]", "the answer is not an object"),
+    "data a list": (b'{"data": []}', "data is not an object"),
+    "items an object": (b'{"data": {"items": {}}}', "data.items is not a list"),
+    "item a number": (b'{"data": {"items": [7]}}', "data.items[0] is not an object"),
+    "no id": (b'{"data": {"items": [{}]}}', "customerId is not an identifier"),
+    "id an object": (b'{"data": {"items": [{"customerId": {"a": 1}}]}}', "customerId is not an identifier"),
+    "id a boolean": (b'{"data": {"items": [{"customerId": true}]}}', "customerId is not an identifier"),
+    "id a dot segment": (b'{"data": {"items": [{"customerId": ".."}]}}', "customerId is not an identifier"),
+}
+
+
+@pytest.mark.parametrize(("body", "message"), MALFORMED.values(), ids=MALFORMED.keys())
+def test_a_malformed_answer_is_a_taxonomy_error(api: LegacyApi, body: bytes, message: str) -> None:
+    api.answers[CUSTOMERS] = Answer(body=body)
+    error = refusal(make_client(api))
+    assert error.kind == "upstream_unavailable"
+    assert message in error.message, error.message
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[]",
+        b"{}",
+        b'{"access_token": 42, "expires_in": 3600}',
+        b'{"access_token": "", "expires_in": 3600}',
+        b'{"access_token": "ok", "expires_in": "soon"}',
+        b'{"access_token": "ok", "expires_in": -5}',
+        b'{"access_token": "ok", "expires_in": true}',
+        b'{"access_token": "ok", "expires_in": 1e999}',
+        b'{"access_token": "has space", "expires_in": 60}',
+        DEEP,
+        b"\xff",
+    ],
+)
+def test_a_token_answer_without_a_usable_token_or_expiry_is_a_taxonomy_error(api: LegacyApi, body: bytes) -> None:
+    api.answers["/oauth/token"] = Answer(body=body)
+    error = refusal(make_client(api))
+    assert error.kind == "upstream_unavailable"
+    assert api.requests == []  # no resource request went out with a bad token
+
+
+def test_a_redirect_is_not_followed_to_another_host(api: LegacyApi) -> None:
+    stolen: list[str] = []
+
+    class Elsewhere(QuietHandler):
+        def do_GET(self) -> None:
+            stolen.append(self.headers.get("Authorization", ""))
+            self.send_response(200)
+            self.end_headers()
+
+    with loopback(Elsewhere) as elsewhere:
+        api.answers[CUSTOMERS] = Answer(status=302, headers={"Location": f"{elsewhere}/steal"}, body=b"{}")
+        error = refusal(make_client(api))
+        # A pool that would follow redirects (urllib3's default) is told not to, per request.
+        follower = LegacyClient(
+            ClientSettings(base_url=api.url, max_attempts=1),
+            lambda: Credentials(CLIENT_ID, CLIENT_SECRET),
+            http=urllib3.PoolManager(),
+            clock=TickingClock(),
+        )
+        assert refusal(follower).message == error.message
+        api.answers.clear()
+        api.answers["/oauth/token"] = Answer(status=307, headers={"Location": f"{elsewhere}/oauth/token"})
+        token_error = refusal(make_client(api))
+    assert stolen == []
+    assert (error.kind, error.message) == (
+        "upstream_unavailable",
+        "the service answered a redirect (302); redirects are not followed",
+    )
+    assert (token_error.kind, token_error.message) == ("upstream_unavailable", "the token endpoint answered 307")
+
+
+# 3. What one answer hands the next request stays one path segment.
+
+
+@pytest.mark.parametrize("hostile", ["../admin", "x?y=1", "a/b", "%2e%2e", "a#b", "..%2Fadmin", "C-1001/../../admin"])
+def test_an_upstream_value_cannot_steer_the_chained_request(api: LegacyApi, hostile: str) -> None:
+    api.answers[CUSTOMERS] = Answer(body=json.dumps({"data": {"items": [{"customerId": hostile}]}}).encode())
+    error = refusal(make_client(api))
+    assert error.kind == "not_found"  # one unknown customer's orders: nothing else was asked for
+    chained = api.requests[-1]
+    assert chained == f"/v2/customers/{quote(hostile, safe='')}/orders"
+    assert chained.count("/") == 4
+    assert "?" not in chained
+    assert "#" not in chained
+
+
+# 4. No credential in any error text or log.
+
+HOSTILE_TOKENS = ["tok\r\nX-Injected: yes", "tok\nSet-Cookie: a=b", "tok en", "tök", "tok\x00"]
+
+
+@pytest.mark.parametrize("token", HOSTILE_TOKENS)
+def test_a_malformed_token_never_reaches_a_header_or_an_error(
+    api: LegacyApi,
+    token: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    api.answers["/oauth/token"] = Answer(body=json.dumps({"access_token": token, "expires_in": 3600}).encode())
+    client = make_client(api)
+    error = refusal(client)
+    monkeypatch.setattr(handler, "client", lambda: client)
+    configure(monkeypatch)
+    context = FakeContext(client_context=FakeClientContext({"bedrockAgentCoreToolName": "orders___find_orders"}))
+    result = handler.lambda_handler({"customer_email": CUSTOMER_EMAIL}, context)
+    assert result["error"]["kind"] == "upstream_unavailable"
+    seen = "\n".join(
+        [str(error), repr(error), json.dumps(result), capsys.readouterr().out, capsys.readouterr().err, caplog.text]
+    )
+    basic = base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
+    for secret in (token, token.split("\n")[0][:6] + "\n", CLIENT_SECRET, basic, "X-Injected", "Set-Cookie"):
+        assert secret not in seen
+    assert api.requests == []
+
+
+def test_a_credentials_repr_hides_the_secret() -> None:
+    assert CLIENT_SECRET not in repr(Credentials(CLIENT_ID, CLIENT_SECRET))
+
+
+def test_a_secret_that_would_break_a_header_is_sent_encoded_and_never_echoed(api: LegacyApi) -> None:
+    hostile = "s3cr3t\r\nX-Injected: yes€"
+    error = refusal(make_client(api, secret=hostile))
+    assert error.kind == "forbidden"  # the server does not know it: refused, not an exception
+    assert "s3cr3t" not in str(error)
+    assert "X-Injected" not in str(error)
+
+
+# 6. Any answer: a result or a taxonomy error, never an exception.
+
+
+@pytest.fixture(scope="module")
+def hostile_api() -> Iterator[LegacyApi]:
+    with serve() as running:
+        yield running
+
+
+def answer_or_error(api: LegacyApi, path: str, body: bytes) -> None:
+    api.answers.clear()
+    api.answers[path] = Answer(body=body)
+    outcome: dict[str, Any] | ToolError
+    try:
+        outcome = find_orders(make_client(api))
+    except ToolError as error:
+        outcome = error
+    if isinstance(outcome, ToolError):
+        assert outcome.kind in {"upstream_unavailable", "not_found"}
+    else:
+        json.dumps(outcome, allow_nan=False)  # what the Lambda answers is JSON
+
+
+PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@PROPERTY
+@given(body=st.binary(max_size=512))
+def test_any_bytes_as_an_answer_is_a_result_or_a_taxonomy_error(hostile_api: LegacyApi, body: bytes) -> None:
+    answer_or_error(hostile_api, CUSTOMERS, body)
+
+
+@PROPERTY
+@given(value=json_values, where=st.sampled_from(["answer", "data", "items", "item", "customerId"]))
+def test_any_json_anywhere_in_an_answer_is_a_result_or_a_taxonomy_error(
+    hostile_api: LegacyApi, value: Any, where: str
+) -> None:
+    wrapped = {
+        "answer": value,
+        "data": {"data": value},
+        "items": {"data": {"items": value}},
+        "item": {"data": {"items": [value]}},
+        "customerId": {"data": {"items": [{"customerId": value}]}},
+    }[where]
+    answer_or_error(hostile_api, CUSTOMERS, json.dumps(wrapped).encode())
+
+
+@PROPERTY
+@given(value=json_values)
+def test_any_json_as_the_orders_listing_is_a_result_or_a_taxonomy_error(hostile_api: LegacyApi, value: Any) -> None:
+    answer_or_error(
+        hostile_api, f"/v2/customers/{CUSTOMER_ID}/orders", json.dumps({"data": {"orders": value}}).encode()
+    )
+
+
+@PROPERTY
+@given(value=json_values | st.fixed_dictionaries({"access_token": json_values, "expires_in": json_values}))
+def test_any_json_as_a_token_answer_is_a_token_or_a_taxonomy_error(hostile_api: LegacyApi, value: Any) -> None:
+    answer_or_error(hostile_api, "/oauth/token", json.dumps(value).encode())
