@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
 import boto3
 from botocore.config import Config
@@ -41,11 +41,12 @@ from botocore.exceptions import (
     HTTPClientError,
     ReadTimeoutError,
 )
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ai_gateway.contract import DEFAULT_AGENT_TIMEOUT_SECONDS
 from ai_gateway.router import Generation
 from shared.agent_memory import actor_id, create_turn_event
-from shared.aws_errors import Kind, UpstreamError, call
+from shared.aws_errors import MAX_REPORTED_COUNT, Kind, UpstreamError, call, invalid_response
 from shared.headers import CALLER_TOKEN_HEADER
 
 # An agent answers one JSON document; anything larger is not an answer this gateway can guard.
@@ -61,7 +62,7 @@ MEMORY_SERVICE: Final = "agent memory"
 # botocore's events for InvokeAgentRuntime (``<event>.<service id>.<operation>``).
 _INVOKE_EVENT: Final = "bedrock-agentcore.InvokeAgentRuntime"
 # An error code the agent chose is logged and shown: a short token, or the status names it.
-_ERROR_CODE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_ERROR_CODE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")  # whole: fullmatch, so no trailing newline
 
 # The caller's token for the invocation under way: one signing hook per client reads it, so no
 # handler is registered per call and no token outlives its call.
@@ -211,10 +212,10 @@ def _keep_agent_error_code(
 def _agent_error_code(body: bytes) -> str | None:
     try:
         answer = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth
         return None
     code = answer.get("error") if isinstance(answer, dict) else None
-    return code if isinstance(code, str) and _ERROR_CODE.match(code) else None
+    return code if isinstance(code, str) and _ERROR_CODE.fullmatch(code) else None
 
 
 def _read_bounded(service: str, body: Any) -> bytes:
@@ -231,21 +232,56 @@ def _read_bounded(service: str, body: Any) -> bytes:
     return b"".join(chunks)
 
 
+Count = Annotated[int, Field(ge=0, le=MAX_REPORTED_COUNT)]
+
+
+class _Usage(BaseModel):
+    model_config = ConfigDict(strict=True)
+
+    input_tokens: Count = 0
+    output_tokens: Count = 0
+
+
+class _ToolCall(BaseModel):
+    model_config = ConfigDict(strict=True)
+
+    name: str = Field(min_length=1, max_length=256)
+    ok: bool = False
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    error_kind: str | None = Field(default=None, max_length=64)
+    latency_ms: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+
+
+class _Answer(BaseModel):
+    """An agent's answer (lambdas/agent), checked at every level: strict types, finite numbers,
+    counts in range. Anything else is the agent's failure, not the gateway's."""
+
+    model_config = ConfigDict(strict=True)
+
+    model: str = Field(min_length=1, max_length=256)
+    answer: str = Field(min_length=1)
+    usage: _Usage = Field(default_factory=_Usage)
+    stop: str = Field(default="", max_length=64)
+    iterations: Count = 0
+    tool_calls: list[_ToolCall] = Field(default_factory=list)
+
+
 def _turn(service: str, data: bytes, latency_ms: float) -> AgentTurn:
     try:
-        answer = json.loads(data)
-        usage = answer.get("usage") or {}
-        return AgentTurn(
-            generation=Generation(
-                model=str(answer["model"]),
-                text=str(answer["answer"]),
-                input_tokens=int(usage.get("input_tokens", 0)),
-                output_tokens=int(usage.get("output_tokens", 0)),
-                latency_ms=latency_ms,
-            ),
-            stop=str(answer.get("stop", "")),
-            iterations=int(answer.get("iterations", 0)),
-            calls=tuple(dict(call) for call in answer.get("tool_calls") or []),
-        )
-    except (ValueError, KeyError, TypeError, AttributeError):
-        raise UpstreamError(service, "InvalidResponse", kind=Kind.FAILED) from None
+        answer = _Answer.model_validate_json(data)
+    except ValidationError:  # not JSON, too deep, NaN, the wrong type anywhere: not an answer
+        raise invalid_response(service) from None
+    if not answer.answer.strip():
+        raise invalid_response(service)
+    return AgentTurn(
+        generation=Generation(
+            model=answer.model,
+            text=answer.answer,
+            input_tokens=answer.usage.input_tokens,
+            output_tokens=answer.usage.output_tokens,
+            latency_ms=latency_ms,
+        ),
+        stop=answer.stop,
+        iterations=answer.iterations,
+        calls=tuple(call.model_dump(exclude_unset=True) for call in answer.tool_calls),
+    )

@@ -13,6 +13,7 @@ Idempotency-Key header, or API Gateway's request id). Errors are JSON {"error", 
 prompts and answers are never logged.
 """
 
+import base64
 import re
 from dataclasses import dataclass
 from functools import cache
@@ -65,9 +66,10 @@ telemetry = Telemetry(metrics, logger)
 app = APIGatewayRestResolver()
 clock = Clock()
 
-IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_.:-]{8,128}$")
-OUTPUT_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
-EVALUATION_CASE = re.compile(r"^[a-z0-9-]{1,64}$")
+# Matched whole (fullmatch): with re.match, "$" would also accept a trailing newline.
+IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_.:-]{8,128}")
+OUTPUT_TYPE = re.compile(r"[a-z][a-z0-9_]{0,31}")
+EVALUATION_CASE = re.compile(r"[a-z0-9-]{1,64}")
 Body = TypeVar("Body", bound=BaseModel)
 CHAT = "chat"
 
@@ -174,7 +176,9 @@ def chat() -> Response[Any]:
 @app.post("/v1/outputs/<output_type>")
 def outputs(output_type: str) -> Response[Any]:
     caller, group = _caller_and_group()
-    if not OUTPUT_TYPE.match(output_type):
+    # Powertools matches routes with "$", which also accepts a trailing newline and leaves it out
+    # of the parameter: the path's own last segment is what is checked whole.
+    if not OUTPUT_TYPE.fullmatch(app.current_event.path.rpartition("/")[2]):
         raise GatewayError(422, "invalid_request", "output_type: a-z, 0-9 and _, starting with a letter")
     request_id = _request_id()
     request = _body(OutputRequest)
@@ -298,12 +302,28 @@ def _models(group: GroupPolicy, requested: str | None) -> list[str]:
 
 
 def _body(model: type[Body]) -> Body:
+    """The request's body as ``model``. pydantic's own JSON parser reads it: nesting, numbers and
+    NaN beyond what a field takes are a 422 naming the problem, never a RecursionError."""
     try:
-        return model.model_validate_json(app.current_event.body or "")
+        return model.model_validate_json(_body_text())
     except ValidationError as error:
         # Locations and messages only: pydantic's "input" would echo the caller's text back.
         problems = [f"{_field(detail['loc'])}: {detail['msg']}" for detail in error.errors()]
         raise GatewayError(422, "invalid_request", "; ".join(problems)) from None
+
+
+def _body_text() -> str:
+    """The body as text: base64-decoded when API Gateway says so (strictly), and valid UTF-8."""
+    event = app.current_event
+    body = event.body or ""
+    if not event.is_base64_encoded:
+        return body
+    try:
+        return base64.b64decode(body, validate=True).decode("utf-8")
+    except UnicodeDecodeError:
+        raise GatewayError(400, "invalid_request", "body: not UTF-8 text") from None
+    except ValueError:  # binascii.Error, or text that is not ASCII
+        raise GatewayError(400, "invalid_request", "body: not valid base64") from None
 
 
 def _field(loc: tuple[Any, ...]) -> str:
@@ -322,7 +342,7 @@ def _request_id() -> str:
     key = app.current_event.headers.get(IDEMPOTENCY_KEY_HEADER)  # Powertools' headers are case-insensitive
     if key is None:
         return str(app.current_event.request_context.request_id)
-    if not IDEMPOTENCY_KEY.match(key):
+    if not IDEMPOTENCY_KEY.fullmatch(key):
         raise GatewayError(422, "invalid_request", f"{IDEMPOTENCY_KEY_HEADER}: 8 to 128 of A-Z a-z 0-9 _ . : -")
     return key
 
@@ -340,7 +360,7 @@ def _evaluation_case(group: GroupPolicy) -> str | None:
     case = app.current_event.headers.get(EVALUATION_CASE_HEADER)
     if not case or group.kind != "internal":
         return None
-    if not EVALUATION_CASE.match(case):
+    if not EVALUATION_CASE.fullmatch(case):
         raise GatewayError(422, "invalid_request", f"{EVALUATION_CASE_HEADER}: 1 to 64 of a-z 0-9 -")
     return case
 

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ai_gateway.models import GroupModels
-from shared.converse import converse
+from shared.aws_errors import invalid_response, reported_count
+from shared.converse import SERVICE, Conversed, converse
 
 
 class ModelForbiddenError(Exception):
@@ -58,11 +59,26 @@ class ModelRouter:
             messages=messages,
             inferenceConfig={"maxTokens": max_tokens},
         )
-        return Generation(
-            model=answered.model,
-            text=answered.text,
-            input_tokens=answered.input_tokens,
-            output_tokens=answered.output_tokens,
-            latency_ms=answered.latency_ms,
-            fell_back_from=answered.fell_back_from,
-        )
+        return _generation(answered)
+
+
+def _generation(answered: Conversed) -> Generation:
+    """The model's answer as the gateway meters and guards it: some text and two counts. An
+    answer without text, or with usage that is not a count, is the model's failure (a 502)."""
+    response: Any = answered.response
+    try:
+        text = answered.text
+        usage = response.get("usage") or {}
+        counts = usage.get("inputTokens", 0), usage.get("outputTokens", 0)
+    except (KeyError, TypeError, AttributeError):
+        raise invalid_response(SERVICE) from None
+    if not isinstance(text, str) or not text.strip():
+        raise invalid_response(SERVICE)
+    return Generation(
+        model=answered.model,
+        text=text,
+        input_tokens=reported_count(SERVICE, counts[0]),
+        output_tokens=reported_count(SERVICE, counts[1]),
+        latency_ms=answered.latency_ms,
+        fell_back_from=answered.fell_back_from,
+    )

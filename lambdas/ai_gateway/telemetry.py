@@ -10,6 +10,7 @@ metrics): EMF a Lambda function prints is extracted reliably, an agent runtime's
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -181,8 +182,8 @@ def _tool_stage(call: dict[str, Any], conversation: str) -> None:
     reports without a latency was never made (its turn ran out of time first): no tool work to
     count, and no made-up latency to drag the percentiles."""
     latency = call.get("latency_ms")
-    if not isinstance(latency, int | float) or isinstance(latency, bool) or latency < 0:
-        return
+    if not isinstance(latency, int | float) or isinstance(latency, bool) or not 0 <= latency < math.inf:
+        return  # NaN and infinity too: a metric of neither is charted
     values = [
         (observability.Metric.STAGE_REQUESTS, COUNT, 1.0),
         (observability.Metric.STAGE_ERRORS, COUNT, 0.0 if call.get("ok") else 1.0),

@@ -10,7 +10,7 @@ this function only writes to S3. Record contents are never logged.
 
 from __future__ import annotations
 
-import json
+import base64
 from functools import cache
 from typing import Any
 
@@ -22,6 +22,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import from_json
 
 from connector_push.contract import Settings
 from shared.landing import Record, document, land
@@ -65,9 +66,9 @@ def push(source: str) -> Response[Any]:
         return _json(404, {"error": "not_found", "message": f"unknown source; known: {', '.join(sorted(sources()))}"})
     limit = settings().max_records
     try:
-        raw = json.loads(app.current_event.body or "")
-    except ValueError:
-        return _json(400, {"error": "invalid_request", "message": "body: not JSON"})
+        raw = _parsed_body()
+    except ValueError as error:
+        return _json(400, {"error": "invalid_request", "message": f"body: {error}"})
     if isinstance(raw, dict) and isinstance(raw.get("records"), list) and len(raw["records"]) > limit:
         return _json(413, {"error": "too_large", "message": f"at most {limit} records per request"})
     try:
@@ -83,6 +84,28 @@ def push(source: str) -> Response[Any]:
     metrics.add_metric(name="RecordsAccepted", unit=MetricUnit.Count, value=len(accepted))
     logger.info("records accepted", extra={"source": source, "count": len(accepted)})
     return _json(202, {"accepted": len(accepted), "documents": accepted})
+
+
+def _parsed_body() -> Any:
+    """The body as JSON, or a ValueError naming why not: base64 (strictly, when the event says
+    so), UTF-8, then pydantic's parser, which refuses NaN and Infinity and ends deep nesting and
+    huge numbers with a ValueError (json.loads would raise RecursionError on the first)."""
+    event = app.current_event
+    body = event.body or ""
+    try:
+        data = base64.b64decode(body, validate=True) if event.is_base64_encoded else body.encode()
+    except UnicodeEncodeError:  # a lone surrogate: not text any client could have sent
+        raise ValueError("not UTF-8 text") from None
+    except ValueError:  # binascii.Error, or text that is not ASCII
+        raise ValueError("not valid base64") from None
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8 text") from None
+    try:
+        return from_json(data, allow_inf_nan=False)
+    except ValueError as error:
+        raise ValueError(f"not JSON ({error})") from None
 
 
 @app.not_found

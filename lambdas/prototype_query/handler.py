@@ -1,24 +1,25 @@
 """POST /query on an IAM-authorized Function URL: answer a question with citations.
 
 Body: {"question": "...", "source": "knowledge_base" | "kendra"}. Bad input gets a 4xx JSON error
-naming the field; an upstream failure the answer shared.aws_errors gives it (throttled: 429,
+naming the field or what is wrong with the body (not base64, not UTF-8, not JSON, nested or a
+number past what the parser takes); an upstream failure the answer shared.aws_errors gives it (throttled: 429,
 rejected: 4xx, else 502). The question is never logged.
 """
 
+import base64
 import time
 from dataclasses import dataclass
 from functools import cache
-from typing import Annotated, Any
+from typing import Any
 
 import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import LambdaFunctionUrlResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
-from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
+from pydantic import ValidationError
 
 from prototype_query.answering import answer_from_kendra, answer_from_knowledge_base
 from prototype_query.contract import Dimension, Metric, Settings
@@ -28,7 +29,14 @@ from shared.aws_errors import RETRY_AFTER_SECONDS, UpstreamError
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
-app = LambdaFunctionUrlResolver(enable_validation=True)
+# Bodies are validated with pydantic's own JSON parser (QueryRequest.model_validate_json), not
+# Powertools' validation: its json.loads raises RecursionError and ValueError (a deep array, an
+# integer of 4,301 digits) past its handlers, which would be 500s.
+app = LambdaFunctionUrlResolver()
+
+
+class InvalidRequestError(Exception):
+    """The body is not a question: the message names what is wrong, never echoes the body."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +69,8 @@ def clients() -> Clients:
 
 @app.post("/query")
 @tracer.capture_method(capture_response=False)
-def query(request: Annotated[QueryRequest, Body()]) -> Response[Any]:
+def query() -> Response[Any]:
+    request = _request()
     config = settings()
     if len(request.question) > config.max_question_chars:
         return _error(422, "invalid_request", f"question: at most {config.max_question_chars} characters")
@@ -105,11 +114,32 @@ def query(request: Annotated[QueryRequest, Body()]) -> Response[Any]:
     return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=answer.model_dump(mode="json"))
 
 
-@app.exception_handler(RequestValidationError)
-def _invalid_request(error: RequestValidationError) -> Response[Any]:
-    # Field locations and messages only: pydantic's "input" would echo the question back.
-    problems = [f"{_field(detail['loc'])}: {detail['msg']}" for detail in error.errors()]
-    return _error(422, "invalid_request", "; ".join(problems))
+def _request() -> QueryRequest:
+    try:
+        return QueryRequest.model_validate_json(_body_text())
+    except ValidationError as error:
+        # Field locations and messages only: pydantic's "input" would echo the question back.
+        problems = [f"{_field(detail['loc'])}: {detail['msg']}" for detail in error.errors()]
+        raise InvalidRequestError("; ".join(problems)) from None
+
+
+def _body_text() -> str:
+    """The body as text: base64-decoded (strictly) when the event says so, and valid UTF-8."""
+    event = app.current_event
+    body = event.body or ""
+    if not event.is_base64_encoded:
+        return body
+    try:
+        return base64.b64decode(body, validate=True).decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidRequestError("body: not UTF-8 text") from None
+    except ValueError:  # binascii.Error, or text that is not ASCII
+        raise InvalidRequestError("body: not valid base64") from None
+
+
+@app.exception_handler(InvalidRequestError)
+def _invalid_request(error: InvalidRequestError) -> Response[Any]:
+    return _error(422, "invalid_request", str(error))
 
 
 @app.exception_handler(UpstreamError)

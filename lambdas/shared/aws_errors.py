@@ -161,3 +161,22 @@ def call(service: str, *, caller_facing: bool = False) -> Iterator[None]:
         yield
     except (ClientError, BotoCoreError) as error:
         raise UpstreamError.from_exception(service, error, caller_facing=caller_facing) from None
+
+
+# An answer that is not what the upstream promised (a count that is not a count, no text, a
+# document of the wrong shape) is the upstream's failure: the caller gets a 502, never a 500.
+INVALID_RESPONSE = "InvalidResponse"
+# More tokens or iterations than any one request could take: not a count to meter or to chart.
+MAX_REPORTED_COUNT = 100_000_000
+
+
+def invalid_response(service: str) -> UpstreamError:
+    return UpstreamError(service, INVALID_RESPONSE, kind=Kind.FAILED)
+
+
+def reported_count(service: str, value: object) -> int:
+    """A count an upstream reported (tokens, iterations): an int from 0 to MAX_REPORTED_COUNT;
+    anything else (negative, huge, a float, NaN, a string, a bool) is ``service``'s failure."""
+    if type(value) is not int or not 0 <= value <= MAX_REPORTED_COUNT:
+        raise invalid_response(service)
+    return value

@@ -1,15 +1,33 @@
-"""Verifying the Cognito access tokens callers present (gateway authorizer, tool interceptors)."""
+"""Verifying the Cognito access tokens callers present (gateway authorizer, tool interceptors).
+
+The pool's keys (JWKS) are fetched with bounded time and size and checked for shape before
+PyJWT sees them: an endpoint answering garbage, an error, a huge or a slow body denies the token
+(InvalidToken), never raises anything else, so no caller gets a 500 for it.
+"""
 
 from __future__ import annotations
 
+import http.client
+import json
+import time
+import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
+from urllib.error import URLError
 
 import jwt
 
 from shared.claims import GROUP_CLAIM, KIND_CLAIM, TIER_CLAIM
 
 __all__ = ["GROUP_CLAIM", "KIND_CLAIM", "TIER_CLAIM", "InvalidToken", "TokenVerifier", "bearer"]
+
+
+# Cognito's JWKS is two RSA keys (~1 KB): far more is not a key set. The whole fetch, not each
+# socket read, must end in time (a server dripping a byte at a time would pass a read timeout).
+JWKS_MAX_BYTES: Final = 64 * 1024
+JWKS_SECONDS: Final = 3.0
+_JWK_FIELDS: Final = ("kty", "kid", "use", "alg", "n", "e")
 
 
 class InvalidToken(Exception):  # noqa: N818 - the name says what the caller gets
@@ -24,6 +42,9 @@ class TokenVerifier:
 
     issuer: str
     client_id: str
+    jwks_seconds: float = JWKS_SECONDS
+    jwks_max_bytes: int = JWKS_MAX_BYTES
+    clock: Callable[[], float] = time.monotonic  # the fetch's deadline is on this clock
     _jwks: jwt.PyJWKClient | None = field(default=None, init=False, repr=False)
 
     @classmethod
@@ -32,10 +53,19 @@ class TokenVerifier:
 
     def claims(self, token: str) -> dict[str, Any]:
         if self._jwks is None:
-            # Keys are fetched once per container and again only for an unknown key id.
-            self._jwks = jwt.PyJWKClient(f"{self.issuer}/.well-known/jwks.json", cache_keys=True, timeout=5)
+            self._jwks = BoundedJWKClient(
+                f"{self.issuer}/.well-known/jwks.json",
+                seconds=self.jwks_seconds,
+                max_bytes=self.jwks_max_bytes,
+                clock=self.clock,
+            )
         try:
             key = self._jwks.get_signing_key_from_jwt(token)
+        except jwt.PyJWTError as error:
+            raise InvalidToken(type(error).__name__) from None
+        except (TypeError, ValueError):  # a token header PyJWT cannot look up (a "kid" that is an object)
+            raise InvalidToken("unusable key id") from None
+        try:
             claims: dict[str, Any] = jwt.decode(
                 token,
                 key.key,
@@ -49,6 +79,68 @@ class TokenVerifier:
         if claims["token_use"] != "access" or claims["client_id"] != self.client_id:  # noqa: S105
             raise InvalidToken("not an access token of this app client")
         return claims
+
+
+class BoundedJWKClient(jwt.PyJWKClient):
+    """PyJWKClient whose fetch ends by a deadline (``seconds`` on ``clock``, checked between
+    reads; each read also times out after ``seconds``), reads at most ``max_bytes``, follows no
+    redirect, and hands PyJWT only keys whose fields are strings. Every failure is a
+    PyJWKClientError, which the verifier turns into InvalidToken."""
+
+    def __init__(self, uri: str, *, seconds: float, max_bytes: int, clock: Callable[[], float]) -> None:
+        # Keys are fetched once per container and again only for an unknown key id.
+        super().__init__(uri, cache_keys=True, timeout=seconds)
+        self._seconds = seconds
+        self._max_bytes = max_bytes
+        self._clock = clock
+
+    def fetch_data(self) -> Any:
+        keys = _key_set(self._read())
+        if self.jwk_set_cache is not None:
+            self.jwk_set_cache.put(keys)
+        self._last_successful_fetch = time.monotonic()  # PyJWT's refresh cooldown counts from here
+        return keys
+
+    def _read(self) -> bytes:
+        deadline = self._clock() + self._seconds
+        opener = urllib.request.build_opener(_NoRedirect())
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            # PyJWKClient refused any scheme but http(s) when it was built.
+            with opener.open(urllib.request.Request(self.uri), timeout=self._seconds) as response:  # noqa: S310
+                while chunk := response.read1(16 * 1024):
+                    size += len(chunk)
+                    if size > self._max_bytes:
+                        raise jwt.PyJWKClientError("the JWKS answer is too large")
+                    if self._clock() > deadline:
+                        raise jwt.PyJWKClientError("the JWKS answer is too slow")
+                    chunks.append(chunk)
+        except (URLError, TimeoutError, OSError, http.client.HTTPException) as error:  # HTTPError is a URLError
+            raise jwt.PyJWKClientConnectionError(f"the JWKS fetch failed: {type(error).__name__}") from None
+        return b"".join(chunks)
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *_: Any, **__: Any) -> None:
+        return None
+
+
+def _key_set(data: bytes) -> dict[str, Any]:
+    """``{"keys": [...]}`` with the keys whose JWK fields are all strings (none: not a key set)."""
+    try:
+        document = json.loads(data)
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested past the parser
+        raise jwt.PyJWKClientError("the JWKS answer is not JSON") from None
+    keys = document.get("keys") if isinstance(document, dict) else None
+    usable = [
+        key
+        for key in (keys if isinstance(keys, list) else [])
+        if isinstance(key, dict) and all(isinstance(key.get(name, ""), str) for name in _JWK_FIELDS)
+    ]
+    if not usable:
+        raise jwt.PyJWKClientError("the JWKS answer has no usable keys")
+    return {"keys": usable}
 
 
 def bearer(header: str | None) -> str:

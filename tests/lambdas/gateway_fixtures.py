@@ -140,6 +140,27 @@ GATEWAY_CONFIG: dict[str, Any] = {
 CONFIG: ProductionConfig = load_config({"blueprint": GATEWAY_CONFIG}).production
 
 
+# Bodies any client-facing function must refuse with a 4xx naming the problem (issue 14): the
+# gateway's and the prototype query's fuzz tests and test_hostile_inputs.py send them.
+DEEP = "[" * 100_000 + "]" * 100_000  # json.loads: RecursionError
+DEEP_FIELD = '{"messages": ' + "[" * 5_000 + "]" * 5_000 + "}"
+HUGE_INT = '{"question": ' + "9" * 5_000 + "}"  # int(): ValueError past 4,300 digits
+HOSTILE_BODIES = {
+    "deeply nested": DEEP,
+    "deeply nested field": DEEP_FIELD,
+    "huge integer": HUGE_INT,
+    "huge integer alone": "9" * 5_000,
+    "NaN": '{"question": NaN, "messages": NaN, "records": NaN}',
+    "Infinity": "Infinity",
+    "-Infinity field": '{"question": -Infinity, "records": [-Infinity]}',
+    "a list": "[1, 2]",
+    "a number": "3",
+    "null": "null",
+    "a lone surrogate": '{"question": "\ud800", "records": "\ud800"}',
+    "empty": "",
+}
+
+
 def policy_document() -> dict[str, Any]:
     """The policy document the gateway stack writes for CONFIG (a fresh copy)."""
     return gateway_policy(CONFIG).model_dump(mode="json")

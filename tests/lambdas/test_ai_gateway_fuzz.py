@@ -15,7 +15,15 @@ from ai_gateway import handler
 from ai_gateway.agents import AgentClient
 from ai_gateway.guardrail import Guard
 from tests.lambdas.conftest import FakeContext, http_result
-from tests.lambdas.gateway_fixtures import GOLD, POLICY, AnsweringBedrock, AnsweringLedger, environment, rest_event
+from tests.lambdas.gateway_fixtures import (
+    GOLD,
+    HOSTILE_BODIES,
+    POLICY,
+    AnsweringBedrock,
+    AnsweringLedger,
+    environment,
+    rest_event,
+)
 from tests.lambdas.strategies import json_values
 
 
@@ -63,6 +71,8 @@ bodies = st.one_of(
     json_values.map(json.dumps),
     st.text(max_size=200),
     st.just(json.dumps({"messages": [{"role": "user", "content": "x" * 25_000}]})),
+    st.sampled_from(list(HOSTILE_BODIES.values())),  # nesting, huge integers, NaN, surrogates
+    st.binary(max_size=100).map(lambda b: b.decode("latin-1")),
 )
 claims = st.one_of(
     st.just(GOLD),
@@ -86,15 +96,20 @@ routes = st.sampled_from(
     route=routes,
     body=bodies,
     authorizer=claims,
-    headers=st.dictionaries(st.sampled_from(["Idempotency-Key", "X-Other"]), st.text(max_size=40), max_size=2),
+    headers=st.dictionaries(
+        st.sampled_from(["Idempotency-Key", "X-Evaluation-Case", "Authorization", "X-Other"]),
+        st.text(max_size=40) | st.sampled_from(["client-key-0001\n", "case-1\n", "Bearer x\n"]),
+        max_size=3,
+    ),
+    base64_encoded=st.booleans(),
 )
 def test_every_route_answers_json_and_never_a_5xx(
-    route: tuple[str, str], body: str, authorizer: dict[str, str], headers: dict[str, str]
+    route: tuple[str, str], body: str, authorizer: dict[str, str], headers: dict[str, str], base64_encoded: bool
 ) -> None:
     method, path = route
-    result = http_result(
-        handler.lambda_handler(rest_event(method, path, body, authorizer=authorizer, headers=headers), FakeContext())
-    )
+    event = rest_event(method, path, body, authorizer=authorizer, headers=headers)
+    event["isBase64Encoded"] = base64_encoded  # the body as it came: mostly not base64 at all
+    result = http_result(handler.lambda_handler(event, FakeContext()))
     assert result.status < 500, result.body
     assert isinstance(result.body, dict)
     if result.status >= 400:

@@ -364,10 +364,10 @@ def test_an_unexpected_error_is_a_500_json_without_a_trace(
         ({"question": ["a"]}, "question: Input should be a valid string"),
         ({"question": "Hi?", "source": "google"}, "source: Input should be 'knowledge_base' or 'kendra'"),
         ({"question": "Hi?", "session": "x"}, "session: Extra inputs are not permitted"),
-        ("{not json", "body: JSON decode error"),
-        ("[1, 2]", "Input should be a valid dictionary or object to extract fields from"),
-        ('"just a string"', "Input should be a valid dictionary or object to extract fields from"),
-        (None, "Field required"),
+        ("{not json", "body: Invalid JSON"),
+        ("[1, 2]", "body: Input should be an object"),
+        ('"just a string"', "body: Input should be an object"),
+        (None, "body: Invalid JSON: EOF"),
     ],
 )
 def test_bad_input_is_a_422_naming_the_field(

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from prototype_query import handler
 from tests.lambdas.conftest import FakeContext, function_url_event, http_result
+from tests.lambdas.gateway_fixtures import HOSTILE_BODIES
 from tests.lambdas.strategies import json_values
 
 
@@ -58,13 +59,16 @@ bodies = st.one_of(
     st.text(max_size=300),
     st.binary(max_size=200).map(lambda b: b.decode("latin-1")),
     st.just("x" * 200_000),
+    st.sampled_from(list(HOSTILE_BODIES.values())),  # nesting, huge integers, NaN, surrogates
 )
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(body=bodies)
-def test_any_body_gets_json_with_200_or_a_4xx_reason(body: str) -> None:
-    result = http_result(handler.lambda_handler(function_url_event(body), FakeContext()))
+@given(body=bodies, base64_encoded=st.booleans())
+def test_any_body_gets_json_with_200_or_a_4xx_reason(body: str, base64_encoded: bool) -> None:
+    event = function_url_event(body)
+    event["isBase64Encoded"] = base64_encoded  # the body as it came: mostly not base64 at all
+    result = http_result(handler.lambda_handler(event, FakeContext()))
     assert result.status in (200, 422), (result.status, result.body)
     assert isinstance(result.body, dict)
     if result.status == 200:

@@ -1,0 +1,312 @@
+"""Hostile input at the client-facing entry points (issue 14): the AI gateway, the prototype query
+function and the push connector answer a 4xx JSON error naming the problem, never a 500; what a
+model or an agent answers out of range is the upstream's failure (a 502); header values are
+matched whole.
+
+AWS is replaced by fakes that always answer, so only the input under test can fail a request.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
+
+from ai_gateway import agents, handler, telemetry
+from ai_gateway.agents import AgentClient
+from ai_gateway.guardrail import Guard
+from ai_gateway.handler import GatewayError
+from ai_gateway.router import ModelRouter
+from connector_push import handler as push
+from prototype_query import handler as query
+from shared.aws_errors import MAX_REPORTED_COUNT, UpstreamError
+from tests.lambdas.conftest import FakeContext, HttpResult, function_url_event, http_result
+from tests.lambdas.gateway_fixtures import (
+    DEEP,
+    HOSTILE_BODIES,
+    POLICY,
+    AnsweringBedrock,
+    AnsweringLedger,
+    environment,
+    rest_event,
+)
+from tests.lambdas.test_prototype_query_fuzz import AnyCall
+
+CHAT = {"messages": [{"role": "user", "content": "Hello"}]}
+
+
+class Answering(AnsweringBedrock):
+    """Bedrock whose Converse answers ``response`` (the guardrail passes everything)."""
+
+    def __init__(self, response: Any = None) -> None:
+        self.response = response
+
+    def converse(self, **_: Any) -> Any:
+        return self.response if self.response is not None else super().converse()
+
+
+@pytest.fixture
+def bedrock(monkeypatch: pytest.MonkeyPatch) -> Iterator[Answering]:
+    fake = Answering()
+    deps = handler.Dependencies(
+        ledger=AnsweringLedger(),  # type: ignore[arg-type]
+        guard=Guard(fake, guardrail_id="g", version="1"),
+        bedrock=fake,
+        agents=AgentClient("http://127.0.0.1:9", {}),  # POLICY routes every output to a model
+    )
+    monkeypatch.setattr(handler, "dependencies", lambda: deps)
+    monkeypatch.setattr(handler, "policy", lambda: POLICY)
+    environment(monkeypatch)
+    yield fake
+    handler.settings.cache_clear()
+
+
+@pytest.fixture
+def prototype(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name, value in {"KNOWLEDGE_BASE_ID": "KB1", "GENERATION_MODEL_ARN": "arn:m", "KENDRA_INDEX_ID": "i"}.items():
+        monkeypatch.setenv(name, value)
+    query.settings.cache_clear()
+    fake = AnyCall()
+    monkeypatch.setattr(query, "clients", lambda: query.Clients(agent_runtime=fake, kendra=fake, bedrock=fake))
+    yield
+    query.settings.cache_clear()
+
+
+@pytest.fixture
+def connector(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("LANDING_BUCKET", "landing")
+    monkeypatch.setenv("PUSH_SOURCES", json.dumps({"crm": "public"}))
+    push.settings.cache_clear()
+    yield
+    push.settings.cache_clear()
+
+
+def gateway_call(body: str | None, *, base64_encoded: bool = False, **event: Any) -> HttpResult:
+    request = rest_event("POST", "/v1/chat", body, **event)
+    request["isBase64Encoded"] = base64_encoded
+    return http_result(handler.lambda_handler(request, FakeContext()))
+
+
+def query_call(body: str | None, *, base64_encoded: bool = False) -> HttpResult:
+    request = function_url_event(body)
+    request["isBase64Encoded"] = base64_encoded
+    return http_result(query.lambda_handler(request, FakeContext()))
+
+
+def push_call(body: str | None, *, base64_encoded: bool = False) -> HttpResult:
+    request = {**rest_event("POST", "/v1/records/crm", body), "resource": "/v1/records/{source}"}
+    request["isBase64Encoded"] = base64_encoded
+    return http_result(push.lambda_handler(request, FakeContext()))
+
+
+def assert_refused(result: HttpResult, *words: str) -> None:
+    """A 4xx JSON error whose message names the problem."""
+    assert 400 <= result.status < 500, (result.status, result.body)
+    assert result.body["error"] == "invalid_request", result.body
+    assert all(word in result.body["message"] for word in words), result.body
+    assert "Traceback" not in result.body["message"]
+
+
+# --- bodies ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("body", HOSTILE_BODIES.values(), ids=HOSTILE_BODIES.keys())
+def test_a_hostile_body_is_a_4xx_with_a_reason_at_the_gateway(body: str, bedrock: Answering) -> None:
+    assert_refused(gateway_call(body))
+
+
+@pytest.mark.parametrize("body", HOSTILE_BODIES.values(), ids=HOSTILE_BODIES.keys())
+def test_a_hostile_body_is_a_4xx_with_a_reason_at_the_prototype_query(body: str, prototype: None) -> None:
+    assert_refused(query_call(body))
+
+
+@pytest.mark.parametrize("body", HOSTILE_BODIES.values(), ids=HOSTILE_BODIES.keys())
+def test_a_hostile_body_is_a_4xx_with_a_reason_at_the_push_connector(body: str, connector: None) -> None:
+    assert_refused(push_call(body))
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [("!!! not base64 @@", "not valid base64"), (base64.b64encode(b'{"question": "\xff\xfe"}').decode(), "UTF-8")],
+    ids=["garbage", "invalid UTF-8"],
+)
+def test_an_undecodable_base64_body_is_a_4xx_naming_it(
+    body: str, reason: str, bedrock: Answering, prototype: None, connector: None
+) -> None:
+    assert_refused(gateway_call(body, base64_encoded=True), reason)
+    assert_refused(query_call(body, base64_encoded=True), reason)
+    assert_refused(push_call(body, base64_encoded=True), reason)
+
+
+def test_a_base64_body_is_read_decoded(bedrock: Answering, prototype: None) -> None:
+    encoded = base64.b64encode(json.dumps(CHAT).encode()).decode()
+    assert gateway_call(encoded, base64_encoded=True).status == 200
+    question = base64.b64encode(json.dumps({"question": "What is the refund policy?"}).encode()).decode()
+    assert query_call(question, base64_encoded=True).status == 200
+
+
+def test_nan_and_infinity_are_not_json_to_the_push_connector(connector: None) -> None:
+    result = push_call('{"records": [{"id": "a", "body": "b", "title": NaN}]}')
+    assert_refused(result, "not JSON")
+
+
+# --- headers are matched whole -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["client-key-0001\n", "client-key-0001\r\n", "client-key-0001\nX-Injected: 1"])
+def test_an_idempotency_key_with_a_trailing_newline_is_refused(key: str, bedrock: Answering) -> None:
+    result = gateway_call(json.dumps(CHAT), headers={"Idempotency-Key": key})
+    assert result.status == 422
+    assert result.body["message"].startswith("Idempotency-Key:")
+
+
+def test_a_session_id_with_a_trailing_newline_is_refused(bedrock: Answering) -> None:
+    result = gateway_call(json.dumps({**CHAT, "session_id": "session-0001\n"}))
+    assert result.status == 422
+    assert result.body["message"].startswith("session_id:")
+
+
+def test_an_output_type_with_a_trailing_newline_is_refused(bedrock: Answering) -> None:
+    request = rest_event("POST", "/v1/outputs/summary\n", {"material": "m"})
+    result = http_result(handler.lambda_handler(request, FakeContext()))
+    assert (result.status, result.body["error"]) == (422, "invalid_request")  # never produced as "summary"
+
+
+def test_an_evaluation_case_with_a_trailing_newline_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    internal = POLICY.groups["platform-admins"]
+    event = rest_event("POST", "/v1/chat", CHAT, headers={"X-Evaluation-Case": "refund-policy\n"})
+    monkeypatch.setattr(handler.app, "current_event", APIGatewayProxyEvent(event), raising=False)
+    with pytest.raises(GatewayError) as refused:
+        handler._evaluation_case(internal)
+    assert (refused.value.status, refused.value.message[:17]) == (422, "X-Evaluation-Case")
+
+
+def test_an_agent_error_code_is_taken_whole() -> None:
+    assert agents._agent_error_code(b'{"error": "tools_unavailable"}') == "tools_unavailable"
+    assert agents._agent_error_code(b'{"error": "tools_unavailable\\n"}') is None
+    assert agents._agent_error_code(("[" * 100_000).encode()) is None  # RecursionError: not a code
+
+
+# --- what a model answers ----------------------------------------------------------------------
+
+
+def usage(input_tokens: Any, output_tokens: Any = 2) -> dict[str, Any]:
+    return {"inputTokens": input_tokens, "outputTokens": output_tokens}
+
+
+def answer(content: Any = None, tokens: Any = None) -> dict[str, Any]:
+    message = {"content": [{"text": "Hi."}] if content is None else content}
+    return {"output": {"message": message}, "usage": usage(5) if tokens is None else tokens}
+
+
+BAD_MODEL_ANSWERS = {
+    "negative tokens": answer(tokens=usage(-1)),
+    "huge tokens": answer(tokens=usage(MAX_REPORTED_COUNT + 1)),
+    "NaN tokens": answer(tokens=usage(math.nan)),
+    "infinite tokens": answer(tokens=usage(5, math.inf)),
+    "fractional tokens": answer(tokens=usage(5.5)),
+    "string tokens": answer(tokens=usage("5")),
+    "boolean tokens": answer(tokens=usage(True)),
+    "usage not an object": answer(tokens=["5"]),
+    "no text": answer(content=[]),
+    "only blank text": answer(content=[{"text": "  \n"}]),
+    "text not a string": answer(content=[{"text": 5}]),
+    "content not a list": answer(content="Hi."),
+    "block not an object": answer(content=["Hi."]),
+    "no output": {"usage": usage(5)},
+    "output not an object": {"output": "Hi.", "usage": usage(5)},
+}
+
+
+@pytest.mark.parametrize("response", BAD_MODEL_ANSWERS.values(), ids=BAD_MODEL_ANSWERS.keys())
+def test_a_model_answer_out_of_range_is_the_models_502(response: dict[str, Any], bedrock: Answering) -> None:
+    bedrock.response = response
+    result = gateway_call(json.dumps(CHAT))
+    assert (result.status, result.body) == (
+        502,
+        {"error": "upstream_error", "message": "bedrock-runtime failed with InvalidResponse"},
+    )
+
+
+def test_the_router_refuses_an_answer_without_counts_it_can_meter() -> None:
+    router = ModelRouter(Answering(answer(tokens=usage(-5))), attempt_seconds=1)
+    with pytest.raises(UpstreamError) as failed:
+        router.generate(["m"], system="s", messages=[], max_tokens=10, deadline=math.inf)
+    assert (failed.value.code, failed.value.http_status) == ("InvalidResponse", 502)
+
+
+# --- what an agent answers ---------------------------------------------------------------------
+
+GOOD_AGENT_ANSWER: dict[str, Any] = {
+    "answer": "Your order ships today.",
+    "model": "amazon.nova-pro-v1:0",
+    "stop": "end_turn",
+    "iterations": 2,
+    "tool_calls": [{"name": "orders", "arguments": {}, "ok": True, "error_kind": None, "latency_ms": 40.0}],
+    "usage": {"input_tokens": 900, "output_tokens": 120},
+}
+CALL = GOOD_AGENT_ANSWER["tool_calls"][0]
+BAD_AGENT_ANSWERS = {
+    "not an object": [GOOD_AGENT_ANSWER],
+    "answer a number": {**GOOD_AGENT_ANSWER, "answer": 5},
+    "answer blank": {**GOOD_AGENT_ANSWER, "answer": " "},
+    "no answer": {k: v for k, v in GOOD_AGENT_ANSWER.items() if k != "answer"},
+    "model an object": {**GOOD_AGENT_ANSWER, "model": {"id": "x"}},
+    "negative tokens": {**GOOD_AGENT_ANSWER, "usage": {"input_tokens": -1, "output_tokens": 1}},
+    "huge tokens": {**GOOD_AGENT_ANSWER, "usage": {"input_tokens": 10**30, "output_tokens": 1}},
+    "string tokens": {**GOOD_AGENT_ANSWER, "usage": {"input_tokens": "9", "output_tokens": 1}},
+    "usage a list": {**GOOD_AGENT_ANSWER, "usage": [1, 2]},
+    "negative iterations": {**GOOD_AGENT_ANSWER, "iterations": -3},
+    "fractional iterations": {**GOOD_AGENT_ANSWER, "iterations": 2.5},
+    "boolean iterations": {**GOOD_AGENT_ANSWER, "iterations": True},
+    "stop a number": {**GOOD_AGENT_ANSWER, "stop": 1},
+    "tool_calls an object": {**GOOD_AGENT_ANSWER, "tool_calls": {"name": "x"}},
+    "a tool call a string": {**GOOD_AGENT_ANSWER, "tool_calls": ["orders"]},
+    "a tool call without a name": {**GOOD_AGENT_ANSWER, "tool_calls": [{"ok": True}]},
+    "a tool name a list": {**GOOD_AGENT_ANSWER, "tool_calls": [{**CALL, "name": ["x"]}]},
+    "a tool ok a string": {**GOOD_AGENT_ANSWER, "tool_calls": [{**CALL, "ok": "yes"}]},
+    "a tool latency negative": {**GOOD_AGENT_ANSWER, "tool_calls": [{**CALL, "latency_ms": -1}]},
+    "a tool's arguments a list": {**GOOD_AGENT_ANSWER, "tool_calls": [{**CALL, "arguments": [1]}]},
+}
+NOT_JSON_ANSWERS = {
+    "NaN tokens": json.dumps(GOOD_AGENT_ANSWER).replace('"input_tokens": 900', '"input_tokens": NaN'),
+    "infinite latency": json.dumps(GOOD_AGENT_ANSWER).replace("40.0", "Infinity"),
+    "huge integer": json.dumps(GOOD_AGENT_ANSWER).replace("900", "9" * 5000),
+    "deeply nested arguments": json.dumps(GOOD_AGENT_ANSWER).replace('"arguments": {}', '"arguments": ' + DEEP),
+    "not UTF-8": '{"answer": "\xff"}',
+}
+
+
+@pytest.mark.parametrize(
+    "data",
+    [json.dumps(a).encode() for a in BAD_AGENT_ANSWERS.values()]
+    + [text.encode("latin-1" if "\xff" in text else "utf-8") for text in NOT_JSON_ANSWERS.values()],
+    ids=[*BAD_AGENT_ANSWERS, *NOT_JSON_ANSWERS],
+)
+def test_an_agent_answer_with_the_wrong_type_at_any_level_is_the_agents_502(data: bytes) -> None:
+    with pytest.raises(UpstreamError) as failed:
+        agents._turn("agent a", data, 10.0)
+    assert (failed.value.http_status, failed.value.public_message) == (502, "agent a failed with InvalidResponse")
+
+
+def test_a_well_formed_agent_answer_is_read_as_it_came() -> None:
+    turn = agents._turn("agent a", json.dumps(GOOD_AGENT_ANSWER).encode(), 10.0)
+    assert (turn.generation.text, turn.generation.input_tokens, turn.iterations) == (
+        "Your order ships today.",
+        900,
+        2,
+    )
+    assert turn.calls == (CALL,)
+
+
+@pytest.mark.parametrize("latency", [math.nan, math.inf, -1.0, "40", None])
+def test_a_tool_call_without_a_finite_latency_emits_no_stage_metric(
+    latency: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    telemetry._tool_stage({"name": "t", "ok": True, "latency_ms": latency}, "s1")
+    assert capsys.readouterr().out == ""
