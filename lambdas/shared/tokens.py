@@ -143,9 +143,13 @@ def _key_set(data: bytes) -> dict[str, Any]:
     return {"keys": usable}
 
 
+_JWT_PUNCTUATION = str.maketrans("-_.", "aaa")
+
+
 def bearer(header: str | None) -> str:
     """The token of an ``Authorization: Bearer <token>`` header."""
     scheme, _, token = (header or "").partition(" ")
-    if scheme.lower() != "bearer" or not token:
+    # A JWT is base64url segments joined by dots: anything else (padding, a trailing newline) is no token.
+    if scheme.lower() != "bearer" or not token.isascii() or not token.translate(_JWT_PUNCTUATION).isalnum():
         raise InvalidToken("no bearer token")
     return token
