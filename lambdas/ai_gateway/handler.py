@@ -13,7 +13,6 @@ Idempotency-Key header, or API Gateway's request id). Errors are JSON {"error", 
 prompts and answers are never logged.
 """
 
-import base64
 import re
 from dataclasses import dataclass
 from functools import cache
@@ -53,6 +52,7 @@ from ai_gateway.models import Caller, ChatRequest, GatewayPolicy, GroupPolicy, O
 from ai_gateway.router import ModelForbiddenError, ModelRouter, candidates
 from ai_gateway.telemetry import Telemetry
 from shared.aws_errors import RETRY_AFTER_SECONDS, UpstreamError
+from shared.bodies import BodyError, body_bytes, problems
 from shared.claims import CONTEXT_GROUP, CONTEXT_USER
 from shared.runtime_config import DocumentReader, RuntimeConfigError, appconfig_fetch
 from shared.tokens import InvalidToken, bearer
@@ -304,32 +304,13 @@ def _models(group: GroupPolicy, requested: str | None) -> list[str]:
 def _body(model: type[Body]) -> Body:
     """The request's body as ``model``. pydantic's own JSON parser reads it: nesting, numbers and
     NaN beyond what a field takes are a 422 naming the problem, never a RecursionError."""
-    try:
-        return model.model_validate_json(_body_text())
-    except ValidationError as error:
-        # Locations and messages only: pydantic's "input" would echo the caller's text back.
-        problems = [f"{_field(detail['loc'])}: {detail['msg']}" for detail in error.errors()]
-        raise GatewayError(422, "invalid_request", "; ".join(problems)) from None
-
-
-def _body_text() -> str:
-    """The body as text: base64-decoded when API Gateway says so (strictly), and valid UTF-8."""
     event = app.current_event
-    body = event.body or ""
-    if not event.is_base64_encoded:
-        return body
     try:
-        return base64.b64decode(body, validate=True).decode("utf-8")
-    except UnicodeDecodeError:
-        raise GatewayError(400, "invalid_request", "body: not UTF-8 text") from None
-    except ValueError:  # binascii.Error, or text that is not ASCII
-        raise GatewayError(400, "invalid_request", "body: not valid base64") from None
-
-
-def _field(loc: tuple[Any, ...]) -> str:
-    """ "messages.0.role" for a field; "body" when the body itself is wrong (e.g. not JSON)."""
-    parts = [part for part in loc if part not in ("body", "path")]
-    return ".".join(map(str, parts)) if any(isinstance(part, str) for part in parts) else "body"
+        return model.model_validate_json(body_bytes(event.body, event.is_base64_encoded))
+    except BodyError as error:
+        raise GatewayError(400, "invalid_request", str(error)) from None
+    except ValidationError as error:
+        raise GatewayError(422, "invalid_request", problems(error)) from None
 
 
 def _check_size(chars: int) -> None:

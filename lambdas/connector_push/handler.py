@@ -10,7 +10,6 @@ this function only writes to S3. Record contents are never logged.
 
 from __future__ import annotations
 
-import base64
 from functools import cache
 from typing import Any
 
@@ -25,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import from_json
 
 from connector_push.contract import Settings
+from shared.bodies import BodyError, body_bytes
 from shared.landing import Record, document, land
 
 logger = Logger()
@@ -91,17 +91,10 @@ def _parsed_body() -> Any:
     so), UTF-8, then pydantic's parser, which refuses NaN and Infinity and ends deep nesting and
     huge numbers with a ValueError (json.loads would raise RecursionError on the first)."""
     event = app.current_event
-    body = event.body or ""
     try:
-        data = base64.b64decode(body, validate=True) if event.is_base64_encoded else body.encode()
-    except UnicodeEncodeError:  # a lone surrogate: not text any client could have sent
-        raise ValueError("not UTF-8 text") from None
-    except ValueError:  # binascii.Error, or text that is not ASCII
-        raise ValueError("not valid base64") from None
-    try:
-        data.decode()
-    except UnicodeDecodeError:
-        raise ValueError("not UTF-8 text") from None
+        data = body_bytes(event.body, event.is_base64_encoded)
+    except BodyError as error:
+        raise ValueError(str(error).removeprefix("body: ")) from None
     try:
         return from_json(data, allow_inf_nan=False)
     except ValueError as error:

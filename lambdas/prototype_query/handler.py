@@ -6,7 +6,6 @@ number past what the parser takes); an upstream failure the answer shared.aws_er
 rejected: 4xx, else 502). The question is never logged.
 """
 
-import base64
 import time
 from dataclasses import dataclass
 from functools import cache
@@ -25,6 +24,7 @@ from prototype_query.answering import answer_from_kendra, answer_from_knowledge_
 from prototype_query.contract import Dimension, Metric, Settings
 from prototype_query.models import QueryRequest, Source
 from shared.aws_errors import RETRY_AFTER_SECONDS, UpstreamError
+from shared.bodies import BodyError, body_bytes, problems
 
 logger = Logger()
 tracer = Tracer()
@@ -115,26 +115,13 @@ def query() -> Response[Any]:
 
 
 def _request() -> QueryRequest:
-    try:
-        return QueryRequest.model_validate_json(_body_text())
-    except ValidationError as error:
-        # Field locations and messages only: pydantic's "input" would echo the question back.
-        problems = [f"{_field(detail['loc'])}: {detail['msg']}" for detail in error.errors()]
-        raise InvalidRequestError("; ".join(problems)) from None
-
-
-def _body_text() -> str:
-    """The body as text: base64-decoded (strictly) when the event says so, and valid UTF-8."""
     event = app.current_event
-    body = event.body or ""
-    if not event.is_base64_encoded:
-        return body
     try:
-        return base64.b64decode(body, validate=True).decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidRequestError("body: not UTF-8 text") from None
-    except ValueError:  # binascii.Error, or text that is not ASCII
-        raise InvalidRequestError("body: not valid base64") from None
+        return QueryRequest.model_validate_json(body_bytes(event.body, event.is_base64_encoded))
+    except BodyError as error:
+        raise InvalidRequestError(str(error)) from None
+    except ValidationError as error:
+        raise InvalidRequestError(problems(error)) from None
 
 
 @app.exception_handler(InvalidRequestError)
@@ -161,12 +148,6 @@ def _no_route(error: NotFoundError) -> Response[Any]:
 def _unexpected(error: Exception) -> Response[Any]:
     logger.exception("unexpected error")
     return _error(500, "internal_error", "the request failed; see the function logs for the request id")
-
-
-def _field(loc: tuple[Any, ...]) -> str:
-    """ "question" for ("body", "question"); "body" for the body itself (e.g. invalid JSON)."""
-    names = [str(part) for part in loc if isinstance(part, str) and part != "body"]
-    return ".".join(names) or "body"
 
 
 def _error(status: int, code: str, message: str, retry_after: str | None = None) -> Response[Any]:

@@ -1,0 +1,47 @@
+"""Request bodies from API Gateway and Lambda function URLs, read as a hostile client sends them.
+
+:func:`body_bytes` undoes the transport's base64 (strictly, only when the event says so) and
+insists on UTF-8; a body that is neither raises :class:`BodyError` naming which, for the caller
+to answer 4xx. Parse the result with pydantic (``model_validate_json`` or ``from_json``), whose
+parser ends deep nesting, huge numbers and NaN with a validation error: ``json.loads`` would
+raise RecursionError or ValueError into a 500. :func:`problems` words a pydantic error by
+location and message only, never echoing the input back.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from pydantic import ValidationError
+
+
+class BodyError(ValueError):
+    """The body is not text a parser can read; the message says why ("body: not valid base64")."""
+
+
+def body_bytes(body: str | None, base64_encoded: bool | None) -> bytes:
+    """The body's bytes, valid UTF-8: base64-decoded strictly when the transport encoded it."""
+    text = body or ""
+    try:
+        data = base64.b64decode(text, validate=True) if base64_encoded else text.encode()
+    except UnicodeEncodeError:  # a lone surrogate: not text any client could have sent
+        raise BodyError("body: not UTF-8 text") from None
+    except ValueError:  # binascii.Error, or base64 text that is not ASCII
+        raise BodyError("body: not valid base64") from None
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        raise BodyError("body: not UTF-8 text") from None
+    return data
+
+
+def field(loc: tuple[Any, ...]) -> str:
+    """ "messages.0.role" for a field; "body" when the body itself is wrong (e.g. not JSON)."""
+    parts = [part for part in loc if part not in ("body", "path")]
+    return ".".join(map(str, parts)) if any(isinstance(part, str) for part in parts) else "body"
+
+
+def problems(error: ValidationError) -> str:
+    """Each problem as "<field>: <message>": pydantic's ``input`` would echo the caller's text."""
+    return "; ".join(f"{field(detail['loc'])}: {detail['msg']}" for detail in error.errors())
