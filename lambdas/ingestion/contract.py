@@ -36,6 +36,12 @@ class PipelineSettings(FunctionSettings):
     max_document_bytes: int
     document_formats: tuple[str, ...]
     unsupported_language: Literal["quarantine", "custom_only"] = "quarantine"
+    # Reading PDF and DOCX (ingestion.documents.ReadLimits): past any of these, quarantined.
+    max_pages: int = 500
+    max_extracted_chars: int = 5_000_000
+    read_seconds: int = 20
+    max_expanded_bytes: int = 100_000_000
+    max_compression_ratio: int = 200
 
 
 class ClassificationReaders(RuntimeDocument):

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass
 from typing import Any
+
+MAX_KEY_BYTES = 1024  # S3's limit on a key; version ids are no longer either
+MAX_OBJECT_BYTES = 5 * 1024**4  # S3's largest object (5 TiB)
+BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+SEQUENCER = re.compile(r"[0-9A-Fa-f]{1,64}")
 
 
 class MalformedEventError(Exception):
@@ -40,13 +46,31 @@ def object_ref(body: str) -> ObjectRef:
     bucket = (detail.get("bucket") or {}).get("name") if isinstance(detail.get("bucket"), dict) else None
     obj = detail["object"]
     key, version, size = obj.get("key"), obj.get("version-id"), obj.get("size")
+    _check(bucket, key, version, size)
+    sequencer = obj.get("sequencer")
+    if not isinstance(sequencer, str) or not SEQUENCER.fullmatch(sequencer):
+        sequencer = ""  # ordering is best effort without one; a malformed one must not win comparisons
+    return ObjectRef(bucket=str(bucket), key=key, version=version, size=size, sequencer=sequencer)
+
+
+def _check(bucket: Any, key: Any, version: Any, size: Any) -> None:
+    """Fields S3 could have sent: anything else is a forged or corrupted event."""
     if not isinstance(bucket, str) or not bucket or not isinstance(key, str) or not key:
         raise MalformedEventError("the event names no bucket or key")
+    if not BUCKET.fullmatch(bucket):
+        raise MalformedEventError("the event's bucket is not a bucket name")
+    if not _utf8_within(key, MAX_KEY_BYTES):
+        raise MalformedEventError(f"the event's key is not UTF-8 of at most {MAX_KEY_BYTES} bytes")
     if not isinstance(version, str) or not version:
         raise MalformedEventError("the event has no version id (is the landing bucket versioned?)")
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+    if not _utf8_within(version, MAX_KEY_BYTES) or not version.isprintable():
+        raise MalformedEventError("the event's version id is not a version id")
+    if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= MAX_OBJECT_BYTES:
         raise MalformedEventError("the event has no object size")
-    sequencer = obj.get("sequencer")
-    return ObjectRef(
-        bucket=bucket, key=key, version=version, size=size, sequencer=sequencer if isinstance(sequencer, str) else ""
-    )
+
+
+def _utf8_within(text: str, limit: int) -> bool:
+    try:
+        return len(text.encode()) <= limit
+    except UnicodeEncodeError:  # a lone surrogate from a JSON escape
+        return False

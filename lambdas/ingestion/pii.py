@@ -53,8 +53,10 @@ class PiiScanner:
         self._chunk_bytes = chunk_bytes
         self._overlap = overlap_chars
 
-    def scan(self, text: str) -> Scan:
-        language = self.language(text)
+    def scan(self, text: str, *, language: str | None = None) -> Scan:
+        """Find personal data in ``text``; ``language`` (e.g. the document's, for its metadata
+        fields) skips detecting it again."""
+        language = language or self.language(text)
         spans = {Span(m.start(), m.end(), name) for name, rx in self._custom.items() for m in rx.finditer(text)}
         supported = language in SUPPORTED_LANGUAGES
         if supported:

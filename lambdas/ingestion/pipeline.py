@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
@@ -20,7 +21,7 @@ from urllib.parse import unquote_plus
 from botocore.exceptions import ClientError
 
 from ingestion.contract import DIRECT_PREFIX, REALTIME_PREFIX, PipelineSettings
-from ingestion.documents import RejectedError, document_format, text_of
+from ingestion.documents import ReadLimits, RejectedError, document_format, text_of
 from ingestion.events import ObjectRef
 from ingestion.knowledge import KnowledgeBase, sidecar
 from ingestion.pii import PiiScanner, Scan, mask
@@ -38,6 +39,10 @@ from ingestion.registry import (
 from shared.documents import CLASSIFICATION_KEY
 
 MISSING = frozenset({"404", "NoSuchKey", "NoSuchVersion"})
+MAX_KEY_BYTES = 1024  # S3's limit on a key, in UTF-8 bytes
+MAX_FIELD_CHARS = 256  # an uploader's metadata value kept in the curated sidecar
+VERSION_SEGMENT = re.compile(r"[A-Za-z0-9._-]{1,128}")  # S3's version ids are; anything else is hashed
+ORIGIN = re.compile(r"upload|connector:[a-z0-9][a-z0-9_-]{0,62}")
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,13 @@ class Pipeline:
         self._settings = settings
         self._readers = readers  # classification -> groups (the current runtime document)
         self._clock = clock
+        self._limits = ReadLimits(
+            max_pages=settings.max_pages,
+            max_chars=settings.max_extracted_chars,
+            seconds=settings.read_seconds,
+            max_expanded_bytes=settings.max_expanded_bytes,
+            max_compression_ratio=settings.max_compression_ratio,
+        )
 
     def process(self, ref: ObjectRef) -> Outcome:
         doc = document_id(ref.bucket, ref.key)
@@ -104,13 +116,20 @@ class Pipeline:
             return self._settle(gone, None)
         key, head = found
         metadata = {k.lower(): v for k, v in head.get("Metadata", {}).items()}
+        # User metadata is the uploader's text: only values the pipeline knows are recorded or echoed.
         classification = metadata.get("classification") or self._settings.default_classification
-        record = replace(record, classification=classification, origin=metadata.get("origin", "upload"))
+        known = classification in self._settings.classification_policies
+        origin = metadata.get("origin", "upload")
+        record = replace(
+            record,
+            classification=classification if known else "",
+            origin=origin if ORIGIN.fullmatch(origin) else "unknown",
+        )
         scan: Scan | None = None
         try:
-            if classification not in self._settings.classification_policies:
-                known = ", ".join(self._settings.classification_policies)
-                raise RejectedError("unknown_classification", f"classification {classification} is not one of {known}")
+            if not known:
+                allowed = ", ".join(self._settings.classification_policies)
+                raise RejectedError("unknown_classification", f"unknown classification (allowed: {allowed})")
             size = int(head.get("ContentLength", ref.size))
             if size > self._settings.max_document_bytes:
                 raise RejectedError(
@@ -119,7 +138,7 @@ class Pipeline:
             fmt = document_format(key, self._settings.document_formats)
             body = self._s3.get_object(Bucket=ref.bucket, Key=key, VersionId=ref.version)["Body"].read()
             record = replace(record, content_hash=hashlib.sha256(body).hexdigest())
-            text = text_of(body, fmt)
+            text = text_of(body, fmt, self._limits)
             scan = self._scanner.scan(text)
             if not scan.supported and self._settings.unsupported_language == "quarantine":
                 raise RejectedError(
@@ -142,8 +161,10 @@ class Pipeline:
         classification = record.classification
         attributes: dict[str, str | list[str]] = {
             "document_id": record.document_id,
-            "source": metadata.get("source") or record.source,
-            "owner": metadata.get("owner", "unknown"),
+            **self._fields(
+                {"source": metadata.get("source") or record.source, "owner": metadata.get("owner") or "unknown"},
+                scan.language,
+            ),
             CLASSIFICATION_KEY: classification,
         }
         readers = list(self._readers().get(classification, []))
@@ -183,8 +204,22 @@ class Pipeline:
         curated = replace(record, status=CURATED, reason=reason, location=location, pii=scan.summary())
         return self._settle(curated, current, ref, key, undo=undo)
 
+    def _fields(self, fields: Mapping[str, str], language: str) -> dict[str, str]:
+        """The uploader's metadata values for the sidecar and the index: one line of at most
+        MAX_FIELD_CHARS printable characters ("unknown" otherwise), with personal data masked by
+        the same scan as the text (one call for all of them, in the document's language)."""
+        checked = {
+            name: value if len(value) <= MAX_FIELD_CHARS and value.isprintable() else "unknown"
+            for name, value in fields.items()
+        }
+        joined = "\n".join(checked.values())
+        masked = mask(joined, self._scanner.scan(joined, language=language).spans).split("\n")
+        if len(masked) != len(checked):  # a mask never adds a line; anything else is not trusted
+            return dict.fromkeys(checked, "unknown")
+        return dict(zip(checked, masked, strict=True))
+
     def _quarantine(self, ref: ObjectRef, key: str, record: VersionRecord) -> Outcome:
-        target = f"{record.document_id}/{ref.version}/{PurePosixPath(key).name}"
+        target = quarantine_key(record.document_id, ref.version, key)
         self._s3.copy_object(
             Bucket=self._settings.quarantine_bucket,
             Key=target,
@@ -297,6 +332,20 @@ class CuratedStore:
         else:
             self._s3.delete_object(Bucket=bucket, Key=f"{key}.metadata.json")
             self._kb.remove(uri=location)
+
+
+def quarantine_key(document: str, version: str, key: str) -> str:
+    """Where a quarantined object goes: under its document and version, keeping its file name
+    where that is a plain name, within S3's key limit (the events module bounds the version)."""
+    name = PurePosixPath(key).name
+    if name in ("", ".", "..") or not name.isprintable():
+        name = "object"
+    if not VERSION_SEGMENT.fullmatch(version) or set(version) == {"."}:
+        version = "v-" + hashlib.sha256(version.encode(errors="replace")).hexdigest()[:32]
+    prefix = f"{document}/{version}/"
+    room = MAX_KEY_BYTES - len(prefix.encode())
+    name = name.encode()[: max(room, 0)].decode(errors="ignore").strip(".") or "object"
+    return prefix + name
 
 
 def _newer_than(current: Mapping[str, Any] | None, ref: ObjectRef) -> bool:

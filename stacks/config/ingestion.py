@@ -57,9 +57,41 @@ class IngestionConfig(ConfigModel):
         default=5_000_000, ge=1_000, le=50_000_000, description="Larger documents are quarantined with the reason."
     )
     formats: tuple[DocumentFormat, ...] = Field(
-        default=("txt", "md", "csv", "json", "html"),
+        default=("txt", "md", "csv", "json", "html", "pdf", "docx"),
         min_length=1,
-        description="Document formats (by file extension) the pipeline takes; others are quarantined with the reason.",
+        description="Document formats (by file extension) the pipeline takes; others are quarantined with the reason. "
+        "PDF and DOCX are read within max_pages, max_extracted_chars, read_seconds and max_expanded_bytes; a PDF "
+        "without a text layer is quarantined as needs_ocr (no OCR is run).",
+    )
+    max_pages: int = Field(
+        default=500, ge=1, le=10_000, description="A PDF with more pages is quarantined with the reason."
+    )
+    max_extracted_chars: int = Field(
+        default=5_000_000,
+        ge=1_000,
+        le=50_000_000,
+        description="A PDF or DOCX whose text runs past this many characters is quarantined (reading stops there).",
+    )
+    read_seconds: int = Field(
+        default=20,
+        ge=1,
+        le=300,
+        description="Time budget for reading one PDF's or DOCX's text; a slower one is quarantined. Keep it well "
+        "under processor_timeout_seconds.",
+    )
+    max_expanded_bytes: int = Field(
+        default=100_000_000,
+        ge=1_000_000,
+        le=1_000_000_000,
+        description="What a PDF's compressed streams or a DOCX's zip parts may expand to; past it the document is "
+        "refused as a decompression bomb, not expanded.",
+    )
+    max_compression_ratio: int = Field(
+        default=200,
+        ge=10,
+        le=10_000,
+        description="A DOCX part over 1 MB expanded that is compressed more than this many times is refused as a "
+        "decompression bomb (checked from the zip directory before reading).",
     )
     default_classification: Classification = Field(
         default="internal",

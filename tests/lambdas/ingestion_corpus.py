@@ -3,9 +3,13 @@ Comprehend's limits (importable without AWS set-up)."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
+import zipfile
+import zlib
 from typing import Any, ClassVar
+from xml.sax.saxutils import escape
 
 from ingestion.pii import MAX_CALL_BYTES
 
@@ -71,9 +75,9 @@ WITH_PII_INTERNAL = {
 WITH_PII_PUBLIC = {"web/press.txt": "Press contact: ada.lovelace@example.com"}
 REJECTED: dict[str, tuple[bytes | str, str]] = {
     "big/oversized.txt": ("x " * MAX_BYTES, "over the 4000 byte limit"),
-    "bin/report.pdf": (b"%PDF-1.7 binary", "format .pdf"),
-    "bin/tool.exe": (b"MZ\x90\x00", "format .exe"),
-    "bin/noextension": (b"plain", "format .(none)"),
+    "bin/report.pdf": (b"%PDF-1.7 binary", "the pdf document could not be read"),
+    "bin/tool.exe": (b"MZ\x90\x00", "the file name has an extension that is not an allowed format"),
+    "bin/noextension": (b"plain", "the file name has no extension"),
     "bad/latin1.txt": ("caf\xe9 cr\xe8me".encode("latin-1"), "not UTF-8"),
     "bad/broken.json": ('{"items": [1, 2', "not valid JSON"),
     "intl/rapport.txt": (FRENCH, "does not support the document's language (fr)"),
@@ -89,3 +93,64 @@ MALFORMED = {
         }
     ),
 }
+
+
+# --- PDF and DOCX, built here so every byte of a test document is accounted for --------------------
+
+
+def pdf_bytes(pages: list[str], *, padding: int = 0, compress: bool = False) -> bytes:
+    """A PDF with one Helvetica text line per page ("" for a page without a text layer);
+    ``padding`` spaces after the text of each page's content stream, ``compress`` deflates it."""
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>"]
+    kids = " ".join(f"{4 + 2 * i} 0 R" for i in range(len(pages)))
+    objects.append(f"<< /Type /Pages /Kids [{kids}] /Count {len(pages)} >>".encode())
+    objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
+    for i, text in enumerate(pages):
+        objects.append(
+            f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> "
+            f"/Contents {5 + 2 * i} 0 R >>".encode()
+        )
+        escaped = text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
+        content = (f"BT /F1 12 Tf 72 720 Td ({escaped}) Tj ET" if text else "").encode() + b" " * padding
+        data = zlib.compress(content, 9) if compress else content
+        flate = b" /Filter /FlateDecode" if compress else b""
+        objects.append(b"<< /Length %d%s >>\nstream\n%s\nendstream" % (len(data), flate, data))
+    out = bytearray(b"%PDF-1.7\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
+_W = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+_PACKAGE = {
+    "[Content_Types].xml": '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+    '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+    '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+    '<Default Extension="xml" ContentType="application/xml"/>'
+    '<Override PartName="/word/document.xml" '
+    'ContentType="application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"/></Types>',
+    "_rels/.rels": '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+    '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+    '<Relationship Id="rId1" Target="word/document.xml" '
+    'Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument"/></Relationships>',
+}
+
+
+def docx_bytes(paragraphs: list[str], *, extra: dict[str, bytes] | None = None) -> bytes:
+    """The smallest DOCX Word and python-docx open: a package, its relationship, one document part
+    with ``paragraphs``; ``extra`` parts (name -> bytes) are added deflated."""
+    body = "".join(f"<w:p><w:r><w:t>{escape(p)}</w:t></w:r></w:p>" for p in paragraphs)
+    document = f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><w:document xmlns:w="{_W}"><w:body>{body}</w:body></w:document>'
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as package:
+        for name, text in {**_PACKAGE, "word/document.xml": document}.items():
+            package.writestr(name, text)
+        for name, data in (extra or {}).items():
+            package.writestr(name, data, compress_type=zipfile.ZIP_DEFLATED, compresslevel=9)
+    return out.getvalue()

@@ -38,7 +38,11 @@ SETTINGS = Settings(
     classification_policies={"public": "quarantine", "internal": "mask", "customer": "mask"},
     default_classification="internal",
     max_document_bytes=MAX_BYTES,
-    document_formats=("txt", "md", "csv", "json", "html"),
+    document_formats=("txt", "md", "csv", "json", "html", "pdf", "docx"),
+    # Small limits, so test documents under MAX_BYTES can cross them.
+    max_pages=3,
+    max_extracted_chars=2_000,
+    max_expanded_bytes=1_000_000,
 )
 
 

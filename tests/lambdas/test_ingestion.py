@@ -89,7 +89,7 @@ def test_every_object_ends_in_exactly_one_place_with_a_registry_record(
         **{k: (b, "personal data (EMAIL) in a public document") for k, b in WITH_PII_PUBLIC.items()},
         **REJECTED,
     }
-    rejected["docs/secret.txt"] = ("", "classification top-secret is not one of public, internal, customer")
+    rejected["docs/secret.txt"] = ("", "unknown classification (allowed: public, internal, customer)")
     for key, (_, reason) in rejected.items():
         record = version_record(aws, key)
         assert record["status"] == "quarantined", (key, record)

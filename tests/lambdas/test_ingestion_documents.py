@@ -1,0 +1,118 @@
+"""PDF and DOCX through the pipeline, and documents no parser can read: text goes through the same
+PII policy as plain text; limits, decompression bombs, no text layer and parser failures end in
+quarantine with a reason on the first try, never in a retry or the DLQ."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from typing import Any
+
+import docx
+import pytest
+
+from ingestion.documents import ReadLimits, RejectedError, text_of
+from ingestion.pipeline import document_id
+from tests.lambdas.ingestion_corpus import LANDING, SEEDED_PII, docx_bytes, pdf_bytes
+from tests.lambdas.ingestion_fixtures import CURATED, QUARANTINE, Aws, landed
+from tests.lambdas.test_ingestion import run, version_record
+
+
+def settled(aws: Aws, key: str, body: bytes, **metadata: str) -> dict[str, Any]:
+    """Land one document, process it in a batch of its own (nothing may fail), its version record."""
+    assert run(landed(aws, key, body, **metadata)) == []
+    return version_record(aws, key)
+
+
+def curated_text(aws: Aws, key: str) -> str:
+    return aws.objects(CURATED)[f"curated/{document_id(LANDING, key)}.txt"].decode()
+
+
+def test_pdf_and_docx_text_is_curated_with_personal_data_masked(aws: Aws, capsys: pytest.CaptureFixture[str]) -> None:
+    pdf = pdf_bytes(["Escalations go to ada.lovelace@example.com", "Employee EMP-314159"], compress=True)
+    word = docx_bytes(["Call Grace Hopper on +1 206 555 0143.", "SSN 078-05-1120 on file."])
+    assert settled(aws, "docs/contacts.pdf", pdf)["pii"] == {"EMAIL": 1, "EMPLOYEE_ID": 1}
+    assert settled(aws, "docs/contacts.docx", word)["status"] == "curated"
+    assert curated_text(aws, "docs/contacts.pdf") == "Escalations go to [EMAIL]\nEmployee [EMPLOYEE_ID]"
+    assert curated_text(aws, "docs/contacts.docx") == "Call [NAME] on [PHONE].\nSSN [SSN] on file."
+    sinks = [capsys.readouterr().out, str(aws.registry_items()), *map(bytes.decode, aws.objects(CURATED).values())]
+    assert not [value for value in SEEDED_PII for sink in sinks if value in sink]
+
+
+def test_pdf_and_docx_in_a_classification_that_quarantines_pii_are_quarantined(aws: Aws) -> None:
+    record = settled(aws, "web/press.docx", docx_bytes(["Press: ada.lovelace@example.com"]), classification="public")
+    assert (record["status"], record["reason"]) == ("quarantined", "personal data (EMAIL) in a public document")
+
+
+def test_a_word_file_python_docx_writes_is_read_with_its_tables() -> None:
+    document = docx.Document()
+    document.add_paragraph("Refunds take thirty days.")
+    document.add_table(rows=1, cols=1).cell(0, 0).text = "In the table"
+    out = io.BytesIO()
+    document.save(out)
+    assert text_of(out.getvalue(), "docx") == "Refunds take thirty days.\nIn the table"
+
+
+@pytest.mark.parametrize(
+    ("key", "body", "reason"),
+    [
+        ("limits/long.pdf", pdf_bytes(["one", "two", "three", "four"]), "4 pages is over the 3 page limit"),
+        ("limits/wordy.pdf", pdf_bytes(["word " * 300] * 2, compress=True), "over the 2000 character limit"),
+        ("limits/wordy.docx", docx_bytes(["word " * 300] * 2), "over the 2000 character limit"),
+        ("scan/page.pdf", pdf_bytes(["", ""]), "no text layer (scanned pages need OCR)"),
+        ("bomb/streams.pdf", pdf_bytes(["Hi"], padding=2_000_000, compress=True), "expand past 1000000 bytes"),
+        (
+            "bomb/parts.docx",
+            docx_bytes(["Hi"], extra={"word/media/pad.bin": bytes(2_000_000)}),
+            "expand past 1000000 bytes or 200 times their compressed size",
+        ),
+        ("bad/truncated.pdf", pdf_bytes(["Hello"])[:300], "the pdf document could not be read"),
+        ("bad/notazip.docx", b"PK\x03\x04 not really", "the docx document is not a readable zip file"),
+        ("bad/nodocument.docx", docx_bytes(["x"])[:200], "the docx document"),
+        ("bad/nested.json", "[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ("bad/invalid.txt", b"ok \xff\xfe \xc3\x28", "not UTF-8"),
+    ],
+)
+def test_documents_past_a_limit_or_unreadable_are_quarantined_on_the_first_try(
+    aws: Aws, key: str, body: bytes | str, reason: str
+) -> None:
+    data = body.encode() if isinstance(body, str) else body
+    if len(data) > 4_000:  # over the test size limit: check the reader itself, then the pipeline
+        with pytest.raises(RejectedError, match=reason.replace("(", r"\(").replace(")", r"\)")):
+            text_of(data, key.rsplit(".", 1)[1], ReadLimits(max_expanded_bytes=1_000_000))
+        return
+    record = settled(aws, key, data)
+    assert record["status"] == "quarantined", record
+    assert reason in record["reason"]
+    assert aws.dlq() == []
+    assert [q for q in aws.objects(QUARANTINE) if q.startswith(document_id(LANDING, key))]
+
+
+def test_a_slow_document_is_quarantined_when_the_time_budget_runs_out() -> None:
+    ticks = iter(range(0, 1000, 15))  # every look at the clock, 15 seconds later
+    with pytest.raises(RejectedError, match="took longer than 20 seconds"):
+        text_of(pdf_bytes(["one", "two", "three"]), "pdf", ReadLimits(seconds=20), clock=lambda: next(ticks))
+
+
+def test_html_the_standard_parser_chokes_on_is_quarantined_as_unreadable(aws: Aws) -> None:
+    # html.parser raises AssertionError on these marked sections (Python 3.11).
+    for n, html in enumerate(["<p>before <![foo[x]]>", "<p>before <![ x"]):
+        record = settled(aws, f"bad/page{n}.html", html.encode())
+        assert (record["status"], record["reason"]) == (
+            "quarantined",
+            "the html document could not be read (AssertionError)",
+        )
+
+
+def test_the_readers_are_imported_only_when_such_a_document_arrives() -> None:
+    code = (
+        "import sys; sys.path[:0] = ['lambdas']\n"
+        "import ingestion.handler, ingestion.pipeline\n"
+        "from ingestion.documents import text_of\n"
+        "text_of(b'plain text', 'txt')\n"
+        "assert not {'pypdf', 'docx', 'lxml'} & set(sys.modules), 'imported at start-up'\n"
+        "text_of(" + repr(pdf_bytes(["x"])) + ", 'pdf')\n"
+        "assert 'pypdf' in sys.modules and 'docx' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, env={"AWS_DEFAULT_REGION": "us-east-1"})

@@ -1,0 +1,166 @@
+"""Hostile inputs to the ingestion pipeline: uploader-controlled metadata and key names are data,
+never trusted text; derived keys stay within S3's limits; absurd events fail validation with a
+registry record; and, over generated documents and events, every object ends in exactly one
+place with a reason and nothing raises out of the batch processor."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from ingestion import handler
+from ingestion.events import MalformedEventError, object_ref
+from ingestion.pipeline import document_id, quarantine_key
+from tests.lambdas.conftest import FakeContext
+from tests.lambdas.ingestion_corpus import LANDING, SEEDED_PII, docx_bytes, pdf_bytes
+from tests.lambdas.ingestion_fixtures import CURATED, QUARANTINE, Aws, batch, landed, s3_event, sqs_message
+from tests.lambdas.strategies import json_values
+from tests.lambdas.test_ingestion import run, version_record
+
+HOSTILE = "ada.lovelace@example.com"  # personal data an uploader puts where the pipeline reads names
+
+
+def test_uploader_metadata_never_reaches_logs_reasons_or_the_sidecar_unchecked(
+    aws: Aws, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    unknown = landed(aws, "docs/a.txt", "Fine text.", classification=f"secret-{HOSTILE}", origin=f"x-{HOSTILE}")
+    named = landed(aws, f"docs/{HOSTILE}.exe", "Fine text.")
+    curated = landed(aws, "docs/b.txt", "Fine text.", owner=f"Grace Hopper <{HOSTILE}>", source="wiki\tEMP-314159")
+    assert run(unknown, named, curated) == []
+
+    record = version_record(aws, "docs/a.txt")
+    assert (record["status"], record["reason"]) == (
+        "quarantined",
+        "unknown classification (allowed: public, internal, customer)",
+    )
+    assert "classification" not in record  # the unknown value is not kept
+    assert record["origin"] == "unknown"
+    assert version_record(aws, f"docs/{HOSTILE}.exe")["reason"].startswith("the file name has an extension that")
+    sidecar = json.loads(aws.objects(CURATED)[f"curated/{document_id(LANDING, 'docs/b.txt')}.txt.metadata.json"])
+    assert sidecar["metadataAttributes"]["owner"] == "[NAME] <[EMAIL]>"
+    assert sidecar["metadataAttributes"]["source"] == "unknown"  # not one printable line
+    logged = capsys.readouterr().out + capsys.readouterr().err + caplog.text
+    reasons = " ".join(str(i.get("reason", "")) + str(i.get("classification", "")) for i in aws.registry_items())
+    for sink in (logged, reasons, json.dumps(sidecar)):
+        assert not [value for value in [HOSTILE, "secret-", "EMP-314159", "Grace Hopper"] if value in sink]
+
+
+@pytest.mark.parametrize(
+    ("key", "version"),
+    [("docs/..", "v1"), ("docs/.", "v1"), ("a/" + "é" * 1500, "v1"), ("docs/x.txt", ".."), ("docs/x", "v" * 1024)],
+)
+def test_quarantine_keys_stay_within_s3s_limit_without_dot_segments(key: str, version: str) -> None:
+    target = quarantine_key(document_id(LANDING, key), version, key)
+    assert len(target.encode()) <= 1024
+    assert not {".", ".."} & set(target.split("/"))
+    assert target.startswith(document_id(LANDING, key) + "/")
+
+
+def test_a_document_under_a_dot_dot_name_is_quarantined_under_a_plain_one(aws: Aws) -> None:
+    assert run(landed(aws, "odd/..", "No extension at all.")) == []
+    record = version_record(aws, "odd/..")
+    assert record["location"].endswith("/object")
+    assert record["location"].removeprefix(f"s3://{QUARANTINE}/") in aws.objects(QUARANTINE)
+
+
+def _event(**fields: Any) -> dict[str, Any]:
+    event = s3_event("docs/x.txt", "v1", 1)
+    event["detail"]["object"].update(fields)
+    return event
+
+
+@pytest.mark.parametrize(
+    ("event", "reason"),
+    [
+        (_event(key="k" * 2000), "the event's key is not UTF-8 of at most 1024 bytes"),
+        (_event(key="\ud800"), "the event's key is not UTF-8"),
+        (_event(size=-1), "the event has no object size"),
+        (_event(size=10**30), "the event has no object size"),
+        (_event(size="12"), "the event has no object size"),
+        (_event(**{"version-id": None}), "the event has no version id"),
+        (_event(**{"version-id": "v" * 2000}), "the event's version id is not a version id"),
+        (_event(**{"version-id": "a\nb"}), "the event's version id is not a version id"),
+    ],
+)
+def test_absurd_event_fields_fail_validation_with_a_registry_record(
+    aws: Aws, event: dict[str, Any], reason: str
+) -> None:
+    with pytest.raises(MalformedEventError):
+        object_ref(json.dumps(event))
+    message = sqs_message(event, message_id="absurd")
+    assert run(message) == []
+    (record,) = [i for i in aws.registry_items() if i["pk"] == "event#absurd"]
+    assert (record["status"], record["location"]) == ("dead_lettered", "dlq")
+    assert reason in record["reason"]
+
+
+# --- properties -----------------------------------------------------------------------------------
+
+_examples = itertools.count()
+EXAMPLES = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+names = st.text(st.characters(min_codepoint=32, max_codepoint=0x2FFF, exclude_categories=["Cs"]), max_size=30)
+texts = st.text(max_size=300)
+bodies = st.one_of(
+    st.binary(max_size=300),
+    texts.map(str.encode),
+    st.lists(texts, max_size=4).map(
+        lambda pages: pdf_bytes([p.encode("latin-1", "ignore").decode("latin-1") for p in pages])
+    ),
+    st.lists(texts, max_size=4).map(lambda paragraphs: docx_bytes([_xml_safe(p) for p in paragraphs])),
+    st.binary(max_size=300).map(lambda tail: pdf_bytes(["x"])[:200] + tail),
+)
+ascii_values = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=40)
+metadata = st.dictionaries(st.sampled_from(["classification", "owner", "source", "origin"]), ascii_values)
+extensions = st.sampled_from(["txt", "md", "csv", "json", "html", "htm", "pdf", "docx", "exe", "", "PDF", "..", "."])
+
+
+def _xml_safe(text: str) -> str:
+    return "".join(c for c in text if c in "\t\n\r" or (" " <= c <= "\ud7ff") or ("\ue000" <= c <= "\ufffd"))
+
+
+@EXAMPLES
+@given(documents=st.lists(st.tuples(names, extensions, bodies, metadata), min_size=1, max_size=3))
+def test_every_generated_document_ends_in_exactly_one_place_with_a_reason(
+    aws: Aws, documents: list[tuple[str, str, bytes, dict[str, str]]]
+) -> None:
+    n = next(_examples)
+    keys = [f"fuzz/{n}/{i}/{name}.{ext}" for i, (name, ext, _, _) in enumerate(documents)]
+    messages = [landed(aws, key, body, **meta) for key, (_, _, body, meta) in zip(keys, documents, strict=True)]
+    assert run(*messages) == []
+    curated, quarantined = aws.objects(CURATED), aws.objects(QUARANTINE)
+    for key in keys:
+        record = version_record(aws, key)
+        assert record["status"] in ("curated", "quarantined"), record
+        assert record["reason"], record
+        bucket = CURATED if record["status"] == "curated" else QUARANTINE
+        where = record["location"].removeprefix(f"s3://{bucket}/")
+        assert where in (curated if bucket == CURATED else quarantined)
+        doc = document_id(LANDING, key)
+        assert len([k for k in [*curated, *quarantined] if doc in k and not k.endswith(".metadata.json")]) == 1
+    assert not [v for v in aws.landing_versions() if v["Key"].startswith(f"fuzz/{n}/")]
+    assert not [value for value in SEEDED_PII if value in json.dumps([*aws.objects(CURATED).values()], default=str)]
+
+
+fields = st.sampled_from(["key", "size", "version-id", "sequencer"])
+
+
+@EXAMPLES
+@given(
+    changes=st.lists(st.tuples(fields, json_values), max_size=3),
+    body=st.one_of(st.none(), json_values.map(json.dumps), st.text(max_size=50)),
+)
+def test_no_event_raises_out_of_the_batch_processor(aws: Aws, changes: list[tuple[str, Any]], body: str | None) -> None:
+    put = aws.put(f"events/{next(_examples)}.txt", "Fine text.")
+    event = s3_event(put["key"], put["version"], put["size"])
+    event["detail"]["object"].update(dict(changes))
+    message = sqs_message(body if body is not None else event, message_id=f"e-{next(_examples)}")
+    response = handler.lambda_handler(batch(message), FakeContext())  # must not raise
+    failed = [f["itemIdentifier"] for f in response["batchItemFailures"]]
+    recorded = [i for i in aws.registry_items() if i["pk"] == f"event#{message['messageId']}"]
+    settled = [i for i in aws.registry_items() if i["pk"] == document_id(LANDING, put["key"]) and i["sk"] != "current"]
+    assert failed or recorded or settled, "a message must fail visibly or leave a registry record"
+    assert all(i["reason"] for i in [*recorded, *settled])
