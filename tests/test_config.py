@@ -289,8 +289,9 @@ def test_whole_config_can_be_given_as_a_json_string() -> None:
         ),
         (
             "production.ingestion.formats",
-            '["txt", "pdf"]',
-            "blueprint.production.ingestion.formats.1 = 'pdf': Input should be 'txt', 'md', 'csv', 'json' or 'html'",
+            '["txt", "exe"]',
+            "blueprint.production.ingestion.formats.1 = 'exe': Input should be 'txt', 'md', 'csv', 'json', 'html', "
+            "'pdf' or 'docx'",
         ),
         (
             "production.ingestion.custom_identifiers",
