@@ -42,6 +42,11 @@ class PipelineSettings(FunctionSettings):
     read_seconds: int = 20
     max_expanded_bytes: int = 100_000_000
     max_compression_ratio: int = 200
+    # A PDF without a text layer: quarantined (off), or read by an asynchronous Textract text
+    # detection that notifies ocr_topic_arn, published by ocr_role_arn (textract).
+    ocr: Literal["off", "textract"] = "off"
+    ocr_topic_arn: str = ""
+    ocr_role_arn: str = ""
 
 
 class ClassificationReaders(RuntimeDocument):

@@ -74,3 +74,35 @@ def _utf8_within(text: str, limit: int) -> bool:
         return len(text.encode()) <= limit
     except UnicodeEncodeError:  # a lone surrogate from a JSON escape
         return False
+
+
+JOB_ID = re.compile(r"[a-zA-Z0-9-]{1,64}")
+JOB_TAG = re.compile(r"[a-f0-9]{32}")  # the pipeline tags a job with its document id
+OCR_API = "StartDocumentTextDetection"
+
+
+@dataclass(frozen=True)
+class OcrJob:
+    """Textract's notification that a text detection job finished (SNS to SQS, raw delivery)."""
+
+    job_id: str
+    status: str  # SUCCEEDED, FAILED or ERROR
+    document_id: str  # the job's tag
+
+
+def ocr_job(body: str) -> OcrJob | None:
+    """The Textract notification in a message, or None when the message is not one (an S3 event)."""
+    try:
+        message = json.loads(body)
+    except (TypeError, ValueError):
+        return None
+    if not isinstance(message, dict) or message.get("API") != OCR_API or "JobId" not in message:
+        return None
+    job, status, tag = message.get("JobId"), message.get("Status"), message.get("JobTag")
+    if not isinstance(job, str) or not JOB_ID.fullmatch(job):
+        raise MalformedEventError("the Textract notification has no job id")
+    if not isinstance(tag, str) or not JOB_TAG.fullmatch(tag):
+        raise MalformedEventError("the Textract notification's job tag is not a document id")
+    if status not in ("SUCCEEDED", "FAILED", "ERROR", "PARTIAL_SUCCESS"):
+        raise MalformedEventError("the Textract notification has no job status")
+    return OcrJob(job_id=job, status=status, document_id=tag)

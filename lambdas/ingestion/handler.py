@@ -30,7 +30,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from ingestion.contract import ClassificationReaders, ProcessorSettings
-from ingestion.events import MalformedEventError, ObjectRef, object_ref
+from ingestion.events import MalformedEventError, ObjectRef, OcrJob, object_ref, ocr_job
 from ingestion.knowledge import KnowledgeBase
 from ingestion.pii import PiiScanner
 from ingestion.pipeline import Pipeline, document_id
@@ -83,6 +83,7 @@ def pipeline() -> Pipeline:
         knowledge,
         config,
         readers=lambda: readers.get().classification_readers,
+        textract=boto3.client("textract", config=AWS) if config.ocr == "textract" else None,
     )
 
 
@@ -108,6 +109,9 @@ class TimeBudgetError(Exception):
 
 def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = None) -> dict[str, Any]:
     try:
+        job = ocr_job(record.body)
+        if job is not None:
+            return _ocr_finished(job)
         ref = object_ref(record.body)
     except MalformedEventError as malformed:
         _dead_letter(record, malformed.reason)
@@ -127,6 +131,24 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
         raise
     metrics.add_metric(name=f"Documents{result['status'].title().replace('_', '')}", unit=MetricUnit.Count, value=1)
     logger.info("document processed", extra={**result, "version": ref.version})
+    return result
+
+
+def _ocr_finished(job: OcrJob) -> dict[str, Any]:
+    """A Textract job's notification: its version continues through the pipeline, once (a settled
+    version's or an unknown job's notification is ignored). A failure is retried by SQS."""
+    with stage("ingestion", logger, **{"document.id": job.document_id}) as record:
+        outcome = pipeline().ocr_finished(job)
+        if outcome is None:
+            logger.info("OCR notification ignored", extra={"document_id": job.document_id, "job_id": job.job_id})
+            metrics.add_metric(name="OcrNotificationsIgnored", unit=MetricUnit.Count, value=1)
+            return {"document_id": job.document_id, "status": "ignored", "reason": "no version waits for this job"}
+        record.update({"document.status": outcome.status, "document.pii_entities": sum(outcome.pii.values())})
+        if outcome.status == QUARANTINED:
+            record.end("intervened", "quarantined")
+    result = {"document_id": outcome.document_id, "status": outcome.status, "reason": outcome.reason}
+    metrics.add_metric(name=f"Documents{outcome.status.title().replace('_', '')}", unit=MetricUnit.Count, value=1)
+    logger.info("document processed", extra={**result, "version": outcome.version, "job_id": job.job_id})
     return result
 
 

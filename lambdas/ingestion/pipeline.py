@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import json
 import re
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
@@ -22,12 +23,13 @@ from botocore.exceptions import ClientError
 
 from ingestion.contract import DIRECT_PREFIX, REALTIME_PREFIX, PipelineSettings
 from ingestion.documents import ReadLimits, RejectedError, document_format, text_of
-from ingestion.events import ObjectRef
+from ingestion.events import ObjectRef, OcrJob
 from ingestion.knowledge import KnowledgeBase, sidecar
 from ingestion.pii import PiiScanner, Scan, mask
 from ingestion.registry import (
     CURATED,
     GONE,
+    OCR_PENDING,
     QUARANTINED,
     SETTLED,
     SUPERSEDED,
@@ -43,6 +45,8 @@ MAX_KEY_BYTES = 1024  # S3's limit on a key, in UTF-8 bytes
 MAX_FIELD_CHARS = 256  # an uploader's metadata value kept in the curated sidecar
 VERSION_SEGMENT = re.compile(r"[A-Za-z0-9._-]{1,128}")  # S3's version ids are; anything else is hashed
 ORIGIN = re.compile(r"upload|connector:[a-z0-9][a-z0-9_-]{0,62}")
+# Reads a landing object's text (a record with what was learnt on the way) or raises RejectedError.
+Reader = Callable[[ObjectRef, str, VersionRecord], tuple[str, VersionRecord]]
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,8 @@ class Pipeline:
         settings: PipelineSettings,
         readers: Callable[[], Mapping[str, Sequence[str]]],
         clock: Callable[[], dt.datetime] = _now,
+        textract: Any = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._s3 = s3
         self._scanner = scanner
@@ -84,6 +90,8 @@ class Pipeline:
         self._settings = settings
         self._readers = readers  # classification -> groups (the current runtime document)
         self._clock = clock
+        self._textract = textract  # only with settings.ocr "textract"
+        self._monotonic = monotonic
         self._limits = ReadLimits(
             max_pages=settings.max_pages,
             max_chars=settings.max_extracted_chars,
@@ -95,6 +103,8 @@ class Pipeline:
     def process(self, ref: ObjectRef) -> Outcome:
         doc = document_id(ref.bucket, ref.key)
         settled = self._registry.version(doc, ref.version)
+        if settled is not None and settled.status == OCR_PENDING:  # its job's notification settles it
+            return _outcome(settled, replayed=True)
         if settled is not None and settled.status in SETTLED:
             landed = settled.source.removeprefix(f"s3://{ref.bucket}/")
             self._empty_landing(ref, landed)  # a crash after recording may have left it
@@ -108,7 +118,29 @@ class Pipeline:
             size=ref.size,
             received_at=self._clock().isoformat(),
         )
-        if _newer_than(self._registry.current(doc), ref):  # e.g. this one failed once; a later one did not
+        return self._run(ref, record, self._read)
+
+    def ocr_finished(self, job: OcrJob) -> Outcome | None:
+        """Continue a version whose Textract job finished, with the job's text as if the PDF had had
+        a text layer. None: the job is not one of this pipeline's, or its version is settled."""
+        pending = self._registry.ocr_version(job.document_id, job.job_id)
+        if pending is None or pending.status != OCR_PENDING:
+            return None
+        bucket, _, key = pending.source.removeprefix("s3://").partition("/")
+        ref = ObjectRef(bucket=bucket, key=key, version=pending.version, size=pending.size, sequencer=pending.sequencer)
+        record = replace(pending, status="", reason="", ocr_job="", sequencer="")
+
+        def read(ref: ObjectRef, key: str, record: VersionRecord) -> tuple[str, VersionRecord]:
+            if job.status != "SUCCEEDED":
+                raise RejectedError("ocr_failed", f"text detection (OCR) did not succeed ({job.status})")
+            return self._ocr_text(job.job_id), record
+
+        return self._run(ref, record, read)
+
+    def _run(self, ref: ObjectRef, record: VersionRecord, read: Reader) -> Outcome:
+        if _newer_than(
+            self._registry.current(record.document_id), ref
+        ):  # e.g. this one failed once; a later one did not
             return self._superseded(record, ref, ref.key)
         found = self._head(ref)
         if found is None:
@@ -135,10 +167,12 @@ class Pipeline:
                 raise RejectedError(
                     "too_large", f"{size} bytes is over the {self._settings.max_document_bytes} byte limit"
                 )
-            fmt = document_format(key, self._settings.document_formats)
-            body = self._s3.get_object(Bucket=ref.bucket, Key=key, VersionId=ref.version)["Body"].read()
-            record = replace(record, content_hash=hashlib.sha256(body).hexdigest())
-            text = text_of(body, fmt, self._limits)
+            try:
+                text, record = read(ref, key, record)
+            except RejectedError as rejected:
+                if rejected.code != "needs_ocr" or self._settings.ocr != "textract":
+                    raise
+                return self._start_ocr(ref, key, record)
             scan = self._scanner.scan(text)
             if not scan.supported and self._settings.unsupported_language == "quarantine":
                 raise RejectedError(
@@ -151,6 +185,72 @@ class Pipeline:
             pii = scan.summary() if scan else {}
             return self._quarantine(ref, key, replace(record, reason=rejected.reason, pii=pii))
         return self._curate(ref, key, record, mask(text, scan.spans), scan, metadata)
+
+    def _read(self, ref: ObjectRef, key: str, record: VersionRecord) -> tuple[str, VersionRecord]:
+        fmt = document_format(key, self._settings.document_formats)
+        body = self._s3.get_object(Bucket=ref.bucket, Key=key, VersionId=ref.version)["Body"].read()
+        record = replace(record, content_hash=hashlib.sha256(body).hexdigest())
+        return text_of(body, fmt, self._limits), record
+
+    # --- OCR (Textract) ------------------------------------------------------------------------
+
+    def _start_ocr(self, ref: ObjectRef, key: str, record: VersionRecord) -> Outcome:
+        """Start an asynchronous text detection on the landing object, which stays where it is. The
+        token is the version's: a replay gets the same job back, not a second one."""
+        token = hashlib.sha256(f"{record.document_id}\n{ref.version}".encode()).hexdigest()[:64]
+        response = self._textract.start_document_text_detection(
+            DocumentLocation={"S3Object": {"Bucket": ref.bucket, "Name": key, "Version": ref.version}},
+            ClientRequestToken=token,
+            JobTag=record.document_id,
+            NotificationChannel={
+                "SNSTopicArn": self._settings.ocr_topic_arn,
+                "RoleArn": self._settings.ocr_role_arn,
+            },
+        )
+        job = str(response["JobId"])
+        pending = replace(
+            record,
+            source=f"s3://{ref.bucket}/{key}",
+            status=OCR_PENDING,
+            reason="the PDF has no text layer: text detection (OCR) started",
+            ocr_job=job,
+            sequencer=ref.sequencer,
+        )
+        self._registry.ocr_started(pending)
+        return _outcome(pending)
+
+    def _ocr_text(self, job_id: str) -> str:
+        """The job's LINE blocks, page after page, within the same limits as a PDF's text layer."""
+        budget = self._limits
+        deadline = self._monotonic() + budget.seconds
+        lines: list[str] = []
+        chars = 0
+        token: str | None = None
+        while True:
+            if self._monotonic() > deadline:
+                raise RejectedError("too_slow", f"reading the text took longer than {budget.seconds:g} seconds")
+            page = self._textract.get_document_text_detection(
+                JobId=job_id, MaxResults=1000, **({"NextToken": token} if token else {})
+            )
+            if page.get("JobStatus") != "SUCCEEDED":
+                raise RejectedError("ocr_failed", f"text detection (OCR) did not succeed ({page.get('JobStatus')})")
+            pages = int(page.get("DocumentMetadata", {}).get("Pages", 0))
+            if pages > budget.max_pages:
+                raise RejectedError("too_many_pages", f"{pages} pages is over the {budget.max_pages} page limit")
+            for block in page.get("Blocks", []):
+                if block.get("BlockType") == "LINE":
+                    line = str(block.get("Text", ""))
+                    chars += len(line) + 1
+                    if chars > budget.max_chars:
+                        raise RejectedError("too_much_text", f"the text is over the {budget.max_chars} character limit")
+                    lines.append(line)
+            token = page.get("NextToken")
+            if not token:
+                break
+        text = "\n".join(lines)
+        if not text.strip():
+            raise RejectedError("empty", "text detection (OCR) found no text in the document")
+        return text
 
     # --- destinations --------------------------------------------------------------------------
 

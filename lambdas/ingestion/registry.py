@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError
 CURRENT = "current"
 CURATED, QUARANTINED, DEAD_LETTERED, GONE = "curated", "quarantined", "dead_lettered", "gone"
 SUPERSEDED = "superseded"  # a newer version of the document was settled first; this one was skipped
+OCR_PENDING = "ocr_pending"  # a Textract text detection runs; its notification settles the version
 # Versions that are done: a replay does nothing again. Dead-lettered ones are not: a redrive
 # after the cause is fixed must process them.
 SETTLED = frozenset({CURATED, QUARANTINED, GONE, SUPERSEDED})
@@ -45,6 +46,8 @@ class VersionRecord:
     pii: dict[str, int] = field(default_factory=dict)  # entity type -> count, never values
     received_at: str = ""
     processed_at: str = ""
+    ocr_job: str = ""  # the Textract job reading a PDF without a text layer
+    sequencer: str = ""  # kept while OCR is pending: the notification continues with the event's order
 
 
 class Registry:
@@ -84,6 +87,17 @@ class Registry:
         self._table.put_item(
             Item={**version, "pk": record.document_id, "sk": f"version#{record.version}", "size": record.size}
         )
+
+    def ocr_started(self, record: VersionRecord) -> None:
+        """A version waiting for its Textract job, and the job's way back to it (the notification
+        names the job and its tag, the document id, not the version)."""
+        self.record(record)
+        self._table.put_item(Item={"pk": record.document_id, "sk": f"ocr#{record.ocr_job}", "version": record.version})
+
+    def ocr_version(self, document_id: str, job_id: str) -> VersionRecord | None:
+        """The version a Textract job reads, if this pipeline started it."""
+        item = self._table.get_item(Key={"pk": document_id, "sk": f"ocr#{job_id}"}, ConsistentRead=True).get("Item")
+        return self.version(document_id, str(item["version"])) if item else None
 
     def finding(
         self, document_id: str, finding_id: str, *, reason: str, location: str, at: dt.datetime, current: bool

@@ -61,7 +61,7 @@ class IngestionConfig(ConfigModel):
         min_length=1,
         description="Document formats (by file extension) the pipeline takes; others are quarantined with the reason. "
         "PDF and DOCX are read within max_pages, max_extracted_chars, read_seconds and max_expanded_bytes; a PDF "
-        "without a text layer is quarantined as needs_ocr (no OCR is run).",
+        "without a text layer is quarantined as needs_ocr, unless ocr is textract.",
     )
     max_pages: int = Field(
         default=500, ge=1, le=10_000, description="A PDF with more pages is quarantined with the reason."
@@ -92,6 +92,12 @@ class IngestionConfig(ConfigModel):
         le=10_000,
         description="A DOCX part over 1 MB expanded that is compressed more than this many times is refused as a "
         "decompression bomb (checked from the zip directory before reading).",
+    )
+    ocr: Literal["off", "textract"] = Field(
+        default="off",
+        description="A PDF without a text layer: off, quarantined as needs_ocr; textract, read by an asynchronous "
+        "Amazon Textract text detection (an SNS topic and queue bring the result back to the processor), then "
+        "curated or quarantined like any document, within max_pages, max_extracted_chars and read_seconds.",
     )
     default_classification: Classification = Field(
         default="internal",

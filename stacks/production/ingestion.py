@@ -9,6 +9,7 @@ schedule ──────▶ connector_pull (one per source)             └�
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from aws_cdk import (
@@ -58,6 +59,18 @@ IDEMPOTENCY_ACTIONS = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateI
 PII_ACTIONS = ["comprehend:DetectPiiEntities", "comprehend:DetectDominantLanguage"]
 DATA_KEY_ACTIONS = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"]  # SSE-KMS objects, queues, tables
 PULL_TIMEOUT = Duration.minutes(5)
+# Textract's asynchronous text detection (ocr: textract): neither action has a resource type.
+OCR_ACTIONS = ["textract:StartDocumentTextDetection", "textract:GetDocumentTextDetection"]
+
+
+@dataclass(frozen=True)
+class OcrChannel:
+    """Textract's way back to the pipeline (ocr: textract)."""
+
+    topic: sns.Topic
+    role: iam.Role
+    queue: sqs.Queue
+    dlq: sqs.Queue
 
 
 class IngestionPipeline(Construct):
@@ -206,6 +219,10 @@ class IngestionPipeline(Construct):
             ),
             description="Ingestion: the groups that may retrieve each document classification",
         )
+        ocr = self._ocr_channel() if settings.ocr == "textract" else None
+        ocr_settings: dict[str, Any] = (
+            {"ocr": "textract", "ocr_topic_arn": ocr.topic.topic_arn, "ocr_role_arn": ocr.role.role_arn} if ocr else {}
+        )
         function = self._function(
             "Processor",
             "ingestion",
@@ -238,6 +255,7 @@ class IngestionPipeline(Construct):
                 max_receive_count=settings.max_receive_count,
                 # Stop taking documents with less than this left of the invocation (a quarter of it).
                 document_budget_seconds=max(int(self._processor_timeout.to_seconds()) // 4, 5),
+                **ocr_settings,
             ),
         )
         function.add_event_source(
@@ -280,6 +298,21 @@ class IngestionPipeline(Construct):
         )
         self._key.grant(role, *DATA_KEY_ACTIONS)
         role.add_to_principal_policy(iam.PolicyStatement(actions=PII_ACTIONS, resources=["*"]))
+        no_resource_type = (
+            "Comprehend's DetectPiiEntities and DetectDominantLanguage have no resource type; X-Ray tracing neither."
+        )
+        if ocr:
+            # Textract reads the landing object with the processor's credentials: its GetObject,
+            # GetObjectVersion and kms:Decrypt above cover it.
+            role.add_to_principal_policy(iam.PolicyStatement(actions=OCR_ACTIONS, resources=["*"]))
+            no_resource_type += (
+                " Textract's StartDocumentTextDetection and GetDocumentTextDetection have no resource-level "
+                "permissions."
+            )
+            ocr.role.grant_pass_role(role)
+            function.add_event_source(
+                sources.SqsEventSource(ocr.queue, batch_size=1, report_batch_item_failures=True, max_concurrency=2)
+            )
         kb.grant_documents(role)
         self.grant_registry(role)
         self.idempotency.grant_items(role, IDEMPOTENCY_ACTIONS)
@@ -288,11 +321,7 @@ class IngestionPipeline(Construct):
         self._acknowledge_objects(role, f"{nag_attribute(self.quarantine, 'Arn')}/*", "quarantine copies it writes")
         for prefix in (self._config.knowledge_base.documents_prefix, DIRECT_PREFIX):
             self._acknowledge_objects(role, f"{nag_attribute(curated, 'Arn')}/{prefix}*", "curated copies it writes")
-        acknowledge(
-            role,
-            "AwsSolutions-IAM5[Resource::*]",
-            "Comprehend's DetectPiiEntities and DetectDominantLanguage have no resource type; X-Ray tracing neither.",
-        )
+        acknowledge(role, "AwsSolutions-IAM5[Resource::*]", no_resource_type)
         acknowledge(
             function,
             "NIST.800.53.R5-LambdaDLQ",
@@ -311,6 +340,48 @@ class IngestionPipeline(Construct):
             "The event source mapping's maximum concurrency (10) bounds it; the queue absorbs the rest.",
         )
         return function
+
+    def _ocr_channel(self) -> OcrChannel:
+        """Where Textract says a text detection finished: a topic (tier key) it publishes to with
+        its own role, delivered to a queue (with a DLQ) the processor consumes."""
+        topic = sns.Topic(self, "OcrTopic", master_key=self._key, enforce_ssl=True)
+        role = iam.Role(
+            self,
+            "OcrPublisher",
+            assumed_by=iam.ServicePrincipal(
+                "textract.amazonaws.com", conditions={"StringEquals": {"aws:SourceAccount": Stack.of(self).account}}
+            ),
+            description="Textract: publish the ingestion pipeline's text detection results",
+        )
+        topic.grant_publish(role)  # sns:Publish on the topic; GenerateDataKey and Decrypt on the key
+        acknowledge_inline_policy(role)
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]",
+            "SNS's grant for publishing to a KMS-encrypted topic, on the tier key only.",
+        )
+        # SNS delivers with its own service principal, which the tier key's policy does not name
+        # for SQS: SQS-managed encryption. The message holds a job id, status and object name.
+        dlq = sqs.Queue(
+            self,
+            "OcrDeadLetters",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        queue = sqs.Queue(
+            self,
+            "OcrResults",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            visibility_timeout=Duration.seconds(6 * self._processor_timeout.to_seconds()),
+            retention_period=Duration.days(4),
+            dead_letter_queue=sqs.DeadLetterQueue(
+                queue=dlq, max_receive_count=self._config.ingestion.max_receive_count
+            ),
+        )
+        topic.add_subscription(subscriptions.SqsSubscription(queue, raw_message_delivery=True))
+        return OcrChannel(topic=topic, role=role, queue=queue, dlq=dlq)
 
     def _acknowledge_objects(self, role: iam.IRole, resource: str, what: str) -> None:
         acknowledge(

@@ -120,6 +120,11 @@ EXPLICIT: dict[tuple[str, str], tuple[str, ...] | str] = {
     # Account-wide log groups of services (aws/spans, Macie's job logs): fixed names, not the tier's.
     ("account_settings", "name"): "logs",
 }
+# Calls a function makes only where a setting switches them on: (package, service) -> (variable,
+# value). Elsewhere the role rightly lacks them (the processor calls Textract only with OCR=textract).
+SWITCHED_ON: dict[tuple[str, str], tuple[str, str]] = {
+    ("ingestion", "textract"): ("OCR", "textract"),
+}
 # CopySource arguments built before the call: (package, expression) -> (bucket, may name a version).
 COPY_SOURCES: dict[tuple[str, str], tuple[str, bool]] = {
     ("ingestion", "source"): ("finding.bucket", True),
@@ -586,7 +591,7 @@ def check(templates: Mapping[str, Template], *, only: str | None = None) -> Cove
         if only and not runner.logical_id.startswith(only):
             continue
         allowed = statements(templates[runner.stack], runner.role)
-        calls = calls_in(runner.package, runner.module)
+        calls = [call for call in calls_in(runner.package, runner.module) if _switched_on(call, runner)]
         coverage.calls += len({(c.where, c.operation) for c in calls})
         for call in calls:
             try:
@@ -606,6 +611,11 @@ def check(templates: Mapping[str, Template], *, only: str | None = None) -> Cove
                 described = "*" if target is None else target if isinstance(target, str) else " or ".join(target)
                 coverage.findings.append(Finding(runner, call, described))
     return coverage
+
+
+def _switched_on(call: Call, runner: Runner) -> bool:
+    switch = SWITCHED_ON.get((call.package, call.service))
+    return switch is None or runner.environment.get(switch[0]) == switch[1]
 
 
 def _covered(

@@ -12,10 +12,12 @@ from typing import Any
 import pytest
 
 from stacks.config import load_config
+from stacks.production.ingestion import OCR_ACTIONS
 from stacks.production.macie import severities_from
 from stacks.shared.naming import generation
 from tests.conftest import ROOT
-from tests.infra.cfn import name_of, only, props, render, resources, role_permissions, runtime_document
+from tests.infra import iam_coverage
+from tests.infra.cfn import name_of, only, props, render, resources, role_permissions, runtime_document, trust
 from tests.infra.conftest import Assembly, Synthesizer
 
 KB = "AWS::Bedrock::KnowledgeBase"
@@ -250,3 +252,81 @@ def test_opensearch_serverless_is_the_larger_corpus_option(opensearch: Assembly,
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert lint.returncode == 0, lint.stdout
+
+
+OCR = {"blueprint.production.ingestion.ocr": "textract"}
+OCR_TYPES = ("AWS::SNS::Topic", "AWS::SQS::Queue", "AWS::IAM::Role")
+
+
+@pytest.fixture(scope="module")
+def ocr_app(synthesize: Synthesizer) -> Assembly:
+    """The app with ocr: textract (cdk-nag runs in the synth: it must stay clean)."""
+    return synthesize(**OCR)
+
+
+@pytest.fixture(scope="module")
+def ocr_knowledge(ocr_app: Assembly) -> dict[str, Any]:
+    return ocr_app.template("-production-knowledge")
+
+
+def test_with_ocr_textract_every_call_the_processor_makes_is_allowed_textract_included(ocr_app: Assembly) -> None:
+    """The IAM coverage check counts the Textract calls only where OCR is on: here they must be granted."""
+    coverage = iam_coverage.check(ocr_app.templates, only="IngestionProcessor")
+    assert coverage.findings == []
+    assert {c.action for c in iam_coverage.calls_in("ingestion", "handler") if c.service == "textract"} == {
+        "textract:StartDocumentTextDetection",
+        "textract:GetDocumentTextDetection",
+    }
+
+
+def test_ocr_textract_notifies_an_encrypted_topic_that_feeds_a_queue_with_a_dlq_the_processor_reads(
+    ocr_knowledge: dict[str, Any],
+) -> None:
+    topic = props(ocr_knowledge, "AWS::SNS::Topic", "IngestionOcrTopic")
+    assert "Fn::GetStackOutput" in topic["KmsMasterKeyId"]  # the tier key, from the foundation
+    queue = props(ocr_knowledge, "AWS::SQS::Queue", "IngestionOcrResults")
+    assert queue["SqsManagedSseEnabled"] is True
+    assert render(queue["RedrivePolicy"])["deadLetterTargetArn"] == "<IngestionOcrDeadLetters.Arn>"
+    assert props(ocr_knowledge, "AWS::SQS::Queue", "IngestionOcrDeadLetters")["SqsManagedSseEnabled"] is True
+    subscription = props(ocr_knowledge, "AWS::SNS::Subscription", "IngestionOcrResults")
+    assert (subscription["Protocol"], subscription["RawMessageDelivery"]) == ("sqs", True)
+    assert render(subscription["TopicArn"]) == "<IngestionOcrTopic>"
+    mappings = [m["Properties"] for m in resources(ocr_knowledge, "AWS::Lambda::EventSourceMapping").values()]
+    ocr_mapping = [m for m in mappings if render(m["EventSourceArn"]) == "<IngestionOcrResults.Arn>"]
+    assert len(ocr_mapping) == 1
+    assert render(ocr_mapping[0]["FunctionName"]) == "<IngestionProcessor>"
+    environment = props(ocr_knowledge, "AWS::Lambda::Function", "IngestionProcessor")["Environment"]["Variables"]
+    assert environment["OCR"] == "textract"
+    assert render(environment["OCR_TOPIC_ARN"]) == "<IngestionOcrTopic>"
+    assert render(environment["OCR_ROLE_ARN"]) == "<IngestionOcrPublisher.Arn>"
+
+
+def test_ocr_textract_role_may_only_publish_to_its_topic_and_the_processor_may_start_and_read_jobs(
+    ocr_knowledge: dict[str, Any],
+) -> None:
+    (statement,) = trust(ocr_knowledge, "IngestionOcrPublisher")
+    assert statement["Principal"] == {"Service": "textract.amazonaws.com"}
+    assert "aws:SourceAccount" in statement["Condition"]["StringEquals"]
+    publisher = role_permissions(ocr_knowledge, "IngestionOcrPublisher")
+    assert {a for a, _ in publisher} == {"sns:Publish", "kms:Decrypt", "kms:GenerateDataKey*"}
+    assert {r for a, r in publisher if a == "sns:Publish"} == {"<IngestionOcrTopic>"}
+    assert all("GetStackOutput" in r for a, r in publisher if a.startswith("kms:"))
+    processor = role_permissions(ocr_knowledge, "IngestionProcessor")
+    assert {
+        ("textract:StartDocumentTextDetection", "*"),
+        ("textract:GetDocumentTextDetection", "*"),
+        ("iam:PassRole", "<IngestionOcrPublisher.Arn>"),
+        ("s3:GetObject", "<IngestionLanding.Arn>/*"),
+        ("s3:GetObjectVersion", "<IngestionLanding.Arn>/*"),
+    } <= processor
+    assert any(a == "kms:Decrypt" and "GetStackOutput" in r for a, r in processor)
+    assert not [a for a, _ in processor if a.startswith("textract:") and a not in OCR_ACTIONS]
+
+
+def test_with_ocr_off_there_is_no_topic_queue_role_or_grant_for_it(knowledge: dict[str, Any]) -> None:
+    for type_ in OCR_TYPES:
+        assert not [name for name in resources(knowledge, type_) if name.startswith("IngestionOcr")]
+    processor = role_permissions(knowledge, "IngestionProcessor")
+    assert not [a for a, _ in processor if a.startswith("textract:") or a == "iam:PassRole"]
+    environment = props(knowledge, "AWS::Lambda::Function", "IngestionProcessor")["Environment"]["Variables"]
+    assert not [name for name in environment if name.startswith("OCR")]

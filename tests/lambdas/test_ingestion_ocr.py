@@ -1,0 +1,206 @@
+"""OCR for PDFs without a text layer (ocr: textract): an asynchronous Textract text detection
+started once per version, its notification continuing the pipeline with the detected lines under
+the same PII policy and limits. Every Textract call is checked by botocore's Stubber against the
+real service model."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from ingestion import handler
+from ingestion.events import ObjectRef
+from ingestion.pii import PiiScanner
+from ingestion.pipeline import Pipeline, document_id
+from tests.lambdas.ingestion_corpus import CUSTOM, LANDING, pdf_bytes
+from tests.lambdas.ingestion_fixtures import CURATED, QUARANTINE, READERS, REGION, SETTINGS, Aws, landed, sqs_message
+from tests.lambdas.test_ingestion import run
+
+TOPIC = "arn:aws:sns:us-east-1:123456789012:ocr"
+ROLE = "arn:aws:iam::123456789012:role/ocr-publisher"
+SCANNED = pdf_bytes(["", ""])  # two pages, no text layer
+KEY = "scans/contract.pdf"
+
+
+@pytest.fixture
+def textract(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stubber]:
+    """The pipeline with ocr: textract, its Textract client stubbed (no call may be left over)."""
+    client = boto3.client("textract", region_name=REGION)
+    settings = SETTINGS.model_copy(update={"ocr": "textract", "ocr_topic_arn": TOPIC, "ocr_role_arn": ROLE})
+    scanner = PiiScanner(aws.comprehend, custom_identifiers=CUSTOM, min_score=0.8)
+    pipeline = Pipeline(
+        aws.s3, scanner, aws.registry, aws.knowledge, settings, readers=lambda: READERS, textract=client
+    )
+    monkeypatch.setattr(handler, "pipeline", lambda: pipeline)
+    aws.pipeline = pipeline
+    with Stubber(client) as stubber:
+        yield stubber
+        stubber.assert_no_pending_responses()
+
+
+def expect_start(stubber: Stubber, message: dict[str, Any], job: str = "job-1") -> None:
+    obj = json.loads(message["body"])["detail"]["object"]
+    doc = document_id(LANDING, obj["key"])
+    stubber.add_response(
+        "start_document_text_detection",
+        {"JobId": job},
+        {
+            "DocumentLocation": {"S3Object": {"Bucket": LANDING, "Name": obj["key"], "Version": obj["version-id"]}},
+            "ClientRequestToken": hashlib.sha256(f"{doc}\n{obj['version-id']}".encode()).hexdigest()[:64],
+            "JobTag": doc,
+            "NotificationChannel": {"SNSTopicArn": TOPIC, "RoleArn": ROLE},
+        },
+    )
+
+
+def notification(key: str, status: str = "SUCCEEDED", job: str = "job-1") -> dict[str, Any]:
+    """Textract's message as the queue delivers it (SNS raw message delivery)."""
+    return sqs_message(
+        {
+            "JobId": job,
+            "Status": status,
+            "API": "StartDocumentTextDetection",
+            "JobTag": document_id(LANDING, key),
+            "Timestamp": 1795888800000,
+            "DocumentLocation": {"S3ObjectName": key, "S3Bucket": LANDING},
+        }
+    )
+
+
+def expect_page(stubber: Stubber, lines: list[str], *, token: str | None, next_token: str | None) -> None:
+    response: dict[str, Any] = {
+        "DocumentMetadata": {"Pages": 2},
+        "JobStatus": "SUCCEEDED",
+        "Blocks": [{"BlockType": "PAGE", "Id": "p"}]
+        + [{"BlockType": "LINE", "Id": f"l{i}", "Text": line, "Page": 1} for i, line in enumerate(lines)],
+        "DetectDocumentTextModelVersion": "1.0",
+    }
+    if next_token:
+        response["NextToken"] = next_token
+    expected: dict[str, Any] = {"JobId": "job-1", "MaxResults": 1000}
+    if token:
+        expected["NextToken"] = token
+    stubber.add_response("get_document_text_detection", response, expected)
+
+
+def pending(aws: Aws, textract: Stubber, key: str = KEY, **metadata: str) -> dict[str, Any]:
+    message = landed(aws, key, SCANNED, **metadata)
+    expect_start(textract, message)
+    assert run(message) == []
+    return message
+
+
+def version_record(aws: Aws, key: str) -> dict[str, Any]:
+    """The version's record (beside it, the job's pointer back to it: sk ocr#<job id>)."""
+    doc = document_id(LANDING, key)
+    (record,) = [i for i in aws.registry_items() if i["pk"] == doc and i["sk"].startswith("version#")]
+    return record
+
+
+def landing_keys(aws: Aws) -> list[str]:
+    return [v["Key"] for v in aws.landing_versions()]
+
+
+def test_with_ocr_off_a_pdf_without_text_is_quarantined_as_needing_ocr(aws: Aws) -> None:
+    assert run(landed(aws, KEY, SCANNED)) == []
+    record = version_record(aws, KEY)
+    assert (record["status"], record["reason"]) == ("quarantined", "the PDF has no text layer (scanned pages need OCR)")
+
+
+def test_with_textract_one_text_detection_starts_and_the_version_is_pending(aws: Aws, textract: Stubber) -> None:
+    pending(aws, textract)
+    record = version_record(aws, KEY)
+    assert (record["status"], record["ocr_job"]) == ("ocr_pending", "job-1")
+    assert landing_keys(aws) == [KEY]  # Textract reads it where it is
+    assert aws.objects(QUARANTINE) == {}
+    assert aws.objects(CURATED) == {}
+
+
+def test_a_replay_of_the_event_starts_no_second_job(aws: Aws, textract: Stubber) -> None:
+    message = pending(aws, textract)
+    assert run({**message, "messageId": "again"}) == []  # the idempotency layer's replay
+    obj = json.loads(message["body"])["detail"]["object"]
+    ref = ObjectRef(bucket=LANDING, key=obj["key"], version=obj["version-id"], size=obj["size"])
+    outcome = aws.pipeline.process(ref)  # past idempotency (expired): the registry says pending
+    assert (outcome.status, outcome.replayed) == ("ocr_pending", True)
+
+
+def test_a_succeeded_job_is_read_page_by_page_and_curated_with_personal_data_masked(
+    aws: Aws, textract: Stubber, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pending(aws, textract)
+    expect_page(
+        textract, ["Scanned contract", "Escalations go to ada.lovelace@example.com"], token=None, next_token="t2"
+    )
+    expect_page(textract, ["Employee EMP-314159"], token="t2", next_token=None)
+    assert run(notification(KEY)) == []
+    record = version_record(aws, KEY)
+    assert (record["status"], record["pii"]) == ("curated", {"EMAIL": 1, "EMPLOYEE_ID": 1})
+    assert "ocr_job" not in record
+    text = aws.objects(CURATED)[f"curated/{document_id(LANDING, KEY)}.txt"].decode()
+    assert text == "Scanned contract\nEscalations go to [EMAIL]\nEmployee [EMPLOYEE_ID]"
+    assert landing_keys(aws) == []
+    assert "ada.lovelace" not in capsys.readouterr().out
+
+
+def test_a_succeeded_job_in_a_classification_that_quarantines_pii_is_quarantined(aws: Aws, textract: Stubber) -> None:
+    pending(aws, textract, classification="public")
+    expect_page(textract, ["Press: ada.lovelace@example.com"], token=None, next_token=None)
+    assert run(notification(KEY)) == []
+    record = version_record(aws, KEY)
+    assert (record["status"], record["reason"]) == ("quarantined", "personal data (EMAIL) in a public document")
+
+
+@pytest.mark.parametrize("status", ["FAILED", "ERROR"])
+def test_a_failed_job_quarantines_the_document_as_ocr_failed(aws: Aws, textract: Stubber, status: str) -> None:
+    pending(aws, textract)
+    assert run(notification(KEY, status)) == []
+    record = version_record(aws, KEY)
+    assert (record["status"], record["reason"]) == ("quarantined", f"text detection (OCR) did not succeed ({status})")
+    assert list(aws.objects(QUARANTINE))
+    assert landing_keys(aws) == []
+
+
+def test_a_notification_for_a_settled_version_or_an_unknown_job_is_ignored(
+    aws: Aws, textract: Stubber, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pending(aws, textract)
+    assert run(notification(KEY, "FAILED")) == []
+    settled = version_record(aws, KEY)
+    capsys.readouterr()
+    assert run(notification(KEY)) == []  # a late or repeated SUCCEEDED: no Textract call (Stubber)
+    assert run(notification("other.pdf", job="job-9")) == []
+    assert version_record(aws, KEY) == settled
+    logs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert [entry["message"] for entry in logs if entry.get("message") == "OCR notification ignored"] == [
+        "OCR notification ignored"
+    ] * 2
+
+
+def test_text_past_max_extracted_chars_is_quarantined_with_the_limit(aws: Aws, textract: Stubber) -> None:
+    pending(aws, textract)
+    expect_page(textract, ["word " * 300], token=None, next_token="t2")
+    expect_page(textract, ["word " * 300], token="t2", next_token=None)
+    assert run(notification(KEY)) == []
+    record = version_record(aws, KEY)
+    assert (record["status"], record["reason"]) == (
+        "quarantined",
+        f"the text is over the {SETTINGS.max_extracted_chars} character limit",
+    )
+
+
+def test_a_malformed_textract_notification_is_dead_lettered(aws: Aws) -> None:
+    message = notification(KEY)
+    body = json.loads(message["body"])
+    message["body"] = json.dumps({**body, "JobTag": "../not-a-document"})
+    assert run(message) == []
+    (dead,) = aws.dlq()
+    assert (
+        dead["MessageAttributes"]["reason"]["StringValue"] == "the Textract notification's job tag is not a document id"
+    )
