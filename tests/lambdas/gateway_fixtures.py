@@ -276,6 +276,17 @@ def gateway(monkeypatch: pytest.MonkeyPatch) -> Iterator[Gateway]:
         handler.settings.cache_clear()
 
 
+def model_only(bedrock: Any) -> handler.Dependencies:
+    """The gateway's dependencies answered by ``bedrock`` and an answering ledger, no agent reachable
+    (POLICY routes every output type to a model)."""
+    return handler.Dependencies(
+        ledger=AnsweringLedger(),  # type: ignore[arg-type]
+        guard=Guard(bedrock, guardrail_id="g", version="1"),
+        bedrock=bedrock,
+        agents=AgentClient("http://127.0.0.1:9", {}),
+    )
+
+
 def environment(monkeypatch: pytest.MonkeyPatch, settings: Settings = SETTINGS) -> None:
     """The gateway function's environment from its settings; the handler reads it afresh."""
     for name, value in settings.environment().items():

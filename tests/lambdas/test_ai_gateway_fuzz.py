@@ -12,16 +12,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from ai_gateway import handler
-from ai_gateway.agents import AgentClient
-from ai_gateway.guardrail import Guard
 from tests.lambdas.conftest import FakeContext, http_result
 from tests.lambdas.gateway_fixtures import (
     GOLD,
     HOSTILE_BODIES,
     POLICY,
     AnsweringBedrock,
-    AnsweringLedger,
     environment,
+    model_only,
     rest_event,
 )
 from tests.lambdas.strategies import json_values
@@ -30,13 +28,7 @@ from tests.lambdas.strategies import json_values
 @pytest.fixture(scope="module", autouse=True)
 def fakes() -> Iterator[None]:
     patch = pytest.MonkeyPatch()
-    bedrock = AnsweringBedrock()
-    deps = handler.Dependencies(
-        ledger=AnsweringLedger(),  # type: ignore[arg-type]
-        guard=Guard(bedrock, guardrail_id="g", version="1"),
-        bedrock=bedrock,
-        agents=AgentClient("http://127.0.0.1:9", {}),  # POLICY routes every output to a model
-    )
+    deps = model_only(AnsweringBedrock())
     patch.setattr(handler, "dependencies", lambda: deps)
     patch.setattr(handler, "policy", lambda: POLICY)
     environment(patch)

@@ -18,8 +18,6 @@ import pytest
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
 from ai_gateway import agents, handler, telemetry
-from ai_gateway.agents import AgentClient
-from ai_gateway.guardrail import Guard
 from ai_gateway.handler import GatewayError
 from ai_gateway.router import ModelRouter
 from connector_push import handler as push
@@ -31,8 +29,8 @@ from tests.lambdas.gateway_fixtures import (
     HOSTILE_BODIES,
     POLICY,
     AnsweringBedrock,
-    AnsweringLedger,
     environment,
+    model_only,
     rest_event,
 )
 from tests.lambdas.test_prototype_query_fuzz import AnyCall
@@ -53,12 +51,7 @@ class Answering(AnsweringBedrock):
 @pytest.fixture
 def bedrock(monkeypatch: pytest.MonkeyPatch) -> Iterator[Answering]:
     fake = Answering()
-    deps = handler.Dependencies(
-        ledger=AnsweringLedger(),  # type: ignore[arg-type]
-        guard=Guard(fake, guardrail_id="g", version="1"),
-        bedrock=fake,
-        agents=AgentClient("http://127.0.0.1:9", {}),  # POLICY routes every output to a model
-    )
+    deps = model_only(fake)
     monkeypatch.setattr(handler, "dependencies", lambda: deps)
     monkeypatch.setattr(handler, "policy", lambda: POLICY)
     environment(monkeypatch)
