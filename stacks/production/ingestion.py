@@ -133,25 +133,7 @@ class IngestionPipeline(Construct):
             removal_policy=RemovalPolicy.DESTROY,
         )
 
-        self.dlq = sqs.Queue(
-            self,
-            "DeadLetters",
-            encryption=sqs.QueueEncryption.KMS,
-            encryption_master_key=key,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-        )
-        self.queue = sqs.Queue(
-            self,
-            "Documents",
-            encryption=sqs.QueueEncryption.KMS,
-            encryption_master_key=key,
-            enforce_ssl=True,
-            # A message stays hidden while the processor works on it: six times its timeout.
-            visibility_timeout=Duration.seconds(6 * self._processor_timeout.to_seconds()),
-            retention_period=Duration.days(4),
-            dead_letter_queue=sqs.DeadLetterQueue(queue=self.dlq, max_receive_count=settings.max_receive_count),
-        )
+        self.queue, self.dlq = self._queue_with_dead_letters("Documents", "DeadLetters")
         # Redrive: `aws sqs start-message-move-task --source-arn <DeadLetterQueueArn>` moves messages
         # back to the queue they came from (docs/operations.md).
         events.Rule(
@@ -360,28 +342,37 @@ class IngestionPipeline(Construct):
             "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]",
             "SNS's grant for publishing to a KMS-encrypted topic, on the tier key only.",
         )
-        # SNS delivers with its own service principal, which the tier key's policy does not name
-        # for SQS: SQS-managed encryption. The message holds a job id, status and object name.
-        dlq = sqs.Queue(
-            self,
-            "OcrDeadLetters",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
+        # SQS-managed encryption: a subscription adds a statement naming the topic to the queue key's
+        # policy, and the tier key's policy (foundation stack) cannot name a later stack's topic.
+        # The message holds a job id, its status and the object's name.
+        queue, dlq = self._queue_with_dead_letters("OcrResults", "OcrDeadLetters", tier_key=False)
+        topic.add_subscription(subscriptions.SqsSubscription(queue, raw_message_delivery=True))
+        return OcrChannel(topic=topic, role=role, queue=queue, dlq=dlq)
+
+    def _queue_with_dead_letters(
+        self, id: str, dead_letters_id: str, *, tier_key: bool = True
+    ) -> tuple[sqs.Queue, sqs.Queue]:
+        """A queue the processor consumes (TLS only; the tier key, or SQS-managed encryption) and
+        its dead-letter queue: a message stays hidden while the processor works on it (six times
+        its timeout) and moves to the dead letters after ingestion.max_receive_count receives."""
+        encryption: dict[str, Any] = (
+            {"encryption": sqs.QueueEncryption.KMS, "encryption_master_key": self._key}
+            if tier_key
+            else {"encryption": sqs.QueueEncryption.SQS_MANAGED}
         )
+        dlq = sqs.Queue(self, dead_letters_id, enforce_ssl=True, retention_period=Duration.days(14), **encryption)
         queue = sqs.Queue(
             self,
-            "OcrResults",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            id,
             enforce_ssl=True,
+            **encryption,
             visibility_timeout=Duration.seconds(6 * self._processor_timeout.to_seconds()),
             retention_period=Duration.days(4),
             dead_letter_queue=sqs.DeadLetterQueue(
                 queue=dlq, max_receive_count=self._config.ingestion.max_receive_count
             ),
         )
-        topic.add_subscription(subscriptions.SqsSubscription(queue, raw_message_delivery=True))
-        return OcrChannel(topic=topic, role=role, queue=queue, dlq=dlq)
+        return queue, dlq
 
     def _acknowledge_objects(self, role: iam.IRole, resource: str, what: str) -> None:
         acknowledge(
