@@ -27,7 +27,8 @@ It fails closed on whatever the MCP versions the gateway speaks (2025-03-26, 202
   the caller's tools (entries objects with a string name) and a string ``nextCursor`` (each page
   is filtered alike); an ``error`` keeps its code and message; any other shape becomes an error.
   That holds for a single answer, each answer of a batch, each ``data:`` event of an SSE-framed
-  string body, and a string body of plain JSON. Answers to recognised calls pass unchanged.
+  string body, and a string body of plain JSON. Well-formed answers to recognised calls pass
+  unchanged (one without a result or an error, or with a tools list, is read as a listing).
 - The ``Authorization`` header must be present exactly once (any case) and be ``Bearer`` and a
   token of the JWT alphabet only: a duplicate in another case, or anything appended, is no token.
 """
@@ -309,13 +310,22 @@ def _filtered_json(answer: Any, listing: Listing, tools: frozenset[str]) -> Any:
 
 
 def _filtered_message(message: Any, listing: Listing, tools: frozenset[str]) -> Any:
-    if isinstance(message, dict) and listing.passes(message.get("id")):
+    if isinstance(message, dict) and listing.passes(message.get("id")) and _plain_answer(message):
         return message
     try:
         return _listing_answer(message, tools)
     except Refusal as refusal:
         logger.info("tools/list answer refused", extra={"reason": refusal.message})
         return _error(message, refusal)
+
+
+def _plain_answer(message: dict[str, Any]) -> bool:
+    """A well-formed answer (a result or an error) carrying no tools list: anything else under a
+    recognised call's id is read as a listing, so it is filtered or refused, never passed."""
+    if ("result" in message) == ("error" in message):
+        return False
+    result = message.get("result")
+    return not (isinstance(result, dict) and "tools" in result)
 
 
 def _listing_answer(message: Any, tools: frozenset[str]) -> dict[str, Any]:

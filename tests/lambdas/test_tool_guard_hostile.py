@@ -605,6 +605,23 @@ listing_requests = st.one_of(
 )
 
 
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"jsonrpc": "2.0", "id": 1},  # neither a result nor an error
+        {"jsonrpc": "2.0", "id": 1, "result": {"tools": [{"name": SHADOW, "description": "x"}]}},
+    ],
+)
+def test_a_malformed_answer_under_a_calls_id_is_read_as_a_listing_not_passed(answer: dict[str, Any]) -> None:
+    """Found by the property below: an answer sharing a tools/call's id in a batch with a listing
+    passed unchanged even when it was no answer to a call at all."""
+    event = mcp_event({}, None, {"statusCode": 200, "body": answer})
+    event["mcp"]["gatewayRequest"]["body"] = [LIST, call(OTHER, id=1)]
+    body = guard.intercept(event)["mcp"]["transformedGatewayResponse"]["body"]
+    assert SHADOW not in json.dumps(body)
+    assert ("result" in body) != ("error" in body)
+
+
 @settings(max_examples=300, deadline=None)
 @given(request_body=listing_requests, response_body=answer_bodies, headers=headers_strategy())
 def test_property_a_tools_list_answer_never_shows_a_tool_outside_the_callers_group(
