@@ -374,6 +374,7 @@ def _quota_refused(error: QuotaRefusedError) -> Response[Any]:
             429,
             "quota_exceeded",
             str(error),
+            used=refused.used,
             remaining=refused.remaining,
             limit=refused.limit,
             resets_at=refused.resets_at.isoformat(),

@@ -30,7 +30,8 @@ from typing import Any, Literal
 from botocore.exceptions import ClientError
 
 Period = Literal["DAY", "MONTH"]
-CONFLICT_ATTEMPTS = 6
+CONFLICT_ATTEMPTS = 6  # calls of a transaction (or a usage read) before its error is raised
+BACKOFF_SECONDS = 0.02  # the first retry's jitter ceiling; it doubles with each attempt
 
 
 @dataclass(frozen=True)
@@ -92,9 +93,10 @@ class Usage:
 
 
 class Ledger:
-    def __init__(self, client: Any, table_name: str) -> None:
+    def __init__(self, client: Any, table_name: str, *, sleep: Callable[[float], None] | None = None) -> None:
         self._client = client
         self._table = table_name
+        self._sleep = sleep or time.sleep  # looked up when the ledger is made, so a test can inject it
 
     def admit(
         self,
@@ -244,13 +246,14 @@ class Ledger:
                 }
             }
             for attempt in range(CONFLICT_ATTEMPTS):
+                if attempt:  # DynamoDB left keys unprocessed: back off, then ask for those again
+                    self._backoff(attempt - 1)
                 response = self._client.batch_get_item(RequestItems=request)
                 for item in response["Responses"].get(self._table, []):
                     found[item["pk"]["S"]] = int(item.get("used", {}).get("N", "0"))
                 request = response.get("UnprocessedKeys") or {}
                 if not request:
                     break
-                _backoff(attempt)
             else:
                 raise RuntimeError("DynamoDB left usage keys unprocessed after retries")
         return [
@@ -292,7 +295,10 @@ class Ledger:
                 retryable = "TransactionConflict" in reasons and "ConditionalCheckFailed" not in reasons
                 if not retryable or attempt == CONFLICT_ATTEMPTS - 1:
                     raise
-                _backoff(attempt)
+                self._backoff(attempt)
+
+    def _backoff(self, attempt: int) -> None:
+        self._sleep(random.uniform(0, BACKOFF_SECONDS * 2**attempt))  # noqa: S311 - jitter, not cryptography
 
 
 def _cancellation_reasons(error: ClientError) -> list[str] | None:
@@ -300,10 +306,6 @@ def _cancellation_reasons(error: ClientError) -> list[str] | None:
     if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
         return None
     return [str(reason.get("Code")) for reason in error.response.get("CancellationReasons", [])]
-
-
-def _backoff(attempt: int, sleep: Callable[[float], None] = time.sleep) -> None:
-    sleep(random.uniform(0, 0.02 * 2**attempt))  # noqa: S311 - jitter, not cryptography
 
 
 def _quota_key(group: str, output_type: str, window: str) -> str:

@@ -3,12 +3,23 @@ from it too) and each group's data classifications, and the user pool whose toke
 
 from __future__ import annotations
 
-from typing import Self
+from enum import StrEnum
+from typing import Final, Self
 
 from pydantic import model_validator
 
 from shared.contract import FunctionSettings
 from shared.runtime_config import ConfigLocation, RuntimeDocument
+
+# The interceptor's Powertools service name: its metrics carry it as their one dimension.
+SERVICE: Final = "tool_guard"
+
+
+class Metric(StrEnum):
+    """The interceptor's metrics (EMF, in the tier's namespace); the observability stack alarms on both."""
+
+    CALLS_REFUSED = "ToolCallsRefused"  # a tools/call for a tool not the caller's, or malformed
+    FAILURES = "InterceptorFailures"  # the interceptor itself failed (the request was refused)
 
 
 class ToolBindings(RuntimeDocument):

@@ -55,7 +55,7 @@ from shared.tools import (
     KNOWLEDGE_SEARCH,
     TARGET_SEPARATOR,
 )
-from tool_guard.contract import Settings, ToolBindings
+from tool_guard.contract import Metric, Settings, ToolBindings
 
 logger = Logger()
 metrics = Metrics()
@@ -225,10 +225,10 @@ def _checked_call(message: dict[str, Any], caller: Caller) -> dict[str, Any]:
     name = params.get("name") if isinstance(params, dict) else None
     arguments = params.get("arguments") if isinstance(params, dict) else None
     if not isinstance(params, dict) or not isinstance(name, str) or not isinstance(arguments, dict | None):
-        metrics.add_metric(name="ToolCallsRefused", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=Metric.CALLS_REFUSED, unit=MetricUnit.Count, value=1)
         raise Refusal(INVALID_PARAMS, "tools/call needs params with a string name and object arguments")
     if caller.group is None or name not in caller.tools:
-        metrics.add_metric(name="ToolCallsRefused", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=Metric.CALLS_REFUSED, unit=MetricUnit.Count, value=1)
         logger.info("tool call refused", extra={"tool": name})
         raise Refusal(FORBIDDEN, f"tool {name} is not available to this caller")
     if not name.endswith(SEARCH_SUFFIX):
@@ -444,5 +444,5 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         return intercept(event)
     except Exception:  # whatever went wrong, nothing passes unchecked
         logger.exception("interceptor failed: refused")
-        metrics.add_metric(name="InterceptorFailures", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=Metric.FAILURES, unit=MetricUnit.Count, value=1)
         return _refused(None, Refusal(INTERNAL_ERROR, "the gateway could not check this request"))

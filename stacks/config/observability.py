@@ -52,6 +52,12 @@ class ObservabilityConfig(ConfigModel):
         ge=1,
         description="Alarm when a group is refused for its output quotas this often in 5 minutes (per group).",
     )
+    tool_refusals_per_5_minutes: int = Field(
+        default=20,
+        ge=1,
+        description="Alarm when the tools gateway refuses this many tool calls in 5 minutes (a tool not the "
+        "caller's group's, or a malformed call: an agent misconfigured, or steered by a prompt injection).",
+    )
     invocation_log_days: LogRetentionDays = Field(
         default=30,
         description="Days Bedrock model invocation logs (prompts and answers) are kept in the tier's KMS-encrypted "

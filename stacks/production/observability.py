@@ -38,6 +38,7 @@ from shared.observability import AGENT_TURN_MESSAGE, STAGES, Dimension, Metric
 from stacks.production.context import ProductionContext
 from stacks.shared.nag import acknowledge
 from stacks.shared.naming import pascal_case
+from tool_guard.contract import SERVICE as TOOL_GUARD, Metric as ToolGuard
 
 FIVE_MINUTES = Duration.minutes(5)
 AGENT_TURN_FILTER = logs.FilterPattern.string_value("$.message", "=", AGENT_TURN_MESSAGE)
@@ -389,6 +390,17 @@ class ObservabilityStack(Stack):
         )
         # The expression names the rule, not a reference CloudFormation sees: order them by hand.
         quota.node.add_dependency(self.quota_refusals)
+        # The tool interceptor's own metrics (Powertools: dimensioned by its service name alone).
+        refused = self._metric(ToolGuard.CALLS_REFUSED, Dimension.SERVICE, TOOL_GUARD)
+        threshold = settings.tool_refusals_per_5_minutes
+        description = (
+            f"The tools gateway refused at least {threshold} tool calls in 5 minutes: a tool not the caller's "
+            "group's, or a malformed call. The interceptor's logs ('tool call refused') name the tool."
+        )
+        alarm("ToolCallsRefused", refused, description, threshold, at_least)
+        failures = self._metric(ToolGuard.FAILURES, Dimension.SERVICE, TOOL_GUARD)
+        description = "The tool interceptor failed, so it refused every tool request it saw: see its logs."
+        alarm("InterceptorFailures", failures, description, 1, at_least)
         for agent in agents:
             for name in (Metric.TOOL_SELECTION_ACCURACY, Metric.TOOL_ARGUMENT_ACCURACY):
                 accuracy = self._metric(name, Dimension.AGENT, agent, statistic="Average", period=Duration.hours(1))

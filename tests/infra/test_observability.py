@@ -21,6 +21,7 @@ from stacks.config import load_config
 from stacks.production.observability import TOP_GROUPS_TITLE, quota_refusals_rule
 from tests.infra.cfn import only, props, render, resources
 from tests.infra.conftest import Assembly, Synthesizer
+from tool_guard.contract import SERVICE as TOOL_GUARD, Metric as ToolGuard
 
 
 def production(cdk_context: dict[str, Any]) -> Any:
@@ -87,6 +88,37 @@ def test_alarm_thresholds_come_from_config(observability: dict[str, Any], cdk_co
     assert all(render(a["AlarmActions"]) == ["<Alarms>"] for a in alarms.values())
     emails = {s["Properties"]["Endpoint"] for s in resources(observability, "AWS::SNS::Subscription").values()}
     assert emails == set(settings.alarm_emails)
+
+
+def test_the_tool_interceptors_refusals_and_failures_alarm_on_the_series_it_emits(
+    observability: dict[str, Any], tools: dict[str, Any], cdk_context: dict[str, Any]
+) -> None:
+    # Powertools dimensions a function's metrics by its service name alone: the alarms must name
+    # the interceptor's, in the tier's namespace, or they watch a series nothing writes.
+    (guard,) = [
+        f["Properties"]["Environment"]["Variables"]
+        for name, f in resources(tools, "AWS::Lambda::Function").items()
+        if name.startswith("ToolGuardFunction")
+    ]
+    assert guard["POWERTOOLS_SERVICE_NAME"] == TOOL_GUARD
+    alarms = resources(observability, "AWS::CloudWatch::Alarm")
+    watched = {
+        a["Properties"]["MetricName"]: a["Properties"]
+        for a in alarms.values()
+        if a["Properties"].get("Dimensions") == [{"Name": "service", "Value": TOOL_GUARD}]
+    }
+    assert set(watched) == {ToolGuard.CALLS_REFUSED, ToolGuard.FAILURES}
+    for alarm in watched.values():
+        assert (alarm["Namespace"], alarm["Statistic"], alarm["Period"]) == (
+            guard["POWERTOOLS_METRICS_NAMESPACE"],
+            "Sum",
+            300,
+        )
+        assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+        assert alarm["TreatMissingData"] == "notBreaching"
+    threshold = production(cdk_context).observability.tool_refusals_per_5_minutes
+    assert watched[ToolGuard.CALLS_REFUSED]["Threshold"] == threshold
+    assert watched[ToolGuard.FAILURES]["Threshold"] == 1  # one failure is a request refused for nothing
 
 
 def test_agent_turns_reach_the_live_evaluator(observability: dict[str, Any]) -> None:

@@ -254,13 +254,22 @@ def test_output_types_outside_the_group_or_config_are_refused(gateway: Gateway) 
     assert (unknown.status, unknown.body["error"]) == (404, "not_found")
 
 
-def test_an_exhausted_quota_is_a_429_with_remaining_and_reset(
-    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("period", "resets_at", "retry_after"),
+    [
+        ("MONTH", "2026-12-01T00:00:00+00:00", 41 * 3600 + 15 * 60),
+        ("DAY", "2026-11-30T00:00:00+00:00", 17 * 3600 + 15 * 60),
+    ],
+)
+def test_an_exhausted_quota_is_a_429_with_used_limit_remaining_and_reset(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch, period: str, resets_at: str, retry_after: int
 ) -> None:
     document = models_only(policy_document())
-    document["groups"]["customer-gold"]["quotas"]["report"]["limit"] = 1
+    document["groups"]["customer-gold"]["quotas"]["report"] = {"limit": 1, "period": period}
     tight = GatewayPolicy.model_validate(document)
     monkeypatch.setattr(handler, "policy", lambda: tight)
+    now = dt.datetime(2026, 11, 29, 6, 45, tzinfo=dt.UTC)
+    monkeypatch.setattr(handler, "clock", Clock(now=lambda: now))
     guard_input(gateway.bedrock, ["m"])
     converse_ok(gateway.bedrock, "amazon.nova-pro-v1:0", "A report.")
     guard_output(gateway.bedrock, "A report.", grounding=("m", "Produce the report."))
@@ -268,9 +277,16 @@ def test_an_exhausted_quota_is_a_429_with_remaining_and_reset(
     guard_input(gateway.bedrock, ["m"])
     result = call(rest_event("POST", "/v1/outputs/report", {"material": "m"}, request_id="b"))
     assert result.status == 429
-    assert (result.body["error"], result.body["remaining"], result.body["limit"]) == ("quota_exceeded", 0, 1)
-    assert result.body["resets_at"].endswith("T00:00:00+00:00")
-    assert int(result.headers["Retry-After"]) > 0
+    assert result.body == {
+        "error": "quota_exceeded",
+        "message": f"the report quota of group customer-gold is used up until {resets_at}",
+        "used": 1,
+        "limit": 1,
+        "remaining": 0,
+        "resets_at": resets_at,
+    }
+    assert result.headers["Retry-After"] == str(retry_after)  # seconds until the window resets
+    assert record(gateway, "b") is None  # nothing admitted, nothing to release
 
 
 def test_a_replayed_idempotency_key_is_a_409_and_counts_nothing(gateway: Gateway) -> None:

@@ -13,7 +13,7 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from ai_gateway.ledger import Ledger, QuotaExceededError, Window
+from ai_gateway.ledger import BACKOFF_SECONDS, CONFLICT_ATTEMPTS, Ledger, Period, QuotaExceededError, Window
 from tests.lambdas.gateway_fixtures import TABLE, ledger_table
 
 NOW = dt.datetime(2026, 11, 29, 18, 30, tzinfo=dt.UTC)
@@ -30,7 +30,16 @@ def ledger(dynamodb: Any) -> Ledger:
     return Ledger(dynamodb, TABLE)
 
 
-def admit(ledger: Ledger, request_id: str, *, limit: int = 100, units: int = 1, group: str = "gold") -> Any:
+def admit(
+    ledger: Ledger,
+    request_id: str,
+    *,
+    limit: int = 100,
+    units: int = 1,
+    group: str = "gold",
+    period: Period = "MONTH",
+    now: dt.datetime = NOW,
+) -> Any:
     return ledger.admit(
         request_id=request_id,
         group=group,
@@ -38,10 +47,24 @@ def admit(ledger: Ledger, request_id: str, *, limit: int = 100, units: int = 1, 
         output_type="report",
         units=units,
         limit=limit,
-        period="MONTH",
+        period=period,
         unit_price_usd=0.5,
-        now=NOW,
+        now=now,
     )
+
+
+class Sleeps:
+    """The ledger's sleep, recorded instead of slept."""
+
+    def __init__(self) -> None:
+        self.slept: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.slept.append(seconds)
+
+    def within_backoff(self) -> bool:
+        """Each sleep within its attempt's jitter ceiling (which doubles per attempt)."""
+        return all(0 <= s <= BACKOFF_SECONDS * 2**attempt for attempt, s in enumerate(self.slept))
 
 
 def test_windows_reset_at_the_next_utc_day_or_month() -> None:
@@ -169,14 +192,16 @@ def test_200_concurrent_admissions_against_a_quota_of_100_admit_exactly_100(ledg
 
 class Conflicting:
     """Delegates to the real client, but cancels the first ``conflicts`` transactions the way
-    DynamoDB does when another transaction holds the same item."""
+    DynamoDB does when another transaction holds the same item; counts the transactions sent."""
 
     def __init__(self, client: Any, conflicts: int, reasons: list[str] | None = None) -> None:
         self._client = client
         self.conflicts = conflicts
         self.reasons = reasons or ["None", "TransactionConflict"]
+        self.calls = 0
 
     def transact_write_items(self, **kwargs: Any) -> Any:
+        self.calls += 1
         if self.conflicts:
             self.conflicts -= 1
             raise ClientError(
@@ -192,24 +217,162 @@ class Conflicting:
         return getattr(self._client, name)
 
 
-def test_a_transaction_conflict_on_the_counter_is_retried(dynamodb: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("ai_gateway.ledger.time.sleep", lambda _: None)
-    flaky = Conflicting(dynamodb, conflicts=2)
-    admission = admit(Ledger(flaky, TABLE), "r1", limit=10)
-    assert (admission.used, flaky.conflicts) == (1, 0)
+def test_a_transaction_conflict_on_the_counter_is_retried_after_a_jittered_backoff(dynamodb: Any) -> None:
+    flaky, sleeps = Conflicting(dynamodb, conflicts=2), Sleeps()
+    admission = admit(Ledger(flaky, TABLE, sleep=sleeps), "r1", limit=10)
+    assert (admission.used, admission.replayed, flaky.calls) == (1, False, 3)
+    assert len(sleeps.slept) == 2 and sleeps.within_backoff()
 
 
-def test_conflicts_that_outlast_the_retries_are_raised(dynamodb: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("ai_gateway.ledger.time.sleep", lambda _: None)
-    with pytest.raises(ClientError):
-        admit(Ledger(Conflicting(dynamodb, conflicts=99), TABLE), "r1", limit=10)
+def test_conflicts_that_outlast_the_retries_are_raised_after_every_attempt(dynamodb: Any) -> None:
+    flaky, sleeps = Conflicting(dynamodb, conflicts=99), Sleeps()
+    with pytest.raises(ClientError) as raised:
+        admit(Ledger(flaky, TABLE, sleep=sleeps), "r1", limit=10)
+    assert raised.value.response["Error"]["Code"] == "TransactionCanceledException"
+    assert (flaky.calls, len(sleeps.slept)) == (CONFLICT_ATTEMPTS, CONFLICT_ATTEMPTS - 1)  # no sleep after the last
+    assert sleeps.within_backoff()
+    assert Ledger(dynamodb, TABLE).usage("gold", {"report": (10, "MONTH")}, NOW)[0].used == 0
 
 
-def test_release_raises_unless_the_record_was_already_released(dynamodb: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("ai_gateway.ledger.time.sleep", lambda _: None)
+@pytest.mark.parametrize(
+    ("reasons", "raised"),
+    [
+        (["TransactionConflict", "ConditionalCheckFailed"], QuotaExceededError),  # a condition failed: final
+        (["None", "ThrottlingError"], ClientError),
+        (["ValidationError", "None"], ClientError),
+    ],
+)
+def test_a_cancellation_that_is_not_only_a_conflict_is_not_retried(
+    dynamodb: Any, reasons: list[str], raised: type[Exception]
+) -> None:
+    flaky, sleeps = Conflicting(dynamodb, conflicts=99, reasons=reasons), Sleeps()
+    with pytest.raises(raised):
+        admit(Ledger(flaky, TABLE, sleep=sleeps), "r1", limit=10)
+    assert (flaky.calls, sleeps.slept) == (1, [])
+
+
+def test_release_raises_unless_the_record_was_already_released(dynamodb: Any) -> None:
     ledger = Ledger(dynamodb, TABLE)
     admit(ledger, "r1", limit=10)
-    failing = Ledger(Conflicting(dynamodb, conflicts=99, reasons=["None", "ThrottlingError"]), TABLE)
+    failing = Ledger(Conflicting(dynamodb, conflicts=99, reasons=["None", "ThrottlingError"]), TABLE, sleep=Sleeps())
     with pytest.raises(ClientError):
         failing.release("r1", group="gold", user="user-1", output_type="report", units=1, window="2026-11")
     assert ledger.usage("gold", {"report": (10, "MONTH")}, NOW)[0].used == 1  # not silently lost
+
+
+def test_a_released_request_cannot_be_marked_delivered(ledger: Ledger) -> None:
+    # Delivered with its units given back, an output would be on the books with no quota charged.
+    admit(ledger, "r1", units=4, limit=10)
+    ledger.release("r1", group="gold", user="user-1", output_type="report", units=4, window="2026-11")
+    with pytest.raises(ClientError) as refused:
+        ledger.deliver("r1", group="gold", user="user-1", model="m", input_tokens=1, output_tokens=1)
+    assert refused.value.response["Error"]["Code"] == "ConditionalCheckFailedException"
+    record = ledger.record("r1", group="gold", user="user-1")
+    assert record is not None and record["status"]["S"] == "released" and "model" not in record
+    assert ledger.usage("gold", {"report": (10, "MONTH")}, NOW)[0].used == 0
+
+
+def test_a_delivered_request_is_neither_refunded_nor_delivered_twice(ledger: Ledger) -> None:
+    admit(ledger, "r1", units=4, limit=10)
+    ledger.deliver("r1", group="gold", user="user-1", model="m", input_tokens=1, output_tokens=2)
+    ledger.release("r1", group="gold", user="user-1", output_type="report", units=4, window="2026-11")
+    with pytest.raises(ClientError):
+        ledger.deliver("r1", group="gold", user="user-1", model="other", input_tokens=9, output_tokens=9)
+    record = ledger.record("r1", group="gold", user="user-1")
+    assert record is not None
+    assert (record["status"]["S"], record["model"]["S"], record["output_tokens"]["N"]) == ("delivered", "m", "2")
+    assert ledger.usage("gold", {"report": (10, "MONTH")}, NOW)[0].used == 4
+    assert admit(ledger, "r1", units=4, limit=10).replayed  # and its id is not admitted again
+
+
+def test_a_released_request_id_may_be_admitted_again_and_counts_once(ledger: Ledger) -> None:
+    admit(ledger, "r1", units=4, limit=10)
+    ledger.release("r1", group="gold", user="user-1", output_type="report", units=4, window="2026-11")
+    again = admit(ledger, "r1", units=4, limit=10)
+    assert (again.replayed, again.used) == (False, 4)
+    assert ledger.record("r1", group="gold", user="user-1")["status"]["S"] == "admitted"  # type: ignore[index]
+
+
+def test_a_daily_quota_counts_per_utc_day_and_resets_at_midnight(ledger: Ledger) -> None:
+    day = dict(limit=2, period="DAY")
+    assert admit(ledger, "d1", **day).used == 1  # type: ignore[arg-type]
+    assert admit(ledger, "d2", now=NOW + dt.timedelta(hours=5), **day).used == 2  # type: ignore[arg-type] # 23:30 UTC
+    with pytest.raises(QuotaExceededError) as refused:
+        admit(ledger, "d3", **day)  # type: ignore[arg-type]
+    assert (refused.value.used, refused.value.limit, refused.value.remaining) == (2, 2, 0)
+    assert refused.value.resets_at == dt.datetime(2026, 11, 30, tzinfo=dt.UTC)
+    # The next UTC day is a new window, in the same month; its record names that day's window.
+    tomorrow = admit(ledger, "d4", now=dt.datetime(2026, 11, 30, 0, 0, 1, tzinfo=dt.UTC), **day)  # type: ignore[arg-type]
+    assert (tomorrow.used, tomorrow.window, tomorrow.resets_at) == (
+        1,
+        "2026-11-30",
+        dt.datetime(2026, 12, 1, tzinfo=dt.UTC),
+    )
+    assert ledger.record("d4", group="gold", user="user-1")["window"]["S"] == "2026-11-30"  # type: ignore[index]
+    usage = ledger.usage("gold", {"report": (2, "DAY")}, NOW)[0]
+    assert (usage.used, usage.period, usage.resets_at) == (2, "DAY", dt.datetime(2026, 11, 30, tzinfo=dt.UTC))
+
+
+def test_a_window_is_read_in_utc_whatever_the_callers_time_zone() -> None:
+    tokyo = dt.timezone(dt.timedelta(hours=9))
+    local = dt.datetime(2026, 12, 1, 8, 0, tzinfo=tokyo)  # 2026-11-30 23:00 UTC
+    assert Window.containing(local, "DAY") == Window("2026-11-30", dt.datetime(2026, 12, 1, tzinfo=dt.UTC))
+    assert Window.containing(local, "MONTH").key == "2026-11"
+
+
+class Unprocessed:
+    """Delegates to the real client, but leaves the first key of the first ``times`` reads
+    unprocessed, as DynamoDB does when a read exceeds its throughput; counts the reads."""
+
+    def __init__(self, client: Any, times: int) -> None:
+        self._client = client
+        self.times = times
+        self.reads: list[int] = []  # keys asked for, per read
+
+    def batch_get_item(self, RequestItems: dict[str, Any]) -> Any:
+        keys = RequestItems[TABLE]["Keys"]
+        self.reads.append(len(keys))
+        if not self.times:
+            return self._client.batch_get_item(RequestItems=RequestItems)
+        self.times -= 1
+        rest = {TABLE: {**RequestItems[TABLE], "Keys": keys[1:]}}
+        answered = self._client.batch_get_item(RequestItems=rest) if keys[1:] else {"Responses": {}}
+        return {**answered, "UnprocessedKeys": {TABLE: {**RequestItems[TABLE], "Keys": keys[:1]}}}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+QUOTAS: dict[str, tuple[int, Period]] = {"report": (10, "MONTH"), "summary": (5, "DAY")}
+
+
+def test_usage_reads_the_keys_dynamodb_left_unprocessed(dynamodb: Any) -> None:
+    ledger = Ledger(dynamodb, TABLE)
+    admit(ledger, "r1", units=4, limit=10)
+    flaky, sleeps = Unprocessed(dynamodb, times=2), Sleeps()
+    usage = Ledger(flaky, TABLE, sleep=sleeps).usage("gold", QUOTAS, NOW)
+    assert [(u.output_type, u.used) for u in usage] == [("report", 4), ("summary", 0)]
+    assert (flaky.reads, len(sleeps.slept)) == ([2, 1, 1], 2) and sleeps.within_backoff()
+
+
+def test_usage_keys_left_unprocessed_after_every_attempt_are_an_error(dynamodb: Any) -> None:
+    flaky, sleeps = Unprocessed(dynamodb, times=99), Sleeps()
+    with pytest.raises(RuntimeError, match="unprocessed"):
+        Ledger(flaky, TABLE, sleep=sleeps).usage("gold", QUOTAS, NOW)
+    assert (len(flaky.reads), len(sleeps.slept)) == (CONFLICT_ATTEMPTS, CONFLICT_ATTEMPTS - 1)  # none after the last
+    assert sleeps.within_backoff()
+
+
+def test_usage_of_more_quotas_than_one_read_takes_is_read_in_batches_of_100(dynamodb: Any) -> None:
+    ledger = Ledger(dynamodb, TABLE)
+    for number in (0, 100, 249):
+        ledger.admit(
+            request_id=f"r{number}", group="gold", user="user-1", output_type=f"type-{number}", units=number + 1,
+            limit=1000, period="MONTH", unit_price_usd=0.1, now=NOW,
+        )  # fmt: skip
+    counting = Unprocessed(dynamodb, times=0)
+    quotas: dict[str, tuple[int, Period]] = {f"type-{n}": (1000, "MONTH") for n in range(250)}
+    usage = Ledger(counting, TABLE).usage("gold", quotas, NOW)
+    assert counting.reads == [100, 100, 50]
+    assert {u.output_type: u.used for u in usage if u.used} == {"type-0": 1, "type-100": 101, "type-249": 250}
+    assert len(usage) == 250

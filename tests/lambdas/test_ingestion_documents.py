@@ -7,11 +7,13 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import docx
 import pytest
 
+from ingestion import documents
 from ingestion.documents import ReadLimits, RejectedError, text_of
 from ingestion.pipeline import document_id
 from tests.lambdas.ingestion_corpus import LANDING, SEEDED_PII, docx_bytes, pdf_bytes
@@ -107,7 +109,7 @@ def test_html_the_standard_parser_chokes_on_is_quarantined_as_unreadable(aws: Aw
 
 def test_the_readers_are_imported_only_when_such_a_document_arrives() -> None:
     code = (
-        "import sys; sys.path[:0] = ['lambdas']\n"
+        f"import sys; sys.path[:0] = [{str(Path(documents.__file__).parents[1])!r}]\n"
         "import ingestion.handler, ingestion.pipeline\n"
         "from ingestion.documents import text_of\n"
         "text_of(b'plain text', 'txt')\n"

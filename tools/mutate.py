@@ -1,0 +1,257 @@
+"""Mutation testing over the money and access paths (`make mutate`), with mutmut.
+
+Each target is the code that decides who pays or who may call what, with the test files that
+exercise it. mutmut changes one thing at a time in a copy of that code (a ``<`` for a ``<=``, a
+dropped argument, a string made ``"XXfooXX"``) and runs the tests that reach the changed function;
+a change no test notices *survives*. Some survivors cannot be noticed because the change means the
+same thing (an *equivalent* mutant): those are listed in EQUIVALENT with the reason, and excluded
+from the score. The score of a module is killed / (all mutants - equivalents).
+
+mutmut names a mutant after its module path, and strips only ``src/`` from it; the handlers here
+import as ``ai_gateway.ledger`` (``lambdas/`` is on the path), so the run happens in a work folder
+(build/mutate) where ``src`` is ``lambdas``. The report goes to docs/mutation.md; the exit code is 1
+when a module is under the floor or a listed equivalent is stale (killed, or no longer generated).
+
+    python tools/mutate.py              # every target, from scratch
+    python tools/mutate.py --report     # the report of the last run, without running again
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / "build" / "mutate"  # one folder per set of targets run
+MUTMUT = Path(sys.executable).with_name("mutmut")
+REPORT = ROOT / "docs" / "mutation.md"
+FLOOR = 0.95
+
+# What the tests need beside the code under test (read from the work folder's copy).
+SUPPORT = ("tests", "stacks", "workloads", "evals", "tools", "cdk.json", "app.py", "package.json")
+
+
+@dataclass(frozen=True)
+class Target:
+    modules: tuple[str, ...]  # under lambdas/
+    tests: tuple[str, ...]  # the test files that exercise them
+
+
+TARGETS = {
+    "ledger": Target(
+        modules=("ai_gateway/ledger.py",),
+        tests=("tests/lambdas/test_ai_gateway_ledger.py", "tests/lambdas/test_ai_gateway.py"),
+    ),
+    "admission": Target(
+        modules=("ai_gateway/flow.py",),
+        tests=(
+            "tests/lambdas/test_ai_gateway.py",
+            "tests/lambdas/test_ai_gateway_agents.py",
+            "tests/lambdas/test_ai_gateway_fallback.py",
+            "tests/lambdas/test_ai_gateway_ledger.py",
+        ),
+    ),
+    "interceptors": Target(
+        modules=("tool_guard/handler.py",),
+        tests=("tests/lambdas/test_tool_binding.py", "tests/lambdas/test_tool_guard_hostile.py"),
+    ),
+    "authorizer": Target(
+        modules=("gateway_authorizer/handler.py", "shared/tokens.py"),
+        tests=(
+            "tests/lambdas/test_gateway_identity.py",
+            "tests/lambdas/test_hostile_jwks.py",
+            "tests/lambdas/test_hostile_inputs.py",
+            "tests/lambdas/test_tool_binding.py",
+        ),
+    ),
+    "classification": Target(
+        modules=("ingestion/pipeline.py", "ingestion/pii.py"),
+        tests=(
+            "tests/lambdas/test_ingestion.py",
+            "tests/lambdas/test_ingestion_documents.py",
+            "tests/lambdas/test_ingestion_hostile.py",
+            "tests/lambdas/test_ingestion_ocr.py",
+        ),
+    ),
+}
+
+# Survivors that mean the same as the code they mutate, by mutmut's name, with the reason.
+EQUIVALENT: dict[str, str] = {}
+
+STATUS = {1: "killed", 3: "killed", 0: "survived", 36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout"}
+
+
+@dataclass
+class Score:
+    target: str
+    module: str
+    killed: int
+    survived: list[str]
+    equivalent: list[str]
+    unchecked: list[str]  # no test reached the function, or the run did not get to it
+
+    @property
+    def counted(self) -> int:
+        return self.killed + len(self.survived) + len(self.unchecked)
+
+    @property
+    def score(self) -> float:
+        return self.killed / self.counted if self.counted else 1.0
+
+
+def prepare(work: Path, targets: dict[str, Target]) -> None:
+    """A fresh work folder: ``src`` is lambdas/, the rest is linked; mutmut copies what it needs."""
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    (work / "src").symlink_to(ROOT / "lambdas")
+    for name in SUPPORT:
+        (work / name).symlink_to(ROOT / name)
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    pyproject = pyproject.replace('pythonpath = [".", "lambdas"]', 'pythonpath = [".", "src"]')
+    if 'pythonpath = [".", "src"]' not in pyproject:
+        raise SystemExit('pyproject.toml: expected pythonpath = [".", "lambdas"] under [tool.pytest.ini_options]')
+    modules = sorted({f"src/{m}" for t in targets.values() for m in t.modules})
+    tests = sorted({test for t in targets.values() for test in t.tests})
+    pyproject += "\n".join(
+        [
+            "",
+            "[tool.mutmut]",
+            'source_paths = ["src"]',
+            f"only_mutate = {json.dumps(modules)}",
+            f"also_copy = {json.dumps([n for n in SUPPORT if n != 'tests'])}",
+            'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-x"]',
+            f"pytest_add_cli_args_test_selection = {json.dumps(tests)}",
+            "use_git_change_detection = false",
+            "",
+        ]
+    )
+    (work / "pyproject.toml").write_text(pyproject, encoding="utf-8")
+
+
+def run(work: Path, max_children: int) -> float:
+    started = time.monotonic()
+    subprocess.run([str(MUTMUT), "run", "--max-children", str(max_children)], cwd=work, check=True)  # noqa: S603
+    return time.monotonic() - started
+
+
+def scores(work: Path, targets: dict[str, Target]) -> list[Score]:
+    found = []
+    for target, spec in targets.items():
+        for module in spec.modules:
+            meta = work / "mutants" / "src" / f"{module}.meta"
+            codes: dict[str, int | None] = json.loads(meta.read_text(encoding="utf-8"))["exit_code_by_key"]
+            score = Score(target, module, 0, [], [], [])
+            for name, code in sorted(codes.items(), key=lambda item: _natural(item[0])):
+                status = STATUS.get(code, "unchecked") if code is not None else "unchecked"
+                if name in EQUIVALENT and status == "survived":
+                    score.equivalent.append(name)
+                elif status in ("killed", "timeout"):
+                    score.killed += 1
+                elif status == "survived":
+                    score.survived.append(name)
+                else:
+                    score.unchecked.append(name)
+            found.append(score)
+    return found
+
+
+def stale(found: Iterable[Score], targets: dict[str, Target]) -> list[str]:
+    """Listed equivalents of these targets' modules that were killed or are no longer generated."""
+    survived = {name for s in found for name in s.equivalent}
+    modules = tuple(m.removesuffix(".py").replace("/", ".") + "." for t in targets.values() for m in t.modules)
+    return sorted(name for name in EQUIVALENT if name.startswith(modules) and name not in survived)
+
+
+def diff(work: Path, name: str) -> str:
+    shown = subprocess.run([str(MUTMUT), "show", name], cwd=work, capture_output=True, text=True, check=False)  # noqa: S603
+    lines = [
+        line for line in shown.stdout.splitlines() if line.startswith(("+", "-")) and line[:3] not in ("+++", "---")
+    ]
+    return "\n".join(lines)
+
+
+def report(work: Path, found: list[Score], seconds: float | None) -> str:
+    rows = [
+        "# Mutation score of the money and access paths",
+        "",
+        "Written by `make mutate` (tools/mutate.py, mutmut). A module's score is killed mutants over all",
+        f"mutants but the listed equivalents; the floor is {FLOOR:.0%}.",
+        "",
+        "| target | module | mutants | killed | equivalent | survived | not reached | score |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for s in found:
+        rows.append(
+            f"| {s.target} | `lambdas/{s.module}` | {s.counted + len(s.equivalent)} | {s.killed} | "
+            f"{len(s.equivalent)} | {len(s.survived)} | {len(s.unchecked)} | {s.score:.1%} |"
+        )
+    if seconds is not None:
+        rows += ["", f"Run time: {seconds / 60:.1f} min on this machine ({_cores()} cores)."]
+    rows += ["", "## Equivalent mutants", ""]
+    if EQUIVALENT:
+        for name, reason in EQUIVALENT.items():
+            rows += [f"- `{name}`: {reason}", "", "```diff", diff(work, name), "```", ""]
+    else:
+        rows.append("None.")
+    survivors = [name for s in found for name in s.survived + s.unchecked]
+    rows += ["", "## Survivors", ""]
+    if survivors:
+        for name in survivors:
+            rows += [f"- `{name}`", "", "```diff", diff(work, name), "```", ""]
+    else:
+        rows.append("None.")
+    return "\n".join(rows).rstrip() + "\n"
+
+
+def _natural(name: str) -> list[object]:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def _cores() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--target", action="append", choices=sorted(TARGETS), help="only these (default: every one)")
+    parser.add_argument("--report", action="store_true", help="report the last run without running again")
+    parser.add_argument("--max-children", type=int, default=_cores())
+    args = parser.parse_args(argv)
+    chosen = args.target or list(TARGETS)
+    targets = {name: TARGETS[name] for name in chosen}
+    work = WORK / ("all" if args.target is None else "-".join(sorted(chosen)))
+    seconds = None
+    if not args.report:
+        prepare(work, targets)
+        seconds = run(work, args.max_children)
+    found = scores(work, targets)
+    print(f"{'target':<14} {'module':<32} {'mutants':>7} {'survived':>8} {'score':>7}")
+    for s in found:
+        total = s.counted + len(s.equivalent)
+        print(f"{s.target:<14} {s.module:<32} {total:>7} {len(s.survived) + len(s.unchecked):>8} {s.score:>7.1%}")
+    if seconds is not None:
+        print(f"run time: {seconds / 60:.1f} min")
+    problems = [f"{s.module}: {s.score:.1%} < {FLOOR:.0%}" for s in found if s.score < FLOOR]
+    problems += [f"equivalent no longer survives (mend EQUIVALENT): {name}" for name in stale(found, targets)]
+    if args.target is None:  # the report covers every target
+        REPORT.write_text(report(work, found, seconds), encoding="utf-8")
+        print(f"report: {REPORT.relative_to(ROOT)}")
+    else:
+        for name in (n for s in found for n in s.survived + s.unchecked):
+            print(f"\nsurvived: {name}\n{diff(work, name)}")
+    print("\n".join(problems) or f"every module at or above {FLOOR:.0%}", file=sys.stderr if problems else sys.stdout)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
