@@ -23,7 +23,7 @@ CDK := cdk --ci --no-notices
 CDK_ARGS := -c tier=$(TIER)
 PIP_QUIET := --quiet --disable-pip-version-check
 
-.PHONY: help layer agent-deps setup synth test test-variant agent-dev review diagram promote eval lint format typecheck docs cfn-lint bench nag-report diff deploy smoke destroy clean distclean
+.PHONY: help layer agent-deps setup synth test test-variant mutate agent-dev review diagram promote eval lint format typecheck docs cfn-lint bench nag-report diff deploy smoke destroy clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -52,6 +52,10 @@ build/.agent-deps-installed: lambdas/agent/requirements.txt | $(VENV)/.installed
 	@# pip writes this machine's interpreter into the scripts' first line; on AgentCore the entrypoint
 	@# `opentelemetry-instrument` must start the runtime's own Python.
 	sed -i '1s|^#!.*python.*$$|#!/usr/bin/env python3|' $(AGENT_DEPS)/bin/*
+	touch $@
+
+$(VENV)/.mutate-installed: requirements-mutate.txt | $(VENV)/.installed
+	$(BIN)/pip install $(PIP_QUIET) -r requirements-mutate.txt
 	touch $@
 
 layer: build/.layer-installed ## build the Lambda dependency layer (cached)
@@ -111,6 +115,9 @@ bench: setup ## synth vs a one-bucket app; gateway and telemetry overhead; legac
 	$(BIN)/python bench/ingestion_bench.py
 	$(BIN)/python bench/agent_bench.py
 	$(BIN)/python bench/scale_bench.py
+
+mutate: $(VENV)/.installed $(VENV)/.mutate-installed ## mutation testing of the money and access paths (slow; not in make test); TARGET=<name> for one; scores in docs/mutation.md
+	$(BIN)/python tools/mutate.py $(if $(TARGET),--target $(TARGET))
 
 nag-report: synth ## count cdk-nag acknowledgements by rule
 	$(BIN)/python tools/nag_report.py cdk.out
