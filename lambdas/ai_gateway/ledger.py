@@ -250,7 +250,7 @@ class Ledger:
                     self._backoff(attempt - 1)
                 response = self._client.batch_get_item(RequestItems=request)
                 for item in response["Responses"].get(self._table, []):
-                    found[item["pk"]["S"]] = int(item.get("used", {}).get("N", "0"))
+                    found[item["pk"]["S"]] = int(item["used"]["N"])  # a counter is made by adding to it
                 request = response.get("UnprocessedKeys") or {}
                 if not request:
                     break
@@ -282,7 +282,8 @@ class Ledger:
             ProjectionExpression="#used",
             ExpressionAttributeNames={"#used": "used"},
         )
-        return int(response.get("Item", {}).get("used", {}).get("N", "0"))
+        item = response.get("Item")
+        return int(item["used"]["N"]) if item else 0  # no counter yet: nothing used in the window
 
     def _transact(self, items: list[dict[str, Any]]) -> None:
         """TransactWriteItems, retrying cancellations caused only by a concurrent transaction."""

@@ -114,9 +114,79 @@ def test_quota_refusal_says_what_is_left_and_when_it_resets(ledger: Ledger) -> N
     assert admit(ledger, "r3", units=1, limit=10).remaining == 0
 
 
-def test_more_units_than_the_limit_are_refused_outright(ledger: Ledger) -> None:
-    with pytest.raises(QuotaExceededError):
+def test_more_units_than_the_limit_are_refused_outright_and_exactly_the_limit_is_admitted(ledger: Ledger) -> None:
+    with pytest.raises(QuotaExceededError) as refused:
         admit(ledger, "r1", units=11, limit=10)
+    assert (refused.value.used, refused.value.limit, refused.value.remaining) == (0, 10, 10)
+    assert ledger.record("r1", group="gold", user="user-1") is None
+    whole = admit(ledger, "r2", units=10, limit=10)
+    assert (whole.used, whole.remaining, whole.replayed) == (10, 0, False)
+    with pytest.raises(QuotaExceededError) as after:
+        admit(ledger, "r3", units=11, limit=10)
+    assert (after.value.used, after.value.remaining) == (10, 0)
+
+
+class Recording:
+    """Delegates to the real client and records each call's operation and arguments."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        def recorded(**kwargs: Any) -> Any:
+            self.calls.append((name, kwargs))
+            return getattr(self._client, name)(**kwargs)
+
+        return recorded
+
+
+def test_every_read_of_the_ledger_is_strongly_consistent(dynamodb: Any) -> None:
+    # A count read after a write must see it: an eventually consistent read could report units
+    # left that another request already took, or miss a metering record just written.
+    recording = Recording(dynamodb)
+    ledger = Ledger(recording, TABLE)
+    admit(ledger, "r1", units=9, limit=10)
+    with pytest.raises(QuotaExceededError):
+        admit(ledger, "r2", units=2, limit=10)
+    ledger.usage("gold", QUOTAS, NOW)
+    ledger.record("r1", group="gold", user="user-1")
+    reads = [(name, kwargs) for name, kwargs in recording.calls if name in ("get_item", "batch_get_item")]
+    assert {name for name, _ in reads} == {"get_item", "batch_get_item"}
+    for name, kwargs in reads:
+        consistent = kwargs["ConsistentRead"] if name == "get_item" else kwargs["RequestItems"][TABLE]["ConsistentRead"]
+        assert consistent is True, name
+
+
+def test_a_release_or_an_admission_failing_for_another_reason_raises_that_error(dynamodb: Any) -> None:
+    class Throttled:
+        def transact_write_items(self, **_: Any) -> Any:
+            raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, "TransactWriteItems")
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(dynamodb, name)
+
+    ledger = Ledger(Throttled(), TABLE, sleep=Sleeps())
+    with pytest.raises(ClientError, match="ProvisionedThroughputExceeded"):
+        ledger.release("r1", group="gold", user="user-1", output_type="report", units=1, window="2026-11")
+    with pytest.raises(ClientError, match="ProvisionedThroughputExceeded"):
+        admit(ledger, "r1", limit=10)
+
+
+def test_backoff_doubles_its_jitter_ceiling_with_each_attempt(dynamodb: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    ceilings: list[tuple[float, float]] = []
+
+    def highest(low: float, high: float) -> float:
+        ceilings.append((low, high))
+        return high
+
+    monkeypatch.setattr("ai_gateway.ledger.random.uniform", highest)
+    sleeps = Sleeps()
+    with pytest.raises(ClientError):
+        admit(Ledger(Conflicting(dynamodb, conflicts=99), TABLE, sleep=sleeps), "r1", limit=10)
+    expected = [BACKOFF_SECONDS * 2**attempt for attempt in range(CONFLICT_ATTEMPTS - 1)]
+    assert ceilings == [(0, ceiling) for ceiling in expected]
+    assert sleeps.slept == expected
 
 
 def test_groups_have_separate_counters(ledger: Ledger) -> None:
@@ -221,7 +291,8 @@ def test_a_transaction_conflict_on_the_counter_is_retried_after_a_jittered_backo
     flaky, sleeps = Conflicting(dynamodb, conflicts=2), Sleeps()
     admission = admit(Ledger(flaky, TABLE, sleep=sleeps), "r1", limit=10)
     assert (admission.used, admission.replayed, flaky.calls) == (1, False, 3)
-    assert len(sleeps.slept) == 2 and sleeps.within_backoff()
+    assert len(sleeps.slept) == 2
+    assert sleeps.within_backoff()
 
 
 def test_conflicts_that_outlast_the_retries_are_raised_after_every_attempt(dynamodb: Any) -> None:
@@ -268,7 +339,9 @@ def test_a_released_request_cannot_be_marked_delivered(ledger: Ledger) -> None:
         ledger.deliver("r1", group="gold", user="user-1", model="m", input_tokens=1, output_tokens=1)
     assert refused.value.response["Error"]["Code"] == "ConditionalCheckFailedException"
     record = ledger.record("r1", group="gold", user="user-1")
-    assert record is not None and record["status"]["S"] == "released" and "model" not in record
+    assert record is not None
+    assert record["status"]["S"] == "released"
+    assert "model" not in record
     assert ledger.usage("gold", {"report": (10, "MONTH")}, NOW)[0].used == 0
 
 
@@ -329,15 +402,16 @@ class Unprocessed:
         self.times = times
         self.reads: list[int] = []  # keys asked for, per read
 
-    def batch_get_item(self, RequestItems: dict[str, Any]) -> Any:
-        keys = RequestItems[TABLE]["Keys"]
+    def batch_get_item(self, **kwargs: Any) -> Any:
+        asked = kwargs["RequestItems"][TABLE]
+        keys = asked["Keys"]
         self.reads.append(len(keys))
         if not self.times:
-            return self._client.batch_get_item(RequestItems=RequestItems)
+            return self._client.batch_get_item(**kwargs)
         self.times -= 1
-        rest = {TABLE: {**RequestItems[TABLE], "Keys": keys[1:]}}
+        rest = {TABLE: {**asked, "Keys": keys[1:]}}
         answered = self._client.batch_get_item(RequestItems=rest) if keys[1:] else {"Responses": {}}
-        return {**answered, "UnprocessedKeys": {TABLE: {**RequestItems[TABLE], "Keys": keys[:1]}}}
+        return {**answered, "UnprocessedKeys": {TABLE: {**asked, "Keys": keys[:1]}}}
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
@@ -352,7 +426,8 @@ def test_usage_reads_the_keys_dynamodb_left_unprocessed(dynamodb: Any) -> None:
     flaky, sleeps = Unprocessed(dynamodb, times=2), Sleeps()
     usage = Ledger(flaky, TABLE, sleep=sleeps).usage("gold", QUOTAS, NOW)
     assert [(u.output_type, u.used) for u in usage] == [("report", 4), ("summary", 0)]
-    assert (flaky.reads, len(sleeps.slept)) == ([2, 1, 1], 2) and sleeps.within_backoff()
+    assert (flaky.reads, len(sleeps.slept)) == ([2, 1, 1], 2)
+    assert sleeps.within_backoff()
 
 
 def test_usage_keys_left_unprocessed_after_every_attempt_are_an_error(dynamodb: Any) -> None:
