@@ -7,8 +7,11 @@ group -> tools in config that the gateway's Cedar policies are generated from:
 - REQUEST: ``tools/call`` of a tool outside the caller's group is answered with an MCP error and
   never reaches a target. A call of knowledge search gets the caller's data classifications
   written into its arguments here, over anything the agent sent: retrieval is scoped to the
-  caller's group, and a search without them is refused by the tool.
-- RESPONSE: ``tools/list`` results are filtered to the caller's tools.
+  caller's group, and a search without them is refused by the tool. No other tool takes an
+  argument the gateway writes (``GATEWAY_ARGUMENTS``): whatever an agent sends under those names
+  is dropped from every other call, so no target ever gets an agent's value for one.
+- RESPONSE: ``tools/list`` results are filtered to the caller's tools, and every listed tool's
+  schema is shown without the arguments the gateway writes (neither as properties nor required).
 
 Unknown group, missing claim, missing or malformed token: no tools at all.
 
@@ -231,9 +234,10 @@ def _checked_call(message: dict[str, Any], caller: Caller) -> dict[str, Any]:
         metrics.add_metric(name=Metric.CALLS_REFUSED, unit=MetricUnit.Count, value=1)
         logger.info("tool call refused", extra={"tool": name})
         raise Refusal(FORBIDDEN, f"tool {name} is not available to this caller")
-    if not name.endswith(SEARCH_SUFFIX):
-        return message
     sent = {k: v for k, v in (arguments or {}).items() if k not in GATEWAY_ARGUMENTS}
+    if not name.endswith(SEARCH_SUFFIX):
+        # No other tool takes them: an agent's value for one reaches no target.
+        return message if arguments is None else {**message, "params": {**params, "arguments": sent}}
     # (None if the bindings changed since: the search refuses a call without them.)
     written = {**sent, CLASSIFICATIONS_ARGUMENT: group_classifications().get(caller.group)}
     if caller.conversation:
@@ -390,8 +394,6 @@ def _name(tool: dict[str, Any]) -> str | None:
 
 def _public(tool: dict[str, Any]) -> dict[str, Any]:
     """A listed tool as the agent should see it: without the arguments the gateway writes."""
-    if not str(tool.get("name")).endswith(SEARCH_SUFFIX):
-        return tool
     given = tool.get("inputSchema")
     schema = dict(given) if isinstance(given, dict) else {"type": "object"}
     properties = schema.get("properties")

@@ -9,6 +9,7 @@ names a tool of the caller's group, and a tools/list answer never shows a tool o
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -24,7 +25,7 @@ from tests.lambdas.conftest import FakeContext
 from tests.lambdas.strategies import json_values
 from tests.lambdas.test_tool_binding import BINDINGS, CLASSIFICATIONS, SEARCH, TOOLS, mcp_event
 from tool_guard import handler as guard
-from tool_guard.contract import ToolBindings
+from tool_guard.contract import SERVICE, Metric, ToolBindings
 
 SHADOW = "shadow___exfiltrate"  # a tool no group has: must never be shown, whatever the answer's shape
 GROUP = next(g for g, tools in sorted(BINDINGS.items()) if SEARCH in tools and len(tools) > 1)
@@ -444,6 +445,94 @@ def test_a_failure_inside_the_interceptor_is_a_refusal_not_an_exception(monkeypa
     monkeypatch.setattr(guard, "allowed_tools", broken)
     error = refused(guard.lambda_handler(mcp_event(call(OTHER), auth()), FakeContext()))
     assert error["error"]["code"] == -32603
+
+
+@pytest.fixture
+def deployed(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The handler module imported again as the stack deploys it (POWERTOOLS_SERVICE_NAME is its
+    service), with this module's bindings and verifier; the module as it was is restored after."""
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", SERVICE)
+    saved = dict(vars(guard))
+    importlib.reload(guard)
+    vars(guard).update(bindings=saved["bindings"], verifier=saved["verifier"])
+    try:
+        yield
+    finally:
+        vars(guard).clear()
+        vars(guard).update(saved)
+
+
+def handled(body: Any) -> dict[str, Any]:
+    """The deployed entry point (with its decorators) on a request of GROUP's caller."""
+    event = mcp_event({}, None)
+    event["mcp"]["gatewayRequest"]["headers"] = {"Authorization": auth()}
+    event["mcp"]["gatewayRequest"]["body"] = body
+    output: dict[str, Any] = guard.lambda_handler(event, FakeContext())
+    return output
+
+
+def emitted(out: str) -> list[dict[str, Any]]:
+    """The EMF documents Powertools printed."""
+    return [json.loads(line) for line in out.splitlines() if '"_aws"' in line]
+
+
+def broken() -> dict[str, frozenset[str]]:
+    raise RuntimeError("bindings unavailable")
+
+
+@pytest.mark.parametrize(
+    ("body", "metric", "code", "breaks"),
+    [
+        pytest.param(call(SHADOW), Metric.CALLS_REFUSED, -32001, False, id="a tool not the caller's"),
+        pytest.param(call(FOREIGN[0] if FOREIGN else SHADOW), Metric.CALLS_REFUSED, -32001, False, id="foreign"),
+        pytest.param(call(OTHER, ["customer_id"]), Metric.CALLS_REFUSED, -32602, False, id="malformed call"),
+        pytest.param(call(OTHER), Metric.FAILURES, -32603, True, id="internal failure"),
+    ],
+)
+def test_the_deployed_handler_counts_refusals_and_failures_by_service_alone(
+    body: dict[str, Any],
+    metric: Metric,
+    code: int,
+    breaks: bool,
+    deployed: None,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    if breaks:
+        vars(guard)["allowed_tools"] = broken  # (the fixture restores the module)
+    capsys.readouterr()
+    error = refused(handled(body))
+    assert error["error"]["code"] == code
+    (document,) = emitted(capsys.readouterr().out)
+    assert document["_aws"]["CloudWatchMetrics"] == [
+        {"Namespace": "genai/test", "Dimensions": [["service"]], "Metrics": [{"Name": str(metric), "Unit": "Count"}]}
+    ]
+    assert document[metric] == [1.0]
+    assert document["service"] == SERVICE
+    assert not set(document) & {str(m) for m in Metric if m != metric}
+
+
+@pytest.mark.filterwarnings("ignore:No application metrics to publish")
+def test_the_deployed_handler_counts_nothing_for_calls_it_lets_through(
+    deployed: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    body = [call(OTHER, {"customer_id": "C-1"}, id=1), call(SEARCH, {"query": "q"}, id=2), LIST]
+    assert forwarded(handled(body)) == [
+        body[0],
+        call(SEARCH, {"query": "q", "data_classifications": CLASSIFICATIONS[GROUP]}, id=2),
+        LIST,
+    ]
+    assert emitted(capsys.readouterr().out) == []
+
+
+def test_each_refused_call_of_a_batch_is_counted(deployed: None, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    batch = [call(SHADOW, id=1), call(OTHER, id=2), call(OTHER, "x", id=3)]
+    errors = refused(handled(batch))
+    assert [error["error"]["code"] for error in errors] == [-32001, -32600, -32602]
+    (document,) = emitted(capsys.readouterr().out)
+    assert document[Metric.CALLS_REFUSED] == [1.0, 1.0]
+    assert Metric.FAILURES not in document
 
 
 # Properties
