@@ -4,10 +4,11 @@ service model, and a fixture corpus of the documents production sees."""
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,9 +20,10 @@ from moto import mock_aws
 
 from ingestion import handler
 from ingestion.contract import PipelineSettings as Settings, ProcessorSettings
+from ingestion.events import ObjectRef
 from ingestion.knowledge import KnowledgeBase
 from ingestion.pii import PiiScanner
-from ingestion.pipeline import Pipeline
+from ingestion.pipeline import Pipeline, document_id
 from ingestion.registry import Registry
 from shared.runtime_config import ConfigLocation
 from tests.lambdas.ingestion_corpus import CUSTOM, LANDING, MAX_BYTES, FakeComprehend
@@ -228,3 +230,58 @@ def landed(aws: Aws, key: str, body: bytes | str, **metadata: str) -> dict[str, 
     """Put an object into the landing bucket and return the SQS message its event becomes."""
     put = aws.put(key, body, **metadata)
     return sqs_message(s3_event(put["key"], put["version"], put["size"]))
+
+
+# --- one pipeline call at a time (the policy tests) ---------------------------------------------------
+
+NOW = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC)
+_event_order = itertools.count(0x0066AED6DCD90281E5)
+
+
+def make(
+    aws: Aws,
+    *,
+    custom: dict[str, str] | None = None,
+    textract: Any = None,
+    monotonic: Callable[[], float] | None = None,
+    **settings: Any,
+) -> Pipeline:
+    """A pipeline over the test AWS with these settings changed and a fixed clock."""
+    scanner = PiiScanner(aws.comprehend, custom_identifiers=CUSTOM if custom is None else custom, min_score=0.8)
+    changed = SETTINGS.model_copy(update=settings)
+    extra: dict[str, Any] = {"monotonic": monotonic} if monotonic else {}
+    return Pipeline(
+        aws.s3,
+        scanner,
+        aws.registry,
+        aws.knowledge,
+        changed,
+        readers=lambda: READERS,
+        clock=lambda: NOW,
+        textract=textract,
+        **extra,
+    )
+
+
+def land(aws: Aws, key: str, body: bytes | str, *, event_key: str | None = None, **metadata: str) -> ObjectRef:
+    """Put a landing object; the event S3 sends for it (sequencers grow with every event)."""
+    put = aws.put(key, body, **metadata)
+    sequencer = f"{next(_event_order):018X}"
+    return ObjectRef(LANDING, event_key or key, put["version"], put["size"], sequencer)
+
+
+def record_of(aws: Aws, ref: ObjectRef) -> dict[str, Any]:
+    item = aws.dynamodb.Table("registry").get_item(
+        Key={"pk": document_id(LANDING, ref.key), "sk": f"version#{ref.version}"}
+    )
+    return dict(item["Item"])
+
+
+def current_of(aws: Aws, key: str) -> dict[str, Any]:
+    current = aws.registry.current(document_id(LANDING, key))
+    assert current is not None
+    return current
+
+
+def curated_versions(aws: Aws) -> list[str]:
+    return sorted(v["Key"] for v in aws.s3.list_object_versions(Bucket=CURATED).get("Versions", []))

@@ -4,6 +4,9 @@ PII kept out of logs, the registry and curated text."""
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
+import itertools
 import json
 from typing import Any
 
@@ -13,27 +16,38 @@ from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
 from ingestion import handler
+from ingestion.events import ObjectRef
 from ingestion.knowledge import KnowledgeBase
 from ingestion.pii import MAX_CALL_BYTES, PiiScanner, Span, chunks, mask
-from ingestion.pipeline import document_id
+from ingestion.pipeline import CuratedStore, Outcome, _newer_than, document_id
+from ingestion.registry import sequencer_key
 from tests.lambdas.conftest import FakeContext
 from tests.lambdas.ingestion_corpus import (
     CLEAN,
+    FRENCH,
     LANDING,
     MALFORMED,
+    MAX_BYTES,
     REJECTED,
     SEEDED_PII,
     WITH_PII_INTERNAL,
     WITH_PII_PUBLIC,
     FakeComprehend,
+    docx_bytes,
 )
 from tests.lambdas.ingestion_fixtures import (
     CURATED,
     MAX_RECEIVE,
+    NOW,
     QUARANTINE,
     Aws,
     batch,
+    curated_versions,
+    current_of,
+    land,
     landed,
+    make,
+    record_of,
     s3_event,
     sqs_message,
 )
@@ -380,3 +394,551 @@ def test_documents_left_when_the_invocation_runs_low_are_retried_not_lost(
     assert [f["itemIdentifier"] for f in response["batchItemFailures"]] == [messages[2]["messageId"]]
     assert done == ["docs/late0.txt", "docs/late1.txt"]
     assert len(aws.landing_versions()) == 1  # still there for the retry
+
+
+# --- the classification policy: which classification, mask or quarantine, what a curated copy carries -----------------------
+
+EMAIL_AND_PHONE = "Reach ada.lovelace@example.com or +1 206 555 0143."
+
+
+@pytest.mark.parametrize(
+    ("metadata", "text", "status", "reason", "pii", "classification", "groups"),
+    [
+        ({}, "Plain words.", "curated", "no personal data found", {}, "internal", ["platform-admins"]),
+        (
+            {"classification": "public"},
+            "Plain words.",
+            "curated",
+            "no personal data found",
+            {},
+            "public",
+            ["customer-basic", "customer-gold"],
+        ),
+        (
+            {"classification": "public"},
+            EMAIL_AND_PHONE,
+            "quarantined",
+            "personal data (EMAIL, PHONE) in a public document",
+            {"EMAIL": 1, "PHONE": 1},
+            "public",
+            None,
+        ),
+        (
+            {"classification": "internal"},
+            EMAIL_AND_PHONE,
+            "curated",
+            "masked 2 personal data entities",
+            {"EMAIL": 1, "PHONE": 1},
+            "internal",
+            ["platform-admins"],
+        ),
+        (
+            {"classification": "customer"},
+            EMAIL_AND_PHONE,
+            "curated",
+            "masked 2 personal data entities",
+            None,
+            "customer",
+            [],
+        ),
+        (
+            {"classification": "Public"},
+            "Plain words.",
+            "quarantined",
+            "unknown classification (allowed: public, internal, customer)",
+            {},
+            None,
+            None,
+        ),
+    ],
+)
+def test_each_classification_gets_its_policy_its_readers_and_a_recorded_reason(
+    aws: Aws,
+    metadata: dict[str, str],
+    text: str,
+    status: str,
+    reason: str,
+    pii: dict[str, int] | None,
+    classification: str | None,
+    groups: list[str] | None,
+) -> None:
+    ref = land(aws, "docs/note.txt", text, **metadata)
+    outcome = make(aws).process(ref)
+    doc = document_id(LANDING, "docs/note.txt")
+    bucket = CURATED if status == "curated" else QUARANTINE
+    where = f"curated/{doc}.txt" if status == "curated" else f"{doc}/{ref.version}/note.txt"
+    location = f"s3://{bucket}/{where}"
+    expected_pii = {"EMAIL": 1, "PHONE": 1} if pii is None else pii
+    assert outcome == Outcome(doc, ref.version, status, reason, location, expected_pii, replayed=False)
+    record = record_of(aws, ref)
+    assert (record["status"], record["reason"], record["location"]) == (status, reason, location)
+    assert record.get("classification") == classification
+    assert record.get("pii", {}) == expected_pii
+    assert (record["origin"], record["size"], record["source"]) == (
+        "upload",
+        len(text),
+        f"s3://{LANDING}/docs/note.txt",
+    )
+    read = classification is not None  # an unknown classification is quarantined unread
+    assert record.get("content_hash") == (hashlib.sha256(text.encode()).hexdigest() if read else None)
+    assert (record["received_at"], record["processed_at"]) == (NOW.isoformat(), NOW.isoformat())
+    assert aws.landing_versions() == []
+    current = current_of(aws, "docs/note.txt")
+    assert (current["status"], current["version"], current["location"], current["updated_at"]) == (
+        status,
+        ref.version,
+        location,
+        NOW.isoformat(),
+    )
+    stored = aws.objects(bucket)
+    if status == "quarantined":
+        assert stored == {where: text.encode()}  # as it came
+        assert aws.objects(CURATED) == {}
+        return
+    sidecar = json.loads(stored[f"{where}.metadata.json"])["metadataAttributes"]
+    assert sidecar.pop("allowed_groups", []) == groups  # an empty list attribute is left out
+    assert sidecar == {
+        "document_id": doc,
+        "source": f"s3://{LANDING}/docs/note.txt",
+        "owner": "unknown",
+        "classification": classification,
+    }
+    versions = {v["Key"]: v["VersionId"] for v in aws.s3.list_object_versions(Bucket=CURATED)["Versions"]}
+    assert (current["mode"], current["classification"], current["object_version"]) == (
+        "bulk",
+        classification,
+        versions[where],
+    )
+    assert aws.s3.head_object(Bucket=CURATED, Key=where)["ContentType"] == "text/plain; charset=utf-8"
+    assert aws.s3.head_object(Bucket=CURATED, Key=f"{where}.metadata.json")["ContentType"] == "application/json"
+    if pii:
+        assert stored[where] == b"Reach [EMAIL] or [PHONE]."
+
+
+def test_the_default_clock_records_utc(aws: Aws) -> None:
+    ref = land(aws, "docs/utc.txt", "Plain words.")
+    aws.pipeline.process(ref)
+    record = record_of(aws, ref)
+    for stamp in (record["received_at"], record["processed_at"]):
+        assert dt.datetime.fromisoformat(stamp).utcoffset() == dt.timedelta(0)
+
+
+@pytest.mark.parametrize(
+    ("origin", "recorded"),
+    [(None, "upload"), ("connector:crm", "connector:crm"), ("connector:CRM", "unknown"), ("uploads", "unknown")],
+)
+def test_the_origin_is_recorded_only_when_it_is_a_known_one(aws: Aws, origin: str | None, recorded: str) -> None:
+    ref = land(aws, "docs/origin.txt", "Plain words.", **({"origin": origin} if origin else {}))
+    make(aws).process(ref)
+    assert record_of(aws, ref)["origin"] == recorded
+
+
+@pytest.mark.parametrize(("size", "status"), [(MAX_BYTES, "curated"), (MAX_BYTES + 1, "quarantined")])
+def test_the_byte_limit_lets_a_document_of_exactly_that_size_through(aws: Aws, size: int, status: str) -> None:
+    ref = land(aws, "docs/size.txt", "a" * size)
+    outcome = make(aws).process(ref)
+    assert outcome.status == status
+    if status == "quarantined":
+        assert outcome.reason == f"{size} bytes is over the {MAX_BYTES} byte limit"
+
+
+@pytest.mark.parametrize(
+    ("policy", "status", "reason", "pii"),
+    [
+        (
+            "quarantine",
+            "quarantined",
+            "PII detection does not support the document's language (fr)",
+            {"EMPLOYEE_ID": 1},
+        ),
+        ("custom_only", "curated", "masked 1 personal data entities", {"EMPLOYEE_ID": 1}),
+    ],
+)
+def test_an_unsupported_language_is_quarantined_or_checked_with_the_custom_identifiers_only(
+    aws: Aws, policy: str, status: str, reason: str, pii: dict[str, int]
+) -> None:
+    ref = land(aws, "intl/rapport.txt", f"{FRENCH} EMP-314159")
+    outcome = make(aws, unsupported_language=policy).process(ref)
+    assert (outcome.status, outcome.reason, outcome.pii) == (status, reason, pii)
+    if status == "curated":
+        text = aws.objects(CURATED)[f"curated/{document_id(LANDING, 'intl/rapport.txt')}.txt"].decode()
+        assert text == f"{FRENCH} [EMPLOYEE_ID]"
+    assert [c for c in aws.comprehend.calls if c[0] == "pii"] == []  # Comprehend never saw French
+
+
+def test_the_limits_a_pipeline_reads_with_are_its_settings(aws: Aws) -> None:
+    bomb = docx_bytes(["Hi"], extra={"word/media/pad.bin": bytes(1_100_000)})
+    assert len(bomb) <= MAX_BYTES
+    ref = land(aws, "bomb/parts.docx", bomb)
+    outcome = make(aws, max_expanded_bytes=900_000, max_compression_ratio=150).process(ref)
+    assert (outcome.status, outcome.reason) == (
+        "quarantined",
+        "the DOCX's parts expand past 900000 bytes or 150 times their compressed size",
+    )
+    ref = land(aws, "bomb/allowed.docx", bomb)
+    assert make(aws, max_expanded_bytes=5_000_000, max_compression_ratio=10_000).process(ref).status == "curated"
+
+
+def test_the_event_version_is_read_and_quarantined_not_the_latest(aws: Aws) -> None:
+    older = land(aws, "docs/v.txt", "Mail ada.lovelace@example.com", classification="public")
+    newer = land(aws, "docs/v.txt", "Clean text.", classification="public")
+    assert make(aws).process(older).status == "quarantined"
+    quarantined = aws.objects(QUARANTINE)
+    doc = document_id(LANDING, "docs/v.txt")
+    assert quarantined == {f"{doc}/{older.version}/v.txt": b"Mail ada.lovelace@example.com"}
+    head = aws.s3.head_object(Bucket=QUARANTINE, Key=f"{doc}/{older.version}/v.txt")
+    assert head["Metadata"] == {"classification": "public"}  # the uploader's metadata goes with it
+    assert make(aws).process(newer).status == "curated"
+    assert aws.objects(CURATED)[f"curated/{doc}.txt"] == b"Clean text."
+    assert record_of(aws, newer)["content_hash"] == hashlib.sha256(b"Clean text.").hexdigest()
+
+
+def test_an_older_version_processed_first_is_curated_from_its_own_bytes(aws: Aws) -> None:
+    older = land(aws, "docs/w.txt", "Old text.")
+    land(aws, "docs/w.txt", "New text.")
+    make(aws).process(older)
+    assert aws.objects(CURATED)[f"curated/{document_id(LANDING, 'docs/w.txt')}.txt"] == b"Old text."
+    assert record_of(aws, older)["content_hash"] == hashlib.sha256(b"Old text.").hexdigest()
+
+
+# --- uploader metadata in the sidecar ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("owner", "kept"),
+    [("o" * 256, "o" * 256), ("o" * 257, "unknown"), ("Grace Hopper", "[NAME]"), ("tab\there", "unknown")],
+)
+def test_an_owner_is_kept_when_it_is_one_printable_line_of_at_most_256_characters(
+    aws: Aws, owner: str, kept: str
+) -> None:
+    ref = land(aws, "docs/owned.txt", "Plain words.", owner=owner, source="wiki")
+    make(aws).process(ref)
+    sidecar = aws.objects(CURATED)[f"curated/{document_id(LANDING, 'docs/owned.txt')}.txt.metadata.json"]
+    attributes = json.loads(sidecar)["metadataAttributes"]
+    assert (attributes["owner"], attributes["source"]) == (kept, "wiki")
+    # The fields are scanned in the document's language: one language detection per document.
+    assert [c[0] for c in aws.comprehend.calls].count("language") == 1
+
+
+def test_a_finding_across_two_fields_makes_both_unknown(aws: Aws) -> None:
+    ref = land(aws, "docs/joined.txt", "Plain words.", source="wiki-a", owner="b-team")
+    make(aws, custom={"glue": r"a\nb"}).process(ref)
+    sidecar = aws.objects(CURATED)[f"curated/{document_id(LANDING, 'docs/joined.txt')}.txt.metadata.json"]
+    attributes = json.loads(sidecar)["metadataAttributes"]
+    assert (attributes["source"], attributes["owner"]) == ("unknown", "unknown")
+
+
+# --- replays, deleted objects, keys as events send them -----------------------------------------------
+
+
+def test_a_replay_after_a_crash_before_the_landing_slot_was_emptied_empties_it_and_does_nothing_else(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ref = land(aws, "docs/crash.txt", "Plain words.")
+    pipeline = make(aws)
+    real_delete = aws.s3.delete_object
+
+    def crash(**params: Any) -> Any:
+        if params["Bucket"] == LANDING:
+            raise ClientError({"Error": {"Code": "InternalError", "Message": "x"}}, "DeleteObject")
+        return real_delete(**params)
+
+    monkeypatch.setattr(aws.s3, "delete_object", crash)
+    with pytest.raises(ClientError):
+        pipeline.process(ref)
+    monkeypatch.setattr(aws.s3, "delete_object", real_delete)
+    first = record_of(aws, ref)
+    assert len(aws.landing_versions()) == 1
+    replay = pipeline.process(ref)
+    assert replay == Outcome(
+        first["document_id"], ref.version, "curated", "no personal data found", first["location"], {}, replayed=True
+    )
+    assert aws.landing_versions() == []  # the version itself is gone, no delete marker left
+    assert len(curated_versions(aws)) == 2  # text and sidecar, written once
+    assert record_of(aws, ref) == first
+
+
+def test_an_object_deleted_before_processing_is_recorded_gone_with_the_reason(aws: Aws) -> None:
+    ref = land(aws, "docs/withdrawn.txt", "Withdrawn.")
+    aws.s3.delete_object(Bucket=LANDING, Key=ref.key, VersionId=ref.version)
+    outcome = make(aws).process(ref)
+    assert (outcome.status, outcome.reason, outcome.location) == (
+        "gone",
+        "the object was deleted before it was processed",
+        "",
+    )
+    assert record_of(aws, ref)["processed_at"] == NOW.isoformat()
+    assert aws.registry.current(document_id(LANDING, ref.key)) is None
+
+
+def test_an_object_the_pipeline_may_not_read_fails_to_be_retried_not_recorded_gone(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ref = land(aws, "docs/denied.txt", "Plain words.")
+
+    def denied(**_: Any) -> Any:
+        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "x"}}, "HeadObject")
+
+    monkeypatch.setattr(aws.s3, "head_object", denied)
+    with pytest.raises(ClientError):
+        make(aws).process(ref)
+    assert aws.registry_items() == []
+
+
+def test_a_url_encoded_key_in_the_event_is_found_decoded(aws: Aws) -> None:
+    ref = land(aws, "docs/my file.txt", "Plain words.", event_key="docs/my+file.txt")
+    outcome = make(aws).process(ref)
+    assert outcome.status == "curated"
+    assert aws.landing_versions() == []
+
+
+# --- stale versions ----------------------------------------------------------------------------------
+
+
+def _sees_nothing_then_real(aws: Aws, monkeypatch: pytest.MonkeyPatch, blind: int) -> None:
+    """The worker reads no current state for its first ``blind`` looks (a newer version is settled
+    meanwhile); only the registry's conditional write can then tell it is stale."""
+    real = aws.registry.current
+    looks = itertools.count()
+
+    def current(document: str) -> Any:
+        return None if next(looks) < blind else real(document)
+
+    monkeypatch.setattr(aws.registry, "current", current)
+
+
+@pytest.mark.parametrize("blind", [1, 2])  # 1: seen before recording; 2: refused by the registry
+@pytest.mark.parametrize(
+    ("key", "older_text", "metadata"),
+    [
+        ("docs/race.txt", "Old text.", {}),
+        ("realtime/crm/race.md", "Old text.", {}),
+        ("docs/race.txt", "Old ada.lovelace@example.com", {"classification": "public"}),
+    ],
+)
+def test_an_older_version_losing_the_race_undoes_its_writes_and_is_superseded(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch, blind: int, key: str, older_text: str, metadata: dict[str, str]
+) -> None:
+    older = land(aws, key, older_text, **metadata)
+    newer = land(aws, key, "New text.")
+    pipeline = make(aws)
+    assert pipeline.process(newer).status == "curated"
+    before = curated_versions(aws)
+    _sees_nothing_then_real(aws, monkeypatch, blind)
+    outcome = pipeline.process(older)
+    assert (outcome.status, outcome.reason) == (
+        "superseded",
+        f"version {newer.version} of this document is newer and was settled first",
+    )
+    assert curated_versions(aws) == before  # each written version deleted again
+    assert aws.objects(QUARANTINE) == {}
+    prefix = "direct/" if key.startswith("realtime/") else "curated/"
+    assert aws.objects(CURATED)[f"{prefix}{document_id(LANDING, key)}.txt"] == b"New text."
+    assert current_of(aws, key)["version"] == newer.version
+    assert aws.landing_versions() == []
+
+
+def test_a_late_older_event_is_superseded_before_it_is_read(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> None:
+    older = land(aws, "docs/late.txt", "Old text.")
+    newer = land(aws, "docs/late.txt", "New text.")
+    pipeline = make(aws)
+    pipeline.process(newer)
+    monkeypatch.setattr(aws.s3, "head_object", None)  # not looked at
+    outcome = pipeline.process(older)
+    assert (outcome.status, outcome.location) == ("superseded", "")
+    assert record_of(aws, older)["processed_at"] == NOW.isoformat()
+
+
+@pytest.mark.parametrize(
+    ("recorded", "sequencer", "newer"),
+    [
+        (None, "A1", False),
+        ("", "A1", False),
+        (sequencer_key("A2"), "", False),  # an event without a sequencer is never the older one
+        (sequencer_key("A2"), "A1", True),
+        (sequencer_key("A1"), "A1", False),
+        (sequencer_key("A1"), "a2", False),
+        (sequencer_key("FF"), "100", False),  # hex of different lengths compares by value
+    ],
+)
+def test_a_current_state_is_newer_only_when_its_event_came_later(
+    recorded: str | None, sequencer: str, newer: bool
+) -> None:
+    current = None if recorded is None else {"sequencer": recorded}
+    assert _newer_than(current, ObjectRef(LANDING, "k", "v", 1, sequencer)) is newer
+
+
+# --- retiring curated copies ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["docs/moving.txt", "realtime/crm/moving.md"])
+def test_a_quarantined_new_version_takes_the_curated_copy_out_of_the_bucket_and_the_kb(aws: Aws, key: str) -> None:
+    pipeline = make(aws)
+    pipeline.process(land(aws, key, "Clean text."))
+    aws.agent.calls.clear()
+    pipeline.process(land(aws, key, "Mail ada.lovelace@example.com", classification="public"))
+    doc = document_id(LANDING, key)
+    assert aws.objects(CURATED) == {}
+    bulk = key.startswith("docs/")
+    assert curated_versions(aws) == ([f"curated/{doc}.txt.metadata.json"] if bulk else [])  # past versions
+    if bulk:
+        identifier = {"dataSourceType": "S3", "s3": {"uri": f"s3://{CURATED}/curated/{doc}.txt"}}
+        source = "DS3SOURCE1"
+    else:
+        identifier = {"dataSourceType": "CUSTOM", "custom": {"id": doc}}
+        source = "DSCUSTOM01"
+    assert aws.agent.calls == [
+        (
+            "DeleteKnowledgeBaseDocuments",
+            {"knowledgeBaseId": "KB12345678", "dataSourceId": source, "documentIdentifiers": [identifier]},
+        )
+    ]
+
+
+@pytest.fixture
+def curated_doc(aws: Aws) -> tuple[str, dict[str, Any]]:
+    ref = land(aws, "docs/flagged.txt", "Clean text.")
+    make(aws).process(ref)
+    aws.agent.calls.clear()
+    return ref.key, current_of(aws, ref.key)
+
+
+@pytest.mark.parametrize("which", ["current", "any"])
+def test_retire_current_takes_out_the_current_curated_copy(
+    aws: Aws, curated_doc: tuple[str, dict[str, Any]], which: str
+) -> None:
+    key, current = curated_doc
+    store = CuratedStore(aws.s3, aws.knowledge, aws.registry)
+    doc = document_id(LANDING, key)
+    version = str(current["object_version"]) if which == "current" else None
+    assert store.retire_current(doc, object_version=version) == current
+    assert aws.objects(CURATED) == {}
+    assert [operation for operation, _ in aws.agent.calls] == ["DeleteKnowledgeBaseDocuments"]
+
+
+def test_retire_current_leaves_a_copy_that_is_not_the_flagged_one_or_not_curated(
+    aws: Aws, curated_doc: tuple[str, dict[str, Any]]
+) -> None:
+    key, _ = curated_doc
+    store = CuratedStore(aws.s3, aws.knowledge, aws.registry)
+    doc = document_id(LANDING, key)
+    before = aws.objects(CURATED)
+    assert store.retire_current(doc, object_version="an-older-copy") is None
+    assert store.retire_current(document_id(LANDING, "docs/never-seen.txt")) is None
+    assert aws.objects(CURATED) == before
+    make(aws).process(land(aws, key, "Mail ada.lovelace@example.com", classification="public"))
+    aws.agent.calls.clear()
+    assert store.retire_current(doc) is None  # quarantined now: nothing curated to take out
+    assert aws.agent.calls == []
+
+
+# --- the PII scanner ---------------------------------------------------------------------------------
+
+
+class Recording:
+    """Comprehend answering ``languages`` and ``entities`` (per call), recording every text it gets."""
+
+    def __init__(self, languages: list[dict[str, Any]] | None = None, entities: dict[str, Any] | None = None) -> None:
+        self.languages = [{"LanguageCode": "en", "Score": 0.9}] if languages is None else languages
+        self.entities = {"Entities": []} if entities is None else entities
+        self.calls: list[tuple[str, str]] = []
+
+    def detect_dominant_language(self, *, Text: str) -> dict[str, Any]:  # noqa: N803 - boto3's names
+        self.calls.append(("language", Text))
+        return {"Languages": self.languages} if self.languages else {}
+
+    def detect_pii_entities(self, *, Text: str, LanguageCode: str) -> dict[str, Any]:  # noqa: N803
+        self.calls.append((f"pii-{LanguageCode}", Text))
+        return self.entities
+
+
+def test_entities_are_kept_from_the_default_score_floor_up() -> None:
+    entities = [
+        {"Type": "NAME", "BeginOffset": 0, "EndOffset": 3, "Score": 0.8},
+        {"Type": "EMAIL", "BeginOffset": 4, "EndOffset": 7, "Score": 0.79},
+        {"Type": "PHONE", "BeginOffset": 8, "EndOffset": 11},
+    ]
+    scan = PiiScanner(Recording(entities={"Entities": entities}), custom_identifiers={}).scan("abc def ghi")
+    assert scan.spans == (Span(0, 3, "NAME"),)
+    assert PiiScanner(Recording(entities={}), custom_identifiers={}).scan("abc").spans == ()
+
+
+@pytest.mark.parametrize(
+    ("languages", "language", "supported"),
+    [
+        ([], "und", False),
+        ([{"LanguageCode": "fr", "Score": 0.3}, {"LanguageCode": "es", "Score": 0.6}], "es", True),
+        ([{"LanguageCode": "fr"}, {"LanguageCode": "en", "Score": 0.1}], "en", True),
+        ([{"LanguageCode": "de", "Score": 0.9}, {"LanguageCode": "en", "Score": 0.1}], "de", False),
+    ],
+)
+def test_the_best_scoring_language_decides_and_custom_identifiers_run_in_every_language(
+    languages: list[dict[str, Any]], language: str, supported: bool
+) -> None:
+    comprehend = Recording(languages)
+    scan = PiiScanner(comprehend, custom_identifiers={"ticket": r"T-\d+"}).scan("see T-42 now")
+    assert (scan.language, scan.supported) == (language, supported)
+    assert Span(4, 8, "TICKET") in scan.spans
+    assert [name for name, _ in comprehend.calls] == ["language"] + [f"pii-{language}"] * supported
+
+
+def test_a_given_language_is_not_detected_again_and_the_sample_is_the_first_5000_characters() -> None:
+    comprehend = Recording()
+    text = "".join(f"{i} " for i in range(3000))
+    PiiScanner(comprehend, custom_identifiers={}).scan(text, language="es")
+    assert [name for name, _ in comprehend.calls] == ["pii-es"]
+    PiiScanner(comprehend, custom_identifiers={}).language(text)
+    assert comprehend.calls[-1] == ("language", text[:5000])
+
+
+def test_chunks_start_200_characters_before_the_last_one_ended_and_offsets_count_from_the_text() -> None:
+    words = " ".join(f"w{i}" for i in range(40_000))  # about 270,000 bytes, no two words alike
+    comprehend = Recording(entities={"Entities": [{"Type": "X", "BeginOffset": 1, "EndOffset": 3, "Score": 1}]})
+    scan = PiiScanner(comprehend, custom_identifiers={}).scan(words, language="en")
+    texts = [text for _, text in comprehend.calls]
+    assert len(texts) == 3
+    start = 0
+    starts = []
+    for text in texts:
+        assert len(text.encode()) <= 100_000
+        assert words[start : start + len(text)] == text
+        starts.append(start)
+        start += len(text) - 200
+    assert [s.begin for s in scan.spans] == [s + 1 for s in starts]
+
+
+@pytest.mark.parametrize(
+    ("text", "max_bytes", "overlap", "expected"),
+    [
+        ("", 10, 2, []),
+        ("abcdef", 2, 5, [(0, "ab"), (1, "bc"), (2, "cd"), (3, "de"), (4, "ef")]),
+        ("a b c d", 3, 0, [(0, "a "), (2, "b "), (4, "c d")]),
+        ("ab cdefgh", 8, 0, [(0, "ab cdefg"), (8, "h")]),  # a space only in the first half: cut at the limit
+        ("abcd\nefgh ij", 8, 0, [(0, "abcd\n"), (5, "efgh ij")]),
+        ("ab cd", 5, 0, [(0, "ab cd")]),  # exactly the limit: one chunk
+        ("aaaa bbbb cccc", 10, 3, [(0, "aaaa bbbb "), (7, "bb cccc")]),
+        ("éé éé", 5, 0, [(0, "éé "), (3, "éé")]),  # never half a character
+        ("abc de", 5, 0, [(0, "abc "), (4, "de")]),
+        ("abcd \nefgh", 8, 0, [(0, "abcd \n"), (6, "efgh")]),  # the later of a space and a newline
+        ("ab cd\nef", 7, 0, [(0, "ab cd\n"), (6, "ef")]),
+    ],
+)
+def test_chunks_are_cut_at_whitespace_within_the_byte_limit(
+    text: str, max_bytes: int, overlap: int, expected: list[tuple[int, str]]
+) -> None:
+    assert list(chunks(text, max_bytes, overlap)) == expected
+
+
+@pytest.mark.parametrize(
+    ("spans", "masked"),
+    [
+        ((Span(0, 3, "A"), Span(3, 6, "B")), "[A][B]gh"),  # adjacent findings are both masked
+        ((Span(3, 6, "B"), Span(0, 3, "A")), "[A][B]gh"),
+        ((Span(0, 6, "A"), Span(2, 4, "B")), "[A]gh"),  # one inside another
+        ((Span(1, 4, "A"), Span(2, 6, "B")), "a[A]gh"),  # overlapping: the first type wins
+        ((Span(0, 3, "A"), Span(3, 3, "B")), "[A]defgh"),  # an empty finding where one ended
+        ((), "abcdefgh"),
+    ],
+)
+def test_masking_replaces_every_finding_once(spans: tuple[Span, ...], masked: str) -> None:
+    assert mask("abcdefgh", spans) == masked

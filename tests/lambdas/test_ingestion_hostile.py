@@ -5,6 +5,7 @@ place with a reason and nothing raises out of the batch processor."""
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 from typing import Any
@@ -164,3 +165,46 @@ def test_no_event_raises_out_of_the_batch_processor(aws: Aws, changes: list[tupl
     settled = [i for i in aws.registry_items() if i["pk"] == document_id(LANDING, put["key"]) and i["sk"] != "current"]
     assert failed or recorded or settled, "a message must fail visibly or leave a registry record"
     assert all(i["reason"] for i in [*recorded, *settled])
+
+
+# --- quarantine keys and document ids ------------------------------------------------------------------
+
+DOC = document_id(LANDING, "docs/handbook.txt")
+
+
+def test_a_document_id_is_stable_across_releases() -> None:
+    assert DOC == "c8dfe0b4ca1d9ce0748c20d18f64d081"  # the registry's and the Knowledge Base's key
+    assert document_id("other-bucket", "docs/handbook.txt") != DOC
+
+
+def _hashed(version: str) -> str:
+    return "v-" + hashlib.sha256(version.encode(errors="replace")).hexdigest()[:32]
+
+
+@pytest.mark.parametrize(
+    ("version", "key", "target"),
+    [
+        ("v1", "docs/handbook.txt", f"{DOC}/v1/handbook.txt"),
+        ("A.b_c-9", "handbook.txt", f"{DOC}/A.b_c-9/handbook.txt"),
+        ("v" * 128, "a.txt", f"{DOC}/{'v' * 128}/a.txt"),
+        ("v" * 129, "a.txt", f"{DOC}/{_hashed('v' * 129)}/a.txt"),
+        ("v/1", "a.txt", f"{DOC}/{_hashed('v/1')}/a.txt"),
+        ("...", "a.txt", f"{DOC}/{_hashed('...')}/a.txt"),
+        (".v", "a.txt", f"{DOC}/.v/a.txt"),
+        ("v1", "docs/", f"{DOC}/v1/docs"),
+        ("v1", "docs/..", f"{DOC}/v1/object"),
+        ("v1", "docs/.", f"{DOC}/v1/docs"),
+        ("v1", "docs/a\x07b.txt", f"{DOC}/v1/object"),
+        ("v1", "docs/...txt.", f"{DOC}/v1/txt"),
+        ("v1", "docs/" + "é" * 600, f"{DOC}/v1/" + "é" * ((1024 - len(f"{DOC}/v1/")) // 2)),
+        ("v1", "docs/" + "x" * 1100, f"{DOC}/v1/" + "x" * (1024 - len(f"{DOC}/v1/"))),
+    ],
+)
+def test_quarantine_keys_keep_a_plain_file_name_under_document_and_version(version: str, key: str, target: str) -> None:
+    assert quarantine_key(DOC, version, key) == target
+    assert len(target.encode()) <= 1024
+
+
+def test_a_quarantine_key_with_no_room_left_for_a_name_is_the_prefix_and_object() -> None:
+    long_document = "d" * 1030
+    assert quarantine_key(long_document, "v1", "abcdefghijklmnop.txt") == f"{long_document}/v1/object"

@@ -15,11 +15,23 @@ import pytest
 from botocore.stub import Stubber
 
 from ingestion import handler
-from ingestion.events import ObjectRef
+from ingestion.events import ObjectRef, OcrJob
 from ingestion.pii import PiiScanner
-from ingestion.pipeline import Pipeline, document_id
+from ingestion.pipeline import Outcome, Pipeline, document_id
 from tests.lambdas.ingestion_corpus import CUSTOM, LANDING, pdf_bytes
-from tests.lambdas.ingestion_fixtures import CURATED, QUARANTINE, READERS, REGION, SETTINGS, Aws, landed, sqs_message
+from tests.lambdas.ingestion_fixtures import (
+    CURATED,
+    QUARANTINE,
+    READERS,
+    REGION,
+    SETTINGS,
+    Aws,
+    land,
+    landed,
+    make,
+    record_of,
+    sqs_message,
+)
 from tests.lambdas.test_ingestion import run
 
 TOPIC = "arn:aws:sns:us-east-1:123456789012:ocr"
@@ -204,3 +216,166 @@ def test_a_malformed_textract_notification_is_dead_lettered(aws: Aws) -> None:
     assert (
         dead["MessageAttributes"]["reason"]["StringValue"] == "the Textract notification's job tag is not a document id"
     )
+
+
+# --- OCR decisions, one pipeline call at a time --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def stubber() -> Iterator[Stubber]:
+    client = boto3.client("textract", region_name=REGION)
+    with Stubber(client) as stub:
+        yield stub
+        stub.assert_no_pending_responses()
+
+
+def ocr(aws: Aws, stubber: Stubber, ticks: list[float] | None = None, **settings: Any) -> Pipeline:
+    clock = iter(ticks or [])
+    return make(
+        aws,
+        textract=stubber.client,
+        monotonic=(lambda: next(clock)) if ticks is not None else None,
+        ocr="textract",
+        ocr_topic_arn=TOPIC,
+        ocr_role_arn=ROLE,
+        **settings,
+    )
+
+
+def started(aws: Aws, stubber: Stubber, pipeline: Pipeline, key: str = "scans/a b.pdf", **metadata: str) -> ObjectRef:
+    ref = land(aws, key, pdf_bytes(["", ""]), event_key=key.replace(" ", "+"), **metadata)
+    doc = document_id(LANDING, ref.key)
+    stubber.add_response(
+        "start_document_text_detection",
+        {"JobId": "job-1"},
+        {
+            "DocumentLocation": {"S3Object": {"Bucket": LANDING, "Name": key, "Version": ref.version}},
+            "ClientRequestToken": hashlib.sha256(f"{doc}\n{ref.version}".encode()).hexdigest()[:64],
+            "JobTag": doc,
+            "NotificationChannel": {"SNSTopicArn": TOPIC, "RoleArn": ROLE},
+        },
+    )
+    outcome = pipeline.process(ref)
+    assert (outcome.status, outcome.reason) == (
+        "ocr_pending",
+        "the PDF has no text layer: text detection (OCR) started",
+    )
+    return ref
+
+
+def page(
+    stubber: Stubber,
+    blocks: list[dict[str, Any]],
+    *,
+    pages: int = 2,
+    status: str = "SUCCEEDED",
+    token: str | None = None,
+    next_token: str | None = None,
+) -> None:
+    response: dict[str, Any] = {"DocumentMetadata": {"Pages": pages}, "JobStatus": status, "Blocks": blocks}
+    if next_token:
+        response["NextToken"] = next_token
+    expected: dict[str, Any] = {"JobId": "job-1", "MaxResults": 1000, **({"NextToken": token} if token else {})}
+    stubber.add_response("get_document_text_detection", response, expected)
+
+
+def lines(*texts: str) -> list[dict[str, Any]]:
+    return [{"BlockType": "LINE", "Id": f"l{i}", "Text": text} for i, text in enumerate(texts)]
+
+
+def finished(aws: Aws, pipeline: Pipeline, ref: ObjectRef, status: str = "SUCCEEDED") -> Outcome | None:
+    return pipeline.ocr_finished(OcrJob("job-1", status, document_id(LANDING, ref.key)))
+
+
+def test_a_pending_version_keeps_the_decoded_key_and_its_event_order(aws: Aws, stubber: Stubber) -> None:
+    pipeline = ocr(aws, stubber)
+    ref = started(aws, stubber, pipeline)
+    record = record_of(aws, ref)
+    assert (record["status"], record["source"], record["ocr_job"], record["sequencer"]) == (
+        "ocr_pending",
+        f"s3://{LANDING}/scans/a b.pdf",
+        "job-1",
+        ref.sequencer,
+    )
+    replay = pipeline.process(ref)
+    assert (replay.status, replay.replayed) == ("ocr_pending", True)
+    page(
+        stubber, [{"BlockType": "PAGE", "Id": "p"}, {"BlockType": "WORD", "Id": "w", "Text": "Word"}, *lines("A", "B")]
+    )
+    outcome = finished(aws, pipeline, ref)
+    assert outcome is not None
+    assert (outcome.status, outcome.reason) == ("curated", "no personal data found")
+    record = record_of(aws, ref)
+    assert "ocr_job" not in record
+    assert "sequencer" not in record
+    assert aws.objects(CURATED)[f"curated/{document_id(LANDING, ref.key)}.txt"] == b"A\nB"  # LINE blocks only
+    assert aws.landing_versions() == []
+    assert finished(aws, pipeline, ref) is None  # settled: a repeated notification is ignored
+
+
+def test_a_notification_for_a_job_this_pipeline_did_not_start_is_ignored(aws: Aws, stubber: Stubber) -> None:
+    assert ocr(aws, stubber).ocr_finished(OcrJob("job-1", "SUCCEEDED", document_id(LANDING, "x.pdf"))) is None
+
+
+def test_an_ocr_version_a_newer_version_overtook_is_superseded_without_reading_the_job(
+    aws: Aws, stubber: Stubber
+) -> None:
+    pipeline = ocr(aws, stubber)
+    ref = started(aws, stubber, pipeline, key="scans/c.pdf")
+    newer = land(aws, "scans/c.pdf", pdf_bytes(["Typed text"]))
+    assert pipeline.process(newer).status == "curated"
+    outcome = finished(aws, pipeline, ref)
+    assert outcome is not None
+    assert (outcome.status, outcome.reason) == (
+        "superseded",
+        f"version {newer.version} of this document is newer and was settled first",
+    )
+
+
+def test_other_rejections_with_ocr_on_are_quarantined_without_a_job(aws: Aws, stubber: Stubber) -> None:
+    ref = land(aws, "bad/broken.pdf", b"%PDF-1.7 binary")
+    outcome = ocr(aws, stubber).process(ref)
+    assert (outcome.status, outcome.reason) == ("quarantined", "the pdf document could not be read (PdfStreamError)")
+
+
+@pytest.mark.parametrize(
+    ("ticks", "responses", "outcome"),
+    [
+        ([0, 7, 7], [{"blocks": lines("Fine")}], ("curated", "no personal data found")),
+        ([0, 8], [], ("quarantined", "reading the text took longer than 7 seconds")),
+        (
+            [0, 1, 8],
+            [{"blocks": lines("Fine"), "next_token": "t2"}],
+            ("quarantined", "reading the text took longer than 7 seconds"),
+        ),
+        ([0, 1], [{"blocks": lines("Fine"), "pages": 3}], ("curated", "no personal data found")),
+        ([0, 1], [{"blocks": lines("Fine"), "pages": 4}], ("quarantined", "4 pages is over the 3 page limit")),
+        (
+            [0, 1],
+            [{"blocks": lines("Fine"), "status": "IN_PROGRESS"}],
+            ("quarantined", "text detection (OCR) did not succeed (IN_PROGRESS)"),
+        ),
+        ([0, 1], [{"blocks": lines("x" * 1999)}], ("curated", "no personal data found")),
+        ([0, 1], [{"blocks": lines("x" * 999, "x" * 999)}], ("curated", "no personal data found")),
+        (
+            [0, 1],
+            [{"blocks": lines("x" * 999, "x" * 1000)}],
+            ("quarantined", "the text is over the 2000 character limit"),
+        ),
+        ([0, 1], [{"blocks": lines(" ", "")}], ("quarantined", "text detection (OCR) found no text in the document")),
+        ([0, 1], [{"blocks": []}], ("quarantined", "text detection (OCR) found no text in the document")),
+    ],
+)
+def test_ocr_text_is_read_within_the_time_page_and_character_limits(
+    aws: Aws, stubber: Stubber, ticks: list[float], responses: list[dict[str, Any]], outcome: tuple[str, str]
+) -> None:
+    pipeline = ocr(aws, stubber, ticks, read_seconds=7)
+    ref = started(aws, stubber, pipeline)
+    token = None
+    for response in responses:
+        options = dict(response)
+        page(stubber, options.pop("blocks"), token=token, **options)
+        token = options.get("next_token")
+    result = finished(aws, pipeline, ref)
+    assert result is not None
+    assert (result.status, result.reason) == outcome
