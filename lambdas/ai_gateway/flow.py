@@ -26,7 +26,7 @@ from ai_gateway.ledger import Admission, Ledger, QuotaExceededError
 from ai_gateway.models import Caller, OutputPolicy, Quota
 from ai_gateway.router import Generation, ModelRouter
 from ai_gateway.telemetry import Telemetry
-from shared.aws_errors import Kind, UpstreamError, call
+from shared.aws_errors import UpstreamError, call
 
 
 class InputBlockedError(Exception):
@@ -222,12 +222,12 @@ class Flow:
         the agent (masked by the input guardrail), the answer as the caller gets it (through the
         output guardrail). A turn memory lacks only thins the session's later context, so a
         failure is logged, never the caller's."""
-        question = next((m["content"][0]["text"] for m in reversed(request.messages) if m["role"] == "user"), "")
+        question = request.messages[-1]["content"][0]["text"]  # a request always ends with the caller's turn
         # The function ends GENERATION_MARGIN_SECONDS after the generation's deadline; the caller's
         # answer must not wait on a write that could outlast it.
         left = request.deadline + GENERATION_MARGIN_SECONDS - self._clock.monotonic()
         if left < MEMORY_WORST_SECONDS + 1:
-            self._telemetry.memory_failed(UpstreamError(MEMORY_SERVICE, "NoTimeLeft", kind=Kind.FAILED))
+            self._telemetry.memory_failed(UpstreamError(MEMORY_SERVICE, "NoTimeLeft"))
             return
         try:
             self._agents.remember(

@@ -13,9 +13,9 @@ from botocore.exceptions import ClientError
 from botocore.stub import ANY
 
 from ai_gateway import handler
-from ai_gateway.agents import AgentClient, AgentTurn
-from ai_gateway.contract import Settings
-from ai_gateway.flow import Clock, Flow, GenerationRequest
+from ai_gateway.agents import MEMORY_SERVICE, MEMORY_WORST_SECONDS, AgentClient, AgentTurn
+from ai_gateway.contract import GENERATION_MARGIN_SECONDS, Settings
+from ai_gateway.flow import Clock, Flow, GenerationRequest, TokenRequiredError
 from ai_gateway.guardrail import Guard
 from ai_gateway.ledger import Admission
 from ai_gateway.models import Caller, GatewayPolicy
@@ -553,14 +553,14 @@ class FailingBedrock(AnsweringBedrock):
 NOW = dt.datetime(2026, 12, 2, 9, 30, tzinfo=dt.UTC)
 
 
-def a_flow(ledger: RecordingLedger, bedrock: Any, agents: Any = None) -> Flow:
+def a_flow(ledger: RecordingLedger, bedrock: Any, agents: Any = None, monotonic: float = 0.0) -> Flow:
     return Flow(
         ledger=ledger,  # type: ignore[arg-type]
         guard=Guard(bedrock, guardrail_id="g", version="1"),
-        models=ModelRouter(bedrock, attempt_seconds=20, clock=lambda: 0.0),
+        models=ModelRouter(bedrock, attempt_seconds=20, clock=lambda: monotonic),
         agents=agents or AgentClient("http://127.0.0.1:9", {}),
         telemetry=Telemetry(Metrics(), Logger()),
-        clock=Clock(now=lambda: NOW, monotonic=lambda: 0.0),
+        clock=Clock(now=lambda: NOW, monotonic=lambda: monotonic),
     )
 
 
@@ -669,3 +669,44 @@ def test_the_flow_releases_what_it_admitted_when_no_model_answers_even_if_the_re
     assert (raised.value.code, raised.value.throttled) == ("ThrottlingException", True)  # the model's, not the ledger's
     assert ledger.calls == [f"admit {NOW.isoformat()}", "release"]
     assert "release failed: units stay admitted" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("spare", "remembered"), [(0.0, True), (-0.25, False)])
+def test_the_flow_remembers_a_turn_only_when_the_memory_write_fits_before_the_function_ends(
+    spare: float, remembered: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The function ends GENERATION_MARGIN_SECONDS after the deadline; the write may take
+    # MEMORY_WORST_SECONDS, and a second is kept for the answer: exactly that much left is enough.
+    agents = RecordingAgents()
+    request = replace(an_agents_request(), deadline=40.0)
+    now = request.deadline + GENERATION_MARGIN_SECONDS - (MEMORY_WORST_SECONDS + 1) - spare
+    delivery = a_flow(RecordingLedger(), MaskingBedrock(), agents, monotonic=now).generate(request)
+    assert delivery.guardrail == "anonymized"  # the caller's answer either way
+    assert len(agents.remembered) == (1 if remembered else 0)
+    skipped = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "not remembered" in line]
+    if remembered:
+        assert skipped == []
+    else:
+        assert [(line["upstream"], line["code"]) for line in skipped] == [(MEMORY_SERVICE, "NoTimeLeft")]
+
+
+def test_an_agents_output_without_the_callers_token_is_refused_before_any_call() -> None:
+    agents = RecordingAgents()
+    ledger = RecordingLedger()
+    with pytest.raises(TokenRequiredError, match=r"^Authorization: Bearer <access token> is required$"):
+        a_flow(ledger, AnsweringBedrock(), agents).generate(replace(an_agents_request(), token=None))
+    assert ledger.calls == [f"admit {NOW.isoformat()}", "release"]  # admitted, then given back
+
+
+def test_a_blocked_output_whose_release_fails_is_a_502_naming_the_ledgers_service() -> None:
+    # The output is withheld and its units could not be given back: the caller learns the books
+    # are not settled (the units stay admitted), not that all went well.
+    ledger = RecordingLedger(release_fails=True)
+    with pytest.raises(UpstreamError) as raised:
+        a_flow(ledger, MaskingBedrock(blocks=True)).generate(a_request())
+    assert (raised.value.service, raised.value.code, raised.value.http_status) == (
+        "dynamodb",
+        "InternalServerError",
+        502,
+    )
+    assert ledger.calls == [f"admit {NOW.isoformat()}", "release"]

@@ -108,7 +108,8 @@ def test_quota_refusal_says_what_is_left_and_when_it_resets(ledger: Ledger) -> N
     admit(ledger, "r1", units=9, limit=10)
     with pytest.raises(QuotaExceededError) as refused:
         admit(ledger, "r2", units=2, limit=10)
-    assert (refused.value.used, refused.value.remaining) == (9, 1)
+    assert (refused.value.used, refused.value.limit, refused.value.remaining) == (9, 10, 1)
+    assert str(refused.value) == "quota exhausted: 9 of 10 used"
     assert refused.value.resets_at == dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
     assert ledger.record("r2", group="gold", user="user-1") is None  # a refused request leaves no metering record
     assert admit(ledger, "r3", units=1, limit=10).remaining == 0
