@@ -117,7 +117,8 @@ def listing_answer(tools: list[Any], answer_id: Any = 3, **result: Any) -> dict[
 
 
 def entries(*names: str) -> list[dict[str, Any]]:
-    return [{"name": name, "description": "…", "inputSchema": {"type": "object"}} for name in names]
+    """Listed tools, each as the interceptor shows it (a schema with properties, none of them the gateway's)."""
+    return [{"name": name, "description": "…", "inputSchema": {"type": "object", "properties": {}}} for name in names]
 
 
 LIST = {"jsonrpc": "2.0", "id": 3, "method": "tools/list"}
@@ -742,3 +743,270 @@ def test_property_a_tools_list_answer_never_shows_a_tool_outside_the_callers_gro
 )
 def test_property_any_event_gets_a_valid_output(event: Any) -> None:
     assert_valid(guard.intercept(event))
+
+
+# What callers and operators are told: exact refusals, statuses, log lines
+
+
+def error(code: int, message: str, answer_id: Any = None) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": answer_id, "error": {"code": code, "message": message}}
+
+
+NOT_A_REQUEST = "not a JSON-RPC request"
+UNREADABLE_LIST = "the tools list could not be read"
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        pytest.param(None, error(-32600, NOT_A_REQUEST), id="no body"),
+        pytest.param({"jsonrpc": "2.0", "id": 5}, error(-32600, NOT_A_REQUEST, 5), id="no method"),
+        pytest.param(
+            call(OTHER, method="resources/read"),
+            error(-32601, "method not available through this gateway", 7),
+            id="method not allowed",
+        ),
+        pytest.param(
+            call(OTHER, ["customer_id"]),
+            error(-32602, "tools/call needs params with a string name and object arguments", 7),
+            id="malformed call",
+        ),
+        pytest.param(
+            [call(OTHER, id=1), "tools/call"],
+            [error(-32600, "batch refused: another message in it is not allowed", 1), error(-32600, NOT_A_REQUEST)],
+            id="batch",
+        ),
+    ],
+)
+def test_a_refused_request_is_answered_with_status_200_and_an_exact_json_rpc_error(body: Any, expected: Any) -> None:
+    output = request(body)
+    assert output == {
+        "interceptorOutputVersion": "1.0",
+        "mcp": {"transformedGatewayResponse": {"statusCode": 200, "body": expected}},
+    }
+
+
+def test_an_event_that_is_no_interceptor_event_is_answered_so() -> None:
+    assert guard.intercept({"mcp": {}}) == {
+        "interceptorOutputVersion": "1.0",
+        "mcp": {"transformedGatewayResponse": {"statusCode": 200, "body": error(-32600, "not an interceptor event")}},
+    }
+
+
+@pytest.mark.parametrize(
+    ("response", "message"),
+    [
+        pytest.param("not an object", "the answer could not be read", id="response not an object"),
+        pytest.param({"statusCode": 500, "body": 42}, UNREADABLE_LIST, id="body a number"),
+        pytest.param({"statusCode": 500, "body": "no events at all"}, UNREADABLE_LIST, id="sse without events"),
+        pytest.param({"statusCode": 500, "body": '{"jsonrpc": "2.0", "id": 3'}, UNREADABLE_LIST, id="broken json"),
+    ],
+)
+def test_a_tools_list_answer_that_cannot_be_read_is_refused_whole(response: Any, message: str) -> None:
+    event = mcp_event({}, None)
+    event["mcp"]["gatewayRequest"].update(headers={"Authorization": auth()}, body=LIST)
+    event["mcp"]["gatewayResponse"] = response
+    assert guard.intercept(event)["mcp"] == {
+        "transformedGatewayResponse": {"statusCode": 200, "body": error(-32603, message)}
+    }
+
+
+def answered(request_body: Any, response: Any) -> dict[str, Any]:
+    event = mcp_event({}, None)
+    event["mcp"]["gatewayRequest"].update(headers={"Authorization": auth()}, body=request_body)
+    event["mcp"]["gatewayResponse"] = response
+    output = guard.intercept(event)
+    assert_valid(output)
+    transformed: dict[str, Any] = output["mcp"]["transformedGatewayResponse"]
+    return transformed
+
+
+@pytest.mark.parametrize(
+    ("status", "passed"),
+    [
+        *[(200, 200), (202, 202), (100, 100), (599, 599), (404, 404)],  # kept
+        *[(99, 200), (600, 200), (None, 200), ("404", 200), (True, 200), (404.0, 200)],  # not a status: 200
+    ],
+)
+@pytest.mark.parametrize("listing", [True, False])
+def test_the_answers_status_passes_when_it_is_an_http_status(status: Any, passed: int, listing: bool) -> None:
+    if listing:
+        request_body, body = LIST, listing_answer(entries(OTHER))
+    else:
+        request_body, body = call(OTHER), {"jsonrpc": "2.0", "id": 7, "result": {"content": []}}
+    assert answered(request_body, {"statusCode": status, "body": body}) == {"statusCode": passed, "body": body}
+
+
+@pytest.mark.parametrize("body", [None, "", {"jsonrpc": "2.0", "id": 9, "result": {"tools": entries(SHADOW)}}])
+def test_the_answer_to_requests_that_cannot_list_passes_unchanged_whatever_it_is(body: Any) -> None:
+    # A notification's answer carries nothing to filter (the gateway may send no body at all).
+    notification = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+    assert answered([notification, call(OTHER, id=9)], {"statusCode": 202, "body": body}) == {
+        "statusCode": 202,
+        "body": body,
+    }
+
+
+def test_a_streamed_answer_to_a_tool_call_passes_byte_for_byte() -> None:
+    text = ': keep-alive\n\nevent: message\nid: 9\ndata: {"jsonrpc": "2.0", "id": 7, "result": {}}\n\n'
+    assert answered(call(OTHER), {"statusCode": 200, "body": text})["body"] == text
+
+
+def test_a_call_result_under_an_id_a_listing_shares_is_read_as_a_listing() -> None:
+    batch = [call(OTHER, id=3), LIST]
+    result = {"jsonrpc": "2.0", "id": 3, "result": {"content": [{"type": "text", "text": "ok"}]}}
+    body = answer(batch, [result, listing_answer(entries(*EVERYTHING))])
+    assert body[0] == error(-32603, UNREADABLE_LIST, 3)
+    assert [tool["name"] for tool in body[1]["result"]["tools"]] == OWN
+
+
+def test_an_error_answer_to_a_call_passes_whole_beside_a_listing() -> None:
+    failed = {"jsonrpc": "2.0", "id": 1, "error": {"code": -32000, "message": "busy", "data": {"retry": 5}}}
+    body = answer([call(OTHER, id=1), LIST], [failed, listing_answer(entries(OTHER))])
+    assert body == [failed, listing_answer(entries(OTHER))]
+
+
+@pytest.mark.parametrize("framing", ["\n  ", "\r\n", " \t"])
+@pytest.mark.parametrize("batch", [False, True])
+def test_a_string_answer_of_json_is_read_as_json_with_any_leading_whitespace(framing: str, batch: bool) -> None:
+    listing = listing_answer(entries(*EVERYTHING))
+    filtered = answer(LIST, framing + json.dumps([listing] if batch else listing))
+    expected = listing_answer(entries(*OWN))
+    assert json.loads(filtered) == ([expected] if batch else expected)
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+def test_an_sse_answer_is_rewritten_event_by_event_with_any_line_ending(newline: str) -> None:
+    first, second = listing_answer(entries(*EVERYTHING)), listing_answer(entries(SHADOW), 4)
+    text = newline.join(
+        [
+            *[": comment", "event: message", "id: 1", "retry: 10", "data: " + json.dumps(first), ""],
+            *["event: message", "data: " + json.dumps(second), "", ""],
+        ]
+    )
+    expected = (
+        "event: message\nid: 1\nretry: 10\ndata: "
+        + json.dumps(listing_answer(entries(*OWN)))
+        + "\n\nevent: message\ndata: "
+        + json.dumps(listing_answer([], 4))
+        + "\n\n"
+    )
+    assert answer(LIST, text) == expected
+
+
+@pytest.mark.parametrize("schema", [None, "object", ["query"]])
+def test_a_tool_listed_without_a_schema_object_is_shown_with_an_empty_object_schema(schema: Any) -> None:
+    body = answer(LIST, listing_answer([{"name": OTHER, "inputSchema": schema}, {"name": SEARCH}]))
+    assert body["result"]["tools"] == [
+        {"name": OTHER, "inputSchema": {"type": "object", "properties": {}}},
+        {"name": SEARCH, "inputSchema": {"type": "object", "properties": {}}},
+    ]
+
+
+@pytest.mark.parametrize("answer_id", [True, 1.5, [1], {"id": 1}, None])
+def test_an_id_that_is_no_json_rpc_id_is_never_echoed(answer_id: Any) -> None:
+    hostile = {"jsonrpc": "2.0", "id": answer_id, "method": "resources/read"}
+    assert refused(request(hostile))["id"] is None
+
+
+@pytest.mark.parametrize("answer_id", [7, "7", "", 0, -1])
+def test_an_id_that_is_a_json_rpc_id_is_echoed_as_sent(answer_id: Any) -> None:
+    hostile = {"jsonrpc": "2.0", "id": answer_id, "method": "resources/read"}
+    assert refused(request(hostile))["id"] == answer_id
+
+
+def test_a_search_gets_the_conversation_id_of_the_callers_header_only() -> None:
+    sent = {"query": "q", "conversation_id": "forged", "data_classifications": ["secret"]}
+    scoped = {"query": "q", "data_classifications": CLASSIFICATIONS[GROUP]}
+    with_header = {"Authorization": auth(), "x-genai-conversation-id": "conv-1"}
+    assert forwarded(request(call(SEARCH, sent), with_header))["params"]["arguments"] == {
+        **scoped,
+        "conversation_id": "conv-1",
+    }
+    assert forwarded(request(call(SEARCH, sent)))["params"]["arguments"] == scoped
+    assert forwarded(request(call(OTHER, sent), with_header))["params"]["arguments"] == {"query": "q"}
+
+
+def test_one_request_reads_one_version_of_the_bindings(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The group is found in, and its tools taken from, the same read (here: the caller's group
+    # disappears from the next read of the bindings).
+    versions = [{GROUP: frozenset(OWN)}, {}]
+    reads: list[int] = []
+
+    def allowed_tools() -> dict[str, frozenset[str]]:
+        reads.append(1)
+        return versions[min(len(reads) - 1, 1)]
+
+    monkeypatch.setattr(guard, "allowed_tools", allowed_tools)
+    assert forwarded(request(call(OTHER)))["params"]["name"] == OTHER
+    assert len(reads) == 1
+    assert refused(request(call(OTHER)))["error"]["code"] == -32001  # the next request sees the new version
+
+
+def test_the_callers_group_is_read_from_the_current_bindings_when_none_are_given() -> None:
+    assert guard.caller_group({"Authorization": auth()}) == GROUP
+    assert guard.caller_group({"Authorization": auth()}, {}) is None
+
+
+def rejection(authorization: str) -> str:
+    try:
+        bearer(authorization)
+    except InvalidToken as error:
+        return error.reason
+    raise AssertionError(f"{authorization!r} was taken as a bearer token")
+
+
+BASIC = "Basic dXNlcg=="
+BASIC_REASON = rejection(BASIC)  # the token reader's own words
+
+
+def log_records(out: str) -> list[dict[str, Any]]:
+    records = []
+    for line in out.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and "_aws" not in record:
+            records.append(record)
+    return records
+
+
+@pytest.mark.parametrize(
+    ("kind", "message", "field", "value"),
+    [
+        ("bad token", "no tools: token rejected", "reason", BASIC_REASON),
+        ("foreign tool", "tool call refused", "tool", SHADOW),
+        ("long method", "method refused", "method", "m" * 100),
+        ("batch", "batch refused", "messages", 2),
+        ("unreadable listing", "tools/list answer refused", "reason", UNREADABLE_LIST),
+    ],
+)
+def test_each_refusal_leaves_one_log_line_naming_what_was_refused(
+    kind: str, message: str, field: str, value: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What an operator reads when a caller is refused (the refusal alarm points to these lines)."""
+    capsys.readouterr()
+    if kind == "bad token":
+        refused(request(call(OTHER), {"Authorization": BASIC}))
+    elif kind == "foreign tool":
+        refused(request(call(SHADOW)))
+    elif kind == "long method":
+        refused(request(call(OTHER, method="m" * 300)))
+    elif kind == "batch":
+        refused(request([call(OTHER, id=1), call(SHADOW, id=2)]))
+    else:
+        answer(LIST, {"jsonrpc": "2.0", "id": 3, "result": None})
+    (record,) = [r for r in log_records(capsys.readouterr().out) if r.get("message") == message]
+    assert record["level"] == "INFO"
+    assert record[field] == value
+
+
+def test_a_caller_of_no_configured_group_is_logged_by_user(
+    signing_key: rsa.RSAPrivateKey, cognito: tuple[str, list[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    stranger = sign(signing_key, cognito[0], gateway_group="strangers", sub="user-9")
+    capsys.readouterr()
+    refused(request(call(OTHER), {"Authorization": f"Bearer {stranger}"}))
+    (record,) = [r for r in log_records(capsys.readouterr().out) if r.get("message") == "no tools: no configured group"]
+    assert record["user"] == "user-9"
