@@ -6,21 +6,25 @@ Cognito, and verifies tokens signed with a key generated for the test.
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import time
 from collections.abc import Iterator
+from functools import cache
 from typing import Any
 
 import boto3
+import jwt
 import pytest
 from botocore.stub import Stubber
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gateway_authorizer import handler as authorizer
-from gateway_authorizer.contract import ApiKeys
+from gateway_authorizer.contract import ApiKeys, Settings as AuthorizerSettings
 from pre_token import handler as pre_token
 from pre_token.contract import GatewayGroups, GroupClaims
-from shared.runtime_config import DocumentReader
-from shared.tokens import TokenVerifier
+from shared.runtime_config import ConfigLocation, DocumentReader
+from shared.tokens import BoundedJWKClient, InvalidToken, TokenVerifier
 from tests.lambdas.cognito_fixtures import CLIENT_ID, sign
 from tests.lambdas.conftest import FakeContext
 
@@ -183,3 +187,192 @@ def test_a_valid_token_without_a_configured_group_is_denied(
     response = authorize(sign(signing_key, cognito[0], gateway_group=group))
     assert response["policyDocument"]["Statement"][0]["Effect"] == "Deny"
     assert "usageIdentifierKey" not in response
+
+
+def logged(capsys: pytest.CaptureFixture[str], message: str) -> list[dict[str, Any]]:
+    """The authorizer's log lines (Powertools JSON on stdout) saying ``message``."""
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    return [line for line in lines if line.get("message") == message]
+
+
+@pytest.mark.parametrize(
+    ("header", "reason"),
+    [
+        ("Bearer", "no bearer token"),
+        ("Bearer not.a.jwt", "DecodeError"),
+        ("expired", "ExpiredSignatureError"),
+        ("id token", "not an access token of this app client"),
+    ],
+)
+def test_a_refused_token_is_logged_with_the_reason(
+    header: str,
+    reason: str,
+    signing_key: rsa.RSAPrivateKey,
+    cognito: tuple[str, list[str]],
+    configured: Stubber,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    tokens = {
+        "expired": sign(signing_key, cognito[0], exp=int(time.time()) - 3600),
+        "id token": sign(signing_key, cognito[0], token_use="id"),
+    }
+    authorization = f"Bearer {tokens[header]}" if header in tokens else header
+    capsys.readouterr()
+    with pytest.raises(authorizer.Unauthorized):
+        authorizer.lambda_handler(
+            {"type": "TOKEN", "authorizationToken": authorization, "methodArn": METHOD_ARN}, FakeContext()
+        )
+    assert [line["reason"] for line in logged(capsys, "token rejected")] == [reason]
+
+
+@pytest.mark.parametrize("group", [None, "strangers", ["customer-gold"], {"name": "customer-gold"}])
+def test_a_valid_token_without_a_configured_group_is_denied_whole(
+    group: Any,
+    signing_key: rsa.RSAPrivateKey,
+    cognito: tuple[str, list[str]],
+    configured: Stubber,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A group claim that is no configured group's name (absent, unknown, not even a string) is
+    an explicit Deny for the caller on the whole stage, logged with who asked."""
+    capsys.readouterr()
+    response = authorize(sign(signing_key, cognito[0], sub="user-7", gateway_group=group))
+    assert response == {
+        "principalId": "user-7",
+        "policyDocument": {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Action": "execute-api:Invoke",
+                    "Effect": "Deny",
+                    "Resource": "arn:aws:execute-api:us-east-1:123456789012:abc123/v1/*/*",
+                }
+            ],
+        },
+    }
+    assert [line["user"] for line in logged(capsys, "no gateway group")] == ["user-7"]
+
+
+def test_a_token_without_tier_or_kind_claims_passes_them_on_empty(
+    signing_key: rsa.RSAPrivateKey, cognito: tuple[str, list[str]], configured: Stubber
+) -> None:
+    configured.add_response(
+        "get_api_key", {"id": "key-gold", "value": "gold-secret-value"}, {"apiKey": "key-gold", "includeValue": True}
+    )
+    response = authorize(sign(signing_key, cognito[0], gateway_tier=None, gateway_kind=None))
+    assert response["context"] == {"user": "user-1", "group": "customer-gold", "tier": "", "kind": ""}
+
+
+NOW = 1_800_000_000  # the tokens' clock: PyJWT's "now" during a test that fixes it
+
+
+@pytest.fixture
+def frozen_now(monkeypatch: pytest.MonkeyPatch) -> int:
+    """PyJWT reads the time at NOW (its expiry and issued-at checks), whatever the wall clock says."""
+
+    class Frozen(dt.datetime):
+        @classmethod
+        def now(cls, tz: dt.tzinfo | None = None) -> Frozen:
+            return cls.fromtimestamp(NOW, tz)
+
+    monkeypatch.setattr(jwt.api_jwt, "datetime", Frozen)
+    return NOW
+
+
+@pytest.mark.parametrize(
+    ("claims", "accepted"),
+    [
+        ({"iat": NOW - 3600, "exp": NOW - 29}, True),  # expired within the 30 s clock skew allowed
+        ({"iat": NOW - 3600, "exp": NOW - 30}, False),  # expired for 30 s: refused
+        ({"iat": NOW + 30, "exp": NOW + 3600}, True),  # issued by a clock 30 s ahead
+        ({"iat": NOW + 31, "exp": NOW + 3600}, False),  # issued in the future
+    ],
+)
+def test_tokens_are_checked_with_30_seconds_of_clock_skew(
+    claims: dict[str, int],
+    accepted: bool,
+    frozen_now: int,
+    signing_key: rsa.RSAPrivateKey,
+    cognito: tuple[str, list[str]],
+) -> None:
+    verifier = TokenVerifier(issuer=cognito[0], client_id=CLIENT_ID)
+    token = sign(signing_key, cognito[0], **claims)
+    if accepted:
+        assert verifier.claims(token)["exp"] == claims["exp"]
+    else:
+        with pytest.raises(InvalidToken, match=r"^(ExpiredSignatureError|ImmatureSignatureError)$"):
+            verifier.claims(token)
+
+
+# --- the verifier's wiring: the function's region, user pool and app client ------------------
+
+REGION = "eu-central-1"  # not the suite's default region: the function's own AWS_REGION decides
+POOL_ID = "eu-central-1_Pool9"
+POOL_CLIENT = "app-client-9"
+
+
+@pytest.fixture
+def pool_jwks(signing_key: rsa.RSAPrivateKey, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every pool's JWKS answer is the test key's; the URLs the verifiers fetch are recorded, and
+    nothing leaves the machine. Refusals below are then the issuer's or the client's, not the key's."""
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(signing_key.public_key()))
+    body = json.dumps({"keys": [{**jwk, "kid": "key-1", "alg": "RS256", "use": "sig"}]}).encode()
+    fetched: list[str] = []
+
+    def read(client: BoundedJWKClient) -> bytes:
+        fetched.append(client.uri)
+        return body
+
+    monkeypatch.setattr(BoundedJWKClient, "_read", read)
+    return fetched
+
+
+def assert_verifies_only_its_pool(
+    verifier: TokenVerifier, key: rsa.RSAPrivateKey, fetched: list[str], *, region: str, pool: str, client: str
+) -> None:
+    """``verifier`` accepts an access token of ``pool`` in ``region`` for ``client``, fetching that
+    pool's JWKS, and refuses one of another pool, another region's pool or another app client."""
+    issuer = f"https://cognito-idp.{region}.amazonaws.com/{pool}"
+    assert (verifier.issuer, verifier.client_id) == (issuer, client)
+    assert verifier.claims(sign(key, issuer, client_id=client))["sub"] == "user-1"
+    assert fetched == [f"{issuer}/.well-known/jwks.json"]
+    others = {
+        "another pool": sign(key, f"https://cognito-idp.{region}.amazonaws.com/{region}_Other", client_id=client),
+        "another region": sign(key, f"https://cognito-idp.us-west-2.amazonaws.com/{pool}", client_id=client),
+        "another client": sign(key, issuer, client_id="another-client"),
+    }
+    assert [name for name, token in others.items() if accepts(verifier, token)] == []
+
+
+def accepts(verifier: TokenVerifier, token: str) -> bool:
+    try:
+        verifier.claims(token)
+    except InvalidToken:
+        return False
+    return True
+
+
+def authorizer_verifier(monkeypatch: pytest.MonkeyPatch, region: str, pool: str, client: str) -> TokenVerifier:
+    """The authorizer's verifier, built from the environment its stack writes (and Lambda's AWS_REGION)."""
+    location = ConfigLocation(application="a", environment="e", profile="p", environment_name="gateway")
+    environment = AuthorizerSettings(user_pool_id=pool, client_id=client, api_keys=location).environment()
+    for name, value in {**environment, "AWS_REGION": region}.items():
+        monkeypatch.setenv(name, value)
+    return fresh(authorizer, monkeypatch)
+
+
+def fresh(module: Any, monkeypatch: pytest.MonkeyPatch) -> TokenVerifier:
+    """``module.verifier()`` built from the current environment, in caches of this test's own
+    (the module's are back, untouched, after it)."""
+    for name in ("settings", "verifier"):
+        monkeypatch.setattr(module, name, cache(getattr(module, name).__wrapped__))
+    verifier: TokenVerifier = module.verifier()
+    return verifier
+
+
+def test_the_authorizer_verifies_tokens_of_its_own_pool_and_client(
+    signing_key: rsa.RSAPrivateKey, pool_jwks: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    verifier = authorizer_verifier(monkeypatch, REGION, POOL_ID, POOL_CLIENT)
+    assert authorizer.verifier() is verifier  # one per container: its keys are fetched once
+    assert_verifies_only_its_pool(verifier, signing_key, pool_jwks, region=REGION, pool=POOL_ID, client=POOL_CLIENT)

@@ -20,8 +20,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from agent.app import Service
 from gateway_authorizer import handler as authorizer
+from shared import tokens
 from shared.headers import CALLER_TOKEN_HEADER
-from shared.tokens import JWKS_MAX_BYTES, InvalidToken, TokenVerifier
+from shared.tokens import JWKS_MAX_BYTES, BoundedJWKClient, InvalidToken, TokenVerifier, bearer
 from tests.lambdas.cognito_fixtures import CLIENT_ID, sign
 from tests.lambdas.conftest import FakeContext
 from tests.lambdas.loopback import QuietHandler, loopback
@@ -60,6 +61,7 @@ GARBAGE: dict[str, Answer] = {
     "a key with a modulus number": body(200, keys({**RSA_FIELDS, "n": 12345})),
     "a key of an unknown type": body(200, keys({**RSA_FIELDS, "kty": "XYZ", "n": "AQAB"})),
     "deeply nested": body(200, b"[" * 100_000 + b"]" * 100_000),
+    "nested past the parser, within the size bound": body(200, b"[" * 20_000 + b"]" * 20_000),
     "a huge integer": body(200, b'{"keys": ' + b"9" * 5_000 + b"}"),
     "NaN": body(200, b'{"keys": NaN}'),
     "a 500": body(500, b'{"keys": []}'),
@@ -163,6 +165,29 @@ def test_a_token_whose_key_id_is_an_object_is_unauthorized(
         authorize(TokenVerifier(issuer=issuer, client_id=CLIENT_ID), token, monkeypatch)
 
 
+@pytest.mark.parametrize("failure", [TypeError("unhashable type: 'dict'"), ValueError("bad key id")])
+def test_a_key_lookup_failing_with_a_type_or_value_error_is_unauthorized(
+    failure: Exception,
+    jwks: tuple[str, list[Answer], threading.Event],
+    signing_key: rsa.RSAPrivateKey,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """PyJWT's key lookup has failed with a TypeError for a token header it could not look up (a
+    "kid" object hashed into its key cache; 2.15 refuses such a kid itself): still a 401, not a 500."""
+    issuer, _, _ = jwks
+
+    def lookup(*_: Any) -> Any:
+        raise failure
+
+    monkeypatch.setattr(BoundedJWKClient, "get_signing_key_from_jwt", lookup)
+    capsys.readouterr()
+    with pytest.raises(authorizer.Unauthorized):
+        authorize(TokenVerifier(issuer=issuer, client_id=CLIENT_ID), sign(signing_key, issuer), monkeypatch)
+    rejected = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert [line["reason"] for line in rejected if line.get("message") == "token rejected"] == ["unusable key id"]
+
+
 def test_a_good_jwks_still_verifies(
     jwks: tuple[str, list[Answer], threading.Event], signing_key: rsa.RSAPrivateKey
 ) -> None:
@@ -170,3 +195,187 @@ def test_a_good_jwks_still_verifies(
     jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(signing_key.public_key()))
     answers.append(body(200, keys({**jwk, "kid": "key-1", "alg": "RS256", "use": "sig"})))
     assert TokenVerifier(issuer=issuer, client_id=CLIENT_ID).claims(sign(signing_key, issuer))["sub"] == "user-1"
+
+
+# --- the bounded fetch, answer by answer ------------------------------------------------------
+
+# Why the key set is refused, for each garbage answer (the verifier's caller sees only the type).
+REFUSED_BECAUSE = {
+    "not JSON": "the JWKS answer is not JSON",
+    "not UTF-8": "the JWKS answer is not JSON",
+    "deeply nested": "the JWKS answer is too large",
+    "nested past the parser, within the size bound": "the JWKS answer is not JSON",
+    "a huge integer": "the JWKS answer is not JSON",
+    "JSON not an object": "the JWKS answer has no usable keys",
+    "an object without keys": "the JWKS answer has no usable keys",
+    "keys not a list": "the JWKS answer has no usable keys",
+    "keys empty": "the JWKS answer has no usable keys",
+    "a key a string": "the JWKS answer has no usable keys",
+    "a key a number": "the JWKS answer has no usable keys",
+    "a key with a kid object": "the JWKS answer has no usable keys",
+    "a key with a modulus number": "the JWKS answer has no usable keys",
+    "NaN": "the JWKS answer has no usable keys",
+    "a 500": "the JWKS fetch failed: HTTPError",
+    "a 404": "the JWKS fetch failed: HTTPError",
+    "a redirect": "the JWKS fetch failed: HTTPError",  # not followed
+}
+
+
+def fetcher(issuer: str, *, max_bytes: int = JWKS_MAX_BYTES, clock: Callable[[], float] = lambda: 0.0) -> Any:
+    return BoundedJWKClient(f"{issuer}/.well-known/jwks.json", seconds=3.0, max_bytes=max_bytes, clock=clock)
+
+
+@pytest.mark.parametrize(("name", "reason"), REFUSED_BECAUSE.items(), ids=REFUSED_BECAUSE.keys())
+def test_the_fetch_says_why_an_answer_is_no_key_set(
+    name: str, reason: str, jwks: tuple[str, list[Answer], threading.Event]
+) -> None:
+    issuer, answers, _ = jwks
+    answers.append(GARBAGE[name])
+    with pytest.raises(jwt.PyJWKClientError) as refused:
+        fetcher(issuer).fetch_data()
+    assert str(refused.value) == reason
+
+
+def good_keys(signing_key: rsa.RSAPrivateKey, padding: int = 0) -> bytes:
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(signing_key.public_key()))
+    return keys({**jwk, "kid": "key-1", "alg": "RS256", "use": "sig"}) + b" " * padding
+
+
+def test_the_size_bound_is_the_largest_answer_read(
+    jwks: tuple[str, list[Answer], threading.Event], signing_key: rsa.RSAPrivateKey
+) -> None:
+    issuer, answers, _ = jwks
+    answer = good_keys(signing_key)
+    answers.append(body(200, answer))
+    assert [key["kid"] for key in fetcher(issuer, max_bytes=len(answer)).fetch_data()["keys"]] == ["key-1"]
+    with pytest.raises(jwt.PyJWKClientError, match=r"^the JWKS answer is too large$"):
+        fetcher(issuer, max_bytes=len(answer) - 1).fetch_data()
+
+
+def test_the_deadline_cuts_off_an_answer_read_after_it(
+    jwks: tuple[str, list[Answer], threading.Event], signing_key: rsa.RSAPrivateKey
+) -> None:
+    issuer, answers, _ = jwks
+    answers.append(body(200, good_keys(signing_key)))
+    looks = iter([0.0, 3.0])  # the deadline is 3 s after the start; the first read ends at it
+    assert fetcher(issuer, clock=lambda: next(looks)).fetch_data()["keys"]
+    late = iter([0.0, 3.0001])
+    with pytest.raises(jwt.PyJWKClientError, match=r"^the JWKS answer is too slow$"):
+        fetcher(issuer, clock=lambda: next(late)).fetch_data()
+
+
+def test_a_key_set_read_in_several_chunks_still_verifies(
+    jwks: tuple[str, list[Answer], threading.Event], signing_key: rsa.RSAPrivateKey
+) -> None:
+    issuer, answers, _ = jwks
+    answers.append(body(200, good_keys(signing_key, padding=JWKS_MAX_BYTES // 2)))  # well over one read
+    assert TokenVerifier(issuer=issuer, client_id=CLIENT_ID).claims(sign(signing_key, issuer))["sub"] == "user-1"
+
+
+def test_a_jwks_that_never_answers_is_cut_off_by_the_read_timeout(
+    jwks: tuple[str, list[Answer], threading.Event], signing_key: rsa.RSAPrivateKey
+) -> None:
+    issuer, answers, ended = jwks
+
+    def never(_: QuietHandler) -> None:  # not a byte, not even a status line, until the test ends
+        ended.wait()
+
+    answers.append(never)
+    verifier = TokenVerifier(issuer=issuer, client_id=CLIENT_ID, jwks_seconds=0.05)
+    with pytest.raises(InvalidToken, match=r"^PyJWKClientConnectionError$"):
+        verifier.claims(sign(signing_key, issuer))
+
+
+class Monotonic:
+    """The clock PyJWT's key caches read (time.monotonic), standing still until a test moves it."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def key_cache_clock(monkeypatch: pytest.MonkeyPatch) -> Monotonic:
+    clock = Monotonic()
+    for module in (jwt.jwks_client, jwt.jwk_set_cache, jwt.api_jwk, tokens):
+        monkeypatch.setattr(module, "time", clock)
+    return clock
+
+
+def counted(answer: Answer, requests: list[str]) -> Answer:
+    def serve(handler: QuietHandler) -> None:
+        requests.append(handler.path)
+        answer(handler)
+
+    return serve
+
+
+def test_a_known_key_is_fetched_once_per_container(
+    jwks: tuple[str, list[Answer], threading.Event], signing_key: rsa.RSAPrivateKey, key_cache_clock: Monotonic
+) -> None:
+    """Cognito's keys are fetched at the first token, not again when PyJWT's key set cache (five
+    minutes) runs out: a token of a known key never waits on the JWKS endpoint again."""
+    issuer, answers, _ = jwks
+    requests: list[str] = []
+    answers.append(counted(body(200, good_keys(signing_key)), requests))
+    verifier = TokenVerifier(issuer=issuer, client_id=CLIENT_ID)
+    verifier.claims(sign(signing_key, issuer))
+    key_cache_clock.now += 3600
+    verifier.claims(sign(signing_key, issuer, sub="user-2"))
+    assert requests == [f"{POOL}/.well-known/jwks.json"]
+
+
+def test_unknown_key_ids_do_not_make_the_verifier_fetch_again_within_the_cooldown(
+    jwks: tuple[str, list[Answer], threading.Event], signing_key: rsa.RSAPrivateKey, key_cache_clock: Monotonic
+) -> None:
+    """Tokens naming keys the pool does not have cannot make every invocation fetch the JWKS:
+    after a fetch, an unknown key id is refused without another for 30 seconds (PyJWT's cooldown)."""
+    issuer, answers, _ = jwks
+    requests: list[str] = []
+    answers.append(counted(body(200, good_keys(signing_key)), requests))
+    verifier = TokenVerifier(issuer=issuer, client_id=CLIENT_ID)
+    verifier.claims(sign(signing_key, issuer))
+    stranger = jwt.encode(
+        jwt.decode(sign(signing_key, issuer), options={"verify_signature": False}),
+        signing_key,
+        algorithm="RS256",
+        headers={"kid": "key-2"},
+    )
+    with pytest.raises(InvalidToken, match=r"^PyJWKClientError$"):
+        verifier.claims(stranger)
+    assert len(requests) == 1
+    key_cache_clock.now += 31  # the cooldown is over: an unknown key may be a rotated one
+    with pytest.raises(InvalidToken, match=r"^PyJWKClientError$"):
+        verifier.claims(stranger)
+    assert len(requests) == 2
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,
+        "",
+        "Bearer",
+        "Bearer ",
+        "bearer",
+        "Basic abc.def.ghi",  # a token's shape, another scheme
+        "Token abc.def.ghi",
+        "Bearer abc.def.ghi ",
+        "Bearer abc def",
+        "Bearer  abc.def.ghi",
+        "Bearer abc.déf.ghi",  # letters, but not ASCII
+        "Bearer abc.def.ghi\n",
+        "Bearer abc=.def.ghi",
+    ],
+)
+def test_only_a_bearer_token_shaped_as_a_jwt_is_taken(header: str | None) -> None:
+    with pytest.raises(InvalidToken, match=r"^no bearer token$") as refused:
+        bearer(header)
+    assert refused.value.reason == "no bearer token"
+
+
+@pytest.mark.parametrize("header", ["Bearer abc.def.ghi", "bearer abc.def.ghi", "BEARER a-b_c.d.e", "Bearer x"])
+def test_a_bearer_token_is_taken_whatever_the_schemes_case(header: str) -> None:
+    assert bearer(header) == header.partition(" ")[2]
