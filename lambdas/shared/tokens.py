@@ -88,16 +88,15 @@ class BoundedJWKClient(jwt.PyJWKClient):
     PyJWKClientError, which the verifier turns into InvalidToken."""
 
     def __init__(self, uri: str, *, seconds: float, max_bytes: int, clock: Callable[[], float]) -> None:
-        # Keys are fetched once per container and again only for an unknown key id.
-        super().__init__(uri, cache_keys=True, timeout=seconds)
+        # Keys are fetched once per container and again only for an unknown key id. (PyJWT's own
+        # timeout is for its fetch_data, which this class replaces: _read keeps ``seconds``.)
+        super().__init__(uri, cache_keys=True)
         self._seconds = seconds
         self._max_bytes = max_bytes
         self._clock = clock
 
     def fetch_data(self) -> Any:
-        keys = _key_set(self._read())
-        if self.jwk_set_cache is not None:
-            self.jwk_set_cache.put(keys)
+        keys = _key_set(self._read())  # PyJWT's get_jwk_set caches what this returns
         self._last_successful_fetch = time.monotonic()  # PyJWT's refresh cooldown counts from here
         return keys
 
