@@ -86,6 +86,10 @@ TARGETS = {
 
 # Survivors that mean the same as the code they mutate, by mutmut's name, with the reason.
 EQUIVALENT: dict[str, str] = {
+    # ai_gateway/ledger.py: DynamoDB's expression keywords are case-insensitive
+    "ai_gateway.ledger.xǁLedgerǁdeliver__mutmut_24": "'set' for 'SET' in an update expression: the same expression",
+    "ai_gateway.ledger.xǁLedgerǁrelease__mutmut_25": "'set' for 'SET' in an update expression: the same expression",
+    "ai_gateway.ledger.xǁLedgerǁrelease__mutmut_77": "'add' for 'ADD' in an update expression: the same expression",
     # shared/tokens.py
     "shared.tokens.x_bearer__mutmut_3": "partition -> rpartition on the first space: one space splits the same; "
     "with more, the token (original) or the scheme (mutant) holds a space, and both refuse 'no bearer token'",

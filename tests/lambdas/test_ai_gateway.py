@@ -592,9 +592,11 @@ class RecordingAgents:
 
     def __init__(self, remember_fails: bool = False) -> None:
         self.remembered: list[dict[str, Any]] = []
+        self.invoked: list[dict[str, Any]] = []
         self.remember_fails = remember_fails
 
-    def invoke(self, agent: str, **_: Any) -> AgentTurn:
+    def invoke(self, agent: str, **kwargs: Any) -> AgentTurn:
+        self.invoked.append({"agent": agent, **kwargs})
         generation = Generation(model="amazon.nova-pro-v1:0", text="Order O-1 shipped.", input_tokens=9,
                                 output_tokens=4, latency_ms=1.0)  # fmt: skip
         return AgentTurn(generation=generation, stop="end_turn", iterations=1)
@@ -710,3 +712,16 @@ def test_a_blocked_output_whose_release_fails_is_a_502_naming_the_ledgers_servic
         502,
     )
     assert ledger.calls == [f"admit {NOW.isoformat()}", "release"]
+
+
+@pytest.mark.parametrize(("left", "turn_seconds"), [(30.0, 29.0), (1.5, 1)])
+def test_the_agent_is_given_the_requests_time_less_a_second_and_never_under_one(
+    left: float, turn_seconds: float
+) -> None:
+    agents = RecordingAgents()
+    request = replace(an_agents_request(), deadline=100.0)
+    a_flow(RecordingLedger(), AnsweringBedrock(), agents, monotonic=100.0 - left).generate(request)
+    (invoked,) = agents.invoked
+    assert (invoked["agent"], invoked["token"], invoked["session_id"]) == ("support_assistant", "t.o.k", "s" * 65)
+    assert invoked["payload"]["turn_seconds"] == turn_seconds
+    assert invoked["payload"]["messages"][-1] == {"role": "user", "content": "Where is {EMAIL}'s order?"}

@@ -452,3 +452,25 @@ def test_usage_of_more_quotas_than_one_read_takes_is_read_in_batches_of_100(dyna
     assert counting.reads == [100, 100, 50]
     assert {u.output_type: u.used for u in usage if u.used} == {"type-0": 1, "type-100": 101, "type-249": 250}
     assert len(usage) == 250
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        {},  # no Error block at all
+        {"Error": {"Code": "TransactionCanceledException"}},  # cancelled, but without reasons
+    ],
+)
+def test_an_error_without_the_usual_fields_is_raised_as_itself(dynamodb: Any, response: dict[str, Any]) -> None:
+    class Odd:
+        def transact_write_items(self, **_: Any) -> Any:
+            raise ClientError(response, "TransactWriteItems")
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(dynamodb, name)
+
+    ledger = Ledger(Odd(), TABLE, sleep=Sleeps())
+    with pytest.raises(ClientError):
+        admit(ledger, "r1", limit=10)
+    with pytest.raises(ClientError):
+        ledger.release("r1", group="gold", user="user-1", output_type="report", units=1, window="2026-11")
