@@ -61,7 +61,11 @@ TARGETS = {
     ),
     "interceptors": Target(
         modules=("tool_guard/handler.py",),
-        tests=("tests/lambdas/test_tool_binding.py", "tests/lambdas/test_tool_guard_hostile.py"),
+        tests=(
+            "tests/lambdas/test_tool_binding.py",
+            "tests/lambdas/test_tool_guard_arguments.py",
+            "tests/lambdas/test_tool_guard_hostile.py",
+        ),
     ),
     "authorizer": Target(
         modules=("gateway_authorizer/handler.py", "shared/tokens.py"),
@@ -90,6 +94,22 @@ EQUIVALENT: dict[str, str] = {
     "ai_gateway.ledger.xǁLedgerǁdeliver__mutmut_24": "'set' for 'SET' in an update expression: the same expression",
     "ai_gateway.ledger.xǁLedgerǁrelease__mutmut_25": "'set' for 'SET' in an update expression: the same expression",
     "ai_gateway.ledger.xǁLedgerǁrelease__mutmut_77": "'add' for 'ADD' in an update expression: the same expression",
+    # tool_guard/handler.py
+    "tool_guard.handler.x__filtered_stream__mutmut_20": "an empty or comment SSE line not skipped has field name "
+    "'', neither data nor a kept field, so it is ignored anyway",
+    "tool_guard.handler.x__filtered_stream__mutmut_23": "as above, for a comment line",
+    "tool_guard.handler.x__id_key__mutmut_3": "ids are keyed only from int and str values (bool excluded by the "
+    "exact type check) and no int equals a str, so the type name never tells two keys apart",
+    "tool_guard.handler.x__on_batch__mutmut_37": "zip(strict=...) over a batch and its refusals, built one per "
+    "message in one loop: always the same length",
+    "tool_guard.handler.x__on_batch__mutmut_40": "as above",
+    "tool_guard.handler.x__on_batch__mutmut_41": "as above",
+    "tool_guard.handler.x__on_response__mutmut_47": "a refusal leaves _filtered_body only for an answer that is "
+    "not an object, whose echoed id is None either way",
+    "tool_guard.handler.xǁListingǁof__mutmut_3": "unknown_listing is read only as `not unknown_listing`, where "
+    "None and False are the same",
+    "tool_guard.handler.xǁRefusalǁ__init____mutmut_1": "a Refusal's exception text is never read: each is caught "
+    "in intercept and answered from its code and message",
     # shared/tokens.py
     "shared.tokens.x_bearer__mutmut_3": "partition -> rpartition on the first space: one space splits the same; "
     "with more, the token (original) or the scheme (mutant) holds a space, and both refuse 'no bearer token'",
