@@ -6,14 +6,21 @@ output type (tests/variant_config.py); snapshots are per config, so a variant ru
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any
 
+import botocore.session
 import pytest
 
 from tests.variant_config import ROOT, SAMPLE, selected, suite_context
 
 __all__ = ["ROOT"]
+
+# moto gives each test a fresh default boto3 session, and each new session parsed every service
+# model it used again (about 0.15 s a client): share one botocore loader, so a model's JSON is read
+# once per test run. The loader only reads the models botocore ships; nothing writes to them.
+botocore.session.create_loader = functools.cache(botocore.session.create_loader)
 
 # The session's synthesized app (one synth, shared by every folder's tests).
 pytest_plugins = ["tests.synth_fixtures"]
