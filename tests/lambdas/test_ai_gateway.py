@@ -15,9 +15,9 @@ from botocore.stub import ANY
 from ai_gateway import handler
 from ai_gateway.agents import MEMORY_SERVICE, MEMORY_WORST_SECONDS, AgentClient, AgentTurn
 from ai_gateway.contract import GENERATION_MARGIN_SECONDS, Settings
-from ai_gateway.flow import Clock, Flow, GenerationRequest, TokenRequiredError
+from ai_gateway.flow import Clock, Flow, GenerationRequest, QuotaRefusedError, TokenRequiredError
 from ai_gateway.guardrail import Guard
-from ai_gateway.ledger import Admission
+from ai_gateway.ledger import Admission, QuotaExceededError
 from ai_gateway.models import Caller, GatewayPolicy
 from ai_gateway.router import Generation, ModelRouter
 from ai_gateway.telemetry import Telemetry
@@ -553,13 +553,15 @@ class FailingBedrock(AnsweringBedrock):
 NOW = dt.datetime(2026, 12, 2, 9, 30, tzinfo=dt.UTC)
 
 
-def a_flow(ledger: RecordingLedger, bedrock: Any, agents: Any = None, monotonic: float = 0.0) -> Flow:
+def a_flow(
+    ledger: RecordingLedger, bedrock: Any, agents: Any = None, monotonic: float = 0.0, metrics: Metrics | None = None
+) -> Flow:
     return Flow(
         ledger=ledger,  # type: ignore[arg-type]
         guard=Guard(bedrock, guardrail_id="g", version="1"),
         models=ModelRouter(bedrock, attempt_seconds=20, clock=lambda: monotonic),
         agents=agents or AgentClient("http://127.0.0.1:9", {}),
-        telemetry=Telemetry(Metrics(), Logger()),
+        telemetry=Telemetry(metrics or Metrics(), Logger()),
         clock=Clock(now=lambda: NOW, monotonic=lambda: monotonic),
     )
 
@@ -725,3 +727,123 @@ def test_the_agent_is_given_the_requests_time_less_a_second_and_never_under_one(
     assert (invoked["agent"], invoked["token"], invoked["session_id"]) == ("support_assistant", "t.o.k", "s" * 65)
     assert invoked["payload"]["turn_seconds"] == turn_seconds
     assert invoked["payload"]["messages"][-1] == {"role": "user", "content": "Where is {EMAIL}'s order?"}
+
+
+def printed(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
+    """The JSON lines the flow printed (Powertools log lines and EMF metrics)."""
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+
+
+def usage_stage(lines: list[dict[str, Any]]) -> dict[str, Any]:
+    (line,) = [line for line in lines if line.get("message") == "stage" and line.get("stage") == "usage"]
+    return line
+
+
+def test_the_admission_is_the_usage_stage_of_the_requests_conversation(capsys: pytest.CaptureFixture[str]) -> None:
+    # The dashboards' and alarms' per-stage series (shared/observability.py STAGES) need this name.
+    a_flow(RecordingLedger(), AnsweringBedrock()).generate(a_request())
+    lines = printed(capsys)
+    admitted = usage_stage(lines)
+    assert (admitted["gen_ai.operation.name"], admitted["gen_ai.conversation.id"]) == ("admit", "s" * 65)
+    assert admitted["outcome"] == "ok"
+    (stage_metrics,) = [line for line in lines if line.get("Stage") == "usage"]
+    assert (stage_metrics["StageRequests"], stage_metrics["StageErrors"]) == ([1.0], [0.0])
+    assert stage_metrics["gen_ai.conversation.id"] == "s" * 65
+    (delivered,) = [line for line in lines if line.get("message") == "output delivered"]
+    assert (delivered["request_id"], delivered["guardrail_output"]) == ("r-1", "none")
+
+
+class RefusingLedger(RecordingLedger):
+    def admit(self, **kwargs: Any) -> Admission:
+        raise QuotaExceededError(used=7, limit=7, resets_at=dt.datetime(2026, 12, 3, tzinfo=dt.UTC))
+
+
+def test_a_quota_refusal_is_the_usage_stages_refusal_not_an_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(QuotaRefusedError) as refused:
+        a_flow(RefusingLedger(), AnsweringBedrock()).generate(a_request())
+    assert refused.value.retry_after == int((dt.datetime(2026, 12, 3, tzinfo=dt.UTC) - NOW).total_seconds())
+    lines = printed(capsys)
+    stage = usage_stage(lines)
+    assert (stage["outcome"], stage["outcome.reason"]) == ("refused", "quota_exceeded")
+    (stage_metrics,) = [line for line in lines if line.get("Stage") == "usage"]
+    assert stage_metrics["StageErrors"] == [0.0]  # a refusal is not a failure of the stage
+    (by_group,) = [line for line in lines if "QuotaRefusalsByGroup" in line]
+    assert by_group["Group"] == "customer-gold"
+
+
+class BrokenLedger(RecordingLedger):
+    """The ledger's DynamoDB answers with a server error on ``broken`` calls."""
+
+    def __init__(self, broken: str) -> None:
+        super().__init__()
+        self.broken = broken
+
+    def _fail(self) -> None:
+        raise ClientError({"Error": {"Code": "InternalServerError"}, "ResponseMetadata": {"HTTPStatusCode": 500}}, "x")
+
+    def admit(self, **kwargs: Any) -> Admission:
+        if self.broken == "admit":
+            self._fail()
+        return super().admit(**kwargs)
+
+    def deliver(self, *args: Any, **kwargs: Any) -> None:
+        super().deliver(*args, **kwargs)
+        if self.broken == "deliver":
+            self._fail()
+
+
+def test_a_ledger_failing_to_admit_is_an_upstream_error_of_dynamodb_in_the_usage_stage(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(UpstreamError) as raised:
+        a_flow(BrokenLedger("admit"), AnsweringBedrock()).generate(a_request())
+    assert (raised.value.service, raised.value.code, raised.value.http_status) == (
+        "dynamodb",
+        "InternalServerError",
+        502,
+    )
+    stage = usage_stage(printed(capsys))
+    assert stage["outcome"] == "error"
+
+
+def test_a_delivery_the_ledger_could_not_record_still_answers_and_is_counted_for_its_alarm(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    ledger = BrokenLedger("deliver")
+    metrics = Metrics()
+    delivery = a_flow(ledger, AnsweringBedrock(), metrics=metrics).generate(a_request())
+    assert (delivery.body()["output"], ledger.calls[-1]) == ("Hi.", "deliver")
+    metrics.flush_metrics()
+    lines = printed(capsys)
+    (behind,) = [line for line in lines if line.get("message", "").startswith("delivery not recorded")]
+    assert behind["request_id"] == "r-1"
+    (flushed,) = [line for line in lines if "MeteringErrors" in line]
+    assert flushed["MeteringErrors"] == [1.0]
+
+
+def test_a_failed_release_is_logged_with_its_request_id(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(UpstreamError):
+        a_flow(RecordingLedger(release_fails=True), FailingBedrock()).generate(a_request())
+    (failed,) = [line for line in printed(capsys) if line.get("message") == "release failed: units stay admitted"]
+    assert failed["request_id"] == "r-1"
+
+
+def test_an_evaluation_cases_agent_turn_carries_its_tool_calls_with_arguments(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    class CallingAgents(RecordingAgents):
+        def invoke(self, agent: str, **kwargs: Any) -> AgentTurn:
+            turn = super().invoke(agent, **kwargs)
+            call = {"name": "knowledge_search", "arguments": {"query": "refunds"}, "ok": True, "latency_ms": 3.0}
+            return replace(turn, calls=(call,))
+
+    request = replace(an_agents_request(), evaluation_case="refund-policy")
+    delivery = a_flow(RecordingLedger(), AnsweringBedrock(), CallingAgents()).generate(request)
+    expected = [{"name": "knowledge_search", "ok": True, "arguments": {"query": "refunds"}}]
+    assert delivery.body()["tool_calls"] == expected
+    (turn,) = [line for line in printed(capsys) if line.get("message") == "agent turn"]
+    assert (turn["agent"], turn["evaluation_case"], turn["tool_calls"]) == (
+        "support_assistant",
+        "refund-policy",
+        expected,
+    )
