@@ -244,6 +244,7 @@ def make(
     custom: dict[str, str] | None = None,
     textract: Any = None,
     monotonic: Callable[[], float] | None = None,
+    readers: dict[str, list[str]] | None = None,
     **settings: Any,
 ) -> Pipeline:
     """A pipeline over the test AWS with these settings changed and a fixed clock."""
@@ -256,7 +257,7 @@ def make(
         aws.registry,
         aws.knowledge,
         changed,
-        readers=lambda: READERS,
+        readers=lambda: READERS if readers is None else readers,
         clock=lambda: NOW,
         textract=textract,
         **extra,

@@ -579,18 +579,46 @@ def test_the_limits_a_pipeline_reads_with_are_its_settings(aws: Aws) -> None:
     assert make(aws, max_expanded_bytes=5_000_000, max_compression_ratio=10_000).process(ref).status == "curated"
 
 
-def test_the_event_version_is_read_and_quarantined_not_the_latest(aws: Aws) -> None:
+def test_the_event_version_is_read_and_quarantined_not_the_latest(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> None:
+    copies: list[dict[str, Any]] = []
+    real_copy = aws.s3.copy_object
+
+    def copy_object(**params: Any) -> Any:
+        copies.append(params)
+        return real_copy(**params)
+
+    monkeypatch.setattr(aws.s3, "copy_object", copy_object)
     older = land(aws, "docs/v.txt", "Mail ada.lovelace@example.com", classification="public")
     newer = land(aws, "docs/v.txt", "Clean text.", classification="public")
     assert make(aws).process(older).status == "quarantined"
     quarantined = aws.objects(QUARANTINE)
     doc = document_id(LANDING, "docs/v.txt")
     assert quarantined == {f"{doc}/{older.version}/v.txt": b"Mail ada.lovelace@example.com"}
+    directive = aws.s3.meta.service_model.operation_model("CopyObject").input_shape.members["MetadataDirective"]
+    assert [c["MetadataDirective"] for c in copies] == ["COPY"]
+    assert set(directive.enum) == {"COPY", "REPLACE"}  # S3 refuses any other spelling
     head = aws.s3.head_object(Bucket=QUARANTINE, Key=f"{doc}/{older.version}/v.txt")
     assert head["Metadata"] == {"classification": "public"}  # the uploader's metadata goes with it
     assert make(aws).process(newer).status == "curated"
     assert aws.objects(CURATED)[f"curated/{doc}.txt"] == b"Clean text."
     assert record_of(aws, newer)["content_hash"] == hashlib.sha256(b"Clean text.").hexdigest()
+
+
+def test_the_size_is_the_objects_not_the_events(aws: Aws) -> None:
+    put = aws.put("docs/claims.txt", "a" * (MAX_BYTES + 1))
+    ref = ObjectRef(LANDING, "docs/claims.txt", put["version"], 10, "1")  # the event claims 10 bytes
+    outcome = make(aws).process(ref)
+    assert (outcome.status, outcome.reason) == (
+        "quarantined",
+        f"{MAX_BYTES + 1} bytes is over the {MAX_BYTES} byte limit",
+    )
+
+
+def test_a_classification_the_readers_document_does_not_name_has_no_reader_groups(aws: Aws) -> None:
+    ref = land(aws, "docs/unnamed.txt", "Plain words.", classification="public")
+    assert make(aws, readers={"internal": ["platform-admins"]}).process(ref).status == "curated"
+    sidecar = aws.objects(CURATED)[f"curated/{document_id(LANDING, 'docs/unnamed.txt')}.txt.metadata.json"]
+    assert "allowed_groups" not in json.loads(sidecar)["metadataAttributes"]
 
 
 def test_an_older_version_processed_first_is_curated_from_its_own_bytes(aws: Aws) -> None:
@@ -804,16 +832,26 @@ def curated_doc(aws: Aws) -> tuple[str, dict[str, Any]]:
 
 
 @pytest.mark.parametrize("which", ["current", "any"])
-def test_retire_current_takes_out_the_current_curated_copy(
-    aws: Aws, curated_doc: tuple[str, dict[str, Any]], which: str
-) -> None:
-    key, current = curated_doc
+@pytest.mark.parametrize("key", ["docs/flagged.txt", "realtime/crm/flagged.md"])
+def test_retire_current_takes_out_the_current_curated_copy(aws: Aws, which: str, key: str) -> None:
+    make(aws).process(land(aws, key, "Clean text."))
+    aws.agent.calls.clear()
+    current = current_of(aws, key)
     store = CuratedStore(aws.s3, aws.knowledge, aws.registry)
     doc = document_id(LANDING, key)
     version = str(current["object_version"]) if which == "current" else None
     assert store.retire_current(doc, object_version=version) == current
     assert aws.objects(CURATED) == {}
-    assert [operation for operation, _ in aws.agent.calls] == ["DeleteKnowledgeBaseDocuments"]
+    if key.startswith("docs/"):
+        source, identifier = "DS3SOURCE1", {"dataSourceType": "S3", "s3": {"uri": f"s3://{CURATED}/curated/{doc}.txt"}}
+    else:
+        source, identifier = "DSCUSTOM01", {"dataSourceType": "CUSTOM", "custom": {"id": doc}}
+    assert aws.agent.calls == [
+        (
+            "DeleteKnowledgeBaseDocuments",
+            {"knowledgeBaseId": "KB12345678", "dataSourceId": source, "documentIdentifiers": [identifier]},
+        )
+    ]
 
 
 def test_retire_current_leaves_a_copy_that_is_not_the_flagged_one_or_not_curated(
@@ -920,6 +958,9 @@ def test_chunks_start_200_characters_before_the_last_one_ended_and_offsets_count
         ("éé éé", 5, 0, [(0, "éé "), (3, "éé")]),  # never half a character
         ("abc de", 5, 0, [(0, "abc "), (4, "de")]),
         ("abcd \nefgh", 8, 0, [(0, "abcd \n"), (6, "efgh")]),  # the later of a space and a newline
+        ("abcd e f gh", 8, 0, [(0, "abcd e "), (7, "f gh")]),  # the last space, not the first
+        ("abcd\ne\nf gh", 8, 0, [(0, "abcd\ne\n"), (7, "f gh")]),  # the last newline, not the first
+        ("ab\ncdefgh", 8, 0, [(0, "ab\ncdefg"), (8, "h")]),  # a newline only in the first half: no cut
         ("ab cd\nef", 7, 0, [(0, "ab cd\n"), (6, "ef")]),
     ],
 )
@@ -936,7 +977,11 @@ def test_chunks_are_cut_at_whitespace_within_the_byte_limit(
         ((Span(3, 6, "B"), Span(0, 3, "A")), "[A][B]gh"),
         ((Span(0, 6, "A"), Span(2, 4, "B")), "[A]gh"),  # one inside another
         ((Span(1, 4, "A"), Span(2, 6, "B")), "a[A]gh"),  # overlapping: the first type wins
-        ((Span(0, 3, "A"), Span(3, 3, "B")), "[A]defgh"),  # an empty finding where one ended
+        ((Span(0, 3, "A"), Span(3, 3, "B")), "[A]defgh"),
+        (
+            (Span(0, 4, "A"), Span(1, 2, "B"), Span(5, 7, "C")),
+            "[A]e[C]h",
+        ),  # a finding after a swallowed one  # an empty finding where one ended
         ((), "abcdefgh"),
     ],
 )

@@ -196,7 +196,12 @@ def _hashed(version: str) -> str:
         ("v1", "docs/.", f"{DOC}/v1/docs"),
         ("v1", "docs/a\x07b.txt", f"{DOC}/v1/object"),
         ("v1", "docs/...txt.", f"{DOC}/v1/txt"),
-        ("v1", "docs/" + "é" * 600, f"{DOC}/v1/" + "é" * ((1024 - len(f"{DOC}/v1/")) // 2)),
+        (
+            "v1",
+            "docs/x" + "é" * 600,
+            f"{DOC}/v1/x" + "é" * ((1024 - len(f"{DOC}/v1/x")) // 2),
+        ),  # never half a character
+        ("\ud800", "a.txt", f"{DOC}/{_hashed(chr(0xD800))}/a.txt"),  # a lone surrogate does not raise
         ("v1", "docs/" + "x" * 1100, f"{DOC}/v1/" + "x" * (1024 - len(f"{DOC}/v1/"))),
     ],
 )

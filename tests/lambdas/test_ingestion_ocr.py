@@ -265,14 +265,21 @@ def started(aws: Aws, stubber: Stubber, pipeline: Pipeline, key: str = "scans/a 
 
 def page(
     stubber: Stubber,
-    blocks: list[dict[str, Any]],
+    blocks: list[dict[str, Any]] | None,
     *,
-    pages: int = 2,
+    pages: int | None = 2,
+    metadata: bool = True,
     status: str = "SUCCEEDED",
     token: str | None = None,
     next_token: str | None = None,
 ) -> None:
-    response: dict[str, Any] = {"DocumentMetadata": {"Pages": pages}, "JobStatus": status, "Blocks": blocks}
+    """One GetDocumentTextDetection page; blocks None: no Blocks, pages None: no page count,
+    metadata False: no DocumentMetadata (all optional in Textract's model)."""
+    response: dict[str, Any] = {"JobStatus": status}
+    if metadata:
+        response["DocumentMetadata"] = {} if pages is None else {"Pages": pages}
+    if blocks is not None:
+        response["Blocks"] = blocks
     if next_token:
         response["NextToken"] = next_token
     expected: dict[str, Any] = {"JobId": "job-1", "MaxResults": 1000, **({"NextToken": token} if token else {})}
@@ -300,7 +307,14 @@ def test_a_pending_version_keeps_the_decoded_key_and_its_event_order(aws: Aws, s
     replay = pipeline.process(ref)
     assert (replay.status, replay.replayed) == ("ocr_pending", True)
     page(
-        stubber, [{"BlockType": "PAGE", "Id": "p"}, {"BlockType": "WORD", "Id": "w", "Text": "Word"}, *lines("A", "B")]
+        stubber,
+        [
+            {"BlockType": "PAGE", "Id": "p"},
+            {"BlockType": "WORD", "Id": "w", "Text": "Word"},
+            *lines("A"),
+            {"BlockType": "LINE", "Id": "e"},
+            *lines("B"),
+        ],
     )
     outcome = finished(aws, pipeline, ref)
     assert outcome is not None
@@ -308,7 +322,7 @@ def test_a_pending_version_keeps_the_decoded_key_and_its_event_order(aws: Aws, s
     record = record_of(aws, ref)
     assert "ocr_job" not in record
     assert "sequencer" not in record
-    assert aws.objects(CURATED)[f"curated/{document_id(LANDING, ref.key)}.txt"] == b"A\nB"  # LINE blocks only
+    assert aws.objects(CURATED)[f"curated/{document_id(LANDING, ref.key)}.txt"] == b"A\n\nB"  # LINE blocks only
     assert aws.landing_versions() == []
     assert finished(aws, pipeline, ref) is None  # settled: a repeated notification is ignored
 
@@ -349,6 +363,11 @@ def test_other_rejections_with_ocr_on_are_quarantined_without_a_job(aws: Aws, st
             ("quarantined", "reading the text took longer than 7 seconds"),
         ),
         ([0, 1], [{"blocks": lines("Fine"), "pages": 3}], ("curated", "no personal data found")),
+        (
+            [0, 1, 1],
+            [{"blocks": None, "metadata": False, "next_token": "t2"}, {"blocks": lines("Fine"), "pages": None}],
+            ("curated", "no personal data found"),
+        ),
         ([0, 1], [{"blocks": lines("Fine"), "pages": 4}], ("quarantined", "4 pages is over the 3 page limit")),
         (
             [0, 1],
