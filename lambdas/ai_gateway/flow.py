@@ -165,8 +165,8 @@ class Flow:
                     input_tokens=generation.input_tokens,
                     output_tokens=generation.output_tokens,
                 )
-        except UpstreamError:
-            self._telemetry.metering_failed(request.request_id)
+        except UpstreamError as error:
+            self._telemetry.metering_failed(request.request_id, error)
         self._telemetry.delivered(request.request_id, request.output, generation, delivery.guardrail)
         if request.output.agent is not None:  # after metering: memory must not hold up the record
             self._remember(request, verdict)

@@ -114,9 +114,12 @@ class Telemetry:
     def release_failed(self, request_id: str) -> None:
         self._logger.error("release failed: units stay admitted", extra={"request_id": request_id})
 
-    def metering_failed(self, request_id: str) -> None:
+    def metering_failed(self, request_id: str, error: UpstreamError) -> None:
         # The output exists and its units were admitted (charged); only the record is behind.
-        self._logger.error("delivery not recorded: metering record stays admitted", extra={"request_id": request_id})
+        self._logger.error(
+            "delivery not recorded: metering record stays admitted",
+            extra={"request_id": request_id, "upstream": error.service, "code": error.code},
+        )
         self._count(Metric.METERING_ERRORS)
 
     # --- generation ----------------------------------------------------------------------------

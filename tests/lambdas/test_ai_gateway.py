@@ -298,6 +298,7 @@ def test_a_replayed_idempotency_key_is_a_409_and_counts_nothing(gateway: Gateway
     guard_input(gateway.bedrock, ["Hello?"])
     again = call(chat(headers=headers, request_id="api-req-2"))
     assert (again.status, again.body["error"]) == (409, "duplicate_request")
+    assert again.body["message"] == "request client-key-0001 was already processed; nothing was counted again"
     usage = call(rest_event("GET", "/v1/usage"))
     assert [q["used"] for q in usage.body["quotas"] if q["output_type"] == "chat"] == [1]
 
@@ -754,8 +755,19 @@ def test_the_admission_is_the_usage_stage_of_the_requests_conversation(capsys: p
 
 
 class RefusingLedger(RecordingLedger):
+    def __init__(self, resets_at: dt.datetime = dt.datetime(2026, 12, 3, tzinfo=dt.UTC)) -> None:
+        super().__init__()
+        self.resets_at = resets_at
+
     def admit(self, **kwargs: Any) -> Admission:
-        raise QuotaExceededError(used=7, limit=7, resets_at=dt.datetime(2026, 12, 3, tzinfo=dt.UTC))
+        raise QuotaExceededError(used=7, limit=7, resets_at=self.resets_at)
+
+
+def test_a_refusal_resetting_within_a_second_asks_for_a_retry_after_one_second() -> None:
+    ledger = RefusingLedger(resets_at=NOW + dt.timedelta(milliseconds=400))
+    with pytest.raises(QuotaRefusedError) as refused:
+        a_flow(ledger, AnsweringBedrock()).generate(a_request())
+    assert refused.value.retry_after == 1  # never 0: "retry now" would be refused again
 
 
 def test_a_quota_refusal_is_the_usage_stages_refusal_not_an_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -816,7 +828,7 @@ def test_a_delivery_the_ledger_could_not_record_still_answers_and_is_counted_for
     metrics.flush_metrics()
     lines = printed(capsys)
     (behind,) = [line for line in lines if line.get("message", "").startswith("delivery not recorded")]
-    assert behind["request_id"] == "r-1"
+    assert (behind["request_id"], behind["upstream"], behind["code"]) == ("r-1", "dynamodb", "InternalServerError")
     (flushed,) = [line for line in lines if "MeteringErrors" in line]
     assert flushed["MeteringErrors"] == [1.0]
 
@@ -847,3 +859,57 @@ def test_an_evaluation_cases_agent_turn_carries_its_tool_calls_with_arguments(
         "refund-policy",
         expected,
     )
+
+
+def stage_lines(lines: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    """The stage's log lines: its own attributes (not the logger's keys, time or latency)."""
+    return [
+        {k: v for k, v in line.items() if k in ("stage", "outcome") or k.startswith(("gen_ai.", "aws.bedrock."))}
+        for line in lines
+        if line.get("message") == "stage" and line.get("stage") == name
+    ]
+
+
+def test_the_generation_and_guardrail_stages_carry_the_genai_attributes_of_a_model_call(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    flow = a_flow(RecordingLedger(), AnsweringBedrock())
+    flow.screen(["Hi"], "s" * 65)
+    flow.generate(a_request())
+    lines = printed(capsys)
+    assert stage_lines(lines, "generation") == [
+        {
+            "stage": "generation",
+            "gen_ai.operation.name": "chat",
+            "gen_ai.system": "aws.bedrock",
+            "gen_ai.request.model": "amazon.nova-pro-v1:0",  # the first of the request's models
+            "gen_ai.response.model": "amazon.nova-pro-v1:0",
+            "gen_ai.usage.input_tokens": 5,
+            "gen_ai.usage.output_tokens": 2,
+            "gen_ai.conversation.id": "s" * 65,
+            "outcome": "ok",
+        }
+    ]
+    guardrails = stage_lines(lines, "guardrail")
+    assert [(g["aws.bedrock.guardrail.source"], g["gen_ai.conversation.id"]) for g in guardrails] == [
+        ("INPUT", "s" * 65),
+        ("OUTPUT", "s" * 65),
+    ]
+
+
+def test_the_generation_stage_of_an_agents_turn_names_the_agent(capsys: pytest.CaptureFixture[str]) -> None:
+    request = replace(an_agents_request(), models=["amazon.nova-lite-v1:0", "amazon.nova-pro-v1:0"])
+    a_flow(RecordingLedger(), AnsweringBedrock(), RecordingAgents()).generate(request)
+    (generation,) = stage_lines(printed(capsys), "generation")
+    assert generation == {
+        "stage": "generation",
+        "gen_ai.operation.name": "invoke_agent",
+        "gen_ai.system": "aws.bedrock",
+        "gen_ai.request.model": "amazon.nova-lite-v1:0",
+        "gen_ai.response.model": "amazon.nova-pro-v1:0",
+        "gen_ai.usage.input_tokens": 9,
+        "gen_ai.usage.output_tokens": 4,
+        "gen_ai.agent.name": "support_assistant",
+        "gen_ai.conversation.id": "s" * 65,
+        "outcome": "ok",
+    }

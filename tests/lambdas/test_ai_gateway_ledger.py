@@ -431,10 +431,14 @@ def test_usage_reads_the_keys_dynamodb_left_unprocessed(dynamodb: Any) -> None:
     assert sleeps.within_backoff()
 
 
-def test_usage_keys_left_unprocessed_after_every_attempt_are_an_error(dynamodb: Any) -> None:
+def test_usage_keys_left_unprocessed_after_every_attempt_are_an_error(
+    dynamodb: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("ai_gateway.ledger.random.uniform", lambda low, high: high)
     flaky, sleeps = Unprocessed(dynamodb, times=99), Sleeps()
-    with pytest.raises(RuntimeError, match="unprocessed"):
+    with pytest.raises(RuntimeError, match=r"^DynamoDB left usage keys unprocessed after retries$"):
         Ledger(flaky, TABLE, sleep=sleeps).usage("gold", QUOTAS, NOW)
+    assert sleeps.slept == [BACKOFF_SECONDS * 2**attempt for attempt in range(CONFLICT_ATTEMPTS - 1)]
     assert (len(flaky.reads), len(sleeps.slept)) == (CONFLICT_ATTEMPTS, CONFLICT_ATTEMPTS - 1)  # none after the last
     assert sleeps.within_backoff()
 
