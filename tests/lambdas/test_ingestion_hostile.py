@@ -196,6 +196,7 @@ def _hashed(version: str) -> str:
         ("v1", "docs/.", f"{DOC}/v1/docs"),
         ("v1", "docs/a\x07b.txt", f"{DOC}/v1/object"),
         ("v1", "docs/...txt.", f"{DOC}/v1/txt"),
+        ("v1", "docs/Xray.tar.X", f"{DOC}/v1/Xray.tar.X"),  # only dots are stripped
         (
             "v1",
             "docs/x" + "é" * 600,
