@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -13,7 +14,15 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from ai_gateway.ledger import BACKOFF_SECONDS, CONFLICT_ATTEMPTS, Ledger, Period, QuotaExceededError, Window
+from ai_gateway.ledger import (
+    BACKOFF_SECONDS,
+    CONFLICT_ATTEMPTS,
+    Admission,
+    Ledger,
+    Period,
+    QuotaExceededError,
+    Window,
+)
 from tests.lambdas.gateway_fixtures import TABLE, ledger_table
 
 NOW = dt.datetime(2026, 11, 29, 18, 30, tzinfo=dt.UTC)
@@ -100,8 +109,33 @@ def test_a_replayed_request_id_adds_nothing(ledger: Ledger) -> None:
     admit(ledger, "r1", units=2, limit=10)
     for _ in range(5):
         again = admit(ledger, "r1", units=2, limit=10)
-        assert again.replayed is True
+        assert again == Admission("r1", 2, 2, 10, dt.datetime(2026, 12, 1, tzinfo=dt.UTC), True, "2026-11")
     assert admit(ledger, "r2", units=1, limit=10).used == 3
+
+
+def test_the_counter_records_its_window_limit(dynamodb: Any, ledger: Ledger) -> None:
+    admit(ledger, "r1", units=2, limit=10)
+    admit(ledger, "r2", units=1, limit=12)  # a raised limit is the counter's from then on
+    counter = dynamodb.get_item(TableName=TABLE, Key={"pk": {"S": "QUOTA#gold#report#2026-11"}})["Item"]
+    assert {k: v["N"] for k, v in counter.items() if k != "pk"} == {"used": "3", "limit": "12"}
+
+
+def test_records_are_written_in_utc_whatever_the_hosts_time_zone(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        admit(ledger, "r1", now=dt.datetime(2026, 11, 29, 18, 30, tzinfo=dt.timezone(dt.timedelta(hours=-5))))
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    record = ledger.record("r1", group="gold", user="user-1")
+    assert record is not None
+    assert (record["created_at"]["S"], record["gsi1sk"]["S"]) == (
+        "2026-11-29T23:30:00+00:00",
+        "2026-11-29T23:30:00+00:00#r1",
+    )
 
 
 def test_quota_refusal_says_what_is_left_and_when_it_resets(ledger: Ledger) -> None:
@@ -119,6 +153,7 @@ def test_more_units_than_the_limit_are_refused_outright_and_exactly_the_limit_is
     with pytest.raises(QuotaExceededError) as refused:
         admit(ledger, "r1", units=11, limit=10)
     assert (refused.value.used, refused.value.limit, refused.value.remaining) == (0, 10, 10)
+    assert refused.value.resets_at == dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
     assert ledger.record("r1", group="gold", user="user-1") is None
     whole = admit(ledger, "r2", units=10, limit=10)
     assert (whole.used, whole.remaining, whole.replayed) == (10, 0, False)
