@@ -45,11 +45,10 @@ class Window:
     def containing(cls, now: dt.datetime, period: Period) -> Window:
         now = now.astimezone(dt.UTC)
         if period == "DAY":
-            start = now.replace(hour=0, minute=0, second=0, microsecond=0)
-            return cls(key=start.strftime("%Y-%m-%d"), resets_at=start + dt.timedelta(days=1))
-        start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-        following = (start + dt.timedelta(days=32)).replace(day=1)
-        return cls(key=start.strftime("%Y-%m"), resets_at=following)
+            start = dt.datetime(now.year, now.month, now.day, tzinfo=dt.UTC)
+            return cls(key=start.date().isoformat(), resets_at=start + dt.timedelta(days=1))
+        following = dt.datetime(now.year + now.month // 12, now.month % 12 + 1, 1, tzinfo=dt.UTC)
+        return cls(key=now.strftime("%Y-%m"), resets_at=following)
 
 
 @dataclass(frozen=True)

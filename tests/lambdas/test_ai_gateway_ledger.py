@@ -85,7 +85,8 @@ def test_windows_reset_at_the_next_utc_day_or_month() -> None:
 
 def test_admission_counts_units_and_writes_a_metering_record(ledger: Ledger) -> None:
     admission = admit(ledger, "r1", units=3, limit=10)
-    assert (admission.used, admission.remaining, admission.replayed) == (3, 7, False)
+    assert admission == Admission("r1", 3, 3, 10, dt.datetime(2026, 12, 1, tzinfo=dt.UTC), False, "2026-11")
+    assert admission.remaining == 7
     record = ledger.record("r1", group="gold", user="user-1")
     assert record is not None
     assert {k: v.get("S", v.get("N")) for k, v in record.items()} == {
@@ -422,11 +423,38 @@ def test_a_daily_quota_counts_per_utc_day_and_resets_at_midnight(ledger: Ledger)
     assert (usage.used, usage.period, usage.resets_at) == (2, "DAY", dt.datetime(2026, 11, 30, tzinfo=dt.UTC))
 
 
-def test_a_window_is_read_in_utc_whatever_the_callers_time_zone() -> None:
+def test_a_window_is_read_in_utc_whatever_the_callers_or_the_hosts_time_zone(monkeypatch: pytest.MonkeyPatch) -> None:
     tokyo = dt.timezone(dt.timedelta(hours=9))
-    local = dt.datetime(2026, 12, 1, 8, 0, tzinfo=tokyo)  # 2026-11-30 23:00 UTC
-    assert Window.containing(local, "DAY") == Window("2026-11-30", dt.datetime(2026, 12, 1, tzinfo=dt.UTC))
-    assert Window.containing(local, "MONTH").key == "2026-11"
+    local = dt.datetime(2026, 12, 1, 8, 0, 45, 123456, tzinfo=tokyo)  # 2026-11-30 23:00:45.123456 UTC
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        day, month = Window.containing(local, "DAY"), Window.containing(local, "MONTH")
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert day == Window("2026-11-30", dt.datetime(2026, 12, 1, tzinfo=dt.UTC))
+    assert month == Window("2026-11", dt.datetime(2026, 12, 1, tzinfo=dt.UTC))
+
+
+@pytest.mark.parametrize(
+    ("now", "day", "month"),
+    [
+        (dt.datetime(2026, 1, 31, 23, 59, 59, 999999, tzinfo=dt.UTC), "2026-01-31", (2026, 2)),
+        (dt.datetime(2028, 2, 29, 12, tzinfo=dt.UTC), "2028-02-29", (2028, 3)),
+        (dt.datetime(2026, 12, 1, 0, 0, tzinfo=dt.UTC), "2026-12-01", (2027, 1)),
+        (dt.datetime(2026, 11, 30, 0, 0, 0, 1, tzinfo=dt.UTC), "2026-11-30", (2026, 12)),
+    ],
+)
+def test_windows_start_at_midnight_and_the_first_and_reset_at_the_next(
+    now: dt.datetime, day: str, month: tuple[int, int]
+) -> None:
+    daily = Window.containing(now, "DAY")
+    assert daily.key == day
+    assert daily.resets_at == dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC) + dt.timedelta(days=1)
+    monthly = Window.containing(now, "MONTH")
+    assert monthly.key == day[:7]
+    assert monthly.resets_at == dt.datetime(*month, 1, tzinfo=dt.UTC)
 
 
 class Unprocessed:
@@ -498,6 +526,7 @@ def test_usage_of_more_quotas_than_one_read_takes_is_read_in_batches_of_100(dyna
     [
         {},  # no Error block at all
         {"Error": {"Code": "TransactionCanceledException"}},  # cancelled, but without reasons
+        {"Error": {"Code": "TransactionCanceledException"}, "CancellationReasons": [{"Code": "None"}]},  # one reason
     ],
 )
 def test_an_error_without_the_usual_fields_is_raised_as_itself(dynamodb: Any, response: dict[str, Any]) -> None:
