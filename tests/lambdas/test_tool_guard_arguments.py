@@ -10,7 +10,6 @@ caller's conversation header) or without it; and no published tool schema requir
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,13 +18,16 @@ from pydantic import BaseModel, Field, create_model
 
 from knowledge_search.contract import TOOL as SEARCH_TOOL
 from shared.headers import CONVERSATION_HEADER
-from shared.runtime_config import DocumentReader
-from shared.tokens import TokenVerifier
 from shared.tools import CLASSIFICATIONS_ARGUMENT, CONVERSATION_ARGUMENT, GATEWAY_ARGUMENTS, ToolSpec
-from tests.lambdas.cognito_fixtures import CLIENT_ID, sign
-from tests.lambdas.test_tool_binding import BINDINGS, CLASSIFICATIONS, SEARCH, mcp_event
+from tests.lambdas.cognito_fixtures import sign
+from tests.lambdas.test_tool_binding import (  # noqa: F401 - autouse: the sample bindings and the test pool's verifier
+    BINDINGS,
+    CLASSIFICATIONS,
+    SEARCH,
+    interceptors,
+    mcp_event,
+)
 from tool_guard import handler as guard
-from tool_guard.contract import ToolBindings
 
 # A group with knowledge search and at least one other tool.
 GROUP = next(g for g, tools in sorted(BINDINGS.items()) if SEARCH in tools and len(tools) > 1)
@@ -40,17 +42,6 @@ def test_every_gateway_argument_has_an_agent_value_here() -> None:
     # A name added to GATEWAY_ARGUMENTS must get a forged value (and a gateway value) below.
     assert set(AGENT_VALUES) == set(GATEWAY_ARGUMENTS)
     assert len(GATEWAY_ARGUMENTS) == len(set(GATEWAY_ARGUMENTS)) >= 2
-
-
-@pytest.fixture(autouse=True)
-def interceptor(cognito: tuple[str, list[str]], monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    document = DocumentReader.static(ToolBindings(tool_bindings=BINDINGS, data_classifications=CLASSIFICATIONS))
-    monkeypatch.setattr(guard, "bindings", lambda: document)
-    guard.allowed_tools_view.cache_clear()
-    verifier = TokenVerifier(issuer=cognito[0], client_id=CLIENT_ID)
-    monkeypatch.setattr(guard, "verifier", lambda: verifier)
-    yield
-    guard.allowed_tools_view.cache_clear()
 
 
 @pytest.fixture
