@@ -143,7 +143,11 @@ EQUIVALENT: dict[str, str] = {
     "ingestion.pipeline.xǁPipelineǁ_fields__mutmut_36": "zip(strict=False) after the lengths were compared",
     "ingestion.pipeline.xǁPipelineǁ_settle__mutmut_1": "_settle is called with all of current, ref and key or none",
     "ingestion.pipeline.xǁPipelineǁ_settle__mutmut_2": "as above",
-    "ingestion.pipeline.xǁPipelineǁ_quarantine__mutmut_15": "no MetadataDirective: COPY is S3's default",
+    **{
+        f"ingestion.pipeline.xǁPipelineǁ_fields__mutmut_{n}": "zip without strict: the line before returns "
+        "when the lengths differ"
+        for n in (32, 35)
+    },
     **{
         f"ingestion.pipeline.x_quarantine_key__mutmut_{n}": "the strip('.') or 'object' line already turns '', "
         "'.' and '..' into 'object'"

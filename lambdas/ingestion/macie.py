@@ -87,7 +87,8 @@ class Responder:
             action = "quarantined" if location else "already_gone"
             retired = None
             if finding.bucket == buckets.curated:  # out of the bucket and the KB, if it is the current copy
-                retired = self._store.retire_current(doc, object_version=finding.version)
+                current = self._registry.current(doc)
+                retired = self._store.retire_current(doc, current, object_version=finding.version)
             if location:
                 self._registry.finding(
                     doc, finding.id, reason=reason, location=location, at=at, current=retired is not None
@@ -141,7 +142,7 @@ def responder() -> Responder:
     )
     buckets = Buckets(config.landing_bucket, config.curated_bucket, config.quarantine_bucket)
     sns = boto3.client("sns", config=aws)
-    return Responder(s3, CuratedStore(s3, knowledge, registry), registry, sns, buckets, config.findings_topic)
+    return Responder(s3, CuratedStore(s3, knowledge), registry, sns, buckets, config.findings_topic)
 
 
 @logger.inject_lambda_context(clear_state=True)

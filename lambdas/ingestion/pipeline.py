@@ -86,7 +86,7 @@ class Pipeline:
         self._scanner = scanner
         self._registry = registry
         self._kb = knowledge
-        self._store = CuratedStore(s3, knowledge, registry)
+        self._store = CuratedStore(s3, knowledge)
         self._settings = settings
         self._readers = readers  # classification -> groups (the current runtime document)
         self._clock = clock
@@ -401,15 +401,16 @@ class Pipeline:
 class CuratedStore:
     """Curated copies leaving the bucket and the Knowledge Base: superseded, or pulled by Macie."""
 
-    def __init__(self, s3: Any, knowledge: KnowledgeBase, registry: Registry) -> None:
+    def __init__(self, s3: Any, knowledge: KnowledgeBase) -> None:
         self._s3 = s3
         self._kb = knowledge
-        self._registry = registry
 
-    def retire_current(self, document_id: str, *, object_version: str | None = None) -> dict[str, Any] | None:
-        """Take a document's curated copy out of the bucket and the Knowledge Base (Macie); with
-        ``object_version``, only if that is the current copy (an older one is no longer indexed)."""
-        current = self._registry.current(document_id)
+    def retire_current(
+        self, document_id: str, current: Mapping[str, Any] | None, *, object_version: str | None = None
+    ) -> Mapping[str, Any] | None:
+        """Take a document's curated copy (``current``: its registry entry) out of the bucket and
+        the Knowledge Base (Macie); with ``object_version``, only if that is the current copy (an
+        older one is no longer indexed)."""
         if object_version is not None and current and current.get("object_version") != object_version:
             return None
         if current and current.get("status") == CURATED:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from dataclasses import replace
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 from aws_lambda_powertools import Logger, Metrics
 from botocore.exceptions import ClientError
 from botocore.stub import ANY
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from ai_gateway import handler
 from ai_gateway.agents import MEMORY_SERVICE, MEMORY_WORST_SECONDS, AgentClient, AgentTurn
@@ -895,6 +897,17 @@ def test_the_generation_and_guardrail_stages_carry_the_genai_attributes_of_a_mod
         ("INPUT", "s" * 65),
         ("OUTPUT", "s" * 65),
     ]
+
+
+def test_a_model_calls_span_has_no_agent_attribute_and_nothing_is_dropped_with_a_warning(
+    spans: InMemorySpanExporter, caplog: pytest.LogCaptureFixture
+) -> None:
+    spans.clear()
+    with caplog.at_level(logging.WARNING, logger="opentelemetry"):
+        a_flow(RecordingLedger(), AnsweringBedrock()).generate(a_request())
+    (generation,) = [s for s in spans.get_finished_spans() if (s.attributes or {}).get("stage") == "generation"]
+    assert "gen_ai.agent.name" not in (generation.attributes or {})
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("opentelemetry")] == []
 
 
 def test_the_generation_stage_of_an_agents_turn_names_the_agent(capsys: pytest.CaptureFixture[str]) -> None:

@@ -346,6 +346,14 @@ def test_an_older_version_arriving_late_is_superseded_not_curated(aws: Aws) -> N
     assert aws.landing_versions() == []
 
 
+def test_a_version_is_read_with_its_own_metadata_not_the_latest_versions(aws: Aws) -> None:
+    first = land(aws, "docs/relabelled.txt", "Mail ada.lovelace@example.com", classification="internal")
+    land(aws, "docs/relabelled.txt", "Clean text.", classification="public")  # its event comes later
+    outcome = make(aws).process(first)
+    assert (outcome.status, outcome.reason) == ("curated", "masked 1 personal data entities")
+    assert record_of(aws, first)["classification"] == "internal"  # not the public label of the newer one
+
+
 def test_a_newer_version_settled_during_processing_wins_and_the_older_ones_writes_are_undone(
     aws: Aws, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -837,10 +845,10 @@ def test_retire_current_takes_out_the_current_curated_copy(aws: Aws, which: str,
     make(aws).process(land(aws, key, "Clean text."))
     aws.agent.calls.clear()
     current = current_of(aws, key)
-    store = CuratedStore(aws.s3, aws.knowledge, aws.registry)
+    store = CuratedStore(aws.s3, aws.knowledge)
     doc = document_id(LANDING, key)
     version = str(current["object_version"]) if which == "current" else None
-    assert store.retire_current(doc, object_version=version) == current
+    assert store.retire_current(doc, aws.registry.current(doc), object_version=version) == current
     assert aws.objects(CURATED) == {}
     if key.startswith("docs/"):
         source, identifier = "DS3SOURCE1", {"dataSourceType": "S3", "s3": {"uri": f"s3://{CURATED}/curated/{doc}.txt"}}
@@ -858,15 +866,16 @@ def test_retire_current_leaves_a_copy_that_is_not_the_flagged_one_or_not_curated
     aws: Aws, curated_doc: tuple[str, dict[str, Any]]
 ) -> None:
     key, _ = curated_doc
-    store = CuratedStore(aws.s3, aws.knowledge, aws.registry)
+    store = CuratedStore(aws.s3, aws.knowledge)
     doc = document_id(LANDING, key)
     before = aws.objects(CURATED)
-    assert store.retire_current(doc, object_version="an-older-copy") is None
-    assert store.retire_current(document_id(LANDING, "docs/never-seen.txt")) is None
+    assert store.retire_current(doc, aws.registry.current(doc), object_version="an-older-copy") is None
+    never = document_id(LANDING, "docs/never-seen.txt")
+    assert store.retire_current(never, aws.registry.current(never)) is None
     assert aws.objects(CURATED) == before
     make(aws).process(land(aws, key, "Mail ada.lovelace@example.com", classification="public"))
     aws.agent.calls.clear()
-    assert store.retire_current(doc) is None  # quarantined now: nothing curated to take out
+    assert store.retire_current(doc, aws.registry.current(doc)) is None  # quarantined now: nothing curated to take out
     assert aws.agent.calls == []
 
 

@@ -25,7 +25,7 @@ AT = dt.datetime(2026, 11, 29, 21, 0, tzinfo=dt.UTC)
 @pytest.fixture
 def responder(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> tuple[macie.Responder, ModelChecked]:
     sns = ModelChecked("sns", {"Publish": {"MessageId": "m-1"}})
-    store = CuratedStore(aws.s3, aws.knowledge, aws.registry)
+    store = CuratedStore(aws.s3, aws.knowledge)
     buckets = macie.Buckets(landing=LANDING, curated=CURATED, quarantine=QUARANTINE)
     found = macie.Responder(aws.s3, store, aws.registry, sns, buckets, TOPIC)
     monkeypatch.setattr(macie, "responder", lambda: found)
@@ -133,7 +133,7 @@ def test_the_responder_calls_sns_and_the_kb_as_their_service_models_say(aws: Aws
     key = current["location"].removeprefix(f"s3://{CURATED}/")
     agent = boto3.client("bedrock-agent", region_name="us-east-1")
     sns = boto3.client("sns", region_name="us-east-1")
-    store = CuratedStore(aws.s3, KnowledgeBase(agent, "KB12345678", "DS3SOURCE1", "DSCUSTOM01"), aws.registry)
+    store = CuratedStore(aws.s3, KnowledgeBase(agent, "KB12345678", "DS3SOURCE1", "DSCUSTOM01"))
     buckets = macie.Buckets(landing=LANDING, curated=CURATED, quarantine=QUARANTINE)
     responder = macie.Responder(aws.s3, store, aws.registry, sns, buckets, TOPIC)
     with Stubber(agent) as kb, Stubber(sns) as topic:
