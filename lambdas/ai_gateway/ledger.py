@@ -15,11 +15,17 @@ released (nothing was delivered) may be admitted again under the same id.
 
 Every request of a group updates one counter item, so DynamoDB cancels transactions that race
 on it (TransactionConflict); those are retried here with jittered backoff.
+
+An admitted request record also carries ``pending`` (one of PENDING_SHARDS labels) and
+``pending_at`` (its admission time): the keys of a sparse index (PENDING_INDEX) that deliver and
+release remove, so the index holds exactly the admitted-but-unsettled requests. The sweeper
+(ai_gateway.sweeper) reads it, oldest first, to release what a function that died left admitted.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import random
 import time
 from collections.abc import Callable
@@ -32,6 +38,14 @@ from botocore.exceptions import ClientError
 Period = Literal["DAY", "MONTH"]
 CONFLICT_ATTEMPTS = 6  # calls of a transaction (or a usage read) before its error is raised
 BACKOFF_SECONDS = 0.02  # the first retry's jitter ceiling; it doubles with each attempt
+# The sparse index of admitted, unsettled requests: its partition key is one of PENDING_SHARDS
+# labels (spread by request key, so admissions do not all write one index partition), its sort key
+# the admission time. Only what a release needs is projected.
+PENDING_INDEX = "pending"
+PENDING_KEY = "pending"
+PENDING_SORT_KEY = "pending_at"
+PENDING_SHARDS = 8
+PENDING_PROJECTION = ("request_id", "group", "user", "output_type", "units", "window")
 
 
 @dataclass(frozen=True)
@@ -91,6 +105,19 @@ class Usage:
         return max(self.limit - self.used, 0)
 
 
+@dataclass(frozen=True)
+class Pending:
+    """An admitted request not yet delivered or released, as the pending index holds it."""
+
+    request_id: str
+    group: str
+    user: str
+    output_type: str
+    units: int
+    window: str
+    admitted_at: str  # ISO 8601, UTC
+
+
 class Ledger:
     def __init__(self, client: Any, table_name: str, *, sleep: Callable[[float], None] | None = None) -> None:
         self._client = client
@@ -134,6 +161,9 @@ class Ledger:
             # Billing export: every output of a group, in time order.
             "gsi1pk": {"S": f"GROUP#{group}"},
             "gsi1sk": {"S": f"{now.astimezone(dt.UTC).isoformat()}#{request_id}"},
+            # Pending index: present while the units are admitted, removed by deliver and release.
+            PENDING_KEY: {"S": pending_shard(key)},
+            PENDING_SORT_KEY: {"S": now.astimezone(dt.UTC).isoformat()},
         }
         try:
             self._transact(
@@ -183,9 +213,10 @@ class Ledger:
         self._client.update_item(
             TableName=self._table,
             Key={"pk": {"S": _request_key(group, user, request_id)}},
-            UpdateExpression="SET #status = :delivered, model = :model, input_tokens = :in, output_tokens = :out",
+            UpdateExpression="SET #status = :delivered, model = :model, input_tokens = :in, output_tokens = :out "
+            "REMOVE #pending, #pending_at",
             ConditionExpression="#status = :admitted",
-            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeNames={"#status": "status", "#pending": PENDING_KEY, "#pending_at": PENDING_SORT_KEY},
             ExpressionAttributeValues={
                 ":delivered": {"S": "delivered"},
                 ":admitted": {"S": "admitted"},
@@ -195,8 +226,9 @@ class Ledger:
             },
         )
 
-    def release(self, request_id: str, *, group: str, user: str, output_type: str, units: int, window: str) -> None:
-        """Give back an admitted request's units when no output was delivered; once only."""
+    def release(self, request_id: str, *, group: str, user: str, output_type: str, units: int, window: str) -> bool:
+        """Give back an admitted request's units when no output was delivered; once only. True when
+        this call released them, False when the request was already released or delivered."""
         try:
             self._transact(
                 [
@@ -204,9 +236,13 @@ class Ledger:
                         "Update": {
                             "TableName": self._table,
                             "Key": {"pk": {"S": _request_key(group, user, request_id)}},
-                            "UpdateExpression": "SET #status = :released",
+                            "UpdateExpression": "SET #status = :released REMOVE #pending, #pending_at",
                             "ConditionExpression": "#status = :admitted",
-                            "ExpressionAttributeNames": {"#status": "status"},
+                            "ExpressionAttributeNames": {
+                                "#status": "status",
+                                "#pending": PENDING_KEY,
+                                "#pending_at": PENDING_SORT_KEY,
+                            },
                             "ExpressionAttributeValues": {
                                 ":released": {"S": "released"},
                                 ":admitted": {"S": "admitted"},
@@ -229,6 +265,39 @@ class Ledger:
             reasons = _cancellation_reasons(error) or []
             if not reasons or reasons[0] != "ConditionalCheckFailed":
                 raise
+            return False
+        return True
+
+    def pending(self, *, admitted_before: dt.datetime, limit: int) -> list[Pending]:
+        """Up to ``limit`` requests admitted before ``admitted_before`` and neither delivered nor
+        released, oldest first within each shard (the pending index; eventually consistent, so a
+        request settled a moment ago may still be listed: release's condition decides)."""
+        before = admitted_before.astimezone(dt.UTC).isoformat()
+        found: list[Pending] = []
+        for shard in range(PENDING_SHARDS):
+            if len(found) >= limit:
+                break
+            response = self._client.query(
+                TableName=self._table,
+                IndexName=PENDING_INDEX,
+                KeyConditionExpression="#pending = :shard AND #pending_at < :before",
+                ExpressionAttributeNames={"#pending": PENDING_KEY, "#pending_at": PENDING_SORT_KEY},
+                ExpressionAttributeValues={":shard": {"S": _shard_label(shard)}, ":before": {"S": before}},
+                Limit=limit - len(found),
+            )
+            found.extend(
+                Pending(
+                    request_id=item["request_id"]["S"],
+                    group=item["group"]["S"],
+                    user=item["user"]["S"],
+                    output_type=item["output_type"]["S"],
+                    units=int(item["units"]["N"]),
+                    window=item["window"]["S"],
+                    admitted_at=item[PENDING_SORT_KEY]["S"],
+                )
+                for item in response.get("Items", [])
+            )
+        return found
 
     def usage(self, group: str, quotas: dict[str, tuple[int, Period]], now: dt.datetime) -> list[Usage]:
         """The group's use of each output type it has a quota for, in the current windows."""
@@ -306,6 +375,16 @@ def _cancellation_reasons(error: ClientError) -> list[str] | None:
     if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
         return None
     return [str(reason.get("Code")) for reason in error.response.get("CancellationReasons", [])]
+
+
+def pending_shard(key: str) -> str:
+    """The pending index's partition for a request record's key (stable, spread evenly)."""
+    digest = hashlib.sha256(key.encode()).digest()
+    return _shard_label(int.from_bytes(digest[:4], "big") % PENDING_SHARDS)
+
+
+def _shard_label(shard: int) -> str:
+    return f"PENDING#{shard}"
 
 
 def _quota_key(group: str, output_type: str, window: str) -> str:

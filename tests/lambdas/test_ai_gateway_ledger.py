@@ -22,6 +22,7 @@ from ai_gateway.ledger import (
     Period,
     QuotaExceededError,
     Window,
+    pending_shard,
 )
 from tests.lambdas.gateway_fixtures import TABLE, ledger_table
 
@@ -103,6 +104,8 @@ def test_admission_counts_units_and_writes_a_metering_record(ledger: Ledger) -> 
         "created_at": "2026-11-29T18:30:00+00:00",
         "gsi1pk": "GROUP#gold",
         "gsi1sk": "2026-11-29T18:30:00+00:00#r1",
+        "pending": pending_shard("REQ#gold#user-1#r1"),
+        "pending_at": "2026-11-29T18:30:00+00:00",
     }
 
 
