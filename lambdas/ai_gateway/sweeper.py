@@ -1,0 +1,110 @@
+"""The ledger's sweeper: gives back units a request left admitted when its function died.
+
+A function that admits units (the gateway, the jobs' worker, a streaming function) delivers or
+releases them before it ends; one that dies first (a timeout, a crash, a lost worker event) leaves
+its request ``admitted``, and its units count against the group's quota until the window resets.
+Every few minutes (EventBridge) this function reads the ledger's pending index for requests
+admitted longer ago than the bound and releases each with the ledger's own conditional release
+(status ``admitted`` only), so:
+
+- a quota is never exceeded: a release only gives back units a request still holds, once;
+- a delivered output is never released: deliver and release both need status ``admitted``, and
+  whichever writes first wins (the other's condition fails);
+- a slow request that is still alive is never released: the bound is longer than the longest life
+  of any function that admits (its timeout, and for a job its start window too: the stack
+  computes them, SweeperSettings.lifetimes_seconds) plus a slack for clock skew and index lag.
+
+Each run handles at most page_limit requests; what is left waits for the next run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ai_gateway.jobs_contract import JobMetric, SweeperSettings
+from ai_gateway.ledger import Ledger
+from shared.telemetry import emit
+
+logger = Logger()
+FUNCTION_DIMENSION = "Function"
+SWEEPER = "LedgerSweeper"
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    candidates: int  # admitted before the bound, as the index listed them
+    released: int  # released by this run
+    failed: int  # whose release raised (left for the next run)
+
+
+def sweep(ledger: Ledger, *, now: dt.datetime, bound_seconds: int, page_limit: int) -> Sweep:
+    """Release up to ``page_limit`` requests admitted more than ``bound_seconds`` before ``now``."""
+    cutoff = now - dt.timedelta(seconds=bound_seconds)
+    pending = ledger.pending(admitted_before=cutoff, limit=page_limit)
+    released = failed = 0
+    for request in pending:
+        try:
+            done = ledger.release(
+                request.request_id,
+                group=request.group,
+                user=request.user,
+                output_type=request.output_type,
+                units=request.units,
+                window=request.window,
+            )
+        except (ClientError, BotoCoreError) as error:
+            failed += 1
+            code = error.response.get("Error", {}).get("Code") if isinstance(error, ClientError) else "BotoCoreError"
+            logger.warning("release failed", extra={"group": request.group, "code": code})
+            continue
+        if done:
+            released += 1
+            # Who and what, never the user: request ids are the caller's keys, groups are ours.
+            logger.info(
+                "released a dead request's units",
+                extra={"group": request.group, "output_type": request.output_type, "admitted_at": request.admitted_at},
+            )
+    return Sweep(candidates=len(pending), released=released, failed=failed)
+
+
+@cache
+def settings() -> SweeperSettings:
+    return SweeperSettings.from_environ()
+
+
+@cache
+def ledger() -> Ledger:
+    dynamodb = boto3.client(
+        "dynamodb",
+        config=Config(connect_timeout=1, read_timeout=3, retries={"mode": "standard", "total_max_attempts": 3}),
+    )
+    return Ledger(dynamodb, settings().ledger_table)
+
+
+def report(result: Sweep) -> None:
+    dimensions = {FUNCTION_DIMENSION: SWEEPER}
+    emit(JobMetric.SWEPT_RELEASES, MetricUnit.Count, float(result.released), dimensions)
+    emit(JobMetric.SWEPT_CANDIDATES, MetricUnit.Count, float(result.candidates), dimensions)
+
+
+@logger.inject_lambda_context(clear_state=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
+    current = settings()
+    result = sweep(ledger(), now=now(), bound_seconds=current.bound_seconds, page_limit=current.page_limit)
+    report(result)
+    logger.info("sweep", extra={"candidates": result.candidates, "released": result.released, "failed": result.failed})
+    return {"candidates": result.candidates, "released": result.released, "failed": result.failed}

@@ -1,0 +1,204 @@
+"""The ledger sweeper against moto's DynamoDB (the ledger's table with its pending index): it
+releases only what is older than the bound, once, never a delivered request, within its page."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+from moto import mock_aws
+
+from ai_gateway import sweeper
+from ai_gateway.jobs_contract import SWEEPER_PAGE_LIMIT, SWEEPER_SLACK_SECONDS, SweeperSettings
+from ai_gateway.ledger import Ledger
+from tests.lambdas.conftest import FakeContext
+from tests.lambdas.gateway_fixtures import TABLE
+from tests.lambdas.test_ledger_pending import ledger_table_with_pending_index
+
+NOW = dt.datetime(2026, 11, 29, 18, 30, tzinfo=dt.UTC)
+BOUND = 1200
+
+
+@pytest.fixture
+def dynamodb() -> Iterator[Any]:
+    with mock_aws():
+        yield ledger_table_with_pending_index()
+
+
+@pytest.fixture
+def ledger(dynamodb: Any) -> Ledger:
+    return Ledger(dynamodb, TABLE)
+
+
+def admit(ledger: Ledger, request_id: str, *, age_seconds: float, units: int = 2, limit: int = 10) -> None:
+    ledger.admit(
+        request_id=request_id,
+        group="gold",
+        user="user-1",
+        output_type="report",
+        units=units,
+        limit=limit,
+        period="MONTH",
+        unit_price_usd=0.5,
+        now=NOW - dt.timedelta(seconds=age_seconds),
+    )
+
+
+def used(dynamodb: Any) -> int:
+    item = dynamodb.get_item(TableName=TABLE, Key={"pk": {"S": "QUOTA#gold#report#2026-11"}})["Item"]
+    return int(item["used"]["N"])
+
+
+def status(ledger: Ledger, request_id: str) -> str:
+    record = ledger.record(request_id, group="gold", user="user-1")
+    assert record is not None
+    return str(record["status"]["S"])
+
+
+def run(ledger: Ledger, page_limit: int = 100) -> sweeper.Sweep:
+    return sweeper.sweep(ledger, now=NOW, bound_seconds=BOUND, page_limit=page_limit)
+
+
+def test_releases_what_is_older_than_the_bound_and_nothing_younger(ledger: Ledger, dynamodb: Any) -> None:
+    admit(ledger, "dead", age_seconds=BOUND + 1)
+    admit(ledger, "at-bound", age_seconds=BOUND)
+    admit(ledger, "alive", age_seconds=BOUND - 1)
+    assert used(dynamodb) == 6
+    assert run(ledger) == sweeper.Sweep(candidates=1, released=1, failed=0)
+    assert status(ledger, "dead") == "released"
+    assert status(ledger, "at-bound") == "admitted"
+    assert status(ledger, "alive") == "admitted"
+    assert used(dynamodb) == 4
+    # A second run finds nothing left to release: units come back once.
+    assert run(ledger) == sweeper.Sweep(candidates=0, released=0, failed=0)
+    assert used(dynamodb) == 4
+
+
+def test_never_releases_a_delivered_or_released_request(ledger: Ledger, dynamodb: Any) -> None:
+    admit(ledger, "delivered", age_seconds=BOUND * 2)
+    admit(ledger, "released", age_seconds=BOUND * 2)
+    ledger.deliver("delivered", group="gold", user="user-1", model="m", input_tokens=1, output_tokens=1)
+    ledger.release("released", group="gold", user="user-1", output_type="report", units=2, window="2026-11")
+    assert run(ledger) == sweeper.Sweep(candidates=0, released=0, failed=0)
+    assert status(ledger, "delivered") == "delivered"
+    assert used(dynamodb) == 2
+
+
+class DeliverFirst:
+    """A ledger whose request is delivered between the sweeper's listing and its release (the index
+    still lists it): the release's condition must fail."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+
+    def pending(self, **kwargs: Any) -> Any:
+        listed = self._ledger.pending(**kwargs)
+        for p in listed:
+            self._ledger.deliver(p.request_id, group=p.group, user=p.user, model="m", input_tokens=1, output_tokens=1)
+        return listed
+
+    def release(self, *args: Any, **kwargs: Any) -> bool:
+        return self._ledger.release(*args, **kwargs)
+
+
+def test_a_delivery_racing_ahead_of_the_sweep_keeps_its_units(ledger: Ledger, dynamodb: Any) -> None:
+    admit(ledger, "slow", age_seconds=BOUND + 60)
+    result = sweeper.sweep(DeliverFirst(ledger), now=NOW, bound_seconds=BOUND, page_limit=10)  # type: ignore[arg-type]
+    assert result == sweeper.Sweep(candidates=1, released=0, failed=0)
+    assert status(ledger, "slow") == "delivered"
+    assert used(dynamodb) == 2
+
+
+def test_a_delivery_after_the_sweep_fails_and_gives_nothing_back_twice(ledger: Ledger, dynamodb: Any) -> None:
+    admit(ledger, "late", age_seconds=BOUND + 60)
+    assert run(ledger).released == 1
+    with pytest.raises(ClientError) as raised:
+        ledger.deliver("late", group="gold", user="user-1", model="m", input_tokens=1, output_tokens=1)
+    assert raised.value.response["Error"]["Code"] == "ConditionalCheckFailedException"
+    assert status(ledger, "late") == "released"
+    assert used(dynamodb) == 0
+
+
+def test_the_freed_units_admit_another_request_without_exceeding_the_quota(ledger: Ledger, dynamodb: Any) -> None:
+    admit(ledger, "dead", age_seconds=BOUND + 1, units=5, limit=5)
+    from ai_gateway.ledger import QuotaExceededError
+
+    with pytest.raises(QuotaExceededError):
+        admit(ledger, "blocked", age_seconds=0, units=5, limit=5)
+    run(ledger)
+    admit(ledger, "next", age_seconds=0, units=5, limit=5)
+    assert used(dynamodb) == 5
+    assert run(ledger).released == 0  # the new one is young
+    assert used(dynamodb) == 5
+
+
+def test_one_run_releases_at_most_its_page(ledger: Ledger, dynamodb: Any) -> None:
+    for n in range(7):
+        admit(ledger, f"dead-{n}", age_seconds=BOUND + 10 + n, units=1, limit=100)
+    assert run(ledger, page_limit=3) == sweeper.Sweep(candidates=3, released=3, failed=0)
+    assert used(dynamodb) == 4
+    assert run(ledger, page_limit=3).released == 3
+    assert run(ledger, page_limit=3) == sweeper.Sweep(candidates=1, released=1, failed=0)
+    assert used(dynamodb) == 0
+
+
+class FailingRelease:
+    def __init__(self, ledger: Ledger, failing: str) -> None:
+        self._ledger = ledger
+        self._failing = failing
+
+    def pending(self, **kwargs: Any) -> Any:
+        return self._ledger.pending(**kwargs)
+
+    def release(self, request_id: str, **kwargs: Any) -> bool:
+        if request_id == self._failing:
+            raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, "TransactWriteItems")
+        return self._ledger.release(request_id, **kwargs)
+
+
+def test_a_release_that_fails_is_counted_and_the_rest_go_on(ledger: Ledger, dynamodb: Any) -> None:
+    admit(ledger, "a", age_seconds=BOUND + 5)
+    admit(ledger, "b", age_seconds=BOUND + 5)
+    result = sweeper.sweep(FailingRelease(ledger, "a"), now=NOW, bound_seconds=BOUND, page_limit=10)  # type: ignore[arg-type]
+    assert result == sweeper.Sweep(candidates=2, released=1, failed=1)
+    assert status(ledger, "a") == "admitted"  # left for the next run
+    assert status(ledger, "b") == "released"
+
+
+def test_the_bound_is_the_longest_lifetime_plus_the_slack() -> None:
+    settings = SweeperSettings(ledger_table="t", lifetimes_seconds=(29, 1229, 900))
+    assert settings.bound_seconds == 1229 + SWEEPER_SLACK_SECONDS
+    assert settings.page_limit == SWEEPER_PAGE_LIMIT
+    with pytest.raises(ValueError, match="lifetimes_seconds"):
+        SweeperSettings(ledger_table="t", lifetimes_seconds=())
+    with pytest.raises(ValueError, match="slack_seconds"):
+        SweeperSettings(ledger_table="t", lifetimes_seconds=(29,), slack_seconds=10)
+
+
+def test_the_handler_sweeps_with_its_settings_and_emits_the_released_count(
+    ledger: Ledger, dynamodb: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = SweeperSettings(ledger_table=TABLE, lifetimes_seconds=(600, 900), slack_seconds=100, page_limit=5)
+    for name, value in settings.environment().items():
+        monkeypatch.setenv(name, value)
+    sweeper.settings.cache_clear()
+    monkeypatch.setattr(sweeper, "ledger", lambda: ledger)
+    monkeypatch.setattr(sweeper, "now", lambda: NOW)
+    admit(ledger, "dead", age_seconds=1001)
+    admit(ledger, "alive", age_seconds=999)  # within the bound of 900 + 100
+    capsys.readouterr()
+    assert sweeper.lambda_handler({}, FakeContext()) == {"candidates": 1, "released": 1, "failed": 0}
+    sweeper.settings.cache_clear()
+    documents = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    metrics = {
+        m["Name"]: doc[m["Name"]]
+        for doc in documents
+        for m in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+        if doc.get("Function") == "LedgerSweeper"
+    }
+    assert metrics == {"SweptReleases": [1.0], "SweptCandidates": [1.0]}
+    assert status(ledger, "alive") == "admitted"
