@@ -1,0 +1,474 @@
+"""One generation streamed to the caller: admitted first, generated with ConverseStream, every
+piece through the output guardrail before the caller sees it, metered once at the end.
+
+    admit    StreamingFlow.stream admits the output's units and opens the model's stream (with the
+             group's fallbacks, only before the first token) before anything is sent, so a quota
+             refusal is still an HTTP 429 and a model that never answered a 429/502
+    guard    the streamed text is cut into pieces (below); each piece goes through ApplyGuardrail
+             (the OUTPUT check, as the buffered route does) and is emitted only when it comes
+             back: as it was, masked where the guardrail anonymized it; a blocked piece ends the
+             stream (finish_reason "content_filter") and nothing after it is emitted
+    meter    at the end the ledger records the stream's usage (its metadata event); a blocked
+             stream, or one that failed before any text was emitted, releases the units
+
+**Pieces.** Text is cut at sentence ends (., !, ? followed by a space, CJK full stops) and
+newlines, never inside a word, at most PIECE_MAX characters (one guardrail text unit, what one
+ApplyGuardrail call is billed by). The first piece goes as soon as one sentence is complete; the
+next ones may not be shorter than PIECE_FLOORS (250, then 500 characters, then a full unit), so
+the stream starts fast and later pieces approach the unit each call is billed for anyway.
+
+**What it costs.** The first byte waits for the model's first sentence plus one ApplyGuardrail
+call (tens of milliseconds to a few hundred); every later piece waits for its own call while the
+model's stream is not read (Bedrock keeps generating into the connection's buffer). One
+ApplyGuardrail call per piece: a 2,000-character answer is about five calls (five text units)
+where the buffered route makes one call of two units. The guardrail judges each piece alone: a
+finding spread over two pieces is judged piece by piece (cuts fall between sentences, so a word,
+an e-mail address or a number is never split).
+
+**Why not ConverseStream's own guardrail** (``guardrailConfig`` with ``streamProcessingMode``):
+in ``async`` mode Bedrock sends chunks before they are scanned and does not mask sensitive
+information at all, so unsafe or personal text could reach the caller, which the gateway's
+output policy forbids. ``sync`` mode buffers and scans as we do, but its chunking is Bedrock's,
+it would evaluate the conversation's input again (already screened by the gateway, so paid
+twice) unless every message were wrapped in guard content, its intervention arrives as a stop
+reason rather than the gateway's Verdict (reasons, metrics, the same Guard code the buffered
+route uses), and a guardrail attached to the model call would follow each fallback model's
+call. ApplyGuardrail per piece keeps one guardrail path for both routes, with cuts we choose.
+
+**A failure after text was emitted** (the model's stream breaks, the deadline passes, the
+guardrail service fails, the caller goes away) still delivers: the caller has part of the
+output, the model's tokens were spent, and releasing would make a cut-off stream a way to get
+outputs free. The ledger records the tokens the stream reported (none if its metadata never
+came); the failure is then raised to the reader (openai_sse turns it into an error event).
+
+Nothing here logs text: only counts, models, reasons and ids (ai_gateway.telemetry).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Generator, Iterable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ai_gateway.contract import OUTPUT
+from ai_gateway.flow import Flow, GenerationRequest
+from ai_gateway.guardrail import Verdict
+from ai_gateway.ledger import Admission
+from ai_gateway.router import Generation
+from shared.aws_errors import UpstreamError, call, reported_count
+from shared.converse import SERVICE, Streamed, converse_stream
+from shared.telemetry import StageRecord
+
+PIECE_MAX = 1000  # characters: one guardrail text unit
+PIECE_FLOORS = (0, 250, 500)  # the shortest first, second, third piece; later ones PIECE_MAX
+# A sentence ends at ., ! or ? (closing quotes or brackets after it) followed by whitespace, at a
+# CJK full stop, or at a newline; the cut falls after the whitespace.
+SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*\s+|[。！？]\s*|\n\s*")
+WHITESPACE = re.compile(r"\s+")
+
+FinishReason = Literal["stop", "length", "content_filter"]
+# ConverseStream's stop reasons as OpenAI's finish reasons.
+FINISH_REASONS: dict[str, FinishReason] = {
+    "max_tokens": "length",
+    "guardrail_intervened": "content_filter",
+    "content_filtered": "content_filter",
+}
+
+
+class StreamingUnsupportedError(Exception):
+    """The output type is produced by an agent: only a model's output streams."""
+
+
+class Segmenter:
+    """Streamed text in, guardable pieces out (see the module's docstring)."""
+
+    def __init__(self) -> None:
+        self._buffer = ""
+        self._pieces = 0
+
+    def feed(self, text: str) -> list[str]:
+        """The pieces the text completes (often none)."""
+        self._buffer += text
+        pieces = []
+        while (cut := self._cut()) is not None:
+            pieces.append(self._take(cut))
+        return pieces
+
+    def flush(self) -> list[str]:
+        """What is left once the stream ended, in pieces of at most PIECE_MAX (no blank piece)."""
+        pieces = []
+        while self._buffer.strip():
+            cut = self._overflow_cut() if len(self._buffer) > PIECE_MAX else len(self._buffer)
+            pieces.append(self._take(cut))
+        self._buffer = ""
+        return pieces
+
+    def _cut(self) -> int | None:
+        """Where the next piece ends, or None while the buffer should grow."""
+        if len(self._buffer) > PIECE_MAX:
+            return self._overflow_cut()
+        floor = PIECE_FLOORS[self._pieces] if self._pieces < len(PIECE_FLOORS) else PIECE_MAX
+        if floor >= PIECE_MAX:
+            return None  # wait for a whole unit
+        ends = [m.end() for m in SENTENCE_END.finditer(self._buffer)]
+        return ends[-1] if ends and ends[-1] >= floor else None
+
+    def _overflow_cut(self) -> int:
+        """Where to cut a buffer longer than PIECE_MAX: the last sentence end within it, else its
+        last whitespace, else (one word longer than a unit) at PIECE_MAX itself."""
+        ends = [m.end() for m in SENTENCE_END.finditer(self._buffer) if m.end() <= PIECE_MAX]
+        if ends:
+            return ends[-1]
+        spaces = [m.end() for m in WHITESPACE.finditer(self._buffer) if m.end() <= PIECE_MAX]
+        return spaces[-1] if spaces else PIECE_MAX
+
+    def _take(self, cut: int) -> str:
+        piece, self._buffer = self._buffer[:cut], self._buffer[cut:]
+        self._pieces += 1
+        return piece
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """Guarded text, as the caller may see it (masked where the guardrail anonymized it)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Finish:
+    """The stream's last event."""
+
+    finish_reason: FinishReason
+    model: str
+    input_tokens: int
+    output_tokens: int
+    admission: Admission
+    units: int  # charged: 0 when the guardrail blocked the output
+    guardrail: Literal["none", "anonymized", "blocked"]
+    reasons: tuple[str, ...]
+
+
+StreamEvent = TextDelta | Finish
+
+
+class ModelStreamer:
+    """ConverseStream for a request's models (shared.converse decides the fallbacks); like
+    ModelRouter, another model is tried only while one whole attempt still fits."""
+
+    def __init__(self, client: Any, *, attempt_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._client = client
+        self._attempt_seconds = attempt_seconds
+        self._clock = clock
+
+    def open(self, request: GenerationRequest) -> Streamed:
+        inference: dict[str, Any] = {"maxTokens": request.output.max_tokens}
+        temperature = getattr(request, "temperature", None)  # where the request carries one
+        if temperature is not None:
+            inference["temperature"] = temperature
+        return converse_stream(
+            self._client,
+            request.models,
+            deadline=request.deadline,
+            attempt_seconds=self._attempt_seconds,
+            clock=self._clock,
+            system=[{"text": request.output.instructions}],
+            messages=request.messages,
+            inferenceConfig=inference,
+        )
+
+
+class StreamingFlow(Flow):
+    """The generation flow with a streamed route: the same ledger, guard, telemetry and clock
+    (and the same admission and release) as Flow.generate."""
+
+    def stream(self, request: GenerationRequest, models: ModelStreamer) -> GuardedStream:
+        """Admit the request and open its model's stream, before anything is sent. Raises what
+        generate raises before producing (QuotaRefusedError, DuplicateRequestError), and the
+        models' failure before their first token (UpstreamError; the units are released)."""
+        if request.output.agent is not None:
+            raise StreamingUnsupportedError(f"output type {request.output_type} is produced by an agent")
+        admission = self._admit(request)
+        attributes = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.system": "aws.bedrock",
+            "gen_ai.request.model": request.models[0],
+        }
+        started = self._clock.monotonic()
+        stage = self._telemetry.stage("generation", request.conversation, attributes)
+        record = stage.__enter__()
+        try:
+            streamed = models.open(request)
+        except BaseException as error:
+            stage.__exit__(type(error), error, error.__traceback__)
+            self._release_quietly(request, admission)
+            raise
+        source, query = request.grounding or (None, None)
+        return GuardedStream(
+            admission=admission,
+            request=request,
+            streamed=streamed,
+            stage=stage,
+            record=record,
+            guard=lambda piece: self._telemetry.guarded(
+                OUTPUT, request.conversation, lambda: self._guard.check_output(piece, source=source, query=query)
+            ),
+            deliver=lambda generation, guardrail: self._meter(request, generation, guardrail),
+            release=lambda: self._release_quietly(request, admission),
+            monotonic=self._clock.monotonic,
+            started=started,
+        )
+
+    def _meter(self, request: GenerationRequest, generation: Generation, guardrail: str) -> None:
+        """The delivered stream's record and telemetry (as generate records a delivery)."""
+        self._telemetry.generated(generation)
+        try:
+            with call("dynamodb"):
+                self._ledger.deliver(
+                    request.request_id,
+                    group=request.caller.group,
+                    user=request.caller.user,
+                    model=generation.model,
+                    input_tokens=generation.input_tokens,
+                    output_tokens=generation.output_tokens,
+                )
+        except UpstreamError as error:
+            self._telemetry.metering_failed(request.request_id, error)
+        self._telemetry.delivered(request.request_id, request.output, generation, guardrail)
+
+    def _release_quietly(self, request: GenerationRequest, admission: Admission) -> None:
+        """The units back; a release that fails is logged (the caller's answer is not its)."""
+        try:
+            self._release(request, admission)
+        except UpstreamError:
+            self._telemetry.release_failed(request.request_id)
+
+
+class GuardedStream:
+    """An admitted, opened stream (StreamingFlow.stream builds it): iterate it once for its events, or
+    ``close`` it to stop early. Its dependencies are the flow's, as callables:
+
+    guard(piece) -> Verdict          the OUTPUT check of one piece (a guardrail stage)
+    deliver(generation, guardrail)   the ledger's record and the delivery's telemetry
+    release()                        the units back (a failed release is logged, not raised)
+    """
+
+    def __init__(
+        self,
+        *,
+        admission: Admission,
+        request: GenerationRequest,
+        streamed: Streamed,
+        stage: AbstractContextManager[StageRecord],
+        record: StageRecord,
+        guard: Callable[[str], Verdict],
+        deliver: Callable[[Generation, str], None],
+        release: Callable[[], None],
+        monotonic: Callable[[], float],
+        started: float,
+    ) -> None:
+        self.admission = admission
+        self._request = request
+        self._streamed = streamed
+        self._stage = stage
+        self._record = record
+        self._guard = guard
+        self._deliver = deliver
+        self._release = release
+        self._monotonic = monotonic
+        self._started = started
+        self._emitted: list[str] = []
+        self._usage: dict[str, Any] = {}
+        self._stop = "end_turn"
+        self._masked = False
+        self._settled = False
+        self._iterating = False
+
+    @property
+    def model(self) -> str:
+        return self._streamed.model
+
+    def __iter__(self) -> Iterator[StreamEvent]:
+        if self._iterating:
+            raise RuntimeError("a GuardedStream is read once")
+        self._iterating = True
+        return self._events()
+
+    def close(self) -> None:
+        """Stop early (the caller went away): settle as a failure would (module docstring)."""
+        if not self._settled:
+            self._fail(None)
+
+    def _events(self) -> Iterator[StreamEvent]:
+        reasons: set[str] = set()
+        try:
+            for piece in self._pieces():
+                verdict = self._guard(piece)  # before the piece is emitted, never after
+                reasons.update(verdict.reasons)
+                if verdict.blocked:
+                    yield self._blocked(tuple(sorted(reasons)))
+                    return
+                self._masked = self._masked or verdict.intervened
+                self._emitted.append(verdict.text())
+                yield TextDelta(verdict.text())
+            if not self._emitted:
+                raise UpstreamError(SERVICE, "InvalidResponse")  # an answer without text: a 502
+            generation = self._generation()
+            self._end_stage(None)
+            self._settled = True
+            self._deliver(generation, self._guardrail())
+            yield Finish(
+                finish_reason=FINISH_REASONS.get(self._stop, "stop"),
+                model=generation.model,
+                input_tokens=generation.input_tokens,
+                output_tokens=generation.output_tokens,
+                admission=self.admission,
+                units=self._request.output.units,
+                guardrail=self._guardrail(),
+                reasons=tuple(sorted(reasons)),
+            )
+        except GeneratorExit:
+            if not self._settled:
+                self._fail(None)
+            raise
+        except BaseException as error:
+            if not self._settled:
+                self._fail(error)
+            raise
+
+    def _pieces(self) -> Iterator[str]:
+        """The model's text in guardable pieces; its stop reason and usage on the side."""
+        segmenter = Segmenter()
+        for event in self._streamed.events:
+            if "contentBlockDelta" in event:
+                yield from segmenter.feed(event["contentBlockDelta"].get("delta", {}).get("text") or "")
+            elif "messageStop" in event:
+                self._stop = str(event["messageStop"].get("stopReason") or self._stop)
+            elif "metadata" in event:
+                self._usage = event["metadata"].get("usage") or {}
+        yield from segmenter.flush()
+
+    def _blocked(self, reasons: tuple[str, ...]) -> Finish:
+        """Nothing more is read or emitted; the caller is not charged (as the buffered route)."""
+        self._streamed.close()
+        generation = self._generation()
+        self._end_stage(None)
+        self._settled = True
+        self._release()
+        return Finish(
+            finish_reason="content_filter",
+            model=generation.model,
+            input_tokens=generation.input_tokens,
+            output_tokens=generation.output_tokens,
+            admission=self.admission,
+            units=0,
+            guardrail="blocked",
+            reasons=reasons,
+        )
+
+    def _fail(self, error: BaseException | None) -> None:
+        """A failure (or the reader stopping): release if nothing was emitted, else deliver."""
+        self._settled = True
+        self._streamed.close()
+        self._end_stage(error)
+        if not self._emitted:
+            self._release()
+            return
+        try:
+            generation = self._generation()
+        except UpstreamError:  # usage that is not a count: record none rather than lose the record
+            self._usage = {}
+            generation = self._generation()
+        self._deliver(generation, self._guardrail())
+
+    def _guardrail(self) -> Literal["none", "anonymized"]:
+        return "anonymized" if self._masked else "none"
+
+    def _generation(self) -> Generation:
+        usage = self._usage
+        return Generation(
+            model=self._streamed.model,
+            text="".join(self._emitted),
+            input_tokens=reported_count(SERVICE, usage.get("inputTokens", 0)),
+            output_tokens=reported_count(SERVICE, usage.get("outputTokens", 0)),
+            latency_ms=(self._monotonic() - self._started) * 1000,
+            fell_back_from=self._streamed.fell_back_from,
+        )
+
+    def _end_stage(self, error: BaseException | None) -> None:
+        self._record.update(
+            {
+                "gen_ai.response.model": self._streamed.model,
+                "gen_ai.usage.input_tokens": int(self._usage.get("inputTokens", 0) or 0),
+                "gen_ai.usage.output_tokens": int(self._usage.get("outputTokens", 0) or 0),
+            }
+        )
+        # The stage records an exception as its error and re-raises nothing here (contextlib
+        # hands back the very exception it was given): the reader gets it from the generator.
+        if isinstance(error, Exception):
+            self._stage.__exit__(type(error), error, error.__traceback__)
+        else:
+            self._stage.__exit__(None, None, None)
+
+
+# --- OpenAI chat.completion.chunk server-sent events ------------------------------------------
+
+
+def openai_sse(
+    events: Iterable[StreamEvent], *, chunk_id: str, created: int, model: str, include_usage: bool = False
+) -> Generator[bytes]:
+    """The events as OpenAI ``chat.completion.chunk`` server-sent events: the assistant's role,
+    the content deltas, a chunk with the finish reason, a usage chunk when ``include_usage``
+    (stream_options.include_usage), then ``data: [DONE]``. A failure while streaming becomes one
+    ``data: {"error": ...}`` event (the service and its code, nothing of the request) and the
+    stream ends without [DONE]. Closing this generator closes ``events``."""
+
+    def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
+        body: dict[str, Any] = {
+            "id": chunk_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+        }
+        if include_usage:
+            body["usage"] = None
+        return _sse(body)
+
+    try:
+        yield chunk({"role": "assistant", "content": ""})
+        for event in events:
+            if isinstance(event, TextDelta):
+                yield chunk({"content": event.text})
+                continue
+            yield chunk({}, event.finish_reason)
+            if include_usage:
+                yield _sse(
+                    {
+                        "id": chunk_id,
+                        "object": "chat.completion.chunk",
+                        "created": created,
+                        "model": model,
+                        "choices": [],
+                        "usage": {
+                            "prompt_tokens": event.input_tokens,
+                            "completion_tokens": event.output_tokens,
+                            "total_tokens": event.input_tokens + event.output_tokens,
+                        },
+                    }
+                )
+        yield b"data: [DONE]\n\n"
+    except UpstreamError as error:
+        yield _sse({"error": {"message": error.public_message, "type": error.error_code, "code": error.code}})
+    finally:
+        closer = getattr(events, "close", None)
+        if closer is not None:
+            closer()
+
+
+def _sse(body: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode() + b"\n\n"
