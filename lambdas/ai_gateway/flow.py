@@ -77,6 +77,18 @@ class GenerationRequest:
     grounding: tuple[str, str] | None = None  # (source, query) the output is grounded on
     token: str | None = None  # the caller's bearer token, for an agent
     evaluation_case: str | None = None  # an internal caller's golden case
+    system: str | None = None  # the caller's own system text (screened), after the output type's instructions
+    max_tokens: int | None = None  # the caller's token limit, at most the output type's (None: the output type's)
+    temperature: float | None = None  # None: the model's default
+
+    @property
+    def instructions(self) -> str:
+        """The system prompt: the output type's instructions, then any the caller sent."""
+        return f"{self.output.instructions}\n\n{self.system}" if self.system else self.output.instructions
+
+    @property
+    def token_limit(self) -> int:
+        return min(self.max_tokens, self.output.max_tokens) if self.max_tokens else self.output.max_tokens
 
 
 @dataclass(frozen=True)
@@ -253,10 +265,11 @@ class Flow:
             if agent is None:
                 generation = self._models.generate(
                     request.models,
-                    system=request.output.instructions,
+                    system=request.instructions,
                     messages=request.messages,
-                    max_tokens=request.output.max_tokens,
+                    max_tokens=request.token_limit,
                     deadline=request.deadline,
+                    temperature=request.temperature,
                 )
                 produced_by: dict[str, Any] = {}
             else:
@@ -282,9 +295,9 @@ class Flow:
             session_id=request.conversation,
             payload={
                 "messages": [{"role": m["role"], "content": m["content"][0]["text"]} for m in request.messages],
-                "instructions": request.output.instructions,
+                "instructions": request.instructions,
                 "models": request.models,
-                "max_tokens": request.output.max_tokens,
+                "max_tokens": request.token_limit,
                 # The request's deadline, as the agent keeps it: a second early, so its answer
                 # still reaches the gateway (the client's read timeout is only a backstop).
                 "turn_seconds": max(seconds - 1, 1),

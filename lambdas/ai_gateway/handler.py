@@ -3,14 +3,17 @@
     POST /v1/chat              a conversation turn
     POST /v1/outputs/{type}    an output-priced workload (report, summary, ...)
     GET  /v1/usage             the caller's group's usage and remaining quotas
+    POST /v1/chat/completions  OpenAI's chat completions (ai_gateway.openai_api), metered as an output type
+    GET  /v1/models            OpenAI's model list: the caller's group's allowed models
 
 Routes check the request and hand it to the generation flow (ai_gateway.flow: screen, admit,
 produce, guard, deliver or release); this module maps what the flow raises to HTTP. Each output
 type is produced by a model directly or, where the config routes it to one, by an agent on
 AgentCore Runtime, which the gateway invokes with its own IAM identity on the caller's behalf
 (forwarding the caller's token). Outputs are metered once per request id (the
-Idempotency-Key header, or API Gateway's request id). Errors are JSON {"error", "message"};
-prompts and answers are never logged.
+Idempotency-Key header, or API Gateway's request id). Errors are JSON {"error", "message"}, on the
+OpenAI routes OpenAI's {"error": {"message", "type", "param", "code"}}; prompts and answers are
+never logged.
 """
 
 import re
@@ -27,6 +30,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 from pydantic import BaseModel, ValidationError
 
+from ai_gateway import openai_api
 from ai_gateway.agents import AgentClient, runtime_session_id
 from ai_gateway.contract import (
     AUTHORIZATION_HEADER,
@@ -39,6 +43,7 @@ from ai_gateway.contract import (
 )
 from ai_gateway.flow import (
     Clock,
+    Delivery,
     DuplicateRequestError,
     Flow,
     GenerationRequest,
@@ -49,6 +54,7 @@ from ai_gateway.flow import (
 from ai_gateway.guardrail import Guard
 from ai_gateway.ledger import Ledger
 from ai_gateway.models import Caller, ChatRequest, GatewayPolicy, GroupPolicy, OutputPolicy, OutputRequest
+from ai_gateway.openai_api import ChatCompletionRequest, Conversation, OpenAIError
 from ai_gateway.router import ModelForbiddenError, ModelRouter, candidates
 from ai_gateway.telemetry import Telemetry
 from shared.aws_errors import RETRY_AFTER_SECONDS, UpstreamError
@@ -70,6 +76,7 @@ clock = Clock()
 IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_.:-]{8,128}")
 OUTPUT_TYPE = re.compile(r"[a-z][a-z0-9_]{0,31}")
 EVALUATION_CASE = re.compile(r"[a-z0-9-]{1,64}")
+SESSION_ID = re.compile(r"[A-Za-z0-9_.:-]{8,128}")
 Body = TypeVar("Body", bound=BaseModel)
 CHAT = "chat"
 
@@ -235,6 +242,94 @@ def usage() -> Response[Any]:
     )
 
 
+@app.post(openai_api.CHAT_COMPLETION_PATH)
+def chat_completions() -> Response[Any]:
+    caller, group = _caller_and_group()
+    body = _completion_body()
+    if body.stream:
+        return _stream_refused()
+    current, generation = completion_generation(caller, group, body)
+    return _json(200, _completion(current.generate(generation)))
+
+
+@app.get(openai_api.MODELS_PATH)
+def list_models() -> Response[Any]:
+    _, group = _caller_and_group()
+    return _json(200, openai_api.model_list(group.models.allowed))
+
+
+def _stream_refused() -> Response[Any]:
+    """``stream: true``, which this deployment does not serve yet: the one place a streaming
+    branch replaces (it takes the same ``completion_generation`` and streams ``generate``'s output)."""
+    error = openai_api.stream_refused()
+    telemetry.refused(error.status, error.code or error.type)
+    return _openai_json(error)
+
+
+def completion_generation(
+    caller: Caller, group: GroupPolicy, body: ChatCompletionRequest
+) -> tuple[Flow, GenerationRequest]:
+    """A validated chat completion as the flow's request, its texts through the input guardrail
+    (blocked: InputBlockedError, nothing admitted): everything up to admission, for a buffered or
+    a streamed answer alike."""
+    request_id = _request_id()
+    output_type = _extension(body.output_type, openai_api.OUTPUT_TYPE_HEADER, OUTPUT_TYPE, "output_type") or CHAT
+    session_id = _extension(body.session_id, openai_api.SESSION_ID_HEADER, SESSION_ID, "session_id")
+    if output_type not in policy().outputs:
+        raise openai_api.invalid(f"output_type: unknown output type {output_type}", param="output_type")
+    output = _output_for(group, output_type)
+    try:
+        models = candidates(group.models, body.model)
+    except ModelForbiddenError:
+        raise openai_api.model_not_found(str(body.model)) from None
+    limit = body.requested_max_tokens()
+    if limit is not None and limit[1] > output.max_tokens:
+        raise openai_api.invalid(
+            f"{limit[0]}: at most {output.max_tokens} for output type {output_type}", param=limit[0]
+        )
+    text = Conversation.of(body)
+    texts = text.texts()
+    _check_size(sum(map(len, texts)))
+    session = session_id or request_id
+    conversation = _correlate(caller, session)
+    current = flow()
+    # System messages are the client's text too: guarded like every turn, then added to the
+    # output type's instructions, never in their place.
+    system, messages = text.converse_messages(current.screen(texts, conversation).texts)
+    generation = _generation(
+        caller,
+        group,
+        output,
+        output_type,
+        models,
+        request_id,
+        conversation=conversation,
+        session=session,
+        messages=messages,
+        system=system,
+        max_tokens=limit[1] if limit else None,
+        temperature=body.temperature,
+    )
+    return current, generation
+
+
+def _completion(delivery: Delivery) -> dict[str, Any]:
+    """A delivered output as OpenAI's chat.completion; what the gateway adds goes in ``gateway``."""
+    extension = delivery.body()
+    content, model = extension.pop("output"), extension.pop("model")
+    generation = delivery.generation
+    return openai_api.chat_completion(
+        request_id=delivery.request.request_id,
+        created=int(clock.now().timestamp()),
+        model=model,
+        content=content,
+        finish=openai_api.finish_reason(generation.stop_reason, delivery.verdict.blocked),
+        prompt_tokens=generation.input_tokens,
+        completion_tokens=generation.output_tokens,
+        gateway=extension,
+    )
+
+
 # --- what the routes check and derive ----------------------------------------------------------
 
 
@@ -250,6 +345,9 @@ def _generation(
     session: str,
     messages: list[dict[str, Any]],
     grounding: tuple[str, str] | None = None,
+    system: str | None = None,
+    max_tokens: int | None = None,
+    temperature: float | None = None,
 ) -> GenerationRequest:
     """What the flow needs to produce one output for this request."""
     remaining_ms = app.lambda_context.get_remaining_time_in_millis()
@@ -268,6 +366,9 @@ def _generation(
         grounding=grounding,
         token=_caller_token() if output.agent else None,
         evaluation_case=_evaluation_case(group) if output.agent else None,
+        system=system,
+        max_tokens=max_tokens,
+        temperature=temperature,
     )
 
 
@@ -311,6 +412,29 @@ def _body(model: type[Body]) -> Body:
         raise GatewayError(400, "invalid_request", str(error)) from None
     except ValidationError as error:
         raise GatewayError(422, "invalid_request", problems(error)) from None
+
+
+def _completion_body() -> ChatCompletionRequest:
+    """The chat completion's body (the same reader as ``_body``, refusals in OpenAI's shape)."""
+    event = app.current_event
+    try:
+        return ChatCompletionRequest.model_validate_json(body_bytes(event.body, event.is_base64_encoded))
+    except BodyError as error:
+        raise openai_api.invalid(str(error), code="invalid_body") from None
+    except ValidationError as error:
+        raise openai_api.from_validation(error) from None
+
+
+def _extension(value: str | None, header: str, pattern: re.Pattern[str], name: str) -> str | None:
+    """A gateway field of a chat completion: from the body (the SDK's extra_body), else its header."""
+    if value is not None:
+        return value
+    sent = app.current_event.headers.get(header)
+    if sent is None:
+        return None
+    if not pattern.fullmatch(sent):
+        raise openai_api.invalid(f"{header}: not a valid {name}", param=name)
+    return sent
 
 
 def _check_size(chars: int) -> None:
@@ -397,6 +521,16 @@ def _token_required(error: TokenRequiredError) -> Response[Any]:
 def _upstream(error: UpstreamError) -> Response[Any]:
     telemetry.upstream_failed(error)
     retry_after = str(RETRY_AFTER_SECONDS) if error.throttled else None
+    if _openai_route():
+        return _openai_json(
+            openai_api.from_upstream(
+                error.code,
+                error.http_status,
+                error.error_code,
+                error.public_message,
+                retry_after or (str(RETRY_AFTER_SECONDS) if error.retryable else None),
+            )
+        )
     return _json(error.http_status, {"error": error.error_code, "message": error.public_message}, retry_after)
 
 
@@ -414,11 +548,22 @@ def _no_policy(error: RuntimeConfigError) -> Response[Any]:
     )
 
 
+@app.exception_handler(OpenAIError)
+def _openai_refused(error: OpenAIError) -> Response[Any]:
+    telemetry.refused(error.status, error.code or error.type)
+    return _openai_json(error)
+
+
 @app.not_found
 def _no_route(error: NotFoundError) -> Response[Any]:
     telemetry.refused(404, "not_found", log=False)
     return _json(
-        404, {"error": "not_found", "message": "routes: POST /v1/chat, POST /v1/outputs/{type}, GET /v1/usage"}
+        404,
+        {
+            "error": "not_found",
+            "message": "routes: POST /v1/chat, POST /v1/outputs/{type}, GET /v1/usage, "
+            "POST /v1/chat/completions, GET /v1/models",
+        },
     )
 
 
@@ -426,12 +571,19 @@ def _no_route(error: NotFoundError) -> Response[Any]:
 @app.exception_handler(Exception)
 def _unexpected(error: Exception) -> Response[Any]:
     logger.exception("unexpected error")
-    return _json(500, {"error": "internal_error", "message": "the request failed; quote the correlation id"})
+    message = "the request failed; quote the correlation id"
+    if _openai_route():
+        return _openai_json(OpenAIError(500, openai_api.API_ERROR, message, code="internal_error"))
+    return _json(500, {"error": "internal_error", "message": message})
 
 
 def _refusal(error: GatewayError) -> Response[Any]:
     retry_after = error.extra.pop("retry_after", None)
     telemetry.refused(error.status, error.code)
+    if _openai_route():
+        return _openai_json(
+            openai_api.from_gateway(error.status, error.code, error.message, retry_after=retry_after, **error.extra)
+        )
     return _json(error.status, {"error": error.code, "message": error.message, **error.extra}, retry_after=retry_after)
 
 
@@ -442,6 +594,15 @@ def _json(status: int, body: dict[str, Any], retry_after: str | None = None) -> 
         body=body,
         headers={RETRY_AFTER_HEADER: retry_after} if retry_after else None,
     )
+
+
+def _openai_route() -> bool:
+    """Whether the request is to an OpenAI-compatible route, whose errors are OpenAI's shape."""
+    return app.current_event.path in openai_api.PATHS
+
+
+def _openai_json(error: OpenAIError) -> Response[Any]:
+    return _json(error.status, error.body(), retry_after=error.retry_after)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)

@@ -25,6 +25,7 @@ class Generation:
     output_tokens: int
     latency_ms: float
     fell_back_from: tuple[str, ...] = field(default=())
+    stop_reason: str | None = None  # Converse's stopReason (None: an agent's turn, or not reported)
 
 
 def candidates(models: GroupModels, requested: str | None) -> list[str]:
@@ -47,8 +48,19 @@ class ModelRouter:
         self._clock = clock
 
     def generate(
-        self, models: list[str], *, system: str, messages: list[dict[str, Any]], max_tokens: int, deadline: float
+        self,
+        models: list[str],
+        *,
+        system: str,
+        messages: list[dict[str, Any]],
+        max_tokens: int,
+        deadline: float,
+        temperature: float | None = None,
     ) -> Generation:
+        """``temperature`` None: the model's default (Converse's range is 0 to 1)."""
+        inference: dict[str, Any] = {"maxTokens": max_tokens}
+        if temperature is not None:
+            inference["temperature"] = temperature
         answered = converse(
             self._client,
             models,
@@ -57,7 +69,7 @@ class ModelRouter:
             clock=self._clock,
             system=[{"text": system}],
             messages=messages,
-            inferenceConfig={"maxTokens": max_tokens},
+            inferenceConfig=inference,
         )
         return _generation(answered)
 
@@ -70,6 +82,7 @@ def _generation(answered: Conversed) -> Generation:
         text = answered.text
         usage = response.get("usage") or {}
         counts = usage.get("inputTokens", 0), usage.get("outputTokens", 0)
+        stop_reason = response.get("stopReason")
     except (KeyError, TypeError, AttributeError):
         raise invalid_response(SERVICE) from None
     if not isinstance(text, str) or not text.strip():
@@ -81,4 +94,5 @@ def _generation(answered: Conversed) -> Generation:
         output_tokens=reported_count(SERVICE, counts[1]),
         latency_ms=answered.latency_ms,
         fell_back_from=answered.fell_back_from,
+        stop_reason=stop_reason if isinstance(stop_reason, str) and len(stop_reason) <= 64 else None,
     )

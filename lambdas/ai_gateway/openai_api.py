@@ -1,0 +1,333 @@
+"""The gateway's OpenAI-compatible surface: request and response models and OpenAI's error shape.
+
+    POST /v1/chat/completions   an OpenAI chat completion, metered as an output type (default chat)
+    GET  /v1/models             the caller's group's allowed models
+
+The ``openai`` SDKs call these unchanged (``OpenAI(base_url=<api>/v1, api_key=<access token>)``);
+the gateway's own fields travel as the SDK's ``extra_body`` (``output_type``, ``session_id``) and
+headers (``Idempotency-Key``), and its answer adds one ``gateway`` object, which the SDK keeps.
+Errors on these routes are OpenAI's ``{"error": {"message", "type", "param", "code"}}``; the
+other routes keep the gateway's own shape. Imports only pydantic and the standard library.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from shared.bodies import field as field_name
+
+CHAT_COMPLETION_PATH: Final = "/v1/chat/completions"
+MODELS_PATH: Final = "/v1/models"
+PATHS: Final = frozenset({CHAT_COMPLETION_PATH, MODELS_PATH})
+SESSION_ID_HEADER: Final = "X-Session-Id"
+OUTPUT_TYPE_HEADER: Final = "X-Output-Type"
+# Bedrock Converse's inferenceConfig.temperature range (OpenAI's own goes to 2).
+TEMPERATURE_MAX: Final = 1.0
+# Bounds on what one request may carry before the gateway's own character limit is even counted.
+MAX_MESSAGES: Final = 50
+MAX_PARTS: Final = 50
+MAX_TEXT_CHARS: Final = 200_000
+OWNED_BY: Final = "aws-bedrock"
+
+# OpenAI's error types.
+INVALID_REQUEST: Final = "invalid_request_error"
+AUTHENTICATION: Final = "authentication_error"
+PERMISSION: Final = "permission_error"
+RATE_LIMIT: Final = "rate_limit_error"
+API_ERROR: Final = "api_error"
+
+# pydantic's error types as OpenAI names the problem.
+_CODES = {
+    "missing": "missing_required_parameter",
+    "extra_forbidden": "unknown_parameter",
+    "string_type": "invalid_type",
+    "int_type": "invalid_type",
+    "float_type": "invalid_type",
+    "bool_type": "invalid_type",
+    "list_type": "invalid_type",
+    "model_type": "invalid_type",
+    "dict_type": "invalid_type",
+    "model_attributes_type": "invalid_type",
+    "json_invalid": "invalid_json",
+}
+
+
+class OpenAIError(Exception):
+    """A refusal in OpenAI's shape: its HTTP status, type, code, the parameter at fault, and a
+    message safe to show the caller (never the caller's text, never a trace)."""
+
+    def __init__(
+        self,
+        status: int,
+        type: str,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        retry_after: str | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.type = type
+        self.message = message
+        self.code = code
+        self.param = param
+        self.retry_after = retry_after
+        self.extra = extra
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code, **self.extra}
+        }
+
+
+def invalid(message: str, *, param: str | None = None, code: str | None = "invalid_value") -> OpenAIError:
+    return OpenAIError(400, INVALID_REQUEST, message, code=code, param=param)
+
+
+def model_not_found(model: str) -> OpenAIError:
+    return OpenAIError(
+        404,
+        INVALID_REQUEST,
+        f"The model `{model}` does not exist or you do not have access to it.",
+        code="model_not_found",
+        param="model",
+    )
+
+
+def stream_refused() -> OpenAIError:
+    return invalid(
+        "stream: streamed completions are not available on this deployment; send stream: false",
+        param="stream",
+        code="streaming_unavailable",
+    )
+
+
+def from_validation(error: ValidationError) -> OpenAIError:
+    """A body pydantic refused: a 400 naming each field at fault (its location and pydantic's
+    message, never the input), the first one as ``param``."""
+    details = error.errors()
+    first = details[0]
+    names = [field_name(d["loc"]) for d in details]
+    message = "; ".join(f"{name}: {d['msg']}" for name, d in zip(names, details, strict=True))
+    return invalid(
+        message,
+        param=None if names[0] == "body" else names[0],
+        code=_CODES.get(first["type"], "invalid_value"),
+    )
+
+
+# The gateway's refusal codes (handler.GatewayError, the flow's errors) as OpenAI's: status, type, code.
+_FROM_GATEWAY: dict[str, tuple[int, str, str]] = {
+    "invalid_request": (400, INVALID_REQUEST, "invalid_value"),
+    "too_large": (400, INVALID_REQUEST, "context_length_exceeded"),
+    "guardrail_blocked": (400, INVALID_REQUEST, "content_filter"),
+    "upstream_rejected": (400, INVALID_REQUEST, "upstream_rejected"),
+    "unauthorized": (401, AUTHENTICATION, "unauthorized"),
+    "forbidden": (403, PERMISSION, "forbidden"),
+    "not_found": (404, INVALID_REQUEST, "not_found"),
+    "model_forbidden": (404, INVALID_REQUEST, "model_not_found"),
+    "duplicate_request": (409, INVALID_REQUEST, "duplicate_request"),
+    "quota_exceeded": (429, RATE_LIMIT, "rate_limit_exceeded"),
+    "throttled": (429, RATE_LIMIT, "rate_limit_exceeded"),
+    "policy_unavailable": (503, API_ERROR, "policy_unavailable"),
+    "internal_error": (500, API_ERROR, "internal_error"),
+}
+# Upstream failures by how they failed: no answer in time (504), a service or model not ready (503).
+TIMEOUT_CODES: Final = frozenset({"ReadTimeoutError", "ConnectTimeoutError", "ModelTimeoutException"})
+UNAVAILABLE_CODES: Final = frozenset(
+    {"ServiceUnavailableException", "ModelNotReadyException", "EndpointConnectionError", "ConnectionClosedError"}
+)
+
+
+def from_gateway(status: int, code: str, message: str, *, retry_after: str | None = None, **extra: Any) -> OpenAIError:
+    """One of the gateway's refusals in OpenAI's shape (its extra fields kept beside the four)."""
+    mapped_status, kind, openai_code = _FROM_GATEWAY.get(
+        code, (status, API_ERROR if status >= 500 else INVALID_REQUEST, code)
+    )
+    param = "model" if code == "model_forbidden" else None
+    return OpenAIError(mapped_status, kind, message, code=openai_code, param=param, retry_after=retry_after, **extra)
+
+
+def from_upstream(upstream_code: str, status: int, code: str, message: str, retry_after: str | None) -> OpenAIError:
+    """An upstream failure (shared.aws_errors.UpstreamError's status, code and public message)."""
+    if status < 500:
+        return from_gateway(status, code, message, retry_after=retry_after)
+    if upstream_code in TIMEOUT_CODES:
+        return OpenAIError(504, API_ERROR, message, code="upstream_timeout", retry_after=retry_after)
+    if upstream_code in UNAVAILABLE_CODES:
+        return OpenAIError(503, API_ERROR, message, code="upstream_unavailable", retry_after=retry_after)
+    return OpenAIError(502, API_ERROR, message, code="upstream_error", retry_after=retry_after)
+
+
+# --- requests ----------------------------------------------------------------------------------
+
+
+class ChatMessage(BaseModel):
+    """One message; its content a string or a list of text parts (read as their texts joined with
+    newlines)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    # "developer" is what newer OpenAI models call the system role.
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str = Field(max_length=MAX_TEXT_CHARS)
+    name: str | None = Field(default=None, max_length=64)  # accepted as OpenAI does; not sent on
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _text_only(cls, content: Any) -> Any:
+        """A list of parts becomes its text here, so every later check sees one string; a part that
+        is not exactly {"type": "text", "text": <string>} is refused by its index."""
+        if not isinstance(content, list):
+            return content  # a string, or the type error the field reports
+        if len(content) > MAX_PARTS:
+            raise ValueError(f"at most {MAX_PARTS} parts")
+        texts: list[str] = []
+        for index, part in enumerate(content):
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind != "text":
+                shown = kind if isinstance(kind, str) and kind.isidentifier() and len(kind) <= 32 else None
+                raise ValueError(f"part {index}: only text parts are supported" + (f", not {shown}" if shown else ""))
+            if set(part) != {"type", "text"} or not isinstance(part["text"], str):
+                raise ValueError(f'part {index}: a text part is {{"type": "text", "text": <string>}}')
+            texts.append(part["text"])
+        return "\n".join(texts)
+
+    @property
+    def is_system(self) -> bool:
+        return self.role in ("system", "developer")
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(BaseModel):
+    """OpenAI's chat completion request, as much of it as the gateway honours; an unknown field is
+    a 400 naming it rather than silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
+    model: str | None = Field(default=None, min_length=1, max_length=200)  # None: the group's default
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=TEMPERATURE_MAX, allow_inf_nan=False)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    user: str | None = Field(default=None, max_length=256)  # accepted; the identity is the authorizer's
+    # The gateway's extensions (the SDK's extra_body).
+    output_type: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]{0,31}$")
+    session_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]{8,128}$")
+
+    @field_validator("messages")
+    @classmethod
+    def _a_conversation(cls, messages: list[ChatMessage]) -> list[ChatMessage]:
+        turns = [m for m in messages if not m.is_system]
+        if not turns or turns[-1].role != "user":
+            raise ValueError("the last non-system message must be the user's")
+        if turns[0].role != "user":
+            raise ValueError("the first non-system message must be the user's")
+        if any(not m.content.strip() for m in messages):
+            raise ValueError("every message needs some text")
+        return messages
+
+    def requested_max_tokens(self) -> tuple[str, int] | None:
+        """The field that set the completion's token limit, and the limit (None: the output type's)."""
+        if self.max_completion_tokens is not None:
+            return "max_completion_tokens", self.max_completion_tokens
+        if self.max_tokens is not None:
+            return "max_tokens", self.max_tokens
+        return None
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """A validated request's text: the system texts and the turns, in the order the guardrail sees them."""
+
+    system: list[str] = field(default_factory=list)
+    turns: list[tuple[str, str]] = field(default_factory=list)  # (role, text)
+
+    @classmethod
+    def of(cls, request: ChatCompletionRequest) -> Conversation:
+        conversation = cls()
+        for message in request.messages:
+            if message.is_system:
+                conversation.system.append(message.content)
+            else:
+                conversation.turns.append(("user" if message.role == "user" else "assistant", message.content))
+        return conversation
+
+    def texts(self) -> list[str]:
+        return [*self.system, *(text for _, text in self.turns)]
+
+    def converse_messages(self, screened: tuple[str, ...]) -> tuple[str | None, list[dict[str, Any]]]:
+        """The screened texts (in ``texts()`` order) as a system prompt addition and Converse messages;
+        consecutive turns of one role are joined into one message (Converse wants them alternating)."""
+        system = list(screened[: len(self.system)])
+        messages: list[dict[str, Any]] = []
+        for (role, _), text in zip(self.turns, screened[len(self.system) :], strict=True):
+            if messages and messages[-1]["role"] == role:
+                messages[-1]["content"][0]["text"] += "\n\n" + text
+            else:
+                messages.append({"role": role, "content": [{"text": text}]})
+        return ("\n\n".join(system) or None), messages
+
+
+# --- responses ---------------------------------------------------------------------------------
+
+
+def finish_reason(stop_reason: str | None, blocked: bool) -> str:
+    """OpenAI's finish_reason for Converse's stopReason (or the output guardrail's block)."""
+    if blocked or stop_reason in ("guardrail_intervened", "content_filtered"):
+        return "content_filter"
+    if stop_reason in ("max_tokens", "model_context_window_exceeded"):
+        return "length"
+    return "stop"
+
+
+def chat_completion(
+    *,
+    request_id: str,
+    created: int,
+    model: str,
+    content: str,
+    finish: str,
+    prompt_tokens: int,
+    completion_tokens: int,
+    gateway: dict[str, Any],
+) -> dict[str, Any]:
+    return {
+        "id": f"chatcmpl-{request_id}",
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content, "refusal": None},
+                "logprobs": None,
+                "finish_reason": finish,
+            }
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+        "gateway": gateway,
+    }
+
+
+def model_list(models: tuple[str, ...]) -> dict[str, Any]:
+    return {
+        "object": "list",
+        "data": [{"id": model, "object": "model", "created": 0, "owned_by": OWNED_BY} for model in models],
+    }

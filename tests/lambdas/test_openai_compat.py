@@ -1,0 +1,506 @@
+"""The gateway's OpenAI-compatible routes: the real ``openai`` SDK against the function served as
+API Gateway would serve it (tests/lambdas/openai_server.py), and the parsing edge cases at the handler.
+
+AWS is the gateway tests' (gateway_fixtures: a moto ledger, Bedrock stubbed for Converse and
+ApplyGuardrail); every stubbed call must be used, and a call nobody queued fails the test.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import openai
+import pytest
+from botocore.stub import ANY
+
+from ai_gateway import handler
+from ai_gateway.flow import Clock
+from ai_gateway.models import GatewayPolicy
+from tests.lambdas.bedrock_fakes import converse_answer
+from tests.lambdas.conftest import FakeContext, HttpResult, http_result
+from tests.lambdas.gateway_fixtures import (
+    BLOCKED_TOPIC,
+    GOLD,
+    HOSTILE_BODIES,
+    LITE,
+    MICRO,
+    POLICY,
+    PRO,
+    Gateway,
+    converse_ok,
+    guard_input,
+    guard_output,
+    models_only,
+    policy_document,
+    rest_event,
+)
+from tests.lambdas.openai_server import Served, serve_gateway
+
+NOW = dt.datetime(2026, 11, 29, 6, 45, tzinfo=dt.UTC)
+BASIC = {"user": "user-2", "group": "customer-basic", "tier": "basic", "kind": "customer"}
+CALLERS = {"gold-token": GOLD, "basic-token": BASIC, "stranger-token": {"user": "user-3", "group": "nobody"}}
+INSTRUCTIONS = POLICY.outputs["chat"].instructions
+
+
+@pytest.fixture
+def served(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
+    monkeypatch.setattr(handler, "clock", Clock(now=lambda: NOW))
+    with serve_gateway(CALLERS) as server:
+        yield server
+
+
+def client(served: Served, token: str = "gold-token") -> openai.OpenAI:
+    return openai.OpenAI(
+        base_url=f"{served.url}/v1",
+        api_key=token,
+        max_retries=0,
+        timeout=10,
+        http_client=openai.DefaultHttpxClient(trust_env=False),  # straight to the loopback server
+    )
+
+
+def record(gateway: Gateway, request_id: str, user: str = "user-1", group: str = "customer-gold") -> dict[str, Any]:
+    found = gateway.ledger.record(request_id, group=group, user=user)
+    assert found is not None, f"no ledger record of {request_id}"
+    return found
+
+
+def error_body(error: openai.APIStatusError) -> dict[str, Any]:
+    """The error object the SDK kept (the answer's ``error``)."""
+    assert isinstance(error.body, dict)
+    return error.body
+
+
+def expected_converse(
+    text: str, *, system: str = INSTRUCTIONS, inference: dict[str, Any] | None = None, model: str = PRO
+) -> dict[str, Any]:
+    return {
+        "modelId": model,
+        "system": [{"text": system}],
+        "messages": [{"role": "user", "content": [{"text": text}]}],
+        "inferenceConfig": inference or {"maxTokens": 1000},
+    }
+
+
+# --- the real SDK --------------------------------------------------------------------------------
+
+
+def test_a_completion_is_guarded_generated_metered_and_answered_as_openai_does(
+    gateway: Gateway, served: Served
+) -> None:
+    guard_input(gateway.bedrock, ["Be terse.", "Hello?"])
+    converse_ok(
+        gateway.bedrock,
+        PRO,
+        "Hi there.",
+        expected_converse(
+            "Hello?",
+            system=f"{INSTRUCTIONS}\n\nBe terse.",  # the client's system text after the output type's
+            inference={"maxTokens": 200, "temperature": 0.2},
+        ),
+    )
+    guard_output(gateway.bedrock, "Hi there.")
+    completion = client(served).chat.completions.create(
+        model=PRO,
+        messages=[{"role": "system", "content": "Be terse."}, {"role": "user", "content": "Hello?"}],
+        max_tokens=200,
+        temperature=0.2,
+        user="someone-else",  # accepted, never the identity
+        extra_headers={"Idempotency-Key": "client-key-0001"},
+    )
+    assert completion.id == "chatcmpl-client-key-0001"
+    assert (completion.object, completion.created, completion.model) == ("chat.completion", int(NOW.timestamp()), PRO)
+    (choice,) = completion.choices
+    assert (choice.message.role, choice.message.content, choice.finish_reason) == ("assistant", "Hi there.", "stop")
+    assert completion.usage is not None
+    assert (completion.usage.prompt_tokens, completion.usage.completion_tokens) == (50, 20)
+    assert completion.usage.total_tokens == 70
+    assert completion.model_extra == {
+        "gateway": {
+            "request_id": "client-key-0001",
+            "output_type": "chat",
+            "guardrail": "none",
+            "units": 1,
+            "remaining": 19999,
+            "resets_at": "2026-12-01T00:00:00+00:00",
+        }
+    }
+    item = record(gateway, "client-key-0001")  # the caller is the authorizer's user, not the body's
+    assert (item["status"]["S"], item["output_type"]["S"], item["output_tokens"]["N"]) == ("delivered", "chat", "20")
+    (event,) = served.events
+    assert (event["resource"], event["path"], event["requestContext"]["path"]) == (
+        "/v1/chat/completions",
+        "/v1/chat/completions",
+        "/live/v1/chat/completions",
+    )
+
+
+def test_extra_body_output_type_and_the_idempotency_key_reach_the_ledger_and_a_replay_is_a_conflict(
+    gateway: Gateway, served: Served
+) -> None:
+    summary = POLICY.outputs["summary"]
+    guard_input(gateway.bedrock, ["Summarize this."])
+    converse_ok(
+        gateway.bedrock,
+        PRO,
+        "Short.",
+        expected_converse("Summarize this.", system=summary.instructions, inference={"maxTokens": summary.max_tokens}),
+    )
+    guard_output(gateway.bedrock, "Short.")
+    sdk = client(served)
+    ask: dict[str, Any] = {
+        "model": PRO,
+        "messages": [{"role": "user", "content": "Summarize this."}],
+        "extra_body": {"output_type": "summary", "session_id": "session-0001"},
+        "extra_headers": {"Idempotency-Key": "summary-key-0001"},
+    }
+    completion = sdk.chat.completions.create(**ask)
+    assert completion.model_extra is not None
+    assert completion.model_extra["gateway"]["output_type"] == "summary"
+    assert completion.model_extra["gateway"]["remaining"] == 999
+    item = record(gateway, "summary-key-0001")
+    assert (item["output_type"]["S"], item["units"]["N"], item["status"]["S"]) == ("summary", "1", "delivered")
+    guard_input(gateway.bedrock, ["Summarize this."])
+    with pytest.raises(openai.ConflictError) as replayed:
+        sdk.chat.completions.create(**ask)
+    assert replayed.value.status_code == 409
+    assert (replayed.value.code, replayed.value.type) == ("duplicate_request", "invalid_request_error")
+    assert "summary-key-0001 was already processed" in replayed.value.message
+    usage = http_result(handler.lambda_handler(rest_event("GET", "/v1/usage"), FakeContext()))
+    assert [q["used"] for q in usage.body["quotas"] if q["output_type"] == "summary"] == [1]  # counted once
+
+
+def test_an_exhausted_quota_is_a_rate_limit_error_with_retry_after_and_the_quota(
+    gateway: Gateway, served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    document = models_only(policy_document())
+    document["groups"]["customer-gold"]["quotas"]["chat"] = {"limit": 1, "period": "MONTH"}
+    tight = GatewayPolicy.model_validate(document)
+    monkeypatch.setattr(handler, "policy", lambda: tight)
+    guard_input(gateway.bedrock, ["Hello?"])
+    converse_ok(gateway.bedrock, PRO, "Hi.")
+    guard_output(gateway.bedrock, "Hi.")
+    sdk = client(served)
+    sdk.chat.completions.create(model=PRO, messages=[{"role": "user", "content": "Hello?"}])
+    guard_input(gateway.bedrock, ["Hello?"])
+    with pytest.raises(openai.RateLimitError) as refused:
+        sdk.chat.completions.create(model=PRO, messages=[{"role": "user", "content": "Hello?"}])
+    error = refused.value
+    assert error.response.headers["Retry-After"] == str(41 * 3600 + 15 * 60)  # until the month's end
+    assert (error.code, error.type, error.param) == ("rate_limit_exceeded", "rate_limit_error", None)
+    assert error.body == {
+        "message": "the chat quota of group customer-gold is used up until 2026-12-01T00:00:00+00:00",
+        "type": "rate_limit_error",
+        "param": None,
+        "code": "rate_limit_exceeded",
+        "used": 1,
+        "limit": 1,
+        "remaining": 0,
+        "resets_at": "2026-12-01T00:00:00+00:00",
+    }
+
+
+def test_a_blocked_input_is_a_bad_request_with_code_content_filter_and_nothing_admitted(
+    gateway: Gateway, served: Served
+) -> None:
+    guard_input(gateway.bedrock, ["Which stocks should I buy?"], BLOCKED_TOPIC)
+    with pytest.raises(openai.BadRequestError) as blocked:
+        client(served).chat.completions.create(
+            model=PRO,
+            messages=[{"role": "user", "content": "Which stocks should I buy?"}],
+            extra_headers={"Idempotency-Key": "blocked-key-0001"},
+        )
+    assert (blocked.value.code, blocked.value.type) == ("content_filter", "invalid_request_error")
+    assert error_body(blocked.value)["message"] == "This request can't be processed under the usage policy."
+    assert gateway.ledger.record("blocked-key-0001", group="customer-gold", user="user-1") is None
+
+
+def test_models_list_is_exactly_the_callers_groups_allowed_models(gateway: Gateway, served: Served) -> None:
+    gold = client(served).models.list()
+    assert [(m.id, m.object, m.created, m.owned_by) for m in gold.data] == [
+        (PRO, "model", 0, "aws-bedrock"),
+        (LITE, "model", 0, "aws-bedrock"),
+    ]
+    assert [m.id for m in client(served, "basic-token").models.list().data] == [LITE, MICRO]
+
+
+@pytest.mark.parametrize(
+    ("ask", "param", "fragment"),
+    [
+        ({"messages": []}, "messages", "at least 1 item"),
+        ({"messages": [{"role": "tool", "content": "x"}]}, "messages.0.role", "'system', 'developer', 'user'"),
+        ({"temperature": 1.5}, "temperature", "less than or equal to 1"),
+        ({"max_tokens": 1001}, "max_tokens", "at most 1000 for output type chat"),
+        ({"max_completion_tokens": 0}, "max_completion_tokens", "greater than or equal to 1"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
+            "messages.0.content",
+            "only text parts are supported, not image_url",
+        ),
+        ({"extra_body": {"tools": []}}, "tools", "Extra inputs are not permitted"),
+        ({"extra_body": {"output_type": "poem"}}, "output_type", "unknown output type poem"),
+    ],
+)
+def test_a_bad_body_is_a_bad_request_naming_the_field_before_any_aws_call(
+    ask: dict[str, Any], param: str, fragment: str, gateway: Gateway, served: Served
+) -> None:
+    request: dict[str, Any] = {"model": PRO, "messages": [{"role": "user", "content": "Hi"}], **ask}
+    with pytest.raises(openai.BadRequestError) as refused:
+        client(served).chat.completions.create(**request)
+    assert refused.value.param == param
+    assert fragment in refused.value.message
+    assert refused.value.type == "invalid_request_error"
+
+
+def test_a_model_outside_the_group_is_model_not_found(gateway: Gateway, served: Served) -> None:
+    with pytest.raises(openai.NotFoundError) as missing:
+        client(served, "basic-token").chat.completions.create(model=PRO, messages=[{"role": "user", "content": "Hi"}])
+    assert (missing.value.code, missing.value.param) == ("model_not_found", "model")
+    assert error_body(missing.value)["message"] == f"The model `{PRO}` does not exist or you do not have access to it."
+
+
+def test_stream_true_is_refused_as_unavailable_before_any_aws_call(gateway: Gateway, served: Served) -> None:
+    with pytest.raises(openai.BadRequestError) as refused:
+        client(served).chat.completions.create(
+            model=PRO, messages=[{"role": "user", "content": "Hi"}], stream=True, stream_options={"include_usage": True}
+        )
+    assert (refused.value.code, refused.value.param) == ("streaming_unavailable", "stream")
+
+
+def test_models_failing_upstream_are_an_api_error_the_sdk_raises_and_the_units_are_released(
+    gateway: Gateway, served: Served
+) -> None:
+    guard_input(gateway.bedrock, ["Hello?"])
+    for model in (PRO, LITE):
+        gateway.bedrock.add_client_error(
+            "converse",
+            service_error_code="ServiceUnavailableException",
+            http_status_code=503,
+            expected_params={"modelId": model, "system": ANY, "messages": ANY, "inferenceConfig": ANY},
+        )
+    with pytest.raises(openai.InternalServerError) as failed:
+        client(served).chat.completions.create(
+            model=PRO,
+            messages=[{"role": "user", "content": "Hello?"}],
+            extra_headers={"Idempotency-Key": "failing-key-0001"},
+        )
+    assert failed.value.status_code == 503
+    assert (failed.value.type, failed.value.code) == ("api_error", "upstream_unavailable")
+    assert failed.value.response.headers["Retry-After"] == "5"
+    assert record(gateway, "failing-key-0001")["status"]["S"] == "released"
+
+
+def test_a_group_without_gateway_access_is_permission_denied_and_an_unknown_token_unauthorized(
+    gateway: Gateway, served: Served
+) -> None:
+    with pytest.raises(openai.PermissionDeniedError) as denied:
+        client(served, "stranger-token").models.list()
+    assert (denied.value.type, denied.value.code) == ("permission_error", "forbidden")
+    with pytest.raises(openai.AuthenticationError):  # API Gateway's own 401 (the authorizer)
+        client(served, "forged-token").models.list()
+
+
+# --- the handler: parsing and its edge cases ------------------------------------------------------
+
+
+def completions(body: Any, **kwargs: Any) -> dict[str, Any]:
+    return rest_event("POST", "/v1/chat/completions", body, **kwargs)
+
+
+def call(event: dict[str, Any]) -> HttpResult:
+    return http_result(handler.lambda_handler(event, FakeContext()))
+
+
+def refused_with(result: HttpResult, status: int = 400) -> dict[str, Any]:
+    """The OpenAI error of a refusal: exactly its four fields (plus any extension), never a trace."""
+    assert result.status == status, result.body
+    assert set(result.body) == {"error"}
+    error = result.body["error"]
+    assert {"message", "type", "param", "code"} <= set(error)
+    assert "Traceback" not in json.dumps(result.body)
+    return dict(error)
+
+
+def user(content: Any) -> dict[str, Any]:
+    return {"model": PRO, "messages": [{"role": "user", "content": content}]}
+
+
+@pytest.mark.parametrize("body", HOSTILE_BODIES.values(), ids=HOSTILE_BODIES.keys())
+def test_hostile_bodies_are_400s_in_openais_shape(body: str, gateway: Gateway) -> None:
+    error = refused_with(call(completions(body)))
+    assert error["type"] == "invalid_request_error"
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "fragment"),
+    [
+        (user(5), "messages.0.content", "valid string"),
+        (user(None), "messages.0.content", "valid string"),
+        (user({"type": "text", "text": "x"}), "messages.0.content", "valid string"),
+        (user([{"type": "text", "text": 5}]), "messages.0.content", "part 0: a text part is"),
+        (user([{"type": "text", "text": "a", "cache": 1}]), "messages.0.content", "part 0: a text part is"),
+        (user(["just a string"]), "messages.0.content", "part 0: only text parts are supported"),
+        (user([{"type": "x" * 1000}]), "messages.0.content", "only text parts are supported"),
+        (user([{"type": "text", "text": "a"}] * 51), "messages.0.content", "at most 50 parts"),
+        (user("[" * 15_000 + "]" * 15_000), None, "context_length_exceeded"),  # a string is text, whatever it holds
+        (user("x" * 200_001), "messages.0.content", "at most 200000 characters"),
+        (user(""), "messages", "every message needs some text"),
+        (user([]), "messages", "every message needs some text"),
+        ({"model": PRO, "messages": [{"role": "system", "content": "Only rules."}]}, "messages", "last non-system"),
+        (
+            {"model": PRO, "messages": [{"role": "assistant", "content": "Hi"}, {"role": "user", "content": "Q"}]},
+            "messages",
+            "first non-system message must be the user's",
+        ),
+        ({"model": PRO, "messages": [{"role": "user", "content": "Q"}] * 51}, "messages", "at most 50 items"),
+        ({**user("Hi"), "messages": [{"role": "user"}]}, "messages.0.content", "Field required"),
+        ({**user("Hi"), "max_tokens": "100"}, "max_tokens", "valid integer"),
+        ({**user("Hi"), "max_tokens": True}, "max_tokens", "valid integer"),
+        ({**user("Hi"), "max_tokens": 10.5}, "max_tokens", "valid integer"),
+        ({**user("Hi"), "temperature": -0.1}, "temperature", "greater than or equal to 0"),
+        ({**user("Hi"), "temperature": "hot"}, "temperature", "valid number"),
+        ({**user("Hi"), "stream": "yes"}, "stream", "valid boolean"),
+        ({**user("Hi"), "stream_options": {"include_usage": 1}}, "stream_options.include_usage", "valid boolean"),
+        ({**user("Hi"), "model": 7}, "model", "valid string"),
+        ({**user("Hi"), "session_id": "short"}, "session_id", "match pattern"),
+        ({**user("Hi"), "output_type": "Report!"}, "output_type", "match pattern"),
+        ({**user("Hi"), "n": 2}, "n", "Extra inputs are not permitted"),
+    ],
+)
+def test_malformed_fields_are_400s_naming_the_field_never_500s(
+    body: dict[str, Any], param: str | None, fragment: str, gateway: Gateway
+) -> None:
+    error = refused_with(call(completions(body)))
+    assert error["param"] == param
+    assert fragment in error["message"] or fragment == error["code"]
+
+
+def test_error_codes_follow_openais_names_for_missing_unknown_and_mistyped_fields(gateway: Gateway) -> None:
+    assert refused_with(call(completions({"model": PRO})))["code"] == "missing_required_parameter"
+    assert refused_with(call(completions({**user("Hi"), "tools": []})))["code"] == "unknown_parameter"
+    assert refused_with(call(completions({**user("Hi"), "max_tokens": "9"})))["code"] == "invalid_type"
+    assert refused_with(call(completions({**user("Hi"), "temperature": 3})))["code"] == "invalid_value"
+    assert refused_with(call(completions("{")))["param"] is None  # not JSON: the body, not a field
+
+
+def test_text_parts_are_joined_and_consecutive_turns_merged_before_the_model(gateway: Gateway) -> None:
+    texts = ["Rules.", "More rules.", "Part one\nPart two", "Earlier answer", "Follow-up", "And another"]
+    guard_input(gateway.bedrock, texts)
+    converse_ok(
+        gateway.bedrock,
+        LITE,
+        "Fine.",
+        {
+            "modelId": LITE,
+            "system": [{"text": f"{INSTRUCTIONS}\n\nRules.\n\nMore rules."}],
+            "messages": [
+                {"role": "user", "content": [{"text": "Part one\nPart two"}]},
+                {"role": "assistant", "content": [{"text": "Earlier answer"}]},
+                {"role": "user", "content": [{"text": "Follow-up\n\nAnd another"}]},
+            ],
+            "inferenceConfig": {"maxTokens": 50},
+        },
+    )
+    guard_output(gateway.bedrock, "Fine.")
+    body = {
+        "model": LITE,
+        "max_completion_tokens": 50,
+        "max_tokens": 999,  # max_completion_tokens wins, as OpenAI documents
+        "messages": [
+            {"role": "system", "content": "Rules."},
+            {"role": "user", "content": [{"type": "text", "text": "Part one"}, {"type": "text", "text": "Part two"}]},
+            {"role": "developer", "content": "More rules."},
+            {"role": "assistant", "content": "Earlier answer", "name": "bot"},
+            {"role": "user", "content": "Follow-up"},
+            {"role": "user", "content": "And another"},
+        ],
+    }
+    result = call(completions(body))
+    assert result.status == 200, result.body
+    assert result.body["model"] == LITE
+
+
+def test_a_model_stopping_at_its_token_limit_finishes_with_length(gateway: Gateway) -> None:
+    guard_input(gateway.bedrock, ["Hi"])
+    gateway.bedrock.add_response(
+        "converse",
+        converse_answer([{"text": "Cut"}], "max_tokens", input_tokens=3, output_tokens=1),
+        {"modelId": PRO, "system": ANY, "messages": ANY, "inferenceConfig": {"maxTokens": 1}},
+    )
+    guard_output(gateway.bedrock, "Cut")
+    result = call(completions({**user("Hi"), "max_tokens": 1}))
+    assert result.body["choices"][0]["finish_reason"] == "length"
+    assert result.body["usage"] == {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}
+
+
+def test_a_blocked_output_is_withheld_with_content_filter_and_not_charged(gateway: Gateway) -> None:
+    guard_input(gateway.bedrock, ["Tell me"])
+    converse_ok(gateway.bedrock, PRO, "Buy ACME now!")
+    guard_output(gateway.bedrock, "Buy ACME now!", BLOCKED_TOPIC)
+    result = call(completions(user("Tell me")))
+    assert result.status == 200
+    (choice,) = result.body["choices"]
+    assert choice["finish_reason"] == "content_filter"
+    assert choice["message"]["content"] == "This request can't be processed under the usage policy."
+    assert (result.body["gateway"]["guardrail"], result.body["gateway"]["units"]) == ("blocked", 0)
+    assert record(gateway, "api-req-1")["status"]["S"] == "released"
+
+
+def test_headers_carry_the_output_type_and_session_when_the_body_does_not(gateway: Gateway) -> None:
+    summary = POLICY.outputs["summary"]
+    guard_input(gateway.bedrock, ["Long text"])
+    converse_ok(
+        gateway.bedrock,
+        PRO,
+        "Short.",
+        expected_converse("Long text", system=summary.instructions, inference={"maxTokens": summary.max_tokens}),
+    )
+    guard_output(gateway.bedrock, "Short.")
+    headers = {"x-output-type": "summary", "X-Session-Id": "session-0001"}
+    result = call(completions(user("Long text"), headers=headers))
+    assert (result.status, result.body["gateway"]["output_type"]) == (200, "summary")
+    bad = refused_with(call(completions(user("Hi"), headers={"X-Output-Type": "Summary!"})))
+    assert (bad["param"], bad["message"]) == ("output_type", "X-Output-Type: not a valid output_type")
+
+
+def test_output_types_outside_the_group_are_forbidden_and_bad_keys_refused_in_openais_shape(
+    gateway: Gateway,
+) -> None:
+    basic = {**BASIC}
+    forbidden = refused_with(
+        call(completions({**user("Hi"), "model": LITE, "output_type": "report"}, authorizer=basic)), 403
+    )
+    assert (forbidden["type"], forbidden["code"]) == ("permission_error", "forbidden")
+    key = refused_with(call(completions(user("Hi"), headers={"Idempotency-Key": "bad key!"})))
+    assert (key["code"], key["type"]) == ("invalid_value", "invalid_request_error")
+    too_long = refused_with(call(completions(user("x" * 20_001))))
+    assert too_long["code"] == "context_length_exceeded"
+
+
+def test_an_unexpected_failure_is_a_500_in_openais_shape_without_a_trace(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken() -> Any:
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(handler, "flow", broken)
+    error = refused_with(call(completions(user("Hi"))), 500)
+    assert error == {
+        "message": "the request failed; quote the correlation id",
+        "type": "api_error",
+        "param": None,
+        "code": "internal_error",
+    }
+
+
+def test_the_models_route_and_the_existing_routes_keep_their_shapes(gateway: Gateway) -> None:
+    listed = call(rest_event("GET", "/v1/models", authorizer=BASIC))
+    assert listed.body == {
+        "object": "list",
+        "data": [{"id": m, "object": "model", "created": 0, "owned_by": "aws-bedrock"} for m in (LITE, MICRO)],
+    }
+    old = call(rest_event("POST", "/v1/chat", {"messages": []}))
+    assert (old.status, old.body["error"]) == (422, "invalid_request")  # the gateway's own shape, unchanged
