@@ -148,7 +148,16 @@ class Flow:
         return verdict
 
     def generate(self, request: GenerationRequest) -> Delivery:
-        admission = self._admit(request)
+        """Admit, then complete: one request from its units to its output, in one invocation."""
+        return self.complete(request, self.admit(request))
+
+    def admit(self, request: GenerationRequest) -> Admission:
+        """The output's units against the group's quota, once per request id (QuotaRefusedError,
+        DuplicateRequestError); what complete() then delivers or releases."""
+        return self._admit(request)
+
+    def complete(self, request: GenerationRequest, admission: Admission) -> Delivery:
+        """Produce, guard, and deliver an admitted request's output, or release its units."""
         try:
             generation, produced_by = self._produce(request)
             source, query = request.grounding or (None, None)
