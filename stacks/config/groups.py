@@ -118,3 +118,12 @@ class OutputTypeConfig(ConfigModel):
     instructions: str = Field(
         min_length=1, max_length=4000, description="The system prompt a model producing this output gets."
     )
+    # Infrastructure only (the jobs' worker's timeout): not part of the policy the gateway reads.
+    async_timeout_seconds: int = Field(
+        default=300,
+        ge=30,
+        le=900,
+        exclude=True,
+        description="The most seconds one asynchronous output of this type (POST with Prefer: respond-async) "
+        "may run in the jobs' worker; the worker's timeout is the largest of them (Lambda allows 900).",
+    )

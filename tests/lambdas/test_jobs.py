@@ -1,0 +1,504 @@
+"""Asynchronous outputs: submission (admission at once, the worker started with the job id alone),
+the worker (claim, complete, succeed or fail and release), reading a job back (its caller only).
+
+moto holds the ledger (with its pending index) and the jobs table; botocore Stubbers stand in for
+Lambda's asynchronous invoke and for Bedrock (the guardrail and Converse)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+import boto3
+import pytest
+from aws_lambda_powertools import Logger, Metrics
+from botocore.stub import Stubber
+from moto import mock_aws
+
+from ai_gateway import jobs, worker
+from ai_gateway.agents import AgentClient
+from ai_gateway.contract import GENERATION_MARGIN_SECONDS
+from ai_gateway.flow import (
+    Clock,
+    DuplicateRequestError,
+    Flow,
+    GenerationRequest,
+    QuotaRefusedError,
+    TokenRequiredError,
+)
+from ai_gateway.guardrail import Guard
+from ai_gateway.jobs_contract import JOB_RETENTION_SECONDS, GatewayJobsSettings, JobStatus
+from ai_gateway.ledger import Ledger
+from ai_gateway.models import Caller
+from ai_gateway.router import ModelRouter
+from ai_gateway.telemetry import Telemetry
+from shared.aws_errors import UpstreamError
+from tests.lambdas.conftest import FakeContext
+from tests.lambdas.gateway_fixtures import (
+    AGENT_POLICY,
+    BLOCKED_TOPIC,
+    LITE,
+    POLICY,
+    PRO,
+    TABLE,
+    converse_ok,
+    guard_output,
+)
+from tests.lambdas.test_ledger_pending import ledger_table_with_pending_index
+
+JOBS_TABLE = "jobs"
+WORKER = "gateway-worker"
+NOW = dt.datetime(2026, 11, 29, 18, 30, tzinfo=dt.UTC)
+GOLD = Caller(user="user-1", group="customer-gold")
+SETTINGS = GatewayJobsSettings(
+    jobs_table=JOBS_TABLE,
+    worker_function=WORKER,
+    worker_timeout_seconds=600,
+    async_timeouts_seconds={"summary": 300},
+)
+MASKED = "<material>\nMail {EMAIL} about it.\n</material>\n\n<request>\nProduce the summary.\n</request>"
+
+
+class Times:
+    """The tests' clock: wall time and monotonic time, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = NOW
+        self.monotonic = 1000.0
+
+    def clock(self) -> Clock:
+        return Clock(now=lambda: self.now, monotonic=lambda: self.monotonic)
+
+
+@dataclass
+class World:
+    dynamodb: Any
+    ledger: Ledger
+    store: jobs.JobStore
+    invoke: Stubber
+    bedrock: Stubber
+    jobs: jobs.Jobs
+    times: Times
+    flow: Flow
+
+    def used(self, output_type: str = "summary") -> int:
+        item = self.dynamodb.get_item(TableName=TABLE, Key={"pk": {"S": f"QUOTA#customer-gold#{output_type}#2026-11"}})
+        return int(item["Item"]["used"]["N"]) if "Item" in item else 0
+
+    def status(self, request_id: str = "req-00000001") -> str:
+        record = self.ledger.record(request_id, group=GOLD.group, user=GOLD.user)
+        assert record is not None
+        return str(record["status"]["S"])
+
+    def item(self, job: str) -> dict[str, Any]:
+        return dict(self.dynamodb.get_item(TableName=JOBS_TABLE, Key={"job_id": {"S": job}})["Item"])
+
+    def runtime(self) -> worker.Runtime:
+        return worker.Runtime(store=self.store, ledger=self.ledger, flow=lambda agents: self.flow)
+
+
+def jobs_table(client: Any) -> None:
+    client.create_table(
+        TableName=JOBS_TABLE,
+        AttributeDefinitions=[{"AttributeName": "job_id", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "job_id", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
+@pytest.fixture
+def world() -> Iterator[World]:
+    with mock_aws():
+        dynamodb = ledger_table_with_pending_index()
+        jobs_table(dynamodb)
+        ledger = Ledger(dynamodb, TABLE)
+        store = jobs.JobStore(dynamodb, JOBS_TABLE)
+        lambda_client = boto3.client("lambda", region_name="us-east-1")
+        bedrock = boto3.client("bedrock-runtime", region_name="us-east-1")
+        times = Times()
+        flow = Flow(
+            ledger=ledger,
+            guard=Guard(bedrock, guardrail_id="gr-123", version="1"),
+            models=ModelRouter(bedrock, attempt_seconds=20, clock=lambda: times.monotonic),
+            agents=AgentClient("http://127.0.0.1:9", {}),
+            telemetry=Telemetry(Metrics(), Logger()),
+            clock=times.clock(),
+        )
+        with Stubber(lambda_client) as invoke, Stubber(bedrock) as stubbed:
+            yield World(
+                dynamodb,
+                ledger,
+                store,
+                invoke,
+                stubbed,
+                jobs.Jobs(store, jobs.Worker(lambda_client, WORKER), SETTINGS),
+                times,
+                flow,
+            )
+            invoke.assert_no_pending_responses()
+            stubbed.assert_no_pending_responses()
+
+
+def a_request(output_type: str = "summary", request_id: str = "req-00000001", **changes: Any) -> GenerationRequest:
+    policy = AGENT_POLICY if output_type == "report" else POLICY
+    request = GenerationRequest(
+        caller=GOLD,
+        output_type=output_type,
+        output=policy.outputs[output_type],
+        quota=policy.groups["customer-gold"].quotas[output_type],
+        models=[PRO, LITE],
+        request_id=request_id,
+        conversation="c" * 64,
+        session=request_id,
+        messages=[{"role": "user", "content": [{"text": MASKED}]}],
+        deadline=1020.0,
+        grounding=("Mail {EMAIL} about it.", "Produce the summary."),
+    )
+    return replace(request, **changes)
+
+
+def expect_invoke(world: World, job: str) -> None:
+    world.invoke.add_response(
+        "invoke",
+        {"StatusCode": 202},
+        {"FunctionName": WORKER, "InvocationType": "Event", "Payload": json.dumps({"job_id": job}).encode()},
+    )
+
+
+def submit(world: World, request: GenerationRequest | None = None) -> tuple[int, dict[str, Any]]:
+    return jobs.submit(
+        request or a_request(),
+        flow=world.flow,
+        ledger=world.ledger,
+        agents={"report_writer": "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/rw"},
+        clock=world.times.clock(),
+        jobs=world.jobs,
+    )
+
+
+def submitted(world: World, request: GenerationRequest | None = None) -> str:
+    request = request or a_request()
+    job = jobs.job_id(request.caller, request.request_id)
+    expect_invoke(world, job)
+    assert submit(world, request)[0] == 202
+    return job
+
+
+def run(world: World, job: str, remaining: float = 900.0) -> str:
+    return worker.run(job, remaining_seconds=remaining, runtime=world.runtime(), clock=world.times.clock())
+
+
+# --- Prefer ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("prefer", "wanted"),
+    [
+        ("respond-async", True),
+        ("Respond-Async", True),
+        ("handling=lenient, respond-async", True),
+        ("respond-async; foo=bar, wait=10", True),
+        (" respond-async ", True),
+        ("respond-asyncx", False),
+        ("wait=10", False),
+        ("x=respond-async", False),
+        ("", False),
+        ("respond-async, " + "x" * 2000, False),  # longer than any real preference list: not read
+    ],
+)
+def test_the_prefer_header_asks_for_a_job(prefer: str, wanted: bool) -> None:
+    assert jobs.respond_async({"Prefer": prefer}) is wanted
+
+
+def test_without_a_prefer_header_the_answer_is_synchronous() -> None:
+    assert jobs.respond_async({}) is False
+
+
+def test_job_ids_are_per_caller_and_request() -> None:
+    assert jobs.job_id(GOLD, "k-1") == jobs.job_id(GOLD, "k-1")
+    assert jobs.JOB_ID.fullmatch(jobs.job_id(GOLD, "k-1"))
+    assert jobs.job_id(GOLD, "k-1") != jobs.job_id(Caller(user="user-2", group=GOLD.group), "k-1")
+    assert jobs.job_id(GOLD, "k-1") != jobs.job_id(Caller(user=GOLD.user, group="customer-basic"), "k-1")
+    assert jobs.job_id(GOLD, "k-1") != jobs.job_id(GOLD, "k-2")
+
+
+# --- submission -----------------------------------------------------------------------------------
+
+
+def test_a_submission_admits_writes_the_job_starts_the_worker_and_answers_202(world: World) -> None:
+    request = a_request()
+    job = jobs.job_id(GOLD, request.request_id)
+    expect_invoke(world, job)
+    status, body = submit(world, request)
+    assert (status, body) == (202, {"job_id": job, "status": "queued", "status_url": f"/v1/jobs/{job}"})
+    assert world.used() == 1  # admitted at submission
+    assert world.status() == "admitted"
+    item = world.item(job)
+    assert item["status"] == {"S": "queued"}
+    assert (item["group"]["S"], item["user"]["S"], item["request_id"]["S"]) == (GOLD.group, GOLD.user, "req-00000001")
+    assert item["expires_at"] == {"N": str(int(NOW.timestamp()) + JOB_RETENTION_SECONDS)}
+    assert item["start_by"] == {"S": (NOW + dt.timedelta(seconds=SETTINGS.max_event_age_seconds)).isoformat()}
+    assert item["finish_by"] == {"S": (NOW + dt.timedelta(seconds=SETTINGS.max_event_age_seconds + 600)).isoformat()}
+    assert item["limit_seconds"] == {"N": "300"}  # the output type's own limit
+    assert "token" not in item  # a model's output type needs none
+    stored = world.store.get(job)
+    assert stored is not None
+    rebuilt = stored.request(deadline=request.deadline)
+    assert rebuilt == request  # the screened messages, grounding, models, output and quota, as submitted
+    assert MASKED.encode() not in item["payload"]["B"]  # held compressed
+
+
+def test_an_output_type_without_its_own_limit_gets_the_workers_timeout(world: World) -> None:
+    job = submitted(world, a_request("chat"))
+    assert world.item(job)["limit_seconds"] == {"N": "600"}
+
+
+def test_a_limit_above_the_workers_timeout_is_cut_to_it(world: World) -> None:
+    world.jobs = replace(world.jobs, settings=SETTINGS.model_copy(update={"async_timeouts_seconds": {"summary": 900}}))
+    job = submitted(world)
+    assert world.item(job)["limit_seconds"] == {"N": "600"}
+
+
+def test_a_resubmit_returns_the_same_job_and_admits_nothing(world: World) -> None:
+    job = submitted(world)
+    assert submit(world) == (202, {"job_id": job, "status": "queued", "status_url": f"/v1/jobs/{job}"})
+    assert world.used() == 1
+
+
+def test_a_resubmit_of_a_failed_job_returns_it_failed_and_admits_nothing(world: World) -> None:
+    job = submitted(world)
+    world.store.fail(job, "why", now=NOW)
+    world.ledger.release(
+        "req-00000001", group=GOLD.group, user=GOLD.user, output_type="summary", units=1, window="2026-11"
+    )
+    assert submit(world) == (202, {"job_id": job, "status": "failed", "status_url": f"/v1/jobs/{job}"})
+    assert world.used() == 0
+
+
+def test_an_exhausted_quota_is_refused_before_any_job(world: World) -> None:
+    request = a_request(quota=POLICY.groups["customer-gold"].quotas["summary"].model_copy(update={"limit": 0}))
+    with pytest.raises(QuotaRefusedError):
+        submit(world, request)
+    assert world.store.get(jobs.job_id(GOLD, request.request_id)) is None
+
+
+def test_a_request_id_a_synchronous_request_used_is_a_duplicate(world: World) -> None:
+    world.flow.admit(a_request())  # as the synchronous route would have
+    with pytest.raises(DuplicateRequestError):
+        submit(world)
+    assert world.used() == 1
+
+
+def test_an_agents_output_type_needs_the_callers_token_before_anything_is_admitted(world: World) -> None:
+    with pytest.raises(TokenRequiredError):
+        submit(world, a_request("report"))
+    assert world.used("report") == 0
+
+
+def test_an_agents_job_holds_the_token_and_only_its_agents_runtime(world: World) -> None:
+    job = submitted(world, a_request("report", token="tok.en.value"))
+    item = world.item(job)
+    assert item["token"] == {"S": "tok.en.value"}
+    stored = world.store.get(job)
+    assert stored is not None
+    assert stored.agents == {"report_writer": "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/rw"}
+
+
+def test_a_request_too_large_for_a_job_is_a_413_and_admits_nothing(world: World) -> None:
+    world.jobs = replace(world.jobs, settings=SETTINGS.model_copy(update={"max_job_bytes": 1024}))
+    noise = "".join(chr(0x4E00 + (n * 7919) % 20000) for n in range(4000))  # compresses poorly
+    status, body = submit(world, a_request(messages=[{"role": "user", "content": [{"text": noise}]}]))
+    assert status == 413
+    assert body["error"] == "too_large"
+    assert "1024" in body["message"]
+    assert world.used() == 0
+
+
+def test_a_worker_that_cannot_be_started_releases_the_units_and_fails_the_job(world: World) -> None:
+    job = jobs.job_id(GOLD, "req-00000001")
+    world.invoke.add_client_error("invoke", service_error_code="TooManyRequestsException", http_status_code=429)
+    with pytest.raises(UpstreamError):
+        submit(world)
+    assert world.used() == 0
+    assert world.status() == "released"
+    item = world.item(job)
+    assert item["status"] == {"S": "failed"}
+    assert item["reason"] == {"S": jobs.REASON_UPSTREAM.format(service="lambda")}
+    assert "payload" not in item
+
+
+# --- the worker -----------------------------------------------------------------------------------
+
+
+def test_the_worker_completes_a_job_and_get_answers_what_the_synchronous_route_would(world: World) -> None:
+    job = submitted(world)
+    converse_ok(world.bedrock, PRO, "A summary.")
+    guard_output(world.bedrock, "A summary.", grounding=("Mail {EMAIL} about it.", "Produce the summary."))
+    world.times.now = NOW + dt.timedelta(seconds=2)
+    assert run(world, job) == "succeeded"
+    assert world.status() == "delivered"
+    assert world.used() == 1
+    status, body = jobs.read(job, caller=GOLD, clock=world.times.clock(), jobs=world.jobs)
+    assert status == 200
+    assert body == {
+        "job_id": job,
+        "status": "succeeded",
+        "status_url": f"/v1/jobs/{job}",
+        "output_type": "summary",
+        "created_at": NOW.isoformat(),
+        "request_id": "req-00000001",
+        "model": PRO,
+        "output": "A summary.",
+        "guardrail": "none",
+        "units": 1,
+        "remaining": 999,
+        "resets_at": "2026-12-01T00:00:00+00:00",
+    }
+    assert "payload" not in world.item(job)  # the request is not kept past the job
+
+
+def test_a_job_runs_once_whatever_events_repeat(world: World) -> None:
+    job = submitted(world)
+    converse_ok(world.bedrock, PRO, "A summary.")
+    guard_output(world.bedrock, "A summary.", grounding=("Mail {EMAIL} about it.", "Produce the summary."))
+    assert run(world, job) == "succeeded"
+    assert run(world, job) == "skipped"  # no second generation (the Stubber has no more answers)
+    assert world.used() == 1
+
+
+def test_an_output_the_guardrail_blocks_fails_the_job_and_releases_once(world: World) -> None:
+    job = submitted(world)
+    converse_ok(world.bedrock, PRO, "Buy these shares.")
+    guard_output(
+        world.bedrock, "Buy these shares.", BLOCKED_TOPIC, grounding=("Mail {EMAIL} about it.", "Produce the summary.")
+    )
+    assert run(world, job) == "failed"
+    assert world.status() == "released"
+    assert world.used() == 0
+    status, body = jobs.read(job, caller=GOLD, clock=world.times.clock(), jobs=world.jobs)
+    assert (status, body["status"], body["reason"]) == (200, "failed", jobs.REASON_GUARDRAIL)
+    assert "output" not in body
+
+
+def test_a_failing_model_fails_the_job_with_a_reason_safe_to_show(world: World) -> None:
+    job = submitted(world)
+    # A refusal of the request is not one a fallback model would answer differently: no fallback.
+    world.bedrock.add_client_error(
+        "converse", service_error_code="ValidationException", http_status_code=400, service_message="secret detail"
+    )
+    assert run(world, job) == "failed"
+    assert world.used() == 0
+    _, body = jobs.read(job, caller=GOLD, clock=world.times.clock(), jobs=world.jobs)
+    assert body["reason"] == jobs.REASON_UPSTREAM.format(service="bedrock-runtime")
+    assert "secret" not in json.dumps(body)
+
+
+def test_a_job_whose_start_window_passed_is_failed_and_released_without_generating(world: World) -> None:
+    job = submitted(world)
+    world.times.now = NOW + dt.timedelta(seconds=SETTINGS.max_event_age_seconds + 1)
+    assert run(world, job) == "failed"
+    assert world.used() == 0
+    assert world.item(job)["reason"] == {"S": jobs.REASON_STALE}
+
+
+def test_a_job_starts_right_up_to_its_start_by_time(world: World) -> None:
+    job = submitted(world)
+    world.times.now = NOW + dt.timedelta(seconds=SETTINGS.max_event_age_seconds)
+    converse_ok(world.bedrock, PRO, "A summary.")
+    guard_output(world.bedrock, "A summary.", grounding=("Mail {EMAIL} about it.", "Produce the summary."))
+    assert run(world, job) == "succeeded"
+
+
+class CapturingFlow:
+    """A flow that records the request the worker completes, and fails it."""
+
+    def __init__(self) -> None:
+        self.requests: list[GenerationRequest] = []
+
+    def complete(self, request: GenerationRequest, admission: Any) -> Any:
+        self.requests.append(request)
+        raise RuntimeError("boom")
+
+
+@pytest.mark.parametrize(("remaining", "expected"), [(900.0, 300.0), (120.0, 120.0)])
+def test_generation_ends_a_margin_before_the_earlier_of_the_functions_time_and_the_types_limit(
+    world: World, remaining: float, expected: float
+) -> None:
+    job = submitted(world, a_request(token=None))
+    capturing = CapturingFlow()
+    runtime = worker.Runtime(store=world.store, ledger=world.ledger, flow=lambda agents: capturing)  # type: ignore[arg-type,return-value]
+    assert worker.run(job, remaining_seconds=remaining, runtime=runtime, clock=world.times.clock()) == "failed"
+    assert capturing.requests[0].deadline == world.times.monotonic + expected - GENERATION_MARGIN_SECONDS
+    # An exception outside the flow's own release: the worker releases the units itself, once.
+    assert world.used() == 0
+    assert world.item(job)["reason"] == {"S": jobs.REASON_INTERNAL}
+
+
+def test_the_worker_takes_the_token_out_of_the_table_when_it_claims_the_job(world: World) -> None:
+    job = submitted(world, a_request("report", token="tok.en.value"))
+    capturing = CapturingFlow()
+    runtime = worker.Runtime(store=world.store, ledger=world.ledger, flow=lambda agents: capturing)  # type: ignore[arg-type,return-value]
+    worker.run(job, remaining_seconds=900, runtime=runtime, clock=world.times.clock())
+    assert capturing.requests[0].token == "tok.en.value"
+    assert "token" not in world.item(job)
+
+
+def test_a_job_that_ended_keeps_its_first_outcome(world: World) -> None:
+    job = submitted(world)
+    world.store.claim(job, now=NOW)
+    world.store.succeed(job, {"output": "x"}, now=NOW)
+    world.store.fail(job, "late", now=NOW)
+    assert world.item(job)["status"] == {"S": "succeeded"}
+    assert "reason" not in world.item(job)
+
+
+def test_the_worker_ignores_an_event_without_a_job_id(world: World) -> None:
+    assert worker.lambda_handler({"job_id": "../x"}, FakeContext()) == {"outcome": "ignored"}
+    assert worker.lambda_handler({}, FakeContext()) == {"outcome": "ignored"}
+
+
+# --- reading a job --------------------------------------------------------------------------------
+
+
+def test_a_queued_job_reads_as_queued_until_its_finish_by_time_then_failed(world: World) -> None:
+    job = submitted(world)
+    status, body = jobs.read(job, caller=GOLD, clock=world.times.clock(), jobs=world.jobs)
+    assert (status, body["status"]) == (200, "queued")
+    assert "reason" not in body
+    world.times.now = NOW + dt.timedelta(seconds=SETTINGS.max_event_age_seconds + 600)
+    assert jobs.read(job, caller=GOLD, clock=world.times.clock(), jobs=world.jobs)[1]["status"] == "queued"
+    world.times.now += dt.timedelta(microseconds=1)
+    _, body = jobs.read(job, caller=GOLD, clock=world.times.clock(), jobs=world.jobs)
+    assert (body["status"], body["reason"]) == ("failed", jobs.REASON_TIMEOUT)
+
+
+def test_a_running_job_reads_as_running(world: World) -> None:
+    job = submitted(world)
+    world.store.claim(job, now=NOW)
+    assert jobs.read(job, caller=GOLD, clock=world.times.clock(), jobs=world.jobs)[1]["status"] == JobStatus.RUNNING
+
+
+@pytest.mark.parametrize(
+    "caller",
+    [Caller(user="user-2", group="customer-gold"), Caller(user="user-1", group="customer-basic")],
+    ids=["another user of the group", "the same user in another group"],
+)
+def test_only_the_jobs_own_user_in_its_group_may_read_it(world: World, caller: Caller) -> None:
+    job = submitted(world)
+    status, body = jobs.read(job, caller=caller, clock=world.times.clock(), jobs=world.jobs)
+    assert status == 404
+    assert body["error"] == "not_found"
+    assert jobs.read("0" * 32, caller=GOLD, clock=world.times.clock(), jobs=world.jobs)[1] == {
+        "error": "not_found",
+        "message": f"no job {'0' * 32} for this caller",
+    }
+
+
+@pytest.mark.parametrize("job", ["", "ABC", "0" * 31, "0" * 33, "g" * 32, "0" * 31 + "\n", "x" * 10_000])
+def test_an_id_that_cannot_be_a_job_is_a_404_without_a_lookup(world: World, job: str) -> None:
+    status, body = jobs.read(job, caller=GOLD, clock=world.times.clock(), jobs=world.jobs)
+    assert status == 404
+    assert len(body["message"]) < 100  # the id is echoed cut short
