@@ -166,17 +166,18 @@ class ModelStreamer:
         self._clock = clock
 
     def open(self, request: GenerationRequest) -> Streamed:
-        inference: dict[str, Any] = {"maxTokens": request.output.max_tokens}
-        temperature = getattr(request, "temperature", None)  # where the request carries one
-        if temperature is not None:
-            inference["temperature"] = temperature
+        """The request's model stream, asked as the buffered route asks (ModelRouter): the output
+        type's instructions and the caller's system text, the token limit, the temperature."""
+        inference: dict[str, Any] = {"maxTokens": request.token_limit}
+        if request.temperature is not None:
+            inference["temperature"] = request.temperature
         return converse_stream(
             self._client,
             request.models,
             deadline=request.deadline,
             attempt_seconds=self._attempt_seconds,
             clock=self._clock,
-            system=[{"text": request.output.instructions}],
+            system=[{"text": request.instructions}],
             messages=request.messages,
             inferenceConfig=inference,
         )
@@ -192,7 +193,7 @@ class StreamingFlow(Flow):
         models' failure before their first token (UpstreamError; the units are released)."""
         if request.output.agent is not None:
             raise StreamingUnsupportedError(f"output type {request.output_type} is produced by an agent")
-        admission = self._admit(request)
+        admission = self.admit(request)
         attributes = {
             "gen_ai.operation.name": "chat",
             "gen_ai.system": "aws.bedrock",

@@ -348,6 +348,21 @@ def test_a_blocked_piece_ends_the_stream_releases_the_units_and_nothing_later_is
     assert ("read", "More advice follows. " * 30) not in bedrock.log
 
 
+def test_the_model_is_asked_as_the_buffered_route_asks_it(bedrock: Bedrock) -> None:
+    request = a_request(system="Answer in French.", max_tokens=300, temperature=0.2)
+    stream = FakeEventStream(answer(["Bonjour."]), bedrock.log)
+    expected = {
+        "modelId": PRO,
+        "system": [{"text": f"{POLICY.outputs['chat'].instructions}\n\nAnswer in French."}],
+        "messages": request.messages,
+        "inferenceConfig": {"maxTokens": 300, "temperature": 0.2},
+    }
+    bedrock.stubber.add_response("converse_stream", {"stream": stream}, expected)
+    bedrock.guards("Bonjour.")
+    flow, models = a_flow(bedrock, Ledger())
+    assert [e for e in flow.stream(request, models) if isinstance(e, TextDelta)] == [TextDelta("Bonjour.")]
+
+
 def test_max_tokens_is_finish_reason_length(bedrock: Bedrock) -> None:
     bedrock.streams_answer(PRO, answer(["Cut off here."], stop="max_tokens"))
     bedrock.guards("Cut off here.")
