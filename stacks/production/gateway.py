@@ -246,7 +246,12 @@ class GatewayStack(Stack):
             # the guardrail's job (413, guardrail_blocked).
             count_only=COMMON_RULES_COUNTED,
         )
-        CfnOutput(self, "ApiUrl", value=self.api.url, description="The AI gateway: POST {url}v1/chat")
+        CfnOutput(
+            self,
+            "ApiUrl",
+            value=self.api.url,
+            description="The AI gateway: POST {url}v1/chat; OpenAI SDKs: base_url {url}v1",
+        )
         CfnOutput(self, "GatewayFunctionLogGroup", value=self.function.log_group.log_group_name)
         CfnOutput(self, "LedgerTableName", value=self.ledger.table_name)
         CfnOutput(self, "GuardrailId", value=self.guardrail.attr_guardrail_id)
@@ -281,14 +286,27 @@ class GatewayStack(Stack):
         options: dict[str, Any] = {"authorizer": authorizer, "api_key_required": True}
         chat_model = api.add_model("ChatRequest", content_type="application/json", schema=_CHAT_SCHEMA)
         output_model = api.add_model("OutputRequest", content_type="application/json", schema=_OUTPUT_SCHEMA)
+        completion_model = api.add_model(
+            "ChatCompletionRequest", content_type="application/json", schema=_CHAT_COMPLETION_SCHEMA
+        )
         v1 = api.root.add_resource("v1")
-        v1.add_resource("chat").add_method(
+        chat = v1.add_resource("chat")
+        chat.add_method(
             "POST",
             integration,
             request_validator=validator,
             request_models={"application/json": chat_model},
             **options,
         )
+        # OpenAI-compatible (lambdas/ai_gateway/openai_api.py): the openai SDKs call {url}v1 unchanged.
+        chat.add_resource("completions").add_method(
+            "POST",
+            integration,
+            request_validator=validator,
+            request_models={"application/json": completion_model},
+            **options,
+        )
+        v1.add_resource("models").add_method("GET", integration, **options)
         v1.add_resource("outputs").add_resource("{type}").add_method(
             "POST",
             integration,
@@ -435,6 +453,18 @@ _CHAT_SCHEMA = apigateway.JsonSchema(
     required=["messages"],
     properties={
         "messages": apigateway.JsonSchema(type=apigateway.JsonSchemaType.ARRAY, min_items=1, max_items=50),
+        "model": apigateway.JsonSchema(type=apigateway.JsonSchemaType.STRING),
+    },
+)
+# Only the shape API Gateway can refuse cheaply: the function checks the rest and answers in
+# OpenAI's error shape, naming the field (API Gateway's own refusals keep the gateway's shape,
+# which OpenAI clients read as the same status without a code).
+_CHAT_COMPLETION_SCHEMA = apigateway.JsonSchema(
+    schema=apigateway.JsonSchemaVersion.DRAFT4,
+    type=apigateway.JsonSchemaType.OBJECT,
+    required=["messages"],
+    properties={
+        "messages": apigateway.JsonSchema(type=apigateway.JsonSchemaType.ARRAY),
         "model": apigateway.JsonSchema(type=apigateway.JsonSchemaType.STRING),
     },
 )

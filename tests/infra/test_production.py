@@ -100,7 +100,7 @@ def test_every_method_is_authorized_by_the_lambda_authorizer_and_needs_the_plan_
     gateway: dict[str, Any], cdk_context: dict[str, Any]
 ) -> None:
     methods = resources(gateway, "AWS::ApiGateway::Method")
-    assert len(methods) == 3
+    assert len(methods) == 5
     for method in methods.values():
         p = method["Properties"]
         assert (p["AuthorizationType"], render(p["AuthorizerId"]), p["ApiKeyRequired"]) == (
@@ -120,6 +120,55 @@ def test_every_method_is_authorized_by_the_lambda_authorizer_and_needs_the_plan_
     )
     validator = props(gateway, "AWS::ApiGateway::RequestValidator")
     assert validator["ValidateRequestBody"] is True
+
+
+def _routes(gateway: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    """Each method's properties by (HTTP method, full resource path)."""
+    parts = resources(gateway, "AWS::ApiGateway::Resource")
+
+    def path(ref: Any) -> str:
+        logical = ref.get("Ref") if isinstance(ref, dict) else None
+        if logical not in parts:  # the API's root resource
+            return ""
+        resource = parts[logical]["Properties"]
+        return f"{path(resource['ParentId'])}/{resource['PathPart']}"
+
+    return {
+        (m["Properties"]["HttpMethod"], path(m["Properties"]["ResourceId"])): m["Properties"]
+        for m in resources(gateway, "AWS::ApiGateway::Method").values()
+    }
+
+
+def test_the_openai_compatible_routes_sit_beside_the_gateways_own_and_validate_the_body(
+    gateway: dict[str, Any],
+) -> None:
+    routes = _routes(gateway)
+    assert set(routes) == {
+        ("POST", "/v1/chat"),
+        ("POST", "/v1/outputs/{type}"),
+        ("GET", "/v1/usage"),
+        ("POST", "/v1/chat/completions"),
+        ("GET", "/v1/models"),
+    }
+    completions = routes[("POST", "/v1/chat/completions")]
+    assert render(completions["RequestValidatorId"]) == "<ApiValidator>"
+    assert render(completions["RequestModels"]) == {"application/json": "<ApiChatCompletionRequest>"}
+    model = resources(gateway, "AWS::ApiGateway::Model")[completions["RequestModels"]["application/json"]["Ref"]]
+    schema = model["Properties"]["Schema"]
+    assert (schema["type"], schema["required"], schema["properties"]["messages"]["type"]) == (
+        "object",
+        ["messages"],
+        "array",
+    )
+    # The function answers the rest in OpenAI's shape: the validator must not refuse what it would name.
+    assert "minItems" not in schema["properties"]["messages"]
+    assert "RequestModels" not in routes[("GET", "/v1/models")]
+    # Same function, same proxy integration as the gateway's own routes.
+    integrations = {
+        render(p["Integration"]["Uri"]) == render(routes[("POST", "/v1/chat")]["Integration"]["Uri"])
+        for p in routes.values()
+    }
+    assert integrations == {True}
 
 
 def test_stage_logs_access_and_execution_without_bodies_and_traces(gateway: dict[str, Any]) -> None:
