@@ -436,6 +436,14 @@ def _unpack(data: bytes) -> dict[str, Any]:
     return value
 
 
+def _readable(data: bytes) -> dict[str, Any] | None:
+    """A stored request, or None when it cannot be read (the worker then fails the job)."""
+    try:
+        return _unpack(data)
+    except (zlib.error, ValueError):
+        return None
+
+
 def _iso(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).isoformat()
 
@@ -474,7 +482,7 @@ def _job(item: dict[str, Any]) -> Job:
             window=admission["window"],
         ),
         limit_seconds=int(item["limit_seconds"]["N"]),
-        payload=_unpack(item["payload"]["B"]) if "payload" in item else None,
+        payload=_readable(item["payload"]["B"]) if "payload" in item else None,
         token=item["token"]["S"] if "token" in item else None,
         result=_unpack(item["result"]["B"]) if "result" in item else None,
         reason=item["reason"]["S"] if "reason" in item else None,

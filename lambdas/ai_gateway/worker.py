@@ -93,12 +93,12 @@ def run(job_id: str, *, remaining_seconds: float, runtime: Runtime, clock: Clock
     if job is None:
         logger.info("job not queued: a repeated event", extra={"job_id": job_id})
         return "skipped"
-    telemetry.correlate(job.job_id)
     seconds = min(remaining_seconds, job.limit_seconds) - GENERATION_MARGIN_SECONDS
-    request = job.request(deadline=clock.monotonic() + seconds)
     outcome = "failed"
     why = reason(Exception())
     try:
+        request = job.request(deadline=clock.monotonic() + seconds)
+        telemetry.correlate(request.conversation)
         if clock.now() > job.start_by or seconds <= 0:
             why = REASON_STALE
         else:

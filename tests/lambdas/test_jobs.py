@@ -502,3 +502,23 @@ def test_an_id_that_cannot_be_a_job_is_a_404_without_a_lookup(world: World, job:
     status, body = jobs.read(job, caller=GOLD, clock=world.times.clock(), jobs=world.jobs)
     assert status == 404
     assert len(body["message"]) < 100  # the id is echoed cut short
+
+
+def test_a_job_whose_request_cannot_be_read_fails_and_releases(world: World) -> None:
+    job = submitted(world)
+    world.dynamodb.update_item(
+        TableName=JOBS_TABLE,
+        Key={"job_id": {"S": job}},
+        UpdateExpression="SET payload = :p",
+        ExpressionAttributeValues={":p": {"B": b"not zlib"}},
+    )
+    assert run(world, job) == "failed"
+    assert world.used() == 0
+    assert world.item(job)["reason"] == {"S": jobs.REASON_INTERNAL}
+
+
+def test_a_job_with_less_time_left_than_the_margin_fails_without_generating(world: World) -> None:
+    job = submitted(world)
+    assert run(world, job, remaining=GENERATION_MARGIN_SECONDS) == "failed"
+    assert world.used() == 0
+    assert world.item(job)["reason"] == {"S": jobs.REASON_STALE}
