@@ -124,7 +124,7 @@ class JobStore:
 
     def __init__(self, client: Any, table: str) -> None:
         self._client = client
-        self._table = table
+        self._jobs_table = table
 
     def create(self, job: Job, *, expires_at: dt.datetime, max_bytes: int) -> bool:
         """Write a queued job unless one with its id exists; False when one does."""
@@ -149,7 +149,7 @@ class JobStore:
         }
         try:
             self._client.put_item(
-                TableName=self._table,
+                TableName=self._jobs_table,
                 Item=item,
                 ConditionExpression="attribute_not_exists(job_id)",
             )
@@ -160,7 +160,7 @@ class JobStore:
         return True
 
     def get(self, job: str) -> Job | None:
-        response = self._client.get_item(TableName=self._table, Key={"job_id": {"S": job}}, ConsistentRead=True)
+        response = self._client.get_item(TableName=self._jobs_table, Key={"job_id": {"S": job}}, ConsistentRead=True)
         item = response.get("Item")
         return _job(item) if item else None
 
@@ -169,7 +169,7 @@ class JobStore:
         (with the token), or None when it is not queued (a repeated event: someone claimed it)."""
         try:
             response = self._client.update_item(
-                TableName=self._table,
+                TableName=self._jobs_table,
                 Key={"job_id": {"S": job}},
                 UpdateExpression="SET #status = :running, updated_at = :now REMOVE #token",
                 ConditionExpression="#status = :queued",
@@ -207,7 +207,7 @@ class JobStore:
         values = {f":from{n}": {"S": s.value} for n, s in enumerate(from_statuses)}
         try:
             self._client.update_item(
-                TableName=self._table,
+                TableName=self._jobs_table,
                 Key={"job_id": {"S": job}},
                 UpdateExpression="SET #status = :status, #value = :value, updated_at = :now REMOVE payload, #token",
                 ConditionExpression=f"#status IN ({', '.join(values)})",
@@ -230,12 +230,12 @@ class Worker:
 
     def __init__(self, client: Any, function: str) -> None:
         self._client = client
-        self._function = function
+        self._worker_function = function
 
     def start(self, job: str) -> None:
         with call("lambda"):
             self._client.invoke(
-                FunctionName=self._function, InvocationType="Event", Payload=json.dumps({"job_id": job}).encode()
+                FunctionName=self._worker_function, InvocationType="Event", Payload=json.dumps({"job_id": job}).encode()
             )
 
 
