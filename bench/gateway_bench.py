@@ -115,27 +115,35 @@ def cold_import(statement: str, bytecode_cache: str, runs: int = 9) -> float:
 
 @contextmanager
 def telemetry_off(handler: Any) -> Iterator[None]:
-    """The handler with stage telemetry (log line, stage metrics, span, model metrics) stubbed."""
+    """The handler with its stage telemetry as a no-op: the stages (records, metrics, log record,
+    spans), the metrics held with them (model tokens and cost, guardrail interventions), their
+    flush, and the correlation the recorder adds to every log line and metric. What is left is
+    the request's own Powertools metrics and log lines, in both arms alike."""
     from ai_gateway import telemetry
-    from shared.telemetry import StageRecord
+    from shared.telemetry import Recorder, StageRecord
 
     @contextmanager
     def no_stage(*_: Any, **__: Any) -> Iterator[Any]:
         yield StageRecord({})
 
-    # The recorder's module-level names, and the correlation it adds to every log line and metric.
-    stand_ins = {"stage": no_stage, "emit": lambda *_, **__: None}
-    saved = {name: getattr(telemetry, name) for name in stand_ins}
-    saved_correlate = telemetry.Telemetry.correlate
-    for name, stand_in in stand_ins.items():
-        setattr(telemetry, name, stand_in)
-    setattr(telemetry.Telemetry, "correlate", lambda *_: None)  # noqa: B010
+    def nothing(*_: Any, **__: Any) -> None:
+        return None
+
+    stand_ins = [
+        (telemetry.Telemetry, "stage", no_stage),
+        (telemetry.Telemetry, "correlate", nothing),
+        (telemetry, "emit", nothing),
+        (Recorder, "add", nothing),
+        (Recorder, "flush", nothing),
+    ]
+    saved = [(owner, name, getattr(owner, name)) for owner, name, _ in stand_ins]
+    for owner, name, stand_in in stand_ins:
+        setattr(owner, name, stand_in)
     try:
         yield
     finally:
-        for name, original in saved.items():
-            setattr(telemetry, name, original)
-        setattr(telemetry.Telemetry, "correlate", saved_correlate)  # noqa: B010
+        for owner, name, original in saved:
+            setattr(owner, name, original)
 
 
 def percentiles(samples: list[float]) -> tuple[float, float]:

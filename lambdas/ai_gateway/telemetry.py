@@ -6,6 +6,11 @@ prompt, an answer or a tool argument (except a golden evaluation case's, see age
 
 An agent's tool calls reach CloudWatch from here, as stage "tool" (shared.telemetry's stage
 metrics): EMF a Lambda function prints is extracted reliably, an agent runtime's is not.
+
+The request's stages, and its metrics dimensioned otherwise than the request's own (a model's
+tokens and cost, a guardrail source's interventions), are held by one shared.telemetry.Recorder
+and written as the request's stage documents when the request's Powertools metrics are flushed
+(the handler's ``@metrics.log_metrics``, once per invocation): docs/observability.md.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from ai_gateway.router import Generation
 from shared import observability
 from shared.aws_errors import UpstreamError
 from shared.observability import AGENT_TURN_MESSAGE
-from shared.telemetry import CONVERSATION, Stage, StageRecord, emit, emit_all, stage
+from shared.telemetry import CONVERSATION, Recorder, Stage, StageContext, emit, emit_all
 
 COUNT = MetricUnit.Count
 MILLISECONDS = MetricUnit.Milliseconds
@@ -35,11 +40,26 @@ TOOL: Stage = "tool"
 
 
 class Telemetry:
-    """The request's metrics (Powertools Metrics, flushed per invocation) and log lines."""
+    """The request's metrics (Powertools Metrics, flushed per invocation), stages and log lines."""
 
     def __init__(self, metrics: Metrics, logger: Logger) -> None:
         self._metrics = metrics
         self._logger = logger
+        self._stages = Recorder(logger)
+        # Whoever flushes the request's metrics (log_metrics per invocation, or a test) flushes
+        # its stages with them, first: one flush point, no second decorator on the handler.
+        provider = metrics.provider
+        flush_metrics = provider.flush_metrics
+
+        def flush_with_stages(*args: Any, **kwargs: Any) -> None:
+            self.flush()
+            flush_metrics(*args, **kwargs)
+
+        setattr(provider, "flush_metrics", flush_with_stages)  # noqa: B010
+
+    def flush(self) -> None:
+        """Write the request's stage documents now (the metrics' flush does it too)."""
+        self._stages.flush()
 
     # --- the request ---------------------------------------------------------------------------
 
@@ -56,6 +76,7 @@ class Telemetry:
         """One conversation id on every later log line and on the request's metrics."""
         self._logger.append_keys(**{CONVERSATION: conversation})
         self._metrics.add_metadata(CONVERSATION, conversation)
+        self._stages.correlate(conversation)
 
     def refused(self, status: int, code: str, *, log: bool = True) -> None:
         self._count(Metric.REFUSALS)
@@ -70,11 +91,9 @@ class Telemetry:
 
     # --- stages --------------------------------------------------------------------------------
 
-    @contextmanager
-    def stage(self, name: Stage, conversation: str, attributes: Mapping[str, Any]) -> Iterator[StageRecord]:
+    def stage(self, name: Stage, conversation: str, attributes: Mapping[str, Any]) -> StageContext:
         """A stage of this request (shared.telemetry), carrying its conversation id."""
-        with stage(name, self._logger, conversation=conversation, **attributes) as record:
-            yield record
+        return self._stages.stage(name, conversation=conversation, **attributes)
 
     @contextmanager
     def timed(self, metric: Metric) -> Iterator[None]:
@@ -93,7 +112,7 @@ class Telemetry:
                 verdict = check()
             if verdict.intervened:
                 record.end("intervened", ",".join(verdict.reasons) or "intervened")
-                emit(Metric.GUARDRAIL_INTERVENTIONS, COUNT, 1, {str(Dimension.SOURCE): source})
+                self._stages.add(Metric.GUARDRAIL_INTERVENTIONS, COUNT, 1, {Dimension.SOURCE: source})
         if verdict.intervened:
             by_source = (
                 Metric.GUARDRAIL_INPUT_INTERVENTIONS if source == INPUT else Metric.GUARDRAIL_OUTPUT_INTERVENTIONS
@@ -109,6 +128,8 @@ class Telemetry:
 
     def quota_refused(self, group: str) -> None:
         self._count(Metric.QUOTA_REFUSALS)
+        # A line of its own, written now: the quota Contributor Insights rule counts such lines
+        # by the first metric of their first directive (stacks/production/observability.py).
         emit(Metric.QUOTA_REFUSALS_BY_GROUP, COUNT, 1, {str(Dimension.GROUP): group})
 
     def release_failed(self, request_id: str) -> None:
@@ -137,7 +158,7 @@ class Telemetry:
         self._count(Metric.AGENT_TOOL_CALLS, len(turn.calls))
         self._count(Metric.AGENT_TOOL_ERRORS, turn.tool_errors)
         for call in turn.calls:
-            _tool_stage(call, conversation)
+            _tool_stage(call, conversation, self._stages)
         self._logger.info(
             AGENT_TURN_MESSAGE,
             extra={
@@ -157,9 +178,9 @@ class Telemetry:
         self._count(Metric.OUTPUTS)
         self._count(Metric.UNITS, output.units)
         by_model: dict[str, str] = {Dimension.MODEL: generation.model}
-        emit(Metric.MODEL_INPUT_TOKENS, COUNT, generation.input_tokens, by_model)
-        emit(Metric.MODEL_OUTPUT_TOKENS, COUNT, generation.output_tokens, by_model)
-        emit(Metric.ESTIMATED_COST_USD, MetricUnit.NoUnit, output.units * output.unit_price_usd, by_model)
+        self._stages.add(Metric.MODEL_INPUT_TOKENS, COUNT, generation.input_tokens, by_model)
+        self._stages.add(Metric.MODEL_OUTPUT_TOKENS, COUNT, generation.output_tokens, by_model)
+        self._stages.add(Metric.ESTIMATED_COST_USD, MetricUnit.NoUnit, output.units * output.unit_price_usd, by_model)
         self._count(Metric.INPUT_TOKENS, generation.input_tokens)
         self._count(Metric.OUTPUT_TOKENS, generation.output_tokens)
         if generation.fell_back_from:
@@ -180,13 +201,18 @@ class Telemetry:
         self._metrics.add_metric(name=metric, unit=COUNT, value=value)
 
 
-def _tool_stage(call: dict[str, Any], conversation: str) -> None:
-    """One tool call's stage metrics, as shared.telemetry's stage emits them. A call the agent
-    reports without a latency was never made (its turn ran out of time first): no tool work to
-    count, and no made-up latency to drag the percentiles."""
+def _tool_stage(call: dict[str, Any], conversation: str, recorder: Recorder | None = None) -> None:
+    """One tool call's stage metrics, as shared.telemetry's stage emits them: held by the
+    request's recorder, or written now without one. A call the agent reports without a latency
+    was never made (its turn ran out of time first): no tool work to count, and no made-up
+    latency to drag the percentiles."""
     latency = call.get("latency_ms")
     if not isinstance(latency, int | float) or isinstance(latency, bool) or not 0 <= latency < math.inf:
         return  # NaN and infinity too: a metric of neither is charted
+    if recorder is not None:
+        recorder.correlate(conversation)
+        recorder.stage_metrics(TOOL, float(latency), failed=not call.get("ok"))
+        return
     values = [
         (observability.Metric.STAGE_REQUESTS, COUNT, 1.0),
         (observability.Metric.STAGE_ERRORS, COUNT, 0.0 if call.get("ok") else 1.0),

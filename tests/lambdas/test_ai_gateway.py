@@ -26,6 +26,7 @@ from ai_gateway.telemetry import Telemetry
 from shared.aws_errors import UpstreamError
 from shared.contract import SettingsError
 from shared.runtime_config import ConfigLocation
+from shared.telemetry import CONVERSATION, STAGES_MESSAGE
 from stacks.config import load_config
 from stacks.production.policy import gateway_policy
 from tests.lambdas.conftest import FakeContext, HttpResult, http_result
@@ -737,14 +738,27 @@ def printed(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
     return [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
 
 
+def logged_stages(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each stage's log record (shared.telemetry: the request's "stages" record lists them), with
+    the request's conversation id the record carries once."""
+    return [
+        {**stage, CONVERSATION: line.get(CONVERSATION)}
+        for line in lines
+        if line.get("message") == STAGES_MESSAGE
+        for stage in line["stages"]
+    ]
+
+
 def usage_stage(lines: list[dict[str, Any]]) -> dict[str, Any]:
-    (line,) = [line for line in lines if line.get("message") == "stage" and line.get("stage") == "usage"]
+    (line,) = [stage for stage in logged_stages(lines) if stage["stage"] == "usage"]
     return line
 
 
 def test_the_admission_is_the_usage_stage_of_the_requests_conversation(capsys: pytest.CaptureFixture[str]) -> None:
     # The dashboards' and alarms' per-stage series (shared/observability.py STAGES) need this name.
-    a_flow(RecordingLedger(), AnsweringBedrock()).generate(a_request())
+    metrics = Metrics()
+    a_flow(RecordingLedger(), AnsweringBedrock(), metrics=metrics).generate(a_request())
+    metrics.flush_metrics()  # the handler's log_metrics does this at the end of the request
     lines = printed(capsys)
     admitted = usage_stage(lines)
     assert (admitted["gen_ai.operation.name"], admitted["gen_ai.conversation.id"]) == ("admit", "s" * 65)
@@ -773,9 +787,11 @@ def test_a_refusal_resetting_within_a_second_asks_for_a_retry_after_one_second()
 
 
 def test_a_quota_refusal_is_the_usage_stages_refusal_not_an_error(capsys: pytest.CaptureFixture[str]) -> None:
+    metrics = Metrics()
     with pytest.raises(QuotaRefusedError) as refused:
-        a_flow(RefusingLedger(), AnsweringBedrock()).generate(a_request())
+        a_flow(RefusingLedger(), AnsweringBedrock(), metrics=metrics).generate(a_request())
     assert refused.value.retry_after == int((dt.datetime(2026, 12, 3, tzinfo=dt.UTC) - NOW).total_seconds())
+    metrics.flush_metrics()
     lines = printed(capsys)
     stage = usage_stage(lines)
     assert (stage["outcome"], stage["outcome.reason"]) == ("refused", "quota_exceeded")
@@ -809,8 +825,10 @@ class BrokenLedger(RecordingLedger):
 def test_a_ledger_failing_to_admit_is_an_upstream_error_of_dynamodb_in_the_usage_stage(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    metrics = Metrics()
     with pytest.raises(UpstreamError) as raised:
-        a_flow(BrokenLedger("admit"), AnsweringBedrock()).generate(a_request())
+        a_flow(BrokenLedger("admit"), AnsweringBedrock(), metrics=metrics).generate(a_request())
+    metrics.flush_metrics()
     assert (raised.value.service, raised.value.code, raised.value.http_status) == (
         "dynamodb",
         "InternalServerError",
@@ -864,20 +882,22 @@ def test_an_evaluation_cases_agent_turn_carries_its_tool_calls_with_arguments(
 
 
 def stage_lines(lines: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
-    """The stage's log lines: its own attributes (not the logger's keys, time or latency)."""
+    """The stage's log records: its own attributes (not the latency)."""
     return [
-        {k: v for k, v in line.items() if k in ("stage", "outcome") or k.startswith(("gen_ai.", "aws.bedrock."))}
-        for line in lines
-        if line.get("message") == "stage" and line.get("stage") == name
+        {k: v for k, v in stage.items() if k in ("stage", "outcome") or k.startswith(("gen_ai.", "aws.bedrock."))}
+        for stage in logged_stages(lines)
+        if stage["stage"] == name
     ]
 
 
 def test_the_generation_and_guardrail_stages_carry_the_genai_attributes_of_a_model_call(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    flow = a_flow(RecordingLedger(), AnsweringBedrock())
+    metrics = Metrics()
+    flow = a_flow(RecordingLedger(), AnsweringBedrock(), metrics=metrics)
     flow.screen(["Hi"], "s" * 65)
     flow.generate(a_request())
+    metrics.flush_metrics()
     lines = printed(capsys)
     assert stage_lines(lines, "generation") == [
         {
@@ -912,7 +932,9 @@ def test_a_model_calls_span_has_no_agent_attribute_and_nothing_is_dropped_with_a
 
 def test_the_generation_stage_of_an_agents_turn_names_the_agent(capsys: pytest.CaptureFixture[str]) -> None:
     request = replace(an_agents_request(), models=["amazon.nova-lite-v1:0", "amazon.nova-pro-v1:0"])
-    a_flow(RecordingLedger(), AnsweringBedrock(), RecordingAgents()).generate(request)
+    metrics = Metrics()
+    a_flow(RecordingLedger(), AnsweringBedrock(), RecordingAgents(), metrics=metrics).generate(request)
+    metrics.flush_metrics()
     (generation,) = stage_lines(printed(capsys), "generation")
     assert generation == {
         "stage": "generation",

@@ -311,10 +311,10 @@ def test_each_tool_call_is_a_tool_stage_of_the_conversation(
     assert call(chat("Where is my order?")).status == 200
     out = capsys.readouterr().out
     emf = [json.loads(line) for line in out.splitlines() if line.startswith('{"_aws"')]
+    # One document for the request's tool stage, a value per call made, in the order made.
     tools = [m for m in emf if m.get("Stage") == "tool"]
     assert [(m["StageRequests"], m["StageErrors"], m.get("StageLatency")) for m in tools] == [
-        ([1.0], [0.0], [12.5]),
-        ([1.0], [1.0], [30.0]),
+        ([1.0, 1.0], [0.0, 1.0], [12.5, 30.0]),
     ]
     conversation = runtime_session_id("customer-gold", "user-1", "api-req-1")
     assert all(m["gen_ai.conversation.id"] == conversation for m in tools)

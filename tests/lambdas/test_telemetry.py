@@ -23,7 +23,7 @@ from ai_gateway.agents import AgentClient, runtime_session_id
 from knowledge_search import handler as knowledge
 from shared.headers import AGENT_SESSION_HEADER, CALLER_TOKEN_HEADER
 from shared.runtime_config import ConfigLocation, DocumentReader
-from shared.telemetry import CONVERSATION, STAGES
+from shared.telemetry import CONVERSATION, STAGES, STAGES_MESSAGE
 from shared.tokens import TokenVerifier
 from stacks.production.tool_binding import bindings, classifications
 from tests.lambdas.bedrock_fakes import converse_answer
@@ -207,19 +207,44 @@ def test_one_conversation_id_in_every_log_line_metric_and_span_with_its_stage(
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     logs = [line for line in lines if "_aws" not in line]
     emf = [line for line in lines if "_aws" in line]
-    stage_logs = [line for line in logs if line.get("message") == "stage"]
-    # (The agent's tool calls are stage metrics from the gateway and spans from the agent: below.)
-    assert {line["stage"] for line in stage_logs} == {"guardrail", "usage", "generation", "retrieval"}
-    assert all(line[CONVERSATION] == conversation for line in stage_logs)
-    # Every log line of the request, from every component, carries it (the gateway's too).
-    request_logs = [
-        line for line in logs if line.get("message") in ("stage", "output delivered", "agent turn", "turn finished")
+    # Each function's stages: one log record ("stages", in the first of its stage documents),
+    # each stage's attributes, outcome and latency in it (the agent's tool calls: below).
+    records = [line for line in emf if line.get("message") == STAGES_MESSAGE]
+    assert len(records) == 2  # the gateway's request, knowledge_search's retrieval
+    stage_logs = [stage for record in records for stage in record["stages"]]
+    assert sorted(stage["stage"] for stage in stage_logs) == [
+        "generation",
+        "guardrail",
+        "guardrail",
+        "retrieval",
+        "usage",
     ]
+    assert all(isinstance(stage["latency_ms"], float) and stage["latency_ms"] >= 0 for stage in stage_logs)
+    assert [(s["stage"], s["outcome"]) for s in records[1]["stages"]] == [
+        ("guardrail", "intervened"),  # the e-mail address anonymized
+        ("usage", "ok"),
+        ("generation", "ok"),
+        ("guardrail", "ok"),
+    ]
+    assert records[1]["stages"][0]["gen_ai.operation.name"] == "apply_guardrail"
+    assert all(record[CONVERSATION] == conversation for record in records)
+    # Every log line of the request, from every component, carries it (the gateway's too).
+    request_logs = [line for line in logs if line.get("message") in ("output delivered", "agent turn", "turn finished")]
     assert request_logs
     assert all(line.get(CONVERSATION) == conversation for line in request_logs)
     staged = [m for m in emf if "Stage" in m]
     assert all(m["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Stage"]] for m in staged)  # alarmable as is
-    assert {m["Stage"] for m in staged} == {"guardrail", "usage", "generation", "tool", "retrieval"} <= set(STAGES)
+    assert all(len(m["StageRequests"]) == len(m["StageErrors"]) == len(m["StageLatency"]) for m in staged)
+    counted = {m["Stage"]: (sum(m["StageRequests"]), sum(m["StageErrors"])) for m in staged}
+    assert len(staged) == len(counted)  # one document per stage of a request
+    assert counted == {
+        "guardrail": (2.0, 0.0),  # input and output, one document
+        "usage": (1.0, 0.0),
+        "generation": (1.0, 0.0),
+        "tool": (1.0, 0.0),
+        "retrieval": (1.0, 0.0),
+    }
+    assert set(counted) <= set(STAGES)
     assert all(m[CONVERSATION] == conversation for m in staged)
     gateway_emf = [m for m in emf if "Outputs" in m]
     assert [m[CONVERSATION] for m in gateway_emf] == [conversation]
