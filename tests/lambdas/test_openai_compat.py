@@ -15,10 +15,12 @@ from typing import Any
 import openai
 import pytest
 from botocore.stub import ANY
+from hypothesis import HealthCheck, event, given, settings, strategies as st
 
 from ai_gateway import handler
 from ai_gateway.flow import Clock
 from ai_gateway.models import GatewayPolicy
+from shared.headers import CALLER_TOKEN_HEADER
 from tests.lambdas.bedrock_fakes import converse_answer
 from tests.lambdas.conftest import FakeContext, HttpResult, http_result
 from tests.lambdas.gateway_fixtures import (
@@ -29,20 +31,32 @@ from tests.lambdas.gateway_fixtures import (
     MICRO,
     POLICY,
     PRO,
+    AnsweringBedrock,
     Gateway,
     converse_ok,
+    environment,
     guard_input,
     guard_output,
+    model_only,
     models_only,
     policy_document,
     rest_event,
 )
 from tests.lambdas.openai_server import Served, serve_gateway
+from tests.lambdas.strategies import json_values
+from tests.lambdas.test_ai_gateway_agents import TOKEN, FakeAgentCore, agentcore, routed  # noqa: F401 - fixtures
 
 NOW = dt.datetime(2026, 11, 29, 6, 45, tzinfo=dt.UTC)
 BASIC = {"user": "user-2", "group": "customer-basic", "tier": "basic", "kind": "customer"}
-CALLERS = {"gold-token": GOLD, "basic-token": BASIC, "stranger-token": {"user": "user-3", "group": "nobody"}}
+CALLERS = {
+    "gold-token": GOLD,
+    TOKEN: GOLD,  # a token shaped like a JWT, which the gateway forwards to an agent
+    "basic-token": BASIC,
+    "stranger-token": {"user": "user-3", "group": "nobody"},
+}
 INSTRUCTIONS = POLICY.outputs["chat"].instructions
+USER_TURN = {"role": "user", "content": "Hi"}
+SYSTEM_TURN = st.just({"role": "system", "content": "Be brief."})
 
 
 @pytest.fixture
@@ -303,6 +317,40 @@ def test_a_group_without_gateway_access_is_permission_denied_and_an_unknown_toke
         client(served, "forged-token").models.list()
 
 
+def test_an_agent_produced_output_type_gets_the_callers_token_system_text_and_token_limit(
+    routed: tuple[Gateway, FakeAgentCore],  # noqa: F811 - the agents tests' fixture, imported above
+    served: Served,
+) -> None:
+    gateway, agent = routed
+    report = handler.policy().outputs["report"]
+    assert report.agent == "report_writer"
+    guard_input(gateway.bedrock, ["Use tables.", "Q3 numbers"])
+    agent.reply("A report.")
+    guard_output(gateway.bedrock, "A report.")
+    completion = client(served, TOKEN).chat.completions.create(
+        model=PRO,
+        messages=[{"role": "system", "content": "Use tables."}, {"role": "user", "content": "Q3 numbers"}],
+        max_tokens=700,
+        extra_body={"output_type": "report", "session_id": "report-session-1"},
+    )
+    assert completion.choices[0].message.content == "A report."
+    assert completion.usage is not None
+    assert (completion.usage.prompt_tokens, completion.usage.completion_tokens) == (900, 120)
+    assert completion.model_extra is not None
+    extension = completion.model_extra["gateway"]
+    assert (extension["agent"], extension["session_id"], extension["output_type"]) == (
+        "report_writer",
+        "report-session-1",
+        "report",
+    )
+    (request,) = agent.seen
+    body = request["body"]
+    assert body["messages"] == [{"role": "user", "content": "Q3 numbers"}]
+    assert body["instructions"] == f"{report.instructions}\n\nUse tables."
+    assert body["max_tokens"] == 700
+    assert request["headers"][CALLER_TOKEN_HEADER] == TOKEN
+
+
 # --- the handler: parsing and its edge cases ------------------------------------------------------
 
 
@@ -504,3 +552,70 @@ def test_the_models_route_and_the_existing_routes_keep_their_shapes(gateway: Gat
     }
     old = call(rest_event("POST", "/v1/chat", {"messages": []}))
     assert (old.status, old.body["error"]) == (422, "invalid_request")  # the gateway's own shape, unchanged
+
+
+def mostly(valid: st.SearchStrategy[Any], other: st.SearchStrategy[Any] = json_values) -> st.SearchStrategy[Any]:
+    """Valid values four times in five, ``other`` (any JSON value) otherwise."""
+    return st.one_of(valid, valid, valid, valid, other)
+
+
+part = st.fixed_dictionaries({"type": mostly(st.just("text"))}, optional={"text": mostly(st.text(max_size=20))})
+message = st.fixed_dictionaries(
+    {"role": mostly(st.sampled_from(["system", "developer", "user", "assistant"]))},
+    optional={"content": mostly(st.text(min_size=1, max_size=30) | st.lists(part, min_size=1, max_size=3))},
+)
+# A valid request with fields added or replaced, mostly by valid values: it reaches every check,
+# and the model often enough.
+valid_requests = st.fixed_dictionaries(
+    {},
+    optional={
+        "messages": mostly(
+            st.lists(SYSTEM_TURN, max_size=2).map(lambda m: [*m, USER_TURN]),
+            st.lists(message, min_size=1, max_size=3).map(lambda m: [*m, USER_TURN]) | json_values,
+        ),
+        "model": mostly(st.sampled_from([PRO, LITE]), st.sampled_from([MICRO, "x"]) | json_values),
+        "max_tokens": mostly(st.integers(1, 800), st.integers(-5, 2000) | json_values),
+        "max_completion_tokens": mostly(st.integers(1, 800), st.integers(-5, 2000) | json_values),
+        "temperature": mostly(st.floats(0, 1), st.floats(-1, 3) | json_values),
+        "stream": mostly(st.just(False), st.booleans() | json_values),
+        "output_type": mostly(st.sampled_from(["chat", "summary", "report"]), st.just("nope") | json_values),
+        "user": mostly(st.text(max_size=10)),
+    },
+).map(lambda fields: json.dumps({"model": PRO, "messages": [USER_TURN], **fields}))
+completion_bodies = st.one_of(
+    valid_requests,
+    valid_requests,
+    valid_requests,
+    json_values.map(json.dumps),
+    st.sampled_from(list(HOSTILE_BODIES.values())),
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    body=completion_bodies,
+    headers=st.fixed_dictionaries(
+        {},
+        optional={
+            "Idempotency-Key": mostly(st.just("client-key-0001"), st.text(max_size=20)),
+            "X-Output-Type": mostly(st.just("summary"), st.text(max_size=20)),
+            "X-Session-Id": mostly(st.just("session-0001"), st.text(max_size=20)),
+        },
+    ).map(lambda headers: {name: str(value) for name, value in headers.items()}),
+)
+def test_any_body_on_the_openai_routes_is_an_openai_answer_never_a_5xx(body: str, headers: dict[str, str]) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        deps = model_only(AnsweringBedrock())
+        patch.setattr(handler, "dependencies", lambda: deps)
+        patch.setattr(handler, "policy", lambda: POLICY)
+        environment(patch)
+        result = call(completions(body, headers=headers))
+    handler.settings.cache_clear()
+    event(f"status {result.status}")
+    assert result.status < 500, result.body
+    if result.status == 200:
+        assert result.body["object"] == "chat.completion"
+        assert result.body["choices"][0]["message"]["content"] == "Hi."
+    else:
+        error = refused_with(result, result.status)
+        assert error["type"] in {"invalid_request_error", "permission_error"}
