@@ -140,6 +140,9 @@ OUTPUT: Final = "OUTPUT"
 
 # Headers: the client's and the gateway's answer's (AgentCore Runtime's session header is shared.headers').
 IDEMPOTENCY_KEY_HEADER: Final = "Idempotency-Key"
+# The OpenAI-compatible route's extensions as headers, for clients that cannot send extra body fields.
+SESSION_ID_HEADER: Final = "X-Session-Id"
+OUTPUT_TYPE_HEADER: Final = "X-Output-Type"
 EVALUATION_CASE_HEADER: Final = "X-Evaluation-Case"
 AUTHORIZATION_HEADER: Final = "Authorization"
 CORRELATION_ID_HEADER: Final = "X-Correlation-Id"

@@ -38,7 +38,9 @@ from ai_gateway.contract import (
     EVALUATION_CASE_HEADER,
     GENERATION_MARGIN_SECONDS,
     IDEMPOTENCY_KEY_HEADER,
+    OUTPUT_TYPE_HEADER,
     RETRY_AFTER_HEADER,
+    SESSION_ID_HEADER,
     Settings,
 )
 from ai_gateway.flow import (
@@ -273,8 +275,8 @@ def completion_generation(
     (blocked: InputBlockedError, nothing admitted): everything up to admission, for a buffered or
     a streamed answer alike."""
     request_id = _request_id()
-    output_type = _extension(body.output_type, openai_api.OUTPUT_TYPE_HEADER, OUTPUT_TYPE, "output_type") or CHAT
-    session_id = _extension(body.session_id, openai_api.SESSION_ID_HEADER, SESSION_ID, "session_id")
+    output_type = _extension(body.output_type, OUTPUT_TYPE_HEADER, OUTPUT_TYPE, "output_type") or CHAT
+    session_id = _extension(body.session_id, SESSION_ID_HEADER, SESSION_ID, "session_id")
     if output_type not in policy().outputs:
         raise openai_api.invalid(f"output_type: unknown output type {output_type}", param="output_type")
     output = _output_for(group, output_type)
