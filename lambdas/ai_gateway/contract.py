@@ -147,3 +147,6 @@ EVALUATION_CASE_HEADER: Final = "X-Evaluation-Case"
 AUTHORIZATION_HEADER: Final = "Authorization"
 CORRELATION_ID_HEADER: Final = "X-Correlation-Id"
 RETRY_AFTER_HEADER: Final = "Retry-After"
+# A streamed completion's quota after its admission (its body has no room for it before the end).
+QUOTA_REMAINING_HEADER: Final = "X-Quota-Remaining"
+QUOTA_RESETS_HEADER: Final = "X-Quota-Resets-At"

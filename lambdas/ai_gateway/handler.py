@@ -17,6 +17,8 @@ never logged.
 """
 
 import re
+from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, TypeVar
@@ -39,6 +41,8 @@ from ai_gateway.contract import (
     GENERATION_MARGIN_SECONDS,
     IDEMPOTENCY_KEY_HEADER,
     OUTPUT_TYPE_HEADER,
+    QUOTA_REMAINING_HEADER,
+    QUOTA_RESETS_HEADER,
     RETRY_AFTER_HEADER,
     SESSION_ID_HEADER,
     Settings,
@@ -58,6 +62,7 @@ from ai_gateway.ledger import Ledger
 from ai_gateway.models import Caller, ChatRequest, GatewayPolicy, GroupPolicy, OutputPolicy, OutputRequest
 from ai_gateway.openai_api import ChatCompletionRequest, Conversation, OpenAIError
 from ai_gateway.router import ModelForbiddenError, ModelRouter, candidates
+from ai_gateway.stream_runtime import StreamedResponse
 from ai_gateway.telemetry import Telemetry
 from shared.aws_errors import RETRY_AFTER_SECONDS, UpstreamError
 from shared.bodies import BodyError, body_bytes, problems
@@ -81,6 +86,10 @@ EVALUATION_CASE = re.compile(r"[a-z0-9-]{1,64}")
 SESSION_ID = re.compile(r"[A-Za-z0-9_.:-]{8,128}")
 Body = TypeVar("Body", bound=BaseModel)
 CHAT = "chat"
+# Per invocation: _ACCEPTS_STREAM while stream_handler runs (a stream may be opened), then the
+# stream's body the chat completions route opened, for stream_handler to send.
+_ACCEPTS_STREAM = object()
+_STREAM: ContextVar[object] = ContextVar("stream")
 
 
 class GatewayError(Exception):
@@ -248,9 +257,11 @@ def usage() -> Response[Any]:
 def chat_completions() -> Response[Any]:
     caller, group = _caller_and_group()
     body = _completion_body()
-    if body.stream:
+    if body.stream and _STREAM.get(None) is not _ACCEPTS_STREAM:
         return _stream_refused()
     current, generation = completion_generation(caller, group, body)
+    if body.stream:
+        return _streamed(generation, include_usage=bool(body.stream_options and body.stream_options.include_usage))
     return _json(200, _completion(current.generate(generation)))
 
 
@@ -260,9 +271,47 @@ def list_models() -> Response[Any]:
     return _json(200, openai_api.model_list(group.models.allowed))
 
 
+def _streamed(generation: GenerationRequest, *, include_usage: bool) -> Response[Any]:
+    """Admit the request and open its model's stream (a refusal or a model failing before its first
+    token raises here, and is answered as JSON like any other); the body, OpenAI's server-sent
+    events of the guarded stream, is left for stream_handler to send after this head."""
+    from ai_gateway.streaming import ModelStreamer, StreamingFlow, openai_sse  # only the streamed route needs it
+
+    deps, attempt = dependencies(), settings().generation_timeout_seconds
+    streaming = StreamingFlow(
+        ledger=deps.ledger,
+        guard=deps.guard,
+        models=ModelRouter(deps.bedrock, attempt_seconds=attempt, clock=clock.monotonic),
+        agents=deps.agents,
+        telemetry=telemetry,
+        clock=clock,
+    )
+    stream = streaming.stream(generation, ModelStreamer(deps.bedrock, attempt_seconds=attempt, clock=clock.monotonic))
+    _STREAM.set(
+        openai_sse(
+            stream,
+            chunk_id=f"chatcmpl-{generation.request_id}",
+            created=int(clock.now().timestamp()),
+            model=stream.model,
+            include_usage=include_usage,
+        )
+    )
+    admission = stream.admission
+    return Response(
+        status_code=200,
+        content_type="text/event-stream; charset=utf-8",
+        body="",
+        headers={
+            "Cache-Control": "no-cache",
+            QUOTA_REMAINING_HEADER: str(admission.remaining),
+            QUOTA_RESETS_HEADER: admission.resets_at.isoformat(),
+        },
+    )
+
+
 def _stream_refused() -> Response[Any]:
-    """``stream: true``, which this deployment does not serve yet: the one place a streaming
-    branch replaces (it takes the same ``completion_generation`` and streams ``generate``'s output)."""
+    """``stream: true`` reaching the buffered function (lambda_handler): only the streaming
+    function (stream_handler, behind the API's STREAM integration) can send a stream."""
     error = openai_api.stream_refused()
     telemetry.refused(error.status, error.code or error.type)
     return _openai_json(error)
@@ -613,3 +662,26 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     response = app.resolve(event, context)
     response.setdefault("headers", {})[CORRELATION_ID_HEADER] = logger.get_correlation_id() or ""
     return response
+
+
+def stream_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any] | StreamedResponse:
+    """The streaming function's entry (ai_gateway.stream_runtime, behind the API's STREAM
+    integration): every answer lambda_handler gives, and for ``stream: true`` the head it gave
+    followed by the stream's events as they are guarded. The stream's own telemetry (generation,
+    output guardrail, delivery) is flushed when it ends, since lambda_handler's flush came first."""
+    _STREAM.set(_ACCEPTS_STREAM)
+    response: dict[str, Any] = lambda_handler(event, context)
+    body = _STREAM.get()
+    _STREAM.set(None)
+    if not isinstance(body, Iterator):
+        return response
+    headers = {name: values[-1] for name, values in (response.get("multiValueHeaders") or {}).items()}
+    headers |= response.get("headers") or {}
+    return StreamedResponse(int(response["statusCode"]), headers, _flushed(body))
+
+
+def _flushed(body: Iterator[bytes]) -> Iterator[bytes]:
+    try:
+        yield from body
+    finally:
+        metrics.flush_metrics()

@@ -28,7 +28,7 @@ from ai_gateway.models import GatewayPolicy
 from shared.runtime_config import ConfigLocation
 from stacks.config import ProductionConfig, load_config
 from stacks.production.policy import gateway_policy
-from tests.lambdas.bedrock_fakes import converse_answer
+from tests.lambdas.bedrock_fakes import StreamStubber, converse_answer
 
 TABLE = "ledger"
 GUARDRAIL = {"guardrailIdentifier": "gr-123", "guardrailVersion": "1"}
@@ -270,7 +270,7 @@ def gateway(monkeypatch: pytest.MonkeyPatch) -> Iterator[Gateway]:
         monkeypatch.setattr(handler, "dependencies", lambda: deps)
         monkeypatch.setattr(handler, "policy", lambda: POLICY)
         environment(monkeypatch)
-        with Stubber(bedrock) as stubber:
+        with StreamStubber(bedrock) as stubber:  # Stubber that also takes ConverseStream's events
             yield Gateway(bedrock=stubber, ledger=ledger)
             stubber.assert_no_pending_responses()
         handler.settings.cache_clear()

@@ -3,7 +3,9 @@
 Each HTTP request becomes the proxy event API Gateway sends the gateway function (stage ``live``,
 the method's resource and path parameters, headers and multi-value headers as received, the body as
 text, the request context with a fresh request id and the authorizer's context) and goes to
-``ai_gateway.handler.lambda_handler``; its statusCode, headers and body are written back. Real HTTP
+``ai_gateway.handler.lambda_handler`` (``stream_handler`` for the streamed resource, whose
+streamed bodies are written chunk by chunk as produced); its statusCode, headers and body are
+written back. Real HTTP
 clients (the ``openai`` SDK) can then call the function unchanged.
 
 The authorizer stands in for lambdas/gateway_authorizer: a bearer token the test names maps to the
@@ -26,6 +28,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from ai_gateway import handler
+from ai_gateway.stream_runtime import StreamedResponse
 from shared.tokens import InvalidToken, bearer
 from tests.lambdas.conftest import FakeContext
 from tests.lambdas.loopback import QuietHandler, loopback
@@ -39,6 +42,8 @@ RESOURCES: dict[tuple[str, str], re.Pattern[str]] = {
     ("POST", "/v1/chat/completions"): re.compile(r"/v1/chat/completions"),
     ("GET", "/v1/models"): re.compile(r"/v1/models"),
 }
+# The resources whose integration streams (responseTransferMode STREAM): the streaming function.
+STREAMED = frozenset({"/v1/chat/completions"})
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 
 
@@ -146,12 +151,31 @@ class _ApiGateway(QuietHandler):
         with self.site.invoking:
             self.site.events.append(event)
             request_id = event["requestContext"]["requestId"]
-            response = handler.lambda_handler(event, FakeContext(aws_request_id=f"lambda-{request_id}"))
+            context = FakeContext(aws_request_id=f"lambda-{request_id}")
+            if event["resource"] in STREAMED:  # the streaming function, behind a STREAM integration
+                response = handler.stream_handler(event, context)
+                if isinstance(response, StreamedResponse):
+                    self._stream(response, request_id)
+                    return
+            else:
+                response = handler.lambda_handler(event, context)
         headers = dict(response.get("headers") or {})
         for name, values in (response.get("multiValueHeaders") or {}).items():
             headers[name] = values[-1]
         headers["x-amzn-RequestId"] = request_id
         self._answer(int(response["statusCode"]), headers, str(response.get("body") or "").encode())
+
+    def _stream(self, response: StreamedResponse, request_id: str) -> None:
+        """A streamed answer: its head, then each chunk of its body as the function yields it."""
+        self.send_response(response.status)
+        for name, value in {**response.headers, "x-amzn-RequestId": request_id}.items():
+            self.send_header(name, value)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for chunk in response.body:
+            self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+            self.wfile.flush()
+        self.wfile.write(b"0\r\n\r\n")
 
     def _event(self, body: bytes) -> dict[str, Any] | None:
         """The function's event, or None when API Gateway itself answered (no method, no access)."""

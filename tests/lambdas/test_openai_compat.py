@@ -21,7 +21,7 @@ from ai_gateway import handler
 from ai_gateway.flow import Clock
 from ai_gateway.models import GatewayPolicy
 from shared.headers import CALLER_TOKEN_HEADER
-from tests.lambdas.bedrock_fakes import converse_answer
+from tests.lambdas.bedrock_fakes import FakeEventStream, answer, converse_answer
 from tests.lambdas.conftest import FakeContext, HttpResult, http_result
 from tests.lambdas.gateway_fixtures import (
     BLOCKED_TOPIC,
@@ -33,6 +33,7 @@ from tests.lambdas.gateway_fixtures import (
     PRO,
     AnsweringBedrock,
     Gateway,
+    anonymized,
     converse_ok,
     environment,
     guard_input,
@@ -276,12 +277,81 @@ def test_a_model_outside_the_group_is_model_not_found(gateway: Gateway, served: 
     assert error_body(missing.value)["message"] == f"The model `{PRO}` does not exist or you do not have access to it."
 
 
-def test_stream_true_is_refused_as_unavailable_before_any_aws_call(gateway: Gateway, served: Served) -> None:
-    with pytest.raises(openai.BadRequestError) as refused:
+def streams(gateway: Gateway, texts: list[str], model: str = PRO) -> None:
+    """The model streams ``texts`` as its deltas (ConverseStream, checked against the service model)."""
+    expected = {"modelId": model, "system": ANY, "messages": ANY, "inferenceConfig": ANY}
+    gateway.bedrock.add_response("converse_stream", {"stream": FakeEventStream(answer(texts), [])}, expected)
+
+
+def test_a_streamed_completion_reaches_the_sdk_piece_by_piece_each_piece_guarded_and_metered_once(
+    gateway: Gateway, served: Served
+) -> None:
+    guard_input(gateway.bedrock, ["Hello?"])
+    streams(gateway, ["Hi there. ", "Write to ", "ada@example.com ", "today.\n", "Bye."])
+    # The first sentence goes at once; the next piece waits for 250 characters or the end.
+    guard_output(gateway.bedrock, "Hi there. ")
+    guard_output(gateway.bedrock, "Write to ada@example.com today.\nBye.", anonymized("Write to {EMAIL} today.\nBye."))
+    stream = client(served).chat.completions.create(
+        model=PRO,
+        messages=[{"role": "user", "content": "Hello?"}],
+        stream=True,
+        stream_options={"include_usage": True},
+        extra_headers={"Idempotency-Key": "stream-key-0001"},
+    )
+    chunks = list(stream)
+    assert {(c.id, c.object, c.model, c.created) for c in chunks} == {
+        ("chatcmpl-stream-key-0001", "chat.completion.chunk", PRO, int(NOW.timestamp()))
+    }
+    deltas = [c.choices[0].delta for c in chunks if c.choices]
+    assert deltas[0].role == "assistant"
+    # What the caller reads is what the guardrail returned, piece by piece: the address masked.
+    assert [d.content for d in deltas[1:] if d.content] == ["Hi there. ", "Write to {EMAIL} today.\nBye."]
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    usage = chunks[-1].usage
+    assert usage is not None
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (50, 400, 450)
+    item = record(gateway, "stream-key-0001")
+    assert (item["status"]["S"], item["output_tokens"]["N"], item["units"]["N"]) == ("delivered", "400", "1")
+    (event,) = served.events
+    assert event["resource"] == "/v1/chat/completions"
+
+
+def test_a_stream_blocked_by_the_output_guardrail_stops_there_and_is_not_charged(
+    gateway: Gateway, served: Served
+) -> None:
+    guard_input(gateway.bedrock, ["Advice?"])
+    streams(gateway, ["Sure. ", "Buy these stocks now. ", "More."])
+    guard_output(gateway.bedrock, "Sure. ")
+    guard_output(gateway.bedrock, "Buy these stocks now. More.", BLOCKED_TOPIC)
+    chunks = list(
         client(served).chat.completions.create(
-            model=PRO, messages=[{"role": "user", "content": "Hi"}], stream=True, stream_options={"include_usage": True}
+            model=PRO,
+            messages=[{"role": "user", "content": "Advice?"}],
+            stream=True,
+            extra_headers={"Idempotency-Key": "stream-key-0002"},
         )
-    assert (refused.value.code, refused.value.param) == ("streaming_unavailable", "stream")
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == "Sure. "
+    assert chunks[-1].choices[0].finish_reason == "content_filter"
+    assert record(gateway, "stream-key-0002")["status"]["S"] == "released"
+
+
+def test_a_streamed_request_over_its_quota_is_a_rate_limit_error_before_any_byte(
+    gateway: Gateway, served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    document = models_only(policy_document())
+    document["groups"]["customer-gold"]["quotas"]["chat"] = {"limit": 0, "period": "DAY"}
+    monkeypatch.setattr(handler, "policy", lambda: GatewayPolicy.model_validate(document))
+    guard_input(gateway.bedrock, ["Hello?"])
+    with pytest.raises(openai.RateLimitError) as refused:
+        client(served).chat.completions.create(model=PRO, messages=[{"role": "user", "content": "Hello?"}], stream=True)
+    assert refused.value.response.headers["Retry-After"] == str(17 * 3600 + 15 * 60)  # until the day's end
+    assert refused.value.code == "rate_limit_exceeded"
+
+
+def test_stream_true_reaching_the_buffered_function_is_refused_before_any_aws_call(gateway: Gateway) -> None:
+    error = refused_with(call(completions({"model": PRO, "messages": [USER_TURN], "stream": True})))
+    assert (error["code"], error["param"]) == ("streaming_unavailable", "stream")
 
 
 def test_models_failing_upstream_are_an_api_error_the_sdk_raises_and_the_units_are_released(

@@ -13,8 +13,7 @@ from typing import Any
 import boto3
 import pytest
 from aws_lambda_powertools import Logger, Metrics
-from botocore.exceptions import EventStreamError
-from botocore.stub import ANY, Stubber
+from botocore.stub import ANY
 
 from ai_gateway.agents import AgentClient
 from ai_gateway.flow import Clock, DuplicateRequestError, GenerationRequest, QuotaRefusedError
@@ -35,6 +34,7 @@ from ai_gateway.streaming import (
 )
 from ai_gateway.telemetry import Telemetry
 from shared.aws_errors import UpstreamError
+from tests.lambdas.bedrock_fakes import FakeEventStream, StreamStubber, answer, delta, stream_error
 from tests.lambdas.gateway_fixtures import AGENT_POLICY, BLOCKED_TOPIC, LITE, PASS, POLICY, PRO, anonymized
 
 NOW = dt.datetime(2026, 12, 2, 9, 30, tzinfo=dt.UTC)
@@ -42,67 +42,6 @@ RESETS = dt.datetime(2027, 1, 1, tzinfo=dt.UTC)
 
 
 # --- stubbed Bedrock -----------------------------------------------------------------------------
-
-
-class FakeEventStream:
-    """ConverseStream's ``stream`` as botocore hands it over: events read one at a time (each read
-    logged), an exception where one is placed, ``close`` recorded."""
-
-    def __init__(self, items: list[dict[str, Any] | Exception], log: list[tuple[str, str]]) -> None:
-        self.items = items
-        self.log = log
-        self.closed = False
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        for item in self.items:
-            if isinstance(item, Exception):
-                raise item
-            delta = item.get("contentBlockDelta", {}).get("delta", {}).get("text")
-            self.log.append(("read", delta if delta is not None else next(iter(item))))
-            yield item
-
-    def close(self) -> None:
-        self.closed = True
-
-
-class StreamStubber(Stubber):  # type: ignore[misc]  # botocore is untyped
-    """Stubber that accepts ConverseStream answers as a list of events: each event is checked
-    against the stream's shape in the service model (Stubber itself takes one event, as a dict)."""
-
-    def _validate_operation_response(self, operation_name: str, service_response: Any) -> None:
-        stream = service_response.get("stream")
-        if isinstance(stream, FakeEventStream):
-            for item in stream.items:
-                if not isinstance(item, Exception):
-                    super()._validate_operation_response(operation_name, {**service_response, "stream": item})
-            return
-        super()._validate_operation_response(operation_name, service_response)
-
-
-def delta(text: str) -> dict[str, Any]:
-    return {"contentBlockDelta": {"delta": {"text": text}, "contentBlockIndex": 0}}
-
-
-def answer(
-    texts: list[str], stop: str = "end_turn", *, input_tokens: int = 50, output_tokens: int = 400
-) -> list[dict[str, Any] | Exception]:
-    return [
-        {"messageStart": {"role": "assistant"}},
-        *[delta(t) for t in texts],
-        {"contentBlockStop": {"contentBlockIndex": 0}},
-        {"messageStop": {"stopReason": stop}},
-        {
-            "metadata": {
-                "usage": {"inputTokens": input_tokens, "outputTokens": output_tokens, "totalTokens": 450},
-                "metrics": {"latencyMs": 120},
-            }
-        },
-    ]
-
-
-def stream_error(code: str) -> EventStreamError:
-    """An error event as botocore raises it while the stream is read (named by its stream member)."""
-    return EventStreamError({"Error": {"Code": code, "Message": "x"}}, "ConverseStream")
 
 
 class Bedrock:
