@@ -45,14 +45,17 @@ from stacks.shared.nag import acknowledge
 from stacks.shared.table import TABLE_KEY_ACTIONS, SecureTable
 
 # What each side does to the jobs table (jobs.JobStore): the gateway submits and reads, the worker
-# claims and ends.
+# claims and ends (and may read, as the store it shares with the gateway does).
 GATEWAY_JOB_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
-WORKER_JOB_ACTIONS = ("dynamodb:UpdateItem",)
+WORKER_JOB_ACTIONS = ("dynamodb:GetItem", "dynamodb:UpdateItem")
 # What the ledger (ai_gateway.ledger) does to its table to admit, deliver and release.
 LEDGER_ACTIONS = ("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
-# The sweeper: query the pending index, release (a transaction of two updates).
+# The sweeper: query the pending index, release (a transaction of two updates). The ledger's
+# transactions go through one TransactWriteItems call, which the IAM coverage check
+# (tests/infra/iam_coverage.py) reads as every kind the module writes (Put and Update); PutItem
+# adds no power UpdateItem lacks (an update creates a missing item too).
 SWEEPER_INDEX_ACTIONS = ("dynamodb:Query",)
-SWEEPER_LEDGER_ACTIONS = ("dynamodb:UpdateItem",)
+SWEEPER_LEDGER_ACTIONS = ("dynamodb:PutItem", "dynamodb:UpdateItem")
 INVOKE_ACTIONS = ("lambda:InvokeFunction",)
 GUARDRAIL_ACTIONS = ("bedrock:ApplyGuardrail",)
 AGENT_INVOKE_ACTIONS = ("bedrock-agentcore:InvokeAgentRuntime",)
