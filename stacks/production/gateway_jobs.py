@@ -3,7 +3,7 @@ worker.py, sweeper.py; their settings: lambdas/ai_gateway/jobs_contract.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,12 +12,10 @@ from aws_cdk import (
     RemovalPolicy,
     aws_apigateway as apigateway,
     aws_bedrock as bedrock,
-    aws_bedrockagentcore as agentcore,
     aws_dynamodb as dynamodb,
     aws_events as events,
     aws_events_targets as targets,
     aws_iam as iam,
-    aws_kms as kms,
     aws_lambda as lambda_,
 )
 from constructs import Construct
@@ -39,7 +37,6 @@ from ai_gateway.ledger import (
 )
 from stacks.config import ProductionConfig
 from stacks.production.context import ProductionContext
-from stacks.shared.bedrock import grant_invoke, model_arns
 from stacks.shared.lambda_function import environment_of
 from stacks.shared.nag import acknowledge
 from stacks.shared.table import TABLE_KEY_ACTIONS, SecureTable
@@ -48,8 +45,6 @@ from stacks.shared.table import TABLE_KEY_ACTIONS, SecureTable
 # claims and ends (and may read, as the store it shares with the gateway does).
 GATEWAY_JOB_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
 WORKER_JOB_ACTIONS = ("dynamodb:GetItem", "dynamodb:UpdateItem")
-# What the ledger (ai_gateway.ledger) does to its table to admit, deliver and release.
-LEDGER_ACTIONS = ("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
 # The sweeper: query the pending index, release (a transaction of two updates). The ledger's
 # transactions go through one TransactWriteItems call, which the IAM coverage check
 # (tests/infra/iam_coverage.py) reads as every kind the module writes (Put and Update); PutItem
@@ -57,59 +52,22 @@ LEDGER_ACTIONS = ("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem
 SWEEPER_INDEX_ACTIONS = ("dynamodb:Query",)
 SWEEPER_LEDGER_ACTIONS = ("dynamodb:PutItem", "dynamodb:UpdateItem")
 INVOKE_ACTIONS = ("lambda:InvokeFunction",)
-GUARDRAIL_ACTIONS = ("bedrock:ApplyGuardrail",)
-AGENT_INVOKE_ACTIONS = ("bedrock-agentcore:InvokeAgentRuntime",)
-MEMORY_WRITE_ACTIONS = ("bedrock-agentcore:CreateEvent",)
-MEMORY_KEY_ACTIONS = ("kms:GenerateDataKey", "kms:Decrypt")
 SWEEP_EVERY = Duration.minutes(5)
 TTL_ATTRIBUTE = "expires_at"
 
 
 @dataclass(frozen=True)
 class Generation:
-    """What a function producing outputs for callers uses, as the gateway stack made it: the ledger,
-    the guardrail (and its pinned version), the models the groups may call, the agents' runtimes and
-    their memory. ``grant`` gives a role exactly what the gateway function has of them."""
+    """What producing an output for a caller takes, as the gateway stack made it: the ledger, the
+    guardrail and its pinned version, the agents' memory id (None: no memory), and ``grant``, the
+    stack's own grant of all of it (the ledger's items, the guardrail, the groups' models, the
+    agents' runtimes and memory) to a role: the worker gets exactly what the gateway function has."""
 
     ledger: SecureTable
     guardrail: bedrock.CfnGuardrail
     guardrail_version: bedrock.CfnGuardrailVersion
-    models: Sequence[str]
-    key: kms.IKey
-    agent_runtimes: Mapping[str, agentcore.IBedrockAgentRuntime]
-    agent_memory: agentcore.IMemory | None = None
-
-    def grant(self, role: iam.IRole) -> None:
-        # The table only: the billing-export and pending indexes are for their readers.
-        self.ledger.grant_items(role, LEDGER_ACTIONS, key_actions=TABLE_KEY_ACTIONS)
-        role.add_to_principal_policy(
-            iam.PolicyStatement(actions=list(GUARDRAIL_ACTIONS), resources=[self.guardrail.attr_guardrail_arn])
-        )
-        for model in sorted(set(self.models)):
-            grant_invoke(role, model_arns(role.stack, model))
-        if self.agent_runtimes:  # each runtime and its DEFAULT endpoint (the qualifier invoked), nothing wider
-            arns = [runtime.agent_runtime_arn for runtime in self.agent_runtimes.values()]
-            role.add_to_principal_policy(
-                iam.PolicyStatement(
-                    actions=list(AGENT_INVOKE_ACTIONS),
-                    resources=[*arns, *(f"{arn}/runtime-endpoint/DEFAULT" for arn in arns)],
-                )
-            )
-        if self.agent_memory is not None and self.agent_runtimes:
-            self.agent_memory.grant(role, *MEMORY_WRITE_ACTIONS)
-            role.add_to_principal_policy(
-                iam.PolicyStatement(
-                    actions=list(MEMORY_KEY_ACTIONS),
-                    resources=[self.key.key_arn],
-                    conditions={
-                        "StringEquals": {"kms:ViaService": f"bedrock-agentcore.{role.stack.region}.amazonaws.com"}
-                    },
-                )
-            )
-
-    @property
-    def memory_id(self) -> str | None:
-        return self.agent_memory.memory_id if self.agent_memory is not None and self.agent_runtimes else None
+    grant: Callable[[iam.IRole], None]
+    memory_id: str | None = None
 
 
 def worker_timeout_seconds(config: ProductionConfig) -> int:

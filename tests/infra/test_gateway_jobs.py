@@ -17,6 +17,7 @@ from aws_cdk import (
     aws_apigateway as apigateway,
     aws_bedrock as bedrock,
     aws_dynamodb as dynamodb,
+    aws_iam as iam,
     aws_kms as kms,
 )
 from aws_cdk.assertions import Match, Template
@@ -33,9 +34,11 @@ from ai_gateway.ledger import PENDING_INDEX, PENDING_PROJECTION
 from stacks.config import load_config
 from stacks.config.base import ConfigError
 from stacks.production.context import ProductionContext
+from stacks.production.gateway import LEDGER_ACTIONS
 from stacks.production.gateway_jobs import GatewayJobs, Generation, worker_timeout_seconds
+from stacks.shared.bedrock import grant_invoke, model_arns
 from stacks.shared.runtime_config import ConfigStore
-from stacks.shared.table import SecureTable
+from stacks.shared.table import TABLE_KEY_ACTIONS, SecureTable
 from tests.lambdas.gateway_fixtures import GATEWAY_CONFIG, LITE, PRO
 
 STREAMING_TIMEOUT = 600
@@ -45,6 +48,16 @@ def config_with(**report: Any) -> Any:
     raw = json.loads(json.dumps(GATEWAY_CONFIG))
     raw["production"]["output_types"]["report"].update(report)
     return load_config({"blueprint": raw}).production
+
+
+def grant_generation(role: iam.IRole, ledger: SecureTable, guardrail: bedrock.CfnGuardrail) -> None:
+    """The test stack's grant of generation (the gateway stack's covers agents and memory too)."""
+    ledger.grant_items(role, LEDGER_ACTIONS, key_actions=TABLE_KEY_ACTIONS)
+    role.add_to_principal_policy(
+        iam.PolicyStatement(actions=["bedrock:ApplyGuardrail"], resources=[guardrail.attr_guardrail_arn])
+    )
+    for model in (PRO, LITE):
+        grant_invoke(role, model_arns(role.stack, model))
 
 
 @pytest.fixture(scope="module")
@@ -103,9 +116,7 @@ def built() -> tuple[App, Stack, GatewayJobs]:
             ledger=ledger,
             guardrail=guardrail,
             guardrail_version=version,
-            models=[PRO, LITE],
-            key=key,
-            agent_runtimes={},
+            grant=lambda role: grant_generation(role, ledger, guardrail),
         ),
         gateway_function=gateway,
         v1=v1,
@@ -223,7 +234,7 @@ def test_the_gateway_may_invoke_the_worker_only_and_reads_and_writes_jobs(
     assert {"JOBS_TABLE", "WORKER_FUNCTION"} <= {name.upper() for name in GatewayJobsSettings.model_fields}
 
 
-def test_the_worker_has_what_the_gateway_function_has_of_generation_and_updates_jobs(
+def test_the_worker_gets_the_stacks_grant_of_generation_and_reads_and_updates_jobs(
     built: tuple[App, Stack, GatewayJobs], template: Template
 ) -> None:
     _, stack, jobs = built
