@@ -23,7 +23,7 @@ from constructs import Construct, IConstruct
 
 from shared.contract import FunctionSettings
 from stacks.config import ConfigError, LogRetentionDays
-from stacks.shared.nag import acknowledge, acknowledge_inline_policy
+from stacks.shared.nag import INLINE_POLICY, acknowledge_all
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 LAMBDAS_DIR = PROJECT_ROOT / "lambdas"
@@ -206,9 +206,13 @@ class BlueprintFunction(lambda_.Function):
         )
         log_group.grant_write(role)
         self.execution_role: iam.IRole = role  # what `role` is, without its Optional type
-        acknowledge_inline_policy(role)
-        acknowledge(
+        acknowledge_all(
             role,
-            "AwsSolutions-IAM5[Resource::*]",
-            "Active tracing: xray:PutTraceSegments and xray:PutTelemetryRecords have no resource type.",
+            (
+                INLINE_POLICY,
+                (
+                    "AwsSolutions-IAM5[Resource::*]",
+                    "Active tracing: xray:PutTraceSegments and xray:PutTelemetryRecords have no resource type.",
+                ),
+            ),
         )

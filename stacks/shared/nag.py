@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from weakref import WeakKeyDictionary
+
 from aws_cdk import Acknowledgment, App, CfnResource, Stack, Token, Validations
 from cdk_nag import AwsSolutionsChecks, NIST80053R5Checks
 from constructs import IConstruct
+
+# Every call below is a round trip to the jsii kernel (Node.js), and synth makes a few hundred of
+# them here: a construct's Validations handle (a stateless wrapper of the construct) and a stack's
+# ARN parts are looked up once, not once per acknowledgement or ARN.
+_HANDLES: WeakKeyDictionary[IConstruct, Validations] = WeakKeyDictionary()
+_ARN_PARTS: WeakKeyDictionary[Stack, tuple[str, str, str]] = WeakKeyDictionary()
 
 
 def add_rule_packs(app: App) -> None:
@@ -17,18 +26,30 @@ def add_rule_packs(app: App) -> None:
 
 def acknowledge(construct: IConstruct, rule: str, reason: str) -> None:
     """Acknowledge one finding on one construct (and its children), with a specific reason."""
-    Validations.of(construct).acknowledge(Acknowledgment(id=rule, reason=reason))
+    acknowledge_all(construct, [(rule, reason)])
+
+
+def acknowledge_all(construct: IConstruct, findings: Iterable[tuple[str, str]]) -> None:
+    """Acknowledge several findings (rule, reason) on one construct in one call: the same records
+    as one ``acknowledge`` per finding, in that order."""
+    handle = _HANDLES.get(construct)
+    if handle is None:
+        handle = _HANDLES[construct] = Validations.of(construct)
+    handle.acknowledge(*(Acknowledgment(id=rule, reason=reason) for rule, reason in findings))
+
+
+# NIST's IAMNoInlinePolicy, for a role whose policies CDK's grants write for it alone.
+INLINE_POLICY = (
+    "NIST.800.53.R5-IAMNoInlinePolicy",
+    "Least-privilege grants written for this one role and scoped to this stack's resources; "
+    "they live and die with the role, so a reusable managed policy would only add a handle "
+    "that nothing else should attach.",
+)
 
 
 def acknowledge_inline_policy(role: IConstruct) -> None:
     """NIST's IAMNoInlinePolicy, for a role whose policies CDK's grants write for it alone."""
-    acknowledge(
-        role,
-        "NIST.800.53.R5-IAMNoInlinePolicy",
-        "Least-privilege grants written for this one role and scoped to this stack's resources; "
-        "they live and die with the role, so a reusable managed policy would only add a handle "
-        "that nothing else should attach.",
-    )
+    acknowledge_all(role, [INLINE_POLICY])
 
 
 def acknowledge_synchronous_function(
@@ -36,27 +57,31 @@ def acknowledge_synchronous_function(
 ) -> None:
     """NIST's Lambda findings for a function only ever invoked synchronously, with the reasons
     specific to it: why no VPC (``network``) and what bounds its concurrency (None: reserved)."""
-    acknowledge(
-        function,
-        "NIST.800.53.R5-LambdaDLQ",
-        f"{invoker} invokes it synchronously; a DLQ applies to asynchronous invocations only.",
-    )
-    acknowledge(function, "NIST.800.53.R5-LambdaInsideVPC", network)
+    findings = [
+        (
+            "NIST.800.53.R5-LambdaDLQ",
+            f"{invoker} invokes it synchronously; a DLQ applies to asynchronous invocations only.",
+        ),
+        ("NIST.800.53.R5-LambdaInsideVPC", network),
+    ]
     if concurrency is not None:
-        acknowledge(function, "NIST.800.53.R5-LambdaConcurrency", concurrency)
+        findings.append(("NIST.800.53.R5-LambdaConcurrency", concurrency))
+    acknowledge_all(function, findings)
 
 
 def nag_arn(scope: IConstruct, service: str, resource: str) -> str:
     """An ARN in this stack's partition, region and account, written the way cdk-nag prints
     resources in finding ids: unresolved pseudo parameters as ``<AWS::Name>``."""
     stack = Stack.of(scope)
-    parts = [
-        _pseudo(stack.partition, "Partition"),
-        service,
-        _pseudo(stack.region, "Region"),
-        _pseudo(stack.account, "AccountId"),
-    ]
-    return f"arn:{':'.join(parts)}:{resource}"
+    parts = _ARN_PARTS.get(stack)
+    if parts is None:
+        parts = _ARN_PARTS[stack] = (
+            _pseudo(stack.partition, "Partition"),
+            _pseudo(stack.region, "Region"),
+            _pseudo(stack.account, "AccountId"),
+        )
+    partition, region, account = parts
+    return f"arn:{partition}:{service}:{region}:{account}:{resource}"
 
 
 def nag_attribute(resource: IConstruct, attribute: str) -> str:
@@ -79,23 +104,25 @@ def acknowledge_sdk_call_provider(stack: Stack, api: str) -> None:
     deploy time to call ``api``, with CDK's own role and runtime."""
     provider = stack.node.try_find_child(SDK_CALL_PROVIDER)
     assert provider is not None, f"{stack.stack_name} has no AwsCustomResource"
-    for rule, reason in (
+    acknowledge_all(
+        provider,
         (
-            "NIST.800.53.R5-LambdaDLQ",
-            "CloudFormation invokes the deploy-time provider synchronously and waits for its answer.",
+            (
+                "NIST.800.53.R5-LambdaDLQ",
+                "CloudFormation invokes the deploy-time provider synchronously and waits for its answer.",
+            ),
+            (
+                "NIST.800.53.R5-LambdaInsideVPC",
+                f"The deploy-time provider calls {api} only, over its public endpoint; no private network resource.",
+            ),
+            (
+                "NIST.800.53.R5-LambdaConcurrency",
+                "It runs once per deploy of the custom resources it serves; nothing else invokes it.",
+            ),
+            (
+                "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
+                "CDK's custom-resource provider writes its own deploy-time logs with the basic execution role.",
+            ),
+            ("AwsSolutions-L1", "CDK pins the custom-resource provider's Node.js runtime in its own release."),
         ),
-        (
-            "NIST.800.53.R5-LambdaInsideVPC",
-            f"The deploy-time provider calls {api} only, over its public endpoint; no private network resource.",
-        ),
-        (
-            "NIST.800.53.R5-LambdaConcurrency",
-            "It runs once per deploy of the custom resources it serves; nothing else invokes it.",
-        ),
-        (
-            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
-            "CDK's custom-resource provider writes its own deploy-time logs with the basic execution role.",
-        ),
-        ("AwsSolutions-L1", "CDK pins the custom-resource provider's Node.js runtime in its own release."),
-    ):
-        acknowledge(provider, rule, reason)
+    )
