@@ -79,17 +79,18 @@ class GatewayJobs(Construct):
     """Asynchronous outputs and the ledger's sweeper.
 
     - The jobs table (``job_id``; TTL on ``expires_at``; the tier key), read and written by the
-      gateway function, whose environment gets GatewayJobsSettings.
+      gateway functions (every function running the gateway's handler: ``gateway_functions``),
+      whose environments get GatewayJobsSettings.
     - The worker (package ai_gateway, module worker): timeout the longest output type's
       ``async_timeout_seconds``; asynchronous events kept WORKER_MAX_EVENT_AGE_SECONDS and retried
       WORKER_RETRY_ATTEMPTS times; ``generation.grant`` (what the gateway function has) plus
-      UpdateItem on the jobs table. The gateway function may invoke it and nothing else may.
+      GetItem and UpdateItem on the jobs table. The gateway functions may invoke it, nothing else.
     - ``GET /v1/jobs/{id}`` on ``v1`` (the gateway's integration and method options).
     - The ledger's pending index (added to ``generation.ledger``: one index per deploy, the billing
       export's stays) and the sweeper reading it every five minutes, releasing requests older than
-      the longest lifetime of any admitting function: the gateway's timeout, a job's (gateway
-      timeout + start window + worker timeout) and ``other_admitting_timeouts`` (a streaming
-      function's), plus SweeperSettings' slack.
+      the longest lifetime of any admitting function: each gateway function's timeout, a job's
+      (gateway timeout + start window + worker timeout) and ``other_admitting_timeouts`` (any other
+      function that admits), plus SweeperSettings' slack.
     """
 
     def __init__(
@@ -99,7 +100,7 @@ class GatewayJobs(Construct):
         *,
         context: ProductionContext,
         generation: Generation,
-        gateway_function: lambda_.Function,
+        gateway_functions: Sequence[lambda_.Function],
         v1: apigateway.IResource,
         integration: apigateway.Integration,
         method_options: Mapping[str, Any],
@@ -108,7 +109,8 @@ class GatewayJobs(Construct):
         super().__init__(scope, id)
         config = context.config
         ledger = generation.ledger
-        gateway_timeout = _seconds(gateway_function.timeout)
+        gateway_timeouts = [_seconds(function.timeout) for function in gateway_functions]
+        gateway_timeout = max(gateway_timeouts)
         worker_timeout = worker_timeout_seconds(config)
 
         self.table = SecureTable(
@@ -165,19 +167,20 @@ class GatewayJobs(Construct):
             "usage plans' throttles bound it; reserved concurrency fails in accounts whose quota is 10.",
         )
 
-        # The gateway: submit and read jobs, start the worker (nothing else).
-        self.table.grant_items(gateway_function, GATEWAY_JOB_ACTIONS, key_actions=TABLE_KEY_ACTIONS)
-        iam.Grant.add_to_principal(
-            grantee=gateway_function, actions=list(INVOKE_ACTIONS), resource_arns=[self.worker.function_arn]
-        )
         self.gateway_settings = GatewayJobsSettings(
             jobs_table=self.table.table_name,
             worker_function=self.worker.function_name,
             worker_timeout_seconds=worker_timeout,
             async_timeouts_seconds={name: o.async_timeout_seconds for name, o in sorted(config.output_types.items())},
         )
-        for name, value in environment_of(self, self.gateway_settings).items():
-            gateway_function.add_environment(name, value)
+        # The gateway functions: submit and read jobs, start the worker (nothing else).
+        for function in gateway_functions:
+            self.table.grant_items(function, GATEWAY_JOB_ACTIONS, key_actions=TABLE_KEY_ACTIONS)
+            iam.Grant.add_to_principal(
+                grantee=function, actions=list(INVOKE_ACTIONS), resource_arns=[self.worker.function_arn]
+            )
+            for name, value in environment_of(self, self.gateway_settings).items():
+                function.add_environment(name, value)
 
         self.resource = v1.add_resource("jobs").add_resource("{id}")
         self.resource.add_method(
@@ -196,7 +199,7 @@ class GatewayJobs(Construct):
             non_key_attributes=list(PENDING_PROJECTION),
         )
         self.lifetimes_seconds = (
-            gateway_timeout,
+            *gateway_timeouts,
             gateway_timeout + WORKER_MAX_EVENT_AGE_SECONDS + worker_timeout,
             *(_seconds(t) for t in other_admitting_timeouts),
         )

@@ -41,7 +41,8 @@ from stacks.shared.runtime_config import ConfigStore
 from stacks.shared.table import TABLE_KEY_ACTIONS, SecureTable
 from tests.lambdas.gateway_fixtures import GATEWAY_CONFIG, LITE, PRO
 
-STREAMING_TIMEOUT = 600
+STREAM_TIMEOUT = 120  # a second function running the gateway's handler
+OTHER_TIMEOUT = 600  # another function that admits
 
 
 def config_with(**report: Any) -> Any:
@@ -105,6 +106,9 @@ def built() -> tuple[App, Stack, GatewayJobs]:
     gateway = context.function(
         stack, "GatewayFunction", package="ai_gateway", description="gateway", timeout=Duration.seconds(29)
     )
+    stream = context.function(
+        stack, "StreamFunction", package="ai_gateway", description="stream", timeout=Duration.seconds(STREAM_TIMEOUT)
+    )
     api = apigateway.RestApi(stack, "Api")
     v1 = api.root.add_resource("v1")
     v1.add_method("GET", apigateway.MockIntegration())  # an API needs a method before the construct's
@@ -118,11 +122,11 @@ def built() -> tuple[App, Stack, GatewayJobs]:
             guardrail_version=version,
             grant=lambda role: grant_generation(role, ledger, guardrail),
         ),
-        gateway_function=gateway,
+        gateway_functions=[gateway, stream],
         v1=v1,
         integration=apigateway.LambdaIntegration(gateway, proxy=True),
         method_options={"api_key_required": True},
-        other_admitting_timeouts=[Duration.seconds(STREAMING_TIMEOUT)],
+        other_admitting_timeouts=[Duration.seconds(OTHER_TIMEOUT)],
     )
     return app, stack, jobs
 
@@ -210,11 +214,12 @@ def test_the_worker_runs_the_worker_module_with_the_longest_async_limit(
     )
 
 
-def test_the_gateway_may_invoke_the_worker_only_and_reads_and_writes_jobs(
-    built: tuple[App, Stack, GatewayJobs], template: Template
+@pytest.mark.parametrize("function", ["GatewayFunction", "StreamFunction"])
+def test_each_gateway_function_may_invoke_the_worker_only_and_reads_and_writes_jobs(
+    built: tuple[App, Stack, GatewayJobs], template: Template, function: str
 ) -> None:
     _, stack, jobs = built
-    gateway = stack.node.find_child("GatewayFunction")
+    gateway = stack.node.find_child(function)
     statements = statements_of(template, role_id(stack, gateway))
     invoke = [s for s in statements if "lambda:InvokeFunction" in actions(s)]
     assert invoke == [
@@ -276,9 +281,11 @@ def test_the_sweeper_runs_every_five_minutes_with_a_bound_past_every_admitting_l
     settings = SweeperSettings(
         ledger_table="ledger", lifetimes_seconds=tuple(json.loads(variables["LIFETIMES_SECONDS"]))
     )
-    # The gateway's 29 s; a job: submission, its start window and the worker's 840 s; a stream's 600 s.
-    assert settings.lifetimes_seconds == (29, 29 + WORKER_MAX_EVENT_AGE_SECONDS + 840, STREAMING_TIMEOUT)
-    assert settings.bound_seconds > 29 + WORKER_MAX_EVENT_AGE_SECONDS + 840
+    # Each gateway function's timeout; a job: the longest submission, its start window and the
+    # worker's 840 s; the other admitting function's.
+    job = STREAM_TIMEOUT + WORKER_MAX_EVENT_AGE_SECONDS + 840
+    assert settings.lifetimes_seconds == (29, STREAM_TIMEOUT, job, OTHER_TIMEOUT)
+    assert settings.bound_seconds > job
     assert jobs.bound_seconds == settings.bound_seconds
 
 
