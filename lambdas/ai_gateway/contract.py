@@ -147,6 +147,10 @@ EVALUATION_CASE_HEADER: Final = "X-Evaluation-Case"
 AUTHORIZATION_HEADER: Final = "Authorization"
 CORRELATION_ID_HEADER: Final = "X-Correlation-Id"
 RETRY_AFTER_HEADER: Final = "Retry-After"
+# The streaming function runs ai_gateway.stream_runtime, which Lambda starts through this wrapper
+# script of the package (the asset is unpacked at /var/task) instead of its own runtime loop.
+EXEC_WRAPPER: Final = "AWS_LAMBDA_EXEC_WRAPPER"
+STREAM_BOOTSTRAP: Final = "/var/task/ai_gateway/stream_bootstrap"
 # A streamed completion's quota after its admission (its body has no room for it before the end).
 QUOTA_REMAINING_HEADER: Final = "X-Quota-Remaining"
 QUOTA_RESETS_HEADER: Final = "X-Quota-Resets-At"

@@ -35,6 +35,14 @@ class ApiConfig(ConfigModel):
         "policy), or TLS 1.3 only (enhanced policy, which also sets the gateway API's endpoint access mode to "
         "STRICT).",
     )
+    stream_timeout_seconds: int = Field(
+        default=300,
+        ge=30,
+        le=900,
+        description="How long a POST /v1/chat/completions may run (the streaming function's timeout and its "
+        "STREAM integration's, which need no quota increase up to 15 minutes). A stream idle for 5 minutes is "
+        "cut by API Gateway whatever this says.",
+    )
     integration_timeout_seconds: int = Field(
         default=29,
         ge=10,

@@ -21,7 +21,13 @@ from aws_cdk import (
 )
 from constructs import Construct
 
-from ai_gateway.contract import GENERATION_MARGIN_SECONDS, GatewayPolicy, Settings as GatewaySettings
+from ai_gateway.contract import (
+    EXEC_WRAPPER,
+    GENERATION_MARGIN_SECONDS,
+    STREAM_BOOTSTRAP,
+    GatewayPolicy,
+    Settings as GatewaySettings,
+)
 from gateway_authorizer.contract import ApiKeys, Settings as AuthorizerSettings
 from shared.claims import CONTEXT_GROUP
 from stacks.config import GuardrailConfig, ProductionConfig, UsagePlanConfig
@@ -133,14 +139,8 @@ class GatewayStack(Stack):
             description="AI gateway groups, models, quotas and prices (generated from the CDK config)",
         )
 
-        self.function = context.function(
-            self,
-            "GatewayFunction",
-            package="ai_gateway",
-            description="AI gateway: routing, guardrails, output metering and exact quotas",
-            memory_size=1024,
-            timeout=Duration.seconds(config.api.integration_timeout_seconds),
-            settings=GatewaySettings(
+        def settings(timeout_seconds: int) -> GatewaySettings:
+            return GatewaySettings(
                 ledger_table=self.ledger.table_name,
                 guardrail_id=self.guardrail.attr_guardrail_id,
                 guardrail_version=self.guardrail_version.attr_version,
@@ -150,40 +150,40 @@ class GatewayStack(Stack):
                 generation_timeout_seconds=20,
                 # The gateway writes each agent turn to memory after its output guardrail.
                 agent_memory_id=agent_memory.memory_id if agent_memory and agent_runtimes else None,
-                agent_timeout_seconds=config.api.integration_timeout_seconds - GENERATION_MARGIN_SECONDS,
-            ),
-        )
-        role = self.function.execution_role
-        # The table only: the billing-export index is for readers, not the gateway.
-        self.ledger.grant_items(role, LEDGER_ACTIONS, key_actions=TABLE_KEY_ACTIONS)
-        self.policy.grant_read(role)
-        role.add_to_principal_policy(
-            iam.PolicyStatement(actions=GUARDRAIL_ACTIONS, resources=[self.guardrail.attr_guardrail_arn])
-        )
-        for model in sorted({m for group in config.groups.values() for m in group.models.allowed}):
-            grant_invoke(role, model_arns(self, model))
-        if agent_runtimes:  # each runtime and its DEFAULT endpoint (the qualifier invoked), nothing wider
-            arns = [runtime.agent_runtime_arn for runtime in agent_runtimes.values()]
-            role.add_to_principal_policy(
-                iam.PolicyStatement(
-                    actions=AGENT_INVOKE_ACTIONS,
-                    resources=[*arns, *(f"{arn}/runtime-endpoint/DEFAULT" for arn in arns)],
-                )
+                agent_timeout_seconds=timeout_seconds - GENERATION_MARGIN_SECONDS,
             )
+
+        self.function = context.function(
+            self,
+            "GatewayFunction",
+            package="ai_gateway",
+            description="AI gateway: routing, guardrails, output metering and exact quotas",
+            memory_size=1024,
+            timeout=Duration.seconds(config.api.integration_timeout_seconds),
+            settings=settings(config.api.integration_timeout_seconds),
+        )
+        # POST /v1/chat/completions, streamed or not: behind the API's STREAM integration every
+        # answer is written in the streaming format, which Lambda's Python runtime cannot write,
+        # so this function runs the same package under its own runtime loop (stream_runtime).
+        self.stream_function = context.function(
+            self,
+            "GatewayStreamFunction",
+            package="ai_gateway",
+            description="AI gateway, streamed: POST /v1/chat/completions (ai_gateway.stream_runtime)",
+            memory_size=1024,
+            timeout=Duration.seconds(config.api.stream_timeout_seconds),
+            settings=settings(config.api.stream_timeout_seconds),
+        )
+        self.stream_function.add_environment(EXEC_WRAPPER, STREAM_BOOTSTRAP)
+        self.generators = [self.function, self.stream_function]
+        for function in self.generators:
+            self.grant_generation(function.execution_role, config, agent_runtimes, agent_memory, key)
+            _acknowledge_synchronous(function)
         for agent, runtime in agent_runtimes.items():
-            policy = _only_invoked_by(self, f"{pascal_case(agent)}InvokedOnlyByTheGateway", runtime, role)
-            policy.node.add_dependency(role)  # (and its policy: nothing names the role before it is whole)
-        if agent_memory is not None and agent_runtimes:
-            agent_memory.grant(role, *MEMORY_WRITE_ACTIONS)
-            # The memory is encrypted with the tier key: its data plane uses the key for the writer.
-            role.add_to_principal_policy(
-                iam.PolicyStatement(
-                    actions=MEMORY_KEY_ACTIONS,
-                    resources=[key.key_arn],
-                    conditions={"StringEquals": {"kms:ViaService": f"bedrock-agentcore.{self.region}.amazonaws.com"}},
-                )
-            )
-        _acknowledge_synchronous(self.function)
+            roles = [function.execution_role for function in self.generators]
+            policy = _only_invoked_by(self, f"{pascal_case(agent)}InvokedOnlyByTheGateway", runtime, roles)
+            for role in roles:  # (and their policies: nothing names a role before it is whole)
+                policy.node.add_dependency(role)
 
         # One API key per group, named after its usage plan's limits: a key sits in one plan per stage,
         # so a group whose limits change gets a new key in the other plan (created before the old goes).
@@ -256,6 +256,43 @@ class GatewayStack(Stack):
         CfnOutput(self, "LedgerTableName", value=self.ledger.table_name)
         CfnOutput(self, "GuardrailId", value=self.guardrail.attr_guardrail_id)
 
+    def grant_generation(
+        self,
+        role: iam.IRole,
+        config: ProductionConfig,
+        agent_runtimes: Mapping[str, agentcore.IBedrockAgentRuntime],
+        agent_memory: agentcore.IMemory | None,
+        key: kms.IKey,
+    ) -> None:
+        """What producing an output takes (ai_gateway.flow): the ledger's items, the policy, the
+        guardrail, the groups' models (streamed too), each agent runtime and the agents' memory."""
+        # The table only: the billing-export index is for readers, not the gateway.
+        self.ledger.grant_items(role, LEDGER_ACTIONS, key_actions=TABLE_KEY_ACTIONS)
+        self.policy.grant_read(role)
+        role.add_to_principal_policy(
+            iam.PolicyStatement(actions=GUARDRAIL_ACTIONS, resources=[self.guardrail.attr_guardrail_arn])
+        )
+        for model in sorted({m for group in config.groups.values() for m in group.models.allowed}):
+            grant_invoke(role, model_arns(self, model), stream=True)
+        if agent_runtimes:  # each runtime and its DEFAULT endpoint (the qualifier invoked), nothing wider
+            arns = [runtime.agent_runtime_arn for runtime in agent_runtimes.values()]
+            role.add_to_principal_policy(
+                iam.PolicyStatement(
+                    actions=AGENT_INVOKE_ACTIONS,
+                    resources=[*arns, *(f"{arn}/runtime-endpoint/DEFAULT" for arn in arns)],
+                )
+            )
+        if agent_memory is not None and agent_runtimes:
+            agent_memory.grant(role, *MEMORY_WRITE_ACTIONS)
+            # The memory is encrypted with the tier key: its data plane uses the key for the writer.
+            role.add_to_principal_policy(
+                iam.PolicyStatement(
+                    actions=MEMORY_KEY_ACTIONS,
+                    resources=[key.key_arn],
+                    conditions={"StringEquals": {"kms:ViaService": f"bedrock-agentcore.{self.region}.amazonaws.com"}},
+                )
+            )
+
     def _rest_api(self, name: str, config: ProductionConfig, key: kms.IKey) -> apigateway.RestApi:
         api = RegionalRestApi(
             self,
@@ -299,9 +336,15 @@ class GatewayStack(Stack):
             **options,
         )
         # OpenAI-compatible (lambdas/ai_gateway/openai_api.py): the openai SDKs call {url}v1 unchanged.
+        streamed = apigateway.LambdaIntegration(
+            self.stream_function,
+            proxy=True,
+            response_transfer_mode=apigateway.ResponseTransferMode.STREAM,
+            timeout=Duration.seconds(config.api.stream_timeout_seconds),
+        )
         chat.add_resource("completions").add_method(
             "POST",
-            integration,
+            streamed,
             request_validator=validator,
             request_models={"application/json": completion_model},
             **options,
@@ -481,9 +524,9 @@ _OUTPUT_SCHEMA = apigateway.JsonSchema(
 
 
 def _only_invoked_by(
-    scope: Construct, id: str, runtime: agentcore.IBedrockAgentRuntime, role: iam.IRole
+    scope: Construct, id: str, runtime: agentcore.IBedrockAgentRuntime, roles: list[iam.IRole]
 ) -> agentcore.CfnResourcePolicy:
-    """The runtime's resource policy: no principal but the gateway function's role may invoke it,
+    """The runtime's resource policy: no principal but the gateway functions' roles may invoke it,
     whatever identity policies the account grants elsewhere (same-account IAM alone would let any
     principal granted bedrock-agentcore:* in)."""
     return agentcore.CfnResourcePolicy(
@@ -500,7 +543,8 @@ def _only_invoked_by(
                         "Principal": "*",
                         "Action": AGENT_INVOKE_ACTIONS,
                         "Resource": runtime.agent_runtime_arn,
-                        "Condition": {"StringNotEquals": {"aws:PrincipalArn": role.role_arn}},
+                        # A negated condition with several values: denied unless it matches one.
+                        "Condition": {"StringNotEquals": {"aws:PrincipalArn": [role.role_arn for role in roles]}},
                     }
                 ],
             }

@@ -10,8 +10,9 @@ from constructs import Construct
 
 from stacks.shared.nag import acknowledge
 
-# InvokeModel authorizes Converse too; streaming variants are not used by this project yet.
+# InvokeModel authorizes Converse; InvokeModelWithResponseStream authorizes ConverseStream.
 INVOKE_ACTIONS = ["bedrock:InvokeModel"]
+STREAM_INVOKE_ACTIONS = ["bedrock:InvokeModelWithResponseStream"]
 # Bedrock reads the profile to route a request made through a cross-region inference profile.
 PROFILE_ACTIONS = ["bedrock:GetInferenceProfile"]
 
@@ -53,9 +54,11 @@ def model_arns(scope: Construct, model_id: str) -> ModelArns:
     )
 
 
-def grant_invoke(role: iam.IRole, model: ModelArns) -> None:
-    """Allow ``role`` to invoke ``model`` (InvokeModel covers Converse), nothing else."""
-    role.add_to_principal_policy(iam.PolicyStatement(actions=INVOKE_ACTIONS, resources=list(model.iam_resources)))
+def grant_invoke(role: iam.IRole, model: ModelArns, *, stream: bool = False) -> None:
+    """Allow ``role`` to invoke ``model`` (InvokeModel covers Converse; with ``stream``, also
+    ConverseStream), nothing else."""
+    actions = [*INVOKE_ACTIONS, *(STREAM_INVOKE_ACTIONS if stream else [])]
+    role.add_to_principal_policy(iam.PolicyStatement(actions=actions, resources=list(model.iam_resources)))
     if model.profile_arn is not None:
         role.add_to_principal_policy(iam.PolicyStatement(actions=PROFILE_ACTIONS, resources=[model.profile_arn]))
     for arn in model.iam_resources:

@@ -215,7 +215,11 @@ def test_no_runtime_accepts_user_tokens_only_the_forwarded_callers_token_reaches
         assert env["TOKEN_CLIENT_ID"]["Fn::GetStackOutput"]["StackName"] == "genai-production-identity"
 
 
-def test_the_gateways_role_is_the_only_principal_allowed_to_invoke_a_runtime(
+# The gateway's functions that produce outputs (buffered and streamed), the only runtime invokers.
+GENERATORS = ["GatewayFunctionRole", "GatewayStreamFunctionRole"]
+
+
+def test_the_gateways_roles_are_the_only_principals_allowed_to_invoke_a_runtime(
     assembly: Assembly, cdk_context: dict[str, Any]
 ) -> None:
     invokers = set()
@@ -227,8 +231,8 @@ def test_the_gateways_role_is_the_only_principal_allowed_to_invoke_a_runtime(
                     a.startswith("bedrock-agentcore:InvokeAgentRuntime") or a == "bedrock-agentcore:*" for a in actions
                 ):
                     invokers |= {json.dumps(role) for role in policy["Properties"]["Roles"]}
-    assert len(invokers) == (1 if production(cdk_context).agents else 0)
-    assert all("GatewayFunction" in role for role in invokers)
+    named = sorted(json.loads(role)["Ref"][:-8] for role in invokers)  # the logical ids less their hash
+    assert named == (GENERATORS if production(cdk_context).agents else [])
     # And whatever else the account grants: each runtime's resource policy denies every other principal.
     gateway = assembly.template("-production-gateway")
     policies = resources(gateway, "AWS::BedrockAgentCore::ResourcePolicy")
@@ -243,7 +247,9 @@ def test_the_gateways_role_is_the_only_principal_allowed_to_invoke_a_runtime(
         )
         # The runtime the policy is attached to, and no other.
         assert policy["Properties"]["ResourceArn"]["Fn::GetStackOutput"]["OutputName"] in statement["Resource"]
-        assert statement["Condition"] == {"StringNotEquals": {"aws:PrincipalArn": "<GatewayFunctionRole.Arn>"}}
+        assert statement["Condition"] == {
+            "StringNotEquals": {"aws:PrincipalArn": [f"<{role}.Arn>" for role in GENERATORS]}
+        }
 
 
 def test_an_agent_captures_message_text_only_when_it_serves_internal_groups_only(
@@ -436,11 +442,18 @@ def test_the_gateway_knows_each_agents_runtime_and_waits_long_enough_for_a_turn(
         assert "AgentRuntimeArn" in arn, arn
         assert f"-production-agent-{name.replace('_', '-')}'" in arn, arn
     assert "AGENT_RUNTIMES" not in function["Environment"]["Variables"]
-    timeout = config.api.integration_timeout_seconds
+    timeout, streamed = config.api.integration_timeout_seconds, config.api.stream_timeout_seconds
     assert function["Timeout"] == timeout
+    assert props(gateway, "AWS::Lambda::Function", "GatewayStreamFunction")["Timeout"] == streamed
     methods = [m["Properties"] for m in resources(gateway, "AWS::ApiGateway::Method").values()]
-    assert {m["Integration"]["TimeoutInMillis"] for m in methods if "Integration" in m} == {timeout * 1000}
-    assert max(a.turn_seconds for a in config.agents.values()) <= timeout - GATEWAY_MARGIN_SECONDS
+    timeouts = {
+        (m["Integration"].get("ResponseTransferMode", "BUFFERED"), m["Integration"]["TimeoutInMillis"])
+        for m in methods
+        if "Integration" in m
+    }
+    assert timeouts == {("BUFFERED", timeout * 1000), ("STREAM", streamed * 1000)}
+    # A turn fits in either function (the streaming one also serves buffered completions).
+    assert max(a.turn_seconds for a in config.agents.values()) <= min(timeout, streamed) - GATEWAY_MARGIN_SECONDS
 
 
 def test_the_gateway_policy_routes_output_types_to_their_agents(

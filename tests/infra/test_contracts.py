@@ -25,7 +25,13 @@ SETTINGS_OF_MODULE = {
     ("ingestion", "macie"): "ResponderSettings",
 }
 # Variables the Lambda service or the house construct sets, outside any contract.
-HOUSE_VARIABLES = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
+# Powertools' variables, and Lambda's own wrapper variable (the streaming gateway function's runtime).
+HOUSE_VARIABLES = {
+    "POWERTOOLS_SERVICE_NAME",
+    "POWERTOOLS_METRICS_NAMESPACE",
+    "POWERTOOLS_LOG_LEVEL",
+    "AWS_LAMBDA_EXEC_WRAPPER",
+}
 # What an agent runtime's OpenTelemetry reads (agent.contract.span_environment), outside its Settings.
 AGENT_OTEL_VARIABLES = set(span_environment(capture_content=False))
 

@@ -163,12 +163,40 @@ def test_the_openai_compatible_routes_sit_beside_the_gateways_own_and_validate_t
     # The function answers the rest in OpenAI's shape: the validator must not refuse what it would name.
     assert "minItems" not in schema["properties"]["messages"]
     assert "RequestModels" not in routes[("GET", "/v1/models")]
-    # Same function, same proxy integration as the gateway's own routes.
-    integrations = {
-        render(p["Integration"]["Uri"]) == render(routes[("POST", "/v1/chat")]["Integration"]["Uri"])
-        for p in routes.values()
+    # The models list: the gateway function's buffered integration, as the gateway's own routes.
+    buffered = render(routes[("POST", "/v1/chat")]["Integration"]["Uri"])
+    assert render(routes[("GET", "/v1/models")]["Integration"]["Uri"]) == buffered
+    # Completions: the streaming function through InvokeWithResponseStream (streamed or not, every
+    # answer of a STREAM integration is in the streaming format).
+    integration = completions["Integration"]
+    assert (integration["Type"], integration["ResponseTransferMode"]) == ("AWS_PROXY", "STREAM")
+    assert render(integration["Uri"]) == (
+        "arn:aws:apigateway:us-east-1:lambda:path/2021-11-15/functions/<GatewayStreamFunction.Arn>"
+        "/response-streaming-invocations"
+    )
+    assert {"BUFFERED"} == {
+        p["Integration"].get("ResponseTransferMode", "BUFFERED") for r, p in routes.items() if r[1] != "/v1/chat/completions"
     }
-    assert integrations == {True}
+
+
+def test_the_streaming_function_runs_its_own_loop_with_the_gateways_permissions_and_streams_models(
+    gateway: dict[str, Any],
+) -> None:
+    function = props(gateway, "AWS::Lambda::Function", "GatewayStreamFunction")
+    buffered = props(gateway, "AWS::Lambda::Function", "GatewayFunction")
+    assert function["Handler"] == buffered["Handler"] == "ai_gateway.handler.lambda_handler"  # the same asset
+    variables = function["Environment"]["Variables"]
+    assert variables.pop("AWS_LAMBDA_EXEC_WRAPPER") == "/var/task/ai_gateway/stream_bootstrap"
+    assert set(variables) == set(buffered["Environment"]["Variables"])
+    streamed = role_permissions(gateway, "GatewayStreamFunctionRole")
+    both = role_permissions(gateway, "GatewayFunctionRole")
+    # The same grants on the same resources (each writes its own logs); ConverseStream needs its
+    # own action on every model.
+    own = {"<GatewayStreamFunctionLogs.Arn>": "<GatewayFunctionLogs.Arn>"}
+    assert {own.get(resource, resource) for _, resource in streamed} == {resource for _, resource in both}
+    models = {resource for action, resource in streamed if action == "bedrock:InvokeModel"}
+    assert models
+    assert models == {resource for action, resource in streamed if action == "bedrock:InvokeModelWithResponseStream"}
 
 
 def test_stage_logs_access_and_execution_without_bodies_and_traces(gateway: dict[str, Any]) -> None:
