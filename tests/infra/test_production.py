@@ -175,7 +175,9 @@ def test_the_openai_compatible_routes_sit_beside_the_gateways_own_and_validate_t
         "/response-streaming-invocations"
     )
     assert {"BUFFERED"} == {
-        p["Integration"].get("ResponseTransferMode", "BUFFERED") for r, p in routes.items() if r[1] != "/v1/chat/completions"
+        p["Integration"].get("ResponseTransferMode", "BUFFERED")
+        for r, p in routes.items()
+        if r[1] != "/v1/chat/completions"
     }
 
 
