@@ -277,6 +277,10 @@ def _streamed(generation: GenerationRequest, *, include_usage: bool) -> Response
     events of the guarded stream, is left for stream_handler to send after this head."""
     from ai_gateway.streaming import ModelStreamer, StreamingFlow, openai_sse  # only the streamed route needs it
 
+    if generation.output.agent is not None:
+        raise openai_api.stream_refused(
+            f"output type {generation.output_type} is produced by an agent, which does not stream"
+        )
     deps, attempt = dependencies(), settings().generation_timeout_seconds
     streaming = StreamingFlow(
         ledger=deps.ledger,

@@ -98,12 +98,8 @@ def model_not_found(model: str) -> OpenAIError:
     )
 
 
-def stream_refused() -> OpenAIError:
-    return invalid(
-        "stream: streamed completions are not available on this deployment; send stream: false",
-        param="stream",
-        code="streaming_unavailable",
-    )
+def stream_refused(why: str = "streamed completions are not served by this function") -> OpenAIError:
+    return invalid(f"stream: {why}; send stream: false", param="stream", code="streaming_unavailable")
 
 
 def from_validation(error: ValidationError) -> OpenAIError:

@@ -421,6 +421,26 @@ def test_an_agent_produced_output_type_gets_the_callers_token_system_text_and_to
     assert request["headers"][CALLER_TOKEN_HEADER] == TOKEN
 
 
+def test_an_agent_produced_output_type_does_not_stream_and_nothing_is_admitted(
+    routed: tuple[Gateway, FakeAgentCore],  # noqa: F811 - the agents tests' fixture, imported above
+    served: Served,
+) -> None:
+    gateway, agent = routed
+    guard_input(gateway.bedrock, ["Q3 numbers"])
+    with pytest.raises(openai.BadRequestError) as refused:
+        client(served, TOKEN).chat.completions.create(
+            model=PRO,
+            messages=[{"role": "user", "content": "Q3 numbers"}],
+            stream=True,
+            extra_body={"output_type": "report"},
+            extra_headers={"Idempotency-Key": "report-stream-0001"},
+        )
+    assert (refused.value.code, refused.value.param) == ("streaming_unavailable", "stream")
+    assert "output type report is produced by an agent" in refused.value.message
+    assert agent.seen == []
+    assert gateway.ledger.record("report-stream-0001", group=GOLD["group"], user=GOLD["user"]) is None
+
+
 # --- the handler: parsing and its edge cases ------------------------------------------------------
 
 
