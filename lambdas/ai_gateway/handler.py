@@ -1,7 +1,9 @@
 """The AI gateway API (API Gateway REST, behind the gateway's Lambda authorizer).
 
     POST /v1/chat              a conversation turn
-    POST /v1/outputs/{type}    an output-priced workload (report, summary, ...)
+    POST /v1/outputs/{type}    an output-priced workload (report, summary, ...); with
+                               Prefer: respond-async a job (202, ai_gateway.jobs)
+    GET  /v1/jobs/{id}         an asynchronous output's status and, when done, the output
     GET  /v1/usage             the caller's group's usage and remaining quotas
     POST /v1/chat/completions  OpenAI's chat completions (ai_gateway.openai_api), metered as an output type
     GET  /v1/models            OpenAI's model list: the caller's group's allowed models
@@ -32,7 +34,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 from pydantic import BaseModel, ValidationError
 
-from ai_gateway import openai_api
+from ai_gateway import jobs, openai_api
 from ai_gateway.agents import AgentClient, runtime_session_id
 from ai_gateway.contract import (
     AUTHORIZATION_HEADER,
@@ -223,7 +225,17 @@ def outputs(output_type: str) -> Response[Any]:
         messages=[{"role": "user", "content": [{"text": prompt}]}],
         grounding=(material, ask),
     )
+    if jobs.respond_async(app.current_event.headers):  # Prefer: respond-async: a job, 202
+        return _json(
+            *jobs.submit(generation, flow=current, ledger=dependencies().ledger, agents=policy().agents, clock=clock)
+        )
     return _json(200, current.generate(generation).body())
+
+
+@app.get("/v1/jobs/<job_id>")
+def job(job_id: str) -> Response[Any]:
+    caller, _ = _caller_and_group()
+    return _json(*jobs.read(job_id, caller=caller, clock=clock))
 
 
 @app.get("/v1/usage")
@@ -616,7 +628,7 @@ def _no_route(error: NotFoundError) -> Response[Any]:
         404,
         {
             "error": "not_found",
-            "message": "routes: POST /v1/chat, POST /v1/outputs/{type}, GET /v1/usage, "
+            "message": "routes: POST /v1/chat, POST /v1/outputs/{type}, GET /v1/jobs/{id}, GET /v1/usage, "
             "POST /v1/chat/completions, GET /v1/models",
         },
     )

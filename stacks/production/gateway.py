@@ -32,6 +32,7 @@ from gateway_authorizer.contract import ApiKeys, Settings as AuthorizerSettings
 from shared.claims import CONTEXT_GROUP
 from stacks.config import GuardrailConfig, ProductionConfig, UsagePlanConfig
 from stacks.production.context import ProductionContext
+from stacks.production.gateway_jobs import GatewayJobs, Generation
 from stacks.production.policy import gateway_policy
 from stacks.shared.bedrock import grant_invoke, model_arns
 from stacks.shared.lambda_function import BlueprintFunction
@@ -179,11 +180,6 @@ class GatewayStack(Stack):
         for function in self.generators:
             self.grant_generation(function.execution_role, config, agent_runtimes, agent_memory, key)
             _acknowledge_synchronous(function)
-        for agent, runtime in agent_runtimes.items():
-            roles = [function.execution_role for function in self.generators]
-            policy = _only_invoked_by(self, f"{pascal_case(agent)}InvokedOnlyByTheGateway", runtime, roles)
-            for role in roles:  # (and their policies: nothing names a role before it is whole)
-                policy.node.add_dependency(role)
 
         # One API key per group, named after its usage plan's limits: a key sits in one plan per stage,
         # so a group whose limits change gets a new key in the other plan (created before the old goes).
@@ -232,6 +228,28 @@ class GatewayStack(Stack):
         _acknowledge_synchronous(self.authorizer_function)
 
         self.api = self._rest_api(name, config, key)
+        # Asynchronous outputs (Prefer: respond-async, GET /v1/jobs/{id}) and the ledger's sweeper.
+        self.jobs = GatewayJobs(
+            self,
+            "Jobs",
+            context=context,
+            generation=Generation(
+                ledger=self.ledger,
+                guardrail=self.guardrail,
+                guardrail_version=self.guardrail_version,
+                grant=lambda role: self.grant_generation(role, config, agent_runtimes, agent_memory, key),
+                memory_id=agent_memory.memory_id if agent_memory and agent_runtimes else None,
+            ),
+            gateway_functions=self.generators,
+            v1=self.v1,
+            integration=self.integration,
+            method_options=self.method_options,
+        )
+        for agent, runtime in agent_runtimes.items():
+            roles = [function.execution_role for function in (*self.generators, self.jobs.worker)]
+            policy = _only_invoked_by(self, f"{pascal_case(agent)}InvokedOnlyByTheGateway", runtime, roles)
+            for role in roles:  # (and their policies: nothing names a role before it is whole)
+                policy.node.add_dependency(role)
         self._usage_plans(config)
         protect_with_waf(
             self,
@@ -359,6 +377,7 @@ class GatewayStack(Stack):
             **options,
         )
         v1.add_resource("usage").add_method("GET", integration, **options)
+        self.v1, self.integration, self.method_options = v1, integration, options  # (GatewayJobs adds a route)
         # API Gateway's own refusals (authorizer, validator, usage plan, WAF, timeouts) in the
         # gateway's error shape, with the correlation id the function's answers carry.
         for response_type, code in (

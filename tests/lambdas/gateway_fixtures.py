@@ -23,7 +23,15 @@ from ai_gateway import handler
 from ai_gateway.agents import AgentClient
 from ai_gateway.contract import Settings
 from ai_gateway.guardrail import Guard
-from ai_gateway.ledger import Admission, Ledger, Usage
+from ai_gateway.ledger import (
+    PENDING_INDEX,
+    PENDING_KEY,
+    PENDING_PROJECTION,
+    PENDING_SORT_KEY,
+    Admission,
+    Ledger,
+    Usage,
+)
 from ai_gateway.models import GatewayPolicy
 from shared.runtime_config import ConfigLocation
 from stacks.config import ProductionConfig, load_config
@@ -238,12 +246,27 @@ class AnsweringLedger:
 
 
 def ledger_table() -> Any:
-    """A DynamoDB client with the ledger's table (inside a moto mock)."""
+    """A DynamoDB client with the ledger's table as the gateway stack builds it (inside a moto
+    mock): its key and the sweeper's pending index (the billing-export index is for readers)."""
     client = boto3.client("dynamodb", region_name="us-east-1")
     client.create_table(
         TableName=TABLE,
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": PENDING_KEY, "AttributeType": "S"},
+            {"AttributeName": PENDING_SORT_KEY, "AttributeType": "S"},
+        ],
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": PENDING_INDEX,
+                "KeySchema": [
+                    {"AttributeName": PENDING_KEY, "KeyType": "HASH"},
+                    {"AttributeName": PENDING_SORT_KEY, "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(PENDING_PROJECTION)},
+            }
+        ],
         BillingMode="PAY_PER_REQUEST",
     )
     return client

@@ -28,7 +28,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from account_settings import handler as account_settings
 from agent import app as agent
 from agent.contract import Settings as AgentSettings
-from ai_gateway import handler as ai_gateway
+from ai_gateway import handler as ai_gateway, sweeper, worker
+from ai_gateway.jobs_contract import SweeperSettings
 from connector_pull import handler as connector_pull
 from connector_pull.contract import Settings as PullSettings
 from connector_push import handler as connector_push
@@ -97,6 +98,19 @@ def _ai_gateway(_: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Invoke
     return lambda context: ai_gateway.lambda_handler(
         rest_event("POST", "/v1/chat", chat, authorizer={}, request_id=context.aws_request_id), context
     )
+
+
+def _ai_gateway_worker(_: pytest.MonkeyPatch, __: pytest.FixtureRequest) -> Invoke:
+    # An event that names no job: ignored (and logged) before anything is read.
+    return lambda context: worker.lambda_handler({"job_id": "../not-a-job"}, context)
+
+
+def _ai_gateway_sweeper(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Invoke:
+    ledger = request.getfixturevalue("gateway").ledger
+    monkeypatch.setattr(sweeper, "settings", lambda: SweeperSettings(ledger_table="ledger", lifetimes_seconds=(29,)))
+    monkeypatch.setattr(sweeper, "ledger", lambda: ledger)
+    # Nothing admitted: the sweep finds no candidate.
+    return lambda context: sweeper.lambda_handler({}, context)
 
 
 def _connector_pull(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Invoke:
@@ -209,6 +223,8 @@ def _tool_guard(monkeypatch: pytest.MonkeyPatch, _: pytest.FixtureRequest) -> In
 ENTRY_POINTS = {
     "account_settings": EntryPoint(account_settings, _account_settings),
     "ai_gateway": EntryPoint(ai_gateway, _ai_gateway),
+    "ai_gateway.sweeper": EntryPoint(sweeper, _ai_gateway_sweeper),
+    "ai_gateway.worker": EntryPoint(worker, _ai_gateway_worker),
     "connector_pull": EntryPoint(connector_pull, _connector_pull),
     "connector_push": EntryPoint(connector_push, _connector_push),
     "evaluation": EntryPoint(evaluation, _evaluation),

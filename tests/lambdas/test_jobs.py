@@ -15,10 +15,10 @@ from typing import Any
 import boto3
 import pytest
 from aws_lambda_powertools import Logger, Metrics
-from botocore.stub import Stubber
+from botocore.stub import ANY, Stubber
 from moto import mock_aws
 
-from ai_gateway import jobs, worker
+from ai_gateway import handler, jobs, worker
 from ai_gateway.agents import AgentClient
 from ai_gateway.contract import GENERATION_MARGIN_SECONDS
 from ai_gateway.flow import (
@@ -36,7 +36,7 @@ from ai_gateway.models import Caller
 from ai_gateway.router import ModelRouter
 from ai_gateway.telemetry import Telemetry
 from shared.aws_errors import UpstreamError
-from tests.lambdas.conftest import FakeContext
+from tests.lambdas.conftest import FakeContext, HttpResult, http_result
 from tests.lambdas.gateway_fixtures import (
     AGENT_POLICY,
     BLOCKED_TOPIC,
@@ -45,9 +45,12 @@ from tests.lambdas.gateway_fixtures import (
     PRO,
     TABLE,
     converse_ok,
+    environment,
+    guard_input,
     guard_output,
+    ledger_table,
+    rest_event,
 )
-from tests.lambdas.test_ledger_pending import ledger_table_with_pending_index
 
 JOBS_TABLE = "jobs"
 WORKER = "gateway-worker"
@@ -112,7 +115,7 @@ def jobs_table(client: Any) -> None:
 @pytest.fixture
 def world() -> Iterator[World]:
     with mock_aws():
-        dynamodb = ledger_table_with_pending_index()
+        dynamodb = ledger_table()
         jobs_table(dynamodb)
         ledger = Ledger(dynamodb, TABLE)
         store = jobs.JobStore(dynamodb, JOBS_TABLE)
@@ -522,3 +525,52 @@ def test_a_job_with_less_time_left_than_the_margin_fails_without_generating(worl
     assert run(world, job, remaining=GENERATION_MARGIN_SECONDS) == "failed"
     assert world.used() == 0
     assert world.item(job)["reason"] == {"S": jobs.REASON_STALE}
+
+
+# --- the routes (handler.py) -----------------------------------------------------------------------
+
+
+def test_the_outputs_route_answers_a_job_and_the_jobs_route_shows_it_to_its_caller_only(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bedrock = world.bedrock.client
+    deps = handler.Dependencies(
+        ledger=world.ledger,
+        guard=Guard(bedrock, guardrail_id="gr-123", version="1"),
+        bedrock=bedrock,
+        agents=AgentClient("http://127.0.0.1:9", {}),
+    )
+    monkeypatch.setattr(handler, "dependencies", lambda: deps)
+    monkeypatch.setattr(handler, "policy", lambda: POLICY)
+    monkeypatch.setattr(handler, "clock", world.times.clock())
+    monkeypatch.setattr(jobs, "environment", lambda: world.jobs)
+    environment(monkeypatch)
+    guard_input(world.bedrock, ["Quarterly numbers."])
+    world.invoke.add_response(
+        "invoke", {"StatusCode": 202}, {"FunctionName": WORKER, "InvocationType": "Event", "Payload": ANY}
+    )
+    submitted = http_result(
+        handler.lambda_handler(
+            rest_event(
+                "POST",
+                "/v1/outputs/summary",
+                {"material": "Quarterly numbers."},
+                headers={"Prefer": "respond-async, wait=5"},
+                request_id="req-route-001",
+            ),
+            FakeContext(),
+        )
+    )
+    assert submitted.status == 202, submitted.body
+    job = submitted.body["job_id"]
+    assert (submitted.body["status"], submitted.body["status_url"]) == ("queued", f"/v1/jobs/{job}")
+    assert world.status("req-route-001") == "admitted"  # admitted at submission, produced by the worker
+
+    def read(authorizer: dict[str, str]) -> HttpResult:
+        event = rest_event("GET", f"/v1/jobs/{job}", authorizer=authorizer)
+        return http_result(handler.lambda_handler({**event, "resource": "/v1/jobs/{id}"}, FakeContext()))
+
+    mine = read({"user": "user-1", "group": "customer-gold", "tier": "gold", "kind": "customer"})
+    assert (mine.status, mine.body["status"], mine.body["job_id"]) == (200, "queued", job)
+    theirs = read({"user": "user-2", "group": "customer-gold", "tier": "gold", "kind": "customer"})
+    assert (theirs.status, theirs.body["error"]) == (404, "not_found")

@@ -8,7 +8,6 @@ import itertools
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
@@ -16,49 +15,22 @@ from moto import mock_aws
 from ai_gateway.ledger import (
     PENDING_INDEX,
     PENDING_KEY,
-    PENDING_PROJECTION,
     PENDING_SHARDS,
     PENDING_SORT_KEY,
     Ledger,
     Pending,
     pending_shard,
 )
-from tests.lambdas.gateway_fixtures import TABLE
+from tests.lambdas.gateway_fixtures import TABLE, ledger_table
 
 NOW = dt.datetime(2026, 11, 29, 18, 30, tzinfo=dt.UTC)
 LATER = NOW + dt.timedelta(hours=1)
 
 
-def ledger_table_with_pending_index() -> Any:
-    """The ledger's table as the jobs construct leaves it: the pending index (and its projection)."""
-    client = boto3.client("dynamodb", region_name="us-east-1")
-    client.create_table(
-        TableName=TABLE,
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": PENDING_KEY, "AttributeType": "S"},
-            {"AttributeName": PENDING_SORT_KEY, "AttributeType": "S"},
-        ],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": PENDING_INDEX,
-                "KeySchema": [
-                    {"AttributeName": PENDING_KEY, "KeyType": "HASH"},
-                    {"AttributeName": PENDING_SORT_KEY, "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(PENDING_PROJECTION)},
-            }
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    return client
-
-
 @pytest.fixture
 def dynamodb() -> Iterator[Any]:
     with mock_aws():
-        yield ledger_table_with_pending_index()
+        yield ledger_table()
 
 
 @pytest.fixture

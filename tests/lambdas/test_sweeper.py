@@ -16,8 +16,7 @@ from ai_gateway import sweeper
 from ai_gateway.jobs_contract import SWEEPER_PAGE_LIMIT, SWEEPER_SLACK_SECONDS, SweeperSettings
 from ai_gateway.ledger import Ledger
 from tests.lambdas.conftest import FakeContext
-from tests.lambdas.gateway_fixtures import TABLE
-from tests.lambdas.test_ledger_pending import ledger_table_with_pending_index
+from tests.lambdas.gateway_fixtures import TABLE, ledger_table
 
 NOW = dt.datetime(2026, 11, 29, 18, 30, tzinfo=dt.UTC)
 BOUND = 1200
@@ -26,7 +25,7 @@ BOUND = 1200
 @pytest.fixture
 def dynamodb() -> Iterator[Any]:
     with mock_aws():
-        yield ledger_table_with_pending_index()
+        yield ledger_table()
 
 
 @pytest.fixture
