@@ -2,7 +2,8 @@
 
 The pool's keys (JWKS) are fetched with bounded time and size and checked for shape before
 PyJWT sees them: an endpoint answering garbage, an error, a huge or a slow body denies the token
-(InvalidToken), never raises anything else, so no caller gets a 500 for it.
+(InvalidToken), never raises anything else, so no caller gets a 500 for it. A function that only
+reads the bearer token imports shared.bearer instead, without PyJWT.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from urllib.error import URLError
 
 import jwt
 
+from shared.bearer import InvalidToken, bearer
 from shared.claims import GROUP_CLAIM, KIND_CLAIM, TIER_CLAIM
 
 __all__ = ["GROUP_CLAIM", "KIND_CLAIM", "TIER_CLAIM", "InvalidToken", "TokenVerifier", "bearer"]
@@ -28,12 +30,6 @@ __all__ = ["GROUP_CLAIM", "KIND_CLAIM", "TIER_CLAIM", "InvalidToken", "TokenVeri
 JWKS_MAX_BYTES: Final = 64 * 1024
 JWKS_SECONDS: Final = 3.0
 _JWK_FIELDS: Final = ("kty", "kid", "use", "alg", "n", "e")
-
-
-class InvalidToken(Exception):  # noqa: N818 - the name says what the caller gets
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 @dataclass
@@ -140,15 +136,3 @@ def _key_set(data: bytes) -> dict[str, Any]:
     if not usable:
         raise jwt.PyJWKClientError("the JWKS answer has no usable keys")
     return {"keys": usable}
-
-
-_JWT_PUNCTUATION = str.maketrans("-_.", "aaa")
-
-
-def bearer(header: str | None) -> str:
-    """The token of an ``Authorization: Bearer <token>`` header."""
-    scheme, _, token = (header or "").partition(" ")
-    # A JWT is base64url segments joined by dots: anything else (padding, a trailing newline) is no token.
-    if scheme.lower() != "bearer" or not token.isascii() or not token.translate(_JWT_PUNCTUATION).isalnum():
-        raise InvalidToken("no bearer token")
-    return token
