@@ -196,8 +196,8 @@ def main() -> None:
     layer_only()  # before anything is run: no layer, no bench
     found = functions()
     load = os.getloadavg()
-    print(f"{len(found)} Python functions from {CDK_OUT.name}/; {RUNS} runs each; machine: {os.cpu_count()} cores, "
-          f"load {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}\n")  # fmt: skip
+    print(f"{len(found)} Python functions from {CDK_OUT.name}/; {RUNS} runs each; Python {sys.version.split()[0]}; "
+          f"{os.cpu_count()} cores, load {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}\n")  # fmt: skip
     samples: dict[str, tuple[list[float], list[float]]] = {f.logical_id: ([], []) for f in found}
     with tempfile.TemporaryDirectory() as cache:
         environments = {f.logical_id: {**base_environment(cache), **f.environment} for f in found}
