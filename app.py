@@ -7,22 +7,18 @@ cdk synth -c tier=sandbox      # one tier
 
 from __future__ import annotations
 
-import importlib
-import re
 import sys
-from pathlib import Path
 
 from aws_cdk import App, Environment, Stack, Tags
 
 from stacks.config import BlueprintConfig, ConfigError, Tier, load_config, selected_tiers
-from tools.synth import validator_warmed_up
+from stacks.production.tier import production_stacks
+from stacks.sandbox.stack import SandboxStack
+from stacks.shared.nag import add_rule_packs
 
 
 def build_app(app: App) -> list[Stack]:
     """Add the selected tiers' stacks to ``app``; raises ConfigError on bad configuration."""
-    # Imported here, not at the top: `main` imports them while the validation engine warms up.
-    from stacks.shared.nag import add_rule_packs
-
     context = app.node.get_all_context()
     config = load_config(context)
     stacks: list[Stack] = []
@@ -35,9 +31,6 @@ def build_app(app: App) -> list[Stack]:
 
 
 def _tier_stacks(app: App, tier: Tier, config: BlueprintConfig) -> list[Stack]:
-    from stacks.production.tier import production_stacks
-    from stacks.sandbox.stack import SandboxStack
-
     prefix = config.prefix
     stacks: list[Stack]
     if tier is Tier.SANDBOX:
@@ -57,21 +50,10 @@ def _tier_stacks(app: App, tier: Tier, config: BlueprintConfig) -> list[Stack]:
     return stacks
 
 
-def _import_service_modules() -> None:
-    """Import the aws_cdk service modules the stacks use (``aws_lambda as lambda_``): a second of
-    Python with no jsii call, done while the validation engine warms up (tools/synth.py)."""
-    stacks = Path(__file__).resolve().parent / "stacks"
-    names = {m for p in stacks.rglob("*.py") for m in re.findall(r"\b(aws_[a-z0-9_]+) as \w+", p.read_text())}
-    for name in sorted(names):
-        importlib.import_module(f"aws_cdk.{name}")
-
-
 def main() -> None:
     app = App()
     try:
-        with validator_warmed_up(preload=["cdk_nag"]):
-            _import_service_modules()
-            build_app(app)
+        build_app(app)
     except ConfigError as error:
         sys.exit(f"Invalid configuration:\n{error}")
     app.synth()

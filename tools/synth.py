@@ -6,14 +6,10 @@ cfn-lint do it, and it does not change a template).
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import sys
-import tempfile
-import threading
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -52,64 +48,3 @@ def synthesize(outdir: Path, context: Mapping[str, Any] | None = None) -> Templa
     build_app(app)
     app.synth()
     return templates_in(outdir)
-
-
-# jsii's Python client talks to its Node.js kernel over one pipe, one request at a time, with no lock
-# of its own: a second thread may use it only with this lock around each request and its answer.
-_KERNEL_LOCK = threading.RLock()
-
-
-def _serialize_kernel_requests() -> None:
-    from jsii._kernel.providers import process
-
-    send = process._NodeProcess.send
-    if getattr(send, "serialized", False):
-        return
-
-    def serialized(self: Any, *args: Any, **kwargs: Any) -> Any:
-        with _KERNEL_LOCK:
-            return send(self, *args, **kwargs)
-
-    serialized.serialized = True  # type: ignore[attr-defined]
-    process._NodeProcess.send = serialized  # type: ignore[method-assign]
-
-
-@contextmanager
-def validator_warmed_up(preload: Iterable[str] = ()) -> Iterator[None]:
-    """Start CloudFormation schema validation's engine in the background while the body runs.
-
-    aws-cdk-lib builds one validation engine per process the first time an app synthesizes (about
-    2 s of WebAssembly in the jsii kernel, every synth, whatever the app's size). Synthesizing an
-    empty app in another thread builds it while this one does its Python-only work (importing and
-    validating the config, importing the stacks): the real synth then finds it built and validates
-    every template as before. The thread's only output is a temporary folder. Jsii calls made by the
-    body wait for the warm-up's (see _KERNEL_LOCK), so the body should start with what needs none.
-    ``preload``: jsii packages (Python modules) the warm-up imports first, so that their assemblies
-    are loaded by the time the body imports them. Nothing to do when validation is off
-    (CDK_VALIDATION=false).
-    """
-    if os.environ.get("CDK_VALIDATION") == "false":
-        yield
-        return
-    from aws_cdk import App
-
-    _serialize_kernel_requests()
-    failure: list[BaseException] = []
-
-    def warm_up() -> None:
-        try:
-            for module in preload:
-                importlib.import_module(module)
-            with tempfile.TemporaryDirectory() as outdir:
-                App(outdir=outdir).synth()
-        except BaseException as error:  # re-raised by the caller's thread below
-            failure.append(error)
-
-    thread = threading.Thread(target=warm_up, name="validator-warm-up", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        thread.join()
-    if failure:
-        raise failure[0]
