@@ -2,7 +2,11 @@
 
 Measures warm per-request latency of POST /v1/chat through lambda_handler (validation, policy,
 guardrail in and out, routing, ledger, metrics, logs) beside a bare Powertools REST resolver
-handler measured in the same run, and the handler module's cold import beside `import boto3`;
+handler measured in the same run, with, interleaved in that run, the OpenAI-compatible routes:
+POST /v1/chat/completions buffered (lambda_handler) and streamed (stream_handler, ``"stream":
+true``, the body drained; a ~500-character answer in a few deltas, each piece guarded) with its
+time to the first body chunk, and GET /v1/models; and the handler module's cold import beside
+`import boto3`;
 then the same request with the policy document of a 3-group and of a 100-group config
 (bench/scale_config.py) read through the function's own runtime-config reader, interleaved in
 one run: a request's cost must not grow with the groups.
@@ -18,8 +22,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,27 +43,70 @@ WARMUP = 300
 GATEWAY = "AI gateway POST /v1/chat"
 QUIET = "  the same, stage telemetry no-op"
 BARE = "bare Powertools resolver"
+COMPLETIONS = "POST /v1/chat/completions"
+STREAMED = "  the same, stream: true (drained)"
+MODELS = "GET /v1/models"
+QUESTION = [{"role": "user", "content": "What is our refund policy?"}]
+# The streamed answer: ~500 characters in five deltas, so the output guardrail sees a few pieces.
+ANSWER = [
+    "Refunds are accepted within thirty days of purchase for any unused item in its box. ",
+    "Send the receipt with the item, and we refund the price to the original card. ",
+    "Opened software, gift cards and custom orders are final sale and cannot be returned. ",
+    "Shipping costs are refunded only when the item arrived damaged or was not what you ordered. ",
+    "Refunds take five to seven business days to appear, depending on your bank and card issuer.",
+]
 
 
-def event(number: int) -> dict[str, Any]:
+def event(number: int, method: str = "POST", path: str = "/v1/chat", body: Any = None) -> dict[str, Any]:
     return {
-        "resource": "/v1/chat",
-        "path": "/v1/chat",
-        "httpMethod": "POST",
+        "resource": path,
+        "path": path,
+        "httpMethod": method,
         "headers": {"Content-Type": "application/json"},
         "multiValueHeaders": {},
         "queryStringParameters": None,
         "pathParameters": None,
         "requestContext": {
-            "resourcePath": "/v1/chat",
-            "httpMethod": "POST",
+            "resourcePath": path,
+            "httpMethod": method,
             "requestId": f"bench-{number}",
             "stage": "live",
             "authorizer": {"user": "u", "group": "customer-gold", "tier": "gold", "kind": "customer"},
         },
-        "body": json.dumps({"messages": [{"role": "user", "content": "What is our refund policy?"}]}),
+        "body": json.dumps({"messages": QUESTION} if body is None else body) if method == "POST" else None,
         "isBase64Encoded": False,
     }
+
+
+def completion(model: str, *, stream: bool) -> Callable[[int], dict[str, Any]]:
+    body = {"model": model, "messages": QUESTION, **({"stream": True} if stream else {})}
+    return lambda number: event(number, "POST", "/v1/chat/completions", body)
+
+
+def models(number: int) -> dict[str, Any]:
+    return event(number, "GET", "/v1/models")
+
+
+def bench_bedrock() -> Any:
+    """Bedrock answering at once (tests' AnsweringBedrock), ConverseStream included: ANSWER's
+    deltas as the service's events."""
+    from tests.lambdas.bedrock_fakes import answer
+    from tests.lambdas.gateway_fixtures import AnsweringBedrock
+
+    class StreamingBedrock(AnsweringBedrock):
+        def converse_stream(self, **_: Any) -> dict[str, Any]:
+            return {"stream": iter(answer(ANSWER))}
+
+    return StreamingBedrock()
+
+
+@dataclass(frozen=True)
+class Arm:
+    """A measured request: its handler, its event, and what is set up around it (not timed)."""
+
+    handler: Any
+    event: Callable[[int], dict[str, Any]] = event
+    around: Callable[[], AbstractContextManager[Any]] = nullcontext
 
 
 class Context:
@@ -71,21 +119,37 @@ class Context:
         return 29_000
 
 
-def interleaved(arms: dict[str, tuple[Any, Any]]) -> dict[str, list[float]]:
+def interleaved(arms: dict[str, Arm]) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """Each arm's warm per-request latency, the arms taking turns request by request so that all
-    see the same machine (it is shared and noisy). An arm is (handler, context manager factory
-    that sets it up around its request); the set-up and tear-down are not timed."""
+    see the same machine (it is shared and noisy); and, for an arm that answers with a stream,
+    the time to its body's first chunk (the request's latency is to its last). Set-up and
+    tear-down around a request are not timed."""
+    from ai_gateway.stream_runtime import StreamedResponse
+
     samples: dict[str, list[float]] = {name: [] for name in arms}
+    first: dict[str, list[float]] = {}
     for number in range(WARMUP + REQUESTS):
-        for name, (handler, around) in arms.items():
-            with around():
+        for name, arm in arms.items():
+            request = arm.event(number)
+            with arm.around():
                 started = time.perf_counter()
-                response = handler(event(number), Context())
+                response = arm.handler(request, Context())
+                if isinstance(response, StreamedResponse):
+                    body = iter(response.body)
+                    chunks = [next(body)]
+                    first_chunk = (time.perf_counter() - started) * 1000
+                    chunks.extend(body)
                 elapsed = (time.perf_counter() - started) * 1000
-            assert response["statusCode"] == 200, response
+            if isinstance(response, StreamedResponse):
+                assert response.status == 200, response
+                assert chunks[-1].startswith(b"data: [DONE]"), chunks  # a failure ends without it
+                if number >= WARMUP:
+                    first.setdefault(name, []).append(first_chunk)
+            else:
+                assert response["statusCode"] == 200, response
             if number >= WARMUP:
                 samples[name].append(elapsed)
-    return samples
+    return samples, first
 
 
 def bare_handler() -> Any:
@@ -151,20 +215,24 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
     return ordered[len(ordered) // 2], ordered[int(len(ordered) * 0.99) - 1]
 
 
-def row(label: str, samples: list[float]) -> str:
+def row(label: str, samples: list[float], bare: list[float] | None = None) -> str:
     p50, p99 = percentiles(samples)
-    return f"{label:<34} p50 {p50:7.3f} ms   p99 {p99:7.3f} ms   ({len(samples)} warm requests)"
+    line = f"{label:<34} p50 {p50:7.3f} ms   p99 {p99:7.3f} ms"
+    if bare is None:
+        return f"{line}   ({len(samples)} warm requests)"
+    b50, b99 = percentiles(bare)
+    return f"{line}   over bare p50 {p50 / b50:5.1f}x  p99 {p99 / b99:5.1f}x"
 
 
 def main() -> None:
     from ai_gateway import handler
     from ai_gateway.agents import AgentClient
     from ai_gateway.guardrail import Guard
-    from tests.lambdas.gateway_fixtures import POLICY, SETTINGS, AnsweringBedrock, AnsweringLedger
+    from tests.lambdas.gateway_fixtures import POLICY, PRO, SETTINGS, AnsweringLedger
 
     os.environ.update(SETTINGS.environment())
 
-    bedrock = AnsweringBedrock()  # AWS answers at zero latency
+    bedrock = bench_bedrock()  # AWS answers at zero latency
     ledger: Any = AnsweringLedger()
     agents = AgentClient("http://127.0.0.1:9", {})  # the measured route goes to a model, not an agent
     deps = handler.Dependencies(
@@ -177,11 +245,14 @@ def main() -> None:
     real_stdout, sys.stdout = sys.stdout, io.StringIO()  # EMF metrics likewise
     try:
         bare = bare_handler()
-        runs = interleaved(
+        runs, first_chunk = interleaved(
             {
-                GATEWAY: (handler.lambda_handler, nullcontext),
-                QUIET: (handler.lambda_handler, lambda: telemetry_off(handler)),
-                BARE: (bare, nullcontext),
+                GATEWAY: Arm(handler.lambda_handler),
+                QUIET: Arm(handler.lambda_handler, around=lambda: telemetry_off(handler)),
+                BARE: Arm(bare),
+                COMPLETIONS: Arm(handler.lambda_handler, completion(PRO, stream=False)),
+                STREAMED: Arm(handler.stream_handler, completion(PRO, stream=True)),
+                MODELS: Arm(handler.lambda_handler, models),
             }
         )
     finally:
@@ -190,6 +261,9 @@ def main() -> None:
     print(row(GATEWAY, gateway))
     print(row(QUIET, quiet))
     print(row(BARE, bare_samples))
+    for name in (COMPLETIONS, STREAMED, MODELS):
+        print(row(name, runs[name], bare_samples))
+    print(row("  stream's first body chunk", first_chunk[STREAMED], bare_samples))
     g50, g99, b50, b99 = (*percentiles(gateway), *percentiles(bare_samples))
     print(f"{'gateway over the bare resolver':<34} p50 {g50 / b50:6.1f}x   p99 {g99 / b99:6.1f}x")
     print(f"{'overhead over the bare resolver':<34} p50 {g50 - b50:7.3f} ms")
