@@ -66,6 +66,7 @@ from ai_gateway.openai_api import ChatCompletionRequest, Conversation, OpenAIErr
 from ai_gateway.router import ModelForbiddenError, ModelRouter, candidates
 from ai_gateway.stream_runtime import StreamedResponse
 from ai_gateway.telemetry import Telemetry
+from shared import snapstart
 from shared.aws_errors import RETRY_AFTER_SECONDS, UpstreamError
 from shared.bodies import BodyError, body_bytes, problems
 from shared.claims import CONTEXT_GROUP, CONTEXT_USER
@@ -166,6 +167,32 @@ def flow() -> Flow:
     return Flow(
         ledger=deps.ledger, guard=deps.guard, models=router, agents=deps.agents, telemetry=telemetry, clock=clock
     )
+
+
+# --- SnapStart (shared.snapstart): init creates no client; the first request after a restore does.
+
+# What the first request's clients call: Bedrock, the ledger and jobs (DynamoDB), the policy
+# (AppConfig), the worker (Lambda) and the agents (AgentCore).
+SERVICES = ("bedrock-runtime", "dynamodb", "appconfigdata", "lambda", "bedrock-agentcore")
+
+
+@snapstart.before_snapshot
+def _warm() -> None:
+    """What the first request would spend parsing, done once for every environment of the version:
+    the SDK's service models and the AppConfig provider's import. Nothing is sent."""
+    import aws_lambda_powertools.utilities.parameters  # noqa: F401 - the policy reader's first read imports it
+
+    snapstart.load_service_models(SERVICES)
+
+
+@snapstart.after_restore
+def _restored() -> None:
+    """Each resumed environment draws its own jitter, and builds its clients, credentials and
+    policy session itself (empty caches: nothing of a request reaches the snapshot, and nothing will
+    if init ever fills them)."""
+    snapstart.reseed_random()
+    for cached in (settings, dependencies, policy_reader, jobs.environment):
+        cached.cache_clear()
 
 
 # --- routes ----------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
 from gateway_authorizer.contract import ApiKeys, Settings
+from shared import snapstart
 from shared.claims import CONTEXT_GROUP, CONTEXT_KIND, CONTEXT_TIER, CONTEXT_USER
 from shared.runtime_config import DocumentReader
 from shared.tokens import GROUP_CLAIM, KIND_CLAIM, TIER_CLAIM, InvalidToken, TokenVerifier, bearer
@@ -56,6 +57,27 @@ def apigateway() -> Any:
 def api_key_value(key_id: str) -> str:
     value: str = apigateway().get_api_key(apiKey=key_id, includeValue=True)["value"]
     return value
+
+
+# SnapStart (shared.snapstart): init creates no client and fetches no key; the first request after
+# a restore does.
+
+
+@snapstart.before_snapshot
+def _warm() -> None:
+    """The SDK's models of GetApiKey and AppConfig, and the AppConfig provider's import, parsed once
+    for every environment of the version. Nothing is sent."""
+    import aws_lambda_powertools.utilities.parameters  # noqa: F401 - the keys reader's first read imports it
+
+    snapstart.load_service_models(("apigateway", "appconfigdata"))
+
+
+@snapstart.after_restore
+def _restored() -> None:
+    """Each resumed environment opens its own AppConfig session, fetches the pool's keys (JWKS) and
+    resolves credentials itself: the caches start empty."""
+    for cached in (settings, api_keys, verifier, apigateway, api_key_value):
+        cached.cache_clear()
 
 
 def authorize(event: dict[str, Any]) -> dict[str, Any]:

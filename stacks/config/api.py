@@ -50,3 +50,13 @@ class ApiConfig(ConfigModel):
         description="How long API Gateway waits for the gateway function, and the function's timeout. Above 29 "
         'seconds the account needs a Service Quotas increase of "Maximum integration timeout in milliseconds".',
     )
+    snap_start: bool = Field(
+        default=True,
+        description="Lambda SnapStart for the gateway function and its authorizer: each deploy that changes either "
+        "publishes a version whose initialized state Lambda snapshots, and API Gateway invokes it through the alias "
+        "`live`, so a cold start resumes the snapshot instead of importing the code (the streaming function keeps "
+        "its own runtime loop and has no SnapStart). Python pays for it: a cache charge per GB-second of memory for "
+        "each published version while it is active (3 hours at least) and a restore charge per GB each time an "
+        "environment resumes. Off: API Gateway invokes the functions' $LATEST and initialization runs on each cold "
+        "start.",
+    )

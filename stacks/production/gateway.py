@@ -162,6 +162,8 @@ class GatewayStack(Stack):
             memory_size=1024,
             timeout=Duration.seconds(config.api.integration_timeout_seconds),
             settings=settings(config.api.integration_timeout_seconds),
+            # Cold starts resume a snapshot of the initialized handler; API Gateway invokes its alias.
+            snap_start=config.api.snap_start,
         )
         # POST /v1/chat/completions, streamed or not: behind the API's STREAM integration every
         # answer is written in the streaming format, which Lambda's Python runtime cannot write,
@@ -175,6 +177,10 @@ class GatewayStack(Stack):
             timeout=Duration.seconds(config.api.stream_timeout_seconds),
             settings=settings(config.api.stream_timeout_seconds),
         )
+        # No SnapStart here: Lambda documents it for its managed runtimes, whose own loop runs the
+        # snapshot hooks (snapshot_restore_py) and signals when the environment is ready to be
+        # snapshotted; the wrapper replaces that loop with ours (stream_runtime), which holds a
+        # connection to the Runtime API and knows nothing of snapshots or restores.
         self.stream_function.add_environment(EXEC_WRAPPER, STREAM_BOOTSTRAP)
         self.generators = [self.function, self.stream_function]
         for function in self.generators:
@@ -209,6 +215,7 @@ class GatewayStack(Stack):
                 client_id=client.user_pool_client_id,
                 api_keys=self.api_key_ids.location,
             ),
+            snap_start=config.api.snap_start,
         )
         authorizer_role = self.authorizer_function.execution_role
         self.api_key_ids.grant_read(authorizer_role)
@@ -330,13 +337,14 @@ class GatewayStack(Stack):
         authorizer = apigateway.TokenAuthorizer(
             self,
             "Authorizer",
-            handler=self.authorizer_function,
+            handler=self.authorizer_function.invoke_target,  # its alias with SnapStart
             identity_source=apigateway.IdentitySource.header("Authorization"),
             results_cache_ttl=Duration.minutes(5),
         )
         validator = api.add_request_validator("Validator", validate_request_body=True, validate_request_parameters=True)
+        # Every buffered route, GET /v1/jobs/{id} too (GatewayJobs): the alias with SnapStart.
         integration = apigateway.LambdaIntegration(
-            self.function, proxy=True, timeout=Duration.seconds(config.api.integration_timeout_seconds)
+            self.function.invoke_target, proxy=True, timeout=Duration.seconds(config.api.integration_timeout_seconds)
         )
         options: dict[str, Any] = {"authorizer": authorizer, "api_key_required": True}
         chat_model = api.add_model("ChatRequest", content_type="application/json", schema=_CHAT_SCHEMA)
