@@ -287,8 +287,16 @@ def report(work: Path, found: list[Score], seconds: float | None) -> str:
             f"| {s.target} | `lambdas/{s.module}` | {s.counted + len(s.equivalent)} | {s.killed} | "
             f"{len(s.equivalent)} | {len(s.survived)} | {len(s.unchecked)} | {s.score:.1%} |"
         )
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,  # noqa: S607
+    ).stdout.strip()
+    rows += ["", f"Code at commit {commit or 'unknown'}."]
     if seconds is not None:
-        rows += ["", f"Run time: {seconds / 60:.1f} min on this machine ({_cores()} cores)."]
+        rows += [f"Run time: {seconds / 60:.1f} min on this machine ({_cores()} cores)."]
     rows += ["", "## Equivalent mutants", ""]
     if EQUIVALENT:
         for name, reason in EQUIVALENT.items():
