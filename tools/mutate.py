@@ -48,7 +48,12 @@ class Target:
 TARGETS = {
     "ledger": Target(
         modules=("ai_gateway/ledger.py",),
-        tests=("tests/lambdas/test_ai_gateway_ledger.py", "tests/lambdas/test_ai_gateway.py"),
+        tests=(
+            "tests/lambdas/test_ai_gateway_ledger.py",
+            "tests/lambdas/test_ai_gateway.py",
+            "tests/lambdas/test_ledger_pending.py",
+            "tests/lambdas/test_sweeper.py",
+        ),
     ),
     "admission": Target(
         modules=("ai_gateway/flow.py",),
@@ -57,6 +62,8 @@ TARGETS = {
             "tests/lambdas/test_ai_gateway_agents.py",
             "tests/lambdas/test_ai_gateway_fallback.py",
             "tests/lambdas/test_ai_gateway_ledger.py",
+            "tests/lambdas/test_jobs.py",
+            "tests/lambdas/test_streaming.py",
         ),
     ),
     "interceptors": Target(
