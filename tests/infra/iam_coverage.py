@@ -54,6 +54,7 @@ RESOURCE_ARGUMENT: dict[str, str | None] = {
     "apigateway": "apiKey",
     "comprehend": None,
     "logs": "logGroupName",
+    "lambda": "FunctionName",
 }
 RAG = "retrieveAndGenerateConfiguration.knowledgeBaseConfiguration"
 # Operations whose IAM actions are not "<signing name>:<operation>" on the resource argument.
@@ -68,6 +69,8 @@ NEEDS: dict[tuple[str, str], tuple[tuple[str, str | None], ...]] = {
     ),
     ("apigateway", "GetApiKey"): (("apigateway:GET", "apiKey"),),
     ("bedrock-agentcore", "InvokeAgentRuntime"): (("bedrock-agentcore:InvokeAgentRuntime", "agentRuntimeArn"),),
+    # Lambda's Invoke (the gateway starting its jobs' worker) is the InvokeFunction action.
+    ("lambda", "Invoke"): (("lambda:InvokeFunction", "FunctionName"),),
     # API Gateway's account settings: HTTP verbs on arn:…:apigateway:<region>::/account; handing
     # a logging role to a service needs iam:PassRole on it.
     ("apigateway", "GetAccount"): (("apigateway:GET", "arn:apigateway"),),
@@ -105,6 +108,9 @@ EXPLICIT: dict[tuple[str, str], tuple[str, ...] | str] = {
     ("ai_gateway", "self._client"): ("LEDGER_TABLE",),  # the ledger's transactions
     ("ai_gateway", "self._table"): ("LEDGER_TABLE",),
     ("ai_gateway", "self._id"): ("GUARDRAIL_ID",),
+    # The jobs' store (jobs.JobStore) and the worker the gateway starts (jobs_contract.GatewayJobsSettings).
+    ("ai_gateway", "self._jobs_table"): ("JOBS_TABLE",),
+    ("ai_gateway", "self._worker_function"): ("WORKER_FUNCTION",),
     # The gateway writes agent turns to the agents' memory (shared.agent_memory).
     ("ai_gateway", "memory_id"): ("AGENT_MEMORY_ID",),
     # An output type's agent runtime: one of those in the policy's agents (runtime config), chosen per request.

@@ -215,8 +215,9 @@ def test_no_runtime_accepts_user_tokens_only_the_forwarded_callers_token_reaches
         assert env["TOKEN_CLIENT_ID"]["Fn::GetStackOutput"]["StackName"] == "genai-production-identity"
 
 
-# The gateway's functions that produce outputs (buffered and streamed), the only runtime invokers.
-GENERATORS = ["GatewayFunctionRole", "GatewayStreamFunctionRole"]
+# The gateway's functions that produce outputs (buffered, streamed and the jobs' worker), the only
+# runtime invokers.
+GENERATORS = ["GatewayFunctionRole", "GatewayStreamFunctionRole", "JobsWorkerRole"]
 
 
 def test_the_gateways_roles_are_the_only_principals_allowed_to_invoke_a_runtime(

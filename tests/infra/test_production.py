@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from ai_gateway.contract import GatewayPolicy
+from ai_gateway.jobs_contract import WORKER_MAX_EVENT_AGE_SECONDS, SweeperSettings
 from stacks.config import load_config
 from tests.infra.cfn import only, props, render, resources, role_permissions, runtime_document
 
@@ -100,7 +101,7 @@ def test_every_method_is_authorized_by_the_lambda_authorizer_and_needs_the_plan_
     gateway: dict[str, Any], cdk_context: dict[str, Any]
 ) -> None:
     methods = resources(gateway, "AWS::ApiGateway::Method")
-    assert len(methods) == 5
+    assert len(methods) == 6
     for method in methods.values():
         p = method["Properties"]
         assert (p["AuthorizationType"], render(p["AuthorizerId"]), p["ApiKeyRequired"]) == (
@@ -149,6 +150,7 @@ def test_the_openai_compatible_routes_sit_beside_the_gateways_own_and_validate_t
         ("GET", "/v1/usage"),
         ("POST", "/v1/chat/completions"),
         ("GET", "/v1/models"),
+        ("GET", "/v1/jobs/{id}"),
     }
     completions = routes[("POST", "/v1/chat/completions")]
     assert render(completions["RequestValidatorId"]) == "<ApiValidator>"
@@ -166,6 +168,10 @@ def test_the_openai_compatible_routes_sit_beside_the_gateways_own_and_validate_t
     # The models list: the gateway function's buffered integration, as the gateway's own routes.
     buffered = render(routes[("POST", "/v1/chat")]["Integration"]["Uri"])
     assert render(routes[("GET", "/v1/models")]["Integration"]["Uri"]) == buffered
+    # A job's status and answer: the buffered function too, its id a required path parameter.
+    jobs = routes[("GET", "/v1/jobs/{id}")]
+    assert render(jobs["Integration"]["Uri"]) == buffered
+    assert jobs["RequestParameters"] == {"method.request.path.id": True}
     # Completions: the streaming function through InvokeWithResponseStream (streamed or not, every
     # answer of a STREAM integration is in the streaming format).
     integration = completions["Integration"]
@@ -254,7 +260,7 @@ def test_guardrail_is_built_from_config_and_pinned_by_version(
 
 
 def test_ledger_is_encrypted_with_the_tier_key_and_recoverable(gateway: dict[str, Any]) -> None:
-    _, table = only(gateway, "AWS::DynamoDB::GlobalTable")
+    _, table = only(gateway, "AWS::DynamoDB::GlobalTable", "Ledger")
     assert table["DeletionPolicy"] == "Retain"
     p = table["Properties"]
     assert p["SSESpecification"] == {"SSEEnabled": True, "SSEType": "KMS"}
@@ -264,6 +270,13 @@ def test_ledger_is_encrypted_with_the_tier_key_and_recoverable(gateway: dict[str
     assert key["OutputName"].startswith("PublishOutputFnGetAttKey")
     assert replica["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
     assert replica["DeletionProtectionEnabled"] is True
+    # The billing export's index and the sweeper's (pending admissions by age), each with its keys.
+    indexes = {i["IndexName"]: i for i in p["GlobalSecondaryIndexes"]}
+    assert {name: [(k["AttributeName"], k["KeyType"]) for k in i["KeySchema"]] for name, i in indexes.items()} == {
+        "gsi1": [("gsi1pk", "HASH"), ("gsi1sk", "RANGE")],
+        "pending": [("pending", "HASH"), ("pending_at", "RANGE")],
+    }
+    assert indexes["pending"]["Projection"]["ProjectionType"] == "INCLUDE"  # not the items' whole text
 
 
 def test_gateway_role_touches_only_its_table_guardrail_policy_and_models(
@@ -271,12 +284,42 @@ def test_gateway_role_touches_only_its_table_guardrail_policy_and_models(
 ) -> None:
     config = production(cdk_context)
     permissions = role_permissions(gateway, "GatewayFunctionRole")
-    ledger = {(a, r) for a, r in permissions if a.startswith("dynamodb:")}
-    assert ledger == {(f"dynamodb:{a}", "<Ledger.Arn>") for a in ("GetItem", "BatchGetItem", "PutItem", "UpdateItem")}
+    tables = {(a, r) for a, r in permissions if a.startswith("dynamodb:")}
+    assert tables == {
+        *((f"dynamodb:{a}", "<Ledger.Arn>") for a in ("GetItem", "BatchGetItem", "PutItem", "UpdateItem")),
+        *((f"dynamodb:{a}", "<JobsTable.Arn>") for a in ("GetItem", "PutItem", "UpdateItem")),
+    }
+    # It starts the jobs' worker, and no other function.
+    assert {(a, r) for a, r in permissions if a.startswith("lambda:")} == {
+        ("lambda:InvokeFunction", "<JobsWorker.Arn>")
+    }
     models = {r for a, r in permissions if a == "bedrock:InvokeModel"}
     allowed = {model for group in config.groups.values() for model in group.models.allowed}
     assert models == {f"arn:aws:bedrock:{config.region}::foundation-model/{model}" for model in allowed}
     assert not [p for p in permissions if p[1] == "*" and not p[0].startswith("xray:")]
+
+
+def test_the_sweeper_waits_out_the_longest_lived_admitting_function(gateway: dict[str, Any]) -> None:
+    """A request is released only once older than any admitting function may still deliver: the
+    buffered and streamed functions' timeouts, and a job's (submission, start window, worker)."""
+    timeouts = {
+        name: props(gateway, "AWS::Lambda::Function", name)["Timeout"]
+        for name in ("GatewayFunction", "GatewayStreamFunction", "JobsWorker")
+    }
+    variables = props(gateway, "AWS::Lambda::Function", "JobsSweeper")["Environment"]["Variables"]
+    settings = SweeperSettings.from_environ({name: str(render(value)) for name, value in variables.items()})
+    submitting = max(timeouts["GatewayFunction"], timeouts["GatewayStreamFunction"])
+    assert sorted(settings.lifetimes_seconds) == sorted(
+        [
+            timeouts["GatewayFunction"],
+            timeouts["GatewayStreamFunction"],
+            submitting + WORKER_MAX_EVENT_AGE_SECONDS + timeouts["JobsWorker"],
+        ]
+    )
+    assert settings.bound_seconds > max(timeouts.values())
+    rule = props(gateway, "AWS::Events::Rule", "JobsSweeperSchedule")
+    assert rule["ScheduleExpression"] == "rate(5 minutes)"
+    assert [render(t["Arn"]) for t in rule["Targets"]] == ["<JobsSweeper.Arn>"]
 
 
 def test_the_authorizer_knows_every_groups_key_and_reads_only_key_values(
