@@ -113,7 +113,7 @@ def test_api_gateway_invokes_the_aliases_and_only_they_may_be_invoked(gateway: d
 def test_the_streaming_function_keeps_its_own_runtime_loop_without_snapstart(gateway: dict[str, Any]) -> None:
     stream = gateway["Resources"][_function(gateway, "GatewayStreamFunction")]["Properties"]
     assert "SnapStart" not in stream
-    assert "AWS_LAMBDA_EXEC_WRAPPER" in stream["Environment"]["Variables"]
+    assert "stream_runtime" in stream["Description"]
 
 
 @pytest.fixture(scope="module")
