@@ -184,7 +184,14 @@ class GatewayStack(Stack):
         self.stream_function.add_environment(EXEC_WRAPPER, STREAM_BOOTSTRAP)
         self.generators = [self.function, self.stream_function]
         for function in self.generators:
-            self.grant_generation(function.execution_role, config, agent_runtimes, agent_memory, key)
+            self.grant_generation(
+                function.execution_role,
+                config,
+                agent_runtimes,
+                agent_memory,
+                key,
+                stream=function is self.stream_function,  # ConverseStream: the streaming function only
+            )
             _acknowledge_synchronous(function)
 
         # One API key per group, named after its usage plan's limits: a key sits in one plan per stage,
@@ -244,7 +251,9 @@ class GatewayStack(Stack):
                 ledger=self.ledger,
                 guardrail=self.guardrail,
                 guardrail_version=self.guardrail_version,
-                grant=lambda role: self.grant_generation(role, config, agent_runtimes, agent_memory, key),
+                grant=lambda role: self.grant_generation(
+                    role, config, agent_runtimes, agent_memory, key, read_policy=False
+                ),
                 memory_id=agent_memory.memory_id if agent_memory and agent_runtimes else None,
             ),
             gateway_functions=self.generators,
@@ -288,17 +297,22 @@ class GatewayStack(Stack):
         agent_runtimes: Mapping[str, agentcore.IBedrockAgentRuntime],
         agent_memory: agentcore.IMemory | None,
         key: kms.IKey,
+        *,
+        read_policy: bool = True,
+        stream: bool = False,
     ) -> None:
-        """What producing an output takes (ai_gateway.flow): the ledger's items, the policy, the
-        guardrail, the groups' models (streamed too), each agent runtime and the agents' memory."""
+        """What producing an output takes (ai_gateway.flow): the ledger's items, the guardrail,
+        the groups' models (with ``stream``, ConverseStream too), each agent runtime and the
+        agents' memory; with ``read_policy``, the policy document (a job carries what it needs)."""
         # The table only: the billing-export index is for readers, not the gateway.
         self.ledger.grant_items(role, LEDGER_ACTIONS, key_actions=TABLE_KEY_ACTIONS)
-        self.policy.grant_read(role)
+        if read_policy:
+            self.policy.grant_read(role)
         role.add_to_principal_policy(
             iam.PolicyStatement(actions=GUARDRAIL_ACTIONS, resources=[self.guardrail.attr_guardrail_arn])
         )
         for model in sorted({m for group in config.groups.values() for m in group.models.allowed}):
-            grant_invoke(role, model_arns(self, model), stream=True)
+            grant_invoke(role, model_arns(self, model), stream=stream)
         if agent_runtimes:  # each runtime and its DEFAULT endpoint (the qualifier invoked), nothing wider
             arns = [runtime.agent_runtime_arn for runtime in agent_runtimes.values()]
             role.add_to_principal_policy(

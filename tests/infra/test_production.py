@@ -193,7 +193,7 @@ def test_the_streaming_function_runs_its_own_loop_with_the_gateways_permissions_
     function = props(gateway, "AWS::Lambda::Function", "GatewayStreamFunction")
     buffered = props(gateway, "AWS::Lambda::Function", "GatewayFunction")
     assert function["Handler"] == buffered["Handler"] == "ai_gateway.handler.lambda_handler"  # the same asset
-    variables = function["Environment"]["Variables"]
+    variables = dict(function["Environment"]["Variables"])  # a copy: the template is the session's
     assert variables.pop("AWS_LAMBDA_EXEC_WRAPPER") == "/var/task/ai_gateway/stream_bootstrap"
     assert set(variables) == set(buffered["Environment"]["Variables"])
     streamed = role_permissions(gateway, "GatewayStreamFunctionRole")
@@ -205,6 +205,11 @@ def test_the_streaming_function_runs_its_own_loop_with_the_gateways_permissions_
     models = {resource for action, resource in streamed if action == "bedrock:InvokeModel"}
     assert models
     assert models == {resource for action, resource in streamed if action == "bedrock:InvokeModelWithResponseStream"}
+    # Only the streaming function streams (the buffered one and the jobs' worker call Converse).
+    assert not any(action == "bedrock:InvokeModelWithResponseStream" for action, _ in both)
+    worker = role_permissions(gateway, "JobsWorkerRole")
+    assert models <= {resource for action, resource in worker if action == "bedrock:InvokeModel"}
+    assert not any(action == "bedrock:InvokeModelWithResponseStream" for action, _ in worker)
 
 
 def test_stage_logs_access_and_execution_without_bodies_and_traces(gateway: dict[str, Any]) -> None:
