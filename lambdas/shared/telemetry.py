@@ -16,8 +16,9 @@ request (a ``Model``'s tokens, a guardrail ``Source``'s interventions) as furthe
 those lines, and in the first line the request's log record: ``"message": "stages"`` with each
 stage's attributes, outcome and latency in ``stages``. The AI gateway flushes once per request
 (ai_gateway.telemetry); ``stage()`` alone flushes when its one stage ends. The lines are written
-directly (no EphemeralMetrics, no Logger record per stage): that is what keeps a request's
-telemetry under 0.05 ms (bench/gateway_bench.py).
+directly (no EphemeralMetrics, no Logger record per stage), into a layout rendered once per shape
+of request (namespace, dimension values, metric names): that is what keeps a request's telemetry
+near 0.05 ms (bench/gateway_bench.py).
 
 Spans go through the OpenTelemetry API only where a tracer provider is configured (AgentCore's
 ADOT, the ADOT Lambda layer, the tests' SDK): without one the API is not even imported.
@@ -31,7 +32,7 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from enum import Enum
-from functools import cache
+from functools import cache, lru_cache
 from json import JSONEncoder
 from json.encoder import encode_basestring_ascii as _string
 from time import perf_counter, time
@@ -70,6 +71,7 @@ _STAGE_REQUESTS, _STAGE_ERRORS, _STAGE_LATENCY = (
     str(Metric.STAGE_LATENCY),
 )
 _STAGE = str(Dimension.STAGE)
+_STAGE_METRICS = ((_STAGE_REQUESTS, _COUNT), (_STAGE_ERRORS, _COUNT), (_STAGE_LATENCY, _MILLISECONDS))
 
 _encode = JSONEncoder(separators=(",", ":")).encode  # the stages' log records (json's C encoder)
 DimensionKey = tuple[tuple[str, str], ...]
@@ -107,6 +109,8 @@ class Recorder:
         self._metrics: dict[DimensionKey, Values] = {}
         self._metadata: dict[str, str] = {}
         self._tracing: bool | None = None  # decided at the request's first stage
+        self._prefix_for: tuple[Any, Any] = (None, None)
+        self._prefix = ""
 
     def stage(self, name: Stage, *, conversation: str | None = None, **attributes: Attribute) -> StageContext:
         """A stage of this request: ``with recorder.stage(...) as record:``."""
@@ -149,36 +153,45 @@ class Recorder:
         self._stages, self._measured, self._metrics, self._metadata, self._tracing = [], [], {}, {}, None
         if not stages and not measured and not metrics:
             return
-        by_stage: dict[DimensionKey, Values] = {}
+        by_stage: dict[str, list[list[float]]] = {}  # stage -> its requests, errors, latencies
         for name, latency_ms, failed in measured:
-            values = by_stage.get(((_STAGE, name),))
-            if values is None:
-                by_stage[((_STAGE, name),)] = {
-                    _STAGE_REQUESTS: (_COUNT, [1.0]),
-                    _STAGE_ERRORS: (_COUNT, [failed]),
-                    _STAGE_LATENCY: (_MILLISECONDS, [latency_ms]),
-                }
+            lists = by_stage.get(name)
+            if lists is None:
+                by_stage[name] = [[1.0], [failed], [latency_ms]]
             else:
-                values[_STAGE_REQUESTS][1].append(1.0)
-                values[_STAGE_ERRORS][1].append(failed)
-                values[_STAGE_LATENCY][1].append(latency_ms)
+                lists[0].append(1.0)
+                lists[1].append(failed)
+                lists[2].append(latency_ms)
         trace_id = _trace_id()
         if trace_id:
             metadata[TRACE] = trace_id
         # Stage sets first: a document's first directive is a stage's wherever it has one.
-        documents = _documents(self._namespace, [*by_stage.items(), *metrics.items()], metadata)
+        sets: list[MetricSet] = [(_stage_key(name), _STAGE_METRICS, lists) for name, lists in by_stage.items()]
+        for key, values in metrics.items():
+            sets.append(
+                (key, tuple([(name, unit) for name, (unit, _) in values.items()]), [v for _, v in values.values()])
+            )
+        documents = _documents(self._namespace, sets, metadata)
         if stages:
+            record = f'{self._record_prefix()},"stages":{_encode(stages)}'
+            if documents:
+                documents[0] = f"{documents[0][:-1]},{record}}}"
+            else:
+                documents = ["{" + "".join(f"{member}," for member in _members(metadata)) + record + "}"]
+        sys.stdout.write("\n".join(documents) + "\n")
+
+    def _record_prefix(self) -> str:
+        """The stages log record's fields before ``stages``: the same for every flush of an
+        invocation (its service and correlation id), so rendered once per change."""
+        service, correlation = self._logger.service, self._logger.get_correlation_id()
+        if (service, correlation) != self._prefix_for:
             record = f'"message":"{STAGES_MESSAGE}","level":"INFO"'
-            if self._logger.service:
-                record += f',"service":{_string(str(self._logger.service))}'
-            correlation = self._logger.get_correlation_id()
+            if service:
+                record += f',"service":{_string(str(service))}'
             if correlation:
                 record += f',"correlation_id":{_string(str(correlation))}'
-            record += f',"stages":{_encode(stages)}'
-            if not documents:
-                documents = ["{" + ",".join(_members(metadata)) + "}"]
-            documents[0] = f"{documents[0][:-1]},{record}}}"
-        sys.stdout.write("\n".join(documents) + "\n")
+            self._prefix_for, self._prefix = (service, correlation), record
+        return self._prefix
 
 
 class StageContext:
@@ -215,12 +228,14 @@ class StageContext:
         entry: dict[str, Attribute] = {"stage": self._name, **record.attributes, "outcome": record.outcome}
         if self._span is not None:
             _end(self._span, entry, self._conversation)
-        entry["latency_ms"] = round(latency_ms, 3)
+        # To the microsecond, in the log record and the metric alike: a finer figure is the clock's
+        # noise, and its 17 digits cost several times as much to write.
+        entry["latency_ms"] = latency_ms = round(latency_ms, 3)
         recorder = self._recorder
-        if len(recorder._stages) >= MAX_VALUES:
+        if len(recorder._stages) >= MAX_VALUES or len(recorder._measured) >= MAX_VALUES:
             recorder.flush()
         recorder._stages.append(entry)
-        recorder.stage_metrics(self._name, latency_ms, failed=record.outcome == "error")
+        recorder._measured.append((self._name, latency_ms, 1.0 if record.outcome == "error" else 0.0))
 
 
 @contextmanager
@@ -269,63 +284,98 @@ def emit_all(
         if math.isfinite(value):
             held.setdefault(name, (_unit(unit), []))[1].append(float(value))
     if held:
-        documents = _documents(namespace, [(tuple(dimensions.items()), held)], dict(metadata or {}))
+        names = tuple([(name, unit) for name, (unit, _) in held.items()])
+        documents = _documents(
+            namespace, [(tuple(dimensions.items()), names, [v for _, v in held.values()])], metadata or {}
+        )
         sys.stdout.write("\n".join(documents) + "\n")
 
 
 # --- EMF documents, written by hand: json.dumps of the same dicts costs several times as much ---
 
 
-def _documents(
-    namespace: str | None, metrics: Sequence[tuple[DimensionKey, Values]], metadata: Mapping[str, str]
-) -> list[str]:
-    """The fewest EMF documents that carry these metrics: a dimension set joins the first
-    document whose members it does not contradict (a key there with another value, or a metric
-    name there already); else it starts one."""
+MetricSet = tuple[DimensionKey, tuple[tuple[str, str], ...], list[list[float]]]  # dims, (name, unit)s, values
+# A document's layout: its text with a None where the timestamp and each value list go (the
+# even items fixed), and the indices of its value lists in the request's order.
+Plan = list[tuple[list[str | None], tuple[int, ...]]]
+_PLANS: dict[tuple[str, tuple[tuple[DimensionKey, tuple[tuple[str, str], ...]], ...]], Plan] = {}
+
+
+def _documents(namespace: str | None, metrics: Sequence[MetricSet], metadata: Mapping[str, str]) -> list[str]:
+    """The fewest EMF documents that carry these metrics (laid out by ``_plan``, once per
+    namespace, dimension values and metric names: a request's documents are then its values put
+    into the cached layout)."""
     space = namespace or os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "genai")
-    packed: list[tuple[dict[str, str], set[str], list[str], list[str]]] = []  # dims, names, directives, members
-    for key, values in metrics:
-        if not values:
+    signature = (space, tuple((key, names) for key, names, _ in metrics))
+    plan = _PLANS.get(signature)
+    if plan is None:
+        plan = _plan(*signature)
+        if len(_PLANS) >= 1024:  # dimension values come from configuration: bounded all the same
+            _PLANS.clear()
+        _PLANS[signature] = plan
+    arrays = [
+        f"[{','.join(map(repr, held))}]" if len(held) > 1 else f"[{held[0]!r}]"
+        for _, _, lists in metrics
+        for held in lists
+    ]
+    tail = "".join([f",{_string(k)}:{_value(v)}" for k, v in metadata.items()]) + "}"
+    timestamp = str(int(time() * 1000))
+    documents = []
+    for layout, slots in plan:
+        pieces = layout.copy()
+        pieces[1::2] = [timestamp, *[arrays[i] for i in slots]]
+        documents.append("".join(pieces) + tail)  # type: ignore[arg-type]  # every None filled
+    return documents
+
+
+def _plan(space: str, sets: tuple[tuple[DimensionKey, tuple[tuple[str, str], ...]], ...]) -> Plan:
+    """How these dimension sets' metrics pack into the fewest documents: a set joins the first
+    document whose members it does not contradict (a key there with another value, or a metric
+    name there already); else it starts one. (A set with no metrics is left out.)"""
+    namespace = _string(space)
+    packed: list[tuple[dict[str, str], set[str], list[str], list[str | None], list[int]]] = []
+    index = 0
+    for key, names in sets:
+        if not names:
             continue
-        directive, dimension_members, prefixes = _shape(space, key, tuple(values.items()))
-        for dims, names, directives, members in packed:  # noqa: B007 (the one found is used below)
-            if names.isdisjoint(values) and all(dims.get(k, v) == v for k, v in key):
+        metric_names = {name for name, _ in names}
+        for dims, held, directives, members, slots in packed:  # noqa: B007 (the one found is used below)
+            if held.isdisjoint(metric_names) and all(dims.get(k, v) == v for k, v in key):
                 break
         else:
-            dims, names, directives, members = {}, set(), [], []
-            packed.append((dims, names, directives, members))
+            dims, held, directives, members, slots = {}, set(), [], [], []
+            packed.append((dims, held, directives, members, slots))
+        keys = ",".join(_string(k) for k, _ in key)
+        definitions = ",".join(f'{{"Name":{_string(n)},"Unit":{_string(u)}}}' for n, u in names)
+        directives.append(f'{{"Namespace":{namespace},"Dimensions":[[{keys}]],"Metrics":[{definitions}]}}')
         for k, v in key:
             if k not in dims:
                 dims[k] = v
-                members.append(dimension_members[k])
-        names.update(values)
-        directives.append(directive)
-        for prefix, (_, held) in zip(prefixes, values.values(), strict=True):
-            members.append(f"{prefix}[{','.join(map(repr, held))}]")
-    head = f'{{"_aws":{{"Timestamp":{int(time() * 1000)},"CloudWatchMetrics":['
-    tail = "".join("," + member for member in _members(metadata))
-    return [f"{head}{','.join(directives)}]}},{','.join(members)}{tail}}}" for _, _, directives, members in packed]
+                members.append(f"{_string(k)}:{_string(v)}")
+        held.update(metric_names)
+        for name, _ in names:
+            members += (f"{_string(name)}:", None)  # None: where its values go
+            slots.append(index)
+            index += 1
+    return [(_layout(directives, members), tuple(slots)) for _, _, directives, members, slots in packed]
 
 
-_SHAPES: dict[tuple[str, DimensionKey, tuple[str, ...]], tuple[str, dict[str, str], list[str]]] = {}
+def _layout(directives: list[str], members: list[str | None]) -> list[str | None]:
+    """A document's text around its timestamp and value lists (None), fixed text at even indices."""
+    layout: list[str | None] = ['{"_aws":{"Timestamp":', None, f',"CloudWatchMetrics":[{",".join(directives)}]}}']
+    for member in members:
+        if member is None:
+            layout.append(None)
+        elif layout[-1] is None:
+            layout.append(f",{member}")
+        else:
+            layout[-1] += f",{member}"
+    return layout
 
 
-def _shape(
-    namespace: str, key: DimensionKey, metrics: tuple[tuple[str, tuple[str, list[float]]], ...]
-) -> tuple[str, dict[str, str], list[str]]:
-    """A dimension set's directive, its dimensions as members and its metrics' member prefixes,
-    rendered once per namespace, dimension values and metric names (a bounded cache)."""
-    cached = _SHAPES.get((namespace, key, tuple(name for name, _ in metrics)))
-    if cached is not None:
-        return cached
-    keys = ",".join(_string(k) for k, _ in key)
-    definitions = ",".join(f'{{"Name":{_string(n)},"Unit":{_string(u)}}}' for n, (u, _) in metrics)
-    directive = f'{{"Namespace":{_string(namespace)},"Dimensions":[[{keys}]],"Metrics":[{definitions}]}}'
-    shape = directive, {k: f"{_string(k)}:{_string(v)}" for k, v in key}, [f"{_string(n)}:" for n, _ in metrics]
-    if len(_SHAPES) >= 1024:
-        _SHAPES.clear()
-    _SHAPES[(namespace, key, tuple(name for name, _ in metrics))] = shape
-    return shape
+@lru_cache(maxsize=64)
+def _stage_key(name: str) -> DimensionKey:
+    return ((_STAGE, name),)
 
 
 def _members(values: Mapping[str, Any]) -> list[str]:

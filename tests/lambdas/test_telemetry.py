@@ -5,6 +5,7 @@ personal data reaches none of them."""
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -12,6 +13,7 @@ from urllib.parse import unquote
 
 import boto3
 import pytest
+from aws_lambda_powertools import Logger
 from botocore.stub import ANY, Stubber
 from cryptography.hazmat.primitives.asymmetric import rsa
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -23,7 +25,7 @@ from ai_gateway.agents import AgentClient, runtime_session_id
 from knowledge_search import handler as knowledge
 from shared.headers import AGENT_SESSION_HEADER, CALLER_TOKEN_HEADER
 from shared.runtime_config import ConfigLocation, DocumentReader
-from shared.telemetry import CONVERSATION, STAGES, STAGES_MESSAGE
+from shared.telemetry import CONVERSATION, STAGES, STAGES_MESSAGE, TRACE, Recorder
 from shared.tokens import TokenVerifier
 from stacks.production.tool_binding import bindings, classifications
 from tests.lambdas.bedrock_fakes import converse_answer
@@ -263,3 +265,61 @@ def test_one_conversation_id_in_every_log_line_metric_and_span_with_its_stage(
 
     sinks = json.dumps(lines) + json.dumps(spans)
     assert SEEDED not in sinks
+
+
+def emf_valid(document: dict[str, Any]) -> bool:
+    """Every directive's dimensions and metrics are members of the document (EMF's rule)."""
+    directives = document["_aws"]["CloudWatchMetrics"]
+    return all(
+        all(key in document for keys in d["Dimensions"] for key in keys)
+        and all(isinstance(document.get(m["Name"]), list) for m in d["Metrics"])
+        for d in directives
+    )
+
+
+def test_a_recorders_documents_carry_each_requests_own_values_whatever_layouts_came_before(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The documents' layout is rendered once per shape and reused: each request's lines still
+    carry its own values, ids and dimension values (escaped), whether its shape is new or not."""
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", "Root=1-abc-def;Parent=1;Sampled=1")
+    logger = Logger(service="svc", stream=io.StringIO())
+    recorder = Recorder(logger, namespace="ns")
+    capsys.readouterr()
+
+    def request(conversation: str, latencies: list[float], model: str, tokens: float) -> list[dict[str, Any]]:
+        logger.set_correlation_id(f"req-{conversation}")
+        recorder.correlate(conversation)
+        recorder.stage_metrics("guardrail", latencies[0], failed=False)
+        recorder.stage_metrics("usage", latencies[1], failed=True)
+        recorder.stage_metrics("guardrail", latencies[2], failed=False)
+        recorder.add("ModelInputTokens", "Count", tokens, {"Model": model})
+        with recorder.stage("generation", conversation=conversation, **{"gen_ai.request.model": model}):
+            pass
+        recorder.flush()
+        return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+    first = request("c-1", [1.5, 2.25, 3.0], "m-1", 10)
+    second = request("c-2", [4.0, 5.0, 6.125], "m-1", 20)  # the same shape: the cached layout
+    odd = 'm-2 "50% off" \\ é'
+    third = request("c-3", [7.0, 8.0, 9.0], odd, 30)  # a new dimension value: a new layout
+    for lines, conversation, latencies, model, tokens in (
+        (first, "c-1", [1.5, 2.25, 3.0], "m-1", 10.0),
+        (second, "c-2", [4.0, 5.0, 6.125], "m-1", 20.0),
+        (third, "c-3", [7.0, 8.0, 9.0], odd, 30.0),
+    ):
+        assert all(emf_valid(line) for line in lines)
+        assert all((line[CONVERSATION], line[TRACE]) == (conversation, "1-abc-def") for line in lines)
+        assert all(d["Namespace"] == "ns" for line in lines for d in line["_aws"]["CloudWatchMetrics"])
+        by_stage = {line["Stage"]: line for line in lines}
+        assert (by_stage["guardrail"]["StageLatency"], by_stage["guardrail"]["StageErrors"]) == (
+            [latencies[0], latencies[2]],
+            [0.0, 0.0],
+        )
+        assert (by_stage["usage"]["StageLatency"], by_stage["usage"]["StageErrors"]) == ([latencies[1]], [1.0])
+        assert by_stage["generation"]["StageRequests"] == [1.0]
+        (modelled,) = [line for line in lines if "Model" in line]
+        assert (modelled["Model"], modelled["ModelInputTokens"]) == (model, [tokens])
+        (record,) = [line for line in lines if line.get("message") == STAGES_MESSAGE]
+        assert (record["service"], record["correlation_id"]) == ("svc", f"req-{conversation}")
+        assert [(s["stage"], s["gen_ai.request.model"]) for s in record["stages"]] == [("generation", model)]
