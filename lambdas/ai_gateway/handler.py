@@ -68,10 +68,10 @@ from ai_gateway.stream_runtime import StreamedResponse
 from ai_gateway.telemetry import Telemetry
 from shared import snapstart
 from shared.aws_errors import RETRY_AFTER_SECONDS, UpstreamError
+from shared.bearer import InvalidToken, bearer  # not shared.tokens: PyJWT and cryptography stay unloaded
 from shared.bodies import BodyError, body_bytes, problems
 from shared.claims import CONTEXT_GROUP, CONTEXT_USER
 from shared.runtime_config import DocumentReader, RuntimeConfigError, appconfig_fetch
-from shared.tokens import InvalidToken, bearer
 
 # Cold start matters at the front door: bodies are validated with pydantic directly (Powertools'
 # OpenAPI validation adds ~40 ms of imports) and spans come from Lambda's active tracing rather

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -361,3 +364,18 @@ def test_each_function_verifies_tokens_of_its_own_pool_and_client(
 ) -> None:
     verifier = VERIFIERS[name](monkeypatch)
     assert_verifies_only_its_pool(verifier, signing_key, pool_jwks, region=REGION, pool=POOL_ID, client=POOL_CLIENT)
+
+
+def test_the_gateway_handlers_do_not_load_the_token_verifiers_libraries() -> None:
+    # The gateway only reads the caller's bearer token to forward it to an agent: PyJWT and
+    # cryptography (tens of milliseconds at every cold start) are the authorizer's.
+    functions = Path(ai_gateway.__file__ or "").parents[1]
+    probe = "import sys, ai_gateway.handler; print(sorted({'jwt', 'cryptography'} & set(sys.modules)))"
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe],
+        env={**os.environ, "PYTHONPATH": str(functions)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert loaded.stdout.strip() == "[]"
