@@ -129,10 +129,10 @@ review: setup ## offline review report of the working tree against BASE (a git r
 	$(BIN)/python tools/review.py --base $(or $(BASE),$(error BASE=<git ref> is required, e.g. make review BASE=main))
 
 diagram: setup ## the architecture of each tier from the synthesized app (Mermaid) into docs/architecture.md
-	$(BIN)/python tools/diagram.py
+	$(BIN)/python -m tools.diagram
 
 promote: setup ## check a workload's readiness gates; on success move it to production and write a promotion report
-	$(BIN)/python tools/promote.py $(or $(WORKLOAD),$(error WORKLOAD=<name> is required, e.g. make promote WORKLOAD=support))
+	$(BIN)/python -m tools.promote $(or $(WORKLOAD),$(error WORKLOAD=<name> is required, e.g. make promote WORKLOAD=support))
 
 diff: setup ## cdk diff against the deployed TIER (needs AWS credentials)
 	$(CDK) diff $(CDK_ARGS) --all

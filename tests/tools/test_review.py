@@ -133,7 +133,14 @@ def test_a_handler_edit_lists_its_package(base: rv.Assembly) -> None:
     report = rv.review(base, base, ["lambdas/ai_gateway/handler.py", "stacks/production/gateway.py"])
 
     assert [c.package for c in report.code] == ["ai_gateway"]
-    assert report.code[0].resources == (f"{GATEWAY}/GatewayFunctionA7138035",)
+    # Every function the package's asset deploys: the buffered and streaming gateway functions, the
+    # jobs' worker and the ledger's sweeper.
+    assert sorted(report.code[0].resources) == [
+        f"{GATEWAY}/GatewayFunctionA7138035",
+        f"{GATEWAY}/GatewayStreamFunction05E64F00",
+        f"{GATEWAY}/JobsSweeperF806B727",
+        f"{GATEWAY}/JobsWorker39987898",
+    ]
     assert "| **ai_gateway** | ai_gateway |" in report.sections()["code"]
 
 
