@@ -176,19 +176,7 @@ class Flow:
         if verdict.blocked:
             self._release(request, admission)
             return delivery
-        try:
-            with call("dynamodb"):
-                self._ledger.deliver(
-                    request.request_id,
-                    group=request.caller.group,
-                    user=request.caller.user,
-                    model=generation.model,
-                    input_tokens=generation.input_tokens,
-                    output_tokens=generation.output_tokens,
-                )
-        except UpstreamError as error:
-            self._telemetry.metering_failed(request.request_id, error)
-        self._telemetry.delivered(request.request_id, request.output, generation, delivery.guardrail)
+        self._deliver(request, generation, delivery.guardrail)
         if request.output.agent is not None:  # after metering: memory must not hold up the record
             self._remember(request, verdict)
         return delivery
@@ -225,6 +213,23 @@ class Flow:
                 f"request {request.request_id} was already processed; nothing was counted again"
             )
         return admission
+
+    def _deliver(self, request: GenerationRequest, generation: Generation, guardrail: str) -> None:
+        """The delivered output's record (its model and tokens) and its telemetry. The caller has the
+        output whatever happens here: a record that fails is logged for reconciliation."""
+        try:
+            with call("dynamodb"):
+                self._ledger.deliver(
+                    request.request_id,
+                    group=request.caller.group,
+                    user=request.caller.user,
+                    model=generation.model,
+                    input_tokens=generation.input_tokens,
+                    output_tokens=generation.output_tokens,
+                )
+        except UpstreamError as error:
+            self._telemetry.metering_failed(request.request_id, error)
+        self._telemetry.delivered(request.request_id, request.output, generation, guardrail)
 
     def _release(self, request: GenerationRequest, admission: Admission) -> None:
         """No output delivered: give the units back (the ledger does it once)."""

@@ -25,16 +25,14 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, TypeVar
 
-import boto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from botocore.config import Config
 from pydantic import BaseModel, ValidationError
 
-from ai_gateway import jobs, openai_api
+from ai_gateway import clients, jobs, openai_api
 from ai_gateway.agents import AgentClient, runtime_session_id
 from ai_gateway.contract import (
     AUTHORIZATION_HEADER,
@@ -122,20 +120,7 @@ def settings() -> Settings:
 @cache
 def dependencies() -> Dependencies:
     current = settings()
-    # One attempt per model (the router falls back between models); the read timeout bounds one
-    # generation. DynamoDB calls are short and retried by botocore.
-    bedrock = boto3.client(
-        "bedrock-runtime",
-        config=Config(
-            connect_timeout=2,
-            read_timeout=current.generation_timeout_seconds,
-            retries={"mode": "standard", "total_max_attempts": 1},
-        ),
-    )
-    dynamodb = boto3.client(
-        "dynamodb",
-        config=Config(connect_timeout=1, read_timeout=3, retries={"mode": "standard", "total_max_attempts": 3}),
-    )
+    bedrock, dynamodb = clients.bedrock_runtime(current.generation_timeout_seconds), clients.dynamodb()
     return Dependencies(
         ledger=Ledger(dynamodb, current.ledger_table),
         guard=Guard(bedrock, guardrail_id=current.guardrail_id, version=current.guardrail_version),

@@ -34,6 +34,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from ai_gateway import clients
 from ai_gateway.flow import Clock, DuplicateRequestError, Flow, GenerationRequest, TokenRequiredError
 from ai_gateway.jobs_contract import PREFER_HEADER, RESPOND_ASYNC, GatewayJobsSettings, JobStatus
 from ai_gateway.ledger import Admission, Ledger
@@ -252,10 +253,7 @@ class Jobs:
 def environment() -> Jobs:
     """The gateway function's jobs, from its environment (GatewayJobsSettings)."""
     settings = GatewayJobsSettings.from_environ()
-    dynamodb = boto3.client(
-        "dynamodb",
-        config=Config(connect_timeout=1, read_timeout=3, retries={"mode": "standard", "total_max_attempts": 3}),
-    )
+    dynamodb = clients.dynamodb()
     # An asynchronous invoke only queues the event: it answers at once.
     invoker = boto3.client(
         "lambda",

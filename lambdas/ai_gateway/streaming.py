@@ -59,7 +59,7 @@ from ai_gateway.flow import Flow, GenerationRequest
 from ai_gateway.guardrail import Verdict
 from ai_gateway.ledger import Admission
 from ai_gateway.router import Generation
-from shared.aws_errors import UpstreamError, call, reported_count
+from shared.aws_errors import UpstreamError, reported_count
 from shared.converse import SERVICE, Streamed, converse_stream
 from shared.telemetry import StageRecord
 
@@ -227,19 +227,7 @@ class StreamingFlow(Flow):
     def _meter(self, request: GenerationRequest, generation: Generation, guardrail: str) -> None:
         """The delivered stream's record and telemetry (as generate records a delivery)."""
         self._telemetry.generated(generation)
-        try:
-            with call("dynamodb"):
-                self._ledger.deliver(
-                    request.request_id,
-                    group=request.caller.group,
-                    user=request.caller.user,
-                    model=generation.model,
-                    input_tokens=generation.input_tokens,
-                    output_tokens=generation.output_tokens,
-                )
-        except UpstreamError as error:
-            self._telemetry.metering_failed(request.request_id, error)
-        self._telemetry.delivered(request.request_id, request.output, generation, guardrail)
+        self._deliver(request, generation, guardrail)
 
     def _release_quietly(self, request: GenerationRequest, admission: Admission) -> None:
         """The units back; a release that fails is logged (the caller's answer is not its)."""

@@ -24,13 +24,12 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-import boto3
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ai_gateway import clients
 from ai_gateway.jobs_contract import JobMetric, SweeperSettings
 from ai_gateway.ledger import Ledger
 from shared.telemetry import emit
@@ -88,11 +87,7 @@ def settings() -> SweeperSettings:
 
 @cache
 def ledger() -> Ledger:
-    dynamodb = boto3.client(
-        "dynamodb",
-        config=Config(connect_timeout=1, read_timeout=3, retries={"mode": "standard", "total_max_attempts": 3}),
-    )
-    return Ledger(dynamodb, settings().ledger_table)
+    return Ledger(clients.dynamodb(), settings().ledger_table)
 
 
 def report(result: Sweep) -> None:

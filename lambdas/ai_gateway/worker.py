@@ -17,11 +17,10 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-import boto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from botocore.config import Config
 
+from ai_gateway import clients
 from ai_gateway.agents import AgentClient
 from ai_gateway.contract import GENERATION_MARGIN_SECONDS
 from ai_gateway.flow import Clock, Flow
@@ -57,18 +56,7 @@ def settings() -> WorkerSettings:
 @cache
 def runtime() -> Runtime:
     current = settings()
-    bedrock = boto3.client(
-        "bedrock-runtime",
-        config=Config(
-            connect_timeout=2,
-            read_timeout=current.generation_timeout_seconds,
-            retries={"mode": "standard", "total_max_attempts": 1},
-        ),
-    )
-    dynamodb = boto3.client(
-        "dynamodb",
-        config=Config(connect_timeout=1, read_timeout=3, retries={"mode": "standard", "total_max_attempts": 3}),
-    )
+    bedrock, dynamodb = clients.bedrock_runtime(current.generation_timeout_seconds), clients.dynamodb()
     ledger = Ledger(dynamodb, current.ledger_table)
     guard = Guard(bedrock, guardrail_id=current.guardrail_id, version=current.guardrail_version)
     router = ModelRouter(bedrock, attempt_seconds=current.generation_timeout_seconds, clock=clock.monotonic)
