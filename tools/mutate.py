@@ -65,6 +65,7 @@ TARGETS = {
             "tests/lambdas/test_jobs.py",
             "tests/lambdas/test_openai_compat.py",
             "tests/lambdas/test_streaming.py",
+            "tests/lambdas/test_telemetry.py",
         ),
     ),
     "interceptors": Target(
