@@ -109,6 +109,8 @@ EQUIVALENT: dict[str, str] = {
     "ai_gateway.ledger.xǁLedgerǁadmit__mutmut_154": "'or' for 'OR' in a condition expression: the same expression",
     "ai_gateway.ledger.xǁLedgerǁpending__mutmut_21": "'and' for 'AND' in a key condition: the same expression",
     "ai_gateway.ledger.x_pending_shard__mutmut_8": "int.from_bytes without a byte order: 'big' is its default",
+    "ai_gateway.ledger.x_pending_shard__mutmut_9": "five digest bytes for four: another even spread over the shards, "
+    "and the sweeper reads every shard",
     **{
         f"ai_gateway.ledger.xǁLedgerǁpending__mutmut_{n}": "a Query answer always has Items (empty when none): "
         "the default is never read"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -185,3 +186,22 @@ def test_pending_asks_each_shard_only_for_what_is_still_wanted(dynamodb: Any) ->
     assert all(a >= b for a, b in itertools.pairwise(limits))  # what is left, never more
     assert all(q["IndexName"] == PENDING_INDEX for q in counting.queries)
     assert len(counting.queries) <= PENDING_SHARDS
+
+
+def test_the_pending_index_is_written_and_read_in_utc_whatever_the_hosts_time_zone(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    eastern = dt.timezone(dt.timedelta(hours=-5))
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        admit(ledger, "r1", now=NOW.astimezone(eastern))
+        # Bounds a second after and a second before, given in another zone: right only if both
+        # sides are compared as UTC text (in Tokyo's, the earlier bound would sort after it).
+        after = ledger.pending(admitted_before=(NOW + dt.timedelta(seconds=1)).astimezone(eastern), limit=10)
+        before = ledger.pending(admitted_before=(NOW - dt.timedelta(seconds=1)).astimezone(eastern), limit=10)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert [(p.request_id, p.admitted_at) for p in after] == [("r1", "2026-11-29T18:30:00+00:00")]
+    assert before == []
