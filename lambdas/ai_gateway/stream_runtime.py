@@ -144,7 +144,10 @@ def serve(
     while invocations is None or served < invocations:
         headers, payload = api.next()
         served += 1
-        _invoke(api, handler, headers, payload, env, now)
+        try:
+            _invoke(api, handler, headers, payload, env, now)
+        except OSError as error:  # the response's connection broke: this invocation is over, the loop is not
+            _log("invocation response failed", headers.get("Lambda-Runtime-Aws-Request-Id", ""), error)
 
 
 def _invoke(

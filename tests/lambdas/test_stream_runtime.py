@@ -358,3 +358,28 @@ def test_the_wrapper_runs_the_loop_with_the_runtimes_interpreter_and_ignores_its
         process.wait(timeout=WAIT)
     assert prelude(chunks[0]) == {"statusCode": 200, "headers": {"Content-Type": "text/plain"}}
     assert chunks[1:] == [b"hello ", b"world"]
+
+
+def test_a_response_whose_connection_breaks_ends_that_invocation_not_the_loop(
+    runtime_api: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api = runtime_api(Invocation({}), Invocation({}, request_id="req-2"))
+    real = stream_runtime._invoke
+    calls = iter([ConnectionResetError("reset by peer"), None])
+
+    def invoke(*args: Any) -> None:
+        broken = next(calls)
+        if broken is not None:
+            raise broken
+        real(*args)
+
+    monkeypatch.setattr(stream_runtime, "_invoke", invoke)
+    serve(api.address, lambda e, c: StreamedResponse(200, {}, iter([b"ok"])), invocations=2, environ={})
+    [served] = api.requests
+    assert (served.path, served.chunks[1:]) == ("/2018-06-01/runtime/invocation/req-2/response", [b"ok"])
+    logged = json.loads(capsys.readouterr().err.strip())
+    assert (logged["message"], logged["request_id"], logged["error"]) == (
+        "invocation response failed",
+        "req-1",
+        "ConnectionResetError",
+    )
