@@ -333,12 +333,15 @@ class GuardedStream:
         """The model's text in guardable pieces; its stop reason and usage on the side."""
         segmenter = Segmenter()
         for event in self._streamed.events:
+            # The model's events are upstream data: a field of the wrong type is left out, never raised on.
             if "contentBlockDelta" in event:
-                yield from segmenter.feed(event["contentBlockDelta"].get("delta", {}).get("text") or "")
+                text = _member(_member(event["contentBlockDelta"], "delta"), "text")
+                yield from segmenter.feed(text if isinstance(text, str) else "")
             elif "messageStop" in event:
-                self._stop = str(event["messageStop"].get("stopReason") or self._stop)
+                self._stop = str(_member(event["messageStop"], "stopReason") or self._stop)
             elif "metadata" in event:
-                self._usage = event["metadata"].get("usage") or {}
+                usage = _member(event["metadata"], "usage")
+                self._usage = usage if isinstance(usage, dict) else {}
         yield from segmenter.flush()
 
     def _blocked(self, reasons: tuple[str, ...]) -> Finish:
@@ -392,8 +395,8 @@ class GuardedStream:
         self._record.update(
             {
                 "gen_ai.response.model": self._streamed.model,
-                "gen_ai.usage.input_tokens": int(self._usage.get("inputTokens", 0) or 0),
-                "gen_ai.usage.output_tokens": int(self._usage.get("outputTokens", 0) or 0),
+                "gen_ai.usage.input_tokens": _count(self._usage.get("inputTokens")),
+                "gen_ai.usage.output_tokens": _count(self._usage.get("outputTokens")),
             }
         )
         # The stage records an exception as its error and re-raises nothing here (contextlib
@@ -457,6 +460,16 @@ def openai_sse(
         closer = getattr(events, "close", None)
         if closer is not None:
             closer()
+
+
+def _member(value: Any, key: str) -> Any:
+    """``value[key]`` where ``value`` is a mapping, else None."""
+    return value.get(key) if isinstance(value, dict) else None
+
+
+def _count(value: Any) -> int:
+    """A reported token count for telemetry: a non-negative int, else 0 (metering validates it)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
 def _sse(body: dict[str, Any]) -> bytes:

@@ -517,3 +517,29 @@ def test_closing_the_sse_generator_closes_the_events() -> None:
     next(sse), next(sse)
     sse.close()
     assert closed == [True]
+
+
+def test_malformed_fields_in_the_models_events_are_left_out_and_the_stream_still_settles(bedrock: Bedrock) -> None:
+    class Malformed(FakeEventStream):
+        """Events the service model would not allow, after a valid one (as a broken upstream sends)."""
+
+        def __iter__(self) -> Iterator[dict[str, Any]]:
+            yield from super().__iter__()
+            yield {"contentBlockDelta": {"delta": {"text": 42}, "contentBlockIndex": 0}}
+            yield {"contentBlockDelta": "not a block"}
+            yield {"messageStop": ["not", "a", "stop"]}
+            yield {"metadata": {"usage": "lots"}}
+
+    ledger = Ledger()
+    flow, models = a_flow(bedrock, ledger)
+    stream = Malformed([delta("Fine. ")], bedrock.log)
+    bedrock.stubber.add_response(
+        "converse_stream", {"stream": stream}, {"modelId": PRO, "system": ANY, "messages": ANY, "inferenceConfig": ANY}
+    )
+    bedrock.guards("Fine. ")
+    events = list(flow.stream(a_request(), models))
+    assert events[0] == TextDelta("Fine. ")
+    finish = events[-1]
+    assert isinstance(finish, Finish)
+    assert (finish.finish_reason, finish.input_tokens, finish.output_tokens) == ("stop", 0, 0)
+    assert ledger.names == ["admit", "deliver"]  # metered once, no usage reported
