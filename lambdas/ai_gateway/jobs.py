@@ -351,7 +351,10 @@ def read(job: str, *, caller: Caller, clock: Clock, jobs: Jobs | None = None) ->
     """A job's status for its own user in its group: (200, body); (404, error) for anyone else's
     job, a job that does not exist and an id that cannot be one alike."""
     jobs = jobs or environment()
-    found = jobs.store.get(job) if JOB_ID.fullmatch(job) else None
+    found = None
+    if JOB_ID.fullmatch(job):
+        with call("dynamodb"):  # a failure is the table's (a typed 5xx), not the gateway's
+            found = jobs.store.get(job)
     if found is None or found.caller != caller:
         return 404, {"error": "not_found", "message": f"no job {job[:64]} for this caller"}
     body: dict[str, Any] = {

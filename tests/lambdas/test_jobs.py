@@ -574,3 +574,10 @@ def test_the_outputs_route_answers_a_job_and_the_jobs_route_shows_it_to_its_call
     assert (mine.status, mine.body["status"], mine.body["job_id"]) == (200, "queued", job)
     theirs = read({"user": "user-2", "group": "customer-gold", "tier": "gold", "kind": "customer"})
     assert (theirs.status, theirs.body["error"]) == (404, "not_found")
+
+
+def test_a_job_table_that_fails_a_read_is_the_tables_upstream_error(world: World) -> None:
+    failing = jobs.Jobs(jobs.JobStore(world.dynamodb, "no-such-table"), world.jobs.worker, SETTINGS)
+    with pytest.raises(UpstreamError) as failed:
+        jobs.read("0" * 32, caller=GOLD, clock=world.times.clock(), jobs=failing)
+    assert (failed.value.service, failed.value.code) == ("dynamodb", "ResourceNotFoundException")
