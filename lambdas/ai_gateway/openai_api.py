@@ -279,7 +279,10 @@ class Conversation:
 # --- responses ---------------------------------------------------------------------------------
 
 
-def finish_reason(stop_reason: str | None, blocked: bool) -> str:
+FinishReason = Literal["stop", "length", "content_filter"]
+
+
+def finish_reason(stop_reason: str | None, blocked: bool) -> FinishReason:
     """OpenAI's finish_reason for Converse's stopReason (or the output guardrail's block)."""
     if blocked or stop_reason in ("guardrail_intervened", "content_filtered"):
         return "content_filter"

@@ -58,6 +58,7 @@ from ai_gateway.contract import OUTPUT
 from ai_gateway.flow import Flow, GenerationRequest
 from ai_gateway.guardrail import Verdict
 from ai_gateway.ledger import Admission
+from ai_gateway.openai_api import FinishReason, finish_reason
 from ai_gateway.router import Generation
 from shared.aws_errors import UpstreamError, reported_count
 from shared.converse import SERVICE, Streamed, converse_stream
@@ -69,14 +70,6 @@ PIECE_FLOORS = (0, 250, 500)  # the shortest first, second, third piece; later o
 # CJK full stop, or at a newline; the cut falls after the whitespace.
 SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*\s+|[。！？]\s*|\n\s*")
 WHITESPACE = re.compile(r"\s+")
-
-FinishReason = Literal["stop", "length", "content_filter"]
-# ConverseStream's stop reasons as OpenAI's finish reasons.
-FINISH_REASONS: dict[str, FinishReason] = {
-    "max_tokens": "length",
-    "guardrail_intervened": "content_filter",
-    "content_filtered": "content_filter",
-}
 
 
 class StreamingUnsupportedError(Exception):
@@ -311,7 +304,7 @@ class GuardedStream:
             self._settled = True
             self._deliver(generation, self._guardrail())
             yield Finish(
-                finish_reason=FINISH_REASONS.get(self._stop, "stop"),
+                finish_reason=finish_reason(self._stop, blocked=False),
                 model=generation.model,
                 input_tokens=generation.input_tokens,
                 output_tokens=generation.output_tokens,

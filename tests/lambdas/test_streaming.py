@@ -302,8 +302,9 @@ def test_the_model_is_asked_as_the_buffered_route_asks_it(bedrock: Bedrock) -> N
     assert [e for e in flow.stream(request, models) if isinstance(e, TextDelta)] == [TextDelta("Bonjour.")]
 
 
-def test_max_tokens_is_finish_reason_length(bedrock: Bedrock) -> None:
-    bedrock.streams_answer(PRO, answer(["Cut off here."], stop="max_tokens"))
+@pytest.mark.parametrize("stop", ["max_tokens", "model_context_window_exceeded"])
+def test_max_tokens_is_finish_reason_length(bedrock: Bedrock, stop: str) -> None:
+    bedrock.streams_answer(PRO, answer(["Cut off here."], stop=stop))
     bedrock.guards("Cut off here.")
     flow, models = a_flow(bedrock, Ledger())
     finish = list(flow.stream(a_request(), models))[-1]
