@@ -165,6 +165,10 @@ class GatewayStack(Stack):
             # Cold starts resume a snapshot of the initialized handler; API Gateway invokes its alias.
             snap_start=config.api.snap_start,
         )
+        # Its version (what the SnapStart alias invokes) is named after its configuration as written,
+        # deploy-time values unresolved: a new guardrail version alone would not publish one, and the
+        # alias would keep calling the replaced guardrail version. The guardrail's digest says when.
+        self.function.invalidate_version_based_on(str(self.guardrail_version.description))
         # POST /v1/chat/completions, streamed or not: behind the API's STREAM integration every
         # answer is written in the streaming format, which Lambda's Python runtime cannot write,
         # so this function runs the same package under its own runtime loop (stream_runtime).

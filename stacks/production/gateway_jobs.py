@@ -146,7 +146,7 @@ class GatewayJobs(Construct):
         self.worker.configure_async_invoke(
             max_event_age=Duration.seconds(WORKER_MAX_EVENT_AGE_SECONDS), retry_attempts=WORKER_RETRY_ATTEMPTS
         )
-        generation.grant(self.worker.role)  # type: ignore[arg-type]
+        generation.grant(self.worker.execution_role)
         self.table.grant_items(self.worker, WORKER_JOB_ACTIONS, key_actions=TABLE_KEY_ACTIONS)
         acknowledge(
             self.worker,
