@@ -42,6 +42,9 @@ class Settings(FunctionSettings):
     agent_timeout_seconds: int = Field(default=DEFAULT_AGENT_TIMEOUT_SECONDS, ge=1)
     # The agents' AgentCore Memory, which the gateway writes guarded turns to (None: no memory).
     agent_memory_id: str | None = None
+    # The sessions' guarded transcripts (ai_gateway.transcript; None: every turn checks all its text).
+    transcript_table: str | None = None
+    transcript_ttl_seconds: int = Field(default=86_400, ge=60)  # a session's transcript after its last turn
 
 
 Period = Literal["DAY", "MONTH"]
@@ -112,6 +115,8 @@ class Metric(StrEnum):
     GUARDRAIL_INPUT_INTERVENTIONS = "GuardrailInputInterventions"
     GUARDRAIL_OUTPUT_INTERVENTIONS = "GuardrailOutputInterventions"
     GUARDRAIL_INTERVENTIONS = "GuardrailInterventions"  # by Source alone
+    GUARDRAIL_INPUT_CHARACTERS = "GuardrailInputCharacters"  # sent to the input guardrail (what it bills)
+    TRANSCRIPT_ERRORS = "TranscriptErrors"  # a session's transcript not read or not written
     GENERATION_LATENCY = "GenerationLatency"
     MODEL_FALLBACKS = "ModelFallbacks"
     AGENT_ITERATIONS = "AgentIterations"

@@ -1,10 +1,14 @@
 """One generation, from the caller's admitted units to the delivered output.
 
-    screen   the caller's texts through the input guardrail (blocked: InputBlockedError, no admission)
-    admit    the output's units against the group's exact quota, once per request id
+    screen   the caller's texts through the input guardrail (blocked: InputBlockedError), only the
+             texts a session's transcript does not hold already (ai_gateway.transcript)
+    admit    the output's units against the group's exact quota, once per request id; at the same
+             time as the screen (screen_and_admit): a refusal by either wins, and units admitted
+             for an input the guardrail blocked (or could not check) are released
     produce  the output: a model (with fallbacks) or the output type's agent, for the caller
     guard    the output through the output guardrail (grounded on the material, where given)
-    deliver  the output and record its tokens, or release the units when none is delivered
+    deliver  the output and record its tokens, or release the units when none is delivered; the
+             session's transcript (the turn's screened texts and the answer) written meanwhile
     remember an agent's delivered turn in the agents' memory: only guarded text (best effort)
 
 Every dependency is an argument (ledger, guard, model router, agent client, telemetry, clock),
@@ -13,11 +17,13 @@ so the flow runs in tests without AWS; refusals are typed errors the handler map
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from ai_gateway.agents import MEMORY_SERVICE, MEMORY_WORST_SECONDS, AgentClient
 from ai_gateway.contract import GENERATION_MARGIN_SECONDS, INPUT, OUTPUT, Metric
@@ -26,7 +32,13 @@ from ai_gateway.ledger import Admission, Ledger, QuotaExceededError
 from ai_gateway.models import Caller, OutputPolicy, Quota
 from ai_gateway.router import Generation, ModelRouter
 from ai_gateway.telemetry import Telemetry
+from ai_gateway.transcript import Draft, Known, Transcripts, Turn
 from shared.aws_errors import UpstreamError, call
+
+# Work a request overlaps with its own (admission beside the input guardrail, the transcript's
+# read and write beside a check and the delivery): threads start on first use, never at import.
+POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="flow")
+T = TypeVar("T")
 
 
 class InputBlockedError(Exception):
@@ -80,6 +92,7 @@ class GenerationRequest:
     system: str | None = None  # the caller's own system text (screened), after the output type's instructions
     max_tokens: int | None = None  # the caller's token limit, at most the output type's (None: the output type's)
     temperature: float | None = None  # None: the model's default
+    transcript: Draft | None = None  # the session's transcript to write once the answer is delivered
 
     @property
     def instructions(self) -> str:
@@ -89,6 +102,15 @@ class GenerationRequest:
     @property
     def token_limit(self) -> int:
         return min(self.max_tokens, self.output.max_tokens) if self.max_tokens else self.output.max_tokens
+
+
+@dataclass(frozen=True)
+class Screened:
+    """A request's texts after the input screen, in the order they were given."""
+
+    texts: tuple[str, ...]  # as the model may see them: masked where the guardrail masked them
+    checked: int  # characters the input guardrail was asked to check
+    transcript: Draft | None = None  # what to write to the session's transcript after delivery
 
 
 @dataclass(frozen=True)
@@ -132,6 +154,7 @@ class Flow:
         agents: AgentClient,
         telemetry: Telemetry,
         clock: Clock | None = None,
+        pool: Executor = POOL,
     ) -> None:
         self._ledger = ledger
         self._guard = guard
@@ -139,13 +162,79 @@ class Flow:
         self._agents = agents
         self._telemetry = telemetry
         self._clock = clock or Clock()
+        self._pool = pool
 
     def screen(self, texts: list[str], conversation: str) -> Verdict:
         """The caller's texts through the input guardrail, masked where it anonymized them."""
+        self._telemetry.guardrail_characters(INPUT, sum(map(len, texts)))
         verdict = self._telemetry.guarded(INPUT, conversation, lambda: self._guard.check_input(texts))
         if verdict.blocked:
             raise InputBlockedError(verdict)
         return verdict
+
+    def screen_and_admit(
+        self, request: GenerationRequest, turns: Sequence[Turn], transcripts: Transcripts | None = None
+    ) -> tuple[Admission, Screened]:
+        """The request's units admitted while its texts (``turns``, as (role, text)) go through the
+        input screen, against the session's transcript when ``transcripts`` is given. The screen's
+        refusal or failure wins (InputBlockedError, UpstreamError), and then whatever was admitted
+        is released; otherwise the admission's refusal (QuotaRefusedError, DuplicateRequestError)."""
+        admitting = self._concurrently(self._admit, request)
+        try:
+            screened = self._screen_turns(request, turns, transcripts)
+        except BaseException:
+            self._abandon(request, admitting)
+            raise
+        return admitting.result(), screened
+
+    def _screen_turns(
+        self, request: GenerationRequest, turns: Sequence[Turn], transcripts: Transcripts | None
+    ) -> Screened:
+        texts = [text for _, text in turns]
+        if transcripts is None:
+            return Screened(self.screen(texts, request.conversation).texts, sum(map(len, texts)))
+        # The last text is the caller's new turn: checked while the transcript is read.
+        reading = self._concurrently(self._known, transcripts, request)
+        last = self.screen(texts[-1:], request.conversation).text()
+        known = reading.result()
+        screened: list[str | None] = [known.screened(role, text) for role, text in turns[:-1]]
+        unknown = [i for i, text in enumerate(screened) if text is None]
+        if unknown:
+            verdict = self.screen([texts[i] for i in unknown], request.conversation)
+            for i, text in zip(unknown, verdict.texts, strict=True):
+                screened[i] = text
+        final = (*(text or "" for text in screened), last)
+        draft = Draft(
+            transcripts,
+            request.conversation,
+            request.caller,
+            known,
+            tuple((role, sent, text) for (role, sent), text in zip(turns, final, strict=True)),
+        )
+        return Screened(final, len(texts[-1]) + sum(len(texts[i]) for i in unknown), draft)
+
+    def _known(self, transcripts: Transcripts, request: GenerationRequest) -> Known:
+        """The session's transcript, or an empty one when it cannot be read (everything is checked)."""
+        try:
+            return transcripts.read(request.conversation, request.caller)
+        except UpstreamError as error:
+            self._telemetry.transcript_failed("read", error)
+            return Known.empty()
+
+    def _abandon(self, request: GenerationRequest, admitting: Future[Admission]) -> None:
+        """The screen refused or failed: give back what the admission beside it admitted."""
+        try:
+            admission = admitting.result()
+        except (QuotaRefusedError, DuplicateRequestError, UpstreamError):
+            return  # nothing admitted by this request (a failed call's units, if any, are the sweeper's)
+        try:
+            self._release(request, admission)
+        except UpstreamError:
+            self._telemetry.release_failed(request.request_id)
+
+    def _concurrently(self, work: Callable[..., T], *args: Any) -> Future[T]:
+        """``work`` on the pool, in this request's context (its correlation, its caller's token)."""
+        return self._pool.submit(contextvars.copy_context().run, work, *args)
 
     def generate(self, request: GenerationRequest) -> Delivery:
         """Admit, then complete: one request from its units to its output, in one invocation."""
@@ -176,7 +265,10 @@ class Flow:
         if verdict.blocked:
             self._release(request, admission)
             return delivery
+        saving = self._concurrently(self._save_transcript, request, verdict.text()) if request.transcript else None
         self._deliver(request, generation, delivery.guardrail)
+        if saving is not None:
+            saving.result()
         if request.output.agent is not None:  # after metering: memory must not hold up the record
             self._remember(request, verdict)
         return delivery
@@ -230,6 +322,16 @@ class Flow:
         except UpstreamError as error:
             self._telemetry.metering_failed(request.request_id, error)
         self._telemetry.delivered(request.request_id, request.output, generation, guardrail)
+
+    def _save_transcript(self, request: GenerationRequest, answer: str) -> None:
+        """The session's transcript with this turn and its answer; a failure only costs the next
+        turn a longer check, so it is logged, never the caller's."""
+        if request.transcript is None:
+            return
+        try:
+            request.transcript.save(answer)
+        except UpstreamError as error:
+            self._telemetry.transcript_failed("write", error)
 
     def _release(self, request: GenerationRequest, admission: Admission) -> None:
         """No output delivered: give the units back (the ledger does it once)."""

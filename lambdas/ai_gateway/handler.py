@@ -21,7 +21,7 @@ never logged.
 import re
 from collections.abc import Iterator
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from typing import Any, TypeVar
 
@@ -58,12 +58,13 @@ from ai_gateway.flow import (
     TokenRequiredError,
 )
 from ai_gateway.guardrail import Guard
-from ai_gateway.ledger import Ledger
+from ai_gateway.ledger import Admission, Ledger
 from ai_gateway.models import Caller, ChatRequest, GatewayPolicy, GroupPolicy, OutputPolicy, OutputRequest
 from ai_gateway.openai_api import ChatCompletionRequest, Conversation, OpenAIError
 from ai_gateway.router import ModelForbiddenError, ModelRouter, candidates
 from ai_gateway.stream_runtime import StreamedResponse
 from ai_gateway.telemetry import Telemetry
+from ai_gateway.transcript import Transcripts
 from shared import snapstart
 from shared.aws_errors import RETRY_AFTER_SECONDS, UpstreamError
 from shared.bearer import InvalidToken, bearer  # not shared.tokens: PyJWT and cryptography stay unloaded
@@ -110,6 +111,7 @@ class Dependencies:
     guard: Guard
     bedrock: Any
     agents: AgentClient
+    transcripts: Transcripts | None = None  # the sessions' guarded transcripts (None: not kept)
 
 
 @cache
@@ -131,18 +133,29 @@ def dependencies() -> Dependencies:
             read_seconds=current.agent_timeout_seconds,
             memory_id=current.agent_memory_id,
         ),
+        transcripts=Transcripts(
+            dynamodb,
+            current.transcript_table,
+            guardrail=f"{current.guardrail_id}:{current.guardrail_version}",
+            ttl_seconds=current.transcript_ttl_seconds,
+            now=clock.now,
+        )
+        if current.transcript_table
+        else None,
     )
 
 
 @cache
 def policy_reader() -> DocumentReader[GatewayPolicy]:
     current = settings()
-    return DocumentReader(current.policy, GatewayPolicy, fetch=appconfig_fetch(current.policy_max_age_seconds))
+    # A request never waits for the store once the function has a version: it is re-read in the background.
+    age = current.policy_max_age_seconds
+    return DocumentReader(current.policy, GatewayPolicy, fetch=appconfig_fetch(age), refresh_seconds=age)
 
 
 def policy() -> GatewayPolicy:
-    """The groups, models, quotas and prices (AppConfig; re-read at most every policy_max_age_seconds,
-    parsed once per version): a request looks its group up by key."""
+    """The groups, models, quotas and prices (AppConfig; re-read in the background every
+    policy_max_age_seconds, parsed once per version): a request looks its group up by key."""
     return policy_reader().get()
 
 
@@ -194,15 +207,19 @@ def chat() -> Response[Any]:
     session = request.session_id or request_id
     conversation = _correlate(caller, session)
     current = flow()
-    # Every turn is the client's text, its "assistant" turns included: all of it is guarded.
-    verdict = current.screen([m.content for m in request.messages], conversation)
-    messages = [
-        {"role": m.role, "content": [{"text": text}]} for m, text in zip(request.messages, verdict.texts, strict=True)
-    ]
     generation = _generation(
-        caller, group, output, CHAT, models, request_id, conversation=conversation, session=session, messages=messages
+        caller, group, output, CHAT, models, request_id, conversation=conversation, session=session, messages=[]
     )
-    return _json(200, current.generate(generation).body())
+    # Every turn is the client's text, its "assistant" turns included: all of it is guarded, once
+    # per session (the session's transcript holds what was checked before).
+    admission, screened = current.screen_and_admit(
+        generation, [(m.role, m.content) for m in request.messages], _transcripts(request.session_id)
+    )
+    messages = [
+        {"role": m.role, "content": [{"text": text}]} for m, text in zip(request.messages, screened.texts, strict=True)
+    ]
+    generation = replace(generation, messages=messages, transcript=screened.transcript)
+    return _json(200, current.complete(generation, admission).body())
 
 
 @app.post("/v1/outputs/<output_type>")
@@ -219,12 +236,6 @@ def outputs(output_type: str) -> Response[Any]:
     models = _models(group, request.model)
     conversation = _correlate(caller, request_id)
     current = flow()
-    verdict = current.screen(
-        [request.material, *([request.instructions] if request.instructions else [])], conversation
-    )
-    material = verdict.text(0)
-    ask = verdict.text(1) if request.instructions else f"Produce the {output_type.replace('_', ' ')}."
-    prompt = f"<material>\n{material}\n</material>\n\n<request>\n{ask}\n</request>"
     generation = _generation(
         caller,
         group,
@@ -234,14 +245,27 @@ def outputs(output_type: str) -> Response[Any]:
         request_id,
         conversation=conversation,
         session=request_id,
-        messages=[{"role": "user", "content": [{"text": prompt}]}],
-        grounding=(material, ask),
+        messages=[],
     )
-    if jobs.respond_async(app.current_event.headers):  # Prefer: respond-async: a job, 202
+    texts = [request.material, *([request.instructions] if request.instructions else [])]
+    respond_async = jobs.respond_async(app.current_event.headers)  # Prefer: respond-async: a job, 202
+    admission: Admission | None = None
+    if respond_async:  # the job admits its units (jobs.submit), after the screen
+        screened = current.screen(texts, conversation).texts
+    else:
+        admission, both = current.screen_and_admit(generation, [("user", text) for text in texts])
+        screened = both.texts
+    material = screened[0]
+    ask = screened[1] if request.instructions else f"Produce the {output_type.replace('_', ' ')}."
+    prompt = f"<material>\n{material}\n</material>\n\n<request>\n{ask}\n</request>"
+    generation = replace(
+        generation, messages=[{"role": "user", "content": [{"text": prompt}]}], grounding=(material, ask)
+    )
+    if admission is None:
         return _json(
             *jobs.submit(generation, flow=current, ledger=dependencies().ledger, agents=policy().agents, clock=clock)
         )
-    return _json(200, current.generate(generation).body())
+    return _json(200, current.complete(generation, admission).body())
 
 
 @app.get("/v1/jobs/<job_id>")
@@ -283,10 +307,11 @@ def chat_completions() -> Response[Any]:
     body = _completion_body()
     if body.stream and _STREAM.get(None) is not _ACCEPTS_STREAM:
         return _stream_refused()
-    current, generation = completion_generation(caller, group, body)
+    current, generation, admission = completion_generation(caller, group, body)
     if body.stream:
-        return _streamed(generation, include_usage=bool(body.stream_options and body.stream_options.include_usage))
-    return _json(200, _completion(current.generate(generation)))
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return _streamed(generation, admission, include_usage=include_usage)
+    return _json(200, _completion(current.complete(generation, admission)))
 
 
 @app.get(openai_api.MODELS_PATH)
@@ -295,16 +320,12 @@ def list_models() -> Response[Any]:
     return _json(200, openai_api.model_list(group.models.allowed))
 
 
-def _streamed(generation: GenerationRequest, *, include_usage: bool) -> Response[Any]:
-    """Admit the request and open its model's stream (a refusal or a model failing before its first
-    token raises here, and is answered as JSON like any other); the body, OpenAI's server-sent
-    events of the guarded stream, is left for stream_handler to send after this head."""
+def _streamed(generation: GenerationRequest, admission: Admission, *, include_usage: bool) -> Response[Any]:
+    """Open the admitted request's model stream (a model failing before its first token raises
+    here, its units released, and is answered as JSON like any other); the body, OpenAI's
+    server-sent events of the guarded stream, is left for stream_handler to send after this head."""
     from ai_gateway.streaming import ModelStreamer, StreamingFlow, openai_sse  # only the streamed route needs it
 
-    if generation.output.agent is not None:
-        raise openai_api.stream_refused(
-            f"output type {generation.output_type} is produced by an agent, which does not stream"
-        )
     deps, attempt = dependencies(), settings().generation_timeout_seconds
     streaming = StreamingFlow(
         ledger=deps.ledger,
@@ -314,7 +335,9 @@ def _streamed(generation: GenerationRequest, *, include_usage: bool) -> Response
         telemetry=telemetry,
         clock=clock,
     )
-    stream = streaming.stream(generation, ModelStreamer(deps.bedrock, attempt_seconds=attempt, clock=clock.monotonic))
+    stream = streaming.stream(
+        generation, ModelStreamer(deps.bedrock, attempt_seconds=attempt, clock=clock.monotonic), admission
+    )
     _STREAM.set(
         openai_sse(
             stream,
@@ -347,10 +370,10 @@ def _stream_refused() -> Response[Any]:
 
 def completion_generation(
     caller: Caller, group: GroupPolicy, body: ChatCompletionRequest
-) -> tuple[Flow, GenerationRequest]:
+) -> tuple[Flow, GenerationRequest, Admission]:
     """A validated chat completion as the flow's request, its texts through the input guardrail
-    (blocked: InputBlockedError, nothing admitted): everything up to admission, for a buffered or
-    a streamed answer alike."""
+    (once per session) while its units are admitted (Flow.screen_and_admit): everything up to
+    producing, for a buffered or a streamed answer alike."""
     request_id = _request_id()
     output_type = _extension(body.output_type, OUTPUT_TYPE_HEADER, OUTPUT_TYPE, "output_type") or CHAT
     session_id = _extension(body.session_id, SESSION_ID_HEADER, SESSION_ID, "session_id")
@@ -366,15 +389,14 @@ def completion_generation(
         raise openai_api.invalid(
             f"{limit[0]}: at most {output.max_tokens} for output type {output_type}", param=limit[0]
         )
+    if body.stream and output.agent is not None:
+        raise openai_api.stream_refused(f"output type {output_type} is produced by an agent, which does not stream")
     text = Conversation.of(body)
     texts = text.texts()
     _check_size(sum(map(len, texts)))
     session = session_id or request_id
     conversation = _correlate(caller, session)
     current = flow()
-    # System messages are the client's text too: guarded like every turn, then added to the
-    # output type's instructions, never in their place.
-    system, messages = text.converse_messages(current.screen(texts, conversation).texts)
     generation = _generation(
         caller,
         group,
@@ -384,12 +406,15 @@ def completion_generation(
         request_id,
         conversation=conversation,
         session=session,
-        messages=messages,
-        system=system,
+        messages=[],
         max_tokens=limit[1] if limit else None,
         temperature=body.temperature,
     )
-    return current, generation
+    # System messages are the client's text too: guarded like every turn, then added to the
+    # output type's instructions, never in their place.
+    admission, screened = current.screen_and_admit(generation, text.roles_and_texts(), _transcripts(session_id))
+    system, messages = text.converse_messages(screened.texts)
+    return current, replace(generation, messages=messages, system=system, transcript=screened.transcript), admission
 
 
 def _completion(delivery: Delivery) -> dict[str, Any]:
@@ -514,6 +539,12 @@ def _extension(value: str | None, header: str, pattern: re.Pattern[str], name: s
     if not pattern.fullmatch(sent):
         raise openai_api.invalid(f"{header}: not a valid {name}", param=name)
     return sent
+
+
+def _transcripts(session_id: str | None) -> Transcripts | None:
+    """The sessions' transcripts for a request that names its session (without one, a request is
+    its own conversation: all of it is checked, nothing kept)."""
+    return dependencies().transcripts if session_id else None
 
 
 def _check_size(chars: int) -> None:

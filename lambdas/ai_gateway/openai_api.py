@@ -263,6 +263,10 @@ class Conversation:
     def texts(self) -> list[str]:
         return [*self.system, *(text for _, text in self.turns)]
 
+    def roles_and_texts(self) -> list[tuple[str, str]]:
+        """``texts()`` with each text's role (system, user or assistant)."""
+        return [*(("system", text) for text in self.system), *self.turns]
+
     def converse_messages(self, screened: tuple[str, ...]) -> tuple[str | None, list[dict[str, Any]]]:
         """The screened texts (in ``texts()`` order) as a system prompt addition and Converse messages;
         consecutive turns of one role are joined into one message (Converse wants them alternating)."""

@@ -70,6 +70,7 @@ PIECE_FLOORS = (0, 250, 500)  # the shortest first, second, third piece; later o
 # CJK full stop, or at a newline; the cut falls after the whitespace.
 SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*\s+|[。！？]\s*|\n\s*")
 WHITESPACE = re.compile(r"\s+")
+DONE = b"data: [DONE]\n\n"
 
 
 class StreamingUnsupportedError(Exception):
@@ -180,13 +181,16 @@ class StreamingFlow(Flow):
     """The generation flow with a streamed route: the same ledger, guard, telemetry and clock
     (and the same admission and release) as Flow.generate."""
 
-    def stream(self, request: GenerationRequest, models: ModelStreamer) -> GuardedStream:
-        """Admit the request and open its model's stream, before anything is sent. Raises what
-        generate raises before producing (QuotaRefusedError, DuplicateRequestError), and the
-        models' failure before their first token (UpstreamError; the units are released)."""
+    def stream(
+        self, request: GenerationRequest, models: ModelStreamer, admission: Admission | None = None
+    ) -> GuardedStream:
+        """Admit the request (unless ``admission`` is the one screen_and_admit made) and open its
+        model's stream, before anything is sent. Raises what generate raises before producing
+        (QuotaRefusedError, DuplicateRequestError), and the models' failure before their first
+        token (UpstreamError; the units are released)."""
         if request.output.agent is not None:
             raise StreamingUnsupportedError(f"output type {request.output_type} is produced by an agent")
-        admission = self.admit(request)
+        admission = admission or self.admit(request)
         attributes = {
             "gen_ai.operation.name": "chat",
             "gen_ai.system": "aws.bedrock",
@@ -218,9 +222,11 @@ class StreamingFlow(Flow):
         )
 
     def _meter(self, request: GenerationRequest, generation: Generation, guardrail: str) -> None:
-        """The delivered stream's record and telemetry (as generate records a delivery)."""
+        """The delivered stream's record and telemetry (as generate records a delivery), then the
+        session's transcript with the answer as the caller received it."""
         self._telemetry.generated(generation)
         self._deliver(request, generation, guardrail)
+        self._save_transcript(request, generation.text)
 
     def _release_quietly(self, request: GenerationRequest, admission: Admission) -> None:
         """The units back; a release that fails is logged (the caller's answer is not its)."""
@@ -302,17 +308,21 @@ class GuardedStream:
             generation = self._generation()
             self._end_stage(None)
             self._settled = True
-            self._deliver(generation, self._guardrail())
-            yield Finish(
-                finish_reason=finish_reason(self._stop, blocked=False),
-                model=generation.model,
-                input_tokens=generation.input_tokens,
-                output_tokens=generation.output_tokens,
-                admission=self.admission,
-                units=self._request.output.units,
-                guardrail=self._guardrail(),
-                reasons=tuple(sorted(reasons)),
-            )
+            try:
+                yield Finish(
+                    finish_reason=finish_reason(self._stop, blocked=False),
+                    model=generation.model,
+                    input_tokens=generation.input_tokens,
+                    output_tokens=generation.output_tokens,
+                    admission=self.admission,
+                    units=self._request.output.units,
+                    guardrail=self._guardrail(),
+                    reasons=tuple(sorted(reasons)),
+                )
+            finally:
+                # Once the reader has the whole answer (or stopped reading at its end): the ledger's
+                # record and the transcript are not between the answer and the caller.
+                self._deliver(generation, self._guardrail())
         except GeneratorExit:
             if not self._settled:
                 self._fail(None)
@@ -410,7 +420,8 @@ def openai_sse(
     the content deltas, a chunk with the finish reason, a usage chunk when ``include_usage``
     (stream_options.include_usage), then ``data: [DONE]``. A failure while streaming becomes one
     ``data: {"error": ...}`` event (the service and its code, nothing of the request) and the
-    stream ends without [DONE]. Closing this generator closes ``events``."""
+    stream ends without [DONE]. [DONE] follows the finish at once: what the events do after their
+    Finish (metering) runs after the caller has it. Closing this generator closes ``events``."""
 
     def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
         body: dict[str, Any] = {
@@ -424,6 +435,7 @@ def openai_sse(
             body["usage"] = None
         return _sse(body)
 
+    done = False
     try:
         yield chunk({"role": "assistant", "content": ""})
         for event in events:
@@ -446,7 +458,11 @@ def openai_sse(
                         },
                     }
                 )
-        yield b"data: [DONE]\n\n"
+            # The caller's stream ends here; the events then run to their end (the delivery's record).
+            done = True
+            yield DONE
+        if not done:
+            yield DONE
     except UpstreamError as error:
         yield _sse({"error": {"message": error.public_message, "type": error.error_code, "code": error.code}})
     finally:

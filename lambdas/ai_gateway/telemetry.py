@@ -124,6 +124,19 @@ class Telemetry:
             )
         return verdict
 
+    def guardrail_characters(self, source: str, characters: int) -> None:
+        """What one check sends the guardrail (only INPUT is counted: the output is one answer)."""
+        if source == INPUT:
+            self._count(Metric.GUARDRAIL_INPUT_CHARACTERS, characters)
+
+    def transcript_failed(self, operation: str, error: UpstreamError) -> None:
+        # The turn goes on: a read that failed checks every text, a write that failed the next turn's.
+        self._logger.warning(
+            "session transcript not available",
+            extra={"operation": operation, "upstream": error.service, "code": error.code},
+        )
+        self._count(Metric.TRANSCRIPT_ERRORS)
+
     # --- the ledger ----------------------------------------------------------------------------
 
     def quota_refused(self, group: str) -> None:

@@ -10,6 +10,10 @@ environment (:class:`ConfigLocation`: three ids) and reads it with :class:`Docum
 Powertools' AppConfig provider (one session, the latest configuration, cached ``max_age``
 seconds), parsed once per version, so a request costs a dictionary lookup whatever the size.
 
+With ``refresh_seconds`` a reader that has a version never makes a request wait for the store:
+it serves its version for that long, then re-reads it on a background thread while requests go
+on with the version they have (only the first read, with nothing to serve, is made in line).
+
 A document the function cannot parse never replaces the one it has: it keeps serving the last
 good version and counts :data:`REFUSED_METRIC` (the alarm AppConfig rolls the deployment back
 on); a store it cannot reach keeps the last good version too. Either raises
@@ -21,6 +25,8 @@ Imports only the standard library and pydantic at module level: the CDK app impo
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable
 from typing import Any, Final, Generic, TypeVar
 
@@ -145,6 +151,9 @@ class DocumentReader(Generic[D]):
         *,
         fetch: Fetch | None = None,
         refused: Callable[[ConfigLocation, str], None] | None = None,
+        refresh_seconds: float | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        start: Callable[[Callable[[], None]], None] | None = None,
     ) -> None:
         self._location = location
         self._model = model
@@ -152,6 +161,11 @@ class DocumentReader(Generic[D]):
         self._refused = refused or _count_refusal
         self._raw: bytes | str | None = None
         self._current: D | None = None
+        self._refresh_seconds = refresh_seconds
+        self._monotonic = monotonic
+        self._start = start or _in_background
+        self._read_at = 0.0
+        self._refreshing = threading.Lock()
 
     @classmethod
     def static(cls, document: D, environment_name: str = "local") -> DocumentReader[D]:
@@ -176,7 +190,27 @@ class DocumentReader(Generic[D]):
         return current
 
     def get(self) -> D:
-        """The document: the last good version, re-read when the cache says so."""
+        """The document: the last good version, re-read when the cache says so (with
+        ``refresh_seconds``, in the background once there is a version to serve)."""
+        current = self._current
+        if current is None or self._refresh_seconds is None:
+            return self._read()
+        if self._monotonic() - self._read_at >= self._refresh_seconds and self._refreshing.acquire(blocking=False):
+            self._start(self._refresh)
+        return current
+
+    def _refresh(self) -> None:
+        try:
+            self._read()
+        except Exception:  # kept the version it has (logged by _read); tried again after refresh_seconds
+            logger.warning("runtime config not refreshed", exc_info=True)
+        finally:
+            self._refreshing.release()
+
+    def _read(self) -> D:
+        """The document from the store: the last good version when the store fails or serves one
+        that does not parse (RuntimeConfigError when there is none yet)."""
+        self._read_at = self._monotonic()
         try:
             raw = self._fetch(self._location)
         except Exception as error:  # the store is unreachable, or nothing is deployed yet
@@ -201,6 +235,10 @@ class DocumentReader(Generic[D]):
             return self._current
         self._raw, self._current = raw, parsed
         return parsed
+
+
+def _in_background(work: Callable[[], None]) -> None:
+    threading.Thread(target=work, name="runtime-config", daemon=True).start()
 
 
 def _count_refusal(location: ConfigLocation, why: str) -> None:

@@ -50,6 +50,14 @@ class ApiConfig(ConfigModel):
         description="How long API Gateway waits for the gateway function, and the function's timeout. Above 29 "
         'seconds the account needs a Service Quotas increase of "Maximum integration timeout in milliseconds".',
     )
+    transcript_hours: int = Field(
+        default=24,
+        ge=1,
+        le=720,
+        description="How long the gateway keeps a session's guarded transcript after its last turn (what the input "
+        "guardrail already checked, so a turn that resends the conversation has only its new text checked; "
+        "docs/gateway.md). A session idle for longer has its resent text checked again.",
+    )
     snap_start: bool = Field(
         default=True,
         description="Lambda SnapStart for the gateway function and its authorizer: each deploy that changes either "

@@ -21,6 +21,7 @@ from aws_cdk import (
 )
 from constructs import Construct
 
+from ai_gateway import transcript
 from ai_gateway.contract import (
     EXEC_WRAPPER,
     GENERATION_MARGIN_SECONDS,
@@ -76,6 +77,8 @@ COMMON_RULES_COUNTED = (
     "EC2MetaDataSSRF_BODY",
 )
 # What lambdas/ai_gateway/ledger.py does to its table (a transaction's items need the item actions).
+# What ai_gateway.transcript does to a session's item: read it, write it over the version it read.
+TRANSCRIPT_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem")
 LEDGER_ACTIONS = [
     "dynamodb:GetItem",
     "dynamodb:BatchGetItem",
@@ -129,6 +132,20 @@ class GatewayStack(Stack):
             "plan is an account-level decision outside this app.",
         )
 
+        # Each session's guarded transcript (ai_gateway.transcript): what the input guardrail has
+        # checked, so a turn that resends the conversation is checked for its new text only.
+        self.transcripts = SecureTable(
+            self,
+            "Transcripts",
+            key=key,
+            partition_key=transcript.KEY,
+            time_to_live_attribute=transcript.TTL_ATTRIBUTE,
+            removal_policy=RemovalPolicy.DESTROY,
+            no_recovery_reason="The transcripts only spare the guardrail a second check of text it has seen, and "
+            "expire within hours: a restore would bring back conversations past their expiry, and losing the "
+            "table costs one fuller check per session.",
+        )
+
         self.guardrail, self.guardrail_version = _guardrail(self, name, config.guardrail)
 
         # Runtime config (AppConfig): the policy the gateway enforces, the keys the authorizer hands out.
@@ -152,6 +169,8 @@ class GatewayStack(Stack):
                 # The gateway writes each agent turn to memory after its output guardrail.
                 agent_memory_id=agent_memory.memory_id if agent_memory and agent_runtimes else None,
                 agent_timeout_seconds=timeout_seconds - GENERATION_MARGIN_SECONDS,
+                transcript_table=self.transcripts.table_name,
+                transcript_ttl_seconds=config.api.transcript_hours * 3600,
             )
 
         self.function = context.function(
@@ -196,6 +215,7 @@ class GatewayStack(Stack):
                 key,
                 stream=function is self.stream_function,  # ConverseStream: the streaming function only
             )
+            self.transcripts.grant_items(function.execution_role, TRANSCRIPT_ACTIONS, key_actions=TABLE_KEY_ACTIONS)
             _acknowledge_synchronous(function)
 
         # One API key per group, named after its usage plan's limits: a key sits in one plan per stage,

@@ -15,8 +15,9 @@ TABLE_KEY_ACTIONS = ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:Gener
 
 class SecureTable(dynamodb.TableV2):
     """A DynamoDB table with the house defaults: string partition key (and optional string sort
-    key), encrypted with the given customer-managed key, point-in-time recovery on, deletion
-    protection whenever the table is retained, optional TTL attribute and global indexes.
+    key), encrypted with the given customer-managed key, point-in-time recovery on (off only with
+    ``no_recovery_reason``, acknowledged with it), deletion protection whenever the table is
+    retained, optional TTL attribute and global indexes.
 
     ``grant_items`` gives a principal named item actions on the table alone (not its indexes) and
     what it needs of the key; the table's readers of indexes are granted separately.
@@ -35,6 +36,7 @@ class SecureTable(dynamodb.TableV2):
         global_secondary_indexes: Sequence[dynamodb.GlobalSecondaryIndexPropsV2] | None = None,
         backup_reason: str = "Point-in-time recovery keeps 35 days of continuous backups; an AWS Backup plan is an "
         "account-level decision outside this app.",
+        no_recovery_reason: str | None = None,
     ) -> None:
         string = dynamodb.AttributeType.STRING
         super().__init__(
@@ -46,13 +48,16 @@ class SecureTable(dynamodb.TableV2):
             global_secondary_indexes=global_secondary_indexes,
             encryption=dynamodb.TableEncryptionV2.customer_managed_key(key),
             point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
-                point_in_time_recovery_enabled=True
+                point_in_time_recovery_enabled=no_recovery_reason is None
             ),
             deletion_protection=removal_policy == RemovalPolicy.RETAIN,
             removal_policy=removal_policy,
         )
         self._key = key
         acknowledge(self, "NIST.800.53.R5-DynamoDBInBackupPlan", backup_reason)
+        if no_recovery_reason is not None:
+            acknowledge(self, "AwsSolutions-DDB3", no_recovery_reason)
+            acknowledge(self, "NIST.800.53.R5-DynamoDBPITREnabled", no_recovery_reason)
 
     def grant_items(self, grantee: iam.IGrantable, actions: Sequence[str], *, key_actions: Sequence[str] = ()) -> None:
         """Item ``actions`` on this table (not its indexes), and ``key_actions`` on its key."""

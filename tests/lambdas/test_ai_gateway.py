@@ -69,6 +69,15 @@ def all_models_unavailable(gateway: Gateway) -> None:
         )
 
 
+CHAT_LIMIT = 20_000  # the chat quota of customer-gold (gateway_fixtures)
+
+
+def chat_remaining(gateway: Gateway) -> int:
+    """What GET /v1/usage says is left of the group's chat quota."""
+    rows = {q["output_type"]: q for q in call(rest_event("GET", "/v1/usage")).body["quotas"]}
+    return int(rows["chat"]["remaining"])
+
+
 def call(event: dict[str, Any]) -> HttpResult:
     return http_result(handler.lambda_handler(event, FakeContext()))
 
@@ -121,7 +130,9 @@ def test_blocked_input_is_a_400_with_the_guardrails_message_and_no_model_call(ga
         "message": "This request can't be processed under the usage policy.",
         "reasons": ["topic"],
     }
-    assert record(gateway, "api-req-1") is None  # nothing admitted, nothing charged
+    # Admitted beside the guardrail's check, then given back: nothing charged.
+    assert ledger_status(gateway, "api-req-1") == "released"
+    assert chat_remaining(gateway) == CHAT_LIMIT
 
 
 def test_anonymized_input_reaches_the_model_masked(gateway: Gateway) -> None:
@@ -171,7 +182,8 @@ def test_guardrail_service_error_fails_closed(gateway: Gateway) -> None:
         "error": "upstream_error",
         "message": "bedrock-guardrails failed with InternalServerException",
     }
-    assert record(gateway, "api-req-1") is None
+    assert ledger_status(gateway, "api-req-1") == "released"
+    assert chat_remaining(gateway) == CHAT_LIMIT
 
 
 def test_output_guardrail_error_releases_the_admission(gateway: Gateway) -> None:

@@ -218,7 +218,7 @@ def test_an_exhausted_quota_is_a_rate_limit_error_with_retry_after_and_the_quota
     }
 
 
-def test_a_blocked_input_is_a_bad_request_with_code_content_filter_and_nothing_admitted(
+def test_a_blocked_input_is_a_bad_request_with_code_content_filter_and_nothing_charged(
     gateway: Gateway, served: Served
 ) -> None:
     guard_input(gateway.bedrock, ["Which stocks should I buy?"], BLOCKED_TOPIC)
@@ -230,7 +230,9 @@ def test_a_blocked_input_is_a_bad_request_with_code_content_filter_and_nothing_a
         )
     assert (blocked.value.code, blocked.value.type) == ("content_filter", "invalid_request_error")
     assert error_body(blocked.value)["message"] == "This request can't be processed under the usage policy."
-    assert gateway.ledger.record("blocked-key-0001", group="customer-gold", user="user-1") is None
+    # Admitted beside the guardrail's check, then given back.
+    record = gateway.ledger.record("blocked-key-0001", group="customer-gold", user="user-1")
+    assert record is not None and record["status"]["S"] == "released"
 
 
 def test_models_list_is_exactly_the_callers_groups_allowed_models(gateway: Gateway, served: Served) -> None:
@@ -425,8 +427,7 @@ def test_an_agent_produced_output_type_does_not_stream_and_nothing_is_admitted(
     routed: tuple[Gateway, FakeAgentCore],  # noqa: F811 - the agents tests' fixture, imported above
     served: Served,
 ) -> None:
-    gateway, agent = routed
-    guard_input(gateway.bedrock, ["Q3 numbers"])
+    gateway, agent = routed  # no guardrail answer queued: refused before any check
     with pytest.raises(openai.BadRequestError) as refused:
         client(served, TOKEN).chat.completions.create(
             model=PRO,
