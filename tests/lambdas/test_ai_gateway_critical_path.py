@@ -26,7 +26,7 @@ from botocore.stub import ANY
 
 from ai_gateway import handler
 from ai_gateway.agents import AgentClient
-from ai_gateway.flow import Flow, GenerationRequest, InputBlockedError, QuotaRefusedError
+from ai_gateway.flow import Clock, Flow, GenerationRequest, InputBlockedError, QuotaRefusedError
 from ai_gateway.guardrail import Verdict
 from ai_gateway.ledger import Ledger
 from ai_gateway.models import Caller
@@ -89,14 +89,14 @@ def chat(messages: list[tuple[str, str]], request_id: str, session: str | None =
     return call(rest_event("POST", "/v1/chat", body, request_id=request_id, **kwargs))
 
 
-def answers(gateway: Gateway, text: str, seen: list[tuple[str, str]] | None = None) -> None:
+def answers(gw: Gateway, text: str, seen: list[tuple[str, str]] | None = None) -> None:
     """The model answers ``text`` (having seen exactly ``seen``, when given), the output guardrail passes it."""
     expected = None
     if seen is not None:
         messages = [{"role": r, "content": [{"text": t}]} for r, t in seen]
         expected = {"modelId": PRO, "system": ANY, "messages": messages, "inferenceConfig": ANY}
-    converse_ok(gateway.bedrock, PRO, text, expected)
-    guard_output(gateway.bedrock, text)
+    converse_ok(gw.bedrock, PRO, text, expected)
+    guard_output(gw.bedrock, text)
 
 
 # --- each text checked once ----------------------------------------------------------------------
@@ -285,7 +285,7 @@ def a_flow(ledger: Ledger, guard: Any) -> Flow:
         models=ModelRouter(object(), attempt_seconds=1),
         agents=AgentClient("http://127.0.0.1:9", {}),
         telemetry=Telemetry(Metrics(namespace="test"), Logger(service="test")),
-        clock=handler.Clock(now=lambda: NOW),
+        clock=Clock(now=lambda: NOW),
     )
 
 
