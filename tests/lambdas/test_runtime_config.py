@@ -8,6 +8,7 @@ tests/infra/test_runtime_config.py; here each document model and the reader on t
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -208,3 +209,177 @@ def test_a_failed_poll_starts_a_new_session_next_time(appconfigdata: tuple[Any, 
     assert read.get().limits == {"a": 1}
     assert read.get().limits == {"a": 1}  # the expired session: the last good version
     assert read.get().limits == {"a": 3}  # a new session
+
+
+# --- refresh_seconds: the version served at once, re-read in the background ----------------------
+
+
+REFRESH_SECONDS = 30.0
+
+
+class FakeMonotonic:
+    """The reader's clock: a list the test advances (never slept)."""
+
+    def __init__(self) -> None:
+        self.at = [1000.0]
+
+    def __call__(self) -> float:
+        return self.at[0]
+
+    def advance(self, seconds: float) -> None:
+        self.at[0] += seconds
+
+
+class Deferred:
+    """The reader's ``start``: records the work instead of starting a thread; the test runs it."""
+
+    def __init__(self) -> None:
+        self.work: list[Any] = []
+        self.started = 0
+
+    def __call__(self, work: Any) -> None:
+        self.started += 1
+        self.work.append(work)
+
+    def run(self) -> None:
+        self.work.pop(0)()
+
+
+def refreshing(
+    fetch: CountingFetch, refusals: list[str], **overrides: Any
+) -> tuple[DocumentReader[Limits], FakeMonotonic, Deferred]:
+    clock, start = FakeMonotonic(), Deferred()
+    options: dict[str, Any] = {"refresh_seconds": REFRESH_SECONDS, "monotonic": clock, "start": start, **overrides}
+    read = DocumentReader(LOCATION, Limits, fetch=fetch, refused=lambda _, why: refusals.append(why), **options)
+    return read, clock, start
+
+
+def test_refresh_the_first_get_fetches_in_line_then_none_within_refresh_seconds() -> None:
+    fetch = CountingFetch('{"limits": {"a": 1}}')
+    read, clock, start = refreshing(fetch, [])
+    first = read.get()
+    assert first.limits == {"a": 1}
+    assert (fetch.calls, start.started) == (1, 0)  # nothing to serve yet: read in line
+    fetch.text = '{"limits": {"a": 2}}'
+    clock.advance(REFRESH_SECONDS - 0.001)
+    assert read.get() is first
+    assert (fetch.calls, start.started) == (1, 0)
+
+
+def test_refresh_after_refresh_seconds_serves_its_version_and_schedules_one_refresh() -> None:
+    fetch = CountingFetch('{"limits": {"a": 1}}')
+    read, clock, start = refreshing(fetch, [])
+    first = read.get()
+    fetch.text = '{"limits": {"a": 2}}'
+    clock.advance(REFRESH_SECONDS)
+    assert read.get() is first  # at once: no fetch in line
+    assert (fetch.calls, start.started) == (1, 1)
+    clock.advance(REFRESH_SECONDS)
+    assert read.get() is first  # the refresh is in flight: no second one
+    assert (fetch.calls, start.started) == (1, 1)
+    start.run()
+    assert fetch.calls == 2
+    second = read.get()
+    assert second.limits == {"a": 2}
+    assert start.started == 1  # just refreshed: nothing scheduled
+    clock.advance(REFRESH_SECONDS)
+    assert read.get() is second
+    assert start.started == 2  # the guard was released: the next period schedules again
+
+
+def test_refresh_a_store_that_fails_keeps_the_version_and_schedules_again_later() -> None:
+    fetch = CountingFetch('{"limits": {"a": 1}}')
+    read, clock, start = refreshing(fetch, [])
+    first = read.get()
+    fetch.fail = ConnectionError("down")
+    clock.advance(REFRESH_SECONDS)
+    read.get()
+    start.run()  # does not raise
+    assert fetch.calls == 2
+    assert read.get() is first
+    assert start.started == 1  # tried again only after refresh_seconds
+    clock.advance(REFRESH_SECONDS)
+    assert read.get() is first
+    assert start.started == 2
+    fetch.fail = None
+    fetch.text = '{"limits": {"a": 2}}'
+    start.run()
+    assert read.get().limits == {"a": 2}
+
+
+def test_refresh_work_that_raises_releases_the_guard_and_does_not_raise() -> None:
+    """Whatever fails inside the background work (here the refusal counter) is logged, not raised
+    into a thread nobody joins, and the next period refreshes again."""
+    fetch = CountingFetch('{"limits": {"a": 1}}')
+
+    def refused(_: ConfigLocation, why: str) -> None:
+        raise RuntimeError("metrics down")
+
+    clock, start = FakeMonotonic(), Deferred()
+    read = DocumentReader(
+        LOCATION, Limits, fetch=fetch, refused=refused, refresh_seconds=REFRESH_SECONDS, monotonic=clock, start=start
+    )
+    first = read.get()
+    fetch.text = '{"limits": {}}'
+    clock.advance(REFRESH_SECONDS)
+    read.get()
+    start.run()  # does not raise
+    assert read.get() is first
+    clock.advance(REFRESH_SECONDS)
+    read.get()
+    assert start.started == 2
+
+
+def test_refresh_a_refused_document_keeps_the_version_and_is_counted_once() -> None:
+    fetch, refusals = CountingFetch('{"limits": {"a": 1}}'), list[str]()
+    read, clock, start = refreshing(fetch, refusals)
+    first = read.get()
+    fetch.text = '{"limits": {"a": "lots"}}'
+    for _ in range(2):
+        clock.advance(REFRESH_SECONDS)
+        read.get()
+        start.run()
+        assert read.get() is first
+    assert fetch.calls == 3
+    assert len(refusals) == 1
+    assert "limits.a" in refusals[0]
+
+
+def test_without_refresh_seconds_every_get_fetches_in_line() -> None:
+    fetch = CountingFetch('{"limits": {"a": 1}}')
+    read, _, start = refreshing(fetch, [], refresh_seconds=None)
+    first = read.get()
+    read.get()
+    fetch.text = '{"limits": {"a": 2}}'
+    assert read.get().limits == {"a": 2}
+    assert read.get() is not first
+    assert (fetch.calls, start.started) == (4, 0)
+
+
+def test_refresh_by_default_runs_on_a_background_thread() -> None:
+    entered, release = threading.Event(), threading.Event()
+    threads: list[threading.Thread] = []
+
+    def fetch(_: ConfigLocation) -> str:
+        threads.append(threading.current_thread())
+        if len(threads) == 1:
+            return '{"limits": {"a": 1}}'
+        entered.set()
+        release.wait(5)  # held until the test has seen get() answer without it
+        return '{"limits": {"a": 2}}'
+
+    clock = FakeMonotonic()
+    read = DocumentReader(LOCATION, Limits, fetch=fetch, refresh_seconds=REFRESH_SECONDS, monotonic=clock)
+    first = read.get()
+    assert threads[0] is threading.current_thread()  # the first read: in line
+    clock.advance(REFRESH_SECONDS)
+    assert read.get() is first  # answered while the refresh's fetch is still held
+    assert entered.wait(5)
+    assert not release.is_set()
+    refresher = threads[1]
+    assert refresher is not threading.current_thread()
+    assert refresher.daemon  # never keeps the process alive
+    release.set()
+    refresher.join(5)
+    assert not refresher.is_alive()
+    assert read.get().limits == {"a": 2}
