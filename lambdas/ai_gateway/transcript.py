@@ -150,25 +150,30 @@ class Transcripts:
         return True
 
     def _parse(self, item: dict[str, Any], caller: Caller) -> Known:
-        """The stored transcript, if it is this caller's, under this guardrail, unexpired and well formed."""
+        """The stored transcript, if it is this caller's, under this guardrail, unexpired and well
+        formed. Otherwise nothing of it is used, but this caller's turn writes over the version it
+        holds (an item checked by a replaced guardrail, or expired and not yet deleted by DynamoDB,
+        would otherwise refuse every write until DynamoDB deletes it)."""
         try:
-            if (
-                item["group"]["S"] != caller.group
-                or item["user"]["S"] != caller.user
-                or item["guardrail"]["S"] != self._guardrail
-                or int(item[TTL_ATTRIBUTE]["N"]) <= self._now().timestamp()
-            ):
-                return Known.empty()
-            salt, version = item["salt"]["B"], int(item["version"]["N"])
-            entries: dict[str, str | None] = dict.fromkeys(item.get("same", {}).get("SS", []))
-            for digest, value in item.get("masked", {}).get("M", {}).items():
-                entries[digest] = value["S"]
+            if item["group"]["S"] != caller.group or item["user"]["S"] != caller.user:
+                return Known.empty()  # another caller's: neither read nor written over
+            version = int(item["version"]["N"])
         except (KeyError, TypeError, ValueError, AttributeError):
             return Known.empty()
+        stale = Known(salt=os.urandom(SALT_BYTES), version=version)
+        try:
+            if item["guardrail"]["S"] != self._guardrail or int(item[TTL_ATTRIBUTE]["N"]) <= self._now().timestamp():
+                return stale
+            salt = item["salt"]["B"]
+            entries: dict[str, str | None] = dict.fromkeys(item.get("same", {"SS": []})["SS"])
+            for digest, value in item.get("masked", {"M": {}})["M"].items():
+                entries[digest] = value["S"]
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return stale
         if not isinstance(salt, bytes) or len(salt) != SALT_BYTES or version < 1:
-            return Known.empty()
+            return stale
         if not all(isinstance(d, str) and (v is None or isinstance(v, str)) for d, v in entries.items()):
-            return Known.empty()
+            return stale
         return Known(salt=salt, version=version, entries=entries)
 
 

@@ -232,7 +232,8 @@ def test_a_blocked_input_is_a_bad_request_with_code_content_filter_and_nothing_c
     assert error_body(blocked.value)["message"] == "This request can't be processed under the usage policy."
     # Admitted beside the guardrail's check, then given back.
     record = gateway.ledger.record("blocked-key-0001", group="customer-gold", user="user-1")
-    assert record is not None and record["status"]["S"] == "released"
+    assert record is not None
+    assert record["status"]["S"] == "released"
 
 
 def test_models_list_is_exactly_the_callers_groups_allowed_models(gateway: Gateway, served: Served) -> None:
