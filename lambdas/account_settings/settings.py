@@ -40,8 +40,10 @@ class Outcome:
 
 
 class _Properties(BaseModel):
-    # CloudFormation passes every custom-resource property as a string; pydantic converts.
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    # CloudFormation passes every custom-resource property as a string; pydantic converts. An
+    # invocation validates one setting's properties: only that model's validator is built, when
+    # first used (a Delete builds none).
+    model_config = ConfigDict(frozen=True, extra="ignore", defer_build=True)
 
 
 class TransactionSearchProperties(_Properties):

@@ -9,7 +9,8 @@ from shared.contract import FunctionSettings
 
 
 class PullSource(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Validated only inside Settings, whose schema holds its own: no validator of its own is built.
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     name: str
     base_url: str

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from shared.contract import FunctionSettings
 from shared.landing import REALTIME_PREFIX
@@ -52,6 +52,9 @@ class PipelineSettings(FunctionSettings):
 class ClassificationReaders(RuntimeDocument):
     """classification -> the groups that may retrieve it (written into each document's metadata).
     A runtime document (AppConfig, environment "ingestion"): it grows with the groups."""
+
+    # Built when first validated: only the processor reads it, the responder imports this module too.
+    model_config = ConfigDict(defer_build=True)
 
     classification_readers: dict[str, list[str]]
 

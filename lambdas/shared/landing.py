@@ -16,7 +16,8 @@ REALTIME_PREFIX = "realtime/"
 
 
 class Record(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    # Built when first validated: the ingestion functions import this module for its prefix only.
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._-]+$")
     title: str = Field(default="", max_length=500)
