@@ -94,7 +94,9 @@ def test_acknowledgement_count_by_rule_is_known(assembly: Assembly, cdk_context:
         "NIST.800.53.R5-APIGWCacheEnabledAndEncrypted": 2,
         "NIST.800.53.R5-APIGWSSLEnabled": 2,
         "NIST.800.53.R5-CloudWatchAlarmAction": 5,  # each AppConfig environment's rollback alarm
-        "NIST.800.53.R5-DynamoDBInBackupPlan": 4,  # 1: the jobs table (requests in flight, TTL)
+        "AwsSolutions-DDB3": 1,  # the gateway's session transcripts (an expiring cache of checks)
+        "NIST.800.53.R5-DynamoDBInBackupPlan": 5,  # 1: the jobs table (requests in flight, TTL); 1: transcripts
+        "NIST.800.53.R5-DynamoDBPITREnabled": 1,  # the gateway's session transcripts
         "NIST.800.53.R5-IAMNoInlinePolicy": 34,
         "NIST.800.53.R5-LambdaConcurrency": 19,  # 2 each: the worker and the sweeper
         "NIST.800.53.R5-LambdaDLQ": 19,

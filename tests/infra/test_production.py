@@ -284,6 +284,26 @@ def test_ledger_is_encrypted_with_the_tier_key_and_recoverable(gateway: dict[str
     assert indexes["pending"]["Projection"]["ProjectionType"] == "INCLUDE"  # not the items' whole text
 
 
+def test_session_transcripts_are_encrypted_expiring_and_not_kept_past_expiry(gateway: dict[str, Any]) -> None:
+    """The transcripts (ai_gateway.transcript): the tier key, TTL on the attribute the function
+    writes, no point-in-time recovery (a restore would bring back expired conversations) and
+    deleted with the stack (a cache of checks); the generating functions read and write them."""
+    from ai_gateway import transcript
+
+    _, table = only(gateway, "AWS::DynamoDB::GlobalTable", "Transcripts")
+    assert table["DeletionPolicy"] == "Delete"
+    p = table["Properties"]
+    assert p["KeySchema"] == [{"AttributeName": transcript.KEY, "KeyType": "HASH"}]
+    assert p["TimeToLiveSpecification"] == {"AttributeName": transcript.TTL_ATTRIBUTE, "Enabled": True}
+    assert p["SSESpecification"] == {"SSEEnabled": True, "SSEType": "KMS"}
+    (replica,) = p["Replicas"]
+    assert "Fn::GetStackOutput" in replica["SSESpecification"]["KMSMasterKeyId"]  # the tier key
+    assert replica["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": False}
+    for function in ("GatewayFunction", "GatewayStreamFunction"):
+        env = render(props(gateway, "AWS::Lambda::Function", function)["Environment"]["Variables"])
+        assert (env["TRANSCRIPT_TABLE"], env["TRANSCRIPT_TTL_SECONDS"]) == ("<Transcripts>", "86400")
+
+
 def test_gateway_role_touches_only_its_table_guardrail_policy_and_models(
     gateway: dict[str, Any], cdk_context: dict[str, Any]
 ) -> None:
@@ -293,6 +313,7 @@ def test_gateway_role_touches_only_its_table_guardrail_policy_and_models(
     assert tables == {
         *((f"dynamodb:{a}", "<Ledger.Arn>") for a in ("GetItem", "BatchGetItem", "PutItem", "UpdateItem")),
         *((f"dynamodb:{a}", "<JobsTable.Arn>") for a in ("GetItem", "PutItem", "UpdateItem")),
+        *((f"dynamodb:{a}", "<Transcripts.Arn>") for a in ("GetItem", "PutItem")),
     }
     # It starts the jobs' worker, and no other function.
     assert {(a, r) for a, r in permissions if a.startswith("lambda:")} == {
