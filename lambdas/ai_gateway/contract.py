@@ -18,6 +18,10 @@ from pydantic import Field, model_validator
 from shared.contract import FunctionSettings
 from shared.runtime_config import ConfigLocation, RuntimeDocument
 
+# The most messages one conversation turn may carry (each route's body): a long chat's history is
+# resent whole every turn, and the session's transcript checks only what is new, so it is the
+# characters (Settings.max_message_chars) that bound a request, not its turns.
+MAX_MESSAGES: Final = 200
 # Seconds the function keeps back from its remaining time for the output guardrail and the
 # ledger: generation (a model's fallbacks, an agent's turn) must end this long before its timeout.
 GENERATION_MARGIN_SECONDS: Final = 5

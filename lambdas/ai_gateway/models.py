@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ai_gateway.contract import GatewayPolicy, GroupModels, GroupPolicy, OutputPolicy, Period, Quota
+from ai_gateway.contract import MAX_MESSAGES, GatewayPolicy, GroupModels, GroupPolicy, OutputPolicy, Period, Quota
 
 __all__ = ["Caller", "GatewayPolicy", "GroupModels", "GroupPolicy", "OutputPolicy", "Period", "Quota"]
 
@@ -30,7 +30,7 @@ class Message(BaseModel):
 class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    messages: list[Message] = Field(min_length=1, max_length=50)
+    messages: list[Message] = Field(min_length=1, max_length=MAX_MESSAGES)
     model: str | None = Field(default=None, min_length=1, max_length=200)
     # Continues an agent session: the agent remembers its earlier turns (send only the newest).
     session_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]{8,128}$")

@@ -7,8 +7,8 @@ The ``openai`` SDKs call these unchanged (``OpenAI(base_url=<api>/v1, api_key=<a
 the gateway's own fields travel as the SDK's ``extra_body`` (``output_type``, ``session_id``) and
 headers (``Idempotency-Key``), and its answer adds one ``gateway`` object, which the SDK keeps.
 Errors on these routes are OpenAI's ``{"error": {"message", "type", "param", "code"}}``; the
-other routes keep the gateway's own shape. Imports only pydantic, shared.bodies and the
-standard library.
+other routes keep the gateway's own shape. Imports only pydantic, shared.bodies,
+ai_gateway.contract and the standard library.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from ai_gateway.contract import MAX_MESSAGES
 from shared.bodies import field as field_name
 
 CHAT_COMPLETION_PATH: Final = "/v1/chat/completions"
@@ -26,7 +27,6 @@ PATHS: Final = frozenset({CHAT_COMPLETION_PATH, MODELS_PATH})
 # Bedrock Converse's inferenceConfig.temperature range (OpenAI's own goes to 2).
 TEMPERATURE_MAX: Final = 1.0
 # Bounds on what one request may carry before the gateway's own character limit is even counted.
-MAX_MESSAGES: Final = 50
 MAX_PARTS: Final = 50
 MAX_TEXT_CHARS: Final = 200_000
 OWNED_BY: Final = "aws-bedrock"

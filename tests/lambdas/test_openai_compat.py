@@ -495,7 +495,7 @@ def test_hostile_bodies_are_400s_in_openais_shape(body: str, gateway: Gateway) -
             "messages",
             "first non-system message must be the user's",
         ),
-        ({"model": PRO, "messages": [{"role": "user", "content": "Q"}] * 51}, "messages", "at most 50 items"),
+        ({"model": PRO, "messages": [{"role": "user", "content": "Q"}] * 201}, "messages", "at most 200 items"),
         ({**user("Hi"), "messages": [{"role": "user"}]}, "messages.0.content", "Field required"),
         ({**user("Hi"), "max_tokens": "100"}, "max_tokens", "valid integer"),
         ({**user("Hi"), "max_tokens": True}, "max_tokens", "valid integer"),
