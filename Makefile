@@ -108,12 +108,13 @@ docs: $(VENV)/.installed ## regenerate docs/configuration.md from the config mod
 cfn-lint: synth ## cfn-lint every synthesized template
 	$(BIN)/cfn-lint
 
-bench: setup ## synth vs a one-bucket app; every function's cold import; gateway, OpenAI and streamed routes and telemetry overhead; time to the first streamed byte; legacy tool answer size; ingestion rate and memory; agent start-up, asset and turn overhead (old vs new); production synth at 3/30/100 groups
+bench: setup ## synth vs a one-bucket app; every function's cold import; gateway, OpenAI and streamed routes and telemetry overhead; time to the first streamed byte; the critical path at in-region latencies (BASELINE=<rev> beside it) and guardrail characters per turn; legacy tool answer size; ingestion rate and memory; agent start-up, asset and turn overhead (old vs new); production synth at 3/30/100 groups
 	$(BIN)/python bench/synth_bench.py
 	@# (synth_bench leaves cdk.out synthesized: the cold-import bench reads the functions from it)
 	$(BIN)/python bench/cold_start_bench.py
 	$(BIN)/python bench/gateway_bench.py
 	$(BIN)/python bench/stream_bench.py
+	$(BIN)/python bench/critical_path_bench.py
 	$(BIN)/python bench/legacy_tools_bench.py
 	$(BIN)/python bench/ingestion_bench.py
 	$(BIN)/python bench/agent_bench.py

@@ -195,8 +195,10 @@ class Flow:
             return Screened(self.screen(texts, request.conversation).texts, sum(map(len, texts)))
         # The last text is the caller's new turn: checked while the transcript is read.
         reading = self._concurrently(self._known, transcripts, request)
-        last = self.screen(texts[-1:], request.conversation).text()
-        known = reading.result()
+        try:
+            last = self.screen(texts[-1:], request.conversation).text()
+        finally:  # awaited even when the check refuses: nothing of this request outlives it
+            known = reading.result()
         screened: list[str | None] = [known.screened(role, text) for role, text in turns[:-1]]
         unknown = [i for i, text in enumerate(screened) if text is None]
         if unknown:
@@ -266,9 +268,11 @@ class Flow:
             self._release(request, admission)
             return delivery
         saving = self._concurrently(self._save_transcript, request, verdict.text()) if request.transcript else None
-        self._deliver(request, generation, delivery.guardrail)
-        if saving is not None:
-            saving.result()
+        try:
+            self._deliver(request, generation, delivery.guardrail)
+        finally:
+            if saving is not None:
+                saving.result()
         if request.output.agent is not None:  # after metering: memory must not hold up the record
             self._remember(request, verdict)
         return delivery

@@ -544,3 +544,25 @@ def test_malformed_fields_in_the_models_events_are_left_out_and_the_stream_still
     assert isinstance(finish, Finish)
     assert (finish.finish_reason, finish.input_tokens, finish.output_tokens) == ("stop", 0, 0)
     assert ledger.names == ["admit", "deliver"]  # metered once, no usage reported
+
+
+def test_done_reaches_the_reader_before_the_ledgers_record(bedrock: Bedrock) -> None:
+    """Metering is not between the answer and the caller: [DONE] is sent, then the stream is
+    delivered; a reader that stops right after [DONE] (closes the body) still gets it delivered."""
+    for stops_at_done in (False, True):
+        bedrock.streams_answer(PRO, answer(["All done."]))
+        bedrock.guards("All done.")
+        ledger = Ledger()
+        flow, models = a_flow(bedrock, ledger)
+        stream = flow.stream(a_request(), models)
+        body = openai_sse(stream, chunk_id="c", created=1, model=PRO)
+        seen: list[tuple[bytes, list[str]]] = []
+        for chunk in body:
+            seen.append((chunk, list(ledger.names)))
+            if chunk == b"data: [DONE]\n\n" and stops_at_done:
+                body.close()
+                break
+        done, at_done = seen[-1]
+        assert done == b"data: [DONE]\n\n"
+        assert at_done == ["admit"]  # nothing recorded yet when the caller has the whole answer
+        assert ledger.names == ["admit", "deliver"]  # and delivered once after it
