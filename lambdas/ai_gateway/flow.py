@@ -109,7 +109,6 @@ class Screened:
     """A request's texts after the input screen, in the order they were given."""
 
     texts: tuple[str, ...]  # as the model may see them: masked where the guardrail masked them
-    checked: int  # characters the input guardrail was asked to check
     transcript: Draft | None = None  # what to write to the session's transcript after delivery
 
 
@@ -192,20 +191,17 @@ class Flow:
     ) -> Screened:
         texts = [text for _, text in turns]
         if transcripts is None:
-            return Screened(self.screen(texts, request.conversation).texts, sum(map(len, texts)))
+            return Screened(self.screen(texts, request.conversation).texts)
         # The last text is the caller's new turn: checked while the transcript is read.
         reading = self._concurrently(self._known, transcripts, request)
         try:
             last = self.screen(texts[-1:], request.conversation).text()
         finally:  # awaited even when the check refuses: nothing of this request outlives it
             known = reading.result()
-        screened: list[str | None] = [known.screened(role, text) for role, text in turns[:-1]]
-        unknown = [i for i, text in enumerate(screened) if text is None]
-        if unknown:
-            verdict = self.screen([texts[i] for i in unknown], request.conversation)
-            for i, text in zip(unknown, verdict.texts, strict=True):
-                screened[i] = text
-        final = (*(text or "" for text in screened), last)
+        stored = [known.screened(role, text) for role, text in turns[:-1]]
+        unknown = [i for i, text in enumerate(stored) if text is None]
+        checked = iter(self.screen([texts[i] for i in unknown], request.conversation).texts if unknown else ())
+        final = (*(next(checked) if text is None else text for text in stored), last)
         draft = Draft(
             transcripts,
             request.conversation,
@@ -213,7 +209,7 @@ class Flow:
             known,
             tuple((role, sent, text) for (role, sent), text in zip(turns, final, strict=True)),
         )
-        return Screened(final, len(texts[-1]) + sum(len(texts[i]) for i in unknown), draft)
+        return Screened(final, draft)
 
     def _known(self, transcripts: Transcripts, request: GenerationRequest) -> Known:
         """The session's transcript, or an empty one when it cannot be read (everything is checked)."""
@@ -227,8 +223,8 @@ class Flow:
         """The screen refused or failed: give back what the admission beside it admitted."""
         try:
             admission = admitting.result()
-        except (QuotaRefusedError, DuplicateRequestError, UpstreamError):
-            return  # nothing admitted by this request (a failed call's units, if any, are the sweeper's)
+        except Exception:  # a refusal or a failure: nothing admitted by this request (a failed
+            return  # call's units, if any, are the sweeper's); the screen's error is the one raised
         try:
             self._release(request, admission)
         except UpstreamError:

@@ -51,6 +51,13 @@ MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 class Served:
     url: str  # the stage's URL: an OpenAI base_url is f"{url}/v1"
     events: list[dict[str, Any]]  # every event the function was given, in order
+    invoking: threading.Lock  # held while the function handles a request
+
+    def finished(self) -> None:
+        """Once the function has finished the request it was handling: a stream is metered after
+        its [DONE], which the client may have read (and returned on) before that."""
+        with self.invoking:
+            pass
 
 
 def api_event(
@@ -223,7 +230,7 @@ def serve_gateway(callers: Mapping[str, Mapping[str, str]]) -> Iterator[Served]:
     site = _Site(callers)
     served = type("ApiGateway", (_ApiGateway,), {"site": site})
     with loopback(served) as url:
-        yield Served(url=f"{url}/{STAGE}", events=site.events)
+        yield Served(url=f"{url}/{STAGE}", events=site.events, invoking=site.invoking)
 
 
 def _resource(method: str, path: str) -> tuple[str, dict[str, str] | None] | None:

@@ -313,6 +313,7 @@ def test_a_streamed_completion_reaches_the_sdk_piece_by_piece_each_piece_guarded
     usage = chunks[-1].usage
     assert usage is not None
     assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (50, 400, 450)
+    served.finished()  # metered after [DONE]: the SDK may have returned before
     item = record(gateway, "stream-key-0001")
     assert (item["status"]["S"], item["output_tokens"]["N"], item["units"]["N"]) == ("delivered", "400", "1")
     (event,) = served.events
