@@ -1,0 +1,196 @@
+"""Pages that need a browser: an AgentCore Browser session (managed Chromium) driven over its
+automation stream with the Chrome DevTools Protocol.
+
+Before the browser is sent anywhere, the URL passes the same checks as web_fetch (scheme, user
+information, the group's domain lists, every resolved address). The browser resolves names and
+follows redirects itself, so those are checked afterwards: the page's final URL passes the same
+checks, and if it fails nothing of the page is returned. Steps run as small fixed scripts whose
+selector and text are passed as JSON literals, never spliced into JavaScript source. One deadline
+covers the session (navigation, steps, reading the page), and the session is stopped on every path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import websockets
+from aws_lambda_powertools import Logger
+
+from web_mcp.contract import GroupWeb, Step
+from web_mcp.errors import WebError, invalid, unavailable
+from web_mcp.fetch import Checker, Clock, Deadline
+
+logger = Logger(service="web-mcp")
+
+POLL_SECONDS = 0.05
+# Headers the websocket library writes itself; the rest of the signed set is sent as given.
+_HANDSHAKE = frozenset({"host", "upgrade", "connection", "sec-websocket-version", "sec-websocket-key"})
+
+READY = "document.readyState"
+CLICK = "(s) => { const e = document.querySelector(s); if (!e) return false; e.click(); return true; }"
+TYPE = (
+    "(s, t) => { const e = document.querySelector(s); if (!e) return false; e.focus(); e.value = t; "
+    "e.dispatchEvent(new Event('input', {bubbles: true})); e.dispatchEvent(new Event('change', {bubbles: true})); "
+    "return true; }"
+)
+EXISTS = "(s) => document.querySelector(s) !== null"
+READ = (
+    "(n) => { const h = document.documentElement ? document.documentElement.outerHTML : ''; "
+    "return JSON.stringify({title: document.title, url: location.href, html: h.length > n ? h.slice(0, n) : h}); }"
+)
+
+
+class BrowserSession(Protocol):
+    """The part of bedrock_agentcore.tools.browser_client.BrowserClient used here."""
+
+    def start(
+        self, identifier: str | None = ..., name: str | None = ..., session_timeout_seconds: int | None = ...
+    ) -> str: ...
+
+    def generate_ws_headers(self) -> tuple[str, dict[str, str]]: ...
+
+    def stop(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class BrowsedPage:
+    url: str
+    title: str
+    html: str
+
+
+def call(script: str, *args: Any) -> str:
+    """An expression calling a fixed script with JSON-literal arguments."""
+    return f"({script})({', '.join(json.dumps(arg) for arg in args)})"
+
+
+class Cdp:
+    """A minimal CDP client over one websocket: commands by id, events ignored."""
+
+    def __init__(self, socket: Any, deadline: Deadline) -> None:
+        self._socket = socket
+        self._deadline = deadline
+        self._next = 0
+        self.session_id: str | None = None
+
+    async def send(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        self._next += 1
+        message: dict[str, Any] = {"id": self._next, "method": method, "params": params or {}}
+        if self.session_id is not None:
+            message["sessionId"] = self.session_id
+        await self._socket.send(json.dumps(message))
+        while True:
+            left = self._deadline.remaining()  # before the read starts: a timeout refusal leaves nothing pending
+            try:
+                raw = await asyncio.wait_for(self._socket.recv(), timeout=left)
+            except TimeoutError:
+                self._deadline.remaining()  # raises the timeout refusal
+                continue
+            answer = json.loads(raw)
+            if answer.get("id") != self._next:
+                continue
+            if "error" in answer:
+                raise unavailable("browser_error", f"the browser refused {method}")
+            result: dict[str, Any] = answer.get("result", {})
+            return result
+
+    async def evaluate(self, expression: str) -> Any:
+        result = await self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True})
+        if "exceptionDetails" in result:
+            raise ScriptError
+        return result.get("result", {}).get("value")
+
+
+class ScriptError(Exception):
+    """A page script threw (e.g. an invalid selector)."""
+
+
+@dataclass
+class Browser:
+    checker: Checker
+    sessions: Callable[[], BrowserSession]
+    clock: Clock = time.monotonic
+
+    def browse(self, url: str, steps: Sequence[Step], group: GroupWeb) -> BrowsedPage:
+        settings = self.checker.settings
+        target = self.checker.check(url, group)
+        deadline = Deadline(self.clock, settings.browse_timeout_seconds)
+        session = self.sessions()
+        try:
+            # The session also ends on its own shortly after the deadline, should stop ever fail.
+            session.start(
+                identifier=settings.browser_id, session_timeout_seconds=math.ceil(settings.browse_timeout_seconds) + 60
+            )
+            ws_url, headers = session.generate_ws_headers()
+            page = asyncio.run(self._drive(ws_url, headers, target.url, steps, deadline))
+        except WebError:
+            raise
+        except Exception as error:
+            logger.warning("browse failed", extra={"host": target.host, "error": type(error).__name__})
+            raise unavailable("browser_unavailable", "the browser session failed") from None
+        finally:
+            try:
+                session.stop()
+            except Exception as error:
+                logger.warning("browser session not stopped", extra={"error": type(error).__name__})
+        self.checker.check(page.url, group)  # the browser's own redirects: refuse if the final URL fails
+        return page
+
+    async def _drive(
+        self, ws_url: str, headers: dict[str, str], url: str, steps: Sequence[Step], deadline: Deadline
+    ) -> BrowsedPage:
+        max_bytes = self.checker.settings.max_bytes
+        signed = {name: value for name, value in headers.items() if name.lower() not in _HANDSHAKE}
+        async with websockets.connect(
+            ws_url,
+            additional_headers=signed,
+            open_timeout=deadline.remaining(),
+            max_size=4 * max_bytes + 65_536,
+            user_agent_header=None,
+        ) as socket:
+            cdp = Cdp(socket, deadline)
+            created = await cdp.send("Target.createTarget", {"url": "about:blank"})
+            attached = await cdp.send("Target.attachToTarget", {"targetId": created["targetId"], "flatten": True})
+            cdp.session_id = attached["sessionId"]
+            navigated = await cdp.send("Page.navigate", {"url": url})
+            if navigated.get("errorText"):
+                raise unavailable("unreachable", "the browser could not load the page")
+            await self._loaded(cdp, deadline)
+            for index, step in enumerate(steps):
+                await self._step(cdp, index, step, deadline)
+            raw = await self._evaluate(cdp, call(READ, max_bytes), "reading the page")
+            data = json.loads(raw) if isinstance(raw, str) else {}
+        html = str(data.get("html", "")).encode("utf-8", errors="replace")[:max_bytes].decode("utf-8", errors="ignore")
+        return BrowsedPage(url=str(data.get("url", "")), title=str(data.get("title", "")), html=html)
+
+    async def _loaded(self, cdp: Cdp, deadline: Deadline) -> None:
+        while await self._evaluate(cdp, READY, "loading the page") != "complete":
+            deadline.remaining()
+            await asyncio.sleep(POLL_SECONDS)
+
+    async def _step(self, cdp: Cdp, index: int, step: Step, deadline: Deadline) -> None:
+        where = f"steps[{index}]"
+        if step.action == "wait":
+            while not await self._evaluate(cdp, call(EXISTS, step.selector), where):
+                deadline.remaining()
+                await asyncio.sleep(POLL_SECONDS)
+            return
+        if step.action == "type" and step.text is None:
+            raise invalid("invalid_step", f"{where}: a type step needs text")
+        script = call(CLICK, step.selector) if step.action == "click" else call(TYPE, step.selector, step.text)
+        if not await self._evaluate(cdp, script, where):
+            raise invalid("no_element", f"{where}: no element matches the selector")
+        await self._loaded(cdp, deadline)
+
+    @staticmethod
+    async def _evaluate(cdp: Cdp, expression: str, where: str) -> Any:
+        try:
+            return await cdp.evaluate(expression)
+        except ScriptError:
+            raise invalid("script_error", f"{where}: the page script failed (is the selector valid?)") from None

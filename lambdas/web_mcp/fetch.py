@@ -1,0 +1,290 @@
+"""One page from the hostile web, bounded.
+
+Every hop (the first URL and each redirect) is checked the same way before anything is sent: the
+URL's scheme (https unless the deployment allows http), no user information, the host against the
+caller group's allow- and deny-lists, and every address the host resolves to against the address
+policy (addresses.py). The connection is then made to the checked address itself (pinned; TLS still
+verifies the certificate for the host name and sends it as SNI), so DNS rebinding cannot swap it.
+Redirects are followed here, at most ``max_redirects``; the body is read in chunks and refused as
+soon as it passes ``max_bytes``; one deadline covers the whole call (connects, every read, every
+redirect), so a server that drips a byte at a time is cut off. Only the configured content types
+are read at all. Name resolution itself uses the system resolver's own timeouts.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import SplitResult, urljoin, urlsplit
+
+import certifi
+import urllib3
+from aws_lambda_powertools import Logger
+from urllib3.exceptions import HTTPError as Urllib3Error
+
+from web_mcp.addresses import Address, AddressPolicy, blocked_reason, parse
+from web_mcp.contract import GroupWeb, Settings, normalise_domain
+from web_mcp.errors import WebError, forbidden, invalid, unavailable
+
+logger = Logger(service="web-mcp")
+
+CHUNK = 16_384
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+USER_AGENT = "web-mcp/1.0 (+AgentCore tools gateway)"
+# host, port -> the addresses it resolves to (as text)
+Resolver = Callable[[str, int], list[str]]
+Clock = Callable[[], float]
+
+
+def system_resolver(host: str, port: int) -> list[str]:
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return sorted({str(info[4][0]) for info in infos})
+
+
+@dataclass(frozen=True)
+class Target:
+    """A checked hop: the URL as sent, its host (normalised), port and the pinned address."""
+
+    url: str
+    scheme: str
+    host: str
+    port: int
+    address: Address
+    target: str  # path and query
+
+    @property
+    def host_header(self) -> str:
+        default = 443 if self.scheme == "https" else 80
+        name = f"[{self.host}]" if ":" in self.host else self.host
+        return name if self.port == default else f"{name}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Page:
+    url: str
+    content_type: str
+    charset: str | None
+    body: bytes
+
+    def text(self) -> str:
+        try:
+            return self.body.decode(self.charset or "utf-8", errors="replace")
+        except LookupError:  # a charset Python does not know
+            return self.body.decode("utf-8", errors="replace")
+
+
+class Deadline:
+    def __init__(self, clock: Clock, seconds: float) -> None:
+        self._clock = clock
+        self._seconds = seconds
+        self._end = clock() + seconds
+
+    def remaining(self) -> float:
+        left = self._end - self._clock()
+        if left <= 0:
+            raise unavailable("timeout", f"the page did not arrive within {self._seconds:g} seconds")
+        return left
+
+
+@dataclass
+class Checker:
+    """The URL, domain and address checks every hop passes (shared by web_fetch and web_browse)."""
+
+    settings: Settings
+    resolver: Resolver = system_resolver
+    address_policy: AddressPolicy = blocked_reason
+
+    def check(self, url: str, group: GroupWeb) -> Target:
+        parts = self._parts(url)
+        host = self._host(parts)
+        refusal = group.refusal(host)
+        if refusal is not None:
+            raise forbidden("domain_not_allowed", refusal)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        address = self._address(host, port)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        return Target(url=url, scheme=parts.scheme, host=host, port=port, address=address, target=target)
+
+    def _parts(self, url: str) -> SplitResult:
+        try:
+            parts = urlsplit(url.strip())
+            parts.port  # noqa: B018 - raises ValueError for a malformed port
+        except ValueError:
+            raise invalid("invalid_url", "url: not a valid URL") from None
+        schemes = ("https",) if self.settings.https_only else ("https", "http")
+        if parts.scheme.lower() not in schemes:
+            raise invalid("scheme_not_allowed", f"url: the scheme must be {' or '.join(schemes)}")
+        if parts.username is not None or parts.password is not None:
+            raise invalid("userinfo", "url: user names and passwords in URLs are not allowed")
+        if not parts.hostname:
+            raise invalid("invalid_url", "url: no host")
+        return parts._replace(scheme=parts.scheme.lower())
+
+    @staticmethod
+    def _host(parts: SplitResult) -> str:
+        hostname = parts.hostname or ""
+        try:
+            return str(ipaddress.ip_address(hostname))
+        except ValueError:
+            pass
+        try:
+            return normalise_domain(hostname)
+        except ValueError:
+            raise invalid("invalid_url", "url: the host is not a valid domain name") from None
+
+    def _address(self, host: str, port: int) -> Address:
+        try:
+            addresses = [parse(text) for text in self.resolver(host, port)]
+        except (OSError, UnicodeError, ValueError):
+            raise WebError("not_found", "unresolvable", f"the host {host} could not be resolved") from None
+        if not addresses:
+            raise WebError("not_found", "unresolvable", f"the host {host} could not be resolved")
+        for address in addresses:
+            reason = self.address_policy(address)
+            if reason is not None:
+                raise forbidden("address_not_allowed", f"the address of host {host} is {reason} ({address})")
+        return addresses[0]
+
+
+@dataclass
+class Fetcher:
+    checker: Checker
+    clock: Clock = time.monotonic
+    ca_certs: str = field(default_factory=certifi.where)
+
+    @property
+    def settings(self) -> Settings:
+        return self.checker.settings
+
+    def fetch(self, url: str, group: GroupWeb) -> Page:
+        deadline = Deadline(self.clock, self.settings.timeout_seconds)
+        current = url
+        for hop in range(self.settings.max_redirects + 1):
+            target = self.checker.check(current, group)
+            logger.info("fetching", extra={"host": target.host, "hop": hop})
+            location = self._request(target, deadline)
+            if isinstance(location, Page):
+                return location
+            current = urljoin(target.url, location)
+        raise forbidden("too_many_redirects", f"more than {self.settings.max_redirects} redirects")
+
+    def _pool(self, target: Target, deadline: Deadline) -> urllib3.HTTPConnectionPool:
+        timeout = urllib3.Timeout(connect=deadline.remaining(), read=deadline.remaining())
+        address = str(target.address)
+        if target.scheme == "https":
+            return urllib3.HTTPSConnectionPool(
+                address,
+                target.port,
+                timeout=timeout,
+                retries=False,
+                maxsize=1,
+                cert_reqs="CERT_REQUIRED",
+                ca_certs=self.ca_certs,
+                server_hostname=target.host,
+                assert_hostname=target.host,
+            )
+        return urllib3.HTTPConnectionPool(address, target.port, timeout=timeout, retries=False, maxsize=1)
+
+    def _request(self, target: Target, deadline: Deadline) -> Page | str:
+        """The page, or the Location of a redirect."""
+        pool = self._pool(target, deadline)
+        try:
+            response = pool.urlopen(
+                "GET",
+                target.target,
+                headers={
+                    "Host": target.host_header,
+                    "User-Agent": USER_AGENT,
+                    "Accept": ", ".join(self.settings.content_types),
+                    "Accept-Encoding": "gzip, deflate, identity",
+                },
+                redirect=False,
+                retries=False,
+                preload_content=False,
+                decode_content=False,
+                assert_same_host=False,
+            )
+            try:
+                return self._answer(target, response, deadline)
+            finally:
+                response.release_conn()
+                response.close()
+        except WebError:
+            raise
+        except (Urllib3Error, OSError) as error:
+            if deadline_passed(deadline):
+                raise unavailable(
+                    "timeout", f"the page did not arrive within {self.settings.timeout_seconds:g} seconds"
+                ) from None
+            logger.info("fetch failed", extra={"host": target.host, "error": type(error).__name__})
+            raise unavailable("unreachable", f"the site {target.host} could not be reached") from None
+        finally:
+            pool.close()
+
+    def _answer(self, target: Target, response: Any, deadline: Deadline) -> Page | str:
+        status = int(response.status)
+        if status in REDIRECTS:
+            location = response.headers.get("Location")
+            if not location:
+                raise unavailable("bad_redirect", f"the site {target.host} redirected without a Location")
+            return str(location)
+        if status in (404, 410):
+            raise WebError("not_found", "http_status", f"the site {target.host} answered HTTP {status}")
+        if status != 200:
+            raise unavailable("http_status", f"the site {target.host} answered HTTP {status}")
+        mime, charset = content_type(response.headers.get("Content-Type", ""))
+        if mime not in self.settings.content_types:
+            raise forbidden("content_type_not_allowed", f"the content type {mime or '(none)'} is not allowed")
+        length = response.headers.get("Content-Length")
+        if length and length.isdigit() and int(length) > self.settings.max_bytes:
+            raise forbidden("too_large", f"the page is larger than {self.settings.max_bytes} bytes")
+        encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+        body = self._read(response, deadline, encoding)
+        return Page(url=target.url, content_type=mime, charset=charset, body=body)
+
+    def _read(self, response: Any, deadline: Deadline, encoding: str) -> bytes:
+        decoder: Any = None
+        if encoding in ("gzip", "x-gzip"):
+            decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif encoding == "deflate":
+            decoder = zlib.decompressobj()
+        elif encoding not in ("", "identity"):
+            raise forbidden("encoding_not_allowed", f"the content encoding {encoding} is not supported")
+        limit = self.settings.max_bytes
+        body = bytearray()
+        while True:
+            deadline.remaining()
+            chunk = response.read1(CHUNK)
+            if not chunk:
+                break
+            if decoder is not None:
+                # Bounded: never more than one byte past the limit comes out of the decompressor.
+                chunk = decoder.decompress(chunk, limit + 1 - len(body))
+            body += chunk
+            if len(body) > limit:
+                raise forbidden("too_large", f"the page is larger than {limit} bytes")
+        return bytes(body)
+
+
+def deadline_passed(deadline: Deadline) -> bool:
+    try:
+        deadline.remaining()
+    except WebError:
+        return True
+    return False
+
+
+def content_type(header: str) -> tuple[str, str | None]:
+    """The media type (lower case) and charset of a Content-Type header."""
+    mime, *params = header.split(";")
+    charset = None
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset":
+            charset = value.strip().strip('"').lower() or None
+    return mime.strip().lower(), charset

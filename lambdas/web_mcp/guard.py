@@ -1,0 +1,70 @@
+"""Fetched text through the Bedrock guardrail before it reaches an agent: sent as guarded content
+(source INPUT, so the prompt-attack filter applies to it), blocked text refused whole, masked text
+(PII anonymised per the guardrail) returned instead of the original. Any failure of the service
+refuses the call: the tools fail closed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from botocore.exceptions import BotoCoreError, ClientError
+
+from web_mcp.errors import forbidden, unavailable
+
+logger = Logger(service="web-mcp")
+
+
+class Guard:
+    def __init__(self, client: Any, *, guardrail_id: str, version: str) -> None:
+        self._client = client
+        self._id = guardrail_id
+        self._version = version
+
+    def screen(self, text: str) -> str:
+        """The text to return (masked where the guardrail anonymised); raises a WebError when the
+        guardrail blocks it or cannot be asked."""
+        if not text:
+            return text
+        try:
+            response = self._client.apply_guardrail(
+                guardrailIdentifier=self._id,
+                guardrailVersion=self._version,
+                source="INPUT",
+                content=[{"text": {"text": text, "qualifiers": ["guard_content"]}}],
+            )
+        except (ClientError, BotoCoreError) as error:
+            logger.warning("guardrail failed", extra={"error": type(error).__name__})
+            raise unavailable("guardrail_unavailable", "the content guardrail could not check the page") from None
+        if response.get("action") != "GUARDRAIL_INTERVENED":
+            return text
+        actions = _actions(response.get("assessments", []))
+        if "BLOCKED" in actions.values():
+            logger.info("guardrail blocked", extra={"findings": sorted(actions)})
+            raise forbidden("content_blocked", "the page's content was blocked by the content guardrail")
+        return "".join(output.get("text", "") for output in response.get("outputs", []))
+
+
+def _actions(assessments: list[dict[str, Any]]) -> dict[str, str]:
+    """finding -> action over every policy of every assessment (BLOCKED wins)."""
+    found: dict[str, str] = {}
+
+    def note(name: str, item: dict[str, Any]) -> None:
+        action = str(item.get("action", "NONE"))
+        if found.get(name) != "BLOCKED":
+            found[name] = action
+
+    for assessment in assessments:
+        for item in assessment.get("topicPolicy", {}).get("topics", []):
+            note("topic", item)
+        for item in assessment.get("contentPolicy", {}).get("filters", []):
+            note(f"content:{item.get('type')}", item)
+        words = assessment.get("wordPolicy", {})
+        for item in [*words.get("customWords", []), *words.get("managedWordLists", [])]:
+            note("word", item)
+        sensitive = assessment.get("sensitiveInformationPolicy", {})
+        for item in sensitive.get("piiEntities", []):
+            note(f"pii:{item.get('type')}", item)
+        for item in sensitive.get("regexes", []):
+            note("regex", item)
+    return found

@@ -1,0 +1,122 @@
+"""The web MCP server: web_fetch and web_browse over streamable HTTP, as AgentCore Runtime runs an
+MCP server (0.0.0.0:8000, path /mcp, stateless). Only the tools gateway can reach it (the runtime's
+inbound OAuth accepts the gateway's client alone) and the gateway's REQUEST interceptor writes the
+verified caller's group into ``caller_group``.
+
+It is the `mcp` SDK's low-level server (the one MCPServer, formerly FastMCP, wraps) so that the
+published input schemas are the ToolSpecs' argument models themselves and arguments are validated
+by the same models. A refusal is an MCP tool error (``isError: true``) whose text and structured
+content are shared.tool_errors' shape with a reason code; anything unexpected is logged by type and
+answered with a generic error, never a stack trace. Logs carry hosts, never URLs' paths or queries,
+nor page text.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import anyio
+from aws_lambda_powertools import Logger
+from mcp.server.lowlevel import Server
+from mcp.types import CallToolResult, ListToolsResult, TextContent, Tool
+from pydantic import ValidationError
+from starlette.applications import Starlette
+
+from shared.tools import ToolSpec
+from web_mcp.contract import WEB_BROWSE, WEB_FETCH, WEB_TOOLS
+from web_mcp.errors import WebError, invalid, unavailable
+from web_mcp.tools import WebTools
+
+HOST = "0.0.0.0"  # noqa: S104 - AgentCore Runtime's MCP contract
+PORT = 8000
+PATH = "/mcp"
+logger = Logger(service="web-mcp")
+
+
+def tool_list() -> list[Tool]:
+    return [
+        Tool(name=spec.name, description=spec.describe(), input_schema=spec.arguments.model_json_schema())
+        for spec in WEB_TOOLS
+    ]
+
+
+def _error(error: WebError) -> CallToolResult:
+    body = error.result()
+    return CallToolResult(
+        content=[TextContent(type="text", text=json.dumps(body))], structured_content=body, is_error=True
+    )
+
+
+def call(tools: WebTools, name: str, arguments: dict[str, Any]) -> CallToolResult:
+    """One tool call, synchronously (the server runs it in a worker thread)."""
+    specs: dict[str, ToolSpec] = {spec.name: spec for spec in WEB_TOOLS}
+    spec = specs.get(name)
+    if spec is None:
+        return _error(invalid("unknown_tool", f"no tool named {name}"))
+    try:
+        model = spec.arguments.model_validate(arguments)
+    except ValidationError as failure:
+        # Field names only: the rejected values are the caller's.
+        fields = sorted({".".join(str(part) for part in e["loc"]) or "arguments" for e in failure.errors()})
+        return _error(invalid("invalid_argument", f"invalid arguments: {', '.join(fields)}"))
+    try:
+        if spec is WEB_FETCH:
+            result = tools.web_fetch(model)  # type: ignore[arg-type]
+        elif spec is WEB_BROWSE:
+            result = tools.web_browse(model)  # type: ignore[arg-type]
+        else:  # pragma: no cover - every spec has a branch
+            raise AssertionError(name)
+    except WebError as error:
+        logger.info("tool refused", extra={"tool": name, "reason": error.reason})
+        return _error(error)
+    except Exception as error:
+        logger.error("tool failed", extra={"tool": name, "error": type(error).__name__})
+        return _error(unavailable("internal_error", "the web tool failed unexpectedly"))
+    logger.info("tool answered", extra={"tool": name, "characters": len(result["text"])})
+    return CallToolResult(content=[TextContent(type="text", text=json.dumps(result))], structured_content=result)
+
+
+def create_server(tools: WebTools) -> Server[Any]:
+    async def list_tools(ctx: Any, params: Any) -> ListToolsResult:
+        return ListToolsResult(tools=tool_list())
+
+    async def call_tool(ctx: Any, params: Any) -> CallToolResult:
+        arguments = dict(params.arguments or {})
+        return await anyio.to_thread.run_sync(call, tools, params.name, arguments)
+
+    return Server("web-mcp", on_list_tools=list_tools, on_call_tool=call_tool)
+
+
+def create_app(tools: WebTools) -> Starlette:
+    """The ASGI app: the MCP endpoint at /mcp, stateless streamable HTTP."""
+    return create_server(tools).streamable_http_app(streamable_http_path=PATH, stateless_http=True, host=HOST)
+
+
+def default_tools() -> WebTools:
+    """The tools for this process: settings read once from the environment, real AWS clients."""
+    import boto3
+    from bedrock_agentcore.tools.browser_client import BrowserClient
+    from botocore.config import Config
+
+    from web_mcp.browse import Browser
+    from web_mcp.contract import Settings
+    from web_mcp.fetch import Checker, Fetcher
+    from web_mcp.guard import Guard
+
+    settings = Settings.from_environ()
+    region = os.environ["AWS_REGION"]
+    bedrock = boto3.client(
+        "bedrock-runtime",
+        region_name=region,
+        config=Config(connect_timeout=3, read_timeout=10, retries={"max_attempts": 2, "mode": "standard"}),
+    )
+    checker = Checker(settings)
+    return WebTools(
+        settings=settings,
+        policy=settings.web_policy(),
+        fetcher=Fetcher(checker),
+        browser=Browser(checker, sessions=lambda: BrowserClient(region)),
+        guard=Guard(bedrock, guardrail_id=settings.guardrail_id, version=settings.guardrail_version),
+    )
