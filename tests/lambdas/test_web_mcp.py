@@ -1,0 +1,326 @@
+"""The web MCP server's parts: its contract, the address policy, domain matching, readable text,
+the guardrail request (botocore Stubber on a real client), the pinned HTTPS connection and the
+deadline."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import json
+import ssl
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from web_mcp.addresses import blocked_reason
+from web_mcp.contract import (
+    GROUP_ARGUMENT,
+    WEB_BROWSE,
+    WEB_FETCH,
+    GroupWeb,
+    Settings,
+    WebBrowseArguments,
+    WebPolicy,
+)
+from web_mcp.errors import WebError
+from web_mcp.fetch import Checker, Deadline, Fetcher, content_type
+from web_mcp.guard import Guard
+from web_mcp.readable import TRUNCATED, from_html
+
+import shared.tools as shared_tools
+from tests.lambdas.web_site import SiteHandler, resolver, site_policy
+
+SETTINGS = {"GUARDRAIL_ID": "gr-1", "GUARDRAIL_VERSION": "1", "POLICY": json.dumps({"groups": {"g": {}}})}
+
+# Contract
+
+
+def test_group_argument_is_the_gateways() -> None:
+    assert GROUP_ARGUMENT == "caller_group"
+    gateway_value = getattr(shared_tools, "GROUP_ARGUMENT", None)
+    if gateway_value is not None:  # written by the tools gateway's REQUEST interceptor once it exists
+        assert gateway_value == GROUP_ARGUMENT
+        assert GROUP_ARGUMENT in shared_tools.GATEWAY_ARGUMENTS
+    # The gateway's names for the tools, where it declares them, are the server's.
+    assert getattr(shared_tools, "WEB_FETCH", WEB_FETCH.name) == WEB_FETCH.name
+    assert getattr(shared_tools, "WEB_BROWSE", WEB_BROWSE.name) == WEB_BROWSE.name
+
+
+def test_settings_defaults_and_round_trip() -> None:
+    settings = Settings.from_environ(SETTINGS)
+    assert (settings.max_bytes, settings.max_redirects, settings.timeout_seconds, settings.max_chars) == (
+        2_000_000,
+        5,
+        10,
+        20_000,
+    )
+    assert settings.https_only
+    assert settings.browser_id == "aws.browser.v1"
+    assert settings.browse_timeout_seconds == 30
+    assert settings.content_types == ("text/html", "text/plain", "application/xhtml+xml")
+    assert Settings.from_environ(settings.environment()) == settings
+    assert settings.web_policy() == WebPolicy(groups={"g": GroupWeb()})
+
+
+def test_tool_specs_publish_the_models() -> None:
+    assert WEB_FETCH.input_schema()["required"] == ["url"]
+    assert set(WEB_BROWSE.input_schema()["properties"]) == {"url", "steps", "max_chars", "caller_group"}
+    with pytest.raises(ValueError, match="steps"):
+        WebBrowseArguments.model_validate({"url": "https://a.test", "steps": [{"action": "scroll", "selector": "a"}]})
+    with pytest.raises(ValueError, match="selector"):
+        WebBrowseArguments.model_validate(
+            {"url": "https://a.test", "steps": [{"action": "click", "selector": "a" * 201}]}
+        )
+
+
+@pytest.mark.parametrize(
+    ("host", "allowed"),
+    [
+        ("example.com", True),
+        ("news.example.com", True),
+        ("badexample.com", False),
+        ("example.com.evil.test", False),
+        ("a.b.example.com", True),
+    ],
+)
+def test_allow_list_matches_the_domain_and_its_subdomains(host: str, allowed: bool) -> None:
+    assert (GroupWeb(allow=("Example.COM.",)).refusal(host) is None) is allowed
+
+
+def test_deny_wins_and_idns_compare_in_punycode() -> None:
+    group = GroupWeb(allow=("example.com",), deny=("ads.example.com", "bücher.de"))
+    assert group.refusal("x.ads.example.com") == "the domain x.ads.example.com is denied to this group"
+    assert group.deny[1] == "xn--bcher-kva.de"
+    assert GroupWeb(deny=("bücher.de",)).refusal("shop.xn--bcher-kva.de") is not None
+    assert GroupWeb().refusal("anything.test") is None
+
+
+# The address policy
+
+
+@pytest.mark.parametrize(
+    ("address", "reason"),
+    [
+        ("127.0.0.1", "loopback"),
+        ("127.255.0.9", "loopback"),
+        ("::1", "loopback"),
+        ("0.0.0.0", "unspecified"),
+        ("::", "unspecified"),
+        ("10.1.2.3", "private"),
+        ("172.16.0.1", "private"),
+        ("172.31.255.254", "private"),
+        ("192.168.0.1", "private"),
+        ("fc00::1", "private"),
+        ("fd12:3456::1", "private"),
+        ("169.254.1.1", "link-local"),
+        ("fe80::1", "link-local"),
+        ("169.254.169.254", "the instance metadata address"),
+        ("fd00:ec2::254", "the instance metadata address"),
+        ("224.0.0.1", "multicast"),
+        ("ff02::1", "multicast"),
+        ("240.0.0.1", "reserved"),
+        ("255.255.255.255", "reserved"),
+        ("100.64.0.1", "carrier-grade NAT"),
+        ("100.127.255.254", "carrier-grade NAT"),
+        ("192.0.0.1", "private"),
+        ("203.0.113.9", "private"),
+        ("2001:db8::1", "private"),
+        ("198.18.0.1", "private"),
+        ("192.0.2.1", "private"),
+        ("::ffff:10.0.0.1", "private (embedded in IPv6)"),
+        ("::ffff:169.254.169.254", "the instance metadata address (embedded in IPv6)"),
+        ("::ffff:127.0.0.1", "loopback (embedded in IPv6)"),
+        ("2002:a00:1::1", "private (embedded in IPv6)"),  # 6to4 of 10.0.0.1
+        ("2002:a9fe:a9fe::1", "the instance metadata address (embedded in IPv6)"),
+        ("64:ff9b::a9fe:a9fe", "the instance metadata address (embedded in IPv6)"),  # NAT64
+        ("64:ff9b::7f00:1", "loopback (embedded in IPv6)"),
+        ("2001:0:4136:e378:8000:63bf:f5ff:fffe", "private (embedded in IPv6)"),  # Teredo of 10.0.0.1
+    ],
+)
+def test_the_address_policy_blocks_every_internal_range(address: str, reason: str) -> None:
+    assert blocked_reason(ipaddress.ip_address(address)) == reason
+
+
+@pytest.mark.parametrize(
+    "address", ["8.8.8.8", "1.1.1.1", "52.94.236.248", "2606:4700:4700::1111", "2a00:1450:4001::64"]
+)
+def test_the_address_policy_allows_public_addresses(address: str) -> None:
+    assert blocked_reason(ipaddress.ip_address(address)) is None
+
+
+def test_the_test_policy_exempts_only_the_sites_address() -> None:
+    assert site_policy(ipaddress.ip_address("127.0.0.1")) is None
+    assert site_policy(ipaddress.ip_address("127.0.0.2")) == "loopback"
+    assert site_policy(ipaddress.ip_address("::1")) == "loopback"
+
+
+# Readable text
+
+
+def test_readable_text_drops_what_is_not_content() -> None:
+    page = """<html><head><title> A  title </title><meta name="x" content="hidden"><style>p{}</style></head>
+    <body><noscript>no</noscript><template><p>tpl</p></template><svg><text>svg</text></svg>
+    <h2>Heading</h2><p>One <a href="../b?c=d#e">link</a> and <a href="javascript:alert(1)">js</a>.</p>
+    <ol><li>first</li><li>second</li></ol><script>var s = "</p>";</script><table><tr><td>cell</td></tr></table>
+    </body></html>"""
+    readable = from_html(page, base_url="https://e.test/a/b/c", max_chars=1000)
+    assert readable.title == "A title"
+    assert readable.text.splitlines() == [
+        "## Heading",
+        "One link (https://e.test/a/b?c=d#e) and js.",
+        "- first",
+        "- second",
+        "cell",
+    ]
+
+
+def test_readable_text_is_bounded_and_not_recursive() -> None:
+    deep = "<div>" * 50_000 + "<p>deep text</p>" + "</div>" * 50_000
+    assert from_html(deep, base_url="https://e.test/", max_chars=100).text == "deep text"
+    long = "<p>" + "word " * 10_000 + "</p>"
+    readable = from_html(long, base_url="https://e.test/", max_chars=100)
+    assert len(readable.text) <= 100
+    assert readable.text.endswith(TRUNCATED)
+    assert readable.truncated
+    assert readable.text[: -len(TRUNCATED)].split() == ["word"] * len(readable.text[: -len(TRUNCATED)].split())
+    unclosed = "<script>" + "<p>never shown</p>" * 10
+    assert from_html(unclosed, base_url="https://e.test/", max_chars=100).text == ""
+
+
+def test_content_type_parameters() -> None:
+    assert content_type('Text/HTML; Charset="UTF-8"') == ("text/html", "utf-8")
+    assert content_type("") == ("", None)
+
+
+# The guardrail request, against the service model
+
+
+def test_guardrail_request_is_valid_and_masked_text_is_returned() -> None:
+    client = boto3.client("bedrock-runtime", region_name="us-east-1")
+    request = {
+        "guardrailIdentifier": "gr-1",
+        "guardrailVersion": "2",
+        "source": "INPUT",
+        "content": [{"text": {"text": "Mail jane@example.com", "qualifiers": ["guard_content"]}}],
+    }
+    masked = {
+        "usage": {"topicPolicyUnits": 1, "contentPolicyUnits": 1, "wordPolicyUnits": 1, "sensitiveInformationPolicyUnits": 1,
+                  "sensitiveInformationPolicyFreeUnits": 0, "contextualGroundingPolicyUnits": 0},
+        "action": "GUARDRAIL_INTERVENED",
+        "outputs": [{"text": "Mail {EMAIL}"}],
+        "assessments": [{"sensitiveInformationPolicy": {"piiEntities": [{"match": "jane@example.com", "type": "EMAIL", "action": "ANONYMIZED"}], "regexes": []}}],
+    }  # fmt: skip
+    blocked = {
+        **masked,
+        "outputs": [{"text": "Sorry"}],
+        "assessments": [
+            {"contentPolicy": {"filters": [{"type": "PROMPT_ATTACK", "confidence": "HIGH", "action": "BLOCKED"}]}}
+        ],
+    }
+    guard = Guard(client, guardrail_id="gr-1", version="2")
+    with Stubber(client) as stubber:
+        stubber.add_response("apply_guardrail", masked, request)
+        stubber.add_response("apply_guardrail", blocked, request)
+        stubber.add_client_error("apply_guardrail", "ThrottlingException", http_status_code=429)
+        assert guard.screen("Mail jane@example.com") == "Mail {EMAIL}"
+        with pytest.raises(WebError) as refused:
+            guard.screen("Mail jane@example.com")
+        assert refused.value.reason == "content_blocked"
+        assert refused.value.kind == "forbidden"
+        with pytest.raises(WebError) as failed:
+            guard.screen("Mail jane@example.com")
+        assert failed.value.reason == "guardrail_unavailable"
+        assert failed.value.kind == "upstream_unavailable"
+        stubber.assert_no_pending_responses()
+
+
+# HTTPS, pinned to the checked address
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "site.test")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("site.test")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    folder = tmp_path_factory.mktemp("tls")
+    (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "key.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return folder / "cert.pem", folder / "key.pem"
+
+
+@contextmanager
+def tls_site(cert: Path, key: Path) -> Iterator[int]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), SiteHandler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    server.daemon_threads = True
+    server.handle_error = lambda *args: None  # type: ignore[method-assign]  # refused handshakes are expected
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+    try:
+        yield server.server_port
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_https_connects_to_the_checked_address_and_verifies_the_host(certificate: tuple[Path, Path]) -> None:
+    cert, key = certificate
+    settings = Settings.from_environ({**SETTINGS, "MAX_BYTES": "100000"})
+    fetcher = Fetcher(Checker(settings, resolver=resolver, address_policy=site_policy), ca_certs=str(cert))
+    with tls_site(cert, key) as port:
+        SiteHandler.seen = []
+        page = fetcher.fetch(f"https://site.test:{port}/page", GroupWeb())
+        assert page.url == f"https://site.test:{port}/page"
+        assert b"<h1>Hello</h1>" in page.body
+        assert SiteHandler.seen == [(f"site.test:{port}", "/page")]
+        # Another name on the same address: the certificate does not match it, nothing is read.
+        with pytest.raises(WebError) as refused:
+            fetcher.fetch(f"https://www.site.test:{port}/page", GroupWeb())
+        assert refused.value.reason == "unreachable"
+
+
+def test_an_http_redirect_from_https_is_refused_when_https_only(certificate: tuple[Path, Path]) -> None:
+    settings = Settings.from_environ(SETTINGS)
+    checker = Checker(settings, resolver=resolver, address_policy=site_policy)
+    with pytest.raises(WebError) as refused:
+        checker.check("http://site.test/page", GroupWeb())
+    assert refused.value.reason == "scheme_not_allowed"
+
+
+# The deadline
+
+
+def test_the_deadline_is_one_budget_over_the_call() -> None:
+    now = [0.0]
+    deadline = Deadline(lambda: now[0], 10)
+    now[0] = 9.5
+    assert deadline.remaining() == pytest.approx(0.5)
+    now[0] = 10.0
+    with pytest.raises(WebError) as refused:
+        deadline.remaining()
+    assert refused.value.kind == "upstream_unavailable"
+    assert refused.value.reason == "timeout"

@@ -1,0 +1,170 @@
+"""Fakes for the web MCP server's AWS boundary: the guardrail (ApplyGuardrail), an AgentCore Browser
+client and a local websocket speaking the few Chrome DevTools Protocol messages the server uses."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import ClientError
+from web_mcp import browse
+from websockets.asyncio.server import ServerConnection, serve
+
+from tests.lambdas.web_site import ATTACK
+
+EMAIL = re.compile(r"[\w.]+@[\w.]+")
+
+
+@dataclass
+class FakeGuardrail:
+    """ApplyGuardrail: blocks the prompt attack, anonymises e-mail addresses, fails on demand."""
+
+    failing: bool = False
+    calls: list[dict[str, Any]] = field(default_factory=list)
+
+    def apply_guardrail(self, **request: Any) -> dict[str, Any]:
+        self.calls.append(request)
+        if self.failing:
+            raise ClientError({"Error": {"Code": "ServiceUnavailableException", "Message": "down"}}, "ApplyGuardrail")
+        text = request["content"][0]["text"]["text"]
+        if ATTACK.lower() in text.lower():
+            filters = [{"type": "PROMPT_ATTACK", "confidence": "HIGH", "action": "BLOCKED"}]
+            return {
+                "action": "GUARDRAIL_INTERVENED",
+                "outputs": [{"text": "Sorry."}],
+                "assessments": [{"contentPolicy": {"filters": filters}}],
+            }
+        if EMAIL.search(text):
+            entities = [{"match": "x", "type": "EMAIL", "action": "ANONYMIZED"}]
+            return {
+                "action": "GUARDRAIL_INTERVENED",
+                "outputs": [{"text": EMAIL.sub("{EMAIL}", text)}],
+                "assessments": [{"sensitiveInformationPolicy": {"piiEntities": entities}}],
+            }
+        return {"action": "NONE", "outputs": [], "assessments": []}
+
+
+@dataclass
+class FakeBrowserPage:
+    final_url: str
+    title: str
+    html: str
+
+
+@dataclass
+class FakeCdp:
+    """The browser end of the automation stream. ``pages`` maps a navigated URL to what the browser
+    ends up showing (its final URL may differ: the browser's own redirects)."""
+
+    pages: dict[str, FakeBrowserPage] = field(default_factory=dict)
+    loads: bool = True  # False: the page never finishes loading
+    elements: set[str] = field(default_factory=set)  # selectors that match
+    received: list[dict[str, Any]] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
+    current: str = "about:blank"
+
+    def answer(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        if method == "Target.createTarget":
+            return {"targetId": "target-1"}
+        if method == "Target.attachToTarget":
+            return {"sessionId": "cdp-session-1"}
+        if method == "Page.navigate":
+            self.current = params["url"]
+            return {"frameId": "frame-1"} if self.current in self.pages else {"frameId": "f", "errorText": "net::ERR"}
+        if method == "Runtime.evaluate":
+            return {"result": {"type": "string", "value": self.evaluate(params["expression"])}}
+        return {}
+
+    def evaluate(self, expression: str) -> Any:
+        if expression == browse.READY:
+            return "complete" if self.loads else "loading"
+        _, _, args = expression.partition(")(")
+        values = json.loads(f"[{args[:-1]}]")
+        if expression.startswith(f"({browse.CLICK}") or expression.startswith(f"({browse.TYPE}"):
+            return values[0] in self.elements
+        if expression.startswith(f"({browse.EXISTS}"):
+            return values[0] in self.elements
+        if expression.startswith(f"({browse.READ}"):
+            page = self.pages[self.current]
+            return json.dumps({"title": page.title, "url": page.final_url, "html": page.html[: values[0]]})
+        raise AssertionError(f"unexpected script: {expression[:60]}")
+
+    async def handler(self, connection: ServerConnection) -> None:
+        self.headers.append(
+            {k.lower(): v for k, v in connection.request.headers.raw_items()} if connection.request else {}
+        )
+        async for raw in connection:
+            message = json.loads(raw)
+            self.received.append(message)
+            # An event first: the client must skip what is not its answer.
+            await connection.send(json.dumps({"method": "Page.frameStartedLoading", "params": {}}))
+            result = self.answer(message["method"], message.get("params", {}))
+            await connection.send(json.dumps({"id": message["id"], "result": result}))
+
+    def methods(self) -> list[str]:
+        return [message["method"] for message in self.received]
+
+
+@contextmanager
+def cdp_server(fake: FakeCdp) -> Iterator[str]:
+    """Serves ``fake`` on a loopback websocket from a thread; yields its ws:// URL."""
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    stop = asyncio.Event()
+    port: list[int] = []
+
+    async def main() -> None:
+        async with serve(fake.handler, "127.0.0.1", 0) as server:
+            port.append(next(iter(server.sockets)).getsockname()[1])
+            ready.set()
+            await stop.wait()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
+    thread.start()
+    if not ready.wait(10):
+        raise RuntimeError("the CDP stand-in did not start")
+    try:
+        yield f"ws://127.0.0.1:{port[0]}/browser-streams/aws.browser.v1/sessions/s-1/automation"
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(10)
+
+
+@dataclass
+class FakeBrowserClient:
+    """BrowserClient's session API: records start/stop; the websocket is the CDP stand-in's."""
+
+    ws_url: str
+    log: list[str]
+    fail_start: bool = False
+
+    def start(
+        self, identifier: str | None = None, name: str | None = None, session_timeout_seconds: int | None = None
+    ) -> str:
+        self.log.append(f"start {identifier} {session_timeout_seconds}")
+        if self.fail_start:
+            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "StartBrowserSession")
+        return "s-1"
+
+    def generate_ws_headers(self) -> tuple[str, dict[str, str]]:
+        self.log.append("headers")
+        return self.ws_url, {
+            "Host": "bedrock-agentcore.us-east-1.amazonaws.com",
+            "X-Amz-Date": "20261203T000000Z",
+            "Authorization": "AWS4-HMAC-SHA256 Credential=test",
+            "Upgrade": "websocket",
+            "Connection": "Upgrade",
+            "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+            "User-Agent": "BrowserSandbox-Client/1.0 (Session: s-1)",
+        }
+
+    def stop(self) -> bool:
+        self.log.append("stop")
+        return True
