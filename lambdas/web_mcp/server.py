@@ -35,11 +35,27 @@ PATH = "/mcp"
 logger = Logger(service="web-mcp")
 
 
+def input_schema(spec: ToolSpec) -> dict[str, Any]:
+    """The argument model's JSON Schema with its definitions inlined (no ``$ref``: a tool catalogue
+    that indexes the schema need not resolve references). The models are not recursive."""
+    schema = spec.arguments.model_json_schema()
+    definitions = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return inline(definitions[node["$ref"].rsplit("/", 1)[-1]])
+            return {key: inline(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        return node
+
+    result: dict[str, Any] = inline(schema)
+    return result
+
+
 def tool_list() -> list[Tool]:
-    return [
-        Tool(name=spec.name, description=spec.describe(), input_schema=spec.arguments.model_json_schema())
-        for spec in WEB_TOOLS
-    ]
+    return [Tool(name=spec.name, description=spec.describe(), input_schema=input_schema(spec)) for spec in WEB_TOOLS]
 
 
 def _error(error: WebError) -> CallToolResult:

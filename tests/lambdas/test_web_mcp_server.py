@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
@@ -17,7 +18,7 @@ from web_mcp.browse import Browser
 from web_mcp.contract import NOTICE, WEB_BROWSE, WEB_FETCH, Settings
 from web_mcp.fetch import Checker, Fetcher
 from web_mcp.guard import Guard
-from web_mcp.server import create_app
+from web_mcp.server import create_app, input_schema
 from web_mcp.tools import WebTools
 
 from tests.lambdas.loopback import serve_asgi
@@ -135,10 +136,14 @@ def test_lists_both_tools_with_the_models_schemas(world: World) -> None:
     tools = {tool.name: tool for tool in anyio.run(_session, world.url, work).tools}
     assert set(tools) == {"web_fetch", "web_browse"}
     for spec in (WEB_FETCH, WEB_BROWSE):
-        assert tools[spec.name].input_schema == spec.arguments.model_json_schema()
+        assert tools[spec.name].input_schema == input_schema(spec)
+        assert "$ref" not in json.dumps(tools[spec.name].input_schema)
         assert set(tools[spec.name].input_schema["properties"]) == set(spec.input_schema()["properties"])
     assert tools["web_fetch"].input_schema["required"] == ["url"]
-    assert tools["web_browse"].input_schema["properties"]["steps"]["anyOf"][0]["maxItems"] == 10
+    steps = tools["web_browse"].input_schema["properties"]["steps"]["anyOf"][0]
+    assert steps["maxItems"] == 10
+    assert steps["items"]["properties"]["action"]["enum"] == ["click", "type", "wait"]
+    assert steps["items"]["required"] == ["action", "selector"]
 
 
 # web_fetch succeeds
@@ -441,3 +446,45 @@ def test_browse_refuses_too_many_steps(world: World) -> None:
     assert is_error
     assert body["error"]["message"] == "invalid arguments: steps"
     assert world.sessions == []
+
+
+# The wire, as the tools gateway speaks it (an earlier protocol version, no session kept)
+
+
+def _post(url: str, body: dict[str, Any], version: str | None = None) -> dict[str, Any]:
+    headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    if version is not None:
+        headers["MCP-Protocol-Version"] = version
+    response = httpx.post(url, json=body, headers=headers, timeout=30)
+    assert response.status_code == 200, response.text
+    if response.headers["content-type"].startswith("text/event-stream"):
+        data = [line[5:].strip() for line in response.text.splitlines() if line.startswith("data:")]
+        return dict(json.loads(data[-1]))
+    return dict(response.json())
+
+
+@pytest.mark.parametrize("version", ["2025-03-26", "2025-06-18"])
+def test_stateless_requests_at_the_gateways_protocol_versions(world: World, version: str) -> None:
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": version, "capabilities": {}, "clientInfo": {"name": "gateway", "version": "1"}},
+    }
+    assert _post(world.url, init)["result"]["protocolVersion"] == version
+    listed = _post(world.url, {"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}}, version)
+    assert [tool["name"] for tool in listed["result"]["tools"]] == ["web_fetch", "web_browse"]
+    arguments = {"url": world.site("/page"), "caller_group": "researchers"}
+    called = _post(
+        world.url,
+        {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "web_fetch", "arguments": arguments}},
+        version,
+    )
+    assert called["result"]["isError"] is False
+    assert json.loads(called["result"]["content"][0]["text"])["title"] == "A small page"
+    refused = _post(
+        world.url,
+        {"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {"name": "web_fetch", "arguments": {"url": "x"}}},
+        version,
+    )
+    assert refused["result"]["isError"] is True
