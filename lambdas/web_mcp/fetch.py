@@ -20,7 +20,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import SplitResult, urljoin, urlsplit
+from urllib.parse import SplitResult, quote, urljoin, urlsplit
 
 import certifi
 import urllib3
@@ -39,6 +39,7 @@ USER_AGENT = "web-mcp/1.0 (+AgentCore tools gateway)"
 # host, port -> the addresses it resolves to (as text)
 Resolver = Callable[[str, int], list[str]]
 Clock = Callable[[], float]
+_URL_SAFE = "/?&=%:@!$'()*+,;~-._[]"
 
 
 def system_resolver(host: str, port: int) -> list[str]:
@@ -107,7 +108,8 @@ class Checker:
             raise forbidden("domain_not_allowed", refusal)
         port = parts.port or (443 if parts.scheme == "https" else 80)
         address = self._address(host, port)
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        # Characters a request line cannot carry are percent-encoded; existing escapes are kept.
+        target = quote((parts.path or "/") + (f"?{parts.query}" if parts.query else ""), safe=_URL_SAFE)
         return Target(url=url, scheme=parts.scheme, host=host, port=port, address=address, target=target)
 
     def _parts(self, url: str) -> SplitResult:
@@ -258,7 +260,7 @@ class Fetcher:
         limit = self.settings.max_bytes
         body = bytearray()
         while True:
-            deadline.remaining()
+            _read_timeout(response, deadline.remaining())
             chunk = response.read1(CHUNK)
             if not chunk:
                 break
@@ -269,6 +271,13 @@ class Fetcher:
             if len(body) > limit:
                 raise forbidden("too_large", f"the page is larger than {limit} bytes")
         return bytes(body)
+
+
+def _read_timeout(response: Any, seconds: float) -> None:
+    """Each read waits at most what is left of the deadline (not the timeout set at connect)."""
+    sock = getattr(getattr(response, "connection", None), "sock", None)
+    if sock is not None:
+        sock.settimeout(seconds)
 
 
 def deadline_passed(deadline: Deadline) -> bool:
