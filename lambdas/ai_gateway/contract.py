@@ -120,7 +120,8 @@ class Metric(StrEnum):
     GUARDRAIL_OUTPUT_INTERVENTIONS = "GuardrailOutputInterventions"
     GUARDRAIL_INTERVENTIONS = "GuardrailInterventions"  # by Source alone
     GUARDRAIL_INPUT_CHARACTERS = "GuardrailInputCharacters"  # sent to the input guardrail (what it bills)
-    TRANSCRIPT_ERRORS = "TranscriptErrors"  # a session's transcript not read or not written
+    TRANSCRIPT_ERRORS = "TranscriptErrors"  # a session's transcript not read or not written: failed
+    TRANSCRIPTS_SKIPPED = "TranscriptsSkipped"  # not written: too large, or a concurrent turn wrote first
     GENERATION_LATENCY = "GenerationLatency"
     MODEL_FALLBACKS = "ModelFallbacks"
     AGENT_ITERATIONS = "AgentIterations"

@@ -32,13 +32,30 @@ from ai_gateway.ledger import Admission, Ledger, QuotaExceededError
 from ai_gateway.models import Caller, OutputPolicy, Quota
 from ai_gateway.router import Generation, ModelRouter
 from ai_gateway.telemetry import Telemetry
-from ai_gateway.transcript import Draft, Known, Transcripts, Turn
+from ai_gateway.transcript import ASSISTANT, Draft, Known, Transcripts, Turn
 from shared.aws_errors import UpstreamError, call
 
 # Work a request overlaps with its own (admission beside the input guardrail, the transcript's
 # read and write beside a check and the delivery): threads start on first use, never at import.
 POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="flow")
 T = TypeVar("T")
+
+
+def _run_start(turns: Sequence[Turn], index: int) -> int:
+    """Where the run of same-role texts holding ``turns[index]`` starts (Converse joins such a run
+    into one message, so it is checked whole)."""
+    while index > 0 and turns[index - 1][0] == turns[index][0]:
+        index -= 1
+    return index
+
+
+def _newest(turns: Sequence[Turn]) -> int:
+    """Where a turn's newest texts start: the caller's last run of texts, and the assistant's run
+    before it (the answer being replied to, which only the output guardrail has seen)."""
+    start = _run_start(turns, len(turns) - 1)
+    if start > 0 and turns[start - 1][0] == ASSISTANT:
+        start = _run_start(turns, start - 1)
+    return start
 
 
 class InputBlockedError(Exception):
@@ -165,7 +182,7 @@ class Flow:
 
     def screen(self, texts: list[str], conversation: str) -> Verdict:
         """The caller's texts through the input guardrail, masked where it anonymized them."""
-        self._telemetry.guardrail_characters(INPUT, sum(map(len, texts)))
+        self._telemetry.input_characters(sum(map(len, texts)))
         verdict = self._telemetry.guarded(INPUT, conversation, lambda: self._guard.check_input(texts))
         if verdict.blocked:
             raise InputBlockedError(verdict)
@@ -192,16 +209,18 @@ class Flow:
         texts = [text for _, text in turns]
         if transcripts is None:
             return Screened(self.screen(texts, request.conversation).texts)
-        # The last text is the caller's new turn: checked while the transcript is read.
+        # The newest texts (the caller's turn, and the answer it replies to) are checked while the
+        # transcript is read; then whatever of the history before them it does not hold.
+        start = _newest(turns)
         reading = self._concurrently(self._known, transcripts, request)
         try:
-            last = self.screen(texts[-1:], request.conversation).text()
+            newest = self.screen(texts[start:], request.conversation).texts
         finally:  # awaited even when the check refuses: nothing of this request outlives it
             known = reading.result()
-        stored = [known.screened(role, text) for role, text in turns[:-1]]
-        unknown = [i for i, text in enumerate(stored) if text is None]
-        checked = iter(self.screen([texts[i] for i in unknown], request.conversation).texts if unknown else ())
-        final = (*(next(checked) if text is None else text for text in stored), last)
+        stored = known.prefix(turns[:start])
+        matched = len(stored) if len(stored) == start else _run_start(turns, len(stored))
+        checked = self.screen(texts[matched:start], request.conversation).texts if matched < start else ()
+        final = (*stored[:matched], *checked, *newest)
         draft = Draft(
             transcripts,
             request.conversation,
@@ -212,10 +231,11 @@ class Flow:
         return Screened(final, draft)
 
     def _known(self, transcripts: Transcripts, request: GenerationRequest) -> Known:
-        """The session's transcript, or an empty one when it cannot be read (everything is checked)."""
+        """The session's transcript, or an empty one when it cannot be read (everything is checked):
+        whatever goes wrong here, the screen's own answer stands."""
         try:
             return transcripts.read(request.conversation, request.caller)
-        except UpstreamError as error:
+        except Exception as error:
             self._telemetry.transcript_failed("read", error)
             return Known.empty()
 
@@ -263,7 +283,7 @@ class Flow:
         if verdict.blocked:
             self._release(request, admission)
             return delivery
-        saving = self._concurrently(self._save_transcript, request, verdict.text()) if request.transcript else None
+        saving = self._concurrently(self._save_transcript, request) if request.transcript else None
         try:
             self._deliver(request, generation, delivery.guardrail)
         finally:
@@ -323,15 +343,18 @@ class Flow:
             self._telemetry.metering_failed(request.request_id, error)
         self._telemetry.delivered(request.request_id, request.output, generation, guardrail)
 
-    def _save_transcript(self, request: GenerationRequest, answer: str) -> None:
-        """The session's transcript with this turn and its answer; a failure only costs the next
-        turn a longer check, so it is logged, never the caller's."""
+    def _save_transcript(self, request: GenerationRequest) -> None:
+        """The session's transcript with this turn's texts; one that is not written only costs the
+        next turn a longer check, so it is counted and logged, never the caller's."""
         if request.transcript is None:
             return
         try:
-            request.transcript.save(answer)
-        except UpstreamError as error:
+            written = request.transcript.save()
+        except Exception as error:
             self._telemetry.transcript_failed("write", error)
+            return
+        if not written:
+            self._telemetry.transcript_skipped()
 
     def _release(self, request: GenerationRequest, admission: Admission) -> None:
         """No output delivered: give the units back (the ledger does it once)."""

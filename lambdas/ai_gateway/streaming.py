@@ -226,7 +226,7 @@ class StreamingFlow(Flow):
         session's transcript with the answer as the caller received it."""
         self._telemetry.generated(generation)
         self._deliver(request, generation, guardrail)
-        self._save_transcript(request, generation.text)
+        self._save_transcript(request)
 
     def _release_quietly(self, request: GenerationRequest, admission: Admission) -> None:
         """The units back; a release that fails is logged (the caller's answer is not its)."""

@@ -124,18 +124,23 @@ class Telemetry:
             )
         return verdict
 
-    def guardrail_characters(self, source: str, characters: int) -> None:
-        """What one check sends the guardrail (only INPUT is counted: the output is one answer)."""
-        if source == INPUT:
-            self._count(Metric.GUARDRAIL_INPUT_CHARACTERS, characters)
+    def input_characters(self, characters: int) -> None:
+        """What one input check sends the guardrail (what it bills by)."""
+        self._count(Metric.GUARDRAIL_INPUT_CHARACTERS, characters)
 
-    def transcript_failed(self, operation: str, error: UpstreamError) -> None:
+    def transcript_failed(self, operation: str, error: Exception) -> None:
         # The turn goes on: a read that failed checks every text, a write that failed the next turn's.
-        self._logger.warning(
-            "session transcript not available",
-            extra={"operation": operation, "upstream": error.service, "code": error.code},
+        upstream = (
+            {"upstream": error.service, "code": error.code}
+            if isinstance(error, UpstreamError)
+            else {"error": type(error).__name__}
         )
+        self._logger.warning("session transcript not available", extra={"operation": operation, **upstream})
         self._count(Metric.TRANSCRIPT_ERRORS)
+
+    def transcript_skipped(self) -> None:
+        """A transcript not written: too large, or a concurrent turn of the session wrote first."""
+        self._count(Metric.TRANSCRIPTS_SKIPPED)
 
     # --- the ledger ----------------------------------------------------------------------------
 

@@ -1,32 +1,35 @@
-"""The guarded transcript of a session: each piece of a conversation's text is checked once.
+"""The guarded transcript of a session: a conversation's resent history is not checked again.
 
 A chat client resends the whole conversation on every turn. Without a memory of what was already
 checked, the input guardrail would see every earlier turn again, and its time and cost would grow
 with the square of a conversation's length. For a caller's session (a session id the client
-sends), the gateway keeps what it has checked and delivered:
+sends), the gateway keeps what the input guardrail has passed, **by position**: for each text of a
+turn, a digest chained over everything before it (HMAC-SHA256 under a per-session salt of the
+previous digest, the role and the text), and the text as the model may see it where the guardrail
+masked it.
 
-- for each text the input guardrail passed, a digest of the (role, text) the client sent, and the
-  text as the model may see it when the guardrail masked it (none when it went through as sent);
-- for each answer the gateway delivered, the digest of the answer as the caller received it
-  (already through the output guardrail).
-
-A turn's texts whose digest is in the transcript are used as stored and not checked again; every
-other text (the new turn, and any earlier turn the client changed, added or forged) is checked.
-Nothing is refused for differing: what differs is checked like new text. Matching is by content,
-not position, so a client that edits its system text or drops old turns pays only for what changed.
+On the next turn, the longest leading run of texts whose chained digests are all in the transcript
+is used as stored (masked stays masked) and not checked again. Everything from the first text that
+differs on is checked: an edited, reordered, dropped, forged or re-roled turn ends the match there,
+so a client can never assemble from separately checked pieces a conversation the guardrail did not
+see in that order. Where the match ends inside a run of consecutive same-role texts (which a
+Converse request joins into one message), the whole run is checked together. The newest texts are
+always checked: the caller's new turn together with the answer it replies to (an answer passed
+only the output guardrail, which has no prompt-attack filter, so it enters the transcript once the
+input guardrail has seen it resent). Nothing is refused for differing: it is checked like new text.
 
 **What is stored.** One DynamoDB item per session (``conversation``: the session's runtime id,
-derived from the caller's group, user and session id, so one caller can never read another's),
-encrypted with the tier key, expiring ``ttl_seconds`` after its last turn (an expired item is
-ignored before DynamoDB deletes it). Digests are HMAC-SHA256 under a random per-session salt:
-the client's raw text is never stored, only the guardrail's masked version where it masked. The
-item names the guardrail version that checked it: after a guardrail change, everything is checked
-again. Each turn rewrites the item with the current request's texts and answer only, so an item is
-never larger than one request plus its answer (a larger one is not written).
+derived from the caller's group, user and session id), encrypted with the tier key, expiring
+``ttl_seconds`` after its last turn (an expired item is ignored before DynamoDB deletes it). The
+item holds the chained digests, the masked version of each text the guardrail masked (the rest of
+the conversation text as masked: what the configured PII types do not cover stays readable), a
+digest of the caller's group and user (their ids are not stored), and the guardrail version that
+checked it: after a guardrail change, everything is checked again. Each turn rewrites the item with
+that turn's texts only, so an item is never larger than one request (a larger one is not written).
 
 **Never a reason to fail a turn.** The transcript only saves checks: an unreadable, malformed or
-expired item reads as empty (everything checked, as without a session); a write that fails or
-loses a race with a concurrent turn of the same session (the item's version) is skipped.
+expired item reads as empty (everything checked, as without a session); a write that fails, is too
+large or loses a race with a concurrent turn of the same session (the item's version) is skipped.
 """
 
 from __future__ import annotations
@@ -49,13 +52,15 @@ SALT_BYTES = 16
 # 4 bytes a character, so the bound is in bytes).
 MAX_ITEM_BYTES = 350_000
 CONDITION_FAILED = "ConditionalCheckFailedException"
+# What the gateway does to a session's item: read it, write it over the version it read.
+ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem")
 ASSISTANT = "assistant"  # the role of a delivered answer
 Turn = tuple[str, str]  # (role, text)
 
 
 @dataclass(frozen=True)
 class Known:
-    """What a session's transcript holds: digest -> the text as stored (None: as the client sent it)."""
+    """What a session's transcript holds: chained digest -> the text as stored (None: as sent)."""
 
     salt: bytes
     version: int = 0  # 0: no item
@@ -65,16 +70,28 @@ class Known:
     def empty(cls) -> Known:
         return cls(salt=os.urandom(SALT_BYTES))
 
-    def digest(self, role: str, text: str) -> str:
-        return hmac.new(self.salt, f"{role}\n{text}".encode(), hashlib.sha256).hexdigest()
+    def chain(self, turns: Sequence[Turn]) -> list[str]:
+        """Each text's digest, chained over every text before it (position and history count)."""
+        digests: list[str] = []
+        previous = ""
+        for role, text in turns:
+            previous = hmac.new(self.salt, f"{previous}\n{role}\n{text}".encode(), hashlib.sha256).hexdigest()
+            digests.append(previous)
+        return digests
 
-    def screened(self, role: str, text: str) -> str | None:
-        """The text as checked before (masked where the guardrail masked it), or None if it was not."""
-        digest = self.digest(role, text)
-        if digest not in self.entries:
-            return None
-        stored = self.entries[digest]
-        return text if stored is None else stored
+    def owner(self, caller: Caller) -> str:
+        """Whose session this is, without the caller's ids."""
+        return hmac.new(self.salt, f"{caller.group}\n{caller.user}".encode(), hashlib.sha256).hexdigest()
+
+    def prefix(self, turns: Sequence[Turn]) -> list[str]:
+        """The texts of the longest leading run of ``turns`` the transcript holds, as stored."""
+        stored: list[str] = []
+        for (_, text), digest in zip(turns, self.chain(turns), strict=True):
+            if digest not in self.entries:
+                break
+            kept = self.entries[digest]
+            stored.append(text if kept is None else kept)
+        return stored
 
 
 class Transcripts:
@@ -105,13 +122,13 @@ class Transcripts:
 
     def write(self, conversation: str, caller: Caller, known: Known, turns: Sequence[tuple[str, str, str]]) -> bool:
         """The session's transcript after a delivered turn: ``turns`` as (role, text sent, text as
-        screened), the answer among them. False when not written: too large, or a concurrent turn
-        wrote first. Raises UpstreamError when DynamoDB fails."""
+        screened). False when not written: too large, or a concurrent turn wrote first. Raises
+        UpstreamError when DynamoDB fails."""
         same: set[str] = set()
         masked: dict[str, str] = {}
         size = 0
-        for role, sent, screened in turns:
-            digest = known.digest(role, sent)
+        digests = known.chain([(role, sent) for role, sent, _ in turns])
+        for (_, sent, screened), digest in zip(turns, digests, strict=True):
             size += len(digest)
             if screened == sent:
                 same.add(digest)
@@ -122,11 +139,10 @@ class Transcripts:
             return False
         item: dict[str, Any] = {
             KEY: {"S": conversation},
-            "group": {"S": caller.group},
-            "user": {"S": caller.user},
+            "owner": {"S": known.owner(caller)},
             "guardrail": {"S": self._guardrail},
             "salt": {"B": known.salt},
-            "version": {"N": str(known.version + 1)},
+            "version": {"N": str(max(known.version, 0) + 1)},  # a malformed (negative) version restarts at 1
             TTL_ATTRIBUTE: {"N": str(int(self._now().timestamp()) + self._ttl_seconds)},
         }
         if same:
@@ -155,22 +171,23 @@ class Transcripts:
         holds (an item checked by a replaced guardrail, or expired and not yet deleted by DynamoDB,
         would otherwise refuse every write until DynamoDB deletes it)."""
         try:
-            if item["group"]["S"] != caller.group or item["user"]["S"] != caller.user:
+            salt, version = item["salt"]["B"], int(item["version"]["N"])
+            if not isinstance(salt, bytes) or not hmac.compare_digest(
+                item["owner"]["S"], Known(salt=salt).owner(caller)
+            ):
                 return Known.empty()  # another caller's: neither read nor written over
-            version = int(item["version"]["N"])
         except (KeyError, TypeError, ValueError, AttributeError):
             return Known.empty()
         stale = Known(salt=os.urandom(SALT_BYTES), version=version)
         try:
             if item["guardrail"]["S"] != self._guardrail or int(item[TTL_ATTRIBUTE]["N"]) <= self._now().timestamp():
                 return stale
-            salt = item["salt"]["B"]
             entries: dict[str, str | None] = dict.fromkeys(item.get("same", {"SS": []})["SS"])
             for digest, value in item.get("masked", {"M": {}})["M"].items():
                 entries[digest] = value["S"]
         except (KeyError, TypeError, ValueError, AttributeError):
             return stale
-        if not isinstance(salt, bytes) or len(salt) != SALT_BYTES or version < 1:
+        if len(salt) != SALT_BYTES or version < 1:
             return stale
         if not all(isinstance(d, str) and (v is None or isinstance(v, str)) for d, v in entries.items()):
             return stale
@@ -180,7 +197,8 @@ class Transcripts:
 @dataclass(frozen=True)
 class Draft:
     """A turn's transcript, written once its answer is delivered: the turn's texts as (role, text
-    sent, text as screened), and the answer added as the caller received it."""
+    sent, text as screened). The answer is not among them: it joins the transcript on the next turn,
+    once the input guardrail has checked it resent."""
 
     store: Transcripts
     conversation: str
@@ -188,6 +206,6 @@ class Draft:
     known: Known
     turns: tuple[tuple[str, str, str], ...]
 
-    def save(self, answer: str) -> bool:
+    def save(self) -> bool:
         """Write it (False: not written, see Transcripts.write; UpstreamError: DynamoDB failed)."""
-        return self.store.write(self.conversation, self.caller, self.known, [*self.turns, (ASSISTANT, answer, answer)])
+        return self.store.write(self.conversation, self.caller, self.known, self.turns)

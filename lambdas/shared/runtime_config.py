@@ -10,9 +10,11 @@ environment (:class:`ConfigLocation`: three ids) and reads it with :class:`Docum
 Powertools' AppConfig provider (one session, the latest configuration, cached ``max_age``
 seconds), parsed once per version, so a request costs a dictionary lookup whatever the size.
 
-With ``refresh_seconds`` a reader that has a version never makes a request wait for the store:
+With ``refresh_seconds`` a reader that has a version does not make a request wait for the store:
 it serves its version for that long, then re-reads it on a background thread while requests go
-on with the version they have (only the first read, with nothing to serve, is made in line).
+on with the version they have. Only the first read (nothing to serve yet) and a read after twice
+``refresh_seconds`` without one (an idle environment, or a refresh frozen with it between
+invocations: too old to serve) are made in line, so no version is served older than that.
 
 A document the function cannot parse never replaces the one it has: it keeps serving the last
 good version and counts :data:`REFUSED_METRIC` (the alarm AppConfig rolls the deployment back
@@ -195,8 +197,18 @@ class DocumentReader(Generic[D]):
         current = self._current
         if current is None or self._refresh_seconds is None:
             return self._read()
-        if self._monotonic() - self._read_at >= self._refresh_seconds and self._refreshing.acquire(blocking=False):
-            self._start(self._refresh)
+        age = self._monotonic() - self._read_at
+        if age >= 2 * self._refresh_seconds:
+            # Idle that long (or a refresh frozen with the environment between invocations): the
+            # version is too old to serve while another read runs, so this request reads in line.
+            with self._refreshing:
+                return self._read()
+        if age >= self._refresh_seconds and self._refreshing.acquire(blocking=False):
+            try:
+                self._start(self._refresh)
+            except BaseException:
+                self._refreshing.release()
+                raise
         return current
 
     def _refresh(self) -> None:
@@ -209,17 +221,20 @@ class DocumentReader(Generic[D]):
 
     def _read(self) -> D:
         """The document from the store: the last good version when the store fails or serves one
-        that does not parse (RuntimeConfigError when there is none yet)."""
-        self._read_at = self._monotonic()
+        that does not parse (RuntimeConfigError when there is none yet). Its time is taken when the
+        store has answered: the provider's own cache expires after that, so the next read finds it
+        expired rather than served from the cache."""
         try:
             raw = self._fetch(self._location)
         except Exception as error:  # the store is unreachable, or nothing is deployed yet
+            self._read_at = self._monotonic()
             if self._current is None:
                 raise RuntimeConfigError(
                     f"runtime config {self._location.profile}: not readable ({type(error).__name__})"
                 ) from None
             logger.warning("runtime config not readable: keeping the last good version", exc_info=True)
             return self._current
+        self._read_at = self._monotonic()
         if self._current is not None and (raw is self._raw or raw == self._raw):
             return self._current
         try:

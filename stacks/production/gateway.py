@@ -77,8 +77,6 @@ COMMON_RULES_COUNTED = (
     "EC2MetaDataSSRF_BODY",
 )
 # What lambdas/ai_gateway/ledger.py does to its table (a transaction's items need the item actions).
-# What ai_gateway.transcript does to a session's item: read it, write it over the version it read.
-TRANSCRIPT_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem")
 LEDGER_ACTIONS = [
     "dynamodb:GetItem",
     "dynamodb:BatchGetItem",
@@ -215,7 +213,7 @@ class GatewayStack(Stack):
                 key,
                 stream=function is self.stream_function,  # ConverseStream: the streaming function only
             )
-            self.transcripts.grant_items(function.execution_role, TRANSCRIPT_ACTIONS, key_actions=TABLE_KEY_ACTIONS)
+            self.transcripts.grant_items(function.execution_role, transcript.ACTIONS, key_actions=TABLE_KEY_ACTIONS)
             _acknowledge_synchronous(function)
 
         # One API key per group, named after its usage plan's limits: a key sits in one plan per stage,

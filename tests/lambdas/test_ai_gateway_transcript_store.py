@@ -394,19 +394,7 @@ def test_an_item_of_unknown_owner_reads_as_empty_and_is_not_written_over(
     assert raw_item(dynamodb) == before
 
 
-# Found by these tests, not yet fixed in transcript.py: strict, so a fix turns them into failures.
-STALE_KNOWN_BUGS = {
-    "negative version": pytest.mark.xfail(
-        strict=True,
-        reason="the write goes over version -3 as version -2, which reads as unusable again: "
-        "the session's transcript stays unusable for four more turns",
-    ),
-}
-
-
-@pytest.mark.parametrize(
-    "mutate", [pytest.param(mutate, id=name, marks=STALE_KNOWN_BUGS.get(name, ())) for name, mutate in STALE.items()]
-)
+@pytest.mark.parametrize("mutate", [pytest.param(mutate, id=name) for name, mutate in STALE.items()])
 def test_a_malformed_item_of_this_caller_reads_as_empty_and_is_written_over(
     store: Transcripts, dynamodb: Any, mutate: Callable[[dict[str, Any]], None]
 ) -> None:
