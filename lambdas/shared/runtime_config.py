@@ -200,15 +200,15 @@ class DocumentReader(Generic[D]):
         age = self._monotonic() - self._read_at
         if age >= 2 * self._refresh_seconds:
             # Idle that long (or a refresh frozen with the environment between invocations): the
-            # version is too old to serve while another read runs, so this request reads in line.
-            with self._refreshing:
-                return self._read()
+            # version is too old to serve while another read runs, so this request reads in line
+            # (without waiting for a refresh that may be stuck; the two reads agree or the later wins).
+            return self._read()
         if age >= self._refresh_seconds and self._refreshing.acquire(blocking=False):
             try:
                 self._start(self._refresh)
-            except BaseException:
+            except Exception:  # no thread to be had: served as it is, tried again on the next request
                 self._refreshing.release()
-                raise
+                logger.warning("runtime config refresh not started", exc_info=True)
         return current
 
     def _refresh(self) -> None:

@@ -274,7 +274,7 @@ def test_refresh_after_refresh_seconds_serves_its_version_and_schedules_one_refr
     clock.advance(REFRESH_SECONDS)
     assert read.get() is first  # at once: no fetch in line
     assert (fetch.calls, start.started) == (1, 1)
-    clock.advance(REFRESH_SECONDS)
+    clock.advance(REFRESH_SECONDS / 2)
     assert read.get() is first  # the refresh is in flight: no second one
     assert (fetch.calls, start.started) == (1, 1)
     start.run()
@@ -383,3 +383,38 @@ def test_refresh_by_default_runs_on_a_background_thread() -> None:
     refresher.join(5)
     assert not refresher.is_alive()
     assert read.get().limits == {"a": 2}
+
+
+def test_refresh_an_idle_reader_reads_in_line_at_twice_refresh_seconds() -> None:
+    """No version is served older than twice refresh_seconds: after an idle spell (or with a
+    refresh stuck in flight, frozen with the environment), the request reads the store itself."""
+    fetch = CountingFetch('{"limits": {"a": 1}}')
+    read, clock, start = refreshing(fetch, [])
+    read.get()
+    fetch.text = '{"limits": {"a": 2}}'
+    clock.advance(2 * REFRESH_SECONDS - 0.001)
+    assert read.get().limits == {"a": 1}  # still servable: a refresh is scheduled instead
+    assert (fetch.calls, start.started) == (1, 1)
+    clock.advance(0.001)  # the scheduled refresh never ran (frozen): the version is now too old
+    assert read.get().limits == {"a": 2}
+    assert (fetch.calls, start.started) == (2, 1)
+    start.run()  # the stuck refresh finishing later changes nothing and releases its guard
+    assert fetch.calls == 3
+    clock.advance(REFRESH_SECONDS)
+    read.get()
+    assert start.started == 2
+
+
+def test_refresh_a_start_that_fails_releases_the_guard() -> None:
+    fetch = CountingFetch('{"limits": {"a": 1}}')
+
+    def failing(_: Any) -> None:
+        raise RuntimeError("can't start new thread")
+
+    read, clock, _ = refreshing(fetch, [], start=failing)
+    first = read.get()
+    clock.advance(REFRESH_SECONDS)
+    assert read.get() is first  # served as it is, not a failed request
+    read._start = Deferred()  # noqa: SLF001 - a start that works now
+    assert read.get().limits == {"a": 1}  # the guard was released: scheduled again
+    assert read._start.started == 1  # type: ignore[attr-defined]  # noqa: SLF001
