@@ -415,6 +415,6 @@ def test_refresh_a_start_that_fails_releases_the_guard() -> None:
     first = read.get()
     clock.advance(REFRESH_SECONDS)
     assert read.get() is first  # served as it is, not a failed request
-    read._start = Deferred()  # noqa: SLF001 - a start that works now
+    read._start = Deferred()
     assert read.get().limits == {"a": 1}  # the guard was released: scheduled again
-    assert read._start.started == 1  # type: ignore[attr-defined]  # noqa: SLF001
+    assert read._start.started == 1
