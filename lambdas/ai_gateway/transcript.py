@@ -107,7 +107,7 @@ class Transcripts:
         now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
         self._client = client
-        self._table = table
+        self._transcripts_table = table
         self._guardrail = guardrail  # "<id>:<version>": what checked the stored texts
         self._ttl_seconds = ttl_seconds
         self._now = now
@@ -116,7 +116,9 @@ class Transcripts:
         """The session's transcript; empty when there is none usable (see the module docstring).
         Raises UpstreamError when DynamoDB fails (the caller reads that as empty too)."""
         with call("dynamodb"):
-            response = self._client.get_item(TableName=self._table, Key={KEY: {"S": conversation}}, ConsistentRead=True)
+            response = self._client.get_item(
+                TableName=self._transcripts_table, Key={KEY: {"S": conversation}}, ConsistentRead=True
+            )
         item = response.get("Item")
         return self._parse(item, caller) if isinstance(item, dict) else Known.empty()
 
@@ -152,7 +154,7 @@ class Transcripts:
         try:
             with call("dynamodb"):
                 self._client.put_item(
-                    TableName=self._table,
+                    TableName=self._transcripts_table,
                     Item=item,
                     # Written over the version this turn read, or created if there was none.
                     ConditionExpression="attribute_not_exists(#key) OR #version = :read",

@@ -23,11 +23,17 @@ TOOL_NAME_KEY = "bedrockAgentCoreToolName"
 # an agent sends is replaced), and its RESPONSE interceptor hides from tools/list.
 CLASSIFICATIONS_ARGUMENT = "data_classifications"
 CONVERSATION_ARGUMENT = "conversation_id"
-GATEWAY_ARGUMENTS = (CLASSIFICATIONS_ARGUMENT, CONVERSATION_ARGUMENT)
+GROUP_ARGUMENT = "caller_group"  # the web tools' (their domain lists are per group)
+GATEWAY_ARGUMENTS = (CLASSIFICATIONS_ARGUMENT, CONVERSATION_ARGUMENT, GROUP_ARGUMENT)
 
-# Tools every deployment has, by tool name -> gateway target.
+# Tools every deployment has, by tool name -> gateway target: knowledge search (a Lambda target)
+# and the web tools (lambdas/web_mcp, an MCP server on AgentCore Runtime).
 KNOWLEDGE_SEARCH = "knowledge_search"
-BUILTIN_TOOLS: dict[str, str] = {KNOWLEDGE_SEARCH: "knowledge"}
+WEB_TARGET = "web"
+WEB_FETCH = "web_fetch"
+WEB_BROWSE = "web_browse"
+WEB_TOOLS = (WEB_FETCH, WEB_BROWSE)
+BUILTIN_TOOLS: dict[str, str] = {KNOWLEDGE_SEARCH: "knowledge", WEB_FETCH: WEB_TARGET, WEB_BROWSE: WEB_TARGET}
 
 # JSON Schema keywords the gateway's inline tool schemas carry (AgentCore's SchemaDefinition).
 _KEPT = ("type", "description")

@@ -7,9 +7,11 @@ group -> tools in config that the gateway's Cedar policies are generated from:
 - REQUEST: ``tools/call`` of a tool outside the caller's group is answered with an MCP error and
   never reaches a target. A call of knowledge search gets the caller's data classifications
   written into its arguments here, over anything the agent sent: retrieval is scoped to the
-  caller's group, and a search without them is refused by the tool. No other tool takes an
-  argument the gateway writes (``GATEWAY_ARGUMENTS``): whatever an agent sends under those names
-  is dropped from every other call, so no target ever gets an agent's value for one.
+  caller's group, and a search without them is refused by the tool. A call of a web tool
+  (``web___web_fetch``, ``web___web_browse``) gets the caller's group written the same way: the
+  web server applies that group's domain lists. No other tool takes an argument the gateway
+  writes (``GATEWAY_ARGUMENTS``): whatever an agent sends under those names is dropped from every
+  other call, so no target ever gets an agent's value for one.
 - RESPONSE: ``tools/list`` results are filtered to the caller's tools, and every listed tool's
   schema is shown without the arguments the gateway writes (neither as properties nor required).
 
@@ -55,8 +57,12 @@ from shared.tools import (
     CLASSIFICATIONS_ARGUMENT,
     CONVERSATION_ARGUMENT,
     GATEWAY_ARGUMENTS,
+    GROUP_ARGUMENT,
     KNOWLEDGE_SEARCH,
     TARGET_SEPARATOR,
+    WEB_TARGET,
+    WEB_TOOLS,
+    qualified,
 )
 from tool_guard.contract import Metric, Settings, ToolBindings
 
@@ -87,6 +93,8 @@ INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
 # Whatever target serves it, knowledge search is the tool named so.
 SEARCH_SUFFIX = TARGET_SEPARATOR + KNOWLEDGE_SEARCH
+# The web tools, as the gateway names them (their MCP server is one target).
+WEB_CALLS = frozenset(qualified(WEB_TARGET, tool) for tool in WEB_TOOLS)
 SSE_FIELDS = ("event", "id", "retry")  # kept as sent; every data field is rewritten
 
 
@@ -235,6 +243,8 @@ def _checked_call(message: dict[str, Any], caller: Caller) -> dict[str, Any]:
         logger.info("tool call refused", extra={"tool": name})
         raise Refusal(FORBIDDEN, f"tool {name} is not available to this caller")
     sent = {k: v for k, v in (arguments or {}).items() if k not in GATEWAY_ARGUMENTS}
+    if name in WEB_CALLS:
+        return {**message, "params": {**params, "arguments": {**sent, GROUP_ARGUMENT: caller.group}}}
     if not name.endswith(SEARCH_SUFFIX):
         # No other tool takes them: an agent's value for one reaches no target.
         return message if arguments is None else {**message, "params": {**params, "arguments": sent}}

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.contract import FunctionSettings
+from shared.runtime_config import ConfigLocation, RuntimeDocument
 from shared.tools import ToolSpec
 
 # The argument the tools gateway's REQUEST interceptor writes from the verified caller's group (any
@@ -45,11 +46,9 @@ def domain_matches(host: str, domain: str) -> bool:
     return host == domain or host.endswith("." + domain)
 
 
-class GroupWeb(BaseModel):
+class GroupWeb(RuntimeDocument):
     """One group's web: domain suffixes it may reach (empty: any domain not denied) and domains it
     may never reach (deny wins)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     allow: tuple[str, ...] = ()
     deny: tuple[str, ...] = ()
@@ -69,10 +68,9 @@ class GroupWeb(BaseModel):
         return None
 
 
-class WebPolicy(BaseModel):
-    """The web each group may reach, by group name. A group without an entry reaches nothing."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class WebPolicy(RuntimeDocument):
+    """The web each group may reach, by group name. A group without an entry reaches nothing.
+    A runtime document (AppConfig, shared.runtime_config): it grows with the groups."""
 
     groups: dict[str, GroupWeb]
 
@@ -82,7 +80,7 @@ class Settings(FunctionSettings):
 
     guardrail_id: str = Field(min_length=1)
     guardrail_version: str = Field(min_length=1)
-    policy: str = Field(min_length=2)  # a WebPolicy document (JSON)
+    policy: ConfigLocation  # the WebPolicy document in AppConfig (stacks/production/web_tools.py)
     max_bytes: int = Field(default=2_000_000, ge=1)
     max_redirects: int = Field(default=5, ge=0)
     timeout_seconds: float = Field(default=10, gt=0)
@@ -91,9 +89,6 @@ class Settings(FunctionSettings):
     https_only: bool = True
     browser_id: str = "aws.browser.v1"
     browse_timeout_seconds: float = Field(default=30, gt=0)
-
-    def web_policy(self) -> WebPolicy:
-        return WebPolicy.model_validate_json(self.policy)
 
 
 _Url = Annotated[

@@ -116,8 +116,9 @@ def default_tools() -> WebTools:
     from bedrock_agentcore.tools.browser_client import BrowserClient
     from botocore.config import Config
 
+    from shared.runtime_config import DocumentReader
     from web_mcp.browse import Browser
-    from web_mcp.contract import Settings
+    from web_mcp.contract import Settings, WebPolicy
     from web_mcp.fetch import Checker, Fetcher
     from web_mcp.guard import Guard
 
@@ -131,7 +132,7 @@ def default_tools() -> WebTools:
     checker = Checker(settings)
     return WebTools(
         settings=settings,
-        policy=settings.web_policy(),
+        policy=DocumentReader(settings.policy, WebPolicy).get,
         fetcher=Fetcher(checker),
         browser=Browser(checker, sessions=lambda: BrowserClient(region)),
         guard=Guard(bedrock, guardrail_id=settings.guardrail_id, version=settings.guardrail_version),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +33,7 @@ _WRAPPER_TAG = re.compile(r"<(/?)(external_content)", re.IGNORECASE)
 @dataclass
 class WebTools:
     settings: Settings
-    policy: WebPolicy
+    policy: Callable[[], WebPolicy]  # the current document (a cached runtime-config reader)
     fetcher: Fetcher
     browser: Browser
     guard: Guard
@@ -59,7 +60,7 @@ class WebTools:
     def _group(self, name: str | None) -> GroupWeb:
         if not name:
             raise forbidden("no_caller_group", "the call carries no caller group")
-        group = self.policy.groups.get(name)
+        group = self.policy().groups.get(name)
         if group is None:
             raise forbidden("unknown_group", f"the group {name} may not use the web tools")
         return group

@@ -82,6 +82,16 @@ IdentifierName = Annotated[
     Meaning("1 to 64 lowercase letters, digits or _, starting with a letter, such as employee_id"),
 ]
 
+DomainName = Annotated[
+    str,
+    Field(max_length=253, pattern=r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"),
+    Meaning("a lowercase domain name (ASCII; punycode for international names), such as docs.example.com"),
+]
+MimeType = Annotated[
+    str,
+    Field(pattern=r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,63}$"),
+    Meaning("a lowercase media type without parameters, such as text/html"),
+]
 HttpsUrl = Annotated[
     str,
     Field(pattern=r"^https://[A-Za-z0-9.-]+(:\d+)?(/[A-Za-z0-9._~/-]*)?$"),

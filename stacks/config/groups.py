@@ -13,6 +13,7 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from stacks.config.base import ConfigModel
 from stacks.config.fields import Classification, Label, ModelId
+from stacks.config.web import GroupWebConfig
 
 
 class UsagePlanConfig(ConfigModel):
@@ -91,8 +92,11 @@ class GroupConfig(ConfigModel):
     )
     tools: tuple[str, ...] = Field(
         default=(),
-        description="MCP tools this group's agents may list and call (knowledge_search or a legacy API's tool); "
-        "nothing else.",
+        description="MCP tools this group's agents may list and call (knowledge_search, web_fetch, web_browse or "
+        "a legacy API's tool); nothing else.",
+    )
+    web: GroupWebConfig = Field(
+        default=GroupWebConfig(), description="The domains web_fetch and web_browse may reach for this group."
     )
     tool_requests_per_minute: int = Field(
         default=120,

@@ -24,6 +24,7 @@ from stacks.config.observability import ObservabilityConfig
 from stacks.config.references import plain, reference_problems, with_problems
 from stacks.config.runtime_config import RuntimeConfigSettings
 from stacks.config.tools import LegacyApiConfig
+from stacks.config.web import WebConfig
 
 
 class ProductionConfig(TierConfig):
@@ -75,6 +76,7 @@ class ProductionConfig(TierConfig):
         "for larger corpora and lower query latency (an always-on collection, billed by the hour even idle).",
     )
     ingestion: IngestionConfig = Field(description="The document pipeline and its classifications.")
+    web: WebConfig = Field(default=WebConfig(), description="The web tools' MCP server (web_fetch, web_browse).")
     connectors: ConnectorsConfig = Field(
         default=ConnectorsConfig(), description="Push and pull connectors into the pipeline."
     )

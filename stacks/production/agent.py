@@ -155,7 +155,7 @@ class AgentStack(Stack):
                 conditions={"StringEquals": {"kms:ViaService": f"bedrock-agentcore.{self.region}.amazonaws.com"}},
             )
         )
-        _acknowledge_runtime_role(runtime)
+        acknowledge_runtime_role(runtime)
         # AgentCore writes the agent's stdout to a log group named after the runtime, created on
         # first use unencrypted and kept forever: create it first, encrypted, with retention.
         # (AgentCore's online evaluation reads it too, and needs it to exist when it is created.)
@@ -241,7 +241,7 @@ class AgentStack(Stack):
             acknowledge(role, f"AwsSolutions-IAM5[{finding}]", reason)
 
 
-def _acknowledge_runtime_role(runtime: agentcore.Runtime) -> None:
+def acknowledge_runtime_role(runtime: agentcore.Runtime) -> None:
     """The execution role's statements the Runtime L2 writes for every runtime, with why."""
     role = runtime.role
     acknowledge_inline_policy(role)

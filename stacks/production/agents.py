@@ -67,7 +67,12 @@ FORWARDED_HEADERS = [CALLER_TOKEN_HEADER]
 
 @jsii.implements(ILocalBundling)
 class AgentBundle:
-    """The code asset: the agent and shared packages, their dependencies, main.py at the root."""
+    """A runtime's code asset: its package (the agent, or another server on AgentCore Runtime
+    such as web_mcp) and the shared packages, the agents' dependencies, the package's __main__.py
+    as main.py at the root."""
+
+    def __init__(self, package: str = AGENT_PACKAGE) -> None:
+        self.package = package
 
     @staticmethod
     def missing_dependencies() -> NoReturn:
@@ -83,13 +88,13 @@ class AgentBundle:
         # seconds per synth. Another filesystem (no links) falls back to copies.
         # (bin/ holds the entrypoint's opentelemetry-instrument, its first line made portable by make.)
         shutil.copytree(AGENT_DEPS_DIR, out, dirs_exist_ok=True, copy_function=_link_or_copy)
-        for package in (AGENT_PACKAGE, *SHARED_PACKAGES):
+        for package in (self.package, *SHARED_PACKAGES):
             shutil.copytree(
                 LAMBDAS_DIR / package,
                 out / package,
                 ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "requirements.txt"),
             )
-        shutil.copyfile(LAMBDAS_DIR / AGENT_PACKAGE / "__main__.py", out / ENTRYPOINT[-1])
+        shutil.copyfile(LAMBDAS_DIR / self.package / "__main__.py", out / ENTRYPOINT[-1])
         return True
 
 
@@ -100,14 +105,14 @@ def _link_or_copy(source: str, target: str) -> None:
         shutil.copy2(source, target)
 
 
-def bundle_hash() -> str:
+def bundle_hash(package: str = AGENT_PACKAGE) -> str:
     """What the bundle is made of: the packages' files and the installed distributions (names carry
     versions). Known before bundling, so a synth whose asset is already staged skips the bundle."""
     if not AGENT_DEPS_DIR.is_dir():
         AgentBundle.missing_dependencies()
     digest = hashlib.sha256()
-    for package in (AGENT_PACKAGE, *SHARED_PACKAGES):
-        for path in sorted((LAMBDAS_DIR / package).rglob("*")):
+    for part in (package, *SHARED_PACKAGES):
+        for path in sorted((LAMBDAS_DIR / part).rglob("*")):
             if path.is_file() and "__pycache__" not in path.parts:
                 digest.update(f"{path.relative_to(LAMBDAS_DIR)}\n".encode())
                 digest.update(path.read_bytes())
@@ -116,17 +121,18 @@ def bundle_hash() -> str:
     return digest.hexdigest()
 
 
-def agent_artifact() -> agentcore.AgentRuntimeArtifact:
+def agent_artifact(package: str = AGENT_PACKAGE) -> agentcore.AgentRuntimeArtifact:
+    """The code asset of a runtime running ``package`` (AgentBundle)."""
     return agentcore.AgentRuntimeArtifact.from_code_asset(
-        path=str(LAMBDAS_DIR / AGENT_PACKAGE),
+        path=str(LAMBDAS_DIR / package),
         runtime=agentcore.AgentCoreRuntime.PYTHON_3_14,
         entrypoint=ENTRYPOINT,
-        asset_hash=bundle_hash(),
+        asset_hash=bundle_hash(package),
         asset_hash_type=AssetHashType.CUSTOM,
         bundling=BundlingOptions(
             image=DockerImage.from_registry("unused-local-bundling"),
             # jsii hands try_bundle the options as one positional struct, not the typed keywords.
-            local=AgentBundle(),  # type: ignore[arg-type]
+            local=AgentBundle(package),  # type: ignore[arg-type]
         ),
     )
 

@@ -24,6 +24,7 @@ from shared.tools import BUILTIN_TOOLS, ToolSpec
 from stacks.config import ProductionConfig, all_tools
 from stacks.production.context import ProductionContext
 from stacks.production.tool_binding import GROUP_CLAIM, bindings, cedar_permits, classifications, qualified
+from stacks.production.web_tools import WebTools
 from stacks.shared.knowledge_base import VectorKnowledgeBase
 from stacks.shared.lambda_function import DEFAULT_TIMEOUT, BlueprintFunction
 from stacks.shared.nag import (
@@ -181,6 +182,9 @@ class ToolsStack(Stack):
         knowledge_base.grant_retrieve(search)
         tool = KNOWLEDGE_SEARCH_TOOL
         targets.append(self._target(BUILTIN_TOOLS[tool.name], search, {tool.name: (tool, [])}))
+        # The web tools: an MCP server of their own on AgentCore Runtime (stacks/production/web_tools.py).
+        self.web = WebTools(self, "WebTools", context=context, gateway=self.gateway, runtime_config=runtime_config)
+        targets.append(self.web.target)
 
         for policy_name, statement in cedar_permits(tool_bindings, self.gateway.gateway_arn).items():
             policy = self.policy_engine.add_policy(

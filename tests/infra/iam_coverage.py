@@ -31,6 +31,7 @@ from typing import Any
 
 import boto3
 
+from stacks.production.web_tools import runtime_package
 from tests.conftest import ROOT
 
 LAMBDAS = ROOT / "lambdas"
@@ -108,6 +109,9 @@ EXPLICIT: dict[tuple[str, str], tuple[str, ...] | str] = {
     ("ai_gateway", "self._client"): ("LEDGER_TABLE",),  # the ledger's transactions
     ("ai_gateway", "self._table"): ("LEDGER_TABLE",),
     ("ai_gateway", "self._id"): ("GUARDRAIL_ID",),
+    ("ai_gateway", "self._transcripts_table"): ("TRANSCRIPT_TABLE",),
+    # The web tools' server: its guardrail (web_mcp.guard).
+    ("web_mcp", "self._id"): ("GUARDRAIL_ID",),
     # The jobs' store (jobs.JobStore) and the worker the gateway starts (jobs_contract.GatewayJobsSettings).
     ("ai_gateway", "self._jobs_table"): ("JOBS_TABLE",),
     ("ai_gateway", "self._worker_function"): ("WORKER_FUNCTION",),
@@ -130,6 +134,11 @@ EXPLICIT: dict[tuple[str, str], tuple[str, ...] | str] = {
 # value). Elsewhere the role rightly lacks them (the processor calls Textract only with OCR=textract).
 SWITCHED_ON: dict[tuple[str, str], tuple[str, str]] = {
     ("ingestion", "textract"): ("OCR", "textract"),
+}
+# Modules whose calls a function makes only where a variable is set at all: file -> variable (the
+# gateway's functions keep sessions' transcripts; the jobs' worker, running the same package, not).
+SWITCHED_ON_BY_VARIABLE: dict[str, str] = {
+    "ai_gateway/transcript.py": "TRANSCRIPT_TABLE",
 }
 # CopySource arguments built before the call: (package, expression) -> (bucket, may name a version).
 COPY_SOURCES: dict[tuple[str, str], tuple[str, bool]] = {
@@ -494,7 +503,8 @@ def runners(templates: Mapping[str, Template]) -> list[Runner]:
                     continue  # CDK's own functions
                 environment = props.get("Environment", {}).get("Variables", {})
             elif resource["Type"] == "AWS::BedrockAgentCore::Runtime":
-                package, module, environment = "agent", "__main__", props.get("EnvironmentVariables", {})
+                package, module = runtime_package(props)
+                environment = props.get("EnvironmentVariables", {})
             else:
                 continue
             role = props.get("Role") or props.get("RoleArn")
@@ -620,6 +630,9 @@ def check(templates: Mapping[str, Template], *, only: str | None = None) -> Cove
 
 
 def _switched_on(call: Call, runner: Runner) -> bool:
+    variable = SWITCHED_ON_BY_VARIABLE.get(call.where.split(":")[0])
+    if variable is not None and variable not in runner.environment:
+        return False
     switch = SWITCHED_ON.get((call.package, call.service))
     return switch is None or runner.environment.get(switch[0]) == switch[1]
 

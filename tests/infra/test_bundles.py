@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from stacks.production.agents import AGENT_DEPS_DIR, AGENT_PACKAGE
+from stacks.production.web_tools import WEB_PACKAGE
 from stacks.shared.lambda_function import LAMBDAS_DIR, LAYER_DIR, SHARED_PACKAGES
 
 FIRST_PARTY = {p.name for p in LAMBDAS_DIR.iterdir() if (p / "__init__.py").is_file()}
@@ -54,8 +55,12 @@ def in_bundle(bundle: Path, module: str) -> bool:
     return (bundle / module).is_dir() or (bundle / f"{module}.py").is_file()
 
 
+# Packages that run on AgentCore Runtime over the agents' dependencies, not in a Lambda function.
+RUNTIME_PACKAGES = (AGENT_PACKAGE, WEB_PACKAGE)
+
+
 def lambda_packages() -> list[str]:
-    return sorted(FIRST_PARTY - {AGENT_PACKAGE, *SHARED_PACKAGES})
+    return sorted(FIRST_PARTY - {*RUNTIME_PACKAGES, *SHARED_PACKAGES})
 
 
 @pytest.mark.parametrize("package", lambda_packages())
@@ -64,9 +69,10 @@ def test_a_functions_imports_are_in_its_layer(package: str) -> None:
     assert not missing, f"lambdas/{package} imports {sorted(missing)}: add to lambdas/requirements.txt"
 
 
-def test_the_agents_imports_are_in_its_dependencies() -> None:
-    missing = {m for m in imported_modules(AGENT_PACKAGE) if not in_bundle(AGENT_DEPS_DIR, m)}
-    assert not missing, f"lambdas/agent imports {sorted(missing)}: add to lambdas/agent/requirements.txt"
+@pytest.mark.parametrize("package", RUNTIME_PACKAGES)
+def test_the_agents_imports_are_in_its_dependencies(package: str) -> None:
+    missing = {m for m in imported_modules(package) if not in_bundle(AGENT_DEPS_DIR, m)}
+    assert not missing, f"lambdas/{package} imports {sorted(missing)}: add to lambdas/agent/requirements.txt"
 
 
 def test_the_check_finds_a_missing_dependency(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ import pytest
 from agent.contract import span_environment
 from ai_gateway.jobs_contract import GatewayJobsSettings, SweeperSettings, WorkerSettings
 from shared.contract import FunctionSettings
+from stacks.production.web_tools import runtime_package
 from tests.infra.cfn import render, resources
 from tests.infra.conftest import Assembly
 from tests.infra.test_house_rules import project_functions
@@ -81,7 +82,9 @@ def _runtimes(assembly: Assembly) -> list[tuple[str, str, dict[str, str]]]:
             variables = runtime["Properties"]["EnvironmentVariables"]
             assert set(AGENT_OTEL_VARIABLES) <= set(variables), logical_id
             variables = {k: v for k, v in variables.items() if k not in AGENT_OTEL_VARIABLES}
-            found.append((logical_id, "agent.app.main", _environment(variables)))
+            package, _ = runtime_package(runtime["Properties"])
+            handler = "agent.app.main" if package == "agent" else f"{package}.server.main"
+            found.append((logical_id, handler, _environment(variables)))
     return found
 
 

@@ -550,3 +550,16 @@ def test_api_gateways_own_error_bodies_stay_json_whatever_the_message(gateway: d
         body = json.loads(template.replace("$context.error.messageString", json.dumps(hostile)))
         assert body["message"] == hostile
         assert set(body) == {"error", "message"}
+
+
+def test_the_iam_coverage_check_finds_a_gateway_function_that_may_not_keep_transcripts(assembly: Assembly) -> None:
+    """Negative control: without PutItem on the transcripts table, each function running the
+    gateway's handler is reported for the transcript's write; the worker (no transcripts) is not."""
+    templates = copy.deepcopy(assembly.templates)
+    gateway = next(name for name in templates if name.endswith("-production-gateway"))
+    _revoke(templates[gateway], "dynamodb:PutItem", "Transcripts", "Arn")
+    findings = iam_coverage.check(templates).findings
+    assert {(f.call.where.split(":")[0], f.call.action, f.resource) for f in findings} == {
+        ("ai_gateway/transcript.py", "dynamodb:PutItem", "TRANSCRIPT_TABLE")
+    }
+    assert sorted(f.runner.logical_id[:-8] for f in findings) == ["GatewayFunction", "GatewayStreamFunction"]

@@ -39,6 +39,7 @@ from tests.aws_stubs import appconfig_configuration
 from tests.infra.cfn import props, render, resources, role_permissions, runtime_document
 from tests.infra.conftest import Assembly
 from tool_guard.contract import ToolBindings
+from web_mcp.contract import WebPolicy
 
 # Every runtime document by its profile's name (<environment>-<document>).
 MODELS: dict[str, type[RuntimeDocument]] = {
@@ -47,6 +48,7 @@ MODELS: dict[str, type[RuntimeDocument]] = {
     "identity-gateway-groups": GatewayGroups,
     "tools-bindings": ToolBindings,
     "tools-single-call-tools": SingleCallTools,
+    "tools-web-policy": WebPolicy,
     "ingestion-classification-readers": ClassificationReaders,
 }
 READ_ACTIONS = {"appconfig:StartConfigurationSession", "appconfig:GetLatestConfiguration"}

@@ -14,10 +14,12 @@ from legacy_tools.adapters import CHAINED
 from legacy_tools.contract import SingleCallTool, SingleCallTools
 from shared.legacy_client import ClientSettings, Credentials, LegacyClient
 from shared.runtime_config import DocumentReader
+from shared.tools import WEB_TARGET
 from stacks.config import all_tools, load_config
 from stacks.production.tool_binding import bindings, cedar_permits, qualified
 from tests.infra.cfn import only, props, render, resources, role_permissions, runtime_document
 from tests.lambdas.legacy_api import CLIENT_ID, CLIENT_SECRET, serve
+from web_mcp.contract import WEB_BROWSE, WEB_FETCH
 
 
 def production(cdk_context: dict[str, Any]) -> Any:
@@ -62,16 +64,18 @@ def test_policy_engine_enforces_one_permit_per_group_and_tool(
 def test_one_target_per_legacy_api_plus_knowledge_with_the_configured_tools(
     tools: dict[str, Any], cdk_context: dict[str, Any]
 ) -> None:
+    targets = [t["Properties"] for t in resources(tools, "AWS::BedrockAgentCore::GatewayTarget").values()]
     listed = {
-        t["Properties"]["Name"]: [
-            tool["Name"]
-            for tool in t["Properties"]["TargetConfiguration"]["Mcp"]["Lambda"]["ToolSchema"]["InlinePayload"]
-        ]
-        for t in resources(tools, "AWS::BedrockAgentCore::GatewayTarget").values()
+        t["Name"]: [tool["Name"] for tool in t["TargetConfiguration"]["Mcp"]["Lambda"]["ToolSchema"]["InlinePayload"]]
+        for t in targets
+        if "Lambda" in t["TargetConfiguration"]["Mcp"]
     }
     expected: dict[str, list[str]] = {}
     for tool, target in all_tools(production(cdk_context).legacy_apis).items():
         expected.setdefault(target, []).append(tool)
+    # The web tools' target is an MCP server, which publishes its own tools (tests/infra/test_web_tools.py).
+    assert [t["Name"] for t in targets if "McpServer" in t["TargetConfiguration"]["Mcp"]] == [WEB_TARGET]
+    assert expected.pop(WEB_TARGET) == [WEB_FETCH.name, WEB_BROWSE.name]
     assert listed == expected
 
 
@@ -99,6 +103,7 @@ def test_published_tool_schemas_are_the_tools_own_argument_models(
     published = [
         tool
         for target in resources(tools, "AWS::BedrockAgentCore::GatewayTarget").values()
+        if "Lambda" in target["Properties"]["TargetConfiguration"]["Mcp"]
         for tool in target["Properties"]["TargetConfiguration"]["Mcp"]["Lambda"]["ToolSchema"]["InlinePayload"]
     ]
     assert published

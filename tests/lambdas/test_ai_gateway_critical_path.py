@@ -476,7 +476,7 @@ def test_the_deployed_dependencies_keep_transcripts_under_the_pinned_guardrail(
     try:
         kept = handler.dependencies().transcripts
         assert kept is not None
-        assert (kept._table, kept._guardrail, kept._ttl_seconds) == (
+        assert (kept._transcripts_table, kept._guardrail, kept._ttl_seconds) == (
             "sessions-table",
             f"{SETTINGS.guardrail_id}:{SETTINGS.guardrail_version}",
             7200,

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from shared.runtime_config import DocumentReader
 from shared.tokens import TokenVerifier
+from shared.tools import GROUP_ARGUMENT
 from stacks.config import ConfigError, all_tools, load_config
 from stacks.production.tool_binding import bindings, cedar_permits, classifications, qualified
 from tests.lambdas.cognito_fixtures import CLIENT_ID, sign
@@ -44,6 +45,7 @@ TABLE = [(group, tool, tool in BINDINGS.get(group, [])) for group, tool in itert
 # Each group's permitted (group, tool) pairs, read from the config itself rather than from BINDINGS.
 PERMITTED = {(name, qualified(TARGETS[tool], tool)) for name, group in CONFIG.groups.items() for tool in group.tools}
 SEARCH = qualified(TARGETS["knowledge_search"], "knowledge_search")
+WEB_CALLS = {qualified(TARGETS[tool], tool) for tool in ("web_fetch", "web_browse")}
 
 
 @pytest.fixture(autouse=True)
@@ -219,8 +221,10 @@ def test_knowledge_search_gets_the_callers_classifications_whatever_the_agent_se
 def test_other_tools_get_their_arguments_unchanged(
     group: str, tool: str, signing_key: rsa.RSAPrivateKey, cognito: tuple[str, list[str]]
 ) -> None:
+    """Every other tool's arguments pass as sent; a web tool's get the caller's group beside them."""
     arguments = {"customer_email": "ada@example.com", "customer_id": "C-1", "cursor": "abc"}
-    assert forwarded_arguments(token(signing_key, cognito[0], group), tool, arguments) == arguments
+    expected = {**arguments, GROUP_ARGUMENT: group} if tool in WEB_CALLS else arguments
+    assert forwarded_arguments(token(signing_key, cognito[0], group), tool, arguments) == expected
 
 
 def test_tools_list_hides_the_arguments_the_gateway_writes(

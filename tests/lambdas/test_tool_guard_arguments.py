@@ -18,7 +18,16 @@ from pydantic import BaseModel, Field, create_model
 
 from knowledge_search.contract import TOOL as SEARCH_TOOL
 from shared.headers import CONVERSATION_HEADER
-from shared.tools import CLASSIFICATIONS_ARGUMENT, CONVERSATION_ARGUMENT, GATEWAY_ARGUMENTS, ToolSpec
+from shared.tools import (
+    CLASSIFICATIONS_ARGUMENT,
+    CONVERSATION_ARGUMENT,
+    GATEWAY_ARGUMENTS,
+    GROUP_ARGUMENT,
+    WEB_FETCH,
+    WEB_TARGET,
+    ToolSpec,
+    qualified,
+)
 from tests.lambdas.cognito_fixtures import sign
 from tests.lambdas.test_tool_binding import (  # noqa: F401 - autouse: the sample bindings and the test pool's verifier
     BINDINGS,
@@ -33,7 +42,12 @@ from tool_guard import handler as guard
 GROUP = next(g for g, tools in sorted(BINDINGS.items()) if SEARCH in tools and len(tools) > 1)
 OTHER = next(tool for tool in sorted(BINDINGS[GROUP]) if tool != SEARCH)
 CONVERSATION = "conv-7f3a"
-AGENT_VALUES: dict[str, Any] = {CLASSIFICATIONS_ARGUMENT: ["secret", "confidential"], CONVERSATION_ARGUMENT: "forged"}
+AGENT_VALUES: dict[str, Any] = {
+    CLASSIFICATIONS_ARGUMENT: ["secret", "confidential"],
+    CONVERSATION_ARGUMENT: "forged",
+    GROUP_ARGUMENT: "platform-admins",
+}
+WEB = qualified(WEB_TARGET, WEB_FETCH)
 LIST = {"jsonrpc": "2.0", "id": 3, "method": "tools/list"}
 GATEWAY = "<the gateway argument>"  # stands for the parametrized name in a case's required list
 
@@ -59,7 +73,11 @@ def intercept(body: Any, headers: dict[str, Any], response_body: Any = None) -> 
 
 def gateway_value(name: str, conversation: str | None) -> Any:
     """What the gateway writes for ``name`` for a caller of GROUP (absent: ``None``)."""
-    return {CLASSIFICATIONS_ARGUMENT: CLASSIFICATIONS[GROUP], CONVERSATION_ARGUMENT: conversation}[name]
+    return {
+        CLASSIFICATIONS_ARGUMENT: CLASSIFICATIONS[GROUP],
+        CONVERSATION_ARGUMENT: conversation,
+        GROUP_ARGUMENT: None,
+    }[name]
 
 
 # tools/list
@@ -258,9 +276,39 @@ def test_a_tool_spec_never_requires_a_gateway_argument(name: str) -> None:
     assert schema["properties"][name] == {"type": "string", "description": "gateway"}  # still declared
 
 
-@pytest.mark.parametrize("name", GATEWAY_ARGUMENTS)
+@pytest.mark.parametrize("name", [CLASSIFICATIONS_ARGUMENT, CONVERSATION_ARGUMENT])
 def test_knowledge_search_declares_each_gateway_argument_and_requires_none(name: str) -> None:
     schema = SEARCH_TOOL.input_schema()
     assert name in schema["properties"]  # known to the policy engine's schema
     assert name not in schema["required"]
     assert "query" in schema["required"]
+
+
+# The web tools: the caller's group, written by the gateway
+
+
+def test_a_web_call_gets_the_callers_group_over_the_agents_and_no_other_gateway_argument(
+    headers: dict[str, Any],
+) -> None:
+    assert WEB in BINDINGS[GROUP]  # the sample config binds web_fetch to this group
+    headers[CONVERSATION_HEADER] = CONVERSATION
+    sent = {"url": "https://docs.aws.amazon.com/", "max_chars": 500, **AGENT_VALUES}
+    assert forwarded_arguments(WEB, sent, headers) == {
+        "url": "https://docs.aws.amazon.com/",
+        "max_chars": 500,
+        GROUP_ARGUMENT: GROUP,
+    }
+
+
+def test_a_web_call_without_arguments_still_names_the_callers_group(headers: dict[str, Any]) -> None:
+    assert forwarded_arguments(WEB, {}, headers) == {GROUP_ARGUMENT: GROUP}
+
+
+def test_the_web_tools_declare_the_group_argument_and_require_none_of_the_gateways() -> None:
+    from web_mcp.contract import WEB_TOOLS
+
+    for spec in WEB_TOOLS:
+        schema = spec.input_schema()
+        assert GROUP_ARGUMENT in schema["properties"]
+        assert not set(schema["required"]) & set(GATEWAY_ARGUMENTS)
+        assert "url" in schema["required"]

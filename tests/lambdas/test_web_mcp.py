@@ -21,6 +21,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+import shared.tools as shared_tools
+from tests.lambdas.web_site import SiteHandler, resolver, site_policy
 from web_mcp.addresses import blocked_reason
 from web_mcp.contract import (
     GROUP_ARGUMENT,
@@ -36,10 +39,8 @@ from web_mcp.fetch import Checker, Deadline, Fetcher, content_type
 from web_mcp.guard import Guard
 from web_mcp.readable import TRUNCATED, from_html
 
-import shared.tools as shared_tools
-from tests.lambdas.web_site import SiteHandler, resolver, site_policy
-
-SETTINGS = {"GUARDRAIL_ID": "gr-1", "GUARDRAIL_VERSION": "1", "POLICY": json.dumps({"groups": {"g": {}}})}
+LOCATION = {"application": "app", "environment": "env", "profile": "web-policy", "environment_name": "tools"}
+SETTINGS = {"GUARDRAIL_ID": "gr-1", "GUARDRAIL_VERSION": "1", "POLICY": json.dumps(LOCATION)}
 
 # Contract
 
@@ -68,7 +69,16 @@ def test_settings_defaults_and_round_trip() -> None:
     assert settings.browse_timeout_seconds == 30
     assert settings.content_types == ("text/html", "text/plain", "application/xhtml+xml")
     assert Settings.from_environ(settings.environment()) == settings
-    assert settings.web_policy() == WebPolicy(groups={"g": GroupWeb()})
+    assert settings.policy.profile == "web-policy"  # where the groups' domains are: AppConfig
+
+
+def test_the_web_policy_is_a_runtime_document_validated_before_it_deploys() -> None:
+    schema = WebPolicy.validator_schema()
+    assert schema["$schema"].startswith("http://json-schema.org/draft-04/")
+    policy = WebPolicy.model_validate_json('{"groups": {"g": {"allow": ["Example.COM."]}}}')
+    assert policy == WebPolicy(groups={"g": GroupWeb(allow=("example.com",))})
+    with pytest.raises(ValueError, match="extra"):
+        WebPolicy.model_validate({"groups": {"g": {"allowed": ["example.com"]}}})
 
 
 def test_tool_specs_publish_the_models() -> None:

@@ -14,16 +14,17 @@ import httpx
 import pytest
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
+
+from shared.runtime_config import DocumentReader
+from tests.lambdas.loopback import serve_asgi
+from tests.lambdas.web_fakes import FakeBrowserClient, FakeBrowserPage, FakeCdp, FakeGuardrail, cdp_server
+from tests.lambdas.web_site import ARTICLE, SiteHandler, resolver, site_policy, web_site
 from web_mcp.browse import Browser
-from web_mcp.contract import NOTICE, WEB_BROWSE, WEB_FETCH, Settings
+from web_mcp.contract import NOTICE, WEB_BROWSE, WEB_FETCH, Settings, WebPolicy
 from web_mcp.fetch import Checker, Fetcher
 from web_mcp.guard import Guard
 from web_mcp.server import create_app, input_schema
 from web_mcp.tools import WebTools
-
-from tests.lambdas.loopback import serve_asgi
-from tests.lambdas.web_fakes import FakeBrowserClient, FakeBrowserPage, FakeCdp, FakeGuardrail, cdp_server
-from tests.lambdas.web_site import ARTICLE, SiteHandler, resolver, site_policy, web_site
 
 POLICY = {
     "groups": {
@@ -63,7 +64,7 @@ def settings(**overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "guardrail_id": "gr-1",
         "guardrail_version": "3",
-        "policy": json.dumps(POLICY),
+        "policy": {"application": "app", "environment": "env", "profile": "web-policy", "environment_name": "tools"},
         "https_only": False,
         "max_bytes": 100_000,
         "max_chars": 50_000,
@@ -84,7 +85,7 @@ def world(request: pytest.FixtureRequest) -> Iterator[World]:
         checker = Checker(config, resolver=resolver, address_policy=site_policy)
         tools = WebTools(
             settings=config,
-            policy=config.web_policy(),
+            policy=DocumentReader.static(WebPolicy.model_validate(POLICY)).get,
             fetcher=Fetcher(checker, clock=clock),
             browser=Browser(checker, sessions=lambda: FakeBrowserClient(ws_url, log), clock=clock),
             guard=Guard(guardrail, guardrail_id=config.guardrail_id, version=config.guardrail_version),

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import ClientError
-from web_mcp import browse
 from websockets.asyncio.server import ServerConnection, serve
 
 from tests.lambdas.web_site import ATTACK
+from web_mcp import browse
 
 EMAIL = re.compile(r"[\w.]+@[\w.]+")
 

@@ -13,9 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import ClassVar
 
-from web_mcp.addresses import Address, blocked_reason
-
 from tests.lambdas.loopback import QuietHandler, loopback
+from web_mcp.addresses import Address, blocked_reason
 
 ARTICLE = (Path(__file__).parent / "data" / "web_article.html").read_bytes()
 SITE_ADDRESS = ipaddress.ip_address("127.0.0.1")

@@ -1,0 +1,136 @@
+"""The web tools' MCP server (stacks/production/web_tools.py): a target of the tools gateway behind
+OAuth2 client credentials only the gateway holds, its runtime refusing every other caller, and its
+browser and guardrail its own."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.tools import WEB_TARGET
+from stacks.config import load_config
+from stacks.production.web_tools import BROWSER_ACTIONS, web_policy
+from tests.infra.cfn import only, props, render, resources, role_permissions, runtime_document
+from web_mcp.contract import WebPolicy
+
+SCOPE = "genai-production-web-mcp/invoke"
+RUNTIME = "<WebToolsServer.AgentRuntimeId>"
+
+
+def web_target(tools: dict[str, Any]) -> dict[str, Any]:
+    (target,) = [
+        r
+        for r in resources(tools, "AWS::BedrockAgentCore::GatewayTarget").values()
+        if r["Properties"]["Name"] == WEB_TARGET
+    ]
+    return target
+
+
+def test_the_web_target_is_the_servers_runtime_reached_with_the_gateways_oauth_credentials(
+    tools: dict[str, Any],
+) -> None:
+    target = web_target(tools)
+    endpoint = render(target["Properties"]["TargetConfiguration"]["Mcp"]["McpServer"]["Endpoint"])
+    assert endpoint == (
+        "https://bedrock-agentcore.us-east-1.amazonaws.com/runtimes/"
+        f"arn%3Aaws%3Abedrock-agentcore%3Aus-east-1%3A<AWS::AccountId>%3Aruntime%2F{RUNTIME}"
+        "/invocations?qualifier=DEFAULT"
+    )
+    (credentials,) = render(target["Properties"]["CredentialProviderConfigurations"])
+    assert credentials == {
+        "CredentialProviderType": "OAUTH",
+        "CredentialProvider": {
+            "OauthCredentialProvider": {
+                "ProviderArn": "<WebToolsGatewayCredentials.CredentialProviderArn>",
+                "Scopes": [SCOPE],
+            }
+        },
+    }
+    # The gateway lists the server's tools when the target is created: the runtime comes first.
+    (runtime, _) = only(tools, "AWS::BedrockAgentCore::Runtime", "WebToolsServer")
+    assert runtime in target["DependsOn"]
+
+
+def test_the_credential_provider_holds_the_gateways_own_client_by_reference(tools: dict[str, Any]) -> None:
+    provider = render(props(tools, "AWS::BedrockAgentCore::OAuth2CredentialProvider", "WebToolsGatewayCredentials"))
+    config = provider["Oauth2ProviderConfigInput"]["IncludedOauth2ProviderConfig"]
+    assert provider["CredentialProviderVendor"] == "CognitoOauth2"
+    assert (config["ClientId"], config["ClientSecret"]) == (
+        "<WebToolsGatewayClient>",
+        "<WebToolsGatewayClient.ClientSecret>",  # a reference: no secret in the template
+    )
+    assert (
+        config["TokenEndpoint"]
+        == "https://genai-production-tools-<AWS::AccountId>.auth.us-east-1.amazoncognito.com/oauth2/token"
+    )
+
+
+def test_the_gateways_client_has_client_credentials_and_the_servers_scope_only(tools: dict[str, Any]) -> None:
+    client = render(props(tools, "AWS::Cognito::UserPoolClient", "WebToolsGatewayClient"))
+    assert client["AllowedOAuthFlows"] == ["client_credentials"]
+    assert client["AllowedOAuthFlowsUserPoolClient"] is True
+    assert client["GenerateSecret"] is True
+    assert client["AllowedOAuthScopes"] == ["<WebToolsResourceServer>/invoke"]
+    assert "ExplicitAuthFlows" not in client or client["ExplicitAuthFlows"] == []  # no user sign-in
+    server = props(tools, "AWS::Cognito::UserPoolResourceServer", "WebToolsResourceServer")
+    assert server["Identifier"] == SCOPE.removesuffix("/invoke")
+    assert [s["ScopeName"] for s in server["Scopes"]] == ["invoke"]
+
+
+def test_the_server_accepts_only_the_gateways_client_with_its_scope(tools: dict[str, Any]) -> None:
+    runtime = render(props(tools, "AWS::BedrockAgentCore::Runtime", "WebToolsServer"))
+    assert runtime["ProtocolConfiguration"] == "MCP"
+    jwt = runtime["AuthorizerConfiguration"]["CustomJWTAuthorizer"]
+    assert jwt["AllowedClients"] == ["<WebToolsGatewayClient>"]  # not the agents' or users' client
+    assert jwt["AllowedScopes"] == [SCOPE]
+    assert jwt["DiscoveryUrl"].endswith("/.well-known/openid-configuration")
+    assert jwt["DiscoveryUrl"].startswith("https://cognito-idp.us-east-1.amazonaws.com/")
+    code = runtime["AgentRuntimeArtifact"]["CodeConfiguration"]
+    assert (code["Runtime"], code["EntryPoint"]) == ("PYTHON_3_14", ["opentelemetry-instrument", "main.py"])
+
+
+def test_the_servers_browser_and_guardrail_are_its_own(tools: dict[str, Any]) -> None:
+    permissions = role_permissions(tools, "WebToolsServerExecutionRole")
+    browser = {(a, r) for a, r in permissions if "Browser" in a}
+    assert browser == {(action, "<WebToolsBrowser.BrowserArn>") for action in BROWSER_ACTIONS}
+    assert {(a, r) for a, r in permissions if a.startswith("bedrock:")} == {
+        ("bedrock:ApplyGuardrail", "<WebToolsGuardrail.GuardrailArn>")
+    }
+    browser_props = props(tools, "AWS::BedrockAgentCore::BrowserCustom", "WebToolsBrowser")
+    assert browser_props["NetworkConfiguration"] == {"NetworkMode": "PUBLIC"}
+    env = render(props(tools, "AWS::BedrockAgentCore::Runtime", "WebToolsServer")["EnvironmentVariables"])
+    assert (env["BROWSER_ID"], env["GUARDRAIL_ID"], env["GUARDRAIL_VERSION"]) == (
+        "<WebToolsBrowser.BrowserId>",
+        "<WebToolsGuardrail.GuardrailId>",
+        "<WebToolsGuardrailVersion.Version>",
+    )
+
+
+def test_fetched_text_goes_through_prompt_attack_and_pii_filters(
+    tools: dict[str, Any], cdk_context: dict[str, Any]
+) -> None:
+    config = load_config({**cdk_context, "tier": "production"}).production
+    guardrail = props(tools, "AWS::Bedrock::Guardrail", "WebToolsGuardrail")
+    (attack,) = guardrail["ContentPolicyConfig"]["FiltersConfig"]
+    assert attack == {
+        "Type": "PROMPT_ATTACK",
+        "InputStrength": config.guardrail.prompt_attack_strength,
+        "OutputStrength": "NONE",
+    }
+    pii = {e["Type"]: e["Action"] for e in guardrail["SensitiveInformationPolicyConfig"]["PiiEntitiesConfig"]}
+    assert pii == dict(config.guardrail.pii_entities)
+
+
+def test_each_web_groups_domains_are_a_runtime_document(tools: dict[str, Any], cdk_context: dict[str, Any]) -> None:
+    config = load_config({**cdk_context, "tier": "production"}).production
+    content, schema = runtime_document(tools, "tools-web-policy")
+    assert WebPolicy.model_validate(content) == web_policy(config)
+    assert schema == WebPolicy.validator_schema()
+    # Only groups with a web tool get an entry: a group without one reaches nothing.
+    assert set(content["groups"]) == {
+        name for name, group in config.groups.items() if {"web_fetch", "web_browse"} & set(group.tools)
+    }
+    env = render(props(tools, "AWS::BedrockAgentCore::Runtime", "WebToolsServer")["EnvironmentVariables"])
+    assert '"profile":"<RuntimeConfigwebpolicyConfigurationConfigurationProfile>"' in env["POLICY"]
+    reads = {(a, r) for a, r in role_permissions(tools, "WebToolsServerExecutionRole") if a.startswith("appconfig:")}
+    assert reads
+    assert all("RuntimeConfigwebpolicy" in r or "RuntimeConfigEnvironment" in r for _, r in reads)
