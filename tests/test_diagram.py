@@ -93,7 +93,8 @@ def test_production_has_the_request_path(production: Drawn) -> None:
     assert production.edge(function, production.node("guardrail", "guardrail")) == "applies"
     assert production.edge(function, production.node("ledger", "DynamoDB table")) == "reads/writes"
     assert production.edge(function, "Models") == "invokes"
-    runtimes = production.of_type("AgentCore runtime")
+    # The agents' runtimes (the tools stack's one is the web tools' MCP server, drawn with the tools).
+    runtimes = [r for r in production.of_type("AgentCore runtime") if not r.startswith("tools_")]
     (tools_gateway,) = production.of_type("AgentCore gateway")
     assert runtimes
     for runtime in runtimes:
@@ -107,6 +108,9 @@ def test_production_has_the_tool_path(production: Drawn) -> None:
     assert production.edge(tools_gateway, search) == "target knowledge"
     assert production.edge(search, production.node("knowledge base", "knowledge base")) == "reads"
     assert production.edge(tools_gateway, production.node("tool guard function", "Lambda function")) == "intercepts"
+    web = production.node("server", "AgentCore runtime")
+    assert production.edge(tools_gateway, web) == "target web"
+    assert production.edge(web, production.node("content guardrail", "guardrail")) == "applies"
     legacy = [n for n, (names, _) in production.nodes.items() if names.endswith(" tools function")]
     assert legacy, "no legacy API tool functions drawn"
     for function in legacy:

@@ -264,7 +264,7 @@ def _web_guardrail(
     G = bedrock.CfnGuardrail  # noqa: N806 - the L1 class, for its nested property types
     guardrail = G(
         scope,
-        "Guardrail",
+        "ContentGuardrail",
         name=f"{name}-web-content",
         description="Applied by the web tools to every fetched page before an agent reads it",
         blocked_input_messaging="This page was withheld: it looks like an attempt to instruct the agent.",
@@ -289,6 +289,9 @@ def _web_guardrail(
         f"{config.prompt_attack_strength}{sorted(config.pii_entities.items())}".encode()
     ).hexdigest()[:12]
     version = bedrock.CfnGuardrailVersion(
-        scope, "GuardrailVersion", guardrail_identifier=guardrail.attr_guardrail_id, description=f"config {digest}"
+        scope,
+        "ContentGuardrailVersion",
+        guardrail_identifier=guardrail.attr_guardrail_id,
+        description=f"config {digest}",
     )
     return guardrail, version

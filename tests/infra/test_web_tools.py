@@ -93,15 +93,15 @@ def test_the_servers_browser_and_guardrail_are_its_own(tools: dict[str, Any]) ->
     browser = {(a, r) for a, r in permissions if "Browser" in a}
     assert browser == {(action, "<WebToolsBrowser.BrowserArn>") for action in BROWSER_ACTIONS}
     assert {(a, r) for a, r in permissions if a.startswith("bedrock:")} == {
-        ("bedrock:ApplyGuardrail", "<WebToolsGuardrail.GuardrailArn>")
+        ("bedrock:ApplyGuardrail", "<WebToolsContentGuardrail.GuardrailArn>")
     }
     browser_props = props(tools, "AWS::BedrockAgentCore::BrowserCustom", "WebToolsBrowser")
     assert browser_props["NetworkConfiguration"] == {"NetworkMode": "PUBLIC"}
     env = render(props(tools, "AWS::BedrockAgentCore::Runtime", "WebToolsServer")["EnvironmentVariables"])
     assert (env["BROWSER_ID"], env["GUARDRAIL_ID"], env["GUARDRAIL_VERSION"]) == (
         "<WebToolsBrowser.BrowserId>",
-        "<WebToolsGuardrail.GuardrailId>",
-        "<WebToolsGuardrailVersion.Version>",
+        "<WebToolsContentGuardrail.GuardrailId>",
+        "<WebToolsContentGuardrailVersion.Version>",
     )
 
 
@@ -109,7 +109,7 @@ def test_fetched_text_goes_through_prompt_attack_and_pii_filters(
     tools: dict[str, Any], cdk_context: dict[str, Any]
 ) -> None:
     config = load_config({**cdk_context, "tier": "production"}).production
-    guardrail = props(tools, "AWS::Bedrock::Guardrail", "WebToolsGuardrail")
+    guardrail = props(tools, "AWS::Bedrock::Guardrail", "WebToolsContentGuardrail")
     (attack,) = guardrail["ContentPolicyConfig"]["FiltersConfig"]
     assert attack == {
         "Type": "PROMPT_ATTACK",
