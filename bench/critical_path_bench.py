@@ -37,6 +37,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from bench.rest_events import Context, rest_event  # noqa: E402 - this tree's, whichever tree is measured
+
 CODE = Path(os.environ.get("CRITICAL_PATH_CODE", ROOT))
 LATENCY_MS = {
     "admit": float(os.environ.get("ADMIT_MS", "10")),
@@ -153,37 +156,6 @@ class Table:
         return {}
 
 
-class Context:
-    function_name = "bench"
-    memory_limit_in_mb = 1024
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
-    aws_request_id = "bench"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 29_000
-
-
-def event(path: str, body: dict[str, Any], number: int) -> dict[str, Any]:
-    return {
-        "resource": path,
-        "path": path,
-        "httpMethod": "POST",
-        "headers": {"Content-Type": "application/json"},
-        "multiValueHeaders": {},
-        "queryStringParameters": None,
-        "pathParameters": None,
-        "requestContext": {
-            "resourcePath": path,
-            "httpMethod": "POST",
-            "requestId": f"bench-{number}",
-            "stage": "live",
-            "authorizer": {"user": "u", "group": "customer-gold", "tier": "gold", "kind": "customer"},
-        },
-        "body": json.dumps(body),
-        "isBase64Encoded": False,
-    }
-
-
 def conversation(turns: int) -> list[dict[str, str]]:
     """``turns`` questions with the answers between them, the last question new."""
     messages: list[dict[str, str]] = []
@@ -241,7 +213,7 @@ def measure() -> dict[str, Any]:
         def chat(messages: list[dict[str, str]], session: str | None = None) -> float:
             body: dict[str, Any] = {"messages": messages, **({"session_id": session} if session else {})}
             started = time.perf_counter()
-            response = handler.lambda_handler(event("/v1/chat", body, next(numbers)), Context())
+            response = handler.lambda_handler(rest_event(next(numbers), "POST", "/v1/chat", body), Context())
             elapsed = (time.perf_counter() - started) * 1000
             assert response["statusCode"] == 200, response
             return elapsed
@@ -300,7 +272,7 @@ def _stream(stream_handler: Any, number: int) -> tuple[float, float]:
 
     body = {"model": PRO, "messages": conversation(1), "stream": True}
     started = time.perf_counter()
-    response = stream_handler(event("/v1/chat/completions", body, number), Context())
+    response = stream_handler(rest_event(number, "POST", "/v1/chat/completions", body), Context())
     first = None
     for chunk in response.body:
         if first is None and b'"content":"' in chunk and b'"content":""' not in chunk:

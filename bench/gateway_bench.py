@@ -15,7 +15,6 @@ one run: a request's cost must not grow with the groups.
 from __future__ import annotations
 
 import io
-import json
 import os
 import statistics
 import subprocess
@@ -38,6 +37,8 @@ os.environ.update(
         "POWERTOOLS_METRICS_NAMESPACE": "bench",
     }
 )
+from bench.rest_events import Context, rest_event  # noqa: E402 - after the path is set
+
 REQUESTS = int(os.environ.get("REQUESTS", "3000"))
 WARMUP = 300
 GATEWAY = "AI gateway POST /v1/chat"
@@ -58,24 +59,7 @@ ANSWER = [
 
 
 def event(number: int, method: str = "POST", path: str = "/v1/chat", body: Any = None) -> dict[str, Any]:
-    return {
-        "resource": path,
-        "path": path,
-        "httpMethod": method,
-        "headers": {"Content-Type": "application/json"},
-        "multiValueHeaders": {},
-        "queryStringParameters": None,
-        "pathParameters": None,
-        "requestContext": {
-            "resourcePath": path,
-            "httpMethod": method,
-            "requestId": f"bench-{number}",
-            "stage": "live",
-            "authorizer": {"user": "u", "group": "customer-gold", "tier": "gold", "kind": "customer"},
-        },
-        "body": json.dumps({"messages": QUESTION} if body is None else body) if method == "POST" else None,
-        "isBase64Encoded": False,
-    }
+    return rest_event(number, method, path, {"messages": QUESTION} if body is None else body)
 
 
 def completion(model: str, *, stream: bool) -> Callable[[int], dict[str, Any]]:
@@ -107,16 +91,6 @@ class Arm:
     handler: Any
     event: Callable[[int], dict[str, Any]] = event
     around: Callable[[], AbstractContextManager[Any]] = nullcontext
-
-
-class Context:
-    function_name = "bench"
-    memory_limit_in_mb = 1024
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
-    aws_request_id = "bench"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 29_000
 
 
 def interleaved(arms: dict[str, Arm]) -> tuple[dict[str, list[float]], dict[str, list[float]]]:

@@ -35,7 +35,7 @@ from stacks.config import GuardrailConfig, ProductionConfig, UsagePlanConfig
 from stacks.production.context import ProductionContext
 from stacks.production.gateway_jobs import GatewayJobs, Generation
 from stacks.production.policy import gateway_policy
-from stacks.shared.bedrock import grant_invoke, model_arns
+from stacks.shared.bedrock import grant_invoke, model_arns, pii_policy
 from stacks.shared.lambda_function import BlueprintFunction
 from stacks.shared.nag import acknowledge, acknowledge_synchronous_function
 from stacks.shared.naming import pascal_case
@@ -512,14 +512,7 @@ def _guardrail(
         blocked_input_messaging=config.blocked_input_message,
         blocked_outputs_messaging=config.blocked_output_message,
         content_policy_config=G.ContentPolicyConfigProperty(filters_config=filters),
-        sensitive_information_policy_config=G.SensitiveInformationPolicyConfigProperty(
-            pii_entities_config=[
-                G.PiiEntityConfigProperty(type=entity, action=action)
-                for entity, action in sorted(config.pii_entities.items())
-            ]
-        )
-        if config.pii_entities
-        else None,
+        sensitive_information_policy_config=pii_policy(config.pii_entities),
         topic_policy_config=G.TopicPolicyConfigProperty(
             topics_config=[
                 G.TopicConfigProperty(

@@ -32,6 +32,7 @@ from stacks.config import GuardrailConfig, ProductionConfig
 from stacks.production.agent import acknowledge_runtime_role
 from stacks.production.agents import agent_artifact, runtime_log_group_name, runtime_name
 from stacks.production.context import ProductionContext
+from stacks.shared.bedrock import pii_policy
 from stacks.shared.lambda_function import environment_of
 from stacks.shared.nag import acknowledge, nag_arn
 from stacks.shared.runtime_config import ConfigEnvironment
@@ -276,14 +277,7 @@ def _web_guardrail(
                 )
             ]
         ),
-        sensitive_information_policy_config=G.SensitiveInformationPolicyConfigProperty(
-            pii_entities_config=[
-                G.PiiEntityConfigProperty(type=entity, action=action)
-                for entity, action in sorted(config.pii_entities.items())
-            ]
-        )
-        if config.pii_entities
-        else None,
+        sensitive_information_policy_config=pii_policy(config.pii_entities),
     )
     digest = hashlib.sha256(
         f"{config.prompt_attack_strength}{sorted(config.pii_entities.items())}".encode()

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from aws_cdk import ArnFormat, Stack, aws_iam as iam
+from aws_cdk import ArnFormat, Stack, aws_bedrock as bedrock, aws_iam as iam
 from constructs import Construct
 
 from stacks.shared.nag import acknowledge
@@ -79,4 +80,16 @@ def _foundation_model_arn(stack: Stack, model_id: str, region: str) -> str:
         account="",
         region=region,
         arn_format=ArnFormat.SLASH_RESOURCE_NAME,
+    )
+
+
+def pii_policy(entities: Mapping[str, str]) -> bedrock.CfnGuardrail.SensitiveInformationPolicyConfigProperty | None:
+    """A guardrail's sensitive-information policy: each PII entity type with its action (None: none)."""
+    if not entities:
+        return None
+    return bedrock.CfnGuardrail.SensitiveInformationPolicyConfigProperty(
+        pii_entities_config=[
+            bedrock.CfnGuardrail.PiiEntityConfigProperty(type=entity, action=action)
+            for entity, action in sorted(entities.items())
+        ]
     )
