@@ -43,8 +43,11 @@ _URL_SAFE = "/?&=%:@!$'()*+,;~-._[]"
 
 
 def system_resolver(host: str, port: int) -> list[str]:
+    """The host's addresses in the resolver's own order (RFC 6724), IPv4 first: every one is
+    checked, and the connection is pinned to the first, which a runtime without IPv6 can reach."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return sorted({str(info[4][0]) for info in infos})
+    ordered = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    return sorted(ordered, key=lambda address: ":" in address)
 
 
 @dataclass(frozen=True)

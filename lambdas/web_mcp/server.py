@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import anyio
 from aws_lambda_powertools import Logger
@@ -110,6 +112,17 @@ def create_app(tools: WebTools) -> Starlette:
     return create_server(tools).streamable_http_app(streamable_http_path=PATH, stateless_http=True, host=HOST)
 
 
+T = TypeVar("T")
+_CLIENTS = threading.Lock()
+
+
+def _one_at_a_time(make: Callable[[], T]) -> T:
+    """boto3's default session is not safe to build clients from in several threads at once (the
+    tools run in the server's worker threads): a browser client is built under a lock."""
+    with _CLIENTS:
+        return make()
+
+
 def default_tools() -> WebTools:
     """The tools for this process: settings read once from the environment, real AWS clients."""
     import boto3
@@ -134,6 +147,6 @@ def default_tools() -> WebTools:
         settings=settings,
         policy=DocumentReader(settings.policy, WebPolicy).get,
         fetcher=Fetcher(checker),
-        browser=Browser(checker, sessions=lambda: BrowserClient(region)),
+        browser=Browser(checker, sessions=lambda: _one_at_a_time(lambda: BrowserClient(region))),
         guard=Guard(bedrock, guardrail_id=settings.guardrail_id, version=settings.guardrail_version),
     )

@@ -14,7 +14,6 @@ group the policy does not name, is refused before anything is fetched.
 from __future__ import annotations
 
 import html
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +26,6 @@ from web_mcp.guard import Guard
 from web_mcp.readable import Readable, cut, from_html, from_text
 
 # A page cannot close (or open) the wrapper around its own text.
-_WRAPPER_TAG = re.compile(r"<(/?)(external_content)", re.IGNORECASE)
 
 
 @dataclass
@@ -74,7 +72,9 @@ class WebTools:
         title = " ".join(readable.title.split())
         screened = self.guard.screen(f"{title}\n{readable.text}" if title else f"\n{readable.text}")
         title, _, text = screened.partition("\n")
-        text, masked_cut = cut(_WRAPPER_TAG.sub(r"&lt;\1\2", text), max_chars)
+        title = title.replace("<", "&lt;")  # page text too, outside the wrapper
+        # Every "<" of the page escaped: no spelling of a closing tag can end the wrapper early.
+        text, masked_cut = cut(text.replace("<", "&lt;"), max_chars)
         source = html.escape(url, quote=True)
         return {
             "url": url,

@@ -10,6 +10,7 @@ target is created (tools/list), so the target waits for the runtime.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -36,7 +37,7 @@ from stacks.shared.bedrock import pii_policy
 from stacks.shared.lambda_function import environment_of
 from stacks.shared.nag import acknowledge, nag_arn
 from stacks.shared.runtime_config import ConfigEnvironment
-from web_mcp.contract import GroupWeb, Settings as WebSettings, WebPolicy
+from web_mcp.contract import WEB_TOOLS, GroupWeb, Settings as WebSettings, WebPolicy
 
 WEB_PACKAGE = "web_mcp"
 WEB_RUNTIME = "web_tools"  # the runtime's name after the tier's prefix
@@ -51,6 +52,12 @@ BROWSER_ACTIONS = [
 ]
 
 
+def tools_digest() -> str:
+    """What the server publishes (names, descriptions, schemas), as a short digest."""
+    published = [(spec.name, spec.description, spec.input_schema()) for spec in WEB_TOOLS]
+    return hashlib.sha256(json.dumps(published, sort_keys=True).encode()).hexdigest()[:12]
+
+
 def web_policy(config: ProductionConfig) -> WebPolicy:
     """Each group's domains, for the groups that have a web tool (the others reach nothing)."""
     return WebPolicy(
@@ -60,6 +67,13 @@ def web_policy(config: ProductionConfig) -> WebPolicy:
             if any(tool.startswith("web_") for tool in group.tools)
         }
     )
+
+
+def web_span_environment() -> dict[str, str]:
+    """The agents' span settings, with the HTTP client instrumentations the fetches use turned off."""
+    spans = span_environment(capture_content=False)
+    disabled = spans["OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"]
+    return {**spans, "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": f"{disabled},urllib3,urllib"}
 
 
 def runtime_package(runtime: Mapping[str, Any]) -> tuple[str, str]:
@@ -139,6 +153,10 @@ class WebTools(Construct):
             prevent_user_existence_errors=True,
         )
         self.client.node.add_dependency(resource_server)
+        # No user sign-in flow at all (left unset, Cognito would allow SRP and custom auth).
+        cast(cognito.CfnUserPoolClient, self.client.node.default_child).explicit_auth_flows = [
+            "ALLOW_REFRESH_TOKEN_AUTH"
+        ]
         # The token endpoint lives on the pool's domain: a Cognito prefix domain, unique in the region
         # across accounts, so named with the account id (the L1: the L2 cannot check a deployed value).
         domain = cognito.CfnUserPoolDomain(
@@ -198,8 +216,9 @@ class WebTools(Construct):
             environment_variables={
                 "POWERTOOLS_SERVICE_NAME": WEB_PACKAGE,
                 "POWERTOOLS_METRICS_NAMESPACE": context.metrics_namespace,
-                # Started under ADOT as the agents are: its spans never carry page text.
-                **span_environment(capture_content=False),
+                # Started under ADOT as the agents are: its spans never carry page text, nor the URLs
+                # it fetches (urllib3's and urllib's spans would record their paths and queries).
+                **web_span_environment(),
                 **environment_of(self, settings),
             },
         )
@@ -216,7 +235,9 @@ class WebTools(Construct):
         self.target = gateway.add_mcp_server_target(
             "WebTarget",
             gateway_target_name=WEB_TARGET,
-            description="web_fetch and web_browse (lambdas/web_mcp on AgentCore Runtime)",
+            # The gateway lists the server's tools when the target is created or updated: the tools'
+            # digest in the description makes a change of their schemas update (and resync) it.
+            description=f"web_fetch and web_browse (lambdas/web_mcp on AgentCore Runtime), tools {tools_digest()}",
             endpoint=runtime_endpoint(stack, self.runtime),
             credential_provider_configurations=[
                 agentcore.GatewayCredentialProvider.from_oauth_identity_arn(

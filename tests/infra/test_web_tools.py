@@ -70,7 +70,7 @@ def test_the_gateways_client_has_client_credentials_and_the_servers_scope_only(t
     assert client["AllowedOAuthFlowsUserPoolClient"] is True
     assert client["GenerateSecret"] is True
     assert client["AllowedOAuthScopes"] == ["<WebToolsResourceServer>/invoke"]
-    assert "ExplicitAuthFlows" not in client or client["ExplicitAuthFlows"] == []  # no user sign-in
+    assert client["ExplicitAuthFlows"] == ["ALLOW_REFRESH_TOKEN_AUTH"]  # no user sign-in flow
     server = props(tools, "AWS::Cognito::UserPoolResourceServer", "WebToolsResourceServer")
     assert server["Identifier"] == SCOPE.removesuffix("/invoke")
     assert [s["ScopeName"] for s in server["Scopes"]] == ["invoke"]
@@ -134,3 +134,26 @@ def test_each_web_groups_domains_are_a_runtime_document(tools: dict[str, Any], c
     reads = {(a, r) for a, r in role_permissions(tools, "WebToolsServerExecutionRole") if a.startswith("appconfig:")}
     assert reads
     assert all("RuntimeConfigwebpolicy" in r or "RuntimeConfigEnvironment" in r for _, r in reads)
+
+
+def test_the_servers_spans_carry_no_fetched_url(tools: dict[str, Any]) -> None:
+    """urllib3's and urllib's spans would record each fetched URL's path and query."""
+    env = props(tools, "AWS::BedrockAgentCore::Runtime", "WebToolsServer")["EnvironmentVariables"]
+    disabled = env["OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"].split(",")
+    assert {"urllib3", "urllib", "requests", "boto3"} <= set(disabled)
+    assert env["OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"] == "false"
+
+
+def test_a_change_of_the_servers_tools_updates_the_target(tools: dict[str, Any]) -> None:
+    """The gateway resyncs an MCP target's tools only when the target is updated: the tools' digest
+    is in its description, and the digest follows the published schemas."""
+    from stacks.production import web_tools
+    from web_mcp.contract import WEB_FETCH
+
+    assert web_target(tools)["Properties"]["Description"].endswith(f"tools {web_tools.tools_digest()}")
+    original = WEB_FETCH.description
+    try:
+        object.__setattr__(WEB_FETCH, "description", original + " Changed.")
+        assert web_tools.tools_digest() not in web_target(tools)["Properties"]["Description"]
+    finally:
+        object.__setattr__(WEB_FETCH, "description", original)

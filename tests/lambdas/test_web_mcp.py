@@ -334,3 +334,16 @@ def test_the_deadline_is_one_budget_over_the_call() -> None:
         deadline.remaining()
     assert refused.value.kind == "upstream_unavailable"
     assert refused.value.reason == "timeout"
+
+
+def test_the_system_resolver_keeps_the_resolvers_order_ipv4_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The connection is pinned to the first address: IPv4 before IPv6 (a runtime may have no IPv6
+    route), otherwise the resolver's own order, each address once."""
+    import socket
+
+    from web_mcp import fetch as fetch_module
+
+    answers = ["2600:1f18::1", "52.94.236.248", "2600:1f18::1", "3.5.0.1"]
+    infos = [(socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, 443)) for a in answers]
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *_, **__: infos)
+    assert fetch_module.system_resolver("docs.example.com", 443) == ["52.94.236.248", "3.5.0.1", "2600:1f18::1"]
