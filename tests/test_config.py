@@ -432,7 +432,7 @@ def test_unknown_tier_names_the_allowed_ones() -> None:
 
 def test_a_group_may_only_name_configured_tools() -> None:
     assert error_lines({"production.groups.customers.tools": '["knowledge_search", "drop_db"]'}) == [
-        "blueprint.production.groups.customers.tools.1: unknown tool drop_db; allowed: find_orders, knowledge_search"
+        "blueprint.production.groups.customers.tools.1: unknown tool drop_db; allowed: find_orders, knowledge_search, web_browse, web_fetch"
     ]
 
 
