@@ -245,10 +245,7 @@ class Flow:
             admission = admitting.result()
         except Exception:  # a refusal or a failure: nothing admitted by this request (a failed
             return  # call's units, if any, are the sweeper's); the screen's error is the one raised
-        try:
-            self._release(request, admission)
-        except UpstreamError:
-            self._telemetry.release_failed(request.request_id)
+        self._release_quietly(request, admission)
 
     def _concurrently(self, work: Callable[..., T], *args: Any) -> Future[T]:
         """``work`` on the pool, in this request's context (its correlation, its caller's token)."""
@@ -274,10 +271,7 @@ class Flow:
                 lambda: self._guard.check_output(generation.text, source=source, query=query),
             )
         except BaseException:
-            try:
-                self._release(request, admission)
-            except UpstreamError:
-                self._telemetry.release_failed(request.request_id)
+            self._release_quietly(request, admission)
             raise
         delivery = Delivery(request, generation, verdict, admission, produced_by)
         if verdict.blocked:
@@ -367,6 +361,14 @@ class Flow:
                 units=request.output.units,
                 window=admission.window,
             )
+
+    def _release_quietly(self, request: GenerationRequest, admission: Admission) -> None:
+        """The units back where an error is already on its way to the caller: a release that
+        fails is logged (the units stay admitted for the sweeper), never raised over that error."""
+        try:
+            self._release(request, admission)
+        except UpstreamError:
+            self._telemetry.release_failed(request.request_id)
 
     def _remember(self, request: GenerationRequest, verdict: Verdict) -> None:
         """The turn as the agent and the caller saw it: the caller's last message as it went to

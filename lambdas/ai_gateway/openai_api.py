@@ -261,7 +261,7 @@ class Conversation:
         return conversation
 
     def texts(self) -> list[str]:
-        return [*self.system, *(text for _, text in self.turns)]
+        return [text for _, text in self.roles_and_texts()]
 
     def roles_and_texts(self) -> list[tuple[str, str]]:
         """``texts()`` with each text's role (system, user or assistant)."""

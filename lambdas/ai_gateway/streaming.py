@@ -228,13 +228,6 @@ class StreamingFlow(Flow):
         self._deliver(request, generation, guardrail)
         self._save_transcript(request)
 
-    def _release_quietly(self, request: GenerationRequest, admission: Admission) -> None:
-        """The units back; a release that fails is logged (the caller's answer is not its)."""
-        try:
-            self._release(request, admission)
-        except UpstreamError:
-            self._telemetry.release_failed(request.request_id)
-
 
 class GuardedStream:
     """An admitted, opened stream (StreamingFlow.stream builds it): iterate it once for its events, or
