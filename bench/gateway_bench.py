@@ -158,9 +158,10 @@ def cold_import(statement: str, bytecode_cache: str, runs: int = 9) -> float:
 @contextmanager
 def telemetry_off(handler: Any) -> Iterator[None]:
     """The handler with its stage telemetry as a no-op: the stages (records, metrics, log record,
-    spans), the metrics held with them (model tokens and cost, guardrail interventions), their
-    flush, and the correlation the recorder adds to every log line and metric. What is left is
-    the request's own Powertools metrics and log lines, in both arms alike."""
+    spans), the metrics held with them (model tokens and cost, guardrail interventions), and the
+    correlation the recorder adds to every log line and metric. What is left is the request's own
+    metrics (written by the same flush, in a document of their own) and log lines, in both arms
+    alike."""
     from ai_gateway import telemetry
     from shared.telemetry import Recorder, StageRecord
 
@@ -176,7 +177,7 @@ def telemetry_off(handler: Any) -> Iterator[None]:
         (telemetry.Telemetry, "correlate", nothing),
         (telemetry, "emit", nothing),
         (Recorder, "add", nothing),
-        (Recorder, "flush", nothing),
+        (Recorder, "stage_metrics", nothing),
     ]
     saved = [(owner, name, getattr(owner, name)) for owner, name, _ in stand_ins]
     for owner, name, stand_in in stand_ins:

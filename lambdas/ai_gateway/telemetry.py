@@ -7,10 +7,11 @@ prompt, an answer or a tool argument (except a golden evaluation case's, see age
 An agent's tool calls reach CloudWatch from here, as stage "tool" (shared.telemetry's stage
 metrics): EMF a Lambda function prints is extracted reliably, an agent runtime's is not.
 
-The request's stages, and its metrics dimensioned otherwise than the request's own (a model's
-tokens and cost, a guardrail source's interventions), are held by one shared.telemetry.Recorder
-and written as the request's stage documents when the request's Powertools metrics are flushed
-(the handler's ``@metrics.log_metrics``, once per invocation): docs/observability.md.
+The request's own metrics (by service, Group and OutputType), its stages, and its metrics
+dimensioned otherwise (a model's tokens and cost, a guardrail source's interventions) are held
+in memory and written by one shared.telemetry.Recorder as the request's EMF documents when the
+request's Powertools metrics are flushed (the handler's ``@metrics.log_metrics``, once per
+invocation): docs/observability.md.
 """
 
 from __future__ import annotations
@@ -32,50 +33,61 @@ from ai_gateway.router import Generation
 from shared import observability
 from shared.aws_errors import UpstreamError
 from shared.observability import AGENT_TURN_MESSAGE
-from shared.telemetry import CONVERSATION, Recorder, Stage, StageContext, emit, emit_all
+from shared.telemetry import CONVERSATION, MAX_VALUES, Recorder, Stage, StageContext, Values, emit, emit_all
 
 COUNT = MetricUnit.Count
 MILLISECONDS = MetricUnit.Milliseconds
+_COUNT, _MILLISECONDS = COUNT.value, MILLISECONDS.value
 TOOL: Stage = "tool"
 
 
 class Telemetry:
-    """The request's metrics (Powertools Metrics, flushed per invocation), stages and log lines."""
+    """The request's metrics, stages and log lines, written as one request's documents.
+
+    ``metrics`` (Powertools) names the namespace and the service, and is where the request ends:
+    whoever flushes it (the handler's ``log_metrics``, once per invocation, or a test) flushes the
+    request. The request's own metrics (dimensioned by service, Group and OutputType, as
+    Powertools would) are held here and written by the stages' recorder in the same EMF documents
+    as the stages: Powertools' add_metric and its own document cost more than all the stages.
+    """
 
     def __init__(self, metrics: Metrics, logger: Logger) -> None:
-        self._metrics = metrics
         self._logger = logger
-        self._stages = Recorder(logger)
-        # Whoever flushes the request's metrics (log_metrics per invocation, or a test) flushes
-        # its stages with them, first: one flush point, no second decorator on the handler.
         provider = metrics.provider
+        self._stages = Recorder(logger, provider.namespace)
+        self._service: dict[str, str] = {"service": provider.service} if provider.service else {}
+        self._dimensions: dict[str, str] = {}  # Group, OutputType
+        self._values: Values = {}
         flush_metrics = provider.flush_metrics
 
         def flush_with_stages(*args: Any, **kwargs: Any) -> None:
             self.flush()
-            flush_metrics(*args, **kwargs)
+            if provider.metric_set:  # anything added to Powertools' metrics directly
+                flush_metrics(*args, **kwargs)
 
         setattr(provider, "flush_metrics", flush_with_stages)  # noqa: B010
 
     def flush(self) -> None:
-        """Write the request's stage documents now (the metrics' flush does it too)."""
-        self._stages.flush()
+        """Write the request's documents now, and start the next request empty (the metrics'
+        flush does it too)."""
+        values, dimensions = self._values, {**self._service, **self._dimensions}
+        self._values, self._dimensions = {}, {}
+        self._stages.flush((dimensions, values) if values else None)
 
     # --- the request ---------------------------------------------------------------------------
 
     def request(self, group: str) -> None:
         """A request from a configured group: only those become a dimension, so claims cannot
         mint new metric series."""
-        self._metrics.add_dimension(Dimension.GROUP, group)
+        self._dimensions[Dimension.GROUP] = group
         self._count(Metric.REQUESTS)
 
     def output_type(self, output_type: str) -> None:
-        self._metrics.add_dimension(Dimension.OUTPUT_TYPE, output_type)
+        self._dimensions[Dimension.OUTPUT_TYPE] = output_type
 
     def correlate(self, conversation: str) -> None:
         """One conversation id on every later log line and on the request's metrics."""
         self._logger.append_keys(**{CONVERSATION: conversation})
-        self._metrics.add_metadata(CONVERSATION, conversation)
         self._stages.correlate(conversation)
 
     def refused(self, status: int, code: str, *, log: bool = True) -> None:
@@ -93,7 +105,7 @@ class Telemetry:
 
     def stage(self, name: Stage, conversation: str, attributes: Mapping[str, Any]) -> StageContext:
         """A stage of this request (shared.telemetry), carrying its conversation id."""
-        return self._stages.stage(name, conversation=conversation, **attributes)
+        return self._stages.stage_of(name, conversation, attributes)
 
     @contextmanager
     def timed(self, metric: Metric) -> Iterator[None]:
@@ -101,7 +113,7 @@ class Telemetry:
         try:
             yield
         finally:
-            self._metrics.add_metric(name=metric, unit=MILLISECONDS, value=(time.perf_counter() - started) * 1000)
+            self._hold(metric, _MILLISECONDS, (time.perf_counter() - started) * 1000)
 
     def guarded(self, source: str, conversation: str, check: Callable[[], Verdict]) -> Verdict:
         """One ApplyGuardrail stage (INPUT or OUTPUT), timed, its interventions counted."""
@@ -164,7 +176,7 @@ class Telemetry:
     # --- generation ----------------------------------------------------------------------------
 
     def generated(self, generation: Generation) -> None:
-        self._metrics.add_metric(name=Metric.GENERATION_LATENCY, unit=MILLISECONDS, value=generation.latency_ms)
+        self._hold(Metric.GENERATION_LATENCY, _MILLISECONDS, generation.latency_ms)
 
     def agent_turn(
         self, agent: str, turn: AgentTurn, calls: list[dict[str, Any]], case: str | None, conversation: str
@@ -216,7 +228,22 @@ class Telemetry:
         )
 
     def _count(self, metric: Metric, value: float = 1) -> None:
-        self._metrics.add_metric(name=metric, unit=COUNT, value=value)
+        self._hold(metric, _COUNT, value)
+
+    def _hold(self, metric: Metric, unit: str, value: float) -> None:
+        """One of the request's own metric values (a non-finite one is dropped: EMF cannot carry
+        it; at MAX_VALUES of one metric, what is held is written first, as Powertools does)."""
+        if not math.isfinite(value):
+            return
+        held = self._values.get(metric)
+        if held is None:
+            self._values[metric] = (unit, [float(value)])
+            return
+        if len(held[1]) >= MAX_VALUES:
+            self._stages.flush(({**self._service, **self._dimensions}, self._values))
+            self._values = {metric: (unit, [float(value)])}
+            return
+        held[1].append(float(value))
 
 
 def _tool_stage(call: dict[str, Any], conversation: str, recorder: Recorder | None = None) -> None:

@@ -34,7 +34,7 @@ from contextlib import contextmanager
 from enum import Enum
 from functools import cache, lru_cache
 from json import JSONEncoder
-from json.encoder import encode_basestring_ascii as _string
+from json.encoder import c_make_encoder, encode_basestring_ascii as _string  # type: ignore[attr-defined]
 from time import perf_counter, time
 from typing import Any, Literal
 
@@ -73,7 +73,16 @@ _STAGE_REQUESTS, _STAGE_ERRORS, _STAGE_LATENCY = (
 _STAGE = str(Dimension.STAGE)
 _STAGE_METRICS = ((_STAGE_REQUESTS, _COUNT), (_STAGE_ERRORS, _COUNT), (_STAGE_LATENCY, _MILLISECONDS))
 
-_encode = JSONEncoder(separators=(",", ":")).encode  # the stages' log records (json's C encoder)
+# The stages' log records: json's C encoder, called without JSONEncoder.encode's per-call set-up
+# where the interpreter has it (compact separators, ASCII, no circular check: plain data only).
+_ENCODER = JSONEncoder(separators=(",", ":"))
+_CHUNKS = c_make_encoder and c_make_encoder(None, _ENCODER.default, _string, None, ":", ",", False, False, True)
+
+
+def _encode(value: Any) -> str:
+    return "".join(_CHUNKS(value, 0)) if _CHUNKS else _ENCODER.encode(value)
+
+
 DimensionKey = tuple[tuple[str, str], ...]
 Values = dict[str, tuple[str, list[float]]]  # metric name -> (unit, values)
 
@@ -83,8 +92,9 @@ class StageRecord:
 
     __slots__ = ("attributes", "outcome")
 
-    def __init__(self, attributes: Mapping[str, Attribute]) -> None:
-        self.attributes: dict[str, Attribute] = dict(attributes)
+    def __init__(self, attributes: Mapping[str, Attribute], stage: str | None = None) -> None:
+        # With ``stage``, the attributes start as the stage's log record does: its name first.
+        self.attributes: dict[str, Attribute] = {"stage": stage, **attributes} if stage else dict(attributes)
         self.outcome = "ok"
 
     def update(self, attributes: Mapping[str, Attribute]) -> None:
@@ -105,7 +115,8 @@ class Recorder:
         self._logger = logger
         self._namespace = namespace
         self._stages: list[dict[str, Attribute]] = []  # each stage's log record
-        self._measured: list[tuple[str, float, float]] = []  # each stage's (name, latency ms, failed)
+        self._measured: dict[str, list[list[float]]] = {}  # stage -> its requests, errors, latencies
+        self._held = 0  # how many stages _measured holds
         self._metrics: dict[DimensionKey, Values] = {}
         self._metadata: dict[str, str] = {}
         self._tracing: bool | None = None  # decided at the request's first stage
@@ -114,6 +125,10 @@ class Recorder:
 
     def stage(self, name: Stage, *, conversation: str | None = None, **attributes: Attribute) -> StageContext:
         """A stage of this request: ``with recorder.stage(...) as record:``."""
+        return self.stage_of(name, conversation, attributes)
+
+    def stage_of(self, name: Stage, conversation: str | None, attributes: Mapping[str, Attribute]) -> StageContext:
+        """``stage()`` with its attributes as a mapping (a caller that has them as one)."""
         if conversation:
             self._metadata[CONVERSATION] = conversation
         if self._tracing is None:
@@ -122,9 +137,19 @@ class Recorder:
 
     def stage_metrics(self, name: str, latency_ms: float, *, failed: bool) -> None:
         """A stage's three metrics (a stage measured elsewhere, e.g. an agent's tool call)."""
-        if len(self._measured) >= MAX_VALUES:
+        if self._held >= MAX_VALUES:
             self.flush()
-        self._measured.append((name, latency_ms, 1.0 if failed else 0.0))
+        self._measure(name, latency_ms, 1.0 if failed else 0.0)
+
+    def _measure(self, name: str, latency_ms: float, failed: float) -> None:
+        lists = self._measured.get(name)
+        if lists is None:
+            self._measured[name] = [[1.0], [failed], [latency_ms]]
+        else:
+            lists[0].append(1.0)
+            lists[1].append(failed)
+            lists[2].append(latency_ms)
+        self._held += 1
 
     def add(self, name: str, unit: MetricUnit | str, value: float, dimensions: Mapping[str, str]) -> None:
         """One metric value with exactly these dimensions (a non-finite value is dropped: EMF
@@ -147,26 +172,21 @@ class Recorder:
     def correlate(self, conversation: str) -> None:
         self._metadata[CONVERSATION] = conversation
 
-    def flush(self) -> None:
-        """Write what is held (nothing if nothing is) and start the next request empty."""
+    def flush(self, request: tuple[Mapping[str, str], Values] | None = None) -> None:
+        """Write what is held (nothing if nothing is) and start the next request empty; with
+        ``request``, the request's own metrics (dimensions, values) in the same documents."""
         stages, measured, metrics, metadata = self._stages, self._measured, self._metrics, self._metadata
-        self._stages, self._measured, self._metrics, self._metadata, self._tracing = [], [], {}, {}, None
-        if not stages and not measured and not metrics:
+        self._stages, self._measured, self._metrics, self._metadata, self._tracing = [], {}, {}, {}, None
+        self._held = 0
+        if not stages and not measured and not metrics and not request:
             return
-        by_stage: dict[str, list[list[float]]] = {}  # stage -> its requests, errors, latencies
-        for name, latency_ms, failed in measured:
-            lists = by_stage.get(name)
-            if lists is None:
-                by_stage[name] = [[1.0], [failed], [latency_ms]]
-            else:
-                lists[0].append(1.0)
-                lists[1].append(failed)
-                lists[2].append(latency_ms)
         trace_id = _trace_id()
         if trace_id:
             metadata[TRACE] = trace_id
         # Stage sets first: a document's first directive is a stage's wherever it has one.
-        sets: list[MetricSet] = [(_stage_key(name), _STAGE_METRICS, lists) for name, lists in by_stage.items()]
+        sets: list[MetricSet] = [(_stage_key(name), _STAGE_METRICS, lists) for name, lists in measured.items()]
+        if request:
+            metrics = {tuple(request[0].items()): request[1], **metrics}
         for key, values in metrics.items():
             sets.append(
                 (key, tuple([(name, unit) for name, (unit, _) in values.items()]), [v for _, v in values.values()])
@@ -207,7 +227,7 @@ class StageContext:
         self._recorder = recorder
         self._name = name
         self._conversation = conversation
-        self._record = StageRecord(attributes)
+        self._record = StageRecord(attributes, name)
         self._span: Any = None
         self._started = 0.0
 
@@ -225,17 +245,18 @@ class StageContext:
             # (A refusal the work marked before raising stays a refusal.)
             record.outcome = "error"
             record.attributes.setdefault("error.type", type(error).__name__)
-        entry: dict[str, Attribute] = {"stage": self._name, **record.attributes, "outcome": record.outcome}
+        entry = record.attributes  # the stage's log record: the stage, the work's attributes, ...
+        entry["outcome"] = record.outcome
         if self._span is not None:
             _end(self._span, entry, self._conversation)
         # To the microsecond, in the log record and the metric alike: a finer figure is the clock's
         # noise, and its 17 digits cost several times as much to write.
         entry["latency_ms"] = latency_ms = round(latency_ms, 3)
         recorder = self._recorder
-        if len(recorder._stages) >= MAX_VALUES or len(recorder._measured) >= MAX_VALUES:
+        if len(recorder._stages) >= MAX_VALUES or recorder._held >= MAX_VALUES:
             recorder.flush()
         recorder._stages.append(entry)
-        recorder._measured.append((self._name, latency_ms, 1.0 if record.outcome == "error" else 0.0))
+        recorder._measure(self._name, latency_ms, 1.0 if record.outcome == "error" else 0.0)
 
 
 @contextmanager
@@ -314,7 +335,7 @@ def _documents(namespace: str | None, metrics: Sequence[MetricSet], metadata: Ma
             _PLANS.clear()
         _PLANS[signature] = plan
     arrays = [
-        f"[{','.join(map(repr, held))}]" if len(held) > 1 else f"[{held[0]!r}]"
+        _SINGLE.get(held[0]) or f"[{held[0]!r}]" if len(held) == 1 else f"[{','.join(map(repr, held))}]"
         for _, _, lists in metrics
         for held in lists
     ]
@@ -326,6 +347,10 @@ def _documents(namespace: str | None, metrics: Sequence[MetricSet], metadata: Ma
         pieces[1::2] = [timestamp, *[arrays[i] for i in slots]]
         documents.append("".join(pieces) + tail)  # type: ignore[arg-type]  # every None filled
     return documents
+
+
+# The lists most values are (a stage's request, its success): written without formatting.
+_SINGLE = {1.0: "[1.0]", 0.0: "[0.0]"}
 
 
 def _plan(space: str, sets: tuple[tuple[DimensionKey, tuple[tuple[str, str], ...]], ...]) -> Plan:

@@ -249,7 +249,7 @@ def test_a_real_quota_refusal_line_and_only_it_counts_for_its_group(
 ) -> None:
     _, _, body = rule_of(observability)
     emf = [json.loads(line) for line in gateway_lines if line.startswith('{"_aws"')]
-    assert len(emf) == 4  # the stage's, the refusal, the guardrail's, the request's
+    assert len(emf) == 3  # the stage's with the request's own metrics, the refusal, the guardrail's
     assert len(gateway_lines) > len(emf)  # and the Logger's JSON lines
     contributors = [counted(body, line) for line in gateway_lines]
     assert [c for c in contributors if c is not None] == ["customer-gold"]

@@ -159,7 +159,8 @@ def test_anonymized_output_is_returned_masked_and_counted(gateway: Gateway, caps
     result = call(chat("Who is the account owner?"))
     assert (result.status, result.body["output"], result.body["guardrail"]) == (200, "{NAME}, {EMAIL}", "anonymized")
     emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
-    assert emf[-1]["GuardrailOutputInterventions"] == [1.0]
+    (counted,) = [document for document in emf if "GuardrailOutputInterventions" in document]
+    assert (counted["GuardrailOutputInterventions"], counted["Group"]) == ([1.0], "customer-gold")
 
 
 def test_blocked_output_is_withheld_and_not_charged(gateway: Gateway) -> None:

@@ -13,7 +13,7 @@ from urllib.parse import unquote
 
 import boto3
 import pytest
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Metrics
 from botocore.stub import ANY, Stubber
 from cryptography.hazmat.primitives.asymmetric import rsa
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -22,10 +22,11 @@ from agent.app import Service, gateway_tools
 from agent.contract import AgentGroups, GroupModels, Settings as AgentSettings
 from ai_gateway import handler as gateway_handler
 from ai_gateway.agents import AgentClient, runtime_session_id
+from ai_gateway.telemetry import Telemetry
 from knowledge_search import handler as knowledge
 from shared.headers import AGENT_SESSION_HEADER, CALLER_TOKEN_HEADER
 from shared.runtime_config import ConfigLocation, DocumentReader
-from shared.telemetry import CONVERSATION, STAGES, STAGES_MESSAGE, TRACE, Recorder
+from shared.telemetry import CONVERSATION, MAX_VALUES, STAGES, STAGES_MESSAGE, TRACE, Recorder
 from shared.tokens import TokenVerifier
 from stacks.production.tool_binding import bindings, classifications
 from tests.lambdas.bedrock_fakes import converse_answer
@@ -275,6 +276,45 @@ def emf_valid(document: dict[str, Any]) -> bool:
         and all(isinstance(document.get(m["Name"]), list) for m in d["Metrics"])
         for d in directives
     )
+
+
+def test_a_requests_own_metrics_carry_service_group_and_output_type_and_each_request_starts_empty(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The gateway's own metrics, held by its Telemetry and written with its stages' documents,
+    are dimensioned as Powertools would (service, Group, OutputType), bounded per metric like
+    Powertools (100 values, then written), and reset per request."""
+    metrics = Metrics(namespace="ns", service="ai_gateway")
+    telemetry = Telemetry(metrics, Logger(service="ai_gateway", stream=io.StringIO()))
+    capsys.readouterr()
+
+    def written() -> list[dict[str, Any]]:
+        documents = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert all(emf_valid(document) for document in documents)
+        return documents
+
+    telemetry.request("customer-gold")
+    telemetry.output_type("chat")
+    telemetry.input_characters(12)
+    telemetry.input_characters(float("nan"))  # type: ignore[arg-type]  # EMF cannot carry it: dropped
+    metrics.flush_metrics()  # the handler's log_metrics, at the end of the invocation
+    (document,) = written()
+    (directive,) = document["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == "ns"
+    assert sorted(directive["Dimensions"][0]) == ["Group", "OutputType", "service"]
+    assert (document["service"], document["Group"], document["OutputType"]) == ("ai_gateway", "customer-gold", "chat")
+    assert (document["Requests"], document["GuardrailInputCharacters"]) == ([1.0], [12.0])
+
+    telemetry.request("platform-admins")  # the next request: its own dimensions only
+    for _ in range(MAX_VALUES + 1):
+        telemetry.input_characters(1)
+    metrics.flush_metrics()
+    documents = written()
+    assert [len(d["GuardrailInputCharacters"]) for d in documents] == [MAX_VALUES, 1]
+    assert [(d["Group"], "OutputType" in d) for d in documents] == [("platform-admins", False)] * 2
+
+    metrics.flush_metrics()  # nothing held: nothing written
+    assert capsys.readouterr().out == ""
 
 
 def test_a_recorders_documents_carry_each_requests_own_values_whatever_layouts_came_before(
