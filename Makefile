@@ -13,6 +13,11 @@ LAMBDA_PLATFORM := manylinux2014_aarch64
 LAYER := build/layer
 # The agents' third-party dependencies, for their AgentCore Runtime code asset (same platform).
 AGENT_DEPS := build/agent-deps
+# Both are byte-compiled by a CPython of the runtime's version (tools/lambda_python.sh): Lambda and
+# AgentCore import them from read-only directories, so without .pyc files every cold start
+# compiles them. Unchecked-hash bytecode (PEP 552) is used as it is, whatever the files' times.
+LAMBDA_PY := build/python$(LAMBDA_PYTHON)/python
+COMPILE := $(LAMBDA_PY) -m compileall -q -j 2 --invalidation-mode unchecked-hash
 
 # jsii runs on Node 22 from node_modules where the platform has a build of it (about 30% faster
 # than Node 20, and no end-of-life banner); elsewhere on the system Node, with the banner off.
@@ -37,18 +42,23 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-build/.layer-installed: lambdas/requirements.txt | $(VENV)/.installed
+$(LAMBDA_PY): tools/lambda_python.sh
+	tools/lambda_python.sh $(@D) $(LAMBDA_PYTHON)
+
+build/.layer-installed: lambdas/requirements.txt $(LAMBDA_PY) | $(VENV)/.installed
 	rm -rf $(LAYER)
 	$(BIN)/pip install $(PIP_QUIET) --no-compile --only-binary=:all: --implementation cp \
 		--platform $(LAMBDA_PLATFORM) --python-version $(LAMBDA_PYTHON) \
 		--target $(LAYER)/python -r lambdas/requirements.txt
+	$(COMPILE) $(LAYER)/python
 	touch $@
 
-build/.agent-deps-installed: lambdas/agent/requirements.txt | $(VENV)/.installed
+build/.agent-deps-installed: lambdas/agent/requirements.txt $(LAMBDA_PY) | $(VENV)/.installed
 	rm -rf $(AGENT_DEPS)
 	$(BIN)/pip install $(PIP_QUIET) --no-compile --only-binary=:all: --implementation cp \
 		--platform $(LAMBDA_PLATFORM) --python-version $(LAMBDA_PYTHON) \
 		--target $(AGENT_DEPS) -r lambdas/agent/requirements.txt
+	$(COMPILE) $(AGENT_DEPS)
 	@# pip writes this machine's interpreter into the scripts' first line; on AgentCore the entrypoint
 	@# `opentelemetry-instrument` must start the runtime's own Python.
 	sed -i '1s|^#!.*python.*$$|#!/usr/bin/env python3|' $(AGENT_DEPS)/bin/*

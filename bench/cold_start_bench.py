@@ -9,8 +9,12 @@ function (bench/agent_bench.py covers it).
 For each function, fresh interpreters time the import of its handler module (for a function with
 an AWS_LAMBDA_EXEC_WRAPPER that starts `python -m <module>`, that module too) and `import boto3`,
 taking turns run by run so both see the same machine (it is shared and noisy): RUNS runs each
-(default 15), median and p90, with bytecode cached as site-packages' is (the first, compiling, run
-is discarded; gateway_bench.py does the same). The path is lambdas/ then this environment's
+(default 15), median and p90, with bytecode as deployed: the dependencies' compiled (the layer
+ships .pyc files, `make layer`; the runtime's boto3 has its own), the function's own modules
+compiled at every start (its code asset has none). Beside it, "no .pyc": the same import with
+nothing compiled (NO_BYTECODE_RUNS runs, default 3), what each cold start cost while the layer
+shipped sources only (Lambda cannot write bytecode next to a layer's read-only files). The path is
+lambdas/ then this environment's
 site-packages, which hold the layer's pinned packages (lambdas/requirements.txt). The environment
 is what Lambda sets (region, function name, task root, credentials) plus the function's literal
 environment variables; values that are CloudFormation references are left out.
@@ -30,6 +34,7 @@ import functools
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -42,6 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LAMBDAS = ROOT / "lambdas"
 CDK_OUT = ROOT / "cdk.out"
 RUNS = int(os.environ.get("RUNS", "15"))
+NO_BYTECODE_RUNS = int(os.environ.get("NO_BYTECODE_RUNS", "3"))
 GOAL = 1.3
 BASELINE = "import boto3"
 # What Lambda itself puts in a function's environment (no network is used at import).
@@ -153,13 +159,21 @@ def functions() -> list[Function]:
     return found
 
 
-def base_environment(bytecode_cache: str) -> dict[str, str]:
+def base_environment(bytecode_cache: str, *, write: bool = False) -> dict[str, str]:
+    """A clean environment reading bytecode from ``bytecode_cache`` only (and writing none unless
+    ``write``: measured runs find what the deployment would ship, nothing more)."""
     keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")
     return {
         **{name: os.environ[name] for name in keep if name in os.environ},
         "PYTHONPATH": str(LAMBDAS),
         "PYTHONPYCACHEPREFIX": bytecode_cache,
+        **({} if write else {"PYTHONDONTWRITEBYTECODE": "1"}),
     }
+
+
+def own_bytecode(bytecode_cache: str) -> Path:
+    """Where the project's own modules' bytecode lands under a PYTHONPYCACHEPREFIX."""
+    return Path(bytecode_cache, *LAMBDAS.resolve().parts[1:])
 
 
 def timed(statement: str, environment: dict[str, str]) -> float:
@@ -199,23 +213,30 @@ def main() -> None:
     print(f"{len(found)} Python functions from {CDK_OUT.name}/; {RUNS} runs each; Python {sys.version.split()[0]}; "
           f"{os.cpu_count()} cores, load {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}\n")  # fmt: skip
     samples: dict[str, tuple[list[float], list[float]]] = {f.logical_id: ([], []) for f in found}
-    with tempfile.TemporaryDirectory() as cache:
-        environments = {f.logical_id: {**base_environment(cache), **f.environment} for f in found}
+    uncompiled: dict[str, list[float]] = {f.logical_id: [] for f in found}
+    with tempfile.TemporaryDirectory() as cache, tempfile.TemporaryDirectory() as empty:
         for function in found:  # compile once: the cache holds every module's bytecode from here on
-            timed(function.statement, environments[function.logical_id])
-        timed(BASELINE, base_environment(cache))
+            timed(function.statement, {**base_environment(cache, write=True), **function.environment})
+        timed(BASELINE, base_environment(cache, write=True))
+        shutil.rmtree(own_bytecode(cache))  # as deployed: the function's own code is compiled at start
+        environments = {f.logical_id: {**base_environment(cache), **f.environment} for f in found}
         for _ in range(RUNS):
             for function in found:
                 environment = environments[function.logical_id]
                 boto3_ms, function_ms = samples[function.logical_id]
                 boto3_ms.append(timed(BASELINE, environment))
                 function_ms.append(timed(function.statement, environment))
+        for _ in range(NO_BYTECODE_RUNS):
+            for function in found:
+                environment = {**base_environment(empty), **function.environment}
+                uncompiled[function.logical_id].append(timed(function.statement, environment))
         heaviest = {f.logical_id: heaviest_beyond_boto3(f, environments[f.logical_id]) for f in found}
     header = (
-        f"{'function':<46} {'cold import ms':>15} {'boto3 ms':>9} {'ratio':>6}  heaviest packages beyond boto3 (ms)"
+        f"{'function':<46} {'cold import ms':>15} {'boto3 ms':>9} {'ratio':>6} {'no .pyc':>8}"
+        "  heaviest packages beyond boto3 (ms)"
     )
     print(header)
-    print(f"{'':<46} {'p50':>7} {'p90':>7} {'p50':>9} {'p50':>6}")
+    print(f"{'':<46} {'p50':>7} {'p90':>7} {'p50':>9} {'p50':>6} {'p50':>8}")
     print("-" * len(header))
     over = []
     for function in sorted(found, key=lambda f: -statistics.median(samples[f.logical_id][1])):
@@ -227,7 +248,8 @@ def main() -> None:
         packages, own_ms = heaviest[function.logical_id]
         named = ", ".join(f"{name} {ms:.0f}" for name, ms in packages) + f"; own code {own_ms:.0f}"
         print(f"{function.label:<46} {statistics.median(function_ms):7.1f} {p90(function_ms):7.1f} "
-              f"{statistics.median(boto3_ms):9.1f} {ratio:5.2f}{flag} {named}")  # fmt: skip
+              f"{statistics.median(boto3_ms):9.1f} {ratio:5.2f}{flag} "
+              f"{statistics.median(uncompiled[function.logical_id]):8.1f} {named}")  # fmt: skip
         if ";" in function.statement:
             print(f"{'':<46} (imports {function.statement.replace('import ', '')})")
     print(f"\n* over {GOAL}x import boto3 without SnapStart: {len(over)} of {len(found)}")

@@ -4,7 +4,8 @@ A Lambda function runs its package and ``shared`` over the dependency layer (bui
 an agent runtime runs ``agent`` and ``shared`` over its own dependencies (build/agent-deps). A
 third-party import missing there passes every offline test (the venv has it) and fails the
 runtime at start-up, so each runtime's imports are followed from its package through ``shared``
-and every third-party top-level module must be in its bundle.
+and every third-party top-level module must be in its bundle. Each bundle also ships the
+runtime's bytecode for every module, or every cold start would compile it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pytest
 
 from stacks.production.agents import AGENT_DEPS_DIR, AGENT_PACKAGE
 from stacks.production.web_tools import WEB_PACKAGE
-from stacks.shared.lambda_function import LAMBDAS_DIR, LAYER_DIR, SHARED_PACKAGES
+from stacks.shared.lambda_function import LAMBDAS_DIR, LAYER_DIR, RUNTIME, SHARED_PACKAGES
 
 FIRST_PARTY = {p.name for p in LAMBDAS_DIR.iterdir() if (p / "__init__.py").is_file()}
 
@@ -79,3 +80,42 @@ def test_the_check_finds_a_missing_dependency(tmp_path: Path) -> None:
     """Negative control: an empty bundle lacks what the agent imports."""
     assert {"pydantic", "aws_lambda_powertools"} <= imported_modules(AGENT_PACKAGE)
     assert not in_bundle(tmp_path, "pydantic")
+
+
+# CPython 3.14's bytecode (importlib.util.MAGIC_NUMBER of 3.14.x), and PEP 552's flags for
+# hash-based bytecode that is never checked against its source: what Lambda and AgentCore import
+# as it is from their read-only directories (Makefile: COMPILE).
+RUNTIME_MAGIC = (3627).to_bytes(2, "little") + b"\r\n"
+UNCHECKED_HASH = 0b01
+
+
+def bytecode_problems(bundle: Path, tag: str) -> list[str]:
+    """Each module of ``bundle`` that a runtime of ``tag`` (e.g. cpython-314) would compile at
+    every start: no bytecode for it, another version's, or bytecode checked against its source."""
+    problems = []
+    for source in sorted(bundle.rglob("*.py")):
+        compiled = source.parent / "__pycache__" / f"{source.stem}.{tag}.pyc"
+        if not compiled.is_file():
+            problems.append(f"{source.relative_to(bundle)}: no {compiled.name}")
+            continue
+        head = compiled.read_bytes()[:8]
+        if head[:4] != RUNTIME_MAGIC or int.from_bytes(head[4:], "little") != UNCHECKED_HASH:
+            problems.append(f"{compiled.relative_to(bundle)}: magic {head[:4]!r}, flags {head[4:]!r}")
+    return problems
+
+
+@pytest.mark.parametrize("bundle", [LAYER_DIR / "python", AGENT_DEPS_DIR], ids=["layer", "agent-deps"])
+def test_every_dependency_ships_the_runtimes_bytecode(bundle: Path) -> None:
+    assert RUNTIME.name == "python3.14"  # RUNTIME_MAGIC is 3.14's: change both together
+    problems = bytecode_problems(bundle, "cpython-314")
+    assert not problems, f"{len(problems)} modules compiled at every cold start, e.g. {problems[:3]}"
+
+
+def test_the_bytecode_check_finds_a_module_without_it_and_another_versions(tmp_path: Path) -> None:
+    """Negative control: a source alone, and 3.11's timestamp bytecode, are both found."""
+    (tmp_path / "alone.py").write_text("x = 1\n")
+    (tmp_path / "old.py").write_text("y = 2\n")
+    (tmp_path / "__pycache__").mkdir()
+    (tmp_path / "__pycache__" / "old.cpython-314.pyc").write_bytes((3495).to_bytes(2, "little") + b"\r\n" + bytes(12))
+    problems = bytecode_problems(tmp_path, "cpython-314")
+    assert [p.split(":")[0] for p in problems] == ["alone.py", "__pycache__/old.cpython-314.pyc"]
