@@ -15,7 +15,8 @@ LAYER := build/layer
 AGENT_DEPS := build/agent-deps
 # Both are byte-compiled by a CPython of the runtime's version (tools/lambda_python.sh): Lambda and
 # AgentCore import them from read-only directories, so without .pyc files every cold start
-# compiles them. Unchecked-hash bytecode (PEP 552) is used as it is, whatever the files' times.
+# compiles them. Unchecked-hash bytecode (PEP 552) is used as it is, whatever the files' times;
+# it names its sources as the runtime sees them (-s, -p), and the same files give the same bytes.
 LAMBDA_PY := build/python$(LAMBDA_PYTHON)/python
 COMPILE := $(LAMBDA_PY) -m compileall -q -j 2 --invalidation-mode unchecked-hash
 
@@ -50,7 +51,7 @@ build/.layer-installed: lambdas/requirements.txt $(LAMBDA_PY) | $(VENV)/.install
 	$(BIN)/pip install $(PIP_QUIET) --no-compile --only-binary=:all: --implementation cp \
 		--platform $(LAMBDA_PLATFORM) --python-version $(LAMBDA_PYTHON) \
 		--target $(LAYER)/python -r lambdas/requirements.txt
-	$(COMPILE) $(LAYER)/python
+	$(COMPILE) -s $(LAYER)/python -p /opt/python $(LAYER)/python
 	touch $@
 
 build/.agent-deps-installed: lambdas/agent/requirements.txt $(LAMBDA_PY) | $(VENV)/.installed
@@ -58,7 +59,7 @@ build/.agent-deps-installed: lambdas/agent/requirements.txt $(LAMBDA_PY) | $(VEN
 	$(BIN)/pip install $(PIP_QUIET) --no-compile --only-binary=:all: --implementation cp \
 		--platform $(LAMBDA_PLATFORM) --python-version $(LAMBDA_PYTHON) \
 		--target $(AGENT_DEPS) -r lambdas/agent/requirements.txt
-	$(COMPILE) $(AGENT_DEPS)
+	$(COMPILE) -s $(AGENT_DEPS) $(AGENT_DEPS)
 	@# pip writes this machine's interpreter into the scripts' first line; on AgentCore the entrypoint
 	@# `opentelemetry-instrument` must start the runtime's own Python.
 	sed -i '1s|^#!.*python.*$$|#!/usr/bin/env python3|' $(AGENT_DEPS)/bin/*
