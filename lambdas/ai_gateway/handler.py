@@ -718,6 +718,7 @@ def _openai_json(error: OpenAIError) -> Response[Any]:
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    telemetry.start()
     response = app.resolve(event, context)
     response.setdefault("headers", {})[CORRELATION_ID_HEADER] = logger.get_correlation_id() or ""
     return response

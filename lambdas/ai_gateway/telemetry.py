@@ -67,12 +67,15 @@ class Telemetry:
 
         setattr(provider, "flush_metrics", flush_with_stages)  # noqa: B010
 
+    def start(self) -> None:
+        """A new invocation: no group or output type yet (the last one's stay until then, so a
+        stream's metrics, written after the handler's own flush, keep its request's)."""
+        self._dimensions = {}
+
     def flush(self) -> None:
-        """Write the request's documents now, and start the next request empty (the metrics'
-        flush does it too)."""
-        values, dimensions = self._values, {**self._service, **self._dimensions}
-        self._values, self._dimensions = {}, {}
-        self._stages.flush((dimensions, values) if values else None)
+        """Write what the request holds now (the metrics' flush does it too)."""
+        values, self._values = self._values, {}
+        self._stages.flush(({**self._service, **self._dimensions}, values) if values else None)
 
     # --- the request ---------------------------------------------------------------------------
 

@@ -287,7 +287,7 @@ def streams(gateway: Gateway, texts: list[str], model: str = PRO) -> None:
 
 
 def test_a_streamed_completion_reaches_the_sdk_piece_by_piece_each_piece_guarded_and_metered_once(
-    gateway: Gateway, served: Served
+    gateway: Gateway, served: Served, capsys: pytest.CaptureFixture[str]
 ) -> None:
     guard_input(gateway.bedrock, ["Hello?"])
     streams(gateway, ["Hi there. ", "Write to ", "ada@example.com ", "today.\n", "Bye."])
@@ -318,6 +318,11 @@ def test_a_streamed_completion_reaches_the_sdk_piece_by_piece_each_piece_guarded
     assert (item["status"]["S"], item["output_tokens"]["N"], item["units"]["N"]) == ("delivered", "400", "1")
     (event,) = served.events
     assert event["resource"] == "/v1/chat/completions"
+    # The output, counted when the stream ends (after the handler's own flush), is still the
+    # group's and the output type's: the dashboards chart outputs by both.
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    (outputs,) = [document for document in emf if "Outputs" in document]
+    assert (outputs["Outputs"], outputs["Group"], outputs["OutputType"]) == ([1.0], "customer-gold", "chat")
 
 
 def test_a_stream_blocked_by_the_output_guardrail_stops_there_and_is_not_charged(

@@ -283,7 +283,7 @@ def test_a_requests_own_metrics_carry_service_group_and_output_type_and_each_req
 ) -> None:
     """The gateway's own metrics, held by its Telemetry and written with its stages' documents,
     are dimensioned as Powertools would (service, Group, OutputType), bounded per metric like
-    Powertools (100 values, then written), and reset per request."""
+    Powertools (100 values, then written), and their dimensions reset per invocation."""
     metrics = Metrics(namespace="ns", service="ai_gateway")
     telemetry = Telemetry(metrics, Logger(service="ai_gateway", stream=io.StringIO()))
     capsys.readouterr()
@@ -305,7 +305,8 @@ def test_a_requests_own_metrics_carry_service_group_and_output_type_and_each_req
     assert (document["service"], document["Group"], document["OutputType"]) == ("ai_gateway", "customer-gold", "chat")
     assert (document["Requests"], document["GuardrailInputCharacters"]) == ([1.0], [12.0])
 
-    telemetry.request("platform-admins")  # the next request: its own dimensions only
+    telemetry.start()  # the next invocation: its own dimensions only
+    telemetry.request("platform-admins")
     for _ in range(MAX_VALUES + 1):
         telemetry.input_characters(1)
     metrics.flush_metrics()
