@@ -425,7 +425,8 @@ def test_the_code_asset_holds_the_agent_its_shared_code_and_arm64_dependencies(
         assert (root / needed).exists(), needed
     # The dependencies' bytecode is the runtime's (make agent-deps); this machine's never ships.
     compiled = list(root.rglob("*.pyc"))
-    assert compiled and all(path.name.endswith(".cpython-314.pyc") for path in compiled)
+    assert compiled
+    assert all(path.name.endswith(".cpython-314.pyc") for path in compiled)
     assert not [path for package in ("agent", "shared") for path in (root / package).rglob("__pycache__")]
     # The entrypoint's script starts the runtime's Python, not the one of the machine that built it.
     assert (root / "bin" / ENTRYPOINT[0]).read_text().splitlines()[0] == "#!/usr/bin/env python3"
