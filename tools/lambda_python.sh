@@ -19,10 +19,16 @@ suite=unstable
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-# The Debian archive this machine's apt reads (the line apt-cache prints for the main suite).
-archive=$(apt-cache policy | awk '$3 ~ /^[a-z-]+\/main$/ && $2 ~ /^https?:\/\// && $2 !~ /security/ {print $2; exit}')
+# The Debian archive this machine's apt reads, from its sources (one-line or deb822 format).
+archive=$(
+    {
+        grep -hs '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list |
+            awk '{for (i = 2; i <= NF; i++) if ($i ~ /^https?:\/\//) {print $i; break}}'
+        awk '$1 == "URIs:" {for (i = 2; i <= NF; i++) print $i}' /etc/apt/sources.list.d/*.sources 2>/dev/null
+    } | grep -E '^https?://.*/debian/?$' | head -n 1
+)
 if [ -z "$archive" ]; then
-    echo "tools/lambda_python.sh: no Debian archive among apt's sources (apt-cache policy)" >&2
+    echo "tools/lambda_python.sh: no Debian archive among apt's sources in /etc/apt" >&2
     exit 1
 fi
 mkdir -p "$work/lists/partial" "$work/archives/partial" "$work/parts"
