@@ -59,10 +59,10 @@ build/.agent-deps-installed: lambdas/agent/requirements.txt $(LAMBDA_PY) | $(VEN
 	$(BIN)/pip install $(PIP_QUIET) --no-compile --only-binary=:all: --implementation cp \
 		--platform $(LAMBDA_PLATFORM) --python-version $(LAMBDA_PYTHON) \
 		--target $(AGENT_DEPS) -r lambdas/agent/requirements.txt
-	$(COMPILE) -s $(AGENT_DEPS) $(AGENT_DEPS)
 	@# pip writes this machine's interpreter into the scripts' first line; on AgentCore the entrypoint
 	@# `opentelemetry-instrument` must start the runtime's own Python.
 	sed -i '1s|^#!.*python.*$$|#!/usr/bin/env python3|' $(AGENT_DEPS)/bin/*
+	$(COMPILE) -s $(AGENT_DEPS) $(AGENT_DEPS)
 	touch $@
 
 $(VENV)/.mutate-installed: requirements-mutate.txt | $(VENV)/.installed
