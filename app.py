@@ -9,6 +9,11 @@ from __future__ import annotations
 
 import sys
 
+from stacks import startup  # isort: skip  # light: nothing here imports aws_cdk before start()
+
+if __name__ == "__main__":  # run by the CDK CLI: Node and Python start up side by side
+    startup.start()
+
 from aws_cdk import App, Environment, Stack, Tags
 
 from stacks.config import BlueprintConfig, ConfigError, Tier, load_config, selected_tiers

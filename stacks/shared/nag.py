@@ -9,6 +9,8 @@ from aws_cdk import Acknowledgment, App, CfnResource, Stack, Token, Validations
 from cdk_nag import AwsSolutionsChecks, NIST80053R5Checks
 from constructs import IConstruct
 
+from stacks.startup import template_validator
+
 # Every call below is a round trip to the jsii kernel (Node.js), and synth makes a few hundred of
 # them here: a construct's Validations handle (a stateless wrapper of the construct) and a stack's
 # ARN parts are looked up once, not once per acknowledgement or ARN.
@@ -19,9 +21,15 @@ _ARN_PARTS: WeakKeyDictionary[Stack, tuple[str, str, str]] = WeakKeyDictionary()
 def add_rule_packs(app: App) -> None:
     """Run the AwsSolutions and NIST 800-53 rev 5 packs over the whole app.
 
-    Unacknowledged errors fail synth; the report lands in cdk.out/validation-report.json.
+    Unacknowledged errors fail synth; the report lands in cdk.out/validation-report.json. CDK's
+    template validation runs after them as ever: with the validator stacks/startup.py built when
+    the CLI runs the app (registered here, so CDK builds no second one), else CDK's own.
     """
-    Validations.of(app).add_plugins(AwsSolutionsChecks(app), NIST80053R5Checks(app))
+    validation = Validations.of(app)
+    validation.add_plugins(AwsSolutionsChecks(app), NIST80053R5Checks(app))
+    validator = template_validator()
+    if validator is not None:
+        validation.add_plugins(validator)
 
 
 def acknowledge(construct: IConstruct, rule: str, reason: str) -> None:
