@@ -65,15 +65,19 @@ build/.agent-deps-installed: lambdas/agent/requirements.txt $(LAMBDA_PY) | $(VEN
 	$(COMPILE) -s $(AGENT_DEPS) $(AGENT_DEPS)
 	touch $@
 
+# The digest of what a bundle holds (tools/tree_digest.py): the stacks' asset hash for it.
+build/%.sha256: build/.%-installed tools/tree_digest.py
+	$(BIN)/python tools/tree_digest.py build/$* $@
+
 $(VENV)/.mutate-installed: requirements-mutate.txt | $(VENV)/.installed
 	$(BIN)/pip install $(PIP_QUIET) -r requirements-mutate.txt
 	touch $@
 
-layer: build/.layer-installed ## build the Lambda dependency layer (cached)
+layer: build/layer.sha256 ## build the Lambda dependency layer (cached)
 
-agent-deps: build/.agent-deps-installed ## build the agents' arm64 dependencies (cached)
+agent-deps: build/agent-deps.sha256 ## build the agents' arm64 dependencies (cached)
 
-setup: $(VENV)/.installed node_modules/.installed build/.layer-installed build/.agent-deps-installed ## venv, CDK CLI, Lambda layer, agent deps (cached)
+setup: $(VENV)/.installed node_modules/.installed build/layer.sha256 build/agent-deps.sha256 ## venv, CDK CLI, Lambda layer, agent deps (cached)
 
 synth: setup ## synthesize TIER (all, sandbox, production) into cdk.out/, nag and schema checks on
 	@# Templates of stacks no longer synthesized must not linger (cfn-lint reads every one); staged

@@ -40,7 +40,7 @@ from agent.contract import AgentGroups, GroupModels
 from shared.headers import CALLER_TOKEN_HEADER
 from stacks.config import AgentConfig, ProductionConfig
 from stacks.production.context import ProductionContext
-from stacks.shared.lambda_function import LAMBDAS_DIR, PROJECT_ROOT, SHARED_PACKAGES
+from stacks.shared.lambda_function import LAMBDAS_DIR, PROJECT_ROOT, SHARED_PACKAGES, build_digest
 from stacks.shared.nag import acknowledge, acknowledge_inline_policy
 from stacks.shared.runtime_config import RuntimeConfigDocument
 from stacks.shared.vended_logs import DeliveryPolicies
@@ -106,8 +106,9 @@ def _link_or_copy(source: str, target: str) -> None:
 
 
 def bundle_hash(package: str = AGENT_PACKAGE) -> str:
-    """What the bundle is made of: the packages' files and the installed distributions (names carry
-    versions). Known before bundling, so a synth whose asset is already staged skips the bundle."""
+    """What the bundle is made of: the packages' files and the dependencies' digest (`make
+    agent-deps` writes it: versions, platform and bytecode alike). Known before bundling, so a
+    synth whose asset is already staged skips the bundle."""
     if not AGENT_DEPS_DIR.is_dir():
         AgentBundle.missing_dependencies()
     digest = hashlib.sha256()
@@ -116,8 +117,7 @@ def bundle_hash(package: str = AGENT_PACKAGE) -> str:
             if path.is_file() and "__pycache__" not in path.parts:
                 digest.update(f"{path.relative_to(LAMBDAS_DIR)}\n".encode())
                 digest.update(path.read_bytes())
-    for distribution in sorted(p.name for p in AGENT_DEPS_DIR.glob("*.dist-info")):
-        digest.update(f"{distribution}\n".encode())
+    digest.update(f"dependencies {build_digest(AGENT_DEPS_DIR)}\n".encode())
     return digest.hexdigest()
 
 

@@ -11,6 +11,7 @@ from typing import Any, get_args
 from aws_cdk import (
     Annotations,
     ArnFormat,
+    AssetHashType,
     Duration,
     RemovalPolicy,
     Stack,
@@ -94,7 +95,8 @@ class DependencyLayer(lambda_.LayerVersion):
     """Third-party runtime dependencies (lambdas/requirements.txt), one layer per stack.
 
     Built without Docker by `make layer`: pip with ``--platform manylinux2014_aarch64
-    --only-binary=:all:`` into build/layer/python. Use ``DependencyLayer.of(scope)``.
+    --only-binary=:all:`` into build/layer/python, byte-compiled for the runtime; its asset hash is
+    the digest `make layer` wrote (``build_digest``). Use ``DependencyLayer.of(scope)``.
     """
 
     @classmethod
@@ -111,11 +113,22 @@ class DependencyLayer(lambda_.LayerVersion):
         super().__init__(
             scope,
             id,
-            code=lambda_.Code.from_asset(str(LAYER_DIR)),
+            code=lambda_.Code.from_asset(
+                str(LAYER_DIR), asset_hash=build_digest(LAYER_DIR), asset_hash_type=AssetHashType.CUSTOM
+            ),
             compatible_runtimes=[RUNTIME],
             compatible_architectures=[ARCHITECTURE],
             description="Powertools, pydantic and pinned boto3 from lambdas/requirements.txt",
         )
+
+
+def build_digest(directory: Path) -> str:
+    """The digest of a bundle ``make`` built (tools/tree_digest.py, beside it as <name>.sha256): its
+    asset hash, so synth does not read the whole tree again to fingerprint it."""
+    recorded = directory.with_name(f"{directory.name}.sha256")
+    if not recorded.is_file():
+        raise FileNotFoundError(f"no digest of {directory} at {recorded}: run `make setup` (or `make synth`)")
+    return recorded.read_text().strip()
 
 
 def function_code(package: str) -> lambda_.Code:

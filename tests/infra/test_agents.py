@@ -36,6 +36,7 @@ from stacks.production.agents import (
 from stacks.shared.runtime_config import READ_ACTIONS
 from tests.infra.cfn import only, props, render, resources, role_permissions, runtime_document
 from tests.infra.conftest import Assembly
+from tools.tree_digest import tree_digest
 
 Templates = dict[str, dict[str, Any]]
 
@@ -475,20 +476,28 @@ def test_the_gateway_policy_routes_output_types_to_their_agents(
     }
 
 
-def test_the_bundle_hash_follows_the_code_and_the_installed_distributions(
+def test_the_bundle_hash_follows_the_code_and_the_dependencies_digest(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     lambdas, deps = tmp_path / "lambdas", tmp_path / "deps"
     for package in ("agent", "shared"):
         shutil.copytree(Path("lambdas") / package, lambdas / package, ignore=shutil.ignore_patterns("__pycache__"))
-    (deps / "boto3-1.44.8.dist-info").mkdir(parents=True)
+    (deps / "boto3").mkdir(parents=True)
+    (deps / "boto3" / "__init__.py").write_text("version = 1\n")
+    digest = tmp_path / "deps.sha256"  # what `make agent-deps` writes beside the tree
     monkeypatch.setattr(agents_module, "LAMBDAS_DIR", lambdas)
     monkeypatch.setattr(agents_module, "AGENT_DEPS_DIR", deps)
+    with pytest.raises(FileNotFoundError, match="make setup"):
+        agents_module.bundle_hash()
+    digest.write_text(tree_digest(deps) + "\n")
     first = agents_module.bundle_hash()
     (lambdas / "agent" / "__pycache__").mkdir()
     (lambdas / "agent" / "__pycache__" / "loop.cpython-314.pyc").write_bytes(b"compiled")
-    assert agents_module.bundle_hash() == first  # bytecode is not shipped
-    (deps / "boto3-1.44.8.dist-info").rename(deps / "boto3-1.44.9.dist-info")
+    assert agents_module.bundle_hash() == first  # this machine's bytecode is not shipped
+    # The same versions, compiled: the dependencies' content changed, and so does the bundle's hash.
+    (deps / "boto3" / "__pycache__").mkdir()
+    (deps / "boto3" / "__pycache__" / "__init__.cpython-314.pyc").write_bytes(b"compiled for 3.14")
+    digest.write_text(tree_digest(deps) + "\n")
     upgraded = agents_module.bundle_hash()
     assert upgraded != first
     (lambdas / "shared" / "tokens.py").write_text("# changed\n", encoding="utf-8")
