@@ -278,7 +278,10 @@ class GatewayStack(Stack):
                 ),
                 memory_id=agent_memory.memory_id if agent_memory and agent_runtimes else None,
             ),
-            gateway_functions=self.generators,
+            # Jobs are submitted and read through the buffered routes only; the streaming function
+            # admits too, so the sweeper waits out its timeout, but it gets no jobs table or worker.
+            gateway_functions=[self.function],
+            other_admitting_timeouts=[Duration.seconds(config.api.stream_timeout_seconds)],
             v1=self.v1,
             integration=self.integration,
             method_options=self.method_options,

@@ -136,9 +136,12 @@ SWITCHED_ON: dict[tuple[str, str], tuple[str, str]] = {
     ("ingestion", "textract"): ("OCR", "textract"),
 }
 # Modules whose calls a function makes only where a variable is set at all: file -> variable (the
-# gateway's functions keep sessions' transcripts; the jobs' worker, running the same package, not).
+# gateway's functions keep sessions' transcripts and the buffered one jobs; the jobs' worker, running the
+# same package, no transcripts, and the streaming function no jobs).
 SWITCHED_ON_BY_VARIABLE: dict[str, str] = {
     "ai_gateway/transcript.py": "TRANSCRIPT_TABLE",
+    # Jobs are the buffered gateway function's (its routes alone submit and read them).
+    "ai_gateway/jobs.py": "JOBS_TABLE",
 }
 # CopySource arguments built before the call: (package, expression) -> (bucket, may name a version).
 COPY_SOURCES: dict[tuple[str, str], tuple[str, bool]] = {

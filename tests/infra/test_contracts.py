@@ -105,7 +105,7 @@ def _round_trips(settings_class: type[FunctionSettings], own: dict[str, str], lo
 def test_every_runtime_reads_its_environment_through_its_contract(assembly: Assembly) -> None:
     runtimes = _runtimes(assembly)
     assert any(handler.startswith("agent.") for _, handler, _ in runtimes)
-    seconds = 0
+    seconds: list[str] = []
     for logical_id, handler, environment in runtimes:
         settings_class = _settings_class(handler)
         own = {name: value for name, value in environment.items() if name not in HOUSE_VARIABLES}
@@ -114,13 +114,16 @@ def test_every_runtime_reads_its_environment_through_its_contract(assembly: Asse
             continue
         if handler in SECOND_SETTINGS:
             second = SECOND_SETTINGS[handler]
-            _round_trips(second, {k: v for k, v in own.items() if k in _variables(second)}, logical_id)
-            seconds += 1
+            given = {k: v for k, v in own.items() if k in _variables(second)}
+            if given:  # (a function of the same handler that never runs those routes has none)
+                _round_trips(second, given, logical_id)
+                seconds.append(logical_id)
             own = {k: v for k, v in own.items() if k not in _variables(second) - _variables(settings_class)}
         assert set(own) <= _variables(settings_class), (logical_id, sorted(set(own) - _variables(settings_class)))
         _round_trips(settings_class, own, logical_id)
-    # Both functions running the gateway's handler (buffered, streamed) carry the jobs' settings.
-    assert seconds == 2
+    # The buffered gateway function carries the jobs' settings; the streaming one, which serves no
+    # job route, none of them.
+    assert [logical_id[:-8] for logical_id in seconds] == ["GatewayFunction"]
 
 
 @pytest.mark.parametrize("broken", ["not json", '{"unclosed": ['])

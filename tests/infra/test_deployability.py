@@ -162,8 +162,9 @@ def test_the_iam_coverage_check_knows_where_in_a_bucket_a_call_writes(assembly: 
 
 
 def test_the_iam_coverage_check_finds_a_gateway_function_that_may_not_start_the_worker(assembly: Assembly) -> None:
-    """Negative control: without lambda:InvokeFunction on the worker, each function running the
-    gateway's handler is reported for the one call that starts a job, and nothing else is."""
+    """Negative control: without lambda:InvokeFunction on the worker, the function whose routes
+    submit jobs (the buffered one; the streaming function has no jobs) is reported for the one call
+    that starts a job, and nothing else is."""
     templates = copy.deepcopy(assembly.templates)
     gateway = next(name for name in templates if name.endswith("-production-gateway"))
     _revoke(templates[gateway], "lambda:InvokeFunction", "JobsWorker", "Arn")
@@ -171,7 +172,7 @@ def test_the_iam_coverage_check_finds_a_gateway_function_that_may_not_start_the_
     assert {(f.call.where, f.call.action, f.resource) for f in findings} == {
         (_where("ai_gateway/jobs.py", "self._client.invoke("), "lambda:InvokeFunction", "WORKER_FUNCTION")
     }
-    assert sorted(f.runner.logical_id[:-8] for f in findings) == ["GatewayFunction", "GatewayStreamFunction"]
+    assert sorted(f.runner.logical_id[:-8] for f in findings) == ["GatewayFunction"]
 
 
 def test_every_key_prefix_entry_names_a_call_the_code_makes(assembly: Assembly) -> None:

@@ -6,7 +6,8 @@ import json
 from typing import Any
 
 from ai_gateway.contract import GatewayPolicy
-from ai_gateway.jobs_contract import WORKER_MAX_EVENT_AGE_SECONDS, SweeperSettings
+from ai_gateway.jobs_contract import WORKER_MAX_EVENT_AGE_SECONDS, GatewayJobsSettings, SweeperSettings
+from shared.contract import variable
 from stacks.config import load_config
 from tests.infra.cfn import only, props, render, resources, role_permissions, runtime_document
 
@@ -195,13 +196,20 @@ def test_the_streaming_function_runs_its_own_loop_with_the_gateways_permissions_
     assert function["Handler"] == buffered["Handler"] == "ai_gateway.handler.lambda_handler"  # the same asset
     variables = dict(function["Environment"]["Variables"])  # a copy: the template is the session's
     assert variables.pop("AWS_LAMBDA_EXEC_WRAPPER") == "/var/task/ai_gateway/stream_bootstrap"
-    assert set(variables) == set(buffered["Environment"]["Variables"])
+    # Jobs are the buffered routes' alone: their settings, table and worker are not the stream's.
+    jobs_variables = set(buffered["Environment"]["Variables"]) - set(variables)
+    assert set(variables) <= set(buffered["Environment"]["Variables"])
+    assert jobs_variables <= {variable(name) for name in GatewayJobsSettings.model_fields}
+    assert {variable("jobs_table"), variable("worker_function")} <= jobs_variables
     streamed = role_permissions(gateway, "GatewayStreamFunctionRole")
     both = role_permissions(gateway, "GatewayFunctionRole")
-    # The same grants on the same resources (each writes its own logs); ConverseStream needs its
-    # own action on every model.
+    # The same grants on the same resources but the jobs' (each writes its own logs); ConverseStream
+    # needs its own action on every model.
     own = {"<GatewayStreamFunctionLogs.Arn>": "<GatewayFunctionLogs.Arn>"}
-    assert {own.get(resource, resource) for _, resource in streamed} == {resource for _, resource in both}
+    jobs = {(action, resource) for action, resource in both if resource.startswith(("<JobsTable", "<JobsWorker"))}
+    assert {action for action, _ in jobs} == {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
+                                              "lambda:InvokeFunction"}  # fmt: skip
+    assert {own.get(resource, resource) for _, resource in streamed} == {resource for _, resource in both - jobs}
     models = {resource for action, resource in streamed if action == "bedrock:InvokeModel"}
     assert models
     assert models == {resource for action, resource in streamed if action == "bedrock:InvokeModelWithResponseStream"}
@@ -327,14 +335,15 @@ def test_gateway_role_touches_only_its_table_guardrail_policy_and_models(
 
 def test_the_sweeper_waits_out_the_longest_lived_admitting_function(gateway: dict[str, Any]) -> None:
     """A request is released only once older than any admitting function may still deliver: the
-    buffered and streamed functions' timeouts, and a job's (submission, start window, worker)."""
+    buffered and streamed functions' timeouts, and a job's (submitted by the buffered function, its
+    start window, the worker)."""
     timeouts = {
         name: props(gateway, "AWS::Lambda::Function", name)["Timeout"]
         for name in ("GatewayFunction", "GatewayStreamFunction", "JobsWorker")
     }
     variables = props(gateway, "AWS::Lambda::Function", "JobsSweeper")["Environment"]["Variables"]
     settings = SweeperSettings.from_environ({name: str(render(value)) for name, value in variables.items()})
-    submitting = max(timeouts["GatewayFunction"], timeouts["GatewayStreamFunction"])
+    submitting = timeouts["GatewayFunction"]  # the streaming function submits no job
     assert sorted(settings.lifetimes_seconds) == sorted(
         [
             timeouts["GatewayFunction"],
