@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import gzip
 import ipaddress
-import time
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,6 +52,7 @@ def site_policy(address: Address) -> str | None:
 class SiteHandler(QuietHandler):
     protocol_version = "HTTP/1.1"
     seen: ClassVar[list[tuple[str, str]]] = []  # (Host header, path) of every request
+    stopped: ClassVar[threading.Event] = threading.Event()  # set when the site stops: drips end
 
     def do_GET(self) -> None:
         type(self).seen.append((self.headers.get("Host", ""), self.path))
@@ -109,17 +110,18 @@ class SiteHandler(QuietHandler):
         self.end_headers()
 
     def _drip(self) -> None:
-        """A byte every 10 ms, for up to 20 s (the client's deadline must end it first)."""
+        """A byte at a time, about every 10 ms, until the client hangs up or the site stops (the
+        client's deadline must end it first). The pace only keeps the bytes apart, one read each:
+        the tests' deadline runs on their injected clock, which every read advances, not on this."""
         self.send_response(200)
         self.send_header("Content-Type", "text/html")
         self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(b"<p>")
         try:
-            for _ in range(2000):
+            while not SiteHandler.stopped.wait(0.01):
                 self.wfile.write(b"a")
                 self.wfile.flush()
-                time.sleep(0.01)
         except OSError:
             pass  # the client hung up
         self.close_connection = True
@@ -142,5 +144,9 @@ class SiteHandler(QuietHandler):
 def web_site() -> Iterator[int]:
     """Serves the site on 127.0.0.1; yields its port (use http://site.test:<port>/...)."""
     SiteHandler.seen = []
-    with loopback(SiteHandler) as url:
-        yield int(url.rsplit(":", 1)[1])
+    SiteHandler.stopped = threading.Event()
+    try:
+        with loopback(SiteHandler) as url:
+            yield int(url.rsplit(":", 1)[1])
+    finally:
+        SiteHandler.stopped.set()
