@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.aws_errors import call
+from shared.guardrail_findings import findings
 
 # Contextual grounding checks at most this much source, query and response (characters).
 GROUNDING_SOURCE_MAX = 100_000
@@ -79,7 +80,7 @@ def _guarded(text: str) -> dict[str, Any]:
 def _verdict(response: dict[str, Any], texts: Sequence[str]) -> Verdict:
     if response["action"] != "GUARDRAIL_INTERVENED":
         return Verdict(blocked=False, intervened=False, texts=tuple(texts), reasons=())
-    actions = _actions(response.get("assessments", []))
+    actions = findings(response.get("assessments", []))
     blocked = any(action == "BLOCKED" for _, action in actions)
     outputs = tuple(output.get("text", "") for output in response.get("outputs", []))
     reasons = tuple(sorted({reason for reason, action in actions if action in ("BLOCKED", "ANONYMIZED")}))
@@ -89,24 +90,3 @@ def _verdict(response: dict[str, Any], texts: Sequence[str]) -> Verdict:
         # Masked text for the one guarded block (AWS returns it whole in outputs).
         return Verdict(blocked=False, intervened=True, texts=("".join(outputs),), reasons=reasons)
     return Verdict(blocked=False, intervened=True, texts=tuple(texts), reasons=reasons)  # split by the caller
-
-
-def _actions(assessments: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    """(reason, action) for every finding in the assessments."""
-    found: list[tuple[str, str]] = []
-    for assessment in assessments:
-        for topic in assessment.get("topicPolicy", {}).get("topics", []):
-            found.append(("topic", topic.get("action", "NONE")))
-        for item in assessment.get("contentPolicy", {}).get("filters", []):
-            found.append((f"content:{item.get('type')}", item.get("action", "NONE")))
-        words = assessment.get("wordPolicy", {})
-        for item in [*words.get("customWords", []), *words.get("managedWordLists", [])]:
-            found.append(("word", item.get("action", "NONE")))
-        sensitive = assessment.get("sensitiveInformationPolicy", {})
-        for item in sensitive.get("piiEntities", []):
-            found.append((f"pii:{item.get('type')}", item.get("action", "NONE")))
-        for item in sensitive.get("regexes", []):
-            found.append(("regex", item.get("action", "NONE")))
-        for item in assessment.get("contextualGroundingPolicy", {}).get("filters", []):
-            found.append((f"grounding:{item.get('type')}", item.get("action", "NONE")))
-    return found

@@ -10,6 +10,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
+from shared.guardrail_findings import findings
 from web_mcp.errors import forbidden, unavailable
 
 logger = Logger(service="web-mcp")
@@ -38,33 +39,8 @@ class Guard:
             raise unavailable("guardrail_unavailable", "the content guardrail could not check the page") from None
         if response.get("action") != "GUARDRAIL_INTERVENED":
             return text
-        actions = _actions(response.get("assessments", []))
-        if "BLOCKED" in actions.values():
-            logger.info("guardrail blocked", extra={"findings": sorted(actions)})
+        found = findings(response.get("assessments", []))
+        if any(action == "BLOCKED" for _, action in found):
+            logger.info("guardrail blocked", extra={"findings": sorted({name for name, _ in found})})
             raise forbidden("content_blocked", "the page's content was blocked by the content guardrail")
         return "".join(output.get("text", "") for output in response.get("outputs", []))
-
-
-def _actions(assessments: list[dict[str, Any]]) -> dict[str, str]:
-    """finding -> action over every policy of every assessment (BLOCKED wins)."""
-    found: dict[str, str] = {}
-
-    def note(name: str, item: dict[str, Any]) -> None:
-        action = str(item.get("action", "NONE"))
-        if found.get(name) != "BLOCKED":
-            found[name] = action
-
-    for assessment in assessments:
-        for item in assessment.get("topicPolicy", {}).get("topics", []):
-            note("topic", item)
-        for item in assessment.get("contentPolicy", {}).get("filters", []):
-            note(f"content:{item.get('type')}", item)
-        words = assessment.get("wordPolicy", {})
-        for item in [*words.get("customWords", []), *words.get("managedWordLists", [])]:
-            note("word", item)
-        sensitive = assessment.get("sensitiveInformationPolicy", {})
-        for item in sensitive.get("piiEntities", []):
-            note(f"pii:{item.get('type')}", item)
-        for item in sensitive.get("regexes", []):
-            note("regex", item)
-    return found
