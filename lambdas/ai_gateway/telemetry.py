@@ -75,7 +75,11 @@ class Telemetry:
     def flush(self) -> None:
         """Write what the request holds now (the metrics' flush does it too)."""
         values, self._values = self._values, {}
-        self._stages.flush(({**self._service, **self._dimensions}, values) if values else None)
+        self._stages.flush(self._request(values) if values else None)
+
+    def _request(self, values: Values) -> tuple[dict[str, str], Values]:
+        """The request's own metrics as the recorder writes them: their dimensions and values."""
+        return {**self._service, **self._dimensions}, values
 
     # --- the request ---------------------------------------------------------------------------
 
@@ -243,7 +247,7 @@ class Telemetry:
             self._values[metric] = (unit, [float(value)])
             return
         if len(held[1]) >= MAX_VALUES:
-            self._stages.flush(({**self._service, **self._dimensions}, self._values))
+            self._stages.flush(self._request(self._values))
             self._values = {metric: (unit, [float(value)])}
             return
         held[1].append(float(value))
