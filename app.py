@@ -56,7 +56,8 @@ def _tier_stacks(app: App, tier: Tier, config: BlueprintConfig) -> list[Stack]:
 
 
 def main() -> None:
-    app = App()
+    # CDK's built-in validator unless start() brought the same one in a process of its own.
+    app = App(builtin_cloud_formation_validation=startup.template_validator() is None)
     try:
         build_app(app)
     except ConfigError as error:

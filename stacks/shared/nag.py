@@ -22,8 +22,9 @@ def add_rule_packs(app: App) -> None:
     """Run the AwsSolutions and NIST 800-53 rev 5 packs over the whole app.
 
     Unacknowledged errors fail synth; the report lands in cdk.out/validation-report.json. CDK's
-    template validation runs after them as ever: with the validator stacks/startup.py built when
-    the CLI runs the app (registered here, so CDK builds no second one), else CDK's own.
+    template validation runs after them as ever: when the CLI runs the app, the same validator in
+    the process stacks/startup.py started (registered here; app.py turns the built-in one off),
+    else CDK's own.
     """
     validation = Validations.of(app)
     validation.add_plugins(AwsSolutionsChecks(app), NIST80053R5Checks(app))

@@ -1,21 +1,28 @@
-"""The app's start-up (stacks/startup.py, stacks/jsii_node.py): the template validator it builds
-early is the one CDK runs, over every stack, and what it imports beside it never calls into Node."""
+"""The app's start-up (stacks/startup.py, stacks/jsii_node.py, stacks/template_validation.py): the
+template validator it starts in a process of its own is the only one CDK runs, over every stack,
+and reports what CDK's own validator reports; a validator that fails fails synth."""
 
 from __future__ import annotations
 
+import importlib.metadata
+import io
 import json
 import os
 import subprocess
 import sys
+import tarfile
 import textwrap
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 
 from stacks import jsii_node, startup
+from stacks.template_validation import RemoteTemplateValidator, ValidatorError, library_bundle, library_root
 from tests.conftest import ROOT
 
+FLAG = "@aws-cdk/core:validateAgainstDefaultRules"  # on in cdk.json
 ENV = {**os.environ, "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"}
 
 
@@ -55,30 +62,6 @@ def test_node_loads_the_preload_from_node_options() -> None:
     assert str(jsii_node.PRELOAD) in json.loads(result.stdout)
 
 
-def test_modules_imported_beside_the_validator_never_call_into_node() -> None:
-    """Every jsii kernel request made while PURE_MODULES are imported is counted: none may be, or
-    the importing thread would talk to Node while start() waits on it."""
-    result = run_python(
-        """
-        import json
-        import aws_cdk  # started and loaded first, as in start()
-        from jsii._kernel.providers import process
-        from stacks.startup import PURE_MODULES, _import_pure_modules
-        import sys
-
-        requests = []
-        send = process._NodeProcess.send
-        process._NodeProcess.send = lambda self, request, kind: requests.append(type(request).__name__) or send(
-            self, request, kind
-        )
-        _import_pure_modules()
-        print(json.dumps({"requests": requests, "missing": [m for m in PURE_MODULES if m not in sys.modules]}))
-        """
-    )
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout.splitlines()[-1]) == {"requests": [], "missing": []}
-
-
 def test_the_config_package_does_not_import_jsii() -> None:
     result = run_python("import sys, stacks.config; print('jsii' in sys.modules, 'aws_cdk' in sys.modules)")
     assert result.returncode == 0, result.stderr
@@ -90,16 +73,21 @@ def test_the_config_package_does_not_import_jsii() -> None:
 VALIDATED_APP = """
     import json, os, sys
     from stacks import startup
-    startup.start()
+    if not os.environ.get("NO_START"):
+        startup.start()
     from aws_cdk import App, CfnResource, Stack
     from stacks.shared.nag import add_rule_packs
 
-    app = App(outdir=sys.argv[1] if len(sys.argv) > 1 else os.environ["OUTDIR"])
-    for name in ("One", "Two"):
-        CfnResource(Stack(app, name), "Parameter", type="AWS::SSM::Parameter",
-                    properties={"Type": "String", "Value": "v", "NotAProperty": name})
-    add_rule_packs(app)
     validator = startup.template_validator()
+    app = App(outdir=os.environ["OUTDIR"], builtin_cloud_formation_validation=validator is None,
+              context=json.loads(os.environ.get("CONTEXT", "{}")))
+    for name in os.environ.get("STACKS", "One,Two").split(","):
+        CfnResource(Stack(app, name), "Parameter", type="AWS::SSM::Parameter",
+                    properties={"Type": "String", "Value": "v", **({"NotAProperty": name} if os.environ.get("BAD") else {})})
+    add_rule_packs(app)
+    if os.environ.get("KILL"):  # the validator's process dies before synth asks it anything
+        validator._process.kill()
+        validator._process.wait()
     # The app's own plugins (CDK's built-in validator is not among them); the only reader jsii has.
     registered = [plugin.name for plugin in app.policy_validation_beta1]
     app.synth()
@@ -112,15 +100,19 @@ def validation_report(outdir: Path) -> list[dict[str, Any]]:
     return reports
 
 
-def test_the_early_validator_runs_over_every_stack_and_is_the_only_one(tmp_path: Path) -> None:
-    result = run_python(VALIDATED_APP, OUTDIR=str(tmp_path))
+def cfn_validate_reports(outdir: Path) -> list[dict[str, Any]]:
+    return [r for r in validation_report(outdir) if r["pluginName"] == "CloudFormation Validate"]
+
+
+def test_the_validators_process_runs_over_every_stack_and_is_the_only_validator(tmp_path: Path) -> None:
+    result = run_python(VALIDATED_APP, OUTDIR=str(tmp_path), BAD="1")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.splitlines()[-1]) == {
         "built_early": True,
         "registered": ["AwsSolutions", "NIST.800.53.R5", "CloudFormation Validate"],
     }
-    reports = [r for r in validation_report(tmp_path) if r["pluginName"] == "CloudFormation Validate"]
-    assert len(reports) == 1, "CDK built a second validator beside the app's"
+    reports = cfn_validate_reports(tmp_path)
+    assert len(reports) == 1, "CDK ran its built-in validator beside the app's"
     flagged = {
         construct["cloudFormationResource"]["templatePath"]
         for violation in reports[0]["violations"]
@@ -130,7 +122,84 @@ def test_the_early_validator_runs_over_every_stack_and_is_the_only_one(tmp_path:
     assert flagged == {"One.template.json", "Two.template.json"}
 
 
-def test_with_validation_off_no_validator_is_built_or_run(tmp_path: Path) -> None:
+def test_its_report_is_cdks_own_validators_report(tmp_path: Path) -> None:
+    """The same app synthesized with CDK's built-in validator (no start()) and with the validator's
+    own process: the same findings, word for word, on the same resources."""
+    reports = {}
+    for arm, env in (("builtin", {"NO_START": "1"}), ("own process", {})):
+        outdir = tmp_path / arm.replace(" ", "-")
+        result = run_python(VALIDATED_APP, OUTDIR=str(outdir), BAD="1", **env)
+        assert result.returncode == 0, result.stderr
+        reports[arm] = cfn_validate_reports(outdir)
+    assert reports["own process"] == reports["builtin"]
+    (builtin,) = reports["builtin"]
+    assert builtin["violations"], "the app has a finding to compare"
+
+
+def test_a_finding_fails_synth_under_the_apps_validation_flag(tmp_path: Path) -> None:
+    """cdk.json's @aws-cdk/core:validateAgainstDefaultRules makes the validator's errors fail synth,
+    as they would with CDK's own validator (the report carries CDK's plugin name)."""
+    result = run_python(VALIDATED_APP, OUTDIR=str(tmp_path), BAD="1", STACKS="One", CONTEXT=json.dumps({FLAG: True}))
+    assert result.returncode != 0
+    assert "NotAProperty" in result.stderr
+    assert "CloudFormation Validate" in result.stderr
+
+
+def test_a_validator_that_died_fails_synth_with_the_reason(tmp_path: Path) -> None:
+    result = run_python(VALIDATED_APP, OUTDIR=str(tmp_path), KILL="1", CONTEXT=json.dumps({FLAG: True}))
+    assert result.returncode != 0
+    assert "failed: the template validator exited (code -9)" in result.stderr
+    (report,) = cfn_validate_reports(tmp_path)
+    assert (report["conclusion"], report["violations"]) == ("failure", [])
+    assert report["metadata"]["error"] == (
+        "Validation plugin 'CloudFormation Validate' failed: the template validator exited (code -9)"
+    )
+
+
+def test_a_validator_that_does_not_answer_is_an_error_not_a_pass(tmp_path: Path) -> None:
+    silent = tmp_path / "silent.cjs"
+    silent.write_text("process.stdin.resume();\n")  # reads every request, answers none
+    validator = RemoteTemplateValidator(tmp_path, worker=silent, answer_seconds=0.2)
+    try:
+        with pytest.raises(ValidatorError, match="did not answer"):
+            validator.validate(cast(Any, SimpleNamespace(stack_templates=[])))
+        assert (validator.version, validator.rule_ids) == (None, None)  # read by CDK's failure report
+    finally:
+        validator.close()
+
+
+def test_a_validator_that_cannot_load_cdk_says_so(tmp_path: Path) -> None:
+    validator = RemoteTemplateValidator(tmp_path / "no-such-library")
+    try:
+        with pytest.raises(ValidatorError, match=r"cannot build CDK's template validator from .*no-such-library"):
+            validator.validate(cast(Any, SimpleNamespace(stack_templates=[])))
+    finally:
+        validator.close()
+
+
+def test_the_library_is_unpacked_once_with_only_what_the_validator_loads(tmp_path: Path) -> None:
+    bundle = tmp_path / "aws-cdk-lib@9.9.9.jsii.tgz"
+    with tarfile.open(bundle, "w:gz") as archive:
+        for name in ("package/package.json", "package/core/lib/validation/x.js", "package/aws-s3/lib/y.js"):
+            data = name.encode()
+            member = tarfile.TarInfo(name)
+            member.size = len(data)
+            archive.addfile(member, io.BytesIO(data))
+    package = library_root(bundle, cache=tmp_path / "cache")
+    assert package == tmp_path / "cache" / "aws-cdk-lib@9.9.9" / "package"
+    unpacked = sorted(str(p.relative_to(package)) for p in package.rglob("*") if p.is_file())
+    assert unpacked == ["core/lib/validation/x.js", "package.json"]
+    bundle.unlink()  # a second call reads nothing from it
+    assert library_root(bundle, cache=tmp_path / "cache") == package
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == ["aws-cdk-lib@9.9.9"]  # no staging left
+
+
+def test_the_library_is_the_one_the_python_bindings_carry() -> None:
+    assert library_bundle().name == f"aws-cdk-lib@{importlib.metadata.version('aws-cdk-lib')}.jsii.tgz"
+    assert (library_root() / "core/lib/validation/cloudformation-validate-plugin.js").is_file()
+
+
+def test_with_validation_off_no_validator_is_started_or_run(tmp_path: Path) -> None:
     result = run_python(VALIDATED_APP, OUTDIR=str(tmp_path), CDK_VALIDATION="false")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.splitlines()[-1]) == {
@@ -141,7 +210,7 @@ def test_with_validation_off_no_validator_is_built_or_run(tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize("setting", ["true", None])
-def test_without_start_there_is_no_early_validator(setting: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_start_there_is_no_validator_process(setting: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests and tools build the app without start(): CDK's own validator applies as before."""
     if setting is None:
         monkeypatch.delenv("CDK_VALIDATION", raising=False)

@@ -1,0 +1,202 @@
+"""CDK's CloudFormation template validator, run in a Node.js process of its own.
+
+CDK validates every template at synth with ``CloudFormationValidatePlugin``: a WebAssembly engine
+that loads CloudFormation's resource schemas and CDK's rules, about two seconds of one core to
+build, then under a second to run. In the jsii runtime's Node.js process that build stops
+everything else: the app's constructs are built in that same process, one call at a time. Here the
+same validator (aws-cdk-lib's own class, the version the app's Python bindings carry, default rules,
+nothing added) is built in a second Node.js process as the app starts, on the machine's other core,
+and CDK calls it at synth through :class:`RemoteTemplateValidator`, a validation plugin that hands
+it the templates and returns its report unchanged.
+
+The plugin carries CDK's plugin name, so CDK reads and treats its report as its own validator's
+(errors fail synth under ``@aws-cdk/core:validateAgainstDefaultRules``; findings are acknowledged
+with ``Validations.of(...).acknowledge``), and the app is created with CDK's built-in validator
+off so the templates are not validated twice. A validator that cannot be built, dies or does not
+answer fails synth with the reason: a check is never skipped silently.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import queue
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+import jsii
+from aws_cdk import (
+    CloudFormationValidatePlugin,
+    IPolicyValidationContext,
+    IPolicyValidationPlugin,
+    PolicyValidationPluginReport,
+    PolicyViolatingResource,
+    PolicyViolation,
+)
+
+WORKER = Path(__file__).resolve().with_name("template_validation.cjs")
+CACHE = Path(__file__).resolve().parents[1] / "build" / "jsii"
+# What the validator loads from aws-cdk-lib's package (its plugin, CDK's rules, the engine).
+LIBRARY_PARTS = (
+    "package/package.json",
+    "package/.warnings.jsii.js",
+    "package/core/lib/",
+    "package/node_modules/@aws/cloudformation-validate/",
+)
+ANSWER_SECONDS = 600.0  # a validator that answers nothing in this long has hung: synth fails
+
+
+class ValidatorError(RuntimeError):
+    """The out-of-process validator could not be built, died, or did not answer."""
+
+
+def library_bundle() -> Path:
+    """aws-cdk-lib's package as the app's Python bindings carry it (the one the jsii runtime loads)."""
+    spec = importlib.util.find_spec("aws_cdk")
+    if spec is None or spec.origin is None:
+        raise ValidatorError("aws_cdk is not installed")
+    bundles = sorted((Path(spec.origin).parent / "_jsii").glob("aws-cdk-lib@*.jsii.tgz"))
+    if len(bundles) != 1:
+        raise ValidatorError(f"expected one aws-cdk-lib bundle beside aws_cdk, found {len(bundles)}")
+    return bundles[0]
+
+
+def library_root(bundle: Path | None = None, cache: Path = CACHE) -> Path:
+    """The parts of ``bundle`` the validator needs, unpacked once per version under ``cache``."""
+    bundle = bundle or library_bundle()
+    target = cache / bundle.name.removesuffix(".jsii.tgz")
+    package = target / "package"
+    if (target / "complete").exists():
+        return package
+    cache.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".unpacking-", dir=cache))
+    try:
+        with tarfile.open(bundle) as archive:
+            members = [member for member in archive if member.name.startswith(LIBRARY_PARTS)]
+            archive.extractall(staging, members=members, filter="data")
+        (staging / "complete").touch()
+        try:
+            staging.rename(target)  # atomic: another synth unpacking at the same time wins or loses whole
+        except OSError:
+            if not (target / "complete").exists():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return package
+
+
+@jsii.implements(IPolicyValidationPlugin)
+class RemoteTemplateValidator:
+    """CDK's template validator in its own Node.js process (see the module's docstring)."""
+
+    def __init__(self, library: Path, *, worker: Path = WORKER, answer_seconds: float = ANSWER_SECONDS) -> None:
+        self._answer_seconds = answer_seconds
+        self._described: dict[str, Any] | None = None
+        self._lock = threading.Lock()
+        self._process = subprocess.Popen(  # noqa: S603  # the jsii runtime's node and this repo's worker
+            [os.environ.get("JSII_NODE") or shutil.which("node") or "node", str(worker), str(library)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=os.environ.copy(),  # NODE_OPTIONS as start() set them for the jsii runtime
+        )
+        self._answers: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, name="template-validator", daemon=True).start()
+
+    def _read(self) -> None:
+        assert self._process.stdout is not None
+        for line in self._process.stdout:
+            self._answers.put(line)
+        self._answers.put(None)  # the worker is gone
+
+    def _ask(self, request: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            assert self._process.stdin is not None
+            try:
+                self._process.stdin.write(json.dumps(request) + "\n")
+                self._process.stdin.flush()
+                line = self._answers.get(timeout=self._answer_seconds)
+            except OSError:  # its end of the pipe is closed: it exited
+                line = None
+            except queue.Empty:
+                raise ValidatorError(f"the template validator did not answer in {self._answer_seconds:g} s") from None
+            if line is None:
+                raise ValidatorError(f"the template validator exited (code {self._process.wait()})")
+        answer: dict[str, Any] = json.loads(line)
+        if "error" in answer:
+            raise ValidatorError(f"the template validator failed: {answer['error']}")
+        return answer
+
+    def close(self) -> None:
+        if self._process.stdin is not None:
+            self._process.stdin.close()
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+
+    def _description(self) -> dict[str, Any]:
+        if self._described is None:
+            try:
+                self._described = self._ask({"describe": True})
+            except ValidatorError:
+                return {}  # read while CDK reports a failed validator: the failure is the report
+        return self._described
+
+    @property
+    def name(self) -> str:
+        return CloudFormationValidatePlugin.PLUGIN_NAME
+
+    @property
+    def version(self) -> str | None:
+        version: str | None = self._description().get("version")
+        return version
+
+    @property
+    def rule_ids(self) -> list[str] | None:
+        rule_ids: list[str] | None = self._description().get("ruleIds")
+        return rule_ids
+
+    def validate(self, context: IPolicyValidationContext) -> PolicyValidationPluginReport:
+        stacks = [
+            {
+                "stackConstructPath": stack.stack_construct_path,
+                "templatePath": stack.template_path,
+                "accountId": stack.account_id,
+                "region": stack.region,
+            }
+            for stack in context.stack_templates
+        ]
+        return plugin_report(self._ask({"validate": stacks})["report"])
+
+
+def plugin_report(report: dict[str, Any]) -> PolicyValidationPluginReport:
+    """CDK's report, as the worker's validator returned it, in jsii's types."""
+    return PolicyValidationPluginReport(
+        success=report["success"],
+        violations=[
+            PolicyViolation(
+                rule_name=violation["ruleName"],
+                description=violation["description"],
+                severity=violation.get("severity"),
+                fix=violation.get("fix"),
+                rule_metadata=violation.get("ruleMetadata"),
+                violating_resources=[
+                    PolicyViolatingResource(
+                        locations=resource.get("locations", []),
+                        resource_logical_id=resource.get("resourceLogicalId"),
+                        construct_path=resource.get("constructPath"),
+                        template_path=resource.get("templatePath"),
+                    )
+                    for resource in violation["violatingResources"]
+                ],
+            )
+            for violation in report["violations"]
+        ],
+    )
