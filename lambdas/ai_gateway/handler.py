@@ -550,7 +550,10 @@ def _transcripts(session_id: str | None) -> Transcripts | None:
 def _check_size(chars: int) -> None:
     limit = settings().max_message_chars
     if chars > limit:
-        raise GatewayError(413, "too_large", f"the request carries {chars} characters of text; the limit is {limit}")
+        # "prompt is too long": the phrase OpenAI clients (langchain-openai) read as a context overflow.
+        raise GatewayError(
+            413, "too_large", f"the prompt is too long: {chars} characters of text; the limit is {limit}"
+        )
 
 
 def _request_id() -> str:

@@ -220,17 +220,19 @@ def test_a_blocked_input_is_the_sdks_bad_request_with_content_filter_and_nothing
     assert record(gateway, "lc-blocked-0001")["status"]["S"] == "released"
 
 
-def test_an_input_over_the_gateways_limit_is_the_sdks_bad_request_before_any_aws_call(
+def test_an_input_over_the_gateways_limit_is_langchains_context_overflow_before_any_aws_call(
     gateway: Gateway, served: Served
 ) -> None:
-    """OpenAI's code for it, context_length_exceeded. LangChain's ContextOverflowError is not raised:
-    with this SDK, langchain-openai recognizes an overflow by phrases in the message only."""
+    """OpenAI's code for it, context_length_exceeded, and the phrase langchain-openai reads as an
+    overflow ("prompt is too long"), so LangChain code that trims or summarizes on
+    ContextOverflowError does so against the gateway too."""
     with pytest.raises(openai.BadRequestError) as overflow:  # no Bedrock call queued: none is made
         chat_model(served).invoke([HumanMessage("x" * 20_001)])
     error = overflow.value
-    assert isinstance(error, ModelInvalidRequestError)
+    assert isinstance(error, ContextOverflowError)
     assert (error.status_code, error.code, error.param) == (400, "context_length_exceeded", None)
-    assert "the limit is 20000" in error.message
+    assert isinstance(error.body, dict)
+    assert error.body["message"] == "the prompt is too long: 20001 characters of text; the limit is 20000"
 
 
 @pytest.mark.parametrize(
