@@ -41,7 +41,7 @@ def start() -> None:
     from stacks import template_validation  # imports aws_cdk: the jsii runtime starts here
 
     _validator = template_validation.RemoteTemplateValidator(template_validation.library_root())
-    atexit.register(_validator.close)  # it ends when its input does; waited for, so it is not orphaned
+    atexit.register(_validator.close)
 
 
 def template_validator() -> RemoteTemplateValidator | None:

@@ -134,12 +134,12 @@ class RemoteTemplateValidator:
         return answer
 
     def close(self) -> None:
+        """End the worker (it may still be building, as when synth stops on a configuration
+        error) and wait for it, so it is not left behind and its CPU time counts as the app's."""
         if self._process.stdin is not None:
             self._process.stdin.close()
-        try:
-            self._process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
+        self._process.terminate()
+        self._process.wait()
 
     def _description(self) -> dict[str, Any]:
         if self._described is None:

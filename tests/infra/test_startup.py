@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tarfile
 import textwrap
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
@@ -166,6 +167,19 @@ def test_a_validator_that_does_not_answer_is_an_error_not_a_pass(tmp_path: Path)
         assert (validator.version, validator.rule_ids) == (None, None)  # read by CDK's failure report
     finally:
         validator.close()
+
+
+def test_closing_ends_a_validator_that_would_run_on(tmp_path: Path) -> None:
+    """At exit (synth done, or stopped early on a configuration error while the engine still
+    builds) the worker is ended and reaped, not waited on or left behind."""
+    endless = tmp_path / "endless.cjs"
+    endless.write_text("setInterval(() => {}, 1000);\n")  # ignores its input closing
+    validator = RemoteTemplateValidator(tmp_path, worker=endless)
+    closing = threading.Thread(target=validator.close)
+    closing.start()
+    closing.join(timeout=60)
+    assert not closing.is_alive()
+    assert validator._process.returncode is not None
 
 
 def test_a_validator_that_cannot_load_cdk_says_so(tmp_path: Path) -> None:
