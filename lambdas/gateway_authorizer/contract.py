@@ -19,3 +19,4 @@ class Settings(FunctionSettings):
     user_pool_id: str
     client_id: str
     api_keys: ConfigLocation  # the ApiKeys document
+    api_keys_max_age_seconds: int = Field(default=60, ge=1)  # how stale the keys document may be

@@ -19,7 +19,7 @@ from botocore.config import Config
 from gateway_authorizer.contract import ApiKeys, Settings
 from shared import snapstart
 from shared.claims import CONTEXT_GROUP, CONTEXT_KIND, CONTEXT_TIER, CONTEXT_USER
-from shared.runtime_config import DocumentReader
+from shared.runtime_config import DocumentReader, appconfig_fetch
 from shared.tokens import GROUP_CLAIM, KIND_CLAIM, TIER_CLAIM, InvalidToken, TokenVerifier, bearer
 
 logger = Logger()
@@ -37,7 +37,9 @@ def settings() -> Settings:
 
 @cache
 def api_keys() -> DocumentReader[ApiKeys]:
-    return DocumentReader(settings().api_keys, ApiKeys)
+    # As the gateway's policy: once it has a version, no request waits for AppConfig (re-read in the background).
+    age = settings().api_keys_max_age_seconds
+    return DocumentReader(settings().api_keys, ApiKeys, fetch=appconfig_fetch(age), refresh_seconds=age)
 
 
 @cache

@@ -418,3 +418,46 @@ def test_refresh_a_start_that_fails_releases_the_guard() -> None:
     read._start = Deferred()
     assert read.get().limits == {"a": 1}  # the guard was released: scheduled again
     assert read._start.started == 1
+
+
+@pytest.mark.parametrize("front_door", ["gateway policy", "authorizer keys"])
+def test_the_front_doors_readers_never_make_a_request_wait_after_the_first_read(
+    front_door: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gateway's policy and the authorizer's API keys are read on every request: each reader
+    is built with a refresh period (its document's max age), so only the first read goes to
+    AppConfig in line; the next ones are served from the version it has."""
+    from ai_gateway import handler as gateway
+    from gateway_authorizer import handler as authorizer
+    from gateway_authorizer.contract import Settings as AuthorizerSettings
+    from tests.lambdas.gateway_fixtures import environment, policy_document
+
+    ages: list[int] = []
+    if front_door == "gateway policy":
+        environment(monkeypatch)
+        fetch = CountingFetch(json.dumps(policy_document()))
+        module: Any = gateway
+        build: Any = gateway.policy_reader
+    else:
+        location = ConfigLocation(application="a", environment="e", profile="p", environment_name="gateway")
+        keys = AuthorizerSettings(user_pool_id="us-east-1_pool", client_id="client", api_keys=location)
+        for name, value in keys.environment().items():
+            monkeypatch.setenv(name, value)
+        authorizer.settings.cache_clear()
+        fetch = CountingFetch('{"keys": {"internal-analysts": "key-1"}}')
+        module, build = authorizer, authorizer.api_keys
+
+    def appconfig_fetch(age: int) -> CountingFetch:
+        ages.append(age)
+        return fetch
+
+    monkeypatch.setattr(module, "appconfig_fetch", appconfig_fetch)
+    build.cache_clear()
+    try:
+        read = build()
+        first = read.get()
+        assert all(read.get() is first for _ in range(2))
+        assert fetch.calls == 1  # without a refresh period every get would go to AppConfig
+        assert ages == [60]  # the provider's cache and the refresh period are the document's max age
+    finally:
+        build.cache_clear()
