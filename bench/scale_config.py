@@ -4,8 +4,11 @@
 (the sample's three plus copies of customer-gold), half as many tools (single-call tools of a
 generated legacy API, besides the sample's), half as many production workloads each selling one
 output type, two in five of them with an agent; every group bound to 10 to 20 tools (fewer when
-there are fewer) and given a quota for a share of the outputs. At 100 groups: 50 tools, 50
-workloads (50 output types), 20 agents (22 with the sample's two).
+there are fewer) and given a quota for a share of the outputs. Two in three generated groups have
+web tools (both, or web_fetch alone) and every one has web domains of its own (``groups.<name>.web``:
+allowed and denied, or denied only), so the web tools' policy document grows with the groups. At 100
+groups: 50 tools (the built-in three among them), 50 workloads (50 output types), 20 agents (22
+with the sample's two).
 """
 
 from __future__ import annotations
@@ -17,6 +20,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_GROUPS = 3
+# The built-in tools (lambdas/shared/tools.py: BUILTIN_TOOLS), named here so this module reads
+# cdk.json alone.
+KNOWLEDGE_SEARCH = "knowledge_search"
+WEB_TOOLS = ("web_fetch", "web_browse")
 
 
 def sample_context() -> dict[str, Any]:
@@ -35,8 +42,9 @@ def scaled_context(groups: int) -> dict[str, Any]:
 
 
 def _add_tools(production: dict[str, Any], count: int) -> list[str]:
-    """``count`` tools in all: the sample's plus single-call tools of a generated catalog API."""
-    existing = ["knowledge_search"] + [t for api in production["legacy_apis"].values() for t in api["tools"]]
+    """``count`` tools in all: the built-in ones, the sample's legacy tools, and single-call tools of
+    a generated catalog API."""
+    existing = [KNOWLEDGE_SEARCH, *WEB_TOOLS] + [t for api in production["legacy_apis"].values() for t in api["tools"]]
     generated = {
         f"get_item{k:02d}": {
             "description": f"One item of catalog {k} by its id. The record has: {{fields}}.",
@@ -57,13 +65,29 @@ def _add_tools(production: dict[str, Any], count: int) -> list[str]:
 
 def _add_groups(production: dict[str, Any], count: int, tools: list[str]) -> list[str]:
     template = production["groups"]["customer-gold"]
+    others = [tool for tool in tools if tool not in WEB_TOOLS]
     for index in range(count - SAMPLE_GROUPS):
         group = copy.deepcopy(template)
         group["precedence"] = 20 + index
         bound = min(len(tools), 10 + index % 11)  # 10 to 20 tools each
-        group["tools"] = [tools[(index + k) % len(tools)] for k in range(bound)]
+        web = list(WEB_TOOLS[: (2, 1, 0)[index % 3]])  # both, web_fetch alone, or none
+        rest = min(len(others), bound - len(web))
+        group["tools"] = web + [others[(index + k) % len(others)] for k in range(rest)]
+        group["web"] = _web(index)
         production["groups"][f"customer-g{index:03d}"] = group
     return list(production["groups"])
+
+
+def _web(index: int) -> dict[str, list[str]]:
+    """A generated group's web domains: its own sites and two public ones allowed, its own private
+    site denied; or (every other group) any public domain but two denied."""
+    own = f"customer{index:03d}.example.com"
+    if index % 2:
+        return {"deny": [f"private.{own}", "pastebin.com"]}
+    return {
+        "allow": [f"docs.{own}", f"support.{own}", "docs.aws.amazon.com", "wikipedia.org"],
+        "deny": [f"private.{own}"],
+    }
 
 
 def _workloads(count: int, groups: list[str], tools: list[str]) -> dict[str, Any]:

@@ -11,6 +11,9 @@ import pytest
 from bench.scale_config import scaled_context
 from stacks.config import ConfigError, ProductionConfig, load_config
 from stacks.config.quotas import WARN_AT, quota_problems, quota_usage
+from stacks.production.web_tools import web_policy
+from tests.infra.cfn import resources
+from tests.synth_fixtures import Assembly
 from tests.variant_config import suite_context
 
 
@@ -33,7 +36,50 @@ def test_what_the_100_group_target_takes() -> None:
     assert usage["API keys per account and region"] == len(config.groups) == 100
     assert usage["usage plans per account and region"] == len({g.usage_plan for g in config.groups.values()})
     assert usage["policies per policy engine"] == sum(1 for g in config.groups.values() if g.tools)
-    assert usage["agent runtimes per account"] == len(config.agents) >= 20
+    # One runtime per agent and the web tools' MCP server; a target per legacy API, knowledge, web.
+    assert usage["agent runtimes per account"] == len(config.agents) + 1 >= 21
+    assert usage["online evaluation configurations per account"] == len(config.agents)
+    assert usage["targets per gateway"] == len(config.legacy_apis) + 2
+
+
+# What each AgentCore counter counts: the resources of that type the production tier's stacks make.
+COUNTED = {
+    "agent runtimes per account": "AWS::BedrockAgentCore::Runtime",
+    "targets per gateway": "AWS::BedrockAgentCore::GatewayTarget",
+    "online evaluation configurations per account": "AWS::BedrockAgentCore::OnlineEvaluationConfig",
+    "policies per policy engine": "AWS::BedrockAgentCore::Policy",
+}
+
+
+def test_each_agentcore_count_is_what_the_synthesized_production_tier_makes(
+    assembly: Assembly, cdk_context: dict[str, Any]
+) -> None:
+    """The session's app (the suite's config) against the counters: runtimes include the web tools'
+    MCP server, targets its ``web`` target and knowledge's, beside each agent's and legacy API's."""
+    production_templates = [t for name, t in assembly.templates.items() if "-production-" in name]
+    made = {quota: sum(len(resources(t, type_)) for t in production_templates) for quota, type_ in COUNTED.items()}
+    usage = taken(production(cdk_context))
+    assert {quota: usage[quota] for quota in COUNTED} == made
+    assert made["agent runtimes per account"] > len(production(cdk_context).agents)  # the web server counted
+
+
+def test_online_evaluations_are_counted_only_where_the_tier_makes_them() -> None:
+    context = copy.deepcopy(suite_context())
+    context["blueprint"]["production"].setdefault("account_settings", {})["transaction_search"] = "off"
+    usage = taken(production(context))
+    assert usage["online evaluation configurations per account"] == 0  # no spans, no online evaluation
+    assert usage["agent runtimes per account"] == len(production(context).agents) + 1
+
+
+def test_the_100_group_target_binds_web_tools_and_gives_groups_domains_of_their_own() -> None:
+    config = production(scaled_context(100))
+    web_groups = web_policy(config).groups
+    assert len(web_groups) >= len(config.groups) // 2  # the web policy document grows with the groups
+    assert len({domain for group in web_groups.values() for domain in group.allow}) >= len(web_groups) // 2
+    assert len({domain for group in web_groups.values() for domain in group.deny}) >= len(web_groups) // 2
+    assert any(set(g.tools) >= {"web_fetch", "web_browse"} for g in config.groups.values())
+    assert any("web_fetch" in g.tools and "web_browse" not in g.tools for g in config.groups.values())
+    assert any(not {"web_fetch", "web_browse"} & set(g.tools) for g in config.groups.values())
 
 
 def with_groups(count: int, **changes: Any) -> ProductionConfig:

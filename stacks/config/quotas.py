@@ -1,6 +1,6 @@
 """Account and service quotas the production tier's config uses, checked before a deploy meets them.
 
-Each :class:`Quota` is a documented default (docs/deploy.md lists them with their sources);
+Each :class:`Quota` is a documented default (docs/operations.md §1 lists them at the target size);
 :func:`quota_usage` counts what one config takes of each. :func:`quota_problems` turns that into
 words: a quota AWS will not raise that the config passes is an error (synth stops, naming the
 key); one at :data:`WARN_AT` or more of its default is a warning (synth goes on, saying which
@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from shared.tools import BUILTIN_TOOLS
 from stacks.config.production import ProductionConfig
 from stacks.config.tools import all_tools
 
@@ -33,6 +34,27 @@ def _usage_plans(config: ProductionConfig) -> int:
     return len({group.usage_plan for group in config.groups.values()})
 
 
+# AgentCore runtimes the tier runs besides one per agent: the web tools' MCP server
+# (stacks/production/web_tools.py), which the tools stack always creates (production.web has caps,
+# no switch).
+TOOL_RUNTIMES = 1
+
+
+def _runtimes(config: ProductionConfig) -> int:
+    """One per agent (its own stack), and the web tools' server."""
+    return len(config.agents) + TOOL_RUNTIMES
+
+
+def _online_evaluations(config: ProductionConfig) -> int:
+    """One per agent, where Transaction Search is on (an agent stack makes none without spans)."""
+    return len(config.agents) if config.account_settings.transaction_search != "off" else 0
+
+
+def _gateway_targets(config: ProductionConfig) -> int:
+    """The tools gateway's targets: one per legacy API, and the built-in ones (knowledge, web)."""
+    return len(set(config.legacy_apis) | set(BUILTIN_TOOLS.values()))
+
+
 def _policies(config: ProductionConfig) -> int:
     return sum(1 for group in config.groups.values() if group.tools)
 
@@ -48,9 +70,9 @@ QUOTAS: tuple[Quota, ...] = (
     Quota("API Gateway", "usage plans per account and region", 300, True, "groups.*.usage_plan", _usage_plans),
     Quota("API Gateway", "API keys per account and region", 10_000, False, "groups", lambda c: len(c.groups)),
     Quota("Cognito", "groups per user pool", 10_000, False, "groups", lambda c: len(c.groups)),
-    Quota("AgentCore", "agent runtimes per account", 1_000, True, "agents", lambda c: len(c.agents)),
-    Quota("AgentCore", "online evaluation configurations per account", 1_000, False, "agents", lambda c: len(c.agents)),
-    Quota("AgentCore", "targets per gateway", 100, True, "legacy_apis", lambda c: len(c.legacy_apis) + 1),
+    Quota("AgentCore", "agent runtimes per account", 1_000, True, "agents", _runtimes),
+    Quota("AgentCore", "online evaluation configurations per account", 1_000, False, "agents", _online_evaluations),
+    Quota("AgentCore", "targets per gateway", 100, True, "legacy_apis", _gateway_targets),
     Quota("AgentCore", "tools per gateway target", 1_000, True, "legacy_apis.*.tools", _largest_target),
     Quota("AgentCore", "policies per policy engine", 1_000, False, "groups.*.tools", _policies),
     Quota("AgentCore", "entries per gateway rate limit", 1_000, False, "groups", lambda c: len(c.groups)),
