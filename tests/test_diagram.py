@@ -102,6 +102,31 @@ def test_production_has_the_request_path(production: Drawn) -> None:
         assert production.edge(runtime, tools_gateway) == "calls tools (MCP)"
 
 
+def test_the_overview_is_one_box_per_stack_with_the_paths_between_stacks(tiers: dict[str, Templates]) -> None:
+    """The README's picture: each production stack once, named with what it holds, and the request
+    path from the client to the knowledge base through the gateway, an agent and the tools."""
+    drawn = read(diagram.overview(tiers["production"]))
+    boxes = {names.split("<br/>")[0]: node for node, (names, _) in drawn.nodes.items() if node.startswith("stack_")}
+    assert set(boxes) == set(tiers["production"])
+    (gateway,) = [node for name, node in boxes.items() if name.endswith("-gateway")]
+    (tools,) = [node for name, node in boxes.items() if name.endswith("-tools")]
+    (knowledge,) = [node for name, node in boxes.items() if name.endswith("-knowledge")]
+    agents = [node for name, node in boxes.items() if "-agent-" in name]
+    assert "REST API" in drawn.nodes[gateway][1]
+    assert drawn.edge("Client", gateway) == "HTTPS"
+    assert agents
+    for agent in agents:
+        assert drawn.edge(gateway, agent) == "invokes"
+        assert drawn.edge(agent, tools) == "calls tools (MCP)"
+    assert drawn.edge(tools, knowledge) == "reads"
+
+
+def test_the_readme_stays_short() -> None:
+    """What it is, the two commands, one picture, the stack map, where to read next: the rest is in docs/."""
+    lines = diagram.README.read_text(encoding="utf-8").splitlines()
+    assert len(lines) <= 150, f"README.md is {len(lines)} lines; move detail to docs/ (150 at most)"
+
+
 def test_production_has_the_tool_path(production: Drawn) -> None:
     (tools_gateway,) = production.of_type("AgentCore gateway")
     search = production.node("knowledge search function", "Lambda function")

@@ -34,6 +34,9 @@ MODELS: Key = ("", "Models")
 EXTERNAL = {CLIENT: "client", MODELS: "Bedrock models"}
 # Past this many nodes a diagram stops being read; build() merges and folds until it fits.
 MAX_NODES = 60
+# The overview names this many kinds of resource per stack (the most frequent first) and relations per arrow.
+OVERVIEW_KINDS = 4
+OVERVIEW_LABELS = 3
 
 # Resource types a reader of the architecture cares about, with the name shown under the label.
 MAIN_TYPES = {
@@ -702,6 +705,33 @@ def mermaid(templates: dict[str, dict[str, Any]], highlight: set[str] | None = N
     return "\n".join(lines) + "\n"
 
 
+def overview(templates: dict[str, dict[str, Any]]) -> str:
+    """A Mermaid flowchart of ``templates`` one box per stack (its main resources counted by kind),
+    with the references between stacks: the picture of a tier at a glance (the README's)."""
+    graph = build(templates)
+    ids = _node_ids(graph)
+    lines = ["flowchart LR"]
+    lines += [f"  {_node_line(graph, key, ids[key])}" for key in sorted(graph.nodes & EXTERNAL.keys())]
+    for stack in graph.stacks():
+        kinds = Counter(type_name(graph.app.type(k)) for k in graph.members for _ in graph.members[k] if k[0] == stack)
+        shown = [f"{kind}{f' ×{n}' if n > 1 else ''}" for kind, n in sorted(kinds.items(), key=lambda i: (-i[1], i[0]))]
+        contents = " · ".join(shown[:OVERVIEW_KINDS]) + (" · …" if len(shown) > OVERVIEW_KINDS else "")
+        title = graph.titles.get(stack, stack)
+        lines.append(f'  {ids["", stack]}["{title}<br/><i>{contents}</i>"]')
+    between: dict[tuple[str, str], list[Edge]] = defaultdict(list)
+    for (source, target), edge in graph.edges.items():
+        ends = tuple(ids[key] if key in EXTERNAL else ids["", key[0]] for key in (source, target))
+        if ends[0] != ends[1]:
+            between[ends[0], ends[1]].append(edge)
+    for (source_id, target_id), edges in sorted(between.items()):
+        parts = sorted({part for edge in edges for part in edge.label.split(" · ") if part})
+        label = " · ".join(parts[:OVERVIEW_LABELS]) + (" · …" if len(parts) > OVERVIEW_LABELS else "")
+        arrow = "-.->" if all(edge.via_iam_only for edge in edges) else "-->"
+        text = f'|"{label}"|' if label else ""
+        lines.append(f"  {source_id} {arrow}{text} {target_id}")
+    return "\n".join(lines) + "\n"
+
+
 # --------------------------------------------------------------------------------------------------
 # The document
 
@@ -772,10 +802,10 @@ README_END = "<!-- /architecture -->"
 
 
 def readme_with(readme: str, templates: Mapping[str, dict[str, Any]]) -> str:
-    """The README with its embedded production diagram (between the markers) redrawn."""
+    """The README with its embedded production overview (between the markers) redrawn."""
     start, end = readme.index(README_BEGIN) + len(README_BEGIN), readme.index(README_END)
     production = by_tier(templates).get("production", {})
-    return f"{readme[:start]}\n\n```mermaid\n{mermaid(production)}```\n\n{readme[end:]}"
+    return f"{readme[:start]}\n\n```mermaid\n{overview(production)}```\n\n{readme[end:]}"
 
 
 def main(argv: list[str] | None = None) -> None:
