@@ -10,7 +10,8 @@
   by answering at the deadline while the agent, cancelled, finishes on its worker thread.
 
 Spans come from Strands (agent, cycle, model and tool spans with gen-AI attributes), carrying the
-conversation id as ``session.id``; what they say about message content is agent.tracing's policy.
+conversation id as ``session.id``; what they say about message content is
+``agent.contract.span_environment``'s policy (set by the stack).
 """
 
 from __future__ import annotations
