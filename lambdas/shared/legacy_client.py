@@ -324,9 +324,10 @@ class Endpoint(Protocol):
     def secret_name(self) -> str: ...
 
 
-def client_for(endpoint: Endpoint) -> LegacyClient:
+def client_for(endpoint: Endpoint, *, clock: Callable[[], float] = time.monotonic) -> LegacyClient:
     """A client of the API ``endpoint`` describes, authenticated with the client credentials in its
-    Secrets Manager secret (read when a token is needed; a rotated secret is picked up)."""
+    Secrets Manager secret (read when a token is needed; a rotated secret is picked up). ``clock``
+    runs its deadlines (a test's, so its outcome does not depend on how fast the machine is)."""
     settings = ClientSettings(
         base_url=endpoint.base_url,
         token_path=endpoint.token_path,
@@ -335,4 +336,4 @@ def client_for(endpoint: Endpoint) -> LegacyClient:
         # Optional: not every endpoint states a cap (the pull connector's source takes the default).
         max_response_bytes=getattr(endpoint, "max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES),
     )
-    return LegacyClient(settings, lambda: secret_credentials(endpoint.secret_name))
+    return LegacyClient(settings, lambda: secret_credentials(endpoint.secret_name), clock=clock)

@@ -51,6 +51,16 @@ SOURCE = PullSource(
 )
 
 
+class Clock:
+    """The test's time: it moves only when the test moves it."""
+
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @pytest.fixture
 def pushing(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Aws:
     settings = PushSettings(landing_bucket=LANDING, push_sources={"crm": "customer"}, max_records=3)
@@ -122,8 +132,9 @@ def source_api() -> Iterator[LegacyApi]:
 
 def run_pull(aws: Aws, api: LegacyApi) -> tuple[pull.Run, LegacyClient]:
     client = LegacyClient(
-        ClientSettings(base_url=api.url, max_attempts=2, backoff_seconds=0),
+        ClientSettings(base_url=api.url, timeout_seconds=10, max_attempts=2, backoff_seconds=0),
         lambda: Credentials(CLIENT_ID, CLIENT_SECRET),
+        clock=Clock(),  # deadlines on a clock that stands still: no test depends on the machine's speed
     )
     watermarks = pull.Watermarks(aws.dynamodb.Table("registry"))
     run = pull.pull(client, SOURCE, s3=aws.s3, sqs=aws.sqs, watermarks=watermarks, dlq_url=aws.dlq_url, bucket=LANDING)
@@ -179,14 +190,6 @@ def test_a_record_normalizes_to_markdown_with_its_source() -> None:
 # --- one run at a time: the lease -----------------------------------------------------------------
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_a_lease_admits_one_run_until_it_is_given_back_or_runs_out(aws: Aws) -> None:
     clock = Clock()
     table = aws.dynamodb.Table("registry")
@@ -215,8 +218,9 @@ def scheduled(aws: Aws, source_api: LegacyApi, monkeypatch: pytest.MonkeyPatch) 
     )
     monkeypatch.setattr(pull, "settings", lambda: settings)
     client = LegacyClient(
-        ClientSettings(base_url=source_api.url, max_attempts=1, backoff_seconds=0),
+        ClientSettings(base_url=source_api.url, timeout_seconds=10, max_attempts=1, backoff_seconds=0),
         lambda: Credentials(CLIENT_ID, CLIENT_SECRET),
+        clock=Clock(),
     )
     monkeypatch.setattr(pull, "client", lambda: client)
     return source_api

@@ -187,14 +187,26 @@ def test_5xx_is_retried_then_reported_as_upstream_unavailable_with_retry_after(
 
 
 def test_a_timeout_is_upstream_unavailable(api: LegacyApi) -> None:
-    """A server that never answers: the outcome does not depend on how fast the machine is."""
-    settings = ClientSettings(base_url=api.url, timeout_seconds=0.2, max_attempts=2, backoff_seconds=0)
-    client = LegacyClient(settings, lambda: Credentials(CLIENT_ID, CLIENT_SECRET), sleep=lambda _: None)
+    """A server that never answers: the outcome does not depend on how fast the machine is.
+
+    The deadline runs on the test's clock. It stands still while the token is fetched and each
+    request goes out (10 s a socket wait: ample for a server that answers, however busy the
+    machine), and once the server holds a request more than the whole deadline has gone, so the
+    client gives up on the silent server at its next deadline check: no real timeout to race.
+    """
+
+    def clock() -> float:  # the server records a request before it sends the headers
+        return 1000.0 + 11.0 * api.requests.count("/v2/customers")
+
+    settings = ClientSettings(base_url=api.url, timeout_seconds=10, max_attempts=2, backoff_seconds=0)
+    client = LegacyClient(settings, lambda: Credentials(CLIENT_ID, CLIENT_SECRET), clock=clock, sleep=lambda _: None)
     api.answers["/v2/customers"] = Answer(hold=True, content_length="none")  # headers, then silence
     with pytest.raises(ToolError) as failure:
         find_orders(client)
     assert failure.value.kind == "upstream_unavailable"
     assert failure.value.message == "the service did not answer in time"
+    assert api.token_requests == 1  # the token came; each of the two attempts was held
+    assert api.requests == ["/v2/customers"] * 2
 
 
 @pytest.mark.parametrize(
@@ -248,9 +260,9 @@ def test_get_customer_chains_the_profile_and_addresses(client: LegacyClient, api
     assert api.requests == [f"/v2/customers/{CUSTOMER_ID}", f"/v2/customers/{CUSTOMER_ID}/addresses"]
 
 
-def test_wrong_credentials_are_forbidden(api: LegacyApi) -> None:
+def test_wrong_credentials_are_forbidden(api: LegacyApi, clock: Clock) -> None:
     settings = ClientSettings(base_url=api.url, timeout_seconds=10)
-    bad = LegacyClient(settings, lambda: Credentials(CLIENT_ID, "wrong"))
+    bad = LegacyClient(settings, lambda: Credentials(CLIENT_ID, "wrong"), clock=clock)
     with pytest.raises(ToolError) as failure:
         find_orders(bad)
     assert failure.value.kind == "forbidden"
@@ -391,7 +403,7 @@ def test_a_bad_single_call_declaration_is_refused(declared: dict[str, Any], mess
 
 
 def test_a_client_for_an_endpoint_reads_its_secret_only_when_it_needs_a_token(
-    api: LegacyApi, monkeypatch: pytest.MonkeyPatch
+    api: LegacyApi, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     read: list[str] = []
 
@@ -404,13 +416,13 @@ def test_a_client_for_an_endpoint_reads_its_secret_only_when_it_needs_a_token(
         base_url=api.url,
         token_path="/oauth/token",
         secret_name="team/orders",
-        timeout_seconds=1,
+        timeout_seconds=10,  # on the test's clock, which stands still: ample for a busy machine
         max_attempts=1,
         top_k=5,
         byte_budget=4000,
         fields={},
     )
-    client = legacy_client.client_for(endpoint)
+    client = legacy_client.client_for(endpoint, clock=clock)
     assert read == []
     body, _ = client.get(f"/v2/customers/{CUSTOMER_ID}")
     assert body["data"]["customerId"] == CUSTOMER_ID
