@@ -91,6 +91,21 @@ def test_a_widened_iam_action_broadens_and_exits_2(base: rv.Assembly) -> None:
     assert report.exit_code == 2
 
 
+def test_the_report_draws_the_head_app_with_what_changed_highlighted(base: rv.Assembly) -> None:
+    """`make review` passes tools/diagram.py's drawing: the report's picture marks the resource the
+    change touched (the widened policy's function), and an unchanged app gets no picture."""
+    draw = rv.diagram()
+    assert draw is not None
+    text = rv.render_report(rv.review(base, edited(base, GATEWAY, _widen), [], draw=draw))
+    picture = text.split("## Picture\n", 1)[1].split("```mermaid\n", 1)[1].split("```", 1)[0]
+    assert picture.startswith("flowchart LR")
+    (marked,) = [line for line in picture.splitlines() if line.strip().startswith("class ")]
+    highlighted = marked.split()[1].split(",")
+    assert highlighted
+    assert all(node.startswith("production_gateway_") for node in highlighted), marked
+    assert "## Picture" not in rv.render_report(rv.review(base, base, [], draw=draw))
+
+
 def test_an_embedding_model_change_shows_the_replaced_knowledge_base_and_its_data_loss(
     base: rv.Assembly, synthesize: Synthesizer
 ) -> None:
