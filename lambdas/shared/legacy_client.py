@@ -83,6 +83,18 @@ def _malformed(what: str) -> ToolError:
     return _unavailable(f"the service's answer is unusable: {what}")
 
 
+def _body_socket(response: urllib3.BaseHTTPResponse) -> Any:
+    """The socket an answer's body arrives on: its connection's, or, for an answer that ends when
+    the server closes (HTTP/1.0, ``Connection: close``), the one http.client handed to the response
+    when it let go of the connection. None if neither is there (then the request's read timeout,
+    at most ``timeout_seconds``, bounds each wait)."""
+    sock = getattr(response.connection, "sock", None)
+    if sock is None:
+        raw = getattr(getattr(getattr(response, "_fp", None), "fp", None), "raw", None)
+        sock = getattr(raw, "_sock", None)
+    return sock
+
+
 class LegacyClient:
     def __init__(
         self,
@@ -179,7 +191,7 @@ class LegacyClient:
         size = 0
         while True:
             left = self._left(deadline)
-            sock = getattr(response.connection, "sock", None)
+            sock = _body_socket(response)
             try:
                 if sock is not None:
                     sock.settimeout(left)  # one read may not outlast the deadline either

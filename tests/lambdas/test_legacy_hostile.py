@@ -129,6 +129,25 @@ def test_a_server_that_drips_is_cut_off_at_the_deadline(api: LegacyApi, path: st
     assert api.sent_bytes < len(valid)
 
 
+def test_a_wait_on_an_answer_that_ends_at_close_is_bounded_by_the_deadline_too(api: LegacyApi) -> None:
+    """An answer without a length (it ends when the server closes: http.client then hands its socket
+    to the response) sends a first piece and stalls 3 s. The clock reaches 10 ms before the deadline
+    once that piece is out, so the next wait may last 10 ms, not the request's 10 s read timeout: the
+    call ends as a timeout instead of waiting out the stall and reading the rest."""
+    valid = json.dumps({"data": {"items": []}}).encode()
+    api.answers[CUSTOMERS] = Answer(body=valid, piece_bytes=4, pause_seconds=3.0, content_length="none")
+    timeout = 10.0
+
+    def clock() -> float:
+        return timeout - 0.01 if api.sent_bytes else 0.0
+
+    settings = ClientSettings(base_url=api.url, timeout_seconds=timeout, max_attempts=1, backoff_seconds=0)
+    client = LegacyClient(settings, lambda: Credentials(CLIENT_ID, CLIENT_SECRET), clock=clock, sleep=lambda _: None)
+    error = refusal(client)
+    assert (error.kind, error.message) == ("upstream_unavailable", "the service did not answer in time")
+    assert api.sent_bytes < len(valid)
+
+
 def test_a_deadline_counts_every_attempt_on_the_injected_clock(api: LegacyApi) -> None:
     """Retries after a deadline are bounded by max_attempts, and backoff goes through the injected sleep."""
     slept: list[float] = []
