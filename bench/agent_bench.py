@@ -33,6 +33,8 @@ SETTINGS = {
     "TOKEN_CLIENT_ID": "bench",
     # Where its groups document is (AppConfig): start-up does not read it, a turn would.
     "GROUPS": json.dumps({"application": "a", "environment": "e", "profile": "p", "environment_name": "agents"}),
+    # The old agent read its groups' models from the environment instead (before issue 18).
+    "GROUP_MODELS": json.dumps({"bench": {"allowed": ["amazon.nova-lite-v1:0"], "default": "amazon.nova-lite-v1:0"}}),
     "AWS_REGION": "us-east-1",
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_ACCESS_KEY_ID": "x",
