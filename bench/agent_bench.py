@@ -110,7 +110,8 @@ def readiness(old: Path) -> dict[str, float]:
 
 
 def asset_sizes(old: Path) -> dict[str, tuple[float, float]]:
-    """(MB unzipped, MB zipped) of the code asset: the agent and shared packages and the arm64 deps."""
+    """(MB unzipped, MB zipped) of the code asset: the agent and shared packages and the arm64 deps
+    as deployed (the new deps with the bytecode `make agent-deps` compiles; the old ones had none)."""
     sizes = {}
     with tempfile.TemporaryDirectory() as scratch:
         old_deps = Path(scratch) / "old-deps"
@@ -136,8 +137,9 @@ def asset_sizes(old: Path) -> dict[str, tuple[float, float]]:
         }.items():
             staged = Path(scratch) / name
             for part in parts:
-                shutil.copytree(part, staged / part.name if part.name in ("agent", "shared") else staged,
-                                dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+                own = part.name in ("agent", "shared")  # sources only; the dependencies ship their 3.14 bytecode
+                shutil.copytree(part, staged / part.name if own else staged, dirs_exist_ok=True,
+                                ignore=shutil.ignore_patterns("__pycache__") if own else None)  # fmt: skip
             unzipped = sum(f.stat().st_size for f in staged.rglob("*") if f.is_file())
             archive = shutil.make_archive(str(Path(scratch) / f"{name}-zip"), "zip", staged)
             sizes[name] = (unzipped / 1e6, Path(archive).stat().st_size / 1e6)
