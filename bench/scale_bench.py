@@ -25,6 +25,9 @@ REPEATS = int(os.environ.get("REPEATS", "3"))
 RESOURCE_LIMIT = 500
 TEMPLATE_LIMIT = 1_000_000  # bytes, a template uploaded through S3
 OUTPUT_LIMIT = 200
+PARAMETER_LIMIT = 200
+HEADROOM = 0.6  # goal: no stack past 60% of any of these limits at any size
+RATIO_GOAL = 2.0  # goal: synth at the largest size at most twice the smallest
 
 
 def measure_here(size: int, lint: bool = False) -> dict[str, Any]:
@@ -71,6 +74,7 @@ def measure_here(size: int, lint: bool = False) -> dict[str, Any]:
             "resources": len(resources),
             "bytes": sizes[name],
             "outputs": len(template.get("Outputs", {})),
+            "parameters": len(template.get("Parameters", {})),
         }
         for resource in resources.values():
             _largest_documents(result, name, resource)
@@ -105,18 +109,21 @@ def measure(size: int, lint: bool = False) -> dict[str, Any]:
     return result
 
 
+def used(stats: dict[str, Any]) -> float:
+    """The largest share of a CloudFormation limit a stack takes."""
+    share: float = max(
+        stats["resources"] / RESOURCE_LIMIT,
+        stats["bytes"] / TEMPLATE_LIMIT,
+        stats["outputs"] / OUTPUT_LIMIT,
+        stats.get("parameters", 0) / PARAMETER_LIMIT,
+    )
+    return share
+
+
 def report(size: int, result: dict[str, Any]) -> list[str]:
     if "error" in result:
         return [f"{size:>4} groups: synth refused: {result['error']}"]
-    worst = max(
-        result["stacks"].items(),
-        key=lambda item: max(
-            item[1]["resources"] / RESOURCE_LIMIT,
-            item[1]["bytes"] / TEMPLATE_LIMIT,
-            item[1]["outputs"] / OUTPUT_LIMIT,
-        ),
-    )
-    name, stats = worst
+    name, stats = max(result["stacks"].items(), key=lambda item: used(item[1]))
     lines = [
         f"{size:>4} groups: synth {result['seconds']:5.1f} s; largest runtime document "
         f"{result['largest_document'][1]:,} chars ({result['largest_document'][0]}); longest variable "
@@ -124,17 +131,43 @@ def report(size: int, result: dict[str, Any]) -> list[str]:
         f"      closest to a limit: {name} {stats['resources']} resources "
         f"({100 * stats['resources'] / RESOURCE_LIMIT:.0f}% of {RESOURCE_LIMIT}), "
         f"{stats['bytes'] / 1000:,.0f} kB ({100 * stats['bytes'] / TEMPLATE_LIMIT:.0f}% of 1 MB), "
-        f"{stats['outputs']} outputs ({100 * stats['outputs'] / OUTPUT_LIMIT:.0f}% of {OUTPUT_LIMIT})",
+        f"{stats['outputs']} outputs ({100 * stats['outputs'] / OUTPUT_LIMIT:.0f}% of {OUTPUT_LIMIT}), "
+        f"{stats.get('parameters', 0)} parameters ({100 * stats.get('parameters', 0) / PARAMETER_LIMIT:.0f}% of "
+        f"{PARAMETER_LIMIT})",
     ]
     lines += [
-        f"      {stack:<42} {s['resources']:>4} resources {s['bytes'] / 1000:>7,.0f} kB {s['outputs']:>4} outputs"
+        f"      {stack:<42} {s['resources']:>4} resources {s['bytes'] / 1000:>7,.0f} kB {s['outputs']:>4} outputs "
+        f"{s.get('parameters', 0):>3} parameters"
         for stack, s in sorted(result["stacks"].items())
     ]
     return lines
 
 
-def main(sizes: tuple[int, ...] = SIZES) -> None:
-    """Each size REPEATS times, interleaved (a busy machine slows all sizes alike); the median synth."""
+def missed_at(size: int, result: dict[str, Any]) -> list[str]:
+    """The goals one size misses: it does not synthesize, or a stack is past HEADROOM of a limit."""
+    if "error" in result:
+        return [f"{size} groups do not synthesize"]
+    return [
+        f"{stack} at {size} groups takes {100 * used(stats):.0f}% of a limit"
+        for stack, stats in result["stacks"].items()
+        if used(stats) > HEADROOM
+    ]
+
+
+def lint_missed(size: int, linted: tuple[int, str] | None) -> list[str]:
+    if linted is None:
+        return []
+    code, output = linted
+    print(
+        f"cfn-lint at {size} groups: {'clean' if code == 0 else f'exit {code}'}" + ("" if code == 0 else f"\n{output}")
+    )
+    return [] if code == 0 else [f"cfn-lint at {size} groups"]
+
+
+def main(sizes: tuple[int, ...] = SIZES) -> int:
+    """Each size REPEATS times, interleaved (a busy machine slows all sizes alike); the median synth.
+    Exit 1 when a goal is missed: a size that does not synthesize, cfn-lint findings, a stack past
+    HEADROOM of a limit, or synth at the largest size over RATIO_GOAL times the smallest."""
     print(
         f"production tier synthesized with a generated config (bench/scale_config.py), cdk-nag on, median of {REPEATS}:"
     )
@@ -143,6 +176,7 @@ def main(sizes: tuple[int, ...] = SIZES) -> None:
         for size in sizes:  # cfn-lint once, the largest size, outside the timing
             runs[size].append(measure(size, lint=repeat == 0 and size == max(sizes)))
     medians: dict[int, float] = {}
+    missed: list[str] = []
     for size, results in runs.items():
         result = results[0]
         if "error" not in result:
@@ -150,21 +184,21 @@ def main(sizes: tuple[int, ...] = SIZES) -> None:
             result = {**result, "seconds": medians[size]}
         for line in report(size, result):
             print(line)
-    linted = runs[max(sizes)][0].get("cfn_lint")
-    if linted is not None:
-        code, output = linted
-        print(
-            f"cfn-lint at {max(sizes)} groups: {'clean' if code == 0 else f'exit {code}'}"
-            + ("" if code == 0 else f"\n{output}")
-        )
+        missed += missed_at(size, result)
+    missed += lint_missed(max(sizes), runs[max(sizes)][0].get("cfn_lint"))
     if len(medians) > 1:
         smallest, largest = min(medians), max(medians)
         ratio = medians[largest] / medians[smallest]
-        print(f"synth at {largest} groups / synth at {smallest}: {ratio:.2f} (goal: at most 2)")
+        print(f"synth at {largest} groups / synth at {smallest}: {ratio:.2f} (goal: at most {RATIO_GOAL:g})")
+        if ratio > RATIO_GOAL:
+            missed.append(f"synth at {largest} groups is {ratio:.2f}x the time at {smallest}")
+    for goal in missed:
+        print(f"goal missed: {goal}")
+    return 1 if missed else 0
 
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--one"]:
         print(json.dumps(measure_here(int(sys.argv[2]), lint="--cfn-lint" in sys.argv)))
     else:
-        main(tuple(int(arg) for arg in sys.argv[1:]) or SIZES)
+        sys.exit(main(tuple(int(arg) for arg in sys.argv[1:]) or SIZES))
