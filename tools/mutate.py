@@ -9,11 +9,14 @@ from the score. The score of a module is killed / (all mutants - equivalents).
 
 mutmut names a mutant after its module path, and strips only ``src/`` from it; the handlers here
 import as ``ai_gateway.ledger`` (``lambdas/`` is on the path), so the run happens in a work folder
-(build/mutate) where ``src`` is ``lambdas``. The report goes to docs/mutation.md; the exit code is 1
-when a module is under the floor or a listed equivalent is stale (killed, or no longer generated).
+(build/mutate) where ``src`` is ``lambdas``. The report goes to docs/mutation.md: a run rewrites the
+rows and section of the targets it ran and keeps the others' (each says the commit its code was
+measured at). The exit code is 1 when a module is under the floor or a listed equivalent is stale
+(killed, or no longer generated).
 
-    python tools/mutate.py              # every target, from scratch
-    python tools/mutate.py --report     # the report of the last run, without running again
+    python tools/mutate.py                      # every target, from scratch
+    python tools/mutate.py --target ledger      # one target (make mutate TARGET=ledger)
+    python tools/mutate.py --report [--target]  # the report of the last run, without running again
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ TARGETS = {
         tests=(
             "tests/lambdas/test_ai_gateway.py",
             "tests/lambdas/test_ai_gateway_agents.py",
+            "tests/lambdas/test_ai_gateway_critical_path.py",
             "tests/lambdas/test_ai_gateway_fallback.py",
             "tests/lambdas/test_ai_gateway_ledger.py",
             "tests/lambdas/test_jobs.py",
@@ -77,7 +81,7 @@ TARGETS = {
         ),
     ),
     "authorizer": Target(
-        modules=("gateway_authorizer/handler.py", "shared/tokens.py"),
+        modules=("gateway_authorizer/handler.py", "shared/tokens.py", "shared/bearer.py"),
         tests=(
             "tests/lambdas/test_entry_points.py",
             "tests/lambdas/test_gateway_identity.py",
@@ -190,10 +194,10 @@ EQUIVALENT: dict[str, str] = {
     "None and False are the same",
     "tool_guard.handler.xǁRefusalǁ__init____mutmut_1": "a Refusal's exception text is never read: each is caught "
     "in intercept and answered from its code and message",
-    # shared/tokens.py
-    "shared.tokens.x_bearer__mutmut_3": "partition -> rpartition on the first space: one space splits the same; "
+    # shared/bearer.py, shared/tokens.py
+    "shared.bearer.x_bearer__mutmut_3": "partition -> rpartition on the first space: one space splits the same; "
     "with more, the token (original) or the scheme (mutant) holds a space, and both refuse 'no bearer token'",
-    "shared.tokens.x_bearer__mutmut_5": "an absent header read as 'XXXX' instead of '': both are no bearer token",
+    "shared.bearer.x_bearer__mutmut_5": "an absent header read as 'XXXX' instead of '': both are no bearer token",
     "shared.tokens.xǁBoundedJWKClientǁ_read__mutmut_15": "the size of each read (17 KiB for 16): the byte cap "
     "and the deadline are checked on the running total after every read, whatever its size",
     "shared.tokens.xǁBoundedJWKClientǁ_read__mutmut_16": "the size of each read (16,400 bytes): as above",
@@ -291,45 +295,56 @@ def diff(work: Path, name: str) -> str:
     return "\n".join(lines)
 
 
-def report(work: Path, found: list[Score], seconds: float | None) -> str:
-    rows = [
-        "# Mutation score of the money and access paths",
-        "",
-        "Written by `make mutate` (tools/mutate.py, mutmut). A module's score is killed mutants over all",
-        f"mutants but the listed equivalents; the floor is {FLOOR:.0%}.",
-        "",
-        "| target | module | mutants | killed | equivalent | survived | not reached | score |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for s in found:
-        rows.append(
+HEADER = f"""# Mutation score of the money and access paths
+
+Written by `make mutate` (tools/mutate.py, mutmut). A module's score is killed mutants over all
+mutants but the listed equivalents; the floor is {FLOOR:.0%}. `make mutate TARGET=<name>` re-runs one
+target and rewrites its rows and its section; the other targets keep theirs, each with the commit
+its code was measured at.
+
+| target | module | mutants | killed | equivalent | survived | not reached | score | code at |
+|---|---|---:|---:|---:|---:|---:|---:|---|
+"""
+
+
+def report(work: Path, found: list[Score], seconds: float | None, commit: str, previous: str = "") -> str:
+    """The report with these targets' rows and sections; other targets' come from the previous report."""
+    rows = {target: [line for line in previous.splitlines() if line.startswith(f"| {target} |")] for target in TARGETS}
+    sections = dict(re.findall(r"^## (\w+)\n(.*?)(?=^## |\Z)", previous, flags=re.MULTILINE | re.DOTALL))
+    for target in {s.target for s in found}:
+        mine = [s for s in found if s.target == target]
+        rows[target] = [
             f"| {s.target} | `lambdas/{s.module}` | {s.counted + len(s.equivalent)} | {s.killed} | "
-            f"{len(s.equivalent)} | {len(s.survived)} | {len(s.unchecked)} | {s.score:.1%} |"
-        )
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607 - git from PATH, as make runs it
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
-    rows += ["", f"Code at commit {commit or 'unknown'}."]
-    if seconds is not None:
-        rows += [f"Run time: {seconds / 60:.1f} min on this machine ({_cores()} cores)."]
-    rows += ["", "## Equivalent mutants", ""]
-    if EQUIVALENT:
-        for name, reason in EQUIVALENT.items():
-            rows += [f"- `{name}`: {reason}", "", "```diff", diff(work, name), "```", ""]
-    else:
-        rows.append("None.")
-    survivors = [name for s in found for name in s.survived + s.unchecked]
-    rows += ["", "## Survivors", ""]
-    if survivors:
-        for name in survivors:
-            rows += [f"- `{name}`", "", "```diff", diff(work, name), "```", ""]
-    else:
-        rows.append("None.")
-    return "\n".join(rows).rstrip() + "\n"
+            f"{len(s.equivalent)} | {len(s.survived)} | {len(s.unchecked)} | {s.score:.1%} | {commit} |"
+            for s in mine
+        ]
+        text = [f"Code at commit {commit}."]
+        if seconds is not None:
+            text += [f"Run time: {seconds / 60:.1f} min for {_targets(found)} on this machine ({_cores()} cores)."]
+        text += ["", "### Equivalent mutants", ""]
+        equivalent = [name for s in mine for name in s.equivalent]
+        text += [f"- `{n}`: {EQUIVALENT[n]}\n\n```diff\n{diff(work, n)}\n```\n" for n in equivalent] or ["None.", ""]
+        survivors = [name for s in mine for name in s.survived + s.unchecked]
+        text += ["### Survivors", ""]
+        text += [f"- `{n}`\n\n```diff\n{diff(work, n)}\n```\n" for n in survivors] or ["None.", ""]
+        sections[target] = "\n".join(["", *text])
+    table = [row for target in TARGETS for row in rows[target]]
+    body = [f"## {target}\n{sections[target].rstrip()}\n" for target in TARGETS if target in sections]
+    return HEADER + "\n".join(table) + "\n\n" + "\n".join(body)
+
+
+def _commit(targets: dict[str, Target]) -> str:
+    """HEAD when the run starts, and whether the modules to mutate differ from it."""
+    git = ["git", "-C", str(ROOT)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False)  # noqa: S603
+    paths = [f"lambdas/{m}" for t in targets.values() for m in t.modules]
+    changed = subprocess.run([*git, "status", "--porcelain", "--", *paths], capture_output=True, text=True, check=False)  # noqa: S603
+    return (head.stdout.strip() or "unknown") + (" with uncommitted changes" if changed.stdout.strip() else "")
+
+
+def _targets(found: list[Score]) -> str:
+    names = list(dict.fromkeys(s.target for s in found))
+    return "this target" if len(names) == 1 else "the run of " + ", ".join(names)
 
 
 def _natural(name: str) -> list[object]:
@@ -352,9 +367,11 @@ def main(argv: list[str] | None = None) -> int:
     targets = {name: TARGETS[name] for name in chosen}
     work = WORK / ("all" if args.target is None else "-".join(sorted(chosen)))
     seconds = None
-    timing = work / "run-seconds"
+    timing, measured = work / "run-seconds", work / "run-commit"
     if not args.report:
+        commit = _commit(targets)
         prepare(work, targets)
+        measured.write_text(commit, encoding="utf-8")
         seconds = run(work, args.max_children)
         timing.write_text(f"{seconds:.0f}", encoding="utf-8")
     elif timing.exists():
@@ -368,12 +385,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"run time: {seconds / 60:.1f} min")
     problems = [f"{s.module}: {s.score:.1%} < {FLOOR:.0%}" for s in found if s.score < FLOOR]
     problems += [f"equivalent no longer survives (mend EQUIVALENT): {name}" for name in stale(found, targets)]
-    if args.target is None:  # the report covers every target
-        REPORT.write_text(report(work, found, seconds), encoding="utf-8")
-        print(f"report: {REPORT.relative_to(ROOT)}")
-    else:
-        for name in (n for s in found for n in s.survived + s.unchecked):
-            print(f"\nsurvived: {name}\n{diff(work, name)}")
+    previous = REPORT.read_text(encoding="utf-8") if REPORT.exists() else ""
+    commit = measured.read_text(encoding="utf-8") if measured.exists() else "unknown"
+    REPORT.write_text(report(work, found, seconds, commit, previous), encoding="utf-8")
+    print(f"report: {REPORT.relative_to(ROOT)} ({', '.join(chosen)} rewritten, other targets kept)")
+    for name in (n for s in found for n in s.survived + s.unchecked):
+        print(f"\nsurvived: {name}\n{diff(work, name)}")
     print("\n".join(problems) or f"every module at or above {FLOOR:.0%}", file=sys.stderr if problems else sys.stdout)
     return 1 if problems else 0
 
