@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.synth_fixtures import Assembly
 from tools import promote
 from tools.promote import Gate
 
@@ -24,8 +25,40 @@ def sample(cdk_context: dict[str, Any], **changes: Any) -> dict[str, Any]:
     return context
 
 
+def knowledge_template(scanned: tuple[str, ...] = ("Landing", "Curated")) -> dict[str, Any]:
+    """The shape of the knowledge stack the Macie gate reads: a landing bucket (an S3 "Object
+    Created" rule), a curated bucket (a knowledge base's data source), and the classification job
+    naming the ``scanned`` ones in its createClassificationJob call."""
+    bucket = {"Type": "AWS::S3::Bucket", "Properties": {}}
+    job_call = ["", ['{"bucketDefinitions":[{"buckets":["', *({"Ref": name} for name in scanned), '"]}]}']]
+    return {
+        "Resources": {
+            "Landing": bucket,
+            "Curated": bucket,
+            "Quarantine": bucket,
+            "ObjectCreated": {
+                "Type": "AWS::Events::Rule",
+                "Properties": {
+                    "EventPattern": {
+                        "source": ["aws.s3"],
+                        "detail-type": ["Object Created"],
+                        "detail": {"bucket": {"name": [{"Ref": "Landing"}]}},
+                    }
+                },
+            },
+            "DataSource": {
+                "Type": "AWS::Bedrock::DataSource",
+                "Properties": {
+                    "DataSourceConfiguration": {"S3Configuration": {"BucketArn": {"Fn::GetAtt": ["Curated", "Arn"]}}}
+                },
+            },
+            "Job": {"Type": "Custom::MacieClassificationJob", "Properties": {"Create": {"Fn::Join": job_call}}},
+        }
+    }
+
+
 def clean_synth(context: Any) -> dict[str, dict[str, Any]]:
-    return {"genai-production-gateway": {"Resources": {}}}
+    return {"genai-production-gateway": {"Resources": {}}, "genai-production-knowledge": knowledge_template()}
 
 
 def gates_of(context: dict[str, Any], *, traces: Path | None = None, **kwargs: Any) -> dict[str, Gate]:
@@ -110,6 +143,32 @@ def test_macie_off_fails_its_gate(cdk_context: dict[str, Any]) -> None:
     assert (
         failing(gates_of(context))["Macie coverage"].fix == "set production.account_settings.macie to adopt or manage"
     )
+
+
+def test_a_document_bucket_the_macie_job_does_not_scan_fails_its_gate(cdk_context: dict[str, Any]) -> None:
+    """The quarantine bucket holds what was already found; the landing and curated ones must be scanned."""
+    unscanned = {"genai-production-knowledge": knowledge_template(scanned=("Landing",))}
+    gate = failing(gates_of(cdk_context, synth=lambda _: unscanned))["Macie coverage"]
+    assert gate.why == "Macie's classification job does not scan genai-production-knowledge/Curated"
+    assert "bucketDefinitions" in gate.fix
+    nothing = failing(gates_of(cdk_context, synth=lambda _: {"genai-production-gateway": {"Resources": {}}}))
+    assert nothing["Macie coverage"].why == "no bucket that documents pass through in the production templates"
+
+
+def test_the_production_tiers_macie_job_scans_every_bucket_documents_pass_through(
+    assembly: Assembly,
+) -> None:
+    """On the synthesized app: the landing bucket (uploads, connectors) and the curated one (the
+    knowledge base's source) are found, and the job scans both."""
+    found = {
+        stack: promote.document_buckets(template)
+        for stack, template in assembly.templates.items()
+        if "-production-" in stack and promote.document_buckets(template)[0]
+    }
+    ((stack, (passed, scanned)),) = found.items()
+    assert stack.endswith("-production-knowledge")
+    assert len(passed) == 2
+    assert passed <= scanned
 
 
 def test_golden_cases_need_recorded_traces_scored_at_the_floor(cdk_context: dict[str, Any], tmp_path: Path) -> None:

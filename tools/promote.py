@@ -81,6 +81,7 @@ def check(
     gates.append(Gate("declaration", True, "valid in production (output types, quotas, tools, agent)"))
     templates, synth_gate = synth_and_lint(promoted_context(context, name), synth, lint)
     gates.append(synth_gate)
+    gates.append(macie_gate(promoted, templates))
     gates.append(quotas_gate(promoted, name))
     return gates, templates
 
@@ -89,7 +90,6 @@ def static_gates(config: BlueprintConfig, workload: WorkloadConfig) -> list[Gate
     return [
         guardrail_gate(config, workload),
         classification_gate(config, workload),
-        macie_gate(config),
         tools_gate(config, workload),
         prices_gate(workload),
     ]
@@ -123,18 +123,72 @@ def classification_gate(config: BlueprintConfig, workload: WorkloadConfig) -> Ga
     return Gate("classification policy", True, f"{classification}: personal data in them is {handled}")
 
 
-def macie_gate(config: BlueprintConfig) -> Gate:
-    mode = config.production.account_settings.macie
-    if mode == "off":
+MACIE_JOB = "Custom::MacieClassificationJob"
+
+
+def _referenced(value: Any) -> set[str]:
+    """The logical ids ``value`` refers to (Ref, Fn::GetAtt), at any depth."""
+    if isinstance(value, list):
+        return {found for item in value for found in _referenced(item)}
+    if not isinstance(value, dict):
+        return set()
+    here = {value["Ref"]} if isinstance(value.get("Ref"), str) else set()
+    attribute = value.get("Fn::GetAtt")
+    if isinstance(attribute, list) and attribute and isinstance(attribute[0], str):
+        here.add(attribute[0])
+    return here | {found for item in value.values() for found in _referenced(item)}
+
+
+def document_buckets(template: Mapping[str, Any]) -> tuple[set[str], set[str]]:
+    """(the buckets documents pass through, the buckets Macie's job scans), by logical id: where
+    uploads and connectors land (S3 "Object Created" rules) and the knowledge bases' data sources."""
+    resources = template.get("Resources", {})
+    buckets = {key for key, resource in resources.items() if resource.get("Type") == "AWS::S3::Bucket"}
+    passed, scanned = set(), set()
+    for resource in resources.values():
+        kind, properties = resource.get("Type"), resource.get("Properties", {})
+        if kind == "AWS::Events::Rule" and "aws.s3" in (properties.get("EventPattern") or {}).get("source", []):
+            passed |= _referenced(properties["EventPattern"].get("detail", {}).get("bucket"))
+        elif kind == "AWS::Bedrock::DataSource":
+            passed |= _referenced(properties.get("DataSourceConfiguration", {}).get("S3Configuration"))
+        elif kind == MACIE_JOB:
+            scanned |= _referenced(properties.get("Create"))
+    return passed & buckets, scanned & buckets
+
+
+def macie_gate(config: BlueprintConfig, templates: Mapping[str, Mapping[str, Any]]) -> Gate:
+    """Macie is on, and the promoted production templates' classification job scans every bucket
+    the workload's documents pass through."""
+    name = "Macie coverage"
+    if config.production.account_settings.macie == "off":
         return Gate(
-            "Macie coverage",
+            name,
             False,
             "account_settings.macie is off: no sensitive-data discovery over the pipeline's buckets",
             "set production.account_settings.macie to adopt or manage",
         )
-    return Gate(
-        "Macie coverage", True, f"the pipeline's buckets are scanned {config.production.macie.schedule.lower()}"
-    )
+    passed: set[str] = set()
+    missing: list[str] = []
+    for stack, template in sorted(templates.items()):
+        buckets, scanned = document_buckets(template)
+        passed |= {f"{stack}/{bucket}" for bucket in buckets}
+        missing += sorted(f"{stack}/{bucket}" for bucket in buckets - scanned)
+    if not passed:
+        return Gate(
+            name,
+            False,
+            "no bucket that documents pass through in the production templates",
+            "make synth TIER=production",
+        )
+    if missing:
+        return Gate(
+            name,
+            False,
+            f"Macie's classification job does not scan {', '.join(missing)}",
+            "add the bucket to the job's bucketDefinitions (stacks/production/macie.py)",
+        )
+    schedule = config.production.macie.schedule.lower()
+    return Gate(name, True, f"its job scans all {len(passed)} buckets the documents pass through, {schedule}")
 
 
 def tools_gate(config: BlueprintConfig, workload: WorkloadConfig) -> Gate:
