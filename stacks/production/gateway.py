@@ -1,4 +1,5 @@
-"""Production front door: the AI gateway REST API, its authorizer, usage plans, guardrail, ledger."""
+"""Production front door: the AI gateway REST API, its authorizer, guardrail, ledger (the groups'
+keys and usage plans: stacks/production/gateway_keys.py)."""
 
 from __future__ import annotations
 
@@ -29,11 +30,12 @@ from ai_gateway.contract import (
     GatewayPolicy,
     Settings as GatewaySettings,
 )
-from gateway_authorizer.contract import ApiKeys, Settings as AuthorizerSettings
+from gateway_authorizer.contract import Settings as AuthorizerSettings
 from shared.claims import CONTEXT_GROUP
-from stacks.config import GuardrailConfig, ProductionConfig, UsagePlanConfig
+from stacks.config import GuardrailConfig, ProductionConfig
 from stacks.production.context import ProductionContext
 from stacks.production.gateway_jobs import GatewayJobs, Generation
+from stacks.production.gateway_keys import keys_location
 from stacks.production.policy import gateway_policy
 from stacks.shared.bedrock import grant_invoke, model_arns, pii_policy
 from stacks.shared.lambda_function import BlueprintFunction
@@ -43,8 +45,6 @@ from stacks.shared.rest_api import RegionalRestApi
 from stacks.shared.table import TABLE_KEY_ACTIONS, SecureTable
 from stacks.shared.waf import protect_with_waf
 
-# Usage-plan quota periods as API Gateway names them.
-QUOTA_PERIOD = {"DAY": apigateway.Period.DAY, "WEEK": apigateway.Period.WEEK, "MONTH": apigateway.Period.MONTH}
 GUARDRAIL_ACTIONS = ["bedrock:ApplyGuardrail"]
 # The agents' runtimes, invoked with the function's IAM identity (their only invoker).
 AGENT_INVOKE_ACTIONS = ["bedrock-agentcore:InvokeAgentRuntime"]
@@ -91,12 +91,13 @@ class GatewayStack(Stack):
     - REST API (regional, TLS) with the Lambda authorizer on every method, API key source
       AUTHORIZER, request validation, JSON access logs, execution logs without bodies, X-Ray,
       and a WAF web ACL (rate-based rule per IP plus AWS managed rule groups).
-    - One API key per group, in one usage plan per distinct set of limits: the coarse,
-      best-effort limits, applied to each key separately.
+    - API key source AUTHORIZER: the authorizer hands API Gateway the caller's group's key. The
+      keys, their usage plans and the keys document are the gateway keys stack's
+      (stacks/production/gateway_keys.py), deployed after this one.
     - The gateway function, the Bedrock Guardrail (and a pinned version) it applies, the
       DynamoDB ledger (exact quotas, metering records).
     - The runtime config the functions read (AppConfig, environment "gateway"): the policy
-      (groups, models, quotas, prices) and the groups' API keys.
+      (groups, models, quotas, prices).
     """
 
     def __init__(
@@ -110,7 +111,7 @@ class GatewayStack(Stack):
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, id, **kwargs)
-        prefix, config, key, name = context.prefix, context.config, context.key, context.name
+        config, key, name = context.config, context.key, context.name
         user_pool, client = context.identity.user_pool, context.identity.client
 
         self.ledger = SecureTable(
@@ -146,7 +147,7 @@ class GatewayStack(Stack):
 
         self.guardrail, self.guardrail_version = _guardrail(self, name, config.guardrail)
 
-        # Runtime config (AppConfig): the policy the gateway enforces, the keys the authorizer hands out.
+        # Runtime config (AppConfig): the policy the gateway enforces.
         self.runtime_config = context.config_environment(self, "gateway")
         self.policy = self.runtime_config.document(
             "policy",
@@ -216,23 +217,6 @@ class GatewayStack(Stack):
             self.transcripts.grant_items(function.execution_role, transcript.ACTIONS, key_actions=TABLE_KEY_ACTIONS)
             _acknowledge_synchronous(function)
 
-        # One API key per group, named after its usage plan's limits: a key sits in one plan per stage,
-        # so a group whose limits change gets a new key in the other plan (created before the old goes).
-        self.api_keys = {
-            group: apigateway.ApiKey(
-                self,
-                f"Key{pascal_case(group)}{_plan_id(settings.usage_plan)}",
-                api_key_name=f"{prefix}-{group}",
-                enabled=True,
-            )
-            for group, settings in config.groups.items()
-        }
-        self.api_key_ids = self.runtime_config.document(
-            "api-keys",
-            model=ApiKeys,
-            content=ApiKeys(keys={g: k.key_id for g, k in self.api_keys.items()}),
-            description="AI gateway authorizer: each group's API key (its usage plan)",
-        )
         self.authorizer_function = context.function(
             self,
             "AuthorizerFunction",
@@ -242,12 +226,14 @@ class GatewayStack(Stack):
             settings=AuthorizerSettings(
                 user_pool_id=user_pool.user_pool_id,
                 client_id=client.user_pool_client_id,
-                api_keys=self.api_key_ids.location,
+                # The groups' keys, their usage plans and this document are the gateway keys stack's
+                # (deployed after this one): the document by its environment's and profile's names,
+                # its read granted there, so this stack names nothing of that one.
+                api_keys=keys_location(context.config_store.application.application_id),
             ),
             snap_start=config.api.snap_start,
         )
-        authorizer_role = self.authorizer_function.execution_role
-        self.api_key_ids.grant_read(authorizer_role)
+        self.authorizer_role = authorizer_role = self.authorizer_function.execution_role
         # The keys' values (GetApiKey): any of the region's keys, since the set grows with the groups
         # and one ARN per key would outgrow the role's policy. A key's value lets no one in: the API
         # takes its key from this authorizer (key source AUTHORIZER), never from a request.
@@ -291,7 +277,6 @@ class GatewayStack(Stack):
             policy = _only_invoked_by(self, f"{pascal_case(agent)}InvokedOnlyByTheGateway", runtime, roles)
             for role in roles:  # (and their policies: nothing names a role before it is whole)
                 policy.node.add_dependency(role)
-        self._usage_plans(config)
         protect_with_waf(
             self,
             name=f"{name}-ai-gateway",
@@ -449,32 +434,6 @@ class GatewayStack(Stack):
             "itself: a Cognito authorizer cannot choose the group's usage-plan API key.",
         )
         return api
-
-    def _usage_plans(self, config: ProductionConfig) -> None:
-        """One usage plan per distinct throttle and quota, each group's key in its plan: API Gateway
-        applies a plan's limits to each of its keys separately, so groups with the same limits share
-        a plan and still get their own, and the plans do not grow with the groups."""
-        plans: dict[str, apigateway.UsagePlan] = {}
-        for group, settings in config.groups.items():
-            limits = settings.usage_plan
-            plan_id = _plan_id(limits)
-            if plan_id not in plans:
-                plans[plan_id] = self.api.add_usage_plan(
-                    f"Plan{plan_id}",
-                    name=f"{self.api.rest_api_name}-{plan_id.lower()}",
-                    description=f"Per group key: {limits.rate_limit:g} requests/s, burst {limits.burst_limit}, "
-                    f"{limits.quota_limit} per {limits.quota_period.lower()} (best effort)",
-                    throttle=apigateway.ThrottleSettings(rate_limit=limits.rate_limit, burst_limit=limits.burst_limit),
-                    quota=apigateway.QuotaSettings(limit=limits.quota_limit, period=QUOTA_PERIOD[limits.quota_period]),
-                    api_stages=[apigateway.UsagePlanPerApiStage(api=self.api, stage=self.api.deployment_stage)],
-                )
-            plans[plan_id].add_api_key(self.api_keys[group])
-
-
-def _plan_id(limits: UsagePlanConfig) -> str:
-    """A usage plan's name from its limits (letters and digits): e.g. 50Rps100Burst10000PerDay."""
-    rate = f"{limits.rate_limit:g}".replace(".", "p")
-    return f"{rate}Rps{limits.burst_limit}Burst{limits.quota_limit}Per{limits.quota_period.title()}"
 
 
 def gateway_response_template(code: str) -> str:

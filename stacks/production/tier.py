@@ -9,6 +9,7 @@ from stacks.production.agent import AgentStack, agent_stack_name
 from stacks.production.agents import AgentsStack
 from stacks.production.foundation import FoundationStack
 from stacks.production.gateway import GatewayStack
+from stacks.production.gateway_keys import GatewayKeysStack
 from stacks.production.identity import IdentityStack
 from stacks.production.knowledge import KnowledgeStack
 from stacks.production.observability import ObservabilityStack
@@ -17,7 +18,8 @@ from stacks.production.tools import ToolsStack
 
 def production_stacks(app: App, *, prefix: str, config: ProductionConfig) -> list[Stack]:
     """Foundation (key, log archive) -> identity -> knowledge store and pipeline -> tools -> agents
-    (what they share) -> one stack per agent -> AI gateway -> observability."""
+    (what they share) -> one stack per agent -> AI gateway -> its groups' keys and usage plans ->
+    observability."""
     env = Environment(account=config.account, region=config.region)
     name = f"{prefix}-production"
     foundation = FoundationStack(app, f"{name}-foundation", prefix=prefix, config=config, env=env)
@@ -43,6 +45,16 @@ def production_stacks(app: App, *, prefix: str, config: ProductionConfig) -> lis
     gateway = GatewayStack(
         app, f"{name}-gateway", context=tier, agent_runtimes=runtimes, agent_memory=agents.memory, env=env
     )
+    # The groups' API keys, usage plans and the authorizer's keys document: after the gateway, which
+    # names nothing of them (its authorizer reads the document by name), so its size is flat in groups.
+    gateway_keys = GatewayKeysStack(
+        app,
+        f"{name}-gateway-keys",
+        context=tier,
+        api=gateway.api,
+        authorizer_role_name=gateway.authorizer_role.role_name,
+        env=env,
+    )
     observability = ObservabilityStack(
         app,
         f"{name}-observability",
@@ -52,4 +64,14 @@ def production_stacks(app: App, *, prefix: str, config: ProductionConfig) -> lis
         dead_letters=knowledge.ingestion.dlq,
         env=env,
     )
-    return [foundation, identity, knowledge, tools, agents, *agent_stacks.values(), gateway, observability]
+    return [
+        foundation,
+        identity,
+        knowledge,
+        tools,
+        agents,
+        *agent_stacks.values(),
+        gateway,
+        gateway_keys,
+        observability,
+    ]

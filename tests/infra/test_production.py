@@ -68,21 +68,30 @@ def test_pre_token_trigger_is_v2_and_knows_every_group(identity: dict[str, Any],
 
 
 def test_one_usage_plan_per_set_of_limits_with_each_groups_key_in_its_plan(
-    gateway: dict[str, Any], cdk_context: dict[str, Any]
+    gateway: dict[str, Any], gateway_keys: dict[str, Any], cdk_context: dict[str, Any]
 ) -> None:
     plans = {
         p["Properties"]["UsagePlanName"]: (logical, p["Properties"])
-        for logical, p in resources(gateway, "AWS::ApiGateway::UsagePlan").items()
+        for logical, p in resources(gateway_keys, "AWS::ApiGateway::UsagePlan").items()
     }
     expected = production(cdk_context).groups
     limits = {group.usage_plan for group in expected.values()}
     assert len(plans) == len(limits)  # plans do not grow with the groups, only with distinct limits
     links = {
         render(k["Properties"]["KeyId"]): render(k["Properties"]["UsagePlanId"])
-        for k in resources(gateway, "AWS::ApiGateway::UsagePlanKey").values()
+        for k in resources(gateway_keys, "AWS::ApiGateway::UsagePlanKey").values()
     }
-    keys = {render({"Ref": logical}): key for logical, key in resources(gateway, "AWS::ApiGateway::ApiKey").items()}
+    keys = {
+        render({"Ref": logical}): key for logical, key in resources(gateway_keys, "AWS::ApiGateway::ApiKey").items()
+    }
     assert len(keys) == len(links) == len(expected)  # one key per group, each in exactly one plan
+    # The keys stack holds them all: the gateway's size does not grow with the groups.
+    for kind in ("ApiKey", "UsagePlan", "UsagePlanKey"):
+        assert not resources(gateway, f"AWS::ApiGateway::{kind}")
+    api, stage = (
+        _gateway_output(gateway, logical)
+        for logical in (only(gateway, "AWS::ApiGateway::RestApi")[0], only(gateway, "AWS::ApiGateway::Stage")[0])
+    )
     for name, group in expected.items():
         (key,) = [ref for ref, k in keys.items() if k["Properties"]["Name"] == f"genai-{name}"]
         (plan,) = [p for logical, p in plans.values() if links[key] == f"<{_strip_hash(logical)}>"]
@@ -91,7 +100,16 @@ def test_one_usage_plan_per_set_of_limits_with_each_groups_key_in_its_plan(
             "BurstLimit": group.usage_plan.burst_limit,
         }
         assert plan["Quota"] == {"Limit": group.usage_plan.quota_limit, "Period": group.usage_plan.quota_period}
-        assert render(plan["ApiStages"][0]["ApiId"]) == "<Api>"
+        # On the gateway's API and stage (the gateway stack's outputs).
+        assert [(s["ApiId"], s["Stage"]) for s in plan["ApiStages"]] == [(api, stage)]
+
+
+def _gateway_output(gateway: dict[str, Any], logical: str) -> dict[str, Any]:
+    """How another stack reads the gateway's resource ``logical`` (its Ref): the output that holds it."""
+    (output,) = [name for name, o in gateway["Outputs"].items() if o["Value"] == {"Ref": logical}]
+    return {
+        "Fn::GetStackOutput": {"StackName": "genai-production-gateway", "Region": "us-east-1", "OutputName": output}
+    }
 
 
 def _strip_hash(logical: str) -> str:
@@ -358,18 +376,55 @@ def test_the_sweeper_waits_out_the_longest_lived_admitting_function(gateway: dic
 
 
 def test_the_authorizer_knows_every_groups_key_and_reads_only_key_values(
-    gateway: dict[str, Any], cdk_context: dict[str, Any]
+    gateway: dict[str, Any], gateway_keys: dict[str, Any], cdk_context: dict[str, Any]
 ) -> None:
     config = production(cdk_context)
-    document, _ = runtime_document(gateway, "gateway-api-keys")
+    document, _ = runtime_document(gateway_keys, "gateway-keys-api-keys")
     keys = {
         render({"Ref": logical}): k["Properties"]["Name"]
-        for logical, k in resources(gateway, "AWS::ApiGateway::ApiKey").items()
+        for logical, k in resources(gateway_keys, "AWS::ApiGateway::ApiKey").items()
     }
     assert {group: keys[key] for group, key in document["keys"].items()} == {g: f"genai-{g}" for g in config.groups}
     permissions = role_permissions(gateway, "AuthorizerFunctionRole")
     assert {r for a, r in permissions if a == "apigateway:GET"} == {f"arn:aws:apigateway:{config.region}::/apikeys/*"}
     assert {a for a, _ in permissions if a.startswith("apigateway:")} == {"apigateway:GET"}
+    # The gateway's authorizer reads the keys stack's document by its environment's and profile's
+    # names (the gateway stack names nothing of the keys stack); the read is granted there.
+    assert not [a for a, _ in permissions if a.startswith("appconfig:")]
+    variables = props(gateway, "AWS::Lambda::Function", "AuthorizerFunction")["Environment"]["Variables"]
+    location = json.loads(_with_placeholders(variables["API_KEYS"]))
+    (environment,) = resources(gateway_keys, "AWS::AppConfig::Environment").values()
+    (profile,) = resources(gateway_keys, "AWS::AppConfig::ConfigurationProfile").values()
+    assert (location["environment"], location["profile"], location["environment_name"]) == (
+        environment["Properties"]["Name"],
+        profile["Properties"]["Name"],
+        environment["Properties"]["Name"],
+    )
+    assert "genai-production-gateway-keys" not in json.dumps(gateway)
+    (grant,) = resources(gateway_keys, "AWS::IAM::Policy").values()
+    (role,) = grant["Properties"]["Roles"]  # the authorizer's role, by its name (the gateway's output)
+    (output,) = [name for name, o in gateway["Outputs"].items() if o["Value"] == _authorizer_role_name(gateway)]
+    assert role == {
+        "Fn::GetStackOutput": {"StackName": "genai-production-gateway", "Region": "us-east-1", "OutputName": output}
+    }
+    (statement,) = grant["Properties"]["PolicyDocument"]["Statement"]
+    assert sorted(statement["Action"]) == ["appconfig:GetLatestConfiguration", "appconfig:StartConfigurationSession"]
+    assert str(render(statement["Resource"])).endswith(
+        "/environment/<RuntimeConfigEnvironment>/configuration/<RuntimeConfigapikeysConfigurationConfigurationProfile>"
+    )
+
+
+def _with_placeholders(value: Any) -> str:
+    """An environment value with the tier's application id (another stack's output) as a placeholder."""
+    if isinstance(value, str):
+        return value
+    parts = value["Fn::Join"][1]
+    return "".join(part if isinstance(part, str) else "<application>" for part in parts)
+
+
+def _authorizer_role_name(gateway: dict[str, Any]) -> dict[str, Any]:
+    logical, _ = only(gateway, "AWS::IAM::Role", "AuthorizerFunctionRole")
+    return {"Ref": logical}
 
 
 def test_the_policy_document_carries_prices_and_quotas(gateway: dict[str, Any], cdk_context: dict[str, Any]) -> None:

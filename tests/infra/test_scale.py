@@ -16,7 +16,7 @@ import pytest
 from bench.scale_config import scaled_context
 from stacks.config import load_config
 from tests.infra.cfn import render, resources
-from tests.infra.conftest import Assembly
+from tests.infra.conftest import GATEWAY_KEYS_SUFFIX, Assembly
 from tools.synth import synthesize
 
 GROUPS = 30
@@ -88,11 +88,11 @@ def test_no_environment_grows_with_the_config(scaled: Assembly, assembly: Assemb
 
 def test_resources_grow_with_groups_only_where_the_service_needs_one_each(scaled: Assembly) -> None:
     config = load_config({**scaled_context(GROUPS), "tier": "production"}).production
-    gateway = scaled.template("-production-gateway")
+    keys = scaled.template(GATEWAY_KEYS_SUFFIX)
     tools = scaled.template("-production-tools")
     # One key per group (a usage plan applies its limits per key), plans per distinct limits.
-    assert len(resources(gateway, "AWS::ApiGateway::ApiKey")) == len(config.groups)
-    assert len(resources(gateway, "AWS::ApiGateway::UsagePlan")) == len({g.usage_plan for g in config.groups.values()})
+    assert len(resources(keys, "AWS::ApiGateway::ApiKey")) == len(config.groups)
+    assert len(resources(keys, "AWS::ApiGateway::UsagePlan")) == len({g.usage_plan for g in config.groups.values()})
     # One Cedar permit per group with tools, naming them all: not one per group and tool.
     permits = resources(tools, "AWS::BedrockAgentCore::Policy").values()
     assert len(permits) == sum(1 for g in config.groups.values() if g.tools)
@@ -102,3 +102,28 @@ def test_resources_grow_with_groups_only_where_the_service_needs_one_each(scaled
     alarms = resources(scaled.template("-production-observability"), "AWS::CloudWatch::Alarm").values()
     assert not [a for a in alarms if any(d["Name"] == "Group" for d in a["Properties"].get("Dimensions", []))]
     assert len([a for a in alarms if "INSIGHT_RULE_METRIC" in json.dumps(a["Properties"])]) == 1
+
+
+def test_the_gateway_stack_is_flat_in_groups_and_its_keys_stack_holds_two_per_group(
+    scaled: Assembly, assembly: Assembly, cdk_context: dict[str, Any]
+) -> None:
+    """What grows with the groups at the front door (an API key and its usage-plan key each) is the
+    gateway keys stack's: the gateway stack holds as many resources at 30 groups as at the suite's
+    (but for one per agent, which the scaled config also has more of)."""
+    small = load_config(cdk_context).production
+    large = load_config({**scaled_context(GROUPS), "tier": "production"}).production
+    assert len(large.groups) > len(small.groups)
+
+    def count(app: Assembly, suffix: str) -> int:
+        return len(app.template(suffix)["Resources"])
+
+    def plans(config: Any) -> int:
+        return len({g.usage_plan for g in config.groups.values()})
+
+    # (The gateway's own per-agent resource: each runtime's policy that only the gateway invokes it.)
+    assert count(scaled, "-production-gateway") - len(large.agents) == count(assembly, "-production-gateway") - len(
+        small.agents
+    )
+    # Per group: its key and its usage-plan key; besides, one plan per distinct limits.
+    grown = count(scaled, GATEWAY_KEYS_SUFFIX) - count(assembly, GATEWAY_KEYS_SUFFIX)
+    assert grown == 2 * (len(large.groups) - len(small.groups)) + plans(large) - plans(small)

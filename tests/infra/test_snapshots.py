@@ -36,6 +36,7 @@ STACKS = [
     "genai-production-foundation",
     "genai-production-identity",
     "genai-production-gateway",
+    "genai-production-gateway-keys",
     "genai-production-knowledge",
     "genai-production-tools",
     "genai-production-agents",
