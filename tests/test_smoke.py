@@ -304,6 +304,7 @@ def stub_production_stacks(aws: Stubbed, served: Served) -> None:
                 "DataSourceId": "DS1",
             },
         ),
+        ("gateway-keys", {}),
     ):
         cfn.add_response("describe_stacks", outputs(**values), {"StackName": f"genai-production-{stack}"})
 

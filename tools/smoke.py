@@ -184,6 +184,7 @@ REQUIRED_OUTPUTS = {
     "sandbox": ("DocumentsBucketName", "DocumentsPrefix", "KnowledgeBaseId", "DataSourceId", "QueryUrl"),
     "production-identity": ("UserPoolId", "AppClientId"),
     "production-gateway": ("ApiUrl", "GatewayFunctionLogGroup"),
+    "production-gateway-keys": (),  # the groups' API keys the authorizer hands out: deployed, no output read
     "production-knowledge": ("LandingBucketName", "RegistryTableName", "KnowledgeBaseId", "DataSourceId"),
 }
 
@@ -406,14 +407,14 @@ def smoke_group(config: ProductionConfig, requested: str | None) -> str:
 
 
 def production(smoke: Smoke, *, prefix: str, config: ProductionConfig, run: str, group: str) -> None:
-    parts = ("production-identity", "production-gateway", "production-knowledge")
+    parts = ("production-identity", "production-gateway", "production-knowledge", "production-gateway-keys")
     found = smoke.check(
         "production stacks deployed",
         lambda: ([stack_outputs(smoke.clients, prefix, p) for p in parts], ", ".join(f"{prefix}-{p}" for p in parts)),
     )
     if found is MISSING:
         return
-    identity, gateway, knowledge = found
+    identity, gateway, knowledge, _ = found
     idp = smoke.clients("cognito-idp")
     pool_id, client_id = identity["UserPoolId"], identity["AppClientId"]
     created: list[Callable[[], None]] = []  # clean-ups, last first
