@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,6 +122,22 @@ EQUIVALENT: dict[str, str] = {
         "the default is never read"
         for n in (80, 82)
     },
+    # ai_gateway/flow.py
+    "ai_gateway.flow.x__newest__mutmut_9": "start is 0 only when every turn has the last turn's role, and the "
+    "last turn is the caller's (both chat routes refuse a conversation ending otherwise; the OpenAI route puts "
+    "its system texts first): turns[-1] is never the assistant's, so >= 0 adds nothing",
+    "ai_gateway.flow.xǁFlowǁ_screen_turns__mutmut_26": "when the transcript holds every text before start, "
+    "_run_start(turns, start) is start: _newest always returns the first index of a run of one role",
+    **{
+        f"ai_gateway.flow.xǁFlowǁ_screen_turns__mutmut_{n}": "zip(strict=...) of the turns and their screened "
+        "texts: the screen answers one text per text sent (or raises), so there is one per turn"
+        for n in (56, 59, 60)
+    },
+    "ai_gateway.flow.xǁFlowǁcomplete__mutmut_40": "_save_transcript returns at once for a request without a "
+    "transcript: sending it to the pool anyway is a task that does nothing",
+    "ai_gateway.flow.xǁFlowǁ_from_agent__mutmut_69": "the conversation agent_turn gets only re-correlates the "
+    "request's recorder for the tool stages, and the output guardrail's stage, which follows every agent turn "
+    "in complete(), sets the request's own id again before its documents are written",
     # ingestion/pipeline.py: a RejectedError's code is read only when it is needs_ocr; a quarantined
     # document keeps the reason's text, not its code
     **{
@@ -244,13 +262,34 @@ def prepare(work: Path, targets: dict[str, Target]) -> None:
             'source_paths = ["src"]',
             f"only_mutate = {json.dumps(modules)}",
             f"also_copy = {json.dumps([n for n in SUPPORT if n != 'tests'])}",
-            'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-x"]',
+            'pytest_add_cli_args = ["-p", "no:cacheprovider", "-p", "tools.mutate", "-q", "-x"]',
             f"pytest_add_cli_args_test_selection = {json.dumps(tests)}",
             "use_git_change_detection = false",
             "",
         ]
     )
     (work / "pyproject.toml").write_text(pyproject, encoding="utf-8")
+
+
+_FORK_HOOKED = False
+
+
+def pytest_configure(config: object) -> None:
+    """A pytest plugin in the tests of a run (``-p tools.mutate``). mutmut forks each mutant's test
+    run from a process that has run the tests already, so a module's thread pool (ai_gateway.flow's
+    POOL) arrives in the child with threads that did not survive the fork: work sent to it would
+    wait forever, a timeout counted as a kill whatever the mutant. Each child gets its pools afresh."""
+    global _FORK_HOOKED  # once per process, however often pytest is configured
+    if not _FORK_HOOKED:
+        os.register_at_fork(after_in_child=_fresh_pools)
+        _FORK_HOOKED = True
+
+
+def _fresh_pools() -> None:
+    for module in list(sys.modules.values()):
+        for value in list(getattr(module, "__dict__", {}).values()):
+            if type(value) is ThreadPoolExecutor:  # the same object (default arguments hold it), no threads
+                value.__init__(value._max_workers, value._thread_name_prefix, value._initializer, value._initargs)  # type: ignore[misc]
 
 
 def run(work: Path, max_children: int) -> float:

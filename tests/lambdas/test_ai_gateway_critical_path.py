@@ -23,6 +23,8 @@ import pytest
 from aws_lambda_powertools import Logger, Metrics
 from botocore.exceptions import ClientError
 from botocore.stub import ANY
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from ai_gateway import handler
 from ai_gateway.agents import AgentClient
@@ -32,8 +34,9 @@ from ai_gateway.ledger import Ledger
 from ai_gateway.models import Caller
 from ai_gateway.router import ModelRouter
 from ai_gateway.telemetry import Telemetry
-from ai_gateway.transcript import KEY, Transcripts
+from ai_gateway.transcript import KEY, Known, Transcripts
 from shared.aws_errors import UpstreamError
+from shared.telemetry import CONVERSATION
 from tests.lambdas.conftest import FakeContext, HttpResult, http_result
 from tests.lambdas.gateway_fixtures import (
     BLOCKED_TOPIC,
@@ -486,3 +489,86 @@ def test_the_deployed_dependencies_keep_transcripts_under_the_pinned_guardrail(
         assert handler.dependencies().transcripts is None  # no table: nothing kept
     finally:
         handler.dependencies.cache_clear()
+
+
+def test_an_unavailable_transcript_is_logged_as_the_read_or_the_write_that_failed(
+    gateway: Gateway,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The operator's log says which of the two failed and why: the service and its error code."""
+    failing = Transcripts(Unreadable(), TRANSCRIPTS, guardrail="gr-123:1", ttl_seconds=3600)
+    deps = dataclasses.replace(handler.dependencies(), transcripts=failing)
+    monkeypatch.setattr(handler, "dependencies", lambda: deps)
+    guard_input(gateway.bedrock, ["Hi?"])
+    answers(gateway, "Hello.")
+    assert chat([("user", "Hi?")], "turn-1").status == 200
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    failures = [line for line in lines if line.get("message") == "session transcript not available"]
+    assert [(f["operation"], f["upstream"], f["code"]) for f in failures] == [
+        ("read", "dynamodb", "InternalServerError"),
+        ("write", "dynamodb", "InternalServerError"),
+    ]
+
+
+def skipped(capsys: pytest.CaptureFixture[str]) -> list[Any]:
+    """The TranscriptsSkipped values of the metric documents written since the last call."""
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    return [line["TranscriptsSkipped"] for line in lines if "_aws" in line and "TranscriptsSkipped" in line]
+
+
+def test_a_transcript_a_concurrent_turn_wrote_first_is_counted_as_skipped_and_a_written_one_is_not(
+    sessions: Gateway, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    guard_input(sessions.bedrock, ["Hi?"])
+    answers(sessions, "Hello.")
+    assert chat([("user", "Hi?")], "turn-1").status == 200
+    assert skipped(capsys) == []  # written
+    # Another turn of the session that read the transcript before turn-1 wrote it: its write loses.
+    kept = handler.dependencies().transcripts
+    monkeypatch.setattr(kept, "read", lambda conversation, caller: Known.empty())
+    guard_input(sessions.bedrock, ["Again?"])
+    answers(sessions, "Sure.")
+    assert chat([("user", "Again?")], "turn-1b").status == 200
+    assert skipped(capsys) == [[1.0]]
+
+
+def test_a_conversation_opening_with_an_answer_checks_it_with_the_new_turn(sessions: Gateway) -> None:
+    """The native route lets a conversation open with the assistant's text: it is the answer the
+    caller replies to, checked as input with the caller's text in one call, as on every turn."""
+    guard_input(sessions.bedrock, ["Hello, how can I help?", "Refunds?"])
+    answers(sessions, "Within 30 days.")
+    assert chat([("assistant", "Hello, how can I help?"), ("user", "Refunds?")], "turn-1").status == 200
+
+
+def test_every_stage_of_a_session_turn_is_traced_under_its_conversation(
+    sessions: Gateway, spans: InMemorySpanExporter
+) -> None:
+    """The input checks of a session's turn (its newest texts, then the history its transcript does
+    not hold) too, not only the stages after them."""
+    spans.clear()
+    guard_input(sessions.bedrock, ["Hello.", "More?"])
+    guard_input(sessions.bedrock, ["Hi?"])
+    answers(sessions, "Sure.")
+    assert chat([("user", "Hi?"), ("assistant", "Hello."), ("user", "More?")], "turn-1").status == 200
+    staged = [dict(span.attributes or {}) for span in spans.get_finished_spans() if "stage" in (span.attributes or {})]
+    stages = sorted(str(span["stage"]) for span in staged)
+    assert stages == ["generation", "guardrail", "guardrail", "guardrail", "usage"]  # two input checks, one output
+    conversations = {span.get(CONVERSATION) for span in staged}
+    assert len(conversations) == 1
+    assert None not in conversations
+
+
+def test_the_admission_beside_the_input_check_is_traced_in_the_invocations_trace(
+    sessions: Gateway, spans: InMemorySpanExporter
+) -> None:
+    """The admission and the transcript read run on the flow's pool, in the request's context: their
+    stages are spans of the invocation's trace (as the Lambda's own span starts it), not traces of their own."""
+    guard_input(sessions.bedrock, ["Hi?"])
+    answers(sessions, "Hello.")
+    spans.clear()
+    with trace.get_tracer("test").start_as_current_span("invocation") as invocation:
+        assert chat([("user", "Hi?")], "turn-1").status == 200
+    staged = [span for span in spans.get_finished_spans() if "stage" in (span.attributes or {})]
+    assert "usage" in {(span.attributes or {})["stage"] for span in staged}
+    assert {span.context.trace_id for span in staged if span.context} == {invocation.get_span_context().trace_id}

@@ -242,7 +242,12 @@ def test_release_gives_units_back_once_and_delivery_records_tokens(ledger: Ledge
     ledger.deliver("r2", group="gold", user="user-1", model="amazon.nova-pro-v1:0", input_tokens=120, output_tokens=800)
     record = ledger.record("r2", group="gold", user="user-1")
     assert record is not None
-    assert (record["status"]["S"], record["output_tokens"]["N"]) == ("delivered", "800")
+    assert (record["status"]["S"], record["model"]["S"], record["input_tokens"]["N"], record["output_tokens"]["N"]) == (
+        "delivered",
+        "amazon.nova-pro-v1:0",
+        "120",
+        "800",
+    )
     assert ledger.record("r1", group="gold", user="user-1")["status"]["S"] == "released"  # type: ignore[index]
 
 
