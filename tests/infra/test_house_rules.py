@@ -86,18 +86,21 @@ def test_acknowledgement_count_by_rule_is_known(assembly: Assembly, cdk_context:
         "AwsSolutions-APIG3": 1,
         "AwsSolutions-COG4": 2,
         "AwsSolutions-IAM4": 3,
-        "AwsSolutions-IAM5": 67,  # 2: the gateway jobs' worker and sweeper roles; 11: the web tools' runtime, OAuth
+        # 2: the gateway jobs' worker and sweeper roles; 11: the web tools' runtime, OAuth; 1: the keys
+        # stack's AppConfig monitor role
+        "AwsSolutions-IAM5": 68,
         "AwsSolutions-L1": 2,
         "AwsSolutions-S1": 2,
         "AwsSolutions-SQS3": 1,
         "NIST.800.53.R5-APIGWAssociatedWithWAF": 1,
         "NIST.800.53.R5-APIGWCacheEnabledAndEncrypted": 2,
         "NIST.800.53.R5-APIGWSSLEnabled": 2,
-        "NIST.800.53.R5-CloudWatchAlarmAction": 5,  # each AppConfig environment's rollback alarm
+        "NIST.800.53.R5-CloudWatchAlarmAction": 6,  # each AppConfig environment's rollback alarm (gateway-keys too)
         "AwsSolutions-DDB3": 1,  # the gateway's session transcripts (an expiring cache of checks)
         "NIST.800.53.R5-DynamoDBInBackupPlan": 5,  # 1: the jobs table (requests in flight, TTL); 1: transcripts
         "NIST.800.53.R5-DynamoDBPITREnabled": 1,  # the gateway's session transcripts
-        "NIST.800.53.R5-IAMNoInlinePolicy": 35,  # 1: the web tools' runtime role
+        # 1: the web tools' runtime role; 2: the keys stack's monitor role and its read grant to the authorizer
+        "NIST.800.53.R5-IAMNoInlinePolicy": 37,
         "NIST.800.53.R5-LambdaConcurrency": 19,  # 2 each: the worker and the sweeper
         "NIST.800.53.R5-LambdaDLQ": 19,
         "NIST.800.53.R5-LambdaInsideVPC": 19,
