@@ -15,6 +15,7 @@ import json
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from typing import Any
 
 import boto3
@@ -563,7 +564,7 @@ def test_the_admission_beside_the_input_check_is_traced_in_the_invocations_trace
     sessions: Gateway, spans: InMemorySpanExporter
 ) -> None:
     """The admission and the transcript read run on the flow's pool, in the request's context: their
-    stages are spans of the invocation's trace (as the Lambda's own span starts it), not traces of their own."""
+    stages are spans of the invocation (as the Lambda's own span starts it), not spans without a parent."""
     guard_input(sessions.bedrock, ["Hi?"])
     answers(sessions, "Hello.")
     spans.clear()
@@ -571,4 +572,30 @@ def test_the_admission_beside_the_input_check_is_traced_in_the_invocations_trace
         assert chat([("user", "Hi?")], "turn-1").status == 200
     staged = [span for span in spans.get_finished_spans() if "stage" in (span.attributes or {})]
     assert "usage" in {(span.attributes or {})["stage"] for span in staged}
-    assert {span.context.trace_id for span in staged if span.context} == {invocation.get_span_context().trace_id}
+    # Children of the invocation's span (trace ids alone would not tell: a provider may take them
+    # from the Lambda's trace header, so a span started without a parent can share one).
+    assert {span.parent.span_id if span.parent else None for span in staged} == {invocation.get_span_context().span_id}
+
+
+REQUEST_SCOPED: ContextVar[str | None] = ContextVar("request_scoped", default=None)
+
+
+def test_the_admission_on_the_flows_pool_runs_in_the_requests_context(dynamodb: Any) -> None:
+    """Whatever the request's context holds (the span its stages nest under, a caller's token) is
+    there for the work the flow sends to its pool, as in the request's own thread. (The test above
+    can pass without it where OpenTelemetry's threading instrumentation carries the span itself.)"""
+    seen: list[str | None] = []
+    ledger = GatedLedger(dynamodb)
+    admit = ledger.admit
+
+    def admit_and_look(**kwargs: Any) -> Any:
+        seen.append(REQUEST_SCOPED.get())
+        return admit(**kwargs)
+
+    ledger.admit = admit_and_look  # type: ignore[method-assign]
+    token = REQUEST_SCOPED.set("req-1's")
+    try:
+        a_flow(ledger, GateGuard()).screen_and_admit(a_request("req-1"), [("user", "hello")])
+    finally:
+        REQUEST_SCOPED.reset(token)
+    assert seen == ["req-1's"]
