@@ -215,14 +215,19 @@ class Unreadable:
         raise ClientError({"Error": {"Code": "InternalServerError", "Message": "down"}}, "PutItem")
 
 
+def unreadable_transcripts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gateway's dependencies with a transcript store whose reads and writes fail."""
+    failing = Transcripts(Unreadable(), TRANSCRIPTS, guardrail="gr-123:1", ttl_seconds=3600)
+    deps = dataclasses.replace(handler.dependencies(), transcripts=failing)
+    monkeypatch.setattr(handler, "dependencies", lambda: deps)
+
+
 def test_an_unavailable_transcript_checks_everything_and_never_fails_the_turn(
     gateway: Gateway,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    failing = Transcripts(Unreadable(), TRANSCRIPTS, guardrail="gr-123:1", ttl_seconds=3600)
-    deps = dataclasses.replace(handler.dependencies(), transcripts=failing)
-    monkeypatch.setattr(handler, "dependencies", lambda: deps)
+    unreadable_transcripts(monkeypatch)
     guard_input(gateway.bedrock, ["Hello.", "More?"])
     guard_input(gateway.bedrock, ["Hi?"])
     answers(gateway, "Sure.")
@@ -498,9 +503,7 @@ def test_an_unavailable_transcript_is_logged_as_the_read_or_the_write_that_faile
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """The operator's log says which of the two failed and why: the service and its error code."""
-    failing = Transcripts(Unreadable(), TRANSCRIPTS, guardrail="gr-123:1", ttl_seconds=3600)
-    deps = dataclasses.replace(handler.dependencies(), transcripts=failing)
-    monkeypatch.setattr(handler, "dependencies", lambda: deps)
+    unreadable_transcripts(monkeypatch)
     guard_input(gateway.bedrock, ["Hi?"])
     answers(gateway, "Hello.")
     assert chat([("user", "Hi?")], "turn-1").status == 200
