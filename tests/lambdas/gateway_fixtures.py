@@ -184,6 +184,13 @@ POLICY = GatewayPolicy.model_validate(models_only(policy_document()))
 AGENT_POLICY = GatewayPolicy.model_validate(policy_document())
 
 
+def exhaust_daily_chat_quota(monkeypatch: pytest.MonkeyPatch, group: str = "customer-gold") -> None:
+    """The gateway's policy with ``group``'s chat quota at 0 per day: every chat is a 429."""
+    document = models_only(policy_document())
+    document["groups"][group]["quotas"]["chat"] = {"limit": 0, "period": "DAY"}
+    monkeypatch.setattr(handler, "policy", lambda: GatewayPolicy.model_validate(document))
+
+
 def rest_event(
     method: str,
     path: str,

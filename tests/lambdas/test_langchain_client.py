@@ -24,8 +24,6 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, Huma
 from langchain_openai import ChatOpenAI
 from pydantic import SecretStr
 
-from ai_gateway import handler
-from ai_gateway.models import GatewayPolicy
 from tests.lambdas import test_ai_gateway_critical_path as critical_path, test_openai_compat as sdk
 from tests.lambdas.gateway_fixtures import (
     BLOCKED_TOPIC,
@@ -35,10 +33,9 @@ from tests.lambdas.gateway_fixtures import (
     Gateway,
     anonymized,
     converse_ok,
+    exhaust_daily_chat_quota,
     guard_input,
     guard_output,
-    models_only,
-    policy_document,
 )
 from tests.lambdas.openai_server import Served
 from tests.lambdas.test_ai_gateway_critical_path import answers
@@ -188,9 +185,7 @@ def test_an_exhausted_quota_is_the_sdks_rate_limit_error_through_langchain(
     served: Served,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    document = models_only(policy_document())
-    document["groups"]["customer-gold"]["quotas"]["chat"] = {"limit": 0, "period": "DAY"}
-    monkeypatch.setattr(handler, "policy", lambda: GatewayPolicy.model_validate(document))
+    exhaust_daily_chat_quota(monkeypatch)
     guard_input(gateway.bedrock, ["Hello?"])
     with pytest.raises(openai.RateLimitError) as refused:
         call(chat_model(served), [HumanMessage("Hello?")])

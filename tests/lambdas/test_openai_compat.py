@@ -36,6 +36,7 @@ from tests.lambdas.gateway_fixtures import (
     anonymized,
     converse_ok,
     environment,
+    exhaust_daily_chat_quota,
     guard_input,
     guard_output,
     model_only,
@@ -348,9 +349,7 @@ def test_a_stream_blocked_by_the_output_guardrail_stops_there_and_is_not_charged
 def test_a_streamed_request_over_its_quota_is_a_rate_limit_error_before_any_byte(
     gateway: Gateway, served: Served, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    document = models_only(policy_document())
-    document["groups"]["customer-gold"]["quotas"]["chat"] = {"limit": 0, "period": "DAY"}
-    monkeypatch.setattr(handler, "policy", lambda: GatewayPolicy.model_validate(document))
+    exhaust_daily_chat_quota(monkeypatch)
     guard_input(gateway.bedrock, ["Hello?"])
     with pytest.raises(openai.RateLimitError) as refused:
         client(served).chat.completions.create(model=PRO, messages=[{"role": "user", "content": "Hello?"}], stream=True)
