@@ -35,6 +35,7 @@ from tests.lambdas.bedrock_fakes import tool_use
 from tests.lambdas.cognito_fixtures import CLIENT_ID, sign
 from tests.lambdas.loopback import serve_asgi
 from tests.lambdas.test_agent import SESSION, Captured, Clock, Documents, converse, settings_for, tool_names
+from tests.lambdas.test_tool_binding import interceptor_event
 from tests.lambdas.tools_gateway_fake import ADMIN_REPORT, FIND_ORDERS
 from tests.lambdas.web_fakes import FakeGuardrail
 from tool_guard import handler as guard
@@ -91,17 +92,6 @@ def catalogue() -> list[dict[str, Any]]:
     return web + [tool.model_dump(by_alias=True, exclude_none=True) for tool in (FIND_ORDERS, ADMIN_REPORT)]
 
 
-def event(headers: dict[str, str], body: dict[str, Any], response: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The interceptor's input event for one request (and its answer, on the RESPONSE side)."""
-    mcp: dict[str, Any] = {
-        "rawGatewayRequest": {"body": json.dumps(body)},
-        "gatewayRequest": {"path": "/mcp", "httpMethod": "POST", "headers": headers, "body": body},
-    }
-    if response is not None:
-        mcp["gatewayResponse"] = response
-    return {"interceptorInputVersion": "1.0", "mcp": mcp}
-
-
 class _Gateway(MCPServer[Any]):
     """The tools gateway: each request through the real interceptor, web calls to the web tools."""
 
@@ -119,7 +109,7 @@ class _Gateway(MCPServer[Any]):
         headers = self._headers(ctx, "tools/list")
         body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
         listing = {"statusCode": 200, "body": {"jsonrpc": "2.0", "id": 1, "result": {"tools": catalogue()}}}
-        answer = guard.intercept(event(headers, body, listing))["mcp"]["transformedGatewayResponse"]["body"]
+        answer = guard.intercept(interceptor_event(headers, body, listing))["mcp"]["transformedGatewayResponse"]["body"]
         return ListToolsResult(tools=[Tool.model_validate(tool) for tool in answer["result"]["tools"]])
 
     async def _handle_call_tool(self, ctx: Any, params: Any) -> CallToolResult:
@@ -131,7 +121,7 @@ class _Gateway(MCPServer[Any]):
             "method": "tools/call",
             "params": {"name": params.name, "arguments": arguments},
         }
-        output = guard.intercept(event(headers, body))["mcp"]
+        output = guard.intercept(interceptor_event(headers, body))["mcp"]
         if "transformedGatewayResponse" in output:  # refused by the interceptor: no target is called
             error = output["transformedGatewayResponse"]["body"]["error"]
             raise MCPError(error["code"], error["message"])

@@ -80,6 +80,13 @@ def mcp_event(
     headers = {"Accept": "application/json", "Mcp-Session-Id": "session-1"}
     if authorization is not None:
         headers["Authorization"] = authorization
+    return interceptor_event(headers, body, response)
+
+
+def interceptor_event(
+    headers: dict[str, str], body: dict[str, Any], response: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The interceptor's input event for one request (and its answer, on the RESPONSE side)."""
     mcp: dict[str, Any] = {
         "rawGatewayRequest": {"body": json.dumps(body)},
         "gatewayRequest": {"path": "/mcp", "httpMethod": "POST", "headers": headers, "body": body},
