@@ -16,7 +16,6 @@ shared package and the Linux arm64 dependencies `make agent-deps` builds into bu
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -40,6 +39,7 @@ from agent.contract import AgentGroups, GroupModels
 from shared.headers import CALLER_TOKEN_HEADER
 from stacks.config import AgentConfig, ProductionConfig
 from stacks.production.context import ProductionContext
+from stacks.shared.bytecode import copy_compiled, link_or_copy, package_digest
 from stacks.shared.lambda_function import LAMBDAS_DIR, PROJECT_ROOT, SHARED_PACKAGES, build_digest
 from stacks.shared.nag import acknowledge, acknowledge_inline_policy
 from stacks.shared.runtime_config import RuntimeConfigDocument
@@ -68,7 +68,7 @@ FORWARDED_HEADERS = [CALLER_TOKEN_HEADER]
 @jsii.implements(ILocalBundling)
 class AgentBundle:
     """A runtime's code asset: its package (the agent, or another server on AgentCore Runtime
-    such as web_mcp) and the shared packages, the agents' dependencies, the package's __main__.py
+    such as web_mcp) and the shared packages with their bytecode, the agents' dependencies, the package's __main__.py
     as main.py at the root."""
 
     def __init__(self, package: str = AGENT_PACKAGE) -> None:
@@ -87,22 +87,10 @@ class AgentBundle:
         # Hard links: the ~3,600 dependency files are read-only inputs, and copying them would cost
         # seconds per synth. Another filesystem (no links) falls back to copies.
         # (bin/ holds the entrypoint's opentelemetry-instrument, its first line made portable by make.)
-        shutil.copytree(AGENT_DEPS_DIR, out, dirs_exist_ok=True, copy_function=_link_or_copy)
-        for package in (self.package, *SHARED_PACKAGES):
-            shutil.copytree(
-                LAMBDAS_DIR / package,
-                out / package,
-                ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "requirements.txt"),
-            )
+        shutil.copytree(AGENT_DEPS_DIR, out, dirs_exist_ok=True, copy_function=link_or_copy)
+        copy_compiled((self.package, *SHARED_PACKAGES), out)  # with their bytecode (stacks/shared/bytecode.py)
         shutil.copyfile(LAMBDAS_DIR / self.package / "__main__.py", out / ENTRYPOINT[-1])
         return True
-
-
-def _link_or_copy(source: str, target: str) -> None:
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copy2(source, target)
 
 
 def bundle_hash(package: str = AGENT_PACKAGE) -> str:
@@ -113,10 +101,7 @@ def bundle_hash(package: str = AGENT_PACKAGE) -> str:
         AgentBundle.missing_dependencies()
     digest = hashlib.sha256()
     for part in (package, *SHARED_PACKAGES):
-        for path in sorted((LAMBDAS_DIR / part).rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts:
-                digest.update(f"{path.relative_to(LAMBDAS_DIR)}\n".encode())
-                digest.update(path.read_bytes())
+        digest.update(f"{part} {package_digest(part, LAMBDAS_DIR)}\n".encode())
     digest.update(f"dependencies {build_digest(AGENT_DEPS_DIR)}\n".encode())
     return digest.hexdigest()
 

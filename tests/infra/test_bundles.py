@@ -5,7 +5,7 @@ an agent runtime runs ``agent`` and ``shared`` over its own dependencies (build/
 third-party import missing there passes every offline test (the venv has it) and fails the
 runtime at start-up, so each runtime's imports are followed from its package through ``shared``
 and every third-party top-level module must be in its bundle. Each bundle also ships the
-runtime's bytecode for every module, or every cold start would compile it.
+runtime's bytecode for every module, the project's own included, or every cold start would compile it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ import pytest
 
 from stacks.production.agents import AGENT_DEPS_DIR, AGENT_PACKAGE
 from stacks.production.web_tools import WEB_PACKAGE
+from stacks.shared import bytecode
 from stacks.shared.lambda_function import LAMBDAS_DIR, LAYER_DIR, RUNTIME, SHARED_PACKAGES
+from tests.infra.conftest import Assembly
 
 FIRST_PARTY = {p.name for p in LAMBDAS_DIR.iterdir() if (p / "__init__.py").is_file()}
 
@@ -119,3 +121,66 @@ def test_the_bytecode_check_finds_a_module_without_it_and_another_versions(tmp_p
     (tmp_path / "__pycache__" / "old.cpython-314.pyc").write_bytes((3495).to_bytes(2, "little") + b"\r\n" + bytes(12))
     problems = bytecode_problems(tmp_path, "cpython-314")
     assert [p.split(":")[0] for p in problems] == ["alone.py", "__pycache__/old.cpython-314.pyc"]
+
+
+def test_every_functions_own_code_ships_the_runtimes_bytecode(assembly: Assembly) -> None:
+    """Lambda's /var/task is read-only: a module of the function's own without bytecode there is
+    compiled at every cold start (stacks/shared/bytecode.py)."""
+    checked = {}
+    for name, template in assembly.templates.items():
+        for logical_id, resource in template["Resources"].items():
+            if resource["Type"] != "AWS::Lambda::Function" or not resource["Properties"]["Runtime"].startswith(
+                "python"
+            ):
+                continue
+            asset = assembly.outdir / resource["Metadata"]["aws:asset:path"]
+            package = resource["Properties"]["Handler"].split(".")[0]
+            assert sorted(p.name for p in asset.iterdir()) == sorted({package, *SHARED_PACKAGES}), logical_id
+            checked[f"{name}/{logical_id}"] = bytecode_problems(asset, "cpython-314")
+    assert len(checked) >= len(lambda_packages())
+    assert not {function: problems for function, problems in checked.items() if problems}
+
+
+def test_a_packages_digest_follows_its_files_and_the_compile_flags(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "pkg" / "sub").mkdir(parents=True)
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "sub" / "mod.py").write_text("x = 1\n")
+    first = bytecode.package_digest("pkg", tmp_path)
+    (tmp_path / "pkg" / "__pycache__").mkdir()
+    (tmp_path / "pkg" / "__pycache__" / "__init__.cpython-311.pyc").write_bytes(b"this machine's")
+    (tmp_path / "pkg" / "requirements.txt").write_text("boto3\n")
+    assert bytecode.package_digest("pkg", tmp_path) == first  # neither ships
+    (tmp_path / "pkg" / "sub" / "mod.py").write_text("x = 2\n")
+    changed = bytecode.package_digest("pkg", tmp_path)
+    assert changed != first
+    monkeypatch.setattr(bytecode, "COMPILE_FLAGS", ("cpython-315", "unchecked-hash"))
+    assert bytecode.package_digest("pkg", tmp_path) not in (first, changed)
+
+
+def test_a_package_is_compiled_once_per_content_for_the_runtime(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source, cache = tmp_path / "src", tmp_path / "cache"
+    (source / "pkg").mkdir(parents=True)
+    (source / "pkg" / "__init__.py").write_text("")
+    (source / "pkg" / "mod.py").write_text("x = 1\n")
+    (source / "pkg" / "run").write_text("#!/bin/sh\n")
+    (source / "pkg" / "run").chmod(0o755)
+    compiled = bytecode.compiled_package("pkg", source, cache)
+    assert not bytecode_problems(compiled, "cpython-314")
+    assert (compiled / "pkg" / "run").stat().st_mode & 0o111  # an exec wrapper stays executable
+    assert [p.name for p in cache.iterdir()] == [compiled.name]  # nothing half-built left beside it
+
+    def no_compiler(*args: object, **kwargs: object) -> None:
+        raise AssertionError("compiled again")
+
+    monkeypatch.setattr(bytecode.subprocess, "run", no_compiler)
+    assert bytecode.compiled_package("pkg", source, cache) == compiled
+    (source / "pkg" / "mod.py").write_text("x = 2\n")
+    with pytest.raises(AssertionError, match="compiled again"):
+        bytecode.compiled_package("pkg", source, cache)
+    monkeypatch.setattr(bytecode, "COMPILER", tmp_path / "no-python")
+    with pytest.raises(FileNotFoundError, match="make setup"):
+        bytecode.compiled_package("pkg", source, cache)
