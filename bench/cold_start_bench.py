@@ -252,8 +252,9 @@ def main() -> None:
         flag = "*" if ratio > GOAL and not function.snap_start else " "
         if flag == "*":
             over.append(function.label)
-        if statistics.median(own_source[function.logical_id]) / statistics.median(boto3_ms) > GOAL:
-            over_before += [] if function.snap_start else [function.label]
+        ratio_before = statistics.median(own_source[function.logical_id]) / statistics.median(boto3_ms)
+        if ratio_before > GOAL and not function.snap_start:
+            over_before.append(function.label)
         packages, own_ms = heaviest[function.logical_id]
         named = ", ".join(f"{name} {ms:.0f}" for name, ms in packages) + f"; own code {own_ms:.0f}"
         print(f"{function.label:<46} {statistics.median(function_ms):7.1f} {p90(function_ms):7.1f} "

@@ -15,7 +15,6 @@ shared package and the Linux arm64 dependencies `make agent-deps` builds into bu
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -39,8 +38,15 @@ from agent.contract import AgentGroups, GroupModels
 from shared.headers import CALLER_TOKEN_HEADER
 from stacks.config import AgentConfig, ProductionConfig
 from stacks.production.context import ProductionContext
-from stacks.shared.bytecode import copy_compiled, link_or_copy, package_digest
-from stacks.shared.lambda_function import LAMBDAS_DIR, PROJECT_ROOT, SHARED_PACKAGES, build_digest
+from stacks.shared.bytecode import (
+    LAMBDAS_DIR,
+    PROJECT_ROOT,
+    copy_compiled,
+    link_or_copy,
+    package_digest,
+    packages_digest,
+)
+from stacks.shared.lambda_function import SHARED_PACKAGES, build_digest
 from stacks.shared.nag import acknowledge, acknowledge_inline_policy
 from stacks.shared.runtime_config import RuntimeConfigDocument
 from stacks.shared.vended_logs import DeliveryPolicies
@@ -68,11 +74,18 @@ FORWARDED_HEADERS = [CALLER_TOKEN_HEADER]
 @jsii.implements(ILocalBundling)
 class AgentBundle:
     """A runtime's code asset: its package (the agent, or another server on AgentCore Runtime
-    such as web_mcp) and the shared packages with their bytecode, the agents' dependencies, the package's __main__.py
-    as main.py at the root."""
+    such as web_mcp) and the shared packages with their bytecode (stacks/shared/bytecode.py), the
+    agents' dependencies, the package's __main__.py as main.py at the root. Its hash
+    (``asset_hash``) is what it is made of: the packages' digests and the dependencies' (`make
+    agent-deps` writes it: versions, platform and bytecode alike), known before bundling, so a
+    synth whose asset is already staged skips the bundle."""
 
     def __init__(self, package: str = AGENT_PACKAGE) -> None:
+        if not AGENT_DEPS_DIR.is_dir():
+            self.missing_dependencies()
         self.package = package
+        self.digests = [(part, package_digest(part, LAMBDAS_DIR)) for part in (package, *SHARED_PACKAGES)]
+        self.asset_hash = packages_digest([*self.digests, ("dependencies", build_digest(AGENT_DEPS_DIR))])
 
     @staticmethod
     def missing_dependencies() -> NoReturn:
@@ -81,43 +94,34 @@ class AgentBundle:
         )
 
     def try_bundle(self, output_dir: str, options: Any = None) -> bool:
-        if not AGENT_DEPS_DIR.is_dir():
-            self.missing_dependencies()
         out = Path(output_dir)
         # Hard links: the ~3,600 dependency files are read-only inputs, and copying them would cost
         # seconds per synth. Another filesystem (no links) falls back to copies.
         # (bin/ holds the entrypoint's opentelemetry-instrument, its first line made portable by make.)
         shutil.copytree(AGENT_DEPS_DIR, out, dirs_exist_ok=True, copy_function=link_or_copy)
-        copy_compiled((self.package, *SHARED_PACKAGES), out)  # with their bytecode (stacks/shared/bytecode.py)
+        copy_compiled(self.digests, out)
         shutil.copyfile(LAMBDAS_DIR / self.package / "__main__.py", out / ENTRYPOINT[-1])
         return True
 
 
 def bundle_hash(package: str = AGENT_PACKAGE) -> str:
-    """What the bundle is made of: the packages' files and the dependencies' digest (`make
-    agent-deps` writes it: versions, platform and bytecode alike). Known before bundling, so a
-    synth whose asset is already staged skips the bundle."""
-    if not AGENT_DEPS_DIR.is_dir():
-        AgentBundle.missing_dependencies()
-    digest = hashlib.sha256()
-    for part in (package, *SHARED_PACKAGES):
-        digest.update(f"{part} {package_digest(part, LAMBDAS_DIR)}\n".encode())
-    digest.update(f"dependencies {build_digest(AGENT_DEPS_DIR)}\n".encode())
-    return digest.hexdigest()
+    """The asset hash of the bundle running ``package`` (AgentBundle)."""
+    return AgentBundle(package).asset_hash
 
 
 def agent_artifact(package: str = AGENT_PACKAGE) -> agentcore.AgentRuntimeArtifact:
     """The code asset of a runtime running ``package`` (AgentBundle)."""
+    bundle = AgentBundle(package)
     return agentcore.AgentRuntimeArtifact.from_code_asset(
         path=str(LAMBDAS_DIR / package),
         runtime=agentcore.AgentCoreRuntime.PYTHON_3_14,
         entrypoint=ENTRYPOINT,
-        asset_hash=bundle_hash(package),
+        asset_hash=bundle.asset_hash,
         asset_hash_type=AssetHashType.CUSTOM,
         bundling=BundlingOptions(
             image=DockerImage.from_registry("unused-local-bundling"),
             # jsii hands try_bundle the options as one positional struct, not the typed keywords.
-            local=AgentBundle(package),  # type: ignore[arg-type]
+            local=bundle,  # type: ignore[arg-type]
         ),
     )
 

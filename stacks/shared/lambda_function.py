@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -30,11 +29,9 @@ from constructs import Construct, IConstruct
 
 from shared.contract import FunctionSettings
 from stacks.config import ConfigError, LogRetentionDays
-from stacks.shared.bytecode import copy_compiled, package_digest
+from stacks.shared.bytecode import LAMBDAS_DIR, PROJECT_ROOT, copy_compiled, package_digest, packages_digest
 from stacks.shared.nag import INLINE_POLICY, acknowledge_all
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-LAMBDAS_DIR = PROJECT_ROOT / "lambdas"
 LAYER_DIR = PROJECT_ROOT / "build" / "layer"
 
 # The dependency layer is built for exactly this runtime and architecture (Makefile: `layer`).
@@ -140,26 +137,27 @@ def build_digest(directory: Path) -> str:
 @jsii.implements(ILocalBundling)
 class FunctionBundle:
     """A function's code asset: its package and the shared packages, each with the runtime's
-    bytecode (stacks/shared/bytecode.py), so no cold start compiles them."""
+    bytecode (stacks/shared/bytecode.py), so no cold start compiles them. The asset's hash is
+    the packages' digests, read once here (known before bundling: a staged asset is not built
+    again), and bundling ships the packages only as they were when read."""
 
     def __init__(self, package: str) -> None:
-        self.packages = (package, *SHARED_PACKAGES)
+        self.digests = [(part, package_digest(part)) for part in (package, *SHARED_PACKAGES)]
+        self.asset_hash = packages_digest(self.digests)
 
     def try_bundle(self, output_dir: str, options: Any = None) -> bool:
-        copy_compiled(self.packages, Path(output_dir))
+        copy_compiled(self.digests, Path(output_dir))
         return True
 
 
 def function_code(package: str) -> lambda_.Code:
-    """The asset for one function: lambdas/<package>/ plus the shared packages, compiled, nothing
-    else. Its hash is the packages' content (known before bundling: a staged asset is not built again)."""
+    """The asset for one function: lambdas/<package>/ plus the shared packages, compiled, nothing else."""
     if not (LAMBDAS_DIR / package / "__init__.py").is_file():
         raise FileNotFoundError(f"no Lambda package at {LAMBDAS_DIR / package}")
     bundle = FunctionBundle(package)
-    digest = hashlib.sha256("".join(f"{part} {package_digest(part)}\n" for part in bundle.packages).encode())
     return lambda_.Code.from_asset(
         str(LAMBDAS_DIR / package),
-        asset_hash=digest.hexdigest(),
+        asset_hash=bundle.asset_hash,
         asset_hash_type=AssetHashType.CUSTOM,
         bundling=BundlingOptions(
             image=DockerImage.from_registry("unused-local-bundling"),

@@ -34,9 +34,9 @@ from stacks.production.agents import (
     served_groups,
 )
 from stacks.shared.runtime_config import READ_ACTIONS
+from tests.infra.bytecode_checks import bytecode_problems
 from tests.infra.cfn import only, props, render, resources, role_permissions, runtime_document
 from tests.infra.conftest import Assembly
-from tests.infra.test_bundles import bytecode_problems
 from tools.tree_digest import tree_digest
 
 Templates = dict[str, dict[str, Any]]

@@ -11,15 +11,20 @@ runtime's bytecode for every module, the project's own included, or every cold s
 from __future__ import annotations
 
 import ast
+import shutil
+import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from stacks.production.agents import AGENT_DEPS_DIR, AGENT_PACKAGE
 from stacks.production.web_tools import WEB_PACKAGE
-from stacks.shared import bytecode
-from stacks.shared.lambda_function import LAMBDAS_DIR, LAYER_DIR, RUNTIME, SHARED_PACKAGES
+from stacks.shared import bytecode, lambda_function
+from stacks.shared.bytecode import LAMBDAS_DIR
+from stacks.shared.lambda_function import LAYER_DIR, RUNTIME, SHARED_PACKAGES, FunctionBundle
+from tests.infra.bytecode_checks import RUNTIME_MAGIC, bytecode_problems
 from tests.infra.conftest import Assembly
 
 FIRST_PARTY = {p.name for p in LAMBDAS_DIR.iterdir() if (p / "__init__.py").is_file()}
@@ -84,48 +89,51 @@ def test_the_check_finds_a_missing_dependency(tmp_path: Path) -> None:
     assert not in_bundle(tmp_path, "pydantic")
 
 
-# CPython 3.14's bytecode (importlib.util.MAGIC_NUMBER of 3.14.x), and PEP 552's flags for
-# hash-based bytecode that is never checked against its source: what Lambda and AgentCore import
-# as it is from their read-only directories (Makefile: COMPILE).
-RUNTIME_MAGIC = (3627).to_bytes(2, "little") + b"\r\n"
-UNCHECKED_HASH = 0b01
-
-
-def bytecode_problems(bundle: Path, tag: str) -> list[str]:
-    """Each module of ``bundle`` that a runtime of ``tag`` (e.g. cpython-314) would compile at
-    every start: no bytecode for it, another version's, or bytecode checked against its source."""
-    problems = []
-    for source in sorted(bundle.rglob("*.py")):
-        compiled = source.parent / "__pycache__" / f"{source.stem}.{tag}.pyc"
-        if not compiled.is_file():
-            problems.append(f"{source.relative_to(bundle)}: no {compiled.name}")
-            continue
-        head = compiled.read_bytes()[:8]
-        if head[:4] != RUNTIME_MAGIC or int.from_bytes(head[4:], "little") != UNCHECKED_HASH:
-            problems.append(f"{compiled.relative_to(bundle)}: magic {head[:4]!r}, flags {head[4:]!r}")
-    return problems
-
-
 @pytest.mark.parametrize("bundle", [LAYER_DIR / "python", AGENT_DEPS_DIR], ids=["layer", "agent-deps"])
 def test_every_dependency_ships_the_runtimes_bytecode(bundle: Path) -> None:
-    assert RUNTIME.name == "python3.14"  # RUNTIME_MAGIC is 3.14's: change both together
+    # RUNTIME_MAGIC, the tag below, the compiler (build/python3.14, stacks/shared/bytecode.py) and
+    # the Makefile's LAMBDA_PYTHON are the runtime's: change them together.
+    assert RUNTIME.name == "python3.14"
+    assert bytecode.COMPILER.parent.name == RUNTIME.name
+    assert bytecode.compiler_identity().split()[1:] == ["cpython-314", RUNTIME_MAGIC.hex()]
     problems = bytecode_problems(bundle, "cpython-314")
     assert not problems, f"{len(problems)} modules compiled at every cold start, e.g. {problems[:3]}"
 
 
-def test_the_bytecode_check_finds_a_module_without_it_and_another_versions(tmp_path: Path) -> None:
-    """Negative control: a source alone, and 3.11's timestamp bytecode, are both found."""
-    (tmp_path / "alone.py").write_text("x = 1\n")
-    (tmp_path / "old.py").write_text("y = 2\n")
-    (tmp_path / "__pycache__").mkdir()
-    (tmp_path / "__pycache__" / "old.cpython-314.pyc").write_bytes((3495).to_bytes(2, "little") + b"\r\n" + bytes(12))
-    problems = bytecode_problems(tmp_path, "cpython-314")
-    assert [p.split(":")[0] for p in problems] == ["alone.py", "__pycache__/old.cpython-314.pyc"]
+def test_the_bytecode_check_finds_a_module_without_it_another_versions_and_other_sources(tmp_path: Path) -> None:
+    """Negative control: a source alone, 3.11's timestamp bytecode, and 3.14's bytecode of a
+    source since edited are all found."""
+    bundle = tmp_path / "bundle"
+    (bundle / "__pycache__").mkdir(parents=True)
+    (bundle / "alone.py").write_text("x = 1\n")
+    (bundle / "old.py").write_text("y = 2\n")
+    (bundle / "edited.py").write_text("z = 3\n")
+    (bundle / "__pycache__" / "old.cpython-314.pyc").write_bytes((3495).to_bytes(2, "little") + b"\r\n" + bytes(12))
+    compiled = bytecode.compiled_package("pkg", _package(tmp_path / "src"), tmp_path / "cache")
+    (bundle / "__pycache__" / "edited.cpython-314.pyc").write_bytes(
+        (compiled / "pkg" / "__pycache__" / "mod.cpython-314.pyc").read_bytes()  # mod.py's, not edited.py's
+    )
+    problems = bytecode_problems(bundle, "cpython-314")
+    assert [p.split(":")[0] for p in problems] == [
+        "alone.py",
+        "__pycache__/edited.cpython-314.pyc",
+        "__pycache__/old.cpython-314.pyc",
+    ]
 
 
-def test_every_functions_own_code_ships_the_runtimes_bytecode(assembly: Assembly) -> None:
+def _package(root: Path) -> Path:
+    """``root`` holding a small package ``pkg``: a module and an executable exec wrapper."""
+    (root / "pkg").mkdir(parents=True)
+    (root / "pkg" / "__init__.py").write_text("")
+    (root / "pkg" / "mod.py").write_text("x = 1\n")
+    (root / "pkg" / "run").write_text("#!/bin/sh\n")
+    (root / "pkg" / "run").chmod(0o755)
+    return root
+
+
+def test_every_functions_code_is_its_packages_with_the_runtimes_bytecode(assembly: Assembly) -> None:
     """Lambda's /var/task is read-only: a module of the function's own without bytecode there is
-    compiled at every cold start (stacks/shared/bytecode.py)."""
+    compiled at every cold start (stacks/shared/bytecode.py). What ships is lambdas/ as it is."""
     checked = {}
     for name, template in assembly.templates.items():
         for logical_id, resource in template["Resources"].items():
@@ -134,40 +142,54 @@ def test_every_functions_own_code_ships_the_runtimes_bytecode(assembly: Assembly
             ):
                 continue
             asset = assembly.outdir / resource["Metadata"]["aws:asset:path"]
-            package = resource["Properties"]["Handler"].split(".")[0]
-            assert sorted(p.name for p in asset.iterdir()) == sorted({package, *SHARED_PACKAGES}), logical_id
+            packages = (resource["Properties"]["Handler"].split(".")[0], *SHARED_PACKAGES)
+            shipped = sorted(p for p in asset.rglob("*") if p.is_file() and p.suffix != ".pyc")
+            sources = sorted(p for package in packages for p in bytecode.package_sources(package))
+            assert [p.relative_to(asset) for p in shipped] == [p.relative_to(LAMBDAS_DIR) for p in sources]
+            assert [p.read_bytes() for p in shipped] == [p.read_bytes() for p in sources], logical_id
             checked[f"{name}/{logical_id}"] = bytecode_problems(asset, "cpython-314")
     assert len(checked) >= len(lambda_packages())
     assert not {function: problems for function, problems in checked.items() if problems}
 
 
-def test_a_packages_digest_follows_its_files_and_the_compile_flags(
+def test_a_functions_asset_hash_follows_its_package_and_the_shared_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    digests = {"ai_gateway": "a1", "shared": "s1"}
+    monkeypatch.setattr(lambda_function, "package_digest", lambda package: digests[package])
+    first = FunctionBundle("ai_gateway").asset_hash
+    assert FunctionBundle("ai_gateway").asset_hash == first
+    digests["shared"] = "s2"
+    shared_changed = FunctionBundle("ai_gateway").asset_hash
+    digests["ai_gateway"] = "a2"
+    assert len({first, shared_changed, FunctionBundle("ai_gateway").asset_hash}) == 3
+
+
+def test_a_packages_digest_follows_its_files_modes_compiler_and_recipe(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (tmp_path / "pkg" / "sub").mkdir(parents=True)
-    (tmp_path / "pkg" / "__init__.py").write_text("")
-    (tmp_path / "pkg" / "sub" / "mod.py").write_text("x = 1\n")
-    first = bytecode.package_digest("pkg", tmp_path)
-    (tmp_path / "pkg" / "__pycache__").mkdir()
-    (tmp_path / "pkg" / "__pycache__" / "__init__.cpython-311.pyc").write_bytes(b"this machine's")
-    (tmp_path / "pkg" / "requirements.txt").write_text("boto3\n")
-    assert bytecode.package_digest("pkg", tmp_path) == first  # neither ships
-    (tmp_path / "pkg" / "sub" / "mod.py").write_text("x = 2\n")
-    changed = bytecode.package_digest("pkg", tmp_path)
-    assert changed != first
-    monkeypatch.setattr(bytecode, "COMPILE_FLAGS", ("cpython-315", "unchecked-hash"))
-    assert bytecode.package_digest("pkg", tmp_path) not in (first, changed)
+    root = _package(tmp_path)
+    first = bytecode.package_digest("pkg", root)
+    (root / "pkg" / "__pycache__").mkdir()
+    (root / "pkg" / "__pycache__" / "mod.cpython-311.pyc").write_bytes(b"this machine's")
+    (root / "pkg" / "requirements.txt").write_text("boto3\n")
+    assert bytecode.package_digest("pkg", root) == first  # neither ships
+    seen = {first}
+    for change in (
+        lambda: (root / "pkg" / "mod.py").write_text("x = 2\n"),
+        lambda: (root / "pkg" / "run").chmod(0o644),  # an exec wrapper no longer executable
+        lambda: monkeypatch.setattr(bytecode, "compiler_identity", lambda: "3.15.0 cpython-315 00000d0a"),
+        lambda: monkeypatch.setattr(bytecode, "COMPILE", (*bytecode.COMPILE, "-o", "1")),
+        lambda: monkeypatch.setattr(bytecode, "LAYOUT", bytecode.LAYOUT + 1),
+    ):
+        change()
+        digest = bytecode.package_digest("pkg", root)
+        assert digest not in seen
+        seen.add(digest)
 
 
 def test_a_package_is_compiled_once_per_content_for_the_runtime(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    source, cache = tmp_path / "src", tmp_path / "cache"
-    (source / "pkg").mkdir(parents=True)
-    (source / "pkg" / "__init__.py").write_text("")
-    (source / "pkg" / "mod.py").write_text("x = 1\n")
-    (source / "pkg" / "run").write_text("#!/bin/sh\n")
-    (source / "pkg" / "run").chmod(0o755)
+    source, cache = _package(tmp_path / "src"), tmp_path / "cache"
     compiled = bytecode.compiled_package("pkg", source, cache)
     assert not bytecode_problems(compiled, "cpython-314")
     assert (compiled / "pkg" / "run").stat().st_mode & 0o111  # an exec wrapper stays executable
@@ -176,11 +198,55 @@ def test_a_package_is_compiled_once_per_content_for_the_runtime(
     def no_compiler(*args: object, **kwargs: object) -> None:
         raise AssertionError("compiled again")
 
-    monkeypatch.setattr(bytecode.subprocess, "run", no_compiler)
-    assert bytecode.compiled_package("pkg", source, cache) == compiled
-    (source / "pkg" / "mod.py").write_text("x = 2\n")
-    with pytest.raises(AssertionError, match="compiled again"):
-        bytecode.compiled_package("pkg", source, cache)
+    with monkeypatch.context() as patched:
+        patched.setattr(subprocess, "run", no_compiler)
+        assert bytecode.compiled_package("pkg", source, cache) == compiled
+        (source / "pkg" / "mod.py").write_text("x = 2\n")
+        with pytest.raises(AssertionError, match="compiled again"):
+            bytecode.compiled_package("pkg", source, cache)
     monkeypatch.setattr(bytecode, "COMPILER", tmp_path / "no-python")
+    monkeypatch.setattr(bytecode, "compiler_identity", bytecode.compiler_identity.__wrapped__)
     with pytest.raises(FileNotFoundError, match="make setup"):
         bytecode.compiled_package("pkg", source, cache)
+
+
+def test_a_package_changed_during_synth_is_refused_not_shipped_under_the_old_digest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source, cache = _package(tmp_path / "src"), tmp_path / "cache"
+    read = bytecode.package_digest("pkg", source)  # what the synth read when it built the construct
+    (source / "pkg" / "mod.py").write_text("x = 2\n")
+    with pytest.raises(bytecode.PackageChangedError, match="changed during synth"):
+        bytecode.compiled_package("pkg", source, cache, expected=read)
+    # Saved between the digest and the copy: what was copied is not what the digest says.
+    copytree = shutil.copytree
+
+    def copy_then_saved(src: Path, dst: Path, **kwargs: Any) -> Any:
+        done = copytree(src, dst, **kwargs)
+        Path(dst, "mod.py").write_text("x = 3\n")
+        return done
+
+    monkeypatch.setattr(shutil, "copytree", copy_then_saved)
+    with pytest.raises(bytecode.PackageChangedError, match="changed during synth"):
+        bytecode.compiled_package("pkg", source, cache)
+    assert not list(cache.iterdir())  # nothing kept under either name
+
+
+def test_a_package_another_synth_compiled_first_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source, cache = _package(tmp_path / "src"), tmp_path / "cache"
+    theirs = bytecode.compiled_package("pkg", source, cache)
+    marker = theirs / "pkg" / "mod.py"
+    is_dir = Path.is_dir
+    calls = []
+
+    def not_yet_there(path: Path) -> bool:  # the first look misses it: the other synth renames it meanwhile
+        if path == theirs:
+            calls.append(path)
+            return len(calls) > 1
+        return is_dir(path)
+
+    monkeypatch.setattr(Path, "is_dir", not_yet_there)
+    assert bytecode.compiled_package("pkg", source, cache) == theirs
+    assert marker.read_text() == "x = 1\n"
+    assert len(calls) == 2  # looked, compiled, lost the rename, looked again
+    assert [p.name for p in cache.iterdir()] == [theirs.name]
