@@ -27,7 +27,11 @@ from shared.aws_errors import RETRY_AFTER_SECONDS, UpstreamError
 from shared.bodies import BodyError, body_bytes, problems
 
 logger = Logger()
-tracer = Tracer()
+# X-Ray traces the AWS SDK's calls, the only calls this function makes. Tracer() alone would patch
+# every library the X-Ray SDK knows, importing sqlite3, http.client and the rest at each cold
+# start, and give each AWS call a second, http.client subsegment.
+TRACED_MODULES = ("boto3",)
+tracer = Tracer(patch_modules=TRACED_MODULES)
 metrics = Metrics()
 # Bodies are validated with pydantic's own JSON parser (QueryRequest.model_validate_json), not
 # Powertools' validation: its json.loads raises RecursionError and ValueError (a deep array, an

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +18,7 @@ from prototype_query import answering, handler
 from prototype_query.contract import Settings
 from prototype_query.models import Citation
 from shared.contract import SettingsError
+from tests.conftest import ROOT
 from tests.lambdas.conftest import FakeContext, HttpResult, function_url_event, http_result
 
 KB_ID = "KB12345678"
@@ -484,3 +488,19 @@ def test_the_settings_are_read_from_the_environment_the_construct_writes_from_th
     assert Settings.from_environ({**written, "KENDRA_INDEX_ID": ""}).kendra_index_id is None  # blank: switched off
     with pytest.raises(SettingsError, match="KNOWLEDGE_BASE_ID"):
         Settings.from_environ({"GENERATION_MODEL_ARN": MODEL_ARN})
+
+
+def test_tracing_patches_the_aws_sdk_and_nothing_else() -> None:
+    """With tracing on (as deployed), importing the handler patches botocore only: no other
+    library is imported or wrapped for X-Ray at cold start."""
+    probe = (
+        "import sys; from aws_xray_sdk.core import patcher; import prototype_query.handler; "
+        "print(sorted(patcher._PATCHED_MODULES), 'sqlite3' in sys.modules)"
+    )
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "POWERTOOLS_TRACE_DISABLED"},
+        "LAMBDA_TASK_ROOT": str(ROOT / "lambdas"),  # Powertools traces only inside Lambda
+        "PYTHONPATH": str(ROOT / "lambdas"),
+    }
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["['botocore']", "False"]
