@@ -26,6 +26,7 @@ from ai_gateway import transcript
 from ai_gateway.contract import (
     EXEC_WRAPPER,
     GENERATION_MARGIN_SECONDS,
+    RETRY_AFTER_HEADER,
     STREAM_BOOTSTRAP,
     GatewayPolicy,
     Settings as GatewaySettings,
@@ -46,6 +47,10 @@ from stacks.shared.table import TABLE_KEY_ACTIONS, SecureTable
 from stacks.shared.waf import protect_with_waf
 
 GUARDRAIL_ACTIONS = ["bedrock:ApplyGuardrail"]
+# API Gateway's own 429 for its throttles (the stage's, a usage plan's rate): their token buckets
+# refill every second, so a client (the openai SDK honours it) waits that long before a retry.
+# A usage plan's quota (QUOTA_EXCEEDED) says nothing: its period's end is not known to a template.
+THROTTLED_RETRY_AFTER_SECONDS = 1
 # The agents' runtimes, invoked with the function's IAM identity (their only invoker).
 AGENT_INVOKE_ACTIONS = ["bedrock-agentcore:InvokeAgentRuntime"]
 # The agents' memory: the gateway writes each guarded turn (shared/agent_memory.py), through the key.
@@ -421,10 +426,11 @@ class GatewayStack(Stack):
             (apigateway.ResponseType.QUOTA_EXCEEDED, "usage_plan_quota_exceeded"),
             (apigateway.ResponseType.BAD_REQUEST_BODY, "invalid_request"),
         ):
+            retry = {RETRY_AFTER_HEADER: f"'{THROTTLED_RETRY_AFTER_SECONDS}'"} if code == "throttled" else {}
             api.add_gateway_response(
                 f"Response{code.title().replace('_', '')}",
                 type=response_type,
-                response_headers={"X-Correlation-Id": "context.requestId"},
+                response_headers={"X-Correlation-Id": "context.requestId", **retry},
                 templates={"application/json": gateway_response_template(code)},
             )
         acknowledge(

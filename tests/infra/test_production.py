@@ -474,7 +474,12 @@ def test_api_gateways_own_errors_are_json_with_a_correlation_id(gateway: dict[st
         "BAD_REQUEST_BODY",
     }
     for kind, response in responses.items():
-        assert response["ResponseParameters"] == {"gatewayresponse.header.X-Correlation-Id": "context.requestId"}
+        # A throttled client is told when to retry (a static header value is quoted).
+        retry = {"gatewayresponse.header.Retry-After": "'1'"} if kind == "THROTTLED" else {}
+        assert response["ResponseParameters"] == {
+            "gatewayresponse.header.X-Correlation-Id": "context.requestId",
+            **retry,
+        }
         # API Gateway substitutes $context.error.messageString with the message as a JSON string.
         template = response["ResponseTemplates"]["application/json"]
         body = json.loads(template.replace("$context.error.messageString", '"Invalid request body"'))
