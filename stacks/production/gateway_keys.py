@@ -23,11 +23,11 @@ from stacks.config import UsagePlanConfig
 from stacks.production.context import ProductionContext
 from stacks.shared.nag import acknowledge
 from stacks.shared.naming import pascal_case
+from stacks.shared.runtime_config import profile_name
 
 # Usage-plan quota periods as API Gateway names them.
 QUOTA_PERIOD = {"DAY": apigateway.Period.DAY, "WEEK": apigateway.Period.WEEK, "MONTH": apigateway.Period.MONTH}
-# The keys' AppConfig environment (this stack's part of the tier) and the document's id in it: the
-# profile is named "<environment>-<document>" (stacks/shared/runtime_config.py).
+# The keys' AppConfig environment (this stack's part of the tier) and the document's id in it.
 KEYS_ENVIRONMENT: Final = "gateway-keys"
 KEYS_DOCUMENT: Final = "api-keys"
 
@@ -43,7 +43,7 @@ def keys_location(application_id: str) -> ConfigLocation:
     return ConfigLocation(
         application=application_id,
         environment=KEYS_ENVIRONMENT,
-        profile=f"{KEYS_ENVIRONMENT}-{KEYS_DOCUMENT}",
+        profile=profile_name(KEYS_ENVIRONMENT, KEYS_DOCUMENT),
         environment_name=KEYS_ENVIRONMENT,  # the refusal metric's dimension: this environment's alarm
     )
 
@@ -92,12 +92,6 @@ class GatewayKeysStack(Stack):
             content=ApiKeys(keys={g: k.key_id for g, k in self.api_keys.items()}),
             description="AI gateway authorizer: each group's API key (its usage plan)",
         )
-        expected = keys_location(context.config_store.application.application_id)
-        if (self.runtime_config.environment_name, self.api_key_ids.configuration.name) != (
-            expected.environment,
-            expected.profile,
-        ):
-            raise ValueError("the keys document's names differ from those the gateway's authorizer reads")
         # The authorizer's role (the gateway stack's), granted the read here: a policy of this stack
         # attached to the role, so the gateway stack names nothing of this one. Imported by name, not
         # ARN: from an ARN known only at deploy time CDK would cut the name out with Fn::Split, which

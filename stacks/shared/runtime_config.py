@@ -152,6 +152,12 @@ class ConfigEnvironment(Construct):
         return RuntimeConfigDocument(self, id, environment=self, text=text, schema=schema, description=description)
 
 
+def profile_name(environment_name: str, document: str) -> str:
+    """A document's configuration profile name: its environment's name and its id (unique in the
+    tier's application, so a reader may address the profile by name)."""
+    return f"{environment_name}-{document}"
+
+
 class RuntimeConfigDocument(Construct):
     """A hosted configuration profile, its validator, and its deployment to one environment."""
 
@@ -171,7 +177,7 @@ class RuntimeConfigDocument(Construct):
             self,
             "Configuration",
             application=store.application,
-            name=f"{environment.environment_name}-{id}",
+            name=profile_name(environment.environment_name, id),
             description=description,
             content=appconfig.ConfigurationContent.from_inline_json(text),
             validators=[appconfig.JsonSchemaValidator.from_inline(schema)],
