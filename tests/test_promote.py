@@ -155,15 +155,24 @@ def test_a_document_bucket_the_macie_job_does_not_scan_fails_its_gate(cdk_contex
     assert nothing["Macie coverage"].why == "no bucket that documents pass through in the production templates"
 
 
+def test_a_failed_synth_leaves_the_macie_gate_unchecked_not_blamed(cdk_context: dict[str, Any]) -> None:
+    def broken(_: Any) -> dict[str, dict[str, Any]]:
+        raise RuntimeError("cdk-nag: AwsSolutions-S1 on Documents")
+
+    gates = failing(gates_of(cdk_context, synth=broken))
+    assert gates["cdk-nag and cfn-lint"].why == "cdk-nag: AwsSolutions-S1 on Documents"
+    assert gates["Macie coverage"].why == "not checked: the production synth failed"
+
+
 def test_the_production_tiers_macie_job_scans_every_bucket_documents_pass_through(
     assembly: Assembly,
 ) -> None:
     """On the synthesized app: the landing bucket (uploads, connectors) and the curated one (the
     knowledge base's source) are found, and the job scans both."""
     found = {
-        stack: promote.document_buckets(template)
+        stack: buckets
         for stack, template in assembly.templates.items()
-        if "-production-" in stack and promote.document_buckets(template)[0]
+        if "-production-" in stack and (buckets := promote.document_buckets(template))[0]
     }
     ((stack, (passed, scanned)),) = found.items()
     assert stack.endswith("-production-knowledge")

@@ -34,6 +34,7 @@ from stacks.config import BlueprintConfig, ConfigError, load_config  # noqa: E40
 from stacks.config.tools import all_tools  # noqa: E402
 from stacks.config.workloads import WorkloadConfig  # noqa: E402
 from tools.eval import TRACES, recorded_calls  # noqa: E402
+from tools.review import references  # noqa: E402
 from tools.synth import synthesize  # noqa: E402
 
 KNOWLEDGE_SEARCH = "knowledge_search"
@@ -126,19 +127,6 @@ def classification_gate(config: BlueprintConfig, workload: WorkloadConfig) -> Ga
 MACIE_JOB = "Custom::MacieClassificationJob"
 
 
-def _referenced(value: Any) -> set[str]:
-    """The logical ids ``value`` refers to (Ref, Fn::GetAtt), at any depth."""
-    if isinstance(value, list):
-        return {found for item in value for found in _referenced(item)}
-    if not isinstance(value, dict):
-        return set()
-    here = {value["Ref"]} if isinstance(value.get("Ref"), str) else set()
-    attribute = value.get("Fn::GetAtt")
-    if isinstance(attribute, list) and attribute and isinstance(attribute[0], str):
-        here.add(attribute[0])
-    return here | {found for item in value.values() for found in _referenced(item)}
-
-
 def document_buckets(template: Mapping[str, Any]) -> tuple[set[str], set[str]]:
     """(the buckets documents pass through, the buckets Macie's job scans), by logical id: where
     uploads and connectors land (S3 "Object Created" rules) and the knowledge bases' data sources."""
@@ -148,11 +136,11 @@ def document_buckets(template: Mapping[str, Any]) -> tuple[set[str], set[str]]:
     for resource in resources.values():
         kind, properties = resource.get("Type"), resource.get("Properties", {})
         if kind == "AWS::Events::Rule" and "aws.s3" in (properties.get("EventPattern") or {}).get("source", []):
-            passed |= _referenced(properties["EventPattern"].get("detail", {}).get("bucket"))
+            passed |= references(properties["EventPattern"].get("detail", {}).get("bucket"))
         elif kind == "AWS::Bedrock::DataSource":
-            passed |= _referenced(properties.get("DataSourceConfiguration", {}).get("S3Configuration"))
+            passed |= references(properties.get("DataSourceConfiguration", {}).get("S3Configuration"))
         elif kind == MACIE_JOB:
-            scanned |= _referenced(properties.get("Create"))
+            scanned |= references(properties.get("Create"))
     return passed & buckets, scanned & buckets
 
 
@@ -167,6 +155,8 @@ def macie_gate(config: BlueprintConfig, templates: Mapping[str, Mapping[str, Any
             "account_settings.macie is off: no sensitive-data discovery over the pipeline's buckets",
             "set production.account_settings.macie to adopt or manage",
         )
+    if not templates:
+        return Gate(name, False, "not checked: the production synth failed", "fix the synth (the gate above)")
     passed: set[str] = set()
     missing: list[str] = []
     for stack, template in sorted(templates.items()):
