@@ -202,6 +202,11 @@ def heaviest_beyond_boto3(
     return sorted(by_package.items(), key=lambda item: -item[1])[:top], own_ms
 
 
+def over_goal(function: Function, import_ms: list[float], boto3_ms: list[float]) -> bool:
+    """Whether a function without SnapStart imports in more than GOAL times `import boto3` (medians)."""
+    return not function.snap_start and statistics.median(import_ms) / statistics.median(boto3_ms) > GOAL
+
+
 def p90(samples: list[float]) -> float:
     ordered = sorted(samples)
     return ordered[max(0, round(0.9 * len(ordered)) - 1)]
@@ -224,6 +229,7 @@ def main() -> None:
         shutil.copytree(cache, without_own)
         shutil.rmtree(own_bytecode(without_own))  # the function's own code compiled at every start
         environments = {f.logical_id: {**base_environment(cache), **f.environment} for f in found}
+        own_source_environments = {f.logical_id: {**base_environment(without_own), **f.environment} for f in found}
         for _ in range(RUNS):
             for function in found:
                 environment = environments[function.logical_id]
@@ -231,7 +237,7 @@ def main() -> None:
                 boto3_ms.append(timed(BASELINE, environment))
                 function_ms.append(timed(function.statement, environment))
                 own_source[function.logical_id].append(
-                    timed(function.statement, {**base_environment(without_own), **function.environment})
+                    timed(function.statement, own_source_environments[function.logical_id])
                 )
         for _ in range(NO_BYTECODE_RUNS):
             for function in found:
@@ -249,12 +255,9 @@ def main() -> None:
     for function in sorted(found, key=lambda f: -statistics.median(samples[f.logical_id][1])):
         boto3_ms, function_ms = samples[function.logical_id]
         ratio = statistics.median(function_ms) / statistics.median(boto3_ms)
-        flag = "*" if ratio > GOAL and not function.snap_start else " "
-        if flag == "*":
-            over.append(function.label)
-        ratio_before = statistics.median(own_source[function.logical_id]) / statistics.median(boto3_ms)
-        if ratio_before > GOAL and not function.snap_start:
-            over_before.append(function.label)
+        flag = "*" if over_goal(function, function_ms, boto3_ms) else " "
+        over += [function.label] if flag == "*" else []
+        over_before += [function.label] if over_goal(function, own_source[function.logical_id], boto3_ms) else []
         packages, own_ms = heaviest[function.logical_id]
         named = ", ".join(f"{name} {ms:.0f}" for name, ms in packages) + f"; own code {own_ms:.0f}"
         print(f"{function.label:<46} {statistics.median(function_ms):7.1f} {p90(function_ms):7.1f} "

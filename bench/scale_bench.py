@@ -22,17 +22,13 @@ ROOT = Path(__file__).resolve().parents[1]
 PYTHON = ROOT / ".venv" / "bin" / "python"
 SIZES = (3, 30, 100)
 REPEATS = int(os.environ.get("REPEATS", "3"))
-RESOURCE_LIMIT = 500
-TEMPLATE_LIMIT = 1_000_000  # bytes, a template uploaded through S3
-OUTPUT_LIMIT = 200
-PARAMETER_LIMIT = 200
-HEADROOM = 0.6  # goal: no stack past 60% of any of these limits at any size
 RATIO_GOAL = 2.0  # goal: synth at the largest size at most twice the smallest
+sys.path[:0] = [str(ROOT)]
+from bench.scale_config import HEADROOM, TEMPLATE_LIMITS  # noqa: E402
 
 
 def measure_here(size: int, lint: bool = False) -> dict[str, Any]:
     """One size, synthesized in this process: its figures, or the error that stopped synth."""
-    sys.path[:0] = [str(ROOT)]
     from bench.scale_config import scaled_context
     from tools.synth import synthesize
 
@@ -111,13 +107,7 @@ def measure(size: int, lint: bool = False) -> dict[str, Any]:
 
 def used(stats: dict[str, Any]) -> float:
     """The largest share of a CloudFormation limit a stack takes."""
-    share: float = max(
-        stats["resources"] / RESOURCE_LIMIT,
-        stats["bytes"] / TEMPLATE_LIMIT,
-        stats["outputs"] / OUTPUT_LIMIT,
-        stats.get("parameters", 0) / PARAMETER_LIMIT,
-    )
-    return share
+    return max(float(stats[limit]) / most for limit, most in TEMPLATE_LIMITS.items())
 
 
 def report(size: int, result: dict[str, Any]) -> list[str]:
@@ -128,16 +118,15 @@ def report(size: int, result: dict[str, Any]) -> list[str]:
         f"{size:>4} groups: synth {result['seconds']:5.1f} s; largest runtime document "
         f"{result['largest_document'][1]:,} chars ({result['largest_document'][0]}); longest variable "
         f"{result['largest_variable'][0]} {result['largest_variable'][1]:,} chars",
-        f"      closest to a limit: {name} {stats['resources']} resources "
-        f"({100 * stats['resources'] / RESOURCE_LIMIT:.0f}% of {RESOURCE_LIMIT}), "
-        f"{stats['bytes'] / 1000:,.0f} kB ({100 * stats['bytes'] / TEMPLATE_LIMIT:.0f}% of 1 MB), "
-        f"{stats['outputs']} outputs ({100 * stats['outputs'] / OUTPUT_LIMIT:.0f}% of {OUTPUT_LIMIT}), "
-        f"{stats.get('parameters', 0)} parameters ({100 * stats.get('parameters', 0) / PARAMETER_LIMIT:.0f}% of "
-        f"{PARAMETER_LIMIT})",
+        f"      closest to a limit: {name} "
+        + ", ".join(
+            f"{stats[limit]:,} {limit} ({100 * stats[limit] / most:.0f}% of {most:,})"
+            for limit, most in TEMPLATE_LIMITS.items()
+        ),
     ]
     lines += [
         f"      {stack:<42} {s['resources']:>4} resources {s['bytes'] / 1000:>7,.0f} kB {s['outputs']:>4} outputs "
-        f"{s.get('parameters', 0):>3} parameters"
+        f"{s['parameters']:>3} parameters"
         for stack, s in sorted(result["stacks"].items())
     ]
     return lines

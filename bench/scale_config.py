@@ -20,6 +20,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_GROUPS = 3
+# CloudFormation's per-template limits (a template uploaded through S3), and the goal: no stack
+# takes more than HEADROOM of any of them, at any size (bench/scale_bench.py, tests/infra/test_scale.py).
+TEMPLATE_LIMITS = {"resources": 500, "bytes": 1_000_000, "outputs": 200, "parameters": 200}
+HEADROOM = 0.6
 # The built-in tools (lambdas/shared/tools.py: BUILTIN_TOOLS), named here so this module reads
 # cdk.json alone.
 KNOWLEDGE_SEARCH = "knowledge_search"

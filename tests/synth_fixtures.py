@@ -54,6 +54,7 @@ STACK_SUFFIXES = {
     "foundation": "-production-foundation",
     "identity": "-production-identity",
     "gateway": "-production-gateway",
+    "gateway_keys": "-production-gateway-keys",  # the groups' keys, usage plans and keys document
     "tools": "-production-tools",
     "knowledge": "-production-knowledge",
     "agents": "-production-agents",  # what the agents share (each agent's own stack: AGENT_STACK_INFIX)
@@ -75,6 +76,7 @@ sandbox = _stack_template("sandbox")
 foundation = _stack_template("foundation")
 identity = _stack_template("identity")
 gateway = _stack_template("gateway")
+gateway_keys = _stack_template("gateway_keys")
 tools = _stack_template("tools")
 knowledge = _stack_template("knowledge")
 agents = _stack_template("agents")

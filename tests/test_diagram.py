@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.synth_fixtures import Assembly
+from tests.synth_fixtures import STACK_SUFFIXES, Assembly
 from tools import diagram
 
 Templates = dict[str, dict[str, Any]]
@@ -109,7 +109,7 @@ def test_the_overview_is_one_box_per_stack_with_the_paths_between_stacks(tiers: 
     boxes = {names.split("<br/>")[0]: node for node, (names, _) in drawn.nodes.items() if node.startswith("stack_")}
     # The gateway keys stack holds API keys, usage plans and an AppConfig document, none of them a
     # kind the diagram draws (diagram.MAIN_TYPES): it has no box; every other stack has one.
-    undrawn = {name for name in tiers["production"] if name.endswith("-production-gateway-keys")}
+    undrawn = {name for name in tiers["production"] if name.endswith(STACK_SUFFIXES["gateway_keys"])}
     assert len(undrawn) == 1
     assert set(boxes) == set(tiers["production"]) - undrawn
     (gateway,) = [node for name, node in boxes.items() if name.endswith("-gateway")]

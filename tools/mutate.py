@@ -346,7 +346,7 @@ its code was measured at.
 """
 
 
-def report(work: Path, found: list[Score], seconds: float | None, commit: str, previous: str = "") -> str:
+def report(work: Path, found: list[Score], seconds: float | None, commit: str, previous: str) -> str:
     """The report with these targets' rows and sections; other targets' come from the previous report."""
     rows = {target: [line for line in previous.splitlines() if line.startswith(f"| {target} |")] for target in TARGETS}
     sections = dict(re.findall(r"^## (\w+)\n(.*?)(?=^## |\Z)", previous, flags=re.MULTILINE | re.DOTALL))

@@ -52,6 +52,19 @@ def render(value: Any) -> Any:
     return value
 
 
+def resolved(value: Any, templates: dict[str, Template]) -> Any:
+    """``render`` with each cross-stack reference replaced by what the producing stack's output
+    holds, as <stack:Logical>: so a reference reads as the resource it names."""
+    if isinstance(value, dict) and list(value) == ["Fn::GetStackOutput"]:
+        reference = value["Fn::GetStackOutput"]
+        output = templates[reference["StackName"]]["Outputs"][reference["OutputName"]]["Value"]
+        return f"<{reference['StackName']}:{str(render(output)).strip('<>')}>"
+    if isinstance(value, dict) and list(value) == ["Fn::Join"]:
+        separator, parts = value["Fn::Join"]
+        return separator.join(str(resolved(part, templates)) for part in parts)
+    return render(value)
+
+
 def _strip(logical_id: str) -> str:
     return logical_id if logical_id.startswith("AWS::") else _HASH.sub("", logical_id)
 

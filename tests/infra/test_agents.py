@@ -35,7 +35,7 @@ from stacks.production.agents import (
 )
 from stacks.shared.runtime_config import READ_ACTIONS
 from tests.infra.bytecode_checks import bytecode_problems
-from tests.infra.cfn import only, props, render, resources, role_permissions, runtime_document
+from tests.infra.cfn import only, props, render, resolved, resources, role_permissions, runtime_document
 from tests.infra.conftest import Assembly
 from tools.tree_digest import tree_digest
 
@@ -66,19 +66,6 @@ def runtimes(agent_stacks: Templates) -> dict[str, dict[str, Any]]:
         for template in agent_stacks.values()
         for r in resources(template, "AWS::BedrockAgentCore::Runtime").values()
     }
-
-
-def resolved(value: Any, templates: Templates) -> Any:
-    """``render`` with each cross-stack reference replaced by what the producing stack's output
-    holds, as <stack:Logical>: so a reference reads as the resource it names."""
-    if isinstance(value, dict) and list(value) == ["Fn::GetStackOutput"]:
-        reference = value["Fn::GetStackOutput"]
-        output = templates[reference["StackName"]]["Outputs"][reference["OutputName"]]["Value"]
-        return f"<{reference['StackName']}:{str(render(output)).strip('<>')}>"
-    if isinstance(value, dict) and list(value) == ["Fn::Join"]:
-        separator, parts = value["Fn::Join"]
-        return separator.join(str(resolved(part, templates)) for part in parts)
-    return render(value)
 
 
 def test_one_stack_per_configured_agent_with_its_runtime_and_nothing_of_another_agent(

@@ -25,6 +25,7 @@ from stacks.shared import bytecode, lambda_function
 from stacks.shared.bytecode import LAMBDAS_DIR
 from stacks.shared.lambda_function import LAYER_DIR, RUNTIME, SHARED_PACKAGES, FunctionBundle
 from tests.infra.bytecode_checks import RUNTIME_MAGIC, bytecode_problems
+from tests.infra.cfn import resources
 from tests.infra.conftest import Assembly
 
 FIRST_PARTY = {p.name for p in LAMBDAS_DIR.iterdir() if (p / "__init__.py").is_file()}
@@ -109,9 +110,9 @@ def test_the_bytecode_check_finds_a_module_without_it_another_versions_and_other
     (bundle / "old.py").write_text("y = 2\n")
     (bundle / "edited.py").write_text("z = 3\n")
     (bundle / "__pycache__" / "old.cpython-314.pyc").write_bytes((3495).to_bytes(2, "little") + b"\r\n" + bytes(12))
-    compiled = bytecode.compiled_package("pkg", _package(tmp_path / "src"), tmp_path / "cache")
+    # 3.14's unchecked-hash header, with a source hash that is not edited.py's.
     (bundle / "__pycache__" / "edited.cpython-314.pyc").write_bytes(
-        (compiled / "pkg" / "__pycache__" / "mod.cpython-314.pyc").read_bytes()  # mod.py's, not edited.py's
+        RUNTIME_MAGIC + (1).to_bytes(4, "little") + bytes(8)
     )
     problems = bytecode_problems(bundle, "cpython-314")
     assert [p.split(":")[0] for p in problems] == [
@@ -134,22 +135,21 @@ def _package(root: Path) -> Path:
 def test_every_functions_code_is_its_packages_with_the_runtimes_bytecode(assembly: Assembly) -> None:
     """Lambda's /var/task is read-only: a module of the function's own without bytecode there is
     compiled at every cold start (stacks/shared/bytecode.py). What ships is lambdas/ as it is."""
-    checked = {}
-    for name, template in assembly.templates.items():
-        for logical_id, resource in template["Resources"].items():
-            if resource["Type"] != "AWS::Lambda::Function" or not resource["Properties"]["Runtime"].startswith(
-                "python"
-            ):
-                continue
-            asset = assembly.outdir / resource["Metadata"]["aws:asset:path"]
-            packages = (resource["Properties"]["Handler"].split(".")[0], *SHARED_PACKAGES)
-            shipped = sorted(p for p in asset.rglob("*") if p.is_file() and p.suffix != ".pyc")
-            sources = sorted(p for package in packages for p in bytecode.package_sources(package))
-            assert [p.relative_to(asset) for p in shipped] == [p.relative_to(LAMBDAS_DIR) for p in sources]
-            assert [p.read_bytes() for p in shipped] == [p.read_bytes() for p in sources], logical_id
-            checked[f"{name}/{logical_id}"] = bytecode_problems(asset, "cpython-314")
-    assert len(checked) >= len(lambda_packages())
-    assert not {function: problems for function, problems in checked.items() if problems}
+    assets = {
+        assembly.outdir / function["Metadata"]["aws:asset:path"]: function["Properties"]["Handler"].split(".")[0]
+        for template in assembly.templates.values()
+        for function in resources(template, "AWS::Lambda::Function").values()
+        if function["Properties"]["Runtime"].startswith("python")
+    }
+    assert set(assets.values()) == set(lambda_packages())
+    problems = {}
+    for asset, package in assets.items():  # each asset once, however many functions run it
+        shipped = sorted(p for p in asset.rglob("*") if p.is_file() and p.suffix != ".pyc")
+        sources = sorted(p for part in (package, *SHARED_PACKAGES) for p in bytecode.package_sources(part))
+        assert [p.relative_to(asset) for p in shipped] == [p.relative_to(LAMBDAS_DIR) for p in sources], package
+        assert [p.read_bytes() for p in shipped] == [p.read_bytes() for p in sources], package
+        problems[package] = bytecode_problems(asset, "cpython-314")
+    assert not {package: found for package, found in problems.items() if found}
 
 
 def test_a_functions_asset_hash_follows_its_package_and_the_shared_ones(monkeypatch: pytest.MonkeyPatch) -> None:

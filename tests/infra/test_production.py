@@ -9,7 +9,8 @@ from ai_gateway.contract import GatewayPolicy
 from ai_gateway.jobs_contract import WORKER_MAX_EVENT_AGE_SECONDS, GatewayJobsSettings, SweeperSettings
 from shared.contract import variable
 from stacks.config import load_config
-from tests.infra.cfn import only, props, render, resources, role_permissions, runtime_document
+from tests.infra.cfn import only, props, render, resolved, resources, role_permissions, runtime_document
+from tests.infra.conftest import STACK_SUFFIXES, Assembly
 
 ACCOUNT = "<AWS::AccountId>"
 
@@ -68,7 +69,7 @@ def test_pre_token_trigger_is_v2_and_knows_every_group(identity: dict[str, Any],
 
 
 def test_one_usage_plan_per_set_of_limits_with_each_groups_key_in_its_plan(
-    gateway: dict[str, Any], gateway_keys: dict[str, Any], cdk_context: dict[str, Any]
+    assembly: Assembly, gateway: dict[str, Any], gateway_keys: dict[str, Any], cdk_context: dict[str, Any]
 ) -> None:
     plans = {
         p["Properties"]["UsagePlanName"]: (logical, p["Properties"])
@@ -89,8 +90,8 @@ def test_one_usage_plan_per_set_of_limits_with_each_groups_key_in_its_plan(
     for kind in ("ApiKey", "UsagePlan", "UsagePlanKey"):
         assert not resources(gateway, f"AWS::ApiGateway::{kind}")
     api, stage = (
-        _gateway_output(gateway, logical)
-        for logical in (only(gateway, "AWS::ApiGateway::RestApi")[0], only(gateway, "AWS::ApiGateway::Stage")[0])
+        gateway_resource(assembly, only(gateway, kind)[0])
+        for kind in ("AWS::ApiGateway::RestApi", "AWS::ApiGateway::Stage")
     )
     for name, group in expected.items():
         (key,) = [ref for ref, k in keys.items() if k["Properties"]["Name"] == f"genai-{name}"]
@@ -101,15 +102,17 @@ def test_one_usage_plan_per_set_of_limits_with_each_groups_key_in_its_plan(
         }
         assert plan["Quota"] == {"Limit": group.usage_plan.quota_limit, "Period": group.usage_plan.quota_period}
         # On the gateway's API and stage (the gateway stack's outputs).
-        assert [(s["ApiId"], s["Stage"]) for s in plan["ApiStages"]] == [(api, stage)]
+        stages = [
+            (resolved(s["ApiId"], assembly.templates), resolved(s["Stage"], assembly.templates))
+            for s in plan["ApiStages"]
+        ]
+        assert stages == [(api, stage)]
 
 
-def _gateway_output(gateway: dict[str, Any], logical: str) -> dict[str, Any]:
-    """How another stack reads the gateway's resource ``logical`` (its Ref): the output that holds it."""
-    (output,) = [name for name, o in gateway["Outputs"].items() if o["Value"] == {"Ref": logical}]
-    return {
-        "Fn::GetStackOutput": {"StackName": "genai-production-gateway", "Region": "us-east-1", "OutputName": output}
-    }
+def gateway_resource(assembly: Assembly, logical: str) -> str:
+    """How ``resolved`` reads another stack's reference to the gateway's resource ``logical``."""
+    gateway = next(name for name in assembly.templates if name.endswith(STACK_SUFFIXES["gateway"]))
+    return f"<{gateway}:{_strip_hash(logical)}>"
 
 
 def _strip_hash(logical: str) -> str:
@@ -376,7 +379,7 @@ def test_the_sweeper_waits_out_the_longest_lived_admitting_function(gateway: dic
 
 
 def test_the_authorizer_knows_every_groups_key_and_reads_only_key_values(
-    gateway: dict[str, Any], gateway_keys: dict[str, Any], cdk_context: dict[str, Any]
+    assembly: Assembly, gateway: dict[str, Any], gateway_keys: dict[str, Any], cdk_context: dict[str, Any]
 ) -> None:
     config = production(cdk_context)
     document, _ = runtime_document(gateway_keys, "gateway-keys-api-keys")
@@ -392,7 +395,7 @@ def test_the_authorizer_knows_every_groups_key_and_reads_only_key_values(
     # names (the gateway stack names nothing of the keys stack); the read is granted there.
     assert not [a for a, _ in permissions if a.startswith("appconfig:")]
     variables = props(gateway, "AWS::Lambda::Function", "AuthorizerFunction")["Environment"]["Variables"]
-    location = json.loads(_with_placeholders(variables["API_KEYS"]))
+    location = json.loads(resolved(variables["API_KEYS"], assembly.templates))
     (environment,) = resources(gateway_keys, "AWS::AppConfig::Environment").values()
     (profile,) = resources(gateway_keys, "AWS::AppConfig::ConfigurationProfile").values()
     assert (location["environment"], location["profile"], location["environment_name"]) == (
@@ -403,28 +406,14 @@ def test_the_authorizer_knows_every_groups_key_and_reads_only_key_values(
     assert "genai-production-gateway-keys" not in json.dumps(gateway)
     (grant,) = resources(gateway_keys, "AWS::IAM::Policy").values()
     (role,) = grant["Properties"]["Roles"]  # the authorizer's role, by its name (the gateway's output)
-    (output,) = [name for name, o in gateway["Outputs"].items() if o["Value"] == _authorizer_role_name(gateway)]
-    assert role == {
-        "Fn::GetStackOutput": {"StackName": "genai-production-gateway", "Region": "us-east-1", "OutputName": output}
-    }
+    assert resolved(role, assembly.templates) == gateway_resource(
+        assembly, only(gateway, "AWS::IAM::Role", "AuthorizerFunctionRole")[0]
+    )
     (statement,) = grant["Properties"]["PolicyDocument"]["Statement"]
     assert sorted(statement["Action"]) == ["appconfig:GetLatestConfiguration", "appconfig:StartConfigurationSession"]
     assert str(render(statement["Resource"])).endswith(
         "/environment/<RuntimeConfigEnvironment>/configuration/<RuntimeConfigapikeysConfigurationConfigurationProfile>"
     )
-
-
-def _with_placeholders(value: Any) -> str:
-    """An environment value with the tier's application id (another stack's output) as a placeholder."""
-    if isinstance(value, str):
-        return value
-    parts = value["Fn::Join"][1]
-    return "".join(part if isinstance(part, str) else "<application>" for part in parts)
-
-
-def _authorizer_role_name(gateway: dict[str, Any]) -> dict[str, Any]:
-    logical, _ = only(gateway, "AWS::IAM::Role", "AuthorizerFunctionRole")
-    return {"Ref": logical}
 
 
 def test_the_policy_document_carries_prices_and_quotas(gateway: dict[str, Any], cdk_context: dict[str, Any]) -> None:

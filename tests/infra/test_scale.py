@@ -13,16 +13,13 @@ from typing import Any
 
 import pytest
 
-from bench.scale_config import scaled_context
+from bench.scale_config import HEADROOM, TEMPLATE_LIMITS as LIMITS, scaled_context
 from stacks.config import load_config
 from tests.infra.cfn import render, resources
-from tests.infra.conftest import GATEWAY_KEYS_SUFFIX, Assembly
+from tests.infra.conftest import STACK_SUFFIXES, Assembly
 from tools.synth import synthesize
 
 GROUPS = 30
-# CloudFormation's per-template limits (a template uploaded through S3).
-LIMITS = {"resources": 500, "bytes": 1_000_000, "outputs": 200, "parameters": 200}
-HEADROOM = 0.6  # no stack takes more than this share of any limit
 # Names and ids only: what an environment variable may hold whatever the config's size.
 ENVIRONMENT_VALUE_CHARS = 1_024
 
@@ -88,7 +85,7 @@ def test_no_environment_grows_with_the_config(scaled: Assembly, assembly: Assemb
 
 def test_resources_grow_with_groups_only_where_the_service_needs_one_each(scaled: Assembly) -> None:
     config = load_config({**scaled_context(GROUPS), "tier": "production"}).production
-    keys = scaled.template(GATEWAY_KEYS_SUFFIX)
+    keys = scaled.template(STACK_SUFFIXES["gateway_keys"])
     tools = scaled.template("-production-tools")
     # One key per group (a usage plan applies its limits per key), plans per distinct limits.
     assert len(resources(keys, "AWS::ApiGateway::ApiKey")) == len(config.groups)
@@ -125,5 +122,5 @@ def test_the_gateway_stack_is_flat_in_groups_and_its_keys_stack_holds_two_per_gr
         small.agents
     )
     # Per group: its key and its usage-plan key; besides, one plan per distinct limits.
-    grown = count(scaled, GATEWAY_KEYS_SUFFIX) - count(assembly, GATEWAY_KEYS_SUFFIX)
+    grown = count(scaled, STACK_SUFFIXES["gateway_keys"]) - count(assembly, STACK_SUFFIXES["gateway_keys"])
     assert grown == 2 * (len(large.groups) - len(small.groups)) + plans(large) - plans(small)

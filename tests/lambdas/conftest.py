@@ -154,3 +154,13 @@ def spans() -> InMemorySpanExporter:
         provider.add_span_processor(SimpleSpanProcessor(SPANS))
         trace.set_tracer_provider(provider)
     return SPANS
+
+
+def printed(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
+    """The JSON lines printed since the last read (Powertools log lines and EMF metrics)."""
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+
+
+def logged(capsys: pytest.CaptureFixture[str], message: str) -> list[dict[str, Any]]:
+    """The log lines printed since the last read that say ``message``."""
+    return [line for line in printed(capsys) if line.get("message") == message]

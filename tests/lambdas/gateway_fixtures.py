@@ -184,11 +184,19 @@ POLICY = GatewayPolicy.model_validate(models_only(policy_document()))
 AGENT_POLICY = GatewayPolicy.model_validate(policy_document())
 
 
+def set_quota(
+    monkeypatch: pytest.MonkeyPatch, output: str, limit: int, period: str, group: str = "customer-gold"
+) -> None:
+    """The gateway's (models-only) policy with ``group``'s quota for ``output`` at ``limit`` per ``period``."""
+    document = models_only(policy_document())
+    document["groups"][group]["quotas"][output] = {"limit": limit, "period": period}
+    tight = GatewayPolicy.model_validate(document)
+    monkeypatch.setattr(handler, "policy", lambda: tight)
+
+
 def exhaust_daily_chat_quota(monkeypatch: pytest.MonkeyPatch, group: str = "customer-gold") -> None:
     """The gateway's policy with ``group``'s chat quota at 0 per day: every chat is a 429."""
-    document = models_only(policy_document())
-    document["groups"][group]["quotas"]["chat"] = {"limit": 0, "period": "DAY"}
-    monkeypatch.setattr(handler, "policy", lambda: GatewayPolicy.model_validate(document))
+    set_quota(monkeypatch, "chat", 0, "DAY", group)
 
 
 def rest_event(

@@ -29,7 +29,7 @@ from shared.runtime_config import ConfigLocation
 from shared.telemetry import CONVERSATION, STAGES_MESSAGE
 from stacks.config import load_config
 from stacks.production.policy import gateway_policy
-from tests.lambdas.conftest import FakeContext, HttpResult, http_result
+from tests.lambdas.conftest import FakeContext, HttpResult, http_result, printed
 from tests.lambdas.gateway_fixtures import (
     AGENT_POLICY,
     BLOCKED_TOPIC,
@@ -44,6 +44,7 @@ from tests.lambdas.gateway_fixtures import (
     models_only,
     policy_document,
     rest_event,
+    set_quota,
 )
 
 
@@ -280,10 +281,7 @@ def test_output_types_outside_the_group_or_config_are_refused(gateway: Gateway) 
 def test_an_exhausted_quota_is_a_429_with_used_limit_remaining_and_reset(
     gateway: Gateway, monkeypatch: pytest.MonkeyPatch, period: str, resets_at: str, retry_after: int
 ) -> None:
-    document = models_only(policy_document())
-    document["groups"]["customer-gold"]["quotas"]["report"] = {"limit": 1, "period": period}
-    tight = GatewayPolicy.model_validate(document)
-    monkeypatch.setattr(handler, "policy", lambda: tight)
+    set_quota(monkeypatch, "report", 1, period)
     now = dt.datetime(2026, 11, 29, 6, 45, tzinfo=dt.UTC)
     monkeypatch.setattr(handler, "clock", Clock(now=lambda: now))
     guard_input(gateway.bedrock, ["m"])
@@ -744,11 +742,6 @@ def test_the_agent_is_given_the_requests_time_less_a_second_and_never_under_one(
     assert (invoked["agent"], invoked["token"], invoked["session_id"]) == ("support_assistant", "t.o.k", "s" * 65)
     assert invoked["payload"]["turn_seconds"] == turn_seconds
     assert invoked["payload"]["messages"][-1] == {"role": "user", "content": "Where is {EMAIL}'s order?"}
-
-
-def printed(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
-    """The JSON lines the flow printed (Powertools log lines and EMF metrics)."""
-    return [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
 
 
 def logged_stages(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:

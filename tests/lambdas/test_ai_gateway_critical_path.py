@@ -38,7 +38,7 @@ from ai_gateway.telemetry import Telemetry
 from ai_gateway.transcript import KEY, Known, Transcripts
 from shared.aws_errors import UpstreamError
 from shared.telemetry import CONVERSATION
-from tests.lambdas.conftest import FakeContext, HttpResult, http_result
+from tests.lambdas.conftest import FakeContext, HttpResult, http_result, logged, printed
 from tests.lambdas.gateway_fixtures import (
     BLOCKED_TOPIC,
     POLICY,
@@ -76,10 +76,15 @@ def sessions(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> Gateway:  # n
     """The gateway with its sessions' transcripts kept (moto, inside the gateway's mock)."""
     dynamodb = boto3.client("dynamodb", region_name="us-east-1")
     transcript_table(dynamodb)
+    with_transcripts(monkeypatch, dynamodb)
+    return gateway
+
+
+def with_transcripts(monkeypatch: pytest.MonkeyPatch, dynamodb: Any) -> None:
+    """The gateway's dependencies with its sessions' transcripts kept through ``dynamodb``."""
     kept = Transcripts(dynamodb, TRANSCRIPTS, guardrail="gr-123:1", ttl_seconds=3600)
     deps = dataclasses.replace(handler.dependencies(), transcripts=kept)
     monkeypatch.setattr(handler, "dependencies", lambda: deps)
-    return gateway
 
 
 def call(event: dict[str, Any]) -> HttpResult:
@@ -217,9 +222,7 @@ class Unreadable:
 
 def unreadable_transcripts(monkeypatch: pytest.MonkeyPatch) -> None:
     """The gateway's dependencies with a transcript store whose reads and writes fail."""
-    failing = Transcripts(Unreadable(), TRANSCRIPTS, guardrail="gr-123:1", ttl_seconds=3600)
-    deps = dataclasses.replace(handler.dependencies(), transcripts=failing)
-    monkeypatch.setattr(handler, "dependencies", lambda: deps)
+    with_transcripts(monkeypatch, Unreadable())
 
 
 def test_an_unavailable_transcript_checks_everything_and_never_fails_the_turn(
@@ -507,8 +510,7 @@ def test_an_unavailable_transcript_is_logged_as_the_read_or_the_write_that_faile
     guard_input(gateway.bedrock, ["Hi?"])
     answers(gateway, "Hello.")
     assert chat([("user", "Hi?")], "turn-1").status == 200
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
-    failures = [line for line in lines if line.get("message") == "session transcript not available"]
+    failures = logged(capsys, "session transcript not available")
     assert [(f["operation"], f["upstream"], f["code"]) for f in failures] == [
         ("read", "dynamodb", "InternalServerError"),
         ("write", "dynamodb", "InternalServerError"),
@@ -517,8 +519,7 @@ def test_an_unavailable_transcript_is_logged_as_the_read_or_the_write_that_faile
 
 def skipped(capsys: pytest.CaptureFixture[str]) -> list[Any]:
     """The TranscriptsSkipped values of the metric documents written since the last call."""
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
-    return [line["TranscriptsSkipped"] for line in lines if "_aws" in line and "TranscriptsSkipped" in line]
+    return [line["TranscriptsSkipped"] for line in printed(capsys) if "_aws" in line and "TranscriptsSkipped" in line]
 
 
 def test_a_transcript_a_concurrent_turn_wrote_first_is_counted_as_skipped_and_a_written_one_is_not(

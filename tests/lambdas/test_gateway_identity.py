@@ -26,7 +26,7 @@ from pre_token.contract import GatewayGroups, GroupClaims
 from shared.runtime_config import ConfigLocation, DocumentReader
 from shared.tokens import BoundedJWKClient, InvalidToken, TokenVerifier
 from tests.lambdas.cognito_fixtures import CLIENT_ID, sign
-from tests.lambdas.conftest import FakeContext
+from tests.lambdas.conftest import FakeContext, logged
 
 METHOD_ARN = "arn:aws:execute-api:us-east-1:123456789012:abc123/v1/POST/v1/chat"
 
@@ -187,12 +187,6 @@ def test_a_valid_token_without_a_configured_group_is_denied(
     response = authorize(sign(signing_key, cognito[0], gateway_group=group))
     assert response["policyDocument"]["Statement"][0]["Effect"] == "Deny"
     assert "usageIdentifierKey" not in response
-
-
-def logged(capsys: pytest.CaptureFixture[str], message: str) -> list[dict[str, Any]]:
-    """The authorizer's log lines (Powertools JSON on stdout) saying ``message``."""
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
-    return [line for line in lines if line.get("message") == message]
 
 
 @pytest.mark.parametrize(

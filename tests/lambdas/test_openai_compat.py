@@ -19,7 +19,6 @@ from hypothesis import HealthCheck, event, given, settings, strategies as st
 
 from ai_gateway import handler
 from ai_gateway.flow import Clock
-from ai_gateway.models import GatewayPolicy
 from shared.headers import CALLER_TOKEN_HEADER
 from tests.lambdas.bedrock_fakes import FakeEventStream, answer, converse_answer
 from tests.lambdas.conftest import FakeContext, HttpResult, http_result
@@ -40,9 +39,8 @@ from tests.lambdas.gateway_fixtures import (
     guard_input,
     guard_output,
     model_only,
-    models_only,
-    policy_document,
     rest_event,
+    set_quota,
 )
 from tests.lambdas.openai_server import Served, serve_gateway
 from tests.lambdas.strategies import json_values
@@ -192,10 +190,7 @@ def test_extra_body_output_type_and_the_idempotency_key_reach_the_ledger_and_a_r
 def test_an_exhausted_quota_is_a_rate_limit_error_with_retry_after_and_the_quota(
     gateway: Gateway, served: Served, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    document = models_only(policy_document())
-    document["groups"]["customer-gold"]["quotas"]["chat"] = {"limit": 1, "period": "MONTH"}
-    tight = GatewayPolicy.model_validate(document)
-    monkeypatch.setattr(handler, "policy", lambda: tight)
+    set_quota(monkeypatch, "chat", 1, "MONTH")
     guard_input(gateway.bedrock, ["Hello?"])
     converse_ok(gateway.bedrock, PRO, "Hi.")
     guard_output(gateway.bedrock, "Hi.")
