@@ -2,9 +2,12 @@
 automation stream with the Chrome DevTools Protocol.
 
 Before the browser is sent anywhere, the URL passes the same checks as web_fetch (scheme, user
-information, the group's domain lists, every resolved address). The browser resolves names and
-follows redirects itself, so those are checked afterwards: the page's final URL passes the same
-checks, and if it fails nothing of the page is returned. Steps run as small fixed scripts whose
+information, the group's domain lists, every resolved address). The browser then loads documents
+itself (the page, each redirect hop, its frames, what a step navigates to), so each document
+request is paused in the browser (CDP Fetch domain, request stage) until it has passed the same
+checks here: a hop of the page that fails them is never sent and fails the call with its refusal;
+a frame that fails them is not loaded and the page is read without it. The page's final URL is
+checked once more before anything of it is returned. Steps run as small fixed scripts whose
 selector and text are passed as JSON literals, never spliced into JavaScript source. One deadline
 covers the session (navigation, steps, reading the page), and the session is stopped on every path.
 """
@@ -29,6 +32,8 @@ from web_mcp.fetch import Checker, Clock, Deadline
 logger = Logger(service="web-mcp")
 
 POLL_SECONDS = 0.05
+# Every document request pauses until answered (Cdp): frames and navigations, redirect hops included.
+DOCUMENT_REQUESTS = [{"urlPattern": "*", "resourceType": "Document", "requestStage": "Request"}]
 # Headers the websocket library writes itself; the rest of the signed set is sent as given.
 _HANDSHAKE = frozenset({"host", "upgrade", "connection", "sec-websocket-version", "sec-websocket-key"})
 
@@ -71,20 +76,21 @@ def call(script: str, *args: Any) -> str:
 
 
 class Cdp:
-    """A minimal CDP client over one websocket: commands by id, events ignored."""
+    """A minimal CDP client over one websocket: commands by id; of the events, only a paused
+    document request is answered (``hop`` checks its URL: a WebError fails the request), the rest
+    are ignored. A refused hop of the main frame (``main_frame``) is raised at the next answer."""
 
-    def __init__(self, socket: Any, deadline: Deadline) -> None:
+    def __init__(self, socket: Any, deadline: Deadline, hop: Callable[[str], object] | None = None) -> None:
         self._socket = socket
         self._deadline = deadline
+        self._hop = hop
         self._next = 0
         self.session_id: str | None = None
+        self.main_frame: str | None = None
+        self.refusal: WebError | None = None
 
     async def send(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        self._next += 1
-        message: dict[str, Any] = {"id": self._next, "method": method, "params": params or {}}
-        if self.session_id is not None:
-            message["sessionId"] = self.session_id
-        await self._socket.send(json.dumps(message))
+        expected = await self._write(method, params or {})
         while True:
             left = self._deadline.remaining()  # before the read starts: a timeout refusal leaves nothing pending
             try:
@@ -93,12 +99,43 @@ class Cdp:
                 self._deadline.remaining()  # raises the timeout refusal
                 continue
             answer = json.loads(raw)
-            if answer.get("id") != self._next:
+            if answer.get("method") == "Fetch.requestPaused":
+                await self._paused(answer.get("params") or {})
                 continue
+            if answer.get("id") != expected:
+                continue
+            if self.refusal is not None:
+                raise self.refusal
             if "error" in answer:
                 raise unavailable("browser_error", f"the browser refused {method}")
             result: dict[str, Any] = answer.get("result", {})
             return result
+
+    async def _write(self, method: str, params: dict[str, Any]) -> int:
+        """Sends a command; its answer is left to whoever waits for its id."""
+        self._next += 1
+        message: dict[str, Any] = {"id": self._next, "method": method, "params": params}
+        if self.session_id is not None:
+            message["sessionId"] = self.session_id
+        await self._socket.send(json.dumps(message))
+        return self._next
+
+    async def _paused(self, params: dict[str, Any]) -> None:
+        """A document request the browser holds until it is answered: sent on if its URL passes."""
+        request = params.get("request")
+        url = request.get("url") if isinstance(request, dict) else None
+        answer: dict[str, Any] = {"requestId": params.get("requestId")}
+        try:
+            if self._hop is not None:
+                self._hop(url if isinstance(url, str) else "")
+        except WebError as refusal:
+            if params.get("frameId") == self.main_frame:
+                self.refusal = self.refusal or refusal
+            else:
+                logger.info("frame not loaded", extra={"reason": refusal.reason})
+            await self._write("Fetch.failRequest", {**answer, "errorReason": "BlockedByClient"})
+            return
+        await self._write("Fetch.continueRequest", answer)
 
     async def evaluate(self, expression: str) -> Any:
         result = await self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True})
@@ -128,7 +165,7 @@ class Browser:
                 identifier=settings.browser_id, session_timeout_seconds=math.ceil(settings.browse_timeout_seconds) + 60
             )
             ws_url, headers = session.generate_ws_headers()
-            page = asyncio.run(self._drive(ws_url, headers, target.url, steps, deadline))
+            page = asyncio.run(self._drive(ws_url, headers, target.url, steps, deadline, group))
         except WebError:
             raise
         except Exception as error:
@@ -143,7 +180,13 @@ class Browser:
         return page
 
     async def _drive(
-        self, ws_url: str, headers: dict[str, str], url: str, steps: Sequence[Step], deadline: Deadline
+        self,
+        ws_url: str,
+        headers: dict[str, str],
+        url: str,
+        steps: Sequence[Step],
+        deadline: Deadline,
+        group: GroupWeb,
     ) -> BrowsedPage:
         max_bytes = self.checker.settings.max_bytes
         signed = {name: value for name, value in headers.items() if name.lower() not in _HANDSHAKE}
@@ -154,10 +197,12 @@ class Browser:
             max_size=4 * max_bytes + 65_536,
             user_agent_header=None,
         ) as socket:
-            cdp = Cdp(socket, deadline)
+            cdp = Cdp(socket, deadline, hop=lambda hop: self.checker.check(hop, group))
             created = await cdp.send("Target.createTarget", {"url": "about:blank"})
             attached = await cdp.send("Target.attachToTarget", {"targetId": created["targetId"], "flatten": True})
             cdp.session_id = attached["sessionId"]
+            cdp.main_frame = created["targetId"]  # a page's main frame has its target's id
+            await cdp.send("Fetch.enable", {"patterns": DOCUMENT_REQUESTS})
             navigated = await cdp.send("Page.navigate", {"url": url})
             if navigated.get("errorText"):
                 raise unavailable("unreachable", "the browser could not load the page")

@@ -17,7 +17,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from shared.runtime_config import DocumentReader
 from tests.lambdas.loopback import serve_asgi
-from tests.lambdas.web_fakes import FakeBrowserClient, FakeBrowserPage, FakeCdp, FakeGuardrail, cdp_server
+from tests.lambdas.web_fakes import MAIN_FRAME, FakeBrowserClient, FakeBrowserPage, FakeCdp, FakeGuardrail, cdp_server
 from tests.lambdas.web_site import ARTICLE, SiteHandler, resolver, site_policy, web_site
 from web_mcp.browse import Browser
 from web_mcp.contract import NOTICE, WEB_BROWSE, WEB_FETCH, Settings, WebPolicy
@@ -392,10 +392,18 @@ def test_browses_a_page_with_steps_and_stops_the_session(world: World) -> None:
     assert body["external"] is True
     assert world.sessions == ["start aws.browser.v1 90", "headers", "stop"]
     methods = world.cdp.methods()
-    assert methods[:3] == ["Target.createTarget", "Target.attachToTarget", "Page.navigate"]
-    navigate = world.cdp.received[2]
+    assert methods[:5] == [
+        "Target.createTarget",
+        "Target.attachToTarget",
+        "Fetch.enable",
+        "Page.navigate",
+        "Fetch.continueRequest",
+    ]
+    assert world.cdp.intercepting  # every document request, before the first navigation
+    navigate = world.cdp.received[3]
     assert navigate["params"] == {"url": url}
     assert navigate["sessionId"] == "cdp-session-1"
+    assert world.cdp.paused == [(url, MAIN_FRAME, "continue")]
     typed = [
         m["params"]["expression"] for m in world.cdp.received if "e.value = t" in m["params"].get("expression", "")
     ]
@@ -423,6 +431,50 @@ def test_browse_refuses_a_final_url_that_fails_the_checks(world: World) -> None:
     assert is_error
     assert body["error"]["reason"] == "address_not_allowed"
     assert "SECRET" not in json.dumps(body)
+    assert world.sessions[-1] == "stop"
+
+
+@pytest.mark.parametrize(
+    ("host", "reason"), [("metadata.test", "address_not_allowed"), ("www.site.test", "domain_not_allowed")]
+)
+def test_browse_refuses_a_redirect_hop_before_the_browser_sends_it(world: World, host: str, reason: str) -> None:
+    url, hop = world.site("/app"), world.site("/latest/", host)
+    world.cdp.pages[url] = FakeBrowserPage(url, "t", "<p>SECRET</p>", redirects=(world.site("/next"), hop))
+    is_error, body = browse_call(world, url)
+    assert is_error
+    assert body["error"]["reason"] == reason
+    assert "SECRET" not in json.dumps(body)
+    # The page's first hops went on; the refused one was failed in the browser, never sent.
+    assert world.cdp.paused == [
+        (url, MAIN_FRAME, "continue"),
+        (world.site("/next"), MAIN_FRAME, "continue"),
+        (hop, MAIN_FRAME, "fail"),
+    ]
+    assert world.sessions[-1] == "stop"
+
+
+def test_browse_reads_a_page_without_its_refused_frame(world: World) -> None:
+    url, frame = world.site("/app"), world.site("/widget", "private.test")
+    world.cdp.pages[url] = FakeBrowserPage(url, "t", "<p>The page.</p>", frames=(world.site("/ok-frame"), frame))
+    is_error, body = browse_call(world, url)
+    assert not is_error, body
+    assert "The page." in body["text"]
+    assert world.cdp.paused == [
+        (url, MAIN_FRAME, "continue"),
+        (world.site("/ok-frame"), "frame-2", "continue"),
+        (frame, "frame-2", "fail"),
+    ]
+
+
+def test_browse_refuses_a_step_that_navigates_somewhere_refused(world: World) -> None:
+    url, elsewhere = world.site("/app"), world.site("/admin", "private.test")
+    world.cdp.pages[url] = FakeBrowserPage(url, "t", "<p>x</p>")
+    world.cdp.elements = {"#go"}
+    world.cdp.navigations = {"#go": elsewhere}
+    is_error, body = browse_call(world, url, [{"action": "click", "selector": "#go"}])
+    assert is_error
+    assert body["error"]["reason"] == "address_not_allowed"
+    assert (elsewhere, MAIN_FRAME, "fail") in world.cdp.paused
     assert world.sessions[-1] == "stop"
 
 

@@ -55,31 +55,79 @@ class FakeBrowserPage:
     final_url: str
     title: str
     html: str
+    redirects: tuple[str, ...] = ()  # the main frame's further document requests (redirect hops)
+    frames: tuple[str, ...] = ()  # the page's frames' document requests
+
+
+MAIN_FRAME = "target-1"  # a page's main frame has its target's id
 
 
 @dataclass
 class FakeCdp:
     """The browser end of the automation stream. ``pages`` maps a navigated URL to what the browser
-    ends up showing (its final URL may differ: the browser's own redirects)."""
+    ends up showing (its final URL may differ: the browser's own redirects). Once the client has
+    enabled document interception, each document request of a navigation (the URL, its redirect
+    hops, the page's frames) pauses for the client's answer, as Chromium's Fetch domain does: a
+    failed main-frame hop ends the navigation with net::ERR_BLOCKED_BY_CLIENT. ``navigations``:
+    selectors whose click navigates the main frame to a URL."""
 
     pages: dict[str, FakeBrowserPage] = field(default_factory=dict)
     loads: bool = True  # False: the page never finishes loading
     elements: set[str] = field(default_factory=set)  # selectors that match
+    navigations: dict[str, str] = field(default_factory=dict)
     received: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
+    paused: list[tuple[str, str, str]] = field(default_factory=list)  # (url, frame, "continue" | "fail")
+    intercepting: bool = False
     current: str = "about:blank"
 
-    def answer(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+    async def answer(self, method: str, params: dict[str, Any], connection: ServerConnection) -> dict[str, Any]:
         if method == "Target.createTarget":
-            return {"targetId": "target-1"}
+            return {"targetId": MAIN_FRAME}
         if method == "Target.attachToTarget":
             return {"sessionId": "cdp-session-1"}
+        if method == "Fetch.enable":
+            self.intercepting = params == {
+                "patterns": [{"urlPattern": "*", "resourceType": "Document", "requestStage": "Request"}]
+            }
+            return {}
         if method == "Page.navigate":
-            self.current = params["url"]
-            return {"frameId": "frame-1"} if self.current in self.pages else {"frameId": "f", "errorText": "net::ERR"}
+            return await self.navigate(params["url"], connection)
         if method == "Runtime.evaluate":
-            return {"result": {"type": "string", "value": self.evaluate(params["expression"])}}
+            expression = params["expression"]
+            for selector, url in self.navigations.items():
+                if expression.startswith(f"({browse.CLICK}") and json.dumps(selector) in expression:
+                    await self.navigate(url, connection)
+            return {"result": {"type": "string", "value": self.evaluate(expression)}}
         return {}
+
+    async def navigate(self, url: str, connection: ServerConnection) -> dict[str, Any]:
+        page = self.pages.get(url)
+        hops = [(url, MAIN_FRAME), *[(hop, MAIN_FRAME) for hop in (page.redirects if page else ())]]
+        for hop, frame in [*hops, *[(frame, "frame-2") for frame in (page.frames if page else ())]]:
+            if not await self.pause(hop, frame, connection) and frame == MAIN_FRAME:
+                return {"frameId": MAIN_FRAME, "errorText": "net::ERR_BLOCKED_BY_CLIENT"}
+        if page is None:
+            return {"frameId": MAIN_FRAME, "errorText": "net::ERR"}
+        self.current = url
+        return {"frameId": MAIN_FRAME}
+
+    async def pause(self, url: str, frame: str, connection: ServerConnection) -> bool:
+        """One document request held for the client's answer (sent on without interception)."""
+        if not self.intercepting:
+            return True
+        request_id = f"interception-{len(self.paused) + 1}"
+        paused = {"requestId": request_id, "request": {"url": url, "method": "GET"}, "frameId": frame}
+        await connection.send(json.dumps({"method": "Fetch.requestPaused", "params": paused}))
+        message = json.loads(await connection.recv())
+        self.received.append(message)
+        decision = {"Fetch.continueRequest": "continue", "Fetch.failRequest": "fail"}[message["method"]]
+        assert message["params"]["requestId"] == request_id, message
+        if decision == "fail":
+            assert message["params"]["errorReason"] == "BlockedByClient", message
+        self.paused.append((url, frame, decision))
+        await connection.send(json.dumps({"id": message["id"], "result": {}}))
+        return decision == "continue"
 
     def evaluate(self, expression: str) -> Any:
         if expression == browse.READY:
@@ -104,7 +152,7 @@ class FakeCdp:
             self.received.append(message)
             # An event first: the client must skip what is not its answer.
             await connection.send(json.dumps({"method": "Page.frameStartedLoading", "params": {}}))
-            result = self.answer(message["method"], message.get("params", {}))
+            result = await self.answer(message["method"], message.get("params", {}), connection)
             await connection.send(json.dumps({"id": message["id"], "result": result}))
 
     def methods(self) -> list[str]:
