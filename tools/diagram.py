@@ -42,6 +42,7 @@ OVERVIEW_LABELS = 3
 MAIN_TYPES = {
     "AWS::Lambda::Function": "Lambda function",
     "AWS::ApiGateway::RestApi": "REST API",
+    "AWS::ApiGateway::UsagePlan": "usage plan",
     "AWS::Cognito::UserPool": "Cognito user pool",
     "AWS::DynamoDB::Table": "DynamoDB table",
     "AWS::DynamoDB::GlobalTable": "DynamoDB table",
@@ -80,6 +81,7 @@ STORES = {
 EVENTS = {"AWS::SQS::Queue", "AWS::SNS::Topic", "AWS::Events::Rule", "AWS::Scheduler::Schedule"}
 CONTROLS = {
     "AWS::KMS::Key",
+    "AWS::ApiGateway::UsagePlan",
     "AWS::Bedrock::Guardrail",
     "AWS::BedrockAgentCore::PolicyEngine",
     "AWS::WAFv2::WebACL",
@@ -129,6 +131,7 @@ PROPERTY_LABELS = (
     ("LambdaConfig", "triggers"),
     ("EmbeddingModelArn", "embeds with"),
     ("StorageConfiguration", "stores vectors"),
+    ("ApiStages", "throttles and quotas"),
 )
 # What an edge means when nothing more specific is known, by the type of its target.
 TARGET_LABELS = {
@@ -775,7 +778,7 @@ LEGEND = """\
 | `[ ]` rectangle | compute and entry points: functions, APIs, AgentCore runtimes and gateways, user pools |
 | `[( )]` cylinder | data: tables, buckets, knowledge bases, Kendra indexes, AgentCore memory |
 | `{{ }}` hexagon | messaging and events: queues, topics, EventBridge rules and schedules |
-| `[/ /]` parallelogram | controls: KMS keys, guardrails, WAF web ACLs, AgentCore policy engines |
+| `[/ /]` parallelogram | controls: KMS keys, guardrails, WAF web ACLs, AgentCore policy engines, usage plans |
 
 A solid arrow is a reference in the templates: a property, an environment variable or a wiring resource
 (event source mapping, API integration or authorizer, data source, gateway target, EventBridge target,
