@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.contract import FunctionSettings
 from shared.tools import KNOWLEDGE_SEARCH, ToolSpec
@@ -16,7 +16,8 @@ class Arguments(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     query: str = Field(min_length=1, max_length=1000, description="What to look for, in plain words")
-    max_results: int = Field(default=5, ge=1, le=20, description="1 to 20 passages (default 5)")
+    # Strict: lax mode would take true or "5" for an integer, hiding a confused caller.
+    max_results: int = Field(default=5, ge=1, le=20, strict=True, description="1 to 20 passages (default 5)")
     # Declared so the policy engine's schema knows them; the REQUEST interceptor always writes
     # them from the caller's group and session, and the RESPONSE interceptor hides them.
     data_classifications: list[str] = Field(
@@ -27,6 +28,15 @@ class Arguments(BaseModel):
         max_length=256,
         description="Set by the gateway from the calling agent's session, for telemetry",
     )
+
+    @field_validator("query")
+    @classmethod
+    def _not_blank(cls, query: str) -> str:
+        # Retrieve refuses a blank query; refused here it is the caller's invalid_argument,
+        # not an upstream failure it would be told to retry.
+        if not query.strip():
+            raise ValueError("must contain more than whitespace")
+        return query
 
 
 TOOL = ToolSpec(

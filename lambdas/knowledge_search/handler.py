@@ -72,19 +72,35 @@ def _retrieve(agent_runtime: Any, knowledge_base_id: str, request: Arguments, re
         logger.warning("retrieve failed", extra={"code": code})
         record.end("error", code)
         return ToolError("upstream_unavailable", f"knowledge base failed with {code}", retry_after=5).result()
-    passages = []
-    for result in response.get("retrievalResults", []):
-        text = " ".join(result.get("content", {}).get("text", "").split())
-        location = result.get("location", {}).get("s3Location", {}).get("uri")
-        passages.append(
-            {
-                "excerpt": text[:EXCERPT_CHARS],
-                "source": location,
-                "score": result.get("score"),
-                "classification": result.get("metadata", {}).get(CLASSIFICATION_KEY),
-            }
-        )
+    results = response.get("retrievalResults") if isinstance(response, dict) else None
+    passages = [p for result in (results if isinstance(results, list) else []) if (p := passage(result))]
     return {"passages": passages, "returned": len(passages)}
+
+
+def passage(result: Any) -> dict[str, Any] | None:
+    """One Retrieve result as a passage, or None for a result without text. The upstream is not
+    trusted: a field of another shape than the API's (a null content, a non-string text or URI,
+    a location without S3) is left out rather than raising."""
+    text = _field(result, "content", "text")
+    if not isinstance(text, str):
+        return None
+    score = _field(result, "score")
+    return {
+        "excerpt": " ".join(text.split())[:EXCERPT_CHARS],
+        "source": _string(_field(result, "location", "s3Location", "uri")),
+        "score": score if isinstance(score, int | float) and not isinstance(score, bool) else None,
+        "classification": _string(_field(result, "metadata", CLASSIFICATION_KEY)),
+    }
+
+
+def _field(value: Any, *path: str) -> Any:
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def _string(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 @logger.inject_lambda_context(clear_state=True)

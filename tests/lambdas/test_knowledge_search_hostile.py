@@ -1,0 +1,102 @@
+"""knowledge_search against arguments and Retrieve answers of the wrong shape: a bad argument is
+the caller's invalid_argument (never sent to Retrieve), and an odd result never raises."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from knowledge_search.handler import search
+
+KB = "KBPROD1234"
+SCOPED = {"data_classifications": ["public"]}
+
+
+class Runtime:
+    """A Retrieve that answers anything, even what botocore's Stubber would refuse to queue."""
+
+    def __init__(self, response: Any) -> None:
+        self.response = response
+        self.calls: list[dict[str, Any]] = []
+
+    def retrieve(self, **request: Any) -> Any:
+        self.calls.append(request)
+        return self.response
+
+
+GOOD = {
+    "content": {"text": "Refunds within 30 days."},
+    "location": {"type": "S3", "s3Location": {"uri": "s3://curated/policy.pdf"}},
+    "score": 0.82,
+    "metadata": {"classification": "public"},
+}
+
+
+@pytest.mark.parametrize(
+    ("arguments", "field"),
+    [
+        ({"query": "   "}, "query"),
+        ({"query": "\n\t"}, "query"),
+        ({"query": "q", "max_results": True}, "max_results"),
+        ({"query": "q", "max_results": "5"}, "max_results"),
+        ({"query": "q", "max_results": 5.0}, "max_results"),
+    ],
+)
+def test_a_blank_query_or_a_non_integer_max_results_is_invalid_argument(arguments: dict[str, Any], field: str) -> None:
+    runtime = Runtime({"retrievalResults": []})
+    result = search(runtime, KB, {**arguments, **SCOPED})
+    assert result["error"]["kind"] == "invalid_argument"
+    assert result["error"]["message"].startswith(f"{field}:")
+    assert runtime.calls == []  # refused before Retrieve, so never an upstream failure to retry
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        {"content": None},
+        {"content": "text"},
+        {"content": {"text": None}},
+        {"content": {"text": 42}},
+        {},
+        None,
+        "passage",
+    ],
+)
+def test_a_result_without_text_is_skipped(result: Any) -> None:
+    runtime = Runtime({"retrievalResults": [result, GOOD]})
+    answer = search(runtime, KB, {"query": "refunds", **SCOPED})
+    assert answer["returned"] == 1
+    assert answer["passages"][0]["source"] == "s3://curated/policy.pdf"
+
+
+@pytest.mark.parametrize(
+    ("odd", "passage"),
+    [
+        ({"location": {"type": "CUSTOM"}}, {"source": None}),
+        ({"location": None}, {"source": None}),
+        ({"location": {"s3Location": None}}, {"source": None}),
+        ({"location": {"s3Location": {"uri": ["s3://a"]}}}, {"source": None}),
+        ({"metadata": None}, {"classification": None}),
+        ({"metadata": "public"}, {"classification": None}),
+        ({"metadata": {"classification": ["public"]}}, {"classification": None}),
+        ({"score": "high"}, {"score": None}),
+        ({"score": True}, {"score": None}),
+    ],
+)
+def test_an_odd_location_metadata_or_score_reads_as_absent(odd: dict[str, Any], passage: dict[str, Any]) -> None:
+    runtime = Runtime({"retrievalResults": [{**GOOD, **odd}]})
+    answer = search(runtime, KB, {"query": "refunds", **SCOPED})
+    expected = {
+        "excerpt": "Refunds within 30 days.",
+        "source": "s3://curated/policy.pdf",
+        "score": 0.82,
+        "classification": "public",
+    }
+    assert answer == {"passages": [{**expected, **passage}], "returned": 1}
+
+
+@pytest.mark.parametrize("response", [{}, {"retrievalResults": None}, {"retrievalResults": "x"}, None])
+def test_an_answer_without_a_result_list_has_no_passages(response: Any) -> None:
+    answer = search(Runtime(response), KB, {"query": "refunds", **SCOPED})
+    assert answer == {"passages": [], "returned": 0}
