@@ -1,4 +1,5 @@
-"""Adds the caller's gateway group, tier and kind to the ID and access tokens.
+"""Adds the caller's gateway group, tier and kind to the ID and access tokens (V2 and V3 events;
+a V1 event gets a V1 answer, which Cognito applies to the ID token only).
 
 ``cognito:groups`` cannot key an AgentCore rate limit or an API Gateway usage plan, so the
 gateway keys on ``gateway_group``. A user in several configured groups gets the one with the
@@ -41,13 +42,37 @@ def claims_for(member_of: list[str]) -> dict[str, str]:
     return {GROUP_CLAIM: chosen, TIER_CLAIM: group.tier, KIND_CLAIM: group.kind}
 
 
+def member_of(event: Any) -> list[str]:
+    """The user's groups as Cognito lists them. The event is read defensively: any other shape
+    (a null request or group configuration, a string, non-string entries) counts as no groups,
+    which is the least privilege: no claims, so the gateway refuses the caller."""
+    request = event.get("request") if isinstance(event, dict) else None
+    configuration = request.get("groupConfiguration") if isinstance(request, dict) else None
+    listed = configuration.get("groupsToOverride") if isinstance(configuration, dict) else None
+    return [name for name in listed if isinstance(name, str)] if isinstance(listed, list) else []
+
+
+def overrides(version: Any, claims: dict[str, str]) -> dict[str, Any]:
+    """The response in the event's own version: a V1_0 trigger reads only claimsOverrideDetails.
+    The stack configures V2_0, so "1" arrives only from a pool still on V1_0; a V1 answer can
+    reach the ID token alone, so such a pool's access tokens stay without the claims and the
+    gateway's authorizer (which reads the access token) keeps refusing them. "3" (V3_0, which
+    adds client-credentials grants) answers like "2"."""
+    if str(version) == "1":
+        return {"claimsOverrideDetails": {"claimsToAddOrOverride": claims}}
+    return {
+        "claimsAndScopeOverrideDetails": {
+            "idTokenGeneration": {"claimsToAddOrOverride": claims},
+            "accessTokenGeneration": {"claimsToAddOrOverride": claims},
+        }
+    }
+
+
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    member_of = event.get("request", {}).get("groupConfiguration", {}).get("groupsToOverride") or []
-    claims = claims_for(list(member_of))
-    logger.info("token claims", extra={"group": claims.get(GROUP_CLAIM, "none"), "groups_seen": len(member_of)})
-    event.setdefault("response", {})["claimsAndScopeOverrideDetails"] = {
-        "idTokenGeneration": {"claimsToAddOrOverride": claims},
-        "accessTokenGeneration": {"claimsToAddOrOverride": claims},
-    }
+    groups_of_user = member_of(event)
+    claims = claims_for(groups_of_user)
+    logger.info("token claims", extra={"group": claims.get(GROUP_CLAIM, "none"), "groups_seen": len(groups_of_user)})
+    response = event.get("response")
+    event["response"] = {**(response if isinstance(response, dict) else {}), **overrides(event.get("version"), claims)}
     return event
