@@ -3,8 +3,12 @@ Provider framework (stacks/production/account_settings.py).
 
 Create and Update adopt the setting named by ``ResourceProperties.Setting``, asking again every
 ``POLL_SECONDS`` while it is still switching on or IAM has not yet propagated a role the service
-checks, for as long as the invocation has time. Delete does nothing: adopting never switches an
-account setting off. The physical id is the setting's name, so an update never replaces it.
+checks, for as long as the invocation has time. Delete does nothing and reads no property:
+adopting never switches an account setting off, and a delete CloudFormation cannot finish would
+leave the stack DELETE_FAILED. The physical id is the setting's name, so an update of the same
+setting keeps it; an update to another setting is a replacement (CloudFormation then deletes the
+old one, which does nothing), and only an update of the same setting reads its previous properties.
+Any other request type is refused by name.
 """
 
 from __future__ import annotations
@@ -49,10 +53,19 @@ def _client(service: str) -> Any:
     return boto3.client(service, config=AWS)  # made once, reused by every look
 
 
+def previous(event: dict[str, Any]) -> dict[str, Any] | None:
+    """An update's previous properties when they were the same setting's: another setting's are
+    another model's (and a change of setting is a replacement, not an update of it)."""
+    old = event.get("OldResourceProperties")
+    if isinstance(old, dict) and old.get("Setting") == event["ResourceProperties"]["Setting"]:
+        return old
+    return None
+
+
 def adopt(event: dict[str, Any], clients: Clients) -> Outcome:
     """One look at the setting named by ``ResourceProperties.Setting``, changed where the tier owns it."""
     props: dict[str, Any] = event["ResourceProperties"]
-    old: dict[str, Any] | None = event.get("OldResourceProperties")
+    old = previous(event)
     setting = props["Setting"]
     if setting == "transaction_search":
         return transaction_search(
@@ -105,11 +118,19 @@ def adopt_until_in_place(
 
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    request = event.get("RequestType")
+    if request == "Delete":
+        # CloudFormation sends the physical id on every delete; without one the Provider framework
+        # keeps the event's own.
+        deleted = event.get("PhysicalResourceId")
+        logger.info("left as it is: an adopted setting is never switched off", extra={"physical_id": deleted})
+        return {"PhysicalResourceId": deleted} if deleted else {}
+    if request not in ("Create", "Update"):
+        raise ValueError(f"unknown RequestType {request!r}: expected Create, Update or Delete")
     setting = str(event["ResourceProperties"]["Setting"])
-    physical_id = event.get("PhysicalResourceId") or f"account-setting-{setting}"
-    if event["RequestType"] == "Delete":
-        logger.info("left as it is: an adopted setting is never switched off", extra={"setting": setting})
-        return {"PhysicalResourceId": physical_id}
+    physical_id = f"account-setting-{setting}"
+    if request == "Update" and previous(event) is not None:
+        physical_id = event.get("PhysicalResourceId") or physical_id
     outcome = adopt_until_in_place(
         event, _client, remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000
     )

@@ -298,6 +298,58 @@ def test_delete_switches_nothing_off_and_calls_no_aws(monkeypatch: pytest.Monkey
     assert answer == {"PhysicalResourceId": "account-setting-macie"}
 
 
+@pytest.mark.parametrize(
+    "properties",
+    [
+        {},  # none at all
+        {"ResourceProperties": None},
+        {"ResourceProperties": {"ServiceToken": "arn:aws:lambda:..."}},  # no Setting
+        {"ResourceProperties": {"Setting": {"not": "a name"}, "JobsLogRetentionDays": "-1"}},
+    ],
+)
+def test_a_delete_reads_no_property_so_odd_ones_never_fail_it(
+    monkeypatch: pytest.MonkeyPatch, properties: dict[str, Any]
+) -> None:
+    """A failed delete leaves the stack DELETE_FAILED: whatever the properties, the delete answers
+    with the resource's own physical id and calls nothing."""
+
+    def no_aws(service: str) -> Any:
+        raise AssertionError(f"a delete called {service}")
+
+    monkeypatch.setattr(handler, "_client", no_aws)
+    deleted = {key: value for key, value in event("macie", "Delete").items() if key != "ResourceProperties"}
+    answer = handler.lambda_handler({**deleted, **properties, "PhysicalResourceId": "account-setting-x"}, FakeContext())
+    assert answer == {"PhysicalResourceId": "account-setting-x"}
+
+
+def test_an_unknown_request_type_is_refused_by_name_not_taken_for_a_create(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_aws(service: str) -> Any:
+        raise AssertionError(f"a {service} call for an unknown request")
+
+    monkeypatch.setattr(handler, "_client", no_aws)
+    with pytest.raises(ValueError, match="unknown RequestType 'Bogus'"):
+        handler.lambda_handler(event("macie", "Bogus", **MACIE), FakeContext())
+
+
+def test_a_change_of_setting_is_a_replacement_that_never_reads_the_old_settings_properties(
+    aws: Stubbed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Macie's properties are not invocation logging's: an update to another setting takes a new
+    physical id (CloudFormation then deletes the old one, which does nothing) and adopts as a create."""
+    monkeypatch.setattr(handler, "_client", aws)
+    bedrock = aws.stub("bedrock")
+    bedrock.add_response("get_model_invocation_logging_configuration", {}, {})
+    bedrock.add_response("put_model_invocation_logging_configuration", {}, None)
+    changed = {
+        **event("model_invocation_logging", "Update", **LOGGING),
+        "OldResourceProperties": {"ServiceToken": "arn:aws:lambda:...", "Setting": "macie", **MACIE},
+        "PhysicalResourceId": "account-setting-macie",
+    }
+    answer = handler.lambda_handler(changed, FakeContext())
+    assert answer["PhysicalResourceId"] == "account-setting-model_invocation_logging"
+    assert answer["Data"]["Adopted"] == "enabled"
+
+
 def test_create_and_update_keep_one_physical_id_per_setting(aws: Stubbed, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(handler, "_client", aws)
     jobs_log_group(aws, exists=True)
