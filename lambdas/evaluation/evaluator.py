@@ -95,8 +95,20 @@ def golden_case(raw: Mapping[str, Any]) -> GoldenCase:
     )
 
 
-def calls_from(raw: Iterable[Mapping[str, Any]]) -> list[Call]:
-    return [Call(str(c["name"]), dict(c.get("arguments") or {}), bool(c.get("ok", True))) for c in raw]
+def calls_from(raw: Iterable[Any]) -> list[Call]:
+    """Recorded tool calls (``name``, ``arguments``, ``ok``); ValueError when one is not a call: not
+    an object, no name, or arguments that are not an object."""
+    calls = []
+    for n, call in enumerate(raw):
+        if not isinstance(call, Mapping):
+            raise ValueError(f"tool call {n} is not an object")
+        name, arguments = call.get("name"), call.get("arguments")
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"tool call {n} has no name")
+        if arguments is not None and not isinstance(arguments, Mapping):
+            raise ValueError(f"tool call {n}'s arguments are not an object")
+        calls.append(Call(name, dict(arguments or {}), bool(call.get("ok", True))))
+    return calls
 
 
 def score(case: GoldenCase, calls: Sequence[Call]) -> CaseScore:
@@ -129,7 +141,8 @@ def same(expected: Any, sent: Any) -> bool:
     if isinstance(expected, str) and isinstance(sent, str):
         return expected.strip().casefold() == sent.strip().casefold()
     if isinstance(expected, int | float) and isinstance(sent, int | float) and not isinstance(sent, bool):
-        return float(expected) == float(sent)
+        # Python compares an int with a float exactly; float() of a huge int would overflow.
+        return bool(expected == sent)
     if isinstance(expected, list) and isinstance(sent, list):
         return len(expected) == len(sent) and all(any(same(e, s) for s in sent) for e in expected)
     return bool(expected == sent)

@@ -5,11 +5,19 @@ Every turn: ``ToolCalls`` and ``ToolErrors`` per tool. A turn that replays a gol
 (``evaluation_case``, sent by an internal caller) is scored like ``make eval`` scores recorded
 traces: ``ToolSelectionAccuracy``, ``ToolArgumentAccuracy`` and ``ToolCallSuccessRate`` (percent)
 per agent, which the dashboard shows and an alarm holds to the configured floor.
+
+The subscription delivers turn lines only, so a line this cannot read, or a turn whose tool calls
+cannot be scored, is a rejected turn: counted and logged (its kind of fault, never its content),
+while the rest of the batch is scored. A tool or agent name no tool or agent can have (the model
+chooses tool names) is the dimension value ``invalid``, so the metric document stays within
+CloudWatch's limits.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
@@ -24,6 +32,10 @@ from shared.telemetry import emit_all
 
 logger = Logger()
 TURN = AGENT_TURN_MESSAGE
+# Longer than any name the tier gives a tool (a 32-character target, "___", a 48-character tool)
+# or an agent, far shorter than a CloudWatch dimension value may be (1,024).
+NAME = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+INVALID = "invalid"
 
 
 @cache
@@ -31,45 +43,69 @@ def golden() -> dict[str, GoldenCase]:
     return {case.id: case for case in load_golden_set()}
 
 
-def turns(messages: list[str]) -> list[dict[str, Any]]:
-    """The gateway's "agent turn" records among the log messages (others are skipped)."""
+def turns(messages: list[str]) -> tuple[list[dict[str, Any]], int]:
+    """The gateway's "agent turn" records among the log messages (other records are skipped), and
+    how many messages could not be read (not JSON, or nested deeper than the parser goes)."""
     found = []
+    unreadable = 0
     for message in messages:
         try:
             record = json.loads(message)
-        except ValueError:
+        except (ValueError, RecursionError):
+            unreadable += 1
             continue
         if isinstance(record, dict) and record.get("message") == TURN and isinstance(record.get("tool_calls"), list):
             found.append(record)
-    return found
+    return found, unreadable
+
+
+def dimension(value: Any, default: str = "unknown") -> str:
+    """A name as a dimension value: ``default`` when there is none, ``invalid`` when no name is so."""
+    if value is None or value == "":
+        return default
+    return value if isinstance(value, str) and NAME.fullmatch(value) else INVALID
 
 
 def publish(record: dict[str, Any]) -> dict[str, float] | None:
-    """Emit the turn's metrics; the case's scores when it replays a golden case."""
-    agent = str(record.get("agent") or "unknown")
-    for call in record["tool_calls"]:
+    """Emit the turn's metrics; the case's scores when it replays a golden case. A turn that cannot
+    be scored raises ValueError before anything is emitted."""
+    calls: list[Any] = record["tool_calls"]
+    if not all(isinstance(call, Mapping) for call in calls):
+        raise ValueError("a tool call is not an object")
+    replayed = record.get("evaluation_case")
+    case = golden().get(replayed) if isinstance(replayed, str) else None
+    result = score(case, calls_from(calls)) if case is not None else None
+    for call in calls:
         counts = [
             (Metric.TOOL_CALLS, MetricUnit.Count, 1.0),
             (Metric.TOOL_ERRORS, MetricUnit.Count, 0.0 if call.get("ok") else 1.0),
         ]
-        emit_all(counts, {Dimension.TOOL: str(call.get("name") or "unknown")})
-    case = golden().get(str(record.get("evaluation_case") or ""))
-    if case is None:
+        emit_all(counts, {Dimension.TOOL: dimension(call.get("name"))})
+    if result is None:
         return None
-    result = score(case, calls_from(record["tool_calls"]))
     scores: dict[str, float] = {
         Metric.TOOL_SELECTION_ACCURACY: result.selection * 100,
         Metric.TOOL_ARGUMENT_ACCURACY: result.arguments * 100,
         Metric.TOOL_CALL_SUCCESS_RATE: result.success * 100,
     }
-    emit_all([(name, MetricUnit.Percent, value) for name, value in scores.items()], {Dimension.AGENT: agent})
+    emit_all(
+        [(name, MetricUnit.Percent, value) for name, value in scores.items()],
+        {Dimension.AGENT: dimension(record.get("agent"))},
+    )
     return scores
 
 
 @event_source(data_class=CloudWatchLogsEvent)
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: CloudWatchLogsEvent, context: LambdaContext) -> dict[str, int]:
-    records = turns([e.message for e in event.parse_logs_data().log_events])
-    scored = sum(1 for record in records if publish(record) is not None)
-    logger.info("turns evaluated", extra={"turns": len(records), "golden_cases": scored})
-    return {"turns": len(records), "golden_cases": scored}
+    records, rejected = turns([e.message for e in event.parse_logs_data().log_events])
+    scored = 0
+    for record in records:
+        try:
+            scored += publish(record) is not None
+        except (ValueError, RecursionError) as error:
+            # The fault's kind only: a turn's tool calls may hold a caller's arguments.
+            logger.warning("agent turn rejected", extra={"error": type(error).__name__})
+            rejected += 1
+    logger.info("turns evaluated", extra={"turns": len(records), "golden_cases": scored, "rejected": rejected})
+    return {"turns": len(records), "golden_cases": scored, "rejected": rejected}

@@ -18,6 +18,7 @@ from evaluation.evaluator import (
     argument_score,
     evaluate,
     load_golden_set,
+    same,
     score,
 )
 from stacks.config import all_tools, load_config
@@ -85,6 +86,13 @@ def test_the_best_accepted_answer_for_the_chosen_tool_counts() -> None:
     assert argument_score({"ids": [1, 2]}, {"ids": [2, 1.0]}) == 1.0
 
 
+def test_numbers_too_large_for_a_float_are_compared_not_overflowed() -> None:
+    assert same(10**400, 10**400)
+    assert not same(10**400, 1.5)
+    assert not same(1e308, 10**400)
+    assert same(3, 3.0)
+
+
 def test_aggregates_are_means_over_cases_and_success_over_calls() -> None:
     other = GoldenCase(id="d", prompt="p", group="g", expected=Expected(SEARCH, {"query": "q"}))
     report = evaluate(
@@ -142,7 +150,8 @@ def test_live_turns_become_tool_metrics_and_golden_replays_are_scored(capsys: py
         ],
     }
     event = subscription_event([json.dumps(live), "not json", json.dumps({"message": "other"}), json.dumps(replay)])
-    assert handler.lambda_handler(event, FakeContext()) == {"turns": 2, "golden_cases": 1}
+    # "not json" cannot be a turn the subscription meant to deliver: it counts as rejected.
+    assert handler.lambda_handler(event, FakeContext()) == {"turns": 2, "golden_cases": 1, "rejected": 1}
     emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     by_name: dict[tuple[str, str], float] = {}
     for document in emitted:
@@ -156,3 +165,71 @@ def test_live_turns_become_tool_metrics_and_golden_replays_are_scored(capsys: py
     assert by_name[("ToolErrors", ORDERS)] == 0.0
     assert by_name[("ToolSelectionAccuracy", "support_assistant")] == 100.0
     assert by_name[("ToolArgumentAccuracy", "support_assistant")] == 50.0
+
+
+def emitted_metrics(out: str) -> list[tuple[str, str, float]]:
+    """(metric, dimension value, value) of every EMF document in ``out``."""
+    found = []
+    for line in out.splitlines():
+        if '"_aws"' not in line:
+            continue
+        document = json.loads(line)
+        (declared,) = document["_aws"]["CloudWatchMetrics"]
+        (dimensions,) = declared["Dimensions"]
+        for metric in declared["Metrics"]:
+            value = document[metric["Name"]]
+            found.append((metric["Name"], document[dimensions[0]], value[0] if isinstance(value, list) else value))
+    return found
+
+
+SECRET = "ada-secret@example.com"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        json.dumps({"message": "agent turn", "agent": "a", "tool_calls": [{"name": SECRET, "ok": True}, None]}),
+        '{"message": "agent turn", "tool_calls": [], "x": ' + "[" * 100_000 + "]" * 100_000 + "}",
+        json.dumps({"message": "agent turn", "evaluation_case": "orders-shipped", "tool_calls": [{"ok": True}]}),
+        json.dumps(
+            {
+                "message": "agent turn",
+                "evaluation_case": "orders-shipped",
+                "tool_calls": [{"name": ORDERS, "arguments": SECRET}],
+            }
+        ),
+    ],
+    ids=["call-not-an-object", "nested-too-deep", "replayed-call-without-name", "arguments-not-an-object"],
+)
+def test_a_bad_turn_is_rejected_and_counted_and_the_rest_of_the_batch_is_scored(
+    capsys: pytest.CaptureFixture[str], bad: str
+) -> None:
+    """One bad record used to fail the whole batch: every other turn's metrics lost, and retried."""
+    good = json.dumps({"message": "agent turn", "agent": "support_assistant", "tool_calls": [{"name": SEARCH}]})
+    replay = json.dumps(
+        {
+            "message": "agent turn",
+            "agent": "support_assistant",
+            "evaluation_case": "orders-shipped",
+            "tool_calls": [{"name": ORDERS, "arguments": {"customer_email": "ada@example.com", "status": "shipped"}}],
+        }
+    )
+    answer = handler.lambda_handler(subscription_event([good, bad, replay]), FakeContext())
+    assert answer["golden_cases"] == 1
+    assert answer["rejected"] == 1
+    out = capsys.readouterr().out
+    metrics = emitted_metrics(out)
+    assert ("ToolCalls", SEARCH, 1.0) in metrics
+    assert ("ToolSelectionAccuracy", "support_assistant", 100.0) in metrics
+    assert all(tool in (SEARCH, ORDERS, "support_assistant") for _, tool, _ in metrics)  # nothing of the bad turn
+    assert SECRET not in out  # the log says what kind of fault, not what the turn held
+
+
+def test_a_tool_name_no_tool_can_have_is_one_invalid_dimension_value(capsys: pytest.CaptureFixture[str]) -> None:
+    """The model chooses tool names; CloudWatch rejects a document with a dimension value over
+    1,024 characters, and every odd name would be a metric of its own."""
+    names = ["n" * 5000, "two words", ORDERS, None]
+    turn = {"message": "agent turn", "tool_calls": [{"name": name} for name in names]}
+    handler.lambda_handler(subscription_event([json.dumps(turn)]), FakeContext())
+    tools = [tool for metric, tool, _ in emitted_metrics(capsys.readouterr().out) if metric == "ToolCalls"]
+    assert tools == ["invalid", "invalid", ORDERS, "unknown"]
