@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from functools import cache
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
@@ -194,6 +194,29 @@ def _restored() -> None:
 
 
 # --- routes ----------------------------------------------------------------------------------
+
+# Each route's path (a {name} is one segment) and method: a 404 lists them, a 405 answers Allow.
+METHODS: Final = {
+    "/v1/chat": "POST",
+    "/v1/outputs/{type}": "POST",
+    "/v1/jobs/{id}": "GET",
+    "/v1/usage": "GET",
+    openai_api.CHAT_COMPLETION_PATH: "POST",
+    openai_api.MODELS_PATH: "GET",
+}
+ROUTES: Final = ", ".join(f"{method} {path}" for path, method in METHODS.items())
+
+
+def _allowed(path: str) -> str | None:
+    """The method of the route whose path this is, if any."""
+    segments = path.split("/")
+    for route, method in METHODS.items():
+        parts = route.split("/")
+        if len(parts) == len(segments) and all(
+            part == segment or part.startswith("{") for part, segment in zip(parts, segments, strict=True)
+        ):
+            return method
+    return None
 
 
 @app.post("/v1/chat")
@@ -477,14 +500,18 @@ def _generation(
 
 
 def _caller_and_group() -> tuple[Caller, GroupPolicy]:
-    claims = app.current_event.raw_event.get("requestContext", {}).get("authorizer") or {}
+    context = app.current_event.raw_event.get("requestContext")
+    claims = context.get("authorizer") if isinstance(context, dict) else None
+    if not isinstance(claims, dict):  # API Gateway always sends one; a misrouted event may not
+        claims = {}
     user, group_name = str(claims.get(CONTEXT_USER) or ""), str(claims.get(CONTEXT_GROUP) or "")
     if not user or not group_name:
         raise GatewayError(403, "forbidden", "the caller has no gateway group")
     caller = Caller(user=user, group=group_name)
     group = policy().groups.get(caller.group)
     if group is None:
-        raise GatewayError(403, "forbidden", f"group {caller.group} has no access to the gateway")
+        # (A configured group's name is short; one that is not is not echoed whole.)
+        raise GatewayError(403, "forbidden", f"group {caller.group[:64]} has no access to the gateway")
     telemetry.request(caller.group)
     return caller, group
 
@@ -669,15 +696,18 @@ def _openai_refused(error: OpenAIError) -> Response[Any]:
 
 @app.not_found
 def _no_route(error: NotFoundError) -> Response[Any]:
-    telemetry.refused(404, "not_found", log=False)
-    return _json(
-        404,
-        {
-            "error": "not_found",
-            "message": "routes: POST /v1/chat, POST /v1/outputs/{type}, GET /v1/jobs/{id}, GET /v1/usage, "
-            "POST /v1/chat/completions, GET /v1/models",
-        },
-    )
+    """A path the gateway does not serve (404, with its routes), or a route's path with another
+    method (405, with Allow), in the route's shape."""
+    allowed = _allowed(_path())
+    if allowed is None:
+        refusal = GatewayError(404, "not_found", f"routes: {ROUTES}")
+    else:
+        method = app.current_event.http_method
+        refusal = GatewayError(405, "method_not_allowed", f"{method[:16]} is not allowed here; use {allowed}")
+    response = _refusal(refusal, log=False)
+    if allowed is not None:
+        response.headers["Allow"] = allowed
+    return response
 
 
 # Registered last and broadest: Powertools picks the most specific handler for an exception.
@@ -690,9 +720,9 @@ def _unexpected(error: Exception) -> Response[Any]:
     return _json(500, {"error": "internal_error", "message": message})
 
 
-def _refusal(error: GatewayError) -> Response[Any]:
+def _refusal(error: GatewayError, *, log: bool = True) -> Response[Any]:
     retry_after = error.extra.pop("retry_after", None)
-    telemetry.refused(error.status, error.code)
+    telemetry.refused(error.status, error.code, log=log)
     if _openai_route():
         return _openai_json(
             openai_api.from_gateway(error.status, error.code, error.message, retry_after=retry_after, **error.extra)
@@ -711,7 +741,12 @@ def _json(status: int, body: dict[str, Any], retry_after: str | None = None) -> 
 
 def _openai_route() -> bool:
     """Whether the request is to an OpenAI-compatible route, whose errors are OpenAI's shape."""
-    return app.current_event.path in openai_api.PATHS
+    return _path() in openai_api.PATHS
+
+
+def _path() -> str:
+    """The request's path as the router matched it (a trailing slash or newline is the same route)."""
+    return app.current_event.path.rstrip("/\n") or "/"
 
 
 def _openai_json(error: OpenAIError) -> Response[Any]:

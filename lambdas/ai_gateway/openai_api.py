@@ -19,7 +19,7 @@ from typing import Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ai_gateway.contract import MAX_MESSAGES
-from shared.bodies import field as field_name
+from shared.bodies import first_problems, worded
 
 CHAT_COMPLETION_PATH: Final = "/v1/chat/completions"
 MODELS_PATH: Final = "/v1/models"
@@ -103,16 +103,14 @@ def stream_refused(why: str = "streamed completions are not served by this funct
 
 
 def from_validation(error: ValidationError) -> OpenAIError:
-    """A body pydantic refused: a 400 naming each field at fault (its location and pydantic's
-    message, never the input), the first one as ``param``."""
-    details = error.errors()
-    first = details[0]
-    names = [field_name(d["loc"]) for d in details]
-    message = "; ".join(f"{name}: {d['msg']}" for name, d in zip(names, details, strict=True))
+    """A body pydantic refused: a 400 naming the fields at fault (their location and pydantic's
+    message, never the input; shared.bodies bounds how many and how long), the first as ``param``."""
+    listed, count = first_problems(error)
+    first = listed[0]
     return invalid(
-        message,
-        param=None if names[0] == "body" else names[0],
-        code=_CODES.get(first["type"], "invalid_value"),
+        worded(listed, count),
+        param=None if first.field == "body" else first.field,
+        code=_CODES.get(first.type, "invalid_value"),
     )
 
 

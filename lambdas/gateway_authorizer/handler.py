@@ -85,13 +85,12 @@ def _restored() -> None:
 def authorize(event: dict[str, Any]) -> dict[str, Any]:
     try:
         claims = verifier().claims(bearer(event.get("authorizationToken")))
+        if not isinstance(claims.get("sub"), str) or not claims["sub"]:
+            raise InvalidToken("no subject")
     except InvalidToken as error:
         logger.info("token rejected", extra={"reason": error.reason})
         raise Unauthorized() from None
-    # Any method of this API and stage: the result is cached per token across methods.
-    api_arn, _, _ = str(event["methodArn"]).partition("/")
-    stage = str(event["methodArn"]).split("/")[1]
-    resource = f"{api_arn}/{stage}/*/*"
+    resource = _methods_of(event.get("methodArn"))
     group = claims.get(GROUP_CLAIM)
     key_id = api_keys().get().keys.get(group) if isinstance(group, str) else None
     if key_id is None:
@@ -106,6 +105,17 @@ def authorize(event: dict[str, Any]) -> dict[str, Any]:
         CONTEXT_KIND: str(claims.get(KIND_CLAIM, "")),
     }
     return response
+
+
+def _methods_of(method_arn: Any) -> str:
+    """Any method of the request's API and stage (the result is cached per token across methods),
+    from API Gateway's ``arn:…:<api>/<stage>/<method>/<path>``; an event without one is refused."""
+    api_arn, _, rest = method_arn.partition("/") if isinstance(method_arn, str) else ("", "", "")
+    stage = rest.split("/")[0]
+    if not api_arn or not stage:
+        logger.warning("no method ARN in the event")
+        raise Unauthorized()
+    return f"{api_arn}/{stage}/*/*"
 
 
 def _policy(principal: str, effect: str, resource: str) -> dict[str, Any]:

@@ -19,9 +19,9 @@ class InvalidToken(Exception):  # noqa: N818 - the name says what the caller get
 _JWT_PUNCTUATION = str.maketrans("-_.", "aaa")
 
 
-def bearer(header: str | None) -> str:
-    """The token of an ``Authorization: Bearer <token>`` header."""
-    scheme, _, token = (header or "").partition(" ")
+def bearer(header: object) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header (anything but text is no token)."""
+    scheme, _, token = (header if isinstance(header, str) else "").partition(" ")
     # A JWT is base64url segments joined by dots: anything else (padding, a trailing newline) is no token.
     if scheme.lower() != "bearer" or not token.isascii() or not token.translate(_JWT_PUNCTUATION).isalnum():
         raise InvalidToken("no bearer token")

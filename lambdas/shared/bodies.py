@@ -5,15 +5,19 @@ insists on UTF-8; a body that is neither raises :class:`BodyError` naming which,
 to answer 4xx. Parse the result with pydantic (``model_validate_json`` or ``from_json``), whose
 parser ends deep nesting, huge numbers and NaN with a validation error: ``json.loads`` would
 raise RecursionError or ValueError into a 500. :func:`problems` words a pydantic error by
-location and message only, never echoing the input back.
+location and message only, never echoing the input back, and bounded: a body of 200,000 unknown
+keys has as many errors, and listing them all would answer with more than Lambda may return.
 """
 
 from __future__ import annotations
 
 import base64
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import ValidationError
+
+MAX_PROBLEMS = 10  # listed in an answer; the rest are counted
+MAX_FIELD_CHARS = 64  # of a field's name in an answer: an unknown key's name is the caller's text
 
 
 class BodyError(ValueError):
@@ -37,11 +41,32 @@ def body_bytes(body: str | None, base64_encoded: bool | None) -> bytes:
 
 
 def field(loc: tuple[Any, ...]) -> str:
-    """ "messages.0.role" for a field; "body" when the body itself is wrong (e.g. not JSON)."""
+    """ "messages.0.role" for a field; "body" when the body itself is wrong (e.g. not JSON). At
+    most MAX_FIELD_CHARS characters, cut with "…"."""
     parts = [part for part in loc if part not in ("body", "path")]
-    return ".".join(map(str, parts)) if any(isinstance(part, str) for part in parts) else "body"
+    name = ".".join(map(str, parts)) if any(isinstance(part, str) for part in parts) else "body"
+    return name if len(name) <= MAX_FIELD_CHARS else f"{name[: MAX_FIELD_CHARS - 1]}…"
+
+
+class Problem(NamedTuple):
+    field: str
+    message: str  # pydantic's, which never quotes the input
+    type: str  # pydantic's error type ("missing", "extra_forbidden", ...)
+
+
+def first_problems(error: ValidationError) -> tuple[list[Problem], int]:
+    """The first MAX_PROBLEMS problems, and how many there are in all."""
+    details = error.errors(include_url=False, include_context=False, include_input=False)
+    listed = [Problem(field(d["loc"]), d["msg"], d["type"]) for d in details[:MAX_PROBLEMS]]
+    return listed, len(details)
 
 
 def problems(error: ValidationError) -> str:
-    """Each problem as "<field>: <message>": pydantic's ``input`` would echo the caller's text."""
-    return "; ".join(f"{field(detail['loc'])}: {detail['msg']}" for detail in error.errors())
+    """Each problem as "<field>: <message>" (pydantic's ``input`` would echo the caller's text),
+    the first MAX_PROBLEMS of them and then how many more."""
+    return worded(*first_problems(error))
+
+
+def worded(listed: list[Problem], count: int) -> str:
+    text = "; ".join(f"{problem.field}: {problem.message}" for problem in listed)
+    return f"{text}; and {count - len(listed)} more" if count > len(listed) else text

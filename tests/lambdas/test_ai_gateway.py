@@ -387,7 +387,8 @@ def test_a_price_change_is_config_not_code(gateway: Gateway, monkeypatch: pytest
             413,
             "the limit is 20000",
         ),
-        (rest_event("DELETE", "/v1/usage"), 404, "routes:"),
+        (rest_event("DELETE", "/v1/usage"), 405, "DELETE is not allowed here; use GET"),
+        (rest_event("GET", "/v1/nothing"), 404, "routes:"),
     ],
 )
 def test_bad_requests_are_4xx_json_with_a_reason(

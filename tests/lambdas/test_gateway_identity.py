@@ -157,6 +157,7 @@ def test_a_valid_token_gets_its_groups_api_key_and_caller_context(
         {"client_id": "someone-else"},
         {"iss": "https://cognito-idp.us-east-1.amazonaws.com/other-pool"},
         {"sub": None},
+        {"sub": ""},  # signed, but nobody: the gateway could not name the caller
     ],
 )
 def test_a_bad_token_is_unauthorized(
@@ -170,6 +171,29 @@ def test_a_token_signed_by_another_key_is_unauthorized(cognito: tuple[str, list[
     forged = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     with pytest.raises(authorizer.Unauthorized):
         authorize(sign(forged, cognito[0]))
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"type": "TOKEN", "methodArn": METHOD_ARN},
+        {"type": "TOKEN", "authorizationToken": 5, "methodArn": METHOD_ARN},
+        {"type": "TOKEN", "authorizationToken": ["Bearer x"], "methodArn": METHOD_ARN},
+    ],
+    ids=["no token", "a number", "a list"],
+)
+def test_a_token_that_is_not_text_is_unauthorized(event: dict[str, Any], configured: Stubber) -> None:
+    with pytest.raises(authorizer.Unauthorized, match=r"^Unauthorized$"):
+        authorizer.lambda_handler(event, FakeContext())
+
+
+@pytest.mark.parametrize("method_arn", [None, 5, "", "arn:aws:execute-api:us-east-1:123456789012:abc123"])
+def test_an_event_without_a_method_arn_is_unauthorized(
+    method_arn: Any, signing_key: rsa.RSAPrivateKey, cognito: tuple[str, list[str]], configured: Stubber
+) -> None:
+    event = {"type": "TOKEN", "authorizationToken": f"Bearer {sign(signing_key, cognito[0])}", "methodArn": method_arn}
+    with pytest.raises(authorizer.Unauthorized, match=r"^Unauthorized$"):
+        authorizer.lambda_handler(event, FakeContext())
 
 
 @pytest.mark.parametrize("header", ["", "Bearer", "Basic abc", "Bearer not.a.jwt"])

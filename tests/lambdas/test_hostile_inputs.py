@@ -303,3 +303,99 @@ def test_a_tool_call_without_a_finite_latency_emits_no_stage_metric(
 ) -> None:
     telemetry._tool_stage({"name": "t", "ok": True, "latency_ms": latency}, "s1")
     assert capsys.readouterr().out == ""
+
+
+# --- bounded answers, malformed contexts, routes ------------------------------------------------
+
+
+def junk_keys(count: int, length: int = 8) -> dict[str, Any]:
+    return {**CHAT, **{f"k{index:0{length}d}": 1 for index in range(count)}}
+
+
+@pytest.mark.parametrize(
+    ("path", "shape"), [("/v1/chat", "gateway"), ("/v1/chat/completions", "openai")], ids=["gateway", "openai"]
+)
+def test_an_error_names_ten_problems_and_counts_the_rest(path: str, shape: str, bedrock: Answering) -> None:
+    """200,000 unknown keys are 200,000 problems: listing every one would answer more than
+    Lambda may return (6 MB), and each key's name is the caller's text, so names are cut."""
+    body = junk_keys(200_000)
+    body[f"x{'y' * 5000}"] = 1
+    result = http_result(handler.lambda_handler(rest_event("POST", path, body), FakeContext()))
+    assert 400 <= result.status < 500
+    message = result.body["error"]["message"] if shape == "openai" else result.body["message"]
+    assert message.endswith("; and 199991 more"), message[-80:]
+    assert message.count("Extra inputs are not permitted") == 10
+    assert len(json.dumps(result.body)) < 2_000
+    if shape == "openai":
+        assert result.body["error"]["param"] == "k00000000"
+
+
+def test_a_long_unknown_key_is_cut_in_the_answer(bedrock: Answering) -> None:
+    result = gateway_call(json.dumps({**CHAT, "z" * 100_000: 1}))
+    assert result.status == 422
+    assert result.body["message"] == f"{'z' * 63}…: Extra inputs are not permitted"
+
+
+@pytest.mark.parametrize("context", ["x", [], None, 5], ids=["text", "list", "null", "number"])
+@pytest.mark.parametrize("at", ["requestContext", "authorizer"])
+def test_a_malformed_caller_context_is_a_403_not_a_500(context: Any, at: str, bedrock: Answering) -> None:
+    request = rest_event("GET", "/v1/models")
+    if at == "requestContext":
+        request["requestContext"] = context
+    else:
+        request["requestContext"]["authorizer"] = context
+    result = http_result(handler.lambda_handler(request, FakeContext()))
+    assert result.status == 403
+    assert result.body["error"]["code"] == "forbidden"
+
+
+def test_an_unknown_group_is_not_echoed_whole(bedrock: Answering) -> None:
+    request = rest_event("POST", "/v1/chat", CHAT, authorizer={"user": "u", "group": "g" * 12_000})
+    result = http_result(handler.lambda_handler(request, FakeContext()))
+    assert result.status == 403
+    assert result.body["message"] == f"group {'g' * 64} has no access to the gateway"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed", "shape"),
+    [
+        ("GET", "/v1/chat/completions", "POST", "openai"),
+        ("DELETE", "/v1/models", "GET", "openai"),
+        ("GET", "/v1/chat", "POST", "gateway"),
+        ("GET", "/v1/outputs/summary", "POST", "gateway"),
+        ("POST", "/v1/usage", "GET", "gateway"),
+    ],
+)
+def test_a_route_with_another_method_is_a_405_with_allow(
+    method: str, path: str, allowed: str, shape: str, bedrock: Answering
+) -> None:
+    result = http_result(handler.lambda_handler(rest_event(method, path, CHAT), FakeContext()))
+    assert result.status == 405
+    assert result.headers["Allow"] == allowed
+    if shape == "openai":
+        assert result.body["error"]["type"] == "invalid_request_error"
+        assert result.body["error"]["code"] == "method_not_allowed"
+    else:
+        assert result.body["error"] == "method_not_allowed"
+
+
+def test_an_unknown_path_is_a_404_listing_the_routes(bedrock: Answering) -> None:
+    result = http_result(handler.lambda_handler(rest_event("GET", "/v1/nothing"), FakeContext()))
+    assert result.status == 404
+    assert result.body == {"error": "not_found", "message": f"routes: {handler.ROUTES}"}
+    assert "POST /v1/chat/completions" in handler.ROUTES
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions/", "/v1/chat/completions\n"])
+def test_an_openai_path_with_a_trailing_slash_keeps_openai_errors(path: str, bedrock: Answering) -> None:
+    """The router serves these paths as the route; their refusals are the route's shape too."""
+
+    def answer(at: str) -> HttpResult:
+        body = {**CHAT, "model": "amazon.nova-pro-v1:0"}
+        request = rest_event("POST", at, body, headers={"Idempotency-Key": "bad"})
+        return http_result(handler.lambda_handler(request, FakeContext()))
+
+    result = answer(path)
+    assert result.status == 400
+    assert result.body["error"]["type"] == "invalid_request_error"
+    assert result.body == answer("/v1/chat/completions").body
