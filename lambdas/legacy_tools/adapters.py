@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from legacy_tools.contract import CURSOR, SingleCallTool
 from legacy_tools.shaping import decode_cursor, page, project
+from shared.bodies import MAX_FIELD_CHARS, MAX_PROBLEMS, Problem, worded
 from shared.field_paths import value_at
 from shared.legacy_client import LegacyClient
 from shared.tool_errors import ToolError
@@ -68,6 +69,8 @@ class GetCustomer(BaseModel):
 
 def find_orders(client: LegacyClient, shape: Shape, arguments: Mapping[str, Any]) -> dict[str, Any]:
     request = _arguments(FindOrders, arguments)
+    query = {"tool": "find_orders", "customer_email": request.customer_email, "status": request.status}
+    offset = decode_cursor(request.cursor, query)  # a forged cursor costs the service no call
     customers, _ = client.get("/v2/customers", {"email": request.customer_email})
     matches = _list(_object(_object(customers, "the answer").get("data"), "data").get("items"), "data.items")
     if not matches:
@@ -75,9 +78,7 @@ def find_orders(client: LegacyClient, shape: Shape, arguments: Mapping[str, Any]
     customer_id = _chained_segment(_object(matches[0], "data.items[0]").get("customerId"), "customerId")
     listing, _ = client.get(f"/v2/customers/{customer_id}/orders", {"status": request.status})
     orders = _list(_object(_object(listing, "the answer").get("data"), "data").get("orders"), "data.orders")
-    query = {"tool": "find_orders", "customer_email": request.customer_email, "status": request.status}
     projected = [project(order, shape.fields["find_orders"]) for order in orders]
-    offset = decode_cursor(request.cursor, query)
     return page(projected, query=query, offset=offset, top_k=shape.top_k, byte_budget=shape.byte_budget)
 
 
@@ -119,7 +120,10 @@ def _chained_segment(value: Any, where: str) -> str:
     text = str(value)
     if text in {"", ".", ".."} or len(text) > 256:
         raise _changed(f"{where} is not an identifier")
-    return quote(text, safe="")
+    try:
+        return quote(text, safe="")
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800"): JSON can carry it, UTF-8 cannot
+        raise _changed(f"{where} is not an identifier") from None
 
 
 def _changed(what: str) -> ToolError:
@@ -153,6 +157,7 @@ def single_call(name: str, declared: SingleCallTool) -> Tool:
         request = _arguments(spec.arguments, arguments).model_dump(exclude_none=True)
         cursor = request.pop(CURSOR, None)
         query = {"tool": name, **request}  # what a cursor is bound to: path arguments included
+        offset = decode_cursor(cursor, query)  # a forged cursor costs the service no call
         path = declared.path.format_map({key: _segment(key, request.pop(key)) for key in in_path})
         answer, _ = client.get(path, request or None)
         fields = shape.fields[name]
@@ -166,7 +171,7 @@ def single_call(name: str, declared: SingleCallTool) -> Tool:
         return page(
             [project(item, fields) for item in items],
             query=query,
-            offset=decode_cursor(cursor, query),
+            offset=offset,
             top_k=shape.top_k,
             byte_budget=shape.byte_budget,
         )
@@ -191,5 +196,17 @@ def _arguments(model: type[M], arguments: Mapping[str, Any]) -> M:
     try:
         return model.model_validate(arguments)
     except ValidationError as error:
-        problems = [f"{'.'.join(map(str, d['loc'])) or 'arguments'}: {d['msg']}" for d in error.errors()]
-        raise ToolError("invalid_argument", "; ".join(problems)) from None
+        # Bounded, and never the caller's values: 2,000 unknown keys of a kilobyte each would
+        # otherwise come back whole in the message.
+        details = error.errors(include_url=False, include_context=False, include_input=False)
+        listed = [Problem(_argument(d["loc"]), d["msg"], d["type"]) for d in details[:MAX_PROBLEMS]]
+        raise ToolError("invalid_argument", worded(listed, len(details))) from None
+
+
+def _argument(loc: tuple[Any, ...]) -> str:
+    """ "status" for an argument, "arguments" for the whole object; cut like shared.bodies.field.
+
+    Not bodies.field itself: that drops "body" and "path" (API Gateway's prefixes), which here
+    are names a single-call tool may give its arguments."""
+    name = ".".join(map(str, loc)) or "arguments"
+    return name if len(name) <= MAX_FIELD_CHARS else f"{name[: MAX_FIELD_CHARS - 1]}…"

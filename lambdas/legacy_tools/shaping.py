@@ -32,11 +32,15 @@ def decode_cursor(cursor: str | None, query: Mapping[str, Any]) -> int:
     """The offset a cursor points at; the cursor must come from the same query."""
     if not cursor:
         return 0
+    not_ours = ToolError("invalid_argument", "cursor: not a cursor this tool returned")
     try:
         payload = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        offset, fingerprint = int(payload["o"]), str(payload["q"])
-    except (ValueError, KeyError, TypeError):
-        raise ToolError("invalid_argument", "cursor: not a cursor this tool returned") from None
+    except ValueError:  # not base64, not UTF-8, not JSON (or a number too long to convert)
+        raise not_ours from None
+    # Exactly what encode_cursor writes: a forged 1e999 or Infinity is a float, never an offset.
+    offset, fingerprint = (payload.get("o"), payload.get("q")) if isinstance(payload, dict) else (None, None)
+    if isinstance(offset, bool) or not isinstance(offset, int) or not isinstance(fingerprint, str):
+        raise not_ours
     if fingerprint != _fingerprint(query) or offset < 0:
         raise ToolError("invalid_argument", "cursor: belongs to a different query; start again without it")
     return offset

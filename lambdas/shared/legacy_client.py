@@ -36,6 +36,8 @@ READ_CHUNK_BYTES = 64 * 1024  # one read; the cap is checked after each
 MAX_JSON_DEPTH = 64  # deeper than any record a tool projects; json and json.dumps recurse
 # RFC 6750 b64token: what a bearer token may hold, so it can never break the header it goes in.
 _TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]{1,4096}=*")
+# A Content-Length the client reads: ASCII digits, 18 at most (an exabyte, far past any cap).
+_CONTENT_LENGTH = re.compile(r"[0-9]{1,18}")
 
 
 @dataclass(frozen=True)
@@ -183,7 +185,9 @@ class LegacyClient:
             raise _malformed("a compressed answer that was not asked for")
         declared = response.headers.get("Content-Length")
         if declared is not None:
-            if not declared.strip().isdigit():
+            # Not str.isdigit(): it takes "²", which int() refuses, and no bound on length, where
+            # int() refuses past 4,300 digits; either would escape as a ValueError.
+            if not _CONTENT_LENGTH.fullmatch(declared.strip()):
                 raise _malformed("Content-Length is not a number")
             if int(declared) > cap:
                 raise _unavailable(f"the service's answer is larger than {cap} bytes")

@@ -183,6 +183,8 @@ MALFORMED = {
     "id an object": (b'{"data": {"items": [{"customerId": {"a": 1}}]}}', "customerId is not an identifier"),
     "id a boolean": (b'{"data": {"items": [{"customerId": true}]}}', "customerId is not an identifier"),
     "id a dot segment": (b'{"data": {"items": [{"customerId": ".."}]}}', "customerId is not an identifier"),
+    # JSON may escape half a surrogate pair; no UTF-8 (so no URL) can hold it.
+    "id a lone surrogate": (b'{"data": {"items": [{"customerId": "\\ud800x"}]}}', "customerId is not an identifier"),
 }
 
 
@@ -192,6 +194,20 @@ def test_a_malformed_answer_is_a_taxonomy_error(api: LegacyApi, body: bytes, mes
     error = refusal(make_client(api))
     assert error.kind == "upstream_unavailable"
     assert message in error.message, error.message
+
+
+# Digits str.isdigit() takes and int() does not ("²"), and more digits than int() converts.
+@pytest.mark.parametrize(
+    "length", ["\u00b2", "1" * 5000, "0x10", "+5", "1_000"], ids=["superscript", "5000 digits", "hex", "sign", "_"]
+)
+def test_a_content_length_that_is_not_a_byte_count_is_a_taxonomy_error(api: LegacyApi, length: str) -> None:
+    body = b'{"data": {"items": []}}'
+    api.answers[CUSTOMERS] = Answer(body=body, headers={"Content-Length": length}, content_length="none")
+    error = refusal(make_client(api))
+    assert (error.kind, error.message) == (
+        "upstream_unavailable",
+        "the service's answer is unusable: Content-Length is not a number",
+    )
 
 
 @pytest.mark.parametrize(
