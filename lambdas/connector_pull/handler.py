@@ -2,9 +2,12 @@
 
 Authenticated like the legacy API tools (client credentials from Secrets Manager, token cached,
 retries with backoff: shared.legacy_client). Pages are followed by cursor; each record becomes a
-landing document. A record without an id or body is a poison record: it goes to the pipeline's
-DLQ with its reason. The watermark (the newest change seen) is saved only after every page was
-landed, so a failed run is repeated whole by the next one (landing the same key again is safe).
+landing document. A record without an id or body, or whose last change is out of range or later
+than now (beyond a small clock skew), is a poison record: it goes to the pipeline's DLQ with its
+reason, cut to fit an SQS message. The watermark (the newest change seen) is saved only after every
+page was landed, so a failed run is repeated whole by the next one (landing the same key again is
+safe). A source whose cursor repeats or does not end within MAX_PAGES fails the run: saving the
+watermark then would skip, for good, the changes on the pages never read.
 
 One run at a time per source: a run first takes a lease (a conditional write in the registry
 table) and gives it back when it ends; a run that finds the lease held ends at once. A lease lasts
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +42,27 @@ from shared.legacy_client import LegacyClient, client_for
 logger = Logger()
 metrics = Metrics()
 MAX_PAGES = 1000  # a guard against a source whose cursor never ends
+# How far ahead of ours the source's clock may run. A later change is poison: as the watermark it
+# would ask the source, on every later run, only for changes made after a date that never comes.
+CLOCK_SKEW = dt.timedelta(minutes=5)
+# An SQS message holds 256 KiB, its attributes included: a dead letter's body stays well below.
+MAX_DEAD_LETTER_BYTES = 200 * 1024
+MAX_REASON_CHARS = 1000
+# What an SQS message may not carry (it takes XML 1.0's characters) once json.dumps no longer
+# escapes non-ASCII: lone surrogates (which UTF-8 cannot encode either) and U+FFFE, U+FFFF.
+NOT_SQS_TEXT = re.compile("[\ud800-\udfff\ufffe\uffff]")
+
+
+class PagingError(RuntimeError):
+    """The source's cursor repeated itself or did not end: the run fails, keeping the watermark."""
+
+
+class _PoisonError(Exception):
+    """An item that cannot become a landing document, with the reason the DLQ message gives."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -99,42 +124,81 @@ class Lease:
 
 
 def pull(
-    client: LegacyClient, source: PullSource, *, s3: Any, sqs: Any, watermarks: Watermarks, dlq_url: str, bucket: str
+    client: LegacyClient,
+    source: PullSource,
+    *,
+    s3: Any,
+    sqs: Any,
+    watermarks: Watermarks,
+    dlq_url: str,
+    bucket: str,
+    clock: Callable[[], float] = time.time,
 ) -> Run:
     since = watermarks.get(source.name)
     newest = since
     cursor: str | None = None
+    cursors: set[str] = set()
     landed = poison = pages = 0
-    while pages < MAX_PAGES:
+    while True:
         params = {source.since_param: since, "cursor": cursor}
         body, _ = client.get(source.records_path, params)
         pages += 1
+        latest = dt.datetime.fromtimestamp(clock(), dt.UTC) + CLOCK_SKEW
         items = value_at(body, source.items_field) or []
         for index, item in enumerate(items if isinstance(items, list) else []):
-            raw = {
-                "id": _text(value_at(item, source.id_field)),
-                "title": _text(value_at(item, source.title_field)) or "",
-                "body": _text(value_at(item, source.body_field)),
-                "updated_at": value_at(item, source.updated_field),
-            }
             try:
-                record = Record.model_validate(raw)
-            except ValidationError as error:
-                reason = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
-                _poison(sqs, dlq_url, source.name, pages, index, item, reason)
+                record, changed = _record(source, item, latest=latest)
+            except _PoisonError as poisoned:
+                _poison(sqs, dlq_url, source.name, pages, index, item, poisoned.reason)
                 poison += 1
                 continue
             land(s3, document(source.name, record, classification=source.classification, owner=source.owner), bucket)
             landed += 1
-            if record.updated_at is not None:
-                stamp = record.updated_at.astimezone(dt.UTC).isoformat()
+            if changed is not None:
+                stamp = changed.isoformat()
                 newest = max(newest or stamp, stamp)
         cursor = _text(value_at(body, source.next_cursor_field))
         if not cursor:
             break
+        _check_cursor(cursor, cursors, pages)
     if newest and newest != since:
         watermarks.put(source.name, newest)
     return Run(landed=landed, poison=poison, pages=pages, watermark=newest)
+
+
+def _record(source: PullSource, item: Any, *, latest: dt.datetime) -> tuple[Record, dt.datetime | None]:
+    """The item as a record and its last change in UTC, or _PoisonError with the reason it is neither."""
+    raw = {
+        "id": _text(value_at(item, source.id_field)),
+        "title": _text(value_at(item, source.title_field)) or "",
+        "body": _text(value_at(item, source.body_field)),
+        "updated_at": value_at(item, source.updated_field),
+    }
+    try:
+        record = Record.model_validate(raw)
+    except ValidationError as error:
+        raise _PoisonError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())) from None
+    if record.updated_at is None:
+        return record, None
+    stamp = record.updated_at
+    try:
+        # A time without an offset is taken as UTC, as on Lambda, not as the machine's local time.
+        changed = stamp.replace(tzinfo=dt.UTC) if stamp.tzinfo is None else stamp.astimezone(dt.UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-05:00 is in the year 10000 in UTC
+        raise _PoisonError("updated_at: out of range once converted to UTC") from None
+    if changed > latest:
+        raise _PoisonError(f"updated_at: later than now (by more than {CLOCK_SKEW}); it would hide later changes")
+    return record, changed
+
+
+def _check_cursor(cursor: str, cursors: set[str], pages: int) -> None:
+    """Raise PagingError when the source's next cursor is one it gave before (it would loop) or
+    MAX_PAGES were read without the cursor ending: the pages not read would be skipped for good."""
+    if cursor in cursors:
+        raise PagingError(f"the source repeated a cursor after page {pages}: its paging loops")
+    if pages >= MAX_PAGES:
+        raise PagingError(f"the source's cursor did not end within {MAX_PAGES} pages")
+    cursors.add(cursor)
 
 
 def _text(value: Any) -> str | None:
@@ -144,10 +208,36 @@ def _text(value: Any) -> str | None:
 def _poison(sqs: Any, dlq_url: str, source: str, page: int, index: int, item: Any, reason: str) -> None:
     sqs.send_message(
         QueueUrl=dlq_url,
-        MessageBody=json.dumps({"connector": source, "page": page, "index": index, "record": item}, default=str),
-        MessageAttributes={"reason": {"DataType": "String", "StringValue": f"poison record: {reason}"}},
+        MessageBody=_dead_letter({"connector": source, "page": page, "index": index}, item),
+        MessageAttributes={
+            "reason": {"DataType": "String", "StringValue": f"poison record: {reason}"[:MAX_REASON_CHARS]}
+        },
     )
     logger.warning("poison record dead-lettered", extra={"source": source, "page": page, "index": index})
+
+
+def _dead_letter(where: dict[str, Any], item: Any) -> str:
+    """The DLQ message body: where the record was and the record itself. A record too large for an
+    SQS message (any item near the source's response cap) is cut to its first bytes, with its full
+    size, so that a poison record can always be dead-lettered instead of failing every run."""
+    whole = _sqs_json({**where, "record": item})
+    if len(whole.encode()) <= MAX_DEAD_LETTER_BYTES:
+        return whole
+    record = _sqs_json(item).encode()
+    keep = MAX_DEAD_LETTER_BYTES - 1024  # room for where it was and its size
+    while True:  # json.dumps escapes quotes and backslashes again: cut until the message fits
+        cut = record[:keep].decode(errors="ignore")  # a character cut in two is dropped
+        body = _sqs_json({**where, "record_bytes": len(record), "record_start": cut})
+        if len(body.encode()) <= MAX_DEAD_LETTER_BYTES:
+            return body
+        keep = keep * 3 // 4
+
+
+def _sqs_json(value: Any) -> str:
+    """JSON that SQS carries at one UTF-8 byte sequence per character (ensure_ascii would spell each
+    non-ASCII character as 6 bytes); what SQS refuses stays a JSON escape."""
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return NOT_SQS_TEXT.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
 
 
 @cache
@@ -186,6 +276,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         )
     except Exception:
         metrics.add_metric(name="RunsFailed", unit=MetricUnit.Count, value=1)
+        logger.exception("pull failed; the watermark stays where it was", extra={"source": source.name})
         raise
     finally:
         lease.release(holder)

@@ -3,9 +3,10 @@
     POST /v1/records/{source}   {"records": [{"id", "title", "body", "owner"?, "updated_at"?}]}
                                 -> 202 {"accepted": n, "documents": [{"id", "key", "version"}]}
 
-The API authorizes callers with IAM (SigV4). A batch is all or nothing: any invalid record is a
-422 naming its index and field, and nothing is written. Back-pressure is the pipeline's queue:
-this function only writes to S3. Record contents are never logged.
+The API authorizes callers with IAM (SigV4). A batch is all or nothing: any invalid record (one
+that S3 or the pipeline would refuse later, or a repeated id) is a 422 naming its index and field,
+and nothing is written. Back-pressure is the pipeline's queue: this function only writes to S3.
+Record contents are never logged.
 """
 
 from __future__ import annotations
@@ -76,14 +77,30 @@ def push(source: str) -> Response[Any]:
     except ValidationError as error:
         problems = [f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in error.errors()]
         return _json(422, {"error": "invalid_request", "message": "; ".join(problems)})
-    accepted = []
-    for record in batch.records:
-        doc = document(source, record, classification=classification)
-        accepted.append({"id": record.id, "key": doc.key, "version": land(s3(), doc, settings().landing_bucket)})
+    duplicates = _duplicate_ids(batch.records)
+    if duplicates:
+        return _json(422, {"error": "invalid_request", "message": "; ".join(duplicates)})
+    # Every document is built before the first lands, so nothing the batch holds fails half-way.
+    documents = [(record.id, document(source, record, classification=classification)) for record in batch.records]
+    accepted = [
+        {"id": record_id, "key": doc.key, "version": land(s3(), doc, settings().landing_bucket)}
+        for record_id, doc in documents
+    ]
     metrics.add_dimension("Source", source)
     metrics.add_metric(name="RecordsAccepted", unit=MetricUnit.Count, value=len(accepted))
     logger.info("records accepted", extra={"source": source, "count": len(accepted)})
     return _json(202, {"accepted": len(accepted), "documents": accepted})
+
+
+def _duplicate_ids(records: list[Record]) -> list[str]:
+    """An id is a landing key: a second record with the same id in one batch would silently replace
+    the first, so the batch is refused instead, naming each repeat and the record it repeats."""
+    first: dict[str, int] = {}
+    return [
+        f"records.{index}.id: the same id as records.{first[record.id]}.id (one record per id in a batch)"
+        for index, record in enumerate(records)
+        if first.setdefault(record.id, index) != index
+    ]
 
 
 def _parsed_body() -> Any:

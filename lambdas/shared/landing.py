@@ -2,17 +2,28 @@
 
 Connector documents land under ``realtime/<source>/`` so the pipeline ingests them into the
 Knowledge Base directly; their S3 user metadata carries classification, owner, source and origin.
+
+A record is refused here, before anything lands, when the pipeline or S3 would refuse it later:
+S3 user metadata carries printable ASCII only (botocore refuses the rest at the call, after the
+batch's earlier records have landed), and the pipeline rejects text that is empty or holds NUL.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 REALTIME_PREFIX = "realtime/"
+# One S3 user metadata value that reads back as written: printable ASCII, and no space at either
+# end (S3 trims it). The pipeline copies the owner verbatim into the Knowledge Base's attributes,
+# so an encoded value (RFC 2047, percent escapes) would reach the index encoded.
+METADATA_VALUE = re.compile(r"[!-~](?:[ -~]*[!-~])?")
+LINE_BREAKS = "\u2028\u2029"  # line and paragraph separators; the other breaks are control characters
 
 
 class Record(BaseModel):
@@ -24,6 +35,33 @@ class Record(BaseModel):
     body: str = Field(min_length=1, max_length=1_000_000)
     owner: str | None = Field(default=None, min_length=1, max_length=128)
     updated_at: dt.datetime | None = None
+
+    @field_validator("title")
+    @classmethod
+    def _one_line(cls, title: str) -> str:
+        """The title becomes the document's markdown heading: a line break would end the heading
+        and put the rest of the title in the document as markdown of its own (another heading)."""
+        if any(unicodedata.category(char) == "Cc" or char in LINE_BREAKS for char in title):
+            raise ValueError("must be one line of text, without control characters")
+        return title
+
+    @field_validator("body")
+    @classmethod
+    def _readable(cls, body: str) -> str:
+        """What the pipeline would reject as not text or empty is refused at the door instead."""
+        if "\x00" in body:
+            raise ValueError("must not contain NUL characters")
+        if not body.strip():
+            raise ValueError("must contain text, not only whitespace")
+        return body
+
+    @field_validator("owner")
+    @classmethod
+    def _metadata_value(cls, owner: str | None) -> str | None:
+        """The owner lands as S3 user metadata, which carries printable ASCII only."""
+        if owner is not None and not METADATA_VALUE.fullmatch(owner):
+            raise ValueError("must be printable ASCII without spaces at either end (S3 user metadata carries no more)")
+        return owner
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,231 @@
+"""The connectors against hostile input: a push that S3 or the pipeline would refuse is a 422 before
+anything lands, and an upstream whose records or paging misbehave cannot stall the pull connector
+(a poison record is dead-lettered; a cursor that never ends fails the run, keeping the watermark)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import time
+from typing import Any
+
+import pytest
+
+from connector_pull import handler as pull
+from connector_pull.contract import Settings as PullSettings
+from connector_push import handler as push
+from connector_push.contract import Settings as PushSettings
+from tests.lambdas.conftest import FakeContext, printed
+from tests.lambdas.ingestion_corpus import LANDING
+from tests.lambdas.ingestion_fixtures import Aws
+from tests.lambdas.test_connectors import SOURCE, Clock, post
+
+SQS_MAX_BYTES = 256 * 1024  # body and attributes of one message
+
+
+@pytest.fixture
+def pushing(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Aws:
+    settings = PushSettings(landing_bucket=LANDING, push_sources={"crm": "customer"}, max_records=5)
+    monkeypatch.setattr(push, "settings", lambda: settings)
+    monkeypatch.setattr(push, "s3", lambda: aws.s3)
+    return aws
+
+
+# --- push: refused before the first record lands ----------------------------------------------------
+
+
+@pytest.mark.parametrize("owner", ["José Ñandú", "x\ny", "x\ry", " padded", "bell\x07"])
+def test_an_owner_s3_metadata_cannot_carry_is_a_422_before_anything_lands_and_is_not_logged(
+    pushing: Aws, capsys: pytest.CaptureFixture[str], owner: str
+) -> None:
+    records = [{"id": "ok", "body": "fine"}, {"id": "bad", "body": "fine", "owner": owner}]
+    result = post("crm", {"records": records})
+    assert result.status == 422
+    assert result.body["message"].startswith("records.1.owner: ")
+    assert pushing.landing_versions() == []  # the first record did not land either
+    out = capsys.readouterr().out
+    assert owner not in out
+    assert json.dumps(owner)[1:-1] not in out  # nor as JSON escapes
+
+
+def test_an_ascii_owner_lands_as_the_metadata_the_pipeline_reads(pushing: Aws) -> None:
+    result = post("crm", {"records": [{"id": "c-1", "title": "Café — menu", "body": "x", "owner": "agent-7 (EMEA)"}]})
+    assert result.status == 202
+    head = pushing.s3.head_object(Bucket=LANDING, Key="realtime/crm/c-1.md")
+    assert head["Metadata"]["owner"] == "agent-7 (EMEA)"
+
+
+@pytest.mark.parametrize(
+    ("record", "field", "why"),
+    [
+        ({"id": "a", "body": "\u0000"}, "records.1.body", "NUL"),
+        ({"id": "a", "body": "text\u0000more"}, "records.1.body", "NUL"),
+        ({"id": "a", "body": "  \n\t "}, "records.1.body", "whitespace"),
+        ({"id": "a", "title": "a\n# injected", "body": "b"}, "records.1.title", "one line"),
+        ({"id": "a", "title": "a\u2028b", "body": "b"}, "records.1.title", "one line"),
+        ({"id": "first", "body": "the second record of this id"}, "records.1.id", "records.0.id"),
+    ],
+)
+def test_content_the_pipeline_would_refuse_is_a_422_naming_the_field(
+    pushing: Aws, record: dict[str, Any], field: str, why: str
+) -> None:
+    result = post("crm", {"records": [{"id": "first", "body": "fine"}, record]})
+    assert result.status == 422
+    assert result.body["message"].startswith(f"{field}: ")
+    assert why in result.body["message"]
+    assert pushing.landing_versions() == []
+
+
+# --- pull: poison records, paging that does not end ----------------------------------------------
+
+
+class Upstream:
+    """A source that answers the pages it was given, the last one again when they run out."""
+
+    def __init__(self, *pages: dict[str, Any]) -> None:
+        self.pages = pages
+        self.requests: list[dict[str, Any]] = []
+
+    def get(self, path: str, params: dict[str, Any]) -> tuple[Any, int]:
+        self.requests.append(params)
+        return self.pages[min(len(self.requests), len(self.pages)) - 1], 0
+
+
+def article(number: str, updated: Any, body: str = "text") -> dict[str, Any]:
+    return {"article": {"id": number, "title": "t", "body": {"text": body}, "audit": {"updatedAt": updated}}}
+
+
+def run(aws: Aws, upstream: Upstream, clock: Clock | None = None) -> pull.Run:
+    watermarks = pull.Watermarks(aws.dynamodb.Table("registry"))
+    return pull.pull(
+        upstream,  # type: ignore[arg-type]  # the one method pull calls
+        SOURCE,
+        s3=aws.s3,
+        sqs=aws.sqs,
+        watermarks=watermarks,
+        dlq_url=aws.dlq_url,
+        bucket=LANDING,
+        clock=clock or Clock(),
+    )
+
+
+def watermark(aws: Aws) -> str | None:
+    return pull.Watermarks(aws.dynamodb.Table("registry")).get(SOURCE.name)
+
+
+@pytest.mark.parametrize("updated", ["9999-12-31T23:59:59-05:00", "0001-01-01T00:00:00+01:00"])
+def test_a_change_time_out_of_range_in_utc_is_poison_and_the_run_goes_on(aws: Aws, updated: str) -> None:
+    upstream = Upstream({"items": [article("bad", updated), article("good", "2026-11-02T08:00:00Z")]})
+    result = run(aws, upstream)
+    assert (result.landed, result.poison) == (1, 1)
+    (dead,) = aws.dlq()
+    assert dead["MessageAttributes"]["reason"]["StringValue"] == (
+        "poison record: updated_at: out of range once converted to UTC"
+    )
+    assert watermark(aws) == "2026-11-02T08:00:00+00:00"
+
+
+def test_a_change_time_later_than_now_is_poison_and_never_the_watermark(aws: Aws) -> None:
+    clock = Clock()
+    now = dt.datetime.fromtimestamp(clock.now, dt.UTC)
+    within_skew = (now + pull.CLOCK_SKEW).isoformat()  # a source's clock a little ahead of ours
+    items = [article("future", "9999-12-31T00:00:00Z"), article("late", (now + dt.timedelta(hours=1)).isoformat())]
+    result = run(aws, Upstream({"items": [*items, article("ahead", within_skew)]}), clock)
+    assert (result.landed, result.poison) == (1, 2)
+    reasons = {d["MessageAttributes"]["reason"]["StringValue"] for d in aws.dlq()}
+    assert reasons == {"poison record: updated_at: later than now (by more than 0:05:00); it would hide later changes"}
+    assert watermark(aws) == within_skew
+
+
+def test_a_change_time_without_an_offset_is_utc_whatever_the_machine_s_time_zone(aws: Aws) -> None:
+    zone = os.environ.get("TZ")
+    os.environ["TZ"] = "America/New_York"
+    time.tzset()
+    try:
+        run(aws, Upstream({"items": [article("a", "2026-11-02T08:00:00")]}))
+    finally:
+        if zone is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = zone
+        time.tzset()
+    assert watermark(aws) == "2026-11-02T08:00:00+00:00"
+
+
+@pytest.mark.parametrize(
+    ("cursors", "requests"),
+    [
+        (["c1"], 3),  # the same next cursor on every page after the first: the third page repeats it
+        (["c1", "c2", "c1"], 4),  # a loop through two cursors
+    ],
+)
+def test_a_repeated_cursor_fails_the_run_without_moving_the_watermark(
+    aws: Aws, cursors: list[str], requests: int
+) -> None:
+    first = {"items": [article("a", "2026-11-02T08:00:00Z")], "next_cursor": "c0"}
+    upstream = Upstream(first, *({"items": [], "next_cursor": cursor} for cursor in cursors))
+    with pytest.raises(pull.PagingError, match="repeated a cursor"):
+        run(aws, upstream)
+    assert len(upstream.requests) == requests  # no round trip past the first repeat
+    assert watermark(aws) is None  # although record "a" landed
+
+
+def test_a_cursor_that_never_ends_fails_the_run_at_the_page_cap(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pull, "MAX_PAGES", 3)
+    pages = [{"items": [article(f"a{n}", "2026-11-02T08:00:00Z")], "next_cursor": f"c{n}"} for n in range(5)]
+    upstream = Upstream(*pages)
+    with pytest.raises(pull.PagingError, match="did not end within 3 pages"):
+        run(aws, upstream)
+    assert len(upstream.requests) == 3
+    assert watermark(aws) is None
+
+
+def test_a_paging_failure_is_logged_and_counted_and_gives_the_lease_back(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = PullSettings(
+        pull_source=SOURCE, landing_bucket=LANDING, registry_table="registry", dlq_url=aws.dlq_url, lease_seconds=360
+    )
+    monkeypatch.setattr(pull, "settings", lambda: settings)
+    monkeypatch.setattr(pull, "client", lambda: Upstream({"items": [], "next_cursor": "c1"}))
+    capsys.readouterr()
+    with pytest.raises(pull.PagingError):
+        pull.lambda_handler({}, FakeContext(aws_request_id="run-1"))
+    lines = printed(capsys)
+    (failure,) = [line for line in lines if line.get("message") == "pull failed; the watermark stays where it was"]
+    assert failure["source"] == SOURCE.name
+    assert "PagingError" in failure["exception"]
+    assert any(line.get("RunsFailed") == [1.0] or line.get("RunsFailed") == 1.0 for line in lines)
+    assert pull.Lease(aws.dynamodb.Table("registry"), SOURCE.name, seconds=360).acquire("run-2")
+    assert watermark(aws) is None
+
+
+# --- pull: a dead letter always fits in an SQS message --------------------------------------------
+
+
+@pytest.fixture
+def strict_dlq(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Aws:
+    """The DLQ with SQS's classic message size limit (moto's default is the larger, newer one)."""
+    url = aws.sqs.create_queue(QueueName="dlq-256k", Attributes={"MaximumMessageSize": str(SQS_MAX_BYTES)})["QueueUrl"]
+    monkeypatch.setattr(aws, "dlq_url", url)
+    return aws
+
+
+def test_a_non_ascii_poison_record_is_dead_lettered_whole_when_it_fits(strict_dlq: Aws) -> None:
+    item = article("bad id!", "2026-11-02T08:00:00Z", body="é" * 50_000)  # 300 KB as \\u00e9 escapes
+    assert run(strict_dlq, Upstream({"items": [item]})).poison == 1
+    (dead,) = strict_dlq.dlq()
+    assert json.loads(dead["Body"])["record"] == item
+
+
+def test_a_poison_record_too_large_for_sqs_is_cut_with_its_size(strict_dlq: Aws) -> None:
+    item = article("bad id!", "2026-11-02T08:00:00Z", body="é" * 150_000)
+    assert run(strict_dlq, Upstream({"items": [item]})).poison == 1
+    (dead,) = strict_dlq.dlq()
+    assert len(dead["Body"].encode()) + len(dead["MessageAttributes"]["reason"]["StringValue"]) < SQS_MAX_BYTES
+    letter = json.loads(dead["Body"])
+    whole = json.dumps(item, ensure_ascii=False)
+    assert (letter["connector"], letter["index"], letter["record_bytes"]) == (SOURCE.name, 0, len(whole.encode()))
+    assert whole.startswith(letter["record_start"])
+    assert len(letter["record_start"]) > 50_000
