@@ -27,19 +27,30 @@ It fails closed on whatever the MCP versions the gateway speaks (2025-03-26, 202
   its own, each transformed as it would be alone; one message refused refuses the whole batch,
   answered with one error per message (a partly forwarded batch would leave the caller waiting
   for answers nobody sends). Any other body (none, a string, an empty list) is refused.
+- A batch of more than :data:`MAX_BATCH` messages is refused whole, with one "invalid request"
+  error and before any message in it is looked at: one request fans out to no more target calls.
 - The answer to anything that could be a ``tools/list`` (a listing, or a message that was not
   recognised) is rebuilt from what is understood: a ``result`` with a list of ``tools`` keeps
   the caller's tools (entries objects with a string name) and a string ``nextCursor`` (each page
   is filtered alike); an ``error`` keeps its code and message; any other shape becomes an error.
   That holds for a single answer, each answer of a batch, each ``data:`` event of an SSE-framed
-  string body, and a string body of plain JSON. Well-formed answers to recognised calls pass
-  unchanged (one without a result or an error, or with a tools list, is read as a listing).
+  string body, and a string body of plain JSON (one holding ``NaN`` or an infinity is no JSON: it
+  cannot be read, so it becomes an error too). An answer to recognised calls alone (no listing
+  among them) passes unchanged unless a message in it carries a ``tools`` list in its result
+  (no tool's answer has one): then it is read as above, each such message as a listing. Within an
+  answer read so, well-formed answers to recognised calls pass unchanged (one without a result or
+  an error, or with a tools list, is read as a listing).
 - The ``Authorization`` header must be present exactly once (any case) and be ``Bearer`` and a
   token of the JWT alphabet only: a duplicate in another case, or anything appended, is no token.
+- The ``X-Genai-Conversation-Id`` header is used (logged, written into a knowledge search) only
+  when it is a conversation id of :data:`CONVERSATION_ID`'s form; any other value is dropped.
+- A caller's method or tool name is cut to :data:`SHOWN` characters wherever it is echoed or logged.
 """
 
 import json
+import math
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -96,6 +107,19 @@ SEARCH_SUFFIX = TARGET_SEPARATOR + KNOWLEDGE_SEARCH
 # The web tools, as the gateway names them (their MCP server is one target).
 WEB_CALLS = frozenset(qualified(WEB_TARGET, tool) for tool in WEB_TOOLS)
 SSE_FIELDS = ("event", "id", "retry")  # kept as sent; every data field is rewritten
+# The most messages a JSON-RPC batch may carry. Each tools/call in a batch is a target invocation,
+# so a batch is a fan-out its sender chooses. A client batches at most one turn's parallel tool
+# calls, a handful (MCP 2025-06-18 has no batches at all): 50 leaves room for any real client
+# while one request can no longer become thousands of invocations (or, refused, thousands of
+# errors, log lines and metrics).
+MAX_BATCH = 50
+# The most of a caller's method or tool name echoed in an error or a log line.
+SHOWN = 100
+# A conversation id the tools may be given: the AI gateway issues "s" and 64 hex digits (its
+# runtime_session_id); other callers of an agent runtime choose session ids of this alphabet (a
+# UUID, say). 256 is the most knowledge search takes: a longer one would fail every search with
+# an error the agent cannot mend.
+CONVERSATION_ID = re.compile(r"[A-Za-z0-9._:-]{1,256}")
 
 
 @cache
@@ -167,13 +191,25 @@ def caller_group(headers: Any, allowed: dict[str, frozenset[str]] | None = None)
     return group
 
 
+def conversation_id(headers: Any) -> str | None:
+    """The conversation id the caller's agent sent; None when absent or not of the expected form."""
+    value = header(headers, CONVERSATION_HEADER.lower())
+    if value is None or value == "":
+        return None
+    if CONVERSATION_ID.fullmatch(value) is None:
+        # Neither logged nor passed on: the value is the caller's to choose.
+        logger.info("conversation id dropped: not of the expected form", extra={"length": len(value)})
+        return None
+    return value
+
+
 def intercept(event: Any) -> dict[str, Any]:
     mcp = event.get("mcp") if isinstance(event, dict) else None
     request = mcp.get("gatewayRequest") if isinstance(mcp, dict) else None
     if not isinstance(mcp, dict) or not isinstance(request, dict):
         return _refused(None, Refusal(INVALID_REQUEST, "not an interceptor event"))
     headers = request.get("headers")
-    conversation = header(headers, CONVERSATION_HEADER.lower()) or None
+    conversation = conversation_id(headers)
     if conversation:
         logger.append_keys(**{CONVERSATION: conversation})
     allowed = allowed_tools()  # one version of the bindings for the whole request
@@ -200,6 +236,10 @@ def _on_request(body: Any, caller: Caller) -> dict[str, Any]:
 
 
 def _on_batch(batch: list[Any], caller: Caller) -> dict[str, Any]:
+    if len(batch) > MAX_BATCH:
+        # One error, not one per message: answering each would cost what the cap saves.
+        logger.info("batch refused: too many messages", extra={"messages": len(batch)})
+        return _refused(None, Refusal(INVALID_REQUEST, f"a batch may carry at most {MAX_BATCH} messages"))
     checked: list[dict[str, Any]] = []
     refusals: list[Refusal | None] = []
     for message in batch:
@@ -227,7 +267,7 @@ def _checked(message: Any, caller: Caller) -> dict[str, Any]:
         return _checked_call(message, caller)
     if method in PASSING_METHODS:
         return message
-    logger.info("method refused", extra={"method": method[:100]})
+    logger.info("method refused", extra={"method": method[:SHOWN]})
     raise Refusal(METHOD_NOT_FOUND, "method not available through this gateway")
 
 
@@ -240,8 +280,8 @@ def _checked_call(message: dict[str, Any], caller: Caller) -> dict[str, Any]:
         raise Refusal(INVALID_PARAMS, "tools/call needs params with a string name and object arguments")
     if caller.group is None or name not in caller.tools:
         metrics.add_metric(name=Metric.CALLS_REFUSED, unit=MetricUnit.Count, value=1)
-        logger.info("tool call refused", extra={"tool": name})
-        raise Refusal(FORBIDDEN, f"tool {name} is not available to this caller")
+        logger.info("tool call refused", extra={"tool": name[:SHOWN]})
+        raise Refusal(FORBIDDEN, f"tool {name[:SHOWN]} is not available to this caller")
     sent = {k: v for k, v in (arguments or {}).items() if k not in GATEWAY_ARGUMENTS}
     if name in WEB_CALLS:
         return {**message, "params": {**params, "arguments": {**sent, GROUP_ARGUMENT: caller.group}}}
@@ -261,14 +301,15 @@ def _checked_call(message: dict[str, Any], caller: Caller) -> dict[str, Any]:
 @dataclass(frozen=True)
 class Listing:
     """Which answers of a request must be read as tools/list answers: all but those whose id
-    belongs only to recognised requests that are not listings."""
+    belongs only to recognised requests that are not listings. ``open``: something in the request
+    could be a listing (if not, its answer is read only when it carries a tools list)."""
 
     plain: frozenset[tuple[str, int | str]]
     listing: frozenset[tuple[str, int | str]]
+    open: bool
 
     @classmethod
-    def of(cls, request: Any) -> "Listing | None":
-        """None when nothing in the request could be a listing (its answers pass unchanged)."""
+    def of(cls, request: Any) -> "Listing":
         plain: set[tuple[str, int | str]] = set()
         listing: set[tuple[str, int | str]] = set()
         unknown_listing = False
@@ -282,9 +323,7 @@ class Listing:
                 listing.add(key)
             else:
                 unknown_listing = True
-        if not listing and not unknown_listing:
-            return None
-        return cls(plain=frozenset(plain), listing=frozenset(listing))
+        return cls(plain=frozenset(plain), listing=frozenset(listing), open=bool(listing) or unknown_listing)
 
     def passes(self, answer_id: Any) -> bool:
         key = _id_key(answer_id)
@@ -298,7 +337,7 @@ def _on_response(request_body: Any, response: Any, caller: Caller) -> dict[str, 
     status = status if type(status) is int and 100 <= status <= 599 else 200
     answer = response.get("body")
     listing = Listing.of(request_body)
-    if listing is None:
+    if not listing.open and not _carries_tools(answer):
         return _output(response={"statusCode": status, "body": answer})
     try:
         filtered = _filtered_body(answer, listing, caller.tools)
@@ -311,10 +350,33 @@ def _filtered_body(answer: Any, listing: Listing, tools: frozenset[str]) -> Any:
     if isinstance(answer, dict | list):
         return _filtered_json(answer, listing, tools)
     if isinstance(answer, str) and answer.lstrip()[:1] in ("{", "["):
-        return json.dumps(_filtered_json(_parsed(answer), listing, tools))
+        return json.dumps(_filtered_json(_parsed(answer), listing, tools), allow_nan=False)
     if isinstance(answer, str):
         return _filtered_stream(answer, listing, tools)
     raise Refusal(INTERNAL_ERROR, "the tools list could not be read")
+
+
+def _carries_tools(answer: Any) -> bool:
+    """Whether any message of an answer has a result with a ``tools`` list in it. A string is read
+    as leniently as any client might (NaN and all); one no client can read carries nothing."""
+    if isinstance(answer, str) and answer.lstrip()[:1] in ("{", "["):
+        answers = [_lenient(answer)]
+    elif isinstance(answer, str):
+        answers = [_lenient(data) for _, data in _sse_events(answer)]
+    else:
+        answers = [answer]
+    return any(
+        isinstance(message, dict) and isinstance(message.get("result"), dict) and "tools" in message["result"]
+        for body in answers
+        for message in (body if isinstance(body, list) else [body])
+    )
+
+
+def _lenient(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return None
 
 
 def _filtered_json(answer: Any, listing: Listing, tools: frozenset[str]) -> Any:
@@ -362,7 +424,18 @@ def _listing_answer(message: Any, tools: frozenset[str]) -> dict[str, Any]:
 
 def _filtered_stream(text: str, listing: Listing, tools: frozenset[str]) -> str:
     """An SSE-framed answer, each event's data filtered; events keep their event, id and retry."""
-    events: list[str] = []
+    events = [
+        "\n".join([*fields, "data: " + json.dumps(_filtered_event(data, listing, tools), allow_nan=False)]) + "\n\n"
+        for fields, data in _sse_events(text)
+    ]
+    if not events:
+        raise Refusal(INTERNAL_ERROR, "the tools list could not be read")
+    return "".join(events)
+
+
+def _sse_events(text: str) -> list[tuple[list[str], str]]:
+    """The events of an SSE-framed text that carry data: each one's kept fields and its data."""
+    events: list[tuple[list[str], str]] = []
     for block in text.replace("\r\n", "\n").replace("\r", "\n").split("\n\n"):
         fields: list[str] = []
         data: list[str] = []
@@ -376,11 +449,8 @@ def _filtered_stream(text: str, listing: Listing, tools: frozenset[str]) -> str:
             elif name in SSE_FIELDS:
                 fields.append(f"{name}: {value}")
         if data:
-            fields.append("data: " + json.dumps(_filtered_event("\n".join(data), listing, tools)))
-            events.append("\n".join(fields) + "\n\n")
-    if not events:
-        raise Refusal(INTERNAL_ERROR, "the tools list could not be read")
-    return "".join(events)
+            events.append((fields, "\n".join(data)))
+    return events
 
 
 def _filtered_event(data: str, listing: Listing, tools: frozenset[str]) -> Any:
@@ -391,10 +461,23 @@ def _filtered_event(data: str, listing: Listing, tools: frozenset[str]) -> Any:
 
 
 def _parsed(text: str) -> Any:
+    """JSON as JSON has it: NaN and the infinities (which Python would read and write back, no
+    longer JSON) make a text as unreadable as any other error does."""
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_not_a_number, parse_float=_finite)
     except (ValueError, RecursionError):
         raise Refusal(INTERNAL_ERROR, "the tools list could not be read") from None
+
+
+def _not_a_number(constant: str) -> float:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):  # 1e999
+        raise ValueError(f"{text} is not a finite number")
+    return number
 
 
 def _name(tool: dict[str, Any]) -> str | None:
