@@ -9,11 +9,19 @@ Redirects are followed here, at most ``max_redirects``; the body is read in chun
 soon as it passes ``max_bytes``; one deadline covers the whole call (connects, every read, every
 redirect), so a server that drips a byte at a time is cut off. Only the configured content types
 are read at all. Name resolution itself uses the system resolver's own timeouts.
+
+The site's answer is hostile too: a Content-Length that is not plain digits, a compressed body that
+does not decompress and a Location that is not a URL are refusals with a reason; a page's declared
+charset is used only if it is a plain text charset (``TEXT_CODECS``), otherwise the page is read as
+UTF-8.
 """
 
 from __future__ import annotations
 
+import encodings
+import encodings.aliases
 import ipaddress
+import re
 import socket
 import time
 import zlib
@@ -40,6 +48,35 @@ USER_AGENT = "web-mcp/1.0 (+AgentCore tools gateway)"
 Resolver = Callable[[str, int], list[str]]
 Clock = Callable[[], float]
 _URL_SAFE = "/?&=%:@!$'()*+,;~-._[]"
+_DIGITS = re.compile(r"[0-9]+")
+# The codecs a page's charset may name (Python's names; its aliases of them are accepted too).
+# Only text codecs that decode in linear time and never raise with errors="replace": not idna,
+# punycode, utf-7, rot13 or the like, whose names a site can send just as easily.
+TEXT_CODECS = frozenset(
+    {
+        "ascii",
+        "utf_8",
+        "utf_8_sig",
+        *(f"utf_{bits}{order}" for bits in (16, 32) for order in ("", "_le", "_be")),
+        "latin_1",
+        *(f"iso8859_{part}" for part in (2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16)),
+        *(f"cp{page}" for page in range(1250, 1259)),
+        "koi8_r",
+        "koi8_u",
+        "mac_roman",
+        "shift_jis",
+        "cp932",
+        "euc_jp",
+        "iso2022_jp",
+        "gb2312",
+        "gbk",
+        "gb18030",
+        "big5",
+        "big5hkscs",
+        "euc_kr",
+        "cp949",
+    }
+)
 
 
 def system_resolver(host: str, port: int) -> list[str]:
@@ -76,10 +113,7 @@ class Page:
     body: bytes
 
     def text(self) -> str:
-        try:
-            return self.body.decode(self.charset or "utf-8", errors="replace")
-        except LookupError:  # a charset Python does not know
-            return self.body.decode("utf-8", errors="replace")
+        return self.body.decode(text_codec(self.charset), errors="replace")
 
 
 class Deadline:
@@ -175,7 +209,12 @@ class Fetcher:
             location = self._request(target, deadline)
             if isinstance(location, Page):
                 return location
-            current = urljoin(target.url, location)
+            try:
+                current = urljoin(target.url, location)
+            except ValueError:  # e.g. "http://[::1": not a URL at all
+                raise unavailable(
+                    "bad_redirect", f"the site {target.host} redirected to a malformed Location"
+                ) from None
         raise forbidden("too_many_redirects", f"more than {self.settings.max_redirects} redirects")
 
     def _pool(self, target: Target, deadline: Deadline) -> urllib3.HTTPConnectionPool:
@@ -246,11 +285,28 @@ class Fetcher:
         if mime not in self.settings.content_types:
             raise forbidden("content_type_not_allowed", f"the content type {mime or '(none)'} is not allowed")
         length = response.headers.get("Content-Length")
-        if length and length.isdigit() and int(length) > self.settings.max_bytes:
-            raise forbidden("too_large", f"the page is larger than {self.settings.max_bytes} bytes")
+        if length is not None:
+            self._check_length(target, length)
         encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
-        body = self._read(response, deadline, encoding)
+        try:
+            body = self._read(response, deadline, encoding)
+        except zlib.error:
+            raise unavailable(
+                "bad_encoding", f"the site {target.host} sent a body that is not {encoding} data"
+            ) from None
         return Page(url=target.url, content_type=mime, charset=charset, body=body)
+
+    def _check_length(self, target: Target, header: str) -> None:
+        """A declared length over the limit is refused before reading. Repeats of one value are
+        allowed (RFC 9110 8.6); anything but ASCII digits is refused (``str.isdigit`` takes "²"),
+        and a number longer than the limit's is too large without converting it."""
+        values = {value.strip() for value in header.split(",")}
+        if len(values) != 1 or not _DIGITS.fullmatch(value := values.pop()):
+            raise unavailable("bad_length", f"the site {target.host} sent an invalid Content-Length")
+        limit = self.settings.max_bytes
+        digits = value.lstrip("0") or "0"
+        if len(digits) > len(str(limit)) or int(digits) > limit:
+            raise forbidden("too_large", f"the page is larger than {limit} bytes")
 
     def _read(self, response: Any, deadline: Deadline, encoding: str) -> bytes:
         decoder: Any = None
@@ -289,6 +345,17 @@ def deadline_passed(deadline: Deadline) -> bool:
     except WebError:
         return True
     return False
+
+
+def text_codec(charset: str | None) -> str:
+    """The codec a page's declared charset names if it is one of ``TEXT_CODECS``, else UTF-8. Names
+    are matched as Python's codec registry would, but without asking it (it imports a module for any
+    name and caches every miss)."""
+    if not charset:
+        return "utf_8"
+    name = encodings.normalize_encoding(charset.lower())
+    name = encodings.aliases.aliases.get(name, name)
+    return name if name in TEXT_CODECS else "utf_8"
 
 
 def content_type(header: str) -> tuple[str, str | None]:

@@ -1,0 +1,179 @@
+"""web_fetch against a site that answers badly on purpose: a compressed body that does not
+decompress, a Content-Length that is not a number, a charset that is not a text charset, a Location
+that is not a URL. Each is a refusal with its reason, or for the charset the page read as UTF-8,
+never an exception the server could only answer with internal_error. The site is real HTTP on
+loopback; its answers are the table below."""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Iterator
+from typing import ClassVar
+
+import pytest
+
+from tests.lambdas.loopback import QuietHandler, loopback
+from tests.lambdas.web_site import resolver, site_policy
+from web_mcp.contract import GroupWeb, Settings
+from web_mcp.errors import WebError
+from web_mcp.fetch import TEXT_CODECS, Checker, Fetcher, Page, text_codec
+
+MAX_BYTES = 100_000
+PUNY = b"a" * 45_000 + b"-" + b"z" * 44_999  # punycode's decoder is super-linear in this
+
+
+class HostileHandler(QuietHandler):
+    """Answers from ``ANSWERS``: status, the headers as given (Content-Type text/html and the
+    body's own Content-Length unless the entry says otherwise), and the body."""
+
+    protocol_version = "HTTP/1.1"
+    answers: ClassVar[dict[str, tuple[int, dict[str, str], bytes]]] = {
+        "/gzip-not": (200, {"Content-Encoding": "gzip"}, b"not gzip data"),
+        "/deflate-not": (200, {"Content-Encoding": "deflate"}, b"xxxxx"),
+        "/length-superscript": (200, {"Content-Length": "\u00b2"}, b"hi"),  # "²".isdigit() is True
+        "/length-5000-digits": (200, {"Content-Length": "1" * 5000}, b"hi"),  # int() refuses > 4300
+        "/length-padded": (200, {"Content-Length": "0" * 5000 + "2"}, b"hi"),
+        "/length-repeated": (200, {"Content-Length": "2, 2"}, b"hi"),
+        "/charset-idna": (200, {"Content-Type": "text/html; charset=idna"}, b"hello.world"),
+        "/charset-punycode": (200, {"Content-Type": "text/plain; charset=punycode"}, PUNY),
+        "/charset-utf7": (200, {"Content-Type": "text/plain; charset=UTF-7"}, b"+AGEA-"),
+        "/charset-windows": (200, {"Content-Type": "text/html; charset=Windows-1252"}, b"caf\xe9 \x80"),
+        "/charset-sjis": (200, {"Content-Type": 'text/html; charset="Shift_JIS"'}, "日本".encode("shift_jis")),
+        "/location-ipv6": (302, {"Location": "http://[::1"}, b""),
+    }
+
+    def do_GET(self) -> None:
+        status, headers, body = self.answers[self.path]
+        headers = {"Content-Type": "text/html", "Content-Length": str(len(body)), **headers}
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Connection", "close")  # a declared length may not be the body's
+        self.end_headers()
+        self.wfile.write(body)
+        self.close_connection = True
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[str]:
+    """The hostile site's base URL, by a test host name the test resolver maps to loopback."""
+    with loopback(HostileHandler) as url:
+        yield f"http://site.test:{url.rsplit(':', 1)[1]}"
+
+
+@pytest.fixture(scope="module")
+def fetcher() -> Fetcher:
+    settings = Settings.model_validate(
+        {
+            "guardrail_id": "gr-1",
+            "guardrail_version": "1",
+            "policy": {
+                "application": "app",
+                "environment": "env",
+                "profile": "web-policy",
+                "environment_name": "tools",
+            },
+            "https_only": False,
+            "max_bytes": MAX_BYTES,
+            "timeout_seconds": 5,
+        }
+    )
+    return Fetcher(Checker(settings, resolver=resolver, address_policy=site_policy))
+
+
+def refusal(fetcher: Fetcher, url: str) -> WebError:
+    with pytest.raises(WebError) as refused:
+        fetcher.fetch(url, GroupWeb())
+    return refused.value
+
+
+# Content-Encoding
+
+
+@pytest.mark.parametrize(("path", "encoding"), [("/gzip-not", "gzip"), ("/deflate-not", "deflate")])
+def test_a_body_that_does_not_decompress_is_a_bad_encoding(
+    site: str, fetcher: Fetcher, path: str, encoding: str
+) -> None:
+    error = refusal(fetcher, site + path)
+    assert (error.kind, error.reason) == ("upstream_unavailable", "bad_encoding")
+    assert str(error) == f"the site site.test sent a body that is not {encoding} data"
+
+
+# Content-Length
+
+
+@pytest.mark.parametrize(
+    ("path", "kind", "reason"),
+    [
+        ("/length-superscript", "upstream_unavailable", "bad_length"),
+        ("/length-5000-digits", "forbidden", "too_large"),
+    ],
+)
+def test_a_content_length_that_is_not_plain_digits_or_too_long_is_refused(
+    site: str, fetcher: Fetcher, path: str, kind: str, reason: str
+) -> None:
+    error = refusal(fetcher, site + path)
+    assert (error.kind, error.reason) == (kind, reason)
+
+
+@pytest.mark.parametrize("path", ["/length-padded", "/length-repeated"])
+def test_a_content_length_with_leading_zeros_or_repeated_is_read(site: str, fetcher: Fetcher, path: str) -> None:
+    assert fetcher.fetch(site + path, GroupWeb()).body == b"hi"
+
+
+# Charset
+
+
+@pytest.mark.parametrize(
+    ("path", "text"),
+    [
+        ("/charset-idna", "hello.world"),  # the idna codec raised UnicodeError with errors="replace"
+        ("/charset-punycode", PUNY.decode()),  # and punycode took time super-linear in the page
+        ("/charset-utf7", "+AGEA-"),
+        ("/charset-windows", "café €"),
+        ("/charset-sjis", "日本"),
+    ],
+)
+def test_only_a_text_charset_is_used_anything_else_is_read_as_utf_8(
+    site: str, fetcher: Fetcher, path: str, text: str
+) -> None:
+    assert fetcher.fetch(site + path, GroupWeb()).text() == text
+
+
+@pytest.mark.parametrize(
+    ("label", "codec"),
+    [
+        (None, "utf_8"),
+        ("UTF-8", "utf_8"),
+        ("utf8", "utf_8"),
+        ("US-ASCII", "ascii"),
+        ("ISO-8859-1", "latin_1"),
+        ("iso-8859-15", "iso8859_15"),
+        ("windows-1251", "cp1251"),
+        ("UTF-16LE", "utf_16_le"),
+        ("euc-kr", "euc_kr"),
+        ("GB18030", "gb18030"),
+        ("idna", "utf_8"),
+        ("rot13", "utf_8"),
+        ("hex", "utf_8"),
+        ("no-such-charset", "utf_8"),
+        ("encodings.idna", "utf_8"),
+    ],
+)
+def test_a_charset_label_names_its_codec_only_from_the_allow_list(label: str | None, codec: str) -> None:
+    assert text_codec(label) == codec
+
+
+@pytest.mark.parametrize("codec", sorted(TEXT_CODECS))
+def test_every_allowed_codec_is_a_text_codec_that_replaces_what_it_cannot_decode(codec: str) -> None:
+    assert codecs.lookup(codec)._is_text_encoding  # not a bytes-to-bytes codec
+    page = Page(url="http://site.test/", content_type="text/html", charset=codec, body=bytes(range(256)) * 4)
+    assert isinstance(page.text(), str)
+
+
+# Location
+
+
+def test_a_redirect_to_a_location_that_is_not_a_url_is_a_bad_redirect(site: str, fetcher: Fetcher) -> None:
+    error = refusal(fetcher, site + "/location-ipv6")
+    assert (error.kind, error.reason) == ("upstream_unavailable", "bad_redirect")
