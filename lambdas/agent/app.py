@@ -16,10 +16,14 @@ user and group at its first turn: a later turn from anyone else gets a 409. Memo
 The groups an agent serves, and their models, are its entry in the AgentGroups runtime document
 (AppConfig, read through a cached DocumentReader): a group without a place there gets a 403, and
 an agent with no document readable yet answers 503 (retry), never a stack trace.
+
+A body ``json.loads`` cannot read (not JSON, not UTF-8, nested past the recursion limit, an
+integer past Python's digit limit) gets a 400 ``invalid_request`` before the SDK parses it.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -33,20 +37,27 @@ import boto3
 from aws_lambda_powertools import Logger
 from bedrock_agentcore.runtime import BedrockAgentCoreApp, PingStatus, RequestContext
 from botocore.config import Config
+from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agent.contract import AgentGroups, GroupModels, Settings
 from agent.memory import SessionMemory
 from agent.turn import run_turn
 from shared.agent_memory import actor_id
 from shared.aws_errors import Kind, UpstreamError
-from shared.headers import CALLER_TOKEN_HEADER, CONVERSATION_HEADER
+from shared.headers import AGENT_SESSION_HEADER, CALLER_TOKEN_HEADER, CONVERSATION_HEADER
 from shared.runtime_config import DocumentReader, RuntimeConfigError
 from shared.telemetry import CONVERSATION
 from shared.tokens import GROUP_CLAIM, InvalidToken, TokenVerifier
 
 MAX_INSTRUCTIONS = 4000
 MAX_TOOL_PAGES = 20  # tools/list pages read per turn (a gateway that pages forever is cut off)
+# A refusal names what the caller sent only this far: a caller-sized name would make a caller-sized answer.
+ECHOED_NAMES = 3
+ECHOED_CHARS = 64
+BODY_SHAPE = 'body: {"prompt": "..."} or {"messages": [...]}, the last one the user\'s'
 logger = Logger()
 
 # A tools session for one caller: entered for the turn, it yields that caller's Strands tools.
@@ -79,12 +90,11 @@ class Service:
 
     def invoke(self, body: Any, headers: dict[str, str], session_id: str | None) -> tuple[int, dict[str, Any]]:
         """(HTTP status, JSON answer) for one invocation."""
-        session = session_id or f"session-{uuid.uuid4().hex}"
+        session = _session(session_id)
         try:
             return 200, self._turn(body, headers, session)
         except RefusedError as refused:
-            logger.info("refused", extra={"status": refused.status, "error": refused.error, "session_id": session})
-            return refused.status, {"error": refused.error, "message": refused.message, "session_id": session}
+            return _refusal(refused, session)
 
     def _caller(self, headers: dict[str, str]) -> tuple[str, str, str]:
         """(token, user, group) of the caller the gateway forwarded, verified here."""
@@ -200,9 +210,7 @@ class TurnRequest:
 def _request(body: Any, group: GroupModels) -> TurnRequest:
     messages = _messages(body) if isinstance(body, dict) else None
     if messages is None:
-        raise RefusedError(
-            400, "invalid_request", 'body: {"prompt": "..."} or {"messages": [...]}, the last one the user\'s'
-        )
+        raise RefusedError(400, "invalid_request", BODY_SHAPE)
     instructions = body.get("instructions")
     if instructions is not None and (not isinstance(instructions, str) or len(instructions) > MAX_INSTRUCTIONS):
         raise RefusedError(400, "invalid_request", f"instructions: a string of at most {MAX_INSTRUCTIONS} characters")
@@ -211,7 +219,7 @@ def _request(body: Any, group: GroupModels) -> TurnRequest:
         raise RefusedError(400, "invalid_request", "models: a list of model ids")
     outside = [m for m in models if m not in group.allowed]
     if outside:
-        raise RefusedError(403, "model_forbidden", f"not available to this group: {', '.join(outside)}")
+        raise RefusedError(403, "model_forbidden", f"not available to this group: {_echoed(outside)}")
     max_tokens = body.get("max_tokens")
     if max_tokens is not None and (type(max_tokens) is not int or not 1 <= max_tokens <= 8192):
         raise RefusedError(400, "invalid_request", "max_tokens: an integer from 1 to 8192")
@@ -219,6 +227,64 @@ def _request(body: Any, group: GroupModels) -> TurnRequest:
     if turn_seconds is not None and (type(turn_seconds) not in (int, float) or not turn_seconds > 0):
         raise RefusedError(400, "invalid_request", "turn_seconds: a positive number")
     return TurnRequest(messages, list(dict.fromkeys(models)), instructions, max_tokens, turn_seconds)
+
+
+def _echoed(names: list[str]) -> str:
+    shown = [name if len(name) <= ECHOED_CHARS else f"{name[:ECHOED_CHARS]}..." for name in names[:ECHOED_NAMES]]
+    more = len(names) - len(shown)
+    return ", ".join(shown) + (f" and {more} more" if more else "")
+
+
+def _session(session_id: str | None) -> str:
+    return session_id or f"session-{uuid.uuid4().hex}"
+
+
+def _refusal(refused: RefusedError, session: str) -> tuple[int, dict[str, Any]]:
+    logger.info("refused", extra={"status": refused.status, "error": refused.error, "session_id": session})
+    return refused.status, {"error": refused.error, "message": refused.message, "session_id": session}
+
+
+class ReadableBody:
+    """ASGI middleware: POST /invocations reaches the SDK only with a body ``json.loads`` reads.
+
+    The SDK parses the body itself and answers a 400 only for a JSON or encoding error: a body
+    nested past the recursion limit (RecursionError) or an integer past Python's digit limit
+    (ValueError) escapes it as a 500 with a stack trace. So the body is parsed here first (a
+    second parse, small beside a model call) and every body it cannot read gets the agent's own
+    400."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != "/invocations":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        try:
+            body = await request.body()
+        except ClientDisconnect:
+            return
+        try:
+            json.loads(body)
+        except (RecursionError, ValueError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            logger.info("unreadable body", extra={"why": type(error).__name__, "bytes": len(body)})
+            status, answer = _refusal(
+                RefusedError(400, "invalid_request", f"{BODY_SHAPE}, as JSON this agent can read"),
+                _session(request.headers.get(AGENT_SESSION_HEADER)),
+            )
+            await JSONResponse(answer, status_code=status)(scope, receive, send)
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:  # the body is read: what comes next is the disconnect
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
 
 
 def _messages(body: dict[str, Any]) -> list[dict[str, Any]] | None:
@@ -333,7 +399,7 @@ def create_app(service: Callable[[], Service] = service_from_environ) -> Bedrock
     """The runtime's app. ``service`` is built at the first invocation (the settings are read
     then) and Strands is loaded after the first /ping, so the runtime is ready as soon as the
     server is up."""
-    app = BedrockAgentCoreApp()
+    app = BedrockAgentCoreApp(middleware=[Middleware(ReadableBody)])
     built: list[Service] = []
     lock = threading.Lock()
 

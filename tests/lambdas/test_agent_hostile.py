@@ -1,0 +1,72 @@
+"""The agent against hostile bodies: what the runtime's JSON parser cannot read, and refusals that
+would echo whatever the caller sent. Each gets a short JSON 4xx in the agent's own shape."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import urllib3
+
+from tests.lambdas.test_agent import (  # noqa: F401 - the agent's fixtures
+    SESSION,
+    Runtime,
+    agentcore,
+    runtime,
+)
+
+
+def post_raw(agent: Runtime, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+    response = urllib3.PoolManager().request(
+        "POST",
+        f"{agent.base}/invocations",
+        body=body,
+        headers={"Content-Type": "application/json", **headers},
+        timeout=30,
+    )
+    return response.status, response.data
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b"[" * 100_000 + b"]" * 100_000, id="arrays-nested-past-the-recursion-limit"),
+        pytest.param(b'{"a":' * 50_000 + b"1" + b"}" * 50_000, id="objects-nested-past-the-recursion-limit"),
+        pytest.param(b'{"prompt": "hi", "max_tokens": ' + b"9" * 5_000 + b"}", id="an-integer-of-5000-digits"),
+        pytest.param(b'{"prompt": "\xff\xfe"}', id="not-utf-8"),
+        pytest.param(b"", id="empty"),
+        pytest.param(b"{nope", id="not-json"),
+    ],
+)
+def test_a_body_the_parser_cannot_read_is_a_json_400_in_the_agents_shape(
+    runtime: Runtime,  # noqa: F811 - the agent tests' fixture, imported above
+    body: bytes,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    status, raw = post_raw(runtime, body, runtime.caller())
+    answer = json.loads(raw)
+    assert (status, answer["error"], answer["session_id"]) == (400, "invalid_request", SESSION)
+    assert "Traceback" not in "".join(capfd.readouterr())
+    assert runtime.tools.seen == []
+
+
+def test_a_body_that_reads_is_still_answered_after_the_check(
+    runtime: Runtime,  # noqa: F811 - the agent tests' fixture, imported above
+) -> None:
+    # Past the middleware the runtime still gets the whole body: the agent's own 400 for a list.
+    status, answer = runtime.post([1, 2], runtime.caller())
+    assert (status, answer["error"]) == (400, "invalid_request")
+
+
+def test_a_refused_model_list_is_echoed_cut_short(
+    runtime: Runtime,  # noqa: F811 - the agent tests' fixture, imported above
+) -> None:
+    models: list[Any] = ["m" * 1_000_000, *(f"model-{n}" for n in range(50))]
+    status, raw = post_raw(runtime, json.dumps({"prompt": "hi", "models": models}).encode(), runtime.caller())
+    answer = json.loads(raw)
+    assert (status, answer["error"]) == (403, "model_forbidden")
+    assert len(raw) < 1_000
+    assert "m" * 64 in answer["message"]
+    assert "m" * 65 not in answer["message"]
+    assert "model-49" not in answer["message"]
