@@ -10,6 +10,7 @@ from stacks.config.fields import (
     FieldPath,
     HttpsUrl,
     KebabName,
+    MetadataValue,
     QueryParameter,
     Schedule,
     SecretName,
@@ -45,7 +46,7 @@ class PullConnectorConfig(ConfigModel):
         default="internal",
         description="The classification (a name from ingestion.classifications) the source's records get.",
     )
-    owner: str = Field(min_length=1, max_length=128, description="Who owns the records: kept in their metadata.")
+    owner: MetadataValue = Field(description="Who owns the records: kept in their metadata.")
     id_field: FieldPath = Field(default="id", description="Where each record keeps its id.")
     title_field: FieldPath = Field(default="title", description="Where each record keeps its title.")
     body_field: FieldPath = Field(default="body", description="Where each record keeps its text.")

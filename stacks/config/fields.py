@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from shared.field_paths import FieldPath
+from shared.landing import METADATA_VALUE
 from shared.meaning import PATTERN_ERROR, Meaning
 
 __all__ = ["PATTERN_ERROR", "FieldPath", "Meaning"]
@@ -59,6 +60,12 @@ Label = Annotated[
     Meaning("1 to 32 lowercase letters, digits, _ or -, starting with a letter, such as internal"),
 ]
 Classification = Label
+# What S3 user metadata carries (a landed record's owner): the connectors' own check, anchored.
+MetadataValue = Annotated[
+    str,
+    Field(min_length=1, max_length=128, pattern=f"^{METADATA_VALUE.pattern}$"),
+    Meaning("1 to 128 printable ASCII characters, no space at either end, such as crm-team"),
+]
 # Output types are routes (POST /v1/outputs/<name>) and agent names are Python identifiers.
 SnakeName = Annotated[
     str,
