@@ -59,17 +59,18 @@ def _check(bucket: Any, key: Any, version: Any, size: Any) -> None:
         raise MalformedEventError("the event names no bucket or key")
     if not BUCKET.fullmatch(bucket):
         raise MalformedEventError("the event's bucket is not a bucket name")
-    if not _utf8_within(key, MAX_KEY_BYTES):
+    if not utf8_within(key, MAX_KEY_BYTES):
         raise MalformedEventError(f"the event's key is not UTF-8 of at most {MAX_KEY_BYTES} bytes")
     if not isinstance(version, str) or not version:
         raise MalformedEventError("the event has no version id (is the landing bucket versioned?)")
-    if not _utf8_within(version, MAX_KEY_BYTES) or not version.isprintable():
+    if not utf8_within(version, MAX_KEY_BYTES) or not version.isprintable():
         raise MalformedEventError("the event's version id is not a version id")
     if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= MAX_OBJECT_BYTES:
         raise MalformedEventError("the event has no object size")
 
 
-def _utf8_within(text: str, limit: int) -> bool:
+def utf8_within(text: str, limit: int) -> bool:
+    """Whether ``text`` is UTF-8 of at most ``limit`` bytes (S3 keys and version ids must be)."""
     try:
         return len(text.encode()) <= limit
     except UnicodeEncodeError:  # a lone surrogate from a JSON escape

@@ -113,6 +113,8 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
         if job is not None:
             return _ocr_finished(job)
         ref = object_ref(record.body)
+        if not _landing(ref.bucket):  # nothing is read or deleted in another bucket
+            raise MalformedEventError("the event's bucket is not the landing bucket")
     except MalformedEventError as malformed:
         _dead_letter(record, malformed.reason)
         return {"status": DEAD_LETTERED, "reason": malformed.reason}
@@ -122,6 +124,7 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
         budget_ms = settings().document_budget_seconds * 1000
         if lambda_context is not None and lambda_context.get_remaining_time_in_millis() < budget_ms:
             raise TimeBudgetError(ref.key)
+        ref = pipeline().locate(ref)  # the real key: the document id, the registry and the replay key
         result: dict[str, Any] = process(obj=ref.as_dict())
     except Exception as error:
         reason = f"processing failed: {_code(error)}"
@@ -132,6 +135,13 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
     metrics.add_metric(name=f"Documents{result['status'].title().replace('_', '')}", unit=MetricUnit.Count, value=1)
     logger.info("document processed", extra={**result, "version": ref.version})
     return result
+
+
+def _landing(bucket: str) -> bool:
+    config = settings()
+    if config.landing_bucket is not None:
+        return bucket == config.landing_bucket
+    return bucket not in (config.curated_bucket, config.quarantine_bucket)
 
 
 def _ocr_finished(job: OcrJob) -> dict[str, Any]:

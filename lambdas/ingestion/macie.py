@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import PurePosixPath
@@ -23,8 +24,9 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from ingestion.contract import ResponderSettings
+from ingestion.events import MAX_KEY_BYTES, utf8_within
 from ingestion.knowledge import KnowledgeBase
-from ingestion.pipeline import MISSING, CuratedStore, document_id
+from ingestion.pipeline import MISSING, CuratedStore, document_id, named_under
 from ingestion.registry import Registry
 
 logger = Logger()
@@ -48,21 +50,51 @@ class Buckets:
     quarantine: str
 
 
-def parse(event: dict[str, Any]) -> Finding:
-    detail = event.get("detail") or {}
-    affected = detail.get("resourcesAffected") or {}
-    obj = affected.get("s3Object") or {}
-    bucket = (affected.get("s3Bucket") or {}).get("name")
-    if not detail.get("id") or not bucket or not obj.get("key"):
-        raise ValueError("not a Macie finding about an S3 object")
+FINDING_ID = re.compile(r"[A-Za-z0-9-]{1,128}")  # Macie's are hex; it names a registry item and a folder
+FINDING_TYPE = re.compile(r"[A-Za-z0-9:/._-]{1,128}")  # e.g. SensitiveData:S3Object/Personal
+SEVERITIES = frozenset({"Low", "Medium", "High"})
+MAX_BUCKET_CHARS = 255  # legacy bucket names are longer than today's 63
+
+
+def parse(event: Any) -> Finding:
+    """The finding an EventBridge event carries; ValueError for anything Macie would not have sent,
+    before anything is moved. Its reason names the field, never the value (the key is data)."""
+    detail = _object(event, "detail")
+    affected = _object(detail, "resourcesAffected")
+    obj = _object(affected, "s3Object")
+    bucket = _object(affected, "s3Bucket").get("name")
+    severity = _object(detail, "severity").get("description")
+    finding_id, key, version = detail.get("id"), obj.get("key"), obj.get("versionId")
+    if not isinstance(finding_id, str) or not FINDING_ID.fullmatch(finding_id):
+        raise ValueError("the finding's id is not a Macie finding id")
+    if not isinstance(bucket, str) or not 0 < len(bucket) <= MAX_BUCKET_CHARS or not bucket.isprintable():
+        raise ValueError("the finding names no bucket")
+    if not isinstance(key, str) or not key or not utf8_within(key, MAX_KEY_BYTES):
+        raise ValueError("the finding names no object key")
+    if not isinstance(severity, str) or severity not in SEVERITIES:
+        raise ValueError("the finding's severity is not Low, Medium or High")
+    if version == "":
+        version = None
+    if version is not None and (
+        not isinstance(version, str) or not utf8_within(version, MAX_KEY_BYTES) or not version.isprintable()
+    ):
+        raise ValueError("the finding's object version id is not a version id")
+    kind = detail.get("type")
     return Finding(
-        id=str(detail["id"]),
-        type=str(detail.get("type", "unknown")),
-        severity=str((detail.get("severity") or {}).get("description", "unknown")),
-        bucket=str(bucket),
-        key=str(obj["key"]),
-        version=obj.get("versionId") or None,
+        id=finding_id,
+        type=kind if isinstance(kind, str) and FINDING_TYPE.fullmatch(kind) else "unknown",
+        severity=severity,
+        bucket=bucket,
+        key=key,
+        version=version,
     )
+
+
+def _object(parent: Any, name: str) -> dict[str, Any]:
+    value = parent.get(name) if isinstance(parent, dict) else None
+    if not isinstance(value, dict):
+        raise ValueError(f"not a Macie finding about an S3 object (no {name} object)")
+    return value
 
 
 class Responder:
@@ -114,7 +146,7 @@ class Responder:
         source = {"Bucket": finding.bucket, "Key": finding.key}
         if finding.version:
             source["VersionId"] = finding.version
-        target = f"macie/{finding.id}/{PurePosixPath(finding.key).name}"
+        target = named_under(f"macie/{finding.id}/", finding.key)
         try:
             self._s3.copy_object(Bucket=self._buckets.quarantine, Key=target, CopySource=source)
         except ClientError as error:
@@ -147,7 +179,7 @@ def responder() -> Responder:
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, str]:
+def lambda_handler(event: Any, context: LambdaContext) -> dict[str, str]:
     try:
         finding = parse(event)
     except ValueError as error:

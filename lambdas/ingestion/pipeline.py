@@ -100,7 +100,22 @@ class Pipeline:
             max_compression_ratio=settings.max_compression_ratio,
         )
 
+    def locate(self, ref: ObjectRef) -> ObjectRef:
+        """The event's object under its real key, the one its document id comes from (the Macie
+        responder's too). S3 URL-encodes the keys of some events ("my doc.txt" arrives as
+        "my+doc.txt"): of the key as sent and decoded, the one the registry has the version under
+        (its landing slot may be emptied already), else the one S3 holds it under, else decoded."""
+        keys = _candidate_keys(ref.key)
+        if len(keys) == 1:
+            return ref
+        for key in keys:
+            if self._registry.version(document_id(ref.bucket, key), ref.version) is not None:
+                return replace(ref, key=key)
+        found = self._head(ref)
+        return replace(ref, key=found[0] if found else keys[-1])
+
     def process(self, ref: ObjectRef) -> Outcome:
+        ref = self.locate(ref)
         doc = document_id(ref.bucket, ref.key)
         settled = self._registry.version(doc, ref.version)
         if settled is not None and settled.status == OCR_PENDING:  # its job's notification settles it
@@ -379,7 +394,7 @@ class Pipeline:
 
     def _head(self, ref: ObjectRef) -> tuple[str, dict[str, Any]] | None:
         """(key, HeadObject) for the event's version. The key is tried as sent and URL-decoded."""
-        for key in dict.fromkeys([ref.key, unquote_plus(ref.key)]):
+        for key in _candidate_keys(ref.key):
             try:
                 return key, self._s3.head_object(Bucket=ref.bucket, Key=key, VersionId=ref.version)
             except ClientError as error:
@@ -438,15 +453,30 @@ class CuratedStore:
 def quarantine_key(document: str, version: str, key: str) -> str:
     """Where a quarantined object goes: under its document and version, keeping its file name
     where that is a plain name, within S3's key limit (the events module bounds the version)."""
+    if not VERSION_SEGMENT.fullmatch(version) or set(version) == {"."}:
+        version = "v-" + hashlib.sha256(version.encode(errors="replace")).hexdigest()[:32]
+    return named_under(f"{document}/{version}/", key)
+
+
+def named_under(prefix: str, key: str) -> str:
+    """``prefix`` and the key's file name where that is a plain name ("object" otherwise), cut to
+    S3's key limit (never half a character, never a dot segment)."""
     name = PurePosixPath(key).name
     if name in ("", ".", "..") or not name.isprintable():
         name = "object"
-    if not VERSION_SEGMENT.fullmatch(version) or set(version) == {"."}:
-        version = "v-" + hashlib.sha256(version.encode(errors="replace")).hexdigest()[:32]
-    prefix = f"{document}/{version}/"
     room = MAX_KEY_BYTES - len(prefix.encode())
     name = name.encode()[: max(room, 0)].decode(errors="ignore").strip(".") or "object"
     return prefix + name
+
+
+def _candidate_keys(key: str) -> list[str]:
+    """The key as sent and URL-decoded (once each); S3 keys are UTF-8, so an escape that decodes
+    to anything else is not a decoding of one."""
+    try:
+        decoded = unquote_plus(key, errors="strict")
+    except UnicodeDecodeError:
+        return [key]
+    return list(dict.fromkeys([key, decoded]))
 
 
 def _newer_than(current: Mapping[str, Any] | None, ref: ObjectRef) -> bool:

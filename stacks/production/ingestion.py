@@ -212,6 +212,7 @@ class IngestionPipeline(Construct):
             memory_size=1024,
             timeout=self._processor_timeout,
             settings=ProcessorSettings(
+                landing_bucket=self.landing.bucket_name,
                 curated_bucket=curated.bucket_name,
                 quarantine_bucket=self.quarantine.bucket_name,
                 curated_prefix=self._config.knowledge_base.documents_prefix,

@@ -214,3 +214,66 @@ def test_quarantine_keys_keep_a_plain_file_name_under_document_and_version(versi
 def test_a_quarantine_key_with_no_room_left_for_a_name_is_the_prefix_and_object() -> None:
     long_document = "d" * 1030
     assert quarantine_key(long_document, "v1", "abcdefghijklmnop.txt") == f"{long_document}/v1/object"
+
+
+# --- events the processor must not act on, and keys as S3 sends them ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("bucket", "landing"),
+    [(QUARANTINE, None), (CURATED, None), (QUARANTINE, LANDING), (CURATED, LANDING), ("other-bucket", LANDING)],
+)
+def test_an_event_for_a_bucket_other_than_landing_is_dead_lettered_and_nothing_there_is_touched(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch, bucket: str, landing: str | None
+) -> None:
+    """The queue takes a message from anyone allowed to send one: a forged event for the quarantine
+    bucket must not curate a quarantined object and delete its only version."""
+    configured = handler.settings().model_copy(update={"landing_bucket": landing})
+    monkeypatch.setattr(handler, "settings", lambda: configured)
+    if bucket == "other-bucket":
+        aws.s3.create_bucket(Bucket=bucket)
+        aws.s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    version = aws.s3.put_object(Bucket=bucket, Key="docs/held.txt", Body=b"Held text.")["VersionId"]
+    message = sqs_message(s3_event("docs/held.txt", version, 10, bucket=bucket))
+    assert run(message) == []
+    reason = "the event's bucket is not the landing bucket"
+    (dead,) = aws.dlq()
+    assert dead["MessageAttributes"]["reason"]["StringValue"] == reason
+    assert [(i["pk"], i["reason"]) for i in aws.registry_items()] == [(f"event#{message['messageId']}", reason)]
+    versions = aws.s3.list_object_versions(Bucket=bucket)
+    assert [(v["Key"], v["VersionId"]) for v in versions["Versions"]] == [("docs/held.txt", version)]
+    assert "DeleteMarkers" not in versions
+    assert [k for k in aws.objects(CURATED) if k != "docs/held.txt"] == []
+    assert aws.agent.calls == []
+
+
+@pytest.mark.parametrize(
+    ("key", "sent"),
+    [
+        ("docs/my doc.txt", "docs/my+doc.txt"),  # S3 URL-encodes event keys
+        ("docs/c++ notes.txt", "docs/c%2B%2B+notes.txt"),
+        ("docs/c++.txt", "docs/c++.txt"),  # a key sent as it is is found as sent
+        ("docs/100%.txt", "docs/100%.txt"),  # not an escape: as sent
+    ],
+)
+def test_a_document_id_comes_from_the_objects_real_key_however_the_event_encodes_it(
+    aws: Aws, key: str, sent: str
+) -> None:
+    put = aws.put(key, "Plain words.")
+    event = s3_event(sent, put["version"], put["size"])
+    assert run(sqs_message(event)) == []
+    doc = document_id(LANDING, key)
+    record = version_record(aws, key)
+    assert (record["pk"], record["status"], record["source"]) == (doc, "curated", f"s3://{LANDING}/{key}")
+    assert f"curated/{doc}.txt" in aws.objects(CURATED)
+    # The same event again (a new message, the landing slot emptied): the same version, replayed.
+    assert run(sqs_message(event)) == []
+    assert {i["pk"] for i in aws.registry_items()} == {doc}
+
+
+def test_an_encoded_key_of_an_object_already_gone_gets_the_decoded_keys_id(aws: Aws) -> None:
+    put = aws.put("docs/my doc.txt", "Plain words.")
+    aws.s3.delete_object(Bucket=LANDING, Key="docs/my doc.txt", VersionId=put["version"])
+    assert run(sqs_message(s3_event("docs/my+doc.txt", put["version"], put["size"]))) == []
+    record = version_record(aws, "docs/my doc.txt")
+    assert (record["status"], record["source"]) == ("gone", f"s3://{LANDING}/docs/my doc.txt")

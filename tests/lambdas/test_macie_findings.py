@@ -154,3 +154,111 @@ def test_the_responder_calls_sns_and_the_kb_as_their_service_models_say(aws: Aws
         responder.respond(macie.parse(finding_event(CURATED, key, current["object_version"])), AT)
         kb.assert_no_pending_responses()
         topic.assert_no_pending_responses()
+
+
+# --- hostile and odd finding events -------------------------------------------------------------------
+
+
+def _ignored(aws: Aws, sns: ModelChecked, event: Any, capsys: pytest.CaptureFixture[str]) -> str:
+    """The event is ignored, counted as unusable, and nothing is moved, recorded or told."""
+    assert macie.lambda_handler(event, FakeContext()) == {"action": "ignored"}
+    assert sns.calls == []
+    assert aws.objects(QUARANTINE) == {}
+    assert aws.registry_items() == []
+    out = capsys.readouterr().out
+    assert '"MacieFindingsUnusable":[1.0]' in out.replace(" ", "")
+    return out
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        None,
+        [],
+        "finding",
+        {"detail": "x"},
+        {"detail": []},
+        {"detail": {"id": "f", "resourcesAffected": []}},
+        {"detail": {"id": "f", "resourcesAffected": {"s3Bucket": "b", "s3Object": {"key": "k"}}}},
+        {"detail": {"id": "f", "resourcesAffected": {"s3Bucket": {"name": "b"}, "s3Object": "k"}}},
+        {"detail": {"id": "f", "severity": "High", "resourcesAffected": {"s3Bucket": {"name": "b"}, "s3Object": {}}}},
+    ],
+)
+def test_a_finding_event_of_an_odd_shape_is_ignored_without_an_error(
+    aws: Aws, responder: Any, capsys: pytest.CaptureFixture[str], event: Any
+) -> None:
+    _, sns = responder
+    _ignored(aws, sns, event, capsys)
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (("id",), "a" * 1100),  # past DynamoDB's key limit: moved, then never recorded
+        (("id",), "../../curated/x"),  # would name a folder of its choosing
+        (("id",), "f 1"),
+        (("id",), 1234),
+        (("id",), ""),
+        (("severity", "description"), "High\nInjected"),  # SNS refuses a subject with a newline
+        (("severity", "description"), "Critical"),
+        (("severity", "description"), ["High"]),
+        (("severity",), None),
+        (("resourcesAffected", "s3Object", "versionId"), 12345),
+        (("resourcesAffected", "s3Object", "versionId"), ["v"]),
+        (("resourcesAffected", "s3Object", "versionId"), "v\n1"),
+        (("resourcesAffected", "s3Object", "key"), "k" * 1025),
+        (("resourcesAffected", "s3Object", "key"), 7),
+        (("resourcesAffected", "s3Bucket", "name"), ["landing-bucket"]),
+        (("resourcesAffected", "s3Bucket", "name"), "landing\nbucket"),
+    ],
+)
+def test_a_finding_with_a_field_macie_would_not_send_is_ignored_before_anything_moves(
+    aws: Aws, responder: Any, capsys: pytest.CaptureFixture[str], path: tuple[str, ...], value: Any
+) -> None:
+    _, sns = responder
+    put = aws.put("docs/raw.txt", "Raw text.")
+    event = finding_event(LANDING, put["key"], put["version"])
+    parent = event["detail"]
+    for name in path[:-1]:
+        parent = parent[name]
+    parent[path[-1]] = value
+    out = _ignored(aws, sns, event, capsys)
+    assert [v["VersionId"] for v in aws.landing_versions()] == [put["version"]]
+    if isinstance(value, str) and len(value) > 3:
+        assert value not in out  # the reason names the field, never its value
+
+
+def test_an_unknown_finding_type_is_reported_as_unknown(aws: Aws, responder: Any) -> None:
+    _, sns = responder
+    event = finding_event("log-archive", "logs/x.gz", None)
+    event["detail"]["type"] = "Sensitive\nData " * 20
+    assert macie.lambda_handler(event, FakeContext())["action"] == "reported"
+    assert published(sns)["type"] == "unknown"
+
+
+def test_a_finding_on_a_long_key_quarantines_it_within_s3s_key_limit(aws: Aws, responder: Any) -> None:
+    key = "docs/" + "n" * 1015 + ".txt"  # S3's longest key: its name does not fit under the finding
+    put = aws.put(key, "Raw text.")
+    assert macie.lambda_handler(finding_event(LANDING, key, put["version"]), FakeContext())["action"] == "quarantined"
+    (target,) = aws.objects(QUARANTINE)
+    assert target.startswith("macie/finding-0001/nnn")
+    assert len(target.encode()) == 1024
+
+
+def test_a_key_that_needs_url_encoding_has_one_document_id_for_the_pipeline_and_macie(aws: Aws, responder: Any) -> None:
+    """S3's event encodes the key ("my+doc.txt"), Macie's finding does not ("my doc.txt"): the
+    registry keeps one history for the document either way."""
+    from ingestion import handler
+    from tests.lambdas.ingestion_fixtures import s3_event, sqs_message
+
+    first = aws.put("docs/my doc.txt", "First words.")
+    assert handler.lambda_handler(
+        batch(sqs_message(s3_event("docs/my+doc.txt", first["version"], first["size"]))), FakeContext()
+    ) == {"batchItemFailures": []}
+    second = aws.put("docs/my doc.txt", "Second words.")
+    notice = macie.lambda_handler(finding_event(LANDING, second["key"], second["version"]), FakeContext())
+    assert notice["action"] == "quarantined"
+    doc = document_id(LANDING, "docs/my doc.txt")
+    assert notice["document_id"] == doc
+    assert {i["pk"] for i in aws.registry_items()} == {doc}
+    assert {i["sk"].split("#")[0] for i in aws.registry_items()} == {"current", "version", "finding"}
