@@ -134,7 +134,7 @@ def pull(
     bucket: str,
     clock: Callable[[], float] = time.time,
 ) -> Run:
-    since = watermarks.get(source.name)
+    since = _trusted(watermarks.get(source.name), clock)
     newest = since
     cursor: str | None = None
     cursors: set[str] = set()
@@ -164,6 +164,24 @@ def pull(
     if newest and newest != since:
         watermarks.put(source.name, newest)
     return Run(landed=landed, poison=poison, pages=pages, watermark=newest)
+
+
+def _trusted(watermark: str | None, clock: Callable[[], float]) -> str | None:
+    """The stored watermark, unless it cannot be one: not a time, or later than now by more than
+    the skew (saved before future changes were poison). Such a watermark would hide every change
+    for good, so the run starts from the beginning instead (landing is idempotent) and saves the
+    newest change it sees."""
+    if watermark is None:
+        return None
+    try:
+        stamp = dt.datetime.fromisoformat(watermark)
+        later = stamp.tzinfo is not None and stamp > dt.datetime.fromtimestamp(clock(), dt.UTC) + CLOCK_SKEW
+    except (TypeError, ValueError):
+        later = True
+    if later:
+        logger.warning("stored watermark not trusted: pulling from the beginning")
+        return None
+    return watermark
 
 
 def _record(source: PullSource, item: Any, *, latest: dt.datetime) -> tuple[Record, dt.datetime | None]:

@@ -63,8 +63,7 @@ class ProcessorSettings(PipelineSettings):
     """The processor function: the pipeline's settings and the services it reaches."""
 
     # The only bucket whose events it takes (the queue takes messages from anyone who may send).
-    # Unset, an event for the curated or quarantine bucket is still refused.
-    landing_bucket: str | None = None
+    landing_bucket: str
     classification_readers: ConfigLocation  # the ClassificationReaders document
     custom_identifiers: dict[str, str] = Field(default_factory=dict)  # name -> regex
     pii_min_score: float = 0.8

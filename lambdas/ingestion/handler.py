@@ -138,10 +138,7 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
 
 
 def _landing(bucket: str) -> bool:
-    config = settings()
-    if config.landing_bucket is not None:
-        return bucket == config.landing_bucket
-    return bucket not in (config.curated_bucket, config.quarantine_bucket)
+    return bucket == settings().landing_bucket
 
 
 def _ocr_finished(job: OcrJob) -> dict[str, Any]:

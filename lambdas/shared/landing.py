@@ -30,7 +30,7 @@ class Record(BaseModel):
     # Built when first validated: the ingestion functions import this module for its prefix only.
     model_config = ConfigDict(extra="ignore", defer_build=True)
 
-    id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._-]+$")
+    id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._-]*[A-Za-z0-9_-][A-Za-z0-9._-]*$")
     title: str = Field(default="", max_length=500)
     body: str = Field(min_length=1, max_length=1_000_000)
     owner: str | None = Field(default=None, min_length=1, max_length=128)

@@ -318,9 +318,13 @@ def _depth(value: Any) -> int:
     return deepest
 
 
+MAX_RETRY_AFTER_SECONDS = 3600  # a service's Retry-After beyond an hour is not passed on
+
+
 def _retry_after(header: str | None) -> int:
+    """The service's Retry-After in seconds, within 1..MAX_RETRY_AFTER_SECONDS (30 if not a number)."""
     try:
-        return max(int(header or 30), 1)
+        return min(max(int(header or 30), 1), MAX_RETRY_AFTER_SECONDS)
     except ValueError:
         return 30
 

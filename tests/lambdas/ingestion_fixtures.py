@@ -159,6 +159,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
             knowledge_base_id=knowledge.knowledge_base_id,
             s3_data_source_id=knowledge.s3_data_source_id,
             custom_data_source_id=knowledge.custom_data_source_id,
+            landing_bucket=LANDING,
             registry_table="registry",
             idempotency_table="idempotency",
             dlq_url=dlq_url,

@@ -65,6 +65,7 @@ def test_an_ascii_owner_lands_as_the_metadata_the_pipeline_reads(pushing: Aws) -
         ({"id": "a", "title": "a\n# injected", "body": "b"}, "records.1.title", "one line"),
         ({"id": "a", "title": "a\u2028b", "body": "b"}, "records.1.title", "one line"),
         ({"id": "first", "body": "the second record of this id"}, "records.1.id", "records.0.id"),
+        ({"id": "..", "body": "b"}, "records.1.id", "pattern"),  # it would land as realtime/crm/...md
     ],
 )
 def test_content_the_pipeline_would_refuse_is_a_422_naming_the_field(
@@ -136,6 +137,27 @@ def test_a_change_time_later_than_now_is_poison_and_never_the_watermark(aws: Aws
     reasons = {d["MessageAttributes"]["reason"]["StringValue"] for d in aws.dlq()}
     assert reasons == {"poison record: updated_at: later than now (by more than 0:05:00); it would hide later changes"}
     assert watermark(aws) == within_skew
+
+
+@pytest.mark.parametrize("stored", ["9999-12-31T00:00:00+00:00", "not a time"])
+def test_a_stored_watermark_that_cannot_be_one_is_not_trusted(aws: Aws, stored: str) -> None:
+    """One saved before future change times were poison would hide every change for good: the run
+    pulls from the beginning and saves the newest change it sees."""
+    pull.Watermarks(aws.dynamodb.Table("registry")).put(SOURCE.name, stored)
+    upstream = Upstream({"items": [article("a", "2026-11-02T08:00:00Z")]})
+    result = run(aws, upstream)
+    assert result.landed == 1
+    assert upstream.requests[0][SOURCE.since_param] is None
+    assert watermark(aws) == "2026-11-02T08:00:00+00:00"
+
+
+def test_a_stored_watermark_within_the_skew_is_the_next_pull_s_start(aws: Aws) -> None:
+    clock = Clock()
+    ahead = (dt.datetime.fromtimestamp(clock.now, dt.UTC) + pull.CLOCK_SKEW).isoformat()
+    pull.Watermarks(aws.dynamodb.Table("registry")).put(SOURCE.name, ahead)
+    upstream = Upstream({"items": []})
+    run(aws, upstream, clock)
+    assert upstream.requests[0][SOURCE.since_param] == ahead
 
 
 def test_a_change_time_without_an_offset_is_utc_whatever_the_machine_s_time_zone(aws: Aws) -> None:

@@ -196,6 +196,13 @@ def test_a_malformed_answer_is_a_taxonomy_error(api: LegacyApi, body: bytes, mes
     assert message in error.message, error.message
 
 
+@pytest.mark.parametrize(("header", "seconds"), [("9" * 18, 3600), ("-5", 1), ("soon", 30), ("120", 120)])
+def test_a_retry_after_is_passed_on_within_bounds(api: LegacyApi, header: str, seconds: int) -> None:
+    api.answers[CUSTOMERS] = Answer(body=b"{}", status=503, headers={"Retry-After": header})
+    error = refusal(make_client(api))
+    assert (error.kind, error.result()["error"]["retry_after"]) == ("upstream_unavailable", seconds)
+
+
 # Digits str.isdigit() takes and int() does not ("²"), and more digits than int() converts.
 @pytest.mark.parametrize(
     "length", ["\u00b2", "1" * 5000, "0x10", "+5", "1_000"], ids=["superscript", "5000 digits", "hex", "sign", "_"]
