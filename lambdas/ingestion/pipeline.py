@@ -104,18 +104,26 @@ class Pipeline:
         """The event's object under its real key, the one its document id comes from (the Macie
         responder's too). S3 URL-encodes the keys of some events ("my doc.txt" arrives as
         "my+doc.txt"): of the key as sent and decoded, the one the registry has the version under
-        (its landing slot may be emptied already), else the one S3 holds it under, else decoded."""
+        (its landing slot may be emptied already); else the key as sent if only its document exists
+        (one first seen when ids came from the key as sent: its curated copy and its knowledge base
+        entry are under that id, so a new version must supersede them there); else the one S3
+        holds it under; else decoded. Once only: a located key decoded again is another key."""
         keys = _candidate_keys(ref.key)
         if len(keys) == 1:
             return ref
+        sent, decoded = keys
         for key in keys:
             if self._registry.version(document_id(ref.bucket, key), ref.version) is not None:
                 return replace(ref, key=key)
+        if self._registry.current(document_id(ref.bucket, decoded)) is None and self._registry.current(
+            document_id(ref.bucket, sent)
+        ):
+            return ref
         found = self._head(ref)
-        return replace(ref, key=found[0] if found else keys[-1])
+        return replace(ref, key=found[0] if found else decoded)
 
     def process(self, ref: ObjectRef) -> Outcome:
-        ref = self.locate(ref)
+        """The version of a located object (``locate``) through the pipeline, once."""
         doc = document_id(ref.bucket, ref.key)
         settled = self._registry.version(doc, ref.version)
         if settled is not None and settled.status == OCR_PENDING:  # its job's notification settles it

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from ingestion import handler
-from ingestion.events import MalformedEventError, object_ref
+from ingestion.events import MalformedEventError, ObjectRef, object_ref
 from ingestion.pipeline import document_id, quarantine_key
 from tests.lambdas.conftest import FakeContext
 from tests.lambdas.ingestion_corpus import LANDING, SEEDED_PII, docx_bytes, pdf_bytes
@@ -265,6 +265,33 @@ def test_a_document_id_comes_from_the_objects_real_key_however_the_event_encodes
     # The same event again (a new message, the landing slot emptied): the same version, replayed.
     assert run(sqs_message(event)) == []
     assert {i["pk"] for i in aws.registry_items()} == {doc}
+
+
+def test_a_located_key_is_not_decoded_again(aws: Aws) -> None:
+    """A plus in a real key, sent as %2B, of an object deleted before processing: the document is
+    the real key's ("docs/a+b.txt"), not a second decoding's ("docs/a b.txt")."""
+    put = aws.put("docs/a+b.txt", "Plain words.")
+    aws.s3.delete_object(Bucket=LANDING, Key="docs/a+b.txt", VersionId=put["version"])
+    assert run(sqs_message(s3_event("docs/a%2Bb.txt", put["version"], put["size"]))) == []
+    (item,) = [i for i in aws.registry_items() if i["pk"] != f"doc#{document_id(LANDING, 'docs/a b.txt')}"]
+    assert item["pk"] == document_id(LANDING, "docs/a+b.txt")
+    assert (item["status"], item["source"]) == ("gone", f"s3://{LANDING}/docs/a+b.txt")
+
+
+def test_a_document_first_seen_under_the_key_as_sent_keeps_its_id(aws: Aws) -> None:
+    """Before ids came from the real key, "docs/my doc.txt" sent as "docs/my+doc.txt" had the id
+    of the key as sent, and its curated copy is under that id: its next version must supersede it
+    there, not start a second document beside it."""
+    first = aws.put("docs/my doc.txt", "First words.")
+    # As the earlier release did: the key as sent named the document (no locate).
+    sent = ObjectRef(LANDING, "docs/my+doc.txt", first["version"], first["size"])
+    assert aws.pipeline.process(sent).status == "curated"
+    legacy = document_id(LANDING, "docs/my+doc.txt")
+    second = aws.put("docs/my doc.txt", "Second words.")
+    assert run(sqs_message(s3_event("docs/my+doc.txt", second["version"], second["size"]))) == []
+    assert {i["pk"] for i in aws.registry_items()} == {legacy}
+    assert {k.split(".")[0] for k in aws.objects(CURATED) if k.startswith("curated/")} == {f"curated/{legacy}"}
+    assert aws.objects(CURATED)[f"curated/{legacy}.txt"] == b"Second words."
 
 
 def test_an_encoded_key_of_an_object_already_gone_gets_the_decoded_keys_id(aws: Aws) -> None:

@@ -257,7 +257,7 @@ def started(aws: Aws, stubber: Stubber, pipeline: Pipeline, key: str = "scans/a 
             "NotificationChannel": {"SNSTopicArn": TOPIC, "RoleArn": ROLE},
         },
     )
-    outcome = pipeline.process(ref)
+    outcome = pipeline.process(pipeline.locate(ref))  # as the handler does
     assert (outcome.status, outcome.reason) == (
         "ocr_pending",
         "the PDF has no text layer: text detection (OCR) started",
@@ -310,7 +310,7 @@ def test_a_pending_version_keeps_the_decoded_key_and_its_event_order(aws: Aws, s
     replay = pipeline.process(ref)
     assert (replay.status, replay.replayed) == ("ocr_pending", True)
     # The event again, key encoded as sent: the same version of the same document (the registry says so).
-    replay = pipeline.process(replace(ref, key="scans/a+b.pdf"))
+    replay = pipeline.process(pipeline.locate(replace(ref, key="scans/a+b.pdf")))
     assert (replay.status, replay.replayed, replay.document_id) == ("ocr_pending", True, document_id(LANDING, ref.key))
     page(
         stubber,
