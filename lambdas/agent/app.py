@@ -47,6 +47,7 @@ from agent.memory import SessionMemory
 from agent.turn import run_turn
 from shared.agent_memory import actor_id
 from shared.aws_errors import Kind, UpstreamError
+from shared.bodies import clip
 from shared.headers import AGENT_SESSION_HEADER, CALLER_TOKEN_HEADER, CONVERSATION_HEADER
 from shared.runtime_config import DocumentReader, RuntimeConfigError
 from shared.telemetry import CONVERSATION
@@ -56,7 +57,6 @@ MAX_INSTRUCTIONS = 4000
 MAX_TOOL_PAGES = 20  # tools/list pages read per turn (a gateway that pages forever is cut off)
 # A refusal names what the caller sent only this far: a caller-sized name would make a caller-sized answer.
 ECHOED_NAMES = 3
-ECHOED_CHARS = 64
 BODY_SHAPE = 'body: {"prompt": "..."} or {"messages": [...]}, the last one the user\'s'
 logger = Logger()
 
@@ -230,7 +230,7 @@ def _request(body: Any, group: GroupModels) -> TurnRequest:
 
 
 def _echoed(names: list[str]) -> str:
-    shown = [name if len(name) <= ECHOED_CHARS else f"{name[:ECHOED_CHARS]}..." for name in names[:ECHOED_NAMES]]
+    shown = [clip(name) for name in names[:ECHOED_NAMES]]
     more = len(names) - len(shown)
     return ", ".join(shown) + (f" and {more} more" if more else "")
 

@@ -68,7 +68,7 @@ from ai_gateway.transcript import Transcripts
 from shared import snapstart
 from shared.aws_errors import RETRY_AFTER_SECONDS, UpstreamError
 from shared.bearer import InvalidToken, bearer  # not shared.tokens: PyJWT and cryptography stay unloaded
-from shared.bodies import BodyError, body_bytes, problems
+from shared.bodies import BodyError, body_bytes, clip, problems
 from shared.claims import CONTEXT_GROUP, CONTEXT_USER
 from shared.runtime_config import DocumentReader, RuntimeConfigError, appconfig_fetch
 
@@ -511,7 +511,7 @@ def _caller_and_group() -> tuple[Caller, GroupPolicy]:
     group = policy().groups.get(caller.group)
     if group is None:
         # (A configured group's name is short; one that is not is not echoed whole.)
-        raise GatewayError(403, "forbidden", f"group {caller.group[:64]} has no access to the gateway")
+        raise GatewayError(403, "forbidden", f"group {clip(caller.group)} has no access to the gateway")
     telemetry.request(caller.group)
     return caller, group
 
@@ -699,11 +699,12 @@ def _no_route(error: NotFoundError) -> Response[Any]:
     """A path the gateway does not serve (404, with its routes), or a route's path with another
     method (405, with Allow), in the route's shape."""
     allowed = _allowed(_path())
-    if allowed is None:
+    method = app.current_event.http_method
+    if allowed is None or allowed == method:  # (the route's method: a path parameter it does not take)
+        allowed = None
         refusal = GatewayError(404, "not_found", f"routes: {ROUTES}")
     else:
-        method = app.current_event.http_method
-        refusal = GatewayError(405, "method_not_allowed", f"{method[:16]} is not allowed here; use {allowed}")
+        refusal = GatewayError(405, "method_not_allowed", f"{clip(method, 16)} is not allowed here; use {allowed}")
     response = _refusal(refusal, log=False)
     if allowed is not None:
         response.headers["Allow"] = allowed
@@ -745,8 +746,9 @@ def _openai_route() -> bool:
 
 
 def _path() -> str:
-    """The request's path as the router matched it (a trailing slash or newline is the same route)."""
-    return app.current_event.path.rstrip("/\n") or "/"
+    """The request's path as the router matches it: Powertools' REST route patterns end ``/*$``,
+    and ``$`` also matches before a final newline."""
+    return app.current_event.path.removesuffix("\n").rstrip("/") or "/"
 
 
 def _openai_json(error: OpenAIError) -> Response[Any]:

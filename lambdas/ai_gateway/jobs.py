@@ -40,6 +40,7 @@ from ai_gateway.jobs_contract import PREFER_HEADER, RESPOND_ASYNC, GatewayJobsSe
 from ai_gateway.ledger import Admission, Ledger
 from ai_gateway.models import Caller, OutputPolicy, Quota
 from shared.aws_errors import UpstreamError, call
+from shared.bodies import clip
 
 JOB_ID = re.compile(r"[0-9a-f]{32}")
 MAX_PREFER_CHARS = 1024  # RFC 7240 preferences are short; a longer header is not read for one
@@ -356,7 +357,7 @@ def read(job: str, *, caller: Caller, clock: Clock, jobs: Jobs | None = None) ->
         with call("dynamodb"):  # a failure is the table's (a typed 5xx), not the gateway's
             found = jobs.store.get(job)
     if found is None or found.caller != caller:
-        return 404, {"error": "not_found", "message": f"no job {job[:64]} for this caller"}
+        return 404, {"error": "not_found", "message": f"no job {clip(job)} for this caller"}
     body: dict[str, Any] = {
         "job_id": found.job_id,
         "status": found.status.value,

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from legacy_tools.contract import CURSOR, SingleCallTool
 from legacy_tools.shaping import decode_cursor, page, project
-from shared.bodies import MAX_FIELD_CHARS, MAX_PROBLEMS, Problem, worded
+from shared.bodies import MAX_PROBLEMS, Problem, clip, worded
 from shared.field_paths import value_at
 from shared.legacy_client import LegacyClient
 from shared.tool_errors import ToolError
@@ -209,4 +209,4 @@ def _argument(loc: tuple[Any, ...]) -> str:
     Not bodies.field itself: that drops "body" and "path" (API Gateway's prefixes), which here
     are names a single-call tool may give its arguments."""
     name = ".".join(map(str, loc)) or "arguments"
-    return name if len(name) <= MAX_FIELD_CHARS else f"{name[: MAX_FIELD_CHARS - 1]}…"
+    return clip(name)

@@ -16,6 +16,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from legacy_tools.adapters import Shape, Tool, registry
 from legacy_tools.contract import Settings, SingleCallTools
+from shared.bodies import clip
 from shared.legacy_client import LegacyClient, client_for
 from shared.observability import Dimension, Metric
 from shared.runtime_config import DocumentReader
@@ -24,7 +25,6 @@ from shared.tools import TOOL_NAME_KEY, unqualified
 
 logger = Logger()
 metrics = Metrics()
-MAX_SHOWN_NAME_CHARS = 64  # of a tool name in an answer or a log: an unknown name is the caller's text
 
 
 @cache
@@ -66,16 +66,12 @@ def client() -> LegacyClient:
 
 
 def tool_name(context: Any) -> str:
-    """The tool the gateway names, cut to MAX_SHOWN_NAME_CHARS: it is logged and may be echoed."""
+    """The tool the gateway names, clipped: it is logged and may be echoed (an unknown name is the
+    caller's text; a clipped one ends in "…", so names no tool)."""
     custom = getattr(getattr(context, "client_context", None), "custom", None)
     if not isinstance(custom, dict):  # absent, or not what the gateway sends: no tool named
         return ""
-    return shown(unqualified(str(custom.get(TOOL_NAME_KEY, ""))))
-
-
-def shown(name: str) -> str:
-    """A tool name as an answer or a log line may show it; a cut one ends in "…", so names no tool."""
-    return name if len(name) <= MAX_SHOWN_NAME_CHARS else f"{name[: MAX_SHOWN_NAME_CHARS - 1]}…"
+    return clip(unqualified(str(custom.get(TOOL_NAME_KEY, ""))))
 
 
 def run(name: str, arguments: Any) -> dict[str, Any]:
@@ -83,7 +79,7 @@ def run(name: str, arguments: Any) -> dict[str, Any]:
     tool = tools.get(name)
     if tool is None:
         known = ", ".join(tools)
-        return ToolError("invalid_argument", f"unknown tool {shown(name) or '(none)'}; tools: {known}").result()
+        return ToolError("invalid_argument", f"unknown tool {clip(name) or '(none)'}; tools: {known}").result()
     if not isinstance(arguments, dict):
         return ToolError("invalid_argument", "arguments: an object is required").result()
     try:

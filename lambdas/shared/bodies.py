@@ -45,7 +45,13 @@ def field(loc: tuple[Any, ...]) -> str:
     most MAX_FIELD_CHARS characters, cut with "…"."""
     parts = [part for part in loc if part not in ("body", "path")]
     name = ".".join(map(str, parts)) if any(isinstance(part, str) for part in parts) else "body"
-    return name if len(name) <= MAX_FIELD_CHARS else f"{name[: MAX_FIELD_CHARS - 1]}…"
+    return clip(name)
+
+
+def clip(text: str, limit: int = MAX_FIELD_CHARS) -> str:
+    """Text a caller or an upstream chose, as an answer or a log line may echo it: at most
+    ``limit`` characters, the last one "…" where it was cut."""
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"
 
 
 class Problem(NamedTuple):

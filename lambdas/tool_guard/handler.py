@@ -60,6 +60,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from shared.bodies import clip
 from shared.headers import CONVERSATION_HEADER
 from shared.runtime_config import DocumentReader
 from shared.telemetry import CONVERSATION
@@ -267,7 +268,7 @@ def _checked(message: Any, caller: Caller) -> dict[str, Any]:
         return _checked_call(message, caller)
     if method in PASSING_METHODS:
         return message
-    logger.info("method refused", extra={"method": method[:SHOWN]})
+    logger.info("method refused", extra={"method": clip(method, SHOWN)})
     raise Refusal(METHOD_NOT_FOUND, "method not available through this gateway")
 
 
@@ -280,8 +281,8 @@ def _checked_call(message: dict[str, Any], caller: Caller) -> dict[str, Any]:
         raise Refusal(INVALID_PARAMS, "tools/call needs params with a string name and object arguments")
     if caller.group is None or name not in caller.tools:
         metrics.add_metric(name=Metric.CALLS_REFUSED, unit=MetricUnit.Count, value=1)
-        logger.info("tool call refused", extra={"tool": name[:SHOWN]})
-        raise Refusal(FORBIDDEN, f"tool {name[:SHOWN]} is not available to this caller")
+        logger.info("tool call refused", extra={"tool": clip(name, SHOWN)})
+        raise Refusal(FORBIDDEN, f"tool {clip(name, SHOWN)} is not available to this caller")
     sent = {k: v for k, v in (arguments or {}).items() if k not in GATEWAY_ARGUMENTS}
     if name in WEB_CALLS:
         return {**message, "params": {**params, "arguments": {**sent, GROUP_ARGUMENT: caller.group}}}
@@ -357,8 +358,9 @@ def _filtered_body(answer: Any, listing: Listing, tools: frozenset[str]) -> Any:
 
 
 def _carries_tools(answer: Any) -> bool:
-    """Whether any message of an answer has a result with a ``tools`` list in it. A string is read
-    as leniently as any client might (NaN and all); one no client can read carries nothing."""
+    """Whether any message of an answer has a result with a ``tools`` member (of any value: one
+    that is not a list is then refused as an unreadable listing). A string is read as leniently as
+    any client might (NaN and all); one no client can read carries nothing."""
     if isinstance(answer, str) and answer.lstrip()[:1] in ("{", "["):
         answers = [_lenient(answer)]
     elif isinstance(answer, str):

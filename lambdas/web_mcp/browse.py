@@ -3,11 +3,15 @@ automation stream with the Chrome DevTools Protocol.
 
 Before the browser is sent anywhere, the URL passes the same checks as web_fetch (scheme, user
 information, the group's domain lists, every resolved address). The browser then loads documents
-itself (the page, each redirect hop, its frames, what a step navigates to), so each document
-request is paused in the browser (CDP Fetch domain, request stage) until it has passed the same
-checks here: a hop of the page that fails them is never sent and fails the call with its refusal;
-a frame that fails them is not loaded and the page is read without it. The page's final URL is
-checked once more before anything of it is returned. Steps run as small fixed scripts whose
+itself (the page, each redirect hop, what a step navigates to, the frames it renders in the
+page's own process), so the page's document requests are paused in the browser (CDP Fetch
+domain on the page's session, request stage) until they have passed the same checks here: a hop
+of the page that fails them is never sent and fails the call (``forbidden``, the check's reason,
+"the page led to a refused URL"); a frame that fails them is not loaded and the page is read
+without it. Not paused: sub-resources (scripts, images, a script's own requests), and what runs
+in targets of their own (a cross-site frame's later navigations, a popup); none of it is read
+back, and AgentCore Browser's network isolation bounds it. The page's final URL is checked once
+more before anything of it is returned. Steps run as small fixed scripts whose
 selector and text are passed as JSON literals, never spliced into JavaScript source. One deadline
 covers the session (navigation, steps, reading the page), and the session is stopped on every path.
 """
@@ -130,7 +134,9 @@ class Cdp:
                 self._hop(url if isinstance(url, str) else "")
         except WebError as refusal:
             if params.get("frameId") == self.main_frame:
-                self.refusal = self.refusal or refusal
+                # The caller's URL passed; where the page went did not: the site's doing, not the caller's.
+                led = WebError("forbidden", refusal.reason, f"the page led to a refused URL: {refusal.message}")
+                self.refusal = self.refusal or led
             else:
                 logger.info("frame not loaded", extra={"reason": refusal.reason})
             await self._write("Fetch.failRequest", {**answer, "errorReason": "BlockedByClient"})

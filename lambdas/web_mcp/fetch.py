@@ -63,7 +63,11 @@ TEXT_CODECS = frozenset(
         *(f"cp{page}" for page in range(1250, 1259)),
         "koi8_r",
         "koi8_u",
+        "cp866",
+        "cp874",
+        "tis_620",
         "mac_roman",
+        "mac_cyrillic",
         "shift_jis",
         "cp932",
         "euc_jp",
@@ -77,6 +81,18 @@ TEXT_CODECS = frozenset(
         "cp949",
     }
 )
+
+# Labels of the WHATWG Encoding Standard (what browsers and pages use) that Python's aliases lack.
+WEB_LABELS = {
+    "windows_874": "cp874",
+    "x_mac_cyrillic": "mac_cyrillic",
+    "x_mac_ukrainian": "mac_cyrillic",
+    "windows_31j": "cp932",
+    "x_sjis": "shift_jis",
+    "iso_8859_8_i": "iso8859_8",
+    "csiso88598i": "iso8859_8",
+    **{f"x_cp{page}": f"cp{page}" for page in range(1250, 1259)},
+}
 
 
 def system_resolver(host: str, port: int) -> list[str]:
@@ -354,7 +370,7 @@ def text_codec(charset: str | None) -> str:
     if not charset:
         return "utf_8"
     name = encodings.normalize_encoding(charset.lower())
-    name = encodings.aliases.aliases.get(name, name)
+    name = WEB_LABELS.get(name) or encodings.aliases.aliases.get(name, name)
     return name if name in TEXT_CODECS else "utf_8"
 
 

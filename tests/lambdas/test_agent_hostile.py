@@ -67,6 +67,6 @@ def test_a_refused_model_list_is_echoed_cut_short(
     answer = json.loads(raw)
     assert (status, answer["error"]) == (403, "model_forbidden")
     assert len(raw) < 1_000
-    assert "m" * 64 in answer["message"]
-    assert "m" * 65 not in answer["message"]
+    assert f"{'m' * 63}…" in answer["message"]
+    assert "m" * 64 not in answer["message"]
     assert "model-49" not in answer["message"]

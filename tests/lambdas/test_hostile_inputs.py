@@ -353,7 +353,7 @@ def test_an_unknown_group_is_not_echoed_whole(bedrock: Answering) -> None:
     request = rest_event("POST", "/v1/chat", CHAT, authorizer={"user": "u", "group": "g" * 12_000})
     result = http_result(handler.lambda_handler(request, FakeContext()))
     assert result.status == 403
-    assert result.body["message"] == f"group {'g' * 64} has no access to the gateway"
+    assert result.body["message"] == f"group {'g' * 63}… has no access to the gateway"
 
 
 @pytest.mark.parametrize(
@@ -379,6 +379,19 @@ def test_a_route_with_another_method_is_a_405_with_allow(
         assert result.body["error"] == "method_not_allowed"
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", '/v1/jobs/a"b'), ("GET", "/v1/jobs/a`b"), ("POST", "/v1/outputs/a\\b"), ("POST", "/v1/chat\n\n")],
+)
+def test_a_path_the_router_does_not_take_with_the_routes_method_is_a_404(
+    method: str, path: str, bedrock: Answering
+) -> None:
+    """A path parameter the router does not take is no route, not another method's."""
+    result = http_result(handler.lambda_handler(rest_event(method, path, CHAT), FakeContext()))
+    assert result.status == 404
+    assert "Allow" not in result.headers
+
+
 def test_an_unknown_path_is_a_404_listing_the_routes(bedrock: Answering) -> None:
     result = http_result(handler.lambda_handler(rest_event("GET", "/v1/nothing"), FakeContext()))
     assert result.status == 404
@@ -386,7 +399,7 @@ def test_an_unknown_path_is_a_404_listing_the_routes(bedrock: Answering) -> None
     assert "POST /v1/chat/completions" in handler.ROUTES
 
 
-@pytest.mark.parametrize("path", ["/v1/chat/completions/", "/v1/chat/completions\n"])
+@pytest.mark.parametrize("path", ["/v1/chat/completions/", "/v1/chat/completions\n", "/v1/chat/completions//\n"])
 def test_an_openai_path_with_a_trailing_slash_keeps_openai_errors(path: str, bedrock: Answering) -> None:
     """The router serves these paths as the route; their refusals are the route's shape too."""
 

@@ -116,9 +116,9 @@ def test_a_huge_tool_name_is_cut_in_the_answer_and_the_log(capsys: pytest.Captur
     context = FakeContext(client_context=FakeClientContext({"bedrockAgentCoreToolName": f"orders___{name}"}))
     error = handler.lambda_handler({}, context)["error"]
     assert error["kind"] == "invalid_argument"
-    assert error["message"].startswith(f"unknown tool {'A' * (handler.MAX_SHOWN_NAME_CHARS - 1)}…; tools: ")
+    assert error["message"].startswith(f"unknown tool {'A' * (MAX_FIELD_CHARS - 1)}…; tools: ")
     assert len(error["message"]) < 300
-    assert "A" * (handler.MAX_SHOWN_NAME_CHARS + 1) not in capsys.readouterr().out
+    assert "A" * (MAX_FIELD_CHARS + 1) not in capsys.readouterr().out
 
 
 @pytest.mark.usefixtures("served")

@@ -981,7 +981,7 @@ def log_records(out: str) -> list[dict[str, Any]]:
     [
         ("bad token", "no tools: token rejected", "reason", BASIC_REASON),
         ("foreign tool", "tool call refused", "tool", SHADOW),
-        ("long method", "method refused", "method", "m" * 100),
+        ("long method", "method refused", "method", f"{'m' * 99}…"),
         ("batch", "batch refused", "messages", 2),
         ("unreadable listing", "tools/list answer refused", "reason", UNREADABLE_LIST),
     ],

@@ -147,9 +147,9 @@ def test_a_conversation_id_is_written_into_a_search(value: str) -> None:
 
 def test_a_refused_tool_name_is_cut_in_the_error_and_the_log(caplog: pytest.LogCaptureFixture) -> None:
     error = refused(request(call("A" * 1_000_000, {})))
-    assert error["error"]["message"] == f"tool {'A' * guard.SHOWN} is not available to this caller"
+    assert error["error"]["message"] == f"tool {'A' * (guard.SHOWN - 1)}… is not available to this caller"
     (record,) = [record for record in caplog.records if record.getMessage() == "tool call refused"]
-    assert vars(record)["tool"] == "A" * guard.SHOWN
+    assert vars(record)["tool"] == f"{'A' * (guard.SHOWN - 1)}…"
 
 
 # A tools list in an answer to a call

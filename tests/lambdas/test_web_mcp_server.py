@@ -443,6 +443,8 @@ def test_browse_refuses_a_redirect_hop_before_the_browser_sends_it(world: World,
     is_error, body = browse_call(world, url)
     assert is_error
     assert body["error"]["reason"] == reason
+    assert body["error"]["kind"] == "forbidden"  # the site's redirect, not the caller's URL
+    assert body["error"]["message"].startswith("the page led to a refused URL: ")
     assert "SECRET" not in json.dumps(body)
     # The page's first hops went on; the refused one was failed in the browser, never sent.
     assert world.cdp.paused == [
