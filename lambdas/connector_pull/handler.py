@@ -6,8 +6,16 @@ landing document. A record without an id or body, or whose last change is out of
 than now (beyond a small clock skew), is a poison record: it goes to the pipeline's DLQ with its
 reason, cut to fit an SQS message. The watermark (the newest change seen) is saved only after every
 page was landed, so a failed run is repeated whole by the next one (landing the same key again is
-safe). A source whose cursor repeats or does not end within MAX_PAGES fails the run: saving the
-watermark then would skip, for good, the changes on the pages never read.
+safe). A source whose cursor repeats fails the run: its paging loops, and saving the watermark
+would skip, for good, the changes on the pages never read.
+
+A run stops at MAX_PAGES with the cursor still going (a first run, a backfill, a watermark not
+trusted) and saves a resume point beside the watermark: the cursor, the ``since`` it was paging and
+the newest change seen so far. The next run goes on from that cursor with the same ``since``; the
+run that reaches the last page saves the newest change of them all as the watermark and clears the
+resume point. Failing there instead would land the same first pages on every run and never end. A
+resume cursor the source refuses (the legacy client's invalid_argument: a 4xx other than 401, 403
+or 404; an expired cursor, say) is dropped and the run starts again from the watermark.
 
 One run at a time per source: a run first takes a lease (a conditional write in the registry
 table) and gives it back when it ends; a run that finds the lease held ends at once. A lease lasts
@@ -36,12 +44,13 @@ from pydantic import ValidationError
 
 from connector_pull.contract import PullSource, Settings
 from shared.field_paths import value_at
-from shared.landing import Record, document, land
+from shared.landing import Record, document, land, problems
 from shared.legacy_client import LegacyClient, client_for
+from shared.tool_errors import ToolError
 
 logger = Logger()
 metrics = Metrics()
-MAX_PAGES = 1000  # a guard against a source whose cursor never ends
+MAX_PAGES = 1000  # per run: the next run resumes from the cursor
 # How far ahead of ours the source's clock may run. A later change is poison: as the watermark it
 # would ask the source, on every later run, only for changes made after a date that never comes.
 CLOCK_SKEW = dt.timedelta(minutes=5)
@@ -54,7 +63,7 @@ NOT_SQS_TEXT = re.compile("[\ud800-\udfff\ufffe\uffff]")
 
 
 class PagingError(RuntimeError):
-    """The source's cursor repeated itself or did not end: the run fails, keeping the watermark."""
+    """The source's cursor repeated itself: the run fails, keeping the watermark."""
 
 
 class _PoisonError(Exception):
@@ -70,22 +79,58 @@ class Run:
     landed: int
     poison: int
     pages: int
+    watermark: str | None  # the newest change seen, in this run and the runs it resumed
+    capped: bool = False  # stopped at MAX_PAGES: a resume point was saved, the watermark kept
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Where a run stopped at the page cap: the next run asks for ``cursor`` with the same ``since``."""
+
+    cursor: str
+    since: str | None
+    newest: str | None  # the newest change seen up to the cursor
+
+
+@dataclass(frozen=True)
+class Mark:
     watermark: str | None
+    resume: Resume | None = None
 
 
 class Watermarks:
-    """The newest change landed per source, in the document registry table."""
+    """The newest change landed per source, and the resume point of a run that stopped at the page
+    cap, in one item of the document registry table. An item without ``resume_cursor`` is a plain
+    watermark, as every item was before resume points. Written whole with PutItem (the function
+    may get, put and delete its own items, not update them)."""
 
     def __init__(self, table: Any) -> None:
         self._table = table
 
-    def get(self, source: str) -> str | None:
-        item = self._table.get_item(Key={"pk": f"connector#{source}", "sk": "watermark"}, ConsistentRead=True)
-        value = item.get("Item", {}).get("updated_since")
-        return str(value) if value else None
+    def read(self, source: str) -> Mark:
+        item = self._table.get_item(Key=self._key(source), ConsistentRead=True).get("Item", {})
+        cursor = item.get("resume_cursor")
+        resume = None
+        if cursor:
+            resume = Resume(str(cursor), _text(item.get("resume_since")), _text(item.get("resume_newest")))
+        return Mark(_text(item.get("updated_since")) or None, resume)
 
-    def put(self, source: str, value: str) -> None:
-        self._table.put_item(Item={"pk": f"connector#{source}", "sk": "watermark", "updated_since": value})
+    def get(self, source: str) -> str | None:
+        return self.read(source).watermark
+
+    def put(self, source: str, value: str | None, resume: Resume | None = None) -> None:
+        """Save the watermark; the resume point with it, or none (a run reached the last page)."""
+        item: dict[str, Any] = {**self._key(source)}
+        if value:
+            item["updated_since"] = value
+        if resume is not None:
+            fields = {"resume_cursor": resume.cursor, "resume_since": resume.since, "resume_newest": resume.newest}
+            item.update({name: text for name, text in fields.items() if text is not None})
+        self._table.put_item(Item=item)
+
+    @staticmethod
+    def _key(source: str) -> dict[str, str]:
+        return {"pk": f"connector#{source}", "sk": "watermark"}
 
 
 class Lease:
@@ -134,14 +179,28 @@ def pull(
     bucket: str,
     clock: Callable[[], float] = time.time,
 ) -> Run:
-    since = _trusted(watermarks.get(source.name), clock)
-    newest = since
-    cursor: str | None = None
-    cursors: set[str] = set()
+    mark = watermarks.read(source.name)
+    resume = mark.resume
+    since = resume.since if resume else _trusted(mark.watermark, clock)
+    newest = resume.newest if resume else since
+    cursor = resume.cursor if resume else None
+    cursors = {cursor} if cursor else set()  # the source giving the resume cursor again is a loop too
     landed = poison = pages = 0
     while True:
-        params = {source.since_param: since, "cursor": cursor}
-        body, _ = client.get(source.records_path, params)
+        try:
+            body, _ = client.get(source.records_path, {source.since_param: since, "cursor": cursor})
+        except ToolError as error:
+            if not (resume and pages == 0 and error.kind == "invalid_argument"):
+                raise
+            logger.warning(
+                "the source refused the resume cursor: pulling again from the watermark",
+                extra={"source": source.name, "refusal": error.message},
+            )
+            watermarks.put(source.name, mark.watermark)
+            resume = None
+            since = newest = _trusted(mark.watermark, clock)
+            cursor, cursors = None, set()
+            continue
         pages += 1
         latest = dt.datetime.fromtimestamp(clock(), dt.UTC) + CLOCK_SKEW
         items = value_at(body, source.items_field) or []
@@ -154,16 +213,26 @@ def pull(
                 continue
             land(s3, document(source.name, record, classification=source.classification, owner=source.owner), bucket)
             landed += 1
-            if changed is not None:
-                stamp = changed.isoformat()
-                newest = max(newest or stamp, stamp)
+            newest = _newer(newest, changed)
         cursor = _text(value_at(body, source.next_cursor_field))
         if not cursor:
             break
-        _check_cursor(cursor, cursors, pages)
-    if newest and newest != since:
-        watermarks.put(source.name, newest)
+        if cursor in cursors:
+            raise PagingError(f"the source repeated a cursor after page {pages}: its paging loops")
+        cursors.add(cursor)
+        if pages >= MAX_PAGES:
+            # The mark keeps the stored watermark as it was, even one not trusted: only the run
+            # that reaches the last page knows the newest change.
+            watermarks.put(source.name, mark.watermark, Resume(cursor, since, newest))
+            return Run(landed=landed, poison=poison, pages=pages, watermark=newest, capped=True)
+    if resume or (newest and newest != since):
+        watermarks.put(source.name, newest or mark.watermark)  # and the resume point is gone
     return Run(landed=landed, poison=poison, pages=pages, watermark=newest)
+
+
+def _newer(newest: str | None, changed: dt.datetime | None) -> str | None:
+    stamp = changed.isoformat() if changed else None
+    return max(newest or stamp, stamp) if stamp else newest  # UTC ISO times: as text in time order
 
 
 def _trusted(watermark: str | None, clock: Callable[[], float]) -> str | None:
@@ -195,7 +264,7 @@ def _record(source: PullSource, item: Any, *, latest: dt.datetime) -> tuple[Reco
     try:
         record = Record.model_validate(raw)
     except ValidationError as error:
-        raise _PoisonError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())) from None
+        raise _PoisonError(problems(error)) from None
     if record.updated_at is None:
         return record, None
     stamp = record.updated_at
@@ -207,16 +276,6 @@ def _record(source: PullSource, item: Any, *, latest: dt.datetime) -> tuple[Reco
     if changed > latest:
         raise _PoisonError(f"updated_at: later than now (by more than {CLOCK_SKEW}); it would hide later changes")
     return record, changed
-
-
-def _check_cursor(cursor: str, cursors: set[str], pages: int) -> None:
-    """Raise PagingError when the source's next cursor is one it gave before (it would loop) or
-    MAX_PAGES were read without the cursor ending: the pages not read would be skipped for good."""
-    if cursor in cursors:
-        raise PagingError(f"the source repeated a cursor after page {pages}: its paging loops")
-    if pages >= MAX_PAGES:
-        raise PagingError(f"the source's cursor did not end within {MAX_PAGES} pages")
-    cursors.add(cursor)
 
 
 def _text(value: Any) -> str | None:
@@ -300,5 +359,11 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         lease.release(holder)
     metrics.add_metric(name="RecordsPulled", unit=MetricUnit.Count, value=run.landed)
     metrics.add_metric(name="PoisonRecords", unit=MetricUnit.Count, value=run.poison)
-    logger.info("pull finished", extra={"source": source.name, **run.__dict__})
-    return {"landed": run.landed, "poison": run.poison, "pages": run.pages}
+    if run.capped:
+        metrics.add_metric(name="RunsCapped", unit=MetricUnit.Count, value=1)
+        logger.warning(
+            "pull stopped at the page cap; the next run resumes", extra={"source": source.name, **run.__dict__}
+        )
+    else:
+        logger.info("pull finished", extra={"source": source.name, **run.__dict__})
+    return {"landed": run.landed, "poison": run.poison, "pages": run.pages, "capped": run.capped}

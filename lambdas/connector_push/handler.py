@@ -5,8 +5,9 @@
 
 The API authorizes callers with IAM (SigV4). A batch is all or nothing: any invalid record (one
 that S3 or the pipeline would refuse later, or a repeated id) is a 422 naming its index and field,
-and nothing is written. Back-pressure is the pipeline's queue: this function only writes to S3.
-Record contents are never logged.
+and nothing is written; the answer lists ten problems at most and counts the rest (150,000 unknown
+keys would otherwise answer more than Lambda may return). Back-pressure is the pipeline's queue:
+this function only writes to S3. Record contents are never logged.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pydantic_core import from_json
 
 from connector_push.contract import Settings
 from shared.bodies import BodyError, body_bytes
-from shared.landing import Record, document, land
+from shared.landing import Record, document, land, problems
 
 logger = Logger()
 metrics = Metrics()
@@ -75,8 +76,7 @@ def push(source: str) -> Response[Any]:
     try:
         batch = Batch.model_validate(raw)
     except ValidationError as error:
-        problems = [f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in error.errors()]
-        return _json(422, {"error": "invalid_request", "message": "; ".join(problems)})
+        return _json(422, {"error": "invalid_request", "message": problems(error)})
     duplicates = _duplicate_ids(batch.records)
     if duplicates:
         return _json(422, {"error": "invalid_request", "message": "; ".join(duplicates)})

@@ -6,6 +6,7 @@ Knowledge Base directly; their S3 user metadata carries classification, owner, s
 A record is refused here, before anything lands, when the pipeline or S3 would refuse it later:
 S3 user metadata carries printable ASCII only (botocore refuses the rest at the call, after the
 batch's earlier records have landed), and the pipeline rejects text that is empty or holds NUL.
+A title is made one line instead: its runs of whitespace (tabs, line breaks) become one space.
 """
 
 from __future__ import annotations
@@ -16,14 +17,17 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from shared.bodies import MAX_PROBLEMS, Problem, clip, worded
 
 REALTIME_PREFIX = "realtime/"
 # One S3 user metadata value that reads back as written: printable ASCII, and no space at either
 # end (S3 trims it). The pipeline copies the owner verbatim into the Knowledge Base's attributes,
 # so an encoded value (RFC 2047, percent escapes) would reach the index encoded.
 METADATA_VALUE = re.compile(r"[!-~](?:[ -~]*[!-~])?")
-LINE_BREAKS = "\u2028\u2029"  # line and paragraph separators; the other breaks are control characters
+# Tabs, CR, LF, U+2028/9 and every other whitespace (str.split's): pasted titles end in a line break.
+WHITESPACE = re.compile(r"\s+")
 
 
 class Record(BaseModel):
@@ -36,13 +40,18 @@ class Record(BaseModel):
     owner: str | None = Field(default=None, min_length=1, max_length=128)
     updated_at: dt.datetime | None = None
 
-    @field_validator("title")
+    @field_validator("title", mode="before")
     @classmethod
-    def _one_line(cls, title: str) -> str:
+    def _one_line(cls, title: Any) -> Any:
         """The title becomes the document's markdown heading: a line break would end the heading
-        and put the rest of the title in the document as markdown of its own (another heading)."""
-        if any(unicodedata.category(char) == "Cc" or char in LINE_BREAKS for char in title):
-            raise ValueError("must be one line of text, without control characters")
+        and put the rest of the title in the document as markdown of its own (another heading). So
+        its whitespace runs become one space ("a\\n# b" is the heading "a # b"), before its length
+        is checked; a control character that is not whitespace is refused."""
+        if not isinstance(title, str):
+            return title  # pydantic refuses it as not a string
+        title = WHITESPACE.sub(" ", title).strip()
+        if any(unicodedata.category(char) == "Cc" for char in title):
+            raise ValueError("must be text without control characters")
         return title
 
     @field_validator("body")
@@ -62,6 +71,18 @@ class Record(BaseModel):
         if owner is not None and not METADATA_VALUE.fullmatch(owner):
             raise ValueError("must be printable ASCII without spaces at either end (S3 user metadata carries no more)")
         return owner
+
+
+def problems(error: ValidationError) -> str:
+    """A record's (or a batch's) validation error worded as shared.bodies.problems words a body's:
+    the first MAX_PROBLEMS, then how many more, field names cut, the input never echoed. Not that
+    function itself: its field names drop every "body" in a location (the gateway's envelope),
+    and a record's own field is called body ("records.0.body", not "records.0")."""
+    details = error.errors(include_url=False, include_context=False, include_input=False)
+    listed = [
+        Problem(clip(".".join(map(str, d["loc"])) or "body"), d["msg"], d["type"]) for d in details[:MAX_PROBLEMS]
+    ]
+    return worded(listed, len(details))
 
 
 @dataclass(frozen=True)

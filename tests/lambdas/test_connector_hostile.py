@@ -1,6 +1,7 @@
 """The connectors against hostile input: a push that S3 or the pipeline would refuse is a 422 before
 anything lands, and an upstream whose records or paging misbehave cannot stall the pull connector
-(a poison record is dead-lettered; a cursor that never ends fails the run, keeping the watermark)."""
+(a poison record is dead-lettered; a cursor that loops fails the run, keeping the watermark; one
+that does not end within the page cap is resumed by the next run: test_connector_resume.py)."""
 
 from __future__ import annotations
 
@@ -62,8 +63,8 @@ def test_an_ascii_owner_lands_as_the_metadata_the_pipeline_reads(pushing: Aws) -
         ({"id": "a", "body": "\u0000"}, "records.1.body", "NUL"),
         ({"id": "a", "body": "text\u0000more"}, "records.1.body", "NUL"),
         ({"id": "a", "body": "  \n\t "}, "records.1.body", "whitespace"),
-        ({"id": "a", "title": "a\n# injected", "body": "b"}, "records.1.title", "one line"),
-        ({"id": "a", "title": "a\u2028b", "body": "b"}, "records.1.title", "one line"),
+        ({"id": "a", "title": "bell\u0007", "body": "b"}, "records.1.title", "control characters"),
+        ({"id": "a", "title": "\u001b[2J clear", "body": "b"}, "records.1.title", "control characters"),
         ({"id": "first", "body": "the second record of this id"}, "records.1.id", "records.0.id"),
         ({"id": "..", "body": "b"}, "records.1.id", "pattern"),  # it would land as realtime/crm/...md
     ],
@@ -75,6 +76,43 @@ def test_content_the_pipeline_would_refuse_is_a_422_naming_the_field(
     assert result.status == 422
     assert result.body["message"].startswith(f"{field}: ")
     assert why in result.body["message"]
+    assert pushing.landing_versions() == []
+
+
+@pytest.mark.parametrize(
+    ("title", "heading"),
+    [
+        ("a\n# injected", b"# a # injected\n\n"),  # one heading line: the title cannot add a heading
+        ("Refund request\r\n", b"# Refund request\n\n"),  # pasted with its line break
+        ("\tIndented\tby  tabs ", b"# Indented by tabs\n\n"),
+        ("a\u2028b\u2029\u0085c", b"# a b c\n\n"),
+        (" \r\n\t", b""),  # only whitespace: no heading
+    ],
+)
+def test_a_title_s_whitespace_runs_become_one_space_on_one_heading_line(
+    pushing: Aws, title: str, heading: bytes
+) -> None:
+    result = post("crm", {"records": [{"id": "t", "title": title, "body": "b"}]})
+    assert result.status == 202
+    assert pushing.s3.get_object(Bucket=LANDING, Key="realtime/crm/t.md")["Body"].read() == heading + b"b\n"
+
+
+def test_a_title_is_at_most_500_characters_once_its_whitespace_is_collapsed(pushing: Aws) -> None:
+    assert post("crm", {"records": [{"id": "t", "title": "x" * 499 + "\r\n", "body": "b"}]}).status == 202
+    assert post("crm", {"records": [{"id": "t", "title": "x" * 501, "body": "b"}]}).status == 422
+
+
+def test_a_422_lists_ten_problems_and_counts_the_rest_without_echoing_key_names(pushing: Aws) -> None:
+    """150,000 unknown keys answered a 6 MB message (past what Lambda may return: a 502)."""
+    name = "k" * 100
+    body = {"records": [{"id": "a", "body": "b"}], **{f"{name}{n}": 0 for n in range(150_000)}}
+    result = post("crm", body)
+    assert result.status == 422
+    message = result.body["message"]
+    assert message.endswith("; and 149990 more")
+    assert message.count("Extra inputs are not permitted") == 10
+    assert len(message) < 2000
+    assert name not in message  # each name cut to 64 characters
     assert pushing.landing_versions() == []
 
 
@@ -193,14 +231,26 @@ def test_a_repeated_cursor_fails_the_run_without_moving_the_watermark(
     assert watermark(aws) is None  # although record "a" landed
 
 
-def test_a_cursor_that_never_ends_fails_the_run_at_the_page_cap(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pull, "MAX_PAGES", 3)
-    pages = [{"items": [article(f"a{n}", "2026-11-02T08:00:00Z")], "next_cursor": f"c{n}"} for n in range(5)]
-    upstream = Upstream(*pages)
-    with pytest.raises(pull.PagingError, match="did not end within 3 pages"):
-        run(aws, upstream)
-    assert len(upstream.requests) == 3
-    assert watermark(aws) is None
+def test_a_pulled_title_with_tabs_and_a_line_break_lands_on_one_line(aws: Aws) -> None:
+    """It was dead-lettered, never ingested."""
+    item = article("a", "2026-11-02T08:00:00Z")
+    item["article"]["title"] = "Reset\ta password\r\n"
+    assert (run(aws, Upstream({"items": [item]})).landed, aws.dlq()) == (1, [])
+    assert (
+        aws.s3.get_object(Bucket=LANDING, Key="realtime/kb-articles/a.md")["Body"]
+        .read()
+        .startswith(b"# Reset a password\n\n")
+    )
+
+
+def test_a_title_with_other_control_characters_is_poison_with_the_field_named(aws: Aws) -> None:
+    item = article("a", "2026-11-02T08:00:00Z")
+    item["article"]["title"] = "bell\u0007"
+    assert run(aws, Upstream({"items": [item]})).poison == 1
+    (dead,) = aws.dlq()
+    assert dead["MessageAttributes"]["reason"]["StringValue"] == (
+        "poison record: title: Value error, must be text without control characters"
+    )
 
 
 def test_a_paging_failure_is_logged_and_counted_and_gives_the_lease_back(

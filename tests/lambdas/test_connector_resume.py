@@ -1,0 +1,158 @@
+"""The pull connector at its page cap: a source with more pages of changes than one run may read
+(a first run, a backfill, a watermark not trusted) is read over several runs, each going on from
+the cursor the last one stopped at, instead of failing every run after landing the same pages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from connector_pull import handler as pull
+from connector_pull.contract import Settings as PullSettings
+from shared.tool_errors import ToolError
+from tests.lambdas.conftest import FakeContext, printed
+from tests.lambdas.ingestion_corpus import LANDING
+from tests.lambdas.ingestion_fixtures import Aws
+from tests.lambdas.test_connector_hostile import Upstream, article, run
+from tests.lambdas.test_connectors import SOURCE
+
+KEY = {"pk": f"connector#{SOURCE.name}", "sk": "watermark"}
+STORED = "2026-10-01T00:00:00+00:00"
+
+
+class Paged(Upstream):
+    """A source that pages by cursor: no cursor is page 0, "cN" is page N; a cursor it never gave
+    is refused as the legacy client words a 400."""
+
+    def __init__(self, *updated: str) -> None:
+        super().__init__()
+        self.updated = updated  # one record per page, changed at these times
+
+    def get(self, path: str, params: dict[str, Any]) -> tuple[Any, int]:
+        self.requests.append(params)
+        cursor = params["cursor"]
+        if cursor is not None and cursor not in {f"c{n}" for n in range(1, len(self.updated))}:
+            raise ToolError("invalid_argument", "the service rejected the request (400)")
+        page = int(cursor[1:]) if cursor else 0
+        more = {"next_cursor": f"c{page + 1}"} if page + 1 < len(self.updated) else {}
+        return {"items": [article(f"a{page}", self.updated[page])], **more}, 0
+
+
+def stored(aws: Aws) -> dict[str, Any]:
+    return dict(aws.dynamodb.Table("registry").get_item(Key=KEY).get("Item", {}))
+
+
+@pytest.fixture
+def cap(monkeypatch: pytest.MonkeyPatch) -> int:
+    monkeypatch.setattr(pull, "MAX_PAGES", 2)
+    return 2
+
+
+def test_a_run_at_the_page_cap_saves_a_resume_point_and_the_next_runs_go_on_from_it(aws: Aws, cap: int) -> None:
+    # A watermark as every item was before resume points: a plain one.
+    aws.dynamodb.Table("registry").put_item(Item={**KEY, "updated_since": STORED})
+    # The newest change is on the first page: it must survive the runs in between.
+    source = Paged(
+        "2026-11-05T00:00:00Z",
+        "2026-11-02T00:00:00Z",
+        "2026-11-03T00:00:00Z",
+        "2026-11-01T00:00:00Z",
+        "2026-11-04T00:00:00Z",
+    )
+    first = run(aws, source)
+    assert (first.landed, first.pages, first.capped) == (2, 2, True)
+    assert stored(aws) == {
+        **KEY,
+        "updated_since": STORED,  # not moved: pages 2 to 4 are not read yet
+        "resume_cursor": "c2",
+        "resume_since": STORED,
+        "resume_newest": "2026-11-05T00:00:00+00:00",
+    }
+    second = run(aws, source)
+    assert (second.pages, second.capped, stored(aws)["resume_cursor"]) == (2, True, "c4")
+    third = run(aws, source)
+    assert (third.landed, third.pages, third.capped) == (1, 1, False)
+    assert [(r[SOURCE.since_param], r["cursor"]) for r in source.requests] == [
+        (STORED, None),
+        (STORED, "c1"),
+        (STORED, "c2"),  # the same since as the run that stopped
+        (STORED, "c3"),
+        (STORED, "c4"),
+    ]
+    assert stored(aws) == {**KEY, "updated_since": "2026-11-05T00:00:00+00:00"}  # and no resume point
+    assert len(aws.landing_versions()) == 5  # every page landed once
+    run(aws, source)
+    assert source.requests[5] == {SOURCE.since_param: "2026-11-05T00:00:00+00:00", "cursor": None}
+
+
+def test_a_pull_from_the_beginning_resumes_from_the_beginning(aws: Aws, cap: int) -> None:
+    """A watermark not trusted: the runs page with no since until the last page, then save one."""
+    aws.dynamodb.Table("registry").put_item(Item={**KEY, "updated_since": "not a time"})
+    source = Paged("2026-11-01T00:00:00Z", "2026-11-02T00:00:00Z", "2026-11-03T00:00:00Z")
+    assert run(aws, source).capped
+    assert "resume_since" not in stored(aws)
+    assert not run(aws, source).capped
+    assert [r[SOURCE.since_param] for r in source.requests] == [None, None, None]
+    assert pull.Watermarks(aws.dynamodb.Table("registry")).read(SOURCE.name) == pull.Mark("2026-11-03T00:00:00+00:00")
+
+
+def test_a_resume_cursor_the_source_refuses_is_dropped_and_the_run_starts_from_the_watermark(
+    aws: Aws, cap: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    watermarks = pull.Watermarks(aws.dynamodb.Table("registry"))
+    watermarks.put(SOURCE.name, STORED, pull.Resume("expired", STORED, "2026-11-09T00:00:00+00:00"))
+    source = Paged("2026-11-01T00:00:00Z", "2026-11-02T00:00:00Z")
+    result = run(aws, source)
+    assert (result.landed, result.capped) == (2, False)
+    assert [r["cursor"] for r in source.requests] == ["expired", None, "c1"]
+    # The newest change of the abandoned runs is not kept: their pages are read again.
+    assert watermarks.read(SOURCE.name) == pull.Mark("2026-11-02T00:00:00+00:00")
+    (line,) = [p for p in printed(capsys) if p.get("message", "").startswith("the source refused the resume cursor")]
+    assert line["refusal"] == "the service rejected the request (400)"
+
+
+def test_a_source_that_refuses_the_credentials_keeps_the_resume_point(aws: Aws, cap: int) -> None:
+    class Refusing(Paged):
+        def get(self, path: str, params: dict[str, Any]) -> tuple[Any, int]:
+            raise ToolError("forbidden", "the service refused the request")
+
+    watermarks = pull.Watermarks(aws.dynamodb.Table("registry"))
+    resume = pull.Resume("c1", STORED, None)
+    watermarks.put(SOURCE.name, STORED, resume)
+    with pytest.raises(ToolError):
+        run(aws, Refusing("2026-11-01T00:00:00Z"))
+    assert watermarks.read(SOURCE.name) == pull.Mark(STORED, resume)
+
+
+def test_a_resumed_run_whose_source_gives_the_resume_cursor_again_fails(aws: Aws, cap: int) -> None:
+    class Looping(Paged):
+        def get(self, path: str, params: dict[str, Any]) -> tuple[Any, int]:
+            self.requests.append(params)
+            return {"items": [], "next_cursor": "c1"}, 0
+
+    watermarks = pull.Watermarks(aws.dynamodb.Table("registry"))
+    resume = pull.Resume("c1", STORED, None)
+    watermarks.put(SOURCE.name, STORED, resume)
+    with pytest.raises(pull.PagingError, match="repeated a cursor after page 1"):
+        run(aws, Looping())
+    assert watermarks.read(SOURCE.name) == pull.Mark(STORED, resume)
+
+
+def test_a_capped_run_is_logged_and_counted_and_gives_the_lease_back(
+    aws: Aws, cap: int, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = PullSettings(
+        pull_source=SOURCE, landing_bucket=LANDING, registry_table="registry", dlq_url=aws.dlq_url, lease_seconds=360
+    )
+    monkeypatch.setattr(pull, "settings", lambda: settings)
+    monkeypatch.setattr(pull, "client", lambda: Paged(*["2026-11-01T00:00:00Z"] * 3))
+    capsys.readouterr()
+    answer = pull.lambda_handler({}, FakeContext(aws_request_id="run-1"))
+    assert answer == {"landed": 2, "poison": 0, "pages": 2, "capped": True}
+    lines = printed(capsys)
+    (capped,) = [line for line in lines if line.get("message") == "pull stopped at the page cap; the next run resumes"]
+    assert (capped["level"], capped["source"], capped["pages"]) == ("WARNING", SOURCE.name, 2)
+    assert any(line.get("RunsCapped") in ([1.0], 1.0) for line in lines)
+    assert not any("RunsFailed" in line for line in lines)
+    assert pull.Lease(aws.dynamodb.Table("registry"), SOURCE.name, seconds=360).acquire("run-2")
