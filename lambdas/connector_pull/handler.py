@@ -43,8 +43,9 @@ from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from connector_pull.contract import PullSource, Settings
+from shared.bodies import problems
 from shared.field_paths import value_at
-from shared.landing import Record, document, land, problems
+from shared.landing import Record, document, land
 from shared.legacy_client import LegacyClient, client_for
 from shared.tool_errors import ToolError
 
@@ -264,7 +265,7 @@ def _record(source: PullSource, item: Any, *, latest: dt.datetime) -> tuple[Reco
     try:
         record = Record.model_validate(raw)
     except ValidationError as error:
-        raise _PoisonError(problems(error)) from None
+        raise _PoisonError(problems(error, envelope=())) from None
     if record.updated_at is None:
         return record, None
     stamp = record.updated_at

@@ -26,8 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import from_json
 
 from connector_push.contract import Settings
-from shared.bodies import BodyError, body_bytes
-from shared.landing import Record, document, land, problems
+from shared.bodies import BodyError, body_bytes, problems
+from shared.landing import Record, document, land
 
 logger = Logger()
 metrics = Metrics()
@@ -76,7 +76,7 @@ def push(source: str) -> Response[Any]:
     try:
         batch = Batch.model_validate(raw)
     except ValidationError as error:
-        return _json(422, {"error": "invalid_request", "message": problems(error)})
+        return _json(422, {"error": "invalid_request", "message": problems(error, envelope=())})
     duplicates = _duplicate_ids(batch.records)
     if duplicates:
         return _json(422, {"error": "invalid_request", "message": "; ".join(duplicates)})

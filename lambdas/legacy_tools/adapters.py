@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from legacy_tools.contract import CURSOR, SingleCallTool
 from legacy_tools.shaping import decode_cursor, page, project
-from shared.bodies import MAX_PROBLEMS, Problem, clip, worded
+from shared.bodies import problems
 from shared.field_paths import value_at
 from shared.legacy_client import LegacyClient
 from shared.tool_errors import ToolError
@@ -198,15 +198,5 @@ def _arguments(model: type[M], arguments: Mapping[str, Any]) -> M:
     except ValidationError as error:
         # Bounded, and never the caller's values: 2,000 unknown keys of a kilobyte each would
         # otherwise come back whole in the message.
-        details = error.errors(include_url=False, include_context=False, include_input=False)
-        listed = [Problem(_argument(d["loc"]), d["msg"], d["type"]) for d in details[:MAX_PROBLEMS]]
-        raise ToolError("invalid_argument", worded(listed, len(details))) from None
-
-
-def _argument(loc: tuple[Any, ...]) -> str:
-    """ "status" for an argument, "arguments" for the whole object; cut like shared.bodies.field.
-
-    Not bodies.field itself: that drops "body" and "path" (API Gateway's prefixes), which here
-    are names a single-call tool may give its arguments."""
-    name = ".".join(map(str, loc)) or "arguments"
-    return clip(name)
+        # (No envelope: "body" and "path" are names a single-call tool may give its arguments.)
+        raise ToolError("invalid_argument", problems(error, whole="arguments", envelope=())) from None

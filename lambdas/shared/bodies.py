@@ -40,12 +40,16 @@ def body_bytes(body: str | None, base64_encoded: bool | None) -> bytes:
     return data
 
 
-def field(loc: tuple[Any, ...]) -> str:
-    """ "messages.0.role" for a field; "body" when the body itself is wrong (e.g. not JSON). At
-    most MAX_FIELD_CHARS characters, cut with "…"."""
-    parts = [part for part in loc if part not in ("body", "path")]
-    name = ".".join(map(str, parts)) if any(isinstance(part, str) for part in parts) else "body"
-    return clip(name)
+# A location's first part where a model validated a request's body or path whole, not a field.
+ENVELOPE = ("body", "path")
+
+
+def field(loc: tuple[Any, ...], *, whole: str = "body", envelope: tuple[str, ...] = ENVELOPE) -> str:
+    """ "messages.0.role" for a field; ``whole`` when the value itself is wrong (e.g. not JSON).
+    A leading ``envelope`` part is not the field's (pass none where "body" or "path" can be a
+    field's own name). At most MAX_FIELD_CHARS characters, cut with "…"."""
+    parts = list(loc[1:] if loc and loc[0] in envelope else loc)
+    return clip(".".join(map(str, parts)) if any(isinstance(part, str) for part in parts) else whole)
 
 
 def clip(text: str, limit: int = MAX_FIELD_CHARS) -> str:
@@ -60,17 +64,21 @@ class Problem(NamedTuple):
     type: str  # pydantic's error type ("missing", "extra_forbidden", ...)
 
 
-def first_problems(error: ValidationError) -> tuple[list[Problem], int]:
-    """The first MAX_PROBLEMS problems, and how many there are in all."""
+def first_problems(
+    error: ValidationError, *, whole: str = "body", envelope: tuple[str, ...] = ENVELOPE
+) -> tuple[list[Problem], int]:
+    """The first MAX_PROBLEMS problems (fields named by ``field``), and how many there are in all."""
     details = error.errors(include_url=False, include_context=False, include_input=False)
-    listed = [Problem(field(d["loc"]), d["msg"], d["type"]) for d in details[:MAX_PROBLEMS]]
+    listed = [
+        Problem(field(d["loc"], whole=whole, envelope=envelope), d["msg"], d["type"]) for d in details[:MAX_PROBLEMS]
+    ]
     return listed, len(details)
 
 
-def problems(error: ValidationError) -> str:
+def problems(error: ValidationError, *, whole: str = "body", envelope: tuple[str, ...] = ENVELOPE) -> str:
     """Each problem as "<field>: <message>" (pydantic's ``input`` would echo the caller's text),
     the first MAX_PROBLEMS of them and then how many more."""
-    return worded(*first_problems(error))
+    return worded(*first_problems(error, whole=whole, envelope=envelope))
 
 
 def worded(listed: list[Problem], count: int) -> str:

@@ -17,9 +17,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-
-from shared.bodies import MAX_PROBLEMS, Problem, clip, worded
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 REALTIME_PREFIX = "realtime/"
 # One S3 user metadata value that reads back as written: printable ASCII, and no space at either
@@ -71,18 +69,6 @@ class Record(BaseModel):
         if owner is not None and not METADATA_VALUE.fullmatch(owner):
             raise ValueError("must be printable ASCII without spaces at either end (S3 user metadata carries no more)")
         return owner
-
-
-def problems(error: ValidationError) -> str:
-    """A record's (or a batch's) validation error worded as shared.bodies.problems words a body's:
-    the first MAX_PROBLEMS, then how many more, field names cut, the input never echoed. Not that
-    function itself: its field names drop every "body" in a location (the gateway's envelope),
-    and a record's own field is called body ("records.0.body", not "records.0")."""
-    details = error.errors(include_url=False, include_context=False, include_input=False)
-    listed = [
-        Problem(clip(".".join(map(str, d["loc"])) or "body"), d["msg"], d["type"]) for d in details[:MAX_PROBLEMS]
-    ]
-    return worded(listed, len(details))
 
 
 @dataclass(frozen=True)
