@@ -52,6 +52,9 @@ from shared.tool_errors import ToolError
 logger = Logger()
 metrics = Metrics()
 MAX_PAGES = 1000  # per run: the next run resumes from the cursor
+# The longest cursor followed: it goes into a URL's query and, at the page cap, into the registry
+# item (DynamoDB holds 400 KB an item); no paging scheme needs more.
+MAX_CURSOR_CHARS = 4096
 # How far ahead of ours the source's clock may run. A later change is poison: as the watermark it
 # would ask the source, on every later run, only for changes made after a date that never comes.
 CLOCK_SKEW = dt.timedelta(minutes=5)
@@ -218,9 +221,7 @@ def pull(
         cursor = _text(value_at(body, source.next_cursor_field))
         if not cursor:
             break
-        if cursor in cursors:
-            raise PagingError(f"the source repeated a cursor after page {pages}: its paging loops")
-        cursors.add(cursor)
+        _follow(cursor, cursors, pages)
         if pages >= MAX_PAGES:
             # The mark keeps the stored watermark as it was, even one not trusted: only the run
             # that reaches the last page knows the newest change.
@@ -229,6 +230,16 @@ def pull(
     if resume or (newest and newest != since):
         watermarks.put(source.name, newest or mark.watermark)  # and the resume point is gone
     return Run(landed=landed, poison=poison, pages=pages, watermark=newest)
+
+
+def _follow(cursor: str, cursors: set[str], pages: int) -> None:
+    """The next cursor, added to those followed; PagingError for one the source gave before (its
+    paging loops) or one too long to follow."""
+    if cursor in cursors:
+        raise PagingError(f"the source repeated a cursor after page {pages}: its paging loops")
+    if len(cursor) > MAX_CURSOR_CHARS:
+        raise PagingError(f"the source's cursor after page {pages} is longer than {MAX_CURSOR_CHARS} characters")
+    cursors.add(cursor)
 
 
 def _newer(newest: str | None, changed: dt.datetime | None) -> str | None:

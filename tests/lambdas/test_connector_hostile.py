@@ -198,6 +198,14 @@ def test_a_stored_watermark_within_the_skew_is_the_next_pull_s_start(aws: Aws) -
     assert upstream.requests[0][SOURCE.since_param] == ahead
 
 
+def test_a_cursor_too_long_to_follow_fails_the_run_without_moving_the_watermark(aws: Aws) -> None:
+    pull.Watermarks(aws.dynamodb.Table("registry")).put(SOURCE.name, "2026-11-01T00:00:00+00:00")
+    pages = {"items": [article("a", "2026-11-02T08:00:00Z")], "next_cursor": "c" * (pull.MAX_CURSOR_CHARS + 1)}
+    with pytest.raises(pull.PagingError, match="longer than 4096 characters"):
+        run(aws, Upstream(pages))
+    assert watermark(aws) == "2026-11-01T00:00:00+00:00"
+
+
 def test_a_change_time_without_an_offset_is_utc_whatever_the_machine_s_time_zone(aws: Aws) -> None:
     zone = os.environ.get("TZ")
     os.environ["TZ"] = "America/New_York"
