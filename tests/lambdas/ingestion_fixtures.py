@@ -18,6 +18,8 @@ from botocore.exceptions import ClientError
 from botocore.validate import validate_parameters
 from moto import mock_aws
 
+from connector_push import handler as push
+from connector_push.contract import Settings as PushSettings
 from ingestion import handler
 from ingestion.contract import PipelineSettings as Settings, ProcessorSettings
 from ingestion.events import ObjectRef
@@ -287,3 +289,12 @@ def current_of(aws: Aws, key: str) -> dict[str, Any]:
 
 def curated_versions(aws: Aws) -> list[str]:
     return sorted(v["Key"] for v in aws.s3.list_object_versions(Bucket=CURATED).get("Versions", []))
+
+
+@pytest.fixture
+def pushing(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Aws:
+    """The push connector's function over ``aws``: source "crm" (customer), three records a request."""
+    settings = PushSettings(landing_bucket=LANDING, push_sources={"crm": "customer"}, max_records=3)
+    monkeypatch.setattr(push, "settings", lambda: settings)
+    monkeypatch.setattr(push, "s3", lambda: aws.s3)
+    return aws

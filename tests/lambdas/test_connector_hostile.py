@@ -15,22 +15,12 @@ import pytest
 
 from connector_pull import handler as pull
 from connector_pull.contract import Settings as PullSettings
-from connector_push import handler as push
-from connector_push.contract import Settings as PushSettings
 from tests.lambdas.conftest import FakeContext, printed
 from tests.lambdas.ingestion_corpus import LANDING
 from tests.lambdas.ingestion_fixtures import Aws
 from tests.lambdas.test_connectors import SOURCE, Clock, post
 
 SQS_MAX_BYTES = 256 * 1024  # body and attributes of one message
-
-
-@pytest.fixture
-def pushing(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Aws:
-    settings = PushSettings(landing_bucket=LANDING, push_sources={"crm": "customer"}, max_records=5)
-    monkeypatch.setattr(push, "settings", lambda: settings)
-    monkeypatch.setattr(push, "s3", lambda: aws.s3)
-    return aws
 
 
 # --- push: refused before the first record lands ----------------------------------------------------

@@ -12,7 +12,6 @@ import pytest
 from connector_pull import handler as pull
 from connector_pull.contract import PullSource, Settings as PullSettings
 from connector_push import handler as push
-from connector_push.contract import Settings as PushSettings
 from ingestion.pipeline import document_id
 from shared.landing import Record, document
 from shared.legacy_client import ClientSettings, Credentials, LegacyClient
@@ -59,14 +58,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-def pushing(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Aws:
-    settings = PushSettings(landing_bucket=LANDING, push_sources={"crm": "customer"}, max_records=3)
-    monkeypatch.setattr(push, "settings", lambda: settings)
-    monkeypatch.setattr(push, "s3", lambda: aws.s3)
-    return aws
 
 
 def post(source: str, body: Any) -> HttpResult:
