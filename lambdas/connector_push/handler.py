@@ -80,7 +80,8 @@ def push(source: str) -> Response[Any]:
     duplicates = _duplicate_ids(batch.records)
     if duplicates:
         return _json(422, {"error": "invalid_request", "message": "; ".join(duplicates)})
-    # Every document is built before the first lands, so nothing the batch holds fails half-way.
+    # Every document is built before the first lands, so no record is refused half-way (an S3 failure
+    # still can stop the batch: the caller sends it again, and landing a record again replaces it).
     documents = [(record.id, document(source, record, classification=classification)) for record in batch.records]
     accepted = [
         {"id": record_id, "key": doc.key, "version": land(s3(), doc, settings().landing_bucket)}

@@ -23,7 +23,7 @@ from botocore.exceptions import ClientError
 
 from ingestion.contract import DIRECT_PREFIX, REALTIME_PREFIX, PipelineSettings
 from ingestion.documents import ReadLimits, RejectedError, document_format, text_of
-from ingestion.events import ObjectRef, OcrJob
+from ingestion.events import MAX_KEY_BYTES, ObjectRef, OcrJob
 from ingestion.knowledge import KnowledgeBase, sidecar
 from ingestion.pii import PiiScanner, Scan, mask
 from ingestion.registry import (
@@ -41,7 +41,6 @@ from ingestion.registry import (
 from shared.documents import CLASSIFICATION_KEY
 
 MISSING = frozenset({"404", "NoSuchKey", "NoSuchVersion"})
-MAX_KEY_BYTES = 1024  # S3's limit on a key, in UTF-8 bytes
 MAX_FIELD_CHARS = 256  # an uploader's metadata value kept in the curated sidecar
 VERSION_SEGMENT = re.compile(r"[A-Za-z0-9._-]{1,128}")  # S3's version ids are; anything else is hashed
 ORIGIN = re.compile(r"upload|connector:[a-z0-9][a-z0-9_-]{0,62}")

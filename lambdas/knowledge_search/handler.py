@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from knowledge_search.contract import Arguments, Settings
 from shared.documents import CLASSIFICATION_KEY
+from shared.field_paths import value_at
 from shared.observability import Metric
 from shared.telemetry import StageRecord, stage
 from shared.tool_errors import ToolError
@@ -81,22 +82,16 @@ def passage(result: Any) -> dict[str, Any] | None:
     """One Retrieve result as a passage, or None for a result without text. The upstream is not
     trusted: a field of another shape than the API's (a null content, a non-string text or URI,
     a location without S3) is left out rather than raising."""
-    text = _field(result, "content", "text")
+    text = value_at(result, "content.text")
     if not isinstance(text, str):
         return None
-    score = _field(result, "score")
+    score = value_at(result, "score")
     return {
         "excerpt": " ".join(text.split())[:EXCERPT_CHARS],
-        "source": _string(_field(result, "location", "s3Location", "uri")),
+        "source": _string(value_at(result, "location.s3Location.uri")),
         "score": score if isinstance(score, int | float) and not isinstance(score, bool) else None,
-        "classification": _string(_field(result, "metadata", CLASSIFICATION_KEY)),
+        "classification": _string(value_at(result, f"metadata.{CLASSIFICATION_KEY}")),
     }
-
-
-def _field(value: Any, *path: str) -> Any:
-    for key in path:
-        value = value.get(key) if isinstance(value, dict) else None
-    return value
 
 
 def _string(value: Any) -> str | None:

@@ -15,6 +15,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from pre_token.contract import GatewayGroups, GroupClaims, Settings
 from shared.claims import GROUP_CLAIM, KIND_CLAIM, TIER_CLAIM
+from shared.field_paths import value_at
 from shared.runtime_config import DocumentReader
 
 logger = Logger()
@@ -46,9 +47,7 @@ def member_of(event: Any) -> list[str]:
     """The user's groups as Cognito lists them. The event is read defensively: any other shape
     (a null request or group configuration, a string, non-string entries) counts as no groups,
     which is the least privilege: no claims, so the gateway refuses the caller."""
-    request = event.get("request") if isinstance(event, dict) else None
-    configuration = request.get("groupConfiguration") if isinstance(request, dict) else None
-    listed = configuration.get("groupsToOverride") if isinstance(configuration, dict) else None
+    listed = value_at(event, "request.groupConfiguration.groupsToOverride")
     return [name for name in listed if isinstance(name, str)] if isinstance(listed, list) else []
 
 
