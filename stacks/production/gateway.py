@@ -404,7 +404,12 @@ class GatewayStack(Stack):
             request_models={"application/json": completion_model},
             **options,
         )
-        v1.add_resource("models").add_method("GET", integration, **options)
+        models = v1.add_resource("models")
+        models.add_method("GET", integration, **options)
+        # The openai SDK's models.retrieve: one model of the caller's group, else a 404.
+        models.add_resource("{model}").add_method(
+            "GET", integration, request_parameters={"method.request.path.model": True}, **options
+        )
         v1.add_resource("outputs").add_resource("{type}").add_method(
             "POST",
             integration,
@@ -416,22 +421,27 @@ class GatewayStack(Stack):
         v1.add_resource("usage").add_method("GET", integration, **options)
         self.v1, self.integration, self.method_options = v1, integration, options  # (GatewayJobs adds a route)
         # API Gateway's own refusals (authorizer, validator, usage plan, WAF, timeouts) in the
-        # gateway's error shape, with the correlation id the function's answers carry.
-        for response_type, code in (
-            (apigateway.ResponseType.DEFAULT_4_XX, "gateway_refused"),
-            (apigateway.ResponseType.DEFAULT_5_XX, "gateway_error"),
-            (apigateway.ResponseType.UNAUTHORIZED, "unauthorized"),
-            (apigateway.ResponseType.ACCESS_DENIED, "forbidden"),
-            (apigateway.ResponseType.THROTTLED, "throttled"),
-            (apigateway.ResponseType.QUOTA_EXCEEDED, "usage_plan_quota_exceeded"),
-            (apigateway.ResponseType.BAD_REQUEST_BODY, "invalid_request"),
+        # gateway's error shape, with the correlation id the function's answers carry. A path or
+        # method the API does not have is MISSING_AUTHENTICATION_TOKEN, a 403 "Missing
+        # Authentication Token" by default (the openai SDK raises PermissionDeniedError): here a
+        # 404 that says so. No method of this API uses IAM authorization, that type's other cause.
+        for response_type, code, status in (
+            (apigateway.ResponseType.MISSING_AUTHENTICATION_TOKEN, "not_found", "404"),
+            (apigateway.ResponseType.DEFAULT_4_XX, "gateway_refused", None),
+            (apigateway.ResponseType.DEFAULT_5_XX, "gateway_error", None),
+            (apigateway.ResponseType.UNAUTHORIZED, "unauthorized", None),
+            (apigateway.ResponseType.ACCESS_DENIED, "forbidden", None),
+            (apigateway.ResponseType.THROTTLED, "throttled", None),
+            (apigateway.ResponseType.QUOTA_EXCEEDED, "usage_plan_quota_exceeded", None),
+            (apigateway.ResponseType.BAD_REQUEST_BODY, "invalid_request", None),
         ):
             retry = {RETRY_AFTER_HEADER: f"'{THROTTLED_RETRY_AFTER_SECONDS}'"} if code == "throttled" else {}
             api.add_gateway_response(
                 f"Response{code.title().replace('_', '')}",
                 type=response_type,
+                status_code=status,
                 response_headers={"X-Correlation-Id": "context.requestId", **retry},
-                templates={"application/json": gateway_response_template(code)},
+                templates={"application/json": gateway_response_template(code, NO_ROUTE if status else None)},
             )
         acknowledge(
             api,
@@ -442,14 +452,20 @@ class GatewayStack(Stack):
         return api
 
 
-def gateway_response_template(code: str) -> str:
-    """The body of one of API Gateway's own refusals: ``{"error": code, "message": …}``.
+NO_ROUTE = "this API has no such path, or not with this method"
+
+
+def gateway_response_template(code: str, message: str | None = None) -> str:
+    """The body of one of API Gateway's own refusals: ``{"error": code, "message": …}``, the
+    message API Gateway's own unless one is given.
 
     These templates are not VTL: API Gateway substitutes variables as they are. ``messageString``
     is the message already quoted and escaped as a JSON string; ``$context.error.message`` inside
     quotes would break the JSON on the first quote in a message. (``validationErrorString`` has no
     escaped form and quotes property names, so it is not used: the function's own 422 names the field.)
     """
+    if message is not None:
+        return json.dumps({"error": code, "message": message})
     return f'{{"error": "{code}", "message": $context.error.messageString}}'
 
 

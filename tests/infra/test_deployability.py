@@ -542,9 +542,12 @@ def test_no_policy_names_a_log_stream_under_a_log_group_arn_ending_in_a_wildcard
 def test_api_gateways_own_error_bodies_stay_json_whatever_the_message(gateway: dict[str, Any]) -> None:
     hostile = 'Unauthorized: "token" is \\ not valid\n{"error": "injected"}'
     responses = resources(gateway, "AWS::ApiGateway::GatewayResponse")
-    assert len(responses) == 7
+    assert len(responses) == 8
     for response in responses.values():
         template = response["Properties"]["ResponseTemplates"]["application/json"]
+        if "$context" not in template:  # a message of its own (no route): JSON as it stands
+            assert set(json.loads(template)) == {"error", "message"}
+            continue
         assert '$context.error.message"' not in template
         assert "validationErrorString" not in template
         # What API Gateway does: substitute the variable; messageString is the message as a JSON string.

@@ -123,7 +123,7 @@ def test_every_method_is_authorized_by_the_lambda_authorizer_and_needs_the_plan_
     gateway: dict[str, Any], cdk_context: dict[str, Any]
 ) -> None:
     methods = resources(gateway, "AWS::ApiGateway::Method")
-    assert len(methods) == 6
+    assert len(methods) == 7
     for method in methods.values():
         p = method["Properties"]
         assert (p["AuthorizationType"], render(p["AuthorizerId"]), p["ApiKeyRequired"]) == (
@@ -172,6 +172,7 @@ def test_the_openai_compatible_routes_sit_beside_the_gateways_own_and_validate_t
         ("GET", "/v1/usage"),
         ("POST", "/v1/chat/completions"),
         ("GET", "/v1/models"),
+        ("GET", "/v1/models/{model}"),
         ("GET", "/v1/jobs/{id}"),
     }
     completions = routes[("POST", "/v1/chat/completions")]
@@ -190,6 +191,10 @@ def test_the_openai_compatible_routes_sit_beside_the_gateways_own_and_validate_t
     # The models list: the gateway function's buffered integration, as the gateway's own routes.
     buffered = render(routes[("POST", "/v1/chat")]["Integration"]["Uri"])
     assert render(routes[("GET", "/v1/models")]["Integration"]["Uri"]) == buffered
+    # One model (the SDK's models.retrieve): the same function, the model a required path parameter.
+    one = routes[("GET", "/v1/models/{model}")]
+    assert render(one["Integration"]["Uri"]) == buffered
+    assert one["RequestParameters"] == {"method.request.path.model": True}
     # A job's status and answer: the buffered function too, its id a required path parameter.
     jobs = routes[("GET", "/v1/jobs/{id}")]
     assert render(jobs["Integration"]["Uri"]) == buffered
@@ -454,6 +459,7 @@ def test_api_gateways_own_errors_are_json_with_a_correlation_id(gateway: dict[st
         for r in resources(gateway, "AWS::ApiGateway::GatewayResponse").values()
     }
     assert set(responses) == {
+        "MISSING_AUTHENTICATION_TOKEN",
         "DEFAULT_4XX",
         "DEFAULT_5XX",
         "UNAUTHORIZED",
@@ -474,6 +480,13 @@ def test_api_gateways_own_errors_are_json_with_a_correlation_id(gateway: dict[st
         body = json.loads(template.replace("$context.error.messageString", '"Invalid request body"'))
         assert set(body) == {"error", "message"}, kind
     assert '"error": "invalid_request"' in responses["BAD_REQUEST_BODY"]["ResponseTemplates"]["application/json"]
+    # A path or method the API lacks: a 404 that says so (by default a 403 "Missing Authentication
+    # Token", which the openai SDK raises as PermissionDeniedError); every other type keeps its status.
+    assert {kind: r.get("StatusCode") for kind, r in responses.items() if r.get("StatusCode")} == {
+        "MISSING_AUTHENTICATION_TOKEN": "404"
+    }
+    missing = json.loads(responses["MISSING_AUTHENTICATION_TOKEN"]["ResponseTemplates"]["application/json"])
+    assert missing == {"error": "not_found", "message": "this API has no such path, or not with this method"}
 
 
 def test_access_log_lines_name_the_caller_and_never_the_body(gateway: dict[str, Any]) -> None:
