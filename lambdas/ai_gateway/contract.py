@@ -22,6 +22,9 @@ from shared.runtime_config import ConfigLocation, RuntimeDocument
 # resent whole every turn, and the session's transcript checks only what is new, so it is the
 # characters (Settings.max_message_chars) that bound a request, not its turns.
 MAX_MESSAGES: Final = 200
+# Converse's stop reasons for an answer cut at its token limit (OpenAI's finish_reason "length"):
+# such an answer is delivered as the model gave it, even empty or blank.
+LENGTH_STOP_REASONS: Final = frozenset({"max_tokens", "model_context_window_exceeded"})
 # Seconds the function keeps back from its remaining time for the output guardrail and the
 # ledger: generation (a model's fallbacks, an agent's turn) must end this long before its timeout.
 GENERATION_MARGIN_SECONDS: Final = 5
@@ -157,6 +160,12 @@ EVALUATION_CASE_HEADER: Final = "X-Evaluation-Case"
 AUTHORIZATION_HEADER: Final = "Authorization"
 CORRELATION_ID_HEADER: Final = "X-Correlation-Id"
 RETRY_AFTER_HEADER: Final = "Retry-After"
+# "false" on an answer a retry cannot change (a duplicate request, a quota that resets later than
+# QUOTA_RETRY_SECONDS, a rejection): the openai SDKs then do not retry it.
+SHOULD_RETRY_HEADER: Final = "x-should-retry"
+# The longest Retry-After the openai SDKs wait for (they retry sooner on their own when it is
+# longer): a quota that resets later is answered as final.
+QUOTA_RETRY_SECONDS: Final = 60
 # The streaming function runs ai_gateway.stream_runtime, which Lambda starts through this wrapper
 # script of the package (the asset is unpacked at /var/task) instead of its own runtime loop.
 EXEC_WRAPPER: Final = "AWS_LAMBDA_EXEC_WRAPPER"

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 from ai_gateway.agents import MEMORY_SERVICE, MEMORY_WORST_SECONDS, AgentClient
 from ai_gateway.contract import GENERATION_MARGIN_SECONDS, INPUT, OUTPUT, Metric
-from ai_gateway.guardrail import Guard, Verdict
+from ai_gateway.guardrail import Guard, Verdict, unguarded
 from ai_gateway.ledger import Admission, Ledger, QuotaExceededError
 from ai_gateway.models import Caller, OutputPolicy, Quota
 from ai_gateway.router import Generation, ModelRouter
@@ -109,6 +109,8 @@ class GenerationRequest:
     system: str | None = None  # the caller's own system text (screened), after the output type's instructions
     max_tokens: int | None = None  # the caller's token limit, at most the output type's (None: the output type's)
     temperature: float | None = None  # None: the model's default
+    top_p: float | None = None  # None: the model's default
+    stop_sequences: tuple[str, ...] = ()  # where the model stops (Converse's stopSequences)
     transcript: Draft | None = None  # the session's transcript to write once the answer is delivered
 
     @property
@@ -265,10 +267,14 @@ class Flow:
         try:
             generation, produced_by = self._produce(request)
             source, query = request.grounding or (None, None)
-            verdict = self._telemetry.guarded(
-                OUTPUT,
-                request.conversation,
-                lambda: self._guard.check_output(generation.text, source=source, query=query),
+            verdict = (
+                self._telemetry.guarded(
+                    OUTPUT,
+                    request.conversation,
+                    lambda: self._guard.check_output(generation.text, source=source, query=query),
+                )
+                if generation.text.strip()
+                else unguarded(generation.text)
             )
         except BaseException:
             self._release_quietly(request, admission)
@@ -411,6 +417,8 @@ class Flow:
                     max_tokens=request.token_limit,
                     deadline=request.deadline,
                     temperature=request.temperature,
+                    top_p=request.top_p,
+                    stop_sequences=request.stop_sequences,
                 )
                 produced_by: dict[str, Any] = {}
             else:

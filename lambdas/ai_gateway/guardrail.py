@@ -73,6 +73,12 @@ class Guard:
         return response
 
 
+def unguarded(text: str) -> Verdict:
+    """The verdict on a blank text (an answer cut at max_tokens after a newline), which is not
+    sent: ApplyGuardrail refuses content without text, and whitespace has nothing to find."""
+    return Verdict(blocked=False, intervened=False, texts=(text,), reasons=())
+
+
 def _guarded(text: str) -> dict[str, Any]:
     return {"text": {"text": text, "qualifiers": ["guard_content"]}}
 

@@ -7,6 +7,7 @@
     GET  /v1/usage             the caller's group's usage and remaining quotas
     POST /v1/chat/completions  OpenAI's chat completions (ai_gateway.openai_api), metered as an output type
     GET  /v1/models            OpenAI's model list: the caller's group's allowed models
+    GET  /v1/models/{model}    one of them as OpenAI's model object (any other id: a 404)
 
 Routes check the request and hand it to the generation flow (ai_gateway.flow: screen, admit,
 produce, guard, deliver or release); this module maps what the flow raises to HTTP. Each output
@@ -43,8 +44,10 @@ from ai_gateway.contract import (
     OUTPUT_TYPE_HEADER,
     QUOTA_REMAINING_HEADER,
     QUOTA_RESETS_HEADER,
+    QUOTA_RETRY_SECONDS,
     RETRY_AFTER_HEADER,
     SESSION_ID_HEADER,
+    SHOULD_RETRY_HEADER,
     Settings,
 )
 from ai_gateway.flow import (
@@ -66,7 +69,7 @@ from ai_gateway.stream_runtime import StreamedResponse
 from ai_gateway.telemetry import Telemetry
 from ai_gateway.transcript import Transcripts
 from shared import snapstart
-from shared.aws_errors import RETRY_AFTER_SECONDS, UpstreamError
+from shared.aws_errors import INVALID_RESPONSE, RETRY_AFTER_SECONDS, UpstreamError
 from shared.bearer import InvalidToken, bearer  # not shared.tokens: PyJWT and cryptography stay unloaded
 from shared.bodies import BodyError, body_bytes, clip, problems
 from shared.claims import CONTEXT_GROUP, CONTEXT_USER
@@ -203,6 +206,7 @@ METHODS: Final = {
     "/v1/usage": "GET",
     openai_api.CHAT_COMPLETION_PATH: "POST",
     openai_api.MODELS_PATH: "GET",
+    openai_api.MODEL_PATH: "GET",
 }
 ROUTES: Final = ", ".join(f"{method} {path}" for path, method in METHODS.items())
 
@@ -343,6 +347,18 @@ def list_models() -> Response[Any]:
     return _json(200, openai_api.model_list(group.models.allowed))
 
 
+@app.get("/v1/models/<model>")
+def retrieve_model(model: str) -> Response[Any]:
+    _, group = _caller_and_group()
+    # API Gateway's own reading of the resource's {model} when it sent one; else the path's last
+    # segment whole (Powertools' "$" would leave a trailing newline out of ``model``).
+    parameters = app.current_event.path_parameters or {}
+    segment = parameters.get("model")
+    if not isinstance(segment, str):
+        segment = app.current_event.path.rpartition("/")[2]
+    return _json(200, openai_api.retrieved_model(segment, group.models.allowed))
+
+
 def _streamed(generation: GenerationRequest, admission: Admission, *, include_usage: bool) -> Response[Any]:
     """Open the admitted request's model stream (a model failing before its first token raises
     here, its units released, and is answered as JSON like any other); the body, OpenAI's
@@ -432,6 +448,8 @@ def completion_generation(
         messages=[],
         max_tokens=limit[1] if limit else None,
         temperature=body.temperature,
+        top_p=body.top_p,
+        stop_sequences=body.stop_sequences(),
     )
     # System messages are the client's text too: guarded like every turn, then added to the
     # output type's instructions, never in their place.
@@ -475,6 +493,8 @@ def _generation(
     system: str | None = None,
     max_tokens: int | None = None,
     temperature: float | None = None,
+    top_p: float | None = None,
+    stop_sequences: tuple[str, ...] = (),
 ) -> GenerationRequest:
     """What the flow needs to produce one output for this request."""
     remaining_ms = app.lambda_context.get_remaining_time_in_millis()
@@ -496,6 +516,8 @@ def _generation(
         system=system,
         max_tokens=max_tokens,
         temperature=temperature,
+        top_p=top_p,
+        stop_sequences=stop_sequences,
     )
 
 
@@ -643,13 +665,15 @@ def _quota_refused(error: QuotaRefusedError) -> Response[Any]:
             limit=refused.limit,
             resets_at=refused.resets_at.isoformat(),
             retry_after=str(error.retry_after),
+            final=error.retry_after > QUOTA_RETRY_SECONDS,
         )
     )
 
 
 @app.exception_handler(DuplicateRequestError)
 def _duplicate(error: DuplicateRequestError) -> Response[Any]:
-    return _refusal(GatewayError(409, "duplicate_request", str(error)))
+    # The same key is the same answer every time: a client's retry would only be screened again.
+    return _refusal(GatewayError(409, "duplicate_request", str(error), final=True))
 
 
 @app.exception_handler(TokenRequiredError)
@@ -661,6 +685,7 @@ def _token_required(error: TokenRequiredError) -> Response[Any]:
 def _upstream(error: UpstreamError) -> Response[Any]:
     telemetry.upstream_failed(error)
     retry_after = str(RETRY_AFTER_SECONDS) if error.throttled else None
+    final = _final(error)
     if _openai_route():
         return _openai_json(
             openai_api.from_upstream(
@@ -669,9 +694,19 @@ def _upstream(error: UpstreamError) -> Response[Any]:
                 error.error_code,
                 error.public_message,
                 retry_after or (str(RETRY_AFTER_SECONDS) if error.retryable else None),
-            )
+            ),
+            final=final,
         )
-    return _json(error.http_status, {"error": error.error_code, "message": error.public_message}, retry_after)
+    return _json(
+        error.http_status, {"error": error.error_code, "message": error.public_message}, retry_after, final=final
+    )
+
+
+def _final(error: UpstreamError) -> bool:
+    """Whether asking again cannot help: a rejection (the caller's request, or the platform's set-up:
+    model access, region) or a call that could not be made. A model's answer that was not one
+    (InvalidResponse) may be different next time, and throttled or unavailable services recover."""
+    return not error.retryable and error.code != INVALID_RESPONSE
 
 
 @app.exception_handler(RuntimeConfigError)
@@ -723,26 +758,36 @@ def _unexpected(error: Exception) -> Response[Any]:
 
 def _refusal(error: GatewayError, *, log: bool = True) -> Response[Any]:
     retry_after = error.extra.pop("retry_after", None)
+    final = bool(error.extra.pop("final", False))
     telemetry.refused(error.status, error.code, log=log)
     if _openai_route():
         return _openai_json(
-            openai_api.from_gateway(error.status, error.code, error.message, retry_after=retry_after, **error.extra)
+            openai_api.from_gateway(error.status, error.code, error.message, retry_after=retry_after, **error.extra),
+            final=final,
         )
-    return _json(error.status, {"error": error.code, "message": error.message, **error.extra}, retry_after=retry_after)
+    return _json(
+        error.status,
+        {"error": error.code, "message": error.message, **error.extra},
+        retry_after=retry_after,
+        final=final,
+    )
 
 
-def _json(status: int, body: dict[str, Any], retry_after: str | None = None) -> Response[Any]:
+def _json(status: int, body: dict[str, Any], retry_after: str | None = None, *, final: bool = False) -> Response[Any]:
+    """A JSON answer; ``final``: one a client's retry cannot change (x-should-retry: false, which
+    the openai SDKs obey before their own rule of retrying 408, 409, 429 and 5xx)."""
+    headers = {RETRY_AFTER_HEADER: retry_after} if retry_after else {}
+    if final:
+        headers[SHOULD_RETRY_HEADER] = "false"
     return Response(
-        status_code=status,
-        content_type=content_types.APPLICATION_JSON,
-        body=body,
-        headers={RETRY_AFTER_HEADER: retry_after} if retry_after else None,
+        status_code=status, content_type=content_types.APPLICATION_JSON, body=body, headers=headers or None
     )
 
 
 def _openai_route() -> bool:
     """Whether the request is to an OpenAI-compatible route, whose errors are OpenAI's shape."""
-    return _path() in openai_api.PATHS
+    path = _path()
+    return path in openai_api.PATHS or path.startswith(openai_api.MODELS_PATH + "/")
 
 
 def _path() -> str:
@@ -751,8 +796,8 @@ def _path() -> str:
     return app.current_event.path.removesuffix("\n").rstrip("/") or "/"
 
 
-def _openai_json(error: OpenAIError) -> Response[Any]:
-    return _json(error.status, error.body(), retry_after=error.retry_after)
+def _openai_json(error: OpenAIError, *, final: bool = False) -> Response[Any]:
+    return _json(error.status, error.body(), retry_after=error.retry_after, final=final)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)

@@ -86,6 +86,7 @@ class Job:
             raise ValueError(f"job {self.job_id} holds no request")
         fields = dict(self.payload["request"])
         grounding = fields.pop("grounding", None)
+        fields["stop_sequences"] = tuple(fields.get("stop_sequences") or ())  # (a JSON list in the item)
         return GenerationRequest(
             caller=self.caller,
             output=OutputPolicy.model_validate(self.payload["output"]),

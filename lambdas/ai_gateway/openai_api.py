@@ -2,6 +2,7 @@
 
     POST /v1/chat/completions   an OpenAI chat completion, metered as an output type (default chat)
     GET  /v1/models             the caller's group's allowed models
+    GET  /v1/models/{model}     one of them (the SDK's models.retrieve); any other id is a 404
 
 The ``openai`` SDKs call these unchanged (``OpenAI(base_url=<api>/v1, api_key=<access token>)``);
 the gateway's own fields travel as the SDK's ``extra_body`` (``output_type``, ``session_id``) and
@@ -13,17 +14,28 @@ ai_gateway.contract and the standard library.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
+from urllib.parse import unquote
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
-from ai_gateway.contract import MAX_MESSAGES
+from ai_gateway.contract import LENGTH_STOP_REASONS, MAX_MESSAGES
 from shared.bodies import first_problems, worded
 
 CHAT_COMPLETION_PATH: Final = "/v1/chat/completions"
 MODELS_PATH: Final = "/v1/models"
+MODEL_PATH: Final = "/v1/models/{model}"
 PATHS: Final = frozenset({CHAT_COMPLETION_PATH, MODELS_PATH})
+# A model id as a path segment, once percent-decoded: Bedrock's ids and ARNs (":", ".", "/").
+MODEL_ID: Final = re.compile(r"[A-Za-z0-9._:/-]{1,200}")
+# Converse's inferenceConfig.stopSequences takes at most four, as OpenAI's stop does.
+MAX_STOP_SEQUENCES: Final = 4
+MAX_STOP_CHARS: Final = 256
+# OpenAI's metadata bounds (accepted and not kept: nothing is stored).
+MAX_METADATA_KEYS: Final = 16
 # Bedrock Converse's inferenceConfig.temperature range (OpenAI's own goes to 2).
 TEMPERATURE_MAX: Final = 1.0
 # Bounds on what one request may carry before the gateway's own character limit is even counted.
@@ -51,6 +63,7 @@ _CODES = {
     "dict_type": "invalid_type",
     "model_attributes_type": "invalid_type",
     "json_invalid": "invalid_json",
+    "unsupported_value": "unsupported_value",
 }
 
 
@@ -160,6 +173,17 @@ def from_upstream(upstream_code: str, status: int, code: str, message: str, retr
 # --- requests ----------------------------------------------------------------------------------
 
 
+def unsupported(message: str) -> PydanticCustomError:
+    """A value the gateway does not honour (OpenAI's code ``unsupported_value``), in pydantic's terms."""
+    return PydanticCustomError("unsupported_value", message)
+
+
+# What an assistant message carries back when a client returns the SDK's message object (its
+# model_dump() included): nothing of it reaches the model while empty; a tool call, a function
+# call, audio or a refusal is something the gateway never answered with, and is refused.
+ASSISTANT_EXTRAS: Final = ("refusal", "annotations", "audio", "function_call", "tool_calls")
+
+
 class ChatMessage(BaseModel):
     """One message; its content a string or a list of text parts (read as their texts joined with
     newlines)."""
@@ -170,6 +194,13 @@ class ChatMessage(BaseModel):
     role: Literal["system", "developer", "user", "assistant"]
     content: str = Field(max_length=MAX_TEXT_CHARS)
     name: str | None = Field(default=None, max_length=64)  # accepted as OpenAI does; not sent on
+    # An assistant message's fields as the SDK serializes them (ASSISTANT_EXTRAS): accepted when
+    # null or empty, then dropped.
+    refusal: Any = None
+    annotations: Any = None
+    audio: Any = None
+    function_call: Any = None
+    tool_calls: Any = None
 
     @field_validator("content", mode="before")
     @classmethod
@@ -191,6 +222,26 @@ class ChatMessage(BaseModel):
             texts.append(part["text"])
         return "\n".join(texts)
 
+    @field_validator(*ASSISTANT_EXTRAS, mode="before")
+    @classmethod
+    def _empty_assistant_extra(cls, value: Any, info: ValidationInfo) -> None:
+        """An assistant message's null or empty extra (dropped); on any other role the field is
+        unknown, as it was, and on an assistant message a value is refused by name."""
+        if info.data.get("role") != "assistant":
+            raise PydanticCustomError("extra_forbidden", "Extra inputs are not permitted")
+        if value is None or (info.field_name in ("annotations", "tool_calls") and value == []):
+            return None
+        if info.field_name == "annotations" and isinstance(value, list) and len(value) <= MAX_PARTS:
+            return None  # citations of the content, which is kept: nothing the model needs
+        what = {
+            "tool_calls": "tool calls are not supported",
+            "function_call": "function calls are not supported",
+            "audio": "audio is not supported",
+            "refusal": "a refusal is not accepted back; send its text as content",
+            "annotations": f"at most {MAX_PARTS} annotations",
+        }[str(info.field_name)]
+        raise unsupported(f"{what}; send null or leave it out")
+
     @property
     def is_system(self) -> bool:
         return self.role in ("system", "developer")
@@ -200,11 +251,13 @@ class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     include_usage: bool = False
+    include_obfuscation: bool | None = None  # accepted and ignored: the chunks carry no padding
 
 
 class ChatCompletionRequest(BaseModel):
     """OpenAI's chat completion request, as much of it as the gateway honours; an unknown field is
-    a 400 naming it rather than silently ignored."""
+    a 400 naming it rather than silently ignored, and a known one is accepted only with a value
+    that changes nothing (n 1, logprobs false, penalties 0, ...) unless the gateway honours it."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -213,9 +266,21 @@ class ChatCompletionRequest(BaseModel):
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0, le=TEMPERATURE_MAX, allow_inf_nan=False)
-    stream: bool = False
+    top_p: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)  # Converse's topP
+    stop: str | list[str] | None = None  # Converse's stopSequences
+    stream: bool | None = None
     stream_options: StreamOptions | None = None
     user: str | None = Field(default=None, max_length=256)  # accepted; the identity is the authorizer's
+    # Accepted with the values that change nothing; any other is refused by name.
+    n: int | None = None
+    logprobs: bool | None = None
+    frequency_penalty: float | None = Field(default=None, allow_inf_nan=False)
+    presence_penalty: float | None = Field(default=None, allow_inf_nan=False)
+    store: bool | None = None
+    response_format: dict[str, Any] | None = None
+    # Accepted and ignored: no tool is ever offered, and nothing is stored to attach metadata to.
+    parallel_tool_calls: bool | None = None
+    metadata: dict[str, str] | None = Field(default=None, max_length=MAX_METADATA_KEYS)
     # The gateway's extensions (the SDK's extra_body).
     output_type: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]{0,31}$")
     session_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]{8,128}$")
@@ -228,9 +293,71 @@ class ChatCompletionRequest(BaseModel):
             raise ValueError("the last non-system message must be the user's")
         if turns[0].role != "user":
             raise ValueError("the first non-system message must be the user's")
-        if any(not m.content.strip() for m in messages):
-            raise ValueError("every message needs some text")
+        # A blank system or assistant message is dropped (Conversation.of); the caller's own turns need text.
+        if any(not m.content.strip() for m in messages if m.role == "user"):
+            raise ValueError("every user message needs some text")
         return messages
+
+    @field_validator("stop")
+    @classmethod
+    def _stop_sequences(cls, stop: str | list[str] | None) -> list[str] | None:
+        sequences = [stop] if isinstance(stop, str) else stop
+        if sequences is None:
+            return None
+        if len(sequences) > MAX_STOP_SEQUENCES:
+            raise unsupported(f"at most {MAX_STOP_SEQUENCES} stop sequences")
+        if any(not 1 <= len(sequence) <= MAX_STOP_CHARS for sequence in sequences):
+            raise unsupported(f"a stop sequence has 1 to {MAX_STOP_CHARS} characters")
+        return sequences or None
+
+    @field_validator("stream_options")
+    @classmethod
+    def _only_streamed(cls, options: StreamOptions | None, info: ValidationInfo) -> StreamOptions | None:
+        if options is not None and not info.data.get("stream"):
+            raise unsupported("only allowed when stream is true")
+        return options
+
+    @field_validator("n")
+    @classmethod
+    def _one_choice(cls, n: int | None) -> int | None:
+        if n not in (None, 1):
+            raise unsupported("one choice is generated; send 1 or leave it out")
+        return n
+
+    @field_validator("logprobs")
+    @classmethod
+    def _no_logprobs(cls, logprobs: bool | None) -> bool | None:
+        if logprobs:
+            raise unsupported("log probabilities are not returned; send false or leave it out")
+        return logprobs
+
+    @field_validator("frequency_penalty", "presence_penalty")
+    @classmethod
+    def _no_penalty(cls, penalty: float | None) -> float | None:
+        if penalty not in (None, 0):
+            raise unsupported("penalties are not supported; send 0 or leave it out")
+        return penalty
+
+    @field_validator("store")
+    @classmethod
+    def _not_stored(cls, store: bool | None) -> bool | None:
+        if store:
+            raise unsupported("completions are not stored; send false or leave it out")
+        return store
+
+    @field_validator("response_format")
+    @classmethod
+    def _text_format(cls, response_format: dict[str, Any] | None) -> dict[str, Any] | None:
+        if response_format not in (None, {"type": "text"}):
+            raise unsupported('only {"type": "text"} is supported')
+        return response_format
+
+    @field_validator("metadata")
+    @classmethod
+    def _bounded_metadata(cls, metadata: dict[str, str] | None) -> dict[str, str] | None:
+        if metadata and any(len(key) > 64 or len(value) > 512 for key, value in metadata.items()):
+            raise unsupported("keys of at most 64 characters, values of at most 512")
+        return metadata
 
     def requested_max_tokens(self) -> tuple[str, int] | None:
         """The field that set the completion's token limit, and the limit (None: the output type's)."""
@@ -239,6 +366,11 @@ class ChatCompletionRequest(BaseModel):
         if self.max_tokens is not None:
             return "max_tokens", self.max_tokens
         return None
+
+    def stop_sequences(self) -> tuple[str, ...]:
+        """``stop`` as Converse's stopSequences (validated into a list of 1 to 4)."""
+        stop = self.stop
+        return tuple(stop) if isinstance(stop, list) else ((stop,) if stop else ())
 
 
 @dataclass(frozen=True)
@@ -252,6 +384,8 @@ class Conversation:
     def of(cls, request: ChatCompletionRequest) -> Conversation:
         conversation = cls()
         for message in request.messages:
+            if not message.content.strip():
+                continue  # a blank system or assistant message (a user's is refused): nothing to send
             if message.is_system:
                 conversation.system.append(message.content)
             else:
@@ -288,7 +422,7 @@ def finish_reason(stop_reason: str | None, blocked: bool) -> FinishReason:
     """OpenAI's finish_reason for Converse's stopReason (or the output guardrail's block)."""
     if blocked or stop_reason in ("guardrail_intervened", "content_filtered"):
         return "content_filter"
-    if stop_reason in ("max_tokens", "model_context_window_exceeded"):
+    if stop_reason in LENGTH_STOP_REASONS:
         return "length"
     return "stop"
 
@@ -326,8 +460,27 @@ def chat_completion(
     }
 
 
+def model_object(model: str) -> dict[str, Any]:
+    return {"id": model, "object": "model", "created": 0, "owned_by": OWNED_BY}
+
+
 def model_list(models: tuple[str, ...]) -> dict[str, Any]:
-    return {
-        "object": "list",
-        "data": [{"id": model, "object": "model", "created": 0, "owned_by": OWNED_BY} for model in models],
-    }
+    return {"object": "list", "data": [model_object(model) for model in models]}
+
+
+def retrieved_model(segment: str, allowed: tuple[str, ...]) -> dict[str, Any]:
+    """GET /v1/models/{model}: the model object as the list has it, when ``segment`` (the path's,
+    percent-decoded once here: the SDK encodes ":" and "/") is one of ``allowed``; else OpenAI's 404
+    (an id that is not an id is not echoed)."""
+    model = unquote(segment)
+    if not MODEL_ID.fullmatch(model):
+        raise OpenAIError(
+            404,
+            INVALID_REQUEST,
+            "The model does not exist or you do not have access to it.",
+            code="model_not_found",
+            param="model",
+        )
+    if model not in allowed:
+        raise model_not_found(model)
+    return model_object(model)

@@ -7,8 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ai_gateway.contract import LENGTH_STOP_REASONS
 from ai_gateway.models import GroupModels
-from shared.aws_errors import invalid_response, reported_count
+from shared.aws_errors import UpstreamError, invalid_response, reported_count
 from shared.converse import SERVICE, Conversed, converse
 
 
@@ -56,27 +57,46 @@ class ModelRouter:
         max_tokens: int,
         deadline: float,
         temperature: float | None = None,
+        top_p: float | None = None,
+        stop_sequences: tuple[str, ...] = (),
     ) -> Generation:
-        """``temperature`` None: the model's default (Converse's range is 0 to 1)."""
-        inference: dict[str, Any] = {"maxTokens": max_tokens}
-        if temperature is not None:
-            inference["temperature"] = temperature
-        answered = converse(
-            self._client,
-            models,
-            deadline=deadline,
-            attempt_seconds=self._attempt_seconds,
-            clock=self._clock,
-            system=[{"text": system}],
-            messages=messages,
-            inferenceConfig=inference,
-        )
+        """``temperature`` and ``top_p`` None: the model's default (Converse's ranges are 0 to 1)."""
+        inference = inference_config(max_tokens, temperature, top_p, stop_sequences)
+        try:
+            answered = converse(
+                self._client,
+                models,
+                deadline=deadline,
+                attempt_seconds=self._attempt_seconds,
+                clock=self._clock,
+                system=[{"text": system}],
+                messages=messages,
+                inferenceConfig=inference,
+            )
+        except UpstreamError as error:
+            raise error.as_platforms() from None  # model access or region: the operator's, a 502
         return _generation(answered)
+
+
+def inference_config(
+    max_tokens: int, temperature: float | None, top_p: float | None, stop_sequences: tuple[str, ...]
+) -> dict[str, Any]:
+    """Converse's inferenceConfig: the token limit, and what the caller set of the rest."""
+    inference: dict[str, Any] = {"maxTokens": max_tokens}
+    if temperature is not None:
+        inference["temperature"] = temperature
+    if top_p is not None:
+        inference["topP"] = top_p
+    if stop_sequences:
+        inference["stopSequences"] = list(stop_sequences)
+    return inference
 
 
 def _generation(answered: Conversed) -> Generation:
     """The model's answer as the gateway meters and guards it: some text and two counts. An
-    answer without text, or with usage that is not a count, is the model's failure (a 502)."""
+    answer without text, or with usage that is not a count, is the model's failure (a 502);
+    an answer cut at its token limit is delivered as it came, even empty or blank (max_tokens 1
+    may well be one newline)."""
     response: Any = answered.response
     try:
         text = answered.text
@@ -85,7 +105,8 @@ def _generation(answered: Conversed) -> Generation:
         stop_reason = response.get("stopReason")
     except (KeyError, TypeError, AttributeError):
         raise invalid_response(SERVICE) from None
-    if not isinstance(text, str) or not text.strip():
+    cut = isinstance(stop_reason, str) and stop_reason in LENGTH_STOP_REASONS  # (an odd type is not hashed)
+    if not isinstance(text, str) or (not text.strip() and not cut):
         raise invalid_response(SERVICE)
     return Generation(
         model=answered.model,

@@ -54,12 +54,12 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ai_gateway.contract import OUTPUT
+from ai_gateway.contract import LENGTH_STOP_REASONS, OUTPUT
 from ai_gateway.flow import Flow, GenerationRequest
-from ai_gateway.guardrail import Verdict
+from ai_gateway.guardrail import Verdict, unguarded
 from ai_gateway.ledger import Admission
-from ai_gateway.openai_api import FinishReason, finish_reason
-from ai_gateway.router import Generation
+from ai_gateway.openai_api import FinishReason, finish_reason, from_upstream
+from ai_gateway.router import Generation, inference_config
 from shared.aws_errors import UpstreamError, reported_count
 from shared.converse import SERVICE, Streamed, converse_stream
 from shared.telemetry import StageRecord
@@ -161,20 +161,24 @@ class ModelStreamer:
 
     def open(self, request: GenerationRequest) -> Streamed:
         """The request's model stream, asked as the buffered route asks (ModelRouter): the output
-        type's instructions and the caller's system text, the token limit, the temperature."""
-        inference: dict[str, Any] = {"maxTokens": request.token_limit}
-        if request.temperature is not None:
-            inference["temperature"] = request.temperature
-        return converse_stream(
-            self._client,
-            request.models,
-            deadline=request.deadline,
-            attempt_seconds=self._attempt_seconds,
-            clock=self._clock,
-            system=[{"text": request.instructions}],
-            messages=request.messages,
-            inferenceConfig=inference,
+        type's instructions and the caller's system text, the token limit, the temperature, top_p
+        and stop sequences."""
+        inference = inference_config(
+            request.token_limit, request.temperature, request.top_p, request.stop_sequences
         )
+        try:
+            return converse_stream(
+                self._client,
+                request.models,
+                deadline=request.deadline,
+                attempt_seconds=self._attempt_seconds,
+                clock=self._clock,
+                system=[{"text": request.instructions}],
+                messages=request.messages,
+                inferenceConfig=inference,
+            )
+        except UpstreamError as error:
+            raise error.as_platforms() from None  # model access or region: the operator's, a 502
 
 
 class StreamingFlow(Flow):
@@ -288,7 +292,9 @@ class GuardedStream:
         reasons: set[str] = set()
         try:
             for piece in self._pieces():
-                verdict = self._guard(piece)  # before the piece is emitted, never after
+                # Before the piece is emitted, never after; a blank piece (a newline before the
+                # first sentence) is not sent: ApplyGuardrail refuses content without text.
+                verdict = self._guard(piece) if piece.strip() else unguarded(piece)
                 reasons.update(verdict.reasons)
                 if verdict.blocked:
                     yield self._blocked(tuple(sorted(reasons)))
@@ -296,8 +302,9 @@ class GuardedStream:
                 self._masked = self._masked or verdict.intervened
                 self._emitted.append(verdict.text())
                 yield TextDelta(verdict.text())
-            if not self._emitted:
-                raise UpstreamError(SERVICE, "InvalidResponse")  # an answer without text: a 502
+            if not self._emitted and self._stop not in LENGTH_STOP_REASONS:
+                # An answer without text is a 502, unless it was cut at its token limit.
+                raise UpstreamError(SERVICE, "InvalidResponse")
             generation = self._generation()
             self._end_stage(None)
             self._settled = True
@@ -412,7 +419,8 @@ def openai_sse(
     """The events as OpenAI ``chat.completion.chunk`` server-sent events: the assistant's role,
     the content deltas, a chunk with the finish reason, a usage chunk when ``include_usage``
     (stream_options.include_usage), then ``data: [DONE]``. A failure while streaming becomes one
-    ``data: {"error": ...}`` event (the service and its code, nothing of the request) and the
+    ``data: {"error": {"message", "type", "param", "code"}}`` event (OpenAI's error object, as
+    openai_api.from_upstream maps the failure; the service and its code, nothing of the request) and the
     stream ends without [DONE]. [DONE] follows the finish at once: what the events do after their
     Finish (metering) runs after the caller has it. Closing this generator closes ``events``."""
 
@@ -457,7 +465,10 @@ def openai_sse(
         if not done:
             yield DONE
     except UpstreamError as error:
-        yield _sse({"error": {"message": error.public_message, "type": error.error_code, "code": error.code}})
+        # OpenAI's error object (the SDK raises APIError with it), as the same failure before the
+        # stream would have been answered: the gateway's code, never the request's text.
+        refusal = from_upstream(error.code, error.http_status, error.error_code, error.public_message, None)
+        yield _sse(refusal.body())
     finally:
         closer = getattr(events, "close", None)
         if closer is not None:

@@ -10,7 +10,10 @@ second (``ResponseMetadata.HTTPStatusCode``):
   other 4xx); no model or retry can help. The caller gets that 4xx only from a service that
   acted on the caller's own request (the model, the agent: ``caller_facing``); a rejection by
   the platform's own services (its ledger, its guardrail, its parameters) is the platform's
-  fault, and the caller gets a 502.
+  fault, and the caller gets a 502. A function may also refuse to pass on a caller-facing
+  rejection of the platform's set-up rather than of the request (``as_platforms``,
+  PLATFORM_REJECTIONS: a model the account may not use or the region lacks, the model's own
+  failure): the AI gateway does.
 - **failed**: the SDK gave up before AWS answered for a reason retrying cannot fix (bad
   parameters, no credentials); the caller gets a 502.
 
@@ -46,6 +49,28 @@ SERVER_ERROR_CODES = frozenset(
     {"ServiceUnavailableException", "InternalServerException", "ModelNotReadyException", "ModelTimeoutException"}
 )
 RETRY_AFTER_SECONDS = 5
+# A caller-facing service's rejections that are the platform's, whatever request was sent
+# (UpstreamError.as_platforms): the service, then the codes, and the statuses its rejections of
+# a request come with. Bedrock's
+# runtime refuses the caller's conversation with a 400 (ValidationException: too long, malformed);
+# access not granted to the model or the role (AccessDeniedException, 403), a model the region
+# does not serve (ResourceNotFoundException, 404), the model's own failure (ModelErrorException,
+# 424) and the platform's credentials are the operator's to fix: the caller gets a 502.
+PLATFORM_CODES = frozenset(
+    {
+        "AccessDeniedException",
+        "ResourceNotFoundException",
+        "ModelErrorException",
+        "UnrecognizedClientException",
+        "InvalidSignatureException",
+        "ExpiredTokenException",
+        "IncompleteSignature",
+        "MissingAuthenticationTokenException",
+    }
+)
+PLATFORM_REJECTIONS: dict[str, tuple[frozenset[str], frozenset[int]]] = {
+    "bedrock-runtime": (PLATFORM_CODES, frozenset({400})),
+}
 # Why DynamoDB cancels a transaction, when the reason is not the request's own condition: worth a
 # retry, not a 4xx (DynamoDB answers every cancellation with a 400).
 TRANSIENT_CANCELLATIONS = {
@@ -114,6 +139,20 @@ class UpstreamError(Exception):
     def passed_on(self) -> bool:
         """A rejection the caller sees as such: the caller's own request was refused."""
         return self.kind is Kind.REJECTED and self.caller_facing
+
+    @property
+    def platform_fault(self) -> bool:
+        """A rejection that is the platform's whatever the request (PLATFORM_REJECTIONS): by its
+        code, or a status the service does not refuse a request with."""
+        rule = PLATFORM_REJECTIONS.get(self.service)
+        return self.kind is Kind.REJECTED and rule is not None and (self.code in rule[0] or self.status not in rule[1])
+
+    def as_platforms(self) -> UpstreamError:
+        """This failure, answered as the platform's (a 502) when it is a caller-facing rejection of
+        the platform's set-up (``platform_fault``); any other as it is."""
+        if not (self.passed_on and self.platform_fault):
+            return self
+        return UpstreamError(self.service, self.code, self.status, self.kind)
 
     @property
     def error_code(self) -> str:

@@ -41,6 +41,8 @@ RESOURCES: dict[tuple[str, str], re.Pattern[str]] = {
     ("GET", "/v1/usage"): re.compile(r"/v1/usage"),
     ("POST", "/v1/chat/completions"): re.compile(r"/v1/chat/completions"),
     ("GET", "/v1/models"): re.compile(r"/v1/models"),
+    # API Gateway passes the segment as the client sent it (percent-encoded): the function decodes it.
+    ("GET", "/v1/models/{model}"): re.compile(r"/v1/models/(?P<model>[^/]+)"),
 }
 # The resources whose integration streams (responseTransferMode STREAM): the streaming function.
 STREAMED = frozenset({"/v1/chat/completions"})

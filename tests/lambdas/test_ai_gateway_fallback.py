@@ -63,6 +63,27 @@ def test_a_failure_is_classified_by_its_code_then_its_status(code: str, status: 
             403,
             ("upstream_rejected", "s rejected the request with AccessDeniedException"),
         ),
+        # A model call refused for the platform's set-up (shared.aws_errors.PLATFORM_REJECTIONS).
+        (
+            UpstreamError("bedrock-runtime", "AccessDeniedException", 403, caller_facing=True).as_platforms(),
+            502,
+            ("upstream_error", "bedrock-runtime failed with AccessDeniedException"),
+        ),
+        (
+            UpstreamError("bedrock-runtime", "ModelErrorException", 424, caller_facing=True).as_platforms(),
+            502,
+            ("upstream_error", "bedrock-runtime failed with ModelErrorException"),
+        ),
+        (
+            UpstreamError("bedrock-runtime", "ValidationException", 400, caller_facing=True).as_platforms(),
+            400,
+            ("upstream_rejected", "bedrock-runtime rejected the request with ValidationException"),
+        ),
+        (
+            UpstreamError("kendra", "AccessDeniedException", 403, caller_facing=True).as_platforms(),
+            403,  # a service without a rule: as it was
+            ("upstream_rejected", "kendra rejected the request with AccessDeniedException"),
+        ),
         (
             UpstreamError("s", "ValidationException", 400, caller_facing=True),
             400,
@@ -174,6 +195,9 @@ def test_converse_never_retries_a_rejected_request(code: str, status: int, bedro
     with pytest.raises(UpstreamError) as raised:
         converse(client, [PRO, LITE], deadline=None, messages=MESSAGES)
     assert (raised.value.kind, raised.value.http_status) == (Kind.REJECTED, status)
+    # The gateway passes on only the conversation's own refusal; access and region are the platform's.
+    expected = 400 if code == "ValidationException" else 502
+    assert raised.value.as_platforms().http_status == expected
 
 
 def test_the_last_models_failure_is_raised_with_its_classification(bedrock: tuple[Any, Stubber]) -> None:
@@ -238,12 +262,39 @@ def test_the_gateway_falls_back_on_each_throttling_code_and_a_plain_5xx(
     assert (result.status, result.body["model"], result.body["output"]) == (200, LITE, "Hi from lite.")
 
 
-@pytest.mark.parametrize(("code", "status"), REJECTED)
-def test_the_gateway_answers_a_rejected_model_call_with_a_4xx_json(code: str, status: int, gateway: Gateway) -> None:
+def test_the_gateway_answers_the_callers_rejected_model_call_with_a_400_json(gateway: Gateway) -> None:
+    guard_input(gateway.bedrock, ["Hello?"])
+    gateway.bedrock.add_client_error("converse", service_error_code="ValidationException", http_status_code=400)
+    result = http_result(handler.lambda_handler(chat(), FakeContext()))
+    assert (result.status, result.body) == (
+        400,
+        {"error": "upstream_rejected", "message": "bedrock-runtime rejected the request with ValidationException"},
+    )
+    assert result.headers["x-should-retry"] == "false"  # the same request is refused again
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        ("AccessDeniedException", 403),  # the account or the role has no access to the model
+        ("ResourceNotFoundException", 404),  # the model is not served in the region
+        ("ModelErrorException", 424),  # the model failed
+        ("UnrecognizedClientException", 403),  # the platform's credentials
+        ("AccessDeniedException", 400),  # by its code whatever the status
+        ("SomethingNew", 403),  # a status Bedrock does not refuse a conversation with
+    ],
+)
+def test_a_model_call_refused_for_the_platforms_set_up_is_a_final_502_and_no_model_is_tried_after_it(
+    code: str, status: int, gateway: Gateway
+) -> None:
     guard_input(gateway.bedrock, ["Hello?"])
     gateway.bedrock.add_client_error("converse", service_error_code=code, http_status_code=status)
     result = http_result(handler.lambda_handler(chat(), FakeContext()))
     assert (result.status, result.body) == (
-        status,
-        {"error": "upstream_rejected", "message": f"bedrock-runtime rejected the request with {code}"},
+        502,
+        {"error": "upstream_error", "message": f"bedrock-runtime failed with {code}"},
     )
+    assert result.headers["x-should-retry"] == "false"  # asking again cannot help
+    assert "Retry-After" not in result.headers
+
+

@@ -487,8 +487,9 @@ def test_hostile_bodies_are_400s_in_openais_shape(body: str, gateway: Gateway) -
         (user([{"type": "text", "text": "a"}] * 51), "messages.0.content", "at most 50 parts"),
         (user("[" * 15_000 + "]" * 15_000), None, "context_length_exceeded"),  # a string is text, whatever it holds
         (user("x" * 200_001), "messages.0.content", "at most 200000 characters"),
-        (user(""), "messages", "every message needs some text"),
-        (user([]), "messages", "every message needs some text"),
+        (user(""), "messages", "every user message needs some text"),
+        (user([]), "messages", "every user message needs some text"),
+        (user(" \n"), "messages", "every user message needs some text"),
         ({"model": PRO, "messages": [{"role": "system", "content": "Only rules."}]}, "messages", "last non-system"),
         (
             {"model": PRO, "messages": [{"role": "assistant", "content": "Hi"}, {"role": "user", "content": "Q"}]},
@@ -507,7 +508,46 @@ def test_hostile_bodies_are_400s_in_openais_shape(body: str, gateway: Gateway) -
         ({**user("Hi"), "model": 7}, "model", "valid string"),
         ({**user("Hi"), "session_id": "short"}, "session_id", "match pattern"),
         ({**user("Hi"), "output_type": "Report!"}, "output_type", "match pattern"),
-        ({**user("Hi"), "n": 2}, "n", "Extra inputs are not permitted"),
+        # Values that would change the answer stay refused by name (those that change nothing pass).
+        ({**user("Hi"), "n": 2}, "n", "one choice is generated"),
+        ({**user("Hi"), "n": 0}, "n", "unsupported_value"),
+        ({**user("Hi"), "logprobs": True}, "logprobs", "log probabilities are not returned"),
+        ({**user("Hi"), "frequency_penalty": 0.5}, "frequency_penalty", "send 0"),
+        ({**user("Hi"), "presence_penalty": -1}, "presence_penalty", "send 0"),
+        ({**user("Hi"), "store": True}, "store", "not stored"),
+        ({**user("Hi"), "tools": [{"type": "function"}]}, "tools", "unknown_parameter"),
+        ({**user("Hi"), "response_format": {"type": "json_schema"}}, "response_format", "unsupported_value"),
+        ({**user("Hi"), "stream_options": {"include_usage": True}}, "stream_options", "only allowed when stream"),
+        ({**user("Hi"), "stream": False, "stream_options": {}}, "stream_options", "only allowed when stream"),
+        ({**user("Hi"), "stop": ["a", "b", "c", "d", "e"]}, "stop", "at most 4 stop sequences"),
+        ({**user("Hi"), "stop": ""}, "stop", "1 to 256 characters"),
+        ({**user("Hi"), "stop": ["x" * 257]}, "stop", "1 to 256 characters"),
+        ({**user("Hi"), "stop": [1]}, "stop.str", "valid string"),  # (pydantic names the first member)
+        ({**user("Hi"), "top_p": 1.5}, "top_p", "less than or equal to 1"),
+        ({**user("Hi"), "top_p": "high"}, "top_p", "valid number"),
+        ({**user("Hi"), "metadata": {"k": "v" * 513}}, "metadata", "values of at most 512"),
+        (
+            {"messages": [USER_TURN, {"role": "assistant", "content": "A", "tool_calls": [{"id": "c"}]}, USER_TURN]},
+            "messages.1.tool_calls",
+            "tool calls are not supported",
+        ),
+        (
+            {"messages": [USER_TURN, {"role": "assistant", "content": "A", "function_call": {"name": "f"}}, USER_TURN]},
+            "messages.1.function_call",
+            "function calls are not supported",
+        ),
+        (
+            {"messages": [USER_TURN, {"role": "assistant", "content": "A", "audio": {"id": "a"}}, USER_TURN]},
+            "messages.1.audio",
+            "audio is not supported",
+        ),
+        (
+            {"messages": [USER_TURN, {"role": "assistant", "content": "A", "refusal": "No."}, USER_TURN]},
+            "messages.1.refusal",
+            "a refusal is not accepted back",
+        ),
+        ({"messages": [{**USER_TURN, "refusal": None}]}, "messages.0.refusal", "unknown_parameter"),
+        ({"messages": [{"role": "system", "content": "S", "tool_calls": []}, USER_TURN]}, "messages.0.tool_calls", "unknown_parameter"),
     ],
 )
 def test_malformed_fields_are_400s_naming_the_field_never_500s(

@@ -495,12 +495,26 @@ def test_without_include_usage_there_is_no_usage_chunk_and_a_failure_is_an_error
 
     failed = chunks(b"".join(openai_sse(failing(), chunk_id="c", created=1, model="m")))
     assert failed[-1] != "[DONE]"
+    # OpenAI's error object, as the same failure before the stream would have been answered.
     assert json.loads(failed[-1]) == {
         "error": {
             "message": "bedrock-runtime failed with ModelStreamErrorException",
-            "type": "upstream_error",
-            "code": "ModelStreamErrorException",
+            "type": "api_error",
+            "param": None,
+            "code": "upstream_error",
         }
+    }
+
+    def throttled() -> Iterator[TextDelta]:
+        yield TextDelta("Part. ")
+        raise UpstreamError("bedrock-runtime", "ThrottlingException", 429)
+
+    failed = chunks(b"".join(openai_sse(throttled(), chunk_id="c", created=1, model="m")))
+    assert json.loads(failed[-1])["error"] == {
+        "message": "bedrock-runtime is throttling requests; retry later",
+        "type": "rate_limit_error",
+        "param": None,
+        "code": "rate_limit_exceeded",
     }
 
 
