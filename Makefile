@@ -142,13 +142,13 @@ nag-report: synth ## count cdk-nag acknowledgements by rule
 	$(BIN)/python tools/nag_report.py cdk.out
 
 review: setup ## offline review report of the working tree against BASE (a git ref): IAM, replacements, data handling, code; exit 2 when access broadens
-	$(BIN)/python tools/review.py --base $(or $(BASE),$(error BASE=<git ref> is required, e.g. make review BASE=main))
+	$(if $(value BASE),,$(error BASE=<git ref> is required, e.g. make review BASE=main))$(BIN)/python tools/review.py --base="$$BASE"
 
 diagram: setup ## the architecture of each tier from the synthesized app (Mermaid) into docs/architecture.md
 	$(BIN)/python -m tools.diagram
 
 promote: setup ## check a workload's readiness gates; on success move it to production and write a promotion report
-	$(BIN)/python -m tools.promote $(or $(WORKLOAD),$(error WORKLOAD=<name> is required, e.g. make promote WORKLOAD=support))
+	$(if $(value WORKLOAD),,$(error WORKLOAD=<name> is required, e.g. make promote WORKLOAD=support))$(BIN)/python -m tools.promote -- "$$WORKLOAD"
 
 diff: setup ## cdk diff against the deployed TIER (needs AWS credentials)
 	$(CDK) diff $(CDK_ARGS) --all

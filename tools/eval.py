@@ -1,36 +1,81 @@
 """Score the recorded tool-call traces against the golden set and print the table (`make eval`).
 
-Exits 1 when tool selection or argument accuracy is below observability.tool_accuracy_floor.
+Exits 1 when tool selection or argument accuracy is below observability.tool_accuracy_floor, or
+when the config, the golden set or the traces cannot be read (the problem on stderr).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "lambdas")]
 
-from evaluation.evaluator import Report, calls_from, evaluate, load_golden_set  # noqa: E402
-from stacks.config import load_config  # noqa: E402
+from evaluation.evaluator import GOLDEN_SET, GoldenCase, Report, calls_from, evaluate, load_golden_set  # noqa: E402
+from stacks.config import ConfigError, load_config  # noqa: E402
 
 TRACES = ROOT / "evals" / "recorded_traces.jsonl"
 
 
+class EvalInputError(Exception):
+    """The golden set or the trace file is missing or not what it should be (the message names it)."""
+
+
+def _shown(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise EvalInputError(f"{_shown(path)}: no such file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise EvalInputError(f"{_shown(path)}: cannot be read ({error})") from None
+
+
+def golden_cases(path: Path = GOLDEN_SET) -> list[GoldenCase]:
+    """The golden set, or EvalInputError naming the file and what is wrong with it."""
+    text = _read(path)
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as error:
+        raise EvalInputError(f"{_shown(path)}: not JSON ({error.msg}, line {error.lineno})") from None
+    try:
+        return load_golden_set(path)
+    except (KeyError, TypeError, AttributeError, ValueError) as error:
+        detail = f"missing key {error}" if isinstance(error, KeyError) else str(error)
+        raise EvalInputError(f"{_shown(path)}: not a list of golden cases ({detail})") from None
+
+
 def recorded_calls(path: Path = TRACES) -> dict[str, Any]:
-    """The recorded tool calls of each golden case, by case id."""
+    """The recorded tool calls of each golden case, by case id (EvalInputError: the file and line
+    that cannot be read)."""
     traces = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
+    for number, line in enumerate(_read(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
             record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise EvalInputError(f"{_shown(path)}: line {number} is not JSON ({error.msg})") from None
+        try:
             traces[record["case"]] = calls_from(record["tool_calls"])
+        except (KeyError, TypeError, AttributeError, ValueError) as error:
+            detail = f"no {error}" if isinstance(error, KeyError) else str(error)
+            raise EvalInputError(
+                f'{_shown(path)}: line {number} is not a trace {{"case", "tool_calls"}} ({detail})'
+            ) from None
     return traces
 
 
-def recorded(path: Path = TRACES) -> Report:
-    return evaluate(load_golden_set(), recorded_calls(path))
+def recorded(path: Path = TRACES, golden: Path = GOLDEN_SET) -> Report:
+    return evaluate(golden_cases(golden), recorded_calls(path))
 
 
 def table(report: Report) -> str:
@@ -45,13 +90,28 @@ def table(report: Report) -> str:
     return "\n".join(rows)
 
 
-def main() -> int:
-    floor = load_config(json.loads((ROOT / "cdk.json").read_text())["context"]).production.observability
-    report = recorded()
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    context: Mapping[str, Any] | None = None,
+    traces: Path = TRACES,
+    golden: Path = GOLDEN_SET,
+) -> int:
+    """``context``: cdk.json's unless given (tests)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.parse_args(argv)
+    if context is None:
+        context = json.loads((ROOT / "cdk.json").read_text())["context"]
+    try:
+        floor = load_config(context).production.observability.tool_accuracy_floor
+        report = recorded(traces, golden)
+    except (ConfigError, EvalInputError) as error:
+        print(f"eval: {error}", file=sys.stderr)
+        return 1
     print(table(report))
     worst = min(report.tool_selection_accuracy, report.argument_accuracy)
-    print(f"floor {floor.tool_accuracy_floor:.2f}: {'met' if worst >= floor.tool_accuracy_floor else 'NOT met'}")
-    return 0 if worst >= floor.tool_accuracy_floor else 1
+    print(f"floor {floor:.2f}: {'met' if worst >= floor else 'NOT met'}")
+    return 0 if worst >= floor else 1
 
 
 if __name__ == "__main__":

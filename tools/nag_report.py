@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import sys
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -25,13 +27,23 @@ def count_by_rule(outdir: Path) -> Counter[str]:
     return Counter(re.sub(r"\[.*\]$", "", rule) for _, rule, _ in acknowledgements(outdir))
 
 
-def main(outdir: Path) -> None:
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "outdir", nargs="?", type=Path, default=Path("cdk.out"), help="a synthesized cloud assembly (default cdk.out)"
+    )
+    outdir = parser.parse_args(argv).outdir
+    if not (outdir / "manifest.json").is_file():
+        what = "no such directory" if not outdir.is_dir() else "no manifest.json: not a synthesized cloud assembly"
+        print(f"nag_report: {outdir}: {what} (run make synth first)", file=sys.stderr)
+        return 1
     by_rule = count_by_rule(outdir)
     width = max(map(len, by_rule), default=10)
     for rule, count in sorted(by_rule.items()):
         print(f"{rule:<{width}}  {count}")
     print(f"{'total':<{width}}  {by_rule.total()}")
+    return 0
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "cdk.out"))
+    sys.exit(main())

@@ -1,9 +1,11 @@
 """Promote a workload from the sandbox to production: `make promote WORKLOAD=<name>`.
 
 Checks the readiness gates and prints them as a table (gate, pass/fail, why, how to fix); exits 1
-if any fails. When all pass it changes the workload's ``stage`` in workloads/<name>.json (nothing
-else), and writes a promotion report (promotions/<name>.md): the gates, then what the promotion
-changes in the production tier's templates (the review report, tools/review.py).
+if any fails. An invalid workload name, an unknown workload, one already in production stage or
+one declared in cdk.json (whose stage promote does not edit) is refused at once, before any synth.
+When all pass it changes the workload's ``stage`` in workloads/<name>.json (nothing else), and
+writes a promotion report (promotions/<name>.md): the gates, then what the promotion changes
+in the production tier's templates (the review report, tools/review.py).
 
 Gates: the workload's declaration is valid in production; the guardrail covers its PII entity
 types; its documents' classification has a policy (mask or quarantine); Macie covers the
@@ -29,11 +31,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "lambdas")]
 
-from evaluation.evaluator import evaluate, load_golden_set  # noqa: E402
+from pydantic import TypeAdapter, ValidationError  # noqa: E402
+
+from evaluation.evaluator import GOLDEN_SET, evaluate  # noqa: E402
 from stacks.config import BlueprintConfig, ConfigError, load_config  # noqa: E402
 from stacks.config.tools import all_tools  # noqa: E402
-from stacks.config.workloads import WorkloadConfig  # noqa: E402
-from tools.eval import TRACES, recorded_calls  # noqa: E402
+from stacks.config.workloads import WorkloadConfig, WorkloadName  # noqa: E402
+from tools.eval import TRACES, EvalInputError, golden_cases, recorded_calls  # noqa: E402
 from tools.review import references  # noqa: E402
 from tools.synth import synthesize  # noqa: E402
 
@@ -59,20 +63,66 @@ def promoted_context(context: Mapping[str, Any], name: str) -> dict[str, Any]:
     return {**context, f"blueprint.workloads.{name}.stage": "production"}
 
 
+class PromoteError(Exception):
+    """Promotion cannot start (the message says why); raised before any synth."""
+
+
+def check_name(name: str) -> str:
+    """``name`` when it follows the workload-name rule (stacks/config/workloads.py), else PromoteError."""
+    try:
+        return str(TypeAdapter(WorkloadName).validate_python(name))
+    except ValidationError as error:
+        raise PromoteError(f"workload name {name!r}: {error.errors()[0]['msg']}") from None
+
+
+def workload_file(context: Mapping[str, Any], config: BlueprintConfig, name: str) -> Path:
+    """The file whose ``stage`` promotion changes, or PromoteError when the stage is not (only)
+    there: a declaration in cdk.json's blueprint.workloads wins over the file (stacks/config/loader.py),
+    so editing the file would change nothing. Reads ``context`` only after load_config accepted it."""
+    blueprint = context.get("blueprint")
+    declared = blueprint.get("workloads") if isinstance(blueprint, Mapping) else None
+    key = f"blueprint.workloads.{name}"
+    overridden = sorted(k for k in context if k == key or k.startswith(f"{key}."))
+    if isinstance(declared, Mapping) and name in declared:
+        raise PromoteError(
+            f"{name} is declared in cdk.json's blueprint.workloads, which promote does not edit: set its "
+            f'"stage" to "production" there by hand (or move its declaration to its own file under '
+            f"{config.workloads_dir or 'workloads'}/ and run make promote again)"
+        )
+    if overridden:
+        raise PromoteError(f"{name} is also set by context key {overridden[0]}: drop it, then run make promote again")
+    if not isinstance(config.workloads_dir, str):
+        raise PromoteError(f"blueprint.workloads_dir is {config.workloads_dir!r}: {name} has no file to change")
+    path = ROOT / config.workloads_dir / f"{name}.json"
+    if not path.is_file():
+        raise PromoteError(f"{name}: no {path.relative_to(ROOT)} to change its stage in")
+    return path
+
+
 def check(
-    context: Mapping[str, Any], name: str, *, synth: Synth, lint: Lint, traces: Path = TRACES
+    context: Mapping[str, Any],
+    name: str,
+    *,
+    synth: Synth,
+    lint: Lint,
+    traces: Path = TRACES,
+    golden: Path = GOLDEN_SET,
 ) -> tuple[list[Gate], dict[str, dict[str, Any]]]:
     """The gates for promoting workload ``name``, and the promoted production templates (empty
-    when the synth could not run)."""
+    when the synth could not run). An unknown workload, or one not in sandbox stage, fails at once,
+    without a synth."""
     current = load_config(context)
     if name not in current.workloads:
         known = ", ".join(sorted(current.workloads)) or "none"
         return [Gate("workload", False, f"no workload {name}", f"declare workloads/{name}.json (known: {known})")], {}
     workload = current.workloads[name]
+    stage = Gate("stage", workload.stage == "sandbox", f"stage is {workload.stage}", "only a sandbox workload promotes")
+    if not stage.passed:
+        return [stage], {}
     gates = [
-        Gate("stage", workload.stage == "sandbox", f"stage is {workload.stage}", "only a sandbox workload promotes"),
+        stage,
         *static_gates(current, workload),
-        evaluation_gate(current, workload, traces),
+        evaluation_gate(current, workload, traces, golden),
     ]
     try:
         promoted = load_config(promoted_context(context, name))
@@ -202,10 +252,13 @@ def prices_gate(workload: WorkloadConfig) -> Gate:
     return Gate("prices and budget", True, f"{prices}; budget ${workload.sandbox.budget.monthly_limit_usd:g}/month")
 
 
-def evaluation_gate(config: BlueprintConfig, workload: WorkloadConfig, traces: Path) -> Gate:
+def evaluation_gate(config: BlueprintConfig, workload: WorkloadConfig, traces: Path, golden: Path = GOLDEN_SET) -> Gate:
     name = "golden set at the floor"
     floor = config.production.observability.tool_accuracy_floor
-    cases = {case.id: case for case in load_golden_set()}
+    try:
+        cases = {case.id: case for case in golden_cases(golden)}
+    except EvalInputError as error:
+        return Gate(name, False, str(error), "restore or fix the golden set (git log -p on the file)")
     if not workload.evaluation.cases:
         return Gate(
             name, False, "no golden cases", "list its cases in evaluation.cases (lambdas/evaluation/golden_set.json)"
@@ -213,7 +266,10 @@ def evaluation_gate(config: BlueprintConfig, workload: WorkloadConfig, traces: P
     unknown = [case for case in workload.evaluation.cases if case not in cases]
     if unknown:
         return Gate(name, False, f"not in the golden set: {', '.join(unknown)}", "add them to golden_set.json")
-    recorded = recorded_calls(traces)
+    try:
+        recorded = recorded_calls(traces)
+    except EvalInputError as error:
+        return Gate(name, False, str(error), "re-record the traces or fix that line")
     missing = [case for case in workload.evaluation.cases if case not in recorded]
     if missing:
         return Gate(name, False, f"no recorded trace for {', '.join(missing)}", f"record them in {traces.name}")
@@ -292,18 +348,57 @@ def set_stage(path: Path, stage: str) -> None:
     path.write_text(changed, encoding="utf-8")
 
 
-def main(argv: list[str] | None = None) -> int:
+def _workload_arg(value: str) -> str:
+    try:
+        return check_name(value)
+    except PromoteError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def preflight(context: Mapping[str, Any], name: str) -> Path:
+    """What must hold before any synth: a valid config, a known workload in sandbox stage, and a
+    file to change its stage in. Returns that file; PromoteError or ConfigError otherwise."""
+    config = load_config(context)
+    if name not in config.workloads:
+        known = ", ".join(sorted(config.workloads)) or "none"
+        where = (
+            f"{config.workloads_dir}/{name}.json"
+            if config.workloads_dir
+            else "cdk.json's blueprint.workloads (blueprint.workloads_dir is null)"
+        )
+        raise PromoteError(f"no workload {name} (known: {known}); declare it in {where}")
+    stage = config.workloads[name].stage
+    if stage != "sandbox":
+        raise PromoteError(f"{name} is already in {stage} stage")
+    return workload_file(context, config, name)
+
+
+def main(
+    argv: list[str] | None = None,
+    *,
+    context: Mapping[str, Any] | None = None,
+    synth: Synth | None = None,
+    lint: Lint | None = None,
+) -> int:
+    """``context``: cdk.json's unless given; ``synth`` and ``lint``: the real ones unless given (tests)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("workload")
+    parser.add_argument("workload", type=_workload_arg, help="the workload's name (workloads/<name>.json)")
     args = parser.parse_args(argv)
-    context = json.loads((ROOT / "cdk.json").read_text())["context"]
-    gates, promoted = check(context, args.workload, synth=production_synth, lint=cfn_lint)
+    synth = synth or production_synth
+    if context is None:
+        context = json.loads((ROOT / "cdk.json").read_text())["context"]
+    try:
+        path = preflight(context, args.workload)
+        gates, promoted = check(context, args.workload, synth=synth, lint=lint or cfn_lint)
+    except (ConfigError, PromoteError) as error:
+        print(f"promote: {error}", file=sys.stderr)
+        return 1
     print(table(gates))
     if not all(gate.passed for gate in gates):
         print(f"\n{args.workload} is not ready: fix the failing gates above.", file=sys.stderr)
         return 1
-    before = production_synth(context)
-    set_stage(ROOT / context["blueprint"]["workloads_dir"] / f"{args.workload}.json", "production")
+    before = synth(context)
+    set_stage(path, "production")
     report = promotion_report(args.workload, gates, before, promoted)
     REPORTS.mkdir(exist_ok=True)
     path = REPORTS / f"{args.workload}.md"

@@ -45,7 +45,7 @@ from botocore.exceptions import BotoCoreError, ClientError  # noqa: E402
 from ai_gateway.agents import runtime_session_id  # noqa: E402
 from evaluation.evaluator import load_golden_set  # noqa: E402
 from ingestion.pipeline import document_id  # noqa: E402
-from stacks.config import BlueprintConfig, ProductionConfig, load_config  # noqa: E402
+from stacks.config import BlueprintConfig, ConfigError, ProductionConfig, load_config  # noqa: E402
 
 T = TypeVar("T")
 Clients = Callable[[str], Any]
@@ -702,9 +702,16 @@ def main(
         help="as cdk's -c, e.g. blueprint.prefix=acme",
     )
     args = parser.parse_args(argv)
+    bare = [item for item in args.context if "=" not in item]
+    if bare:
+        parser.error(f"-c {bare[0]}: expected KEY=VALUE, as cdk's -c")
     cdk = json.loads((ROOT / "cdk.json").read_text())["context"]
-    overrides = dict(item.split("=", 1) for item in args.context if "=" in item)
-    config = load_config({**cdk, **overrides})
+    overrides = dict(item.split("=", 1) for item in args.context)
+    try:
+        config = load_config({**cdk, **overrides})
+    except ConfigError as error:
+        print(f"make smoke: {error}", file=sys.stderr)
+        return 2
     tiers = ("sandbox", "production") if args.tier == "all" else (args.tier,)
     passed = True
     for tier in tiers:
