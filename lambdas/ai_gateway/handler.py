@@ -779,9 +779,7 @@ def _json(status: int, body: dict[str, Any], retry_after: str | None = None, *, 
     headers = {RETRY_AFTER_HEADER: retry_after} if retry_after else {}
     if final:
         headers[SHOULD_RETRY_HEADER] = "false"
-    return Response(
-        status_code=status, content_type=content_types.APPLICATION_JSON, body=body, headers=headers or None
-    )
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body, headers=headers or None)
 
 
 def _openai_route() -> bool:

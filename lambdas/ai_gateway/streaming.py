@@ -163,9 +163,7 @@ class ModelStreamer:
         """The request's model stream, asked as the buffered route asks (ModelRouter): the output
         type's instructions and the caller's system text, the token limit, the temperature, top_p
         and stop sequences."""
-        inference = inference_config(
-            request.token_limit, request.temperature, request.top_p, request.stop_sequences
-        )
+        inference = inference_config(request.token_limit, request.temperature, request.top_p, request.stop_sequences)
         try:
             return converse_stream(
                 self._client,

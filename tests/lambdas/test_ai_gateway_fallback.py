@@ -296,5 +296,3 @@ def test_a_model_call_refused_for_the_platforms_set_up_is_a_final_502_and_no_mod
     )
     assert result.headers["x-should-retry"] == "false"  # asking again cannot help
     assert "Retry-After" not in result.headers
-
-

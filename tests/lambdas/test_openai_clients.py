@@ -217,7 +217,8 @@ def test_one_token_answering_a_newline_is_delivered_metered_and_not_sent_to_the_
     )
     (choice,) = completion.choices
     assert (choice.message.content, choice.finish_reason) == (text, "length")
-    assert completion.usage is not None and completion.usage.completion_tokens == 1
+    assert completion.usage is not None
+    assert completion.usage.completion_tokens == 1
     item = record(gateway, "one-token-0001")
     assert (item["status"]["S"], item["output_tokens"]["N"]) == ("delivered", "1")
     assert len(served.events) == 1  # nothing retried
@@ -444,13 +445,16 @@ def test_a_failure_mid_stream_is_openais_error_object_which_the_sdk_raises(gatew
     gateway.bedrock.add_response("converse_stream", {"stream": FakeEventStream(events, [])}, any_call(PRO))
     guard_output(gateway.bedrock, "Part one. ")
     received: list[str] = []
-    with pytest.raises(openai.APIError) as failed:
-        for chunk in sdk(served).chat.completions.create(
+
+    def read() -> None:
+        stream = sdk(served).chat.completions.create(
             model=PRO, messages=[{"role": "user", "content": "Hi"}], stream=True
-        ):
-            if chunk.choices and chunk.choices[0].delta.content:
-                received.append(chunk.choices[0].delta.content)
-    assert received == ["Part one. "]
+        )
+        received.extend(c.choices[0].delta.content or "" for c in stream if c.choices)
+
+    with pytest.raises(openai.APIError) as failed:
+        read()
+    assert "".join(received) == "Part one. "
     assert (failed.value.type, failed.value.code, failed.value.param) == (
         "rate_limit_error",
         "rate_limit_exceeded",

@@ -547,7 +547,11 @@ def test_hostile_bodies_are_400s_in_openais_shape(body: str, gateway: Gateway) -
             "a refusal is not accepted back",
         ),
         ({"messages": [{**USER_TURN, "refusal": None}]}, "messages.0.refusal", "unknown_parameter"),
-        ({"messages": [{"role": "system", "content": "S", "tool_calls": []}, USER_TURN]}, "messages.0.tool_calls", "unknown_parameter"),
+        (
+            {"messages": [{"role": "system", "content": "S", "tool_calls": []}, USER_TURN]},
+            "messages.0.tool_calls",
+            "unknown_parameter",
+        ),
     ],
 )
 def test_malformed_fields_are_400s_naming_the_field_never_500s(
