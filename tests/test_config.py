@@ -326,7 +326,7 @@ def test_whole_config_can_be_given_as_a_json_string() -> None:
         (
             "tags",
             '{"aws:owner": "me"}',
-            "blueprint.tags = {'aws:owner': 'me'}: tag key 'aws:owner' is not a valid AWS tag key",
+            "blueprint.tags.aws:owner: not a valid AWS tag key; allowed: 1 to 128 letters",
         ),
     ],
 )

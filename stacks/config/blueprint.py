@@ -13,6 +13,16 @@ from stacks.config.production import ProductionConfig
 from stacks.config.sandbox import SandboxConfig
 from stacks.config.workloads import WorkloadConfig, WorkloadName, production_additions
 
+# AWS tags: at most 50 on a resource, keys 1-128 and values 0-256 characters of these; the aws:
+# prefix (any case) is reserved for AWS, on keys and values.
+MAX_TAGS = 50
+TAG_KEY = re.compile(r"[\w .:/=+@-]{1,128}")
+TAG_VALUE = re.compile(r"[\w .:/=+@-]{0,256}")
+TAG_KEY_RULE = "1 to 128 letters, digits, spaces or _.:/=+@-, not starting with aws: (in any case)"
+TAG_VALUE_RULE = "up to 256 letters, digits, spaces or _.:/=+@-, not starting with aws: (in any case)"
+# The tags app.py and the stacks add themselves (a workload's sandbox stack has all four).
+STACK_TAGS = ("tier", "workload", "team", "expires-on")
+
 
 class BlueprintConfig(ConfigModel):
     """Everything under the context key blueprint in cdk.json."""
@@ -46,38 +56,7 @@ class BlueprintConfig(ConfigModel):
     def _workloads_feed_production(cls, raw: Any) -> Any:
         """The production tier gets what each production-stage workload declares (output types,
         quotas, tool bindings, classifications, its agent): typed once, in the workload."""
-        if not isinstance(raw, dict) or not isinstance(raw.get("production"), dict):
-            return raw
-        workloads = {}
-        for name, declared in (raw.get("workloads") or {}).items():
-            try:
-                workloads[name] = WorkloadConfig.model_validate(declared)
-            except ValidationError:
-                continue  # reported where the workloads field is validated
-        additions = production_additions(workloads)
-        if not any(additions.values()):
-            return raw
-        production = dict(raw["production"])
-        sections = ("output_types", "agents", "groups")
-        if not all(isinstance(production.get(section) or {}, dict) for section in sections):
-            return raw  # the production section's own errors come first
-        _add_new(production, "output_types", additions["output_types"], workloads, "outputs")
-        _add_new(production, "agents", additions["agents"], workloads, "agent")
-        groups = dict(production.get("groups") or {})
-        for group, added in additions["groups"].items():
-            if not isinstance(groups.get(group), dict):
-                continue  # an unknown group: _workload_groups_exist says so
-            entry = dict(groups[group])
-            entry["output_quotas"] = {**(entry.get("output_quotas") or {}), **added["output_quotas"]}
-            entry["tools"] = [
-                *(entry.get("tools") or []),
-                *(t for t in added["tools"] if t not in (entry.get("tools") or [])),
-            ]
-            known = list(entry.get("data_classifications") or [])
-            entry["data_classifications"] = known + [c for c in added["data_classifications"] if c not in known]
-            groups[group] = entry
-        production["groups"] = groups
-        return {**raw, "production": production}
+        return fed_production(raw)[0]
 
     @model_validator(mode="after")
     def _workload_groups_exist(self) -> BlueprintConfig:
@@ -115,11 +94,98 @@ class BlueprintConfig(ConfigModel):
     @classmethod
     def _tags_are_valid(cls, tags: dict[str, str]) -> dict[str, str]:
         for key, value in tags.items():
-            if not re.fullmatch(r"[\w .:/=+@-]{1,128}", key) or key.startswith("aws:"):
-                raise ValueError(f"tag key {key!r} is not a valid AWS tag key")
-            if not re.fullmatch(r"[\w .:/=+@-]{0,256}", value):
-                raise ValueError(f"tag value {value!r} is not a valid AWS tag value")
+            shown = key if len(key) <= 40 else f"{key[:40]}..."
+            if not TAG_KEY.fullmatch(key) or key.lower().startswith("aws:"):
+                raise KeyedError((shown,), "not a valid AWS tag key", allowed=TAG_KEY_RULE)
+            if not TAG_VALUE.fullmatch(value) or value.lower().startswith("aws:"):
+                raise KeyedError(
+                    (shown,), f"tag value {value[:40]!r} is not a valid AWS tag value", allowed=TAG_VALUE_RULE
+                )
+        total = len(set(tags) | set(STACK_TAGS))
+        if total > MAX_TAGS:
+            raise KeyedError(
+                (),
+                f"{len(tags)} tags and the stacks' own {', '.join(STACK_TAGS)} make {total} on a resource",
+                allowed=f"at most {MAX_TAGS} tags on a resource, so {MAX_TAGS - len(STACK_TAGS)} here",
+            )
         return tags
+
+
+def fed_production(raw: Any) -> tuple[Any, dict[tuple[str, ...], str]]:
+    """``raw`` with what its production-stage workloads add to the production tier, and where each
+    added entry came from (its key path below blueprint -> the workload). A value of a shape the
+    merge cannot extend is left as it is, for its own field's error."""
+    origins: dict[tuple[str, ...], str] = {}
+    if not isinstance(raw, dict) or not isinstance(raw.get("production"), dict):
+        return raw, origins
+    declared = raw.get("workloads") or {}
+    if not isinstance(declared, dict):
+        return raw, origins  # reported where the workloads field is validated
+    workloads = {}
+    for name, value in declared.items():
+        try:
+            workloads[name] = WorkloadConfig.model_validate(value)
+        except ValidationError:
+            continue  # reported where the workloads field is validated
+    additions = production_additions(workloads)
+    if not any(additions.values()):
+        return raw, origins
+    production = dict(raw["production"])
+    sections = ("output_types", "agents", "groups")
+    if not all(isinstance(production.get(section) or {}, dict) for section in sections):
+        return raw, origins  # the production section's own errors come first
+    in_production = {n: w for n, w in sorted(workloads.items()) if w.stage == "production"}
+    _add_new(production, "output_types", additions["output_types"], workloads, "outputs")
+    _add_new(production, "agents", additions["agents"], workloads, "agent")
+    sellers = _first_owner({n: list(w.outputs) for n, w in in_production.items()})
+    origins.update({("production", "output_types", o): sellers[o] for o in additions["output_types"]})
+    origins.update({("production", "agents", agent): agent for agent in additions["agents"]})
+    groups = dict(production.get("groups") or {})
+    for group, added in additions["groups"].items():
+        if isinstance(groups.get(group), dict):  # an unknown group: _workload_groups_exist says so
+            members = {n: w for n, w in in_production.items() if group in w.groups}
+            groups[group] = _fed_group(groups[group], added, members, ("production", "groups", group), origins)
+    production["groups"] = groups
+    return {**raw, "production": production}, origins
+
+
+def _fed_group(
+    entry: dict[str, Any],
+    added: dict[str, Any],
+    members: dict[str, WorkloadConfig],
+    here: tuple[str, ...],
+    origins: dict[tuple[str, ...], str],
+) -> dict[str, Any]:
+    """A production group's entry with what its production-stage workloads add to it."""
+    entry = dict(entry)
+    sellers = _first_owner({n: list(w.outputs) for n, w in members.items()})
+    quotas = _or_empty(entry.get("output_quotas"), {})
+    if isinstance(quotas, dict):
+        entry["output_quotas"] = {**quotas, **added["output_quotas"]}
+        origins.update({(*here, "output_quotas", o): sellers[o] for o in added["output_quotas"]})
+    users = _first_owner({n: list(w.tools) for n, w in members.items()})
+    classes = _first_owner({n: [w.documents.classification] for n, w in members.items()})
+    for key, owners in (("tools", users), ("data_classifications", classes)):
+        known = _or_empty(entry.get(key), [])
+        if isinstance(known, list | tuple):
+            entry[key] = [*known, *(item for item in added[key] if item not in known)]
+            for index in range(len(known), len(entry[key])):
+                origins[(*here, key, str(index))] = owners.get(entry[key][index], "?")
+    return entry
+
+
+def _or_empty(value: Any, empty: Any) -> Any:
+    """A value not given is empty; a falsy value of another shape ([] for a mapping) is kept for its error."""
+    return empty if value is None else value
+
+
+def _first_owner(declared: dict[str, list[str]]) -> dict[str, str]:
+    """Each item -> the first workload (by name) that declares it."""
+    owners: dict[str, str] = {}
+    for name, items in sorted(declared.items()):
+        for item in items:
+            owners.setdefault(item, name)
+    return owners
 
 
 def _add_new(

@@ -6,9 +6,10 @@ match fails with "must be <meaning>", and the meaning goes into docs/configurati
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from shared.field_paths import FieldPath
 from shared.landing import METADATA_VALUE
@@ -123,15 +124,120 @@ CronSchedule = Annotated[
     str,
     Field(pattern=r"^cron\(\S+( \S+){5}\)$"),
     Meaning("a six-field cron expression such as cron(0 3 * * ? *)"),
+    AfterValidator(lambda value: _valid_schedule(value)),
 ]
 # An EventBridge schedule: a rate or a cron expression.
 Schedule = Annotated[
     str,
     Field(pattern=r"^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\(\S+( \S+){5}\))$"),
     Meaning("a schedule such as rate(15 minutes), rate(1 hour) or cron(0 3 * * ? *)"),
+    AfterValidator(lambda value: _valid_schedule(value)),
 ]
 QueryParameter = Annotated[
     str,
     Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"),
     Meaning("a query parameter name: a letter or _, then up to 63 letters, digits or _"),
 ]
+
+
+def _unique(values: tuple[str, ...]) -> tuple[str, ...]:
+    lowered = [value.lower() for value in values]
+    repeated = sorted({value for value in values if lowered.count(value.lower()) > 1})
+    if repeated:
+        raise ValueError(f"{', '.join(repeated)} given more than once; allowed: each address once")
+    return values
+
+
+# E-mail addresses, each once (each becomes a subscription).
+Emails = Annotated[tuple[Email, ...], AfterValidator(_unique)]
+
+
+def _not_reserved(value: str) -> str:
+    if value.lower().startswith("aws:"):
+        raise ValueError("must not start with aws: (in any case), which AWS reserves for its own tags")
+    return value
+
+
+# An AWS tag value (app.py tags stacks with some config values).
+TagValue = Annotated[
+    str,
+    Field(max_length=256, pattern=r"^[\w .:/=+@-]*$"),
+    Meaning("letters, digits, spaces or _.:/=+@- (an AWS tag value), such as platform-team"),
+    AfterValidator(_not_reserved),
+]
+
+
+def _compiles(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as error:
+        raise ValueError(f"not a regular expression: {error}") from None
+    return value
+
+
+# A regular expression as Macie takes it (1 to 512 characters), that compiles.
+Regex = Annotated[str, Field(min_length=1, max_length=512), AfterValidator(_compiles)]
+
+# EventBridge cron fields, in order: name, lowest, highest, names for the values (from the lowest).
+_CRON_FIELDS = (
+    ("minutes", 0, 59, ()),
+    ("hours", 0, 23, ()),
+    ("day-of-month", 1, 31, ()),
+    ("month", 1, 12, ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")),
+    ("day-of-week", 1, 7, ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")),
+    ("year", 1970, 2199, ()),
+)
+# What day-of-month and day-of-week take besides values, ranges, lists and steps.
+_CRON_SPECIAL = {"day-of-month": re.compile(r"L|LW|\d{1,2}W"), "day-of-week": re.compile(r"L|\w{1,3}L|\w{1,3}#[1-5]")}
+
+
+def _valid_schedule(value: str) -> str:
+    """A rate(...) or cron(...) expression EventBridge accepts (the pattern has checked its shape)."""
+    rate = re.fullmatch(r"rate\((\d+) (\w+)\)", value)
+    if rate:
+        count, unit = int(rate[1]), rate[2]
+        if count < 1:
+            raise ValueError(f"{value}: the rate must be at least 1")
+        if (count == 1) != (not unit.endswith("s")):
+            right = unit.rstrip("s") if count == 1 else f"{unit}s"
+            raise ValueError(f"{value}: {count} takes {right}")
+        return value
+    fields = value.removeprefix("cron(").removesuffix(")").split(" ")
+    if (fields[2] == "?") == (fields[4] == "?"):
+        raise ValueError(f"{value}: one of day-of-month and day-of-week must be ?, the other not")
+    for (name, low, high, names), field in zip(_CRON_FIELDS, fields, strict=True):
+        if field == "?" and name in _CRON_SPECIAL:
+            continue
+        special = _CRON_SPECIAL.get(name)
+        for item in field.split(","):
+            if special and special.fullmatch(item.upper()) and _cron_special_ok(item, low, high, names):
+                continue
+            if not _cron_item_ok(item, low, high, names):
+                shown = f"{low}-{high}" + (f" or {names[0]}-{names[-1]}" if names else "")
+                raise ValueError(f"{value}: {name} {field!r} is not {shown}, *, ranges, lists or /steps")
+    return value
+
+
+def _cron_value(text: str, low: int, high: int, names: tuple[str, ...]) -> bool:
+    if text.upper() in names:
+        return True
+    return text.isdigit() and low <= int(text) <= high
+
+
+def _cron_special_ok(item: str, low: int, high: int, names: tuple[str, ...]) -> bool:
+    """L, LW, 15W (day-of-month); L, 6L, FRI#2 (day-of-week): their numbers in range."""
+    number = re.split(r"[LW#]", item.upper(), maxsplit=1)[0]
+    return not number or _cron_value(number, low, high, names)
+
+
+def _cron_item_ok(item: str, low: int, high: int, names: tuple[str, ...]) -> bool:
+    """*, a value, a range a-b, each optionally /step."""
+    base, slash, step = item.partition("/")
+    if slash and not (step.isdigit() and int(step) >= 1):
+        return False
+    if base == "*":
+        return True
+    first, dash, last = base.partition("-")
+    if dash:
+        return _cron_value(first, low, high, names) and _cron_value(last, low, high, names)
+    return _cron_value(first, low, high, names)

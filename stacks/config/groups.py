@@ -21,7 +21,9 @@ class UsagePlanConfig(ConfigModel):
 
     rate_limit: float = Field(gt=0, le=10000, description="Steady-state requests per second.")
     burst_limit: int = Field(ge=1, le=5000, description="Requests allowed in a burst above the steady rate.")
-    quota_limit: int = Field(ge=1, description="Requests per quota_period.")
+    quota_limit: int = Field(
+        ge=1, le=2_147_483_647, description="Requests per quota_period (API Gateway takes a 32-bit number)."
+    )
     quota_period: Literal["DAY", "WEEK", "MONTH"] = Field(
         default="DAY", description="The period quota_limit counts over."
     )

@@ -63,8 +63,10 @@ class DeniedTopic(ConfigModel):
     definition: str = Field(
         min_length=1, max_length=200, description="What the topic covers, in a sentence the guardrail matches on."
     )
-    examples: tuple[str, ...] = Field(
-        default=(), max_length=5, description="Up to five example inputs that belong to the topic."
+    examples: tuple[Annotated[str, Field(min_length=1, max_length=100)], ...] = Field(
+        default=(),
+        max_length=5,
+        description="Up to five example inputs that belong to the topic, each up to 100 characters.",
     )
 
 
@@ -87,7 +89,9 @@ class GuardrailConfig(ConfigModel):
     prompt_attack_strength: FilterStrength = Field(
         default="HIGH", description="Input strength of the prompt-attack (jailbreak and injection) filter."
     )
-    denied_topics: tuple[DeniedTopic, ...] = Field(default=(), description="Topics the guardrail refuses.")
+    denied_topics: tuple[DeniedTopic, ...] = Field(
+        default=(), max_length=30, description="Topics the guardrail refuses (at most 30, each name once)."
+    )
     grounding_threshold: float | None = Field(
         default=None,
         ge=0,
@@ -104,14 +108,25 @@ class GuardrailConfig(ConfigModel):
     )
     blocked_input_message: str = Field(
         default="This request can't be processed.",
+        min_length=1,
         max_length=500,
         description="What the caller sees when the guardrail blocks the input.",
     )
     blocked_output_message: str = Field(
         default="The answer was withheld by policy.",
+        min_length=1,
         max_length=500,
         description="What the caller sees when the guardrail blocks the output.",
     )
+
+    @field_validator("denied_topics")
+    @classmethod
+    def _topic_names_unique(cls, topics: tuple[DeniedTopic, ...]) -> tuple[DeniedTopic, ...]:
+        names = [topic.name.casefold() for topic in topics]
+        for index, topic in enumerate(topics):
+            if names.index(topic.name.casefold()) != index:
+                raise KeyedError((str(index), "name"), f"topic {topic.name} named twice", allowed="each name once")
+        return topics
 
     @field_validator("pii_entities")
     @classmethod

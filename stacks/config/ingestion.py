@@ -10,7 +10,7 @@ from pydantic import Field, ValidationInfo, field_validator
 from ingestion.documents import DocumentFormat
 from ingestion.pii import SUPPORTED_LANGUAGES
 from stacks.config.base import ConfigModel, KeyedError
-from stacks.config.fields import Classification, Email, IdentifierName
+from stacks.config.fields import Classification, Emails, IdentifierName
 
 # Comprehend DetectPiiEntities' languages; anything else goes by ingestion.unsupported_language.
 PII_LANGUAGES = SUPPORTED_LANGUAGES  # what the pipeline scans for PII (lambdas/ingestion/pii.py)
@@ -27,7 +27,9 @@ class CustomIdentifier(ConfigModel):
     )
     keywords: tuple[Annotated[str, Field(min_length=3, max_length=90)], ...] = Field(
         default=(),
-        description="Macie counts a match only near one of these words (within 50 characters); empty: anywhere.",
+        max_length=50,
+        description="Macie counts a match only near one of these words (within 50 characters; at most 50 words, "
+        "each 3 to 90 characters); empty: anywhere.",
     )
 
     @field_validator("regex")
@@ -147,7 +149,7 @@ class IngestionConfig(ConfigModel):
         description="Alarm when a message has waited this long in the dead-letter queue (another alarm fires on "
         "any message there).",
     )
-    alarm_emails: tuple[Email, ...] = Field(default=(), description="Who the pipeline's alarms e-mail.")
+    alarm_emails: Emails = Field(default=(), description="Who the pipeline's alarms e-mail.")
 
     @field_validator("classifications")
     @classmethod

@@ -24,7 +24,7 @@ from pydantic import BaseModel, Tag, ValidationError
 from pydantic_core import ErrorDetails
 
 from stacks.config.base import ConfigError, KeyedError, Tier
-from stacks.config.blueprint import BlueprintConfig
+from stacks.config.blueprint import BlueprintConfig, fed_production
 from stacks.config.fields import PATTERN_ERROR
 from stacks.config.references import REFERENCE_ERROR
 
@@ -44,7 +44,7 @@ def load_config(context: Mapping[str, Any]) -> BlueprintConfig:
     if not isinstance(base, Mapping):
         raise ConfigError(f"{CONTEXT_KEY}: missing or not an object in cdk.json context")
     raw = json.loads(json.dumps(base))  # a private, plain copy to apply overrides to
-    _read_workloads(raw, context.get(f"{CONTEXT_KEY}.workloads_dir", raw.get("workloads_dir")))
+    _read_workloads(raw, _parse_value(context.get(f"{CONTEXT_KEY}.workloads_dir", raw.get("workloads_dir"))))
     prefix = CONTEXT_KEY + "."
     for key in sorted(k for k in context if k.startswith(prefix)):
         _set_path(raw, key[len(prefix) :].split("."), _parse_value(context[key]), key)
@@ -54,23 +54,45 @@ def load_config(context: Mapping[str, Any]) -> BlueprintConfig:
         errors = exc.errors()
         # A list that fails on one item also reports its own (emptied) length: keep the item's.
         specific = [e for e in errors if not any(_inside(o["loc"], e["loc"]) for o in errors)]
-        raise ConfigError("\n".join(describe(error) for error in specific)) from None
+        try:
+            origins = fed_production(raw)[1]
+        except ValueError:  # a clash of the workloads' own, reported as such
+            origins = {}
+        raise ConfigError("\n".join(describe(error) + _origin(error, origins) for error in specific)) from None
 
 
 def _read_workloads(raw: dict[str, Any], folder: Any) -> None:
     """Each workloads/<name>.json under raw["workloads"][name] (an entry already there wins)."""
-    if not isinstance(folder, str):
+    key = f"{CONTEXT_KEY}.workloads_dir"
+    if folder is None:
         return
+    if not isinstance(folder, str) or not folder.strip():
+        raise ConfigError(f"{key} = {folder!r}: allowed: a folder's path from the project root, or null")
+    where = PROJECT_ROOT / folder
+    if not where.is_dir():  # the sandbox tier would build no stacks, and say nothing
+        raise ConfigError(f"{key} = {folder!r}: {_shown(where)} is not a folder; allowed: an existing folder")
     declared = raw.setdefault("workloads", {})
     if not isinstance(declared, dict):
-        return
-    for path in sorted((PROJECT_ROOT / folder).glob("*.json")):
+        return  # the workloads field's own error says so
+    for path in sorted(where.glob("*.json")):
+        here = f"{CONTEXT_KEY}.workloads.{path.stem}: {_shown(path)}"
         try:
             value = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as error:
-            where = f"{CONTEXT_KEY}.workloads.{path.stem}: {path.relative_to(PROJECT_ROOT)}"
-            raise ConfigError(f"{where} is not JSON ({error.msg}, line {error.lineno})") from None
+            raise ConfigError(f"{here} is not JSON ({error.msg}, line {error.lineno})") from None
+        except UnicodeDecodeError as error:
+            raise ConfigError(f"{here} is not UTF-8 text (byte {error.start}); allowed: a UTF-8 JSON file") from None
+        except OSError as error:
+            raise ConfigError(f"{here} cannot be read ({error.strerror})") from None
         declared.setdefault(path.stem, value)
+
+
+def _shown(path: Path) -> str:
+    """A path from the project root when it is inside it, else whole."""
+    try:
+        return str(path.relative_to(PROJECT_ROOT))
+    except ValueError:
+        return str(path)
 
 
 def selected_tiers(context: Mapping[str, Any]) -> tuple[Tier, ...]:
@@ -99,6 +121,11 @@ def describe(error: ErrorDetails) -> str:
     keyed = error.get("ctx", {}).get("error")
     if isinstance(keyed, KeyedError):
         return f"{'.'.join([key, *keyed.path])}: {keyed.reason}; allowed: {keyed.allowed}"
+    if error["type"] == "union_tag_not_found":
+        field = error["ctx"]["discriminator"].strip("'")
+        _, here = _walk(error["loc"])
+        allowed = ", ".join(str(tag) for option in here for tag in _tags(option))
+        return f"{key}.{field}: required but missing; allowed values are {allowed}"
     if error["type"] == "union_tag_invalid":
         ctx = error["ctx"]
         field = ctx["discriminator"].strip("'")
@@ -107,7 +134,11 @@ def describe(error: ErrorDetails) -> str:
         _, here = _walk(error["loc"][:-1])
         allowed = ", ".join(name for model in map(_untagged, here) if _is_model(model) for name in model.model_fields)
         return f"{key}: unknown key; allowed keys here are {allowed}"
-    return f"{key} = {error['input']!r}: {message}"
+    value = error["input"]
+    if isinstance(value, Mapping):  # a whole object's check: name the key its message starts with
+        first = re.split(r"[\s:]", message, maxsplit=1)[0]
+        return f"{key}.{first}: {message.removeprefix(f'{first}: ')}" if first in value else f"{key}: {message}"
+    return f"{key} = {value!r}: {message}"
 
 
 def _describe_key(key: str, error: ErrorDetails) -> str:
@@ -118,6 +149,15 @@ def _describe_key(key: str, error: ErrorDetails) -> str:
     if error["type"] == PATTERN_ERROR:
         return f"{key}: this name {error['msg']}"
     return f"{key}: this name is not allowed: {error['msg']}"
+
+
+def _origin(error: ErrorDetails, origins: Mapping[tuple[str, ...], str]) -> str:
+    """Which workload brought the production entry an error is about, if one did."""
+    loc = tuple(_walk(error["loc"])[0])
+    for size in range(len(loc), 2, -1):
+        if loc[:size] in origins:
+            return f" (from workload {origins[loc[:size]]})"
+    return ""
 
 
 def _parse_value(value: Any) -> Any:

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from stacks.config.base import ConfigModel
-from stacks.config.fields import Email
+from stacks.config.fields import Emails, Regex
 
 MacieSeverity = Literal["Low", "Medium", "High"]
 
@@ -18,11 +18,10 @@ class MacieConfig(ConfigModel):
     Its custom data identifiers are ingestion.custom_identifiers, shared with the pipeline's own scan.
     """
 
-    allow_list_regex: str | None = Field(
+    allow_list_regex: Regex | None = Field(
         default=None,
-        min_length=1,
-        max_length=512,
-        description="Matches Macie should not report (test and example data); null: none.",
+        description="A regular expression (1 to 512 characters) for matches Macie should not report (test and "
+        "example data); null: none.",
     )
     schedule: Literal["DAILY", "WEEKLY", "MONTHLY"] = Field(
         default="DAILY",
@@ -34,4 +33,4 @@ class MacieConfig(ConfigModel):
     min_severity: MacieSeverity = Field(
         default="Medium", description="Findings at or above this severity quarantine their object and notify."
     )
-    notify_emails: tuple[Email, ...] = Field(default=(), description="Who the findings e-mail.")
+    notify_emails: Emails = Field(default=(), description="Who the findings e-mail.")

@@ -7,13 +7,13 @@ from typing import Literal
 from pydantic import Field
 
 from stacks.config.base import ConfigModel
-from stacks.config.fields import Email, LogRetentionDays
+from stacks.config.fields import Emails, LogRetentionDays
 
 
 class ObservabilityConfig(ConfigModel):
     """Dashboards, alarms and evaluation for the production tier."""
 
-    alarm_emails: tuple[Email, ...] = Field(default=(), description="Who the GenAI alarms e-mail.")
+    alarm_emails: Emails = Field(default=(), description="Who the GenAI alarms e-mail.")
     tool_accuracy_floor: float = Field(
         default=0.8,
         ge=0,

@@ -15,14 +15,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
-from pydantic_core.core_schema import ErrorType
 
 from stacks.config.agents import AgentConfig
 from stacks.config.api import GATEWAY_MARGIN_SECONDS, ApiConfig
+from stacks.config.base import reraised
 from stacks.config.connectors import PullConnectorConfig, PushConnectorConfig
 from stacks.config.groups import GroupConfig
 from stacks.config.tools import BUILTIN_TOOLS
@@ -30,7 +30,6 @@ from stacks.config.tools import BUILTIN_TOOLS
 # The error type of a broken reference; its message says what is wrong and what is allowed.
 REFERENCE_ERROR = "unknown_reference"
 
-_PYDANTIC_ERRORS = frozenset(get_args(ErrorType))
 _MISSING = object()
 
 
@@ -62,7 +61,7 @@ def with_problems(
 ) -> ValidationError:
     """One ValidationError holding pydantic's own errors and the broken references, in the order
     of the model's fields."""
-    details: list[InitErrorDetails] = [_reraised(error) for error in errors]
+    details: list[InitErrorDetails] = [reraised(error) for error in errors]
     details += [
         InitErrorDetails(
             type=PydanticCustomError(
@@ -107,9 +106,10 @@ class _Declared:
     def of(cls, production: Mapping[str, Any]) -> _Declared:
         ingestion = _mapping(production.get("ingestion"))
         return cls(
-            output_types=_keys(production.get("output_types")),
+            # none declared is that section's own error ("at least 1"), not every quota's
+            output_types=_keys(production.get("output_types")) or None,
             tools=_tools(production.get("legacy_apis", {})),
-            classifications=_keys(ingestion.get("classifications")) if ingestion is not None else None,
+            classifications=(_keys(ingestion.get("classifications")) or None) if ingestion is not None else None,
             integration_timeout_seconds=_field(ApiConfig, production.get("api", {}), "integration_timeout_seconds"),
         )
 
@@ -273,16 +273,3 @@ def _keys(value: Any) -> tuple[str, ...] | None:
 
 def _entries(value: Any) -> list[tuple[str, Any]]:
     return [(str(key), item) for key, item in value.items()] if isinstance(value, Mapping) else []
-
-
-def _reraised(error: ErrorDetails) -> InitErrorDetails:
-    """An error pydantic reported, in the form ValidationError.from_exception_data takes back."""
-    if error["type"] in _PYDANTIC_ERRORS:
-        details = InitErrorDetails(type=error["type"], loc=error["loc"], input=error["input"])
-        if "ctx" in error:
-            details["ctx"] = error["ctx"]
-        return details
-    # A custom error's message is already rendered: keep it as it is.
-    return InitErrorDetails(
-        type=PydanticCustomError(error["type"], error["msg"]), loc=error["loc"], input=error["input"]
-    )

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from stacks.config.base import ConfigModel, TierConfig
-from stacks.config.fields import CronSchedule, Email, LogRetentionDays, ModelId
+from stacks.config.fields import CronSchedule, Emails, LogRetentionDays, ModelId
 from stacks.config.knowledge_base import KnowledgeBaseConfig
 
 
@@ -39,7 +39,9 @@ class BudgetConfig(ConfigModel):
         le=100,
         description="Actual spend past this share of the limit sends an alert (forecast spend past 100% always does).",
     )
-    alert_emails: tuple[Email, ...] = Field(min_length=1, description="Who the budget alerts e-mail.")
+    alert_emails: Emails = Field(
+        min_length=1, max_length=10, description="Who the budget alerts e-mail (AWS Budgets takes up to 10 per alert)."
+    )
     scope_to_tier_tag: bool = Field(
         default=False,
         description="Count only resources tagged tier=sandbox (needs the tier cost-allocation tag activated in "

@@ -17,7 +17,7 @@ from pydantic import Field
 
 from shared.meaning import Meaning
 from stacks.config.base import ConfigModel, KeyedError
-from stacks.config.fields import Classification, Email, GroupName, ModelId, SnakeName, ToolName
+from stacks.config.fields import Classification, Emails, GroupName, ModelId, SnakeName, TagValue, ToolName
 from stacks.config.groups import OutputQuota
 from stacks.config.knowledge_base import KnowledgeBaseConfig
 
@@ -90,7 +90,9 @@ class WorkloadBudget(ConfigModel):
     """What the workload's sandbox may spend, and who hears about it."""
 
     monthly_limit_usd: float = Field(gt=0, description="The sandbox budget per calendar month (USD).")
-    alert_emails: tuple[Email, ...] = Field(min_length=1, description="Who the budget alerts e-mail.")
+    alert_emails: Emails = Field(
+        min_length=1, max_length=10, description="Who the budget alerts e-mail (AWS Budgets takes up to 10 per alert)."
+    )
 
 
 class WorkloadSandbox(ConfigModel):
@@ -104,7 +106,7 @@ class WorkloadSandbox(ConfigModel):
 class WorkloadConfig(ConfigModel):
     """One team's use case."""
 
-    team: str = Field(min_length=1, max_length=64, description="The owning team (a tag on its stacks).")
+    team: TagValue = Field(min_length=1, max_length=64, description="The owning team (a tag on its stacks).")
     stage: Stage = Field(description="sandbox: a prototype stack; production: served by the production tier.")
     documents: WorkloadDocuments = Field(description="Its documents' classification and personal data.")
     knowledge_base: KnowledgeBaseConfig = Field(description="Embedding model and chunking it tuned (sandbox KB).")

@@ -1,0 +1,346 @@
+"""Hostile configs: every one fails with a ConfigError naming the key and the rule, never a traceback,
+and nothing AWS would refuse at deploy passes synth.
+
+Each case is a mutation of SMALL (tests/test_config.py) or of a workload declared beside it.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stacks.config import ConfigError, load_config
+from tests.test_config import SMALL
+
+Mutation = Callable[[dict[str, Any]], None]
+
+WORKLOAD: dict[str, Any] = {
+    "team": "support-team",
+    "stage": "production",
+    "documents": {"classification": "internal"},
+    "knowledge_base": {},
+    "generation": {"model_id": "amazon.nova-lite-v1:0", "prompt": "Answer from the documents."},
+    "groups": ["staff"],
+    "outputs": {"answer": {"unit_price_usd": 0.02, "quota": {"limit": 100}}},
+    "tools": ["knowledge_search"],
+    "sandbox": {
+        "expires_on": "2030-01-01",
+        "budget": {"monthly_limit_usd": 50, "alert_emails": ["support@example.com"]},
+    },
+}
+
+
+def config(mutate: Mutation | None = None, workload: dict[str, Any] | None = None) -> dict[str, Any]:
+    raw = copy.deepcopy(SMALL)
+    if workload is not None:
+        raw["workloads"] = {"support": copy.deepcopy(workload)}
+    if mutate is not None:
+        mutate(raw)
+    return raw
+
+
+def refusal(raw: dict[str, Any], **overrides: Any) -> str:
+    context = {"blueprint": raw, **{f"blueprint.{k}": v for k, v in overrides.items()}}
+    with pytest.raises(ConfigError) as error:
+        load_config(context)
+    return str(error.value)
+
+
+def at(*path: str, value: Any) -> Mutation:
+    """Set the value at a path of keys in the raw config (objects on the way made as needed)."""
+
+    def mutate(raw: dict[str, Any]) -> None:
+        node: Any = raw
+        for part in path[:-1]:
+            node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
+        node[path[-1]] = value
+
+    return mutate
+
+
+def test_the_workload_of_these_tests_is_valid() -> None:
+    loaded = load_config({"blueprint": config(workload=WORKLOAD)})
+    assert "answer" in loaded.production.output_types
+    assert loaded.production.groups["staff"].output_quotas["answer"].limit == 100
+
+
+def in_workload(*path: str, value: Any) -> Mutation:
+    return at("workloads", "support", *path, value=value)
+
+
+def in_staff(*path: str, value: Any) -> Mutation:
+    return at("production", "groups", "staff", *path, value=value)
+
+
+# A: values that raised a traceback (AttributeError, TypeError) now fail as ConfigErrors naming the key.
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (at("workloads", value=["support"]), "blueprint.workloads = ['support']: Input should be a valid dictionary"),
+        (at("workloads", value="support"), "blueprint.workloads = 'support': Input should be a valid dictionary"),
+        (in_staff("output_quotas", value=[]), "blueprint.production.groups.staff.output_quotas = []: Input should"),
+        (in_staff("output_quotas", value=["chat"]), "blueprint.production.groups.staff.output_quotas = ['chat']"),
+        (in_staff("tools", value=3), "blueprint.production.groups.staff.tools = 3: Input should be a valid tuple"),
+        (in_staff("tools", value="knowledge_search"), "blueprint.production.groups.staff.tools = 'knowledge_search'"),
+        (in_staff("data_classifications", value=1), "blueprint.production.groups.staff.data_classifications = 1"),
+    ],
+)
+def test_a_malformed_shape_beside_a_production_workload_is_a_config_error(mutate: Mutation, expected: str) -> None:
+    assert expected in refusal(config(mutate, WORKLOAD))
+
+
+def test_a_workload_file_that_is_not_utf8_is_named(tmp_path: Path) -> None:
+    (tmp_path / "support.json").write_bytes(b"\xff\xfe{}")
+    message = refusal(config(at("workloads_dir", value=str(tmp_path))))
+    assert message.startswith("blueprint.workloads.support: ")
+    assert "is not UTF-8 text" in message
+
+
+def test_a_malformed_workload_file_outside_the_project_is_named_by_its_whole_path(tmp_path: Path) -> None:
+    (tmp_path / "support.json").write_text("{", encoding="utf-8")
+    message = refusal(config(at("workloads_dir", value=str(tmp_path))))
+    assert message.startswith(f"blueprint.workloads.support: {tmp_path / 'support.json'} is not JSON")
+
+
+# C18: a workloads folder that is not there would silently build no sandbox stacks.
+@pytest.mark.parametrize("folder", ["no-such-folder", "cdk.json", 5, ["workloads"], "  "])
+def test_workloads_dir_must_be_a_folder(folder: Any) -> None:
+    message = refusal(config(at("workloads_dir", value=folder)))
+    assert message.startswith(f"blueprint.workloads_dir = {folder!r}: "), message
+    assert "folder" in message
+
+
+def test_workloads_dir_overridden_on_the_command_line_must_be_a_folder() -> None:
+    assert refusal(config(), workloads_dir="nope").startswith("blueprint.workloads_dir = 'nope': ")
+
+
+def test_workloads_dir_null_on_the_command_line_reads_no_folder() -> None:
+    raw = config(at("workloads_dir", value="workloads"))
+    loaded = load_config({"blueprint": raw, "blueprint.workloads_dir": "null"})
+    assert loaded.workloads == {}
+
+
+# B, C: values AWS refuses at deploy, or that make no sense, each named with the rule.
+@pytest.mark.parametrize(
+    ("mutate", "key", "reason"),
+    [
+        # 7, 8, 29: tags
+        (at("tags", value={"AWS:x": "v"}), "blueprint.tags.AWS:x:", "not starting with aws:"),
+        (at("tags", value={"Aws:Name": "v"}), "blueprint.tags.Aws:Name:", "not starting with aws:"),
+        (at("tags", value={"owner": "aws:me"}), "blueprint.tags.owner:", "not starting with aws:"),
+        (at("tags", value={"owner": "#me"}), "blueprint.tags.owner:", "up to 256 letters"),
+        (at("tags", value={"k" * 200: "v"}), "blueprint.tags." + "k" * 40 + "...:", "1 to 128"),
+        (at("tags", value={f"k{i}": "v" for i in range(47)}), "blueprint.tags:", "at most 50 tags"),
+        # 9: a workload's team is a tag value on its stacks
+        (in_workload("team", value="R&D #1"), "blueprint.workloads.support.team", "AWS tag value"),
+        (in_workload("team", value="aws:platform"), "blueprint.workloads.support.team", "aws:"),
+        # 10: AWS Budgets e-mails at most 10 subscribers per notification; an address once
+        (
+            at("sandbox", "budget", "alert_emails", value=[f"a{i}@example.com" for i in range(11)]),
+            "blueprint.sandbox.budget.alert_emails",
+            "at most 10",
+        ),
+        (
+            at("sandbox", "budget", "alert_emails", value=["a@example.com", "A@example.com"]),
+            "blueprint.sandbox.budget.alert_emails",
+            "more than once",
+        ),
+        (
+            in_workload("sandbox", "budget", "alert_emails", value=[f"a{i}@example.com" for i in range(11)]),
+            "blueprint.workloads.support.sandbox.budget.alert_emails",
+            "at most 10",
+        ),
+        (
+            at("production", "ingestion", "alarm_emails", value=["a@example.com", "a@example.com"]),
+            "blueprint.production.ingestion.alarm_emails",
+            "more than once",
+        ),
+        # 11: API Gateway's quota limit is a 32-bit number
+        (in_staff("usage_plan", "quota_limit", value=3_000_000_000), "staff.usage_plan.quota_limit", "2147483647"),
+        (in_staff("usage_plan", "quota_limit", value=10**20), "staff.usage_plan.quota_limit", "2147483647"),
+        # 12: the guardrail's limits
+        (at("production", "guardrail", "blocked_input_message", value=""), "guardrail.blocked_input_message", "1"),
+        (at("production", "guardrail", "blocked_output_message", value="   "), "blocked_output_message", "blank"),
+        (
+            at(
+                "production",
+                "guardrail",
+                "denied_topics",
+                value=[{"name": "X", "definition": "x", "examples": ["e" * 101]}],
+            ),
+            "blueprint.production.guardrail.denied_topics.0.examples.0",
+            "at most 100",
+        ),
+        (
+            at(
+                "production",
+                "guardrail",
+                "denied_topics",
+                value=[{"name": f"T{i}", "definition": "x"} for i in range(31)],
+            ),
+            "blueprint.production.guardrail.denied_topics",
+            "at most 30",
+        ),
+        (
+            at("production", "guardrail", "denied_topics", value=[{"name": "Tax", "definition": "x"}] * 2),
+            "blueprint.production.guardrail.denied_topics.1.name",
+            "twice",
+        ),
+        # 13: Macie's allow list must be a regular expression
+        (
+            at("production", "macie", "allow_list_regex", value="("),
+            "blueprint.production.macie.allow_list_regex",
+            "regular",
+        ),
+        (at("production", "macie", "allow_list_regex", value="a" * 513), "macie.allow_list_regex", "at most 512"),
+        # 14: Macie takes at most 50 keywords
+        (
+            at(
+                "production",
+                "ingestion",
+                "custom_identifiers",
+                value={"staff_id": {"regex": "S-[0-9]+", "keywords": [f"kw{i:02}" for i in range(51)]}},
+            ),
+            "blueprint.production.ingestion.custom_identifiers.staff_id.keywords",
+            "at most 50",
+        ),
+        # 15, 16: EventBridge (and Kendra) schedules
+        (
+            at("production", "connectors", "pull", "wiki", "schedule", value="rate(1 minutes)"),
+            "pull.wiki.schedule",
+            "1 takes minute",
+        ),
+        (
+            at("production", "connectors", "pull", "wiki", "schedule", value="rate(5 hour)"),
+            "pull.wiki.schedule",
+            "5 takes hours",
+        ),
+        (
+            at("production", "connectors", "pull", "wiki", "schedule", value="rate(0 minutes)"),
+            "pull.wiki.schedule",
+            "at least 1",
+        ),
+        (
+            at("production", "connectors", "pull", "wiki", "schedule", value="cron(a b c d ? f)"),
+            "pull.wiki.schedule",
+            "minutes",
+        ),
+        (
+            at("production", "connectors", "pull", "wiki", "schedule", value="cron(0 3 * * * *)"),
+            "pull.wiki.schedule",
+            "?",
+        ),
+        (
+            at("sandbox", "kendra", "sync_schedule", value="cron(a b c d e f)"),
+            "blueprint.sandbox.kendra.sync_schedule",
+            "?",
+        ),
+        (
+            at("sandbox", "kendra", "sync_schedule", value="cron(0 24 * * ? *)"),
+            "blueprint.sandbox.kendra.sync_schedule",
+            "hours",
+        ),
+        (
+            at("sandbox", "kendra", "sync_schedule", value="cron(0 3 ? * 8 *)"),
+            "sandbox.kendra.sync_schedule",
+            "day-of-week",
+        ),
+        # 19: JSON's true is not 1, nor 1 true
+        (at("sandbox", "log_retention_days", value=True), "blueprint.sandbox.log_retention_days", "not a number"),
+        (at("sandbox", "budget", "monthly_limit_usd", value=True), "sandbox.budget.monthly_limit_usd", "not a number"),
+        (in_staff("precedence", value=False), "blueprint.production.groups.staff.precedence", "not a number"),
+        (
+            at("production", "tool_requests_per_minute", value={"find_orders": True}),
+            "tool_requests_per_minute.find_orders",
+            "number",
+        ),
+        (at("sandbox", "kendra", "enabled", value=1), "blueprint.sandbox.kendra.enabled", "not true or false"),
+        (in_workload("sandbox", "kendra", value=0), "blueprint.workloads.support.sandbox.kendra", "not true or false"),
+        # 25: blank text
+        (
+            at("production", "output_types", "chat", "instructions", value="  \n "),
+            "output_types.chat.instructions",
+            "blank",
+        ),
+        (in_workload("generation", "prompt", value="\t"), "blueprint.workloads.support.generation.prompt", "blank"),
+        (in_workload("team", value="   "), "blueprint.workloads.support.team", "blank"),
+    ],
+)
+def test_a_value_aws_or_sense_refuses_is_named_with_the_rule(mutate: Mutation, key: str, reason: str) -> None:
+    (line,) = [line for line in refusal(config(mutate, WORKLOAD)).splitlines() if key in line]
+    assert reason in line.split(key, 1)[1], line
+
+
+# 17, 31: no infinity or NaN in any number, from cdk.json or the command line.
+@pytest.mark.parametrize("value", ["Infinity", "-Infinity", "NaN"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "sandbox.budget.monthly_limit_usd",
+        "production.output_types.chat.unit_price_usd",
+        "production.guardrail.grounding_threshold",
+    ],
+)
+def test_infinity_and_nan_are_refused(key: str, value: str) -> None:
+    message = refusal(config(), **{key: value})
+    assert message.startswith(f"blueprint.{key} = "), message
+    assert "finite number" in message
+
+
+def test_schedules_eventbridge_takes_still_load() -> None:
+    wiki = ("production", "connectors", "pull", "wiki", "schedule")
+    for schedule in ["rate(1 minute)", "rate(2 hours)", "cron(0/15 8-17 ? * MON-FRI *)", "cron(0 10 L * ? 2030)"]:
+        loaded = load_config({"blueprint": config(at(*wiki, value=schedule))})
+        assert loaded.production.connectors.pull["wiki"].schedule == schedule
+    for sync in ["cron(0 3 ? * 6L *)", "cron(0 3 ? * FRI#2 *)", "cron(30 2 15W jan,jul ? *)"]:
+        assert load_config({"blueprint": config(at("sandbox", "kendra", "sync_schedule", value=sync))})
+
+
+def test_tags_up_to_the_limit_with_the_stacks_own_load() -> None:
+    tags = {f"k{i}": "v" for i in range(44)} | {"team": "x", "owner": "aws-platform"}
+    assert len(load_config({"blueprint": config(at("tags", value=tags))}).tags) == 46
+
+
+# D: messages.
+def test_an_error_a_production_workload_brings_names_the_workload() -> None:
+    message = refusal(config(in_workload("tools", value=["knowledge_search", "no_such_tool"]), WORKLOAD))
+    assert message.startswith("blueprint.production.groups.staff.tools.")
+    assert "unknown tool no_such_tool" in message
+    assert message.endswith("(from workload support)")
+
+
+def test_chunking_without_a_strategy_names_the_strategy_key_and_its_values() -> None:
+    message = refusal(config(at("sandbox", "knowledge_base", "chunking", value={})))
+    assert message == (
+        "blueprint.sandbox.knowledge_base.chunking.strategy: required but missing; "
+        "allowed values are FIXED_SIZE, HIERARCHICAL, SEMANTIC, NONE"
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"path": "/orders/{id}"}, ".find_order.path: path placeholder {id} must be a required argument"),
+        ({"description": "Order {x}"}, ".find_order.description: only {fields} may stand in braces"),
+    ],
+)
+def test_a_single_call_tools_error_names_its_key_without_the_whole_tool(change: dict[str, str], expected: str) -> None:
+    tool = {
+        "description": "One order.",
+        "path": "/orders/{order_id}",
+        "arguments": {"order_id": {"description": "The order id"}},
+        "fields": {"status": "status"},
+    }
+    mutate = at("production", "legacy_apis", "orders", "tools", "find_order", value=tool | change)
+    message = refusal(config(mutate))
+    assert message == f"blueprint.production.legacy_apis.orders.tools{expected}"
+
+
+def test_no_output_types_is_said_once_at_output_types() -> None:
+    (line,) = refusal(config(at("production", "output_types", value={}))).splitlines()
+    assert line.startswith("blueprint.production.output_types: ")
+    assert "at least 1" in line
