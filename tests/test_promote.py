@@ -196,6 +196,25 @@ def test_golden_cases_need_recorded_traces_scored_at_the_floor(cdk_context: dict
     assert gate.why == "scored 0.00, floor 0.80"
 
 
+def test_a_missing_or_corrupt_golden_set_or_trace_file_fails_the_gate_naming_it(
+    cdk_context: dict[str, Any], tmp_path: Path
+) -> None:
+    golden = tmp_path / "golden.json"
+    gate = failing(gates_of(cdk_context, golden=golden))["golden set at the floor"]
+    assert gate.why == f"{golden}: no such file"
+    golden.write_text("[")
+    gate = failing(gates_of(cdk_context, golden=golden))["golden set at the floor"]
+    assert gate.why.startswith(f"{golden}: not JSON")
+
+    traces = tmp_path / "traces.jsonl"
+    gate = failing(gates_of(cdk_context, traces=traces))["golden set at the floor"]
+    assert gate.why == f"{traces}: no such file"
+    traces.write_text(json.dumps({"case": "refund-policy", "tool_calls": []}) + "\nnot json\n")
+    gate = failing(gates_of(cdk_context, traces=traces))["golden set at the floor"]
+    assert gate.why.startswith(f"{traces}: line 2 is not JSON")
+    assert gate.fix == "re-record the traces or fix that line"
+
+
 def test_a_synth_that_cdk_nag_refuses_or_cfn_lint_flags_fails_the_gate(cdk_context: dict[str, Any]) -> None:
     def refused(context: Any) -> dict[str, dict[str, Any]]:
         raise RuntimeError("ValidationFailed: ERROR The IAM entity contains wildcard permissions (AwsSolutions)")

@@ -596,6 +596,20 @@ def test_refused_credentials_fail_at_once_saying_why(capsys: pytest.CaptureFixtu
     assert "ExpiredToken" in err
 
 
+def test_a_bad_override_is_the_config_error_before_any_aws_call(capsys: pytest.CaptureFixture[str]) -> None:
+    assert smoke.main(["-c", "blueprint.nosuch=1"], session=NoCredentials()) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("make smoke: blueprint.nosuch")
+    assert "Traceback" not in err
+
+
+def test_an_override_without_a_value_is_refused_not_dropped(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        smoke.main(["-c", "blueprint.prefix"], session=NoCredentials())
+    assert done.value.code == 2
+    assert "-c blueprint.prefix: expected KEY=VALUE" in capsys.readouterr().err
+
+
 def test_an_unknown_group_is_refused_naming_the_known_ones(cdk_context: dict[str, Any]) -> None:
     config = load_config(cdk_context).production
     known = ", ".join(config.groups)
