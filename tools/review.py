@@ -18,8 +18,10 @@ sections come from a structural comparison of the templates, most important firs
 4. the Lambda and agent packages whose code changed (from git, since asset hashes say only "changed");
 5. everything else, per stack, as property paths (JSON inside strings as key paths, old → new).
 
-Exit code: 0 when no access broadens, 2 when IAM or network access broadens (CI asks for a second
-approval), 1 on errors. ``review()`` is the core, over plain templates, without git or the CLI.
+Exit code: 0 when no access broadens, 2 when the structural comparison finds IAM or network access
+broadening (CI asks for a second approval; ``cdk diff``'s own verdict, where it disagrees, is shown
+as CDK's view and does not change it), 1 on errors. ``review()`` is the core, over plain templates,
+without git or the CLI.
 """
 
 from __future__ import annotations
@@ -484,9 +486,16 @@ class AccessChange:
     broadens: bool
 
 
+NEGATED = ("NotAction:", "NotResource:", "NotPrincipal:")
+
+
 def _broadens(item: Grant | Rule, added: bool, source_kept: bool) -> bool:
     """An added Allow or network rule broadens; so does a removed Deny whose policy stays (a Deny that
-    goes with its policy, as when a bucket and its policy are removed, protected nothing that stays)."""
+    goes with its policy, as when a bucket and its policy are removed, protected nothing that stays).
+    A statement with NotAction, NotResource or NotPrincipal is not judged: any of its grants added, or
+    removed while its policy stays, counts as broadening."""
+    if isinstance(item, Grant) and any(p.startswith(NEGATED) for p in (item.principal, item.action, item.resource)):
+        return added or source_kept
     if isinstance(item, Rule) or item.broadens_when_added:
         return added
     return not added and source_kept
@@ -602,14 +611,22 @@ class Loss:
     successor: str = ""  # the logical id that takes its place (same type and construct, new id)
 
 
-def _fate(resource: Mapping[str, Any], replaced: bool) -> str:
+# A stack that leaves the app is not deleted by `cdk deploy`: its resources go only with the stack.
+UNTIL_DELETED = (
+    "its stack is no longer in the app and stays deployed until deleted with `aws cloudformation delete-stack`"
+)
+
+
+def _fate(resource: Mapping[str, Any], replaced: bool, stack_removed: bool = False) -> str:
     policy = resource.get("UpdateReplacePolicy" if replaced else "DeletionPolicy", "Delete")
-    subject = "the old one is" if replaced else "it is"
+    subject = "the old one is" if replaced else "then it is" if stack_removed else "it is"
     if policy in RETAINED:
-        return f"{subject} retained ({policy}): data kept, no longer managed by the stack"
-    if policy == "Snapshot":
-        return f"{subject} deleted after a snapshot"
-    return f"{subject} deleted"
+        fate = f"{subject} retained ({policy}): data kept, no longer managed by the stack"
+    elif policy == "Snapshot":
+        fate = f"{subject} deleted after a snapshot"
+    else:
+        fate = f"{subject} deleted"
+    return f"{UNTIL_DELETED}; {fate}" if stack_removed and not replaced else fate
 
 
 def _successor(removed: ResourceDiff, added: Sequence[ResourceDiff]) -> str:
@@ -618,8 +635,11 @@ def _successor(removed: ResourceDiff, added: Sequence[ResourceDiff]) -> str:
     return alike[0].logical_id if len(alike) == 1 and parent else ""
 
 
-def losses(diffs: Sequence[ResourceDiff], reasons: Mapping[str, list[str]], note: str = "") -> list[Loss]:
-    """Resources replaced or removed; ``note`` follows the fate of a data store removed."""
+def losses(
+    diffs: Sequence[ResourceDiff], reasons: Mapping[str, list[str]], note: str = "", stack_removed: bool = False
+) -> list[Loss]:
+    """Resources replaced or removed; ``note`` follows the fate of a data store removed;
+    ``stack_removed``: the whole stack left the app (its resources stay until the stack is deleted)."""
     added = [d for d in diffs if d.status == "added"]
     found = []
     for diff in diffs:
@@ -628,7 +648,7 @@ def losses(diffs: Sequence[ResourceDiff], reasons: Mapping[str, list[str]], note
             successor = "" if replaced else _successor(diff, added)
             why = tuple(reasons.get(diff.key, [f"replaced by `{successor}`"] if successor else []))
             at_risk = DATA_STORES.get(diff.type, "")
-            fate = _fate(diff.old, replaced) + (note if at_risk and not replaced else "")
+            fate = _fate(diff.old, replaced, stack_removed) + (note if at_risk and not replaced else "")
             found.append(Loss(diff, replaced or bool(successor), why, fate, at_risk, successor))
     return found
 
@@ -838,6 +858,11 @@ class StackReview:
     cdk: CdkDiff | None
     moved_from: str = ""
 
+    @property
+    def broadening(self) -> bool:
+        """Access broadens by the structural comparison: a broadening grant or rule, or loosened auth."""
+        return any(c.broadens for c in self.access) or any(loosens(c) for d in self.diffs for c in d.changes)
+
 
 @dataclass(frozen=True)
 class Report:
@@ -849,9 +874,9 @@ class Report:
 
     @property
     def broadening(self) -> bool:
-        structural = any(change.broadens for s in self.stacks for change in s.access)
-        auth = any(loosens(c) for s in self.stacks for d in s.diffs for c in d.changes)
-        return structural or auth or any(s.cdk.broadening for s in self.stacks if s.cdk)
+        """The structural comparison's verdict (IAM, network, authentication); ``cdk diff``'s own
+        verdict is shown where it disagrees, and does not change this."""
+        return any(s.broadening for s in self.stacks)
 
     @property
     def exit_code(self) -> int:
@@ -902,7 +927,7 @@ def review_stack(
         status,
         tuple(diffs),
         tuple(access_changes(stack, base, head)),
-        () if moved_from else tuple(losses(every, reasons, note)),
+        () if moved_from else tuple(losses(every, reasons, note, stack_removed=head is None)),
         tuple(extra),
         cdk,
         moved_from,
@@ -1040,9 +1065,21 @@ def _access_section(report: Report) -> str:
         ]
     for stack in report.stacks:
         if stack.status == "removed" and stack.stack not in _moved_to(report):
-            lines.append(f"- {stack.stack} is removed: the permissions it gave go with it.")
-        elif stack.cdk and stack.cdk.broadening and not any(c.broadens for c in stack.access):
-            lines.append(f"- `cdk diff` reports broadened access in {stack.stack} (see the appendix).")
+            lines.append(
+                f"- {stack.stack} is no longer in the app: it stays deployed, with the permissions it gives, "
+                "until deleted with `aws cloudformation delete-stack`."
+            )
+        elif stack.cdk and stack.cdk.broadening and not stack.broadening:
+            lines.append(
+                f"- CDK's view: `cdk diff` reports broadened access in {stack.stack} (see the appendix); the "
+                "statement-by-statement comparison above finds none there (an action or resource taken away "
+                "rewrites the statement, which `cdk diff` lists as added), so it does not call for a second approval."
+            )
+        elif stack.cdk and not stack.cdk.broadening and stack.broadening:
+            lines.append(
+                f"- CDK's view: `cdk diff` reports no broadened access in {stack.stack}; the comparison above "
+                "finds some, and that sets the exit code."
+            )
     return "\n".join(lines).strip() or "No IAM statement or security-group rule changes."
 
 
@@ -1069,7 +1106,10 @@ def _losses_section(report: Report) -> str:
     for s in (s for s in report.stacks if s.status == "removed"):
         rest = [x.diff for x in s.losses if not x.at_risk]
         moved = f" (moved to {_moved_to(report)[s.stack]})" if s.stack in _moved_to(report) else ""
-        lines.append(f"| {s.stack} | {len(rest)} other resources | stack removed{moved} | — | as above | — |")
+        lines.append(
+            f"| {s.stack} | {len(rest)} other resources | stack no longer in the app{moved} | — | "
+            "they stay deployed until the stack is deleted with `aws cloudformation delete-stack` | — |"
+        )
     return "\n".join(lines) if len(lines) > 2 else "No resource is replaced or removed."
 
 
@@ -1181,8 +1221,10 @@ def _summary(report: Report) -> list[str]:
         f"- data handling: {len(report.data.permits)} Cedar policy changes, {len(report.data.settings)} settings",
         f"- code: {', '.join(c.package for c in report.code) or 'no deployed package changed'}",
         *(
-            f"- {new} has the logical ids of {old}, which is removed: a stack under a new name, compared with "
-            f"it below; CloudFormation still deletes {old}'s resources and makes {new}'s anew (section 2)"
+            f"- {new} has the logical ids of {old}, which is no longer in the app: a stack under a new name, "
+            f"compared with it below. CloudFormation makes {new}'s resources anew; {old} stays deployed until "
+            "deleted with `aws cloudformation delete-stack`, and then its data stores go, or stay per their "
+            "retention (section 2)"
             for old, new in _moved_to(report).items()
         ),
     ]
@@ -1352,11 +1394,16 @@ def synth_all(checkouts: Mapping[Path, Path]) -> None:
         raise ReviewError(f"cdk synth failed in {checkout}:\n{log.read_text()[-3000:]}")
 
 
-def changed_files(commit: str) -> list[str]:
-    """Files that differ between ``commit`` and the working tree, and new files under lambdas/."""
-    tracked = git("diff", "--name-only", commit).splitlines()
-    untracked = git("ls-files", "--others", "--exclude-standard", "--", "lambdas/").splitlines()
+def changed_files(commit: str, cwd: Path = ROOT) -> list[str]:
+    """Files that differ between ``commit`` and the working tree, and new files git does not ignore."""
+    tracked = git("diff", "--name-only", commit, cwd=cwd).splitlines()
+    untracked = git("ls-files", "--others", "--exclude-standard", cwd=cwd).splitlines()
     return sorted(set(tracked) | set(untracked))
+
+
+def uncommitted(cwd: Path = ROOT) -> bool:
+    """Whether the working tree differs from HEAD: a change to a tracked file or a new file git does not ignore."""
+    return bool(git("status", "--porcelain", "--untracked-files=normal", cwd=cwd).strip())
 
 
 def diagram() -> Callable[[dict[str, dict[str, Any]], set[str]], str] | None:
@@ -1374,6 +1421,7 @@ def diagram() -> Callable[[dict[str, dict[str, Any]], set[str]], str] | None:
 def run(ref: str, out: Path, started: float) -> int:
     commit = git("rev-parse", "--verify", f"{ref}^{{commit}}").strip()
     head_commit = git("rev-parse", "--short", "HEAD").strip()
+    dirty = " plus uncommitted changes" if uncommitted() else ""
     with tempfile.TemporaryDirectory(prefix="review-") as tmp:
         scratch = Path(tmp)
         with base_checkout(commit, scratch) as checkout:
@@ -1385,7 +1433,7 @@ def run(ref: str, out: Path, started: float) -> int:
         cdk = cdk_diffs(scratch / "head.out", stack_templates(scratch / "base.out"), head.templates, scratch, moved)
         report = review(base, head, changed_files(commit), cdk, diagram())
     header = [
-        f"BASE `{ref}` ({commit[:10]}) → the working tree (HEAD {head_commit} plus uncommitted changes), all tiers.",
+        f"BASE `{ref}` ({commit[:10]}) → the working tree (HEAD {head_commit}{dirty}), all tiers.",
         "",
         "BASE was synthesized in a temporary git worktree with the **current set-up** (this checkout's `.venv`, "
         "`node_modules` and `build/`: the same CDK libraries, Lambda layer and agent dependencies), so a change "
@@ -1397,11 +1445,27 @@ def run(ref: str, out: Path, started: float) -> int:
     return report.exit_code
 
 
+def usage_problem(base: str, out: Path) -> str:
+    """What is wrong with the arguments, checked before the synths ("" when nothing)."""
+    if not base or base.startswith("-"):
+        return f"--base {base!r}: not a git ref"
+    target = out.resolve()
+    if target.is_dir():
+        return f"--out {out}: is a directory"
+    if not target.parent.is_dir():
+        return f"--out {out}: the directory {out.parent} does not exist"
+    return ""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--base", required=True, help="git ref to compare the working tree with")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"report path (default {DEFAULT_OUT.name})")
     args = parser.parse_args(argv)
+    problem = usage_problem(args.base, args.out)
+    if problem:
+        print(f"review failed: {problem}", file=sys.stderr)
+        return 1
     started = time.monotonic()
     try:
         code = run(args.base, args.out.resolve(), started)

@@ -298,3 +298,111 @@ def test_letting_user_tokens_reach_an_agent_loosens_authentication_and_exits_2(b
 )
 def test_what_loosens_authentication(path: tuple[str, ...], old: Any, new: Any, loosens: bool) -> None:
     assert rv.loosens(rv.Change(path, old, new)) is loosens
+
+
+# --- Without a synth: small templates ------------------------------------------------------------
+
+STACK = "genai-sandbox-support"
+
+
+def _policy(actions: Any, key: str = "Action", **more: Any) -> dict[str, Any]:
+    statement = {"Effect": "Allow", key: actions, "Resource": "arn:aws:logs:us-east-1:1:log-group:/aws/kendra/*"}
+    policy = {"Type": "AWS::IAM::Policy", "Properties": {"PolicyDocument": {"Statement": [statement]}}}
+    policy["Properties"]["Roles"] = [{"Ref": "KendraIndexRole"}]
+    return {"Resources": {"KendraIndexRoleDefaultPolicy": policy, **more}}
+
+
+def _app(template: dict[str, Any]) -> rv.Assembly:
+    return rv.Assembly({STACK: template})
+
+
+def test_a_narrowed_statement_exits_0_and_shows_cdks_own_verdict_as_its_view() -> None:
+    """`cdk diff` lists a statement whose actions shrink as a `+` row, so its --fail-on broadening
+    says broadens: the exit code follows the structural comparison, and CDK's verdict is shown."""
+    base = _app(_policy(["logs:CreateLogGroup", "logs:DeleteLogGroup"]))
+    head = _app(_policy("logs:CreateLogGroup"))
+
+    report = rv.review(base, head, [], {STACK: rv.CdkDiff(STACK, "[+] Allow logs:CreateLogGroup", True)})
+    access = report.sections()["access"]
+
+    assert report.exit_code == 0
+    assert "| − | Allow | AWS:${KendraIndexRole} | `logs:DeleteLogGroup` |" in access
+    assert f"CDK's view: `cdk diff` reports broadened access in {STACK}" in access
+    assert "No IAM or network access broadens (exit code 0)." in report.markdown()
+
+
+def test_a_widened_statement_exits_2_whatever_cdk_diff_says() -> None:
+    base = _app(_policy("logs:CreateLogGroup"))
+    head = _app(_policy(["logs:CreateLogGroup", "logs:DeleteLogGroup"]))
+
+    report = rv.review(base, head, [], {STACK: rv.CdkDiff(STACK, "", False)})
+
+    assert report.exit_code == 2
+    assert f"CDK's view: `cdk diff` reports no broadened access in {STACK}" in report.sections()["access"]
+    assert rv.review(base, head, [], {STACK: rv.CdkDiff(STACK, "", True)}).exit_code == 2
+
+
+def test_a_not_action_edit_is_not_judged_so_it_counts_as_broadening() -> None:
+    wide = _app(_policy(["logs:CreateLogGroup", "logs:DeleteLogGroup"], key="NotAction"))
+    narrow = _app(_policy(["logs:CreateLogGroup"], key="NotAction"))
+    assert rv.review(wide, narrow, []).exit_code == 2  # logs:DeleteLogGroup now allowed
+    assert rv.review(narrow, wide, []).exit_code == 2  # not judged either way
+
+
+def test_a_stack_that_leaves_the_app_stays_deployed_until_deleted() -> None:
+    """`cdk deploy` never deletes a stack that is no longer in the app (docs/promotion.md)."""
+    bucket = {"Type": "AWS::S3::Bucket", "DeletionPolicy": "Delete"}
+    base = rv.Assembly({STACK: _policy("logs:CreateLogGroup", Documents=bucket), "kept": {"Resources": {}}})
+    head = rv.Assembly({"kept": {"Resources": {}}})
+
+    report = rv.review(base, head, [])
+    text = report.markdown()
+    (loss,) = [x for s in report.stacks for x in s.losses if x.at_risk]
+
+    assert report.exit_code == 0
+    assert loss.fate == (
+        "its stack is no longer in the app and stays deployed until deleted with "
+        "`aws cloudformation delete-stack`; then it is deleted"
+    )
+    assert f"{STACK} is no longer in the app: it stays deployed, with the permissions it gives" in text
+    assert "go with it" not in text
+    assert "stack removed" not in text
+
+
+def test_out_into_a_missing_folder_fails_before_any_synth(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def no_run(*args: Any) -> int:
+        raise AssertionError("ran")
+
+    monkeypatch.setattr(rv, "run", no_run)
+    assert rv.main(["--base", "HEAD", "--out", str(tmp_path / "nowhere" / "review.md")]) == 1
+    assert "nowhere does not exist" in capsys.readouterr().err
+    assert rv.main(["--base", "HEAD", "--out", str(tmp_path)]) == 1
+    assert "is a directory" in capsys.readouterr().err
+    assert rv.main(["--base=-x", "--out", str(tmp_path / "review.md")]) == 1
+    assert "--base '-x': not a git ref" in capsys.readouterr().err
+
+
+def test_changed_files_include_new_untracked_files_and_the_tree_is_dirty_only_when_it_is(tmp_path: Path) -> None:
+    def git(*args: str) -> None:
+        rv.git("-c", "user.name=t", "-c", "user.email=t@example.com", *args, cwd=tmp_path)
+
+    git("init", "-q")
+    (tmp_path / ".gitignore").write_text("build/\n")
+    (tmp_path / "cdk.json").write_text("{}")
+    git("add", ".")
+    git("commit", "-q", "-m", "base")
+    assert not rv.uncommitted(tmp_path)
+
+    (tmp_path / "workloads").mkdir()
+    (tmp_path / "workloads" / "sales.json").write_text("{}")
+    (tmp_path / "build").mkdir()
+    (tmp_path / "build" / "ignored.txt").write_text("")
+
+    assert rv.uncommitted(tmp_path)
+    assert rv.changed_files("HEAD", tmp_path) == ["workloads/sales.json"]
+    assert (
+        "Other changed files: `workloads` (1)"
+        in rv.review(rv.Assembly({}), rv.Assembly({}), ["workloads/sales.json"]).sections()["code"]
+    )
