@@ -237,7 +237,7 @@ def test_workloads_dir_null_on_the_command_line_reads_no_folder() -> None:
         (
             at("sandbox", "kendra", "sync_schedule", value="cron(a b c d e f)"),
             "blueprint.sandbox.kendra.sync_schedule",
-            "?",
+            "minutes 'a' is not 0-59",
         ),
         (
             at("sandbox", "kendra", "sync_schedule", value="cron(0 24 * * ? *)"),

@@ -197,14 +197,12 @@ def _valid_schedule(value: str) -> str:
     if rate:
         count, unit = int(rate[1]), rate[2]
         if count < 1:
-            raise ValueError(f"{value}: the rate must be at least 1")
+            raise ValueError("the rate must be at least 1")
         if (count == 1) != (not unit.endswith("s")):
             right = unit.rstrip("s") if count == 1 else f"{unit}s"
-            raise ValueError(f"{value}: {count} takes {right}")
+            raise ValueError(f"{count} takes {right}")
         return value
     fields = value.removeprefix("cron(").removesuffix(")").split(" ")
-    if (fields[2] == "?") == (fields[4] == "?"):
-        raise ValueError(f"{value}: one of day-of-month and day-of-week must be ?, the other not")
     for (name, low, high, names), field in zip(_CRON_FIELDS, fields, strict=True):
         if field == "?" and name in _CRON_SPECIAL:
             continue
@@ -214,7 +212,9 @@ def _valid_schedule(value: str) -> str:
                 continue
             if not _cron_item_ok(item, low, high, names):
                 shown = f"{low}-{high}" + (f" or {names[0]}-{names[-1]}" if names else "")
-                raise ValueError(f"{value}: {name} {field!r} is not {shown}, *, ranges, lists or /steps")
+                raise ValueError(f"{name} {field!r} is not {shown}, *, ranges, lists or /steps")
+    if (fields[2] == "?") == (fields[4] == "?"):
+        raise ValueError("one of day-of-month and day-of-week must be ?, the other not")
     return value
 
 
