@@ -344,3 +344,31 @@ def test_no_output_types_is_said_once_at_output_types() -> None:
     (line,) = refusal(config(at("production", "output_types", value={}))).splitlines()
     assert line.startswith("blueprint.production.output_types: ")
     assert "at least 1" in line
+
+
+# A workload's personal data: Bedrock's types, each once, and in production the guardrail's to catch.
+@pytest.mark.parametrize(
+    ("entities", "expected"),
+    [
+        (["FOO"], "blueprint.workloads.support.documents.pii_entities.0: unknown PII entity type FOO; allowed: "),
+        (["EMAIL", "EMAIL"], "blueprint.workloads.support.documents.pii_entities.1: EMAIL named twice"),
+    ],
+)
+def test_a_workloads_pii_types_are_bedrocks_each_once(entities: list[str], expected: str) -> None:
+    sandbox = {**WORKLOAD, "stage": "sandbox", "documents": {"classification": "internal", "pii_entities": entities}}
+    assert refusal(config(workload=sandbox)).startswith(expected)
+
+
+def test_a_production_workloads_pii_types_are_covered_by_the_production_guardrail() -> None:
+    guarded = at("production", "guardrail", "pii_entities", value={"EMAIL": "ANONYMIZE"})
+    documents = {"classification": "internal", "pii_entities": ["EMAIL", "PHONE"]}
+    message = refusal(config(guarded, {**WORKLOAD, "documents": documents}))
+    assert message.startswith(
+        "blueprint.workloads.support.documents.pii_entities: the production guardrail does not cover PHONE; "
+        "allowed: types in production.guardrail.pii_entities (EMAIL)"
+    )
+    # Covered, or still in the sandbox (make promote checks it before the move): it loads.
+    assert load_config(
+        {"blueprint": config(guarded, {**WORKLOAD, "documents": {**documents, "pii_entities": ["EMAIL"]}})}
+    )
+    assert load_config({"blueprint": config(guarded, {**WORKLOAD, "stage": "sandbox", "documents": documents})})

@@ -70,6 +70,21 @@ class BlueprintConfig(ConfigModel):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _production_guardrail_covers_workloads(self) -> BlueprintConfig:
+        """A production-stage workload's personal data is the production guardrail's to catch
+        (make promote checks it before the move; this keeps it true after)."""
+        covered = self.production.guardrail.pii_entities
+        for name in self.workloads_in("production"):
+            missing = [e for e in self.workloads[name].documents.pii_entities if e not in covered]
+            if missing:
+                raise KeyedError(
+                    ("workloads", name, "documents", "pii_entities"),
+                    f"the production guardrail does not cover {', '.join(missing)}",
+                    allowed=f"types in production.guardrail.pii_entities ({', '.join(sorted(covered)) or 'none'})",
+                )
+        return self
+
     def sandbox_for(self, name: str) -> SandboxConfig:
         """The sandbox tier's settings with what workload ``name`` declares for its own sandbox."""
         workload = self.workloads[name]

@@ -13,12 +13,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from shared.meaning import Meaning
 from stacks.config.base import ConfigModel, KeyedError
 from stacks.config.fields import Classification, Emails, GroupName, ModelId, SnakeName, TagValue, ToolName
 from stacks.config.groups import OutputQuota
+from stacks.config.guardrail import PII_ENTITY_TYPES
 from stacks.config.knowledge_base import KnowledgeBaseConfig
 
 # A workload names its sandbox stack (<prefix>-sandbox-<name>) and the resources in it.
@@ -28,6 +29,7 @@ WorkloadName = Annotated[
     Meaning("2 to 12 lowercase letters or digits, starting with a letter, such as support"),
 ]
 Stage = Literal["sandbox", "production"]
+_PII_TYPES = ", ".join(sorted(PII_ENTITY_TYPES))
 
 
 class WorkloadDocuments(ConfigModel):
@@ -40,8 +42,18 @@ class WorkloadDocuments(ConfigModel):
     pii_entities: tuple[str, ...] = Field(
         default=(),
         description="Bedrock Guardrail PII entity types its documents and conversations may contain (EMAIL, "
-        "PHONE, NAME, ...): the production guardrail must cover each.",
+        "PHONE, NAME, ...), each once: in production stage the production guardrail must cover each.",
     )
+
+    @field_validator("pii_entities")
+    @classmethod
+    def _known_pii_types(cls, entities: tuple[str, ...]) -> tuple[str, ...]:
+        for index, name in enumerate(entities):
+            if name not in PII_ENTITY_TYPES:
+                raise KeyedError((str(index),), f"unknown PII entity type {name}", allowed=_PII_TYPES)
+            if entities.index(name) != index:
+                raise KeyedError((str(index),), f"{name} named twice", allowed="each type once")
+        return entities
 
 
 class WorkloadGeneration(ConfigModel):
