@@ -307,8 +307,8 @@ STACK = "genai-sandbox-support"
 
 def _policy(actions: Any, key: str = "Action", **more: Any) -> dict[str, Any]:
     statement = {"Effect": "Allow", key: actions, "Resource": "arn:aws:logs:us-east-1:1:log-group:/aws/kendra/*"}
-    policy = {"Type": "AWS::IAM::Policy", "Properties": {"PolicyDocument": {"Statement": [statement]}}}
-    policy["Properties"]["Roles"] = [{"Ref": "KendraIndexRole"}]
+    properties = {"PolicyDocument": {"Statement": [statement]}, "Roles": [{"Ref": "KendraIndexRole"}]}
+    policy = {"Type": "AWS::IAM::Policy", "Properties": properties}
     return {"Resources": {"KendraIndexRoleDefaultPolicy": policy, **more}}
 
 
