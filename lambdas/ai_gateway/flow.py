@@ -78,7 +78,13 @@ class QuotaRefusedError(Exception):
 
 
 class DuplicateRequestError(Exception):
-    """The request id was admitted before; nothing was counted again."""
+    """The request id was admitted before; nothing was counted again. ``final``: that request's
+    output was delivered, so the answer stays the same (one still running may yet be released,
+    and the id admitted again)."""
+
+    def __init__(self, message: str, *, final: bool) -> None:
+        super().__init__(message)
+        self.final = final
 
 
 class TokenRequiredError(Exception):
@@ -322,7 +328,8 @@ class Flow:
             raise QuotaRefusedError(caller, request.output_type, refused, retry_after) from None
         if admission.replayed:
             raise DuplicateRequestError(
-                f"request {request.request_id} was already processed; nothing was counted again"
+                f"request {request.request_id} was already processed; nothing was counted again",
+                final=admission.delivered,
             )
         return admission
 

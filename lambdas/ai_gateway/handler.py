@@ -672,8 +672,9 @@ def _quota_refused(error: QuotaRefusedError) -> Response[Any]:
 
 @app.exception_handler(DuplicateRequestError)
 def _duplicate(error: DuplicateRequestError) -> Response[Any]:
-    # The same key is the same answer every time: a client's retry would only be screened again.
-    return _refusal(GatewayError(409, "duplicate_request", str(error), final=True))
+    # A delivered request's key is the same answer every time (a retry would only be screened
+    # again); one still running may yet fail and be released, and a retry then goes through.
+    return _refusal(GatewayError(409, "duplicate_request", str(error), final=error.final))
 
 
 @app.exception_handler(TokenRequiredError)

@@ -74,6 +74,7 @@ class Admission:
     resets_at: dt.datetime
     replayed: bool  # the request id was admitted before; nothing was counted this time
     window: str  # the quota window's key, which release() needs
+    delivered: bool = False  # replayed: that earlier request's output was delivered (it cannot change)
 
     @property
     def remaining(self) -> int:
@@ -175,6 +176,8 @@ class Ledger:
                             "ConditionExpression": "attribute_not_exists(pk) OR #status = :released",
                             "ExpressionAttributeNames": {"#status": "status"},
                             "ExpressionAttributeValues": {":released": {"S": "released"}},
+                            # A replay's record, to tell a delivered request from one still running.
+                            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                         }
                     },
                     {
@@ -199,7 +202,18 @@ class Ledger:
                 raise
             used = self._used(counter)
             if reasons and reasons[0] == "ConditionalCheckFailed":
-                return Admission(request_id, units, used, limit, window.resets_at, replayed=True, window=window.key)
+                earlier = (error.response.get("CancellationReasons") or [{}])[0].get("Item") or {}
+                delivered = earlier.get("status") == {"S": "delivered"}
+                return Admission(
+                    request_id,
+                    units,
+                    used,
+                    limit,
+                    window.resets_at,
+                    replayed=True,
+                    window=window.key,
+                    delivered=delivered,
+                )
             if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
                 raise QuotaExceededError(used=used, limit=limit, resets_at=window.resets_at) from None
             raise

@@ -44,9 +44,16 @@ THROTTLING_CODES = frozenset(
     }
 )
 # Codes that mean the service (or the model behind it) failed, whatever status came with them:
-# Bedrock answers ModelNotReady with a 429 and ModelTimeout with a 408.
+# Bedrock answers ModelNotReady with a 429, ModelTimeout with a 408 and ModelError (the model
+# failed while processing the request, often once) with a 424.
 SERVER_ERROR_CODES = frozenset(
-    {"ServiceUnavailableException", "InternalServerException", "ModelNotReadyException", "ModelTimeoutException"}
+    {
+        "ServiceUnavailableException",
+        "InternalServerException",
+        "ModelNotReadyException",
+        "ModelTimeoutException",
+        "ModelErrorException",
+    }
 )
 RETRY_AFTER_SECONDS = 5
 # A caller-facing service's rejections that are the platform's, whatever request was sent
@@ -54,13 +61,12 @@ RETRY_AFTER_SECONDS = 5
 # a request come with. Bedrock's
 # runtime refuses the caller's conversation with a 400 (ValidationException: too long, malformed);
 # access not granted to the model or the role (AccessDeniedException, 403), a model the region
-# does not serve (ResourceNotFoundException, 404), the model's own failure (ModelErrorException,
-# 424) and the platform's credentials are the operator's to fix: the caller gets a 502.
+# does not serve (ResourceNotFoundException, 404) and the platform's credentials are the
+# operator's to fix: the caller gets a 502.
 PLATFORM_CODES = frozenset(
     {
         "AccessDeniedException",
         "ResourceNotFoundException",
-        "ModelErrorException",
         "UnrecognizedClientException",
         "InvalidSignatureException",
         "ExpiredTokenException",

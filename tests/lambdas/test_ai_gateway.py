@@ -315,6 +315,27 @@ def test_a_replayed_idempotency_key_is_a_409_and_counts_nothing(gateway: Gateway
     assert again.body["message"] == "request client-key-0001 was already processed; nothing was counted again"
     usage = call(rest_event("GET", "/v1/usage"))
     assert [q["used"] for q in usage.body["quotas"] if q["output_type"] == "chat"] == [1]
+    assert again.headers["x-should-retry"] == "false"  # delivered: the same answer every time
+
+
+def test_a_duplicate_of_a_request_still_running_stays_retryable(gateway: Gateway) -> None:
+    """A request admitted and not yet delivered may still fail and be released, and its key then
+    goes through again: its 409 does not tell clients to stop retrying."""
+    running = gateway.ledger.admit(
+        request_id="client-key-0002",
+        group="customer-gold",
+        user="user-1",
+        output_type="chat",
+        units=1,
+        limit=100,
+        period="MONTH",
+        unit_price_usd=0.01,
+        now=dt.datetime.now(dt.UTC),
+    )
+    assert not running.replayed
+    guard_input(gateway.bedrock, ["Hello?"])
+    again = call(chat(headers={"Idempotency-Key": "client-key-0002"}))
+    assert (again.status, again.body["error"], "x-should-retry" in again.headers) == (409, "duplicate_request", False)
 
 
 def test_a_malformed_idempotency_key_is_a_422_before_any_aws_call(gateway: Gateway) -> None:

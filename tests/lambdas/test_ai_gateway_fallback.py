@@ -33,6 +33,7 @@ SERVER_ERRORS = [
     ("InternalServerException", 500),
     ("ModelNotReadyException", 429),
     ("ModelTimeoutException", 408),
+    ("ModelErrorException", 424),  # the model failed processing the request: often once
 ]
 FALLS_BACK = THROTTLING + PLAIN_5XX + SERVER_ERRORS
 REJECTED = [("ValidationException", 400), ("AccessDeniedException", 403), ("ResourceNotFoundException", 404)]
@@ -45,7 +46,6 @@ REJECTED = [("ValidationException", 400), ("AccessDeniedException", 403), ("Reso
         *[(code, status, Kind.UNAVAILABLE) for code, status in PLAIN_5XX + SERVER_ERRORS],
         *[(code, status, Kind.REJECTED) for code, status in REJECTED],
         ("SomethingNew", 429, Kind.THROTTLED),
-        ("ModelErrorException", 424, Kind.REJECTED),
         ("Unknown", 0, Kind.FAILED),
     ],
 )
@@ -68,11 +68,6 @@ def test_a_failure_is_classified_by_its_code_then_its_status(code: str, status: 
             UpstreamError("bedrock-runtime", "AccessDeniedException", 403, caller_facing=True).as_platforms(),
             502,
             ("upstream_error", "bedrock-runtime failed with AccessDeniedException"),
-        ),
-        (
-            UpstreamError("bedrock-runtime", "ModelErrorException", 424, caller_facing=True).as_platforms(),
-            502,
-            ("upstream_error", "bedrock-runtime failed with ModelErrorException"),
         ),
         (
             UpstreamError("bedrock-runtime", "ValidationException", 400, caller_facing=True).as_platforms(),
@@ -278,7 +273,6 @@ def test_the_gateway_answers_the_callers_rejected_model_call_with_a_400_json(gat
     [
         ("AccessDeniedException", 403),  # the account or the role has no access to the model
         ("ResourceNotFoundException", 404),  # the model is not served in the region
-        ("ModelErrorException", 424),  # the model failed
         ("UnrecognizedClientException", 403),  # the platform's credentials
         ("AccessDeniedException", 400),  # by its code whatever the status
         ("SomethingNew", 403),  # a status Bedrock does not refuse a conversation with

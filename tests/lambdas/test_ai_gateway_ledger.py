@@ -114,7 +114,10 @@ def test_a_replayed_request_id_adds_nothing(ledger: Ledger) -> None:
     for _ in range(5):
         again = admit(ledger, "r1", units=2, limit=10)
         assert again == Admission("r1", 2, 2, 10, dt.datetime(2026, 12, 1, tzinfo=dt.UTC), True, "2026-11")
+        assert not again.delivered  # still running: it may yet be released
     assert admit(ledger, "r2", units=1, limit=10).used == 3
+    ledger.deliver("r1", group="gold", user="user-1", model="m", input_tokens=1, output_tokens=1)
+    assert admit(ledger, "r1", units=2, limit=10).delivered  # its answer cannot change now
 
 
 def test_the_counter_records_its_window_limit(dynamodb: Any, ledger: Ledger) -> None:

@@ -321,7 +321,7 @@ def test_a_retrieved_model_id_is_decoded_once_and_checked_whole(gateway: Gateway
 
 @pytest.mark.parametrize(
     ("code", "status"),
-    [("AccessDeniedException", 403), ("ResourceNotFoundException", 404), ("ModelErrorException", 424)],
+    [("AccessDeniedException", 403), ("ResourceNotFoundException", 404), ("UnrecognizedClientException", 403)],
 )
 def test_a_model_refused_for_the_platforms_set_up_is_a_final_502_api_error(
     code: str, status: int, gateway: Gateway, served: Served
