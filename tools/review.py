@@ -19,7 +19,8 @@ sections come from a structural comparison of the templates, most important firs
 5. everything else, per stack, as property paths (JSON inside strings as key paths, old → new).
 
 Exit code: 0 when no access broadens, 2 when the structural comparison finds IAM or network access
-broadening (CI asks for a second approval; ``cdk diff``'s own verdict, where it disagrees, is shown
+broadening, or ``cdk diff`` does where the comparison found no access change at all to explain it
+(CI asks for a second approval; where the comparison found only narrowing, CDK's verdict is shown
 as CDK's view and does not change it), 1 on errors. ``review()`` is the core, over plain templates,
 without git or the CLI.
 """
@@ -863,6 +864,13 @@ class StackReview:
         """Access broadens by the structural comparison: a broadening grant or rule, or loosened auth."""
         return any(c.broadens for c in self.access) or any(loosens(c) for d in self.diffs for c in d.changes)
 
+    @property
+    def cdk_unexplained(self) -> bool:
+        """``cdk diff`` reports broadening the comparison cannot account for: it found no access
+        change at all in the stack (a policy it could not read, say), so no narrowing that CDK lists
+        as a rewritten statement explains CDK's verdict."""
+        return bool(self.cdk and self.cdk.broadening) and not self.broadening and not self.access
+
 
 @dataclass(frozen=True)
 class Report:
@@ -874,9 +882,10 @@ class Report:
 
     @property
     def broadening(self) -> bool:
-        """The structural comparison's verdict (IAM, network, authentication); ``cdk diff``'s own
-        verdict is shown where it disagrees, and does not change this."""
-        return any(s.broadening for s in self.stacks)
+        """The structural comparison's verdict (IAM, network, authentication), or ``cdk diff``'s
+        where the comparison found no access change to explain it (StackReview.cdk_unexplained);
+        where the comparison found only narrowing, CDK's verdict is shown as its view."""
+        return any(s.broadening or s.cdk_unexplained for s in self.stacks)
 
     @property
     def exit_code(self) -> int:
@@ -1068,6 +1077,12 @@ def _access_section(report: Report) -> str:
             lines.append(
                 f"- {stack.stack} is no longer in the app: it stays deployed, with the permissions it gives, "
                 "until deleted with `aws cloudformation delete-stack`."
+            )
+        elif stack.cdk_unexplained:
+            lines.append(
+                f"- `cdk diff` reports broadened access in {stack.stack} (see the appendix) and the "
+                "statement-by-statement comparison finds no access change there to explain it: it calls for "
+                "a second approval."
             )
         elif stack.cdk and stack.cdk.broadening and not stack.broadening:
             lines.append(

@@ -331,6 +331,19 @@ def test_a_narrowed_statement_exits_0_and_shows_cdks_own_verdict_as_its_view() -
     assert "No IAM or network access broadens (exit code 0)." in report.markdown()
 
 
+def test_cdk_diffs_broadening_counts_where_the_comparison_finds_no_access_change_to_explain_it() -> None:
+    """A change the comparison does not read as access (here: none it sees) with `cdk diff` saying
+    broadening: nothing explains CDK's verdict, so it calls for the second approval."""
+    base = _app(_policy("logs:CreateLogGroup", Other={"Type": "AWS::SQS::QueuePolicy", "Properties": {"A": 1}}))
+    head = _app(_policy("logs:CreateLogGroup", Other={"Type": "AWS::SQS::QueuePolicy", "Properties": {"A": 2}}))
+
+    report = rv.review(base, head, [], {STACK: rv.CdkDiff(STACK, "[+] Allow sqs:SendMessage", True)})
+
+    assert report.exit_code == 2
+    assert "finds no access change there to explain it" in report.sections()["access"]
+    assert rv.review(base, head, [], {STACK: rv.CdkDiff(STACK, "", False)}).exit_code == 0
+
+
 def test_a_widened_statement_exits_2_whatever_cdk_diff_says() -> None:
     base = _app(_policy("logs:CreateLogGroup"))
     head = _app(_policy(["logs:CreateLogGroup", "logs:DeleteLogGroup"]))
