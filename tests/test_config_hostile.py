@@ -249,6 +249,13 @@ def test_workloads_dir_null_on_the_command_line_reads_no_folder() -> None:
             "sandbox.kendra.sync_schedule",
             "day-of-week",
         ),
+        # L and # in day-of-week take a day (1-7, or its name for #): not L#2, FRIL or 9L
+        *[
+            (at("sandbox", "kendra", "sync_schedule", value=f"cron(0 3 ? * {day} *)"), "kendra.sync_schedule", "day")
+            for day in ("L#2", "FRIL", "9L", "8#1")
+        ],
+        # 9: a workload's team is at most 64 characters (a tag value may have 256)
+        (in_workload("team", value="a" * 65), "blueprint.workloads.support.team", "at most 64"),
         # 19: JSON's true is not 1, nor 1 true
         (at("sandbox", "log_retention_days", value=True), "blueprint.sandbox.log_retention_days", "not a number"),
         (at("sandbox", "budget", "monthly_limit_usd", value=True), "sandbox.budget.monthly_limit_usd", "not a number"),
@@ -296,8 +303,14 @@ def test_schedules_eventbridge_takes_still_load() -> None:
     for schedule in ["rate(1 minute)", "rate(2 hours)", "cron(0/15 8-17 ? * MON-FRI *)", "cron(0 10 L * ? 2030)"]:
         loaded = load_config({"blueprint": config(at(*wiki, value=schedule))})
         assert loaded.production.connectors.pull["wiki"].schedule == schedule
-    for sync in ["cron(0 3 ? * 6L *)", "cron(0 3 ? * FRI#2 *)", "cron(30 2 15W jan,jul ? *)"]:
+    for sync in ["cron(0 3 ? * 6L *)", "cron(0 3 ? * FRI#2 *)", "cron(0 3 ? * 2#3 *)", "cron(30 2 15W jan,jul ? *)"]:
         assert load_config({"blueprint": config(at("sandbox", "kendra", "sync_schedule", value=sync))})
+
+
+def test_a_regex_with_an_escape_only_pcre_knows_is_left_to_the_service() -> None:
+    """Python's re lacks \\p{L} and \\z; Macie's engine is PCRE-style: only a broken structure is refused."""
+    pattern = r"\p{L}+-\d{4}\z"
+    assert load_config({"blueprint": config(at("production", "macie", "allow_list_regex", value=pattern))})
 
 
 def test_tags_up_to_the_limit_with_the_stacks_own_load() -> None:

@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from stacks.config.base import ConfigModel, KeyedError
-from stacks.config.fields import Prefix
+from stacks.config.fields import TAG_KEY, TAG_KEY_RULE, TAG_VALUE_RULE, Prefix, is_tag_value
 from stacks.config.production import ProductionConfig
 from stacks.config.sandbox import SandboxConfig
 from stacks.config.workloads import WorkloadConfig, WorkloadName, production_additions
 
-# AWS tags: at most 50 on a resource, keys 1-128 and values 0-256 characters of these; the aws:
-# prefix (any case) is reserved for AWS, on keys and values.
+# AWS tags: at most 50 on a resource (their characters: fields.TAG_KEY, fields.TAG_VALUE).
 MAX_TAGS = 50
-TAG_KEY = re.compile(r"[\w .:/=+@-]{1,128}")
-TAG_VALUE = re.compile(r"[\w .:/=+@-]{0,256}")
-TAG_KEY_RULE = "1 to 128 letters, digits, spaces or _.:/=+@-, not starting with aws: (in any case)"
-TAG_VALUE_RULE = "up to 256 letters, digits, spaces or _.:/=+@-, not starting with aws: (in any case)"
 # The tags app.py and the stacks add themselves (a workload's sandbox stack has all four).
 STACK_TAGS = ("tier", "workload", "team", "expires-on")
 
@@ -112,7 +106,7 @@ class BlueprintConfig(ConfigModel):
             shown = key if len(key) <= 40 else f"{key[:40]}..."
             if not TAG_KEY.fullmatch(key) or key.lower().startswith("aws:"):
                 raise KeyedError((shown,), "not a valid AWS tag key", allowed=TAG_KEY_RULE)
-            if not TAG_VALUE.fullmatch(value) or value.lower().startswith("aws:"):
+            if not is_tag_value(value):
                 raise KeyedError(
                     (shown,), f"tag value {value[:40]!r} is not a valid AWS tag value", allowed=TAG_VALUE_RULE
                 )

@@ -152,26 +152,37 @@ def _unique(values: tuple[str, ...]) -> tuple[str, ...]:
 Emails = Annotated[tuple[Email, ...], AfterValidator(_unique)]
 
 
-def _not_reserved(value: str) -> str:
-    if value.lower().startswith("aws:"):
-        raise ValueError("must not start with aws: (in any case), which AWS reserves for its own tags")
+# AWS tags: keys 1-128 and values 0-256 characters of these; the aws: prefix (any case) is
+# reserved for AWS, on keys and values (blueprint.tags, and config values app.py tags stacks with).
+TAG_KEY = re.compile(r"[\w .:/=+@-]{1,128}")
+TAG_VALUE = re.compile(r"[\w .:/=+@-]{0,256}")
+TAG_KEY_RULE = "1 to 128 letters, digits, spaces or _.:/=+@-, not starting with aws: (in any case)"
+TAG_VALUE_RULE = "up to 256 letters, digits, spaces or _.:/=+@-, not starting with aws: (in any case)"
+
+
+def is_tag_value(value: str) -> bool:
+    return bool(TAG_VALUE.fullmatch(value)) and not value.lower().startswith("aws:")
+
+
+def _tag_value(value: str) -> str:
+    if not is_tag_value(value):
+        raise ValueError(f"not a valid AWS tag value: {TAG_VALUE_RULE}")
     return value
 
 
-# An AWS tag value (app.py tags stacks with some config values).
-TagValue = Annotated[
-    str,
-    Field(max_length=256, pattern=r"^[\w .:/=+@-]*$"),
-    Meaning("letters, digits, spaces or _.:/=+@- (an AWS tag value), such as platform-team"),
-    AfterValidator(_not_reserved),
-]
+# A config value app.py tags stacks with (a field using it may bound its length further).
+TagValue = Annotated[str, AfterValidator(_tag_value)]
 
 
 def _compiles(value: str) -> str:
+    """A pattern Python's re compiles, or one it refuses only for an escape it lacks and the
+    services' PCRE-style engines have (\\p{L}, \\z, ...): unbalanced groups, a quantifier with
+    nothing to repeat and the like are refused."""
     try:
         re.compile(value)
     except re.error as error:
-        raise ValueError(f"not a regular expression: {error}") from None
+        if not error.msg.startswith("bad escape"):
+            raise ValueError(f"not a regular expression: {error}") from None
     return value
 
 
@@ -188,7 +199,10 @@ _CRON_FIELDS = (
     ("year", 1970, 2199, ()),
 )
 # What day-of-month and day-of-week take besides values, ranges, lists and steps.
-_CRON_SPECIAL = {"day-of-month": re.compile(r"L|LW|\d{1,2}W"), "day-of-week": re.compile(r"L|\w{1,3}L|\w{1,3}#[1-5]")}
+_CRON_SPECIAL = {
+    "day-of-month": re.compile(r"L|LW|\d{1,2}W"),
+    "day-of-week": re.compile(r"L|[1-7]L|(?:[1-7]|[A-Z]{3})#[1-5]"),
+}
 
 
 def _valid_schedule(value: str) -> str:

@@ -70,7 +70,10 @@ def _read_workloads(raw: dict[str, Any], folder: Any) -> None:
         raise ConfigError(f"{key} = {folder!r}: allowed: a folder's path from the project root, or null")
     where = PROJECT_ROOT / folder
     if not where.is_dir():  # the sandbox tier would build no stacks, and say nothing
-        raise ConfigError(f"{key} = {folder!r}: {_shown(where)} is not a folder; allowed: an existing folder")
+        raise ConfigError(
+            f"{key} = {folder!r}: {_shown(where)} is not a folder; allowed: an existing folder, or null for no "
+            "workloads (git keeps no empty folder: a workloads folder left without files is null here)"
+        )
     declared = raw.setdefault("workloads", {})
     if not isinstance(declared, dict):
         return  # the workloads field's own error says so

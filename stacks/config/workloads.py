@@ -118,7 +118,12 @@ class WorkloadSandbox(ConfigModel):
 class WorkloadConfig(ConfigModel):
     """One team's use case."""
 
-    team: TagValue = Field(min_length=1, max_length=64, description="The owning team (a tag on its stacks).")
+    team: TagValue = Field(
+        min_length=1,
+        max_length=64,
+        description="The owning team (a tag on its stacks: letters, digits, spaces or _.:/=+@-, not starting with "
+        "aws:).",
+    )
     stage: Stage = Field(description="sandbox: a prototype stack; production: served by the production tier.")
     documents: WorkloadDocuments = Field(description="Its documents' classification and personal data.")
     knowledge_base: KnowledgeBaseConfig = Field(description="Embedding model and chunking it tuned (sandbox KB).")
