@@ -38,7 +38,7 @@ from stacks.production.agents import (
 from stacks.production.context import ProductionContext
 from stacks.shared.bedrock import grant_invoke, model_arns
 from stacks.shared.lambda_function import environment_of, log_group_arn
-from stacks.shared.nag import acknowledge, acknowledge_inline_policy, nag_arn, nag_attribute
+from stacks.shared.nag import acknowledge, acknowledge_inline_policy, nag_account, nag_arn, nag_attribute
 from stacks.shared.naming import pascal_case, stack_instance_suffix
 
 EVALUATION_RESULTS_PREFIX = "/aws/bedrock-agentcore/evaluations/results/"
@@ -279,7 +279,7 @@ def acknowledge_runtime_role(runtime: agentcore.Runtime) -> None:
         ("Action::s3:GetBucket*", asset_read),
         ("Action::s3:GetObject*", asset_read),
         ("Action::s3:List*", asset_read),
-        (f"Resource::arn:aws:s3:::{ASSETS_BUCKET}-<AWS::AccountId>-{runtime.stack.region}/*", asset_read),
+        (f"Resource::arn:aws:s3:::{ASSETS_BUCKET}-{nag_account(runtime)}-{runtime.stack.region}/*", asset_read),
     ]
     for finding, reason in findings:
         acknowledge(role, f"AwsSolutions-IAM5[{finding}]", reason)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from weakref import WeakKeyDictionary
 
-from aws_cdk import Acknowledgment, App, CfnResource, Stack, Token, Validations
+from aws_cdk import Acknowledgment, App, CfnResource, Stack, Stage, Token, Validations
 from cdk_nag import AwsSolutionsChecks, NIST80053R5Checks
 from constructs import IConstruct
 
@@ -18,8 +18,8 @@ _HANDLES: WeakKeyDictionary[IConstruct, Validations] = WeakKeyDictionary()
 _ARN_PARTS: WeakKeyDictionary[Stack, tuple[str, str, str]] = WeakKeyDictionary()
 
 
-def add_rule_packs(app: App) -> None:
-    """Run the AwsSolutions and NIST 800-53 rev 5 packs over the whole app.
+def add_rule_packs(app: App | Stage) -> None:
+    """Run the AwsSolutions and NIST 800-53 rev 5 packs over the whole app (or a stage of it).
 
     Unacknowledged errors fail synth; the report lands in cdk.out/validation-report.json. CDK's
     template validation runs after them as ever: when the CLI runs the app, the same validator in
@@ -81,6 +81,17 @@ def acknowledge_synchronous_function(
 def nag_arn(scope: IConstruct, service: str, resource: str) -> str:
     """An ARN in this stack's partition, region and account, written the way cdk-nag prints
     resources in finding ids: unresolved pseudo parameters as ``<AWS::Name>``."""
+    partition, region, account = _arn_parts(scope)
+    return f"arn:{partition}:{service}:{region}:{account}:{resource}"
+
+
+def nag_account(scope: IConstruct) -> str:
+    """This stack's account as cdk-nag prints it: ``<AWS::AccountId>``, or the account id the
+    config names (a finding id written with the token alone fails synth once an account is set)."""
+    return _arn_parts(scope)[2]
+
+
+def _arn_parts(scope: IConstruct) -> tuple[str, str, str]:
     stack = Stack.of(scope)
     parts = _ARN_PARTS.get(stack)
     if parts is None:
@@ -89,8 +100,7 @@ def nag_arn(scope: IConstruct, service: str, resource: str) -> str:
             _pseudo(stack.region, "Region"),
             _pseudo(stack.account, "AccountId"),
         )
-    partition, region, account = parts
-    return f"arn:{partition}:{service}:{region}:{account}:{resource}"
+    return parts
 
 
 def nag_attribute(resource: IConstruct, attribute: str) -> str:
