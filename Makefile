@@ -79,7 +79,7 @@ agent-deps: build/agent-deps.sha256 ## build the agents' arm64 dependencies (cac
 
 setup: $(VENV)/.installed node_modules/.installed build/layer.sha256 build/agent-deps.sha256 ## venv, CDK CLI, Lambda layer, agent deps (cached)
 
-synth: setup ## synthesize TIER (all, sandbox, production) into cdk.out/, nag and schema checks on
+synth: setup ## synthesize TIER (all, sandbox, production, or pipeline: the optional delivery pipeline) into cdk.out/, nag and schema checks on
 	@# Templates of stacks no longer synthesized must not linger (cfn-lint reads every one); staged
 	@# assets stay, so an unchanged asset is not bundled again.
 	rm -f cdk.out/*.template.json cdk.out/*.assets.json cdk.out/*.metadata.json

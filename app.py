@@ -3,6 +3,7 @@
 
 cdk synth                      # every tier
 cdk synth -c tier=sandbox      # one tier
+cdk synth -c tier=pipeline     # the delivery pipeline, its stages holding both tiers (blueprint.pipeline)
 """
 
 from __future__ import annotations
@@ -14,44 +15,24 @@ from stacks import startup  # isort: skip  # light: nothing here imports aws_cdk
 if __name__ == "__main__":  # run by the CDK CLI: Node and Python start up side by side
     startup.start()
 
-from aws_cdk import App, Environment, Stack, Tags
+from aws_cdk import App, Stack
 
-from stacks.config import BlueprintConfig, ConfigError, Tier, load_config, selected_tiers
-from stacks.production.tier import production_stacks
-from stacks.sandbox.stack import SandboxStack
-from stacks.shared.nag import add_rule_packs
+from stacks.config import ConfigError, load_config, pipeline_selected, selected_tiers
+from stacks.pipeline.stack import DeliveryPipelineStack
+from stacks.tiers import govern, tier_stacks
 
 
 def build_app(app: App) -> list[Stack]:
-    """Add the selected tiers' stacks to ``app``; raises ConfigError on bad configuration."""
+    """Add the selected tiers' stacks (or the delivery pipeline, whose stages hold them) to ``app``;
+    raises ConfigError on bad configuration."""
     context = app.node.get_all_context()
     config = load_config(context)
     stacks: list[Stack] = []
     for tier in selected_tiers(context):
-        stacks.extend(_tier_stacks(app, tier, config))
-    for tag, value in config.tags.items():
-        Tags.of(app).add(tag, value)
-    add_rule_packs(app)
-    return stacks
-
-
-def _tier_stacks(app: App, tier: Tier, config: BlueprintConfig) -> list[Stack]:
-    prefix = config.prefix
-    stacks: list[Stack]
-    if tier is Tier.SANDBOX:
-        env = Environment(account=config.sandbox.account, region=config.sandbox.region)
-        stacks = []
-        for name in config.workloads_in("sandbox"):  # one prototype stack per workload in sandbox stage
-            prototype = SandboxStack(
-                app, f"{prefix}-sandbox-{name}", prefix=prefix, workload=name, config=config.sandbox_for(name), env=env
-            )
-            Tags.of(prototype).add("workload", name)
-            Tags.of(prototype).add("team", config.workloads[name].team)
-            stacks.append(prototype)
-    else:
-        stacks = production_stacks(app, prefix=prefix, config=config.production)
-    for stack in stacks:
-        Tags.of(stack).add("tier", tier.value)
+        stacks.extend(tier_stacks(app, tier, config))
+    if pipeline_selected(context, config):
+        stacks.append(DeliveryPipelineStack(app, f"{config.prefix}-pipeline", config=config))
+    govern(app, config)
     return stacks
 
 

@@ -40,4 +40,4 @@ def test_bad_config_exits_with_the_key_value_and_allowed_values_and_no_traceback
 def test_unknown_tier_exits_naming_the_allowed_tiers(cdk_context: dict[str, Any], tmp_path: Path) -> None:
     result = run_app({**cdk_context, "tier": "staging"}, tmp_path)
     assert result.returncode == 1
-    assert "tier = 'staging': allowed values are all, sandbox, production" in result.stderr
+    assert "tier = 'staging': allowed values are all, sandbox, production, pipeline" in result.stderr

@@ -426,7 +426,7 @@ def test_tier_selection(value: str | None, tiers: tuple[Tier, ...]) -> None:
 
 
 def test_unknown_tier_names_the_allowed_ones() -> None:
-    with pytest.raises(ConfigError, match=r"^tier = 'staging': allowed values are all, sandbox, production$"):
+    with pytest.raises(ConfigError, match=r"^tier = 'staging': allowed values are all, sandbox, production, pipeline$"):
         selected_tiers({"tier": "staging"})
 
 

@@ -12,9 +12,10 @@ from pathlib import Path
 
 
 def acknowledgements(outdir: Path) -> list[tuple[str, str, str]]:
-    """(construct path, rule id, reason) for every acknowledged finding in a cloud assembly."""
+    """(construct path, rule id, reason) for every acknowledged finding in a cloud assembly, its
+    stages' nested assemblies (TIER=pipeline) included."""
     found: list[tuple[str, str, str]] = []
-    for metadata in sorted(outdir.glob("*.metadata.json")):
+    for metadata in [*sorted(outdir.glob("*.metadata.json")), *sorted(outdir.glob("assembly-*/*.metadata.json"))]:
         for path, entries in json.loads(metadata.read_text()).items():
             for entry in entries:
                 if entry["type"] == "aws:cdk:acknowledged-rules":

@@ -45,9 +45,10 @@ from stacks.config.knowledge_base import (
     SemanticChunking,
     VectorStore,
 )
-from stacks.config.loader import CONTEXT_KEY, TIER_CONTEXT_KEY, load_config, selected_tiers
+from stacks.config.loader import CONTEXT_KEY, PIPELINE, TIER_CONTEXT_KEY, load_config, pipeline_selected, selected_tiers
 from stacks.config.macie import MacieConfig, MacieSeverity
 from stacks.config.observability import ObservabilityConfig
+from stacks.config.pipeline import PipelineConfig
 from stacks.config.production import ProductionConfig
 from stacks.config.runtime_config import RuntimeConfigSettings
 from stacks.config.sandbox import BudgetConfig, KendraConfig, QueryConfig, SandboxConfig
@@ -62,6 +63,7 @@ __all__ = [
     "MODEL_ID_PATTERN",
     "PII_ENTITY_TYPES",
     "PII_LANGUAGES",
+    "PIPELINE",
     "PRODUCTION_FUNCTIONS",
     "TIER_CONTEXT_KEY",
     "AccountId",
@@ -109,6 +111,7 @@ __all__ = [
     "OutputQuota",
     "OutputTypeConfig",
     "PiiAction",
+    "PipelineConfig",
     "ProductionConfig",
     "PullConnectorConfig",
     "PushConnectorConfig",
@@ -124,5 +127,6 @@ __all__ = [
     "VectorStore",
     "all_tools",
     "load_config",
+    "pipeline_selected",
     "selected_tiers",
 ]

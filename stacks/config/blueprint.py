@@ -8,6 +8,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from stacks.config.base import ConfigModel, KeyedError
 from stacks.config.fields import TAG_KEY, TAG_KEY_RULE, TAG_VALUE_RULE, Prefix, is_tag_value
+from stacks.config.pipeline import PipelineConfig
 from stacks.config.production import ProductionConfig
 from stacks.config.sandbox import SandboxConfig
 from stacks.config.workloads import WorkloadConfig, WorkloadName, production_additions
@@ -44,6 +45,10 @@ class BlueprintConfig(ConfigModel):
         default_factory=dict,
         description="The workloads by name, read from workloads_dir (a key here overrides the file's).",
     )
+    pipeline: PipelineConfig = Field(
+        default_factory=PipelineConfig,
+        description="The optional multi-account delivery pipeline (off by default; TIER=pipeline).",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -62,6 +67,18 @@ class BlueprintConfig(ConfigModel):
                     f"unknown groups {', '.join(unknown)}",
                     allowed=", ".join(sorted(self.production.groups)),
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _pipeline_deploys_to_named_accounts(self) -> BlueprintConfig:
+        """A pipeline deploys each tier into its own account from the tooling account: each tier's
+        account is needed (an environment-agnostic stack cannot be deployed cross-account)."""
+        if self.pipeline.enabled:
+            for tier in ("sandbox", "production"):
+                if getattr(self, tier).account is None:
+                    raise KeyedError(
+                        (tier, "account"), "required when the pipeline is enabled", allowed="a 12-digit account id"
+                    )
         return self
 
     @model_validator(mode="after")

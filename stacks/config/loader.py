@@ -31,6 +31,7 @@ from stacks.config.references import REFERENCE_ERROR
 CONTEXT_KEY = "blueprint"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TIER_CONTEXT_KEY = "tier"
+PIPELINE = "pipeline"  # the tier value that synthesizes the delivery pipeline (stacks/pipeline)
 
 # Where pydantic puts the error about a mapping's key (rather than its value) in a location.
 _KEY_MARK = "[key]"
@@ -99,15 +100,30 @@ def _shown(path: Path) -> str:
 
 
 def selected_tiers(context: Mapping[str, Any]) -> tuple[Tier, ...]:
-    """The tiers to synthesize: context ``tier`` is one tier name or ``all`` (the default)."""
+    """The tiers to synthesize: context ``tier`` is one tier name or ``all`` (the default); for
+    ``pipeline`` (the delivery pipeline, whose stages hold both tiers) none at the top level."""
     value = str(context.get(TIER_CONTEXT_KEY) or "all")
     if value == "all":
         return tuple(Tier)
+    if value == PIPELINE:
+        return ()
     try:
         return (Tier(value),)
     except ValueError:
-        allowed = ", ".join(["all", *Tier])
+        allowed = ", ".join(["all", *Tier, PIPELINE])
         raise ConfigError(f"{TIER_CONTEXT_KEY} = {value!r}: allowed values are {allowed}") from None
+
+
+def pipeline_selected(context: Mapping[str, Any], config: BlueprintConfig) -> bool:
+    """Whether context ``tier`` is ``pipeline``; then the config must enable the pipeline."""
+    if str(context.get(TIER_CONTEXT_KEY) or "all") != PIPELINE:
+        return False
+    if not config.pipeline.enabled:
+        raise ConfigError(
+            f"{TIER_CONTEXT_KEY} = {PIPELINE!r}: {CONTEXT_KEY}.pipeline.enabled is false; allowed: set it to true "
+            "with the pipeline's account, connection_arn and repository (docs/operations.md), or another tier"
+        )
+    return True
 
 
 def describe(error: ErrorDetails) -> str:

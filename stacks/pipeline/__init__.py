@@ -1,0 +1,1 @@
+"""The optional multi-account delivery pipeline (blueprint.pipeline)."""
