@@ -20,6 +20,7 @@ from typing import Any
 
 from aws_cdk import (
     CfnResource,
+    Duration,
     Environment,
     Stack,
     Stage,
@@ -50,6 +51,8 @@ INSTALL_COMMANDS = (
 )
 # The whole suite, then the pipeline's own assembly (its stages' stacks inside it).
 SYNTH_COMMANDS = ("make test", "make synth TIER=pipeline")
+# Set-up, the suite and the synth: about 20 minutes on a medium machine (CodeBuild's default: 60).
+SYNTH_TIMEOUT = Duration.minutes(120)
 
 
 class TierStage(Stage):
@@ -70,8 +73,10 @@ class DeliveryPipelineStack(Stack):
         # PipelineConfig requires both when the pipeline is enabled.
         assert settings.connection_arn is not None
         assert settings.repository is not None
+        # A clone, not CodePipeline's zip of the commit: the suite reads git (ls-files, worktrees)
+        # and the checkout keeps the scripts' executable bits.
         source = pipelines.CodePipelineSource.connection(
-            settings.repository, settings.branch, connection_arn=settings.connection_arn
+            settings.repository, settings.branch, connection_arn=settings.connection_arn, code_build_clone_output=True
         )
         self.pipeline = pipelines.CodePipeline(
             self,
@@ -87,16 +92,21 @@ class DeliveryPipelineStack(Stack):
                 commands=list(SYNTH_COMMANDS),
                 primary_output_directory="cdk.out",
             ),
-            synth_code_build_defaults=pipelines.CodeBuildOptions(build_environment=_build_environment(settings)),
+            synth_code_build_defaults=pipelines.CodeBuildOptions(
+                build_environment=_build_environment(settings), timeout=SYNTH_TIMEOUT
+            ),
         )
-        self.sandbox = TierStage(
-            self,
-            "Sandbox",
-            tier=Tier.SANDBOX,
-            config=config,
-            env=Environment(account=config.sandbox.account, region=config.sandbox.region),
-        )
-        self.pipeline.add_stage(self.sandbox)
+        # No sandbox stage once every workload is promoted (a stage must hold a stack).
+        self.sandbox: TierStage | None = None
+        if config.workloads_in("sandbox"):
+            self.sandbox = TierStage(
+                self,
+                "Sandbox",
+                tier=Tier.SANDBOX,
+                config=config,
+                env=Environment(account=config.sandbox.account, region=config.sandbox.region),
+            )
+            self.pipeline.add_stage(self.sandbox)
         self.production = TierStage(
             self,
             "Production",

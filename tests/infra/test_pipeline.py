@@ -26,6 +26,7 @@ PIPELINE = {
     "approval_emails": ["platform@example.com"],
 }
 ACCOUNTS = {"blueprint.sandbox.account": SANDBOX, "blueprint.production.account": PRODUCTION}
+REQUIRED = "required when the pipeline is enabled"
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +103,8 @@ def test_the_synth_step_runs_the_whole_suite_before_the_pipelines_own_synth(pipe
     source = _stages(pipelined)[0]["Actions"][0]
     assert source["ActionTypeId"]["Provider"] == "CodeStarSourceConnection"
     assert source["Configuration"]["ConnectionArn"] == CONNECTION
+    # A git clone (the suite reads git history and worktrees; a zip of the commit has none).
+    assert source["Configuration"]["OutputArtifactFormat"] == "CODEBUILD_CLONE_REF"
     assert (source["Configuration"]["FullRepositoryId"], source["Configuration"]["BranchName"]) == (
         "example-org/genai-platform",
         "main",
@@ -116,6 +119,7 @@ def test_the_synth_step_runs_the_whole_suite_before_the_pipelines_own_synth(pipe
         "public.ecr.aws/docker/library/python:3.12-bookworm",
         "BUILD_GENERAL1_MEDIUM",
     )
+    assert synth["Properties"]["TimeoutInMinutes"] == 120  # the suite and set-up outgrow CodeBuild's 60
     # The artifacts the tiers' accounts read: a customer key that rotates.
     (key,) = resources(template, "AWS::KMS::Key").values()
     assert key["Properties"]["EnableKeyRotation"] is True
@@ -132,6 +136,22 @@ def test_who_confirms_broadened_permissions_is_told_on_an_encrypted_topic(pipeli
     )
 
 
+def test_with_every_workload_promoted_there_is_no_sandbox_stage_and_without_emails_no_topic(
+    synthesize: Synthesizer,
+) -> None:
+    """`make promote` of the last sandbox workload leaves the sandbox tier empty: the pipeline still
+    synthesizes, production behind the same gates."""
+    quiet = {key: value for key, value in PIPELINE.items() if key != "approval_emails"}
+    promoted = synthesize(
+        tier="pipeline", **{"blueprint.pipeline": quiet, "blueprint.workloads.support.stage": "production", **ACCOUNTS}
+    )
+    stages = _stages(promoted)
+    assert [s["Name"] for s in stages] == ["Source", "Build", "UpdatePipeline", "Assets", "Production"]
+    assert {"ConfirmPermissions.Check", "Approve"} <= {a["Name"] for a in stages[-1]["Actions"]}
+    assert not resources(promoted.templates["genai-pipeline"], "AWS::SNS::Topic")
+    assert not list(promoted.outdir.glob("assembly-*-Sandbox"))
+
+
 # --- configuration --------------------------------------------------------------------------------
 
 
@@ -144,9 +164,18 @@ def test_tier_pipeline_needs_the_pipeline_enabled(cdk_context: dict[str, Any]) -
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        ({"blueprint.pipeline": {**PIPELINE, "account": None}, **ACCOUNTS}, "blueprint.pipeline.account: required"),
-        ({"blueprint.pipeline": {**PIPELINE, "repository": None}, **ACCOUNTS}, "blueprint.pipeline.repository"),
-        ({"blueprint.pipeline": PIPELINE, "blueprint.sandbox.account": SANDBOX}, "blueprint.production.account"),
+        *[
+            ({"blueprint.pipeline": {**PIPELINE, key: None}, **ACCOUNTS}, f"blueprint.pipeline.{key}: {REQUIRED}")
+            for key in ("account", "connection_arn", "repository")
+        ],
+        (
+            {"blueprint.pipeline": PIPELINE, "blueprint.sandbox.account": SANDBOX},
+            f"blueprint.production.account: {REQUIRED}",
+        ),
+        (
+            {"blueprint.pipeline": PIPELINE, "blueprint.production.account": PRODUCTION},
+            f"blueprint.sandbox.account: {REQUIRED}",
+        ),
         (
             {"blueprint.pipeline": {**PIPELINE, "connection_arn": "arn:aws:s3:::bucket"}, **ACCOUNTS},
             "blueprint.pipeline.connection_arn",
