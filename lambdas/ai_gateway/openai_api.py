@@ -34,6 +34,16 @@ MODEL_ID: Final = re.compile(r"[A-Za-z0-9._:/-]{1,200}")
 # Converse's inferenceConfig.stopSequences takes at most four, as OpenAI's stop does.
 MAX_STOP_SEQUENCES: Final = 4
 MAX_STOP_CHARS: Final = 256
+# Fields accepted only with a value that changes nothing: those values, and the refusal otherwise.
+PENALTY: Final = ((None, 0), "penalties are not supported; send 0 or leave it out")
+INERT: Final[dict[str, tuple[tuple[Any, ...], str]]] = {
+    "n": ((None, 1), "one choice is generated; send 1 or leave it out"),
+    "logprobs": ((None, False), "log probabilities are not returned; send false or leave it out"),
+    "frequency_penalty": PENALTY,
+    "presence_penalty": PENALTY,
+    "store": ((None, False), "completions are not stored; send false or leave it out"),
+    "response_format": ((None, {"type": "text"}), 'only {"type": "text"} is supported'),
+}
 # OpenAI's metadata bounds (accepted and not kept: nothing is stored).
 MAX_METADATA_KEYS: Final = 16
 # Bedrock Converse's inferenceConfig.temperature range (OpenAI's own goes to 2).
@@ -271,7 +281,7 @@ class ChatCompletionRequest(BaseModel):
     stream: bool | None = None
     stream_options: StreamOptions | None = None
     user: str | None = Field(default=None, max_length=256)  # accepted; the identity is the authorizer's
-    # Accepted with the values that change nothing; any other is refused by name.
+    # Accepted with the values that change nothing (INERT); any other is refused by name.
     n: int | None = None
     logprobs: bool | None = None
     frequency_penalty: float | None = Field(default=None, allow_inf_nan=False)
@@ -317,40 +327,13 @@ class ChatCompletionRequest(BaseModel):
             raise unsupported("only allowed when stream is true")
         return options
 
-    @field_validator("n")
+    @field_validator(*INERT)
     @classmethod
-    def _one_choice(cls, n: int | None) -> int | None:
-        if n not in (None, 1):
-            raise unsupported("one choice is generated; send 1 or leave it out")
-        return n
-
-    @field_validator("logprobs")
-    @classmethod
-    def _no_logprobs(cls, logprobs: bool | None) -> bool | None:
-        if logprobs:
-            raise unsupported("log probabilities are not returned; send false or leave it out")
-        return logprobs
-
-    @field_validator("frequency_penalty", "presence_penalty")
-    @classmethod
-    def _no_penalty(cls, penalty: float | None) -> float | None:
-        if penalty not in (None, 0):
-            raise unsupported("penalties are not supported; send 0 or leave it out")
-        return penalty
-
-    @field_validator("store")
-    @classmethod
-    def _not_stored(cls, store: bool | None) -> bool | None:
-        if store:
-            raise unsupported("completions are not stored; send false or leave it out")
-        return store
-
-    @field_validator("response_format")
-    @classmethod
-    def _text_format(cls, response_format: dict[str, Any] | None) -> dict[str, Any] | None:
-        if response_format not in (None, {"type": "text"}):
-            raise unsupported('only {"type": "text"} is supported')
-        return response_format
+    def _changes_nothing(cls, value: Any, info: ValidationInfo) -> Any:
+        allowed, refusal = INERT[str(info.field_name)]
+        if value not in allowed:
+            raise unsupported(refusal)
+        return value
 
     @field_validator("metadata")
     @classmethod

@@ -58,8 +58,9 @@ SYNTH_TIMEOUT = Duration.minutes(120)
 class TierStage(Stage):
     """One tier's stacks as a pipeline stage, deployed into the tier's account and region."""
 
-    def __init__(self, scope: Construct, id: str, *, tier: Tier, config: BlueprintConfig, **kwargs: Any) -> None:
-        super().__init__(scope, id, **kwargs)
+    def __init__(self, scope: Construct, id: str, *, tier: Tier, config: BlueprintConfig) -> None:
+        where = config.sandbox if tier is Tier.SANDBOX else config.production
+        super().__init__(scope, id, env=Environment(account=where.account, region=where.region))
         self.stacks = tier_stacks(self, tier, config)
         govern(self, config)
 
@@ -99,21 +100,9 @@ class DeliveryPipelineStack(Stack):
         # No sandbox stage once every workload is promoted (a stage must hold a stack).
         self.sandbox: TierStage | None = None
         if config.workloads_in("sandbox"):
-            self.sandbox = TierStage(
-                self,
-                "Sandbox",
-                tier=Tier.SANDBOX,
-                config=config,
-                env=Environment(account=config.sandbox.account, region=config.sandbox.region),
-            )
+            self.sandbox = TierStage(self, "Sandbox", tier=Tier.SANDBOX, config=config)
             self.pipeline.add_stage(self.sandbox)
-        self.production = TierStage(
-            self,
-            "Production",
-            tier=Tier.PRODUCTION,
-            config=config,
-            env=Environment(account=config.production.account, region=config.production.region),
-        )
+        self.production = TierStage(self, "Production", tier=Tier.PRODUCTION, config=config)
         check = pipelines.ConfirmPermissionsBroadening(
             "ConfirmPermissions", stage=self.production, notification_topic=self._approvals_topic(settings)
         )
@@ -304,11 +293,7 @@ def _acknowledge_pipeline(stack: Stack, pipeline: pipelines.CodePipeline) -> Non
 
 
 def _build_environment(settings: PipelineConfig) -> codebuild.BuildEnvironment:
-    compute = {
-        "SMALL": codebuild.ComputeType.SMALL,
-        "MEDIUM": codebuild.ComputeType.MEDIUM,
-        "LARGE": codebuild.ComputeType.LARGE,
-    }[settings.compute]
     return codebuild.BuildEnvironment(
-        build_image=codebuild.LinuxBuildImage.from_docker_registry(settings.build_image), compute_type=compute
+        build_image=codebuild.LinuxBuildImage.from_docker_registry(settings.build_image),
+        compute_type=getattr(codebuild.ComputeType, settings.compute),  # SMALL, MEDIUM or LARGE
     )
