@@ -16,7 +16,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "lambdas")]
 
-from evaluation.evaluator import GOLDEN_SET, GoldenCase, Report, calls_from, evaluate, load_golden_set  # noqa: E402
+from evaluation.evaluator import GOLDEN_SET, GoldenCase, Report, calls_from, evaluate, golden_case  # noqa: E402
 from stacks.config import ConfigError, load_config  # noqa: E402
 
 TRACES = ROOT / "evals" / "recorded_traces.jsonl"
@@ -41,13 +41,12 @@ def _read(path: Path) -> str:
 
 def golden_cases(path: Path = GOLDEN_SET) -> list[GoldenCase]:
     """The golden set, or EvalInputError naming the file and what is wrong with it."""
-    text = _read(path)
     try:
-        json.loads(text)
+        raw = json.loads(_read(path))
     except json.JSONDecodeError as error:
         raise EvalInputError(f"{_shown(path)}: not JSON ({error.msg}, line {error.lineno})") from None
     try:
-        return load_golden_set(path)
+        return [golden_case(case) for case in raw]  # evaluation.evaluator.load_golden_set, on the text read once
     except (KeyError, TypeError, AttributeError, ValueError) as error:
         detail = f"missing key {error}" if isinstance(error, KeyError) else str(error)
         raise EvalInputError(f"{_shown(path)}: not a list of golden cases ({detail})") from None

@@ -107,11 +107,12 @@ def check(
     lint: Lint,
     traces: Path = TRACES,
     golden: Path = GOLDEN_SET,
+    current: BlueprintConfig | None = None,
 ) -> tuple[list[Gate], dict[str, dict[str, Any]]]:
     """The gates for promoting workload ``name``, and the promoted production templates (empty
     when the synth could not run). An unknown workload, or one not in sandbox stage, fails at once,
-    without a synth."""
-    current = load_config(context)
+    without a synth. ``current``: ``context``'s config when the caller has loaded it already."""
+    current = current or load_config(context)
     if name not in current.workloads:
         known = ", ".join(sorted(current.workloads)) or "none"
         return [Gate("workload", False, f"no workload {name}", f"declare workloads/{name}.json (known: {known})")], {}
@@ -355,9 +356,9 @@ def _workload_arg(value: str) -> str:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def preflight(context: Mapping[str, Any], name: str) -> Path:
+def preflight(context: Mapping[str, Any], name: str) -> tuple[BlueprintConfig, Path]:
     """What must hold before any synth: a valid config, a known workload in sandbox stage, and a
-    file to change its stage in. Returns that file; PromoteError or ConfigError otherwise."""
+    file to change its stage in. Returns the config and that file; PromoteError or ConfigError otherwise."""
     config = load_config(context)
     if name not in config.workloads:
         known = ", ".join(sorted(config.workloads)) or "none"
@@ -370,7 +371,7 @@ def preflight(context: Mapping[str, Any], name: str) -> Path:
     stage = config.workloads[name].stage
     if stage != "sandbox":
         raise PromoteError(f"{name} is already in {stage} stage")
-    return workload_file(context, config, name)
+    return config, workload_file(context, config, name)
 
 
 def main(
@@ -388,8 +389,8 @@ def main(
     if context is None:
         context = json.loads((ROOT / "cdk.json").read_text())["context"]
     try:
-        path = preflight(context, args.workload)
-        gates, promoted = check(context, args.workload, synth=synth, lint=lint or cfn_lint)
+        current, path = preflight(context, args.workload)
+        gates, promoted = check(context, args.workload, synth=synth, lint=lint or cfn_lint, current=current)
     except (ConfigError, PromoteError) as error:
         print(f"promote: {error}", file=sys.stderr)
         return 1
