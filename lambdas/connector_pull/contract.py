@@ -3,9 +3,24 @@ its records land, and the lease that keeps its runs one at a time."""
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from pydantic import BaseModel, ConfigDict
 
 from shared.contract import FunctionSettings
+
+SOURCE = "Source"  # the dimension of every run metric, beside Powertools' service ("connector_pull")
+
+
+class Metric(StrEnum):
+    """What each run reports, by Source (the stack alarms on RUNS_CAPPED against RECORDS_PULLED's
+    sample count: every finished run writes one RECORDS_PULLED value)."""
+
+    RECORDS_PULLED = "RecordsPulled"
+    POISON_RECORDS = "PoisonRecords"
+    RUNS_SKIPPED = "RunsSkipped"
+    RUNS_FAILED = "RunsFailed"
+    RUNS_CAPPED = "RunsCapped"  # stopped at the page cap, to resume
 
 
 class PullSource(BaseModel):

@@ -42,7 +42,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
-from connector_pull.contract import PullSource, Settings
+from connector_pull.contract import SOURCE, Metric, PullSource, Settings
 from shared.bodies import problems
 from shared.field_paths import value_at
 from shared.landing import Record, document, land
@@ -346,11 +346,11 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     source = config.pull_source
     aws = Config(retries={"mode": "standard", "total_max_attempts": 3})
     table = boto3.resource("dynamodb", config=aws).Table(config.registry_table)
-    metrics.add_dimension("Source", source.name)
+    metrics.add_dimension(SOURCE, source.name)
     lease = Lease(table, source.name, seconds=config.lease_seconds)
     holder = context.aws_request_id
     if not lease.acquire(holder):
-        metrics.add_metric(name="RunsSkipped", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=Metric.RUNS_SKIPPED, unit=MetricUnit.Count, value=1)
         logger.info("another run of this source holds the lease; this one ends", extra={"source": source.name})
         return {"skipped": "another run of this source is in progress"}
     try:
@@ -364,15 +364,15 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             bucket=config.landing_bucket,
         )
     except Exception:
-        metrics.add_metric(name="RunsFailed", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=Metric.RUNS_FAILED, unit=MetricUnit.Count, value=1)
         logger.exception("pull failed; the watermark stays where it was", extra={"source": source.name})
         raise
     finally:
         lease.release(holder)
-    metrics.add_metric(name="RecordsPulled", unit=MetricUnit.Count, value=run.landed)
-    metrics.add_metric(name="PoisonRecords", unit=MetricUnit.Count, value=run.poison)
+    metrics.add_metric(name=Metric.RECORDS_PULLED, unit=MetricUnit.Count, value=run.landed)
+    metrics.add_metric(name=Metric.POISON_RECORDS, unit=MetricUnit.Count, value=run.poison)
     if run.capped:
-        metrics.add_metric(name="RunsCapped", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=Metric.RUNS_CAPPED, unit=MetricUnit.Count, value=1)
         logger.warning(
             "pull stopped at the page cap; the next run resumes", extra={"source": source.name, **run.__dict__}
         )

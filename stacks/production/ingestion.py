@@ -34,9 +34,10 @@ from aws_cdk import (
 )
 from constructs import Construct
 
-from connector_pull.contract import PullSource, Settings as PullSettings
+from connector_pull.contract import SOURCE as PULL_SOURCE, Metric as PullMetric, PullSource, Settings as PullSettings
 from connector_push.contract import Settings as PushSettings
 from ingestion.contract import DIRECT_PREFIX, REALTIME_PREFIX, ClassificationReaders, ProcessorSettings
+from shared.observability import Dimension
 from stacks.production.context import ProductionContext
 from stacks.shared.buckets import SecureBucket
 from stacks.shared.knowledge_base import VectorKnowledgeBase
@@ -443,6 +444,44 @@ class IngestionPipeline(Construct):
             alarm.add_alarm_action(cloudwatch_actions.SnsAction(topic))
         return topic
 
+    def _falling_behind_alarm(self, source_name: str) -> None:
+        """A source whose every run stops at the page cap for three hours on end produces more than
+        its runs can pull: the lag grows until someone raises the cap or runs it more often. (A run
+        capped now and then is a backfill the next runs finish; a source that runs less than hourly
+        has hours without runs, missing data that never breaches.)"""
+        dimensions = {Dimension.SERVICE: "connector_pull", PULL_SOURCE: source_name}  # as Powertools writes them
+
+        def metric(name: str, statistic: str) -> cloudwatch.Metric:
+            return cloudwatch.Metric(
+                namespace=self._context.metrics_namespace,
+                metric_name=name,
+                dimensions_map=dimensions,
+                statistic=statistic,
+                period=Duration.hours(1),
+            )
+
+        alarm = cloudwatch.Alarm(
+            self,
+            f"Pull{pascal_case(source_name)}FallingBehind",
+            alarm_description=f"Every run of pull source {source_name} stopped at the page cap for 3 hours: "
+            "it falls behind its source",
+            metric=cloudwatch.MathExpression(
+                # Every finished run writes one RecordsPulled value: its sample count is the runs.
+                expression="IF(runs > 0, capped / runs, 0)",
+                using_metrics={
+                    "capped": metric(PullMetric.RUNS_CAPPED, "Sum"),
+                    "runs": metric(PullMetric.RECORDS_PULLED, "SampleCount"),
+                },
+                period=Duration.hours(1),
+                label=f"{source_name} share of runs capped",
+            ),
+            threshold=1,
+            evaluation_periods=3,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        alarm.add_alarm_action(cloudwatch_actions.SnsAction(self.alarm_topic))
+
     def _push_connector(self) -> apigateway.RestApi:
         push = self._config.connectors.push
         function = self._function(
@@ -557,6 +596,7 @@ class IngestionPipeline(Construct):
             schedule=events.Schedule.expression(source.schedule),
         )
         rule.add_target(targets.LambdaFunction(function, dead_letter_queue=self.dlq, retry_attempts=2))
+        self._falling_behind_alarm(source_name)
         acknowledge(
             function,
             "NIST.800.53.R5-LambdaDLQ",

@@ -167,6 +167,39 @@ def test_push_records_need_iam_signatures_and_pull_runs_on_the_configured_schedu
         assert {r for a, r in permissions if a == "s3:PutObject"} == {f"<IngestionLanding.Arn>/realtime/{name}/*"}
 
 
+def test_a_pull_source_capped_on_every_run_for_three_hours_alarms(
+    knowledge: dict[str, Any], cdk_context: dict[str, Any]
+) -> None:
+    config = production(cdk_context)
+    assert config.connectors.pull  # the sample config has a pull source to alarm on
+    for name in config.connectors.pull:
+        logical = "".join(part.title() for part in name.split("-"))
+        alarm = props(knowledge, "AWS::CloudWatch::Alarm", f"IngestionPull{logical}FallingBehind")
+        namespace = props(knowledge, "AWS::Lambda::Function", f"IngestionPull{logical}")["Environment"]["Variables"][
+            "POWERTOOLS_METRICS_NAMESPACE"
+        ]
+        queries = {q["Id"]: q for q in alarm["Metrics"]}
+        assert queries["expr_1"]["Expression"] == "IF(runs > 0, capped / runs, 0)"
+        assert queries["expr_1"]["ReturnData"] is True
+        for query_id, metric, statistic in (("capped", "RunsCapped", "Sum"), ("runs", "RecordsPulled", "SampleCount")):
+            stat = queries[query_id]["MetricStat"]
+            assert queries[query_id]["ReturnData"] is False
+            assert (stat["Metric"]["MetricName"], stat["Stat"], stat["Period"]) == (metric, statistic, 3600)
+            assert stat["Metric"]["Namespace"] == namespace
+            # as the handler's Powertools metrics write them: its service, and the source
+            assert sorted(stat["Metric"]["Dimensions"], key=lambda d: d["Name"]) == [
+                {"Name": "Source", "Value": name},
+                {"Name": "service", "Value": "connector_pull"},
+            ]
+        assert (alarm["Threshold"], alarm["ComparisonOperator"], alarm["EvaluationPeriods"]) == (
+            1,
+            "GreaterThanOrEqualToThreshold",
+            3,
+        )
+        assert alarm["TreatMissingData"] == "notBreaching"  # a source that runs less than hourly never breaches
+        assert render(alarm["AlarmActions"]) == ["<IngestionAlarms>"]
+
+
 def test_macie_discovers_with_the_configured_identifiers_and_schedule(
     knowledge: dict[str, Any], cdk_context: dict[str, Any]
 ) -> None:
