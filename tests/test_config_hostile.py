@@ -385,3 +385,154 @@ def test_a_production_workloads_pii_types_are_covered_by_the_production_guardrai
         {"blueprint": config(guarded, {**WORKLOAD, "documents": {**documents, "pii_entities": ["EMAIL"]}})}
     )
     assert load_config({"blueprint": config(guarded, {**WORKLOAD, "stage": "sandbox", "documents": documents})})
+
+
+# E: values AWS takes but that can never work: each refused with its key and the bound that holds.
+HIERARCHICAL = {"strategy": "HIERARCHICAL", "parent_max_tokens": 1500, "child_max_tokens": 300}
+
+
+def observability(key: str, value: Any) -> Mutation:
+    return at("production", "observability", key, value=value)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "key", "allowed"),
+    [
+        pytest.param(
+            at("sandbox", "knowledge_base", "chunking", value=HIERARCHICAL | {"overlap_tokens": 300}),
+            "blueprint.sandbox.knowledge_base.chunking.overlap_tokens: ",
+            "allowed: 1 to 299 (smaller than child_max_tokens)",
+            id="overlap-a-whole-child-chunk",
+        ),
+        pytest.param(
+            in_workload("knowledge_base", "chunking", value=HIERARCHICAL | {"overlap_tokens": 100_000}),
+            "blueprint.workloads.support.knowledge_base.chunking.overlap_tokens = 100000: ",
+            "less than or equal to 8190",
+            id="overlap-beyond-any-chunk",
+        ),
+        pytest.param(
+            in_staff("models", value={"allowed": ["amazon.nova-lite-v1:0"] * 2, "default": "amazon.nova-lite-v1:0"}),
+            "blueprint.production.groups.staff.models.allowed.1: ",
+            "amazon.nova-lite-v1:0 named twice; allowed: each model once",
+            id="allowed-model-twice",
+        ),
+        pytest.param(
+            in_staff(
+                "models",
+                value={
+                    "allowed": ["amazon.nova-lite-v1:0", "amazon.nova-micro-v1:0"],
+                    "default": "amazon.nova-lite-v1:0",
+                    "fallbacks": ["amazon.nova-micro-v1:0", "amazon.nova-micro-v1:0"],
+                },
+            ),
+            "blueprint.production.groups.staff.models.fallbacks.1: ",
+            "amazon.nova-micro-v1:0 named twice; allowed: each model once",
+            id="fallback-twice",
+        ),
+        pytest.param(
+            at("sandbox", "budget", "monthly_limit_usd", value=1e15),
+            "blueprint.sandbox.budget.monthly_limit_usd = 1000000000000000.0: ",
+            "less than or equal to 1000000000",
+            id="budget-no-sandbox-reaches",
+        ),
+        pytest.param(
+            in_workload("sandbox", "budget", "monthly_limit_usd", value=1e21),
+            "blueprint.workloads.support.sandbox.budget.monthly_limit_usd = 1e+21: ",
+            "less than or equal to 1000000000",
+            id="workload-budget-in-exponent-notation",
+        ),
+        pytest.param(
+            at("sandbox", "budget", "monthly_limit_usd", value=1e-7),
+            "blueprint.sandbox.budget.monthly_limit_usd: ",
+            "1e-07 is less than a cent; allowed: 0.01 to 1000000000 (USD)",
+            id="budget-below-a-cent",
+        ),
+        pytest.param(
+            at("production", "output_types", "chat", "unit_price_usd", value=1e300),
+            "blueprint.production.output_types.chat.unit_price_usd = 1e+300: ",
+            "less than or equal to 1000000",
+            id="unit-price-absurd",
+        ),
+        pytest.param(
+            in_workload("outputs", "answer", "unit_price_usd", value=2_000_000),
+            "blueprint.workloads.support.outputs.answer.unit_price_usd = 2000000: ",
+            "less than or equal to 1000000",
+            id="workload-unit-price-absurd",
+        ),
+        pytest.param(
+            observability("error_rate_percent", 100),
+            "blueprint.production.observability.error_rate_percent = 100: ",
+            "less than 100",
+            id="error-rate-no-share-exceeds",
+        ),
+        pytest.param(
+            observability("p99_latency_ms", 900_000),
+            "blueprint.production.observability.p99_latency_ms = 900000: ",
+            "less than 900000",
+            id="latency-beyond-lambdas-longest-run",
+        ),
+        pytest.param(
+            observability("guardrail_interventions_per_5_minutes", 10**30),
+            "blueprint.production.observability.guardrail_interventions_per_5_minutes = ",
+            "less than or equal to 3000000",
+            id="guardrail-interventions-unreachable",
+        ),
+        pytest.param(
+            observability("quota_refusals_per_5_minutes", 3_000_001),
+            "blueprint.production.observability.quota_refusals_per_5_minutes = 3000001: ",
+            "less than or equal to 3000000",
+            id="quota-refusals-unreachable",
+        ),
+        pytest.param(
+            observability("tool_refusals_per_5_minutes", 10**9),
+            "blueprint.production.observability.tool_refusals_per_5_minutes = 1000000000: ",
+            "less than or equal to 3000000",
+            id="tool-refusals-unreachable",
+        ),
+        pytest.param(
+            at("production", "guardrail", "grounding_threshold", value=0),
+            "blueprint.production.guardrail.grounding_threshold = 0: ",
+            "greater than 0",
+            id="grounding-check-that-blocks-nothing",
+        ),
+        pytest.param(
+            at("production", "guardrail", "relevance_threshold", value=1),
+            "blueprint.production.guardrail.relevance_threshold = 1: ",
+            "less than or equal to 0.99",
+            id="relevance-above-bedrocks-range",
+        ),
+    ],
+)
+def test_a_value_that_can_never_work_is_named_with_its_bound(mutate: Mutation, key: str, allowed: str) -> None:
+    (line,) = [line for line in refusal(config(mutate, WORKLOAD)).splitlines() if line.startswith(key)]
+    assert allowed in line.removeprefix(key), line
+
+
+def test_the_bounds_themselves_load() -> None:
+    """The largest and smallest values the new bounds allow, and the default as a fallback, all load."""
+    models = {
+        "allowed": ["amazon.nova-pro-v1:0", "amazon.nova-lite-v1:0"],
+        "default": "amazon.nova-pro-v1:0",
+        # A request that names nova-lite falls back to the default: the only way to have that fallback.
+        "fallbacks": ["amazon.nova-pro-v1:0", "amazon.nova-lite-v1:0"],
+    }
+    changes: list[Mutation] = [
+        at("sandbox", "knowledge_base", "chunking", value=HIERARCHICAL | {"overlap_tokens": 299}),
+        at("sandbox", "budget", "monthly_limit_usd", value=1_000_000_000),
+        in_workload("sandbox", "budget", "monthly_limit_usd", value=0.01),
+        at("production", "output_types", "chat", "unit_price_usd", value=1_000_000),
+        in_staff("models", value=models),
+        observability("error_rate_percent", 99.9),
+        observability("p99_latency_ms", 899_999),
+        observability("guardrail_interventions_per_5_minutes", 3_000_000),
+        at("production", "guardrail", "grounding_threshold", value=0.99),
+    ]
+
+    def mutate(raw: dict[str, Any]) -> None:
+        for change in changes:
+            change(raw)
+
+    loaded = load_config({"blueprint": config(mutate, WORKLOAD)})
+    assert loaded.production.groups["staff"].models.fallbacks == ("amazon.nova-pro-v1:0", "amazon.nova-lite-v1:0")
+    assert loaded.sandbox is not None
+    assert loaded.sandbox.budget.monthly_limit_usd == 1_000_000_000

@@ -11,9 +11,14 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from stacks.config.base import ConfigModel
+from stacks.config.base import ConfigModel, KeyedError
 from stacks.config.fields import Classification, Label, ModelId
 from stacks.config.web import GroupWebConfig
+
+# The ledger writes price x units as a DynamoDB number and the gateway emits it as a metric per
+# output; a price past a million dollars per unit is a slip (a total, or cents), not a price.
+MAX_UNIT_PRICE_USD = 1_000_000
+UNIT_PRICE_RULE = "At most 1,000,000 (a larger figure is a total or a slip, not the price of one unit)."
 
 
 class UsagePlanConfig(ConfigModel):
@@ -43,13 +48,21 @@ class GroupModels(ConfigModel):
 
     allowed: tuple[ModelId, ...] = Field(
         min_length=1,
-        description="Models (or inference profiles) the group may ask for by name; the gateway may invoke only these.",
+        description="Models (or inference profiles) the group may ask for by name, each once; the gateway may invoke "
+        "only these.",
     )
     default: ModelId = Field(description="The model used when a request names none; one of allowed.")
     fallbacks: tuple[ModelId, ...] = Field(
         default=(),
-        description="Tried in order when the model in use throttles or fails with a 5xx; each one of allowed.",
+        description="Tried in order when the model in use throttles or fails with a 5xx; each one of allowed, and "
+        "each once. The default may be one: it is then the fallback of a request that names another model (a "
+        "request that names none starts with the default, and a model is never tried twice).",
     )
+
+    @field_validator("allowed")
+    @classmethod
+    def _allowed_once(cls, allowed: tuple[str, ...]) -> tuple[str, ...]:
+        return _each_once(allowed)
 
     @field_validator("default")
     @classmethod
@@ -66,7 +79,15 @@ class GroupModels(ConfigModel):
         outside = [model for model in fallbacks if model not in allowed]
         if allowed and outside:
             raise ValueError(f"{', '.join(outside)} not among the allowed models: {', '.join(allowed)}")
-        return fallbacks
+        return _each_once(fallbacks)
+
+
+def _each_once(models: tuple[str, ...]) -> tuple[str, ...]:
+    """A list of models that names none twice: a repeat is a typo or a model retried for nothing."""
+    for index, model in enumerate(models):
+        if models.index(model) != index:
+            raise KeyedError((str(index),), f"{model} named twice", allowed="each model once")
+    return models
 
 
 class GroupConfig(ConfigModel):
@@ -117,7 +138,9 @@ class OutputTypeConfig(ConfigModel):
     """An output-priced workload: what one output costs and how it is produced."""
 
     unit_price_usd: float = Field(
-        ge=0, description="Price of one unit (USD): metered in the ledger and shown by GET /v1/usage."
+        ge=0,
+        le=MAX_UNIT_PRICE_USD,
+        description=f"Price of one unit (USD): metered in the ledger and shown by GET /v1/usage. {UNIT_PRICE_RULE}",
     )
     units: int = Field(default=1, ge=1, description="Units one delivered output consumes from the group's quota.")
     max_tokens: int = Field(default=1000, ge=1, le=8192, description="Tokens the model may write per output.")

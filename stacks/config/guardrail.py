@@ -94,17 +94,19 @@ class GuardrailConfig(ConfigModel):
     )
     grounding_threshold: float | None = Field(
         default=None,
-        ge=0,
+        gt=0,
         le=0.99,
         description="Contextual grounding: outputs made from caller material that are less grounded in it than "
-        "this are blocked; null: no grounding check.",
+        "this are blocked; null: no grounding check. Bedrock's range is 0 (blocks nothing) to 0.99 (blocks almost "
+        "everything); 0 is refused, a check that blocks nothing but is still billed.",
     )
     relevance_threshold: float | None = Field(
         default=None,
-        ge=0,
+        gt=0,
         le=0.99,
         description="Contextual grounding: outputs made from caller material less relevant to the request than "
-        "this are blocked; null: no relevance check.",
+        "this are blocked; null: no relevance check. Bedrock's range is 0 (blocks nothing) to 0.99 (blocks almost "
+        "everything); 0 is refused, a check that blocks nothing but is still billed.",
     )
     blocked_input_message: str = Field(
         default="This request can't be processed.",

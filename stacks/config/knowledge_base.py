@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from stacks.config.base import ConfigModel
+from stacks.config.base import ConfigModel, KeyedError
 from stacks.config.fields import S3Prefix
 
 # Embedding models a Knowledge Base can use, with the vector sizes each one produces.
@@ -45,7 +45,14 @@ class HierarchicalChunking(ConfigModel):
     child_max_tokens: int = Field(
         default=300, ge=1, le=8192, description="Tokens in a child chunk at most; smaller than parent_max_tokens."
     )
-    overlap_tokens: int = Field(default=60, ge=1, description="Tokens repeated between neighbouring chunks.")
+    overlap_tokens: int = Field(
+        default=60,
+        ge=1,
+        le=8190,
+        description="Tokens repeated between neighbouring chunks of a layer; smaller than child_max_tokens (Bedrock "
+        "itself asks only for at least 1, but an overlap of a whole child chunk or more would repeat chunks instead "
+        "of moving on through the document).",
+    )
 
     @field_validator("child_max_tokens")
     @classmethod
@@ -54,6 +61,18 @@ class HierarchicalChunking(ConfigModel):
         if parent is not None and child >= parent:
             raise ValueError(f"must be smaller than parent_max_tokens ({parent})")
         return child
+
+    @field_validator("overlap_tokens")
+    @classmethod
+    def _overlap_fits_child(cls, overlap: int, info: ValidationInfo) -> int:
+        child = info.data.get("child_max_tokens")
+        if child is not None and overlap >= child:
+            raise KeyedError(
+                (),
+                f"{overlap} tokens of overlap is not smaller than child_max_tokens ({child})",
+                allowed=f"1 to {child - 1} (smaller than child_max_tokens)",
+            )
+        return overlap
 
 
 class SemanticChunking(ConfigModel):

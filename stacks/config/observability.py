@@ -9,6 +9,15 @@ from pydantic import Field
 from stacks.config.base import ConfigModel
 from stacks.config.fields import Emails, LogRetentionDays
 
+# A count alarm's ceiling: 10,000 a second (API Gateway's default throttle per account and Region,
+# and the most a group's usage plan may allow) for the whole 5 minutes. A threshold above what can
+# happen never fires, so the alarm would be silently useless.
+MAX_PER_5_MINUTES = 3_000_000
+_COUNT_RULE = (
+    "At most 3,000,000, 10,000 a second (API Gateway's default throttle per account and Region, and the most "
+    "usage_plan.rate_limit allows) for all 5 minutes: a higher threshold never fires."
+)
+
 
 class ObservabilityConfig(ConfigModel):
     """Dashboards, alarms and evaluation for the production tier."""
@@ -31,32 +40,39 @@ class ObservabilityConfig(ConfigModel):
     error_rate_percent: float = Field(
         default=5,
         gt=0,
-        le=100,
+        lt=100,
         description="Alarm when more than this share of a stage's work fails in 5 minutes (per stage: retrieval, "
-        "generation, guardrail, tool, usage, ingestion).",
+        "generation, guardrail, tool, usage, ingestion). Less than 100: no share of the work is more than all of it, "
+        "so a threshold of 100 never fires.",
     )
     p99_latency_ms: int = Field(
         default=20_000,
         ge=100,
-        le=900_000,
-        description="Alarm when a stage's p99 latency stays above this for 15 minutes (per stage).",
+        lt=900_000,
+        description="Alarm when a stage's p99 latency stays above this for 15 minutes (per stage). Less than "
+        "900,000: every stage runs in a Lambda function, which runs 900 seconds at most, so no latency is above it.",
     )
     guardrail_interventions_per_5_minutes: int = Field(
         default=50,
         ge=1,
+        le=MAX_PER_5_MINUTES,
         description="Alarm when the guardrail intervenes this often in 5 minutes (inputs and outputs alarm "
-        "separately).",
+        f"separately). {_COUNT_RULE}",
     )
     quota_refusals_per_5_minutes: int = Field(
         default=100,
         ge=1,
-        description="Alarm when a group is refused for its output quotas this often in 5 minutes (per group).",
+        le=MAX_PER_5_MINUTES,
+        description="Alarm when a group is refused for its output quotas this often in 5 minutes (per group). "
+        f"{_COUNT_RULE}",
     )
     tool_refusals_per_5_minutes: int = Field(
         default=20,
         ge=1,
+        le=MAX_PER_5_MINUTES,
         description="Alarm when the tools gateway refuses this many tool calls in 5 minutes (a tool not the "
-        "caller's group's, or a malformed call: an agent misconfigured, or steered by a prompt injection).",
+        "caller's group's, or a malformed call: an agent misconfigured, or steered by a prompt injection). At most "
+        "3,000,000 (10,000 a second for all 5 minutes), the ceiling of the gateway's own counts.",
     )
     invocation_log_days: LogRetentionDays = Field(
         default=30,

@@ -3,13 +3,31 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
-from stacks.config.base import ConfigModel, TierConfig
+from stacks.config.base import ConfigModel, KeyedError, TierConfig
 from stacks.config.fields import CronSchedule, Emails, LogRetentionDays, ModelId
 from stacks.config.knowledge_base import KnowledgeBaseConfig
+
+# AWS Budgets takes a limit matching ([0-9]*\.)?[0-9]+ (Spend.Amount): no exponent. The template
+# renders a number from 1e21 up, or below 1e-6, in exponent notation (1e+21), so the bounds keep
+# far from both, at cents and at a billion dollars a month, a spend no sandbox reaches.
+MAX_MONTHLY_BUDGET_USD = 1_000_000_000
+
+
+def _at_least_a_cent(amount: float) -> float:
+    if amount < 0.01:
+        raise KeyedError((), f"{amount} is less than a cent", allowed=f"0.01 to {MAX_MONTHLY_BUDGET_USD} (USD)")
+    return amount
+
+
+BudgetAmount = Annotated[float, Field(gt=0, le=MAX_MONTHLY_BUDGET_USD), AfterValidator(_at_least_a_cent)]
+BUDGET_AMOUNT_RULE = (
+    "at least 0.01 and at most 1,000,000,000: AWS Budgets takes a plain decimal amount, and a budget no sandbox "
+    "can reach never alerts"
+)
 
 
 class KendraConfig(ConfigModel):
@@ -32,7 +50,7 @@ class KendraConfig(ConfigModel):
 class BudgetConfig(ConfigModel):
     """A monthly AWS Budgets cost budget that e-mails when the sandbox spends too much."""
 
-    monthly_limit_usd: float = Field(gt=0, description="The budget per calendar month (USD).")
+    monthly_limit_usd: BudgetAmount = Field(description=f"The budget per calendar month (USD); {BUDGET_AMOUNT_RULE}.")
     alert_threshold_percent: int = Field(
         default=80,
         ge=1,

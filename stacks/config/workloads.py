@@ -18,9 +18,10 @@ from pydantic import Field, field_validator
 from shared.meaning import Meaning
 from stacks.config.base import ConfigModel, KeyedError
 from stacks.config.fields import Classification, Emails, GroupName, ModelId, SnakeName, TagValue, ToolName
-from stacks.config.groups import OutputQuota
+from stacks.config.groups import MAX_UNIT_PRICE_USD, UNIT_PRICE_RULE, OutputQuota
 from stacks.config.guardrail import PII_ENTITY_TYPES
 from stacks.config.knowledge_base import KnowledgeBaseConfig
+from stacks.config.sandbox import BUDGET_AMOUNT_RULE, BudgetAmount
 
 # A workload names its sandbox stack (<prefix>-sandbox-<name>) and the resources in it.
 WorkloadName = Annotated[
@@ -68,7 +69,11 @@ class WorkloadGeneration(ConfigModel):
 class WorkloadOutput(ConfigModel):
     """An output type the workload sells: its price, bounds and each of its groups' quota."""
 
-    unit_price_usd: float = Field(ge=0, description="Price of one unit (USD); promotion needs it above 0.")
+    unit_price_usd: float = Field(
+        ge=0,
+        le=MAX_UNIT_PRICE_USD,
+        description=f"Price of one unit (USD); promotion needs it above 0. {UNIT_PRICE_RULE}",
+    )
     units: int = Field(default=1, ge=1, description="Units one delivered output consumes.")
     max_tokens: int = Field(default=1000, ge=1, le=8192, description="Tokens the model may write per output.")
     instructions: str | None = Field(
@@ -101,7 +106,9 @@ class WorkloadEvaluation(ConfigModel):
 class WorkloadBudget(ConfigModel):
     """What the workload's sandbox may spend, and who hears about it."""
 
-    monthly_limit_usd: float = Field(gt=0, description="The sandbox budget per calendar month (USD).")
+    monthly_limit_usd: BudgetAmount = Field(
+        description=f"The sandbox budget per calendar month (USD); {BUDGET_AMOUNT_RULE}."
+    )
     alert_emails: Emails = Field(
         min_length=1, max_length=10, description="Who the budget alerts e-mail (AWS Budgets takes up to 10 per alert)."
     )
