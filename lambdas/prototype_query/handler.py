@@ -2,8 +2,10 @@
 
 Body: {"question": "...", "source": "knowledge_base" | "kendra"}. Bad input gets a 4xx JSON error
 naming the field or what is wrong with the body (not base64, not UTF-8, not JSON, nested or a
-number past what the parser takes); an upstream failure the answer shared.aws_errors gives it (throttled: 429,
-rejected: 4xx, else 502). The question is never logged.
+number past what the parser takes); an upstream failure the answer shared.aws_errors gives it:
+throttled, a 429; the question rejected, a 400; anything else a 502, the platform's set-up
+refused (model access, a knowledge base or index that is not there) included. The question is
+never logged.
 """
 
 import time
@@ -135,6 +137,9 @@ def _invalid_request(error: InvalidRequestError) -> Response[Any]:
 
 @app.exception_handler(UpstreamError)
 def _upstream_failed(error: UpstreamError) -> Response[Any]:
+    # The caller sees a refusal of their question (a 4xx); model access not granted, a knowledge
+    # base or index that is not there, are the platform's set-up (a 502), not the caller's fault.
+    error = error.as_platforms()
     logger.warning(
         "upstream call failed", extra={"upstream": error.service, "code": error.code, "kind": error.kind.value}
     )

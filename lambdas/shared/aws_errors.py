@@ -13,7 +13,7 @@ second (``ResponseMetadata.HTTPStatusCode``):
   fault, and the caller gets a 502. A function may also refuse to pass on a caller-facing
   rejection of the platform's set-up rather than of the request (``as_platforms``,
   PLATFORM_REJECTIONS: a model the account may not use or the region lacks, the model's own
-  failure): the AI gateway does.
+  failure): the AI gateway and the prototype query do.
 - **failed**: the SDK gave up before AWS answered for a reason retrying cannot fix (bad
   parameters, no credentials); the caller gets a 502.
 
@@ -74,8 +74,14 @@ PLATFORM_CODES = frozenset(
         "MissingAuthenticationTokenException",
     }
 )
+# The sandbox's prototype query passes the caller's question to Bedrock's RetrieveAndGenerate
+# and to Kendra: each refuses a question with a 400 (ValidationException); access to the model,
+# the knowledge base or the index, and a knowledge base or index that does not exist, are the
+# platform's set-up.
 PLATFORM_REJECTIONS: dict[str, tuple[frozenset[str], frozenset[int]]] = {
     "bedrock-runtime": (PLATFORM_CODES, frozenset({400})),
+    "bedrock-agent-runtime": (PLATFORM_CODES, frozenset({400})),
+    "kendra": (PLATFORM_CODES, frozenset({400})),
 }
 # Why DynamoDB cancels a transaction, when the reason is not the request's own condition: worth a
 # retry, not a 4xx (DynamoDB answers every cancellation with a 400).

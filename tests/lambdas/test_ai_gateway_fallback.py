@@ -75,9 +75,9 @@ def test_a_failure_is_classified_by_its_code_then_its_status(code: str, status: 
             ("upstream_rejected", "bedrock-runtime rejected the request with ValidationException"),
         ),
         (
-            UpstreamError("kendra", "AccessDeniedException", 403, caller_facing=True).as_platforms(),
+            UpstreamError("s", "AccessDeniedException", 403, caller_facing=True).as_platforms(),
             403,  # a service without a rule: as it was
-            ("upstream_rejected", "kendra rejected the request with AccessDeniedException"),
+            ("upstream_rejected", "s rejected the request with AccessDeniedException"),
         ),
         (
             UpstreamError("s", "ValidationException", 400, caller_facing=True),

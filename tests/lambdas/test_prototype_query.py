@@ -275,6 +275,9 @@ def test_kendra_switched_off_is_a_422_naming_the_source(
 THROTTLING = [("ThrottlingException", 429), ("TooManyRequestsException", 429), ("ServiceQuotaExceededException", 400)]
 SERVER_ERRORS = [("InternalFailure", 500), ("ServiceUnavailable", 503), ("ServiceUnavailableException", 503)]
 REJECTED = [("ValidationException", 400), ("AccessDeniedException", 403), ("ResourceNotFoundException", 404)]
+# Of those, the question's own refusal: the others (model access not granted, a knowledge base or
+# index that is not there) are the platform's set-up, a 502 (shared.aws_errors.PLATFORM_REJECTIONS).
+QUESTION_REJECTED = ("ValidationException", 400)
 
 
 @pytest.mark.parametrize(("code", "status"), THROTTLING)
@@ -298,23 +301,42 @@ def test_knowledge_base_server_error_is_a_502_naming_service_and_code(
     assert result.body == {"error": "upstream_error", "message": f"bedrock-agent-runtime failed with {code}"}
 
 
-@pytest.mark.parametrize(("code", "status"), REJECTED)
-def test_knowledge_base_rejecting_the_request_is_a_4xx_naming_service_and_code(
-    code: str, status: int, stubs: Stubs, lambda_context: FakeContext
+def test_knowledge_base_rejecting_the_question_is_a_400_naming_service_and_code(
+    stubs: Stubs, lambda_context: FakeContext
 ) -> None:
+    code, status = QUESTION_REJECTED
     stubs.agent_runtime.add_client_error("retrieve_and_generate", service_error_code=code, http_status_code=status)
     result = ask(lambda_context, {"question": "Q?"})
-    assert result.status == status
+    assert result.status == 400
     assert result.body == {
         "error": "upstream_rejected",
         "message": f"bedrock-agent-runtime rejected the request with {code}",
     }
 
 
+@pytest.mark.parametrize(("code", "status"), [r for r in REJECTED if r != QUESTION_REJECTED])
+@pytest.mark.parametrize(
+    ("source", "operation", "service"),
+    [
+        ("knowledge_base", "retrieve_and_generate", "bedrock-agent-runtime"),
+        ("kendra", "retrieve", "kendra"),
+    ],
+)
+def test_the_platforms_set_up_refused_is_a_502_not_the_callers_4xx(
+    code: str, status: int, source: str, operation: str, service: str, stubs: Stubs, lambda_context: FakeContext
+) -> None:
+    # Model access not granted, the knowledge base or index missing: nothing the caller can change.
+    stubber = stubs.agent_runtime if source == "knowledge_base" else stubs.kendra
+    stubber.add_client_error(operation, service_error_code=code, http_status_code=status)
+    result = ask(lambda_context, {"question": "Q?", "source": source})
+    assert (result.status, "Retry-After" in result.headers) == (502, False)
+    assert result.body == {"error": "upstream_error", "message": f"{service} failed with {code}"}
+
+
 def test_kendra_failure_is_answered_and_the_model_is_not_called(stubs: Stubs, lambda_context: FakeContext) -> None:
-    stubs.kendra.add_client_error("retrieve", service_error_code="AccessDeniedException", http_status_code=403)
+    stubs.kendra.add_client_error("retrieve", service_error_code="ValidationException", http_status_code=400)
     result = ask(lambda_context, {"question": "Q?", "source": "kendra"})
-    assert (result.status, result.body["message"]) == (403, "kendra rejected the request with AccessDeniedException")
+    assert (result.status, result.body["message"]) == (400, "kendra rejected the request with ValidationException")
 
 
 @pytest.mark.parametrize(
@@ -322,7 +344,8 @@ def test_kendra_failure_is_answered_and_the_model_is_not_called(stubs: Stubs, la
     [
         *[(c, s, 429, "bedrock-runtime is throttling requests; retry later") for c, s in THROTTLING],
         *[(c, s, 502, f"bedrock-runtime failed with {c}") for c, s in SERVER_ERRORS],
-        *[(c, s, s, f"bedrock-runtime rejected the request with {c}") for c, s in REJECTED],
+        (*QUESTION_REJECTED, 400, "bedrock-runtime rejected the request with ValidationException"),
+        *[(c, s, 502, f"bedrock-runtime failed with {c}") for c, s in REJECTED if (c, s) != QUESTION_REJECTED],
     ],
 )
 def test_converse_failure_after_kendra_is_mapped(

@@ -1,0 +1,163 @@
+"""Property: the prototype query answers any request (headers, method, path, query string, body)
+and any failure of its upstreams with JSON, never a 5xx the caller caused or a stack trace; a
+refusal of the platform's own set-up (model access, a knowledge base or index that is not there)
+is a 502, never a 4xx that blames the caller.
+
+test_prototype_query_fuzz.py covers the bodies; AWS is fakes that always answer, or fail as told.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from prototype_query import handler
+from shared.aws_errors import PLATFORM_CODES, THROTTLING_CODES
+from tests.lambdas.conftest import FakeContext, function_url_event, http_result
+from tests.lambdas.gateway_fixtures import HOSTILE_BODIES
+from tests.lambdas.strategies import json_values
+from tests.lambdas.test_prototype_query_fuzz import AnyCall
+
+SETTINGS = dict(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+class Failing(AnyCall):
+    """AnyCall whose every call raises ``error`` (None: answers)."""
+
+    error: Exception | None = None
+
+    def _fail(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def retrieve_and_generate(self, **kwargs: Any) -> dict[str, Any]:
+        self._fail()
+        return super().retrieve_and_generate(**kwargs)
+
+    def retrieve(self, **kwargs: Any) -> dict[str, Any]:
+        self._fail()
+        return super().retrieve(**kwargs)
+
+    def converse(self, **kwargs: Any) -> dict[str, Any]:
+        self._fail()
+        return super().converse(**kwargs)
+
+
+FAKE = Failing()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fake_aws() -> Iterator[None]:
+    patch = pytest.MonkeyPatch()
+    for name, value in {
+        "KNOWLEDGE_BASE_ID": "KB1",
+        "GENERATION_MODEL_ARN": "arn:model",
+        "KENDRA_INDEX_ID": "idx",
+    }.items():
+        patch.setenv(name, value)
+    handler.settings.cache_clear()
+    patch.setattr(handler, "clients", lambda: handler.Clients(agent_runtime=FAKE, kendra=FAKE, bedrock=FAKE))
+    yield
+    FAKE.error = None
+    patch.undo()
+    handler.settings.cache_clear()
+
+
+def check(response: dict[str, Any]) -> Any:
+    answer = http_result(response)
+    assert isinstance(answer.body, dict), answer.body
+    assert "Traceback" not in response["body"]
+    if answer.status >= 400:
+        assert answer.body["error"]
+        assert answer.body["message"]
+    return answer
+
+
+headers = st.dictionaries(
+    st.sampled_from(["content-type", "content-length", "host", "x-forwarded-for", "cookie", "authorization"])
+    | st.text(max_size=20),
+    st.text(max_size=60) | st.sampled_from(["application/json", "text/plain", "x" * 5000, "-1"]),
+    max_size=5,
+)
+bodies = st.one_of(
+    st.fixed_dictionaries({"question": st.text(min_size=1, max_size=100)}).map(json.dumps),
+    json_values.map(json.dumps),
+    st.text(max_size=100),
+    st.sampled_from(list(HOSTILE_BODIES.values())),
+    st.none(),
+)
+
+
+@settings(**SETTINGS)  # type: ignore[arg-type]
+@given(
+    body=bodies,
+    headers=headers | st.none(),
+    method=st.sampled_from(["POST", "GET", "PUT", "OPTIONS", "post", ""]),
+    path=st.sampled_from(["/query", "/query/", "/", "/Query", "/query\n"]) | st.text(max_size=30),
+    query=st.text(max_size=60),
+    cookies=st.none() | st.lists(st.text(max_size=30), max_size=3),
+    base64_encoded=st.booleans() | st.none(),
+)
+def test_any_request_gets_json_and_no_5xx(
+    body: str | None,
+    headers: dict[str, str] | None,
+    method: str,
+    path: str,
+    query: str,
+    cookies: list[str] | None,
+    base64_encoded: bool | None,
+) -> None:
+    FAKE.error = None
+    event = function_url_event(body, path=path, method=method)
+    event["headers"] = headers
+    event["rawQueryString"] = query
+    event["queryStringParameters"] = dict(part.partition("=")[::2] for part in query.split("&")) if query else None
+    if cookies is not None:
+        event["cookies"] = cookies
+    event["isBase64Encoded"] = base64_encoded
+    answer = check(handler.lambda_handler(event, FakeContext()))
+    assert answer.status < 500, answer.body
+
+
+def client_error(code: str, status: int) -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": "x"}, "ResponseMetadata": {"HTTPStatusCode": status}}, "Op")
+
+
+codes = st.sampled_from(
+    [
+        *sorted(PLATFORM_CODES | THROTTLING_CODES),
+        *["ValidationException", "ConflictException", "InternalServerException", "ModelErrorException", "Weird"],
+    ]
+) | st.text(max_size=30)
+failures = st.one_of(
+    st.builds(client_error, codes, st.sampled_from([0, 400, 401, 403, 404, 408, 409, 424, 429, 500, 503, 599])),
+    st.builds(client_error, codes, st.integers(-1, 1000)),
+    st.just(EndpointConnectionError(endpoint_url="https://x")),
+    st.just(ConnectTimeoutError(endpoint_url="https://x")),
+)
+
+
+@settings(**SETTINGS)  # type: ignore[arg-type]
+@given(failure=failures, source=st.sampled_from(["knowledge_base", "kendra"]))
+def test_an_upstream_failure_is_never_a_5xx_without_json_nor_the_platforms_fault_as_a_4xx(
+    failure: Exception, source: str
+) -> None:
+    FAKE.error = failure
+    try:
+        answer = check(
+            handler.lambda_handler(function_url_event(json.dumps({"question": "Q?", "source": source})), FakeContext())
+        )
+    finally:
+        FAKE.error = None
+    assert answer.status in (400, 401, 403, 404, 408, 409, 413, 422, 424, 429, 502), answer.body
+    code = failure.response["Error"]["Code"] if isinstance(failure, ClientError) else ""
+    if code in PLATFORM_CODES and answer.status != 429:  # (a 429 is throttling, whatever the code)
+        assert (answer.status, answer.body["error"]) == (502, "upstream_error"), answer.body
+    if 400 <= answer.status < 500 and answer.status != 429:
+        assert answer.body["error"] == "upstream_rejected"
+        assert code not in PLATFORM_CODES
