@@ -21,6 +21,7 @@ from shared.aws_errors import PLATFORM_CODES, THROTTLING_CODES
 from tests.lambdas.conftest import FakeContext, function_url_event, http_result
 from tests.lambdas.gateway_fixtures import HOSTILE_BODIES
 from tests.lambdas.strategies import json_values
+from tests.lambdas.test_fuzz_gateway import hostile_text, log_lines_are_never_lost  # noqa: F401 - every log line is written
 from tests.lambdas.test_prototype_query_fuzz import AnyCall
 
 SETTINGS = dict(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -80,8 +81,8 @@ def check(response: dict[str, Any]) -> Any:
 
 headers = st.dictionaries(
     st.sampled_from(["content-type", "content-length", "host", "x-forwarded-for", "cookie", "authorization"])
-    | st.text(max_size=20),
-    st.text(max_size=60) | st.sampled_from(["application/json", "text/plain", "x" * 5000, "-1"]),
+    | hostile_text(20),
+    hostile_text(60) | st.sampled_from(["application/json", "text/plain", "x" * 5000, "-1"]),
     max_size=5,
 )
 bodies = st.one_of(
@@ -98,9 +99,9 @@ bodies = st.one_of(
     body=bodies,
     headers=headers | st.none(),
     method=st.sampled_from(["POST", "GET", "PUT", "OPTIONS", "post", ""]),
-    path=st.sampled_from(["/query", "/query/", "/", "/Query", "/query\n"]) | st.text(max_size=30),
-    query=st.text(max_size=60),
-    cookies=st.none() | st.lists(st.text(max_size=30), max_size=3),
+    path=st.sampled_from(["/query", "/query/", "/", "/Query", "/query\n"]) | hostile_text(30),
+    query=hostile_text(60),
+    cookies=st.none() | st.lists(hostile_text(30), max_size=3),
     base64_encoded=st.booleans() | st.none(),
 )
 def test_any_request_gets_json_and_no_5xx(
