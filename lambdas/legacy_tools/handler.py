@@ -67,11 +67,13 @@ def client() -> LegacyClient:
 
 def tool_name(context: Any) -> str:
     """The tool the gateway names, clipped: it is logged and may be echoed (an unknown name is the
-    caller's text; a clipped one ends in "…", so names no tool)."""
+    caller's text; a clipped one ends in "…", so names no tool). A lone surrogate (JSON carries
+    one, UTF-8 cannot) is written as its escape: the log line with it would be lost."""
     custom = getattr(getattr(context, "client_context", None), "custom", None)
     if not isinstance(custom, dict):  # absent, or not what the gateway sends: no tool named
         return ""
-    return clip(unqualified(str(custom.get(TOOL_NAME_KEY, ""))))
+    name = unqualified(str(custom.get(TOOL_NAME_KEY, "")))
+    return clip(name.encode("utf-8", "backslashreplace").decode())
 
 
 def run(name: str, arguments: Any) -> dict[str, Any]:
