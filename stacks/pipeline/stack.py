@@ -16,6 +16,9 @@ app's). Each tier's account is bootstrapped to trust the tooling account once:
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
 from typing import Any
 
 from aws_cdk import (
@@ -26,6 +29,7 @@ from aws_cdk import (
     Stage,
     aws_codebuild as codebuild,
     aws_codepipeline as codepipeline,
+    aws_iam as iam,
     aws_kms as kms,
     aws_sns as sns,
     aws_sns_subscriptions as subscriptions,
@@ -53,6 +57,11 @@ INSTALL_COMMANDS = (
 SYNTH_COMMANDS = ("make test", "make synth TIER=pipeline")
 # Set-up, the suite and the synth: about 20 minutes on a medium machine (CodeBuild's default: 60).
 SYNTH_TIMEOUT = Duration.minutes(120)
+# The CDK CLI the pipeline's own steps run (self-mutation, the permissions check): the one package.json
+# pins for `make`, so the pipeline deploys with the CLI the suite was run with.
+CLI_VERSION: str = json.loads((Path(__file__).resolve().parents[2] / "package.json").read_text())["devDependencies"][
+    "aws-cdk"
+]
 
 
 class TierStage(Stage):
@@ -96,6 +105,10 @@ class DeliveryPipelineStack(Stack):
             synth_code_build_defaults=pipelines.CodeBuildOptions(
                 build_environment=_build_environment(settings), timeout=SYNTH_TIMEOUT
             ),
+            cli_version=CLI_VERSION,
+            # One CodeBuild project publishes every file asset: one action in the Assets stage however
+            # many functions and agents there are, and one build (not one per asset) to wait for.
+            publish_assets_in_parallel=False,
         )
         # No sandbox stage once every workload is promoted (a stage must hold a stack).
         self.sandbox: TierStage | None = None
@@ -113,7 +126,23 @@ class DeliveryPipelineStack(Stack):
         approve.add_step_dependency(check)
         self.pipeline.add_stage(self.production, pre=[check, approve])
         self.pipeline.build_pipeline()  # now, so its constructs exist for the acknowledgements below
+        self._use_connection(settings.connection_arn)
         _acknowledge_pipeline(self, self.pipeline)
+
+    def _use_connection(self, connection_arn: str) -> None:
+        """CDK grants ``codestar-connections:UseConnection`` to the source action and to the synth
+        project (which clones with the connection); IAM matches an action's service prefix to the
+        resource's, and connections created since July 2024 have ``codeconnections`` ARNs, which
+        that grant does not reach (Developer Tools' "Connections rename"). Such a connection gets
+        the renamed action too, on the same connection only."""
+        if _connection_service(connection_arn) != "codeconnections":
+            return
+        use = iam.PolicyStatement(actions=["codeconnections:UseConnection"], resources=[connection_arn])
+        self.pipeline.synth_project.add_to_role_policy(use)
+        source = self.pipeline.pipeline.node.find_child("Source").node.children[0]
+        role = source.node.find_child("CodePipelineActionRole")
+        assert isinstance(role, iam.Role)
+        role.add_to_principal_policy(use)
 
     def _approvals_topic(self, settings: PipelineConfig) -> sns.ITopic | None:
         if not settings.approval_emails:
@@ -292,8 +321,15 @@ def _acknowledge_pipeline(stack: Stack, pipeline: pipelines.CodePipeline) -> Non
     )
 
 
+def _connection_service(connection_arn: str) -> str:
+    """The service prefix of a connection's ARN: ``codeconnections`` or ``codestar-connections``."""
+    match = re.match(r"^arn:[^:]+:([^:]+):", connection_arn)
+    assert match is not None  # PipelineConfig's pattern
+    return match.group(1)
+
+
 def _build_environment(settings: PipelineConfig) -> codebuild.BuildEnvironment:
     return codebuild.BuildEnvironment(
         build_image=codebuild.LinuxBuildImage.from_docker_registry(settings.build_image),
-        compute_type=getattr(codebuild.ComputeType, settings.compute),  # SMALL, MEDIUM or LARGE
+        compute_type=getattr(codebuild.ComputeType, settings.compute),  # MEDIUM or LARGE
     )

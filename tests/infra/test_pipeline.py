@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 
 from stacks.config import ConfigError, load_config, pipeline_selected
-from tests.infra.cfn import props, resources
+from stacks.pipeline.stack import _connection_service
+from tests.conftest import ROOT
+from tests.infra.cfn import props, resources, role_permissions
 from tests.synth_fixtures import Assembly, Synthesizer
 from tools.nag_report import acknowledgements
 
@@ -125,6 +127,54 @@ def test_the_synth_step_runs_the_whole_suite_before_the_pipelines_own_synth(pipe
     assert key["Properties"]["EnableKeyRotation"] is True
 
 
+def test_a_codeconnections_connection_is_usable_by_the_source_and_the_clone(pipelined: Assembly) -> None:
+    """IAM matches an action's service prefix to the resource's: a connection created since July 2024
+    (arn:aws:codeconnections:...) needs codeconnections:UseConnection, which CDK does not grant."""
+    template = pipelined.templates["genai-pipeline"]
+    users = {
+        logical
+        for logical in resources(template, "AWS::IAM::Role")
+        if ("codeconnections:UseConnection", CONNECTION) in role_permissions(template, logical)
+    }
+    synth_role = next(
+        p["Properties"]["ServiceRole"]["Fn::GetAtt"][0]
+        for p in resources(template, "AWS::CodeBuild::Project").values()
+        if "make test" in p["Properties"]["Source"]["BuildSpec"]
+    )
+    source_role = _stages(pipelined)[0]["Actions"][0]["RoleArn"]["Fn::GetAtt"][0]
+    assert users == {synth_role, source_role}
+    # CDK's own grant, for connections under the old prefix, stays beside it on both.
+    for role in users:
+        assert ("codestar-connections:UseConnection", CONNECTION) in role_permissions(template, role)
+
+
+@pytest.mark.parametrize(
+    ("arn", "service"),
+    [
+        (CONNECTION, "codeconnections"),
+        (CONNECTION.replace("codeconnections", "codestar-connections"), "codestar-connections"),
+        (CONNECTION.replace("arn:aws:", "arn:aws-us-gov:"), "codeconnections"),
+    ],
+)
+def test_the_connections_service_prefix_is_read_from_its_arn(arn: str, service: str) -> None:
+    assert _connection_service(arn) == service
+
+
+def test_the_pipeline_updates_itself_with_the_pinned_cli_and_one_project_publishes_every_asset(
+    pipelined: Assembly,
+) -> None:
+    template = pipelined.templates["genai-pipeline"]
+    pinned = json.loads((ROOT / "package.json").read_text())["devDependencies"]["aws-cdk"]  # what make runs
+    (mutation,) = [
+        json.loads(spec)
+        for p in resources(template, "AWS::CodeBuild::Project").values()
+        if isinstance(spec := p["Properties"]["Source"]["BuildSpec"], str) and "deploy genai-pipeline" in spec
+    ]
+    assert mutation["phases"]["install"]["commands"] == [f"npm install -g aws-cdk@{pinned}"]
+    (assets,) = [s for s in _stages(pipelined) if s["Name"] == "Assets"]
+    assert [a["Name"] for a in assets["Actions"]] == ["FileAssets"]
+
+
 def test_who_confirms_broadened_permissions_is_told_on_an_encrypted_topic(pipelined: Assembly) -> None:
     template = pipelined.templates["genai-pipeline"]
     topic = props(template, "AWS::SNS::Topic", "Approvals")
@@ -156,7 +206,8 @@ def test_with_every_workload_promoted_there_is_no_sandbox_stage_and_without_emai
 
 
 def test_tier_pipeline_needs_the_pipeline_enabled(cdk_context: dict[str, Any]) -> None:
-    context = {**cdk_context, "tier": "pipeline"}
+    # Off here whatever cdk.json says: a repository that enables its pipeline runs this suite too.
+    context = {**cdk_context, "tier": "pipeline", "blueprint.pipeline": {"enabled": False}}
     with pytest.raises(ConfigError, match=r"^tier = 'pipeline': blueprint.pipeline.enabled is false; allowed: "):
         pipeline_selected(context, load_config(context))
 
