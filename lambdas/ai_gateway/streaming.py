@@ -71,6 +71,8 @@ PIECE_FLOORS = (0, 250, 500)  # the shortest first, second, third piece; later o
 SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*\s+|[。！？]\s*|\n\s*")
 WHITESPACE = re.compile(r"\s+")
 DONE = b"data: [DONE]\n\n"
+# A lone surrogate: a model's text can hold one (Bedrock's JSON events can escape one), UTF-8 cannot.
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class StreamingUnsupportedError(Exception):
@@ -484,4 +486,7 @@ def _count(value: Any) -> int:
 
 
 def _sse(body: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode() + b"\n\n"
+    """One event, UTF-8: a lone surrogate is sent as U+FFFD (what a decoder shows for a byte that
+    is not UTF-8) rather than ending the stream with an exception."""
+    text = LONE_SURROGATE.sub("\ufffd", json.dumps(body, separators=(",", ":"), ensure_ascii=False))
+    return b"data: " + text.encode() + b"\n\n"

@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings, strategies as st
+from hypothesis import HealthCheck, assume, example, given, settings, strategies as st
 
 from ai_gateway import handler, jobs
 from ai_gateway.jobs_contract import GatewayJobsSettings, JobStatus
@@ -53,10 +53,21 @@ SETTINGS = dict(max_examples=150, deadline=None, suppress_health_check=[HealthCh
 
 
 class StreamingBedrock(AnsweringBedrock):
-    """AnsweringBedrock that also streams: a two-delta answer."""
+    """AnsweringBedrock that also streams: ``texts`` as the answer, in both."""
+
+    texts: tuple[str, ...] = ("Hi", ".")
+
+    def converse(self, **_: Any) -> dict[str, Any]:
+        return {
+            "output": {"message": {"content": [{"text": "".join(self.texts)}]}},
+            "usage": {"inputTokens": 5, "outputTokens": 2},
+        }
 
     def converse_stream(self, **_: Any) -> dict[str, Any]:
-        return {"stream": FakeEventStream(answer(["Hi", "."]), [])}
+        return {"stream": FakeEventStream(answer(list(self.texts)), [])}
+
+
+BEDROCK = StreamingBedrock()
 
 
 class MemoryJobs:
@@ -100,7 +111,7 @@ def log_lines_are_never_lost() -> Iterator[None]:
 @pytest.fixture(scope="module", autouse=True)
 def fakes() -> Iterator[None]:
     patch = pytest.MonkeyPatch()
-    deps = model_only(StreamingBedrock())
+    deps = model_only(BEDROCK)
     patch.setattr(handler, "dependencies", lambda: deps)
     patch.setattr(handler, "policy", lambda: POLICY)
     environment(patch)
@@ -395,3 +406,37 @@ def test_chat_completions_answer_or_refuse_in_openais_shape(
         assert set(answer.body["error"]) == {"message", "type", "param", "code"}, answer.body
     else:
         assert answer.body["object"] == "chat.completion"
+
+
+@settings(**SETTINGS)  # type: ignore[arg-type]
+@example(texts=["\ud800"], streaming=True)  # a lone surrogate once raised UnicodeEncodeError mid-stream
+@given(
+    texts=st.lists(
+        hostile_text(20) | st.sampled_from(["\ud83d", "\ude00", "</s>", "data: [DONE]\n\n"]), min_size=1, max_size=4
+    ),
+    streaming=st.booleans(),
+)
+def test_whatever_the_model_answers_the_caller_gets_json_or_a_utf8_stream(texts: list[str], streaming: bool) -> None:
+    """The model is an upstream like any other: text it streams (a lone surrogate included, which
+    Bedrock's JSON events can carry) is never a 500, nor a stream cut off by an exception; the
+    stream is UTF-8, each event JSON, and it ends with [DONE] or the upstream's error event."""
+    body = {"messages": [{"role": "user", "content": "Hello"}], "stream": streaming}
+    request = event(("POST", "/v1/chat/completions"), json.dumps(body), {}, None, GOLD, False, False)
+    BEDROCK.texts = tuple(texts)
+    try:
+        response = handler.stream_handler(request, FakeContext())
+        if isinstance(response, StreamedResponse):
+            sent = b"".join(response.body).decode()  # UTF-8 throughout
+            events = [line.removeprefix("data: ") for line in sent.rstrip().split("\n\n")]
+            for data in events[:-1]:
+                json.loads(data)
+            last = sent.rstrip().rpartition("\n\n")[2]
+            if last != "data: [DONE]":  # or the upstream's failure as OpenAI's error event
+                assert json.loads(last.removeprefix("data: "))["error"]["code"] == "upstream_error", sent
+            return
+    finally:
+        BEDROCK.texts = StreamingBedrock.texts
+    answer = http_result(response)
+    assert isinstance(answer.body, dict)
+    if answer.status != 200:  # no text at all is the model's failure, not the caller's
+        assert (answer.status, answer.body["error"]["code"]) == (502, "upstream_error"), answer.body
