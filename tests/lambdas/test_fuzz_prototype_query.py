@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from prototype_query import handler
 from shared.aws_errors import PLATFORM_CODES, THROTTLING_CODES
@@ -162,3 +162,84 @@ def test_an_upstream_failure_is_never_a_5xx_without_json_nor_the_platforms_fault
     if 400 <= answer.status < 500 and answer.status != 429:
         assert answer.body["error"] == "upstream_rejected"
         assert code not in PLATFORM_CODES
+
+
+class Answering(AnyCall):
+    """AnyCall answering ``response`` (any shape) to every call."""
+
+    response: Any = None
+
+    def retrieve_and_generate(self, **_: Any) -> Any:
+        return self.response
+
+    def retrieve(self, **_: Any) -> Any:
+        return self.response
+
+    def converse(self, **_: Any) -> Any:
+        return self.conversed
+
+    conversed: Any = None
+
+
+def shaped_like(example: dict[str, Any]) -> st.SearchStrategy[Any]:
+    """``example`` with any of its values (at any depth) replaced by any JSON value."""
+    if isinstance(example, dict):
+        return st.fixed_dictionaries({key: shaped_like(value) | json_values for key, value in example.items()})
+    if isinstance(example, list):
+        return st.lists(shaped_like(example[0]) | json_values, max_size=3) if example else st.just([])
+    return st.just(example) | json_values
+
+
+knowledge_base_answers = shaped_like(
+    {
+        "output": {"text": "An answer."},
+        "citations": [
+            {
+                "retrievedReferences": [
+                    {"content": {"text": "A passage."}, "location": {"s3Location": {"uri": "s3://b/a"}}}
+                ]
+            }
+        ],
+    }
+)
+model_texts = st.sampled_from(["An answer [1].", "[2] and [0] and [-1]", "[" + "9" * 5000 + "]", "[١]", ""]) | st.text(
+    max_size=30
+)
+converse_answers = st.builds(
+    lambda text, shaped: shaped if text is None else {"output": {"message": {"content": [{"text": text}]}}},
+    st.none() | model_texts,
+    shaped_like({"output": {"message": {"content": [{"text": "An answer [1]."}]}}}),
+)
+kendra_answers = shaped_like(
+    {"ResultItems": [{"Content": "A passage.", "DocumentURI": "s3://b/documents/a", "DocumentTitle": "A"}]}
+)
+
+
+@settings(**SETTINGS)  # type: ignore[arg-type]
+@example(  # an answer citing a passage number int() will not read (4,301 digits and more)
+    response={"ResultItems": [{"Content": "A passage."}]},
+    conversed={"output": {"message": {"content": [{"text": "[" + "9" * 5000 + "]"}]}}},
+    source="kendra",
+)
+@given(
+    response=knowledge_base_answers | kendra_answers | json_values,
+    conversed=converse_answers,
+    source=st.sampled_from(["knowledge_base", "kendra"]),
+)
+def test_an_upstream_answer_of_any_shape_is_a_200_or_a_502_never_a_500(
+    response: Any, conversed: Any, source: str
+) -> None:
+    """What RetrieveAndGenerate, Retrieve or Converse answer is the upstream's: an answer of the
+    wrong shape is its failure (a 502), never the function's (a 500)."""
+    answering = Answering()
+    answering.response, answering.conversed = response, conversed
+    clients = handler.Clients(agent_runtime=answering, kendra=answering, bedrock=answering)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(handler, "clients", lambda: clients)
+        result = handler.lambda_handler(
+            function_url_event(json.dumps({"question": "Q?", "source": source})), FakeContext()
+        )
+    answer = check(result)
+    assert answer.status in (200, 502), answer.body
+    if answer.status == 502:
+        assert answer.body["error"] == "upstream_error", answer.body
