@@ -501,6 +501,16 @@ def observability(key: str, value: Any) -> Mutation:
             "less than or equal to 0.99",
             id="relevance-above-bedrocks-range",
         ),
+        pytest.param(
+            lambda raw: (
+                at("production", "output_types", "report", "units", value=5)(raw),
+                in_staff("output_quotas", "report", "limit", value=4)(raw),
+            ),
+            "blueprint.production.groups.staff.output_quotas.report.limit: ",
+            "below the 5 units one report output takes: no report could ever be delivered; "
+            "allowed: 0 (none) or at least 5",
+            id="quota-below-one-output",
+        ),
     ],
 )
 def test_a_value_that_can_never_work_is_named_with_its_bound(mutate: Mutation, key: str, allowed: str) -> None:
@@ -526,6 +536,9 @@ def test_the_bounds_themselves_load() -> None:
         observability("p99_latency_ms", 899_999),
         observability("guardrail_interventions_per_5_minutes", 3_000_000),
         at("production", "guardrail", "grounding_threshold", value=0.99),
+        at("production", "output_types", "report", "units", value=5),
+        in_staff("output_quotas", "report", "limit", value=5),  # exactly one report
+        in_staff("output_quotas", "chat", "limit", value=0),  # none, said plainly
     ]
 
     def mutate(raw: dict[str, Any]) -> None:

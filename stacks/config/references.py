@@ -24,7 +24,7 @@ from stacks.config.agents import AgentConfig
 from stacks.config.api import GATEWAY_MARGIN_SECONDS, ApiConfig
 from stacks.config.base import reraised
 from stacks.config.connectors import PullConnectorConfig, PushConnectorConfig
-from stacks.config.groups import GroupConfig
+from stacks.config.groups import GroupConfig, OutputTypeConfig
 from stacks.config.tools import BUILTIN_TOOLS
 
 # The error type of a broken reference; its message says what is wrong and what is allowed.
@@ -50,6 +50,7 @@ def reference_problems(production: Mapping[str, Any]) -> list[Problem]:
         _unique_tool_names,
         _rated_tools_exist,
         _groups_name_declared_things,
+        _quotas_fit_one_output,
         _agents_serve_declared_outputs_once,
         _connectors_use_declared_classifications,
     )
@@ -155,6 +156,23 @@ def _group_output_types_declared(name: str, group: Mapping[str, Any], declared: 
                 ", ".join(declared.output_types),
                 output,
             )
+
+
+def _quotas_fit_one_output(production: Mapping[str, Any], declared: _Declared) -> Iterator[Problem]:
+    """A quota below the units one output of its type takes admits nothing, ever: the ledger refuses
+    every request of that type for that group (0 is how a quota says none)."""
+    types = _mapping(production.get("output_types"), {})
+    for name, group in _entries(production.get("groups")):
+        for output, quota in _entries(_mapping(group, {}).get("output_quotas")):
+            units = _field(OutputTypeConfig, _mapping(types.get(output), {}), "units")
+            limit = _mapping(quota, {}).get("limit")
+            if isinstance(units, int) and isinstance(limit, int) and not isinstance(limit, bool) and 0 < limit < units:
+                yield Problem(
+                    ("groups", name, "output_quotas", output, "limit"),
+                    f"below the {units} units one {output} output takes: no {output} could ever be delivered",
+                    f"0 (none) or at least {units}",
+                    limit,
+                )
 
 
 def _group_tools_declared(name: str, group: Mapping[str, Any], declared: _Declared) -> Iterator[Problem]:
