@@ -19,6 +19,7 @@ from shared.field_paths import value_at
 from shared.runtime_config import DocumentReader
 
 logger = Logger()
+OVERRIDES = ("claimsOverrideDetails", "claimsAndScopeOverrideDetails")  # the V1 and the V2/V3 answer
 
 
 @cache
@@ -72,6 +73,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     groups_of_user = member_of(event)
     claims = claims_for(groups_of_user)
     logger.info("token claims", extra={"group": claims.get(GROUP_CLAIM, "none"), "groups_seen": len(groups_of_user)})
+    # The event's response keeps its other fields, never an override of either version's shape:
+    # only the claims chosen here travel back to Cognito.
     response = event.get("response")
-    event["response"] = {**(response if isinstance(response, dict) else {}), **overrides(event.get("version"), claims)}
+    kept = {k: v for k, v in response.items() if k not in OVERRIDES} if isinstance(response, dict) else {}
+    event["response"] = {**kept, **overrides(event.get("version"), claims)}
     return event
