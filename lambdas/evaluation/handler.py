@@ -10,20 +10,24 @@ The subscription delivers turn lines only, so a line this cannot read, or a turn
 cannot be scored, is a rejected turn: counted and logged (its kind of fault, never its content),
 while the rest of the batch is scored. A tool or agent name no tool or agent can have (the model
 chooses tool names) is the dimension value ``invalid``, so the metric document stays within
-CloudWatch's limits.
+CloudWatch's limits. A batch that cannot be read at all (not base64, not gzip, over
+MAX_BATCH_BYTES once decompressed, not the subscription's JSON) is one rejected batch, logged by
+its kind of fault: retrying cannot make it readable.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
+import zlib
 from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.data_classes import CloudWatchLogsEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from evaluation.evaluator import GoldenCase, calls_from, load_golden_set, score
@@ -36,6 +40,18 @@ TURN = AGENT_TURN_MESSAGE
 # or an agent, far shorter than a CloudWatch dimension value may be (1,024).
 NAME = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 INVALID = "invalid"
+# Far above a subscription batch (CloudWatch Logs sends at most 1 MB of events a batch), far below
+# the function's memory: a payload that expands further is refused, not decompressed.
+MAX_BATCH_BYTES = 16 * 1024 * 1024
+GZIP = 16 + zlib.MAX_WBITS
+
+
+class UnreadableBatchError(ValueError):
+    """The subscription's payload cannot be read; ``kind`` says at which layer, never its content."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
 
 
 @cache
@@ -95,10 +111,51 @@ def publish(record: dict[str, Any]) -> dict[str, float] | None:
     return scores
 
 
-@event_source(data_class=CloudWatchLogsEvent)
+def log_messages(event: Any) -> tuple[list[str], int]:
+    """The log events' messages in the subscription's payload (none for its control message), and
+    how many events carry no message text; UnreadableBatchError when the payload cannot be read."""
+    data = event.get("awslogs") if isinstance(event, dict) else None
+    data = data.get("data") if isinstance(data, dict) else None
+    if not isinstance(data, str):
+        raise UnreadableBatchError("no awslogs data")
+    try:
+        compressed = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise UnreadableBatchError("not base64") from None
+    inflate = zlib.decompressobj(GZIP)
+    try:
+        raw = inflate.decompress(compressed, MAX_BATCH_BYTES + 1)
+    except zlib.error:
+        raise UnreadableBatchError("not gzip") from None
+    if len(raw) > MAX_BATCH_BYTES:
+        raise UnreadableBatchError("too large")
+    if not inflate.eof:
+        raise UnreadableBatchError("gzip cut short")
+    try:
+        payload = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise UnreadableBatchError("not JSON") from None
+    if not isinstance(payload, dict):
+        raise UnreadableBatchError("not a subscription payload")
+    if payload.get("messageType") == "CONTROL_MESSAGE":  # the subscription's health check
+        return [], 0
+    events = payload.get("logEvents")
+    if not isinstance(events, list):
+        raise UnreadableBatchError("no log events")
+    messages = [e.get("message") if isinstance(e, dict) else None for e in events]
+    texts = [message for message in messages if isinstance(message, str)]
+    return texts, len(messages) - len(texts)
+
+
 @logger.inject_lambda_context(clear_state=True)
-def lambda_handler(event: CloudWatchLogsEvent, context: LambdaContext) -> dict[str, int]:
-    records, rejected = turns([e.message for e in event.parse_logs_data().log_events])
+def lambda_handler(event: Any, context: LambdaContext) -> dict[str, int]:
+    try:
+        messages, without_text = log_messages(event)
+    except UnreadableBatchError as error:
+        logger.warning("log batch rejected", extra={"error": error.kind})
+        return {"turns": 0, "golden_cases": 0, "rejected": 1}
+    records, rejected = turns(messages)
+    rejected += without_text
     scored = 0
     for record in records:
         try:
