@@ -36,7 +36,7 @@ class ObjectRef:
 def object_ref(body: str) -> ObjectRef:
     try:
         event = json.loads(body)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):  # RecursionError: nested past the parser
         raise MalformedEventError("the message body is not JSON") from None
     if not isinstance(event, dict) or event.get("source") != "aws.s3" or event.get("detail-type") != "Object Created":
         raise MalformedEventError("not an S3 Object Created event")
@@ -95,7 +95,7 @@ def ocr_job(body: str) -> OcrJob | None:
     """The Textract notification in a message, or None when the message is not one (an S3 event)."""
     try:
         message = json.loads(body)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):  # RecursionError: nested past the parser
         return None
     if not isinstance(message, dict) or message.get("API") != OCR_API or "JobId" not in message:
         return None
