@@ -52,6 +52,7 @@ class Buckets:
 
 FINDING_ID = re.compile(r"[A-Za-z0-9-]{1,128}")  # Macie's are hex; it names a registry item and a folder
 FINDING_TYPE = re.compile(r"[A-Za-z0-9:/._-]{1,128}")  # e.g. SensitiveData:S3Object/Personal
+DOCUMENT_ID = re.compile(r"[0-9a-f]{32}")  # pipeline.document_id's
 SEVERITIES = frozenset({"Low", "Medium", "High"})
 MAX_BUCKET_CHARS = 255  # legacy bucket names are longer than today's 63
 
@@ -137,8 +138,13 @@ class Responder:
         return notice
 
     def _document(self, finding: Finding) -> str:
-        if finding.bucket == self._buckets.curated:  # curated keys are <prefix>/<document id>.txt[.metadata.json]
-            return PurePosixPath(finding.key).name.split(".", 1)[0]
+        """The document the object is a copy of. Curated keys are <prefix>/<document id>.txt[.metadata.json];
+        a curated key named otherwise (".x", "a/") is no document's copy, and an empty id is no
+        registry key: it gets the id of its own place, as an object elsewhere does."""
+        if finding.bucket == self._buckets.curated:
+            name = PurePosixPath(finding.key).name.split(".", 1)[0]
+            if DOCUMENT_ID.fullmatch(name):
+                return name
         return document_id(finding.bucket, finding.key)
 
     def _quarantine(self, finding: Finding) -> str | None:
