@@ -511,6 +511,16 @@ def observability(key: str, value: Any) -> Mutation:
             "allowed: 0 (none) or at least 5",
             id="quota-below-one-output",
         ),
+        pytest.param(
+            lambda raw: (
+                in_workload("stage", value="sandbox")(raw),
+                in_workload("outputs", "answer", "units", value=3)(raw),
+                in_workload("outputs", "answer", "quota", "limit", value=2)(raw),
+            ),
+            "blueprint.workloads.support.outputs.answer.quota.limit: ",
+            "below the 3 units one output takes: none could ever be delivered; allowed: 0 (none) or at least 3",
+            id="sandbox-workload-quota-below-one-output",  # refused now, not at promotion
+        ),
     ],
 )
 def test_a_value_that_can_never_work_is_named_with_its_bound(mutate: Mutation, key: str, allowed: str) -> None:

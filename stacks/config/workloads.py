@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from shared.meaning import Meaning
 from stacks.config.base import ConfigModel, KeyedError
@@ -80,6 +80,17 @@ class WorkloadOutput(ConfigModel):
         default=None, min_length=1, max_length=4000, description="The system prompt; null: generation.prompt."
     )
     quota: OutputQuota = Field(description="What each of the workload's groups may produce of it per period.")
+
+    @model_validator(mode="after")
+    def _quota_fits_one_output(self) -> WorkloadOutput:
+        # In sandbox stage too: a quota that could never admit one output fails now, not at promotion.
+        if 0 < self.quota.limit < self.units:
+            raise KeyedError(
+                ("quota", "limit"),
+                f"below the {self.units} units one output takes: none could ever be delivered",
+                allowed=f"0 (none) or at least {self.units}",
+            )
+        return self
 
 
 class WorkloadAgent(ConfigModel):

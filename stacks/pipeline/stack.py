@@ -57,8 +57,9 @@ INSTALL_COMMANDS = (
 SYNTH_COMMANDS = ("make test", "make synth TIER=pipeline")
 # Set-up, the suite and the synth: about 20 minutes on a medium machine (CodeBuild's default: 60).
 SYNTH_TIMEOUT = Duration.minutes(120)
-# The CDK CLI the pipeline's own steps run (self-mutation, the permissions check): the one package.json
-# pins for `make`, so the pipeline deploys with the CLI the suite was run with.
+# The CDK CLI the pipeline's self-update runs: the one package.json pins for `make`, so the pipeline
+# updates itself with the CLI the suite was run with. (CDK Pipelines' permissions check installs
+# the latest CLI whatever this says; asset publishing runs cdk-assets.)
 CLI_VERSION: str = json.loads((Path(__file__).resolve().parents[2] / "package.json").read_text())["devDependencies"][
     "aws-cdk"
 ]

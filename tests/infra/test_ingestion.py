@@ -175,9 +175,8 @@ def test_a_pull_source_capped_on_every_run_for_three_hours_alarms(
     for name in config.connectors.pull:
         logical = "".join(part.title() for part in name.split("-"))
         alarm = props(knowledge, "AWS::CloudWatch::Alarm", f"IngestionPull{logical}FallingBehind")
-        namespace = props(knowledge, "AWS::Lambda::Function", f"IngestionPull{logical}")["Environment"]["Variables"][
-            "POWERTOOLS_METRICS_NAMESPACE"
-        ]
+        environment = props(knowledge, "AWS::Lambda::Function", f"IngestionPull{logical}")["Environment"]["Variables"]
+        namespace, service = environment["POWERTOOLS_METRICS_NAMESPACE"], environment["POWERTOOLS_SERVICE_NAME"]
         queries = {q["Id"]: q for q in alarm["Metrics"]}
         assert queries["expr_1"]["Expression"] == "IF(runs > 0, capped / runs, 0)"
         assert queries["expr_1"]["ReturnData"] is True
@@ -186,10 +185,11 @@ def test_a_pull_source_capped_on_every_run_for_three_hours_alarms(
             assert queries[query_id]["ReturnData"] is False
             assert (stat["Metric"]["MetricName"], stat["Stat"], stat["Period"]) == (metric, statistic, 3600)
             assert stat["Metric"]["Namespace"] == namespace
-            # as the handler's Powertools metrics write them: its service, and the source
+            # as the function's Powertools metrics write them: its service, and the source
+            # (tests/lambdas/test_connector_resume.py checks what the handler writes)
             assert sorted(stat["Metric"]["Dimensions"], key=lambda d: d["Name"]) == [
                 {"Name": "Source", "Value": name},
-                {"Name": "service", "Value": "connector_pull"},
+                {"Name": "service", "Value": service},
             ]
         assert (alarm["Threshold"], alarm["ComparisonOperator"], alarm["EvaluationPeriods"]) == (
             1,

@@ -4,6 +4,7 @@ the cursor the last one stopped at, instead of failing every run after landing t
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -153,6 +154,18 @@ def test_a_capped_run_is_logged_and_counted_and_gives_the_lease_back(
     lines = printed(capsys)
     (capped,) = [line for line in lines if line.get("message") == "pull stopped at the page cap; the next run resumes"]
     assert (capped["level"], capped["source"], capped["pages"]) == ("WARNING", SOURCE.name, 2)
-    assert any(line.get("RunsCapped") in ([1.0], 1.0) for line in lines)
+    # One EMF document with what the falling-behind alarm divides (stacks/production/ingestion.py):
+    # the run capped, and the run counted (RecordsPulled's one value per finished run), under the
+    # dimension set the alarm names.
+    (document,) = [line for line in lines if "RunsCapped" in line]
+    assert (document["RunsCapped"], document["RecordsPulled"], document["Source"]) in [
+        (1.0, 2.0, SOURCE.name),
+        ([1.0], [2.0], SOURCE.name),
+    ]
+    (directive,) = document["_aws"]["CloudWatchMetrics"]
+    assert [sorted(dimensions) for dimensions in directive["Dimensions"]] == [["Source", "service"]]
+    assert {"RunsCapped", "RecordsPulled"} <= {metric["Name"] for metric in directive["Metrics"]}
+    # the function's POWERTOOLS_SERVICE_NAME, which tests/infra/test_ingestion.py matches to the alarm's
+    assert document["service"] == os.environ["POWERTOOLS_SERVICE_NAME"]
     assert not any("RunsFailed" in line for line in lines)
     assert pull.Lease(aws.dynamodb.Table("registry"), SOURCE.name, seconds=360).acquire("run-2")
