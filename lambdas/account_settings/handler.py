@@ -42,6 +42,8 @@ POLL_SECONDS = 10.0
 # Time kept back to answer CloudFormation when the setting is still not in place.
 MARGIN_SECONDS = 20.0
 Clients = Callable[[str], Any]
+SETTINGS = ("transaction_search", "model_invocation_logging", "macie", "api_gateway_logging")
+SHOWN_CHARS = 100
 
 
 class NotInPlace(Exception):  # noqa: N818 - the deployment's failure message
@@ -53,20 +55,50 @@ def _client(service: str) -> Any:
     return boto3.client(service, config=AWS)  # made once, reused by every look
 
 
+def shown(value: Any) -> str:
+    """A value of the event in a failure's reason: its repr, cut to SHOWN_CHARS (the reason is the
+    stack event's, and CloudFormation takes at most 4 KB of response)."""
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARS else f"{text[:SHOWN_CHARS]}..."
+
+
+def utf8(value: Any) -> bool:
+    """Whether a log line can hold ``value`` as it is: text without a lone surrogate (JSON can carry
+    one, Lambda's UTF-8 log stream cannot, and the line would be lost)."""
+    if not isinstance(value, str):
+        return value is None
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def setting_of(event: dict[str, Any]) -> str:
+    """The setting ``ResourceProperties.Setting`` names; ValueError naming what is wrong."""
+    props = event.get("ResourceProperties")
+    if not isinstance(props, dict):
+        raise ValueError(f"ResourceProperties is not an object: {shown(props)}")
+    setting = props.get("Setting")
+    if setting not in SETTINGS:
+        raise ValueError(f"unknown account setting {shown(setting)}: expected one of {', '.join(SETTINGS)}")
+    return str(setting)
+
+
 def previous(event: dict[str, Any]) -> dict[str, Any] | None:
     """An update's previous properties when they were the same setting's: another setting's are
     another model's (and a change of setting is a replacement, not an update of it)."""
     old = event.get("OldResourceProperties")
-    if isinstance(old, dict) and old.get("Setting") == event["ResourceProperties"]["Setting"]:
+    if isinstance(old, dict) and old.get("Setting") == setting_of(event):
         return old
     return None
 
 
 def adopt(event: dict[str, Any], clients: Clients) -> Outcome:
     """One look at the setting named by ``ResourceProperties.Setting``, changed where the tier owns it."""
+    setting = setting_of(event)
     props: dict[str, Any] = event["ResourceProperties"]
     old = previous(event)
-    setting = props["Setting"]
     if setting == "transaction_search":
         return transaction_search(
             clients("xray"),
@@ -81,7 +113,10 @@ def adopt(event: dict[str, Any], clients: Clients) -> Outcome:
             ModelInvocationLoggingProperties.model_validate(old) if old else None,
         )
     if setting == "macie":
-        token = hashlib.sha256(f"{event['StackId']}/{event['LogicalResourceId']}".encode()).hexdigest()[:64]
+        stack, resource = event.get("StackId"), event.get("LogicalResourceId")
+        if not isinstance(stack, str) or not isinstance(resource, str):
+            raise ValueError("the event has no StackId or LogicalResourceId (the Macie request's idempotency token)")
+        token = hashlib.sha256(f"{stack}/{resource}".encode()).hexdigest()[:64]
         return macie_session(
             clients("macie2"), clients("logs"), MacieProperties.model_validate(props), client_token=token
         )
@@ -91,7 +126,7 @@ def adopt(event: dict[str, Any], clients: Clients) -> Outcome:
             ApiGatewayLoggingProperties.model_validate(props),
             ApiGatewayLoggingProperties.model_validate(old) if old else None,
         )
-    raise ValueError(f"unknown account setting {setting!r}")
+    raise AssertionError(setting)  # (setting_of knows only the settings above)
 
 
 def adopt_until_in_place(
@@ -118,16 +153,21 @@ def adopt_until_in_place(
 
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if not isinstance(event, dict):
+        raise ValueError(f"not a custom resource event: {shown(event)}")
     request = event.get("RequestType")
     if request == "Delete":
         # CloudFormation sends the physical id on every delete; without one the Provider framework
         # keeps the event's own.
         deleted = event.get("PhysicalResourceId")
-        logger.info("left as it is: an adopted setting is never switched off", extra={"physical_id": deleted})
+        logger.info(
+            "left as it is: an adopted setting is never switched off",
+            extra={"physical_id": deleted if utf8(deleted) else shown(deleted)},
+        )
         return {"PhysicalResourceId": deleted} if deleted else {}
     if request not in ("Create", "Update"):
-        raise ValueError(f"unknown RequestType {request!r}: expected Create, Update or Delete")
-    setting = str(event["ResourceProperties"]["Setting"])
+        raise ValueError(f"unknown RequestType {shown(request)}: expected Create, Update or Delete")
+    setting = setting_of(event)
     physical_id = f"account-setting-{setting}"
     if request == "Update" and previous(event) is not None:
         physical_id = event.get("PhysicalResourceId") or physical_id
