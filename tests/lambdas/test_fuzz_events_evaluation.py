@@ -56,12 +56,17 @@ def line(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value
 
 
+ODD_MESSAGES = {
+    "empty": "",
+    "deep list": "[" * 5000,
+    "deep tool calls": '{"message": "agent turn", "tool_calls": [' + "[" * 3000 + "]}",
+}
 messages = st.one_of(
     turns.map(line),
     turns.map(json.dumps),  # with \\ud800 escapes: a lone surrogate once parsed
     json_values.map(json.dumps),
     hostile_text(30),
-    st.sampled_from(["", "[" * 5000, '{"message": "agent turn", "tool_calls": [' + "[" * 3000 + "]}"]),
+    st.sampled_from(sorted(ODD_MESSAGES)).map(ODD_MESSAGES.__getitem__),
 )
 log_events = st.fixed_dictionaries(
     {},

@@ -191,7 +191,7 @@ FINDING_ID = "5f1c1a6e2a0b4c8d9e0f1a2b3c4d5e6f"
 
 def mostly(good: st.SearchStrategy[Any], odd: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
     """A field Macie would send seven times in eight, anything else the eighth."""
-    return st.integers(0, 7).flatmap(lambda n: good if n else odd)
+    return st.integers(0, 7).flatmap(lambda n: odd if n == 7 else good)  # (hypothesis favours 0)
 
 
 @st.composite
