@@ -3,7 +3,7 @@ and any failure of its upstreams with JSON, never a 5xx the caller caused or a s
 refusal of the platform's own set-up (model access, a knowledge base or index that is not there)
 is a 502, never a 4xx that blames the caller.
 
-test_prototype_query_fuzz.py covers the bodies; AWS is fakes that always answer, or fail as told.
+AWS is fakes that always answer, or fail as told.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError
-from hypothesis import HealthCheck, example, given, settings, strategies as st
+from hypothesis import HealthCheck, event as event_note, example, given, settings, strategies as st
 
 from prototype_query import handler
 from shared.aws_errors import PLATFORM_CODES, THROTTLING_CODES
@@ -22,9 +22,21 @@ from tests.lambdas.conftest import FakeContext, function_url_event, http_result
 from tests.lambdas.gateway_fixtures import HOSTILE_BODIES
 from tests.lambdas.strategies import json_values
 from tests.lambdas.test_fuzz_gateway import hostile_text, log_lines_are_never_lost  # noqa: F401 - every log line is written
-from tests.lambdas.test_prototype_query_fuzz import AnyCall
 
 SETTINGS = dict(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+class AnyCall:
+    """Answers every AWS call with a valid canned response, so valid requests succeed."""
+
+    def retrieve_and_generate(self, **_: Any) -> dict[str, Any]:
+        return {"output": {"text": "An answer."}, "citations": []}
+
+    def retrieve(self, **_: Any) -> dict[str, Any]:
+        return {"ResultItems": [{"Content": "A passage.", "DocumentURI": "s3://b/documents/a", "DocumentTitle": "A"}]}
+
+    def converse(self, **_: Any) -> dict[str, Any]:
+        return {"output": {"message": {"role": "assistant", "content": [{"text": "An answer [1]."}]}}}
 
 
 class Failing(AnyCall):
@@ -79,6 +91,40 @@ def check(response: dict[str, Any]) -> Any:
     return answer
 
 
+request_like = st.fixed_dictionaries(
+    {},
+    optional={
+        "question": st.one_of(st.text(max_size=1200), json_values),
+        "source": st.one_of(st.sampled_from(["knowledge_base", "kendra"]), json_values),
+        "extra": json_values,
+    },
+)
+any_bodies = st.one_of(
+    request_like.map(json.dumps),
+    json_values.map(json.dumps),
+    st.text(max_size=300),
+    st.binary(max_size=200).map(lambda b: b.decode("latin-1")),
+    st.just("x" * 200_000),
+    st.sampled_from(list(HOSTILE_BODIES.values())),  # nesting, huge integers, NaN, surrogates
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=any_bodies, base64_encoded=st.booleans())
+def test_any_body_gets_json_with_200_or_a_4xx_reason(body: str, base64_encoded: bool) -> None:
+    FAKE.error = None
+    event = function_url_event(body)
+    event["isBase64Encoded"] = base64_encoded  # the body as it came: mostly not base64 at all
+    result = http_result(handler.lambda_handler(event, FakeContext()))
+    assert result.status in (200, 422), (result.status, result.body)
+    assert isinstance(result.body, dict)
+    if result.status == 200:
+        assert result.body["answer"]
+    else:
+        assert result.body["error"] == "invalid_request"
+        assert result.body["message"]
+
+
 headers = st.dictionaries(
     st.sampled_from(["content-type", "content-length", "host", "x-forwarded-for", "cookie", "authorization"])
     | hostile_text(20),
@@ -94,12 +140,21 @@ bodies = st.one_of(
 )
 
 
+# Mostly the function's one route, so the hostile headers, cookies and query strings reach it.
+other_routes = st.tuples(
+    st.sampled_from(["POST", "GET", "PUT", "OPTIONS", "post", ""]),
+    st.sampled_from(["/query", "/query/", "/", "/Query", "/query\n"]) | hostile_text(30),
+)
+routes = st.sampled_from([True, True, True, False]).flatmap(
+    lambda usual: st.just(("POST", "/query")) if usual else other_routes
+)
+
+
 @settings(**SETTINGS)  # type: ignore[arg-type]
 @given(
     body=bodies,
     headers=headers | st.none(),
-    method=st.sampled_from(["POST", "GET", "PUT", "OPTIONS", "post", ""]),
-    path=st.sampled_from(["/query", "/query/", "/", "/Query", "/query\n"]) | hostile_text(30),
+    route=routes,
     query=hostile_text(60),
     cookies=st.none() | st.lists(hostile_text(30), max_size=3),
     base64_encoded=st.booleans() | st.none(),
@@ -107,13 +162,13 @@ bodies = st.one_of(
 def test_any_request_gets_json_and_no_5xx(
     body: str | None,
     headers: dict[str, str] | None,
-    method: str,
-    path: str,
+    route: tuple[str, str],
     query: str,
     cookies: list[str] | None,
     base64_encoded: bool | None,
 ) -> None:
     FAKE.error = None
+    method, path = route
     event = function_url_event(body, path=path, method=method)
     event["headers"] = headers
     event["rawQueryString"] = query
@@ -122,6 +177,7 @@ def test_any_request_gets_json_and_no_5xx(
         event["cookies"] = cookies
     event["isBase64Encoded"] = base64_encoded
     answer = check(handler.lambda_handler(event, FakeContext()))
+    event_note(f"status {answer.status}")  # `pytest --hypothesis-show-statistics` shows the spread
     assert answer.status < 500, answer.body
 
 
