@@ -40,8 +40,9 @@ TURN = AGENT_TURN_MESSAGE
 # or an agent, far shorter than a CloudWatch dimension value may be (1,024).
 NAME = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 INVALID = "invalid"
-# Far above a subscription batch (CloudWatch Logs sends at most 1 MB of events a batch), far below
-# the function's memory: a payload that expands further is refused, not decompressed.
+# Far above a batch of the gateway's turn lines (the compressed batch fits one asynchronous
+# invocation's payload), well below the function's memory: a payload that expands further is
+# refused, not decompressed.
 MAX_BATCH_BYTES = 16 * 1024 * 1024
 GZIP = 16 + zlib.MAX_WBITS
 
