@@ -61,7 +61,7 @@ build/.agent-deps-installed: lambdas/agent/requirements.txt $(LAMBDA_PY) | $(VEN
 		--target $(AGENT_DEPS) -r lambdas/agent/requirements.txt
 	@# pip writes this machine's interpreter into the scripts' first line; on AgentCore the entrypoint
 	@# `opentelemetry-instrument` must start the runtime's own Python.
-	sed -i '1s|^#!.*python.*$$|#!/usr/bin/env python3|' $(AGENT_DEPS)/bin/*
+	$(BIN)/python -c "import pathlib, re, sys; [p.write_text(re.sub(r'\\A#!.*python.*', '#!/usr/bin/env python3', p.read_text(), count=1)) for p in map(pathlib.Path, sys.argv[1:]) if p.is_file()]" $(AGENT_DEPS)/bin/*
 	$(COMPILE) -s $(AGENT_DEPS) $(AGENT_DEPS)
 	touch $@
 

@@ -33,7 +33,7 @@ from tests.lambdas.gateway_fixtures import (
     model_only,
     rest_event,
 )
-from tests.lambdas.test_prototype_query_fuzz import AnyCall
+from tests.lambdas.test_fuzz_prototype_query import AnyCall
 
 CHAT = {"messages": [{"role": "user", "content": "Hello"}]}
 
