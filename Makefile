@@ -123,7 +123,7 @@ docs: $(VENV)/.installed ## regenerate docs/configuration.md from the config mod
 cfn-lint: synth ## cfn-lint every synthesized template
 	$(BIN)/cfn-lint
 
-bench: setup ## synth vs a one-bucket app; every function's cold import; gateway, OpenAI and streamed routes and telemetry overhead; time to the first streamed byte; the critical path at in-region latencies (BASELINE=<rev> beside it) and guardrail characters per turn; legacy tool answer size; ingestion rate and memory; agent start-up, asset and turn overhead (old vs new); production synth at 3/30/100 groups
+bench: setup ## synth vs a one-bucket app; every function's cold import; gateway, OpenAI and streamed routes and telemetry overhead; time to the first streamed byte; the critical path at in-region latencies (BASELINE=<rev> beside it) and guardrail characters per turn; legacy tool answer size; ingestion rate and memory; agent start-up, asset and turn overhead (old vs new); production synth at 3/30/100 groups; the pipeline's zipped cloud assembly against the 256 MB limit
 	$(BIN)/python bench/synth_bench.py
 	@# (synth_bench leaves cdk.out synthesized: the cold-import bench reads the functions from it)
 	$(BIN)/python bench/cold_start_bench.py
@@ -134,6 +134,7 @@ bench: setup ## synth vs a one-bucket app; every function's cold import; gateway
 	$(BIN)/python bench/ingestion_bench.py
 	$(BIN)/python bench/agent_bench.py
 	$(BIN)/python bench/scale_bench.py
+	$(BIN)/python bench/pipeline_artifact_bench.py
 
 mutate: $(VENV)/.installed $(VENV)/.mutate-installed ## mutation testing of the money and access paths (slow; not in make test); TARGET=<name> for one; scores in docs/mutation.md
 	$(BIN)/python tools/mutate.py $(if $(TARGET),--target $(TARGET))
