@@ -62,16 +62,13 @@ def shown(value: Any) -> str:
     return text if len(text) <= SHOWN_CHARS else f"{text[:SHOWN_CHARS]}..."
 
 
-def utf8(value: Any) -> bool:
-    """Whether a log line can hold ``value`` as it is: text without a lone surrogate (JSON can carry
-    one, Lambda's UTF-8 log stream cannot, and the line would be lost)."""
-    if not isinstance(value, str):
-        return value is None
-    try:
-        value.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
+def loggable(value: Any) -> Any:
+    """``value`` as a log line can hold it: text with a lone surrogate written as its escape (JSON
+    can carry one, Lambda's UTF-8 log stream cannot, and the line would be lost), anything else
+    that is not null as its shortened repr."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode()
+    return value if value is None else shown(value)
 
 
 def setting_of(event: dict[str, Any]) -> str:
@@ -162,7 +159,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         deleted = event.get("PhysicalResourceId")
         logger.info(
             "left as it is: an adopted setting is never switched off",
-            extra={"physical_id": deleted if utf8(deleted) else shown(deleted)},
+            extra={"physical_id": loggable(deleted)},
         )
         return {"PhysicalResourceId": deleted} if deleted else {}
     if request not in ("Create", "Update"):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from aws_cdk import App, Environment, Stack, Stage
 
@@ -17,6 +17,8 @@ from stacks.production.knowledge import KnowledgeStack
 from stacks.production.observability import ObservabilityStack
 from stacks.production.tools import ToolsStack
 
+S = TypeVar("S", bound=Stack)
+
 
 def production_stacks(app: App | Stage, *, prefix: str, config: ProductionConfig) -> list[Stack]:
     """Foundation (key, log archive) -> identity -> knowledge store and pipeline -> tools -> agents
@@ -24,61 +26,48 @@ def production_stacks(app: App | Stage, *, prefix: str, config: ProductionConfig
     observability."""
     env = Environment(account=config.account, region=config.region)
 
-    def at(id: str) -> dict[str, Any]:
-        """Where a stack goes, named as its id also in a pipeline's stage (which would prefix it)."""
-        return {"env": env, "stack_name": id}
+    def place(stack: type[S], id: str, **props: Any) -> S:
+        """A stack of the tier in its environment, named as its id also in a pipeline's stage (which
+        would prefix it)."""
+        return stack(app, id, env=env, stack_name=id, **props)
 
     name = f"{prefix}-production"
-    foundation = FoundationStack(app, f"{name}-foundation", prefix=prefix, config=config, **at(f"{name}-foundation"))
-    identity = IdentityStack(app, f"{name}-identity", context=foundation.context, **at(f"{name}-identity"))
+    foundation = place(FoundationStack, f"{name}-foundation", prefix=prefix, config=config)
+    identity = place(IdentityStack, f"{name}-identity", context=foundation.context)
     tier = foundation.context.with_identity(identity.user_pool, identity.client)
-    knowledge = KnowledgeStack(
-        app, f"{name}-knowledge", context=tier, access_logs=foundation.access_logs, **at(f"{name}-knowledge")
-    )
-    tools = ToolsStack(
-        app, f"{name}-tools", context=tier, knowledge_base=knowledge.knowledge_base, **at(f"{name}-tools")
-    )
-    agents = AgentsStack(app, f"{name}-agents", context=tier, **at(f"{name}-agents"))
+    knowledge = place(KnowledgeStack, f"{name}-knowledge", context=tier, access_logs=foundation.access_logs)
+    tools = place(ToolsStack, f"{name}-tools", context=tier, knowledge_base=knowledge.knowledge_base)
+    agents = place(AgentsStack, f"{name}-agents", context=tier)
     agent_stacks = {
-        agent: AgentStack(
-            app,
+        agent: place(
+            AgentStack,
             agent_stack_name(name, agent),
             context=tier,
             name=agent,
             agent=settings,
             agents=agents,
             tools_gateway=tools.gateway,
-            **at(agent_stack_name(name, agent)),
         )
         for agent, settings in config.agents.items()
     }
     runtimes = {agent: stack.runtime for agent, stack in agent_stacks.items()}
-    gateway = GatewayStack(
-        app,
-        f"{name}-gateway",
-        context=tier,
-        agent_runtimes=runtimes,
-        agent_memory=agents.memory,
-        **at(f"{name}-gateway"),
-    )
+    gateway = place(GatewayStack, f"{name}-gateway", context=tier, agent_runtimes=runtimes, agent_memory=agents.memory)
     # The groups' API keys, usage plans and the authorizer's keys document: after the gateway, which
     # names nothing of them (its authorizer reads the document by name), so its size is flat in groups.
-    gateway_keys = GatewayKeysStack(
-        app,
+    gateway_keys = place(
+        GatewayKeysStack,
         f"{name}-gateway-keys",
         context=tier,
         api=gateway.api,
         authorizer_role_name=gateway.authorizer_role.role_name,
-        **at(f"{name}-gateway-keys"),
     )
-    observability = ObservabilityStack(
-        app,
+    observability = place(
+        ObservabilityStack,
         f"{name}-observability",
         context=tier,
         gateway_function=gateway.function,
         agent_runtimes=runtimes,
         dead_letters=knowledge.ingestion.dlq,
-        **at(f"{name}-observability"),
     )
     return [
         foundation,
