@@ -20,7 +20,6 @@ from functools import cache
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
@@ -35,8 +34,9 @@ from account_settings.settings import (
     model_invocation_logging,
     transaction_search,
 )
+from shared.logs import service_logger
 
-logger = Logger()
+logger = service_logger()
 AWS = Config(retries={"mode": "standard", "total_max_attempts": 5})
 POLL_SECONDS = 10.0
 # Time kept back to answer CloudFormation when the setting is still not in place.

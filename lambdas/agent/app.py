@@ -34,7 +34,6 @@ from functools import cache
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger
 from bedrock_agentcore.runtime import BedrockAgentCoreApp, PingStatus, RequestContext
 from botocore.config import Config
 from starlette.middleware import Middleware
@@ -49,6 +48,7 @@ from shared.agent_memory import actor_id
 from shared.aws_errors import Kind, UpstreamError
 from shared.bodies import clip
 from shared.headers import AGENT_SESSION_HEADER, CALLER_TOKEN_HEADER, CONVERSATION_HEADER
+from shared.logs import service_logger
 from shared.runtime_config import DocumentReader, RuntimeConfigError
 from shared.telemetry import CONVERSATION
 from shared.tokens import GROUP_CLAIM, InvalidToken, TokenVerifier
@@ -58,7 +58,7 @@ MAX_TOOL_PAGES = 20  # tools/list pages read per turn (a gateway that pages fore
 # A refusal names what the caller sent only this far: a caller-sized name would make a caller-sized answer.
 ECHOED_NAMES = 3
 BODY_SHAPE = 'body: {"prompt": "..."} or {"messages": [...]}, the last one the user\'s'
-logger = Logger()
+logger = service_logger()
 
 # A tools session for one caller: entered for the turn, it yields that caller's Strands tools.
 ToolsFor = Callable[[str, str], AbstractContextManager[list[Any]]]

@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from functools import cache
 from typing import Any, Final, TypeVar
 
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.logging import correlation_paths
@@ -73,12 +73,13 @@ from shared.aws_errors import INVALID_RESPONSE, RETRY_AFTER_SECONDS, UpstreamErr
 from shared.bearer import InvalidToken, bearer  # not shared.tokens: PyJWT and cryptography stay unloaded
 from shared.bodies import BodyError, body_bytes, clip, problems
 from shared.claims import CONTEXT_GROUP, CONTEXT_USER
+from shared.logs import service_logger
 from shared.runtime_config import DocumentReader, RuntimeConfigError, appconfig_fetch
 
 # Cold start matters at the front door: bodies are validated with pydantic directly (Powertools'
 # OpenAPI validation adds ~40 ms of imports) and spans come from Lambda's active tracing rather
 # than the X-Ray SDK (~80 ms of imports).
-logger = Logger()
+logger = service_logger()
 metrics = Metrics()
 telemetry = Telemetry(metrics, logger)
 app = APIGatewayRestResolver()

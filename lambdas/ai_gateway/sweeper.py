@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
@@ -32,9 +31,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ai_gateway import clients
 from ai_gateway.jobs_contract import JobMetric, SweeperSettings
 from ai_gateway.ledger import Ledger
+from shared.logs import service_logger
 from shared.telemetry import emit
 
-logger = Logger()
+logger = service_logger()
 FUNCTION_DIMENSION = "Function"
 SWEEPER = "LedgerSweeper"
 

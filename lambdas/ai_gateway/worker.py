@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ai_gateway import clients
@@ -31,8 +31,9 @@ from ai_gateway.ledger import Ledger
 from ai_gateway.router import ModelRouter
 from ai_gateway.telemetry import Telemetry
 from shared.aws_errors import UpstreamError, call
+from shared.logs import service_logger
 
-logger = Logger()
+logger = service_logger()
 metrics = Metrics()
 telemetry = Telemetry(metrics, logger)
 clock = Clock()

@@ -35,7 +35,7 @@ from functools import cache
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
@@ -47,9 +47,10 @@ from shared.bodies import problems
 from shared.field_paths import value_at
 from shared.landing import Record, document, land
 from shared.legacy_client import LegacyClient, client_for
+from shared.logs import service_logger
 from shared.tool_errors import ToolError
 
-logger = Logger()
+logger = service_logger()
 metrics = Metrics()
 MAX_PAGES = 1000  # per run: the next run resumes from the cursor
 # The longest cursor followed: it goes into a URL's query and, at the page cap, into the registry

@@ -16,7 +16,7 @@ from functools import cache
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
@@ -28,8 +28,9 @@ from pydantic_core import from_json
 from connector_push.contract import Settings
 from shared.bodies import BodyError, body_bytes, problems
 from shared.landing import Record, document, land
+from shared.logs import service_logger
 
-logger = Logger()
+logger = service_logger()
 metrics = Metrics()
 app = APIGatewayRestResolver()
 

@@ -26,15 +26,15 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from evaluation.evaluator import GoldenCase, calls_from, load_golden_set, score
+from shared.logs import service_logger
 from shared.observability import AGENT_TURN_MESSAGE, Dimension, Metric
 from shared.telemetry import emit_all
 
-logger = Logger()
+logger = service_logger()
 TURN = AGENT_TURN_MESSAGE
 # Longer than any name the tier gives a tool (a 32-character target, "___", a 48-character tool)
 # or an agent, far shorter than a CloudWatch dimension value may be (1,024).

@@ -12,17 +12,17 @@ from functools import cache
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
 from gateway_authorizer.contract import ApiKeys, Settings
 from shared import snapstart
 from shared.claims import CONTEXT_GROUP, CONTEXT_KIND, CONTEXT_TIER, CONTEXT_USER
+from shared.logs import service_logger
 from shared.runtime_config import DocumentReader, appconfig_fetch
 from shared.tokens import GROUP_CLAIM, KIND_CLAIM, TIER_CLAIM, InvalidToken, TokenVerifier, bearer
 
-logger = Logger()
+logger = service_logger()
 
 
 class Unauthorized(Exception):  # noqa: N818 - API Gateway maps exactly this message to a 401

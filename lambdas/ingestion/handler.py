@@ -16,7 +16,7 @@ from functools import cache
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -36,11 +36,12 @@ from ingestion.pii import PiiScanner
 from ingestion.pipeline import Pipeline, document_id
 from ingestion.registry import DEAD_LETTERED, QUARANTINED, Registry, VersionRecord
 from shared.contract import variable
+from shared.logs import service_logger
 from shared.observability import Metric
 from shared.runtime_config import DocumentReader
 from shared.telemetry import stage
 
-logger = Logger()
+logger = service_logger()
 metrics = Metrics()
 # Report every failure as an item failure, even when the whole batch fails: SQS retries the same way.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)

@@ -17,7 +17,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
@@ -28,8 +28,9 @@ from ingestion.events import MAX_KEY_BYTES, utf8_within
 from ingestion.knowledge import KnowledgeBase
 from ingestion.pipeline import MISSING, CuratedStore, document_id, named_under
 from ingestion.registry import Registry
+from shared.logs import service_logger
 
-logger = Logger()
+logger = service_logger()
 metrics = Metrics()
 
 

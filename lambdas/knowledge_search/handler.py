@@ -9,7 +9,7 @@ from functools import cache
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
@@ -19,11 +19,12 @@ from pydantic import ValidationError
 from knowledge_search.contract import Arguments, Settings
 from shared.documents import CLASSIFICATION_KEY
 from shared.field_paths import value_at
+from shared.logs import service_logger
 from shared.observability import Metric
 from shared.telemetry import StageRecord, stage
 from shared.tool_errors import ToolError
 
-logger = Logger()
+logger = service_logger()
 metrics = Metrics()
 EXCERPT_CHARS = 600
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -18,12 +18,13 @@ from legacy_tools.adapters import Shape, Tool, registry
 from legacy_tools.contract import Settings, SingleCallTools
 from shared.bodies import clip
 from shared.legacy_client import LegacyClient, client_for
+from shared.logs import service_logger
 from shared.observability import Dimension, Metric
 from shared.runtime_config import DocumentReader
 from shared.tool_errors import ToolError
 from shared.tools import TOOL_NAME_KEY, unqualified
 
-logger = Logger()
+logger = service_logger()
 metrics = Metrics()
 
 

@@ -10,15 +10,15 @@ and the gateway's authorizer refuses them.
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from pre_token.contract import GatewayGroups, GroupClaims, Settings
 from shared.claims import GROUP_CLAIM, KIND_CLAIM, TIER_CLAIM
 from shared.field_paths import value_at
+from shared.logs import service_logger
 from shared.runtime_config import DocumentReader
 
-logger = Logger()
+logger = service_logger()
 OVERRIDES = ("claimsOverrideDetails", "claimsAndScopeOverrideDetails")  # the V1 and the V2/V3 answer
 
 

@@ -14,7 +14,7 @@ from functools import cache
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.event_handler import LambdaFunctionUrlResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.metrics import MetricUnit
@@ -27,8 +27,9 @@ from prototype_query.contract import Dimension, Metric, Settings
 from prototype_query.models import QueryRequest, Source
 from shared.aws_errors import RETRY_AFTER_SECONDS, UpstreamError
 from shared.bodies import BodyError, body_bytes, problems
+from shared.logs import service_logger
 
-logger = Logger()
+logger = service_logger()
 # Traced by Lambda's active tracing (each invocation a segment), as every function of the platform
 # is; no X-Ray SDK (Powertools' Tracer): it reaches end of support on 2027-02-25 (AWS recommends
 # OpenTelemetry), and its import was a third of this function's cold start. The Latency metric by

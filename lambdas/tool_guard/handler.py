@@ -56,12 +56,13 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.bodies import clip
 from shared.headers import CONVERSATION_HEADER
+from shared.logs import service_logger
 from shared.runtime_config import DocumentReader
 from shared.telemetry import CONVERSATION
 from shared.tokens import GROUP_CLAIM, InvalidToken, TokenVerifier, bearer
@@ -78,7 +79,7 @@ from shared.tools import (
 )
 from tool_guard.contract import Metric, Settings, ToolBindings
 
-logger = Logger()
+logger = service_logger()
 metrics = Metrics()
 VERSION = "1.0"
 AUTHORIZATION = "authorization"

@@ -27,13 +27,13 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import websockets
-from aws_lambda_powertools import Logger
 
+from shared.logs import service_logger
 from web_mcp.contract import GroupWeb, Step
 from web_mcp.errors import WebError, invalid, unavailable
 from web_mcp.fetch import Checker, Clock, Deadline
 
-logger = Logger(service="web-mcp")
+logger = service_logger("web-mcp")
 
 POLL_SECONDS = 0.05
 # Every document request pauses until answered (Cdp): frames and navigations, redirect hops included.

@@ -32,14 +32,14 @@ from urllib.parse import SplitResult, quote, urljoin, urlsplit
 
 import certifi
 import urllib3
-from aws_lambda_powertools import Logger
 from urllib3.exceptions import HTTPError as Urllib3Error
 
+from shared.logs import service_logger
 from web_mcp.addresses import Address, AddressPolicy, blocked_reason, parse
 from web_mcp.contract import GroupWeb, Settings, normalise_domain
 from web_mcp.errors import WebError, forbidden, invalid, unavailable
 
-logger = Logger(service="web-mcp")
+logger = service_logger("web-mcp")
 
 CHUNK = 16_384
 REDIRECTS = frozenset({301, 302, 303, 307, 308})

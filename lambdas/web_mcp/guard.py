@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.guardrail_findings import findings
+from shared.logs import service_logger
 from web_mcp.errors import forbidden, unavailable
 
-logger = Logger(service="web-mcp")
+logger = service_logger("web-mcp")
 
 
 class Guard:

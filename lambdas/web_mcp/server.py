@@ -20,12 +20,12 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import anyio
-from aws_lambda_powertools import Logger
 from mcp.server.lowlevel import Server
 from mcp.types import CallToolResult, ListToolsResult, TextContent, Tool
 from pydantic import ValidationError
 from starlette.applications import Starlette
 
+from shared.logs import service_logger
 from shared.tools import ToolSpec
 from web_mcp.contract import WEB_BROWSE, WEB_FETCH, WEB_TOOLS
 from web_mcp.errors import WebError, invalid, unavailable
@@ -34,7 +34,7 @@ from web_mcp.tools import WebTools
 HOST = "0.0.0.0"  # noqa: S104 - AgentCore Runtime's MCP contract
 PORT = 8000
 PATH = "/mcp"
-logger = Logger(service="web-mcp")
+logger = service_logger("web-mcp")
 
 
 def input_schema(spec: ToolSpec) -> dict[str, Any]:

@@ -1,0 +1,31 @@
+"""Powertools loggers whose every line reaches CloudWatch.
+
+Powertools writes log lines as JSON with non-ASCII characters as they are (``ensure_ascii=False``),
+so a line reads as its text. But a request, an event or an upstream answer can carry a lone
+surrogate (JSON escapes one: ``"\\ud800"``), which no UTF-8 stream can take: Lambda's stdout would
+refuse the line, logging would print a traceback instead, and the line would be lost. Such a line is
+written with JSON's escapes instead: the same JSON value, every character kept, nothing dropped.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+
+def serialize(record: dict[str, Any]) -> str:
+    """One log record as one JSON line that UTF-8 can carry."""
+    text = json.dumps(record, default=str, separators=(",", ":"), ensure_ascii=False)
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # a lone surrogate: written as its JSON escape
+        return json.dumps(record, default=str, separators=(",", ":"))
+    return text
+
+
+def service_logger(service: str | None = None) -> Logger:
+    """A function's Powertools logger (service from POWERTOOLS_SERVICE_NAME unless given) with
+    :func:`serialize`. The first logger of a service sets its format: create it with this."""
+    return Logger(service=service, json_serializer=serialize)

@@ -1,0 +1,63 @@
+"""Every function's log lines reach CloudWatch whatever text they carry (lambdas/shared/logs.py)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from hypothesis import given, strategies as st
+
+from agent import app as agent
+from shared.logs import serialize
+from tests.lambdas.test_entry_points import ENTRY_POINTS
+from web_mcp import browse, fetch, guard, server
+
+LOGGING_MODULES: dict[str, ModuleType] = {
+    **{name: entry.module for name, entry in ENTRY_POINTS.items()},
+    "agent": agent,
+    "web_mcp.server": server,
+    "web_mcp.fetch": fetch,
+    "web_mcp.browse": browse,
+    "web_mcp.guard": guard,
+}
+
+
+@given(st.dictionaries(st.text(), st.text() | st.integers() | st.lists(st.text())))
+def test_a_record_is_one_utf8_json_line_with_its_values_kept(record: dict[str, object]) -> None:
+    line = serialize(record)
+    line.encode()  # any text at all, lone surrogates included
+    assert "\n" not in line
+    assert json.loads(line) == record
+
+
+def test_text_stays_readable_unless_utf8_cannot_carry_it() -> None:
+    assert serialize({"message": "café ✓"}) == '{"message":"café ✓"}'
+    assert serialize({"message": "café \ud800"}) == '{"message":"caf\\u00e9 \\ud800"}'
+
+
+@pytest.mark.parametrize("name", LOGGING_MODULES)
+def test_each_function_logs_a_lone_surrogate_as_its_escape(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    logger = LOGGING_MODULES[name].logger
+    capsys.readouterr()
+    logger.warning("upstream said \ud83d", extra={"answer": "\udfff!"})
+    out = capsys.readouterr().out
+    out.encode()  # what Lambda's UTF-8 stdout takes
+    lines = [json.loads(text) for text in out.splitlines() if text.startswith("{")]
+    assert [(line["message"], line["answer"]) for line in lines] == [("upstream said \ud83d", "\udfff!")]
+
+
+def test_every_function_logger_is_made_by_service_logger() -> None:
+    """In one process (as here) loggers without a service name share one handler, so the test above
+    cannot tell the modules apart; this one reads their source. A child logger uses its parent's."""
+    functions = Path(agent.__file__ or "").parents[1]
+    made_directly = sorted(
+        f"{path.relative_to(functions)}: {line.strip()}"
+        for path in functions.rglob("*.py")
+        if path.name != "logs.py"
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if re.search(r"\bLogger\((?!child=True\))", line)
+    )
+    assert made_directly == []
