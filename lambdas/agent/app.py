@@ -18,7 +18,9 @@ The groups an agent serves, and their models, are its entry in the AgentGroups r
 an agent with no document readable yet answers 503 (retry), never a stack trace.
 
 A body ``json.loads`` cannot read (not JSON, not UTF-8, nested past the recursion limit, an
-integer past Python's digit limit) gets a 400 ``invalid_request`` before the SDK parses it.
+integer past Python's digit limit) gets a 400 ``invalid_request`` before the SDK parses it, and a
+body past ``MAX_BODY_BYTES`` (AgentCore Runtime's own payload limit) a 413 ``too_large`` before
+it is read into memory: the SDK would read any body whole.
 """
 
 from __future__ import annotations
@@ -54,6 +56,9 @@ from shared.telemetry import CONVERSATION
 from shared.tokens import GROUP_CLAIM, InvalidToken, TokenVerifier
 
 MAX_INSTRUCTIONS = 4000
+# AgentCore Runtime's largest request payload (100 MB, not adjustable): the runtime never passes a
+# larger one, and the agent run anywhere else reads no more.
+MAX_BODY_BYTES = 100 * 1000 * 1000
 MAX_TOOL_PAGES = 20  # tools/list pages read per turn (a gateway that pages forever is cut off)
 # A refusal names what the caller sent only this far: a caller-sized name would make a caller-sized answer.
 ECHOED_NAMES = 3
@@ -70,6 +75,7 @@ class RefusedError(Exception):
         self.status = status
         self.error = error
         self.message = message
+        self.headers: dict[str, str] | None = None  # the answer's own (a 405's Allow)
 
 
 @dataclass
@@ -214,9 +220,12 @@ def _request(body: Any, group: GroupModels) -> TurnRequest:
     instructions = body.get("instructions")
     if instructions is not None and (not isinstance(instructions, str) or len(instructions) > MAX_INSTRUCTIONS):
         raise RefusedError(400, "invalid_request", f"instructions: a string of at most {MAX_INSTRUCTIONS} characters")
-    models = body.get("models") or [group.default]
-    if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
-        raise RefusedError(400, "invalid_request", "models: a list of model ids")
+    models = body.get("models")
+    if models is None:
+        models = [group.default]
+    # Only an absent models means the default: 0, "", {} or [] is a mistake, not "no preference".
+    if not isinstance(models, list) or not models or not all(isinstance(m, str) for m in models):
+        raise RefusedError(400, "invalid_request", "models: a non-empty list of model ids")
     outside = [m for m in models if m not in group.allowed]
     if outside:
         raise RefusedError(403, "model_forbidden", f"not available to this group: {_echoed(outside)}")
@@ -244,8 +253,13 @@ def _refusal(refused: RefusedError, session: str) -> tuple[int, dict[str, Any]]:
     return refused.status, {"error": refused.error, "message": refused.message, "session_id": session}
 
 
+# The runtime contract's routes (BedrockAgentCoreApp's; its /ws is a websocket route) and their methods.
+ROUTES = {"/invocations": ("POST",), "/ping": ("GET", "HEAD")}
+
+
 class ReadableBody:
-    """ASGI middleware: POST /invocations reaches the SDK only with a body ``json.loads`` reads.
+    """ASGI middleware: POST /invocations reaches the SDK only with a body ``json.loads`` reads
+    (at most ``MAX_BODY_BYTES`` of it), and any other path or method gets the agent's JSON 404 or 405.
 
     The SDK parses the body itself and answers a 400 only for a JSON or encoding error: a body
     nested past the recursion limit (RecursionError) or an integer past Python's digit limit
@@ -257,23 +271,23 @@ class ReadableBody:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != "/invocations":
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         request = Request(scope, receive)
-        try:
-            body = await request.body()
-        except ClientDisconnect:
+        refused = _misrouted(scope)
+        if refused is None and scope["path"] != "/invocations":
+            await self.app(scope, receive, send)
             return
-        try:
-            json.loads(body)
-        except (RecursionError, ValueError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-            logger.info("unreadable body", extra={"why": type(error).__name__, "bytes": len(body)})
-            status, answer = _refusal(
-                RefusedError(400, "invalid_request", f"{BODY_SHAPE}, as JSON this agent can read"),
-                _session(request.headers.get(AGENT_SESSION_HEADER)),
-            )
-            await JSONResponse(answer, status_code=status)(scope, receive, send)
+        body = None
+        if refused is None:
+            try:
+                body, refused = await _readable_body(request)
+            except ClientDisconnect:
+                return
+        if refused is not None:
+            status, answer = _refusal(refused, _session(request.headers.get(AGENT_SESSION_HEADER)))
+            await JSONResponse(answer, status_code=status, headers=refused.headers)(scope, receive, send)
             return
         replayed = False
 
@@ -285,6 +299,44 @@ class ReadableBody:
             return {"type": "http.request", "body": body, "more_body": False}
 
         await self.app(scope, replay, send)
+
+
+def _misrouted(scope: Scope) -> RefusedError | None:
+    """Every path and method but the runtime contract's is the agent's JSON 404 or 405 (Starlette's
+    own is plain text)."""
+    allowed = ROUTES.get(scope["path"])
+    if allowed is None:
+        return RefusedError(404, "not_found", "no such path: POST /invocations or GET /ping")
+    if scope["method"] not in allowed:
+        refused = RefusedError(405, "method_not_allowed", f"{scope['path']} takes {' or '.join(allowed)}")
+        refused.headers = {"Allow": ", ".join(allowed)}
+        return refused
+    return None
+
+
+async def _readable_body(request: Request) -> tuple[bytes, RefusedError | None]:
+    """The body, read no further than MAX_BODY_BYTES, and the refusal when it is too large or
+    ``json.loads`` cannot read it."""
+    too_large = RefusedError(413, "too_large", f"body: at most {MAX_BODY_BYTES} bytes")
+    declared = request.headers.get("content-length", "")
+    # ASCII digits only, and no int() of a caller-sized number: more digits than the cap's is more.
+    longer = len(declared) > len(str(MAX_BODY_BYTES))
+    if declared.isascii() and declared.isdigit() and (longer or int(declared) > MAX_BODY_BYTES):
+        logger.info("body too large", extra={"declared": clip(declared, 12)})
+        return b"", too_large
+    received = bytearray()
+    async for chunk in request.stream():
+        received += chunk
+        if len(received) > MAX_BODY_BYTES:  # chunked, or more than it declared
+            logger.info("body too large", extra={"bytes": len(received)})
+            return b"", too_large
+    body = bytes(received)
+    try:
+        json.loads(body)
+    except (RecursionError, ValueError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        logger.info("unreadable body", extra={"why": type(error).__name__, "bytes": len(body)})
+        return body, RefusedError(400, "invalid_request", f"{BODY_SHAPE}, as JSON this agent can read")
+    return body, None
 
 
 def _messages(body: dict[str, Any]) -> list[dict[str, Any]] | None:

@@ -9,6 +9,11 @@ by the same models. A refusal is an MCP tool error (``isError: true``) whose tex
 content are shared.tool_errors' shape with a reason code; anything unexpected is logged by type and
 answered with a generic error, never a stack trace. Logs carry hosts, never URLs' paths or queries,
 nor page text.
+
+The transport is bounded: a body past ``MAX_BODY_BYTES`` is a 413 before it is read (AgentCore
+Runtime itself admits 100 MB), a GET (a standalone event stream, which a stateless server never
+writes to and would hold open forever) is a 405 as the MCP transport allows, and a path with a
+trailing slash is a 404 rather than a redirect built from the request's Host header.
 """
 
 from __future__ import annotations
@@ -24,7 +29,10 @@ from mcp.server.lowlevel import Server
 from mcp.types import CallToolResult, ListToolsResult, TextContent, Tool
 from pydantic import ValidationError
 from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from shared.bodies import clip
 from shared.logs import service_logger
 from shared.tools import ToolSpec
 from web_mcp.contract import WEB_BROWSE, WEB_FETCH, WEB_TOOLS
@@ -34,6 +42,9 @@ from web_mcp.tools import WebTools
 HOST = "0.0.0.0"  # noqa: S104 - AgentCore Runtime's MCP contract
 PORT = 8000
 PATH = "/mcp"
+# The largest valid call is some 50 KB (a 2,048-character URL, ten steps of a 200-character selector
+# and 500 characters of text, JSON-escaped): 1 MiB leaves room and bounds what a request costs.
+MAX_BODY_BYTES = 1 << 20
 logger = service_logger("web-mcp")
 
 
@@ -72,7 +83,8 @@ def call(tools: WebTools, name: str, arguments: dict[str, Any]) -> CallToolResul
     specs: dict[str, ToolSpec] = {spec.name: spec for spec in WEB_TOOLS}
     spec = specs.get(name)
     if spec is None:
-        return _error(invalid("unknown_tool", f"no tool named {name}"))
+        # The name is the caller's: named only so far, or a caller-sized name makes a caller-sized answer.
+        return _error(invalid("unknown_tool", f"no tool named {clip(name)}"))
     try:
         model = spec.arguments.model_validate(arguments)
     except ValidationError as failure:
@@ -107,9 +119,30 @@ def create_server(tools: WebTools) -> Server[Any]:
     return Server("web-mcp", on_list_tools=list_tools, on_call_tool=call_tool)
 
 
+class NoEventStream:
+    """ASGI middleware: a GET of the MCP endpoint is a 405 (JSON-RPC error), as the streamable HTTP
+    transport lets a server without a standalone event stream answer. The SDK would open one, and
+    a stateless server never writes to it nor closes it: each GET would hold a connection forever."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET" and scope["path"] == PATH:
+            answer = {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": "Method Not Allowed"}}
+            await JSONResponse(answer, status_code=405, headers={"Allow": "POST"})(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 def create_app(tools: WebTools) -> Starlette:
     """The ASGI app: the MCP endpoint at /mcp, stateless streamable HTTP."""
-    return create_server(tools).streamable_http_app(streamable_http_path=PATH, stateless_http=True, host=HOST)
+    app = create_server(tools).streamable_http_app(
+        streamable_http_path=PATH, stateless_http=True, host=HOST, max_request_body_size=MAX_BODY_BYTES
+    )
+    app.router.redirect_slashes = False
+    app.add_middleware(NoEventStream)
+    return app
 
 
 T = TypeVar("T")
