@@ -39,6 +39,10 @@ def object_ref(body: str) -> ObjectRef:
     except (TypeError, ValueError, RecursionError):  # RecursionError: nested past the parser
         raise MalformedEventError("the message body is not JSON") from None
     if not isinstance(event, dict) or event.get("source") != "aws.s3" or event.get("detail-type") != "Object Created":
+        if isinstance(event, dict) and ("Records" in event or event.get("Event") == "s3:TestEvent"):
+            raise MalformedEventError("an S3 event notification, not EventBridge's (who sends it to the queue?)")
+        if isinstance(event, dict) and event.get("Type") == "Notification":
+            raise MalformedEventError("an SNS message, not EventBridge's event (who sends it to the queue?)")
         raise MalformedEventError("not an S3 Object Created event")
     detail = event.get("detail")
     if not isinstance(detail, dict) or not isinstance(detail.get("object"), dict):

@@ -3,14 +3,19 @@
 Powertools' batch processor reports exactly the failed messages back to SQS, which retries them
 and, after ``maxReceiveCount`` attempts, moves them to the DLQ; on that last attempt the registry
 records the document as dead-lettered with the reason. A message that names no object can never
-succeed: it goes to the DLQ at once with its reason as a message attribute. Each object version
-is processed once (Powertools idempotency on bucket, key and version); a replay returns the
-first result and does nothing again. Document text and PII never reach the logs.
+succeed: it goes to the DLQ at once with its reason as a message attribute, as does a record
+Lambda could not have delivered (not an object, or no message id to report back to SQS; without a
+text body, its whole record is the DLQ message's body). An event that is no SQS batch at all is
+refused with a logged reason, never a traceback. Each object version is processed once
+(Powertools idempotency on bucket, key and version); a replay returns the first result and does
+nothing again. Document text and PII never reach the logs.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import os
 from functools import cache
 from typing import Any
@@ -108,8 +113,13 @@ class TimeBudgetError(Exception):
     """Too little of the invocation is left for another document: SQS retries this one later."""
 
 
+LAST_ATTEMPT = 10**9  # a receive count too long to read is past any maxReceiveCount
+
+
 def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = None) -> dict[str, Any]:
     try:
+        if not isinstance(record.raw_event.get("body"), str):
+            raise MalformedEventError("the SQS record has no text body")
         job = ocr_job(record.body)
         if job is not None:
             return _ocr_finished(job)
@@ -124,18 +134,30 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
         # time out (and the whole batch with it), leave the rest of the batch for the next try.
         budget_ms = settings().document_budget_seconds * 1000
         if lambda_context is not None and lambda_context.get_remaining_time_in_millis() < budget_ms:
-            raise TimeBudgetError(ref.key)
+            raise TimeBudgetError("too little of the invocation is left for another document")
         ref = pipeline().locate(ref)  # the real key: the document id, the registry and the replay key
         result: dict[str, Any] = process(obj=ref.as_dict())
     except Exception as error:
         reason = f"processing failed: {_code(error)}"
-        if int(record.attributes.approximate_receive_count) >= settings().max_receive_count:
+        if _receive_count(record.raw_event) >= settings().max_receive_count:
             _record_dead_letter(ref, reason)
         logger.warning("document failed", extra={"document_id": document_id(ref.bucket, ref.key), "reason": reason})
         raise
     metrics.add_metric(name=f"Documents{result['status'].title().replace('_', '')}", unit=MetricUnit.Count, value=1)
     logger.info("document processed", extra={**result, "version": ref.version})
     return result
+
+
+def _receive_count(record: dict[str, Any]) -> int:
+    """SQS's ApproximateReceiveCount (a decimal string); 0 when a record has none it could have sent."""
+    attributes = record.get("attributes")
+    count = attributes.get("ApproximateReceiveCount") if isinstance(attributes, dict) else None
+    if isinstance(count, int) and not isinstance(count, bool):
+        return max(count, 0)
+    if not isinstance(count, str) or not count.isascii() or not count.isdigit():
+        return 0
+    digits = count.lstrip("0") or "0"
+    return int(digits) if len(digits) <= 9 else LAST_ATTEMPT
 
 
 def _landing(bucket: str) -> bool:
@@ -161,14 +183,30 @@ def _ocr_finished(job: OcrJob) -> dict[str, Any]:
 
 
 def _dead_letter(record: SQSRecord, reason: str) -> None:
+    _send_to_dlq(record.raw_event, record.message_id, reason)
+
+
+def _send_to_dlq(record: Any, message_id: str, reason: str, *, whole: bool = False) -> None:
+    """The record's body (its whole record as JSON when it has no text body, or ``whole``) to the
+    DLQ with the reason, recorded in the registry under the message id."""
+    body = record.get("body") if isinstance(record, dict) and not whole else None
+    text = body if isinstance(body, str) else _as_json(record)
     sqs().send_message(
         QueueUrl=settings().dlq_url,
-        MessageBody=record.body or "",
+        MessageBody=text,
         MessageAttributes={"reason": {"DataType": "String", "StringValue": reason}},
     )
-    registry().dead_letter_event(record.message_id, reason, dt.datetime.now(dt.UTC))
+    registry().dead_letter_event(message_id, reason, dt.datetime.now(dt.UTC))
     metrics.add_metric(name=Metric.DOCUMENTS_DEAD_LETTERED, unit=MetricUnit.Count, value=1)
-    logger.warning("malformed event dead-lettered", extra={"message_id": record.message_id, "reason": reason})
+    logger.warning("malformed event dead-lettered", extra={"message_id": message_id, "reason": reason})
+
+
+def _as_json(value: Any) -> str:
+    """A record as JSON text SQS takes (ASCII: escapes for control characters and lone surrogates)."""
+    try:
+        return json.dumps(value, default=str, sort_keys=True)
+    except (TypeError, ValueError, RecursionError):  # keys of mixed types, nested past the encoder
+        return json.dumps(repr(value)[:200_000])
 
 
 def _record_dead_letter(ref: ObjectRef, reason: str) -> None:
@@ -195,11 +233,57 @@ def _code(error: Exception) -> str:
     return type(error).__name__
 
 
+def _envelope_problem(record: Any) -> str | None:
+    """Why SQS could not have delivered this record (Powertools could not report its failure)."""
+    if not isinstance(record, dict):
+        return "the SQS record is not an object"
+    message_id = record.get("messageId")
+    if not isinstance(message_id, str) or not message_id:
+        return "the SQS record has no message id"
+    return None
+
+
+def _undeliverable(record: Any, position: int, reason: str) -> None:
+    """A record SQS could not have sent: to the DLQ at once (there is no message to retry). If even
+    that fails, the error says so: it can be reported to no one else."""
+    digest = hashlib.sha256(_as_json(record).encode()).hexdigest()[:32]
+    try:
+        _send_to_dlq(record, f"record-{position}-{digest}", reason, whole=True)
+    except Exception as error:
+        metrics.add_metric(name="RecordsLost", unit=MetricUnit.Count, value=1)
+        logger.error(
+            "a record without a message id could not be dead-lettered",
+            extra={"position": position, "digest": digest, "reason": reason, "error": _code(error)},
+        )
+
+
+def _refuse(event: Any, reason: str) -> dict[str, Any]:
+    metrics.add_metric(name="EventsRefused", unit=MetricUnit.Count, value=1)
+    logger.error("event refused: not an SQS batch", extra={"reason": reason, "event_type": type(event).__name__})
+    return {"batchItemFailures": []}
+
+
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     idempotency.register_lambda_context(context)
+    if not isinstance(event, dict) or "Records" not in event:
+        return _refuse(event, "the event has no Records")
+    records = event["Records"]
+    if not isinstance(records, list) or not records:
+        return _refuse(event, "the event's Records are not a list of records")
+    deliverable = []
+    for position, record in enumerate(records):
+        problem = _envelope_problem(record)
+        if problem is None:
+            deliverable.append(record)
+        else:
+            _undeliverable(record, position, problem)
+    if not deliverable:
+        return {"batchItemFailures": []}
     response = process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
+        event={"Records": deliverable}, record_handler=record_handler, processor=processor, context=context
     )
-    return dict(response)
+    # SQS may deliver a message twice in a batch: its id is reported once.
+    failed = dict.fromkeys(f["itemIdentifier"] for f in response["batchItemFailures"])
+    return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failed]}

@@ -4,6 +4,15 @@ quarantine the object, take it out of the Knowledge Base, mark the registry, not
 A finding for an object already gone (processed, superseded or deleted since the job ran) is
 reported and recorded, never an error. Findings on other buckets (the log archive) are reported
 only. The notification names the finding, bucket and document id, never the key or the data.
+
+Any AWS call failing (refused, throttled, unreachable, timed out) fails the invocation with a
+FindingNotHandledError naming the finding, the step and the error's code, never the key (an AWS
+error's text can carry the object's URL), after an error log line, a MacieFindingsFailed metric and
+(if SNS takes it) a "failed" notification: Lambda retries the event (an asynchronous invocation,
+twice), and every step is safe to repeat. The copy in quarantine is recorded in the registry
+before the flagged object is deleted, so a retry after the delete finds the object gone and the
+record of where it went: it completes the response as "quarantined" (never "already_gone" with no
+record).
 """
 
 from __future__ import annotations
@@ -92,6 +101,23 @@ def parse(event: Any) -> Finding:
     )
 
 
+class FindingNotHandledError(Exception):
+    """A finding the responder could not act on completely: the invocation fails, so Lambda retries
+    it. Its message names the finding, the step and the error's code, never the key or the data."""
+
+    def __init__(self, notice: dict[str, str]) -> None:
+        super().__init__(f"Macie finding {notice['finding']} not handled: {notice['step']} failed ({notice['error']})")
+        self.notice = notice
+
+
+def _code(error: Exception) -> str:
+    """An AWS error's code or a botocore error's class: never its text, which can hold the key."""
+    if isinstance(error, ClientError):
+        code = error.response.get("Error", {}).get("Code")
+        return code if isinstance(code, str) and FINDING_TYPE.fullmatch(code) else "ClientError"
+    return type(error).__name__
+
+
 def _object(parent: Any, name: str) -> dict[str, Any]:
     value = parent.get(name) if isinstance(parent, dict) else None
     if not isinstance(value, dict):
@@ -111,32 +137,55 @@ class Responder:
         self._topic = topic
 
     def respond(self, finding: Finding, at: dt.datetime) -> dict[str, str]:
-        buckets = self._buckets
-        reason = f"Macie finding {finding.type} ({finding.severity})"
+        """Act on the finding and notify; FindingNotHandledError if any step fails."""
         doc = self._document(finding)
-        if finding.bucket == buckets.quarantine:
-            action = "already_quarantined"
-        elif finding.bucket in (buckets.curated, buckets.landing):
-            location = self._quarantine(finding)
-            action = "quarantined" if location else "already_gone"
-            retired = None
-            if finding.bucket == buckets.curated:  # out of the bucket and the KB, if it is the current copy
-                current = self._registry.current(doc)
-                retired = self._store.retire_current(doc, current, object_version=finding.version)
-            if location:
-                self._registry.finding(
-                    doc, finding.id, reason=reason, location=location, at=at, current=retired is not None
-                )
-        else:
-            action = "reported"
         notice = {"finding": finding.id, "type": finding.type, "severity": finding.severity, "bucket": finding.bucket}
-        notice |= {"document_id": doc, "action": action}
+        notice["document_id"] = doc
+        steps = ["quarantine"]
+        try:
+            notice["action"] = self._act(finding, doc, at, steps)
+            steps.append("notify")
+            self._notify(finding, notice)
+        except Exception as error:  # refused, throttled, unreachable, timed out, invalid: all the same
+            failed = {"action": "failed", "step": steps[-1], "error": _code(error)}
+            raise FindingNotHandledError(notice | failed) from None
+        return notice
+
+    def notify_failure(self, failure: FindingNotHandledError) -> None:
+        """Tell the security team a finding was not handled (best effort: the invocation fails anyway)."""
+        notice = failure.notice
+        subject = f"Macie {notice['severity']} finding: failed"
+        try:
+            self._sns.publish(TopicArn=self._topic, Subject=subject, Message=json.dumps(notice, sort_keys=True))
+        except Exception as error:
+            logger.warning("failure notification not sent", extra={"finding": notice["finding"], "error": _code(error)})
+
+    def _act(self, finding: Finding, doc: str, at: dt.datetime, steps: list[str]) -> str:
+        buckets = self._buckets
+        if finding.bucket == buckets.quarantine:
+            return "already_quarantined"
+        if finding.bucket not in (buckets.curated, buckets.landing):
+            return "reported"
+        reason = f"Macie finding {finding.type} ({finding.severity})"
+        location = self._quarantine(finding, doc, reason, at, steps)
+        retired = None
+        if finding.bucket == buckets.curated:  # out of the bucket and the KB, if it is the current copy
+            steps.append("read the registry")
+            current = self._registry.current(doc)
+            steps.append("retire the curated copy")
+            retired = self._store.retire_current(doc, current, object_version=finding.version)
+        if location:
+            steps.append("record the finding")
+            taken_out = retired is not None  # the document's current state becomes quarantined
+            self._registry.finding(doc, finding.id, reason=reason, location=location, at=at, current=taken_out)
+        return "quarantined" if location else "already_gone"
+
+    def _notify(self, finding: Finding, notice: dict[str, str]) -> None:
         self._sns.publish(
             TopicArn=self._topic,
-            Subject=f"Macie {finding.severity} finding: {action}"[:100],
+            Subject=f"Macie {finding.severity} finding: {notice['action']}"[:100],
             Message=json.dumps(notice, sort_keys=True),
         )
-        return notice
 
     def _document(self, finding: Finding) -> str:
         """The document the object is a copy of. Curated keys are <prefix>/<document id>.txt[.metadata.json];
@@ -148,23 +197,30 @@ class Responder:
                 return name
         return document_id(finding.bucket, finding.key)
 
-    def _quarantine(self, finding: Finding) -> str | None:
-        """Copy the flagged version to quarantine and delete it; None when it is already gone."""
+    def _quarantine(self, finding: Finding, doc: str, reason: str, at: dt.datetime, steps: list[str]) -> str | None:
+        """Copy the flagged version to quarantine, record where, and delete it. When it is gone
+        already: where an earlier attempt put it, or None (it went another way)."""
         source = {"Bucket": finding.bucket, "Key": finding.key}
         if finding.version:
             source["VersionId"] = finding.version
         target = named_under(f"macie/{finding.id}/", finding.key)
+        steps.append("copy to quarantine")
         try:
             self._s3.copy_object(Bucket=self._buckets.quarantine, Key=target, CopySource=source)
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in MISSING:
-                return None
-            raise
+            if error.response.get("Error", {}).get("Code") not in MISSING:
+                raise
+            steps.append("read the registry")
+            return self._registry.finding_location(doc, finding.id)
+        location = f"s3://{self._buckets.quarantine}/{target}"
+        steps.append("record the finding")  # before the delete: a retry finds where it went
+        self._registry.finding(doc, finding.id, reason=reason, location=location, at=at, current=False)
+        steps.append("delete the flagged object")
         if finding.version:
             self._s3.delete_object(Bucket=finding.bucket, Key=finding.key, VersionId=finding.version)
         else:
             self._s3.delete_object(Bucket=finding.bucket, Key=finding.key)
-        return f"s3://{self._buckets.quarantine}/{target}"
+        return location
 
 
 @cache
@@ -193,7 +249,14 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, str]:
         logger.error("unusable finding event", extra={"reason": str(error)})
         metrics.add_metric(name="MacieFindingsUnusable", unit=MetricUnit.Count, value=1)
         return {"action": "ignored"}
-    notice = responder().respond(finding, dt.datetime.now(dt.UTC))
+    acting = responder()
+    try:
+        notice = acting.respond(finding, dt.datetime.now(dt.UTC))
+    except FindingNotHandledError as failure:  # Lambda retries the event; every step is safe to repeat
+        metrics.add_metric(name="MacieFindingsFailed", unit=MetricUnit.Count, value=1)
+        logger.error("macie finding not handled", extra=failure.notice)
+        acting.notify_failure(failure)
+        raise
     metrics.add_metric(name="MacieFindingsActedOn", unit=MetricUnit.Count, value=1)
     logger.info("macie finding handled", extra=notice)
     return notice

@@ -111,6 +111,13 @@ class Registry:
             state = {"status": QUARANTINED, "location": location, "updated_at": stamp}
             self._table.put_item(Item={"pk": document_id, "sk": CURRENT, **state})
 
+    def finding_location(self, document_id: str, finding_id: str) -> str | None:
+        """Where a Macie finding's object was quarantined, if it was recorded (by an earlier attempt)."""
+        key = {"pk": document_id, "sk": f"finding#{finding_id}"}
+        item = self._table.get_item(Key=key, ConsistentRead=True).get("Item")
+        location = item.get("location") if item else None
+        return location if isinstance(location, str) and location else None
+
     def dead_letter_event(self, message_id: str, reason: str, at: dt.datetime) -> None:
         self._table.put_item(
             Item={
