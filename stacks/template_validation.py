@@ -107,6 +107,7 @@ class RemoteTemplateValidator:
             env=os.environ.copy(),  # NODE_OPTIONS as start() set them for the jsii runtime
         )
         self._answers: queue.Queue[str | None] = queue.Queue()
+        self._started: dict[str, Any] | None = None  # a request sent by start(), its answer unread
         threading.Thread(target=self._read, name="template-validator", daemon=True).start()
 
     def _read(self) -> None:
@@ -115,23 +116,47 @@ class RemoteTemplateValidator:
             self._answers.put(line)
         self._answers.put(None)  # the worker is gone
 
-    def _ask(self, request: dict[str, Any]) -> dict[str, Any]:
-        with self._lock:
-            assert self._process.stdin is not None
-            try:
-                self._process.stdin.write(json.dumps(request) + "\n")
-                self._process.stdin.flush()
-                line = self._answers.get(timeout=self._answer_seconds)
-            except OSError:  # its end of the pipe is closed: it exited
-                line = None
-            except queue.Empty:
-                raise ValidatorError(f"the template validator did not answer in {self._answer_seconds:g} s") from None
-            if line is None:
-                raise ValidatorError(f"the template validator exited (code {self._process.wait()})")
+    def _send(self, request: dict[str, Any]) -> None:  # the caller holds the lock
+        assert self._process.stdin is not None
+        try:
+            self._process.stdin.write(json.dumps(request) + "\n")
+            self._process.stdin.flush()
+        except OSError:  # its end of the pipe is closed: it exited, as reading the answer reports
+            pass
+
+    def _answer(self) -> dict[str, Any]:  # the caller holds the lock
+        try:
+            line = self._answers.get(timeout=self._answer_seconds)
+        except queue.Empty:
+            raise ValidatorError(f"the template validator did not answer in {self._answer_seconds:g} s") from None
+        if line is None:
+            self._answers.put(None)  # for every later question too
+            raise ValidatorError(f"the template validator exited (code {self._process.wait()})")
         answer: dict[str, Any] = json.loads(line)
         if "error" in answer:
             raise ValidatorError(f"the template validator failed: {answer['error']}")
         return answer
+
+    def _ask(self, request: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            started, self._started = self._started, None
+            if started is not None:  # the worker answers in order: the started request's answer is next
+                answer = self._answer()
+                if started == request:
+                    return answer
+            self._send(request)
+            return self._answer()
+
+    def start(self, context: IPolicyValidationContext) -> None:
+        """Hand the worker ``context``'s templates now, so it validates them on its own core while
+        CDK runs the plugins registered before this one (:class:`StartsValidation`); :meth:`validate`
+        then reads the answer, or asks again if CDK hands it other templates. Never raises: a
+        worker that is gone is reported by :meth:`validate`."""
+        self._description()  # CDK reads it after validate: asked now, it does not come between
+        with self._lock:
+            if self._started is None:
+                self._started = _validate_request(context)
+                self._send(self._started)
 
     def close(self) -> None:
         """End the worker (it may still be building, as when synth stops on a configuration
@@ -164,7 +189,12 @@ class RemoteTemplateValidator:
         return rule_ids
 
     def validate(self, context: IPolicyValidationContext) -> PolicyValidationPluginReport:
-        stacks = [
+        return plugin_report(self._ask(_validate_request(context))["report"])
+
+
+def _validate_request(context: IPolicyValidationContext) -> dict[str, Any]:
+    return {
+        "validate": [
             {
                 "stackConstructPath": stack.stack_construct_path,
                 "templatePath": stack.template_path,
@@ -173,7 +203,35 @@ class RemoteTemplateValidator:
             }
             for stack in context.stack_templates
         ]
-        return plugin_report(self._ask({"validate": stacks})["report"])
+    }
+
+
+@jsii.implements(IPolicyValidationPlugin)
+class StartsValidation:
+    """A validation plugin (a cdk-nag pack) that first hands the templates to the validator's
+    process: CDK runs its plugins one after another, so the packs (in the jsii runtime's process)
+    and CloudFormation's validator (in its own) run side by side, on the machine's two cores. The
+    pack's name, version, rules and report are its own, unchanged."""
+
+    def __init__(self, plugin: IPolicyValidationPlugin, validator: RemoteTemplateValidator) -> None:
+        self._plugin = plugin
+        self._validator = validator
+
+    @property
+    def name(self) -> str:
+        return self._plugin.name
+
+    @property
+    def version(self) -> str | None:
+        return self._plugin.version
+
+    @property
+    def rule_ids(self) -> list[str] | None:
+        return self._plugin.rule_ids
+
+    def validate(self, context: IPolicyValidationContext) -> PolicyValidationPluginReport:
+        self._validator.start(context)
+        return self._plugin.validate(context)
 
 
 def plugin_report(report: dict[str, Any]) -> PolicyValidationPluginReport:

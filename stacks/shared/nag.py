@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from weakref import WeakKeyDictionary
 
-from aws_cdk import Acknowledgment, App, CfnResource, Stack, Stage, Token, Validations
+from aws_cdk import Acknowledgment, App, CfnResource, IPolicyValidationPlugin, Stack, Stage, Token, Validations
 from cdk_nag import AwsSolutionsChecks, NIST80053R5Checks
 from constructs import IConstruct
 
 from stacks.startup import template_validator
+from stacks.template_validation import StartsValidation
 
 # Every call below is a round trip to the jsii kernel (Node.js), and synth makes a few hundred of
 # them here: a construct's Validations handle (a stateless wrapper of the construct) and a stack's
@@ -26,11 +27,12 @@ def add_rule_packs(app: App | Stage) -> None:
     the process stacks/startup.py started (registered here; app.py turns the built-in one off),
     else CDK's own.
     """
-    validation = Validations.of(app)
-    validation.add_plugins(AwsSolutionsChecks(app), NIST80053R5Checks(app))
+    packs: list[IPolicyValidationPlugin] = [AwsSolutionsChecks(app), NIST80053R5Checks(app)]
     validator = template_validator()
-    if validator is not None:
-        validation.add_plugins(validator)
+    if validator is None:
+        Validations.of(app).add_plugins(*packs)
+    else:  # the validator's process starts on the templates as the first pack does (StartsValidation)
+        Validations.of(app).add_plugins(StartsValidation(packs[0], validator), *packs[1:], validator)
 
 
 def acknowledge(construct: IConstruct, rule: str, reason: str) -> None:

@@ -15,12 +15,20 @@ import textwrap
 import threading
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
+import jsii
 import pytest
+from aws_cdk import IPolicyValidationPlugin, PolicyValidationPluginReport
 
 from stacks import jsii_node, startup
-from stacks.template_validation import RemoteTemplateValidator, ValidatorError, library_bundle, library_root
+from stacks.template_validation import (
+    RemoteTemplateValidator,
+    StartsValidation,
+    ValidatorError,
+    library_bundle,
+    library_root,
+)
 from tests.conftest import ROOT
 
 FLAG = "@aws-cdk/core:validateAgainstDefaultRules"  # on in cdk.json
@@ -231,3 +239,84 @@ def test_without_start_there_is_no_validator_process(setting: str | None, monkey
     else:
         monkeypatch.setenv("CDK_VALIDATION", setting)
     assert startup.template_validator() is None
+
+
+# A worker that answers in order, naming in each report which request (by count) it answers and
+# for which templates: the tests below read who answered what from the rule name.
+COUNTING_WORKER = """
+const readline = require("node:readline");
+let asked = 0;
+readline.createInterface({ input: process.stdin }).on("line", (line) => {
+  const request = JSON.parse(line);
+  asked += 1;
+  const reply = request.describe
+    ? { version: "counting", ruleIds: [] }
+    : { report: { success: true, violations: [{ ruleName: `${asked}:${request.validate.map((s) => s.templatePath).join(",")}`,
+        description: "which request", violatingResources: [] }] } };
+  process.stdout.write(JSON.stringify(reply) + "\\n");
+});
+"""
+
+
+def templates(*paths: str) -> Any:
+    stacks = [
+        SimpleNamespace(stack_construct_path=path, template_path=path, account_id=None, region=None) for path in paths
+    ]
+    return cast(Any, SimpleNamespace(stack_templates=stacks))
+
+
+def answered(report: Any) -> str:
+    (violation,) = report.violations
+    return str(violation.rule_name)
+
+
+@pytest.fixture
+def counting_validator(tmp_path: Path) -> Any:
+    worker = tmp_path / "counting.cjs"
+    worker.write_text(COUNTING_WORKER)
+    validator = RemoteTemplateValidator(tmp_path, worker=worker, answer_seconds=60)
+    yield validator
+    validator.close()
+
+
+def test_templates_started_early_are_validated_once(counting_validator: RemoteTemplateValidator) -> None:
+    """StartsValidation hands the templates over as the first pack runs: validate() then reads that
+    answer (request 2, after the description) instead of asking again."""
+    counting_validator.start(templates("One.template.json", "Two.template.json"))
+    counting_validator.start(templates("One.template.json", "Two.template.json"))  # a second pack: nothing sent
+    assert answered(counting_validator.validate(templates("One.template.json", "Two.template.json"))) == (
+        "2:One.template.json,Two.template.json"
+    )
+    assert counting_validator.version == "counting"  # asked before the templates: no third request between
+    assert answered(counting_validator.validate(templates("Three.template.json"))) == "3:Three.template.json"
+
+
+def test_templates_other_than_those_started_are_validated_themselves(
+    counting_validator: RemoteTemplateValidator,
+) -> None:
+    counting_validator.start(templates("One.template.json"))
+    assert answered(counting_validator.validate(templates("Two.template.json"))) == "3:Two.template.json"
+
+
+def test_a_pack_that_starts_the_validator_keeps_its_name_rules_and_report(
+    counting_validator: RemoteTemplateValidator,
+) -> None:
+    calls: list[Any] = []
+    report = PolicyValidationPluginReport(success=False, violations=[])
+
+    @jsii.implements(IPolicyValidationPlugin)
+    class Pack:
+        name = "AwsSolutions"
+        version = "3.0.2"
+        rule_ids: ClassVar[list[str]] = ["AwsSolutions-IAM4"]
+
+        def validate(self, context: Any) -> PolicyValidationPluginReport:
+            calls.append(context)
+            return report
+
+    context = templates("One.template.json")
+    pack = StartsValidation(Pack(), counting_validator)
+    assert (pack.name, pack.version, pack.rule_ids) == ("AwsSolutions", "3.0.2", ["AwsSolutions-IAM4"])
+    assert pack.validate(context) is report
+    assert calls == [context]
+    assert answered(counting_validator.validate(context)) == "2:One.template.json"
