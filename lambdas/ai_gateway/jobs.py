@@ -15,6 +15,14 @@ table's KMS key, and dropped once the job ends; an agent's output type also need
 token, which the worker removes when it claims the job. Every item expires (TTL) after
 job_retention_seconds. A job whose worker died stays ``running``: GET reports it failed after its
 finish-by time, and the sweeper (ai_gateway.sweeper) gives its units back.
+
+A job item is read as untrusted (an older or newer schema, a bad write, a hand edit): every
+attribute is checked for its DynamoDB type and its shape, a packed request or output unpacks to a
+bounded size, and the item must be its caller's (its id derived from its own group, user and request
+id). One that is not is a CorruptJobError naming the attribute (never its value): GET answers its
+caller a 500 ``job_unreadable`` (anyone else a 404, as for any job not theirs) and the worker fails it
+without releasing units it cannot trust (the sweeper releases the ledger's own record). An item past
+its expiry (DynamoDB's TTL deletes up to days late) is gone: a 404, and a job the worker refuses.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+import math
 import re
 import zlib
 from collections.abc import Mapping
@@ -31,6 +40,7 @@ from functools import cache
 from typing import Any
 
 import boto3
+from aws_lambda_powertools import Logger
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
@@ -42,7 +52,20 @@ from ai_gateway.models import Caller, OutputPolicy, Quota
 from shared.aws_errors import UpstreamError, call
 from shared.bodies import clip
 
+logger = Logger(child=True)
 JOB_ID = re.compile(r"[0-9a-f]{32}")
+# An output type's or an agent's name as the config allows it (what a job item's must be).
+OUTPUT_TYPE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# A conversation id as the gateway derives it (agents.runtime_session_id); it goes on every log line.
+CONVERSATION = re.compile(r"[a-z0-9]{1,128}")
+# The most bytes a job item's packed request or output unpacks to (zlib packs up to ~1000:1, so a
+# 400 KB item could otherwise unpack to hundreds of MB): a request is at most Lambda's 6 MB payload,
+# JSON-escaped; an output is answered in one Lambda response (6 MB).
+MAX_REQUEST_BYTES = 16 * 1024 * 1024
+MAX_RESULT_BYTES = 6 * 1024 * 1024
+# The most bytes of packed output a job item keeps (DynamoDB items are at most 400 KB, its other
+# attributes included).
+MAX_KEPT_RESULT_BYTES = 350_000
 MAX_PREFER_CHARS = 1024  # RFC 7240 preferences are short; a longer header is not read for one
 # A job's payload fields the worker rebuilds its GenerationRequest from: every field but these,
 # which are recomputed (deadline), held apart (token) or rebuilt from their own keys.
@@ -55,10 +78,25 @@ REASON_STALE = "the job could not start in time; no units were charged"
 REASON_UPSTREAM = "a service the job depends on failed ({service}); no units were charged"
 REASON_TOKEN = "an agent acts as the caller, and the caller's token was missing; no units were charged"  # noqa: S105
 REASON_INTERNAL = "the job failed; no units were charged (quote the job id)"
+# After the output was delivered (metered), nothing can be given back: the reason says so.
+REASON_NOT_KEPT = "the output was produced and its units charged, but the job could not keep it (quote the job id)"
 
 
 class JobTooLargeError(Exception):
     """The screened request does not fit in a job item."""
+
+
+class CorruptJobError(Exception):
+    """A job item that cannot be read as a job: ``field`` names the attribute (never its value);
+    ``owner``: the caller whose job it is, when that much can be read (its group, user and request
+    id, from which its id derives); ``expires_at``: when it expires (infinity: never)."""
+
+    def __init__(self, job: str, field: str, *, owner: Caller | None = None, expires_at: float = math.inf) -> None:
+        super().__init__(f"job {job}: its {field} cannot be read")
+        self.job_id = job
+        self.field = field
+        self.owner = owner
+        self.expires_at = expires_at
 
 
 @dataclass(frozen=True)
@@ -79,18 +117,39 @@ class Job:
     token: str | None = None
     result: dict[str, Any] | None = None  # the synchronous route's body, once succeeded
     reason: str | None = None  # why it failed, safe to show
+    expires_at: float | None = None  # when DynamoDB's TTL deletes it (epoch seconds), when known
+
+    def expired(self, now: dt.datetime) -> bool:
+        """Whether the item is past its expiry (still present only because TTL deletes lazily)."""
+        return self.expires_at is not None and now.timestamp() >= self.expires_at
 
     def request(self, *, deadline: float) -> GenerationRequest:
         """The GenerationRequest the job was submitted with, generating until ``deadline``."""
         if self.payload is None:
             raise ValueError(f"job {self.job_id} holds no request")
-        fields = dict(self.payload["request"])
+        stored = self.payload.get("request")
+        if not isinstance(stored, dict):
+            raise ValueError(f"job {self.job_id} holds no request")  # (never the payload: it is the caller's)
+        fields = dict(stored)
+        # The request the units were admitted for, and no other: the ledger meters it by these.
+        if (fields.get("request_id"), fields.get("output_type")) != (self.request_id, self.output_type):
+            raise ValueError(f"job {self.job_id} holds another request than the one admitted")
+        conversation = fields.get("conversation")
+        if not isinstance(conversation, str) or not CONVERSATION.fullmatch(conversation):
+            raise ValueError(f"job {self.job_id}: its conversation id is not one")  # it goes on every log line
+        output = OutputPolicy.model_validate(self.payload.get("output"))
+        if output.agent is not None and not OUTPUT_TYPE.fullmatch(output.agent):
+            raise ValueError(f"job {self.job_id}: its agent is not a name")  # it names the upstream in logs
         grounding = fields.pop("grounding", None)
+        if grounding is not None and not (
+            isinstance(grounding, list) and len(grounding) == 2 and all(isinstance(g, str) for g in grounding)
+        ):
+            raise ValueError(f"job {self.job_id}: its grounding is not a source and a query")
         fields["stop_sequences"] = tuple(fields.get("stop_sequences") or ())  # (a JSON list in the item)
         return GenerationRequest(
             caller=self.caller,
-            output=OutputPolicy.model_validate(self.payload["output"]),
-            quota=Quota.model_validate(self.payload["quota"]),
+            output=output,
+            quota=Quota.model_validate(self.payload.get("quota")),
             deadline=deadline,
             token=self.token,
             grounding=(grounding[0], grounding[1]) if grounding else None,
@@ -163,13 +222,15 @@ class JobStore:
         return True
 
     def get(self, job: str) -> Job | None:
+        """The job, or None when there is none; CorruptJobError when its item cannot be read."""
         response = self._client.get_item(TableName=self._jobs_table, Key={"job_id": {"S": job}}, ConsistentRead=True)
         item = response.get("Item")
-        return _job(item) if item else None
+        return _job(item, job) if isinstance(item, dict) and item else None
 
     def claim(self, job: str, *, now: dt.datetime) -> Job | None:
         """Move a queued job to running and take its token out of the table; the job as it was
-        (with the token), or None when it is not queued (a repeated event: someone claimed it)."""
+        (with the token), or None when it is not queued (a repeated event: someone claimed it).
+        CorruptJobError when the claimed item cannot be read (it is then running: fail it)."""
         try:
             response = self._client.update_item(
                 TableName=self._jobs_table,
@@ -188,11 +249,15 @@ class JobStore:
             if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
                 return None
             raise
-        return _job(response["Attributes"])
+        return _job(response.get("Attributes") or {}, job)
 
     def succeed(self, job: str, body: dict[str, Any], *, now: dt.datetime) -> None:
-        """A running job's output delivered: keep the body, drop the request."""
-        self._end(job, JobStatus.SUCCEEDED, "result", {"B": _pack(body)}, now, (JobStatus.RUNNING,))
+        """A running job's output delivered: keep the body, drop the request. JobTooLargeError when
+        the packed body does not fit in the item."""
+        packed = _pack(body)
+        if len(packed) > MAX_KEPT_RESULT_BYTES:
+            raise JobTooLargeError(f"the output takes {len(packed)} bytes packed; a job keeps {MAX_KEPT_RESULT_BYTES}")
+        self._end(job, JobStatus.SUCCEEDED, "result", {"B": packed}, now, (JobStatus.RUNNING,))
 
     def fail(self, job: str, reason: str, *, now: dt.datetime) -> None:
         """A queued or running job ended without an output: keep the reason, drop the request."""
@@ -281,8 +346,18 @@ def submit(
     Raises what the flow's admission raises (QuotaRefusedError: 429; DuplicateRequestError: 409 when
     the request id was used by a synchronous request), TokenRequiredError (401) for an agent's
     output type without the caller's token, and UpstreamError. A request too large for a job item
-    is a 413, before anything is admitted."""
-    jobs = jobs or environment()
+    is a 413, before anything is admitted. A job item at the request's id that cannot be read is a
+    500 ``job_unreadable``, and nothing is admitted (the id is the caller's: nothing of anyone else's
+    is told)."""
+    try:
+        return _submit(request, flow=flow, ledger=ledger, agents=agents, clock=clock, jobs=jobs or environment())
+    except CorruptJobError as error:  # (raised only by reading the job: nothing is left admitted)
+        return _unreadable(error)
+
+
+def _submit(
+    request: GenerationRequest, *, flow: Flow, ledger: Ledger, agents: Mapping[str, str], clock: Clock, jobs: Jobs
+) -> tuple[int, dict[str, Any]]:
     settings = jobs.settings
     job = job_id(request.caller, request.request_id)
     with call("dynamodb"):
@@ -353,12 +428,20 @@ def read(job: str, *, caller: Caller, clock: Clock, jobs: Jobs | None = None) ->
     """A job's status for its own user in its group: (200, body); (404, error) for anyone else's
     job, a job that does not exist and an id that cannot be one alike."""
     jobs = jobs or environment()
+    now = clock.now()
+    missing = 404, {"error": "not_found", "message": f"no job {clip(job)} for this caller"}
     found = None
     if JOB_ID.fullmatch(job):
-        with call("dynamodb"):  # a failure is the table's (a typed 5xx), not the gateway's
-            found = jobs.store.get(job)
-    if found is None or found.caller != caller:
-        return 404, {"error": "not_found", "message": f"no job {clip(job)} for this caller"}
+        try:
+            with call("dynamodb"):  # a failure is the table's (a typed 5xx), not the gateway's
+                found = jobs.store.get(job)
+        except CorruptJobError as error:
+            # Whose it is decides first: anyone else learns nothing of it, not even that it is corrupt.
+            if error.owner != caller or error.expires_at <= now.timestamp():
+                return missing
+            return _unreadable(error)
+    if found is None or found.caller != caller or found.expired(now):
+        return missing
     body: dict[str, Any] = {
         "job_id": found.job_id,
         "status": found.status.value,
@@ -370,7 +453,7 @@ def read(job: str, *, caller: Caller, clock: Clock, jobs: Jobs | None = None) ->
         return 200, {**body, **(found.result or {}), "job_id": found.job_id, "status": found.status.value}
     if found.status is JobStatus.FAILED:
         return 200, {**body, "reason": found.reason or REASON_INTERNAL}
-    if clock.now() > found.finish_by:  # its worker died: the sweeper gives the units back
+    if now > found.finish_by:  # its worker died: the sweeper gives the units back
         return 200, {**body, "status": JobStatus.FAILED.value, "reason": REASON_TIMEOUT}
     return 200, body
 
@@ -389,6 +472,11 @@ def _reason(error: BaseException) -> str:
     if isinstance(error, TokenRequiredError):
         return REASON_TOKEN
     return REASON_INTERNAL
+
+
+def _unreadable(error: CorruptJobError) -> tuple[int, dict[str, Any]]:
+    logger.error("job item cannot be read", extra={"job_id": error.job_id, "field": error.field})
+    return 500, {"error": "job_unreadable", "message": f"job {error.job_id} cannot be read; quote its id"}
 
 
 def _accepted(job: Job) -> dict[str, Any]:
@@ -434,16 +522,24 @@ def _pack(value: dict[str, Any]) -> bytes:
     return zlib.compress(json.dumps(value, separators=(",", ":")).encode(), 6)
 
 
-def _unpack(data: bytes) -> dict[str, Any]:
-    value: dict[str, Any] = json.loads(zlib.decompress(data))
+def _unpack(data: bytes, limit: int) -> dict[str, Any]:
+    """A packed JSON object, unpacked to at most ``limit`` bytes (ValueError beyond, or for anything
+    but a whole zlib stream of a JSON object)."""
+    inflater = zlib.decompressobj()
+    text = inflater.decompress(data, limit + 1)
+    if len(text) > limit or inflater.unconsumed_tail or not inflater.eof:
+        raise ValueError("not a packed JSON object within the limit")
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError("not a packed JSON object")
     return value
 
 
-def _readable(data: bytes) -> dict[str, Any] | None:
-    """A stored request, or None when it cannot be read (the worker then fails the job)."""
+def _readable(data: bytes, limit: int) -> dict[str, Any] | None:
+    """A stored request or output, or None when it cannot be read."""
     try:
-        return _unpack(data)
-    except (zlib.error, ValueError):
+        return _unpack(data, limit)
+    except (zlib.error, ValueError, RecursionError):
         return None
 
 
@@ -464,29 +560,146 @@ def _admission_json(admission: Admission) -> str:
     )
 
 
-def _job(item: dict[str, Any]) -> Job:
-    admission = json.loads(item["admission"]["S"])
+def _string(item: Mapping[str, Any], name: str) -> str | None:
+    value = item.get(name)
+    text = value.get("S") if isinstance(value, dict) and len(value) == 1 else None
+    return text if isinstance(text, str) else None
+
+
+def _expiry(item: Mapping[str, Any]) -> float:
+    """When the item expires (epoch seconds); infinity when it holds no readable expiry (DynamoDB's
+    TTL ignores one that is not a number: such an item is never deleted)."""
+    value = item.get("expires_at")
+    number = value.get("N") if isinstance(value, dict) and len(value) == 1 else None
+    try:
+        seconds = float(number) if isinstance(number, str) else math.inf
+    except ValueError:
+        return math.inf
+    return seconds if math.isfinite(seconds) else math.inf
+
+
+class _Item:
+    """A stored job item's attributes, each read for its DynamoDB type and shape: CorruptJobError
+    names the first one missing or of another type or shape."""
+
+    def __init__(self, item: Mapping[str, Any], job: str) -> None:
+        self._item = item
+        self._job = job
+        self.owner: Caller | None = None  # once the item is known to be the job of its caller
+        self.expires_at = _expiry(item)
+
+    def corrupt(self, name: str) -> CorruptJobError:
+        return CorruptJobError(self._job, name, owner=self.owner, expires_at=self.expires_at)
+
+    def has(self, name: str) -> bool:
+        return name in self._item
+
+    def string(self, name: str) -> str:
+        text = _string(self._item, name)
+        if text is None:
+            raise self.corrupt(name)
+        return text
+
+    def optional(self, name: str) -> str | None:
+        return self.string(name) if name in self._item else None
+
+    def whole(self, name: str) -> int:
+        value = self._item.get(name)
+        number = value.get("N") if isinstance(value, dict) and len(value) == 1 else None
+        if not isinstance(number, str) or not re.fullmatch(r"-?[0-9]{1,12}", number):
+            raise self.corrupt(name)
+        return int(number)
+
+    def moment(self, name: str, text: str | None = None) -> dt.datetime:
+        try:
+            value = dt.datetime.fromisoformat(self.string(name) if text is None else text)
+        except (ValueError, TypeError):
+            raise self.corrupt(name) from None
+        # An older writer's time without an offset is UTC (every writer here writes UTC).
+        return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+    def packed(self, name: str, limit: int) -> dict[str, Any] | None:
+        if name not in self._item:
+            return None
+        value = self._item[name]
+        data = value.get("B") if isinstance(value, dict) and len(value) == 1 else None
+        unpacked = _readable(bytes(data), limit) if isinstance(data, bytes | bytearray) else None
+        if unpacked is None:
+            raise self.corrupt(name)
+        return unpacked
+
+
+def _job(stored: Mapping[str, Any], job: str) -> Job:
+    """The job ``job``'s item read as untrusted (see _Item)."""
+    item = _Item(stored, job)
+    caller = Caller(user=item.string("user"), group=item.string("group"))
+    request_id = item.string("request_id")
+    if item.string("job_id") != job or job_id(caller, request_id) != job:
+        raise item.corrupt("job_id")  # not the job of the caller and request it names
+    item.owner = caller
+    try:
+        status = JobStatus(item.string("status"))
+    except ValueError:
+        raise item.corrupt("status") from None
+    output_type = item.string("output_type")
+    if not OUTPUT_TYPE.fullmatch(output_type):
+        raise item.corrupt("output_type")
+    admission = _admission(item, request_id)
+    payload = None
+    if item.has("payload"):  # a request that cannot be read fails the job (Job.request raises)
+        try:
+            payload = item.packed("payload", MAX_REQUEST_BYTES)
+        except CorruptJobError:
+            payload = None
+    output = (payload or {}).get("output")
+    if isinstance(output, dict) and output.get("units") != admission.units:
+        raise item.corrupt("admission")  # which one is right cannot be told: release neither
     return Job(
-        job_id=item["job_id"]["S"],
-        status=JobStatus(item["status"]["S"]),
-        caller=Caller(user=item["user"]["S"], group=item["group"]["S"]),
-        request_id=item["request_id"]["S"],
-        output_type=item["output_type"]["S"],
-        created_at=dt.datetime.fromisoformat(item["created_at"]["S"]),
-        start_by=dt.datetime.fromisoformat(item["start_by"]["S"]),
-        finish_by=dt.datetime.fromisoformat(item["finish_by"]["S"]),
-        admission=Admission(
-            request_id=admission["request_id"],
-            units=admission["units"],
-            used=admission["used"],
-            limit=admission["limit"],
-            resets_at=dt.datetime.fromisoformat(admission["resets_at"]),
-            replayed=False,
-            window=admission["window"],
-        ),
-        limit_seconds=int(item["limit_seconds"]["N"]),
-        payload=_readable(item["payload"]["B"]) if "payload" in item else None,
-        token=item["token"]["S"] if "token" in item else None,
-        result=_unpack(item["result"]["B"]) if "result" in item else None,
-        reason=item["reason"]["S"] if "reason" in item else None,
+        job_id=job,
+        status=status,
+        caller=caller,
+        request_id=request_id,
+        output_type=output_type,
+        created_at=item.moment("created_at"),
+        start_by=item.moment("start_by"),
+        finish_by=item.moment("finish_by"),
+        admission=admission,
+        limit_seconds=item.whole("limit_seconds"),
+        payload=payload,
+        token=item.optional("token"),
+        result=item.packed("result", MAX_RESULT_BYTES),
+        reason=item.optional("reason"),
+        expires_at=item.expires_at if math.isfinite(item.expires_at) else None,
+    )
+
+
+def _admission(item: _Item, request_id: str) -> Admission:
+    """The admission a job item records: the units the worker releases, so they must be what the
+    gateway wrote (a positive count within the limit, for the job's own request)."""
+    try:
+        value = json.loads(item.string("admission"))
+    except ValueError:
+        raise item.corrupt("admission") from None
+    if not isinstance(value, dict):
+        raise item.corrupt("admission")
+    units, used, limit, window, resets_at = (value.get(k) for k in ("units", "used", "limit", "window", "resets_at"))
+    if (
+        value.get("request_id") != request_id
+        or type(units) is not int
+        or type(used) is not int
+        or type(limit) is not int
+        or not 1 <= units <= limit
+        or not isinstance(window, str)
+        or not window
+        or not isinstance(resets_at, str)
+    ):
+        raise item.corrupt("admission")
+    return Admission(
+        request_id=request_id,
+        units=units,
+        used=used,
+        limit=limit,
+        resets_at=item.moment("admission", resets_at),
+        replayed=False,
+        window=window,
     )

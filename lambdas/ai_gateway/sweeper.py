@@ -14,7 +14,10 @@ admitted longer ago than the bound and releases each with the ledger's own condi
   of any function that admits (its timeout, and for a job its start window too: the stack
   computes them, SweeperSettings.lifetimes_seconds) plus a slack for clock skew and index lag.
 
-Each run handles at most page_limit requests; what is left waits for the next run.
+Each run handles at most page_limit requests; what is left waits for the next run. A record the
+index lists with units that are not a positive count (a corrupt or hand-edited record) is never
+released: giving back a negative count would charge the group. It is counted failed and logged,
+and the sweep goes on with the others.
 """
 
 from __future__ import annotations
@@ -56,6 +59,10 @@ def sweep(ledger: Ledger, *, now: dt.datetime, bound_seconds: int, page_limit: i
     pending = ledger.pending(admitted_before=cutoff, limit=page_limit)
     released = failed = 0
     for request in pending:
+        if type(request.units) is not int or request.units < 1:
+            failed += 1
+            logger.error("a pending request's units are not a count: not released", extra={"group": request.group})
+            continue
         try:
             done = ledger.release(
                 request.request_id,

@@ -6,12 +6,30 @@ the flow the gateway began (the units were admitted at submission): produce, gua
 release. Generation ends GENERATION_MARGIN_SECONDS before the earlier of the function's own
 remaining time and the output type's async limit. A job that ends without an output releases its
 units (the ledger does so once per request id; a delivered request is never released) and records
-a reason safe to show. Prompts and answers are never logged.
+a reason safe to show. Prompts and answers are never logged, nor an error's message (it can quote
+them): only its type and where it was raised.
+
+A job item is untrusted (ai_gateway.jobs reads it so). What fails for good is recorded as the job's
+failure; what may pass is left for a retry:
+
+- an item that cannot be read at all once claimed (CorruptJobError: an attribute missing or of
+  another type, an admission that is not the job's, an item that is not its caller's) is failed
+  (REASON_INTERNAL) without a release: the units it names cannot be trusted, and the sweeper
+  releases the ledger's own record of the request, once, after its bound;
+- an item whose request, output type, units or window are not those the ledger admitted is failed
+  without a release, likewise (releasing by them would give back another counter's units);
+- a job that can be read but not run (a request that cannot be rebuilt, an output type or a model
+  that no longer exists, an expired item) is failed and its admitted units released, once;
+- an output delivered (metered) that the job cannot keep (too large for its item, or the write
+  failed) fails the job with REASON_NOT_KEPT, which says its units were charged;
+- a failure of DynamoDB before the claim (an UpstreamError) is raised: Lambda retries the event
+  (WORKER_RETRY_ATTEMPTS), and a job still queued is claimed then.
 """
 
 from __future__ import annotations
 
 import re
+import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -25,7 +43,16 @@ from ai_gateway.agents import AgentClient
 from ai_gateway.contract import GENERATION_MARGIN_SECONDS
 from ai_gateway.flow import Clock, Flow
 from ai_gateway.guardrail import Guard
-from ai_gateway.jobs import REASON_GUARDRAIL, REASON_STALE, JobStore, reason
+from ai_gateway.jobs import (
+    REASON_GUARDRAIL,
+    REASON_INTERNAL,
+    REASON_NOT_KEPT,
+    REASON_STALE,
+    CorruptJobError,
+    Job,
+    JobStore,
+    reason,
+)
 from ai_gateway.jobs_contract import WorkerSettings
 from ai_gateway.ledger import Ledger
 from ai_gateway.router import ModelRouter
@@ -77,37 +104,73 @@ def runtime() -> Runtime:
 def run(job_id: str, *, remaining_seconds: float, runtime: Runtime, clock: Clock) -> str:
     """Run one job to its end; the outcome (a JobStatus value, or "skipped" for a job that was not
     queued)."""
-    with call("dynamodb"):
-        job = runtime.store.claim(job_id, now=clock.now())
+    try:
+        with call("dynamodb"):
+            job = runtime.store.claim(job_id, now=clock.now())
+    except CorruptJobError as error:  # claimed (now running), but nothing in it can be trusted
+        logger.error(
+            "job item cannot be read: failed, its units left to the sweeper",
+            extra={"job_id": job_id, "field": error.field},
+        )
+        _record_failure(runtime, job_id, REASON_INTERNAL, clock)
+        return "failed"
     if job is None:
         logger.info("job not queued: a repeated event", extra={"job_id": job_id})
         return "skipped"
     seconds = min(remaining_seconds, job.limit_seconds) - GENERATION_MARGIN_SECONDS
     outcome = "failed"
     why = reason(Exception())
+    release = True
+    delivered = False  # once the output is metered, nothing is given back
     try:
+        with call("dynamodb"):
+            release = _admitted(runtime, job)
         request = job.request(deadline=clock.monotonic() + seconds)
         telemetry.correlate(request.conversation)
-        if clock.now() > job.start_by or seconds <= 0:
+        if not release:
+            logger.error(
+                "job's admission is not the ledger's: failed, its units left to the sweeper",
+                extra={"job_id": job.job_id},
+            )
+        elif clock.now() > job.start_by or seconds <= 0 or job.expired(clock.now()):
             why = REASON_STALE
         else:
             delivery = runtime.flow(job.agents).complete(request, job.admission)
             if delivery.verdict.blocked:  # complete() released the units
                 why = REASON_GUARDRAIL
             else:
+                delivered = True
                 with call("dynamodb"):
                     runtime.store.succeed(job.job_id, delivery.body(), now=clock.now())
                 outcome = "succeeded"
     except Exception as error:  # the job's failure is its outcome, not the invocation's
-        why = reason(error)
+        why = REASON_NOT_KEPT if delivered else reason(error)
+        release = release and not delivered
         if isinstance(error, UpstreamError):
             telemetry.upstream_failed(error)
         else:
-            logger.exception("job failed", extra={"job_id": job.job_id})
-    if outcome == "failed":
+            # Its type and where, never its message: it can quote the job's request.
+            logger.error("job failed", extra={"job_id": job.job_id, **_where(error)})
+    if outcome == "failed" and release:
         _settle(runtime, job, why, clock)
+    elif outcome == "failed":
+        _record_failure(runtime, job.job_id, why, clock)
     logger.info("job ended", extra={"job_id": job.job_id, "outcome": outcome, "output_type": job.output_type})
     return outcome
+
+
+def _admitted(runtime: Runtime, job: Job) -> bool:
+    """Whether the ledger holds the job's request admitted with the output type, units and window
+    the job item names: what the flow delivers or releases by them. An item that names others (a
+    corrupt or hostile one) would release another counter's units, or the wrong count: the job is
+    then failed without a release, and the sweeper releases the ledger's own record."""
+    record = runtime.ledger.record(job.request_id, group=job.caller.group, user=job.caller.user) or {}
+    return (
+        record.get("status") == {"S": "admitted"}
+        and record.get("output_type") == {"S": job.output_type}
+        and record.get("units") == {"N": str(job.admission.units)}
+        and record.get("window") == {"S": job.admission.window}
+    )
 
 
 def _settle(runtime: Runtime, job: Any, why: str, clock: Clock) -> None:
@@ -126,11 +189,24 @@ def _settle(runtime: Runtime, job: Any, why: str, clock: Clock) -> None:
             )
     except UpstreamError:
         telemetry.release_failed(job.request_id)
+    _record_failure(runtime, job.job_id, why, clock)
+
+
+def _record_failure(runtime: Runtime, job_id: str, why: str, clock: Clock) -> None:
+    """A job's reason (it ends failed): a failure here leaves GET to report it failed after its
+    finish-by time."""
     try:
         with call("dynamodb"):
-            runtime.store.fail(job.job_id, why, now=clock.now())
+            runtime.store.fail(job_id, why, now=clock.now())
     except UpstreamError as error:
         telemetry.upstream_failed(error)
+
+
+def _where(error: BaseException) -> dict[str, str]:
+    """An error as a log line may show it: its type and the innermost frame it was raised in."""
+    frames = traceback.extract_tb(error.__traceback__)
+    where = f"{frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno} {frames[-1].name}" if frames else ""
+    return {"error": type(error).__name__, "where": where}
 
 
 @logger.inject_lambda_context(clear_state=True)
