@@ -282,10 +282,18 @@ class Ledger:
             return False
         return True
 
-    def pending(self, *, admitted_before: dt.datetime, limit: int) -> list[Pending]:
+    def pending(
+        self,
+        *,
+        admitted_before: dt.datetime,
+        limit: int,
+        unreadable: Callable[[str], None] = lambda _: None,
+    ) -> list[Pending]:
         """Up to ``limit`` requests admitted before ``admitted_before`` and neither delivered nor
         released, oldest first within each shard (the pending index; eventually consistent, so a
-        request settled a moment ago may still be listed: release's condition decides)."""
+        request settled a moment ago may still be listed: release's condition decides). A record
+        this code cannot read (an attribute missing or of another type) is left where it is and
+        named to ``unreadable`` by what is wrong with it: one bad record must not stop the rest."""
         before = admitted_before.astimezone(dt.UTC).isoformat()
         found: list[Pending] = []
         for shard in range(PENDING_SHARDS):
@@ -299,18 +307,11 @@ class Ledger:
                 ExpressionAttributeValues={":shard": {"S": _shard_label(shard)}, ":before": {"S": before}},
                 Limit=limit - len(found),
             )
-            found.extend(
-                Pending(
-                    request_id=item["request_id"]["S"],
-                    group=item["group"]["S"],
-                    user=item["user"]["S"],
-                    output_type=item["output_type"]["S"],
-                    units=int(item["units"]["N"]),
-                    window=item["window"]["S"],
-                    admitted_at=item[PENDING_SORT_KEY]["S"],
-                )
-                for item in response.get("Items", [])
-            )
+            for item in response.get("Items", []):
+                try:
+                    found.append(_pending(item))
+                except UnreadableRecordError as error:
+                    unreadable(str(error))
         return found
 
     def usage(self, group: str, quotas: dict[str, tuple[int, Period]], now: dt.datetime) -> list[Usage]:
@@ -389,6 +390,36 @@ def _cancellation_reasons(error: ClientError) -> list[str] | None:
     if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
         return None
     return [str(reason.get("Code")) for reason in error.response.get("CancellationReasons", [])]
+
+
+class UnreadableRecordError(ValueError):
+    """A ledger record without an attribute this code needs, or with one of another type."""
+
+
+_PENDING_TEXT = ("request_id", "group", "user", "output_type", "window", PENDING_SORT_KEY)
+
+
+def _pending(item: dict[str, Any]) -> Pending:
+    """A pending index item as a Pending; UnreadableRecordError names the attribute that is not one."""
+    text: dict[str, str] = {}
+    for name in _PENDING_TEXT:
+        value = item.get(name)
+        if not isinstance(value, dict) or not isinstance(value.get("S"), str):
+            raise UnreadableRecordError(f"{name}: not a string")
+        text[name] = value["S"]
+    units = item.get("units")
+    number = units.get("N") if isinstance(units, dict) else None
+    if not isinstance(number, str) or not number.isdigit() or len(number) > 18:
+        raise UnreadableRecordError("units: not a whole number")
+    return Pending(
+        request_id=text["request_id"],
+        group=text["group"],
+        user=text["user"],
+        output_type=text["output_type"],
+        units=int(number),
+        window=text["window"],
+        admitted_at=text[PENDING_SORT_KEY],
+    )
 
 
 def pending_shard(key: str) -> str:

@@ -50,14 +50,17 @@ def now() -> dt.datetime:
 class Sweep:
     candidates: int  # admitted before the bound, as the index listed them
     released: int  # released by this run
-    failed: int  # whose release raised (left for the next run)
+    failed: int  # unreadable, or whose release raised (left for the next run)
 
 
 def sweep(ledger: Ledger, *, now: dt.datetime, bound_seconds: int, page_limit: int) -> Sweep:
     """Release up to ``page_limit`` requests admitted more than ``bound_seconds`` before ``now``."""
     cutoff = now - dt.timedelta(seconds=bound_seconds)
-    pending = ledger.pending(admitted_before=cutoff, limit=page_limit)
-    released = failed = 0
+    unreadable: list[str] = []
+    pending = ledger.pending(admitted_before=cutoff, limit=page_limit, unreadable=unreadable.append)
+    for problem in unreadable:  # left in the index: named on every run until someone mends it
+        logger.error("a pending ledger record is unreadable: not released", extra={"problem": problem})
+    released, failed = 0, len(unreadable)
     for request in pending:
         if type(request.units) is not int or request.units < 1:
             failed += 1
@@ -84,7 +87,7 @@ def sweep(ledger: Ledger, *, now: dt.datetime, bound_seconds: int, page_limit: i
                 "released a dead request's units",
                 extra={"group": request.group, "output_type": request.output_type, "admitted_at": request.admitted_at},
             )
-    return Sweep(candidates=len(pending), released=released, failed=failed)
+    return Sweep(candidates=len(pending) + len(unreadable), released=released, failed=failed)
 
 
 @cache

@@ -88,7 +88,7 @@ class Ledger:
     def __init__(self) -> None:
         self.asked: list[tuple[dt.datetime, int]] = []
 
-    def pending(self, *, admitted_before: dt.datetime, limit: int) -> list[Any]:
+    def pending(self, *, admitted_before: dt.datetime, limit: int, **_: Any) -> list[Any]:
         self.asked.append((admitted_before, limit))
         return []
 
