@@ -482,6 +482,21 @@ class IngestionPipeline(Construct):
         )
         alarm.add_alarm_action(cloudwatch_actions.SnsAction(self.alarm_topic))
 
+    def _failing_alarm(self, function: BlueprintFunction, source_name: str) -> None:
+        """A source whose runs fail for two hours on end (its API down, its secret wrong): the
+        checkpoint does not move, so nothing reaches the pipeline until someone looks."""
+        alarm = function.metric_errors(period=Duration.hours(1), statistic="Sum").create_alarm(
+            self,
+            f"Pull{pascal_case(source_name)}Failing",
+            alarm_description=f"Runs of pull source {source_name} failed in each of the last 2 hours: "
+            "its records are not being pulled (the function's logs say why)",
+            threshold=1,
+            evaluation_periods=2,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        alarm.add_alarm_action(cloudwatch_actions.SnsAction(self.alarm_topic))
+
     def _push_connector(self) -> apigateway.RestApi:
         push = self._config.connectors.push
         function = self._function(
@@ -597,10 +612,13 @@ class IngestionPipeline(Construct):
         )
         rule.add_target(targets.LambdaFunction(function, dead_letter_queue=self.dlq, retry_attempts=2))
         self._falling_behind_alarm(source_name)
+        self._failing_alarm(function, source_name)
         acknowledge(
             function,
             "NIST.800.53.R5-LambdaDLQ",
-            "Its schedule's target has the ingestion DLQ as dead-letter queue (alarmed), after two retries.",
+            "A run carries no data, only its schedule's tick: a failed run (after Lambda's two retries) is "
+            "alarmed (PullFailing) and the next run resumes from the saved checkpoint; a run EventBridge "
+            "cannot start goes to the ingestion DLQ (alarmed).",
         )
         acknowledge(
             function,

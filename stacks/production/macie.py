@@ -21,6 +21,7 @@ from aws_cdk import (
     aws_events as events,
     aws_events_targets as targets,
     aws_iam as iam,
+    aws_lambda_destinations as destinations,
     aws_macie as macie,
     aws_s3 as s3,
     aws_sns as sns,
@@ -204,9 +205,25 @@ class MacieDiscovery(Construct):
         acknowledge(
             self.dead_letters,
             "AwsSolutions-SQS3",
-            "This queue is itself a dead-letter queue: the findings rule's Lambda target sends what it cannot "
-            "deliver here (EventBridge target DLQ, which cdk-nag does not recognize as one).",
+            "This queue is itself a dead-letter queue: EventBridge sends the findings it cannot deliver to the "
+            "responder here (target DLQ), and Lambda the findings the responder failed on (on-failure "
+            "destination); cdk-nag recognizes neither as one.",
         )
+        # EventBridge invokes the responder asynchronously: its target DLQ takes only what EventBridge
+        # could not deliver. A finding the responder fails on is Lambda's to retry and then to send
+        # on, or it would be dropped after the retries with nothing left to alarm on.
+        self.function.configure_async_invoke(
+            on_failure=destinations.SqsDestination(self.dead_letters),
+            retry_attempts=2,
+            max_event_age=Duration.hours(6),
+        )
+        for action in ("kms:GenerateDataKey*", "kms:ReEncrypt*"):
+            acknowledge(
+                self.function.execution_role,
+                f"AwsSolutions-IAM5[Action::{action}]",
+                "CDK's grant for sending to the KMS-encrypted findings dead-letter queue (the on-failure "
+                "destination), on the tier key only.",
+            )
         rule.add_target(targets.LambdaFunction(self.function, dead_letter_queue=self.dead_letters, retry_attempts=2))
         waiting = self.dead_letters.metric_approximate_number_of_messages_visible(
             period=Duration.minutes(5), statistic="Maximum"
@@ -279,7 +296,8 @@ class MacieDiscovery(Construct):
         acknowledge(
             function,
             "NIST.800.53.R5-LambdaDLQ",
-            "Its EventBridge target has its own dead-letter queue (alarmed), after two retries.",
+            "A finding it fails on goes, after Lambda's two retries, to its on-failure destination: the "
+            "findings' own dead-letter queue (alarmed), which cdk-nag does not read as a DLQ.",
         )
         acknowledge(
             function,

@@ -363,3 +363,35 @@ def test_with_ocr_off_there_is_no_topic_queue_role_or_grant_for_it(knowledge: di
     assert not [a for a, _ in processor if a.startswith("textract:") or a == "iam:PassRole"]
     environment = props(knowledge, "AWS::Lambda::Function", "IngestionProcessor")["Environment"]["Variables"]
     assert not [name for name in environment if name.startswith("OCR")]
+
+
+def test_a_pull_source_failing_for_two_hours_alarms(knowledge: dict[str, Any], cdk_context: dict[str, Any]) -> None:
+    """A failed run leaves no data behind, only a checkpoint that does not move: its errors alarm."""
+    for name in production(cdk_context).connectors.pull:
+        logical = "".join(part.title() for part in name.split("-"))
+        alarm = props(knowledge, "AWS::CloudWatch::Alarm", f"IngestionPull{logical}Failing")
+        assert (alarm["Namespace"], alarm["MetricName"], alarm["Statistic"], alarm["Period"]) == (
+            "AWS/Lambda",
+            "Errors",
+            "Sum",
+            3600,
+        )
+        assert render(alarm["Dimensions"]) == [{"Name": "FunctionName", "Value": f"<IngestionPull{logical}>"}]
+        assert (alarm["Threshold"], alarm["ComparisonOperator"], alarm["EvaluationPeriods"]) == (
+            1,
+            "GreaterThanOrEqualToThreshold",
+            2,
+        )
+        assert alarm["TreatMissingData"] == "notBreaching"
+        assert render(alarm["AlarmActions"]) == ["<IngestionAlarms>"]
+
+
+def test_a_finding_the_responder_fails_on_reaches_the_findings_dead_letter_queue(knowledge: dict[str, Any]) -> None:
+    """EventBridge invokes the responder asynchronously: its target DLQ takes only what it could not
+    deliver; what the function fails on is Lambda's, sent on after two retries, never dropped."""
+    config = props(knowledge, "AWS::Lambda::EventInvokeConfig")
+    assert render(config["FunctionName"]) == "<MacieResponder>"
+    assert render(config["DestinationConfig"]) == {"OnFailure": {"Destination": "<MacieFindingsDeadLetters.Arn>"}}
+    assert (config["MaximumRetryAttempts"], config["MaximumEventAgeInSeconds"]) == (2, 6 * 3600)
+    permissions = role_permissions(knowledge, "MacieResponderRole")
+    assert ("sqs:SendMessage", "<MacieFindingsDeadLetters.Arn>") in permissions
