@@ -50,7 +50,7 @@ from shared.agent_memory import actor_id
 from shared.aws_errors import Kind, UpstreamError
 from shared.bodies import clip
 from shared.headers import AGENT_SESSION_HEADER, CALLER_TOKEN_HEADER, CONVERSATION_HEADER
-from shared.logs import service_logger
+from shared.logs import log_unexpected, service_logger
 from shared.runtime_config import DocumentReader, RuntimeConfigError
 from shared.telemetry import CONVERSATION
 from shared.tokens import GROUP_CLAIM, InvalidToken, TokenVerifier
@@ -476,8 +476,8 @@ def create_app(service: Callable[[], Service] = service_from_environ) -> Bedrock
     def invoke(payload: Any, context: RequestContext) -> JSONResponse | dict[str, Any]:
         try:
             status, answer = current().invoke(payload, context.request_headers or {}, context.session_id)
-        except Exception:  # a bug: logged here, and the caller gets no stack trace or message
-            logger.exception("turn failed")
+        except Exception as error:  # a bug: logged here, and the caller gets no stack trace or message
+            log_unexpected(logger, "turn failed", error)
             return JSONResponse({"error": "internal", "message": "the agent failed"}, status_code=500)
         return answer if status == 200 else JSONResponse(answer, status_code=status)
 

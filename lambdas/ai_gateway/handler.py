@@ -73,7 +73,7 @@ from shared.aws_errors import INVALID_RESPONSE, RETRY_AFTER_SECONDS, UpstreamErr
 from shared.bearer import InvalidToken, bearer  # not shared.tokens: PyJWT and cryptography stay unloaded
 from shared.bodies import BodyError, body_bytes, clip, problems
 from shared.claims import CONTEXT_GROUP, CONTEXT_USER
-from shared.logs import service_logger
+from shared.logs import log_unexpected, service_logger
 from shared.runtime_config import DocumentReader, RuntimeConfigError, appconfig_fetch
 
 # Cold start matters at the front door: bodies are validated with pydantic directly (Powertools'
@@ -751,7 +751,7 @@ def _no_route(error: NotFoundError) -> Response[Any]:
 # Registered last and broadest: Powertools picks the most specific handler for an exception.
 @app.exception_handler(Exception)
 def _unexpected(error: Exception) -> Response[Any]:
-    logger.exception("unexpected error")
+    log_unexpected(logger, "unexpected error", error)
     message = "the request failed; quote the correlation id"
     if _openai_route():
         return _openai_json(OpenAIError(500, openai_api.API_ERROR, message, code="internal_error"))

@@ -47,7 +47,7 @@ from shared.bodies import problems
 from shared.field_paths import value_at
 from shared.landing import Record, document, land
 from shared.legacy_client import LegacyClient, client_for
-from shared.logs import service_logger
+from shared.logs import log_unexpected, service_logger
 from shared.tool_errors import ToolError
 
 logger = service_logger()
@@ -364,10 +364,10 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             dlq_url=config.dlq_url,
             bucket=config.landing_bucket,
         )
-    except Exception:
+    except Exception as error:
         metrics.add_metric(name=Metric.RUNS_FAILED, unit=MetricUnit.Count, value=1)
-        logger.exception("pull failed; the watermark stays where it was", extra={"source": source.name})
-        raise
+        log_unexpected(logger, "pull failed; the watermark stays where it was", error, source=source.name)
+        raise  # the run fails: Lambda retries it, and its Errors alarm (PullFailing) watches
     finally:
         lease.release(holder)
     metrics.add_metric(name=Metric.RECORDS_PULLED, unit=MetricUnit.Count, value=run.landed)

@@ -28,7 +28,7 @@ from pydantic_core import from_json
 from connector_push.contract import Settings
 from shared.bodies import BodyError, body_bytes, problems
 from shared.landing import Record, document, land
-from shared.logs import service_logger
+from shared.logs import log_unexpected, service_logger
 
 logger = service_logger()
 metrics = Metrics()
@@ -126,8 +126,8 @@ def _no_route(_: Exception) -> Response[Any]:
 
 
 @app.exception_handler(Exception)
-def _unexpected(_: Exception) -> Response[Any]:
-    logger.exception("push failed")
+def _unexpected(error: Exception) -> Response[Any]:
+    log_unexpected(logger, "push failed", error)
     return _json(500, {"error": "internal_error", "message": "the records were not all stored; send them again"})
 
 

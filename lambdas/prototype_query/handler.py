@@ -27,7 +27,7 @@ from prototype_query.contract import Dimension, Metric, Settings
 from prototype_query.models import QueryRequest, Source
 from shared.aws_errors import RETRY_AFTER_SECONDS, UpstreamError
 from shared.bodies import BodyError, body_bytes, problems
-from shared.logs import service_logger
+from shared.logs import log_unexpected, service_logger
 
 logger = service_logger()
 # Traced by Lambda's active tracing (each invocation a segment), as every function of the platform
@@ -154,7 +154,7 @@ def _no_route(error: NotFoundError) -> Response[Any]:
 # Registered last and broadest: Powertools picks the most specific handler for an exception.
 @app.exception_handler(Exception)
 def _unexpected(error: Exception) -> Response[Any]:
-    logger.exception("unexpected error")
+    log_unexpected(logger, "unexpected error", error)
     return _error(500, "internal_error", "the request failed; see the function logs for the request id")
 
 

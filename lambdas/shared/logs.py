@@ -10,9 +10,12 @@ written with JSON's escapes instead: the same JSON value, every character kept, 
 from __future__ import annotations
 
 import json
+import traceback
 from typing import Any
 
 from aws_lambda_powertools import Logger
+
+RAISED_AT_FRAMES = 8  # the innermost frames of an unexpected error's traceback that are logged
 
 
 def serialize(record: dict[str, Any]) -> str:
@@ -29,3 +32,23 @@ def service_logger(service: str | None = None) -> Logger:
     """A function's Powertools logger (service from POWERTOOLS_SERVICE_NAME unless given) with
     :func:`serialize`. The first logger of a service sets its format: create it with this."""
     return Logger(service=service, json_serializer=serialize)
+
+
+def log_unexpected(logger: Logger, message: str, error: BaseException, **extra: Any) -> None:
+    """An error no code path expected, logged as its type and where it was raised (the last frames
+    of its traceback: files, lines, code), never its text: an exception's message can quote what a
+    caller or an upstream sent (a validation error repeats its input; a KeyError names the key)."""
+    causes = []
+    cause = error.__cause__ or error.__context__
+    while cause is not None and len(causes) < 5:
+        causes.append(type(cause).__qualname__)
+        cause = cause.__cause__ or cause.__context__
+    logger.error(
+        message,
+        extra={
+            **extra,
+            "error_type": type(error).__qualname__,
+            "raised_at": "".join(traceback.format_tb(error.__traceback__, limit=-RAISED_AT_FRAMES)),
+            **({"caused_by": causes} if causes else {}),
+        },
+    )

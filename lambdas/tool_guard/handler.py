@@ -62,7 +62,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.bodies import clip
 from shared.headers import CONVERSATION_HEADER
-from shared.logs import service_logger
+from shared.logs import log_unexpected, service_logger
 from shared.runtime_config import DocumentReader
 from shared.telemetry import CONVERSATION
 from shared.tokens import GROUP_CLAIM, InvalidToken, TokenVerifier, bearer
@@ -540,7 +540,7 @@ def _output(*, request: dict[str, Any] | None = None, response: dict[str, Any] |
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
         return intercept(event)
-    except Exception:  # whatever went wrong, nothing passes unchecked
-        logger.exception("interceptor failed: refused")
+    except Exception as error:  # whatever went wrong, nothing passes unchecked
+        log_unexpected(logger, "interceptor failed: refused", error)
         metrics.add_metric(name=Metric.FAILURES, unit=MetricUnit.Count, value=1)
         return _refused(None, Refusal(INTERNAL_ERROR, "the gateway could not check this request"))

@@ -265,7 +265,9 @@ def test_a_paging_failure_is_logged_and_counted_and_gives_the_lease_back(
     lines = printed(capsys)
     (failure,) = [line for line in lines if line.get("message") == "pull failed; the watermark stays where it was"]
     assert failure["source"] == SOURCE.name
-    assert "PagingError" in failure["exception"]
+    assert failure["error_type"] == "PagingError"
+    assert "handler.py" in failure["raised_at"]
+    assert "after page 1" not in json.dumps(failure)  # where it was raised (code), not its text (data)
     assert any(line.get("RunsFailed") == [1.0] or line.get("RunsFailed") == 1.0 for line in lines)
     assert pull.Lease(aws.dynamodb.Table("registry"), SOURCE.name, seconds=360).acquire("run-2")
     assert watermark(aws) is None

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from agent import app as agent
-from shared.logs import serialize
+from shared.logs import log_unexpected, serialize
 from tests.lambdas.test_entry_points import ENTRY_POINTS
 from web_mcp import browse, fetch, guard, server
 
@@ -61,3 +61,42 @@ def test_every_function_logger_is_made_by_service_logger() -> None:
         if re.search(r"\bLogger\((?!child=True\))", line)
     )
     assert made_directly == []
+
+
+def _fails_quoting(secret: str) -> None:
+    try:
+        {}[secret]  # a KeyError names the key
+    except KeyError as error:
+        raise ValueError(f"could not read {secret!r}") from error
+
+
+def test_an_unexpected_error_is_logged_by_type_and_place_never_by_its_text(capsys: pytest.CaptureFixture[str]) -> None:
+    secret = "ada@example.com sk-live-123"
+    try:
+        _fails_quoting(secret)
+    except ValueError as error:
+        capsys.readouterr()
+        log_unexpected(LOGGING_MODULES["ai_gateway"].logger, "unexpected error", error, route="/v1/chat")
+    out = capsys.readouterr().out
+    assert secret not in out
+    assert "ada@example.com" not in out
+    (line,) = [json.loads(text) for text in out.splitlines() if text.startswith("{")]
+    assert (line["message"], line["level"], line["route"]) == ("unexpected error", "ERROR", "/v1/chat")
+    assert (line["error_type"], line["caused_by"]) == ("ValueError", ["KeyError"])
+    assert "_fails_quoting" in line["raised_at"]
+    assert "test_logs.py" in line["raised_at"]
+    assert "exception" not in line  # Powertools' formatted exception carries the message
+
+
+def test_no_function_logs_an_exception_with_its_text() -> None:
+    """logger.exception (and exc_info) write the exception's message; functions use log_unexpected.
+    The runtime-config reader's warnings are AppConfig's errors, not a caller's text."""
+    functions = Path(agent.__file__ or "").parents[1]
+    with_text = sorted(
+        f"{path.relative_to(functions)}: {line.strip()}"
+        for path in functions.rglob("*.py")
+        if path.name != "runtime_config.py"
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if re.search(r"\blogger\.exception\(|exc_info=True", line)
+    )
+    assert with_text == []
