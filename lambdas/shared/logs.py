@@ -38,7 +38,7 @@ def log_unexpected(logger: Logger, message: str, error: BaseException, **extra: 
     """An error no code path expected, logged as its type and where it was raised (the last frames
     of its traceback: files, lines, code), never its text: an exception's message can quote what a
     caller or an upstream sent (a validation error repeats its input; a KeyError names the key)."""
-    causes = []
+    causes: list[str] = []
     cause = error.__cause__ or error.__context__
     while cause is not None and len(causes) < 5:
         causes.append(type(cause).__qualname__)
