@@ -242,7 +242,9 @@ class Ledger:
 
     def release(self, request_id: str, *, group: str, user: str, output_type: str, units: int, window: str) -> bool:
         """Give back an admitted request's units when no output was delivered; once only. True when
-        this call released them, False when the request was already released or delivered."""
+        this call released them, False when the request was already released or delivered, or was
+        admitted with other units, output type or window than these: units go back only to the
+        counter that holds them, however the caller came by them."""
         try:
             self._transact(
                 [
@@ -251,15 +253,24 @@ class Ledger:
                             "TableName": self._table,
                             "Key": {"pk": {"S": _request_key(group, user, request_id)}},
                             "UpdateExpression": "SET #status = :released REMOVE #pending, #pending_at",
-                            "ConditionExpression": "#status = :admitted",
+                            "ConditionExpression": (
+                                "#status = :admitted AND #units = :units AND #output_type = :output_type "
+                                "AND #window = :window"
+                            ),
                             "ExpressionAttributeNames": {
                                 "#status": "status",
                                 "#pending": PENDING_KEY,
                                 "#pending_at": PENDING_SORT_KEY,
+                                "#units": "units",
+                                "#output_type": "output_type",
+                                "#window": "window",
                             },
                             "ExpressionAttributeValues": {
                                 ":released": {"S": "released"},
                                 ":admitted": {"S": "admitted"},
+                                ":units": {"N": str(units)},
+                                ":output_type": {"S": output_type},
+                                ":window": {"S": window},
                             },
                         }
                     },

@@ -254,6 +254,25 @@ def test_release_gives_units_back_once_and_delivery_records_tokens(ledger: Ledge
     assert ledger.record("r1", group="gold", user="user-1")["status"]["S"] == "released"  # type: ignore[index]
 
 
+@pytest.mark.parametrize(
+    "wrong",
+    [{"units": 3}, {"units": 40}, {"output_type": "summary"}, {"window": "2026-10"}],
+    ids=["fewer units", "more units", "another output type", "another window"],
+)
+def test_a_release_that_names_other_units_than_were_admitted_gives_nothing_back(
+    ledger: Ledger, wrong: dict[str, Any]
+) -> None:
+    """Units go back only to the counter that holds them, as many as it holds: a caller that read
+    them wrong (a corrupt job item, a stale record) releases nothing, and the right release still can."""
+    admit(ledger, "r1", units=4, limit=10)
+    admitted = {"group": "gold", "user": "user-1", "output_type": "report", "units": 4, "window": "2026-11"}
+    assert ledger.release("r1", **{**admitted, **wrong}) is False
+    assert admit(ledger, "r2", units=1, limit=10).used == 5  # nothing was given back
+    assert ledger.record("r1", group="gold", user="user-1")["status"]["S"] == "admitted"  # type: ignore[index]
+    assert ledger.release("r1", **admitted) is True
+    assert admit(ledger, "r3", units=1, limit=10).used == 2
+
+
 def test_usage_reports_each_quota_of_the_group(ledger: Ledger) -> None:
     admit(ledger, "r1", units=4, limit=10)
     usage = ledger.usage("gold", {"report": (10, "MONTH"), "summary": (5, "DAY")}, NOW)
