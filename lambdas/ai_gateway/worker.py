@@ -29,7 +29,6 @@ failure; what may pass is left for a retry:
 from __future__ import annotations
 
 import re
-import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -58,7 +57,7 @@ from ai_gateway.ledger import Ledger
 from ai_gateway.router import ModelRouter
 from ai_gateway.telemetry import Telemetry
 from shared.aws_errors import UpstreamError, call
-from shared.logs import service_logger
+from shared.logs import log_unexpected, service_logger
 
 logger = service_logger()
 metrics = Metrics()
@@ -149,8 +148,7 @@ def run(job_id: str, *, remaining_seconds: float, runtime: Runtime, clock: Clock
         if isinstance(error, UpstreamError):
             telemetry.upstream_failed(error)
         else:
-            # Its type and where, never its message: it can quote the job's request.
-            logger.error("job failed", extra={"job_id": job.job_id, **_where(error)})
+            log_unexpected(logger, "job failed", error, job_id=job.job_id)  # never its text: it can quote the request
     if outcome == "failed" and release:
         _settle(runtime, job, why, clock)
     elif outcome == "failed":
@@ -200,13 +198,6 @@ def _record_failure(runtime: Runtime, job_id: str, why: str, clock: Clock) -> No
             runtime.store.fail(job_id, why, now=clock.now())
     except UpstreamError as error:
         telemetry.upstream_failed(error)
-
-
-def _where(error: BaseException) -> dict[str, str]:
-    """An error as a log line may show it: its type and the innermost frame it was raised in."""
-    frames = traceback.extract_tb(error.__traceback__)
-    where = f"{frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno} {frames[-1].name}" if frames else ""
-    return {"error": type(error).__name__, "where": where}
 
 
 @logger.inject_lambda_context(clear_state=True)

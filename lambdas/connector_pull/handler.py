@@ -340,6 +340,11 @@ def client() -> LegacyClient:
     return client_for(settings().pull_source)
 
 
+class PullFailedError(RuntimeError):
+    """A run that failed, named by its source and the type of what went wrong (the log line before
+    it says where); raised so that Lambda retries the run and counts the error."""
+
+
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
@@ -367,7 +372,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     except Exception as error:
         metrics.add_metric(name=Metric.RUNS_FAILED, unit=MetricUnit.Count, value=1)
         log_unexpected(logger, "pull failed; the watermark stays where it was", error, source=source.name)
-        raise  # the run fails: Lambda retries it, and its Errors alarm (PullFailing) watches
+        # The run fails (Lambda retries it; PullFailing watches) with an error of its own: Lambda logs
+        # an unhandled error's text, and this one's could quote the source's URL or a record.
+        raise PullFailedError(f"the pull of {source.name} failed ({type(error).__qualname__})") from None
     finally:
         lease.release(holder)
     metrics.add_metric(name=Metric.RECORDS_PULLED, unit=MetricUnit.Count, value=run.landed)

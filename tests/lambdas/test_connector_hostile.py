@@ -260,8 +260,10 @@ def test_a_paging_failure_is_logged_and_counted_and_gives_the_lease_back(
     monkeypatch.setattr(pull, "settings", lambda: settings)
     monkeypatch.setattr(pull, "client", lambda: Upstream({"items": [], "next_cursor": "c1"}))
     capsys.readouterr()
-    with pytest.raises(pull.PagingError):
+    with pytest.raises(pull.PullFailedError, match=r"^the pull of kb-articles failed \(PagingError\)$") as raised:
         pull.lambda_handler({}, FakeContext(aws_request_id="run-1"))
+    assert raised.value.__cause__ is None  # what Lambda logs of it: its own text only, no chained upstream text
+    assert raised.value.__suppress_context__
     lines = printed(capsys)
     (failure,) = [line for line in lines if line.get("message") == "pull failed; the watermark stays where it was"]
     assert failure["source"] == SOURCE.name

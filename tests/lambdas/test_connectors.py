@@ -228,13 +228,12 @@ def test_a_scheduled_run_that_finds_the_lease_held_ends_without_calling_the_sour
 
 
 def test_a_scheduled_run_gives_the_lease_back_whether_it_lands_or_fails(aws: Aws, scheduled: LegacyApi) -> None:
-    from shared.tool_errors import ToolError
 
     key = {"pk": f"connector#{SOURCE.name}", "sk": "lease"}
     answer = pull.lambda_handler({}, FakeContext(aws_request_id="run-1"))
     assert answer["landed"] == ARTICLE_COUNT - 1
     assert "Item" not in aws.dynamodb.Table("registry").get_item(Key=key)
     scheduled.faults = [503]
-    with pytest.raises(ToolError):
+    with pytest.raises(pull.PullFailedError, match=r"\(ToolError\)$"):
         pull.lambda_handler({}, FakeContext(aws_request_id="run-2"))
     assert "Item" not in aws.dynamodb.Table("registry").get_item(Key=key)
