@@ -44,6 +44,7 @@ BACKOFF_SECONDS = 0.02  # the first retry's jitter ceiling; it doubles with each
 PENDING_INDEX = "pending"
 PENDING_KEY = "pending"
 PENDING_SORT_KEY = "pending_at"
+PENDING_PAGES_PER_SHARD = 4  # pages a sweep reads of one shard at most (a page holds up to its limit)
 PENDING_SHARDS = 8
 PENDING_PROJECTION = ("request_id", "group", "user", "output_type", "units", "window")
 
@@ -308,21 +309,29 @@ class Ledger:
         before = admitted_before.astimezone(dt.UTC).isoformat()
         found: list[Pending] = []
         for shard in range(PENDING_SHARDS):
-            if len(found) >= limit:
-                break
-            response = self._client.query(
-                TableName=self._table,
-                IndexName=PENDING_INDEX,
-                KeyConditionExpression="#pending = :shard AND #pending_at < :before",
-                ExpressionAttributeNames={"#pending": PENDING_KEY, "#pending_at": PENDING_SORT_KEY},
-                ExpressionAttributeValues={":shard": {"S": _shard_label(shard)}, ":before": {"S": before}},
-                Limit=limit - len(found),
-            )
-            for item in response.get("Items", []):
-                try:
-                    found.append(_pending(item))
-                except UnreadableRecordError as error:
-                    unreadable(str(error))
+            start: dict[str, Any] | None = None
+            # Unreadable records stay listed, oldest first: a shard is read on past them (a few pages)
+            # so that they cannot hide the requests admitted after them.
+            for _ in range(PENDING_PAGES_PER_SHARD):
+                if len(found) >= limit:
+                    return found
+                response = self._client.query(
+                    TableName=self._table,
+                    IndexName=PENDING_INDEX,
+                    KeyConditionExpression="#pending = :shard AND #pending_at < :before",
+                    ExpressionAttributeNames={"#pending": PENDING_KEY, "#pending_at": PENDING_SORT_KEY},
+                    ExpressionAttributeValues={":shard": {"S": _shard_label(shard)}, ":before": {"S": before}},
+                    Limit=limit - len(found),
+                    **({"ExclusiveStartKey": start} if start else {}),
+                )
+                for item in response.get("Items", []):
+                    try:
+                        found.append(_pending(item))
+                    except UnreadableRecordError as error:
+                        unreadable(str(error))
+                start = response.get("LastEvaluatedKey")
+                if not start:
+                    break
         return found
 
     def usage(self, group: str, quotas: dict[str, tuple[int, Period]], now: dt.datetime) -> list[Usage]:
@@ -420,8 +429,8 @@ def _pending(item: dict[str, Any]) -> Pending:
         text[name] = value["S"]
     units = item.get("units")
     number = units.get("N") if isinstance(units, dict) else None
-    if not isinstance(number, str) or not number.isdigit() or len(number) > 18:
-        raise UnreadableRecordError("units: not a whole number")
+    if not isinstance(number, str) or not number.isdigit() or len(number) > 18 or int(number) < 1:
+        raise UnreadableRecordError("units: not a whole number above 0")
     return Pending(
         request_id=text["request_id"],
         group=text["group"],

@@ -14,9 +14,12 @@ from shared.runtime_config import ConfigLocation, RuntimeDocument
 
 # Curated copies of directly ingested items: kept out of the KB's S3 data source (not re-indexed).
 DIRECT_PREFIX = "direct/"
+# A record the processor could neither process nor dead-letter (alarmed by the knowledge stack).
+LOST_RECORDS_METRIC = "RecordsLost"
 
 __all__ = [
     "DIRECT_PREFIX",
+    "LOST_RECORDS_METRIC",
     "REALTIME_PREFIX",
     "ClassificationReaders",
     "PipelineSettings",

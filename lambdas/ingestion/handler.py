@@ -34,7 +34,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from ingestion.contract import ClassificationReaders, ProcessorSettings
+from ingestion.contract import LOST_RECORDS_METRIC, ClassificationReaders, ProcessorSettings
 from ingestion.events import MalformedEventError, ObjectRef, OcrJob, object_ref, ocr_job
 from ingestion.knowledge import KnowledgeBase
 from ingestion.pii import PiiScanner
@@ -250,7 +250,7 @@ def _undeliverable(record: Any, position: int, reason: str) -> None:
     try:
         _send_to_dlq(record, f"record-{position}-{digest}", reason, whole=True)
     except Exception as error:
-        metrics.add_metric(name="RecordsLost", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=LOST_RECORDS_METRIC, unit=MetricUnit.Count, value=1)
         logger.error(
             "a record without a message id could not be dead-lettered",
             extra={"position": position, "digest": digest, "reason": reason, "error": _code(error)},

@@ -36,7 +36,13 @@ from constructs import Construct
 
 from connector_pull.contract import SOURCE as PULL_SOURCE, Metric as PullMetric, PullSource, Settings as PullSettings
 from connector_push.contract import Settings as PushSettings
-from ingestion.contract import DIRECT_PREFIX, REALTIME_PREFIX, ClassificationReaders, ProcessorSettings
+from ingestion.contract import (
+    DIRECT_PREFIX,
+    LOST_RECORDS_METRIC,
+    REALTIME_PREFIX,
+    ClassificationReaders,
+    ProcessorSettings,
+)
 from shared.observability import Dimension
 from stacks.production.context import ProductionContext
 from stacks.shared.buckets import SecureBucket
@@ -440,7 +446,26 @@ class IngestionPipeline(Construct):
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
-        for alarm in (depth, age):
+        # A record the processor could neither process nor dead-letter (no message id to hand back to
+        # SQS, and the DLQ refused it): SQS never sends one, so one is worth a look.
+        lost = cloudwatch.Alarm(
+            self,
+            "RecordsLost",
+            alarm_description="The ingestion processor got a record it could neither process nor dead-letter "
+            "(its log line says why)",
+            metric=cloudwatch.Metric(
+                namespace=self._context.metrics_namespace,
+                metric_name=LOST_RECORDS_METRIC,
+                dimensions_map={Dimension.SERVICE: "ingestion"},
+                statistic="Sum",
+                period=Duration.minutes(5),
+            ),
+            threshold=1,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        for alarm in (depth, age, lost):
             alarm.add_alarm_action(cloudwatch_actions.SnsAction(topic))
         return topic
 
@@ -449,17 +474,6 @@ class IngestionPipeline(Construct):
         its runs can pull: the lag grows until someone raises the cap or runs it more often. (A run
         capped now and then is a backfill the next runs finish; a source that runs less than hourly
         has hours without runs, missing data that never breaches.)"""
-        dimensions = {Dimension.SERVICE: "connector_pull", PULL_SOURCE: source_name}  # as Powertools writes them
-
-        def metric(name: str, statistic: str) -> cloudwatch.Metric:
-            return cloudwatch.Metric(
-                namespace=self._context.metrics_namespace,
-                metric_name=name,
-                dimensions_map=dimensions,
-                statistic=statistic,
-                period=Duration.hours(1),
-            )
-
         alarm = cloudwatch.Alarm(
             self,
             f"Pull{pascal_case(source_name)}FallingBehind",
@@ -469,8 +483,8 @@ class IngestionPipeline(Construct):
                 # Every finished run writes one RecordsPulled value: its sample count is the runs.
                 expression="IF(runs > 0, capped / runs, 0)",
                 using_metrics={
-                    "capped": metric(PullMetric.RUNS_CAPPED, "Sum"),
-                    "runs": metric(PullMetric.RECORDS_PULLED, "SampleCount"),
+                    "capped": self._pull_metric(source_name, PullMetric.RUNS_CAPPED, "Sum", Duration.hours(1)),
+                    "runs": self._pull_metric(source_name, PullMetric.RECORDS_PULLED, "SampleCount", Duration.hours(1)),
                 },
                 period=Duration.hours(1),
                 label=f"{source_name} share of runs capped",
@@ -482,16 +496,39 @@ class IngestionPipeline(Construct):
         )
         alarm.add_alarm_action(cloudwatch_actions.SnsAction(self.alarm_topic))
 
+    def _pull_metric(self, source_name: str, name: str, statistic: str, period: Duration) -> cloudwatch.Metric:
+        """One of a pull source's own metrics, as its function's Powertools metrics write them."""
+        return cloudwatch.Metric(
+            namespace=self._context.metrics_namespace,
+            metric_name=name,
+            dimensions_map={Dimension.SERVICE: "connector_pull", PULL_SOURCE: source_name},
+            statistic=statistic,
+            period=period,
+        )
+
     def _failing_alarm(self, function: BlueprintFunction, source_name: str) -> None:
-        """A source whose runs fail for two hours on end (its API down, its secret wrong): the
-        checkpoint does not move, so nothing reaches the pipeline until someone looks."""
-        alarm = function.metric_errors(period=Duration.hours(1), statistic="Sum").create_alarm(
+        """A source whose runs failed in three hours and none finished (its API down, its secret
+        wrong): the checkpoint does not move, and nothing reaches the pipeline until someone looks.
+        The same for any schedule: a daily source's one failed run (every retry of it) alarms; one
+        failed run among finished ones, or a retry that succeeds in the same window, does not."""
+        window = Duration.hours(3)
+        alarm = cloudwatch.Alarm(
             self,
             f"Pull{pascal_case(source_name)}Failing",
-            alarm_description=f"Runs of pull source {source_name} failed in each of the last 2 hours: "
-            "its records are not being pulled (the function's logs say why)",
+            alarm_description=f"Runs of pull source {source_name} failed and none finished in 3 hours: "
+            "its records are not being pulled (the function's log line 'pull failed' says where)",
+            metric=cloudwatch.MathExpression(
+                # Every finished run writes one RecordsPulled value: its sample count is the runs.
+                expression="IF(FILL(runs, 0) == 0, FILL(errors, 0), 0)",  # failed attempts, when none finished
+                using_metrics={
+                    "errors": function.metric_errors(period=window, statistic="Sum"),
+                    "runs": self._pull_metric(source_name, PullMetric.RECORDS_PULLED, "SampleCount", window),
+                },
+                period=window,
+                label=f"{source_name} failed with no run finished",
+            ),
             threshold=1,
-            evaluation_periods=2,
+            evaluation_periods=1,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
@@ -616,9 +653,9 @@ class IngestionPipeline(Construct):
         acknowledge(
             function,
             "NIST.800.53.R5-LambdaDLQ",
-            "A run carries no data, only its schedule's tick: a failed run (after Lambda's two retries) is "
-            "alarmed (PullFailing) and the next run resumes from the saved checkpoint; a run EventBridge "
-            "cannot start goes to the ingestion DLQ (alarmed).",
+            "A run carries no data, only its schedule's tick: failed runs with none finished are alarmed "
+            "(PullFailing) and the next run resumes from the saved checkpoint; a run EventBridge cannot "
+            "start goes to the ingestion DLQ (alarmed).",
         )
         acknowledge(
             function,

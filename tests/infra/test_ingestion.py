@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from ingestion.contract import LOST_RECORDS_METRIC
 from stacks.config import load_config
 from stacks.production.ingestion import OCR_ACTIONS
 from stacks.production.macie import severities_from
@@ -365,24 +366,44 @@ def test_with_ocr_off_there_is_no_topic_queue_role_or_grant_for_it(knowledge: di
     assert not [name for name in environment if name.startswith("OCR")]
 
 
-def test_a_pull_source_failing_for_two_hours_alarms(knowledge: dict[str, Any], cdk_context: dict[str, Any]) -> None:
-    """A failed run leaves no data behind, only a checkpoint that does not move: its errors alarm."""
+def test_a_pull_source_whose_runs_fail_with_none_finished_alarms(
+    knowledge: dict[str, Any], cdk_context: dict[str, Any]
+) -> None:
+    """A failed run leaves no data behind, only a checkpoint that does not move. Failed attempts
+    in 3 hours with no run finished alarm, whatever the schedule: a daily source's one run (all its
+    retries) is enough; a failure among finished runs is not."""
     for name in production(cdk_context).connectors.pull:
         logical = "".join(part.title() for part in name.split("-"))
         alarm = props(knowledge, "AWS::CloudWatch::Alarm", f"IngestionPull{logical}Failing")
-        assert (alarm["Namespace"], alarm["MetricName"], alarm["Statistic"], alarm["Period"]) == (
+        environment = props(knowledge, "AWS::Lambda::Function", f"IngestionPull{logical}")["Environment"]["Variables"]
+        queries = {q["Id"]: q for q in alarm["Metrics"]}
+        assert queries["expr_1"]["Expression"] == "IF(FILL(runs, 0) == 0, FILL(errors, 0), 0)"
+        errors, runs = queries["errors"]["MetricStat"], queries["runs"]["MetricStat"]
+        assert (errors["Metric"]["Namespace"], errors["Metric"]["MetricName"], errors["Stat"]) == (
             "AWS/Lambda",
             "Errors",
             "Sum",
-            3600,
         )
-        assert render(alarm["Dimensions"]) == [{"Name": "FunctionName", "Value": f"<IngestionPull{logical}>"}]
+        assert render(errors["Metric"]["Dimensions"]) == [
+            {"Name": "FunctionName", "Value": f"<IngestionPull{logical}>"}
+        ]
+        # every finished run writes one RecordsPulled value, under its service and source
+        assert (runs["Metric"]["Namespace"], runs["Metric"]["MetricName"], runs["Stat"]) == (
+            environment["POWERTOOLS_METRICS_NAMESPACE"],
+            "RecordsPulled",
+            "SampleCount",
+        )
+        assert sorted(runs["Metric"]["Dimensions"], key=lambda d: d["Name"]) == [
+            {"Name": "Source", "Value": name},
+            {"Name": "service", "Value": environment["POWERTOOLS_SERVICE_NAME"]},
+        ]
+        assert errors["Period"] == runs["Period"] == 3 * 3600
         assert (alarm["Threshold"], alarm["ComparisonOperator"], alarm["EvaluationPeriods"]) == (
             1,
             "GreaterThanOrEqualToThreshold",
-            2,
+            1,
         )
-        assert alarm["TreatMissingData"] == "notBreaching"
+        assert alarm["TreatMissingData"] == "notBreaching"  # no runs and no errors: nothing to say
         assert render(alarm["AlarmActions"]) == ["<IngestionAlarms>"]
 
 
@@ -395,3 +416,21 @@ def test_a_finding_the_responder_fails_on_reaches_the_findings_dead_letter_queue
     assert (config["MaximumRetryAttempts"], config["MaximumEventAgeInSeconds"]) == (2, 6 * 3600)
     permissions = role_permissions(knowledge, "MacieResponderRole")
     assert ("sqs:SendMessage", "<MacieFindingsDeadLetters.Arn>") in permissions
+
+
+def test_a_record_the_processor_could_neither_process_nor_dead_letter_alarms(knowledge: dict[str, Any]) -> None:
+    alarm = props(knowledge, "AWS::CloudWatch::Alarm", "IngestionRecordsLost")
+    environment = props(knowledge, "AWS::Lambda::Function", "IngestionProcessor")["Environment"]["Variables"]
+    # as the processor's Powertools metrics write it (tests/lambdas/test_fuzz_events_ingestion_envelopes.py)
+    assert (alarm["Namespace"], alarm["MetricName"], alarm["Statistic"]) == (
+        environment["POWERTOOLS_METRICS_NAMESPACE"],
+        LOST_RECORDS_METRIC,
+        "Sum",
+    )
+    assert alarm["Dimensions"] == [{"Name": "service", "Value": environment["POWERTOOLS_SERVICE_NAME"]}]
+    assert (alarm["Threshold"], alarm["ComparisonOperator"], alarm["TreatMissingData"]) == (
+        1,
+        "GreaterThanOrEqualToThreshold",
+        "notBreaching",
+    )
+    assert render(alarm["AlarmActions"]) == ["<IngestionAlarms>"]

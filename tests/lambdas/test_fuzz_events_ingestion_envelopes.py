@@ -28,6 +28,7 @@ from botocore.exceptions import ClientError
 from hypothesis import HealthCheck, event as note, example, given, settings, strategies as st
 
 from ingestion import handler
+from ingestion.contract import LOST_RECORDS_METRIC
 from ingestion.events import ObjectRef
 from ingestion.pipeline import document_id
 from ingestion.registry import DEAD_LETTERED
@@ -319,6 +320,9 @@ def test_when_the_dlq_refuses_no_record_is_lost_silently(
     unreportable = [record for record in event["Records"] if not reportable(record)]
     assert len(lost) == len(unreportable)
     assert all(line["level"] == "ERROR" and line["reason"] and line["error"] == "InternalError" for line in lost)
+    counted = [line[LOST_RECORDS_METRIC] for line in lines if "_aws" in line and LOST_RECORDS_METRIC in line]
+    # the metric the knowledge stack alarms on (tests/infra/test_ingestion.py), once per record lost
+    assert sum(len(value) if isinstance(value, list) else 1 for value in counted) == len(unreportable)
     raised = set()
     for record, outcomes in zip(event["Records"], seen, strict=True):
         if reportable(record):

@@ -688,3 +688,31 @@ def test_the_sweeper_goes_on_past_a_ledger_record_it_cannot_read(world: World, c
         world.dynamodb.delete_item(TableName=TABLE, Key={"pk": {"S": f"REQ#customer-gold#user-1#{name}"}})
     assert (result.released, result.failed) == (1, already + 1)  # the unreadable one counted, left for a person
     assert world.record(f"sound-{name}") == "released"
+
+
+def test_unreadable_records_do_not_hide_the_requests_admitted_after_them(world: World) -> None:
+    """The pending index lists a shard oldest first, unreadable records too (they stay): a sweep
+    reads on past a page of them to the requests behind."""
+    for request in world.ledger.pending(admitted_before=NOW, limit=1000):  # earlier tests' requests
+        world.ledger.release(
+            request.request_id,
+            group=request.group,
+            user=request.user,
+            output_type=request.output_type,
+            units=request.units,
+            window=request.window,
+        )
+    shard = {PENDING_KEY: {"S": "PENDING#0"}}
+    names = [f"old-corrupt-{next(_ids)}" for _ in range(3)]
+    for name in names:
+        admitted_record(world, name, units={"S": "1"}, **shard)
+    sound = f"later-{next(_ids)}"
+    admitted_record(world, sound, **shard, **{PENDING_SORT_KEY: {"S": (NOW - dt.timedelta(hours=1)).isoformat()}})
+    problems: list[str] = []
+    try:
+        found = world.ledger.pending(admitted_before=NOW, limit=2, unreadable=problems.append)
+    finally:
+        for name in [*names, sound]:
+            world.dynamodb.delete_item(TableName=TABLE, Key={"pk": {"S": f"REQ#customer-gold#user-1#{name}"}})
+    assert [p.request_id for p in found] == [sound]
+    assert problems == ["units: not a whole number above 0"] * 3
