@@ -154,7 +154,8 @@ class Responder:
     def notify_failure(self, failure: FindingNotHandledError) -> None:
         """Tell the security team a finding was not handled (best effort: the invocation fails anyway)."""
         notice = failure.notice
-        subject = f"Macie {notice['severity']} finding: failed"
+        # Sent on each failed attempt: Lambda retries twice, then the finding waits in its DLQ.
+        subject = f"Macie {notice['severity']} finding: failed (retried, then held in the findings DLQ)"
         try:
             self._sns.publish(TopicArn=self._topic, Subject=subject, Message=json.dumps(notice, sort_keys=True))
         except Exception as error:

@@ -461,7 +461,3 @@ def test_any_other_path_or_method_is_a_json_4xx_in_the_agents_shape(agent: Agent
         assert answer["error"] in ("not_found", "method_not_allowed"), answer
     assert agent.calls() == before
     healthy(agent)
-
-
-def test_the_cap_is_the_runtimes_own_payload_limit() -> None:
-    assert agent_app.MAX_BODY_BYTES == 100 * 1000 * 1000
