@@ -265,7 +265,13 @@ def test_a_release_that_names_other_units_than_were_admitted_gives_nothing_back(
     """Units go back only to the counter that holds them, as many as it holds: a caller that read
     them wrong (a corrupt job item, a stale record) releases nothing, and the right release still can."""
     admit(ledger, "r1", units=4, limit=10)
-    admitted = {"group": "gold", "user": "user-1", "output_type": "report", "units": 4, "window": "2026-11"}
+    admitted: dict[str, Any] = {
+        "group": "gold",
+        "user": "user-1",
+        "output_type": "report",
+        "units": 4,
+        "window": "2026-11",
+    }
     assert ledger.release("r1", **{**admitted, **wrong}) is False
     assert admit(ledger, "r2", units=1, limit=10).used == 5  # nothing was given back
     assert ledger.record("r1", group="gold", user="user-1")["status"]["S"] == "admitted"  # type: ignore[index]

@@ -49,23 +49,28 @@ def test_each_function_logs_a_lone_surrogate_as_its_escape(name: str, capsys: py
     assert [(line["message"], line["answer"]) for line in lines] == [("upstream said \ud83d", "\udfff!")]
 
 
+def function_lines(pattern: str, *, but: tuple[str, ...]) -> list[str]:
+    """The lines of the functions' code (every file but ``but``) that match ``pattern``."""
+    functions = Path(agent.__file__ or "").parents[1]
+    return sorted(
+        f"{path.relative_to(functions)}: {line.strip()}"
+        for path in functions.rglob("*.py")
+        if path.name not in but
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if re.search(pattern, line)
+    )
+
+
 def test_every_function_logger_is_made_by_service_logger() -> None:
     """In one process (as here) loggers without a service name share one handler, so the test above
     cannot tell the modules apart; this one reads their source. A child logger uses its parent's."""
-    functions = Path(agent.__file__ or "").parents[1]
-    made_directly = sorted(
-        f"{path.relative_to(functions)}: {line.strip()}"
-        for path in functions.rglob("*.py")
-        if path.name != "logs.py"
-        for line in path.read_text(encoding="utf-8").splitlines()
-        if re.search(r"\bLogger\((?!child=True\))", line)
-    )
-    assert made_directly == []
+    assert function_lines(r"\bLogger\((?!child=True\))", but=("logs.py",)) == []
 
 
 def _fails_quoting(secret: str) -> None:
+    empty: dict[str, str] = {}
     try:
-        {}[secret]  # a KeyError names the key
+        empty[secret]  # a KeyError names the key
     except KeyError as error:
         raise ValueError(f"could not read {secret!r}") from error
 
@@ -91,12 +96,4 @@ def test_an_unexpected_error_is_logged_by_type_and_place_never_by_its_text(capsy
 def test_no_function_logs_an_exception_with_its_text() -> None:
     """logger.exception (and exc_info) write the exception's message; functions use log_unexpected.
     The runtime-config reader's warnings are AppConfig's errors, not a caller's text."""
-    functions = Path(agent.__file__ or "").parents[1]
-    with_text = sorted(
-        f"{path.relative_to(functions)}: {line.strip()}"
-        for path in functions.rglob("*.py")
-        if path.name != "runtime_config.py"
-        for line in path.read_text(encoding="utf-8").splitlines()
-        if re.search(r"\blogger\.exception\(|exc_info=", line)
-    )
-    assert with_text == []
+    assert function_lines(r"\blogger\.exception\(|exc_info=", but=("runtime_config.py",)) == []
