@@ -2,7 +2,7 @@
 answers whatever a client sends (body, headers, query string, path) with JSON and a 2xx or a 4xx
 with a reason, never a 5xx, a stack trace or an exception.
 
-test_ai_gateway_fuzz.py covers the bodies of /v1/chat and /v1/outputs; this covers the routes it
+test_fuzz_gateway_bodies.py covers the bodies of /v1/chat and /v1/outputs; this covers the routes it
 does not (chat completions, models, jobs, usage), the streaming entry, headers and query strings
 of any shape, and path segments as a client may percent-encode them. The authorizer's context is
 API Gateway's (trusted): one of the config's groups. AWS is fakes that always answer.
