@@ -18,7 +18,6 @@ if __name__ == "__main__":  # run by the CDK CLI: Node and Python start up side 
 from aws_cdk import App, Stack
 
 from stacks.config import ConfigError, load_config, pipeline_selected, selected_tiers
-from stacks.pipeline.stack import DeliveryPipelineStack
 from stacks.tiers import govern, tier_stacks
 
 
@@ -31,6 +30,8 @@ def build_app(app: App) -> list[Stack]:
     for tier in selected_tiers(context):
         stacks.extend(tier_stacks(app, tier, config))
     if pipeline_selected(context, config):
+        from stacks.pipeline.stack import DeliveryPipelineStack  # CDK Pipelines and CodeBuild: only here
+
         stacks.append(DeliveryPipelineStack(app, f"{config.prefix}-pipeline", config=config))
     govern(app, config)
     return stacks

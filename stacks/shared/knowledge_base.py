@@ -12,7 +12,6 @@ from aws_cdk import (
     aws_bedrock as bedrock,
     aws_iam as iam,
     aws_kms as kms,
-    aws_opensearchserverless as oss,
     aws_s3 as s3,
     aws_s3vectors as s3vectors,
 )
@@ -231,6 +230,9 @@ class VectorKnowledgeBase(Construct):
         """A vector-search collection (encrypted with ``key``, standby replicas on), a data access
         policy for the KB role and CloudFormation's execution role (which creates the index), and
         an HNSW index sized to the embedding model."""
+        # Imported here: its Python bindings take some 70 ms to load, and S3 Vectors is the default.
+        from aws_cdk import aws_opensearchserverless as oss
+
         stack = Stack.of(self)
         collection_name = re.sub(r"[^a-z0-9-]", "-", name.lower())[:28] + "-kb"
         collection = f"collection/{collection_name}"
