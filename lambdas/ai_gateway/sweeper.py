@@ -34,6 +34,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ai_gateway import clients
 from ai_gateway.jobs_contract import JobMetric, SweeperSettings
 from ai_gateway.ledger import Ledger
+from shared.aws_errors import failure_code
 from shared.logs import service_logger
 from shared.telemetry import emit
 
@@ -77,8 +78,7 @@ def sweep(ledger: Ledger, *, now: dt.datetime, bound_seconds: int, page_limit: i
             )
         except (ClientError, BotoCoreError) as error:
             failed += 1
-            code = error.response.get("Error", {}).get("Code") if isinstance(error, ClientError) else "BotoCoreError"
-            logger.warning("release failed", extra={"group": request.group, "code": code})
+            logger.warning("release failed", extra={"group": request.group, "code": failure_code(error)})
             continue
         if done:
             released += 1

@@ -32,7 +32,6 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
-from botocore.exceptions import ClientError
 
 from ingestion.contract import LOST_RECORDS_METRIC, ClassificationReaders, ProcessorSettings
 from ingestion.events import MalformedEventError, ObjectRef, OcrJob, object_ref, ocr_job
@@ -40,6 +39,7 @@ from ingestion.knowledge import KnowledgeBase
 from ingestion.pii import PiiScanner
 from ingestion.pipeline import Pipeline, document_id
 from ingestion.registry import DEAD_LETTERED, QUARANTINED, Registry, VersionRecord
+from shared.aws_errors import failure_code
 from shared.contract import variable
 from shared.logs import service_logger
 from shared.observability import Metric
@@ -138,7 +138,7 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
         ref = pipeline().locate(ref)  # the real key: the document id, the registry and the replay key
         result: dict[str, Any] = process(obj=ref.as_dict())
     except Exception as error:
-        reason = f"processing failed: {_code(error)}"
+        reason = f"processing failed: {failure_code(error)}"
         if _receive_count(record.raw_event) >= settings().max_receive_count:
             _record_dead_letter(ref, reason)
         logger.warning("document failed", extra={"document_id": document_id(ref.bucket, ref.key), "reason": reason})
@@ -227,12 +227,6 @@ def _record_dead_letter(ref: ObjectRef, reason: str) -> None:
     metrics.add_metric(name=Metric.DOCUMENTS_DEAD_LETTERED, unit=MetricUnit.Count, value=1)
 
 
-def _code(error: Exception) -> str:
-    if isinstance(error, ClientError):
-        return str(error.response.get("Error", {}).get("Code", "ClientError"))
-    return type(error).__name__
-
-
 def _envelope_problem(record: Any) -> str | None:
     """Why SQS could not have delivered this record (Powertools could not report its failure)."""
     if not isinstance(record, dict):
@@ -253,7 +247,7 @@ def _undeliverable(record: Any, position: int, reason: str) -> None:
         metrics.add_metric(name=LOST_RECORDS_METRIC, unit=MetricUnit.Count, value=1)
         logger.error(
             "a record without a message id could not be dead-lettered",
-            extra={"position": position, "digest": digest, "reason": reason, "error": _code(error)},
+            extra={"position": position, "digest": digest, "reason": reason, "error": failure_code(error)},
         )
 
 

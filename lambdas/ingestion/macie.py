@@ -37,6 +37,7 @@ from ingestion.events import MAX_KEY_BYTES, utf8_within
 from ingestion.knowledge import KnowledgeBase
 from ingestion.pipeline import MISSING, CuratedStore, document_id, named_under
 from ingestion.registry import Registry
+from shared.aws_errors import failure_code
 from shared.logs import service_logger
 
 logger = service_logger()
@@ -110,14 +111,6 @@ class FindingNotHandledError(Exception):
         self.notice = notice
 
 
-def _code(error: Exception) -> str:
-    """An AWS error's code or a botocore error's class: never its text, which can hold the key."""
-    if isinstance(error, ClientError):
-        code = error.response.get("Error", {}).get("Code")
-        return code if isinstance(code, str) and FINDING_TYPE.fullmatch(code) else "ClientError"
-    return type(error).__name__
-
-
 def _object(parent: Any, name: str) -> dict[str, Any]:
     value = parent.get(name) if isinstance(parent, dict) else None
     if not isinstance(value, dict):
@@ -147,7 +140,7 @@ class Responder:
             steps.append("notify")
             self._notify(finding, notice)
         except Exception as error:  # refused, throttled, unreachable, timed out, invalid: all the same
-            failed = {"action": "failed", "step": steps[-1], "error": _code(error)}
+            failed = {"action": "failed", "step": steps[-1], "error": failure_code(error)}
             raise FindingNotHandledError(notice | failed) from None
         return notice
 
@@ -159,7 +152,9 @@ class Responder:
         try:
             self._sns.publish(TopicArn=self._topic, Subject=subject, Message=json.dumps(notice, sort_keys=True))
         except Exception as error:
-            logger.warning("failure notification not sent", extra={"finding": notice["finding"], "error": _code(error)})
+            logger.warning(
+                "failure notification not sent", extra={"finding": notice["finding"], "error": failure_code(error)}
+            )
 
     def _act(self, finding: Finding, doc: str, at: dt.datetime, steps: list[str]) -> str:
         buckets = self._buckets

@@ -22,6 +22,7 @@ Only the service name and the error code are kept: AWS's error message can quote
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from enum import StrEnum
@@ -219,6 +220,19 @@ def call(service: str, *, caller_facing: bool = False) -> Iterator[None]:
 INVALID_RESPONSE = "InvalidResponse"
 # More tokens or iterations than any one request could take: not a count to meter or to chart.
 MAX_REPORTED_COUNT = 100_000_000
+
+
+# What an AWS error code looks like (ThrottlingException, NoSuchKey, AWS.SimpleQueueService.Foo).
+_ERROR_CODE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def failure_code(error: BaseException) -> str:
+    """A failed call as a log line may name it: the AWS error code of a ClientError (when it looks
+    like one), else the exception's class; never its text, which can quote a key, a URL or a value."""
+    if isinstance(error, ClientError):
+        code = error.response.get("Error", {}).get("Code")
+        return code if isinstance(code, str) and _ERROR_CODE.fullmatch(code) else "ClientError"
+    return type(error).__name__
 
 
 def invalid_response(service: str) -> UpstreamError:

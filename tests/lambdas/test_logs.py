@@ -8,9 +8,11 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from botocore.exceptions import ClientError
 from hypothesis import given, strategies as st
 
 from agent import app as agent
+from shared.aws_errors import failure_code
 from shared.logs import log_unexpected, serialize
 from tests.lambdas.test_entry_points import ENTRY_POINTS
 from web_mcp import browse, fetch, guard, server
@@ -97,3 +99,17 @@ def test_no_function_logs_an_exception_with_its_text() -> None:
     """logger.exception (and exc_info) write the exception's message; functions use log_unexpected.
     The runtime-config reader's warnings are AppConfig's errors, not a caller's text."""
     assert function_lines(r"\blogger\.exception\(|exc_info=", but=("runtime_config.py",)) == []
+
+
+def test_a_failed_call_is_named_by_its_code_or_class_never_its_text() -> None:
+    def client_error(code: object) -> ClientError:
+        return ClientError({"Error": {"Code": code, "Message": "s3://bucket/ada@example.com"}}, "GetObject")
+
+    assert failure_code(client_error("NoSuchKey")) == "NoSuchKey"
+    assert (
+        failure_code(client_error("AWS.SimpleQueueService.NonExistentQueue"))
+        == "AWS.SimpleQueueService.NonExistentQueue"
+    )
+    for odd in ("ada@example.com is not allowed", "", None, 5, "x" * 129):
+        assert failure_code(client_error(odd)) == "ClientError"
+    assert failure_code(ValueError("ada@example.com")) == "ValueError"
