@@ -19,7 +19,6 @@ from aws_cdk import (
     Stack,
     aws_apigateway as apigateway,
     aws_cloudwatch as cloudwatch,
-    aws_cloudwatch_actions as cloudwatch_actions,
     aws_events as events,
     aws_events_targets as targets,
     aws_iam as iam,
@@ -45,6 +44,7 @@ from ingestion.contract import (
 )
 from shared.observability import Dimension
 from stacks.production.context import ProductionContext
+from stacks.shared.alarms import alarm
 from stacks.shared.buckets import SecureBucket
 from stacks.shared.knowledge_base import VectorKnowledgeBase
 from stacks.shared.lambda_function import BlueprintFunction
@@ -424,49 +424,37 @@ class IngestionPipeline(Construct):
         topic = sns.Topic(self, "Alarms", master_key=self._key, enforce_ssl=True)
         for address in settings.alarm_emails:
             topic.add_subscription(subscriptions.EmailSubscription(address))
-        depth = cloudwatch.Alarm(
+        alarm(
             self,
             "DeadLettersWaiting",
-            alarm_description="Documents or records are in the ingestion DLQ: look at their reason, fix, redrive",
-            metric=self.dlq.metric_approximate_number_of_messages_visible(
-                period=Duration.minutes(1), statistic="Maximum"
-            ),
-            threshold=1,
-            evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            self.dlq.metric_approximate_number_of_messages_visible(period=Duration.minutes(1), statistic="Maximum"),
+            description="Documents or records are in the ingestion DLQ: look at their reason, fix, redrive",
+            topic=topic,
         )
-        age = cloudwatch.Alarm(
+        alarm(
             self,
             "DeadLettersAgeing",
-            alarm_description=f"A DLQ message has waited over {settings.dlq_age_alarm_minutes} minutes",
-            metric=self.dlq.metric_approximate_age_of_oldest_message(period=Duration.minutes(5), statistic="Maximum"),
+            self.dlq.metric_approximate_age_of_oldest_message(period=Duration.minutes(5), statistic="Maximum"),
+            description=f"A DLQ message has waited over {settings.dlq_age_alarm_minutes} minutes",
+            topic=topic,
             threshold=settings.dlq_age_alarm_minutes * 60,
-            evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
         # A record the processor could neither process nor dead-letter (no message id to hand back to
         # SQS, and the DLQ refused it): SQS never sends one, so one is worth a look.
-        lost = cloudwatch.Alarm(
+        alarm(
             self,
             "RecordsLost",
-            alarm_description="The ingestion processor got a record it could neither process nor dead-letter "
-            "(its log line says why)",
-            metric=cloudwatch.Metric(
+            cloudwatch.Metric(
                 namespace=self._context.metrics_namespace,
                 metric_name=LOST_RECORDS_METRIC,
                 dimensions_map={Dimension.SERVICE: "ingestion"},
                 statistic="Sum",
                 period=Duration.minutes(5),
             ),
-            threshold=1,
-            evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            description="The ingestion processor got a record it could neither process nor dead-letter "
+            "(its log line says why)",
+            topic=topic,
         )
-        for alarm in (depth, age, lost):
-            alarm.add_alarm_action(cloudwatch_actions.SnsAction(topic))
         return topic
 
     def _falling_behind_alarm(self, source_name: str) -> None:
@@ -474,12 +462,10 @@ class IngestionPipeline(Construct):
         its runs can pull: the lag grows until someone raises the cap or runs it more often. (A run
         capped now and then is a backfill the next runs finish; a source that runs less than hourly
         has hours without runs, missing data that never breaches.)"""
-        alarm = cloudwatch.Alarm(
+        alarm(
             self,
             f"Pull{pascal_case(source_name)}FallingBehind",
-            alarm_description=f"Every run of pull source {source_name} stopped at the page cap for 3 hours: "
-            "it falls behind its source",
-            metric=cloudwatch.MathExpression(
+            cloudwatch.MathExpression(
                 # Every finished run writes one RecordsPulled value: its sample count is the runs.
                 expression="IF(runs > 0, capped / runs, 0)",
                 using_metrics={
@@ -489,12 +475,11 @@ class IngestionPipeline(Construct):
                 period=Duration.hours(1),
                 label=f"{source_name} share of runs capped",
             ),
-            threshold=1,
-            evaluation_periods=3,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            description=f"Every run of pull source {source_name} stopped at the page cap for 3 hours: "
+            "it falls behind its source",
+            topic=self.alarm_topic,
+            periods=3,
         )
-        alarm.add_alarm_action(cloudwatch_actions.SnsAction(self.alarm_topic))
 
     def _pull_metric(self, source_name: str, name: str, statistic: str, period: Duration) -> cloudwatch.Metric:
         """One of a pull source's own metrics, as its function's Powertools metrics write them."""
@@ -512,12 +497,10 @@ class IngestionPipeline(Construct):
         The same for any schedule: a daily source's one failed run (every retry of it) alarms; one
         failed run among finished ones, or a retry that succeeds in the same window, does not."""
         window = Duration.hours(3)
-        alarm = cloudwatch.Alarm(
+        alarm(
             self,
             f"Pull{pascal_case(source_name)}Failing",
-            alarm_description=f"Runs of pull source {source_name} failed and none finished in 3 hours: "
-            "its records are not being pulled (the function's log line 'pull failed' says where)",
-            metric=cloudwatch.MathExpression(
+            cloudwatch.MathExpression(
                 # Every finished run writes one RecordsPulled value: its sample count is the runs.
                 expression="IF(FILL(runs, 0) == 0, FILL(errors, 0), 0)",  # failed attempts, when none finished
                 using_metrics={
@@ -527,12 +510,10 @@ class IngestionPipeline(Construct):
                 period=window,
                 label=f"{source_name} failed with no run finished",
             ),
-            threshold=1,
-            evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            description=f"Runs of pull source {source_name} failed and none finished in 3 hours: "
+            "its records are not being pulled (the function's log line 'pull failed' says where)",
+            topic=self.alarm_topic,
         )
-        alarm.add_alarm_action(cloudwatch_actions.SnsAction(self.alarm_topic))
 
     def _push_connector(self) -> apigateway.RestApi:
         push = self._config.connectors.push

@@ -16,8 +16,6 @@ from typing import Any, get_args
 from aws_cdk import (
     Duration,
     Stack,
-    aws_cloudwatch as cloudwatch,
-    aws_cloudwatch_actions as cloudwatch_actions,
     aws_events as events,
     aws_events_targets as targets,
     aws_iam as iam,
@@ -35,6 +33,7 @@ from ingestion.contract import DIRECT_PREFIX, ResponderSettings
 from stacks.config import MacieSeverity
 from stacks.production.context import ProductionContext
 from stacks.production.ingestion import DATA_KEY_ACTIONS, IngestionPipeline
+from stacks.shared.alarms import alarm
 from stacks.shared.knowledge_base import VectorKnowledgeBase
 from stacks.shared.nag import (
     acknowledge,
@@ -225,18 +224,15 @@ class MacieDiscovery(Construct):
                 "destination), on the tier key only.",
             )
         rule.add_target(targets.LambdaFunction(self.function, dead_letter_queue=self.dead_letters, retry_attempts=2))
-        waiting = self.dead_letters.metric_approximate_number_of_messages_visible(
-            period=Duration.minutes(5), statistic="Maximum"
-        ).create_alarm(
+        alarm(
             self,
             "FindingsWaiting",
-            alarm_description="Macie findings the responder could not handle: handle them by hand",
-            threshold=1,
-            evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            self.dead_letters.metric_approximate_number_of_messages_visible(
+                period=Duration.minutes(5), statistic="Maximum"
+            ),
+            description="Macie findings the responder could not handle: handle them by hand",
+            topic=pipeline.alarm_topic,
         )
-        waiting.add_alarm_action(cloudwatch_actions.SnsAction(pipeline.alarm_topic))
 
     def _responder(
         self,

@@ -23,7 +23,6 @@ from aws_cdk import (
     Stack,
     aws_bedrockagentcore as agentcore,
     aws_cloudwatch as cloudwatch,
-    aws_cloudwatch_actions as cloudwatch_actions,
     aws_lambda as lambda_,
     aws_logs as logs,
     aws_logs_destinations as destinations,
@@ -36,6 +35,7 @@ from constructs import Construct
 from ai_gateway.contract import INPUT, OUTPUT, Dimension as GatewayDimension, Metric as Gateway
 from shared.observability import AGENT_TURN_MESSAGE, STAGES, Dimension, Metric
 from stacks.production.context import ProductionContext
+from stacks.shared.alarms import alarm as notifying
 from stacks.shared.nag import acknowledge
 from stacks.shared.naming import pascal_case
 from tool_guard.contract import SERVICE as TOOL_GUARD, Metric as ToolGuard
@@ -321,17 +321,16 @@ class ObservabilityStack(Stack):
             comparison: cloudwatch.ComparisonOperator,
             periods: int = 1,
         ) -> cloudwatch.Alarm:
-            created = metric.create_alarm(
+            return notifying(
                 self,
                 id,
-                alarm_description=description,
+                metric,
+                description=description,
+                topic=self.topic,
                 threshold=threshold,
-                evaluation_periods=periods,
-                comparison_operator=comparison,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,  # no traffic is no failure
+                periods=periods,
+                comparison=comparison,
             )
-            created.add_alarm_action(cloudwatch_actions.SnsAction(self.topic))
-            return created
 
         for stage in STAGES:
             rate = cloudwatch.MathExpression(

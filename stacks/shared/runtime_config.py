@@ -33,6 +33,7 @@ from constructs import Construct
 
 from shared.runtime_config import ENVIRONMENT_DIMENSION, REFUSED_METRIC, ConfigLocation, RuntimeDocument
 from stacks.config import ConfigError, RuntimeConfigSettings
+from stacks.shared.alarms import alarm
 from stacks.shared.nag import acknowledge, acknowledge_inline_policy
 
 # What a reader does (Powertools' AppConfig provider): open a session, then poll the latest version.
@@ -81,22 +82,19 @@ class ConfigEnvironment(Construct):
         super().__init__(scope, id)
         self.store = store
         self.environment_name = environment_name
-        self.refusals = cloudwatch.Alarm(
+        self.refusals = alarm(
             self,
             "RefusalAlarm",
-            alarm_description=f"A function refused the runtime config deployed to {environment_name}: "
-            "AppConfig rolls the deployment back while it is in progress or baking",
-            metric=cloudwatch.Metric(
+            cloudwatch.Metric(
                 namespace=metrics_namespace,
                 metric_name=REFUSED_METRIC,
                 dimensions_map={ENVIRONMENT_DIMENSION: environment_name},
                 statistic="Sum",
                 period=Duration.minutes(1),
             ),
-            threshold=1,
-            evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            description=f"A function refused the runtime config deployed to {environment_name}: "
+            "AppConfig rolls the deployment back while it is in progress or baking",
+            topic=None,  # AppConfig watches it
         )
         self.environment = appconfig.Environment(
             self,
