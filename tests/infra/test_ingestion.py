@@ -416,6 +416,17 @@ def test_a_finding_the_responder_fails_on_reaches_the_findings_dead_letter_queue
     assert (config["MaximumRetryAttempts"], config["MaximumEventAgeInSeconds"]) == (2, 6 * 3600)
     permissions = role_permissions(knowledge, "MacieResponderRole")
     assert ("sqs:SendMessage", "<MacieFindingsDeadLetters.Arn>") in permissions
+    # Lambda checks the role may send to the destination when the config is created: the config
+    # names the function, which is created only after the role's policy that grants it.
+    (function,) = [
+        v for k, v in resources(knowledge, "AWS::Lambda::Function").items() if render({"Ref": k}) == "<MacieResponder>"
+    ]
+    policies = [
+        resources(knowledge, "AWS::IAM::Policy")[name]
+        for name in function.get("DependsOn", [])
+        if name in resources(knowledge, "AWS::IAM::Policy")
+    ]
+    assert any("sqs:SendMessage" in json.dumps(policy["Properties"]["PolicyDocument"]) for policy in policies)
 
 
 def test_a_record_the_processor_could_neither_process_nor_dead_letter_alarms(knowledge: dict[str, Any]) -> None:
