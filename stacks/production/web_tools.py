@@ -36,6 +36,7 @@ from stacks.production.context import ProductionContext
 from stacks.shared.bedrock import pii_policy
 from stacks.shared.lambda_function import environment_of
 from stacks.shared.nag import acknowledge, nag_arn
+from stacks.shared.naming import generation
 from stacks.shared.runtime_config import ConfigEnvironment
 from web_mcp.contract import WEB_TOOLS, GroupWeb, Settings as WebSettings, WebPolicy
 
@@ -117,11 +118,14 @@ class WebTools(Construct):
         config, name, user_pool = context.config, context.name, context.identity.user_pool
         web = config.web
         self.guardrail, self.guardrail_version = _web_guardrail(self, name, config.guardrail)
+        # Every property of a browser is fixed at creation: a changed one is a new browser, which
+        # CloudFormation creates before deleting the old, so its name carries their generation.
+        browser_description = "The web tools' browser (web_browse): public pages only, driven by the web MCP server"
         self.browser = agentcore.BrowserCustom(
             self,
             "Browser",
-            browser_custom_name=f"{context.prefix.replace('-', '_')}_web_tools",
-            description="The web tools' browser (web_browse): public pages only, driven by the web MCP server",
+            browser_custom_name=runtime_name(context.prefix, f"web_tools_{generation(browser_description, 'PUBLIC')}"),
+            description=browser_description,
             network_configuration=agentcore.BrowserNetworkConfiguration.using_public_network(),
         )
 
@@ -230,7 +234,7 @@ class WebTools(Construct):
         role.add_to_principal_policy(iam.PolicyStatement(actions=BROWSER_ACTIONS, resources=[self.browser.browser_arn]))
         # AgentCore writes the server's stdout to a log group named after the runtime: made first,
         # encrypted, with retention (as for the agents).
-        context.log_group(self, "RuntimeLogs", log_group_name=runtime_log_group_name(self.runtime))
+        runtime_logs = context.log_group(self, "RuntimeLogs", log_group_name=runtime_log_group_name(self.runtime))
 
         self.target = gateway.add_mcp_server_target(
             "WebTarget",
@@ -247,8 +251,13 @@ class WebTools(Construct):
                 )
             ],
         )
-        # The gateway lists the server's tools when the target is created: the server must be up.
-        self.target.node.add_dependency(self.runtime)
+        # The gateway lists the server's tools when the target is created or updated, which runs the
+        # server: it must be up, and its log group made, or AgentCore would make one (unencrypted,
+        # kept forever) that CloudFormation then fails to create. The gateway first fetches a token
+        # from the pool's domain, which may take a minute to answer once created: the runtime is
+        # created after the domain, so its own creation stands between them.
+        self.target.node.add_dependency(self.runtime, runtime_logs)
+        cast(Construct, self.runtime.node.default_child).node.add_dependency(domain)
         acknowledge_runtime_role(self.runtime)
         # What the gateway's role gets for an OAuth target (the Gateway L2 writes it): its workload
         # identity's token and the credential provider's client secret.

@@ -9,6 +9,7 @@ from typing import Any
 from shared.tools import WEB_TARGET
 from stacks.config import load_config
 from stacks.production.web_tools import BROWSER_ACTIONS, web_policy
+from stacks.shared.naming import generation
 from tests.infra.cfn import only, props, render, resources, role_permissions, runtime_document
 from web_mcp.contract import WebPolicy
 
@@ -45,9 +46,15 @@ def test_the_web_target_is_the_servers_runtime_reached_with_the_gateways_oauth_c
             }
         },
     }
-    # The gateway lists the server's tools when the target is created: the runtime comes first.
-    (runtime, _) = only(tools, "AWS::BedrockAgentCore::Runtime", "WebToolsServer")
-    assert runtime in target["DependsOn"]
+    # The gateway lists the server's tools when the target is created, which runs the server: the
+    # runtime and the log group AgentCore would otherwise make for it come first.
+    (runtime, server) = only(tools, "AWS::BedrockAgentCore::Runtime", "WebToolsServer")
+    (logs, _) = only(tools, "AWS::Logs::LogGroup", "WebToolsRuntimeLogs")
+    assert {runtime, logs} <= set(target["DependsOn"])
+    # ... and a token from the pool's domain, made before the runtime so that its creation stands
+    # between the domain's and the first token request.
+    (domain, _) = only(tools, "AWS::Cognito::UserPoolDomain", "WebToolsTokenDomain")
+    assert domain in server["DependsOn"]
 
 
 def test_the_credential_provider_holds_the_gateways_own_client_by_reference(tools: dict[str, Any]) -> None:
@@ -96,6 +103,11 @@ def test_the_servers_browser_and_guardrail_are_its_own(tools: dict[str, Any]) ->
         ("bedrock:ApplyGuardrail", "<WebToolsContentGuardrail.GuardrailArn>")
     }
     browser_props = props(tools, "AWS::BedrockAgentCore::BrowserCustom", "WebToolsBrowser")
+    # Every browser property is create-only: the name carries them, so a replacement is made beside
+    # the old browser under a new name instead of colliding with it.
+    assert browser_props["Name"] == (
+        f"genai_web_tools_{generation(browser_props['Description'], browser_props['NetworkConfiguration']['NetworkMode'])}"
+    )
     assert browser_props["NetworkConfiguration"] == {"NetworkMode": "PUBLIC"}
     env = render(props(tools, "AWS::BedrockAgentCore::Runtime", "WebToolsServer")["EnvironmentVariables"])
     assert (env["BROWSER_ID"], env["GUARDRAIL_ID"], env["GUARDRAIL_VERSION"]) == (
