@@ -42,7 +42,7 @@ from stacks.shared.nag import (
     nag_arn,
     nag_attribute,
 )
-from stacks.shared.naming import generation
+from stacks.shared.naming import generation, stack_instance_suffix
 
 SEVERITIES: tuple[str, ...] = get_args(MacieSeverity)  # Low, Medium, High
 SCHEDULES = {
@@ -100,7 +100,11 @@ class MacieDiscovery(Construct):
             else None
         )
         buckets = [pipeline.landing, curated, log_archive]
-        # Deterministic: the same settings give the same token, so a redeploy creates no second job.
+        # The same settings give the same token, so a retried create makes no second job. The token
+        # also carries this creation of the stack (its id): Macie keeps each job, and its token, for
+        # good (a job is cancelled, never deleted), so a stack destroyed and deployed again, or
+        # created again after a failed first create rolled back and cancelled its job, must ask
+        # for a new job rather than repeat the request that made the cancelled one.
         fingerprint = json.dumps(
             {
                 "stack": stack.stack_name,
@@ -109,10 +113,10 @@ class MacieDiscovery(Construct):
             },
             sort_keys=True,
         )
-        token = hashlib.sha256(fingerprint.encode()).hexdigest()[:64]
+        settings_digest = hashlib.sha256(fingerprint.encode()).hexdigest()
         job: dict[str, Any] = {
-            "clientToken": token,
-            "name": f"{name}-documents-{token[:8]}",
+            "clientToken": f"{settings_digest[:55]}-{stack_instance_suffix(self)}",
+            "name": f"{name}-documents-{settings_digest[:8]}",
             "description": "Sensitive data in the ingestion pipeline's buckets and the access-log archive",
             "jobType": "SCHEDULED",
             "scheduleFrequency": SCHEDULES[settings.schedule],

@@ -4,6 +4,7 @@ timeouts, encryption, least-privilege roles, alarms, connectors, and the foundat
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -222,7 +223,13 @@ def test_macie_discovers_with_the_configured_identifiers_and_schedule(
     parameters = create["parameters"]
     assert parameters["jobType"] == "SCHEDULED"
     assert parameters["scheduleFrequency"] == {"dailySchedule": {}}
-    assert len(parameters["clientToken"]) == 64
+    # The settings' digest, then this creation of the stack (the first part of its stack id's UUID):
+    # a stack made again after a destroy or a rolled-back create asks for a new job.
+    digest, instance = parameters["clientToken"].split("-")
+    assert re.fullmatch("[0-9a-f]{55}", digest) and instance == "TOKEN"
+    parts = job["Create"]["Fn::Join"][1]
+    (at,) = [i for i, part in enumerate(parts) if isinstance(part, str) and part.endswith(f'"clientToken":"{digest}-')]
+    assert json.dumps(parts[at + 1]).count('"Ref": "AWS::StackId"') == 1
     assert parameters["samplingPercentage"] == config.macie.sampling_percentage
 
 
