@@ -226,7 +226,8 @@ def test_macie_discovers_with_the_configured_identifiers_and_schedule(
     # The settings' digest, then this creation of the stack (the first part of its stack id's UUID):
     # a stack made again after a destroy or a rolled-back create asks for a new job.
     digest, instance = parameters["clientToken"].split("-")
-    assert re.fullmatch("[0-9a-f]{55}", digest) and instance == "TOKEN"
+    assert re.fullmatch("[0-9a-f]{55}", digest)
+    assert instance == "TOKEN"
     parts = job["Create"]["Fn::Join"][1]
     (at,) = [i for i, part in enumerate(parts) if isinstance(part, str) and part.endswith(f'"clientToken":"{digest}-')]
     assert json.dumps(parts[at + 1]).count('"Ref": "AWS::StackId"') == 1
