@@ -92,6 +92,7 @@ EVALUATION_CASE = re.compile(r"[a-z0-9-]{1,64}")
 SESSION_ID = re.compile(r"[A-Za-z0-9_.:-]{8,128}")
 Body = TypeVar("Body", bound=BaseModel)
 CHAT = "chat"
+UNEXPECTED: Final = "the request failed; quote the correlation id"  # a bug's message: nothing of it
 # Per invocation: _ACCEPTS_STREAM while stream_handler runs (a stream may be opened), then the
 # stream's body the chat completions route opened, for stream_handler to send.
 _ACCEPTS_STREAM = object()
@@ -752,10 +753,9 @@ def _no_route(error: NotFoundError) -> Response[Any]:
 @app.exception_handler(Exception)
 def _unexpected(error: Exception) -> Response[Any]:
     log_unexpected(logger, "unexpected error", error)
-    message = "the request failed; quote the correlation id"
     if _openai_route():
-        return _openai_json(OpenAIError(500, openai_api.API_ERROR, message, code="internal_error"))
-    return _json(500, {"error": "internal_error", "message": message})
+        return _openai_json(OpenAIError(500, openai_api.API_ERROR, UNEXPECTED, code="internal_error"))
+    return _json(500, {"error": "internal_error", "message": UNEXPECTED})
 
 
 def _refusal(error: GatewayError, *, log: bool = True) -> Response[Any]:
@@ -826,7 +826,21 @@ def stream_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 
 
 def _flushed(body: Iterator[bytes]) -> Iterator[bytes]:
+    """The stream's body, its telemetry flushed at the end. An upstream's failure is already
+    OpenAI's error event (streaming.openai_sse); anything else raised before [DONE] (a bug) ends the
+    stream with the ``internal_error`` event a 500 would have carried, not a silent end the openai
+    SDK would read as a complete answer (the error is logged, as ``_unexpected`` logs one)."""
+    from ai_gateway.streaming import DONE, sse  # only a streamed answer gets here
+
+    done = False
     try:
-        yield from body
+        for data in body:
+            done = done or data == DONE
+            yield data
+    except Exception as error:
+        log_unexpected(logger, "unexpected error in a stream", error)
+        if not done:
+            failed = OpenAIError(500, openai_api.API_ERROR, UNEXPECTED, code="internal_error")
+            yield sse(failed.body())
     finally:
         metrics.flush_metrics()

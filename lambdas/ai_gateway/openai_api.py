@@ -154,9 +154,16 @@ _FROM_GATEWAY: dict[str, tuple[int, str, str]] = {
     "internal_error": (500, API_ERROR, "internal_error"),
 }
 # Upstream failures by how they failed: no answer in time (504), a service or model not ready (503).
-TIMEOUT_CODES: Final = frozenset({"ReadTimeoutError", "ConnectTimeoutError", "ModelTimeoutException"})
+# "Timeout" and "ConnectionError" are ai_gateway.agents' names for an agent's (AgentCore's) alike.
+TIMEOUT_CODES: Final = frozenset({"ReadTimeoutError", "ConnectTimeoutError", "ModelTimeoutException", "Timeout"})
 UNAVAILABLE_CODES: Final = frozenset(
-    {"ServiceUnavailableException", "ModelNotReadyException", "EndpointConnectionError", "ConnectionClosedError"}
+    {
+        "ServiceUnavailableException",
+        "ModelNotReadyException",
+        "EndpointConnectionError",
+        "ConnectionClosedError",
+        "ConnectionError",
+    }
 )
 
 

@@ -54,13 +54,16 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from botocore.eventstream import ParserError
+from urllib3.exceptions import HTTPError, ReadTimeoutError
+
 from ai_gateway.contract import LENGTH_STOP_REASONS, OUTPUT
 from ai_gateway.flow import Flow, GenerationRequest
 from ai_gateway.guardrail import Verdict, unguarded
 from ai_gateway.ledger import Admission
 from ai_gateway.openai_api import FinishReason, finish_reason, from_upstream
 from ai_gateway.router import Generation, inference_config
-from shared.aws_errors import UpstreamError, reported_count
+from shared.aws_errors import Kind, UpstreamError, invalid_response, reported_count
 from shared.converse import SERVICE, Streamed, converse_stream
 from shared.telemetry import StageRecord
 
@@ -168,7 +171,7 @@ class ModelStreamer:
         inference = inference_config(request.token_limit, request.temperature, request.top_p, request.stop_sequences)
         try:
             return converse_stream(
-                self._client,
+                _TransportFailures(self._client),
                 request.models,
                 deadline=request.deadline,
                 attempt_seconds=self._attempt_seconds,
@@ -410,6 +413,52 @@ class GuardedStream:
             self._stage.__exit__(None, None, None)
 
 
+class _TransportFailures:
+    """The Bedrock client with ConverseStream's events read as UpstreamErrors when their transport
+    fails. botocore wraps what fails while a call is sent, not what fails while a stream's events
+    are read from urllib3's response: a model silent past the read timeout (urllib3's
+    ReadTimeoutError), a connection reset mid-stream (ProtocolError) and a corrupt frame
+    (botocore.eventstream.ParserError, which is no BotoCoreError) would reach the caller as the
+    gateway's own bug, a 500 before the first token (no fallback tried) and a stream that stops
+    without [DONE] or an error event after it. They are the model's failures: a timeout (504), an
+    unavailable model (503) and an answer that was not one (502)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def converse_stream(self, **request: Any) -> dict[str, Any]:
+        answered = dict(self._client.converse_stream(**request))
+        answered["stream"] = _TransportCheckedEvents(answered["stream"])
+        return answered
+
+
+class _TransportCheckedEvents:
+    """A ConverseStream's ``stream`` whose reading raises UpstreamError for a failed transport."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        events = iter(self._stream)
+        while True:
+            try:
+                event = next(events)
+            except StopIteration:
+                return
+            except ReadTimeoutError:
+                raise UpstreamError(SERVICE, "ReadTimeoutError", 503, Kind.UNAVAILABLE) from None
+            except HTTPError:  # the connection broke (ProtocolError) or urllib3 failed otherwise
+                raise UpstreamError(SERVICE, "ConnectionClosedError", 503, Kind.UNAVAILABLE) from None
+            except ParserError:
+                raise invalid_response(SERVICE) from None
+            yield event
+
+    def close(self) -> None:
+        closer = getattr(self._stream, "close", None)
+        if closer is not None:
+            closer()
+
+
 # --- OpenAI chat.completion.chunk server-sent events ------------------------------------------
 
 
@@ -434,7 +483,7 @@ def openai_sse(
         }
         if include_usage:
             body["usage"] = None
-        return _sse(body)
+        return sse(body)
 
     done = False
     try:
@@ -445,7 +494,7 @@ def openai_sse(
                 continue
             yield chunk({}, event.finish_reason)
             if include_usage:
-                yield _sse(
+                yield sse(
                     {
                         "id": chunk_id,
                         "object": "chat.completion.chunk",
@@ -468,7 +517,7 @@ def openai_sse(
         # OpenAI's error object (the SDK raises APIError with it), as the same failure before the
         # stream would have been answered: the gateway's code, never the request's text.
         refusal = from_upstream(error.code, error.http_status, error.error_code, error.public_message, None)
-        yield _sse(refusal.body())
+        yield sse(refusal.body())
     finally:
         closer = getattr(events, "close", None)
         if closer is not None:
@@ -485,7 +534,7 @@ def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
-def _sse(body: dict[str, Any]) -> bytes:
+def sse(body: dict[str, Any]) -> bytes:
     """One event, UTF-8: a lone surrogate is sent as U+FFFD (what a decoder shows for a byte that
     is not UTF-8) rather than ending the stream with an exception."""
     text = LONE_SURROGATE.sub("\ufffd", json.dumps(body, separators=(",", ":"), ensure_ascii=False))
