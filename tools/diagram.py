@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import re
+import sys
 import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping
@@ -23,9 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tools.synth import synthesize, templates_in
-
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script (python tools/diagram.py): the repository root is not on the path
+    sys.path.insert(0, str(ROOT))
+
+from tools.synth import synthesize  # noqa: E402
+
 OUTPUT = ROOT / "docs" / "architecture.md"
 
 Key = tuple[str, str]  # (stack name, logical id); stack "" for the nodes outside every stack
@@ -811,19 +816,69 @@ def readme_with(readme: str, templates: Mapping[str, dict[str, Any]]) -> str:
     return f"{readme[:start]}\n\n```mermaid\n{overview(production)}```\n\n{readme[end:]}"
 
 
-def main(argv: list[str] | None = None) -> None:
+class DiagramError(Exception):
+    """The assembly or the README cannot be drawn from or into (the message names it and why)."""
+
+
+def assembly_templates(outdir: Path) -> dict[str, dict[str, Any]]:
+    """The templates of a cloud assembly by stack name, or DiagramError naming what is wrong: not a
+    directory, no manifest.json, no template, or a template that is not a JSON object."""
+    if not outdir.is_dir():
+        what = "no such directory" if not outdir.exists() else "not a directory"
+        raise DiagramError(
+            f"--assembly {outdir}: {what}: give a synthesized cloud assembly (make synth writes cdk.out)"
+        )
+    if not (outdir / "manifest.json").is_file():
+        raise DiagramError(f"--assembly {outdir}: no manifest.json: not a synthesized cloud assembly")
+    templates: dict[str, dict[str, Any]] = {}
+    for path in sorted(outdir.glob("*.template.json")):
+        try:
+            template = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as error:
+            raise DiagramError(f"{path}: cannot be read ({error})") from None
+        except json.JSONDecodeError as error:
+            raise DiagramError(f"{path}: not JSON ({error.msg}, line {error.lineno})") from None
+        if not isinstance(template, dict) or not isinstance(template.get("Resources", {}), dict):
+            raise DiagramError(f"{path}: not a CloudFormation template (an object with a Resources object)")
+        templates[path.name.removesuffix(".template.json")] = template
+    if not templates:
+        raise DiagramError(f"--assembly {outdir}: no *.template.json: nothing to draw")
+    return templates
+
+
+def drawn(templates: Mapping[str, dict[str, Any]], readme: str) -> tuple[str, str]:
+    """(docs/architecture.md, the README) drawn from ``templates``, both before either is written."""
+    if README_BEGIN not in readme or README_END not in readme:
+        raise DiagramError(f"{README.name}: no {README_BEGIN} ... {README_END} markers to draw the overview between")
+    return render(templates), readme_with(readme, templates)
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--assembly", type=Path, help="a cloud assembly (cdk.out) to read instead")
     args = parser.parse_args(argv)
-    if args.assembly:
-        templates = templates_in(args.assembly)
-    else:
-        with tempfile.TemporaryDirectory(prefix="diagram-") as outdir:
-            templates = synthesize(Path(outdir))
-    OUTPUT.write_text(render(templates), encoding="utf-8")
-    README.write_text(readme_with(README.read_text(encoding="utf-8"), templates), encoding="utf-8")
-    print(f"wrote {OUTPUT.relative_to(ROOT)} and the README's diagram")
+    try:
+        if args.assembly:
+            templates = assembly_templates(args.assembly)
+            try:
+                page, readme = drawn(templates, README.read_text(encoding="utf-8"))
+            except (KeyError, TypeError, AttributeError, ValueError) as error:  # DiagramError is neither
+                raise DiagramError(
+                    f"--assembly {args.assembly}: a template not as CDK writes it ({type(error).__name__}: {error})"
+                ) from None
+        else:
+            with tempfile.TemporaryDirectory(prefix="diagram-") as outdir:
+                templates = synthesize(Path(outdir))
+            page, readme = drawn(templates, README.read_text(encoding="utf-8"))
+    except DiagramError as error:
+        print(f"diagram: {error}; nothing written", file=sys.stderr)
+        return 1
+    OUTPUT.write_text(page, encoding="utf-8")
+    README.write_text(readme, encoding="utf-8")
+    page_path = OUTPUT.relative_to(ROOT) if OUTPUT.is_relative_to(ROOT) else OUTPUT
+    print(f"wrote {page_path} and the README's diagram")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -9,6 +9,24 @@ import sys
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+
+class AssemblyError(Exception):
+    """A metadata file of the cloud assembly cannot be read (the message names it and why)."""
+
+
+def _metadata(path: Path) -> list[tuple[str, Any]]:
+    """(construct path, its metadata entries) of one *.metadata.json, or AssemblyError naming the file."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as error:
+        raise AssemblyError(f"{path}: cannot be read ({error})") from None
+    except json.JSONDecodeError as error:
+        raise AssemblyError(f"{path}: not JSON ({error.msg}, line {error.lineno})") from None
+    if not isinstance(document, dict) or not all(isinstance(entries, list) for entries in document.values()):
+        raise AssemblyError(f"{path}: not a metadata file (an object of construct path: list of entries)")
+    return list(document.items())
 
 
 def acknowledgements(outdir: Path) -> list[tuple[str, str, str]]:
@@ -16,10 +34,18 @@ def acknowledgements(outdir: Path) -> list[tuple[str, str, str]]:
     stages' nested assemblies (TIER=pipeline) included."""
     found: list[tuple[str, str, str]] = []
     for metadata in [*sorted(outdir.glob("*.metadata.json")), *sorted(outdir.glob("assembly-*/*.metadata.json"))]:
-        for path, entries in json.loads(metadata.read_text()).items():
+        for path, entries in _metadata(metadata):
             for entry in entries:
-                if entry["type"] == "aws:cdk:acknowledged-rules":
-                    found.extend((path, rule.removeprefix("Annotation::"), why) for rule, why in entry["data"].items())
+                if not isinstance(entry, dict):
+                    raise AssemblyError(f"{metadata}: {path}: a metadata entry that is not an object")
+                if entry.get("type") != "aws:cdk:acknowledged-rules":
+                    continue
+                data = entry.get("data")
+                if not isinstance(data, dict) or not all(isinstance(rule, str) for rule in data):
+                    raise AssemblyError(
+                        f"{metadata}: {path}: an acknowledged-rules entry whose data is not rule: reason"
+                    )
+                found.extend((path, rule.removeprefix("Annotation::"), str(why)) for rule, why in data.items())
     return found
 
 
@@ -35,10 +61,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     outdir = parser.parse_args(argv).outdir
     if not (outdir / "manifest.json").is_file():
-        what = "no such directory" if not outdir.is_dir() else "no manifest.json: not a synthesized cloud assembly"
+        if not outdir.exists():
+            what = "no such directory"
+        elif not outdir.is_dir():
+            what = "not a directory: give a synthesized cloud assembly (cdk.out)"
+        else:
+            what = "no manifest.json: not a synthesized cloud assembly"
         print(f"nag_report: {outdir}: {what} (run make synth first)", file=sys.stderr)
         return 1
-    by_rule = count_by_rule(outdir)
+    try:
+        by_rule = count_by_rule(outdir)
+    except AssemblyError as error:
+        print(f"nag_report: {error} (run make synth again)", file=sys.stderr)
+        return 1
     width = max(map(len, by_rule), default=10)
     for rule, count in sorted(by_rule.items()):
         print(f"{rule:<{width}}  {count}")

@@ -340,13 +340,22 @@ def table(gates: list[Gate]) -> str:
     return "\n".join(rows)
 
 
-def set_stage(path: Path, stage: str) -> None:
-    """Change only the ``stage`` value of a workload file, keeping its layout."""
-    text = path.read_text(encoding="utf-8")
+def staged(text: str, stage: str, name: str = "the workload file") -> str:
+    """``text`` (a workload file) with only its ``stage`` value changed, keeping its layout."""
     changed, count = re.subn(r'("stage"\s*:\s*)"[a-z]+"', rf'\1"{stage}"', text, count=1)
     if count != 1:
-        raise ConfigError(f'{path.name}: no "stage" key to change')
-    path.write_text(changed, encoding="utf-8")
+        raise ConfigError(f'{name}: no "stage" key to change')
+    return changed
+
+
+def set_stage(path: Path, stage: str) -> None:
+    """Change only the ``stage`` value of a workload file, keeping its layout."""
+    path.write_text(staged(path.read_text(encoding="utf-8"), stage, path.name), encoding="utf-8")
+
+
+def shown(path: Path) -> str:
+    """``path`` relative to the repository when it is inside it."""
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def _workload_arg(value: str) -> str:
@@ -398,14 +407,50 @@ def main(
     if not all(gate.passed for gate in gates):
         print(f"\n{args.workload} is not ready: fix the failing gates above.", file=sys.stderr)
         return 1
-    before = synth(context)
-    set_stage(path, "production")
-    report = promotion_report(args.workload, gates, before, promoted)
-    REPORTS.mkdir(exist_ok=True)
-    path = REPORTS / f"{args.workload}.md"
-    path.write_text(report, encoding="utf-8")
-    print(f"\n{args.workload} is now in production stage; report: {path.relative_to(ROOT)}")
+    try:
+        report_path = write_promotion(args.workload, path, gates, context, promoted, synth)
+    except (ConfigError, PromoteError, OSError) as error:
+        print(f"promote: {error}; {args.workload} stays in sandbox stage, nothing written", file=sys.stderr)
+        return 1
+    print(f"\n{args.workload} is now in production stage; report: {shown(report_path)}")
     return 0
+
+
+def write_promotion(
+    name: str,
+    path: Path,
+    gates: list[Gate],
+    context: Mapping[str, Any],
+    promoted: dict[str, dict[str, Any]],
+    synth: Synth,
+) -> Path:
+    """Write the promotion report, then the workload file with its new stage; both or neither (the
+    report is removed when the workload file cannot be written). Everything is computed first."""
+    try:
+        before = synth(context)
+    except Exception as error:  # a failed synth of the current config: its first line, as the synth gate says it
+        reason = str(error).strip().splitlines()
+        raise PromoteError(
+            f"the synth of the current config failed: {(reason[0] if reason else type(error).__name__)[:300]}"
+        ) from None
+    report = promotion_report(name, gates, before, promoted)
+    workload = staged(path.read_text(encoding="utf-8"), "production", path.name)
+    report_path = REPORTS / f"{name}.md"
+    if REPORTS.exists() and not REPORTS.is_dir():
+        raise PromoteError(f"{shown(REPORTS)} is not a directory: the promotion report cannot be written")
+    REPORTS.mkdir(exist_ok=True)
+    existed = report_path.exists()
+    previous = report_path.read_bytes() if existed else b""
+    report_path.write_text(report, encoding="utf-8")
+    try:
+        path.write_text(workload, encoding="utf-8")
+    except OSError:
+        if existed:
+            report_path.write_bytes(previous)
+        else:
+            report_path.unlink(missing_ok=True)
+        raise
+    return report_path
 
 
 def promotion_report(

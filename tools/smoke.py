@@ -712,6 +712,10 @@ def main(
     except ConfigError as error:
         print(f"make smoke: {error}", file=sys.stderr)
         return 2
+    if args.group is not None and args.group not in config.production.groups:  # before any AWS call, not after a tier
+        known = ", ".join(config.production.groups)
+        print(f"make smoke: --group {args.group}: not a configured group; known: {known}", file=sys.stderr)
+        return 2
     tiers = ("sandbox", "production") if args.tier == "all" else (args.tier,)
     passed = True
     for tier in tiers:
