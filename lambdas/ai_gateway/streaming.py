@@ -54,16 +54,13 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from botocore.eventstream import ParserError
-from urllib3.exceptions import HTTPError, ReadTimeoutError
-
 from ai_gateway.contract import LENGTH_STOP_REASONS, OUTPUT
 from ai_gateway.flow import Flow, GenerationRequest
 from ai_gateway.guardrail import Verdict, unguarded
 from ai_gateway.ledger import Admission
 from ai_gateway.openai_api import FinishReason, finish_reason, from_upstream
 from ai_gateway.router import Generation, inference_config
-from shared.aws_errors import Kind, UpstreamError, invalid_response, reported_count
+from shared.aws_errors import UpstreamError, reported_count
 from shared.converse import SERVICE, Streamed, converse_stream
 from shared.telemetry import StageRecord
 
@@ -171,7 +168,7 @@ class ModelStreamer:
         inference = inference_config(request.token_limit, request.temperature, request.top_p, request.stop_sequences)
         try:
             return converse_stream(
-                _TransportFailures(self._client),
+                self._client,
                 request.models,
                 deadline=request.deadline,
                 attempt_seconds=self._attempt_seconds,
@@ -411,52 +408,6 @@ class GuardedStream:
             self._stage.__exit__(type(error), error, error.__traceback__)
         else:
             self._stage.__exit__(None, None, None)
-
-
-class _TransportFailures:
-    """The Bedrock client with ConverseStream's events read as UpstreamErrors when their transport
-    fails. botocore wraps what fails while a call is sent, not what fails while a stream's events
-    are read from urllib3's response: a model silent past the read timeout (urllib3's
-    ReadTimeoutError), a connection reset mid-stream (ProtocolError) and a corrupt frame
-    (botocore.eventstream.ParserError, which is no BotoCoreError) would reach the caller as the
-    gateway's own bug, a 500 before the first token (no fallback tried) and a stream that stops
-    without [DONE] or an error event after it. They are the model's failures: a timeout (504), an
-    unavailable model (503) and an answer that was not one (502)."""
-
-    def __init__(self, client: Any) -> None:
-        self._client = client
-
-    def converse_stream(self, **request: Any) -> dict[str, Any]:
-        answered = dict(self._client.converse_stream(**request))
-        answered["stream"] = _TransportCheckedEvents(answered["stream"])
-        return answered
-
-
-class _TransportCheckedEvents:
-    """A ConverseStream's ``stream`` whose reading raises UpstreamError for a failed transport."""
-
-    def __init__(self, stream: Any) -> None:
-        self._stream = stream
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        events = iter(self._stream)
-        while True:
-            try:
-                event = next(events)
-            except StopIteration:
-                return
-            except ReadTimeoutError:
-                raise UpstreamError(SERVICE, "ReadTimeoutError", 503, Kind.UNAVAILABLE) from None
-            except HTTPError:  # the connection broke (ProtocolError) or urllib3 failed otherwise
-                raise UpstreamError(SERVICE, "ConnectionClosedError", 503, Kind.UNAVAILABLE) from None
-            except ParserError:
-                raise invalid_response(SERVICE) from None
-            yield event
-
-    def close(self) -> None:
-        closer = getattr(self._stream, "close", None)
-        if closer is not None:
-            closer()
 
 
 # --- OpenAI chat.completion.chunk server-sent events ------------------------------------------

@@ -28,7 +28,9 @@ from contextlib import contextmanager
 from enum import StrEnum
 from typing import Any
 
+from botocore.eventstream import ParserError
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError as TransportError, HTTPClientError
+from urllib3.exceptions import HTTPError, ReadTimeoutError
 
 # Codes that mean "too many requests, now": Bedrock's and the SDK-wide ones botocore also retries.
 THROTTLING_CODES = frozenset(
@@ -213,6 +215,15 @@ def call(service: str, *, caller_facing: bool = False) -> Iterator[None]:
         yield
     except (ClientError, BotoCoreError) as error:
         raise UpstreamError.from_exception(service, error, caller_facing=caller_facing) from None
+    # botocore wraps what fails while a call is made, not what fails while an event stream's events
+    # are read from urllib3's response (ConverseStream): an upstream silent past the read timeout,
+    # a connection broken mid-stream, a corrupt frame. They are the upstream's failures too.
+    except ReadTimeoutError:
+        raise UpstreamError(service, "ReadTimeoutError", 503, Kind.UNAVAILABLE) from None
+    except HTTPError:  # ProtocolError (the connection broke) and urllib3's other failures
+        raise UpstreamError(service, "ConnectionClosedError", 503, Kind.UNAVAILABLE) from None
+    except ParserError:  # no BotoCoreError
+        raise invalid_response(service) from None
 
 
 # An answer that is not what the upstream promised (a count that is not a count, no text, a

@@ -10,11 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import urllib3
+from botocore.eventstream import ParserError
 from botocore.exceptions import ClientError, ParamValidationError, ReadTimeoutError
 from botocore.stub import ANY, Stubber
 
 from ai_gateway import handler
-from shared.aws_errors import Kind, UpstreamError, call, classify
+from shared.aws_errors import INVALID_RESPONSE, Kind, UpstreamError, call, classify
 from shared.converse import converse
 from tests.lambdas.bedrock_fakes import converse_answer
 from tests.lambdas.conftest import FakeContext, http_result
@@ -168,6 +170,32 @@ def test_sdk_failures_are_classified_too(error: Exception, kind: Kind) -> None:
     with pytest.raises(UpstreamError) as raised, call("bedrock-runtime"):
         raise error
     assert raised.value.kind is kind
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "kind"),
+    [
+        (
+            urllib3.exceptions.ReadTimeoutError(None, "/model/m/converse-stream", "Read timed out."),
+            "ReadTimeoutError",
+            Kind.UNAVAILABLE,
+        ),
+        (
+            urllib3.exceptions.ProtocolError("Connection broken", ConnectionResetError(104, "reset")),
+            "ConnectionClosedError",
+            Kind.UNAVAILABLE,
+        ),
+        (ParserError("corrupt frame"), INVALID_RESPONSE, Kind.FAILED),
+    ],
+)
+def test_what_fails_while_an_event_stream_is_read_is_the_upstreams_failure(
+    error: Exception, code: str, kind: Kind
+) -> None:
+    """botocore does not wrap a failure while an event stream's events are read from urllib3's
+    response (ConverseStream): timed out, broken, corrupt. Each is the upstream's, as when calling."""
+    with pytest.raises(UpstreamError) as raised, call("bedrock-runtime"):
+        raise error
+    assert (raised.value.code, raised.value.kind) == (code, kind)
 
 
 @pytest.mark.parametrize(("code", "status"), FALLS_BACK)
