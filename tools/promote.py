@@ -143,7 +143,7 @@ def static_gates(config: BlueprintConfig, workload: WorkloadConfig) -> list[Gate
         guardrail_gate(config, workload),
         classification_gate(config, workload),
         tools_gate(config, workload),
-        prices_gate(workload),
+        prices_gate(workload, (workload.sandbox.budget or config.sandbox.budget).monthly_limit_usd),
     ]
 
 
@@ -245,12 +245,12 @@ def tools_gate(config: BlueprintConfig, workload: WorkloadConfig) -> Gate:
     return Gate("tools exist", True, ", ".join(workload.tools) or "no tools")
 
 
-def prices_gate(workload: WorkloadConfig) -> Gate:
+def prices_gate(workload: WorkloadConfig, budget_usd: float) -> Gate:
     free = [name for name, output in workload.outputs.items() if output.unit_price_usd <= 0]
     if free:
         return Gate("prices and budget", False, f"no price for {', '.join(free)}", "set outputs.<name>.unit_price_usd")
     prices = ", ".join(f"{n} ${o.unit_price_usd:g}" for n, o in sorted(workload.outputs.items()))
-    return Gate("prices and budget", True, f"{prices}; budget ${workload.sandbox.budget.monthly_limit_usd:g}/month")
+    return Gate("prices and budget", True, f"{prices}; budget ${budget_usd:g}/month")
 
 
 def evaluation_gate(config: BlueprintConfig, workload: WorkloadConfig, traces: Path, golden: Path = GOLDEN_SET) -> Gate:

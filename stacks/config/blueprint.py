@@ -97,19 +97,25 @@ class BlueprintConfig(ConfigModel):
         return self
 
     def sandbox_for(self, name: str) -> SandboxConfig:
-        """The sandbox tier's settings with what workload ``name`` declares for its own sandbox."""
+        """The sandbox tier's settings with what workload ``name`` declares for its own sandbox: its
+        expiry, budget, Knowledge Base and model where it sets them (the tier's are the defaults),
+        and a Kendra index when it asks for one and the tier allows it."""
         workload = self.workloads[name]
         own = workload.sandbox
         sandbox = self.sandbox
+        budget = sandbox.budget
+        if own.budget is not None:
+            budget = budget.model_copy(
+                update={"monthly_limit_usd": own.budget.monthly_limit_usd, "alert_emails": own.budget.alert_emails}
+            )
+        model = workload.generation.model_id or sandbox.query.generation_model_id
         return sandbox.model_copy(
             update={
-                "expires_on": own.expires_on,
-                "budget": sandbox.budget.model_copy(
-                    update={"monthly_limit_usd": own.budget.monthly_limit_usd, "alert_emails": own.budget.alert_emails}
-                ),
-                "kendra": sandbox.kendra.model_copy(update={"enabled": own.kendra}),
-                "knowledge_base": workload.knowledge_base,
-                "query": sandbox.query.model_copy(update={"generation_model_id": workload.generation.model_id}),
+                "expires_on": own.expires_on or sandbox.expires_on,
+                "budget": budget,
+                "kendra": sandbox.kendra.model_copy(update={"enabled": sandbox.kendra.enabled and own.kendra}),
+                "knowledge_base": workload.knowledge_base or sandbox.knowledge_base,
+                "query": sandbox.query.model_copy(update={"generation_model_id": model}),
             }
         )
 

@@ -35,8 +35,9 @@ class KendraConfig(ConfigModel):
 
     enabled: bool = Field(
         default=True,
-        description="Whether the sandbox has the Kendra index: Kendra bills by the hour from the moment the "
-        'index exists, so it can be switched off (the query function then refuses "source": "kendra").',
+        description="Whether the tier's sandboxes may have a Kendra index (each workload asks for one with its "
+        "sandbox.kendra): Kendra bills by the hour from the moment the index exists, so false switches it off for "
+        'every workload (the query function then refuses "source": "kendra").',
     )
     edition: Literal["DEVELOPER_EDITION", "ENTERPRISE_EDITION"] = Field(
         default="DEVELOPER_EDITION", description="The Kendra index edition."
@@ -50,7 +51,10 @@ class KendraConfig(ConfigModel):
 class BudgetConfig(ConfigModel):
     """A monthly AWS Budgets cost budget that e-mails when the sandbox spends too much."""
 
-    monthly_limit_usd: BudgetAmount = Field(description=f"The budget per calendar month (USD); {BUDGET_AMOUNT_RULE}.")
+    monthly_limit_usd: BudgetAmount = Field(
+        description=f"The budget per calendar month (USD) of a workload's sandbox that sets no budget of its own; "
+        f"{BUDGET_AMOUNT_RULE}."
+    )
     alert_threshold_percent: int = Field(
         default=80,
         ge=1,
@@ -58,7 +62,10 @@ class BudgetConfig(ConfigModel):
         description="Actual spend past this share of the limit sends an alert (forecast spend past 100% always does).",
     )
     alert_emails: Emails = Field(
-        min_length=1, max_length=10, description="Who the budget alerts e-mail (AWS Budgets takes up to 10 per alert)."
+        min_length=1,
+        max_length=10,
+        description="Who the budget alerts e-mail (AWS Budgets takes up to 10 per alert), for a workload that sets "
+        "no budget of its own.",
     )
     scope_to_tier_tag: bool = Field(
         default=False,
@@ -73,7 +80,7 @@ class QueryConfig(ConfigModel):
     generation_model_id: ModelId = Field(
         default="amazon.nova-lite-v1:0",
         description="The Bedrock model (or inference profile, granted in every region it routes to) that writes "
-        "the answer.",
+        "the answer, for a workload that names no generation.model_id of its own.",
     )
     max_question_chars: int = Field(
         default=1000,
@@ -109,12 +116,14 @@ class SandboxConfig(TierConfig):
         "objects.",
     )
     expires_on: dt.date = Field(
-        description="The date (YYYY-MM-DD) the sandbox is meant to be destroyed by: tagged expires-on on every "
-        "resource."
+        description="The date (YYYY-MM-DD) a workload's sandbox is meant to be destroyed by, unless the workload "
+        "sets its own: tagged expires-on on every resource."
     )
     budget: BudgetConfig = Field(description="The sandbox's monthly cost budget and its alerts.")
     knowledge_base: KnowledgeBaseConfig = Field(
-        default=KnowledgeBaseConfig(), description="The Knowledge Base (S3 Vectors) over the documents bucket."
+        default=KnowledgeBaseConfig(),
+        description="The Knowledge Base (S3 Vectors) over the documents bucket, for a workload that sets no "
+        "knowledge_base of its own.",
     )
     kendra: KendraConfig = Field(default=KendraConfig(), description="The Kendra index over the same documents.")
     query: QueryConfig = Field(default=QueryConfig(), description="The query function behind an IAM-authorized URL.")

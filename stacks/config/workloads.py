@@ -60,7 +60,11 @@ class WorkloadDocuments(ConfigModel):
 class WorkloadGeneration(ConfigModel):
     """The model and prompt the team tuned in the sandbox."""
 
-    model_id: ModelId = Field(description="The model that writes the answers (the sandbox query function's).")
+    model_id: ModelId | None = Field(
+        default=None,
+        description="The model that writes the answers (the sandbox query function's); null: "
+        "sandbox.query.generation_model_id.",
+    )
     prompt: str = Field(
         min_length=1, max_length=4000, description="The system prompt: each output type's instructions by default."
     )
@@ -126,11 +130,21 @@ class WorkloadBudget(ConfigModel):
 
 
 class WorkloadSandbox(ConfigModel):
-    """The workload's own sandbox settings (the rest comes from the sandbox tier's config)."""
+    """The workload's own sandbox settings (the rest, and what it leaves out, come from the sandbox
+    tier's config: ``sandbox.*``)."""
 
-    expires_on: dt.date = Field(description="The date the prototype is due to be removed (a tag on its stack).")
-    budget: WorkloadBudget = Field(description="Its own budget.")
-    kendra: bool = Field(default=False, description="Whether its sandbox has a Kendra index (billed by the hour).")
+    expires_on: dt.date | None = Field(
+        default=None,
+        description="The date the prototype is due to be removed (a tag on its stack); null: sandbox.expires_on.",
+    )
+    budget: WorkloadBudget | None = Field(
+        default=None, description="Its own budget; null: sandbox.budget's limit and recipients."
+    )
+    kendra: bool = Field(
+        default=False,
+        description="Whether its sandbox has a Kendra index (billed by the hour), when the tier allows one "
+        "(sandbox.kendra.enabled).",
+    )
 
 
 class WorkloadConfig(ConfigModel):
@@ -144,7 +158,9 @@ class WorkloadConfig(ConfigModel):
     )
     stage: Stage = Field(description="sandbox: a prototype stack; production: served by the production tier.")
     documents: WorkloadDocuments = Field(description="Its documents' classification and personal data.")
-    knowledge_base: KnowledgeBaseConfig = Field(description="Embedding model and chunking it tuned (sandbox KB).")
+    knowledge_base: KnowledgeBaseConfig | None = Field(
+        default=None, description="Embedding model and chunking it tuned (sandbox KB); null: sandbox.knowledge_base."
+    )
     generation: WorkloadGeneration = Field(description="The model and prompt it tuned.")
     groups: tuple[GroupName, ...] = Field(
         min_length=1, description="The production groups (production.groups) that may use it."
