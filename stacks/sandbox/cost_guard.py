@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from aws_cdk import aws_budgets as budgets
 from constructs import Construct
 
+from stacks.shared.naming import generation
+
 
 class CostGuard(Construct):
     """A monthly cost budget with two email alerts.
@@ -15,6 +17,10 @@ class CostGuard(Construct):
     past 100%. With ``cost_filter_tag`` ("key$value") the budget counts only resources with that
     cost-allocation tag, which must be activated in the Billing console first; without it the
     budget covers the whole account (right for a dedicated sandbox account).
+
+    A budget's name and notifications are fixed at creation: new recipients or a new threshold
+    make a new budget, which CloudFormation creates before deleting the old one, and budget names
+    are unique in an account. So the name is ``budget_name`` and the notifications' generation.
     """
 
     def __init__(
@@ -48,7 +54,7 @@ class CostGuard(Construct):
             self,
             "Budget",
             budget=budgets.CfnBudget.BudgetDataProperty(
-                budget_name=budget_name,
+                budget_name=f"{budget_name}-{generation(sorted(emails), threshold_percent)}",
                 budget_type="COST",
                 time_unit="MONTHLY",
                 budget_limit=budgets.CfnBudget.SpendProperty(amount=monthly_limit_usd, unit="USD"),

@@ -27,7 +27,7 @@ from stacks.config import (
 )
 from stacks.shared.bedrock import grant_invoke, model_arns
 from stacks.shared.buckets import grant_read_prefix
-from stacks.shared.nag import acknowledge_inline_policy
+from stacks.shared.nag import acknowledge, acknowledge_inline_policy, nag_attribute
 from stacks.shared.naming import generation
 from stacks.shared.principals import service_acting_for
 
@@ -213,8 +213,19 @@ class VectorKnowledgeBase(Construct):
                 non_filterable_metadata_keys=["AMAZON_BEDROCK_TEXT", "AMAZON_BEDROCK_METADATA"]
             ),
         )
+        # Every index of this vector bucket (one per KB generation), not only this one: a KB
+        # replaced for a new embedding model leaves its data source to be deleted after the update,
+        # and that deletion (DELETE: its vectors go first) reads the old index with this role.
         self.role.add_to_policy(
-            iam.PolicyStatement(actions=VECTOR_INDEX_ACTIONS, resources=[self.index.attr_index_arn])
+            iam.PolicyStatement(
+                actions=VECTOR_INDEX_ACTIONS, resources=[f"{self.vector_bucket.attr_vector_bucket_arn}/index/*"]
+            )
+        )
+        acknowledge(
+            self.role,
+            f"AwsSolutions-IAM5[Resource::{nag_attribute(self.vector_bucket, 'VectorBucketArn')}/index/*]",
+            "The indexes of this KB's own vector bucket, one per KB generation: a replaced KB's data source "
+            "deletes its vectors from the old index after the update, with this role.",
         )
         return bedrock.CfnKnowledgeBase.StorageConfigurationProperty(
             type="S3_VECTORS",

@@ -212,9 +212,16 @@ def published(template: Template) -> set[str]:
 SCOPED_NAMES = {"AWS::Bedrock::DataSource": "KnowledgeBaseId"}
 
 
-def named_properties(properties: Mapping[str, Any]) -> dict[str, Any]:
-    """Name-like properties (``Name``, ``…Name``) a resource is created with."""
-    return {k: v for k, v in properties.items() if k == "Name" or k.endswith("Name")}
+def named_properties(properties: Mapping[str, Any], path: str = "") -> dict[str, Any]:
+    """Name-like properties (``Name``, ``…Name``) a resource is created with, nested ones too
+    (a budget's ``Budget.BudgetName``), by their dotted paths."""
+    names: dict[str, Any] = {}
+    for key, value in properties.items():
+        if key == "Name" or key.endswith("Name"):
+            names[f"{path}{key}"] = value
+        elif isinstance(value, Mapping) and not any(k.startswith("Fn::") or k == "Ref" for k in value):
+            names.update(named_properties(value, f"{path}{key}."))
+    return names
 
 
 def stale_replacements(before: Mapping[str, Template], after: Mapping[str, Template]) -> Iterator[str]:
@@ -233,7 +240,7 @@ def stale_replacements(before: Mapping[str, Template], after: Mapping[str, Templ
             scope = SCOPED_NAMES.get(resource["Type"])
             if scope is not None and properties.get(scope) != was.get(scope):
                 continue  # a new parent: the same name is free there
-            names = named_properties(properties)
-            kept = {k for k, v in names.items() if was.get(k) == v}
+            names, old_names = named_properties(properties), named_properties(was)
+            kept = {k for k, v in names.items() if old_names.get(k) == v}
             if kept:
                 yield f"{stack}/{logical_id} is replaced but keeps its {', '.join(sorted(kept))}"

@@ -40,6 +40,8 @@ REPLACING = {
     "blueprint.production.knowledge_base.embedding_model_id": "cohere.embed-english-v3",
     "blueprint.production.knowledge_base.chunking": {"strategy": "FIXED_SIZE", "max_tokens": 400},
     "blueprint.workloads.support.knowledge_base.embedding_model_id": "cohere.embed-english-v3",
+    # A budget's notifications are create-only: new recipients replace it (beside the old, by name).
+    "blueprint.workloads.support.sandbox.budget.alert_emails": ["finance@example.com"],
 }
 RENAMED_AGENT = "renamed_agent"
 

@@ -141,7 +141,8 @@ def test_knowledge_base_role_reads_only_the_prefix_and_writes_only_its_index(
         ("s3:ListBucket", "<Documents.Arn>"),
         ("s3:GetObject", f"<Documents.Arn>/{config.knowledge_base.documents_prefix}*"),
         *{
-            (f"s3vectors:{a}", f"<{name_of(sandbox, INDEX)}.IndexArn>")
+            # every index of the KB's own vector bucket: a replaced KB's data source deletes its old vectors
+            (f"s3vectors:{a}", "<KnowledgeBaseVectorBucket.VectorBucketArn>/index/*")
             for a in ("GetIndex", "QueryVectors", "PutVectors", "GetVectors", "DeleteVectors")
         },
         ("kms:Decrypt", "<Key.Arn>"),

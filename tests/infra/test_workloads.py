@@ -38,8 +38,9 @@ def test_a_sandbox_workload_has_its_own_prototype_stack_tagged_with_its_team(
     assert tags["expires-on"] == str(config.workloads[WORKLOAD].sandbox.expires_on)
     # Its own budget and names: two workloads' sandboxes never collide.
     budget = props(assembly.template(f"-sandbox-{WORKLOAD}"), "AWS::Budgets::Budget")["Budget"]
-    assert budget["BudgetName"] == f"{config.prefix}-sandbox-{WORKLOAD}-monthly"
-    assert budget["BudgetLimit"]["Amount"] == config.workloads[WORKLOAD].sandbox.budget.monthly_limit_usd
+    # (and its notifications' generation: new recipients make a new budget beside the old one)
+    assert re.fullmatch(f"{config.prefix}-sandbox-{WORKLOAD}-monthly-[0-9a-f]{{6}}", budget["BudgetName"])
+    assert budget["BudgetLimit"]["Amount"] == config.sandbox_for(WORKLOAD).budget.monthly_limit_usd
 
 
 def test_a_sandbox_workload_adds_nothing_to_production(assembly: Assembly) -> None:

@@ -176,7 +176,11 @@ def test_sdk_failures_are_classified_too(error: Exception, kind: Kind) -> None:
     ("error", "code", "kind"),
     [
         (
-            urllib3.exceptions.ReadTimeoutError(None, "/model/m/converse-stream", "Read timed out."),
+            urllib3.exceptions.ReadTimeoutError(
+                urllib3.HTTPSConnectionPool("bedrock-runtime.us-east-1.amazonaws.com"),
+                "/model/m/converse-stream",
+                "Read timed out.",
+            ),
             "ReadTimeoutError",
             Kind.UNAVAILABLE,
         ),
