@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import re
 import sys
 import tempfile
@@ -29,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script (python tools/diagram.py): the repository root is not on the path
     sys.path.insert(0, str(ROOT))
 
+from tools.inputs import read_json  # noqa: E402
 from tools.synth import synthesize  # noqa: E402
 
 OUTPUT = ROOT / "docs" / "architecture.md"
@@ -832,12 +832,7 @@ def assembly_templates(outdir: Path) -> dict[str, dict[str, Any]]:
         raise DiagramError(f"--assembly {outdir}: no manifest.json: not a synthesized cloud assembly")
     templates: dict[str, dict[str, Any]] = {}
     for path in sorted(outdir.glob("*.template.json")):
-        try:
-            template = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError) as error:
-            raise DiagramError(f"{path}: cannot be read ({error})") from None
-        except json.JSONDecodeError as error:
-            raise DiagramError(f"{path}: not JSON ({error.msg}, line {error.lineno})") from None
+        template = read_json(path, DiagramError)
         if not isinstance(template, dict) or not isinstance(template.get("Resources", {}), dict):
             raise DiagramError(f"{path}: not a CloudFormation template (an object with a Resources object)")
         templates[path.name.removesuffix(".template.json")] = template

@@ -18,6 +18,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "lambdas")]
 
 from evaluation.evaluator import GOLDEN_SET, GoldenCase, Report, calls_from, evaluate, golden_case  # noqa: E402
 from stacks.config import ConfigError, load_config  # noqa: E402
+from tools.inputs import read_json  # noqa: E402
 
 TRACES = ROOT / "evals" / "recorded_traces.jsonl"
 
@@ -41,10 +42,7 @@ def _read(path: Path) -> str:
 
 def golden_cases(path: Path = GOLDEN_SET) -> list[GoldenCase]:
     """The golden set, or EvalInputError naming the file and what is wrong with it."""
-    try:
-        raw = json.loads(_read(path))
-    except json.JSONDecodeError as error:
-        raise EvalInputError(f"{_shown(path)}: not JSON ({error.msg}, line {error.lineno})") from None
+    raw = read_json(path, EvalInputError, _shown(path))
     try:
         return [golden_case(case) for case in raw]  # evaluation.evaluator.load_golden_set, on the text read once
     except (KeyError, TypeError, AttributeError, ValueError) as error:

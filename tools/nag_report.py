@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script (python tools/nag_report.py): the repository root is not on the path
+    sys.path.insert(0, str(ROOT))
+
+from tools.inputs import read_json  # noqa: E402
 
 
 class AssemblyError(Exception):
@@ -18,12 +23,7 @@ class AssemblyError(Exception):
 
 def _metadata(path: Path) -> list[tuple[str, Any]]:
     """(construct path, its metadata entries) of one *.metadata.json, or AssemblyError naming the file."""
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as error:
-        raise AssemblyError(f"{path}: cannot be read ({error})") from None
-    except json.JSONDecodeError as error:
-        raise AssemblyError(f"{path}: not JSON ({error.msg}, line {error.lineno})") from None
+    document = read_json(path, AssemblyError)
     if not isinstance(document, dict) or not all(isinstance(entries, list) for entries in document.values()):
         raise AssemblyError(f"{path}: not a metadata file (an object of construct path: list of entries)")
     return list(document.items())
