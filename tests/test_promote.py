@@ -5,16 +5,26 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from stacks.config import load_config
+from stacks.production.tool_binding import cedar_permits
 from tests.synth_fixtures import Assembly
+from tool_guard.contract import ToolBindings
 from tools import promote
 from tools.promote import Gate
 
+ROOT = Path(__file__).resolve().parents[1]
 WORKLOAD = "support"
+# The sample workload's groups and its one tool, as the gateway names it.
+GROUPS = ("platform-admins", "customer-gold")
+KNOWLEDGE = "knowledge___knowledge_search"
 
 
 def sample(cdk_context: dict[str, Any], **changes: Any) -> dict[str, Any]:
@@ -57,8 +67,73 @@ def knowledge_template(scanned: tuple[str, ...] = ("Landing", "Curated")) -> dic
     }
 
 
+def tools_template(
+    permits: dict[str, list[str]] | None = None, bindings: dict[str, list[str]] | None = None
+) -> dict[str, Any]:
+    """The shape of the tools stack the bindings gate reads: each group's Cedar permit as
+    stacks/production/tool_binding.py writes it, and the tool guard's bindings document (the same
+    map by default, as the stack derives both from one)."""
+    permits = {group: [KNOWLEDGE] for group in GROUPS} if permits is None else permits
+    bindings = permits if bindings is None else bindings
+    statements = cedar_permits(permits, "${GatewayArn}")
+    resources: dict[str, Any] = {
+        f"Permit{index}": {
+            "Type": "AWS::BedrockAgentCore::Policy",
+            "Properties": {"Name": name, "Definition": {"Cedar": {"Statement": statement}}},
+        }
+        for index, (name, statement) in enumerate(statements.items())
+    }
+    document = ToolBindings(tool_bindings=bindings, data_classifications={group: ["public"] for group in bindings})
+    resources["Bindings"] = {
+        "Type": promote.CONFIG_VERSION,
+        "Properties": {"Content": json.dumps(document.model_dump(mode="json"))},
+    }
+    return {"Resources": resources}
+
+
+def keys_template(
+    keys: tuple[str, ...] = GROUPS, in_plan: tuple[str, ...] = GROUPS, plan: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The shape of the gateway-keys stack the usage-plans gate reads: an API key per group of
+    ``keys`` in the authorizer's keys document (its content an Fn::Join around the keys' Refs, as
+    CDK writes it), those of ``in_plan`` in one usage plan."""
+    plan = plan or {
+        "ApiStages": [{"ApiId": {"Ref": "Api"}, "Stage": "live"}],
+        "Throttle": {"RateLimit": 10, "BurstLimit": 20},
+        "Quota": {"Limit": 10000, "Period": "DAY"},
+    }
+    resources: dict[str, Any] = {"Plan": {"Type": "AWS::ApiGateway::UsagePlan", "Properties": plan}}
+    parts: list[Any] = []
+    for index, group in enumerate(keys):
+        resources[f"Key{index}"] = {"Type": "AWS::ApiGateway::ApiKey", "Properties": {"Enabled": True}}
+        parts += ["," if index else "", f'"{group}":"', {"Ref": f"Key{index}"}, '"']
+        if group in in_plan:
+            resources[f"Key{index}InPlan"] = {
+                "Type": "AWS::ApiGateway::UsagePlanKey",
+                "Properties": {"KeyId": {"Ref": f"Key{index}"}, "KeyType": "API_KEY", "UsagePlanId": {"Ref": "Plan"}},
+            }
+    content = {"Fn::Join": ["", ['{"keys":{', *parts, "}}"]]}
+    resources["Keys"] = {"Type": promote.CONFIG_VERSION, "Properties": {"Content": content}}
+    return {"Resources": resources}
+
+
+def clean_templates(**stacks: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """What the gates read of a production synth in which each passes; ``stacks`` replace some."""
+    return {
+        "genai-production-gateway": {"Resources": {}},
+        "genai-production-knowledge": knowledge_template(),
+        "genai-production-tools": tools_template(),
+        "genai-production-gateway-keys": keys_template(),
+        **{name.replace("_", "-"): template for name, template in stacks.items()},
+    }
+
+
 def clean_synth(context: Any) -> dict[str, dict[str, Any]]:
-    return {"genai-production-gateway": {"Resources": {}}, "genai-production-knowledge": knowledge_template()}
+    return clean_templates()
+
+
+def synth_of(**stacks: dict[str, Any]) -> Callable[[Any], dict[str, dict[str, Any]]]:
+    return lambda _: clean_templates(**{f"genai_production_{name}": t for name, t in stacks.items()})
 
 
 def gates_of(context: dict[str, Any], *, traces: Path | None = None, **kwargs: Any) -> dict[str, Gate]:
@@ -82,12 +157,21 @@ def test_the_sample_workload_passes_every_gate(cdk_context: dict[str, Any]) -> N
         "classification policy",
         "Macie coverage",
         "tools exist",
-        "prices and budget",
+        "prices",
+        "budget",
         "golden set at the floor",
         "declaration",
         "cdk-nag and cfn-lint",
+        "tools bound",
+        "usage plans",
         "quotas",
     }
+    assert gates["budget"].why == "its own: $1000/month, alerts to 1 recipient"
+    assert (
+        gates["tools bound"].why
+        == f"knowledge_search: a Cedar permit and the tool guard's bindings in {', '.join(GROUPS)}"
+    )
+    assert gates["usage plans"].why == "platform-admins 10/s, 10000 per day; customer-gold 10/s, 10000 per day"
 
 
 @pytest.mark.parametrize(
@@ -107,9 +191,10 @@ def test_the_sample_workload_passes_every_gate(cdk_context: dict[str, Any]) -> N
         ({"tools": ["knowledge_search", "launch_rockets"]}, "tools exist", "production.legacy_apis.<api>.tools"),
         (
             {"outputs": {"policy_answer": {"unit_price_usd": 0, "quota": {"limit": 10}}}},
-            "prices and budget",
-            "set outputs.<name>.unit_price_usd",
+            "prices",
+            "set outputs.<name>.unit_price_usd above 0",
         ),
+        ({"sandbox__budget": None}, "budget", 'set sandbox.budget {"monthly_limit_usd": ..., "alert_emails": [...]}'),
         ({"evaluation__cases": []}, "golden set at the floor", "list its cases in evaluation.cases"),
         ({"evaluation__cases": ["no-such-case"]}, "golden set at the floor", "add them to golden_set.json"),
         (
@@ -130,6 +215,197 @@ def test_a_workload_missing_a_gate_fails_it_with_the_fix(
     found = failing(gates_of(sample(cdk_context, **changes)))
     assert gate in found, found
     assert fix in found[gate].fix
+
+
+def test_a_workload_on_the_tiers_default_budget_fails_naming_it(cdk_context: dict[str, Any]) -> None:
+    """The tier's budget is every workload's fallback: no limit this workload's team chose."""
+    gate = failing(gates_of(sample(cdk_context, sandbox__budget=None)))["budget"]
+    limit = load_config(cdk_context).sandbox.budget.monthly_limit_usd
+    assert gate.why == (
+        f"no budget of its own (its sandbox falls back to the tier default, sandbox.budget ${limit:g}/month)"
+    )
+
+
+def test_a_budget_without_a_limit_or_a_recipient_fails() -> None:
+    """The config refuses both already (stacks/config/workloads.py); the gate does not lean on it."""
+    config = load_config(json.loads((ROOT / "cdk.json").read_text())["context"])
+    workload = config.workloads[WORKLOAD]
+    assert workload.sandbox.budget is not None
+    for broken in (
+        workload.sandbox.budget.model_copy(update={"alert_emails": ()}),
+        workload.sandbox.budget.model_copy(update={"monthly_limit_usd": 0}),
+    ):
+        changed = workload.model_copy(update={"sandbox": workload.sandbox.model_copy(update={"budget": broken})})
+        gate = promote.budget_gate(config, changed)
+        assert (gate.passed, gate.why) == (False, "its budget has no limit above 0 or no alert recipient")
+
+
+NO_QUOTA = {"ApiStages": [{"ApiId": "api", "Stage": "live"}], "Throttle": {"RateLimit": 10, "BurstLimit": 20}}
+
+
+@pytest.mark.parametrize(
+    ("synth", "gate", "why"),
+    [
+        (
+            synth_of(tools=tools_template(permits={"customer-basic": [KNOWLEDGE]})),
+            "tools bound",
+            f"bound to none of {', '.join(GROUPS)} in the production templates: "
+            f"{KNOWLEDGE} (no Cedar permit and no tool guard binding)",
+        ),
+        (
+            synth_of(tools=tools_template(bindings={group: [] for group in GROUPS})),
+            "tools bound",
+            f"bound to none of {', '.join(GROUPS)} in the production templates: {KNOWLEDGE} (no tool guard binding)",
+        ),
+        (
+            synth_of(
+                tools=tools_template(
+                    permits={"platform-admins": [KNOWLEDGE]},
+                    bindings={"platform-admins": [], "customer-gold": [KNOWLEDGE]},
+                )
+            ),
+            "tools bound",
+            f"bound to none of {', '.join(GROUPS)} in the production templates: "
+            f"{KNOWLEDGE} (permitted to platform-admins, listed for customer-gold)",
+        ),
+        (
+            synth_of(gateway_keys=keys_template(keys=("platform-admins",))),
+            "usage plans",
+            "customer-gold: no API key in the authorizer's keys document",
+        ),
+        (
+            synth_of(gateway_keys=keys_template(in_plan=("platform-admins",))),
+            "usage plans",
+            "customer-gold: its API key is in no usage plan",
+        ),
+        (
+            synth_of(gateway_keys=keys_template(plan=NO_QUOTA)),
+            "usage plans",
+            "platform-admins: its usage plan has no request quota; customer-gold: its usage plan has no request quota",
+        ),
+        (
+            synth_of(gateway_keys=keys_template(plan={**NO_QUOTA, "Throttle": {}, "Quota": {"Limit": 5}})),
+            "usage plans",
+            "platform-admins: its usage plan has no throttle; customer-gold: its usage plan has no throttle",
+        ),
+        (
+            synth_of(gateway_keys=keys_template(plan={**NO_QUOTA, "ApiStages": [], "Quota": {"Limit": 5}})),
+            "usage plans",
+            "platform-admins: its usage plan is on no API stage; customer-gold: its usage plan is on no API stage",
+        ),
+    ],
+)
+def test_templates_that_do_not_bind_a_tool_or_meter_a_group_fail_the_gate(
+    cdk_context: dict[str, Any], synth: Callable[[Any], dict[str, dict[str, Any]]], gate: str, why: str
+) -> None:
+    """The bindings and usage plans are read from the promoted production synth, not from the
+    config that is meant to produce them: templates that lack them fail, whatever the config says."""
+    found = failing(gates_of(cdk_context, synth=synth))
+    assert list(found) == [gate]
+    assert found[gate].why == why
+    assert "make synth TIER=production" in found[gate].fix
+
+
+def test_the_bindings_and_usage_plans_gates_read_the_real_production_templates(
+    assembly: Assembly, cdk_context: dict[str, Any]
+) -> None:
+    """On the synthesized app: the sample workload's groups already have knowledge_search, so the
+    gates pass with what the templates say; each group's usage plan is its configured one. Without
+    its groups' permits, the tool is bound to none of them."""
+    config = load_config(cdk_context)
+    production = {name: t for name, t in assembly.templates.items() if "-production-" in name}
+    groups = config.workloads[WORKLOAD].groups
+
+    bound = promote.bindings_gate(config, WORKLOAD, production)
+    plans = promote.usage_plans_gate(config, WORKLOAD, production)
+
+    assert bound.passed, bound
+    expected = [config.production.groups[g].usage_plan for g in groups]
+    assert (plans.passed, plans.why) == (
+        True,
+        "; ".join(
+            f"{g} {p.rate_limit:g}/s, {p.quota_limit} per {p.quota_period.lower()}"
+            for g, p in zip(groups, expected, strict=True)
+        ),
+    )
+    unpermitted = copy.deepcopy(production)
+    for template in unpermitted.values():
+        resources = template["Resources"]
+        for key in [k for k, r in resources.items() if r["Type"] == "AWS::BedrockAgentCore::Policy"]:
+            del resources[key]
+    gate = promote.bindings_gate(config, WORKLOAD, unpermitted)
+    assert not gate.passed
+    assert gate.why.endswith(f"{KNOWLEDGE} (no Cedar permit)")
+
+
+@pytest.fixture
+def workload_file(cdk_context: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
+    """Writes a copy of workloads/support.json with some keys changed into a folder of its own
+    (inside the repository, which load_config reads folders relative to; ignored by git) and returns
+    the context that reads workloads from there; promotion reports go under tmp_path."""
+    folder = ROOT / "build" / f"test-promote-workloads-{os.getpid()}"
+    folder.mkdir(parents=True, exist_ok=True)
+    monkeypatch.setattr(promote, "REPORTS", tmp_path / "promotions")
+
+    def write(**changes: Any) -> tuple[dict[str, Any], Path]:
+        declared = json.loads((ROOT / "workloads" / f"{WORKLOAD}.json").read_text())
+        for key, value in changes.items():
+            *parents, last = key.split("__")
+            node = declared
+            for part in parents:
+                node = node[part]
+            node[last] = value
+        path = folder / f"{WORKLOAD}.json"
+        path.write_text(json.dumps(declared, indent=2))
+        return {**cdk_context, "blueprint.workloads_dir": str(folder.relative_to(ROOT))}, path
+
+    yield write
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.parametrize(
+    ("changes", "synth", "row"),
+    [
+        (
+            {"sandbox__budget": None},
+            clean_synth,
+            "| budget | FAIL | no budget of its own (its sandbox falls back to the tier default, sandbox.budget "
+            '$1000/month) | set sandbox.budget {"monthly_limit_usd": ..., "alert_emails": [...]} in the workload file |',
+        ),
+        (
+            {},
+            synth_of(tools=tools_template(permits={})),
+            f"| tools bound | FAIL | bound to none of {', '.join(GROUPS)} in the production templates: {KNOWLEDGE} "
+            "(no Cedar permit and no tool guard binding) | each group's permit and bindings come from "
+            "production.groups.<group>.tools",
+        ),
+        (
+            {},
+            synth_of(gateway_keys=keys_template(keys=())),
+            "| usage plans | FAIL | platform-admins: no API key in the authorizer's keys document; customer-gold: "
+            "no API key in the authorizer's keys document | give production.groups.<group>.usage_plan its "
+            "rate_limit, burst_limit and quota_limit",
+        ),
+    ],
+)
+def test_make_promote_exits_1_with_the_failing_row_and_changes_nothing(
+    workload_file: Any,
+    capsys: pytest.CaptureFixture[str],
+    changes: dict[str, Any],
+    synth: Callable[[Any], dict[str, dict[str, Any]]],
+    row: str,
+) -> None:
+    context, path = workload_file(**changes)
+    before = path.read_bytes()
+
+    assert promote.main([WORKLOAD], context=context, synth=synth, lint=lambda _: []) == 1
+
+    out, err = capsys.readouterr()
+    assert row in out
+    assert sum(line.startswith("| ") and "| FAIL |" in line for line in out.splitlines()) == 1
+    assert f"{WORKLOAD} is not ready: fix the failing gates above." in err
+    assert path.read_bytes() == before
+    assert not promote.REPORTS.exists()
 
 
 def test_a_typed_twice_output_names_the_workload_key(cdk_context: dict[str, Any]) -> None:
@@ -161,7 +437,8 @@ def test_a_failed_synth_leaves_the_macie_gate_unchecked_not_blamed(cdk_context: 
 
     gates = failing(gates_of(cdk_context, synth=broken))
     assert gates["cdk-nag and cfn-lint"].why == "cdk-nag: AwsSolutions-S1 on Documents"
-    assert gates["Macie coverage"].why == "not checked: the production synth failed"
+    for gate in ("Macie coverage", "tools bound", "usage plans"):
+        assert gates[gate].why == "not checked: the production synth failed"
 
 
 def test_the_production_tiers_macie_job_scans_every_bucket_documents_pass_through(

@@ -9,10 +9,12 @@ in the production tier's templates (the review report, tools/review.py).
 
 Gates: the workload's declaration is valid in production; the guardrail covers its PII entity
 types; its documents' classification has a policy (mask or quarantine); Macie covers the
-pipeline's buckets its documents pass through; every tool it uses exists and is bound to its
-groups (by derivation), and every group has a usage plan and a quota for each of its outputs; its golden cases
-score at or above the evaluation floor; the production synth is cdk-nag and cfn-lint clean; its
-prices and budget are set.
+pipeline's buckets its documents pass through; every tool it uses exists and, in the promoted
+production templates, is bound to at least one of its groups (a Cedar permit and the tool
+guard's bindings both name it); every one of its groups has an API key in a usage plan with a
+throttle and a request quota (templates again), and a quota for each of its outputs; its golden
+cases score at or above the evaluation floor; the production synth is cdk-nag and cfn-lint clean;
+its outputs are priced; it has a budget of its own (not the sandbox tier's default).
 """
 
 from __future__ import annotations
@@ -25,23 +27,28 @@ import sys
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from itertools import product
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "lambdas")]
 
-from pydantic import TypeAdapter, ValidationError  # noqa: E402
+from pydantic import BaseModel, TypeAdapter, ValidationError  # noqa: E402
 
 from evaluation.evaluator import GOLDEN_SET, evaluate  # noqa: E402
+from gateway_authorizer.contract import ApiKeys  # noqa: E402
+from shared.tools import qualified  # noqa: E402
 from stacks.config import BlueprintConfig, ConfigError, load_config  # noqa: E402
 from stacks.config.tools import all_tools  # noqa: E402
 from stacks.config.workloads import WorkloadConfig, WorkloadName  # noqa: E402
+from tool_guard.contract import ToolBindings  # noqa: E402
 from tools.eval import TRACES, EvalInputError, golden_cases, recorded_calls  # noqa: E402
-from tools.review import references  # noqa: E402
+from tools.review import as_json, cedar_parts, references, render  # noqa: E402
 from tools.synth import synthesize  # noqa: E402
 
 KNOWLEDGE_SEARCH = "knowledge_search"
+Document = TypeVar("Document", bound=BaseModel)
 REPORTS = ROOT / "promotions"
 
 
@@ -134,6 +141,8 @@ def check(
     templates, synth_gate = synth_and_lint(promoted_context(context, name), synth, lint)
     gates.append(synth_gate)
     gates.append(macie_gate(promoted, templates))
+    gates.append(bindings_gate(promoted, name, templates))
+    gates.append(usage_plans_gate(promoted, name, templates))
     gates.append(quotas_gate(promoted, name))
     return gates, templates
 
@@ -143,7 +152,8 @@ def static_gates(config: BlueprintConfig, workload: WorkloadConfig) -> list[Gate
         guardrail_gate(config, workload),
         classification_gate(config, workload),
         tools_gate(config, workload),
-        prices_gate(workload, (workload.sandbox.budget or config.sandbox.budget).monthly_limit_usd),
+        prices_gate(workload),
+        budget_gate(config, workload),
     ]
 
 
@@ -176,6 +186,8 @@ def classification_gate(config: BlueprintConfig, workload: WorkloadConfig) -> Ga
 
 
 MACIE_JOB = "Custom::MacieClassificationJob"
+CONFIG_VERSION = "AWS::AppConfig::HostedConfigurationVersion"
+NOT_CHECKED = "not checked: the production synth failed"
 
 
 def document_buckets(template: Mapping[str, Any]) -> tuple[set[str], set[str]]:
@@ -207,7 +219,7 @@ def macie_gate(config: BlueprintConfig, templates: Mapping[str, Mapping[str, Any
             "set production.account_settings.macie to adopt or manage",
         )
     if not templates:
-        return Gate(name, False, "not checked: the production synth failed", "fix the synth (the gate above)")
+        return Gate(name, False, NOT_CHECKED, "fix the synth (the gate above)")
     passed: set[str] = set()
     missing: list[str] = []
     for stack, template in sorted(templates.items()):
@@ -245,12 +257,38 @@ def tools_gate(config: BlueprintConfig, workload: WorkloadConfig) -> Gate:
     return Gate("tools exist", True, ", ".join(workload.tools) or "no tools")
 
 
-def prices_gate(workload: WorkloadConfig, budget_usd: float) -> Gate:
+def prices_gate(workload: WorkloadConfig) -> Gate:
     free = [name for name, output in workload.outputs.items() if output.unit_price_usd <= 0]
     if free:
-        return Gate("prices and budget", False, f"no price for {', '.join(free)}", "set outputs.<name>.unit_price_usd")
-    prices = ", ".join(f"{n} ${o.unit_price_usd:g}" for n, o in sorted(workload.outputs.items()))
-    return Gate("prices and budget", True, f"{prices}; budget ${budget_usd:g}/month")
+        return Gate("prices", False, f"no price for {', '.join(free)}", "set outputs.<name>.unit_price_usd above 0")
+    return Gate("prices", True, ", ".join(f"{n} ${o.unit_price_usd:g}" for n, o in sorted(workload.outputs.items())))
+
+
+def budget_gate(config: BlueprintConfig, workload: WorkloadConfig) -> Gate:
+    """The workload has a budget of its own: a monthly limit above 0 that its team chose, and at
+    least one person its alerts reach. The sandbox tier's default (sandbox.budget) is the platform
+    team's catch-all, which every workload without one falls back to, so it says nothing about this
+    workload's spend: a gate that accepted it could never fail."""
+    name, fix = "budget", 'set sandbox.budget {"monthly_limit_usd": ..., "alert_emails": [...]} in the workload file'
+    budget = workload.sandbox.budget
+    if budget is None:
+        default = config.sandbox.budget
+        return Gate(
+            name,
+            False,
+            f"no budget of its own (its sandbox falls back to the tier default, sandbox.budget "
+            f"${default.monthly_limit_usd:g}/month)",
+            fix,
+        )
+    if budget.monthly_limit_usd <= 0 or not budget.alert_emails:
+        return Gate(name, False, "its budget has no limit above 0 or no alert recipient", fix)
+    recipients = len(budget.alert_emails)
+    return Gate(
+        name,
+        True,
+        f"its own: ${budget.monthly_limit_usd:g}/month, alerts to {recipients} "
+        f"recipient{'s' if recipients > 1 else ''}",
+    )
 
 
 def evaluation_gate(config: BlueprintConfig, workload: WorkloadConfig, traces: Path, golden: Path = GOLDEN_SET) -> Gate:
@@ -284,8 +322,7 @@ def evaluation_gate(config: BlueprintConfig, workload: WorkloadConfig, traces: P
 
 
 def quotas_gate(promoted: BlueprintConfig, name: str) -> Gate:
-    """Each of its groups can buy each of its outputs (its tools are bound to every one of its
-    groups by the derivation itself, stacks/config/workloads.py)."""
+    """Each of its groups can buy each of its outputs: a quota above 0 in the promoted config."""
     workload = promoted.workloads[name]
     groups = promoted.production.groups
     without = [
@@ -296,8 +333,144 @@ def quotas_gate(promoted: BlueprintConfig, name: str) -> Gate:
     ]
     if without:
         return Gate("quotas", False, f"no quota for {', '.join(without)}", "give outputs.<name>.quota.limit above 0")
-    plans = ", ".join(f"{g} {groups[g].usage_plan.rate_limit:g}/s" for g in workload.groups)
-    return Gate("quotas", True, f"a quota in {', '.join(workload.groups)}; usage plans {plans}")
+    return Gate("quotas", True, f"{', '.join(sorted(workload.outputs))} in {', '.join(workload.groups)}")
+
+
+def runtime_documents(templates: Mapping[str, Mapping[str, Any]], model: type[Document]) -> list[Document]:
+    """Every runtime document (an AppConfig hosted configuration) of the templates that ``model``,
+    the document's own contract, accepts; tokens inside the content read as ``${LogicalId}``."""
+    found = []
+    for _, template in sorted(templates.items()):
+        for resource in template.get("Resources", {}).values():
+            if resource.get("Type") != CONFIG_VERSION:
+                continue
+            content = render(resource.get("Properties", {}).get("Content"))
+            try:
+                found.append(model.model_validate(as_json(content) if isinstance(content, str) else None))
+            except ValidationError:
+                continue
+    return found
+
+
+def cedar_permits(templates: Mapping[str, Mapping[str, Any]]) -> dict[str, set[str]]:
+    """group -> the gateway actions its Cedar permits name (tools/review.py reads them alike)."""
+    permitted: dict[str, set[str]] = {}
+    for template in templates.values():
+        for resource in template.get("Resources", {}).values():
+            if resource.get("Type") == "AWS::BedrockAgentCore::Policy":
+                effect, group, actions, _ = cedar_parts(resource)
+                if effect == "permit" and group is not None:
+                    permitted.setdefault(group, set()).update(actions)
+    return permitted
+
+
+def bindings_gate(promoted: BlueprintConfig, name: str, templates: Mapping[str, Mapping[str, Any]]) -> Gate:
+    """Every tool of the workload is bound to at least one of its groups where it is enforced: in
+    the promoted production templates a Cedar permit of the group names the tool (the policy engine,
+    ENFORCE) and the tool guard's bindings list it for the group (the interceptors, fail closed).
+    The config derivation is meant to bind each tool to every group of the workload; this reads
+    what the synth made of it."""
+    gate = "tools bound"
+    workload = promoted.workloads[name]
+    if not workload.tools:
+        return Gate(gate, True, "no tools")
+    if not templates:
+        return Gate(gate, False, NOT_CHECKED, "fix the synth (the gate above)")
+    targets = all_tools(promoted.production.legacy_apis)
+    permitted = cedar_permits(templates)
+    listed: dict[str, set[str]] = {}
+    for document in runtime_documents(templates, ToolBindings):
+        for group, tools in document.tool_bindings.items():
+            listed.setdefault(group, set()).update(tools)
+    groups, problems = workload.groups, []
+    for tool in workload.tools:
+        action = qualified(targets[tool], tool) if tool in targets else tool
+        permits = [g for g in groups if action in permitted.get(g, ())]
+        lists = [g for g in groups if action in listed.get(g, ())]
+        if set(permits) & set(lists):
+            continue
+        if permits and lists:
+            problems.append(f"{action} (permitted to {', '.join(permits)}, listed for {', '.join(lists)})")
+        else:
+            missing = [*([] if permits else ["no Cedar permit"]), *([] if lists else ["no tool guard binding"])]
+            problems.append(f"{action} ({' and '.join(missing)})")
+    if problems:
+        return Gate(
+            gate,
+            False,
+            f"bound to none of {', '.join(groups)} in the production templates: {', '.join(problems)}",
+            "each group's permit and bindings come from production.groups.<group>.tools, which the workload's "
+            "tools are added to (stacks/config/workloads.py, stacks/production/tool_binding.py): find what dropped "
+            "it, then make synth TIER=production",
+        )
+    return Gate(
+        gate, True, f"{', '.join(workload.tools)}: a Cedar permit and the tool guard's bindings in {', '.join(groups)}"
+    )
+
+
+_TOKEN = re.compile(r"^\$\{([A-Za-z0-9]+)\}$")
+
+
+def _usage_plans(templates: Mapping[str, Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    """An API key's logical id -> the properties of the usage plan it sits in."""
+    plans: dict[str, Mapping[str, Any]] = {}
+    for template in templates.values():
+        resources = template.get("Resources", {})
+        for resource in resources.values():
+            if resource.get("Type") != "AWS::ApiGateway::UsagePlanKey":
+                continue
+            properties = resource.get("Properties", {})
+            keys, plan_ids = references(properties.get("KeyId")), references(properties.get("UsagePlanId"))
+            for key, plan in product(keys, plan_ids):
+                if resources.get(plan, {}).get("Type") == "AWS::ApiGateway::UsagePlan":
+                    plans[key] = resources[plan].get("Properties", {})
+    return plans
+
+
+def _plan_problem(plan: Mapping[str, Any] | None) -> str:
+    if plan is None:
+        return "its API key is in no usage plan"
+    throttle, quota = plan.get("Throttle") or {}, plan.get("Quota") or {}
+    if not plan.get("ApiStages"):
+        return "its usage plan is on no API stage"
+    if not (isinstance(throttle.get("RateLimit"), int | float) and throttle["RateLimit"] > 0):
+        return "its usage plan has no throttle"
+    if not (isinstance(quota.get("Limit"), int) and quota["Limit"] > 0):
+        return "its usage plan has no request quota"
+    return ""
+
+
+def usage_plans_gate(promoted: BlueprintConfig, name: str, templates: Mapping[str, Mapping[str, Any]]) -> Gate:
+    """Every group of the workload has, in the promoted production templates, an API key in the
+    authorizer's keys document, and that key sits in a usage plan on the API's stage with a throttle
+    and a request quota (API Gateway's coarse, best-effort layer in front of the exact quotas)."""
+    gate = "usage plans"
+    workload = promoted.workloads[name]
+    if not templates:
+        return Gate(gate, False, NOT_CHECKED, "fix the synth (the gate above)")
+    keys: dict[str, str] = {}
+    for document in runtime_documents(templates, ApiKeys):
+        keys.update(document.keys)
+    plans = _usage_plans(templates)
+    shown, problems = [], []
+    for group in workload.groups:
+        token = _TOKEN.match(keys.get(group, ""))
+        plan = plans.get(token[1]) if token else None
+        problem = _plan_problem(plan) if group in keys else "no API key in the authorizer's keys document"
+        if problem or plan is None:
+            problems.append(f"{group}: {problem}")
+            continue
+        rate, quota = plan["Throttle"]["RateLimit"], plan["Quota"]
+        shown.append(f"{group} {rate:g}/s, {quota['Limit']} per {str(quota.get('Period', 'DAY')).lower()}")
+    if problems:
+        return Gate(
+            gate,
+            False,
+            "; ".join(problems),
+            "give production.groups.<group>.usage_plan its rate_limit, burst_limit and quota_limit; each group's "
+            "API key and its plan are made by stacks/production/gateway_keys.py: make synth TIER=production",
+        )
+    return Gate(gate, True, "; ".join(shown))
 
 
 def synth_and_lint(context: Mapping[str, Any], synth: Synth, lint: Lint) -> tuple[dict[str, dict[str, Any]], Gate]:

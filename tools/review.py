@@ -687,7 +687,7 @@ _CEDAR_ACTION = re.compile(r'Action::"([^"]+)"')
 _CEDAR_GROUP = re.compile(r'getTag\("gateway_group"\)\s*==\s*"([^"]+)"')
 
 
-def _cedar_parts(resource: Mapping[str, Any]) -> tuple[str, str | None, list[str], str]:
+def cedar_parts(resource: Mapping[str, Any]) -> tuple[str, str | None, list[str], str]:
     """(effect, group, actions, statement) of a Cedar policy (one group's permit names its tools)."""
     statement = text(render(at(_props(resource), ("Definition", "Cedar", "Statement"))))
     group = _CEDAR_GROUP.search(statement)
@@ -702,7 +702,7 @@ def _tools(actions: Sequence[str]) -> str:
 def cedar_summary(resource: Mapping[str, Any]) -> str:
     """``permit `orders___find_orders`, `orders___get_order` to group `customer-gold``` (or the
     statement on one line)."""
-    effect, group, actions, statement = _cedar_parts(resource)
+    effect, group, actions, statement = cedar_parts(resource)
     if actions and group:
         return f"{effect} {_tools(actions)} to group `{group}`"
     return f"`{' '.join(statement.split())[: SHOW_CHARS * 2]}`"
@@ -710,8 +710,8 @@ def cedar_summary(resource: Mapping[str, Any]) -> str:
 
 def cedar_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> str | None:
     """What a group's changed permit now allows more or less: ``permit `customer-gold` +`a`; -`b```."""
-    effect, group, after, _ = _cedar_parts(new)
-    _, before_group, before, _ = _cedar_parts(old)
+    effect, group, after, _ = cedar_parts(new)
+    _, before_group, before, _ = cedar_parts(old)
     if group is None or group != before_group:
         return None
     added = [a for a in after if a not in before]
