@@ -7,6 +7,7 @@ about twenty resources, whatever the number of agents.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from aws_cdk import (
@@ -46,6 +47,54 @@ EVALUATION_RESULTS_PREFIX = "/aws/bedrock-agentcore/evaluations/results/"
 INDEX_POLICY_ACTIONS = ["logs:DescribeIndexPolicies", "logs:PutIndexPolicy"]
 # The CDK bootstrap bucket that holds assets, as cdk-nag prints it (default qualifier).
 ASSETS_BUCKET = f"cdk-{DefaultStackSynthesizer.DEFAULT_QUALIFIER}-assets"
+# Invoking an agent, with an IAM identity (the runtime's inbound auth), on the endpoint its invokers use.
+INVOKE_ACTIONS = ["bedrock-agentcore:InvokeAgentRuntime"]
+INVOKED_ENDPOINT = "DEFAULT"
+
+
+class AgentRuntime(agentcore.Runtime):
+    """An agent's AgentCore Runtime (the L2, its props and defaults unchanged), and who may invoke it.
+
+    Invokers are granted the runtime and its DEFAULT endpoint only (:meth:`grant_invoke_default_endpoint`);
+    a resource policy (:meth:`only_invoked_by`) denies every other principal of the account.
+    """
+
+    def grant_invoke_default_endpoint(self, grantee: iam.IGrantable) -> iam.Grant:
+        """InvokeAgentRuntime on this runtime and its DEFAULT endpoint (the qualifier invoked), nothing
+        wider: the L2's ``grant_invoke_runtime`` covers every endpoint (``<arn>/*``), and its
+        ``grant_invoke`` adds InvokeAgentRuntimeForUser, which no invoker here needs."""
+        arn = self.agent_runtime_arn
+        return iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=INVOKE_ACTIONS,
+            resource_arns=[arn, f"{arn}/runtime-endpoint/{INVOKED_ENDPOINT}"],
+        )
+
+    def only_invoked_by(self, scope: Construct, id: str, roles: Sequence[iam.IRole]) -> agentcore.CfnResourcePolicy:
+        """The runtime's resource policy, in ``scope`` (the invokers' stack, which deploys after this
+        runtime's): no principal but ``roles`` may invoke it, whatever identity policies the account
+        grants elsewhere (same-account IAM alone would let any principal granted bedrock-agentcore:* in)."""
+        return agentcore.CfnResourcePolicy(
+            scope,
+            id,
+            resource_arn=self.agent_runtime_arn,
+            policy=Stack.of(scope).to_json_string(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Sid": "OnlyTheAiGateway",
+                            "Effect": "Deny",
+                            "Principal": "*",
+                            "Action": INVOKE_ACTIONS,
+                            "Resource": self.agent_runtime_arn,
+                            # A negated condition with several values: denied unless it matches one.
+                            "Condition": {"StringNotEquals": {"aws:PrincipalArn": [role.role_arn for role in roles]}},
+                        }
+                    ],
+                }
+            ),
+        )
 
 
 def agent_stack_name(tier: str, agent: str) -> str:
@@ -92,7 +141,7 @@ class AgentStack(Stack):
             f"{pascal_case(name)}Logs",
             log_group_name=f"{delivered_logs_prefix(context.name)}{name}-{stack_instance_suffix(self)}",
         )
-        self.runtime = agentcore.Runtime(
+        self.runtime = AgentRuntime(
             self,
             pascal_case(name),
             runtime_name=runtime_name(context.prefix, name),

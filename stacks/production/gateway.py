@@ -34,6 +34,7 @@ from ai_gateway.contract import (
 from gateway_authorizer.contract import Settings as AuthorizerSettings
 from shared.claims import CONTEXT_GROUP
 from stacks.config import GuardrailConfig, ProductionConfig
+from stacks.production.agent import AgentRuntime
 from stacks.production.context import ProductionContext
 from stacks.production.gateway_jobs import GatewayJobs, Generation
 from stacks.production.gateway_keys import keys_location
@@ -51,8 +52,6 @@ GUARDRAIL_ACTIONS = ["bedrock:ApplyGuardrail"]
 # refill every second, so a client (the openai SDK honours it) waits that long before a retry.
 # A usage plan's quota (QUOTA_EXCEEDED) says nothing: its period's end is not known to a template.
 THROTTLED_RETRY_AFTER_SECONDS = 1
-# The agents' runtimes, invoked with the function's IAM identity (their only invoker).
-AGENT_INVOKE_ACTIONS = ["bedrock-agentcore:InvokeAgentRuntime"]
 # The agents' memory: the gateway writes each guarded turn (shared/agent_memory.py), through the key.
 MEMORY_WRITE_ACTIONS = ("bedrock-agentcore:CreateEvent",)
 MEMORY_KEY_ACTIONS = ["kms:GenerateDataKey", "kms:Decrypt"]
@@ -111,7 +110,7 @@ class GatewayStack(Stack):
         id: str,
         *,
         context: ProductionContext,
-        agent_runtimes: Mapping[str, agentcore.IBedrockAgentRuntime],
+        agent_runtimes: Mapping[str, AgentRuntime],
         agent_memory: agentcore.IMemory | None = None,
         **kwargs: Any,
     ) -> None:
@@ -279,7 +278,7 @@ class GatewayStack(Stack):
         )
         for agent, runtime in agent_runtimes.items():
             roles = [function.execution_role for function in (*self.generators, self.jobs.worker)]
-            policy = _only_invoked_by(self, f"{pascal_case(agent)}InvokedOnlyByTheGateway", runtime, roles)
+            policy = runtime.only_invoked_by(self, f"{pascal_case(agent)}InvokedOnlyByTheGateway", roles)
             for role in roles:  # (and their policies: nothing names a role before it is whole)
                 policy.node.add_dependency(role)
         protect_with_waf(
@@ -309,7 +308,7 @@ class GatewayStack(Stack):
         self,
         role: iam.IRole,
         config: ProductionConfig,
-        agent_runtimes: Mapping[str, agentcore.IBedrockAgentRuntime],
+        agent_runtimes: Mapping[str, AgentRuntime],
         agent_memory: agentcore.IMemory | None,
         key: kms.IKey,
         *,
@@ -328,14 +327,8 @@ class GatewayStack(Stack):
         )
         for model in sorted({m for group in config.groups.values() for m in group.models.allowed}):
             grant_invoke(role, model_arns(self, model), stream=stream)
-        if agent_runtimes:  # each runtime and its DEFAULT endpoint (the qualifier invoked), nothing wider
-            arns = [runtime.agent_runtime_arn for runtime in agent_runtimes.values()]
-            role.add_to_principal_policy(
-                iam.PolicyStatement(
-                    actions=AGENT_INVOKE_ACTIONS,
-                    resources=[*arns, *(f"{arn}/runtime-endpoint/DEFAULT" for arn in arns)],
-                )
-            )
+        for runtime in agent_runtimes.values():
+            runtime.grant_invoke_default_endpoint(role)
         if agent_memory is not None and agent_runtimes:
             agent_memory.grant(role, *MEMORY_WRITE_ACTIONS)
             # The memory is encrypted with the tier key: its data plane uses the key for the writer.
@@ -561,32 +554,3 @@ _OUTPUT_SCHEMA = apigateway.JsonSchema(
         "model": apigateway.JsonSchema(type=apigateway.JsonSchemaType.STRING),
     },
 )
-
-
-def _only_invoked_by(
-    scope: Construct, id: str, runtime: agentcore.IBedrockAgentRuntime, roles: list[iam.IRole]
-) -> agentcore.CfnResourcePolicy:
-    """The runtime's resource policy: no principal but the gateway functions' roles may invoke it,
-    whatever identity policies the account grants elsewhere (same-account IAM alone would let any
-    principal granted bedrock-agentcore:* in)."""
-    return agentcore.CfnResourcePolicy(
-        scope,
-        id,
-        resource_arn=runtime.agent_runtime_arn,
-        policy=Stack.of(scope).to_json_string(
-            {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Sid": "OnlyTheAiGateway",
-                        "Effect": "Deny",
-                        "Principal": "*",
-                        "Action": AGENT_INVOKE_ACTIONS,
-                        "Resource": runtime.agent_runtime_arn,
-                        # A negated condition with several values: denied unless it matches one.
-                        "Condition": {"StringNotEquals": {"aws:PrincipalArn": [role.role_arn for role in roles]}},
-                    }
-                ],
-            }
-        ),
-    )

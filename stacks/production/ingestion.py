@@ -68,6 +68,11 @@ DATA_KEY_ACTIONS = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"]  # SSE-
 PULL_TIMEOUT = Duration.minutes(5)
 # Textract's asynchronous text detection (ocr: textract): neither action has a resource type.
 OCR_ACTIONS = ["textract:StartDocumentTextDetection", "textract:GetDocumentTextDetection"]
+# Taking a document out of the pipeline (the Macie responder): read it, to copy it first, and delete
+# it with its versions; listing its bucket makes S3 answer 404, not 403, for a document already gone.
+DOCUMENT_REMOVAL_ACTIONS = ["s3:GetObject", "s3:GetObjectVersion", "s3:DeleteObject", "s3:DeleteObjectVersion"]
+DOCUMENT_LIST_ACTIONS = ["s3:ListBucket"]
+QUARANTINE_WRITE_ACTIONS = ["s3:PutObject"]
 
 
 @dataclass(frozen=True)
@@ -98,6 +103,9 @@ class IngestionPipeline(Construct):
         self._context = context
         config, key = context.config, context.key
         self._config, self._key = config, key
+        self.curated = curated
+        # Where the pipeline writes curated copies: the Knowledge Base's S3 source, and direct ingestion.
+        self.curated_prefixes = (config.knowledge_base.documents_prefix, DIRECT_PREFIX)
         settings = config.ingestion
         # What depends on the processor's time (its queue's visibility, its per-document budget)
         # is derived from it here.
@@ -182,6 +190,29 @@ class IngestionPipeline(Construct):
             actions=CONNECTOR_STATE_ACTIONS,
             resource_arns=[self.registry.table_arn],
             conditions={"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [f"connector#{source}"]}},
+        )
+
+    def grant_remove_documents(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Read and delete, every version too, any document the pipeline holds: each landing object
+        and the curated copies (under :attr:`curated_prefixes`); list both buckets."""
+        objects = [
+            self.landing.arn_for_objects("*"),
+            *(self.curated.arn_for_objects(f"{prefix}*") for prefix in self.curated_prefixes),
+        ]
+        removal = iam.Grant.add_to_principal(grantee=grantee, actions=DOCUMENT_REMOVAL_ACTIONS, resource_arns=objects)
+        listing = iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=DOCUMENT_LIST_ACTIONS,
+            resource_arns=[self.landing.bucket_arn, self.curated.bucket_arn],
+        )
+        return removal.combine(listing)
+
+    def grant_quarantine_write(self, grantee: iam.IGrantable, *, prefix: str) -> iam.Grant:
+        """Write objects into the quarantine bucket under ``prefix``, and nowhere else in it."""
+        return iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=QUARANTINE_WRITE_ACTIONS,
+            resource_arns=[self.quarantine.arn_for_objects(f"{prefix}*")],
         )
 
     def _function(self, id: str, package: str, description: str, **options: Any) -> BlueprintFunction:
@@ -274,9 +305,7 @@ class IngestionPipeline(Construct):
                 actions=["s3:PutObject", "s3:DeleteObject"], resources=[self.quarantine.arn_for_objects("*")]
             )
         )
-        curated_objects = [
-            curated.arn_for_objects(f"{p}*") for p in (self._config.knowledge_base.documents_prefix, DIRECT_PREFIX)
-        ]
+        curated_objects = [curated.arn_for_objects(f"{p}*") for p in self.curated_prefixes]
         role.add_to_principal_policy(
             iam.PolicyStatement(
                 actions=["s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion"], resources=curated_objects
@@ -309,7 +338,7 @@ class IngestionPipeline(Construct):
         role.add_to_principal_policy(iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[self.dlq.queue_arn]))
         self._acknowledge_objects(role, f"{nag_attribute(self.landing, 'Arn')}/*", "landing objects it processes")
         self._acknowledge_objects(role, f"{nag_attribute(self.quarantine, 'Arn')}/*", "quarantine copies it writes")
-        for prefix in (self._config.knowledge_base.documents_prefix, DIRECT_PREFIX):
+        for prefix in self.curated_prefixes:
             self._acknowledge_objects(role, f"{nag_attribute(curated, 'Arn')}/{prefix}*", "curated copies it writes")
         acknowledge(role, "AwsSolutions-IAM5[Resource::*]", no_resource_type)
         acknowledge(

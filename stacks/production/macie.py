@@ -265,23 +265,15 @@ class MacieDiscovery(Construct):
             ),
         )
         role = function.execution_role
-        documents = config.knowledge_base.documents_prefix
-        flagged = [
-            pipeline.landing.arn_for_objects("*"),
-            *(curated.arn_for_objects(f"{p}*") for p in (documents, DIRECT_PREFIX)),
-        ]
-        actions = ["s3:GetObject", "s3:GetObjectVersion", "s3:DeleteObject", "s3:DeleteObjectVersion"]
-        role.add_to_principal_policy(iam.PolicyStatement(actions=actions, resources=flagged))
-        # Without ListBucket, S3 answers 403 instead of 404 for an object already gone.
-        role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["s3:ListBucket"], resources=[pipeline.landing.bucket_arn, curated.bucket_arn])
-        )
-        quarantine = pipeline.quarantine.arn_for_objects(f"{QUARANTINE_PREFIX}*")
-        role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:PutObject"], resources=[quarantine]))
+        # A finding may name any document the pipeline holds: the responder copies it to quarantine
+        # and deletes it.
+        pipeline.grant_remove_documents(role)
+        pipeline.grant_quarantine_write(role, prefix=QUARANTINE_PREFIX)
         key.grant(role, *DATA_KEY_ACTIONS)
         kb.grant_documents(role, delete_only=True)
         pipeline.grant_registry(role)
         role.add_to_principal_policy(iam.PolicyStatement(actions=["sns:Publish"], resources=[self.topic.topic_arn]))
+        documents = config.knowledge_base.documents_prefix
         for resource, what in (
             (f"{nag_attribute(pipeline.landing, 'Arn')}/*", "landing"),
             (f"{nag_attribute(curated, 'Arn')}/{documents}*", "curated"),

@@ -25,6 +25,7 @@ from stacks.config import (
     load_config,
 )
 from stacks.production import agents as agents_module
+from stacks.production.agent import agent_stack_name
 from stacks.production.agents import (
     ENTRYPOINT,
     MEMORY_ACTIONS,
@@ -33,6 +34,7 @@ from stacks.production.agents import (
     delivered_logs_prefix,
     served_groups,
 )
+from stacks.shared.naming import pascal_case
 from stacks.shared.runtime_config import READ_ACTIONS
 from tests.infra.bytecode_checks import bytecode_problems
 from tests.infra.cfn import only, props, render, resolved, resources, role_permissions, runtime_document
@@ -240,6 +242,32 @@ def test_the_gateways_roles_are_the_only_principals_allowed_to_invoke_a_runtime(
         assert statement["Condition"] == {
             "StringNotEquals": {"aws:PrincipalArn": [f"<{role}.Arn>" for role in GENERATORS]}
         }
+
+
+def test_each_invoker_may_invoke_every_runtime_on_its_default_endpoint_and_nothing_wider(
+    assembly: Assembly, cdk_context: dict[str, Any]
+) -> None:
+    gateway = assembly.template("-production-gateway")
+    tier = f"{prefix_of(cdk_context)}-production"
+    arns = [
+        f"<{agent_stack_name(tier, agent)}:{pascal_case(agent)}.AgentRuntimeArn>"
+        for agent in production(cdk_context).agents
+    ]
+    expected = {*arns, *(f"{arn}/runtime-endpoint/DEFAULT" for arn in arns)}
+    for role in GENERATORS:
+        role_id, _ = only(gateway, "AWS::IAM::Role", role)
+        invoked = set()
+        for policy in resources(gateway, "AWS::IAM::Policy").values():
+            if {"Ref": role_id} not in policy["Properties"]["Roles"]:
+                continue
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+                if "bedrock-agentcore:InvokeAgentRuntime" in json.dumps(statement["Action"]):
+                    assert statement["Action"] == "bedrock-agentcore:InvokeAgentRuntime"  # not ForUser
+                    targets = (
+                        statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+                    )
+                    invoked |= {resolved(arn, assembly.templates) for arn in targets}
+        assert invoked == expected, role
 
 
 def test_an_agent_captures_message_text_only_when_it_serves_internal_groups_only(

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from ingestion.contract import LOST_RECORDS_METRIC
+from ingestion.contract import DIRECT_PREFIX, LOST_RECORDS_METRIC
 from stacks.config import load_config
 from stacks.production.ingestion import OCR_ACTIONS
-from stacks.production.macie import severities_from
+from stacks.production.macie import QUARANTINE_PREFIX, severities_from
 from stacks.shared.naming import generation
 from tests.conftest import ROOT
 from tests.infra import iam_coverage
@@ -435,6 +435,22 @@ def test_a_finding_the_responder_fails_on_reaches_the_findings_dead_letter_queue
         if name in resources(knowledge, "AWS::IAM::Policy")
     ]
     assert any("sqs:SendMessage" in json.dumps(policy["Properties"]["PolicyDocument"]) for policy in policies)
+
+
+def test_the_macie_responder_may_take_out_any_document_and_write_quarantine_copies_under_its_prefix_only(
+    knowledge: dict[str, Any], cdk_context: dict[str, Any]
+) -> None:
+    documents = production(cdk_context).knowledge_base.documents_prefix
+    objects = ["<IngestionLanding.Arn>/*", f"<Curated.Arn>/{documents}*", f"<Curated.Arn>/{DIRECT_PREFIX}*"]
+    taking = ("s3:GetObject", "s3:GetObjectVersion", "s3:DeleteObject", "s3:DeleteObjectVersion")
+    permissions = role_permissions(knowledge, "MacieResponderRole")
+    assert {(a, r) for a, r in permissions if a.startswith("s3:")} == {
+        *((action, resource) for action in taking for resource in objects),
+        # (listing, so that a document already gone is a 404)
+        ("s3:ListBucket", "<IngestionLanding.Arn>"),
+        ("s3:ListBucket", "<Curated.Arn>"),
+        ("s3:PutObject", f"<IngestionQuarantine.Arn>/{QUARANTINE_PREFIX}*"),
+    }
 
 
 def test_a_record_the_processor_could_neither_process_nor_dead_letter_alarms(knowledge: dict[str, Any]) -> None:
