@@ -293,11 +293,15 @@ EXTRA_GROUPS = [f"customer-extra{index:02d}" for index in range(4)]
 
 @pytest.fixture(scope="module")
 def more_groups(synthesize: Synthesizer, cdk_context: dict[str, Any]) -> Assembly:
-    """The app with EXTRA_GROUPS as well (copies of customer-gold)."""
+    """The app with EXTRA_GROUPS as well: copies of its first customer group (by name; of its first
+    group, if it has no customer group), each with a precedence of its own after the others'."""
+    configured = production(cdk_context).groups
+    model = min(configured, key=lambda name: (configured[name].kind != "customer", name))
+    last = max(group.precedence for group in configured.values())
     blueprint = copy.deepcopy(cdk_context["blueprint"])
     groups = blueprint["production"]["groups"]
     for index, name in enumerate(EXTRA_GROUPS):
-        groups[name] = {**copy.deepcopy(groups["customer-gold"]), "precedence": 50 + index}
+        groups[name] = {**copy.deepcopy(groups[model]), "precedence": last + 1 + index}
     return synthesize(blueprint=blueprint)
 
 

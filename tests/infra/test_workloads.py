@@ -9,21 +9,41 @@ from typing import Any
 
 import pytest
 
-from stacks.config import load_config
+from shared.tools import qualified
+from stacks.config import BlueprintConfig, all_tools, load_config
 from tests.infra.cfn import props, render, resources, runtime_document
 from tests.infra.conftest import Assembly, Synthesizer
 
 WORKLOAD = "support"
-# The sample workload, promoted, with one tool its customer group does not have yet.
-PROMOTED = {
-    f"blueprint.workloads.{WORKLOAD}.stage": "production",
-    f"blueprint.workloads.{WORKLOAD}.tools": ["knowledge_search", "get_customer"],
-}
+
+
+def unbound_tool(config: BlueprintConfig) -> str | None:
+    """The first legacy API tool (by name) that one of the workload's groups is not bound to yet,
+    if any: promoting the workload with it binds something new, whatever the groups hold."""
+    groups = config.production.groups
+    members = config.workloads[WORKLOAD].groups
+    tools = sorted(tool for api in config.production.legacy_apis.values() for tool in api.tools)
+    return next((tool for tool in tools if any(tool not in groups[g].tools for g in members)), None)
 
 
 @pytest.fixture(scope="module")
-def promoted(synthesize: Synthesizer) -> Assembly:
-    return synthesize(**PROMOTED)
+def promoted_tools(cdk_context: dict[str, Any]) -> tuple[str, ...]:
+    """The workload's tools when promoted: its own and a tool one of its groups does not have yet."""
+    config = load_config(cdk_context)
+    own = config.workloads[WORKLOAD].tools
+    extra = unbound_tool(config)
+    return (*own, extra) if extra is not None and extra not in own else own
+
+
+@pytest.fixture(scope="module")
+def promoted(synthesize: Synthesizer, promoted_tools: tuple[str, ...]) -> Assembly:
+    """The sample workload in production stage, with ``promoted_tools``."""
+    return synthesize(
+        **{
+            f"blueprint.workloads.{WORKLOAD}.stage": "production",
+            f"blueprint.workloads.{WORKLOAD}.tools": list(promoted_tools),
+        }
+    )
 
 
 def test_a_sandbox_workload_has_its_own_prototype_stack_tagged_with_its_team(
@@ -66,7 +86,9 @@ def test_promoted_its_outputs_are_priced_and_each_of_its_groups_has_a_quota(
     assert all(name not in policy["groups"][g]["quotas"] for g in others)
 
 
-def test_promoted_its_tools_are_permitted_to_its_groups_only(promoted: Assembly, assembly: Assembly) -> None:
+def test_promoted_its_tools_are_permitted_to_its_groups_only(
+    promoted: Assembly, assembly: Assembly, promoted_tools: tuple[str, ...], cdk_context: dict[str, Any]
+) -> None:
     def permits(app: Assembly) -> set[tuple[str, str]]:
         found = set()
         for policy in resources(app.template("-production-tools"), "AWS::BedrockAgentCore::Policy").values():
@@ -75,15 +97,33 @@ def test_promoted_its_tools_are_permitted_to_its_groups_only(promoted: Assembly,
             found |= {(group, action) for action in re.findall(r'AgentCore::Action::"([^"]+)"', text)}
         return found
 
-    added = permits(promoted) - permits(assembly)
-    assert added == {("customer-gold", "customers___get_customer")}  # platform-admins had it already
+    before = load_config(cdk_context)
+    groups, targets = before.production.groups, all_tools(before.production.legacy_apis)
+    # Each of its groups gains the tools it did not have; no other group gains anything.
+    expected = {
+        (group, qualified(targets[tool], tool))
+        for group in before.workloads[WORKLOAD].groups
+        for tool in promoted_tools
+        if tool not in groups[group].tools
+    }
+    assert permits(promoted) - permits(assembly) == expected
+    if unbound_tool(before) is not None:  # (the promotion's extra tool: something is bound anew)
+        assert expected
 
 
-def test_promoted_its_documents_classification_reaches_its_groups_retrieval(promoted: Assembly) -> None:
+def test_promoted_its_documents_classification_reaches_its_groups_retrieval(
+    promoted: Assembly, cdk_context: dict[str, Any]
+) -> None:
     bindings, _ = runtime_document(promoted.template("-production-tools"), "tools-bindings")
-    classifications = bindings["data_classifications"]
-    assert "customer" in classifications["platform-admins"]  # added by the workload
-    assert classifications["customer-basic"] == ["public"]  # not one of its groups
+    before = load_config(cdk_context)
+    workload = before.workloads[WORKLOAD]
+    added = workload.documents.classification
+    # Its groups gain its documents' classification (after their own); the others keep theirs.
+    expected: dict[str, list[str]] = {}
+    for name, group in before.production.groups.items():
+        own = list(group.data_classifications)
+        expected[name] = [*own, added] if name in workload.groups and added not in own else own
+    assert bindings["data_classifications"] == expected
 
 
 def test_promoted_the_guardrail_covers_its_personal_data(promoted: Assembly, cdk_context: dict[str, Any]) -> None:
