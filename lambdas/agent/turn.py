@@ -109,8 +109,12 @@ def _another_model_can_help(error: BaseException) -> bool:
 
 def model_failure(error: Exception) -> UpstreamError | None:
     """The UpstreamError for a model failure no model of the caller's could get past, else None."""
-    from strands.types.exceptions import ModelThrottledException
+    from strands.types.exceptions import EventLoopException, ModelThrottledException
 
+    # A failure in a later cycle of the turn (after a tool call) reaches here wrapped by the cycle
+    # that recursed into it; the first cycle's arrives as it was raised.
+    while isinstance(error, EventLoopException):
+        error = error.original_exception
     if isinstance(error, ModelThrottledException):
         return UpstreamError(SERVICE, "ThrottlingException", 429, caller_facing=True)
     if isinstance(error, ClientError | BotoCoreError):

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 from unittest.mock import Mock
@@ -324,6 +328,56 @@ def test_a_throttled_model_hands_the_rest_of_the_turn_to_the_next(runtime: Runti
     assert (status, answer["model"], answer["answer"]) == (200, FALLBACK, "Done.")
 
 
+def models_asked(runtime: Runtime) -> list[str]:
+    """The model ids the agent sends Converse requests for, in order (failed requests included)."""
+    asked: list[str] = []
+    runtime.model_client.meta.events.register(
+        "provide-client-params.bedrock-runtime.Converse", lambda params, **_: asked.append(params["modelId"])
+    )
+    return asked
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        ("ModelErrorException", 424),  # the model failed on this request (Bedrock sends a 424)
+        ("InternalServerException", 500),
+        ("ServiceUnavailableException", 503),
+        ("ModelNotReadyException", 429),  # a server error whatever its status, not throttling
+    ],
+)
+def test_a_model_that_fails_on_the_server_side_hands_the_rest_of_the_turn_to_the_next(
+    code: str, status: int, runtime: Runtime
+) -> None:
+    memory_is_empty(runtime.memory)
+    asked = models_asked(runtime)
+    runtime.tools.results[FIND_ORDERS] = {"records": [{"order_id": "O-1", "status": "shipped"}]}
+    runtime.model.add_client_error("converse", code, http_status_code=status)
+    converse(runtime.model, [tool_use(FIND_ORDERS, {"customer_email": "a@example.com"})], "tool_use", model=FALLBACK)
+    converse(runtime.model, [{"text": "Shipped."}], "end_turn", model=FALLBACK)
+    answered, answer = runtime.post({"prompt": "hi", "models": [MODEL, FALLBACK]}, runtime.caller())
+    assert (answered, answer["model"], answer["answer"], answer["stop"]) == (200, FALLBACK, "Shipped.", "end_turn")
+    assert [(c["name"], c["ok"]) for c in answer["tool_calls"]] == [(FIND_ORDERS, True)]
+    assert asked == [MODEL, FALLBACK, FALLBACK]  # the failed model is not asked again in the turn
+
+
+def test_a_model_failing_mid_turn_hands_the_conversation_so_far_to_the_next(runtime: Runtime) -> None:
+    memory_is_empty(runtime.memory)
+    asked = models_asked(runtime)
+    runtime.tools.results[FIND_ORDERS] = {"records": [{"order_id": "O-1", "status": "shipped"}]}
+    converse(runtime.model, [tool_use(FIND_ORDERS, {"customer_email": "a@example.com"})], "tool_use")
+    runtime.model.add_client_error("converse", "ServiceUnavailableException", http_status_code=503)
+    seen = Captured()
+    converse(runtime.model, [{"text": "Shipped."}], "end_turn", model=FALLBACK, messages=seen)
+    status, answer = runtime.post({"prompt": "hi", "models": [MODEL, FALLBACK]}, runtime.caller())
+    assert (status, answer["model"], answer["answer"], answer["iterations"]) == (200, FALLBACK, "Shipped.", 2)
+    assert asked == [MODEL, MODEL, FALLBACK]
+    # The next model continues the turn: it gets the tool call and its result, not a fresh start.
+    result = seen.values[0][-1]["content"][0]["toolResult"]
+    assert json.loads(result["content"][0]["text"]) == runtime.tools.results[FIND_ORDERS]
+    assert runtime.tools.calls().count("tools/call") == 1
+
+
 @pytest.mark.parametrize(
     ("code", "status", "answer", "error"),
     [
@@ -343,11 +397,47 @@ def test_a_model_failure_no_model_can_get_past_is_a_json_error_the_gateway_can_c
     )
 
 
-def test_a_rejected_request_is_not_retried_on_another_model(runtime: Runtime) -> None:
+@pytest.mark.parametrize(
+    ("code", "status", "answer", "error"),
+    [
+        ("ThrottlingException", 429, 429, "model_unavailable"),
+        ("ServiceUnavailableException", 503, 502, "model_unavailable"),
+        ("ValidationException", 400, 400, "model_rejected"),
+    ],
+)
+def test_a_model_failure_after_a_tool_call_is_the_same_json_error_as_on_the_first_call(
+    code: str, status: int, answer: int, error: str, runtime: Runtime
+) -> None:
+    # Strands wraps a failure in the turn's second cycle in an EventLoopException: still the model's.
     memory_is_empty(runtime.memory)
-    runtime.model.add_client_error("converse", "ValidationException", http_status_code=400)
-    status, answer = runtime.post({"prompt": "hi", "models": [MODEL, FALLBACK]}, runtime.caller())
-    assert (status, answer["error"]) == (400, "model_rejected")  # and FALLBACK was never asked (Stubber)
+    runtime.tools.results[FIND_ORDERS] = {"records": []}
+    converse(runtime.model, [tool_use(FIND_ORDERS, {"customer_email": "a@example.com"})], "tool_use")
+    runtime.model.add_client_error("converse", code, http_status_code=status)
+    assert runtime.post({"prompt": "hi"}, runtime.caller()) == (
+        answer,
+        {"error": error, "message": f"bedrock-runtime failed with {code}", "session_id": SESSION},
+    )
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        ("ValidationException", 400),  # the conversation itself: malformed, too long
+        ("AccessDeniedException", 403),  # the agent's role may not use the model
+        ("ResourceNotFoundException", 404),  # a model the region does not serve
+    ],
+)
+def test_a_rejected_request_is_not_retried_on_another_model(code: str, status: int, runtime: Runtime) -> None:
+    memory_is_empty(runtime.memory)
+    asked = models_asked(runtime)
+    runtime.model.add_client_error("converse", code, http_status_code=status)
+    answered = runtime.post({"prompt": "hi", "models": [MODEL, FALLBACK]}, runtime.caller())
+    assert answered == (
+        status,
+        {"error": "model_rejected", "message": f"bedrock-runtime failed with {code}", "session_id": SESSION},
+    )
+    assert asked == [MODEL]  # FALLBACK was never asked
+    assert runtime.tools.calls().count("tools/call") == 0
 
 
 def test_the_deadline_cancels_the_turn_before_the_next_tool_and_model_call(runtime: Runtime) -> None:
@@ -661,3 +751,144 @@ def test_the_settings_are_read_from_the_environment_the_runtime_is_given() -> No
     for required in ("GROUPS", "TOKEN_ISSUER"):
         with pytest.raises(SettingsError, match=required):
             Settings.from_environ({k: v for k, v in environment.items() if k != required})
+
+
+# --- lazy imports: Strands (about a second) is loaded after the first /ping, never before it ----
+
+ROOT = Path(__file__).resolve().parents[2]
+FACTS = "FACTS "
+# Run in a fresh interpreter, so that no other test's imports are in sys.modules. "ping": the entry
+# module as the runtime runs it (its server taken over to serve on loopback), then one /ping while
+# the import of Strands is held: a /ping that needed Strands would never be answered. "turn": a
+# first turn, with no /ping before it, must load Strands itself.
+IMPORT_PROBE = """
+import importlib.abc, json, os, runpy, sys, threading
+from contextlib import contextmanager
+
+import urllib3
+
+mode = sys.argv[1]
+let_go = threading.Event()
+importers = []
+
+
+class HoldStrands(importlib.abc.MetaPathFinder):
+    # sys.modules has no "strands" until find_spec returns: while held, Strands is not loaded.
+    def find_spec(self, name, path=None, target=None):
+        if name == "strands":
+            importers.append(threading.current_thread().name)
+            if not let_go.wait(30):
+                raise ImportError("strands: held too long")
+        return None
+
+
+sys.meta_path.insert(0, HoldStrands())
+facts = {}
+if mode == "ping":
+    from bedrock_agentcore.runtime import BedrockAgentCoreApp
+
+    from tests.lambdas.loopback import serve_asgi
+
+    started = []
+    BedrockAgentCoreApp.run = lambda app, port=8080, host=None, **_: started.append((app, port, host))
+    os.environ["AGENT_PORT"] = "18080"
+    runpy.run_module("agent", run_name="__main__")
+    ((app, port, host),) = started
+    facts["served_as"] = [port, host]
+    facts["after_import"] = "strands" in sys.modules
+    with serve_asgi(app) as base:
+        try:
+            ping = urllib3.PoolManager().request("GET", f"{base}/ping", timeout=10.0, retries=False)
+            facts["ping"] = [ping.status, json.loads(ping.data)["status"]]
+            facts["after_ping"] = "strands" in sys.modules
+        finally:
+            let_go.set()
+        for thread in threading.enumerate():
+            if thread.name == "warm-up":
+                thread.join(30)
+        facts["after_warm_up"] = "strands" in sys.modules
+else:
+    let_go.set()
+    import boto3
+    from botocore.stub import Stubber
+
+    from agent.app import Service, create_app
+    from agent.contract import AgentGroups, GroupModels, Settings
+    from shared.headers import AGENT_SESSION_HEADER, CALLER_TOKEN_HEADER
+    from shared.runtime_config import ConfigLocation, DocumentReader
+    from shared.tokens import GROUP_CLAIM
+    from tests.lambdas.bedrock_fakes import converse_answer
+    from tests.lambdas.loopback import serve_asgi
+
+    facts["after_import"] = "strands" in sys.modules
+    model = "amazon.nova-pro-v1:0"
+    bedrock = boto3.client("bedrock-runtime", region_name="us-east-1")
+    stubber = Stubber(bedrock)
+    stubber.add_response("converse", converse_answer([{"text": "Hello."}]))
+    stubber.activate()
+    location = ConfigLocation(application="a", environment="e", profile="p", environment_name="agents")
+    groups = AgentGroups(agents={"support": {"customer-gold": GroupModels(allowed=(model,), default=model)}})
+    settings = Settings(
+        agent_name="support", system_prompt="You help.", tools_gateway_url="http://127.0.0.1:9/mcp",
+        token_issuer="https://issuer.example.com/pool", token_client_id="client", groups=location,
+    )
+
+    class Verified:  # the forwarded token taken as verified (verification has its own tests)
+        def claims(self, token):
+            return {"sub": "user-1", GROUP_CLAIM: "customer-gold"}
+
+    @contextmanager
+    def no_tools(token, session_id):
+        yield []
+
+    reader = DocumentReader(location, AgentGroups, fetch=lambda _: groups.model_dump_json())
+    service = Service(settings, bedrock, Verified(), no_tools, reader)
+    with serve_asgi(create_app(lambda: service)) as base:
+        facts["after_serving"] = "strands" in sys.modules
+        turn = urllib3.PoolManager().request(
+            "POST", f"{base}/invocations", body=json.dumps({"prompt": "hi"}).encode(), timeout=30.0,
+            headers={"Content-Type": "application/json", CALLER_TOKEN_HEADER: "t", AGENT_SESSION_HEADER: "session-" + "0" * 32},
+        )
+        facts["turn"] = [turn.status, json.loads(turn.data).get("answer")]
+    facts["after_turn"] = "strands" in sys.modules
+facts["importers"] = importers
+print("FACTS " + json.dumps(facts), flush=True)
+"""
+
+
+def probe_imports(mode: str) -> dict[str, Any]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "lambdas")])}
+    done = subprocess.run(
+        [sys.executable, "-c", IMPORT_PROBE, mode],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (line,) = [line for line in done.stdout.splitlines() if line.startswith(FACTS)]
+    facts: dict[str, Any] = json.loads(line.removeprefix(FACTS))
+    return facts
+
+
+def test_the_entry_module_answers_its_first_ping_before_strands_is_loaded_and_loads_it_after() -> None:
+    facts = probe_imports("ping")
+    assert facts["served_as"] == [18080, "0.0.0.0"]  # AGENT_PORT, and the runtime contract's host
+    assert facts["after_import"] is False
+    assert facts["ping"] == [200, "Healthy"]
+    assert facts["after_ping"] is False
+    # Loaded off the request path, by the warm-up the first /ping started.
+    assert facts["after_warm_up"] is True
+    assert facts["importers"] == ["warm-up"]
+
+
+def test_with_no_ping_before_it_the_first_turn_loads_strands() -> None:
+    facts = probe_imports("turn")
+    assert facts["after_import"] is False
+    assert facts["after_serving"] is False
+    assert facts["turn"] == [200, "Hello."]
+    assert facts["after_turn"] is True
+    assert len(facts["importers"]) == 1
+    assert facts["importers"] != ["warm-up"]
