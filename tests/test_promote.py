@@ -536,3 +536,29 @@ def test_promotion_changes_only_the_stage(tmp_path: Path) -> None:
 def test_the_gate_table_says_how_to_fix_only_what_failed() -> None:
     rendered = promote.table([Gate("a", True, "fine", "unused"), Gate("b", False, "broken", "mend it")])
     assert rendered.splitlines()[2:] == ["| a | PASS | fine |  |", "| b | FAIL | broken | mend it |"]
+
+
+def test_the_promotion_report_draws_the_promoted_tier_with_what_changed_highlighted(assembly: Assembly) -> None:
+    """The report holds what `make review` shows, the picture included: the production tier after
+    the promotion, the resources it changes highlighted (here the gateway's function, and nothing else)."""
+    before = {name: t for name, t in assembly.templates.items() if "-production-" in name}
+    after = copy.deepcopy(before)
+    gateway = next(name for name in after if name.endswith("-production-gateway"))
+    function = next(
+        r
+        for key, r in after[gateway]["Resources"].items()
+        if key.startswith("GatewayFunction") and r["Type"] == "AWS::Lambda::Function"
+    )
+    function["Properties"]["MemorySize"] = 4096
+    gates = [Gate("stage", True, "stage is sandbox")]
+
+    report = promote.promotion_report(WORKLOAD, gates, before, after)
+
+    changes, picture = report.split("\n### Picture\n", 1)
+    assert "\n## What changes in the production tier\n" in changes
+    chart = picture.split("```mermaid\n", 1)[1].split("```", 1)[0]
+    assert chart.startswith("flowchart LR")
+    assert not [line for line in chart.splitlines() if line.startswith("#")]  # headings shift, the chart does not
+    (marked,) = [line for line in chart.splitlines() if line.strip().startswith("class ")]
+    assert marked.split()[1] == "gateway_GatewayFunction"
+    assert "### Picture" not in promote.promotion_report(WORKLOAD, gates, before, before)

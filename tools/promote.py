@@ -629,7 +629,9 @@ def write_promotion(
 def promotion_report(
     name: str, gates: list[Gate], before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]
 ) -> str:
-    from tools.review import markdown_for_templates
+    """The gates, then the review report of the production tier before and after the promotion,
+    with its picture (tools/diagram.py) of the promoted tier, what changed highlighted."""
+    from tools.review import diagram, markdown_for_templates
 
     return "\n\n".join(
         [
@@ -637,7 +639,7 @@ def promotion_report(
             "## Readiness gates",
             table(gates),
             "## What changes in the production tier",
-            markdown_for_templates(before, after),
+            markdown_for_templates(before, after, draw=diagram()),
         ]
     )
 

@@ -1264,16 +1264,25 @@ def render_report(report: Report, header: Sequence[str] = ()) -> str:
     for key, body in render_sections(report).items():
         lines += [f"## {SECTION_TITLES[key]}", "", body, ""]
     if report.picture:
-        lines += ["## Picture", "", "The head app; changed resources highlighted.", "", "```mermaid"]
+        lines += ["## Picture", "", "The app after the change; changed resources highlighted.", "", "```mermaid"]
         lines += [report.picture.rstrip(), "```", ""]
     return "\n".join(lines + _appendix(report)).rstrip() + "\n"
 
 
-def markdown_for_templates(before: Mapping[str, Template], after: Mapping[str, Template]) -> str:
+def markdown_for_templates(
+    before: Mapping[str, Template],
+    after: Mapping[str, Template],
+    draw: Callable[[dict[str, dict[str, Any]], set[str]], str] | None = None,
+) -> str:
     """The report for two sets of templates (by stack), without git or the CLI, its headings one level
-    down and without a title: for a document that embeds it under its own heading (tools/promote.py)."""
-    body = render_report(review(Assembly(before), Assembly(after), [])).split("\n", 1)[1]
-    return "\n".join("#" + line if line.startswith("#") else line for line in body.splitlines()).strip() + "\n"
+    down and without a title: for a document that embeds it under its own heading (tools/promote.py).
+    ``draw``: as for ``review``, the picture of ``after`` with what changed highlighted."""
+    body = render_report(review(Assembly(before), Assembly(after), [], draw=draw)).split("\n", 1)[1]
+    lines, fenced = [], False
+    for line in body.splitlines():
+        fenced ^= line.startswith("```")
+        lines.append("#" + line if line.startswith("#") and not fenced else line)
+    return "\n".join(lines).strip() + "\n"
 
 
 # --------------------------------------------------------------------------------------------------
