@@ -5,7 +5,9 @@ raises RejectedError (the pipeline quarantines it on the first try); nothing els
 and DOCX readers are imported only when such a document arrives, and read within ReadLimits:
 pages, extracted characters, wall-clock seconds, and what compressed parts may expand to (a
 DOCX's zip members are checked from the zip directory before any is inflated; pypdf's decoders
-stop at the cap).
+stop at the cap). The clock is read between pages, so each PDF page is bounded on its own: by the
+bytes of content it draws (its streams, and a form each time it is drawn) and how deeply its forms
+nest, checked before pypdf parses the page or a form.
 """
 
 from __future__ import annotations
@@ -20,7 +22,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import PurePosixPath
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
+
+if TYPE_CHECKING:
+    from pypdf import PageObject
+    from pypdf.generic import DictionaryObject, StreamObject
 
 # The formats text_of reads: what ingestion.formats may name (the config imports this type).
 DocumentFormat = Literal["txt", "md", "csv", "json", "html", "pdf", "docx"]
@@ -52,6 +58,10 @@ class ReadLimits:
     seconds: float = 20.0
     max_expanded_bytes: int = 100_000_000  # what compressed streams or zip members may inflate to
     max_compression_ratio: int = 200  # per zip member: uncompressed / compressed
+    # One PDF page's content as pypdf parses it: its content streams, and each form XObject every
+    # time the page draws it (pypdf parses a form again at each Do). About 1-1.5 s of parsing a MB.
+    max_page_bytes: int = 2_000_000
+    max_form_depth: int = 20  # forms drawn inside forms drawn inside ... a page
 
 
 def document_format(key: str, allowed: tuple[str, ...]) -> str:
@@ -158,14 +168,143 @@ def _pdf_text(data: bytes, limits: ReadLimits, budget: _Budget) -> str:
             pages = len(reader.pages)
             if pages > limits.max_pages:
                 raise RejectedError("too_many_pages", f"{pages} pages is over the {limits.max_pages} page limit")
-            for page in reader.pages:
-                budget.add(page.extract_text())
+            for number, page in enumerate(reader.pages, start=1):
+                budget.add(_page_text(page, number, limits))
     except LimitReachedError:
-        raise RejectedError("decompression_bomb", f"the PDF's streams expand past {cap} bytes") from None
+        raise _bomb(cap) from None
     text = budget.text()
     if pages and not text.strip():
         raise RejectedError("needs_ocr", "the PDF has no text layer (scanned pages need OCR)")
     return text
+
+
+def _bomb(cap: int) -> RejectedError:
+    return RejectedError("decompression_bomb", f"the PDF's streams expand past {cap} bytes")
+
+
+def _page_text(page: PageObject, number: int, limits: ReadLimits) -> str:
+    """One page's text, refused before its content is parsed when it is over max_page_bytes. A page
+    that can draw forms is read with _DrawnForms watching, which charges each form before pypdf
+    reads it (with a visitor, pypdf also parses streams it would skip for holding no text
+    operator: within the same bytes); a page without XObjects draws no form."""
+    used = _content_bytes(page, limits.max_page_bytes)
+    if used > limits.max_page_bytes:
+        raise RejectedError("page_too_large", f"page {number}'s content is over the {limits.max_page_bytes} byte limit")
+    resources = _resources(page)
+    if not _xobjects(resources):
+        return page.extract_text()
+    drawn = _DrawnForms(resources, used, number, limits)
+    text = page.extract_text(visitor_operand_before=drawn.before, visitor_operand_after=drawn.after)
+    drawn.check()
+    return text
+
+
+def _content_bytes(page: PageObject, cap: int) -> int:
+    """The decoded size of the page's content streams (pypdf decodes them once and keeps them for
+    the text), counted until past ``cap``."""
+    from pypdf.generic import StreamObject
+
+    contents = page.get("/Contents")
+    contents = contents.get_object() if contents is not None else None
+    total = 0
+    for stream in contents if isinstance(contents, list) else [contents]:
+        stream = stream.get_object() if stream is not None else None
+        if isinstance(stream, StreamObject):
+            total += len(stream.get_data())
+            if total > cap:
+                break
+    return total
+
+
+def _resources(owner: DictionaryObject) -> DictionaryObject:
+    """A page's or a form's resource dictionary as pypdf's text extraction finds it (inherited from
+    the page tree), or an empty one."""
+    from pypdf.generic import DictionaryObject
+
+    try:
+        resources = owner.get_inherited("/Resources", None)
+        resources = resources.get_object() if resources is not None else None
+    except Exception:  # a malformed dictionary: pypdf reads no resources from it either
+        return DictionaryObject()
+    return resources if isinstance(resources, DictionaryObject) else DictionaryObject()
+
+
+def _xobjects(resources: DictionaryObject) -> DictionaryObject | None:
+    from pypdf.generic import DictionaryObject
+
+    try:
+        xobjects = resources["/XObject"]
+    except Exception:
+        return None
+    return xobjects if isinstance(xobjects, DictionaryObject) and len(xobjects) else None
+
+
+class _DrawnForms:
+    """pypdf's operator visitors, watching one page's text extraction. At each ``Do`` the form it
+    names (in the resources of the page or form being drawn, as pypdf resolves it) is charged its
+    decoded size before pypdf reads it, and refused past max_page_bytes or max_form_depth; images
+    cost nothing here, nor does a form already being drawn (pypdf skips it). pypdf swallows what
+    reading a form raises, so a refusal is kept, raised again at every following operator (which
+    ends each enclosing form and then the page), and by check() if the page has none left."""
+
+    def __init__(self, resources: DictionaryObject, used: int, number: int, limits: ReadLimits) -> None:
+        # What is being drawn, the page first: (the form, or None for the page or what pypdf does
+        # not read, and the resources its names resolve in).
+        self._stack: list[tuple[StreamObject | None, DictionaryObject | None]] = [(None, resources)]
+        self._used = used
+        self._number = number
+        self._limits = limits
+        self._refusal: RejectedError | None = None
+
+    def before(self, operator: bytes, operands: list[Any], *_matrices: Any) -> None:
+        if self._refusal is None and operator == b"Do" and operands:
+            self._refusal = self._draw(operands[0])
+        if self._refusal is not None:
+            raise self._refusal
+
+    def after(self, operator: bytes, operands: list[Any], *_matrices: Any) -> None:
+        if operator == b"Do" and operands and len(self._stack) > 1:
+            self._stack.pop()
+
+    def check(self) -> None:
+        if self._refusal is not None:
+            raise self._refusal
+
+    def _draw(self, name: Any) -> RejectedError | None:
+        """Charge the form ``name`` and enter it, or the refusal; pushes only when pypdf will call after()."""
+        from pypdf.errors import LimitReachedError
+        from pypdf.generic import StreamObject
+
+        limits = self._limits
+        resources = self._stack[-1][1]
+        xobjects = _xobjects(resources) if resources is not None else None
+        try:
+            form = xobjects[name] if xobjects is not None else None  # what pypdf draws (it skips what fails here)
+        except Exception:
+            form = None
+        drawing = any(form is entered for entered, _ in self._stack)
+        if not isinstance(form, StreamObject) or form.get("/Subtype") == "/Image" or drawing:
+            self._stack.append((None, None))  # pypdf reads no content from it
+            return None
+        if len(self._stack) > limits.max_form_depth:
+            return RejectedError(
+                "too_deeply_nested", f"page {self._number} draws forms nested more than {limits.max_form_depth} deep"
+            )
+        try:
+            self._used += len(form.get_data())
+        except LimitReachedError:
+            return _bomb(limits.max_expanded_bytes)
+        except Exception:  # a form pypdf cannot decode: it skips the form
+            self._stack.append((None, None))
+            return None
+        if self._used > limits.max_page_bytes:
+            return RejectedError(
+                "page_too_large",
+                f"page {self._number}'s content, with its forms counted each time they are drawn, is over the "
+                f"{limits.max_page_bytes} byte limit",
+            )
+        self._stack.append((form, _resources(form)))
+        return None
 
 
 def _known_settings(settings: dict[str, Any]) -> dict[str, Any]:
