@@ -12,6 +12,7 @@ from typing import Any
 
 import botocore.session
 import pytest
+from hypothesis import settings
 
 from tests.variant_config import ROOT, SAMPLE, selected, suite_context
 
@@ -21,6 +22,12 @@ __all__ = ["ROOT"]
 # model it used again (about 0.15 s a client): share one botocore loader, so a model's JSON is read
 # once per test run. The loader only reads the models botocore ships; nothing writes to them.
 botocore.session.create_loader = functools.cache(botocore.session.create_loader)
+
+# Property tests have no per-example deadline: Hypothesis' default (200 ms) fails a correct example
+# when the two cores are busy with a synth, so a test's outcome would depend on the machine's load.
+# Every @given inherits this unless its own @settings says otherwise (make bench measures speed).
+settings.register_profile("suite", deadline=None)
+settings.load_profile("suite")
 
 # The session's synthesized app (one synth, shared by every folder's tests).
 pytest_plugins = ["tests.synth_fixtures"]
