@@ -89,6 +89,12 @@ S3_VERSIONED = {
     "HeadObject": "GetObjectVersion",
     "DeleteObject": "DeleteObjectVersion",
 }
+# Methods of other libraries whose names are also SDK methods, where they are called: (module path,
+# method) -> what it is. (A keyword-only call named like an operation of a service the package
+# makes clients for is taken for that operation.)
+NOT_SDK: dict[tuple[str, str], str] = {
+    ("ingestion/documents.py", "get_object"): "pypdf's PdfObject.get_object(): resolves an indirect PDF object",
+}
 # Resource arguments the code cannot name itself: (package or "*", expression) -> the environment
 # variables it may name, or the ARN service of a resource chosen at run time.
 EXPLICIT: dict[tuple[str, str], tuple[str, ...] | str] = {
@@ -420,6 +426,8 @@ class _Site:
 def _sdk_calls(package: str, path: str, tree: ast.AST, services: set[str]) -> Iterator[Call]:
     for node in ast.walk(tree):
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            continue
+        if (path, node.func.attr) in NOT_SDK:
             continue
         found = _operation(node, services)
         if found is not None:
