@@ -3,12 +3,13 @@ Provider framework (stacks/production/account_settings.py).
 
 Create and Update adopt the setting named by ``ResourceProperties.Setting``, asking again every
 ``POLL_SECONDS`` while it is still switching on or IAM has not yet propagated a role the service
-checks, for as long as the invocation has time. Delete does nothing and reads no property:
-adopting never switches an account setting off, and a delete CloudFormation cannot finish would
-leave the stack DELETE_FAILED. The physical id is the setting's name, so an update of the same
-setting keeps it; an update to another setting is a replacement (CloudFormation then deletes the
-old one, which does nothing), and only an update of the same setting reads its previous properties.
-Any other request type is refused by name.
+checks, for as long as the invocation has time. ``transaction_search_ready`` adopts nothing: it
+reads, and waits the same way for a Transaction Search the stack manages to take effect. Delete
+does nothing and reads no property: adopting never switches an account setting off, and a delete
+CloudFormation cannot finish would leave the stack DELETE_FAILED. The physical id is the setting's
+name, so an update of the same setting keeps it; an update to another setting is a replacement
+(CloudFormation then deletes the old one, which does nothing), and only an update of the same
+setting reads its previous properties. Any other request type is refused by name.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from account_settings.settings import (
     macie_session,
     model_invocation_logging,
     transaction_search,
+    transaction_search_ready,
 )
 from shared.logs import service_logger
 
@@ -42,7 +44,24 @@ POLL_SECONDS = 10.0
 # Time kept back to answer CloudFormation when the setting is still not in place.
 MARGIN_SECONDS = 20.0
 Clients = Callable[[str], Any]
-SETTINGS = ("transaction_search", "model_invocation_logging", "macie", "api_gateway_logging")
+SETTINGS = (
+    "transaction_search",
+    "model_invocation_logging",
+    "macie",
+    "api_gateway_logging",
+    "transaction_search_ready",
+)
+# What to do when a setting is still not in place as the invocation's time runs out (the stack
+# event's reason), where "deploy again" alone is not the whole answer.
+AFTER_TIMEOUT = {
+    "transaction_search_ready": (
+        "X-Ray has not finished switching on the Transaction Search this stack manages (it can take minutes). "
+        "Deploy again; if this deploy created the TransactionSearchConfig, its rollback removes it and the "
+        "retry starts over. `aws xray get-trace-segment-destination` shows where X-Ray stands; "
+        "account_settings.transaction_search=adopt keeps what it switched on from one retry to the next"
+    ),
+}
+DEPLOY_AGAIN = "deploy again to pick up where this left off"
 SHOWN_CHARS = 100
 
 
@@ -92,7 +111,8 @@ def previous(event: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def adopt(event: dict[str, Any], clients: Clients) -> Outcome:
-    """One look at the setting named by ``ResourceProperties.Setting``, changed where the tier owns it."""
+    """One look at the setting named by ``ResourceProperties.Setting``, changed where the tier owns it
+    (``transaction_search_ready`` is only read)."""
     setting = setting_of(event)
     props: dict[str, Any] = event["ResourceProperties"]
     old = previous(event)
@@ -123,6 +143,8 @@ def adopt(event: dict[str, Any], clients: Clients) -> Outcome:
             ApiGatewayLoggingProperties.model_validate(props),
             ApiGatewayLoggingProperties.model_validate(old) if old else None,
         )
+    if setting == "transaction_search_ready":
+        return transaction_search_ready(clients("xray"), clients("logs"))
     raise AssertionError(setting)  # (setting_of knows only the settings above)
 
 
@@ -140,10 +162,8 @@ def adopt_until_in_place(
             return outcome
         if remaining_seconds() < MARGIN_SECONDS + POLL_SECONDS:
             detail = "; ".join(f"{k}: {v}" for k, v in sorted(outcome.data.items()))
-            raise NotInPlace(
-                f"{event['ResourceProperties']['Setting']} is not in place yet ({detail}); deploy again to "
-                "pick up where this left off"
-            )
+            setting = event["ResourceProperties"]["Setting"]
+            raise NotInPlace(f"{setting} is not in place yet ({detail}); {AFTER_TIMEOUT.get(setting, DEPLOY_AGAIN)}")
         logger.info("not in place yet", extra=outcome.data)
         sleep(POLL_SECONDS)
 

@@ -13,6 +13,9 @@ changes only what this tier owns, and returns an ``Outcome``:
 "The tier owns" a setting that was off, or that still holds exactly what this tier put there the
 last time (``old``: the resource's previous properties), so an update moves it along with the
 tier's own resources and never takes over someone else's.
+
+``transaction_search_ready`` adopts nothing: it only reads, waiting for a Transaction Search the
+stack manages itself (``manage``) to take effect.
 """
 
 from __future__ import annotations
@@ -98,12 +101,33 @@ def transaction_search(xray: Any, logs: Any, signals: Any, props: TransactionSea
         return Outcome(False, {"Destination": "CloudWatchLogs", "Adopted": "enabled"})
     if current.get("Status") != "ACTIVE":
         return Outcome(False, {"Destination": "CloudWatchLogs", "Adopted": "pending"})
-    groups = logs.describe_log_groups(logGroupNamePrefix=SPANS_LOG_GROUP).get("logGroups", [])
-    if not any(group.get("logGroupName") == SPANS_LOG_GROUP for group in groups):
+    if not _spans_log_group_exists(logs):
         return Outcome(
             False, {"Destination": "CloudWatchLogs", "Adopted": f"waiting for X-Ray to make {SPANS_LOG_GROUP}"}
         )
     return Outcome(True, {"Destination": "CloudWatchLogs", "SpansLogGroup": SPANS_LOG_GROUP})
+
+
+def transaction_search_ready(xray: Any, logs: Any) -> Outcome:
+    """Read-only, for a Transaction Search the stack manages (``AWS::XRay::TransactionSearchConfig``,
+    which is not documented to wait for either): complete once spans go to CloudWatch Logs, the
+    destination is ACTIVE and X-Ray has made aws/spans, which the online evaluation reads when it is
+    created. Nothing is written, whatever it finds: what is still missing is named in ``Waiting``."""
+    current = xray.get_trace_segment_destination()
+    destination, status = str(current.get("Destination") or "none"), str(current.get("Status") or "none")
+    seen = {"Destination": destination, "Status": status}
+    if destination != "CloudWatchLogs":
+        return Outcome(False, {**seen, "Waiting": "X-Ray to send spans to CloudWatchLogs"})
+    if status != "ACTIVE":
+        return Outcome(False, {**seen, "Waiting": "X-Ray's CloudWatchLogs destination to become ACTIVE"})
+    if not _spans_log_group_exists(logs):
+        return Outcome(False, {**seen, "Waiting": f"X-Ray to make {SPANS_LOG_GROUP}"})
+    return Outcome(True, {**seen, "SpansLogGroup": SPANS_LOG_GROUP})
+
+
+def _spans_log_group_exists(logs: Any) -> bool:
+    groups = logs.describe_log_groups(logGroupNamePrefix=SPANS_LOG_GROUP).get("logGroups", [])
+    return any(group.get("logGroupName") == SPANS_LOG_GROUP for group in groups)
 
 
 def ensure_log_group(logs: Any, name: str, retention_days: int) -> None:

@@ -5,7 +5,8 @@
 - ``manage``: a CloudFormation resource of this stack (Transaction Search and the Macie session fail
   to create when already on; invocation logging and API Gateway's role are overwritten). It is
   kept when the stack is deleted or the mode changes (a Macie session deleted by CloudFormation
-  would take every finding with it); only a rolled-back first deploy removes it.
+  would take every finding with it); only a rolled-back first deploy removes it. A managed
+  Transaction Search is waited for (read-only, by the adopting function) until it takes effect.
 - ``adopt`` (the default): a custom resource (lambdas/account_settings) that turns the setting on
   if it is off, leaves it as it is if it is on, and never switches it off, stack deletion included.
   What the setting writes to (roles, log groups) is retained, so it keeps working after a destroy.
@@ -65,6 +66,9 @@ TRANSACTION_SEARCH_ACTIONS = [
     "logs:DescribeResourcePolicies",
     "logs:PutResourcePolicy",
 ]
+# Waiting for a managed Transaction Search to take effect (settings.py transaction_search_ready):
+# it reads, and may change nothing.
+TRANSACTION_SEARCH_READY_ACTIONS = ["xray:GetTraceSegmentDestination", "logs:DescribeLogGroups"]
 APPLICATION_SIGNALS_LOG_GROUP = "/aws/application-signals/data"
 SERVICE_LOG_GROUP_ACTIONS = ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutRetentionPolicy"]
 # An account-wide log group a service would make on first use, made first with a retention.
@@ -142,6 +146,15 @@ class AccountSettings(Construct):
             search = xray.CfnTransactionSearchConfig(self, "TransactionSearch", indexing_percentage=percentage)
             search.node.add_dependency(policy)
             _keep(policy, search)
+            # The agents' online evaluation (stacks deployed after this one) needs aws/spans when it
+            # is created, and X-Ray makes it only once its CloudWatchLogs destination is ACTIVE, which
+            # CloudFormation's resource is not documented to wait for: this stack completes only then.
+            ready = self.adopter.wait_for(
+                "TransactionSearchReady",
+                setting="transaction_search_ready",
+                statements=[iam.PolicyStatement(actions=TRANSACTION_SEARCH_READY_ACTIONS, resources=["*"])],
+            )
+            ready.node.add_dependency(search)
             return
         # Adopted: the custom resource puts the resource policy itself, and only when it switches
         # Transaction Search on, so the policy outlives the stack as the setting does. X-Ray makes
@@ -364,6 +377,10 @@ class AccountSettings(Construct):
         )
 
 
+def _type_name(setting: str) -> str:
+    return pascal_case(setting.replace("_", "-"))
+
+
 def _keep(*resources: CfnResource | cr.AwsCustomResource) -> None:
     """A managed setting (and what it needs) outlives the stack and a change of mode; a rolled-back
     create still removes it, so that the retry finds the account as it was."""
@@ -375,9 +392,10 @@ def _keep(*resources: CfnResource | cr.AwsCustomResource) -> None:
 
 class _Adopter(Construct):
     """The deploy-time provider: one house function (lambdas/account_settings) behind CDK's
-    Provider framework. Each ``adopt`` adds a custom resource for one setting and grants the
-    function what that setting needs, in a policy the custom resource depends on, so that
-    CloudFormation never calls the function before IAM holds its permissions."""
+    Provider framework. Each ``adopt`` (or ``wait_for``, which only reads) adds a custom resource
+    for one setting and grants the function what that setting needs, in a policy the custom
+    resource depends on, so that CloudFormation never calls the function before IAM holds its
+    permissions."""
 
     def __init__(self, scope: Construct, id: str, *, context: ProductionContext) -> None:
         super().__init__(scope, id)
@@ -445,13 +463,24 @@ class _Adopter(Construct):
     ) -> CustomResource:
         """A custom resource adopting ``setting`` with ``properties``; ``statements`` are what the
         function needs for it."""
+        return self._resource(id, f"Adopted{_type_name(setting)}", {"Setting": setting, **properties}, statements)
+
+    def wait_for(self, id: str, *, setting: str, statements: list[iam.PolicyStatement]) -> CustomResource:
+        """A custom resource that completes once ``setting``, a resource of the stack's, has taken
+        effect (add the dependency on it); ``statements`` are the reads that show it. It changes
+        nothing, and its delete does nothing."""
+        return self._resource(id, _type_name(setting), {"Setting": setting}, statements)
+
+    def _resource(
+        self, id: str, type_name: str, properties: dict[str, Any], statements: list[iam.PolicyStatement]
+    ) -> CustomResource:
         self.policy.add_statements(*statements)
         resource = CustomResource(
             self,
             id,
             service_token=self._service_token,
-            resource_type=f"Custom::Adopted{pascal_case(setting.replace('_', '-'))}",
-            properties={"Setting": setting, **properties},
+            resource_type=f"Custom::{type_name}",
+            properties=properties,
         )
         resource.node.add_dependency(self.policy)
         return resource

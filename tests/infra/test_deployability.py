@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -292,6 +293,122 @@ def test_managed_singletons_are_the_stacks_own_resources(managed: Assembly) -> N
     for type_ in ACCOUNT_SINGLETONS:
         _, singleton = only(foundation, type_)
         assert (singleton["DeletionPolicy"], singleton["UpdateReplacePolicy"]) == ("RetainExceptOnCreate", "Retain")
+
+
+# What the adopting function and CDK's provider framework do for themselves, whatever they run for:
+# trace, write their own logs, invoke (and look up) the function behind the framework.
+OWN_PLUMBING = {
+    "xray:PutTraceSegments",
+    "xray:PutTelemetryRecords",
+    "logs:CreateLogStream",
+    "logs:PutLogEvents",
+    "lambda:InvokeFunction",
+    "lambda:GetFunction",
+}
+
+
+def _managed_search_problems(template: dict[str, Any]) -> list[str]:
+    """Why a managed Transaction Search may not have taken effect when the stack completes (so the
+    online evaluation of a later stack finds no aws/spans), or its wait could change something."""
+    (search_id,) = resources(template, "AWS::XRay::TransactionSearchConfig")
+    waits = resources(template, "Custom::TransactionSearchReady")
+    if len(waits) != 1:
+        return [f"{len(waits)} waits for the TransactionSearchConfig"]
+    ((wait_id, wait),) = waits.items()
+    problems = []
+    if wait["Properties"].get("Setting") != "transaction_search_ready":
+        problems.append(f"{wait_id} waits for {wait['Properties'].get('Setting')!r}")
+    if search_id not in deploy_checks.dependency_closure(template, wait_id):
+        problems.append(f"{wait_id} can run before {search_id} is created")
+    for role in sorted(deploy_checks.roles_used(template, wait_id)):
+        for managed in template["Resources"][role]["Properties"].get("ManagedPolicyArns", []):
+            if not render(managed).endswith(":iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"):
+                problems.append(f"{role} has the managed policy {render(managed)}")
+        problems += [
+            f"{policy} lets {wait_id} {action} on {targets}" for policy, action, targets in _writes(template, role)
+        ]
+    return problems
+
+
+def _writes(template: dict[str, Any], role: str) -> Iterator[tuple[str, str, Any]]:
+    """(policy, action, rendered resources) for what ``role``'s policies allow beyond reads and the
+    function's own plumbing (traces, its own log group and function)."""
+    for policy in sorted(deploy_checks.role_policies(template, role)):
+        for statement in template["Resources"][policy]["Properties"]["PolicyDocument"]["Statement"]:
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            targets = render(
+                statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            )
+            for action in actions:
+                if action.split(":")[1].startswith(("Get", "Describe", "List")):
+                    continue
+                own = action.startswith("xray:") or all(str(t).startswith("<AccountSettingsAdopter") for t in targets)
+                if action not in OWN_PLUMBING or not own:
+                    yield policy, action, targets
+
+
+def test_a_managed_transaction_search_is_waited_for_reading_only(managed: Assembly) -> None:
+    """``manage``: the foundation stack completes only once X-Ray's destination is CloudWatchLogs and
+    ACTIVE and aws/spans exists (lambdas/account_settings, read-only), and every stack with an
+    online evaluation deploys after it."""
+    foundation = managed.template("-production-foundation")
+    assert _managed_search_problems(foundation) == []
+    wait_id, wait = only(foundation, "Custom::TransactionSearchReady")
+    assert render(wait["Properties"]["ServiceToken"]).startswith("<AccountSettingsAdopterProviderframeworkonEvent")
+    assert wait.get("DeletionPolicy", "Delete") == "Delete"  # its delete does nothing: nothing to keep
+    # The policy it waits for holds exactly the reads (all four settings are managed: nothing else).
+    permissions = props(foundation, "AWS::IAM::Policy", "AccountSettingsAdopterPermissions")
+    (statement,) = permissions["PolicyDocument"]["Statement"]
+    assert sorted(statement["Action"]) == ["logs:DescribeLogGroups", "xray:GetTraceSegmentDestination"]
+    races = [r for r in deploy_checks.races(managed.templates, exempt=NOT_CHECKED_AT_CREATION) if r.resource == wait_id]
+    assert races == []
+    # Stacks deploy after the stacks they depend on (the cloud assembly's manifest).
+    manifest = json.loads((managed.outdir / "manifest.json").read_text())
+    foundation_name = next(name for name in managed.templates if name.endswith("-production-foundation"))
+    evaluated = [
+        name
+        for name, template in managed.templates.items()
+        if resources(template, "AWS::BedrockAgentCore::OnlineEvaluationConfig")
+    ]
+    assert evaluated
+    for name in evaluated:
+        assert foundation_name in _stack_dependencies(manifest, name), name
+
+
+def _stack_dependencies(manifest: dict[str, Any], stack: str) -> set[str]:
+    """The artifacts ``stack`` deploys after, transitively."""
+    seen: set[str] = set()
+    pending = [stack]
+    while pending:
+        for dependency in manifest["artifacts"].get(pending.pop(), {}).get("dependencies", []):
+            if dependency not in seen:
+                seen.add(dependency)
+                pending.append(dependency)
+    return seen
+
+
+def test_the_managed_search_check_finds_a_wait_that_runs_too_early_or_writes(managed: Assembly) -> None:
+    """Negative controls: without its DependsOn on the TransactionSearchConfig the wait may run
+    before it; with a write in its permissions it could change the account; and without it there
+    is nothing to wait with."""
+    foundation = managed.template("-production-foundation")
+    (search_id,) = resources(foundation, "AWS::XRay::TransactionSearchConfig")
+    wait_id, _ = only(foundation, "Custom::TransactionSearchReady")
+
+    early = copy.deepcopy(foundation)
+    early["Resources"][wait_id]["DependsOn"].remove(search_id)
+    assert _managed_search_problems(early) == [f"{wait_id} can run before {search_id} is created"]
+
+    writing = copy.deepcopy(foundation)
+    _, permissions = only(writing, "AWS::IAM::Policy", "AccountSettingsAdopterPermissions")
+    permissions["Properties"]["PolicyDocument"]["Statement"][0]["Action"].append("xray:UpdateTraceSegmentDestination")
+    (problem,) = _managed_search_problems(writing)
+    assert problem.startswith("AccountSettingsAdopterPermissions")
+    assert "xray:UpdateTraceSegmentDestination on ['*']" in problem
+
+    missing = copy.deepcopy(foundation)
+    del missing["Resources"][wait_id]
+    assert _managed_search_problems(missing) == ["0 waits for the TransactionSearchConfig"]
 
 
 def test_the_manage_and_off_variants_pass_cfn_lint(managed: Assembly, left_alone: Assembly) -> None:

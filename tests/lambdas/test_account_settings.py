@@ -126,6 +126,152 @@ def test_a_setting_that_never_becomes_active_fails_the_deploy_saying_what_to_do(
     assert len(naps) == 2  # the last look left less than a poll and the margin: no sleeping past the timeout
 
 
+# --- a managed Transaction Search, waited for ----------------------------------------------------
+
+
+def calls_made(aws: Stubbed, *services: str) -> list[str]:
+    """The operations the code under test will call on ``services``' clients, in order (recorded
+    as botocore builds each request, so a call the Stubber then refuses is recorded too)."""
+    made: list[str] = []
+    for service in services:
+        aws(service).meta.events.register(
+            "before-parameter-build", lambda model, **_: made.append(f"{model.service_model.signing_name}:{model.name}")
+        )
+    return made
+
+
+def _reads_only(made: list[str]) -> bool:
+    return all(call.split(":")[1].startswith(("Get", "Describe", "List")) for call in made)
+
+
+@pytest.mark.parametrize(
+    ("destination", "spans_groups", "waiting"),
+    [
+        ({"Destination": "XRay", "Status": "ACTIVE"}, None, "X-Ray to send spans to CloudWatchLogs"),
+        ({"Destination": "CloudWatchLogs", "Status": "PENDING"}, None, "destination to become ACTIVE"),
+        # Active, but X-Ray has not made aws/spans yet (a group whose name only starts so is not it).
+        ({"Destination": "CloudWatchLogs", "Status": "ACTIVE"}, ["aws/spans-archive"], "X-Ray to make aws/spans"),
+    ],
+)
+def test_a_managed_transaction_search_is_pending_until_active_with_its_spans_log_group(
+    aws: Stubbed, destination: dict[str, str], spans_groups: list[str] | None, waiting: str
+) -> None:
+    made = calls_made(aws, "xray", "logs")
+    aws.stub("xray").add_response("get_trace_segment_destination", destination, {})
+    if spans_groups is not None:
+        aws.stub("logs").add_response(
+            "describe_log_groups",
+            {"logGroups": [{"logGroupName": g} for g in spans_groups]},
+            {"logGroupNamePrefix": "aws/spans"},
+        )
+    outcome = handler.adopt(event("transaction_search_ready"), aws)
+    assert not outcome.complete
+    assert waiting in outcome.data["Waiting"]
+    assert outcome.data["Status"] == destination["Status"]
+    assert made
+    assert _reads_only(made), made
+
+
+def test_a_managed_transaction_search_is_waited_for_until_it_takes_effect_reading_only(aws: Stubbed) -> None:
+    """What a fresh account's first deploy meets after the TransactionSearchConfig is created: the
+    destination is still pending, then active without aws/spans, then with it. The Stubber fails on
+    any call not queued here (so no resource policy, indexing rule or destination is written)."""
+    made = calls_made(aws, "xray", "logs", "application-signals")
+    xray, logs = aws.stub("xray"), aws.stub("logs")
+    xray.add_response("get_trace_segment_destination", {"Destination": "CloudWatchLogs", "Status": "PENDING"}, {})
+    for _ in range(2):
+        xray.add_response("get_trace_segment_destination", {"Destination": "CloudWatchLogs", "Status": "ACTIVE"}, {})
+    logs.add_response("describe_log_groups", {"logGroups": []}, {"logGroupNamePrefix": "aws/spans"})
+    logs.add_response(
+        "describe_log_groups", {"logGroups": [{"logGroupName": "aws/spans"}]}, {"logGroupNamePrefix": "aws/spans"}
+    )
+    naps: list[float] = []
+    outcome = handler.adopt_until_in_place(
+        event("transaction_search_ready"), aws, remaining_seconds=lambda: 600, sleep=naps.append
+    )
+    assert outcome == Outcome(True, {"Destination": "CloudWatchLogs", "Status": "ACTIVE", "SpansLogGroup": "aws/spans"})
+    assert naps == [handler.POLL_SECONDS] * 2
+    assert made == [
+        "xray:GetTraceSegmentDestination",
+        "xray:GetTraceSegmentDestination",
+        "logs:DescribeLogGroups",
+        "xray:GetTraceSegmentDestination",
+        "logs:DescribeLogGroups",
+    ]
+
+
+def test_a_managed_transaction_search_that_never_takes_effect_fails_saying_what_it_waited_for(
+    aws: Stubbed,
+) -> None:
+    """The stack event's reason names what was missing when time ran out and what a retry does
+    (a rolled-back create removed the TransactionSearchConfig: the retry starts over)."""
+    xray = aws.stub("xray")
+    for _ in range(2):
+        xray.add_response("get_trace_segment_destination", {"Destination": "CloudWatchLogs", "Status": "PENDING"}, {})
+    remaining = iter([600.0, 25.0])
+    with pytest.raises(handler.NotInPlace) as failed:
+        handler.adopt_until_in_place(
+            event("transaction_search_ready"), aws, remaining_seconds=lambda: next(remaining), sleep=lambda _: None
+        )
+    reason = str(failed.value)
+    assert reason.startswith("transaction_search_ready is not in place yet (")
+    assert "Status: PENDING" in reason
+    assert "Waiting: X-Ray's CloudWatchLogs destination to become ACTIVE" in reason
+    assert "Deploy again" in reason
+    assert "rollback removes it and the retry starts over" in reason
+    assert "get-trace-segment-destination" in reason
+    assert len(reason) < 1000  # CloudFormation keeps the reason with the stack event
+
+
+def test_waiting_for_a_managed_transaction_search_keeps_one_physical_id_and_its_delete_calls_nothing(
+    aws: Stubbed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(handler, "_client", aws)
+    made = calls_made(aws, "xray", "logs")
+    for _ in range(2):
+        aws.stub("xray").add_response(
+            "get_trace_segment_destination", {"Destination": "CloudWatchLogs", "Status": "ACTIVE"}, {}
+        )
+        aws.stub("logs").add_response(
+            "describe_log_groups", {"logGroups": [{"logGroupName": "aws/spans"}]}, {"logGroupNamePrefix": "aws/spans"}
+        )
+    created = handler.lambda_handler(event("transaction_search_ready"), FakeContext())
+    updated = handler.lambda_handler(
+        {**event("transaction_search_ready", "Update", {}), "PhysicalResourceId": created["PhysicalResourceId"]},
+        FakeContext(),
+    )
+    assert created["PhysicalResourceId"] == updated["PhysicalResourceId"] == "account-setting-transaction_search_ready"
+    assert created["Data"]["SpansLogGroup"] == "aws/spans"
+    assert _reads_only(made), made
+    calls = len(made)
+
+    def no_aws(service: str) -> Any:
+        raise AssertionError(f"a delete called {service}")
+
+    monkeypatch.setattr(handler, "_client", no_aws)
+    deleted = handler.lambda_handler(
+        {**event("transaction_search_ready", "Delete"), "PhysicalResourceId": created["PhysicalResourceId"]},
+        FakeContext(),
+    )
+    assert deleted == {"PhysicalResourceId": "account-setting-transaction_search_ready"}
+    assert len(made) == calls
+
+
+def test_the_read_only_check_sees_a_write(aws: Stubbed) -> None:
+    """Negative control: adopting (not waiting for) a Transaction Search that is off writes, and
+    the recorder above says so."""
+    made = calls_made(aws, "xray", "logs", "application-signals")
+    xray = aws.stub("xray")
+    xray.add_response("get_trace_segment_destination", {"Destination": "XRay", "Status": "ACTIVE"}, {})
+    aws.stub("logs").add_response("put_resource_policy", {}, None)
+    xray.add_response("update_indexing_rule", {}, None)
+    aws.stub("application-signals").add_response("start_discovery", {}, {})
+    xray.add_response("update_trace_segment_destination", {}, {"Destination": "CloudWatchLogs"})
+    handler.adopt(event("transaction_search", **SEARCH), aws)
+    assert not _reads_only(made)
+    assert "xray:UpdateTraceSegmentDestination" in made
+
+
 # --- Bedrock model invocation logging ---------------------------------------------------------
 
 
