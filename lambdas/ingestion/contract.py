@@ -44,6 +44,7 @@ class PipelineSettings(FunctionSettings):
     max_extracted_chars: int = 5_000_000
     read_seconds: int = 20
     max_expanded_bytes: int = 100_000_000
+    max_page_bytes: int = 2_000_000
     max_compression_ratio: int = 200
     # A PDF without a text layer: quarantined (off), or read by an asynchronous Textract text
     # detection that notifies ocr_topic_arn, published by ocr_role_arn (textract).

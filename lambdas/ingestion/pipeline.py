@@ -97,6 +97,7 @@ class Pipeline:
             seconds=settings.read_seconds,
             max_expanded_bytes=settings.max_expanded_bytes,
             max_compression_ratio=settings.max_compression_ratio,
+            max_page_bytes=settings.max_page_bytes,
         )
 
     def locate(self, ref: ObjectRef) -> ObjectRef:

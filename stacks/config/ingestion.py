@@ -62,8 +62,8 @@ class IngestionConfig(ConfigModel):
         default=("txt", "md", "csv", "json", "html", "pdf", "docx"),
         min_length=1,
         description="Document formats (by file extension) the pipeline takes; others are quarantined with the reason. "
-        "PDF and DOCX are read within max_pages, max_extracted_chars, read_seconds and max_expanded_bytes; a PDF "
-        "without a text layer is quarantined as needs_ocr, unless ocr is textract.",
+        "PDF and DOCX are read within max_pages, max_extracted_chars, read_seconds, max_expanded_bytes and "
+        "max_page_bytes; a PDF without a text layer is quarantined as needs_ocr, unless ocr is textract.",
     )
     max_pages: int = Field(
         default=500, ge=1, le=10_000, description="A PDF with more pages is quarantined with the reason."
@@ -87,6 +87,14 @@ class IngestionConfig(ConfigModel):
         le=1_000_000_000,
         description="What a PDF's compressed streams or a DOCX's zip parts may expand to; past it the document is "
         "refused as a decompression bomb, not expanded.",
+    )
+    max_page_bytes: int = Field(
+        default=2_000_000,
+        ge=10_000,
+        le=50_000_000,
+        description="One PDF page's content as the reader parses it (its content streams, and each form every time "
+        "the page draws it); past it the document is quarantined as page_too_large before the page is parsed "
+        "(parsing takes about 1-1.5 s a MB).",
     )
     max_compression_ratio: int = Field(
         default=200,

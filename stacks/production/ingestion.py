@@ -263,6 +263,7 @@ class IngestionPipeline(Construct):
                 max_extracted_chars=settings.max_extracted_chars,
                 read_seconds=settings.read_seconds,
                 max_expanded_bytes=settings.max_expanded_bytes,
+                max_page_bytes=settings.max_page_bytes,
                 max_compression_ratio=settings.max_compression_ratio,
                 unsupported_language=settings.unsupported_language,
                 custom_identifiers={n: i.regex for n, i in settings.custom_identifiers.items()},
