@@ -163,8 +163,9 @@ class Change:
         return f"`{self.where}`: {show_change(self.old, self.new)}"
 
 
-# Keys that identify the items of a list of objects (tags, tool schemas, statements), in this order.
-LIST_KEYS = ("Key", "Name", "Sid", "Id", "name", "id")
+# Keys that identify the items of a list of objects (tags, tool schemas, statements, the guardrail's
+# filters and PII entities), in this order.
+LIST_KEYS = ("Key", "Name", "Sid", "Id", "name", "id", "Type")
 
 
 def diff_values(old: Any, new: Any, path: KeyPath = ()) -> list[Change]:

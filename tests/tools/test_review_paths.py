@@ -1,7 +1,8 @@
 """tools/review.py, the paths tests/tools/test_review.py leaves out: the Cedar permits' creation
-chain (a group added or removed re-chains the next permit's DependsOn, folded into one line).
+chain (a group added or removed re-chains the next permit's DependsOn, folded into one line),
+security-group rules, and the data-handling lines for encryption, retention and the guardrail.
 
-The chain is read from the synthesized tools stack.
+The chain is read from the synthesized tools stack; the rest runs on small templates.
 """
 
 from __future__ import annotations
@@ -137,3 +138,174 @@ def test_a_permit_that_changes_what_it_permits_and_its_chain_is_shown_not_folded
     assert ": +`orders___cancel_order`" in line
     assert report.data.rechained == []
     assert "DependsOn" not in report.sections()["data"]
+
+
+# --- Security-group rules --------------------------------------------------------------------------
+
+NET = "genai-production-network"
+
+
+def _group(ingress: list[dict[str, Any]] | None = None, egress: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    properties: dict[str, Any] = {"GroupDescription": "tools", "VpcId": "vpc-1"}
+    if ingress is not None:
+        properties["SecurityGroupIngress"] = ingress
+    if egress is not None:
+        properties["SecurityGroupEgress"] = egress
+    return {"Type": "AWS::EC2::SecurityGroup", "Properties": properties}
+
+
+HTTPS_OUT = {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "CidrIp": "0.0.0.0/0"}
+FROM_PEER = {"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432, "SourceSecurityGroupId": {"Ref": "Peer"}}
+
+
+def net(**resources: dict[str, Any]) -> rv.Assembly:
+    return rv.Assembly({NET: {"Resources": resources}})
+
+
+def test_an_ingress_rule_added_to_a_security_group_broadens_and_exits_2() -> None:
+    base = net(Sg=_group(egress=[HTTPS_OUT]))
+    head = net(Sg=_group(ingress=[FROM_PEER], egress=[HTTPS_OUT]))
+
+    report = rv.review(base, head, [])
+    access = report.sections()["access"]
+
+    (change,) = [c for s in report.stacks for c in s.access]
+    assert change.item == rv.Rule(NET, "Ingress", "${Sg}", "tcp", "5432-5432", "SourceSecurityGroupId=${Peer}")
+    assert (change.added, change.broadens, change.source) == (True, True, "Sg")
+    assert "| + **broadens** | Ingress | ${Sg} | `tcp 5432-5432` | SourceSecurityGroupId=${Peer} |" in access
+    assert f"### {NET}: 1 permissions changed, 1 broadening" in access
+    assert report.exit_code == 2
+    # Shown here, so not again under "everything else".
+    assert "SecurityGroupIngress" not in report.sections()["other"]
+
+
+def test_a_rule_removed_narrows_and_a_port_change_is_one_removed_and_one_added() -> None:
+    base = net(Sg=_group(egress=[HTTPS_OUT]))
+    removed = rv.review(base, net(Sg=_group(egress=[])), [])
+    (change,) = [c for s in removed.stacks for c in s.access]
+    assert (change.added, change.broadens) == (False, False)
+    assert "| − | Egress | ${Sg} | `tcp 443-443` | CidrIp=0.0.0.0/0 |" in removed.sections()["access"]
+    assert removed.exit_code == 0
+
+    moved = rv.review(base, net(Sg=_group(egress=[{**HTTPS_OUT, "FromPort": 80, "ToPort": 80}])), [])
+    assert sorted((c.added, c.item.ports) for s in moved.stacks for c in s.access if isinstance(c.item, rv.Rule)) == [
+        (False, "443-443"),
+        (True, "80-80"),
+    ]
+    assert moved.exit_code == 2
+
+
+def test_a_standalone_ingress_resource_is_a_rule_of_the_group_it_names() -> None:
+    """AWS::EC2::SecurityGroupIngress (CDK writes one for a rule between two groups)."""
+    rule = {"Type": "AWS::EC2::SecurityGroupIngress", "Properties": {**FROM_PEER, "GroupId": {"Ref": "Sg"}}}
+    base = net(Sg=_group())
+    head = net(Sg=_group(), SgFromPeer=rule)
+
+    report = rv.review(base, head, [])
+
+    (change,) = [c for s in report.stacks for c in s.access]
+    assert change.item == rv.Rule(NET, "Ingress", "${Sg}", "tcp", "5432-5432", "SourceSecurityGroupId=${Peer}")
+    assert (change.source, change.broadens) == ("SgFromPeer", True)
+    # Taking it away again narrows.
+    back = rv.review(head, base, [])
+    assert [(c.added, c.broadens) for s in back.stacks for c in s.access] == [(False, False)]
+    assert back.exit_code == 0
+
+
+# --- Data handling: encryption, retention, the guardrail -----------------------------------------
+
+DATA = "genai-production-knowledge"
+
+
+def bucket(algorithm: str = "aws:kms", **top: Any) -> dict[str, Any]:
+    encryption = {"ServerSideEncryptionByDefault": {"SSEAlgorithm": algorithm}}
+    properties = {"BucketEncryption": {"ServerSideEncryptionConfiguration": [encryption]}}
+    return {"Type": "AWS::S3::Bucket", "Properties": properties, **top}
+
+
+def log_group(days: int | None = 30) -> dict[str, Any]:
+    return {"Type": "AWS::Logs::LogGroup", "Properties": {} if days is None else {"RetentionInDays": days}}
+
+
+PII = [{"Action": "BLOCK", "Type": "CREDIT_DEBIT_CARD_NUMBER"}, {"Action": "ANONYMIZE", "Type": "EMAIL"}]
+
+
+def guardrail(pii: list[dict[str, str]] = PII, **more: Any) -> dict[str, Any]:
+    properties = {"Name": "gateway", "SensitiveInformationPolicyConfig": {"PiiEntitiesConfig": pii}, **more}
+    return {"Type": "AWS::Bedrock::Guardrail", "Properties": properties}
+
+
+def settings_of(base: dict[str, Any], head: dict[str, Any]) -> list[str]:
+    report = rv.review(rv.Assembly({DATA: {"Resources": base}}), rv.Assembly({DATA: {"Resources": head}}), [])
+    assert report.exit_code == 0
+    return report.data.settings
+
+
+def test_an_encryption_change_is_a_data_handling_line() -> None:
+    (line,) = settings_of({"Docs": bucket()}, {"Docs": bucket("AES256")})
+    assert line == (
+        f"{DATA}: `Docs` (AWS::S3::Bucket): "
+        "`BucketEncryption.ServerSideEncryptionConfiguration[0].ServerSideEncryptionByDefault.SSEAlgorithm`: "
+        '`"aws:kms"` → `"AES256"`'
+    )
+
+
+def test_retention_changes_are_data_handling_lines() -> None:
+    assert settings_of({"Logs": log_group(30)}, {"Logs": log_group(7)}) == [
+        f"{DATA}: `Logs` (AWS::Logs::LogGroup): `RetentionInDays`: `30` → `7`"
+    ]
+    assert settings_of({"Logs": log_group(30)}, {"Logs": log_group(None)}) == [
+        f"{DATA}: `Logs` (AWS::Logs::LogGroup): `RetentionInDays`: `30` → (absent)"
+    ]
+    # What happens to the data when the resource goes is data handling too.
+    assert settings_of({"Docs": bucket(DeletionPolicy="Retain")}, {"Docs": bucket(DeletionPolicy="Delete")}) == [
+        f'{DATA}: `Docs` (AWS::S3::Bucket): `DeletionPolicy`: `"Retain"` → `"Delete"`'
+    ]
+
+
+def test_a_guardrail_change_is_a_data_handling_line_per_entity_by_its_type() -> None:
+    """Every guardrail setting is data handling; its PII entities are matched by type, so one
+    added in the middle of the sorted list is one line, not a shift of every later one."""
+    stronger = [{"Action": "BLOCK", "Type": "CREDIT_DEBIT_CARD_NUMBER"}, {"Action": "BLOCK", "Type": "EMAIL"}]
+    assert settings_of({"Guardrail": guardrail()}, {"Guardrail": guardrail(stronger)}) == [
+        f"{DATA}: `Guardrail` (AWS::Bedrock::Guardrail): "
+        '`SensitiveInformationPolicyConfig.PiiEntitiesConfig[Type=EMAIL].Action`: `"ANONYMIZE"` → `"BLOCK"`'
+    ]
+    more = [PII[0], {"Action": "ANONYMIZE", "Type": "ADDRESS"}, PII[1]]
+    assert settings_of({"Guardrail": guardrail()}, {"Guardrail": guardrail(more)}) == [
+        f"{DATA}: `Guardrail` (AWS::Bedrock::Guardrail): "
+        '`SensitiveInformationPolicyConfig.PiiEntitiesConfig[Type=ADDRESS]`: (absent) → `{"Action":"ANONYMIZE",'
+        '"Type":"ADDRESS"}`'
+    ]
+    # Its messages too (the guardrail's every setting), but not its tags or description.
+    assert settings_of(
+        {"Guardrail": guardrail(BlockedInputMessaging="No.")},
+        {"Guardrail": guardrail(BlockedInputMessaging="Refused.")},
+    ) == [f'{DATA}: `Guardrail` (AWS::Bedrock::Guardrail): `BlockedInputMessaging`: `"No."` → `"Refused."`']
+    assert settings_of({"Guardrail": guardrail(Description="a")}, {"Guardrail": guardrail(Description="b")}) == []
+
+
+def test_new_and_removed_data_resources_are_listed_with_their_settings() -> None:
+    assert settings_of({}, {"Docs": bucket(), "Logs": log_group(None)}) == [
+        f"{DATA}: new `Docs` (AWS::S3::Bucket): "
+        "`BucketEncryption.ServerSideEncryptionConfiguration` = "
+        '`[{"ServerSideEncryptionByDefault":{"SSEAlgorithm":"aws:kms"}}]`',
+        f"{DATA}: new `Logs` (AWS::Logs::LogGroup): no encryption or retention settings",
+    ]
+    assert settings_of({"Guardrail": guardrail()}, {}) == [f"{DATA}: removed `Guardrail` (AWS::Bedrock::Guardrail)"]
+
+
+def test_a_change_outside_data_handling_is_not_listed_there() -> None:
+    """A bucket's new tag is no data handling: it is under "everything else" only."""
+    tagged = bucket()
+    tagged["Properties"]["Tags"] = [{"Key": "team", "Value": "support"}]
+    before, after = ({DATA: {"Resources": {"Docs": b}}} for b in (bucket(), tagged))
+
+    report = rv.review(rv.Assembly(before), rv.Assembly(after), [])
+
+    assert report.data.settings == []
+    assert report.sections()["data"] == "No data-handling changes."
+    assert (
+        '- `Docs` (AWS::S3::Bucket):\n  - `Tags`: (absent) → `[{"Key":"team","Value":"support"}]`'
+        in (report.sections()["other"])
+    )
