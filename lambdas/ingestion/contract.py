@@ -14,6 +14,8 @@ from shared.runtime_config import ConfigLocation, RuntimeDocument
 
 # Curated copies of directly ingested items: kept out of the KB's S3 data source (not re-indexed).
 DIRECT_PREFIX = "direct/"
+# Where the Macie responder copies a flagged object in the quarantine bucket.
+MACIE_QUARANTINE_PREFIX = "macie/"
 # A record the processor could neither process nor dead-letter (alarmed by the knowledge stack).
 LOST_RECORDS_METRIC = "RecordsLost"
 

@@ -32,7 +32,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from ingestion.contract import ResponderSettings
+from ingestion.contract import MACIE_QUARANTINE_PREFIX, ResponderSettings
 from ingestion.events import MAX_KEY_BYTES, utf8_within
 from ingestion.knowledge import KnowledgeBase
 from ingestion.pipeline import MISSING, CuratedStore, document_id, named_under
@@ -199,7 +199,7 @@ class Responder:
         source = {"Bucket": finding.bucket, "Key": finding.key}
         if finding.version:
             source["VersionId"] = finding.version
-        target = named_under(f"macie/{finding.id}/", finding.key)
+        target = named_under(f"{MACIE_QUARANTINE_PREFIX}{finding.id}/", finding.key)
         steps.append("copy to quarantine")
         try:
             self._s3.copy_object(Bucket=self._buckets.quarantine, Key=target, CopySource=source)

@@ -29,7 +29,7 @@ from aws_cdk import (
 )
 from constructs import Construct
 
-from ingestion.contract import DIRECT_PREFIX, ResponderSettings
+from ingestion.contract import DIRECT_PREFIX, MACIE_QUARANTINE_PREFIX, ResponderSettings
 from stacks.config import MacieSeverity
 from stacks.production.context import ProductionContext
 from stacks.production.ingestion import DATA_KEY_ACTIONS, IngestionPipeline
@@ -50,7 +50,6 @@ SCHEDULES = {
     "WEEKLY": {"weeklySchedule": {"dayOfWeek": "MONDAY"}},
     "MONTHLY": {"monthlySchedule": {"dayOfMonth": 1}},
 }
-QUARANTINE_PREFIX = "macie/"  # where lambdas/ingestion/macie.py copies flagged objects
 
 
 def severities_from(minimum: str) -> list[str]:
@@ -268,7 +267,7 @@ class MacieDiscovery(Construct):
         # A finding may name any document the pipeline holds: the responder copies it to quarantine
         # and deletes it.
         pipeline.grant_remove_documents(role)
-        pipeline.grant_quarantine_write(role, prefix=QUARANTINE_PREFIX)
+        pipeline.grant_quarantine_write(role, prefix=MACIE_QUARANTINE_PREFIX)
         key.grant(role, *DATA_KEY_ACTIONS)
         kb.grant_documents(role, delete_only=True)
         pipeline.grant_registry(role)
@@ -278,7 +277,7 @@ class MacieDiscovery(Construct):
             (f"{nag_attribute(pipeline.landing, 'Arn')}/*", "landing"),
             (f"{nag_attribute(curated, 'Arn')}/{documents}*", "curated"),
             (f"{nag_attribute(curated, 'Arn')}/{DIRECT_PREFIX}*", "directly ingested"),
-            (f"{nag_attribute(pipeline.quarantine, 'Arn')}/{QUARANTINE_PREFIX}*", "quarantined"),
+            (f"{nag_attribute(pipeline.quarantine, 'Arn')}/{MACIE_QUARANTINE_PREFIX}*", "quarantined"),
         ):
             acknowledge(
                 role,

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from ingestion.contract import DIRECT_PREFIX, LOST_RECORDS_METRIC
+from ingestion.contract import DIRECT_PREFIX, LOST_RECORDS_METRIC, MACIE_QUARANTINE_PREFIX
 from stacks.config import load_config
 from stacks.production.ingestion import OCR_ACTIONS
-from stacks.production.macie import QUARANTINE_PREFIX, severities_from
+from stacks.production.macie import severities_from
 from stacks.shared.naming import generation
 from tests.conftest import ROOT
 from tests.infra import iam_coverage
@@ -449,7 +449,7 @@ def test_the_macie_responder_may_take_out_any_document_and_write_quarantine_copi
         # (listing, so that a document already gone is a 404)
         ("s3:ListBucket", "<IngestionLanding.Arn>"),
         ("s3:ListBucket", "<Curated.Arn>"),
-        ("s3:PutObject", f"<IngestionQuarantine.Arn>/{QUARANTINE_PREFIX}*"),
+        ("s3:PutObject", f"<IngestionQuarantine.Arn>/{MACIE_QUARANTINE_PREFIX}*"),
     }
 
 
