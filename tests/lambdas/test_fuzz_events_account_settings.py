@@ -17,6 +17,7 @@ from botocore.exceptions import ClientError
 from hypothesis import HealthCheck, event as note, example, given, settings, strategies as st
 
 from account_settings import handler
+from account_settings.handler import SETTINGS as SETTINGS_HANDLED
 from account_settings.settings import Refused
 from tests.lambdas.conftest import FakeContext
 from tests.lambdas.ingestion_fixtures import ModelChecked
@@ -30,7 +31,7 @@ SETTINGS = dict(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 MAX_REASON = 2000  # CloudFormation's whole response is at most 4 KB
-SETTING_NAMES = ["transaction_search", "model_invocation_logging", "macie", "api_gateway_logging"]
+SETTING_NAMES = sorted(SETTINGS_HANDLED)  # every setting the handler knows, the read-only wait included
 ROLE = "arn:aws:iam::123456789012:role/genai-production-foundation-Logging"
 
 
