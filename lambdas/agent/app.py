@@ -143,7 +143,9 @@ class Service:
                     clock=self.clock,
                 )
         except UpstreamError as error:  # no model of the caller's could answer
-            kind = "model_rejected" if error.kind is Kind.REJECTED else "model_unavailable"
+            # The request's own fault (passed on: 4xx) is a rejection; the platform's set-up (model
+            # access, region) and the model's failures are the platform's: model_unavailable, 5xx.
+            kind = "model_rejected" if error.kind is Kind.REJECTED and error.passed_on else "model_unavailable"
             raise RefusedError(error.http_status, kind, f"{error.service} failed with {error.code}") from None
         except ToolsUnavailableError:
             raise RefusedError(502, "tools_unavailable", "the tools gateway did not answer") from None

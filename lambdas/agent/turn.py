@@ -118,7 +118,8 @@ def model_failure(error: Exception) -> UpstreamError | None:
     if isinstance(error, ModelThrottledException):
         return UpstreamError(SERVICE, "ThrottlingException", 429, caller_facing=True)
     if isinstance(error, ClientError | BotoCoreError):
-        return UpstreamError.from_exception(SERVICE, error, caller_facing=True)
+        # Model access or region refused: the operator's set-up, a 502 as on the gateway's own path.
+        return UpstreamError.from_exception(SERVICE, error, caller_facing=True).as_platforms()
     return None
 
 

@@ -420,21 +420,24 @@ def test_a_model_failure_after_a_tool_call_is_the_same_json_error_as_on_the_firs
 
 
 @pytest.mark.parametrize(
-    ("code", "status"),
+    ("code", "status", "answer", "error"),
     [
-        ("ValidationException", 400),  # the conversation itself: malformed, too long
-        ("AccessDeniedException", 403),  # the agent's role may not use the model
-        ("ResourceNotFoundException", 404),  # a model the region does not serve
+        ("ValidationException", 400, 400, "model_rejected"),  # the conversation itself: malformed, too long
+        # The platform's set-up, as on the gateway's own model path (UpstreamError.as_platforms): a 502.
+        ("AccessDeniedException", 403, 502, "model_unavailable"),  # the agent's role may not use the model
+        ("ResourceNotFoundException", 404, 502, "model_unavailable"),  # a model the region does not serve
     ],
 )
-def test_a_rejected_request_is_not_retried_on_another_model(code: str, status: int, runtime: Runtime) -> None:
+def test_a_rejected_request_is_not_retried_on_another_model(
+    code: str, status: int, answer: int, error: str, runtime: Runtime
+) -> None:
     memory_is_empty(runtime.memory)
     asked = models_asked(runtime)
     runtime.model.add_client_error("converse", code, http_status_code=status)
     answered = runtime.post({"prompt": "hi", "models": [MODEL, FALLBACK]}, runtime.caller())
     assert answered == (
-        status,
-        {"error": "model_rejected", "message": f"bedrock-runtime failed with {code}", "session_id": SESSION},
+        answer,
+        {"error": error, "message": f"bedrock-runtime failed with {code}", "session_id": SESSION},
     )
     assert asked == [MODEL]  # FALLBACK was never asked
     assert runtime.tools.calls().count("tools/call") == 0
