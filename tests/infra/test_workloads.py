@@ -4,14 +4,17 @@ its declaration (workloads/<name>.json) and typed nowhere else."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 import pytest
 
+from agent.contract import AgentGroups
 from shared.tools import qualified
 from stacks.config import BlueprintConfig, all_tools, load_config
-from tests.infra.cfn import props, render, resources, runtime_document
+from stacks.production.agents import runtime_name
+from tests.infra.cfn import props, render, resolved, resources, runtime_document
 from tests.infra.conftest import Assembly, Synthesizer
 
 WORKLOAD = "support"
@@ -130,3 +133,60 @@ def test_promoted_the_guardrail_covers_its_personal_data(promoted: Assembly, cdk
     guardrail = props(promoted.template("-production-gateway"), "AWS::Bedrock::Guardrail")
     covered = {e["Type"] for e in guardrail["SensitiveInformationPolicyConfig"]["PiiEntitiesConfig"]}
     assert set(load_config(cdk_context).workloads[WORKLOAD].documents.pii_entities) <= covered
+
+
+# The workload promoted with an agent of its own (named after it); only what the agent adds is set.
+AGENT = {"description": "Answers policy questions from the workload's documents.", "max_iterations": 4}
+
+
+@pytest.fixture(scope="module")
+def promoted_agent_context(cdk_context: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **cdk_context,
+        f"blueprint.workloads.{WORKLOAD}.stage": "production",
+        f"blueprint.workloads.{WORKLOAD}.agent": AGENT,
+    }
+
+
+@pytest.fixture(scope="module")
+def promoted_with_agent(synthesize: Synthesizer, promoted_agent_context: dict[str, Any]) -> Assembly:
+    """The production tier with the sample workload promoted and declaring an agent."""
+    overrides = {key: value for key, value in promoted_agent_context.items() if key.startswith("blueprint.workloads.")}
+    return synthesize(tier="production", **overrides)
+
+
+def test_promoted_with_an_agent_its_runtime_serves_its_groups_and_its_outputs(
+    promoted_with_agent: Assembly, promoted_agent_context: dict[str, Any]
+) -> None:
+    config = load_config(promoted_agent_context)
+    workload, groups, prefix = config.workloads[WORKLOAD], config.production.groups, config.prefix
+    templates = promoted_with_agent.templates
+
+    # Its own stack and runtime, named after the workload, with the workload's prompt.
+    (runtime,) = resources(
+        templates[f"{prefix}-production-agent-{WORKLOAD}"], "AWS::BedrockAgentCore::Runtime"
+    ).values()
+    assert runtime["Properties"]["AgentRuntimeName"] == runtime_name(prefix, WORKLOAD)
+    env = runtime["Properties"]["EnvironmentVariables"]
+    assert (env["AGENT_NAME"], env["SYSTEM_PROMPT"], env["MAX_ITERATIONS"]) == (
+        WORKLOAD,
+        workload.generation.prompt,
+        str(AGENT["max_iterations"]),
+    )
+    # The groups document it reads (the agents stack's) names the workload's groups, each with its models.
+    location = json.loads(resolved(env["GROUPS"], templates))
+    assert location["profile"] == f"<{prefix}-production-agents:RuntimeConfiggroupsConfigurationConfigurationProfile>"
+    (version,) = resources(
+        templates[f"{prefix}-production-agents"], "AWS::AppConfig::HostedConfigurationVersion"
+    ).values()
+    served = AgentGroups.model_validate_json(version["Properties"]["Content"]).served_by(WORKLOAD)
+    assert set(served) == set(workload.groups)
+    for group in workload.groups:
+        models = groups[group].models
+        assert (served[group].allowed, served[group].default) == (tuple(models.allowed), models.default)
+    # The gateway sends the workload's output types to it, at its runtime.
+    policy, _ = runtime_document(promoted_with_agent.template("-production-gateway"), "gateway-policy")
+    assert {output: policy["outputs"][output].get("agent") for output in workload.outputs} == dict.fromkeys(
+        workload.outputs, WORKLOAD
+    )
+    assert f"-production-agent-{WORKLOAD}'" in policy["agents"][WORKLOAD]
