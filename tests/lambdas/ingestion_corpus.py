@@ -98,6 +98,20 @@ MALFORMED = {
 # --- PDF and DOCX, built here so every byte of a test document is accounted for --------------------
 
 
+def pdf_file(objects: list[bytes]) -> bytes:
+    """A PDF of ``objects`` (numbered from 1, the catalog first) with its cross-reference table."""
+    out = bytearray(b"%PDF-1.7\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
 def pdf_bytes(pages: list[str], *, padding: int = 0, compress: bool = False) -> bytes:
     """A PDF with one Helvetica text line per page ("" for a page without a text layer);
     ``padding`` spaces after the text of each page's content stream, ``compress`` deflates it."""
@@ -115,16 +129,7 @@ def pdf_bytes(pages: list[str], *, padding: int = 0, compress: bool = False) -> 
         data = zlib.compress(content, 9) if compress else content
         flate = b" /Filter /FlateDecode" if compress else b""
         objects.append(b"<< /Length %d%s >>\nstream\n%s\nendstream" % (len(data), flate, data))
-    out = bytearray(b"%PDF-1.7\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return bytes(out)
+    return pdf_file(objects)
 
 
 _W = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"

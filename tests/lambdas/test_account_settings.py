@@ -68,6 +68,18 @@ LOGGING = {
 # --- Transaction Search -----------------------------------------------------------------------
 
 
+def spans_appear_after_a_wait(xray: Any, logs: Any) -> None:
+    """X-Ray's destination is still pending at the next look, then active without aws/spans (only
+    X-Ray may make it: the Logs API refuses names starting "aws/"), then active with it."""
+    xray.add_response("get_trace_segment_destination", {"Destination": "CloudWatchLogs", "Status": "PENDING"}, {})
+    for _ in range(2):
+        xray.add_response("get_trace_segment_destination", {"Destination": "CloudWatchLogs", "Status": "ACTIVE"}, {})
+    logs.add_response("describe_log_groups", {"logGroups": []}, {"logGroupNamePrefix": "aws/spans"})
+    logs.add_response(
+        "describe_log_groups", {"logGroups": [{"logGroupName": "aws/spans"}]}, {"logGroupNamePrefix": "aws/spans"}
+    )
+
+
 def test_transaction_search_off_is_switched_on_as_aws_guide_does_then_waited_for(aws: Stubbed) -> None:
     xray, logs, signals = aws.stub("xray"), aws.stub("logs"), aws.stub("application-signals")
     xray.add_response("get_trace_segment_destination", {"Destination": "XRay", "Status": "ACTIVE"}, {})
@@ -81,15 +93,7 @@ def test_transaction_search_off_is_switched_on_as_aws_guide_does_then_waited_for
     )
     signals.add_response("start_discovery", {}, {})
     xray.add_response("update_trace_segment_destination", {}, {"Destination": "CloudWatchLogs"})
-    # Next looks: still pending; then active, but X-Ray has not made aws/spans yet (nobody else
-    # may: the Logs API refuses names starting "aws/"); then it has.
-    xray.add_response("get_trace_segment_destination", {"Destination": "CloudWatchLogs", "Status": "PENDING"}, {})
-    for _ in range(2):
-        xray.add_response("get_trace_segment_destination", {"Destination": "CloudWatchLogs", "Status": "ACTIVE"}, {})
-    logs.add_response("describe_log_groups", {"logGroups": []}, {"logGroupNamePrefix": "aws/spans"})
-    logs.add_response(
-        "describe_log_groups", {"logGroups": [{"logGroupName": "aws/spans"}]}, {"logGroupNamePrefix": "aws/spans"}
-    )
+    spans_appear_after_a_wait(xray, logs)
     naps: list[float] = []
     outcome = handler.adopt_until_in_place(
         event("transaction_search", **SEARCH), aws, remaining_seconds=lambda: 600, sleep=naps.append
@@ -178,13 +182,7 @@ def test_a_managed_transaction_search_is_waited_for_until_it_takes_effect_readin
     any call not queued here (so no resource policy, indexing rule or destination is written)."""
     made = calls_made(aws, "xray", "logs", "application-signals")
     xray, logs = aws.stub("xray"), aws.stub("logs")
-    xray.add_response("get_trace_segment_destination", {"Destination": "CloudWatchLogs", "Status": "PENDING"}, {})
-    for _ in range(2):
-        xray.add_response("get_trace_segment_destination", {"Destination": "CloudWatchLogs", "Status": "ACTIVE"}, {})
-    logs.add_response("describe_log_groups", {"logGroups": []}, {"logGroupNamePrefix": "aws/spans"})
-    logs.add_response(
-        "describe_log_groups", {"logGroups": [{"logGroupName": "aws/spans"}]}, {"logGroupNamePrefix": "aws/spans"}
-    )
+    spans_appear_after_a_wait(xray, logs)
     naps: list[float] = []
     outcome = handler.adopt_until_in_place(
         event("transaction_search_ready"), aws, remaining_seconds=lambda: 600, sleep=naps.append

@@ -14,6 +14,7 @@ from hypothesis import given, settings, strategies as st
 from pypdf import PageObject
 
 from ingestion.documents import ReadLimits, RejectedError, text_of
+from tests.lambdas.ingestion_corpus import pdf_file
 from tests.lambdas.ingestion_fixtures import Aws
 from tests.lambdas.test_ingestion_documents import curated_text, settled
 
@@ -56,16 +57,7 @@ def pdf(pages: Sequence[bytes], forms: Sequence[bytes] = (), *, compress: bool =
             % (first_page + 2 * i + 1)
         )
         objects.append(stream(content))
-    out = bytearray(b"%PDF-1.7\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return bytes(out)
+    return pdf_file(objects)
 
 
 def refusal(data: bytes, **limits: Any) -> tuple[str, str]:
