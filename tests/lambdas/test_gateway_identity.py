@@ -26,7 +26,7 @@ from pre_token.contract import GatewayGroups, GroupClaims
 from shared.runtime_config import ConfigLocation, DocumentReader
 from shared.tokens import BoundedJWKClient, InvalidToken, TokenVerifier
 from tests.lambdas.cognito_fixtures import CLIENT_ID, sign
-from tests.lambdas.conftest import FakeContext, logged
+from tests.lambdas.conftest import FakeContext, logged, printed
 
 METHOD_ARN = "arn:aws:execute-api:us-east-1:123456789012:abc123/v1/POST/v1/chat"
 
@@ -196,6 +196,25 @@ def test_an_event_without_a_method_arn_is_unauthorized(
         authorizer.lambda_handler(event, FakeContext())
 
 
+@pytest.mark.parametrize("method_arn", [None, "", "arn:aws:execute-api:us-east-1:123456789012:abc123"])
+def test_an_event_without_a_method_arn_is_logged_as_such_not_as_a_bad_token(
+    method_arn: Any,
+    signing_key: rsa.RSAPrivateKey,
+    cognito: tuple[str, list[str]],
+    configured: Stubber,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A valid token refused for want of a method ARN (an API wired wrongly, not a caller's fault)
+    says so in a warning: the 401 alone looks like any bad token."""
+    event = {"type": "TOKEN", "authorizationToken": f"Bearer {sign(signing_key, cognito[0])}", "methodArn": method_arn}
+    capsys.readouterr()
+    with pytest.raises(authorizer.Unauthorized):
+        authorizer.lambda_handler(event, FakeContext())
+    lines = printed(capsys)
+    assert [line["level"] for line in lines if line.get("message") == "no method ARN in the event"] == ["WARNING"]
+    assert [line for line in lines if line.get("message") == "token rejected"] == []
+
+
 @pytest.mark.parametrize("header", ["", "Bearer", "Basic abc", "Bearer not.a.jwt"])
 def test_a_malformed_header_is_unauthorized(header: str, configured: Stubber) -> None:
     with pytest.raises(authorizer.Unauthorized):
@@ -220,6 +239,7 @@ def test_a_valid_token_without_a_configured_group_is_denied(
         ("Bearer not.a.jwt", "DecodeError"),
         ("expired", "ExpiredSignatureError"),
         ("id token", "not an access token of this app client"),
+        ("nobody", "no subject"),
     ],
 )
 def test_a_refused_token_is_logged_with_the_reason(
@@ -233,6 +253,7 @@ def test_a_refused_token_is_logged_with_the_reason(
     tokens = {
         "expired": sign(signing_key, cognito[0], exp=int(time.time()) - 3600),
         "id token": sign(signing_key, cognito[0], token_use="id"),
+        "nobody": sign(signing_key, cognito[0], sub=""),
     }
     authorization = f"Bearer {tokens[header]}" if header in tokens else header
     capsys.readouterr()
@@ -320,6 +341,18 @@ def test_tokens_are_checked_with_30_seconds_of_clock_skew(
     else:
         with pytest.raises(InvalidToken, match=r"^(ExpiredSignatureError|ImmatureSignatureError)$"):
             verifier.claims(token)
+
+
+@pytest.mark.parametrize("claim", ["exp", "iat", "sub", "token_use", "client_id"])
+def test_a_token_without_a_required_claim_is_refused(
+    claim: str, signing_key: rsa.RSAPrivateKey, cognito: tuple[str, list[str]]
+) -> None:
+    """Cognito's access tokens always carry these: one without an expiry would never expire, and
+    one without its token use or app client is refused as invalid, not failed on as a 500."""
+    verifier = TokenVerifier(issuer=cognito[0], client_id=CLIENT_ID)
+    with pytest.raises(InvalidToken) as refused:
+        verifier.claims(sign(signing_key, cognito[0], **{claim: None}))
+    assert refused.value.reason == "MissingRequiredClaimError"
 
 
 # --- the verifier's wiring: the function's region, user pool and app client ------------------
