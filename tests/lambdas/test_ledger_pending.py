@@ -205,3 +205,71 @@ def test_the_pending_index_is_written_and_read_in_utc_whatever_the_hosts_time_zo
         time.tzset()
     assert [(p.request_id, p.admitted_at) for p in after] == [("r1", "2026-11-29T18:30:00+00:00")]
     assert before == []
+
+
+# --- records the sweeper cannot read ---------------------------------------------------------------
+
+
+def indexed(dynamodb: Any, name: str, at: dt.datetime, **changes: Any) -> None:
+    """An admitted record in the first pending shard, written as admit writes it but with
+    ``changes`` (an attribute set to None is left out): what an older or hand-edited record holds."""
+    item = {
+        "pk": {"S": f"REQ#gold#user-1#{name}"},
+        "request_id": {"S": name},
+        "group": {"S": "gold"},
+        "user": {"S": "user-1"},
+        "output_type": {"S": "report"},
+        "units": {"N": "2"},
+        "window": {"S": "2026-11"},
+        "status": {"S": "admitted"},
+        PENDING_KEY: {"S": "PENDING#0"},
+        PENDING_SORT_KEY: {"S": at.isoformat()},
+    }
+    item.update(changes)
+    dynamodb.put_item(TableName=TABLE, Item={k: v for k, v in item.items() if v is not None})
+
+
+def test_a_shard_is_read_on_past_a_page_of_unreadable_records_and_each_is_named(ledger: Ledger, dynamodb: Any) -> None:
+    """Unreadable records stay in the index, oldest first: a limit of two fills a page with them,
+    and the request admitted after them is still found on the next page."""
+    indexed(dynamodb, "bad-units", NOW, units={"N": "0"})
+    indexed(dynamodb, "bad-window", NOW + dt.timedelta(seconds=1), window=None)
+    indexed(dynamodb, "bad-user", NOW + dt.timedelta(seconds=2), user={"N": "7"})
+    indexed(dynamodb, "sound", NOW + dt.timedelta(seconds=3))
+    problems: list[str] = []
+    found = ledger.pending(admitted_before=LATER, limit=2, unreadable=problems.append)
+    assert found == [
+        Pending("sound", "gold", "user-1", "report", 2, "2026-11", (NOW + dt.timedelta(seconds=3)).isoformat())
+    ]
+    assert problems == ["units: not a whole number above 0", "window: not a string", "user: not a string"]
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"request_id": None}, "request_id: not a string"),
+        ({"request_id": {"N": "1"}}, "request_id: not a string"),
+        ({"output_type": {"NULL": True}}, "output_type: not a string"),
+        ({"units": None}, "units: not a whole number above 0"),
+        ({"units": {"S": "2"}}, "units: not a whole number above 0"),
+        ({"units": {"N": "0"}}, "units: not a whole number above 0"),
+        ({"units": {"N": "-2"}}, "units: not a whole number above 0"),
+        ({"units": {"N": "2.5"}}, "units: not a whole number above 0"),
+        ({"units": {"N": "1" + "0" * 18}}, "units: not a whole number above 0"),  # 19 digits
+    ],
+)
+def test_a_record_missing_an_attribute_or_holding_another_type_is_named_not_raised(
+    ledger: Ledger, dynamodb: Any, change: dict[str, Any], problem: str
+) -> None:
+    indexed(dynamodb, "odd", NOW, **change)
+    problems: list[str] = []
+    assert ledger.pending(admitted_before=LATER, limit=10, unreadable=problems.append) == []
+    assert problems == [problem]
+
+
+def test_units_of_up_to_eighteen_digits_are_read(ledger: Ledger, dynamodb: Any) -> None:
+    largest = "9" * 18
+    indexed(dynamodb, "large", NOW, units={"N": largest})
+    problems: list[str] = []
+    (found,) = ledger.pending(admitted_before=LATER, limit=10, unreadable=problems.append)
+    assert (found.units, problems) == (int(largest), [])
