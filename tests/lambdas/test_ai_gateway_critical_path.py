@@ -38,6 +38,7 @@ from ai_gateway.telemetry import Telemetry
 from ai_gateway.transcript import KEY, Known, Transcripts
 from shared.aws_errors import UpstreamError
 from shared.telemetry import CONVERSATION
+from tests.lambdas.bedrock_fakes import converse_answer
 from tests.lambdas.conftest import FakeContext, HttpResult, http_result, logged, printed
 from tests.lambdas.gateway_fixtures import (
     BLOCKED_TOPIC,
@@ -603,3 +604,45 @@ def test_the_admission_on_the_flows_pool_runs_in_the_requests_context(dynamodb: 
     finally:
         REQUEST_SCOPED.reset(token)
     assert seen == ["req-1's"]
+
+
+# --- what reaches the model, and a blank answer ---------------------------------------------------
+
+
+def completion(body: dict[str, Any], request_id: str) -> HttpResult:
+    return call(rest_event("POST", "/v1/chat/completions", {"model": PRO, **body}, request_id=request_id))
+
+
+def test_top_p_and_stop_sequences_reach_the_model(gateway: Gateway) -> None:  # noqa: F811
+    guard_input(gateway.bedrock, ["Hi"])
+    inference = {"maxTokens": 1000, "topP": 0.5, "stopSequences": ["END", "Q:"]}
+    converse_ok(
+        gateway.bedrock, PRO, "Hello.", {"modelId": PRO, "system": ANY, "messages": ANY, "inferenceConfig": inference}
+    )
+    guard_output(gateway.bedrock, "Hello.")
+    result = completion(
+        {"messages": [{"role": "user", "content": "Hi"}], "top_p": 0.5, "stop": ["END", "Q:"]}, "sampled-1"
+    )
+    assert (result.status, result.body["choices"][0]["message"]["content"]) == (200, "Hello.")
+
+
+@pytest.mark.parametrize("text", ["\n", ""])
+def test_a_blank_answer_is_delivered_as_it_is_and_metered_without_an_output_check(
+    gateway: Gateway,  # noqa: F811
+    text: str,
+) -> None:
+    """ApplyGuardrail refuses content without text: a blank answer (cut at max_tokens) is not sent
+    to it (the Stubber has no output check queued), and the caller gets that answer, charged."""
+    guard_input(gateway.bedrock, ["Hi"])
+    gateway.bedrock.add_response(
+        "converse",
+        converse_answer([{"text": text}], "max_tokens", input_tokens=5, output_tokens=1),
+        {"modelId": PRO, "system": ANY, "messages": ANY, "inferenceConfig": {"maxTokens": 1}},
+    )
+    result = completion({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}, "blank-1")
+    assert result.status == 200
+    (choice,) = result.body["choices"]
+    assert (choice["message"]["content"], choice["finish_reason"]) == (text, "length")
+    item = gateway.ledger.record("blank-1", group="customer-gold", user="user-1")
+    assert item is not None
+    assert (item["status"]["S"], item["output_tokens"]["N"]) == ("delivered", "1")
