@@ -18,6 +18,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import given, settings, strategies as st
 
+from shared.headers import CONVERSATION_HEADER
 from shared.runtime_config import DocumentReader
 from shared.tokens import InvalidToken, TokenVerifier, bearer
 from tests.lambdas.cognito_fixtures import CLIENT_ID, sign
@@ -218,6 +219,24 @@ def test_an_sse_answer_that_cannot_be_read_is_refused(text: str) -> None:
 def test_a_string_answer_of_plain_json_is_filtered() -> None:
     filtered = answer(LIST, json.dumps(listing_answer(entries(*EVERYTHING))))
     assert [t["name"] for t in json.loads(filtered)["result"]["tools"]] == OWN
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        pytest.param(lambda message: "\r\n  " + json.dumps(message), id="after whitespace"),
+        pytest.param(lambda message: json.dumps([message]), id="a batch"),
+        pytest.param(lambda message: " " + json.dumps([message]), id="a batch after whitespace"),
+    ],
+)
+def test_a_string_answer_to_a_call_carrying_a_tools_list_is_filtered_however_the_json_is_written(
+    write: Any,
+) -> None:
+    """JSON may open with whitespace and may be a batch: a client reads the tools list either way."""
+    smuggled = {"jsonrpc": "2.0", "id": 5, "result": {"content": [], "tools": entries(*EVERYTHING)}}
+    filtered = answer(call(OTHER, id=5), write(smuggled))
+    (message,) = messages_in(filtered)
+    assert [t["name"] for t in message["result"]["tools"]] == OWN
 
 
 # Unexpected result shapes
@@ -983,6 +1002,7 @@ def log_records(out: str) -> list[dict[str, Any]]:
         ("foreign tool", "tool call refused", "tool", SHADOW),
         ("long method", "method refused", "method", f"{'m' * 99}…"),
         ("batch", "batch refused", "messages", 2),
+        ("oversized batch", "batch refused: too many messages", "messages", guard.MAX_BATCH + 1),
         ("unreadable listing", "tools/list answer refused", "reason", UNREADABLE_LIST),
     ],
 )
@@ -999,11 +1019,36 @@ def test_each_refusal_leaves_one_log_line_naming_what_was_refused(
         refused(request(call(OTHER, method="m" * 300)))
     elif kind == "batch":
         refused(request([call(OTHER, id=1), call(SHADOW, id=2)]))
+    elif kind == "oversized batch":
+        refused(request([call(OTHER, id=n) for n in range(guard.MAX_BATCH + 1)]))
     else:
         answer(LIST, {"jsonrpc": "2.0", "id": 3, "result": None})
     (record,) = [r for r in log_records(capsys.readouterr().out) if r.get("message") == message]
     assert record["level"] == "INFO"
     assert record[field] == value
+
+
+@pytest.mark.parametrize(
+    ("value", "lengths"),
+    [
+        pytest.param("", [], id="empty: no conversation, nothing to say"),
+        pytest.param("conv 7", [6], id="not of the form"),
+        pytest.param("c" * 257, [257], id="too long"),
+    ],
+)
+def test_a_conversation_header_dropped_for_its_form_is_logged_by_length_alone(
+    value: str, lengths: list[int], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Why a search went without a conversation id, without echoing what the caller chose."""
+    capsys.readouterr()
+    refused(request(call(SHADOW), {"Authorization": auth(), CONVERSATION_HEADER: value}))
+    records = [
+        r
+        for r in log_records(capsys.readouterr().out)
+        if r.get("message") == "conversation id dropped: not of the expected form"
+    ]
+    assert [record["length"] for record in records] == lengths
+    assert all(record["level"] == "INFO" for record in records)
 
 
 def test_a_caller_of_no_configured_group_is_logged_by_user(
