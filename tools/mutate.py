@@ -80,6 +80,7 @@ TARGETS = {
             "tests/lambdas/test_tool_binding.py",
             "tests/lambdas/test_tool_guard_arguments.py",
             "tests/lambdas/test_tool_guard_hostile.py",
+            "tests/lambdas/test_tool_guard_limits.py",
         ),
     ),
     "authorizer": Target(
@@ -197,25 +198,43 @@ EQUIVALENT: dict[str, str] = {
     "ingestion.pii.x_chunks__mutmut_34": "a cut at 0 happens only on a one-character piece and ends it the same",
     "ingestion.pii.x__fit__mutmut_2": "< for <= on an exact fit: the same text decodes",
     # tool_guard/handler.py
-    "tool_guard.handler.x__filtered_stream__mutmut_20": "an empty or comment SSE line not skipped has field name "
-    "'', neither data nor a kept field, so it is ignored anyway",
-    "tool_guard.handler.x__filtered_stream__mutmut_23": "as above, for a comment line",
     "tool_guard.handler.x__id_key__mutmut_3": "ids are keyed only from int and str values (bool excluded by the "
     "exact type check) and no int equals a str, so the type name never tells two keys apart",
-    "tool_guard.handler.x__on_batch__mutmut_37": "zip(strict=...) over a batch and its refusals, built one per "
-    "message in one loop: always the same length",
-    "tool_guard.handler.x__on_batch__mutmut_40": "as above",
-    "tool_guard.handler.x__on_batch__mutmut_41": "as above",
-    "tool_guard.handler.x__on_response__mutmut_47": "a refusal leaves _filtered_body only for an answer that is "
-    "not an object, whose echoed id is None either way",
     "tool_guard.handler.xǁListingǁof__mutmut_3": "unknown_listing is read only as `not unknown_listing`, where "
     "None and False are the same",
     "tool_guard.handler.xǁRefusalǁ__init____mutmut_1": "a Refusal's exception text is never read: each is caught "
     "in intercept and answered from its code and message",
+    "tool_guard.handler.x__on_batch__mutmut_53": "zip(strict=...) over a batch and its refusals, built one per "
+    "message in one loop: always the same length",
+    "tool_guard.handler.x__on_batch__mutmut_56": "as above",
+    "tool_guard.handler.x__on_batch__mutmut_57": "as above",
+    "tool_guard.handler.x__on_response__mutmut_50": "a refusal leaves _filtered_body only for an answer that is "
+    "not an object, whose echoed id is None either way",
+    "tool_guard.handler.x__sse_events__mutmut_20": "an empty or comment SSE line not skipped has field name '', "
+    "neither data nor a kept field, so it is ignored anyway",
+    "tool_guard.handler.x__sse_events__mutmut_23": "as above, for a comment line",
+    "tool_guard.handler.x__filtered_body__mutmut_14": "allow_nan of an answer _parsed read: it refuses NaN and the "
+    "infinities, so none is there to write",
+    "tool_guard.handler.x__filtered_body__mutmut_16": "as above",
+    "tool_guard.handler.x__filtered_body__mutmut_24": "as above",
+    "tool_guard.handler.x__filtered_stream__mutmut_9": "allow_nan of an event _parsed read (or an error built "
+    "here): no NaN or infinity is there to write",
+    "tool_guard.handler.x__filtered_stream__mutmut_11": "as above",
+    "tool_guard.handler.x__filtered_stream__mutmut_18": "as above",
+    "tool_guard.handler.x__not_a_number__mutmut_1": "the ValueError's text is never read: _parsed turns any "
+    "ValueError into the same unreadable-list refusal",
+    "tool_guard.handler.x__finite__mutmut_5": "as above",
     # shared/bearer.py, shared/tokens.py
     "shared.bearer.x_bearer__mutmut_3": "partition -> rpartition on the first space: one space splits the same; "
     "with more, the token (original) or the scheme (mutant) holds a space, and both refuse 'no bearer token'",
-    "shared.bearer.x_bearer__mutmut_5": "an absent header read as 'XXXX' instead of '': both are no bearer token",
+    "shared.bearer.x_bearer__mutmut_6": "a header that is not text read as 'XXXX' instead of '': both are "
+    "no bearer token",
+    # gateway_authorizer/handler.py
+    "gateway_authorizer.handler.x__methods_of__mutmut_7": "a method ARN that is not text read as API 'XXXX' for '': "
+    "its stage is still '', refused the same",
+    "gateway_authorizer.handler.x__methods_of__mutmut_8": "the separator of a method ARN that is not text: never read",
+    "gateway_authorizer.handler.x__methods_of__mutmut_9": "a method ARN that is not text read as stage 'XXXX' for '': "
+    "its API is still '', refused the same",
     "shared.tokens.xǁBoundedJWKClientǁ_read__mutmut_15": "the size of each read (17 KiB for 16): the byte cap "
     "and the deadline are checked on the running total after every read, whatever its size",
     "shared.tokens.xǁBoundedJWKClientǁ_read__mutmut_16": "the size of each read (16,400 bytes): as above",
