@@ -90,6 +90,14 @@ DEFAULT_TIMEOUT = Duration.seconds(30)
 # The alias a SnapStart function is invoked through: it follows the function's current version.
 LIVE_ALIAS = "live"
 
+# pydantic looks for plugins in every installed distribution's entry points the first time it
+# builds a model (a scan of the layer and the runtime at each cold start); no function uses one.
+NO_PYDANTIC_PLUGINS = {"PYDANTIC_DISABLE_PLUGINS": "__all__"}
+# What this construct puts in every function's environment, outside the function's contract.
+HOUSE_VARIABLES = frozenset(
+    {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL", *NO_PYDANTIC_PLUGINS}
+)
+
 # Packages under lambdas/ that every function's asset carries besides its own.
 SHARED_PACKAGES: tuple[str, ...] = ("shared",)
 
@@ -226,6 +234,7 @@ class BlueprintFunction(lambda_.Function):
             "POWERTOOLS_SERVICE_NAME": package,
             "POWERTOOLS_METRICS_NAMESPACE": metrics_namespace,
             "POWERTOOLS_LOG_LEVEL": "INFO",
+            **NO_PYDANTIC_PLUGINS,
             **(environment_of(scope, settings) if settings else {}),
         }
         # The same settings with deploy-time values left as placeholders, to weigh them before a deploy does.

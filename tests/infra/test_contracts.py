@@ -17,6 +17,7 @@ from agent.contract import span_environment
 from ai_gateway.jobs_contract import GatewayJobsSettings, SweeperSettings, WorkerSettings
 from shared.contract import FunctionSettings
 from stacks.production.web_tools import runtime_package
+from stacks.shared import lambda_function
 from tests.infra.cfn import render, resources
 from tests.infra.conftest import Assembly
 from tests.infra.test_house_rules import project_functions
@@ -36,12 +37,7 @@ SETTINGS_ELSEWHERE: dict[tuple[str, str], type[FunctionSettings]] = {
 SECOND_SETTINGS: dict[str, type[FunctionSettings]] = {"ai_gateway.handler.lambda_handler": GatewayJobsSettings}
 # Variables the Lambda service or the house construct sets, outside any contract.
 # Powertools' variables, and Lambda's own wrapper variable (the streaming gateway function's runtime).
-HOUSE_VARIABLES = {
-    "POWERTOOLS_SERVICE_NAME",
-    "POWERTOOLS_METRICS_NAMESPACE",
-    "POWERTOOLS_LOG_LEVEL",
-    "AWS_LAMBDA_EXEC_WRAPPER",
-}
+HOUSE_VARIABLES = {*lambda_function.HOUSE_VARIABLES, "AWS_LAMBDA_EXEC_WRAPPER"}
 # What an agent runtime's OpenTelemetry reads (agent.contract.span_environment), outside its Settings.
 AGENT_OTEL_VARIABLES = set(span_environment(capture_content=False))
 

@@ -37,6 +37,7 @@ from stacks.production.context import ProductionContext
 from stacks.production.gateway import LEDGER_ACTIONS
 from stacks.production.gateway_jobs import GatewayJobs, Generation, worker_timeout_seconds
 from stacks.shared.bedrock import grant_invoke, model_arns
+from stacks.shared.lambda_function import HOUSE_VARIABLES
 from stacks.shared.runtime_config import ConfigStore
 from stacks.shared.table import TABLE_KEY_ACTIONS, SecureTable
 from tests.lambdas.gateway_fixtures import GATEWAY_CONFIG, LITE, PRO
@@ -199,9 +200,7 @@ def test_the_worker_runs_the_worker_module_with_the_longest_async_limit(
     assert worker["Handler"] == "ai_gateway.worker.lambda_handler"
     assert worker["Timeout"] == 840
     variables = worker["Environment"]["Variables"]
-    assert set(variables) - {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"} <= {
-        name.upper() for name in WorkerSettings.model_fields
-    }
+    assert set(variables) - HOUSE_VARIABLES <= {name.upper() for name in WorkerSettings.model_fields}
     assert variables["JOBS_TABLE"] == {"Ref": logical_id(stack, jobs.table)}
     assert (variables["GENERATION_TIMEOUT_SECONDS"], variables["AGENT_TIMEOUT_SECONDS"]) == ("835", "835")
     template.has_resource_properties(

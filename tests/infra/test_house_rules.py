@@ -38,7 +38,9 @@ def test_every_project_function_is_a_house_function(assembly: Assembly) -> None:
         assert p["LoggingConfig"]["LogFormat"] == "JSON"
         assert "LogGroup" in p["LoggingConfig"]
         assert "<DependencyLayer>" in render(p["Layers"])
-        assert {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"} <= set(p["Environment"]["Variables"])
+        variables = p["Environment"]["Variables"]
+        assert {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"} <= set(variables)
+        assert variables["PYDANTIC_DISABLE_PLUGINS"] == "__all__"
 
 
 def test_makefile_builds_the_layer_for_the_house_runtime() -> None:

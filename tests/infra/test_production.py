@@ -9,6 +9,7 @@ from ai_gateway.contract import GatewayPolicy
 from ai_gateway.jobs_contract import WORKER_MAX_EVENT_AGE_SECONDS, GatewayJobsSettings, SweeperSettings
 from shared.contract import variable
 from stacks.config import load_config
+from stacks.shared.lambda_function import HOUSE_VARIABLES
 from tests.infra.cfn import only, props, render, resolved, resources, role_permissions, runtime_document
 from tests.infra.conftest import STACK_SUFFIXES, Assembly
 
@@ -57,9 +58,7 @@ def test_pre_token_trigger_is_v2_and_knows_every_group(identity: dict[str, Any],
         }
     }
     env = props(identity, "AWS::Lambda::Function", "PreTokenFunction")["Environment"]["Variables"]
-    assert set(env) - {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"} == {
-        "GATEWAY_GROUPS"
-    }
+    assert set(env) - HOUSE_VARIABLES == {"GATEWAY_GROUPS"}
     assert set(json.loads(render(env["GATEWAY_GROUPS"]))) == {
         "application",
         "environment",
