@@ -18,7 +18,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "lambdas")]
 
 from evaluation.evaluator import GOLDEN_SET, GoldenCase, Report, calls_from, evaluate, golden_case  # noqa: E402
 from stacks.config import ConfigError, load_config  # noqa: E402
-from tools.inputs import read_json  # noqa: E402
+from tools.inputs import cdk_context, read_json  # noqa: E402
 
 TRACES = ROOT / "evals" / "recorded_traces.jsonl"
 
@@ -97,9 +97,8 @@ def main(
     """``context``: cdk.json's unless given (tests)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.parse_args(argv)
-    if context is None:
-        context = json.loads((ROOT / "cdk.json").read_text())["context"]
     try:
+        context = cdk_context() if context is None else context
         floor = load_config(context).production.observability.tool_accuracy_floor
         report = recorded(traces, golden)
     except (ConfigError, EvalInputError) as error:

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def read_json(path: Path, error: type[Exception], shown: str | None = None) -> Any:
     """``path``'s JSON document, or ``error`` whose message names the file (as ``shown``, by
@@ -22,3 +24,16 @@ def read_json(path: Path, error: type[Exception], shown: str | None = None) -> A
         return json.loads(text)
     except json.JSONDecodeError as failure:
         raise error(f"{name}: not JSON ({failure.msg}, line {failure.lineno})") from None
+
+
+def cdk_context(path: Path | None = None) -> dict[str, Any]:
+    """cdk.json's context, as the CLI hands it to the app; a file that is missing, not JSON or
+    whose ``context`` is not an object raises ConfigError naming it (every tool reports those)."""
+    from stacks.config import ConfigError  # pydantic: only for the tools that read the config
+
+    path = path or ROOT / "cdk.json"
+    document = read_json(path, ConfigError, path.name)
+    context = document.get("context", {}) if isinstance(document, dict) else None
+    if not isinstance(context, dict):
+        raise ConfigError(f'{path.name}: expected an object with a "context" object')
+    return context

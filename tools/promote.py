@@ -44,6 +44,7 @@ from stacks.config.tools import all_tools  # noqa: E402
 from stacks.config.workloads import WorkloadConfig, WorkloadName  # noqa: E402
 from tool_guard.contract import ToolBindings  # noqa: E402
 from tools.eval import TRACES, EvalInputError, golden_cases, recorded_calls  # noqa: E402
+from tools.inputs import cdk_context  # noqa: E402
 from tools.review import as_json, cedar_parts, references, render  # noqa: E402
 from tools.synth import synthesize  # noqa: E402
 
@@ -568,9 +569,8 @@ def main(
     parser.add_argument("workload", type=_workload_arg, help="the workload's name (workloads/<name>.json)")
     args = parser.parse_args(argv)
     synth = synth or production_synth
-    if context is None:
-        context = json.loads((ROOT / "cdk.json").read_text())["context"]
     try:
+        context = cdk_context() if context is None else context
         current, path = preflight(context, args.workload)
         gates, promoted = check(context, args.workload, synth=synth, lint=lint or cfn_lint, current=current)
     except (ConfigError, PromoteError) as error:

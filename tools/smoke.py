@@ -46,6 +46,7 @@ from ai_gateway.agents import runtime_session_id  # noqa: E402
 from evaluation.evaluator import load_golden_set  # noqa: E402
 from ingestion.pipeline import document_id  # noqa: E402
 from stacks.config import BlueprintConfig, ConfigError, ProductionConfig, load_config  # noqa: E402
+from tools.inputs import cdk_context  # noqa: E402
 
 T = TypeVar("T")
 Clients = Callable[[str], Any]
@@ -705,10 +706,9 @@ def main(
     bare = [item for item in args.context if "=" not in item]
     if bare:
         parser.error(f"-c {bare[0]}: expected KEY=VALUE, as cdk's -c")
-    cdk = json.loads((ROOT / "cdk.json").read_text())["context"]
     overrides = dict(item.split("=", 1) for item in args.context)
     try:
-        config = load_config({**cdk, **overrides})
+        config = load_config({**cdk_context(), **overrides})
     except ConfigError as error:
         print(f"make smoke: {error}", file=sys.stderr)
         return 2

@@ -14,16 +14,13 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT)] if str(ROOT) not in sys.path else []
+from tools.inputs import cdk_context  # noqa: E402
+
 # What the CDK CLI adds to the context (cdk.json sets versionReporting off), so the in-process
 # synth writes the same templates as `cdk synth` (tests/infra/test_determinism.py checks it).
 CLI_CONTEXT = {"aws:cdk:enable-path-metadata": True, "aws:cdk:enable-asset-metadata": True}
 Templates = dict[str, dict[str, Any]]
-
-
-def cdk_context() -> dict[str, Any]:
-    """cdk.json's context, as the CLI hands it to the app."""
-    context: dict[str, Any] = json.loads((ROOT / "cdk.json").read_text(encoding="utf-8")).get("context", {})
-    return context
 
 
 def templates_in(outdir: Path) -> Templates:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tools import eval as evaluation, nag_report, promote
+from tools import eval as evaluation, inputs, nag_report, promote, smoke
 
 ROOT = Path(__file__).resolve().parents[2]
 SUPPORT = json.loads((ROOT / "workloads" / "support.json").read_text())
@@ -180,3 +180,29 @@ def test_nag_report_reads_its_arguments(tmp_path: Path, capsys: pytest.CaptureFi
     (tmp_path / "s.metadata.json").write_text(json.dumps({"/s/Role": [acknowledged]}))
     assert nag_report.main([str(tmp_path)]) == 0
     assert capsys.readouterr().out.split() == ["AwsSolutions-IAM5", "1", "total", "1"]
+
+
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        ('{"context": {', "cdk.json: not JSON (Expecting property name enclosed in double quotes, line 1)"),
+        ("[]", 'cdk.json: expected an object with a "context" object'),
+        ('{"context": "blueprint"}', 'cdk.json: expected an object with a "context" object'),
+        (None, "cdk.json: no such file"),
+    ],
+)
+def test_a_broken_cdk_json_is_one_line_from_every_tool_that_reads_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], content: str | None, said: str
+) -> None:
+    if content is not None:
+        (tmp_path / "cdk.json").write_text(content)
+    monkeypatch.setattr(inputs, "ROOT", tmp_path)
+    synth = NoSynth()
+
+    assert evaluation.main([]) == 1
+    assert capsys.readouterr().err == f"eval: {said}\n"
+    assert promote.main(["support"], synth=synth) == 1
+    assert capsys.readouterr().err == f"promote: {said}\n"
+    assert smoke.main([]) == 2
+    assert capsys.readouterr().err == f"make smoke: {said}\n"
+    assert synth.calls == 0
