@@ -608,9 +608,21 @@ def _check_size(chars: int) -> None:
 
 
 def _request_id() -> str:
-    key = app.current_event.headers.get(IDEMPOTENCY_KEY_HEADER)  # Powertools' headers are case-insensitive
+    event = app.current_event
+    key = event.headers.get(IDEMPOTENCY_KEY_HEADER)  # Powertools' headers are case-insensitive
     if key is None:
-        return str(app.current_event.request_context.request_id)
+        return str(event.request_context.request_id)
+    # A header sent twice reaches `headers` as its last value only: two different keys are ambiguous.
+    sent = {
+        value
+        for name, values in (event.multi_value_headers or {}).items()
+        if name.lower() == IDEMPOTENCY_KEY_HEADER.lower()
+        for value in values or ()
+    }
+    if len(sent) > 1:
+        raise GatewayError(
+            422, "invalid_request", f"{IDEMPOTENCY_KEY_HEADER}: sent more than once with different values"
+        )
     if not IDEMPOTENCY_KEY.fullmatch(key):
         raise GatewayError(422, "invalid_request", f"{IDEMPOTENCY_KEY_HEADER}: 8 to 128 of A-Z a-z 0-9 _ . : -")
     return key

@@ -43,8 +43,10 @@ class Answering(AnsweringBedrock):
 
     def __init__(self, response: Any = None) -> None:
         self.response = response
+        self.calls: list[dict[str, Any]] = []
 
-    def converse(self, **_: Any) -> Any:
+    def converse(self, **request: Any) -> Any:
+        self.calls.append(request)
         return self.response if self.response is not None else super().converse()
 
 
@@ -156,6 +158,23 @@ def test_an_idempotency_key_with_a_trailing_newline_is_refused(key: str, bedrock
     result = gateway_call(json.dumps(CHAT), headers={"Idempotency-Key": key})
     assert result.status == 422
     assert result.body["message"].startswith("Idempotency-Key:")
+
+
+@pytest.mark.parametrize(
+    ("sent", "status"),
+    [
+        (["client-key-0001", "client-key-0002"], 422),  # which one? `headers` keeps only the last
+        (["client-key-0001", "client-key-0001"], 200),  # the same key twice is that key
+    ],
+)
+def test_an_idempotency_key_sent_twice_must_be_one_key(sent: list[str], status: int, bedrock: Answering) -> None:
+    request = rest_event("POST", "/v1/chat", json.dumps(CHAT), headers={"idempotency-key": sent[-1]})
+    request["multiValueHeaders"] = {"Content-Type": ["application/json"], "idempotency-key": sent}
+    result = http_result(handler.lambda_handler(request, FakeContext()))
+    assert result.status == status, result.body
+    if status == 422:
+        assert result.body["message"] == "Idempotency-Key: sent more than once with different values"
+        assert bedrock.calls == []
 
 
 def test_a_session_id_with_a_trailing_newline_is_refused(bedrock: Answering) -> None:
