@@ -268,8 +268,12 @@ class Flow:
         DuplicateRequestError); what complete() then delivers or releases."""
         return self._admit(request)
 
-    def complete(self, request: GenerationRequest, admission: Admission) -> Delivery:
-        """Produce, guard, and deliver an admitted request's output, or release its units."""
+    def complete(
+        self, request: GenerationRequest, admission: Admission, *, keep: Callable[[Delivery], None] | None = None
+    ) -> Delivery:
+        """Produce, guard, and deliver an admitted request's output, or release its units. ``keep``
+        (an asynchronous job's store) sees a passed output before it is metered: what it raises
+        releases the units, as an output the caller is never given is never charged."""
         try:
             generation, produced_by = self._produce(request)
             source, query = request.grounding or (None, None)
@@ -289,6 +293,12 @@ class Flow:
         if verdict.blocked:
             self._release(request, admission)
             return delivery
+        if keep is not None:
+            try:
+                keep(delivery)
+            except BaseException:
+                self._release_quietly(request, admission)
+                raise
         saving = self._concurrently(self._save_transcript, request) if request.transcript else None
         try:
             self._deliver(request, generation, delivery.guardrail)

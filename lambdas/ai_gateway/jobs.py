@@ -78,6 +78,9 @@ REASON_STALE = "the job could not start in time; no units were charged"
 REASON_UPSTREAM = "a service the job depends on failed ({service}); no units were charged"
 REASON_TOKEN = "an agent acts as the caller, and the caller's token was missing; no units were charged"  # noqa: S105
 REASON_INTERNAL = "the job failed; no units were charged (quote the job id)"
+REASON_TOO_LARGE = (
+    f"the output was larger than a job keeps ({MAX_KEPT_RESULT_BYTES:,} bytes packed); no units were charged"
+)
 # After the output was delivered (metered), nothing can be given back: the reason says so.
 REASON_NOT_KEPT = "the output was produced and its units charged, but the job could not keep it (quote the job id)"
 
@@ -251,13 +254,9 @@ class JobStore:
             raise
         return _job(response.get("Attributes") or {}, job)
 
-    def succeed(self, job: str, body: dict[str, Any], *, now: dt.datetime) -> None:
-        """A running job's output delivered: keep the body, drop the request. JobTooLargeError when
-        the packed body does not fit in the item."""
-        packed = _pack(body)
-        if len(packed) > MAX_KEPT_RESULT_BYTES:
-            raise JobTooLargeError(f"the output takes {len(packed)} bytes packed; a job keeps {MAX_KEPT_RESULT_BYTES}")
-        self._end(job, JobStatus.SUCCEEDED, "result", {"B": packed}, now, (JobStatus.RUNNING,))
+    def succeed(self, job: str, result: bytes, *, now: dt.datetime) -> None:
+        """A running job's output delivered: keep its packed body (packed_result), drop the request."""
+        self._end(job, JobStatus.SUCCEEDED, "result", {"B": result}, now, (JobStatus.RUNNING,))
 
     def fail(self, job: str, reason: str, *, now: dt.datetime) -> None:
         """A queued or running job ended without an output: keep the reason, drop the request."""
@@ -461,6 +460,15 @@ def read(job: str, *, caller: Caller, clock: Clock, jobs: Jobs | None = None) ->
 # --- what the routes and the worker share -------------------------------------------------------
 
 
+def packed_result(body: dict[str, Any]) -> bytes:
+    """A job's output body as its item keeps it; JobTooLargeError when it does not fit (checked
+    before the output is metered: ai_gateway.worker)."""
+    packed = _pack(body)
+    if len(packed) > MAX_KEPT_RESULT_BYTES:
+        raise JobTooLargeError(f"the output takes {len(packed)} bytes packed; a job keeps {MAX_KEPT_RESULT_BYTES}")
+    return packed
+
+
 def reason(error: BaseException) -> str:
     """What a failed job shows its caller for ``error``."""
     return _reason(error)
@@ -471,6 +479,8 @@ def _reason(error: BaseException) -> str:
         return REASON_UPSTREAM.format(service=error.service)
     if isinstance(error, TokenRequiredError):
         return REASON_TOKEN
+    if isinstance(error, JobTooLargeError):
+        return REASON_TOO_LARGE
     return REASON_INTERNAL
 
 

@@ -20,8 +20,10 @@ failure; what may pass is left for a retry:
   without a release, likewise (releasing by them would give back another counter's units);
 - a job that can be read but not run (a request that cannot be rebuilt, an output type or a model
   that no longer exists, an expired item) is failed and its admitted units released, once;
-- an output delivered (metered) that the job cannot keep (too large for its item, or the write
-  failed) fails the job with REASON_NOT_KEPT, which says its units were charged;
+- an output too large for its item is found before it is metered: the job fails with
+  REASON_TOO_LARGE and its units are released;
+- an output delivered (metered) whose write failed fails the job with REASON_NOT_KEPT, which says
+  its units were charged;
 - a failure of DynamoDB before the claim (an UpstreamError) is raised: Lambda retries the event
   (WORKER_RETRY_ATTEMPTS), and a job still queued is claimed then.
 """
@@ -50,6 +52,7 @@ from ai_gateway.jobs import (
     CorruptJobError,
     Job,
     JobStore,
+    packed_result,
     reason,
 )
 from ai_gateway.jobs_contract import WorkerSettings
@@ -134,13 +137,16 @@ def run(job_id: str, *, remaining_seconds: float, runtime: Runtime, clock: Clock
         elif clock.now() > job.start_by or seconds <= 0 or job.expired(clock.now()):
             why = REASON_STALE
         else:
-            delivery = runtime.flow(job.agents).complete(request, job.admission)
+            kept: list[bytes] = []  # the output as the item keeps it, packed before it is metered
+            delivery = runtime.flow(job.agents).complete(
+                request, job.admission, keep=lambda passed: kept.append(packed_result(passed.body()))
+            )
             if delivery.verdict.blocked:  # complete() released the units
                 why = REASON_GUARDRAIL
             else:
                 delivered = True
                 with call("dynamodb"):
-                    runtime.store.succeed(job.job_id, delivery.body(), now=clock.now())
+                    runtime.store.succeed(job.job_id, kept[0], now=clock.now())
                 outcome = "succeeded"
     except Exception as error:  # the job's failure is its outcome, not the invocation's
         why = REASON_NOT_KEPT if delivered else reason(error)

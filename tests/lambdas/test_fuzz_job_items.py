@@ -450,7 +450,7 @@ class LongBedrock(Bedrock):
         return {"output": {"message": {"content": [{"text": text}]}}, "usage": {"inputTokens": 5, "outputTokens": 9}}
 
 
-def test_an_output_too_large_for_its_job_fails_it_saying_its_units_were_charged(
+def test_an_output_too_large_for_its_job_fails_it_before_it_is_charged(
     world: World, capsys: pytest.CaptureFixture[str]
 ) -> None:
     job, request_id = submitted(world)
@@ -467,11 +467,12 @@ def test_an_output_too_large_for_its_job_fails_it_saying_its_units_were_charged(
     capsys.readouterr()
     runtime = worker.Runtime(world.store, world.ledger, lambda _: flow)
     assert worker.run(job, remaining_seconds=900, runtime=runtime, clock=world.times.clock()) == "failed"
-    assert world.item(job)["reason"] == {"S": jobs.REASON_NOT_KEPT}  # never "no units were charged"
-    assert world.record(request_id) == "delivered"
-    assert world.used() == before  # charged once, as delivered; nothing released
+    assert world.item(job)["reason"] == {"S": jobs.REASON_TOO_LARGE}
+    assert world.record(request_id) == "released"  # never metered: the caller never gets it
+    assert world.used() == before - 1
     status, body = jobs.read(job, caller=GOLD, clock=world.times.clock(), jobs=world.jobs)
-    assert (status, body["status"], body["reason"]) == (200, "failed", jobs.REASON_NOT_KEPT)
+    assert (status, body["status"], body["reason"]) == (200, "failed", jobs.REASON_TOO_LARGE)
+    assert "no units were charged" in jobs.REASON_TOO_LARGE
 
 
 # --- GET /v1/jobs/{id} ---------------------------------------------------------------------------
@@ -513,7 +514,7 @@ def stored(world: World, state: JobStatus) -> str:
     if state is not JobStatus.QUEUED:
         world.store.claim(job, now=NOW)
     if state is JobStatus.SUCCEEDED:
-        world.store.succeed(job, {"request_id": request_id, "output": "A summary."}, now=NOW)
+        world.store.succeed(job, jobs.packed_result({"request_id": request_id, "output": "A summary."}), now=NOW)
     if state is JobStatus.FAILED:
         world.store.fail(job, jobs.REASON_GUARDRAIL, now=NOW)
     return job

@@ -421,7 +421,7 @@ class CapturingFlow:
     def __init__(self) -> None:
         self.requests: list[GenerationRequest] = []
 
-    def complete(self, request: GenerationRequest, admission: Any) -> Any:
+    def complete(self, request: GenerationRequest, admission: Any, **_: Any) -> Any:
         self.requests.append(request)
         raise RuntimeError("boom")
 
@@ -452,7 +452,7 @@ def test_the_worker_takes_the_token_out_of_the_table_when_it_claims_the_job(worl
 def test_a_job_that_ended_keeps_its_first_outcome(world: World) -> None:
     job = submitted(world)
     world.store.claim(job, now=NOW)
-    world.store.succeed(job, {"output": "x"}, now=NOW)
+    world.store.succeed(job, jobs.packed_result({"output": "x"}), now=NOW)
     world.store.fail(job, "late", now=NOW)
     assert world.item(job)["status"] == {"S": "succeeded"}
     assert "reason" not in world.item(job)
