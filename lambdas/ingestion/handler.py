@@ -37,7 +37,7 @@ from ingestion.contract import LOST_RECORDS_METRIC, ClassificationReaders, Proce
 from ingestion.events import MalformedEventError, ObjectRef, OcrJob, object_ref, ocr_job
 from ingestion.knowledge import KnowledgeBase
 from ingestion.pii import PiiScanner
-from ingestion.pipeline import Pipeline, document_id
+from ingestion.pipeline import Outcome, Pipeline, document_id
 from ingestion.registry import DEAD_LETTERED, QUARANTINED, Registry, VersionRecord
 from shared.aws_errors import failure_code
 from shared.contract import variable
@@ -105,8 +105,14 @@ def process(obj: dict[str, Any]) -> dict[str, Any]:
         outcome = pipeline().process(ref)
         record.update({"document.status": outcome.status, "document.pii_entities": sum(outcome.pii.values())})
         if outcome.status == QUARANTINED:
-            record.end("intervened", "quarantined")
-    return {"document_id": outcome.document_id, "status": outcome.status, "reason": outcome.reason}
+            record.end("intervened", outcome.reason_code or "quarantined")
+    return _result(outcome)
+
+
+def _result(outcome: Outcome) -> dict[str, Any]:
+    """A document's outcome as the batch reports and logs it (its reason's code when quarantined)."""
+    code = {"reason_code": outcome.reason_code} if outcome.reason_code else {}
+    return {"document_id": outcome.document_id, "status": outcome.status, "reason": outcome.reason, **code}
 
 
 class TimeBudgetError(Exception):
@@ -175,8 +181,8 @@ def _ocr_finished(job: OcrJob) -> dict[str, Any]:
             return {"document_id": job.document_id, "status": "ignored", "reason": "no version waits for this job"}
         record.update({"document.status": outcome.status, "document.pii_entities": sum(outcome.pii.values())})
         if outcome.status == QUARANTINED:
-            record.end("intervened", "quarantined")
-    result = {"document_id": outcome.document_id, "status": outcome.status, "reason": outcome.reason}
+            record.end("intervened", outcome.reason_code or "quarantined")
+    result = _result(outcome)
     metrics.add_metric(name=f"Documents{outcome.status.title().replace('_', '')}", unit=MetricUnit.Count, value=1)
     logger.info("document processed", extra={**result, "version": outcome.version, "job_id": job.job_id})
     return result

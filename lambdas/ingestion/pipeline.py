@@ -57,6 +57,7 @@ class Outcome:
     location: str
     pii: dict[str, int]
     replayed: bool = False
+    reason_code: str = ""  # a quarantine's (RejectedError.code)
 
 
 def document_id(bucket: str, key: str) -> str:
@@ -151,7 +152,7 @@ class Pipeline:
             return None
         bucket, _, key = pending.source.removeprefix("s3://").partition("/")
         ref = ObjectRef(bucket=bucket, key=key, version=pending.version, size=pending.size, sequencer=pending.sequencer)
-        record = replace(pending, status="", reason="", ocr_job="", sequencer="")
+        record = replace(pending, status="", reason="", reason_code="", ocr_job="", sequencer="")
 
         def read(ref: ObjectRef, key: str, record: VersionRecord) -> tuple[str, VersionRecord]:
             if job.status != "SUCCEEDED":
@@ -206,7 +207,8 @@ class Pipeline:
                 raise RejectedError("pii", f"personal data ({types}) in a {classification} document")
         except RejectedError as rejected:
             pii = scan.summary() if scan else {}
-            return self._quarantine(ref, key, replace(record, reason=rejected.reason, pii=pii))
+            quarantined = replace(record, reason=rejected.reason, reason_code=rejected.code, pii=pii)
+            return self._quarantine(ref, key, quarantined)
         return self._curate(ref, key, record, mask(text, scan.spans), scan, metadata)
 
     def _read(self, ref: ObjectRef, key: str, record: VersionRecord) -> tuple[str, VersionRecord]:
@@ -499,6 +501,7 @@ def _outcome(record: VersionRecord, *, replayed: bool = False) -> Outcome:
         version=record.version,
         status=record.status,
         reason=record.reason,
+        reason_code=record.reason_code,
         location=record.location,
         pii=dict(record.pii),
         replayed=replayed,

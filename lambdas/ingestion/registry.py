@@ -48,6 +48,7 @@ class VersionRecord:
     processed_at: str = ""
     ocr_job: str = ""  # the Textract job reading a PDF without a text layer
     sequencer: str = ""  # kept while OCR is pending: the notification continues with the event's order
+    reason_code: str = ""  # a quarantined version's reason as a stable code (too_large, pii, needs_ocr, ...)
 
 
 class Registry:

@@ -477,9 +477,11 @@ def test_each_classification_gets_its_policy_its_readers_and_a_recorded_reason(
     where = f"curated/{doc}.txt" if status == "curated" else f"{doc}/{ref.version}/note.txt"
     location = f"s3://{bucket}/{where}"
     expected_pii = {"EMAIL": 1, "PHONE": 1} if pii is None else pii
-    assert outcome == Outcome(doc, ref.version, status, reason, location, expected_pii, replayed=False)
+    code = "" if status == "curated" else "pii" if reason.startswith("personal data") else "unknown_classification"
+    assert outcome == Outcome(doc, ref.version, status, reason, location, expected_pii, False, code)
     record = record_of(aws, ref)
     assert (record["status"], record["reason"], record["location"]) == (status, reason, location)
+    assert record.get("reason_code") == (code or None)
     assert record.get("classification") == classification
     assert record.get("pii", {}) == expected_pii
     assert (record["origin"], record["size"], record["source"]) == (

@@ -4,7 +4,9 @@ quarantine with a reason on the first try, never in a retry or the DLQ."""
 
 from __future__ import annotations
 
+import ast
 import io
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +21,8 @@ from ingestion.pipeline import document_id
 from tests.lambdas.ingestion_corpus import LANDING, SEEDED_PII, docx_bytes, pdf_bytes
 from tests.lambdas.ingestion_fixtures import CURATED, QUARANTINE, Aws, landed
 from tests.lambdas.test_ingestion import run, version_record
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def settled(aws: Aws, key: str, body: bytes, **metadata: str) -> dict[str, Any]:
@@ -57,36 +61,54 @@ def test_a_word_file_python_docx_writes_is_read_with_its_tables() -> None:
 
 
 @pytest.mark.parametrize(
-    ("key", "body", "reason"),
+    ("key", "body", "reason", "code"),
     [
-        ("limits/long.pdf", pdf_bytes(["one", "two", "three", "four"]), "4 pages is over the 3 page limit"),
-        ("limits/wordy.pdf", pdf_bytes(["word " * 300] * 2, compress=True), "over the 2000 character limit"),
-        ("limits/wordy.docx", docx_bytes(["word " * 300] * 2), "over the 2000 character limit"),
-        ("scan/page.pdf", pdf_bytes(["", ""]), "no text layer (scanned pages need OCR)"),
-        ("bomb/streams.pdf", pdf_bytes(["Hi"], padding=2_000_000, compress=True), "expand past 1000000 bytes"),
+        (
+            "limits/long.pdf",
+            pdf_bytes(["one", "two", "three", "four"]),
+            "4 pages is over the 3 page limit",
+            "too_many_pages",
+        ),
+        (
+            "limits/wordy.pdf",
+            pdf_bytes(["word " * 300] * 2, compress=True),
+            "over the 2000 character limit",
+            "too_much_text",
+        ),
+        ("limits/wordy.docx", docx_bytes(["word " * 300] * 2), "over the 2000 character limit", "too_much_text"),
+        ("scan/page.pdf", pdf_bytes(["", ""]), "no text layer (scanned pages need OCR)", "needs_ocr"),
+        (
+            "bomb/streams.pdf",
+            pdf_bytes(["Hi"], padding=2_000_000, compress=True),
+            "expand past 1000000 bytes",
+            "decompression_bomb",
+        ),
         (
             "bomb/parts.docx",
             docx_bytes(["Hi"], extra={"word/media/pad.bin": bytes(2_000_000)}),
             "expand past 1000000 bytes or 200 times their compressed size",
+            "decompression_bomb",
         ),
-        ("bad/truncated.pdf", pdf_bytes(["Hello"])[:300], "the pdf document could not be read"),
-        ("bad/notazip.docx", b"PK\x03\x04 not really", "the docx document is not a readable zip file"),
-        ("bad/nodocument.docx", docx_bytes(["x"])[:200], "the docx document"),
-        ("bad/nested.json", "[" * 100_000 + "]" * 100_000, "nested too deeply"),
-        ("bad/invalid.txt", b"ok \xff\xfe \xc3\x28", "not UTF-8"),
+        ("bad/truncated.pdf", pdf_bytes(["Hello"])[:300], "the pdf document could not be read", "unreadable"),
+        ("bad/notazip.docx", b"PK\x03\x04 not really", "the docx document is not a readable zip file", "unreadable"),
+        ("bad/nodocument.docx", docx_bytes(["x"])[:200], "the docx document", "unreadable"),
+        ("bad/nested.json", "[" * 100_000 + "]" * 100_000, "nested too deeply", "unreadable"),
+        ("bad/invalid.txt", b"ok \xff\xfe \xc3\x28", "not UTF-8", "not_text"),
     ],
 )
 def test_documents_past_a_limit_or_unreadable_are_quarantined_on_the_first_try(
-    aws: Aws, key: str, body: bytes | str, reason: str
+    aws: Aws, key: str, body: bytes | str, reason: str, code: str
 ) -> None:
     data = body.encode() if isinstance(body, str) else body
     if len(data) > 4_000:  # over the test size limit: check the reader itself, then the pipeline
-        with pytest.raises(RejectedError, match=reason.replace("(", r"\(").replace(")", r"\)")):
+        with pytest.raises(RejectedError, match=reason.replace("(", r"\(").replace(")", r"\)")) as rejected:
             text_of(data, key.rsplit(".", 1)[1], ReadLimits(max_expanded_bytes=1_000_000))
+        assert rejected.value.code == code
         return
     record = settled(aws, key, data)
     assert record["status"] == "quarantined", record
     assert reason in record["reason"]
+    assert record["reason_code"] == code  # a stable code to count and query quarantines by
     assert aws.dlq() == []
     assert [q for q in aws.objects(QUARANTINE) if q.startswith(document_id(LANDING, key))]
 
@@ -118,3 +140,16 @@ def test_the_readers_are_imported_only_when_such_a_document_arrives() -> None:
         "assert 'pypdf' in sys.modules and 'docx' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, env={"AWS_DEFAULT_REGION": "us-east-1"})
+
+
+def test_every_quarantine_reason_code_is_documented() -> None:
+    raised = {
+        node.args[0].value
+        for module in ("documents", "pipeline")
+        for node in ast.walk(ast.parse((ROOT / "lambdas" / "ingestion" / f"{module}.py").read_text()))
+        if isinstance(node, ast.Call)
+        and getattr(node.func, "id", None) == "RejectedError"
+        and isinstance(node.args[0], ast.Constant)
+    }
+    documented = (ROOT / "docs" / "ingestion.md").read_text().split("stable `reason_code`", 1)[1].split(");", 1)[0]
+    assert raised == set(re.findall(r"`(\w+)`", documented))

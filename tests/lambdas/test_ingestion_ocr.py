@@ -124,6 +124,7 @@ def test_with_ocr_off_a_pdf_without_text_is_quarantined_as_needing_ocr(aws: Aws)
     assert run(landed(aws, KEY, SCANNED)) == []
     record = version_record(aws, KEY)
     assert (record["status"], record["reason"]) == ("quarantined", "the PDF has no text layer (scanned pages need OCR)")
+    assert record["reason_code"] == "needs_ocr"
 
 
 def test_with_textract_one_text_detection_starts_and_the_version_is_pending(aws: Aws, textract: Stubber) -> None:
@@ -175,7 +176,11 @@ def test_a_failed_job_quarantines_the_document_as_ocr_failed(aws: Aws, textract:
     pending(aws, textract)
     assert run(notification(KEY, status)) == []
     record = version_record(aws, KEY)
-    assert (record["status"], record["reason"]) == ("quarantined", f"text detection (OCR) did not succeed ({status})")
+    assert (record["status"], record["reason"], record["reason_code"]) == (
+        "quarantined",
+        f"text detection (OCR) did not succeed ({status})",
+        "ocr_failed",
+    )
     assert list(aws.objects(QUARANTINE))
     assert landing_keys(aws) == []
 
