@@ -50,11 +50,14 @@ logger = service_logger()
 metrics = Metrics()
 # Report every failure as an item failure, even when the whole batch fails: SQS retries the same way.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-# Powertools binds the idempotency table when the module loads, before settings() is first read.
-IDEMPOTENCY_TABLE = os.environ.get(variable("idempotency_table"), "idempotency")
-persistence = DynamoDBPersistenceLayer(table_name=IDEMPOTENCY_TABLE)
-idempotency = IdempotencyConfig(event_key_jmespath="[bucket, key, version]", expires_after_seconds=7 * 24 * 3600)
 AWS = Config(connect_timeout=2, read_timeout=20, retries={"mode": "standard", "total_max_attempts": 3})
+# Powertools binds the idempotency table when the module loads, before settings() is first read.
+# Its client is the default session's, with the same bounded timeouts as every other: left to
+# itself, Powertools makes a session of its own (endpoints and DynamoDB's model loaded twice per
+# cold start) and a client with botocore's 60-second timeouts.
+IDEMPOTENCY_TABLE = os.environ.get(variable("idempotency_table"), "idempotency")
+persistence = DynamoDBPersistenceLayer(table_name=IDEMPOTENCY_TABLE, boto3_client=boto3.client("dynamodb", config=AWS))
+idempotency = IdempotencyConfig(event_key_jmespath="[bucket, key, version]", expires_after_seconds=7 * 24 * 3600)
 
 
 @cache

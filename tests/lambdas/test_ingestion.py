@@ -998,3 +998,9 @@ def test_chunks_are_cut_at_whitespace_within_the_byte_limit(
 )
 def test_masking_replaces_every_finding_once(spans: tuple[Span, ...], masked: str) -> None:
     assert mask("abcdefgh", spans) == masked
+
+
+def test_the_idempotency_store_calls_dynamodb_within_the_same_bounded_time_as_every_client() -> None:
+    config = handler.persistence.client.meta.config
+    assert (config.connect_timeout, config.read_timeout) == (handler.AWS.connect_timeout, handler.AWS.read_timeout)
+    assert config.retries == handler.AWS.retries
