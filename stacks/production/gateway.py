@@ -26,6 +26,7 @@ from ai_gateway import transcript
 from ai_gateway.contract import (
     EXEC_WRAPPER,
     GENERATION_MARGIN_SECONDS,
+    MAX_MESSAGES,
     RETRY_AFTER_HEADER,
     STREAM_BOOTSTRAP,
     GatewayPolicy,
@@ -523,13 +524,16 @@ def _acknowledge_synchronous(function: BlueprintFunction) -> None:
     )
 
 
+# The request models refuse only what the function would refuse too (a null optional field is
+# "not sent" to it): tests/infra/test_production.py runs the bodies the function accepts past them.
+_OPTIONAL_TEXT = apigateway.JsonSchema(type=[apigateway.JsonSchemaType.STRING, apigateway.JsonSchemaType.NULL])
 _CHAT_SCHEMA = apigateway.JsonSchema(
     schema=apigateway.JsonSchemaVersion.DRAFT4,
     type=apigateway.JsonSchemaType.OBJECT,
     required=["messages"],
     properties={
-        "messages": apigateway.JsonSchema(type=apigateway.JsonSchemaType.ARRAY, min_items=1, max_items=50),
-        "model": apigateway.JsonSchema(type=apigateway.JsonSchemaType.STRING),
+        "messages": apigateway.JsonSchema(type=apigateway.JsonSchemaType.ARRAY, min_items=1, max_items=MAX_MESSAGES),
+        "model": _OPTIONAL_TEXT,
     },
 )
 # Only the shape API Gateway can refuse cheaply: the function checks the rest and answers in
@@ -539,10 +543,7 @@ _CHAT_COMPLETION_SCHEMA = apigateway.JsonSchema(
     schema=apigateway.JsonSchemaVersion.DRAFT4,
     type=apigateway.JsonSchemaType.OBJECT,
     required=["messages"],
-    properties={
-        "messages": apigateway.JsonSchema(type=apigateway.JsonSchemaType.ARRAY),
-        "model": apigateway.JsonSchema(type=apigateway.JsonSchemaType.STRING),
-    },
+    properties={"messages": apigateway.JsonSchema(type=apigateway.JsonSchemaType.ARRAY), "model": _OPTIONAL_TEXT},
 )
 _OUTPUT_SCHEMA = apigateway.JsonSchema(
     schema=apigateway.JsonSchemaVersion.DRAFT4,
@@ -550,7 +551,7 @@ _OUTPUT_SCHEMA = apigateway.JsonSchema(
     required=["material"],
     properties={
         "material": apigateway.JsonSchema(type=apigateway.JsonSchemaType.STRING, min_length=1),
-        "instructions": apigateway.JsonSchema(type=apigateway.JsonSchemaType.STRING),
-        "model": apigateway.JsonSchema(type=apigateway.JsonSchemaType.STRING),
+        "instructions": _OPTIONAL_TEXT,
+        "model": _OPTIONAL_TEXT,
     },
 )

@@ -5,8 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ai_gateway.contract import GatewayPolicy
+import jsonschema
+import pydantic
+import pytest
+
+from ai_gateway.contract import MAX_MESSAGES, GatewayPolicy
 from ai_gateway.jobs_contract import WORKER_MAX_EVENT_AGE_SECONDS, GatewayJobsSettings, SweeperSettings
+from ai_gateway.models import ChatRequest, OutputRequest
+from ai_gateway.openai_api import ChatCompletionRequest
 from shared.contract import variable
 from stacks.config import load_config
 from stacks.shared.lambda_function import HOUSE_VARIABLES
@@ -159,6 +165,40 @@ def _routes(gateway: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
         (m["Properties"]["HttpMethod"], path(m["Properties"]["ResourceId"])): m["Properties"]
         for m in resources(gateway, "AWS::ApiGateway::Method").values()
     }
+
+
+def _turns(count: int) -> list[dict[str, str]]:
+    """A conversation of ``count`` alternating turns ending with the user's."""
+    return [{"role": "user" if (count - 1 - i) % 2 == 0 else "assistant", "content": "hi"} for i in range(count)]
+
+
+@pytest.mark.parametrize(
+    ("route", "body_model", "body"),
+    [
+        (("POST", "/v1/chat"), ChatRequest, {"messages": _turns(MAX_MESSAGES)}),
+        (("POST", "/v1/chat"), ChatRequest, {"messages": _turns(1), "model": None, "session_id": None}),
+        (("POST", "/v1/chat"), ChatRequest, {"messages": _turns(MAX_MESSAGES + 1)}),  # both refuse
+        (("POST", "/v1/chat"), ChatRequest, {"messages": []}),  # both refuse
+        (("POST", "/v1/outputs/{type}"), OutputRequest, {"material": "x", "instructions": None, "model": None}),
+        (("POST", "/v1/outputs/{type}"), OutputRequest, {"material": ""}),  # both refuse
+        (("POST", "/v1/chat/completions"), ChatCompletionRequest, {"messages": _turns(3), "model": "m"}),
+    ],
+)
+def test_the_apis_request_models_refuse_only_what_the_function_refuses(
+    gateway: dict[str, Any], route: tuple[str, str], body_model: type[pydantic.BaseModel], body: dict[str, Any]
+) -> None:
+    """API Gateway's validator runs first: a body it refuses never reaches the function, so a
+    model stricter than the function's (a lower message cap, a null it does not allow) refuses
+    requests the docs promise."""
+    reference = _routes(gateway)[route]["RequestModels"]["application/json"]["Ref"]
+    schema = resources(gateway, "AWS::ApiGateway::Model")[reference]["Properties"]["Schema"]
+    try:
+        body_model.model_validate(body)
+        function_accepts = True
+    except pydantic.ValidationError:
+        function_accepts = False
+    api_accepts = jsonschema.Draft4Validator(schema).is_valid(body)
+    assert api_accepts or not function_accepts, f"the API refuses a body the function accepts: {route}"
 
 
 def test_the_openai_compatible_routes_sit_beside_the_gateways_own_and_validate_the_body(
