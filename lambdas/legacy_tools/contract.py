@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model, field_validator, model_validator
 from pydantic_core import SchemaError
 
 from shared.contract import FunctionSettings
@@ -40,6 +40,16 @@ ResourcePath = Annotated[
 ]
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 CURSOR = "cursor"
+_PATTERN_SYNTAX = "a regular expression without look-around or backreferences"
+
+
+def _reason(error: Exception) -> str:
+    """Why a pattern does not compile, in one line. Python's re says it in one; pydantic's engine
+    says it on its last line ("error: look-around ... is not supported"), after the pattern and a
+    caret under the fault."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    reasons = [line.removeprefix("error:").strip() for line in lines if line.startswith("error:")]
+    return (reasons or lines or [type(error).__name__])[-1]
 
 
 class _Frozen(BaseModel):
@@ -59,15 +69,49 @@ class CallArgument(_Frozen):
     minimum: int | None = Field(default=None, description="Integers: the smallest value accepted.")
     maximum: int | None = Field(default=None, description="Integers: the largest value accepted.")
 
+    # pydantic takes 1 for true and true for 1: in a declaration both are a mistake, and the tool
+    # would be built from what pydantic guessed (max_length: true is a limit of one character).
+    @field_validator("required", mode="before")
+    @classmethod
+    def _true_or_false(cls, value: Any) -> Any:
+        if not isinstance(value, bool):
+            raise ValueError("not true or false; allowed: true or false")
+        return value
+
+    @field_validator("max_length", "minimum", "maximum", mode="before")
+    @classmethod
+    def _whole_number(cls, value: Any) -> Any:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ValueError("not a whole number; allowed: a whole number such as 64")
+        return value
+
+    @field_validator("description")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("blank; allowed: text, not only spaces")
+        return value
+
+    # Messages start with the key they are about: the config's error line names it.
     @model_validator(mode="after")
     def _pattern_compiles(self) -> CallArgument:
-        if self.pattern is not None:
-            try:
-                re.compile(self.pattern)
-                # The engine that will match it (pydantic's) must take it too: no look-arounds.
-                TypeAdapter(Annotated[str, Field(pattern=self.anchored_pattern())])
-            except (re.error, SchemaError) as error:
-                raise ValueError(f"pattern does not compile: {str(error).splitlines()[0]}") from None
+        if self.pattern is None:
+            return self
+        if not self.pattern.strip():
+            # "" anchored is ^(?:)$: every value but the empty one (and every path value) refused.
+            raise ValueError("pattern: blank, so no value could match it; allowed: a regular expression, or no pattern")
+        try:
+            re.compile(self.pattern)
+            # The engine that will match it (pydantic's) must take it too: no look-arounds.
+            TypeAdapter(Annotated[str, Field(pattern=self.anchored_pattern())])
+        except (re.error, SchemaError) as error:
+            raise ValueError(f"pattern: does not compile: {_reason(error)}; allowed: {_PATTERN_SYNTAX}") from None
+        return self
+
+    @model_validator(mode="after")
+    def _range_is_not_empty(self) -> CallArgument:
+        if self.minimum is not None and self.maximum is not None and self.minimum > self.maximum:
+            raise ValueError(f"minimum: {self.minimum} is above maximum {self.maximum}, so no value could pass")
         return self
 
     def anchored_pattern(self) -> str | None:

@@ -31,6 +31,7 @@ from tests.lambdas.legacy_api import (
     article,
     serve,
 )
+from tests.test_config import error_lines
 
 SHAPE = Shape(top_k=20, byte_budget=4000, fields=FIELDS)
 
@@ -390,9 +391,24 @@ def test_a_single_call_tools_schema_comes_from_its_arguments() -> None:
         ({"arguments": {"data_classifications": {"description": "x"}}}, "argument data_classifications is reserved"),
         ({"path": "/v2/../admin"}, "path segments . and .. are not allowed"),
         ({"path": "/v2/things?admin=1"}, "must be a path such as /v2/orders/{order_id}"),
-        ({"arguments": {"q": {"description": "x", "pattern": "("}}}, "pattern does not compile"),
-        # Python's re takes look-arounds; the engine that matches arguments does not.
-        ({"arguments": {"q": {"description": "x", "pattern": "(?!admin)[a-z]+"}}}, "pattern does not compile"),
+        ({"arguments": {"q": {"description": "x", "pattern": "("}}}, "pattern: does not compile: missing ),"),
+        # Python's re takes look-arounds; the engine that matches arguments does not, and says why.
+        (
+            {"arguments": {"q": {"description": "x", "pattern": "(?!admin)[a-z]+"}}},
+            "pattern: does not compile: look-around, including look-ahead and look-behind, is not supported",
+        ),
+        # Declarations no call could ever satisfy, and JSON kinds pydantic would have guessed at.
+        ({"arguments": {"q": {"description": "x", "pattern": ""}}}, "pattern: blank, so no value could match it"),
+        ({"arguments": {"q": {"description": "x", "pattern": "  "}}}, "pattern: blank"),
+        (
+            {"arguments": {"n": {"description": "x", "type": "integer", "minimum": 10, "maximum": 1}}},
+            "minimum: 10 is above maximum 1",
+        ),
+        ({"arguments": {"q": {"description": "x", "required": 1}}}, "not true or false"),
+        ({"arguments": {"q": {"description": "x", "required": "no"}}}, "not true or false"),
+        ({"arguments": {"q": {"description": "x", "max_length": True}}}, "not a whole number"),
+        ({"arguments": {"n": {"description": "x", "type": "integer", "minimum": False}}}, "not a whole number"),
+        ({"arguments": {"q": {"description": "   "}}}, "blank; allowed: text, not only spaces"),
         ({"description": "Orders of {customer}."}, "only {fields} may stand in braces"),
     ],
 )
@@ -400,6 +416,32 @@ def test_a_bad_single_call_declaration_is_refused(declared: dict[str, Any], mess
     base = {"description": "d", "path": "/v2/things", "fields": {"id": "id"}}
     with pytest.raises(ValueError, match=re.escape(message)):
         SingleCallTool.model_validate(base | declared)
+
+
+@pytest.mark.parametrize(
+    ("argument", "key", "expected"),
+    [
+        ({"pattern": ""}, "order_id.pattern:", "blank, so no value could match it"),
+        ({"pattern": "(?=O)O-[0-9]{5}"}, "order_id.pattern:", "look-around, including look-ahead and look-behind"),
+        ({"type": "integer", "minimum": 10, "maximum": 1}, "order_id.minimum:", "10 is above maximum 1"),
+        ({"required": 1}, "order_id.required = 1:", "not true or false"),
+        ({"max_length": True}, "order_id.max_length = True:", "not a whole number"),
+        ({"description": "   "}, "order_id.description = '   ':", "blank"),
+    ],
+)
+def test_a_bad_argument_declaration_in_config_names_its_key(argument: dict[str, Any], key: str, expected: str) -> None:
+    """The config error line names the argument's key and keeps the reason whole (one line)."""
+    declared = {
+        "description": "One order.",
+        "path": "/v2/orders",
+        "arguments": {"order_id": {"description": "The order id"} | argument},
+        "fields": {"order_id": "data.orderId"},
+    }
+    tools = "production.legacy_apis.orders.tools"
+    lines = error_lines({f"{tools}.get_order": json.dumps(declared)})
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"blueprint.{tools}.get_order.arguments.{key}"), lines
+    assert expected in lines[0]
 
 
 def test_a_client_for_an_endpoint_reads_its_secret_only_when_it_needs_a_token(
