@@ -99,7 +99,7 @@ class CallArgument(_Frozen):
             return self
         if not self.pattern.strip():
             # "" anchored is ^(?:)$: every value but the empty one (and every path value) refused.
-            raise ValueError("pattern: blank, so no value could match it; allowed: a regular expression, or no pattern")
+            raise ValueError("pattern: blank; allowed: a regular expression such as ^O-[0-9]{5}$, or no pattern")
         try:
             re.compile(self.pattern)
             # The engine that will match it (pydantic's) must take it too: no look-arounds.
