@@ -21,6 +21,9 @@ class Metric(StrEnum):
     RUNS_SKIPPED = "RunsSkipped"
     RUNS_FAILED = "RunsFailed"
     RUNS_CAPPED = "RunsCapped"  # stopped at the page cap, to resume
+    # Failed runs (also in RUNS_FAILED) whose source answered a page not in the shape the config
+    # describes: no list of records at items_field, or a cursor neither text nor an integer.
+    ANSWERS_UNUSABLE = "AnswersUnusable"
 
 
 class PullSource(BaseModel):

@@ -7,7 +7,10 @@ than now (beyond a small clock skew), is a poison record: it goes to the pipelin
 reason, cut to fit an SQS message. The watermark (the newest change seen) is saved only after every
 page was landed, so a failed run is repeated whole by the next one (landing the same key again is
 safe). A source whose cursor repeats fails the run: its paging loops, and saving the watermark
-would skip, for good, the changes on the pages never read.
+would skip, for good, the changes on the pages never read. So does a page not in the shape the
+config describes (AnswerShapeError, logged and counted): no list of records at ``items_field`` (an
+empty list is a page without changes; a renamed field or an error answered with 200 is not), or a
+next cursor neither text nor an integer.
 
 A run stops at MAX_PAGES with the cursor still going (a first run, a backfill, a watermark not
 trusted) and saves a resume point beside the watermark: the cursor, the ``since`` it was paging and
@@ -69,6 +72,22 @@ NOT_SQS_TEXT = re.compile("[\ud800-\udfff\ufffe\uffff]")
 
 class PagingError(RuntimeError):
     """The source's cursor repeated itself: the run fails, keeping the watermark."""
+
+
+class AnswerShapeError(RuntimeError):
+    """A page the source answered, but not in the shape its config describes: no list of records
+    at ``items_field`` (renamed, turned into an object, an error answered with 200), or a next
+    cursor that is neither text nor an integer. The run fails, keeping the watermark, so the next
+    run reads the page again: an empty run would hide that nothing could be read. The message
+    names the config field, its path and the JSON types found, never the source's text."""
+
+    def __init__(self, *, page: int, field: str, path: str, found: str, answer: str, expected: str) -> None:
+        super().__init__(f"page {page}: the answer ({answer}) holds {found} at {field} {path!r}, not {expected}")
+        self.page = page
+        self.field = field
+        self.path = path
+        self.found = found
+        self.answer = answer
 
 
 class _PoisonError(Exception):
@@ -208,8 +227,17 @@ def pull(
             continue
         pages += 1
         latest = dt.datetime.fromtimestamp(clock(), dt.UTC) + CLOCK_SKEW
-        items = value_at(body, source.items_field) or []
-        for index, item in enumerate(items if isinstance(items, list) else []):
+        items = value_at(body, source.items_field)
+        if not isinstance(items, list):  # an empty list is an honest "no changes"; nothing is not
+            raise AnswerShapeError(
+                page=pages,
+                field="items_field",
+                path=source.items_field,
+                found=_json_type(items),
+                answer=_json_type(body),
+                expected="a list of records",
+            )
+        for index, item in enumerate(items):
             try:
                 record, changed = _record(source, item, latest=latest)
             except _PoisonError as poisoned:
@@ -219,7 +247,7 @@ def pull(
             land(s3, document(source.name, record, classification=source.classification, owner=source.owner), bucket)
             landed += 1
             newest = _newer(newest, changed)
-        cursor = _text(value_at(body, source.next_cursor_field))
+        cursor = _cursor(body, source, pages)
         if not cursor:
             break
         _follow(cursor, cursors, pages)
@@ -231,6 +259,26 @@ def pull(
     if resume or (newest and newest != since):
         watermarks.put(source.name, newest or mark.watermark)  # and the resume point is gone
     return Run(landed=landed, poison=poison, pages=pages, watermark=newest)
+
+
+def _cursor(body: Any, source: PullSource, page: int) -> str | None:
+    """The next page's cursor as the query sends it; None (or "") on the last page. Text, or an
+    integer (an offset or page number: its digits are its one spelling). Anything else (false for
+    "no more", an object) is an AnswerShapeError: sent as Python's text of it, the source would be
+    asked for a page it never named."""
+    value = value_at(body, source.next_cursor_field)
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise AnswerShapeError(
+        page=page,
+        field="next_cursor_field",
+        path=source.next_cursor_field,
+        found=_json_type(value),
+        answer=_json_type(body),
+        expected="text or an integer",
+    )
 
 
 def _follow(cursor: str, cursors: set[str], pages: int) -> None:
@@ -289,6 +337,25 @@ def _record(source: PullSource, item: Any, *, latest: dt.datetime) -> tuple[Reco
     if changed > latest:
         raise _PoisonError(f"updated_at: later than now (by more than {CLOCK_SKEW}); it would hide later changes")
     return record, changed
+
+
+def _json_type(value: Any) -> str:
+    """What a JSON value is, as a message names it: never the value, which is the source's text."""
+    if value is None:
+        return "nothing (missing or null)"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__  # json.loads makes nothing else: a caller's own value
 
 
 def _text(value: Any) -> str | None:
@@ -371,7 +438,15 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         )
     except Exception as error:
         metrics.add_metric(name=Metric.RUNS_FAILED, unit=MetricUnit.Count, value=1)
-        log_unexpected(logger, "pull failed; the watermark stays where it was", error, source=source.name)
+        if isinstance(error, AnswerShapeError):
+            metrics.add_metric(name=Metric.ANSWERS_UNUSABLE, unit=MetricUnit.Count, value=1)
+            logger.error(  # every part names the config or a JSON type: none is the source's text
+                "pull failed: the source's answer is not in the shape its config describes; "
+                "the watermark stays where it was",
+                extra={"source": source.name, "error_type": type(error).__qualname__, "reason": str(error)},
+            )
+        else:
+            log_unexpected(logger, "pull failed; the watermark stays where it was", error, source=source.name)
         # The run fails (Lambda retries it; PullFailing watches) with an error of its own: Lambda logs
         # an unhandled error's text, and this one's could quote the source's URL or a record.
         raise PullFailedError(f"the pull of {source.name} failed ({type(error).__qualname__})") from None

@@ -1,0 +1,181 @@
+"""The pull connector against answers not in the shape its config describes: a page without a list
+of records where ``items_field`` says fails the run (an empty list is an honest "no changes"), and a
+next cursor neither text nor an integer fails it rather than be sent as Python's text. Each message
+names the field and the JSON type found, never the source's text."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from connector_pull import handler as pull
+from connector_pull.contract import Settings as PullSettings
+from tests.lambdas.conftest import FakeContext, printed
+from tests.lambdas.ingestion_corpus import LANDING
+from tests.lambdas.ingestion_fixtures import Aws
+from tests.lambdas.test_connector_hostile import Upstream, article, run, watermark
+from tests.lambdas.test_connectors import SOURCE
+
+STORED = "2026-11-01T00:00:00+00:00"  # the watermark of an earlier run
+UPSTREAM_TEXT = "maintenance window"  # what a source's error answer says: never in a message
+
+
+def store_watermark(aws: Aws) -> None:
+    pull.Watermarks(aws.dynamodb.Table("registry")).put(SOURCE.name, STORED)
+
+
+def reasons(aws: Aws) -> list[str]:
+    return [dead["MessageAttributes"]["reason"]["StringValue"] for dead in aws.dlq()]
+
+
+# --- the list of records --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("answer", "found", "whole"),
+    [
+        pytest.param(
+            {"data": [article("a", "2026-11-02T08:00:00Z")]}, "nothing (missing or null)", "an object", id="renamed"
+        ),
+        pytest.param({"items": {"a": article("a", "2026-11-02T08:00:00Z")}}, "an object", "an object", id="object"),
+        pytest.param([article("a", "2026-11-02T08:00:00Z")], "nothing (missing or null)", "an array", id="bare list"),
+        pytest.param({"error": UPSTREAM_TEXT}, "nothing (missing or null)", "an object", id="error with 200"),
+        pytest.param({"items": None}, "nothing (missing or null)", "an object", id="null"),
+        pytest.param({"items": UPSTREAM_TEXT}, "a string", "an object", id="string"),
+        pytest.param(UPSTREAM_TEXT, "nothing (missing or null)", "a string", id="answer a string"),
+    ],
+)
+def test_an_answer_without_a_list_of_records_fails_the_run_keeping_the_watermark(
+    aws: Aws, answer: Any, found: str, whole: str
+) -> None:
+    store_watermark(aws)
+    upstream = Upstream(answer)
+    with pytest.raises(pull.AnswerShapeError) as raised:
+        run(aws, upstream)
+    assert (
+        str(raised.value) == f"page 1: the answer ({whole}) holds {found} at items_field 'items', not a list of records"
+    )
+    assert (raised.value.field, raised.value.path, raised.value.found) == ("items_field", "items", found)
+    assert UPSTREAM_TEXT not in str(raised.value)
+    assert watermark(aws) == STORED  # the next run asks for the same changes again
+    assert (aws.landing_versions(), aws.dlq(), len(upstream.requests)) == ([], [], 1)
+
+
+def test_an_empty_list_is_a_run_with_no_changes(aws: Aws) -> None:
+    store_watermark(aws)
+    result = run(aws, Upstream({"items": []}))
+    assert (result.landed, result.poison, result.pages) == (0, 0, 1)
+    assert watermark(aws) == STORED
+
+
+def test_a_later_page_without_its_list_keeps_the_watermark_and_the_next_run_reads_again(aws: Aws) -> None:
+    store_watermark(aws)
+    first = {"items": [article("a", "2026-11-02T08:00:00Z")], "next_cursor": "c1"}
+    with pytest.raises(pull.AnswerShapeError, match=r"^page 2: "):
+        run(aws, Upstream(first, {"records": [article("b", "2026-11-03T08:00:00Z")]}))
+    assert watermark(aws) == STORED  # although record "a" landed: page 2's changes were never read
+    again = Upstream(first, {"items": [article("b", "2026-11-03T08:00:00Z")]})
+    assert run(aws, again).landed == 2
+    assert again.requests[0][SOURCE.since_param] == STORED
+    assert watermark(aws) == "2026-11-03T08:00:00+00:00"
+
+
+@pytest.fixture
+def scheduled(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Aws:
+    settings = PullSettings(
+        pull_source=SOURCE, landing_bucket=LANDING, registry_table="registry", dlq_url=aws.dlq_url, lease_seconds=360
+    )
+    monkeypatch.setattr(pull, "settings", lambda: settings)
+    return aws
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [
+        (
+            {"error": UPSTREAM_TEXT},
+            "page 1: the answer (an object) holds nothing (missing or null) at items_field 'items', "
+            "not a list of records",
+        ),
+        (
+            {"items": [], "next_cursor": {"after": UPSTREAM_TEXT}},
+            "page 1: the answer (an object) holds an object at next_cursor_field 'next_cursor', not text or an integer",
+        ),
+    ],
+)
+def test_an_answer_of_the_wrong_shape_is_logged_as_an_error_and_counted(
+    scheduled: Aws,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    answer: dict[str, Any],
+    reason: str,
+) -> None:
+    store_watermark(scheduled)
+    monkeypatch.setattr(pull, "client", lambda: Upstream(answer))
+    capsys.readouterr()
+    with pytest.raises(pull.PullFailedError, match=r"^the pull of kb-articles failed \(AnswerShapeError\)$"):
+        pull.lambda_handler({}, FakeContext(aws_request_id="run-1"))
+    lines = printed(capsys)
+    (failure,) = [line for line in lines if str(line.get("message", "")).startswith("pull failed")]
+    assert (failure["level"], failure["source"], failure["error_type"]) == ("ERROR", SOURCE.name, "AnswerShapeError")
+    assert failure["reason"] == reason
+    assert UPSTREAM_TEXT not in json.dumps(lines)
+    (emitted,) = [line for line in lines if "_aws" in line]
+    assert (emitted["AnswersUnusable"], emitted["RunsFailed"], emitted["Source"]) == ([1.0], [1.0], SOURCE.name)
+    assert "RecordsPulled" not in emitted  # not a finished run
+    assert pull.Lease(scheduled.dynamodb.Table("registry"), SOURCE.name, seconds=360).acquire("run-2")
+    assert watermark(scheduled) == STORED
+
+
+def test_other_failures_are_not_counted_as_unusable_answers(
+    scheduled: Aws, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(pull, "client", lambda: Upstream({"items": [], "next_cursor": "c1"}))  # loops
+    capsys.readouterr()
+    with pytest.raises(pull.PullFailedError, match=r"\(PagingError\)$"):
+        pull.lambda_handler({}, FakeContext(aws_request_id="run-1"))
+    (emitted,) = [line for line in printed(capsys) if "_aws" in line]
+    assert "AnswersUnusable" not in emitted
+    assert emitted["RunsFailed"] == [1.0]
+
+
+# --- the next cursor ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cursor", "found"),
+    [
+        (False, "a boolean"),  # a common way to say "last page": Python's "False" was asked for
+        (True, "a boolean"),
+        ({"after": "A-9"}, "an object"),
+        (["c1"], "an array"),
+        (2.5, "a number"),
+    ],
+)
+def test_a_cursor_neither_text_nor_an_integer_ends_paging_naming_the_field(aws: Aws, cursor: Any, found: str) -> None:
+    store_watermark(aws)
+    upstream = Upstream({"items": [article("a", "2026-11-02T08:00:00Z")], "next_cursor": cursor}, {"items": []})
+    with pytest.raises(pull.AnswerShapeError) as raised:
+        run(aws, upstream)
+    assert str(raised.value) == (
+        f"page 1: the answer (an object) holds {found} at next_cursor_field 'next_cursor', not text or an integer"
+    )
+    assert raised.value.field == "next_cursor_field"
+    assert len(upstream.requests) == 1  # no page was asked for with Python's text of the value
+    assert watermark(aws) == STORED
+
+
+@pytest.mark.parametrize(("cursor", "sent"), [(2, "2"), (0, "0"), ("A-9", "A-9")])
+def test_a_text_or_integer_cursor_is_followed_as_its_text(aws: Aws, cursor: Any, sent: str) -> None:
+    upstream = Upstream({"items": [], "next_cursor": cursor}, {"items": [article("a", "2026-11-02T08:00:00Z")]})
+    assert run(aws, upstream).landed == 1
+    assert [request["cursor"] for request in upstream.requests] == [None, sent]
+
+
+@pytest.mark.parametrize("last", [{"next_cursor": None}, {"next_cursor": ""}, {}])
+def test_a_null_empty_or_absent_cursor_is_the_last_page(aws: Aws, last: dict[str, Any]) -> None:
+    upstream = Upstream({"items": [article("a", "2026-11-02T08:00:00Z")], **last})
+    assert (run(aws, upstream).pages, len(upstream.requests)) == (1, 1)
+    assert watermark(aws) == "2026-11-02T08:00:00+00:00"
