@@ -2,15 +2,16 @@
 
 Authenticated like the legacy API tools (client credentials from Secrets Manager, token cached,
 retries with backoff: shared.legacy_client). Pages are followed by cursor; each record becomes a
-landing document. A record without an id or body, or whose last change is out of range or later
-than now (beyond a small clock skew), is a poison record: it goes to the pipeline's DLQ with its
-reason, cut to fit an SQS message. The watermark (the newest change seen) is saved only after every
-page was landed, so a failed run is repeated whole by the next one (landing the same key again is
-safe). A source whose cursor repeats fails the run: its paging loops, and saving the watermark
-would skip, for good, the changes on the pages never read. So does a page not in the shape the
-config describes (AnswerShapeError, logged and counted): no list of records at ``items_field`` (an
-empty list is a page without changes; a renamed field or an error answered with 200 is not), or a
-next cursor neither text nor an integer.
+landing document. A record that is not an object, without an id or body, with a field of another
+JSON type than it must be (an id is text or an integer; a title and a body text), or whose last
+change is out of range or later than now (beyond a small clock skew), is a poison record: it goes
+to the pipeline's DLQ with its reason, cut to fit an SQS message. The watermark (the newest change
+seen) is saved only after every page was landed, so a failed run is repeated whole by the next one
+(landing the same key again is safe). A source whose cursor repeats fails the run: its paging
+loops, and saving the watermark would skip, for good, the changes on the pages never read. So does
+a page not in the shape the config describes (AnswerShapeError, logged and counted): no list of
+records at ``items_field`` (an empty list is a page without changes; a renamed field or an error
+answered with 200 is not), or a next cursor neither text nor an integer.
 
 A run stops at MAX_PAGES with the cursor still going (a first run, a backfill, a watermark not
 trusted) and saves a resume point beside the watermark: the cursor, the ``since`` it was paging and
@@ -315,12 +316,19 @@ def _trusted(watermark: str | None, clock: Callable[[], float]) -> str | None:
 
 
 def _record(source: PullSource, item: Any, *, latest: dt.datetime) -> tuple[Record, dt.datetime | None]:
-    """The item as a record and its last change in UTC, or _PoisonError with the reason it is neither."""
+    """The item as a record and its last change in UTC, or _PoisonError with the reason it is neither.
+
+    Each field is taken only as the JSON type it must be, never as Python's text of another (an
+    object's body would land as its repr and reach the Knowledge Base): an id is text or an integer
+    (its digits: sources number their records), a title text or nothing (no heading), a body text,
+    and a change time text or a number (pydantic reads it: ISO 8601, or seconds since 1970)."""
+    if not isinstance(item, dict):
+        raise _PoisonError(f"record: {_json_type(item)}, not an object")
     raw = {
-        "id": _text(value_at(item, source.id_field)),
-        "title": _text(value_at(item, source.title_field)) or "",
-        "body": _text(value_at(item, source.body_field)),
-        "updated_at": value_at(item, source.updated_field),
+        "id": _field(item, "id", source.id_field, integer=True),
+        "title": _field(item, "title", source.title_field, optional=True) or "",
+        "body": _field(item, "body", source.body_field),
+        "updated_at": _change_time(item, source.updated_field),
     }
     try:
         record = Record.model_validate(raw)
@@ -337,6 +345,25 @@ def _record(source: PullSource, item: Any, *, latest: dt.datetime) -> tuple[Reco
     if changed > latest:
         raise _PoisonError(f"updated_at: later than now (by more than {CLOCK_SKEW}); it would hide later changes")
     return record, changed
+
+
+def _field(item: dict[str, Any], name: str, path: str, *, integer: bool = False, optional: bool = False) -> str | None:
+    """The text at ``path``; _PoisonError naming the field and the JSON type found instead."""
+    value = value_at(item, path)
+    if isinstance(value, str) or (value is None and optional):
+        return value
+    if integer and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    expected = "text or an integer" if integer else "text"
+    raise _PoisonError(f"{name}: {_json_type(value)} at {path}, not {expected}")
+
+
+def _change_time(item: dict[str, Any], path: str) -> Any:
+    """The change time at ``path`` for pydantic to read, unless it is of a type no time can be."""
+    value = value_at(item, path)
+    if isinstance(value, bool | list | dict):
+        raise _PoisonError(f"updated_at: {_json_type(value)} at {path}, not a time")
+    return value
 
 
 def _json_type(value: Any) -> str:

@@ -1,7 +1,8 @@
 """The pull connector against answers not in the shape its config describes: a page without a list
-of records where ``items_field`` says fails the run (an empty list is an honest "no changes"), and a
-next cursor neither text nor an integer fails it rather than be sent as Python's text. Each message
-names the field and the JSON type found, never the source's text."""
+of records where ``items_field`` says fails the run (an empty list is an honest "no changes"), a
+next cursor neither text nor an integer fails it rather than be sent as Python's text, and a record
+field of the wrong JSON type makes a poison record rather than land as Python's text of it. Each
+message names the field and the JSON type found, never the source's text."""
 
 from __future__ import annotations
 
@@ -179,3 +180,74 @@ def test_a_null_empty_or_absent_cursor_is_the_last_page(aws: Aws, last: dict[str
     upstream = Upstream({"items": [article("a", "2026-11-02T08:00:00Z")], **last})
     assert (run(aws, upstream).pages, len(upstream.requests)) == (1, 1)
     assert watermark(aws) == "2026-11-02T08:00:00+00:00"
+
+
+# --- the fields of a record -----------------------------------------------------------------------
+
+
+def with_field(name: str, value: Any) -> dict[str, Any]:
+    item = article("bad", "2026-11-02T08:00:00Z")
+    inner = item["article"]
+    if name == "body":
+        inner["body"]["text"] = value
+    elif name == "updated_at":
+        inner["audit"]["updatedAt"] = value
+    else:
+        inner[name] = value
+    return item
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "reason"),
+    [
+        ("body", {"html": "<p>x</p>"}, "body: an object at article.body.text, not text"),
+        ("body", False, "body: a boolean at article.body.text, not text"),
+        ("body", ["a", "b"], "body: an array at article.body.text, not text"),
+        ("body", None, "body: nothing (missing or null) at article.body.text, not text"),
+        ("body", 5, "body: an integer at article.body.text, not text"),
+        ("id", True, "id: a boolean at article.id, not text or an integer"),
+        ("id", {"v": "A-1"}, "id: an object at article.id, not text or an integer"),
+        ("id", 1.5, "id: a number at article.id, not text or an integer"),
+        ("id", None, "id: nothing (missing or null) at article.id, not text or an integer"),
+        ("title", {"en": "Hi"}, "title: an object at article.title, not text"),
+        ("title", ["Hi"], "title: an array at article.title, not text"),
+        ("title", False, "title: a boolean at article.title, not text"),
+        ("title", 2026, "title: an integer at article.title, not text"),
+        ("updated_at", {"at": "2026-11-02"}, "updated_at: an object at article.audit.updatedAt, not a time"),
+        ("updated_at", True, "updated_at: a boolean at article.audit.updatedAt, not a time"),
+        ("updated_at", ["2026-11-02"], "updated_at: an array at article.audit.updatedAt, not a time"),
+    ],
+)
+def test_a_field_of_the_wrong_json_type_is_poison_naming_it_and_never_lands(
+    aws: Aws, name: str, value: Any, reason: str
+) -> None:
+    item = with_field(name, value)
+    result = run(aws, Upstream({"items": [item, article("good", "2026-11-03T08:00:00Z")]}))
+    assert (result.landed, result.poison) == (1, 1)
+    assert [v["Key"] for v in aws.landing_versions()] == ["realtime/kb-articles/good.md"]
+    assert reasons(aws) == [f"poison record: {reason}"]
+    (dead,) = aws.dlq()
+    assert json.loads(dead["Body"])["record"] == item  # the record as the source sent it
+    assert watermark(aws) == "2026-11-03T08:00:00+00:00"
+
+
+@pytest.mark.parametrize(
+    ("item", "found"), [("A-1", "a string"), (["A-1"], "an array"), (None, "nothing (missing or null)")]
+)
+def test_an_item_that_is_not_an_object_is_poison(aws: Aws, item: Any, found: str) -> None:
+    assert run(aws, Upstream({"items": [item]})).poison == 1
+    assert reasons(aws) == [f"poison record: record: {found}, not an object"]
+
+
+def test_an_integer_id_lands_as_its_digits_and_a_null_title_as_no_heading(aws: Aws) -> None:
+    item = with_field("id", 42)
+    item["article"]["title"] = None
+    assert run(aws, Upstream({"items": [item]})).landed == 1
+    landed = aws.s3.get_object(Bucket=LANDING, Key="realtime/kb-articles/42.md")
+    assert landed["Body"].read() == b"text\n"
+    assert landed["Metadata"]["source"] == "kb-articles:42"
+
+
+def test_a_numeric_change_time_is_still_read_as_seconds_since_1970(aws: Aws) -> None:
+    run(aws, Upstream({"items": [with_field("updated_at", 1_790_000_000)]}))
+    assert watermark(aws) == "2026-09-21T14:13:20+00:00"
