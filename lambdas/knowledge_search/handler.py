@@ -17,6 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
 from knowledge_search.contract import Arguments, Settings
+from shared.bodies import problems
 from shared.documents import CLASSIFICATION_KEY
 from shared.field_paths import value_at
 from shared.logs import service_logger
@@ -49,9 +50,13 @@ def search(agent_runtime: Any, knowledge_base_id: str, arguments: dict[str, Any]
     try:
         request = Arguments.model_validate(arguments)
     except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
-        unscoped = any(e["loc"] == ("data_classifications",) for e in error.errors())
-        return ToolError("forbidden" if unscoped else "invalid_argument", problems).result()
+        # Bounded (shared.bodies): arguments of 200,000 unknown keys would otherwise come back as
+        # an answer larger than Lambda may return, every key's name whole. A field's errors come
+        # before the unknown keys', so a missing data_classifications is always named.
+        details = error.errors(include_url=False, include_context=False, include_input=False)
+        unscoped = any(e["loc"] == ("data_classifications",) for e in details)
+        message = problems(error, whole="arguments", envelope=())
+        return ToolError("forbidden" if unscoped else "invalid_argument", message).result()
     attributes = {"gen_ai.operation.name": "retrieve", "gen_ai.data_source.id": knowledge_base_id}
     with stage("retrieval", logger, conversation=request.conversation_id, **attributes) as record:
         return _retrieve(agent_runtime, knowledge_base_id, request, record)

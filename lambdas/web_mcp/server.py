@@ -32,7 +32,7 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from shared.bodies import clip
+from shared.bodies import clip, problems
 from shared.logs import service_logger
 from shared.tools import ToolSpec
 from web_mcp.contract import WEB_BROWSE, WEB_FETCH, WEB_TOOLS
@@ -88,9 +88,10 @@ def call(tools: WebTools, name: str, arguments: dict[str, Any]) -> CallToolResul
     try:
         model = spec.arguments.model_validate(arguments)
     except ValidationError as failure:
-        # Field names only: the rejected values are the caller's.
-        fields = sorted({".".join(str(part) for part in e["loc"]) or "arguments" for e in failure.errors()})
-        return _error(invalid("invalid_argument", f"invalid arguments: {', '.join(fields)}"))
+        # Never the rejected values (they are the caller's), and bounded: 28,000 unknown keys in a
+        # body under the cap would otherwise come back whole, each named in the message.
+        wrong = problems(failure, whole="arguments", envelope=())
+        return _error(invalid("invalid_argument", f"invalid arguments: {wrong}"))
     try:
         if spec is WEB_FETCH:
             result = tools.web_fetch(model)  # type: ignore[arg-type]
