@@ -61,6 +61,7 @@ from ai_gateway.flow import (
     TokenRequiredError,
 )
 from ai_gateway.guardrail import Guard
+from ai_gateway.jobs_contract import PREFER_HEADER
 from ai_gateway.ledger import Admission, Ledger
 from ai_gateway.models import Caller, ChatRequest, GatewayPolicy, GroupPolicy, OutputPolicy, OutputRequest
 from ai_gateway.openai_api import ChatCompletionRequest, Conversation, OpenAIError
@@ -277,7 +278,7 @@ def outputs(output_type: str) -> Response[Any]:
         messages=[],
     )
     texts = [request.material, *([request.instructions] if request.instructions else [])]
-    respond_async = jobs.respond_async(app.current_event.headers)  # Prefer: respond-async: a job, 202
+    respond_async = jobs.respond_async(_header_lines(PREFER_HEADER))  # Prefer: respond-async: a job, 202
     admission: Admission | None = None
     if respond_async:  # the job admits its units (jobs.submit), after the screen
         screened = current.screen(texts, conversation).texts
@@ -584,7 +585,7 @@ def _extension(value: str | None, header: str, pattern: re.Pattern[str], name: s
     """A gateway field of a chat completion: from the body (the SDK's extra_body), else its header."""
     if value is not None:
         return value
-    sent = app.current_event.headers.get(header)
+    sent = _header(header)
     if sent is None:
         return None
     if not pattern.fullmatch(sent):
@@ -607,22 +608,34 @@ def _check_size(chars: int) -> None:
         )
 
 
-def _request_id() -> str:
+def _header_lines(header: str) -> list[str]:
+    """Every value the request sent for ``header`` (any case), in order: API Gateway's ``headers``
+    keeps only the last of a repeated header, ``multiValueHeaders`` all of them."""
     event = app.current_event
-    key = event.headers.get(IDEMPOTENCY_KEY_HEADER)  # Powertools' headers are case-insensitive
-    if key is None:
-        return str(event.request_context.request_id)
-    # A header sent twice reaches `headers` as its last value only: two different keys are ambiguous.
-    sent = {
+    lines = [
         value
         for name, values in (event.multi_value_headers or {}).items()
-        if name.lower() == IDEMPOTENCY_KEY_HEADER.lower()
+        if name.lower() == header.lower()
         for value in values or ()
-    }
-    if len(sent) > 1:
-        raise GatewayError(
-            422, "invalid_request", f"{IDEMPOTENCY_KEY_HEADER}: sent more than once with different values"
-        )
+        if isinstance(value, str)
+    ]
+    last = event.headers.get(header)  # Powertools' headers are case-insensitive
+    return lines or ([last] if last is not None else [])
+
+
+def _header(header: str) -> str | None:
+    """A header that names one thing (a key, a type, a session): sent twice with different values
+    it is ambiguous, and refused rather than read as whichever came last."""
+    lines = _header_lines(header)
+    if len(set(lines)) > 1:
+        raise GatewayError(422, "invalid_request", f"{header}: sent more than once with different values")
+    return lines[0] if lines else None
+
+
+def _request_id() -> str:
+    key = _header(IDEMPOTENCY_KEY_HEADER)
+    if key is None:
+        return str(app.current_event.request_context.request_id)
     if not IDEMPOTENCY_KEY.fullmatch(key):
         raise GatewayError(422, "invalid_request", f"{IDEMPOTENCY_KEY_HEADER}: 8 to 128 of A-Z a-z 0-9 _ . : -")
     return key
@@ -638,7 +651,7 @@ def _caller_token() -> str | None:
 
 def _evaluation_case(group: GroupPolicy) -> str | None:
     """The golden case an internal caller's request replays, if any."""
-    case = app.current_event.headers.get(EVALUATION_CASE_HEADER)
+    case = _header(EVALUATION_CASE_HEADER)
     if not case or group.kind != "internal":
         return None
     if not EVALUATION_CASE.fullmatch(case):

@@ -34,7 +34,7 @@ import json
 import math
 import re
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -46,7 +46,7 @@ from botocore.exceptions import ClientError
 
 from ai_gateway import clients
 from ai_gateway.flow import Clock, DuplicateRequestError, Flow, GenerationRequest, TokenRequiredError
-from ai_gateway.jobs_contract import PREFER_HEADER, RESPOND_ASYNC, GatewayJobsSettings, JobStatus
+from ai_gateway.jobs_contract import RESPOND_ASYNC, GatewayJobsSettings, JobStatus
 from ai_gateway.ledger import Admission, Ledger
 from ai_gateway.models import Caller, OutputPolicy, Quota
 from shared.aws_errors import UpstreamError, call
@@ -171,12 +171,15 @@ def job_id(caller: Caller, request_id: str) -> str:
     return digest[:32]
 
 
-def respond_async(headers: Mapping[str, str]) -> bool:
-    """Whether the request's Prefer header (RFC 7240) asks for an asynchronous answer."""
-    prefer = headers.get(PREFER_HEADER) or ""
-    if len(prefer) > MAX_PREFER_CHARS:
-        return False
-    preferences = (p.split(";")[0].split("=")[0].strip().lower() for p in prefer.split(","))
+def respond_async(prefer: Sequence[str]) -> bool:
+    """Whether the request's Prefer header lines (RFC 7240: preferences may come in one line or
+    several) ask for an asynchronous answer; a line too long to be one is not read."""
+    preferences = (
+        p.split(";")[0].split("=")[0].strip().lower()
+        for line in prefer
+        if len(line) <= MAX_PREFER_CHARS
+        for p in line.split(",")
+    )
     return RESPOND_ASYNC in preferences
 
 

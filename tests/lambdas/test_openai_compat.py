@@ -755,3 +755,20 @@ def test_any_body_on_the_openai_routes_is_an_openai_answer_never_a_5xx(body: str
     else:
         error = refused_with(result, result.status)
         assert error["type"] in {"invalid_request_error", "permission_error"}
+
+
+@pytest.mark.parametrize(
+    ("header", "values"),
+    [
+        ("X-Output-Type", ["summary", "chat"]),
+        ("X-Session-Id", ["session-0001", "session-0002"]),
+        ("Idempotency-Key", ["client-key-0001", "client-key-0002"]),
+    ],
+)
+def test_a_header_sent_twice_with_different_values_is_refused_not_read_as_its_last(
+    gateway: Gateway, header: str, values: list[str]
+) -> None:
+    event = completions(user("Hi"), headers={header: values[-1]})  # API Gateway's `headers`: the last
+    event["multiValueHeaders"] = {header.lower(): values}
+    error = refused_with(call(event))  # OpenAI's shape: a 400 invalid_request_error
+    assert error["message"] == f"{header}: sent more than once with different values"
