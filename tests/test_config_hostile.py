@@ -559,3 +559,91 @@ def test_the_bounds_themselves_load() -> None:
     assert loaded.production.groups["staff"].models.fallbacks == ("amazon.nova-pro-v1:0", "amazon.nova-lite-v1:0")
     assert loaded.sandbox is not None
     assert loaded.sandbox.budget.monthly_limit_usd == 1_000_000_000
+
+
+# Strings pydantic's lax mode reads as true/false, a number or a date ("no" as false, " 5 " as 5, 0 as
+# 1970-01-01): refused, naming the key and what is allowed. In cdk.json (a JSON string) and as a -c
+# override (text that is not JSON stays a string) alike.
+@pytest.mark.parametrize("text", ["no", "off", "yes", "on", "0", "1", "f", "t", "False", "TRUE"])
+@pytest.mark.parametrize("where", ["cdk.json", "override"])
+def test_a_word_pydantic_reads_as_true_or_false_is_refused(text: str, where: str) -> None:
+    if where == "cdk.json":
+        message = refusal(config(at("production", "web", "https_only", value=text)))
+    else:
+        message = refusal(config(), **{"production.web.https_only": text})
+    shown = text if where == "override" and text.isdigit() else repr(text)  # -c ...=0 is JSON's 0
+    assert message == f"blueprint.production.web.https_only: {shown} is not true or false; allowed: true or false"
+
+
+@pytest.mark.parametrize("text", [" 5 ", "5.0", "1_000", "+5", "5\n"])
+def test_a_whole_numbers_text_other_than_its_digits_is_refused(text: str) -> None:
+    message = refusal(config(in_staff("precedence", value=text)))
+    assert message == (
+        f"blueprint.production.groups.staff.precedence: {text!r} is not written as a whole number; "
+        "allowed: a whole number in digits, such as 5 or -1"
+    )
+
+
+@pytest.mark.parametrize("text", [" 12.5", "1_000", "+12", "12."])
+def test_a_numbers_text_other_than_jsons_is_refused(text: str) -> None:
+    message = refusal(config(at("sandbox", "budget", "monthly_limit_usd", value=text)))
+    assert message == (
+        f"blueprint.sandbox.budget.monthly_limit_usd: {text!r} is not written as a number; "
+        "allowed: a number as JSON writes it, such as 5 or 2.5"
+    )
+
+
+@pytest.mark.parametrize(("override", "shown"), [("0", "0"), ("1893456000", "1893456000"), ("true", "true")])
+def test_a_number_where_a_date_belongs_is_refused(override: str, shown: str) -> None:
+    message = refusal(config(), **{"sandbox.expires_on": override})
+    assert (
+        message
+        == f"blueprint.sandbox.expires_on: {shown} is not a date; allowed: a date as YYYY-MM-DD, such as 2030-01-31"
+    )
+
+
+def test_a_dates_text_other_than_yyyy_mm_dd_is_refused_in_a_workload_too() -> None:
+    message = refusal(config(in_workload("sandbox", "expires_on", value="2030-01-01T00:00:00"), WORKLOAD))
+    assert message == (
+        "blueprint.workloads.support.sandbox.expires_on: '2030-01-01T00:00:00' is not written as a date; "
+        "allowed: a date as YYYY-MM-DD, such as 2030-01-31"
+    )
+
+
+def test_a_negative_whole_numbers_text_is_read_as_the_number() -> None:
+    assert refusal(config(in_staff("precedence", value="-1"))) == (
+        "blueprint.production.groups.staff.precedence = '-1': Input should be greater than or equal to 0"
+    )
+
+
+def test_text_pydantic_refuses_anyway_keeps_its_message() -> None:
+    assert refusal(config(in_staff("precedence", value="1e3"))) == (
+        "blueprint.production.groups.staff.precedence = '1e3': Input should be a valid integer, "
+        "unable to parse string as an integer"
+    )
+
+
+def test_what_the_cli_sends_still_loads() -> None:
+    """-c values arrive as text: JSON's true/false and numbers parse, a date stays a string; and the
+    same texts written as JSON strings load as they always did."""
+
+    def as_strings(raw: dict[str, Any]) -> None:
+        at("production", "web", "https_only", value="false")(raw)
+        in_staff("precedence", value="3")(raw)
+        at("sandbox", "budget", "monthly_limit_usd", value="12.5")(raw)
+
+    context = {
+        "blueprint": config(as_strings),
+        "blueprint.sandbox.kendra.enabled": "true",
+        "blueprint.sandbox.budget.alert_threshold_percent": "90",
+        "blueprint.sandbox.expires_on": "2031-02-03",
+        "blueprint.sandbox.query.max_passages": '"7"',
+    }
+    loaded = load_config(context)
+    assert loaded.production.web.https_only is False
+    assert loaded.production.groups["staff"].precedence == 3
+    assert loaded.sandbox.budget.monthly_limit_usd == 12.5
+    assert loaded.sandbox.kendra.enabled is True
+    assert loaded.sandbox.budget.alert_threshold_percent == 90
+    assert loaded.sandbox.expires_on.isoformat() == "2031-02-03"
+    assert loaded.sandbox.query.max_passages == 7

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from enum import StrEnum
+from functools import cache
 from types import NoneType, UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ModelWrapValidatorHandler, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 from pydantic_core.core_schema import ErrorType
 
@@ -15,6 +26,27 @@ from stacks.config.fields import AccountId, LogRetentionDays, Region
 
 class ConfigError(ValueError):
     """Configuration that cannot be deployed; each line names one bad key."""
+
+
+# How much of a bad value (or a key) an error line echoes: enough to recognise it, however long it is.
+EXCERPT_CHARS = 60
+
+
+def clipped(text: str, limit: int = EXCERPT_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, with an ellipsis when something was cut."""
+    return text if len(text) <= limit else f"{text[:limit]}..."
+
+
+def excerpt(value: Any, limit: int = EXCERPT_CHARS) -> str:
+    """A value as an error line echoes it: its repr, cut to about ``limit`` characters (a string's
+    quotes kept, an ellipsis after them when something was cut)."""
+    if isinstance(value, str):
+        return repr(value) if len(value) <= limit else f"{value[:limit]!r}..."
+    try:
+        text = repr(value)
+    except (RecursionError, ValueError):  # nested too deep, or an integer of more digits than str() takes
+        return f"<{type(value).__name__}>"
+    return clipped(text, limit)
 
 
 class KeyedError(ValueError):
@@ -45,9 +77,13 @@ class ConfigModel(BaseModel):
     @model_validator(mode="wrap")
     @classmethod
     def _json_kinds(cls, data: Any, handler: ModelWrapValidatorHandler[Any]) -> Any:
-        """pydantic takes true for 1 and 1 for true: a config's true where a number belongs, anything
-        but true or false where true or false belongs, or a blank string where text belongs, is refused,
-        at any depth of the field's lists and mappings (reported with the model's other errors)."""
+        """pydantic takes true for 1, 1 for true, "no" for false, " 1_000 " for 1000 and 0 for
+        1970-01-01: a config's true where a number belongs, anything but true or false (or the text
+        "true" or "false") where true or false belongs, a number's text other than plain digits where a
+        number belongs, anything but a date's YYYY-MM-DD text where a date belongs, or a blank string
+        where text belongs, is refused, at any depth of the field's lists and mappings (reported with the
+        model's other errors). The texts are kept because `-c key=value` overrides that are not JSON
+        (a date) arrive as strings."""
         if not isinstance(data, dict):
             return handler(data)
         problems: list[KeyedError] = []
@@ -79,22 +115,73 @@ class ConfigModel(BaseModel):
         raise ValidationError.from_exception_data(cls.__name__, details)
 
 
+# What a string may hold where a number or a date belongs: the text JSON or ISO 8601 writes it in, no
+# more (pydantic would also read " 5 ", "5.0" and "1_000" as 5, and "0" as a date in 1970).
+_INTEGER_TEXT = re.compile(r"-?[0-9]+")
+_NUMBER_TEXT = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?")
+_DATE_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+DATE_RULE = "a date as YYYY-MM-DD, such as 2030-01-31"
+
+
 def _check_kind(annotation: Any, value: Any, path: tuple[str, ...]) -> None:
     options = _flat(annotation)
     kinds = {_kind(option) for option in options} - {"none"}
     if isinstance(value, bool):
         if "number" in kinds and "bool" not in kinds:
-            literals = [str(v) for option in options if get_origin(option) is Literal for v in get_args(option)]
-            allowed = ", ".join(literals) if literals else "a number"
-            raise KeyedError(path, f"{str(value).lower()} is not a number", allowed=allowed)
+            raise KeyedError(path, f"{str(value).lower()} is not a number", allowed=_numbers_allowed(options))
+        if kinds == {"date"}:
+            raise KeyedError(path, f"{str(value).lower()} is not a date", allowed=DATE_RULE)
     elif isinstance(value, int | float):
         if kinds == {"bool"}:
-            raise KeyedError(path, f"{value!r} is not true or false", allowed="true or false")
+            raise KeyedError(path, f"{excerpt(value)} is not true or false", allowed="true or false")
+        if kinds == {"date"}:
+            raise KeyedError(path, f"{excerpt(value)} is not a date", allowed=DATE_RULE)
     elif isinstance(value, str):
         if value and not value.strip() and "str" in kinds:
-            raise KeyedError(path, f"{value!r} is blank", allowed="text, not only spaces")
+            raise KeyedError(path, f"{excerpt(value)} is blank", allowed="text, not only spaces")
+        _check_text(options, kinds, value, path)
     else:
         _check_items(options, value, path)
+
+
+def _check_text(options: list[Any], kinds: set[str], value: str, path: tuple[str, ...]) -> None:
+    """A string where only true or false, a number or a date belongs, which pydantic would read as
+    one: only the text JSON or ISO 8601 writes it in. (A string pydantic refuses gets its message.)"""
+    if kinds == {"bool"} and value not in ("true", "false") and _lax_reads(bool, value):
+        raise KeyedError(path, f"{excerpt(value)} is not true or false", allowed="true or false")
+    if kinds == {"number"}:
+        whole = not any(option is float or _literal_floats(option) for option in options)
+        if whole and not _INTEGER_TEXT.fullmatch(value) and _lax_reads(int, value):
+            allowed = _numbers_allowed(options, "a whole number in digits, such as 5 or -1")
+            raise KeyedError(path, f"{excerpt(value)} is not written as a whole number", allowed=allowed)
+        if not whole and not _NUMBER_TEXT.fullmatch(value) and _lax_reads(float, value):
+            allowed = _numbers_allowed(options, "a number as JSON writes it, such as 5 or 2.5")
+            raise KeyedError(path, f"{excerpt(value)} is not written as a number", allowed=allowed)
+    if kinds == {"date"} and not _DATE_TEXT.fullmatch(value) and _lax_reads(dt.date, value):
+        raise KeyedError(path, f"{excerpt(value)} is not written as a date", allowed=DATE_RULE)
+
+
+def _lax_reads(kind: type, value: str) -> bool:
+    """Whether pydantic's lax mode takes ``value`` for a ``kind``."""
+    try:
+        _lax(kind).validate_python(value)
+    except ValidationError:
+        return False
+    return True
+
+
+@cache
+def _lax(kind: type) -> TypeAdapter[Any]:
+    return TypeAdapter(kind)
+
+
+def _literal_floats(option: Any) -> bool:
+    return get_origin(option) is Literal and any(isinstance(v, float) for v in get_args(option))
+
+
+def _numbers_allowed(options: list[Any], otherwise: str = "a number") -> str:
+    literals = [str(v) for option in options if get_origin(option) is Literal for v in get_args(option)]
+    return ", ".join(literals) if literals else otherwise
 
 
 def _check_items(options: list[Any], value: Any, path: tuple[str, ...]) -> None:
@@ -128,6 +215,8 @@ def _kind(option: Any) -> str:
         return "number" if all(isinstance(v, int | float) for v in values) else "other"
     if option is bool:
         return "bool"
+    if option is dt.date:
+        return "date"
     if option in (int, float):
         return "number"
     return "str" if option is str else "other"
