@@ -24,6 +24,8 @@ def read_json(path: Path, error: type[Exception], shown: str | None = None) -> A
         return json.loads(text)
     except json.JSONDecodeError as failure:
         raise error(f"{name}: not JSON ({failure.msg}, line {failure.lineno})") from None
+    except RecursionError:  # json's decoder recurses once per level of nesting
+        raise error(f"{name}: nested too deep to read (no file a tool reads nests beyond a few dozen levels)") from None
 
 
 def cdk_context(path: Path | None = None) -> dict[str, Any]:
