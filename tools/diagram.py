@@ -178,6 +178,12 @@ def _intrinsics(value: Any) -> Iterator[tuple[str, Any]]:
             yield from _intrinsics(item)
 
 
+def _excerpt(value: Any) -> str:
+    """``value`` as JSON-ish text, cut short: enough to find it in the template."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."
+
+
 class App:
     """The templates of one or more stacks, with cross-stack references resolved."""
 
@@ -241,9 +247,13 @@ class App:
         if fn == "Ref":
             return [(stack, arg)] if (stack, arg) in self.resources else []
         if fn == "Fn::GetAtt":
+            if isinstance(arg, list) and not (len(arg) == 2 and isinstance(arg[0], str)):
+                raise ValueError(f"stack {stack}: Fn::GetAtt of {_excerpt(arg)}: not [logical id, attribute]")
             lid = arg[0] if isinstance(arg, list) else str(arg).split(".", 1)[0]
             return [(stack, lid)] if (stack, lid) in self.resources else []
         if fn == "Fn::Sub":
+            if isinstance(arg, list) and not (len(arg) == 2 and isinstance(arg[0], str)):
+                raise ValueError(f"stack {stack}: Fn::Sub of {_excerpt(arg)}: not [text, {{variable: value}}]")
             text, variables = (arg[0], arg[1]) if isinstance(arg, list) else (arg, {})
             named = re.findall(r"\$\{([^}.!]+)[^}]*\}", str(text))
             keys = [(stack, n) for n in named if (stack, n) in self.resources]
@@ -810,10 +820,34 @@ README_END = "<!-- /architecture -->"
 
 
 def readme_with(readme: str, templates: Mapping[str, dict[str, Any]]) -> str:
-    """The README with its embedded production overview (between the markers) redrawn."""
+    """The README with its embedded production overview (between the markers) redrawn; DiagramError
+    when the markers are not there once each, in order."""
+    if README_BEGIN not in readme or README_END not in readme:
+        raise DiagramError(f"{README.name}: no {README_BEGIN} ... {README_END} markers to draw the overview between")
+    # Anything else would be redrawn at the wrong place: the text between the markers is replaced.
+    if readme.count(README_BEGIN) > 1 or readme.count(README_END) > 1:
+        raise DiagramError(f"{README.name}: the {README_BEGIN} ... {README_END} markers are there more than once")
     start, end = readme.index(README_BEGIN) + len(README_BEGIN), readme.index(README_END)
+    if end < start:
+        raise DiagramError(f"{README.name}: {README_END} comes before {README_BEGIN} (the overview goes between them)")
     production = by_tier(templates).get("production", {})
     return f"{readme[:start]}\n\n```mermaid\n{overview(production)}```\n\n{readme[end:]}"
+
+
+# The app's templates nest under 20 levels; the drawing recurses once or twice per level.
+MAX_TEMPLATE_DEPTH = 100
+
+
+def _deeper_than(value: Any, levels: int) -> bool:
+    """Whether ``value`` nests more than ``levels`` objects or lists deep (without recursing)."""
+    pending = [(value, 1)]
+    while pending:
+        node, level = pending.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        if children and level > levels:
+            return True
+        pending.extend((child, level + 1) for child in children)
+    return False
 
 
 class DiagramError(Exception):
@@ -822,7 +856,8 @@ class DiagramError(Exception):
 
 def assembly_templates(outdir: Path) -> dict[str, dict[str, Any]]:
     """The templates of a cloud assembly by stack name, or DiagramError naming what is wrong: not a
-    directory, no manifest.json, no template, or a template that is not a JSON object."""
+    directory, no manifest.json, no template, or a template that is not a JSON object or nests
+    deeper than any CDK writes."""
     if not outdir.is_dir():
         what = "no such directory" if not outdir.exists() else "not a directory"
         raise DiagramError(
@@ -835,6 +870,10 @@ def assembly_templates(outdir: Path) -> dict[str, dict[str, Any]]:
         template = read_json(path, DiagramError)
         if not isinstance(template, dict) or not isinstance(template.get("Resources", {}), dict):
             raise DiagramError(f"{path}: not a CloudFormation template (an object with a Resources object)")
+        if _deeper_than(template, MAX_TEMPLATE_DEPTH):
+            raise DiagramError(
+                f"{path}: nested more than {MAX_TEMPLATE_DEPTH} levels deep: not a template as CDK writes it"
+            )
         templates[path.name.removesuffix(".template.json")] = template
     if not templates:
         raise DiagramError(f"--assembly {outdir}: no *.template.json: nothing to draw")
@@ -843,9 +882,8 @@ def assembly_templates(outdir: Path) -> dict[str, dict[str, Any]]:
 
 def drawn(templates: Mapping[str, dict[str, Any]], readme: str) -> tuple[str, str]:
     """(docs/architecture.md, the README) drawn from ``templates``, both before either is written."""
-    if README_BEGIN not in readme or README_END not in readme:
-        raise DiagramError(f"{README.name}: no {README_BEGIN} ... {README_END} markers to draw the overview between")
-    return render(templates), readme_with(readme, templates)
+    redrawn = readme_with(readme, templates)
+    return render(templates), redrawn
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -857,10 +895,15 @@ def main(argv: list[str] | None = None) -> int:
             templates = assembly_templates(args.assembly)
             try:
                 page, readme = drawn(templates, README.read_text(encoding="utf-8"))
-            except (KeyError, TypeError, AttributeError, ValueError) as error:  # DiagramError is neither
-                raise DiagramError(
-                    f"--assembly {args.assembly}: a template not as CDK writes it ({type(error).__name__}: {error})"
-                ) from None
+            except (KeyError, TypeError, AttributeError, ValueError, IndexError, RecursionError) as error:
+                # DiagramError is none of these. Ownership is followed recursively: a chain of roles
+                # hundreds long is a RecursionError.
+                detail = (
+                    "references chained too deep to follow"
+                    if isinstance(error, RecursionError)
+                    else f"{type(error).__name__}: {error}"
+                )
+                raise DiagramError(f"--assembly {args.assembly}: a template not as CDK writes it ({detail})") from None
         else:
             with tempfile.TemporaryDirectory(prefix="diagram-") as outdir:
                 templates = synthesize(Path(outdir))
