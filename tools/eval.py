@@ -16,7 +16,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "lambdas")]
 
-from evaluation.evaluator import GOLDEN_SET, GoldenCase, Report, calls_from, evaluate, golden_case  # noqa: E402
+from evaluation.evaluator import GOLDEN_SET, GoldenCase, Report, calls_from, evaluate, golden_set  # noqa: E402
 from stacks.config import ConfigError, load_config  # noqa: E402
 from tools.inputs import cdk_context, read_json  # noqa: E402
 
@@ -41,13 +41,14 @@ def _read(path: Path) -> str:
 
 
 def golden_cases(path: Path = GOLDEN_SET) -> list[GoldenCase]:
-    """The golden set, or EvalInputError naming the file and what is wrong with it."""
+    """The golden set, or EvalInputError naming the file, the case and what is wrong with it."""
     raw = read_json(path, EvalInputError, _shown(path))
     try:
-        return [golden_case(case) for case in raw]  # evaluation.evaluator.load_golden_set, on the text read once
-    except (KeyError, TypeError, AttributeError, ValueError) as error:
+        return golden_set(raw)  # evaluation.evaluator.load_golden_set, on the text read once
+    except (KeyError, ValueError) as error:
         detail = f"missing key {error}" if isinstance(error, KeyError) else str(error)
-        raise EvalInputError(f"{_shown(path)}: not a list of golden cases ({detail})") from None
+        where = "".join(f" in {note}" for note in getattr(error, "__notes__", ()))
+        raise EvalInputError(f"{_shown(path)}: not a list of golden cases ({detail}){where}") from None
 
 
 def recorded_calls(path: Path = TRACES) -> dict[str, Any]:

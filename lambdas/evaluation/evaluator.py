@@ -81,18 +81,85 @@ class Report:
 
 
 def load_golden_set(path: Path = GOLDEN_SET) -> list[GoldenCase]:
-    return [golden_case(raw) for raw in json.loads(path.read_text(encoding="utf-8"))]
+    return golden_set(json.loads(path.read_text(encoding="utf-8")))
 
 
-def golden_case(raw: Mapping[str, Any]) -> GoldenCase:
+def golden_set(raw: Any) -> list[GoldenCase]:
+    """The cases of a golden set's JSON: a list of case objects with distinct ids. KeyError for a
+    missing key, ValueError for anything else that is wrong, with a note saying which case."""
+    if not isinstance(raw, list):
+        raise ValueError(f"a JSON {_kind(raw)}, not a list")
+    cases: list[GoldenCase] = []
+    for number, item in enumerate(raw, start=1):
+        try:
+            cases.append(golden_case(item))
+        except (KeyError, ValueError) as error:
+            error.add_note(f"case {number}")
+            raise
+        if any(case.id == cases[-1].id for case in cases[:-1]):
+            # Traces and workloads name cases by id: the second would silently stand for both.
+            twice = ValueError(f'id "{cases[-1].id}" given twice')
+            twice.add_note(f"case {number}")
+            raise twice
+    return cases
+
+
+def golden_case(raw: Any) -> GoldenCase:
+    """One case of the golden set; KeyError for a missing key, ValueError naming a field whose value
+    is not what it should be (a misread one would score the agent against something else)."""
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"a case that is a JSON {_kind(raw)}, not an object")
+    case_id, prompt, group = _text(raw, "id"), _text(raw, "prompt"), _text(raw, "group")
+    expected = _answer(raw["expected"], '"expected"')
+    alternatives = raw.get("alternatives", [])
+    if not isinstance(alternatives, list):
+        raise ValueError(f'"alternatives" is {_excerpt(alternatives)}, not a list of {{"tool", "arguments"}}')
+    # A text here would be read as its letters, and the argument it names no longer ignored.
+    ignored = raw.get("ignore_arguments", ["cursor"])
+    if not isinstance(ignored, list) or not all(isinstance(name, str) for name in ignored):
+        raise ValueError(f'"ignore_arguments" is {_excerpt(ignored)}, not a list of argument names')
     return GoldenCase(
-        id=raw["id"],
-        prompt=raw["prompt"],
-        group=raw["group"],
-        expected=Expected(raw["expected"]["tool"], dict(raw["expected"].get("arguments", {}))),
-        alternatives=tuple(Expected(a["tool"], dict(a.get("arguments", {}))) for a in raw.get("alternatives", [])),
-        ignore_arguments=tuple(raw.get("ignore_arguments", ("cursor",))),
+        id=case_id,
+        prompt=prompt,
+        group=group,
+        expected=expected,
+        alternatives=tuple(_answer(answer, f'"alternatives"[{n}]') for n, answer in enumerate(alternatives)),
+        ignore_arguments=tuple(ignored),
     )
+
+
+def _answer(raw: Any, where: str) -> Expected:
+    if not isinstance(raw, Mapping):
+        raise ValueError(f'{where} is {_excerpt(raw)}, not {{"tool", "arguments"}}')
+    arguments = raw.get("arguments", {})
+    if not isinstance(arguments, Mapping):
+        raise ValueError(f'{where}: "arguments" is {_excerpt(arguments)}, not an object')
+    return Expected(_text(raw, "tool", where), dict(arguments))
+
+
+def _text(raw: Mapping[str, Any], key: str, where: str = "") -> str:
+    value = raw[key]
+    named = f'{where}: "{key}"' if where else f'"{key}"'
+    if not isinstance(value, str):
+        raise ValueError(f"{named} is {_excerpt(value)}, not text")
+    if not value.strip():
+        raise ValueError(f"{named} is blank")
+    return value
+
+
+def _kind(value: Any) -> str:
+    return {dict: "object", list: "list", str: "text", bool: "true/false", type(None): "null"}.get(
+        type(value), "number"
+    )
+
+
+def _excerpt(value: Any) -> str:
+    """``value`` as JSON, cut short (the message is one line)."""
+    try:
+        text = json.dumps(value)
+    except RecursionError:  # nested about as deep as json.loads goes
+        return f"a deeply nested {_kind(value)}"
+    return text if len(text) <= 40 else f"{text[:37]}..."
 
 
 def calls_from(raw: Iterable[Any]) -> list[Call]:
