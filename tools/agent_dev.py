@@ -33,11 +33,13 @@ sys.path[:0] = [str(ROOT / "lambdas"), str(ROOT)]
 import boto3  # noqa: E402
 import jwt  # noqa: E402
 import urllib3  # noqa: E402
+from botocore.exceptions import NoRegionError  # noqa: E402
 from botocore.stub import ANY, Stubber  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
 
 from agent.app import Service, create_app, gateway_tools, service_from_environ  # noqa: E402
 from agent.contract import AgentGroups, GroupModels, Settings  # noqa: E402
+from shared.contract import SettingsError  # noqa: E402
 from shared.headers import AGENT_SESSION_HEADER, CALLER_TOKEN_HEADER  # noqa: E402
 from shared.runtime_config import ConfigLocation, DocumentReader  # noqa: E402
 from shared.tokens import TokenVerifier  # noqa: E402
@@ -148,7 +150,17 @@ def real(prompt: str) -> int:
     if not token:
         print("AGENT_DEV_TOKEN: the caller's access token is required with REAL=1", file=sys.stderr)
         return 2
-    with serve_asgi(create_app(service_from_environ)) as base:
+    # Built before serving (the runtime builds it at the first request): settings that are missing
+    # or malformed are then one line naming them, not a 500 and a logged stack.
+    try:
+        service = service_from_environ()
+    except SettingsError as error:
+        print(f"the agent's settings (agent/contract.py), from the environment with REAL=1: {error}", file=sys.stderr)
+        return 2
+    except NoRegionError:
+        print("AWS_REGION: the region of the deployed agent is required with REAL=1", file=sys.stderr)
+        return 2
+    with serve_asgi(create_app(lambda: service)) as base:
         status, answer = invoke(base, token, prompt)
     print(f"< {status} {json.dumps(answer, indent=2)}")
     return 0 if status == 200 else 1
