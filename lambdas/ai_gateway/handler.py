@@ -257,7 +257,7 @@ def outputs(output_type: str) -> Response[Any]:
     caller, group = _caller_and_group()
     # Powertools matches routes with "$", which also accepts a trailing newline and leaves it out
     # of the parameter: the path's own last segment is what is checked whole.
-    if not OUTPUT_TYPE.fullmatch(app.current_event.path.rpartition("/")[2]):
+    if not OUTPUT_TYPE.fullmatch(app.current_event.path.removesuffix("/").rpartition("/")[2]):
         raise GatewayError(422, "invalid_request", "output_type: a-z, 0-9 and _, starting with a letter")
     request_id = _request_id()
     request = _body(OutputRequest)

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from pydantic_core import PydanticCustomError
 
 from ai_gateway.contract import LENGTH_STOP_REASONS, MAX_MESSAGES
-from shared.bodies import first_problems, worded
+from shared.bodies import first_problems, shown, worded
 
 CHAT_COMPLETION_PATH: Final = "/v1/chat/completions"
 MODELS_PATH: Final = "/v1/models"
@@ -115,7 +115,7 @@ def model_not_found(model: str) -> OpenAIError:
     return OpenAIError(
         404,
         INVALID_REQUEST,
-        f"The model `{model}` does not exist or you do not have access to it.",
+        f"The model `{shown(model)}` does not exist or you do not have access to it.",
         code="model_not_found",
         param="model",
     )

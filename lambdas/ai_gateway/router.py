@@ -10,12 +10,13 @@ from typing import Any
 from ai_gateway.contract import LENGTH_STOP_REASONS
 from ai_gateway.models import GroupModels
 from shared.aws_errors import UpstreamError, invalid_response, reported_count
+from shared.bodies import shown
 from shared.converse import SERVICE, Conversed, converse
 
 
 class ModelForbiddenError(Exception):
     def __init__(self, model: str, allowed: tuple[str, ...]) -> None:
-        super().__init__(f"model {model} is not available to this group; allowed: {', '.join(allowed)}")
+        super().__init__(f"model {shown(model)} is not available to this group; allowed: {', '.join(allowed)}")
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,12 @@ def clip(text: str, limit: int = MAX_FIELD_CHARS) -> str:
     return text if len(text) <= limit else f"{text[: limit - 1]}…"
 
 
+def shown(text: str, limit: int = 60) -> str:
+    """A caller's value as a refusal names it (a model id): clipped, and every character that is
+    not printable (controls, newlines, bidirectional overrides) shown as "?"."""
+    return "".join(c if c.isprintable() else "?" for c in clip(text, limit))
+
+
 class Problem(NamedTuple):
     field: str
     message: str  # pydantic's, which never quotes the input

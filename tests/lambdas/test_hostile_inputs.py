@@ -81,8 +81,8 @@ def connector(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     push.settings.cache_clear()
 
 
-def gateway_call(body: str | None, *, base64_encoded: bool = False, **event: Any) -> HttpResult:
-    request = rest_event("POST", "/v1/chat", body, **event)
+def gateway_call(body: str | None, *, base64_encoded: bool = False, path: str = "/v1/chat", **event: Any) -> HttpResult:
+    request = rest_event("POST", path, body, **event)
     request["isBase64Encoded"] = base64_encoded
     return http_result(handler.lambda_handler(request, FakeContext()))
 
@@ -187,6 +187,24 @@ def test_an_output_type_with_a_trailing_newline_is_refused(bedrock: Answering) -
     request = rest_event("POST", "/v1/outputs/summary\n", {"material": "m"})
     result = http_result(handler.lambda_handler(request, FakeContext()))
     assert (result.status, result.body["error"]) == (422, "invalid_request")  # never produced as "summary"
+
+
+def test_an_output_type_with_a_trailing_slash_is_that_output_type(bedrock: Answering) -> None:
+    request = rest_event("POST", "/v1/outputs/summary/", {"material": "m"})
+    result = http_result(handler.lambda_handler(request, FakeContext()))
+    assert (result.status, result.body["output_type"]) == (200, "summary"), result.body
+
+
+@pytest.mark.parametrize("at", ["/v1/chat", "/v1/chat/completions"])
+def test_a_model_name_is_echoed_clipped_and_printable_only(at: str, bedrock: Answering) -> None:
+    model = "evil\n\u202e<b>" + "m" * 150
+    result = gateway_call(json.dumps({**CHAT, "model": model}), path=at)
+    assert result.status in (403, 404), result.body
+    message = json.dumps(result.body)  # a newline or U+202E would show as an escape here
+    assert "\\n" not in message
+    assert "\\u202e" not in message
+    assert "evil??<b>" in message
+    assert "m" * 60 not in message
 
 
 def test_an_evaluation_case_with_a_trailing_newline_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
