@@ -20,7 +20,7 @@ from urllib.parse import quote
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from legacy_tools.contract import CURSOR, SingleCallTool
-from legacy_tools.shaping import decode_cursor, page, project
+from legacy_tools.shaping import decode_cursor, page, project, single
 from shared.bodies import problems
 from shared.field_paths import value_at
 from shared.legacy_client import LegacyClient
@@ -89,7 +89,7 @@ def get_customer(client: LegacyClient, shape: Shape, arguments: Mapping[str, Any
     addresses, _ = client.get(f"/v2/customers/{customer_id}/addresses")
     items = _list(_object(_object(addresses, "the answer").get("data"), "data").get("items"), "data.items")
     record = {"customer": _object(customer, "the answer").get("data"), "addresses": items}
-    return {"record": project(record, shape.fields["get_customer"])}
+    return single(project(record, shape.fields["get_customer"]), shape.byte_budget)
 
 
 def _object(value: Any, where: str) -> Mapping[str, Any]:
@@ -162,7 +162,7 @@ def single_call(name: str, declared: SingleCallTool) -> Tool:
         answer, _ = client.get(path, request or None)
         fields = shape.fields[name]
         if declared.records is None:
-            return {"record": project(answer, fields)}
+            return single(project(answer, fields), shape.byte_budget)
         items = value_at(answer, declared.records)
         if not isinstance(items, list):
             raise ToolError(
