@@ -7,6 +7,7 @@ Each case is a mutation of SMALL (tests/test_config.py) or of a workload declare
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -647,3 +648,108 @@ def test_what_the_cli_sends_still_loads() -> None:
     assert loaded.sandbox.budget.alert_threshold_percent == 90
     assert loaded.sandbox.expires_on.isoformat() == "2031-02-03"
     assert loaded.sandbox.query.max_passages == 7
+
+
+# Nesting deep enough to overflow Python's stack (some 500 levels once validated, 3000 inside json)
+# is refused before anything recurses, naming the override or the file.
+@pytest.mark.parametrize("depth", [33, 493, 100_000])
+def test_an_override_nested_too_deeply_is_named(depth: int) -> None:
+    deep = '{"a":' * depth + "1" + "}" * depth
+    assert refusal(config(), **{"production.tool_requests_per_minute": deep}) == (
+        "blueprint.production.tool_requests_per_minute: nested too deeply; "
+        "allowed: at most 32 levels of objects and lists below blueprint"
+    )
+
+
+def test_an_override_at_the_deepest_level_allowed_is_read() -> None:
+    """blueprint.production.groups.staff.tools is 4 levels down: 29 lists within each other put the
+    innermost at level 32, which goes on to be validated like any other value; 30 are refused."""
+    assert "nested too deeply" in refusal(config(), **{"production.groups.staff.tools": "[" * 30 + "]" * 30})
+    message = refusal(config(), **{"production.groups.staff.tools": "[" * 29 + "]" * 29})
+    assert message.startswith("blueprint.production.groups.staff.tools.0 = [[["), message
+
+
+def test_a_workload_file_nested_too_deeply_is_named(tmp_path: Path) -> None:
+    (tmp_path / "support.json").write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    message = refusal(config(at("workloads_dir", value=str(tmp_path))))
+    assert message == (
+        f"blueprint.workloads.support: {tmp_path / 'support.json'} is nested too deeply; "
+        "allowed: at most 32 levels of objects and lists below blueprint"
+    )
+
+
+def test_cdk_json_nested_too_deeply_is_named_by_its_section() -> None:
+    deep: Any = 1
+    for _ in range(600):
+        deep = {"a": deep}
+    message = refusal(config(at("production", "tool_requests_per_minute", value=deep)))
+    assert message.startswith("blueprint.production: nested too deeply;"), message
+
+
+# A key given twice: json keeps the last without a word (a stage of sandbox read as production).
+def test_a_key_given_twice_in_a_workload_file_is_named(tmp_path: Path) -> None:
+    text = json.dumps(WORKLOAD | {"stage": "sandbox"}, indent=1).replace(
+        '"stage": "sandbox"', '"stage": "sandbox",\n "stage": "production"'
+    )
+    (tmp_path / "support.json").write_text(text, encoding="utf-8")
+    message = refusal(config(at("workloads_dir", value=str(tmp_path))))
+    assert message == (
+        f"blueprint.workloads.support: {tmp_path / 'support.json'} gives the key 'stage' twice in one object "
+        "(JSON would keep only the last); allowed: each key once"
+    )
+
+
+def test_a_key_given_twice_deeper_in_a_workload_file_is_named(tmp_path: Path) -> None:
+    (tmp_path / "support.json").write_text('{"outputs": {"answer": {}, "answer": {}}}', encoding="utf-8")
+    assert "gives the key 'answer' twice" in refusal(config(at("workloads_dir", value=str(tmp_path))))
+
+
+def test_a_key_given_twice_in_an_override_is_named() -> None:
+    assert refusal(config(), tags='{"team": "a", "team": "b"}') == (
+        "blueprint.tags: the override gives the key 'team' twice in one object; allowed: each key once"
+    )
+
+
+# A bad value (or key) is echoed as an excerpt, not whole: one line stays readable.
+@pytest.mark.parametrize(
+    ("key", "value", "start"),
+    [
+        ("prefix", "x" * 100_000, "blueprint.prefix = '" + "x" * 60 + "'...: "),
+        ("sandbox.budget.alert_emails", '["' + "y" * 100_000 + '"]', "blueprint.sandbox.budget.alert_emails.0 = 'yyy"),
+        ("production.groups.staff.tools", '["' + "t" * 100_000 + '"]', "blueprint.production.groups.staff.tools.0:"),
+        ("production.groups." + "g" * 100_000, "{}", "blueprint.production.groups." + "g" * 60 + "...: "),
+        ("sandbox.kendra.enabled", "n" * 100_000, "blueprint.sandbox.kendra.enabled = '" + "n" * 60 + "'...: "),
+        (
+            "production.groups.staff.precedence",
+            '" ' + "0" * 100_000 + '"',
+            "blueprint.production.groups.staff.precedence: ' " + "0" * 59 + "'... is not written as a whole number",
+        ),
+    ],
+)
+def test_a_long_value_is_echoed_as_an_excerpt(key: str, value: str, start: str) -> None:
+    message = refusal(config(), **{key: value})
+    assert message.startswith(start), message[:200]
+    assert max(map(len, message.splitlines())) < 400, message[:400]
+
+
+def test_a_long_declared_name_is_listed_as_an_excerpt() -> None:
+    """A name declared under a bad key still counts as declared: the list of allowed names cuts it."""
+    message = refusal(config(at("production", "output_types", "o" * 100_000, value={"unit_price_usd": 1})))
+    assert max(map(len, message.splitlines())) < 400, message[:400]
+
+
+# A workload file whose name ends in .JSON would be skipped without a word.
+@pytest.mark.parametrize("name", ["support.JSON", "support.Json", "support.json "])
+def test_a_workload_file_named_almost_json_is_refused(tmp_path: Path, name: str) -> None:
+    (tmp_path / name).write_text(json.dumps(WORKLOAD), encoding="utf-8")
+    assert refusal(config(at("workloads_dir", value=str(tmp_path)))) == (
+        f"blueprint.workloads_dir: {tmp_path / name} is not read, its name does not end in .json; allowed: "
+        "a workload file named <name>.json, in lower case (rename it 'support.json')"
+    )
+
+
+def test_other_files_beside_the_workloads_are_left_alone(tmp_path: Path) -> None:
+    (tmp_path / "support.json").write_text(json.dumps(WORKLOAD), encoding="utf-8")
+    (tmp_path / "README.md").write_text("the workloads", encoding="utf-8")
+    (tmp_path / "notes.json.bak").write_text("{", encoding="utf-8")
+    assert sorted(load_config({"blueprint": config(at("workloads_dir", value=str(tmp_path)))}).workloads) == ["support"]

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from stacks.config.base import ConfigModel, KeyedError
+from stacks.config.base import ConfigModel, KeyedError, clipped, excerpt
 from stacks.config.fields import TAG_KEY, TAG_KEY_RULE, TAG_VALUE_RULE, Prefix, is_tag_value
 from stacks.config.pipeline import PipelineConfig
 from stacks.config.production import ProductionConfig
@@ -126,12 +126,12 @@ class BlueprintConfig(ConfigModel):
     @classmethod
     def _tags_are_valid(cls, tags: dict[str, str]) -> dict[str, str]:
         for key, value in tags.items():
-            shown = key if len(key) <= 40 else f"{key[:40]}..."
+            shown = clipped(key, 40)
             if not TAG_KEY.fullmatch(key) or key.lower().startswith("aws:"):
                 raise KeyedError((shown,), "not a valid AWS tag key", allowed=TAG_KEY_RULE)
             if not is_tag_value(value):
                 raise KeyedError(
-                    (shown,), f"tag value {value[:40]!r} is not a valid AWS tag value", allowed=TAG_VALUE_RULE
+                    (shown,), f"tag value {excerpt(value, 40)} is not a valid AWS tag value", allowed=TAG_VALUE_RULE
                 )
         total = len(set(tags) | set(STACK_TAGS))
         if total > MAX_TAGS:

@@ -7,15 +7,17 @@ overridden on the command line with a dotted key, for example::
     cdk synth -c blueprint.sandbox.budget.alert_emails='["me@example.com"]'
 
 Override values are parsed as JSON when they are valid JSON, otherwise taken as strings.
-A bad value raises ``ConfigError`` whose lines each name the key, the value and what is allowed;
-every problem of the config is reported in one go.
+A bad value raises ``ConfigError`` whose lines each name the key, the value (an excerpt of a long
+one) and what is allowed; every problem of the config is reported in one go. JSON that json.loads
+would read wrong, or not at all, is refused before validation: a key given twice in one object
+(json keeps the last), and nesting deeper than any key of the config (it would overflow the stack).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
@@ -23,7 +25,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 from pydantic import BaseModel, Tag, ValidationError
 from pydantic_core import ErrorDetails
 
-from stacks.config.base import ConfigError, KeyedError, Tier
+from stacks.config.base import ConfigError, KeyedError, Tier, clipped, excerpt
 from stacks.config.blueprint import BlueprintConfig, fed_production
 from stacks.config.fields import PATTERN_ERROR
 from stacks.config.references import REFERENCE_ERROR
@@ -41,14 +43,19 @@ def load_config(context: Mapping[str, Any]) -> BlueprintConfig:
     """Build the validated config from CDK context (``cdk.json`` plus ``-c`` overrides)."""
     base = context.get(CONTEXT_KEY)
     if isinstance(base, str):  # `-c blueprint='{...}'` arrives as a string
-        base = _parse_value(base)
+        base = _parse_value(base, [])
     if not isinstance(base, Mapping):
         raise ConfigError(f"{CONTEXT_KEY}: missing or not an object in cdk.json context")
+    too_deep = _too_deep(base, [])
+    if too_deep is not None:  # named by its section: the path down to it is as deep as the problem
+        raise ConfigError(f"{_dotted(too_deep[:1])}: {_TOO_DEEP}")
     raw = json.loads(json.dumps(base))  # a private, plain copy to apply overrides to
-    _read_workloads(raw, _parse_value(context.get(f"{CONTEXT_KEY}.workloads_dir", raw.get("workloads_dir"))))
+    folder = context.get(f"{CONTEXT_KEY}.workloads_dir", raw.get("workloads_dir"))
+    _read_workloads(raw, _parse_value(folder, ["workloads_dir"]))
     prefix = CONTEXT_KEY + "."
     for key in sorted(k for k in context if k.startswith(prefix)):
-        _set_path(raw, key[len(prefix) :].split("."), _parse_value(context[key]), key)
+        path = key[len(prefix) :].split(".")
+        _set_path(raw, path, _parse_value(context[key], path))
     try:
         return BlueprintConfig.model_validate(raw)
     except ValidationError as exc:
@@ -68,27 +75,55 @@ def _read_workloads(raw: dict[str, Any], folder: Any) -> None:
     if folder is None:
         return
     if not isinstance(folder, str) or not folder.strip():
-        raise ConfigError(f"{key} = {folder!r}: allowed: a folder's path from the project root, or null")
+        raise ConfigError(f"{key} = {excerpt(folder)}: allowed: a folder's path from the project root, or null")
     where = PROJECT_ROOT / folder
     if not where.is_dir():  # the sandbox tier would build no stacks, and say nothing
         raise ConfigError(
-            f"{key} = {folder!r}: {_shown(where)} is not a folder; allowed: an existing folder, or null for no "
+            f"{key} = {excerpt(folder)}: {_shown(where)} is not a folder; allowed: an existing folder, or null for no "
             "workloads (git keeps no empty folder: a workloads folder left without files is null here)"
         )
     declared = raw.setdefault("workloads", {})
     if not isinstance(declared, dict):
         return  # the workloads field's own error says so
-    for path in sorted(where.glob("*.json")):
-        here = f"{CONTEXT_KEY}.workloads.{path.stem}: {_shown(path)}"
-        try:
-            value = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
-            raise ConfigError(f"{here} is not JSON ({error.msg}, line {error.lineno})") from None
-        except UnicodeDecodeError as error:
-            raise ConfigError(f"{here} is not UTF-8 text (byte {error.start}); allowed: a UTF-8 JSON file") from None
-        except OSError as error:
-            raise ConfigError(f"{here} cannot be read ({error.strerror})") from None
-        declared.setdefault(path.stem, value)
+    files = sorted(where.glob("*.json"))
+    _refuse_misnamed(set(where.iterdir()) - set(files))
+    for path in files:
+        declared.setdefault(path.stem, _read_workload(path))
+
+
+def _refuse_misnamed(others: set[Path]) -> None:
+    """support.JSON would be skipped without a word (and promote edits <name>.json only)."""
+    for path in sorted(others):
+        name = path.name.strip()
+        if name.lower().endswith(".json"):
+            raise ConfigError(
+                f"{CONTEXT_KEY}.workloads_dir: {_shown(path)} is not read, its name does not end in .json; allowed: "
+                f"a workload file named <name>.json, in lower case (rename it {excerpt(name[:-5] + '.json')})"
+            )
+
+
+def _read_workload(path: Path) -> Any:
+    here = f"{CONTEXT_KEY}.workloads.{clipped(path.stem)}: {_shown(path)}"
+    try:
+        value = _json(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"{here} is not JSON ({error.msg}, line {error.lineno})") from None
+    except _RepeatedKeyError as error:
+        raise ConfigError(
+            f"{here} gives the key {excerpt(error.key)} twice in one object (JSON would keep only the last); "
+            "allowed: each key once"
+        ) from None
+    except RecursionError:
+        raise ConfigError(f"{here} is {_TOO_DEEP}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{here} is not UTF-8 text (byte {error.start}); allowed: a UTF-8 JSON file") from None
+    except ValueError as error:  # a number of more digits than Python reads
+        raise ConfigError(f"{here} is not JSON Python can read ({clipped(str(error))})") from None
+    except OSError as error:
+        raise ConfigError(f"{here} cannot be read ({error.strerror})") from None
+    if _too_deep(value, ["workloads", path.stem]) is not None:
+        raise ConfigError(f"{here} is {_TOO_DEEP}")
+    return value
 
 
 def _shown(path: Path) -> str:
@@ -130,8 +165,8 @@ def describe(error: ErrorDetails) -> str:
     """One line: dotted key, offending value, and what is allowed."""
     loc, _ = _walk(error["loc"])
     if loc and loc[-1] == _KEY_MARK:
-        return _describe_key(".".join([CONTEXT_KEY, *loc[:-1]]), error)
-    key = ".".join([CONTEXT_KEY, *loc])
+        return _describe_key(_dotted(loc[:-1]), error)
+    key = _dotted(loc)
     if error["type"] == "missing":
         return f"{key}: required but missing"
     if error["type"] == REFERENCE_ERROR:
@@ -139,7 +174,7 @@ def describe(error: ErrorDetails) -> str:
     message = error["msg"].removeprefix("Value error, ")
     keyed = error.get("ctx", {}).get("error")
     if isinstance(keyed, KeyedError):
-        return f"{'.'.join([key, *keyed.path])}: {keyed.reason}; allowed: {keyed.allowed}"
+        return f"{_dotted(keyed.path, key)}: {keyed.reason}; allowed: {keyed.allowed}"
     if error["type"] == "union_tag_not_found":
         field = error["ctx"]["discriminator"].strip("'")
         _, here = _walk(error["loc"])
@@ -148,7 +183,7 @@ def describe(error: ErrorDetails) -> str:
     if error["type"] == "union_tag_invalid":
         ctx = error["ctx"]
         field = ctx["discriminator"].strip("'")
-        return f"{key}.{field} = {ctx['tag']!r}: allowed values are {ctx['expected_tags']}"
+        return f"{key}.{field} = {excerpt(ctx['tag'])}: allowed values are {ctx['expected_tags']}"
     if error["type"] == "extra_forbidden":
         _, here = _walk(error["loc"][:-1])
         allowed = ", ".join(name for model in map(_untagged, here) if _is_model(model) for name in model.model_fields)
@@ -157,7 +192,14 @@ def describe(error: ErrorDetails) -> str:
     if isinstance(value, Mapping):  # a whole object's check: name the key its message starts with
         first = re.split(r"[\s:]", message, maxsplit=1)[0]
         return f"{key}.{first}: {message.removeprefix(f'{first}: ')}" if first in value else f"{key}: {message}"
-    return f"{key} = {value!r}: {message}"
+    return f"{key} = {excerpt(value)}: {message}"
+
+
+def _dotted(parts: Sequence[str], under: str = CONTEXT_KEY) -> str:
+    """A dotted key below ``under``, each part cut to an excerpt (a key can be as long as a value),
+    and no more parts than the config can have."""
+    shown = ".".join([under, *map(clipped, parts[:MAX_DEPTH])])
+    return shown if len(parts) <= MAX_DEPTH else f"{shown}..."
 
 
 def _describe_key(key: str, error: ErrorDetails) -> str:
@@ -179,21 +221,81 @@ def _origin(error: ErrorDetails, origins: Mapping[tuple[str, ...], str]) -> str:
     return ""
 
 
-def _parse_value(value: Any) -> Any:
+def _parse_value(value: Any, path: list[str]) -> Any:
+    """An override's value: its JSON when it is valid JSON, else its text (a date, a name)."""
     if not isinstance(value, str):
         return value
     try:
-        return json.loads(value)
-    except json.JSONDecodeError:
+        parsed = _json(value)
+    except _RepeatedKeyError as error:
+        raise ConfigError(
+            f"{_dotted(path)}: the override gives the key {excerpt(error.key)} twice in one object; "
+            "allowed: each key once"
+        ) from None
+    except RecursionError:
+        raise ConfigError(f"{_dotted(path)}: {_TOO_DEEP}") from None
+    except ValueError:  # not JSON (JSONDecodeError), or a number of more digits than Python reads
         return value
+    _check_depth(parsed, path)
+    return parsed
 
 
-def _set_path(raw: dict[str, Any], path: list[str], value: Any, key: str) -> None:
+# Deeper than any key of the config goes (blueprint.production.legacy_apis.<api>.tools.<tool>.arguments.
+# <argument>.pattern is 8 levels): more can only be a mistake, and some 500 levels overflow Python's
+# stack when the value is validated.
+MAX_DEPTH = 32
+_TOO_DEEP = f"nested too deeply; allowed: at most {MAX_DEPTH} levels of objects and lists below {CONTEXT_KEY}"
+
+
+class _RepeatedKeyError(Exception):
+    """A JSON object that gives one key twice."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _json(text: str) -> Any:
+    """Parsed JSON text, refusing a key given twice in one object (json keeps the last silently)."""
+    return json.loads(text, object_pairs_hook=_unique_keys)
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    mapping: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in mapping:
+            raise _RepeatedKeyError(key)
+        mapping[key] = value
+    return mapping
+
+
+def _check_depth(value: Any, path: list[str]) -> None:
+    """Refuse an override's value (at ``path`` below blueprint) that nests too deeply."""
+    if _too_deep(value, path) is not None:
+        raise ConfigError(f"{_dotted(path)}: {_TOO_DEEP}")
+
+
+def _too_deep(value: Any, path: list[str]) -> list[str] | None:
+    """Where ``value``, at ``path`` below blueprint, nests objects and lists deeper than MAX_DEPTH
+    below blueprint (the path to the first level too deep), or None; walked without recursion."""
+    pending: list[tuple[Any, list[str]]] = [(value, path)]
+    while pending:
+        node, here = pending.pop()
+        if len(here) > MAX_DEPTH:
+            return here
+        if isinstance(node, Mapping):
+            pending.extend((item, [*here, str(key)]) for key, item in node.items())
+        elif isinstance(node, list | tuple):
+            pending.extend((item, [*here, str(index)]) for index, item in enumerate(node))
+    return None
+
+
+def _set_path(raw: dict[str, Any], path: list[str], value: Any) -> None:
     node = raw
     for part in path[:-1]:
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            raise ConfigError(f"{key}: cannot override inside {part!r}, which is not an object")
+            raise ConfigError(f"{_dotted(path)}: cannot override inside {excerpt(part)}, which is not an object")
         node = child
     node[path[-1]] = value
 

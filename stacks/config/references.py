@@ -22,7 +22,7 @@ from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 
 from stacks.config.agents import AgentConfig
 from stacks.config.api import GATEWAY_MARGIN_SECONDS, ApiConfig
-from stacks.config.base import reraised
+from stacks.config.base import clipped, reraised
 from stacks.config.connectors import PullConnectorConfig, PushConnectorConfig
 from stacks.config.groups import GroupConfig, OutputTypeConfig
 from stacks.config.tools import BUILTIN_TOOLS
@@ -122,7 +122,10 @@ def _unique_tool_names(production: Mapping[str, Any], declared: _Declared) -> It
             if tool in seen or tool in BUILTIN_TOOLS:
                 owner = seen.get(tool, "the built-in tools")
                 yield Problem(
-                    ("legacy_apis", target, "tools", tool), f"tool name already used by {owner}", "unique names", tool
+                    ("legacy_apis", target, "tools", tool),
+                    f"tool name already used by {clipped(owner)}",
+                    "unique names",
+                    tool,
                 )
             seen.setdefault(tool, target)
 
@@ -130,7 +133,7 @@ def _unique_tool_names(production: Mapping[str, Any], declared: _Declared) -> It
 def _rated_tools_exist(production: Mapping[str, Any], declared: _Declared) -> Iterator[Problem]:
     if declared.tools is None:
         return
-    allowed = ", ".join(sorted(declared.tools))
+    allowed = _listed(sorted(declared.tools))
     for tool in _keys(production.get("tool_requests_per_minute", {})) or ():
         if tool not in declared.tools:
             yield Problem(("tool_requests_per_minute", tool), "unknown tool", allowed, tool)
@@ -153,7 +156,7 @@ def _group_output_types_declared(name: str, group: Mapping[str, Any], declared: 
             yield Problem(
                 ("groups", name, "output_quotas", output),
                 "unknown output type",
-                ", ".join(declared.output_types),
+                _listed(declared.output_types),
                 output,
             )
 
@@ -167,9 +170,10 @@ def _quotas_fit_one_output(production: Mapping[str, Any], declared: _Declared) -
             units = _field(OutputTypeConfig, _mapping(types.get(output), {}), "units")
             limit = _mapping(quota, {}).get("limit")
             if isinstance(units, int) and isinstance(limit, int) and not isinstance(limit, bool) and 0 < limit < units:
+                shown = clipped(output)
                 yield Problem(
                     ("groups", name, "output_quotas", output, "limit"),
-                    f"below the {units} units one {output} output takes: no {output} could ever be delivered",
+                    f"below the {units} units one {shown} output takes: no {shown} could ever be delivered",
                     f"0 (none) or at least {units}",
                     limit,
                 )
@@ -178,21 +182,21 @@ def _quotas_fit_one_output(production: Mapping[str, Any], declared: _Declared) -
 def _group_tools_declared(name: str, group: Mapping[str, Any], declared: _Declared) -> Iterator[Problem]:
     if declared.tools is None:
         return
-    allowed = ", ".join(sorted(declared.tools))
+    allowed = _listed(sorted(declared.tools))
     for index, tool in enumerate(_field(GroupConfig, group, "tools") or ()):
         if tool not in declared.tools:
-            yield Problem(("groups", name, "tools", index), f"unknown tool {tool}", allowed, tool)
+            yield Problem(("groups", name, "tools", index), f"unknown tool {clipped(tool)}", allowed, tool)
 
 
 def _group_classifications_declared(name: str, group: Mapping[str, Any], declared: _Declared) -> Iterator[Problem]:
     if declared.classifications is None:
         return
-    allowed = ", ".join(declared.classifications)
+    allowed = _listed(declared.classifications)
     for index, classification in enumerate(_field(GroupConfig, group, "data_classifications") or ()):
         if classification not in declared.classifications:
             yield Problem(
                 ("groups", name, "data_classifications", index),
-                f"unknown classification {classification}",
+                f"unknown classification {clipped(classification)}",
                 allowed,
                 classification,
             )
@@ -217,9 +221,13 @@ def _agents_serve_declared_outputs_once(production: Mapping[str, Any], declared:
         for index, output in enumerate(_field(AgentConfig, agent, "output_types") or ()):
             where = ("agents", name, "output_types", index)
             if declared.output_types is not None and output not in declared.output_types:
-                yield Problem(where, f"unknown output type {output}", ", ".join(declared.output_types), output)
+                yield Problem(where, f"unknown output type {clipped(output)}", _listed(declared.output_types), output)
             elif output in served:
-                yield Problem(where, f"output type {output} is already served by agent {served[output]}", "one agent")
+                yield Problem(
+                    where,
+                    f"output type {clipped(output)} is already served by agent {clipped(served[output])}",
+                    "one agent",
+                )
             else:
                 served[output] = name
 
@@ -228,20 +236,27 @@ def _connectors_use_declared_classifications(production: Mapping[str, Any], decl
     if declared.classifications is None:
         return
     known = declared.classifications
-    allowed = ", ".join(known)
+    allowed = _listed(known)
     connectors = _mapping(production.get("connectors", {}), {})
     sources = _field(PushConnectorConfig, connectors.get("push", {}), "sources") or {}
     for source, classification in sources.items():
         if classification not in known:
             yield Problem(
-                ("connectors", "push", "sources", source), f"unknown classification {classification}", allowed
+                ("connectors", "push", "sources", source), f"unknown classification {clipped(classification)}", allowed
             )
     for name, pull in _entries(connectors.get("pull", {})):
         classification = _field(PullConnectorConfig, pull, "classification")
         if classification is not None and classification not in known:
             yield Problem(
-                ("connectors", "pull", name, "classification"), f"unknown classification {classification}", allowed
+                ("connectors", "pull", name, "classification"),
+                f"unknown classification {clipped(classification)}",
+                allowed,
             )
+
+
+def _listed(names: Sequence[str]) -> str:
+    """Declared names as an error line lists them (a declared name can be broken, and long)."""
+    return ", ".join(map(clipped, names))
 
 
 def _tools(legacy_apis: Any) -> Mapping[str, str] | None:
