@@ -753,3 +753,29 @@ def test_other_files_beside_the_workloads_are_left_alone(tmp_path: Path) -> None
     (tmp_path / "README.md").write_text("the workloads", encoding="utf-8")
     (tmp_path / "notes.json.bak").write_text("{", encoding="utf-8")
     assert sorted(load_config({"blueprint": config(at("workloads_dir", value=str(tmp_path)))}).workloads) == ["support"]
+
+
+PULL_SOURCE = {
+    "base_url": "https://kb.example.com",
+    "secret_name": "demo/kb",
+    "records_path": "/articles",
+    "owner": "support-content-team",
+    "classification": "public",
+}
+
+
+def test_a_push_source_and_a_pull_source_of_one_name_are_refused() -> None:
+    """Both would land records at realtime/<name>/<id>.md, one replacing the other (and its classification)."""
+    connectors = {"push": {"sources": {"kb-articles": "internal"}}, "pull": {"kb-articles": PULL_SOURCE}}
+    assert refusal(config(at("production", "connectors", value=connectors))) == (
+        "blueprint.production.connectors.pull.kb-articles: also a push source "
+        "(production.connectors.push.sources.kb-articles): both would land records at realtime/kb-articles/, "
+        "each replacing the other's; allowed: a name the push connector does not use"
+    )
+
+
+def test_push_and_pull_sources_of_different_names_load() -> None:
+    connectors = {"push": {"sources": {"crm-notes": "internal"}}, "pull": {"kb-articles": PULL_SOURCE}}
+    loaded = load_config({"blueprint": config(at("production", "connectors", value=connectors))})
+    assert sorted(loaded.production.connectors.pull) == ["kb-articles"]
+    assert loaded.production.connectors.push.sources == {"crm-notes": "internal"}

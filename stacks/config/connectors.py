@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from stacks.config.base import ConfigModel
+from shared.landing import REALTIME_PREFIX
+from stacks.config.base import ConfigModel, KeyedError
 from stacks.config.fields import (
     Classification,
     FieldPath,
@@ -70,5 +71,21 @@ class ConnectorsConfig(ConfigModel):
 
     push: PushConnectorConfig = Field(default=PushConnectorConfig(), description="Sources that push records.")
     pull: dict[KebabName, PullConnectorConfig] = Field(
-        default_factory=dict, description="Sources polled for changed records, by name."
+        default_factory=dict,
+        description="Sources polled for changed records, by name (not a push source's: records of both would "
+        "land at realtime/<name>/).",
     )
+
+    @model_validator(mode="after")
+    def _one_connector_per_source(self) -> ConnectorsConfig:
+        """A source's records land at realtime/<source>/<id>.md: a push source and a pull source of
+        one name would overwrite each other's records (and their classifications)."""
+        for name in self.pull:
+            if name in self.push.sources:
+                raise KeyedError(
+                    ("pull", name),
+                    f"also a push source (production.connectors.push.sources.{name}): both would land records "
+                    f"at {REALTIME_PREFIX}{name}/, each replacing the other's",
+                    allowed="a name the push connector does not use",
+                )
+        return self
