@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -37,9 +38,20 @@ class ChatRequest(BaseModel):
 
     @field_validator("messages")
     @classmethod
-    def _ends_with_the_user(cls, messages: list[Message]) -> list[Message]:
+    def _alternates_from_and_to_the_user(cls, messages: list[Message]) -> list[Message]:
+        # Converse takes alternating turns that start and end with the user's, and the guardrail
+        # refuses content without text: refused here, named, before anything is admitted.
         if messages[-1].role != "user":
             raise ValueError("the last message must be the user's")
+        if messages[0].role != "user":
+            raise ValueError("the first message must be the user's")
+        for index, (before, after) in enumerate(pairwise(messages), start=1):
+            if before.role == after.role:
+                both = f"{index} and {index - 1} are both {after.role}'s"
+                raise ValueError(f"messages must alternate between user and assistant: {both}")
+        for index, message in enumerate(messages):
+            if not message.content.strip():
+                raise ValueError(f"message {index} is blank")
         return messages
 
 

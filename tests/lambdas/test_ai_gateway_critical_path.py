@@ -172,7 +172,8 @@ def test_resent_history_in_its_order_is_not_checked_again(sessions: Gateway) -> 
         ("edited", ["Q1 (edited)", "A1", "Q2"]),  # a changed first question: everything after it too
         ("reordered", ["Q2", "A1", "Q1"]),  # the same pieces in another order were never checked so
         ("dropped", ["Q2"]),  # the first exchange left out: the history no longer matches
-        ("re-roled", ["Q1", "A1", "Q2"]),  # a user's text resent as the assistant's
+        # (a re-roled turn cannot reach /v1/chat, whose turns alternate from the user's; the
+        # transcript's own tests hold a text under another role as another text)
     ],
 )
 def test_history_is_matched_by_position_and_what_differs_is_checked(
@@ -183,7 +184,6 @@ def test_history_is_matched_by_position_and_what_differs_is_checked(
         "edited": [("user", "Q1 (edited)"), *history[1:]],
         "reordered": [history[2], history[1], history[0], history[3]],
         "dropped": history[2:],
-        "re-roled": [("assistant", "Q1"), *history[1:]],
     }[edit]
     guard_input(sessions.bedrock, ["A2", "Q3"])  # the newest texts, while the transcript is read
     guard_input(sessions.bedrock, rechecked)  # then the history from where it differs
@@ -539,12 +539,13 @@ def test_a_transcript_a_concurrent_turn_wrote_first_is_counted_as_skipped_and_a_
     assert skipped(capsys) == [[1.0]]
 
 
-def test_a_conversation_opening_with_an_answer_checks_it_with_the_new_turn(sessions: Gateway) -> None:
-    """The native route lets a conversation open with the assistant's text: it is the answer the
-    caller replies to, checked as input with the caller's text in one call, as on every turn."""
-    guard_input(sessions.bedrock, ["Hello, how can I help?", "Refunds?"])
-    answers(sessions, "Within 30 days.")
-    assert chat([("assistant", "Hello, how can I help?"), ("user", "Refunds?")], "turn-1").status == 200
+def test_a_conversation_opening_with_an_answer_is_refused_before_anything_is_checked(sessions: Gateway) -> None:
+    """Converse refuses a conversation that does not start with the user's turn ("A conversation
+    must start with a user message"): the native route names it before a guardrail call or an
+    admission is paid for (the Stubber has nothing queued)."""
+    result = chat([("assistant", "Hello, how can I help?"), ("user", "Refunds?")], "turn-1")
+    assert (result.status, result.body["error"]) == (422, "invalid_request")
+    assert "the first message must be the user's" in result.body["message"]
 
 
 def test_every_stage_of_a_session_turn_is_traced_under_its_conversation(

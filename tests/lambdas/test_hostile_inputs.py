@@ -189,6 +189,28 @@ def test_an_output_type_with_a_trailing_newline_is_refused(bedrock: Answering) -
     assert (result.status, result.body["error"]) == (422, "invalid_request")  # never produced as "summary"
 
 
+@pytest.mark.parametrize(
+    ("messages", "said"),
+    [
+        ([("assistant", "Hi."), ("user", "Q")], "the first message must be the user's"),
+        (
+            [("user", "Q1"), ("user", "Q2")],
+            "messages must alternate between user and assistant: 1 and 0 are both user's",
+        ),
+        ([("user", "Q1"), ("assistant", " \n "), ("user", "Q2")], "message 1 is blank"),
+        ([("user", "  ")], "message 0 is blank"),
+    ],
+)
+def test_a_chat_whose_turns_converse_would_refuse_is_named_before_anything_is_admitted(
+    messages: list[tuple[str, str]], said: str, bedrock: Answering
+) -> None:
+    body = {"messages": [{"role": role, "content": text} for role, text in messages]}
+    result = gateway_call(json.dumps(body))
+    assert result.status == 422, result.body
+    assert said in result.body["message"]
+    assert bedrock.calls == []
+
+
 def test_an_output_type_with_a_trailing_slash_is_that_output_type(bedrock: Answering) -> None:
     request = rest_event("POST", "/v1/outputs/summary/", {"material": "m"})
     result = http_result(handler.lambda_handler(request, FakeContext()))
