@@ -280,7 +280,11 @@ def outputs(output_type: str) -> Response[Any]:
     texts = [request.material, *([request.instructions] if request.instructions else [])]
     respond_async = jobs.respond_async(_header_lines(PREFER_HEADER))  # Prefer: respond-async: a job, 202
     admission: Admission | None = None
+    sent = None
     if respond_async:  # the job admits its units (jobs.submit), after the screen
+        sent = jobs.fingerprint(output_type, request.material, request.instructions, request.model)
+        if (again := jobs.resubmitted(caller, request_id, sent)) is not None:  # nothing screened again
+            return _json(*again)
         screened = current.screen(texts, conversation).texts
     else:
         admission, both = current.screen_and_admit(generation, [("user", text) for text in texts])
@@ -293,7 +297,9 @@ def outputs(output_type: str) -> Response[Any]:
     )
     if admission is None:
         return _json(
-            *jobs.submit(generation, flow=current, ledger=dependencies().ledger, agents=policy().agents, clock=clock)
+            *jobs.submit(
+                generation, flow=current, ledger=dependencies().ledger, agents=policy().agents, clock=clock, sent=sent
+            )
         )
     return _json(200, current.complete(generation, admission).body())
 

@@ -121,6 +121,7 @@ class Job:
     result: dict[str, Any] | None = None  # the synchronous route's body, once succeeded
     reason: str | None = None  # why it failed, safe to show
     expires_at: float | None = None  # when DynamoDB's TTL deletes it (epoch seconds), when known
+    fingerprint: str | None = None  # the request as the caller sent it (fingerprint()), when known
 
     def expired(self, now: dt.datetime) -> bool:
         """Whether the item is past its expiry (still present only because TTL deletes lazily)."""
@@ -213,6 +214,7 @@ class JobStore:
             "admission": {"S": _admission_json(job.admission)},
             "payload": {"B": payload},
             "expires_at": {"N": str(int(expires_at.timestamp()))},
+            **({"fingerprint": {"S": job.fingerprint}} if job.fingerprint else {}),
             **({"token": {"S": job.token}} if job.token else {}),
         }
         try:
@@ -334,6 +336,37 @@ def environment() -> Jobs:
 # --- the gateway's routes ------------------------------------------------------------------------
 
 
+def fingerprint(*sent: str | None) -> str:
+    """A digest of a request as its caller sent it (output type, material, instructions, model):
+    a re-submit under the same request id must be the same request."""
+    return hashlib.sha256(json.dumps(sent).encode()).hexdigest()
+
+
+def resubmitted(
+    caller: Caller, request_id: str, sent: str, *, jobs: Jobs | None = None
+) -> tuple[int, dict[str, Any]] | None:
+    """The answer to a re-submit, before anything is screened or admitted: (202, the job) for the
+    same request, 422 for another request under the same request id (its Idempotency-Key reused),
+    None when no job has the id."""
+    try:
+        with call("dynamodb"):
+            existing = (jobs or environment()).store.get(job_id(caller, request_id))
+    except CorruptJobError as error:
+        return _unreadable(error)
+    if existing is None:
+        return None
+    return _resubmit(existing, sent)
+
+
+def _resubmit(existing: Job, sent: str | None) -> tuple[int, dict[str, Any]]:
+    if sent is not None and existing.fingerprint is not None and existing.fingerprint != sent:
+        message = (
+            f"request id {existing.request_id} was used for another request: send this one with a new Idempotency-Key"
+        )
+        return 422, {"error": "idempotency_key_reused", "message": message}
+    return 202, _accepted(existing)
+
+
 def submit(
     request: GenerationRequest,
     *,
@@ -342,6 +375,7 @@ def submit(
     agents: Mapping[str, str],
     clock: Clock,
     jobs: Jobs | None = None,
+    sent: str | None = None,
 ) -> tuple[int, dict[str, Any]]:
     """Admit a screened request's units and queue it as a job: (202, the job's status body).
 
@@ -350,22 +384,32 @@ def submit(
     output type without the caller's token, and UpstreamError. A request too large for a job item
     is a 413, before anything is admitted. A job item at the request's id that cannot be read is a
     500 ``job_unreadable``, and nothing is admitted (the id is the caller's: nothing of anyone else's
-    is told)."""
+    is told). ``sent``: the request's fingerprint(), kept with the job so that a re-submit under the
+    same request id that is another request is a 422."""
     try:
-        return _submit(request, flow=flow, ledger=ledger, agents=agents, clock=clock, jobs=jobs or environment())
+        return _submit(
+            request, flow=flow, ledger=ledger, agents=agents, clock=clock, jobs=jobs or environment(), sent=sent
+        )
     except CorruptJobError as error:  # (raised only by reading the job: nothing is left admitted)
         return _unreadable(error)
 
 
 def _submit(
-    request: GenerationRequest, *, flow: Flow, ledger: Ledger, agents: Mapping[str, str], clock: Clock, jobs: Jobs
+    request: GenerationRequest,
+    *,
+    flow: Flow,
+    ledger: Ledger,
+    agents: Mapping[str, str],
+    clock: Clock,
+    jobs: Jobs,
+    sent: str | None,
 ) -> tuple[int, dict[str, Any]]:
     settings = jobs.settings
     job = job_id(request.caller, request.request_id)
     with call("dynamodb"):
         existing = jobs.store.get(job)
     if existing is not None:  # a re-submit: the same job, nothing admitted again
-        return 202, _accepted(existing)
+        return _resubmit(existing, sent)
     if request.output.agent is not None and request.token is None:
         raise TokenRequiredError("Authorization: Bearer <access token> is required")
     payload = _payload(request, agents)
@@ -382,7 +426,7 @@ def _submit(
             existing = jobs.store.get(job)  # a concurrent re-submit admitted it and wrote the job
         if existing is None:
             raise  # the request id was a synchronous request's
-        return 202, _accepted(existing)
+        return _resubmit(existing, sent)
     created = clock.now()
     limit = min(
         settings.async_timeouts_seconds.get(request.output_type, settings.worker_timeout_seconds),
@@ -402,6 +446,7 @@ def _submit(
         limit_seconds=limit,
         payload=payload,
         token=request.token,
+        fingerprint=sent,
     )
     written = False
     try:
@@ -422,7 +467,7 @@ def _submit(
         _release(ledger, request, admission)
         with call("dynamodb"):
             existing = jobs.store.get(job)
-        return 202, _accepted(existing or queued)
+        return _resubmit(existing, sent) if existing is not None else (202, _accepted(queued))
     return 202, _accepted(queued)
 
 
@@ -683,6 +728,7 @@ def _job(stored: Mapping[str, Any], job: str) -> Job:
         result=item.packed("result", MAX_RESULT_BYTES),
         reason=item.optional("reason"),
         expires_at=item.expires_at if math.isfinite(item.expires_at) else None,
+        fingerprint=item.optional("fingerprint"),
     )
 
 

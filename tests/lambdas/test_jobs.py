@@ -171,7 +171,9 @@ def expect_invoke(world: World, job: str) -> None:
     )
 
 
-def submit(world: World, request: GenerationRequest | None = None) -> tuple[int, dict[str, Any]]:
+def submit(
+    world: World, request: GenerationRequest | None = None, sent: str | None = None
+) -> tuple[int, dict[str, Any]]:
     return jobs.submit(
         request or a_request(),
         flow=world.flow,
@@ -179,14 +181,15 @@ def submit(world: World, request: GenerationRequest | None = None) -> tuple[int,
         agents={"report_writer": "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/rw"},
         clock=world.times.clock(),
         jobs=world.jobs,
+        sent=sent,
     )
 
 
-def submitted(world: World, request: GenerationRequest | None = None) -> str:
+def submitted(world: World, request: GenerationRequest | None = None, sent: str | None = None) -> str:
     request = request or a_request()
     job = jobs.job_id(request.caller, request.request_id)
     expect_invoke(world, job)
-    assert submit(world, request)[0] == 202
+    assert submit(world, request, sent)[0] == 202
     return job
 
 
@@ -269,6 +272,27 @@ def test_a_resubmit_returns_the_same_job_and_admits_nothing(world: World) -> Non
     job = submitted(world)
     assert submit(world) == (202, {"job_id": job, "status": "queued", "status_url": f"/v1/jobs/{job}"})
     assert world.used() == 1
+
+
+def test_a_resubmit_of_another_request_under_the_same_request_id_is_a_422_and_admits_nothing(world: World) -> None:
+    first = jobs.fingerprint("summary", "Quarterly numbers.", None, None)
+    job = submitted(world, sent=first)
+    other = jobs.fingerprint("report", "Other material.", None, None)
+    status, body = submit(world, sent=other)
+    assert (status, body["error"]) == (422, "idempotency_key_reused")
+    assert body["message"] == (
+        "request id req-00000001 was used for another request: send this one with a new Idempotency-Key"
+    )
+    assert submit(world, sent=first) == (202, {"job_id": job, "status": "queued", "status_url": f"/v1/jobs/{job}"})
+    # Checked before the input is screened: the route asks first.
+    assert jobs.resubmitted(GOLD, "req-00000001", other, jobs=world.jobs)[0] == 422
+    assert jobs.resubmitted(GOLD, "req-00000001", first, jobs=world.jobs) == (202, body_of(job))
+    assert jobs.resubmitted(GOLD, "req-00000002", first, jobs=world.jobs) is None
+    assert world.used() == 1
+
+
+def body_of(job: str) -> dict[str, Any]:
+    return {"job_id": job, "status": "queued", "status_url": f"/v1/jobs/{job}"}
 
 
 def test_a_resubmit_of_a_failed_job_returns_it_failed_and_admits_nothing(world: World) -> None:
