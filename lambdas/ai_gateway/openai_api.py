@@ -284,7 +284,7 @@ class ChatCompletionRequest(BaseModel):
     max_completion_tokens: int | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0, le=TEMPERATURE_MAX, allow_inf_nan=False)
     top_p: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)  # Converse's topP
-    stop: str | list[str] | None = None  # Converse's stopSequences
+    stop: list[str] | None = None  # Converse's stopSequences (one string: a list of one)
     stream: bool | None = None
     stream_options: StreamOptions | None = None
     user: str | None = Field(default=None, max_length=256)  # accepted; the identity is the authorizer's
@@ -315,10 +315,19 @@ class ChatCompletionRequest(BaseModel):
             raise ValueError("every user message needs some text")
         return messages
 
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _one_stop_is_a_list_of_one(cls, stop: Any) -> Any:
+        # Not a union: pydantic would name its members ("stop.str", "stop.list[str]") as fields.
+        if stop is None or isinstance(stop, list):
+            return stop
+        if isinstance(stop, str):
+            return [stop]
+        raise ValueError("a string or a list of strings")
+
     @field_validator("stop")
     @classmethod
-    def _stop_sequences(cls, stop: str | list[str] | None) -> list[str] | None:
-        sequences = [stop] if isinstance(stop, str) else stop
+    def _stop_sequences(cls, sequences: list[str] | None) -> list[str] | None:
         if sequences is None:
             return None
         if len(sequences) > MAX_STOP_SEQUENCES:
@@ -359,8 +368,7 @@ class ChatCompletionRequest(BaseModel):
 
     def stop_sequences(self) -> tuple[str, ...]:
         """``stop`` as Converse's stopSequences (validated into a list of 1 to 4)."""
-        stop = self.stop
-        return tuple(stop) if isinstance(stop, list) else ((stop,) if stop else ())
+        return tuple(self.stop or ())
 
 
 @dataclass(frozen=True)

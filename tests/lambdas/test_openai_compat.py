@@ -522,7 +522,8 @@ def test_hostile_bodies_are_400s_in_openais_shape(body: str, gateway: Gateway) -
         ({**user("Hi"), "stop": ["a", "b", "c", "d", "e"]}, "stop", "at most 4 stop sequences"),
         ({**user("Hi"), "stop": ""}, "stop", "1 to 256 characters"),
         ({**user("Hi"), "stop": ["x" * 257]}, "stop", "1 to 256 characters"),
-        ({**user("Hi"), "stop": [1]}, "stop.str", "valid string"),  # (pydantic names the first member)
+        ({**user("Hi"), "stop": [1]}, "stop.0", "valid string"),
+        ({**user("Hi"), "stop": 5}, "stop", "a string or a list of strings"),  # never a union member's name
         ({**user("Hi"), "top_p": 1.5}, "top_p", "less than or equal to 1"),
         ({**user("Hi"), "top_p": "high"}, "top_p", "valid number"),
         ({**user("Hi"), "metadata": {"k": "v" * 513}}, "metadata", "values of at most 512"),
