@@ -21,7 +21,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
-from tools.synth import cdk_context, synthesize  # noqa: E402
+from tools.inputs import cdk_context  # noqa: E402
+from tools.synth import synthesize  # noqa: E402
 
 LIMIT_BYTES = 256 * 1024 * 1024  # CodePipeline: the largest input artifact of a CloudFormation action
 MB = 1024 * 1024

@@ -285,7 +285,7 @@ def test_a_resubmit_of_another_request_under_the_same_request_id_is_a_422_and_ad
     )
     assert submit(world, sent=first) == (202, {"job_id": job, "status": "queued", "status_url": f"/v1/jobs/{job}"})
     # Checked before the input is screened: the route asks first.
-    assert jobs.resubmitted(GOLD, "req-00000001", other, jobs=world.jobs)[0] == 422
+    assert jobs.resubmitted(GOLD, "req-00000001", other, jobs=world.jobs) == (status, body)
     assert jobs.resubmitted(GOLD, "req-00000001", first, jobs=world.jobs) == (202, body_of(job))
     assert jobs.resubmitted(GOLD, "req-00000002", first, jobs=world.jobs) is None
     assert world.used() == 1
