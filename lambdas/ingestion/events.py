@@ -7,6 +7,8 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ingestion.registry import MAX_VERSION_BYTES
+
 MAX_KEY_BYTES = 1024  # S3's limit on a key; version ids are no longer either
 MAX_OBJECT_BYTES = 5 * 1024**4  # S3's largest object (5 TiB)
 BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -67,7 +69,7 @@ def _check(bucket: Any, key: Any, version: Any, size: Any) -> None:
         raise MalformedEventError(f"the event's key is not UTF-8 of at most {MAX_KEY_BYTES} bytes")
     if not isinstance(version, str) or not version:
         raise MalformedEventError("the event has no version id (is the landing bucket versioned?)")
-    if not utf8_within(version, MAX_KEY_BYTES) or not version.isprintable():
+    if not utf8_within(version, MAX_VERSION_BYTES) or not version.isprintable():
         raise MalformedEventError("the event's version id is not a version id")
     if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= MAX_OBJECT_BYTES:
         raise MalformedEventError("the event has no object size")

@@ -37,7 +37,7 @@ from ingestion.contract import LOST_RECORDS_METRIC, ClassificationReaders, Proce
 from ingestion.events import MalformedEventError, ObjectRef, OcrJob, object_ref, ocr_job
 from ingestion.knowledge import KnowledgeBase
 from ingestion.pii import PiiScanner
-from ingestion.pipeline import Outcome, Pipeline, document_id
+from ingestion.pipeline import Outcome, Pipeline, document_id, source_ref
 from ingestion.registry import DEAD_LETTERED, QUARANTINED, Registry, VersionRecord
 from shared.aws_errors import failure_code
 from shared.contract import variable
@@ -131,7 +131,7 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
             raise MalformedEventError("the SQS record has no text body")
         job = ocr_job(record.body)
         if job is not None:
-            return _ocr_finished(job)
+            return _ocr_notified(job, record)
         ref = object_ref(record.body)
         if not _landing(ref.bucket):  # nothing is read or deleted in another bucket
             raise MalformedEventError("the event's bucket is not the landing bucket")
@@ -171,6 +171,22 @@ def _receive_count(record: dict[str, Any]) -> int:
 
 def _landing(bucket: str) -> bool:
     return bucket == settings().landing_bucket
+
+
+def _ocr_notified(job: OcrJob, record: SQSRecord) -> dict[str, Any]:
+    """A Textract notification, retried by SQS when it fails; on the last attempt its version is
+    recorded dead-lettered first (as a document's is), so the registry never says it is pending
+    while its notification sits in the DLQ."""
+    try:
+        return _ocr_finished(job)
+    except Exception as error:
+        reason = f"processing failed: {failure_code(error)}"
+        if _receive_count(record.raw_event) >= settings().max_receive_count:
+            pending = pipeline().ocr_pending(job)
+            if pending is not None:
+                _record_dead_letter(source_ref(pending), reason)
+        logger.warning("OCR notification failed", extra={"document_id": job.document_id, "reason": reason})
+        raise
 
 
 def _ocr_finished(job: OcrJob) -> dict[str, Any]:

@@ -147,11 +147,10 @@ class Pipeline:
     def ocr_finished(self, job: OcrJob) -> Outcome | None:
         """Continue a version whose Textract job finished, with the job's text as if the PDF had had
         a text layer. None: the job is not one of this pipeline's, or its version is settled."""
-        pending = self._registry.ocr_version(job.document_id, job.job_id)
-        if pending is None or pending.status != OCR_PENDING:
+        pending = self.ocr_pending(job)
+        if pending is None:
             return None
-        bucket, _, key = pending.source.removeprefix("s3://").partition("/")
-        ref = ObjectRef(bucket=bucket, key=key, version=pending.version, size=pending.size, sequencer=pending.sequencer)
+        ref = source_ref(pending)
         record = replace(pending, status="", reason="", reason_code="", ocr_job="", sequencer="")
 
         def read(ref: ObjectRef, key: str, record: VersionRecord) -> tuple[str, VersionRecord]:
@@ -160,6 +159,11 @@ class Pipeline:
             return self._ocr_text(job.job_id), record
 
         return self._run(ref, record, read)
+
+    def ocr_pending(self, job: OcrJob) -> VersionRecord | None:
+        """The version waiting for ``job`` (None: not this pipeline's job, or its version settled)."""
+        pending = self._registry.ocr_version(job.document_id, job.job_id)
+        return pending if pending is not None and pending.status == OCR_PENDING else None
 
     def _run(self, ref: ObjectRef, record: VersionRecord, read: Reader) -> Outcome:
         if _newer_than(
@@ -487,6 +491,12 @@ def _candidate_keys(key: str) -> list[str]:
     except UnicodeDecodeError:
         return [key]
     return list(dict.fromkeys([key, decoded]))
+
+
+def source_ref(record: VersionRecord) -> ObjectRef:
+    """The landed object a version record was made from (its source, version, size and order)."""
+    bucket, _, key = record.source.removeprefix("s3://").partition("/")
+    return ObjectRef(bucket=bucket, key=key, version=record.version, size=record.size, sequencer=record.sequencer)
 
 
 def _newer_than(current: Mapping[str, Any] | None, ref: ObjectRef) -> bool:

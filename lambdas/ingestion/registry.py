@@ -13,6 +13,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+VERSION_KEY = "version#"  # a version record's sort key: VERSION_KEY + the S3 version id
+# DynamoDB holds a sort key of at most 1,024 bytes: a longer version id could not be recorded.
+MAX_VERSION_BYTES = 1024 - len(VERSION_KEY)
+
 CURRENT = "current"
 CURATED, QUARANTINED, DEAD_LETTERED, GONE = "curated", "quarantined", "dead_lettered", "gone"
 SUPERSEDED = "superseded"  # a newer version of the document was settled first; this one was skipped
@@ -56,7 +60,7 @@ class Registry:
         self._table = table  # a boto3 DynamoDB Table resource
 
     def version(self, document_id: str, version: str) -> VersionRecord | None:
-        item = self._table.get_item(Key={"pk": document_id, "sk": f"version#{version}"}, ConsistentRead=True)
+        item = self._table.get_item(Key={"pk": document_id, "sk": f"{VERSION_KEY}{version}"}, ConsistentRead=True)
         found = item.get("Item")
         return _record(found) if found else None
 
@@ -86,7 +90,7 @@ class Registry:
                 self._table.put_item(Item=item)
         version = {k: v for k, v in asdict(record).items() if v not in ("", {}, None)}
         self._table.put_item(
-            Item={**version, "pk": record.document_id, "sk": f"version#{record.version}", "size": record.size}
+            Item={**version, "pk": record.document_id, "sk": f"{VERSION_KEY}{record.version}", "size": record.size}
         )
 
     def ocr_started(self, record: VersionRecord) -> None:

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, example, given, settings, strategies as st
 from ingestion import handler
 from ingestion.events import MalformedEventError, ObjectRef, object_ref
 from ingestion.pipeline import document_id, quarantine_key
+from ingestion.registry import MAX_VERSION_BYTES
 from tests.lambdas.conftest import FakeContext
 from tests.lambdas.ingestion_corpus import LANDING, SEEDED_PII, docx_bytes, pdf_bytes
 from tests.lambdas.ingestion_fixtures import CURATED, QUARANTINE, Aws, batch, landed, s3_event, sqs_message
@@ -305,3 +306,23 @@ def test_an_encoded_key_of_an_object_already_gone_gets_the_decoded_keys_id(aws: 
     assert run(sqs_message(s3_event("docs/my+doc.txt", put["version"], put["size"]))) == []
     record = version_record(aws, "docs/my doc.txt")
     assert (record["status"], record["source"]) == ("gone", f"s3://{LANDING}/docs/my doc.txt")
+
+
+@pytest.mark.parametrize(("length", "dead_lettered"), [(MAX_VERSION_BYTES, False), (MAX_VERSION_BYTES + 1, True)])
+def test_a_version_id_too_long_for_the_registrys_key_is_dead_lettered_at_once(
+    aws: Aws, length: int, dead_lettered: bool
+) -> None:
+    """S3 allows 1,024 bytes; the registry's sort key (version#<id>) allows that much in all. A
+    longer id could never be recorded, not even as dead-lettered: it is a malformed event."""
+    put = aws.put("docs/a.txt", "hello")
+    version = "v" * length
+    failed = run(sqs_message(s3_event("docs/a.txt", version, put["size"])))
+    assert failed == []
+    sent = aws.dlq()
+    if dead_lettered:
+        assert [m["MessageAttributes"]["reason"]["StringValue"] for m in sent] == [
+            "the event's version id is not a version id"
+        ]
+    else:
+        assert sent == []
+        assert any(item["sk"] == f"version#{version}" for item in aws.registry_items())

@@ -22,6 +22,7 @@ from ingestion.pipeline import Outcome, Pipeline, document_id
 from tests.lambdas.ingestion_corpus import CUSTOM, LANDING, pdf_bytes
 from tests.lambdas.ingestion_fixtures import (
     CURATED,
+    MAX_RECEIVE,
     QUARANTINE,
     READERS,
     REGION,
@@ -409,3 +410,21 @@ def test_ocr_text_is_read_within_the_time_page_and_character_limits(
     result = finished(aws, pipeline, ref)
     assert result is not None
     assert (result.status, result.reason) == outcome
+
+
+def test_a_notification_that_fails_every_attempt_records_its_version_dead_lettered_on_the_last(
+    aws: Aws, textract: Stubber
+) -> None:
+    pending(aws, textract)
+    for attempt in range(1, MAX_RECEIVE + 1):
+        textract.add_client_error("get_document_text_detection", "ThrottlingException")
+        message = notification(KEY)
+        message["attributes"]["ApproximateReceiveCount"] = str(attempt)
+        assert run(message) == [message["messageId"]]  # failed: SQS retries it, then moves it to the DLQ
+        expected = "ocr_pending" if attempt < MAX_RECEIVE else "dead_lettered"
+        assert version_record(aws, KEY)["status"] == expected
+    record = version_record(aws, KEY)
+    assert (record["reason"], record["location"]) == ("processing failed: ThrottlingException", "dlq")
+    # A late success after that is one no version waits for.
+    assert run(notification(KEY)) == []
+    assert version_record(aws, KEY)["status"] == "dead_lettered"
