@@ -42,6 +42,7 @@ from shared.documents import CLASSIFICATION_KEY
 
 MISSING = frozenset({"404", "NoSuchKey", "NoSuchVersion"})
 MAX_FIELD_CHARS = 256  # an uploader's metadata value kept in the curated sidecar
+MAX_LIST_VALUES = 10  # the most values Bedrock takes in a list metadata attribute (stringListValue)
 VERSION_SEGMENT = re.compile(r"[A-Za-z0-9._-]{1,128}")  # S3's version ids are; anything else is hashed
 ORIGIN = re.compile(r"upload|connector:[a-z0-9][a-z0-9_-]{0,62}")
 # Reads a landing object's text (a record with what was learnt on the way) or raises RejectedError.
@@ -297,7 +298,9 @@ class Pipeline:
             CLASSIFICATION_KEY: classification,
         }
         readers = list(self._readers().get(classification, []))
-        if readers:  # a list attribute may not be empty
+        # A list attribute holds 1 to MAX_LIST_VALUES values: past that, retrieval filters on the
+        # classification alone (as the tools' always do) rather than the call being refused.
+        if 0 < len(readers) <= MAX_LIST_VALUES:
             attributes["allowed_groups"] = readers
         direct = key.startswith(REALTIME_PREFIX)
         prefix = DIRECT_PREFIX if direct else settings.curated_prefix

@@ -1004,3 +1004,18 @@ def test_the_idempotency_store_calls_dynamodb_within_the_same_bounded_time_as_ev
     config = handler.persistence.client.meta.config
     assert (config.connect_timeout, config.read_timeout) == (handler.AWS.connect_timeout, handler.AWS.read_timeout)
     assert config.retries == handler.AWS.retries
+
+
+@pytest.mark.parametrize(("groups", "listed"), [(10, True), (11, False)])
+def test_allowed_groups_is_written_only_within_bedrocks_limit_on_a_list_attribute(
+    aws: Aws, groups: int, listed: bool
+) -> None:
+    """Bedrock takes 1 to 10 values in a list attribute (the custom data source refuses more):
+    past that the document is curated with its classification alone, which retrieval filters on."""
+    readers = {"public": [f"group-{n}" for n in range(groups)], "internal": [], "customer": []}
+    outcome = make(aws, readers=readers).process(land(aws, "docs/note.txt", "Plain words.", classification="public"))
+    assert outcome.status == "curated"
+    doc = document_id(LANDING, "docs/note.txt")
+    attributes = json.loads(aws.objects(CURATED)[f"curated/{doc}.txt.metadata.json"])["metadataAttributes"]
+    assert attributes["classification"] == "public"
+    assert attributes.get("allowed_groups") == (readers["public"] if listed else None)
