@@ -66,7 +66,8 @@ class LegacyApiConfig(ConfigModel):
         default=4000,
         ge=512,
         le=100_000,
-        description="The most a tool's answer may weigh (bytes): records beyond it go to the next page.",
+        description="The most a tool's answer may weigh (bytes): records beyond it go to the next page; a record "
+        "heavier than it alone has its longest texts cut (truncated, clipped names them) or is left out with a note.",
     )
     tools: dict[ToolName, ToolDeclaration] = Field(
         min_length=1,
