@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -127,17 +126,6 @@ def test_the_committed_golden_set_reads_as_before() -> None:
     )
 
 
-@pytest.fixture
-def drawn_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
-    """The files `make diagram` writes (docs/architecture.md, README.md), as copies it may write instead."""
-    page, readme = tmp_path / "architecture.md", tmp_path / "README.md"
-    shutil.copyfile(diagram.OUTPUT, page)
-    shutil.copyfile(diagram.README, readme)
-    monkeypatch.setattr(diagram, "OUTPUT", page)
-    monkeypatch.setattr(diagram, "README", readme)
-    return page, readme
-
-
 def assembly(folder: Path, resources: dict[str, Any] | str) -> Path:
     """A cloud assembly with one stack "s" of ``resources`` (or of that template text)."""
     folder.mkdir(parents=True)
@@ -251,18 +239,24 @@ def test_diagram_refuses_a_readme_whose_markers_are_out_of_place_and_writes_neit
     assert [path.read_bytes() for path in drawn_files] == before
 
 
-def test_a_real_agent_dev_run_without_the_agents_settings_names_them_and_stops() -> None:
-    settings = ("AGENT_NAME", "SYSTEM_PROMPT", "TOOLS_GATEWAY_URL", "TOKEN_ISSUER", "TOKEN_CLIENT_ID", "GROUPS")
-    env = {k: v for k, v in os.environ.items() if k not in settings} | {"AGENT_DEV_TOKEN": "not-a-token"}
-    done = subprocess.run(
+def agent_dev_real(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`make agent-dev REAL=1` in ``env``; it stops before serving: a hang fails the test instead of
+    holding the suite."""
+    return subprocess.run(
         [sys.executable, "tools/agent_dev.py", "--real"],
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
-        timeout=60,  # it stops before serving: a hang fails the test instead of holding the suite
+        timeout=60,
         check=False,
     )
+
+
+def test_a_real_agent_dev_run_without_the_agents_settings_names_them_and_stops() -> None:
+    settings = ("AGENT_NAME", "SYSTEM_PROMPT", "TOOLS_GATEWAY_URL", "TOKEN_ISSUER", "TOKEN_CLIENT_ID", "GROUPS")
+    env = {k: v for k, v in os.environ.items() if k not in settings} | {"AGENT_DEV_TOKEN": "not-a-token"}
+    done = agent_dev_real(env)
 
     assert done.returncode == 2
     assert done.stdout == ""
@@ -283,15 +277,7 @@ def test_a_real_agent_dev_run_without_a_region_says_so_and_stops() -> None:
     unset = ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "AWS_CONFIG_FILE")
     env = {k: v for k, v in os.environ.items() if k not in unset} | settings | {"AGENT_DEV_TOKEN": "not-a-token"}
     env["AWS_CONFIG_FILE"] = os.devnull  # no region from a config file either
-    done = subprocess.run(
-        [sys.executable, "tools/agent_dev.py", "--real"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = agent_dev_real(env)
 
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == ["AWS_REGION: the region of the deployed agent is required with REAL=1"]

@@ -64,17 +64,6 @@ def test_nag_report_given_a_file_says_it_is_not_a_directory(tmp_path: Path, caps
     assert f"nag_report: {given}: not a directory" in capsys.readouterr().err
 
 
-@pytest.fixture
-def drawn_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
-    """The files `make diagram` writes (docs/architecture.md, README.md), as copies it may write instead."""
-    page, readme = tmp_path / "architecture.md", tmp_path / "README.md"
-    shutil.copyfile(diagram.OUTPUT, page)
-    shutil.copyfile(diagram.README, readme)
-    monkeypatch.setattr(diagram, "OUTPUT", page)
-    monkeypatch.setattr(diagram, "README", readme)
-    return page, readme
-
-
 @pytest.mark.parametrize(
     ("given", "said"),
     [
