@@ -135,13 +135,13 @@ def test_config_is_frozen() -> None:
 def test_dotted_overrides_are_parsed_as_json_or_kept_as_strings() -> None:
     config = load(
         {
-            "sandbox.kendra.enabled": "false",
+            "sandbox.kendra.enabled": "true",
             "sandbox.budget.alert_emails": '["a@example.com", "b@example.com"]',
             "sandbox.query.generation_model_id": "us.amazon.nova-pro-v1:0",
             "sandbox.knowledge_base.chunking": '{"strategy": "HIERARCHICAL"}',
         }
     )
-    assert config.sandbox.kendra.enabled is False
+    assert config.sandbox.kendra.enabled is True
     assert config.sandbox.budget.alert_emails == ("a@example.com", "b@example.com")
     assert config.sandbox.query.generation_model_id == "us.amazon.nova-pro-v1:0"
     assert isinstance(config.sandbox.knowledge_base.chunking, HierarchicalChunking)
@@ -719,12 +719,13 @@ def test_two_workloads_cannot_sell_the_same_output(cdk_context: dict[str, Any]) 
 def test_the_tiers_kendra_switch_is_off_for_every_workload_and_on_for_those_that_ask(
     cdk_context: dict[str, Any],
 ) -> None:
-    """Kendra bills by the hour: ``sandbox.kendra.enabled=false`` switches it off whatever the
-    workloads ask for; with it on, a workload's sandbox has an index when it asks for one."""
-    assert load_config(cdk_context).sandbox_for("support").kendra.enabled  # workloads/support.json asks
-    tier_off = {**cdk_context, "blueprint.sandbox.kendra.enabled": "false"}
-    assert not load_config(tier_off).sandbox_for("support").kendra.enabled
-    not_asked = {**cdk_context, "blueprint.workloads.support.sandbox.kendra": "false"}
+    """Kendra bills by the hour, and takes no new customers since 2026-07-30: the tier's switch is
+    off by default whatever the workloads ask for; with it on, a workload's sandbox has an index
+    when it asks for one."""
+    assert not load_config(cdk_context).sandbox_for("support").kendra.enabled  # the tier's default: off
+    tier_on = {**cdk_context, "blueprint.sandbox.kendra.enabled": "true"}
+    assert load_config(tier_on).sandbox_for("support").kendra.enabled  # workloads/support.json asks
+    not_asked = {**tier_on, "blueprint.workloads.support.sandbox.kendra": "false"}
     assert not load_config(not_asked).sandbox_for("support").kendra.enabled
 
 

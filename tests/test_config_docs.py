@@ -73,6 +73,7 @@ def test_the_references_override_examples_are_valid_and_take_effect(cdk_context:
     assert len(examples) == 2
     overrides = {key: value.strip("'") for key, value in examples}
     config = load_config({**cdk_context, **overrides})
-    assert not config.sandbox_for("support").kendra.enabled
+    assert config.sandbox_for("support").kendra.enabled
+    assert not load_config(cdk_context).sandbox_for("support").kendra.enabled
     assert config.production.groups["customer-gold"].models.fallbacks == ()
     assert load_config(cdk_context).production.groups["customer-gold"].models.fallbacks != ()

@@ -41,7 +41,7 @@ is allowed. Any key can be overridden on the command line with its dotted path (
 as JSON when they are valid JSON, otherwise taken as strings):
 
 ```bash
-cdk synth -c {CONTEXT_KEY}.sandbox.kendra.enabled=false
+cdk synth -c {CONTEXT_KEY}.sandbox.kendra.enabled=true
 cdk synth -c {CONTEXT_KEY}.production.groups.customer-gold.models.fallbacks='[]'
 ```
 

@@ -34,10 +34,12 @@ class KendraConfig(ConfigModel):
     """An Amazon Kendra index over the documents prefix, beside the Knowledge Base."""
 
     enabled: bool = Field(
-        default=True,
+        default=False,
         description="Whether the tier's sandboxes may have a Kendra index (each workload asks for one with its "
         "sandbox.kendra): Kendra bills by the hour from the moment the index exists, so false switches it off for "
-        'every workload (the query function then refuses "source": "kendra").',
+        'every workload (the query function then refuses "source": "kendra"). Off by default: Amazon Kendra takes '
+        "no new customers since 2026-07-30, so an account that never used it cannot create an index and the "
+        "sandbox's first deploy would fail; an account that already uses Kendra may switch it on.",
     )
     edition: Literal["DEVELOPER_EDITION", "ENTERPRISE_EDITION"] = Field(
         default="DEVELOPER_EDITION", description="The Kendra index edition."

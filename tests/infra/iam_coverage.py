@@ -137,9 +137,11 @@ EXPLICIT: dict[tuple[str, str], tuple[str, ...] | str] = {
     ("account_settings", "name"): "logs",
 }
 # Calls a function makes only where a setting switches them on: (package, service) -> (variable,
-# value). Elsewhere the role rightly lacks them (the processor calls Textract only with OCR=textract).
-SWITCHED_ON: dict[tuple[str, str], tuple[str, str]] = {
+# value, or None: set at all). Elsewhere the role rightly lacks them (the processor calls Textract
+# only with OCR=textract; the sandbox's query function Kendra only where the tier switched it on).
+SWITCHED_ON: dict[tuple[str, str], tuple[str, str | None]] = {
     ("ingestion", "textract"): ("OCR", "textract"),
+    ("prototype_query", "kendra"): ("KENDRA_INDEX_ID", None),
 }
 # Modules whose calls a function makes only where a variable is set at all: file -> variable (the
 # gateway's functions keep sessions' transcripts and the buffered one jobs; the jobs' worker, running the
@@ -645,7 +647,10 @@ def _switched_on(call: Call, runner: Runner) -> bool:
     if variable is not None and variable not in runner.environment:
         return False
     switch = SWITCHED_ON.get((call.package, call.service))
-    return switch is None or runner.environment.get(switch[0]) == switch[1]
+    if switch is None:
+        return True
+    name, value = switch
+    return name in runner.environment if value is None else runner.environment.get(name) == value
 
 
 def _covered(

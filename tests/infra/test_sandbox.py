@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import copy
+import json
 from typing import Any
 
 import pytest
 
 from stacks.config import SandboxConfig, load_config
+from tests.infra import iam_coverage
 from tests.infra.cfn import name_of, only, props, render, resources, role_permissions, trust
 from tests.infra.conftest import Assembly, Synthesizer
 
@@ -162,12 +165,31 @@ def test_knowledge_base_waits_for_its_role_policy(sandbox: dict[str, Any]) -> No
     assert policy in kb["DependsOn"]
 
 
+@pytest.fixture(scope="module")
+def kendra_on(synthesize: Synthesizer) -> Assembly:
+    """The sandbox with the tier's Kendra switch on (off by default: Kendra takes no new customers
+    since 2026-07-30), an inference profile for generation and the budget scoped to the tier tag."""
+    return synthesize(
+        tier="sandbox",
+        **{
+            "blueprint.sandbox.kendra.enabled": "true",
+            "blueprint.workloads.support.generation.model_id": "us.amazon.nova-lite-v1:0",
+            "blueprint.sandbox.budget.scope_to_tier_tag": "true",
+        },
+    )
+
+
+@pytest.fixture(scope="module")
+def with_kendra(kendra_on: Assembly) -> dict[str, Any]:
+    return kendra_on.template("-sandbox-support")
+
+
 def test_kendra_developer_index_crawls_the_prefix_with_the_template_connector(
-    sandbox: dict[str, Any], config: SandboxConfig
+    with_kendra: dict[str, Any], config: SandboxConfig
 ) -> None:
-    index = props(sandbox, "AWS::Kendra::Index")
+    index = props(with_kendra, "AWS::Kendra::Index")
     assert index["Edition"] == "DEVELOPER_EDITION"
-    source = props(sandbox, "AWS::Kendra::DataSource")
+    source = props(with_kendra, "AWS::Kendra::DataSource")
     assert source["Type"] == "TEMPLATE"
     assert source["Schedule"] == config.kendra.sync_schedule
     assert "S3Configuration" not in source["DataSourceConfiguration"]
@@ -177,7 +199,9 @@ def test_kendra_developer_index_crawls_the_prefix_with_the_template_connector(
     assert template["additionalProperties"] == {"inclusionPrefixes": [config.knowledge_base.documents_prefix]}
 
 
-def test_kendra_roles_are_scoped_to_the_index_and_the_prefix(sandbox: dict[str, Any], config: SandboxConfig) -> None:
+def test_kendra_roles_are_scoped_to_the_index_and_the_prefix(
+    with_kendra: dict[str, Any], config: SandboxConfig
+) -> None:
     sync = {
         "BatchPutDocument",
         "BatchDeleteDocument",
@@ -186,7 +210,7 @@ def test_kendra_roles_are_scoped_to_the_index_and_the_prefix(sandbox: dict[str, 
         "DescribePrincipalMapping",
         "ListGroupsOlderThanOrderingId",
     }
-    assert role_permissions(sandbox, "KendraDataSourceRole") == {
+    assert role_permissions(with_kendra, "KendraDataSourceRole") == {
         ("s3:ListBucket", "<Documents.Arn>"),
         ("s3:GetObject", f"<Documents.Arn>/{config.knowledge_base.documents_prefix}*"),
         ("kms:Decrypt", "<Key.Arn>"),
@@ -194,14 +218,14 @@ def test_kendra_roles_are_scoped_to_the_index_and_the_prefix(sandbox: dict[str, 
         *{(f"kendra:{a}", "<KendraIndex.Arn>/data-source/*") for a in sync},
     }
     logs = f"arn:aws:logs:us-east-1:{ACCOUNT}:log-group:/aws/kendra/*"
-    assert role_permissions(sandbox, "KendraIndexRole") == {
+    assert role_permissions(with_kendra, "KendraIndexRole") == {
         ("cloudwatch:PutMetricData", "*"),
         ("logs:DescribeLogGroups", "*"),
         ("logs:CreateLogGroup", logs),
         *{(f"logs:{a}", f"{logs}:log-stream:*") for a in ("DescribeLogStreams", "CreateLogStream", "PutLogEvents")},
     }
     for role in ("KendraDataSourceRole", "KendraIndexRole"):
-        (statement,) = trust(sandbox, role)
+        (statement,) = trust(with_kendra, role)
         assert statement["Principal"] == {"Service": "kendra.amazonaws.com"}
         assert statement["Condition"]["StringEquals"] == {"aws:SourceAccount": ACCOUNT}
 
@@ -213,7 +237,6 @@ def test_query_role_can_retrieve_generate_and_write_its_own_logs_only(
         ("bedrock:Retrieve", f"<{name_of(sandbox, KB)}.KnowledgeBaseArn>"),
         ("bedrock:RetrieveAndGenerate", "*"),
         ("bedrock:InvokeModel", generation_arn(config)),
-        ("kendra:Retrieve", "<KendraIndex.Arn>"),
         ("logs:CreateLogStream", "<QueryFunctionLogs.Arn>"),
         ("logs:PutLogEvents", "<QueryFunctionLogs.Arn>"),
         ("xray:PutTraceSegments", "*"),
@@ -239,7 +262,6 @@ def test_query_function_has_the_house_defaults_and_an_iam_authorized_url(
     assert render(fn["Layers"]) == ["<DependencyLayer>"]
     env = render(fn["Environment"]["Variables"])
     assert env["KNOWLEDGE_BASE_ID"] == f"<{name_of(sandbox, KB)}.KnowledgeBaseId>"
-    assert env["KENDRA_INDEX_ID"] == "<KendraIndex.Id>"
     assert env["GENERATION_MODEL_ARN"] == generation_arn(config)
     assert env["POWERTOOLS_SERVICE_NAME"] == "prototype_query"
     assert (fn["MemorySize"], fn["Timeout"]) == (config.query.memory_mb, config.query.timeout_seconds)
@@ -282,35 +304,41 @@ def test_outputs_give_a_user_what_they_need(sandbox: dict[str, Any]) -> None:
     assert outputs["KnowledgeBaseId"] == f"<{name_of(sandbox, KB)}.KnowledgeBaseId>"
     assert outputs["DataSourceId"] == "<KnowledgeBaseDataSource.DataSourceId>"
     assert outputs["DocumentsBucketName"] == "<Documents>"
-    assert outputs["KendraIndexId"] == "<KendraIndex.Id>"
-    assert outputs["KendraDataSourceId"] == "<KendraDataSource.Id>"
     assert outputs["QueryUrl"] == "<QueryFunctionFunctionUrl.FunctionUrl>"
 
 
-@pytest.fixture(scope="module")
-def kendra_off(synthesize: Synthesizer) -> Assembly:
-    return synthesize(
-        tier="sandbox",
-        **{
-            "blueprint.workloads.support.sandbox.kendra": "false",
-            "blueprint.workloads.support.generation.model_id": "us.amazon.nova-lite-v1:0",
-            "blueprint.sandbox.budget.scope_to_tier_tag": "true",
-        },
-    )
+def test_kendra_switched_on_gives_the_query_function_its_index_and_the_user_its_ids(
+    with_kendra: dict[str, Any], kendra_on: Assembly
+) -> None:
+    assert ("kendra:Retrieve", "<KendraIndex.Arn>") in role_permissions(with_kendra, "QueryFunctionRole")
+    fn = props(with_kendra, "AWS::Lambda::Function", "QueryFunction")
+    assert render(fn["Environment"]["Variables"])["KENDRA_INDEX_ID"] == "<KendraIndex.Id>"
+    outputs = {name: render(o["Value"]) for name, o in with_kendra["Outputs"].items()}
+    assert (outputs["KendraIndexId"], outputs["KendraDataSourceId"]) == ("<KendraIndex.Id>", "<KendraDataSource.Id>")
+    assert list(kendra_on.templates) == ["genai-sandbox-support"]  # tier=sandbox synthesizes one tier
+    # Its Retrieve call is switched on by KENDRA_INDEX_ID, and the role allows it on the index.
+    coverage = iam_coverage.check(kendra_on.templates)
+    assert (coverage.unresolved, coverage.findings) == ([], [])
+    revoked = copy.deepcopy(kendra_on.templates)
+    for policy in resources(revoked["genai-sandbox-support"], "AWS::IAM::Policy").values():
+        document = policy["Properties"]["PolicyDocument"]
+        document["Statement"] = [s for s in document["Statement"] if "kendra:Retrieve" not in json.dumps(s["Action"])]
+    findings = iam_coverage.check(revoked).findings
+    assert [(f.call.action, f.resource) for f in findings] == [("kendra:Retrieve", "KENDRA_INDEX_ID")]
 
 
-def test_kendra_switch_off_removes_every_kendra_resource_and_permission(kendra_off: Assembly) -> None:
-    template = kendra_off.template("-sandbox-support")
-    assert not [r for r in template["Resources"].values() if r["Type"].startswith("AWS::Kendra::")]
-    assert not [a for a, _ in role_permissions(template, "QueryFunctionRole") if a.startswith("kendra:")]
-    fn = props(template, "AWS::Lambda::Function", "QueryFunction")
+def test_kendra_is_off_by_default_without_a_resource_or_permission(sandbox: dict[str, Any]) -> None:
+    """Kendra takes no new customers since 2026-07-30: an index in an account that never used it
+    fails the sandbox's first deploy, so the tier's switch is off unless the account turns it on."""
+    assert not [r for r in sandbox["Resources"].values() if r["Type"].startswith("AWS::Kendra::")]
+    assert not [a for a, _ in role_permissions(sandbox, "QueryFunctionRole") if a.startswith("kendra:")]
+    fn = props(sandbox, "AWS::Lambda::Function", "QueryFunction")
     assert "KENDRA_INDEX_ID" not in fn["Environment"]["Variables"]  # unset: the query function's Kendra is off
-    assert not [name for name in template["Outputs"] if name.startswith("Kendra")]
-    assert list(kendra_off.templates) == ["genai-sandbox-support"]  # tier=sandbox synthesizes one tier
+    assert not [name for name in sandbox["Outputs"] if name.startswith("Kendra")]
 
 
-def test_inference_profile_grants_the_profile_and_its_model_in_every_region(kendra_off: Assembly) -> None:
-    template = kendra_off.template("-sandbox-support")
+def test_inference_profile_grants_the_profile_and_its_model_in_every_region(with_kendra: dict[str, Any]) -> None:
+    template = with_kendra
     profile = f"arn:aws:bedrock:us-east-1:{ACCOUNT}:inference-profile/us.amazon.nova-lite-v1:0"
     model = {(a, r) for a, r in role_permissions(template, "QueryFunctionRole") if a.startswith("bedrock:")}
     assert model - {
@@ -323,6 +351,6 @@ def test_inference_profile_grants_the_profile_and_its_model_in_every_region(kend
     }
 
 
-def test_budget_can_be_scoped_to_the_tier_tag(kendra_off: Assembly) -> None:
-    budget = props(kendra_off.template("-sandbox-support"), "AWS::Budgets::Budget")
+def test_budget_can_be_scoped_to_the_tier_tag(with_kendra: dict[str, Any]) -> None:
+    budget = props(with_kendra, "AWS::Budgets::Budget")
     assert budget["Budget"]["CostFilters"] == {"TagKeyValue": ["user:tier$sandbox"]}
