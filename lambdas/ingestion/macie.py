@@ -2,8 +2,10 @@
 quarantine the object, take it out of the Knowledge Base, mark the registry, notify.
 
 A finding for an object already gone (processed, superseded or deleted since the job ran) is
-reported and recorded, never an error. Findings on other buckets (the log archive) are reported
-only. The notification names the finding, bucket and document id, never the key or the data.
+reported, never an error (recorded where an earlier attempt quarantined it). Findings on other
+buckets (the log archive), and policy findings (category POLICY: a bucket's settings, such as its
+public-access block, no object) are reported only. The notification names the finding, bucket and
+document id, never the key or the data.
 
 Any AWS call failing (refused, throttled, unreachable, timed out) fails the invocation with a
 FindingNotHandledError naming the finding, the step and the error's code, never the key (an AWS
@@ -50,7 +52,7 @@ class Finding:
     type: str
     severity: str
     bucket: str
-    key: str
+    key: str  # "" for a policy finding, which is about the bucket
     version: str | None
 
 
@@ -73,7 +75,9 @@ def parse(event: Any) -> Finding:
     before anything is moved. Its reason names the field, never the value (the key is data)."""
     detail = _object(event, "detail")
     affected = _object(detail, "resourcesAffected")
-    obj = _object(affected, "s3Object")
+    # A policy finding (its bucket's settings) names no object: it is reported, never acted on.
+    policy = detail.get("category") == "POLICY" and affected.get("s3Object") is None
+    obj = {"key": ""} if policy else _object(affected, "s3Object")
     bucket = _object(affected, "s3Bucket").get("name")
     severity = _object(detail, "severity").get("description")
     finding_id, key, version = detail.get("id"), obj.get("key"), obj.get("versionId")
@@ -81,7 +85,7 @@ def parse(event: Any) -> Finding:
         raise ValueError("the finding's id is not a Macie finding id")
     if not isinstance(bucket, str) or not 0 < len(bucket) <= MAX_BUCKET_CHARS or not bucket.isprintable():
         raise ValueError("the finding names no bucket")
-    if not isinstance(key, str) or not key or not utf8_within(key, MAX_KEY_BYTES):
+    if not isinstance(key, str) or not (key or policy) or not utf8_within(key, MAX_KEY_BYTES):
         raise ValueError("the finding names no object key")
     if not isinstance(severity, str) or severity not in SEVERITIES:
         raise ValueError("the finding's severity is not Low, Medium or High")
@@ -131,12 +135,14 @@ class Responder:
 
     def respond(self, finding: Finding, at: dt.datetime) -> dict[str, str]:
         """Act on the finding and notify; FindingNotHandledError if any step fails."""
-        doc = self._document(finding)
         notice = {"finding": finding.id, "type": finding.type, "severity": finding.severity, "bucket": finding.bucket}
-        notice["document_id"] = doc
         steps = ["quarantine"]
         try:
-            notice["action"] = self._act(finding, doc, at, steps)
+            if finding.key:
+                doc = notice["document_id"] = self._document(finding)
+                notice["action"] = self._act(finding, doc, at, steps)
+            else:  # a policy finding: nothing to move, the security team is told
+                notice["action"] = "reported"
             steps.append("notify")
             self._notify(finding, notice)
         except Exception as error:  # refused, throttled, unreachable, timed out, invalid: all the same

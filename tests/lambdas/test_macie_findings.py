@@ -262,3 +262,51 @@ def test_a_key_that_needs_url_encoding_has_one_document_id_for_the_pipeline_and_
     assert notice["document_id"] == doc
     assert {i["pk"] for i in aws.registry_items()} == {doc}
     assert {i["sk"].split("#")[0] for i in aws.registry_items()} == {"current", "version", "finding"}
+
+
+def policy_finding_event(bucket: str) -> dict[str, Any]:
+    """A Macie policy finding as EventBridge delivers it (category POLICY): it names a bucket and no
+    object (``s3Object`` is null)."""
+    return {
+        "version": "0",
+        "source": "aws.macie",
+        "detail-type": "Macie Finding",
+        "detail": {
+            "id": "64b917aa3a7e1d2aa5a0c3d1e0f2b3c4",
+            "category": "POLICY",
+            "type": "Policy:IAMUser/S3BlockPublicAccessDisabled",
+            "severity": {"score": 3, "description": "High"},
+            "resourcesAffected": {"s3Bucket": {"name": bucket}, "s3Object": None},
+        },
+    }
+
+
+@pytest.mark.parametrize("bucket", [LANDING, CURATED])
+def test_a_policy_finding_on_a_pipeline_bucket_is_reported_to_the_security_team(
+    aws: Aws, responder: Any, bucket: str
+) -> None:
+    """The rule passes every finding on the pipeline's buckets: a bucket that lost its public-access
+    block is the security team's to hear of, though there is no object to move."""
+    _, sns = responder
+    before = sorted(aws.objects(bucket))
+    notice = macie.lambda_handler(policy_finding_event(bucket), FakeContext())
+    assert notice == {
+        "finding": "64b917aa3a7e1d2aa5a0c3d1e0f2b3c4",
+        "type": "Policy:IAMUser/S3BlockPublicAccessDisabled",
+        "severity": "High",
+        "bucket": bucket,
+        "action": "reported",
+    }
+    ((operation, published),) = sns.calls
+    assert operation == "Publish"
+    assert published["Subject"] == "Macie High finding: reported"
+    assert json.loads(published["Message"]) == notice
+    assert sorted(aws.objects(bucket)) == before
+    assert aws.registry_items() == []
+
+
+def test_a_finding_without_an_object_that_is_not_a_policy_finding_is_still_unusable(responder: Any) -> None:
+    event = policy_finding_event(LANDING)
+    event["detail"]["category"] = "CLASSIFICATION"
+    assert macie.lambda_handler(event, FakeContext()) == {"action": "ignored"}
+    assert responder[1].calls == []
