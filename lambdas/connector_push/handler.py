@@ -12,6 +12,8 @@ this function only writes to S3. Record contents are never logged.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
@@ -26,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import from_json
 
 from connector_push.contract import Settings
-from shared.bodies import BodyError, body_bytes, problems
+from shared.bodies import BodyError, body_bytes, clip, problems
 from shared.landing import Record, document, land
 from shared.logs import log_unexpected, service_logger
 
@@ -35,10 +37,17 @@ metrics = Metrics()
 app = APIGatewayRestResolver()
 
 
+class PushedRecord(Record):
+    """A record as a caller pushes it: a field the connector does not know (a misspelt "titel") is
+    refused, not dropped (the pull connector's records, read from a source's own shape, ignore them)."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+
 class Batch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    records: list[Record] = Field(min_length=1)
+    records: list[PushedRecord] = Field(min_length=1)
 
 
 @cache
@@ -94,7 +103,7 @@ def push(source: str) -> Response[Any]:
     return _json(202, {"accepted": len(accepted), "documents": accepted})
 
 
-def _duplicate_ids(records: list[Record]) -> list[str]:
+def _duplicate_ids(records: Sequence[Record]) -> list[str]:
     """An id is a landing key: a second record with the same id in one batch would silently replace
     the first, so the batch is refused instead, naming each repeat and the record it repeats."""
     first: dict[str, int] = {}
@@ -115,9 +124,21 @@ def _parsed_body() -> Any:
     except BodyError as error:
         raise ValueError(str(error).removeprefix("body: ")) from None
     try:
-        return from_json(data, allow_inf_nan=False)
+        parsed = from_json(data, allow_inf_nan=False)
     except ValueError as error:
         raise ValueError(f"not JSON ({error})") from None
+    # JSON keeps a repeated key's last value: a second "records" would drop the first list unseen.
+    # (Read again only once pydantic's parser has bounded the depth.)
+    json.loads(data, object_pairs_hook=_no_repeated_keys)
+    return parsed
+
+
+def _no_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) < len(keys):
+        repeated = next(key for key in keys if keys.count(key) > 1)
+        raise ValueError(f"the key {clip(repeated)!r} is given twice in one object")
+    return dict(pairs)
 
 
 @app.not_found

@@ -145,6 +145,21 @@ def test_a_base64_body_is_read_decoded(bedrock: Answering, prototype: None) -> N
     assert query_call(question, base64_encoded=True).status == 200
 
 
+def test_a_key_given_twice_is_refused_by_the_push_connector_not_read_as_its_last(connector: None) -> None:
+    body = '{"records": [{"id": "a-1", "body": "first"}], "records": [{"id": "b-1", "body": "second"}]}'
+    result = push_call(body)
+    assert (result.status, result.body["message"]) == (400, "body: the key 'records' is given twice in one object")
+    inner = '{"records": [{"id": "a-1", "body": "first", "body": "second"}]}'
+    assert push_call(inner).body["message"] == "body: the key 'body' is given twice in one object"
+
+
+def test_a_misspelt_record_field_is_refused_by_the_push_connector_not_dropped(connector: None) -> None:
+    result = push_call(json.dumps({"records": [{"id": "a-1", "body": "Text.", "titel": "T", "ownr": "me"}]}))
+    assert result.status == 422, result.body
+    assert "records.0.titel: Extra inputs are not permitted" in result.body["message"]
+    assert "records.0.ownr: Extra inputs are not permitted" in result.body["message"]
+
+
 def test_nan_and_infinity_are_not_json_to_the_push_connector(connector: None) -> None:
     result = push_call('{"records": [{"id": "a", "body": "b", "title": NaN}]}')
     assert_refused(result, "not JSON")
