@@ -779,3 +779,18 @@ def test_push_and_pull_sources_of_different_names_load() -> None:
     loaded = load_config({"blueprint": config(at("production", "connectors", value=connectors))})
     assert sorted(loaded.production.connectors.pull) == ["kb-articles"]
     assert loaded.production.connectors.push.sources == {"crm-notes": "internal"}
+
+
+@pytest.mark.parametrize(
+    "connectors", [{"push": {"sources": {"crm-notes": "internal"}}}, {"pull": {"kb": PULL_SOURCE}}]
+)
+def test_formats_without_md_are_refused_while_a_connector_lands_markdown(connectors: dict[str, Any]) -> None:
+    """Connector records land as realtime/<source>/<id>.md: without md, each would be quarantined."""
+    blueprint = config(at("production", "connectors", value=connectors))
+    blueprint["production"]["ingestion"]["formats"] = ["txt", "pdf"]
+    assert refusal(blueprint) == (
+        "blueprint.production.ingestion.formats: connector records land as markdown (.md), which these formats "
+        "leave out; allowed: a list including md while connectors.push or connectors.pull has a source"
+    )
+    blueprint["production"]["connectors"] = {}
+    assert load_config({"blueprint": blueprint}).production.ingestion.formats == ("txt", "pdf")

@@ -9,3 +9,6 @@ class Settings(FunctionSettings):
     landing_bucket: str
     push_sources: dict[str, str]  # source -> the classification its records get
     max_records: int = 100  # per request
+    # The pipeline's limit on a document (ingestion.max_document_bytes): a record whose document
+    # is larger is refused here rather than accepted and quarantined later (None: not checked).
+    max_document_bytes: int | None = None

@@ -93,6 +93,14 @@ def push(source: str) -> Response[Any]:
     # Every document is built before the first lands, so no record is refused half-way (an S3 failure
     # still can stop the batch: the caller sends it again, and landing a record again replaces it).
     documents = [(record.id, document(source, record, classification=classification)) for record in batch.records]
+    most = settings().max_document_bytes
+    too_large = [
+        f"records.{index}: its document takes {len(doc.body)} bytes; the pipeline takes at most {most}"
+        for index, (_, doc) in enumerate(documents)
+        if most is not None and len(doc.body) > most
+    ]
+    if too_large:  # it would be accepted here and quarantined by the pipeline
+        return _json(422, {"error": "invalid_request", "message": "; ".join(too_large[:10])})
     accepted = [
         {"id": record_id, "key": doc.key, "version": land(s3(), doc, settings().landing_bucket)}
         for record_id, doc in documents

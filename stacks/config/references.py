@@ -25,6 +25,7 @@ from stacks.config.api import GATEWAY_MARGIN_SECONDS, ApiConfig
 from stacks.config.base import clipped, reraised
 from stacks.config.connectors import PullConnectorConfig, PushConnectorConfig
 from stacks.config.groups import GroupConfig, OutputTypeConfig
+from stacks.config.ingestion import IngestionConfig
 from stacks.config.tools import BUILTIN_TOOLS
 
 # The error type of a broken reference; its message says what is wrong and what is allowed.
@@ -53,6 +54,7 @@ def reference_problems(production: Mapping[str, Any]) -> list[Problem]:
         _quotas_fit_one_output,
         _agents_serve_declared_outputs_once,
         _connectors_use_declared_classifications,
+        _connectors_land_a_format_the_pipeline_takes,
     )
     return [problem for check in checks for problem in check(production, declared)]
 
@@ -252,6 +254,21 @@ def _connectors_use_declared_classifications(production: Mapping[str, Any], decl
                 f"unknown classification {clipped(classification)}",
                 allowed,
             )
+
+
+def _connectors_land_a_format_the_pipeline_takes(production: Mapping[str, Any], _: _Declared) -> Iterator[Problem]:
+    """Connector records land as markdown (realtime/<source>/<id>.md): formats without md would
+    quarantine every one of them."""
+    connectors = _mapping(production.get("connectors", {}), {})
+    push = _field(PushConnectorConfig, connectors.get("push", {}), "sources") or {}
+    pull = dict(_entries(connectors.get("pull", {})))
+    formats = _field(IngestionConfig, production.get("ingestion", {}), "formats")
+    if (push or pull) and formats is not None and "md" not in formats:
+        yield Problem(
+            ("ingestion", "formats"),
+            "connector records land as markdown (.md), which these formats leave out",
+            "a list including md while connectors.push or connectors.pull has a source",
+        )
 
 
 def _listed(names: Sequence[str]) -> str:

@@ -552,7 +552,10 @@ class IngestionPipeline(Construct):
             "connector_push",
             "Push connector: upstream records into the landing bucket",
             settings=PushSettings(
-                landing_bucket=self.landing.bucket_name, push_sources=push.sources, max_records=push.max_records
+                landing_bucket=self.landing.bucket_name,
+                push_sources=push.sources,
+                max_records=push.max_records,
+                max_document_bytes=self._config.ingestion.max_document_bytes,
             ),
         )
         role = function.execution_role

@@ -160,6 +160,20 @@ def test_a_misspelt_record_field_is_refused_by_the_push_connector_not_dropped(co
     assert "records.0.ownr: Extra inputs are not permitted" in result.body["message"]
 
 
+def test_a_record_the_pipeline_would_quarantine_for_its_size_is_refused_at_the_door(
+    connector: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MAX_DOCUMENT_BYTES", "4000")
+    push.settings.cache_clear()
+    fits = {"id": "a-1", "title": "T", "body": "x" * (4000 - len("# T\n\n\n"))}  # its document: 4,000 bytes
+    over = {"id": "a-2", "body": "é" * 2000}  # 2,000 characters, 4,001 bytes with its newline
+    result = push_call(json.dumps({"records": [fits, over]}))
+    assert (result.status, result.body["message"]) == (
+        422,
+        "records.1: its document takes 4001 bytes; the pipeline takes at most 4000",
+    )
+
+
 def test_nan_and_infinity_are_not_json_to_the_push_connector(connector: None) -> None:
     result = push_call('{"records": [{"id": "a", "body": "b", "title": NaN}]}')
     assert_refused(result, "not JSON")
