@@ -37,7 +37,7 @@ from botocore.exceptions import ClientError
 from ingestion.contract import MACIE_QUARANTINE_PREFIX, ResponderSettings
 from ingestion.events import MAX_KEY_BYTES, utf8_within
 from ingestion.knowledge import KnowledgeBase
-from ingestion.pipeline import MISSING, CuratedStore, document_id, named_under
+from ingestion.pipeline import MISSING, SIDECAR_SUFFIX, CuratedStore, document_id, named_under
 from ingestion.registry import Registry
 from shared.aws_errors import failure_code
 from shared.logs import service_logger
@@ -175,7 +175,10 @@ class Responder:
             steps.append("read the registry")
             current = self._registry.current(doc)
             steps.append("retire the curated copy")
-            retired = self._store.retire_current(doc, current, object_version=finding.version)
+            # A sidecar's versions are not recorded: Macie classifies objects' latest versions, so a
+            # flagged sidecar is the current document's metadata, and the document goes with it.
+            sidecar = finding.key.endswith(SIDECAR_SUFFIX)
+            retired = self._store.retire_current(doc, current, object_version=None if sidecar else finding.version)
         if location:
             steps.append("record the finding")
             taken_out = retired is not None  # the document's current state becomes quarantined

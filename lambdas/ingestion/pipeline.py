@@ -42,6 +42,7 @@ from shared.documents import CLASSIFICATION_KEY
 
 MISSING = frozenset({"404", "NoSuchKey", "NoSuchVersion"})
 MAX_FIELD_CHARS = 256  # an uploader's metadata value kept in the curated sidecar
+SIDECAR_SUFFIX = ".metadata.json"  # a curated document's KB metadata: <document key> + this
 MAX_LIST_VALUES = 10  # the most values Bedrock takes in a list metadata attribute (stringListValue)
 VERSION_SEGMENT = re.compile(r"[A-Za-z0-9._-]{1,128}")  # S3's version ids are; anything else is hashed
 ORIGIN = re.compile(r"upload|connector:[a-z0-9][a-z0-9_-]{0,62}")
@@ -307,7 +308,7 @@ class Pipeline:
         curated_key = f"{prefix}{record.document_id}.txt"
         written: list[tuple[str, str]] = []
         if not direct:  # the S3 data source reads the sidecar with the document
-            sidecar_key = f"{curated_key}.metadata.json"
+            sidecar_key = f"{curated_key}{SIDECAR_SUFFIX}"
             written.append((sidecar_key, self._put(sidecar_key, json.dumps(sidecar(attributes)), "application/json")))
         object_version = self._put(curated_key, masked, "text/plain; charset=utf-8")
         written.append((curated_key, object_version))
@@ -463,7 +464,7 @@ class CuratedStore:
         if previous.get("mode") == "direct":
             self._kb.remove(document_id=document_id)
         else:
-            self._s3.delete_object(Bucket=bucket, Key=f"{key}.metadata.json")
+            self._s3.delete_object(Bucket=bucket, Key=f"{key}{SIDECAR_SUFFIX}")
             self._kb.remove(uri=location)
 
 

@@ -91,6 +91,27 @@ def test_a_finding_on_a_curated_document_quarantines_it_and_takes_it_out_of_the_
     }
 
 
+def test_a_finding_on_a_curated_sidecar_takes_its_document_out_of_the_bucket_and_the_kb(
+    aws: Aws, responder: Any
+) -> None:
+    """The sidecar is the document's KB metadata (owner, source: the uploader's): flagged, the
+    document goes with it rather than stay indexed without its classification."""
+    current = curate(aws, "docs/notes.txt", "Quarterly notes.")
+    key = current["location"].removeprefix(f"s3://{CURATED}/")
+    sidecar = f"{key}.metadata.json"
+    version = aws.s3.head_object(Bucket=CURATED, Key=sidecar)["VersionId"]
+    result = macie.lambda_handler(finding_event(CURATED, sidecar, version), FakeContext())
+    doc = document_id(LANDING, "docs/notes.txt")
+    assert (result["action"], result["document_id"]) == ("quarantined", doc)
+    assert key not in aws.objects(CURATED)
+    assert sidecar not in aws.objects(CURATED)
+    assert list(aws.objects(QUARANTINE)) == ["macie/finding-0001/" + sidecar.rsplit("/", 1)[1]]
+    assert aws.agent.calls[-1][0] == "DeleteKnowledgeBaseDocuments"
+    state = aws.registry.current(doc)
+    assert state is not None
+    assert state["status"] == "quarantined"
+
+
 def test_a_finding_for_an_object_already_gone_is_reported_without_error(aws: Aws, responder: Any) -> None:
     _, sns = responder
     result = macie.lambda_handler(finding_event(CURATED, "curated/0123abcd.txt", "v-gone"), FakeContext())
