@@ -167,7 +167,7 @@ KEY_PREFIXES: dict[tuple[str, str, str, str], tuple[str, ...]] = {
     ("ingestion", "ingestion/pipeline.py", "undo", "written_key"): ("{CURATED_PREFIX}", "direct/"),
     ("ingestion", "ingestion/pipeline.py", "undo", "curated_key"): ("direct/",),  # only direct items are re-read
     ("ingestion", "ingestion/pipeline.py", "retire", "key"): ("{CURATED_PREFIX}", "direct/"),
-    ("ingestion", "ingestion/pipeline.py", "retire", "f'{key}.metadata.json'"): ("{CURATED_PREFIX}",),
+    ("ingestion", "ingestion/pipeline.py", "retire", "f'{key}{SIDECAR_SUFFIX}'"): ("{CURATED_PREFIX}",),
     # The Macie responder's quarantine copies.
     ("ingestion", "ingestion/macie.py", "_quarantine", "target"): ("macie/",),
     # The connectors land real-time records under realtime/ (the pull connector, its source's).
