@@ -352,6 +352,8 @@ def chat_completions() -> Response[Any]:
 
 @app.get(openai_api.MODELS_PATH)
 def list_models() -> Response[Any]:
+    if "//" in app.current_event.path:  # "/v1/models//": an empty model id Powertools' match trims away
+        raise NotFoundError()
     _, group = _caller_and_group()
     return _json(200, openai_api.model_list(group.models.allowed))
 
