@@ -82,7 +82,8 @@ class AnswerShapeError(RuntimeError):
     run reads the page again: an empty run would hide that nothing could be read. The message
     names the config field, its path and the JSON types found, never the source's text."""
 
-    def __init__(self, *, page: int, field: str, path: str, found: str, answer: str, expected: str) -> None:
+    def __init__(self, *, page: int, field: str, path: str, value: Any, body: Any, expected: str) -> None:
+        found, answer = _json_type(value), _json_type(body)  # types only: never the source's text
         super().__init__(f"page {page}: the answer ({answer}) holds {found} at {field} {path!r}, not {expected}")
         self.page = page
         self.field = field
@@ -234,8 +235,8 @@ def pull(
                 page=pages,
                 field="items_field",
                 path=source.items_field,
-                found=_json_type(items),
-                answer=_json_type(body),
+                value=items,
+                body=body,
                 expected="a list of records",
             )
         for index, item in enumerate(items):
@@ -276,8 +277,8 @@ def _cursor(body: Any, source: PullSource, page: int) -> str | None:
         page=page,
         field="next_cursor_field",
         path=source.next_cursor_field,
-        found=_json_type(value),
-        answer=_json_type(body),
+        value=value,
+        body=body,
         expected="text or an integer",
     )
 
