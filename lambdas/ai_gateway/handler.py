@@ -283,7 +283,9 @@ def outputs(output_type: str) -> Response[Any]:
     sent = None
     if respond_async:  # the job admits its units (jobs.submit), after the screen
         sent = jobs.fingerprint(output_type, request.material, request.instructions, request.model)
-        if (again := jobs.resubmitted(caller, request_id, sent)) is not None:  # nothing screened again
+        # Only a caller's Idempotency-Key can name an existing job (API Gateway's request id is new).
+        keyed = _header(IDEMPOTENCY_KEY_HEADER) is not None
+        if keyed and (again := jobs.resubmitted(caller, request_id, sent)) is not None:  # nothing screened again
             return _json(*again)
         screened = current.screen(texts, conversation).texts
     else:
