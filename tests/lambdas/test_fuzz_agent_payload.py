@@ -304,7 +304,8 @@ def test_a_valid_body_runs_the_turn(agent: Agent) -> None:
             st.fixed_dictionaries(
                 {},
                 optional={
-                    "sub": st.one_of(st.none(), st.just(""), json_values),
+                    # Any text but "" is a subject (a token of "0" is a caller's): only what no subject is.
+                    "sub": st.one_of(st.none(), st.just(""), json_values.filter(lambda v: not isinstance(v, str))),
                     "gateway_group": st.one_of(
                         st.none(), st.sampled_from(["", "strangers", "customer-basic"]), json_values
                     ),
@@ -323,6 +324,7 @@ def test_a_valid_body_runs_the_turn(agent: Agent) -> None:
 )
 @example(token=None, session=None)
 @example(token={"sub": ""}, session=None)
+@example(token={"sub": 0}, session=None)
 def test_a_caller_the_agent_cannot_verify_or_serve_is_refused_before_any_call(
     agent: Agent, token: str | dict[str, Any] | None, session: str | None
 ) -> None:
