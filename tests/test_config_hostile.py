@@ -276,6 +276,17 @@ def test_workloads_dir_null_on_the_command_line_reads_no_folder() -> None:
         ),
         (in_workload("generation", "prompt", value="\t"), "blueprint.workloads.support.generation.prompt", "blank"),
         (in_workload("team", value="   "), "blueprint.workloads.support.team", "blank"),
+        # a declared record field is a name agents read: never empty, never starting with a digit
+        (
+            at("production", "legacy_apis", "orders", "tools", "find_orders", value={"": "id"}),
+            'tools.find_orders."": this name',
+            "not starting with a digit",
+        ),
+        (
+            at("production", "legacy_apis", "orders", "tools", "find_orders", value={"1st": "id"}),
+            "tools.find_orders.1st: this name",
+            "letters, digits or _",
+        ),
     ],
 )
 def test_a_value_aws_or_sense_refuses_is_named_with_the_rule(mutate: Mutation, key: str, reason: str) -> None:

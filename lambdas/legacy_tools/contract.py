@@ -33,6 +33,12 @@ ArgumentName = Annotated[
     Field(pattern=r"^[a-z][a-z0-9_]{0,63}$"),
     Meaning("1 to 64 lowercase letters, digits or _, starting with a letter, such as order_id"),
 ]
+# A declared record field: the name agents read in a tool's answer (and in its description).
+DeclaredField = Annotated[
+    str,
+    Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"),
+    Meaning("1 to 64 letters, digits or _, not starting with a digit, such as order_id or totalAmount"),
+]
 ResourcePath = Annotated[
     str,
     Field(pattern=r"^(/([A-Za-z0-9._~-]+|\{[a-z][a-z0-9_]*\}))+$"),
@@ -150,7 +156,9 @@ class SingleCallTool(_Frozen):
     records: FieldPath | None = Field(
         default=None, description="Path to a list in the answer: each item is a record, paged with a cursor."
     )
-    fields: dict[str, FieldPath] = Field(min_length=1, description="Declared record field -> path in the answer.")
+    fields: dict[DeclaredField, FieldPath] = Field(
+        min_length=1, description="Declared record field -> path in the answer."
+    )
 
     @model_validator(mode="after")
     def _description_names_only_fields(self) -> SingleCallTool:

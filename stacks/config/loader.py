@@ -197,8 +197,8 @@ def describe(error: ErrorDetails) -> str:
 
 def _dotted(parts: Sequence[str], under: str = CONTEXT_KEY) -> str:
     """A dotted key below ``under``, each part cut to an excerpt (a key can be as long as a value),
-    and no more parts than the config can have."""
-    shown = ".".join([under, *map(clipped, parts[:MAX_DEPTH])])
+    and no more parts than the config can have; an empty key is shown as ""."""
+    shown = ".".join([under, *(clipped(part) if part else '""' for part in parts[:MAX_DEPTH])])
     return shown if len(parts) <= MAX_DEPTH else f"{shown}..."
 
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from pydantic import Discriminator, Field, Tag, field_validator
 
 from legacy_tools.adapters import CHAINED
-from legacy_tools.contract import SingleCallTool
+from legacy_tools.contract import DeclaredField, SingleCallTool
 from shared.legacy_client import DEFAULT_MAX_RESPONSE_BYTES
 from shared.tools import BUILTIN_TOOLS
 from stacks.config.base import ConfigModel, KeyedError
@@ -19,7 +19,7 @@ __all__ = ["BUILTIN_TOOLS", "LEGACY_TOOLS", "LegacyApiConfig", "SingleCallTool",
 # The chained tools: code in lambdas/legacy_tools/adapters.py (CHAINED there); config names their fields.
 LEGACY_TOOLS = tuple(CHAINED)
 
-FieldMap = dict[str, FieldPath]
+FieldMap = dict[DeclaredField, FieldPath]
 
 
 def _kind(declared: Any) -> str:
