@@ -26,6 +26,8 @@ def read_json(path: Path, error: type[Exception], shown: str | None = None) -> A
         raise error(f"{name}: not JSON ({failure.msg}, line {failure.lineno})") from None
     except RecursionError:  # json's decoder recurses once per level of nesting
         raise error(f"{name}: nested too deep to read (no file a tool reads nests beyond a few dozen levels)") from None
+    except ValueError as failure:  # an integer of more digits than Python converts (4,300 by default)
+        raise error(f"{name}: not readable JSON ({failure.args[0].split(';')[0]})") from None
 
 
 def cdk_context(path: Path | None = None) -> dict[str, Any]:

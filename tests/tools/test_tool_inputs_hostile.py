@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from evaluation.evaluator import GOLDEN_SET, Call, evaluate, golden_set
-from stacks.config import load_config
+from stacks.config import ConfigError, load_config
 from tools import diagram, eval as evaluation, inputs, nag_report, promote
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,6 +31,19 @@ def test_read_json_names_a_file_nested_deeper_than_the_decoder_goes(tmp_path: Pa
 
     with pytest.raises(ValueError, match=r"^shown: nested too deep to read ") as raised:
         inputs.read_json(deep, ValueError, "shown")
+    assert "\n" not in str(raised.value)
+
+
+def test_cdk_context_names_a_cdk_json_with_an_integer_longer_than_python_converts(tmp_path: Path) -> None:
+    """Python refuses to convert an integer of more than 4,300 digits (a ValueError, not a
+    JSONDecodeError): the tools say which file, as for any unreadable JSON."""
+    path = tmp_path / "cdk.json"
+    path.write_text('{"context": {"blueprint": {"prefix": ' + "9" * 5000 + "}}}")
+
+    with pytest.raises(
+        ConfigError, match=r"^cdk\.json: not readable JSON \(Exceeds the limit \(4300 digits\)"
+    ) as raised:
+        inputs.cdk_context(path)
     assert "\n" not in str(raised.value)
 
 
