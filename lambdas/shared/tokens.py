@@ -74,6 +74,10 @@ class TokenVerifier:
             raise InvalidToken(type(error).__name__) from None
         if claims["token_use"] != "access" or claims["client_id"] != self.client_id:  # noqa: S105
             raise InvalidToken("not an access token of this app client")
+        # RFC 7519's NumericDate is a JSON number (Cognito writes integers); PyJWT also takes a
+        # numeric string (a sub that is not text it refuses itself).
+        if not all(type(claims[name]) in (int, float) for name in ("exp", "iat")):
+            raise InvalidToken("exp or iat is not a number")
         return claims
 
 

@@ -346,6 +346,29 @@ def test_a_token_without_a_required_claim_is_refused(
     assert refused.value.reason == "MissingRequiredClaimError"
 
 
+@pytest.mark.parametrize(
+    ("claims", "reason"),
+    [
+        ({"exp": str(int(time.time()) + 3600)}, "exp or iat is not a number"),  # PyJWT takes it
+        ({"iat": str(int(time.time()))}, "exp or iat is not a number"),
+        ({"exp": True}, "ExpiredSignatureError"),  # PyJWT reads True as 1: long expired
+        ({"sub": 7}, "InvalidSubjectError"),
+    ],
+)
+def test_a_signed_token_with_claims_of_the_wrong_kind_is_refused(
+    claims: dict[str, Any], reason: str, signing_key: rsa.RSAPrivateKey, cognito: tuple[str, list[str]]
+) -> None:
+    """Cognito writes exp and iat as numbers and sub as text: anything else is refused, even signed
+    (a numeric string by our check: PyJWT would take it)."""
+    verifier = TokenVerifier(issuer=cognito[0], client_id=CLIENT_ID)
+    assert verifier.claims(sign(signing_key, cognito[0]))["sub"] == "user-1"  # the same token, well formed
+    # a NumericDate may have a fraction
+    assert verifier.claims(sign(signing_key, cognito[0], iat=time.time(), exp=time.time() + 60.5))["sub"] == "user-1"
+    with pytest.raises(InvalidToken) as refused:
+        verifier.claims(sign(signing_key, cognito[0], **claims))
+    assert refused.value.reason == reason
+
+
 # --- the verifier's wiring: the function's region, user pool and app client ------------------
 
 REGION = "eu-central-1"  # not the suite's default region: the function's own AWS_REGION decides
