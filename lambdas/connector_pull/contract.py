@@ -14,7 +14,7 @@ SOURCE = "Source"  # the dimension of every run metric, beside Powertools' servi
 
 class Metric(StrEnum):
     """What each run reports, by Source (the stack alarms on RUNS_CAPPED against RECORDS_PULLED's
-    sample count: every finished run writes one RECORDS_PULLED value)."""
+    sample count: every finished run writes one RECORDS_PULLED value; and on ANSWERS_UNUSABLE)."""
 
     RECORDS_PULLED = "RecordsPulled"
     POISON_RECORDS = "PoisonRecords"

@@ -545,6 +545,21 @@ class IngestionPipeline(Construct):
             topic=self.alarm_topic,
         )
 
+    def _answers_unusable_alarm(self, source_name: str) -> None:
+        """A source that answered a page not in the shape its config describes (no list at
+        items_field, a cursor of another type): its API or the config changed, and retrying will
+        not help. One such run alarms at once, not after the three hours PullFailing waits for an
+        outage to pass: someone must fix the config or ask the source's owner."""
+        alarm(
+            self,
+            f"Pull{pascal_case(source_name)}AnswersUnusable",
+            self._pull_metric(source_name, PullMetric.ANSWERS_UNUSABLE, "Sum", Duration.hours(1)),
+            description=f"Pull source {source_name} answered in a shape its config does not describe: "
+            "fix connectors.pull in the config or the source (the function's log line 'pull failed' "
+            "names the field and the JSON type it found)",
+            topic=self.alarm_topic,
+        )
+
     def _push_connector(self) -> apigateway.RestApi:
         push = self._config.connectors.push
         function = self._function(
@@ -664,6 +679,7 @@ class IngestionPipeline(Construct):
         rule.add_target(targets.LambdaFunction(function, dead_letter_queue=self.dlq, retry_attempts=2))
         self._falling_behind_alarm(source_name)
         self._failing_alarm(function, source_name)
+        self._answers_unusable_alarm(source_name)
         acknowledge(
             function,
             "NIST.800.53.R5-LambdaDLQ",

@@ -415,6 +415,34 @@ def test_a_pull_source_whose_runs_fail_with_none_finished_alarms(
         assert render(alarm["AlarmActions"]) == ["<IngestionAlarms>"]
 
 
+def test_a_pull_source_answering_in_a_shape_its_config_does_not_describe_alarms_at_once(
+    knowledge: dict[str, Any], cdk_context: dict[str, Any]
+) -> None:
+    """The function counts a run whose answer is unusable (AnswersUnusable, under its service and
+    source); one such run alarms within the hour, since a retry cannot fix a changed API."""
+    for name in production(cdk_context).connectors.pull:
+        logical = "".join(part.title() for part in name.split("-"))
+        alarm = props(knowledge, "AWS::CloudWatch::Alarm", f"IngestionPull{logical}AnswersUnusable")
+        environment = props(knowledge, "AWS::Lambda::Function", f"IngestionPull{logical}")["Environment"]["Variables"]
+        assert (alarm["Namespace"], alarm["MetricName"], alarm["Statistic"], alarm["Period"]) == (
+            environment["POWERTOOLS_METRICS_NAMESPACE"],
+            "AnswersUnusable",
+            "Sum",
+            3600,
+        )
+        assert sorted(alarm["Dimensions"], key=lambda d: d["Name"]) == [
+            {"Name": "Source", "Value": name},
+            {"Name": "service", "Value": environment["POWERTOOLS_SERVICE_NAME"]},
+        ]
+        assert (alarm["Threshold"], alarm["ComparisonOperator"], alarm["EvaluationPeriods"]) == (
+            1,
+            "GreaterThanOrEqualToThreshold",
+            1,
+        )
+        assert alarm["TreatMissingData"] == "notBreaching"
+        assert render(alarm["AlarmActions"]) == ["<IngestionAlarms>"]
+
+
 def test_a_finding_the_responder_fails_on_reaches_the_findings_dead_letter_queue(knowledge: dict[str, Any]) -> None:
     """EventBridge invokes the responder asynchronously: its target DLQ takes only what it could not
     deliver; what the function fails on is Lambda's, sent on after two retries, never dropped."""
