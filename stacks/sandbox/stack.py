@@ -82,7 +82,9 @@ class SandboxStack(Stack):
         CostGuard(
             self,
             "CostGuard",
-            budget_name=f"{name}-monthly",
+            # Budget names are unique in an account, not a region: the same workload's sandbox in
+            # two regions of one account must not collide.
+            budget_name=f"{name}-{self.region}-monthly",
             monthly_limit_usd=config.budget.monthly_limit_usd,
             threshold_percent=config.budget.alert_threshold_percent,
             emails=config.budget.alert_emails,

@@ -62,7 +62,9 @@ def test_a_sandbox_workload_has_its_own_prototype_stack_tagged_with_its_team(
     # Its own budget and names: two workloads' sandboxes never collide.
     budget = props(assembly.template(f"-sandbox-{WORKLOAD}"), "AWS::Budgets::Budget")["Budget"]
     # (and its notifications' generation: new recipients make a new budget beside the old one)
-    assert re.fullmatch(f"{config.prefix}-sandbox-{WORKLOAD}-monthly-[0-9a-f]{{6}}", budget["BudgetName"])
+    # (and its region: budget names are unique in an account, so one per region of it)
+    region = config.sandbox.region
+    assert re.fullmatch(f"{config.prefix}-sandbox-{WORKLOAD}-{region}-monthly-[0-9a-f]{{6}}", budget["BudgetName"])
     assert budget["BudgetLimit"]["Amount"] == config.sandbox_for(WORKLOAD).budget.monthly_limit_usd
 
 
