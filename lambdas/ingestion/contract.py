@@ -48,6 +48,9 @@ class PipelineSettings(FunctionSettings):
     max_expanded_bytes: int = 100_000_000
     max_page_bytes: int = 2_000_000
     max_compression_ratio: int = 200
+    # What the child process that reads a PDF or DOCX may allocate (ReadLimits.max_memory_bytes):
+    # the stack gives it half the function's memory, the rest is the function's own.
+    read_memory_bytes: int = 512_000_000
     # A PDF without a text layer: quarantined (off), or read by an asynchronous Textract text
     # detection that notifies ocr_topic_arn, published by ocr_role_arn (textract).
     ocr: Literal["off", "textract"] = "off"

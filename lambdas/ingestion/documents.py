@@ -4,10 +4,12 @@ Every reader is hostile-input safe: whatever a document holds, text_of returns i
 raises RejectedError (the pipeline quarantines it on the first try); nothing else escapes. PDF
 and DOCX readers are imported only when such a document arrives, and read within ReadLimits:
 pages, extracted characters, wall-clock seconds, and what compressed parts may expand to (a
-DOCX's zip members are checked from the zip directory before any is inflated; pypdf's decoders
-stop at the cap). The clock is read between pages, so each PDF page is bounded on its own: by the
-bytes of content it draws (its streams, and a form each time it is drawn) and how deeply its forms
-nest, checked before pypdf parses the page or a form.
+DOCX's zip members are checked from the zip directory, then inflated in bounded steps; pypdf's
+decoders stop at the cap). Those checks run between pages and parts, so the reader itself runs in
+a child process (_isolated) that cannot allocate more than max_memory_bytes nor outlive seconds:
+a parser's pathology inside one page or part (a character map rebuilt for every font name, a
+string mapped to hundreds of characters per byte, an XML part parsed into twenty times its size)
+costs the child, which is stopped, and never the function's memory or time.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from html.parser import HTMLParser
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 if TYPE_CHECKING:
@@ -62,6 +64,10 @@ class ReadLimits:
     # time the page draws it (pypdf parses a form again at each Do). About 1-1.5 s of parsing a MB.
     max_page_bytes: int = 2_000_000
     max_form_depth: int = 20  # forms drawn inside forms drawn inside ... a page
+    # What the reading child process may allocate beyond what it starts with (RLIMIT_AS), and the
+    # seconds it is given beyond ``seconds`` before it is stopped (its own clock checks come first).
+    max_memory_bytes: int = 512_000_000
+    grace_seconds: float = 5.0
 
 
 def document_format(key: str, allowed: tuple[str, ...]) -> str:
@@ -80,6 +86,15 @@ def text_of(
 ) -> str:
     """The document's text: UTF-8 only; JSON must parse; HTML loses its markup, scripts and
     styles; PDF and DOCX within ``limits``. Raises RejectedError and nothing else."""
+    text = _isolated(data, fmt, limits, clock) if fmt in BINARY_FORMATS else _read(data, fmt, limits, clock)
+    if not text.strip():
+        raise RejectedError("empty", "the document has no text")
+    return text
+
+
+def _read(data: bytes, fmt: str, limits: ReadLimits, clock: Callable[[], float]) -> str:
+    """The document's text, or RejectedError and nothing else. Text that is not Unicode (a lone
+    surrogate a PDF's character map can name) becomes U+FFFD: everything after encodes it as UTF-8."""
     try:
         if fmt == "pdf":
             text = _pdf_text(data, limits, _Budget(limits, clock))
@@ -89,13 +104,78 @@ def text_of(
             text = _plain_text(data, fmt)
     except RejectedError:
         raise
+    except MemoryError:
+        raise RejectedError(
+            "too_much_memory", f"reading the {fmt} document needed over {limits.max_memory_bytes} bytes of memory"
+        ) from None
     except RecursionError:
         raise RejectedError("unreadable", f"the {fmt} document is nested too deeply to read") from None
     except Exception as error:  # a parser's failure on hostile input: the type only, never its message
         raise RejectedError("unreadable", f"the {fmt} document could not be read ({type(error).__name__})") from None
-    if not text.strip():
-        raise RejectedError("empty", "the document has no text")
+    if fmt in BINARY_FORMATS:  # pairs of surrogates joined, a lone one replaced
+        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
     return text
+
+
+def _isolated(data: bytes, fmt: str, limits: ReadLimits, clock: Callable[[], float]) -> str:
+    """_read in a child process (forked: it has the document, the limits and the clock already)
+    whose address space may grow by max_memory_bytes at most, stopped when it has not answered
+    within seconds + grace_seconds. Its answer is the text or a refusal; a child that dies
+    without one (killed by the kernel, a parser's crash) is a refusal too."""
+    import multiprocessing  # Process and Pipe only: Lambda has no /dev/shm for queues or pools
+
+    # The reader's package is imported here, once, so that no child imports it again.
+    __import__("pypdf" if fmt == "pdf" else "docx")
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_read_in_child, args=(sender, data, fmt, limits, clock), daemon=True)
+    with warnings.catch_warnings():  # forking a process with threads: the child runs no other thread's code
+        warnings.simplefilter("ignore", DeprecationWarning)
+        child.start()
+    sender.close()
+    try:
+        if not receiver.poll(limits.seconds + limits.grace_seconds):
+            raise RejectedError("too_slow", f"reading the text took longer than {limits.seconds:g} seconds")
+        answer = receiver.recv()
+    except EOFError:  # the child ended without an answer
+        child.join(limits.grace_seconds)
+        raise RejectedError(
+            "unreadable", f"the {fmt} document's reader stopped without an answer (exit code {child.exitcode})"
+        ) from None
+    finally:
+        receiver.close()
+        if child.is_alive():
+            child.kill()
+        child.join()
+    if isinstance(answer, str):
+        return answer
+    code, reason = answer
+    raise RejectedError(code, reason)
+
+
+def _read_in_child(sender: Any, data: bytes, fmt: str, limits: ReadLimits, clock: Callable[[], float]) -> None:
+    answer: str | tuple[str, str]
+    try:
+        _limit_memory(limits.max_memory_bytes)
+        answer = _read(data, fmt, limits, clock)
+    except RejectedError as rejected:
+        answer = (rejected.code, rejected.reason)
+    del data
+    sender.send(answer)
+    sender.close()
+
+
+def _limit_memory(extra: int) -> None:
+    """Let this process's address space grow by ``extra`` bytes from its size now (Linux)."""
+    import resource
+
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[0])
+    except (OSError, ValueError, IndexError):  # no /proc: not Linux, nothing to size the limit from
+        return
+    size = pages * resource.getpagesize() + extra
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (size if hard == resource.RLIM_INFINITY else min(size, hard), hard))
 
 
 def _plain_text(data: bytes, fmt: str) -> str:
@@ -170,8 +250,8 @@ def _pdf_text(data: bytes, limits: ReadLimits, budget: _Budget) -> str:
                 raise RejectedError("too_many_pages", f"{pages} pages is over the {limits.max_pages} page limit")
             for number, page in enumerate(reader.pages, start=1):
                 budget.add(_page_text(page, number, limits))
-    except LimitReachedError:
-        raise _bomb(cap) from None
+    except LimitReachedError as error:
+        raise _over_limit(error, cap) from None
     text = budget.text()
     if pages and not text.strip():
         raise RejectedError("needs_ocr", "the PDF has no text layer (scanned pages need OCR)")
@@ -180,6 +260,20 @@ def _pdf_text(data: bytes, limits: ReadLimits, budget: _Budget) -> str:
 
 def _bomb(cap: int) -> RejectedError:
     return RejectedError("decompression_bomb", f"the PDF's streams expand past {cap} bytes")
+
+
+def _over_limit(error: BaseException, cap: int) -> RejectedError:
+    """pypdf's LimitReachedError, named by where it was raised: its stream decoders (a bomb), or
+    its parser (an array, a map, a page tree or a chain of references past its limits)."""
+    traceback = error.__traceback__
+    while traceback is not None and traceback.tb_next is not None:
+        traceback = traceback.tb_next
+    module = traceback.tb_frame.f_globals.get("__name__", "") if traceback is not None else ""
+    if module == "pypdf.filters":
+        return _bomb(cap)
+    return RejectedError(
+        "too_complex", "the PDF's structure is past a reader limit (an array, map, page tree or reference chain)"
+    )
 
 
 def _page_text(page: PageObject, number: int, limits: ReadLimits) -> str:
@@ -328,14 +422,19 @@ def _docx_text(data: bytes, limits: ReadLimits, budget: _Budget) -> str:
 
 
 def _check_zip(data: bytes, limits: ReadLimits) -> None:
-    """Refuse a zip bomb from the central directory, before anything is inflated. Python's zipfile
-    stops a member at its declared size (and fails its CRC), so declared sizes bound the work."""
+    """Refuse a zip bomb from the central directory, before anything is inflated. The sizes there
+    are the uploader's word: zipfile cuts a member at its declared size only after inflating what
+    one read asks for (all of it, for python-docx), so a member that lies is stopped by the reading
+    child's memory limit instead (too_much_memory). Word writes only stored and deflated members;
+    bzip2 and LZMA, whose inflation no read bounds, are refused."""
     try:
         members = zipfile.ZipFile(io.BytesIO(data)).infolist()
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError):
         raise RejectedError("unreadable", "the docx document is not a readable zip file") from None
     if len(members) > DOCX_MAX_MEMBERS:
         raise RejectedError("decompression_bomb", f"the DOCX has over {DOCX_MAX_MEMBERS} parts")
+    if any(member.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED) for member in members):
+        raise RejectedError("unreadable", "the DOCX has parts compressed in a way Word does not write (bzip2, LZMA)")
     total = 0
     for member in members:
         total += member.file_size

@@ -101,6 +101,7 @@ class Pipeline:
             max_expanded_bytes=settings.max_expanded_bytes,
             max_compression_ratio=settings.max_compression_ratio,
             max_page_bytes=settings.max_page_bytes,
+            max_memory_bytes=settings.read_memory_bytes,
         )
 
     def locate(self, ref: ObjectRef) -> ObjectRef:

@@ -78,8 +78,8 @@ class IngestionConfig(ConfigModel):
         default=20,
         ge=1,
         le=300,
-        description="Time budget for reading one PDF's or DOCX's text; a slower one is quarantined. Keep it well "
-        "under processor_timeout_seconds.",
+        description="Time budget for reading one PDF's or DOCX's text; a slower one is quarantined (its reader, a "
+        "child process, is stopped 5 s past it at most). Keep it well under processor_timeout_seconds.",
     )
     max_expanded_bytes: int = Field(
         default=100_000_000,

@@ -66,6 +66,8 @@ IDEMPOTENCY_ACTIONS = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateI
 PII_ACTIONS = ["comprehend:DetectPiiEntities", "comprehend:DetectDominantLanguage"]
 DATA_KEY_ACTIONS = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"]  # SSE-KMS objects, queues, tables
 PULL_TIMEOUT = Duration.minutes(5)
+# The processor's memory: half is the document reader's (a child process that cannot take more).
+PROCESSOR_MEMORY_MB = 1024
 # Textract's asynchronous text detection (ocr: textract): neither action has a resource type.
 OCR_ACTIONS = ["textract:StartDocumentTextDetection", "textract:GetDocumentTextDetection"]
 # Taking a document out of the pipeline (the Macie responder): read it, to copy it first, and delete
@@ -247,7 +249,7 @@ class IngestionPipeline(Construct):
             "Processor",
             "ingestion",
             "Ingestion: validate, scan for PII, curate or quarantine, register",
-            memory_size=1024,
+            memory_size=PROCESSOR_MEMORY_MB,
             timeout=self._processor_timeout,
             settings=ProcessorSettings(
                 landing_bucket=self.landing.bucket_name,
@@ -265,6 +267,7 @@ class IngestionPipeline(Construct):
                 max_expanded_bytes=settings.max_expanded_bytes,
                 max_page_bytes=settings.max_page_bytes,
                 max_compression_ratio=settings.max_compression_ratio,
+                read_memory_bytes=PROCESSOR_MEMORY_MB * 2**20 // 2,
                 unsupported_language=settings.unsupported_language,
                 custom_identifiers={n: i.regex for n, i in settings.custom_identifiers.items()},
                 pii_min_score=settings.pii_min_score,

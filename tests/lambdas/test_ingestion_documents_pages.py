@@ -5,14 +5,17 @@ here times anything."""
 
 from __future__ import annotations
 
+import time
 import zlib
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import pytest
 from hypothesis import given, settings, strategies as st
 from pypdf import PageObject
 
+from ingestion import documents
 from ingestion.documents import ReadLimits, RejectedError, text_of
 from tests.lambdas.ingestion_corpus import pdf_file
 from tests.lambdas.ingestion_fixtures import Aws
@@ -60,9 +63,12 @@ def pdf(pages: Sequence[bytes], forms: Sequence[bytes] = (), *, compress: bool =
     return pdf_file(objects)
 
 
-def refusal(data: bytes, **limits: Any) -> tuple[str, str]:
+def refusal(data: bytes, *, here: bool = False, **limits: Any) -> tuple[str, str]:
+    """text_of's refusal; ``here``: the same reader run in this process (text_of runs it in a
+    child process), so that a test's spies on pypdf see its calls."""
+    read = partial(documents._read, clock=time.monotonic) if here else text_of
     with pytest.raises(RejectedError) as refused:
-        text_of(data, "pdf", ReadLimits(**limits))
+        read(data, "pdf", ReadLimits(**limits))
     return refused.value.code, refused.value.reason
 
 
@@ -89,7 +95,10 @@ def test_an_oversized_page_is_refused_before_pypdf_reads_its_text(monkeypatch: p
 
     monkeypatch.setattr(PageObject, "extract_text", counted)
     document = pdf([line("one"), line("two") + b" " * 5_000, line("three")], compress=True)
-    assert refusal(document, max_page_bytes=1_000) == ("page_too_large", "page 2's content is over the 1000 byte limit")
+    assert refusal(document, here=True, max_page_bytes=1_000) == (
+        "page_too_large",
+        "page 2's content is over the 1000 byte limit",
+    )
     assert extracted == [0]  # page 1 only (pypdf counts from 0)
 
 
@@ -161,7 +170,7 @@ def test_no_form_is_read_once_the_page_is_refused(monkeypatch: pytest.MonkeyPatc
     forms = [draw(1, 20), line("x")]
     page = draw(0, 50)
     cap = len(page) + len(forms[0]) + 5 * len(forms[1])
-    assert refusal(pdf([page], forms), max_page_bytes=cap)[0] == "page_too_large"
+    assert refusal(pdf([page], forms), here=True, max_page_bytes=cap)[0] == "page_too_large"
     assert len(reads) == 1 + 5
 
 

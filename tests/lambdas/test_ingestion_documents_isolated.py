@@ -1,0 +1,193 @@
+"""PDF and DOCX are read in a child process that cannot outgrow its memory nor outlive its time:
+what a parser does inside one page or part (where the readers' own checks cannot look) costs the
+child, and the function gets a refusal with its reason. The documents here are the ones a hostile
+probe found: each held the function's memory or time before."""
+
+from __future__ import annotations
+
+import io
+import os
+import resource
+import signal
+import time
+import zipfile
+import zlib
+from typing import Any
+
+import pytest
+
+from ingestion import documents
+from ingestion.documents import ReadLimits, RejectedError, text_of
+from tests.lambdas.ingestion_corpus import docx_bytes, pdf_file
+from tests.lambdas.ingestion_fixtures import Aws
+from tests.lambdas.test_ingestion_documents import settled
+
+MB = 1_000_000
+
+
+def stream(content: bytes, *, compress: bool = False) -> bytes:
+    data = zlib.compress(content, 9) if compress else content
+    flate = b" /Filter /FlateDecode" if compress else b""
+    return b"<< /Length %d%s >>\nstream\n%s\nendstream" % (len(data), flate, data)
+
+
+def cmap(body: bytes) -> bytes:
+    return (
+        b"/CIDInit /ProcSet findresource begin 12 dict begin begincmap /CMapName /X def /CMapType 2 def\n"
+        b"1 begincodespacerange <00> <FF> endcodespacerange\n"
+        + body
+        + b"\nendcmap CMapName currentdict /CMap defineresource pop end end"
+    )
+
+
+def pdf_with_font(to_unicode: bytes, content: bytes, *, names: int = 1) -> bytes:
+    """One page drawing ``content`` with a Type1 font whose /ToUnicode CMap is ``to_unicode``,
+    named ``names`` times in the page's resources (/F0, /F1, ...)."""
+    fonts = b" ".join(b"/F%d 3 0 R" % i for i in range(names))
+    return pdf_file(
+        [
+            b"<< /Type /Catalog /Pages 2 0 R >>",
+            b"<< /Type /Pages /Kids [5 0 R] /Count 1 >>",
+            b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /ToUnicode 4 0 R >>",
+            stream(to_unicode),
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << %s >> >> /Contents 6 0 R >>"
+            % fonts,
+            stream(content, compress=True),
+        ]
+    )
+
+
+def refusal(data: bytes, fmt: str, **limits: Any) -> tuple[str, str]:
+    with pytest.raises(RejectedError) as refused:
+        text_of(data, fmt, ReadLimits(**limits))
+    return refused.value.code, refused.value.reason
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def lying_docx(expanded: int, declared: int = 500) -> bytes:
+    """A DOCX whose document part inflates to ``expanded`` bytes while its directory, in the part's
+    local header and in the central directory, declares ``declared``."""
+    base = zipfile.ZipFile(io.BytesIO(docx_bytes(["Hello"])))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as package:
+        for info in base.infolist():
+            if info.filename != "word/document.xml":
+                package.writestr(info.filename, base.read(info.filename), compress_type=zipfile.ZIP_DEFLATED)
+        package.writestr("word/document.xml", b"\0" * expanded, compress_type=zipfile.ZIP_DEFLATED, compresslevel=9)
+    data = bytearray(out.getvalue())
+    info = zipfile.ZipFile(io.BytesIO(bytes(data))).getinfo("word/document.xml")
+    data[info.header_offset + 22 : info.header_offset + 26] = declared.to_bytes(4, "little")
+    entry = data.rfind(b"PK\x01\x02" + bytes(data[info.header_offset + 4 : info.header_offset + 6]))
+    while not data[entry + 46 :].startswith(b"word/document.xml"):
+        entry = data.rfind(b"PK\x01\x02", 0, entry)
+    data[entry + 24 : entry + 28] = declared.to_bytes(4, "little")
+    return bytes(data)
+
+
+def test_a_docx_part_that_lies_about_its_size_costs_the_child_not_the_function() -> None:
+    """zipfile inflates what python-docx asks for before cutting it to the declared size: 300 MB of
+    zeros declared as 500 bytes pass the directory's checks, and the child's memory stops it."""
+    data = lying_docx(300 * MB)
+    assert len(data) < 400_000
+    assert zipfile.ZipFile(io.BytesIO(data)).getinfo("word/document.xml").file_size == 500
+    before = peak_rss_mb()
+    assert refusal(data, "docx", max_memory_bytes=100 * MB) == (
+        "too_much_memory",
+        f"reading the docx document needed over {100 * MB} bytes of memory",
+    )
+    assert peak_rss_mb() - before < 50  # the function's own memory did not grow with it
+
+
+def test_a_docx_whose_parts_word_never_compresses_so_is_refused_before_any_is_inflated() -> None:
+    for method in (zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA):
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w") as package:
+            base = zipfile.ZipFile(io.BytesIO(docx_bytes(["Hello"])))
+            for info in base.infolist():
+                package.writestr(info.filename, base.read(info.filename), compress_type=method)
+        assert refusal(out.getvalue(), "docx") == (
+            "unreadable",
+            "the DOCX has parts compressed in a way Word does not write (bzip2, LZMA)",
+        )
+
+
+def test_a_page_whose_characters_expand_a_hundredfold_is_stopped_by_the_childs_memory() -> None:
+    """A 1.5 MB string (within max_page_bytes) whose font maps each byte to 256 characters: the
+    page's text is built whole before the character limit can be checked after the page."""
+    data = pdf_with_font(
+        cmap(b"1 beginbfchar\n<41> <" + b"4E00" * 256 + b">\nendbfchar"),
+        b"BT /F0 12 Tf 72 720 Td (" + b"A" * 1_500_000 + b") Tj ET",
+    )
+    before = peak_rss_mb()
+    assert refusal(data, "pdf", max_memory_bytes=150 * MB)[0] == "too_much_memory"
+    assert peak_rss_mb() - before < 50
+
+
+def test_a_page_that_takes_longer_than_the_budget_is_stopped_at_it() -> None:
+    """pypdf builds every font the page names before it reads the page (a 65,536-code map, once per
+    name): 2,000 names take minutes, and the clock the readers check between pages is never read.
+    The child is stopped at seconds + grace_seconds."""
+    data = pdf_with_font(
+        cmap(b"1 beginbfrange\n<0000> <FFFF> <0041>\nendbfrange"), b"BT /F0 12 Tf (Hi) Tj ET", names=2000
+    )
+    started = time.monotonic()
+    assert refusal(data, "pdf", seconds=0.5, grace_seconds=0.5) == (
+        "too_slow",
+        "reading the text took longer than 0.5 seconds",
+    )
+    assert time.monotonic() - started < 60  # stopped, not read to the end
+
+
+def test_a_reader_that_never_answers_is_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
+    def hangs(*_: Any) -> str:
+        time.sleep(3600)
+        return "never"
+
+    monkeypatch.setattr(documents, "_pdf_text", hangs)  # the child is forked with it
+    assert refusal(b"%PDF-1.7", "pdf", seconds=0.1, grace_seconds=0.1)[0] == "too_slow"
+
+
+def test_a_reader_that_dies_is_a_refusal_naming_how(monkeypatch: pytest.MonkeyPatch) -> None:
+    def killed(*_: Any) -> str:
+        os.kill(os.getpid(), signal.SIGKILL)  # as the kernel ends a process out of memory
+        return "never"
+
+    monkeypatch.setattr(documents, "_docx_text", killed)
+    assert refusal(b"PK", "docx") == (
+        "unreadable",
+        f"the docx document's reader stopped without an answer (exit code {-signal.SIGKILL})",
+    )
+
+
+def test_the_reader_answers_the_same_text_and_refusals_through_the_child() -> None:
+    assert text_of(docx_bytes(["Hello", "World"]), "docx") == "Hello\nWorld"
+    text = " ".join(f"word{n}" for n in range(200_000))  # over a pipe's buffer: sent whole
+    assert text_of(docx_bytes([text]), "docx") == text
+    assert refusal(b"%PDF-1.7 nothing more", "pdf")[0] == "unreadable"
+
+
+def test_a_lone_surrogate_in_a_pdfs_text_is_replaced_and_the_document_curated(aws: Aws) -> None:
+    """pypdf passes a character map's lone UTF-16 surrogate through; the PII scan encodes the text
+    as UTF-8, which failed on it (three attempts, then the DLQ). Pairs stay one character."""
+    data = pdf_with_font(
+        cmap(b"3 beginbfchar\n<41> <0048>\n<42> <D800>\n<43> <D83DDE00>\nendbfchar"), b"BT /F0 12 Tf (AABC) Tj ET"
+    )
+    assert text_of(data, "pdf") == "HH\ufffd\U0001f600"
+    assert settled(aws, "docs/surrogate.pdf", data)["status"] == "curated"
+
+
+def test_a_pdf_past_a_parser_limit_is_named_as_such_not_as_a_bomb() -> None:
+    too_long = pdf_file(
+        [
+            b"<< /Type /Catalog /Pages 2 0 R >>",
+            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Junk [" + b"0 " * 100_001 + b"] >>",
+        ]
+    )
+    assert refusal(too_long, "pdf") == (
+        "too_complex",
+        "the PDF's structure is past a reader limit (an array, map, page tree or reference chain)",
+    )
