@@ -17,6 +17,11 @@ AddressPolicy = Callable[[Address], str | None]
 
 METADATA_ADDRESSES = frozenset({ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")})
 CARRIER_GRADE_NAT = ipaddress.ip_network("100.64.0.0/10")
+# Named here, not left to is_private/is_global, whose answers for them depend on the Python
+# version: 192.0.0.0/24 is is_private only from 3.13 (before, only its /29), and fec0::/10, the
+# deprecated site-local range (RFC 3879) some networks still route internally, is_global on all.
+IETF_PROTOCOL = ipaddress.ip_network("192.0.0.0/24")
+SITE_LOCAL = ipaddress.ip_network("fec0::/10")
 NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
 
 
@@ -50,6 +55,8 @@ def blocked_reason(address: Address) -> str | None:
         (address.is_multicast, "multicast"),
         (address.is_reserved, "reserved"),
         (isinstance(address, ipaddress.IPv4Address) and address in CARRIER_GRADE_NAT, "carrier-grade NAT"),
+        (isinstance(address, ipaddress.IPv4Address) and address in IETF_PROTOCOL, "IETF protocol assignments"),
+        (isinstance(address, ipaddress.IPv6Address) and address in SITE_LOCAL, "site-local"),
         (address.is_private, "private"),
         (not address.is_global, "not globally routable"),
     )

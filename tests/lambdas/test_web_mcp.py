@@ -33,6 +33,7 @@ from web_mcp.contract import (
     Settings,
     WebBrowseArguments,
     WebPolicy,
+    normalise_domain,
 )
 from web_mcp.errors import WebError
 from web_mcp.fetch import Checker, Deadline, Fetcher, content_type
@@ -114,6 +115,30 @@ def test_deny_wins_and_idns_compare_in_punycode() -> None:
     assert GroupWeb().refusal("anything.test") is None
 
 
+@pytest.mark.parametrize(
+    "host",
+    [
+        "www.site.test.",
+        "WWW.Site.Test..",
+        "www.site.test\u3002",  # ideographic full stop
+        "www.site.test\uff0e",  # fullwidth full stop
+        "www.site.test\uff61",  # halfwidth ideographic full stop
+        "www.site.test\u2024",  # one dot leader: nameprep (NFKC) makes it a full stop
+        "www\u3002site\uff0etest\uff61",
+    ],
+)
+def test_a_trailing_full_stop_of_any_spelling_is_dropped_so_the_deny_list_matches(host: str) -> None:
+    assert normalise_domain(host) == "www.site.test"
+    assert GroupWeb(deny=("www.site.test",)).refusal(normalise_domain(host)) is not None
+    assert GroupWeb(allow=(host,)).allow == ("www.site.test",)
+
+
+@pytest.mark.parametrize("name", ["", " ", ".", "\u3002", "..\uff0e", "\u2024"])
+def test_a_domain_of_full_stops_only_is_not_a_domain(name: str) -> None:
+    with pytest.raises(ValueError, match="domain"):
+        normalise_domain(name)
+
+
 # The address policy
 
 
@@ -141,7 +166,11 @@ def test_deny_wins_and_idns_compare_in_punycode() -> None:
         ("255.255.255.255", "reserved"),
         ("100.64.0.1", "carrier-grade NAT"),
         ("100.127.255.254", "carrier-grade NAT"),
-        ("192.0.0.1", "private"),
+        ("192.0.0.1", "IETF protocol assignments"),
+        ("192.0.0.192", "IETF protocol assignments"),  # is_private only from Python 3.13
+        ("192.0.0.9", "IETF protocol assignments"),  # is_global, but no web server's
+        ("fec0::1", "site-local"),  # deprecated (RFC 3879), yet is_global on every Python
+        ("feff:ffff::1", "site-local"),
         ("203.0.113.9", "private"),
         ("2001:db8::1", "private"),
         ("198.18.0.1", "private"),
