@@ -6,9 +6,11 @@ caller group's allow- and deny-lists, and every address the host resolves to aga
 policy (addresses.py). The connection is then made to the checked address itself (pinned; TLS still
 verifies the certificate for the host name and sends it as SNI), so DNS rebinding cannot swap it.
 Redirects are followed here, at most ``max_redirects``; the body is read in chunks and refused as
-soon as it passes ``max_bytes``; one deadline covers the whole call (connects, every read, every
-redirect), so a server that drips a byte at a time is cut off. Only the configured content types
-are read at all. Name resolution itself uses the system resolver's own timeouts.
+soon as it passes ``max_bytes``; one deadline covers the whole call (connects, the TLS handshake,
+every redirect, and every read from the socket: status line, headers, chunk sizes and body alike,
+each waiting at most what is left of it), so a server that drips a byte at a time is cut off. Only
+the configured content types are read at all. Name resolution itself uses the system resolver's
+own timeouts.
 
 The site's answer is hostile too: a Content-Length that is not plain digits, a compressed body that
 does not decompress and a Location that is not a URL are refusals with a reason; a page's declared
@@ -20,6 +22,8 @@ from __future__ import annotations
 
 import encodings
 import encodings.aliases
+import http.client
+import io
 import ipaddress
 import re
 import socket
@@ -27,11 +31,13 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 from urllib.parse import SplitResult, quote, urljoin, urlsplit
 
 import certifi
 import urllib3
+from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from shared.logs import service_logger
@@ -206,6 +212,75 @@ class Checker:
         return addresses[0]
 
 
+class _Reads(io.RawIOBase):
+    """A response's socket reads, each waiting at most what is left of the deadline. The socket's
+    own timeout applies afresh to every read: a site sending a byte just inside it could hold a
+    header line or a chunk-size line (read whole before any body read starts) as long as it
+    liked."""
+
+    def __init__(self, raw: io.RawIOBase, sock: socket.socket, deadline: Deadline) -> None:
+        super().__init__()
+        self._raw = raw
+        self._sock = sock
+        self._deadline = deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int | None:
+        self._sock.settimeout(self._deadline.remaining())
+        return self._raw.readinto(buffer)
+
+    def close(self) -> None:
+        self._raw.close()  # the socket file's own close, which releases the socket
+        super().close()
+
+
+class _Response(http.client.HTTPResponse):
+    def __init__(self, sock: socket.socket, *args: Any, deadline: Deadline, **kwargs: Any) -> None:
+        super().__init__(sock, *args, **kwargs)
+        # Nothing is read yet: the buffered reader over the socket file is swapped whole.
+        self.fp = io.BufferedReader(_Reads(self.fp.detach(), sock, deadline))
+
+
+def _deadlined(connection: HTTPConnection, deadline: Deadline) -> None:
+    # http.client builds the response as response_class(sock, method=...): every read it makes,
+    # from the status line on, goes through _Reads.
+    connection.response_class = partial(_Response, deadline=deadline)  # type: ignore[assignment]
+
+
+class _HttpConnection(HTTPConnection):
+    def __init__(self, *args: Any, deadline: Deadline, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _deadlined(self, deadline)
+
+
+class _HttpsConnection(HTTPSConnection):
+    def __init__(self, *args: Any, deadline: Deadline, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._deadline = deadline
+        _deadlined(self, deadline)
+
+    def _new_conn(self) -> socket.socket:
+        # The TLS handshake runs on the connected socket's timeout, set for the connect: it may
+        # wait only what is left once the connection is made.
+        sock = super()._new_conn()
+        try:
+            sock.settimeout(self._deadline.remaining())
+        except WebError:
+            sock.close()
+            raise
+        return sock
+
+
+class _HttpPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _HttpConnection
+
+
+class _HttpsPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _HttpsConnection
+
+
 @dataclass
 class Fetcher:
     checker: Checker
@@ -237,7 +312,7 @@ class Fetcher:
         timeout = urllib3.Timeout(connect=deadline.remaining(), read=deadline.remaining())
         address = str(target.address)
         if target.scheme == "https":
-            return urllib3.HTTPSConnectionPool(
+            return _HttpsPool(
                 address,
                 target.port,
                 timeout=timeout,
@@ -247,8 +322,9 @@ class Fetcher:
                 ca_certs=self.ca_certs,
                 server_hostname=target.host,
                 assert_hostname=target.host,
+                deadline=deadline,
             )
-        return urllib3.HTTPConnectionPool(address, target.port, timeout=timeout, retries=False, maxsize=1)
+        return _HttpPool(address, target.port, timeout=timeout, retries=False, maxsize=1, deadline=deadline)
 
     def _request(self, target: Target, deadline: Deadline) -> Page | str:
         """The page, or the Location of a redirect."""
@@ -335,7 +411,7 @@ class Fetcher:
         limit = self.settings.max_bytes
         body = bytearray()
         while True:
-            _read_timeout(response, deadline.remaining())
+            deadline.remaining()
             chunk = response.read1(CHUNK)
             if not chunk:
                 break
@@ -346,13 +422,6 @@ class Fetcher:
             if len(body) > limit:
                 raise forbidden("too_large", f"the page is larger than {limit} bytes")
         return bytes(body)
-
-
-def _read_timeout(response: Any, seconds: float) -> None:
-    """Each read waits at most what is left of the deadline (not the timeout set at connect)."""
-    sock = getattr(getattr(response, "connection", None), "sock", None)
-    if sock is not None:
-        sock.settimeout(seconds)
 
 
 def deadline_passed(deadline: Deadline) -> bool:

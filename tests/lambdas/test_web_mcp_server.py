@@ -276,6 +276,16 @@ def test_refuses_a_denied_domain(world: World) -> None:
     assert body["error"]["message"] == "the domain www.site.test is denied to this group"
 
 
+@pytest.mark.parametrize("stop", ["\u3002", "\uff0e", "\uff61", "\u2024", "."])
+def test_refuses_a_denied_domain_spelled_with_a_trailing_full_stop(world: World, stop: str) -> None:
+    url = f"http://www.site.test{stop}:{world.port}/page"
+    is_error, body = call(world, "web_fetch", {"url": url, "caller_group": "researchers"})
+    assert is_error, body
+    assert body["error"]["reason"] == "domain_not_allowed"
+    assert body["error"]["message"] == "the domain www.site.test is denied to this group"
+    assert SiteHandler.seen == []
+
+
 def test_refuses_a_domain_not_on_the_allow_list(world: World) -> None:
     message = refused(world, "/page", "forbidden", "domain_not_allowed", group="narrow")
     assert message == "the domain site.test is not on this group's allow-list"
@@ -303,6 +313,14 @@ def test_refuses_an_oversize_page(world: World) -> None:
 def test_refuses_a_slow_page_at_the_deadline(world: World) -> None:
     world.clock.step = 1.0  # each reading of the clock is a second: the 10 s deadline passes mid-body
     assert refused(world, "/slow", "upstream_unavailable", "timeout") == "the page did not arrive within 10 seconds"
+
+
+@pytest.mark.parametrize("path", ["/slow-headers", "/slow-chunk-size"])
+def test_refuses_a_page_whose_headers_or_chunk_sizes_drip_at_the_deadline(world: World, path: str) -> None:
+    """The deadline covers every read from the site, not only the body's: each socket wait is
+    what is left of it (each reading of the clock is a second here; the site would drip for 4 s)."""
+    world.clock.step = 1.0
+    assert refused(world, path, "upstream_unavailable", "timeout") == "the page did not arrive within 10 seconds"
 
 
 def test_refuses_too_many_redirects(world: World) -> None:
