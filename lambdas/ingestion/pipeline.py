@@ -185,6 +185,7 @@ class Pipeline:
         origin = metadata.get("origin", "upload")
         record = replace(
             record,
+            source=f"s3://{ref.bucket}/{key}",  # as S3 holds it: a replay empties the landing slot there
             classification=classification if known else "",
             origin=origin if ORIGIN.fullmatch(origin) else "unknown",
         )
@@ -242,7 +243,6 @@ class Pipeline:
         job = str(response["JobId"])
         pending = replace(
             record,
-            source=f"s3://{ref.bucket}/{key}",
             status=OCR_PENDING,
             reason="the PDF has no text layer: text detection (OCR) started",
             ocr_job=job,

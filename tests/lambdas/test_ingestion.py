@@ -15,7 +15,8 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
-from ingestion import handler
+from ingestion import handler, pipeline as pipeline_module
+from ingestion.documents import ReadLimits
 from ingestion.events import ObjectRef
 from ingestion.knowledge import KnowledgeBase
 from ingestion.pii import MAX_CALL_BYTES, PiiScanner, Span, chunks, mask
@@ -549,27 +550,33 @@ def test_the_byte_limit_lets_a_document_of_exactly_that_size_through(aws: Aws, s
     outcome = make(aws).process(ref)
     assert outcome.status == status
     if status == "quarantined":
-        assert outcome.reason == f"{size} bytes is over the {MAX_BYTES} byte limit"
+        assert (outcome.reason, outcome.reason_code) == (
+            f"{size} bytes is over the {MAX_BYTES} byte limit",
+            "too_large",
+        )
+        assert record_of(aws, ref)["reason_code"] == "too_large"
 
 
 @pytest.mark.parametrize(
-    ("policy", "status", "reason", "pii"),
+    ("policy", "status", "reason", "code", "pii"),
     [
         (
             "quarantine",
             "quarantined",
             "PII detection does not support the document's language (fr)",
+            "unsupported_language",
             {"EMPLOYEE_ID": 1},
         ),
-        ("custom_only", "curated", "masked 1 personal data entities", {"EMPLOYEE_ID": 1}),
+        ("custom_only", "curated", "masked 1 personal data entities", "", {"EMPLOYEE_ID": 1}),
     ],
 )
 def test_an_unsupported_language_is_quarantined_or_checked_with_the_custom_identifiers_only(
-    aws: Aws, policy: str, status: str, reason: str, pii: dict[str, int]
+    aws: Aws, policy: str, status: str, reason: str, code: str, pii: dict[str, int]
 ) -> None:
     ref = land(aws, "intl/rapport.txt", f"{FRENCH} EMP-314159")
     outcome = make(aws, unsupported_language=policy).process(ref)
-    assert (outcome.status, outcome.reason, outcome.pii) == (status, reason, pii)
+    assert (outcome.status, outcome.reason, outcome.reason_code, outcome.pii) == (status, reason, code, pii)
+    assert record_of(aws, ref).get("reason_code", "") == code
     if status == "curated":
         text = aws.objects(CURATED)[f"curated/{document_id(LANDING, 'intl/rapport.txt')}.txt"].decode()
         assert text == f"{FRENCH} [EMPLOYEE_ID]"
@@ -587,6 +594,39 @@ def test_the_limits_a_pipeline_reads_with_are_its_settings(aws: Aws) -> None:
     )
     ref = land(aws, "bomb/allowed.docx", bomb)
     assert make(aws, max_expanded_bytes=5_000_000, max_compression_ratio=10_000).process(ref).status == "curated"
+
+
+def test_pdf_and_docx_are_read_within_every_limit_the_settings_name(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each ReadLimits field comes from its setting (distinct values, none the default)."""
+    read: list[ReadLimits] = []
+
+    def text_of(data: bytes, fmt: str, limits: ReadLimits) -> str:
+        read.append(limits)
+        return "Plain words."
+
+    monkeypatch.setattr(pipeline_module, "text_of", text_of)
+    pipeline = make(
+        aws,
+        max_pages=7,
+        max_extracted_chars=1_234,
+        read_seconds=9,
+        max_expanded_bytes=4_321_000,
+        max_compression_ratio=77,
+        max_page_bytes=654_321,
+        read_memory_bytes=98_765_432,
+    )
+    assert pipeline.process(land(aws, "docs/limits.pdf", b"%PDF-1.7")).status == "curated"
+    assert read == [
+        ReadLimits(
+            max_pages=7,
+            max_chars=1_234,
+            seconds=9,
+            max_expanded_bytes=4_321_000,
+            max_compression_ratio=77,
+            max_page_bytes=654_321,
+            max_memory_bytes=98_765_432,
+        )
+    ]
 
 
 def test_the_event_version_is_read_and_quarantined_not_the_latest(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from ingestion import handler
@@ -19,7 +20,17 @@ from ingestion.pipeline import document_id, quarantine_key
 from ingestion.registry import MAX_VERSION_BYTES
 from tests.lambdas.conftest import FakeContext
 from tests.lambdas.ingestion_corpus import LANDING, SEEDED_PII, docx_bytes, pdf_bytes
-from tests.lambdas.ingestion_fixtures import CURATED, QUARANTINE, Aws, batch, landed, s3_event, sqs_message
+from tests.lambdas.ingestion_fixtures import (
+    CURATED,
+    MAX_RECEIVE,
+    QUARANTINE,
+    Aws,
+    batch,
+    current_of,
+    landed,
+    s3_event,
+    sqs_message,
+)
 from tests.lambdas.strategies import json_values
 from tests.lambdas.test_ingestion import run, version_record
 
@@ -256,6 +267,7 @@ def test_an_event_for_a_bucket_other_than_landing_is_dead_lettered_and_nothing_t
         ("docs/c++ notes.txt", "docs/c%2B%2B+notes.txt"),
         ("docs/c++.txt", "docs/c++.txt"),  # a key sent as it is is found as sent
         ("docs/100%.txt", "docs/100%.txt"),  # not an escape: as sent
+        ("docs/caf%E9.txt", "docs/caf%E9.txt"),  # an escape, but of no UTF-8 key: as sent
     ],
 )
 def test_a_document_id_comes_from_the_objects_real_key_however_the_event_encodes_it(
@@ -298,6 +310,105 @@ def test_a_document_first_seen_under_the_key_as_sent_keeps_its_id(aws: Aws) -> N
     assert {i["pk"] for i in aws.registry_items()} == {legacy}
     assert {k.split(".")[0] for k in aws.objects(CURATED) if k.startswith("curated/")} == {f"curated/{legacy}"}
     assert aws.objects(CURATED)[f"curated/{legacy}.txt"] == b"Second words."
+    # Its record names the object as S3 holds it: where a replay empties the landing slot.
+    (record,) = [i for i in aws.registry_items() if i["sk"] == f"version#{second['version']}"]
+    assert record["source"] == f"s3://{LANDING}/docs/my doc.txt"
+
+
+def test_a_replay_of_a_document_first_seen_under_the_key_as_sent_empties_its_landing_slot(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash after the version was recorded left the object in landing: the replay deletes it
+    under its real key, though the document's id is the key as sent's."""
+    first = aws.put("docs/my doc.txt", "First words.")
+    assert aws.pipeline.process(ObjectRef(LANDING, "docs/my+doc.txt", first["version"], first["size"])).status == (
+        "curated"
+    )
+    second = aws.put("docs/my doc.txt", "Second words.")
+    event = ObjectRef(LANDING, "docs/my+doc.txt", second["version"], second["size"], "AB")
+    real_delete = aws.s3.delete_object
+
+    def crash(**params: Any) -> Any:
+        if params["Bucket"] == LANDING:
+            raise RuntimeError("the function stopped")
+        return real_delete(**params)
+
+    monkeypatch.setattr(aws.s3, "delete_object", crash)
+    with pytest.raises(RuntimeError):
+        aws.pipeline.process(aws.pipeline.locate(event))
+    monkeypatch.setattr(aws.s3, "delete_object", real_delete)
+    assert [v["VersionId"] for v in aws.landing_versions()] == [second["version"]]
+    replay = aws.pipeline.process(aws.pipeline.locate(event))
+    assert (replay.status, replay.replayed, replay.document_id) == (
+        "curated",
+        True,
+        document_id(LANDING, "docs/my+doc.txt"),
+    )
+    assert aws.landing_versions() == []
+
+
+def _throttled(**_: Any) -> Any:
+    raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "x"}}, "DetectDominantLanguage")
+
+
+def test_a_redriven_version_stays_with_the_document_it_was_recorded_under(aws: Aws) -> None:
+    """A version of "docs/a b.txt" (sent as "docs/a+b.txt") failed its last attempt and was recorded
+    under its own id; meanwhile a document really named "docs/a+b.txt" was curated. The redriven
+    event is that version of "docs/a b.txt" again, not a version of the other document."""
+    spaced = aws.put("docs/a b.txt", "Spaced words.")
+    message = sqs_message(s3_event("docs/a+b.txt", spaced["version"], spaced["size"]), receive_count=MAX_RECEIVE)
+    real = aws.comprehend.detect_dominant_language
+    aws.comprehend.detect_dominant_language = _throttled  # type: ignore[method-assign]
+    assert run(message) == [message["messageId"]]
+    assert version_record(aws, "docs/a b.txt")["status"] == "dead_lettered"
+    aws.comprehend.detect_dominant_language = real  # type: ignore[method-assign]
+    plus = aws.put("docs/a+b.txt", "Plus words.")
+    assert run(sqs_message(s3_event("docs/a%2Bb.txt", plus["version"], plus["size"]))) == []
+    plus_state = current_of(aws, "docs/a+b.txt")
+
+    redriven = {
+        **message,
+        "messageId": "redriven",
+        "attributes": {**message["attributes"], "ApproximateReceiveCount": "1"},
+    }
+    assert run(redriven) == []
+    assert version_record(aws, "docs/a b.txt")["status"] == "curated"
+    assert version_record(aws, "docs/a+b.txt")["version"] == plus["version"]  # its only version record
+    assert current_of(aws, "docs/a+b.txt") == plus_state
+    assert aws.objects(CURATED)[f"curated/{document_id(LANDING, 'docs/a b.txt')}.txt"] == b"Spaced words."
+    assert aws.objects(CURATED)[f"curated/{document_id(LANDING, 'docs/a+b.txt')}.txt"] == b"Plus words."
+
+
+def test_a_new_version_is_not_taken_for_a_document_first_seen_under_the_key_as_sent(aws: Aws) -> None:
+    """Two documents, "docs/a b.txt" (sent as "docs/a+b.txt") and "docs/a+b.txt" (sent as
+    "docs/a%2Bb.txt"): the next version of the first supersedes the first, though the key as sent
+    names the second."""
+    spaced = aws.put("docs/a b.txt", "Spaced words.")
+    assert run(sqs_message(s3_event("docs/a+b.txt", spaced["version"], spaced["size"]))) == []
+    plus = aws.put("docs/a+b.txt", "Plus words.")
+    assert run(sqs_message(s3_event("docs/a%2Bb.txt", plus["version"], plus["size"]))) == []
+    plus_state = current_of(aws, "docs/a+b.txt")
+
+    newer = aws.put("docs/a b.txt", "Newer spaced words.")
+    assert run(sqs_message(s3_event("docs/a+b.txt", newer["version"], newer["size"]))) == []
+    assert current_of(aws, "docs/a b.txt")["version"] == newer["version"]
+    assert current_of(aws, "docs/a+b.txt") == plus_state
+    assert aws.objects(CURATED)[f"curated/{document_id(LANDING, 'docs/a b.txt')}.txt"] == b"Newer spaced words."
+    assert aws.objects(CURATED)[f"curated/{document_id(LANDING, 'docs/a+b.txt')}.txt"] == b"Plus words."
+
+
+def test_an_escape_that_decodes_to_no_utf8_key_is_no_decoding_of_the_key(aws: Aws) -> None:
+    """S3 keys are UTF-8: "%E9" decoded is a lone byte, so the key as sent is the only key. An object
+    deleted before processing is recorded gone under it, not under a key with U+FFFD in it."""
+    put = aws.put("docs/caf%E9.txt", "Plain words.")
+    aws.s3.delete_object(Bucket=LANDING, Key="docs/caf%E9.txt", VersionId=put["version"])
+    assert run(sqs_message(s3_event("docs/caf%E9.txt", put["version"], put["size"]))) == []
+    (item,) = aws.registry_items()
+    assert (item["pk"], item["status"], item["source"]) == (
+        document_id(LANDING, "docs/caf%E9.txt"),
+        "gone",
+        f"s3://{LANDING}/docs/caf%E9.txt",
+    )
 
 
 def test_an_encoded_key_of_an_object_already_gone_gets_the_decoded_keys_id(aws: Aws) -> None:

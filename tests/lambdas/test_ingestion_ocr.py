@@ -367,38 +367,46 @@ def test_other_rejections_with_ocr_on_are_quarantined_without_a_job(aws: Aws, st
 @pytest.mark.parametrize(
     ("ticks", "responses", "outcome"),
     [
-        ([0, 7, 7], [{"blocks": lines("Fine")}], ("curated", "no personal data found")),
-        ([0, 8], [], ("quarantined", "reading the text took longer than 7 seconds")),
+        ([0, 7, 7], [{"blocks": lines("Fine")}], ("curated", "no personal data found", "")),
+        ([0, 8], [], ("quarantined", "reading the text took longer than 7 seconds", "too_slow")),
         (
             [0, 1, 8],
             [{"blocks": lines("Fine"), "next_token": "t2"}],
-            ("quarantined", "reading the text took longer than 7 seconds"),
+            ("quarantined", "reading the text took longer than 7 seconds", "too_slow"),
         ),
-        ([0, 1], [{"blocks": lines("Fine"), "pages": 3}], ("curated", "no personal data found")),
+        ([0, 1], [{"blocks": lines("Fine"), "pages": 3}], ("curated", "no personal data found", "")),
         (
             [0, 1, 1],
             [{"blocks": None, "metadata": False, "next_token": "t2"}, {"blocks": lines("Fine"), "pages": None}],
-            ("curated", "no personal data found"),
+            ("curated", "no personal data found", ""),
         ),
-        ([0, 1], [{"blocks": lines("Fine"), "pages": 4}], ("quarantined", "4 pages is over the 3 page limit")),
+        (
+            [0, 1],
+            [{"blocks": lines("Fine"), "pages": 4}],
+            ("quarantined", "4 pages is over the 3 page limit", "too_many_pages"),
+        ),
         (
             [0, 1],
             [{"blocks": lines("Fine"), "status": "IN_PROGRESS"}],
-            ("quarantined", "text detection (OCR) did not succeed (IN_PROGRESS)"),
+            ("quarantined", "text detection (OCR) did not succeed (IN_PROGRESS)", "ocr_failed"),
         ),
-        ([0, 1], [{"blocks": lines("x" * 1999)}], ("curated", "no personal data found")),
-        ([0, 1], [{"blocks": lines("x" * 999, "x" * 999)}], ("curated", "no personal data found")),
+        ([0, 1], [{"blocks": lines("x" * 1999)}], ("curated", "no personal data found", "")),
+        ([0, 1], [{"blocks": lines("x" * 999, "x" * 999)}], ("curated", "no personal data found", "")),
         (
             [0, 1],
             [{"blocks": lines("x" * 999, "x" * 1000)}],
-            ("quarantined", "the text is over the 2000 character limit"),
+            ("quarantined", "the text is over the 2000 character limit", "too_much_text"),
         ),
-        ([0, 1], [{"blocks": lines(" ", "")}], ("quarantined", "text detection (OCR) found no text in the document")),
-        ([0, 1], [{"blocks": []}], ("quarantined", "text detection (OCR) found no text in the document")),
+        (
+            [0, 1],
+            [{"blocks": lines(" ", "")}],
+            ("quarantined", "text detection (OCR) found no text in the document", "empty"),
+        ),
+        ([0, 1], [{"blocks": []}], ("quarantined", "text detection (OCR) found no text in the document", "empty")),
     ],
 )
 def test_ocr_text_is_read_within_the_time_page_and_character_limits(
-    aws: Aws, stubber: Stubber, ticks: list[float], responses: list[dict[str, Any]], outcome: tuple[str, str]
+    aws: Aws, stubber: Stubber, ticks: list[float], responses: list[dict[str, Any]], outcome: tuple[str, str, str]
 ) -> None:
     pipeline = ocr(aws, stubber, ticks, read_seconds=7)
     ref = started(aws, stubber, pipeline)
@@ -409,7 +417,8 @@ def test_ocr_text_is_read_within_the_time_page_and_character_limits(
         token = options.get("next_token")
     result = finished(aws, pipeline, ref)
     assert result is not None
-    assert (result.status, result.reason) == outcome
+    assert (result.status, result.reason, result.reason_code) == outcome
+    assert record_of(aws, ref).get("reason_code", "") == outcome[2]  # the registry keeps the same code
 
 
 def test_a_notification_that_fails_every_attempt_records_its_version_dead_lettered_on_the_last(
