@@ -31,7 +31,7 @@ import websockets
 from shared.logs import service_logger
 from web_mcp.contract import GroupWeb, Step
 from web_mcp.errors import WebError, invalid, unavailable
-from web_mcp.fetch import Checker, Clock, Deadline
+from web_mcp.fetch import Checker, Clock, Deadline, led_to
 
 logger = service_logger("web-mcp")
 
@@ -135,8 +135,7 @@ class Cdp:
         except WebError as refusal:
             if params.get("frameId") == self.main_frame:
                 # The caller's URL passed; where the page went did not: the site's doing, not the caller's.
-                led = WebError("forbidden", refusal.reason, f"the page led to a refused URL: {refusal.message}")
-                self.refusal = self.refusal or led
+                self.refusal = self.refusal or led_to(refusal)
             else:
                 logger.info("frame not loaded", extra={"reason": refusal.reason})
             await self._write("Fetch.failRequest", {**answer, "errorReason": "BlockedByClient"})
@@ -182,7 +181,10 @@ class Browser:
                 session.stop()
             except Exception as error:
                 logger.warning("browser session not stopped", extra={"error": type(error).__name__})
-        self.checker.check(page.url, group)  # the browser's own redirects: refuse if the final URL fails
+        try:  # where the browser ended up (a redirect of its own, a script's navigation)
+            self.checker.check(page.url, group)
+        except WebError as refusal:
+            raise led_to(refusal) from None
         return page
 
     async def _drive(

@@ -13,7 +13,9 @@ the configured content types are read at all. Name resolution itself uses the sy
 own timeouts.
 
 The site's answer is hostile too: a Content-Length that is not plain digits, a compressed body that
-does not decompress and a Location that is not a URL are refusals with a reason; a page's declared
+does not decompress (or ends before its compressed stream does, or goes on after it) and a Location
+that is not a URL are refusals with a reason; a redirect to a URL the checks refuse is ``forbidden``
+("the page led to a refused URL"), never the caller's ``invalid_argument``; a page's declared
 charset is used only if it is a plain text charset (``TEXT_CODECS``), otherwise the page is read as
 UTF-8.
 """
@@ -295,7 +297,10 @@ class Fetcher:
         deadline = Deadline(self.clock, self.settings.timeout_seconds)
         current = url
         for hop in range(self.settings.max_redirects + 1):
-            target = self.checker.check(current, group)
+            try:
+                target = self.checker.check(current, group)
+            except WebError as refusal:
+                raise (led_to(refusal) if hop else refusal) from None
             logger.info("fetching", extra={"host": target.host, "hop": hop})
             location = self._request(target, deadline)
             if isinstance(location, Page):
@@ -382,10 +387,8 @@ class Fetcher:
         encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
         try:
             body = self._read(response, deadline, encoding)
-        except zlib.error:
-            raise unavailable(
-                "bad_encoding", f"the site {target.host} sent a body that is not {encoding} data"
-            ) from None
+        except _EncodingError as bad:
+            raise unavailable("bad_encoding", f"the site {target.host} sent {bad}") from None
         return Page(url=target.url, content_type=mime, charset=charset, body=body)
 
     def _check_length(self, target: Target, header: str) -> None:
@@ -401,27 +404,65 @@ class Fetcher:
             raise forbidden("too_large", f"the page is larger than {limit} bytes")
 
     def _read(self, response: Any, deadline: Deadline, encoding: str) -> bytes:
-        decoder: Any = None
-        if encoding in ("gzip", "x-gzip"):
-            decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        elif encoding == "deflate":
-            decoder = zlib.decompressobj()
-        elif encoding not in ("", "identity"):
-            raise forbidden("encoding_not_allowed", f"the content encoding {encoding} is not supported")
+        decoder = _decoder(encoding)
         limit = self.settings.max_bytes
         body = bytearray()
+        received = False
         while True:
             deadline.remaining()
             chunk = response.read1(CHUNK)
             if not chunk:
                 break
+            received = True
             if decoder is not None:
-                # Bounded: never more than one byte past the limit comes out of the decompressor.
-                chunk = decoder.decompress(chunk, limit + 1 - len(body))
+                chunk = _inflate(decoder, chunk, limit + 1 - len(body), encoding)
             body += chunk
             if len(body) > limit:
                 raise forbidden("too_large", f"the page is larger than {limit} bytes")
+        # The body ended where the compressed stream had not (a gzip member without its trailer):
+        # what came out so far is part of a page, not the page. An empty body is an empty page.
+        if decoder is not None and received and not decoder.eof:
+            raise _EncodingError(f"a {encoding} body that ends before its compressed data does")
         return bytes(body)
+
+
+class _EncodingError(Exception):
+    """What is wrong with a compressed body: "a gzip body that ..."."""
+
+
+def _decoder(encoding: str) -> Any:
+    """A decompressor for the Content-Encoding, or None for none."""
+    if encoding in ("gzip", "x-gzip"):
+        return zlib.decompressobj(16 + zlib.MAX_WBITS)
+    if encoding == "deflate":
+        return zlib.decompressobj()
+    if encoding not in ("", "identity"):
+        raise forbidden("encoding_not_allowed", f"the content encoding {encoding} is not supported")
+    return None
+
+
+def _inflate(decoder: Any, chunk: bytes, room: int, encoding: str) -> bytes:
+    """At most ``room`` bytes of what ``chunk`` decompresses to (so never more than one byte past
+    the limit comes out); anything after the compressed stream's end is refused at once, never
+    kept, however long."""
+    try:
+        out: bytes = decoder.decompress(chunk, room)
+    except zlib.error:
+        raise _EncodingError(f"a body that is not {encoding} data") from None
+    if decoder.unused_data:
+        raise _EncodingError(f"a {encoding} body that has data after its compressed data")
+    return out
+
+
+def led_to(refusal: WebError) -> WebError:
+    """The refusal of a URL the page led to (a redirect, where the browser ended up): ``forbidden``
+    with the check's reason, whatever kind the check gave it, since the caller's own URL passed
+    (``invalid_argument`` would have the agent fix an argument that was never wrong). Anything
+    else (a host that does not resolve) stands as it is."""
+    if refusal.kind not in ("invalid_argument", "forbidden"):
+        return refusal
+    message = refusal.message.removeprefix("url: ")
+    return WebError("forbidden", refusal.reason, f"the page led to a refused URL: {message}")
 
 
 def deadline_passed(deadline: Deadline) -> bool:

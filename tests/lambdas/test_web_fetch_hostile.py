@@ -7,6 +7,8 @@ loopback; its answers are the table below."""
 from __future__ import annotations
 
 import codecs
+import gzip
+import zlib
 from collections.abc import Iterator
 from typing import ClassVar
 
@@ -20,6 +22,8 @@ from web_mcp.fetch import TEXT_CODECS, Checker, Fetcher, Page, text_codec
 
 MAX_BYTES = 100_000
 PUNY = b"a" * 45_000 + b"-" + b"z" * 44_999  # punycode's decoder is super-linear in this
+LONG_PAGE = b"<p>" + b" ".join(b"word%d" % n for n in range(5_000)) + b" END</p>"
+GZIPPED = gzip.compress(LONG_PAGE)
 
 
 class HostileHandler(QuietHandler):
@@ -40,6 +44,20 @@ class HostileHandler(QuietHandler):
         "/charset-windows": (200, {"Content-Type": "text/html; charset=Windows-1252"}, b"caf\xe9 \x80"),
         "/charset-sjis": (200, {"Content-Type": 'text/html; charset="Shift_JIS"'}, "日本".encode("shift_jis")),
         "/location-ipv6": (302, {"Location": "http://[::1"}, b""),
+        # Redirects the URL checks refuse: the site's doing, not the caller's argument.
+        "/to-ftp": (302, {"Location": "ftp://site.test/file"}, b""),
+        "/to-userinfo": (302, {"Location": "http://u:p@site.test/page"}, b""),
+        "/to-bad-port": (302, {"Location": "http://site.test:99999/"}, b""),
+        "/to-no-host": (302, {"Location": "https:///page"}, b""),
+        "/to-private": (302, {"Location": "http://10.0.0.1/"}, b""),
+        # Compressed bodies that decompress, but not to the whole of one stream.
+        "/gzip-cut": (200, {"Content-Encoding": "gzip"}, GZIPPED[: len(GZIPPED) // 2]),
+        "/gzip-no-trailer": (200, {"Content-Encoding": "gzip"}, gzip.compress(b"<p>x</p>")[:-8]),
+        "/gzip-two-members": (200, {"Content-Encoding": "gzip"}, gzip.compress(b"<p>ONE</p>") + gzip.compress(b"TWO")),
+        "/deflate-trailing": (200, {"Content-Encoding": "deflate"}, zlib.compress(b"<p>x</p>") + b"junk"),
+        "/gzip-whole": (200, {"Content-Encoding": "gzip"}, GZIPPED),
+        "/deflate-whole": (200, {"Content-Encoding": "deflate"}, zlib.compress(LONG_PAGE)),
+        "/gzip-empty": (200, {"Content-Encoding": "gzip"}, b""),
     }
 
     def do_GET(self) -> None:
@@ -97,6 +115,31 @@ def test_a_body_that_does_not_decompress_is_a_bad_encoding(
     error = refusal(fetcher, site + path)
     assert (error.kind, error.reason) == ("upstream_unavailable", "bad_encoding")
     assert str(error) == f"the site site.test sent a body that is not {encoding} data"
+
+
+@pytest.mark.parametrize(
+    ("path", "encoding", "what"),
+    [
+        ("/gzip-cut", "gzip", "ends before its compressed data does"),
+        ("/gzip-no-trailer", "gzip", "ends before its compressed data does"),
+        ("/gzip-two-members", "gzip", "has data after its compressed data"),
+        ("/deflate-trailing", "deflate", "has data after its compressed data"),
+    ],
+)
+def test_a_compressed_body_that_ends_early_or_goes_on_after_its_end_is_a_bad_encoding(
+    site: str, fetcher: Fetcher, path: str, encoding: str, what: str
+) -> None:
+    """Returned as it decompressed, the page would be a part of itself, with truncated false."""
+    error = refusal(fetcher, site + path)
+    assert (error.kind, error.reason) == ("upstream_unavailable", "bad_encoding")
+    assert str(error) == f"the site site.test sent a {encoding} body that {what}"
+
+
+@pytest.mark.parametrize(
+    ("path", "body"), [("/gzip-whole", LONG_PAGE), ("/deflate-whole", LONG_PAGE), ("/gzip-empty", b"")]
+)
+def test_a_whole_compressed_body_or_none_at_all_is_read(site: str, fetcher: Fetcher, path: str, body: bytes) -> None:
+    assert fetcher.fetch(site + path, GroupWeb()).body == body
 
 
 # Content-Length
@@ -186,3 +229,32 @@ def test_every_allowed_codec_is_a_text_codec_that_replaces_what_it_cannot_decode
 def test_a_redirect_to_a_location_that_is_not_a_url_is_a_bad_redirect(site: str, fetcher: Fetcher) -> None:
     error = refusal(fetcher, site + "/location-ipv6")
     assert (error.kind, error.reason) == ("upstream_unavailable", "bad_redirect")
+
+
+@pytest.mark.parametrize(
+    ("path", "reason", "message"),
+    [
+        ("/to-ftp", "scheme_not_allowed", "the scheme must be https or http"),
+        ("/to-userinfo", "userinfo", "user names and passwords in URLs are not allowed"),
+        ("/to-bad-port", "invalid_url", "not a valid URL"),
+        ("/to-no-host", "invalid_url", "no host"),
+        ("/to-private", "address_not_allowed", "the address of host 10.0.0.1 is private (10.0.0.1)"),
+    ],
+)
+def test_a_redirect_that_fails_the_url_checks_is_forbidden_not_the_callers_argument(
+    site: str, fetcher: Fetcher, path: str, reason: str, message: str
+) -> None:
+    """The caller's URL passed; where the site sent it did not. invalid_argument would tell the
+    agent to fix an argument that was never wrong."""
+    error = refusal(fetcher, site + path)
+    assert (error.kind, error.reason) == ("forbidden", reason)
+    assert str(error) == f"the page led to a refused URL: {message}"
+
+
+def test_the_callers_own_url_that_fails_the_checks_is_still_an_invalid_argument(fetcher: Fetcher) -> None:
+    error = refusal(fetcher, "ftp://site.test/file")
+    assert (error.kind, error.reason, str(error)) == (
+        "invalid_argument",
+        "scheme_not_allowed",
+        "url: the scheme must be https or http",
+    )

@@ -255,7 +255,7 @@ def test_refuses_a_host_with_any_private_address(world: World) -> None:
 
 def test_refuses_a_redirect_to_a_private_address(world: World) -> None:
     message = refused(world, "/redirect-private", "forbidden", "address_not_allowed")
-    assert message == "the address of host 10.0.0.1 is private (10.0.0.1)"
+    assert message == "the page led to a refused URL: the address of host 10.0.0.1 is private (10.0.0.1)"
     assert "private (10.0.0.1)" in refused(world, "/redirect-private-name", "forbidden", "address_not_allowed")
 
 
@@ -444,12 +444,22 @@ def test_browse_refuses_a_private_address_before_starting_a_session(world: World
     assert world.sessions == []
 
 
-def test_browse_refuses_a_final_url_that_fails_the_checks(world: World) -> None:
+@pytest.mark.parametrize(
+    ("final", "reason"),
+    [
+        ("http://169.254.169.254/latest/", "address_not_allowed"),
+        ("about:blank", "scheme_not_allowed"),  # no request, so never paused: only this check sees it
+        ("file:///etc/passwd", "scheme_not_allowed"),
+    ],
+)
+def test_browse_refuses_a_final_url_that_fails_the_checks(world: World, final: str, reason: str) -> None:
     url = world.site("/app")
-    world.cdp.pages[url] = FakeBrowserPage("http://169.254.169.254/latest/", "creds", "<p>SECRET</p>")
+    world.cdp.pages[url] = FakeBrowserPage(final, "creds", "<p>SECRET</p>")
     is_error, body = browse_call(world, url)
     assert is_error
-    assert body["error"]["reason"] == "address_not_allowed"
+    # Where the page went, not the caller's URL: nothing for the caller to fix.
+    assert (body["error"]["kind"], body["error"]["reason"]) == ("forbidden", reason)
+    assert body["error"]["message"].startswith("the page led to a refused URL: ")
     assert "SECRET" not in json.dumps(body)
     assert world.sessions[-1] == "stop"
 
