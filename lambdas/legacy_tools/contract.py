@@ -135,7 +135,9 @@ class CallArgument(_Frozen):
                 "min_length": 1 if in_path else None,
             }
         else:
-            constraints |= {"ge": self.minimum, "le": self.maximum}
+            # Strict, as knowledge_search's: lax mode would send true as 1, "7" and 7.0 as 7,
+            # hiding a confused caller from it and from the API.
+            constraints |= {"ge": self.minimum, "le": self.maximum, "strict": True}
         if self.required:
             return kind, Field(**constraints)
         return kind | None, Field(default=None, **constraints)

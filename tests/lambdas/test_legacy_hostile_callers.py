@@ -105,6 +105,28 @@ BY_PATH = SingleCallTool(
 )
 
 
+# An integer argument is an integer: what pydantic's lax mode would turn into one is refused.
+RECENT = SingleCallTool(
+    description="Recent orders.",
+    path="/v2/orders",
+    arguments={"limit": CallArgument(description="How many", type="integer", minimum=1, maximum=50)},
+    records="items",
+    fields={"id": "id"},
+)
+
+
+@pytest.mark.parametrize("sent", [True, "7", 7.0, " 7 "])
+def test_an_integer_argument_of_another_json_type_is_refused_before_any_call(
+    monkeypatch: pytest.MonkeyPatch, client: LegacyClient, api: LegacyApi, sent: Any
+) -> None:
+    monkeypatch.setattr(handler, "client", lambda: client)
+    configure(monkeypatch, {"recent_orders": RECENT})
+    result = handler.run("recent_orders", {"limit": sent})
+    assert result["error"]["kind"] == "invalid_argument"
+    assert result["error"]["message"].startswith("limit: Input should be a valid integer")
+    assert api.requests == []
+
+
 @pytest.mark.usefixtures("served")
 def test_an_argument_named_path_is_named_in_the_problem() -> None:
     assert handler.run("by_path", {})["error"]["message"] == "path: Field required"
