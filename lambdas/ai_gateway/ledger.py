@@ -294,6 +294,31 @@ class Ledger:
             return False
         return True
 
+    def unlist_settled(self, request: Pending) -> bool:
+        """Take a request out of the pending index if it is settled (delivered or released) and
+        still listed there: deliver and release remove it from the index, so only a hand-edited or
+        half-written record stays, and one the sweeper could never release would fill its every
+        page. True when this call took it out; False when it is not settled, or not listed anymore
+        (the index lags the table: a request settled a moment ago is still listed for a while)."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": _request_key(request.group, request.user, request.request_id)}},
+                UpdateExpression="REMOVE #pending, #pending_at",
+                ConditionExpression="attribute_exists(#pending) AND #status <> :admitted",
+                ExpressionAttributeNames={
+                    "#status": "status",
+                    "#pending": PENDING_KEY,
+                    "#pending_at": PENDING_SORT_KEY,
+                },
+                ExpressionAttributeValues={":admitted": {"S": "admitted"}},
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
+
     def pending(
         self,
         *,
@@ -431,6 +456,10 @@ def _pending(item: dict[str, Any]) -> Pending:
     number = units.get("N") if isinstance(units, dict) else None
     if not isinstance(number, str) or not number.isdigit() or len(number) > 18 or int(number) < 1:
         raise UnreadableRecordError("units: not a whole number above 0")
+    key = item.get("pk")
+    if not isinstance(key, dict) or key.get("S") != _request_key(text["group"], text["user"], text["request_id"]):
+        # Released by its attributes, the record would be another's (or none): never released.
+        raise UnreadableRecordError("pk: not the key its group, user and request_id make")
     return Pending(
         request_id=text["request_id"],
         group=text["group"],

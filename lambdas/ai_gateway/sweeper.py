@@ -52,6 +52,7 @@ class Sweep:
     candidates: int  # admitted before the bound, as the index listed them
     released: int  # released by this run
     failed: int  # unreadable, or whose release raised (left for the next run)
+    unlisted: int = 0  # settled, yet still in the index (a hand-edited record): taken out of it
 
 
 def sweep(ledger: Ledger, *, now: dt.datetime, bound_seconds: int, page_limit: int) -> Sweep:
@@ -61,7 +62,7 @@ def sweep(ledger: Ledger, *, now: dt.datetime, bound_seconds: int, page_limit: i
     pending = ledger.pending(admitted_before=cutoff, limit=page_limit, unreadable=unreadable.append)
     for problem in unreadable:  # left in the index: named on every run until someone mends it
         logger.error("a pending ledger record is unreadable: not released", extra={"problem": problem})
-    released, failed = 0, len(unreadable)
+    released, failed, unlisted = 0, len(unreadable), 0
     for request in pending:
         if type(request.units) is not int or request.units < 1:
             failed += 1
@@ -76,18 +77,23 @@ def sweep(ledger: Ledger, *, now: dt.datetime, bound_seconds: int, page_limit: i
                 units=request.units,
                 window=request.window,
             )
+            # Not released: settled already. A settled request the index still lists long past the
+            # bound would come first in every run's page (oldest first), hiding the dead requests
+            # behind it: it is taken out of the index, and said.
+            out = not done and ledger.unlist_settled(request)
         except (ClientError, BotoCoreError) as error:
             failed += 1
             logger.warning("release failed", extra={"group": request.group, "code": failure_code(error)})
             continue
+        # Who and what, never the user: request ids are the caller's keys, groups are ours.
+        about = {"group": request.group, "output_type": request.output_type, "admitted_at": request.admitted_at}
         if done:
             released += 1
-            # Who and what, never the user: request ids are the caller's keys, groups are ours.
-            logger.info(
-                "released a dead request's units",
-                extra={"group": request.group, "output_type": request.output_type, "admitted_at": request.admitted_at},
-            )
-    return Sweep(candidates=len(pending) + len(unreadable), released=released, failed=failed)
+            logger.info("released a dead request's units", extra=about)
+        elif out:
+            unlisted += 1
+            logger.warning("a settled request was still in the pending index: taken out of it", extra=about)
+    return Sweep(candidates=len(pending) + len(unreadable), released=released, failed=failed, unlisted=unlisted)
 
 
 @cache

@@ -14,7 +14,7 @@ from moto import mock_aws
 
 from ai_gateway import sweeper
 from ai_gateway.jobs_contract import SWEEPER_PAGE_LIMIT, SWEEPER_SLACK_SECONDS, SweeperSettings
-from ai_gateway.ledger import Ledger
+from ai_gateway.ledger import PENDING_KEY, Ledger
 from tests.lambdas.conftest import FakeContext
 from tests.lambdas.gateway_fixtures import TABLE, ledger_table
 
@@ -103,12 +103,66 @@ class DeliverFirst:
     def release(self, *args: Any, **kwargs: Any) -> bool:
         return self._ledger.release(*args, **kwargs)
 
+    def unlist_settled(self, *args: Any, **kwargs: Any) -> bool:
+        return self._ledger.unlist_settled(*args, **kwargs)
+
 
 def test_a_delivery_racing_ahead_of_the_sweep_keeps_its_units(ledger: Ledger, dynamodb: Any) -> None:
     admit(ledger, "slow", age_seconds=BOUND + 60)
     result = sweeper.sweep(DeliverFirst(ledger), now=NOW, bound_seconds=BOUND, page_limit=10)  # type: ignore[arg-type]
     assert result == sweeper.Sweep(candidates=1, released=0, failed=0)
     assert status(ledger, "slow") == "delivered"
+    assert used(dynamodb) == 2
+
+
+SHARD_0 = {PENDING_KEY: {"S": "PENDING#0"}}  # one shard, read oldest first
+
+
+def stuck(dynamodb: Any, request_id: str, **change: Any) -> None:
+    """Hand-edit an admitted request's record: ``change``'s attributes set, its index keys kept."""
+    names = {f"#{k}": k for k in change}
+    dynamodb.update_item(
+        TableName=TABLE,
+        Key={"pk": {"S": f"REQ#gold#user-1#{request_id}"}},
+        UpdateExpression="SET " + ", ".join(f"#{k} = :{k}" for k in change),
+        ExpressionAttributeNames=names,
+        ExpressionAttributeValues={f":{k}": v for k, v in change.items()},
+    )
+
+
+def test_settled_requests_still_in_the_index_are_taken_out_and_cannot_hide_a_dead_one(
+    ledger: Ledger, dynamodb: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Records marked delivered by hand with their index keys left: the oldest in the index, each
+    run's page would be theirs alone and the dead request behind them never released."""
+    for n in range(3):
+        admit(ledger, f"stuck-{n}", age_seconds=BOUND * 10)
+        stuck(dynamodb, f"stuck-{n}", status={"S": "delivered"}, **SHARD_0)
+    admit(ledger, "dead", age_seconds=BOUND * 2)
+    stuck(dynamodb, "dead", **SHARD_0)  # behind them in the same shard
+    assert used(dynamodb) == 8
+    with caplog.at_level("WARNING"):
+        assert run(ledger, page_limit=3) == sweeper.Sweep(candidates=3, released=0, failed=0, unlisted=3)
+    assert [r.getMessage() for r in caplog.records].count(
+        "a settled request was still in the pending index: taken out of it"
+    ) == 3
+    assert [status(ledger, f"stuck-{n}") for n in range(3)] == ["delivered"] * 3  # only unlisted
+    assert run(ledger, page_limit=3) == sweeper.Sweep(candidates=1, released=1, failed=0)
+    assert status(ledger, "dead") == "released"
+    assert used(dynamodb) == 6  # the dead request's 2 units, and nothing for the delivered ones
+
+
+def test_a_record_whose_key_is_not_its_attributes_is_never_released_and_hides_nothing(
+    ledger: Ledger, dynamodb: Any
+) -> None:
+    """Released by its attributes, it would release another user's request (or none): it is an
+    unreadable record, named on every run, and the sweep reads on past it."""
+    admit(ledger, "edited", age_seconds=BOUND * 10)
+    stuck(dynamodb, "edited", user={"S": "someone-else"}, **SHARD_0)
+    admit(ledger, "dead", age_seconds=BOUND * 2)
+    stuck(dynamodb, "dead", **SHARD_0)
+    assert run(ledger, page_limit=1) == sweeper.Sweep(candidates=2, released=1, failed=1)
+    assert (status(ledger, "edited"), status(ledger, "dead")) == ("admitted", "released")
     assert used(dynamodb) == 2
 
 
