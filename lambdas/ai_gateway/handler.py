@@ -285,8 +285,8 @@ def outputs(output_type: str) -> Response[Any]:
         sent = jobs.fingerprint(output_type, request.material, request.instructions, request.model)
         # Only a caller's Idempotency-Key can name an existing job (API Gateway's request id is new).
         keyed = _header(IDEMPOTENCY_KEY_HEADER) is not None
-        if keyed and (again := jobs.resubmitted(caller, request_id, sent)) is not None:  # nothing screened again
-            return _json(*again)
+        if keyed and (again := jobs.resubmitted(caller, request_id, sent, now=clock.now())) is not None:
+            return _json(*again)  # nothing screened again
         screened = current.screen(texts, conversation).texts
     else:
         admission, both = current.screen_and_admit(generation, [("user", text) for text in texts])

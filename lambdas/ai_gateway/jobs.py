@@ -196,7 +196,8 @@ class JobStore:
         self._jobs_table = table
 
     def create(self, job: Job, *, expires_at: dt.datetime, max_bytes: int) -> bool:
-        """Write a queued job unless one with its id exists; False when one does."""
+        """Write a queued job unless one with its id exists; False when one does. One past its
+        expiry (TTL deletes lazily, up to days later) is not a job anymore: it is written over."""
         payload = _pack(job.payload or {})
         if len(payload) > max_bytes:
             raise JobTooLargeError(f"the request takes {len(payload)} bytes compressed; a job holds {max_bytes}")
@@ -221,7 +222,8 @@ class JobStore:
             self._client.put_item(
                 TableName=self._jobs_table,
                 Item=item,
-                ConditionExpression="attribute_not_exists(job_id)",
+                ConditionExpression="attribute_not_exists(job_id) OR expires_at <= :now",
+                ExpressionAttributeValues={":now": {"N": str(int(job.created_at.timestamp()))}},
             )
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
@@ -343,28 +345,30 @@ def fingerprint(*sent: str | None) -> str:
 
 
 def resubmitted(
-    caller: Caller, request_id: str, sent: str, *, jobs: Jobs | None = None
+    caller: Caller, request_id: str, sent: str, *, jobs: Jobs | None = None, now: dt.datetime | None = None
 ) -> tuple[int, dict[str, Any]] | None:
     """The answer to a re-submit, before anything is screened or admitted: (202, the job) for the
     same request, 422 for another request under the same request id (its Idempotency-Key reused),
-    None when no job has the id."""
+    None when no job has the id (or only an expired one: GET would not find it). ``now``: the
+    time the request came in (the clock's, by default)."""
+    now = now or dt.datetime.now(dt.UTC)
     try:
         with call("dynamodb"):
             existing = (jobs or environment()).store.get(job_id(caller, request_id))
     except CorruptJobError as error:
         return _unreadable(error)
-    if existing is None:
+    if existing is None or existing.expired(now):
         return None
-    return _resubmit(existing, sent)
+    return _resubmit(existing, sent, now)
 
 
-def _resubmit(existing: Job, sent: str | None) -> tuple[int, dict[str, Any]]:
+def _resubmit(existing: Job, sent: str | None, now: dt.datetime) -> tuple[int, dict[str, Any]]:
     if sent is not None and existing.fingerprint is not None and existing.fingerprint != sent:
         message = (
             f"request id {existing.request_id} was used for another request: send this one with a new Idempotency-Key"
         )
         return 422, {"error": "idempotency_key_reused", "message": message}
-    return 202, _accepted(existing)
+    return 202, _accepted(existing, now)
 
 
 def submit(
@@ -408,8 +412,8 @@ def _submit(
     job = job_id(request.caller, request.request_id)
     with call("dynamodb"):
         existing = jobs.store.get(job)
-    if existing is not None:  # a re-submit: the same job, nothing admitted again
-        return _resubmit(existing, sent)
+    if existing is not None and not existing.expired(clock.now()):  # a re-submit: nothing admitted again
+        return _resubmit(existing, sent, clock.now())
     if request.output.agent is not None and request.token is None:
         raise TokenRequiredError("Authorization: Bearer <access token> is required")
     payload = _payload(request, agents)
@@ -424,9 +428,9 @@ def _submit(
     except DuplicateRequestError:
         with call("dynamodb"):
             existing = jobs.store.get(job)  # a concurrent re-submit admitted it and wrote the job
-        if existing is None:
-            raise  # the request id was a synchronous request's
-        return _resubmit(existing, sent)
+        if existing is None or existing.expired(clock.now()):
+            raise  # the request id was a synchronous request's, or an expired job's (its key is spent)
+        return _resubmit(existing, sent, clock.now())
     created = clock.now()
     limit = min(
         settings.async_timeouts_seconds.get(request.output_type, settings.worker_timeout_seconds),
@@ -467,8 +471,8 @@ def _submit(
         _release(ledger, request, admission)
         with call("dynamodb"):
             existing = jobs.store.get(job)
-        return _resubmit(existing, sent) if existing is not None else (202, _accepted(queued))
-    return 202, _accepted(queued)
+        return _resubmit(existing, sent, clock.now()) if existing is not None else (202, _accepted(queued, created))
+    return 202, _accepted(queued, created)
 
 
 def read(job: str, *, caller: Caller, clock: Clock, jobs: Jobs | None = None) -> tuple[int, dict[str, Any]]:
@@ -500,7 +504,7 @@ def read(job: str, *, caller: Caller, clock: Clock, jobs: Jobs | None = None) ->
         return 200, {**body, **(found.result or {}), "job_id": found.job_id, "status": found.status.value}
     if found.status is JobStatus.FAILED:
         return 200, {**body, "reason": found.reason or REASON_INTERNAL}
-    if now > found.finish_by:  # its worker died: the sweeper gives the units back
+    if _shown(found, now) is JobStatus.FAILED:  # its worker died: the sweeper gives the units back
         return 200, {**body, "status": JobStatus.FAILED.value, "reason": REASON_TIMEOUT}
     return 200, body
 
@@ -537,8 +541,16 @@ def _unreadable(error: CorruptJobError) -> tuple[int, dict[str, Any]]:
     return 500, {"error": "job_unreadable", "message": f"job {error.job_id} cannot be read; quote its id"}
 
 
-def _accepted(job: Job) -> dict[str, Any]:
-    return {"job_id": job.job_id, "status": job.status.value, "status_url": status_url(job.job_id)}
+def _accepted(job: Job, now: dt.datetime) -> dict[str, Any]:
+    """The job as a submit answers it: with the status GET shows now (a job whose worker died is
+    failed, though its item still says queued or running)."""
+    return {"job_id": job.job_id, "status": _shown(job, now).value, "status_url": status_url(job.job_id)}
+
+
+def _shown(job: Job, now: dt.datetime) -> JobStatus:
+    if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED) or now <= job.finish_by:
+        return job.status
+    return JobStatus.FAILED
 
 
 def _payload(request: GenerationRequest, agents: Mapping[str, str]) -> dict[str, Any]:

@@ -285,9 +285,48 @@ def test_a_resubmit_of_another_request_under_the_same_request_id_is_a_422_and_ad
     )
     assert submit(world, sent=first) == (202, {"job_id": job, "status": "queued", "status_url": f"/v1/jobs/{job}"})
     # Checked before the input is screened: the route asks first.
-    assert jobs.resubmitted(GOLD, "req-00000001", other, jobs=world.jobs) == (status, body)
-    assert jobs.resubmitted(GOLD, "req-00000001", first, jobs=world.jobs) == (202, body_of(job))
-    assert jobs.resubmitted(GOLD, "req-00000002", first, jobs=world.jobs) is None
+    assert jobs.resubmitted(GOLD, "req-00000001", other, jobs=world.jobs, now=NOW) == (status, body)
+    assert jobs.resubmitted(GOLD, "req-00000001", first, jobs=world.jobs, now=NOW) == (202, body_of(job))
+    assert jobs.resubmitted(GOLD, "req-00000002", first, jobs=world.jobs, now=NOW) is None
+    assert world.used() == 1
+
+
+def test_a_resubmit_after_the_job_expired_never_points_at_a_job_get_cannot_find(world: World) -> None:
+    """Past its retention the item may linger (TTL deletes it days later): GET says 404, so a
+    re-submit must not answer 202 with its status_url. The request id is spent (the ledger has it
+    delivered or admitted): a 409, and nothing admitted."""
+    first = jobs.fingerprint("summary", "Quarterly numbers.", None, None)
+    job = submitted(world, sent=first)
+    world.times.now = NOW + dt.timedelta(seconds=SETTINGS.job_retention_seconds + 1)
+    assert jobs.read(job, caller=GOLD, clock=world.times.clock(), jobs=world.jobs)[0] == 404
+    assert jobs.resubmitted(GOLD, "req-00000001", first, jobs=world.jobs, now=world.times.now) is None
+    with pytest.raises(DuplicateRequestError):
+        submit(world, sent=first)
+    assert world.used() == 1
+
+
+def test_an_expired_job_is_written_over_by_a_new_submit_of_its_request_id(world: World) -> None:
+    """Once the ledger lets the request id be admitted again (its request was released), the new
+    job replaces the expired item TTL has not deleted yet."""
+    job = submitted(world)
+    world.store.fail(job, "why", now=NOW)
+    world.ledger.release(
+        "req-00000001", group=GOLD.group, user=GOLD.user, output_type="summary", units=1, window="2026-11"
+    )
+    world.times.now = NOW + dt.timedelta(seconds=SETTINGS.job_retention_seconds + 1)
+    expect_invoke(world, job)
+    assert submit(world) == (202, {"job_id": job, "status": "queued", "status_url": f"/v1/jobs/{job}"})
+    assert world.item(job)["status"] == {"S": "queued"}
+    assert jobs.read(job, caller=GOLD, clock=world.times.clock(), jobs=world.jobs)[1]["status"] == "queued"
+
+
+def test_a_resubmit_of_a_job_whose_worker_died_says_failed_as_get_does(world: World) -> None:
+    job = submitted(world)
+    world.times.now = NOW + dt.timedelta(days=1)  # past finish_by, the item still queued
+    assert world.item(job)["status"] == {"S": "queued"}
+    shown = jobs.read(job, caller=GOLD, clock=world.times.clock(), jobs=world.jobs)[1]["status"]
+    assert shown == "failed"
+    assert submit(world) == (202, {"job_id": job, "status": shown, "status_url": f"/v1/jobs/{job}"})
     assert world.used() == 1
 
 
