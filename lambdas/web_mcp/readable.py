@@ -1,20 +1,41 @@
 """Readable text from HTML, with the standard library's parser (no dependency, no recursion).
 
-The title; headings as ``#``-prefixed lines; paragraphs, list items (``- ``), table rows and other
-blocks as lines; links as ``text (absolute url)``; script, style, noscript, svg, template and the
-head (except its title) dropped; whitespace collapsed. Work is bounded by the input (already capped
-in bytes) and the output by ``max_chars``: once that much is collected, nothing more is kept, and
-the result is cut at a word boundary with a marker.
+The title (the document's first, not an SVG's); headings as ``#``-prefixed lines; paragraphs, list
+items (``- ``), table rows and other blocks as lines; links as ``text (absolute url)``; script,
+style, noscript, svg, template and the head (except its title) dropped, the head ending where HTML
+ends it when ``</head>`` and ``<body>`` are left out (at the first element or text it cannot hold);
+whitespace collapsed. The output is bounded by ``max_chars``: once that much is collected, the rest
+of the page is not read, and the result is cut at a word boundary with a marker (within
+``max_chars`` even when that is shorter than the marker).
+
+Work is bounded in time as well as by the input (already capped in bytes): the page is fed to the
+parser in slices, with the caller's deadline checked between them, and the parser may hold back at
+most ``MAX_PENDING`` characters of one unfinished construct. Past that, an unfinished tag, comment
+or declaration is dropped up to its end (the next ">", or "-->" for a comment) and the middle of a
+script or style is dropped. Held back whole, such a construct costs the parser a rescan on every
+slice (CPython gh-153030), and where HTMLParser still reads an unfinished construct at the end of
+its input as text (before CPython gh-135462, as in 3.11.7) it rescans what follows once per "<"
+in it, quadratic ('<a' * 100_000 took 27 s): there, such a construct at the end is dropped before
+the parser closes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from urllib.parse import urljoin, urlsplit
 
 TRUNCATED = " [… truncated]"
 MAX_TITLE = 300
+SLICE = 16_384  # characters fed to the parser at a time; the deadline is checked between slices
+MAX_PENDING = 65_536  # characters the parser may hold back for one unfinished construct
+SCRIPT_TAIL = 256  # of an overlong script or style kept, so its end tag is still found
+# Elements the head holds (HTML's "in head" insertion mode); any other start tag ends it.
+HEAD = frozenset(
+    {"base", "basefont", "bgsound", "link", "meta", "title", "noscript", "noframes", "style", "script", "template"}
+    | {"head", "html"}
+)
 DROPPED = frozenset({"script", "style", "noscript", "svg", "template", "iframe", "object", "canvas", "math"})
 HEADINGS = {f"h{level}": level for level in range(1, 7)}
 BLOCKS = frozenset(
@@ -39,10 +60,13 @@ def collapse(text: str) -> str:
 
 
 def cut(text: str, max_chars: int) -> tuple[str, bool]:
-    """``text`` within ``max_chars`` characters, cut at a word boundary with a marker."""
+    """``text`` within ``max_chars`` characters, cut at a word boundary with a marker (without
+    one when ``max_chars`` leaves no room for a character of text besides it)."""
     if len(text) <= max_chars:
         return text, False
-    room = max(0, max_chars - len(TRUNCATED))
+    room = max_chars - len(TRUNCATED)
+    if room < 1:
+        return text[:max_chars], True
     head = text[:room]
     space = max(head.rfind(" "), head.rfind("\n"))
     if space > room // 2:
@@ -60,11 +84,61 @@ class _Extractor(HTMLParser):
         self.line: list[str] = []
         self.prefix = ""
         self.title: list[str] = []
+        self.title_size = 0
         self.in_title = False
+        self.titled = False  # the document's first title has ended: any later one is not its title
+        self.other_title = False  # inside a <title> that is not the document's
         self.in_head = False
         self.dropped = 0  # depth inside dropped elements (a counter: no recursion, no stack)
         self.link: str | None = None
         self.link_text: list[str] = []
+        self.skip_to: str | None = None  # input is dropped up to and including this (see _bound)
+        self.carry = ""  # the end of what was dropped, should ``skip_to`` straddle two slices
+
+    def feed_slice(self, data: str) -> None:
+        if self.skip_to is not None:
+            data = self._skip(data)
+        self.feed(data)
+        if len(self.rawdata) > MAX_PENDING:
+            self._bound(self.rawdata)
+
+    def finish(self) -> None:
+        if CLOSE_RESCANS and self.rawdata.startswith("<") and not self.cdata_elem:
+            # An unfinished tag, comment or declaration at the end is not text, and this parser's
+            # close would rescan it once per "<" in it. (A fixed parser may hold the input after
+            # it apart from rawdata, so it is left to close there.)
+            self.rawdata = ""
+        self.close()
+        self.flush()
+
+    def _bound(self, pending: str) -> None:
+        """What the parser holds back for one unfinished construct, cut to a bounded size."""
+        if self.cdata_elem:  # the content of a script or style (from Python 3.13.4 a title too)
+            self.rawdata = pending[-SCRIPT_TAIL:]
+        elif pending.startswith("<"):  # a tag, comment or declaration: dropped up to its end
+            self.rawdata = ""
+            self.skip_to = "-->" if pending.startswith("<!--") else ">"
+            self.carry = ""
+        # Otherwise it is text held back for a character reference at its end: read on the next
+        # slice in time linear in it.
+
+    def _skip(self, data: str) -> str:
+        assert self.skip_to is not None
+        text = self.carry + data
+        end = text.find(self.skip_to)
+        if end < 0:
+            self.carry = text[len(text) - len(self.skip_to) + 1 :]
+            return ""
+        rest = text[end + len(self.skip_to) :]
+        self.skip_to, self.carry = None, ""
+        return rest
+
+    def parse_marked_section(self, i: int, report: bool = True) -> int:
+        # HTML reads "<![" as a bogus comment up to the next ">" (CDATA sections exist only in
+        # SVG and MathML, which are dropped); Python before 3.13.4 raised AssertionError for an
+        # unknown keyword ("<![foo["). Later versions do not call this.
+        end = self.rawdata.find(">", i + 3)
+        return -1 if end < 0 else end + 1
 
     @property
     def full(self) -> bool:
@@ -82,11 +156,14 @@ class _Extractor(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag == "title":
-            self.in_title = True
+            # An SVG's or MathML's <title> (inside a dropped element) names an image, not the page,
+            # and a second <title> is neither the title nor text.
+            self.in_title = not (self.dropped or self.titled)
+            self.other_title = not self.in_title
         elif tag == "head":
             self.in_head = True
-        elif tag == "body":
-            self.in_head = False
+        elif tag not in HEAD:
+            self.in_head = False  # <body>, or any element the head cannot hold, starts the body
         if tag in DROPPED:
             self.dropped += 1
             return
@@ -106,12 +183,15 @@ class _Extractor(HTMLParser):
             self.link_text = []
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in HEAD:
+            self.in_head = False
         if tag in BLOCKS and not (self.dropped or self.in_head):
             self.flush()
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "title":
-            self.in_title = False
+            self.titled = self.titled or self.in_title
+            self.in_title = self.other_title = False
         elif tag == "head":
             self.in_head = False
         if tag in DROPPED:
@@ -126,9 +206,14 @@ class _Extractor(HTMLParser):
 
     def handle_data(self, data: str) -> None:
         if self.in_title:
-            if sum(map(len, self.title)) < MAX_TITLE:
-                self.title.append(data)
+            if self.title_size < MAX_TITLE:
+                self.title.append(data[:MAX_TITLE])
+                self.title_size += len(data)
             return
+        if self.other_title:
+            return
+        if self.in_head and not self.dropped and data.strip():
+            self.in_head = False  # text the head cannot hold starts the body
         if self.dropped or self.in_head or self.full:
             return
         if self.link is not None:
@@ -149,11 +234,35 @@ class _Extractor(HTMLParser):
         return url if urlsplit(url).scheme in ("http", "https") else None
 
 
-def from_html(html: str, *, base_url: str, max_chars: int) -> Readable:
+def _close_rescans() -> bool:
+    """Whether this Python's HTMLParser reads an unfinished tag at the end of its input as text,
+    rescanning the rest for the next "<" (before CPython gh-135462; fixed ones ignore the tag)."""
+    seen: list[str] = []
+
+    class Probe(HTMLParser):
+        def handle_data(self, data: str) -> None:
+            seen.append(data)
+
+    probe = Probe()
+    probe.feed("<a")
+    probe.close()
+    return bool(seen)
+
+
+CLOSE_RESCANS = _close_rescans()
+
+
+def from_html(html: str, *, base_url: str, max_chars: int, check: Callable[[], object] | None = None) -> Readable:
+    """``check`` is called between slices of the page (the caller's deadline: it raises once that
+    has passed)."""
     extractor = _Extractor(base_url, budget=max_chars + 1)
-    extractor.feed(html)
-    extractor.close()
-    extractor.flush()
+    for start in range(0, len(html), SLICE):
+        if extractor.full and not extractor.in_title:
+            break  # nothing more of the text would be kept (a title after this much is not read)
+        if check is not None:
+            check()
+        extractor.feed_slice(html[start : start + SLICE])
+    extractor.finish()
     text, truncated = cut("\n".join(extractor.lines), max_chars)
     title = collapse("".join(extractor.title))[:MAX_TITLE]
     return Readable(title=title, text=text, truncated=truncated or extractor.full)

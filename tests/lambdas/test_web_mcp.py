@@ -9,6 +9,7 @@ import ipaddress
 import json
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import ThreadingHTTPServer
@@ -38,7 +39,7 @@ from web_mcp.contract import (
 from web_mcp.errors import WebError
 from web_mcp.fetch import Checker, Deadline, Fetcher, content_type
 from web_mcp.guard import Guard
-from web_mcp.readable import TRUNCATED, from_html
+from web_mcp.readable import SLICE, TRUNCATED, cut, from_html, from_text
 
 LOCATION = {"application": "app", "environment": "env", "profile": "web-policy", "environment_name": "tools"}
 SETTINGS = {"GUARDRAIL_ID": "gr-1", "GUARDRAIL_VERSION": "1", "POLICY": json.dumps(LOCATION)}
@@ -233,6 +234,111 @@ def test_readable_text_is_bounded_and_not_recursive() -> None:
     assert readable.text[: -len(TRUNCATED)].split() == ["word"] * len(readable.text[: -len(TRUNCATED)].split())
     unclosed = "<script>" + "<p>never shown</p>" * 10
     assert from_html(unclosed, base_url="https://e.test/", max_chars=100).text == ""
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        # </head> and <body> are optional: the first element the head cannot hold starts the body.
+        "<html><head><title>T</title><h1>Quarterly results</h1><p>Revenue rose 4%.</p>",
+        "<!doctype html><html><head><meta charset=utf-8><title>T</title>"
+        "<h1>Quarterly results</h1><p>Revenue rose 4%.</p></html>",
+        "<head><title>T</title><link rel=icon href=/i.png><h1>Quarterly results</h1>Revenue rose 4%.",
+        # So does text: "Revenue" is the body's even before any of its tags.
+        "<head><title>T</title><meta name=x content=hidden><style>p{}</style>\n  <h1>Quarterly results</h1>"
+        "<br/>Revenue rose 4%.",
+    ],
+)
+def test_a_page_without_its_optional_head_and_body_tags_has_its_text(page: str) -> None:
+    readable = from_html(page, base_url="https://e.test/", max_chars=1000)
+    assert readable.title == "T"
+    assert readable.text.replace("\n", " ").split() == ["#", "Quarterly", "results", "Revenue", "rose", "4%."]
+    assert "hidden" not in readable.text
+
+
+def test_what_the_head_holds_stays_out_of_the_text() -> None:
+    page = """<head><title>T</title><base href=/><meta name=x content=y><link rel=x><style>p{color:red}</style>
+    <script>var secret = 1;</script><noscript>enable js</noscript><template><p>tpl</p></template>
+    </head><body><p>Body.</p></body>"""
+    assert from_html(page, base_url="https://e.test/", max_chars=1000).text == "Body."
+
+
+@pytest.mark.parametrize(
+    ("page", "title"),
+    [
+        ("<title>Real title</title><body><svg><title>menu icon</title></svg><p>x</p>", "Real title"),
+        ("<title>One</title><title>Two</title><p>x</p>", "One"),
+        ("<body><math><title>formula</title></math><svg><title>icon</title></svg><p>x</p>", ""),
+        ("<body><svg><title>icon</title></svg><title>Late</title><p>x</p>", "Late"),
+    ],
+)
+def test_the_title_is_the_documents_first_title_not_an_images(page: str, title: str) -> None:
+    readable = from_html(page, base_url="https://e.test/", max_chars=1000)
+    assert (readable.title, readable.text) == (title, "x")
+
+
+@pytest.mark.parametrize("max_chars", [1, 5, 13, 14, 15, 20])
+def test_max_chars_below_the_marker_still_bounds_the_text(max_chars: int) -> None:
+    long = "word " * 100
+    for readable in (
+        from_html(f"<p>{long}</p>", base_url="https://e.test/", max_chars=max_chars),
+        from_text(long, max_chars=max_chars),
+    ):
+        assert 0 < len(readable.text) <= max_chars
+        assert readable.truncated
+    text, truncated = cut(long, max_chars)
+    assert (len(text) <= max_chars, truncated) == (True, True)
+    assert cut("word", 4) == ("word", False)
+
+
+def test_a_marked_section_of_any_keyword_is_skipped_not_an_error() -> None:
+    """Python before 3.13.4 raised AssertionError for "<![foo[" (an unknown marked-section
+    keyword); HTML reads it as a bogus comment up to the next ">"."""
+    for page in ("<![foo[x]]><p>after</p>", "<![ x ]><p>after</p>", "<![CDATA[x]]><p>after</p>"):
+        assert from_html(page, base_url="https://e.test/", max_chars=100).text == "after"
+
+
+# Markup that never ends: Python's HTMLParser before 3.13.4 rescans it once per "<" in it when
+# the input ends (quadratic: '<a' * 100_000 took 27 s); from 3.13.4 it is linear. Either way the
+# parser is fed slices and may hold back at most MAX_PENDING characters of one unfinished construct.
+PATHOLOGICAL = ["<a", "<a/", "<a\n", "<a a", "<a a=", "<a b='", '<a b="', "<!--", "</", "<?", "<!", "</a ", "<a ="]
+
+
+@pytest.mark.parametrize("unit", PATHOLOGICAL)
+def test_markup_that_never_ends_is_read_in_linear_time(unit: str) -> None:
+    page = unit * (200_000 // len(unit))
+    start = time.process_time()
+    readable = from_html("<p>Before.</p>" + page, base_url="https://e.test/", max_chars=20_000)
+    # CPU time, not wall time; some 0.05 s here, and 27 s to minutes before the bound.
+    assert time.process_time() - start < 2.0
+    assert readable.text.startswith("Before.")
+
+
+def test_a_long_script_or_tag_still_leaves_the_text_after_it() -> None:
+    """Legitimate pages hold long scripts (page data as JSON) and long tags (data: URIs): past
+    what the parser may hold back, their middle is dropped, and the text after them is kept."""
+    script = "<script>var data = " + '"</div>x' * 40_000 + '";</script>'
+    image = '<img alt="a photo" src="data:image/png;base64,' + "A" * 300_000 + '">'
+    comment = "<!-- " + "<b>old</b> " * 30_000 + "-->"
+    for big in (script, image, comment):
+        page = f"<p>Before.</p>{big}<p>After the long part.</p>"
+        readable = from_html(page, base_url="https://e.test/", max_chars=1000)
+        assert readable.text == "Before.\nAfter the long part.", big[:20]
+
+
+def test_parsing_checks_the_deadline_between_slices() -> None:
+    now = [0.0]
+
+    def clock() -> float:
+        now[0] += 1.0  # a second per reading: a few slices in, the 3 s deadline has passed
+        return now[0]
+
+    page = "<p>" + "word " * (SLICE * 2) + "</p>"  # some ten slices
+    deadline = Deadline(clock, 3)
+    with pytest.raises(WebError) as refused:
+        from_html(page, base_url="https://e.test/", max_chars=100, check=deadline.remaining)
+    assert (refused.value.kind, refused.value.reason) == ("upstream_unavailable", "timeout")
+    assert from_html(page, base_url="https://e.test/", max_chars=100, check=lambda: None).truncated
 
 
 def test_content_type_parameters() -> None:
