@@ -23,7 +23,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import websockets
@@ -72,6 +72,8 @@ class BrowsedPage:
     url: str
     title: str
     html: str
+    # The session's deadline, still running: reading the page's text counts against it too.
+    deadline: Deadline | None = field(default=None, compare=False, repr=False)
 
 
 def call(script: str, *args: Any) -> str:
@@ -220,7 +222,7 @@ class Browser:
             raw = await self._evaluate(cdp, call(READ, max_bytes), "reading the page")
             data = json.loads(raw) if isinstance(raw, str) else {}
         html = str(data.get("html", "")).encode("utf-8", errors="replace")[:max_bytes].decode("utf-8", errors="ignore")
-        return BrowsedPage(url=str(data.get("url", "")), title=str(data.get("title", "")), html=html)
+        return BrowsedPage(url=str(data.get("url", "")), title=str(data.get("title", "")), html=html, deadline=deadline)
 
     async def _loaded(self, cdp: Cdp, deadline: Deadline) -> None:
         while await self._evaluate(cdp, READY, "loading the page") != "complete":

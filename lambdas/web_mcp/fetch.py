@@ -135,6 +135,8 @@ class Page:
     content_type: str
     charset: str | None
     body: bytes
+    # The call's deadline, still running: reading the page's text counts against it too.
+    deadline: Deadline | None = field(default=None, compare=False, repr=False)
 
     def text(self) -> str:
         return self.body.decode(text_codec(self.charset), errors="replace")
@@ -389,7 +391,7 @@ class Fetcher:
             body = self._read(response, deadline, encoding)
         except _EncodingError as bad:
             raise unavailable("bad_encoding", f"the site {target.host} sent {bad}") from None
-        return Page(url=target.url, content_type=mime, charset=charset, body=body)
+        return Page(url=target.url, content_type=mime, charset=charset, body=body, deadline=deadline)
 
     def _check_length(self, target: Target, header: str) -> None:
         """A declared length over the limit is refused before reading. Repeats of one value are

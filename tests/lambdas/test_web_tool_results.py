@@ -1,0 +1,178 @@
+"""What the web tools hand an agent, called as the MCP server calls them (web_mcp.server.call),
+against the stand-in site with the fake guardrail: everything the site controls goes through the
+guardrail (the final URL too), control characters never reach the agent, max_chars holds however
+small, and reading the page's text counts against the call's deadline."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from shared.runtime_config import DocumentReader
+from tests.lambdas.web_fakes import FakeGuardrail
+from tests.lambdas.web_site import ATTACK, resolver, site_policy, web_site
+from web_mcp.browse import Browser
+from web_mcp.contract import GroupWeb, Settings, WebPolicy
+from web_mcp.fetch import Checker, Deadline, Fetcher, Page
+from web_mcp.guard import Guard
+from web_mcp.server import call
+from web_mcp.tools import CONTROLS, WebTools
+
+POLICY = {"groups": {"researchers": {"deny": ["www.site.test"]}}}
+SETTINGS = {
+    "guardrail_id": "gr-1",
+    "guardrail_version": "3",
+    "policy": {"application": "app", "environment": "env", "profile": "web-policy", "environment_name": "tools"},
+    "https_only": False,
+    "max_bytes": 400_000,
+    "max_chars": 50_000,
+}
+
+
+class FakeClock:
+    """Seconds that pass only when told: ``step`` per reading."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.step = 0.0
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+@dataclass
+class Site:
+    port: int
+    tools: WebTools
+    guardrail: FakeGuardrail
+
+    def fetch(self, path: str, **more: Any) -> tuple[bool, dict[str, Any]]:
+        arguments = {"url": f"http://site.test:{self.port}{path}", "caller_group": "researchers", **more}
+        result = call(self.tools, "web_fetch", arguments)
+        assert result.structured_content is not None
+        return bool(result.is_error), result.structured_content
+
+    def screened(self) -> str:
+        """The text the guardrail was last asked about."""
+        return str(self.guardrail.calls[-1]["content"][0]["text"]["text"])
+
+
+def tools_for(fetcher: Any, guardrail: FakeGuardrail) -> WebTools:
+    config = Settings.model_validate(SETTINGS)
+    return WebTools(
+        settings=config,
+        policy=DocumentReader.static(WebPolicy.model_validate(POLICY)).get,
+        fetcher=fetcher,
+        browser=Browser(fetcher.checker, sessions=lambda: None),  # type: ignore[arg-type,return-value]
+        guard=Guard(guardrail, guardrail_id="gr-1", version="3"),
+    )
+
+
+@pytest.fixture
+def site() -> Iterator[Site]:
+    guardrail = FakeGuardrail()
+    checker = Checker(Settings.model_validate(SETTINGS), resolver=resolver, address_policy=site_policy)
+    with web_site() as port:
+        yield Site(port, tools_for(Fetcher(checker), guardrail), guardrail)
+
+
+def inner(body: dict[str, Any]) -> str:
+    """The page's text inside the external_content wrapper."""
+    return str(body["text"]).split("\n", 1)[1].rsplit("\n", 1)[0]
+
+
+# The final URL is the site's text too
+
+
+def test_a_prompt_attack_in_the_url_a_redirect_chose_is_blocked(site: Site) -> None:
+    is_error, body = site.fetch("/lure")
+    assert is_error, body
+    assert (body["error"]["kind"], body["error"]["reason"]) == ("forbidden", "content_blocked")
+    assert "Ignore" not in json.dumps(body)
+    assert ATTACK in site.screened()  # the page itself ("A small page ...") is harmless
+
+
+def test_pii_in_the_final_url_is_masked_like_the_pages(site: Site) -> None:
+    is_error, body = site.fetch("/lure-mail")
+    assert not is_error, body
+    assert body["url"] == f"http://site.test:{site.port}/page?from={{EMAIL}}"
+    assert body["text"].startswith(f'<external_content source="http://site.test:{site.port}/page?from={{EMAIL}}">')
+    assert "jane@example.com" not in json.dumps(body)
+    assert site.screened().startswith(f"http://site.test:{site.port}/page?from=jane@example.com\nA small page\n")
+
+
+def test_a_url_that_needs_no_masking_comes_back_as_fetched(site: Site) -> None:
+    is_error, body = site.fetch("/redirect")
+    assert not is_error, body
+    assert body["url"] == f"http://site.test:{site.port}/page"
+    assert body["title"] == "A small page"
+
+
+# Control characters
+
+
+def test_control_characters_never_reach_the_agent(site: Site) -> None:
+    is_error, body = site.fetch("/controls")
+    assert not is_error, body
+    assert body["title"] == "Bank[2J evil"
+    assert inner(body) == "pay[31m now in full"
+    everything = json.loads(json.dumps(body))
+    assert not any(CONTROLS.search(str(value)) for value in everything.values())
+    assert not CONTROLS.search(site.screened())  # what the guardrail saw is what the agent gets
+
+
+def test_control_characters_in_the_url_are_percent_encoded_as_requested(site: Site) -> None:
+    is_error, body = site.fetch("/page?q=\x1b[2J\u202eevil&r=\x7f")
+    assert not is_error, body
+    assert body["url"] == f"http://site.test:{site.port}/page?q=%1B[2J%E2%80%AEevil&r=%7F"
+
+
+# max_chars
+
+
+@pytest.mark.parametrize("max_chars", [1, 5, 13, 14])
+def test_max_chars_smaller_than_the_marker_is_still_the_most_returned(site: Site, max_chars: int) -> None:
+    is_error, body = site.fetch("/article", max_chars=max_chars)
+    assert not is_error, body
+    assert 0 < len(inner(body)) <= max_chars
+    assert body["truncated"] is True
+
+
+# The deadline
+
+
+@dataclass
+class InstantSite:
+    """A fetcher whose site answers at once with ``body``; the call's deadline (10 s on ``clock``)
+    is still running when the page is read."""
+
+    checker: Checker
+    clock: FakeClock
+    body: bytes
+
+    def fetch(self, url: str, group: GroupWeb) -> Page:
+        deadline = Deadline(self.clock, 10)
+        return Page(url=url, content_type="text/html", charset="utf-8", body=self.body, deadline=deadline)
+
+
+def test_reading_the_page_counts_against_the_calls_deadline() -> None:
+    clock = FakeClock()
+    body = b"<p>" + b"word " * 40_000 + b"</p>"  # 200,000 characters: a dozen slices of parsing
+    checker = Checker(Settings.model_validate(SETTINGS), resolver=resolver, address_policy=site_policy)
+    guardrail = FakeGuardrail()
+    tools = tools_for(InstantSite(checker, clock, body), guardrail)
+    arguments = {"url": "http://site.test/long", "caller_group": "researchers"}
+    clock.step = 4.0  # a few slices in, the 10 s have passed
+    result = call(tools, "web_fetch", arguments)
+    assert result.is_error
+    assert result.structured_content is not None
+    error = result.structured_content["error"]
+    assert (error["kind"], error["reason"]) == ("upstream_unavailable", "timeout")
+    assert guardrail.calls == []  # refused before anything was screened
+    clock.step = 0.0  # time stands still: the same page is read
+    assert not call(tools, "web_fetch", arguments).is_error
