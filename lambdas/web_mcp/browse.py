@@ -27,10 +27,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import websockets
+from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode
 
 from shared.logs import service_logger
 from web_mcp.contract import GroupWeb, Step
-from web_mcp.errors import WebError, invalid, unavailable
+from web_mcp.errors import WebError, forbidden, invalid, unavailable
 from web_mcp.fetch import Checker, Clock, Deadline, led_to
 
 logger = service_logger("web-mcp")
@@ -104,6 +106,12 @@ class Cdp:
             except TimeoutError:
                 self._deadline.remaining()  # raises the timeout refusal
                 continue
+            except ConnectionClosed as closed:
+                if closed.sent is not None and closed.sent.code == CloseCode.MESSAGE_TOO_BIG:
+                    # A message past the socket's cap (the rendered page, serialized twice over):
+                    # the same page would fail every retry.
+                    raise forbidden("too_large", "the rendered page is too large to read") from None
+                raise
             answer = json.loads(raw)
             if answer.get("method") == "Fetch.requestPaused":
                 await self._paused(answer.get("params") or {})
@@ -236,8 +244,7 @@ class Browser:
                 deadline.remaining()
                 await asyncio.sleep(POLL_SECONDS)
             return
-        if step.action == "type" and step.text is None:
-            raise invalid("invalid_step", f"{where}: a type step needs text")
+        # A type step has text: the argument model refuses one without before a session starts.
         script = call(CLICK, step.selector) if step.action == "click" else call(TYPE, step.selector, step.text)
         if not await self._evaluate(cdp, script, where):
             raise invalid("no_element", f"{where}: no element matches the selector")

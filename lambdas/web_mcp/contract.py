@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.contract import FunctionSettings
 from shared.runtime_config import ConfigLocation, RuntimeDocument
@@ -136,6 +136,13 @@ class Step(BaseModel):
     action: Literal["click", "type", "wait"] = Field(description="click, type or wait (for the element)")
     selector: str = Field(min_length=1, max_length=MAX_SELECTOR, description="A CSS selector")
     text: str | None = Field(default=None, max_length=MAX_STEP_TEXT, description="The text to type")
+
+    @model_validator(mode="after")
+    def _typed_text(self) -> Step:
+        # Refused with the arguments, before a browser session starts and earlier steps act.
+        if self.action == "type" and self.text is None:
+            raise ValueError("a type step needs text")
+        return self
 
 
 class WebBrowseArguments(BaseModel):

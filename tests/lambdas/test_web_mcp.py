@@ -83,6 +83,20 @@ def test_the_web_policy_is_a_runtime_document_validated_before_it_deploys() -> N
         WebPolicy.model_validate({"groups": {"g": {"allowed": ["example.com"]}}})
 
 
+def test_a_type_step_needs_text_and_only_a_type_step_is_checked_for_it() -> None:
+    def steps(*items: dict[str, str]) -> dict[str, object]:
+        return {"url": "https://a.test", "steps": list(items)}
+
+    with pytest.raises(ValueError, match="a type step needs text"):
+        WebBrowseArguments.model_validate(steps({"action": "type", "selector": "#q"}))
+    typed = WebBrowseArguments.model_validate(steps({"action": "type", "selector": "#q", "text": ""}))
+    assert typed.steps is not None
+    assert typed.steps[0].text == ""  # typing nothing clears the field: a choice, not a mistake
+    WebBrowseArguments.model_validate(
+        steps({"action": "click", "selector": "#go"}, {"action": "wait", "selector": "a"})
+    )
+
+
 def test_tool_specs_publish_the_models() -> None:
     assert WEB_FETCH.input_schema()["required"] == ["url"]
     assert set(WEB_BROWSE.input_schema()["properties"]) == {"url", "steps", "max_chars", "caller_group"}

@@ -546,6 +546,36 @@ def test_browse_guardrail_blocks_the_rendered_page(world: World) -> None:
     assert body["error"]["reason"] == "content_blocked"
 
 
+def test_browse_refuses_a_type_step_without_text_before_starting_a_session(world: World) -> None:
+    url = world.site("/app")
+    world.cdp.pages[url] = FakeBrowserPage(url, "t", "<p>x</p>")
+    world.cdp.elements = {"#go", "#q"}
+    steps = [{"action": "click", "selector": "#go"}, {"action": "type", "selector": "#q"}]
+    is_error, body = browse_call(world, url, steps)
+    assert is_error
+    assert body["error"]["kind"] == "invalid_argument"
+    assert body["error"]["message"] == "invalid arguments: steps.1: Value error, a type step needs text"
+    assert world.sessions == []  # nothing was clicked first
+    assert world.cdp.received == []
+
+
+def test_browse_refuses_a_rendered_page_too_large_to_read_without_advice_to_retry(world: World) -> None:
+    """Under max_bytes as text, but JSON escapes each control character six times over and the
+    automation stream escapes that again: the frame passes the websocket's cap. Retrying would
+    fail the same way."""
+    url = world.site("/app")
+    world.cdp.pages[url] = FakeBrowserPage(url, "t", "<p>" + "\x01" * 90_000 + "</p>")
+    is_error, body = browse_call(world, url)
+    assert is_error
+    assert (body["error"]["kind"], body["error"]["reason"]) == ("forbidden", "too_large")
+    assert "retry_after" not in body["error"]
+    assert world.sessions[-1] == "stop"
+    # The same size in letters is read.
+    world.cdp.pages[url] = FakeBrowserPage(url, "t", "<p>" + "a" * 90_000 + "</p>")
+    is_error, body = browse_call(world, url)
+    assert not is_error, body
+
+
 def test_browse_refuses_too_many_steps(world: World) -> None:
     is_error, body = browse_call(world, world.site("/app"), [{"action": "wait", "selector": "a"}] * 11)
     assert is_error
