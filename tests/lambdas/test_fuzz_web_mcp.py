@@ -30,8 +30,9 @@ from web_mcp.browse import Browser
 from web_mcp.contract import MAX_STEPS, WEB_BROWSE, WEB_FETCH, Settings, WebPolicy
 from web_mcp.fetch import Checker, Fetcher
 from web_mcp.guard import Guard
+from web_mcp.readable import MAX_TITLE, from_html
 from web_mcp.server import call
-from web_mcp.tools import WebTools
+from web_mcp.tools import CONTROLS, WebTools
 
 POLICY = {"groups": {"researchers": {"deny": ["denied.test"]}, "narrow": {"allow": ["example.org"]}}}
 BLOCKED = [
@@ -236,3 +237,30 @@ def test_any_arguments_get_a_typed_tool_error_and_no_network(
 @pytest.mark.parametrize("name", [WEB_FETCH.name, WEB_BROWSE.name])
 def test_each_odd_host_is_a_typed_refusal(tools: WebTools, name: str, host: str) -> None:
     refused(tools, name, {"url": f"https://{host}/", "caller_group": "researchers"})
+
+
+# Readable text from any markup a page can send: never an exception (the server could only answer
+# internal_error), never more than max_chars, never a control character in what the agent gets.
+MARKUP = [
+    "<", ">", "/", "!", "-", "--", "?", "<![", "foo[", "CDATA[", "]]>", "<!--", "-->", "<?", "<!doctype ",
+    "<script>", "</script>", "<style>", "</style>", "<title>", "</title>", "<svg>", "</svg>", "<head>",
+    "</head>", "<body>", "<p>", "</p>", "<h2>", "<li>", "<a href='/x'>", "<a href=javascript:x>", "</a>",
+    "&", "&amp;", "&#", "&#x41;", ";", "'", '"', "=", " ", "\n", "\x00", "\x1b", "\u202e", "<br/>",
+]  # fmt: skip
+markup = st.lists(st.sampled_from(MARKUP) | hostile_text(6), max_size=80).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(page=markup, max_chars=st.integers(1, 300))
+def test_any_markup_is_read_into_bounded_text(page: str, max_chars: int) -> None:
+    readable = from_html(page, base_url="https://e.test/a/", max_chars=max_chars)
+    assert len(readable.text) <= max_chars
+    assert len(readable.title) <= MAX_TITLE
+
+
+@settings(max_examples=100, deadline=None)
+@given(page=markup)
+def test_what_an_agent_gets_of_any_page_has_no_control_characters(tools: WebTools, page: str) -> None:
+    readable = from_html(page, base_url="https://e.test/a/", max_chars=2_000)
+    result = tools._result("https://e.test/a/\x1b[0m\u202e", readable, 2_000)
+    assert not any(CONTROLS.search(str(value)) for value in result.values())
