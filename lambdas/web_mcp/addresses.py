@@ -55,7 +55,7 @@ def blocked_reason(address: Address) -> str | None:
         (address.is_multicast, "multicast"),
         (address.is_reserved, "reserved"),
         (isinstance(address, ipaddress.IPv4Address) and address in CARRIER_GRADE_NAT, "carrier-grade NAT"),
-        (isinstance(address, ipaddress.IPv4Address) and address in IETF_PROTOCOL, "IETF protocol assignments"),
+        (isinstance(address, ipaddress.IPv4Address) and address in IETF_PROTOCOL, "an IETF protocol assignment"),
         (isinstance(address, ipaddress.IPv6Address) and address in SITE_LOCAL, "site-local"),
         (address.is_private, "private"),
         (not address.is_global, "not globally routable"),

@@ -181,9 +181,9 @@ def test_a_domain_of_full_stops_only_is_not_a_domain(name: str) -> None:
         ("255.255.255.255", "reserved"),
         ("100.64.0.1", "carrier-grade NAT"),
         ("100.127.255.254", "carrier-grade NAT"),
-        ("192.0.0.1", "IETF protocol assignments"),
-        ("192.0.0.192", "IETF protocol assignments"),  # is_private only from Python 3.13
-        ("192.0.0.9", "IETF protocol assignments"),  # is_global, but no web server's
+        ("192.0.0.1", "an IETF protocol assignment"),
+        ("192.0.0.192", "an IETF protocol assignment"),  # is_private only from Python 3.13
+        ("192.0.0.9", "an IETF protocol assignment"),  # is_global, but no web server's
         ("fec0::1", "site-local"),  # deprecated (RFC 3879), yet is_global on every Python
         ("feff:ffff::1", "site-local"),
         ("203.0.113.9", "private"),
