@@ -144,30 +144,21 @@ EQUIVALENT: dict[str, str] = {
     "ai_gateway.flow.xǁFlowǁ_from_agent__mutmut_69": "the conversation agent_turn gets only re-correlates the "
     "request's recorder for the tool stages, and the output guardrail's stage, which follows every agent turn "
     "in complete(), sets the request's own id again before its documents are written",
-    # ingestion/pipeline.py: a RejectedError's code is read only when it is needs_ocr; a quarantined
-    # document keeps the reason's text, not its code
+    # ingestion/pipeline.py
     **{
-        f"ingestion.pipeline.xǁPipelineǁ{name}": "another code for a rejection whose code nothing reads"
+        f"ingestion.pipeline.xǁPipelineǁ{name}": "a status or reason reset (or kept) that every later path "
+        "sets again (curated, quarantined, gone, superseded) before the record is written or returned"
         for name in (
-            *(f"ocr_finished__mutmut_{n}" for n in (46, 50, 51)),
-            *(f"_ocr_text__mutmut_{n}" for n in (10, 14, 15, 35, 39, 40, 63, 67, 68, 98, 102, 103, 116, 120, 121)),
-            *(f"_run__mutmut_{n}" for n in (73, 77, 78, 89, 93, 94, 122, 126, 127, 135, 139, 140)),
-        )
-    },
-    **{
-        f"ingestion.pipeline.xǁPipelineǁ{name}": "a status or reason reset that every later path sets again "
-        "(curated, quarantined, gone, superseded)"
-        for name in (
-            *(f"ocr_finished__mutmut_{n}" for n in (30, 31, 35, 36, 39, 40)),
+            *(f"ocr_finished__mutmut_{n}" for n in (8, 9, 14, 15, 19, 20)),
             *(f"process__mutmut_{n}" for n in (37, 38, 49, 50)),
         )
     },
-    "ingestion.pipeline.xǁPipelineǁocr_finished__mutmut_32": "the OCR job id as None: the registry drops None "
-    "as it drops ''",
-    "ingestion.pipeline.xǁPipelineǁocr_finished__mutmut_33": "the sequencer as None: the registry drops it, and "
-    "ordering reads the event's sequencer, not the record's",
-    "ingestion.pipeline.xǁPipelineǁocr_finished__mutmut_21": "size None on the rebuilt event: the size checked "
-    "is always HeadObject's ContentLength",
+    "ingestion.pipeline.xǁPipelineǁocr_finished__mutmut_11": "the OCR job id reset to None: the registry drops "
+    "None as it drops '', and nothing after reads the record's job",
+    "ingestion.pipeline.xǁPipelineǁocr_finished__mutmut_12": "the sequencer reset to None: the registry drops it, "
+    "and ordering reads the event's sequencer (source_ref took it before the reset), not the record's",
+    "ingestion.pipeline.xǁPipelineǁocr_finished__mutmut_16": "reason_code not reset: a pending version has none "
+    "(_start_ocr records none, and only an ocr_pending version gets here), so it is '' either way",
     "ingestion.pipeline.xǁPipelineǁ_start_ocr__mutmut_3": "[:65] of a 64-character hex digest is the digest",
     "ingestion.pipeline.xǁPipelineǁ_ocr_text__mutmut_7": "a first page token '' for None: both falsy where read",
     "ingestion.pipeline.xǁPipelineǁ_ocr_text__mutmut_61": "a missing page count read as 1 for 0: both under any "
@@ -181,12 +172,12 @@ EQUIVALENT: dict[str, str] = {
         f"ingestion.pipeline.xǁPipelineǁ{name}": "a default for an AWS response field the service always sends "
         "(Metadata, ContentLength, a ClientError's Error, a versioned bucket's VersionId)"
         for name in (
-            *(f"_run__mutmut_{n}" for n in (31, 33, 82, 84)),
-            *(f"_head__mutmut_{n}" for n in (11, 13)),
+            *(f"_run__mutmut_{n}" for n in (31, 33, 84, 86)),
+            *(f"_head__mutmut_{n}" for n in (10, 12)),
             *(f"_put__mutmut_{n}" for n in (12, 14, 18)),
         )
     },
-    "ingestion.pipeline.xǁPipelineǁ_run__mutmut_68": "a scan of '' for None: both falsy where read",
+    "ingestion.pipeline.xǁPipelineǁ_run__mutmut_70": "a scan of '' for None: both falsy where read",
     "ingestion.pipeline.xǁPipelineǁ_fields__mutmut_36": "zip(strict=False) after the lengths were compared",
     "ingestion.pipeline.xǁPipelineǁ_settle__mutmut_1": "_settle is called with all of current, ref and key or none",
     "ingestion.pipeline.xǁPipelineǁ_settle__mutmut_2": "as above",
@@ -196,8 +187,9 @@ EQUIVALENT: dict[str, str] = {
         for n in (32, 35)
     },
     **{
-        f"ingestion.pipeline.x_quarantine_key__mutmut_{n}": "the strip('.') or 'object' line already turns '', "
-        "'.' and '..' into 'object'"
+        f"ingestion.pipeline.x_named_under__mutmut_{n}": "'', '.' or '..' left out of the check: the "
+        "strip('.') or 'object' line after it turns each into 'object' anyway (the stand-ins 'XXXX', 'XX.XX' and "
+        "'XX..XX' are mutmut's markers, not names the check is about)"
         for n in (5, 6, 7)
     },
     "ingestion.pii.x_chunks__mutmut_34": "a cut at 0 happens only on a one-character piece and ends it the same",
