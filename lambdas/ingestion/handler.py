@@ -183,8 +183,8 @@ def _ocr_notified(job: OcrJob, record: SQSRecord) -> dict[str, Any]:
         reason = f"processing failed: {failure_code(error)}"
         if _receive_count(record.raw_event) >= settings().max_receive_count:
             pending = pipeline().ocr_pending(job)
-            if pending is not None:
-                _record_dead_letter(source_ref(pending), reason)
+            if pending is not None:  # under its own document (a key as sent may have named it)
+                _record_dead_letter(source_ref(pending), reason, document=pending.document_id)
         logger.warning("OCR notification failed", extra={"document_id": job.document_id, "reason": reason})
         raise
 
@@ -234,11 +234,11 @@ def _as_json(value: Any) -> str:
         return json.dumps(repr(value)[:200_000])
 
 
-def _record_dead_letter(ref: ObjectRef, reason: str) -> None:
+def _record_dead_letter(ref: ObjectRef, reason: str, *, document: str | None = None) -> None:
     now = dt.datetime.now(dt.UTC).isoformat()
     registry().record(
         VersionRecord(
-            document_id=document_id(ref.bucket, ref.key),
+            document_id=document or document_id(ref.bucket, ref.key),
             version=ref.version,
             status=DEAD_LETTERED,
             reason=reason,

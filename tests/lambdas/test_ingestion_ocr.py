@@ -437,3 +437,28 @@ def test_a_notification_that_fails_every_attempt_records_its_version_dead_letter
     # A late success after that is one no version waits for.
     assert run(notification(KEY)) == []
     assert version_record(aws, KEY)["status"] == "dead_lettered"
+
+
+def test_a_pending_version_of_a_document_named_by_its_key_as_sent_is_dead_lettered_under_that_document(
+    aws: Aws, textract: Stubber
+) -> None:
+    """A document an earlier release named by its key as S3 sent it ("scans/my+scan.pdf" for
+    "scans/my scan.pdf") keeps that id; its record's source is the real key. A notification that
+    fails its last attempt marks that version dead-lettered, not a version of another document."""
+    real, sent = "scans/my scan.pdf", "scans/my+scan.pdf"
+    put = aws.put(real, SCANNED)
+    textract.add_response("start_document_text_detection", {"JobId": "job-1"})
+    assert aws.pipeline.process(ObjectRef(LANDING, sent, put["version"], put["size"])).status == "ocr_pending"
+    named = document_id(LANDING, sent)
+    assert [(i["pk"], i["status"]) for i in aws.registry_items() if i["sk"].startswith("version#")] == [
+        (named, "ocr_pending")
+    ]
+    for attempt in range(1, MAX_RECEIVE + 1):
+        textract.add_client_error("get_document_text_detection", "ThrottlingException")
+        failing = notification(real)
+        failing["body"] = failing["body"].replace(document_id(LANDING, real), named)  # the JobTag it was started with
+        failing["attributes"]["ApproximateReceiveCount"] = str(attempt)
+        assert run(failing) == [failing["messageId"]]
+    assert [(i["pk"], i["status"]) for i in aws.registry_items() if i["sk"].startswith("version#")] == [
+        (named, "dead_lettered")
+    ]
