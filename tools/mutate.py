@@ -118,6 +118,8 @@ EQUIVALENT: dict[str, str] = {
     "ai_gateway.ledger.xǁLedgerǁadmit__mutmut_153": "'add'/'set' for 'ADD'/'SET' in an update expression: the same",
     "ai_gateway.ledger.xǁLedgerǁadmit__mutmut_159": "'or' for 'OR' in a condition expression: the same expression",
     "ai_gateway.ledger.xǁLedgerǁpending__mutmut_23": "'and' for 'AND' in a key condition: the same expression",
+    "ai_gateway.ledger.xǁLedgerǁunlist_settled__mutmut_24": "'remove' for 'REMOVE' in an update expression: the same",
+    "ai_gateway.ledger.xǁLedgerǁunlist_settled__mutmut_27": "'and' for 'AND' in a condition expression: the same",
     "ai_gateway.ledger.xǁLedgerǁpending__mutmut_5": "a first page's start '' for None: start is read only as "
     "`if start`, where both are false, and each page sets it again",
     "ai_gateway.ledger.x_pending_shard__mutmut_8": "int.from_bytes without a byte order: 'big' is its default",
@@ -126,6 +128,11 @@ EQUIVALENT: dict[str, str] = {
     **{
         f"ai_gateway.ledger.xǁLedgerǁpending__mutmut_{n}": "a Query answer always has Items (empty when none): "
         "the default is never read"
+        for n in (45, 47)
+    },
+    **{
+        f"ai_gateway.ledger.xǁLedgerǁunlist_settled__mutmut_{n}": "a default for a ClientError's Error, which "
+        "botocore always sets: never read"
         for n in (45, 47)
     },
     # ai_gateway/flow.py

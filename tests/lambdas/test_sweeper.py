@@ -161,9 +161,26 @@ def test_a_record_whose_key_is_not_its_attributes_is_never_released_and_hides_no
     stuck(dynamodb, "edited", user={"S": "someone-else"}, **SHARD_0)
     admit(ledger, "dead", age_seconds=BOUND * 2)
     stuck(dynamodb, "dead", **SHARD_0)
+    problems: list[str] = []
+    ledger.pending(admitted_before=NOW, limit=10, unreadable=problems.append)
+    assert problems == ["pk: not the key its group, user and request_id make"]
     assert run(ledger, page_limit=1) == sweeper.Sweep(candidates=2, released=1, failed=1)
     assert (status(ledger, "edited"), status(ledger, "dead")) == ("admitted", "released")
     assert used(dynamodb) == 2
+
+
+def test_only_a_settled_request_is_taken_out_of_the_index(ledger: Ledger, dynamodb: Any) -> None:
+    """unlist_settled's own guard: an admitted request stays listed (the sweeper must still see it),
+    whatever a caller asks; a delivered one still listed is taken out, once."""
+    admit(ledger, "alive", age_seconds=BOUND * 2)
+    admit(ledger, "done", age_seconds=BOUND * 2)
+    stuck(dynamodb, "done", status={"S": "delivered"})
+    listed = {p.request_id: p for p in ledger.pending(admitted_before=NOW, limit=10)}
+    assert ledger.unlist_settled(listed["alive"]) is False
+    assert ledger.unlist_settled(listed["done"]) is True
+    assert ledger.unlist_settled(listed["done"]) is False  # not listed anymore
+    assert [p.request_id for p in ledger.pending(admitted_before=NOW, limit=10)] == ["alive"]
+    assert (status(ledger, "alive"), status(ledger, "done")) == ("admitted", "delivered")
 
 
 def test_a_delivery_after_the_sweep_fails_and_gives_nothing_back_twice(ledger: Ledger, dynamodb: Any) -> None:
