@@ -17,7 +17,15 @@ from mcp.client.streamable_http import streamable_http_client
 
 from shared.runtime_config import DocumentReader
 from tests.lambdas.loopback import serve_asgi
-from tests.lambdas.web_fakes import MAIN_FRAME, FakeBrowserClient, FakeBrowserPage, FakeCdp, FakeGuardrail, cdp_server
+from tests.lambdas.web_fakes import (
+    MAIN_FRAME,
+    FakeBrowserClient,
+    FakeBrowserPage,
+    FakeCdp,
+    FakeClock,
+    FakeGuardrail,
+    cdp_server,
+)
 from tests.lambdas.web_site import ARTICLE, SiteHandler, resolver, site_policy, web_site
 from web_mcp.browse import Browser
 from web_mcp.contract import NOTICE, WEB_BROWSE, WEB_FETCH, Settings, WebPolicy
@@ -33,18 +41,6 @@ POLICY = {
         "idn": {"allow": ["BÜCHER.test."]},
     }
 }
-
-
-class FakeClock:
-    """Seconds that pass only when told: ``step`` per reading."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.step = 0.0
-
-    def __call__(self) -> float:
-        self.now += self.step
-        return self.now
 
 
 @dataclass

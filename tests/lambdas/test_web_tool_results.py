@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from shared.runtime_config import DocumentReader
-from tests.lambdas.web_fakes import FakeGuardrail
+from tests.lambdas.web_fakes import FakeClock, FakeGuardrail
 from tests.lambdas.web_site import ATTACK, resolver, site_policy, web_site
 from web_mcp.browse import Browser
 from web_mcp.contract import GroupWeb, Settings, WebPolicy
@@ -31,18 +31,6 @@ SETTINGS = {
     "max_bytes": 400_000,
     "max_chars": 50_000,
 }
-
-
-class FakeClock:
-    """Seconds that pass only when told: ``step`` per reading."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.step = 0.0
-
-    def __call__(self) -> float:
-        self.now += self.step
-        return self.now
 
 
 @dataclass

@@ -22,6 +22,18 @@ from web_mcp import browse
 EMAIL = re.compile(r"[\w.]+@[\w.]+")
 
 
+class FakeClock:
+    """Seconds that pass only when told: ``step`` per reading."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.step = 0.0
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
 @dataclass
 class FakeGuardrail:
     """ApplyGuardrail: blocks the prompt attack, anonymises e-mail addresses, fails on demand."""
