@@ -222,11 +222,9 @@ def a_request(request_id: str) -> GenerationRequest:
     )
 
 
-def submitted(world: World) -> tuple[str, str]:
-    """A job submitted as the gateway submits one (its units admitted): (job id, request id)."""
-    request_id = f"req-{next(_ids):08d}"
-    world.times.now = NOW
-    status, body = jobs.submit(
+def submit(world: World, request_id: str) -> tuple[int, dict[str, Any]]:
+    """jobs.submit as the gateway calls it, at the world's time."""
+    return jobs.submit(
         a_request(request_id),
         flow=world.flow,
         ledger=world.ledger,
@@ -234,6 +232,13 @@ def submitted(world: World) -> tuple[str, str]:
         clock=world.times.clock(),
         jobs=world.jobs,
     )
+
+
+def submitted(world: World) -> tuple[str, str]:
+    """A job submitted as the gateway submits one (its units admitted): (job id, request id)."""
+    request_id = f"req-{next(_ids):08d}"
+    world.times.now = NOW
+    status, body = submit(world, request_id)
     assert status == 202
     return str(body["job_id"]), request_id
 
@@ -424,14 +429,7 @@ def test_a_resubmit_onto_a_corrupt_job_answers_json_and_admits_nothing(
     world.corrupt(job, corruption)
     capsys.readouterr()
     try:
-        status, body = jobs.submit(
-            a_request(request_id),
-            flow=world.flow,
-            ledger=world.ledger,
-            agents={},
-            clock=world.times.clock(),
-            jobs=world.jobs,
-        )
+        status, body = submit(world, request_id)
     except DuplicateRequestError:  # (the handler's 409) its expiry made past: no job, and a spent key
         status, body = 409, {}
         assert jobs.read(job, caller=GOLD, clock=world.times.clock(), jobs=world.jobs)[0] == 404
