@@ -9,7 +9,7 @@ import io
 import os
 import resource
 import signal
-import time
+import threading
 import zipfile
 import zlib
 from typing import Any
@@ -133,17 +133,16 @@ def test_a_page_that_takes_longer_than_the_budget_is_stopped_at_it() -> None:
     data = pdf_with_font(
         cmap(b"1 beginbfrange\n<0000> <FFFF> <0041>\nendbfrange"), b"BT /F0 12 Tf (Hi) Tj ET", names=2000
     )
-    started = time.monotonic()
+    # Read to its end, the page would be text: the refusal is the child stopped at the budget.
     assert refusal(data, "pdf", seconds=0.5, grace_seconds=0.5) == (
         "too_slow",
         "reading the text took longer than 0.5 seconds",
     )
-    assert time.monotonic() - started < 60  # stopped, not read to the end
 
 
 def test_a_reader_that_never_answers_is_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
     def hangs(*_: Any) -> str:
-        time.sleep(3600)
+        threading.Event().wait()  # nothing ever sets it: the child never answers
         return "never"
 
     monkeypatch.setattr(documents, "_pdf_text", hangs)  # the child is forked with it
