@@ -38,6 +38,7 @@ from aws_cdk import (
 from constructs import Construct, IConstruct
 
 from stacks.config import BlueprintConfig, PipelineConfig, Tier
+from stacks.shared.expect import default_child, expect, present
 from stacks.shared.nag import (
     acknowledge,
     acknowledge_all,
@@ -82,12 +83,12 @@ class DeliveryPipelineStack(Stack):
         settings = config.pipeline
         super().__init__(scope, id, env=Environment(account=settings.account, region=settings.region), **kwargs)
         # PipelineConfig requires both when the pipeline is enabled.
-        assert settings.connection_arn is not None
-        assert settings.repository is not None
+        connection_arn = present(settings.connection_arn, "pipeline.connection_arn")
+        repository = present(settings.repository, "pipeline.repository")
         # A clone, not CodePipeline's zip of the commit: the suite reads git (ls-files, worktrees)
         # and the checkout keeps the scripts' executable bits.
         source = pipelines.CodePipelineSource.connection(
-            settings.repository, settings.branch, connection_arn=settings.connection_arn, code_build_clone_output=True
+            repository, settings.branch, connection_arn=connection_arn, code_build_clone_output=True
         )
         self.pipeline = pipelines.CodePipeline(
             self,
@@ -127,7 +128,7 @@ class DeliveryPipelineStack(Stack):
         approve.add_step_dependency(check)
         self.pipeline.add_stage(self.production, pre=[check, approve])
         self.pipeline.build_pipeline()  # now, so its constructs exist for the acknowledgements below
-        self._use_connection(settings.connection_arn)
+        self._use_connection(connection_arn)
         _acknowledge_pipeline(self, self.pipeline)
 
     def _use_connection(self, connection_arn: str) -> None:
@@ -141,8 +142,7 @@ class DeliveryPipelineStack(Stack):
         use = iam.PolicyStatement(actions=["codeconnections:UseConnection"], resources=[connection_arn])
         self.pipeline.synth_project.add_to_role_policy(use)
         source = self.pipeline.pipeline.node.find_child("Source").node.children[0]
-        role = source.node.find_child("CodePipelineActionRole")
-        assert isinstance(role, iam.Role)
+        role = expect(source.node.find_child("CodePipelineActionRole"), iam.Role, "the source action's role")
         role.add_to_principal_policy(use)
 
     def _approvals_topic(self, settings: PipelineConfig) -> sns.ITopic | None:
@@ -184,8 +184,7 @@ def _acknowledge_pipeline(stack: Stack, pipeline: pipelines.CodePipeline) -> Non
         return node
 
     def project_logs(project: IConstruct) -> list[tuple[str, str]]:
-        cfn = project.node.default_child
-        assert isinstance(cfn, CfnResource)
+        cfn = default_child(project, CfnResource)
         logical = f"<{stack.resolve(cfn.logical_id)}>"
         why = "CodeBuild names the project's own log streams and test reports at run time, under its name."
         return [
@@ -325,7 +324,8 @@ def _acknowledge_pipeline(stack: Stack, pipeline: pipelines.CodePipeline) -> Non
 def _connection_service(connection_arn: str) -> str:
     """The service prefix of a connection's ARN: ``codeconnections`` or ``codestar-connections``."""
     match = re.match(r"^arn:[^:]+:([^:]+):", connection_arn)
-    assert match is not None  # PipelineConfig's pattern
+    if match is None:  # PipelineConfig's pattern admits none
+        raise ValueError(f"not a connection ARN: {connection_arn!r}")
     return match.group(1)
 
 

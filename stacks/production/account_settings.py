@@ -386,7 +386,8 @@ def _keep(*resources: CfnResource | cr.AwsCustomResource) -> None:
     create still removes it, so that the retry finds the account as it was."""
     for resource in resources:
         target = resource.node.default_child if isinstance(resource, cr.AwsCustomResource) else resource
-        assert isinstance(target, CfnResource | CustomResource), resource.node.path
+        if not isinstance(target, CfnResource | CustomResource):
+            raise TypeError(f"{resource.node.path}: expected a CloudFormation resource, found {type(target).__name__}")
         target.apply_removal_policy(RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE)
 
 

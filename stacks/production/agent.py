@@ -38,6 +38,7 @@ from stacks.production.agents import (
 )
 from stacks.production.context import ProductionContext
 from stacks.shared.bedrock import grant_invoke, model_arns
+from stacks.shared.expect import default_child, present
 from stacks.shared.lambda_function import environment_of, log_group_arn
 from stacks.shared.nag import acknowledge, acknowledge_inline_policy, nag_account, nag_arn, nag_attribute
 from stacks.shared.naming import pascal_case, stack_instance_suffix
@@ -246,11 +247,9 @@ class AgentStack(Stack):
             ],
             sampling_percentage=self._context.config.observability.evaluation_sampling_percentage,
         )
-        cfn = evaluation.node.default_child
-        assert isinstance(cfn, agentcore.CfnOnlineEvaluationConfig)
+        cfn = default_child(evaluation, agentcore.CfnOnlineEvaluationConfig)
         cfn.add_property_override("OutputConfig.CloudWatchConfig.LogGroupName", results.log_group_name)
-        role = evaluation.execution_role
-        assert role is not None
+        role = present(evaluation.execution_role, "the online evaluation's role")
         # CDK grants the index-policy actions on aws/spans only; AgentCore indexes the runtime's
         # log group as well.
         role.add_to_principal_policy(

@@ -9,6 +9,7 @@ from prototype_query.contract import Settings as QuerySettings
 from stacks.config import QueryConfig
 from stacks.sandbox.kendra_search import KendraSearch
 from stacks.shared.bedrock import grant_invoke, model_arns
+from stacks.shared.expect import present
 from stacks.shared.knowledge_base import VectorKnowledgeBase
 from stacks.shared.lambda_function import BlueprintFunction
 from stacks.shared.nag import acknowledge, acknowledge_inline_policy, acknowledge_synchronous_function
@@ -59,8 +60,7 @@ class PrototypeQuery(Construct):
                 upstream_timeout_seconds=max(1, (config.timeout_seconds - 5) // 2),
             ),
         )
-        role = self.function.role
-        assert role is not None  # a Function always creates its role when none is given
+        role = present(self.function.role, "the query function's role")  # made when none is given
         knowledge_base.grant_retrieve(role)
         grant_invoke(role, model)
         if kendra is not None:

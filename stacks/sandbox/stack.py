@@ -13,6 +13,7 @@ from stacks.sandbox.kendra_search import KendraSearch
 from stacks.sandbox.prototype_query import PrototypeQuery
 from stacks.shared.buckets import AccessLogBucket, SecureBucket
 from stacks.shared.encryption import TierKey
+from stacks.shared.expect import expect
 from stacks.shared.knowledge_base import VectorKnowledgeBase
 from stacks.shared.lambda_function import log_retention
 from stacks.shared.nag import acknowledge
@@ -123,8 +124,7 @@ def _auto_delete_logs(stack: Stack, *, key: TierKey, retention_days: int) -> Non
     provider = stack.node.try_find_child(AUTO_DELETE_PROVIDER)
     if provider is None:
         return
-    handler = provider.node.find_child("Handler")
-    assert isinstance(handler, CfnResource)
+    handler = expect(provider.node.find_child("Handler"), CfnResource, f"{provider.node.path}/Handler")
     group = logs.LogGroup(
         stack,
         "AutoDeleteObjectsLogs",

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from aws_cdk import Duration, RemovalPolicy, aws_iam as iam, aws_kms as kms, aws_s3 as s3
 from constructs import Construct
 
+from stacks.shared.expect import default_child
 from stacks.shared.nag import acknowledge, nag_attribute
 
 
@@ -83,9 +84,8 @@ class SecureBucket(s3.Bucket):
         )
         if event_bridge_enabled:
             # Set on the bucket itself: CDK's event_bridge_enabled adds a custom-resource Lambda.
-            cfn = self.node.default_child
-            assert isinstance(cfn, s3.CfnBucket)
-            cfn.notification_configuration = s3.CfnBucket.NotificationConfigurationProperty(
+            bucket = default_child(self, s3.CfnBucket)
+            bucket.notification_configuration = s3.CfnBucket.NotificationConfigurationProperty(
                 event_bridge_configuration=s3.CfnBucket.EventBridgeConfigurationProperty(event_bridge_enabled=True)
             )
 

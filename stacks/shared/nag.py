@@ -9,6 +9,7 @@ from aws_cdk import Acknowledgment, App, CfnResource, IPolicyValidationPlugin, S
 from cdk_nag import AwsSolutionsChecks, NIST80053R5Checks
 from constructs import IConstruct
 
+from stacks.shared.expect import default_child, present
 from stacks.startup import template_validator
 from stacks.template_validation import StartsValidation
 
@@ -107,8 +108,7 @@ def _arn_parts(scope: IConstruct) -> tuple[str, str, str]:
 
 def nag_attribute(resource: IConstruct, attribute: str) -> str:
     """A resource attribute (``Fn::GetAtt``) the way cdk-nag prints it: ``<LogicalId.Attribute>``."""
-    cfn = resource if isinstance(resource, CfnResource) else resource.node.default_child
-    assert isinstance(cfn, CfnResource), f"{resource.node.path} has no CloudFormation resource"
+    cfn = resource if isinstance(resource, CfnResource) else default_child(resource, CfnResource)
     return f"<{Stack.of(cfn).resolve(cfn.logical_id)}.{attribute}>"
 
 
@@ -123,8 +123,7 @@ SDK_CALL_PROVIDER = "AWS679f53fac002430cb0da5b7982bd2287"
 def acknowledge_sdk_call_provider(stack: Stack, api: str) -> None:
     """The findings on CDK's AwsCustomResource provider: a Node.js function CloudFormation runs at
     deploy time to call ``api``, with CDK's own role and runtime."""
-    provider = stack.node.try_find_child(SDK_CALL_PROVIDER)
-    assert provider is not None, f"{stack.stack_name} has no AwsCustomResource"
+    provider = present(stack.node.try_find_child(SDK_CALL_PROVIDER), f"{stack.stack_name}'s AwsCustomResource provider")
     acknowledge_all(
         provider,
         (

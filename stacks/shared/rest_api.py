@@ -5,6 +5,7 @@ from __future__ import annotations
 from aws_cdk import RemovalPolicy, aws_apigateway as apigateway, aws_kms as kms, aws_logs as logs
 from constructs import Construct
 
+from stacks.shared.expect import default_child
 from stacks.shared.lambda_function import log_retention
 from stacks.shared.nag import acknowledge
 
@@ -86,8 +87,7 @@ class RegionalRestApi(apigateway.RestApi):
         )
         self.deployment_stage.node.add_dependency(self.execution_logs)
         # The default endpoint of a regional API accepts TLS 1.0 unless a security policy says otherwise.
-        cfn_api = self.node.default_child
-        assert isinstance(cfn_api, apigateway.CfnRestApi)
+        cfn_api = default_child(self, apigateway.CfnRestApi)
         cfn_api.security_policy = tls_policy
         if tls_policy.startswith("SecurityPolicy_"):
             cfn_api.endpoint_access_mode = "STRICT"
