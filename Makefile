@@ -41,6 +41,12 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(BIN)/pip install $(PIP_QUIET) -r requirements-dev.txt
 	touch $@
 
+# The CDK CLI runs the app under `python -O` (cdk.json, docs/adr/0022): the packages' bytecode for
+# it is compiled here once, not at every synth (pip writes only the plain kind).
+$(VENV)/.optimized: $(VENV)/.installed
+	$(BIN)/python -O -m compileall -q -j 2 "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')"
+	touch $@
+
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
@@ -79,15 +85,17 @@ layer: build/layer.sha256 ## build the Lambda dependency layer (cached)
 
 agent-deps: build/agent-deps.sha256 ## build the agents' arm64 dependencies (cached)
 
-setup: $(VENV)/.installed node_modules/.installed build/layer.sha256 build/agent-deps.sha256 ## venv, CDK CLI, Lambda layer, agent deps (cached)
+setup: $(VENV)/.optimized node_modules/.installed build/layer.sha256 build/agent-deps.sha256 ## venv, CDK CLI, Lambda layer, agent deps (cached)
 
 synth: setup ## synthesize TIER (all, sandbox, production, or pipeline: the optional delivery pipeline) into cdk.out/, nag and schema checks on
 	@# Templates of stacks no longer synthesized must not linger (cfn-lint reads every one); staged
 	@# assets stay, so an unchanged asset is not bundled again.
 	rm -f cdk.out/*.template.json cdk.out/*.assets.json cdk.out/*.metadata.json
+	@# The app's own bytecode for `python -O`, where Python is told not to write it (PYTHONDONTWRITEBYTECODE,
+	@# as in containers and CI): only what changed is compiled, then every synth reads it.
+	@$(BIN)/python -O -m compileall -q app.py stacks lambdas
 	$(CDK) synth $(CDK_CONTEXT) --quiet
-	@$(BIN)/python -c "import json; m = json.load(open('cdk.out/manifest.json'))['artifacts']; \
-		print('synthesized:', *sorted(k for k, v in m.items() if v['type'] == 'aws:cloudformation:stack'))"
+	@echo synthesized: $$(cd cdk.out && ls *.template.json | sed 's/\.template\.json$$//' | LC_ALL=C sort)
 
 test: setup ## run the whole test suite
 	$(BIN)/pytest

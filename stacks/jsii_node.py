@@ -10,6 +10,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 PRELOAD = Path(__file__).resolve().with_name("jsii_node.cjs")
+# The app's caches for the jsii runtime: Node's compiled modules and the kernels' fixed directories
+# (jsii_node.cjs), the validator's unpacked library and its results (template_validation.py).
+CACHE = Path(__file__).resolve().parents[1] / "build" / "jsii"
+CACHE_VARIABLE = "BLUEPRINT_JSII_CACHE"
 
 
 def node_options(current: str | None, preload: Path = PRELOAD) -> str:
@@ -25,4 +29,4 @@ def node_options(current: str | None, preload: Path = PRELOAD) -> str:
 def configure(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment variables to set for the jsii runtime, given ``environ`` (os.environ by default)."""
     environ = os.environ if environ is None else environ
-    return {"NODE_OPTIONS": node_options(environ.get("NODE_OPTIONS"))}
+    return {"NODE_OPTIONS": node_options(environ.get("NODE_OPTIONS")), CACHE_VARIABLE: str(CACHE)}

@@ -14,6 +14,12 @@ The plugin carries CDK's plugin name, so CDK reads and treats its report as its 
 with ``Validations.of(...).acknowledge``), and the app is created with CDK's built-in validator
 off so the templates are not validated twice. A validator that cannot be built, dies or does not
 answer fails synth with the reason: a check is never skipped silently.
+
+The worker keeps each stack's findings under ``build/jsii/validation/``, keyed by everything they
+depend on (the template's bytes, the stack, aws-cdk-lib's rules, the engine's version), and reads
+again only the templates whose key changed: a synth that changes one stack validates one template,
+and the report is the one CDK's plugin returns over all of them (template_validation.cjs says how).
+A clean checkout (CI) has no cache and validates every template; ``make clean`` empties it.
 """
 
 from __future__ import annotations
@@ -40,8 +46,12 @@ from aws_cdk import (
     PolicyViolation,
 )
 
+from stacks import jsii_node
+from stacks.shared.expect import present
+
 WORKER = Path(__file__).resolve().with_name("template_validation.cjs")
-CACHE = Path(__file__).resolve().parents[1] / "build" / "jsii"
+CACHE = jsii_node.CACHE
+RESULTS = CACHE / "validation"  # each stack's last findings (template_validation.cjs)
 # What the validator loads from aws-cdk-lib's package (its plugin, CDK's rules, the engine).
 LIBRARY_PARTS = (
     "package/package.json",
@@ -95,32 +105,46 @@ def library_root(bundle: Path | None = None, cache: Path = CACHE) -> Path:
 class RemoteTemplateValidator:
     """CDK's template validator in its own Node.js process (see the module's docstring)."""
 
-    def __init__(self, library: Path, *, worker: Path = WORKER, answer_seconds: float = ANSWER_SECONDS) -> None:
+    def __init__(
+        self,
+        library: Path,
+        *,
+        cache: Path | None = None,
+        worker: Path = WORKER,
+        answer_seconds: float = ANSWER_SECONDS,
+    ) -> None:
+        """``cache``: where the worker keeps each stack's last result (see the module's docstring);
+        None, every template is validated at every synth."""
         self._answer_seconds = answer_seconds
         self._described: dict[str, Any] | None = None
         self._lock = threading.Lock()
         self._process = subprocess.Popen(  # noqa: S603  # the jsii runtime's node and this repo's worker
-            [os.environ.get("JSII_NODE") or shutil.which("node") or "node", str(worker), str(library)],
+            [
+                os.environ.get("JSII_NODE") or shutil.which("node") or "node",
+                str(worker),
+                str(library),
+                *([str(cache)] if cache is not None else []),
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
             env=os.environ.copy(),  # NODE_OPTIONS as start() set them for the jsii runtime
         )
+        self._stdin = present(self._process.stdin, "the validator's stdin")
+        self._stdout = present(self._process.stdout, "the validator's stdout")
         self._answers: queue.Queue[str | None] = queue.Queue()
         self._started: dict[str, Any] | None = None  # a request sent by start(), its answer unread
         threading.Thread(target=self._read, name="template-validator", daemon=True).start()
 
     def _read(self) -> None:
-        assert self._process.stdout is not None
-        for line in self._process.stdout:
+        for line in self._stdout:
             self._answers.put(line)
         self._answers.put(None)  # the worker is gone
 
     def _send(self, request: dict[str, Any]) -> None:  # the caller holds the lock
-        assert self._process.stdin is not None
         try:
-            self._process.stdin.write(json.dumps(request) + "\n")
-            self._process.stdin.flush()
+            self._stdin.write(json.dumps(request) + "\n")
+            self._stdin.flush()
         except OSError:  # its end of the pipe is closed: it exited, as reading the answer reports
             pass
 
@@ -161,8 +185,7 @@ class RemoteTemplateValidator:
     def close(self) -> None:
         """End the worker (it may still be building, as when synth stops on a configuration
         error) and wait for it, so it is not left behind and its CPU time counts as the app's."""
-        if self._process.stdin is not None:
-            self._process.stdin.close()
+        self._stdin.close()
         self._process.terminate()
         self._process.wait()
 

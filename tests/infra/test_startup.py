@@ -4,6 +4,7 @@ and reports what CDK's own validator reports; a validator that fails fails synth
 
 from __future__ import annotations
 
+import ast
 import importlib.metadata
 import io
 import json
@@ -337,3 +338,193 @@ def test_start_turns_the_cyclic_collector_off_before_aws_cdk_is_imported() -> No
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["True", "False", "False"]
+
+
+def test_start_freezes_what_it_built_at_exit() -> None:
+    """At exit the synth's objects are frozen (gc.freeze), so the interpreter's last collection
+    does not walk them (about 0.3 s of a synth); handlers registered before start() run after."""
+    result = run_python(
+        """
+        import atexit, gc
+        atexit.register(lambda: print(gc.get_freeze_count() > 0))
+        from stacks import startup
+        startup.start()
+        print(gc.get_freeze_count() > 0)
+        """,
+        CDK_VALIDATION="false",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "True"]
+
+
+# --- The validator's result cache (template_validation.cjs) ---------------------------------------
+
+
+# One resource with a property CloudFormation's schema does not have (E3002), as a template.
+def write_template(path: Path, name: str) -> Path:
+    path.write_text(
+        json.dumps(
+            {
+                "Resources": {
+                    "Parameter": {
+                        "Type": "AWS::SSM::Parameter",
+                        "Properties": {"Type": "String", "Value": "v", "NotAProperty": name},
+                    }
+                }
+            }
+        )
+    )
+    return path
+
+
+def validated(validator: RemoteTemplateValidator, *paths: Path) -> PolicyValidationPluginReport:
+    return validator.validate(templates(*map(str, paths)))
+
+
+def rule_resources(report: PolicyValidationPluginReport) -> dict[str, list[str]]:
+    return {
+        violation.rule_name: [Path(str(r.template_path)).name for r in violation.violating_resources]
+        for violation in report.violations
+    }
+
+
+@pytest.fixture
+def two_templates(tmp_path: Path) -> tuple[Path, Path]:
+    return write_template(tmp_path / "One.template.json", "a"), write_template(tmp_path / "Two.template.json", "b")
+
+
+def real_validator(cache: Path | None) -> RemoteTemplateValidator:
+    return RemoteTemplateValidator(library_root(), cache=cache)
+
+
+def test_a_cached_report_is_the_report_cdks_plugin_makes_over_all_the_templates(
+    tmp_path: Path, two_templates: tuple[Path, Path]
+) -> None:
+    """Validated one template at a time and merged (same rule and description: one violation
+    listing each template's resource, in order), cold cache and warm, the report is the one the
+    plugin makes over both templates at once, without a cache."""
+    reports = []
+    for cache in (None, tmp_path / "results", tmp_path / "results"):
+        validator = real_validator(cache)
+        try:
+            reports.append(validated(validator, *two_templates))
+        finally:
+            validator.close()
+    assert reports[0] == reports[1] == reports[2]
+    assert ["One.template.json", "Two.template.json"] in rule_resources(reports[0]).values()
+    assert len(list((tmp_path / "results").iterdir())) == 2  # one file per stack
+
+
+def test_a_template_is_validated_again_only_when_its_key_changes(
+    tmp_path: Path, two_templates: tuple[Path, Path]
+) -> None:
+    """A stack's cached findings are read while its template's bytes (and request) are unchanged:
+    findings planted in the cache come back; once the template changes, the engine reads it again."""
+    one, two = two_templates
+    cache = tmp_path / "results"
+    validator = real_validator(cache)
+    try:
+        validated(validator, one, two)
+        for file in cache.iterdir():
+            entry = json.loads(file.read_text())
+            entry["violations"] = [{"ruleName": "PLANTED", "description": "from the cache", "severity": "warning",
+                                    "violatingResources": [{"templatePath": "x", "locations": []}]}]  # fmt: skip
+            file.write_text(json.dumps(entry))
+        assert list(rule_resources(validated(validator, one, two))) == ["PLANTED"]
+        write_template(two, "changed")
+        fresh = rule_resources(validated(validator, one, two))
+        assert "PLANTED" in fresh  # One, unchanged, still from the cache
+        assert ["Two.template.json"] in fresh.values()  # Two read again
+    finally:
+        validator.close()
+
+
+def test_an_unreadable_cache_entry_is_a_miss(tmp_path: Path, two_templates: tuple[Path, Path]) -> None:
+    cache = tmp_path / "results"
+    validator = real_validator(cache)
+    try:
+        first = validated(validator, *two_templates)
+        for file in cache.iterdir():
+            file.write_text("{not json")
+        assert validated(validator, *two_templates) == first
+    finally:
+        validator.close()
+
+
+# --- jsii_node.cjs: Node's compile cache and the kernels' fixed directories -----------------------
+
+KERNEL_DIRECTORIES = """
+const fs = require("node:fs"), os = require("node:os"), path = require("node:path");
+const steps = JSON.parse(process.argv[1]);
+const out = { compileCache: require("node:module").getCompileCacheDir?.() ?? null, made: [] };
+for (const step of steps) {
+  if (step === "rm0") fs.rmSync(path.join(process.env.BLUEPRINT_JSII_CACHE, "kernels", "0"), { recursive: true });
+  else if (step === "age1") { const old = new Date(Date.now() - 2 * 3600 * 1000); fs.utimesSync(path.join(process.env.BLUEPRINT_JSII_CACHE, "kernels", "1"), old, old); }
+  else out.made.push(fs.mkdtempSync(path.join(os.tmpdir(), step)));
+}
+console.log(JSON.stringify(out));
+"""
+
+
+def kernel_directories(tmp_path: Path, steps: list[str], *, cache: bool = True) -> dict[str, Any]:
+    env = {**ENV, **jsii_node.configure({}), "TMPDIR": str(tmp_path / "tmp")}
+    (tmp_path / "tmp").mkdir(parents=True, exist_ok=True)
+    if cache:
+        env[jsii_node.CACHE_VARIABLE] = str(tmp_path / "cache")
+    else:
+        env.pop(jsii_node.CACHE_VARIABLE)
+    result = subprocess.run(
+        ["node", "-e", KERNEL_DIRECTORIES, json.dumps(steps)], env=env, capture_output=True, text=True, check=False,
+        timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    found: dict[str, Any] = json.loads(result.stdout)
+    found["made"] = [str(Path(p).relative_to(tmp_path)) for p in found["made"]]
+    return found
+
+
+def test_the_preload_turns_nodes_compile_cache_on_under_the_apps_cache(tmp_path: Path) -> None:
+    assert jsii_node.configure({})[jsii_node.CACHE_VARIABLE] == str(jsii_node.CACHE)
+    versioned = Path(kernel_directories(tmp_path, [])["compileCache"])  # a directory per Node release and flags
+    assert versioned.parent == tmp_path / "cache" / "node-compile-cache"
+    assert kernel_directories(tmp_path, [], cache=False)["compileCache"] is None
+
+
+def test_each_kernel_gets_a_fixed_directory_of_its_own(tmp_path: Path) -> None:
+    """Taken in order while held (a held one is never shared), given back when removed (as the
+    kernel removes it at exit), a stale one taken back; with all held, or for any other prefix,
+    mkdtemp as ever."""
+    kernel = "jsii-kernel-"
+    steps = [kernel, kernel, "other-", "rm0", kernel, "age1", kernel, kernel, kernel, kernel]
+    made = kernel_directories(tmp_path, steps)["made"]
+    assert made[:6] == [
+        "cache/kernels/0",
+        "cache/kernels/1",
+        made[2],
+        "cache/kernels/0",  # given back
+        "cache/kernels/1",  # stale: taken back
+        "cache/kernels/2",
+    ]
+    assert made[2].startswith("tmp/other-")
+    assert made[6] == "cache/kernels/3"
+    assert made[7].startswith("tmp/jsii-kernel-")  # every slot held
+    assert kernel_directories(tmp_path / "plain", ["jsii-kernel-"], cache=False)["made"][0].startswith(
+        "tmp/jsii-kernel-"
+    )
+
+
+# --- The app runs under python -O (cdk.json) --------------------------------------------------------
+
+
+def test_the_cli_runs_the_app_optimized_and_the_app_holds_no_assert() -> None:
+    """jsii skips its Python-side argument checks under -O (the kernel still checks every value;
+    the test suite, which builds the same app without -O, keeps them too). -O also drops assert
+    statements, so the app's own code holds none (stacks/shared/expect.py instead)."""
+    assert json.loads((ROOT / "cdk.json").read_text())["app"] == ".venv/bin/python -O app.py"
+    asserts = [
+        f"{path.relative_to(ROOT)}:{node.lineno}"
+        for path in [ROOT / "app.py", *sorted((ROOT / "stacks").rglob("*.py"))]
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Assert)
+    ]
+    assert asserts == []
