@@ -33,6 +33,7 @@ import subprocess
 import tarfile
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -161,14 +162,18 @@ class RemoteTemplateValidator:
             raise ValidatorError(f"the template validator failed: {answer['error']}")
         return answer
 
-    def _ask(self, request: dict[str, Any]) -> dict[str, Any]:
+    def _ask(
+        self, request: Callable[[], dict[str, Any]], *, started_answers: Callable[[dict[str, Any]], bool]
+    ) -> dict[str, Any]:
+        """The answer to ``request()`` (built only when sent), or to the request :meth:`start` sent
+        if ``started_answers`` says it is the same question."""
         with self._lock:
             started, self._started = self._started, None
             if started is not None:  # the worker answers in order: the started request's answer is next
                 answer = self._answer()
-                if started == request:
+                if started_answers(started):
                     return answer
-            self._send(request)
+            self._send(request())
             return self._answer()
 
     def start(self, context: IPolicyValidationContext) -> None:
@@ -192,7 +197,7 @@ class RemoteTemplateValidator:
     def _description(self) -> dict[str, Any]:
         if self._described is None:
             try:
-                self._described = self._ask({"describe": True})
+                self._described = self._ask(lambda: {"describe": True}, started_answers=lambda _: False)
             except ValidatorError:
                 return {}  # read while CDK reports a failed validator: the failure is the report
         return self._described
@@ -212,7 +217,14 @@ class RemoteTemplateValidator:
         return rule_ids
 
     def validate(self, context: IPolicyValidationContext) -> PolicyValidationPluginReport:
-        return plugin_report(self._ask(_validate_request(context))["report"])
+        # The same templates as those started: that answer. Their paths are one round trip to the jsii
+        # runtime; the whole request is a few per template.
+        paths = list(context.template_paths)
+        answer = self._ask(
+            lambda: _validate_request(context),
+            started_answers=lambda started: [stack["templatePath"] for stack in started["validate"]] == paths,
+        )
+        return plugin_report(answer["report"])
 
 
 def _validate_request(context: IPolicyValidationContext) -> dict[str, Any]:

@@ -172,7 +172,7 @@ def test_a_validator_that_does_not_answer_is_an_error_not_a_pass(tmp_path: Path)
     validator = RemoteTemplateValidator(tmp_path, worker=silent, answer_seconds=0.2)
     try:
         with pytest.raises(ValidatorError, match="did not answer"):
-            validator.validate(cast(Any, SimpleNamespace(stack_templates=[])))
+            validator.validate(cast(Any, SimpleNamespace(stack_templates=[], template_paths=[])))
         assert (validator.version, validator.rule_ids) == (None, None)  # read by CDK's failure report
     finally:
         validator.close()
@@ -195,7 +195,7 @@ def test_a_validator_that_cannot_load_cdk_says_so(tmp_path: Path) -> None:
     validator = RemoteTemplateValidator(tmp_path / "no-such-library")
     try:
         with pytest.raises(ValidatorError, match=r"cannot build CDK's template validator from .*no-such-library"):
-            validator.validate(cast(Any, SimpleNamespace(stack_templates=[])))
+            validator.validate(cast(Any, SimpleNamespace(stack_templates=[], template_paths=[])))
     finally:
         validator.close()
 
@@ -263,7 +263,7 @@ def templates(*paths: str) -> Any:
     stacks = [
         SimpleNamespace(stack_construct_path=path, template_path=path, account_id=None, region=None) for path in paths
     ]
-    return cast(Any, SimpleNamespace(stack_templates=stacks))
+    return cast(Any, SimpleNamespace(stack_templates=stacks, template_paths=list(paths)))
 
 
 def answered(report: Any) -> str:
