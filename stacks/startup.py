@@ -14,7 +14,7 @@ it exits: the collector's passes over them while aws_cdk's modules are imported 
 built cost about 0.3 s of the Python process's 1.8 s of CPU and found under 2% of its objects
 to free (peak memory is 155 MB either way). Reference counting frees everything else as before.
 At exit, after the assembly is written, everything is frozen (``gc.freeze``) so the interpreter's
-last collection, which runs even with the collector off, does not walk it (0.3–0.4 s).
+last collection, which runs even with the collector off, does not walk it (0.3 to 0.4 s).
 
 Without :func:`start` (tests, tools) nothing changes: CDK builds its validator at synth as usual,
 and ``CDK_VALIDATION=false`` turns validation off as usual, here too.
