@@ -22,6 +22,7 @@ from urllib.parse import unquote_plus
 from botocore.exceptions import ClientError
 
 from ingestion.contract import DIRECT_PREFIX, REALTIME_PREFIX, PipelineSettings
+from ingestion.copies import COPY_OBJECT_LIMIT, carried, in_parts
 from ingestion.documents import ReadLimits, RejectedError, document_format, text_of
 from ingestion.events import MAX_KEY_BYTES, ObjectRef, OcrJob
 from ingestion.knowledge import KnowledgeBase, sidecar
@@ -83,8 +84,11 @@ class Pipeline:
         clock: Callable[[], dt.datetime] = _now,
         textract: Any = None,
         monotonic: Callable[[], float] = time.monotonic,
+        copy_limit: int = COPY_OBJECT_LIMIT,
     ) -> None:
+        """``copy_limit``: the largest object quarantined with one CopyObject (tests lower it)."""
         self._s3 = s3
+        self._copy_limit = copy_limit
         self._scanner = scanner
         self._registry = registry
         self._kb = knowledge
@@ -189,12 +193,12 @@ class Pipeline:
             classification=classification if known else "",
             origin=origin if ORIGIN.fullmatch(origin) else "unknown",
         )
+        size = int(head.get("ContentLength", ref.size))
         scan: Scan | None = None
         try:
             if not known:
                 allowed = ", ".join(self._settings.classification_policies)
                 raise RejectedError("unknown_classification", f"unknown classification (allowed: {allowed})")
-            size = int(head.get("ContentLength", ref.size))
             if size > self._settings.max_document_bytes:
                 raise RejectedError(
                     "too_large", f"{size} bytes is over the {self._settings.max_document_bytes} byte limit"
@@ -216,7 +220,7 @@ class Pipeline:
         except RejectedError as rejected:
             pii = scan.summary() if scan else {}
             quarantined = replace(record, reason=rejected.reason, reason_code=rejected.code, pii=pii)
-            return self._quarantine(ref, key, quarantined)
+            return self._quarantine(ref, key, quarantined, head=head, size=size)
         return self._curate(ref, key, record, mask(text, scan.spans), scan, metadata)
 
     def _read(self, ref: ObjectRef, key: str, record: VersionRecord) -> tuple[str, VersionRecord]:
@@ -352,14 +356,24 @@ class Pipeline:
             return dict.fromkeys(checked, "unknown")
         return dict(zip(checked, masked, strict=True))
 
-    def _quarantine(self, ref: ObjectRef, key: str, record: VersionRecord) -> Outcome:
+    def _quarantine(
+        self, ref: ObjectRef, key: str, record: VersionRecord, *, head: Mapping[str, Any], size: int
+    ) -> Outcome:
+        """Copy the version to quarantine as it is (in parts above CopyObject's limit: copies.py)."""
         target = quarantine_key(record.document_id, ref.version, key)
-        self._s3.copy_object(
-            Bucket=self._settings.quarantine_bucket,
-            Key=target,
-            CopySource={"Bucket": ref.bucket, "Key": key, "VersionId": ref.version},
-            MetadataDirective="COPY",
-        )
+        landed = {"Bucket": ref.bucket, "Key": key, "VersionId": ref.version}
+        if size <= self._copy_limit:
+            self._s3.copy_object(
+                Bucket=self._settings.quarantine_bucket, Key=target, CopySource=landed, MetadataDirective="COPY"
+            )
+        else:
+            self._s3.copy(
+                CopySource=landed,
+                Bucket=self._settings.quarantine_bucket,
+                Key=target,
+                ExtraArgs=carried(head),
+                Config=in_parts(self._copy_limit),
+            )
         location = f"s3://{self._settings.quarantine_bucket}/{target}"
         current = {"status": QUARANTINED, "version": record.version, "location": location}
 

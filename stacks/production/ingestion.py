@@ -303,10 +303,12 @@ class IngestionPipeline(Construct):
                 actions=["s3:GetObject", "s3:GetObjectVersion", "s3:DeleteObjectVersion"], resources=[landing_objects]
             )
         )
-        # A quarantine copy is undone (deleted) when a newer version of the document won the race.
+        # A quarantine copy is undone (deleted) when a newer version of the document won the race;
+        # one over CopyObject's 5 GiB is copied in parts, and its upload aborted if a part fails.
         role.add_to_principal_policy(
             iam.PolicyStatement(
-                actions=["s3:PutObject", "s3:DeleteObject"], resources=[self.quarantine.arn_for_objects("*")]
+                actions=["s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
+                resources=[self.quarantine.arn_for_objects("*")],
             )
         )
         curated_objects = [curated.arn_for_objects(f"{p}*") for p in self.curated_prefixes]

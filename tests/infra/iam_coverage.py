@@ -154,7 +154,11 @@ SWITCHED_ON_BY_VARIABLE: dict[str, str] = {
 # CopySource arguments built before the call: (package, expression) -> (bucket, may name a version).
 COPY_SOURCES: dict[tuple[str, str], tuple[str, bool]] = {
     ("ingestion", "source"): ("finding.bucket", True),
+    ("ingestion", "landed"): ("ref.bucket", True),
 }
+# boto3's managed copy (a client method of boto3's, not an API operation): CopyObject, or
+# HeadObject and a multipart upload of UploadPartCopy parts, aborted on failure.
+MANAGED_COPY = frozenset({"CopySource", "Bucket", "Key", "ExtraArgs", "Callback", "SourceClient", "Config"})
 
 
 # Where in a bucket an S3 call's key can be, when the code builds it at run time:
@@ -351,6 +355,8 @@ def _operation(node: ast.Call, services: set[str]) -> tuple[str, str] | None:
     kwargs = {k.arg for k in node.keywords if k.arg is not None}
     if node.args:
         return None
+    if node.func.attr == "copy" and "s3" in services and "CopySource" in kwargs and kwargs <= MANAGED_COPY:
+        return ("s3", "ManagedCopy")
     candidates = [
         (service, operation)
         for service in sorted(services)
@@ -448,6 +454,9 @@ def _actions(site: _Site) -> Iterator[Call]:
             yield site.call(item, f"dynamodb:{item}", site.resource)
     elif (site.service, operation) == ("s3", "CopyObject"):
         yield from _copy_object(site)
+    elif (site.service, operation) == ("s3", "ManagedCopy"):
+        yield from _copy_object(site)  # CreateMultipartUpload, UploadPartCopy and the rest: s3:PutObject
+        yield site.call("AbortMultipartUpload", "s3:AbortMultipartUpload", site.resource)
     elif site.service == "s3" and operation in S3_VERSIONED and "VersionId" in site.arguments:
         yield site.call(operation, f"s3:{S3_VERSIONED[operation]}", site.resource)
     elif (site.service, operation) == ("s3", "HeadObject"):

@@ -248,12 +248,15 @@ def make(
     textract: Any = None,
     monotonic: Callable[[], float] | None = None,
     readers: dict[str, list[str]] | None = None,
+    copy_limit: int | None = None,
     **settings: Any,
 ) -> Pipeline:
     """A pipeline over the test AWS with these settings changed and a fixed clock."""
     scanner = PiiScanner(aws.comprehend, custom_identifiers=CUSTOM if custom is None else custom, min_score=0.8)
     changed = SETTINGS.model_copy(update=settings)
     extra: dict[str, Any] = {"monotonic": monotonic} if monotonic else {}
+    if copy_limit is not None:
+        extra["copy_limit"] = copy_limit
     return Pipeline(
         aws.s3,
         scanner,

@@ -557,6 +557,29 @@ def test_the_byte_limit_lets_a_document_of_exactly_that_size_through(aws: Aws, s
         assert record_of(aws, ref)["reason_code"] == "too_large"
 
 
+def test_an_upload_over_one_copys_limit_is_quarantined_in_parts_as_it_is(aws: Aws) -> None:
+    """S3's CopyObject takes a source of 5 GiB at most: above that (lowered here) the version is
+    copied in parts, with the content type and user metadata CopyObject would have kept."""
+    body = bytes(range(256)) * (MAX_BYTES // 256 + 64)
+    put = aws.s3.put_object(
+        Bucket=LANDING, Key="docs/huge.txt", Body=body, ContentType="text/plain", Metadata={"classification": "public"}
+    )
+    ref = ObjectRef(LANDING, "docs/huge.txt", put["VersionId"], len(body), "0066AED6DCD90281E500")
+    operations: list[str] = []
+    aws.s3.meta.events.register("before-call.s3.*", lambda model, **_: operations.append(model.name))
+    outcome = make(aws, copy_limit=len(body) - 1).process(ref)
+    assert (outcome.status, outcome.reason_code) == ("quarantined", "too_large")
+    assert "UploadPartCopy" in operations
+    assert "CopyObject" not in operations
+    (target,) = [k for k in aws.objects(QUARANTINE) if k.startswith(document_id(LANDING, "docs/huge.txt"))]
+    copied = aws.s3.get_object(Bucket=QUARANTINE, Key=target)
+    assert (copied["Body"].read(), copied["ContentType"], copied["Metadata"]) == (
+        body,
+        "text/plain",
+        {"classification": "public"},
+    )
+
+
 @pytest.mark.parametrize(
     ("policy", "status", "reason", "code", "pii"),
     [
