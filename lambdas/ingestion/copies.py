@@ -6,9 +6,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from boto3.s3.transfer import TransferConfig
+if TYPE_CHECKING:
+    from boto3.s3.transfer import TransferConfig
 
 COPY_OBJECT_LIMIT = 5 * 1024**3  # bytes: S3's limit on a CopyObject source
 PART_BYTES = 512 * 1024**2  # 10,000 parts of this reach S3's largest object (5 TiB)
@@ -16,7 +17,10 @@ PART_BYTES = 512 * 1024**2  # 10,000 parts of this reach S3's largest object (5 
 
 def in_parts(limit: int = COPY_OBJECT_LIMIT) -> TransferConfig:
     """The managed copy's settings: parts only above ``limit``, each of PART_BYTES (boto3 makes them
-    larger for an object that would need more than 10,000)."""
+    larger for an object that would need more than 10,000). Imported here: s3transfer is for
+    this rare path only, not every cold start."""
+    from boto3.s3.transfer import TransferConfig
+
     return TransferConfig(multipart_threshold=limit, multipart_chunksize=PART_BYTES)
 
 
