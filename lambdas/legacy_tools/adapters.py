@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -23,9 +23,11 @@ from legacy_tools.contract import CURSOR, SingleCallTool
 from legacy_tools.shaping import decode_cursor, page, project, single
 from shared.bodies import problems
 from shared.field_paths import value_at
-from shared.legacy_client import LegacyClient
 from shared.tool_errors import ToolError
 from shared.tools import ToolSpec
+
+if TYPE_CHECKING:  # the CDK app imports this module for its registry: no HTTP client there
+    from shared.legacy_client import LegacyClient
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -37,7 +39,7 @@ class Shape:
     fields: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # tool -> declared field -> path
 
 
-Run = Callable[[LegacyClient, Shape, Mapping[str, Any]], dict[str, Any]]
+Run = Callable[["LegacyClient", Shape, Mapping[str, Any]], dict[str, Any]]
 
 
 @dataclass(frozen=True)

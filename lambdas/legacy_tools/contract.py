@@ -23,10 +23,9 @@ from pydantic_core import SchemaError
 
 from shared.contract import FunctionSettings
 from shared.field_paths import FieldPath
-from shared.legacy_client import DEFAULT_MAX_RESPONSE_BYTES
 from shared.meaning import Meaning
 from shared.runtime_config import ConfigLocation, RuntimeDocument
-from shared.tools import GATEWAY_ARGUMENTS, ToolSpec
+from shared.tools import DEFAULT_MAX_RESPONSE_BYTES, GATEWAY_ARGUMENTS, ToolSpec
 
 ArgumentName = Annotated[
     str,

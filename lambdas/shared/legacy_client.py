@@ -28,10 +28,10 @@ from urllib.parse import urlencode
 import urllib3
 
 from shared.tool_errors import ToolError
+from shared.tools import DEFAULT_MAX_RESPONSE_BYTES
 
 TOKEN_SKEW_SECONDS = 30  # refresh this long before the token's stated expiry
 MAX_TOKEN_SECONDS = 86_400  # an expiry beyond a day is not believed: refetch daily at least
-DEFAULT_MAX_RESPONSE_BYTES = 1 << 20
 READ_CHUNK_BYTES = 64 * 1024  # one read; the cap is checked after each
 MAX_JSON_DEPTH = 64  # deeper than any record a tool projects; json and json.dumps recurse
 # RFC 6750 b64token: what a bearer token may hold, so it can never break the header it goes in.

@@ -26,6 +26,10 @@ CONVERSATION_ARGUMENT = "conversation_id"
 GROUP_ARGUMENT = "caller_group"  # the web tools' (their domain lists are per group)
 GATEWAY_ARGUMENTS = (CLASSIFICATIONS_ARGUMENT, CONVERSATION_ARGUMENT, GROUP_ARGUMENT)
 
+# The most a legacy API's answer may be (bytes) unless its endpoint's config says otherwise: the
+# client (shared/legacy_client.py) refuses a larger one as it streams.
+DEFAULT_MAX_RESPONSE_BYTES = 1 << 20
+
 # Tools every deployment has, by tool name -> gateway target: knowledge search (a Lambda target)
 # and the web tools (lambdas/web_mcp, an MCP server on AgentCore Runtime).
 KNOWLEDGE_SEARCH = "knowledge_search"

@@ -9,8 +9,7 @@ from pydantic import Discriminator, Field, Tag, field_validator
 
 from legacy_tools.adapters import CHAINED
 from legacy_tools.contract import DeclaredField, SingleCallTool
-from shared.legacy_client import DEFAULT_MAX_RESPONSE_BYTES
-from shared.tools import BUILTIN_TOOLS
+from shared.tools import BUILTIN_TOOLS, DEFAULT_MAX_RESPONSE_BYTES
 from stacks.config.base import ConfigModel, KeyedError
 from stacks.config.fields import FieldPath, HttpsUrl, SecretName, ToolName, UrlPath
 
