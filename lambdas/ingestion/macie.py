@@ -35,6 +35,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from ingestion.contract import MACIE_QUARANTINE_PREFIX, ResponderSettings
+from ingestion.copies import COPY_OBJECT_LIMIT, carried, in_parts
 from ingestion.events import MAX_KEY_BYTES, utf8_within
 from ingestion.knowledge import KnowledgeBase
 from ingestion.pipeline import MISSING, SIDECAR_SUFFIX, CuratedStore, document_id, named_under
@@ -124,9 +125,19 @@ def _object(parent: Any, name: str) -> dict[str, Any]:
 
 class Responder:
     def __init__(
-        self, s3: Any, store: CuratedStore, registry: Registry, sns: Any, buckets: Buckets, topic: str
+        self,
+        s3: Any,
+        store: CuratedStore,
+        registry: Registry,
+        sns: Any,
+        buckets: Buckets,
+        topic: str,
+        *,
+        copy_limit: int = COPY_OBJECT_LIMIT,
     ) -> None:
+        """``copy_limit``: the largest object S3's CopyObject copies (tests lower it)."""
         self._s3 = s3
+        self._copy_limit = copy_limit
         self._store = store
         self._registry = registry
         self._sns = sns
@@ -213,10 +224,12 @@ class Responder:
         try:
             self._s3.copy_object(Bucket=self._buckets.quarantine, Key=target, CopySource=source)
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") not in MISSING:
+            code = error.response.get("Error", {}).get("Code")
+            if code in MISSING:
+                steps.append("read the registry")
+                return self._registry.finding_location(doc, finding.id)
+            if code != "InvalidRequest" or not self._copied_in_parts(finding, source, target, steps):
                 raise
-            steps.append("read the registry")
-            return self._registry.finding_location(doc, finding.id)
         location = f"s3://{self._buckets.quarantine}/{target}"
         steps.append("record the finding")  # before the delete: a retry finds where it went
         self._registry.finding(doc, finding.id, reason=reason, location=location, at=at, current=False)
@@ -226,6 +239,25 @@ class Responder:
         else:
             self._s3.delete_object(Bucket=finding.bucket, Key=finding.key)
         return location
+
+    def _copied_in_parts(self, finding: Finding, source: dict[str, str], target: str, steps: list[str]) -> bool:
+        """CopyObject refuses a source over its limit (InvalidRequest): one that is, is copied in
+        parts (copies.py); False for any other InvalidRequest, which stands."""
+        steps.append("copy to quarantine in parts")
+        if finding.version:
+            head = self._s3.head_object(Bucket=finding.bucket, Key=finding.key, VersionId=finding.version)
+        else:
+            head = self._s3.head_object(Bucket=finding.bucket, Key=finding.key)
+        if int(head.get("ContentLength", 0)) <= self._copy_limit:
+            return False
+        self._s3.copy(
+            CopySource=source,
+            Bucket=self._buckets.quarantine,
+            Key=target,
+            ExtraArgs=carried(head),
+            Config=in_parts(self._copy_limit),
+        )
+        return True
 
 
 @cache

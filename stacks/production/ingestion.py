@@ -74,7 +74,7 @@ OCR_ACTIONS = ["textract:StartDocumentTextDetection", "textract:GetDocumentTextD
 # it with its versions; listing its bucket makes S3 answer 404, not 403, for a document already gone.
 DOCUMENT_REMOVAL_ACTIONS = ["s3:GetObject", "s3:GetObjectVersion", "s3:DeleteObject", "s3:DeleteObjectVersion"]
 DOCUMENT_LIST_ACTIONS = ["s3:ListBucket"]
-QUARANTINE_WRITE_ACTIONS = ["s3:PutObject"]
+QUARANTINE_WRITE_ACTIONS = ["s3:PutObject", "s3:AbortMultipartUpload"]  # copies over 5 GiB go in parts
 
 
 @dataclass(frozen=True)

@@ -478,6 +478,8 @@ def test_the_macie_responder_may_take_out_any_document_and_write_quarantine_copi
         ("s3:ListBucket", "<IngestionLanding.Arn>"),
         ("s3:ListBucket", "<Curated.Arn>"),
         ("s3:PutObject", f"<IngestionQuarantine.Arn>/{MACIE_QUARANTINE_PREFIX}*"),
+        # (a copy over 5 GiB goes in parts: its upload is aborted if a part fails)
+        ("s3:AbortMultipartUpload", f"<IngestionQuarantine.Arn>/{MACIE_QUARANTINE_PREFIX}*"),
     }
 
 

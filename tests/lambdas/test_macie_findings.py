@@ -9,6 +9,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from botocore.stub import ANY, Stubber
 
 from ingestion import macie
@@ -331,3 +332,61 @@ def test_a_finding_without_an_object_that_is_not_a_policy_finding_is_still_unusa
     event["detail"]["category"] = "CLASSIFICATION"
     assert macie.lambda_handler(event, FakeContext()) == {"action": "ignored"}
     assert responder[1].calls == []
+
+
+class CopyObjectLimit:
+    """S3 as it treats CopyObject: a source over ``limit`` bytes is refused (InvalidRequest)."""
+
+    def __init__(self, s3: Any, limit: int) -> None:
+        self._s3, self._limit = s3, limit
+
+    def copy_object(self, **params: Any) -> Any:
+        source = params["CopySource"]
+        size = self._s3.head_object(**source)["ContentLength"]
+        if size > self._limit:
+            message = (
+                f"The specified copy source is larger than the maximum allowable size for a copy source: {self._limit}"
+            )
+            raise ClientError({"Error": {"Code": "InvalidRequest", "Message": message}}, "CopyObject")
+        return self._s3.copy_object(**params)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._s3, name)
+
+
+def limited_responder(aws: Aws, limit: int) -> tuple[macie.Responder, ModelChecked]:
+    sns = ModelChecked("sns", {"Publish": {"MessageId": "m-1"}})
+    s3 = CopyObjectLimit(aws.s3, limit)
+    buckets = macie.Buckets(landing=LANDING, curated=CURATED, quarantine=QUARANTINE)
+    found = macie.Responder(
+        s3, CuratedStore(aws.s3, aws.knowledge), aws.registry, sns, buckets, TOPIC, copy_limit=limit
+    )
+    return found, sns
+
+
+def test_a_flagged_object_over_copy_objects_limit_is_quarantined_in_parts(aws: Aws) -> None:
+    """Over CopyObject's 5 GiB (lowered here) S3 refuses the copy: the object is copied in parts,
+    with its content type and metadata, then deleted, as any flagged object is."""
+    body = b"ada@example.com " * 4096
+    put = aws.s3.put_object(
+        Bucket=LANDING, Key="docs/huge.txt", Body=body, ContentType="text/plain", Metadata={"owner": "ops"}
+    )
+    responder, _ = limited_responder(aws, len(body) - 1)
+    notice = responder.respond(macie.parse(finding_event(LANDING, "docs/huge.txt", put["VersionId"])), AT)
+    assert notice["action"] == "quarantined"
+    copied = aws.s3.get_object(Bucket=QUARANTINE, Key="macie/finding-0001/huge.txt")
+    assert (copied["Body"].read(), copied["ContentType"], copied["Metadata"]) == (body, "text/plain", {"owner": "ops"})
+    assert "docs/huge.txt" not in aws.objects(LANDING)
+
+
+def test_any_other_refused_copy_fails_the_finding_with_its_step(aws: Aws) -> None:
+    put = aws.s3.put_object(Bucket=LANDING, Key="docs/small.txt", Body=b"ada@example.com")
+    responder, _ = limited_responder(aws, 0)  # refuses every copy, yet the object is within the limit
+    responder._copy_limit = 1 << 20
+    with pytest.raises(macie.FindingNotHandledError) as raised:
+        responder.respond(macie.parse(finding_event(LANDING, "docs/small.txt", put["VersionId"])), AT)
+    assert (raised.value.notice["step"], raised.value.notice["error"]) == (
+        "copy to quarantine in parts",
+        "InvalidRequest",
+    )
+    assert "docs/small.txt" in aws.objects(LANDING)
