@@ -11,15 +11,19 @@
 //
 // 2. Node.js compiles each of the several hundred aws-cdk-lib and cdk-nag modules a synth loads
 // (about half a second of the jsii runtime's CPU, while Python waits). With BLUEPRINT_JSII_CACHE
-// set (stacks/jsii_node.py), Node's own compile cache (module.enableCompileCache) keeps that work
-// under <cache>/node-compile-cache, checked against each module's source, so a module whose code
-// changed is compiled afresh. The cache is keyed by a module's path, and the jsii kernel loads
-// every package from a new temporary directory per run (`<tmp>/jsii-kernel-XXXXXX`, where it links
-// them), which would never hit; so its directory is instead one of a few fixed ones,
-// <cache>/kernels/<n>, each taken by one kernel at a time (created with mkdir, which fails when
-// another kernel holds it; the kernel removes it when it exits, as it removes its temporary one).
-// One left behind by a killed kernel is taken back after STALE_MS. With every slot busy, or
-// any other directory asked for, mkdtemp runs as ever.
+// set (stacks/jsii_node.py), Node's own compile cache (module.enableCompileCache, Node 22.1 and
+// later; on an older Node all of this is off) keeps that work under <cache>/node-compile-cache,
+// checked against each module's source, so a module whose code changed is compiled afresh. The
+// cache is keyed by a module's path, and the jsii kernel loads every package from a new temporary
+// directory per run (`<tmp>/jsii-kernel-XXXXXX`, where it links them), which would never hit; so
+// its directory is instead one of a few fixed ones, <cache>/kernels/<n>:
+//   - taken with mkdir, which fails when another kernel holds it, and marked with the taker's
+//     process id (OWNER); the kernel removes it when it exits, as it removes its temporary one;
+//   - one whose owner is no longer running (a kernel stopped by a signal skips its exit handlers)
+//     is moved aside and taken; if the one moved aside turns out to have a new, live owner (a race
+//     between two synths starting at once), it is moved back and the next slot is tried;
+//   - with every slot held, or anything failing, or any other directory asked for, mkdtemp runs as
+//     ever. Nothing here can fail a synth: a kernel without a slot only compiles its modules again.
 "use strict";
 const fs = require("node:fs");
 const path = require("node:path");
@@ -30,27 +34,62 @@ v8.setFlagsFromString("--no-wasm-tier-up");
 
 const KERNEL_PREFIX = "jsii-kernel-";
 const SLOTS = 4;
-const STALE_MS = 60 * 60 * 1000; // a synth never holds its kernel this long
+const OWNER = ".owner";
+
+function owner(dir) {
+  try {
+    return Number.parseInt(fs.readFileSync(path.join(dir, OWNER), "utf8"), 10);
+  } catch {
+    return undefined; // just taken (not marked yet) or gone: not ours to take
+  }
+}
+
+function running(pid) {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return error.code === "EPERM"; // another user's process: running
+  }
+}
+
+function take(dir) {
+  fs.mkdirSync(dir);
+  try {
+    fs.writeFileSync(path.join(dir, OWNER), String(process.pid));
+  } catch (error) {
+    fs.rmSync(dir, { recursive: true, force: true }); // unmarked, it could never be taken back
+    throw error;
+  }
+  return dir;
+}
 
 function claimSlot(kernels) {
   fs.mkdirSync(kernels, { recursive: true });
   for (let slot = 0; slot < SLOTS; slot++) {
     const dir = path.join(kernels, String(slot));
     try {
-      fs.mkdirSync(dir);
-      return dir;
+      return take(dir);
     } catch (error) {
-      if (error.code !== "EEXIST") return undefined;
+      if (error.code !== "EEXIST") throw error;
     }
+    const stale = owner(dir);
+    if (stale === undefined || running(stale)) continue;
+    const aside = `${dir}.stale.${process.pid}`;
     try {
-      if (Date.now() - fs.statSync(dir).mtimeMs < STALE_MS) continue;
-      const aside = `${dir}.stale.${process.pid}`;
-      fs.renameSync(dir, aside); // only one claimant of a stale slot gets it out of the way
-      fs.rmSync(aside, { recursive: true, force: true });
-      fs.mkdirSync(dir);
-      return dir;
+      fs.renameSync(dir, aside); // one claimant moves it; another finds it gone
     } catch {
-      // another process took it back first, or holds it: the next slot
+      continue;
+    }
+    if (owner(aside) !== stale) {
+      fs.renameSync(aside, dir); // a new owner took it meanwhile: theirs again
+      continue;
+    }
+    fs.rmSync(aside, { recursive: true, force: true });
+    try {
+      return take(dir);
+    } catch {
+      // taken by another after the move: the next slot
     }
   }
   return undefined;
@@ -59,12 +98,16 @@ function claimSlot(kernels) {
 const cache = process.env.BLUEPRINT_JSII_CACHE;
 const { enableCompileCache } = require("node:module");
 if (cache && typeof enableCompileCache === "function") {
-  enableCompileCache(path.join(cache, "node-compile-cache"));
+  enableCompileCache(path.join(cache, "node-compile-cache")); // reports a failure, never throws
   const mkdtempSync = fs.mkdtempSync;
   fs.mkdtempSync = function stableKernelDirectory(prefix, ...rest) {
     if (path.basename(String(prefix)) === KERNEL_PREFIX) {
-      const dir = claimSlot(path.join(cache, "kernels"));
-      if (dir) return dir;
+      try {
+        const dir = claimSlot(path.join(cache, "kernels"));
+        if (dir) return dir;
+      } catch {
+        // no slot (a cache that cannot be written): a temporary directory, as ever
+      }
     }
     return mkdtempSync.call(this, prefix, ...rest);
   };

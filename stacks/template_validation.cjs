@@ -12,7 +12,8 @@
 // rule, severity and description: one violation listing every resource, in template order). So each
 // template is validated on its own here, and its findings are kept in one file per stack, under a key
 // that covers everything the result depends on: the template's bytes, the stack's request (path,
-// template path, account, region), aws-cdk-lib's package (its rules) and the engine's version. A
+// template path, account, region), aws-cdk-lib's package (its rules), the engine's version and this
+// file's own code. A
 // template whose key matches is not validated again; the findings are merged exactly as CDK merges
 // them, so the report is the one CDK's plugin returns over all the templates. A cache file that is
 // missing, unreadable or for another key is a miss; a cache that cannot be written is no cache.
@@ -24,6 +25,7 @@ const readline = require("node:readline");
 
 const library = process.argv[2];
 const cacheDir = process.argv[3];
+const WORKER = crypto.createHash("sha256").update(fs.readFileSync(__filename)).digest("hex"); // this code, in every key
 let plugin;
 let failure;
 try {
@@ -51,7 +53,7 @@ function sha256(...parts) {
 // The findings for one stack's template: from the cache when its key matches, else from the engine.
 function findings(stack) {
   const request = JSON.stringify([stack.stackConstructPath, stack.templatePath, stack.accountId ?? null, stack.region ?? null]);
-  const key = sha256(library, plugin.version, request, fs.readFileSync(stack.templatePath));
+  const key = sha256(library, plugin.version, WORKER, request, fs.readFileSync(stack.templatePath));
   const file = path.join(cacheDir, `${sha256(stack.stackConstructPath)}.json`);
   try {
     const cached = JSON.parse(fs.readFileSync(file, "utf8"));

@@ -461,8 +461,9 @@ const fs = require("node:fs"), os = require("node:os"), path = require("node:pat
 const steps = JSON.parse(process.argv[1]);
 const out = { compileCache: require("node:module").getCompileCacheDir?.() ?? null, made: [] };
 for (const step of steps) {
-  if (step === "rm0") fs.rmSync(path.join(process.env.BLUEPRINT_JSII_CACHE, "kernels", "0"), { recursive: true });
-  else if (step === "age1") { const old = new Date(Date.now() - 2 * 3600 * 1000); fs.utimesSync(path.join(process.env.BLUEPRINT_JSII_CACHE, "kernels", "1"), old, old); }
+  const slot = (n) => path.join(process.env.BLUEPRINT_JSII_CACHE, "kernels", n);
+  if (step === "rm0") fs.rmSync(slot("0"), { recursive: true });
+  else if (step === "dead1") fs.writeFileSync(path.join(slot("1"), ".owner"), String(require("node:child_process").spawnSync("true").pid));
   else out.made.push(fs.mkdtempSync(path.join(os.tmpdir(), step)));
 }
 console.log(JSON.stringify(out));
@@ -486,26 +487,41 @@ def kernel_directories(tmp_path: Path, steps: list[str], *, cache: bool = True) 
     return found
 
 
+def node_has_a_compile_cache() -> bool:
+    """Whether the Node on PATH (the one jsii runs on) has module.enableCompileCache (22.1 and later)."""
+    script = "process.stdout.write(String(typeof require('node:module').enableCompileCache === 'function'))"
+    return subprocess.run(["node", "-e", script], capture_output=True, text=True, check=True).stdout == "true"
+
+
 def test_the_preload_turns_nodes_compile_cache_on_under_the_apps_cache(tmp_path: Path) -> None:
+    """On a Node without a compile cache (before 22.1) the preload changes nothing, kernels included."""
     assert jsii_node.configure({})[jsii_node.CACHE_VARIABLE] == str(jsii_node.CACHE)
-    versioned = Path(kernel_directories(tmp_path, [])["compileCache"])  # a directory per Node release and flags
-    assert versioned.parent == tmp_path / "cache" / "node-compile-cache"
-    assert kernel_directories(tmp_path, [], cache=False)["compileCache"] is None
+    found = kernel_directories(tmp_path, ["jsii-kernel-"])
+    if node_has_a_compile_cache():
+        assert Path(found["compileCache"]).parent == tmp_path / "cache" / "node-compile-cache"  # one per Node release
+        assert found["made"] == ["cache/kernels/0"]
+    else:
+        assert found["compileCache"] is None
+        assert found["made"][0].startswith("tmp/jsii-kernel-")
+    assert kernel_directories(tmp_path / "off", [], cache=False)["compileCache"] is None
 
 
 def test_each_kernel_gets_a_fixed_directory_of_its_own(tmp_path: Path) -> None:
-    """Taken in order while held (a held one is never shared), given back when removed (as the
-    kernel removes it at exit), a stale one taken back; with all held, or for any other prefix,
-    mkdtemp as ever."""
+    """Taken in order while held (a held one is never shared: this process is alive and holds
+    them), given back when removed (as the kernel removes it at exit), one whose owner is gone taken
+    back; with all held, with a cache that cannot be written, or for any other prefix, mkdtemp as
+    ever."""
+    if not node_has_a_compile_cache():
+        return  # no slots there (test_the_preload_turns_nodes_compile_cache_on_under_the_apps_cache)
     kernel = "jsii-kernel-"
-    steps = [kernel, kernel, "other-", "rm0", kernel, "age1", kernel, kernel, kernel, kernel]
+    steps = [kernel, kernel, "other-", "rm0", kernel, "dead1", kernel, kernel, kernel, kernel]
     made = kernel_directories(tmp_path, steps)["made"]
     assert made[:6] == [
         "cache/kernels/0",
         "cache/kernels/1",
         made[2],
         "cache/kernels/0",  # given back
-        "cache/kernels/1",  # stale: taken back
+        "cache/kernels/1",  # its owner gone: taken back
         "cache/kernels/2",
     ]
     assert made[2].startswith("tmp/other-")
@@ -514,6 +530,9 @@ def test_each_kernel_gets_a_fixed_directory_of_its_own(tmp_path: Path) -> None:
     assert kernel_directories(tmp_path / "plain", ["jsii-kernel-"], cache=False)["made"][0].startswith(
         "tmp/jsii-kernel-"
     )
+    (tmp_path / "blocked").mkdir()
+    (tmp_path / "blocked" / "cache").write_text("a file where the cache should be")
+    assert kernel_directories(tmp_path / "blocked", [kernel])["made"][0].startswith("tmp/jsii-kernel-")
 
 
 # --- The app runs under python -O (cdk.json) --------------------------------------------------------
@@ -522,12 +541,26 @@ def test_each_kernel_gets_a_fixed_directory_of_its_own(tmp_path: Path) -> None:
 def test_the_cli_runs_the_app_optimized_and_the_app_holds_no_assert() -> None:
     """jsii skips its Python-side argument checks under -O (the kernel still checks every value;
     the test suite, which builds the same app without -O, keeps them too). -O also drops assert
-    statements, so the app's own code holds none (stacks/shared/expect.py instead)."""
+    statements and ``if __debug__`` blocks, so no module the app imports from this repository
+    (stacks/, and the contracts and shared code under lambdas/) holds either: stacks/shared/expect.py
+    raises instead."""
     assert json.loads((ROOT / "cdk.json").read_text())["app"] == ".venv/bin/python -O app.py"
-    asserts = [
-        f"{path.relative_to(ROOT)}:{node.lineno}"
-        for path in [ROOT / "app.py", *sorted((ROOT / "stacks").rglob("*.py"))]
-        for node in ast.walk(ast.parse(path.read_text()))
-        if isinstance(node, ast.Assert)
+    result = run_python(
+        """
+        import json, sys, app
+        print(json.dumps(sorted({getattr(m, "__file__", None) or "" for m in list(sys.modules.values())})))
+        """,
+        CDK_VALIDATION="false",
+    )
+    assert result.returncode == 0, result.stderr
+    own = [
+        Path(p) for p in json.loads(result.stdout.splitlines()[-1]) if p.startswith(str(ROOT)) and "/.venv/" not in p
     ]
-    assert asserts == []
+    assert any(p.is_relative_to(ROOT / "lambdas") for p in own)  # the contracts are among them
+    found = [
+        f"{path.relative_to(ROOT)}:{node.lineno}"
+        for path in own
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Assert) or (isinstance(node, ast.Name) and node.id == "__debug__")
+    ]
+    assert found == []
