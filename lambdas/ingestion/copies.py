@@ -1,12 +1,15 @@
 """Server-side copies of any size. S3's CopyObject takes a source of at most 5 GiB; a larger one
-(an upload refused as too large, quarantined as it is) is copied in parts by boto3's managed copy
-(UploadPartCopy), with its content type and user metadata carried over as CopyObject's
-``MetadataDirective=COPY`` would."""
+(an upload refused as too large, or a flagged object, quarantined as it is) is copied in parts by
+boto3's managed copy (UploadPartCopy, 10 parts at a time). s3transfer carries the source's content
+type, user metadata and the other headers CopyObject's ``MetadataDirective=COPY`` keeps over to the
+parts' upload; object tags are not copied (CopyObject copies them). The copy must finish within
+the function's timeout: a copy cut short leaves parts, which the quarantine bucket's lifecycle rule
+aborts after a day, and the message or event is retried.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from boto3.s3.transfer import TransferConfig
@@ -22,12 +25,3 @@ def in_parts(limit: int = COPY_OBJECT_LIMIT) -> TransferConfig:
     from boto3.s3.transfer import TransferConfig
 
     return TransferConfig(multipart_threshold=limit, multipart_chunksize=PART_BYTES)
-
-
-def carried(head: Mapping[str, Any]) -> dict[str, Any]:
-    """What a copy in parts must set itself (HeadObject's answer about the source): a multipart
-    upload starts with no content type and no user metadata of its source's."""
-    extra: dict[str, Any] = {"Metadata": dict(head.get("Metadata") or {})}
-    if head.get("ContentType"):
-        extra["ContentType"] = head["ContentType"]
-    return extra

@@ -35,7 +35,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from ingestion.contract import MACIE_QUARANTINE_PREFIX, ResponderSettings
-from ingestion.copies import COPY_OBJECT_LIMIT, carried, in_parts
+from ingestion.copies import COPY_OBJECT_LIMIT, in_parts
 from ingestion.events import MAX_KEY_BYTES, utf8_within
 from ingestion.knowledge import KnowledgeBase
 from ingestion.pipeline import MISSING, SIDECAR_SUFFIX, CuratedStore, document_id, named_under
@@ -254,7 +254,6 @@ class Responder:
             CopySource=source,
             Bucket=self._buckets.quarantine,
             Key=target,
-            ExtraArgs=carried(head),
             Config=in_parts(self._copy_limit),
         )
         return True

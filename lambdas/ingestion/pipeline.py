@@ -22,7 +22,7 @@ from urllib.parse import unquote_plus
 from botocore.exceptions import ClientError
 
 from ingestion.contract import DIRECT_PREFIX, REALTIME_PREFIX, PipelineSettings
-from ingestion.copies import COPY_OBJECT_LIMIT, carried, in_parts
+from ingestion.copies import COPY_OBJECT_LIMIT, in_parts
 from ingestion.documents import ReadLimits, RejectedError, document_format, text_of
 from ingestion.events import MAX_KEY_BYTES, ObjectRef, OcrJob
 from ingestion.knowledge import KnowledgeBase, sidecar
@@ -220,7 +220,7 @@ class Pipeline:
         except RejectedError as rejected:
             pii = scan.summary() if scan else {}
             quarantined = replace(record, reason=rejected.reason, reason_code=rejected.code, pii=pii)
-            return self._quarantine(ref, key, quarantined, head=head, size=size)
+            return self._quarantine(ref, key, quarantined, size=size)
         return self._curate(ref, key, record, mask(text, scan.spans), scan, metadata)
 
     def _read(self, ref: ObjectRef, key: str, record: VersionRecord) -> tuple[str, VersionRecord]:
@@ -356,9 +356,7 @@ class Pipeline:
             return dict.fromkeys(checked, "unknown")
         return dict(zip(checked, masked, strict=True))
 
-    def _quarantine(
-        self, ref: ObjectRef, key: str, record: VersionRecord, *, head: Mapping[str, Any], size: int
-    ) -> Outcome:
+    def _quarantine(self, ref: ObjectRef, key: str, record: VersionRecord, *, size: int) -> Outcome:
         """Copy the version to quarantine as it is (in parts above CopyObject's limit: copies.py)."""
         target = quarantine_key(record.document_id, ref.version, key)
         landed = {"Bucket": ref.bucket, "Key": key, "VersionId": ref.version}
@@ -371,7 +369,6 @@ class Pipeline:
                 CopySource=landed,
                 Bucket=self._settings.quarantine_bucket,
                 Key=target,
-                ExtraArgs=carried(head),
                 Config=in_parts(self._copy_limit),
             )
         location = f"s3://{self._settings.quarantine_bucket}/{target}"

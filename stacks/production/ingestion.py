@@ -122,12 +122,14 @@ class IngestionPipeline(Construct):
             event_bridge_enabled=True,
             lifecycle_rules=[s3.LifecycleRule(abort_incomplete_multipart_upload_after=Duration.days(1))],
         )
+        # Copies over 5 GiB arrive in parts: a copy cut short (a timeout) leaves parts only for a day.
         self.quarantine = SecureBucket(
             self,
             "Quarantine",
             encryption_key=key,
             access_logs=access_logs,
             removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
+            lifecycle_rules=[s3.LifecycleRule(abort_incomplete_multipart_upload_after=Duration.days(1))],
         )
         for bucket, what in ((self.landing, "Landing objects"), (self.quarantine, "Quarantined objects")):
             acknowledge(
