@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any
 
 from aws_cdk import (
     Annotations,
@@ -34,6 +34,7 @@ from stacks.production.agent import acknowledge_runtime_role
 from stacks.production.agents import agent_artifact, runtime_log_group_name, runtime_name
 from stacks.production.context import ProductionContext
 from stacks.shared.bedrock import pii_policy
+from stacks.shared.expect import default_child
 from stacks.shared.lambda_function import environment_of
 from stacks.shared.nag import acknowledge, nag_arn
 from stacks.shared.naming import generation
@@ -158,9 +159,8 @@ class WebTools(Construct):
         )
         self.client.node.add_dependency(resource_server)
         # No user sign-in flow at all (left unset, Cognito would allow SRP and custom auth).
-        cast(cognito.CfnUserPoolClient, self.client.node.default_child).explicit_auth_flows = [
-            "ALLOW_REFRESH_TOKEN_AUTH"
-        ]
+        client = default_child(self.client, cognito.CfnUserPoolClient)
+        client.explicit_auth_flows = ["ALLOW_REFRESH_TOKEN_AUTH"]
         # The token endpoint lives on the pool's domain: a Cognito prefix domain, unique in the region
         # across accounts, so named with the account id (the L1: the L2 cannot check a deployed value).
         domain = cognito.CfnUserPoolDomain(
@@ -175,9 +175,7 @@ class WebTools(Construct):
             client_id=self.client.user_pool_client_id,
             # CloudFormation's own ClientSecret attribute (the L2's user_pool_client_secret would add a
             # deploy-time Lambda to describe the client); the template holds a reference, not the value.
-            client_secret=SecretValue.resource_attribute(
-                Token.as_string(cast(cognito.CfnUserPoolClient, self.client.node.default_child).get_att("ClientSecret"))
-            ),
+            client_secret=SecretValue.resource_attribute(Token.as_string(client.get_att("ClientSecret"))),
             issuer=issuer,
             authorization_endpoint=f"{base_url}/oauth2/authorize",
             token_endpoint=f"{base_url}/oauth2/token",
@@ -257,7 +255,7 @@ class WebTools(Construct):
         # from the pool's domain, which may take a minute to answer once created: the runtime is
         # created after the domain, so its own creation stands between them.
         self.target.node.add_dependency(self.runtime, runtime_logs)
-        cast(Construct, self.runtime.node.default_child).node.add_dependency(domain)
+        default_child(self.runtime, Construct).node.add_dependency(domain)
         acknowledge_runtime_role(self.runtime)
         # What the gateway's role gets for an OAuth target (the Gateway L2 writes it): its workload
         # identity's token and the credential provider's client secret.
