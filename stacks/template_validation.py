@@ -16,7 +16,8 @@ off so the templates are not validated twice. A validator that cannot be built, 
 answer fails synth with the reason: a check is never skipped silently.
 
 The worker keeps each stack's findings under ``build/jsii/validation/``, keyed by everything they
-depend on (the template's bytes, the stack, aws-cdk-lib's rules, the engine's version), and reads
+depend on (the template's bytes, the stack, aws-cdk-lib's rules, the engine's version, the worker's
+own code), and reads
 again only the templates whose key changed: a synth that changes one stack validates one template,
 and the report is the one CDK's plugin returns over all of them (template_validation.cjs says how).
 A clean checkout (CI) has no cache and validates every template; ``make clean`` empties it.
