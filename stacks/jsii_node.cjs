@@ -37,11 +37,13 @@ const SLOTS = 4;
 const OWNER = ".owner";
 
 function owner(dir) {
+  let pid;
   try {
-    return Number.parseInt(fs.readFileSync(path.join(dir, OWNER), "utf8"), 10);
+    pid = Number(fs.readFileSync(path.join(dir, OWNER), "utf8"));
   } catch {
     return undefined; // just taken (not marked yet) or gone: not ours to take
   }
+  return Number.isSafeInteger(pid) && pid > 0 ? pid : undefined; // a mark half written: held too
 }
 
 function running(pid) {

@@ -463,6 +463,7 @@ const out = { compileCache: require("node:module").getCompileCacheDir?.() ?? nul
 for (const step of steps) {
   const slot = (n) => path.join(process.env.BLUEPRINT_JSII_CACHE, "kernels", n);
   if (step === "rm0") fs.rmSync(slot("0"), { recursive: true });
+  else if (step === "half0") fs.writeFileSync(path.join(slot("0"), ".owner"), "");
   else if (step === "dead1") fs.writeFileSync(path.join(slot("1"), ".owner"), String(require("node:child_process").spawnSync("true").pid));
   else out.made.push(fs.mkdtempSync(path.join(os.tmpdir(), step)));
 }
@@ -530,6 +531,11 @@ def test_each_kernel_gets_a_fixed_directory_of_its_own(tmp_path: Path) -> None:
     assert kernel_directories(tmp_path / "plain", ["jsii-kernel-"], cache=False)["made"][0].startswith(
         "tmp/jsii-kernel-"
     )
+    # A mark not yet written (a slot just taken) is held, never taken over.
+    assert kernel_directories(tmp_path / "half", [kernel, "half0", kernel])["made"] == [
+        "cache/kernels/0",
+        "cache/kernels/1",
+    ]
     (tmp_path / "blocked").mkdir()
     (tmp_path / "blocked" / "cache").write_text("a file where the cache should be")
     assert kernel_directories(tmp_path / "blocked", [kernel])["made"][0].startswith("tmp/jsii-kernel-")
