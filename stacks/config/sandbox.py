@@ -69,10 +69,13 @@ class BudgetConfig(ConfigModel):
         description="Who the budget alerts e-mail (AWS Budgets takes up to 10 per alert), for a workload that sets "
         "no budget of its own.",
     )
-    scope_to_tier_tag: bool = Field(
-        default=False,
-        description="Count only resources tagged tier=sandbox (needs the tier cost-allocation tag activated in "
-        "Billing); false budgets the whole account, right for a dedicated sandbox account.",
+    scope: Literal["account", "tier", "workload"] = Field(
+        default="account",
+        description="What a sandbox's budget counts. account: the whole account's spend, right for a dedicated "
+        "sandbox account holding one workload. tier: resources tagged tier=sandbox, every workload's sandbox "
+        "together (each sandbox's budget then alerts on the others' spend too). workload: resources tagged "
+        "workload=<its name>, that sandbox alone. tier and workload need that tag activated as a cost-allocation "
+        "tag in Billing first.",
     )
 
 

@@ -89,7 +89,7 @@ class SandboxStack(Stack):
             monthly_limit_usd=config.budget.monthly_limit_usd,
             threshold_percent=config.budget.alert_threshold_percent,
             emails=config.budget.alert_emails,
-            cost_filter_tag=f"tier${Tier.SANDBOX}" if config.budget.scope_to_tier_tag else None,
+            cost_filter_tag=_budget_tag(config.budget.scope, workload),
         )
 
         CfnOutput(self, "DocumentsBucketName", value=documents.bucket_name, description="Upload documents here")
@@ -112,6 +112,12 @@ class SandboxStack(Stack):
                 description="Sync now: aws kendra start-data-source-sync-job --index-id ... --id ...",
             )
         CfnOutput(self, "QueryUrl", value=query.url.url, description="POST {url}query with SigV4 (service lambda)")
+
+
+def _budget_tag(scope: str, workload: str) -> str | None:
+    """The cost-allocation tag ("key$value") a sandbox's budget counts (config sandbox.budget.scope);
+    None for the whole account. The workload tag is the one stacks/tiers.py puts on its stack."""
+    return {"account": None, "tier": f"tier${Tier.SANDBOX}", "workload": f"workload${workload}"}[scope]
 
 
 # CDK's provider behind the buckets' auto-delete custom resources (one per stack).

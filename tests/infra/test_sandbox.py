@@ -174,7 +174,7 @@ def kendra_on(synthesize: Synthesizer) -> Assembly:
         **{
             "blueprint.sandbox.kendra.enabled": "true",
             "blueprint.workloads.support.generation.model_id": "us.amazon.nova-lite-v1:0",
-            "blueprint.sandbox.budget.scope_to_tier_tag": "true",
+            "blueprint.sandbox.budget.scope": "tier",
         },
     )
 
@@ -354,3 +354,13 @@ def test_inference_profile_grants_the_profile_and_its_model_in_every_region(with
 def test_budget_can_be_scoped_to_the_tier_tag(with_kendra: dict[str, Any]) -> None:
     budget = props(with_kendra, "AWS::Budgets::Budget")
     assert budget["Budget"]["CostFilters"] == {"TagKeyValue": ["user:tier$sandbox"]}
+
+
+def test_budget_scoped_to_the_workload_counts_the_tag_its_own_resources_carry(synthesize: Synthesizer) -> None:
+    """Each workload's sandbox budget counts its own workload tag, the one on its resources, so two
+    sandboxes' budgets do not alert on each other's spend (the tier tag counts them all)."""
+    template = synthesize(tier="sandbox", **{"blueprint.sandbox.budget.scope": "workload"}).template("-sandbox-support")
+    budget = props(template, "AWS::Budgets::Budget")
+    assert budget["Budget"]["CostFilters"] == {"TagKeyValue": ["user:workload$support"]}
+    documents = props(template, "AWS::S3::Bucket", "Documents")
+    assert {"Key": "workload", "Value": "support"} in documents["Tags"]
