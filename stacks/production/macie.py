@@ -52,6 +52,15 @@ SCHEDULES = {
 }
 
 
+def job_digest(stack: Stack, settings: dict[str, Any], buckets: list[s3.IBucket]) -> str:
+    """What a classification job's token and name carry: the stack, the job's settings and its
+    buckets as the template names them (a literal name, or the Ref or import of a generated one).
+    A bucket renamed, or replaced under a new logical id, is a new job: the old job's token would
+    be answered with the old job, which goes on scanning the old bucket."""
+    fingerprint = {"stack": stack.stack_name, **settings, "buckets": [stack.resolve(b.bucket_name) for b in buckets]}
+    return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()
+
+
 def severities_from(minimum: str) -> list[str]:
     return list(SEVERITIES[SEVERITIES.index(minimum) :])
 
@@ -104,15 +113,14 @@ class MacieDiscovery(Construct):
         # good (a job is cancelled, never deleted), so a stack destroyed and deployed again, or
         # created again after a failed first create rolled back and cancelled its job, must ask
         # for a new job rather than repeat the request that made the cancelled one.
-        fingerprint = json.dumps(
+        settings_digest = job_digest(
+            stack,
             {
-                "stack": stack.stack_name,
                 "macie": settings.model_dump(mode="json", exclude={"notify_emails", "min_severity"}),
                 "identifiers": {n: i.model_dump(mode="json") for n, i in config.ingestion.custom_identifiers.items()},
             },
-            sort_keys=True,
+            buckets,
         )
-        settings_digest = hashlib.sha256(fingerprint.encode()).hexdigest()
         job: dict[str, Any] = {
             "clientToken": f"{settings_digest[:55]}-{stack_instance_suffix(self)}",
             "name": f"{name}-documents-{settings_digest[:8]}",

@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aws_cdk import App, Stack, aws_s3 as s3
 
 from ingestion.contract import DIRECT_PREFIX, LOST_RECORDS_METRIC, MACIE_QUARANTINE_PREFIX
 from stacks.config import load_config
 from stacks.production.ingestion import OCR_ACTIONS
-from stacks.production.macie import severities_from
+from stacks.production.macie import job_digest, severities_from
 from stacks.shared.naming import generation
 from tests.conftest import ROOT
 from tests.infra import iam_coverage
@@ -232,6 +233,25 @@ def test_macie_discovers_with_the_configured_identifiers_and_schedule(
     (at,) = [i for i, part in enumerate(parts) if isinstance(part, str) and part.endswith(f'"clientToken":"{digest}-')]
     assert json.dumps(parts[at + 1]).count('"Ref": "AWS::StackId"') == 1
     assert parameters["samplingPercentage"] == config.macie.sampling_percentage
+
+
+def test_the_macie_job_token_changes_with_its_buckets_as_the_template_names_them() -> None:
+    """Macie answers a token it has seen with the job it made then: a bucket replaced under a new
+    logical id, or renamed, must change the token, or the job goes on scanning the old bucket."""
+    stack = Stack(App(), "Digest")
+    landing, renamed, named, other = (
+        s3.Bucket(stack, "Landing"),
+        s3.Bucket(stack, "LandingRenamed"),
+        s3.Bucket(stack, "Named", bucket_name="documents-a"),
+        s3.Bucket(stack, "NamedOther", bucket_name="documents-b"),
+    )
+    settings = {"macie": {"schedule": "DAILY"}}
+    digest = job_digest(stack, settings, [landing, named])
+    assert re.fullmatch("[0-9a-f]{64}", digest)
+    assert job_digest(stack, settings, [landing, named]) == digest  # a retried create: the same job
+    assert job_digest(stack, settings, [renamed, named]) != digest
+    assert job_digest(stack, settings, [landing, other]) != digest
+    assert job_digest(stack, {"macie": {"schedule": "WEEKLY"}}, [landing, named]) != digest
 
 
 def test_macie_findings_at_or_above_the_severity_reach_the_responder(
