@@ -72,8 +72,9 @@ from ai_gateway.transcript import Transcripts
 from shared import snapstart
 from shared.aws_errors import INVALID_RESPONSE, RETRY_AFTER_SECONDS, UpstreamError
 from shared.bearer import InvalidToken, bearer  # not shared.tokens: PyJWT and cryptography stay unloaded
-from shared.bodies import BodyError, body_bytes, clip, problems
+from shared.bodies import BodyError, clip, json_bytes, problems
 from shared.claims import CONTEXT_GROUP, CONTEXT_USER
+from shared.http_events import REST_API, misshapen
 from shared.logs import log_unexpected, service_logger
 from shared.runtime_config import DocumentReader, RuntimeConfigError, appconfig_fetch
 
@@ -573,7 +574,7 @@ def _body(model: type[Body]) -> Body:
     NaN beyond what a field takes are a 422 naming the problem, never a RecursionError."""
     event = app.current_event
     try:
-        return model.model_validate_json(body_bytes(event.body, event.is_base64_encoded))
+        return model.model_validate_json(json_bytes(event.body, event.is_base64_encoded))
     except BodyError as error:
         raise GatewayError(400, "invalid_request", str(error)) from None
     except ValidationError as error:
@@ -584,7 +585,7 @@ def _completion_body() -> ChatCompletionRequest:
     """The chat completion's body (the same reader as ``_body``, refusals in OpenAI's shape)."""
     event = app.current_event
     try:
-        return ChatCompletionRequest.model_validate_json(body_bytes(event.body, event.is_base64_encoded))
+        return ChatCompletionRequest.model_validate_json(json_bytes(event.body, event.is_base64_encoded))
     except BodyError as error:
         raise openai_api.invalid(str(error), code="invalid_body") from None
     except ValidationError as error:
@@ -620,13 +621,15 @@ def _check_size(chars: int) -> None:
 
 def _header_lines(header: str) -> list[str]:
     """Every value the request sent for ``header`` (any case), in order: API Gateway's ``headers``
-    keeps only the last of a repeated header, ``multiValueHeaders`` all of them."""
+    keeps only the last of a repeated header, ``multiValueHeaders`` all of them. Read from the raw
+    event: Powertools' view of it folds names that differ in case into one, keeping the last."""
     event = app.current_event
+    sent = event.raw_event.get("multiValueHeaders")
     lines = [
         value
-        for name, values in (event.multi_value_headers or {}).items()
-        if name.lower() == header.lower()
-        for value in values or ()
+        for name, values in (sent.items() if isinstance(sent, dict) else ())
+        if isinstance(name, str) and name.lower() == header.lower() and isinstance(values, list)
+        for value in values
         if isinstance(value, str)
     ]
     last = event.headers.get(header)  # Powertools' headers are case-insensitive
@@ -839,7 +842,7 @@ def _openai_json(error: OpenAIError, *, final: bool = False) -> Response[Any]:
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     telemetry.start()
-    response = app.resolve(event, context)
+    response = misshapen(event, REST_API) or app.resolve(event, context)
     response.setdefault("headers", {})[CORRELATION_ID_HEADER] = logger.get_correlation_id() or ""
     return response
 

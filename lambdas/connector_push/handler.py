@@ -28,7 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import from_json
 
 from connector_push.contract import Settings
-from shared.bodies import BodyError, body_bytes, clip, problems
+from shared.bodies import BodyError, body_bytes, check_counts, clip, problems
+from shared.http_events import REST_API, misshapen
 from shared.landing import Record, document, land
 from shared.logs import log_unexpected, service_logger
 
@@ -65,6 +66,9 @@ def s3() -> Any:
     return boto3.client("s3", config=Config(retries={"mode": "standard", "total_max_attempts": 3}))
 
 
+PUSH_MAX_KEYS = 64  # of any one object in a push's body
+
+
 def _json(status: int, body: dict[str, Any]) -> Response[Any]:
     if status >= 400:
         metrics.add_metric(name="PushesRefused", unit=MetricUnit.Count, value=1)
@@ -83,6 +87,11 @@ def push(source: str) -> Response[Any]:
         return _json(400, {"error": "invalid_request", "message": f"body: {error}"})
     if isinstance(raw, dict) and isinstance(raw.get("records"), list) and len(raw["records"]) > limit:
         return _json(413, {"error": "too_large", "message": f"at most {limit} records per request"})
+    try:
+        # A record has five fields: 64 keys bounds the errors of a full batch's unknown keys.
+        check_counts(raw, max_keys=PUSH_MAX_KEYS)
+    except BodyError as error:
+        return _json(400, {"error": "invalid_request", "message": str(error)})
     try:
         batch = Batch.model_validate(raw)
     except ValidationError as error:
@@ -142,10 +151,11 @@ def _parsed_body() -> Any:
 
 
 def _no_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    keys = [key for key, _ in pairs]
-    if len(set(keys)) < len(keys):
-        repeated = next(key for key in keys if keys.count(key) > 1)
-        raise ValueError(f"the key {clip(repeated)!r} is given twice in one object")
+    seen: set[str] = set()
+    for key, _ in pairs:  # one pass: a body of many keys must not cost their square
+        if key in seen:
+            raise ValueError(f"the key {clip(key)!r} is given twice in one object")
+        seen.add(key)
     return dict(pairs)
 
 
@@ -163,4 +173,4 @@ def _unexpected(error: Exception) -> Response[Any]:
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    return misshapen(event, REST_API) or app.resolve(event, context)

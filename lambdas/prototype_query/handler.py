@@ -26,7 +26,8 @@ from prototype_query.answering import answer_from_kendra, answer_from_knowledge_
 from prototype_query.contract import Dimension, Metric, Settings
 from prototype_query.models import QueryRequest, Source
 from shared.aws_errors import RETRY_AFTER_SECONDS, UpstreamError
-from shared.bodies import BodyError, body_bytes, problems
+from shared.bodies import BodyError, json_bytes, problems
+from shared.http_events import FUNCTION_URL, misshapen
 from shared.logs import log_unexpected, service_logger
 
 logger = service_logger()
@@ -122,7 +123,7 @@ def query() -> Response[Any]:
 def _request() -> QueryRequest:
     event = app.current_event
     try:
-        return QueryRequest.model_validate_json(body_bytes(event.body, event.is_base64_encoded))
+        return QueryRequest.model_validate_json(json_bytes(event.body, event.is_base64_encoded))
     except BodyError as error:
         raise InvalidRequestError(str(error)) from None
     except ValidationError as error:
@@ -173,4 +174,4 @@ def _error(status: int, code: str, message: str, retry_after: str | None = None)
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    return misshapen(event, FUNCTION_URL) or app.resolve(event, context)

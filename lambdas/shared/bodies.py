@@ -2,11 +2,13 @@
 
 :func:`body_bytes` undoes the transport's base64 (strictly, only when the event says so) and
 insists on UTF-8; a body that is neither raises :class:`BodyError` naming which, for the caller
-to answer 4xx. Parse the result with pydantic (``model_validate_json`` or ``from_json``), whose
-parser ends deep nesting, huge numbers and NaN with a validation error: ``json.loads`` would
-raise RecursionError or ValueError into a 500. :func:`problems` words a pydantic error by
-location and message only, never echoing the input back, and bounded: a body of 200,000 unknown
-keys has as many errors, and listing them all would answer with more than Lambda may return.
+to answer 4xx. :func:`json_bytes` also refuses a JSON object or array larger than any request
+needs, before a model's validation holds an error for each of its keys or items. Parse the
+result with pydantic (``model_validate_json`` or ``from_json``), whose parser ends deep nesting,
+huge numbers and NaN with a validation error: ``json.loads`` would raise RecursionError or
+ValueError into a 500. :func:`problems` words a pydantic error by location and message only,
+never echoing the input back, and bounded: listing every error of a model's validation could
+answer with more than Lambda may return.
 """
 
 from __future__ import annotations
@@ -15,9 +17,12 @@ import base64
 from typing import Any, NamedTuple
 
 from pydantic import ValidationError
+from pydantic_core import from_json
 
 MAX_PROBLEMS = 10  # listed in an answer; the rest are counted
 MAX_FIELD_CHARS = 64  # of a field's name in an answer: an unknown key's name is the caller's text
+MAX_OBJECT_KEYS = 256  # of any one object in a JSON body (check_counts)
+MAX_ARRAY_ITEMS = 1_000  # of any one array in a JSON body (check_counts)
 
 
 class BodyError(ValueError):
@@ -38,6 +43,47 @@ def body_bytes(body: str | None, base64_encoded: bool | None) -> bytes:
     except UnicodeDecodeError:
         raise BodyError("body: not UTF-8 text") from None
     return data
+
+
+def json_bytes(
+    body: str | None,
+    base64_encoded: bool | None,
+    *,
+    max_keys: int = MAX_OBJECT_KEYS,
+    max_items: int = MAX_ARRAY_ITEMS,
+) -> bytes:
+    """:func:`body_bytes` for a JSON body, refused (BodyError) when one of its objects or arrays
+    holds more than a request ever needs (:func:`check_counts`). Text that is not JSON passes: the
+    model's own validation names it."""
+    data = body_bytes(body, base64_encoded)
+    # An object's key takes at least four bytes ("":0), an array's item two (0,): a shorter body
+    # cannot pass either bound.
+    if len(data) >= min(4 * (max_keys + 1), 2 * (max_items + 1)):
+        try:
+            parsed = from_json(data, allow_inf_nan=False)
+        except ValueError:
+            return data
+        check_counts(parsed, max_keys=max_keys, max_items=max_items)
+    return data
+
+
+def check_counts(value: Any, *, max_keys: int = MAX_OBJECT_KEYS, max_items: int = MAX_ARRAY_ITEMS) -> None:
+    """BodyError when an object anywhere in ``value`` (parsed JSON) has more than ``max_keys`` keys
+    or an array more than ``max_items`` items. pydantic holds an error for each unknown key of a
+    model that forbids them, and for each wrong item of a list, until they are worded: a 6 MB body
+    of unknown keys is 600,000 errors and more than half a gigabyte, past the function's memory,
+    where Lambda ends it without an answer. No request this platform takes comes near either bound."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            if len(item) > max_keys:
+                raise BodyError(f"body: an object has {len(item)} keys; at most {max_keys} are read")
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            if len(item) > max_items:
+                raise BodyError(f"body: an array has {len(item)} items; at most {max_items} are read")
+            pending.extend(item)
 
 
 # A location's first part where a model validated a request's body or path whole, not a field.

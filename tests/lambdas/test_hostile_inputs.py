@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import tracemalloc
 from collections.abc import Iterator
 from typing import Any
 
@@ -204,6 +205,31 @@ def test_an_idempotency_key_sent_twice_must_be_one_key(sent: list[str], status: 
     if status == 422:
         assert result.body["message"] == "Idempotency-Key: sent more than once with different values"
         assert bedrock.calls == []
+
+
+@pytest.mark.parametrize(
+    ("path", "header"),
+    [
+        ("/v1/chat", "Idempotency-Key"),
+        ("/v1/chat/completions", "Idempotency-Key"),
+        ("/v1/chat/completions", "X-Session-Id"),
+        ("/v1/chat/completions", "X-Output-Type"),
+    ],
+)
+def test_a_header_sent_under_two_cases_with_different_values_is_refused(
+    path: str, header: str, bedrock: Answering
+) -> None:
+    """Header names are case-insensitive: API Gateway passes each spelling as sent, and Powertools'
+    view of the event folds them into one, keeping the last, so the raw event is what is read."""
+    first, second = ("summary", "chat") if header == "X-Output-Type" else ("value-0001", "value-0002")
+    request = rest_event("POST", path, json.dumps(CHAT), headers={header.upper(): second})
+    request["multiValueHeaders"] = {"Content-Type": ["application/json"], header: [first], header.upper(): [second]}
+    result = http_result(handler.lambda_handler(request, FakeContext()))
+    openai = path.endswith("/completions")
+    assert result.status == (400 if openai else 422), result.body
+    message = result.body["error"]["message"] if openai else result.body["message"]
+    assert message == f"{header}: sent more than once with different values"
+    assert bedrock.calls == []
 
 
 def test_a_session_id_with_a_trailing_newline_is_refused(bedrock: Answering) -> None:
@@ -404,18 +430,53 @@ def junk_keys(count: int, length: int = 8) -> dict[str, Any]:
     ("path", "shape"), [("/v1/chat", "gateway"), ("/v1/chat/completions", "openai")], ids=["gateway", "openai"]
 )
 def test_an_error_names_ten_problems_and_counts_the_rest(path: str, shape: str, bedrock: Answering) -> None:
-    """200,000 unknown keys are 200,000 problems: listing every one would answer more than
-    Lambda may return (6 MB), and each key's name is the caller's text, so names are cut."""
-    body = junk_keys(200_000)
+    """250 unknown keys are 250 problems: the answer lists ten and counts the rest, and each
+    key's name is the caller's text, so names are cut."""
+    body = junk_keys(250)
     body[f"x{'y' * 5000}"] = 1
     result = http_result(handler.lambda_handler(rest_event("POST", path, body), FakeContext()))
     assert 400 <= result.status < 500
     message = result.body["error"]["message"] if shape == "openai" else result.body["message"]
-    assert message.endswith("; and 199991 more"), message[-80:]
+    assert message.endswith("; and 241 more"), message[-80:]
     assert message.count("Extra inputs are not permitted") == 10
     assert len(json.dumps(result.body)) < 2_000
     if shape == "openai":
         assert result.body["error"]["param"] == "k00000000"
+
+
+@pytest.mark.parametrize(
+    ("path", "shape"), [("/v1/chat", "gateway"), ("/v1/chat/completions", "openai")], ids=["gateway", "openai"]
+)
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {f"k{index:08d}": 1 for index in range(200_000)},
+        {"stop": [0] * 200_000},  # a list's wrong items are an error each too
+    ],
+    ids=["unknown-keys", "list-items"],
+)
+def test_a_body_of_200000_keys_or_items_is_refused_before_validation_holds_an_error_for_each(
+    path: str, shape: str, extra: dict[str, Any], bedrock: Answering
+) -> None:
+    """pydantic holds an error per unknown key or wrong item until they are worded: 600,000 of them
+    (a 6 MB body) took the function past its memory, where Lambda answers a bare 502. Refused
+    first, the caller learns the bound, and what the refusal allocates stays small."""
+    event = rest_event("POST", path, {**CHAT, **extra})
+    tracemalloc.start()
+    try:
+        result = http_result(handler.lambda_handler(event, FakeContext()))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert result.status == 400
+    message = result.body["error"]["message"] if shape == "openai" else result.body["message"]
+    assert message == (
+        "body: an array has 200000 items; at most 1000 are read"
+        if "stop" in extra
+        else f"body: an object has {len(CHAT) + 200_000} keys; at most 256 are read"
+    )
+    # The parsed body's own objects, not 200,000 errors worded (some 100 MB more).
+    assert peak < 64 * 2**20, f"{peak / 2**20:.0f} MiB"
 
 
 def test_a_long_unknown_key_is_cut_in_the_answer(bedrock: Answering) -> None:
