@@ -24,6 +24,8 @@ REALTIME_PREFIX = "realtime/"
 # end (S3 trims it). The pipeline copies the owner verbatim into the Knowledge Base's attributes,
 # so an encoded value (RFC 2047, percent escapes) would reach the index encoded.
 METADATA_VALUE = re.compile(r"[!-~](?:[ -~]*[!-~])?")
+# U+202A-U+202E (embeddings and overrides) and U+2066-U+2069 (isolates).
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 # Tabs, CR, LF, U+2028/9 and every other whitespace (str.split's): pasted titles end in a line break.
 WHITESPACE = re.compile(r"\s+")
 
@@ -50,6 +52,11 @@ class Record(BaseModel):
         title = WHITESPACE.sub(" ", title).strip()
         if any(unicodedata.category(char) == "Cc" for char in title):
             raise ValueError("must be text without control characters")
+        # A bidirectional override or isolate would make the title read as other text wherever it
+        # is shown (a citation's title): "trojan source" spoofing. Other format characters (the
+        # joiners of emoji sequences, a soft hyphen) are text.
+        if any(char in BIDI_CONTROLS for char in title):
+            raise ValueError("must be text without bidirectional override or isolate characters")
         return title
 
     @field_validator("body")

@@ -56,6 +56,8 @@ def test_an_ascii_owner_lands_as_the_metadata_the_pipeline_reads(pushing: Aws) -
         ({"id": "a", "body": "  \n\t "}, "records.1.body", "whitespace"),
         ({"id": "a", "title": "bell\u0007", "body": "b"}, "records.1.title", "control characters"),
         ({"id": "a", "title": "\u001b[2J clear", "body": "b"}, "records.1.title", "control characters"),
+        ({"id": "a", "title": "invoice \u202egpj.exe", "body": "b"}, "records.1.title", "bidirectional override"),
+        ({"id": "a", "title": "a \u2066b\u2069", "body": "b"}, "records.1.title", "bidirectional override"),
         ({"id": "first", "body": "the second record of this id"}, "records.1.id", "records.0.id"),
         ({"id": "..", "body": "b"}, "records.1.id", "pattern"),  # it would land as realtime/crm/...md
     ],
@@ -78,6 +80,8 @@ def test_content_the_pipeline_would_refuse_is_a_422_naming_the_field(
         ("\tIndented\tby  tabs ", b"# Indented by tabs\n\n"),
         ("a\u2028b\u2029\u0085c", b"# a b c\n\n"),
         (" \r\n\t", b""),  # only whitespace: no heading
+        # Format characters that are text: an emoji sequence's joiners, a soft hyphen.
+        ("Team \U0001f469\u200d\U0001f4bb re\u00adport", "# Team \U0001f469\u200d\U0001f4bb re\u00adport\n\n".encode()),
     ],
 )
 def test_a_title_s_whitespace_runs_become_one_space_on_one_heading_line(
