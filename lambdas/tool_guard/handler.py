@@ -22,7 +22,9 @@ It fails closed on whatever the MCP versions the gateway speaks (2025-03-26, 202
 - Methods are matched exactly against :data:`PASSING_METHODS` (what the gateway serves and no
   tool can be reached by) and ``tools/call``; anything else is answered "method not found" and
   never passes. A ``tools/call`` whose ``params`` is not an object, ``name`` not a string or
-  ``arguments`` not an object is refused before the caller's tools are looked at.
+  ``arguments`` not an object is refused before the caller's tools are looked at, and so are
+  arguments holding an object of more than 256 keys or an array of more than 1,000 items
+  (``shared.bodies.check_counts``): a target's validation would hold an error for each.
 - A JSON-RPC batch (a list, 2025-03-26 only) passes only if every message in it would pass on
   its own, each transformed as it would be alone; one message refused refuses the whole batch,
   answered with one error per message (a partly forwarded batch would leave the caller waiting
@@ -60,7 +62,7 @@ from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.bodies import clip
+from shared.bodies import BodyError, check_counts, clip
 from shared.headers import CONVERSATION_HEADER
 from shared.logs import log_unexpected, service_logger
 from shared.runtime_config import DocumentReader
@@ -280,6 +282,13 @@ def _checked_call(message: dict[str, Any], caller: Caller) -> dict[str, Any]:
     if not isinstance(params, dict) or not isinstance(name, str) or not isinstance(arguments, dict | None):
         metrics.add_metric(name=Metric.CALLS_REFUSED, unit=MetricUnit.Count, value=1)
         raise Refusal(INVALID_PARAMS, "tools/call needs params with a string name and object arguments")
+    try:
+        # Before any target validates them: a model's validation holds an error for each unknown
+        # key, and a few megabytes of them take a 256 MB tool function past its memory.
+        check_counts(arguments)
+    except BodyError as error:
+        metrics.add_metric(name=Metric.CALLS_REFUSED, unit=MetricUnit.Count, value=1)
+        raise Refusal(INVALID_PARAMS, f"arguments: {str(error).removeprefix('body: ')}") from None
     if caller.group is None or name not in caller.tools:
         metrics.add_metric(name=Metric.CALLS_REFUSED, unit=MetricUnit.Count, value=1)
         logger.info("tool call refused", extra={"tool": clip(name, SHOWN)})

@@ -1,6 +1,7 @@
 """The tools gateway's interceptor holds what a caller chooses to bounds (a probe's findings).
 
-A batch's size is capped before any message in it is looked at; the conversation header is used
+A batch's size is capped before any message in it is looked at, and a call's arguments before
+any target validates them; the conversation header is used
 only when it is a conversation id; a tool name is cut wherever it is echoed; an answer to a plain
 tool call that carries a tools list is filtered like a listing; and a string answer leaves as JSON
 even when it came with NaN or an infinity in it.
@@ -98,6 +99,40 @@ def test_an_oversized_batch_of_refused_calls_costs_one_log_line_and_no_metrics(
     assert emitted(capsys.readouterr().out) == []
     lines = [json.loads(line) for line in logged.getvalue().splitlines()]
     assert [line["message"] for line in lines] == ["batch refused: too many messages"]
+
+
+# Arguments' size
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({f"k{n}": 0 for n in range(600_000)}, "arguments: an object has 600000 keys; at most 256 are read"),
+        ({"query": "q", "filters": [0] * 5_000}, "arguments: an array has 5000 items; at most 1000 are read"),
+        (
+            {"query": "q", "deep": [{"x": {f"k{n}": 0 for n in range(300)}}]},
+            "arguments: an object has 300 keys; at most 256 are read",
+        ),
+    ],
+    ids=["keys", "items", "nested"],
+)
+def test_arguments_larger_than_any_tool_takes_are_refused_before_a_target_validates_them(
+    arguments: dict[str, Any], message: str
+) -> None:
+    """A tool function's validation held an error for each unknown key: 600,000 took the knowledge
+    search from 109 MB to 999 MB (it has 256 MB). The interceptor refuses them first, for every
+    target, with the bound."""
+    for tool in (SEARCH, OTHER):
+        assert refused(request(call(tool, arguments))) == {
+            "jsonrpc": "2.0",
+            "id": 7,
+            "error": {"code": -32602, "message": message},
+        }
+
+
+def test_arguments_at_the_bounds_pass() -> None:
+    arguments = {"query": "q", **{f"k{n}": 0 for n in range(250)}, "list": [0] * 1_000}
+    assert forwarded(request(call(OTHER, arguments)))["params"]["arguments"] == arguments
 
 
 # The conversation header
