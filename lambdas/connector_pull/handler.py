@@ -57,6 +57,7 @@ from shared.tool_errors import ToolError
 logger = service_logger()
 metrics = Metrics()
 MAX_PAGES = 1000  # per run: the next run resumes from the cursor
+SAVE_SECONDS = 10.0  # kept back to save the resume point and answer, when a run stops for time
 # The longest cursor followed: it goes into a URL's query and, at the page cap, into the registry
 # item (DynamoDB holds 400 KB an item); no paging scheme needs more.
 MAX_CURSOR_CHARS = 4096
@@ -106,7 +107,7 @@ class Run:
     poison: int
     pages: int
     watermark: str | None  # the newest change seen, in this run and the runs it resumed
-    capped: bool = False  # stopped at MAX_PAGES: a resume point was saved, the watermark kept
+    capped: bool = False  # stopped at MAX_PAGES or for time: a resume point was saved, the watermark kept
 
 
 @dataclass(frozen=True)
@@ -204,7 +205,13 @@ def pull(
     dlq_url: str,
     bucket: str,
     clock: Callable[[], float] = time.time,
+    seconds_left: Callable[[], float] | None = None,
 ) -> Run:
+    """One run: pages from the resume point or the watermark until the last page, landing each
+    page's records. It stops early, saving a resume point, at MAX_PAGES or, with ``seconds_left``
+    (the invocation's remaining time), when what is left may not hold another page (the slowest
+    page so far, or two of the source's call deadlines, whichever is longer) and the save: a run
+    Lambda ended at its timeout saved nothing, and every later run started again from page one."""
     mark = watermarks.read(source.name)
     resume = mark.resume
     since = resume.since if resume else _trusted(mark.watermark, clock)
@@ -212,7 +219,9 @@ def pull(
     cursor = resume.cursor if resume else None
     cursors = {cursor} if cursor else set()  # the source giving the resume cursor again is a loop too
     landed = poison = pages = 0
+    pace = _Pace(seconds_left, reserve=2 * source.timeout_seconds)
     while True:
+        pace.page_starts()
         try:
             body, _ = client.get(source.records_path, {source.since_param: since, "cursor": cursor})
         except ToolError as error:
@@ -253,7 +262,7 @@ def pull(
         if not cursor:
             break
         _follow(cursor, cursors, pages)
-        if pages >= MAX_PAGES:
+        if pages >= MAX_PAGES or pace.out_of_time():
             # The mark keeps the stored watermark as it was, even one not trusted: only the run
             # that reaches the last page knows the newest change.
             watermarks.put(source.name, mark.watermark, Resume(cursor, since, newest))
@@ -261,6 +270,27 @@ def pull(
     if resume or (newest and newest != since):
         watermarks.put(source.name, newest or mark.watermark)  # and the resume point is gone
     return Run(landed=landed, poison=poison, pages=pages, watermark=newest)
+
+
+class _Pace:
+    """The invocation's remaining time (``seconds_left``, None: unbounded) against its pages: out of
+    time when what is left may not hold another page, as slow as the slowest so far or
+    ``reserve`` seconds, whichever is longer, and the save (SAVE_SECONDS)."""
+
+    def __init__(self, seconds_left: Callable[[], float] | None, *, reserve: float) -> None:
+        self._seconds_left, self._reserve = seconds_left, reserve
+        self._started = self._slowest = 0.0
+
+    def page_starts(self) -> None:
+        if self._seconds_left:
+            self._started = self._seconds_left()
+
+    def out_of_time(self) -> bool:
+        if not self._seconds_left:
+            return False
+        left = self._seconds_left()
+        self._slowest = max(self._slowest, self._started - left)
+        return left < max(self._slowest, self._reserve) + SAVE_SECONDS
 
 
 def _cursor(body: Any, source: PullSource, page: int) -> str | None:
@@ -463,6 +493,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             watermarks=Watermarks(table),
             dlq_url=config.dlq_url,
             bucket=config.landing_bucket,
+            seconds_left=lambda: context.get_remaining_time_in_millis() / 1000,
         )
     except Exception as error:
         metrics.add_metric(name=Metric.RUNS_FAILED, unit=MetricUnit.Count, value=1)
@@ -485,7 +516,10 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     if run.capped:
         metrics.add_metric(name=Metric.RUNS_CAPPED, unit=MetricUnit.Count, value=1)
         logger.warning(
-            "pull stopped at the page cap; the next run resumes", extra={"source": source.name, **run.__dict__}
+            "pull stopped at the page cap; the next run resumes"
+            if run.pages >= MAX_PAGES
+            else "pull stopped before the function's timeout; the next run resumes",
+            extra={"source": source.name, **run.__dict__},
         )
     else:
         logger.info("pull finished", extra={"source": source.name, **run.__dict__})

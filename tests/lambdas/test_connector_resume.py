@@ -169,3 +169,75 @@ def test_a_capped_run_is_logged_and_counted_and_gives_the_lease_back(
     assert document["service"] == os.environ["POWERTOOLS_SERVICE_NAME"]
     assert not any("RunsFailed" in line for line in lines)
     assert pull.Lease(aws.dynamodb.Table("registry"), SOURCE.name, seconds=360).acquire("run-2")
+
+
+class Budget:
+    """One invocation's remaining time: ``total`` seconds, each page it fetches taking ``per_page``."""
+
+    def __init__(self, total: float, per_page: float, source: Paged) -> None:
+        self.total, self.per_page, self.source = total, per_page, source
+        self.before = len(source.requests)  # pages fetched by earlier invocations
+
+    def __call__(self) -> float:
+        return self.total - self.per_page * (len(self.source.requests) - self.before)
+
+
+def test_a_run_short_of_time_saves_a_resume_point_before_the_timeout_and_the_next_goes_on_from_it(aws: Aws) -> None:
+    """A slow source or a long backfill: a run Lambda ended at its timeout saved nothing, so every
+    later run started again at page one and landed the same pages again. Here each page takes 40 s
+    of a 300 s invocation: after the seventh, 20 s are left, less than another page and the save
+    need (40 + 10), so the run stops there with a resume point; the next run lands the rest, each
+    page once."""
+    source = Paged(*[f"2026-11-{day:02d}T00:00:00Z" for day in range(1, 11)])
+    watermarks = pull.Watermarks(aws.dynamodb.Table("registry"))
+
+    def one_run() -> pull.Run:
+        return pull.pull(
+            source,  # type: ignore[arg-type]  # the one method pull calls
+            SOURCE,
+            s3=aws.s3,
+            sqs=aws.sqs,
+            watermarks=watermarks,
+            dlq_url=aws.dlq_url,
+            bucket=LANDING,
+            seconds_left=Budget(300, 40, source),
+        )
+
+    first = one_run()
+    assert (first.pages, first.capped) == (7, True)
+    assert stored(aws)["resume_cursor"] == "c7"
+    second = one_run()
+    assert (second.pages, second.capped) == (3, False)
+    assert [r["cursor"] for r in source.requests] == [None, *[f"c{n}" for n in range(1, 10)]]
+    assert len(aws.landing_versions()) == 10  # every page landed once
+    assert stored(aws) == {**KEY, "updated_since": "2026-11-10T00:00:00+00:00"}
+
+
+def test_the_deployed_handler_stops_for_time_by_its_invocations_remaining_time(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """lambda_handler passes the invocation's remaining time: 20 s at the start and 9 s a page
+    leave 11 s after the first page, less than another page and the save (9 + 10), so it stops
+    there with a resume point, says why, and gives the lease back."""
+    settings = PullSettings(
+        pull_source=SOURCE, landing_bucket=LANDING, registry_table="registry", dlq_url=aws.dlq_url, lease_seconds=360
+    )
+    source = Paged(*["2026-11-01T00:00:00Z"] * 3)
+    monkeypatch.setattr(pull, "settings", lambda: settings)
+    monkeypatch.setattr(pull, "client", lambda: source)
+
+    class Short(FakeContext):
+        def get_remaining_time_in_millis(self) -> int:  # type: ignore[override]
+            return 20_000 - 9_000 * len(source.requests)  # each page takes 9 s
+
+    capsys.readouterr()
+    answer = pull.lambda_handler({}, Short(aws_request_id="run-1"))
+    assert answer == {"landed": 1, "poison": 0, "pages": 1, "capped": True}
+    (line,) = [
+        line
+        for line in printed(capsys)
+        if line.get("message") == "pull stopped before the function's timeout; the next run resumes"
+    ]
+    assert (line["level"], line["pages"]) == ("WARNING", 1)
+    assert stored(aws)["resume_cursor"] == "c1"
+    assert pull.Lease(aws.dynamodb.Table("registry"), SOURCE.name, seconds=360).acquire("run-2")
