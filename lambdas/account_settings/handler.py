@@ -18,11 +18,12 @@ import hashlib
 import time
 from collections.abc import Callable
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 import boto3
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
+from pydantic import ValidationError
 
 from account_settings.settings import (
     ApiGatewayLoggingProperties,
@@ -44,6 +45,7 @@ POLL_SECONDS = 10.0
 # Time kept back to answer CloudFormation when the setting is still not in place.
 MARGIN_SECONDS = 20.0
 Clients = Callable[[str], Any]
+Props = TypeVar("Props", ModelInvocationLoggingProperties, ApiGatewayLoggingProperties)
 SETTINGS = (
     "transaction_search",
     "model_invocation_logging",
@@ -110,6 +112,21 @@ def previous(event: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+def earlier(model: type[Props], old: dict[str, Any] | None) -> Props | None:
+    """An update's previous properties as ``model``, or None when they do not validate as it does
+    today (an earlier release's template, before a property was added): the update then goes on as
+    a first adoption would. Refused, every update from that release would fail and roll back: the
+    stack could not be upgraded."""
+    if not old:
+        return None
+    try:
+        return model.model_validate(old)
+    except ValidationError as error:
+        fields = sorted({str(e["loc"][0]) for e in error.errors(include_url=False) if e["loc"]})
+        logger.warning("previous properties not read: an earlier template's", extra={"fields": fields})
+        return None
+
+
 def adopt(event: dict[str, Any], clients: Clients) -> Outcome:
     """One look at the setting named by ``ResourceProperties.Setting``, changed where the tier owns it
     (``transaction_search_ready`` is only read)."""
@@ -127,7 +144,7 @@ def adopt(event: dict[str, Any], clients: Clients) -> Outcome:
         return model_invocation_logging(
             clients("bedrock"),
             ModelInvocationLoggingProperties.model_validate(props),
-            ModelInvocationLoggingProperties.model_validate(old) if old else None,
+            earlier(ModelInvocationLoggingProperties, old),
         )
     if setting == "macie":
         stack, resource = event.get("StackId"), event.get("LogicalResourceId")
@@ -141,7 +158,7 @@ def adopt(event: dict[str, Any], clients: Clients) -> Outcome:
         return api_gateway_logging(
             clients("apigateway"),
             ApiGatewayLoggingProperties.model_validate(props),
-            ApiGatewayLoggingProperties.model_validate(old) if old else None,
+            earlier(ApiGatewayLoggingProperties, old),
         )
     if setting == "transaction_search_ready":
         return transaction_search_ready(clients("xray"), clients("logs"))

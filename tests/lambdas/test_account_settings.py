@@ -331,6 +331,40 @@ def test_the_tiers_own_earlier_setting_moves_with_its_log_group_on_update(aws: S
     assert outcome.data["Adopted"] == "enabled"
 
 
+@pytest.mark.parametrize(
+    ("setting", "old", "props"),
+    [
+        # written before OwnedLogGroupPrefix existed
+        ("model_invocation_logging", {"LogGroupName": "genai-production-foundation-Old", "RoleArn": OLD_ROLE}, LOGGING),
+        # a value today's model refuses
+        ("api_gateway_logging", {"RoleArn": "not an arn"}, {"RoleArn": ROLE}),
+    ],
+)
+def test_previous_properties_an_earlier_template_wrote_never_fail_the_update(
+    aws: Stubbed, monkeypatch: pytest.MonkeyPatch, setting: str, old: dict[str, str], props: dict[str, str]
+) -> None:
+    """An update's OldResourceProperties come from the template deployed before, maybe an earlier
+    release's: validated as today's properties they failed every update from it. Not read, the
+    update adopts as a first deploy would (the tier's own earlier log group is still moved along:
+    its name has the stack's prefix)."""
+    monkeypatch.setattr(handler, "_client", aws)
+    if setting == "model_invocation_logging":
+        bedrock = aws.stub("bedrock")
+        bedrock.add_response(
+            "get_model_invocation_logging_configuration",
+            {"loggingConfig": {"cloudWatchConfig": {"logGroupName": old["LogGroupName"], "roleArn": OLD_ROLE}}},
+            {},
+        )
+        bedrock.add_response("put_model_invocation_logging_configuration", {}, None)
+    else:
+        gateway = aws.stub("apigateway")
+        gateway.add_response("get_account", {}, {})
+        gateway.add_response("update_account", {}, None)
+    changed = {**event(setting, "Update", old, **props), "PhysicalResourceId": f"account-setting-{setting}"}
+    answer = handler.lambda_handler(changed, FakeContext())
+    assert answer["Data"]["Adopted"] == "enabled"
+
+
 def test_a_role_iam_has_not_propagated_yet_is_asked_again_other_errors_fail(aws: Stubbed) -> None:
     bedrock = aws.stub("bedrock")
     bedrock.add_response("get_model_invocation_logging_configuration", {}, {})
