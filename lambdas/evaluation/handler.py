@@ -40,6 +40,10 @@ TURN = AGENT_TURN_MESSAGE
 # or an agent, far shorter than a CloudWatch dimension value may be (1,024).
 NAME = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 INVALID = "invalid"
+# Tools one turn's metrics name (a group is bound to 10 to 20): the calls of any more are counted
+# under OTHER, which no tool is called (the gateway names each <target>___<tool>).
+MAX_TOOLS_PER_TURN = 64
+OTHER = "other"
 # Far above a batch of the gateway's turn lines (the compressed batch fits one asynchronous
 # invocation's payload), well below the function's memory: a payload that expands further is
 # refused, not decompressed.
@@ -92,12 +96,18 @@ def publish(record: dict[str, Any]) -> dict[str, float] | None:
     replayed = record.get("evaluation_case")
     case = golden().get(replayed) if isinstance(replayed, str) else None
     result = score(case, calls_from(calls)) if case is not None else None
+    # One metric document per tool the turn called, not per call: a turn's calls are as many as its
+    # answer lists (2.5 KB of repeated calls wrote 480,000 log lines).
+    by_tool: dict[str, tuple[float, float]] = {}  # the tool's dimension -> (calls, errors)
     for call in calls:
-        counts = [
-            (Metric.TOOL_CALLS, MetricUnit.Count, 1.0),
-            (Metric.TOOL_ERRORS, MetricUnit.Count, 0.0 if call.get("ok") else 1.0),
-        ]
-        emit_all(counts, {Dimension.TOOL: dimension(call.get("name"))})
+        tool = dimension(call.get("name"))
+        if tool not in by_tool and len(by_tool) >= MAX_TOOLS_PER_TURN:
+            tool = OTHER
+        made, failed = by_tool.get(tool, (0.0, 0.0))
+        by_tool[tool] = (made + 1, failed + (0 if call.get("ok") else 1))
+    for tool, (made, failed) in by_tool.items():
+        counts = [(Metric.TOOL_CALLS, MetricUnit.Count, made), (Metric.TOOL_ERRORS, MetricUnit.Count, failed)]
+        emit_all(counts, {Dimension.TOOL: tool})
     if result is None:
         return None
     scores: dict[str, float] = {
@@ -132,6 +142,8 @@ def log_messages(event: Any) -> tuple[list[str], int]:
         raise UnreadableBatchError("too large")
     if not inflate.eof:
         raise UnreadableBatchError("gzip cut short")
+    if inflate.unused_data:  # a second gzip member or trailing bytes: CloudWatch Logs sends neither
+        raise UnreadableBatchError("data after the gzip stream")
     try:
         payload = json.loads(raw)
     except (ValueError, RecursionError):

@@ -231,5 +231,50 @@ def test_a_tool_name_no_tool_can_have_is_one_invalid_dimension_value(capsys: pyt
     names = ["n" * 5000, "two words", ORDERS, None]
     turn = {"message": "agent turn", "tool_calls": [{"name": name} for name in names]}
     handler.lambda_handler(subscription_event([json.dumps(turn)]), FakeContext())
-    tools = [tool for metric, tool, _ in emitted_metrics(capsys.readouterr().out) if metric == "ToolCalls"]
-    assert tools == ["invalid", "invalid", ORDERS, "unknown"]
+    calls = {tool: n for metric, tool, n in emitted_metrics(capsys.readouterr().out) if metric == "ToolCalls"}
+    assert calls == {"invalid": 2.0, ORDERS: 1.0, "unknown": 1.0}  # the invalid names counted as one
+
+
+def test_a_turns_calls_are_one_metric_document_per_tool_however_many_calls_it_lists(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A document per call let 2.5 KB of repeated calls write 480,000 log lines; the counts are the
+    same as summed per call (the dashboard's statistic is Sum)."""
+    calls = [{"name": SEARCH, "ok": n % 3 != 0} for n in range(30_000)] + [{"name": ORDERS, "ok": True}] * 5
+    event = subscription_event([json.dumps({"message": "agent turn", "agent": "a", "tool_calls": calls})])
+    assert handler.lambda_handler(event, FakeContext()) == {"turns": 1, "golden_cases": 0, "rejected": 0}
+    metrics = emitted_metrics(capsys.readouterr().out)
+    assert sorted(metrics) == sorted(
+        [
+            ("ToolCalls", SEARCH, 30_000.0),
+            ("ToolErrors", SEARCH, 10_000.0),
+            ("ToolCalls", ORDERS, 5.0),
+            ("ToolErrors", ORDERS, 0.0),
+        ]
+    )
+
+
+def test_a_turn_naming_more_tools_than_any_group_has_counts_the_rest_as_other(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    calls = [{"name": f"target___tool{n}", "ok": True} for n in range(handler.MAX_TOOLS_PER_TURN + 36)]
+    event = subscription_event([json.dumps({"message": "agent turn", "agent": "a", "tool_calls": calls})])
+    handler.lambda_handler(event, FakeContext())
+    counted = {tool: value for name, tool, value in emitted_metrics(capsys.readouterr().out) if name == "ToolCalls"}
+    assert len(counted) == handler.MAX_TOOLS_PER_TURN + 1
+    assert counted[handler.OTHER] == 36.0
+    assert counted["target___tool0"] == 1.0
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [gzip.compress(b'{"messageType": "DATA_MESSAGE", "logEvents": []}'), b"trailing bytes"],
+    ids=["member", "junk"],
+)
+def test_data_after_the_gzip_stream_rejects_the_batch(tail: bytes, capsys: pytest.CaptureFixture[str]) -> None:
+    """CloudWatch Logs sends one gzip member: what follows it was dropped unread and uncounted."""
+    event = subscription_event([json.dumps({"message": "agent turn", "agent": "a", "tool_calls": []})])
+    data = base64.b64decode(event["awslogs"]["data"]) + tail
+    event["awslogs"]["data"] = base64.b64encode(data).decode()
+    assert handler.lambda_handler(event, FakeContext()) == {"turns": 0, "golden_cases": 0, "rejected": 1}
+    assert '"error":"data after the gzip stream"' in capsys.readouterr().out.replace(": ", ":")
