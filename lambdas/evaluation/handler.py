@@ -130,6 +130,24 @@ def log_messages(event: Any) -> tuple[list[str], int]:
     if not isinstance(data, str):
         raise UnreadableBatchError("no awslogs data")
     try:
+        payload = json.loads(_inflated(data))
+    except (ValueError, RecursionError):
+        raise UnreadableBatchError("not JSON") from None
+    if not isinstance(payload, dict):
+        raise UnreadableBatchError("not a subscription payload")
+    if payload.get("messageType") == "CONTROL_MESSAGE":  # the subscription's health check
+        return [], 0
+    events = payload.get("logEvents")
+    if not isinstance(events, list):
+        raise UnreadableBatchError("no log events")
+    messages = [e.get("message") if isinstance(e, dict) else None for e in events]
+    texts = [message for message in messages if isinstance(message, str)]
+    return texts, len(messages) - len(texts)
+
+
+def _inflated(data: str) -> bytes:
+    """The subscription's data, base64 then one gzip stream, decompressed to at most MAX_BATCH_BYTES."""
+    try:
         compressed = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
         raise UnreadableBatchError("not base64") from None
@@ -144,20 +162,7 @@ def log_messages(event: Any) -> tuple[list[str], int]:
         raise UnreadableBatchError("gzip cut short")
     if inflate.unused_data:  # a second gzip member or trailing bytes: CloudWatch Logs sends neither
         raise UnreadableBatchError("data after the gzip stream")
-    try:
-        payload = json.loads(raw)
-    except (ValueError, RecursionError):
-        raise UnreadableBatchError("not JSON") from None
-    if not isinstance(payload, dict):
-        raise UnreadableBatchError("not a subscription payload")
-    if payload.get("messageType") == "CONTROL_MESSAGE":  # the subscription's health check
-        return [], 0
-    events = payload.get("logEvents")
-    if not isinstance(events, list):
-        raise UnreadableBatchError("no log events")
-    messages = [e.get("message") if isinstance(e, dict) else None for e in events]
-    texts = [message for message in messages if isinstance(message, str)]
-    return texts, len(messages) - len(texts)
+    return raw
 
 
 @logger.inject_lambda_context(clear_state=True)
