@@ -129,8 +129,9 @@ def log_messages(event: Any) -> tuple[list[str], int]:
     data = data.get("data") if isinstance(data, dict) else None
     if not isinstance(data, str):
         raise UnreadableBatchError("no awslogs data")
+    raw = _inflated(data)
     try:
-        payload = json.loads(_inflated(data))
+        payload = json.loads(raw)
     except (ValueError, RecursionError):
         raise UnreadableBatchError("not JSON") from None
     if not isinstance(payload, dict):
