@@ -82,6 +82,7 @@ class ProcessorSettings(PipelineSettings):
     registry_table: str
     idempotency_table: str
     dlq_url: str
+    queue_url: str  # the documents queue: a document deferred on its message's last receive goes back to it
     max_receive_count: int = 3
     # Stop taking documents with less than this left of the invocation.
     document_budget_seconds: int = 30

@@ -138,12 +138,12 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
     except MalformedEventError as malformed:
         _dead_letter(record, malformed.reason)
         return {"status": DEAD_LETTERED, "reason": malformed.reason}
+    # A document at the size limit takes ~50 Comprehend calls: rather than let the function time
+    # out (and the whole batch with it), leave the rest of the batch for the next try.
+    budget_ms = settings().document_budget_seconds * 1000
+    if lambda_context is not None and lambda_context.get_remaining_time_in_millis() < budget_ms:
+        return _deferred(record, ref)
     try:
-        # A document at the size limit takes ~50 Comprehend calls: rather than let the function
-        # time out (and the whole batch with it), leave the rest of the batch for the next try.
-        budget_ms = settings().document_budget_seconds * 1000
-        if lambda_context is not None and lambda_context.get_remaining_time_in_millis() < budget_ms:
-            raise TimeBudgetError("too little of the invocation is left for another document")
         ref = pipeline().locate(ref)  # the real key: the document id, the registry and the replay key
         result: dict[str, Any] = process(obj=ref.as_dict())
     except Exception as error:
@@ -155,6 +155,21 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
     metrics.add_metric(name=f"Documents{result['status'].title().replace('_', '')}", unit=MetricUnit.Count, value=1)
     logger.info("document processed", extra={**result, "version": ref.version})
     return result
+
+
+def _deferred(record: SQSRecord, ref: ObjectRef) -> dict[str, Any]:
+    """A document left for a later invocation, untried: SQS retries its message (TimeBudgetError).
+    On the message's last receive SQS would move it to the dead letters untried, so it goes back to
+    the queue as a new message (receive count 0) instead, and this one is done."""
+    logger.info(
+        "document deferred: too little of the invocation is left",
+        extra={"document_id": document_id(ref.bucket, ref.key)},
+    )
+    if _receive_count(record.raw_event) < settings().max_receive_count:
+        raise TimeBudgetError("too little of the invocation is left for another document")
+    sqs().send_message(QueueUrl=settings().queue_url, MessageBody=record.body)
+    metrics.add_metric(name=Metric.DOCUMENTS_REQUEUED, unit=MetricUnit.Count, value=1)
+    return {"status": "requeued", "reason": "deferred on its message's last receive: sent to the queue again"}
 
 
 def _receive_count(record: dict[str, Any]) -> int:

@@ -27,6 +27,7 @@ class Metric(StrEnum):
     DOCUMENTS_CURATED = "DocumentsCurated"
     DOCUMENTS_QUARANTINED = "DocumentsQuarantined"
     DOCUMENTS_DEAD_LETTERED = "DocumentsDeadLettered"
+    DOCUMENTS_REQUEUED = "DocumentsRequeued"  # deferred on a message's last receive, sent again
 
 
 class Dimension(StrEnum):

@@ -279,6 +279,7 @@ class IngestionPipeline(Construct):
                 registry_table=self.registry.table_name,
                 idempotency_table=self.idempotency.table_name,
                 dlq_url=self.dlq.queue_url,
+                queue_url=self.queue.queue_url,
                 max_receive_count=settings.max_receive_count,
                 # Stop taking documents with less than this left of the invocation (a quarter of it).
                 document_budget_seconds=max(int(self._processor_timeout.to_seconds()) // 4, 5),
@@ -343,7 +344,10 @@ class IngestionPipeline(Construct):
         kb.grant_documents(role)
         self.grant_registry(role)
         self.idempotency.grant_items(role, IDEMPOTENCY_ACTIONS)
-        role.add_to_principal_policy(iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[self.dlq.queue_arn]))
+        # Dead letters with their reason; a document deferred on its message's last receive, sent again.
+        role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[self.dlq.queue_arn, self.queue.queue_arn])
+        )
         self._acknowledge_objects(role, f"{nag_attribute(self.landing, 'Arn')}/*", "landing objects it processes")
         self._acknowledge_objects(role, f"{nag_attribute(self.quarantine, 'Arn')}/*", "quarantine copies it writes")
         for prefix in self.curated_prefixes:

@@ -295,6 +295,7 @@ class ObservabilityStack(Stack):
                     self._search(Metric.DOCUMENTS_CURATED, Dimension.SERVICE),
                     self._search(Metric.DOCUMENTS_QUARANTINED, Dimension.SERVICE),
                     self._search(Metric.DOCUMENTS_DEAD_LETTERED, Dimension.SERVICE),
+                    self._search(Metric.DOCUMENTS_REQUEUED, Dimension.SERVICE),
                 ],
                 width=width,
             ),

@@ -116,6 +116,15 @@ def test_the_processor_gets_its_config_and_nothing_more_than_its_job(
     assert not [r for a, r in permissions if a.startswith("s3:") and r.endswith("Curated.Arn>/*")]
     # Listing only (so a missing object is a 404): no object action on the whole curated bucket.
     assert {a for a, r in permissions if r == "<Curated.Arn>"} == {"s3:ListBucket", "s3:ListBucketVersions"}
+    # Its dead letters, and its own queue: a document deferred on its message's last receive is
+    # sent again (QUEUE_URL); the pull connector only dead-letters.
+    assert {r for a, r in permissions if a == "sqs:SendMessage"} == {
+        "<IngestionDeadLetters.Arn>",
+        "<IngestionDocuments.Arn>",
+    }
+    assert render(env["QUEUE_URL"]) == "<IngestionDocuments>"
+    pull = role_permissions(knowledge, "IngestionPullKbArticlesRole")
+    assert {r for a, r in pull if a == "sqs:SendMessage"} == {"<IngestionDeadLetters.Arn>"}
 
 
 def test_the_registry_is_kept_encrypted_and_recoverable(knowledge: dict[str, Any]) -> None:

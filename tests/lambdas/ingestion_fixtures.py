@@ -88,6 +88,7 @@ class Aws:
     knowledge: KnowledgeBase
     pipeline: Pipeline
     dlq_url: str
+    queue_url: str  # the documents queue the processor consumes
 
     def put(self, key: str, body: bytes | str, **metadata: str) -> dict[str, Any]:
         data = body.encode() if isinstance(body, str) else body
@@ -137,6 +138,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
         )
         sqs = boto3.client("sqs", region_name=REGION)
         dlq_url = sqs.create_queue(QueueName="dlq")["QueueUrl"]
+        queue_url = sqs.create_queue(QueueName="documents")["QueueUrl"]
         comprehend, agent = (
             FakeComprehend(),
             ModelChecked(
@@ -165,13 +167,14 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
             registry_table="registry",
             idempotency_table="idempotency",
             dlq_url=dlq_url,
+            queue_url=queue_url,
             max_receive_count=MAX_RECEIVE,
             classification_readers=ConfigLocation(
                 application="app", environment="env", profile="readers", environment_name="ingestion"
             ),
         )
         monkeypatch.setattr(handler, "settings", lambda: processor)
-        yield Aws(s3, dynamodb, sqs, comprehend, agent, registry, knowledge, pipeline, dlq_url)
+        yield Aws(s3, dynamodb, sqs, comprehend, agent, registry, knowledge, pipeline, dlq_url, queue_url)
 
 
 _ids = itertools.count(1)

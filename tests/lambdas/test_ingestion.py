@@ -405,6 +405,30 @@ def test_documents_left_when_the_invocation_runs_low_are_retried_not_lost(
     assert len(aws.landing_versions()) == 1  # still there for the retry
 
 
+def test_a_document_deferred_on_its_messages_last_receive_goes_back_to_the_queue_not_to_the_dead_letters(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Deferred for time, a message still spends a receive: on its last one SQS would move it to
+    the dead letters never tried (heavy batches can defer the same message every time). It is sent
+    to the queue again as a new message, and this one is done; before its last receive, SQS retries it."""
+    monkeypatch.setenv("DOCUMENT_BUDGET_SECONDS", "30")
+    early, last = landed(aws, "docs/early.txt", "Early."), landed(aws, "docs/last.txt", "Last.")
+    last["attributes"]["ApproximateReceiveCount"] = str(MAX_RECEIVE)
+
+    class Short(FakeContext):
+        @staticmethod
+        def get_remaining_time_in_millis() -> int:
+            return 29_000  # less than a document's budget: nothing is tried
+
+    response = handler.lambda_handler(batch(early, last), Short())
+    assert [f["itemIdentifier"] for f in response["batchItemFailures"]] == [early["messageId"]]
+    (sent,) = aws.sqs.receive_message(QueueUrl=aws.queue_url, MaxNumberOfMessages=10)["Messages"]
+    assert sent["Body"] == last["body"]  # the same S3 event, as a new message
+    assert aws.dlq() == []
+    assert aws.registry_items() == []  # nothing recorded dead-lettered
+    assert len(aws.landing_versions()) == 2  # both still there for their next try
+
+
 # --- the classification policy: which classification, mask or quarantine, what a curated copy carries -----------------------
 
 EMAIL_AND_PHONE = "Reach ada.lovelace@example.com or +1 206 555 0143."
