@@ -123,6 +123,8 @@ class TimeBudgetError(Exception):
 
 
 LAST_ATTEMPT = 10**9  # a receive count too long to read is past any maxReceiveCount
+# An SQS message holds 256 KiB, its attributes included: a dead letter's body stays well below.
+MAX_DEAD_LETTER_BYTES = 200 * 1024
 
 
 def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = None) -> dict[str, Any]:
@@ -230,7 +232,7 @@ def _send_to_dlq(record: Any, message_id: str, reason: str, *, whole: bool = Fal
     """The record's body (its whole record as JSON when it has no text body, or ``whole``) to the
     DLQ with the reason, recorded in the registry under the message id."""
     body = record.get("body") if isinstance(record, dict) and not whole else None
-    text = body if isinstance(body, str) else _as_json(record)
+    text = _fitting(body if isinstance(body, str) else _as_json(record))
     sqs().send_message(
         QueueUrl=settings().dlq_url,
         MessageBody=text,
@@ -239,6 +241,22 @@ def _send_to_dlq(record: Any, message_id: str, reason: str, *, whole: bool = Fal
     registry().dead_letter_event(message_id, reason, dt.datetime.now(dt.UTC))
     metrics.add_metric(name=Metric.DOCUMENTS_DEAD_LETTERED, unit=MetricUnit.Count, value=1)
     logger.warning("malformed event dead-lettered", extra={"message_id": message_id, "reason": reason})
+
+
+def _fitting(text: str) -> str:
+    """A dead letter's body as SQS will take it beside its reason: the text, or past
+    MAX_DEAD_LETTER_BYTES its first bytes and its size (a message near SQS's limit, forwarded
+    whole with a reason added, was refused at every receive and reached the DLQ by SQS's own
+    redrive, with no reason and no record)."""
+    data = text.encode()
+    if len(data) <= MAX_DEAD_LETTER_BYTES:
+        return text
+    keep = MAX_DEAD_LETTER_BYTES - 1024  # room for its size
+    while True:  # json.dumps escapes what it carries: cut until the message fits
+        cut = json.dumps({"message_bytes": len(data), "message_start": data[:keep].decode(errors="ignore")})
+        if len(cut) <= MAX_DEAD_LETTER_BYTES:  # ASCII: a character is a byte
+            return cut
+        keep = keep * 3 // 4
 
 
 def _as_json(value: Any) -> str:

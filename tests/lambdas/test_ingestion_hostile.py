@@ -236,6 +236,28 @@ def test_a_quarantine_key_with_no_room_left_for_a_name_is_the_prefix_and_object(
 # --- events the processor must not act on, and keys as S3 sends them ------------------------------------
 
 
+@pytest.mark.parametrize("body", ["x" * 250_000, json.dumps({"Records": "é" * 120_000})], ids=["ascii", "non-ascii"])
+def test_a_malformed_message_near_sqss_limit_is_dead_lettered_cut_with_its_reason(aws: Aws, body: str) -> None:
+    """Forwarded whole with its reason added, a message near SQS's 256 KiB (attributes count) was
+    refused at every receive and reached the DLQ by SQS's redrive alone, with no reason, no record."""
+    message = sqs_message(body)
+    assert run(message) == []
+    (dead,) = aws.dlq()
+    assert len(dead["Body"].encode()) <= handler.MAX_DEAD_LETTER_BYTES
+    kept = json.loads(dead["Body"])
+    assert kept["message_bytes"] == len(body.encode())
+    assert body.startswith(kept["message_start"]) and len(kept["message_start"]) > 1000
+    reason = dead["MessageAttributes"]["reason"]["StringValue"]
+    assert [(i["pk"], i["reason"]) for i in aws.registry_items()] == [(f"event#{message['messageId']}", reason)]
+
+
+def test_a_malformed_message_within_the_bound_is_dead_lettered_whole(aws: Aws) -> None:
+    message = sqs_message("not an event")
+    assert run(message) == []
+    (dead,) = aws.dlq()
+    assert dead["Body"] == "not an event"
+
+
 @pytest.mark.parametrize("bucket", [QUARANTINE, CURATED, "other-bucket"])
 def test_an_event_for_a_bucket_other_than_landing_is_dead_lettered_and_nothing_there_is_touched(
     aws: Aws, bucket: str
