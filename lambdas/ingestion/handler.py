@@ -248,7 +248,7 @@ def _fitting(text: str) -> str:
     MAX_DEAD_LETTER_BYTES its first bytes and its size (a message near SQS's limit, forwarded
     whole with a reason added, was refused at every receive and reached the DLQ by SQS's own
     redrive, with no reason and no record)."""
-    data = text.encode()
+    data = text.encode(errors="surrogatepass")  # (a lone surrogate SQS never sends counts three bytes)
     if len(data) <= MAX_DEAD_LETTER_BYTES:
         return text
     keep = MAX_DEAD_LETTER_BYTES - 1024  # room for its size
