@@ -793,6 +793,35 @@ def test_push_and_pull_sources_of_different_names_load() -> None:
 
 
 @pytest.mark.parametrize(
+    ("source", "run", "loads"),
+    [
+        ({"timeout_seconds": 30, "max_attempts": 3}, None, True),  # 150 s: half of the default 300
+        ({"timeout_seconds": 31, "max_attempts": 3}, None, False),
+        ({"timeout_seconds": 60, "max_attempts": 5}, 900, True),  # 420 s of a 900 s run
+        ({"timeout_seconds": 10, "max_attempts": 3}, 60, False),  # a shorter run: 50 s is more than 30
+    ],
+)
+def test_a_pull_source_whose_call_may_take_more_than_half_a_run_is_refused(
+    source: dict[str, Any], run: int | None, loads: bool
+) -> None:
+    """A run stops for time between pages, keeping back the longest a call may take; a call longer
+    than half the run leaves its page too little time to land before Lambda ends the run."""
+    blueprint = config(at("production", "connectors", value={"pull": {"kb-articles": {**PULL_SOURCE, **source}}}))
+    if run is not None:
+        blueprint["production"]["functions"] = {"connector_pull": {"timeout_seconds": run}}
+    if loads:
+        assert load_config({"blueprint": blueprint}).production.connectors.pull["kb-articles"].max_attempts
+        return
+    longest = (source["max_attempts"] + 2) * source["timeout_seconds"]
+    assert refusal(blueprint) == (
+        f"blueprint.production.connectors.pull.kb-articles.timeout_seconds: a call to the source may take "
+        f"{longest} s ((max_attempts + 2) x timeout_seconds), more than half of a pull run's {run or 300} s "
+        f"(functions.connector_pull.timeout_seconds); allowed: timeout_seconds and max_attempts with "
+        f"(max_attempts + 2) x timeout_seconds at most {(run or 300) / 2:g}"
+    )
+
+
+@pytest.mark.parametrize(
     "connectors", [{"push": {"sources": {"crm-notes": "internal"}}}, {"pull": {"kb": PULL_SOURCE}}]
 )
 def test_formats_without_md_are_refused_while_a_connector_lands_markdown(connectors: dict[str, Any]) -> None:

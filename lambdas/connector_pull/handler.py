@@ -210,8 +210,8 @@ def pull(
     """One run: pages from the resume point or the watermark until the last page, landing each
     page's records. It stops early, saving a resume point, at MAX_PAGES or, with ``seconds_left``
     (the invocation's remaining time), when what is left may not hold another page (the slowest
-    page so far, or two of the source's call deadlines, whichever is longer) and the save: a run
-    Lambda ended at its timeout saved nothing, and every later run started again from page one."""
+    page so far, or the longest the client's call may take, whichever is longer) and the save: a
+    run Lambda ended at its timeout saved nothing, and every later run started again from page one."""
     mark = watermarks.read(source.name)
     resume = mark.resume
     since = resume.since if resume else _trusted(mark.watermark, clock)
@@ -219,7 +219,7 @@ def pull(
     cursor = resume.cursor if resume else None
     cursors = {cursor} if cursor else set()  # the source giving the resume cursor again is a loop too
     landed = poison = pages = 0
-    pace = _Pace(seconds_left, reserve=2 * source.timeout_seconds)
+    pace = _Pace(seconds_left, reserve=client.longest_get_seconds)
     while True:
         pace.page_starts()
         try:
@@ -475,7 +475,9 @@ class PullFailedError(RuntimeError):
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     config = settings()
     source = config.pull_source
-    aws = Config(retries={"mode": "standard", "total_max_attempts": 3})
+    # Short waits: a run stops for time between pages (SAVE_SECONDS to save), so no AWS call may
+    # hang for botocore's default minute.
+    aws = Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "total_max_attempts": 3})
     table = boto3.resource("dynamodb", config=aws).Table(config.registry_table)
     metrics.add_dimension(SOURCE, source.name)
     lease = Lease(table, source.name, seconds=config.lease_seconds)

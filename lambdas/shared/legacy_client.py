@@ -116,6 +116,14 @@ class LegacyClient:
         self._token_expires = 0.0
         self.token_fetches = 0  # observable: the tests and the bench count round trips
 
+    @property
+    def longest_get_seconds(self) -> float:
+        """The longest one ``get`` may take: each attempt's exchange and two token fetches (the
+        first, and a fresh one after a 401), every one at most ``timeout_seconds``, and the backoffs."""
+        attempts = self._settings.max_attempts
+        backoffs: float = self._settings.backoff_seconds * (2**attempts - 1)
+        return (attempts + 2) * self._settings.timeout_seconds + backoffs
+
     def get(self, path: str, params: dict[str, Any] | None = None) -> tuple[Any, int]:
         """GET a JSON resource; returns (decoded body, raw byte count)."""
         query = f"?{urlencode({k: v for k, v in (params or {}).items() if v is not None})}" if params else ""

@@ -18,6 +18,9 @@ from stacks.config.fields import (
     UrlPath,
 )
 
+# A pull run's time (the function's timeout) unless functions.connector_pull.timeout_seconds says otherwise.
+PULL_RUN_SECONDS = 300
+
 
 class PushConnectorConfig(ConfigModel):
     """Upstream systems that push JSON records to the ingestion API (POST /v1/records/{source}, IAM-signed)."""
@@ -62,7 +65,15 @@ class PullConnectorConfig(ConfigModel):
         default="updated_since",
         description="The query parameter that asks for records changed since the newest change already read.",
     )
-    timeout_seconds: float = Field(default=10, gt=0, le=60, description="Seconds one call to the source may take.")
+    timeout_seconds: float = Field(
+        default=10,
+        gt=0,
+        le=60,
+        description="Seconds one exchange with the source may take. A call is at most (max_attempts + 2) "
+        "exchanges (each attempt and two token fetches), which must be at most half a pull run "
+        "(functions.connector_pull.timeout_seconds, 300 by default): a run stops for time between pages, keeping "
+        "that much back.",
+    )
     max_attempts: int = Field(default=3, ge=1, le=5, description="Attempts per call (retries with backoff).")
 
 

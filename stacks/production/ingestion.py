@@ -43,6 +43,7 @@ from ingestion.contract import (
     ProcessorSettings,
 )
 from shared.observability import Dimension
+from stacks.config.connectors import PULL_RUN_SECONDS
 from stacks.production.context import ProductionContext
 from stacks.shared.alarms import alarm
 from stacks.shared.buckets import SecureBucket
@@ -65,7 +66,7 @@ CONNECTOR_STATE_ACTIONS = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Del
 IDEMPOTENCY_ACTIONS = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"]
 PII_ACTIONS = ["comprehend:DetectPiiEntities", "comprehend:DetectDominantLanguage"]
 DATA_KEY_ACTIONS = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"]  # SSE-KMS objects, queues, tables
-PULL_TIMEOUT = Duration.minutes(5)
+PULL_TIMEOUT = Duration.seconds(PULL_RUN_SECONDS)
 # The processor's memory: half is the document reader's (a child process that cannot take more).
 PROCESSOR_MEMORY_MB = 1024
 # Textract's asynchronous text detection (ocr: textract): neither action has a resource type.
@@ -499,8 +500,9 @@ class IngestionPipeline(Construct):
         return topic
 
     def _falling_behind_alarm(self, source_name: str) -> None:
-        """A source whose every run stops at the page cap for three hours on end produces more than
-        its runs can pull: the lag grows until someone raises the cap or runs it more often. (A run
+        """A source whose every run stops early (at the page cap, or for time) for three hours on end
+        produces more than its runs can pull: the lag grows until someone runs it more often (or
+        for longer). (A run
         capped now and then is a backfill the next runs finish; a source that runs less than hourly
         has hours without runs, missing data that never breaches.)"""
         alarm(
@@ -516,7 +518,7 @@ class IngestionPipeline(Construct):
                 period=Duration.hours(1),
                 label=f"{source_name} share of runs capped",
             ),
-            description=f"Every run of pull source {source_name} stopped at the page cap for 3 hours: "
+            description=f"Every run of pull source {source_name} stopped early (page cap or time) for 3 hours: "
             "it falls behind its source",
             topic=self.alarm_topic,
             periods=3,

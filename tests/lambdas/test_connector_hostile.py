@@ -142,6 +142,8 @@ def test_a_repeated_key_among_many_is_named(pushing: Aws) -> None:
 class Upstream:
     """A source that answers the pages it was given, the last one again when they run out."""
 
+    longest_get_seconds = 3.0  # as LegacyClient states it: what a run keeps back for a page
+
     def __init__(self, *pages: dict[str, Any]) -> None:
         self.pages = pages
         self.requests: list[dict[str, Any]] = []

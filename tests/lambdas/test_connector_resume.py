@@ -11,6 +11,7 @@ import pytest
 
 from connector_pull import handler as pull
 from connector_pull.contract import Settings as PullSettings
+from shared.legacy_client import ClientSettings, Credentials, LegacyClient
 from shared.tool_errors import ToolError
 from tests.lambdas.conftest import FakeContext, printed
 from tests.lambdas.ingestion_corpus import LANDING
@@ -241,3 +242,31 @@ def test_the_deployed_handler_stops_for_time_by_its_invocations_remaining_time(
     assert (line["level"], line["pages"]) == ("WARNING", 1)
     assert stored(aws)["resume_cursor"] == "c1"
     assert pull.Lease(aws.dynamodb.Table("registry"), SOURCE.name, seconds=360).acquire("run-2")
+
+
+def test_a_run_keeps_back_the_longest_a_call_may_take_even_when_its_pages_are_fast(aws: Aws) -> None:
+    """Fast pages say nothing about the next call, which may retry to its limit: 1 s pages, a call
+    that may take 60 s and 100 s to run stop after the 31st page (69 s left, under 60 + 10)."""
+    source = Paged(*[f"2026-11-01T00:{n // 60:02d}:{n % 60:02d}Z" for n in range(200)])
+    source.longest_get_seconds = 60.0
+    run = pull.pull(
+        source,  # type: ignore[arg-type]  # the one method pull calls
+        SOURCE,
+        s3=aws.s3,
+        sqs=aws.sqs,
+        watermarks=pull.Watermarks(aws.dynamodb.Table("registry")),
+        dlq_url=aws.dlq_url,
+        bucket=LANDING,
+        seconds_left=Budget(100, 1, source),
+    )
+    assert (run.pages, run.capped) == (31, True)
+    assert stored(aws)["resume_cursor"] == "c31"
+
+
+def test_the_legacy_client_states_the_longest_a_get_may_take() -> None:
+    """Every attempt's exchange and two token fetches at the deadline each, and the backoffs."""
+    client = LegacyClient(
+        ClientSettings(base_url="https://api.example.com", timeout_seconds=10, max_attempts=3, backoff_seconds=0.2),
+        lambda: Credentials(client_id="id", client_secret="secret"),
+    )
+    assert client.longest_get_seconds == pytest.approx(5 * 10 + 0.2 * 7)

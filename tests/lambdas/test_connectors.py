@@ -208,8 +208,9 @@ def scheduled(aws: Aws, source_api: LegacyApi, monkeypatch: pytest.MonkeyPatch) 
         pull_source=SOURCE, landing_bucket=LANDING, registry_table="registry", dlq_url=aws.dlq_url, lease_seconds=360
     )
     monkeypatch.setattr(pull, "settings", lambda: settings)
+    # A call may take 15 s (three exchanges of 5 s): within FakeContext's 30 s with the save's 10 s.
     client = LegacyClient(
-        ClientSettings(base_url=source_api.url, timeout_seconds=10, max_attempts=1, backoff_seconds=0),
+        ClientSettings(base_url=source_api.url, timeout_seconds=5, max_attempts=1, backoff_seconds=0),
         lambda: Credentials(CLIENT_ID, CLIENT_SECRET),
         clock=Clock(),
     )
