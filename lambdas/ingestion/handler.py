@@ -125,6 +125,10 @@ class TimeBudgetError(Exception):
 LAST_ATTEMPT = 10**9  # a receive count too long to read is past any maxReceiveCount
 # An SQS message holds 256 KiB, its attributes included: a dead letter's body stays well below.
 MAX_DEAD_LETTER_BYTES = 200 * 1024
+# Times a message deferred on its last receive is sent to the queue again before it is dead-lettered
+# (Lambda's own recursive-loop detection would stop it at 16, with no reason recorded).
+MAX_REQUEUES = 3
+REQUEUES = "requeues"  # the message attribute that counts them
 
 
 def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = None) -> dict[str, Any]:
@@ -162,16 +166,43 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
 def _deferred(record: SQSRecord, ref: ObjectRef) -> dict[str, Any]:
     """A document left for a later invocation, untried: SQS retries its message (TimeBudgetError).
     On the message's last receive SQS would move it to the dead letters untried, so it goes back to
-    the queue as a new message (receive count 0) instead, and this one is done."""
+    the queue as a new message (receive count 0, ``requeues`` one more) and this one is done; after
+    MAX_REQUEUES of those, or if the send fails, its version is recorded dead-lettered with the
+    reason and SQS moves the message to the dead letters."""
     logger.info(
         "document deferred: too little of the invocation is left",
         extra={"document_id": document_id(ref.bucket, ref.key)},
     )
+    deferred = TimeBudgetError("too little of the invocation is left for another document")
     if _receive_count(record.raw_event) < settings().max_receive_count:
-        raise TimeBudgetError("too little of the invocation is left for another document")
-    sqs().send_message(QueueUrl=settings().queue_url, MessageBody=record.body)
+        raise deferred
+    requeues = _requeues(record.raw_event)
+    if requeues >= MAX_REQUEUES:
+        _record_dead_letter(ref, f"deferred for time on every receive, and sent to the queue again {requeues} times")
+        raise deferred
+    try:
+        sqs().send_message(
+            QueueUrl=settings().queue_url,
+            MessageBody=record.body,
+            MessageAttributes={REQUEUES: {"DataType": "Number", "StringValue": str(requeues + 1)}},
+        )
+    except Exception as error:
+        _record_dead_letter(
+            ref, f"deferred for time on its last receive; sending it again failed: {failure_code(error)}"
+        )
+        raise deferred from None
     metrics.add_metric(name=Metric.DOCUMENTS_REQUEUED, unit=MetricUnit.Count, value=1)
     return {"status": "requeued", "reason": "deferred on its message's last receive: sent to the queue again"}
+
+
+def _requeues(record: dict[str, Any]) -> int:
+    """How many times the message was sent to the queue again for time (its ``requeues`` attribute)."""
+    attributes = record.get("messageAttributes")
+    attribute = attributes.get(REQUEUES) if isinstance(attributes, dict) else None
+    value = attribute.get("stringValue") if isinstance(attribute, dict) else None
+    if not isinstance(value, str) or not value.isascii() or not value.isdigit():
+        return 0
+    return int(value) if len(value) < 4 else MAX_REQUEUES
 
 
 def _receive_count(record: dict[str, Any]) -> int:

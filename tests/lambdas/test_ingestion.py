@@ -56,7 +56,11 @@ from tests.lambdas.ingestion_fixtures import (
 
 def run(*messages: dict[str, Any]) -> list[str]:
     """Handle one SQS batch; the ids SQS is told failed."""
-    response = handler.lambda_handler(batch(*messages), FakeContext())
+    return run_with(*messages, context=FakeContext())
+
+
+def run_with(*messages: dict[str, Any], context: FakeContext) -> list[str]:
+    response = handler.lambda_handler(batch(*messages), context)
     return [failure["itemIdentifier"] for failure in response["batchItemFailures"]]
 
 
@@ -411,7 +415,6 @@ def test_a_document_deferred_on_its_messages_last_receive_goes_back_to_the_queue
     """Deferred for time, a message still spends a receive: on its last one SQS would move it to
     the dead letters never tried (heavy batches can defer the same message every time). It is sent
     to the queue again as a new message, and this one is done; before its last receive, SQS retries it."""
-    monkeypatch.setenv("DOCUMENT_BUDGET_SECONDS", "30")
     early, last = landed(aws, "docs/early.txt", "Early."), landed(aws, "docs/last.txt", "Last.")
     last["attributes"]["ApproximateReceiveCount"] = str(MAX_RECEIVE)
 
@@ -422,11 +425,46 @@ def test_a_document_deferred_on_its_messages_last_receive_goes_back_to_the_queue
 
     response = handler.lambda_handler(batch(early, last), Short())
     assert [f["itemIdentifier"] for f in response["batchItemFailures"]] == [early["messageId"]]
-    (sent,) = aws.sqs.receive_message(QueueUrl=aws.queue_url, MaxNumberOfMessages=10)["Messages"]
+    (sent,) = aws.sqs.receive_message(QueueUrl=aws.queue_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"])[
+        "Messages"
+    ]
     assert sent["Body"] == last["body"]  # the same S3 event, as a new message
+    assert sent["MessageAttributes"]["requeues"] == {"StringValue": "1", "DataType": "Number"}
     assert aws.dlq() == []
     assert aws.registry_items() == []  # nothing recorded dead-lettered
     assert len(aws.landing_versions()) == 2  # both still there for their next try
+
+
+class NoTimeLeft(FakeContext):
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 29_000  # less than a document's budget: nothing is tried
+
+
+@pytest.mark.parametrize(
+    ("requeues", "failure"),
+    [
+        (str(handler.MAX_REQUEUES), f"sent to the queue again {handler.MAX_REQUEUES} times"),
+        ("99999", f"sent to the queue again {handler.MAX_REQUEUES} times"),  # past any count it wrote
+        (None, "sending it again failed: AWS.SimpleQueueService.NonExistentQueue"),
+    ],
+)
+def test_a_document_deferred_too_often_or_not_sent_again_is_recorded_dead_lettered_with_why(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch, requeues: str | None, failure: str
+) -> None:
+    """Sent again a few times at most (Lambda's own loop detection would stop it at 16 with no reason
+    recorded), and never lost when the send fails: its version is recorded dead-lettered, and SQS
+    moves the message to the dead letters."""
+    message = landed(aws, "docs/late.txt", "Late.")
+    message["attributes"]["ApproximateReceiveCount"] = str(MAX_RECEIVE)
+    if requeues is not None:
+        message["messageAttributes"] = {"requeues": {"stringValue": requeues, "dataType": "Number"}}
+    else:
+        aws.sqs.delete_queue(QueueUrl=aws.queue_url)
+    assert run_with(message, context=NoTimeLeft()) == [message["messageId"]]
+    (record,) = [i for i in aws.registry_items() if i["sk"] != "current"]
+    assert record["status"] == "dead_lettered"
+    assert failure in record["reason"]
 
 
 # --- the classification policy: which classification, mask or quarantine, what a curated copy carries -----------------------
