@@ -30,8 +30,6 @@ concurrency: a new account's concurrency quota of 10 refuses any reservation.)
 from __future__ import annotations
 
 import datetime as dt
-import json
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,6 +46,7 @@ from pydantic import ValidationError
 
 from connector_pull.contract import SOURCE, Metric, PullSource, Settings
 from shared.bodies import problems
+from shared.dead_letters import cut_to_fit, fits, sqs_json
 from shared.field_paths import value_at
 from shared.landing import Record, document, land
 from shared.legacy_client import LegacyClient, client_for
@@ -64,12 +63,7 @@ MAX_CURSOR_CHARS = 4096
 # How far ahead of ours the source's clock may run. A later change is poison: as the watermark it
 # would ask the source, on every later run, only for changes made after a date that never comes.
 CLOCK_SKEW = dt.timedelta(minutes=5)
-# An SQS message holds 256 KiB, its attributes included: a dead letter's body stays well below.
-MAX_DEAD_LETTER_BYTES = 200 * 1024
 MAX_REASON_CHARS = 1000
-# What an SQS message may not carry (it takes XML 1.0's characters) once json.dumps no longer
-# escapes non-ASCII: lone surrogates (which UTF-8 cannot encode either) and U+FFFE, U+FFFF.
-NOT_SQS_TEXT = re.compile("[\ud800-\udfff\ufffe\uffff]")
 
 
 class PagingError(RuntimeError):
@@ -435,24 +429,11 @@ def _dead_letter(where: dict[str, Any], item: Any) -> str:
     """The DLQ message body: where the record was and the record itself. A record too large for an
     SQS message (any item near the source's response cap) is cut to its first bytes, with its full
     size, so that a poison record can always be dead-lettered instead of failing every run."""
-    whole = _sqs_json({**where, "record": item})
-    if len(whole.encode()) <= MAX_DEAD_LETTER_BYTES:
+    whole = sqs_json({**where, "record": item})
+    if fits(whole):
         return whole
-    record = _sqs_json(item).encode()
-    keep = MAX_DEAD_LETTER_BYTES - 1024  # room for where it was and its size
-    while True:  # json.dumps escapes quotes and backslashes again: cut until the message fits
-        cut = record[:keep].decode(errors="ignore")  # a character cut in two is dropped
-        body = _sqs_json({**where, "record_bytes": len(record), "record_start": cut})
-        if len(body.encode()) <= MAX_DEAD_LETTER_BYTES:
-            return body
-        keep = keep * 3 // 4
-
-
-def _sqs_json(value: Any) -> str:
-    """JSON that SQS carries at one UTF-8 byte sequence per character (ensure_ascii would spell each
-    non-ASCII character as 6 bytes); what SQS refuses stays a JSON escape."""
-    text = json.dumps(value, ensure_ascii=False, default=str)
-    return NOT_SQS_TEXT.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
+    record = sqs_json(item).encode(errors="surrogatepass")
+    return cut_to_fit(record, lambda start: sqs_json({**where, "record_bytes": len(record), "record_start": start}))
 
 
 @cache

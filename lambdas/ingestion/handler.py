@@ -41,6 +41,7 @@ from ingestion.pipeline import Outcome, Pipeline, document_id, source_ref
 from ingestion.registry import DEAD_LETTERED, QUARANTINED, Registry, VersionRecord
 from shared.aws_errors import failure_code
 from shared.contract import variable
+from shared.dead_letters import cut_to_fit, fits, sqs_json
 from shared.logs import service_logger
 from shared.observability import Metric
 from shared.runtime_config import DocumentReader
@@ -123,8 +124,6 @@ class TimeBudgetError(Exception):
 
 
 LAST_ATTEMPT = 10**9  # a receive count too long to read is past any maxReceiveCount
-# An SQS message holds 256 KiB, its attributes included: a dead letter's body stays well below.
-MAX_DEAD_LETTER_BYTES = 200 * 1024
 # Times a message deferred on its last receive is sent to the queue again before it is dead-lettered
 # (Lambda's own recursive-loop detection would stop it at 16, with no reason recorded).
 MAX_REQUEUES = 3
@@ -279,15 +278,10 @@ def _fitting(text: str) -> str:
     MAX_DEAD_LETTER_BYTES its first bytes and its size (a message near SQS's limit, forwarded
     whole with a reason added, was refused at every receive and reached the DLQ by SQS's own
     redrive, with no reason and no record)."""
-    data = text.encode(errors="surrogatepass")  # (a lone surrogate SQS never sends counts three bytes)
-    if len(data) <= MAX_DEAD_LETTER_BYTES:
+    if fits(text):
         return text
-    keep = MAX_DEAD_LETTER_BYTES - 1024  # room for its size
-    while True:  # json.dumps escapes what it carries: cut until the message fits
-        cut = json.dumps({"message_bytes": len(data), "message_start": data[:keep].decode(errors="ignore")})
-        if len(cut) <= MAX_DEAD_LETTER_BYTES:  # ASCII: a character is a byte
-            return cut
-        keep = keep * 3 // 4
+    data = text.encode(errors="surrogatepass")
+    return cut_to_fit(data, lambda start: sqs_json({"message_bytes": len(data), "message_start": start}))
 
 
 def _as_json(value: Any) -> str:
