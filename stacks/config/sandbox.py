@@ -50,6 +50,9 @@ class KendraConfig(ConfigModel):
     )
 
 
+BudgetScope = Literal["account", "tier", "workload"]
+
+
 class BudgetConfig(ConfigModel):
     """A monthly AWS Budgets cost budget that e-mails when the sandbox spends too much."""
 
@@ -69,13 +72,14 @@ class BudgetConfig(ConfigModel):
         description="Who the budget alerts e-mail (AWS Budgets takes up to 10 per alert), for a workload that sets "
         "no budget of its own.",
     )
-    scope: Literal["account", "tier", "workload"] = Field(
+    scope: BudgetScope = Field(
         default="account",
         description="What a sandbox's budget counts. account: the whole account's spend, right for a dedicated "
         "sandbox account holding one workload. tier: resources tagged tier=sandbox, every workload's sandbox "
         "together (each sandbox's budget then alerts on the others' spend too). workload: resources tagged "
         "workload=<its name>, that sandbox alone. tier and workload need that tag activated as a cost-allocation "
-        "tag in Billing first.",
+        "tag in Billing first, and count only tagged resources: Bedrock model invocations carry no tag (unless made "
+        "through an application inference profile), so their spend is left out; account counts it.",
     )
 
 

@@ -8,6 +8,7 @@ from aws_cdk import CfnOutput, CfnResource, RemovalPolicy, Stack, Tags, aws_logs
 from constructs import Construct
 
 from stacks.config import SandboxConfig, Tier
+from stacks.config.sandbox import BudgetScope
 from stacks.sandbox.cost_guard import CostGuard
 from stacks.sandbox.kendra_search import KendraSearch
 from stacks.sandbox.prototype_query import PrototypeQuery
@@ -114,7 +115,7 @@ class SandboxStack(Stack):
         CfnOutput(self, "QueryUrl", value=query.url.url, description="POST {url}query with SigV4 (service lambda)")
 
 
-def _budget_tag(scope: str, workload: str) -> str | None:
+def _budget_tag(scope: BudgetScope, workload: str) -> str | None:
     """The cost-allocation tag ("key$value") a sandbox's budget counts (config sandbox.budget.scope);
     None for the whole account. The workload tag is the one stacks/tiers.py puts on its stack."""
     return {"account": None, "tier": f"tier${Tier.SANDBOX}", "workload": f"workload${workload}"}[scope]
