@@ -10,6 +10,7 @@ import json
 import os
 import time
 import tracemalloc
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -157,7 +158,9 @@ def article(number: str, updated: Any, body: str = "text") -> dict[str, Any]:
     return {"article": {"id": number, "title": "t", "body": {"text": body}, "audit": {"updatedAt": updated}}}
 
 
-def run(aws: Aws, upstream: Upstream, clock: Clock | None = None) -> pull.Run:
+def run(
+    aws: Aws, upstream: Upstream, clock: Clock | None = None, seconds_left: Callable[[], float] | None = None
+) -> pull.Run:
     watermarks = pull.Watermarks(aws.dynamodb.Table("registry"))
     return pull.pull(
         upstream,  # type: ignore[arg-type]  # the one method pull calls
@@ -168,6 +171,7 @@ def run(aws: Aws, upstream: Upstream, clock: Clock | None = None) -> pull.Run:
         dlq_url=aws.dlq_url,
         bucket=LANDING,
         clock=clock or Clock(),
+        seconds_left=seconds_left,
     )
 
 

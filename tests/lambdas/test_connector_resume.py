@@ -190,19 +190,9 @@ def test_a_run_short_of_time_saves_a_resume_point_before_the_timeout_and_the_nex
     need (40 + 10), so the run stops there with a resume point; the next run lands the rest, each
     page once."""
     source = Paged(*[f"2026-11-{day:02d}T00:00:00Z" for day in range(1, 11)])
-    watermarks = pull.Watermarks(aws.dynamodb.Table("registry"))
 
     def one_run() -> pull.Run:
-        return pull.pull(
-            source,  # type: ignore[arg-type]  # the one method pull calls
-            SOURCE,
-            s3=aws.s3,
-            sqs=aws.sqs,
-            watermarks=watermarks,
-            dlq_url=aws.dlq_url,
-            bucket=LANDING,
-            seconds_left=Budget(300, 40, source),
-        )
+        return run(aws, source, seconds_left=Budget(300, 40, source))
 
     first = one_run()
     assert (first.pages, first.capped) == (7, True)
@@ -249,17 +239,8 @@ def test_a_run_keeps_back_the_longest_a_call_may_take_even_when_its_pages_are_fa
     that may take 60 s and 100 s to run stop after the 31st page (69 s left, under 60 + 10)."""
     source = Paged(*[f"2026-11-01T00:{n // 60:02d}:{n % 60:02d}Z" for n in range(200)])
     source.longest_get_seconds = 60.0
-    run = pull.pull(
-        source,  # type: ignore[arg-type]  # the one method pull calls
-        SOURCE,
-        s3=aws.s3,
-        sqs=aws.sqs,
-        watermarks=pull.Watermarks(aws.dynamodb.Table("registry")),
-        dlq_url=aws.dlq_url,
-        bucket=LANDING,
-        seconds_left=Budget(100, 1, source),
-    )
-    assert (run.pages, run.capped) == (31, True)
+    result = run(aws, source, seconds_left=Budget(100, 1, source))
+    assert (result.pages, result.capped) == (31, True)
     assert stored(aws)["resume_cursor"] == "c31"
 
 
