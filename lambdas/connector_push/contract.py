@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 from shared.contract import FunctionSettings
+
+# A request refused (4xx), whatever the reason: the metric the function counts it in.
+PUSHES_REFUSED: Final = "PushesRefused"
 
 
 class Settings(FunctionSettings):

@@ -27,7 +27,7 @@ from botocore.config import Config
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import from_json
 
-from connector_push.contract import Settings
+from connector_push.contract import PUSHES_REFUSED, Settings
 from shared.bodies import BodyError, body_bytes, check_counts, clip, problems
 from shared.http_events import REST_API, misshapen
 from shared.landing import Record, document, land
@@ -71,7 +71,7 @@ PUSH_MAX_KEYS = 64  # of any one object in a push's body
 
 def _json(status: int, body: dict[str, Any]) -> Response[Any]:
     if status >= 400:
-        metrics.add_metric(name="PushesRefused", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=PUSHES_REFUSED, unit=MetricUnit.Count, value=1)
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
 
 
@@ -173,4 +173,8 @@ def _unexpected(error: Exception) -> Response[Any]:
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return misshapen(event, REST_API) or app.resolve(event, context)
+    refused = misshapen(event, REST_API)
+    if refused is not None:
+        metrics.add_metric(name=PUSHES_REFUSED, unit=MetricUnit.Count, value=1)
+        return refused
+    return app.resolve(event, context)

@@ -13,6 +13,7 @@ import pytest
 
 from ai_gateway import handler as ai_gateway
 from connector_push import handler as connector_push
+from connector_push.contract import PUSHES_REFUSED
 from prototype_query import handler as prototype_query
 from shared.http_events import FUNCTION_URL, REST_API, misshapen
 from tests.lambdas.conftest import FakeContext, function_url_event
@@ -108,3 +109,11 @@ def test_the_events_the_sources_send_pass() -> None:
         assert misshapen(event, REST_API) is None
         assert misshapen({**event, "headers": None, "body": None}, REST_API) is None  # a GET sends null
     assert misshapen(function_url_event("{}"), FUNCTION_URL) is None
+
+
+def test_a_push_event_the_api_never_sends_is_counted_as_a_refused_push(capsys: pytest.CaptureFixture[str]) -> None:
+    _, event = REST_HANDLERS["connector_push"]
+    capsys.readouterr()
+    refusal(connector_push.lambda_handler(without(event, "path"), FakeContext()))
+    (document,) = [json.loads(line) for line in capsys.readouterr().out.splitlines() if PUSHES_REFUSED in line]
+    assert document[PUSHES_REFUSED] in (1.0, [1.0])
