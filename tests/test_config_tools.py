@@ -43,6 +43,11 @@ def test_a_field_map_must_name_a_chained_tool_in_code() -> None:
         ({"path": "/v2/orders?id=1"}, ".path", "must be a path such as /v2/orders/{order_id}"),
         ({"fields": {"total": "pricing..amount"}}, ".fields.total", "must be a field path"),
         ({"arguments": {"Order": {"description": "x"}}}, ".arguments", "this name must be 1 to 64 lowercase"),
+        (
+            {"arguments": {f"a{n}": {"description": "x"} for n in range(65)}, "path": "/v2/orders"},
+            ".arguments",
+            "Dictionary should have at most 64 items",
+        ),
     ],
 )
 def test_a_bad_single_call_tool_is_named_with_its_key_in_words(

@@ -142,6 +142,9 @@ class CallArgument(_Frozen):
         return kind | None, Field(default=None, **constraints)
 
 
+MAX_ARGUMENTS = 64  # a single-call tool's, well under the interceptor's bound on a call's keys
+
+
 class SingleCallTool(_Frozen):
     """A legacy tool that is one GET: arguments named in ``path`` as ``{name}`` fill path segments
     (each value encoded as one segment), every other argument is a query parameter; the answer
@@ -152,7 +155,10 @@ class SingleCallTool(_Frozen):
     )
     path: ResourcePath = Field(description="The resource path under the API's base_url, with {argument} placeholders.")
     arguments: dict[ArgumentName, CallArgument] = Field(
-        default_factory=dict, description="The tool's arguments by name."
+        default_factory=dict,
+        max_length=MAX_ARGUMENTS,
+        description=f"The tool's arguments by name (at most {MAX_ARGUMENTS}: the tools gateway's interceptor "
+        "refuses a call whose arguments hold more than 256 keys).",
     )
     records: FieldPath | None = Field(
         default=None, description="Path to a list in the answer: each item is a record, paged with a cursor."
