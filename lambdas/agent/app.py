@@ -48,7 +48,7 @@ from agent.memory import SessionMemory
 from agent.turn import run_turn
 from shared.agent_memory import actor_id
 from shared.aws_errors import Kind, UpstreamError
-from shared.bodies import clip
+from shared.bodies import MAX_FIELD_CHARS, clip, shown
 from shared.headers import AGENT_SESSION_HEADER, CALLER_TOKEN_HEADER, CONVERSATION_HEADER
 from shared.logs import log_unexpected, service_logger
 from shared.runtime_config import DocumentReader, RuntimeConfigError
@@ -241,9 +241,11 @@ def _request(body: Any, group: GroupModels) -> TurnRequest:
 
 
 def _echoed(names: list[str]) -> str:
-    shown = [clip(name) for name in names[:ECHOED_NAMES]]
-    more = len(names) - len(shown)
-    return ", ".join(shown) + (f" and {more} more" if more else "")
+    """Caller-chosen names as a refusal quotes them: clipped, and a character that is not printable
+    (a control, a lone surrogate JSON can carry but UTF-8 cannot encode) shown as "?"."""
+    listed = [shown(name, MAX_FIELD_CHARS) for name in names[:ECHOED_NAMES]]
+    more = len(names) - len(listed)
+    return ", ".join(listed) + (f" and {more} more" if more else "")
 
 
 def _session(session_id: str | None) -> str:
@@ -354,7 +356,7 @@ def _messages(body: dict[str, Any]) -> list[dict[str, Any]] | None:
             not isinstance(turn, dict)
             or turn.get("role") not in ("user", "assistant")
             or not isinstance(turn.get("content"), str)
-            or not turn["content"]
+            or not turn["content"].strip()  # as a prompt: Bedrock refuses blank text after the tools session
         ):
             return None
         messages.append({"role": turn["role"], "content": [{"text": turn["content"]}]})
@@ -478,10 +480,10 @@ def create_app(service: Callable[[], Service] = service_from_environ) -> Bedrock
     def invoke(payload: Any, context: RequestContext) -> JSONResponse | dict[str, Any]:
         try:
             status, answer = current().invoke(payload, context.request_headers or {}, context.session_id)
+            return answer if status == 200 else JSONResponse(answer, status_code=status)
         except Exception as error:  # a bug: logged here, and the caller gets no stack trace or message
             log_unexpected(logger, "turn failed", error)
             return JSONResponse({"error": "internal", "message": "the agent failed"}, status_code=500)
-        return answer if status == 200 else JSONResponse(answer, status_code=status)
 
     return app
 

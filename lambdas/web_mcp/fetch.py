@@ -44,7 +44,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 
 from shared.logs import service_logger
 from web_mcp.addresses import Address, AddressPolicy, blocked_reason, parse
-from web_mcp.contract import GroupWeb, Settings, normalise_domain
+from web_mcp.contract import MAX_URL, GroupWeb, Settings, normalise_domain
 from web_mcp.errors import WebError, forbidden, invalid, unavailable
 
 logger = service_logger("web-mcp")
@@ -313,6 +313,10 @@ class Fetcher:
                 raise unavailable(
                     "bad_redirect", f"the site {target.host} redirected to a malformed Location"
                 ) from None
+            if len(current) > MAX_URL:  # a caller's URL is held to it: a site's is too
+                raise unavailable(
+                    "bad_redirect", f"the site {target.host} redirected to a URL longer than {MAX_URL} characters"
+                )
         raise forbidden("too_many_redirects", f"more than {self.settings.max_redirects} redirects")
 
     def _pool(self, target: Target, deadline: Deadline) -> urllib3.HTTPConnectionPool:

@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import quote
 
 from web_mcp.browse import Browser
-from web_mcp.contract import NOTICE, GroupWeb, Settings, WebBrowseArguments, WebFetchArguments, WebPolicy
+from web_mcp.contract import MAX_URL, NOTICE, GroupWeb, Settings, WebBrowseArguments, WebFetchArguments, WebPolicy
 from web_mcp.errors import forbidden, invalid
 from web_mcp.fetch import Fetcher
 from web_mcp.guard import Guard
@@ -44,8 +44,10 @@ def clean(text: str) -> str:
 
 
 def url_text(url: str) -> str:
-    """The URL on one line, its control characters percent-encoded as the request sent them."""
-    return CONTROLS.sub(lambda match: quote(match.group()), URL_BREAKS.sub("", url))
+    """The URL on one line, its control characters percent-encoded as the request sent them, and
+    at most MAX_URL characters (a page's own URL, as the browser reports it, may have grown)."""
+    text = CONTROLS.sub(lambda match: quote(match.group()), URL_BREAKS.sub("", url))
+    return text if len(text) <= MAX_URL else f"{text[: MAX_URL - 1]}…"
 
 
 @dataclass

@@ -70,3 +70,27 @@ def test_a_refused_model_list_is_echoed_cut_short(
     assert f"{'m' * 63}…" in answer["message"]
     assert "m" * 64 not in answer["message"]
     assert "model-49" not in answer["message"]
+
+
+def test_a_model_id_utf_8_cannot_encode_is_refused_as_a_403_not_a_500(
+    runtime: Runtime,  # noqa: F811 - the agent tests' fixture, imported above
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """JSON carries a lone surrogate ("\\ud800"); echoed in the refusal, the response could not be
+    encoded and the runtime answered its own 500, a stack trace in the log."""
+    status, raw = post_raw(runtime, b'{"prompt": "hi", "models": ["m\\ud800x"]}', runtime.caller())
+    answer = json.loads(raw)
+    assert (status, answer["error"]) == (403, "model_forbidden")
+    assert answer["message"].endswith("m?x")
+    assert "Traceback" not in "".join(capfd.readouterr())
+
+
+@pytest.mark.parametrize("content", ["", "   ", "\n\t"])
+def test_a_blank_message_is_refused_before_any_tool_or_model_call(
+    runtime: Runtime,  # noqa: F811 - the agent tests' fixture, imported above
+    content: str,
+) -> None:
+    """As a blank prompt is: Bedrock refuses blank text, but only after the tools session is open."""
+    status, answer = runtime.post({"messages": [{"role": "user", "content": content}]}, runtime.caller())
+    assert (status, answer["error"]) == (400, "invalid_request")
+    assert runtime.tools.seen == []

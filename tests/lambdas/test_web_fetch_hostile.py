@@ -16,9 +16,10 @@ import pytest
 
 from tests.lambdas.loopback import QuietHandler, loopback
 from tests.lambdas.web_site import resolver, site_policy
-from web_mcp.contract import GroupWeb, Settings
+from web_mcp.contract import MAX_URL, GroupWeb, Settings
 from web_mcp.errors import WebError
 from web_mcp.fetch import TEXT_CODECS, Checker, Fetcher, Page, text_codec
+from web_mcp.tools import url_text
 
 MAX_BYTES = 100_000
 PUNY = b"a" * 45_000 + b"-" + b"z" * 44_999  # punycode's decoder is super-linear in this
@@ -44,6 +45,9 @@ class HostileHandler(QuietHandler):
         "/charset-windows": (200, {"Content-Type": "text/html; charset=Windows-1252"}, b"caf\xe9 \x80"),
         "/charset-sjis": (200, {"Content-Type": 'text/html; charset="Shift_JIS"'}, "日本".encode("shift_jis")),
         "/location-ipv6": (302, {"Location": "http://[::1"}, b""),
+        "/location-long": (302, {"Location": "/gzip-whole?" + "a" * 3000}, b""),
+        "/location-at-the-cap": (302, {"Location": "/page?" + "a" * 1000}, b""),
+        "/page?" + "a" * 1000: (200, {}, b"<p>here</p>"),
         # Redirects the URL checks refuse: the site's doing, not the caller's argument.
         "/to-ftp": (302, {"Location": "ftp://site.test/file"}, b""),
         "/to-userinfo": (302, {"Location": "http://u:p@site.test/page"}, b""),
@@ -231,6 +235,15 @@ def test_a_redirect_to_a_location_that_is_not_a_url_is_a_bad_redirect(site: str,
     assert (error.kind, error.reason) == ("upstream_unavailable", "bad_redirect")
 
 
+def test_a_redirect_to_a_url_longer_than_a_caller_may_send_is_a_bad_redirect(site: str, fetcher: Fetcher) -> None:
+    """A caller's URL is held to MAX_URL characters; a site's Location (http.client takes header
+    lines to 64 KiB) was returned whole as the page's URL, past any max_chars the caller asked for."""
+    error = refusal(fetcher, site + "/location-long")
+    assert (error.kind, error.reason) == ("upstream_unavailable", "bad_redirect")
+    assert f"longer than {MAX_URL} characters" in error.message
+    assert fetcher.fetch(site + "/location-at-the-cap", GroupWeb()).url.endswith("a" * 1000)
+
+
 @pytest.mark.parametrize(
     ("path", "reason", "message"),
     [
@@ -258,3 +271,11 @@ def test_the_callers_own_url_that_fails_the_checks_is_still_an_invalid_argument(
         "scheme_not_allowed",
         "url: the scheme must be https or http",
     )
+
+
+def test_a_page_url_the_browser_reports_is_cut_to_what_a_caller_may_send() -> None:
+    """web_browse returns the URL the page reports, which script can grow past any redirect check."""
+    long = "https://site.test/?" + "a" * 10_000
+    assert len(url_text(long)) == MAX_URL
+    assert url_text(long).endswith("a…")
+    assert url_text("https://site.test/a\nb") == "https://site.test/ab"
