@@ -795,9 +795,9 @@ def test_push_and_pull_sources_of_different_names_load() -> None:
 @pytest.mark.parametrize(
     ("source", "run", "loads"),
     [
-        ({"timeout_seconds": 30, "max_attempts": 3}, None, True),  # 150 s: half of the default 300
+        ({"timeout_seconds": 29, "max_attempts": 3}, None, True),  # 146.4 s: under half of the default 300
         ({"timeout_seconds": 31, "max_attempts": 3}, None, False),
-        ({"timeout_seconds": 60, "max_attempts": 5}, 900, True),  # 420 s of a 900 s run
+        ({"timeout_seconds": 60, "max_attempts": 5}, 900, True),  # 426.2 s of a 900 s run
         ({"timeout_seconds": 10, "max_attempts": 3}, 60, False),  # a shorter run: 50 s is more than 30
     ],
 )
@@ -812,12 +812,12 @@ def test_a_pull_source_whose_call_may_take_more_than_half_a_run_is_refused(
     if loads:
         assert load_config({"blueprint": blueprint}).production.connectors.pull["kb-articles"].max_attempts
         return
-    longest = (source["max_attempts"] + 2) * source["timeout_seconds"]
+    longest = (source["max_attempts"] + 2) * source["timeout_seconds"] + 0.2 * (2 ** source["max_attempts"] - 1)
     assert refusal(blueprint) == (
         f"blueprint.production.connectors.pull.kb-articles.timeout_seconds: a call to the source may take "
-        f"{longest} s ((max_attempts + 2) x timeout_seconds), more than half of a pull run's {run or 300} s "
-        f"(functions.connector_pull.timeout_seconds); allowed: timeout_seconds and max_attempts with "
-        f"(max_attempts + 2) x timeout_seconds at most {(run or 300) / 2:g}"
+        f"{longest:g} s ((max_attempts + 2) x timeout_seconds, and the backoffs), more than half of a pull "
+        f"run's {run or 300} s (functions.connector_pull.timeout_seconds); allowed: timeout_seconds and "
+        f"max_attempts whose longest call is at most {(run or 300) / 2:g} s"
     )
 
 

@@ -28,7 +28,7 @@ from urllib.parse import urlencode
 import urllib3
 
 from shared.tool_errors import ToolError
-from shared.tools import DEFAULT_MAX_RESPONSE_BYTES
+from shared.tools import DEFAULT_BACKOFF_SECONDS, DEFAULT_MAX_RESPONSE_BYTES, longest_call_seconds
 
 TOKEN_SKEW_SECONDS = 30  # refresh this long before the token's stated expiry
 MAX_TOKEN_SECONDS = 86_400  # an expiry beyond a day is not believed: refetch daily at least
@@ -68,7 +68,7 @@ class ClientSettings:
     token_path: str = "/oauth/token"  # noqa: S105 - a URL path, not a secret
     timeout_seconds: float = 5.0  # the deadline of one exchange: connect, headers and every read
     max_attempts: int = 3
-    backoff_seconds: float = 0.2
+    backoff_seconds: float = DEFAULT_BACKOFF_SECONDS
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
 
 
@@ -118,11 +118,9 @@ class LegacyClient:
 
     @property
     def longest_get_seconds(self) -> float:
-        """The longest one ``get`` may take: each attempt's exchange and two token fetches (the
-        first, and a fresh one after a 401), every one at most ``timeout_seconds``, and the backoffs."""
-        attempts = self._settings.max_attempts
-        backoffs: float = self._settings.backoff_seconds * (2**attempts - 1)
-        return (attempts + 2) * self._settings.timeout_seconds + backoffs
+        """The longest one ``get`` may take (shared.tools.longest_call_seconds)."""
+        settings = self._settings
+        return longest_call_seconds(settings.timeout_seconds, settings.max_attempts, settings.backoff_seconds)
 
     def get(self, path: str, params: dict[str, Any] | None = None) -> tuple[Any, int]:
         """GET a JSON resource; returns (decoded body, raw byte count)."""

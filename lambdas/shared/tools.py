@@ -29,6 +29,18 @@ GATEWAY_ARGUMENTS = (CLASSIFICATIONS_ARGUMENT, CONVERSATION_ARGUMENT, GROUP_ARGU
 # The most a legacy API's answer may be (bytes) unless its endpoint's config says otherwise: the
 # client (shared/legacy_client.py) refuses a larger one as it streams.
 DEFAULT_MAX_RESPONSE_BYTES = 1 << 20
+DEFAULT_BACKOFF_SECONDS = 0.2  # the client's first backoff; each next attempt's doubles it
+
+
+def longest_call_seconds(
+    timeout_seconds: float, max_attempts: int, backoff_seconds: float = DEFAULT_BACKOFF_SECONDS
+) -> float:
+    """The longest one call of the legacy client may take: each attempt's exchange and two token
+    fetches (the first, and a fresh one after a 401), every one at most ``timeout_seconds``, and the
+    backoffs between attempts. Here, not in the client, so config can check it without an HTTP client."""
+    backoffs: float = backoff_seconds * (2**max_attempts - 1)  # (int ** int is Any to mypy)
+    return (max_attempts + 2) * timeout_seconds + backoffs
+
 
 # Tools every deployment has, by tool name -> gateway target: knowledge search (a Lambda target)
 # and the web tools (lambdas/web_mcp, an MCP server on AgentCore Runtime).

@@ -70,7 +70,8 @@ class PullConnectorConfig(ConfigModel):
         gt=0,
         le=60,
         description="Seconds one exchange with the source may take. A call is at most (max_attempts + 2) "
-        "exchanges (each attempt and two token fetches), which must be at most half a pull run "
+        "exchanges (each attempt and two token fetches) and the backoffs between them, which must be at most "
+        "half a pull run "
         "(functions.connector_pull.timeout_seconds, 300 by default): a run stops for time between pages, keeping "
         "that much back.",
     )

@@ -20,6 +20,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 
+from shared.tools import longest_call_seconds
 from stacks.config.agents import AgentConfig
 from stacks.config.api import GATEWAY_MARGIN_SECONDS, ApiConfig
 from stacks.config.base import clipped, reraised
@@ -275,22 +276,22 @@ def _connectors_land_a_format_the_pipeline_takes(production: Mapping[str, Any], 
 
 def _pull_calls_fit_a_run(production: Mapping[str, Any], _: _Declared) -> Iterator[Problem]:
     """A pull run stops for time between pages, keeping back the longest a call to its source may
-    take ((max_attempts + 2) exchanges of timeout_seconds: each attempt and two token fetches): a
-    call that may take more than half a run leaves too little for its page to land before Lambda
-    ends the run with nothing saved."""
+    take (shared.tools.longest_call_seconds): a call that may take more than half a run leaves too
+    little for its page to land before Lambda ends the run with nothing saved."""
     connectors = _mapping(production.get("connectors", {}), {})
     sizing = _mapping(_mapping(production.get("functions", {}), {}).get("connector_pull"), {})
     run = _field(FunctionConfig, sizing, "timeout_seconds") or PULL_RUN_SECONDS
     for name, source in _entries(connectors.get("pull", {})):
         timeout = _field(PullConnectorConfig, source, "timeout_seconds")
         attempts = _field(PullConnectorConfig, source, "max_attempts")
-        if timeout is None or attempts is None or (attempts + 2) * timeout <= run / 2:
+        if timeout is None or attempts is None or longest_call_seconds(timeout, attempts) <= run / 2:
             continue
         yield Problem(
             ("connectors", "pull", name, "timeout_seconds"),
-            f"a call to the source may take {(attempts + 2) * timeout:g} s ((max_attempts + 2) x timeout_seconds), "
+            f"a call to the source may take {longest_call_seconds(timeout, attempts):g} s "
+            "((max_attempts + 2) x timeout_seconds, and the backoffs), "
             f"more than half of a pull run's {run} s (functions.connector_pull.timeout_seconds)",
-            f"timeout_seconds and max_attempts with (max_attempts + 2) x timeout_seconds at most {run / 2:g}",
+            f"timeout_seconds and max_attempts whose longest call is at most {run / 2:g} s",
             timeout,
         )
 
