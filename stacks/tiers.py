@@ -7,7 +7,7 @@ from aws_cdk import App, Environment, Stack, Stage, Tags
 
 from stacks.config import BlueprintConfig, Tier
 from stacks.production.tier import production_stacks
-from stacks.sandbox.stack import SandboxStack
+from stacks.sandbox.stack import TIER_TAG, WORKLOAD_TAG, SandboxStack
 from stacks.shared.nag import add_rule_packs
 
 
@@ -29,13 +29,13 @@ def tier_stacks(scope: App | Stage, tier: Tier, config: BlueprintConfig) -> list
                 env=env,
                 stack_name=stack_name,
             )
-            Tags.of(prototype).add("workload", name)
+            Tags.of(prototype).add(WORKLOAD_TAG, name)
             Tags.of(prototype).add("team", config.workloads[name].team)
             stacks.append(prototype)
     else:
         stacks = production_stacks(scope, prefix=prefix, config=config.production)
     for stack in stacks:
-        Tags.of(stack).add("tier", tier.value)
+        Tags.of(stack).add(TIER_TAG, tier.value)
     return stacks
 
 

@@ -115,10 +115,16 @@ class SandboxStack(Stack):
         CfnOutput(self, "QueryUrl", value=query.url.url, description="POST {url}query with SigV4 (service lambda)")
 
 
+# The tags stacks/tiers.py puts on every stack of a tier and on each workload's sandbox: a budget
+# scoped to the tier or the workload counts them.
+TIER_TAG = "tier"
+WORKLOAD_TAG = "workload"
+
+
 def _budget_tag(scope: BudgetScope, workload: str) -> str | None:
     """The cost-allocation tag ("key$value") a sandbox's budget counts (config sandbox.budget.scope);
-    None for the whole account. The workload tag is the one stacks/tiers.py puts on its stack."""
-    return {"account": None, "tier": f"tier${Tier.SANDBOX}", "workload": f"workload${workload}"}[scope]
+    None for the whole account."""
+    return {"account": None, "tier": f"{TIER_TAG}${Tier.SANDBOX}", "workload": f"{WORKLOAD_TAG}${workload}"}[scope]
 
 
 # CDK's provider behind the buckets' auto-delete custom resources (one per stack).
