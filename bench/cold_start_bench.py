@@ -22,6 +22,9 @@ environment variables; values that are CloudFormation references are left out.
 
 A top-level import of a package that is not in the layer (build/layer/python) fails, as on Lambda.
 
+Beside them, each round, the floor: `import boto3` and pydantic's BaseModel, what a function that
+calls AWS and validates its input with pydantic cannot import less than.
+
 The heaviest imports beyond boto3 come from one `-X importtime` run importing boto3 first, then
 the function: the three packages (third-party or standard library) whose modules' own import
 times sum highest, and the same sum over the project's own modules.
@@ -51,6 +54,8 @@ RUNS = int(os.environ.get("RUNS", "15"))
 NO_BYTECODE_RUNS = int(os.environ.get("NO_BYTECODE_RUNS", "3"))
 GOAL = 1.3
 BASELINE = "import boto3"
+# What every function that calls AWS and validates with pydantic imports before any code of its own.
+FLOOR = "import boto3; from pydantic import BaseModel"
 # What Lambda itself puts in a function's environment (no network is used at import).
 LAMBDA_ENVIRONMENT = {
     "AWS_REGION": "us-east-1",
@@ -226,11 +231,16 @@ def main() -> None:
         for function in found:  # compile once: the cache holds every module's bytecode from here on
             timed(function.statement, {**base_environment(cache, write=True), **function.environment})
         timed(BASELINE, base_environment(cache, write=True))
+        timed(FLOOR, base_environment(cache, write=True))
+        floor_environment = {**base_environment(cache), **LAMBDA_ENVIRONMENT}
+        floor: tuple[list[float], list[float]] = ([], [])
         shutil.copytree(cache, without_own)
         shutil.rmtree(own_bytecode(without_own))  # the function's own code compiled at every start
         environments = {f.logical_id: {**base_environment(cache), **f.environment} for f in found}
         own_source_environments = {f.logical_id: {**base_environment(without_own), **f.environment} for f in found}
         for _ in range(RUNS):
+            floor[0].append(timed(BASELINE, floor_environment))
+            floor[1].append(timed(FLOOR, floor_environment))
             for function in found:
                 environment = environments[function.logical_id]
                 boto3_ms, function_ms = samples[function.logical_id]
@@ -268,6 +278,9 @@ def main() -> None:
             print(f"{'':<46} (imports {function.statement.replace('import ', '')})")
     print(f"\n* over {GOAL}x import boto3 without SnapStart: {len(over)} of {len(found)} "
           f"({len(over_before)} with the function's own code compiled at every start)")  # fmt: skip
+    floor_ratio = statistics.median(floor[1]) / statistics.median(floor[0])
+    print(f"floor ({FLOOR}): {statistics.median(floor[1]):.1f} ms, {floor_ratio:.2f}x import boto3 "
+          f"({statistics.median(floor[0]):.1f} ms) in the same rounds")  # fmt: skip
 
 
 if __name__ == "__main__":

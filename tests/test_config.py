@@ -596,7 +596,7 @@ def test_an_unknown_function_fails_with_the_allowed_names() -> None:
         ("memory_mb", "10241", "Input should be less than or equal to 10240"),
         ("timeout_seconds", "0", "Input should be greater than or equal to 1"),
         ("timeout_seconds", "901", "Input should be less than or equal to 900"),
-        ("memory", "512", "unknown key; allowed keys here are memory_mb, timeout_seconds"),
+        ("memory", "512", "unknown key; allowed keys here are memory_mb, timeout_seconds, snap_start"),
     ],
 )
 def test_function_memory_and_timeout_are_bounded(key: str, value: str, message: str) -> None:
@@ -673,6 +673,31 @@ def test_a_timeout_with_its_own_key_is_not_set_twice(function: FunctionName, key
         "allowed: unset"
     )
     assert load({f"production.functions.{function}": '{"memory_mb": 1024}'}).production.functions[function]
+
+
+@pytest.mark.parametrize(
+    ("function", "reason"),
+    [
+        ("ai_gateway", "this switch is production.api.snap_start"),
+        ("gateway_authorizer", "this switch is production.api.snap_start"),
+        ("ingestion", "SnapStart is offered for the functions a caller waits on: knowledge_search, connector_push"),
+        (
+            "connector_pull",
+            "SnapStart is offered for the functions a caller waits on: knowledge_search, connector_push",
+        ),
+    ],
+)
+def test_snapstart_is_switched_only_where_it_is_offered(function: FunctionName, reason: str) -> None:
+    (line,) = error_lines({f"production.functions.{function}": '{"snap_start": true}'})
+    assert line == f"blueprint.production.functions.{function}.snap_start: {reason}; allowed: unset"
+
+
+def test_snapstart_of_a_function_that_offers_it_is_read() -> None:
+    functions = load(
+        {"production.functions.knowledge_search": '{"snap_start": false}', "production.functions.connector_push": "{}"}
+    ).production.functions
+    assert functions["knowledge_search"].snap_start is False
+    assert functions["connector_push"].snap_start is None  # the stack's own choice (on)
 
 
 def test_a_workload_is_checked_against_production_and_types_nothing_twice(cdk_context: dict[str, Any]) -> None:

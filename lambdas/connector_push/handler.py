@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import from_json
 
 from connector_push.contract import PUSHES_REFUSED, Settings
+from shared import snapstart
 from shared.bodies import BodyError, body_bytes, check_counts, clip, problems
 from shared.http_events import REST_API, misshapen
 from shared.landing import Record, document, land
@@ -64,6 +65,23 @@ def sources() -> dict[str, str]:
 @cache
 def s3() -> Any:
     return boto3.client("s3", config=Config(retries={"mode": "standard", "total_max_attempts": 3}))
+
+
+# SnapStart (shared.snapstart, on unless production.functions.connector_push.snap_start is false):
+# init creates no client; the first request after a restore does.
+
+
+@snapstart.before_snapshot
+def _warm() -> None:
+    """The SDK's model of S3 parsed once for every environment of the version. Nothing is sent."""
+    snapstart.load_service_models(("s3",))
+
+
+@snapstart.after_restore
+def _restored() -> None:
+    """Each resumed environment resolves its own credentials and opens its own connections."""
+    for cached in (settings, s3):
+        cached.cache_clear()
 
 
 PUSH_MAX_KEYS = 64  # of any one object in a push's body

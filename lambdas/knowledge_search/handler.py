@@ -17,6 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
 from knowledge_search.contract import Arguments, Settings
+from shared import snapstart
 from shared.bodies import problems
 from shared.documents import CLASSIFICATION_KEY
 from shared.field_paths import value_at
@@ -44,6 +45,23 @@ def client() -> Any:
     return boto3.client(
         "bedrock-agent-runtime", config=Config(read_timeout=10, retries={"mode": "standard", "total_max_attempts": 3})
     )
+
+
+# SnapStart (shared.snapstart, on unless production.functions.knowledge_search.snap_start is false):
+# init creates no client; the first request after a restore does.
+
+
+@snapstart.before_snapshot
+def _warm() -> None:
+    """The SDK's model of Retrieve parsed once for every environment of the version. Nothing is sent."""
+    snapstart.load_service_models(("bedrock-agent-runtime",))
+
+
+@snapstart.after_restore
+def _restored() -> None:
+    """Each resumed environment resolves its own credentials and opens its own connections."""
+    for cached in (settings, client):
+        cached.cache_clear()
 
 
 def search(agent_runtime: Any, knowledge_base_id: str, arguments: dict[str, Any]) -> dict[str, Any]:

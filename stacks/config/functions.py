@@ -1,4 +1,4 @@
-"""Memory and timeout of the production tier's Lambda functions, by function."""
+"""Memory, timeout and SnapStart of the production tier's Lambda functions, by function."""
 
 from __future__ import annotations
 
@@ -32,14 +32,32 @@ DEDICATED_TIMEOUTS: dict[str, str] = {
     # Sized per API from its attempts and per-call timeout.
     "legacy_tools": "legacy_apis.<name>.timeout_seconds and max_attempts",
 }
+# Functions a caller waits on that may resume from a SnapStart snapshot, and whether they do when
+# config is silent. Each is invoked through its alias `live` (stacks/shared/lambda_function.py).
+# The asynchronous functions (ingestion, connector_pull, macie_findings, the gateway's jobs, the
+# account-settings adopter) have no caller waiting on their cold start, and their event sources
+# would all have to invoke an alias; the streaming gateway function runs its own runtime loop.
+SNAP_START_DEFAULTS: dict[str, bool] = {"knowledge_search": True, "connector_push": True}
+# Functions whose SnapStart switch has its own key.
+DEDICATED_SNAP_START: dict[str, str] = {"ai_gateway": "api.snap_start", "gateway_authorizer": "api.snap_start"}
 
 
 class FunctionConfig(ConfigModel):
-    """One function's size and time limit; what is unset keeps the value the stack gives that function."""
+    """One function's size, time limit and SnapStart; what is unset keeps the stack's value for that function."""
 
     memory_mb: int | None = Field(
         default=None, ge=128, le=10240, description="The function's memory (MB); null: the stack's own value."
     )
     timeout_seconds: int | None = Field(
         default=None, ge=1, le=900, description="The function's timeout (seconds); null: the stack's own value."
+    )
+    snap_start: bool | None = Field(
+        default=None,
+        description="Lambda SnapStart, for the functions a caller waits on: knowledge_search (an agent's tool "
+        "call) and connector_push (an upstream system's push), on unless set false; ai_gateway's and "
+        "gateway_authorizer's switch is api.snap_start. On: each deploy that changes the function publishes a "
+        "version Lambda snapshots once initialized, invoked through the alias `live`, so a cold start resumes the "
+        "snapshot instead of importing the code; priced like api.snap_start (a cache charge per GB-second while "
+        "the version is active, a restore charge per GB), and a version not invoked for 14 days goes inactive: "
+        "its next call fails (SnapStartNotReadyException) until Lambda has made it active again.",
     )

@@ -13,7 +13,13 @@ from stacks.config.api import ApiConfig
 from stacks.config.base import KeyedError, TierConfig
 from stacks.config.connectors import ConnectorsConfig
 from stacks.config.fields import GroupName, KebabName, LogRetentionDays, SnakeName, ToolName
-from stacks.config.functions import DEDICATED_TIMEOUTS, FunctionConfig, FunctionName
+from stacks.config.functions import (
+    DEDICATED_SNAP_START,
+    DEDICATED_TIMEOUTS,
+    SNAP_START_DEFAULTS,
+    FunctionConfig,
+    FunctionName,
+)
 from stacks.config.groups import GroupConfig, OutputTypeConfig
 from stacks.config.guardrail import GuardrailConfig
 from stacks.config.identity import IdentityConfig
@@ -94,11 +100,11 @@ class ProductionConfig(TierConfig):
     )
     functions: dict[FunctionName, FunctionConfig] = Field(
         default_factory=dict,
-        description="Memory and timeout by function (the package under lambdas/ it runs; macie_findings is the "
-        "Macie responder); a function not named, or a value not set, keeps what the stack gives it. "
+        description="Memory, timeout and SnapStart by function (the package under lambdas/ it runs; macie_findings "
+        "is the Macie responder); a function not named, or a value not set, keeps what the stack gives it. "
         "ai_gateway's, ingestion's and legacy_tools' timeouts have their own keys (api.integration_timeout_seconds, "
         "ingestion.processor_timeout_seconds, legacy_apis.<name>.timeout_seconds and max_attempts), since other "
-        "limits are derived from them there.",
+        "limits are derived from them there; so has ai_gateway's and gateway_authorizer's SnapStart (api.snap_start).",
     )
 
     @field_validator("functions")
@@ -108,6 +114,15 @@ class ProductionConfig(TierConfig):
             configured = functions.get(name)
             if configured is not None and configured.timeout_seconds is not None:
                 raise KeyedError((name, "timeout_seconds"), f"this timeout is set by production.{key}", allowed="unset")
+        for name, configured in functions.items():
+            if configured.snap_start is None or name in SNAP_START_DEFAULTS:
+                continue
+            why = (
+                f"this switch is production.{DEDICATED_SNAP_START[name]}"
+                if name in DEDICATED_SNAP_START
+                else "SnapStart is offered for the functions a caller waits on: " + ", ".join(SNAP_START_DEFAULTS)
+            )
+            raise KeyedError((name, "snap_start"), why, allowed="unset")
         return functions
 
     @model_validator(mode="wrap")

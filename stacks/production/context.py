@@ -9,6 +9,7 @@ from aws_cdk import Duration, RemovalPolicy, aws_cognito as cognito, aws_kms as 
 from constructs import Construct
 
 from stacks.config import FunctionName, ProductionConfig, Tier
+from stacks.config.functions import SNAP_START_DEFAULTS
 from stacks.shared.lambda_function import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, BlueprintFunction, log_retention
 from stacks.shared.runtime_config import ConfigEnvironment, ConfigStore
 
@@ -101,11 +102,16 @@ class ProductionContext:
     ) -> BlueprintFunction:
         """A house function with the tier's metrics namespace, log retention and KMS key, whose log
         group outlives the stack; memory and timeout from ``production.functions.<sizing>`` (sizing
-        defaults to the package) where set, else the values given. ``options`` are
-        BlueprintFunction's (settings, reserved concurrency, module)."""
+        defaults to the package) where set, else the values given; SnapStart from
+        ``production.functions.<sizing>.snap_start`` for the functions that offer it (SNAP_START_DEFAULTS),
+        whose invokers must call ``invoke_target``. ``options`` are BlueprintFunction's (settings,
+        reserved concurrency, module, snap_start)."""
         name = cast(FunctionName, sizing or package)  # a package the config does not size is simply absent
         configured = self.config.functions.get(name)
         memory = configured.memory_mb if configured and configured.memory_mb is not None else memory_size
+        if name in SNAP_START_DEFAULTS:  # invoked through invoke_target, its alias with SnapStart
+            chosen = configured.snap_start if configured else None
+            options["snap_start"] = SNAP_START_DEFAULTS[name] if chosen is None else chosen
         return BlueprintFunction(
             scope,
             id,

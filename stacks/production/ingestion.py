@@ -631,7 +631,7 @@ class IngestionPipeline(Construct):
         )
         api.root.add_resource("v1").add_resource("records").add_resource("{source}").add_method(
             "POST",
-            apigateway.LambdaIntegration(function, proxy=True),
+            apigateway.LambdaIntegration(function.invoke_target, proxy=True),  # its alias live with SnapStart
             authorization_type=apigateway.AuthorizationType.IAM,
             request_validator=validator,
             request_models={"application/json": model},

@@ -201,6 +201,8 @@ class ToolsStack(Stack):
         gateway_role = self.gateway.role
         acknowledge_inline_policy(gateway_role)
         for function in (guard, search, *self._legacy_functions):
+            if function.live_alias is not None:
+                continue  # invoked through its alias: the grant names that alias alone, no wildcard
             acknowledge(
                 gateway_role,
                 f"AwsSolutions-IAM5[Resource::{nag_attribute(function, 'Arn')}:*]",
@@ -326,7 +328,7 @@ class ToolsStack(Stack):
         return self.gateway.add_lambda_target(
             f"{pascal_case(target)}Target",
             gateway_target_name=target,
-            lambda_function=function,
+            lambda_function=function.invoke_target,  # its alias live with SnapStart
             tool_schema=agentcore.ToolSchema.from_inline(definitions),
             description=f"{target} tools",
         )

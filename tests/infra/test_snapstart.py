@@ -1,6 +1,8 @@
-"""SnapStart (api.snap_start): on, exactly the gateway function and its authorizer resume from
-snapshots of a published version, and API Gateway invokes each through its alias ``live``, never
-$LATEST; off (a second synth of the app with the switch off), none of it."""
+"""SnapStart: on by default, exactly the functions a caller waits on resume from snapshots of a
+published version (the gateway function and its authorizer, api.snap_start; the knowledge search
+tool and the push connector, production.functions.<name>.snap_start), and each invoker calls the
+alias ``live``, never $LATEST; switched off (a second synth of the app), none of it for the
+functions switched off, and the others keep theirs."""
 
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ from tests.infra.conftest import STACK_SUFFIXES, Synthesizer
 
 SNAPSTART = {"ApplyOn": "PublishedVersions"}
 SNAPSHOTTED = ("GatewayFunction", "AuthorizerFunction")  # construct ids; logical ids start with them
+# The other functions with SnapStart, by the stack they are in.
+SNAPSHOTTED_ELSEWHERE = {"tools": "KnowledgeSearchFunction", "knowledge": "IngestionPushConnector"}
 
 
 def _of_type(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
@@ -62,36 +66,100 @@ def _buffered_integrations(template: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def test_exactly_the_gateway_function_and_the_authorizer_have_snapstart(assembly: Any, gateway: dict[str, Any]) -> None:
-    with_snapstart = {
-        (stack, name)
+def _snapshotted(assembly: Any) -> set[tuple[str, str]]:
+    """(stack suffix key, logical id) of every function with SnapStart."""
+    return {
+        (next(key for key, suffix in STACK_SUFFIXES.items() if stack.endswith(suffix)), name)
         for stack, template in assembly.templates.items()
         for name, r in _of_type(template, "AWS::Lambda::Function").items()
         if "SnapStart" in r["Properties"]
     }
-    stack = next(n for n in assembly.templates if n.endswith(STACK_SUFFIXES["gateway"]))
-    assert with_snapstart == {(stack, _function(gateway, construct_id)) for construct_id in SNAPSHOTTED}
-    for construct_id in SNAPSHOTTED:
-        properties = gateway["Resources"][_function(gateway, construct_id)]["Properties"]
-        assert properties["SnapStart"] == SNAPSTART
-        # What SnapStart cannot take: more than 512 MB of ephemeral storage, EFS.
-        assert properties.get("EphemeralStorage", {"Size": 512})["Size"] <= 512
-        assert "FileSystemConfigs" not in properties
 
 
-def test_each_has_a_published_version_and_the_live_alias_on_it(gateway: dict[str, Any]) -> None:
-    versions = _of_type(gateway, "AWS::Lambda::Version")
-    for construct_id in SNAPSHOTTED:
-        function = _function(gateway, construct_id)
-        alias = gateway["Resources"][_alias(gateway, function)]["Properties"]
-        assert alias["Name"] == LIVE_ALIAS
-        (version,) = _refs(alias["FunctionVersion"])
-        assert versions[version]["Properties"]["FunctionName"] == {"Ref": function}
-        # Superseded versions go once a deploy succeeds (their snapshots would stay cached and billed).
-        assert versions[version]["DeletionPolicy"] == "Delete"
-        # SnapStart and provisioned concurrency exclude each other.
-        assert "ProvisionedConcurrencyConfig" not in alias
-        assert "ProvisionedConcurrencyConfig" not in versions[version]["Properties"]
+def _expected(assembly: Any, constructs: dict[str, tuple[str, ...]]) -> set[tuple[str, str]]:
+    return {
+        (key, _function(assembly.template(STACK_SUFFIXES[key]), construct_id))
+        for key, construct_ids in constructs.items()
+        for construct_id in construct_ids
+    }
+
+
+ALL = {"gateway": SNAPSHOTTED, **{key: (construct_id,) for key, construct_id in SNAPSHOTTED_ELSEWHERE.items()}}
+
+
+def test_exactly_the_functions_a_caller_waits_on_have_snapstart(assembly: Any) -> None:
+    assert _snapshotted(assembly) == _expected(assembly, ALL)
+    for key, construct_ids in ALL.items():
+        template = assembly.template(STACK_SUFFIXES[key])
+        for construct_id in construct_ids:
+            properties = template["Resources"][_function(template, construct_id)]["Properties"]
+            assert properties["SnapStart"] == SNAPSTART
+            # What SnapStart cannot take: more than 512 MB of ephemeral storage, EFS.
+            assert properties.get("EphemeralStorage", {"Size": 512})["Size"] <= 512
+            assert "FileSystemConfigs" not in properties
+
+
+def test_each_has_a_published_version_and_the_live_alias_on_it(assembly: Any) -> None:
+    for key, construct_ids in ALL.items():
+        template = assembly.template(STACK_SUFFIXES[key])
+        versions = _of_type(template, "AWS::Lambda::Version")
+        for construct_id in construct_ids:
+            function = _function(template, construct_id)
+            alias = template["Resources"][_alias(template, function)]["Properties"]
+            assert alias["Name"] == LIVE_ALIAS
+            (version,) = _refs(alias["FunctionVersion"])
+            assert versions[version]["Properties"]["FunctionName"] == {"Ref": function}
+            # Superseded versions go once a deploy succeeds (their snapshots would stay cached and billed).
+            assert versions[version]["DeletionPolicy"] == "Delete"
+            # SnapStart and provisioned concurrency exclude each other.
+            assert "ProvisionedConcurrencyConfig" not in alias
+            assert "ProvisionedConcurrencyConfig" not in versions[version]["Properties"]
+
+
+def _invoke_grants(template: dict[str, Any], role_prefix: str) -> set[str]:
+    """Every logical id a role's lambda:InvokeFunction statements name."""
+    found: set[str] = set()
+    for policy in _of_type(template, "AWS::IAM::Policy").values():
+        if not any(ref.startswith(role_prefix) for ref in _refs(policy["Properties"]["Roles"])):
+            continue
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            if "lambda:InvokeFunction" in actions:
+                found |= _refs(statement["Resource"])
+    return found
+
+
+def test_the_tools_gateway_calls_the_knowledge_search_alias_and_may_call_nothing_else_of_it(
+    tools: dict[str, Any],
+) -> None:
+    function = _function(tools, SNAPSHOTTED_ELSEWHERE["tools"])
+    alias = _alias(tools, function)
+    targets = [
+        r["Properties"]["TargetConfiguration"]["Mcp"]["Lambda"]["LambdaArn"]
+        for r in _of_type(tools, "AWS::BedrockAgentCore::GatewayTarget").values()
+        if "Lambda" in r["Properties"]["TargetConfiguration"]["Mcp"]
+    ]
+    assert {"Ref": alias} in targets
+    assert not [t for t in targets if _refs(t) == {function}]
+    granted = _invoke_grants(tools, "GatewayServiceRole")
+    assert alias in granted
+    assert function not in granted  # neither $LATEST nor any version but the alias's
+
+
+def test_the_push_api_invokes_the_push_connectors_alias_and_only_it_may_be_invoked(knowledge: dict[str, Any]) -> None:
+    function = _function(knowledge, SNAPSHOTTED_ELSEWHERE["knowledge"])
+    alias = _alias(knowledge, function)
+    (integration,) = [
+        m["Properties"]["Integration"]
+        for m in _of_type(knowledge, "AWS::ApiGateway::Method").values()
+        if m["Properties"].get("Integration", {}).get("Type") == "AWS_PROXY"
+    ]
+    assert _refs(integration["Uri"]) == {alias}
+    permitted = [
+        _refs(p["Properties"]["FunctionName"]) for p in _of_type(knowledge, "AWS::Lambda::Permission").values()
+    ]
+    assert {alias} in permitted
+    assert {function} not in permitted
 
 
 def test_api_gateway_invokes_the_aliases_and_only_they_may_be_invoked(gateway: dict[str, Any]) -> None:
@@ -117,20 +185,26 @@ def test_the_streaming_function_keeps_its_own_runtime_loop_without_snapstart(gat
 
 
 @pytest.fixture(scope="module")
-def switched_off(synthesize: Synthesizer, cdk_context: dict[str, Any]) -> dict[str, Any]:
-    """The gateway stack of the app synthesized with ``api.snap_start: false``."""
+def switched_off(synthesize: Synthesizer, cdk_context: dict[str, Any]) -> Any:
+    """The app synthesized with ``api.snap_start`` and ``functions.knowledge_search.snap_start``
+    false; the push connector left as it is (on)."""
     blueprint = copy.deepcopy(cdk_context["blueprint"])
     blueprint["production"].setdefault("api", {})["snap_start"] = False
-    return synthesize(blueprint=blueprint).template(STACK_SUFFIXES["gateway"])
+    blueprint["production"].setdefault("functions", {}).setdefault("knowledge_search", {})["snap_start"] = False
+    return synthesize(blueprint=blueprint)
 
 
-def test_switched_off_there_is_no_snapstart_version_or_alias(switched_off: dict[str, Any]) -> None:
-    functions = _of_type(switched_off, "AWS::Lambda::Function")
-    assert not [name for name, r in functions.items() if "SnapStart" in r["Properties"]]
-    assert not _of_type(switched_off, "AWS::Lambda::Version")
-    assert not _of_type(switched_off, "AWS::Lambda::Alias")
-    function, authorizer = (_function(switched_off, construct_id) for construct_id in SNAPSHOTTED)
-    for integration in _buffered_integrations(switched_off):
+def test_switched_off_there_is_no_snapstart_version_or_alias(switched_off: Any) -> None:
+    gateway, tools = switched_off.template(STACK_SUFFIXES["gateway"]), switched_off.template(STACK_SUFFIXES["tools"])
+    # Each switch reaches its own functions only: the push connector keeps its snapshots.
+    assert _snapshotted(switched_off) == _expected(switched_off, {"knowledge": (SNAPSHOTTED_ELSEWHERE["knowledge"],)})
+    for template in (gateway, tools):
+        assert not _of_type(template, "AWS::Lambda::Version")
+        assert not _of_type(template, "AWS::Lambda::Alias")
+    function, authorizer = (_function(gateway, construct_id) for construct_id in SNAPSHOTTED)
+    for integration in _buffered_integrations(gateway):
         assert _refs(integration["Uri"]) == {function}
-    (authorizer_resource,) = _of_type(switched_off, "AWS::ApiGateway::Authorizer").values()
+    (authorizer_resource,) = _of_type(gateway, "AWS::ApiGateway::Authorizer").values()
     assert _refs(authorizer_resource["Properties"]["AuthorizerUri"]) == {authorizer}
+    search = _function(tools, SNAPSHOTTED_ELSEWHERE["tools"])
+    assert search in _invoke_grants(tools, "GatewayServiceRole")

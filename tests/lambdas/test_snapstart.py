@@ -1,4 +1,5 @@
-"""SnapStart safety of the gateway function and its authorizer (shared.snapstart).
+"""SnapStart safety of the functions that have it (shared.snapstart): the gateway function and its
+authorizer, the knowledge search tool and the push connector.
 
 What init leaves in memory is shared by every environment resumed from the snapshot: importing the
 handlers must create no client, connection or credentials; the before-snapshot hooks may only warm
@@ -20,8 +21,10 @@ from typing import Any
 import pytest
 
 from ai_gateway import handler, jobs
+from connector_push import handler as push
 from gateway_authorizer import handler as authorizer
 from gateway_authorizer.contract import Settings as AuthorizerSettings
+from knowledge_search import handler as search
 from shared import snapstart
 from shared.runtime_config import ConfigLocation
 from tests.lambdas.gateway_fixtures import environment
@@ -39,7 +42,10 @@ def register_after_restore(func, *args, **kwargs):
     return func
 """
 
-# Imports both handlers with every way of creating a client, resolving credentials or opening a
+# The handlers of the functions with SnapStart (tests/infra/test_snapstart.py), in import order.
+SNAPSHOTTED = ("ai_gateway.handler", "gateway_authorizer.handler", "knowledge_search.handler", "connector_push.handler")
+
+# Imports the handlers with every way of creating a client, resolving credentials or opening a
 # socket recorded, then runs the hooks as the runtime would (before-snapshot in reverse order of
 # registration, after-restore in order) and reports what happened at each step.
 PROBE = """
@@ -67,7 +73,7 @@ socket.create_connection = refused
 def snapshot():
     return {k: (list(v) if isinstance(v, list) else v) for k, v in seen.items()}
 
-import ai_gateway.handler, gateway_authorizer.handler
+import ai_gateway.handler, gateway_authorizer.handler, knowledge_search.handler, connector_push.handler
 import snapshot_restore_py as runtime
 report = {
     "before": [f"{f.__module__}.{f.__qualname__}" for f in runtime.before],
@@ -114,19 +120,23 @@ def probe(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 NOTHING = {"clients": [], "credentials": 0, "sockets": []}
 
 
+def test_the_probe_imports_every_snapshotted_handler() -> None:
+    assert f"import {', '.join(SNAPSHOTTED)}" in PROBE
+
+
 def test_importing_the_handlers_creates_no_client_credentials_or_socket(probe: dict[str, Any]) -> None:
     assert probe["import"] == NOTHING
     assert probe["default_session_at_import"] is False
 
 
-def test_both_handlers_register_their_hooks_with_the_runtime(probe: dict[str, Any]) -> None:
-    assert probe["before"] == ["ai_gateway.handler._warm", "gateway_authorizer.handler._warm"]
-    assert probe["after"] == ["ai_gateway.handler._restored", "gateway_authorizer.handler._restored"]
+def test_every_handler_registers_its_hooks_with_the_runtime(probe: dict[str, Any]) -> None:
+    assert probe["before"] == [f"{module}._warm" for module in SNAPSHOTTED]
+    assert probe["after"] == [f"{module}._restored" for module in SNAPSHOTTED]
 
 
 def test_the_warm_up_parses_the_models_without_a_client_credentials_or_a_call(probe: dict[str, Any]) -> None:
     assert probe["before_snapshot"] == NOTHING
-    assert set(probe["models"]) >= {*handler.SERVICES, "apigateway"}
+    assert set(probe["models"]) >= {*handler.SERVICES, "apigateway", "bedrock-agent-runtime", "s3"}
 
 
 def test_the_restore_hooks_make_nothing_either(probe: dict[str, Any]) -> None:
@@ -180,3 +190,25 @@ def test_a_restore_empties_the_authorizers_caches(monkeypatch: pytest.MonkeyPatc
     after = authorizer.settings(), authorizer.api_keys(), authorizer.verifier(), authorizer.apigateway()
     assert all(new is not old for new, old in zip(after, before, strict=True))
     authorizer._restored()
+
+
+@pytest.mark.parametrize(
+    ("module", "variables", "cached"),
+    [
+        (search, {"KNOWLEDGE_BASE_ID": "KB12345678"}, ("settings", "client")),
+        (push, {"LANDING_BUCKET": "landing", "PUSH_SOURCES": '{"crm": "internal"}'}, ("settings", "s3")),
+    ],
+)
+def test_a_restore_empties_a_tools_or_connectors_caches(
+    monkeypatch: pytest.MonkeyPatch, module: Any, variables: dict[str, str], cached: tuple[str, ...]
+) -> None:
+    for name, value in {**variables, "AWS_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    module._restored()
+    before = [getattr(module, name)() for name in cached]
+    module._restored()
+    for name in cached:
+        assert getattr(module, name).cache_info().currsize == 0
+    after = [getattr(module, name)() for name in cached]
+    assert all(new is not old for new, old in zip(after, before, strict=True))
+    module._restored()
