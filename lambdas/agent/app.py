@@ -48,7 +48,7 @@ from agent.memory import SessionMemory
 from agent.turn import run_turn
 from shared.agent_memory import actor_id
 from shared.aws_errors import Kind, UpstreamError
-from shared.bodies import MAX_FIELD_CHARS, clip, shown
+from shared.bodies import MAX_FIELD_CHARS, MAX_MESSAGES, clip, shown
 from shared.headers import AGENT_SESSION_HEADER, CALLER_TOKEN_HEADER, CONVERSATION_HEADER
 from shared.logs import log_unexpected, service_logger
 from shared.runtime_config import DocumentReader, RuntimeConfigError
@@ -216,6 +216,9 @@ class TurnRequest:
 
 
 def _request(body: Any, group: GroupModels) -> TurnRequest:
+    turns = body.get("messages") if isinstance(body, dict) else None
+    if isinstance(turns, list) and len(turns) > MAX_MESSAGES:  # the gateway never sends more
+        raise RefusedError(400, "invalid_request", f"messages: at most {MAX_MESSAGES}")
     messages = _messages(body) if isinstance(body, dict) else None
     if messages is None:
         raise RefusedError(400, "invalid_request", BODY_SHAPE)

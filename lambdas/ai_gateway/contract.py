@@ -15,13 +15,10 @@ from typing import Final, Literal, Self
 
 from pydantic import Field, model_validator
 
+from shared.bodies import MAX_MESSAGES as MAX_MESSAGES  # each route's bound, and the agent's
 from shared.contract import FunctionSettings
 from shared.runtime_config import ConfigLocation, RuntimeDocument
 
-# The most messages one conversation turn may carry (each route's body): a long chat's history is
-# resent whole every turn, and the session's transcript checks only what is new, so it is the
-# characters (Settings.max_message_chars) that bound a request, not its turns.
-MAX_MESSAGES: Final = 200
 # Converse's stop reasons for an answer cut at its token limit (OpenAI's finish_reason "length"):
 # such an answer is delivered as the model gave it, even empty or blank.
 LENGTH_STOP_REASONS: Final = frozenset({"max_tokens", "model_context_window_exceeded"})

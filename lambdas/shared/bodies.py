@@ -14,7 +14,7 @@ answer with more than Lambda may return.
 from __future__ import annotations
 
 import base64
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from pydantic import ValidationError
 from pydantic_core import from_json
@@ -23,6 +23,11 @@ MAX_PROBLEMS = 10  # listed in an answer; the rest are counted
 MAX_FIELD_CHARS = 64  # of a field's name in an answer: an unknown key's name is the caller's text
 MAX_OBJECT_KEYS = 256  # of any one object in a JSON body (check_counts)
 MAX_ARRAY_ITEMS = 1_000  # of any one array in a JSON body (check_counts)
+# The most messages one conversation turn may carry: each of the gateway's routes, and the agent's
+# body (the gateway sends it the request's messages). A long chat's history is resent whole every
+# turn, and the gateway's session transcript checks only what is new, so it is the characters
+# (the gateway's max_message_chars) that bound a request, not its turns.
+MAX_MESSAGES: Final = 200
 
 
 class BodyError(ValueError):

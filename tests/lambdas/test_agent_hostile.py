@@ -10,9 +10,14 @@ import pytest
 import urllib3
 
 from tests.lambdas.test_agent import (  # noqa: F401 - the agent's fixtures
+    ACTOR,
+    MEMORY_ID,
+    NAMESPACES,
     SESSION,
+    Captured,
     Runtime,
     agentcore,
+    converse,
     runtime,
 )
 
@@ -94,3 +99,37 @@ def test_a_blank_message_is_refused_before_any_tool_or_model_call(
     status, answer = runtime.post({"messages": [{"role": "user", "content": content}]}, runtime.caller())
     assert (status, answer["error"]) == (400, "invalid_request")
     assert runtime.tools.seen == []
+
+
+def _turns(count: int) -> list[dict[str, str]]:
+    """``count`` messages, alternating, the last one the user's."""
+    return [{"role": "user" if (count - n) % 2 else "assistant", "content": f"turn {n}"} for n in range(count)]
+
+
+def test_more_messages_than_the_gateway_ever_sends_are_refused_before_any_tool_or_model_call(
+    runtime: Runtime,  # noqa: F811 - the agent tests' fixture, imported above
+) -> None:
+    """An 11 MB body of tiny messages took about 215 MB before the model call; the gateway, the only
+    caller, sends at most MAX_MESSAGES (its routes refuse more)."""
+    from shared.bodies import MAX_MESSAGES
+
+    status, answer = runtime.post({"messages": _turns(MAX_MESSAGES + 1)}, runtime.caller())
+    assert (status, answer["error"], answer["message"]) == (400, "invalid_request", f"messages: at most {MAX_MESSAGES}")
+    assert runtime.tools.seen == []
+    # As many as the gateway sends: a turn like any other (no history is read: the caller sent it).
+    for template in NAMESPACES:
+        runtime.memory.add_response(
+            "retrieve_memory_records",
+            {"memoryRecordSummaries": []},
+            {
+                "memoryId": MEMORY_ID,
+                "namespace": template.format(actorId=ACTOR, sessionId=SESSION),
+                "searchCriteria": {"searchQuery": f"turn {MAX_MESSAGES - 1}", "topK": 2},
+                "maxResults": 2,
+            },
+        )
+    seen = Captured()
+    converse(runtime.model, [{"text": "Done."}], "end_turn", messages=seen)
+    status, answer = runtime.post({"messages": _turns(MAX_MESSAGES)}, runtime.caller())
+    assert (status, answer["answer"]) == (200, "Done.")
+    assert len(seen.values[0]) == MAX_MESSAGES
