@@ -680,10 +680,13 @@ def test_a_timeout_with_its_own_key_is_not_set_twice(function: FunctionName, key
     [
         ("ai_gateway", "this switch is production.api.snap_start"),
         ("gateway_authorizer", "this switch is production.api.snap_start"),
-        ("ingestion", "SnapStart is offered for the functions a caller waits on: knowledge_search, connector_push"),
+        (
+            "ingestion",
+            "SnapStart is offered for the functions a caller waits on that load the AWS SDK at start: knowledge_search, connector_push",
+        ),
         (
             "connector_pull",
-            "SnapStart is offered for the functions a caller waits on: knowledge_search, connector_push",
+            "SnapStart is offered for the functions a caller waits on that load the AWS SDK at start: knowledge_search, connector_push",
         ),
     ],
 )

@@ -79,7 +79,9 @@ def _warm() -> None:
 
 @snapstart.after_restore
 def _restored() -> None:
-    """Each resumed environment resolves its own credentials and opens its own connections."""
+    """Each resumed environment draws its own retry jitter (botocore's backoff uses ``random``), and
+    resolves its own credentials and opens its own connections."""
+    snapstart.reseed_random()
     for cached in (settings, s3):
         cached.cache_clear()
 

@@ -32,11 +32,13 @@ DEDICATED_TIMEOUTS: dict[str, str] = {
     # Sized per API from its attempts and per-call timeout.
     "legacy_tools": "legacy_apis.<name>.timeout_seconds and max_attempts",
 }
-# Functions a caller waits on that may resume from a SnapStart snapshot, and whether they do when
-# config is silent. Each is invoked through its alias `live` (stacks/shared/lambda_function.py).
-# The asynchronous functions (ingestion, connector_pull, macie_findings, the gateway's jobs, the
-# account-settings adopter) have no caller waiting on their cold start, and their event sources
-# would all have to invoke an alias; the streaming gateway function runs its own runtime loop.
+# Functions a caller waits on that load the AWS SDK at start and may resume from a SnapStart
+# snapshot, and whether they do when config is silent (ADR 0023). Each is invoked through its alias
+# `live` (stacks/shared/lambda_function.py). The others a caller waits on (tool_guard, legacy_tools,
+# pre_token) start without the SDK, within the cold-start goal; the asynchronous ones (ingestion,
+# connector_pull, macie_findings, the gateway's jobs, the account-settings adopter) have no caller
+# waiting on their cold start, and their event sources would all have to invoke an alias; the
+# streaming gateway function runs its own runtime loop.
 SNAP_START_DEFAULTS: dict[str, bool] = {"knowledge_search": True, "connector_push": True}
 # Functions whose SnapStart switch has its own key.
 DEDICATED_SNAP_START: dict[str, str] = {"ai_gateway": "api.snap_start", "gateway_authorizer": "api.snap_start"}
@@ -58,6 +60,7 @@ class FunctionConfig(ConfigModel):
         "gateway_authorizer's switch is api.snap_start. On: each deploy that changes the function publishes a "
         "version Lambda snapshots once initialized, invoked through the alias `live`, so a cold start resumes the "
         "snapshot instead of importing the code; priced like api.snap_start (a cache charge per GB-second while "
-        "the version is active, a restore charge per GB), and a version not invoked for 14 days goes inactive: "
-        "its next call fails (SnapStartNotReadyException) until Lambda has made it active again.",
+        "the version is active, a restore charge per GB), and a version not invoked for 14 days (or whose "
+        "environments Lambda recycles) goes inactive: calls fail (SnapStartNotReadyException) until Lambda has "
+        "made it active again.",
     )

@@ -120,7 +120,8 @@ class ProductionConfig(TierConfig):
             why = (
                 f"this switch is production.{DEDICATED_SNAP_START[name]}"
                 if name in DEDICATED_SNAP_START
-                else "SnapStart is offered for the functions a caller waits on: " + ", ".join(SNAP_START_DEFAULTS)
+                else "SnapStart is offered for the functions a caller waits on that load the AWS SDK at start: "
+                + ", ".join(SNAP_START_DEFAULTS)
             )
             raise KeyedError((name, "snap_start"), why, allowed="unset")
         return functions

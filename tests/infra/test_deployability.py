@@ -628,6 +628,38 @@ def test_a_replacing_change_reaches_every_consumer_and_no_replacement_reuses_a_n
     assert new in gateway_after
 
 
+def test_a_snapshotted_function_whose_environment_a_replacement_changes_publishes_a_new_version(
+    assembly: Assembly, replacing: Assembly
+) -> None:
+    """A published version keeps the environment it was published with, and its alias keeps
+    calling it: a change to a SnapStart function's environment (the replaced KB's id, which the
+    knowledge search reads) must publish a new version, under a new logical id."""
+
+    def versions(template: dict[str, Any], function: str) -> set[str]:
+        return {
+            name
+            for name, r in template["Resources"].items()
+            if r["Type"] == "AWS::Lambda::Version" and r["Properties"]["FunctionName"] == {"Ref": function}
+        }
+
+    changed = []
+    for stack, before in assembly.templates.items():
+        after = replacing.templates.get(stack, {"Resources": {}})
+        for name, resource in before["Resources"].items():
+            if resource["Type"] != "AWS::Lambda::Function" or "SnapStart" not in resource["Properties"]:
+                continue
+            environments = [
+                json.dumps(t["Resources"].get(name, {}).get("Properties", {}).get("Environment"), sort_keys=True)
+                for t in (before, after)
+            ]
+            if name in after["Resources"] and environments[0] != environments[1]:
+                changed.append(name)
+                assert versions(before, name)
+                assert versions(after, name)
+                assert versions(before, name).isdisjoint(versions(after, name)), name
+    assert [name for name in changed if name.startswith("KnowledgeSearchFunction")]
+
+
 def test_the_replacement_check_finds_a_knowledge_base_replaced_in_place(
     assembly: Assembly, replacing: Assembly
 ) -> None:

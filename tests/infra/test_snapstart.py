@@ -13,6 +13,7 @@ import pytest
 
 from stacks.shared.lambda_function import LIVE_ALIAS
 from tests.infra.conftest import STACK_SUFFIXES, Synthesizer
+from tests.lambdas.test_snapstart import SNAPSHOTTED as HOOKED_HANDLERS
 
 SNAPSTART = {"ApplyOn": "PublishedVersions"}
 SNAPSHOTTED = ("GatewayFunction", "AuthorizerFunction")  # construct ids; logical ids start with them
@@ -97,6 +98,18 @@ def test_exactly_the_functions_a_caller_waits_on_have_snapstart(assembly: Any) -
             # What SnapStart cannot take: more than 512 MB of ephemeral storage, EFS.
             assert properties.get("EphemeralStorage", {"Size": 512})["Size"] <= 512
             assert "FileSystemConfigs" not in properties
+
+
+def test_every_snapshotted_handler_is_the_one_the_hook_tests_import(assembly: Any) -> None:
+    """tests/lambdas/test_snapstart.py proves each handler safe to snapshot: its list is the
+    handlers of the functions with SnapStart, so a function given SnapStart without hooks fails."""
+    handlers = {
+        r["Properties"]["Handler"].rsplit(".", 1)[0]
+        for template in assembly.templates.values()
+        for r in _of_type(template, "AWS::Lambda::Function").values()
+        if "SnapStart" in r["Properties"]
+    }
+    assert handlers == set(HOOKED_HANDLERS)
 
 
 def test_each_has_a_published_version_and_the_live_alias_on_it(assembly: Any) -> None:
@@ -208,3 +221,9 @@ def test_switched_off_there_is_no_snapstart_version_or_alias(switched_off: Any) 
     assert _refs(authorizer_resource["Properties"]["AuthorizerUri"]) == {authorizer}
     search = _function(tools, SNAPSHOTTED_ELSEWHERE["tools"])
     assert search in _invoke_grants(tools, "GatewayServiceRole")
+    lambda_arns = [
+        r["Properties"]["TargetConfiguration"]["Mcp"]["Lambda"]["LambdaArn"]
+        for r in _of_type(tools, "AWS::BedrockAgentCore::GatewayTarget").values()
+        if "Lambda" in r["Properties"]["TargetConfiguration"]["Mcp"]
+    ]
+    assert {"Fn::GetAtt": [search, "Arn"]} in lambda_arns

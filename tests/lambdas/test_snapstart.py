@@ -199,14 +199,18 @@ def test_a_restore_empties_the_authorizers_caches(monkeypatch: pytest.MonkeyPatc
         (push, {"LANDING_BUCKET": "landing", "PUSH_SOURCES": '{"crm": "internal"}'}, ("settings", "s3")),
     ],
 )
-def test_a_restore_empties_a_tools_or_connectors_caches(
+def test_a_restore_reseeds_random_and_empties_a_tools_or_connectors_caches(
     monkeypatch: pytest.MonkeyPatch, module: Any, variables: dict[str, str], cached: tuple[str, ...]
 ) -> None:
     for name, value in {**variables, "AWS_REGION": "us-east-1"}.items():
         monkeypatch.setenv(name, value)
     module._restored()
     before = [getattr(module, name)() for name in cached]
+    random.seed(1234)
+    from_the_snapshot = [random.random() for _ in range(4)]
+    random.seed(1234)  # the state every environment resumes with
     module._restored()
+    assert [random.random() for _ in range(4)] != from_the_snapshot  # botocore's retry jitter differs
     for name in cached:
         assert getattr(module, name).cache_info().currsize == 0
     after = [getattr(module, name)() for name in cached]
