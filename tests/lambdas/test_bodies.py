@@ -61,6 +61,15 @@ def test_the_bounds_are_the_callers_to_choose() -> None:
         json_bytes("[0, 0, 0]", False, max_items=2)
 
 
+@pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
+def test_a_nan_or_infinity_does_not_switch_the_count_off(token: str) -> None:
+    """pydantic's model_validate_json reads them: a count that could not would let a body of
+    500,000 unknown keys and one NaN through to a model that holds an error per key."""
+    body = json.dumps(keys(MAX_OBJECT_KEYS + 1))[:-1] + f', "x": {token}}}'
+    with pytest.raises(BodyError, match="258 keys; at most 256"):
+        json_bytes(body, False)
+
+
 def test_text_that_is_not_json_is_left_for_the_model_to_name() -> None:
     text = "{" + "x" * 5000
     assert json_bytes(text, False) == text.encode()
