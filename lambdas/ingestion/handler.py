@@ -177,7 +177,9 @@ def _deferred(record: SQSRecord, ref: ObjectRef) -> dict[str, Any]:
         raise deferred
     requeues = _requeues(record.raw_event)
     if requeues >= MAX_REQUEUES:
-        _record_dead_letter(ref, f"deferred for time on every receive, and sent to the queue again {requeues} times")
+        _record_dead_letter(
+            _located(ref), f"deferred for time on every receive, and sent to the queue again {requeues} times"
+        )
         raise deferred
     try:
         sqs().send_message(
@@ -187,11 +189,22 @@ def _deferred(record: SQSRecord, ref: ObjectRef) -> dict[str, Any]:
         )
     except Exception as error:
         _record_dead_letter(
-            ref, f"deferred for time on its last receive; sending it again failed: {failure_code(error)}"
+            _located(ref), f"deferred for time on its last receive; sending it again failed: {failure_code(error)}"
         )
         raise deferred from None
     metrics.add_metric(name=Metric.DOCUMENTS_REQUEUED, unit=MetricUnit.Count, value=1)
     return {"status": "requeued", "reason": "deferred on its message's last receive: sent to the queue again"}
+
+
+def _located(ref: ObjectRef) -> ObjectRef:
+    """The object under its real key (``Pipeline.locate``), as a dead letter is recorded under the
+    document it belongs to; the key as sent when S3 or the registry cannot say (it is recorded
+    anyway: the message still reaches the dead letters)."""
+    try:
+        return pipeline().locate(ref)
+    except Exception as error:
+        logger.warning("dead letter recorded under the key as sent", extra={"code": failure_code(error)})
+        return ref
 
 
 def _requeues(record: dict[str, Any]) -> int:
@@ -293,8 +306,10 @@ def _as_json(value: Any) -> str:
 
 
 def _record_dead_letter(ref: ObjectRef, reason: str, *, document: str | None = None) -> None:
+    """The version recorded dead-lettered with the reason, unless it is settled already (a duplicate
+    delivery of a version curated or quarantined before: its record stands)."""
     now = dt.datetime.now(dt.UTC).isoformat()
-    registry().record(
+    recorded = registry().dead_lettered(
         VersionRecord(
             document_id=document or document_id(ref.bucket, ref.key),
             version=ref.version,
@@ -307,6 +322,8 @@ def _record_dead_letter(ref: ObjectRef, reason: str, *, document: str | None = N
             processed_at=now,
         )
     )
+    if not recorded:
+        logger.info("a settled version's duplicate delivery dead-lettered", extra={"version": ref.version})
     metrics.add_metric(name=Metric.DOCUMENTS_DEAD_LETTERED, unit=MetricUnit.Count, value=1)
 
 

@@ -93,6 +93,27 @@ class Registry:
             Item={**version, "pk": record.document_id, "sk": f"{VERSION_KEY}{record.version}", "size": record.size}
         )
 
+    def dead_lettered(self, record: VersionRecord) -> bool:
+        """Record a version dead-lettered unless it is settled already (SETTLED): a duplicate delivery
+        of a curated version that failed or ran out of time leaves the curated record as it is.
+        False when it was settled."""
+        version = {k: v for k, v in asdict(record).items() if v not in ("", {}, None)}
+        settled = sorted(SETTLED)
+        try:
+            self._table.put_item(
+                Item={**version, "pk": record.document_id, "sk": f"{VERSION_KEY}{record.version}", "size": record.size},
+                ConditionExpression="attribute_not_exists(#s) OR NOT #s IN ("
+                + ", ".join(f":s{n}" for n in range(len(settled)))
+                + ")",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={f":s{n}": status for n, status in enumerate(settled)},
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
     def ocr_started(self, record: VersionRecord) -> None:
         """A version waiting for its Textract job, and the job's way back to it (the notification
         names the job and its tag, the document id, not the version)."""

@@ -467,6 +467,34 @@ def test_a_document_deferred_too_often_or_not_sent_again_is_recorded_dead_letter
     assert failure in record["reason"]
 
 
+def _deferred_for_the_last_time(message: dict[str, Any]) -> dict[str, Any]:
+    message["attributes"]["ApproximateReceiveCount"] = str(MAX_RECEIVE)
+    message["messageAttributes"] = {"requeues": {"stringValue": str(handler.MAX_REQUEUES), "dataType": "Number"}}
+    return message
+
+
+def test_a_document_deferred_to_the_dead_letters_is_recorded_under_its_real_key(aws: Aws) -> None:
+    """S3 URL-encodes an event's key ("docs/my doc.txt" arrives as "docs/my+doc.txt"): the dead
+    letter is recorded under the document it belongs to, as a failed one is, not under a made-up
+    one (which a redrive would then process the real object under)."""
+    put = aws.put("docs/my doc.txt", "Plain words.")
+    message = _deferred_for_the_last_time(sqs_message(s3_event("docs/my+doc.txt", put["version"], put["size"])))
+    assert run_with(message, context=NoTimeLeft()) == [message["messageId"]]
+    assert {i["pk"] for i in aws.registry_items()} == {document_id(LANDING, "docs/my doc.txt")}
+    assert version_record(aws, "docs/my doc.txt")["status"] == "dead_lettered"
+
+
+def test_a_settled_versions_duplicate_deferred_to_the_dead_letters_leaves_its_record(aws: Aws) -> None:
+    """SQS and EventBridge deliver at least once: a second delivery of a curated version that runs
+    out of time on every receive goes to the dead letters, and the version stays curated (processed,
+    the duplicate would have been a replay that changes nothing)."""
+    message = landed(aws, "docs/plain.txt", "Plain words.")
+    duplicate = json.loads(json.dumps(message))
+    assert run_with(message, context=FakeContext()) == []
+    assert run_with(_deferred_for_the_last_time(duplicate), context=NoTimeLeft()) == [duplicate["messageId"]]
+    assert version_record(aws, "docs/plain.txt")["status"] == "curated"
+
+
 # --- the classification policy: which classification, mask or quarantine, what a curated copy carries -----------------------
 
 EMAIL_AND_PHONE = "Reach ada.lovelace@example.com or +1 206 555 0143."
