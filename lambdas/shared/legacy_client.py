@@ -127,8 +127,13 @@ class LegacyClient:
         query = f"?{urlencode({k: v for k, v in (params or {}).items() if v is not None})}" if params else ""
         url = f"{self._settings.base_url}{path}{query}"
         refreshed = False
+        # One token for the whole call, fetched at most twice (here when the held one is due, and
+        # once after a 401), as longest_call_seconds counts: a token that expires while the call
+        # retries (or one that lives no longer than the refresh skew) is not fetched per attempt.
+        token: str | None = None
         for attempt in range(1, self._settings.max_attempts + 1):
-            headers = {"Authorization": f"Bearer {self._bearer()}", "Accept": "application/json"}
+            token = token or self._bearer()
+            headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
             try:
                 status, retry_after, data = self._exchange("GET", url, headers=headers)
             except _TransportError:  # timeouts, refused and reset connections, a deadline passed
@@ -137,7 +142,8 @@ class LegacyClient:
                 self._backoff(attempt)
                 continue
             if status == 401 and not refreshed:
-                self._token, refreshed = None, True  # expired or revoked early: one fresh token
+                self._token = token = None  # expired or revoked early: one fresh token
+                refreshed = True
                 continue
             if status >= 500 or status == 429:
                 if attempt == self._settings.max_attempts:

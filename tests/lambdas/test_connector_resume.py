@@ -8,6 +8,7 @@ import os
 from typing import Any
 
 import pytest
+import urllib3
 
 from connector_pull import handler as pull
 from connector_pull.contract import Settings as PullSettings
@@ -251,3 +252,57 @@ def test_the_legacy_client_states_the_longest_a_get_may_take() -> None:
         lambda: Credentials(client_id="id", client_secret="secret"),
     )
     assert client.longest_get_seconds == pytest.approx(5 * 10 + 0.2 * 7)
+
+
+class _SlowestUpstream:
+    """Every exchange takes just under its deadline on a fake clock; tokens live 30 s (no longer
+    than the client's refresh skew: due again at once); GETs time out until the last attempt."""
+
+    def __init__(self, clock: list[float], attempts: int, timeout: float) -> None:
+        self.clock, self.attempts, self.timeout = clock, attempts, timeout
+        self.gets = self.tokens = 0
+
+    def request(self, method: str, url: str, **_: Any) -> Any:
+        self.clock[0] += self.timeout - 0.01
+        if method == "POST":
+            self.tokens += 1
+            return _Answer(b'{"access_token": "t", "expires_in": 30}')
+        self.gets += 1
+        if self.gets < self.attempts:
+            raise urllib3.exceptions.ReadTimeoutError(None, url, "timed out")  # type: ignore[arg-type]
+        return _Answer(b'{"items": []}')
+
+
+class _Answer:
+    def __init__(self, body: bytes) -> None:
+        self.status, self.connection, self._body = 200, None, body
+        self.headers: dict[str, str] = {}
+
+    def read1(self, _: int) -> bytes:
+        body, self._body = self._body, b""
+        return body
+
+    def close(self) -> None:
+        pass
+
+    def release_conn(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("attempts", [1, 3, 5])
+def test_a_get_takes_no_longer_than_the_longest_it_states_even_when_its_token_is_always_due(attempts: int) -> None:
+    """The run keeps back ``longest_get_seconds``: a token due again at once (or expiring while the
+    call retries) is fetched once per call, not before every attempt (5 attempts of 20 s took 200 s
+    against the 146 s stated, and the run outlived its invocation with no resume point)."""
+    clock = [0.0]
+    upstream = _SlowestUpstream(clock, attempts, timeout=20.0)
+    client = LegacyClient(
+        ClientSettings(base_url="https://api.example.com", timeout_seconds=20, max_attempts=attempts),
+        lambda: Credentials(client_id="id", client_secret="secret"),
+        http=upstream,  # type: ignore[arg-type]
+        clock=lambda: clock[0],
+        sleep=lambda seconds: clock.__setitem__(0, clock[0] + seconds),
+    )
+    assert client.get("/articles") == ({"items": []}, 13)
+    assert (upstream.gets, upstream.tokens) == (attempts, 1)
+    assert clock[0] <= client.longest_get_seconds
