@@ -16,6 +16,8 @@ from typing import Any, Final, NamedTuple
 class Shape(NamedTuple):
     required: tuple[tuple[str, ...], ...]  # paths into the event, each to a string
     optional: dict[str, type]  # top-level fields: absent, null or of this type
+    texts: tuple[str, ...] = ()  # of the optional objects, those whose values are all text
+    text_lists: tuple[str, ...] = ()  # of the optional objects and arrays, those holding text or arrays of text
 
 
 REST_API: Final = Shape(
@@ -29,10 +31,13 @@ REST_API: Final = Shape(
         "body": str,
         "isBase64Encoded": bool,
     },
+    texts=("headers", "queryStringParameters", "pathParameters"),
+    text_lists=("multiValueHeaders", "multiValueQueryStringParameters"),
 )
 FUNCTION_URL: Final = Shape(
     required=(("rawPath",), ("requestContext", "http", "method")),
     optional={"headers": dict, "queryStringParameters": dict, "cookies": list, "body": str, "isBase64Encoded": bool},
+    texts=("headers", "queryStringParameters", "cookies"),
 )
 
 
@@ -53,7 +58,28 @@ def misshapen(event: Any, shape: Shape) -> dict[str, Any] | None:
     for name, kind in shape.optional.items():
         if event.get(name) is not None and not isinstance(event[name], kind):
             return _refusal(f"{name} is not {KINDS[kind]}")
+    return _untyped_values(event, shape)
+
+
+def _untyped_values(event: dict[str, Any], shape: Shape) -> dict[str, Any] | None:
+    """The refusal of an object (headers, parameters) holding a value that is not text, or an
+    array of text where the source sends arrays; None when every value is (Powertools reads them
+    as text: a number made a TypeError)."""
+    for name in shape.texts:
+        if not all(isinstance(item, str) for item in _items(event.get(name))):
+            return _refusal(f"{name} holds a value that is not text")
+    for name in shape.text_lists:
+        values = _items(event.get(name))
+        if not all(isinstance(item, list) and all(isinstance(i, str) for i in item) for item in values):
+            return _refusal(f"{name} holds a value that is not an array of text")
     return None
+
+
+def _items(value: dict[str, Any] | list[Any] | None) -> list[Any]:
+    """An object's values or an array's items (misshapen has checked it is one or the other)."""
+    if isinstance(value, dict):
+        return list(value.values())
+    return value or []
 
 
 def _refusal(why: str) -> dict[str, Any]:

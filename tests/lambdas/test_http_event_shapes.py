@@ -59,6 +59,16 @@ def refusal(response: dict[str, Any]) -> str:
         (lambda e: replaced(e, "queryStringParameters", 5), "queryStringParameters is not an object"),
         (lambda e: replaced(e, "body", {"records": []}), "body is not text"),
         (lambda e: replaced(e, "isBase64Encoded", "no"), "isBase64Encoded is not true or false"),
+        (lambda e: replaced(e, "headers", {"Accept": 5}), "headers holds a value that is not text"),
+        (
+            lambda e: replaced(e, "multiValueHeaders", {"Accept-Encoding": [5]}),
+            "multiValueHeaders holds a value that is not an array of text",
+        ),
+        (
+            lambda e: replaced(e, "multiValueHeaders", {"Accept": "gzip"}),
+            "multiValueHeaders holds a value that is not an array of text",
+        ),
+        (lambda e: replaced(e, "pathParameters", {"id": None}), "pathParameters holds a value that is not text"),
     ],
     ids=[
         "no-method",
@@ -69,6 +79,10 @@ def refusal(response: dict[str, Any]) -> str:
         "query-number",
         "body-object",
         "base64-text",
+        "header-number",
+        "mv-header-item-number",
+        "mv-header-text",
+        "path-parameter-null",
     ],
 )
 def test_a_rest_event_the_api_never_sends_is_a_400_naming_the_field(
@@ -88,8 +102,20 @@ def test_a_rest_event_the_api_never_sends_is_a_400_naming_the_field(
         (lambda e: replaced(e, "headers", []), "headers is not an object"),
         (lambda e: replaced(e, "cookies", "a=b"), "cookies is not an array"),
         (lambda e: replaced(e, "body", 5), "body is not text"),
+        (lambda e: replaced(e, "headers", {"x-thing": 5}), "headers holds a value that is not text"),
+        (lambda e: replaced(e, "cookies", ["a=b", 1]), "cookies holds a value that is not text"),
     ],
-    ids=["no-raw-path", "no-context", "no-http", "null-context", "headers-list", "cookies-text", "body-number"],
+    ids=[
+        "no-raw-path",
+        "no-context",
+        "no-http",
+        "null-context",
+        "headers-list",
+        "cookies-text",
+        "body-number",
+        "header-number",
+        "cookie-number",
+    ],
 )
 def test_a_function_url_event_the_url_never_sends_is_a_400_naming_the_field(
     change: Callable[[dict[str, Any]], dict[str, Any]], message: str
