@@ -37,7 +37,8 @@ def longest_call_seconds(
 ) -> float:
     """The longest one call of the legacy client may take: each attempt's exchange and at most two
     token fetches (the call's first, and a fresh one after a 401: the client fetches no more), every
-    one at most ``timeout_seconds``, and the backoffs between attempts. Here, not in the client, so config can check it without an HTTP client."""
+    one at most ``timeout_seconds``, and the backoffs between attempts. Here, not in the client, so
+    config can check it without an HTTP client."""
     backoffs: float = backoff_seconds * (2**max_attempts - 1)  # (int ** int is Any to mypy)
     return (max_attempts + 2) * timeout_seconds + backoffs
 
