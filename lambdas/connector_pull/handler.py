@@ -56,7 +56,21 @@ from shared.tool_errors import ToolError
 logger = service_logger()
 metrics = Metrics()
 MAX_PAGES = 1000  # per run: the next run resumes from the cursor
-SAVE_SECONDS = 10.0  # kept back to save the resume point and answer, when a run stops for time
+# Every AWS call of a run waits briefly (botocore's default is a minute per read), so a run that
+# stops for time (between pages) can count on its save.
+AWS_CONNECT_SECONDS, AWS_READ_SECONDS, AWS_ATTEMPTS = 2, 5, 3
+AWS = Config(
+    connect_timeout=AWS_CONNECT_SECONDS,
+    read_timeout=AWS_READ_SECONDS,
+    retries={"mode": "standard", "total_max_attempts": AWS_ATTEMPTS},
+)
+# The longest one of those calls may take: every attempt to its timeouts, and botocore's standard
+# backoffs between them (at most 2 ** (n - 1) s before the n-th retry).
+AWS_BACKOFFS: int = sum(2**n for n in range(AWS_ATTEMPTS - 1))
+AWS_CALL_SECONDS = AWS_ATTEMPTS * (AWS_CONNECT_SECONDS + AWS_READ_SECONDS) + AWS_BACKOFFS
+# Kept back when a run stops for time: the resume point's write at its longest, and the answer. (The
+# lease's release after it may be cut short: the lease then expires, and the next run starts after.)
+SAVE_SECONDS = AWS_CALL_SECONDS + 1.0
 # The longest cursor followed: it goes into a URL's query and, at the page cap, into the registry
 # item (DynamoDB holds 400 KB an item); no paging scheme needs more.
 MAX_CURSOR_CHARS = 4096
@@ -456,10 +470,7 @@ class PullFailedError(RuntimeError):
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     config = settings()
     source = config.pull_source
-    # Short waits: a run stops for time between pages (SAVE_SECONDS to save), so no AWS call may
-    # hang for botocore's default minute.
-    aws = Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "total_max_attempts": 3})
-    table = boto3.resource("dynamodb", config=aws).Table(config.registry_table)
+    table = boto3.resource("dynamodb", config=AWS).Table(config.registry_table)
     metrics.add_dimension(SOURCE, source.name)
     lease = Lease(table, source.name, seconds=config.lease_seconds)
     holder = context.aws_request_id
@@ -471,8 +482,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         run = pull(
             client(),
             source,
-            s3=boto3.client("s3", config=aws),
-            sqs=boto3.client("sqs", config=aws),
+            s3=boto3.client("s3", config=AWS),
+            sqs=boto3.client("sqs", config=AWS),
             watermarks=Watermarks(table),
             dlq_url=config.dlq_url,
             bucket=config.landing_bucket,

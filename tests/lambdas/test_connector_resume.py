@@ -187,19 +187,20 @@ class Budget:
 def test_a_run_short_of_time_saves_a_resume_point_before_the_timeout_and_the_next_goes_on_from_it(aws: Aws) -> None:
     """A slow source or a long backfill: a run Lambda ended at its timeout saved nothing, so every
     later run started again at page one and landed the same pages again. Here each page takes 40 s
-    of a 300 s invocation: after the seventh, 20 s are left, less than another page and the save
-    need (40 + 10), so the run stops there with a resume point; the next run lands the rest, each
-    page once."""
+    of a 300 s invocation: after the sixth, 60 s are left, less than another page and the save
+    need (40 + 25, SAVE_SECONDS), so the run stops there with a resume point; the next run lands
+    the rest, each page once."""
     source = Paged(*[f"2026-11-{day:02d}T00:00:00Z" for day in range(1, 11)])
 
     def one_run() -> pull.Run:
         return run(aws, source, seconds_left=Budget(300, 40, source))
 
+    assert pull.SAVE_SECONDS == 25
     first = one_run()
-    assert (first.pages, first.capped) == (7, True)
-    assert stored(aws)["resume_cursor"] == "c7"
+    assert (first.pages, first.capped) == (6, True)
+    assert stored(aws)["resume_cursor"] == "c6"
     second = one_run()
-    assert (second.pages, second.capped) == (3, False)
+    assert (second.pages, second.capped) == (4, False)
     assert [r["cursor"] for r in source.requests] == [None, *[f"c{n}" for n in range(1, 10)]]
     assert len(aws.landing_versions()) == 10  # every page landed once
     assert stored(aws) == {**KEY, "updated_since": "2026-11-10T00:00:00+00:00"}
@@ -208,8 +209,8 @@ def test_a_run_short_of_time_saves_a_resume_point_before_the_timeout_and_the_nex
 def test_the_deployed_handler_stops_for_time_by_its_invocations_remaining_time(
     aws: Aws, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """lambda_handler passes the invocation's remaining time: 20 s at the start and 9 s a page
-    leave 11 s after the first page, less than another page and the save (9 + 10), so it stops
+    """lambda_handler passes the invocation's remaining time: 40 s at the start and 9 s a page
+    leave 31 s after the first page, less than another page and the save (9 + 25), so it stops
     there with a resume point, says why, and gives the lease back."""
     settings = PullSettings(
         pull_source=SOURCE, landing_bucket=LANDING, registry_table="registry", dlq_url=aws.dlq_url, lease_seconds=360
@@ -220,7 +221,7 @@ def test_the_deployed_handler_stops_for_time_by_its_invocations_remaining_time(
 
     class Short(FakeContext):
         def get_remaining_time_in_millis(self) -> int:  # type: ignore[override]
-            return 20_000 - 9_000 * len(source.requests)  # each page takes 9 s
+            return 40_000 - 9_000 * len(source.requests)  # each page takes 9 s
 
     capsys.readouterr()
     answer = pull.lambda_handler({}, Short(aws_request_id="run-1"))
@@ -237,12 +238,12 @@ def test_the_deployed_handler_stops_for_time_by_its_invocations_remaining_time(
 
 def test_a_run_keeps_back_the_longest_a_call_may_take_even_when_its_pages_are_fast(aws: Aws) -> None:
     """Fast pages say nothing about the next call, which may retry to its limit: 1 s pages, a call
-    that may take 60 s and 100 s to run stop after the 31st page (69 s left, under 60 + 10)."""
+    that may take 60 s and 100 s to run stop after the 16th page (84 s left, under 60 + 25)."""
     source = Paged(*[f"2026-11-01T00:{n // 60:02d}:{n % 60:02d}Z" for n in range(200)])
     source.longest_get_seconds = 60.0
     result = run(aws, source, seconds_left=Budget(100, 1, source))
-    assert (result.pages, result.capped) == (31, True)
-    assert stored(aws)["resume_cursor"] == "c31"
+    assert (result.pages, result.capped) == (16, True)
+    assert stored(aws)["resume_cursor"] == "c16"
 
 
 def test_the_legacy_client_states_the_longest_a_get_may_take() -> None:

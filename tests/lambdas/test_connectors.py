@@ -201,6 +201,14 @@ def test_a_lease_admits_one_run_until_it_is_given_back_or_runs_out(aws: Aws) -> 
     assert (item["holder"], int(item["expires_at"])) == ("run-3", int(clock.now) + 360)
 
 
+class Invocation(FakeContext):
+    """A scheduled run's invocation: the pull function's 300 s to its timeout (PULL_TIMEOUT)."""
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 300_000
+
+
 @pytest.fixture
 def scheduled(aws: Aws, source_api: LegacyApi, monkeypatch: pytest.MonkeyPatch) -> LegacyApi:
     """The pull connector's handler as its schedule invokes it, against the local source API."""
@@ -208,7 +216,7 @@ def scheduled(aws: Aws, source_api: LegacyApi, monkeypatch: pytest.MonkeyPatch) 
         pull_source=SOURCE, landing_bucket=LANDING, registry_table="registry", dlq_url=aws.dlq_url, lease_seconds=360
     )
     monkeypatch.setattr(pull, "settings", lambda: settings)
-    # A call may take 15 s (three exchanges of 5 s): within FakeContext's 30 s with the save's 10 s.
+    # A call may take 15 s (three exchanges of 5 s): within a scheduled run's time (Invocation) with the save.
     client = LegacyClient(
         ClientSettings(base_url=source_api.url, timeout_seconds=5, max_attempts=1, backoff_seconds=0),
         lambda: Credentials(CLIENT_ID, CLIENT_SECRET),
@@ -222,7 +230,7 @@ def test_a_scheduled_run_that_finds_the_lease_held_ends_without_calling_the_sour
     aws: Aws, scheduled: LegacyApi
 ) -> None:
     pull.Lease(aws.dynamodb.Table("registry"), SOURCE.name, seconds=360).acquire("a-run-in-progress")
-    answer = pull.lambda_handler({}, FakeContext(aws_request_id="next-run"))
+    answer = pull.lambda_handler({}, Invocation(aws_request_id="next-run"))
     assert answer == {"skipped": "another run of this source is in progress"}
     assert scheduled.requests == []
     assert aws.landing_versions() == []
@@ -231,10 +239,10 @@ def test_a_scheduled_run_that_finds_the_lease_held_ends_without_calling_the_sour
 def test_a_scheduled_run_gives_the_lease_back_whether_it_lands_or_fails(aws: Aws, scheduled: LegacyApi) -> None:
 
     key = {"pk": f"connector#{SOURCE.name}", "sk": "lease"}
-    answer = pull.lambda_handler({}, FakeContext(aws_request_id="run-1"))
+    answer = pull.lambda_handler({}, Invocation(aws_request_id="run-1"))
     assert answer["landed"] == ARTICLE_COUNT - 1
     assert "Item" not in aws.dynamodb.Table("registry").get_item(Key=key)
     scheduled.faults = [503]
     with pytest.raises(pull.PullFailedError, match=r"\(ToolError\)$"):
-        pull.lambda_handler({}, FakeContext(aws_request_id="run-2"))
+        pull.lambda_handler({}, Invocation(aws_request_id="run-2"))
     assert "Item" not in aws.dynamodb.Table("registry").get_item(Key=key)
