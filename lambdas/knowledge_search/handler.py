@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from knowledge_search.contract import Arguments, Settings
 from shared import snapstart
-from shared.bodies import problems
+from shared.bodies import BodyError, check_counts, problems
 from shared.documents import CLASSIFICATION_KEY
 from shared.field_paths import value_at
 from shared.logs import service_logger
@@ -67,6 +67,10 @@ def _restored() -> None:
 
 
 def search(agent_runtime: Any, knowledge_base_id: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    try:
+        check_counts(arguments, whole="arguments")  # as the interceptor does before calling the target
+    except BodyError as error:
+        return ToolError("invalid_argument", str(error)).result()
     try:
         request = Arguments.model_validate(arguments)
     except ValidationError as error:

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from legacy_tools.contract import CURSOR, SingleCallTool
 from legacy_tools.shaping import decode_cursor, page, project, single
-from shared.bodies import problems
+from shared.bodies import BodyError, check_counts, problems
 from shared.field_paths import value_at
 from shared.tool_errors import ToolError
 from shared.tools import ToolSpec
@@ -195,6 +195,12 @@ def registry(chained: Mapping[str, Any], single_calls: Mapping[str, SingleCallTo
 
 
 def _arguments(model: type[M], arguments: Mapping[str, Any]) -> M:
+    try:
+        # The interceptor bounds them before any target is called; counted here too, so a call
+        # that reached the function another way cannot hold an error per key past its memory.
+        check_counts(arguments, whole="arguments")
+    except BodyError as error:
+        raise ToolError("invalid_argument", str(error)) from None
     try:
         return model.model_validate(arguments)
     except ValidationError as error:

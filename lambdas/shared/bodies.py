@@ -74,22 +74,25 @@ def json_bytes(
     return data
 
 
-def check_counts(value: Any, *, max_keys: int = MAX_OBJECT_KEYS, max_items: int = MAX_ARRAY_ITEMS) -> None:
-    """BodyError when an object anywhere in ``value`` (parsed JSON) has more than ``max_keys`` keys
-    or an array more than ``max_items`` items. pydantic holds an error for each unknown key of a
-    model that forbids them, and for each wrong item of a list, until they are worded: a 6 MB body
-    of unknown keys is 600,000 errors and more than half a gigabyte, past the function's memory,
-    where Lambda ends it without an answer. No request this platform takes comes near either bound."""
+def check_counts(
+    value: Any, *, max_keys: int = MAX_OBJECT_KEYS, max_items: int = MAX_ARRAY_ITEMS, whole: str = "body"
+) -> None:
+    """BodyError when an object anywhere in ``value`` (parsed JSON; ``whole`` names it in the
+    message) has more than ``max_keys`` keys or an array more than ``max_items`` items. pydantic
+    holds an error for each unknown key of a model that forbids them, and for each wrong item of a
+    list, until they are worded: a 6 MB body of unknown keys is 600,000 errors and more than half a
+    gigabyte, past the function's memory, where Lambda ends it without an answer. No request this
+    platform takes (nor any tool call's arguments) comes near either bound."""
     pending = [value]
     while pending:
         item = pending.pop()
         if isinstance(item, dict):
             if len(item) > max_keys:
-                raise BodyError(f"body: an object has {len(item)} keys; at most {max_keys} are read")
+                raise BodyError(f"{whole}: an object has {len(item)} keys; at most {max_keys} are read")
             pending.extend(item.values())
         elif isinstance(item, list):
             if len(item) > max_items:
-                raise BodyError(f"body: an array has {len(item)} items; at most {max_items} are read")
+                raise BodyError(f"{whole}: an array has {len(item)} items; at most {max_items} are read")
             pending.extend(item)
 
 

@@ -32,7 +32,7 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from shared.bodies import clip, problems
+from shared.bodies import BodyError, check_counts, clip, problems
 from shared.logs import service_logger
 from shared.tools import ToolSpec
 from web_mcp.contract import WEB_BROWSE, WEB_FETCH, WEB_TOOLS
@@ -85,6 +85,10 @@ def call(tools: WebTools, name: str, arguments: dict[str, Any]) -> CallToolResul
     if spec is None:
         # The name is the caller's: named only so far, or a caller-sized name makes a caller-sized answer.
         return _error(invalid("unknown_tool", f"no tool named {clip(name)}"))
+    try:
+        check_counts(arguments, whole="arguments")  # as the tools gateway's interceptor does
+    except BodyError as error:
+        return _error(invalid("invalid_argument", f"invalid {error}"))  # "invalid arguments: an object has …"
     try:
         model = spec.arguments.model_validate(arguments)
     except ValidationError as failure:

@@ -14,7 +14,7 @@ import pytest
 from legacy_tools import handler
 from legacy_tools.adapters import TOOLS, Shape
 from legacy_tools.contract import CallArgument, SingleCallTool
-from shared.bodies import MAX_FIELD_CHARS, MAX_PROBLEMS
+from shared.bodies import MAX_FIELD_CHARS, MAX_OBJECT_KEYS, MAX_PROBLEMS
 from shared.legacy_client import ClientSettings, Credentials, LegacyClient
 from shared.tool_errors import ToolError
 from tests.lambdas.conftest import FakeClientContext, FakeContext
@@ -85,13 +85,28 @@ def test_a_forged_cursor_is_refused_before_a_single_call(api: LegacyApi, cursor:
 def test_a_flood_of_unknown_arguments_is_listed_a_few_at_a_time_with_short_names(
     client: LegacyClient, api: LegacyApi
 ) -> None:
-    """2,000 unknown keys of a kilobyte each: 2 MB in the message if every one were named whole."""
-    flood = {f"k{i:04}{'x' * 1000}": 1 for i in range(2000)}
+    """250 unknown keys of a kilobyte each (under the bound on keys): 250 KB in the message if every
+    one were named whole."""
+    flood = {f"k{i:04}{'x' * 1000}": 1 for i in range(250)}
     message = refusal(flood, client).message
-    assert message.endswith(f"; and {2000 - MAX_PROBLEMS} more")
+    assert message.endswith(f"; and {250 - MAX_PROBLEMS} more")
     assert message.count("Extra inputs are not permitted") == MAX_PROBLEMS
     assert len(message) < MAX_PROBLEMS * (MAX_FIELD_CHARS + 40) + 20
     assert f"k0000{'x' * (MAX_FIELD_CHARS - 6)}…" in message
+    assert api.requests == []
+
+
+def test_more_arguments_than_any_call_holds_are_refused_before_they_are_validated(
+    client: LegacyClient, api: LegacyApi
+) -> None:
+    """The tools gateway's interceptor refuses them before the target is called; the function
+    counts them too, so a call that reached it another way cannot hold an error per key (600,000
+    unknown keys took a 256 MB tool function to 999 MB)."""
+    refused = refusal({f"k{i}": 1 for i in range(MAX_OBJECT_KEYS)}, client)  # and customer_email
+    assert (refused.kind, refused.message) == (
+        "invalid_argument",
+        f"arguments: an object has {MAX_OBJECT_KEYS + 1} keys; at most {MAX_OBJECT_KEYS} are read",
+    )
     assert api.requests == []
 
 

@@ -15,6 +15,7 @@ import pytest
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
+from shared.bodies import MAX_OBJECT_KEYS
 from shared.runtime_config import DocumentReader
 from tests.lambdas.loopback import serve_asgi
 from tests.lambdas.web_fakes import (
@@ -365,6 +366,17 @@ def test_refuses_invalid_arguments_naming_the_field(world: World, arguments: dic
     # The field and pydantic's reason, never the value (shared.bodies.problems).
     assert body["error"]["message"].startswith(f"invalid arguments: {field}: ")
     assert "a" * 100 not in body["error"]["message"]
+
+
+def test_refuses_more_arguments_than_any_call_holds_before_validating_them(world: World) -> None:
+    """As the tools gateway's interceptor does: pydantic would hold an error for each unknown key."""
+    flood = {f"k{i}": 1 for i in range(MAX_OBJECT_KEYS)}
+    is_error, body = call(world, "web_fetch", {"url": "https://x.test/", "caller_group": "researchers", **flood})
+    assert is_error
+    assert body["error"]["kind"] == "invalid_argument"
+    assert body["error"]["message"] == (
+        f"invalid arguments: an object has {MAX_OBJECT_KEYS + 2} keys; at most {MAX_OBJECT_KEYS} are read"
+    )
 
 
 def test_refuses_max_chars_above_the_deployment_ceiling(world: World) -> None:
