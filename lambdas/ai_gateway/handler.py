@@ -195,9 +195,7 @@ def _restored() -> None:
     """Each resumed environment draws its own jitter, and builds its clients, credentials and
     policy session itself (empty caches: nothing of a request reaches the snapshot, and nothing will
     if init ever fills them)."""
-    snapstart.reseed_random()
-    for cached in (settings, dependencies, policy_reader, jobs.environment):
-        cached.cache_clear()
+    snapstart.fresh_environment(settings, dependencies, policy_reader, jobs.environment)
 
 
 # --- routes ----------------------------------------------------------------------------------

@@ -81,9 +81,7 @@ def _warm() -> None:
 def _restored() -> None:
     """Each resumed environment draws its own retry jitter (botocore's backoff uses ``random``), and
     resolves its own credentials and opens its own connections."""
-    snapstart.reseed_random()
-    for cached in (settings, s3):
-        cached.cache_clear()
+    snapstart.fresh_environment(settings, s3)
 
 
 PUSH_MAX_KEYS = 64  # of any one object in a push's body

@@ -76,10 +76,9 @@ def _warm() -> None:
 
 @snapstart.after_restore
 def _restored() -> None:
-    """Each resumed environment opens its own AppConfig session, fetches the pool's keys (JWKS) and
-    resolves credentials itself: the caches start empty."""
-    for cached in (settings, api_keys, verifier, apigateway, api_key_value):
-        cached.cache_clear()
+    """Each resumed environment draws its own retry jitter, opens its own AppConfig session, fetches
+    the pool's keys (JWKS) and resolves credentials itself: the caches start empty."""
+    snapstart.fresh_environment(settings, api_keys, verifier, apigateway, api_key_value)
 
 
 def authorize(event: dict[str, Any]) -> dict[str, Any]:

@@ -61,9 +61,7 @@ def _warm() -> None:
 def _restored() -> None:
     """Each resumed environment draws its own retry jitter (botocore's backoff uses ``random``), and
     resolves its own credentials and opens its own connections."""
-    snapstart.reseed_random()
-    for cached in (settings, client):
-        cached.cache_clear()
+    snapstart.fresh_environment(settings, client)
 
 
 def search(agent_runtime: Any, knowledge_base_id: str, arguments: dict[str, Any]) -> dict[str, Any]:

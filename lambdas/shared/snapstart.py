@@ -54,9 +54,18 @@ def after_restore(hook: Hook) -> Hook:
 
 def reseed_random() -> None:
     """The ``random`` module's generator was seeded once, at the import before the snapshot, so every
-    environment resumed from it would draw the same sequence (the ledger's retry jitter would
-    retry in lockstep): seed it again from the OS's entropy."""
+    environment resumed from it would draw the same sequence (the ledger's and botocore's retry
+    jitter would retry in lockstep): seed it again from the OS's entropy."""
     random.seed()
+
+
+def fresh_environment(*cached: Any) -> None:
+    """What every after-restore hook does: reseed ``random`` (reseed_random) and empty each of
+    ``cached`` (``functools.cache`` functions: settings, clients, sessions), so the environment
+    builds its own clients, credentials and connections at its first request."""
+    reseed_random()
+    for function in cached:
+        function.cache_clear()
 
 
 def load_service_models(services: Iterable[str]) -> None:
