@@ -25,6 +25,7 @@ from shared.logs import service_logger
 from shared.observability import Metric
 from shared.telemetry import StageRecord, stage
 from shared.tool_errors import ToolError
+from shared.tools import CLASSIFICATIONS_ARGUMENT
 
 logger = service_logger()
 metrics = Metrics()
@@ -68,6 +69,8 @@ def search(agent_runtime: Any, knowledge_base_id: str, arguments: dict[str, Any]
     try:
         check_counts(arguments, whole="arguments")  # as the interceptor does before calling the target
     except BodyError as error:
+        if CLASSIFICATIONS_ARGUMENT not in arguments:  # the missing scope first, as below
+            return ToolError("forbidden", f"{CLASSIFICATIONS_ARGUMENT}: Field required; {error}").result()
         return ToolError("invalid_argument", str(error)).result()
     try:
         request = Arguments.model_validate(arguments)

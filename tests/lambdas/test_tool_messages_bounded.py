@@ -1,6 +1,7 @@
 """knowledge_search and the web MCP server word a bad call with the shared bounded wording
-(shared.bodies.problems), as legacy_tools does: arguments of thousands of unknown keys, each a
-kilobyte long, get a short message naming the first few clipped, and a count of the rest."""
+(shared.bodies.problems), as legacy_tools does: arguments of a couple of hundred unknown keys, each
+a kilobyte long, get a short message naming the first few clipped, and a count of the rest; more
+keys than any call holds (shared.bodies.check_counts) are refused by their count alone."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ import json
 from typing import Any
 
 from knowledge_search.handler import search
-from shared.bodies import MAX_FIELD_CHARS, MAX_PROBLEMS
+from shared.bodies import MAX_FIELD_CHARS, MAX_OBJECT_KEYS, MAX_PROBLEMS
 from web_mcp.server import MAX_BODY_BYTES, call
 
 KB = "KBPROD1234"
-UNKNOWN = 2000
+UNKNOWN = 200  # with the known arguments, under MAX_OBJECT_KEYS
 # Each key names itself in its first characters and is far longer than a message may quote.
 KEYS = {f"k{n:05d}{'x' * 1000}": 0 for n in range(UNKNOWN)}
 BOUND = MAX_PROBLEMS * (MAX_FIELD_CHARS + 40) + 40
@@ -38,12 +39,13 @@ def test_knowledge_search_names_a_few_unknown_keys_clipped_and_counts_the_rest()
 
 
 def test_knowledge_search_answer_stays_small_however_many_keys_it_is_sent() -> None:
-    """200,000 short keys made a 7.7 MB answer, past Lambda's 6 MB response limit."""
+    """200,000 short keys made a 7.7 MB answer, past Lambda's 6 MB response limit; they are
+    refused by their count before pydantic holds an error for each."""
     arguments = {"query": "q", "data_classifications": ["public"], **{f"{n:x}": 0 for n in range(200_000)}}
     result = search(NoRetrieve(), KB, arguments)
     assert result["error"]["kind"] == "invalid_argument"
     assert len(json.dumps(result)) < 2000
-    assert result["error"]["message"].endswith(f"; and {200_000 - MAX_PROBLEMS} more")
+    assert result["error"]["message"] == f"arguments: an object has 200002 keys; at most {MAX_OBJECT_KEYS} are read"
 
 
 def test_knowledge_search_without_classifications_is_forbidden_and_says_so_first() -> None:
@@ -52,6 +54,15 @@ def test_knowledge_search_without_classifications_is_forbidden_and_says_so_first
     assert result["error"]["kind"] == "forbidden"
     assert result["error"]["message"].startswith("data_classifications: Field required; ")
     _bounded(result["error"]["message"], listed_before=1)
+
+
+def test_knowledge_search_without_classifications_is_forbidden_however_many_keys_it_is_sent() -> None:
+    result = search(NoRetrieve(), KB, {"query": "q", **{f"{n:x}": 0 for n in range(MAX_OBJECT_KEYS)}})
+    assert result["error"]["kind"] == "forbidden"
+    assert result["error"]["message"] == (
+        f"data_classifications: Field required; arguments: an object has {MAX_OBJECT_KEYS + 1} keys; "
+        f"at most {MAX_OBJECT_KEYS} are read"
+    )
 
 
 def test_web_mcp_names_a_few_unknown_keys_clipped_and_counts_the_rest() -> None:
