@@ -65,8 +65,10 @@ AWS = Config(
     retries={"mode": "standard", "total_max_attempts": AWS_ATTEMPTS},
 )
 # The longest one of those calls may take: every attempt to its timeouts, and botocore's standard
-# backoffs between them (at most 2 ** (n - 1) s before the n-th retry).
-AWS_BACKOFFS: int = sum(2**n for n in range(AWS_ATTEMPTS - 1))
+# backoffs between them (at most 2 ** (n - 1) s before the n-th retry, and up to 5 s more when the
+# service answers x-amz-retry-after).
+RETRY_AFTER_SECONDS = 5
+AWS_BACKOFFS: int = sum(2**n + RETRY_AFTER_SECONDS for n in range(AWS_ATTEMPTS - 1))
 AWS_CALL_SECONDS = AWS_ATTEMPTS * (AWS_CONNECT_SECONDS + AWS_READ_SECONDS) + AWS_BACKOFFS
 # Kept back when a run stops for time: the resume point's write at its longest, and the answer. (The
 # lease's release after it may be cut short: the lease then expires, and the next run starts after.)

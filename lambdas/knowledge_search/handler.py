@@ -30,6 +30,7 @@ from shared.tools import CLASSIFICATIONS_ARGUMENT
 logger = service_logger()
 metrics = Metrics()
 EXCERPT_CHARS = 600
+MISSING = object()
 
 
 def retrieval_filter(classifications: list[str]) -> dict[str, Any]:
@@ -69,8 +70,10 @@ def search(agent_runtime: Any, knowledge_base_id: str, arguments: dict[str, Any]
     try:
         check_counts(arguments, whole="arguments")  # as the interceptor does before calling the target
     except BodyError as error:
-        if CLASSIFICATIONS_ARGUMENT not in arguments:  # the missing scope first, as below
-            return ToolError("forbidden", f"{CLASSIFICATIONS_ARGUMENT}: Field required; {error}").result()
+        scope = arguments.get(CLASSIFICATIONS_ARGUMENT, MISSING)
+        if not isinstance(scope, list) or not scope:  # the missing scope first, as below
+            why = "Field required" if scope is MISSING else "not a list of classifications"
+            return ToolError("forbidden", f"{CLASSIFICATIONS_ARGUMENT}: {why}; {error}").result()
         return ToolError("invalid_argument", str(error)).result()
     try:
         request = Arguments.model_validate(arguments)

@@ -164,13 +164,16 @@ class LegacyClient:
         with the deadline and the byte cap checked after every chunk.
         """
         deadline = self._clock() + self._settings.timeout_seconds
+        left = self._left(deadline)
         try:
             response = self._http.request(
                 method,
                 url,
                 body=body,
                 headers={**headers, "Accept-Encoding": "identity"},  # the cap counts what is decoded
-                timeout=urllib3.Timeout(connect=self._left(deadline), read=self._left(deadline)),
+                # total: the wait for the answer's headers gets what the connect left, not the
+                # whole deadline again (the body's reads are held to the deadline below).
+                timeout=urllib3.Timeout(total=left, connect=left, read=left),
                 redirect=False,
                 preload_content=False,
                 decode_content=False,

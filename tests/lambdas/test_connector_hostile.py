@@ -17,10 +17,10 @@ import pytest
 
 from connector_pull import handler as pull
 from connector_pull.contract import Settings as PullSettings
-from tests.lambdas.conftest import FakeContext, printed
+from tests.lambdas.conftest import printed
 from tests.lambdas.ingestion_corpus import LANDING
 from tests.lambdas.ingestion_fixtures import Aws
-from tests.lambdas.test_connectors import SOURCE, Clock, post
+from tests.lambdas.test_connectors import SOURCE, Clock, Invocation, post
 
 SQS_MAX_BYTES = 256 * 1024  # body and attributes of one message
 
@@ -297,7 +297,7 @@ def test_a_paging_failure_is_logged_and_counted_and_gives_the_lease_back(
     monkeypatch.setattr(pull, "client", lambda: Upstream({"items": [], "next_cursor": "c1"}))
     capsys.readouterr()
     with pytest.raises(pull.PullFailedError, match=r"^the pull of kb-articles failed \(PagingError\)$") as raised:
-        pull.lambda_handler({}, FakeContext(aws_request_id="run-1"))
+        pull.lambda_handler({}, Invocation(aws_request_id="run-1"))
     assert raised.value.__cause__ is None  # what Lambda logs of it: its own text only, no chained upstream text
     assert raised.value.__suppress_context__
     lines = printed(capsys)

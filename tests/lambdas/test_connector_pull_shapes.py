@@ -13,11 +13,11 @@ import pytest
 
 from connector_pull import handler as pull
 from connector_pull.contract import Settings as PullSettings
-from tests.lambdas.conftest import FakeContext, printed
+from tests.lambdas.conftest import printed
 from tests.lambdas.ingestion_corpus import LANDING
 from tests.lambdas.ingestion_fixtures import Aws
 from tests.lambdas.test_connector_hostile import Upstream, article, run, watermark
-from tests.lambdas.test_connectors import SOURCE
+from tests.lambdas.test_connectors import SOURCE, Invocation
 
 STORED = "2026-11-01T00:00:00+00:00"  # the watermark of an earlier run
 UPSTREAM_TEXT = "maintenance window"  # what a source's error answer says: never in a message
@@ -117,7 +117,7 @@ def test_an_answer_of_the_wrong_shape_is_logged_as_an_error_and_counted(
     monkeypatch.setattr(pull, "client", lambda: Upstream(answer))
     capsys.readouterr()
     with pytest.raises(pull.PullFailedError, match=r"^the pull of kb-articles failed \(AnswerShapeError\)$"):
-        pull.lambda_handler({}, FakeContext(aws_request_id="run-1"))
+        pull.lambda_handler({}, Invocation(aws_request_id="run-1"))
     lines = printed(capsys)
     (failure,) = [line for line in lines if str(line.get("message", "")).startswith("pull failed")]
     assert (failure["level"], failure["source"], failure["error_type"]) == ("ERROR", SOURCE.name, "AnswerShapeError")
@@ -136,7 +136,7 @@ def test_other_failures_are_not_counted_as_unusable_answers(
     monkeypatch.setattr(pull, "client", lambda: Upstream({"items": [], "next_cursor": "c1"}))  # loops
     capsys.readouterr()
     with pytest.raises(pull.PullFailedError, match=r"\(PagingError\)$"):
-        pull.lambda_handler({}, FakeContext(aws_request_id="run-1"))
+        pull.lambda_handler({}, Invocation(aws_request_id="run-1"))
     (emitted,) = [line for line in printed(capsys) if "_aws" in line]
     assert "AnswersUnusable" not in emitted
     assert emitted["RunsFailed"] == [1.0]

@@ -18,7 +18,7 @@ from tests.lambdas.conftest import FakeContext, printed
 from tests.lambdas.ingestion_corpus import LANDING
 from tests.lambdas.ingestion_fixtures import Aws
 from tests.lambdas.test_connector_hostile import Upstream, article, run
-from tests.lambdas.test_connectors import SOURCE
+from tests.lambdas.test_connectors import SOURCE, Invocation
 
 KEY = {"pk": f"connector#{SOURCE.name}", "sk": "watermark"}
 STORED = "2026-10-01T00:00:00+00:00"
@@ -151,7 +151,7 @@ def test_a_capped_run_is_logged_and_counted_and_gives_the_lease_back(
     monkeypatch.setattr(pull, "settings", lambda: settings)
     monkeypatch.setattr(pull, "client", lambda: Paged(*["2026-11-01T00:00:00Z"] * 3))
     capsys.readouterr()
-    answer = pull.lambda_handler({}, FakeContext(aws_request_id="run-1"))
+    answer = pull.lambda_handler({}, Invocation(aws_request_id="run-1"))
     assert answer == {"landed": 2, "poison": 0, "pages": 2, "capped": True}
     lines = printed(capsys)
     (capped,) = [line for line in lines if line.get("message") == "pull stopped at the page cap; the next run resumes"]
@@ -188,14 +188,14 @@ def test_a_run_short_of_time_saves_a_resume_point_before_the_timeout_and_the_nex
     """A slow source or a long backfill: a run Lambda ended at its timeout saved nothing, so every
     later run started again at page one and landed the same pages again. Here each page takes 40 s
     of a 300 s invocation: after the sixth, 60 s are left, less than another page and the save
-    need (40 + 25, SAVE_SECONDS), so the run stops there with a resume point; the next run lands
+    need (40 + 35, SAVE_SECONDS), so the run stops there with a resume point; the next run lands
     the rest, each page once."""
     source = Paged(*[f"2026-11-{day:02d}T00:00:00Z" for day in range(1, 11)])
 
     def one_run() -> pull.Run:
         return run(aws, source, seconds_left=Budget(300, 40, source))
 
-    assert pull.SAVE_SECONDS == 25
+    assert pull.SAVE_SECONDS == 35  # 3 x (2 + 5) s, backoffs of at most 1 + 5 and 2 + 5 s, 1 s to answer
     first = one_run()
     assert (first.pages, first.capped) == (6, True)
     assert stored(aws)["resume_cursor"] == "c6"
@@ -209,8 +209,8 @@ def test_a_run_short_of_time_saves_a_resume_point_before_the_timeout_and_the_nex
 def test_the_deployed_handler_stops_for_time_by_its_invocations_remaining_time(
     aws: Aws, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """lambda_handler passes the invocation's remaining time: 40 s at the start and 9 s a page
-    leave 31 s after the first page, less than another page and the save (9 + 25), so it stops
+    """lambda_handler passes the invocation's remaining time: 50 s at the start and 9 s a page
+    leave 41 s after the first page, less than another page and the save (9 + 35), so it stops
     there with a resume point, says why, and gives the lease back."""
     settings = PullSettings(
         pull_source=SOURCE, landing_bucket=LANDING, registry_table="registry", dlq_url=aws.dlq_url, lease_seconds=360
@@ -221,7 +221,7 @@ def test_the_deployed_handler_stops_for_time_by_its_invocations_remaining_time(
 
     class Short(FakeContext):
         def get_remaining_time_in_millis(self) -> int:  # type: ignore[override]
-            return 40_000 - 9_000 * len(source.requests)  # each page takes 9 s
+            return 50_000 - 9_000 * len(source.requests)  # each page takes 9 s
 
     capsys.readouterr()
     answer = pull.lambda_handler({}, Short(aws_request_id="run-1"))
@@ -238,12 +238,12 @@ def test_the_deployed_handler_stops_for_time_by_its_invocations_remaining_time(
 
 def test_a_run_keeps_back_the_longest_a_call_may_take_even_when_its_pages_are_fast(aws: Aws) -> None:
     """Fast pages say nothing about the next call, which may retry to its limit: 1 s pages, a call
-    that may take 60 s and 100 s to run stop after the 16th page (84 s left, under 60 + 25)."""
+    that may take 60 s and 100 s to run stop after the 6th page (94 s left, under 60 + 35)."""
     source = Paged(*[f"2026-11-01T00:{n // 60:02d}:{n % 60:02d}Z" for n in range(200)])
     source.longest_get_seconds = 60.0
     result = run(aws, source, seconds_left=Budget(100, 1, source))
-    assert (result.pages, result.capped) == (16, True)
-    assert stored(aws)["resume_cursor"] == "c16"
+    assert (result.pages, result.capped) == (6, True)
+    assert stored(aws)["resume_cursor"] == "c6"
 
 
 def test_the_legacy_client_states_the_longest_a_get_may_take() -> None:

@@ -392,3 +392,27 @@ def test_any_json_as_the_orders_listing_is_a_result_or_a_taxonomy_error(hostile_
 @given(value=json_values | st.fixed_dictionaries({"access_token": json_values, "expires_in": json_values}))
 def test_any_json_as_a_token_answer_is_a_token_or_a_taxonomy_error(hostile_api: LegacyApi, value: Any) -> None:
     answer_or_error(hostile_api, "/oauth/token", json.dumps(value).encode())
+
+
+def test_an_exchange_gives_connect_and_the_answers_headers_one_deadline_together() -> None:
+    """Without ``total``, urllib3 gives the wait for the headers the whole read timeout again after
+    a slow connect: one exchange could take twice its deadline, and a pull run's reserve (which
+    counts one deadline per exchange) would not hold."""
+    timeouts: list[urllib3.Timeout] = []
+
+    class Recording:
+        def request(self, method: str, url: str, **kwargs: Any) -> Any:
+            timeouts.append(kwargs["timeout"])
+            raise urllib3.exceptions.ConnectTimeoutError(None, url, "slow")
+
+    client = LegacyClient(
+        ClientSettings(base_url="https://api.example.com", timeout_seconds=7, max_attempts=1),
+        lambda: Credentials(client_id="id", client_secret="secret"),
+        http=Recording(),  # type: ignore[arg-type]
+        clock=lambda: 100.0,
+    )
+    with pytest.raises(ToolError):
+        client.get("/orders")
+    (timeout,) = timeouts  # the token's exchange, refused: nothing after it
+    assert timeout.total == 7
+    assert timeout.connect_timeout == 7

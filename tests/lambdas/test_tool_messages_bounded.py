@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from knowledge_search.handler import search
 from shared.bodies import MAX_FIELD_CHARS, MAX_OBJECT_KEYS, MAX_PROBLEMS
 from web_mcp.server import MAX_BODY_BYTES, call
@@ -56,12 +58,25 @@ def test_knowledge_search_without_classifications_is_forbidden_and_says_so_first
     _bounded(result["error"]["message"], listed_before=1)
 
 
-def test_knowledge_search_without_classifications_is_forbidden_however_many_keys_it_is_sent() -> None:
-    result = search(NoRetrieve(), KB, {"query": "q", **{f"{n:x}": 0 for n in range(MAX_OBJECT_KEYS)}})
+@pytest.mark.parametrize(
+    ("scope", "why"),
+    [
+        ({}, "Field required"),
+        # What the interceptor writes for a group without classifications, after counting the call.
+        ({"data_classifications": None}, "not a list of classifications"),
+        ({"data_classifications": []}, "not a list of classifications"),
+    ],
+    ids=["absent", "null", "empty"],
+)
+def test_knowledge_search_without_classifications_is_forbidden_however_many_keys_it_is_sent(
+    scope: dict[str, Any], why: str
+) -> None:
+    flood = {f"{n:x}": 0 for n in range(MAX_OBJECT_KEYS)}
+    result = search(NoRetrieve(), KB, {"query": "q", **scope, **flood})
     assert result["error"]["kind"] == "forbidden"
+    keys = MAX_OBJECT_KEYS + 1 + len(scope)
     assert result["error"]["message"] == (
-        f"data_classifications: Field required; arguments: an object has {MAX_OBJECT_KEYS + 1} keys; "
-        f"at most {MAX_OBJECT_KEYS} are read"
+        f"data_classifications: {why}; arguments: an object has {keys} keys; at most {MAX_OBJECT_KEYS} are read"
     )
 
 
