@@ -88,20 +88,16 @@ class Registry:
                     raise
             else:
                 self._table.put_item(Item=item)
-        version = {k: v for k, v in asdict(record).items() if v not in ("", {}, None)}
-        self._table.put_item(
-            Item={**version, "pk": record.document_id, "sk": f"{VERSION_KEY}{record.version}", "size": record.size}
-        )
+        self._table.put_item(Item=_version_item(record))
 
     def dead_lettered(self, record: VersionRecord) -> bool:
         """Record a version dead-lettered unless it is settled already (SETTLED): a duplicate delivery
         of a curated version that failed or ran out of time leaves the curated record as it is.
         False when it was settled."""
-        version = {k: v for k, v in asdict(record).items() if v not in ("", {}, None)}
         settled = sorted(SETTLED)
         try:
             self._table.put_item(
-                Item={**version, "pk": record.document_id, "sk": f"{VERSION_KEY}{record.version}", "size": record.size},
+                Item=_version_item(record),
                 ConditionExpression="attribute_not_exists(#s) OR NOT #s IN ("
                 + ", ".join(f":s{n}" for n in range(len(settled)))
                 + ")",
@@ -155,6 +151,12 @@ class Registry:
                 "processed_at": at.isoformat(),
             }
         )
+
+
+def _version_item(record: VersionRecord) -> dict[str, Any]:
+    """A version's registry item: its record's fields that are set, under the document and version."""
+    version = {k: v for k, v in asdict(record).items() if v not in ("", {}, None)}
+    return {**version, "pk": record.document_id, "sk": f"{VERSION_KEY}{record.version}", "size": record.size}
 
 
 def _record(item: dict[str, Any]) -> VersionRecord:
