@@ -834,3 +834,20 @@ def test_formats_without_md_are_refused_while_a_connector_lands_markdown(connect
     )
     blueprint["production"]["connectors"] = {}
     assert load_config({"blueprint": blueprint}).production.ingestion.formats == ("txt", "pdf")
+
+
+@pytest.mark.parametrize("region", ["ap-east-2", "ap-southeast-6"])
+def test_snapstart_on_in_a_region_without_it_is_refused_switch_by_switch(region: str) -> None:
+    """Lambda has no SnapStart in Taipei or New Zealand: every switch on there (the three are on
+    unless set false) would fail its function's first deploy, so each is named."""
+    blueprint = config(at("production", "region", value=region))
+    lines = refusal(blueprint).splitlines()
+    assert [line for line in lines if "SnapStart" in line] == [
+        f"blueprint.production.{key}.snap_start: Lambda has no SnapStart in {region}; allowed: false"
+        for key in ("api", "functions.knowledge_search", "functions.connector_push")
+    ]
+    blueprint["production"]["api"] = {**blueprint["production"].get("api", {}), "snap_start": False}
+    blueprint["production"]["functions"] = {
+        name: {"snap_start": False} for name in ("knowledge_search", "connector_push")
+    }
+    assert load_config({"blueprint": blueprint}).production.region == region

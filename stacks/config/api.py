@@ -66,5 +66,5 @@ class ApiConfig(ConfigModel):
         "its own runtime loop and has no SnapStart). Python pays for it: a cache charge per GB-second of memory for "
         "each published version while it is active (3 hours at least) and a restore charge per GB each time an "
         "environment resumes. Off: API Gateway invokes the functions' $LATEST and initialization runs on each cold "
-        "start.",
+        "start. Lambda has no SnapStart in ap-east-2 or ap-southeast-6: there, set it false.",
     )

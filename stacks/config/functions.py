@@ -40,6 +40,9 @@ DEDICATED_TIMEOUTS: dict[str, str] = {
 # waiting on their cold start, and their event sources would all have to invoke an alias; the
 # streaming gateway function runs its own runtime loop.
 SNAP_START_DEFAULTS: dict[str, bool] = {"knowledge_search": True, "connector_push": True}
+# Regions where Lambda has no SnapStart ("every commercial Region but Asia Pacific (New Zealand) and
+# Asia Pacific (Taipei)", Lambda's SnapStart guide): a function with it fails its first deploy there.
+NO_SNAP_START_REGIONS = frozenset({"ap-southeast-6", "ap-east-2"})
 # Functions whose SnapStart switch has its own key.
 DEDICATED_SNAP_START: dict[str, str] = {"ai_gateway": "api.snap_start", "gateway_authorizer": "api.snap_start"}
 
@@ -62,5 +65,5 @@ class FunctionConfig(ConfigModel):
         "snapshot instead of importing the code; priced like api.snap_start (a cache charge per GB-second while "
         "the version is active, a restore charge per GB), and a version not invoked for 14 days (or whose "
         "environments Lambda recycles) goes inactive: calls fail (SnapStartNotReadyException) until Lambda has "
-        "made it active again.",
+        "made it active again. Lambda has no SnapStart in ap-east-2 or ap-southeast-6: there, set it false.",
     )

@@ -23,9 +23,9 @@ from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 from shared.tools import longest_call_seconds
 from stacks.config.agents import AgentConfig
 from stacks.config.api import GATEWAY_MARGIN_SECONDS, ApiConfig
-from stacks.config.base import clipped, reraised
+from stacks.config.base import TierConfig, clipped, reraised
 from stacks.config.connectors import PULL_RUN_SECONDS, PullConnectorConfig, PushConnectorConfig
-from stacks.config.functions import FunctionConfig
+from stacks.config.functions import NO_SNAP_START_REGIONS, SNAP_START_DEFAULTS, FunctionConfig
 from stacks.config.groups import GroupConfig, OutputTypeConfig
 from stacks.config.ingestion import IngestionConfig
 from stacks.config.tools import BUILTIN_TOOLS
@@ -58,6 +58,7 @@ def reference_problems(production: Mapping[str, Any]) -> list[Problem]:
         _connectors_use_declared_classifications,
         _connectors_land_a_format_the_pipeline_takes,
         _pull_calls_fit_a_run,
+        _snap_start_where_lambda_offers_it,
     )
     return [problem for check in checks for problem in check(production, declared)]
 
@@ -294,6 +295,24 @@ def _pull_calls_fit_a_run(production: Mapping[str, Any], _: _Declared) -> Iterat
             f"timeout_seconds and max_attempts whose longest call is at most {run / 2:g} s",
             timeout,
         )
+
+
+def _snap_start_where_lambda_offers_it(production: Mapping[str, Any], _: _Declared) -> Iterator[Problem]:
+    """Every SnapStart switch that is on (api.snap_start, production.functions.<name>.snap_start,
+    each on unless set false) in a region without SnapStart: the function's create would fail."""
+    region = _field(TierConfig, production, "region")
+    if region not in NO_SNAP_START_REGIONS:
+        return
+    switches: list[tuple[tuple[str, ...], bool | None]] = [
+        (("api", "snap_start"), _field(ApiConfig, _mapping(production.get("api", {}), {}), "snap_start"))
+    ]
+    functions = _mapping(production.get("functions", {}), {})
+    for name, default in SNAP_START_DEFAULTS.items():
+        chosen = _field(FunctionConfig, _mapping(functions.get(name), {}), "snap_start")
+        switches.append((("functions", name, "snap_start"), default if chosen is None else chosen))
+    for loc, on in switches:
+        if on:
+            yield Problem(loc, f"Lambda has no SnapStart in {region}", "false", on)
 
 
 def _listed(names: Sequence[str]) -> str:
