@@ -18,7 +18,11 @@ documentation, "Implementing response streaming in a custom runtime"):
                                                          chunk per body chunk, sent as produced
     POST /2018-06-01/runtime/invocation/{id}/error      a failure before the first byte
     trailers Lambda-Runtime-Function-Error-Type/-Body   a failure after it (the body base64)
-    POST /2018-06-01/runtime/init/error                 the handler cannot be loaded
+    POST /2018-06-01/runtime/init/error                 the handler cannot be loaded, or a
+                                                         before-snapshot hook failed
+    GET  /2018-06-01/runtime/restore/next               SnapStart: the environment is ready to be
+                                                         snapshotted; answered once it is restored
+    POST /2018-06-01/runtime/restore/error              SnapStart: an after-restore hook failed
 
 It runs on the managed python3.14 runtime through a wrapper script (``stream_bootstrap``, named by
 the function's AWS_LAMBDA_EXEC_WRAPPER) that starts this module instead of the runtime's own
@@ -26,6 +30,14 @@ loop. The handler (STREAM_HANDLER, default ``ai_gateway.handler.stream_handler``
 (event, context) and answers either an API Gateway proxy response dict (written whole after the
 prelude) or a StreamedResponse. The body's first chunk is read before anything is posted, so a
 handler that fails before producing a byte still gets an ordinary error.
+
+With SnapStart (AWS_LAMBDA_INITIALIZATION_TYPE is ``snap-start`` while a version is published),
+the loop does what the managed runtime's own does, by AWS's lifecycle for runtimes of one's own
+("Implementing SnapStart hooks for container images"): once the handler is loaded it runs the
+before-snapshot hooks the handler registered (shared.snapstart; in reverse order), asks for
+``restore/next`` and waits there while Lambda snapshots the environment; the answer comes in each
+environment resumed from the snapshot, which then runs the after-restore hooks (in order) before
+its first ``invocation/next``.
 
 Neither the event nor the body is ever logged: only request ids and exception class names.
 """
@@ -39,7 +51,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -50,6 +62,10 @@ CONTENT_TYPE = "application/vnd.awslambda.http-integration-response"
 DELIMITER = b"\x00" * 8
 ERROR_TYPE = "Lambda-Runtime-Function-Error-Type"
 ERROR_BODY = "Lambda-Runtime-Function-Error-Body"
+INITIALIZATION_TYPE = "AWS_LAMBDA_INITIALIZATION_TYPE"
+SNAP_START = "snap-start"
+# What the managed runtime (awslambdaric) exits with when a hook fails.
+BEFORE_SNAPSHOT_EXIT, AFTER_RESTORE_EXIT = 64, 65
 TRACE_VARIABLE = "_X_AMZN_TRACE_ID"
 # What the caller sees of a failure: its class, never its message (which may quote the request).
 FAILED = "the function failed; see its logs for the request id"
@@ -113,6 +129,18 @@ class RuntimeApi:
             if response.status != 200:
                 raise RuntimeError(f"runtime API /next answered {response.status}")
             return dict(response.getheaders()), body
+        finally:
+            connection.close()
+
+    def restore_next(self) -> None:
+        """Ready to be snapshotted: returns in the environment resumed from the snapshot."""
+        connection = self.connection()
+        try:
+            connection.request("GET", f"/{API_VERSION}/runtime/restore/next")
+            response = connection.getresponse()
+            response.read()
+            if response.status != 200:
+                raise RuntimeError(f"runtime API /restore/next answered {response.status}")
         finally:
             connection.close()
 
@@ -245,8 +273,32 @@ def load_handler(name: str) -> Handler:
     return handler
 
 
+def snapshot_and_restore(
+    api: str, before_snapshot: Sequence[Callable[[], object]], after_restore: Sequence[Callable[[], object]]
+) -> None:
+    """SnapStart's part of init: the before-snapshot hooks (in reverse order of registration), the
+    snapshot (``restore/next`` returns in each environment resumed from it), then the after-restore
+    hooks (in order). A failing hook is reported as the managed runtime reports it, and the
+    process exits: before the snapshot, an init error (Runtime.BeforeSnapshotError); after the
+    restore, a restore error (Runtime.AfterRestoreError)."""
+    try:
+        for hook in reversed(before_snapshot):
+            hook()
+        RuntimeApi(api).restore_next()
+    except Exception as error:
+        _init_failed(api, "Runtime.BeforeSnapshotError", error, code=BEFORE_SNAPSHOT_EXIT)
+    try:
+        for hook in after_restore:
+            hook()
+    except Exception as error:
+        _log("after-restore hook failed", "", error)
+        RuntimeApi(api).error("restore/error", "Runtime.AfterRestoreError", error)
+        raise SystemExit(AFTER_RESTORE_EXIT) from None
+
+
 def main() -> None:
-    """The wrapper's entry: load the handler (or report the init error), then serve forever."""
+    """The wrapper's entry: load the handler (or report the init error), take part in SnapStart's
+    snapshot where the version has it, then serve forever."""
     api = os.environ["AWS_LAMBDA_RUNTIME_API"]
     name = os.environ.get(HANDLER_VARIABLE, DEFAULT_HANDLER)
     try:
@@ -257,13 +309,17 @@ def main() -> None:
         _init_failed(api, "Runtime.HandlerNotFound", error)
     except Exception as error:  # the module's own start-up failed
         _init_failed(api, "Runtime.InitError", error)
+    if os.environ.get(INITIALIZATION_TYPE) == SNAP_START:
+        from shared import snapstart  # the hooks the handler's import registered
+
+        snapshot_and_restore(api, snapstart.before_snapshot_hooks, snapstart.after_restore_hooks)
     serve(api, handler)
 
 
-def _init_failed(api: str, error_type: str, error: Exception) -> NoReturn:
+def _init_failed(api: str, error_type: str, error: Exception, *, code: int = 1) -> NoReturn:
     _log("init failed", "", error)
     RuntimeApi(api).error("init/error", error_type, error)
-    raise SystemExit(1)
+    raise SystemExit(code)
 
 
 if __name__ == "__main__":

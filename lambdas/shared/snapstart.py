@@ -9,9 +9,10 @@ the expensive work that is the same everywhere (imports, parsing the SDK's servi
 
 The managed Python runtime ships ``snapshot_restore_py`` and runs its hooks: before-snapshot
 hooks in reverse order of registration, after-restore hooks in order (AWS Lambda's "runtime
-hooks for Python"). Tests, local runs and the streaming function's own runtime loop have no such
-module; there the decorators below only record the hook (``before_snapshot_hooks`` /
-``after_restore_hooks``, for tests) and nothing ever calls it.
+hooks for Python"). The decorators below register each hook there and also record it
+(``before_snapshot_hooks`` / ``after_restore_hooks``): the streaming function's own runtime loop
+(ai_gateway.stream_runtime) runs the recorded ones, in the same orders; in tests and local runs
+nothing calls them.
 """
 
 from __future__ import annotations

@@ -188,10 +188,6 @@ class GatewayStack(Stack):
             # Cold starts resume a snapshot of the initialized handler; API Gateway invokes its alias.
             snap_start=config.api.snap_start,
         )
-        # Its version (what the SnapStart alias invokes) is named after its configuration as written,
-        # deploy-time values unresolved: a new guardrail version alone would not publish one, and the
-        # alias would keep calling the replaced guardrail version. The guardrail's digest says when.
-        self.function.invalidate_version_based_on(str(self.guardrail_version.description))
         # POST /v1/chat/completions, streamed or not: behind the API's STREAM integration every
         # answer is written in the streaming format, which Lambda's Python runtime cannot write,
         # so this function runs the same package under its own runtime loop (stream_runtime).
@@ -203,14 +199,19 @@ class GatewayStack(Stack):
             memory_size=1024,
             timeout=Duration.seconds(config.api.stream_timeout_seconds),
             settings=settings(config.api.stream_timeout_seconds),
+            # Its loop takes part in the snapshot as the managed runtime's does (the hooks, then
+            # restore/next: AWS's SnapStart lifecycle for runtimes of one's own); API Gateway
+            # invokes its alias.
+            snap_start=config.api.snap_start,
         )
-        # No SnapStart here: Lambda documents it for its managed runtimes, whose own loop runs the
-        # snapshot hooks (snapshot_restore_py) and signals when the environment is ready to be
-        # snapshotted; the wrapper replaces that loop with ours (stream_runtime), which holds a
-        # connection to the Runtime API and knows nothing of snapshots or restores.
         self.stream_function.add_environment(EXEC_WRAPPER, STREAM_BOOTSTRAP)
         self.generators = [self.function, self.stream_function]
         for function in self.generators:
+            # Its version (what the SnapStart alias invokes) is named after its configuration as
+            # written, deploy-time values unresolved: a new guardrail version alone would not publish
+            # one, and the alias would keep calling the replaced guardrail version. The guardrail's
+            # digest says when.
+            function.invalidate_version_based_on(str(self.guardrail_version.description))
             self.grant_generation(
                 function.execution_role,
                 config,
@@ -386,7 +387,7 @@ class GatewayStack(Stack):
         )
         # OpenAI-compatible (lambdas/ai_gateway/openai_api.py): the openai SDKs call {url}v1 unchanged.
         streamed = apigateway.LambdaIntegration(
-            self.stream_function,
+            self.stream_function.invoke_target,  # its alias with SnapStart
             proxy=True,
             response_transfer_mode=apigateway.ResponseTransferMode.STREAM,
             timeout=Duration.seconds(config.api.stream_timeout_seconds),

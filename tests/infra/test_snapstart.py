@@ -1,5 +1,6 @@
 """SnapStart: on by default, exactly the functions a caller waits on resume from snapshots of a
-published version (the gateway function and its authorizer, api.snap_start; the knowledge search
+published version (the gateway function, the streaming function and the authorizer,
+api.snap_start; the knowledge search
 tool and the push connector, production.functions.<name>.snap_start), and each invoker calls the
 alias ``live``, never $LATEST; switched off (a second synth of the app), none of it for the
 functions switched off, and the others keep theirs."""
@@ -7,6 +8,7 @@ functions switched off, and the others keep theirs."""
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
@@ -16,7 +18,7 @@ from tests.infra.conftest import STACK_SUFFIXES, Synthesizer
 from tests.lambdas.test_snapstart import SNAPSHOTTED as HOOKED_HANDLERS
 
 SNAPSTART = {"ApplyOn": "PublishedVersions"}
-SNAPSHOTTED = ("GatewayFunction", "AuthorizerFunction")  # construct ids; logical ids start with them
+SNAPSHOTTED = ("GatewayFunction", "GatewayStreamFunction", "AuthorizerFunction")  # construct ids: logical ids start so
 # The other functions with SnapStart, by the stack they are in.
 SNAPSHOTTED_ELSEWHERE = {"tools": "KnowledgeSearchFunction", "knowledge": "IngestionPushConnector"}
 
@@ -175,25 +177,40 @@ def test_the_push_api_invokes_the_push_connectors_alias_and_only_it_may_be_invok
     assert {function} not in permitted
 
 
+def _streamed_integrations(template: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        m["Properties"]["Integration"]
+        for m in _of_type(template, "AWS::ApiGateway::Method").values()
+        if m["Properties"].get("Integration", {}).get("ResponseTransferMode") == "STREAM"
+    ]
+
+
 def test_api_gateway_invokes_the_aliases_and_only_they_may_be_invoked(gateway: dict[str, Any]) -> None:
-    function, authorizer = (_function(gateway, construct_id) for construct_id in SNAPSHOTTED)
-    function_alias, authorizer_alias = _alias(gateway, function), _alias(gateway, authorizer)
+    function, stream, authorizer = (_function(gateway, construct_id) for construct_id in SNAPSHOTTED)
+    function_alias, stream_alias, authorizer_alias = (_alias(gateway, f) for f in (function, stream, authorizer))
     integrations = _buffered_integrations(gateway)
     assert len(integrations) >= 5  # chat, outputs, usage, models, jobs
     for integration in integrations:
         assert _refs(integration["Uri"]) == {function_alias}
+    (streamed,) = _streamed_integrations(gateway)  # POST /v1/chat/completions
+    assert _refs(streamed["Uri"]) == {stream_alias}
+    assert "/response-streaming-invocations" in json.dumps(streamed["Uri"])  # InvokeWithResponseStream
     (authorizer_resource,) = _of_type(gateway, "AWS::ApiGateway::Authorizer").values()
     assert _refs(authorizer_resource["Properties"]["AuthorizerUri"]) == {authorizer_alias}
     permitted = [_refs(p["Properties"]["FunctionName"]) for p in _of_type(gateway, "AWS::Lambda::Permission").values()]
-    assert {authorizer_alias} in permitted
-    assert {function_alias} in permitted
-    assert {function} not in permitted  # no way in to $LATEST
-    assert {authorizer} not in permitted
+    for alias in (function_alias, stream_alias, authorizer_alias):
+        assert {alias} in permitted
+    for unqualified in (function, stream, authorizer):
+        assert {unqualified} not in permitted  # no way in to $LATEST
 
 
-def test_the_streaming_function_keeps_its_own_runtime_loop_without_snapstart(gateway: dict[str, Any]) -> None:
+def test_the_streaming_function_runs_its_own_loop_behind_the_wrapper_with_snapstart(gateway: dict[str, Any]) -> None:
+    """The managed runtime starts the wrapper, which starts stream_runtime: its loop is the one that
+    runs the hooks and asks for restore/next (tests/lambdas/test_stream_runtime.py)."""
     stream = gateway["Resources"][_function(gateway, "GatewayStreamFunction")]["Properties"]
-    assert "SnapStart" not in stream
+    assert stream["SnapStart"] == SNAPSTART
+    assert stream["Runtime"].startswith("python3.")  # a managed runtime: SnapStart takes no OS-only one
+    assert stream["Environment"]["Variables"]["AWS_LAMBDA_EXEC_WRAPPER"] == "/var/task/ai_gateway/stream_bootstrap"
     assert "stream_runtime" in stream["Description"]
 
 
@@ -214,9 +231,11 @@ def test_switched_off_there_is_no_snapstart_version_or_alias(switched_off: Any) 
     for template in (gateway, tools):
         assert not _of_type(template, "AWS::Lambda::Version")
         assert not _of_type(template, "AWS::Lambda::Alias")
-    function, authorizer = (_function(gateway, construct_id) for construct_id in SNAPSHOTTED)
+    function, stream, authorizer = (_function(gateway, construct_id) for construct_id in SNAPSHOTTED)
     for integration in _buffered_integrations(gateway):
         assert _refs(integration["Uri"]) == {function}
+    (streamed,) = _streamed_integrations(gateway)
+    assert _refs(streamed["Uri"]) == {stream}
     (authorizer_resource,) = _of_type(gateway, "AWS::ApiGateway::Authorizer").values()
     assert _refs(authorizer_resource["Properties"]["AuthorizerUri"]) == {authorizer}
     search = _function(tools, SNAPSHOTTED_ELSEWHERE["tools"])
@@ -227,3 +246,31 @@ def test_switched_off_there_is_no_snapstart_version_or_alias(switched_off: Any) 
         if "Lambda" in r["Properties"]["TargetConfiguration"]["Mcp"]
     ]
     assert {"Fn::GetAtt": [search, "Arn"]} in lambda_arns
+
+
+@pytest.fixture(scope="module")
+def new_guardrail_version(synthesize: Synthesizer, cdk_context: dict[str, Any]) -> Any:
+    """The app synthesized with one content filter of the gateway's guardrail changed: CloudFormation
+    would publish a new guardrail version, whose number the gateway functions' environments name."""
+    blueprint = copy.deepcopy(cdk_context["blueprint"])
+    filters = blueprint["production"]["guardrail"]["content_filters"]
+    filters["INSULTS"] = "LOW" if filters.get("INSULTS") != "LOW" else "HIGH"
+    return synthesize(blueprint=blueprint)
+
+
+def test_a_new_guardrail_version_publishes_new_versions_of_the_gateway_functions(
+    assembly: Any, new_guardrail_version: Any
+) -> None:
+    """The guardrail version reaches the environment as a reference, whose text does not change when
+    CloudFormation publishes a new version: without the guardrail's digest in their version hashes,
+    the aliases would keep calling versions that apply the replaced guardrail version."""
+    before, after = (a.template(STACK_SUFFIXES["gateway"]) for a in (assembly, new_guardrail_version))
+
+    def version(template: dict[str, Any], construct_id: str) -> set[str]:
+        alias = template["Resources"][_alias(template, _function(template, construct_id))]
+        return _refs(alias["Properties"]["FunctionVersion"])
+
+    for construct_id in ("GatewayFunction", "GatewayStreamFunction"):
+        assert version(before, construct_id).isdisjoint(version(after, construct_id)), construct_id
+    # Control: the authorizer, which reads no guardrail, keeps its version (and its snapshot).
+    assert version(before, "AuthorizerFunction") == version(after, "AuthorizerFunction")

@@ -20,7 +20,16 @@ from typing import Any
 import pytest
 
 from ai_gateway import stream_runtime
-from ai_gateway.stream_runtime import CONTENT_TYPE, DELIMITER, Context, StreamedResponse, serve
+from ai_gateway.stream_runtime import (
+    CONTENT_TYPE,
+    DELIMITER,
+    INITIALIZATION_TYPE,
+    SNAP_START,
+    Context,
+    StreamedResponse,
+    serve,
+)
+from shared import snapstart
 
 ROOT = Path(__file__).resolve().parents[2]
 BOOTSTRAP = ROOT / "lambdas" / "ai_gateway" / "stream_bootstrap"
@@ -60,6 +69,10 @@ class RuntimeApiHandler(BaseHTTPRequestHandler):
     def log_message(self, *_: Any) -> None: ...
 
     def do_GET(self) -> None:
+        if self.path.endswith("/runtime/restore/next"):  # answered at once: the snapshot "restored"
+            self.fake.requests.append(Recorded("GET", self.path, dict(self.headers.items())))
+            self._answer(200, b"")
+            return
         if not self.fake.pending:
             self._answer(500, b"{}")
             return
@@ -322,6 +335,108 @@ def test_a_handler_that_cannot_be_loaded_is_an_init_error(runtime_api: Any, monk
         ("/2018-06-01/runtime/init/error", "Runtime.HandlerNotFound"),
     ]
     assert json.loads(api.requests[0].body)["errorType"] == "ModuleNotFoundError"
+
+
+def _hooks(steps: list[str], api: FakeRuntimeApi) -> tuple[list[Any], list[Any]]:
+    """Two before-snapshot and two after-restore hooks that note when they run, beside the
+    requests the runtime has made by then."""
+
+    def hook(name: str) -> Any:
+        return lambda: steps.append(f"{name} after {len(api.requests)} requests")
+
+    return [hook("before 1"), hook("before 2")], [hook("after 1"), hook("after 2")]
+
+
+def test_with_snapstart_the_hooks_run_around_the_snapshot_then_the_loop_serves(
+    runtime_api: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = runtime_api(Invocation({"name": "world"}))
+    steps: list[str] = []
+    before, after = _hooks(steps, api)
+    monkeypatch.setattr(snapstart, "before_snapshot_hooks", before)
+    monkeypatch.setattr(snapstart, "after_restore_hooks", after)
+    monkeypatch.setenv("AWS_LAMBDA_RUNTIME_API", api.address)
+    monkeypatch.setenv("STREAM_HANDLER", "tests.lambdas.test_stream_runtime.echo_handler")
+    monkeypatch.setenv(INITIALIZATION_TYPE, SNAP_START)
+    with pytest.raises(RuntimeError, match="/next answered 500"):  # the fake's invocations ran out
+        stream_runtime.main()
+    # Before-snapshot hooks in reverse order of registration, then the snapshot; after it, the
+    # after-restore hooks in order, then the first invocation.
+    assert steps == [
+        "before 2 after 0 requests",
+        "before 1 after 0 requests",
+        "after 1 after 1 requests",
+        "after 2 after 1 requests",
+    ]
+    restore, response = api.requests
+    assert (restore.method, restore.path) == ("GET", "/2018-06-01/runtime/restore/next")
+    assert (response.path, response.chunks[1:]) == (
+        "/2018-06-01/runtime/invocation/req-1/response",
+        [b"hello ", b"world"],
+    )
+
+
+@pytest.mark.parametrize("initialization", ["on-demand", "provisioned-concurrency", None])
+def test_without_snapstart_no_hook_runs_and_no_snapshot_is_asked_for(
+    runtime_api: Any, monkeypatch: pytest.MonkeyPatch, initialization: str | None
+) -> None:
+    api = runtime_api(Invocation({"name": "world"}))
+    steps: list[str] = []
+    before, after = _hooks(steps, api)
+    monkeypatch.setattr(snapstart, "before_snapshot_hooks", before)
+    monkeypatch.setattr(snapstart, "after_restore_hooks", after)
+    monkeypatch.setenv("AWS_LAMBDA_RUNTIME_API", api.address)
+    monkeypatch.setenv("STREAM_HANDLER", "tests.lambdas.test_stream_runtime.echo_handler")
+    if initialization is None:
+        monkeypatch.delenv(INITIALIZATION_TYPE, raising=False)
+    else:
+        monkeypatch.setenv(INITIALIZATION_TYPE, initialization)
+    with pytest.raises(RuntimeError, match="/next answered 500"):
+        stream_runtime.main()
+    assert steps == []
+    assert [r.path for r in api.requests] == ["/2018-06-01/runtime/invocation/req-1/response"]
+
+
+def test_a_failing_before_snapshot_hook_is_an_init_error_and_no_snapshot_is_taken(runtime_api: Any) -> None:
+    api = runtime_api()
+
+    def fails() -> None:
+        raise ValueError("secret detail")
+
+    with pytest.raises(SystemExit) as exited:
+        stream_runtime.snapshot_and_restore(api.address, [fails], [])
+    [posted] = api.requests
+    assert exited.value.code == stream_runtime.BEFORE_SNAPSHOT_EXIT
+    assert (posted.path, posted.headers["Lambda-Runtime-Function-Error-Type"]) == (
+        "/2018-06-01/runtime/init/error",
+        "Runtime.BeforeSnapshotError",
+    )
+    assert json.loads(posted.body) == {
+        "errorMessage": stream_runtime.FAILED,
+        "errorType": "ValueError",
+        "stackTrace": [],
+    }
+
+
+def test_a_failing_after_restore_hook_is_a_restore_error_and_the_loop_never_starts(runtime_api: Any) -> None:
+    api = runtime_api(Invocation({"name": "world"}))
+    ran: list[str] = []
+
+    def fails() -> None:
+        raise OSError("no route")
+
+    with pytest.raises(SystemExit) as exited:
+        stream_runtime.snapshot_and_restore(api.address, [], [fails, lambda: ran.append("later hook")])
+    restore, posted = api.requests
+    assert exited.value.code == stream_runtime.AFTER_RESTORE_EXIT
+    assert restore.path == "/2018-06-01/runtime/restore/next"
+    assert (posted.path, posted.headers["Lambda-Runtime-Function-Error-Type"]) == (
+        "/2018-06-01/runtime/restore/error",
+        "Runtime.AfterRestoreError",
+    )
+    assert json.loads(posted.body)["errorType"] == "OSError"
+    assert ran == []
+    assert api.pending  # the invocation was never asked for
 
 
 def echo_handler(event: dict[str, Any], context: Context) -> StreamedResponse:
