@@ -838,15 +838,25 @@ def test_formats_without_md_are_refused_while_a_connector_lands_markdown(connect
 
 @pytest.mark.parametrize("region", ["ap-east-2", "ap-southeast-6"])
 def test_snapstart_on_in_a_region_without_it_is_refused_switch_by_switch(region: str) -> None:
-    """Lambda has no SnapStart in Taipei or New Zealand: every switch on there (the three are on
+    """Lambda has no SnapStart in Taipei or New Zealand: every switch on there (the four are on
     unless set false) would fail its function's first deploy, so each is named."""
     blueprint = config(at("production", "region", value=region))
     lines = refusal(blueprint).splitlines()
     assert [line for line in lines if "SnapStart" in line] == [
-        f"blueprint.production.{key}.snap_start: Lambda has no SnapStart in {region}; allowed: false"
-        for key in ("api", "functions.knowledge_search", "functions.connector_push")
+        f"blueprint.production.{key}: Lambda has no SnapStart in {region}; allowed: false"
+        for key in (
+            "api.snap_start",
+            "api.stream_snap_start",
+            "functions.knowledge_search.snap_start",
+            "functions.connector_push.snap_start",
+        )
     ]
-    blueprint["production"]["api"] = {**blueprint["production"].get("api", {}), "snap_start": False}
+    api = {**blueprint["production"].get("api", {}), "snap_start": False}
+    blueprint["production"]["api"] = api
+    assert next(line for line in refusal(blueprint).splitlines() if "SnapStart" in line).startswith(
+        "blueprint.production.api.stream_snap_start:"
+    )  # each switch alone
+    blueprint["production"]["api"] = {**api, "stream_snap_start": False}
     blueprint["production"]["functions"] = {
         name: {"snap_start": False} for name in ("knowledge_search", "connector_push")
     }

@@ -4,8 +4,8 @@ Lambda's managed Python runtime answers only with a whole response. API Gateway 
 proxy integration whose ``responseTransferMode`` is STREAM: it calls InvokeWithResponseStream
 and reads the "http integration response" format, a JSON prelude (statusCode, headers,
 multiValueHeaders, cookies), eight NUL bytes, then the body bytes as they come. This module is
-the Runtime API loop that writes it, with the standard library only (AWS's custom runtime
-documentation, "Implementing response streaming in a custom runtime"):
+the Runtime API loop that writes it, with the standard library and shared.snapstart's hook lists
+only (AWS's custom runtime documentation, "Implementing response streaming in a custom runtime"):
 
     GET  /2018-06-01/runtime/invocation/next            the event; its request id, deadline
                                                          (Lambda-Runtime-Deadline-Ms) and trace
@@ -32,8 +32,9 @@ prelude) or a StreamedResponse. The body's first chunk is read before anything i
 handler that fails before producing a byte still gets an ordinary error.
 
 With SnapStart (AWS_LAMBDA_INITIALIZATION_TYPE is ``snap-start`` while a version is published),
-the loop does what the managed runtime's own does, by AWS's lifecycle for runtimes of one's own
-("Implementing SnapStart hooks for container images"): once the handler is loaded it runs the
+the loop does what the managed runtime's own does (awslambdaric's bootstrap), by the Runtime API
+lifecycle AWS documents for container images and runtime clients of one's own ("Implementing
+SnapStart hooks for container images"): once the handler is loaded it runs the
 before-snapshot hooks the handler registered (shared.snapstart; in reverse order), asks for
 ``restore/next`` and waits there while Lambda snapshots the environment; the answer comes in each
 environment resumed from the snapshot, which then runs the after-restore hooks (in order) before
@@ -54,6 +55,8 @@ import time
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
+
+from shared import snapstart
 
 API_VERSION = "2018-06-01"
 HANDLER_VARIABLE = "STREAM_HANDLER"
@@ -285,12 +288,12 @@ def snapshot_and_restore(
         for hook in reversed(before_snapshot):
             hook()
         RuntimeApi(api).restore_next()
-    except Exception as error:
+    except BaseException as error:  # a hook's sys.exit too: reported, as the managed runtime does
         _init_failed(api, "Runtime.BeforeSnapshotError", error, code=BEFORE_SNAPSHOT_EXIT)
     try:
         for hook in after_restore:
             hook()
-    except Exception as error:
+    except BaseException as error:
         _log("after-restore hook failed", "", error)
         RuntimeApi(api).error("restore/error", "Runtime.AfterRestoreError", error)
         raise SystemExit(AFTER_RESTORE_EXIT) from None
@@ -309,14 +312,12 @@ def main() -> None:
         _init_failed(api, "Runtime.HandlerNotFound", error)
     except Exception as error:  # the module's own start-up failed
         _init_failed(api, "Runtime.InitError", error)
-    if os.environ.get(INITIALIZATION_TYPE) == SNAP_START:
-        from shared import snapstart  # the hooks the handler's import registered
-
+    if os.environ.get(INITIALIZATION_TYPE) == SNAP_START:  # the hooks the handler's import recorded
         snapshot_and_restore(api, snapstart.before_snapshot_hooks, snapstart.after_restore_hooks)
     serve(api, handler)
 
 
-def _init_failed(api: str, error_type: str, error: Exception, *, code: int = 1) -> NoReturn:
+def _init_failed(api: str, error_type: str, error: BaseException, *, code: int = 1) -> NoReturn:
     _log("init failed", "", error)
     RuntimeApi(api).error("init/error", error_type, error)
     raise SystemExit(code)

@@ -60,12 +60,19 @@ class ApiConfig(ConfigModel):
     )
     snap_start: bool = Field(
         default=True,
-        description="Lambda SnapStart for the gateway function, the streaming function (POST /v1/chat/completions, "
-        "whose own runtime loop runs the snapshot hooks) and the authorizer: each deploy that changes one publishes "
-        "a version whose initialized state Lambda snapshots, and API Gateway invokes it through the alias `live`, so "
-        "a cold start resumes the snapshot instead of importing the code. Python pays for it: a cache charge per "
-        "GB-second of memory for each published version while it is active (3 hours at least) and a restore charge "
-        "per GB each time an environment resumes. Off: API Gateway invokes the functions' $LATEST and "
+        description="Lambda SnapStart for the gateway function and its authorizer: each deploy that changes one "
+        "publishes a version whose initialized state Lambda snapshots, and API Gateway invokes it through the alias "
+        "`live`, so a cold start resumes the snapshot instead of importing the code. Python pays for it: a cache "
+        "charge per GB-second of memory for each published version while it is active (3 hours at least) and a "
+        "restore charge per GB each time an environment resumes. Off: API Gateway invokes the functions' $LATEST and "
         "initialization runs on each cold start. Lambda has no SnapStart in ap-east-2 or ap-southeast-6: there, "
         "set it false.",
+    )
+    stream_snap_start: bool = Field(
+        default=True,
+        description="Lambda SnapStart for the streaming gateway function (POST /v1/chat/completions), priced and "
+        "invoked like api.snap_start's (its alias `live`). The function runs its own runtime loop, which runs the "
+        "snapshot hooks and asks the Runtime API for restore/next as AWS documents for runtime clients of one's own "
+        "(docs/gateway.md, Cold start); its own switch, so it can be turned off alone. Lambda has no SnapStart in "
+        "ap-east-2 or ap-southeast-6: there, set it false.",
     )

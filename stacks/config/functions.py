@@ -38,7 +38,7 @@ DEDICATED_TIMEOUTS: dict[str, str] = {
 # pre_token) start without the SDK, within the cold-start goal; the asynchronous ones (ingestion,
 # connector_pull, macie_findings, the gateway's jobs, the account-settings adopter) have no caller
 # waiting on their cold start, and their event sources would all have to invoke an alias. The
-# gateway's three functions (its streaming one too) share api.snap_start.
+# gateway's streaming function has its own key too (api.stream_snap_start).
 SNAP_START_DEFAULTS: dict[str, bool] = {"knowledge_search": True, "connector_push": True}
 # Regions where Lambda has no SnapStart ("every commercial Region but Asia Pacific (New Zealand) and
 # Asia Pacific (Taipei)", Lambda's SnapStart guide): a function with it fails its first deploy there.

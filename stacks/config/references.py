@@ -298,13 +298,14 @@ def _pull_calls_fit_a_run(production: Mapping[str, Any], _: _Declared) -> Iterat
 
 
 def _snap_start_where_lambda_offers_it(production: Mapping[str, Any], _: _Declared) -> Iterator[Problem]:
-    """Every SnapStart switch that is on (api.snap_start, production.functions.<name>.snap_start,
+    """Every SnapStart switch that is on (api.snap_start, api.stream_snap_start, production.functions.<name>.snap_start,
     each on unless set false) in a region without SnapStart: the function's create would fail."""
     region = _field(TierConfig, production, "region")
     if region not in NO_SNAP_START_REGIONS:
         return
+    api = _mapping(production.get("api", {}), {})
     switches: list[tuple[tuple[str, ...], bool | None]] = [
-        (("api", "snap_start"), _field(ApiConfig, _mapping(production.get("api", {}), {}), "snap_start"))
+        (("api", key), _field(ApiConfig, api, key)) for key in ("snap_start", "stream_snap_start")
     ]
     functions = _mapping(production.get("functions", {}), {})
     for name, default in SNAP_START_DEFAULTS.items():

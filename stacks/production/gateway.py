@@ -200,9 +200,9 @@ class GatewayStack(Stack):
             timeout=Duration.seconds(config.api.stream_timeout_seconds),
             settings=settings(config.api.stream_timeout_seconds),
             # Its loop takes part in the snapshot as the managed runtime's does (the hooks, then
-            # restore/next: AWS's SnapStart lifecycle for runtimes of one's own); API Gateway
-            # invokes its alias.
-            snap_start=config.api.snap_start,
+            # restore/next: the Runtime API lifecycle AWS documents for runtime clients of one's
+            # own); API Gateway invokes its alias.
+            snap_start=config.api.stream_snap_start,
         )
         self.stream_function.add_environment(EXEC_WRAPPER, STREAM_BOOTSTRAP)
         self.generators = [self.function, self.stream_function]

@@ -1,7 +1,7 @@
 """SnapStart: on by default, exactly the functions a caller waits on resume from snapshots of a
-published version (the gateway function, the streaming function and the authorizer,
-api.snap_start; the knowledge search
-tool and the push connector, production.functions.<name>.snap_start), and each invoker calls the
+published version (the gateway function and the authorizer, api.snap_start; the streaming function,
+api.stream_snap_start; the knowledge search tool and the push connector,
+production.functions.<name>.snap_start), and each invoker calls the
 alias ``live``, never $LATEST; switched off (a second synth of the app), none of it for the
 functions switched off, and the others keep theirs."""
 
@@ -216,10 +216,10 @@ def test_the_streaming_function_runs_its_own_loop_behind_the_wrapper_with_snapst
 
 @pytest.fixture(scope="module")
 def switched_off(synthesize: Synthesizer, cdk_context: dict[str, Any]) -> Any:
-    """The app synthesized with ``api.snap_start`` and ``functions.knowledge_search.snap_start``
-    false; the push connector left as it is (on)."""
+    """The app synthesized with ``api.snap_start``, ``api.stream_snap_start`` and
+    ``functions.knowledge_search.snap_start`` false; the push connector left as it is (on)."""
     blueprint = copy.deepcopy(cdk_context["blueprint"])
-    blueprint["production"].setdefault("api", {})["snap_start"] = False
+    blueprint["production"].setdefault("api", {}).update(snap_start=False, stream_snap_start=False)
     blueprint["production"].setdefault("functions", {}).setdefault("knowledge_search", {})["snap_start"] = False
     return synthesize(blueprint=blueprint)
 

@@ -1,5 +1,7 @@
-"""SnapStart safety of the functions that have it (shared.snapstart): the gateway function and its
-authorizer, the knowledge search tool and the push connector.
+"""SnapStart safety of the functions that have it (shared.snapstart): the gateway function, the
+streaming gateway function (the same handler module, under its own runtime loop, which runs the
+hooks shared.snapstart records) and the authorizer, the knowledge search tool and the push
+connector.
 
 What init leaves in memory is shared by every environment resumed from the snapshot: importing the
 handlers must create no client, connection or credentials; the before-snapshot hooks may only warm
@@ -75,9 +77,13 @@ def snapshot():
 
 import ai_gateway.handler, gateway_authorizer.handler, knowledge_search.handler, connector_push.handler
 import snapshot_restore_py as runtime
+from shared import snapstart
 report = {
     "before": [f"{f.__module__}.{f.__qualname__}" for f in runtime.before],
     "after": [f"{f.__module__}.{f.__qualname__}" for f in runtime.after],
+    # What the streaming function's own loop runs (ai_gateway.stream_runtime), library or not.
+    "recorded_before": [f"{f.__module__}.{f.__qualname__}" for f in snapstart.before_snapshot_hooks],
+    "recorded_after": [f"{f.__module__}.{f.__qualname__}" for f in snapstart.after_restore_hooks],
     "import": snapshot(),
     "default_session_at_import": boto3.DEFAULT_SESSION is not None,
 }
@@ -141,6 +147,10 @@ def test_the_warm_up_parses_the_models_without_a_client_credentials_or_a_call(pr
 
 def test_the_restore_hooks_make_nothing_either(probe: dict[str, Any]) -> None:
     assert probe["after_restore"] == NOTHING
+
+
+def test_with_the_runtime_library_the_hooks_are_recorded_too_for_the_streaming_loop(probe: dict[str, Any]) -> None:
+    assert (probe["recorded_before"], probe["recorded_after"]) == (probe["before"], probe["after"])
 
 
 def test_without_the_runtime_library_the_hooks_are_only_recorded() -> None:

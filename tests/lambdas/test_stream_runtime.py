@@ -69,9 +69,10 @@ class RuntimeApiHandler(BaseHTTPRequestHandler):
     def log_message(self, *_: Any) -> None: ...
 
     def do_GET(self) -> None:
+        self.fake.log.append(f"GET {self.path}")
         if self.path.endswith("/runtime/restore/next"):  # answered at once: the snapshot "restored"
             self.fake.requests.append(Recorded("GET", self.path, dict(self.headers.items())))
-            self._answer(200, b"")
+            self._answer(self.fake.restore_status, b"")
             return
         if not self.fake.pending:
             self._answer(500, b"{}")
@@ -90,6 +91,7 @@ class RuntimeApiHandler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         record = Recorded("POST", self.path, dict(self.headers.items()))
+        self.fake.log.append(f"POST {self.path}")
         self.fake.requests.append(record)
         if self.headers.get("Transfer-Encoding") == "chunked":
             self._read_chunks(record)
@@ -121,6 +123,8 @@ class FakeRuntimeApi:
     def __init__(self, invocations: list[Invocation]) -> None:
         self.pending = list(invocations)
         self.requests: list[Recorded] = []
+        self.log: list[str] = []  # every request's method and path as it arrived (and what tests add)
+        self.restore_status = 200
         self.received: queue.Queue[bytes] = queue.Queue()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), RuntimeApiHandler)
         self.server.fake = self  # type: ignore[attr-defined]
@@ -338,13 +342,20 @@ def test_a_handler_that_cannot_be_loaded_is_an_init_error(runtime_api: Any, monk
 
 
 def _hooks(steps: list[str], api: FakeRuntimeApi) -> tuple[list[Any], list[Any]]:
-    """Two before-snapshot and two after-restore hooks that note when they run, beside the
-    requests the runtime has made by then."""
+    """Two before-snapshot and two after-restore hooks that note when they run in ``steps`` and
+    in the fake's log, between the requests the runtime makes."""
 
     def hook(name: str) -> Any:
-        return lambda: steps.append(f"{name} after {len(api.requests)} requests")
+        def run() -> None:
+            steps.append(name)
+            api.log.append(name)
+
+        return run
 
     return [hook("before 1"), hook("before 2")], [hook("after 1"), hook("after 2")]
+
+
+API = "/2018-06-01/runtime"
 
 
 def test_with_snapstart_the_hooks_run_around_the_snapshot_then_the_loop_serves(
@@ -362,11 +373,15 @@ def test_with_snapstart_the_hooks_run_around_the_snapshot_then_the_loop_serves(
         stream_runtime.main()
     # Before-snapshot hooks in reverse order of registration, then the snapshot; after it, the
     # after-restore hooks in order, then the first invocation.
-    assert steps == [
-        "before 2 after 0 requests",
-        "before 1 after 0 requests",
-        "after 1 after 1 requests",
-        "after 2 after 1 requests",
+    assert api.log == [
+        "before 2",
+        "before 1",
+        f"GET {API}/restore/next",
+        "after 1",
+        "after 2",
+        f"GET {API}/invocation/next",
+        f"POST {API}/invocation/req-1/response",
+        f"GET {API}/invocation/next",  # answered 500: the fake has no more
     ]
     restore, response = api.requests
     assert (restore.method, restore.path) == ("GET", "/2018-06-01/runtime/restore/next")
@@ -395,6 +410,31 @@ def test_without_snapstart_no_hook_runs_and_no_snapshot_is_asked_for(
         stream_runtime.main()
     assert steps == []
     assert [r.path for r in api.requests] == ["/2018-06-01/runtime/invocation/req-1/response"]
+
+
+def test_a_snapshot_the_runtime_api_refuses_is_an_init_error_and_nothing_more_runs(runtime_api: Any) -> None:
+    api = runtime_api(Invocation({"name": "world"}))
+    api.restore_status = 500
+    steps: list[str] = []
+    before, after = _hooks(steps, api)
+    with pytest.raises(SystemExit) as exited:
+        stream_runtime.snapshot_and_restore(api.address, before, after)
+    assert exited.value.code == stream_runtime.BEFORE_SNAPSHOT_EXIT
+    assert api.log == ["before 2", "before 1", f"GET {API}/restore/next", f"POST {API}/init/error"]
+    assert api.requests[-1].headers["Lambda-Runtime-Function-Error-Type"] == "Runtime.BeforeSnapshotError"
+    assert api.pending  # no invocation was asked for
+
+
+def test_a_hook_that_exits_is_still_reported(runtime_api: Any) -> None:
+    api = runtime_api()
+
+    def exits() -> None:
+        raise SystemExit(3)
+
+    with pytest.raises(SystemExit) as exited:
+        stream_runtime.snapshot_and_restore(api.address, [], [exits])
+    assert exited.value.code == stream_runtime.AFTER_RESTORE_EXIT
+    assert api.log[-1] == f"POST {API}/restore/error"
 
 
 def test_a_failing_before_snapshot_hook_is_an_init_error_and_no_snapshot_is_taken(runtime_api: Any) -> None:
