@@ -358,19 +358,29 @@ def _hooks(steps: list[str], api: FakeRuntimeApi) -> tuple[list[Any], list[Any]]
 API = "/2018-06-01/runtime"
 
 
-def test_with_snapstart_the_hooks_run_around_the_snapshot_then_the_loop_serves(
-    runtime_api: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    api = runtime_api(Invocation({"name": "world"}))
+def _main_with_hooks(api: FakeRuntimeApi, monkeypatch: pytest.MonkeyPatch, initialization: str | None) -> list[str]:
+    """Run the wrapper's entry (main) with recording hooks until the fake's one invocation is
+    served and its next /next answers 500; the hooks' names, in the order they ran."""
     steps: list[str] = []
     before, after = _hooks(steps, api)
     monkeypatch.setattr(snapstart, "before_snapshot_hooks", before)
     monkeypatch.setattr(snapstart, "after_restore_hooks", after)
     monkeypatch.setenv("AWS_LAMBDA_RUNTIME_API", api.address)
     monkeypatch.setenv("STREAM_HANDLER", "tests.lambdas.test_stream_runtime.echo_handler")
-    monkeypatch.setenv(INITIALIZATION_TYPE, SNAP_START)
+    if initialization is None:
+        monkeypatch.delenv(INITIALIZATION_TYPE, raising=False)
+    else:
+        monkeypatch.setenv(INITIALIZATION_TYPE, initialization)
     with pytest.raises(RuntimeError, match="/next answered 500"):  # the fake's invocations ran out
         stream_runtime.main()
+    return steps
+
+
+def test_with_snapstart_the_hooks_run_around_the_snapshot_then_the_loop_serves(
+    runtime_api: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = runtime_api(Invocation({"name": "world"}))
+    _main_with_hooks(api, monkeypatch, SNAP_START)
     # Before-snapshot hooks in reverse order of registration, then the snapshot; after it, the
     # after-restore hooks in order, then the first invocation.
     assert api.log == [
@@ -396,19 +406,7 @@ def test_without_snapstart_no_hook_runs_and_no_snapshot_is_asked_for(
     runtime_api: Any, monkeypatch: pytest.MonkeyPatch, initialization: str | None
 ) -> None:
     api = runtime_api(Invocation({"name": "world"}))
-    steps: list[str] = []
-    before, after = _hooks(steps, api)
-    monkeypatch.setattr(snapstart, "before_snapshot_hooks", before)
-    monkeypatch.setattr(snapstart, "after_restore_hooks", after)
-    monkeypatch.setenv("AWS_LAMBDA_RUNTIME_API", api.address)
-    monkeypatch.setenv("STREAM_HANDLER", "tests.lambdas.test_stream_runtime.echo_handler")
-    if initialization is None:
-        monkeypatch.delenv(INITIALIZATION_TYPE, raising=False)
-    else:
-        monkeypatch.setenv(INITIALIZATION_TYPE, initialization)
-    with pytest.raises(RuntimeError, match="/next answered 500"):
-        stream_runtime.main()
-    assert steps == []
+    assert _main_with_hooks(api, monkeypatch, initialization) == []
     assert [r.path for r in api.requests] == ["/2018-06-01/runtime/invocation/req-1/response"]
 
 
