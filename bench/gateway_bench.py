@@ -2,7 +2,9 @@
 
 Measures warm per-request latency of POST /v1/chat through lambda_handler (validation, policy,
 guardrail in and out, routing, ledger, metrics, logs) beside a bare Powertools REST resolver
-handler measured in the same run, with, interleaved in that run, the OpenAI-compatible routes:
+handler measured in the same run (and the same request with its admission not overlapped with its
+input check, which shows what the overlap's thread handoff costs), with, interleaved in that run,
+the OpenAI-compatible routes:
 POST /v1/chat/completions buffered (lambda_handler) and streamed (stream_handler, ``"stream":
 true``, the body drained; a ~500-character answer in a few deltas, each piece guarded) with its
 time to the first body chunk, and GET /v1/models; and the handler module's cold import beside
@@ -22,6 +24,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +46,7 @@ REQUESTS = int(os.environ.get("REQUESTS", "3000"))
 WARMUP = 300
 GATEWAY = "AI gateway POST /v1/chat"
 QUIET = "  the same, stage telemetry no-op"
+INLINE = "  the same, not overlapped"
 BARE = "bare Powertools resolver"
 COMPLETIONS = "POST /v1/chat/completions"
 STREAMED = "  the same, stream: true (drained)"
@@ -203,6 +207,33 @@ def telemetry_off(handler: Any) -> Iterator[None]:
             setattr(owner, name, original)
 
 
+class InlineExecutor(Executor):
+    """Runs the work at once, on the calling thread: the request without its overlap."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as error:  # the future carries it, as the pool's would
+            future.set_exception(error)
+        return future
+
+
+@contextmanager
+def not_overlapped() -> Iterator[None]:
+    """The request with its admission run after its input check on the same thread, instead of
+    beside it on the flow's pool (ADR 0019): what the overlap's thread handoff costs when AWS
+    answers at once, where it saves nothing (with AWS's latencies it saves the admission's call,
+    bench/critical_path_bench.py)."""
+    from ai_gateway import flow
+
+    saved, flow.POOL = flow.POOL, InlineExecutor()
+    try:
+        yield
+    finally:
+        flow.POOL = saved
+
+
 def percentiles(samples: list[float]) -> tuple[float, float]:
     ordered = sorted(samples)
     return ordered[len(ordered) // 2], ordered[int(len(ordered) * 0.99) - 1]
@@ -242,6 +273,7 @@ def main() -> None:
             {
                 GATEWAY: Arm(handler.lambda_handler),
                 QUIET: Arm(handler.lambda_handler, around=lambda: telemetry_off(handler)),
+                INLINE: Arm(handler.lambda_handler, around=not_overlapped),
                 BARE: Arm(bare),
                 COMPLETIONS: Arm(handler.lambda_handler, completion(PRO, stream=False)),
                 STREAMED: Arm(handler.stream_handler, completion(PRO, stream=True)),
@@ -253,6 +285,7 @@ def main() -> None:
     gateway, quiet, bare_samples = runs[GATEWAY], runs[QUIET], runs[BARE]
     print(row(GATEWAY, gateway))
     print(row(QUIET, quiet))
+    print(row(INLINE, runs[INLINE], bare_samples))
     print(row(BARE, bare_samples))
     for name in (COMPLETIONS, STREAMED, MODELS):
         print(row(name, runs[name], bare_samples))
@@ -260,6 +293,8 @@ def main() -> None:
     g50, g99, b50, b99 = (*percentiles(gateway), *percentiles(bare_samples))
     print(f"{'gateway over the bare resolver':<34} p50 {g50 / b50:6.1f}x   p99 {g99 / b99:6.1f}x")
     print(f"{'overhead over the bare resolver':<34} p50 {g50 - b50:7.3f} ms")
+    handoff = statistics.median(gateway) - statistics.median(runs[INLINE])
+    print(f"{'the overlap at zero latency':<34} p50 {handoff:+7.3f} ms   (as deployed minus not overlapped)")
     telemetry = statistics.median(gateway) - statistics.median(quiet)
     print(
         f"{'telemetry ms per request':<34} p50 {telemetry:7.3f} ms   (as deployed minus no-op stage telemetry; "

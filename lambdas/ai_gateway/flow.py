@@ -37,7 +37,7 @@ from shared.aws_errors import UpstreamError, call
 
 # Work a request overlaps with its own (admission beside the input guardrail, the transcript's
 # read and write beside a check and the delivery): threads start on first use, never at import.
-POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="flow")
+POOL: Executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="flow")
 T = TypeVar("T")
 
 
@@ -178,7 +178,7 @@ class Flow:
         agents: AgentClient,
         telemetry: Telemetry,
         clock: Clock | None = None,
-        pool: Executor = POOL,
+        pool: Executor | None = None,
     ) -> None:
         self._ledger = ledger
         self._guard = guard
@@ -186,7 +186,7 @@ class Flow:
         self._agents = agents
         self._telemetry = telemetry
         self._clock = clock or Clock()
-        self._pool = pool
+        self._pool = POOL if pool is None else pool  # (the module's, read here: a bench swaps it)
 
     def screen(self, texts: list[str], conversation: str) -> Verdict:
         """The caller's texts through the input guardrail, masked where it anonymized them."""
