@@ -54,63 +54,86 @@ class Served:
     requests: list[tuple[str, str, dict[str, str], Any]] = field(default_factory=list)
     chat_units_used: int = 4
     answer_cites: str = ""
+    # The streamed completion's body: Server-Sent Events as the streaming function writes them.
+    stream: str = (
+        'data: {"object":"chat.completion.chunk","choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}\n\n'
+        'data: {"object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"smoke test "}}]}\n\n'
+        'data: {"object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"passed"}}]}\n\n'
+        'data: {"object":"chat.completion.chunk","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n'
+        "data: [DONE]\n\n"
+    )
+
+
+class GatewayStandIn(QuietHandler):
+    """The loopback stand-ins for the sandbox's Function URL and the production gateway; what they
+    saw and will answer is ``state`` (a subclass per test sets it)."""
+
+    state: Served
+
+    def _reply(self, status: int, body: Any, content_type: str = "application/json") -> None:
+        data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _signed_in(self) -> bool:
+        return self.headers.get("Authorization") == "Bearer access-token"
+
+    def do_GET(self) -> None:
+        self.state.requests.append(("GET", self.path, dict(self.headers), None))
+        if self.path == "/live/v1/usage" and self._signed_in():
+            self._reply(
+                200,
+                {"group": self.state.group, "quotas": [{"output_type": "chat", "used": self.state.chat_units_used}]},
+            )
+        elif self.path == "/live/v1/models" and self._signed_in():
+            self._reply(200, {"object": "list", "data": [{"id": "amazon.nova-lite-v1:0", "object": "model"}]})
+        else:
+            self._reply(401, {"error": "unauthorized", "message": "Unauthorized"})
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.state.requests.append(("POST", self.path, dict(self.headers), body))
+        if self.path == "/query":  # the sandbox's Function URL: IAM auth, SigV4 for service lambda
+            if "/lambda/aws4_request" not in self.headers.get("Authorization", ""):
+                self._reply(403, {"message": "Forbidden"})
+                return
+            self._reply(
+                200,
+                {
+                    "source": body["source"],
+                    "answer": "quartz",
+                    "citations": [{"number": 1, "excerpt": "...", "uri": self.state.answer_cites}],
+                },
+            )
+        elif self.path == "/live/v1/chat/completions" and self._signed_in():
+            self._reply(200, self.state.stream, "text/event-stream")
+        elif self.path == "/live/v1/chat" and self._signed_in():
+            self._chat(body)
+        else:
+            self._reply(401, {"error": "unauthorized", "message": "Unauthorized"})
+
+    def _chat(self, body: Any) -> None:
+        if self.headers.get("X-Evaluation-Case"):
+            self._reply(
+                200,
+                {
+                    "output": "Returns within 30 days.",
+                    "units": 1,
+                    "tool_calls": [{"name": "knowledge___knowledge_search", "ok": True}],
+                },
+            )
+        else:
+            self.state.chat_units_used += 1
+            self._reply(200, {"output": "smoke test passed", "units": 1, "session_id": body.get("session_id")})
 
 
 @pytest.fixture
 def served() -> Iterator[Served]:
     state = Served()
-
-    class Handler(QuietHandler):
-        def _reply(self, status: int, body: Any) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def do_GET(self) -> None:
-            state.requests.append(("GET", self.path, dict(self.headers), None))
-            if self.path == "/live/v1/usage" and self.headers.get("Authorization") == "Bearer access-token":
-                self._reply(
-                    200,
-                    {"group": state.group, "quotas": [{"output_type": "chat", "used": state.chat_units_used}]},
-                )
-            else:
-                self._reply(401, {"error": "unauthorized", "message": "Unauthorized"})
-
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            state.requests.append(("POST", self.path, dict(self.headers), body))
-            if self.path == "/query":  # the sandbox's Function URL: IAM auth, SigV4 for service lambda
-                if "/lambda/aws4_request" not in self.headers.get("Authorization", ""):
-                    self._reply(403, {"message": "Forbidden"})
-                    return
-                self._reply(
-                    200,
-                    {
-                        "source": body["source"],
-                        "answer": "quartz",
-                        "citations": [{"number": 1, "excerpt": "...", "uri": state.answer_cites}],
-                    },
-                )
-            elif self.path == "/live/v1/chat" and self.headers.get("Authorization") == "Bearer access-token":
-                if self.headers.get("X-Evaluation-Case"):
-                    self._reply(
-                        200,
-                        {
-                            "output": "Returns within 30 days.",
-                            "units": 1,
-                            "tool_calls": [{"name": "knowledge___knowledge_search", "ok": True}],
-                        },
-                    )
-                else:
-                    state.chat_units_used += 1
-                    self._reply(200, {"output": "smoke test passed", "units": 1, "session_id": body.get("session_id")})
-            else:
-                self._reply(401, {"error": "unauthorized", "message": "Unauthorized"})
-
-    with loopback(Handler) as url:
+    with loopback(type("Handler", (GatewayStandIn,), {"state": state})) as url:
         state.url = url
         yield state
 
@@ -478,6 +501,7 @@ def test_the_production_smoke_test_signs_in_chats_meters_ingests_quarantines_and
         ("sign in (SRP; TOTP MFA when required)", "PASS"),
         ("POST /v1/chat", "PASS"),
         ("GET /v1/usage counts the turn", "PASS"),
+        ("POST /v1/chat/completions, streamed", "PASS"),
         ("an agent turn calls a tool (golden case)", "PASS"),
         ("an uploaded document is curated and indexed in the KB", "PASS"),
         ("a PII document is quarantined", "PASS"),
@@ -486,6 +510,9 @@ def test_the_production_smoke_test_signs_in_chats_meters_ingests_quarantines_and
     ], checker.table()
     rows = {r.check: r.detail for r in checker.rows}
     assert rows["GET /v1/usage counts the turn"] == "chat units used 4 -> 5"
+    assert rows["POST /v1/chat/completions, streamed"] == "4 chunks from amazon.nova-lite-v1:0; 'smoke test passed'"
+    (completion,) = [r for r in served.requests if r[1] == "/live/v1/chat/completions"]
+    assert (completion[3]["model"], completion[3]["stream"]) == ("amazon.nova-lite-v1:0", True)
     assert rows["an agent turn calls a tool (golden case)"] == "knowledge___knowledge_search (ok)"
     chat = next(r for r in served.requests if r[1] == "/live/v1/chat" and "X-Evaluation-Case" not in r[2])
     assert chat[3]["session_id"] == f"smoke-{RUN}"
@@ -625,3 +652,31 @@ def test_an_answer_larger_than_the_cap_is_refused_not_read_whole(
         smoke.Http(timeout=5).json(
             "GET", f"{served.url}/live/v1/usage", headers={"Authorization": "Bearer access-token"}
         )
+
+
+@pytest.mark.parametrize(
+    ("stream", "reason"),
+    [
+        ('data: {"choices":[{"delta":{"content":"cut"}}]}\n\n', "did not end with data: [DONE]"),
+        ("data: [DONE]\n\n", "none with text"),
+        (
+            'data: {"choices":[{"delta":{"content":"half"}}]}\n\ndata: {"error":{"type":"server_error"}}\n\ndata: [DONE]\n\n',
+            "carried an error",
+        ),
+        ("data: not json\n\ndata: [DONE]\n\n", "not JSON"),
+    ],
+    ids=["cut short", "no text", "an error mid-stream", "not JSON"],
+)
+def test_a_stream_cut_short_empty_or_failed_fails_its_check(
+    aws: Stubbed, served: Served, cdk_context: dict[str, Any], stream: str, reason: str
+) -> None:
+    served.stream = stream
+    config = load_config(cdk_context).production
+    group = smoke.smoke_group(config, None)
+    stub_production(aws, served, group)
+    checker = make_smoke(aws, Clock())
+    smoke.production(checker, prefix="genai", config=config, run=RUN, group=group)
+    (row,) = [r for r in checker.rows if r.check == "POST /v1/chat/completions, streamed"]
+    assert row.status == "FAIL"
+    assert reason in row.detail
+    assert {r.status for r in checker.rows if r is not row} == {"PASS"}  # the rest of the run goes on

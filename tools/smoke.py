@@ -11,9 +11,10 @@ sandbox:    upload a document, sync the Knowledge Base, a cited answer through t
             Function URL; with Kendra on, sync Kendra and a cited answer through Kendra.
 production: a test user in an existing group (the first internal one that may chat, or
             --group), sign in (SRP, and TOTP when MFA is on), POST /v1/chat, GET /v1/usage counts
-            the turn, an agent turn that calls a tool, an uploaded document curated and indexed in
-            the KB, a PII document quarantined, and the chat turn's trace found by its
-            conversation id.
+            the turn, a streamed POST /v1/chat/completions (the streaming function, through its
+            alias) with one of GET /v1/models, an agent turn that calls a tool, an uploaded
+            document curated and indexed in the KB, a PII document quarantined, and the chat turn's
+            trace found by its conversation id.
 """
 
 from __future__ import annotations
@@ -153,6 +154,13 @@ class Http:
         data = json.dumps(body).encode() if body is not None else None
         return self._send(method, url, data, {"Content-Type": "application/json", **(headers or {})})
 
+    def text(self, url: str, body: Any, headers: dict[str, str]) -> tuple[int, str]:
+        """POST ``body`` as JSON; the answer as text (a stream of Server-Sent Events, read to its end)."""
+        status, raw = self._read(
+            "POST", url, json.dumps(body).encode(), {"Content-Type": "application/json", **headers}
+        )
+        return status, raw.decode(errors="replace")
+
     def signed_json(self, url: str, body: Any, *, service: str, region: str, credentials: Any) -> tuple[int, Any]:
         """POST ``body``, signed: the bytes sent are the bytes signed."""
         data = json.dumps(body).encode()
@@ -161,6 +169,14 @@ class Http:
         return self._send("POST", url, data, dict(request.headers.items()))
 
     def _send(self, method: str, url: str, data: bytes | None, headers: dict[str, str]) -> tuple[int, Any]:
+        """One request within ``timeout``, its answer as JSON (or its first 200 characters)."""
+        status, raw = self._read(method, url, data, headers)
+        try:
+            return status, json.loads(raw or b"null")
+        except ValueError:
+            return status, {"raw": raw[:200].decode(errors="replace")}
+
+    def _read(self, method: str, url: str, data: bytes | None, headers: dict[str, str]) -> tuple[int, bytes]:
         """One request within ``timeout``; at most MAX_RESPONSE_BYTES of the answer are read."""
         response = self.pool.request(
             method, url, body=data, headers=headers, timeout=urllib3.Timeout(total=self.timeout), preload_content=False
@@ -171,10 +187,7 @@ class Http:
             response.release_conn()
         if len(raw) > MAX_RESPONSE_BYTES:
             raise Failed(f"{method} {url}: an answer over {MAX_RESPONSE_BYTES} bytes")
-        try:
-            return response.status, json.loads(raw or b"null")
-        except ValueError:
-            return response.status, {"raw": raw[:200].decode(errors="replace")}
+        return response.status, raw
 
 
 # --- the deployed tier ----------------------------------------------------------------------------
@@ -474,6 +487,11 @@ def production(smoke: Smoke, *, prefix: str, config: ProductionConfig, run: str,
             return True, f"chat units used {before} -> {after}"
 
         smoke.check("GET /v1/usage counts the turn", usage, needs=(turn,))
+        smoke.check(
+            "POST /v1/chat/completions, streamed",
+            lambda: _streamed_completion(smoke, api=api, auth=auth, run=run),
+            needs=(token,),
+        )
 
         smoke.check(
             "an agent turn calls a tool (golden case)",
@@ -519,6 +537,38 @@ def _tool_call(
     if status != 200 or not any(call.get("ok") for call in calls):
         raise Failed(f"HTTP {status}; tool calls: {calls or str(body)[:200]}")
     return True, ", ".join(f"{c.get('name')} ({'ok' if c.get('ok') else 'error'})" for c in calls)
+
+
+def _streamed_completion(smoke: Smoke, *, api: str, auth: dict[str, str], run: str) -> tuple[bool, str]:
+    """The OpenAI-compatible route, streamed, with the first model GET /v1/models lists: the
+    streaming function (its own runtime loop, resumed from its snapshot with SnapStart) answers
+    Server-Sent Events that end with ``data: [DONE]`` and carry some text."""
+    status, listed = smoke.http.json("GET", f"{api}v1/models", headers=auth)
+    models = listed.get("data") if status == 200 and isinstance(listed, dict) else None
+    if not isinstance(models, list) or not models or not isinstance(models[0], dict):
+        raise Failed(f"GET /v1/models: HTTP {status}: {str(listed)[:200]}")
+    model = str(models[0].get("id"))
+    message = f"This is smoke test {run}. Reply with the words: smoke test passed."
+    body = {"model": model, "messages": [{"role": "user", "content": message}], "stream": True}
+    status, text = smoke.http.text(f"{api}v1/chat/completions", body, auth)
+    if status != 200:
+        raise Failed(f"HTTP {status}: {text[:200]}")
+    events = [line.removeprefix("data:").strip() for line in text.splitlines() if line.startswith("data:")]
+    if not events or events[-1] != "[DONE]":
+        raise Failed(f"the stream did not end with data: [DONE] ({len(events)} events): {text[-200:]!r}")
+    content = ""
+    for event in events[:-1]:
+        try:
+            chunk = json.loads(event)
+        except ValueError:
+            raise Failed(f"an event that is not JSON: {event[:100]!r}") from None
+        if "error" in chunk:
+            raise Failed(f"the stream carried an error: {str(chunk['error'])[:200]}")
+        for choice in chunk.get("choices") or []:
+            content += str((choice.get("delta") or {}).get("content") or "")
+    if not content.strip():
+        raise Failed(f"{len(events) - 1} chunks from {model}, none with text")
+    return True, f"{len(events) - 1} chunks from {model}; {content[:40]!r}"
 
 
 def _clean_up(smoke: Smoke, created: list[Callable[[], None]]) -> None:
