@@ -663,9 +663,11 @@ def test_an_answer_larger_than_the_cap_is_refused_not_read_whole(
             'data: {"choices":[{"delta":{"content":"half"}}]}\n\ndata: {"error":{"type":"server_error"}}\n\ndata: [DONE]\n\n',
             "carried an error",
         ),
-        ("data: not json\n\ndata: [DONE]\n\n", "not JSON"),
+        ("data: not json\n\ndata: [DONE]\n\n", "not a JSON object"),
+        ('data: [1, 2]\n\ndata: {"choices": 7}\n\ndata: [DONE]\n\n', "not a JSON object"),
+        ('data: {"choices": [7, {"delta": "x"}]}\n\ndata: [DONE]\n\n', "none with text"),
     ],
-    ids=["cut short", "no text", "an error mid-stream", "not JSON"],
+    ids=["cut short", "no text", "an error mid-stream", "not JSON", "not an object", "choices of the wrong shape"],
 )
 def test_a_stream_cut_short_empty_or_failed_fails_its_check(
     aws: Stubbed, served: Served, cdk_context: dict[str, Any], stream: str, reason: str

@@ -561,11 +561,14 @@ def _streamed_completion(smoke: Smoke, *, api: str, auth: dict[str, str], run: s
         try:
             chunk = json.loads(event)
         except ValueError:
-            raise Failed(f"an event that is not JSON: {event[:100]!r}") from None
+            chunk = None
+        if not isinstance(chunk, dict):
+            raise Failed(f"an event that is not a JSON object: {event[:100]!r}")
         if "error" in chunk:
             raise Failed(f"the stream carried an error: {str(chunk['error'])[:200]}")
-        for choice in chunk.get("choices") or []:
-            content += str((choice.get("delta") or {}).get("content") or "")
+        choices = chunk.get("choices") or []
+        deltas = [c.get("delta") for c in choices if isinstance(c, dict)] if isinstance(choices, list) else []
+        content += "".join(str(d.get("content") or "") for d in deltas if isinstance(d, dict))
     if not content.strip():
         raise Failed(f"{len(events) - 1} chunks from {model}, none with text")
     return True, f"{len(events) - 1} chunks from {model}; {content[:40]!r}"

@@ -124,26 +124,22 @@ class RuntimeApi:
         return http.client.HTTPConnection(self._host, self._port, timeout=None)  # /next may wait long
 
     def next(self) -> tuple[dict[str, str], bytes]:
-        connection = self.connection()
-        try:
-            connection.request("GET", f"/{API_VERSION}/runtime/invocation/next")
-            response = connection.getresponse()
-            body = response.read()
-            if response.status != 200:
-                raise RuntimeError(f"runtime API /next answered {response.status}")
-            return dict(response.getheaders()), body
-        finally:
-            connection.close()
+        """The next invocation: its headers and its event."""
+        return self._get("invocation/next")
 
     def restore_next(self) -> None:
         """Ready to be snapshotted: returns in the environment resumed from the snapshot."""
+        self._get("restore/next")
+
+    def _get(self, path: str) -> tuple[dict[str, str], bytes]:
         connection = self.connection()
         try:
-            connection.request("GET", f"/{API_VERSION}/runtime/restore/next")
+            connection.request("GET", f"/{API_VERSION}/runtime/{path}")
             response = connection.getresponse()
-            response.read()
+            body = response.read()
             if response.status != 200:
-                raise RuntimeError(f"runtime API /restore/next answered {response.status}")
+                raise RuntimeError(f"runtime API /{path} answered {response.status}")
+            return dict(response.getheaders()), body
         finally:
             connection.close()
 
