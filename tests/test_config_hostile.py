@@ -596,6 +596,29 @@ def test_a_whole_numbers_text_other_than_its_digits_is_refused(text: str) -> Non
     )
 
 
+# JSON's 5.0 and 1e3 are numbers pydantic would read as the whole numbers 5 and 1000: in cdk.json and
+# as a -c override (which arrives as JSON) alike, refused where only a whole number belongs.
+@pytest.mark.parametrize(("number", "shown"), [(5.0, "5.0"), (1e3, "1000.0"), (5.5, "5.5")])
+@pytest.mark.parametrize("where", ["cdk.json", "override"])
+def test_a_number_with_a_fraction_or_an_exponent_is_refused_where_a_whole_number_belongs(
+    number: float, shown: str, where: str
+) -> None:
+    if where == "cdk.json":
+        message = refusal(config(in_staff("precedence", value=number)))
+    else:
+        message = refusal(config(), **{"production.groups.staff.precedence": shown})
+    assert message == (
+        f"blueprint.production.groups.staff.precedence: {shown} is not written as a whole number; "
+        "allowed: a whole number in digits, such as 5 or -1"
+    )
+
+
+def test_a_number_with_a_fraction_still_loads_where_any_number_belongs() -> None:
+    loaded = load_config({"blueprint": config(at("sandbox", "budget", "monthly_limit_usd", value=5.0))})
+    assert loaded.sandbox is not None
+    assert loaded.sandbox.budget.monthly_limit_usd == 5
+
+
 @pytest.mark.parametrize("text", [" 12.5", "1_000", "+12", "12."])
 def test_a_numbers_text_other_than_jsons_is_refused(text: str) -> None:
     message = refusal(config(at("sandbox", "budget", "monthly_limit_usd", value=text)))

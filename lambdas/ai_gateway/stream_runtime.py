@@ -24,6 +24,11 @@ only (AWS's custom runtime documentation, "Implementing response streaming in a 
                                                          snapshotted; answered once it is restored
     POST /2018-06-01/runtime/restore/error              SnapStart: an after-restore hook failed
 
+Each POST is answered 202 when accepted. A 500 means the environment cannot recover and "the
+runtime should exit promptly": the loop exits (status 1) and Lambda starts a new environment. Any
+other refusal (400, 403, 413: a response too large) ends only that invocation; it is logged with
+its status, and the loop goes on.
+
 It runs on the managed python3.14 runtime through a wrapper script (``stream_bootstrap``, named by
 the function's AWS_LAMBDA_EXEC_WRAPPER) that starts this module instead of the runtime's own
 loop. The handler (STREAM_HANDLER, default ``ai_gateway.handler.stream_handler``) is called with
@@ -69,6 +74,7 @@ INITIALIZATION_TYPE = "AWS_LAMBDA_INITIALIZATION_TYPE"
 SNAP_START = "snap-start"
 # What the managed runtime (awslambdaric) exits with when a hook fails.
 BEFORE_SNAPSHOT_EXIT, AFTER_RESTORE_EXIT = 64, 65
+UNRECOVERABLE_EXIT = 1  # the Runtime API answered a POST with 500
 TRACE_VARIABLE = "_X_AMZN_TRACE_ID"
 # What the caller sees of a failure: its class, never its message (which may quote the request).
 FAILED = "the function failed; see its logs for the request id"
@@ -147,7 +153,7 @@ class RuntimeApi:
         connection = self.connection()
         try:
             connection.request("POST", f"/{API_VERSION}/runtime/{path}", body=body, headers=dict(headers))
-            connection.getresponse().read()
+            _answered(connection.getresponse(), path)
         finally:
             connection.close()
 
@@ -248,12 +254,24 @@ def _stream(api: RuntimeApi, request_id: str, prelude: bytes, first: bytes | Non
                 f"{ERROR_BODY}: {base64.b64encode(body.encode()).decode()}\r\n"
             ).encode()
         connection.send(b"0\r\n" + trailers + b"\r\n")
-        connection.getresponse().read()
+        _answered(connection.getresponse(), f"invocation/{request_id}/response")
     finally:
         closer = getattr(chunks, "close", None)
         if closer is not None:
             closer()  # a body left unfinished (a failed write) settles now, not at garbage collection
         connection.close()
+
+
+def _answered(response: http.client.HTTPResponse, path: str) -> None:
+    """The Runtime API's answer to a POST to ``path``: 202 accepted; 500, exit (the environment
+    cannot recover); any other status, logged (that invocation's answer was refused)."""
+    response.read()
+    if 200 <= response.status < 300:
+        return
+    line = {"level": "ERROR", "message": "runtime API refused a post", "path": path, "status": response.status}
+    print(json.dumps(line), file=sys.stderr, flush=True)
+    if response.status == 500:
+        raise SystemExit(UNRECOVERABLE_EXIT)
 
 
 def _chunk(connection: http.client.HTTPConnection, data: bytes) -> None:

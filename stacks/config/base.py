@@ -80,8 +80,9 @@ class ConfigModel(BaseModel):
         """pydantic takes true for 1, 1 for true, "no" for false, " 1_000 " for 1000 and 0 for
         1970-01-01: a config's true where a number belongs, anything but true or false (or the text
         "true" or "false") where true or false belongs, a number's text other than plain digits where a
-        number belongs, anything but a date's YYYY-MM-DD text where a date belongs, or a blank string
-        where text belongs, is refused, at any depth of the field's lists and mappings (reported with the
+        number belongs, a number with a fraction or an exponent (5.0, 1e3) where a whole number
+        belongs, anything but a date's YYYY-MM-DD text where a date belongs, or a blank string where
+        text belongs, is refused, at any depth of the field's lists and mappings (reported with the
         model's other errors). The texts are kept because `-c key=value` overrides that are not JSON
         (a date) arrive as strings."""
         if not isinstance(data, dict):
@@ -136,6 +137,8 @@ def _check_kind(annotation: Any, value: Any, path: tuple[str, ...]) -> None:
             raise KeyedError(path, f"{excerpt(value)} is not true or false", allowed="true or false")
         if kinds == {"date"}:
             raise KeyedError(path, f"{excerpt(value)} is not a date", allowed=DATE_RULE)
+        if isinstance(value, float) and kinds == {"number"} and _whole(options):  # 5.0, 1e3: pydantic's 5, 1000
+            raise _not_whole(path, value, options)
     elif isinstance(value, str):
         if value and not value.strip() and "str" in kinds:
             raise KeyedError(path, f"{excerpt(value)} is blank", allowed="text, not only spaces")
@@ -150,10 +153,9 @@ def _check_text(options: list[Any], kinds: set[str], value: str, path: tuple[str
     if kinds == {"bool"} and value not in ("true", "false") and _lax_reads(bool, value):
         raise KeyedError(path, f"{excerpt(value)} is not true or false", allowed="true or false")
     if kinds == {"number"}:
-        whole = not any(option is float or _literal_floats(option) for option in options)
+        whole = _whole(options)
         if whole and not _INTEGER_TEXT.fullmatch(value) and _lax_reads(int, value):
-            allowed = _numbers_allowed(options, "a whole number in digits, such as 5 or -1")
-            raise KeyedError(path, f"{excerpt(value)} is not written as a whole number", allowed=allowed)
+            raise _not_whole(path, value, options)
         if not whole and not _NUMBER_TEXT.fullmatch(value) and _lax_reads(float, value):
             allowed = _numbers_allowed(options, "a number as JSON writes it, such as 5 or 2.5")
             raise KeyedError(path, f"{excerpt(value)} is not written as a number", allowed=allowed)
@@ -173,6 +175,16 @@ def _lax_reads(kind: type, value: str) -> bool:
 @cache
 def _lax(kind: type) -> TypeAdapter[Any]:
     return TypeAdapter(kind)
+
+
+def _whole(options: list[Any]) -> bool:
+    """Whether a field of numbers takes whole numbers only."""
+    return not any(option is float or _literal_floats(option) for option in options)
+
+
+def _not_whole(path: tuple[str, ...], value: object, options: list[Any]) -> KeyedError:
+    allowed = _numbers_allowed(options, "a whole number in digits, such as 5 or -1")
+    return KeyedError(path, f"{excerpt(value)} is not written as a whole number", allowed=allowed)
 
 
 def _literal_floats(option: Any) -> bool:

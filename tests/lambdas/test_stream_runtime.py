@@ -97,7 +97,8 @@ class RuntimeApiHandler(BaseHTTPRequestHandler):
             self._read_chunks(record)
         else:
             record.body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self._answer(202, b'{"status":"OK"}')
+        status = self.fake.post_statuses.pop(0) if self.fake.post_statuses else 202
+        self._answer(status, b'{"status":"OK"}' if status == 202 else b'{"errorType":"Refused"}')
 
     def _read_chunks(self, record: Recorded) -> None:
         while size := int(self.rfile.readline().strip(), 16):
@@ -125,6 +126,7 @@ class FakeRuntimeApi:
         self.requests: list[Recorded] = []
         self.log: list[str] = []  # every request's method and path as it arrived (and what tests add)
         self.restore_status = 200
+        self.post_statuses: list[int] = []  # the answers to the first POSTs (then 202)
         self.received: queue.Queue[bytes] = queue.Queue()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), RuntimeApiHandler)
         self.server.fake = self  # type: ignore[attr-defined]
@@ -536,3 +538,41 @@ def test_a_response_whose_connection_breaks_ends_that_invocation_not_the_loop(
         "req-1",
         "ConnectionResetError",
     )
+
+
+def test_a_response_the_runtime_api_refuses_is_logged_with_its_status_and_the_loop_goes_on(
+    runtime_api: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api = runtime_api(Invocation({}), Invocation({}, request_id="req-2"))
+    api.post_statuses = [413]  # the first response is too large
+    serve(api.address, lambda e, c: StreamedResponse(200, {}, iter([b"ok"])), invocations=2, environ={})
+    assert [request.path for request in api.requests] == [
+        "/2018-06-01/runtime/invocation/req-1/response",
+        "/2018-06-01/runtime/invocation/req-2/response",
+    ]
+    logged = json.loads(capsys.readouterr().err.strip())
+    assert logged == {
+        "level": "ERROR",
+        "message": "runtime API refused a post",
+        "path": "invocation/req-1/response",
+        "status": 413,
+    }
+
+
+@pytest.mark.parametrize("fails", [False, True], ids=["response", "error"])
+def test_a_500_from_the_runtime_api_ends_the_process_before_the_next_invocation(
+    runtime_api: Any, capsys: pytest.CaptureFixture[str], fails: bool
+) -> None:
+    def handler(event: dict[str, Any], context: Context) -> StreamedResponse:
+        if fails:
+            raise ValueError("before the first byte")
+        return StreamedResponse(200, {}, iter([b"ok"]))
+
+    api = runtime_api(Invocation({}), Invocation({}, request_id="req-2"))
+    api.post_statuses = [500]  # "non-recoverable state: the runtime should exit promptly"
+    with pytest.raises(SystemExit) as exited:
+        serve(api.address, handler, invocations=2, environ={})
+    assert exited.value.code == stream_runtime.UNRECOVERABLE_EXIT == 1
+    assert [line.split()[0] for line in api.log] == ["GET", "POST"]  # req-2 never asked for
+    path = "invocation/req-1/error" if fails else "invocation/req-1/response"
+    assert {"path": path, "status": 500}.items() <= json.loads(capsys.readouterr().err.splitlines()[-1]).items()
