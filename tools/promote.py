@@ -38,7 +38,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError  # noqa: E402
 
 from evaluation.evaluator import GOLDEN_SET, evaluate  # noqa: E402
 from gateway_authorizer.contract import ApiKeys  # noqa: E402
-from shared.tools import qualified  # noqa: E402
+from shared.tools import KNOWLEDGE_SEARCH, qualified  # noqa: E402
 from stacks.config import BlueprintConfig, ConfigError, load_config  # noqa: E402
 from stacks.config.tools import all_tools  # noqa: E402
 from stacks.config.workloads import WorkloadConfig, WorkloadName  # noqa: E402
@@ -48,7 +48,6 @@ from tools.inputs import cdk_context  # noqa: E402
 from tools.review import as_json, cedar_parts, references, render  # noqa: E402
 from tools.synth import synthesize  # noqa: E402
 
-KNOWLEDGE_SEARCH = "knowledge_search"
 Document = TypeVar("Document", bound=BaseModel)
 REPORTS = ROOT / "promotions"
 

@@ -43,7 +43,7 @@ from botocore.exceptions import (
 )
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ai_gateway.contract import DEFAULT_AGENT_TIMEOUT_SECONDS
+from ai_gateway.contract import AGENT_ENDPOINT, DEFAULT_AGENT_TIMEOUT_SECONDS
 from ai_gateway.router import Generation
 from shared.agent_memory import actor_id, create_turn_event
 from shared.aws_errors import MAX_REPORTED_COUNT, Kind, UpstreamError, call, invalid_response
@@ -57,7 +57,6 @@ CONNECT_SECONDS: Final = 2
 MEMORY_CONNECT_SECONDS: Final = 1
 MEMORY_READ_SECONDS: Final = 2
 MEMORY_WORST_SECONDS: Final = MEMORY_CONNECT_SECONDS + MEMORY_READ_SECONDS
-QUALIFIER: Final = "DEFAULT"
 MEMORY_SERVICE: Final = "agent memory"
 # botocore's events for InvokeAgentRuntime (``<event>.<service id>.<operation>``).
 _INVOKE_EVENT: Final = "bedrock-agentcore.InvokeAgentRuntime"
@@ -152,7 +151,7 @@ class AgentClient:
         try:
             response = client.invoke_agent_runtime(
                 agentRuntimeArn=arn,
-                qualifier=QUALIFIER,
+                qualifier=AGENT_ENDPOINT,
                 runtimeSessionId=session_id,
                 contentType="application/json",
                 accept="application/json",

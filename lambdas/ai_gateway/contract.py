@@ -27,6 +27,9 @@ LENGTH_STOP_REASONS: Final = frozenset({"max_tokens", "model_context_window_exce
 GENERATION_MARGIN_SECONDS: Final = 5
 # The longest an agent turn may take with API Gateway's default integration timeout (29 s).
 DEFAULT_AGENT_TIMEOUT_SECONDS: Final = 29 - GENERATION_MARGIN_SECONDS
+# The runtime endpoint the gateway invokes an agent on (the one AgentCore makes with each runtime):
+# the agents stack grants InvokeAgentRuntime on it.
+AGENT_ENDPOINT: Final = "DEFAULT"
 
 
 class Settings(FunctionSettings):

@@ -46,7 +46,7 @@ from botocore.exceptions import ClientError
 
 from ai_gateway import clients
 from ai_gateway.flow import Clock, DuplicateRequestError, Flow, GenerationRequest, TokenRequiredError
-from ai_gateway.jobs_contract import RESPOND_ASYNC, GatewayJobsSettings, JobStatus
+from ai_gateway.jobs_contract import RESPOND_ASYNC, TTL_ATTRIBUTE, GatewayJobsSettings, JobStatus
 from ai_gateway.ledger import Admission, Ledger
 from ai_gateway.models import Caller, OutputPolicy, Quota
 from shared.aws_errors import UpstreamError, call
@@ -214,7 +214,7 @@ class JobStore:
             "limit_seconds": {"N": str(job.limit_seconds)},
             "admission": {"S": _admission_json(job.admission)},
             "payload": {"B": payload},
-            "expires_at": {"N": str(int(expires_at.timestamp()))},
+            TTL_ATTRIBUTE: {"N": str(int(expires_at.timestamp()))},
             **({"fingerprint": {"S": job.fingerprint}} if job.fingerprint else {}),
             **({"token": {"S": job.token}} if job.token else {}),
         }
@@ -639,7 +639,7 @@ def _string(item: Mapping[str, Any], name: str) -> str | None:
 def _expiry(item: Mapping[str, Any]) -> float:
     """When the item expires (epoch seconds); infinity when it holds no readable expiry (DynamoDB's
     TTL ignores one that is not a number: such an item is never deleted)."""
-    value = item.get("expires_at")
+    value = item.get(TTL_ATTRIBUTE)
     number = value.get("N") if isinstance(value, dict) and len(value) == 1 else None
     try:
         seconds = float(number) if isinstance(number, str) else math.inf

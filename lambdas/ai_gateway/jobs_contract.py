@@ -28,6 +28,7 @@ WORKER_MAX_EVENT_AGE_SECONDS: Final = 300
 WORKER_RETRY_ATTEMPTS: Final = 2
 # What a job item is kept for after its submission (DynamoDB TTL), whatever its outcome.
 JOB_RETENTION_SECONDS: Final = 7 * 24 * 3600
+TTL_ATTRIBUTE: Final = "expires_at"  # the jobs table's TTL attribute: when DynamoDB may delete the item
 # The sweeper's margin on top of the longest lifetime of a function that admits (clock skew between
 # functions, DynamoDB's index lag): a request younger than the bound is never released.
 SWEEPER_SLACK_SECONDS: Final = 120

@@ -35,6 +35,7 @@ from aws_cdk import (
 )
 from constructs import Construct
 
+from account_settings.settings import MACIE_JOBS_LOG_GROUP, SPANS_LOG_GROUP
 from stacks.config import AccountSettingMode
 from stacks.production.context import ProductionContext
 from stacks.shared.lambda_function import log_group_arn, log_retention
@@ -51,8 +52,6 @@ MANAGE: AccountSettingMode = "manage"
 ADOPT: AccountSettingMode = "adopt"
 OFF: AccountSettingMode = "off"
 
-SPANS_LOG_GROUP = "aws/spans"  # where Transaction Search writes spans (X-Ray's name)
-MACIE_JOBS_LOG_GROUP = "/aws/macie/classificationjobs"  # where Macie logs its classification jobs
 MACIE_ROLE = "role/aws-service-role/macie.amazonaws.com/AWSServiceRoleForAmazonMacie"
 # What lambdas/account_settings/settings.py needs, per setting (account-level actions: no ARN).
 # Transaction Search: AWS's documented permissions for enabling it ("Enable transaction search").

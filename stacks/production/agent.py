@@ -23,6 +23,7 @@ from aws_cdk import (
 from constructs import Construct
 
 from agent.contract import Settings as AgentSettings, span_environment
+from ai_gateway.contract import AGENT_ENDPOINT
 from stacks.config import AgentConfig
 from stacks.production.agents import (
     FORWARDED_HEADERS,
@@ -50,7 +51,6 @@ INDEX_POLICY_ACTIONS = ["logs:DescribeIndexPolicies", "logs:PutIndexPolicy"]
 ASSETS_BUCKET = f"cdk-{DefaultStackSynthesizer.DEFAULT_QUALIFIER}-assets"
 # Invoking an agent, with an IAM identity (the runtime's inbound auth), on the endpoint its invokers use.
 INVOKE_ACTIONS = ["bedrock-agentcore:InvokeAgentRuntime"]
-INVOKED_ENDPOINT = "DEFAULT"
 
 
 class AgentRuntime(agentcore.Runtime):
@@ -68,7 +68,7 @@ class AgentRuntime(agentcore.Runtime):
         return iam.Grant.add_to_principal(
             grantee=grantee,
             actions=INVOKE_ACTIONS,
-            resource_arns=[arn, f"{arn}/runtime-endpoint/{INVOKED_ENDPOINT}"],
+            resource_arns=[arn, f"{arn}/runtime-endpoint/{AGENT_ENDPOINT}"],
         )
 
     def only_invoked_by(self, scope: Construct, id: str, roles: Sequence[iam.IRole]) -> agentcore.CfnResourcePolicy:

@@ -23,6 +23,7 @@ from constructs import Construct
 from ai_gateway.contract import GENERATION_MARGIN_SECONDS
 from ai_gateway.jobs_contract import (
     LAMBDA_MAX_TIMEOUT_SECONDS,
+    TTL_ATTRIBUTE,
     WORKER_MAX_EVENT_AGE_SECONDS,
     WORKER_RETRY_ATTEMPTS,
     GatewayJobsSettings,
@@ -53,7 +54,6 @@ SWEEPER_INDEX_ACTIONS = ("dynamodb:Query",)
 SWEEPER_LEDGER_ACTIONS = ("dynamodb:PutItem", "dynamodb:UpdateItem")
 INVOKE_ACTIONS = ("lambda:InvokeFunction",)
 SWEEP_EVERY = Duration.minutes(5)
-TTL_ATTRIBUTE = "expires_at"
 
 
 @dataclass(frozen=True)

@@ -48,15 +48,13 @@ SETTINGS = {"GUARDRAIL_ID": "gr-1", "GUARDRAIL_VERSION": "1", "POLICY": json.dum
 # Contract
 
 
-def test_group_argument_is_the_gateways() -> None:
-    assert GROUP_ARGUMENT == "caller_group"
-    gateway_value = getattr(shared_tools, "GROUP_ARGUMENT", None)
-    if gateway_value is not None:  # written by the tools gateway's REQUEST interceptor once it exists
-        assert gateway_value == GROUP_ARGUMENT
-        assert GROUP_ARGUMENT in shared_tools.GATEWAY_ARGUMENTS
-    # The gateway's names for the tools, where it declares them, are the server's.
-    assert getattr(shared_tools, "WEB_FETCH", WEB_FETCH.name) == WEB_FETCH.name
-    assert getattr(shared_tools, "WEB_BROWSE", WEB_BROWSE.name) == WEB_BROWSE.name
+def test_the_argument_the_gateway_writes_is_a_field_of_both_tools() -> None:
+    """GROUP_ARGUMENT is shared.tools' (imported, not copied): what the interceptor writes must be an
+    argument each web tool declares, or the server would never see the caller's group."""
+    assert GROUP_ARGUMENT in shared_tools.GATEWAY_ARGUMENTS
+    for spec in (WEB_FETCH, WEB_BROWSE):
+        assert GROUP_ARGUMENT in spec.arguments.model_fields, spec.name
+    assert (WEB_FETCH.name, WEB_BROWSE.name) == shared_tools.WEB_TOOLS
 
 
 def test_settings_defaults_and_round_trip() -> None:
