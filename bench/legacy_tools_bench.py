@@ -6,7 +6,8 @@ and compares the raw upstream bytes the tool had to fetch with the bytes of its 
 Then two hostile upstreams against a client with the configured defaults (LegacyApiConfig's
 max_response_bytes, timeout_seconds and max_attempts): one sends 50 MB in 64 KiB chunks with a
 short pause between them (the client's peak traced memory and the time until it refuses), one
-drips a byte every 0.5 s (the time until the deadline ends it, every attempt included).
+drips a byte every 0.5 s, of its body or of its headers (the time until the deadline ends it,
+every attempt included).
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ def main() -> None:
 
 
 def hostile() -> None:
-    """The configured caps against a 50 MB slow answer and a one-byte-every-0.5-s drip."""
+    """The configured caps against a 50 MB slow answer and a one-byte-every-0.5-s drip, of the body
+    and of the headers."""
     defaults = LegacyApiConfig.model_fields
     cap = int(defaults["max_response_bytes"].default)
     deadline = float(defaults["timeout_seconds"].default)
@@ -72,7 +74,9 @@ def hostile() -> None:
     flood = Answer(body=b" " * chunk, repeat=50_000_000 // chunk, content_length="none", pause_seconds=0.002)
     drip = Answer(body=b" " * 1000, piece_bytes=1, pause_seconds=0.5, content_length="none")
     print(f"hostile upstreams (max_response_bytes {cap:,}, timeout_seconds {deadline:g}, max_attempts {attempts})")
-    for name, answer in (("50 MB in 64 KiB chunks", flood), ("1 byte every 0.5 s", drip)):
+    head_drip = Answer(body=b"{}", head_padding=4096, piece_bytes=1, pause_seconds=0.5)
+    arms = (("50 MB in 64 KiB chunks", flood), ("1 byte every 0.5 s", drip), ("headers, 1 byte every 0.5 s", head_drip))
+    for name, answer in arms:
         with serve() as api:
             api.answers["/v2/customers"] = answer
             settings = ClientSettings(
@@ -91,8 +95,8 @@ def hostile() -> None:
             _, peak = tracemalloc.get_traced_memory()
             tracemalloc.stop()
             sent = api.sent_bytes
-        print(f"  {name:<24} gave up after {seconds:6.2f} s, peak {peak / 2**20:5.2f} MiB traced")
-        print(f"  {'':<24} server sent {sent:,} bytes ({attempts} attempts allowed): {outcome}")
+        print(f"  {name:<28} gave up after {seconds:6.2f} s, peak {peak / 2**20:5.2f} MiB traced")
+        print(f"  {'':<28} server sent {sent:,} bytes ({attempts} attempts allowed): {outcome}")
 
 
 def _size(value: Any) -> int:

@@ -160,6 +160,7 @@ class Answer:
     pause_seconds: float = 0.0  # between pieces
     content_length: int | Literal["actual", "none"] = "actual"  # "none": the body ends at close; n: a lie
     hold: bool = False  # after the headers, send nothing until the server stops
+    head_padding: int = 0  # a header of this many bytes more; with piece_bytes, the head drips too
 
 
 @dataclass
@@ -287,30 +288,42 @@ def _token_answer(api: LegacyApi, path: str, authorization: str | None) -> tuple
 
 
 def _send_answer(handler: BaseHTTPRequestHandler, api: LegacyApi, answer: Answer) -> None:
-    handler.send_response(answer.status)
-    for name, value in answer.headers.items():
-        handler.send_header(name, value)
+    head = [
+        f"{handler.protocol_version} {answer.status} Hostile",
+        *(f"{name}: {value}" for name, value in answer.headers.items()),
+    ]
     length = len(answer.body) * answer.repeat if answer.content_length == "actual" else answer.content_length
     if length != "none":
-        handler.send_header("Content-Length", str(length))
-    handler.end_headers()
-    if answer.hold:
-        api.stopped.wait()
-        return
-    piece = answer.piece_bytes or max(len(answer.body), 1)
-    pieces = [answer.body[start : start + piece] for start in range(0, len(answer.body), piece)]
+        head.append(f"Content-Length: {length}")
+    if answer.head_padding:
+        head.append(f"X-Padding: {'x' * answer.head_padding}")
+    head_bytes = "".join(f"{line}\r\n" for line in [*head, ""]).encode()
     try:
-        for _ in range(answer.repeat):
-            for data in pieces:
-                if api.stopped.is_set():
-                    return
-                handler.wfile.write(data)
-                with api.lock:
-                    api.sent_bytes += len(data)
-                if answer.pause_seconds:
-                    api.stopped.wait(answer.pause_seconds)
+        if answer.head_padding:  # the head drips (counted as sent) like a body would
+            _drip(handler, api, answer, head_bytes, times=1)
+        else:
+            handler.wfile.write(head_bytes)
+        if answer.hold:
+            api.stopped.wait()
+            return
+        _drip(handler, api, answer, answer.body, times=answer.repeat)
     except OSError:  # the client gave up and closed the connection
         return
+
+
+def _drip(handler: BaseHTTPRequestHandler, api: LegacyApi, answer: Answer, data: bytes, *, times: int) -> None:
+    """Send ``data`` ``times`` times, piece_bytes at a time with pause_seconds between pieces."""
+    piece = answer.piece_bytes or max(len(data), 1)
+    pieces = [data[start : start + piece] for start in range(0, len(data), piece)]
+    for _ in range(times):
+        for chunk in pieces:
+            if api.stopped.is_set():
+                return
+            handler.wfile.write(chunk)
+            with api.lock:
+                api.sent_bytes += len(chunk)
+            if answer.pause_seconds:
+                api.stopped.wait(answer.pause_seconds)
 
 
 @contextmanager

@@ -56,6 +56,19 @@ class TickingClock:
         return self.now
 
 
+class DripClock(TickingClock):
+    """A TickingClock that stands still until the hostile answer starts (the server has sent a
+    byte of it): the exchanges before it (the token's) cost no time, however many socket reads
+    the machine's timing splits them into."""
+
+    def __init__(self, api: LegacyApi, tick: float) -> None:
+        super().__init__(tick)
+        self.api = api
+
+    def __call__(self) -> float:
+        return super().__call__() if self.api.sent_bytes else self.now
+
+
 def make_client(
     api: LegacyApi,
     *,
@@ -124,10 +137,27 @@ def test_a_server_that_drips_is_cut_off_at_the_deadline(api: LegacyApi, path: st
     deadline is 5 s, so the client gives up after a few reads instead of waiting it out."""
     valid = json.dumps({"access_token": "t" * 100, "expires_in": 3600, "data": {"items": []}}).encode()
     api.answers[path] = Answer(body=valid, piece_bytes=1, pause_seconds=0.05)
-    error = refusal(make_client(api, clock=TickingClock(tick=1.0), timeout=5))
+    error = refusal(make_client(api, clock=DripClock(api, tick=1.0), timeout=5))
     assert error.kind == "upstream_unavailable"
     assert error.message.endswith("did not answer in time"), error.message
     assert api.sent_bytes < len(valid)
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        (CUSTOMERS, "the service did not answer in time"),
+        ("/oauth/token", "the service's token endpoint did not answer in time"),
+    ],
+)
+def test_a_server_that_drips_its_headers_is_cut_off_at_the_deadline(api: LegacyApi, path: str, message: str) -> None:
+    """A status line and 4 KB of headers, one byte every 10 ms (40 s in all), each byte well inside
+    the socket's timeout: the clock passes 1 s per read and the deadline is 5 s, so the client gives
+    up a few bytes in, never having seen a whole header."""
+    api.answers[path] = Answer(body=b"{}", head_padding=4096, piece_bytes=1, pause_seconds=0.01)
+    error = refusal(make_client(api, clock=DripClock(api, tick=1.0), timeout=5))
+    assert (error.kind, error.message) == ("upstream_unavailable", message)
+    assert api.sent_bytes < 100, api.sent_bytes
 
 
 def test_a_wait_on_an_answer_that_ends_at_close_is_bounded_by_the_deadline_too(api: LegacyApi) -> None:
@@ -155,7 +185,7 @@ def test_a_deadline_counts_every_attempt_on_the_injected_clock(api: LegacyApi) -
     api.answers[CUSTOMERS] = Answer(body=b"{}" * 200, piece_bytes=1, pause_seconds=0.05)
     settings = ClientSettings(base_url=api.url, timeout_seconds=5, max_attempts=3, backoff_seconds=1)
     client = LegacyClient(
-        settings, lambda: Credentials(CLIENT_ID, CLIENT_SECRET), clock=TickingClock(1.0), sleep=slept.append
+        settings, lambda: Credentials(CLIENT_ID, CLIENT_SECRET), clock=DripClock(api, 1.0), sleep=slept.append
     )
     assert refusal(client).message == "the service did not answer in time"
     assert len(slept) == 2
