@@ -29,7 +29,7 @@ from pydantic_core import from_json
 
 from connector_push.contract import PUSHES_REFUSED, Settings
 from shared import snapstart
-from shared.bodies import BodyError, body_bytes, check_counts, clip, problems
+from shared.bodies import BodyError, body_bytes, check_counts, check_values, clip, problems
 from shared.http_events import REST_API, misshapen
 from shared.landing import Record, document, land
 from shared.logs import log_unexpected, service_logger
@@ -156,6 +156,7 @@ def _parsed_body() -> Any:
     event = app.current_event
     try:
         data = body_bytes(event.body, event.is_base64_encoded)
+        check_values(data)  # before either parse builds a Python object per value
     except BodyError as error:
         raise ValueError(str(error).removeprefix("body: ")) from None
     try:

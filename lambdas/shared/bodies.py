@@ -2,8 +2,9 @@
 
 :func:`body_bytes` undoes the transport's base64 (strictly, only when the event says so) and
 insists on UTF-8; a body that is neither raises :class:`BodyError` naming which, for the caller
-to answer 4xx. :func:`json_bytes` also refuses a JSON object or array larger than any request
-needs, before a model's validation holds an error for each of its keys or items. Parse the
+to answer 4xx. :func:`json_bytes` also refuses a body of more values than any request needs
+(counted on its bytes, before a parser builds them) and a JSON object or array larger than any
+request needs, before a model's validation holds an error for each of its keys or items. Parse the
 result with pydantic (``model_validate_json`` or ``from_json``), whose parser ends deep nesting,
 huge numbers and NaN with a validation error: ``json.loads`` would raise RecursionError or
 ValueError into a 500. :func:`problems` words a pydantic error by location and message only,
@@ -14,6 +15,7 @@ answer with more than Lambda may return.
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any, Final, NamedTuple
 
 from pydantic import ValidationError
@@ -23,6 +25,11 @@ MAX_PROBLEMS = 10  # listed in an answer; the rest are counted
 MAX_FIELD_CHARS = 64  # of a field's name in an answer: an unknown key's name is the caller's text
 MAX_OBJECT_KEYS = 256  # of any one object in a JSON body (check_counts)
 MAX_ARRAY_ITEMS = 1_000  # of any one array in a JSON body (check_counts)
+# Of a whole JSON body, counted before it is parsed (check_values): a parser builds one Python object
+# per value, and 6 MB of "[{},{},...]" is two million of them, over 200 MB.
+MAX_VALUES = 250_000
+# A JSON string, escapes included (the loop unrolled: linear, no backtracking).
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 # The most messages one conversation turn may carry: each of the gateway's routes, and the agent's
 # body (the gateway sends it the request's messages). A long chat's history is resent whole every
 # turn, and the gateway's session transcript checks only what is new, so it is the characters
@@ -61,6 +68,7 @@ def json_bytes(
     holds more than a request ever needs (:func:`check_counts`). Text that is not JSON passes: the
     model's own validation names it."""
     data = body_bytes(body, base64_encoded)
+    check_values(data)
     # An object's key takes at least four bytes ("":0), an array's item two (0,): a shorter body
     # cannot pass either bound.
     if len(data) >= min(4 * (max_keys + 1), 2 * (max_items + 1)):
@@ -72,6 +80,20 @@ def json_bytes(
             return data
         check_counts(parsed, max_keys=max_keys, max_items=max_items)
     return data
+
+
+def check_values(data: bytes, *, max_values: int = MAX_VALUES, whole: str = "body") -> None:
+    """BodyError when the JSON text ``data`` holds more than ``max_values`` values, counted on the
+    bytes (separators and containers outside strings) before anything is parsed, so a body of
+    millions of tiny values is refused in bounded memory. Text that is not JSON is counted as if
+    it were (its parse fails afterwards, or here when it is that large)."""
+    if len(data) < 2 * max_values:  # every value but the last takes two bytes at least (0,)
+        return
+    bare = _STRING.sub(b'""', data)
+    # Each comma starts one value more, and each object or array is a value: at least this many.
+    values = max(bare.count(b",") + 1, bare.count(b"{") + bare.count(b"["))
+    if values > max_values:
+        raise BodyError(f"{whole}: holds at least {values} values; at most {max_values} are read")
 
 
 def check_counts(
@@ -103,9 +125,11 @@ ENVELOPE = ("body", "path")
 def field(loc: tuple[Any, ...], *, whole: str = "body", envelope: tuple[str, ...] = ENVELOPE) -> str:
     """ "messages.0.role" for a field; ``whole`` when the value itself is wrong (e.g. not JSON).
     A leading ``envelope`` part is not the field's (pass none where "body" or "path" can be a
-    field's own name). At most MAX_FIELD_CHARS characters, cut with "…"."""
+    field's own name). At most MAX_FIELD_CHARS characters, cut with "…", each one that is not
+    printable (an unknown key is the caller's text: a newline, an escape, a bidirectional
+    override) shown as "?"."""
     parts = list(loc[1:] if loc and loc[0] in envelope else loc)
-    return clip(".".join(map(str, parts)) if any(isinstance(part, str) for part in parts) else whole)
+    return shown(".".join(map(str, parts)) if any(isinstance(part, str) for part in parts) else whole, MAX_FIELD_CHARS)
 
 
 def clip(text: str, limit: int = MAX_FIELD_CHARS) -> str:

@@ -5,11 +5,20 @@ from __future__ import annotations
 
 import base64
 import json
+import tracemalloc
 from typing import Any
 
 import pytest
 
-from shared.bodies import MAX_ARRAY_ITEMS, MAX_OBJECT_KEYS, BodyError, check_counts, json_bytes
+from shared.bodies import (
+    MAX_ARRAY_ITEMS,
+    MAX_OBJECT_KEYS,
+    MAX_VALUES,
+    BodyError,
+    check_counts,
+    check_values,
+    json_bytes,
+)
 
 
 def keys(count: int) -> dict[str, int]:
@@ -82,3 +91,39 @@ def test_the_transport_is_undone_first() -> None:
         json_bytes(encoded, True)
     with pytest.raises(BodyError, match="not valid base64"):
         json_bytes("{not base64", True)
+
+
+# A body of millions of tiny values is refused on its bytes: a parser would build a Python object for
+# each (6 MB of "{}," is two million dicts, over 200 MB) before any bound on an object or array.
+@pytest.mark.parametrize(
+    ("data", "values"),
+    [
+        (b"[" + b"{}," * 2_000_000 + b"{}]", 2_000_002),  # the array and its 2,000,001 objects
+        (b'{"records": [], "x": [' + b"0," * 300_000 + b"0]}", 300_002),  # the 300,001 zeros and "records"
+        (b"[" * 300_000 + b"]" * 300_000, 300_000),
+    ],
+    ids=["empty-objects", "numbers", "nesting"],
+)
+def test_a_body_of_more_values_than_any_request_holds_is_refused_before_it_is_parsed(data: bytes, values: int) -> None:
+    tracemalloc.start()
+    try:
+        with pytest.raises(BodyError) as refused:
+            json_bytes(data.decode(), False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(refused.value) == f"body: holds at least {values} values; at most {MAX_VALUES} are read"
+    assert peak < 5 * len(data), f"{peak / 2**20:.0f} MiB"  # copies of the text, no parsed values
+
+
+def test_separators_inside_strings_are_not_values() -> None:
+    """A long text full of commas and brackets, escaped quotes included, is one value."""
+    text = json.dumps({"body": '",[{' * 500_000 + "\\" + '"'})
+    check_values(text.encode())
+    assert json_bytes(text, False) == text.encode()
+
+
+def test_the_values_bound_is_the_callers_to_choose() -> None:
+    check_values(b"[0, 0, 0]", max_values=3)
+    with pytest.raises(BodyError, match=r"^arguments: holds at least 4 values; at most 3 are read$"):
+        check_values(b"[0, 0, 0, 0]", max_values=3, whole="arguments")
