@@ -20,7 +20,7 @@ from shared.bodies import clip
 from shared.legacy_client import LegacyClient, client_for
 from shared.logs import service_logger
 from shared.observability import Dimension, Metric
-from shared.runtime_config import DocumentReader
+from shared.runtime_config import DocumentReader, RuntimeConfigError
 from shared.tool_errors import ToolError
 from shared.tools import TOOL_NAME_KEY, unqualified
 
@@ -56,6 +56,21 @@ def tools() -> dict[str, Tool]:
     return served()()[0]
 
 
+# What the gateway is told when the tools' declarations cannot be read (AppConfig unreachable or
+# throttled at a cold start, or nothing deployed yet): a retry later may find them.
+DECLARATIONS_UNAVAILABLE = ToolError(
+    "upstream_unavailable", "the tool's declarations are not available yet; retry", retry_after=30
+)
+
+
+def _known() -> dict[str, Tool]:
+    """tools(), or none when the declarations cannot be read (run() answers that)."""
+    try:
+        return tools()
+    except RuntimeConfigError:
+        return {}
+
+
 def shape() -> Shape:
     return served()()[1]
 
@@ -78,7 +93,12 @@ def tool_name(context: Any) -> str:
 
 
 def run(name: str, arguments: Any) -> dict[str, Any]:
-    tools, shape = served()()  # one version of the declarations for the whole call
+    try:
+        tools, shape = served()()  # one version of the declarations for the whole call
+    except RuntimeConfigError as error:
+        metrics.add_metric(name=Metric.TOOL_ERRORS, unit=MetricUnit.Count, value=1)
+        logger.error("tool declarations not readable", extra={"tool": name, "why": str(error)})
+        return DECLARATIONS_UNAVAILABLE.result()
     tool = tools.get(name)
     if tool is None:
         known = ", ".join(tools)
@@ -102,7 +122,7 @@ def run(name: str, arguments: Any) -> dict[str, Any]:
 @metrics.log_metrics
 def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     name = tool_name(context)
-    metrics.add_dimension(Dimension.TOOL, name if name in tools() else "unknown")
+    metrics.add_dimension(Dimension.TOOL, name if name in _known() else "unknown")
     metrics.add_metric(name=Metric.TOOL_CALLS, unit=MetricUnit.Count, value=1)
     result = run(name, event)
     logger.info("tool answered", extra={"tool": name, "error": result.get("error", {}).get("kind")})

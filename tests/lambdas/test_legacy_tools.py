@@ -281,6 +281,42 @@ def test_the_handler_reads_the_tool_name_the_gateway_sends(
     assert handler.lambda_handler(["not", "an", "object"], FakeContext())["error"]["kind"] == "invalid_argument"
 
 
+def test_declarations_that_cannot_be_read_are_a_retryable_tool_error_not_a_failed_invocation(
+    client: LegacyClient, api: LegacyApi, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """AppConfig unreachable (or nothing deployed yet) at a cold start: the gateway gets the
+    taxonomy's upstream_unavailable with a retry time, the upstream is never called, and the next
+    invocation, with the store back, answers."""
+    monkeypatch.setattr(handler, "client", lambda: client)
+    configure(monkeypatch)
+    store: dict[str, str] = {}
+
+    def fetch(location: ConfigLocation) -> str:
+        if "document" not in store:
+            raise ConnectionError("appconfigdata unreachable")
+        return store["document"]
+
+    location = ConfigLocation(application="a", environment="e", profile="p", environment_name="tools")
+    reader = DocumentReader(location, SingleCallTools, fetch=fetch)
+    monkeypatch.setattr(handler, "single_call_tools", lambda: reader)
+    find = FakeContext(client_context=FakeClientContext({"bedrockAgentCoreToolName": "orders___find_orders"}))
+    assert handler.lambda_handler({"customer_email": CUSTOMER_EMAIL}, find) == {
+        "error": {
+            "kind": "upstream_unavailable",
+            "message": "the tool's declarations are not available yet; retry",
+            "advice": ToolError("upstream_unavailable", "").result()["error"]["advice"],
+            "retry_after": 30,
+        }
+    }
+    assert api.requests == []
+    failed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"level":"ERROR"' in line]
+    assert [(line["message"], line["why"]) for line in failed] == [
+        ("tool declarations not readable", "runtime config p: not readable (ConnectionError)")
+    ]
+    store["document"] = SingleCallTools(apis={"orders": {}}).model_dump_json()
+    assert handler.lambda_handler({"customer_email": CUSTOMER_EMAIL}, find)["total"] == ORDER_COUNT
+
+
 # Config-only tools: one GET each, declared as the sample config would.
 PROFILE = SingleCallTool(
     description="A customer's profile. The record has: {fields}.",
