@@ -13,6 +13,11 @@ from typing import Any
 from shared.aws_errors import call
 from shared.guardrail_findings import findings
 
+# When the guardrail masks something in a request of several texts, each text that holds what it
+# masked is checked again alone (so each gets its own masked version): at most this many, one call
+# each. More is refused (a caller could otherwise make one request cost a call per message).
+MAX_SEPARATE_CHECKS = 16
+MASKING_LIMIT = "pii:masking_limit"
 # Contextual grounding checks at most this much source, query and response (characters).
 GROUNDING_SOURCE_MAX = 100_000
 GROUNDING_QUERY_MAX = 1_000
@@ -37,18 +42,29 @@ class Guard:
         self._version = version
 
     def check_input(self, texts: Sequence[str]) -> Verdict:
-        """One call for all texts; when masked text comes back for several, each is checked
-        alone, so every text gets its own masked version (the common path stays one call)."""
+        """One call for all texts; when masked text comes back for several, each distinct text
+        that holds something the guardrail masked is checked alone, so every text gets its own
+        masked version (the common path stays one call). More than MAX_SEPARATE_CHECKS such texts
+        is a blocked verdict (reason MASKING_LIMIT) naming how to send less."""
         response = self._apply("INPUT", [_guarded(text) for text in texts])
         verdict = _verdict(response, texts)
         if verdict.blocked or not verdict.intervened or len(texts) == 1:
             return verdict
-        singles = [_verdict(self._apply("INPUT", [_guarded(text)]), [text]) for text in texts]
+        masked = _masked_matches(response)
+        holding = list(dict.fromkeys(t for t in texts if masked is None or any(m in t for m in masked)))
+        if len(holding) > MAX_SEPARATE_CHECKS:
+            message = (
+                f"personal data was found in {len(holding)} of the request's messages; at most "
+                f"{MAX_SEPARATE_CHECKS} can be masked one by one: send fewer messages, or a session id "
+                "so that turns already checked are not checked again"
+            )
+            return Verdict(blocked=True, intervened=True, texts=(message,), reasons=(*verdict.reasons, MASKING_LIMIT))
+        singles = {text: _verdict(self._apply("INPUT", [_guarded(text)]), [text]) for text in holding}
         return Verdict(
-            blocked=any(v.blocked for v in singles),
+            blocked=any(v.blocked for v in singles.values()),
             intervened=True,
-            texts=tuple(v.text() for v in singles),
-            reasons=tuple(sorted({reason for v in singles for reason in v.reasons})),
+            texts=tuple(singles[text].text() if text in singles else text for text in texts),
+            reasons=tuple(sorted({reason for v in singles.values() for reason in v.reasons})),
         )
 
     def check_output(self, text: str, *, source: str | None = None, query: str | None = None) -> Verdict:
@@ -77,6 +93,22 @@ def unguarded(text: str) -> Verdict:
     """The verdict on a blank text (an answer cut at max_tokens after a newline), which is not
     sent: ApplyGuardrail refuses content without text, and whitespace has nothing to find."""
     return Verdict(blocked=False, intervened=False, texts=(text,), reasons=())
+
+
+def _masked_matches(response: dict[str, Any]) -> set[str] | None:
+    """The texts the guardrail anonymized (its PII entities' and regexes' matches), or None when
+    one of them comes without its match: then any text may hold it."""
+    matches: set[str] = set()
+    for assessment in response.get("assessments", []):
+        sensitive = assessment.get("sensitiveInformationPolicy", {})
+        for item in [*sensitive.get("piiEntities", []), *sensitive.get("regexes", [])]:
+            if item.get("action") != "ANONYMIZED":
+                continue
+            match = item.get("match")
+            if not isinstance(match, str) or not match:
+                return None
+            matches.add(match)
+    return matches
 
 
 def _guarded(text: str) -> dict[str, Any]:

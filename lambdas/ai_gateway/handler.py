@@ -539,7 +539,7 @@ def _caller_and_group() -> tuple[Caller, GroupPolicy]:
     if not isinstance(claims, dict):  # API Gateway always sends one; a misrouted event may not
         claims = {}
     user, group_name = str(claims.get(CONTEXT_USER) or ""), str(claims.get(CONTEXT_GROUP) or "")
-    if not user or not group_name:
+    if not user or not group_name or not (user + group_name).isprintable():  # the authorizer's are
         raise GatewayError(403, "forbidden", "the caller has no gateway group")
     caller = Caller(user=user, group=group_name)
     group = policy().groups.get(caller.group)
@@ -646,7 +646,11 @@ def _header(header: str) -> str | None:
 def _request_id() -> str:
     key = _header(IDEMPOTENCY_KEY_HEADER)
     if key is None:
-        return str(app.current_event.request_context.request_id)
+        context = app.current_event.raw_event.get("requestContext")
+        request_id = context.get("requestId") if isinstance(context, dict) else None
+        if not isinstance(request_id, str) or not request_id or not request_id.isprintable():  # never API Gateway's
+            raise GatewayError(400, "invalid_request", "requestContext.requestId is missing or not text")
+        return request_id
     if not IDEMPOTENCY_KEY.fullmatch(key):
         raise GatewayError(422, "invalid_request", f"{IDEMPOTENCY_KEY_HEADER}: 8 to 128 of A-Z a-z 0-9 _ . : -")
     return key

@@ -50,7 +50,7 @@ from ai_gateway.jobs_contract import RESPOND_ASYNC, TTL_ATTRIBUTE, GatewayJobsSe
 from ai_gateway.ledger import Admission, Ledger
 from ai_gateway.models import Caller, OutputPolicy, Quota
 from shared.aws_errors import UpstreamError, call
-from shared.bodies import clip
+from shared.bodies import shown
 
 logger = Logger(child=True)
 JOB_ID = re.compile(r"[0-9a-f]{32}")
@@ -480,7 +480,7 @@ def read(job: str, *, caller: Caller, clock: Clock, jobs: Jobs | None = None) ->
     job, a job that does not exist and an id that cannot be one alike."""
     jobs = jobs or environment()
     now = clock.now()
-    missing = 404, {"error": "not_found", "message": f"no job {clip(job)} for this caller"}
+    missing = 404, {"error": "not_found", "message": f"no job {shown(job)} for this caller"}
     found = None
     if JOB_ID.fullmatch(job):
         try:

@@ -61,3 +61,11 @@ class OutputRequest(BaseModel):
     material: str = Field(min_length=1, max_length=200_000)
     instructions: str | None = Field(default=None, min_length=1, max_length=2000)
     model: str | None = Field(default=None, min_length=1, max_length=200)
+
+    @field_validator("material", "instructions")
+    @classmethod
+    def _not_blank(cls, text: str | None) -> str | None:
+        # The guardrail refuses content without text (a 502 once admitted): refused here, named.
+        if text is not None and not text.strip():
+            raise ValueError("is blank")
+        return text

@@ -8,8 +8,9 @@ piece through the output guardrail before the caller sees it, metered once at th
              (the OUTPUT check, as the buffered route does) and is emitted only when it comes
              back: as it was, masked where the guardrail anonymized it; a blocked piece ends the
              stream (finish_reason "content_filter") and nothing after it is emitted
-    meter    at the end the ledger records the stream's usage (its metadata event); a blocked
-             stream, or one that failed before any text was emitted, releases the units
+    meter    at the end the ledger records the stream's usage (its metadata event); a stream
+             blocked or failed before any text was emitted releases the units, one blocked or
+             failed after is delivered (the caller has part of the output)
 
 **Pieces.** Text is cut at sentence ends (., !, ? followed by a space, CJK full stops) and
 newlines, never inside a word, at most PIECE_MAX characters (one guardrail text unit, what one
@@ -144,7 +145,7 @@ class Finish:
     input_tokens: int
     output_tokens: int
     admission: Admission
-    units: int  # charged: 0 when the guardrail blocked the output
+    units: int  # charged: 0 when the guardrail blocked the output before any text was emitted
     guardrail: Literal["none", "anonymized", "blocked"]
     reasons: tuple[str, ...]
 
@@ -348,19 +349,30 @@ class GuardedStream:
         yield from segmenter.flush()
 
     def _blocked(self, reasons: tuple[str, ...]) -> Finish:
-        """Nothing more is read or emitted; the caller is not charged (as the buffered route)."""
+        """Nothing more is read or emitted. Blocked before any text, the caller is not charged (as
+        the buffered route); after, it is, as for a failure after text: the caller has the pieces
+        before the blocked one, and releasing would make a denied last sentence a way to get the
+        rest of an output free."""
         self._streamed.close()
-        generation = self._generation()
+        try:
+            generation = self._generation()
+        except UpstreamError:  # usage that is not a count: record none rather than lose the record
+            self._usage = {}
+            generation = self._generation()
         self._end_stage(None)
         self._settled = True
-        self._release()
+        charged = bool(self._emitted)
+        if charged:
+            self._deliver(generation, "blocked")
+        else:
+            self._release()
         return Finish(
             finish_reason="content_filter",
             model=generation.model,
             input_tokens=generation.input_tokens,
             output_tokens=generation.output_tokens,
             admission=self.admission,
-            units=0,
+            units=self._request.output.units if charged else 0,
             guardrail="blocked",
             reasons=reasons,
         )

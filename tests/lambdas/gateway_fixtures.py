@@ -67,19 +67,17 @@ BLOCKED_TOPIC = {
 }
 
 
-def anonymized(text: str, entity: str = "EMAIL") -> dict[str, Any]:
+def anonymized(text: str, entity: str = "EMAIL", *, found: dict[str, str] | None = None) -> dict[str, Any]:
+    """The guardrail's answer when it masked ``found`` (matched text -> entity type; by default one
+    ``entity`` whose match is "x") and gave back ``text``."""
+    entities = [
+        {"match": match, "type": kind, "action": "ANONYMIZED"} for match, kind in (found or {"x": entity}).items()
+    ]
     return {
         "usage": USAGE,
         "action": "GUARDRAIL_INTERVENED",
         "outputs": [{"text": text}],
-        "assessments": [
-            {
-                "sensitiveInformationPolicy": {
-                    "piiEntities": [{"match": "x", "type": entity, "action": "ANONYMIZED"}],
-                    "regexes": [],
-                }
-            }
-        ],
+        "assessments": [{"sensitiveInformationPolicy": {"piiEntities": entities, "regexes": []}}],
     }
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
 from dataclasses import replace
 from typing import Any
 
@@ -14,11 +16,11 @@ from botocore.exceptions import ClientError
 from botocore.stub import ANY
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from ai_gateway import handler
+from ai_gateway import flow as flow_module, handler
 from ai_gateway.agents import MEMORY_SERVICE, MEMORY_WORST_SECONDS, AgentClient, AgentTurn
 from ai_gateway.contract import GENERATION_MARGIN_SECONDS, Settings
 from ai_gateway.flow import Clock, Flow, GenerationRequest, QuotaRefusedError, TokenRequiredError
-from ai_gateway.guardrail import Guard
+from ai_gateway.guardrail import MASKING_LIMIT, MAX_SEPARATE_CHECKS, Guard
 from ai_gateway.ledger import Admission, QuotaExceededError
 from ai_gateway.models import Caller, GatewayPolicy
 from ai_gateway.router import Generation, ModelRouter
@@ -343,6 +345,48 @@ def test_a_malformed_idempotency_key_is_a_422_before_any_aws_call(gateway: Gatew
     assert (result.status, result.body["error"]) == (422, "invalid_request")
 
 
+@pytest.mark.parametrize("request_id", [None, "", 5, "r\ud800"], ids=["missing", "empty", "number", "surrogate"])
+def test_a_request_id_api_gateway_never_sends_is_a_400(gateway: Gateway, request_id: Any) -> None:
+    """Requests are keyed by it (no Idempotency-Key): a missing one was a KeyError, a 500."""
+    event = rest_event("POST", "/v1/chat", {"messages": [{"role": "user", "content": "Hi"}]})
+    if request_id is None:
+        del event["requestContext"]["requestId"]
+    else:
+        event["requestContext"]["requestId"] = request_id
+    result = call(event)
+    assert (result.status, result.body) == (
+        400,
+        {"error": "invalid_request", "message": "requestContext.requestId is missing or not text"},
+    )
+    gateway.bedrock.assert_no_pending_responses()
+
+
+@pytest.mark.parametrize("user", ["u\ud800", "u\n1", ""])
+def test_an_authorizer_user_that_is_not_printable_text_is_a_403(gateway: Gateway, user: str) -> None:
+    """The authorizer writes a token's subject; only a hand-made event carries anything else (a lone
+    surrogate made the session id's hash raise a UnicodeEncodeError: a 500)."""
+    event = rest_event("POST", "/v1/chat", {"messages": [{"role": "user", "content": "Hi"}]})
+    event["requestContext"]["authorizer"] = {**event["requestContext"]["authorizer"], "user": user}
+    result = call(event)
+    assert (result.status, result.body["error"]) == (403, "forbidden")
+    gateway.bedrock.assert_no_pending_responses()
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [({"material": "  \n\t"}, "material"), ({"material": "text", "instructions": " "}, "instructions")],
+)
+def test_blank_material_or_instructions_is_a_422_before_any_aws_call(
+    gateway: Gateway, body: dict[str, str], named: str
+) -> None:
+    """The guardrail refuses content without text: sent, that was a 502 (and an UpstreamErrors
+    count any caller could raise)."""
+    result = call(rest_event("POST", "/v1/outputs/report", body))
+    assert (result.status, result.body["error"]) == (422, "invalid_request")
+    assert result.body["message"] == f"{named}: Value error, is blank"
+    gateway.bedrock.assert_no_pending_responses()
+
+
 def test_usage_lists_every_quota_of_the_group_with_prices(gateway: Gateway) -> None:
     result = call(rest_event("GET", "/v1/usage"))
     assert result.status == 200
@@ -494,11 +538,13 @@ def test_client_supplied_assistant_turns_are_guarded_too(gateway: Gateway) -> No
 
 
 def test_masked_text_is_mapped_back_turn_by_turn(gateway: Gateway) -> None:
+    """Each turn that holds what the guardrail masked is checked again alone (its own masked text);
+    a turn that holds none of it ("Thanks.") is not sent again."""
     turns = ["I am jane@example.com", "Thanks.", "Call me at 555-0100"]
     messages = [{"role": r, "content": t} for r, t in zip(("user", "assistant", "user"), turns, strict=True)]
-    guard_input(gateway.bedrock, turns, anonymized("I am {EMAIL} ... Call me at {PHONE}"))
+    found = {"jane@example.com": "EMAIL", "555-0100": "PHONE"}
+    guard_input(gateway.bedrock, turns, anonymized("I am {EMAIL} ... Call me at {PHONE}", found=found))
     guard_input(gateway.bedrock, [turns[0]], anonymized("I am {EMAIL}"))
-    guard_input(gateway.bedrock, [turns[1]])
     guard_input(gateway.bedrock, [turns[2]], anonymized("Call me at {PHONE}", "PHONE"))
     masked = [
         {"role": m["role"], "content": [{"text": t}]}
@@ -512,6 +558,41 @@ def test_masked_text_is_mapped_back_turn_by_turn(gateway: Gateway) -> None:
     )
     guard_output(gateway.bedrock, "Noted.")
     assert call(rest_event("POST", "/v1/chat", {"messages": messages})).status == 200
+
+
+def test_one_request_cannot_make_the_guardrail_check_each_of_its_messages_alone_past_the_limit(
+    gateway: Gateway,
+) -> None:
+    """200 messages, each with its own address: checked alone, that was 200 calls in a row (30 s
+    at 150 ms each, past API Gateway's 29 s). Past MAX_SEPARATE_CHECKS texts to mask one by one,
+    the request is refused as blocked, naming the limit, after the one call; nothing is admitted."""
+    turns = [f"mail me at user{n}@example.com" for n in range(MAX_SEPARATE_CHECKS + 1)]
+    messages = [{"role": ("user", "assistant")[n % 2], "content": t} for n, t in enumerate(turns)]
+    found = {f"user{n}@example.com": "EMAIL" for n in range(len(turns))}
+    guard_input(gateway.bedrock, turns, anonymized("mail me at {EMAIL} ...", found=found))
+    result = call(rest_event("POST", "/v1/chat", {"messages": messages}))
+    assert (result.status, result.body["error"], result.body["reasons"]) == (
+        400,
+        "guardrail_blocked",
+        ["pii:EMAIL", MASKING_LIMIT],
+    )
+    assert result.body["message"] == (
+        f"personal data was found in {len(turns)} of the request's messages; at most {MAX_SEPARATE_CHECKS} can "
+        "be masked one by one: send fewer messages, or a session id so that turns already checked are not "
+        "checked again"
+    )
+    gateway.bedrock.assert_no_pending_responses()  # one call, and no model call
+
+
+def test_the_same_message_masked_many_times_is_checked_alone_once(gateway: Gateway) -> None:
+    turns = ["I am jane@example.com"] * (MAX_SEPARATE_CHECKS + 4) + ["Thanks."]
+    messages = [{"role": ("user", "assistant")[n % 2], "content": t} for n, t in enumerate(turns)]
+    guard_input(gateway.bedrock, turns, anonymized("I am {EMAIL} ...", found={"jane@example.com": "EMAIL"}))
+    guard_input(gateway.bedrock, [turns[0]], anonymized("I am {EMAIL}"))
+    converse_ok(gateway.bedrock, "amazon.nova-pro-v1:0", "Noted.")
+    guard_output(gateway.bedrock, "Noted.")
+    assert call(rest_event("POST", "/v1/chat", {"messages": messages})).status == 200
+    gateway.bedrock.assert_no_pending_responses()
 
 
 def test_long_outputs_are_guarded_without_grounding(gateway: Gateway) -> None:
@@ -616,6 +697,77 @@ def a_request() -> GenerationRequest:
         messages=[{"role": "user", "content": [{"text": "Hi"}]}],
         deadline=30.0,
     )
+
+
+class RecordingPool(Executor):
+    """Runs what the flow overlaps at once, in line, naming each piece of work."""
+
+    def __init__(self) -> None:
+        self.work: list[str] = []
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        self.work.append(args[0].__name__)  # fn is the request context's run; args[0] the flow's work
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as error:
+            future.set_exception(error)
+        return future
+
+
+def test_the_flow_overlaps_on_the_pool_it_is_given_and_only_what_the_request_needs() -> None:
+    """The admission beside the input check; no transcript to save for a request without a session
+    (a bench swaps the pool, so the one given must be the one used)."""
+    pool, ledger = RecordingPool(), RecordingLedger()
+    flow = Flow(
+        ledger=ledger,  # type: ignore[arg-type]
+        guard=Guard(AnsweringBedrock(), guardrail_id="g", version="1"),
+        models=ModelRouter(AnsweringBedrock(), attempt_seconds=20, clock=lambda: 0.0),
+        agents=AgentClient("http://127.0.0.1:9", {}),
+        telemetry=Telemetry(Metrics(), Logger()),
+        clock=Clock(now=lambda: NOW, monotonic=lambda: 0.0),
+        pool=pool,
+    )
+    request = a_request()
+    admission, _ = flow.screen_and_admit(request, [("user", "Hi")])
+    flow.complete(request, admission)
+    assert pool.work == ["_admit"]
+    assert ledger.calls == [f"admit {NOW.isoformat()}", "deliver"]
+
+
+def test_an_output_its_keeper_refuses_is_released_and_the_keepers_error_raised() -> None:
+    """An asynchronous job's store that cannot keep the output: the caller never gets it, so the
+    units go back, and the store's own error (not one of the release) reaches the worker."""
+
+    class NotKeptError(Exception):
+        pass
+
+    def keep(delivery: Any) -> None:
+        raise NotKeptError("too large to keep")
+
+    ledger = RecordingLedger()
+    flow = a_flow(ledger, AnsweringBedrock())
+    request = a_request()
+    admission = flow.admit(request)
+    with pytest.raises(NotKeptError, match=r"^too large to keep$"):
+        flow.complete(request, admission, keep=keep)
+    assert ledger.calls == [f"admit {NOW.isoformat()}", "release"]
+
+
+@pytest.mark.parametrize(
+    ("turns", "newest"),
+    [
+        ([("assistant", "Welcome."), ("user", "Hi")], 0),  # the answer replied to, at the start
+        ([("user", "Hi"), ("assistant", "Hello."), ("user", "Q")], 1),
+        ([("system", "Be brief."), ("user", "Hi")], 1),
+        ([("user", "a"), ("user", "b")], 0),
+    ],
+    ids=["assistant-first", "reply", "system-first", "one-run"],
+)
+def test_a_turns_newest_texts_are_the_callers_last_run_and_the_answer_before_it(
+    turns: list[tuple[str, str]], newest: int
+) -> None:
+    assert flow_module._newest(turns) == newest
 
 
 def test_the_flow_admits_at_its_clocks_time_produces_guards_and_delivers() -> None:

@@ -179,10 +179,13 @@ def test_a_token_signed_by_another_key_is_unauthorized(cognito: tuple[str, list[
         {"type": "TOKEN", "methodArn": METHOD_ARN},
         {"type": "TOKEN", "authorizationToken": 5, "methodArn": METHOD_ARN},
         {"type": "TOKEN", "authorizationToken": ["Bearer x"], "methodArn": METHOD_ARN},
+        ["Bearer x"],
+        "Bearer x",
+        None,
     ],
-    ids=["no token", "a number", "a list"],
+    ids=["no token", "a number", "a list", "an event that is a list", "an event that is text", "no event"],
 )
-def test_a_token_that_is_not_text_is_unauthorized(event: dict[str, Any], configured: Stubber) -> None:
+def test_a_token_that_is_not_text_is_unauthorized(event: Any, configured: Stubber) -> None:
     with pytest.raises(authorizer.Unauthorized, match=r"^Unauthorized$"):
         authorizer.lambda_handler(event, FakeContext())
 

@@ -167,7 +167,7 @@ def test_a_stream_the_output_guardrail_blocks_ends_there_with_content_filter(gat
     assert [c.response_metadata["finish_reason"] for c in chunks if "finish_reason" in c.response_metadata] == [
         "content_filter"
     ]
-    assert record(gateway, "lc-stream-0002")["status"]["S"] == "released"
+    assert record(gateway, "lc-stream-0002")["status"]["S"] == "delivered"  # the caller has "Sure. "
 
 
 def invoke(model: ChatOpenAI, messages: list[BaseMessage]) -> Any:

@@ -321,7 +321,7 @@ def test_a_streamed_completion_reaches_the_sdk_piece_by_piece_each_piece_guarded
     assert (outputs["Outputs"], outputs["Group"], outputs["OutputType"]) == ([1.0], "customer-gold", "chat")
 
 
-def test_a_stream_blocked_by_the_output_guardrail_stops_there_and_is_not_charged(
+def test_a_stream_blocked_by_the_output_guardrail_stops_there_and_is_charged_for_what_was_sent(
     gateway: Gateway, served: Served
 ) -> None:
     guard_input(gateway.bedrock, ["Advice?"])
@@ -338,7 +338,7 @@ def test_a_stream_blocked_by_the_output_guardrail_stops_there_and_is_not_charged
     )
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == "Sure. "
     assert chunks[-1].choices[0].finish_reason == "content_filter"
-    assert record(gateway, "stream-key-0002")["status"]["S"] == "released"
+    assert record(gateway, "stream-key-0002")["status"]["S"] == "delivered"  # the caller has "Sure. "
 
 
 def test_a_streamed_request_over_its_quota_is_a_rate_limit_error_before_any_byte(

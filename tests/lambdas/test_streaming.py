@@ -263,7 +263,11 @@ def test_anonymized_text_is_emitted_masked(bedrock: Bedrock) -> None:
     assert ledger.names == ["admit", "deliver"]
 
 
-def test_a_blocked_piece_ends_the_stream_releases_the_units_and_nothing_later_is_emitted(bedrock: Bedrock) -> None:
+def test_a_blocked_piece_ends_the_stream_charges_what_was_sent_and_nothing_later_is_emitted(
+    bedrock: Bedrock,
+) -> None:
+    """The caller has the pieces before the blocked one: released, a denied last sentence would get
+    the rest of an output free."""
     first = "Here is some general information about savings accounts and how they work. "
     model_stream = bedrock.streams_answer(
         PRO, answer([first, "You should buy stock X now. " * 10, "More advice follows. " * 30])
@@ -279,12 +283,25 @@ def test_a_blocked_piece_ends_the_stream_releases_the_units_and_nothing_later_is
     assert (finish.finish_reason, finish.guardrail, finish.units, finish.reasons) == (
         "content_filter",
         "blocked",
-        0,
+        a_request().output.units,
         ("topic",),
     )
-    assert ledger.names == ["admit", "release"]
+    assert ledger.names == ["admit", "deliver"]
     assert model_stream.closed  # the model's stream is not read any further
     assert ("read", "More advice follows. " * 30) not in bedrock.log
+
+
+def test_a_stream_blocked_at_its_first_piece_releases_the_units(bedrock: Bedrock) -> None:
+    bedrock.streams_answer(PRO, answer(["You should buy stock X now. " * 10]))
+    bedrock.guards("You should buy stock X now. " * 10, BLOCKED_TOPIC)
+    ledger = Ledger()
+    flow, models = a_flow(bedrock, ledger)
+    events = list(flow.stream(a_request(), models))
+    assert [e for e in events if isinstance(e, TextDelta)] == []
+    finish = events[-1]
+    assert isinstance(finish, Finish)
+    assert (finish.finish_reason, finish.guardrail, finish.units) == ("content_filter", "blocked", 0)
+    assert ledger.names == ["admit", "release"]
 
 
 def test_the_model_is_asked_as_the_buffered_route_asks_it(bedrock: Bedrock) -> None:
