@@ -56,6 +56,10 @@ from shared.tool_errors import ToolError
 logger = service_logger()
 metrics = Metrics()
 MAX_PAGES = 1000  # per run: the next run resumes from the cursor
+# Records on one page at most: each lands (an S3 write) or is dead-lettered (an SQS send) before the
+# run can stop for time, so a page of hundreds of thousands (1 MiB of "0,") would outlast the
+# invocation, save nothing, and be read again by every later run.
+MAX_PAGE_RECORDS = 1000
 # Every AWS call of a run waits briefly (botocore's default is a minute per read), so a run that
 # stops for time (between pages) can count on its save.
 AWS_CONNECT_SECONDS, AWS_READ_SECONDS, AWS_ATTEMPTS = 2, 5, 3
@@ -249,14 +253,18 @@ def pull(
         pages += 1
         latest = dt.datetime.fromtimestamp(clock(), dt.UTC) + CLOCK_SKEW
         items = value_at(body, source.items_field)
-        if not isinstance(items, list):  # an empty list is an honest "no changes"; nothing is not
+        if not isinstance(items, list) or len(items) > MAX_PAGE_RECORDS:  # [] is an honest "no changes"
             raise AnswerShapeError(
                 page=pages,
                 field="items_field",
                 path=source.items_field,
                 value=items,
                 body=body,
-                expected="a list of records",
+                expected=(
+                    "a list of records"
+                    if not isinstance(items, list)
+                    else f"a list of at most {MAX_PAGE_RECORDS} records ({len(items)}: ask for smaller pages)"
+                ),
             )
         for index, item in enumerate(items):
             try:

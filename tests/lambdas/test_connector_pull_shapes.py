@@ -64,6 +64,27 @@ def test_an_answer_without_a_list_of_records_fails_the_run_keeping_the_watermark
     assert (aws.landing_versions(), aws.dlq(), len(upstream.requests)) == ([], [], 1)
 
 
+def test_a_page_of_more_records_than_a_run_can_land_fails_the_run_before_any_lands(aws: Aws) -> None:
+    """Each record is an S3 write (or an SQS send) before the run can stop for time: 500,000 of them
+    (1 MB of zeros) outlast any invocation, which would then save nothing and start over each run."""
+    store_watermark(aws)
+    upstream = Upstream({"items": [0] * (pull.MAX_PAGE_RECORDS + 1)})
+    with pytest.raises(pull.AnswerShapeError) as raised:
+        run(aws, upstream)
+    assert str(raised.value) == (
+        f"page 1: the answer (an object) holds an array at items_field 'items', not a list of at most "
+        f"{pull.MAX_PAGE_RECORDS} records ({pull.MAX_PAGE_RECORDS + 1}: ask for smaller pages)"
+    )
+    assert watermark(aws) == STORED
+    assert (aws.landing_versions(), aws.dlq()) == ([], [])  # not one record landed or dead-lettered
+
+
+def test_a_page_at_the_record_limit_lands_whole(aws: Aws) -> None:
+    store_watermark(aws)
+    items = [article(f"a{n}", "2026-11-02T08:00:00Z") for n in range(pull.MAX_PAGE_RECORDS)]
+    assert run(aws, Upstream({"items": items})).landed == pull.MAX_PAGE_RECORDS
+
+
 def test_an_empty_list_is_a_run_with_no_changes(aws: Aws) -> None:
     store_watermark(aws)
     result = run(aws, Upstream({"items": []}))
