@@ -12,7 +12,8 @@ import as ``ai_gateway.ledger`` (``lambdas/`` is on the path), so the run happen
 (build/mutate) where ``src`` is ``lambdas``. The report goes to docs/mutation.md: a run rewrites the
 rows and section of the targets it ran and keeps the others' (each says the commit its code was
 measured at). The exit code is 1 when a module is under the floor or a listed equivalent is stale
-(killed, or no longer generated).
+(killed, or no longer generated) or has moved (its number now names another change than the diff the
+previous report shows for it).
 
     python tools/mutate.py                      # every target, from scratch
     python tools/mutate.py --target ledger      # one target (make mutate TARGET=ledger)
@@ -146,8 +147,6 @@ EQUIVALENT: dict[str, str] = {
         "texts: the screen answers one text per text sent (or raises), so there is one per turn"
         for n in (56, 59, 60)
     },
-    "ai_gateway.flow.xǁFlowǁcomplete__mutmut_43": "_save_transcript returns at once for a request without a "
-    "transcript: sending it to the pool anyway is a task that does nothing",
     "ai_gateway.flow.xǁFlowǁ_from_agent__mutmut_69": "the conversation agent_turn gets only re-correlates the "
     "request's recorder for the tool stages, and the output guardrail's stage, which follows every agent turn "
     "in complete(), sets the request's own id again before its documents are written",
@@ -179,12 +178,12 @@ EQUIVALENT: dict[str, str] = {
         f"ingestion.pipeline.xǁPipelineǁ{name}": "a default for an AWS response field the service always sends "
         "(Metadata, ContentLength, a ClientError's Error, a versioned bucket's VersionId)"
         for name in (
-            *(f"_run__mutmut_{n}" for n in (31, 33, 84, 86)),
+            *(f"_run__mutmut_{n}" for n in (31, 33, 73, 75)),
             *(f"_head__mutmut_{n}" for n in (10, 12)),
             *(f"_put__mutmut_{n}" for n in (12, 14, 18)),
         )
     },
-    "ingestion.pipeline.xǁPipelineǁ_run__mutmut_70": "a scan of '' for None: both falsy where read",
+    "ingestion.pipeline.xǁPipelineǁ_run__mutmut_79": "a scan of '' for None: both falsy where read",
     "ingestion.pipeline.xǁPipelineǁ_fields__mutmut_36": "zip(strict=False) after the lengths were compared",
     "ingestion.pipeline.xǁPipelineǁ_settle__mutmut_1": "_settle is called with all of current, ref and key or none",
     "ingestion.pipeline.xǁPipelineǁ_settle__mutmut_2": "as above",
@@ -349,6 +348,14 @@ def stale(found: Iterable[Score], targets: dict[str, Target]) -> list[str]:
     return sorted(name for name in EQUIVALENT if name.startswith(modules) and name not in survived)
 
 
+def moved(diffs: dict[str, str], previous: str) -> list[str]:
+    """Listed equivalents whose mutant is another change than the one judged equivalent (its diff
+    as the previous report shows it): mutmut numbers a function's mutants in order, so an edit to
+    the function gives a listed number to another mutant, which would be excused unread."""
+    recorded = dict(re.findall(r"^- `([^`]+)`: .*?\n\n```diff\n(.*?)\n```", previous, flags=re.MULTILINE | re.DOTALL))
+    return sorted(name for name, shown in diffs.items() if name in recorded and recorded[name] != shown)
+
+
 def diff(work: Path, name: str) -> str:
     shown = subprocess.run([str(MUTMUT), "show", name], cwd=work, capture_output=True, text=True, check=False)  # noqa: S603
     lines = [
@@ -369,8 +376,11 @@ its code was measured at.
 """
 
 
-def report(work: Path, found: list[Score], seconds: float | None, commit: str, previous: str) -> str:
-    """The report with these targets' rows and sections; other targets' come from the previous report."""
+def report(
+    work: Path, found: list[Score], seconds: float | None, commit: str, previous: str, diffs: dict[str, str]
+) -> str:
+    """The report with these targets' rows and sections; other targets' come from the previous
+    report. ``diffs``: the equivalents' (diff())."""
     rows = {target: [line for line in previous.splitlines() if line.startswith(f"| {target} |")] for target in TARGETS}
     sections = dict(re.findall(r"^## (\w+)\n(.*?)(?=^## |\Z)", previous, flags=re.MULTILINE | re.DOTALL))
     for target in {s.target for s in found}:
@@ -385,7 +395,7 @@ def report(work: Path, found: list[Score], seconds: float | None, commit: str, p
             text += [f"Run time: {seconds / 60:.1f} min for {_targets(found)} on this machine ({_cores()} cores)."]
         text += ["", "### Equivalent mutants", ""]
         equivalent = [name for s in mine for name in s.equivalent]
-        text += [f"- `{n}`: {EQUIVALENT[n]}\n\n```diff\n{diff(work, n)}\n```\n" for n in equivalent] or ["None.", ""]
+        text += [f"- `{n}`: {EQUIVALENT[n]}\n\n```diff\n{diffs[n]}\n```\n" for n in equivalent] or ["None.", ""]
         survivors = [name for s in mine for name in s.survived + s.unchecked]
         text += ["### Survivors", ""]
         text += [f"- `{n}`\n\n```diff\n{diff(work, n)}\n```\n" for n in survivors] or ["None.", ""]
@@ -448,8 +458,10 @@ def main(argv: list[str] | None = None) -> int:
     problems = [f"{s.module}: {s.score:.1%} < {FLOOR:.0%}" for s in found if s.score < FLOOR]
     problems += [f"equivalent no longer survives (mend EQUIVALENT): {name}" for name in stale(found, targets)]
     previous = REPORT.read_text(encoding="utf-8") if REPORT.exists() else ""
+    diffs = {name: diff(work, name) for s in found for name in s.equivalent}
+    problems += [f"equivalent is another mutant now (mend EQUIVALENT): {name}" for name in moved(diffs, previous)]
     commit = measured.read_text(encoding="utf-8") if measured.exists() else "unknown"
-    REPORT.write_text(report(work, found, seconds, commit, previous), encoding="utf-8")
+    REPORT.write_text(report(work, found, seconds, commit, previous, diffs), encoding="utf-8")
     print(f"report: {REPORT.relative_to(ROOT)} ({', '.join(chosen)} rewritten, other targets kept)")
     for name in (n for s in found for n in s.survived + s.unchecked):
         print(f"\nsurvived: {name}\n{diff(work, name)}")

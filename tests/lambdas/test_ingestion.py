@@ -647,6 +647,18 @@ def test_the_byte_limit_lets_a_document_of_exactly_that_size_through(aws: Aws, s
         assert record_of(aws, ref)["reason_code"] == "too_large"
 
 
+def test_an_upload_at_one_copys_limit_is_quarantined_in_one_copy(aws: Aws) -> None:
+    """CopyObject takes a source of exactly its limit (5 GiB; lowered here): one call, no parts."""
+    body = bytes(range(256)) * (MAX_BYTES // 256 + 64)
+    put = aws.s3.put_object(Bucket=LANDING, Key="docs/big.txt", Body=body, Metadata={"classification": "public"})
+    ref = ObjectRef(LANDING, "docs/big.txt", put["VersionId"], len(body), "0066AED6DCD90281E501")
+    operations: list[str] = []
+    aws.s3.meta.events.register("before-call.s3.*", lambda model, **_: operations.append(model.name))
+    outcome = make(aws, copy_limit=len(body)).process(ref)
+    assert (outcome.status, outcome.reason_code) == ("quarantined", "too_large")
+    assert ("CopyObject" in operations, "UploadPartCopy" in operations) == (True, False)
+
+
 def test_an_upload_over_one_copys_limit_is_quarantined_in_parts_as_it_is(aws: Aws) -> None:
     """S3's CopyObject takes a source of 5 GiB at most: above that (lowered here) the version is
     copied in parts, with the content type and user metadata CopyObject would have kept."""

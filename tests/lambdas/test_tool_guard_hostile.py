@@ -509,6 +509,9 @@ def broken() -> dict[str, frozenset[str]]:
         pytest.param(call(SHADOW), Metric.CALLS_REFUSED, -32001, False, id="a tool not the caller's"),
         pytest.param(call(FOREIGN[0] if FOREIGN else SHADOW), Metric.CALLS_REFUSED, -32001, False, id="foreign"),
         pytest.param(call(OTHER, ["customer_id"]), Metric.CALLS_REFUSED, -32602, False, id="malformed call"),
+        pytest.param(
+            call(OTHER, {f"k{n}": 0 for n in range(300)}), Metric.CALLS_REFUSED, -32602, False, id="too many keys"
+        ),
         pytest.param(call(OTHER), Metric.FAILURES, -32603, True, id="internal failure"),
     ],
 )
