@@ -17,7 +17,8 @@ import pytest
 
 from connector_pull import handler as pull
 from connector_pull.contract import Settings as PullSettings
-from tests.lambdas.conftest import printed
+from shared.bodies import MAX_VALUES
+from tests.lambdas.conftest import HttpResult, printed
 from tests.lambdas.ingestion_corpus import LANDING
 from tests.lambdas.ingestion_fixtures import Aws
 from tests.lambdas.test_connectors import SOURCE, Clock, Invocation, post
@@ -113,19 +114,37 @@ def test_a_422_lists_ten_problems_and_counts_the_rest_without_echoing_key_names(
     assert pushing.landing_versions() == []
 
 
+def traced_post(body: Any) -> tuple[HttpResult, int]:
+    """post("crm", body) and the most memory it held at once (traced)."""
+    tracemalloc.start()
+    try:
+        result = post("crm", body)
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def test_a_body_of_150000_unknown_keys_is_refused_before_validation_holds_an_error_for_each(pushing: Aws) -> None:
     """An error per unknown key, held until worded: about 1.5 MB of keys took the function past its
     256 MB. Refused first, with the bound, and with little allocated."""
     body = {"records": [{"id": "a", "body": "b"}], **{f"k{n:07d}": 0 for n in range(150_000)}}
-    tracemalloc.start()
-    try:
-        result = post("crm", body)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    result, peak = traced_post(body)
     assert result.status == 400
     assert result.body["message"] == "body: an object has 150001 keys; at most 64 are read"
     assert peak < 64 * 2**20, f"{peak / 2**20:.0f} MiB"
+    assert pushing.landing_versions() == []
+
+
+def test_a_push_of_millions_of_tiny_values_is_a_400_in_bounded_memory(pushing: Aws) -> None:
+    """5.9 MB of "{}," (under Lambda's 6 MB request) is two million objects once parsed: two
+    parses of it took a 256 MB function past its memory, where API Gateway answers a bare 502."""
+    body = '{"records": [{"id": "a", "body": "x"}], "x": [' + "{}," * 2_000_000 + "{}]}"
+    result, peak = traced_post(body)
+    assert (result.status, result.body["message"]) == (
+        400,
+        f"body: holds at least 2000005 values; at most {MAX_VALUES} are read",  # 2,000,001 {} and 4 around
+    )
+    assert peak < 4 * len(body), f"{peak / 2**20:.0f} MiB"
     assert pushing.landing_versions() == []
 
 
