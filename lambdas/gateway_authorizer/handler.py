@@ -82,10 +82,9 @@ def _restored() -> None:
 
 
 def authorize(event: dict[str, Any]) -> dict[str, Any]:
-    if not isinstance(event, dict):  # API Gateway always sends an object; a hand-made event is no token
-        logger.info("token rejected", extra={"reason": "the event is not an object"})
-        raise Unauthorized()
     try:
+        if not isinstance(event, dict):  # API Gateway always sends an object; a hand-made event is no token
+            raise InvalidToken("the event is not an object")
         claims = verifier().claims(bearer(event.get("authorizationToken")))
         if not isinstance(claims.get("sub"), str) or not claims["sub"]:
             raise InvalidToken("no subject")

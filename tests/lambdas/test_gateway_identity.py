@@ -190,6 +190,20 @@ def test_a_token_that_is_not_text_is_unauthorized(event: Any, configured: Stubbe
         authorizer.lambda_handler(event, FakeContext())
 
 
+@pytest.mark.parametrize("event", [["Bearer x"], "Bearer x", None], ids=["a list", "text", "none"])
+def test_an_event_that_is_not_an_object_is_logged_as_a_rejected_token(
+    event: Any, configured: Stubber, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(authorizer.Unauthorized):
+        authorizer.lambda_handler(event, FakeContext())
+    (logged,) = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "token rejected" in line]
+    assert (logged["level"], logged["message"], logged["reason"]) == (
+        "INFO",
+        "token rejected",
+        "the event is not an object",
+    )
+
+
 @pytest.mark.parametrize("method_arn", [None, 5, "", "arn:aws:execute-api:us-east-1:123456789012:abc123"])
 def test_an_event_without_a_method_arn_is_unauthorized_and_logged_as_such_not_as_a_bad_token(
     method_arn: Any,
