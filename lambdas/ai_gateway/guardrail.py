@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.aws_errors import call
-from shared.guardrail_findings import findings
+from shared.guardrail_findings import anonymized_matches, findings
 
 # When the guardrail masks something in a request of several texts, each text that holds what it
 # masked is checked again alone (so each gets its own masked version): at most this many, one call
@@ -50,7 +50,7 @@ class Guard:
         verdict = _verdict(response, texts)
         if verdict.blocked or not verdict.intervened or len(texts) == 1:
             return verdict
-        masked = _masked_matches(response)
+        masked = anonymized_matches(response.get("assessments", []))
         holding = list(dict.fromkeys(t for t in texts if masked is None or any(m in t for m in masked)))
         if len(holding) > MAX_SEPARATE_CHECKS:
             message = (
@@ -93,22 +93,6 @@ def unguarded(text: str) -> Verdict:
     """The verdict on a blank text (an answer cut at max_tokens after a newline), which is not
     sent: ApplyGuardrail refuses content without text, and whitespace has nothing to find."""
     return Verdict(blocked=False, intervened=False, texts=(text,), reasons=())
-
-
-def _masked_matches(response: dict[str, Any]) -> set[str] | None:
-    """The texts the guardrail anonymized (its PII entities' and regexes' matches), or None when
-    one of them comes without its match: then any text may hold it."""
-    matches: set[str] = set()
-    for assessment in response.get("assessments", []):
-        sensitive = assessment.get("sensitiveInformationPolicy", {})
-        for item in [*sensitive.get("piiEntities", []), *sensitive.get("regexes", [])]:
-            if item.get("action") != "ANONYMIZED":
-                continue
-            match = item.get("match")
-            if not isinstance(match, str) or not match:
-                return None
-            matches.add(match)
-    return matches
 
 
 def _guarded(text: str) -> dict[str, Any]:

@@ -534,8 +534,7 @@ def _generation(
 
 
 def _caller_and_group() -> tuple[Caller, GroupPolicy]:
-    context = app.current_event.raw_event.get("requestContext")
-    claims = context.get("authorizer") if isinstance(context, dict) else None
+    claims = _request_context().get("authorizer")
     if not isinstance(claims, dict):  # API Gateway always sends one; a misrouted event may not
         claims = {}
     user, group_name = str(claims.get(CONTEXT_USER) or ""), str(claims.get(CONTEXT_GROUP) or "")
@@ -643,11 +642,16 @@ def _header(header: str) -> str | None:
     return lines[0] if lines else None
 
 
+def _request_context() -> dict[str, Any]:
+    """The event's requestContext (API Gateway always sends one; a misrouted event may not)."""
+    context = app.current_event.raw_event.get("requestContext")
+    return context if isinstance(context, dict) else {}
+
+
 def _request_id() -> str:
     key = _header(IDEMPOTENCY_KEY_HEADER)
     if key is None:
-        context = app.current_event.raw_event.get("requestContext")
-        request_id = context.get("requestId") if isinstance(context, dict) else None
+        request_id = _request_context().get("requestId")
         if not isinstance(request_id, str) or not request_id or not request_id.isprintable():  # never API Gateway's
             raise GatewayError(400, "invalid_request", "requestContext.requestId is missing or not text")
         return request_id

@@ -1,7 +1,8 @@
 """What an ApplyGuardrail answer found: one (finding, action) pair per finding of every policy of
 every assessment, e.g. ("pii:EMAIL", "ANONYMIZED"), ("content:PROMPT_ATTACK", "BLOCKED"). The AI
 gateway's guard and the web tools' guard read answers through it. Names carry the policy and,
-where the policy has them, the finding's type: never the matched text."""
+where the policy has them, the finding's type: never the matched text (only
+:func:`anonymized_matches` returns that, to find which texts hold it; it is never logged)."""
 
 from __future__ import annotations
 
@@ -28,3 +29,19 @@ def findings(assessments: Iterable[Mapping[str, Any]]) -> list[tuple[str, str]]:
         for item in assessment.get("contextualGroundingPolicy", {}).get("filters", []):
             found.append((f"grounding:{item.get('type')}", item.get("action", "NONE")))
     return found
+
+
+def anonymized_matches(assessments: Iterable[Mapping[str, Any]]) -> set[str] | None:
+    """The texts the guardrail anonymized (its PII entities' and regexes' matches), or None when one
+    of them comes without its match: then any text may hold it."""
+    matches: set[str] = set()
+    for assessment in assessments:
+        sensitive = assessment.get("sensitiveInformationPolicy", {})
+        for item in [*sensitive.get("piiEntities", []), *sensitive.get("regexes", [])]:
+            if item.get("action") != "ANONYMIZED":
+                continue
+            match = item.get("match")
+            if not isinstance(match, str) or not match:
+                return None
+            matches.add(match)
+    return matches
