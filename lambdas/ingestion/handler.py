@@ -34,10 +34,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
 from ingestion.contract import LOST_RECORDS_METRIC, ClassificationReaders, ProcessorSettings
+from ingestion.copies import CopyTooSlowError
 from ingestion.events import MalformedEventError, ObjectRef, OcrJob, object_ref, ocr_job
 from ingestion.knowledge import KnowledgeBase
 from ingestion.pii import PiiScanner
-from ingestion.pipeline import Outcome, Pipeline, document_id, source_ref
+from ingestion.pipeline import Outcome, Pipeline, SecondsLeft, document_id, source_ref
 from ingestion.registry import DEAD_LETTERED, QUARANTINED, Registry, VersionRecord
 from shared.aws_errors import failure_code
 from shared.contract import variable
@@ -103,10 +104,11 @@ def sqs() -> Any:
 
 
 @idempotent_function(data_keyword_argument="obj", config=idempotency, persistence_store=persistence)
-def process(obj: dict[str, Any]) -> dict[str, Any]:
+def process(obj: dict[str, Any], seconds_left: SecondsLeft | None = None) -> dict[str, Any]:
+    """One object, once (``seconds_left``: how long a copy to quarantine may still take)."""
     ref = ObjectRef(**obj)
     with stage("ingestion", logger, **{"document.id": document_id(ref.bucket, ref.key)}) as record:
-        outcome = pipeline().process(ref)
+        outcome = pipeline().process(ref, seconds_left)
         record.update({"document.status": outcome.status, "document.pii_entities": sum(outcome.pii.values())})
         if outcome.status == QUARANTINED:
             record.end("intervened", outcome.reason_code or "quarantined")
@@ -150,9 +152,10 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
         return _deferred(record, ref)
     try:
         ref = pipeline().locate(ref)  # the real key: the document id, the registry and the replay key
-        result: dict[str, Any] = process(obj=ref.as_dict())
+        result: dict[str, Any] = process(obj=ref.as_dict(), seconds_left=_copy_time(lambda_context))
     except Exception as error:
-        reason = f"processing failed: {failure_code(error)}"
+        # A copy stopped for time says why in words of the pipeline's own (sizes and limits only).
+        reason = str(error) if isinstance(error, CopyTooSlowError) else f"processing failed: {failure_code(error)}"
         if _receive_count(record.raw_event) >= settings().max_receive_count:
             _record_dead_letter(ref, reason)
         logger.warning("document failed", extra={"document_id": document_id(ref.bucket, ref.key), "reason": reason})
@@ -160,6 +163,15 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
     metrics.add_metric(name=f"Documents{result['status'].title().replace('_', '')}", unit=MetricUnit.Count, value=1)
     logger.info("document processed", extra={**result, "version": ref.version})
     return result
+
+
+def _copy_time(lambda_context: LambdaContext | None) -> SecondsLeft | None:
+    """How long a copy to quarantine may still take: until a document's budget is left of the
+    invocation, for the parts in flight to end, the upload's abort and the failure's record."""
+    if lambda_context is None:
+        return None
+    reserve = settings().document_budget_seconds
+    return lambda: lambda_context.get_remaining_time_in_millis() / 1000 - reserve
 
 
 def _deferred(record: SQSRecord, ref: ObjectRef) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from urllib.parse import unquote_plus
 from botocore.exceptions import ClientError
 
 from ingestion.contract import DIRECT_PREFIX, REALTIME_PREFIX, PipelineSettings
-from ingestion.copies import COPY_OBJECT_LIMIT, in_parts
+from ingestion.copies import PART_BYTES, CopyTooSlowError, copy_until
 from ingestion.documents import ReadLimits, RejectedError, document_format, text_of
 from ingestion.events import MAX_KEY_BYTES, ObjectRef, OcrJob
 from ingestion.knowledge import KnowledgeBase, sidecar
@@ -49,6 +49,9 @@ VERSION_SEGMENT = re.compile(r"[A-Za-z0-9._-]{1,128}")  # S3's version ids are; 
 ORIGIN = re.compile(r"upload|connector:[a-z0-9][a-z0-9_-]{0,62}")
 # Reads a landing object's text (a record with what was learnt on the way) or raises RejectedError.
 Reader = Callable[[ObjectRef, str, VersionRecord], tuple[str, VersionRecord]]
+# Seconds a copy to quarantine may still take (the handler's: the invocation's time left, less a
+# document's budget); without one, a copy takes as long as it takes.
+SecondsLeft = Callable[[], float]
 
 
 @dataclass(frozen=True)
@@ -84,9 +87,10 @@ class Pipeline:
         clock: Callable[[], dt.datetime] = _now,
         textract: Any = None,
         monotonic: Callable[[], float] = time.monotonic,
-        copy_limit: int = COPY_OBJECT_LIMIT,
+        copy_limit: int = PART_BYTES,
     ) -> None:
-        """``copy_limit``: the largest object quarantined with one CopyObject (tests lower it)."""
+        """``copy_limit``: the largest object quarantined with one CopyObject, which cannot be
+        stopped once sent; a larger one is copied in parts, stopped for time (tests lower it)."""
         self._s3 = s3
         self._copy_limit = copy_limit
         self._scanner = scanner
@@ -130,8 +134,10 @@ class Pipeline:
         found = self._head(ref)
         return replace(ref, key=found[0] if found else decoded)
 
-    def process(self, ref: ObjectRef) -> Outcome:
-        """The version of a located object (``locate``) through the pipeline, once."""
+    def process(self, ref: ObjectRef, seconds_left: SecondsLeft | None = None) -> Outcome:
+        """The version of a located object (``locate``) through the pipeline, once. A copy to
+        quarantine still running when ``seconds_left`` reaches zero is stopped: CopyTooSlowError,
+        with the version unrecorded and its object still in the landing bucket."""
         doc = document_id(ref.bucket, ref.key)
         settled = self._registry.version(doc, ref.version)
         if settled is not None and settled.status == OCR_PENDING:  # its job's notification settles it
@@ -149,7 +155,7 @@ class Pipeline:
             size=ref.size,
             received_at=self._clock().isoformat(),
         )
-        return self._run(ref, record, self._read)
+        return self._run(ref, record, self._read, seconds_left)
 
     def ocr_finished(self, job: OcrJob) -> Outcome | None:
         """Continue a version whose Textract job finished, with the job's text as if the PDF had had
@@ -172,7 +178,9 @@ class Pipeline:
         pending = self._registry.ocr_version(job.document_id, job.job_id)
         return pending if pending is not None and pending.status == OCR_PENDING else None
 
-    def _run(self, ref: ObjectRef, record: VersionRecord, read: Reader) -> Outcome:
+    def _run(
+        self, ref: ObjectRef, record: VersionRecord, read: Reader, seconds_left: SecondsLeft | None = None
+    ) -> Outcome:
         if _newer_than(
             self._registry.current(record.document_id), ref
         ):  # e.g. this one failed once; a later one did not
@@ -220,7 +228,7 @@ class Pipeline:
         except RejectedError as rejected:
             pii = scan.summary() if scan else {}
             quarantined = replace(record, reason=rejected.reason, reason_code=rejected.code, pii=pii)
-            return self._quarantine(ref, key, quarantined, size=size)
+            return self._quarantine(ref, key, quarantined, size=size, seconds_left=seconds_left)
         return self._curate(ref, key, record, mask(text, scan.spans), scan, metadata)
 
     def _read(self, ref: ObjectRef, key: str, record: VersionRecord) -> tuple[str, VersionRecord]:
@@ -356,21 +364,23 @@ class Pipeline:
             return dict.fromkeys(checked, "unknown")
         return dict(zip(checked, masked, strict=True))
 
-    def _quarantine(self, ref: ObjectRef, key: str, record: VersionRecord, *, size: int) -> Outcome:
-        """Copy the version to quarantine as it is (in parts above CopyObject's limit: copies.py)."""
+    def _quarantine(
+        self, ref: ObjectRef, key: str, record: VersionRecord, *, size: int, seconds_left: SecondsLeft | None
+    ) -> Outcome:
+        """Copy the version to quarantine as it is (in parts above ``copy_limit``: copies.py)."""
         target = quarantine_key(record.document_id, ref.version, key)
         landed = {"Bucket": ref.bucket, "Key": key, "VersionId": ref.version}
+        bucket = self._settings.quarantine_bucket
         if size <= self._copy_limit:
-            self._s3.copy_object(
-                Bucket=self._settings.quarantine_bucket, Key=target, CopySource=landed, MetadataDirective="COPY"
-            )
+            self._s3.copy_object(Bucket=bucket, Key=target, CopySource=landed, MetadataDirective="COPY")
         else:
-            self._s3.copy(
-                CopySource=landed,
-                Bucket=self._settings.quarantine_bucket,
-                Key=target,
-                Config=in_parts(self._copy_limit),
-            )
+            try:
+                copy_until(self._s3, landed, bucket, target, limit=self._copy_limit, seconds_left=seconds_left)
+            except CopyTooSlowError:
+                raise CopyTooSlowError(
+                    f"{record.reason}; its copy to quarantine did not finish in the invocation's time "
+                    "and was stopped (the object stays in the landing bucket)"
+                ) from None
         location = f"s3://{self._settings.quarantine_bucket}/{target}"
         current = {"status": QUARANTINED, "version": record.version, "location": location}
 

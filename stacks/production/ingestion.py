@@ -75,7 +75,7 @@ OCR_ACTIONS = ["textract:StartDocumentTextDetection", "textract:GetDocumentTextD
 # it with its versions; listing its bucket makes S3 answer 404, not 403, for a document already gone.
 DOCUMENT_REMOVAL_ACTIONS = ["s3:GetObject", "s3:GetObjectVersion", "s3:DeleteObject", "s3:DeleteObjectVersion"]
 DOCUMENT_LIST_ACTIONS = ["s3:ListBucket"]
-QUARANTINE_WRITE_ACTIONS = ["s3:PutObject", "s3:AbortMultipartUpload"]  # copies over 5 GiB go in parts
+QUARANTINE_WRITE_ACTIONS = ["s3:PutObject", "s3:AbortMultipartUpload"]  # large copies go in parts (copies.py)
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,7 @@ class IngestionPipeline(Construct):
             event_bridge_enabled=True,
             lifecycle_rules=[s3.LifecycleRule(abort_incomplete_multipart_upload_after=Duration.days(1))],
         )
-        # Copies over 5 GiB arrive in parts: a copy cut short (a timeout) leaves parts only for a day.
+        # Large copies arrive in parts (copies.py): a copy cut short (a crash) leaves parts only for a day.
         self.quarantine = SecureBucket(
             self,
             "Quarantine",
@@ -308,7 +308,7 @@ class IngestionPipeline(Construct):
             )
         )
         # A quarantine copy is undone (deleted) when a newer version of the document won the race;
-        # one over CopyObject's 5 GiB is copied in parts, and its upload aborted if a part fails.
+        # one over 128 MiB is copied in parts, its upload aborted if a part fails or it is stopped for time.
         role.add_to_principal_policy(
             iam.PolicyStatement(
                 actions=["s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],

@@ -8,6 +8,7 @@ import datetime as dt
 import hashlib
 import itertools
 import json
+import threading
 from typing import Any
 
 import boto3
@@ -16,8 +17,9 @@ from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
 from ingestion import handler, pipeline as pipeline_module
+from ingestion.copies import CopyTooSlowError
 from ingestion.documents import ReadLimits
-from ingestion.events import ObjectRef
+from ingestion.events import ObjectRef, object_ref
 from ingestion.knowledge import KnowledgeBase
 from ingestion.pii import MAX_CALL_BYTES, PiiScanner, Span, chunks, mask
 from ingestion.pipeline import CuratedStore, Outcome, _newer_than, document_id
@@ -392,9 +394,9 @@ def test_documents_left_when_the_invocation_runs_low_are_retried_not_lost(
     done: list[str] = []
     real_process = handler.process
 
-    def counting(obj: dict[str, Any]) -> dict[str, Any]:
+    def counting(obj: dict[str, Any], **more: Any) -> dict[str, Any]:
         done.append(obj["key"])
-        return dict(real_process(obj=obj))
+        return dict(real_process(obj=obj, **more))
 
     monkeypatch.setattr(handler, "process", counting)
 
@@ -648,7 +650,7 @@ def test_the_byte_limit_lets_a_document_of_exactly_that_size_through(aws: Aws, s
 
 
 def test_an_upload_at_one_copys_limit_is_quarantined_in_one_copy(aws: Aws) -> None:
-    """CopyObject takes a source of exactly its limit (5 GiB; lowered here): one call, no parts."""
+    """An object of exactly the pipeline's copy limit (128 MiB; lowered here) is one CopyObject."""
     body = bytes(range(256)) * (MAX_BYTES // 256 + 64)
     put = aws.s3.put_object(Bucket=LANDING, Key="docs/big.txt", Body=body, Metadata={"classification": "public"})
     ref = ObjectRef(LANDING, "docs/big.txt", put["VersionId"], len(body), "0066AED6DCD90281E501")
@@ -660,8 +662,8 @@ def test_an_upload_at_one_copys_limit_is_quarantined_in_one_copy(aws: Aws) -> No
 
 
 def test_an_upload_over_one_copys_limit_is_quarantined_in_parts_as_it_is(aws: Aws) -> None:
-    """S3's CopyObject takes a source of 5 GiB at most: above that (lowered here) the version is
-    copied in parts, with the content type and user metadata CopyObject would have kept."""
+    """Above the copy limit (lowered here) the version is copied in parts (a copy that can be
+    stopped for time), with the content type and user metadata CopyObject would have kept."""
     body = bytes(range(256)) * (MAX_BYTES // 256 + 64)
     put = aws.s3.put_object(
         Bucket=LANDING, Key="docs/huge.txt", Body=body, ContentType="text/plain", Metadata={"classification": "public"}
@@ -680,6 +682,88 @@ def test_an_upload_over_one_copys_limit_is_quarantined_in_parts_as_it_is(aws: Aw
         "text/plain",
         {"classification": "public"},
     )
+
+
+class StalledParts:
+    """Part copies that wait, as a slow copy's would, until the test's copy is cancelled (then
+    they end, and s3transfer cleans up as it would on AWS): no copy can finish before its
+    deadline, whatever the machine's speed."""
+
+    def __init__(self, aws: Aws, monkeypatch: pytest.MonkeyPatch) -> None:
+        from s3transfer.futures import TransferFuture
+
+        self.cancelled = threading.Event()
+        real_cancel = TransferFuture.cancel
+
+        def cancel(future: TransferFuture) -> None:
+            real_cancel(future)
+            self.cancelled.set()
+
+        monkeypatch.setattr(TransferFuture, "cancel", cancel)
+        aws.s3.meta.events.register("before-call.s3.UploadPartCopy", self._wait)
+
+    def _wait(self, **_: Any) -> None:
+        assert self.cancelled.wait(60), "the copy was never cancelled"
+
+
+def _huge(aws: Aws, key: str) -> tuple[dict[str, Any], int]:
+    """A landing upload over the byte limit, and a copy limit it is over (its copy goes in parts)."""
+    message = landed(aws, key, bytes(range(256)) * (MAX_BYTES // 256 + 64), classification="public")
+    size = json.loads(message["body"])["detail"]["object"]["size"]
+    return message, size - 1
+
+
+def test_a_copy_to_quarantine_still_running_when_time_is_up_is_stopped_and_aborted(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A copy that would outlast the invocation is stopped, its parts aborted, and nothing is
+    recorded for the version: the failure is the message's, which SQS retries."""
+    message, limit = _huge(aws, "docs/stalled.txt")
+    stalled = StalledParts(aws, monkeypatch)
+    ref = object_ref(message["body"])
+    with pytest.raises(CopyTooSlowError) as raised:
+        make(aws, copy_limit=limit).process(ref, lambda: 0.0)
+    assert stalled.cancelled.is_set()
+    assert str(raised.value) == (
+        f"{ref.size} bytes is over the {MAX_BYTES} byte limit; its copy to quarantine did not finish in the "
+        "invocation's time and was stopped (the object stays in the landing bucket)"
+    )
+    assert aws.objects(QUARANTINE) == {}
+    assert aws.s3.list_multipart_uploads(Bucket=QUARANTINE).get("Uploads", []) == []
+    assert (
+        aws.s3.head_object(Bucket=LANDING, Key="docs/stalled.txt", VersionId=ref.version)["ContentLength"] == ref.size
+    )
+    assert [i for i in aws.registry_items() if i["pk"] == document_id(LANDING, "docs/stalled.txt")] == []
+
+
+class _Minutes(FakeContext):
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 600_000
+
+
+def test_a_copy_stopped_for_time_fails_its_message_is_dead_lettered_with_the_reason_last_and_redriven_later(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In the handler, the copy may take the invocation's time less a document's budget (none is
+    left with FakeContext's 30 s): the message fails and is retried; on its last receive the
+    version is recorded dead-lettered with the reason; redriven with time enough, it is quarantined."""
+    message, limit = _huge(aws, "docs/stalled.txt")
+    monkeypatch.setattr(handler, "pipeline", lambda: make(aws, copy_limit=limit))
+    StalledParts(aws, monkeypatch)
+    assert run(message) == [message["messageId"]]
+    assert [i for i in aws.registry_items() if i["pk"] == document_id(LANDING, "docs/stalled.txt")] == []
+    message["attributes"]["ApproximateReceiveCount"] = str(MAX_RECEIVE)
+    assert run(message) == [message["messageId"]]
+    record = version_record(aws, "docs/stalled.txt")
+    assert (record["status"], record["location"]) == ("dead_lettered", "dlq")
+    assert record["reason"].endswith(
+        "its copy to quarantine did not finish in the invocation's time and was "
+        "stopped (the object stays in the landing bucket)"
+    )
+    aws.s3.meta.events.unregister("before-call.s3.UploadPartCopy")
+    assert run_with(message, context=_Minutes()) == []
+    assert version_record(aws, "docs/stalled.txt")["status"] == "quarantined"
 
 
 @pytest.mark.parametrize(
