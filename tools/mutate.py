@@ -86,7 +86,7 @@ TARGETS = {
         ),
     ),
     "authorizer": Target(
-        modules=("gateway_authorizer/handler.py", "shared/tokens.py", "shared/bearer.py"),
+        modules=("gateway_authorizer/handler.py", "shared/tokens.py", "shared/bearer.py", "shared/deadline_http.py"),
         tests=(
             "tests/lambdas/test_entry_points.py",
             "tests/lambdas/test_gateway_identity.py",
@@ -96,7 +96,7 @@ TARGETS = {
         ),
     ),
     "classification": Target(
-        modules=("ingestion/pipeline.py", "ingestion/pii.py"),
+        modules=("ingestion/pipeline.py", "ingestion/pii.py", "ingestion/copies.py"),
         tests=(
             "tests/lambdas/test_ingestion.py",
             "tests/lambdas/test_ingestion_documents.py",

@@ -16,23 +16,19 @@ numbers is a tool error, not an exception; and no error text carries a credentia
 from __future__ import annotations
 
 import base64
-import http.client
-import io
 import json
 import math
 import random
 import re
-import socket
 import time
 from collections.abc import Callable
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlencode
 
 import urllib3
-import urllib3.connection
 
+from shared.deadline_http import pool_manager, reads_within
 from shared.tool_errors import ToolError
 from shared.tools import DEFAULT_BACKOFF_SECONDS, DEFAULT_MAX_RESPONSE_BYTES, longest_call_seconds
 
@@ -103,66 +99,6 @@ def _body_socket(response: urllib3.BaseHTTPResponse) -> Any:
     return sock
 
 
-# What is left of the exchange whose answer is being opened: seconds, or TimeoutError when none.
-_LEFT: ContextVar[Callable[[], float] | None] = ContextVar("legacy_exchange_left", default=None)
-
-
-class _DeadlineReader(io.RawIOBase):
-    """An answer's socket, each read bounded by what is left of its exchange's deadline.
-
-    http.client reads the status line and headers a line at a time, each line with as many socket
-    reads as the server takes to send it; a per-read timeout alone lets a server that drips its
-    headers hold a call for as long as it likes."""
-
-    def __init__(self, raw: io.RawIOBase, sock: socket.socket, left: Callable[[], float]) -> None:
-        super().__init__()
-        self._raw, self._sock, self._left = raw, sock, left  # _sock: what _body_socket finds
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int | None:
-        self._sock.settimeout(self._left())
-        return self._raw.readinto(buffer)
-
-    def close(self) -> None:
-        self._raw.close()  # the socket's own reader: lets the connection close the socket
-        super().close()
-
-
-class _DeadlineResponse(http.client.HTTPResponse):
-    """http.client's answer, read through a _DeadlineReader when an exchange set its deadline."""
-
-    def __init__(self, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
-        super().__init__(sock, *args, **kwargs)
-        left = _LEFT.get()
-        if left is not None and isinstance(self.fp, io.BufferedReader):
-            self.fp = io.BufferedReader(_DeadlineReader(self.fp.detach(), sock, left))
-
-
-class _HTTPConnection(urllib3.connection.HTTPConnection):
-    response_class = _DeadlineResponse
-
-
-class _HTTPSConnection(urllib3.connection.HTTPSConnection):
-    response_class = _DeadlineResponse
-
-
-class _HTTPPool(urllib3.HTTPConnectionPool):
-    ConnectionCls = _HTTPConnection
-
-
-class _HTTPSPool(urllib3.HTTPSConnectionPool):
-    ConnectionCls = _HTTPSConnection
-
-
-def pool_manager() -> urllib3.PoolManager:
-    """A pool whose answers are read within their exchange's deadline, headers included."""
-    manager = urllib3.PoolManager(retries=False)
-    manager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
-    return manager
-
-
 class LegacyClient:
     def __init__(
         self,
@@ -231,26 +167,24 @@ class LegacyClient:
         """
         deadline = self._clock() + self._settings.timeout_seconds
         left = self._left(deadline)
-        reading = _LEFT.set(lambda: self._left_for_read(deadline))
         try:
-            response = self._http.request(
-                method,
-                url,
-                body=body,
-                headers={**headers, "Accept-Encoding": "identity"},  # the cap counts what is decoded
-                # total: the wait for the answer's headers gets what the connect left, not the
-                # whole deadline again (the body's reads are held to the deadline below).
-                timeout=urllib3.Timeout(total=left, connect=left, read=left),
-                redirect=False,
-                preload_content=False,
-                decode_content=False,
-            )
+            with reads_within(lambda: self._left_for_read(deadline)):
+                response = self._http.request(
+                    method,
+                    url,
+                    body=body,
+                    headers={**headers, "Accept-Encoding": "identity"},  # the cap counts what is decoded
+                    # total: the wait for the answer's headers gets what the connect left, not the
+                    # whole deadline again (the body's reads are held to the deadline below).
+                    timeout=urllib3.Timeout(total=left, connect=left, read=left),
+                    redirect=False,
+                    preload_content=False,
+                    decode_content=False,
+                )
         except (urllib3.exceptions.HTTPError, OSError):
             raise _TransportError from None
         except (ValueError, UnicodeError):  # a header http.client refuses; its text echoes the value
             raise _unavailable("the request to the service could not be built") from None
-        finally:
-            _LEFT.reset(reading)
         complete = False
         try:
             if response.status != 200:

@@ -11,11 +11,9 @@ from __future__ import annotations
 import http.client
 import json
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
-from urllib.error import URLError
 
 import jwt
 
@@ -82,10 +80,11 @@ class TokenVerifier:
 
 
 class BoundedJWKClient(jwt.PyJWKClient):
-    """PyJWKClient whose fetch ends by a deadline (``seconds`` on ``clock``, checked between
-    reads; each read also times out after ``seconds``), reads at most ``max_bytes``, follows no
-    redirect, and hands PyJWT only keys whose fields are strings. Every failure is a
-    PyJWKClientError, which the verifier turns into InvalidToken."""
+    """PyJWKClient whose fetch ends by a deadline (``seconds`` on ``clock``, checked before every
+    socket read, the status line's and headers' included, and each read bounded by what is left:
+    shared.deadline_http), reads at most ``max_bytes``, follows no redirect, and hands PyJWT only
+    keys whose fields are strings. Every failure is a PyJWKClientError, which the verifier turns
+    into InvalidToken."""
 
     def __init__(self, uri: str, *, seconds: float, max_bytes: int, clock: Callable[[], float]) -> None:
         # Keys are fetched once per container and again only for an unknown key id. (PyJWT's own
@@ -102,27 +101,42 @@ class BoundedJWKClient(jwt.PyJWKClient):
 
     def _read(self) -> bytes:
         deadline = self._clock() + self._seconds
-        opener = urllib.request.build_opener(_NoRedirect())
+
+        def left() -> float:  # before every socket read, the status line's and headers' too
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                raise TimeoutError("the JWKS fetch's deadline passed")
+            return min(remaining, self._seconds)
+
+        import urllib3  # here, not at import: the key set is fetched once per container
+
+        from shared.deadline_http import pool_manager, reads_within
+
         chunks: list[bytes] = []
         size = 0
         try:
             # PyJWKClient refused any scheme but http(s) when it was built.
-            with opener.open(urllib.request.Request(self.uri), timeout=self._seconds) as response:  # noqa: S310
+            with reads_within(left):
+                response = pool_manager().request(
+                    "GET",
+                    self.uri,
+                    headers={"Accept-Encoding": "identity"},
+                    timeout=urllib3.Timeout(total=self._seconds, connect=self._seconds, read=self._seconds),
+                    redirect=False,
+                    preload_content=False,
+                    decode_content=False,
+                )
+            with response:
+                if response.status != 200:  # an error, or a redirect (not followed)
+                    raise jwt.PyJWKClientConnectionError(f"the JWKS fetch failed: HTTP {response.status}")
                 while chunk := response.read1(16 * 1024):
                     size += len(chunk)
                     if size > self._max_bytes:
                         raise jwt.PyJWKClientError("the JWKS answer is too large")
-                    if self._clock() > deadline:
-                        raise jwt.PyJWKClientError("the JWKS answer is too slow")
                     chunks.append(chunk)
-        except (URLError, TimeoutError, OSError, http.client.HTTPException) as error:  # HTTPError is a URLError
+        except (urllib3.exceptions.HTTPError, OSError, http.client.HTTPException) as error:
             raise jwt.PyJWKClientConnectionError(f"the JWKS fetch failed: {type(error).__name__}") from None
         return b"".join(chunks)
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *_: Any, **__: Any) -> None:
-        return None
 
 
 def _key_set(data: bytes) -> dict[str, Any]:

@@ -1,0 +1,89 @@
+"""HTTP answers read within their exchange's deadline, status line and headers included.
+
+http.client reads the status line and headers a line at a time, each line with as many socket
+reads as the server takes to send it; a per-read timeout alone lets a server that drips its
+headers (a byte every few seconds) hold a call for as long as it likes. A pool from
+``pool_manager`` reads every answer opened inside ``reads_within(left)`` through a socket whose
+timeout before each read is ``left()``: what is left of the exchange's deadline, or a
+TimeoutError (urllib3's ReadTimeoutError) when nothing is. Used by the legacy API client and the
+token verifier's key fetch (JWKS).
+"""
+
+from __future__ import annotations
+
+import http.client
+import io
+import socket
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+import urllib3
+import urllib3.connection
+
+# What is left of the exchange whose answer is being opened: seconds, or TimeoutError when none.
+_LEFT: ContextVar[Callable[[], float] | None] = ContextVar("deadline_http_left", default=None)
+
+
+@contextmanager
+def reads_within(left: Callable[[], float]) -> Iterator[None]:
+    """Answers opened inside are read (headers and body) with each socket wait bounded by
+    ``left()``, which raises TimeoutError once the deadline has passed."""
+    token = _LEFT.set(left)
+    try:
+        yield
+    finally:
+        _LEFT.reset(token)
+
+
+class _DeadlineReader(io.RawIOBase):
+    """An answer's socket, each read bounded by what is left of its exchange's deadline."""
+
+    def __init__(self, raw: io.RawIOBase, sock: socket.socket, left: Callable[[], float]) -> None:
+        super().__init__()
+        self._raw, self._sock, self._left = raw, sock, left  # _sock: what the legacy client finds
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int | None:
+        self._sock.settimeout(self._left())
+        return self._raw.readinto(buffer)
+
+    def close(self) -> None:
+        self._raw.close()  # the socket's own reader: lets the connection close the socket
+        super().close()
+
+
+class _DeadlineResponse(http.client.HTTPResponse):
+    """http.client's answer, read through a _DeadlineReader when an exchange set its deadline."""
+
+    def __init__(self, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
+        super().__init__(sock, *args, **kwargs)
+        left = _LEFT.get()
+        if left is not None and isinstance(self.fp, io.BufferedReader):
+            self.fp = io.BufferedReader(_DeadlineReader(self.fp.detach(), sock, left))
+
+
+class _HTTPConnection(urllib3.connection.HTTPConnection):
+    response_class = _DeadlineResponse
+
+
+class _HTTPSConnection(urllib3.connection.HTTPSConnection):
+    response_class = _DeadlineResponse
+
+
+class _HTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+def pool_manager() -> urllib3.PoolManager:
+    """A pool (no retries) whose answers are read within their exchange's deadline, headers included."""
+    manager = urllib3.PoolManager(retries=False)
+    manager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+    return manager
