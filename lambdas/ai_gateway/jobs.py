@@ -174,14 +174,17 @@ def job_id(caller: Caller, request_id: str) -> str:
 
 def respond_async(prefer: Sequence[str]) -> bool:
     """Whether the request's Prefer header lines (RFC 7240: preferences may come in one line or
-    several) ask for an asynchronous answer; a line too long to be one is not read."""
-    preferences = (
-        p.split(";")[0].split("=")[0].strip().lower()
-        for line in prefer
-        if len(line) <= MAX_PREFER_CHARS
-        for p in line.split(",")
-    )
-    return RESPOND_ASYNC in preferences
+    several) ask for an asynchronous answer; a line too long to be one is not read.
+    ``respond-async`` takes no value (an empty one is the same as none): with one, such as
+    ``respond-async=false``, it is not the preference RFC 7240 defines, and is ignored."""
+    for line in prefer:
+        if len(line) > MAX_PREFER_CHARS:
+            continue
+        for preference in line.split(","):
+            name, _, value = preference.split(";")[0].partition("=")
+            if name.strip().lower() == RESPOND_ASYNC and value.strip() in ("", '""'):
+                return True
+    return False
 
 
 def status_url(job: str) -> str:

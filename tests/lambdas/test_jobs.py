@@ -213,6 +213,14 @@ def run(world: World, job: str, remaining: float = 900.0) -> str:
         ("x=respond-async", False),
         ("", False),
         ("respond-async, " + "x" * 2000, False),  # longer than any real preference list: not read
+        # respond-async takes no value: an empty one is none, any other is not the preference
+        ("respond-async=", True),
+        ('respond-async=""', True),
+        ("respond-async =  ; foo=bar", True),
+        ("respond-async=false", False),
+        ("respond-async=0", False),
+        ('respond-async="no"', False),
+        ("respond-async=false, wait=10", False),
     ],
 )
 def test_the_prefer_header_asks_for_a_job(prefer: str, wanted: bool) -> None:
