@@ -62,7 +62,7 @@ def copy_until(
 
     with create_transfer_manager(s3, in_parts(limit)) as manager:
         future = manager.copy(copy_source=dict(source), bucket=bucket, key=key, subscribers=[Done()])
-        if not done.wait(None if seconds_left is None else max(0.0, seconds_left())):
+        if not done.wait(None if seconds_left is None else seconds_left()):  # none left: no wait
             future.cancel()
-            raise CopyTooSlowError("the copy was stopped for time")
+            raise CopyTooSlowError
         future.result()  # the copy's own failure, if it failed

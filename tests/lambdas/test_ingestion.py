@@ -703,7 +703,9 @@ class StalledParts:
         aws.s3.meta.events.register("before-call.s3.UploadPartCopy", self._wait)
 
     def _wait(self, **_: Any) -> None:
-        assert self.cancelled.wait(60), "the copy was never cancelled"
+        # A bound for a copy that is never cancelled (a bug), so it fails rather than hangs: a copy
+        # that is cancelled is released at once.
+        assert self.cancelled.wait(10), "the copy was never cancelled"
 
 
 def _huge(aws: Aws, key: str) -> tuple[dict[str, Any], int]:
@@ -734,6 +736,21 @@ def test_a_copy_to_quarantine_still_running_when_time_is_up_is_stopped_and_abort
         aws.s3.head_object(Bucket=LANDING, Key="docs/stalled.txt", VersionId=ref.version)["ContentLength"] == ref.size
     )
     assert [i for i in aws.registry_items() if i["pk"] == document_id(LANDING, "docs/stalled.txt")] == []
+
+
+def test_a_copy_in_parts_that_fails_fails_the_message_with_nothing_recorded(aws: Aws) -> None:
+    """A part refused (S3 throttling, say) is the copy's failure, not a quarantine without its copy."""
+    message, limit = _huge(aws, "docs/refused.txt")
+
+    def refuse(**_: Any) -> None:
+        raise ClientError({"Error": {"Code": "SlowDown", "Message": "x"}}, "UploadPartCopy")
+
+    aws.s3.meta.events.register("before-call.s3.UploadPartCopy", refuse)
+    with pytest.raises(ClientError, match="SlowDown"):
+        make(aws, copy_limit=limit).process(object_ref(message["body"]), lambda: 60.0)
+    assert aws.objects(QUARANTINE) == {}
+    assert aws.s3.list_multipart_uploads(Bucket=QUARANTINE).get("Uploads", []) == []
+    assert [i for i in aws.registry_items() if i["pk"] == document_id(LANDING, "docs/refused.txt")] == []
 
 
 class _Minutes(FakeContext):
