@@ -45,7 +45,8 @@ from stacks.config.workloads import WorkloadConfig, WorkloadName  # noqa: E402
 from tool_guard.contract import ToolBindings  # noqa: E402
 from tools.eval import TRACES, EvalInputError, golden_cases, recorded_calls  # noqa: E402
 from tools.inputs import cdk_context  # noqa: E402
-from tools.review import as_json, cedar_parts, references, render  # noqa: E402
+from tools.reviewing.data import cedar_parts  # noqa: E402
+from tools.reviewing.values import as_json, references, render  # noqa: E402
 from tools.synth import synthesize  # noqa: E402
 
 Document = TypeVar("Document", bound=BaseModel)
@@ -630,7 +631,8 @@ def promotion_report(
 ) -> str:
     """The gates, then the review report of the production tier before and after the promotion,
     with its picture (tools/diagram.py) of the promoted tier, what changed highlighted."""
-    from tools.review import diagram, markdown_for_templates
+    from tools.review import diagram
+    from tools.reviewing.report import markdown_for_templates
 
     return "\n\n".join(
         [

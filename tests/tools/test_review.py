@@ -14,34 +14,39 @@ import pytest
 
 from tests.infra.conftest import Assembly as Synthesized, Synthesizer
 from tools import review as rv
+from tools.reviewing.access import Grant, loosens
+from tools.reviewing.changes import Assembly, Change, diff_values
+from tools.reviewing.render import render_report
+from tools.reviewing.report import CdkDiff, markdown_for_templates, review
+from tools.reviewing.values import render
 
 ROOT = Path(__file__).resolve().parents[2]
 GATEWAY = "genai-production-gateway"
 
 
 @pytest.fixture(scope="module")
-def base(assembly: Synthesized) -> rv.Assembly:
+def base(assembly: Synthesized) -> Assembly:
     return rv.read_assembly(assembly.outdir)
 
 
-def same_stacks(base: rv.Assembly, head: rv.Assembly) -> rv.Assembly:
+def same_stacks(base: Assembly, head: Assembly) -> Assembly:
     """``base`` restricted to the stacks ``head`` has (a head synthesized for one tier only)."""
-    return rv.Assembly({name: base.templates[name] for name in head.templates}, base.bundles)
+    return Assembly({name: base.templates[name] for name in head.templates}, base.bundles)
 
 
-def edited(base: rv.Assembly, stack: str, edit: Any) -> rv.Assembly:
+def edited(base: Assembly, stack: str, edit: Any) -> Assembly:
     """A copy of ``base`` with ``edit(template)`` applied to one stack's template."""
     templates = copy.deepcopy(dict(base.templates))
     edit(templates[stack])
-    return rv.Assembly(templates, base.bundles)
+    return Assembly(templates, base.bundles)
 
 
 def resources_of(template: dict[str, Any], kind: str) -> dict[str, Any]:
     return {key: r for key, r in template["Resources"].items() if r["Type"] == kind}
 
 
-def test_unchanged_app_reports_nothing(base: rv.Assembly) -> None:
-    report = rv.review(base, base, [])
+def test_unchanged_app_reports_nothing(base: Assembly) -> None:
+    report = review(base, base, [])
     sections = report.sections()
     assert report.exit_code == 0
     assert sections["access"] == "No IAM statement or security-group rule changes."
@@ -50,15 +55,13 @@ def test_unchanged_app_reports_nothing(base: rv.Assembly) -> None:
     assert sections["code"] == "No source changes under lambdas/."
 
 
-def test_a_tool_added_to_a_group_is_a_cedar_permit_not_iam_broadening(
-    base: rv.Assembly, synthesize: Synthesizer
-) -> None:
+def test_a_tool_added_to_a_group_is_a_cedar_permit_not_iam_broadening(base: Assembly, synthesize: Synthesizer) -> None:
     tools = ["knowledge_search", "find_orders"]
     head = rv.read_assembly(
         synthesize(tier="production", **{"blueprint.production.groups.customer-basic.tools": tools}).outdir
     )
 
-    report = rv.review(same_stacks(base, head), head, [])
+    report = review(same_stacks(base, head), head, [])
     data = report.sections()["data"]
 
     # The group's one permit now names one more tool: said as the tool added, not the statement.
@@ -76,37 +79,37 @@ def _widen(template: dict[str, Any]) -> None:
     statement["Action"], statement["Resource"] = "s3:*", "*"
 
 
-def test_a_widened_iam_action_broadens_and_exits_2(base: rv.Assembly) -> None:
+def test_a_widened_iam_action_broadens_and_exits_2(base: Assembly) -> None:
     head = edited(base, GATEWAY, _widen)
 
-    report = rv.review(base, head, [])
+    report = review(base, head, [])
     access = report.sections()["access"]
 
     widened = [c for s in report.stacks for c in s.access if c.broadens]
     assert widened
-    assert {(c.item.action, c.item.resource) for c in widened if isinstance(c.item, rv.Grant)} == {("s3:*", "*")}
+    assert {(c.item.action, c.item.resource) for c in widened if isinstance(c.item, Grant)} == {("s3:*", "*")}
     assert f"### {GATEWAY}" in access
     assert "+ **broadens** | Allow" in access
     assert "`s3:*`" in access
     assert report.exit_code == 2
 
 
-def test_the_report_draws_the_head_app_with_what_changed_highlighted(base: rv.Assembly) -> None:
+def test_the_report_draws_the_head_app_with_what_changed_highlighted(base: Assembly) -> None:
     """`make review` passes tools/diagram.py's drawing: the report's picture marks the resource the
     change touched (the widened policy's function), and an unchanged app gets no picture."""
     draw = rv.diagram()
     assert draw is not None
-    text = rv.render_report(rv.review(base, edited(base, GATEWAY, _widen), [], draw=draw))
+    text = render_report(review(base, edited(base, GATEWAY, _widen), [], draw=draw))
     picture = text.split("## Picture\n", 1)[1].split("```mermaid\n", 1)[1].split("```", 1)[0]
     assert picture.startswith("flowchart LR")
     (marked,) = [line for line in picture.splitlines() if line.strip().startswith("class ")]
     highlighted = marked.split()[1].split(",")
     assert all(node.startswith("production_gateway_") for node in highlighted), marked
-    assert "## Picture" not in rv.render_report(rv.review(base, base, [], draw=draw))
+    assert "## Picture" not in render_report(review(base, base, [], draw=draw))
 
 
 def test_an_embedding_model_change_shows_the_replaced_knowledge_base_and_its_data_loss(
-    base: rv.Assembly, synthesize: Synthesizer
+    base: Assembly, synthesize: Synthesizer
 ) -> None:
     head = rv.read_assembly(
         synthesize(
@@ -114,7 +117,7 @@ def test_an_embedding_model_change_shows_the_replaced_knowledge_base_and_its_dat
         ).outdir
     )
 
-    report = rv.review(same_stacks(base, head), head, [])
+    report = review(same_stacks(base, head), head, [])
     losses = {(x.diff.type, x.replaced) for s in report.stacks for x in s.losses if x.at_risk}
     table = report.sections()["losses"]
 
@@ -128,7 +131,7 @@ def test_an_embedding_model_change_shows_the_replaced_knowledge_base_and_its_dat
 
 
 def test_a_create_only_change_replaces_and_so_do_resources_whose_create_only_refs_point_at_it(
-    base: rv.Assembly,
+    base: Assembly,
 ) -> None:
     stack = "genai-production-knowledge"
 
@@ -136,15 +139,15 @@ def test_a_create_only_change_replaces_and_so_do_resources_whose_create_only_ref
         (index,) = resources_of(template, "AWS::S3Vectors::Index").values()
         index["Properties"]["Dimension"] = 512
 
-    report = rv.review(base, edited(base, stack, resize), [])
+    report = review(base, edited(base, stack, resize), [])
     replaced = {x.diff.type: x.reasons for s in report.stacks for x in s.losses}
 
     assert replaced["AWS::S3Vectors::Index"] == ("`Dimension` changed (create-only)",)
     assert "may be replaced" in replaced["AWS::Bedrock::KnowledgeBase"][0]  # its StorageConfiguration refers to it
 
 
-def test_a_handler_edit_lists_its_package(base: rv.Assembly) -> None:
-    report = rv.review(base, base, ["lambdas/ai_gateway/handler.py", "stacks/production/gateway.py"])
+def test_a_handler_edit_lists_its_package(base: Assembly) -> None:
+    report = review(base, base, ["lambdas/ai_gateway/handler.py", "stacks/production/gateway.py"])
 
     assert [c.package for c in report.code] == ["ai_gateway"]
     # Every function the package's asset deploys: the buffered and streaming gateway functions, the
@@ -158,8 +161,8 @@ def test_a_handler_edit_lists_its_package(base: rv.Assembly) -> None:
     assert "| **ai_gateway** | ai_gateway |" in report.sections()["code"]
 
 
-def test_a_shared_edit_lists_every_package_that_bundles_shared(base: rv.Assembly) -> None:
-    report = rv.review(base, base, ["lambdas/shared/tools.py"])
+def test_a_shared_edit_lists_every_package_that_bundles_shared(base: Assembly) -> None:
+    report = review(base, base, ["lambdas/shared/tools.py"])
 
     deployed = {p.name for p in (ROOT / "lambdas").iterdir() if (p / "__init__.py").is_file()} - {"shared"}
     assert {c.package for c in report.code} == deployed
@@ -167,11 +170,11 @@ def test_a_shared_edit_lists_every_package_that_bundles_shared(base: rv.Assembly
     assert {"agent", "ai_gateway", "tool_guard"} <= {c.package for c in report.code}
 
 
-def test_a_quota_change_is_one_key_path_in_the_runtime_document(base: rv.Assembly, synthesize: Synthesizer) -> None:
+def test_a_quota_change_is_one_key_path_in_the_runtime_document(base: Assembly, synthesize: Synthesizer) -> None:
     quota = "blueprint.production.groups.customer-basic.output_quotas.chat.limit"
     head = rv.read_assembly(synthesize(tier="production", **{quota: 5000}).outdir)
 
-    report = rv.review(same_stacks(base, head), head, [])
+    report = review(same_stacks(base, head), head, [])
     sections = report.sections()
 
     assert "`Content (JSON) groups.customer-basic.quotas.chat.limit`: `2000` → `5000`" in sections["other"]
@@ -185,7 +188,7 @@ def test_diff_values_reads_json_built_with_intrinsics() -> None:
     old = {"Fn::Join": ["", ['{"a":"', {"Ref": "X"}, '","n":1}']]}
     new = {"Fn::Join": ["", ['{"a":"', {"Ref": "X"}, '","n":2}']]}
 
-    (change,) = rv.diff_values(rv.render(old), rv.render(new), ("V",))
+    (change,) = diff_values(render(old), render(new), ("V",))
 
     assert change.describe() == "`V (JSON) n`: `1` → `2`"
 
@@ -210,13 +213,13 @@ def test_cdk_diff_cli_on_one_stack(assembly: Synthesized, tmp_path: Path) -> Non
     assert "IAM Statement Changes" in broader.text
 
 
-def test_a_renamed_stack_is_compared_with_its_former_self_and_its_data_stores_still_go(base: rv.Assembly) -> None:
+def test_a_renamed_stack_is_compared_with_its_former_self_and_its_data_stores_still_go(base: Assembly) -> None:
     old = "genai-production-identity"
     templates = dict(base.templates)
     templates["genai-production-people"] = templates.pop(old)
-    head = rv.Assembly(templates, base.bundles)
+    head = Assembly(templates, base.bundles)
 
-    report = rv.review(base, head, [])
+    report = review(base, head, [])
     moved = next(s for s in report.stacks if s.stack == "genai-production-people")
     (pool,) = [x for s in report.stacks for x in s.losses if x.diff.type == "AWS::Cognito::UserPool"]
 
@@ -245,11 +248,11 @@ def test_the_base_worktree_is_removed_also_on_failure(tmp_path: Path) -> None:
     assert (ROOT / ".venv" / "bin" / "python").exists()  # the link went, not what it pointed to
 
 
-def test_markdown_for_templates_is_the_report_one_heading_level_down(base: rv.Assembly) -> None:
+def test_markdown_for_templates_is_the_report_one_heading_level_down(base: Assembly) -> None:
     """What tools/promote.py embeds under its own "##" heading."""
     after = edited(base, GATEWAY, _widen).templates
 
-    text = rv.markdown_for_templates(base.templates, after)
+    text = markdown_for_templates(base.templates, after)
 
     assert text.startswith("**Access broadens: exit code 2")
     assert "\n### 1. IAM and network access\n" in text
@@ -266,26 +269,26 @@ def _user_tokens_for_agents(template: dict[str, Any]) -> None:
         }
 
 
-def test_letting_user_tokens_reach_an_agent_loosens_authentication_and_exits_2(base: rv.Assembly) -> None:
+def test_letting_user_tokens_reach_an_agent_loosens_authentication_and_exits_2(base: Assembly) -> None:
     # Each agent's runtime is in its own stack (<prefix>-production-agent-<name>).
     agents = [name for name in base.templates if "-production-agent-" in name]
     loose = base
     for stack in agents:
         loose = edited(loose, stack, _user_tokens_for_agents)
-    report = rv.review(base, loose, [])
+    report = review(base, loose, [])
     assert report.exit_code == 2
     assert "`AuthorizerConfiguration`" in report.sections()["access"]
     loosened = [line for line in report.sections()["access"].splitlines() if line.endswith("**loosens**")]
     assert len(loosened) == len(agents) == 2  # both runtimes
     assert all("AuthorizerConfiguration" in line and "CustomJWTAuthorizer" in line for line in loosened)
     # The other way round (a token authorizer taken away: IAM only) lets no one more in.
-    back = rv.review(loose, base, [])
+    back = review(loose, base, [])
     assert back.exit_code == 0
-    assert all(not rv.loosens(c) for s in back.stacks for d in s.diffs for c in d.changes)
+    assert all(not loosens(c) for s in back.stacks for d in s.diffs for c in d.changes)
 
 
 @pytest.mark.parametrize(
-    ("path", "old", "new", "loosens"),
+    ("path", "old", "new", "loosened"),
     [
         (("AuthorizationType",), "CUSTOM", "NONE", True),
         (("AuthorizationType",), "NONE", "CUSTOM", False),
@@ -296,8 +299,8 @@ def test_letting_user_tokens_reach_an_agent_loosens_authentication_and_exits_2(b
         (("AuthorizerConfiguration", "CustomJWTAuthorizer", "AllowedClients"), ["a", "b"], ["a"], False),
     ],
 )
-def test_what_loosens_authentication(path: tuple[str, ...], old: Any, new: Any, loosens: bool) -> None:
-    assert rv.loosens(rv.Change(path, old, new)) is loosens
+def test_what_loosens_authentication(path: tuple[str, ...], old: Any, new: Any, loosened: bool) -> None:
+    assert loosens(Change(path, old, new)) is loosened
 
 
 # --- Without a synth: small templates ------------------------------------------------------------
@@ -312,8 +315,8 @@ def _policy(actions: Any, key: str = "Action", **more: Any) -> dict[str, Any]:
     return {"Resources": {"KendraIndexRoleDefaultPolicy": policy, **more}}
 
 
-def _app(template: dict[str, Any]) -> rv.Assembly:
-    return rv.Assembly({STACK: template})
+def _app(template: dict[str, Any]) -> Assembly:
+    return Assembly({STACK: template})
 
 
 def test_a_narrowed_statement_exits_0_and_shows_cdks_own_verdict_as_its_view() -> None:
@@ -322,7 +325,7 @@ def test_a_narrowed_statement_exits_0_and_shows_cdks_own_verdict_as_its_view() -
     base = _app(_policy(["logs:CreateLogGroup", "logs:DeleteLogGroup"]))
     head = _app(_policy("logs:CreateLogGroup"))
 
-    report = rv.review(base, head, [], {STACK: rv.CdkDiff(STACK, "[+] Allow logs:CreateLogGroup", True)})
+    report = review(base, head, [], {STACK: CdkDiff(STACK, "[+] Allow logs:CreateLogGroup", True)})
     access = report.sections()["access"]
 
     assert report.exit_code == 0
@@ -337,38 +340,38 @@ def test_cdk_diffs_broadening_counts_where_the_comparison_finds_no_access_change
     base = _app(_policy("logs:CreateLogGroup", Other={"Type": "AWS::SQS::QueuePolicy", "Properties": {"A": 1}}))
     head = _app(_policy("logs:CreateLogGroup", Other={"Type": "AWS::SQS::QueuePolicy", "Properties": {"A": 2}}))
 
-    report = rv.review(base, head, [], {STACK: rv.CdkDiff(STACK, "[+] Allow sqs:SendMessage", True)})
+    report = review(base, head, [], {STACK: CdkDiff(STACK, "[+] Allow sqs:SendMessage", True)})
 
     assert report.exit_code == 2
     assert "finds no access change there to explain it" in report.sections()["access"]
-    assert rv.review(base, head, [], {STACK: rv.CdkDiff(STACK, "", False)}).exit_code == 0
+    assert review(base, head, [], {STACK: CdkDiff(STACK, "", False)}).exit_code == 0
 
 
 def test_a_widened_statement_exits_2_whatever_cdk_diff_says() -> None:
     base = _app(_policy("logs:CreateLogGroup"))
     head = _app(_policy(["logs:CreateLogGroup", "logs:DeleteLogGroup"]))
 
-    report = rv.review(base, head, [], {STACK: rv.CdkDiff(STACK, "", False)})
+    report = review(base, head, [], {STACK: CdkDiff(STACK, "", False)})
 
     assert report.exit_code == 2
     assert f"CDK's view: `cdk diff` reports no broadened access in {STACK}" in report.sections()["access"]
-    assert rv.review(base, head, [], {STACK: rv.CdkDiff(STACK, "", True)}).exit_code == 2
+    assert review(base, head, [], {STACK: CdkDiff(STACK, "", True)}).exit_code == 2
 
 
 def test_a_not_action_edit_is_not_judged_so_it_counts_as_broadening() -> None:
     wide = _app(_policy(["logs:CreateLogGroup", "logs:DeleteLogGroup"], key="NotAction"))
     narrow = _app(_policy(["logs:CreateLogGroup"], key="NotAction"))
-    assert rv.review(wide, narrow, []).exit_code == 2  # logs:DeleteLogGroup now allowed
-    assert rv.review(narrow, wide, []).exit_code == 2  # not judged either way
+    assert review(wide, narrow, []).exit_code == 2  # logs:DeleteLogGroup now allowed
+    assert review(narrow, wide, []).exit_code == 2  # not judged either way
 
 
 def test_a_stack_that_leaves_the_app_stays_deployed_until_deleted() -> None:
     """`cdk deploy` never deletes a stack that is no longer in the app (docs/promotion.md)."""
     bucket = {"Type": "AWS::S3::Bucket", "DeletionPolicy": "Delete"}
-    base = rv.Assembly({STACK: _policy("logs:CreateLogGroup", Documents=bucket), "kept": {"Resources": {}}})
-    head = rv.Assembly({"kept": {"Resources": {}}})
+    base = Assembly({STACK: _policy("logs:CreateLogGroup", Documents=bucket), "kept": {"Resources": {}}})
+    head = Assembly({"kept": {"Resources": {}}})
 
-    report = rv.review(base, head, [])
+    report = review(base, head, [])
     text = report.markdown()
     (loss,) = [x for s in report.stacks for x in s.losses if x.at_risk]
 
@@ -417,5 +420,5 @@ def test_changed_files_include_new_untracked_files_and_the_tree_is_dirty_only_wh
     assert rv.changed_files("HEAD", tmp_path) == ["workloads/sales.json"]
     assert (
         "Other changed files: `workloads` (1)"
-        in rv.review(rv.Assembly({}), rv.Assembly({}), ["workloads/sales.json"]).sections()["code"]
+        in review(Assembly({}), Assembly({}), ["workloads/sales.json"]).sections()["code"]
     )

@@ -15,10 +15,13 @@ from typing import Any
 import pytest
 
 from tests.infra.conftest import Assembly as Synthesized
-from tools import review as rv
+from tools.reviewing.access import Rule
+from tools.reviewing.changes import Assembly
+from tools.reviewing.data import CEDAR_POLICY, cedar_summary
+from tools.reviewing.report import Report, review
 
 STACK = "genai-production-tools"
-POLICY = rv.CEDAR_POLICY
+POLICY = CEDAR_POLICY
 
 
 # --- The Cedar permits' creation chain, on the synthesized tools stack --------------------------
@@ -79,21 +82,21 @@ def with_group_after(template: dict[str, Any], first: str, group: str) -> dict[s
 NEW_PERMIT = "PolicyEnginePermitCustomerSilver"
 
 
-def review_of(base: dict[str, Any], head: dict[str, Any]) -> rv.Report:
-    return rv.review(rv.Assembly({STACK: base}), rv.Assembly({STACK: head}), [])
+def review_of(base: dict[str, Any], head: dict[str, Any]) -> Report:
+    return review(Assembly({STACK: base}), Assembly({STACK: head}), [])
 
 
 def test_a_group_added_into_the_chain_is_its_permit_and_one_folded_line(tools: dict[str, Any]) -> None:
     """customer-silver sorts between customer-gold and the permit after it: one permit added, and
     the next one's DependsOn re-pointed, which says nothing about what it permits."""
     resources = tools["Resources"]
-    gold = next(k for k, r in resources.items() if r["Type"] == POLICY and "customer-gold" in rv.cedar_summary(r))
+    gold = next(k for k, r in resources.items() if r["Type"] == POLICY and "customer-gold" in cedar_summary(r))
     head = with_group_after(tools, gold, "customer-silver")
 
     report = review_of(tools, head)
     data = report.sections()["data"]
 
-    silver = rv.cedar_summary(resources[gold]).replace("`customer-gold`", "`customer-silver`")
+    silver = cedar_summary(resources[gold]).replace("`customer-gold`", "`customer-silver`")
     assert silver.startswith("permit `")
     assert report.data.permits == [f"+ {silver} ({STACK}, `{NEW_PERMIT}`)"]
     assert len(report.data.rechained) == 1
@@ -158,19 +161,19 @@ HTTPS_OUT = {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "CidrIp": "0.0
 FROM_PEER = {"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432, "SourceSecurityGroupId": {"Ref": "Peer"}}
 
 
-def net(**resources: dict[str, Any]) -> rv.Assembly:
-    return rv.Assembly({NET: {"Resources": resources}})
+def net(**resources: dict[str, Any]) -> Assembly:
+    return Assembly({NET: {"Resources": resources}})
 
 
 def test_an_ingress_rule_added_to_a_security_group_broadens_and_exits_2() -> None:
     base = net(Sg=_group(egress=[HTTPS_OUT]))
     head = net(Sg=_group(ingress=[FROM_PEER], egress=[HTTPS_OUT]))
 
-    report = rv.review(base, head, [])
+    report = review(base, head, [])
     access = report.sections()["access"]
 
     (change,) = [c for s in report.stacks for c in s.access]
-    assert change.item == rv.Rule(NET, "Ingress", "${Sg}", "tcp", "5432-5432", "SourceSecurityGroupId=${Peer}")
+    assert change.item == Rule(NET, "Ingress", "${Sg}", "tcp", "5432-5432", "SourceSecurityGroupId=${Peer}")
     assert (change.added, change.broadens, change.source) == (True, True, "Sg")
     assert "| + **broadens** | Ingress | ${Sg} | `tcp 5432-5432` | SourceSecurityGroupId=${Peer} |" in access
     assert f"### {NET}: 1 permissions changed, 1 broadening" in access
@@ -181,14 +184,14 @@ def test_an_ingress_rule_added_to_a_security_group_broadens_and_exits_2() -> Non
 
 def test_a_rule_removed_narrows_and_a_port_change_is_one_removed_and_one_added() -> None:
     base = net(Sg=_group(egress=[HTTPS_OUT]))
-    removed = rv.review(base, net(Sg=_group(egress=[])), [])
+    removed = review(base, net(Sg=_group(egress=[])), [])
     (change,) = [c for s in removed.stacks for c in s.access]
     assert (change.added, change.broadens) == (False, False)
     assert "| − | Egress | ${Sg} | `tcp 443-443` | CidrIp=0.0.0.0/0 |" in removed.sections()["access"]
     assert removed.exit_code == 0
 
-    moved = rv.review(base, net(Sg=_group(egress=[{**HTTPS_OUT, "FromPort": 80, "ToPort": 80}])), [])
-    assert sorted((c.added, c.item.ports) for s in moved.stacks for c in s.access if isinstance(c.item, rv.Rule)) == [
+    moved = review(base, net(Sg=_group(egress=[{**HTTPS_OUT, "FromPort": 80, "ToPort": 80}])), [])
+    assert sorted((c.added, c.item.ports) for s in moved.stacks for c in s.access if isinstance(c.item, Rule)) == [
         (False, "443-443"),
         (True, "80-80"),
     ]
@@ -201,13 +204,13 @@ def test_a_standalone_ingress_resource_is_a_rule_of_the_group_it_names() -> None
     base = net(Sg=_group())
     head = net(Sg=_group(), SgFromPeer=rule)
 
-    report = rv.review(base, head, [])
+    report = review(base, head, [])
 
     (change,) = [c for s in report.stacks for c in s.access]
-    assert change.item == rv.Rule(NET, "Ingress", "${Sg}", "tcp", "5432-5432", "SourceSecurityGroupId=${Peer}")
+    assert change.item == Rule(NET, "Ingress", "${Sg}", "tcp", "5432-5432", "SourceSecurityGroupId=${Peer}")
     assert (change.source, change.broadens) == ("SgFromPeer", True)
     # Taking it away again narrows.
-    back = rv.review(head, base, [])
+    back = review(head, base, [])
     assert [(c.added, c.broadens) for s in back.stacks for c in s.access] == [(False, False)]
     assert back.exit_code == 0
 
@@ -236,7 +239,7 @@ def guardrail(pii: list[dict[str, str]] = PII, **more: Any) -> dict[str, Any]:
 
 
 def settings_of(base: dict[str, Any], head: dict[str, Any]) -> list[str]:
-    report = rv.review(rv.Assembly({DATA: {"Resources": base}}), rv.Assembly({DATA: {"Resources": head}}), [])
+    report = review(Assembly({DATA: {"Resources": base}}), Assembly({DATA: {"Resources": head}}), [])
     assert report.exit_code == 0
     return report.data.settings
 
@@ -301,7 +304,7 @@ def test_a_change_outside_data_handling_is_not_listed_there() -> None:
     tagged["Properties"]["Tags"] = [{"Key": "team", "Value": "support"}]
     before, after = ({DATA: {"Resources": {"Docs": b}}} for b in (bucket(), tagged))
 
-    report = rv.review(rv.Assembly(before), rv.Assembly(after), [])
+    report = review(Assembly(before), Assembly(after), [])
 
     assert report.data.settings == []
     assert report.sections()["data"] == "No data-handling changes."

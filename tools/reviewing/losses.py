@@ -1,0 +1,151 @@
+"""2. Replacements and removals: create-only properties (the CloudFormation schemas cfn-lint
+ships), cascades, and what a data store loses."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cfnlint
+
+from tools.reviewing.changes import ResourceDiff
+from tools.reviewing.values import KeyPath, at, references, render
+
+# The region whose CloudFormation schemas decide what is create-only (the app's region).
+SCHEMA_REGION = "us-east-1"
+
+
+# What a data store loses with its physical resource.
+DATA_STORES: dict[str, str] = {
+    "AWS::S3::Bucket": "its objects",
+    "AWS::DynamoDB::Table": "its items",
+    "AWS::DynamoDB::GlobalTable": "its items (every replica)",
+    "AWS::KMS::Key": "the key: whatever it encrypted becomes unreadable once the deletion window ends",
+    "AWS::Logs::LogGroup": "its log events",
+    "AWS::Cognito::UserPool": "its users, their passwords and MFA devices",
+    "AWS::S3Vectors::VectorBucket": "its vector indexes",
+    "AWS::S3Vectors::Index": "its embeddings (documents must be ingested again)",
+    "AWS::Bedrock::KnowledgeBase": "its sync state and vectors (a new one starts empty and must sync)",
+    "AWS::Bedrock::DataSource": "its ingested chunks (removed from the vector store per DataDeletionPolicy)",
+    "AWS::BedrockAgentCore::Memory": "conversation events and long-term memory records",
+    "AWS::Kendra::Index": "its indexed documents",
+    "AWS::SQS::Queue": "messages waiting in it",
+    "AWS::SecretsManager::Secret": "the secret value",
+    "AWS::Macie::AllowList": "its allow-list entries",
+}
+RETAINED = {"Retain", "RetainExceptOnCreate"}
+
+
+@functools.cache
+def create_only(resource_type: str) -> tuple[KeyPath, ...]:
+    """The properties whose change replaces a resource, from the CloudFormation schemas cfn-lint ships."""
+    schemas = Path(cfnlint.__file__).parent / "data" / "schemas"
+    providers = json.loads((schemas / "providers" / f"{SCHEMA_REGION}.json").read_text())
+    name = providers.get(resource_type)
+    if not isinstance(name, str) or not (schemas / "resources" / f"{name}.json").is_file():
+        return ()
+    schema = json.loads((schemas / "resources" / f"{name}.json").read_text())
+    paths = (p.removeprefix("/properties/").split("/*")[0] for p in schema.get("createOnlyProperties", []))
+    return tuple(dict.fromkeys(tuple(p.split("/")) for p in paths if p))
+
+
+def properties(resource: Mapping[str, Any]) -> Any:
+    return resource.get("Properties", {})
+
+
+def direct_replacement(diff: ResourceDiff) -> list[str]:
+    if diff.old.get("Type") != diff.new.get("Type"):
+        return ["its type changed"]
+    return [
+        f"`{'.'.join(path)}` changed (create-only)"
+        for path in create_only(diff.type)
+        if render(at(properties(diff.old), path)) != render(at(properties(diff.new), path))
+    ]
+
+
+def cascaded_replacement(diff: ResourceDiff, replaced: set[str]) -> list[str]:
+    reasons = []
+    for path in create_only(diff.type):
+        refs = references(at(properties(diff.new), path)) & replaced
+        if refs:
+            reasons.append(f"`{'.'.join(path)}` refers to {', '.join(sorted(refs))}, replaced (may be replaced)")
+    return reasons
+
+
+def replacements(diffs: Sequence[ResourceDiff], cdk_verdicts: Mapping[str, str]) -> dict[str, list[str]]:
+    """Why each replaced resource of one stack is replaced, by key: create-only properties that change,
+    then (to a fixed point) create-only properties that refer to a replaced resource, then what the CDK
+    diff says that the schemas do not."""
+    modified = [d for d in diffs if d.status in ("modified", "unchanged")]
+    reasons = {d.key: r for d in modified if (r := direct_replacement(d))}
+    replaced = {d.logical_id for d in diffs if d.status == "removed" or d.key in reasons}
+    growing = True
+    while growing:
+        growing = False
+        for diff in (d for d in modified if d.key not in reasons):
+            if found := cascaded_replacement(diff, replaced):
+                reasons[diff.key], growing = found, True
+                replaced.add(diff.logical_id)
+    for diff in modified:
+        verdict = cdk_verdicts.get(diff.logical_id)
+        if verdict in ("replace", "may be replaced") and diff.key not in reasons:
+            reasons[diff.key] = [f"`cdk diff`: {verdict}"]
+    return reasons
+
+
+@dataclass(frozen=True)
+class Loss:
+    """A resource replaced or removed, and what happens to the physical one."""
+
+    diff: ResourceDiff
+    replaced: bool
+    reasons: tuple[str, ...]
+    fate: str
+    at_risk: str  # what a data store loses, "" for other resources
+    successor: str = ""  # the logical id that takes its place (same type and construct, new id)
+
+
+# A stack that leaves the app is not deleted by `cdk deploy`: its resources go only with the stack.
+UNTIL_DELETED = (
+    "its stack is no longer in the app and stays deployed until deleted with `aws cloudformation delete-stack`"
+)
+
+
+def _fate(resource: Mapping[str, Any], replaced: bool, stack_removed: bool = False) -> str:
+    policy = resource.get("UpdateReplacePolicy" if replaced else "DeletionPolicy", "Delete")
+    subject = "the old one is" if replaced else "then it is" if stack_removed else "it is"
+    if policy in RETAINED:
+        fate = f"{subject} retained ({policy}): data kept, no longer managed by the stack"
+    elif policy == "Snapshot":
+        fate = f"{subject} deleted after a snapshot"
+    else:
+        fate = f"{subject} deleted"
+    return f"{UNTIL_DELETED}; {fate}" if stack_removed and not replaced else fate
+
+
+def _successor(removed: ResourceDiff, added: Sequence[ResourceDiff]) -> str:
+    parent = removed.cdk_path.rsplit("/", 1)[0]
+    alike = [a for a in added if a.type == removed.type and a.cdk_path.rsplit("/", 1)[0] == parent]
+    return alike[0].logical_id if len(alike) == 1 and parent else ""
+
+
+def losses(
+    diffs: Sequence[ResourceDiff], reasons: Mapping[str, list[str]], note: str = "", stack_removed: bool = False
+) -> list[Loss]:
+    """Resources replaced or removed; ``note`` follows the fate of a data store removed;
+    ``stack_removed``: the whole stack left the app (its resources stay until the stack is deleted)."""
+    added = [d for d in diffs if d.status == "added"]
+    found = []
+    for diff in diffs:
+        replaced = diff.key in reasons
+        if replaced or diff.status == "removed":
+            successor = "" if replaced else _successor(diff, added)
+            why = tuple(reasons.get(diff.key, [f"replaced by `{successor}`"] if successor else []))
+            at_risk = DATA_STORES.get(diff.type, "")
+            fate = _fate(diff.old, replaced, stack_removed) + (note if at_risk and not replaced else "")
+            found.append(Loss(diff, replaced or bool(successor), why, fate, at_risk, successor))
+    return found
