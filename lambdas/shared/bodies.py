@@ -28,8 +28,10 @@ MAX_ARRAY_ITEMS = 1_000  # of any one array in a JSON body (check_counts)
 # Of a whole JSON body, counted before it is parsed (check_values): a parser builds one Python object
 # per value, and 6 MB of "[{},{},...]" is two million of them, over 200 MB.
 MAX_VALUES = 250_000
-# A JSON string, escapes included (the loop unrolled: linear, no backtracking).
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+# A JSON string, escapes included (the loop unrolled: linear, no backtracking), or one that never
+# closes, to the end of the text: a match may not fail once started, or re.sub would scan from
+# every quote to the end again (the square of the length: 18 s for 80 KB of \" pairs).
+_STRING = re.compile(rb'"[^"\\]*(?:\\.?[^"\\]*)*(?:"|\Z)', re.DOTALL)
 # The most messages one conversation turn may carry: each of the gateway's routes, and the agent's
 # body (the gateway sends it the request's messages). A long chat's history is resent whole every
 # turn, and the gateway's session transcript checks only what is new, so it is the characters

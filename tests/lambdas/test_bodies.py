@@ -9,11 +9,13 @@ import tracemalloc
 from typing import Any
 
 import pytest
+from hypothesis import example, given, strategies as st
 
 from shared.bodies import (
     MAX_ARRAY_ITEMS,
     MAX_OBJECT_KEYS,
     MAX_VALUES,
+    _STRING,
     BodyError,
     check_counts,
     check_values,
@@ -121,6 +123,25 @@ def test_separators_inside_strings_are_not_values() -> None:
     text = json.dumps({"body": '",[{' * 500_000 + "\\" + '"'})
     check_values(text.encode())
     assert json_bytes(text, False) == text.encode()
+
+
+@given(st.binary(max_size=200))
+@example(b"\\")  # a lone backslash at the end
+@example(b"\\\n")  # an escaped line break: JSON has none, the count must still not fail
+def test_a_string_once_started_always_matches_so_the_count_is_linear(rest: bytes) -> None:
+    """re.sub tries the string pattern at every quote: a match that could fail after scanning to
+    the end (a string that never closes, as in 500 KB of \\" pairs) would make the count scan from
+    every quote again, the square of the length. One that never closes runs to the end instead."""
+    match = _STRING.match(b'"' + rest)
+    assert match is not None
+    if b'"' not in rest.replace(b"\\\\", b"").replace(b'\\"', b""):  # no quote that closes it
+        assert match.end() == 1 + len(rest)
+
+
+def test_a_body_of_quotes_that_never_close_is_counted_as_one_string() -> None:
+    data = b"[" + b'\\"' * 250_001 + b"]"  # over 2 * MAX_VALUES bytes: the count runs
+    assert _STRING.sub(b'""', data) == b'[\\""'  # the first quote opens a string that runs to the end
+    check_values(data)  # then the model refuses it: it is not JSON
 
 
 def test_the_values_bound_is_the_callers_to_choose() -> None:
