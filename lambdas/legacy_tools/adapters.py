@@ -80,8 +80,15 @@ def find_orders(client: LegacyClient, shape: Shape, arguments: Mapping[str, Any]
     customer_id = _chained_segment(_object(matches[0], "data.items[0]").get("customerId"), "customerId")
     listing, _ = client.get(f"/v2/customers/{customer_id}/orders", {"status": request.status})
     orders = _list(_object(_object(listing, "the answer").get("data"), "data").get("orders"), "data.orders")
-    projected = [project(order, shape.fields["find_orders"]) for order in orders]
-    return page(projected, query=query, offset=offset, top_k=shape.top_k, byte_budget=shape.byte_budget)
+    fields = shape.fields["find_orders"]
+    return page(
+        orders,
+        query=query,
+        offset=offset,
+        top_k=shape.top_k,
+        byte_budget=shape.byte_budget,
+        shape=lambda order: project(order, fields),
+    )
 
 
 def get_customer(client: LegacyClient, shape: Shape, arguments: Mapping[str, Any]) -> dict[str, Any]:
@@ -171,11 +178,12 @@ def single_call(name: str, declared: SingleCallTool) -> Tool:
                 "upstream_unavailable", f"the service's answer holds no list at {declared.records}: it has changed"
             )
         return page(
-            [project(item, fields) for item in items],
+            items,
             query=query,
             offset=offset,
             top_k=shape.top_k,
             byte_budget=shape.byte_budget,
+            shape=lambda item: project(item, fields),
         )
 
     return Tool(spec, run)

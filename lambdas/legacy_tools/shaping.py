@@ -6,7 +6,7 @@ import base64
 import hashlib
 import json
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from shared.field_paths import value_at
@@ -56,14 +56,17 @@ def _fingerprint(query: Mapping[str, Any]) -> str:
 
 
 def page(
-    records: Sequence[dict[str, Any]],
+    records: Sequence[Any],
     *,
     query: Mapping[str, Any],
     offset: int,
     top_k: int,
     byte_budget: int,
+    shape: Callable[[Any], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Up to top_k records from offset, cut further to fit byte_budget, with the next cursor.
+    ``shape`` makes a record of an upstream item (its projection): only the page's are shaped, so
+    an answer of a million tiny items costs the items' list, not a million projections.
 
     The result says how many records exist, how many it returns, and, when the budget cut it
     short, that it was truncated: the next cursor always continues exactly where this page ended.
@@ -72,7 +75,7 @@ def page(
     left out with a ``note``, and the cursor goes past it. The answer never weighs more than
     byte_budget (compact JSON; the config's smallest budget, 512, holds any of these envelopes).
     """
-    window = records[offset : offset + top_k]
+    window = [shape(item) for item in records[offset : offset + top_k]] if shape else records[offset : offset + top_k]
     result: dict[str, Any] = {"total": len(records), "returned": 0, "records": []}
     # What is left for the records once the envelope (with the most it can return) and the
     # cursor's and truncation marker's allowance are counted.

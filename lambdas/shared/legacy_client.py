@@ -155,7 +155,9 @@ class LegacyClient:
             if status != 200 or data is None:
                 raise _refusal(status)
             return decode_json(data), len(data)
-        raise _unavailable("the service kept refusing the token")
+        # Only a 401 on the last attempt gets here: its fresh token waits for the next call (the
+        # refresh is an attempt, as longest_call_seconds counts them).
+        raise _unavailable("the service refused the token; no attempt was left to retry with a fresh one")
 
     def _exchange(
         self, method: str, url: str, *, headers: dict[str, str], body: str | None = None
@@ -340,7 +342,8 @@ def _depth(value: Any) -> int:
         deepest = max(deepest, level)
         if deepest > MAX_JSON_DEPTH:
             return deepest
-        stack.extend((child, level + 1) for child in children)
+        # Only containers nest: a list of a million numbers is not a million entries here.
+        stack.extend((child, level + 1) for child in children if isinstance(child, dict | list))
     return deepest
 
 

@@ -10,12 +10,19 @@ written with JSON's escapes instead: the same JSON value, every character kept, 
 from __future__ import annotations
 
 import json
+import logging
 import traceback
 from typing import Any
 
 from aws_lambda_powertools import Logger
 
 RAISED_AT_FRAMES = 8  # the innermost frames of an unexpected error's traceback that are logged
+# urllib3 (under botocore, the legacy client, the key fetch, the web tools) logs what it could not
+# parse at WARNING, with the request's URL (whose query holds a caller's arguments: an e-mail, a
+# cursor) and the upstream's own text, and the runtime writes every logger's warnings: only its
+# errors (it logs none today) reach the logs. Every failure it meets is raised, and handled, anyway.
+URLLIB3_LEVEL = logging.ERROR
+logging.getLogger("urllib3").setLevel(URLLIB3_LEVEL)
 
 
 def serialize(record: dict[str, Any]) -> str:

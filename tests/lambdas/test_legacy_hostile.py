@@ -12,6 +12,7 @@ import base64
 import codecs
 import gc
 import json
+import logging
 import tracemalloc
 from collections.abc import Iterator
 from typing import Any
@@ -116,6 +117,24 @@ def test_an_answer_larger_than_the_cap_is_refused_while_it_streams(api: LegacyAp
         tracemalloc.stop()
     assert (error.kind, error.message) == ("upstream_unavailable", f"the service's answer is larger than {CAP} bytes")
     assert peak < 3 * CAP, peak
+
+
+def test_a_listing_of_many_tiny_items_projects_only_the_page_it_returns(api: LegacyApi) -> None:
+    """Within the cap, 1 MiB of [0,0,...] is half a million items: each projected was about 145
+    times the answer's size in memory (past a 256 MB function at a 2 MiB cap); a page projects top_k,
+    and the depth check holds containers only: about 7 times."""
+    items = b",".join([b"0"] * ((CAP - 64) // 2))
+    body = b'{"data": {"orders": [' + items + b"]}}"
+    api.answers[f"/v2/customers/{CUSTOMER_ID}/orders"] = Answer(body=body)
+    client = make_client(api)
+    tracemalloc.start()
+    try:
+        answer = find_orders(client)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (answer["total"], answer["returned"]) == (items.count(b",") + 1, SHAPE.top_k)
+    assert peak < 12 * len(body), f"{peak / 2**20:.0f} MiB for {len(body) / 2**20:.1f} MiB"
 
 
 def test_a_declared_length_over_the_cap_is_refused_before_any_body_is_read(api: LegacyApi) -> None:
@@ -225,6 +244,37 @@ def test_a_malformed_answer_is_a_taxonomy_error(api: LegacyApi, body: bytes, mes
     error = refusal(make_client(api))
     assert error.kind == "upstream_unavailable"
     assert message in error.message, error.message
+
+
+def test_with_one_attempt_a_token_revoked_early_fails_one_call_and_the_next_gets_a_fresh_one(api: LegacyApi) -> None:
+    """The refresh after a 401 is an attempt (longest_call_seconds counts them): with one, the call
+    says so, and the next call fetches a fresh token rather than sending the refused one again."""
+    client = make_client(api, attempts=1)
+    find_orders(client)
+    api.revoke_tokens()
+    error = refusal(client)
+    assert (error.kind, error.message) == (
+        "upstream_unavailable",
+        "the service refused the token; no attempt was left to retry with a fresh one",
+    )
+    assert find_orders(client)["records"]
+    assert api.token_requests == 2
+
+
+def test_a_header_section_urllib3_cannot_parse_logs_neither_the_arguments_nor_the_upstreams_text(
+    api: LegacyApi, caplog: pytest.LogCaptureFixture
+) -> None:
+    """urllib3 warns of a header line without a colon with the request's URL (the query holds the
+    caller's e-mail) and the line itself; the runtime writes every logger's warnings."""
+    line = "this line has no colon UPSTREAM-CHOSEN-TEXT\r\nX-Later"  # a name that ends one line early
+    api.answers[CUSTOMERS] = Answer(body=json.dumps({"data": {"items": []}}).encode(), headers={line: "1"})
+    caplog.set_level(logging.DEBUG)  # the root logger takes everything: only urllib3's own level holds it
+    with pytest.raises(ToolError, match=r"^no customer has that e-mail address$"):  # the answer was read
+        find_orders(make_client(api))
+    logged = caplog.text
+    assert "UPSTREAM-CHOSEN-TEXT" not in logged
+    assert quote(CUSTOMER_EMAIL, safe="") not in logged
+    assert CUSTOMER_EMAIL not in logged
 
 
 @pytest.mark.parametrize(("header", "seconds"), [("9" * 18, 3600), ("-5", 1), ("soon", 30), ("120", 120)])
