@@ -122,6 +122,7 @@ class Run:
     pages: int
     watermark: str | None  # the newest change seen, in this run and the runs it resumed
     capped: bool = False  # stopped at MAX_PAGES or for time: a resume point was saved, the watermark kept
+    repeated: int = 0  # records of an id this run had landed a version as new of, or newer: not landed
 
 
 @dataclass(frozen=True)
@@ -233,6 +234,7 @@ def pull(
     cursor = resume.cursor if resume else None
     cursors = {cursor} if cursor else set()  # the source giving the resume cursor again is a loop too
     landed = poison = pages = 0
+    versions = _Versions()
     pace = _Pace(seconds_left, reserve=client.longest_get_seconds)
     while True:
         pace.page_starts()
@@ -252,26 +254,14 @@ def pull(
             continue
         pages += 1
         latest = dt.datetime.fromtimestamp(clock(), dt.UTC) + CLOCK_SKEW
-        items = value_at(body, source.items_field)
-        if not isinstance(items, list) or len(items) > MAX_PAGE_RECORDS:  # [] is an honest "no changes"
-            raise AnswerShapeError(
-                page=pages,
-                field="items_field",
-                path=source.items_field,
-                value=items,
-                body=body,
-                expected=(
-                    "a list of records"
-                    if not isinstance(items, list)
-                    else f"a list of at most {MAX_PAGE_RECORDS} records ({len(items)}: ask for smaller pages)"
-                ),
-            )
-        for index, item in enumerate(items):
+        for index, item in enumerate(_items(body, source, pages)):
             try:
                 record, changed = _record(source, item, latest=latest)
             except _PoisonError as poisoned:
                 _poison(sqs, dlq_url, source.name, pages, index, item, poisoned.reason)
                 poison += 1
+                continue
+            if not versions.lands(record.id, changed):
                 continue
             land(s3, document(source.name, record, classification=source.classification, owner=source.owner), bucket)
             landed += 1
@@ -284,10 +274,31 @@ def pull(
             # The mark keeps the stored watermark as it was, even one not trusted: only the run
             # that reaches the last page knows the newest change.
             watermarks.put(source.name, mark.watermark, Resume(cursor, since, newest))
-            return Run(landed=landed, poison=poison, pages=pages, watermark=newest, capped=True)
+            return Run(landed, poison, pages, newest, capped=True, repeated=versions.repeated)
     if resume or (newest and newest != since):
         watermarks.put(source.name, newest or mark.watermark)  # and the resume point is gone
-    return Run(landed=landed, poison=poison, pages=pages, watermark=newest)
+    return Run(landed, poison, pages, newest, repeated=versions.repeated)
+
+
+class _Versions:
+    """The change time of each record id this run landed. A source can list an id twice in one
+    run (paged newest first, or a listing that shifts while it is paged): landed in page order, an
+    older version would be left current for good, the watermark having passed the newer."""
+
+    def __init__(self) -> None:
+        self._changed: dict[str, dt.datetime | None] = {}
+        self.repeated = 0
+
+    def lands(self, record_id: str, changed: dt.datetime | None) -> bool:
+        """Whether this version of ``record_id`` lands: the run's first, or a later change than the
+        one landed (one without a change time is not later than any)."""
+        if record_id in self._changed:
+            earlier = self._changed[record_id]
+            if changed is None or (earlier is not None and changed <= earlier):
+                self.repeated += 1
+                return False
+        self._changed[record_id] = changed
+        return True
 
 
 class _Pace:
@@ -311,13 +322,33 @@ class _Pace:
         return left < max(self._slowest, self._reserve) + SAVE_SECONDS
 
 
+def _items(body: Any, source: PullSource, page: int) -> list[Any]:
+    """The page's records: a list ([] is an honest "no changes") of at most MAX_PAGE_RECORDS, or an
+    AnswerShapeError naming the field and what was found."""
+    items = value_at(body, source.items_field)
+    if isinstance(items, list) and len(items) <= MAX_PAGE_RECORDS:
+        return items
+    raise AnswerShapeError(
+        page=page,
+        field="items_field",
+        path=source.items_field,
+        value=items,
+        body=body,
+        expected=(
+            "a list of records"
+            if not isinstance(items, list)
+            else f"a list of at most {MAX_PAGE_RECORDS} records ({len(items)}: ask for smaller pages)"
+        ),
+    )
+
+
 def _cursor(body: Any, source: PullSource, page: int) -> str | None:
     """The next page's cursor as the query sends it; None (or "") on the last page. Text, or an
     integer (an offset or page number: its digits are its one spelling). Anything else (false for
     "no more", an object) is an AnswerShapeError: sent as Python's text of it, the source would be
     asked for a page it never named."""
     value = value_at(body, source.next_cursor_field)
-    if value is None or isinstance(value, str):
+    if value is None or (isinstance(value, str) and _is_text(value)):
         return value
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
@@ -327,8 +358,18 @@ def _cursor(body: Any, source: PullSource, page: int) -> str | None:
         path=source.next_cursor_field,
         value=value,
         body=body,
-        expected="text or an integer",
+        expected="text a URL can carry, or an integer",
     )
+
+
+def _is_text(value: str) -> bool:
+    """Text a URL can carry: JSON's escapes can spell a lone surrogate (\\ud800), which no encoding
+    takes, so a query holding it could never be sent."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _follow(cursor: str, cursors: set[str], pages: int) -> None:
@@ -527,4 +568,10 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         )
     else:
         logger.info("pull finished", extra={"source": source.name, **run.__dict__})
-    return {"landed": run.landed, "poison": run.poison, "pages": run.pages, "capped": run.capped}
+    return {
+        "landed": run.landed,
+        "poison": run.poison,
+        "pages": run.pages,
+        "capped": run.capped,
+        "repeated": run.repeated,
+    }

@@ -29,7 +29,7 @@ from pydantic_core import from_json
 
 from connector_push.contract import PUSHES_REFUSED, Settings
 from shared import snapstart
-from shared.bodies import BodyError, body_bytes, check_counts, check_values, clip, problems
+from shared.bodies import BodyError, body_bytes, check_counts, check_values, clip, listing, problems
 from shared.http_events import REST_API, misshapen
 from shared.landing import Record, document, land
 from shared.logs import log_unexpected, service_logger
@@ -116,7 +116,7 @@ def push(source: str) -> Response[Any]:
         return _json(422, {"error": "invalid_request", "message": problems(error, envelope=())})
     duplicates = _duplicate_ids(batch.records)
     if duplicates:
-        return _json(422, {"error": "invalid_request", "message": "; ".join(duplicates)})
+        return _json(422, {"error": "invalid_request", "message": listing(duplicates)})
     # Every document is built before the first lands, so no record is refused half-way (an S3 failure
     # still can stop the batch: the caller sends it again, and landing a record again replaces it).
     documents = [(record.id, document(source, record, classification=classification)) for record in batch.records]
@@ -127,7 +127,7 @@ def push(source: str) -> Response[Any]:
         if most is not None and len(doc.body) > most
     ]
     if too_large:  # it would be accepted here and quarantined by the pipeline
-        return _json(422, {"error": "invalid_request", "message": "; ".join(too_large[:10])})
+        return _json(422, {"error": "invalid_request", "message": listing(too_large)})
     accepted = [
         {"id": record_id, "key": doc.key, "version": land(s3(), doc, settings().landing_bucket)}
         for record_id, doc in documents

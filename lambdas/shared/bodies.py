@@ -170,5 +170,13 @@ def problems(error: ValidationError, *, whole: str = "body", envelope: tuple[str
 
 
 def worded(listed: list[Problem], count: int) -> str:
-    text = "; ".join(f"{problem.field}: {problem.message}" for problem in listed)
-    return f"{text}; and {count - len(listed)} more" if count > len(listed) else text
+    return listing([f"{problem.field}: {problem.message}" for problem in listed], count)
+
+
+def listing(texts: list[str], count: int | None = None) -> str:
+    """The first MAX_PROBLEMS of ``texts`` and then how many more (of ``count``, when ``texts`` is
+    the first of them only): an answer's message stays short however much was wrong."""
+    total = len(texts) if count is None else count
+    shown = texts[:MAX_PROBLEMS]
+    text = "; ".join(shown)
+    return f"{text}; and {total - len(shown)} more" if total > len(shown) else text

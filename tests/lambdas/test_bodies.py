@@ -12,14 +12,16 @@ import pytest
 from hypothesis import example, given, strategies as st
 
 from shared.bodies import (
+    _STRING,
     MAX_ARRAY_ITEMS,
     MAX_OBJECT_KEYS,
+    MAX_PROBLEMS,
     MAX_VALUES,
-    _STRING,
     BodyError,
     check_counts,
     check_values,
     json_bytes,
+    listing,
 )
 
 
@@ -142,6 +144,13 @@ def test_a_body_of_quotes_that_never_close_is_counted_as_one_string() -> None:
     data = b"[" + b'\\"' * 250_001 + b"]"  # over 2 * MAX_VALUES bytes: the count runs
     assert _STRING.sub(b'""', data) == b'[\\""'  # the first quote opens a string that runs to the end
     check_values(data)  # then the model refuses it: it is not JSON
+
+
+def test_a_listing_names_the_first_ten_and_counts_the_rest() -> None:
+    texts = [f"records.{n}.id: a repeat" for n in range(25)]
+    assert listing(texts) == "; ".join(texts[:MAX_PROBLEMS]) + "; and 15 more"
+    assert listing(texts[:MAX_PROBLEMS]) == "; ".join(texts[:MAX_PROBLEMS])
+    assert listing(texts[:3], 40) == "; ".join(texts[:3]) + "; and 37 more"  # the first of 40 only
 
 
 def test_the_values_bound_is_the_callers_to_choose() -> None:

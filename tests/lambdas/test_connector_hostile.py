@@ -198,6 +198,38 @@ def watermark(aws: Aws) -> str | None:
     return pull.Watermarks(aws.dynamodb.Table("registry")).get(SOURCE.name)
 
 
+def landed_text(aws: Aws, record_id: str) -> str:
+    return str(aws.s3.get_object(Bucket=LANDING, Key=f"realtime/kb-articles/{record_id}.md")["Body"].read().decode())
+
+
+@pytest.mark.parametrize(
+    ("pages", "counts"),
+    [
+        ([[("a", "2026-11-02T09:00:00Z", "NEW")], [("a", "2026-11-02T08:00:00Z", "OLD")]], (1, 1)),  # newest first
+        ([[("a", "2026-11-02T08:00:00Z", "OLD")], [("a", "2026-11-02T09:00:00Z", "NEW")]], (2, 0)),
+        ([[("a", "2026-11-02T09:00:00Z", "NEW"), ("a", "2026-11-02T09:00:00Z", "SAME")]], (1, 1)),  # one page
+        ([[("a", "2026-11-02T09:00:00Z", "NEW"), ("a", None, "UNDATED")]], (1, 1)),
+        ([[("a", None, "UNDATED"), ("a", "2026-11-02T09:00:00Z", "NEW")]], (2, 0)),
+    ],
+    ids=["newest-first", "oldest-first", "same-time", "undated-after", "undated-before"],
+)
+def test_an_id_listed_twice_in_one_run_keeps_its_newest_version(
+    aws: Aws, pages: list[list[tuple[str, str | None, str]]], counts: tuple[int, int]
+) -> None:
+    """Landed in page order, the older version would stay current: the watermark has passed the newer."""
+    answers = [
+        {
+            "items": [article(i, t, body) for i, t, body in page],
+            **({"next_cursor": str(n + 1)} if n + 1 < len(pages) else {}),
+        }
+        for n, page in enumerate(pages)
+    ]
+    result = run(aws, Upstream(*answers))
+    assert landed_text(aws, "a").endswith("NEW\n")
+    assert (result.landed, result.repeated) == counts
+    assert watermark(aws) == "2026-11-02T09:00:00+00:00"
+
+
 @pytest.mark.parametrize("updated", ["9999-12-31T23:59:59-05:00", "0001-01-01T00:00:00+01:00"])
 def test_a_change_time_out_of_range_in_utc_is_poison_and_the_run_goes_on(aws: Aws, updated: str) -> None:
     upstream = Upstream({"items": [article("bad", updated), article("good", "2026-11-02T08:00:00Z")]})

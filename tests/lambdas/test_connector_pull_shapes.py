@@ -123,7 +123,7 @@ def scheduled(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Aws:
         ),
         (
             {"items": [], "next_cursor": {"after": UPSTREAM_TEXT}},
-            "page 1: the answer (an object) holds an object at next_cursor_field 'next_cursor', not text or an integer",
+            "page 1: the answer (an object) holds an object at next_cursor_field 'next_cursor', not text a URL can carry, or an integer",
         ),
     ],
 )
@@ -174,6 +174,7 @@ def test_other_failures_are_not_counted_as_unusable_answers(
         ({"after": "A-9"}, "an object"),
         (["c1"], "an array"),
         (2.5, "a number"),
+        ("c\ud800", "a string"),  # JSON's escape of a lone surrogate: no encoding takes it, no URL holds it
     ],
 )
 def test_a_cursor_neither_text_nor_an_integer_ends_paging_naming_the_field(aws: Aws, cursor: Any, found: str) -> None:
@@ -182,7 +183,8 @@ def test_a_cursor_neither_text_nor_an_integer_ends_paging_naming_the_field(aws: 
     with pytest.raises(pull.AnswerShapeError) as raised:
         run(aws, upstream)
     assert str(raised.value) == (
-        f"page 1: the answer (an object) holds {found} at next_cursor_field 'next_cursor', not text or an integer"
+        f"page 1: the answer (an object) holds {found} at next_cursor_field 'next_cursor', not text a URL can carry, "
+        "or an integer"
     )
     assert raised.value.field == "next_cursor_field"
     assert len(upstream.requests) == 1  # no page was asked for with Python's text of the value

@@ -152,7 +152,7 @@ def test_a_capped_run_is_logged_and_counted_and_gives_the_lease_back(
     monkeypatch.setattr(pull, "client", lambda: Paged(*["2026-11-01T00:00:00Z"] * 3))
     capsys.readouterr()
     answer = pull.lambda_handler({}, Invocation(aws_request_id="run-1"))
-    assert answer == {"landed": 2, "poison": 0, "pages": 2, "capped": True}
+    assert answer == {"landed": 2, "poison": 0, "pages": 2, "capped": True, "repeated": 0}
     lines = printed(capsys)
     (capped,) = [line for line in lines if line.get("message") == "pull stopped at the page cap; the next run resumes"]
     assert (capped["level"], capped["source"], capped["pages"]) == ("WARNING", SOURCE.name, 2)
@@ -225,7 +225,7 @@ def test_the_deployed_handler_stops_for_time_by_its_invocations_remaining_time(
 
     capsys.readouterr()
     answer = pull.lambda_handler({}, Short(aws_request_id="run-1"))
-    assert answer == {"landed": 1, "poison": 0, "pages": 1, "capped": True}
+    assert answer == {"landed": 1, "poison": 0, "pages": 1, "capped": True, "repeated": 0}
     (line,) = [
         line
         for line in printed(capsys)

@@ -81,6 +81,17 @@ def test_pushed_records_land_as_realtime_documents_with_their_metadata(pushing: 
     assert body == b"# Refund\n\nCustomer wants a refund.\n"
 
 
+def test_a_batch_repeating_an_id_is_refused_naming_each_repeat(pushing: Aws) -> None:
+    """A second record under one id would replace the first in landing: the batch is refused."""
+    result = post("crm", {"records": [{"id": "case-1", "body": "x"}] * 3})
+    assert (result.status, result.body["message"]) == (
+        422,
+        "records.1.id: the same id as records.0.id (one record per id in a batch); "
+        "records.2.id: the same id as records.0.id (one record per id in a batch)",
+    )
+    assert pushing.s3.list_objects_v2(Bucket=LANDING).get("KeyCount") == 0
+
+
 @pytest.mark.parametrize(
     ("source", "body", "status", "message"),
     [
