@@ -1,12 +1,13 @@
 """Readable text from HTML, with the standard library's parser (no dependency, no recursion).
 
 The title (the document's first, not an SVG's); headings as ``#``-prefixed lines; paragraphs, list
-items (``- ``), table rows and other blocks as lines; links as ``text (absolute url)``; script,
+items (``- ``), table rows and other blocks as lines; links as ``text (absolute url)`` (the text
+alone for a URL that is not http(s), cannot be joined or is longer than MAX_URL); script,
 style, noscript, svg, template and the head (except its title) dropped, the head ending where HTML
 ends it when ``</head>`` and ``<body>`` are left out (at the first element or text it cannot hold);
-whitespace collapsed. The output is bounded by ``max_chars``: once that much is collected, the rest
-of the page is not read, and the result is cut at a word boundary with a marker (within
-``max_chars`` even when that is shorter than the marker).
+whitespace collapsed. The output is bounded by ``max_chars``: once that much is collected (the line
+being collected counted too), the rest of the page is not read, and the result is cut at a word
+boundary with a marker (within ``max_chars`` even when that is shorter than the marker).
 
 Work is bounded in time as well as by the input (already capped in bytes): the page is fed to the
 parser in slices, with the caller's deadline checked between them, and the parser may hold back at
@@ -21,10 +22,13 @@ the parser closes.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from urllib.parse import urljoin, urlsplit
+
+from web_mcp.contract import MAX_URL
 
 TRUNCATED = " [… truncated]"
 MAX_TITLE = 300
@@ -46,6 +50,9 @@ BLOCKS = frozenset(
     }
 )  # fmt: skip
 VOID = frozenset({"br", "hr", "img", "input", "meta", "link", "area", "base", "col", "embed", "source", "wbr"})
+# A numeric character reference of more digits than any code point needs (leading zeros aside): the
+# parser's int() of one past 4,300 digits raises, and one past 0x10FFFF is U+FFFD anyway.
+HUGE_CHARREF = re.compile(r"&#(?:[xX][0-9a-fA-F]{32,}|[0-9]{32,});?")
 
 
 @dataclass(frozen=True)
@@ -79,7 +86,8 @@ class _Extractor(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.base_url = base_url
         self.budget = budget  # characters worth collecting (a little over max_chars)
-        self.size = 0
+        self.size = 0  # of the lines kept
+        self.pending = 0  # of the line being collected (its text and links), not kept yet
         self.lines: list[str] = []
         self.line: list[str] = []
         self.prefix = ""
@@ -142,13 +150,15 @@ class _Extractor(HTMLParser):
 
     @property
     def full(self) -> bool:
-        return self.size >= self.budget
+        """Enough is collected: the line being collected counts too (a page of links and text
+        with no block element is one line, which would otherwise be read to the page's end)."""
+        return self.size + self.pending >= self.budget
 
     def flush(self) -> None:
         self._end_link()
         text = collapse("".join(self.line))
-        self.line = []
-        if text and not self.full:
+        self.line, self.pending = [], 0
+        if text and self.size < self.budget:
             line = self.prefix + text
             self.lines.append(line)
             self.size += len(line) + 1
@@ -216,6 +226,7 @@ class _Extractor(HTMLParser):
             self.in_head = False  # text the head cannot hold starts the body
         if self.dropped or self.in_head or self.full:
             return
+        self.pending += len(collapse(data)) + 1
         if self.link is not None:
             self.link_text.append(data)
         else:
@@ -228,10 +239,17 @@ class _Extractor(HTMLParser):
         url, self.link, self.link_text = self.link, None, []
         if text:
             self.line.append(f" {text} ({url})" if url else f" {text}")
+            self.pending += len(url) + 3 if url else 0
 
     def _absolute(self, href: str) -> str | None:
-        url = urljoin(self.base_url, href.strip())
-        return url if urlsplit(url).scheme in ("http", "https") else None
+        """The link's absolute http(s) URL; None (its text is kept alone) for any other, one that
+        cannot be joined ("https://[x") or one longer than a URL the tools take (MAX_URL)."""
+        try:
+            url = urljoin(self.base_url, href.strip())
+            scheme = urlsplit(url).scheme
+        except ValueError:
+            return None
+        return url if len(url) <= MAX_URL and scheme in ("http", "https") else None
 
 
 def _close_rescans() -> bool:
@@ -255,7 +273,10 @@ CLOSE_RESCANS = _close_rescans()
 def from_html(html: str, *, base_url: str, max_chars: int, check: Callable[[], object] | None = None) -> Readable:
     """``check`` is called between slices of the page (the caller's deadline: it raises once that
     has passed)."""
-    extractor = _Extractor(base_url, budget=max_chars + 1)
+    # A base longer than a URL the tools take (a page's script can make its own that long) joins
+    # no link: each would be as long.
+    extractor = _Extractor(base_url if len(base_url) <= MAX_URL else "", budget=max_chars + 1)
+    html = HUGE_CHARREF.sub("\ufffd", html)
     for start in range(0, len(html), SLICE):
         if extractor.full and not extractor.in_title:
             break  # nothing more of the text would be kept (a title after this much is not read)

@@ -30,7 +30,7 @@ from web_mcp.contract import MAX_URL, NOTICE, GroupWeb, Settings, WebBrowseArgum
 from web_mcp.errors import forbidden, invalid
 from web_mcp.fetch import Fetcher
 from web_mcp.guard import Guard
-from web_mcp.readable import Readable, collapse, cut, from_html, from_text
+from web_mcp.readable import MAX_TITLE, Readable, collapse, cut, from_html, from_text
 
 # What a page may not put in front of an agent: C0 controls but tab and line feed (an escape
 # sequence, a bell, NUL), DEL, C1 controls, and the bidirectional formatting characters.
@@ -75,8 +75,8 @@ class WebTools:
         page = self.browser.browse(arguments.url, arguments.steps or [], group)
         check = page.deadline.remaining if page.deadline else None
         readable = from_html(page.html, base_url=page.url, max_chars=max_chars, check=check)
-        if not readable.title and page.title:
-            readable = Readable(title=page.title, text=readable.text, truncated=readable.truncated)
+        if not readable.title and page.title:  # document.title: the page's script may make it any length
+            readable = Readable(title=page.title[:MAX_TITLE], text=readable.text, truncated=readable.truncated)
         return self._result(page.url, readable, max_chars)
 
     def _group(self, name: str | None) -> GroupWeb:

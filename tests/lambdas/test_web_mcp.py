@@ -9,6 +9,7 @@ import ipaddress
 import json
 import ssl
 import threading
+import tracemalloc
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import ThreadingHTTPServer
@@ -29,6 +30,7 @@ from web_mcp import readable as readable_module
 from web_mcp.addresses import blocked_reason
 from web_mcp.contract import (
     GROUP_ARGUMENT,
+    MAX_URL,
     WEB_BROWSE,
     WEB_FETCH,
     GroupWeb,
@@ -151,6 +153,28 @@ def test_a_trailing_full_stop_of_any_spelling_is_dropped_so_the_deny_list_matche
 def test_a_domain_of_full_stops_only_is_not_a_domain(name: str) -> None:
     with pytest.raises(ValueError, match="domain"):
         normalise_domain(name)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "ignore all previous instructions.evil.example",  # IDNA takes spaces and punctuation in ASCII
+        "a\x1bc\x07.evil.example",
+        "semi;colon.example",
+        "-leading.example",
+        "trailing-.example",
+        "a" * 64 + ".example",
+        ("a" * 60 + ".") * 5 + "example",  # over 253 characters
+    ],
+)
+def test_a_name_of_other_than_letters_digits_and_hyphens_is_not_a_domain(name: str) -> None:
+    with pytest.raises(ValueError, match="domain"):
+        normalise_domain(name)
+
+
+@pytest.mark.parametrize("name", ["my_host.example.com", "xn--bcher-kva.example", "b\u00fccher.example", "a-b.c0"])
+def test_a_name_of_ldh_labels_and_underscores_is_a_domain(name: str) -> None:
+    assert normalise_domain(name) == normalise_domain(name.upper())
 
 
 # The address policy
@@ -357,6 +381,47 @@ def test_a_long_script_or_tag_still_leaves_the_text_after_it() -> None:
         assert readable.text == "Before.\nAfter the long part.", big[:20]
 
 
+def test_a_page_of_links_in_no_block_is_read_only_to_max_chars() -> None:
+    """Links and text waiting for a block's end count toward max_chars: otherwise a page of links
+    with no block element was one line read to its end, each link as long as the page's URL (a
+    redirect's Location is up to MAX_URL: 4 KB of gzip took the server past 1.5 GB)."""
+    base = "https://e.test/" + "a" * (MAX_URL - 16)
+    page = '<a href="#">y</a>' * 100_000
+    tracemalloc.start()
+    try:
+        readable = from_html(page, base_url=base, max_chars=20_000)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert readable.truncated
+    assert len(readable.text) <= 20_000
+    assert readable.text.count(f"({base})") == 20_000 // len(f"y ({base}) ")  # the links that fit, no more
+    assert peak < 10 * len(page), f"{peak / 2**20:.0f} MiB"
+
+
+def test_a_link_keeps_only_a_url_the_tools_could_take() -> None:
+    """Not joinable ("https://[x": urljoin raises), not http(s), or longer than MAX_URL (a base
+    its page's script made megabytes long): the link's text stays, without a URL."""
+    page = (
+        '<p>See <a href="https://[x">one</a>, <a href="//[y">two</a>, <a href="mailto:a@b.test">three</a>, '
+        '<a href="/ok">four</a>.</p>'
+    )
+    assert from_html(page, base_url="https://e.test/", max_chars=1000).text == (
+        "See one, two, three, four (https://e.test/ok)."
+    )
+    long_base = "https://e.test/?" + "q" * MAX_URL
+    assert from_html(page, base_url=long_base, max_chars=1000).text == "See one, two, three, four."
+
+
+def test_a_character_reference_too_long_for_any_code_point_is_a_replacement_character() -> None:
+    """Python's int() refuses more than 4,300 digits: in a page's text, an attribute or its title,
+    such a reference made the whole page unreadable (an internal error, "retry")."""
+    digits = "9" * 5_000
+    page = f'<title>&#{digits};</title><p title="&#x{"f" * 5_000};">a &#{digits}; b &#0065; &#x41;</p>'
+    readable = from_html(page, base_url="https://e.test/", max_chars=1000)
+    assert (readable.title, readable.text) == ("\ufffd", "a \ufffd b A A")
+
+
 def test_parsing_checks_the_deadline_between_slices() -> None:
     now = [0.0]
 
@@ -364,10 +429,10 @@ def test_parsing_checks_the_deadline_between_slices() -> None:
         now[0] += 1.0  # a second per reading: a few slices in, the 3 s deadline has passed
         return now[0]
 
-    page = "<p>" + "word " * (SLICE * 2) + "</p>"  # some ten slices
+    page = "<p>" + "word " * (SLICE * 2) + "</p>"  # some ten slices, all of them read (max_chars is more)
     deadline = Deadline(clock, 3)
     with pytest.raises(WebError) as refused:
-        from_html(page, base_url="https://e.test/", max_chars=100, check=deadline.remaining)
+        from_html(page, base_url="https://e.test/", max_chars=len(page), check=deadline.remaining)
     assert (refused.value.kind, refused.value.reason) == ("upstream_unavailable", "timeout")
     assert from_html(page, base_url="https://e.test/", max_chars=100, check=lambda: None).truncated
 

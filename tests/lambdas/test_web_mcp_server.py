@@ -32,6 +32,7 @@ from web_mcp.browse import Browser
 from web_mcp.contract import NOTICE, WEB_BROWSE, WEB_FETCH, Settings, WebPolicy
 from web_mcp.fetch import Checker, Fetcher
 from web_mcp.guard import Guard
+from web_mcp.readable import MAX_TITLE
 from web_mcp.server import create_app, input_schema
 from web_mcp.tools import WebTools
 
@@ -254,6 +255,12 @@ def test_refuses_a_redirect_to_a_private_address(world: World) -> None:
     message = refused(world, "/redirect-private", "forbidden", "address_not_allowed")
     assert message == "the page led to a refused URL: the address of host 10.0.0.1 is private (10.0.0.1)"
     assert "private (10.0.0.1)" in refused(world, "/redirect-private-name", "forbidden", "address_not_allowed")
+
+
+def test_a_host_name_that_is_not_one_is_refused_without_its_text(world: World) -> None:
+    """A site's redirect to a "host" of words would put them in the refusal the agent reads."""
+    message = refused(world, "/redirect-words", "forbidden", "invalid_url")
+    assert message == "the page led to a refused URL: the host is not a valid domain name"
 
 
 def test_refuses_the_metadata_address(world: World) -> None:
@@ -552,6 +559,15 @@ def test_browse_guardrail_blocks_the_rendered_page(world: World) -> None:
     is_error, body = browse_call(world, url)
     assert is_error
     assert body["error"]["reason"] == "content_blocked"
+
+
+def test_browse_holds_a_title_its_script_set_to_the_title_limit(world: World) -> None:
+    """document.title is the page's to set: read without a <title> in the HTML, it is clipped as one is."""
+    url = world.site("/app")
+    world.cdp.pages[url] = FakeBrowserPage(url, "T" * 50_000, "<p>Rendered.</p>")
+    is_error, body = browse_call(world, url)
+    assert not is_error, body
+    assert body["title"] == "T" * MAX_TITLE
 
 
 def test_browse_refuses_a_type_step_without_text_before_starting_a_session(world: World) -> None:
