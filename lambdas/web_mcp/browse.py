@@ -171,8 +171,8 @@ class Browser:
 
     def browse(self, url: str, steps: Sequence[Step], group: GroupWeb) -> BrowsedPage:
         settings = self.checker.settings
-        target = self.checker.check(url, group)
         deadline = Deadline(self.clock, settings.browse_timeout_seconds)
+        target = self.checker.check(url, group, deadline)
         session = self.sessions()
         try:
             # The session also ends on its own shortly after the deadline, should stop ever fail.
@@ -192,7 +192,7 @@ class Browser:
             except Exception as error:
                 logger.warning("browser session not stopped", extra={"error": type(error).__name__})
         try:  # where the browser ended up (a redirect of its own, a script's navigation)
-            self.checker.check(page.url, group)
+            self.checker.check(page.url, group, deadline)
         except WebError as refusal:
             raise led_to(refusal) from None
         return page
@@ -215,7 +215,7 @@ class Browser:
             max_size=4 * max_bytes + 65_536,
             user_agent_header=None,
         ) as socket:
-            cdp = Cdp(socket, deadline, hop=lambda hop: self.checker.check(hop, group))
+            cdp = Cdp(socket, deadline, hop=lambda hop: self.checker.check(hop, group, deadline))
             created = await cdp.send("Target.createTarget", {"url": "about:blank"})
             attached = await cdp.send("Target.attachToTarget", {"targetId": created["targetId"], "flatten": True})
             cdp.session_id = attached["sessionId"]

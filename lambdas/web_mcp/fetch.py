@@ -9,8 +9,8 @@ Redirects are followed here, at most ``max_redirects``; the body is read in chun
 soon as it passes ``max_bytes``; one deadline covers the whole call (connects, the TLS handshake,
 every redirect, and every read from the socket: status line, headers, chunk sizes and body alike,
 each waiting at most what is left of it), so a server that drips a byte at a time is cut off. Only
-the configured content types are read at all. Name resolution itself uses the system resolver's
-own timeouts.
+the configured content types are read at all. Name resolution counts against the deadline too
+(on a worker thread: getaddrinfo has no timeout of its own).
 
 The site's answer is hostile too: a Content-Length that is not plain digits, a compressed body that
 does not decompress (or ends before its compressed stream does, or goes on after it) and a Location
@@ -32,6 +32,7 @@ import socket
 import time
 import zlib
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, TimeoutError as FuturesTimeout
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -54,6 +55,9 @@ REDIRECTS = frozenset({301, 302, 303, 307, 308})
 USER_AGENT = "web-mcp/1.0 (+AgentCore tools gateway)"
 # host, port -> the addresses it resolves to (as text)
 Resolver = Callable[[str, int], list[str]]
+# Where resolutions run, so a call can stop waiting for one at its deadline (a few at a time: one
+# given up on holds its worker until the system resolver's own timeouts end it).
+_RESOLVERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="resolve")
 Clock = Callable[[], float]
 _URL_SAFE = "/?&=%:@!$'()*+,;~-._[]"
 _DIGITS = re.compile(r"[0-9]+")
@@ -163,14 +167,16 @@ class Checker:
     resolver: Resolver = system_resolver
     address_policy: AddressPolicy = blocked_reason
 
-    def check(self, url: str, group: GroupWeb) -> Target:
+    def check(self, url: str, group: GroupWeb, deadline: Deadline | None = None) -> Target:
+        """The hop checked and its address pinned; ``deadline``: the call's, which the host's
+        resolution counts against too."""
         parts = self._parts(url)
         host = self._host(parts)
         refusal = group.refusal(host)
         if refusal is not None:
             raise forbidden("domain_not_allowed", refusal)
         port = parts.port or (443 if parts.scheme == "https" else 80)
-        address = self._address(host, port)
+        address = self._address(host, port, deadline)
         # Characters a request line cannot carry are percent-encoded; existing escapes are kept.
         target = quote((parts.path or "/") + (f"?{parts.query}" if parts.query else ""), safe=_URL_SAFE)
         return Target(url=url, scheme=parts.scheme, host=host, port=port, address=address, target=target)
@@ -202,9 +208,9 @@ class Checker:
         except ValueError:
             raise invalid("invalid_url", "url: the host is not a valid domain name") from None
 
-    def _address(self, host: str, port: int) -> Address:
+    def _address(self, host: str, port: int, deadline: Deadline | None) -> Address:
         try:
-            addresses = [parse(text) for text in self.resolver(host, port)]
+            addresses = [parse(text) for text in self._resolve(host, port, deadline)]
         except (OSError, UnicodeError, ValueError):
             raise WebError("not_found", "unresolvable", f"the host {host} could not be resolved") from None
         if not addresses:
@@ -214,6 +220,18 @@ class Checker:
             if reason is not None:
                 raise forbidden("address_not_allowed", f"the address of host {host} is {reason} ({address})")
         return addresses[0]
+
+    def _resolve(self, host: str, port: int, deadline: Deadline | None) -> list[str]:
+        """The resolver's answer within what is left of the deadline: getaddrinfo has no timeout
+        of its own but the system resolver's (seconds per try, several tries), so it runs on a
+        worker thread, which a resolution given up on keeps until the resolver ends it."""
+        if deadline is None:
+            return self.resolver(host, port)
+        pending = _RESOLVERS.submit(self.resolver, host, port)
+        try:
+            return pending.result(timeout=deadline.remaining())
+        except FuturesTimeout:
+            raise unavailable("timeout", f"the host {host} did not resolve within the call's time") from None
 
 
 class _Reads(io.RawIOBase):
@@ -300,7 +318,7 @@ class Fetcher:
         current = url
         for hop in range(self.settings.max_redirects + 1):
             try:
-                target = self.checker.check(current, group)
+                target = self.checker.check(current, group, deadline)
             except WebError as refusal:
                 raise (led_to(refusal) if hop else refusal) from None
             logger.info("fetching", extra={"host": target.host, "hop": hop})

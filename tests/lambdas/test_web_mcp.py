@@ -567,6 +567,29 @@ def test_the_deadline_is_one_budget_over_the_call() -> None:
     assert refused.value.reason == "timeout"
 
 
+def test_a_resolution_that_never_answers_ends_at_the_deadline() -> None:
+    """getaddrinfo has no timeout of its own: the call stops waiting for it when its time is up
+    (here 0.05 s of the test's clock: the resolver never answers, however fast the machine)."""
+    answered = threading.Event()
+
+    def never(host: str, port: int) -> list[str]:
+        answered.wait(30)  # until the test ends: the worker is let go then
+        return []
+
+    checker = Checker(Settings.from_environ(SETTINGS), resolver=never, address_policy=site_policy)
+    now = [0.0]
+    try:
+        with pytest.raises(WebError) as refused:
+            checker.check("https://site.test/page", GroupWeb(), Deadline(lambda: now[0], 0.05))
+    finally:
+        answered.set()
+    assert (refused.value.kind, refused.value.reason) == ("upstream_unavailable", "timeout")
+    assert str(refused.value) == "the host site.test did not resolve within the call's time"
+    # A resolver that answers in time: its answer, the deadline still running.
+    answering = Checker(Settings.from_environ(SETTINGS), resolver=resolver, address_policy=site_policy)
+    assert answering.check("https://site.test/page", GroupWeb(), Deadline(lambda: now[0], 60)).host == "site.test"
+
+
 def test_the_system_resolver_keeps_the_resolvers_order_ipv4_first(monkeypatch: pytest.MonkeyPatch) -> None:
     """The connection is pinned to the first address: IPv4 before IPv6 (a runtime may have no IPv6
     route), otherwise the resolver's own order, each address once."""
