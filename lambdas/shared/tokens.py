@@ -105,7 +105,7 @@ class BoundedJWKClient(jwt.PyJWKClient):
         def left() -> float:  # before every socket read, the status line's and headers' too
             remaining = deadline - self._clock()
             if remaining <= 0:
-                raise TimeoutError("the JWKS fetch's deadline passed")
+                raise TimeoutError  # urllib3 makes it its ReadTimeoutError
             return min(remaining, self._seconds)
 
         import urllib3  # here, not at import: the key set is fetched once per container
@@ -120,10 +120,11 @@ class BoundedJWKClient(jwt.PyJWKClient):
                 response = pool_manager().request(
                     "GET",
                     self.uri,
-                    headers={"Accept-Encoding": "identity"},
-                    timeout=urllib3.Timeout(total=self._seconds, connect=self._seconds, read=self._seconds),
+                    # Every read is held to the deadline by reads_within; the connect to this.
+                    timeout=urllib3.Timeout(connect=self._seconds),
                     redirect=False,
-                    preload_content=False,
+                    preload_content=False,  # read below, a chunk at a time, the byte cap checked on each
+                    # http.client asks for identity: a compressed answer anyway is not JSON, not inflated
                     decode_content=False,
                 )
             with response:

@@ -8,9 +8,12 @@ Each endpoint is real HTTP on the loopback interface, answering one way of being
 from __future__ import annotations
 
 import base64
+import gzip
 import itertools
 import json
+import socket
 import threading
+import tracemalloc
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -288,6 +291,96 @@ def test_a_key_set_read_in_several_chunks_still_verifies(
     issuer, answers, _ = jwks
     answers.append(body(200, good_keys(signing_key, padding=JWKS_MAX_BYTES // 2)))  # well over one read
     assert TokenVerifier(issuer=issuer, client_id=CLIENT_ID).claims(sign(signing_key, issuer))["sub"] == "user-1"
+
+
+def test_a_redirect_is_not_followed_even_to_a_key_set(
+    jwks: tuple[str, list[Answer], threading.Event], signing_key: rsa.RSAPrivateKey
+) -> None:
+    """The pool's URL is the configured pool's: a redirect (to keys that would verify) is an error."""
+    issuer, answers, _ = jwks
+
+    def moved(handler: QuietHandler) -> None:
+        if handler.path.endswith("/moved"):
+            body(200, good_keys(signing_key))(handler)
+            return
+        handler.send_response(302)
+        handler.send_header("Location", "/moved")
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    answers.append(moved)
+    with pytest.raises(jwt.PyJWKClientConnectionError, match=r"^the JWKS fetch failed: HTTP 302$"):
+        fetcher(issuer).fetch_data()
+
+
+def test_a_key_set_compressed_though_not_asked_for_is_not_inflated(
+    jwks: tuple[str, list[Answer], threading.Event], signing_key: rsa.RSAPrivateKey
+) -> None:
+    """Identity was asked for: a gzip answer anyway is read as sent (not JSON), never inflated."""
+    issuer, answers, _ = jwks
+    packed = gzip.compress(good_keys(signing_key))
+
+    def compressed(handler: QuietHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Encoding", "gzip")
+        handler.send_header("Content-Length", str(len(packed)))
+        handler.end_headers()
+        handler.wfile.write(packed)
+
+    answers.append(compressed)
+    with pytest.raises(jwt.PyJWKClientError, match=r"^the JWKS answer is not JSON$"):
+        fetcher(issuer).fetch_data()
+
+
+def test_a_huge_answer_is_read_a_chunk_at_a_time_up_to_the_bound(
+    jwks: tuple[str, list[Answer], threading.Event],
+) -> None:
+    """20 MB without a length: the fetch holds about the bound, never the answer."""
+    issuer, answers, _ = jwks
+
+    def huge(handler: QuietHandler) -> None:
+        handler.send_response(200)
+        handler.end_headers()  # no Content-Length: the answer ends when the server closes
+        try:
+            for _ in range(320):
+                handler.wfile.write(b" " * 65_536)
+        except OSError:  # the fetch stopped reading
+            return
+
+    answers.append(huge)
+    tracemalloc.start()
+    try:
+        with pytest.raises(jwt.PyJWKClientError, match=r"^the JWKS answer is too large$"):
+            fetcher(issuer).fetch_data()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * JWKS_MAX_BYTES, peak
+
+
+def test_a_jwks_that_never_accepts_the_connection_is_cut_off_by_the_connect_timeout() -> None:
+    """A listener whose backlog is full drops further connections' SYNs: the connect waits until
+    its timeout (the JWKS seconds: 0.2 here), however fast the machine."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(0)
+        port = server.getsockname()[1]
+        held = [socket.socket() for _ in range(4)]
+        try:
+            for filler in held:
+                filler.setblocking(False)
+                filler.connect_ex(("127.0.0.1", port))
+            verifier = BoundedJWKClient(
+                f"http://127.0.0.1:{port}{POOL}/.well-known/jwks.json",
+                seconds=0.2,
+                max_bytes=JWKS_MAX_BYTES,
+                clock=lambda: 0.0,
+            )
+            with pytest.raises(jwt.PyJWKClientConnectionError, match=r"^the JWKS fetch failed: ConnectTimeoutError$"):
+                verifier.fetch_data()
+        finally:
+            for filler in held:
+                filler.close()
 
 
 def test_a_jwks_that_never_answers_is_cut_off_by_the_read_timeout(
