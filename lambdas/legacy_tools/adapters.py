@@ -80,15 +80,7 @@ def find_orders(client: LegacyClient, shape: Shape, arguments: Mapping[str, Any]
     customer_id = _chained_segment(_object(matches[0], "data.items[0]").get("customerId"), "customerId")
     listing, _ = client.get(f"/v2/customers/{customer_id}/orders", {"status": request.status})
     orders = _list(_object(_object(listing, "the answer").get("data"), "data").get("orders"), "data.orders")
-    fields = shape.fields["find_orders"]
-    return page(
-        orders,
-        query=query,
-        offset=offset,
-        top_k=shape.top_k,
-        byte_budget=shape.byte_budget,
-        shape=lambda order: project(order, fields),
-    )
+    return _page(orders, shape, shape.fields["find_orders"], query=query, offset=offset)
 
 
 def get_customer(client: LegacyClient, shape: Shape, arguments: Mapping[str, Any]) -> dict[str, Any]:
@@ -99,6 +91,20 @@ def get_customer(client: LegacyClient, shape: Shape, arguments: Mapping[str, Any
     items = _list(_object(_object(addresses, "the answer").get("data"), "data").get("items"), "data.items")
     record = {"customer": _object(customer, "the answer").get("data"), "addresses": items}
     return single(project(record, shape.fields["get_customer"]), shape.byte_budget)
+
+
+def _page(
+    items: list[Any], shape: Shape, fields: Mapping[str, str], *, query: Mapping[str, Any], offset: int
+) -> dict[str, Any]:
+    """One page of the upstream's items, each projected to the declared fields (the page's only)."""
+    return page(
+        items,
+        query=query,
+        offset=offset,
+        top_k=shape.top_k,
+        byte_budget=shape.byte_budget,
+        shape=lambda item: project(item, fields),
+    )
 
 
 def _object(value: Any, where: str) -> Mapping[str, Any]:
@@ -177,14 +183,7 @@ def single_call(name: str, declared: SingleCallTool) -> Tool:
             raise ToolError(
                 "upstream_unavailable", f"the service's answer holds no list at {declared.records}: it has changed"
             )
-        return page(
-            items,
-            query=query,
-            offset=offset,
-            top_k=shape.top_k,
-            byte_budget=shape.byte_budget,
-            shape=lambda item: project(item, fields),
-        )
+        return _page(items, shape, fields, query=query, offset=offset)
 
     return Tool(spec, run)
 

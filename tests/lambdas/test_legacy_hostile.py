@@ -14,8 +14,8 @@ import gc
 import json
 import logging
 import tracemalloc
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import pytest
@@ -44,6 +44,7 @@ from tests.lambdas.test_legacy_tools import configure
 SHAPE = Shape(top_k=20, byte_budget=4000, fields=FIELDS)
 CAP = 1 << 20
 CUSTOMERS = "/v2/customers"
+T = TypeVar("T")
 
 
 class TickingClock:
@@ -105,16 +106,20 @@ def refusal(client: LegacyClient) -> ToolError:
 # 1. Bounded memory and time.
 
 
+def traced(call: Callable[[], T]) -> tuple[T, int]:
+    """What ``call`` returns, and the most memory Python held while it ran (bytes)."""
+    tracemalloc.start()
+    try:
+        result = call()
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def test_an_answer_larger_than_the_cap_is_refused_while_it_streams(api: LegacyApi) -> None:
     """50 MB with no Content-Length: the client stops counting at the cap, holding about the cap."""
     api.answers[CUSTOMERS] = Answer(body=b" " * 65_536, repeat=800, content_length="none")
-    client = make_client(api)
-    tracemalloc.start()
-    try:
-        error = refusal(client)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    error, peak = traced(lambda: refusal(make_client(api)))
     assert (error.kind, error.message) == ("upstream_unavailable", f"the service's answer is larger than {CAP} bytes")
     assert peak < 3 * CAP, peak
 
@@ -126,13 +131,7 @@ def test_a_listing_of_many_tiny_items_projects_only_the_page_it_returns(api: Leg
     items = b",".join([b"0"] * ((CAP - 64) // 2))
     body = b'{"data": {"orders": [' + items + b"]}}"
     api.answers[f"/v2/customers/{CUSTOMER_ID}/orders"] = Answer(body=body)
-    client = make_client(api)
-    tracemalloc.start()
-    try:
-        answer = find_orders(client)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    answer, peak = traced(lambda: find_orders(make_client(api)))
     assert (answer["total"], answer["returned"]) == (items.count(b",") + 1, SHAPE.top_k)
     assert peak < 12 * len(body), f"{peak / 2**20:.0f} MiB for {len(body) / 2**20:.1f} MiB"
 
