@@ -239,6 +239,24 @@ EQUIVALENT: dict[str, str] = {
     "gateway_authorizer.handler.x__methods_of__mutmut_8": "the separator of a method ARN that is not text: never read",
     "gateway_authorizer.handler.x__methods_of__mutmut_9": "a method ARN that is not text read as stage 'XXXX' for '': "
     "its API is still '', refused the same",
+    # shared/tokens.py (the JWKS fetch)
+    **{
+        f"shared.tokens.xǁBoundedJWKClientǁ_read__mutmut_{n}": "`redirect` None, left out or True: the pool "
+        "has retries=False, so urllib3 answers a redirect as it came whatever `redirect` says "
+        "(test_a_redirect_is_not_followed_even_to_a_key_set)"
+        for n in (19, 25, 31)
+    },
+    "shared.tokens.xǁBoundedJWKClientǁ_read__mutmut_20": "preload_content None for False: urllib3 preloads "
+    "only when it is true (test_a_huge_answer_is_read_a_chunk_at_a_time_up_to_the_bound)",
+    "shared.tokens.xǁBoundedJWKClientǁ_read__mutmut_21": "decode_content None for False: urllib3 decodes only "
+    "when it is true (test_a_key_set_compressed_though_not_asked_for_is_not_inflated)",
+    "shared.tokens.xǁBoundedJWKClientǁ_read__mutmut_29": "'get' for 'GET': urllib3 sends the method upper-cased",
+    **{
+        f"shared.tokens.xǁBoundedJWKClientǁ_read__mutmut_{n}": "the size of each read (all that is there, 17 KiB, "
+        "16,400 bytes): the byte cap is checked on the running total after every read, and every socket read "
+        "is held to the deadline, whatever its size"
+        for n in (37, 39, 40)
+    },
     # shared/deadline_http.py
     **{
         f"shared.deadline_http.xǁ_DeadlineResponseǁ__init____mutmut_{n}": "http.client makes a response with "
