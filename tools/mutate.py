@@ -96,6 +96,16 @@ TARGETS = {
             "tests/lambdas/test_tool_binding.py",
         ),
     ),
+    "bodies": Target(
+        modules=("shared/bodies.py",),
+        tests=(
+            "tests/lambdas/test_bodies.py",
+            "tests/lambdas/test_hostile_inputs.py",
+            "tests/lambdas/test_connectors.py",
+            "tests/lambdas/test_connector_hostile.py",
+            "tests/lambdas/test_tool_messages_bounded.py",
+        ),
+    ),
     "classification": Target(
         modules=("ingestion/pipeline.py", "ingestion/pii.py", "ingestion/copies.py"),
         tests=(
