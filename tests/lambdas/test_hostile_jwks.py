@@ -278,7 +278,10 @@ def test_no_read_is_made_once_the_deadline_is_reached(jwks: tuple[str, list[Answ
     a read timeout. (A read is never given a real wait of a few milliseconds here: a busy machine
     could miss it.)"""
     issuer, answers, ended = jwks
-    answers.append(lambda _: ended.wait())  # not a byte until the test ends
+    def hold(_: QuietHandler) -> None:  # not a byte until the test ends
+        ended.wait()
+
+    answers.append(hold)
     at_deadline = itertools.chain([0.0], itertools.repeat(3.0))
     with pytest.raises(jwt.PyJWKClientConnectionError, match=r"^the JWKS fetch failed: ReadTimeoutError$"):
         fetcher(issuer, clock=lambda: next(at_deadline)).fetch_data()
