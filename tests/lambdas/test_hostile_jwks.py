@@ -278,6 +278,7 @@ def test_no_read_is_made_once_the_deadline_is_reached(jwks: tuple[str, list[Answ
     a read timeout. (A read is never given a real wait of a few milliseconds here: a busy machine
     could miss it.)"""
     issuer, answers, ended = jwks
+
     def hold(_: QuietHandler) -> None:  # not a byte until the test ends
         ended.wait()
 
