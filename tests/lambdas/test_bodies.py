@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from hypothesis import example, given, strategies as st
+from pydantic import BaseModel, ValidationError
 
 from shared.bodies import (
     _STRING,
@@ -18,10 +19,17 @@ from shared.bodies import (
     MAX_PROBLEMS,
     MAX_VALUES,
     BodyError,
+    Problem,
+    body_bytes,
     check_counts,
     check_values,
+    clip,
+    field,
+    first_problems,
     json_bytes,
     listing,
+    problems,
+    shown,
 )
 
 
@@ -157,3 +165,109 @@ def test_the_values_bound_is_the_callers_to_choose() -> None:
     check_values(b"[0, 0, 0]", max_values=3)
     with pytest.raises(BodyError, match=r"^arguments: holds at least 4 values; at most 3 are read$"):
         check_values(b"[0, 0, 0, 0]", max_values=3, whole="arguments")
+
+
+# --- the reading and the wording, one function at a time (make mutate TARGET=bodies) -------------
+
+
+@pytest.mark.parametrize(
+    ("body", "encoded", "message"),
+    [
+        ("\ud800", False, "body: not UTF-8 text"),  # a lone surrogate: no client could have sent it
+        ("aGk=!!", True, "body: not valid base64"),  # outside the alphabet: refused, not skipped
+        ("aGk", True, "body: not valid base64"),  # padding missing
+        ("/w==", True, "body: not UTF-8 text"),  # valid base64 of the byte 0xff
+        ("\u00e9", True, "body: not valid base64"),  # base64 is ASCII
+    ],
+)
+def test_a_body_that_is_not_text_says_which(body: str, encoded: bool, message: str) -> None:
+    with pytest.raises(BodyError) as refused:
+        body_bytes(body, encoded)
+    assert str(refused.value) == message
+
+
+def test_a_body_is_its_bytes_and_no_body_is_empty() -> None:
+    assert body_bytes(None, False) == b""
+    assert body_bytes(None, True) == b""
+    assert body_bytes("aGk=", True) == b"hi"
+    assert body_bytes("caf\u00e9", None) == "caf\u00e9".encode()
+
+
+def test_text_that_is_not_json_is_counted_as_if_it_were() -> None:
+    """From two bytes a value the count runs (three commas are four values); below, nothing is
+    counted, not even five commas (a parser refuses them, holding nothing)."""
+    with pytest.raises(BodyError, match=r"^body: holds at least 4 values; at most 3 are read$"):
+        check_values(b"0,0,0,", max_values=3)
+    check_values(b",,,,,", max_values=3)
+
+
+def test_the_counts_run_from_the_smallest_body_that_could_break_one() -> None:
+    """An array's item takes two bytes at least: nine bytes hold four items, one past three."""
+    with pytest.raises(BodyError, match=r"^body: an array has 4 items; at most 3 are read$"):
+        json_bytes("[0,0,0,0]", False, max_items=3)
+    with pytest.raises(BodyError, match=r"^body: an array has 4 items; at most 3 are read$"):
+        json_bytes("[NaN,NaN,Infinity,NaN]", False, max_items=3)  # the grammar the models read
+
+
+@pytest.mark.parametrize(
+    ("loc", "kwargs", "named"),
+    [
+        (("body", "messages", 0, "content"), {}, "messages.0.content"),
+        (("path", "output_type"), {}, "output_type"),
+        (("body",), {}, "body"),  # the value itself: not JSON, not an object
+        (("body", 0), {}, "body"),  # an item of a top-level list has no field's name
+        ((), {"whole": "arguments"}, "arguments"),
+        (("body", "a", "b"), {"envelope": ()}, "body.a.b"),  # "body" may be a field's own name
+        (("x" * 80,), {}, "x" * 63 + "…"),
+        (("a\nb",), {}, "a?b"),
+    ],
+)
+def test_a_field_is_named_by_its_path(loc: tuple[Any, ...], kwargs: dict[str, Any], named: str) -> None:
+    assert field(loc, **kwargs) == named
+
+
+def test_a_callers_text_is_clipped_to_its_limit_with_the_last_character_a_mark() -> None:
+    assert clip("a" * 64) == "a" * 64
+    assert clip("a" * 65) == "a" * 63 + "…"
+    assert shown("b" * 60) == "b" * 60
+    assert shown("b" * 61) == "b" * 59 + "…"
+    assert shown("c" * 20 + "\x1b", 10) == "c" * 9 + "…"
+    assert shown("c\u202ed", 10) == "c?d"
+
+
+class _Pair(BaseModel):
+    a: int
+    b: int
+
+
+def test_problems_name_the_field_the_message_and_the_type_never_the_input() -> None:
+    with pytest.raises(ValidationError) as invalid:
+        _Pair.model_validate({"b": "secret-value"})
+    listed, count = first_problems(invalid.value)
+    assert (count, listed) == (
+        2,
+        [
+            Problem("a", "Field required", "missing"),
+            Problem("b", "Input should be a valid integer, unable to parse string as an integer", "int_parsing"),
+        ],
+    )
+    assert "secret-value" not in problems(invalid.value)
+
+
+def test_problems_of_a_value_that_is_no_object_are_the_wholes() -> None:
+    with pytest.raises(ValidationError) as invalid:
+        _Pair.model_validate_json("[1, 2]")
+    assert problems(invalid.value) == "body: Input should be an object"
+    assert problems(invalid.value, whole="arguments") == "arguments: Input should be an object"
+    assert first_problems(invalid.value, whole="arguments")[0][0].field == "arguments"
+
+
+def test_problems_keep_a_leading_body_when_there_is_no_envelope() -> None:
+    class Wrapped(BaseModel):
+        body: _Pair
+
+    with pytest.raises(ValidationError) as invalid:
+        Wrapped.model_validate({"body": {"a": 1}})
+    assert problems(invalid.value) == "b: Field required"  # "body" read as the request's envelope
+    assert problems(invalid.value, envelope=()) == "body.b: Field required"
+    assert first_problems(invalid.value, envelope=())[0][0].field == "body.b"
