@@ -260,6 +260,7 @@ def test_problems_of_a_value_that_is_no_object_are_the_wholes() -> None:
     assert problems(invalid.value) == "body: Input should be an object"
     assert problems(invalid.value, whole="arguments") == "arguments: Input should be an object"
     assert first_problems(invalid.value, whole="arguments")[0][0].field == "arguments"
+    assert first_problems(invalid.value)[0][0].field == "body"
 
 
 def test_problems_keep_a_leading_body_when_there_is_no_envelope() -> None:
