@@ -42,7 +42,7 @@ class _DeadlineReader(io.RawIOBase):
 
     def __init__(self, raw: io.RawIOBase, sock: socket.socket, left: Callable[[], float]) -> None:
         super().__init__()
-        self._raw, self._sock, self._left = raw, sock, left  # _sock: what the legacy client finds
+        self._raw, self._sock, self._left = raw, sock, left
 
     def readable(self) -> bool:
         return True

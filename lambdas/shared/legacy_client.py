@@ -87,18 +87,6 @@ def _malformed(what: str) -> ToolError:
     return _unavailable(f"the service's answer is unusable: {what}")
 
 
-def _body_socket(response: urllib3.BaseHTTPResponse) -> Any:
-    """The socket an answer's body arrives on: its connection's, or, for an answer that ends when
-    the server closes (HTTP/1.0, ``Connection: close``), the one http.client handed to the response
-    when it let go of the connection. None if neither is there (then the request's read timeout,
-    at most ``timeout_seconds``, bounds each wait)."""
-    sock = getattr(response.connection, "sock", None)
-    if sock is None:
-        raw = getattr(getattr(getattr(response, "_fp", None), "fp", None), "raw", None)
-        sock = getattr(raw, "_sock", None)
-    return sock
-
-
 class LegacyClient:
     def __init__(
         self,
@@ -214,11 +202,8 @@ class LegacyClient:
         chunks: list[bytes] = []
         size = 0
         while True:
-            left = self._left(deadline)
-            sock = _body_socket(response)
+            self._left(deadline)  # none left ends it; each socket read waits what is left (deadline_http)
             try:
-                if sock is not None:
-                    sock.settimeout(left)  # one read may not outlast the deadline either
                 chunk = response.read1(READ_CHUNK_BYTES)
             except (urllib3.exceptions.HTTPError, OSError):
                 raise _TransportError from None
