@@ -106,6 +106,28 @@ TARGETS = {
             "tests/lambdas/test_tool_messages_bounded.py",
         ),
     ),
+    "legacy": Target(
+        modules=("shared/legacy_client.py", "legacy_tools/adapters.py", "legacy_tools/shaping.py"),
+        tests=(
+            "tests/lambdas/test_legacy_tools.py",
+            "tests/lambdas/test_legacy_tools_budget.py",
+            "tests/lambdas/test_legacy_hostile.py",
+            "tests/lambdas/test_legacy_hostile_callers.py",
+            "tests/lambdas/test_connectors.py",
+            "tests/lambdas/test_connector_resume.py",
+            "tests/lambdas/test_fuzz_tools.py",
+        ),
+    ),
+    "web": Target(
+        modules=("web_mcp/addresses.py", "web_mcp/fetch.py", "web_mcp/readable.py"),
+        tests=(
+            "tests/lambdas/test_web_mcp.py",
+            "tests/lambdas/test_web_fetch_hostile.py",
+            "tests/lambdas/test_web_tool_results.py",
+            "tests/lambdas/test_fuzz_web_mcp.py",
+            "tests/lambdas/test_agent_web_tools.py",
+        ),
+    ),
     "classification": Target(
         modules=("ingestion/pipeline.py", "ingestion/pii.py", "ingestion/copies.py"),
         tests=(
