@@ -6,6 +6,7 @@ from the caller's verified group. A call without them is refused, never run unfi
 """
 
 from functools import cache
+from math import isfinite
 from typing import Any
 
 import boto3
@@ -19,6 +20,7 @@ from pydantic import ValidationError
 from knowledge_search.contract import Arguments, Settings
 from shared import snapstart
 from shared.bodies import BodyError, check_counts, problems
+from shared.display import controls_encoded, without_controls
 from shared.documents import CLASSIFICATION_KEY
 from shared.field_paths import value_at
 from shared.logs import service_logger
@@ -115,15 +117,18 @@ def _retrieve(agent_runtime: Any, knowledge_base_id: str, request: Arguments, re
 def passage(result: Any) -> dict[str, Any] | None:
     """One Retrieve result as a passage, or None for a result without text. The upstream is not
     trusted: a field of another shape than the API's (a null content, a non-string text or URI,
-    a location without S3) is left out rather than raising."""
+    a location without S3) is left out rather than raising. An uploaded document is someone
+    else's text: the excerpt loses its control characters, and the source's are percent-encoded
+    (shared/display.py), so neither changes how the agent's or a reader's screen shows it."""
     text = value_at(result, "content.text")
     if not isinstance(text, str):
         return None
     score = value_at(result, "score")
+    source = _string(value_at(result, "location.s3Location.uri"))
     return {
-        "excerpt": " ".join(text.split())[:EXCERPT_CHARS],
-        "source": _string(value_at(result, "location.s3Location.uri")),
-        "score": score if isinstance(score, int | float) and not isinstance(score, bool) else None,
+        "excerpt": without_controls(" ".join(text.split()))[:EXCERPT_CHARS],
+        "source": controls_encoded(source) if source is not None else None,
+        "score": score if isinstance(score, int | float) and not isinstance(score, bool) and isfinite(score) else None,
         "classification": _string(value_at(result, f"metadata.{CLASSIFICATION_KEY}")),
     }
 

@@ -23,8 +23,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
+from shared.display import controls_encoded, without_controls
 from web_mcp.browse import Browser
 from web_mcp.contract import MAX_URL, NOTICE, GroupWeb, Settings, WebBrowseArguments, WebFetchArguments, WebPolicy
 from web_mcp.errors import forbidden, invalid
@@ -32,21 +32,13 @@ from web_mcp.fetch import Fetcher
 from web_mcp.guard import Guard
 from web_mcp.readable import MAX_TITLE, Readable, collapse, cut, from_html, from_text
 
-# What a page may not put in front of an agent: C0 controls but tab and line feed (an escape
-# sequence, a bell, NUL), DEL, C1 controls, and the bidirectional formatting characters.
-CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 URL_BREAKS = re.compile("[\t\n\r]")  # URL parsers drop them (urlsplit did, for the request)
-
-
-def clean(text: str) -> str:
-    """``text`` without control characters (tab and line feed kept)."""
-    return CONTROLS.sub("", text)
 
 
 def url_text(url: str) -> str:
     """The URL on one line, its control characters percent-encoded as the request sent them, and
     at most MAX_URL characters (a page's own URL, as the browser reports it, may have grown)."""
-    text = CONTROLS.sub(lambda match: quote(match.group()), URL_BREAKS.sub("", url))
+    text = controls_encoded(URL_BREAKS.sub("", url))
     return text if len(text) <= MAX_URL else f"{text[: MAX_URL - 1]}…"
 
 
@@ -93,8 +85,8 @@ class WebTools:
         return requested or self.settings.max_chars
 
     def _result(self, url: str, readable: Readable, max_chars: int) -> dict[str, Any]:
-        title = collapse(clean(readable.title))
-        lines = (collapse(line) for line in clean(readable.text).split("\n"))
+        title = collapse(without_controls(readable.title))
+        lines = (collapse(line) for line in without_controls(readable.text).split("\n"))
         # The URL and title are one line each: the screened text splits back at their ends.
         screened = self.guard.screen(f"{url_text(url)}\n{title}\n" + "\n".join(line for line in lines if line))
         url, _, rest = screened.partition("\n")

@@ -20,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 from mcp.types import TextContent
 
+from shared.display import CONTROLS
 from shared.runtime_config import DocumentReader
 from shared.tool_errors import ADVICE
 from tests.lambdas.strategies import json_values
@@ -32,7 +33,7 @@ from web_mcp.fetch import Checker, Fetcher
 from web_mcp.guard import Guard
 from web_mcp.readable import MAX_TITLE, from_html
 from web_mcp.server import call
-from web_mcp.tools import CONTROLS, WebTools
+from web_mcp.tools import WebTools
 
 POLICY = {"groups": {"researchers": {"deny": ["denied.test"]}, "narrow": {"allow": ["example.org"]}}}
 BLOCKED = [

@@ -9,6 +9,7 @@ import pytest
 
 from knowledge_search.handler import search
 from shared.bodies import MAX_OBJECT_KEYS
+from shared.display import CONTROLS
 
 KB = "KBPROD1234"
 SCOPED = {"data_classifications": ["public"]}
@@ -94,6 +95,8 @@ def test_a_result_without_text_is_skipped(result: Any) -> None:
         ({"metadata": {"classification": ["public"]}}, {"classification": None}),
         ({"score": "high"}, {"score": None}),
         ({"score": True}, {"score": None}),
+        ({"score": float("nan")}, {"score": None}),  # botocore's json.loads reads NaN and Infinity
+        ({"score": float("-inf")}, {"score": None}),
     ],
 )
 def test_an_odd_location_metadata_or_score_reads_as_absent(odd: dict[str, Any], passage: dict[str, Any]) -> None:
@@ -112,3 +115,18 @@ def test_an_odd_location_metadata_or_score_reads_as_absent(odd: dict[str, Any], 
 def test_an_answer_without_a_result_list_has_no_passages(response: Any) -> None:
     answer = search(Runtime(response), KB, {"query": "refunds", **SCOPED})
     assert answer == {"passages": [], "returned": 0}
+
+
+def test_an_excerpt_loses_its_control_characters_and_a_source_shows_them_encoded() -> None:
+    """An uploaded document is someone else's text: an escape sequence, C1 controls and bidi
+    overrides would change how the agent's transcript or a reader's terminal shows it. Whitespace
+    controls still separate words; every other control goes."""
+    text = "Refunds\x1b[2J within\x1f30\u202edays\x85ok\x9b.\u2066"
+    uri = "s3://curated/a\x1b]0;x\x07\u202e.pdf"
+    runtime = Runtime(
+        {"retrievalResults": [{**GOOD, "content": {"text": text}, "location": {"s3Location": {"uri": uri}}}]}
+    )
+    passage = search(runtime, KB, {"query": "refunds", **SCOPED})["passages"][0]
+    assert passage["excerpt"] == "Refunds[2J within 30days ok."
+    assert passage["source"] == "s3://curated/a%1B]0;x%07%E2%80%AE.pdf"
+    assert not CONTROLS.search(passage["excerpt"] + passage["source"])

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from shared.display import CONTROLS
 from shared.runtime_config import DocumentReader
 from tests.lambdas.web_fakes import FakeClock, FakeGuardrail
 from tests.lambdas.web_site import ATTACK, resolver, site_policy, web_site
@@ -20,7 +21,7 @@ from web_mcp.contract import GroupWeb, Settings, WebPolicy
 from web_mcp.fetch import Checker, Deadline, Fetcher, Page
 from web_mcp.guard import Guard
 from web_mcp.server import call
-from web_mcp.tools import CONTROLS, WebTools
+from web_mcp.tools import WebTools
 
 POLICY = {"groups": {"researchers": {"deny": ["www.site.test"]}}}
 SETTINGS = {

@@ -1,0 +1,25 @@
+"""Text another system wrote, made safe to put in front of an agent or a reader.
+
+A web page (web_mcp) and an uploaded document (knowledge_search's excerpts) are both text someone
+outside chose. Neither may carry C0 controls but tab and line feed (an escape sequence that
+recolours or rewrites a terminal, a bell, NUL), DEL, C1 controls, or the bidirectional formatting
+characters, whose overrides and isolates make text display as something it is not.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import quote
+
+CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def without_controls(text: str) -> str:
+    """``text`` without control characters (tab and line feed kept)."""
+    return CONTROLS.sub("", text)
+
+
+def controls_encoded(locator: str) -> str:
+    """A URL or an S3 URI with its control characters percent-encoded: still the same locator,
+    but nothing in it changes how it displays."""
+    return CONTROLS.sub(lambda match: quote(match.group()), locator)
