@@ -5,8 +5,9 @@ reads as the server takes to send it; a per-read timeout alone lets a server tha
 headers (a byte every few seconds) hold a call for as long as it likes. A pool from
 ``pool_manager`` reads every answer opened inside ``reads_within(left)`` through a socket whose
 timeout before each read is ``left()``: what is left of the exchange's deadline, or a
-TimeoutError (urllib3's ReadTimeoutError) when nothing is. Used by the legacy API client and the
-token verifier's key fetch (JWKS).
+TimeoutError (urllib3's ReadTimeoutError) when nothing is; an HTTPS connection's TLS handshake
+waits at most ``left()`` too. Used by the legacy API client, the token verifier's key fetch (JWKS)
+and the web fetcher (its pools, pinned to a checked address, are ``HTTPPool``/``HTTPSPool``).
 """
 
 from __future__ import annotations
@@ -73,17 +74,34 @@ class _HTTPConnection(urllib3.connection.HTTPConnection):
 class _HTTPSConnection(urllib3.connection.HTTPSConnection):
     response_class = _DeadlineResponse
 
+    def _new_conn(self) -> socket.socket:
+        # The TLS handshake runs on the connected socket's timeout, set for the connect: it may
+        # wait only what is left once the connection is made.
+        sock = super()._new_conn()
+        left = _LEFT.get()
+        if left is not None:
+            try:
+                sock.settimeout(left())
+            except BaseException:
+                sock.close()
+                raise
+        return sock
 
-class _HTTPPool(urllib3.HTTPConnectionPool):
+
+class HTTPPool(urllib3.HTTPConnectionPool):
+    """A pool whose answers opened inside ``reads_within`` are read within its deadline."""
+
     ConnectionCls = _HTTPConnection
 
 
-class _HTTPSPool(urllib3.HTTPSConnectionPool):
+class HTTPSPool(urllib3.HTTPSConnectionPool):
+    """As HTTPPool, and the TLS handshake waits at most what is left too."""
+
     ConnectionCls = _HTTPSConnection
 
 
 def pool_manager() -> urllib3.PoolManager:
     """A pool (no retries) whose answers are read within their exchange's deadline, headers included."""
     manager = urllib3.PoolManager(retries=False)
-    manager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+    manager.pool_classes_by_scheme = {"http": HTTPPool, "https": HTTPSPool}
     return manager

@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import encodings
 import encodings.aliases
-import http.client
-import io
 import ipaddress
 import re
 import socket
@@ -34,15 +32,14 @@ import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, TimeoutError as FuturesTimeout
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 from urllib.parse import SplitResult, quote, urljoin, urlsplit
 
 import certifi
 import urllib3
-from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import HTTPError as Urllib3Error
 
+from shared.deadline_http import HTTPPool, HTTPSPool, reads_within
 from shared.logs import service_logger
 from web_mcp.addresses import Address, AddressPolicy, blocked_reason, parse
 from web_mcp.contract import MAX_URL, GroupWeb, Settings, normalise_domain
@@ -234,75 +231,6 @@ class Checker:
             raise unavailable("timeout", f"the host {host} did not resolve within the call's time") from None
 
 
-class _Reads(io.RawIOBase):
-    """A response's socket reads, each waiting at most what is left of the deadline. The socket's
-    own timeout applies afresh to every read: a site sending a byte just inside it could hold a
-    header line or a chunk-size line (read whole before any body read starts) as long as it
-    liked."""
-
-    def __init__(self, raw: io.RawIOBase, sock: socket.socket, deadline: Deadline) -> None:
-        super().__init__()
-        self._raw = raw
-        self._sock = sock
-        self._deadline = deadline
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int | None:
-        self._sock.settimeout(self._deadline.remaining())
-        return self._raw.readinto(buffer)
-
-    def close(self) -> None:
-        self._raw.close()  # the socket file's own close, which releases the socket
-        super().close()
-
-
-class _Response(http.client.HTTPResponse):
-    def __init__(self, sock: socket.socket, *args: Any, deadline: Deadline, **kwargs: Any) -> None:
-        super().__init__(sock, *args, **kwargs)
-        # Nothing is read yet: the buffered reader over the socket file is swapped whole.
-        self.fp = io.BufferedReader(_Reads(self.fp.detach(), sock, deadline))
-
-
-def _deadlined(connection: HTTPConnection, deadline: Deadline) -> None:
-    # http.client builds the response as response_class(sock, method=...): every read it makes,
-    # from the status line on, goes through _Reads.
-    connection.response_class = partial(_Response, deadline=deadline)  # type: ignore[assignment]
-
-
-class _HttpConnection(HTTPConnection):
-    def __init__(self, *args: Any, deadline: Deadline, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        _deadlined(self, deadline)
-
-
-class _HttpsConnection(HTTPSConnection):
-    def __init__(self, *args: Any, deadline: Deadline, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._deadline = deadline
-        _deadlined(self, deadline)
-
-    def _new_conn(self) -> socket.socket:
-        # The TLS handshake runs on the connected socket's timeout, set for the connect: it may
-        # wait only what is left once the connection is made.
-        sock = super()._new_conn()
-        try:
-            sock.settimeout(self._deadline.remaining())
-        except WebError:
-            sock.close()
-            raise
-        return sock
-
-
-class _HttpPool(urllib3.HTTPConnectionPool):
-    ConnectionCls = _HttpConnection
-
-
-class _HttpsPool(urllib3.HTTPSConnectionPool):
-    ConnectionCls = _HttpsConnection
-
-
 @dataclass
 class Fetcher:
     checker: Checker
@@ -341,7 +269,7 @@ class Fetcher:
         timeout = urllib3.Timeout(connect=deadline.remaining(), read=deadline.remaining())
         address = str(target.address)
         if target.scheme == "https":
-            return _HttpsPool(
+            return HTTPSPool(
                 address,
                 target.port,
                 timeout=timeout,
@@ -351,29 +279,29 @@ class Fetcher:
                 ca_certs=self.ca_certs,
                 server_hostname=target.host,
                 assert_hostname=target.host,
-                deadline=deadline,
             )
-        return _HttpPool(address, target.port, timeout=timeout, retries=False, maxsize=1, deadline=deadline)
+        return HTTPPool(address, target.port, timeout=timeout, retries=False, maxsize=1)
 
     def _request(self, target: Target, deadline: Deadline) -> Page | str:
         """The page, or the Location of a redirect."""
         pool = self._pool(target, deadline)
         try:
-            response = pool.urlopen(
-                "GET",
-                target.target,
-                headers={
-                    "Host": target.host_header,
-                    "User-Agent": USER_AGENT,
-                    "Accept": ", ".join(self.settings.content_types),
-                    "Accept-Encoding": "gzip, deflate, identity",
-                },
-                redirect=False,
-                retries=False,
-                preload_content=False,
-                decode_content=False,
-                assert_same_host=False,
-            )
+            with reads_within(deadline.remaining):  # status line, headers, chunk sizes and body
+                response = pool.urlopen(
+                    "GET",
+                    target.target,
+                    headers={
+                        "Host": target.host_header,
+                        "User-Agent": USER_AGENT,
+                        "Accept": ", ".join(self.settings.content_types),
+                        "Accept-Encoding": "gzip, deflate, identity",
+                    },
+                    redirect=False,
+                    retries=False,
+                    preload_content=False,
+                    decode_content=False,
+                    assert_same_host=False,
+                )
             try:
                 return self._answer(target, response, deadline)
             finally:

@@ -5,8 +5,10 @@ as any pool's otherwise."""
 from __future__ import annotations
 
 import http.client
+import socket
 
 import pytest
+import urllib3
 
 from shared.deadline_http import pool_manager, reads_within
 from tests.lambdas.loopback import QuietHandler, loopback
@@ -56,3 +58,22 @@ def test_both_schemes_pools_read_through_the_deadline(url: str) -> None:
     assert isinstance(response_class, type)
     assert issubclass(response_class, http.client.HTTPResponse)
     assert response_class.__name__ == "_DeadlineResponse"
+
+
+def test_a_tls_handshake_waits_only_what_is_left() -> None:
+    """A server that accepts the connection and never answers the ClientHello: the handshake runs
+    on the socket's timeout, which the pool sets from the deadline once connected; with none left,
+    the exchange ends there (not after the connect timeout, 30 s here)."""
+    asked: list[str] = []
+
+    def none_left() -> float:
+        asked.append("asked")
+        raise TimeoutError
+
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # the kernel accepts; nobody speaks
+        port = silent.getsockname()[1]
+        pool = pool_manager()
+        timeout = urllib3.Timeout(connect=30, read=30)
+        with reads_within(none_left), pytest.raises((urllib3.exceptions.HTTPError, OSError)):
+            pool.request("GET", f"https://127.0.0.1:{port}/", timeout=timeout)
+    assert asked == ["asked"]  # once, before the handshake read anything
