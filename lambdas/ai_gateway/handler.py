@@ -19,26 +19,22 @@ OpenAI routes OpenAI's {"error": {"message", "type", "param", "code"}}; prompts 
 never logged.
 """
 
-import re
 from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from functools import cache
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ValidationError
 
 from ai_gateway import clients, jobs, openai_api
 from ai_gateway.agents import AgentClient, runtime_session_id
 from ai_gateway.contract import (
-    AUTHORIZATION_HEADER,
     CORRELATION_ID_HEADER,
-    EVALUATION_CASE_HEADER,
     GENERATION_MARGIN_SECONDS,
     IDEMPOTENCY_KEY_HEADER,
     OUTPUT_TYPE_HEADER,
@@ -65,15 +61,14 @@ from ai_gateway.jobs_contract import PREFER_HEADER
 from ai_gateway.ledger import Admission, Ledger
 from ai_gateway.models import Caller, ChatRequest, GatewayPolicy, GroupPolicy, OutputPolicy, OutputRequest
 from ai_gateway.openai_api import ChatCompletionRequest, Conversation, OpenAIError
+from ai_gateway.request import OUTPUT_TYPE, SESSION_ID, GatewayError, Incoming
 from ai_gateway.router import ModelForbiddenError, ModelRouter, candidates
 from ai_gateway.stream_runtime import StreamedResponse
 from ai_gateway.telemetry import Telemetry
 from ai_gateway.transcript import Transcripts
 from shared import snapstart
 from shared.aws_errors import INVALID_RESPONSE, RETRY_AFTER_SECONDS, UpstreamError
-from shared.bearer import InvalidToken, bearer  # not shared.tokens: PyJWT and cryptography stay unloaded
-from shared.bodies import BodyError, clip, json_bytes, problems
-from shared.claims import CONTEXT_GROUP, CONTEXT_USER
+from shared.bodies import clip
 from shared.http_events import REST_API, misshapen
 from shared.logs import log_unexpected, service_logger
 from shared.runtime_config import DocumentReader, RuntimeConfigError, appconfig_fetch
@@ -87,29 +82,12 @@ telemetry = Telemetry(metrics, logger)
 app = APIGatewayRestResolver()
 clock = Clock()
 
-# Matched whole (fullmatch): with re.match, "$" would also accept a trailing newline.
-IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_.:-]{8,128}")
-OUTPUT_TYPE = re.compile(r"[a-z][a-z0-9_]{0,31}")
-EVALUATION_CASE = re.compile(r"[a-z0-9-]{1,64}")
-SESSION_ID = re.compile(r"[A-Za-z0-9_.:-]{8,128}")
-Body = TypeVar("Body", bound=BaseModel)
 CHAT = "chat"
 UNEXPECTED: Final = "the request failed; quote the correlation id"  # a bug's message: nothing of it
 # Per invocation: _ACCEPTS_STREAM while stream_handler runs (a stream may be opened), then the
 # stream's body the chat completions route opened, for stream_handler to send.
 _ACCEPTS_STREAM = object()
 _STREAM: ContextVar[object] = ContextVar("stream")
-
-
-class GatewayError(Exception):
-    """A refusal with its HTTP status, error code and a message safe to show the caller."""
-
-    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.extra = extra
 
 
 @dataclass(frozen=True)
@@ -228,8 +206,9 @@ def _allowed(path: str) -> str | None:
 @app.post("/v1/chat")
 def chat() -> Response[Any]:
     caller, group = _caller_and_group()
-    request_id = _request_id()
-    request = _body(ChatRequest)
+    incoming = _incoming()
+    request_id = incoming.request_id()
+    request = incoming.body(ChatRequest)
     _check_size(sum(len(m.content) for m in request.messages))
     output = _output_for(group, CHAT)
     models = _models(group, request.model)
@@ -258,8 +237,9 @@ def outputs(output_type: str) -> Response[Any]:
     # of the parameter: the path's own last segment is what is checked whole.
     if not OUTPUT_TYPE.fullmatch(app.current_event.path.removesuffix("/").rpartition("/")[2]):
         raise GatewayError(422, "invalid_request", "output_type: a-z, 0-9 and _, starting with a letter")
-    request_id = _request_id()
-    request = _body(OutputRequest)
+    incoming = _incoming()
+    request_id = incoming.request_id()
+    request = incoming.body(OutputRequest)
     _check_size(len(request.material) + len(request.instructions or ""))
     output = _output_for(group, output_type)
     models = _models(group, request.model)
@@ -277,13 +257,13 @@ def outputs(output_type: str) -> Response[Any]:
         messages=[],
     )
     texts = [request.material, *([request.instructions] if request.instructions else [])]
-    respond_async = jobs.respond_async(_header_lines(PREFER_HEADER))  # Prefer: respond-async: a job, 202
+    respond_async = jobs.respond_async(incoming.header_lines(PREFER_HEADER))  # Prefer: respond-async: a job, 202
     admission: Admission | None = None
     sent = None
     if respond_async:  # the job admits its units (jobs.submit), after the screen
         sent = jobs.fingerprint(output_type, request.material, request.instructions, request.model)
         # Only a caller's Idempotency-Key can name an existing job (API Gateway's request id is new).
-        keyed = _header(IDEMPOTENCY_KEY_HEADER) is not None
+        keyed = incoming.header(IDEMPOTENCY_KEY_HEADER) is not None
         if keyed and (again := jobs.resubmitted(caller, request_id, sent, now=clock.now())) is not None:
             return _json(*again)  # nothing screened again
         screened = current.screen(texts, conversation).texts
@@ -341,7 +321,7 @@ def usage() -> Response[Any]:
 @app.post(openai_api.CHAT_COMPLETION_PATH)
 def chat_completions() -> Response[Any]:
     caller, group = _caller_and_group()
-    body = _completion_body()
+    body = _incoming().completion_body()
     if body.stream and _STREAM.get(None) is not _ACCEPTS_STREAM:
         return _stream_refused()
     current, generation, admission = completion_generation(caller, group, body)
@@ -425,9 +405,10 @@ def completion_generation(
     """A validated chat completion as the flow's request, its texts through the input guardrail
     (once per session) while its units are admitted (Flow.screen_and_admit): everything up to
     producing, for a buffered or a streamed answer alike."""
-    request_id = _request_id()
-    output_type = _extension(body.output_type, OUTPUT_TYPE_HEADER, OUTPUT_TYPE, "output_type") or CHAT
-    session_id = _extension(body.session_id, SESSION_ID_HEADER, SESSION_ID, "session_id")
+    incoming = _incoming()
+    request_id = incoming.request_id()
+    output_type = incoming.extension(body.output_type, OUTPUT_TYPE_HEADER, OUTPUT_TYPE, "output_type") or CHAT
+    session_id = incoming.extension(body.session_id, SESSION_ID_HEADER, SESSION_ID, "session_id")
     if output_type not in policy().outputs:
         raise openai_api.invalid(f"output_type: unknown output type {output_type}", param="output_type")
     output = _output_for(group, output_type)
@@ -523,8 +504,8 @@ def _generation(
         # Generation ends early enough to leave time to guard, meter and answer.
         deadline=clock.monotonic() + remaining_ms / 1000 - GENERATION_MARGIN_SECONDS,
         grounding=grounding,
-        token=_caller_token() if output.agent else None,
-        evaluation_case=_evaluation_case(group) if output.agent else None,
+        token=_incoming().caller_token() if output.agent else None,
+        evaluation_case=_incoming().evaluation_case(group) if output.agent else None,
         system=system,
         max_tokens=max_tokens,
         temperature=temperature,
@@ -533,13 +514,12 @@ def _generation(
     )
 
 
+def _incoming() -> Incoming:
+    return Incoming(app.current_event)
+
+
 def _caller_and_group() -> tuple[Caller, GroupPolicy]:
-    claims = _request_context().get("authorizer")
-    if not isinstance(claims, dict):  # API Gateway always sends one; a misrouted event may not
-        claims = {}
-    user, group_name = str(claims.get(CONTEXT_USER) or ""), str(claims.get(CONTEXT_GROUP) or "")
-    if not user or not group_name or not (user + group_name).isprintable():  # the authorizer's are
-        raise GatewayError(403, "forbidden", "the caller has no gateway group")
+    user, group_name = _incoming().identity()
     caller = Caller(user=user, group=group_name)
     group = policy().groups.get(caller.group)
     if group is None:
@@ -566,41 +546,6 @@ def _models(group: GroupPolicy, requested: str | None) -> list[str]:
         raise GatewayError(403, "model_forbidden", str(error)) from None
 
 
-def _body(model: type[Body]) -> Body:
-    """The request's body as ``model``. pydantic's own JSON parser reads it: nesting, numbers and
-    NaN beyond what a field takes are a 422 naming the problem, never a RecursionError."""
-    event = app.current_event
-    try:
-        return model.model_validate_json(json_bytes(event.body, event.is_base64_encoded))
-    except BodyError as error:
-        raise GatewayError(400, "invalid_request", str(error)) from None
-    except ValidationError as error:
-        raise GatewayError(422, "invalid_request", problems(error)) from None
-
-
-def _completion_body() -> ChatCompletionRequest:
-    """The chat completion's body (the same reader as ``_body``, refusals in OpenAI's shape)."""
-    event = app.current_event
-    try:
-        return ChatCompletionRequest.model_validate_json(json_bytes(event.body, event.is_base64_encoded))
-    except BodyError as error:
-        raise openai_api.invalid(str(error), code="invalid_body") from None
-    except ValidationError as error:
-        raise openai_api.from_validation(error) from None
-
-
-def _extension(value: str | None, header: str, pattern: re.Pattern[str], name: str) -> str | None:
-    """A gateway field of a chat completion: from the body (the SDK's extra_body), else its header."""
-    if value is not None:
-        return value
-    sent = _header(header)
-    if sent is None:
-        return None
-    if not pattern.fullmatch(sent):
-        raise openai_api.invalid(f"{header}: not a valid {name}", param=name)
-    return sent
-
-
 def _transcripts(session_id: str | None) -> Transcripts | None:
     """The sessions' transcripts for a request that names its session (without one, a request is
     its own conversation: all of it is checked, nothing kept)."""
@@ -614,68 +559,6 @@ def _check_size(chars: int) -> None:
         raise GatewayError(
             413, "too_large", f"the prompt is too long: {chars} characters of text; the limit is {limit}"
         )
-
-
-def _header_lines(header: str) -> list[str]:
-    """Every value the request sent for ``header`` (any case), in order: API Gateway's ``headers``
-    keeps only the last of a repeated header, ``multiValueHeaders`` all of them. Read from the raw
-    event: Powertools' view of it folds names that differ in case into one, keeping the last."""
-    event = app.current_event
-    sent = event.raw_event.get("multiValueHeaders")
-    lines = [
-        value
-        for name, values in (sent.items() if isinstance(sent, dict) else ())
-        if isinstance(name, str) and name.lower() == header.lower() and isinstance(values, list)
-        for value in values
-        if isinstance(value, str)
-    ]
-    last = event.headers.get(header)  # Powertools' headers are case-insensitive
-    return lines or ([last] if last is not None else [])
-
-
-def _header(header: str) -> str | None:
-    """A header that names one thing (a key, a type, a session): sent twice with different values
-    it is ambiguous, and refused rather than read as whichever came last."""
-    lines = _header_lines(header)
-    if len(set(lines)) > 1:
-        raise GatewayError(422, "invalid_request", f"{header}: sent more than once with different values")
-    return lines[0] if lines else None
-
-
-def _request_context() -> dict[str, Any]:
-    """The event's requestContext (API Gateway always sends one; a misrouted event may not)."""
-    context = app.current_event.raw_event.get("requestContext")
-    return context if isinstance(context, dict) else {}
-
-
-def _request_id() -> str:
-    key = _header(IDEMPOTENCY_KEY_HEADER)
-    if key is None:
-        request_id = _request_context().get("requestId")
-        if not isinstance(request_id, str) or not request_id or not request_id.isprintable():  # never API Gateway's
-            raise GatewayError(400, "invalid_request", "requestContext.requestId is missing or not text")
-        return request_id
-    if not IDEMPOTENCY_KEY.fullmatch(key):
-        raise GatewayError(422, "invalid_request", f"{IDEMPOTENCY_KEY_HEADER}: 8 to 128 of A-Z a-z 0-9 _ . : -")
-    return key
-
-
-def _caller_token() -> str | None:
-    """The caller's own access token (the authorizer has verified it), for an agent runtime."""
-    try:
-        return bearer(app.current_event.headers.get(AUTHORIZATION_HEADER))
-    except InvalidToken:
-        return None  # refused (401) only if an agent is asked to act with it
-
-
-def _evaluation_case(group: GroupPolicy) -> str | None:
-    """The golden case an internal caller's request replays, if any."""
-    case = _header(EVALUATION_CASE_HEADER)
-    if not case or group.kind != "internal":
-        return None
-    if not EVALUATION_CASE.fullmatch(case):
-        raise GatewayError(422, "invalid_request", f"{EVALUATION_CASE_HEADER}: 1 to 64 of a-z 0-9 -")
-    return case
 
 
 def _correlate(caller: Caller, session: str) -> str:

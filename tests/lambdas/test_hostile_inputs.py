@@ -19,7 +19,7 @@ import pytest
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
 from ai_gateway import agents, handler, telemetry
-from ai_gateway.handler import GatewayError
+from ai_gateway.request import GatewayError, Incoming
 from ai_gateway.router import ModelRouter
 from connector_push import handler as push
 from prototype_query import handler as query
@@ -284,12 +284,11 @@ def test_a_model_name_is_echoed_clipped_and_printable_only(at: str, bedrock: Ans
     assert "m" * 60 not in message
 
 
-def test_an_evaluation_case_with_a_trailing_newline_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_evaluation_case_with_a_trailing_newline_is_refused() -> None:
     internal = POLICY.groups["platform-admins"]
     event = rest_event("POST", "/v1/chat", CHAT, headers={"X-Evaluation-Case": "refund-policy\n"})
-    monkeypatch.setattr(handler.app, "current_event", APIGatewayProxyEvent(event), raising=False)
     with pytest.raises(GatewayError) as refused:
-        handler._evaluation_case(internal)
+        Incoming(APIGatewayProxyEvent(event)).evaluation_case(internal)
     assert (refused.value.status, refused.value.message[:17]) == (422, "X-Evaluation-Case")
 
 
