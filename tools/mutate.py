@@ -109,6 +109,7 @@ TARGETS = {
     "legacy": Target(
         modules=("shared/legacy_client.py", "legacy_tools/adapters.py", "legacy_tools/shaping.py"),
         tests=(
+            "tests/lambdas/test_legacy_client.py",
             "tests/lambdas/test_legacy_tools.py",
             "tests/lambdas/test_legacy_tools_budget.py",
             "tests/lambdas/test_legacy_hostile.py",

@@ -297,30 +297,38 @@ def test_a_content_length_that_is_not_a_byte_count_is_a_taxonomy_error(api: Lega
     )
 
 
+NO_TOKEN = "the token endpoint's answer holds no usable access_token"
+NO_EXPIRY = "the token endpoint's answer holds no usable expires_in"
+
+
 @pytest.mark.parametrize(
-    "body",
+    ("body", "message"),
     [
-        b"[]",
-        b"{}",
-        b'{"access_token": 42, "expires_in": 3600}',
-        b'{"access_token": "", "expires_in": 3600}',
-        b'{"access_token": "ok", "expires_in": "soon"}',
-        b'{"access_token": "ok", "expires_in": -5}',
-        b'{"access_token": "ok", "expires_in": true}',
-        b'{"access_token": "ok", "expires_in": 1e999}',
-        b'{"access_token": "has space", "expires_in": 60}',
-        DEEP,
-        b"\xff",
+        (b"[]", "the token endpoint's answer is not an object"),
+        (b"{}", NO_TOKEN),
+        (b'{"access_token": 42, "expires_in": 3600}', NO_TOKEN),
+        (b'{"access_token": "", "expires_in": 3600}', NO_TOKEN),
+        (b'{"access_token": "has space", "expires_in": 60}', NO_TOKEN),
+        (b'{"access_token": "ok", "expires_in": "soon"}', NO_EXPIRY),
+        (b'{"access_token": "ok", "expires_in": -5}', NO_EXPIRY),
+        (b'{"access_token": "ok", "expires_in": 0}', NO_EXPIRY),
+        (b'{"access_token": "ok", "expires_in": null}', NO_EXPIRY),
+        (b'{"access_token": "ok", "expires_in": true}', NO_EXPIRY),
+        (b'{"access_token": "ok", "expires_in": 1e999}', "the service's answer is unusable: not JSON"),
+        (DEEP, "the service's answer is unusable: nested too deeply"),
+        (b"\xff", "the service's answer is unusable: not UTF-8"),
     ],
 )
-def test_a_token_answer_without_a_usable_token_or_expiry_is_a_taxonomy_error(api: LegacyApi, body: bytes) -> None:
+def test_a_token_answer_without_a_usable_token_or_expiry_is_a_taxonomy_error(
+    api: LegacyApi, body: bytes, message: str
+) -> None:
     # DEEP decodes to the interpreter's recursion limit: a garbage collection there would run
     # earlier tests' finalizers with no stack left (pytest reports them as unraisable), so the
     # garbage is collected first.
     gc.collect()
     api.answers["/oauth/token"] = Answer(body=body)
     error = refusal(make_client(api))
-    assert error.kind == "upstream_unavailable"
+    assert (error.kind, error.message, error.retry_after) == ("upstream_unavailable", message, 30)
     assert api.requests == []  # no resource request went out with a bad token
 
 

@@ -1,0 +1,279 @@
+"""shared.legacy_client on its own: what each final status becomes, how long it backs off, where
+its credentials come from, and what an endpoint's settings change. (The hostile answers are in
+test_legacy_hostile.py; the tools over the client in test_legacy_tools.py.)"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+from aws_lambda_powertools.utilities import parameters
+from moto import mock_aws
+
+from legacy_tools.contract import LegacyApi as ApiSettings
+from shared import legacy_client
+from shared.legacy_client import (
+    MAX_TOKEN_SECONDS,
+    TOKEN_SKEW_SECONDS,
+    ClientSettings,
+    Credentials,
+    LegacyClient,
+    secret_credentials,
+)
+from shared.tool_errors import ToolError
+from shared.tools import DEFAULT_MAX_RESPONSE_BYTES, longest_call_seconds
+from tests.lambdas.legacy_api import CLIENT_ID, CLIENT_SECRET, CUSTOMER_ID, Answer, LegacyApi, serve
+
+CUSTOMER = f"/v2/customers/{CUSTOMER_ID}"
+UNUSABLE = "the service's answer is unusable: "
+
+
+@pytest.fixture
+def api() -> Iterator[LegacyApi]:
+    with serve() as running:
+        yield running
+
+
+def client(api: LegacyApi, *, attempts: int = 1, backoff: float = 0, sleep: Any = None) -> LegacyClient:
+    settings = ClientSettings(base_url=api.url, timeout_seconds=10, max_attempts=attempts, backoff_seconds=backoff)
+    return LegacyClient(
+        settings,
+        lambda: Credentials(CLIENT_ID, CLIENT_SECRET),
+        clock=lambda: 1000.0,  # stands still: ten seconds of deadline on any machine
+        sleep=sleep or (lambda _: None),
+    )
+
+
+def failure(call: Any) -> ToolError:
+    with pytest.raises(ToolError) as raised:
+        call()
+    return raised.value
+
+
+# What a final status becomes (5xx, 429 and a first 401 are retried first).
+
+
+@pytest.mark.parametrize(
+    ("status", "kind", "message", "retry_after"),
+    [
+        (201, "upstream_unavailable", f"{UNUSABLE}status 201", 30),
+        (299, "upstream_unavailable", f"{UNUSABLE}status 299", 30),
+        (300, "upstream_unavailable", "the service answered a redirect (300); redirects are not followed", 30),
+        (399, "upstream_unavailable", "the service answered a redirect (399); redirects are not followed", 30),
+        (400, "invalid_argument", "the service rejected the request (400)", None),
+        (403, "forbidden", "the service refused the request", None),
+        (404, "not_found", "no such record", None),
+        (409, "invalid_argument", "the service rejected the request (409)", None),
+        (499, "invalid_argument", "the service rejected the request (499)", None),
+    ],
+)
+def test_each_final_status_is_its_taxonomy_error(
+    api: LegacyApi, status: int, kind: str, message: str, retry_after: int | None
+) -> None:
+    api.faults.append(status)
+    error = failure(lambda: client(api).get(CUSTOMER))
+    assert (error.kind, error.message, error.retry_after) == (kind, message, retry_after)
+
+
+def test_a_second_401_after_a_fresh_token_is_forbidden(api: LegacyApi) -> None:
+    api.faults += [401, 401]
+    error = failure(lambda: client(api, attempts=3).get(CUSTOMER))
+    assert (error.kind, error.message) == ("forbidden", "the service refused the request")
+    assert api.token_requests == 2  # the call's token and one fresh one: never a third
+    assert len(api.requests) == 2
+
+
+def test_a_5xx_on_the_last_attempt_passes_on_the_services_retry_after(api: LegacyApi) -> None:
+    api.faults += [503, 502]
+    error = failure(lambda: client(api, attempts=2).get(CUSTOMER))
+    assert (error.kind, error.message, error.retry_after) == ("upstream_unavailable", "the service answered 502", 7)
+
+
+def test_a_token_endpoint_that_fails_is_unavailable_and_one_that_refuses_is_forbidden(api: LegacyApi) -> None:
+    api.answers["/oauth/token"] = Answer(status=500, body=b"{}")
+    error = failure(lambda: client(api).get(CUSTOMER))
+    assert (error.kind, error.message, error.retry_after) == (
+        "upstream_unavailable",
+        "the token endpoint answered 500",
+        30,
+    )
+    for status in (400, 401, 403):
+        api.answers["/oauth/token"] = Answer(status=status, body=b"{}")
+        error = failure(lambda: client(api).get(CUSTOMER))
+        assert (error.kind, error.message) == ("forbidden", f"the service refused the gateway's credentials ({status})")
+
+
+# Backoff: jittered, doubling from backoff_seconds.
+
+
+def test_backoff_doubles_from_the_configured_seconds(api: LegacyApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    drawn: list[tuple[float, float]] = []
+
+    def uniform(low: float, high: float) -> float:
+        drawn.append((low, high))
+        return high  # the longest wait the jitter allows
+
+    monkeypatch.setattr(random, "uniform", uniform)
+    slept: list[float] = []
+    api.faults += [500, 500, 500, 500]
+    failure(lambda: client(api, attempts=4, backoff=0.5, sleep=slept.append).get(CUSTOMER))
+    assert drawn == [(0, 0.5), (0, 1.0), (0, 2.0)]  # none after the last attempt
+    assert slept == [0.5, 1.0, 2.0]
+
+
+# Credentials from Secrets Manager (through Powertools' cached reader).
+
+
+@pytest.fixture
+def secrets() -> Iterator[Any]:
+    parameters.clear_caches()  # type: ignore[no-untyped-call]
+    with mock_aws():
+        yield boto3.client("secretsmanager", region_name="us-east-1")
+    parameters.clear_caches()  # type: ignore[no-untyped-call]
+
+
+def test_credentials_are_read_from_the_secrets_json(secrets: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    secrets.create_secret(Name="team/orders", SecretString=json.dumps({"client_id": "c", "client_secret": "s"}))
+    assert secret_credentials("team/orders") == Credentials(client_id="c", client_secret="s")
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        {"client_id": "c"},
+        {"client_secret": "s"},
+        {"client_id": 7, "client_secret": "s"},
+        {"client_id": "c", "client_secret": None},
+        ["c", "s"],
+        "c:s",
+    ],
+)
+def test_a_secret_without_a_client_id_and_secret_is_forbidden_naming_the_secret_only(
+    secrets: Any, monkeypatch: pytest.MonkeyPatch, secret: Any
+) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    secrets.create_secret(Name="team/orders", SecretString=json.dumps(secret))
+    error = failure(lambda: secret_credentials("team/orders"))
+    assert (error.kind, error.message) == (
+        "forbidden",
+        "the secret team/orders does not hold a client_id and a client_secret",
+    )
+
+
+def test_the_secret_is_cached_for_five_minutes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """So a rotated secret is picked up without a deploy, and not read on every token fetch."""
+    asked: list[tuple[str, dict[str, Any]]] = []
+
+    def get_secret(name: str, **options: Any) -> Any:
+        asked.append((name, options))
+        return {"client_id": "c", "client_secret": "s"}
+
+    monkeypatch.setattr(parameters, "get_secret", get_secret)
+    secret_credentials("team/orders")
+    assert asked == [("team/orders", {"transform": "json", "max_age": 300})]
+
+
+# An endpoint's settings, as client_for passes them on.
+
+
+def endpoint(api: LegacyApi, **changes: Any) -> ApiSettings:
+    fields: dict[str, Any] = {
+        "base_url": api.url,
+        "token_path": "/oauth/token",
+        "secret_name": "team/orders",
+        "timeout_seconds": 10,
+        "max_attempts": 1,
+        "top_k": 5,
+        "byte_budget": 4000,
+        "fields": {},
+    }
+    return ApiSettings(**{**fields, **changes})
+
+
+@pytest.fixture
+def known_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(legacy_client, "secret_credentials", lambda _: Credentials(CLIENT_ID, CLIENT_SECRET))
+
+
+@pytest.mark.usefixtures("known_secret")
+def test_client_for_uses_the_endpoints_token_path(api: LegacyApi) -> None:
+    # The test service knows only /oauth/token: another path is refused there.
+    error = failure(lambda: legacy_client.client_for(endpoint(api, token_path="/auth/token")).get(CUSTOMER))
+    assert (error.kind, error.message) == ("forbidden", "the service refused the gateway's credentials (401)")
+
+
+@pytest.mark.usefixtures("known_secret")
+def test_client_for_times_and_retries_as_the_endpoint_says(api: LegacyApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(random, "uniform", lambda low, high: 0.0)  # backoffs of no time
+    made = legacy_client.client_for(endpoint(api, timeout_seconds=7, max_attempts=4))
+    assert made.longest_get_seconds == longest_call_seconds(7, 4)
+    api.faults += [500, 500, 500]
+    body, _ = made.get(CUSTOMER)  # the fourth attempt answers
+    assert body["data"]["customerId"] == CUSTOMER_ID
+    assert len(api.requests) == 4
+
+
+@dataclass(frozen=True)
+class Source:
+    """An endpoint that states no byte cap (as the pull connector's source does not)."""
+
+    base_url: str
+    token_path: str = "/oauth/token"
+    timeout_seconds: float = 10
+    max_attempts: int = 1
+    secret_name: str = "team/articles"
+
+
+@pytest.mark.usefixtures("known_secret")
+def test_client_for_caps_answers_at_the_endpoints_bytes_or_the_default(api: LegacyApi) -> None:
+    api.answers[CUSTOMER] = Answer(body=b"{}", content_length=DEFAULT_MAX_RESPONSE_BYTES + 1)
+    error = failure(lambda: legacy_client.client_for(Source(api.url)).get(CUSTOMER))
+    assert error.message == f"the service's answer is larger than {DEFAULT_MAX_RESPONSE_BYTES} bytes"
+    capped = endpoint(api, max_response_bytes=1000)
+    api.answers[CUSTOMER] = Answer(body=b"{}", content_length=1001)
+    error = failure(lambda: legacy_client.client_for(capped).get(CUSTOMER))
+    assert error.message == "the service's answer is larger than 1000 bytes"
+
+
+# How long a token is held: its expires_in less TOKEN_SKEW_SECONDS, a day at most, five minutes
+# when the answer does not say.
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize(
+    ("answer", "held_seconds"),
+    [
+        ({}, 300 - TOKEN_SKEW_SECONDS),
+        ({"expires_in": 120}, 120 - TOKEN_SKEW_SECONDS),
+        ({"expires_in": 10**9}, MAX_TOKEN_SECONDS - TOKEN_SKEW_SECONDS),
+    ],
+)
+def test_a_token_is_held_until_shortly_before_it_expires(
+    api: LegacyApi, answer: dict[str, Any], held_seconds: float
+) -> None:
+    api.tokens["issued-token"] = time.monotonic() + 3600  # the service knows it
+    api.answers["/oauth/token"] = Answer(body=json.dumps({"access_token": "issued-token", **answer}).encode())
+    clock = Clock()
+    settings = ClientSettings(base_url=api.url, timeout_seconds=10, max_attempts=1)
+    made = LegacyClient(settings, lambda: Credentials(CLIENT_ID, CLIENT_SECRET), clock=clock)
+    made.get(CUSTOMER)
+    clock.now += held_seconds - 0.5
+    made.get(CUSTOMER)
+    assert made.token_fetches == 1
+    clock.now += 0.5
+    made.get(CUSTOMER)
+    assert made.token_fetches == 2
