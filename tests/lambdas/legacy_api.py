@@ -9,6 +9,7 @@ about its length, dripped a byte at a time, or never finished.
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import threading
 import time
@@ -16,6 +17,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from email.message import Message
 from http.server import BaseHTTPRequestHandler
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlparse
@@ -172,6 +174,11 @@ class LegacyApi:
     tokens: dict[str, float] = field(default_factory=dict)
     token_requests: int = 0
     requests: list[str] = field(default_factory=list)
+    targets: list[str] = field(default_factory=list)  # each resource request's target as sent (path and query)
+    connections: int = 0  # TCP connections the server accepted
+    # Compress every resource answer unless the request's Accept-Encoding is identity (as a server
+    # may when a client names no coding or one it does not know).
+    gzip_unless_identity: bool = False
     faults: list[int] = field(default_factory=list)  # statuses for the next resource requests
     answers: dict[str, Answer] = field(default_factory=dict)  # path -> hostile answer (token path too)
     sent_bytes: int = 0  # body bytes of hostile answers that reached the socket
@@ -232,21 +239,24 @@ def _resource(path: str, query: dict[str, list[str]]) -> tuple[int, Any]:
 
 def _handler(api: LegacyApi) -> type[BaseHTTPRequestHandler]:
     class Handler(QuietHandler):
+        protocol_version = "HTTP/1.1"  # connections kept alive between requests, as services do
+
+        def setup(self) -> None:
+            super().setup()
+            with api.lock:
+                api.connections += 1
+
         def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            self._reply(*_token_answer(api, urlparse(self.path).path, self.headers.get("Authorization")))
+            form = _form(self.headers, self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+            self._reply(*_token_answer(api, urlparse(self.path).path, self.headers.get("Authorization"), form))
 
         def do_GET(self) -> None:
             parsed = urlparse(self.path)
             api.requests.append(parsed.path)
-            token = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
-            with api.lock:
-                valid = api.tokens.get(token, 0) > time.monotonic()
-                fault = api.faults.pop(0) if api.faults else None
-            if not valid:
-                return self._send(401, {"error": "invalid_token"})
-            if fault:
-                return self._send(fault, {"error": "injected"}, {"Retry-After": "7"})
+            api.targets.append(self.path)
+            refused = _refused(api, self.headers)
+            if refused is not None:
+                return self._send(*refused)
             hostile = api.answers.get(parsed.path)
             return self._reply(
                 *((hostile.status, hostile) if hostile else _resource(parsed.path, parse_qs(parsed.query)))
@@ -262,6 +272,7 @@ def _handler(api: LegacyApi) -> type[BaseHTTPRequestHandler]:
             self._raw(status, json.dumps(body).encode(), headers)
 
         def _raw(self, status: int, data: bytes, headers: dict[str, str] | None = None) -> None:
+            data, headers = _coded(api, self, data, headers or {})
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
@@ -273,11 +284,49 @@ def _handler(api: LegacyApi) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def _token_answer(api: LegacyApi, path: str, authorization: str | None) -> tuple[int, Any]:
-    """The token endpoint: a fresh token for the known client, or the hostile answer queued for it."""
+def _form(headers: Message[str, str], body: bytes) -> dict[str, list[str]]:
+    """A POST's form fields, or none when its Content-Type does not say it is a form."""
+    content_type = (headers.get("Content-Type") or "").partition(";")[0].strip().lower()
+    return parse_qs(body.decode()) if content_type == "application/x-www-form-urlencoded" else {}
+
+
+def _refused(api: LegacyApi, headers: Message[str, str]) -> tuple[int, Any, dict[str, str]] | None:
+    """A resource request's refusal: a token the service did not issue (or has forgotten), an
+    Accept without JSON (media types match in any case), or the next queued fault."""
+    token = (headers.get("Authorization") or "").removeprefix("Bearer ")
+    with api.lock:
+        valid = api.tokens.get(token, 0) > time.monotonic()
+        fault = api.faults.pop(0) if api.faults else None
+    if not valid:
+        return 401, {"error": "invalid_token"}, {}
+    if "application/json" not in (headers.get("Accept") or "").lower():
+        return 406, {"error": "not_acceptable"}, {}
+    if fault:
+        return fault, {"error": "injected"}, {"Retry-After": "7"}
+    return None
+
+
+def _coded(
+    api: LegacyApi, request: BaseHTTPRequestHandler, data: bytes, headers: dict[str, str]
+) -> tuple[bytes, dict[str, str]]:
+    """A resource answer's body, gzipped when the API does so unless the request's Accept-Encoding
+    is identity (codings match in any case)."""
+    accepted = (request.headers.get("Accept-Encoding") or "").strip().lower()
+    if not api.gzip_unless_identity or request.command != "GET" or accepted == "identity":
+        return data, headers
+    return gzip.compress(data), {**headers, "Content-Encoding": "gzip"}
+
+
+def _token_answer(
+    api: LegacyApi, path: str, authorization: str | None, form: Mapping[str, list[str]]
+) -> tuple[int, Any]:
+    """The token endpoint: a fresh token for the known client asking with the client-credentials
+    grant (a form, RFC 6749 4.4.2), or the hostile answer queued for it."""
     expected = "Basic " + base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
     if path != "/oauth/token" or authorization != expected:
         return 401, {"error": "invalid_client"}
+    if form != {"grant_type": ["client_credentials"]}:
+        return 400, {"error": "unsupported_grant_type"}
     if (hostile := api.answers.get("/oauth/token")) is not None:
         return hostile.status, hostile
     token = uuid.uuid4().hex
@@ -290,11 +339,15 @@ def _token_answer(api: LegacyApi, path: str, authorization: str | None) -> tuple
 def _send_answer(handler: BaseHTTPRequestHandler, api: LegacyApi, answer: Answer) -> None:
     head = [
         f"{handler.protocol_version} {answer.status} Hostile",
+        "Connection: close",
         *(f"{name}: {value}" for name, value in answer.headers.items()),
     ]
     length = len(answer.body) * answer.repeat if answer.content_length == "actual" else answer.content_length
     if length != "none":
         head.append(f"Content-Length: {length}")
+    # A hostile answer ends its connection: one without a length (or that lies, or is held) ends
+    # only when it does, and one whose head the client cannot parse must not be followed on it.
+    handler.close_connection = True
     if answer.head_padding:
         head.append(f"X-Padding: {'x' * answer.head_padding}")
     head_bytes = "".join(f"{line}\r\n" for line in [*head, ""]).encode()

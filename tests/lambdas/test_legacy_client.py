@@ -9,7 +9,7 @@ import random
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import boto3
 import pytest
@@ -19,11 +19,13 @@ from moto import mock_aws
 from legacy_tools.contract import LegacyApi as ApiSettings
 from shared import legacy_client
 from shared.legacy_client import (
+    MAX_JSON_DEPTH,
     MAX_TOKEN_SECONDS,
     TOKEN_SKEW_SECONDS,
     ClientSettings,
     Credentials,
     LegacyClient,
+    decode_json,
     secret_credentials,
 )
 from shared.tool_errors import ToolError
@@ -277,3 +279,100 @@ def test_a_token_is_held_until_shortly_before_it_expires(
     clock.now += 0.5
     made.get(CUSTOMER)
     assert made.token_fetches == 2
+
+
+# The request as the service sees it, and the connection it comes on.
+
+
+def test_a_get_without_parameters_sends_no_query_and_one_with_sends_only_the_set_ones(api: LegacyApi) -> None:
+    made = client(api)
+    made.get(CUSTOMER)
+    made.get("/v2/customers", {"email": "ada@example.com", "status": None})
+    assert api.targets == [CUSTOMER, "/v2/customers?email=ada%40example.com"]
+
+
+def test_the_token_fetch_and_the_calls_share_one_connection(api: LegacyApi) -> None:
+    """A whole answer leaves its connection open for the next request; a refusal's unread body
+    closes it first (its bytes must not be read as the next answer)."""
+    made = client(api, attempts=2)
+    made.get(CUSTOMER)
+    made.get(CUSTOMER)
+    assert api.connections == 1
+    api.faults.append(500)
+    body, _ = made.get(CUSTOMER)  # the 500's connection closed; the retry opens another
+    assert body["data"]["customerId"] == CUSTOMER_ID
+    assert api.connections == 2
+
+
+def test_the_client_asks_for_json_without_compression(api: LegacyApi) -> None:
+    """The service answers 406 to a request without Accept: application/json, and compresses
+    whatever is not asked for as identity: the byte cap counts what is decoded, so the client
+    asks for identity and refuses a compressed answer it did not ask for."""
+    api.gzip_unless_identity = True
+    body, size = client(api).get(CUSTOMER)
+    assert body["data"]["customerId"] == CUSTOMER_ID
+    assert size == len(json.dumps(body))
+    api.answers[CUSTOMER] = Answer(body=b"{}", headers={"Content-Encoding": "gzip"})
+    error = failure(lambda: client(api).get(CUSTOMER))
+    assert (error.kind, error.message) == (
+        "upstream_unavailable",
+        f"{UNUSABLE}a compressed answer that was not asked for",
+    )
+
+
+@pytest.mark.parametrize("content_length", ["actual", "none"])
+def test_an_answer_of_exactly_the_cap_is_read_and_one_byte_more_is_refused(
+    api: LegacyApi, content_length: Literal["actual", "none"]
+) -> None:
+    """From its Content-Length, or counted as it streams when it ends at close."""
+    settings = ClientSettings(base_url=api.url, timeout_seconds=10, max_attempts=1, max_response_bytes=100)
+    made = LegacyClient(settings, lambda: Credentials(CLIENT_ID, CLIENT_SECRET), clock=lambda: 1000.0)
+    exact = b'{"data": "' + b"x" * 88 + b'"}'
+    api.answers[CUSTOMER] = Answer(body=exact, content_length=content_length)
+    assert made.get(CUSTOMER) == ({"data": "x" * 88}, 100)
+    api.answers[CUSTOMER] = Answer(body=exact + b" ", content_length=content_length)
+    error = failure(lambda: made.get(CUSTOMER))
+    assert error.message == "the service's answer is larger than 100 bytes"
+
+
+def test_429_is_retried_like_a_5xx(api: LegacyApi) -> None:
+    api.faults.append(429)
+    body, _ = client(api, attempts=2).get(CUSTOMER)
+    assert body["data"]["customerId"] == CUSTOMER_ID
+    api.faults += [429]
+    error = failure(lambda: client(api).get(CUSTOMER))
+    assert (error.kind, error.message, error.retry_after) == ("upstream_unavailable", "the service answered 429", 7)
+
+
+def test_a_5xx_without_retry_after_asks_for_thirty_seconds(api: LegacyApi) -> None:
+    api.answers[CUSTOMER] = Answer(status=503, body=b"{}")
+    error = failure(lambda: client(api).get(CUSTOMER))
+    assert (error.message, error.retry_after) == ("the service answered 503", 30)
+
+
+def test_a_token_that_lives_under_a_second_is_still_a_token(api: LegacyApi) -> None:
+    """expires_in need only be positive; held for no time (it is fetched again on the next call)."""
+    api.tokens["brief"] = time.monotonic() + 3600
+    api.answers["/oauth/token"] = Answer(body=b'{"access_token": "brief", "expires_in": 0.5}')
+    made = client(api)
+    made.get(CUSTOMER)
+    made.get(CUSTOMER)
+    assert made.token_fetches == 2
+
+
+# Depth: what the client decodes is at most MAX_JSON_DEPTH deep, however it nests.
+
+
+@pytest.mark.parametrize(("opening", "closing"), [(b"[", b"]"), (b'{"a":', b"}")])
+def test_an_answer_exactly_max_depth_deep_is_decoded_and_one_deeper_is_refused(opening: bytes, closing: bytes) -> None:
+    def nested(depth: int) -> bytes:
+        return opening * depth + b"1" + closing * depth if opening == b'{"a":' else opening * depth + closing * depth
+
+    assert decode_json(nested(MAX_JSON_DEPTH)) is not None
+    error = failure(lambda: decode_json(nested(MAX_JSON_DEPTH + 1)))
+    assert error.message == f"{UNUSABLE}nested too deeply"
+
+
+def test_a_scalar_answer_is_decoded() -> None:
+    assert decode_json(b"7") == 7
+    assert decode_json(b'"text"') == "text"
