@@ -313,6 +313,93 @@ EQUIVALENT: dict[str, str] = {
     },
     "shared.bodies.x_json_bytes__mutmut_24": "allow_inf_nan left to pydantic_core.from_json's default, which is "
     "True (test_the_counts_run_from_the_smallest_body_that_could_break_one counts a body of NaN)",
+    # shared/legacy_client.py
+    **{
+        f"shared.legacy_client.x__{name}__mutmut_{n}": "the text of a ValueError decode_json catches and "
+        "answers with its own 'not JSON': never shown"
+        for name, numbers in (("no_constant", (1, 2, 3, 4)), ("finite", (5, 6, 7)))
+        for n in numbers
+    },
+    **{
+        f"shared.legacy_client.xǁLegacyClientǁ_left_for_read__mutmut_{n}": "the text of the TimeoutError "
+        "urllib3 turns into its ReadTimeoutError, which the client turns into a transport error: never shown"
+        for n in (2, 3, 4)
+    },
+    "shared.legacy_client.x_decode_json__mutmut_4": "'UTF-8' names the codec 'utf-8' names",
+    "shared.legacy_client.x__depth__mutmut_2": "the depth of a value that is no container, 1 for 0: only "
+    "compared with MAX_JSON_DEPTH, which both are under",
+    "shared.legacy_client.x__depth__mutmut_11": "break for continue on a value that is no container: only the "
+    "root can be one (children are stacked only when they are containers), and it is then the only item",
+    "shared.legacy_client.x__token_fields__mutmut_30": "expires_in <= inf: the parser refuses an infinite "
+    "number (_finite), so expires_in is never inf",
+    **{
+        f"shared.legacy_client.xǁLegacyClientǁ__init____mutmut_{n}": "the held token's first state: _bearer "
+        "asks `self._token is None` first, and a token of '' is due at once on a monotonic clock too"
+        for n in (7, 8, 9)
+    },
+    **{
+        f"shared.legacy_client.xǁLegacyClientǁget__mutmut_{n}": "a first value that is false either way "
+        "(None for False, '' for None) where only its truth is read"
+        for n in (9, 11)
+    },
+    **{
+        f"shared.legacy_client.{name}": "a header name in another case: HTTP header names are case-insensitive "
+        "(the service's and urllib3's header maps both read them so)"
+        for name in (
+            *(f"xǁLegacyClientǁget__mutmut_{n}" for n in (23, 24, 26, 27)),
+            *(f"xǁLegacyClientǁ_exchange__mutmut_{n}" for n in (26, 27, 49, 50)),
+            *(f"xǁLegacyClientǁ_fetch_token__mutmut_{n}" for n in (21, 22, 26, 27)),
+            *(f"xǁLegacyClientǁ_read__mutmut_{n}" for n in (8, 9, 21, 22)),
+        )
+    },
+    **{
+        f"shared.legacy_client.{name}": "a media type or content coding in capitals: both are case-insensitive "
+        "(RFC 9110 8.3.1, 8.4.1)"
+        for name in (
+            "xǁLegacyClientǁget__mutmut_29",
+            "xǁLegacyClientǁ_exchange__mutmut_29",
+            "xǁLegacyClientǁ_fetch_token__mutmut_24",
+            "xǁLegacyClientǁ_read__mutmut_11",
+        )
+    },
+    "shared.legacy_client.xǁLegacyClientǁget__mutmut_38": "'get' for 'GET': urllib3 sends the method upper-cased",
+    **{
+        f"shared.legacy_client.xǁLegacyClientǁ{name}": "data is None only for an answer other than 200 "
+        "(_exchange reads only a 200's body), so `and` and `or` decide alike"
+        for name in ("get__mutmut_69", "_fetch_token__mutmut_41")
+    },
+    **{
+        f"shared.legacy_client.xǁLegacyClientǁ_exchange__mutmut_{n}": "redirect, preload_content or "
+        "decode_content None for False: urllib3 acts on each only when it is true"
+        for n in (14, 15, 16)
+    },
+    **{
+        f"shared.legacy_client.xǁLegacyClientǁ_exchange__mutmut_{n}": "decode_content true (or left to its "
+        "default, true): _read refuses any Content-Encoding but identity before a byte of the body is read, so "
+        "nothing is ever decoded (test_the_client_asks_for_json_without_compression)"
+        for n in (24, 38)
+    },
+    "shared.legacy_client.xǁLegacyClientǁ_exchange__mutmut_25": "without the client's Accept-Encoding header, "
+    "http.client sends 'Accept-Encoding: identity' itself",
+    **{
+        f"shared.legacy_client.xǁLegacyClientǁ_exchange__mutmut_{n}": "urllib3.Timeout with total=left: each "
+        "of connect and read is the smaller of its own and what is left of total, so leaving either out (or "
+        "None) bounds it by left all the same"
+        for n in (31, 32, 34, 35)
+    },
+    "shared.legacy_client.xǁLegacyClientǁ_exchange__mutmut_42": "complete starts None for False: only its "
+    "truth is read",
+    **{
+        f"shared.legacy_client.xǁLegacyClientǁ_exchange__mutmut_{n}": "a 200 read to its end is closed too: "
+        "urllib3 has already given its connection back to the pool when the body ended, so close() ends only "
+        "the spent response (test_the_token_fetch_and_the_calls_share_one_connection)"
+        for n in (56, 57)
+    },
+    "shared.legacy_client.xǁLegacyClientǁ_exchange__mutmut_58": "the Retry-After returned with a 200: get "
+    "reads it only for a 5xx or a 429",
+    "shared.legacy_client.xǁLegacyClientǁ_read__mutmut_39": "read1 without a size: one read of at most the "
+    "declared length (already held to the cap) or, without one, the buffered reader's buffer; the cap is checked "
+    "after every read either way",
     # ingestion/copies.py
     **{
         f"ingestion.copies.x_in_parts__mutmut_{n}": "the part size: s3transfer's own (8 MiB) copies the same "

@@ -240,6 +240,7 @@ def _resource(path: str, query: dict[str, list[str]]) -> tuple[int, Any]:
 def _handler(api: LegacyApi) -> type[BaseHTTPRequestHandler]:
     class Handler(QuietHandler):
         protocol_version = "HTTP/1.1"  # connections kept alive between requests, as services do
+        wbufsize = 1 << 16  # an answer's head and body leave together (a hostile answer's flush as they go)
 
         def setup(self) -> None:
             super().setup()
@@ -356,6 +357,7 @@ def _send_answer(handler: BaseHTTPRequestHandler, api: LegacyApi, answer: Answer
             _drip(handler, api, answer, head_bytes, times=1)
         else:
             handler.wfile.write(head_bytes)
+            handler.wfile.flush()
         if answer.hold:
             api.stopped.wait()
             return
@@ -373,6 +375,7 @@ def _drip(handler: BaseHTTPRequestHandler, api: LegacyApi, answer: Answer, data:
             if api.stopped.is_set():
                 return
             handler.wfile.write(chunk)
+            handler.wfile.flush()
             with api.lock:
                 api.sent_bytes += len(chunk)
             if answer.pause_seconds:

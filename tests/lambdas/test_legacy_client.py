@@ -376,3 +376,15 @@ def test_an_answer_exactly_max_depth_deep_is_decoded_and_one_deeper_is_refused(o
 def test_a_scalar_answer_is_decoded() -> None:
     assert decode_json(b"7") == 7
     assert decode_json(b'"text"') == "text"
+
+
+def test_an_exchange_whose_deadline_comes_exactly_with_its_answer_is_over(api: LegacyApi) -> None:
+    """No time left is none: the answer, already in the client's buffer, is not read."""
+
+    def clock() -> float:  # the deadline (1000 + 10) arrives as the service takes the request
+        return 1010.0 if api.requests else 1000.0
+
+    settings = ClientSettings(base_url=api.url, timeout_seconds=10, max_attempts=1)
+    made = LegacyClient(settings, lambda: Credentials(CLIENT_ID, CLIENT_SECRET), clock=clock)
+    error = failure(lambda: made.get(CUSTOMER))
+    assert (error.kind, error.message) == ("upstream_unavailable", "the service did not answer in time")
