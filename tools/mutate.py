@@ -33,6 +33,7 @@ import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -563,6 +564,7 @@ def moved(diffs: dict[str, str], previous: str) -> list[str]:
     return sorted(name for name, shown in diffs.items() if name in recorded and recorded[name] != shown)
 
 
+@cache  # the report and the printout show each survivor: mutmut is asked once (a few seconds each)
 def diff(work: Path, name: str) -> str:
     shown = subprocess.run([str(MUTMUT), "show", name], cwd=work, capture_output=True, text=True, check=False)  # noqa: S603
     lines = [
