@@ -12,6 +12,7 @@ entry in ``CHAINED`` (its spec and its function) plus its fields in config.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -206,8 +207,12 @@ def _arguments(model: type[M], arguments: Mapping[str, Any]) -> M:
         # The interceptor bounds them before any target is called; counted here too, so a call
         # that reached the function another way cannot hold an error per key past its memory.
         check_counts(arguments, whole="arguments")
+        # JSON can escape half a surrogate pair ("\ud800"); no URL (nor any UTF-8) can hold one.
+        json.dumps(arguments, ensure_ascii=False).encode()
     except BodyError as error:
         raise ToolError("invalid_argument", str(error)) from None
+    except UnicodeEncodeError:
+        raise ToolError("invalid_argument", "arguments: a text holds a lone surrogate, not UTF-8 text") from None
     try:
         return model.model_validate(arguments)
     except ValidationError as error:

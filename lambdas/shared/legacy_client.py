@@ -82,6 +82,11 @@ def _unavailable(message: str) -> ToolError:
     return ToolError("upstream_unavailable", message, retry_after=30)
 
 
+def _unbuildable() -> ToolError:
+    """A request that cannot be sent as asked; the error's text would echo the value, so it is not used."""
+    return _unavailable("the request to the service could not be built")
+
+
 def _malformed(what: str) -> ToolError:
     """An answer the client cannot use: the service has changed or misbehaves."""
     return _unavailable(f"the service's answer is unusable: {what}")
@@ -114,7 +119,10 @@ class LegacyClient:
 
     def get(self, path: str, params: dict[str, Any] | None = None) -> tuple[Any, int]:
         """GET a JSON resource; returns (decoded body, raw byte count)."""
-        query = f"?{urlencode({k: v for k, v in (params or {}).items() if v is not None})}" if params else ""
+        try:
+            query = f"?{urlencode({k: v for k, v in (params or {}).items() if v is not None})}" if params else ""
+        except UnicodeEncodeError:  # a lone surrogate: the tools refuse one in their arguments first
+            raise _unbuildable() from None
         url = f"{self._settings.base_url}{path}{query}"
         refreshed = False
         # One token for the whole call, fetched at most twice (here when the held one is due, and
@@ -174,7 +182,7 @@ class LegacyClient:
         except (urllib3.exceptions.HTTPError, OSError):
             raise _TransportError from None
         except (ValueError, UnicodeError):  # a header http.client refuses; its text echoes the value
-            raise _unavailable("the request to the service could not be built") from None
+            raise _unbuildable() from None
         complete = False
         try:
             if response.status != 200:

@@ -300,7 +300,8 @@ def _refused(api: LegacyApi, headers: Message[str, str]) -> tuple[int, Any, dict
         fault = api.faults.pop(0) if api.faults else None
     if not valid:
         return 401, {"error": "invalid_token"}, {}
-    if "application/json" not in (headers.get("Accept") or "").lower():
+    ranges = {part.partition(";")[0].strip().lower() for part in (headers.get("Accept") or "").split(",")}
+    if not ranges & {"application/json", "application/*", "*/*"}:
         return 406, {"error": "not_acceptable"}, {}
     if fault:
         return fault, {"error": "injected"}, {"Retry-After": "7"}

@@ -388,3 +388,23 @@ def test_an_exchange_whose_deadline_comes_exactly_with_its_answer_is_over(api: L
     made = LegacyClient(settings, lambda: Credentials(CLIENT_ID, CLIENT_SECRET), clock=clock)
     error = failure(lambda: made.get(CUSTOMER))
     assert (error.kind, error.message) == ("upstream_unavailable", "the service did not answer in time")
+
+
+def test_client_for_runs_its_deadlines_on_the_given_clock(api: LegacyApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A clock that jumps past any deadline between two readings: no exchange gets to be sent."""
+    monkeypatch.setattr(legacy_client, "secret_credentials", lambda _: Credentials(CLIENT_ID, CLIENT_SECRET))
+    ticks = iter(range(0, 10**6, 100))
+    made = legacy_client.client_for(endpoint(api), clock=lambda: float(next(ticks)))
+    error = failure(lambda: made.get(CUSTOMER))
+    assert error.message == "the service's token endpoint did not answer in time"
+    assert api.token_requests == 0
+
+
+def test_a_query_value_utf_8_cannot_encode_is_refused_without_echoing_it(api: LegacyApi) -> None:
+    error = failure(lambda: client(api).get("/v2/customers", {"email": "\ud800@example.com"}))
+    assert (error.kind, error.message, error.retry_after) == (
+        "upstream_unavailable",
+        "the request to the service could not be built",
+        30,
+    )
+    assert api.requests == []

@@ -142,6 +142,35 @@ def test_an_integer_argument_of_another_json_type_is_refused_before_any_call(
     assert api.requests == []
 
 
+PROFILE_BY_ID = SingleCallTool(
+    description="A customer's profile.",
+    path="/v2/customers/{customer_id}",
+    arguments={"customer_id": CallArgument(description="The customer id")},
+    fields={"id": "data.customerId"},
+)
+SURROGATE = "arguments: a text holds a lone surrogate, not UTF-8 text"
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments"),
+    [
+        ("find_orders", {"customer_email": "\ud800@example.com"}),  # a query value
+        ("find_orders", {"customer_email": CUSTOMER_EMAIL, "\udfff": 1}),  # a key
+        ("profile_by_id", {"customer_id": "C-\ud800"}),  # a path segment
+        ("list_articles", {"updated_since": "\udc80"}),
+    ],
+)
+def test_a_lone_surrogate_anywhere_in_the_arguments_is_the_callers_invalid_argument(
+    monkeypatch: pytest.MonkeyPatch, client: LegacyClient, api: LegacyApi, tool: str, arguments: dict[str, Any]
+) -> None:
+    """JSON can escape half a surrogate pair; no UTF-8 (so no URL) can hold one. It was an
+    unexpected failure the agent was told to retry in 30 seconds."""
+    monkeypatch.setattr(handler, "client", lambda: client)
+    configure(monkeypatch, {"list_articles": ARTICLES, "profile_by_id": PROFILE_BY_ID})
+    assert handler.run(tool, arguments) == ToolError("invalid_argument", SURROGATE).result()
+    assert api.requests == []
+
+
 @pytest.mark.usefixtures("served")
 def test_an_argument_named_path_is_named_in_the_problem() -> None:
     assert handler.run("by_path", {})["error"]["message"] == "path: Field required"
