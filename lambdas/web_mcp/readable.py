@@ -102,6 +102,7 @@ class _Extractor(HTMLParser):
         self.link_text: list[str] = []
         self.skip_to: str | None = None  # input is dropped up to and including this (see _bound)
         self.carry = ""  # the end of what was dropped, should ``skip_to`` straddle two slices
+        self.left_out = False  # text was there once enough was collected (so the result is cut short)
 
     def feed_slice(self, data: str) -> None:
         if self.skip_to is not None:
@@ -126,7 +127,9 @@ class _Extractor(HTMLParser):
         elif pending.startswith("<"):  # a tag, comment or declaration: dropped up to its end
             self.rawdata = ""
             self.skip_to = "-->" if pending.startswith("<!--") else ">"
-            self.carry = ""
+            # The end of what is dropped may hold the start of that end ("--" of a "-->" that
+            # straddles this slice and the next), as _skip's carry does.
+            self.carry = pending[len(pending) - len(self.skip_to) + 1 :]
         # Otherwise it is text held back for a character reference at its end: read on the next
         # slice in time linear in it.
 
@@ -162,6 +165,8 @@ class _Extractor(HTMLParser):
             line = self.prefix + text
             self.lines.append(line)
             self.size += len(line) + 1
+        elif text:
+            self.left_out = True
         self.prefix = ""
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -224,7 +229,10 @@ class _Extractor(HTMLParser):
             return
         if self.in_head and not self.dropped and data.strip():
             self.in_head = False  # text the head cannot hold starts the body
-        if self.dropped or self.in_head or self.full:
+        if self.dropped or self.in_head:
+            return
+        if self.full:
+            self.left_out = self.left_out or not data.isspace()
             return
         self.pending += len(collapse(data)) + 1
         if self.link is not None:
@@ -277,8 +285,10 @@ def from_html(html: str, *, base_url: str, max_chars: int, check: Callable[[], o
     # no link: each would be as long.
     extractor = _Extractor(base_url if len(base_url) <= MAX_URL else "", budget=max_chars + 1)
     html = HUGE_CHARREF.sub("\ufffd", html)
+    unread = False  # slices left when enough was collected: the page goes on past the text kept
     for start in range(0, len(html), SLICE):
         if extractor.full and not extractor.in_title:
+            unread = True
             break  # nothing more of the text would be kept (a title after this much is not read)
         if check is not None:
             check()
@@ -286,7 +296,7 @@ def from_html(html: str, *, base_url: str, max_chars: int, check: Callable[[], o
     extractor.finish()
     text, truncated = cut("\n".join(extractor.lines), max_chars)
     title = collapse("".join(extractor.title))[:MAX_TITLE]
-    return Readable(title=title, text=text, truncated=truncated or extractor.full)
+    return Readable(title=title, text=text, truncated=truncated or extractor.left_out or unread)
 
 
 def from_text(text: str, *, max_chars: int) -> Readable:
