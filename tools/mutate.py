@@ -125,6 +125,8 @@ TARGETS = {
         modules=("web_mcp/addresses.py", "web_mcp/fetch.py", "web_mcp/readable.py"),
         tests=(
             "tests/lambdas/test_web_mcp.py",
+            "tests/lambdas/test_web_fetch_exact.py",
+            "tests/lambdas/test_web_readable_exact.py",
             "tests/lambdas/test_web_fetch_hostile.py",
             "tests/lambdas/test_web_tool_results.py",
             "tests/lambdas/test_fuzz_web_mcp.py",
