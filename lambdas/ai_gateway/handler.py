@@ -333,7 +333,9 @@ def chat_completions() -> Response[Any]:
 
 @app.get(openai_api.MODELS_PATH)
 def list_models() -> Response[Any]:
-    if "//" in app.current_event.path:  # "/v1/models//": an empty model id Powertools' match trims away
+    # The list's path alone: Powertools' match also takes "/v1/models//" (an empty model id it
+    # trims away) and "/v1/models/\n" ("$" matches before a final newline).
+    if app.current_event.path not in (openai_api.MODELS_PATH, f"{openai_api.MODELS_PATH}/"):
         raise NotFoundError()
     _, group = _caller_and_group()
     return _json(200, openai_api.model_list(group.models.allowed))

@@ -371,6 +371,7 @@ def test_stream_handler_answers_any_request_with_json_or_a_stream_and_no_5xx(**r
 @given(segment=segments, route=st.sampled_from(["/v1/models/", "/v1/jobs/"]), with_parameters=st.booleans())
 @example(segment="/", route="/v1/models/", with_parameters=False)  # "/v1/models//" is no model, nor the list
 @example(segment="\ud800", route="/v1/models/", with_parameters=False)  # a lone surrogate: no model either
+@example(segment="\n", route="/v1/models/", with_parameters=False)  # "$" matched before it: the list
 def test_a_path_parameter_is_found_or_a_404(segment: str, route: str, with_parameters: bool) -> None:
     assume(segment)  # "/v1/models/" is the list ("/" ends a path as nothing would)
     request = event(("GET", route + segment), None, {}, None, GOLD, False, with_parameters)
