@@ -446,6 +446,218 @@ EQUIVALENT: dict[str, str] = {
     "legacy_tools.shaping.x_page__mutmut_12": "the first 'returned' is replaced in the room's sum and set again "
     "before the page is returned",
     "legacy_tools.shaping.x_single__mutmut_6": "'RECORD' weighs what 'record' does, so the room is the same",
+    # web_mcp/addresses.py, web_mcp/fetch.py, web_mcp/readable.py
+    "web_mcp.addresses.x_blocked_reason__mutmut_38": (
+        "unreachable: an address neither global nor private is in 100.64/10, which the carrier-grade NAT "
+        "check refuses first (IPv4 and IPv4-mapped; for IPv6 is_global is not is_private)"
+    ),
+    "web_mcp.addresses.x_blocked_reason__mutmut_39": "unreachable, as above",
+    "web_mcp.addresses.x_parse__mutmut_5": "split('%')[0] is split('%', 1)[0]",
+    "web_mcp.addresses.x_parse__mutmut_8": "split('%', 2)[0] is split('%', 1)[0]",
+    "web_mcp.fetch.xǁCheckerǁ_host__mutmut_3": (
+        "_parts has already refused an empty hostname, so the `or` default is never used"
+    ),
+    "web_mcp.fetch.xǁFetcherǁ_answer__mutmut_7": (
+        "a header name in another case: urllib3's HTTPHeaderDict reads names case-insensitively"
+    ),
+    "web_mcp.fetch.xǁFetcherǁ_answer__mutmut_8": (
+        "a header name in another case: urllib3's HTTPHeaderDict reads names case-insensitively"
+    ),
+    "web_mcp.fetch.xǁFetcherǁ_answer__mutmut_45": (
+        "a header name in another case: urllib3's HTTPHeaderDict reads names case-insensitively"
+    ),
+    "web_mcp.fetch.xǁFetcherǁ_answer__mutmut_46": (
+        "a header name in another case: urllib3's HTTPHeaderDict reads names case-insensitively"
+    ),
+    "web_mcp.fetch.xǁFetcherǁ_answer__mutmut_61": (
+        "a header name in another case: urllib3's HTTPHeaderDict reads names case-insensitively"
+    ),
+    "web_mcp.fetch.xǁFetcherǁ_answer__mutmut_62": (
+        "a header name in another case: urllib3's HTTPHeaderDict reads names case-insensitively"
+    ),
+    "web_mcp.fetch.xǁFetcherǁ_answer__mutmut_75": (
+        "a header name in another case: urllib3's HTTPHeaderDict reads names case-insensitively"
+    ),
+    "web_mcp.fetch.xǁFetcherǁ_answer__mutmut_76": (
+        "a header name in another case: urllib3's HTTPHeaderDict reads names case-insensitively"
+    ),
+    "web_mcp.fetch.xǁFetcherǁ_answer__mutmut_78": "a default of 'IDENTITY': it is lower-cased right after",
+    "web_mcp.fetch.xǁFetcherǁ_check_length__mutmut_20": (
+        "the value has matched [0-9]+, so stripping 'X' as well as '0' changes nothing"
+    ),
+    "web_mcp.fetch.xǁFetcherǁ_pool__mutmut_3": (
+        "the pool's read timeout: every read sets the socket's timeout to what is left of the deadline "
+        "(shared.deadline_http)"
+    ),
+    "web_mcp.fetch.xǁFetcherǁ_pool__mutmut_5": (
+        "the pool's read timeout: every read sets the socket's timeout to what is left of the deadline "
+        "(shared.deadline_http)"
+    ),
+    "web_mcp.fetch.xǁFetcherǁ_pool__mutmut_14": (
+        "the pool's retries are only urlopen's default, and urlopen passes retries=False"
+    ),
+    "web_mcp.fetch.xǁFetcherǁ_pool__mutmut_16": (
+        "cert_reqs None or left out: urllib3 resolves it to CERT_REQUIRED (resolve_cert_reqs)"
+    ),
+    "web_mcp.fetch.xǁFetcherǁ_pool__mutmut_19": (
+        "without assert_hostname urllib3 verifies server_hostname, the same target.host"
+    ),
+    "web_mcp.fetch.xǁFetcherǁ_pool__mutmut_23": (
+        "the pool's retries are only urlopen's default, and urlopen passes retries=False"
+    ),
+    "web_mcp.fetch.xǁFetcherǁ_pool__mutmut_24": (
+        "the pool's maxsize: each pool carries one request and is closed, so a second slot is never used (1 "
+        "is the default)"
+    ),
+    "web_mcp.fetch.xǁFetcherǁ_pool__mutmut_25": (
+        "cert_reqs None or left out: urllib3 resolves it to CERT_REQUIRED (resolve_cert_reqs)"
+    ),
+    "web_mcp.fetch.xǁFetcherǁ_pool__mutmut_28": (
+        "without assert_hostname urllib3 verifies server_hostname, the same target.host"
+    ),
+    "web_mcp.fetch.xǁFetcherǁ_pool__mutmut_29": (
+        "the pool's retries are only urlopen's default, and urlopen passes retries=False"
+    ),
+    "web_mcp.fetch.xǁFetcherǁ_pool__mutmut_30": (
+        "the pool's maxsize: each pool carries one request and is closed, so a second slot is never used (1 "
+        "is the default)"
+    ),
+    "web_mcp.fetch.xǁFetcherǁ_pool__mutmut_36": (
+        "the pool's retries are only urlopen's default, and urlopen passes retries=False"
+    ),
+    "web_mcp.fetch.xǁFetcherǁ_pool__mutmut_41": (
+        "the pool's retries are only urlopen's default, and urlopen passes retries=False"
+    ),
+    "web_mcp.fetch.xǁFetcherǁ_pool__mutmut_42": (
+        "the pool's maxsize: each pool carries one request and is closed, so a second slot is never used (1 "
+        "is the default)"
+    ),
+    "web_mcp.fetch.xǁFetcherǁ_pool__mutmut_43": (
+        "the pool's retries are only urlopen's default, and urlopen passes retries=False"
+    ),
+    "web_mcp.fetch.xǁFetcherǁ_pool__mutmut_44": (
+        "the pool's maxsize: each pool carries one request and is closed, so a second slot is never used (1 "
+        "is the default)"
+    ),
+    "web_mcp.fetch.xǁFetcherǁ_read__mutmut_5": "received starts None for False: only its truth is read",
+    "web_mcp.fetch.xǁFetcherǁ_read__mutmut_26": (
+        "one more byte of room to inflate into: a chunk that fills it is refused as too_large either way"
+    ),
+    "web_mcp.fetch.xǁFetcherǁ_request__mutmut_11": "redirect None for False: urlopen reads only its truth",
+    "web_mcp.fetch.xǁFetcherǁ_request__mutmut_12": (
+        "retries None or left out: urlopen falls back to the pool's retries=False"
+    ),
+    "web_mcp.fetch.xǁFetcherǁ_request__mutmut_13": "preload_content None for False: urllib3 reads only its truth",
+    "web_mcp.fetch.xǁFetcherǁ_request__mutmut_14": (
+        "decode_content None: the response's own setting, false, so nothing is decoded"
+    ),
+    "web_mcp.fetch.xǁFetcherǁ_request__mutmut_15": (
+        "assert_same_host: the request target always starts with '/', which is_same_host accepts"
+    ),
+    "web_mcp.fetch.xǁFetcherǁ_request__mutmut_20": (
+        "retries None or left out: urlopen falls back to the pool's retries=False"
+    ),
+    "web_mcp.fetch.xǁFetcherǁ_request__mutmut_23": (
+        "assert_same_host: the request target always starts with '/', which is_same_host accepts"
+    ),
+    "web_mcp.fetch.xǁFetcherǁ_request__mutmut_27": (
+        "a header name in another case: HTTP header names are case-insensitive, and urllib3 and http.client "
+        "skip their own Host, User-Agent and Accept-Encoding by the lower-case name"
+    ),
+    "web_mcp.fetch.xǁFetcherǁ_request__mutmut_28": (
+        "a header name in another case: HTTP header names are case-insensitive, and urllib3 and http.client "
+        "skip their own Host, User-Agent and Accept-Encoding by the lower-case name"
+    ),
+    "web_mcp.fetch.xǁFetcherǁ_request__mutmut_30": (
+        "a header name in another case: HTTP header names are case-insensitive, and urllib3 and http.client "
+        "skip their own Host, User-Agent and Accept-Encoding by the lower-case name"
+    ),
+    "web_mcp.fetch.xǁFetcherǁ_request__mutmut_31": (
+        "a header name in another case: HTTP header names are case-insensitive, and urllib3 and http.client "
+        "skip their own Host, User-Agent and Accept-Encoding by the lower-case name"
+    ),
+    "web_mcp.fetch.xǁFetcherǁ_request__mutmut_33": (
+        "a header name in another case: HTTP header names are case-insensitive, and urllib3 and http.client "
+        "skip their own Host, User-Agent and Accept-Encoding by the lower-case name"
+    ),
+    "web_mcp.fetch.xǁFetcherǁ_request__mutmut_34": (
+        "a header name in another case: HTTP header names are case-insensitive, and urllib3 and http.client "
+        "skip their own Host, User-Agent and Accept-Encoding by the lower-case name"
+    ),
+    "web_mcp.fetch.xǁFetcherǁ_request__mutmut_38": (
+        "a header name in another case: HTTP header names are case-insensitive, and urllib3 and http.client "
+        "skip their own Host, User-Agent and Accept-Encoding by the lower-case name"
+    ),
+    "web_mcp.fetch.xǁFetcherǁ_request__mutmut_39": (
+        "a header name in another case: HTTP header names are case-insensitive, and urllib3 and http.client "
+        "skip their own Host, User-Agent and Accept-Encoding by the lower-case name"
+    ),
+    "web_mcp.fetch.xǁFetcherǁ_request__mutmut_46": (
+        "assert_same_host: the request target always starts with '/', which is_same_host accepts"
+    ),
+    "web_mcp.readable.x__close_rescans__mutmut_2": (
+        "appending None still makes the list non-empty, so bool(seen) is unchanged"
+    ),
+    "web_mcp.readable.x__close_rescans__mutmut_6": (
+        "HTMLParser lowercases tag names, so feeding '<A' behaves exactly like '<a'"
+    ),
+    "web_mcp.readable.x_cut__mutmut_21": "space is an int, so space > room / 2 is the same test as space > room // 2",
+    "web_mcp.readable.x_from_html__mutmut_9": (
+        "a base of 'XXXX' has no scheme, so every join is the href itself (or raises), as with ''"
+    ),
+    "web_mcp.readable.xǁ_Extractorǁ__init____mutmut_16": "None and False are both false wherever in_title is read",
+    "web_mcp.readable.xǁ_Extractorǁ__init____mutmut_18": "None and False are both false wherever titled is read",
+    "web_mcp.readable.xǁ_Extractorǁ__init____mutmut_20": "None and False are both false wherever other_title is read",
+    "web_mcp.readable.xǁ_Extractorǁ__init____mutmut_22": "None and False are both false wherever in_head is read",
+    "web_mcp.readable.xǁ_Extractorǁ__init____mutmut_27": (
+        "link_text is read only after <a> sets it to [] (link is None until then)"
+    ),
+    "web_mcp.readable.xǁ_Extractorǁ__init____mutmut_28": (
+        "_skip with skip_to '' finds it at 0, returns the data unchanged and resets it"
+    ),
+    "web_mcp.readable.xǁ_Extractorǁ__init____mutmut_29": "carry is read only in _skip, after _bound has set it",
+    "web_mcp.readable.xǁ_Extractorǁ__init____mutmut_30": "carry is read only in _skip, after _bound has set it",
+    "web_mcp.readable.xǁ_Extractorǁ__init____mutmut_31": (
+        "left_out starts None for False: read only as a truth, and `truncated or left_out or unread` ends on "
+        "the bool unread either way"
+    ),
+    "web_mcp.readable.xǁ_Extractorǁ_end_link__mutmut_9": (
+        "the link is never '' (_absolute returns None or a non-empty http(s) URL), so url is always true"
+    ),
+    "web_mcp.readable.xǁ_Extractorǁ_end_link__mutmut_13": (
+        "url is always a non-empty string here, so the condition is always true anyway"
+    ),
+    "web_mcp.readable.xǁ_Extractorǁ_end_link__mutmut_16": (
+        "url is always a non-empty string here, so the else branch never runs"
+    ),
+    "web_mcp.readable.xǁ_Extractorǁ_skip__mutmut_10": (
+        "a longer carry adds only text known to hold no match, so neither the match nor the rest after it changes"
+    ),
+    "web_mcp.readable.xǁ_Extractorǁ_skip__mutmut_17": "carry is set again by _bound before skip_to is set again",
+    "web_mcp.readable.xǁ_Extractorǁflush__mutmut_8": (
+        "text is collected only while size + pending < budget, so text implies size < budget"
+    ),
+    "web_mcp.readable.xǁ_Extractorǁhandle_data__mutmut_8": "None and False are both false wherever in_head is read",
+    "web_mcp.readable.xǁ_Extractorǁhandle_endtag__mutmut_6": (
+        "None and False are both false wherever in_title and other_title are read"
+    ),
+    "web_mcp.readable.xǁ_Extractorǁhandle_endtag__mutmut_11": "None and False are both false wherever in_head is read",
+    "web_mcp.readable.xǁ_Extractorǁhandle_startendtag__mutmut_2": (
+        "None and False are both false wherever in_head is read"
+    ),
+    "web_mcp.readable.xǁ_Extractorǁhandle_starttag__mutmut_15": (
+        "None and False are both false wherever in_head is read"
+    ),
+    "web_mcp.readable.xǁ_Extractorǁparse_marked_section__mutmut_1": "the report argument is never used",
+    "web_mcp.readable.xǁ_Extractorǁparse_marked_section__mutmut_14": (
+        "HTMLParser tests only k < 0, so -2 is handled as -1"
+    ),
+    "web_mcp.readable.xǁ_Extractorǁparse_marked_section__mutmut_15": (
+        "find from i + 3 returns -1 or a value >= 3, so end <= 0 is end < 0"
+    ),
+    "web_mcp.readable.xǁ_Extractorǁparse_marked_section__mutmut_16": (
+        "find from i + 3 returns -1 or a value >= 3, so end < 1 is end < 0"
+    ),
     # ingestion/copies.py
     **{
         f"ingestion.copies.x_in_parts__mutmut_{n}": "the part size: s3transfer's own (8 MiB) copies the same "

@@ -165,8 +165,6 @@ class _Extractor(HTMLParser):
             line = self.prefix + text
             self.lines.append(line)
             self.size += len(line) + 1
-        elif text:
-            self.left_out = True
         self.prefix = ""
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:

@@ -399,3 +399,19 @@ def test_a_page_longer_than_the_slices_read_is_truncated_though_the_rest_is_not_
     assert from_html(page, base_url="https://e.test/", max_chars=20) == Readable(
         title="", text="a" * 20, truncated=True
     )
+
+
+def test_a_quoted_gt_that_ends_the_slice_where_a_tag_was_cut_is_dropped_with_it() -> None:
+    """A ">" inside a quoted attribute is no end of the tag: dropped with it when the tag is cut,
+    so the tag is dropped up to the next ">" (after its closing quote), not read on as text."""
+    start = "<p>Before.</p><img alt='"
+    cut_at = 5 * SLICE  # the slice after which the tag first passes MAX_PENDING
+    page = start + "c" * (cut_at - 1 - len(start)) + ">" + "tail'>After.<p>x</p>"
+    assert page[cut_at - 1] == ">"
+    assert from_html(page, base_url="https://e.test/", max_chars=1000).text == "Before.\nAfter.\nx"
+
+
+def test_a_marked_section_never_closed_at_the_end_of_a_page_is_not_text() -> None:
+    assert from_html("<p>a</p><![foo[ bar", base_url="https://e.test/", max_chars=100) == Readable(
+        title="", text="a", truncated=False
+    )
