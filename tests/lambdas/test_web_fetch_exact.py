@@ -10,7 +10,6 @@ ever the bound of a server or resolver that never answers, on the path where the
 
 from __future__ import annotations
 
-import datetime
 import gzip
 import ipaddress
 import json
@@ -29,14 +28,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from tests.lambdas.loopback import QuietHandler, loopback
 from tests.lambdas.web_fakes import FakeClock
-from tests.lambdas.web_site import resolver, site_policy
+from tests.lambdas.web_site import resolver, self_signed, site_policy
 from web_mcp.contract import MAX_URL, GroupWeb, Settings
 from web_mcp.errors import WebError
 from web_mcp.fetch import Checker, Deadline, Fetcher, Page, Target, content_type, system_resolver
@@ -623,27 +618,7 @@ def test_a_failed_connection_is_a_timeout_when_the_deadline_passed_meanwhile_els
 
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "site.test")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("site.test")]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    folder = tmp_path_factory.mktemp("tls")
-    (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (folder / "key.pem").write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return folder / "cert.pem", folder / "key.pem"
+    return self_signed(tmp_path_factory.mktemp("tls"))
 
 
 def test_https_sends_the_host_name_as_sni_and_reads_the_page(certificate: tuple[Path, Path]) -> None:
