@@ -286,9 +286,14 @@ def _checked_call(message: dict[str, Any], caller: Caller) -> dict[str, Any]:
         # Before any target validates them: a model's validation holds an error for each unknown
         # key, and a few megabytes of them take a 256 MB tool function past its memory.
         check_counts(arguments)
+        # JSON can escape half a surrogate pair ("\ud800"); no UTF-8 (so no URL, no target) can hold one.
+        json.dumps(arguments, ensure_ascii=False).encode()
     except BodyError as error:
         metrics.add_metric(name=Metric.CALLS_REFUSED, unit=MetricUnit.Count, value=1)
         raise Refusal(INVALID_PARAMS, f"arguments: {str(error).removeprefix('body: ')}") from None
+    except UnicodeEncodeError:
+        metrics.add_metric(name=Metric.CALLS_REFUSED, unit=MetricUnit.Count, value=1)
+        raise Refusal(INVALID_PARAMS, "arguments: a text holds a lone surrogate, not UTF-8 text") from None
     if caller.group is None or name not in caller.tools:
         metrics.add_metric(name=Metric.CALLS_REFUSED, unit=MetricUnit.Count, value=1)
         logger.info("tool call refused", extra={"tool": clip(name, SHOWN)})

@@ -130,6 +130,18 @@ def test_arguments_larger_than_any_tool_takes_are_refused_before_a_target_valida
         }
 
 
+@pytest.mark.parametrize("arguments", [{"query": "\ud800"}, {"\udfff": 1}, {"query": "q", "deep": [{"x": "a\udc80b"}]}])
+def test_a_lone_surrogate_anywhere_in_the_arguments_is_refused_for_every_target(arguments: dict[str, Any]) -> None:
+    """JSON can escape half a surrogate pair; no UTF-8 can hold one: a legacy tool failed such a call
+    as unexpected (retry in 30 s), so every target's call is refused here, as invalid params."""
+    for tool in (SEARCH, OTHER):
+        assert refused(request(call(tool, arguments))) == {
+            "jsonrpc": "2.0",
+            "id": 7,
+            "error": {"code": -32602, "message": "arguments: a text holds a lone surrogate, not UTF-8 text"},
+        }
+
+
 def test_arguments_at_the_bounds_pass() -> None:
     arguments = {"query": "q", **{f"k{n}": 0 for n in range(250)}, "list": [0] * 1_000}
     assert forwarded(request(call(OTHER, arguments)))["params"]["arguments"] == arguments
