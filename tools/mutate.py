@@ -133,6 +133,18 @@ TARGETS = {
             "tests/lambdas/test_agent_web_tools.py",
         ),
     ),
+    "connectors": Target(
+        modules=("connector_pull/handler.py", "connector_push/handler.py", "shared/landing.py"),
+        tests=(
+            "tests/lambdas/test_connectors.py",
+            "tests/lambdas/test_connector_hostile.py",
+            "tests/lambdas/test_connector_pull_shapes.py",
+            "tests/lambdas/test_connector_resume.py",
+            "tests/lambdas/test_fuzz_connector_push.py",
+            "tests/lambdas/test_entry_points.py",
+            "tests/lambdas/test_http_event_shapes.py",
+        ),
+    ),
     "classification": Target(
         modules=("ingestion/pipeline.py", "ingestion/pii.py", "ingestion/copies.py"),
         tests=(

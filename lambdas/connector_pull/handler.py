@@ -108,11 +108,7 @@ class AnswerShapeError(RuntimeError):
 
 
 class _PoisonError(Exception):
-    """An item that cannot become a landing document, with the reason the DLQ message gives."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+    """An item that cannot become a landing document; its text is the reason the DLQ message gives."""
 
 
 @dataclass(frozen=True)
@@ -258,7 +254,7 @@ def pull(
             try:
                 record, changed = _record(source, item, latest=latest)
             except _PoisonError as poisoned:
-                _poison(sqs, dlq_url, source.name, pages, index, item, poisoned.reason)
+                _poison(sqs, dlq_url, source.name, pages, index, item, str(poisoned))
                 poison += 1
                 continue
             if not versions.lands(record.id, changed):
@@ -497,7 +493,7 @@ def _dead_letter(where: dict[str, Any], item: Any) -> str:
     whole = sqs_json({**where, "record": item})
     if fits(whole):
         return whole
-    record = sqs_json(item).encode(errors="surrogatepass")
+    record = sqs_json(item).encode()  # sqs_json escapes lone surrogates: every character encodes
     return cut_to_fit(record, lambda start: sqs_json({**where, "record_bytes": len(record), "record_start": start}))
 
 

@@ -255,12 +255,18 @@ def test_a_change_time_later_than_now_is_poison_and_never_the_watermark(aws: Aws
 
 
 @pytest.mark.parametrize("stored", ["9999-12-31T00:00:00+00:00", "not a time"])
-def test_a_stored_watermark_that_cannot_be_one_is_not_trusted(aws: Aws, stored: str) -> None:
+def test_a_stored_watermark_that_cannot_be_one_is_not_trusted(
+    aws: Aws, stored: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     """One saved before future change times were poison would hide every change for good: the run
-    pulls from the beginning and saves the newest change it sees."""
+    pulls from the beginning, says so, and saves the newest change it sees."""
     pull.Watermarks(aws.dynamodb.Table("registry")).put(SOURCE.name, stored)
     upstream = Upstream({"items": [article("a", "2026-11-02T08:00:00Z")]})
+    capsys.readouterr()
     result = run(aws, upstream)
+    (line,) = [line for line in printed(capsys) if line.get("level") == "WARNING"]
+    assert line["message"] == "stored watermark not trusted: pulling from the beginning"
+    assert stored not in json.dumps(line)  # the stored text is not logged
     assert result.landed == 1
     assert upstream.requests[0][SOURCE.since_param] is None
     assert watermark(aws) == "2026-11-02T08:00:00+00:00"
@@ -283,12 +289,21 @@ def test_a_cursor_too_long_to_follow_fails_the_run_without_moving_the_watermark(
     assert watermark(aws) == "2026-11-01T00:00:00+00:00"
 
 
-def test_a_change_time_without_an_offset_is_utc_whatever_the_machine_s_time_zone(aws: Aws) -> None:
+def test_a_cursor_of_the_longest_length_is_followed(aws: Aws) -> None:
+    longest = "c" * pull.MAX_CURSOR_CHARS
+    upstream = Upstream({"items": [], "next_cursor": longest}, {"items": [article("a", "2026-11-02T08:00:00Z")]})
+    assert (run(aws, upstream).pages, upstream.requests[1]["cursor"]) == (2, longest)
+
+
+@pytest.mark.parametrize("updated", ["2026-11-02T08:00:00", "2026-11-02T09:00:00+01:00", "2026-11-02T03:00:00-05:00"])
+def test_a_change_time_is_saved_in_utc_whatever_the_machine_s_time_zone(aws: Aws, updated: str) -> None:
+    """Without an offset it is UTC (as on Lambda); with one it is converted to UTC, not to the
+    machine's zone: watermarks are compared as text, which orders UTC ISO times only."""
     zone = os.environ.get("TZ")
     os.environ["TZ"] = "America/New_York"
     time.tzset()
     try:
-        run(aws, Upstream({"items": [article("a", "2026-11-02T08:00:00")]}))
+        run(aws, Upstream({"items": [article("a", updated)]}))
     finally:
         if zone is None:
             del os.environ["TZ"]
@@ -314,6 +329,78 @@ def test_a_repeated_cursor_fails_the_run_without_moving_the_watermark(
         run(aws, upstream)
     assert len(upstream.requests) == requests  # no round trip past the first repeat
     assert watermark(aws) is None  # although record "a" landed
+
+
+def test_the_records_after_a_poison_or_a_repeated_one_on_the_same_page_land(aws: Aws) -> None:
+    items = [
+        article("a", "2026-11-02T09:00:00Z", "NEW"),
+        article("a", "2026-11-02T08:00:00Z", "OLD"),
+        article("bad id!", "2026-11-02T08:00:00Z"),
+        article("a", "2026-11-02T07:00:00Z", "OLDER"),
+        article("b", "2026-11-02T06:00:00Z"),
+    ]
+    result = run(aws, Upstream({"items": items}))
+    assert (result.landed, result.poison, result.repeated) == (2, 1, 2)
+    assert landed_text(aws, "a").endswith("NEW\n")
+    assert landed_text(aws, "b").endswith("text\n")
+
+
+def test_a_dead_letter_says_where_the_record_was_and_the_log_line_names_no_content(
+    aws: Aws, capsys: pytest.CaptureFixture[str]
+) -> None:
+    poison = article("bad id!", "2026-11-02T08:00:00Z", body="secret body text")
+    first = {"items": [article("a", "2026-11-02T08:00:00Z")], "next_cursor": "c1"}
+    upstream = Upstream(first, {"items": [article("b", "2026-11-02T08:00:00Z"), poison]})
+    capsys.readouterr()
+    assert run(aws, upstream).poison == 1
+    (dead,) = aws.dlq()
+    assert json.loads(dead["Body"]) == {"connector": SOURCE.name, "page": 2, "index": 1, "record": poison}
+    (line,) = [line for line in printed(capsys) if line.get("message") == "poison record dead-lettered"]
+    assert (line["level"], line["source"], line["page"], line["index"]) == ("WARNING", SOURCE.name, 2, 1)
+    assert "secret body text" not in capsys.readouterr().out + json.dumps(line)
+
+
+class Recorded:
+    """The registry table, with each call the run makes to it."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        def call(**kwargs: Any) -> Any:
+            self.calls.append((name, kwargs))
+            return getattr(self.table, name)(**kwargs)
+
+        return call
+
+
+@pytest.mark.parametrize(
+    "items",
+    [[], [article("a", "2026-11-01T00:00:00Z")], [article("a", None)]],
+    ids=["no changes", "the watermark's own change", "undated"],
+)
+def test_a_run_reads_the_watermark_consistently_and_writes_it_only_when_it_moved(
+    aws: Aws, items: list[dict[str, Any]]
+) -> None:
+    """Read consistently: an eventually consistent read right after the last run's write could
+    return the watermark before it and pull its pages again. Not written when no newer change was
+    seen: a write per run of a source that rarely changes (every 15 minutes) is a write for nothing."""
+    stored = "2026-11-01T00:00:00+00:00"
+    pull.Watermarks(aws.dynamodb.Table("registry")).put(SOURCE.name, stored)
+    table = Recorded(aws.dynamodb.Table("registry"))
+    pull.pull(
+        Upstream({"items": items}),  # type: ignore[arg-type]
+        SOURCE,
+        s3=aws.s3,
+        sqs=aws.sqs,
+        watermarks=pull.Watermarks(table),
+        dlq_url=aws.dlq_url,
+        bucket=LANDING,
+        clock=Clock(),
+    )
+    key = {"pk": f"connector#{SOURCE.name}", "sk": "watermark"}
+    assert table.calls == [("get_item", {"Key": key, "ConsistentRead": True})]
 
 
 def test_a_pulled_title_with_tabs_and_a_line_break_lands_on_one_line(aws: Aws) -> None:

@@ -7,6 +7,7 @@ message names the field and the JSON type found, never the source's text."""
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -58,7 +59,8 @@ def test_an_answer_without_a_list_of_records_fails_the_run_keeping_the_watermark
     assert (
         str(raised.value) == f"page 1: the answer ({whole}) holds {found} at items_field 'items', not a list of records"
     )
-    assert (raised.value.field, raised.value.path, raised.value.found) == ("items_field", "items", found)
+    error = raised.value
+    assert (error.page, error.field, error.path, error.found, error.answer) == (1, "items_field", "items", found, whole)
     assert UPSTREAM_TEXT not in str(raised.value)
     assert watermark(aws) == STORED  # the next run asks for the same changes again
     assert (aws.landing_versions(), aws.dlq(), len(upstream.requests)) == ([], [], 1)
@@ -274,3 +276,10 @@ def test_an_integer_id_lands_as_its_digits_and_a_null_title_as_no_heading(aws: A
 def test_a_numeric_change_time_is_still_read_as_seconds_since_1970(aws: Aws) -> None:
     run(aws, Upstream({"items": [with_field("updated_at", 1_790_000_000)]}))
     assert watermark(aws) == "2026-09-21T14:13:20+00:00"
+
+
+def test_a_value_no_json_parser_makes_is_named_by_its_python_type(aws: Aws) -> None:
+    """A client other than LegacyClient (a test's, another SDK's) may hand over its own values."""
+    with pytest.raises(pull.AnswerShapeError) as raised:
+        run(aws, Upstream({"items": Decimal("1.5")}))
+    assert raised.value.found == "Decimal"

@@ -4,6 +4,7 @@ the cursor the last one stopped at, instead of failing every run after landing t
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from typing import Any
 
@@ -18,7 +19,7 @@ from tests.lambdas.conftest import FakeContext, printed
 from tests.lambdas.ingestion_corpus import LANDING
 from tests.lambdas.ingestion_fixtures import Aws
 from tests.lambdas.test_connector_hostile import Upstream, article, run
-from tests.lambdas.test_connectors import SOURCE, Invocation
+from tests.lambdas.test_connectors import SOURCE, Clock, Invocation
 
 KEY = {"pk": f"connector#{SOURCE.name}", "sk": "watermark"}
 STORED = "2026-10-01T00:00:00+00:00"
@@ -65,6 +66,7 @@ def test_a_run_at_the_page_cap_saves_a_resume_point_and_the_next_runs_go_on_from
     )
     first = run(aws, source)
     assert (first.landed, first.pages, first.capped) == (2, 2, True)
+    assert first.watermark == "2026-11-05T00:00:00+00:00"  # the newest change seen: what the log line says
     assert stored(aws) == {
         **KEY,
         "updated_since": STORED,  # not moved: pages 2 to 4 are not read yet
@@ -89,6 +91,15 @@ def test_a_run_at_the_page_cap_saves_a_resume_point_and_the_next_runs_go_on_from
     assert source.requests[5] == {SOURCE.since_param: "2026-11-05T00:00:00+00:00", "cursor": None}
 
 
+def test_a_capped_run_counts_the_versions_it_did_not_land(aws: Aws, cap: int) -> None:
+    newest_first = [
+        {"items": [article("a", "2026-11-02T09:00:00Z")], "next_cursor": "c1"},
+        {"items": [article("a", "2026-11-02T08:00:00Z")], "next_cursor": "c2"},
+    ]
+    result = run(aws, Upstream(*newest_first))
+    assert (result.capped, result.landed, result.repeated) == (True, 1, 1)
+
+
 def test_a_pull_from_the_beginning_resumes_from_the_beginning(aws: Aws, cap: int) -> None:
     """A watermark not trusted: the runs page with no since until the last page, then save one."""
     aws.dynamodb.Table("registry").put_item(Item={**KEY, "updated_since": "not a time"})
@@ -100,6 +111,21 @@ def test_a_pull_from_the_beginning_resumes_from_the_beginning(aws: Aws, cap: int
     assert pull.Watermarks(aws.dynamodb.Table("registry")).read(SOURCE.name) == pull.Mark("2026-11-03T00:00:00+00:00")
 
 
+def test_a_resumed_run_asks_with_the_since_of_the_run_it_resumes(aws: Aws, cap: int) -> None:
+    """The first run distrusted a watermark ahead of its clock and paged from the beginning; by the
+    next run the clock has passed that time. The resumed run still asks with no since: with the
+    watermark's, the pages still to read would list only changes after it, and the earlier ones
+    on them would never land."""
+    clock = Clock()
+    ahead = dt.datetime.fromtimestamp(clock.now, dt.UTC) + pull.CLOCK_SKEW + dt.timedelta(minutes=1)
+    aws.dynamodb.Table("registry").put_item(Item={**KEY, "updated_since": ahead.isoformat()})
+    source = Paged("2026-11-01T00:00:00Z", "2026-11-02T00:00:00Z", "2026-11-03T00:00:00Z")
+    assert run(aws, source, clock).capped
+    clock.now += 3600
+    assert not run(aws, source, clock).capped
+    assert [(r[SOURCE.since_param], r["cursor"]) for r in source.requests] == [(None, None), (None, "c1"), (None, "c2")]
+
+
 def test_a_resume_cursor_the_source_refuses_is_dropped_and_the_run_starts_from_the_watermark(
     aws: Aws, cap: int, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -108,11 +134,52 @@ def test_a_resume_cursor_the_source_refuses_is_dropped_and_the_run_starts_from_t
     source = Paged("2026-11-01T00:00:00Z", "2026-11-02T00:00:00Z")
     result = run(aws, source)
     assert (result.landed, result.capped) == (2, False)
-    assert [r["cursor"] for r in source.requests] == ["expired", None, "c1"]
+    assert [(r[SOURCE.since_param], r["cursor"]) for r in source.requests] == [
+        (STORED, "expired"),
+        (STORED, None),  # from the stored watermark, trusted as before
+        (STORED, "c1"),
+    ]
     # The newest change of the abandoned runs is not kept: their pages are read again.
     assert watermarks.read(SOURCE.name) == pull.Mark("2026-11-02T00:00:00+00:00")
     (line,) = [p for p in printed(capsys) if p.get("message", "").startswith("the source refused the resume cursor")]
-    assert line["refusal"] == "the service rejected the request (400)"
+    assert (line["level"], line["source"], line["refusal"]) == (
+        "WARNING",
+        SOURCE.name,
+        "the service rejected the request (400)",
+    )
+
+
+def test_a_refused_resume_cursor_is_dropped_even_when_the_run_then_fails(aws: Aws, cap: int) -> None:
+    """The next run starts from the watermark, not from a cursor the source no longer takes."""
+
+    class FailingLater(Paged):
+        def get(self, path: str, params: dict[str, Any]) -> tuple[Any, int]:
+            if params["cursor"] == "c1":
+                raise ToolError("upstream_unavailable", "the service is unavailable (503)")
+            return super().get(path, params)
+
+    watermarks = pull.Watermarks(aws.dynamodb.Table("registry"))
+    watermarks.put(SOURCE.name, STORED, pull.Resume("expired", STORED, "2026-11-09T00:00:00+00:00"))
+    with pytest.raises(ToolError, match="503"):
+        run(aws, FailingLater("2026-11-01T00:00:00Z", "2026-11-02T00:00:00Z"))
+    assert stored(aws) == {**KEY, "updated_since": STORED}
+
+
+def test_a_source_refusing_a_cursor_on_a_later_page_fails_the_run(aws: Aws, cap: int) -> None:
+    """Only the resume cursor, on a run's first page, is dropped when refused: any other cursor is
+    the source's own, and its refusal fails the run (a 400 for the page it just named)."""
+
+    class RefusingLater(Paged):
+        def get(self, path: str, params: dict[str, Any]) -> tuple[Any, int]:
+            if params["cursor"] == "c2":
+                raise ToolError("invalid_argument", "the service rejected the request (400)")
+            return super().get(path, params)
+
+    resume = pull.Resume("c1", STORED, None)
+    pull.Watermarks(aws.dynamodb.Table("registry")).put(SOURCE.name, STORED, resume)
+    with pytest.raises(ToolError, match="400"):
+        run(aws, RefusingLater("2026-11-01T00:00:00Z", "2026-11-02T00:00:00Z", "2026-11-03T00:00:00Z"))
+    assert pull.Watermarks(aws.dynamodb.Table("registry")).read(SOURCE.name) == pull.Mark(STORED, resume)
 
 
 def test_a_source_that_refuses_the_credentials_keeps_the_resume_point(aws: Aws, cap: int) -> None:

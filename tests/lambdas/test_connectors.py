@@ -3,6 +3,7 @@ pipeline ingests directly; bad records are refused (push) or dead-lettered (pull
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -12,8 +13,9 @@ import pytest
 from connector_pull import handler as pull
 from connector_pull.contract import PullSource, Settings as PullSettings
 from connector_push import handler as push
+from connector_push.contract import PUSHES_REFUSED
 from ingestion.pipeline import document_id
-from shared.landing import Record, document
+from shared.landing import Record, document, land
 from shared.legacy_client import ClientSettings, Credentials, LegacyClient
 from tests.lambdas.conftest import FakeContext, HttpResult, http_result
 from tests.lambdas.gateway_fixtures import rest_event
@@ -77,8 +79,42 @@ def test_pushed_records_land_as_realtime_documents_with_their_metadata(pushing: 
         "source": "crm:case-1",
         "origin": "connector:crm",
     }
+    assert head["ContentType"] == "text/markdown; charset=utf-8"
+    assert [d["version"] for d in result.body["documents"]] == [
+        pushing.s3.head_object(Bucket=LANDING, Key=f"realtime/crm/{name}.md")["VersionId"]
+        for name in ("case-1", "case-2")
+    ]
     body = pushing.s3.get_object(Bucket=LANDING, Key="realtime/crm/case-1.md")["Body"].read()
     assert body == b"# Refund\n\nCustomer wants a refund.\n"
+
+
+def test_a_body_the_api_passes_as_base64_is_read_as_its_bytes(pushing: Aws) -> None:
+    """API Gateway base64-encodes a body whose content type is one of the API's binary media types."""
+    event = rest_event(
+        "POST", "/v1/records/crm", base64.b64encode(b'{"records": [{"id": "b-1", "body": "x"}]}').decode()
+    )
+    event["isBase64Encoded"] = True
+    result = http_result(push.lambda_handler(event, FakeContext()))
+    assert (result.status, result.body["accepted"]) == (202, 1)
+
+
+def test_a_document_landed_in_a_bucket_without_versioning_has_no_version(aws: Aws) -> None:
+    aws.s3.create_bucket(Bucket="unversioned")
+    assert land(aws.s3, document("crm", Record(id="c-1", body="x"), classification="customer"), "unversioned") == ""
+
+
+def test_a_refused_push_is_counted_once_and_an_accepted_one_not(
+    pushing: Aws, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    assert post("crm", "{nope").status == 400  # the lowest refusal
+    assert post("crm", {"records": [{"id": "ok", "body": "x"}]}).status == 202
+    documents = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    refused = [document for document in documents if PUSHES_REFUSED in document]
+    assert len(documents) == 2
+    assert [document[PUSHES_REFUSED] for document in refused] in ([1.0], [[1.0]])
+    (directive,) = refused[0]["_aws"]["CloudWatchMetrics"]
+    assert {"Name": PUSHES_REFUSED, "Unit": "Count"} in directive["Metrics"]
 
 
 def test_a_batch_repeating_an_id_is_refused_naming_each_repeat(pushing: Aws) -> None:
@@ -97,6 +133,7 @@ def test_a_batch_repeating_an_id_is_refused_naming_each_repeat(pushing: Aws) -> 
     [
         ("erp", {"records": [{"id": "1", "body": "x"}]}, 404, "unknown source; known: crm"),
         ("crm", "{nope", 400, "body: not JSON"),
+        ("crm", '{"records": [{"id": "1", "body": NaN}]}', 400, "body: not JSON"),  # not JSON's, Python's
         ("crm", {"records": []}, 422, "records: List should have at least 1 item"),
         ("crm", {"records": [{"id": "ok", "body": "x"}, {"id": "bad id!", "body": "x"}]}, 422, "records.1.id"),
         ("crm", {"records": [{"id": "1"}]}, 422, "records.0.body: Field required"),
