@@ -313,6 +313,15 @@ def test_a_run_keeps_back_the_longest_a_call_may_take_even_when_its_pages_are_fa
     assert stored(aws)["resume_cursor"] == "c6"
 
 
+def test_a_run_of_instant_pages_keeps_back_only_the_reserve_and_the_save(aws: Aws) -> None:
+    """A source stated to answer within half a second, pages taking no time: 35.6 s left hold
+    another page (0.5 s) and the save (35 s), so the run reads every page."""
+    source = Paged(*[f"2026-11-{day:02d}T00:00:00Z" for day in range(1, 6)])
+    source.longest_get_seconds = 0.5
+    result = run(aws, source, seconds_left=Budget(35.6, 0, source))
+    assert (result.pages, result.capped) == (5, False)
+
+
 def test_the_legacy_client_states_the_longest_a_get_may_take() -> None:
     """Every attempt's exchange and two token fetches at the deadline each, and the backoffs."""
     client = LegacyClient(
