@@ -29,7 +29,11 @@ def project(record: Any, fields: Mapping[str, str]) -> dict[str, Any]:
 
 
 def encode_cursor(offset: int, query: Mapping[str, Any]) -> str:
-    payload = json.dumps({"o": offset, "q": _fingerprint(query)}, separators=(",", ":"))
+    return _encoded(offset, _fingerprint(query))
+
+
+def _encoded(offset: int, fingerprint: str) -> str:
+    payload = json.dumps({"o": offset, "q": fingerprint}, separators=(",", ":"))
     return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
 
 
@@ -42,9 +46,12 @@ def decode_cursor(cursor: str | None, query: Mapping[str, Any]) -> int:
         payload = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except ValueError:  # not base64, not UTF-8, not JSON (or a number too long to convert)
         raise not_ours from None
-    # Exactly what encode_cursor writes: a forged 1e999 or Infinity is a float, never an offset.
+    # Exactly what encode_cursor writes: a forged 1e999 or Infinity is a float, never an offset;
+    # and byte for byte (the decoder skips what is not base64, and JSON allows spaces and more keys).
     offset, fingerprint = (payload.get("o"), payload.get("q")) if isinstance(payload, dict) else (None, None)
     if isinstance(offset, bool) or not isinstance(offset, int) or not isinstance(fingerprint, str):
+        raise not_ours
+    if _encoded(offset, fingerprint) != cursor:
         raise not_ours
     if fingerprint != _fingerprint(query) or offset < 0:
         raise ToolError("invalid_argument", "cursor: belongs to a different query; start again without it")

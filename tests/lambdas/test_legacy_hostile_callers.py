@@ -14,6 +14,7 @@ import pytest
 from legacy_tools import handler
 from legacy_tools.adapters import TOOLS, Shape
 from legacy_tools.contract import CallArgument, SingleCallTool
+from legacy_tools.shaping import encode_cursor
 from shared.bodies import MAX_FIELD_CHARS, MAX_OBJECT_KEYS, MAX_PROBLEMS
 from shared.legacy_client import ClientSettings, Credentials, LegacyClient
 from shared.tool_errors import ToolError
@@ -39,6 +40,13 @@ FORGED = {
     "a float": forged(b'{"o":1.5,"q":"x"}'),
     "a boolean": forged(b'{"o":true,"q":"x"}'),
     "not an object": forged(b"[1]"),
+    # A cursor this tool wrote, written otherwise: the decoder alone would take each.
+    "characters appended": encode_cursor(0, {"tool": "t"}) + "!*~",
+    "characters inserted": encode_cursor(0, {"tool": "t"}).replace("J", "J.", 1),
+    "padded": encode_cursor(0, {"tool": "t"}) + "==",
+    "spaced JSON": forged(b'{"o": 0, "q": "x"}'),
+    "another key": forged(b'{"o":0,"q":"x","admin":true}'),
+    "keys reordered": forged(b'{"q":"x","o":0}'),
 }
 
 
