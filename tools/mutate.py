@@ -77,6 +77,14 @@ TARGETS = {
             "tests/lambdas/test_telemetry.py",
         ),
     ),
+    "transcript": Target(
+        modules=("ai_gateway/transcript.py",),
+        tests=(
+            "tests/lambdas/test_ai_gateway_transcript_store.py",
+            "tests/lambdas/test_ai_gateway_critical_path.py",
+            "tests/lambdas/test_ai_gateway.py",
+        ),
+    ),
     "interceptors": Target(
         modules=("tool_guard/handler.py",),
         tests=(

@@ -83,8 +83,7 @@ def search(agent_runtime: Any, knowledge_base_id: str, arguments: dict[str, Any]
         # Bounded (shared.bodies): arguments of 200,000 unknown keys would otherwise come back as
         # an answer larger than Lambda may return, every key's name whole. A field's errors come
         # before the unknown keys', so a missing data_classifications is always named.
-        details = error.errors(include_url=False, include_context=False, include_input=False)
-        unscoped = any(e["loc"] == ("data_classifications",) for e in details)
+        unscoped = any(e["loc"] == ("data_classifications",) for e in error.errors())
         message = problems(error, whole="arguments", envelope=())
         return ToolError("forbidden" if unscoped else "invalid_argument", message).result()
     attributes = {"gen_ai.operation.name": "retrieve", "gen_ai.data_source.id": knowledge_base_id}
