@@ -68,8 +68,15 @@ def overrides(version: Any, claims: dict[str, str]) -> dict[str, Any]:
     }
 
 
+class NotATriggerEventError(TypeError):
+    """An event that is not an object: not a trigger Cognito sent. The invocation fails, so no
+    token is issued with it; the message names its JSON type only, never its content."""
+
+
 @logger.inject_lambda_context(clear_state=True)
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
+    if not isinstance(event, dict):
+        raise NotATriggerEventError(f"not a Cognito token generation event: {type(event).__name__}, not an object")
     groups_of_user = member_of(event)
     claims = claims_for(groups_of_user)
     logger.info("token claims", extra={"group": claims.get(GROUP_CLAIM, "none"), "groups_seen": len(groups_of_user)})

@@ -56,6 +56,15 @@ def test_an_odd_event_counts_as_no_groups(request_: Any) -> None:
     assert v2_claims({"version": "2", "request": request_, "response": {}}) == {}
 
 
+@pytest.mark.parametrize(("event", "kind"), [(None, "NoneType"), (["admins"], "list"), ("admins", "str"), (7, "int")])
+def test_an_event_that_is_not_an_object_fails_the_trigger_naming_its_type_only(event: Any, kind: str) -> None:
+    """Not Cognito's: the invocation fails (no token is issued), with a typed error, not an
+    AttributeError from inside the handler."""
+    with pytest.raises(pre_token.NotATriggerEventError) as raised:
+        pre_token.lambda_handler(event, FakeContext())
+    assert str(raised.value) == f"not a Cognito token generation event: {kind}, not an object"
+
+
 def test_non_string_entries_are_ignored_and_the_rest_still_count() -> None:
     event = {"version": "2", "request": {"groupConfiguration": {"groupsToOverride": [{"x": 1}, 7, "admins"]}}}
     assert v2_claims(event) == ADMIN
