@@ -464,12 +464,6 @@ EQUIVALENT: dict[str, str] = {
     "fit, so None as before",
     "legacy_tools.shaping.x_fit__mutmut_42": "the cut names' weight exact or limited: they differ only past a "
     "room that spare is already below; a negative room needs a byte_budget under ~170 (the config's least is 512)",
-    **{
-        f"legacy_tools.shaping.x_fit__mutmut_{n}": "the branch that keeps a cut text whole is never taken: the "
-        "fewest cuts that fit leave every cut text heavier than its share (a 6,000-case comparison found no "
-        "difference)"
-        for n in (58, 64)
-    },
     "legacy_tools.shaping.x_fit__mutmut_76": "'or' for 'and' in naming the clipped fields: a cut value is always "
     "None or a new clipped text (never the original object) and an uncut one is the same object, so both name "
     "the same fields",

@@ -142,9 +142,9 @@ def fit(record: Mapping[str, Any], room: int) -> tuple[dict[str, Any], list[str]
             continue
         texts = sorted((name for name in cut if isinstance(record[name], str)), key=lambda name: weights[name])
         for index, name in enumerate(texts):
-            # Each cut text may take the null it replaces and its share of what is spare.
-            limit = _weight(None) + spare // (len(texts) - index)
-            text = record[name] if _weight(record[name], limit) <= limit else _clip(record[name], limit)
+            # Each cut text may take the null it replaces and its share of what is spare. (None
+            # fits its share whole: the fewest cuts that fit leave each heavier than its share.)
+            text = _clip(record[name], _weight(None) + spare // (len(texts) - index))
             if text is not None:
                 shaped[name] = text
                 spare -= _weight(text) - _weight(None)
