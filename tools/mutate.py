@@ -268,7 +268,27 @@ EQUIVALENT: dict[str, str] = {
     },
     "ingestion.pii.x_chunks__mutmut_34": "a cut at 0 happens only on a one-character piece and ends it the same",
     "ingestion.pii.x__fit__mutmut_2": "< for <= on an exact fit: the same text decodes",
+    # ai_gateway/transcript.py
+    **{
+        f"ai_gateway.transcript.xǁ{name}": "zip(strict=...) of texts and their digests: chain() gives one "
+        "digest per text"
+        for name in (
+            *(f"Knownǁprefix__mutmut_{n}" for n in (4, 7, 9)),
+            *(f"Transcriptsǁwrite__mutmut_{n}" for n in (9, 12, 13)),
+        )
+    },
+    "ai_gateway.transcript.xǁTranscriptsǁread__mutmut_20": "_parse of no item reads as empty as well (indexing "
+    "None is a TypeError it catches)",
+    # knowledge_search/handler.py
+    **{
+        f"knowledge_search.handler.x_search__mutmut_{n}": "the name of the arguments as a whole, used only for "
+        "a problem at the top level: arguments reach validation as an object (lambda_handler passes {} for any "
+        "other event), so every problem names a field"
+        for n in (51, 53, 54)
+    },
     # tool_guard/handler.py
+    "tool_guard.handler.x__checked_call__mutmut_37": "ensure_ascii None for False: both false, so the text is "
+    "written unescaped and encode() meets the surrogate",
     "tool_guard.handler.x__id_key__mutmut_3": "ids are keyed only from int and str values (bool excluded by the "
     "exact type check) and no int equals a str, so the type name never tells two keys apart",
     "tool_guard.handler.xǁListingǁof__mutmut_3": "unknown_listing is read only as `not unknown_listing`, where "

@@ -171,7 +171,8 @@ class Transcripts:
         """The stored transcript, if it is this caller's, under this guardrail, unexpired and well
         formed. Otherwise nothing of it is used, but this caller's turn writes over the version it
         holds (an item checked by a replaced guardrail, or expired and not yet deleted by DynamoDB,
-        would otherwise refuse every write until DynamoDB deletes it)."""
+        would otherwise refuse every write until DynamoDB deletes it). Its types are DynamoDB's:
+        a string set's members, a map's keys and an S value are strings."""
         try:
             salt, version = item["salt"]["B"], int(item["version"]["N"])
             if not isinstance(salt, bytes) or not hmac.compare_digest(
@@ -190,8 +191,6 @@ class Transcripts:
         except (KeyError, TypeError, ValueError, AttributeError):
             return stale
         if len(salt) != SALT_BYTES or version < 1:
-            return stale
-        if not all(isinstance(d, str) and (v is None or isinstance(v, str)) for d, v in entries.items()):
             return stale
         return Known(salt=salt, version=version, entries=entries)
 

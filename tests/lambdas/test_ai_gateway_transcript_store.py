@@ -6,6 +6,8 @@ a write is bounded and ordered. DynamoDB failures through botocore's Stubber."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -139,6 +141,15 @@ def test_each_text_is_chained_over_every_text_before_it() -> None:
     # The same text at the same place under another role is another text.
     assert known.chain([(ASSISTANT, RAW)])[0] != chain[0]
     assert Known(salt=known.salt).chain(SENT) == chain  # the salt alone decides, not the instance
+
+
+def test_the_chain_is_hmac_sha256_of_the_previous_digest_the_role_and_the_text() -> None:
+    """The stored form, written independently: a change to it would leave every stored transcript
+    unmatched (checked again once) after a deploy, so it changes only on purpose."""
+    salt = bytes(range(SALT_BYTES))
+    first = hmac.new(salt, f"\nuser\n{RAW}".encode(), hashlib.sha256).hexdigest()
+    second = hmac.new(salt, f"{first}\n{ASSISTANT}\n{ANSWER}".encode(), hashlib.sha256).hexdigest()
+    assert Known(salt=salt).chain(SENT[:2]) == [first, second]
 
 
 PREFIXES: dict[str, tuple[list[Turn], list[str]]] = {
@@ -558,6 +569,14 @@ FAILURES = pytest.mark.parametrize(
     ("code", "status", "throttled"),
     [("ProvisionedThroughputExceededException", 400, True), ("InternalServerError", 500, False)],
 )
+
+
+def test_a_read_is_strongly_consistent(stubbed: tuple[Transcripts, Stubber]) -> None:
+    """A client's next turn can follow its last at once: an eventually consistent read could miss
+    the transcript that turn wrote, check every text again, and lose the write to the version."""
+    store, stubber = stubbed
+    stubber.add_response("get_item", {}, {"TableName": TABLE, "Key": {KEY: {"S": SESSION}}, "ConsistentRead": True})
+    assert store.read(SESSION, CALLER).entries == {}
 
 
 @FAILURES

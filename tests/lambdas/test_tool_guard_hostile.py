@@ -512,6 +512,9 @@ def broken() -> dict[str, frozenset[str]]:
         pytest.param(
             call(OTHER, {f"k{n}": 0 for n in range(300)}), Metric.CALLS_REFUSED, -32602, False, id="too many keys"
         ),
+        pytest.param(
+            call(OTHER, {"customer_id": "\ud800"}), Metric.CALLS_REFUSED, -32602, False, id="a lone surrogate"
+        ),
         pytest.param(call(OTHER), Metric.FAILURES, -32603, True, id="internal failure"),
     ],
 )
