@@ -77,6 +77,16 @@ TARGETS = {
             "tests/lambdas/test_telemetry.py",
         ),
     ),
+    "jobs": Target(
+        modules=("ai_gateway/jobs.py", "ai_gateway/worker.py"),
+        tests=(
+            "tests/lambdas/test_jobs.py",
+            "tests/lambdas/test_fuzz_events_jobs.py",
+            "tests/lambdas/test_fuzz_job_items.py",
+            "tests/lambdas/test_sweeper.py",
+            "tests/lambdas/test_entry_points.py",
+        ),
+    ),
     "transcript": Target(
         modules=("ai_gateway/transcript.py",),
         tests=(
@@ -476,7 +486,7 @@ EQUIVALENT: dict[str, str] = {
     },
     "legacy_tools.shaping.x_decode_cursor__mutmut_19": "+len % 4 '=' for -len % 4: b64decode ignores padding "
     "beyond what it needs, and a length of 1 mod 4 is no base64 either way",
-    "legacy_tools.shaping.x_encode_cursor__mutmut_16": "rstrip('XX=XX'): the payload always ends '\"}', so the "
+    "legacy_tools.shaping.x__encoded__mutmut_15": "rstrip('XX=XX'): the payload always ends '\"}', so the "
     "last base64 character before the padding is '9', 'Q' or '0', never 'X'",
     "legacy_tools.shaping.x_fit__mutmut_23": "a first count of 0 cuts nothing: the record was already over the "
     "room, so spare < 0 and the loop goes on to count 1",
@@ -484,7 +494,7 @@ EQUIVALENT: dict[str, str] = {
     "fit, so None as before",
     "legacy_tools.shaping.x_fit__mutmut_42": "the cut names' weight exact or limited: they differ only past a "
     "room that spare is already below; a negative room needs a byte_budget under ~170 (the config's least is 512)",
-    "legacy_tools.shaping.x_fit__mutmut_76": "'or' for 'and' in naming the clipped fields: a cut value is always "
+    "legacy_tools.shaping.x_fit__mutmut_68": "'or' for 'and' in naming the clipped fields: a cut value is always "
     "None or a new clipped text (never the original object) and an uncut one is the same object, so both name "
     "the same fields",
     "legacy_tools.shaping.x_page__mutmut_12": "the first 'returned' is replaced in the room's sum and set again "
