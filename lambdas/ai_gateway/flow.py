@@ -390,8 +390,8 @@ class Flow:
         fails is logged (the units stay admitted for the sweeper), never raised over that error."""
         try:
             self._release(request, admission)
-        except UpstreamError:
-            self._telemetry.release_failed(request.request_id)
+        except UpstreamError as error:
+            self._telemetry.release_failed(request.request_id, error)
 
     def _remember(self, request: GenerationRequest, verdict: Verdict) -> None:
         """The turn as the agent and the caller saw it: the caller's last message as it went to

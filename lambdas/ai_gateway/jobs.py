@@ -79,7 +79,8 @@ REASON_UPSTREAM = "a service the job depends on failed ({service}); no units wer
 REASON_TOKEN = "an agent acts as the caller, and the caller's token was missing; no units were charged"  # noqa: S105
 REASON_INTERNAL = "the job failed; no units were charged (quote the job id)"
 REASON_TOO_LARGE = (
-    f"the output was larger than a job keeps ({MAX_KEPT_RESULT_BYTES:,} bytes packed); no units were charged"
+    f"the output was larger than a job keeps ({MAX_RESULT_BYTES:,} bytes, {MAX_KEPT_RESULT_BYTES:,} packed); "
+    "no units were charged"
 )
 # After the output was delivered (metered), nothing can be given back: the reason says so.
 REASON_NOT_KEPT = "the output was produced and its units charged, but the job could not keep it (quote the job id)"
@@ -516,9 +517,13 @@ def read(job: str, *, caller: Caller, clock: Clock, jobs: Jobs | None = None) ->
 
 
 def packed_result(body: dict[str, Any]) -> bytes:
-    """A job's output body as its item keeps it; JobTooLargeError when it does not fit (checked
-    before the output is metered: ai_gateway.worker)."""
-    packed = _pack(body)
+    """A job's output body as its item keeps it; JobTooLargeError when it does not fit, packed
+    or as GET reads it back (checked before the output is metered: ai_gateway.worker). An output
+    of repeated text packs small: kept past MAX_RESULT_BYTES, it would be charged and unreadable."""
+    text = _json(body)
+    if len(text) > MAX_RESULT_BYTES:
+        raise JobTooLargeError(f"the output takes {len(text)} bytes; a job answers at most {MAX_RESULT_BYTES}")
+    packed = zlib.compress(text, 6)
     if len(packed) > MAX_KEPT_RESULT_BYTES:
         raise JobTooLargeError(f"the output takes {len(packed)} bytes packed; a job keeps {MAX_KEPT_RESULT_BYTES}")
     return packed
@@ -592,7 +597,11 @@ def _fail_quietly(store: JobStore, job: str, why: str, now: dt.datetime) -> None
 
 
 def _pack(value: dict[str, Any]) -> bytes:
-    return zlib.compress(json.dumps(value, separators=(",", ":")).encode(), 6)
+    return zlib.compress(_json(value), 6)
+
+
+def _json(value: dict[str, Any]) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
 
 
 def _unpack(data: bytes, limit: int) -> dict[str, Any]:

@@ -169,8 +169,12 @@ class Telemetry:
         # by the first metric of their first directive (stacks/production/observability.py).
         emit(Metric.QUOTA_REFUSALS_BY_GROUP, COUNT, 1, {str(Dimension.GROUP): group})
 
-    def release_failed(self, request_id: str) -> None:
-        self._logger.error("release failed: units stay admitted", extra={"request_id": request_id})
+    def release_failed(self, request_id: str, error: UpstreamError) -> None:
+        # The sweeper gives the units back after its bound; until then they count as used.
+        self._logger.error(
+            "release failed: units stay admitted",
+            extra={"request_id": request_id, "upstream": error.service, "code": error.code},
+        )
 
     def metering_failed(self, request_id: str, error: UpstreamError) -> None:
         # The output exists and its units were admitted (charged); only the record is behind.

@@ -121,7 +121,7 @@ def run(job_id: str, *, remaining_seconds: float, runtime: Runtime, clock: Clock
         return "skipped"
     seconds = min(remaining_seconds, job.limit_seconds) - GENERATION_MARGIN_SECONDS
     outcome = "failed"
-    why = reason(Exception())
+    why = REASON_INTERNAL
     release = True
     delivered = False  # once the output is metered, nothing is given back
     try:
@@ -191,8 +191,8 @@ def _settle(runtime: Runtime, job: Any, why: str, clock: Clock) -> None:
                 units=job.admission.units,
                 window=job.admission.window,
             )
-    except UpstreamError:
-        telemetry.release_failed(job.request_id)
+    except UpstreamError as error:
+        telemetry.release_failed(job.request_id, error)
     _record_failure(runtime, job.job_id, why, clock)
 
 

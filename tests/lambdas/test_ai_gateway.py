@@ -1033,11 +1033,11 @@ def test_a_delivery_the_ledger_could_not_record_still_answers_and_is_counted_for
     assert flushed["MeteringErrors"] == [1.0]
 
 
-def test_a_failed_release_is_logged_with_its_request_id(capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_failed_release_is_logged_with_its_request_id_and_why(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(UpstreamError):
         a_flow(RecordingLedger(release_fails=True), FailingBedrock()).generate(a_request())
     (failed,) = [line for line in printed(capsys) if line.get("message") == "release failed: units stay admitted"]
-    assert failed["request_id"] == "r-1"
+    assert (failed["request_id"], failed["upstream"], failed["code"]) == ("r-1", "dynamodb", "InternalServerError")
 
 
 def test_an_evaluation_cases_agent_turn_carries_its_tool_calls_with_arguments(

@@ -1,201 +1,55 @@
 """Asynchronous outputs: submission (admission at once, the worker started with the job id alone),
 the worker (claim, complete, succeed or fail and release), reading a job back (its caller only).
-
-moto holds the ledger (with its pending index) and the jobs table; botocore Stubbers stand in for
-Lambda's asynchronous invoke and for Bedrock (the guardrail and Converse)."""
+The world they run in: tests/lambdas/jobs_fixtures.py."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
-import boto3
 import pytest
-from aws_lambda_powertools import Logger, Metrics
-from botocore.stub import ANY, Stubber
-from moto import mock_aws
+from botocore.stub import ANY
 
 from ai_gateway import handler, jobs, worker
 from ai_gateway.agents import AgentClient
 from ai_gateway.contract import GENERATION_MARGIN_SECONDS
 from ai_gateway.flow import (
-    Clock,
     DuplicateRequestError,
-    Flow,
-    GenerationRequest,
     QuotaRefusedError,
     TokenRequiredError,
 )
 from ai_gateway.guardrail import Guard
-from ai_gateway.jobs_contract import JOB_RETENTION_SECONDS, GatewayJobsSettings, JobStatus
-from ai_gateway.ledger import Ledger
+from ai_gateway.jobs_contract import JOB_RETENTION_SECONDS, JobStatus
 from ai_gateway.models import Caller
-from ai_gateway.router import ModelRouter
-from ai_gateway.telemetry import Telemetry
 from shared.aws_errors import UpstreamError
 from tests.lambdas.conftest import FakeContext, HttpResult, http_result
 from tests.lambdas.gateway_fixtures import (
-    AGENT_POLICY,
     BLOCKED_TOPIC,
-    LITE,
     POLICY,
     PRO,
-    TABLE,
     converse_ok,
     environment,
     guard_input,
     guard_output,
-    ledger_table,
     rest_event,
 )
-
-JOBS_TABLE = "jobs"
-WORKER = "gateway-worker"
-NOW = dt.datetime(2026, 11, 29, 18, 30, tzinfo=dt.UTC)
-GOLD = Caller(user="user-1", group="customer-gold")
-SETTINGS = GatewayJobsSettings(
-    jobs_table=JOBS_TABLE,
-    worker_function=WORKER,
-    worker_timeout_seconds=600,
-    async_timeouts_seconds={"summary": 300},
+from tests.lambdas.jobs_fixtures import (
+    GOLD,
+    JOBS_TABLE,
+    MASKED,
+    NOW,
+    SETTINGS,
+    WORKER,
+    CapturingFlow,
+    World,
+    a_request,
+    expect_invoke,
+    run,
+    submit,
+    submitted,
 )
-MASKED = "<material>\nMail {EMAIL} about it.\n</material>\n\n<request>\nProduce the summary.\n</request>"
-
-
-class Times:
-    """The tests' clock: wall time and monotonic time, moved by hand."""
-
-    def __init__(self) -> None:
-        self.now = NOW
-        self.monotonic = 1000.0
-
-    def clock(self) -> Clock:
-        return Clock(now=lambda: self.now, monotonic=lambda: self.monotonic)
-
-
-@dataclass
-class World:
-    dynamodb: Any
-    ledger: Ledger
-    store: jobs.JobStore
-    invoke: Stubber
-    bedrock: Stubber
-    jobs: jobs.Jobs
-    times: Times
-    flow: Flow
-
-    def used(self, output_type: str = "summary") -> int:
-        item = self.dynamodb.get_item(TableName=TABLE, Key={"pk": {"S": f"QUOTA#customer-gold#{output_type}#2026-11"}})
-        return int(item["Item"]["used"]["N"]) if "Item" in item else 0
-
-    def status(self, request_id: str = "req-00000001") -> str:
-        record = self.ledger.record(request_id, group=GOLD.group, user=GOLD.user)
-        assert record is not None
-        return str(record["status"]["S"])
-
-    def item(self, job: str) -> dict[str, Any]:
-        return dict(self.dynamodb.get_item(TableName=JOBS_TABLE, Key={"job_id": {"S": job}})["Item"])
-
-    def runtime(self) -> worker.Runtime:
-        return worker.Runtime(store=self.store, ledger=self.ledger, flow=lambda agents: self.flow)
-
-
-def jobs_table(client: Any) -> None:
-    client.create_table(
-        TableName=JOBS_TABLE,
-        AttributeDefinitions=[{"AttributeName": "job_id", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "job_id", "KeyType": "HASH"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-
-
-@pytest.fixture
-def world() -> Iterator[World]:
-    with mock_aws():
-        dynamodb = ledger_table()
-        jobs_table(dynamodb)
-        ledger = Ledger(dynamodb, TABLE)
-        store = jobs.JobStore(dynamodb, JOBS_TABLE)
-        lambda_client = boto3.client("lambda", region_name="us-east-1")
-        bedrock = boto3.client("bedrock-runtime", region_name="us-east-1")
-        times = Times()
-        flow = Flow(
-            ledger=ledger,
-            guard=Guard(bedrock, guardrail_id="gr-123", version="1"),
-            models=ModelRouter(bedrock, attempt_seconds=20, clock=lambda: times.monotonic),
-            agents=AgentClient("http://127.0.0.1:9", {}),
-            telemetry=Telemetry(Metrics(), Logger()),
-            clock=times.clock(),
-        )
-        with Stubber(lambda_client) as invoke, Stubber(bedrock) as stubbed:
-            yield World(
-                dynamodb,
-                ledger,
-                store,
-                invoke,
-                stubbed,
-                jobs.Jobs(store, jobs.Worker(lambda_client, WORKER), SETTINGS),
-                times,
-                flow,
-            )
-            invoke.assert_no_pending_responses()
-            stubbed.assert_no_pending_responses()
-
-
-def a_request(output_type: str = "summary", request_id: str = "req-00000001", **changes: Any) -> GenerationRequest:
-    policy = AGENT_POLICY if output_type == "report" else POLICY
-    request = GenerationRequest(
-        caller=GOLD,
-        output_type=output_type,
-        output=policy.outputs[output_type],
-        quota=policy.groups["customer-gold"].quotas[output_type],
-        models=[PRO, LITE],
-        request_id=request_id,
-        conversation="c" * 64,
-        session=request_id,
-        messages=[{"role": "user", "content": [{"text": MASKED}]}],
-        deadline=1020.0,
-        grounding=("Mail {EMAIL} about it.", "Produce the summary."),
-    )
-    return replace(request, **changes)
-
-
-def expect_invoke(world: World, job: str) -> None:
-    world.invoke.add_response(
-        "invoke",
-        {"StatusCode": 202},
-        {"FunctionName": WORKER, "InvocationType": "Event", "Payload": json.dumps({"job_id": job}).encode()},
-    )
-
-
-def submit(
-    world: World, request: GenerationRequest | None = None, sent: str | None = None
-) -> tuple[int, dict[str, Any]]:
-    return jobs.submit(
-        request or a_request(),
-        flow=world.flow,
-        ledger=world.ledger,
-        agents={"report_writer": "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/rw"},
-        clock=world.times.clock(),
-        jobs=world.jobs,
-        sent=sent,
-    )
-
-
-def submitted(world: World, request: GenerationRequest | None = None, sent: str | None = None) -> str:
-    request = request or a_request()
-    job = jobs.job_id(request.caller, request.request_id)
-    expect_invoke(world, job)
-    assert submit(world, request, sent)[0] == 202
-    return job
-
-
-def run(world: World, job: str, remaining: float = 900.0) -> str:
-    return worker.run(job, remaining_seconds=remaining, runtime=world.runtime(), clock=world.times.clock())
-
 
 # --- Prefer ---------------------------------------------------------------------------------------
 
@@ -484,17 +338,6 @@ def test_a_job_starts_right_up_to_its_start_by_time(world: World) -> None:
     converse_ok(world.bedrock, PRO, "A summary.")
     guard_output(world.bedrock, "A summary.", grounding=("Mail {EMAIL} about it.", "Produce the summary."))
     assert run(world, job) == "succeeded"
-
-
-class CapturingFlow:
-    """A flow that records the request the worker completes, and fails it."""
-
-    def __init__(self) -> None:
-        self.requests: list[GenerationRequest] = []
-
-    def complete(self, request: GenerationRequest, admission: Any, **_: Any) -> Any:
-        self.requests.append(request)
-        raise RuntimeError("boom")
 
 
 @pytest.mark.parametrize(("remaining", "expected"), [(900.0, 300.0), (120.0, 120.0)])
