@@ -70,7 +70,7 @@ def overrides(version: Any, claims: dict[str, str]) -> dict[str, Any]:
 
 class NotATriggerEventError(TypeError):
     """An event that is not an object: not a trigger Cognito sent. The invocation fails, so no
-    token is issued with it; the message names its JSON type only, never its content."""
+    token is issued with it; the message names its type only, never its content."""
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -39,17 +39,17 @@ TOKEN = "tok.en.value"  # a stand-in for the caller's bearer token
 UNREADABLE = "job item cannot be read"
 
 
-def stored_payload(scene: World, job: str) -> dict[str, Any]:
+def stored_payload(world: World, job: str) -> dict[str, Any]:
     """The job item's request as the gateway wrote it (zlib-compressed JSON)."""
-    payload: dict[str, Any] = json.loads(zlib.decompress(scene.item(job)["payload"]["B"]))
+    payload: dict[str, Any] = json.loads(zlib.decompress(world.item(job)["payload"]["B"]))
     return payload
 
 
-def rewrite_payload(scene: World, job: str, change: Callable[[dict[str, Any]], None]) -> None:
+def rewrite_payload(world: World, job: str, change: Callable[[dict[str, Any]], None]) -> None:
     """Edit a job item's stored request by hand, as an older writer or a bad write would leave it."""
-    payload = stored_payload(scene, job)
+    payload = stored_payload(world, job)
     change(payload)
-    scene.dynamodb.update_item(
+    world.dynamodb.update_item(
         TableName=JOBS_TABLE,
         Key={"job_id": {"S": job}},
         UpdateExpression="SET payload = :p",
@@ -57,17 +57,17 @@ def rewrite_payload(scene: World, job: str, change: Callable[[dict[str, Any]], N
     )
 
 
-def loaded(scene: World, job: str) -> jobs.Job:
-    found = scene.store.get(job)
+def loaded(world: World, job: str) -> jobs.Job:
+    found = world.store.get(job)
     assert found is not None
     return found
 
 
-def run_capturing(scene: World, job: str) -> tuple[str, CapturingFlow]:
+def run_capturing(world: World, job: str) -> tuple[str, CapturingFlow]:
     """Run the job with a flow that records the request it is asked to complete (and fails it)."""
     capturing = CapturingFlow()
-    runtime = worker.Runtime(store=scene.store, ledger=scene.ledger, flow=lambda agents: capturing)  # type: ignore[arg-type,return-value]
-    return worker.run(job, remaining_seconds=900, runtime=runtime, clock=scene.times.clock()), capturing
+    runtime = worker.Runtime(store=world.store, ledger=world.ledger, flow=lambda agents: capturing)  # type: ignore[arg-type,return-value]
+    return worker.run(job, remaining_seconds=900, runtime=runtime, clock=world.times.clock()), capturing
 
 
 class Refusing:
@@ -194,20 +194,20 @@ def test_a_jobs_stop_sequences_reach_the_flow(world: World) -> None:
     assert capturing.requests[0].stop_sequences == ("</summary>", "END")
 
 
-def end_job(scene: World, job: str) -> None:
-    scene.store.fail(job, jobs.REASON_INTERNAL, now=NOW)
+def end_job(world: World, job: str) -> None:
+    world.store.fail(job, jobs.REASON_INTERNAL, now=NOW)
 
 
-def no_request(scene: World, job: str) -> None:
-    rewrite_payload(scene, job, lambda payload: payload.update(request="not a request"))
+def no_request(world: World, job: str) -> None:
+    rewrite_payload(world, job, lambda payload: payload.update(request="not a request"))
 
 
-def another_request(scene: World, job: str) -> None:
-    rewrite_payload(scene, job, lambda payload: payload["request"].update(request_id="req-00000002"))
+def another_request(world: World, job: str) -> None:
+    rewrite_payload(world, job, lambda payload: payload["request"].update(request_id="req-00000002"))
 
 
-def no_agent_name(scene: World, job: str) -> None:
-    rewrite_payload(scene, job, lambda payload: payload["output"].update(agent="../runtime x"))
+def no_agent_name(world: World, job: str) -> None:
+    rewrite_payload(world, job, lambda payload: payload["output"].update(agent="../runtime x"))
 
 
 @pytest.mark.parametrize(
