@@ -81,6 +81,8 @@ TARGETS = {
         modules=("ai_gateway/jobs.py", "ai_gateway/worker.py"),
         tests=(
             "tests/lambdas/test_jobs.py",
+            "tests/lambdas/test_jobs_exact.py",
+            "tests/lambdas/test_worker_exact.py",
             "tests/lambdas/test_fuzz_events_jobs.py",
             "tests/lambdas/test_fuzz_job_items.py",
             "tests/lambdas/test_sweeper.py",
