@@ -280,6 +280,17 @@ EQUIVALENT: dict[str, str] = {
     },
     "ingestion.pii.x_chunks__mutmut_34": "a cut at 0 happens only on a one-character piece and ends it the same",
     "ingestion.pii.x__fit__mutmut_2": "< for <= on an exact fit: the same text decodes",
+    # ai_gateway/jobs.py, ai_gateway/worker.py
+    **{
+        f"ai_gateway.jobs.xǁJobStoreǁ{name}": "'set'/'remove' for 'SET'/'REMOVE' in an update expression: the same"
+        for name in ("_end__mutmut_22", "claim__mutmut_21")
+    },
+    **{
+        f"ai_gateway.jobs.xǁJobStoreǁ{name}": "a default for a ClientError's Error, which botocore always sets: "
+        "never read"
+        for name in ("_end__mutmut_49", "_end__mutmut_51", "claim__mutmut_50", "claim__mutmut_52")
+    },
+    "ai_gateway.worker.x_run__mutmut_52": "None for False: delivered is read only as true or false",
     # ai_gateway/transcript.py
     **{
         f"ai_gateway.transcript.xǁ{name}": "zip(strict=...) of texts and their digests: chain() gives one "

@@ -349,13 +349,12 @@ def fingerprint(*sent: str | None) -> str:
 
 
 def resubmitted(
-    caller: Caller, request_id: str, sent: str, *, jobs: Jobs | None = None, now: dt.datetime | None = None
+    caller: Caller, request_id: str, sent: str, *, now: dt.datetime, jobs: Jobs | None = None
 ) -> tuple[int, dict[str, Any]] | None:
     """The answer to a re-submit, before anything is screened or admitted: (202, the job) for the
     same request, 422 for another request under the same request id (its Idempotency-Key reused),
     None when no job has the id (or only an expired one: GET would not find it). ``now``: the
-    time the request came in (the clock's, by default)."""
-    now = now or dt.datetime.now(dt.UTC)
+    time the request came in."""
     try:
         with call("dynamodb"):
             existing = (jobs or environment()).store.get(job_id(caller, request_id))
@@ -523,7 +522,7 @@ def packed_result(body: dict[str, Any]) -> bytes:
     text = _json(body)
     if len(text) > MAX_RESULT_BYTES:
         raise JobTooLargeError(f"the output takes {len(text)} bytes; a job answers at most {MAX_RESULT_BYTES}")
-    packed = zlib.compress(text, 6)
+    packed = zlib.compress(text)
     if len(packed) > MAX_KEPT_RESULT_BYTES:
         raise JobTooLargeError(f"the output takes {len(packed)} bytes packed; a job keeps {MAX_KEPT_RESULT_BYTES}")
     return packed
@@ -584,20 +583,25 @@ def _release(ledger: Ledger, request: GenerationRequest, admission: Admission) -
                 units=request.output.units,
                 window=admission.window,
             )
-    except UpstreamError:
-        pass  # the sweeper releases what is left admitted
+    except UpstreamError as error:  # the sweeper releases what is left admitted
+        logger.error(
+            "release failed: units stay admitted",
+            extra={"request_id": request.request_id, "upstream": error.service, "code": error.code},
+        )
 
 
 def _fail_quietly(store: JobStore, job: str, why: str, now: dt.datetime) -> None:
     try:
         with call("dynamodb"):
             store.fail(job, why, now=now)
-    except UpstreamError:
-        pass  # GET reports it failed after its finish-by time
+    except UpstreamError as error:  # GET reports it failed after its finish-by time
+        logger.warning(
+            "job's failure not recorded", extra={"job_id": job, "upstream": error.service, "code": error.code}
+        )
 
 
 def _pack(value: dict[str, Any]) -> bytes:
-    return zlib.compress(_json(value), 6)
+    return zlib.compress(_json(value))
 
 
 def _json(value: dict[str, Any]) -> bytes:

@@ -22,7 +22,7 @@ from botocore.exceptions import ClientError
 from ai_gateway import jobs, worker
 from ai_gateway.ledger import Ledger
 from shared.aws_errors import UpstreamError
-from tests.lambdas.conftest import logged
+from tests.lambdas.conftest import logged, printed
 from tests.lambdas.gateway_fixtures import TABLE
 from tests.lambdas.jobs_fixtures import (
     GOLD,
@@ -367,7 +367,7 @@ def test_a_jobs_table_that_fails_a_resubmit_check_is_the_tables_upstream_error(w
 
 
 def test_a_submit_whose_clean_up_fails_raises_its_own_failure_and_leaves_the_rest_to_the_sweeper(
-    world: World,
+    world: World, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """When the worker cannot be started and giving the units back or failing the job fails too,
     the caller still gets the first failure (the worker's): the units stay admitted for the
@@ -386,6 +386,15 @@ def test_a_submit_whose_clean_up_fails_raises_its_own_failure_and_leaves_the_res
         )
     assert failed.value.service == "lambda"
     assert (world.used(), world.status()) == (1, "admitted")
+    lines = printed(capsys)
+    (release,) = [line for line in lines if line.get("message") == "release failed: units stay admitted"]
+    (record,) = [line for line in lines if line.get("message") == "job's failure not recorded"]
+    assert (release["request_id"], release["upstream"], release["code"]) == (
+        "req-00000001",
+        "dynamodb",
+        "InternalServerError",
+    )
+    assert (record["job_id"], record["upstream"], record["code"]) == (job, "dynamodb", "InternalServerError")
     assert world.item(job)["status"] == {"S": "queued"}
     world.times.now = NOW + dt.timedelta(seconds=SETTINGS.max_event_age_seconds + 600, microseconds=1)
     _, body = jobs.read(job, caller=GOLD, clock=world.times.clock(), jobs=world.jobs)
