@@ -1,6 +1,7 @@
-"""Mutation testing over the money and access paths (`make mutate`), with mutmut.
+"""Mutation testing over the money and access paths and the hostile-input readers (`make mutate`), with mutmut.
 
-Each target is the code that decides who pays or who may call what, with the test files that
+Each target is code that decides who pays or who may call what, or that reads what another
+system sends (legacy APIs, web pages, pulled and pushed records), with the test files that
 exercise it. mutmut changes one thing at a time in a copy of that code (a ``<`` for a ``<=``, a
 dropped argument, a string made ``"XXfooXX"``) and runs the tests that reach the changed function;
 a change no test notices *survives*. Some survivors cannot be noticed because the change means the
