@@ -96,9 +96,14 @@ def answer(world: World) -> None:
     guard_output(world.bedrock, "A summary.", grounding=GROUNDING)
 
 
-def ended(capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
-    (line,) = [line for line in printed(capsys) if line.get("message") == "job ended"]
+def saying(lines: list[dict[str, Any]], message: str) -> dict[str, Any]:
+    """The one log line that says ``message``."""
+    (line,) = [line for line in lines if line.get("message") == message]
     return line
+
+
+def ended(capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    return saying(printed(capsys), "job ended")
 
 
 # --- only the ledger's own admission runs ---------------------------------------------------------
@@ -150,7 +155,7 @@ def test_a_ledger_that_cannot_be_read_fails_the_job_naming_dynamodb_and_gives_th
     assert run_with(world, job, runtime(world, ledger=ledger)) == "failed"
     assert (ledger.releases, world.used(), world.status()) == (1, 0, "released")
     assert world.item(job)["reason"] == {"S": UPSTREAM_DYNAMODB}
-    (warning,) = [line for line in printed(capsys) if line.get("message") == "upstream call failed"]
+    warning = saying(printed(capsys), "upstream call failed")
     assert (warning["upstream"], warning["code"]) == ("dynamodb", "InternalServerError")
 
 
@@ -180,13 +185,14 @@ def test_an_output_delivered_but_not_kept_fails_the_job_saying_its_units_were_ch
     answer(world)
     ledger = CountingLedger(world)
     capsys.readouterr()
-    assert run_with(world, job, runtime(world, ledger=ledger, store=FailingStore(world, fail="succeed"))) == ("failed")
+    rt = runtime(world, ledger=ledger, store=FailingStore(world, fail="succeed"))
+    assert run_with(world, job, rt) == "failed"
     assert (ledger.releases, world.status(), world.used()) == (0, "delivered", 1)
     assert world.item(job)["reason"] == {"S": jobs.REASON_NOT_KEPT}
     lines = printed(capsys)
-    (warning,) = [line for line in lines if line.get("message") == "upstream call failed"]
+    warning = saying(lines, "upstream call failed")
     assert (warning["upstream"], warning["code"]) == ("dynamodb", "InternalServerError")
-    (line,) = [line for line in lines if line.get("message") == "job ended"]
+    line = saying(lines, "job ended")
     assert (line["job_id"], line["outcome"]) == (job, "failed")
 
 
@@ -200,13 +206,13 @@ def test_a_release_that_fails_is_logged_with_the_request_id_and_the_job_still_fa
     assert (ledger.releases, world.used()) == (1, 1)  # the sweeper gives them back
     assert world.item(job)["reason"] == {"S": jobs.REASON_INTERNAL}
     lines = printed(capsys)
-    (released,) = [line for line in lines if line.get("message") == "release failed: units stay admitted"]
+    released = saying(lines, "release failed: units stay admitted")
     assert (released["request_id"], released["upstream"], released["code"]) == (
         "req-00000001",
         "dynamodb",
         "InternalServerError",
     )
-    (failed,) = [line for line in lines if line.get("message") == "job failed"]
+    failed = saying(lines, "job failed")
     assert (failed["job_id"], failed["error_type"]) == (job, "RuntimeError")
 
 
@@ -219,7 +225,7 @@ def test_a_failure_that_cannot_be_recorded_is_logged_naming_dynamodb(
     rt = runtime(world, store=FailingStore(world, fail="fail"), flow=lambda agents: CapturingFlow())
     assert run_with(world, job, rt) == "failed"
     assert world.used() == 0
-    (warning,) = [line for line in printed(capsys) if line.get("message") == "upstream call failed"]
+    warning = saying(printed(capsys), "upstream call failed")
     assert (warning["upstream"], warning["code"]) == ("dynamodb", "InternalServerError")
 
 
@@ -251,7 +257,7 @@ def test_a_repeated_event_is_logged_and_skipped(world: World, capsys: pytest.Cap
     world.store.claim(job, now=world.times.now)
     capsys.readouterr()
     assert run(world, job) == "skipped"
-    (line,) = [line for line in printed(capsys) if line.get("message") == "job not queued: a repeated event"]
+    line = saying(printed(capsys), "job not queued: a repeated event")
     assert line["job_id"] == job
 
 
