@@ -12,7 +12,6 @@ entry in ``CHAINED`` (its spec and its function) plus its fields in config.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -22,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from legacy_tools.contract import CURSOR, SingleCallTool
 from legacy_tools.shaping import decode_cursor, page, project, single
-from shared.bodies import BodyError, check_counts, problems
+from shared.bodies import BodyError, check_arguments, problems
 from shared.field_paths import value_at
 from shared.tool_errors import ToolError
 from shared.tools import ToolSpec
@@ -206,13 +205,9 @@ def _arguments(model: type[M], arguments: Mapping[str, Any]) -> M:
     try:
         # The interceptor bounds them before any target is called; counted here too, so a call
         # that reached the function another way cannot hold an error per key past its memory.
-        check_counts(arguments, whole="arguments")
-        # JSON can escape half a surrogate pair ("\ud800"); no URL (nor any UTF-8) can hold one.
-        json.dumps(arguments, ensure_ascii=False).encode()
+        check_arguments(arguments)
     except BodyError as error:
         raise ToolError("invalid_argument", str(error)) from None
-    except UnicodeEncodeError:
-        raise ToolError("invalid_argument", "arguments: a text holds a lone surrogate, not UTF-8 text") from None
     try:
         return model.model_validate(arguments)
     except ValidationError as error:

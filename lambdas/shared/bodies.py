@@ -15,6 +15,7 @@ answer with more than Lambda may return.
 from __future__ import annotations
 
 import base64
+import json
 import re
 from typing import Any, Final, NamedTuple
 
@@ -118,6 +119,18 @@ def check_counts(
             if len(item) > max_items:
                 raise BodyError(f"{whole}: an array has {len(item)} items; at most {max_items} are read")
             pending.extend(item)
+
+
+def check_arguments(arguments: Any) -> None:
+    """BodyError naming "arguments" when a tool call's ``arguments`` (parsed JSON) hold more than
+    :func:`check_counts` reads, or a text with a lone surrogate: JSON can escape half a surrogate
+    pair ("\\ud800"), but no UTF-8 (so no URL, no tool target) can hold one. Both tools gateway
+    interceptor and the tool functions call it before any model validates the arguments."""
+    check_counts(arguments, whole="arguments")
+    try:
+        json.dumps(arguments, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise BodyError("arguments: a text holds a lone surrogate, not UTF-8 text") from None
 
 
 # A location's first part where a model validated a request's body or path whole, not a field.

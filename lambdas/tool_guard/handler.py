@@ -23,8 +23,9 @@ It fails closed on whatever the MCP versions the gateway speaks (2025-03-26, 202
   tool can be reached by) and ``tools/call``; anything else is answered "method not found" and
   never passes. A ``tools/call`` whose ``params`` is not an object, ``name`` not a string or
   ``arguments`` not an object is refused before the caller's tools are looked at, and so are
-  arguments holding an object of more than 256 keys or an array of more than 1,000 items
-  (``shared.bodies.check_counts``): a target's validation would hold an error for each.
+  arguments holding an object of more than 256 keys or an array of more than 1,000 items (a
+  target's validation would hold an error for each) or a lone surrogate no UTF-8 can carry
+  (``shared.bodies.check_arguments``).
 - A JSON-RPC batch (a list, 2025-03-26 only) passes only if every message in it would pass on
   its own, each transformed as it would be alone; one message refused refuses the whole batch,
   answered with one error per message (a partly forwarded batch would leave the caller waiting
@@ -62,7 +63,7 @@ from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.bodies import BodyError, check_counts, clip
+from shared.bodies import BodyError, check_arguments, clip
 from shared.headers import CONVERSATION_HEADER
 from shared.logs import log_unexpected, service_logger
 from shared.runtime_config import DocumentReader
@@ -285,15 +286,10 @@ def _checked_call(message: dict[str, Any], caller: Caller) -> dict[str, Any]:
     try:
         # Before any target validates them: a model's validation holds an error for each unknown
         # key, and a few megabytes of them take a 256 MB tool function past its memory.
-        check_counts(arguments)
-        # JSON can escape half a surrogate pair ("\ud800"); no UTF-8 (so no URL, no target) can hold one.
-        json.dumps(arguments, ensure_ascii=False).encode()
+        check_arguments(arguments)
     except BodyError as error:
         metrics.add_metric(name=Metric.CALLS_REFUSED, unit=MetricUnit.Count, value=1)
-        raise Refusal(INVALID_PARAMS, f"arguments: {str(error).removeprefix('body: ')}") from None
-    except UnicodeEncodeError:
-        metrics.add_metric(name=Metric.CALLS_REFUSED, unit=MetricUnit.Count, value=1)
-        raise Refusal(INVALID_PARAMS, "arguments: a text holds a lone surrogate, not UTF-8 text") from None
+        raise Refusal(INVALID_PARAMS, str(error)) from None
     if caller.group is None or name not in caller.tools:
         metrics.add_metric(name=Metric.CALLS_REFUSED, unit=MetricUnit.Count, value=1)
         logger.info("tool call refused", extra={"tool": clip(name, SHOWN)})

@@ -21,6 +21,7 @@ from shared.bodies import (
     BodyError,
     Problem,
     body_bytes,
+    check_arguments,
     check_counts,
     check_values,
     clip,
@@ -80,6 +81,32 @@ def test_the_bounds_are_the_callers_to_choose() -> None:
         json_bytes('{"a": 0, "b": 0}', False, max_keys=1)
     with pytest.raises(BodyError, match="at most 2 are read"):
         json_bytes("[0, 0, 0]", False, max_items=2)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (keys(MAX_OBJECT_KEYS + 1), "arguments: an object has 257 keys; at most 256 are read"),
+        ({"ids": [0] * (MAX_ARRAY_ITEMS + 1)}, "arguments: an array has 1001 items; at most 1000 are read"),
+        ({"q": "a\ud800b"}, "arguments: a text holds a lone surrogate, not UTF-8 text"),
+        ({"\udfff": 1}, "arguments: a text holds a lone surrogate, not UTF-8 text"),
+        ({"a": [{"b": ["\ud83d"]}]}, "arguments: a text holds a lone surrogate, not UTF-8 text"),
+    ],
+    ids=["keys", "items", "surrogate-value", "surrogate-key", "surrogate-nested"],
+)
+def test_tool_arguments_past_a_bound_or_not_utf8_are_named_as_the_arguments(arguments: Any, message: str) -> None:
+    with pytest.raises(BodyError) as refused:
+        check_arguments(arguments)
+    assert str(refused.value) == message
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [None, {}, keys(MAX_OBJECT_KEYS), {"q": "caf\u00e9 \U0001f600 \u202e", "n": [1.5, None, True]}],
+    ids=["none", "empty", "keys-at-the-bound", "any-utf8-text"],
+)
+def test_tool_arguments_within_the_bounds_in_utf8_pass(arguments: Any) -> None:
+    check_arguments(arguments)
 
 
 @pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
