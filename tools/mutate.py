@@ -311,8 +311,6 @@ EQUIVALENT: dict[str, str] = {
         for n in (51, 53, 54)
     },
     # tool_guard/handler.py
-    "tool_guard.handler.x__checked_call__mutmut_37": "ensure_ascii None for False: both false, so the text is "
-    "written unescaped and encode() meets the surrogate",
     "tool_guard.handler.x__id_key__mutmut_3": "ids are keyed only from int and str values (bool excluded by the "
     "exact type check) and no int equals a str, so the type name never tells two keys apart",
     "tool_guard.handler.xǁListingǁof__mutmut_3": "unknown_listing is read only as `not unknown_listing`, where "
@@ -376,6 +374,8 @@ EQUIVALENT: dict[str, str] = {
         for n in (3, 4)
     },
     # shared/bodies.py
+    "shared.bodies.x_check_arguments__mutmut_0": "ensure_ascii None for False: json.dumps reads only its truth, "
+    "so the text is written unescaped and encode() meets the surrogate",
     "shared.bodies.x_check_values__mutmut_11": "what a string is replaced with before the count: any text "
     "without separators or brackets counts the same",
     **{
@@ -479,7 +479,6 @@ EQUIVALENT: dict[str, str] = {
     "declared length (already held to the cap) or, without one, the buffered reader's buffer; the cap is checked "
     "after every read either way",
     # legacy_tools/adapters.py
-    "legacy_tools.adapters.x__arguments__mutmut_8": "ensure_ascii None for False: json.dumps reads only its truth",
     **{
         f"legacy_tools.adapters.x_{name}__mutmut_{n}": "quote(safe='XXXX'): quote never encodes 'X' (an "
         "unreserved character), so the encoding is the same as with safe=''"
