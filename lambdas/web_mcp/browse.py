@@ -10,8 +10,9 @@ of the page that fails them is never sent and fails the call (``forbidden``, the
 "the page led to a refused URL"); a frame that fails them is not loaded and the page is read
 without it. Not paused: sub-resources (scripts, images, a script's own requests), and what runs
 in targets of their own (a cross-site frame's later navigations, a popup); none of it is read
-back, and AgentCore Browser's network isolation bounds it. The page's final URL is checked once
-more before anything of it is returned. Steps run as small fixed scripts whose
+back, and AgentCore Browser's network isolation bounds it. The page's final URL, as the browser's
+navigation history holds it (never as a script in the page reports it), is checked once more
+before anything of it is returned. Steps run as small fixed scripts whose
 selector and text are passed as JSON literals, never spliced into JavaScript source. One deadline
 covers the session (navigation, steps, reading the page), and the session is stopped on every path.
 """
@@ -53,7 +54,7 @@ TYPE = (
 EXISTS = "(s) => document.querySelector(s) !== null"
 READ = (
     "(n) => { const h = document.documentElement ? document.documentElement.outerHTML : ''; "
-    "return JSON.stringify({title: document.title, url: location.href, html: h.length > n ? h.slice(0, n) : h}); }"
+    "return JSON.stringify({title: document.title, html: h.length > n ? h.slice(0, n) : h}); }"
 )
 
 
@@ -229,8 +230,22 @@ class Browser:
                 await self._step(cdp, index, step, deadline)
             raw = await self._evaluate(cdp, call(READ, max_bytes), "reading the page")
             data = json.loads(raw) if isinstance(raw, str) else {}
+            final_url = await self._location(cdp)
         html = str(data.get("html", "")).encode("utf-8", errors="replace")[:max_bytes].decode("utf-8", errors="ignore")
-        return BrowsedPage(url=str(data.get("url", "")), title=str(data.get("title", "")), html=html, deadline=deadline)
+        return BrowsedPage(url=final_url, title=str(data.get("title", "")), html=html, deadline=deadline)
+
+    @staticmethod
+    async def _location(cdp: Cdp) -> str:
+        """The page's URL as the browser holds it (the current entry of its navigation history),
+        never as a script in the page reports it: the page can replace whatever our script calls
+        (JSON.stringify, a getter) and so choose the URL the checks would see."""
+        history = await cdp.send("Page.getNavigationHistory")
+        entries, index = history.get("entries"), history.get("currentIndex")
+        if isinstance(entries, list) and type(index) is int and 0 <= index < len(entries):
+            entry = entries[index]
+            if isinstance(entry, dict) and isinstance(entry.get("url"), str):
+                return str(entry["url"])
+        raise unavailable("browser_error", "the browser did not say which page it shows")
 
     async def _loaded(self, cdp: Cdp, deadline: Deadline) -> None:
         while await self._evaluate(cdp, READY, "loading the page") != "complete":

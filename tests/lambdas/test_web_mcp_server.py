@@ -479,6 +479,56 @@ def test_browse_refuses_a_final_url_that_fails_the_checks(world: World, final: s
     assert world.sessions[-1] == "stop"
 
 
+def test_browse_checks_the_url_the_browser_holds_not_the_one_the_page_claims(world: World) -> None:
+    """A page can replace JSON.stringify (or any getter our script calls) and report any URL: the
+    final check reads the browser's navigation history instead."""
+    url = world.site("/app")
+    world.cdp.pages[url] = FakeBrowserPage(
+        "http://169.254.169.254/latest/", "creds", "<p>SECRET</p>", claimed_url=world.site("/innocent")
+    )
+    is_error, body = browse_call(world, url)
+    assert is_error
+    assert (body["error"]["kind"], body["error"]["reason"]) == ("forbidden", "address_not_allowed")
+    assert "SECRET" not in json.dumps(body)
+    assert world.cdp.methods()[-1] == "Page.getNavigationHistory"
+    assert world.sessions[-1] == "stop"
+
+
+def test_browse_reports_the_url_the_browser_holds(world: World) -> None:
+    url, moved = world.site("/app"), world.site("/app/moved#part")
+    world.cdp.pages[url] = FakeBrowserPage(moved, "t", "<p>Here.</p>", claimed_url=world.site("/elsewhere"))
+    is_error, body = browse_call(world, url)
+    assert not is_error, body
+    assert body["url"] == moved
+
+
+@pytest.mark.parametrize(
+    "history",
+    [
+        {},
+        {"currentIndex": 1, "entries": [{"url": "about:blank"}]},
+        {"currentIndex": -1, "entries": [{"url": "about:blank"}]},
+        {"currentIndex": True, "entries": [{"url": "about:blank"}, {"url": "https://x.test/"}]},
+        {"currentIndex": "0", "entries": [{"url": "https://x.test/"}]},
+        {"currentIndex": 0, "entries": {"0": {"url": "https://x.test/"}}},
+        {"currentIndex": 0, "entries": ["https://x.test/"]},
+        {"currentIndex": 0, "entries": [{"url": None}]},
+    ],
+    ids=["empty", "past-the-end", "negative", "bool", "text-index", "not-a-list", "not-an-entry", "no-url"],
+)
+def test_browse_fails_unavailable_when_the_browser_does_not_say_where_it_is(
+    world: World, history: dict[str, Any]
+) -> None:
+    url = world.site("/app")
+    world.cdp.pages[url] = FakeBrowserPage(url, "t", "<p>SECRET</p>")
+    world.cdp.history = history
+    is_error, body = browse_call(world, url)
+    assert is_error
+    assert (body["error"]["kind"], body["error"]["reason"]) == ("upstream_unavailable", "browser_error")
+    assert "SECRET" not in json.dumps(body)
+    assert world.sessions[-1] == "stop"
+
+
 @pytest.mark.parametrize(
     ("host", "reason"), [("metadata.test", "address_not_allowed"), ("www.site.test", "domain_not_allowed")]
 )

@@ -70,6 +70,8 @@ class FakeBrowserPage:
     html: str
     redirects: tuple[str, ...] = ()  # the main frame's further document requests (redirect hops)
     frames: tuple[str, ...] = ()  # the page's frames' document requests
+    # Where the page's own script says it is (a page that replaced JSON.stringify): None, its URL.
+    claimed_url: str | None = None
 
 
 MAIN_FRAME = "target-1"  # a page's main frame has its target's id
@@ -92,6 +94,7 @@ class FakeCdp:
     headers: list[dict[str, str]] = field(default_factory=list)
     paused: list[tuple[str, str, str]] = field(default_factory=list)  # (url, frame, "continue" | "fail")
     intercepting: bool = False
+    history: dict[str, Any] | None = None  # Page.getNavigationHistory's answer (None: the pages')
     current: str = "about:blank"
 
     async def answer(self, method: str, params: dict[str, Any], connection: ServerConnection) -> dict[str, Any]:
@@ -106,6 +109,12 @@ class FakeCdp:
             return {}
         if method == "Page.navigate":
             return await self.navigate(params["url"], connection)
+        if method == "Page.getNavigationHistory":
+            entries = [{"id": 1, "url": "about:blank", "title": "", "transitionType": "typed"}]
+            if self.current in self.pages:
+                page = self.pages[self.current]
+                entries.append({"id": 2, "url": page.final_url, "title": page.title, "transitionType": "link"})
+            return self.history if self.history is not None else {"currentIndex": len(entries) - 1, "entries": entries}
         if method == "Runtime.evaluate":
             expression = params["expression"]
             for selector, url in self.navigations.items():
@@ -153,7 +162,8 @@ class FakeCdp:
             return values[0] in self.elements
         if expression.startswith(f"({browse.READ}"):
             page = self.pages[self.current]
-            return json.dumps({"title": page.title, "url": page.final_url, "html": page.html[: values[0]]})
+            claimed = page.claimed_url or page.final_url
+            return json.dumps({"title": page.title, "url": claimed, "html": page.html[: values[0]]})
         raise AssertionError(f"unexpected script: {expression[:60]}")
 
     async def handler(self, connection: ServerConnection) -> None:
