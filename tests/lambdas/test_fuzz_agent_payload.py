@@ -6,8 +6,9 @@ a 5xx or a stack trace; an invalid payload or caller costs no model call and no 
 
 The caller's token is verified for real (a stand-in Cognito pool's keys on loopback); the model is a
 fake that counts its calls and answers at once; the tools gateway is a fake session with no tools;
-there is no memory. A body past the cap (AgentCore Runtime's own payload limit) is a 413 in the
-agent's shape, before it is read into memory, declared or chunked.
+there is no memory; the agent's clock is stopped, so a turn's time never runs out. A body past the
+cap (AgentCore Runtime's own payload limit) is a 413 in the agent's shape, before it is read into
+memory, declared or chunked.
 """
 
 from __future__ import annotations
@@ -108,6 +109,9 @@ def agent(cognito: tuple[str, list[str]], signing_key: rsa.RSAPrivateKey) -> Ite
         TokenVerifier(issuer=issuer, client_id=CLIENT_ID),
         tools_for,
         Documents().reader(),
+        # Stopped, at zero: a body's turn_seconds (0.001, even 1e-14, is valid) ends no turn on a
+        # busy machine's clock, nor vanishes when added to a larger time.
+        clock=lambda: 0.0,
     )
     with serve_asgi(create_app(lambda: service)) as base:
         yield Agent(base, model, opened, lambda **claims: sign(signing_key, issuer, **claims))
@@ -202,6 +206,8 @@ bodies = st.one_of(
 @given(body=bodies)
 @example(body=b'{"prompt": "hi"}')
 @example(body=b'{"prompt": "hi", "models": 0}')
+@example(body=b'{"prompt": "!", "turn_seconds": 0.001}')  # the whole turn, however long the machine takes
+@example(body=b'{"prompt": "!", "turn_seconds": 1e-14}')
 def test_any_body_is_the_turn_or_a_refusal_in_the_agents_shape(
     agent: Agent, body: bytes, capfd: pytest.CaptureFixture[str]
 ) -> None:
