@@ -176,6 +176,20 @@ TARGETS = {
             "tests/lambdas/test_entry_points.py",
         ),
     ),
+    "agent": Target(
+        modules=("agent/app.py", "agent/turn.py", "agent/memory.py"),
+        tests=(
+            "tests/lambdas/test_agent.py",
+            "tests/lambdas/test_agent_hostile.py",
+            "tests/lambdas/test_agent_spans.py",
+            "tests/lambdas/test_agent_web_tools.py",
+            "tests/lambdas/test_fuzz_agent_payload.py",
+            "tests/lambdas/test_hostile_jwks.py",
+            "tests/lambdas/test_entry_points.py",
+            "tests/lambdas/test_logs.py",
+            "tests/lambdas/test_telemetry.py",
+        ),
+    ),
     "classification": Target(
         modules=("ingestion/pipeline.py", "ingestion/pii.py", "ingestion/copies.py"),
         tests=(
