@@ -4,6 +4,7 @@ server on loopback, Cognito's keys on loopback, Bedrock and AgentCore Memory stu
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import json
 import os
 import subprocess
@@ -759,6 +760,9 @@ def test_the_settings_are_read_from_the_environment_the_runtime_is_given() -> No
 # --- lazy imports: Strands (about a second) is loaded after the first /ping, never before it ----
 
 ROOT = Path(__file__).resolve().parents[2]
+# The folder the agent package was imported from: lambdas/ (src/ in a mutation run's copy, whose
+# code is the mutated one the probe must run too).
+LAMBDAS = Path(inspect.getfile(Service)).parents[1]
 FACTS = "FACTS "
 # Run in a fresh interpreter, so that no other test's imports are in sys.modules. "ping": the entry
 # module as the runtime runs it (its server taken over to serve on loopback), then one /ping while
@@ -860,7 +864,7 @@ print("FACTS " + json.dumps(facts), flush=True)
 
 
 def probe_imports(mode: str) -> dict[str, Any]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "lambdas")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(LAMBDAS)])}
     done = subprocess.run(
         [sys.executable, "-c", IMPORT_PROBE, mode],
         cwd=ROOT,
