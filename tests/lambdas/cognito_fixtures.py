@@ -11,9 +11,17 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from shared.tokens import TokenVerifier
 from tests.lambdas.loopback import QuietHandler, loopback
 
 CLIENT_ID = "client-1"
+
+
+def pool_verifier(issuer: str) -> TokenVerifier:
+    """The pool's token verifier as the functions build it, but on a stopped clock with a long budget
+    for the key set: a valid token is accepted however busy the machine is (the fetch's deadline
+    has its own tests)."""
+    return TokenVerifier(issuer=issuer, client_id=CLIENT_ID, jwks_seconds=30.0, clock=lambda: 0.0)
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,7 @@ from moto import mock_aws
 from ai_gateway import handler
 from ai_gateway.agents import AgentClient
 from ai_gateway.contract import Settings
+from ai_gateway.flow import Clock
 from ai_gateway.guardrail import Guard
 from ai_gateway.ledger import (
     PENDING_INDEX,
@@ -291,6 +292,14 @@ class Gateway:
     ledger: Ledger
 
 
+def stopped_clock(now: dt.datetime | None = None) -> Clock:
+    """The gateway's clock in a test: its monotonic time stopped, so no deadline (a generation's,
+    a fallback's) passes however busy the machine is; the wall time ``now`` when given."""
+    if now is None:
+        return Clock(monotonic=lambda: 1_000.0)
+    return Clock(now=lambda: now, monotonic=lambda: 1_000.0)
+
+
 @pytest.fixture
 def gateway(monkeypatch: pytest.MonkeyPatch) -> Iterator[Gateway]:
     with mock_aws():
@@ -305,6 +314,7 @@ def gateway(monkeypatch: pytest.MonkeyPatch) -> Iterator[Gateway]:
         )
         monkeypatch.setattr(handler, "dependencies", lambda: deps)
         monkeypatch.setattr(handler, "policy", lambda: POLICY)
+        monkeypatch.setattr(handler, "clock", stopped_clock())
         environment(monkeypatch)
         with StreamStubber(bedrock) as stubber:  # Stubber that also takes ConverseStream's events
             yield Gateway(bedrock=stubber, ledger=ledger)

@@ -31,9 +31,8 @@ from agent.turn import STOPPED_ANSWER, TurnBounds
 from shared.contract import SettingsError
 from shared.headers import AGENT_SESSION_HEADER as SESSION_HEADER, CALLER_TOKEN_HEADER, CONVERSATION_HEADER
 from shared.runtime_config import ConfigLocation, DocumentReader
-from shared.tokens import TokenVerifier
 from tests.lambdas.bedrock_fakes import converse_answer, tool_use
-from tests.lambdas.cognito_fixtures import CLIENT_ID, sign
+from tests.lambdas.cognito_fixtures import CLIENT_ID, pool_verifier, sign
 from tests.lambdas.loopback import serve_asgi
 from tests.lambdas.tools_gateway_fake import FakeToolsGateway, tools_gateway
 
@@ -195,7 +194,7 @@ def runtime(
         service = Service(
             settings,
             client,
-            TokenVerifier(issuer=issuer, client_id=CLIENT_ID),
+            pool_verifier(issuer),
             gateway_tools(tools_url),
             documents.reader(),
             SessionMemory(memory_client, MEMORY_ID, NAMESPACES, history_turns=2, recall_records=2),

@@ -29,10 +29,9 @@ from mcp.types import CallToolResult, ListToolsResult, TextContent, Tool
 from agent.app import Service, create_app, gateway_tools
 from shared.headers import AGENT_SESSION_HEADER as SESSION_HEADER, CALLER_TOKEN_HEADER, CONVERSATION_HEADER
 from shared.runtime_config import ConfigLocation, DocumentReader
-from shared.tokens import TokenVerifier
 from shared.tools import GROUP_ARGUMENT, WEB_BROWSE, WEB_FETCH, WEB_TARGET, qualified, unqualified
 from tests.lambdas.bedrock_fakes import tool_use
-from tests.lambdas.cognito_fixtures import CLIENT_ID, sign
+from tests.lambdas.cognito_fixtures import pool_verifier, sign
 from tests.lambdas.loopback import serve_asgi
 from tests.lambdas.test_agent import SESSION, Captured, Clock, Documents, converse, settings_for, tool_names
 from tests.lambdas.test_tool_binding import interceptor_event
@@ -166,7 +165,7 @@ def runtime(
 ) -> Iterator[WebRuntime]:
     client, stubber = bedrock
     issuer = cognito[0]
-    verifier = TokenVerifier(issuer=issuer, client_id=CLIENT_ID)
+    verifier = pool_verifier(issuer)
     # The interceptor's bindings and token verifier: this test's, not a deployment's.
     bindings = DocumentReader.static(BINDINGS)
     monkeypatch.setattr(guard, "bindings", lambda: bindings)

@@ -47,6 +47,7 @@ from tests.lambdas.gateway_fixtures import (
     policy_document,
     rest_event,
     set_quota,
+    stopped_clock,
 )
 
 
@@ -285,7 +286,7 @@ def test_an_exhausted_quota_is_a_429_with_used_limit_remaining_and_reset(
 ) -> None:
     set_quota(monkeypatch, "report", 1, period)
     now = dt.datetime(2026, 11, 29, 6, 45, tzinfo=dt.UTC)
-    monkeypatch.setattr(handler, "clock", Clock(now=lambda: now))
+    monkeypatch.setattr(handler, "clock", stopped_clock(now))
     guard_input(gateway.bedrock, ["m"])
     converse_ok(gateway.bedrock, "amazon.nova-pro-v1:0", "A report.")
     guard_output(gateway.bedrock, "A report.", grounding=("m", "Produce the report."))

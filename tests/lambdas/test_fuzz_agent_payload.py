@@ -31,9 +31,8 @@ from hypothesis import HealthCheck, example, given, settings, strategies as st
 from agent import app as agent_app
 from agent.app import MAX_INSTRUCTIONS, Service, create_app
 from shared.headers import AGENT_SESSION_HEADER, CALLER_TOKEN_HEADER
-from shared.tokens import TokenVerifier
 from tests.lambdas.bedrock_fakes import converse_answer
-from tests.lambdas.cognito_fixtures import CLIENT_ID, sign
+from tests.lambdas.cognito_fixtures import pool_verifier, sign
 from tests.lambdas.loopback import serve_asgi
 from tests.lambdas.strategies import json_values
 from tests.lambdas.test_agent import MODEL, Documents, settings_for
@@ -106,7 +105,7 @@ def agent(cognito: tuple[str, list[str]], signing_key: rsa.RSAPrivateKey) -> Ite
     service = Service(
         settings_for("http://127.0.0.1:9/mcp", issuer),  # memory: none (the Service has no SessionMemory)
         model,
-        TokenVerifier(issuer=issuer, client_id=CLIENT_ID),
+        pool_verifier(issuer),
         tools_for,
         Documents().reader(),
         # Stopped, at zero: a body's turn_seconds (0.001, even 1e-14, is valid) ends no turn on a

@@ -93,7 +93,9 @@ def legacy_api() -> Iterator[None]:
     patch = pytest.MonkeyPatch()
     with serve() as api:
         settings = ClientSettings(base_url=api.url, timeout_seconds=10, max_attempts=1, backoff_seconds=0)
-        client = LegacyClient(settings, lambda: Credentials(CLIENT_ID, CLIENT_SECRET), sleep=lambda _: None)
+        client = LegacyClient(
+            settings, lambda: Credentials(CLIENT_ID, CLIENT_SECRET), sleep=lambda _: None, clock=lambda: 1000.0
+        )
         patch.setattr(legacy, "client", lambda: client)
         configure(patch, {"get_profile": PROFILE, "list_articles": ARTICLES, "by_path": BY_PATH})
         yield

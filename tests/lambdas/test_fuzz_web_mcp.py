@@ -87,8 +87,10 @@ def tools() -> Iterator[WebTools]:
             "POLICY": json.dumps(
                 {"application": "app", "environment": "env", "profile": "web-policy", "environment_name": "tools"}
             ),
-            "TIMEOUT_SECONDS": "2",
-            "BROWSE_TIMEOUT_SECONDS": "2",
+            # Long, on stopped clocks: the resolver's real wait is bounded by what is left, and a
+            # refusal must not turn into a timeout because the machine is busy.
+            "TIMEOUT_SECONDS": "30",
+            "BROWSE_TIMEOUT_SECONDS": "30",
         }
     )
     checker = Checker(config, resolver=resolver, address_policy=blocked_reason)
@@ -96,8 +98,8 @@ def tools() -> Iterator[WebTools]:
     yield WebTools(
         settings=config,
         policy=DocumentReader.static(WebPolicy.model_validate(POLICY)).get,
-        fetcher=Fetcher(checker),
-        browser=Browser(checker, sessions=NoBrowser),  # type: ignore[arg-type]
+        fetcher=Fetcher(checker, clock=lambda: 0.0),
+        browser=Browser(checker, sessions=NoBrowser, clock=lambda: 0.0),  # type: ignore[arg-type]
         guard=Guard(guardrail, guardrail_id=config.guardrail_id, version=config.guardrail_version),
     )
     patch.undo()

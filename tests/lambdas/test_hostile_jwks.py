@@ -26,7 +26,7 @@ from gateway_authorizer import handler as authorizer
 from shared import tokens
 from shared.headers import CALLER_TOKEN_HEADER
 from shared.tokens import JWKS_MAX_BYTES, BoundedJWKClient, InvalidToken, TokenVerifier, bearer
-from tests.lambdas.cognito_fixtures import CLIENT_ID, sign
+from tests.lambdas.cognito_fixtures import CLIENT_ID, pool_verifier, sign
 from tests.lambdas.conftest import FakeContext
 from tests.lambdas.loopback import QuietHandler, loopback
 from tests.lambdas.test_gateway_identity import METHOD_ARN
@@ -214,7 +214,7 @@ def test_a_good_jwks_still_verifies(
     issuer, answers, _ = jwks
     jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(signing_key.public_key()))
     answers.append(body(200, keys({**jwk, "kid": "key-1", "alg": "RS256", "use": "sig"})))
-    assert TokenVerifier(issuer=issuer, client_id=CLIENT_ID).claims(sign(signing_key, issuer))["sub"] == "user-1"
+    assert pool_verifier(issuer).claims(sign(signing_key, issuer))["sub"] == "user-1"
 
 
 # --- the bounded fetch, answer by answer ------------------------------------------------------
@@ -293,7 +293,7 @@ def test_a_key_set_read_in_several_chunks_still_verifies(
 ) -> None:
     issuer, answers, _ = jwks
     answers.append(body(200, good_keys(signing_key, padding=JWKS_MAX_BYTES // 2)))  # well over one read
-    assert TokenVerifier(issuer=issuer, client_id=CLIENT_ID).claims(sign(signing_key, issuer))["sub"] == "user-1"
+    assert pool_verifier(issuer).claims(sign(signing_key, issuer))["sub"] == "user-1"
 
 
 def test_a_redirect_is_not_followed_even_to_a_key_set(
@@ -434,7 +434,7 @@ def test_a_known_key_is_fetched_once_per_container(
     issuer, answers, _ = jwks
     requests: list[str] = []
     answers.append(counted(body(200, good_keys(signing_key)), requests))
-    verifier = TokenVerifier(issuer=issuer, client_id=CLIENT_ID)
+    verifier = pool_verifier(issuer)
     verifier.claims(sign(signing_key, issuer))
     key_cache_clock.now += 3600
     verifier.claims(sign(signing_key, issuer, sub="user-2"))
@@ -449,7 +449,7 @@ def test_unknown_key_ids_do_not_make_the_verifier_fetch_again_within_the_cooldow
     issuer, answers, _ = jwks
     requests: list[str] = []
     answers.append(counted(body(200, good_keys(signing_key)), requests))
-    verifier = TokenVerifier(issuer=issuer, client_id=CLIENT_ID)
+    verifier = pool_verifier(issuer)
     verifier.claims(sign(signing_key, issuer))
     stranger = jwt.encode(
         jwt.decode(sign(signing_key, issuer), options={"verify_signature": False}),

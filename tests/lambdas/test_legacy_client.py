@@ -42,12 +42,17 @@ def api() -> Iterator[LegacyApi]:
         yield running
 
 
+def still() -> float:
+    """A clock that stands still: no deadline passes on a busy machine (deadlines have their own tests)."""
+    return 1000.0
+
+
 def client(api: LegacyApi, *, attempts: int = 1, backoff: float = 0, sleep: Any = None) -> LegacyClient:
     settings = ClientSettings(base_url=api.url, timeout_seconds=10, max_attempts=attempts, backoff_seconds=backoff)
     return LegacyClient(
         settings,
         lambda: Credentials(CLIENT_ID, CLIENT_SECRET),
-        clock=lambda: 1000.0,  # stands still: ten seconds of deadline on any machine
+        clock=still,  # ten seconds of deadline on any machine
         sleep=sleep or (lambda _: None),
     )
 
@@ -207,14 +212,16 @@ def known_secret(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.usefixtures("known_secret")
 def test_client_for_uses_the_endpoints_token_path(api: LegacyApi) -> None:
     # The test service knows only /oauth/token: another path is refused there.
-    error = failure(lambda: legacy_client.client_for(endpoint(api, token_path="/auth/token")).get(CUSTOMER))
+    error = failure(
+        lambda: legacy_client.client_for(endpoint(api, token_path="/auth/token"), clock=still).get(CUSTOMER)
+    )
     assert (error.kind, error.message) == ("forbidden", "the service refused the gateway's credentials (401)")
 
 
 @pytest.mark.usefixtures("known_secret")
 def test_client_for_times_and_retries_as_the_endpoint_says(api: LegacyApi, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(random, "uniform", lambda low, high: 0.0)  # backoffs of no time
-    made = legacy_client.client_for(endpoint(api, timeout_seconds=7, max_attempts=4))
+    made = legacy_client.client_for(endpoint(api, timeout_seconds=7, max_attempts=4), clock=still)
     assert made.longest_get_seconds == longest_call_seconds(7, 4)
     api.faults += [500, 500, 500]
     body, _ = made.get(CUSTOMER)  # the fourth attempt answers
@@ -236,11 +243,11 @@ class Source:
 @pytest.mark.usefixtures("known_secret")
 def test_client_for_caps_answers_at_the_endpoints_bytes_or_the_default(api: LegacyApi) -> None:
     api.answers[CUSTOMER] = Answer(body=b"{}", content_length=DEFAULT_MAX_RESPONSE_BYTES + 1)
-    error = failure(lambda: legacy_client.client_for(Source(api.url)).get(CUSTOMER))
+    error = failure(lambda: legacy_client.client_for(Source(api.url), clock=still).get(CUSTOMER))
     assert error.message == f"the service's answer is larger than {DEFAULT_MAX_RESPONSE_BYTES} bytes"
     capped = endpoint(api, max_response_bytes=1000)
     api.answers[CUSTOMER] = Answer(body=b"{}", content_length=1001)
-    error = failure(lambda: legacy_client.client_for(capped).get(CUSTOMER))
+    error = failure(lambda: legacy_client.client_for(capped, clock=still).get(CUSTOMER))
     assert error.message == "the service's answer is larger than 1000 bytes"
 
 

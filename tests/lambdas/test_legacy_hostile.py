@@ -151,9 +151,10 @@ def test_the_token_endpoint_is_capped_too(api: LegacyApi) -> None:
 
 @pytest.mark.parametrize("path", [CUSTOMERS, "/oauth/token"])
 def test_a_server_that_drips_is_cut_off_at_the_deadline(api: LegacyApi, path: str) -> None:
-    """A valid answer, one byte every 50 ms (10 s in all): the clock passes 1 s per read, the
-    deadline is 5 s, so the client gives up after a few reads instead of waiting it out."""
-    valid = json.dumps({"access_token": "t" * 100, "expires_in": 3600, "data": {"items": []}}).encode()
+    """A valid answer, one byte every 50 ms (about a minute in all): the clock passes 1 s per read,
+    the deadline is 5 s, so the client gives up after a few reads instead of waiting it out."""
+    answer = {"access_token": "t" * 100, "expires_in": 3600, "data": {"items": []}, "pad": "x" * 1000}
+    valid = json.dumps(answer).encode()
     api.answers[path] = Answer(body=valid, piece_bytes=1, pause_seconds=0.05)
     error = refusal(make_client(api, clock=DripClock(api, tick=1.0), timeout=5))
     assert error.kind == "upstream_unavailable"
@@ -171,21 +172,24 @@ def test_a_server_that_drips_is_cut_off_at_the_deadline(api: LegacyApi, path: st
 def test_a_server_that_drips_its_headers_is_cut_off_at_the_deadline(api: LegacyApi, path: str, message: str) -> None:
     """A status line and 4 KB of headers, one byte every 10 ms (40 s in all), each byte well inside
     the socket's timeout: the clock passes 1 s per read and the deadline is 5 s, so the client gives
-    up a few bytes in, never having seen a whole header."""
+    up a few bytes in, never having seen a whole header (how many bytes are out by then is the
+    machine's speed: 40 s of drip is the margin)."""
     api.answers[path] = Answer(body=b"{}", head_padding=4096, piece_bytes=1, pause_seconds=0.01)
     error = refusal(make_client(api, clock=DripClock(api, tick=1.0), timeout=5))
     assert (error.kind, error.message) == ("upstream_unavailable", message)
-    assert api.sent_bytes < 100, api.sent_bytes
+    assert api.sent_bytes < 4096, api.sent_bytes
 
 
 def test_a_wait_on_an_answer_that_ends_at_close_is_bounded_by_the_deadline_too(api: LegacyApi) -> None:
     """An answer without a length (it ends when the server closes: http.client then hands its socket
-    to the response) sends a first piece and stalls 3 s. The clock reaches 10 ms before the deadline
-    once that piece is out, so the next wait may last 10 ms, not the request's 10 s read timeout: the
-    call ends as a timeout instead of waiting out the stall and reading the rest."""
+    to the response) sends a first piece and stalls 30 s. The clock reaches 10 ms before the deadline
+    once that piece is out, so the next wait may last 10 ms, not the request's 60 s read timeout: the
+    call ends as a timeout instead of waiting out the stall and reading the rest. (The stall is
+    shorter than the read timeout, so a client that waited it out would succeed; 30 s is the margin
+    a busy machine has to end the call.)"""
     valid = json.dumps({"data": {"items": []}}).encode()
-    api.answers[CUSTOMERS] = Answer(body=valid, piece_bytes=4, pause_seconds=3.0, content_length="none")
-    timeout = 10.0
+    api.answers[CUSTOMERS] = Answer(body=valid, piece_bytes=4, pause_seconds=30.0, content_length="none")
+    timeout = 60.0
 
     def clock() -> float:
         return timeout - 0.01 if api.sent_bytes else 0.0

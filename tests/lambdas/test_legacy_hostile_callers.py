@@ -59,7 +59,9 @@ def api() -> Iterator[LegacyApi]:
 @pytest.fixture
 def client(api: LegacyApi) -> LegacyClient:
     settings = ClientSettings(base_url=api.url, timeout_seconds=10, max_attempts=1, backoff_seconds=0)
-    return LegacyClient(settings, lambda: Credentials(CLIENT_ID, CLIENT_SECRET), sleep=lambda _: None)
+    return LegacyClient(
+        settings, lambda: Credentials(CLIENT_ID, CLIENT_SECRET), sleep=lambda _: None, clock=lambda: 1000.0
+    )
 
 
 @pytest.fixture

@@ -21,7 +21,6 @@ from langchain_openai import ChatOpenAI
 from pydantic import SecretStr
 
 from ai_gateway import handler
-from ai_gateway.flow import Clock
 from tests.lambdas import test_openai_compat as compat
 from tests.lambdas.bedrock_fakes import FakeEventStream, answer, converse_answer, delta, stream_error
 from tests.lambdas.conftest import FakeContext, HttpResult, http_result
@@ -35,6 +34,7 @@ from tests.lambdas.gateway_fixtures import (
     guard_output,
     rest_event,
     set_quota,
+    stopped_clock,
 )
 from tests.lambdas.openai_server import Served
 from tests.lambdas.test_openai_compat import INSTRUCTIONS, record
@@ -170,7 +170,7 @@ def test_a_quota_that_resets_later_than_a_minute_is_final_and_keeps_its_retry_af
 def test_a_quota_that_resets_within_a_minute_and_throttling_stay_retryable(
     gateway: Gateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(handler, "clock", Clock(now=lambda: dt.datetime(2026, 11, 29, 23, 59, 30, tzinfo=dt.UTC)))
+    monkeypatch.setattr(handler, "clock", stopped_clock(dt.datetime(2026, 11, 29, 23, 59, 30, tzinfo=dt.UTC)))
     with monkeypatch.context() as exhausted:
         set_quota(exhausted, "chat", 0, "DAY")
         guard_input(gateway.bedrock, ["Hello?"])

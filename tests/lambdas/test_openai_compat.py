@@ -18,7 +18,6 @@ from botocore.stub import ANY
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 
 from ai_gateway import handler
-from ai_gateway.flow import Clock
 from shared.headers import CALLER_TOKEN_HEADER
 from tests.lambdas.bedrock_fakes import FakeEventStream, answer, converse_answer
 from tests.lambdas.conftest import FakeContext, HttpResult, http_result
@@ -41,6 +40,7 @@ from tests.lambdas.gateway_fixtures import (
     model_only,
     rest_event,
     set_quota,
+    stopped_clock,
 )
 from tests.lambdas.openai_server import Served, serve_gateway
 from tests.lambdas.strategies import json_values
@@ -61,7 +61,7 @@ SYSTEM_TURN = st.just({"role": "system", "content": "Be brief."})
 
 @pytest.fixture
 def served(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
-    monkeypatch.setattr(handler, "clock", Clock(now=lambda: NOW))
+    monkeypatch.setattr(handler, "clock", stopped_clock(NOW))
     with serve_gateway(CALLERS) as server:
         yield server
 

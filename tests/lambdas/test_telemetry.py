@@ -27,10 +27,9 @@ from knowledge_search import handler as knowledge
 from shared.headers import AGENT_SESSION_HEADER, CALLER_TOKEN_HEADER
 from shared.runtime_config import ConfigLocation, DocumentReader
 from shared.telemetry import CONVERSATION, MAX_VALUES, STAGES, STAGES_MESSAGE, TRACE, Recorder
-from shared.tokens import TokenVerifier
 from stacks.production.tool_binding import bindings, classifications
 from tests.lambdas.bedrock_fakes import converse_answer
-from tests.lambdas.cognito_fixtures import CLIENT_ID, sign
+from tests.lambdas.cognito_fixtures import CLIENT_ID, pool_verifier, sign
 from tests.lambdas.conftest import SPANS, FakeContext, http_result
 from tests.lambdas.gateway_fixtures import (
     AGENT_POLICY,
@@ -84,7 +83,7 @@ def chain(
     )
     monkeypatch.setattr(guard, "bindings", lambda: document)
     guard.allowed_tools_view.cache_clear()
-    verifier = TokenVerifier(issuer=cognito[0], client_id=CLIENT_ID)
+    verifier = pool_verifier(cognito[0])
     monkeypatch.setattr(guard, "verifier", lambda: verifier)
     retrieval = boto3.client("bedrock-agent-runtime", region_name="us-east-1")
     model = boto3.client("bedrock-runtime", region_name="us-east-1")
@@ -148,7 +147,7 @@ def chain(
         agent = Service(
             settings,
             model,
-            TokenVerifier(issuer=cognito[0], client_id=CLIENT_ID),
+            pool_verifier(cognito[0]),
             gateway_tools(tools_url),
             DocumentReader(location, AgentGroups, fetch=lambda _: groups.model_dump_json()),
             clock=lambda: 1_000.0,  # stopped: the turn never runs out of time on a busy machine

@@ -19,11 +19,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from shared.runtime_config import DocumentReader
-from shared.tokens import TokenVerifier
 from shared.tools import GROUP_ARGUMENT
 from stacks.config import ConfigError, all_tools, load_config
 from stacks.production.tool_binding import bindings, cedar_permits, classifications, qualified
-from tests.lambdas.cognito_fixtures import CLIENT_ID, sign
+from tests.lambdas.cognito_fixtures import pool_verifier, sign
 from tests.variant_config import suite_context
 from tool_guard import handler as guard
 from tool_guard.contract import ToolBindings
@@ -53,7 +52,7 @@ def interceptors(cognito: tuple[str, list[str]], monkeypatch: pytest.MonkeyPatch
     document = DocumentReader.static(ToolBindings(tool_bindings=BINDINGS, data_classifications=CLASSIFICATIONS))
     monkeypatch.setattr(guard, "bindings", lambda: document)
     guard.allowed_tools_view.cache_clear()
-    verifier = TokenVerifier(issuer=cognito[0], client_id=CLIENT_ID)
+    verifier = pool_verifier(cognito[0])
     monkeypatch.setattr(guard, "verifier", lambda: verifier)
     yield
     guard.allowed_tools_view.cache_clear()

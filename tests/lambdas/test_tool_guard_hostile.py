@@ -20,8 +20,8 @@ from hypothesis import given, settings, strategies as st
 
 from shared.headers import CONVERSATION_HEADER
 from shared.runtime_config import DocumentReader
-from shared.tokens import InvalidToken, TokenVerifier, bearer
-from tests.lambdas.cognito_fixtures import CLIENT_ID, sign
+from shared.tokens import InvalidToken, bearer
+from tests.lambdas.cognito_fixtures import pool_verifier, sign
 from tests.lambdas.conftest import FakeContext
 from tests.lambdas.strategies import json_values
 from tests.lambdas.test_tool_binding import BINDINGS, CLASSIFICATIONS, SEARCH, TOOLS, mcp_event
@@ -42,7 +42,7 @@ def interceptor(signing_key: rsa.RSAPrivateKey, cognito: tuple[str, list[str]]) 
     document = DocumentReader.static(ToolBindings(tool_bindings=BINDINGS, data_classifications=CLASSIFICATIONS))
     patch.setattr(guard, "bindings", lambda: document)
     guard.allowed_tools_view.cache_clear()
-    verifier = TokenVerifier(issuer=cognito[0], client_id=CLIENT_ID)
+    verifier = pool_verifier(cognito[0])
     patch.setattr(guard, "verifier", lambda: verifier)
     TOKENS.update({group: sign(signing_key, cognito[0], gateway_group=group) for group in BINDINGS})
     yield

@@ -506,7 +506,9 @@ def tls_site(cert: Path, key: Path) -> Iterator[int]:
 def test_https_connects_to_the_checked_address_and_verifies_the_host(certificate: tuple[Path, Path]) -> None:
     cert, key = certificate
     settings = Settings.from_environ({**SETTINGS, "MAX_BYTES": "100000"})
-    fetcher = Fetcher(Checker(settings, resolver=resolver, address_policy=site_policy), ca_certs=str(cert))
+    fetcher = Fetcher(
+        Checker(settings, resolver=resolver, address_policy=site_policy), ca_certs=str(cert), clock=lambda: 0.0
+    )
     with tls_site(cert, key) as port:
         SiteHandler.seen = []
         page = fetcher.fetch(f"https://site.test:{port}/page", GroupWeb())
