@@ -124,7 +124,8 @@ def model_failure(error: Exception) -> UpstreamError | None:
 
 
 class TurnBounds:
-    """Strands hooks: the deadline before each model and tool call, and the record of tool calls."""
+    """Strands hooks: the deadline before each model and tool call, and the record of tool calls
+    (each one's latency on the same clock)."""
 
     def __init__(self, deadline: float | None, clock: Callable[[], float]) -> None:
         self._deadline = deadline
@@ -154,7 +155,7 @@ class TurnBounds:
             event.cancel_tool = "out of time"
             self.calls.append(ToolCall(use["name"], dict(use.get("input") or {}), ok=False, error_kind="deadline"))
             return
-        self._started[use["toolUseId"]] = time.perf_counter()
+        self._started[use["toolUseId"]] = self._clock()
 
     def _after_tool(self, event: AfterToolCallEvent) -> None:
         use = event.tool_use
@@ -171,7 +172,7 @@ class TurnBounds:
                 dict(use.get("input") or {}),
                 ok=kind is None,
                 error_kind=kind,
-                latency_ms=round((time.perf_counter() - started) * 1000, 1),
+                latency_ms=round((self._clock() - started) * 1000, 1),
             )
         )
 
