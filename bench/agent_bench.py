@@ -166,9 +166,9 @@ TURN_BENCH = textwrap.dedent(
     messages = [{{"role": "user", "content": [{{"text": "Where is my order?"}}]}}]
     with tools_gateway() as (url, fake):
         if NEW:
-            from agent.app import gateway_tools
+            from agent.app import GatewayTools
             from agent.turn import run_turn
-            tools_for = gateway_tools(url)
+            tools_for = GatewayTools(url)
             def turn():
                 with tools_for(TOKEN, "s" * 40) as tools:
                     return run_turn(client, tools, agent_name="b", models=["m"], system="Help.",

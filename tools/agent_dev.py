@@ -37,7 +37,7 @@ from botocore.exceptions import NoRegionError  # noqa: E402
 from botocore.stub import ANY, Stubber  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
 
-from agent.app import Service, create_app, gateway_tools, service_from_environ  # noqa: E402
+from agent.app import GatewayTools, Service, create_app, service_from_environ  # noqa: E402
 from agent.contract import AgentGroups, GroupModels, Settings  # noqa: E402
 from shared.contract import SettingsError  # noqa: E402
 from shared.headers import AGENT_SESSION_HEADER, CALLER_TOKEN_HEADER  # noqa: E402
@@ -124,7 +124,7 @@ def stubbed(prompt: str, serve: bool) -> int:
             settings,
             bedrock,
             TokenVerifier(issuer=issuer, client_id=CLIENT_ID),
-            gateway_tools(tools_url),
+            GatewayTools(tools_url),
             DocumentReader(location, AgentGroups, fetch=lambda _: groups.model_dump_json()),
         )
         base = stack.enter_context(serve_asgi(create_app(lambda: service)))

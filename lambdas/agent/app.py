@@ -370,18 +370,23 @@ class ToolsUnavailableError(Exception):
     """The tools gateway could not be reached or did not list the caller's tools."""
 
 
-def gateway_tools(url: str, *, timeout_seconds: int = 20) -> ToolsFor:
+@dataclass(frozen=True)
+class GatewayTools:
     """Tools sessions with the tools gateway (MCP over streamable HTTP), one per turn, carrying the
-    caller's own token: the gateway's policies and interceptors decide per caller what it lists."""
+    caller's own token: the gateway's policies and interceptors decide per caller what it lists.
+    Called with (token, conversation id), it is the turn's session: entered, the caller's tools."""
+
+    url: str
+    timeout_seconds: float = 20  # to start the session (connect, initialize)
 
     @contextmanager
-    def tools_for(token: str, conversation: str) -> Iterator[list[Any]]:
+    def __call__(self, token: str, conversation: str) -> Iterator[list[Any]]:
         from strands.tools.mcp import MCPClient
 
         client = MCPClient(
-            url=url,
+            url=self.url,
             headers={"Authorization": f"Bearer {token}", CONVERSATION_HEADER: conversation},
-            startup_timeout=timeout_seconds,
+            startup_timeout=self.timeout_seconds,  # type: ignore[arg-type]  # a float: it is a wait's timeout
         )
         try:
             client.start()
@@ -401,8 +406,6 @@ def gateway_tools(url: str, *, timeout_seconds: int = 20) -> ToolsFor:
             yield tools
         finally:
             _stop(client)
-
-    return tools_for
 
 
 def _stop(client: Any) -> None:
@@ -448,7 +451,7 @@ def service_from_environ() -> Service:
         settings,
         bedrock,
         TokenVerifier(issuer=settings.token_issuer, client_id=settings.token_client_id),
-        gateway_tools(settings.tools_gateway_url, timeout_seconds=min(20, settings.turn_seconds)),
+        GatewayTools(settings.tools_gateway_url, timeout_seconds=min(20, settings.turn_seconds)),
         DocumentReader(settings.groups, AgentGroups),
         memory,
     )

@@ -24,7 +24,7 @@ import urllib3
 from botocore.stub import ANY, Stubber
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from agent.app import Service, create_app, gateway_tools
+from agent.app import GatewayTools, Service, create_app
 from agent.contract import AgentGroups, GroupModels, Settings
 from agent.memory import SessionMemory
 from agent.turn import STOPPED_ANSWER, TurnBounds
@@ -195,7 +195,7 @@ def runtime(
             settings,
             client,
             pool_verifier(issuer),
-            gateway_tools(tools_url),
+            GatewayTools(tools_url),
             documents.reader(),
             SessionMemory(memory_client, MEMORY_ID, NAMESPACES, history_turns=2, recall_records=2),
             clock=clock,

@@ -15,7 +15,7 @@ from botocore.stub import ANY, Stubber
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from agent.app import gateway_tools
+from agent.app import GatewayTools
 from agent.contract import span_environment
 from agent.turn import run_turn
 from shared.telemetry import CONVERSATION
@@ -76,7 +76,7 @@ def sinks(
         reply(stubber, [tool_use(FIND_ORDERS, {"customer_email": "{EMAIL}"})], "tool_use")
         reply(stubber, [{"text": ANSWERED}], "end_turn")
         spans.clear()
-        with gateway_tools(url)(token, SESSION) as tools:
+        with GatewayTools(url)(token, SESSION) as tools:
             turn = run_turn(
                 client,
                 tools,

@@ -26,7 +26,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.shared.exceptions import MCPError
 from mcp.types import CallToolResult, ListToolsResult, TextContent, Tool
 
-from agent.app import Service, create_app, gateway_tools
+from agent.app import GatewayTools, Service, create_app
 from shared.headers import AGENT_SESSION_HEADER as SESSION_HEADER, CALLER_TOKEN_HEADER, CONVERSATION_HEADER
 from shared.runtime_config import ConfigLocation, DocumentReader
 from shared.tools import GROUP_ARGUMENT, WEB_BROWSE, WEB_FETCH, WEB_TARGET, qualified, unqualified
@@ -190,7 +190,7 @@ def runtime(
                 settings_for(tools_url, issuer),
                 client,
                 verifier,
-                gateway_tools(tools_url),
+                GatewayTools(tools_url),
                 documents.reader(),
                 memory=None,
                 clock=clock,

@@ -18,7 +18,7 @@ from botocore.stub import ANY, Stubber
 from cryptography.hazmat.primitives.asymmetric import rsa
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from agent.app import Service, gateway_tools
+from agent.app import GatewayTools, Service
 from agent.contract import AgentGroups, GroupModels, Settings as AgentSettings
 from ai_gateway import handler as gateway_handler
 from ai_gateway.agents import AgentClient, runtime_session_id
@@ -148,7 +148,7 @@ def chain(
             settings,
             model,
             pool_verifier(cognito[0]),
-            gateway_tools(tools_url),
+            GatewayTools(tools_url),
             DocumentReader(location, AgentGroups, fetch=lambda _: groups.model_dump_json()),
             clock=lambda: 1_000.0,  # stopped: the turn never runs out of time on a busy machine
         )

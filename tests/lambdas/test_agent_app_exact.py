@@ -1,0 +1,175 @@
+"""The agent runtime's service, exactly: how it is built from the runtime's environment, how a
+tools session ends, and what a refusal says (agent.app). The turns end to end are test_agent.py's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+from agent import app as agent_app
+from agent.app import GatewayTools, Service
+from agent.contract import AgentGroups, Settings
+from agent.memory import SessionMemory
+from shared.headers import CALLER_TOKEN_HEADER
+from shared.runtime_config import DocumentReader
+from shared.tokens import GROUP_CLAIM, TokenVerifier
+from tests.lambdas.conftest import logged
+from tests.lambdas.test_agent import AGENT, DOCUMENT, LOCATION, MEMORY_ID, MODEL, NAMESPACES, SESSION
+
+ISSUER = "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_pool"
+TOOLS_URL = "https://gw.example.com/mcp"
+
+
+def settings(**changes: Any) -> Settings:
+    return Settings(
+        agent_name=AGENT,
+        system_prompt="You help customers.",
+        tools_gateway_url=TOOLS_URL,
+        token_issuer=ISSUER,
+        token_client_id="client-9",
+        groups=LOCATION,
+        **changes,
+    )
+
+
+@pytest.fixture
+def environ(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Sets the runtime's environment from settings; the AWS clients are built afresh for each test."""
+
+    def set_to(chosen: Settings) -> None:
+        for name, value in chosen.environment().items():
+            monkeypatch.setenv(name, value)
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    agent_app._clients.cache_clear()
+    yield set_to
+    agent_app._clients.cache_clear()
+
+
+# --- the service, from the environment ----------------------------------------------------------
+
+
+def test_the_service_is_built_from_the_settings_the_runtime_is_given(environ: Any) -> None:
+    chosen = settings(
+        turn_seconds=15,
+        memory_id=MEMORY_ID,
+        memory_namespaces=NAMESPACES,
+        memory_history_turns=3,
+        memory_recall_records=4,
+    )
+    environ(chosen)
+    service = agent_app.service_from_environ()
+    assert service.settings == chosen
+    bedrock, memory_client = agent_app._clients(15)
+    assert service.bedrock is bedrock
+    # One attempt per model call, never longer than the turn: the next model is the retry.
+    config = bedrock.meta.config
+    assert (config.connect_timeout, config.read_timeout, config.retries["total_max_attempts"]) == (2, 15, 1)
+    assert service.memory == SessionMemory(memory_client, MEMORY_ID, NAMESPACES, history_turns=3, recall_records=4)
+    # Memory is best effort: one short attempt.
+    config = memory_client.meta.config
+    assert (config.connect_timeout, config.read_timeout, config.retries["total_max_attempts"]) == (1, 3, 1)
+    assert memory_client.meta.service_model.service_name == "bedrock-agentcore"
+    assert bedrock.meta.service_model.service_name == "bedrock-runtime"
+    assert service.verifier == TokenVerifier(issuer=ISSUER, client_id="client-9")
+    # A tools session starts within the turn's time, and never waits more than 20 s.
+    assert service.tools_for == GatewayTools(TOOLS_URL, timeout_seconds=15)
+
+
+def test_without_a_memory_the_service_reads_none_and_tools_start_within_20_s(environ: Any) -> None:
+    environ(settings(turn_seconds=90))
+    service = agent_app.service_from_environ()
+    assert service.memory is None
+    assert service.tools_for == GatewayTools(TOOLS_URL, timeout_seconds=20)
+
+
+def test_the_groups_are_read_from_the_settings_document_as_agent_groups(
+    environ: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made: list[tuple[Any, ...]] = []
+
+    def reader(location: Any, model: Any) -> DocumentReader[AgentGroups]:
+        made.append((location, model))
+        return DocumentReader.static(DOCUMENT)
+
+    monkeypatch.setattr(agent_app, "DocumentReader", reader)
+    environ(settings())
+    service = agent_app.service_from_environ()
+    assert made == [(LOCATION, AgentGroups)]
+    assert service.groups.get() == DOCUMENT
+
+
+# --- a tools session's end ----------------------------------------------------------------------
+
+
+class Session:
+    """What _stop calls of Strands' MCPClient: stop(exc_type, exc_val, exc_tb), as a context exit."""
+
+    def __init__(self, fails: bool = False) -> None:
+        self.fails = fails
+        self.stopped: list[tuple[Any, ...]] = []
+
+    def stop(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> None:
+        self.stopped.append((exc_type, exc_val, exc_tb))
+        if self.fails:
+            raise RuntimeError("the session's thread did not end")
+
+
+def test_a_tools_session_is_stopped_as_a_context_exit_and_quietly(capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    session = Session()
+    agent_app._stop(session)
+    assert session.stopped == [(None, None, None)]
+    assert logged(capsys, "tools session did not close cleanly") == []
+
+
+def test_a_tools_session_that_fails_to_stop_is_logged_not_raised(capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    agent_app._stop(Session(fails=True))
+    (line,) = logged(capsys, "tools session did not close cleanly")
+    assert line["level"] == "WARNING"
+
+
+# --- what a refusal names -----------------------------------------------------------------------
+
+
+class Verified:
+    """The forwarded token taken as verified (verification has its own tests)."""
+
+    def claims(self, token: str) -> dict[str, Any]:
+        return {"sub": "user-1", GROUP_CLAIM: "customer-gold"}
+
+
+@contextmanager
+def no_tools(token: str, conversation: str) -> Iterator[list[Any]]:
+    yield []
+
+
+def service() -> Service:
+    return Service(
+        settings(),
+        None,
+        Verified(),  # type: ignore[arg-type]
+        no_tools,
+        DocumentReader.static(DOCUMENT),
+        clock=lambda: 0.0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("models", "named"),
+    [
+        (["m-1"], "m-1"),
+        (["m-1", "m-2", "m-3"], "m-1, m-2, m-3"),
+        (["m-1", "m-2", "m-3", "m-4", "m-5"], "m-1, m-2, m-3 and 2 more"),
+        ([MODEL, "m-1", "m-2", "m-3", "m-4"], "m-1, m-2, m-3 and 1 more"),
+    ],
+)
+def test_a_forbidden_model_refusal_names_at_most_three_and_counts_the_rest(models: list[str], named: str) -> None:
+    status, answer = service().invoke({"prompt": "hi", "models": models}, {CALLER_TOKEN_HEADER: "t"}, SESSION)
+    assert (status, answer["error"]) == (403, "model_forbidden")
+    assert answer["message"] == f"not available to this group: {named}"
