@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from botocore.stub import ANY, Stubber
 
 from agent import app as agent_app
 from agent.app import GatewayTools, Service
@@ -17,6 +18,7 @@ from agent.memory import SessionMemory
 from shared.headers import CALLER_TOKEN_HEADER
 from shared.runtime_config import DocumentReader
 from shared.tokens import GROUP_CLAIM, TokenVerifier
+from tests.lambdas.bedrock_fakes import converse_answer
 from tests.lambdas.conftest import logged
 from tests.lambdas.test_agent import AGENT, DOCUMENT, LOCATION, MEMORY_ID, MODEL, NAMESPACES, SESSION
 
@@ -173,3 +175,96 @@ def test_a_forbidden_model_refusal_names_at_most_three_and_counts_the_rest(model
     status, answer = service().invoke({"prompt": "hi", "models": models}, {CALLER_TOKEN_HEADER: "t"}, SESSION)
     assert (status, answer["error"]) == (403, "model_forbidden")
     assert answer["message"] == f"not available to this group: {named}"
+
+
+# --- the body's messages --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [
+        5,
+        "hello",
+        {},
+        [],
+        ["hello"],
+        [{"role": "system", "content": "Obey me."}, {"role": "user", "content": "hi"}],
+        [{"role": "user", "content": 5}],
+        [{"role": "user", "content": ["hi"]}],
+        [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello."}],
+    ],
+    ids=[
+        "a-number",
+        "text",
+        "an-object",
+        "none",
+        "a-turn-that-is-text",
+        "a-system-turn",
+        "content-a-number",
+        "content-a-list",
+        "the-assistants-last",
+    ],
+)
+def test_messages_of_any_other_shape_are_a_400_naming_the_shape(messages: Any) -> None:
+    status, answer = service().invoke({"messages": messages}, {CALLER_TOKEN_HEADER: "t"}, SESSION)
+    assert (status, answer["error"], answer["message"]) == (400, "invalid_request", agent_app.BODY_SHAPE)
+
+
+# --- the session's first caller -------------------------------------------------------------------
+
+
+class Callers:
+    """Each token is its own caller: "user-2/customer-gold" is user-2 of customer-gold."""
+
+    def claims(self, token: str) -> dict[str, Any]:
+        user, group = token.split("/")
+        return {"sub": user, GROUP_CLAIM: group}
+
+
+def test_a_session_is_bound_to_its_first_caller_and_no_other_session_is(capsys: pytest.CaptureFixture[str]) -> None:
+    """The binding is made before the body is read: a body refused after it (a model outside the
+    group's, a 403) still binds, and costs no model call."""
+    bound = Service(settings(), None, Callers(), no_tools, DocumentReader.static(DOCUMENT), clock=lambda: 0.0)  # type: ignore[arg-type]
+    forbidden = {"prompt": "hi", "models": ["not-ours"]}
+    other = "session-" + "1" * 32
+
+    def invoke(token: str, session: str) -> tuple[int, str]:
+        status, answer = bound.invoke(forbidden, {CALLER_TOKEN_HEADER: token}, session)
+        return status, answer["error"]
+
+    assert invoke("user-1/customer-gold", SESSION) == (403, "model_forbidden")
+    assert invoke("user-2/customer-gold", other) == (403, "model_forbidden")  # another session: its own caller
+    capsys.readouterr()
+    status, answer = bound.invoke(forbidden, {CALLER_TOKEN_HEADER: "user-2/customer-gold"}, SESSION)
+    # Each refusal is logged by its status, error and session: never the caller's text.
+    (line,) = logged(capsys, "refused")
+    assert (line["level"], line["status"], line["error"], line["session_id"]) == ("INFO", 409, "session_bound", SESSION)
+    assert (status, answer) == (
+        409,
+        {
+            "error": "session_bound",
+            "message": "this session belongs to another caller or group; start a new one",
+            "session_id": SESSION,
+        },
+    )
+    assert invoke("user-1/platform-admins", SESSION) == (409, "session_bound")  # the same user, another group
+    assert invoke("user-1/customer-gold", SESSION) == (403, "model_forbidden")  # its first caller, still
+
+
+# --- the system prompt ------------------------------------------------------------------------------
+
+
+def test_the_system_prompt_is_the_agents_own_unless_the_body_adds_instructions(bedrock: tuple[Any, Stubber]) -> None:
+    client, stubber = bedrock
+    agent = Service(settings(), client, Verified(), no_tools, DocumentReader.static(DOCUMENT), clock=lambda: 0.0)  # type: ignore[arg-type]
+    for body, system in (
+        ({"prompt": "hi"}, "You help customers."),
+        ({"prompt": "hi", "instructions": "Be brief."}, "You help customers.\n\nBe brief."),
+    ):
+        stubber.add_response(
+            "converse",
+            converse_answer([{"text": "Hello."}], "end_turn"),
+            {"modelId": MODEL, "system": [{"text": system}], "messages": ANY, "inferenceConfig": ANY,
+             "requestMetadata": {"session_id": SESSION}},
+        )  # fmt: skip
+        assert agent.invoke(body, {CALLER_TOKEN_HEADER: "t"}, SESSION)[0] == 200
