@@ -8,15 +8,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
 from agent import app as agent_app
-from agent.app import GatewayTools, Service
+from agent.app import MAX_INSTRUCTIONS, GatewayTools, Service
 from agent.contract import AgentGroups, Settings
 from agent.memory import SessionMemory
 from shared.headers import CALLER_TOKEN_HEADER
-from shared.runtime_config import DocumentReader
+from shared.runtime_config import DocumentReader, RuntimeConfigError
 from shared.tokens import GROUP_CLAIM, TokenVerifier
 from tests.lambdas.bedrock_fakes import converse_answer
 from tests.lambdas.conftest import logged
@@ -268,3 +269,139 @@ def test_the_system_prompt_is_the_agents_own_unless_the_body_adds_instructions(b
              "requestMetadata": {"session_id": SESSION}},
         )  # fmt: skip
         assert agent.invoke(body, {CALLER_TOKEN_HEADER: "t"}, SESSION)[0] == 200
+
+
+# --- the body's fields, at their bounds -------------------------------------------------------------
+
+
+class Late:
+    """The agent's clock: the turn arrives at 0 and every later reading is ``later``, so a turn
+    whose deadline is before ``later`` stops before any model call."""
+
+    def __init__(self, later: float) -> None:
+        self.later = later
+        self.readings = 0
+
+    def __call__(self) -> float:
+        self.readings += 1
+        return 0.0 if self.readings == 1 else self.later
+
+
+def timed(later: float, **changes: Any) -> Service:
+    client = boto3.client("bedrock-runtime", region_name="us-east-1")  # never called: the turn is out of time
+    return Service(
+        settings(**changes),
+        client,
+        Verified(),  # type: ignore[arg-type]
+        no_tools,
+        DocumentReader.static(DOCUMENT),
+        clock=Late(later),
+    )
+
+
+def out_of_time(body: dict[str, Any]) -> dict[str, Any]:
+    """The answer of a turn that stops at its deadline (past it at once: no model call)."""
+    status, answer = timed(1e9).invoke(body, {CALLER_TOKEN_HEADER: "t"}, SESSION)
+    assert (status, answer["stop"]) == (200, "deadline"), answer
+    return answer
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        {"max_tokens": 1},
+        {"max_tokens": 8192},
+        {"instructions": "i" * MAX_INSTRUCTIONS},
+        {"turn_seconds": 0.5},
+        {"turn_seconds": 1},
+        {"models": [MODEL, MODEL]},
+    ],
+    ids=[
+        "max-tokens-1",
+        "max-tokens-8192",
+        "instructions-at-the-limit",
+        "half-a-second",
+        "one-second",
+        "a-model-twice",
+    ],
+)
+def test_a_field_at_its_bound_is_taken(field: dict[str, Any]) -> None:
+    out_of_time({"prompt": "hi", **field})
+
+
+@pytest.mark.parametrize(
+    ("field", "message"),
+    [
+        ({"max_tokens": 0}, "max_tokens: an integer from 1 to 8192"),
+        ({"max_tokens": 8193}, "max_tokens: an integer from 1 to 8192"),
+        ({"max_tokens": 100.0}, "max_tokens: an integer from 1 to 8192"),
+        (
+            {"instructions": "i" * (MAX_INSTRUCTIONS + 1)},
+            f"instructions: a string of at most {MAX_INSTRUCTIONS} characters",
+        ),
+        ({"instructions": 5}, f"instructions: a string of at most {MAX_INSTRUCTIONS} characters"),
+        ({"turn_seconds": 0}, "turn_seconds: a positive number"),
+        ({"turn_seconds": -0.5}, "turn_seconds: a positive number"),
+        ({"turn_seconds": "30"}, "turn_seconds: a positive number"),
+        ({"models": []}, "models: a non-empty list of model ids"),
+        ({"models": MODEL}, "models: a non-empty list of model ids"),
+        ({"models": [MODEL, 7]}, "models: a non-empty list of model ids"),
+        ({"models": {}}, "models: a non-empty list of model ids"),
+        ({"prompt": " ", "messages": None}, agent_app.BODY_SHAPE),
+    ],
+    ids=[
+        "max-tokens-0",
+        "max-tokens-8193",
+        "max-tokens-a-float",
+        "instructions-past-the-limit",
+        "instructions-a-number",
+        "turn-seconds-0",
+        "turn-seconds-negative",
+        "turn-seconds-text",
+        "models-empty",
+        "models-text",
+        "models-holding-a-number",
+        "models-an-object",
+        "a-blank-prompt",
+    ],
+)
+def test_a_field_past_its_bound_is_a_400_that_names_it(field: dict[str, Any], message: str) -> None:
+    status, answer = service().invoke({"prompt": "hi", **field}, {CALLER_TOKEN_HEADER: "t"}, SESSION)
+    assert (status, answer) == (400, {"error": "invalid_request", "message": message, "session_id": SESSION})
+
+
+@pytest.mark.parametrize(("turn_seconds", "stopped"), [(5, True), (9.5, True), (10.5, False), (None, False)])
+def test_the_bodys_turn_seconds_shortens_the_turn_never_lengthens_it(
+    bedrock: tuple[Any, Stubber], turn_seconds: float | None, stopped: bool
+) -> None:
+    """The turn arrives at 0 and the model would be asked at 10: a turn of fewer seconds stops
+    first; more (or none: the agent's own 120) asks the model. A body cannot go past the agent's."""
+    client, stubber = bedrock
+    body: dict[str, Any] = {"prompt": "hi"} if turn_seconds is None else {"prompt": "hi", "turn_seconds": turn_seconds}
+    agent = Service(settings(), client, Verified(), no_tools, DocumentReader.static(DOCUMENT), clock=Late(10.0))  # type: ignore[arg-type]
+    if not stopped:
+        stubber.add_response("converse", converse_answer([{"text": "Hello."}], "end_turn"), None)
+    status, answer = agent.invoke(body, {CALLER_TOKEN_HEADER: "t"}, SESSION)
+    assert (status, answer["stop"]) == (200, "deadline" if stopped else "end_turn")
+    long = Service(
+        settings(turn_seconds=8), client, Verified(), no_tools, DocumentReader.static(DOCUMENT), clock=Late(10.0)
+    )  # type: ignore[arg-type]
+    status, answer = long.invoke({"prompt": "hi", "turn_seconds": 60}, {CALLER_TOKEN_HEADER: "t"}, SESSION)
+    assert (status, answer["stop"]) == (200, "deadline")  # the agent's 8 s, not the body's 60
+
+
+# --- no groups document -----------------------------------------------------------------------------
+
+
+class Unreadable:
+    def get(self) -> AgentGroups:
+        raise RuntimeConfigError("the AppConfig session could not start")
+
+
+def test_no_groups_document_is_a_503_and_says_why_in_the_log(capsys: pytest.CaptureFixture[str]) -> None:
+    agent = Service(settings(), None, Verified(), no_tools, Unreadable(), clock=lambda: 0.0)  # type: ignore[arg-type]
+    capsys.readouterr()
+    status, answer = agent.invoke({"prompt": "hi"}, {CALLER_TOKEN_HEADER: "t"}, SESSION)
+    assert (status, answer["error"]) == (503, "config_unavailable")
+    (line,) = logged(capsys, "no groups document")
+    assert (line["level"], line["why"]) == ("ERROR", "the AppConfig session could not start")
