@@ -4,7 +4,7 @@ tools session ends, and what a refusal says (agent.app). The turns end to end ar
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -152,14 +152,23 @@ def no_tools(token: str, conversation: str) -> Iterator[list[Any]]:
     yield []
 
 
-def service() -> Service:
+def service(
+    bedrock: Any = None,
+    *,
+    clock: Callable[[], float] = lambda: 0.0,
+    verifier: Any = None,
+    groups: Any = None,
+    **changes: Any,
+) -> Service:
+    """The agent's service with no tools, its callers taken as verified (``Verified`` unless another
+    verifier is given), its groups the test document's, on a stopped clock unless another is given."""
     return Service(
-        settings(),
-        None,
-        Verified(),  # type: ignore[arg-type]
+        settings(**changes),
+        bedrock,
+        verifier or Verified(),  # type: ignore[arg-type]
         no_tools,
-        DocumentReader.static(DOCUMENT),
-        clock=lambda: 0.0,
+        groups or DocumentReader.static(DOCUMENT),
+        clock=clock,
     )
 
 
@@ -225,7 +234,7 @@ class Callers:
 def test_a_session_is_bound_to_its_first_caller_and_no_other_session_is(capsys: pytest.CaptureFixture[str]) -> None:
     """The binding is made before the body is read: a body refused after it (a model outside the
     group's, a 403) still binds, and costs no model call."""
-    bound = Service(settings(), None, Callers(), no_tools, DocumentReader.static(DOCUMENT), clock=lambda: 0.0)  # type: ignore[arg-type]
+    bound = service(verifier=Callers())
     forbidden = {"prompt": "hi", "models": ["not-ours"]}
     other = "session-" + "1" * 32
 
@@ -257,7 +266,7 @@ def test_a_session_is_bound_to_its_first_caller_and_no_other_session_is(capsys: 
 
 def test_the_system_prompt_is_the_agents_own_unless_the_body_adds_instructions(bedrock: tuple[Any, Stubber]) -> None:
     client, stubber = bedrock
-    agent = Service(settings(), client, Verified(), no_tools, DocumentReader.static(DOCUMENT), clock=lambda: 0.0)  # type: ignore[arg-type]
+    agent = service(client)
     for body, system in (
         ({"prompt": "hi"}, "You help customers."),
         ({"prompt": "hi", "instructions": "Be brief."}, "You help customers.\n\nBe brief."),
@@ -289,14 +298,7 @@ class Late:
 
 def timed(later: float, **changes: Any) -> Service:
     client = boto3.client("bedrock-runtime", region_name="us-east-1")  # never called: the turn is out of time
-    return Service(
-        settings(**changes),
-        client,
-        Verified(),  # type: ignore[arg-type]
-        no_tools,
-        DocumentReader.static(DOCUMENT),
-        clock=Late(later),
-    )
+    return service(client, clock=Late(later), **changes)
 
 
 def out_of_time(body: dict[str, Any]) -> dict[str, Any]:
@@ -378,14 +380,12 @@ def test_the_bodys_turn_seconds_shortens_the_turn_never_lengthens_it(
     first; more (or none: the agent's own 120) asks the model. A body cannot go past the agent's."""
     client, stubber = bedrock
     body: dict[str, Any] = {"prompt": "hi"} if turn_seconds is None else {"prompt": "hi", "turn_seconds": turn_seconds}
-    agent = Service(settings(), client, Verified(), no_tools, DocumentReader.static(DOCUMENT), clock=Late(10.0))  # type: ignore[arg-type]
+    agent = service(client, clock=Late(10.0))
     if not stopped:
         stubber.add_response("converse", converse_answer([{"text": "Hello."}], "end_turn"), None)
     status, answer = agent.invoke(body, {CALLER_TOKEN_HEADER: "t"}, SESSION)
     assert (status, answer["stop"]) == (200, "deadline" if stopped else "end_turn")
-    long = Service(
-        settings(turn_seconds=8), client, Verified(), no_tools, DocumentReader.static(DOCUMENT), clock=Late(10.0)
-    )  # type: ignore[arg-type]
+    long = service(client, clock=Late(10.0), turn_seconds=8)
     status, answer = long.invoke({"prompt": "hi", "turn_seconds": 60}, {CALLER_TOKEN_HEADER: "t"}, SESSION)
     assert (status, answer["stop"]) == (200, "deadline")  # the agent's 8 s, not the body's 60
 
@@ -399,7 +399,7 @@ class Unreadable:
 
 
 def test_no_groups_document_is_a_503_and_says_why_in_the_log(capsys: pytest.CaptureFixture[str]) -> None:
-    agent = Service(settings(), None, Verified(), no_tools, Unreadable(), clock=lambda: 0.0)  # type: ignore[arg-type]
+    agent = service(groups=Unreadable())
     capsys.readouterr()
     status, answer = agent.invoke({"prompt": "hi"}, {CALLER_TOKEN_HEADER: "t"}, SESSION)
     assert (status, answer["error"]) == (503, "config_unavailable")
