@@ -4,11 +4,13 @@ tools session ends, and what a refusal says (agent.app). The turns end to end ar
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import boto3
+import httpx
 import pytest
 from botocore.stub import ANY, Stubber
 
@@ -16,11 +18,12 @@ from agent import app as agent_app
 from agent.app import MAX_INSTRUCTIONS, GatewayTools, Service
 from agent.contract import AgentGroups, Settings
 from agent.memory import SessionMemory
-from shared.headers import CALLER_TOKEN_HEADER
+from shared.headers import AGENT_SESSION_HEADER, CALLER_TOKEN_HEADER
 from shared.runtime_config import DocumentReader, RuntimeConfigError
 from shared.tokens import GROUP_CLAIM, TokenVerifier
 from tests.lambdas.bedrock_fakes import converse_answer
 from tests.lambdas.conftest import logged
+from tests.lambdas.loopback import serve_asgi
 from tests.lambdas.test_agent import AGENT, DOCUMENT, LOCATION, MEMORY_ID, MODEL, NAMESPACES, SESSION
 
 ISSUER = "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_pool"
@@ -405,3 +408,64 @@ def test_no_groups_document_is_a_503_and_says_why_in_the_log(capsys: pytest.Capt
     assert (status, answer["error"]) == (503, "config_unavailable")
     (line,) = logged(capsys, "no groups document")
     assert (line["level"], line["why"]) == ("ERROR", "the AppConfig session could not start")
+
+
+# --- a body past the cap ----------------------------------------------------------------------------
+
+CAP = 1000
+
+
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The agent's app on loopback, its body cap CAP bytes; yields its base URL."""
+    monkeypatch.setattr(agent_app, "MAX_BODY_BYTES", CAP)
+    with serve_asgi(agent_app.create_app(service)) as base:
+        yield base
+
+
+def post(base: str, content: Any, **headers: str) -> httpx.Response:
+    return httpx.post(
+        f"{base}/invocations",
+        content=content,
+        headers={
+            "Content-Type": "application/json",
+            CALLER_TOKEN_HEADER: "t",
+            AGENT_SESSION_HEADER: SESSION,
+            **headers,
+        },
+        timeout=30,
+    )
+
+
+READ = "models: a non-empty list of model ids"  # what a body at the cap is refused for, once read
+TOO_LARGE = {"error": "too_large", "message": f"body: at most {CAP} bytes", "session_id": SESSION}
+
+
+def padded(size: int) -> bytes:
+    """A body of exactly ``size`` bytes, refused once read (no models): a 400 says it was read."""
+    body = json.dumps({"prompt": "hi", "models": [], "instructions": ""}).encode()
+    return body[:-2] + b"i" * (size - len(body)) + body[-2:]
+
+
+def test_a_body_at_the_cap_is_read(served: str) -> None:
+    response = post(served, padded(CAP))
+    assert (response.status_code, response.json()["message"]) == (400, READ)
+
+
+def test_a_body_declared_past_the_cap_is_a_413_naming_the_cap(served: str) -> None:
+    response = post(served, padded(CAP + 1))
+    assert (response.status_code, response.json()) == (413, TOO_LARGE)
+
+
+def test_a_chunked_body_past_the_cap_is_a_413_naming_the_cap(served: str) -> None:
+    body = padded(CAP + 1)
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the agent counts what arrives
+        yield body[:600]
+        yield body[600:]
+
+    response = post(served, chunks())
+    assert (response.status_code, response.json()) == (413, TOO_LARGE)
+    small = padded(CAP)
+    response = post(served, iter([small[:600], small[600:]]))
+    assert (response.status_code, response.json()["message"]) == (400, READ)

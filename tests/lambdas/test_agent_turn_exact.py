@@ -479,3 +479,184 @@ def test_a_turn_out_of_time_before_its_agent_chose_a_model_names_the_callers_fir
     finally:
         clock.running.set()
     assert answered == Turn(SESSION, model=MODEL, answer=STOPPED_ANSWER, stop="deadline")
+
+
+def held_past_the_deadline(client: Any, clock: Clock, *, call: int = 1) -> threading.Event:
+    """Bedrock not answering the turn's ``call``-th Converse request while the time runs out past
+    the deadline, until the event returned is set."""
+    release = threading.Event()
+    calls: list[str] = []
+
+    def hang(params: dict[str, Any], **_: Any) -> None:
+        calls.append(params["modelId"])
+        if len(calls) == call:
+            clock.advance(PAST)
+            release.wait(WAIT_SECONDS)
+
+    client.meta.events.register("before-parameter-build.bedrock-runtime.Converse", hang)
+    return release
+
+
+class PolledClock:
+    """The turn's clock, stopped until the test moves it, counting how often the thread that runs the
+    turn reads it: that thread polls its clock while its agent works (the agent's threads read the
+    same time, uncounted). ``held_for`` holds a model call in flight for a number of those polls."""
+
+    def __init__(self, now: float) -> None:
+        self._now = now
+        self._turn = threading.current_thread()
+        self._polls = 0
+        self._released = False
+        self._read = threading.Condition()
+
+    def __call__(self) -> float:
+        with self._read:
+            if threading.current_thread() is self._turn:
+                self._polls += 1
+                self._read.notify_all()
+            return self._now
+
+    def held_for(self, polls: int, *, now: float | None = None) -> bool:
+        """Hold the calling thread (a model call in flight) until the turn has read its clock ``polls``
+        more times (True) or the test releases it (False); with ``now``, the time moves to it first."""
+        with self._read:
+            if now is not None:
+                self._now = now
+            enough = self._polls + polls
+            self._read.wait_for(lambda: self._polls >= enough or self._released, WAIT_SECONDS)
+            return self._polls >= enough
+
+    def release(self) -> None:
+        with self._read:
+            self._released = True
+            self._read.notify_all()
+
+
+@pytest.mark.usefixtures("finished_workers")
+def test_a_turn_in_time_waits_for_a_model_call_in_flight_however_often_it_looks_at_the_clock(
+    bedrock: tuple[Any, Stubber],
+) -> None:
+    """Bedrock answers only after the turn has looked at its clock several times, all before the
+    deadline: the turn waits for the answer rather than giving up at its first look."""
+    client, stubber = bedrock
+    clock = PolledClock(0.0)
+    waited: list[bool] = []
+
+    def slow(**_: Any) -> None:
+        waited.append(clock.held_for(6))
+
+    client.meta.events.register("before-parameter-build.bedrock-runtime.Converse", slow)
+    reply(stubber, [{"text": "Your order has shipped."}], "end_turn")
+    try:
+        answered = turn(client, [found()], clock=clock, deadline=DEADLINE)
+    finally:
+        clock.release()
+    assert (answered.answer, answered.stop) == ("Your order has shipped.", "end_turn")
+    assert waited == [True]
+
+
+@pytest.mark.usefixtures("finished_workers")
+def test_a_model_call_in_flight_when_the_clock_reads_exactly_the_deadline_stops_the_turn(
+    bedrock: tuple[Any, Stubber],
+) -> None:
+    """The deadline reached is the deadline passed: the turn answers then instead of going on waiting
+    for the model (which here would answer once the turn has looked at the deadline ten times)."""
+    client, stubber = bedrock
+    clock = PolledClock(0.0)
+
+    def until_the_deadline(**_: Any) -> None:
+        clock.held_for(10, now=DEADLINE)
+
+    client.meta.events.register("before-parameter-build.bedrock-runtime.Converse", until_the_deadline)
+    reply(stubber, [{"text": "Too late."}], "end_turn")
+    try:
+        answered = turn(client, [found()], clock=clock, deadline=DEADLINE)
+    finally:
+        clock.release()
+    assert answered == Turn(SESSION, model=MODEL, answer=STOPPED_ANSWER, stop="deadline")
+
+
+@pytest.mark.usefixtures("finished_workers")
+def test_a_model_call_abandoned_at_the_deadline_does_not_keep_the_process_alive(
+    bedrock: tuple[Any, Stubber],
+) -> None:
+    """The turn has answered and its agent still waits on Bedrock: the thread it waits on is a daemon,
+    so an abandoned call never keeps the runtime's process from exiting."""
+    client, stubber = bedrock
+    clock = Clock(0.0)
+    release = held_past_the_deadline(client, clock)
+    reply(stubber, [{"text": "Too late."}], "end_turn")
+    before = set(threading.enumerate())
+    try:
+        answered = turn(client, [found()], clock=clock, deadline=DEADLINE)
+        abandoned = [w.daemon for w in set(threading.enumerate()) - before if w.name == "agent-turn"]
+    finally:
+        release.set()
+    assert answered.stop == "deadline"
+    assert abandoned == [True]
+
+
+@pytest.mark.usefixtures("finished_workers")
+def test_a_turn_stopped_at_its_deadline_still_reports_the_tool_calls_made_before(
+    bedrock: tuple[Any, Stubber],
+) -> None:
+    """The tool answered (no such order), then the model's next call is in flight at the deadline:
+    the turn's record still holds the tool call, with the kind of its result."""
+    client, stubber = bedrock
+    clock = Clock(0.0)
+    release = held_past_the_deadline(client, clock, call=2)
+    reply(stubber, [tool_use(FIND_ORDERS, ASKED)], "tool_use")
+    reply(stubber, [{"text": "Too late."}], "end_turn")
+    not_found = answering("error", [{"json": {"error": {"kind": "not_found", "message": "no such order"}}}])
+    try:
+        answered = turn(client, [not_found], clock=clock, deadline=DEADLINE)
+    finally:
+        release.set()
+    assert answered == Turn(
+        SESSION,
+        model=MODEL,
+        answer=STOPPED_ANSWER,
+        stop="deadline",
+        tool_calls=[ToolCall(FIND_ORDERS, ASKED, ok=False, error_kind="not_found", latency_ms=0.0)],
+    )
+
+
+def test_a_failure_that_is_not_a_models_fails_the_turn_as_itself(bedrock: tuple[Any, Stubber]) -> None:
+    """The client failing before any request leaves (not Bedrock's answer, so no UpstreamError):
+    the turn raises the very failure, for the runtime to log as the bug it is."""
+    client, _ = bedrock
+
+    def broken(**_: Any) -> None:
+        raise RuntimeError("the HTTP connection pool is closed")
+
+    client.meta.events.register("provide-client-params.bedrock-runtime.Converse", broken)
+    with pytest.raises(RuntimeError) as raised:
+        turn(client, [found()], clock=Clock(0.0), deadline=DEADLINE)
+    assert (type(raised.value), str(raised.value)) == (RuntimeError, "the HTTP connection pool is closed")
+
+
+def test_a_conversation_too_long_for_the_model_fails_the_turn_as_strands_overflow(
+    bedrock: tuple[Any, Stubber],
+) -> None:
+    """Bedrock refuses the input as too long and Strands has nothing it could trim (the caller's
+    message alone): the turn raises Strands' overflow as the agent did, not a model failure."""
+    client, stubber = bedrock
+    stubber.add_client_error(
+        "converse", "ValidationException", "Input is too long for requested model.", http_status_code=400
+    )
+    with pytest.raises(ContextWindowOverflowException) as raised:
+        turn(client, [found()], clock=Clock())
+    assert (type(raised.value), str(raised.value)) == (
+        ContextWindowOverflowException,
+        "Unable to trim conversation context!",
+    )
+
+
+def test_the_answer_is_the_models_text_blocks_joined_with_nothing_else(bedrock: tuple[Any, Stubber]) -> None:
+    """The model's reasoning between two text blocks (a reasoning model's answer) is not part of the
+    answer, and the text blocks run on as the model wrote them."""
+    client, stubber = bedrock
+    reasoning = {"reasoningContent": {"reasoningText": {"text": "The records say shipped.", "signature": "sig"}}}
+    reply(stubber, [{"text": "Your order "}, reasoning, {"text": "has shipped."}], "end_turn")
+    answered = turn(client, [found()], clock=Clock())
+    assert (answered.answer, answered.stop) == ("Your order has shipped.", "end_turn")
