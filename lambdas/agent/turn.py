@@ -51,7 +51,6 @@ class ToolCall:
 
 @dataclass
 class Turn:
-    session_id: str
     model: str = ""  # the model that answered last
     answer: str = ""
     stop: str = ""  # end_turn, max_iterations, deadline, or the model's own stop reason
@@ -241,7 +240,7 @@ def run_turn(
     )
     result = _invoke_by(agent, messages[-1]["content"], max_iterations, deadline, clock)
     if result is None:  # out of time with a call in flight: answer now, the call is abandoned
-        return Turn(session_id, model=_model(strategy, models), answer=STOPPED_ANSWER, stop="deadline",
+        return Turn(model=_model(strategy, models), answer=STOPPED_ANSWER, stop="deadline",
                     tool_calls=list(bounds.calls))  # fmt: skip
     usage = result.metrics.accumulated_usage
     stop = STOPS.get(str(result.stop_reason), str(result.stop_reason))
@@ -251,7 +250,6 @@ def run_turn(
     if stop in ("max_iterations", "deadline"):
         answer = STOPPED_ANSWER
     turn = Turn(
-        session_id=session_id,
         model=_model(strategy, models),
         answer=answer,
         stop=stop,

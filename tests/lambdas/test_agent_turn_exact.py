@@ -463,7 +463,7 @@ def test_a_turn_stopped_at_its_deadline_names_its_session_and_the_model_it_was_w
         answered = turn(client, [found()], clock=clock, models=(MODEL, FALLBACK), deadline=DEADLINE)
     finally:
         release.set()
-    assert answered == Turn(SESSION, model=waiting_on, answer=STOPPED_ANSWER, stop="deadline")
+    assert answered == Turn(model=waiting_on, answer=STOPPED_ANSWER, stop="deadline")
 
 
 @pytest.mark.usefixtures("finished_workers")
@@ -478,7 +478,7 @@ def test_a_turn_out_of_time_before_its_agent_chose_a_model_names_the_callers_fir
         answered = turn(client, [found()], clock=clock, models=(MODEL, FALLBACK), deadline=DEADLINE)
     finally:
         clock.running.set()
-    assert answered == Turn(SESSION, model=MODEL, answer=STOPPED_ANSWER, stop="deadline")
+    assert answered == Turn(model=MODEL, answer=STOPPED_ANSWER, stop="deadline")
 
 
 def held_past_the_deadline(client: Any, clock: Clock, *, call: int = 1) -> threading.Event:
@@ -573,7 +573,7 @@ def test_a_model_call_in_flight_when_the_clock_reads_exactly_the_deadline_stops_
         answered = turn(client, [found()], clock=clock, deadline=DEADLINE)
     finally:
         clock.release()
-    assert answered == Turn(SESSION, model=MODEL, answer=STOPPED_ANSWER, stop="deadline")
+    assert answered == Turn(model=MODEL, answer=STOPPED_ANSWER, stop="deadline")
 
 
 @pytest.mark.usefixtures("finished_workers")
@@ -613,7 +613,6 @@ def test_a_turn_stopped_at_its_deadline_still_reports_the_tool_calls_made_before
     finally:
         release.set()
     assert answered == Turn(
-        SESSION,
         model=MODEL,
         answer=STOPPED_ANSWER,
         stop="deadline",
