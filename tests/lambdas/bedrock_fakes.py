@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from botocore.exceptions import EventStreamError
-from botocore.stub import Stubber
+from botocore.stub import ANY, Stubber
 
 
 def converse_answer(
@@ -28,6 +28,19 @@ def converse_answer(
         },
         "metrics": {"latencyMs": latency_ms},
     }
+
+
+def agent_reply(
+    stubber: Stubber, content: list[dict[str, Any]], stop: str, *, model: str, session: str, inference: Any = ANY
+) -> None:
+    """Queue Bedrock's answer to an agent's next Converse request, which must be for ``model`` in
+    the runtime session ``session`` (Strands' request, without streaming)."""
+    stubber.add_response(
+        "converse",
+        converse_answer(content, stop),
+        {"modelId": model, "messages": ANY, "system": ANY, "toolConfig": ANY, "inferenceConfig": inference,
+         "requestMetadata": {"session_id": session}},
+    )  # fmt: skip
 
 
 def tool_use(name: str, arguments: dict[str, Any], use_id: str = "t1") -> dict[str, Any]:

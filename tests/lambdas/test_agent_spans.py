@@ -11,7 +11,7 @@ from typing import Any
 
 import jwt
 import pytest
-from botocore.stub import ANY, Stubber
+from botocore.stub import Stubber
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -19,7 +19,7 @@ from agent.app import GatewayTools
 from agent.contract import span_environment
 from agent.turn import run_turn
 from shared.telemetry import CONVERSATION
-from tests.lambdas.bedrock_fakes import converse_answer, tool_use
+from tests.lambdas.bedrock_fakes import agent_reply, tool_use
 from tests.lambdas.tools_gateway_fake import tools_gateway
 
 MODEL = "amazon.nova-pro-v1:0"
@@ -31,12 +31,7 @@ ANSWERED = f"It has shipped; the courier calls {FROM_TOOL}."  # the model's answ
 
 
 def reply(stubber: Stubber, content: list[dict[str, Any]], stop: str) -> None:
-    stubber.add_response(
-        "converse",
-        converse_answer(content, stop),
-        {"modelId": MODEL, "messages": ANY, "system": ANY, "toolConfig": ANY, "inferenceConfig": ANY,
-         "requestMetadata": {"session_id": SESSION}},
-    )  # fmt: skip
+    agent_reply(stubber, content, stop, model=MODEL, session=SESSION)
 
 
 @dataclass

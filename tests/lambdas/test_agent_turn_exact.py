@@ -31,7 +31,7 @@ from strands.types.tools import ToolResult, ToolUse
 
 from agent.turn import STOPPED_ANSWER, OrderedFallback, ToolCall, Turn, TurnBounds, _SharedClient, run_turn
 from shared.aws_errors import Kind, UpstreamError
-from tests.lambdas.bedrock_fakes import converse_answer, tool_use
+from tests.lambdas.bedrock_fakes import agent_reply, tool_use
 from tests.lambdas.test_agent import Captured, Clock
 
 MODEL = "amazon.nova-pro-v1:0"
@@ -48,12 +48,7 @@ def reply(
     stubber: Stubber, content: list[dict[str, Any]], stop: str, *, model: str = MODEL, inference: Any = ANY
 ) -> None:
     """Queue Bedrock's answer to the next Converse request, which must be for ``model``."""
-    stubber.add_response(
-        "converse",
-        converse_answer(content, stop),
-        {"modelId": model, "messages": ANY, "system": ANY, "toolConfig": ANY, "inferenceConfig": inference,
-         "requestMetadata": {"session_id": SESSION}},
-    )  # fmt: skip
+    agent_reply(stubber, content, stop, model=model, session=SESSION, inference=inference)
 
 
 def orders_tool(run: Callable[[ToolUse], ToolResult]) -> PythonAgentTool:
