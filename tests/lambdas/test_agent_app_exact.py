@@ -4,7 +4,9 @@ tools session ends, and what a refusal says (agent.app). The turns end to end ar
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -469,3 +471,61 @@ def test_a_chunked_body_past_the_cap_is_a_413_naming_the_cap(served: str) -> Non
     small = padded(CAP)
     response = post(served, iter([small[:600], small[600:]]))
     assert (response.status_code, response.json()["message"]) == (400, READ)
+
+
+@pytest.mark.parametrize("declared", [str(CAP + 1), "0" + str(CAP + 1), "9" * 15])
+def test_a_declared_length_past_the_cap_is_a_413_before_the_body_is_sent(
+    served: str, declared: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Over a raw socket, a few bytes of the body sent: the answer comes at once, on the declared
+    length alone (waiting for the rest would be a timeout, 10 s, reached only when it is wrong)."""
+    host, port = served.removeprefix("http://").split(":")
+    head = [
+        "POST /invocations HTTP/1.1",
+        f"Host: {host}",
+        "Content-Type: application/json",
+        f"Content-Length: {declared}",
+        f"{CALLER_TOKEN_HEADER}: t",
+        f"{AGENT_SESSION_HEADER}: {SESSION}",
+    ]
+    capsys.readouterr()
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + b'{"prompt": ')
+        received = b""
+        while not received.rstrip().endswith(b"}"):
+            chunk = connection.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+    status = int(received.split(b" ", 2)[1])
+    assert (status, json.loads(received.split(b"\r\n\r\n", 1)[1])) == (413, TOO_LARGE)
+    (line,) = logged(capsys, "body too large")
+    assert line["declared"] == (declared if len(declared) <= 12 else declared[:11] + "…")
+
+
+def test_a_declared_length_of_more_digits_than_int_reads_is_a_413(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The HTTP server in front (uvicorn) refuses such a length itself; the middleware does not
+    rely on it: more digits than the cap's is past the cap, never read as a number (Python's int()
+    raises past 4,300 digits)."""
+    monkeypatch.setattr(agent_app, "MAX_BODY_BYTES", CAP)
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b'{"prompt": "hi"}', "more_body": False}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    async def never(scope: Any, receive: Any, send: Any) -> None:
+        raise AssertionError("the agent was reached")
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/invocations",
+        "headers": [(b"content-length", b"9" * 5_000), (AGENT_SESSION_HEADER.lower().encode(), SESSION.encode())],
+        "query_string": b"",
+    }
+    asyncio.run(agent_app.ReadableBody(never)(scope, receive, send))
+    assert sent[0]["status"] == 413
+    assert json.loads(sent[1]["body"]) == TOO_LARGE
