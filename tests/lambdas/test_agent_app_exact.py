@@ -529,3 +529,70 @@ def test_a_declared_length_of_more_digits_than_int_reads_is_a_413(monkeypatch: p
     asyncio.run(agent_app.ReadableBody(never)(scope, receive, send))
     assert sent[0]["status"] == 413
     assert json.loads(sent[1]["body"]) == TOO_LARGE
+
+
+# --- what a turn leaves in the log, and a bug's answer ----------------------------------------------
+
+
+def test_a_finished_turn_is_logged_by_its_facts_never_its_text(
+    bedrock: tuple[Any, Stubber], capsys: pytest.CaptureFixture[str]
+) -> None:
+    client, stubber = bedrock
+    stubber.add_response(
+        "converse", converse_answer([{"text": "Secret answer."}], "end_turn", input_tokens=7, output_tokens=3), None
+    )
+    capsys.readouterr()
+    status, answer = service(client).invoke({"prompt": "secret question"}, {CALLER_TOKEN_HEADER: "t"}, SESSION)
+    assert status == 200
+    (line,) = logged(capsys, "turn finished")
+    facts = {
+        key: line[key]
+        for key in ("session_id", "group", "model", "stop", "iterations", "tools", "input_tokens", "output_tokens")
+    }
+    assert facts == {
+        "session_id": SESSION,
+        "group": "customer-gold",
+        "model": MODEL,
+        "stop": "end_turn",
+        "iterations": 1,
+        "tools": [],
+        "input_tokens": 7,
+        "output_tokens": 3,
+    }
+    assert "secret" not in json.dumps(line).lower()
+    assert answer["usage"] == {"input_tokens": 7, "output_tokens": 3}
+
+
+def test_a_body_that_is_not_json_is_logged_by_why_and_size_never_its_text(
+    served: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    response = post(served, b"secret, not json")
+    assert (response.status_code, response.json()["error"]) == (400, "invalid_request")
+    (line,) = logged(capsys, "unreadable body")
+    assert (line["why"], line["bytes"]) == ("JSONDecodeError", 16)
+    assert "secret" not in json.dumps(line)
+
+
+def test_a_tools_gateway_that_cannot_be_reached_is_tools_unavailable_and_logged(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    capsys.readouterr()
+    with pytest.raises(agent_app.ToolsUnavailableError), GatewayTools(f"http://127.0.0.1:{port}/mcp", 10)("t", SESSION):
+        pass
+    (line,) = logged(capsys, "tools gateway unavailable")
+    assert line["level"] == "WARNING"
+    assert line["error"]  # the failure's kind, never a message that could carry the token
+
+
+def test_a_bug_is_a_500_with_no_detail_and_logged(served: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(self: Service, body: Any, headers: Any, session_id: Any) -> Any:
+        raise KeyError("secret detail")
+
+    monkeypatch.setattr(Service, "invoke", broken)
+    response = post(served, b'{"prompt": "hi"}')
+    assert (response.status_code, response.json()) == (500, {"error": "internal", "message": "the agent failed"})
+    assert "secret" not in response.text
