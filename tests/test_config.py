@@ -596,7 +596,12 @@ def test_an_unknown_function_fails_with_the_allowed_names() -> None:
         ("memory_mb", "10241", "Input should be less than or equal to 10240"),
         ("timeout_seconds", "0", "Input should be greater than or equal to 1"),
         ("timeout_seconds", "901", "Input should be less than or equal to 900"),
-        ("memory", "512", "unknown key; allowed keys here are memory_mb, timeout_seconds, snap_start"),
+        ("reserved_concurrency", "0", "Input should be greater than or equal to 1"),
+        (
+            "memory",
+            "512",
+            "unknown key; allowed keys here are memory_mb, timeout_seconds, snap_start, reserved_concurrency",
+        ),
     ],
 )
 def test_function_memory_and_timeout_are_bounded(key: str, value: str, message: str) -> None:
@@ -701,6 +706,30 @@ def test_snapstart_of_a_function_that_offers_it_is_read() -> None:
     ).production.functions
     assert functions["knowledge_search"].snap_start is False
     assert functions["connector_push"].snap_start is None  # the stack's own choice (on)
+
+
+def test_reserved_concurrency_is_off_unless_set_and_read_per_function() -> None:
+    assert all(f.reserved_concurrency is None for f in load().production.functions.values())
+    functions = load({"production.functions.pre_token.reserved_concurrency": "5"}).production.functions
+    assert functions["pre_token"] == FunctionConfig(reserved_concurrency=5)
+
+
+@pytest.mark.parametrize(
+    ("ocr", "needed", "queues"),
+    [("off", 10, "the document queue's"), ("textract", 12, "the document queue's and the OCR queue's")],
+)
+def test_the_processors_reservation_must_cover_what_its_queues_hand_it(ocr: str, needed: int, queues: str) -> None:
+    """Lambda throttles SQS batches past a reservation back to the queue, where they count as
+    receives: documents would be dead-lettered without ever failing."""
+    key = "production.functions.ingestion.reserved_concurrency"
+    (line,) = error_lines({key: str(needed - 1), "production.ingestion.ocr": ocr})
+    assert line == (
+        f"blueprint.{key}: the processor's queues hand it up to {needed} batches at once ({queues} "
+        "maximum concurrency); a smaller reservation throttles the rest back to the queue and, after "
+        f"ingestion.max_receive_count, to the dead-letter queue; allowed: null or at least {needed}"
+    )
+    reserved = load({key: str(needed), "production.ingestion.ocr": ocr}).production.functions["ingestion"]
+    assert reserved.reserved_concurrency == needed
 
 
 def test_a_workload_is_checked_against_production_and_types_nothing_twice(cdk_context: dict[str, Any]) -> None:

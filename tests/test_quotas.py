@@ -82,6 +82,37 @@ def test_the_100_group_target_binds_web_tools_and_gives_groups_domains_of_their_
     assert any(not {"web_fetch", "web_browse"} & set(g.tools) for g in config.groups.values())
 
 
+RESERVED = "concurrent executions that may be reserved (1,000 less 100 unreserved)"
+
+
+def with_reservations(reservations: dict[str, int]) -> ProductionConfig:
+    context = copy.deepcopy(suite_context())
+    context["blueprint"]["production"]["functions"] = {
+        name: {"reserved_concurrency": count} for name, count in reservations.items()
+    }
+    return production(context)
+
+
+def test_reserved_concurrency_counts_each_function_a_name_sizes() -> None:
+    assert taken(production(suite_context()))[RESERVED] == 0  # none unless config reserves it
+    config = with_reservations({"ai_gateway": 10, "legacy_tools": 3, "connector_pull": 5, "pre_token": 2})
+    assert len(config.legacy_apis) > 1
+    assert config.connectors.pull
+    # The gateway, its streaming function, the jobs worker and the sweeper; one per legacy API and pull source.
+    expected = 4 * 10 + 3 * len(config.legacy_apis) + 5 * len(config.connectors.pull) + 2
+    assert taken(config)[RESERVED] == expected
+
+
+def test_reservations_near_what_an_account_may_reserve_warn() -> None:
+    assert quota_problems(with_reservations({"ai_gateway": 179})) == ([], [])  # 716 of 900
+    errors, warnings = quota_problems(with_reservations({"ai_gateway": 180}))  # 720: 80%
+    assert errors == []
+    assert warnings == [
+        f"blueprint.production.functions.*.reserved_concurrency: 720 of Lambda's 900 {RESERVED} (adjustable): "
+        "request an increase before deploying"
+    ]
+
+
 def with_groups(count: int, **changes: Any) -> ProductionConfig:
     """The suite's config with ``count`` copies of its first group (each changed by ``changes``)."""
     context = copy.deepcopy(suite_context())

@@ -1,4 +1,4 @@
-"""Memory, timeout and SnapStart of the production tier's Lambda functions, by function."""
+"""Memory, timeout, SnapStart and reserved concurrency of the production tier's Lambda functions, by function."""
 
 from __future__ import annotations
 
@@ -47,8 +47,15 @@ NO_SNAP_START_REGIONS = frozenset({"ap-southeast-6", "ap-east-2"})
 DEDICATED_SNAP_START: dict[str, str] = {"ai_gateway": "api.snap_start", "gateway_authorizer": "api.snap_start"}
 
 
+# How many documents the ingestion processor's SQS event sources hand it at once (their maximum
+# concurrency): the document queue's, and the OCR results queue's when ingestion.ocr is textract.
+DOCUMENT_QUEUE_CONCURRENCY = 10
+OCR_QUEUE_CONCURRENCY = 2
+
+
 class FunctionConfig(ConfigModel):
-    """One function's size, time limit and SnapStart; what is unset keeps the stack's value for that function."""
+    """One function's size, time limit, SnapStart and reserved concurrency; what is unset keeps the stack's value
+    for that function."""
 
     memory_mb: int | None = Field(
         default=None, ge=128, le=10240, description="The function's memory (MB); null: the stack's own value."
@@ -66,4 +73,16 @@ class FunctionConfig(ConfigModel):
         "the version is active, a restore charge per GB), and a version not invoked for 14 days (or whose "
         "environments Lambda recycles) goes inactive: calls fail (SnapStartNotReadyException) until Lambda has "
         "made it active again. Lambda has no SnapStart in ap-east-2 or ap-southeast-6: there, set it false.",
+    )
+    reserved_concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        description="Reserved concurrency of each function this name sizes (ai_gateway: the gateway, its streaming "
+        "function, the jobs worker and the ledger sweeper; legacy_tools and connector_pull: one per legacy API or "
+        "pull source): at most that many run at once, and the account keeps that many for it. Off unless set: "
+        "a reservation fails the deploy in an account whose concurrency quota is too small for it (new accounts "
+        "may have 10), since Lambda keeps 100 of the account's concurrency unreserved. ingestion's must cover its "
+        f"queues' maximum concurrency ({DOCUMENT_QUEUE_CONCURRENCY}, {OCR_QUEUE_CONCURRENCY} more with "
+        "ingestion.ocr textract), or Lambda throttles documents back to the queue and, after max_receive_count, "
+        "to the dead-letter queue.",
     )

@@ -100,8 +100,9 @@ class ProductionConfig(TierConfig):
     )
     functions: dict[FunctionName, FunctionConfig] = Field(
         default_factory=dict,
-        description="Memory, timeout and SnapStart by function (the package under lambdas/ it runs; macie_findings "
-        "is the Macie responder); a function not named, or a value not set, keeps what the stack gives it. "
+        description="Memory, timeout, SnapStart and reserved concurrency by function (the package under lambdas/ it "
+        "runs; macie_findings is the Macie responder); a function not named, or a value not set, keeps what the stack "
+        "gives it. "
         "ai_gateway's, ingestion's and legacy_tools' timeouts have their own keys (api.integration_timeout_seconds, "
         "ingestion.processor_timeout_seconds, legacy_apis.<name>.timeout_seconds and max_attempts), since other "
         "limits are derived from them there; so has ai_gateway's and gateway_authorizer's SnapStart (api.snap_start).",

@@ -66,6 +66,26 @@ def _largest_target(config: ProductionConfig) -> int:
     return max(targets.values(), default=0)
 
 
+# Functions the name ai_gateway sizes: the gateway, its streaming function, the jobs worker and the
+# ledger sweeper (stacks/production/gateway.py, gateway_jobs.py).
+GATEWAY_FUNCTIONS = 4
+
+
+def functions_sized_by(config: ProductionConfig, name: str) -> int:
+    """At most how many functions one production.functions name sizes (one per legacy API or pull
+    source for those; a name whose function the config leaves out still counts one)."""
+    per_entry = {"legacy_tools": len(config.legacy_apis), "connector_pull": len(config.connectors.pull)}
+    return GATEWAY_FUNCTIONS if name == "ai_gateway" else per_entry.get(name, 1)
+
+
+def _reserved_concurrency(config: ProductionConfig) -> int:
+    return sum(
+        function.reserved_concurrency * functions_sized_by(config, name)
+        for name, function in config.functions.items()
+        if function.reserved_concurrency is not None
+    )
+
+
 QUOTAS: tuple[Quota, ...] = (
     Quota("API Gateway", "usage plans per account and region", 300, True, "groups.*.usage_plan", _usage_plans),
     Quota("API Gateway", "API keys per account and region", 10_000, False, "groups", lambda c: len(c.groups)),
@@ -76,6 +96,15 @@ QUOTAS: tuple[Quota, ...] = (
     Quota("AgentCore", "tools per gateway target", 1_000, True, "legacy_apis.*.tools", _largest_target),
     Quota("AgentCore", "policies per policy engine", 1_000, False, "groups.*.tools", _policies),
     Quota("AgentCore", "entries per gateway rate limit", 1_000, False, "groups", lambda c: len(c.groups)),
+    # Lambda keeps 100 of the account's concurrency (1,000 by default) unreserved.
+    Quota(
+        "Lambda",
+        "concurrent executions that may be reserved (1,000 less 100 unreserved)",
+        900,
+        True,
+        "functions.*.reserved_concurrency",
+        _reserved_concurrency,
+    ),
 )
 
 

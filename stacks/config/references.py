@@ -25,7 +25,13 @@ from stacks.config.agents import AgentConfig
 from stacks.config.api import GATEWAY_MARGIN_SECONDS, ApiConfig
 from stacks.config.base import TierConfig, clipped, reraised
 from stacks.config.connectors import PULL_RUN_SECONDS, PullConnectorConfig, PushConnectorConfig
-from stacks.config.functions import NO_SNAP_START_REGIONS, SNAP_START_DEFAULTS, FunctionConfig
+from stacks.config.functions import (
+    DOCUMENT_QUEUE_CONCURRENCY,
+    NO_SNAP_START_REGIONS,
+    OCR_QUEUE_CONCURRENCY,
+    SNAP_START_DEFAULTS,
+    FunctionConfig,
+)
 from stacks.config.groups import GroupConfig, OutputTypeConfig
 from stacks.config.ingestion import IngestionConfig
 from stacks.config.tools import BUILTIN_TOOLS
@@ -59,6 +65,7 @@ def reference_problems(production: Mapping[str, Any]) -> list[Problem]:
         _connectors_land_a_format_the_pipeline_takes,
         _pull_calls_fit_a_run,
         _snap_start_where_lambda_offers_it,
+        _processor_reservation_covers_its_queues,
     )
     return [problem for check in checks for problem in check(production, declared)]
 
@@ -294,6 +301,26 @@ def _pull_calls_fit_a_run(production: Mapping[str, Any], _: _Declared) -> Iterat
             f"more than half of a pull run's {run} s (functions.connector_pull.timeout_seconds)",
             f"timeout_seconds and max_attempts whose longest call is at most {run / 2:g} s",
             timeout,
+        )
+
+
+def _processor_reservation_covers_its_queues(production: Mapping[str, Any], _: _Declared) -> Iterator[Problem]:
+    """A reserved concurrency of the ingestion processor below what its SQS event sources may run at
+    once: Lambda throttles the surplus batches, which go back to the queue and count as receives, so
+    documents would reach the dead-letter queue without ever failing."""
+    sizing = _mapping(_mapping(production.get("functions", {}), {}).get("ingestion"), {})
+    reserved = _field(FunctionConfig, sizing, "reserved_concurrency")
+    ocr = _field(IngestionConfig, production.get("ingestion", {}), "ocr") == "textract"
+    needed = DOCUMENT_QUEUE_CONCURRENCY + (OCR_QUEUE_CONCURRENCY if ocr else 0)
+    if reserved is not None and reserved < needed:
+        queues = "the document queue's and the OCR queue's" if ocr else "the document queue's"
+        yield Problem(
+            ("functions", "ingestion", "reserved_concurrency"),
+            f"the processor's queues hand it up to {needed} batches at once ({queues} maximum concurrency); "
+            "a smaller reservation throttles the rest back to the queue and, after ingestion.max_receive_count, "
+            "to the dead-letter queue",
+            f"null or at least {needed}",
+            reserved,
         )
 
 

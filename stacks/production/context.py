@@ -104,11 +104,14 @@ class ProductionContext:
         group outlives the stack; memory and timeout from ``production.functions.<sizing>`` (sizing
         defaults to the package) where set, else the values given; SnapStart from
         ``production.functions.<sizing>.snap_start`` for the functions that offer it (SNAP_START_DEFAULTS),
-        whose invokers must call ``invoke_target``. ``options`` are BlueprintFunction's (settings,
-        reserved concurrency, module, snap_start)."""
+        whose invokers must call ``invoke_target``; reserved concurrency from
+        ``production.functions.<sizing>.reserved_concurrency`` where set (none otherwise). ``options`` are
+        BlueprintFunction's (settings, module, snap_start)."""
         name = cast(FunctionName, sizing or package)  # a package the config does not size is simply absent
         configured = self.config.functions.get(name)
         memory = configured.memory_mb if configured and configured.memory_mb is not None else memory_size
+        if configured and configured.reserved_concurrency is not None:
+            options["reserved_concurrent_executions"] = configured.reserved_concurrency
         if name in SNAP_START_DEFAULTS:  # invoked through invoke_target, its alias with SnapStart
             chosen = configured.snap_start if configured else None
             options["snap_start"] = SNAP_START_DEFAULTS[name] if chosen is None else chosen

@@ -44,6 +44,7 @@ from ingestion.contract import (
 )
 from shared.observability import Dimension
 from stacks.config.connectors import PULL_RUN_SECONDS
+from stacks.config.functions import DOCUMENT_QUEUE_CONCURRENCY, OCR_QUEUE_CONCURRENCY
 from stacks.production.context import ProductionContext
 from stacks.shared.alarms import alarm
 from stacks.shared.buckets import SecureBucket
@@ -289,7 +290,10 @@ class IngestionPipeline(Construct):
         )
         function.add_event_source(
             sources.SqsEventSource(
-                self.queue, batch_size=settings.batch_size, report_batch_item_failures=True, max_concurrency=10
+                self.queue,
+                batch_size=settings.batch_size,
+                report_batch_item_failures=True,
+                max_concurrency=DOCUMENT_QUEUE_CONCURRENCY,
             )
         )
         role = function.execution_role
@@ -340,7 +344,9 @@ class IngestionPipeline(Construct):
             )
             ocr.role.grant_pass_role(role)
             function.add_event_source(
-                sources.SqsEventSource(ocr.queue, batch_size=1, report_batch_item_failures=True, max_concurrency=2)
+                sources.SqsEventSource(
+                    ocr.queue, batch_size=1, report_batch_item_failures=True, max_concurrency=OCR_QUEUE_CONCURRENCY
+                )
             )
         kb.grant_documents(role)
         self.grant_registry(role)

@@ -1,22 +1,27 @@
-"""production.functions: a function's memory and timeout from config, and what depends on its time
-follows it (the pull connector's lease; the processor's queue visibility and per-document budget
+"""production.functions: a function's memory, timeout and reserved concurrency from config, and what
+depends on its time follows it (the pull connector's lease; the processor's queue visibility and per-document budget
 follow its own key, ingestion.processor_timeout_seconds)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import pytest
 
-from stacks.config import PRODUCTION_FUNCTIONS
+from stacks.config import PRODUCTION_FUNCTIONS, load_config
+from stacks.config.quotas import functions_sized_by
 from tests.infra.cfn import props
 from tests.infra.conftest import Assembly, Synthesizer
 from tests.infra.test_house_rules import project_functions
 
-# Every function a memory of its own (so each template function shows which name sized it), and
-# two timeouts.
+# Every function a memory of its own (so each template function shows which name sized it), a
+# reservation of its own (ingestion's covering its queues), and two timeouts.
 MEMORY = {name: 1024 + 64 * index for index, name in enumerate(PRODUCTION_FUNCTIONS)}
-SIZES: dict[str, dict[str, int]] = {name: {"memory_mb": memory} for name, memory in MEMORY.items()}
+RESERVED = {name: 20 + index for index, name in enumerate(PRODUCTION_FUNCTIONS)}
+SIZES: dict[str, dict[str, int]] = {
+    name: {"memory_mb": memory, "reserved_concurrency": RESERVED[name]} for name, memory in MEMORY.items()
+}
 SIZES["connector_pull"]["timeout_seconds"] = 600
 SIZES["macie_findings"]["timeout_seconds"] = 60
 
@@ -37,6 +42,22 @@ def test_every_production_function_is_sized_by_a_name_and_every_name_sizes_one(s
     memories = [f["Properties"]["MemorySize"] for t in sized.templates.values() for f in project_functions(t).values()]
     assert memories
     assert set(memories) == set(MEMORY.values())
+
+
+def test_every_function_a_name_sizes_reserves_that_names_concurrency_and_the_quota_counts_each(
+    sized: Assembly, cdk_context: dict[str, Any]
+) -> None:
+    by_memory = {memory: name for name, memory in MEMORY.items()}
+    made: Counter[str] = Counter()
+    for template in sized.templates.values():
+        for function in project_functions(template).values():
+            name = by_memory[function["Properties"]["MemorySize"]]
+            assert function["Properties"]["ReservedConcurrentExecutions"] == RESERVED[name], name
+            made[name] += 1
+    config = load_config({**cdk_context, "tier": "production"}).production
+    assert made == {name: functions_sized_by(config, name) for name in PRODUCTION_FUNCTIONS}
+    assert made["ai_gateway"] > 1
+    assert made["legacy_tools"] == len(config.legacy_apis) > 1
 
 
 def test_a_sized_function_gets_its_memory_and_keeps_its_own_timeout(sized: Assembly, assembly: Assembly) -> None:
