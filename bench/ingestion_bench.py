@@ -39,6 +39,8 @@ from tests.lambdas.ingestion_corpus import (  # noqa: E402
     FakeComprehend,
     docx_bytes,
     pdf_bytes,
+    pptx_bytes,
+    xlsx_bytes,
 )
 
 LANDING = "landing"
@@ -52,7 +54,7 @@ SETTINGS = Settings(
     default_classification=CONFIG.default_classification,
     max_document_bytes=CONFIG.max_document_bytes,
     # PDF and DOCX are measured even where the deployment's config does not take them (yet).
-    document_formats=tuple(dict.fromkeys((*CONFIG.formats, "pdf", "docx"))),
+    document_formats=tuple(dict.fromkeys((*CONFIG.formats, "pdf", "docx", "xlsx", "pptx"))),
 )
 
 
@@ -194,8 +196,14 @@ def peak_memory_at_the_limit() -> tuple[int, int]:
 def main() -> None:
     rate, count = throughput()
     print(f"{'pipeline logic (AWS in memory)':<34} {rate:9.0f} documents/s   ({count} documents, median of 5 runs)")
-    for fmt, body in {"pdf": pdf_bytes(PAGES, compress=True), "docx": docx_bytes(PAGES)}.items():
-        label = f"{fmt.upper()} ({len(body):,} bytes, 4 pages/paragraphs)"
+    binary = {
+        "pdf": pdf_bytes(PAGES, compress=True),
+        "docx": docx_bytes(PAGES),
+        "xlsx": xlsx_bytes([[[text] for text in PAGES]]),
+        "pptx": pptx_bytes([[text] for text in PAGES]),
+    }
+    for fmt, body in binary.items():
+        label = f"{fmt.upper()} ({len(body):,} bytes, 4 pages or parts)"
         print(f"{label:<34} {format_throughput(fmt, body):9.0f} documents/s   (200 documents, median of 5 runs)")
     size, peak = peak_memory_at_the_limit()
     print(f"{'document at the size limit':<34} {size:9,} bytes   peak Python memory {peak / 1e6:.1f} MB")

@@ -293,7 +293,7 @@ def test_whole_config_can_be_given_as_a_json_string() -> None:
             "production.ingestion.formats",
             '["txt", "exe"]',
             "blueprint.production.ingestion.formats.1 = 'exe': Input should be 'txt', 'md', 'csv', 'json', 'html', "
-            "'pdf' or 'docx'",
+            "'pdf', 'docx', 'xlsx' or 'pptx'",
         ),
         (
             "production.ingestion.custom_identifiers",

@@ -41,14 +41,14 @@ class PipelineSettings(FunctionSettings):
     max_document_bytes: int
     document_formats: tuple[str, ...]
     unsupported_language: Literal["quarantine", "custom_only"] = "quarantine"
-    # Reading PDF and DOCX (ingestion.documents.ReadLimits): past any of these, quarantined.
+    # Reading PDF and Office files (ingestion.documents.ReadLimits): past any of these, quarantined.
     max_pages: int = 500
     max_extracted_chars: int = 5_000_000
     read_seconds: int = 20
     max_expanded_bytes: int = 100_000_000
     max_page_bytes: int = 2_000_000
     max_compression_ratio: int = 200
-    # What the child process that reads a PDF or DOCX may allocate (ReadLimits.max_memory_bytes):
+    # What the child process that reads a PDF or an Office file may allocate (ReadLimits.max_memory_bytes):
     # the stack gives it half the function's memory, the rest is the function's own.
     read_memory_bytes: int = 512_000_000
     # A PDF without a text layer: quarantined (off), or read by an asynchronous Textract text

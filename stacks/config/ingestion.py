@@ -59,34 +59,40 @@ class IngestionConfig(ConfigModel):
         default=5_000_000, ge=1_000, le=50_000_000, description="Larger documents are quarantined with the reason."
     )
     formats: tuple[DocumentFormat, ...] = Field(
-        default=("txt", "md", "csv", "json", "html", "pdf", "docx"),
+        default=("txt", "md", "csv", "json", "html", "pdf", "docx", "xlsx", "pptx"),
         min_length=1,
         description="Document formats (by file extension) the pipeline takes; others are quarantined with the reason. "
-        "PDF and DOCX are read within max_pages, max_extracted_chars, read_seconds, max_expanded_bytes and "
-        "max_page_bytes; a PDF without a text layer is quarantined as needs_ocr, unless ocr is textract.",
+        "PDF and Office files (DOCX; XLSX, each row a line of tab-separated cells; PPTX, each slide's paragraphs, "
+        "speaker notes not read) are read within max_pages, max_extracted_chars, read_seconds, max_expanded_bytes "
+        "and max_page_bytes; a PDF without a text layer is quarantined as needs_ocr, unless ocr is textract.",
     )
     max_pages: int = Field(
-        default=500, ge=1, le=10_000, description="A PDF with more pages is quarantined with the reason."
+        default=500,
+        ge=1,
+        le=10_000,
+        description="A PDF with more pages, an XLSX with more sheets or a PPTX with more slides is quarantined "
+        "with the reason.",
     )
     max_extracted_chars: int = Field(
         default=5_000_000,
         ge=1_000,
         le=50_000_000,
-        description="A PDF or DOCX whose text runs past this many characters is quarantined (reading stops there).",
+        description="A PDF or Office file whose text runs past this many characters is quarantined (reading stops "
+        "there).",
     )
     read_seconds: int = Field(
         default=20,
         ge=1,
         le=300,
-        description="Time budget for reading one PDF's or DOCX's text; a slower one is quarantined (its reader, a "
-        "child process, is stopped 5 s past it at most). Keep it well under processor_timeout_seconds.",
+        description="Time budget for reading one PDF's or Office file's text; a slower one is quarantined (its "
+        "reader, a child process, is stopped 5 s past it at most). Keep it well under processor_timeout_seconds.",
     )
     max_expanded_bytes: int = Field(
         default=100_000_000,
         ge=1_000_000,
         le=1_000_000_000,
-        description="What a PDF's compressed streams or a DOCX's zip parts may expand to; past it the document is "
-        "refused as a decompression bomb, not expanded.",
+        description="What a PDF's compressed streams or an Office file's zip parts may expand to; past it the "
+        "document is refused as a decompression bomb, not expanded.",
     )
     max_page_bytes: int = Field(
         default=2_000_000,
@@ -100,8 +106,8 @@ class IngestionConfig(ConfigModel):
         default=200,
         ge=10,
         le=10_000,
-        description="A DOCX part over 1 MB expanded that is compressed more than this many times is refused as a "
-        "decompression bomb (checked from the zip directory before reading).",
+        description="An Office file's part over 1 MB expanded that is compressed more than this many times is "
+        "refused as a decompression bomb (checked from the zip directory before reading).",
     )
     ocr: Literal["off", "textract"] = Field(
         default="off",

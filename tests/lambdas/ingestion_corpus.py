@@ -159,3 +159,59 @@ def docx_bytes(paragraphs: list[str], *, extra: dict[str, bytes] | None = None) 
         for name, data in (extra or {}).items():
             package.writestr(name, data, compress_type=zipfile.ZIP_DEFLATED, compresslevel=9)
     return out.getvalue()
+
+
+_S = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+_A = "http://schemas.openxmlformats.org/drawingml/2006/main"
+_P = "http://schemas.openxmlformats.org/presentationml/2006/main"
+
+
+def office_bytes(parts: dict[str, str | bytes]) -> bytes:
+    """A zip of ``parts`` (name -> XML text or bytes), deflated as Office writes them."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as package:
+        for name, data in parts.items():
+            package.writestr(name, data, compress_type=zipfile.ZIP_DEFLATED, compresslevel=9)
+    return out.getvalue()
+
+
+def sheet_xml(rows: list[list[str]]) -> str:
+    """A worksheet part whose text cells are inline strings and whose numbers are numbers; a cell
+    ``s:<n>`` names shared string n."""
+
+    def cell(value: str) -> str:
+        if value.startswith("s:"):
+            return f'<c t="s"><v>{escape(value[2:])}</v></c>'
+        if value.replace(".", "", 1).isdigit():
+            return f"<c><v>{value}</v></c>"
+        return f'<c t="inlineStr"><is><t>{escape(value)}</t></is></c>'
+
+    body = "".join(f"<row>{''.join(map(cell, row))}</row>" for row in rows)
+    return f'<worksheet xmlns="{_S}"><sheetData>{body}</sheetData></worksheet>'
+
+
+def xlsx_bytes(
+    sheets: list[list[list[str]]], *, shared: list[str] | None = None, extra: dict[str, bytes] | None = None
+) -> bytes:
+    """A workbook's parts the reader looks at: ``sheets`` (rows of cells, as sheet_xml writes
+    them) and ``shared`` strings; ``extra`` parts added as they are."""
+    parts: dict[str, str | bytes] = {f"xl/worksheets/sheet{n}.xml": sheet_xml(rows) for n, rows in enumerate(sheets, 1)}
+    if shared is not None:
+        items = "".join(f"<si><t>{escape(s)}</t></si>" for s in shared)
+        parts["xl/sharedStrings.xml"] = f'<sst xmlns="{_S}">{items}</sst>'
+    return office_bytes({**parts, **(extra or {})})
+
+
+def slide_xml(paragraphs: list[str]) -> str:
+    """A slide part with one shape holding ``paragraphs``."""
+    body = "".join(f"<a:p><a:r><a:t>{escape(p)}</a:t></a:r></a:p>" for p in paragraphs)
+    return (
+        f'<p:sld xmlns:p="{_P}" xmlns:a="{_A}"><p:cSld><p:spTree><p:sp><p:txBody>{body}</p:txBody></p:sp>'
+        "</p:spTree></p:cSld></p:sld>"
+    )
+
+
+def pptx_bytes(slides: list[list[str]], *, extra: dict[str, bytes] | None = None) -> bytes:
+    """A deck's slide parts (each a list of paragraphs); ``extra`` parts added as they are."""
+    parts: dict[str, str | bytes] = {f"ppt/slides/slide{n}.xml": slide_xml(p) for n, p in enumerate(slides, 1)}
+    return office_bytes({**parts, **(extra or {})})

@@ -42,7 +42,7 @@ SETTINGS = Settings(
     classification_policies={"public": "quarantine", "internal": "mask", "customer": "mask"},
     default_classification="internal",
     max_document_bytes=MAX_BYTES,
-    document_formats=("txt", "md", "csv", "json", "html", "pdf", "docx"),
+    document_formats=("txt", "md", "csv", "json", "html", "pdf", "docx", "xlsx", "pptx"),
     # Small limits, so test documents under MAX_BYTES can cross them.
     max_pages=3,
     max_extracted_chars=2_000,

@@ -16,7 +16,7 @@ import pytest
 from ingestion import documents
 from ingestion.documents import ReadLimits, RejectedError, text_of
 from ingestion.pipeline import document_id
-from tests.lambdas.ingestion_corpus import LANDING, SEEDED_PII, docx_bytes, pdf_bytes
+from tests.lambdas.ingestion_corpus import LANDING, SEEDED_PII, docx_bytes, pdf_bytes, xlsx_bytes
 from tests.lambdas.ingestion_fixtures import CURATED, QUARANTINE, Aws, landed
 from tests.lambdas.test_ingestion import run, version_record
 
@@ -133,6 +133,8 @@ def test_the_readers_are_imported_only_when_such_a_document_arrives() -> None:
         "text_of(b'plain text', 'txt')\n"
         "assert not {'pypdf', 'docx', 'lxml'} & set(sys.modules), 'imported at start-up'\n"
         "text_of(" + repr(pdf_bytes(["x"])) + ", 'pdf')\n"
-        "assert 'pypdf' in sys.modules and 'docx' not in sys.modules\n"
+        "assert 'pypdf' in sys.modules and not {'docx', 'lxml'} & set(sys.modules)\n"
+        "text_of(" + repr(xlsx_bytes([[["x"]]])) + ", 'xlsx')\n"
+        "assert 'lxml' in sys.modules and 'docx' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, env={"AWS_DEFAULT_REGION": "us-east-1"})

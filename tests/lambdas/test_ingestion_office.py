@@ -1,0 +1,200 @@
+"""XLSX and PPTX through the pipeline: what Excel and PowerPoint files hold is read as text (rows
+tab-separated, slides' paragraphs in order) under the same PII policy as any document, and a
+hostile workbook or deck (entities, bombs, too many sheets, a shared string it does not have,
+garbage XML) ends in quarantine with its reason on the first try."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import openpyxl
+import pptx
+import pytest
+from hypothesis import given, settings, strategies as st
+from pptx.util import Inches
+
+from ingestion.documents import SUPPORTED_FORMATS, ReadLimits, RejectedError, text_of
+from tests.lambdas.ingestion_corpus import SEEDED_PII, office_bytes, pptx_bytes, sheet_xml, slide_xml, xlsx_bytes
+from tests.lambdas.ingestion_fixtures import Aws
+from tests.lambdas.test_ingestion_documents import curated_text, settled
+
+
+def workbook_excel_would_write() -> bytes:
+    """Two sheets as openpyxl writes them: strings shared, numbers as numbers, a formula (which
+    openpyxl saves without a last value)."""
+    book = openpyxl.Workbook()
+    prices = book.active
+    prices.title = "Prices"
+    for row in (("Plan", "Price"), ("Basic", 10), ("Gold", 25.5), ("Double", "=B2*2")):
+        prices.append(row)
+    book.create_sheet("Notes").append(("Renewals", "in March"))
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def deck_powerpoint_would_write() -> bytes:
+    """A title-and-content slide and a slide with a two-by-two table, as python-pptx writes them."""
+    deck = pptx.Presentation()
+    first = deck.slides.add_slide(deck.slide_layouts[1])
+    first.shapes.title.text = "Quarterly plan"
+    first.placeholders[1].text = "Refunds take thirty days."
+    table = deck.slides.add_slide(deck.slide_layouts[5]).shapes.add_table(2, 2, 0, 0, Inches(4), Inches(1)).table
+    for (row, column), text in {(0, 0): "Region", (0, 1): "Lead", (1, 0): "North", (1, 1): "Ines"}.items():
+        table.cell(row, column).text = text
+    out = io.BytesIO()
+    deck.save(out)
+    return out.getvalue()
+
+
+def test_a_workbook_is_read_row_by_row_with_its_cells_tab_separated() -> None:
+    assert "xlsx" in SUPPORTED_FORMATS
+    assert (
+        text_of(workbook_excel_would_write(), "xlsx")
+        == "Plan\tPrice\nBasic\t10\nGold\t25.5\nDouble\nRenewals\tin March"
+    )
+
+
+def test_a_deck_is_read_slide_by_slide_with_its_tables() -> None:
+    assert "pptx" in SUPPORTED_FORMATS
+    text = text_of(deck_powerpoint_would_write(), "pptx")
+    assert text == "Quarterly plan\nRefunds take thirty days.\nRegion\nLead\nNorth\nInes"
+
+
+def test_sheets_and_slides_are_read_in_their_numbers_order() -> None:
+    numbers = range(1, 12)  # sheet10 and slide10 sort before sheet2 and slide2 as text
+    assert text_of(xlsx_bytes([[[f"sheet {n}"]] for n in numbers]), "xlsx").splitlines() == [
+        f"sheet {n}" for n in numbers
+    ]
+    assert text_of(pptx_bytes([[f"slide {n}"] for n in numbers]), "pptx").splitlines() == [
+        f"slide {n}" for n in numbers
+    ]
+
+
+def test_shared_strings_inline_strings_and_numbers_are_each_read() -> None:
+    book = xlsx_bytes([[["s:1", "inline", "42"], ["s:0"]]], shared=["first", "second"])
+    assert text_of(book, "xlsx") == "second\tinline\t42\nfirst"
+
+
+def test_workbook_and_deck_text_is_curated_with_personal_data_masked(aws: Aws) -> None:
+    book = xlsx_bytes([[["Contact", "s:0"], ["Employee", "EMP-314159"]]], shared=["ada.lovelace@example.com"])
+    assert settled(aws, "docs/contacts.xlsx", book)["pii"] == {"EMAIL": 1, "EMPLOYEE_ID": 1}
+    assert curated_text(aws, "docs/contacts.xlsx") == "Contact\t[EMAIL]\nEmployee\t[EMPLOYEE_ID]"
+    deck = pptx_bytes([["Escalations"], ["Call Grace Hopper on +1 206 555 0143."]])
+    assert settled(aws, "docs/contacts.pptx", deck)["status"] == "curated"
+    assert curated_text(aws, "docs/contacts.pptx") == "Escalations\nCall [NAME] on [PHONE]."
+    assert not [value for value in SEEDED_PII if value in str(aws.registry_items())]
+
+
+def test_a_deck_with_personal_data_in_a_public_classification_is_quarantined(aws: Aws) -> None:
+    record = settled(aws, "web/press.pptx", pptx_bytes([["Press: ada.lovelace@example.com"]]), classification="public")
+    assert (record["status"], record["reason"]) == ("quarantined", "personal data (EMAIL) in a public document")
+
+
+def bzip2_part(name: str, data: str) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_BZIP2) as package:
+        package.writestr(name, data)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("key", "body", "reason", "code"),
+    [
+        ("limits/long.xlsx", xlsx_bytes([[["a"]]] * 4), "4 sheets is over the 3 page limit", "too_many_pages"),
+        ("limits/long.pptx", pptx_bytes([["a"]] * 4), "4 slides is over the 3 page limit", "too_many_pages"),
+        ("limits/wordy.xlsx", xlsx_bytes([[["s:0"]]], shared=["word " * 500]), "2000 character", "too_much_text"),
+        ("limits/wordy.pptx", pptx_bytes([["word " * 300] * 2]), "over the 2000 character limit", "too_much_text"),
+        (
+            "bomb/parts.xlsx",
+            xlsx_bytes([[["Hi"]]], extra={"xl/media/pad.bin": bytes(2_000_000)}),
+            "the XLSX's parts expand past 1000000 bytes or 200 times their compressed size",
+            "decompression_bomb",
+        ),
+        (
+            "bomb/parts.pptx",
+            pptx_bytes([["Hi"]], extra={"ppt/media/pad.bin": bytes(2_000_000)}),
+            "the PPTX's parts expand past 1000000 bytes",
+            "decompression_bomb",
+        ),
+        ("bad/notazip.xlsx", b"PK\x03\x04 not really", "the xlsx document is not a readable zip file", "unreadable"),
+        ("bad/truncated.pptx", pptx_bytes([["x"]])[:150], "the pptx document is not a readable zip file", "unreadable"),
+        (
+            "bad/bzip2.xlsx",
+            bzip2_part("xl/worksheets/sheet1.xml", sheet_xml([["x"]])),
+            "the XLSX has parts compressed in a way Excel does not write (bzip2, LZMA)",
+            "unreadable",
+        ),
+        (
+            "bad/shared.xlsx",
+            xlsx_bytes([[["s:1"]]], shared=["only one"]),
+            "the xlsx document names a shared string it does not have",
+            "unreadable",
+        ),
+        (
+            "bad/negative.xlsx",
+            xlsx_bytes([[["s:-1"]]], shared=["only one"]),
+            "names a shared string it does not have",
+            "unreadable",
+        ),
+        ("bad/garbage.xlsx", office_bytes({"xl/worksheets/sheet1.xml": "<row><c"}), "could not be read", "unreadable"),
+        ("bad/garbage.pptx", office_bytes({"ppt/slides/slide1.xml": "\x00<p:sld"}), "could not be read", "unreadable"),
+        ("empty/deck.pptx", office_bytes({"ppt/presentation.xml": "<p/>"}), "the document has no text", "empty"),
+    ],
+)
+def test_workbooks_and_decks_past_a_limit_or_unreadable_are_quarantined_on_the_first_try(
+    aws: Aws, key: str, body: bytes, reason: str, code: str
+) -> None:
+    record = settled(aws, key, body)
+    assert (record["status"], record["reason_code"]) == ("quarantined", code), record
+    assert reason in record["reason"]
+    assert aws.dlq() == []
+
+
+EXTERNAL_ENTITY = (
+    '<?xml version="1.0"?><!DOCTYPE sst [<!ENTITY secret SYSTEM "file:///etc/passwd">]>'
+    '<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><si><t>&secret;</t></si></sst>'
+)
+LAUGHS = (
+    '<?xml version="1.0"?><!DOCTYPE p:sld [<!ENTITY a "lol">'
+    + "".join(f'<!ENTITY {chr(98 + n)} "{("&" + chr(97 + n) + ";") * 10}">' for n in range(8))
+    + "]>"
+)
+
+
+def test_entities_are_never_expanded_nor_fetched() -> None:
+    book = xlsx_bytes([[["s:0", "kept"]]], extra={"xl/sharedStrings.xml": EXTERNAL_ENTITY.encode()})
+    text = text_of(book, "xlsx")
+    assert text == "kept"  # the entity is left out: neither the file nor an error
+    slide = slide_xml(["&i;", "after the laughs"]).replace("&amp;i;", "&i;")  # 10**8 "lol"s, expanded
+    with pytest.raises(RejectedError, match="the pptx document could not be read") as rejected:
+        text_of(office_bytes({"ppt/slides/slide1.xml": LAUGHS + slide}), "pptx")
+    assert rejected.value.code == "unreadable"  # libxml2 refuses the amplification before anything grows
+    one_level = LAUGHS.split("<!ENTITY b")[0] + "]>" + slide_xml(["&a;", "kept"]).replace("&amp;a;", "&a;")
+    assert text_of(office_bytes({"ppt/slides/slide1.xml": one_level}), "pptx") == "kept"  # never expanded
+
+
+def test_a_sheet_of_empty_rows_is_stopped_when_the_time_budget_runs_out() -> None:
+    ticks = iter(range(0, 10_000, 15))  # every look at the clock, 15 seconds later
+    book = xlsx_bytes([[[] for _ in range(50)]])
+    with pytest.raises(RejectedError, match="took longer than 20 seconds") as rejected:
+        text_of(book, "xlsx", ReadLimits(seconds=20), clock=lambda: next(ticks))
+    assert rejected.value.code == "too_slow"
+    deck = pptx_bytes([[""] * 50])
+    ticks = iter(range(0, 10_000, 15))
+    with pytest.raises(RejectedError, match="took longer than 20 seconds"):
+        text_of(deck, "pptx", ReadLimits(seconds=20), clock=lambda: next(ticks))
+
+
+@settings(max_examples=40, deadline=None)
+@given(part=st.binary(max_size=400), fmt=st.sampled_from(["xlsx", "pptx"]))
+def test_any_bytes_in_a_sheet_or_slide_are_text_or_a_refusal(part: bytes, fmt: str) -> None:
+    name = "xl/worksheets/sheet1.xml" if fmt == "xlsx" else "ppt/slides/slide1.xml"
+    try:
+        text = text_of(office_bytes({name: part}), fmt)
+    except RejectedError as rejected:
+        code = rejected.code
+    else:
+        code = "read" if text.strip() else "blank text returned"
+    assert code in {"unreadable", "empty", "read"}
