@@ -714,6 +714,14 @@ def test_reserved_concurrency_is_off_unless_set_and_read_per_function() -> None:
     assert functions["pre_token"] == FunctionConfig(reserved_concurrency=5)
 
 
+def test_a_deploy_time_function_is_never_reserved() -> None:
+    (line,) = error_lines({"production.functions.account_settings.reserved_concurrency": "5"})
+    assert line == (
+        "blueprint.production.functions.account_settings.reserved_concurrency: a deploy-time function: its custom "
+        "resources run at once, and a throttled one fails the deploy; allowed: unset"
+    )
+
+
 @pytest.mark.parametrize(
     ("ocr", "needed", "queues"),
     [("off", 10, "the document queue's"), ("textract", 12, "the document queue's and the OCR queue's")],

@@ -98,14 +98,14 @@ def test_reserved_concurrency_counts_each_function_a_name_sizes() -> None:
     config = with_reservations({"ai_gateway": 10, "legacy_tools": 3, "connector_pull": 5, "pre_token": 2})
     assert len(config.legacy_apis) > 1
     assert config.connectors.pull
-    # The gateway, its streaming function, the jobs worker and the sweeper; one per legacy API and pull source.
-    expected = 4 * 10 + 3 * len(config.legacy_apis) + 5 * len(config.connectors.pull) + 2
+    # The gateway and its streaming function (not the jobs worker); one per legacy API and pull source.
+    expected = 2 * 10 + 3 * len(config.legacy_apis) + 5 * len(config.connectors.pull) + 2
     assert taken(config)[RESERVED] == expected
 
 
 def test_reservations_near_what_an_account_may_reserve_warn() -> None:
-    assert quota_problems(with_reservations({"ai_gateway": 179})) == ([], [])  # 716 of 900
-    errors, warnings = quota_problems(with_reservations({"ai_gateway": 180}))  # 720: 80%
+    assert quota_problems(with_reservations({"ai_gateway": 359})) == ([], [])  # 718 of 900
+    errors, warnings = quota_problems(with_reservations({"ai_gateway": 360}))  # 720: 80%
     assert errors == []
     assert warnings == [
         f"blueprint.production.functions.*.reserved_concurrency: 720 of Lambda's 900 {RESERVED} (adjustable): "

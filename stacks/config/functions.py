@@ -47,6 +47,10 @@ NO_SNAP_START_REGIONS = frozenset({"ap-southeast-6", "ap-east-2"})
 DEDICATED_SNAP_START: dict[str, str] = {"ai_gateway": "api.snap_start", "gateway_authorizer": "api.snap_start"}
 
 
+# Functions a reservation would break, and why: synth refuses one.
+NOT_RESERVED: dict[str, str] = {
+    "account_settings": "a deploy-time function: its custom resources run at once, and a throttled one fails the deploy"
+}
 # How many documents the ingestion processor's SQS event sources hand it at once (their maximum
 # concurrency): the document queue's, and the OCR results queue's when ingestion.ocr is textract.
 DOCUMENT_QUEUE_CONCURRENCY = 10
@@ -77,9 +81,10 @@ class FunctionConfig(ConfigModel):
     reserved_concurrency: int | None = Field(
         default=None,
         ge=1,
-        description="Reserved concurrency of each function this name sizes (ai_gateway: the gateway, its streaming "
-        "function, the jobs worker and the ledger sweeper; legacy_tools and connector_pull: one per legacy API or "
-        "pull source): at most that many run at once, and the account keeps that many for it. Off unless set: "
+        description="Reserved concurrency of each function this name sizes (legacy_tools and connector_pull: one per "
+        "legacy API or pull source; ai_gateway: the gateway and its streaming function, not the jobs worker, whose "
+        "throttled jobs Lambda would drop, nor the ledger sweeper; account_settings: refused): at most that many "
+        "run at once, and the account keeps that many for it. Off unless set: "
         "a reservation fails the deploy in an account whose concurrency quota is too small for it (new accounts "
         "may have 10), since Lambda keeps 100 of the account's concurrency unreserved. ingestion's must cover its "
         f"queues' maximum concurrency ({DOCUMENT_QUEUE_CONCURRENCY}, {OCR_QUEUE_CONCURRENCY} more with "

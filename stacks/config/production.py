@@ -16,6 +16,7 @@ from stacks.config.fields import GroupName, KebabName, LogRetentionDays, SnakeNa
 from stacks.config.functions import (
     DEDICATED_SNAP_START,
     DEDICATED_TIMEOUTS,
+    NOT_RESERVED,
     SNAP_START_DEFAULTS,
     FunctionConfig,
     FunctionName,
@@ -110,11 +111,15 @@ class ProductionConfig(TierConfig):
 
     @field_validator("functions")
     @classmethod
-    def _timeouts_with_their_own_keys(cls, functions: dict[str, FunctionConfig]) -> dict[str, FunctionConfig]:
+    def _keys_with_their_own_rules(cls, functions: dict[str, FunctionConfig]) -> dict[str, FunctionConfig]:
         for name, key in DEDICATED_TIMEOUTS.items():
             configured = functions.get(name)
             if configured is not None and configured.timeout_seconds is not None:
                 raise KeyedError((name, "timeout_seconds"), f"this timeout is set by production.{key}", allowed="unset")
+        for name, why in NOT_RESERVED.items():
+            configured = functions.get(name)
+            if configured is not None and configured.reserved_concurrency is not None:
+                raise KeyedError((name, "reserved_concurrency"), why, allowed="unset")
         for name, configured in functions.items():
             if configured.snap_start is None or name in SNAP_START_DEFAULTS:
                 continue

@@ -66,21 +66,21 @@ def _largest_target(config: ProductionConfig) -> int:
     return max(targets.values(), default=0)
 
 
-# Functions the name ai_gateway sizes: the gateway, its streaming function, the jobs worker and the
-# ledger sweeper (stacks/production/gateway.py, gateway_jobs.py).
-GATEWAY_FUNCTIONS = 4
+# Functions ai_gateway's reservation applies to: the gateway and its streaming function
+# (stacks/production/gateway.py), not the jobs worker nor the ledger sweeper (gateway_jobs.py).
+GATEWAY_RESERVED_FUNCTIONS = 2
 
 
-def functions_sized_by(config: ProductionConfig, name: str) -> int:
-    """At most how many functions one production.functions name sizes (one per legacy API or pull
-    source for those; a name whose function the config leaves out still counts one)."""
+def functions_reserved_by(config: ProductionConfig, name: str) -> int:
+    """At most how many functions one production.functions name's reservation applies to (one per
+    legacy API or pull source for those; a name whose function the config leaves out still counts one)."""
     per_entry = {"legacy_tools": len(config.legacy_apis), "connector_pull": len(config.connectors.pull)}
-    return GATEWAY_FUNCTIONS if name == "ai_gateway" else per_entry.get(name, 1)
+    return GATEWAY_RESERVED_FUNCTIONS if name == "ai_gateway" else per_entry.get(name, 1)
 
 
 def _reserved_concurrency(config: ProductionConfig) -> int:
     return sum(
-        function.reserved_concurrency * functions_sized_by(config, name)
+        function.reserved_concurrency * functions_reserved_by(config, name)
         for name, function in config.functions.items()
         if function.reserved_concurrency is not None
     )

@@ -88,6 +88,11 @@ class ProductionContext:
         seconds = configured.timeout_seconds if configured else None
         return Duration.seconds(seconds) if seconds is not None else default
 
+    def reserved_concurrency(self, function: FunctionName) -> int | None:
+        """``production.functions.<function>.reserved_concurrency``: None unless config reserves it."""
+        configured = self.config.functions.get(function)
+        return configured.reserved_concurrency if configured else None
+
     def function(
         self,
         scope: Construct,
@@ -98,6 +103,7 @@ class ProductionContext:
         sizing: FunctionName | None = None,
         memory_size: int = DEFAULT_MEMORY_MB,
         timeout: Duration = DEFAULT_TIMEOUT,
+        reserved: bool = True,
         **options: Any,
     ) -> BlueprintFunction:
         """A house function with the tier's metrics namespace, log retention and KMS key, whose log
@@ -105,13 +111,14 @@ class ProductionContext:
         defaults to the package) where set, else the values given; SnapStart from
         ``production.functions.<sizing>.snap_start`` for the functions that offer it (SNAP_START_DEFAULTS),
         whose invokers must call ``invoke_target``; reserved concurrency from
-        ``production.functions.<sizing>.reserved_concurrency`` where set (none otherwise). ``options`` are
+        ``production.functions.<sizing>.reserved_concurrency`` where set (none otherwise), unless not
+        ``reserved`` (a function a reservation would throttle into lost work). ``options`` are
         BlueprintFunction's (settings, module, snap_start)."""
         name = cast(FunctionName, sizing or package)  # a package the config does not size is simply absent
         configured = self.config.functions.get(name)
         memory = configured.memory_mb if configured and configured.memory_mb is not None else memory_size
-        if configured and configured.reserved_concurrency is not None:
-            options["reserved_concurrent_executions"] = configured.reserved_concurrency
+        if reserved:
+            options["reserved_concurrent_executions"] = self.reserved_concurrency(name)
         if name in SNAP_START_DEFAULTS:  # invoked through invoke_target, its alias with SnapStart
             chosen = configured.snap_start if configured else None
             options["snap_start"] = SNAP_START_DEFAULTS[name] if chosen is None else chosen

@@ -131,6 +131,7 @@ class GatewayJobs(Construct):
             package="ai_gateway",
             module="worker",
             description="AI gateway jobs: produces, guards and delivers one asynchronous output",
+            reserved=False,  # not ai_gateway's reservation (production.functions)
             memory_size=1024,
             timeout=Duration.seconds(worker_timeout),
             settings=WorkerSettings(
@@ -212,6 +213,7 @@ class GatewayJobs(Construct):
             package="ai_gateway",
             module="sweeper",
             description="AI gateway ledger sweeper: releases units a dead request left admitted",
+            reserved=False,  # not ai_gateway's reservation (production.functions)
             timeout=Duration.seconds(60),
             settings=self.sweeper_settings,
         )

@@ -375,7 +375,8 @@ class IngestionPipeline(Construct):
         acknowledge(
             function,
             "NIST.800.53.R5-LambdaConcurrency",
-            "The event source mapping's maximum concurrency (10) bounds it; the queue absorbs the rest.",
+            f"The event source mappings' maximum concurrency ({DOCUMENT_QUEUE_CONCURRENCY}, and "
+            f"{OCR_QUEUE_CONCURRENCY} for OCR results) bounds it; the queues absorb the rest.",
         )
         return function
 
@@ -711,9 +712,10 @@ class IngestionPipeline(Construct):
             "NIST.800.53.R5-LambdaInsideVPC",
             "Calls the source's public HTTPS API and AWS service APIs only; no private network resource.",
         )
-        acknowledge(
-            function,
-            "NIST.800.53.R5-LambdaConcurrency",
-            "One run at a time is a lease in the registry table (lambdas/connector_pull), not reserved "
-            "concurrency, which a new account's concurrency quota of 10 refuses; its schedule starts one run.",
-        )
+        if self._context.reserved_concurrency("connector_pull") is None:
+            acknowledge(
+                function,
+                "NIST.800.53.R5-LambdaConcurrency",
+                "One run at a time is a lease in the registry table (lambdas/connector_pull), not reserved "
+                "concurrency, which a new account's concurrency quota of 10 refuses; its schedule starts one run.",
+            )

@@ -4,13 +4,15 @@ follow its own key, ingestion.processor_timeout_seconds)."""
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Any
 
 import pytest
 
 from stacks.config import PRODUCTION_FUNCTIONS, load_config
-from stacks.config.quotas import functions_sized_by
+from stacks.config.functions import NOT_RESERVED
+from stacks.config.quotas import functions_reserved_by
 from tests.infra.cfn import props
 from tests.infra.conftest import Assembly, Synthesizer
 from tests.infra.test_house_rules import project_functions
@@ -18,10 +20,14 @@ from tests.infra.test_house_rules import project_functions
 # Every function a memory of its own (so each template function shows which name sized it), a
 # reservation of its own (ingestion's covering its queues), and two timeouts.
 MEMORY = {name: 1024 + 64 * index for index, name in enumerate(PRODUCTION_FUNCTIONS)}
-RESERVED = {name: 20 + index for index, name in enumerate(PRODUCTION_FUNCTIONS)}
+RESERVED = {name: 20 + index for index, name in enumerate(PRODUCTION_FUNCTIONS) if name not in NOT_RESERVED}
 SIZES: dict[str, dict[str, int]] = {
-    name: {"memory_mb": memory, "reserved_concurrency": RESERVED[name]} for name, memory in MEMORY.items()
+    name: {"memory_mb": memory} | ({"reserved_concurrency": RESERVED[name]} if name in RESERVED else {})
+    for name, memory in MEMORY.items()
 }
+# Functions a name sizes that its reservation does not reach (production.functions): a throttled
+# job would be dropped, a throttled sweep is pointless.
+UNRESERVED = ("Worker", "Sweeper")
 SIZES["connector_pull"]["timeout_seconds"] = 600
 SIZES["macie_findings"]["timeout_seconds"] = 60
 
@@ -44,20 +50,26 @@ def test_every_production_function_is_sized_by_a_name_and_every_name_sizes_one(s
     assert set(memories) == set(MEMORY.values())
 
 
-def test_every_function_a_name_sizes_reserves_that_names_concurrency_and_the_quota_counts_each(
+def test_every_function_a_reservation_applies_to_has_it_and_the_quota_counts_each(
     sized: Assembly, cdk_context: dict[str, Any]
 ) -> None:
     by_memory = {memory: name for name, memory in MEMORY.items()}
-    made: Counter[str] = Counter()
+    reserved: Counter[str] = Counter()
+    unreserved: list[str] = []
     for template in sized.templates.values():
-        for function in project_functions(template).values():
+        for logical_id, function in project_functions(template).items():
             name = by_memory[function["Properties"]["MemorySize"]]
+            if "ReservedConcurrentExecutions" not in function["Properties"]:
+                unreserved.append(logical_id)
+                continue
             assert function["Properties"]["ReservedConcurrentExecutions"] == RESERVED[name], name
-            made[name] += 1
+            reserved[name] += 1
     config = load_config({**cdk_context, "tier": "production"}).production
-    assert made == {name: functions_sized_by(config, name) for name in PRODUCTION_FUNCTIONS}
-    assert made["ai_gateway"] > 1
-    assert made["legacy_tools"] == len(config.legacy_apis) > 1
+    assert reserved == {name: functions_reserved_by(config, name) for name in RESERVED}
+    assert reserved["legacy_tools"] == len(config.legacy_apis) > 1
+    assert sorted(re.sub(r"[0-9A-F]{8}$", "", u) for u in unreserved) == sorted(
+        [*(f"Jobs{name}" for name in UNRESERVED), "AccountSettingsAdopterFunction"]
+    )
 
 
 def test_a_sized_function_gets_its_memory_and_keeps_its_own_timeout(sized: Assembly, assembly: Assembly) -> None:
