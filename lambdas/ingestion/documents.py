@@ -18,11 +18,9 @@ from __future__ import annotations
 import io
 import json
 import logging
-import re
 import time
 import warnings
-import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path, PurePosixPath
@@ -38,14 +36,7 @@ SUPPORTED_FORMATS: tuple[DocumentFormat, ...] = get_args(DocumentFormat)
 # The package each binary format's reader imports (in the parent, before the reading child forks).
 READERS = {"pdf": "pypdf", "docx": "docx", "xlsx": "lxml.etree", "pptx": "lxml.etree"}
 BINARY_FORMATS = frozenset(READERS)
-OFFICE_APPS = {"docx": "Word", "xlsx": "Excel", "pptx": "PowerPoint"}
-OFFICE_MAX_MEMBERS = 2_000  # an Office file has tens of parts; thousands is an attack on the directory
-DOCX_MAX_MEMBERS = OFFICE_MAX_MEMBERS
-# The parts of a spreadsheet and a deck whose text is read, numbered as Excel and PowerPoint name them.
-SHEET_PART = re.compile(r"xl/worksheets/sheet([0-9]{1,6})\.xml")
-SLIDE_PART = re.compile(r"ppt/slides/slide([0-9]{1,6})\.xml")
-SPREADSHEET_NS = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
-DRAWING_NS = "{http://schemas.openxmlformats.org/drawingml/2006/main}"
+OFFICE_FORMATS = frozenset({"docx", "xlsx", "pptx"})  # read by ingestion.office
 # Parsers' own messages can quote the document: they never reach the logs.
 for _name in ("pypdf", "docx"):
     _quiet = logging.getLogger(_name)  # their modules log to children, which inherit this level
@@ -108,13 +99,11 @@ def _read(data: bytes, fmt: str, limits: ReadLimits, clock: Callable[[], float])
     surrogate a PDF's character map can name) becomes U+FFFD: everything after encodes it as UTF-8."""
     try:
         if fmt == "pdf":
-            text = _pdf_text(data, limits, _Budget(limits, clock))
-        elif fmt == "docx":
-            text = _docx_text(data, limits, _Budget(limits, clock))
-        elif fmt == "xlsx":
-            text = _xlsx_text(data, limits, _Budget(limits, clock))
-        elif fmt == "pptx":
-            text = _pptx_text(data, limits, _Budget(limits, clock))
+            text = _pdf_text(data, limits, ReadBudget(limits, clock))
+        elif fmt in OFFICE_FORMATS:
+            from ingestion.office import office_text  # only when an Office file arrives
+
+            text = office_text(data, fmt, limits, ReadBudget(limits, clock))
         else:
             text = _plain_text(data, fmt)
     except RejectedError:
@@ -213,7 +202,7 @@ def _plain_text(data: bytes, fmt: str) -> str:
     return text
 
 
-class _Budget:
+class ReadBudget:
     """Characters and seconds left while a reader walks a document."""
 
     def __init__(self, limits: ReadLimits, clock: Callable[[], float]) -> None:
@@ -238,7 +227,7 @@ class _Budget:
         return separator.join(self._parts)
 
 
-def _pdf_text(data: bytes, limits: ReadLimits, budget: _Budget) -> str:
+def _pdf_text(data: bytes, limits: ReadLimits, budget: ReadBudget) -> str:
     from pypdf import PdfReader, apply_configuration  # only when a PDF arrives
     from pypdf.errors import LimitReachedError
 
@@ -423,134 +412,6 @@ def _known_settings(settings: dict[str, Any]) -> dict[str, Any]:
     from pypdf import Configuration
 
     return {name: value for name, value in settings.items() if name in Configuration.__dataclass_fields__}
-
-
-def _docx_text(data: bytes, limits: ReadLimits, budget: _Budget) -> str:
-    _check_zip(data, limits, "docx")
-    import docx  # only when a DOCX arrives
-    from docx.oxml.ns import qn
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        document = docx.Document(io.BytesIO(data))
-        paragraph, run_text = qn("w:p"), qn("w:t")
-        for element in document.element.body.iter(paragraph):  # tables' paragraphs too
-            budget.add("".join(t.text or "" for t in element.iter(run_text)))
-    return budget.text()
-
-
-def _check_zip(data: bytes, limits: ReadLimits, fmt: str) -> zipfile.ZipFile:
-    """The Office file's zip, refused as a bomb from the central directory before anything is
-    inflated. The sizes there are the uploader's word: zipfile cuts a member at its declared size
-    only after inflating what one read asks for (all of it, for python-docx), so a member that lies
-    is stopped by the reading child's memory limit instead (too_much_memory). Office writes only
-    stored and deflated members; bzip2 and LZMA, whose inflation no read bounds, are refused."""
-    name, app = fmt.upper(), OFFICE_APPS[fmt]
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-        members = archive.infolist()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError):
-        raise RejectedError("unreadable", f"the {fmt} document is not a readable zip file") from None
-    if len(members) > OFFICE_MAX_MEMBERS:
-        raise RejectedError("decompression_bomb", f"the {name} has over {OFFICE_MAX_MEMBERS} parts")
-    if any(member.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED) for member in members):
-        raise RejectedError(
-            "unreadable", f"the {name} has parts compressed in a way {app} does not write (bzip2, LZMA)"
-        )
-    total = 0
-    for member in members:
-        total += member.file_size
-        ratio = member.file_size / max(member.compress_size, 1)
-        if total > limits.max_expanded_bytes or (member.file_size > 1_000_000 and ratio > limits.max_compression_ratio):
-            raise RejectedError(
-                "decompression_bomb",
-                f"the {name}'s parts expand past {limits.max_expanded_bytes} bytes or "
-                f"{limits.max_compression_ratio} times their compressed size",
-            )
-    return archive
-
-
-def _numbered_parts(archive: zipfile.ZipFile, part: re.Pattern[str], what: str, limits: ReadLimits) -> list[str]:
-    """The archive's parts named like ``part`` in their number's order (slide2 before slide10),
-    refused past max_pages before any is read."""
-    numbered = sorted(
-        (int(match[1]), name) for name in set(archive.namelist()) if (match := part.fullmatch(name)) is not None
-    )
-    if len(numbered) > limits.max_pages:
-        raise RejectedError("too_many_pages", f"{len(numbered)} {what} is over the {limits.max_pages} page limit")
-    return [name for _, name in numbered]
-
-
-def _elements(archive: zipfile.ZipFile, name: str, tag: str) -> Iterator[Any]:
-    """Each ``tag`` element of one XML part as it is parsed (streamed from the zip, never a whole
-    tree), cleared once the caller has it: entities are never expanded nor anything fetched."""
-    from lxml import etree  # only when an Office file arrives (python-docx's own XML library)
-
-    with archive.open(name) as stream:
-        parsed = etree.iterparse(
-            stream, events=("end",), tag=tag, resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False
-        )
-        for _, element in parsed:
-            yield element
-            element.clear(keep_tail=False)
-            while element.getprevious() is not None:  # the rows or paragraphs already read
-                del element.getparent()[0]
-
-
-def _xlsx_text(data: bytes, limits: ReadLimits, budget: _Budget) -> str:
-    """Each sheet's rows, one line per row with its cells' values tab-separated: text from the
-    workbook's shared strings or the cell itself, numbers as Excel stores them (formulas by their
-    last value)."""
-    archive = _check_zip(data, limits, "xlsx")
-    sheets = _numbered_parts(archive, SHEET_PART, "sheets", limits)
-    shared = _shared_strings(archive, limits, budget) if "xl/sharedStrings.xml" in archive.namelist() else []
-    cell, value, inline = f"{SPREADSHEET_NS}c", f"{SPREADSHEET_NS}v", f"{SPREADSHEET_NS}t"
-    for sheet in sheets:
-        for row in _elements(archive, sheet, f"{SPREADSHEET_NS}row"):
-            budget.check_time()  # a sheet of empty rows adds no text
-            values = []
-            for element in row.iter(cell):
-                kind = element.get("t")
-                if kind == "inlineStr":
-                    values.append("".join(t.text or "" for t in element.iter(inline)))
-                elif (number := element.findtext(value)) is not None:
-                    values.append(_shared(shared, number) if kind == "s" else number)
-            if line := "\t".join(v for v in values if v):
-                budget.add(line)
-    return budget.text()
-
-
-def _shared_strings(archive: zipfile.ZipFile, limits: ReadLimits, budget: _Budget) -> list[str]:
-    """The workbook's shared strings (rich text runs joined), within max_chars in all."""
-    strings: list[str] = []
-    chars = 0
-    for item in _elements(archive, "xl/sharedStrings.xml", f"{SPREADSHEET_NS}si"):
-        budget.check_time()
-        text = "".join(t.text or "" for t in item.iter(f"{SPREADSHEET_NS}t"))
-        chars += len(text)
-        if chars > limits.max_chars:
-            raise RejectedError("too_much_text", f"the text is over the {limits.max_chars} character limit")
-        strings.append(text)
-    return strings
-
-
-def _shared(strings: list[str], index: str) -> str:
-    if not index.isdigit() or int(index) >= len(strings):
-        raise RejectedError("unreadable", "the xlsx document names a shared string it does not have")
-    return strings[int(index)]
-
-
-def _pptx_text(data: bytes, limits: ReadLimits, budget: _Budget) -> str:
-    """Each slide's paragraphs (its text boxes, shapes and tables), slides in their order; speaker
-    notes are not read."""
-    archive = _check_zip(data, limits, "pptx")
-    text = f"{DRAWING_NS}t"
-    for slide in _numbered_parts(archive, SLIDE_PART, "slides", limits):
-        for paragraph in _elements(archive, slide, f"{DRAWING_NS}p"):
-            budget.check_time()  # a deck of empty paragraphs adds no text
-            if line := "".join(t.text or "" for t in paragraph.iter(text)):
-                budget.add(line)
-    return budget.text()
 
 
 class _Text(HTMLParser):

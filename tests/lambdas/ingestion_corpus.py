@@ -8,6 +8,7 @@ import json
 import re
 import zipfile
 import zlib
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 from xml.sax.saxutils import escape
 
@@ -166,7 +167,7 @@ _A = "http://schemas.openxmlformats.org/drawingml/2006/main"
 _P = "http://schemas.openxmlformats.org/presentationml/2006/main"
 
 
-def office_bytes(parts: dict[str, str | bytes]) -> bytes:
+def office_bytes(parts: Mapping[str, str | bytes]) -> bytes:
     """A zip of ``parts`` (name -> XML text or bytes), deflated as Office writes them."""
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as package:
@@ -190,16 +191,42 @@ def sheet_xml(rows: list[list[str]]) -> str:
     return f'<worksheet xmlns="{_S}"><sheetData>{body}</sheetData></worksheet>'
 
 
+_RELATIONSHIPS = "http://schemas.openxmlformats.org/package/2006/relationships"
+_OFFICE_RELATIONS = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+
+
+def relationships(targets: dict[str, str], kind: str) -> str:
+    """A relationships part: id -> target, each of ``kind`` (the end of its type)."""
+    listed = "".join(
+        f'<Relationship Id="{id_}" Type="{_OFFICE_RELATIONS}/{kind}" Target="{target}"/>'
+        for id_, target in targets.items()
+    )
+    return f'<Relationships xmlns="{_RELATIONSHIPS}">{listed}</Relationships>'
+
+
+def xlsx_package(sheets: Sequence[str | bytes], *, extra: dict[str, str | bytes] | None = None) -> bytes:
+    """A workbook package as Excel lays it out: its relationships to the workbook, which lists
+    ``sheets`` (worksheet parts, in order) through its own; ``extra`` parts added as they are."""
+    ids = {f"rId{n}": f"worksheets/sheet{n}.xml" for n in range(1, len(sheets) + 1)}
+    listed = "".join(f'<sheet name="S{n}" sheetId="{n}" r:id="rId{n}"/>' for n in range(1, len(sheets) + 1))
+    parts: dict[str, str | bytes] = {
+        "_rels/.rels": relationships({"rId1": "xl/workbook.xml"}, "officeDocument"),
+        "xl/workbook.xml": f'<workbook xmlns="{_S}" xmlns:r="{_OFFICE_RELATIONS}"><sheets>{listed}</sheets></workbook>',
+        "xl/_rels/workbook.xml.rels": relationships(ids, "worksheet"),
+        **{f"xl/{target}": sheet for target, sheet in zip(ids.values(), sheets, strict=True)},
+    }
+    return office_bytes({**parts, **(extra or {})})
+
+
 def xlsx_bytes(
-    sheets: list[list[list[str]]], *, shared: list[str] | None = None, extra: dict[str, bytes] | None = None
+    sheets: list[list[list[str]]], *, shared: list[str] | None = None, extra: dict[str, str | bytes] | None = None
 ) -> bytes:
-    """A workbook's parts the reader looks at: ``sheets`` (rows of cells, as sheet_xml writes
-    them) and ``shared`` strings; ``extra`` parts added as they are."""
-    parts: dict[str, str | bytes] = {f"xl/worksheets/sheet{n}.xml": sheet_xml(rows) for n, rows in enumerate(sheets, 1)}
+    """A workbook of ``sheets`` (rows of cells, as sheet_xml writes them) and ``shared`` strings."""
+    parts = dict(extra or {})
     if shared is not None:
         items = "".join(f"<si><t>{escape(s)}</t></si>" for s in shared)
         parts["xl/sharedStrings.xml"] = f'<sst xmlns="{_S}">{items}</sst>'
-    return office_bytes({**parts, **(extra or {})})
+    return xlsx_package([sheet_xml(rows) for rows in sheets], extra=parts)
 
 
 def slide_xml(paragraphs: list[str]) -> str:
@@ -211,7 +238,23 @@ def slide_xml(paragraphs: list[str]) -> str:
     )
 
 
-def pptx_bytes(slides: list[list[str]], *, extra: dict[str, bytes] | None = None) -> bytes:
-    """A deck's slide parts (each a list of paragraphs); ``extra`` parts added as they are."""
-    parts: dict[str, str | bytes] = {f"ppt/slides/slide{n}.xml": slide_xml(p) for n, p in enumerate(slides, 1)}
+def pptx_package(
+    slides: Sequence[str | bytes], *, order: list[int] | None = None, extra: dict[str, str | bytes] | None = None
+) -> bytes:
+    """A deck package as PowerPoint lays it out: the presentation lists the slide parts (slide n
+    is ``slides[n - 1]``) in ``order`` (each once, by number; all in turn by default)."""
+    ids = {f"rId{n}": f"slides/slide{n}.xml" for n in range(1, len(slides) + 1)}
+    listed = "".join(f'<p:sldId id="{255 + n}" r:id="rId{n}"/>' for n in order or range(1, len(slides) + 1))
+    presentation = f'<p:presentation xmlns:p="{_P}" xmlns:r="{_OFFICE_RELATIONS}"><p:sldIdLst>{listed}</p:sldIdLst></p:presentation>'
+    parts: dict[str, str | bytes] = {
+        "_rels/.rels": relationships({"rId1": "ppt/presentation.xml"}, "officeDocument"),
+        "ppt/presentation.xml": presentation,
+        "ppt/_rels/presentation.xml.rels": relationships(ids, "slide"),
+        **{f"ppt/{target}": slide for target, slide in zip(ids.values(), slides, strict=True)},
+    }
     return office_bytes({**parts, **(extra or {})})
+
+
+def pptx_bytes(slides: list[list[str]], *, extra: dict[str, str | bytes] | None = None) -> bytes:
+    """A deck of ``slides``, each a list of paragraphs."""
+    return pptx_package([slide_xml(paragraphs) for paragraphs in slides], extra=extra)

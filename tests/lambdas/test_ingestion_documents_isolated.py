@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from ingestion import documents
+from ingestion import documents, office
 from ingestion.documents import ReadLimits, RejectedError, text_of
 from tests.lambdas.ingestion_corpus import docx_bytes, pdf_file
 from tests.lambdas.ingestion_fixtures import Aws
@@ -154,7 +154,7 @@ def test_a_reader_that_dies_is_a_refusal_naming_how(monkeypatch: pytest.MonkeyPa
         os.kill(os.getpid(), signal.SIGKILL)  # as the kernel ends a process out of memory
         return "never"
 
-    monkeypatch.setattr(documents, "_docx_text", killed)
+    monkeypatch.setattr(office, "office_text", killed)
     assert refusal(b"PK", "docx") == (
         "unreadable",
         f"the docx document's reader stopped without an answer (exit code {-signal.SIGKILL})",

@@ -6,6 +6,7 @@ garbage XML) ends in quarantine with its reason on the first try."""
 from __future__ import annotations
 
 import io
+import warnings
 import zipfile
 
 import openpyxl
@@ -15,7 +16,17 @@ from hypothesis import given, settings, strategies as st
 from pptx.util import Inches
 
 from ingestion.documents import SUPPORTED_FORMATS, ReadLimits, RejectedError, text_of
-from tests.lambdas.ingestion_corpus import SEEDED_PII, office_bytes, pptx_bytes, sheet_xml, slide_xml, xlsx_bytes
+from tests.lambdas.ingestion_corpus import (
+    SEEDED_PII,
+    office_bytes,
+    pptx_bytes,
+    pptx_package,
+    relationships,
+    sheet_xml,
+    slide_xml,
+    xlsx_bytes,
+    xlsx_package,
+)
 from tests.lambdas.ingestion_fixtures import Aws
 from tests.lambdas.test_ingestion_documents import curated_text, settled
 
@@ -138,9 +149,21 @@ def bzip2_part(name: str, data: str) -> bytes:
             "names a shared string it does not have",
             "unreadable",
         ),
-        ("bad/garbage.xlsx", office_bytes({"xl/worksheets/sheet1.xml": "<row><c"}), "could not be read", "unreadable"),
-        ("bad/garbage.pptx", office_bytes({"ppt/slides/slide1.xml": "\x00<p:sld"}), "could not be read", "unreadable"),
-        ("empty/deck.pptx", office_bytes({"ppt/presentation.xml": "<p/>"}), "the document has no text", "empty"),
+        ("bad/garbage.xlsx", xlsx_package(["<row><c"]), "could not be read", "unreadable"),
+        ("bad/garbage.pptx", pptx_package(["\x00<p:sld"]), "could not be read", "unreadable"),
+        (
+            "bad/unlisted.pptx",
+            pptx_package([slide_xml(["x"])], order=[1, 2]),
+            "lists a slide it does not have",
+            "unreadable",
+        ),
+        (
+            "bad/nomain.xlsx",
+            office_bytes({"xl/worksheets/sheet1.xml": sheet_xml([["x"]])}),
+            "no workbook.xml part",
+            "unreadable",
+        ),
+        ("empty/deck.pptx", pptx_package([]), "the document has no text", "empty"),
     ],
 )
 def test_workbooks_and_decks_past_a_limit_or_unreadable_are_quarantined_on_the_first_try(
@@ -169,10 +192,10 @@ def test_entities_are_never_expanded_nor_fetched() -> None:
     assert text == "kept"  # the entity is left out: neither the file nor an error
     slide = slide_xml(["&i;", "after the laughs"]).replace("&amp;i;", "&i;")  # 10**8 "lol"s, expanded
     with pytest.raises(RejectedError, match="the pptx document could not be read") as rejected:
-        text_of(office_bytes({"ppt/slides/slide1.xml": LAUGHS + slide}), "pptx")
+        text_of(pptx_package([LAUGHS + slide]), "pptx")
     assert rejected.value.code == "unreadable"  # libxml2 refuses the amplification before anything grows
     one_level = LAUGHS.split("<!ENTITY b")[0] + "]>" + slide_xml(["&a;", "kept"]).replace("&amp;a;", "&a;")
-    assert text_of(office_bytes({"ppt/slides/slide1.xml": one_level}), "pptx") == "kept"  # never expanded
+    assert text_of(pptx_package([one_level]), "pptx") == "kept"  # never expanded
 
 
 def test_a_sheet_of_empty_rows_is_stopped_when_the_time_budget_runs_out() -> None:
@@ -190,11 +213,106 @@ def test_a_sheet_of_empty_rows_is_stopped_when_the_time_budget_runs_out() -> Non
 @settings(max_examples=40, deadline=None)
 @given(part=st.binary(max_size=400), fmt=st.sampled_from(["xlsx", "pptx"]))
 def test_any_bytes_in_a_sheet_or_slide_are_text_or_a_refusal(part: bytes, fmt: str) -> None:
-    name = "xl/worksheets/sheet1.xml" if fmt == "xlsx" else "ppt/slides/slide1.xml"
     try:
-        text = text_of(office_bytes({name: part}), fmt)
+        text = text_of((xlsx_package if fmt == "xlsx" else pptx_package)([part]), fmt)
     except RejectedError as rejected:
         code = rejected.code
     else:
         code = "read" if text.strip() else "blank text returned"
     assert code in {"unreadable", "empty", "read"}
+
+
+def test_slides_are_read_in_the_presentations_order_and_only_those_it_lists() -> None:
+    slides = [slide_xml([f"slide {n}"]) for n in (1, 2, 3)]
+    assert text_of(pptx_package(slides, order=[3, 1, 2]), "pptx") == "slide 3\nslide 1\nslide 2"
+    # A slide deleted from the list but left in the package is not the deck's: nobody sees it.
+    assert text_of(pptx_package(slides, order=[2]), "pptx") == "slide 2"
+    deck = pptx.Presentation(io.BytesIO(deck_powerpoint_would_write()))
+    listed = deck.slides._sldIdLst
+    first = listed[0]
+    listed.remove(first)
+    listed.append(first)
+    out = io.BytesIO()
+    deck.save(out)
+    assert text_of(out.getvalue(), "pptx") == "Region\nLead\nNorth\nInes\nQuarterly plan\nRefunds take thirty days."
+
+
+def test_sheets_are_read_in_the_workbooks_order() -> None:
+    book = openpyxl.load_workbook(io.BytesIO(workbook_excel_would_write()))
+    book.move_sheet("Notes", offset=-1)
+    out = io.BytesIO()
+    book.save(out)
+    assert text_of(out.getvalue(), "xlsx").splitlines()[0] == "Renewals\tin March"
+
+
+def test_phonetic_readings_are_left_out_and_rich_text_runs_joined() -> None:
+    items = (
+        '<si><t>東京</t><rPh sb="0" eb="2"><t>トウキョウ</t></rPh><phoneticPr fontId="1"/></si>'
+        '<si><r><rPr><b/></rPr><t>Bold</t></r><r><t xml:space="preserve"> plain</t></r></si>'
+    )
+    shared = f'<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">{items}</sst>'
+    book = xlsx_bytes([[["s:0", "s:1"]]], extra={"xl/sharedStrings.xml": shared})
+    assert text_of(book, "xlsx") == "東京\tBold plain"
+
+
+def test_booleans_read_as_excel_shows_them_and_error_values_are_left_out() -> None:
+    cells = '<c t="b"><v>1</v></c><c t="b"><v>0</v></c><c t="e"><v>#DIV/0!</v></c><c t="str"><v>total</v></c>'
+    sheet = (
+        '<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+        f"<sheetData><row>{cells}</row></sheetData></worksheet>"
+    )
+    assert text_of(xlsx_package([sheet]), "xlsx") == "TRUE\tFALSE\ttotal"
+
+
+def test_a_line_break_is_kept_and_text_after_an_entity_reference_is_not_lost() -> None:
+    a = "http://schemas.openxmlformats.org/drawingml/2006/main"
+    paragraph = f'<a:p xmlns:a="{a}"><a:r><a:t>Hello</a:t></a:r><a:br/><a:r><a:t>before &e; after</a:t></a:r></a:p>'
+    slide = f'<!DOCTYPE p [<!ENTITY e "E">]><p:sld xmlns:p="urn:p">{paragraph}</p:sld>'
+    assert text_of(pptx_package([slide]), "pptx") == "Hello\nbefore  after"
+
+
+STRICT = {
+    "_rels/.rels": relationships({"rId1": "xl/workbook.xml"}, "officeDocument"),
+    "xl/workbook.xml": '<workbook xmlns="http://purl.oclc.org/ooxml/spreadsheetml/main" '
+    'xmlns:r="http://purl.oclc.org/ooxml/officeDocument/relationships"><sheets>'
+    '<sheet name="S" sheetId="1" r:id="rId1"/></sheets></workbook>',
+    "xl/_rels/workbook.xml.rels": relationships({"rId1": "/xl/worksheets/sheet1.xml"}, "worksheet").replace(
+        "http://schemas.openxmlformats.org/officeDocument/2006/relationships",
+        "http://purl.oclc.org/ooxml/officeDocument/relationships",
+    ),
+    "xl/worksheets/sheet1.xml": sheet_xml([["Strict", "1"]]).replace(
+        "http://schemas.openxmlformats.org/spreadsheetml/2006/main", "http://purl.oclc.org/ooxml/spreadsheetml/main"
+    ),
+}
+
+
+def test_a_strict_open_xml_workbook_is_read_like_a_transitional_one() -> None:
+    assert text_of(office_bytes(STRICT), "xlsx") == "Strict\t1"
+
+
+def test_part_names_are_matched_whatever_their_case_and_two_parts_of_one_name_are_refused() -> None:
+    upper = {name.upper() if name.startswith("xl/worksheets") else name: part for name, part in STRICT.items()}
+    assert text_of(office_bytes(upper), "xlsx") == "Strict\t1"
+    out = io.BytesIO()
+    with warnings.catch_warnings(), zipfile.ZipFile(out, "w") as package:
+        warnings.simplefilter("ignore")  # zipfile warns of the duplicate it writes
+        for name, part in STRICT.items():
+            package.writestr(name, part)
+        package.writestr("XL/worksheets/sheet1.xml", sheet_xml([["hidden second copy"]]))
+    with pytest.raises(RejectedError, match="the XLSX has two parts of one name"):
+        text_of(out.getvalue(), "xlsx")
+
+
+def test_what_a_sheet_holds_outside_its_rows_is_dropped_as_it_is_read() -> None:
+    """Half a million cells outside any row take well over 32 MB parsed whole; read and dropped
+    one at a time, the reading child holds one."""
+    sheet = sheet_xml([["first"]]).replace("</sheetData>", "</sheetData>" + "<c/>" * 500_000)
+    limits = ReadLimits(max_memory_bytes=32_000_000, max_compression_ratio=10_000)  # the cells repeat
+    assert text_of(xlsx_package([sheet]), "xlsx", limits) == "first"
+
+
+def test_a_row_is_refused_for_its_size_before_it_is_joined() -> None:
+    book = xlsx_bytes([[["s:0"] * 5]], shared=["x" * 1_000])  # five references to one long string
+    with pytest.raises(RejectedError, match="over the 4000 character limit") as rejected:
+        text_of(book, "xlsx", ReadLimits(max_chars=4_000))
+    assert rejected.value.code == "too_much_text"

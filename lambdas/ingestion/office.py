@@ -1,0 +1,275 @@
+"""The text of Office files (DOCX, XLSX, PPTX), read in the reading child of ingestion.documents.
+
+Each is a zip of XML parts (Office Open XML, transitional or strict). The zip directory is checked
+before anything is inflated (office_package). DOCX is read with python-docx; XLSX and PPTX with
+lxml (python-docx's own XML library), following the package's relationships from its main part the
+way Excel and PowerPoint do: the workbook's sheets and the presentation's slides in the order the
+document lists them, nothing the document does not list. Their XML is parsed as it is inflated and
+dropped as it is read (one row, shared string or paragraph at a time), entities are never expanded
+nor anything fetched, and the read budget is checked at every row, string and paragraph.
+"""
+
+from __future__ import annotations
+
+import io
+import posixpath
+import warnings
+import zipfile
+from collections.abc import Iterator
+from typing import Any
+
+from ingestion.documents import ReadBudget, ReadLimits, RejectedError
+
+APPS = {"docx": "Word", "xlsx": "Excel", "pptx": "PowerPoint"}
+MAX_MEMBERS = 2_000  # an Office file has tens of parts; thousands is an attack on the directory
+# Where the main part is when the package's own relationships do not say (they always do in files
+# Office writes), and what it lists: (main part, the list's entries, what one is called).
+MAIN_PARTS = {"xlsx": ("xl/workbook.xml", "sheet", "sheet"), "pptx": ("ppt/presentation.xml", "sldId", "slide")}
+OFFICE_DOCUMENT = "/officeDocument"  # the end of the main part's relationship type (transitional and strict)
+
+
+def office_text(data: bytes, fmt: str, limits: ReadLimits, budget: ReadBudget) -> str:
+    """The Office file's text, or RejectedError (a parser's own failure escapes to the caller's
+    catch-all, which names its type only)."""
+    package = Package(data, limits, fmt)
+    if fmt == "docx":
+        return _docx_text(data, budget)
+    parts = _listed_parts(package, limits)
+    if fmt == "xlsx":
+        return _xlsx_text(package, parts, limits, budget)
+    return _pptx_text(package, parts, budget)
+
+
+class Package:
+    """An Office file's zip, refused as a bomb from the central directory before anything is
+    inflated. The sizes there are the uploader's word: zipfile cuts a member at its declared size
+    only after inflating what one read asks for (all of it, for python-docx), so a member that lies
+    is stopped by the reading child's memory limit instead (too_much_memory). Office writes only
+    stored and deflated members, each name once (part names are case-insensitive); bzip2 and LZMA,
+    whose inflation no read bounds, and two members of one name are refused."""
+
+    def __init__(self, data: bytes, limits: ReadLimits, fmt: str) -> None:
+        self.fmt = fmt
+        name, app = fmt.upper(), APPS[fmt]
+        try:
+            self.archive = zipfile.ZipFile(io.BytesIO(data))
+            members = self.archive.infolist()
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError):
+            raise RejectedError("unreadable", f"the {fmt} document is not a readable zip file") from None
+        if len(members) > MAX_MEMBERS:
+            raise RejectedError("decompression_bomb", f"the {name} has over {MAX_MEMBERS} parts")
+        if any(member.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED) for member in members):
+            raise RejectedError(
+                "unreadable", f"the {name} has parts compressed in a way {app} does not write (bzip2, LZMA)"
+            )
+        self.members = {member.filename.lower(): member for member in members}
+        if len(self.members) != len(members):
+            raise RejectedError("unreadable", f"the {name} has two parts of one name")
+        total = 0
+        for member in members:
+            total += member.file_size
+            ratio = member.file_size / max(member.compress_size, 1)
+            if total > limits.max_expanded_bytes or (
+                member.file_size > 1_000_000 and ratio > limits.max_compression_ratio
+            ):
+                raise RejectedError(
+                    "decompression_bomb",
+                    f"the {name}'s parts expand past {limits.max_expanded_bytes} bytes or "
+                    f"{limits.max_compression_ratio} times their compressed size",
+                )
+
+    def has(self, part: str) -> bool:
+        return part.lower() in self.members
+
+    def elements(self, part: str, local: str) -> Iterator[Any]:
+        """Each element of ``part`` whose local name is ``local`` (any namespace: transitional or
+        strict), once it is parsed whole, streamed from the zip. Everything already read is dropped
+        as the parse goes on, inside the wanted elements and outside them, so memory holds one
+        wanted element at a time whatever else the part holds; comments and processing
+        instructions are left out, entities are not expanded, nothing is loaded."""
+        from lxml import etree  # only when an Office file arrives (python-docx's own XML library)
+
+        with self.archive.open(self.members[part.lower()]) as stream:
+            parsed = etree.iterparse(
+                stream,
+                events=("start", "end"),
+                resolve_entities=False,
+                no_network=True,
+                load_dtd=False,
+                huge_tree=False,
+                remove_comments=True,
+                remove_pis=True,
+            )
+            inside = 0  # how many wanted elements the parse is in
+            for event, element in parsed:
+                wanted = local_name(element.tag) == local
+                if event == "start":
+                    inside += wanted
+                    continue
+                inside -= wanted
+                if inside:  # part of a wanted element still being parsed
+                    continue
+                if wanted:
+                    yield element
+                element.clear(keep_tail=False)
+                parent = element.getparent()
+                while parent is not None and element.getprevious() is not None:
+                    del parent[0]
+
+
+def local_name(tag: Any) -> str:
+    """An element's name without its namespace ('' for an entity reference's node)."""
+    return tag.rpartition("}")[2] if isinstance(tag, str) else ""
+
+
+def _attribute(element: Any, local: str) -> str | None:
+    """A namespaced attribute by its local name (r:id, in either relationships namespace)."""
+    return next(
+        (value for key, value in element.attrib.items() if key.startswith("{") and local_name(key) == local), None
+    )
+
+
+def _text(element: Any) -> str:
+    """A text element's text, entity references left out and the text after them kept (libxml2
+    nests at most 256 deep without huge_tree)."""
+    if element is None:
+        return ""
+    parts = [element.text or ""]
+    for child in element:
+        if isinstance(child.tag, str):  # an entity reference's node has a function for a tag
+            parts.append(_text(child))
+        parts.append(child.tail or "")
+    return "".join(parts)
+
+
+def _listed_parts(package: Package, limits: ReadLimits) -> list[str]:
+    """The parts the main part lists (a workbook's sheets, a presentation's slides) in its order,
+    refused past max_pages before any is read."""
+    default, entry, what = MAIN_PARTS[package.fmt]
+    main = next(iter(_relationships(package, "", "_rels/.rels", OFFICE_DOCUMENT).values()), default)
+    if not package.has(main):
+        raise RejectedError("unreadable", f"the {package.fmt} document has no {posixpath.basename(default)} part")
+    folder = posixpath.dirname(main)
+    rels = posixpath.join(folder, "_rels", f"{posixpath.basename(main)}.rels")
+    targets = _relationships(package, folder, rels)
+    listed = [_attribute(element, "id") for element in package.elements(main, entry)]
+    if len(listed) > limits.max_pages:
+        raise RejectedError("too_many_pages", f"{len(listed)} {what}s is over the {limits.max_pages} page limit")
+    parts = [targets.get(id_ or "") for id_ in listed]
+    if not all(part is not None and package.has(part) for part in parts):
+        raise RejectedError("unreadable", f"the {package.fmt} document lists a {what} it does not have")
+    return [part for part in parts if part is not None]
+
+
+def _relationships(package: Package, folder: str, rels: str, kind: str = "") -> dict[str, str]:
+    """A relationships part's internal targets (id -> part name) whose type ends with ``kind``."""
+    if not package.has(rels):
+        return {}
+    targets = {}
+    for relation in package.elements(rels, "Relationship"):
+        target, id_ = relation.get("Target") or "", relation.get("Id")
+        if relation.get("TargetMode") == "External" or not id_ or not (relation.get("Type") or "").endswith(kind):
+            continue
+        part = posixpath.normpath(target[1:] if target.startswith("/") else posixpath.join(folder, target))
+        if not part.startswith(".."):  # a target outside the package is none of its parts
+            targets[id_] = part
+    return targets
+
+
+def _docx_text(data: bytes, budget: ReadBudget) -> str:
+    import docx  # only when a DOCX arrives
+    from docx.oxml.ns import qn
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        document = docx.Document(io.BytesIO(data))
+        paragraph, run_text = qn("w:p"), qn("w:t")
+        for element in document.element.body.iter(paragraph):  # tables' paragraphs too
+            budget.add("".join(t.text or "" for t in element.iter(run_text)))
+    return budget.text()
+
+
+def _xlsx_text(package: Package, sheets: list[str], limits: ReadLimits, budget: ReadBudget) -> str:
+    """Each sheet's rows, one line per row with its cells' values tab-separated: text from the
+    workbook's shared strings or the cell itself, numbers as Excel stores them (a date is its
+    serial number), TRUE and FALSE, a formula by its last saved value; error values left out."""
+    strings = _shared_strings(package, limits, budget)
+    for sheet in sheets:
+        for row in package.elements(sheet, "row"):
+            budget.check_time()  # a sheet of empty rows adds no text
+            values: list[str] = []
+            size = 0
+            for cell in row:
+                if local_name(cell.tag) == "c" and (value := _cell_value(cell, strings)):
+                    size += len(value) + 1
+                    if size > limits.max_chars:  # before joining what could be a huge row
+                        raise RejectedError("too_much_text", f"the text is over the {limits.max_chars} character limit")
+                    values.append(value)
+            if values:
+                budget.add("\t".join(values))
+    return budget.text()
+
+
+def _cell_value(cell: Any, strings: list[str]) -> str:
+    kind = cell.get("t")
+    children = {local_name(child.tag): child for child in cell}
+    if kind == "inlineStr":
+        return _string_item(children.get("is"))
+    value = _text(children.get("v"))
+    if kind == "s" and value:
+        if not value.isascii() or not value.isdigit() or int(value) >= len(strings):
+            raise RejectedError("unreadable", "the xlsx document names a shared string it does not have")
+        return strings[int(value)]
+    if kind == "b":
+        return {"1": "TRUE", "0": "FALSE"}.get(value, "")
+    return "" if kind == "e" else value
+
+
+def _string_item(item: Any) -> str:
+    """A shared or inline string: its text, or its rich text runs' joined; never its phonetic
+    reading (rPh), which Excel keeps beside Japanese text."""
+    if item is None:
+        return ""
+    parts = []
+    for child in item:
+        name = local_name(child.tag)
+        if name == "t":
+            parts.append(_text(child))
+        elif name == "r":
+            parts.extend(_text(t) for t in child if local_name(t.tag) == "t")
+    return "".join(parts)
+
+
+def _shared_strings(package: Package, limits: ReadLimits, budget: ReadBudget) -> list[str]:
+    """The workbook's shared strings, within max_chars in all."""
+    strings: list[str] = []
+    part = "xl/sharedStrings.xml"
+    if not package.has(part):
+        return strings
+    chars = 0
+    for item in package.elements(part, "si"):
+        budget.check_time()
+        text = _string_item(item)
+        chars += len(text)
+        if chars > limits.max_chars:
+            raise RejectedError("too_much_text", f"the text is over the {limits.max_chars} character limit")
+        strings.append(text)
+    return strings
+
+
+def _pptx_text(package: Package, slides: list[str], budget: ReadBudget) -> str:
+    """Each slide's paragraphs (its text boxes, shapes and tables, a line break kept), slides in
+    the presentation's order; speaker notes, comments and embedded files are not read."""
+    for slide in slides:
+        for paragraph in package.elements(slide, "p"):
+            budget.check_time()  # a deck of empty paragraphs adds no text
+            parts = []
+            for element in paragraph.iter():
+                name = local_name(element.tag)
+                if name == "t":
+                    parts.append(_text(element))
+                elif name == "br":
+                    parts.append("\n")
+            if line := "".join(parts).strip("\n"):
+                budget.add(line)
+    return budget.text()
