@@ -394,6 +394,18 @@ EQUIVALENT: dict[str, str] = {
     "agent.app.x__readable_body__mutmut_18": "the length read when none is declared: 'XXXX', like '', is not "
     "digits, so nothing is refused before the body is counted",
     **{
+        f"agent.app.x__readable_body__mutmut_{n}": "the body returned beside a refusal: a refused request's body is "
+        "never read (the middleware answers the refusal)"
+        for n in (39, 52)
+    },
+    "agent.app.xǁReadableBodyǁ__call____mutmut_27": "the receive handed on with GET or HEAD /ping: the SDK's ping "
+    "handler never reads a request body",
+    "agent.app.xǁReadableBodyǁ__call____mutmut_32": "the body's first value: a request that is not refused has it "
+    "replaced by the body read before anything reads it",
+    "agent.app.xǁReadableBodyǁ__call____mutmut_45": "the receive handed to a JSONResponse: Starlette's responses "
+    "only send",
+    "agent.app.xǁReadableBodyǁ__call____mutmut_56": "replayed None for False: read only for its truth",
+    **{
         f"agent.app.x__messages__mutmut_{n}": "the role of a prompt's message: it is the turn's last message, of "
         "which run_turn passes only the content (Strands makes it the user's)"
         for n in (6, 7, 8, 9)

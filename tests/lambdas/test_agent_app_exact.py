@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -596,3 +597,109 @@ def test_a_bug_is_a_500_with_no_detail_and_logged(served: str, monkeypatch: pyte
     response = post(served, b'{"prompt": "hi"}')
     assert (response.status_code, response.json()) == (500, {"error": "internal", "message": "the agent failed"})
     assert "secret" not in response.text
+
+
+# --- the runtime contract's routes, and what the middleware hands the SDK ----------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "body", "allow"),
+    [
+        ("GET", "/other", 404, {"error": "not_found", "message": "no such path: POST /invocations or GET /ping"}, None),
+        ("GET", "/invocations", 405, {"error": "method_not_allowed", "message": "/invocations takes POST"}, "POST"),
+        ("POST", "/ping", 405, {"error": "method_not_allowed", "message": "/ping takes GET or HEAD"}, "GET, HEAD"),
+    ],
+)
+def test_any_other_path_or_method_is_the_agents_json_404_or_405(
+    served: str, method: str, path: str, status: int, body: dict[str, str], allow: str | None
+) -> None:
+    response = httpx.request(method, f"{served}{path}", headers={AGENT_SESSION_HEADER: SESSION}, timeout=30)
+    assert (response.status_code, response.json()) == (status, {**body, "session_id": SESSION})
+    assert response.headers.get("allow") == allow
+
+
+def test_ping_is_healthy_and_starts_loading_the_turn_modules_once(served: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    loads: list[str] = []
+    done = threading.Event()
+
+    def load() -> None:
+        loads.append(threading.current_thread().name)
+        done.set()
+
+    monkeypatch.setattr(agent_app, "_load_turn_modules", load)
+    for _ in range(2):
+        response = httpx.get(f"{served}/ping", timeout=30)
+        assert (response.status_code, response.json()["status"]) == (200, "Healthy")
+    assert done.wait(30)
+    assert loads == ["warm-up"]
+
+
+def test_a_streamed_body_past_the_cap_is_logged_by_the_size_it_reached(
+    served: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    body = padded(CAP + 1)
+    capsys.readouterr()
+    response = post(served, iter([body[:600], body[600:]]))
+    assert response.status_code == 413
+    (line,) = logged(capsys, "body too large")
+    assert line["bytes"] == CAP + 1
+
+
+def test_a_body_json_cannot_read_is_a_400_naming_the_shape_it_takes(served: str) -> None:
+    response = post(served, b"{not json")
+    assert (response.status_code, response.json()) == (
+        400,
+        {
+            "error": "invalid_request",
+            "message": f"{agent_app.BODY_SHAPE}, as JSON this agent can read",
+            "session_id": SESSION,
+        },
+    )
+
+
+def through_the_middleware(scope: dict[str, Any], messages: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    """What the app behind ReadableBody is handed for ``scope`` (its scope, and the first two
+    messages it receives, when it is an HTTP request), the server's ``messages`` in turn."""
+    seen: list[tuple[Any, ...]] = []
+    pending = iter(messages)
+
+    async def receive() -> dict[str, Any]:
+        return next(pending)
+
+    async def send(message: Any) -> None:
+        seen.append(("sent", message))
+
+    async def inner(inner_scope: Any, inner_receive: Any, inner_send: Any) -> None:
+        seen.append((inner_scope, inner_receive is receive, inner_send is send))
+        if inner_scope["type"] == "http":
+            seen.extend([await inner_receive(), await inner_receive()])
+
+    asyncio.run(agent_app.ReadableBody(inner)(scope, receive, send))
+    return seen
+
+
+def test_what_is_not_http_reaches_the_sdk_untouched() -> None:
+    scope = {"type": "lifespan", "asgi": {"version": "3.0"}}
+    assert through_the_middleware(scope, []) == [(scope, True, True)]
+
+
+def test_the_sdk_receives_the_body_read_once_then_what_the_server_says_next() -> None:
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/invocations",
+        "headers": [(b"content-type", b"application/json")],
+        "query_string": b"",
+    }
+    body = b'{"prompt": "hi"}'
+    messages = [
+        {"type": "http.request", "body": body[:5], "more_body": True},
+        {"type": "http.request", "body": body[5:], "more_body": False},
+        {"type": "http.disconnect"},
+    ]
+    inner_scope, _, sends = through_the_middleware(scope, messages)[0]
+    assert (inner_scope, sends) == (scope, True)
+    assert through_the_middleware(scope, messages)[1:] == [
+        {"type": "http.request", "body": body, "more_body": False},
+        {"type": "http.disconnect"},
+    ]
