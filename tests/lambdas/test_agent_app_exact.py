@@ -692,7 +692,7 @@ def test_the_sdk_receives_the_body_read_once_then_what_the_server_says_next() ->
         "query_string": b"",
     }
     body = b'{"prompt": "hi"}'
-    messages = [
+    messages: list[dict[str, Any]] = [
         {"type": "http.request", "body": body[:5], "more_body": True},
         {"type": "http.request", "body": body[5:], "more_body": False},
         {"type": "http.disconnect"},
