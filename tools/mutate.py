@@ -405,6 +405,10 @@ EQUIVALENT: dict[str, str] = {
     "agent.app.xǁReadableBodyǁ__call____mutmut_45": "the receive handed to a JSONResponse: Starlette's responses "
     "only send",
     "agent.app.xǁReadableBodyǁ__call____mutmut_56": "replayed None for False: read only for its truth",
+    "agent.app.xǁRefusedErrorǁ__init____mutmut_1": "the exception's own text: a refusal is read by its fields "
+    "(status, error, message), never as str()",
+    "agent.app.xǁServiceǁ_caller__mutmut_39": "the group of a token without one: 'XXXX', like '', names no group "
+    "(group names are lowercase kebab-case), so the caller is refused alike",
     **{
         f"agent.app.x__messages__mutmut_{n}": "the role of a prompt's message: it is the turn's last message, of "
         "which run_turn passes only the content (Strands makes it the user's)"

@@ -21,9 +21,10 @@ from agent import app as agent_app
 from agent.app import MAX_INSTRUCTIONS, GatewayTools, Service
 from agent.contract import AgentGroups, Settings
 from agent.memory import SessionMemory
+from shared.aws_errors import UpstreamError
 from shared.headers import AGENT_SESSION_HEADER, CALLER_TOKEN_HEADER
 from shared.runtime_config import DocumentReader, RuntimeConfigError
-from shared.tokens import GROUP_CLAIM, TokenVerifier
+from shared.tokens import GROUP_CLAIM, InvalidToken, TokenVerifier
 from tests.lambdas.bedrock_fakes import converse_answer
 from tests.lambdas.conftest import logged
 from tests.lambdas.loopback import serve_asgi
@@ -703,3 +704,66 @@ def test_the_sdk_receives_the_body_read_once_then_what_the_server_says_next() ->
         {"type": "http.request", "body": body, "more_body": False},
         {"type": "http.disconnect"},
     ]
+
+
+# --- who the caller is, and what a turn is run with -------------------------------------------------
+
+
+class Refusing:
+    def claims(self, token: str) -> dict[str, Any]:
+        raise InvalidToken("expired")
+
+
+FORBIDDEN = {"error": "forbidden", "message": "this agent does not serve the caller's group"}
+
+
+@pytest.mark.parametrize(
+    ("verifier", "headers", "status", "refusal"),
+    [
+        (None, {}, 401, {"error": "unauthorized", "message": "the caller's token is required"}),
+        (None, {CALLER_TOKEN_HEADER: ""}, 401, {"error": "unauthorized", "message": "the caller's token is required"}),
+        (
+            Refusing(),
+            {CALLER_TOKEN_HEADER: "t"},
+            401,
+            {"error": "unauthorized", "message": "the caller's token is not valid"},
+        ),
+        # A token verified but naming no one, or a group the agent does not serve.
+        (Callers(), {CALLER_TOKEN_HEADER: "/customer-gold"}, 403, FORBIDDEN),
+        (Callers(), {CALLER_TOKEN_HEADER: "user-1/"}, 403, FORBIDDEN),
+        (Callers(), {CALLER_TOKEN_HEADER: "user-1/another-group"}, 403, FORBIDDEN),
+    ],
+    ids=["no-token", "an-empty-token", "an-invalid-token", "an-empty-subject", "no-group", "a-group-not-served"],
+)
+def test_a_caller_not_verified_or_not_served_is_refused_saying_which(
+    verifier: Any, headers: dict[str, str], status: int, refusal: dict[str, str]
+) -> None:
+    answer = service(verifier=verifier).invoke({"prompt": "hi"}, headers, SESSION)
+    assert answer == (status, {**refusal, "session_id": SESSION})
+
+
+def test_a_turn_is_run_with_the_agents_settings_and_the_callers_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    ran: list[dict[str, Any]] = []
+
+    def run_turn(bedrock: Any, tools: Any, **given: Any) -> Any:
+        ran.append({"bedrock": bedrock, "tools": tools, **given})
+        raise UpstreamError("bedrock", "ThrottlingException", 429)
+
+    clock = lambda: 100.0  # noqa: E731
+    monkeypatch.setattr(agent_app, "run_turn", run_turn)
+    chosen = service("bedrock-client", clock=clock, max_iterations=7, turn_seconds=20)
+    chosen.invoke({"prompt": "hi", "max_tokens": 50, "models": [MODEL]}, {CALLER_TOKEN_HEADER: "t"}, SESSION)
+    (given,) = ran
+    assert given == {
+        "bedrock": "bedrock-client",
+        "tools": [],
+        "agent_name": AGENT,
+        "models": [MODEL],
+        "system": "You help customers.",
+        "messages": given["messages"],
+        "session_id": SESSION,
+        "max_tokens": 50,
+        "max_iterations": 7,
+        "deadline": 120.0,
+        "clock": clock,
+    }
