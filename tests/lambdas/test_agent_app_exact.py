@@ -767,3 +767,17 @@ def test_a_turn_is_run_with_the_agents_settings_and_the_callers_request(monkeypa
         "deadline": 120.0,
         "clock": clock,
     }
+
+
+def test_a_tools_gateway_that_does_not_answer_is_a_502_saying_so() -> None:
+    @contextmanager
+    def unavailable(token: str, conversation: str) -> Iterator[list[Any]]:
+        raise agent_app.ToolsUnavailableError
+        yield []
+
+    chosen = service()
+    chosen.tools_for = unavailable
+    assert chosen.invoke({"prompt": "hi"}, {CALLER_TOKEN_HEADER: "t"}, SESSION) == (
+        502,
+        {"error": "tools_unavailable", "message": "the tools gateway did not answer", "session_id": SESSION},
+    )
