@@ -428,6 +428,22 @@ EQUIVALENT: dict[str, str] = {
     "agent.turn.x__another_model_can_help__mutmut_2": "the service name of the UpstreamError read only for its "
     "kind, which comes from the error's code and status alone",
     **{f"agent.turn.x_run_turn__mutmut_{n}": "typing.cast's type: cast does nothing at run time" for n in (6, 67)},
+    **{
+        f"agent.turn.x_run_turn__mutmut_{n}": "a default for the final message's content: Strands' final message "
+        "always has it"
+        for n in (129, 131)
+    },
+    **{
+        f"agent.turn.x_run_turn__mutmut_{n}": "'deadline' among the stops answered STOPPED_ANSWER: a turn stops for "
+        "its deadline only when a hook found it out of time, and then the before-model hook cancelled its last "
+        "model call with STOPPED_ANSWER as the answer"
+        for n in (137, 138)
+    },
+    **{
+        f"agent.turn.x_run_turn__mutmut_{n}": "a default for a usage count: Strands' accumulated usage starts with "
+        "inputTokens and outputTokens at 0"
+        for n in (161, 163, 167, 170, 172, 176)
+    },
     "agent.turn.x__model__mutmut_4": "a routing candidate's name is its model id, never empty (Bedrock takes no "
     "empty model id, and the caller's models are non-empty names)",
     # agent/memory.py

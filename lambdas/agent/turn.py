@@ -145,8 +145,8 @@ class TurnBounds:
         return self.out_of_time
 
     def _before_model(self, event: BeforeModelCallEvent) -> None:
-        if self._expired():
-            event.agent.cancel(message=STOPPED_ANSWER)
+        if self._expired():  # the call is never sent: its answer is this text, and the loop ends
+            event.cancel = STOPPED_ANSWER
 
     def _before_tool(self, event: BeforeToolCallEvent) -> None:
         use = event.tool_use

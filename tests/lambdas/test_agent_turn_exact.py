@@ -654,3 +654,18 @@ def test_the_answer_is_the_models_text_blocks_joined_with_nothing_else(bedrock: 
     reply(stubber, [{"text": "Your order "}, reasoning, {"text": "has shipped."}], "end_turn")
     answered = turn(client, [found()], clock=Clock())
     assert (answered.answer, answered.stop) == ("Your order has shipped.", "end_turn")
+
+
+@pytest.mark.usefixtures("finished_workers")
+def test_an_agent_out_of_time_before_its_first_model_call_names_the_callers_first_model(
+    bedrock: tuple[Any, Stubber],
+) -> None:
+    """The turn reads a time before its deadline, its agent one past it: the agent stops itself
+    before it sends any model a request, and the turn reports that, naming the caller's first model."""
+    client, _ = bedrock
+    clock = TwoSidedClock(turn=0.0, agent=PAST)
+    clock.running.set()
+    asked = models_asked(client)
+    answered = turn(client, [found()], clock=clock, models=(MODEL, FALLBACK), deadline=DEADLINE)
+    assert answered == Turn(model=MODEL, answer=STOPPED_ANSWER, stop="deadline", iterations=1)
+    assert asked == []  # no model call past the deadline, not even one cancelled as it streams
