@@ -405,6 +405,11 @@ EQUIVALENT: dict[str, str] = {
     "agent.app.xǁReadableBodyǁ__call____mutmut_45": "the receive handed to a JSONResponse: Starlette's responses "
     "only send",
     "agent.app.xǁReadableBodyǁ__call____mutmut_56": "replayed None for False: read only for its truth",
+    **{
+        f"agent.app.x__misrouted__mutmut_{n}": "the case of the Allow header's name: HTTP header names are "
+        "case-insensitive (Starlette writes them lowercase)"
+        for n in (38, 39)
+    },
     "agent.app.xǁRefusedErrorǁ__init____mutmut_1": "the exception's own text: a refusal is read by its fields "
     "(status, error, message), never as str()",
     "agent.app.xǁServiceǁ_caller__mutmut_39": "the group of a token without one: 'XXXX', like '', names no group "
