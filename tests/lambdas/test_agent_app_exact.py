@@ -505,22 +505,32 @@ def test_a_declared_length_past_the_cap_is_a_413_before_the_body_is_sent(
     assert line["declared"] == (declared if len(declared) <= 12 else declared[:11] + "…")
 
 
+def through_the_middleware(scope: dict[str, Any], messages: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    """What the app behind ReadableBody is handed for ``scope`` (its scope, and the first two
+    messages it receives, when it is an HTTP request), the server's ``messages`` in turn."""
+    seen: list[tuple[Any, ...]] = []
+    pending = iter(messages)
+
+    async def receive() -> dict[str, Any]:
+        return next(pending)
+
+    async def send(message: Any) -> None:
+        seen.append(("sent", message))
+
+    async def inner(inner_scope: Any, inner_receive: Any, inner_send: Any) -> None:
+        seen.append((inner_scope, inner_receive is receive, inner_send is send))
+        if inner_scope["type"] == "http":
+            seen.extend([await inner_receive(), await inner_receive()])
+
+    asyncio.run(agent_app.ReadableBody(inner)(scope, receive, send))
+    return seen
+
+
 def test_a_declared_length_of_more_digits_than_int_reads_is_a_413(monkeypatch: pytest.MonkeyPatch) -> None:
     """The HTTP server in front (uvicorn) refuses such a length itself; the middleware does not
     rely on it: more digits than the cap's is past the cap, never read as a number (Python's int()
     raises past 4,300 digits)."""
     monkeypatch.setattr(agent_app, "MAX_BODY_BYTES", CAP)
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b'{"prompt": "hi"}', "more_body": False}
-
-    async def send(message: Any) -> None:
-        sent.append(message)
-
-    async def never(scope: Any, receive: Any, send: Any) -> None:
-        raise AssertionError("the agent was reached")
-
     scope = {
         "type": "http",
         "method": "POST",
@@ -528,9 +538,10 @@ def test_a_declared_length_of_more_digits_than_int_reads_is_a_413(monkeypatch: p
         "headers": [(b"content-length", b"9" * 5_000), (AGENT_SESSION_HEADER.lower().encode(), SESSION.encode())],
         "query_string": b"",
     }
-    asyncio.run(agent_app.ReadableBody(never)(scope, receive, send))
-    assert sent[0]["status"] == 413
-    assert json.loads(sent[1]["body"]) == TOO_LARGE
+    seen = through_the_middleware(scope, [{"type": "http.request", "body": b'{"prompt": "hi"}', "more_body": False}])
+    assert [kind for kind, *_ in seen] == ["sent", "sent"]  # the agent was never reached
+    assert seen[0][1]["status"] == 413
+    assert json.loads(seen[1][1]["body"]) == TOO_LARGE
 
 
 # --- what a turn leaves in the log, and a bug's answer ----------------------------------------------
@@ -656,27 +667,6 @@ def test_a_body_json_cannot_read_is_a_400_naming_the_shape_it_takes(served: str)
             "session_id": SESSION,
         },
     )
-
-
-def through_the_middleware(scope: dict[str, Any], messages: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-    """What the app behind ReadableBody is handed for ``scope`` (its scope, and the first two
-    messages it receives, when it is an HTTP request), the server's ``messages`` in turn."""
-    seen: list[tuple[Any, ...]] = []
-    pending = iter(messages)
-
-    async def receive() -> dict[str, Any]:
-        return next(pending)
-
-    async def send(message: Any) -> None:
-        seen.append(("sent", message))
-
-    async def inner(inner_scope: Any, inner_receive: Any, inner_send: Any) -> None:
-        seen.append((inner_scope, inner_receive is receive, inner_send is send))
-        if inner_scope["type"] == "http":
-            seen.extend([await inner_receive(), await inner_receive()])
-
-    asyncio.run(agent_app.ReadableBody(inner)(scope, receive, send))
-    return seen
 
 
 def test_what_is_not_http_reaches_the_sdk_untouched() -> None:
