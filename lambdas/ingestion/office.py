@@ -100,21 +100,31 @@ class Package:
                 remove_comments=True,
                 remove_pis=True,
             )
-            inside = 0  # how many wanted elements the parse is in
-            for event, element in parsed:
-                wanted = local_name(element.tag) == local
-                if event == "start":
-                    inside += wanted
-                    continue
-                inside -= wanted
-                if inside:  # part of a wanted element still being parsed
-                    continue
-                if wanted:
-                    yield element
-                element.clear(keep_tail=False)
-                parent = element.getparent()
-                while parent is not None and element.getprevious() is not None:
-                    del parent[0]
+            try:
+                yield from _kept(parsed, local)
+            except etree.XMLSyntaxError as error:  # libxml2 out of memory is a syntax error of its own code
+                if error.code == etree.ErrorTypes.ERR_NO_MEMORY:
+                    raise MemoryError from None
+                raise
+
+
+def _kept(parsed: Any, local: str) -> Iterator[Any]:
+    """The wanted elements of an iterparse of start and end events, everything else dropped."""
+    inside = 0  # how many wanted elements the parse is in
+    for event, element in parsed:
+        wanted = local_name(element.tag) == local
+        if event == "start":
+            inside += wanted
+            continue
+        inside -= wanted
+        if inside:  # part of a wanted element still being parsed
+            continue
+        if wanted:
+            yield element
+        element.clear(keep_tail=False)
+        parent = element.getparent()
+        while parent is not None and element.getprevious() is not None:
+            del parent[0]
 
 
 def local_name(tag: Any) -> str:
