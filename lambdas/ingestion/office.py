@@ -16,9 +16,10 @@ import posixpath
 import warnings
 import zipfile
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 from ingestion.documents import ReadBudget, ReadLimits, RejectedError
+from ingestion.excel_dates import BUILTIN_DATES, format_kind, shown
 
 APPS = {"docx": "Word", "xlsx": "Excel", "pptx": "PowerPoint"}
 MAX_MEMBERS = 2_000  # an Office file has tens of parts; thousands is an attack on the directory
@@ -34,9 +35,9 @@ def office_text(data: bytes, fmt: str, limits: ReadLimits, budget: ReadBudget) -
     package = Package(data, limits, fmt)
     if fmt == "docx":
         return _docx_text(data, budget)
-    parts = _listed_parts(package, limits)
+    main, parts = _listed_parts(package, limits)
     if fmt == "xlsx":
-        return _xlsx_text(package, parts, limits, budget)
+        return _xlsx_text(package, main, parts, limits, budget)
     return _pptx_text(package, parts, budget)
 
 
@@ -152,27 +153,33 @@ def _text(element: Any) -> str:
     return "".join(parts)
 
 
-def _listed_parts(package: Package, limits: ReadLimits) -> list[str]:
-    """The parts the main part lists (a workbook's sheets, a presentation's slides) in its order,
-    refused past max_pages before any is read."""
+def _listed_parts(package: Package, limits: ReadLimits) -> tuple[str, list[str]]:
+    """The main part, and the parts it lists (a workbook's sheets, a presentation's slides) in its
+    order, refused past max_pages before any is read."""
     default, entry, what = MAIN_PARTS[package.fmt]
-    main = next(iter(_relationships(package, "", "_rels/.rels", OFFICE_DOCUMENT).values()), default)
+    main = _related(package, "", OFFICE_DOCUMENT, default)
     if not package.has(main):
         raise RejectedError("unreadable", f"the {package.fmt} document has no {posixpath.basename(default)} part")
-    folder = posixpath.dirname(main)
-    rels = posixpath.join(folder, "_rels", f"{posixpath.basename(main)}.rels")
-    targets = _relationships(package, folder, rels)
+    targets = _relationships(package, main)
     listed = [_attribute(element, "id") for element in package.elements(main, entry)]
     if len(listed) > limits.max_pages:
         raise RejectedError("too_many_pages", f"{len(listed)} {what}s is over the {limits.max_pages} page limit")
     parts = [targets.get(id_ or "") for id_ in listed]
     if not all(part is not None and package.has(part) for part in parts):
         raise RejectedError("unreadable", f"the {package.fmt} document lists a {what} it does not have")
-    return [part for part in parts if part is not None]
+    return main, [part for part in parts if part is not None]
 
 
-def _relationships(package: Package, folder: str, rels: str, kind: str = "") -> dict[str, str]:
-    """A relationships part's internal targets (id -> part name) whose type ends with ``kind``."""
+def _related(package: Package, main: str, kind: str, default: str) -> str:
+    """The part ``main`` relates to by a type ending with ``kind`` (the first), else ``default``."""
+    return next(iter(_relationships(package, main, kind).values()), default)
+
+
+def _relationships(package: Package, source: str, kind: str = "") -> dict[str, str]:
+    """The internal targets (id -> part name) of a part's relationships (the package's own for
+    ``source`` ''), those whose type ends with ``kind``."""
+    folder = posixpath.dirname(source)
+    rels = posixpath.join(folder, "_rels", f"{posixpath.basename(source)}.rels")
     if not package.has(rels):
         return {}
     targets = {}
@@ -199,18 +206,29 @@ def _docx_text(data: bytes, budget: ReadBudget) -> str:
     return budget.text()
 
 
-def _xlsx_text(package: Package, sheets: list[str], limits: ReadLimits, budget: ReadBudget) -> str:
+class _Workbook(NamedTuple):
+    strings: list[str]  # the shared strings
+    dates: dict[int, str]  # a cell style's index -> what its number format shows (excel_dates)
+    date1904: bool  # dates count from 1904 (workbookPr date1904)
+
+
+def _xlsx_text(package: Package, main: str, sheets: list[str], limits: ReadLimits, budget: ReadBudget) -> str:
     """Each sheet's rows, one line per row with its cells' values tab-separated: text from the
-    workbook's shared strings or the cell itself, numbers as Excel stores them (a date is its
-    serial number), TRUE and FALSE, a formula by its last saved value; error values left out."""
-    strings = _shared_strings(package, limits, budget)
+    workbook's shared strings or the cell itself, numbers as Excel stores them except dates and
+    times (ISO 8601, excel_dates), TRUE and FALSE, a formula by its last saved value; error values
+    left out."""
+    book = _Workbook(
+        _shared_strings(package, _related(package, main, "/sharedStrings", "xl/sharedStrings.xml"), limits, budget),
+        _date_styles(package, _related(package, main, "/styles", "xl/styles.xml"), budget),
+        any(pr.get("date1904") in ("1", "true") for pr in package.elements(main, "workbookPr")),
+    )
     for sheet in sheets:
         for row in package.elements(sheet, "row"):
             budget.check_time()  # a sheet of empty rows adds no text
             values: list[str] = []
             size = 0
             for cell in row:
-                if local_name(cell.tag) == "c" and (value := _cell_value(cell, strings)):
+                if local_name(cell.tag) == "c" and (value := _cell_value(cell, book)):
                     size += len(value) + 1
                     if size > limits.max_chars:  # before joining what could be a huge row
                         raise RejectedError("too_much_text", f"the text is over the {limits.max_chars} character limit")
@@ -220,19 +238,49 @@ def _xlsx_text(package: Package, sheets: list[str], limits: ReadLimits, budget: 
     return budget.text()
 
 
-def _cell_value(cell: Any, strings: list[str]) -> str:
+def _cell_value(cell: Any, book: _Workbook) -> str:
     kind = cell.get("t")
     children = {local_name(child.tag): child for child in cell}
     if kind == "inlineStr":
         return _string_item(children.get("is"))
     value = _text(children.get("v"))
     if kind == "s" and value:
-        if not value.isascii() or not value.isdigit() or int(value) >= len(strings):
+        if (index := _index(value)) is None or index >= len(book.strings):
             raise RejectedError("unreadable", "the xlsx document names a shared string it does not have")
-        return strings[int(value)]
+        return book.strings[index]
     if kind == "b":
         return {"1": "TRUE", "0": "FALSE"}.get(value, "")
+    if kind in (None, "n") and value and (shows := book.dates.get(_index(cell.get("s")) or 0)):
+        return shown(value, shows, date1904=book.date1904)
     return "" if kind == "e" else value
+
+
+def _index(value: str | None) -> int | None:
+    """A count or index attribute's value; None when it is none (absent, signed, not ASCII digits)."""
+    return int(value) if value and value.isascii() and value.isdigit() else None
+
+
+def _date_styles(package: Package, styles: str, budget: ReadBudget) -> dict[int, str]:
+    """The cell styles (their index in the styles part's cellXfs) whose number format shows a
+    date or a time, and what it shows: the workbook's own formats (numFmts) first, else Excel's
+    built-in ones."""
+    if not package.has(styles):
+        return {}
+    codes: dict[int | None, str] = {}
+    for formats in package.elements(styles, "numFmts"):  # not the differential formats' numFmt
+        for code in formats:
+            codes[_index(code.get("numFmtId"))] = code.get("formatCode") or ""
+    dates = {}
+    for styled in package.elements(styles, "cellXfs"):
+        for index, xf in enumerate(xf for xf in styled if local_name(xf.tag) == "xf"):
+            budget.check_time()
+            number_format = _index(xf.get("numFmtId"))
+            kind = (
+                format_kind(codes[number_format]) if number_format in codes else BUILTIN_DATES.get(number_format or 0)
+            )
+            if kind:
+                dates[index] = kind
+    return dates
 
 
 def _string_item(item: Any) -> str:
@@ -250,10 +298,9 @@ def _string_item(item: Any) -> str:
     return "".join(parts)
 
 
-def _shared_strings(package: Package, limits: ReadLimits, budget: ReadBudget) -> list[str]:
+def _shared_strings(package: Package, part: str, limits: ReadLimits, budget: ReadBudget) -> list[str]:
     """The workbook's shared strings, within max_chars in all."""
     strings: list[str] = []
-    part = "xl/sharedStrings.xml"
     if not package.has(part):
         return strings
     chars = 0
