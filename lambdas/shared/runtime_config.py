@@ -10,11 +10,12 @@ environment (:class:`ConfigLocation`: three ids) and reads it with :class:`Docum
 Powertools' AppConfig provider (one session, the latest configuration, cached ``max_age``
 seconds), parsed once per version, so a request costs a dictionary lookup whatever the size.
 
-With ``refresh_seconds`` a reader that has a version does not make a request wait for the store:
+With ``refresh_seconds`` a reader that has a version never makes a request wait for the store:
 it serves its version for that long, then re-reads it on a background thread while requests go
-on with the version they have. Only the first read (nothing to serve yet) and a read after twice
-``refresh_seconds`` without one (an idle environment, or a refresh frozen with it between
-invocations: too old to serve) are made in line, so no version is served older than that.
+on with the version they have. Only the first read (nothing to serve yet) is made in line. After
+an idle spell the first request is served the version the environment had and starts the
+refresh, which the next ones are served (a refresh frozen with the environment between
+invocations resumes with it, and ends within the store client's few seconds of timeouts).
 
 A document the function cannot parse never replaces the one it has: it keeps serving the last
 good version and counts :data:`REFUSED_METRIC` (the alarm AppConfig rolls the deployment back
@@ -193,17 +194,11 @@ class DocumentReader(Generic[D]):
 
     def get(self) -> D:
         """The document: the last good version, re-read when the cache says so (with
-        ``refresh_seconds``, in the background once there is a version to serve)."""
+        ``refresh_seconds``, in the background once there is a version to serve, however old)."""
         current = self._current
         if current is None or self._refresh_seconds is None:
             return self._read()
-        age = self._monotonic() - self._read_at
-        if age >= 2 * self._refresh_seconds:
-            # Idle that long (or a refresh frozen with the environment between invocations): the
-            # version is too old to serve while another read runs, so this request reads in line
-            # (without waiting for a refresh that may be stuck; the two reads agree or the later wins).
-            return self._read()
-        if age >= self._refresh_seconds and self._refreshing.acquire(blocking=False):
+        if self._monotonic() - self._read_at >= self._refresh_seconds and self._refreshing.acquire(blocking=False):
             try:
                 self._start(self._refresh)
             except Exception:  # no thread to be had: served as it is, tried again on the next request
