@@ -27,7 +27,6 @@ RUNS = 5
 TURNS = 30
 SETTINGS = {
     "AGENT_NAME": "bench",
-    "SYSTEM_PROMPT": "Help.",
     "TOOLS_GATEWAY_URL": "http://127.0.0.1:9/mcp",
     "TOKEN_ISSUER": "http://127.0.0.1:9/pool",
     "TOKEN_CLIENT_ID": "bench",

@@ -113,7 +113,14 @@ def _workloads(count: int, groups: list[str], tools: list[str]) -> dict[str, Any
                 "budget": {"monthly_limit_usd": 100, "alert_emails": ["team@example.com"]},
             },
         }
-        if index % 5 in (0, 3):
+        if index % 5 in (0, 3):  # an agent's prompt as long as config allows (4,000 characters)
             workload["agent"] = {"description": f"Agent of workload {index}", "turn_seconds": 24}
+            workload["generation"]["prompt"] = _long_prompt(index)
         workloads[f"wl{index:02d}"] = workload
     return workloads
+
+
+def _long_prompt(index: int) -> str:
+    """A 4,000-character prompt (config's limit), its own for each workload."""
+    rule = f"Workload {index}: check each fact with the tools before you state it, and cite where it came from. "
+    return (rule * (4_000 // len(rule) + 1))[:4_000]

@@ -7,9 +7,9 @@ tools), a signing key standing in for the Cognito pool, and Bedrock answering fr
 tool call, then an answer). It prints the request, the agent's answer and the tools gateway's
 log. ``--serve`` keeps it running so you can send your own requests (the printed curl line).
 
-Real: the agent reads its settings from the environment (AGENT_NAME, SYSTEM_PROMPT,
-TOOLS_GATEWAY_URL, TOKEN_ISSUER, TOKEN_CLIENT_ID, GROUPS, ...: agent/contract.py; GROUPS is the
-deployed groups document's location, as the runtime's environment has it) and calls Bedrock,
+Real: the agent reads its settings from the environment (AGENT_NAME, TOOLS_GATEWAY_URL,
+TOKEN_ISSUER, TOKEN_CLIENT_ID, GROUPS, ...: agent/contract.py; GROUPS is the deployed groups
+document's location, as the runtime's environment has it, where its groups and prompt are) and calls Bedrock,
 AppConfig, the tools gateway and AgentCore Memory for real; AGENT_DEV_TOKEN is the caller's access
 token (e.g. from `make smoke`'s sign-in).
 """
@@ -110,11 +110,13 @@ def stubbed(prompt: str, serve: bool) -> int:
         fake.results[FIND_ORDERS.name] = {"records": [{"order_id": "O-1", "status": "shipped"}]}
         bedrock, _ = scripted_bedrock()
         # The groups document as AppConfig would serve it, from a local fetch.
-        groups = AgentGroups(agents={"agent_dev": {"customer-gold": GroupModels(allowed=(MODEL,), default=MODEL)}})
+        groups = AgentGroups(
+            agents={"agent_dev": {"customer-gold": GroupModels(allowed=(MODEL,), default=MODEL)}},
+            prompts={"agent_dev": "You help customers with their orders."},
+        )
         location = ConfigLocation(application="local", environment="local", profile="groups", environment_name="agents")
         settings = Settings(
             agent_name="agent_dev",
-            system_prompt="You help customers with their orders.",
             tools_gateway_url=tools_url,
             token_issuer=issuer,
             token_client_id=CLIENT_ID,

@@ -29,7 +29,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import cache
@@ -117,14 +117,19 @@ class Service:
         settings = self.settings
         arrived = self.clock()  # the turn's time counts from here: memory and tools are inside it
         token, user, group = self._caller(headers)
-        models = self._served().get(group)
+        document = self._document()
+        models = document.served_by(settings.agent_name).get(group)
         if not user or models is None:
             # Naming the groups it does serve would tell a caller the others' names.
             raise RefusedError(403, "forbidden", "this agent does not serve the caller's group")
         self._bind(session_id, user, group)
         logger.append_keys(**{CONVERSATION: session_id})
         request = _request(body, models)
-        messages, system = self._context(request, actor_id(group, user), session_id)
+        prompt = document.prompt_of(settings.agent_name)
+        if prompt is None:  # the stack always writes one: a document from elsewhere
+            logger.error("no system prompt in the groups document", extra={"agent": settings.agent_name})
+            raise RefusedError(503, "config_unavailable", "the agent's configuration is not available yet; retry")
+        messages, system = self._context(request, prompt, actor_id(group, user), session_id)
         turn_seconds = min(settings.turn_seconds, request.turn_seconds or settings.turn_seconds)
         deadline = arrived + turn_seconds
         try:
@@ -173,22 +178,25 @@ class Service:
             "usage": {"input_tokens": turn.input_tokens, "output_tokens": turn.output_tokens},
         }
 
-    def _served(self) -> Mapping[str, GroupModels]:
-        """This agent's groups: its entry in the document (the last good version, re-read when the
-        reader's cache expires); none when the document has no entry for it."""
+    def _document(self) -> AgentGroups:
+        """The agents' document (the last good version, re-read when the reader's cache expires),
+        where this agent's groups and prompt are its entries."""
         try:
-            document = self.groups.get()
+            document: AgentGroups = self.groups.get()
         except RuntimeConfigError as error:  # nothing deployed yet, or the store unreachable at start
             logger.error("no groups document", extra={"why": str(error)})
             raise RefusedError(
                 503, "config_unavailable", "the agent's configuration is not available yet; retry"
             ) from None
-        return document.served_by(self.settings.agent_name)
+        return document
 
-    def _context(self, request: TurnRequest, actor: str, session_id: str) -> tuple[list[dict[str, Any]], str]:
-        """The turn's messages and system prompt, with what memory holds for this caller."""
+    def _context(
+        self, request: TurnRequest, prompt: str, actor: str, session_id: str
+    ) -> tuple[list[dict[str, Any]], str]:
+        """The turn's messages and system prompt (the agent's, the request's instructions, what
+        memory holds for this caller)."""
         messages = request.messages
-        system = self.settings.system_prompt + (f"\n\n{request.instructions}" if request.instructions else "")
+        system = prompt + (f"\n\n{request.instructions}" if request.instructions else "")
         if self.memory is None:
             return messages, system
         if len(messages) == 1:  # only the newest turn: the session's earlier ones come from memory

@@ -31,22 +31,27 @@ class GroupModels(RuntimeDocument):
 
 
 class AgentGroups(RuntimeDocument):
-    """The groups each agent serves, with their models, by agent name: one document for every
-    agent. It grows with groups times agents, which is why it is a document and not a variable
-    (AgentCore holds 2,048 characters per environment value)."""
+    """The groups each agent serves, with their models, and each agent's system prompt, by agent
+    name: one document for every agent. It grows with groups times agents and with prompts of up to
+    4,000 characters, which is why it is a document and not variables (AgentCore holds 2,048
+    characters per environment value); a prompt's change rolls out like any config change."""
 
     agents: dict[str, dict[str, GroupModels]]
+    prompts: dict[str, str] = Field(default_factory=dict)
 
     def served_by(self, agent: str) -> Mapping[str, GroupModels]:
         """The groups ``agent`` serves: none when the document has no entry for it."""
         return self.agents.get(agent, {})
 
+    def prompt_of(self, agent: str) -> str | None:
+        """``agent``'s system prompt: None when the document has none for it (or a blank one)."""
+        return self.prompts.get(agent) or None
+
 
 class Settings(FunctionSettings):
     """One agent runtime's environment."""
 
-    agent_name: str = Field(min_length=1)  # its entry in the AgentGroups document
-    system_prompt: str = Field(min_length=1)
+    agent_name: str = Field(min_length=1)  # its entry (groups, prompt) in the AgentGroups document
     tools_gateway_url: str  # the tools gateway's MCP endpoint
     # The Cognito pool and app client whose access tokens the gateway forwards (verified here).
     token_issuer: str = Field(min_length=1)

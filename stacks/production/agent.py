@@ -174,7 +174,6 @@ class AgentStack(Stack):
                     self,
                     AgentSettings(
                         agent_name=name,
-                        system_prompt=agent.system_prompt,
                         tools_gateway_url=tools_gateway.gateway_url or "",
                         token_issuer=f"https://cognito-idp.{self.region}.amazonaws.com/{user_pool.user_pool_id}",
                         token_client_id=client.user_pool_client_id,

@@ -145,8 +145,11 @@ def served_groups(config: ProductionConfig, agent: AgentConfig) -> dict[str, Gro
 
 
 def agent_groups(config: ProductionConfig) -> AgentGroups:
-    """The AgentGroups document: each configured agent's served groups."""
-    return AgentGroups(agents={name: served_groups(config, agent) for name, agent in config.agents.items()})
+    """The AgentGroups document: each configured agent's served groups and system prompt."""
+    return AgentGroups(
+        agents={name: served_groups(config, agent) for name, agent in config.agents.items()},
+        prompts={name: agent.system_prompt for name, agent in config.agents.items()},
+    )
 
 
 def runtime_name(prefix: str, agent: str) -> str:
@@ -165,8 +168,9 @@ class AgentsStack(Stack):
     - One Memory, KMS-encrypted: short-term events kept ``agent_memory.event_expiry_days``,
       long-term strategies from config writing to namespaces per group and user.
     - The AgentGroups runtime document (AppConfig, environment "agents"): for each agent, the
-      groups that may use it and their models. One environment and one deployment for every agent:
-      deployments to an environment run one at a time, each lasting the rollout's minutes.
+      groups that may use it and their models, and its system prompt. One environment and one
+      deployment for every agent: deployments to an environment run one at a time, each lasting
+      the rollout's minutes.
     - The delivery policies that let CloudWatch deliver the agents' logs (log groups under
       :func:`delivered_logs_prefix`) and traces (runtimes named ``<prefix>_*``).
     """
@@ -199,7 +203,7 @@ class AgentsStack(Stack):
             "groups",
             model=AgentGroups,
             content=agent_groups(config),
-            description="The groups each agent serves and the models each group may use there",
+            description="The groups each agent serves, the models each group may use there, and each agent's prompt",
         )
         # By pattern: the agents' stacks deploy after this one (their log groups and runtimes cannot
         # be named here), and the policies are account quotas (one per agent would run out).

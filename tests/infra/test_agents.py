@@ -108,12 +108,12 @@ def test_one_runtime_per_configured_agent_from_its_code_asset(
         assert runtime["ProtocolConfiguration"] == "HTTP"
         assert runtime["LifecycleConfiguration"] == {"IdleRuntimeSessionTimeout": agent.idle_session_minutes * 60}
         env = runtime["EnvironmentVariables"]
-        assert (env["AGENT_NAME"], env["SYSTEM_PROMPT"], env["MAX_ITERATIONS"], env["TURN_SECONDS"]) == (
+        assert (env["AGENT_NAME"], env["MAX_ITERATIONS"], env["TURN_SECONDS"]) == (
             name,
-            agent.system_prompt,
             str(agent.max_iterations),
             str(agent.turn_seconds),
         )
+        assert "SYSTEM_PROMPT" not in env  # in the groups document: a prompt outgrows an environment value
         assert env["TOOLS_GATEWAY_URL"]["Fn::GetStackOutput"]["StackName"] == f"{prefix}-production-tools"
         assert env["MEMORY_ID"]["Fn::GetStackOutput"]["StackName"] == f"{prefix}-production-agents"
 
@@ -149,6 +149,7 @@ def test_the_agents_stack_holds_the_memory_and_one_groups_document_of_what_each_
     assert document == agent_groups(config)
     assert set(document.agents) == set(config.agents)
     for name, agent in config.agents.items():
+        assert document.prompt_of(name) == agent.system_prompt
         served = {group: models.model_dump() for group, models in document.served_by(name).items()}
         assert served == {
             group: {"allowed": tuple(settings.models.allowed), "default": settings.models.default}

@@ -76,10 +76,9 @@ def environments(assembly: Assembly) -> Iterator[tuple[str, str, str]]:
 
 
 def test_no_environment_grows_with_the_config(scaled: Assembly, assembly: Assembly) -> None:
-    """What grows with groups, tools and prices is in AppConfig; environments hold names and ids."""
-    prompts = {"SYSTEM_PROMPT"}  # an agent's prompt is its own text, bounded by config (4,000)
+    """What grows with groups, tools, prices and prompts is in AppConfig; environments hold names and ids."""
     for app in (scaled, assembly):
-        long = [(where, variable, len(text)) for where, variable, text in environments(app) if variable not in prompts]
+        long = [(where, variable, len(text)) for where, variable, text in environments(app)]
         assert [entry for entry in long if entry[2] > ENVIRONMENT_VALUE_CHARS] == []
 
 

@@ -170,18 +170,16 @@ def test_promoted_with_an_agent_its_runtime_serves_its_groups_and_its_outputs(
     ).values()
     assert runtime["Properties"]["AgentRuntimeName"] == runtime_name(prefix, WORKLOAD)
     env = runtime["Properties"]["EnvironmentVariables"]
-    assert (env["AGENT_NAME"], env["SYSTEM_PROMPT"], env["MAX_ITERATIONS"]) == (
-        WORKLOAD,
-        workload.generation.prompt,
-        str(AGENT["max_iterations"]),
-    )
+    assert (env["AGENT_NAME"], env["MAX_ITERATIONS"]) == (WORKLOAD, str(AGENT["max_iterations"]))
     # The groups document it reads (the agents stack's) names the workload's groups, each with its models.
     location = json.loads(resolved(env["GROUPS"], templates))
     assert location["profile"] == f"<{prefix}-production-agents:RuntimeConfiggroupsConfigurationConfigurationProfile>"
     (version,) = resources(
         templates[f"{prefix}-production-agents"], "AWS::AppConfig::HostedConfigurationVersion"
     ).values()
-    served = AgentGroups.model_validate_json(version["Properties"]["Content"]).served_by(WORKLOAD)
+    document = AgentGroups.model_validate_json(version["Properties"]["Content"])
+    assert document.prompt_of(WORKLOAD) == workload.generation.prompt
+    served = document.served_by(WORKLOAD)
     assert set(served) == set(workload.groups)
     for group in workload.groups:
         models = groups[group].models

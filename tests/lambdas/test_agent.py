@@ -48,7 +48,8 @@ GROUPS = {
 # The agents' groups document (AppConfig, environment "agents"): this agent's entry, and another's.
 AGENT = "support"
 DOCUMENT = AgentGroups(
-    agents={AGENT: GROUPS, "report_writer": {"customer-basic": GroupModels(allowed=(FALLBACK,), default=FALLBACK)}}
+    agents={AGENT: GROUPS, "report_writer": {"customer-basic": GroupModels(allowed=(FALLBACK,), default=FALLBACK)}},
+    prompts={AGENT: "You help customers.", "report_writer": "You write reports."},
 )
 LOCATION = ConfigLocation(application="app1", environment="env1", profile="prof1", environment_name="agents")
 NAMESPACES = ("/actors/{actorId}/facts", "/actors/{actorId}/sessions/{sessionId}/summary")
@@ -161,7 +162,6 @@ def agentcore() -> Iterator[tuple[Any, Stubber]]:
 def settings_for(tools_url: str, issuer: str, **overrides: Any) -> Settings:
     return Settings(
         agent_name=AGENT,
-        system_prompt="You help customers.",
         tools_gateway_url=tools_url,
         token_issuer=issuer,
         token_client_id=CLIENT_ID,
@@ -733,7 +733,6 @@ def test_memory_failures_do_not_fail_the_turn(runtime: Runtime) -> None:
 def test_the_settings_are_read_from_the_environment_the_runtime_is_given() -> None:
     environment = {
         "AGENT_NAME": "support",
-        "SYSTEM_PROMPT": "You help customers.",
         "TOOLS_GATEWAY_URL": "https://gw.example.com/mcp",
         "TOKEN_ISSUER": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_pool",
         "TOKEN_CLIENT_ID": CLIENT_ID,
@@ -830,9 +829,12 @@ else:
     stubber.add_response("converse", converse_answer([{"text": "Hello."}]))
     stubber.activate()
     location = ConfigLocation(application="a", environment="e", profile="p", environment_name="agents")
-    groups = AgentGroups(agents={"support": {"customer-gold": GroupModels(allowed=(model,), default=model)}})
+    groups = AgentGroups(
+        agents={"support": {"customer-gold": GroupModels(allowed=(model,), default=model)}},
+        prompts={"support": "You help."},
+    )
     settings = Settings(
-        agent_name="support", system_prompt="You help.", tools_gateway_url="http://127.0.0.1:9/mcp",
+        agent_name="support", tools_gateway_url="http://127.0.0.1:9/mcp",
         token_issuer="https://issuer.example.com/pool", token_client_id="client", groups=location,
     )
 

@@ -37,7 +37,6 @@ TOOLS_URL = "https://gw.example.com/mcp"
 def settings(**changes: Any) -> Settings:
     return Settings(
         agent_name=AGENT,
-        system_prompt="You help customers.",
         tools_gateway_url=TOOLS_URL,
         token_issuer=ISSUER,
         token_client_id="client-9",
@@ -412,6 +411,20 @@ def test_no_groups_document_is_a_503_and_says_why_in_the_log(capsys: pytest.Capt
     assert (status, answer["error"]) == (503, "config_unavailable")
     (line,) = logged(capsys, "no groups document")
     assert (line["level"], line["why"]) == ("ERROR", "the AppConfig session could not start")
+
+
+@pytest.mark.parametrize("prompts", [{}, {AGENT: ""}, {"report_writer": "You write reports."}])
+def test_a_document_without_the_agents_prompt_is_a_503_before_any_model_call(
+    prompts: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The stack always writes each agent's prompt beside its groups; a document without it (or
+    with a blank one) is refused as configuration not available, never a turn without a prompt."""
+    agent = service(groups=DocumentReader.static(DOCUMENT.model_copy(update={"prompts": prompts})))
+    capsys.readouterr()
+    status, answer = agent.invoke({"prompt": "hi"}, {CALLER_TOKEN_HEADER: "t"}, SESSION)  # no Converse queued
+    assert (status, answer["error"]) == (503, "config_unavailable")
+    (line,) = logged(capsys, "no system prompt in the groups document")
+    assert (line["level"], line["agent"]) == ("ERROR", AGENT)
 
 
 # --- a body past the cap ----------------------------------------------------------------------------

@@ -337,7 +337,6 @@ def _agent_verifier(monkeypatch: pytest.MonkeyPatch) -> TokenVerifier:
     # The agent stack writes the issuer whole, from its region and the pool (stacks/production/agent.py).
     settings = AgentSettings(
         agent_name="support_assistant",
-        system_prompt="Be brief.",
         tools_gateway_url="http://127.0.0.1:9/mcp",
         token_issuer=f"https://cognito-idp.{REGION}.amazonaws.com/{POOL_ID}",
         token_client_id=POOL_CLIENT,

@@ -133,12 +133,12 @@ def chain(
                         allowed=("amazon.nova-pro-v1:0", "amazon.nova-lite-v1:0"), default="amazon.nova-pro-v1:0"
                     )
                 }
-            }
+            },
+            prompts={"support_assistant": "Help."},
         )
         location = ConfigLocation(application="a", environment="e", profile="p", environment_name="agents")
         settings = AgentSettings(
             agent_name="support_assistant",
-            system_prompt="Help.",
             tools_gateway_url=tools_url,
             token_issuer=cognito[0],
             token_client_id=CLIENT_ID,

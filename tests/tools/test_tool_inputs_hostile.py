@@ -267,7 +267,7 @@ def agent_dev_real(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 
 def test_a_real_agent_dev_run_without_the_agents_settings_names_them_and_stops() -> None:
-    settings = ("AGENT_NAME", "SYSTEM_PROMPT", "TOOLS_GATEWAY_URL", "TOKEN_ISSUER", "TOKEN_CLIENT_ID", "GROUPS")
+    settings = ("AGENT_NAME", "TOOLS_GATEWAY_URL", "TOKEN_ISSUER", "TOKEN_CLIENT_ID", "GROUPS")
     env = {k: v for k, v in os.environ.items() if k not in settings} | {"AGENT_DEV_TOKEN": "not-a-token"}
     done = agent_dev_real(env)
 
@@ -281,7 +281,6 @@ def test_a_real_agent_dev_run_without_the_agents_settings_names_them_and_stops()
 def test_a_real_agent_dev_run_without_a_region_says_so_and_stops() -> None:
     settings = {
         "AGENT_NAME": "support_assistant",
-        "SYSTEM_PROMPT": "You help.",
         "TOOLS_GATEWAY_URL": "https://gateway.invalid/mcp",
         "TOKEN_ISSUER": "https://issuer.invalid",
         "TOKEN_CLIENT_ID": "client",
