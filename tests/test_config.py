@@ -432,6 +432,16 @@ def test_unknown_tier_names_the_allowed_ones() -> None:
         selected_tiers({"tier": "staging"})
 
 
+@pytest.mark.parametrize("key", ["timeout_seconds", "browse_timeout_seconds"])
+def test_a_web_call_must_fit_what_an_agent_waits_for_a_tools_answer(key: str) -> None:
+    """An agent waits 20 s for a tool's answer (agent.contract.TOOL_CALL_SECONDS): a web call allowed
+    longer would answer an agent that has given up on it."""
+    assert load({f"production.web.{key}": "18"}).production.web.model_dump()[key] == 18
+    assert error_lines({f"production.web.{key}": "30"}) == [
+        f"blueprint.production.web.{key} = 30: Input should be less than or equal to 18"
+    ]
+
+
 def test_a_group_may_only_name_configured_tools() -> None:
     assert error_lines({"production.groups.customers.tools": '["knowledge_search", "drop_db"]'}) == [
         "blueprint.production.groups.customers.tools.1: unknown tool drop_db; allowed: find_orders, knowledge_search, web_browse, web_fetch"

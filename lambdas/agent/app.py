@@ -43,7 +43,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from agent.contract import AgentGroups, GroupModels, Settings
+from agent.contract import TOOL_CALL_SECONDS, AgentGroups, GroupModels, Settings
 from agent.memory import SessionMemory
 from agent.turn import run_turn
 from shared.agent_memory import actor_id
@@ -459,7 +459,7 @@ def service_from_environ() -> Service:
         settings,
         bedrock,
         TokenVerifier(issuer=settings.token_issuer, client_id=settings.token_client_id),
-        GatewayTools(settings.tools_gateway_url, timeout_seconds=min(20, settings.turn_seconds)),
+        GatewayTools(settings.tools_gateway_url, timeout_seconds=min(TOOL_CALL_SECONDS, settings.turn_seconds)),
         DocumentReader(settings.groups, AgentGroups),
         memory,
     )

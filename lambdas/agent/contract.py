@@ -9,12 +9,17 @@ Imports only the standard library, pydantic and shared's contract modules: the C
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Self
+from typing import Final, Self
 
 from pydantic import Field, model_validator
 
 from shared.contract import FunctionSettings
 from shared.runtime_config import ConfigLocation, RuntimeDocument
+
+# The longest an agent waits for one tool call's answer from the tools gateway (less when its turn
+# is shorter): a tool that may take longer (config checks the web tools') answers an agent that
+# has given up on it.
+TOOL_CALL_SECONDS: Final = 20
 
 
 class GroupModels(RuntimeDocument):

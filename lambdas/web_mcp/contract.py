@@ -111,7 +111,7 @@ class Settings(FunctionSettings):
     content_types: tuple[str, ...] = ("text/html", "text/plain", "application/xhtml+xml")
     https_only: bool = True
     browser_id: str = "aws.browser.v1"
-    browse_timeout_seconds: float = Field(default=30, gt=0)
+    browse_timeout_seconds: float = Field(default=18, gt=0)  # config's web.browse_timeout_seconds
 
 
 _Url = Annotated[

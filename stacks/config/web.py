@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from agent.contract import TOOL_CALL_SECONDS
 from stacks.config.base import ConfigModel
 from stacks.config.fields import DomainName, MimeType
 
@@ -24,6 +25,11 @@ class GroupWebConfig(ConfigModel):
     )
 
 
+# A web call's time at most: the agent's wait for a tool's answer, less the tools gateway's own hops
+# (its interceptors and the call to the server).
+WEB_CALL_SECONDS = TOOL_CALL_SECONDS - 2
+
+
 class WebConfig(ConfigModel):
     """The web MCP server (lambdas/web_mcp) on AgentCore Runtime, behind the tools gateway."""
 
@@ -35,10 +41,18 @@ class WebConfig(ConfigModel):
     )
     max_redirects: int = Field(default=5, ge=0, le=10, description="Redirects a fetch follows, each checked again.")
     timeout_seconds: float = Field(
-        default=10, gt=0, le=60, description="Seconds one fetch may take, redirects and every read together."
+        default=10,
+        gt=0,
+        le=WEB_CALL_SECONDS,
+        description="Seconds one fetch may take, redirects and every read together; at most what an agent waits "
+        "for a tool's answer (20 s) less the tools gateway's hops.",
     )
     browse_timeout_seconds: float = Field(
-        default=30, gt=0, le=120, description="Seconds one web_browse may take, the browser session included."
+        default=WEB_CALL_SECONDS,
+        gt=0,
+        le=WEB_CALL_SECONDS,
+        description="Seconds one web_browse may take, the browser session included; at most what an agent waits "
+        "for a tool's answer (20 s) less the tools gateway's hops.",
     )
     max_chars: int = Field(
         default=20_000, ge=1000, le=200_000, description="Characters of text a call returns at most."

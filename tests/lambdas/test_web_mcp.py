@@ -64,7 +64,7 @@ def test_settings_defaults_and_round_trip() -> None:
     )
     assert settings.https_only
     assert settings.browser_id == "aws.browser.v1"
-    assert settings.browse_timeout_seconds == 30
+    assert settings.browse_timeout_seconds == 18
     assert settings.content_types == ("text/html", "text/plain", "application/xhtml+xml")
     assert Settings.from_environ(settings.environment()) == settings
     assert settings.policy.profile == "web-policy"  # where the groups' domains are: AppConfig
