@@ -48,6 +48,7 @@ class PullSource(BaseModel):
     since_param: str
     timeout_seconds: float
     max_attempts: int
+    max_response_bytes: int  # a larger page is refused as it streams
 
 
 class Settings(FunctionSettings):

@@ -364,6 +364,8 @@ class Endpoint(Protocol):
     def max_attempts(self) -> int: ...
     @property
     def secret_name(self) -> str: ...
+    @property
+    def max_response_bytes(self) -> int: ...
 
 
 def client_for(endpoint: Endpoint, *, clock: Callable[[], float] = time.monotonic) -> LegacyClient:
@@ -375,7 +377,6 @@ def client_for(endpoint: Endpoint, *, clock: Callable[[], float] = time.monotoni
         token_path=endpoint.token_path,
         timeout_seconds=endpoint.timeout_seconds,
         max_attempts=endpoint.max_attempts,
-        # Optional: not every endpoint states a cap (the pull connector's source takes the default).
-        max_response_bytes=getattr(endpoint, "max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES),
+        max_response_bytes=endpoint.max_response_bytes,
     )
     return LegacyClient(settings, lambda: secret_credentials(endpoint.secret_name), clock=clock)

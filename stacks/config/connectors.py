@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from shared.landing import REALTIME_PREFIX
+from shared.tools import DEFAULT_MAX_RESPONSE_BYTES
 from stacks.config.base import ConfigModel, KeyedError
 from stacks.config.fields import (
     Classification,
@@ -76,6 +77,14 @@ class PullConnectorConfig(ConfigModel):
         "that much back.",
     )
     max_attempts: int = Field(default=3, ge=1, le=5, description="Attempts per call (retries with backoff).")
+    max_response_bytes: int = Field(
+        default=DEFAULT_MAX_RESPONSE_BYTES,
+        ge=131_072,
+        le=33_554_432,
+        description="The largest page the function reads from the source (bytes): a larger one is refused as it "
+        "streams, never held in memory, and fails the run with the watermark kept. A page is parsed whole: size "
+        "functions.connector_pull.memory_mb for several times it.",
+    )
 
 
 class ConnectorsConfig(ConfigModel):

@@ -49,6 +49,7 @@ SOURCE = PullSource(
     since_param="updated_since",
     timeout_seconds=1,
     max_attempts=1,
+    max_response_bytes=1_048_576,
 )
 
 
@@ -214,6 +215,26 @@ def test_an_upstream_outage_fails_the_run_and_keeps_the_watermark(aws: Aws, sour
     with pytest.raises(ToolError):
         run_pull(aws, source_api)
     assert pull.Watermarks(aws.dynamodb.Table("registry")).get(SOURCE.name) is None
+
+
+def test_a_page_over_the_sources_byte_cap_fails_the_run_and_keeps_the_watermark(
+    aws: Aws, source_api: LegacyApi
+) -> None:
+    """connectors.pull.<name>.max_response_bytes: a page larger than it is refused as it streams,
+    the run fails with nothing landed and the watermark where it was, and the same page under a
+    larger cap lands."""
+    from shared.tool_errors import ToolError
+
+    client = LegacyClient(
+        ClientSettings(base_url=source_api.url, max_attempts=1, max_response_bytes=2_000),
+        lambda: Credentials(CLIENT_ID, CLIENT_SECRET),
+        clock=Clock(),
+    )
+    watermarks = pull.Watermarks(aws.dynamodb.Table("registry"))
+    with pytest.raises(ToolError, match="larger than 2000 bytes"):
+        pull.pull(client, SOURCE, s3=aws.s3, sqs=aws.sqs, watermarks=watermarks, dlq_url=aws.dlq_url, bucket=LANDING)
+    assert (aws.landing_versions(), watermarks.get(SOURCE.name)) == ([], None)
+    assert run_pull(aws, source_api)[0].landed == ARTICLE_COUNT - 1  # ClientSettings' default cap: 1 MiB
 
 
 def test_a_record_normalizes_to_markdown_with_its_source() -> None:

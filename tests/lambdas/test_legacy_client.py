@@ -8,7 +8,6 @@ import json
 import random
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import boto3
@@ -16,6 +15,7 @@ import pytest
 from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
 
+from connector_pull.contract import PullSource
 from legacy_tools.contract import LegacyApi as ApiSettings
 from shared import legacy_client
 from shared.legacy_client import (
@@ -31,6 +31,7 @@ from shared.legacy_client import (
 from shared.tool_errors import ToolError
 from shared.tools import DEFAULT_MAX_RESPONSE_BYTES, longest_call_seconds
 from tests.lambdas.legacy_api import CLIENT_ID, CLIENT_SECRET, CUSTOMER_ID, Answer, LegacyApi, serve
+from tests.lambdas.test_connectors import SOURCE
 
 CUSTOMER = f"/v2/customers/{CUSTOMER_ID}"
 UNUSABLE = "the service's answer is unusable: "
@@ -229,26 +230,18 @@ def test_client_for_times_and_retries_as_the_endpoint_says(api: LegacyApi, monke
     assert len(api.requests) == 4
 
 
-@dataclass(frozen=True)
-class Source:
-    """An endpoint that states no byte cap (as the pull connector's source does not)."""
-
-    base_url: str
-    token_path: str = "/oauth/token"
-    timeout_seconds: float = 10
-    max_attempts: int = 1
-    secret_name: str = "team/articles"
-
-
 @pytest.mark.usefixtures("known_secret")
 def test_client_for_caps_answers_at_the_endpoints_bytes_or_the_default(api: LegacyApi) -> None:
+    """A legacy API's tools and a pull connector's source each read at most the bytes their config
+    states (by default DEFAULT_MAX_RESPONSE_BYTES)."""
     api.answers[CUSTOMER] = Answer(body=b"{}", content_length=DEFAULT_MAX_RESPONSE_BYTES + 1)
-    error = failure(lambda: legacy_client.client_for(Source(api.url), clock=still).get(CUSTOMER))
+    error = failure(lambda: legacy_client.client_for(endpoint(api), clock=still).get(CUSTOMER))
     assert error.message == f"the service's answer is larger than {DEFAULT_MAX_RESPONSE_BYTES} bytes"
-    capped = endpoint(api, max_response_bytes=1000)
-    api.answers[CUSTOMER] = Answer(body=b"{}", content_length=1001)
-    error = failure(lambda: legacy_client.client_for(capped, clock=still).get(CUSTOMER))
-    assert error.message == "the service's answer is larger than 1000 bytes"
+    source = PullSource(**{**SOURCE.model_dump(), "base_url": api.url, "max_response_bytes": 200_000})
+    for capped, cap in ((endpoint(api, max_response_bytes=1000), 1000), (source, 200_000)):
+        api.answers[CUSTOMER] = Answer(body=b"{}", content_length=cap + 1)
+        error = failure(lambda: legacy_client.client_for(capped, clock=still).get(CUSTOMER))  # noqa: B023
+        assert error.message == f"the service's answer is larger than {cap} bytes"
 
 
 # How long a token is held: its expires_in less TOKEN_SKEW_SECONDS, a day at most, five minutes
