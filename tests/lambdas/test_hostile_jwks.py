@@ -288,6 +288,17 @@ def test_no_read_is_made_once_the_deadline_is_reached(jwks: tuple[str, list[Answ
         fetcher(issuer, clock=lambda: next(at_deadline)).fetch_data()
 
 
+def test_a_read_with_under_a_second_left_before_the_deadline_is_still_made(
+    jwks: tuple[str, list[Answer], threading.Event], signing_key: rsa.RSAPrivateKey
+) -> None:
+    """Only a deadline reached stops the reads: with half a second of the 3 s left at every read
+    (the clock standing at 2.5 s), the key set is read and verifies."""
+    issuer, answers, _ = jwks
+    answers.append(body(200, good_keys(signing_key)))
+    late = itertools.chain([0.0], itertools.repeat(2.5))
+    assert [key["kid"] for key in fetcher(issuer, clock=lambda: next(late)).fetch_data()["keys"]] == ["key-1"]
+
+
 def test_a_key_set_read_in_several_chunks_still_verifies(
     jwks: tuple[str, list[Answer], threading.Event], signing_key: rsa.RSAPrivateKey
 ) -> None:
