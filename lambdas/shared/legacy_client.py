@@ -100,13 +100,13 @@ class LegacyClient:
         *,
         http: urllib3.PoolManager | None = None,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         self._settings = settings
         self._credentials = credentials
         self._http = http or pool_manager()
         self._clock = clock
-        self._sleep = sleep
+        self._sleep = sleep or time.sleep  # looked up when the client is made (a default would bind it at import)
         self._token: str | None = None
         self._token_expires = 0.0
         self.token_fetches = 0  # observable: the tests and the bench count round trips

@@ -135,6 +135,21 @@ def test_backoff_doubles_from_the_configured_seconds(api: LegacyApi, monkeypatch
     assert slept == [0.5, 1.0, 2.0]
 
 
+def test_a_client_made_without_a_sleep_waits_with_time_sleep_as_it_is_when_made(
+    api: LegacyApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The deployed functions make their client without ``sleep``: it is time.sleep looked up when
+    the client is made (not bound when the module was imported), so the backoffs are really waited."""
+    slept: list[float] = []
+    monkeypatch.setattr(time, "sleep", slept.append)
+    monkeypatch.setattr(random, "uniform", lambda low, high: high)
+    settings = ClientSettings(base_url=api.url, timeout_seconds=10, max_attempts=3, backoff_seconds=0.25)
+    made = LegacyClient(settings, lambda: Credentials(CLIENT_ID, CLIENT_SECRET), clock=still)
+    api.faults += [500, 500]
+    assert made.get(CUSTOMER)[0]["data"]["customerId"] == CUSTOMER_ID
+    assert slept == [0.25, 0.5]
+
+
 # Credentials from Secrets Manager (through Powertools' cached reader).
 
 
