@@ -111,9 +111,7 @@ class Metric(StrEnum):
     """The gateway's metrics (EMF, in the tier's namespace)."""
 
     REQUESTS = "Requests"
-    REFUSALS = "Refusals"
     UPSTREAM_ERRORS = "UpstreamErrors"
-    QUOTA_REFUSALS = "QuotaRefusals"
     QUOTA_REFUSALS_BY_GROUP = "QuotaRefusalsByGroup"  # by Group alone
     LEDGER_LATENCY = "LedgerLatency"
     METERING_ERRORS = "MeteringErrors"

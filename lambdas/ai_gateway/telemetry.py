@@ -98,7 +98,7 @@ class Telemetry:
         self._stages.correlate(conversation)
 
     def refused(self, status: int, code: str, *, log: bool = True) -> None:
-        self._count(Metric.REFUSALS)
+        # Counted by the stage metrics (a stage's outcome) and, for quotas, QuotaRefusalsByGroup.
         if log:
             self._logger.info("refused", extra={"status": status, "error": code})
 
@@ -164,7 +164,6 @@ class Telemetry:
     # --- the ledger ----------------------------------------------------------------------------
 
     def quota_refused(self, group: str) -> None:
-        self._count(Metric.QUOTA_REFUSALS)
         # A line of its own, written now: the quota Contributor Insights rule counts such lines
         # by the first metric of their first directive (stacks/production/observability.py).
         emit(Metric.QUOTA_REFUSALS_BY_GROUP, COUNT, 1, {str(Dimension.GROUP): group})

@@ -18,11 +18,15 @@ DIRECT_PREFIX = "direct/"
 MACIE_QUARANTINE_PREFIX = "macie/"
 # A record the processor could neither process nor dead-letter (alarmed by the knowledge stack).
 LOST_RECORDS_METRIC = "RecordsLost"
+# An invocation whose event is no SQS batch (the processor invoked by hand or by a wrong trigger):
+# alarmed by the knowledge stack, since SQS never sends one.
+REFUSED_EVENTS_METRIC = "EventsRefused"
 
 __all__ = [
     "DIRECT_PREFIX",
     "LOST_RECORDS_METRIC",
     "REALTIME_PREFIX",
+    "REFUSED_EVENTS_METRIC",
     "ClassificationReaders",
     "PipelineSettings",
     "ProcessorSettings",

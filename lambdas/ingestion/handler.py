@@ -33,7 +33,7 @@ from aws_lambda_powertools.utilities.idempotency import (
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
-from ingestion.contract import LOST_RECORDS_METRIC, ClassificationReaders, ProcessorSettings
+from ingestion.contract import LOST_RECORDS_METRIC, REFUSED_EVENTS_METRIC, ClassificationReaders, ProcessorSettings
 from ingestion.copies import CopyTooSlowError
 from ingestion.events import MalformedEventError, ObjectRef, OcrJob, object_ref, ocr_job
 from ingestion.knowledge import KnowledgeBase
@@ -364,7 +364,7 @@ def _undeliverable(record: Any, position: int, reason: str) -> None:
 
 
 def _refuse(event: Any, reason: str) -> dict[str, Any]:
-    metrics.add_metric(name="EventsRefused", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name=REFUSED_EVENTS_METRIC, unit=MetricUnit.Count, value=1)
     logger.error("event refused: not an SQS batch", extra={"reason": reason, "event_type": type(event).__name__})
     return {"batchItemFailures": []}
 

@@ -39,6 +39,7 @@ from ingestion.contract import (
     DIRECT_PREFIX,
     LOST_RECORDS_METRIC,
     REALTIME_PREFIX,
+    REFUSED_EVENTS_METRIC,
     ClassificationReaders,
     ProcessorSettings,
 )
@@ -502,6 +503,22 @@ class IngestionPipeline(Construct):
             ),
             description="The ingestion processor got a record it could neither process nor dead-letter "
             "(its log line says why)",
+            topic=topic,
+        )
+        # An invocation that was no SQS batch: someone or something other than the queues invoked
+        # the processor (SQS never sends one), and whatever it meant to ingest was not.
+        alarm(
+            self,
+            "EventsRefused",
+            cloudwatch.Metric(
+                namespace=self._context.metrics_namespace,
+                metric_name=REFUSED_EVENTS_METRIC,
+                dimensions_map={Dimension.SERVICE: "ingestion"},
+                statistic="Sum",
+                period=Duration.minutes(5),
+            ),
+            description="The ingestion processor was invoked with an event that is no SQS batch "
+            "(its log line names the event's type)",
             topic=topic,
         )
         return topic

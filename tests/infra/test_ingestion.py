@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from aws_cdk import App, Stack, aws_s3 as s3
 
-from ingestion.contract import DIRECT_PREFIX, LOST_RECORDS_METRIC, MACIE_QUARANTINE_PREFIX
+from ingestion.contract import DIRECT_PREFIX, LOST_RECORDS_METRIC, MACIE_QUARANTINE_PREFIX, REFUSED_EVENTS_METRIC
 from stacks.config import load_config
 from stacks.production.ingestion import OCR_ACTIONS
 from stacks.production.macie import job_digest, severities_from
@@ -512,13 +512,19 @@ def test_the_macie_responder_may_take_out_any_document_and_write_quarantine_copi
     }
 
 
-def test_a_record_the_processor_could_neither_process_nor_dead_letter_alarms(knowledge: dict[str, Any]) -> None:
-    alarm = props(knowledge, "AWS::CloudWatch::Alarm", "IngestionRecordsLost")
+@pytest.mark.parametrize(
+    ("alarm_id", "metric"),
+    [("IngestionRecordsLost", LOST_RECORDS_METRIC), ("IngestionEventsRefused", REFUSED_EVENTS_METRIC)],
+)
+def test_a_record_lost_or_an_event_that_is_no_sqs_batch_alarms(
+    knowledge: dict[str, Any], alarm_id: str, metric: str
+) -> None:
+    alarm = props(knowledge, "AWS::CloudWatch::Alarm", alarm_id)
     environment = props(knowledge, "AWS::Lambda::Function", "IngestionProcessor")["Environment"]["Variables"]
     # as the processor's Powertools metrics write it (tests/lambdas/test_fuzz_events_ingestion_envelopes.py)
     assert (alarm["Namespace"], alarm["MetricName"], alarm["Statistic"]) == (
         environment["POWERTOOLS_METRICS_NAMESPACE"],
-        LOST_RECORDS_METRIC,
+        metric,
         "Sum",
     )
     assert alarm["Dimensions"] == [{"Name": "service", "Value": environment["POWERTOOLS_SERVICE_NAME"]}]

@@ -28,7 +28,7 @@ from botocore.exceptions import ClientError
 from hypothesis import HealthCheck, event as note, example, given, settings, strategies as st
 
 from ingestion import handler
-from ingestion.contract import LOST_RECORDS_METRIC
+from ingestion.contract import LOST_RECORDS_METRIC, REFUSED_EVENTS_METRIC
 from ingestion.events import ObjectRef
 from ingestion.pipeline import document_id
 from ingestion.registry import DEAD_LETTERED
@@ -348,5 +348,8 @@ def test_an_event_that_is_no_sqs_batch_is_refused_with_a_logged_reason(
     (refusal,) = [line for line in lines if line.get("message") == "event refused: not an SQS batch"]
     assert refusal["level"] == "ERROR"
     assert refusal["reason"]
+    # counted as the knowledge stack's alarm reads it (tests/infra/test_ingestion.py)
+    (counted,) = [line[REFUSED_EVENTS_METRIC] for line in lines if "_aws" in line and REFUSED_EVENTS_METRIC in line]
+    assert counted in (1.0, [1.0])
     assert world.calls == []
     assert aws.registry_items() == before
