@@ -12,7 +12,8 @@ Through the deployed handlers (lambda_handler, stream_handler), it reports:
   and the model stream's own first token;
 - characters sent to the input guardrail on the last turn of a 1-, 10- and 50-turn conversation
   (each turn ~500 characters of question and ~500 of answer, resent whole every turn, with a
-  session id), counted from the ApplyGuardrail calls themselves.
+  session id, and again without one, as the openai SDKs send them), counted from the
+  ApplyGuardrail calls themselves.
 
     python bench/critical_path_bench.py                      this tree
     BASELINE=a38222f python bench/critical_path_bench.py     and a git revision, side by side
@@ -218,8 +219,9 @@ def measure() -> dict[str, Any]:
             assert response["statusCode"] == 200, response
             return elapsed
 
-        def session_turns(turns: int, session: str) -> tuple[float, int]:
-            """Turns 1..turns of one session; the last turn's latency and input characters."""
+        def session_turns(turns: int, session: str | None) -> tuple[float, int]:
+            """Turns 1..turns of one session (None: a client naming none, whose thread is its
+            opening); the last turn's latency and input characters."""
             elapsed = 0.0
             for turn in range(1, turns + 1):
                 before = bedrock.input_chars
@@ -237,6 +239,7 @@ def measure() -> dict[str, Any]:
                 stream_first_token.append(_first_token(latency))
         latency.on = False
         chars = {turns: session_turns(turns, f"chars-session-{turns:02}")[1] for turns in TURNS}
+        chars_sessionless = {turns: session_turns(turns, None)[1] for turns in TURNS}
     finally:
         sys.stdout = real_stdout
     return {
@@ -247,6 +250,7 @@ def measure() -> dict[str, Any]:
         "stream_end": statistics.median(s[1] for s in streamed) if streamed else None,
         "stream_model_first_token": statistics.median(stream_first_token) if stream_first_token else None,
         "chars": chars,
+        "chars_sessionless": chars_sessionless,
         "message_cap_lifted": lifted,
     }
 
@@ -336,6 +340,11 @@ def report(columns: dict[str, dict[str, Any]]) -> None:
         line(
             f"input guardrail characters, last turn of {turns} turns",
             [f"{c['chars'][str(turns)]:,}" for c in columns.values()],
+        )
+    for turns in TURNS:  # a revision before 2026-12-06 did not measure it
+        line(
+            f"  the same, no session id (the openai SDK), {turns} turns",
+            [f"{c['chars_sessionless'][str(turns)]:,}" if "chars_sessionless" in c else "-" for c in columns.values()],
         )
     for name, c in columns.items():
         if c["message_cap_lifted"]:

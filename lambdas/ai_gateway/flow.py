@@ -197,22 +197,28 @@ class Flow:
         return verdict
 
     def screen_and_admit(
-        self, request: GenerationRequest, turns: Sequence[Turn], transcripts: Transcripts | None = None
+        self,
+        request: GenerationRequest,
+        turns: Sequence[Turn],
+        transcripts: Transcripts | None = None,
+        *,
+        kept_as: str | None = None,
     ) -> tuple[Admission, Screened]:
         """The request's units admitted while its texts (``turns``, as (role, text)) go through the
-        input screen, against the session's transcript when ``transcripts`` is given. The screen's
-        refusal or failure wins (InputBlockedError, UpstreamError), and then whatever was admitted
-        is released; otherwise the admission's refusal (QuotaRefusedError, DuplicateRequestError)."""
+        input screen, against the transcript ``transcripts`` keeps under ``kept_as`` (by default the
+        request's conversation) when it is given. The screen's refusal or failure wins
+        (InputBlockedError, UpstreamError), and then whatever was admitted is released; otherwise
+        the admission's refusal (QuotaRefusedError, DuplicateRequestError)."""
         admitting = self._concurrently(self._admit, request)
         try:
-            screened = self._screen_turns(request, turns, transcripts)
+            screened = self._screen_turns(request, turns, transcripts, kept_as or request.conversation)
         except BaseException:
             self._abandon(request, admitting)
             raise
         return admitting.result(), screened
 
     def _screen_turns(
-        self, request: GenerationRequest, turns: Sequence[Turn], transcripts: Transcripts | None
+        self, request: GenerationRequest, turns: Sequence[Turn], transcripts: Transcripts | None, kept_as: str
     ) -> Screened:
         texts = [text for _, text in turns]
         if transcripts is None:
@@ -220,7 +226,7 @@ class Flow:
         # The newest texts (the caller's turn, and the answer it replies to) are checked while the
         # transcript is read; then whatever of the history before them it does not hold.
         start = _newest(turns)
-        reading = self._concurrently(self._known, transcripts, request)
+        reading = self._concurrently(self._known, transcripts, kept_as, request.caller)
         try:
             newest = self.screen(texts[start:], request.conversation).texts
         finally:  # awaited even when the check refuses: nothing of this request outlives it
@@ -231,18 +237,18 @@ class Flow:
         final = (*stored[:matched], *checked, *newest)
         draft = Draft(
             transcripts,
-            request.conversation,
+            kept_as,
             request.caller,
             known,
             tuple((role, sent, text) for (role, sent), text in zip(turns, final, strict=True)),
         )
         return Screened(final, draft)
 
-    def _known(self, transcripts: Transcripts, request: GenerationRequest) -> Known:
-        """The session's transcript, or an empty one when it cannot be read (everything is checked):
-        whatever goes wrong here, the screen's own answer stands."""
+    def _known(self, transcripts: Transcripts, kept_as: str, caller: Caller) -> Known:
+        """The transcript kept as ``kept_as``, or an empty one when it cannot be read (everything is
+        checked): whatever goes wrong here, the screen's own answer stands."""
         try:
-            return transcripts.read(request.conversation, request.caller)
+            return transcripts.read(kept_as, caller)
         except Exception as error:
             self._telemetry.transcript_failed("read", error)
             return Known.empty()

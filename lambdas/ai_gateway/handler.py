@@ -19,7 +19,7 @@ OpenAI routes OpenAI's {"error": {"message", "type", "param", "code"}}; prompts 
 never logged.
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from functools import cache
@@ -65,7 +65,7 @@ from ai_gateway.request import OUTPUT_TYPE, SESSION_ID, GatewayError, Incoming
 from ai_gateway.router import ModelForbiddenError, ModelRouter, candidates
 from ai_gateway.stream_runtime import StreamedResponse
 from ai_gateway.telemetry import Telemetry
-from ai_gateway.transcript import Transcripts
+from ai_gateway.transcript import Transcripts, Turn, thread_of
 from shared import snapstart
 from shared.aws_errors import INVALID_RESPONSE, RETRY_AFTER_SECONDS, UpstreamError
 from shared.bodies import clip
@@ -220,9 +220,9 @@ def chat() -> Response[Any]:
     )
     # Every turn is the client's text, its "assistant" turns included: all of it is guarded, once
     # per session (the session's transcript holds what was checked before).
-    admission, screened = current.screen_and_admit(
-        generation, [(m.role, m.content) for m in request.messages], _transcripts(request.session_id)
-    )
+    turns = [(m.role, m.content) for m in request.messages]
+    transcripts, kept_as = _kept(caller, request.session_id, turns)
+    admission, screened = current.screen_and_admit(generation, turns, transcripts, kept_as=kept_as)
     messages = [
         {"role": m.role, "content": [{"text": text}]} for m, text in zip(request.messages, screened.texts, strict=True)
     ]
@@ -448,7 +448,9 @@ def completion_generation(
     )
     # System messages are the client's text too: guarded like every turn, then added to the
     # output type's instructions, never in their place.
-    admission, screened = current.screen_and_admit(generation, text.roles_and_texts(), _transcripts(session_id))
+    turns = text.roles_and_texts()
+    transcripts, kept_as = _kept(caller, session_id, turns)
+    admission, screened = current.screen_and_admit(generation, turns, transcripts, kept_as=kept_as)
     system, messages = text.converse_messages(screened.texts)
     return current, replace(generation, messages=messages, system=system, transcript=screened.transcript), admission
 
@@ -548,10 +550,16 @@ def _models(group: GroupPolicy, requested: str | None) -> list[str]:
         raise GatewayError(403, "model_forbidden", str(error)) from None
 
 
-def _transcripts(session_id: str | None) -> Transcripts | None:
-    """The sessions' transcripts for a request that names its session (without one, a request is
-    its own conversation: all of it is checked, nothing kept)."""
-    return dependencies().transcripts if session_id else None
+def _kept(caller: Caller, session_id: str | None, turns: Sequence[Turn]) -> tuple[Transcripts | None, str | None]:
+    """Where a request's guarded transcript is kept (transcripts, and its key: None for the
+    request's conversation): its session's when it names one; for a client that names none (the
+    openai SDKs and LangChain send none) the thread its resent history continues
+    (transcript.thread_of), for this caller only; nowhere without the store or a user text."""
+    store = dependencies().transcripts
+    if store is None or session_id:
+        return store, None
+    thread = thread_of(turns)
+    return (store, runtime_session_id(caller.group, caller.user, thread)) if thread else (None, None)
 
 
 def _check_size(chars: int) -> None:

@@ -18,6 +18,13 @@ always checked: the caller's new turn together with the answer it replies to (an
 only the output guardrail, which has no prompt-attack filter, so it enters the transcript once the
 input guardrail has seen it resent). Nothing is refused for differing: it is checked like new text.
 
+**A client that names no session** (the openai SDKs, LangChain's ChatOpenAI and most OpenAI-API
+clients send none) resends its conversation all the same: its transcript is kept under the
+conversation's **thread** (:func:`thread_of`), a digest of the texts it resends unchanged on every
+turn, up to and including its first user text. Two conversations of one caller that open alike
+share a thread: each turn rewrites it with its own texts, so the other's next turn matches less
+and is checked more, never less (the chained digests still decide what is used).
+
 **What is stored.** One DynamoDB item per session (``conversation``: the session's runtime id,
 derived from the caller's group, user and session id), encrypted with the tier key, expiring
 ``ttl_seconds`` after its last turn (an expired item is ignored before DynamoDB deletes it). The
@@ -28,7 +35,7 @@ checked it: after a guardrail change, everything is checked again. Each turn rew
 that turn's texts only, so an item is never larger than one request (a larger one is not written).
 
 **Never a reason to fail a turn.** The transcript only saves checks: an unreadable, malformed or
-expired item reads as empty (everything checked, as without a session); a write that fails, is too
+expired item reads as empty (everything checked); a write that fails, is too
 large or loses a race with a concurrent turn of the same session (the item's version) is skipped.
 """
 
@@ -55,7 +62,21 @@ CONDITION_FAILED = "ConditionalCheckFailedException"
 # What the gateway does to a session's item: read it, write it over the version it read.
 ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem")
 ASSISTANT = "assistant"  # the role of a delivered answer
+USER = "user"
 Turn = tuple[str, str]  # (role, text)
+
+
+def thread_of(turns: Sequence[Turn]) -> str | None:
+    """The thread a request that names no session continues: a digest of its texts up to and
+    including its first user text, which a client resends unchanged on every turn of the
+    conversation (None when it has no user text)."""
+    opening = next((n + 1 for n, (role, _) in enumerate(turns) if role == USER), None)
+    if opening is None:
+        return None
+    digest = hashlib.sha256()
+    for role, text in turns[:opening]:
+        digest.update(f"{len(role)}:{role}{len(text)}:{text}".encode())
+    return f"thread-{digest.hexdigest()}"
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from ai_gateway.ledger import Ledger
 from ai_gateway.models import Caller
 from ai_gateway.router import ModelRouter
 from ai_gateway.telemetry import Telemetry
-from ai_gateway.transcript import KEY, Known, Transcripts
+from ai_gateway.transcript import KEY, Known, Transcripts, thread_of
 from shared.aws_errors import UpstreamError
 from shared.telemetry import CONVERSATION
 from tests.lambdas.bedrock_fakes import converse_answer
@@ -191,13 +191,33 @@ def test_history_is_matched_by_position_and_what_differs_is_checked(
     assert chat([*sent, ("user", "Q3")], "turn-3").status == 200
 
 
-def test_without_a_session_every_turn_is_checked_whole(sessions: Gateway) -> None:
+def test_without_a_session_the_resent_history_is_matched_by_the_thread_it_opens(sessions: Gateway) -> None:
+    """A client that names no session (the openai SDKs, LangChain) resends its conversation: the
+    turns that open it alike are its thread, so only the newest texts are checked again; another
+    conversation (another opening) or another caller with the same texts gets nothing of it."""
     guard_input(sessions.bedrock, ["Hi?"])
     answers(sessions, "Hello.")
     assert chat([("user", "Hi?")], "turn-1", session=None).status == 200
-    guard_input(sessions.bedrock, ["Hi?", "Hello.", "More?"])
+    guard_input(sessions.bedrock, ["Hello.", "More?"])  # not "Hi?" again
     answers(sessions, "Sure.")
     assert chat([("user", "Hi?"), ("assistant", "Hello."), ("user", "More?")], "turn-2", session=None).status == 200
+    guard_input(sessions.bedrock, ["Hello.", "More?"])  # the newest texts first, as always
+    guard_input(sessions.bedrock, ["Hey?"])  # another opening: another thread, its history checked
+    answers(sessions, "Sure.")
+    assert chat([("user", "Hey?"), ("assistant", "Hello."), ("user", "More?")], "turn-3", session=None).status == 200
+    guard_input(sessions.bedrock, ["Hello.", "More?"])
+    guard_input(sessions.bedrock, ["Hi?"])  # user-2: the same texts, none of user-1's thread
+    answers(sessions, "Sure.")
+    messages = [("user", "Hi?"), ("assistant", "Hello."), ("user", "More?")]
+    assert chat(messages, "turn-4", session=None, authorizer=USER_2).status == 200
+
+
+def test_a_thread_is_its_texts_up_to_the_first_user_text() -> None:
+    opening = [("system", "Be brief."), ("user", "Hi?")]
+    assert thread_of(opening) == thread_of([*opening, ("assistant", "Hello."), ("user", "More?")])
+    assert thread_of(opening) != thread_of([("system", "Be terse."), ("user", "Hi?")])
+    assert thread_of([("system", "ab"), ("user", "c")]) != thread_of([("system", "a"), ("user", "bc")])
+    assert thread_of([("system", "Be brief.")]) is None  # no user text: nothing to continue
 
 
 def test_another_caller_with_the_same_session_id_gets_nothing_of_the_transcript(sessions: Gateway) -> None:
@@ -259,6 +279,33 @@ def test_an_openai_session_checks_only_the_new_message(sessions: Gateway, served
         extra_headers={**headers, "Idempotency-Key": "openai-turn-2"},
     )
     assert reply.choices[0].message.content == "Within 30 days."
+
+
+def test_the_openai_sdk_naming_no_session_has_each_turns_new_text_checked_once_over_ten_turns(
+    sessions: Gateway,
+    served: Served,  # noqa: F811
+) -> None:
+    """The SDK as teams use it: no session id, the whole conversation resent every turn. Each turn
+    sends the guardrail only the answer it replies to and the new question, however long the
+    conversation has grown (its thread, transcript.thread_of, holds the rest)."""
+    sdk = client(served)
+    conversation: list[dict[str, str]] = [{"role": "system", "content": "Be brief."}]
+    for turn in range(1, 11):  # each guardrail call is the one queued for its turn (the stubber checks)
+        question, answer = f"Question {turn}?", f"Answer {turn}."
+        if turn == 1:
+            guard_input(sessions.bedrock, [question])
+            guard_input(sessions.bedrock, ["Be brief."])
+        else:
+            guard_input(sessions.bedrock, [conversation[-1]["content"], question])
+        answers(sessions, answer)
+        conversation.append({"role": "user", "content": question})
+        reply = sdk.chat.completions.create(
+            model=PRO,
+            messages=conversation,  # type: ignore[arg-type]
+            extra_headers={"Idempotency-Key": f"sdk-turn-{turn}"},
+        )
+        assert reply.choices[0].message.content == answer
+        conversation.append({"role": "assistant", "content": answer})
 
 
 def test_a_streamed_session_continues_from_the_answer_as_the_caller_received_it(
