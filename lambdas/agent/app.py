@@ -5,8 +5,9 @@
                         "models", "max_tokens", "turn_seconds"
                         ->  {"answer", "model", "session_id", "tool_calls", "usage", ...}
 
-Only the AI gateway can invoke the runtime (IAM inbound auth; its role alone holds the grant). It
-forwards the caller's access token in ``CALLER_TOKEN_HEADER``, which the agent verifies itself
+Only the AI gateway can invoke the runtime (IAM inbound auth; the roles of its gateway function,
+its streaming function and its jobs worker alone hold the grant). It forwards the caller's access
+token in ``CALLER_TOKEN_HEADER``, which the agent verifies itself
 (signature against the pool's keys, issuer, expiry, ``token_use``, app client) before it uses it:
 a forged or expired token gets a 401 and no tools. With that token the agent calls the tools
 gateway, so it sees and calls only the caller's tools; and it binds the session to the caller's

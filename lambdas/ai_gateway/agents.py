@@ -1,6 +1,7 @@
 """Agents on AgentCore Runtime, invoked by the gateway on the caller's behalf.
 
-The runtimes authorize with IAM and only the gateway function's role may invoke them, so
+The runtimes authorize with IAM and only the gateway's roles (its function's, its streaming
+function's and its jobs worker's) may invoke them, so
 InvokeAgentRuntime is an ordinary botocore call, SigV4-signed with the function's credentials.
 The caller's access token travels in AgentCore's allowlisted custom header (CALLER_TOKEN_HEADER),
 inside the signature and never as Authorization: the agent reaches the tools gateway as the

@@ -1,5 +1,5 @@
 """The web tools' refusals: the tools' shared error taxonomy (shared.tool_errors) plus a short
-``reason`` code naming what was wrong (e.g. ``private_address``, ``too_large``, ``timeout``,
+``reason`` code naming what was wrong (e.g. ``address_not_allowed``, ``too_large``, ``timeout``,
 ``content_blocked``), so an agent and a test can tell refusals of the same kind apart. Messages
 name the offending URL part, address or limit, never page content."""
 

@@ -106,7 +106,7 @@ def agent_stack_name(tier: str, agent: str) -> str:
 class AgentStack(Stack):
     """One agent on AgentCore Runtime.
 
-    - The Runtime: IAM inbound auth (the AI gateway's role is the only invoker), the caller's token
+    - The Runtime: IAM inbound auth (the AI gateway's roles are the only invokers), the caller's token
       forwarded in one allowlisted custom header for the agent to verify, tracing on, idle sessions
       ended per config; its environment says where the groups document is, not what it holds.
     - Its role: its groups' models, the shared memory (read), the groups document (read).
@@ -148,7 +148,7 @@ class AgentStack(Stack):
             runtime_name=runtime_name(context.prefix, name),
             description=agent.description,
             agent_runtime_artifact=agent_artifact(),
-            # IAM inbound auth: only a principal granted InvokeAgentRuntime (the AI gateway's role)
+            # IAM inbound auth: only a principal granted InvokeAgentRuntime (the AI gateway's roles)
             # can reach the agent; a user's token alone cannot.
             authorizer_configuration=agentcore.RuntimeAuthorizerConfiguration.using_iam(),
             request_header_configuration=agentcore.RequestHeaderConfiguration(allowlisted_headers=FORWARDED_HEADERS),
