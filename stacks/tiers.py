@@ -26,6 +26,7 @@ def tier_stacks(scope: App | Stage, tier: Tier, config: BlueprintConfig) -> list
                 prefix=prefix,
                 workload=name,
                 config=config.sandbox_for(name),
+                prompt=config.workloads[name].generation.prompt,
                 env=env,
                 stack_name=stack_name,
             )

@@ -775,6 +775,28 @@ def test_a_workload_is_checked_against_production_and_types_nothing_twice(cdk_co
     assert "policy_answer" in load_config(promoted).production.output_types
 
 
+@pytest.mark.parametrize(
+    ("prompt", "problem"),
+    [
+        ("x" * 3_729, "is 3,729 characters; the sandbox's query function takes at most 3,728"),
+        ("Cite $search_results$ first.", "holds $search_results$, which RetrieveAndGenerate would fill in"),
+    ],
+)
+def test_a_sandbox_workloads_prompt_must_fit_retrieve_and_generates_template(
+    cdk_context: dict[str, Any], prompt: str, problem: str
+) -> None:
+    """The sandbox's query function answers with the prompt inside RetrieveAndGenerate's 4,000-character
+    template: a prompt it cannot send fails config naming the key; in production stage it may be longer."""
+    key = "blueprint.workloads.support.generation.prompt"
+    with pytest.raises(ConfigError) as raised:
+        load_config({**cdk_context, key: prompt})
+    assert str(raised.value).startswith(f"{key}: in sandbox stage the prompt {problem}")
+    assert "allowed: text of at most 3,728 characters without $search_results$" in str(raised.value)
+    assert load_config({**cdk_context, key: "x" * 3_728}).workloads["support"].generation.prompt == "x" * 3_728
+    promoted = {**cdk_context, key: "x" * 4_000, "blueprint.workloads.support.stage": "production"}
+    assert load_config(promoted).workloads["support"].generation.prompt == "x" * 4_000
+
+
 def test_two_workloads_cannot_sell_the_same_output(cdk_context: dict[str, Any]) -> None:
     declared = load_config(cdk_context).workloads["support"].model_dump(mode="json")
     twin = {**declared, "stage": "production", "team": "another"}

@@ -5,12 +5,14 @@ naming the field or what is wrong with the body (not base64, not UTF-8, not JSON
 number past what the parser takes); an upstream failure the answer shared.aws_errors gives it:
 throttled, a 429; the question rejected, a 400; anything else a 502, the platform's set-up
 refused (model access, a knowledge base or index that is not there) included. The question is
-never logged.
+never logged. Both paths answer as the workload's tuned prompt instructs, within the rules every
+answer keeps (contract.py); the prompt is read once, from the file its layer holds.
 """
 
 import time
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -27,6 +29,7 @@ from prototype_query.contract import Dimension, Metric, Settings
 from prototype_query.models import QueryRequest, Source
 from shared.aws_errors import RETRY_AFTER_SECONDS, UpstreamError
 from shared.bodies import BodyError, json_bytes, problems
+from shared.contract import SettingsError, variable
 from shared.http_events import FUNCTION_URL, misshapen
 from shared.logs import log_unexpected, service_logger
 
@@ -56,6 +59,20 @@ class Clients:
 @cache
 def settings() -> Settings:
     return Settings.from_environ()
+
+
+@cache
+def prompt() -> str:
+    """The workload's tuned prompt, from the file its layer holds (Settings.system_prompt_file); a
+    file that is not there, not UTF-8 or blank is a deploy fault (SettingsError)."""
+    path = settings().system_prompt_file
+    try:
+        text = Path(path).read_bytes().decode("utf-8")  # as written: no newline translated
+    except (OSError, UnicodeDecodeError) as error:
+        raise SettingsError(f"{variable('system_prompt_file')}: {path} unreadable ({type(error).__name__})") from None
+    if not text.strip():
+        raise SettingsError(f"{variable('system_prompt_file')}: {path} is blank")
+    return text
 
 
 @cache
@@ -90,6 +107,7 @@ def query() -> Response[Any]:
             clients().bedrock,
             index_id=config.kendra_index_id or "",
             model_arn=config.generation_model_arn,
+            prompt=prompt(),
             question=request.question,
             max_passages=config.max_passages,
             max_answer_tokens=config.max_answer_tokens,
@@ -99,6 +117,7 @@ def query() -> Response[Any]:
             clients().agent_runtime,
             knowledge_base_id=config.knowledge_base_id,
             model_arn=config.generation_model_arn,
+            prompt=prompt(),
             question=request.question,
             max_passages=config.max_passages,
             max_answer_tokens=config.max_answer_tokens,

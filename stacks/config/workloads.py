@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from prototype_query.contract import MAX_PROMPT_CHARS, TEMPLATE_PLACEHOLDERS, prompt_problem
 from shared.meaning import Meaning
 from stacks.config.base import ConfigModel, KeyedError
 from stacks.config.fields import Classification, Emails, GroupName, ModelId, SnakeName, TagValue, ToolName
@@ -66,7 +67,11 @@ class WorkloadGeneration(ConfigModel):
         "sandbox.query.generation_model_id.",
     )
     prompt: str = Field(
-        min_length=1, max_length=4000, description="The system prompt: each output type's instructions by default."
+        min_length=1,
+        max_length=4000,
+        description="The system prompt: the sandbox query function's (in sandbox stage at most 3,728 characters, "
+        "which RetrieveAndGenerate's template holds beside the rules every answer keeps, and without its "
+        "placeholders), and each output type's instructions by default.",
     )
 
 
@@ -172,6 +177,18 @@ class WorkloadConfig(ConfigModel):
     agent: WorkloadAgent | None = Field(default=None, description="Its agent, named after the workload; null: none.")
     evaluation: WorkloadEvaluation = Field(default_factory=WorkloadEvaluation, description="Its golden cases.")
     sandbox: WorkloadSandbox = Field(description="Its sandbox's expiry, budget and Kendra switch.")
+
+    @model_validator(mode="after")
+    def _sandbox_can_answer_with_the_prompt(self) -> WorkloadConfig:
+        """In sandbox stage the query function answers with the prompt, inside RetrieveAndGenerate's
+        prompt template (prototype_query.contract): refused now, naming the key, not at synth."""
+        if self.stage == "sandbox" and (problem := prompt_problem(self.generation.prompt)):
+            raise KeyedError(
+                ("generation", "prompt"),
+                f"in sandbox stage the prompt {problem}",
+                allowed=f"text of at most {MAX_PROMPT_CHARS:,} characters without {', '.join(TEMPLATE_PLACEHOLDERS)}",
+            )
+        return self
 
 
 def production_additions(workloads: dict[str, Any]) -> dict[str, Any]:

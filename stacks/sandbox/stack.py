@@ -24,10 +24,20 @@ class SandboxStack(Stack):
     """Everything a prototype needs, in one stack so that one `cdk destroy` removes it all.
 
     Every resource is DESTROY (buckets are emptied first) and the stack carries an expiry tag.
+    ``config`` is the tier's settings with the workload's own (BlueprintConfig.sandbox_for);
+    ``prompt`` is the workload's tuned ``generation.prompt``, which its query function answers with.
     """
 
     def __init__(
-        self, scope: Construct, id: str, *, prefix: str, workload: str, config: SandboxConfig, **kwargs: Any
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        prefix: str,
+        workload: str,
+        config: SandboxConfig,
+        prompt: str,
+        **kwargs: Any,
     ) -> None:
         super().__init__(scope, id, **kwargs)
         name = f"{prefix}-{Tier.SANDBOX}-{workload}"
@@ -75,6 +85,7 @@ class SandboxStack(Stack):
             self,
             "Query",
             config=config.query,
+            prompt=prompt,
             knowledge_base=knowledge_base,
             kendra=kendra,
             metrics_namespace=f"{prefix}/{Tier.SANDBOX}/{workload}",

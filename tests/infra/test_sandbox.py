@@ -1,14 +1,20 @@
-"""What matters in the sandbox template: encryption, TLS, IAM scope, KB storage, Kendra switch."""
+"""What matters in the sandbox template: encryption, TLS, IAM scope, KB storage, Kendra switch,
+the workload's prompt."""
 
 from __future__ import annotations
 
 import copy
 import json
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 import pytest
+from aws_cdk import App, Stack
 
-from stacks.config import SandboxConfig, load_config
+from prototype_query.contract import MAX_PROMPT_CHARS, PROMPT_FILE
+from stacks.config import ConfigError, SandboxConfig, load_config
+from stacks.sandbox.prototype_query import PromptBundle, PrototypeQuery
+from stacks.shared.lambda_function import LAMBDA_ENVIRONMENT_BYTES, TOKEN_BYTES
 from tests.infra import iam_coverage
 from tests.infra.cfn import name_of, only, props, render, resources, role_permissions, trust
 from tests.infra.conftest import Assembly, Synthesizer
@@ -259,7 +265,7 @@ def test_query_function_has_the_house_defaults_and_an_iam_authorized_url(
         "SystemLogLevel": "WARN",
         "LogGroup": "<QueryFunctionLogs>",
     }
-    assert render(fn["Layers"]) == ["<DependencyLayer>"]
+    assert render(fn["Layers"]) == ["<DependencyLayer>", "<QueryPrompt>"]
     env = render(fn["Environment"]["Variables"])
     assert env["KNOWLEDGE_BASE_ID"] == f"<{name_of(sandbox, KB)}.KnowledgeBaseId>"
     assert env["GENERATION_MODEL_ARN"] == generation_arn(config)
@@ -272,6 +278,80 @@ def test_query_function_has_the_house_defaults_and_an_iam_authorized_url(
     logs = props(sandbox, "AWS::Logs::LogGroup", "QueryFunctionLogs")
     assert logs["RetentionInDays"] == config.log_retention_days
     assert render(logs["KmsKeyId"]) == "<Key.Arn>"
+
+
+def test_query_function_reads_the_workloads_prompt_from_its_own_layer(
+    sandbox: dict[str, Any], assembly: Assembly, cdk_context: dict[str, Any]
+) -> None:
+    """The workload's tuned generation.prompt, byte for byte, is the one file of the function's
+    prompt layer, and its environment says where Lambda puts it (under /opt)."""
+    prompt = load_config(cdk_context).workloads["support"].generation.prompt
+    fn = props(sandbox, "AWS::Lambda::Function", "QueryFunction")
+    layer_id, layer = only(sandbox, "AWS::Lambda::LayerVersion", "QueryPrompt")
+    assert {"Ref": layer_id} in fn["Layers"]
+    assert fn["Environment"]["Variables"]["SYSTEM_PROMPT_FILE"] == f"/opt/{PROMPT_FILE}"
+    staged = assembly.outdir / layer["Metadata"]["aws:asset:path"]
+    assert [p.relative_to(staged).as_posix() for p in staged.rglob("*") if p.is_file()] == [PROMPT_FILE]
+    assert (staged / PROMPT_FILE).read_bytes() == prompt.encode("utf-8")
+    assert (layer["Properties"]["CompatibleRuntimes"], layer["Properties"]["CompatibleArchitectures"]) == (
+        ["python3.14"],
+        ["arm64"],
+    )
+    assert layer["DeletionPolicy"] == layer["UpdateReplacePolicy"] == "Delete"
+
+
+def test_a_prompt_of_the_configs_longest_would_not_fit_the_functions_environment(sandbox: dict[str, Any]) -> None:
+    """Why the prompt is a layer's file: Lambda holds 4 KB of variables, and what the function's
+    already take (each deploy-time value counted at its least, as BlueprintFunction weighs it)
+    leaves less than the 4,000 characters generation.prompt may have."""
+    variables = props(sandbox, "AWS::Lambda::Function", "QueryFunction")["Environment"]["Variables"]
+    taken = sum(
+        len(name) + (len(value.encode()) if isinstance(value, str) else TOKEN_BYTES)
+        for name, value in variables.items()
+    )
+    assert 400 < taken < 700  # (what lambdas/prototype_query/contract.py says: about 500 bytes)
+    assert taken + len("SYSTEM_PROMPT") + 4000 > LAMBDA_ENVIRONMENT_BYTES
+
+
+@pytest.mark.parametrize(
+    ("prompt", "problem"),
+    [
+        (
+            "p" * (MAX_PROMPT_CHARS + 1),
+            f"is {MAX_PROMPT_CHARS + 1:,} characters; .* takes at most {MAX_PROMPT_CHARS:,}",
+        ),
+        ("Cite as $output_format_instructions$ says.", r"holds \$output_format_instructions\$"),
+        (" ", "is blank"),
+    ],
+)
+def test_a_prompt_the_function_cannot_send_fails_synth_naming_the_stack_and_key(
+    prompt: str, problem: str, config: SandboxConfig
+) -> None:
+    """Refused before any resource is made (so the construct's other props are never read)."""
+    stack = Stack(App(), "genai-sandbox-team")
+    with pytest.raises(ConfigError, match=f"^genai-sandbox-team: the workload's generation.prompt {problem}"):
+        PrototypeQuery(
+            stack,
+            "Query",
+            config=config.query,
+            prompt=prompt,
+            knowledge_base=cast(Any, None),
+            kendra=None,
+            metrics_namespace="test",
+            log_retention_days=1,
+            log_key=cast(Any, None),
+        )
+    (query,) = stack.node.children
+    assert not query.node.children
+
+
+def test_the_prompt_layer_holds_the_prompt_as_written_and_its_hash_follows_it(tmp_path: Path) -> None:
+    prompt = "Line one.\r\nLigne deux, très courte.\n"
+    bundle = PromptBundle(prompt)
+    assert bundle.try_bundle(str(tmp_path)) is True
+    assert [p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()] == [PROMPT_FILE]
+    assert (tmp_path / PROMPT_FILE).read_bytes() == prompt.encode("utf-8")
+    assert PromptBundle(prompt).asset_hash == bundle.asset_hash != PromptBundle(prompt.strip()).asset_hash
 
 
 def test_budget_alerts_the_configured_addresses(sandbox: dict[str, Any], config: SandboxConfig) -> None:

@@ -192,6 +192,7 @@ def _pre_token(monkeypatch: pytest.MonkeyPatch, _: pytest.FixtureRequest) -> Inv
 def _prototype_query(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Invoke:
     settings = QuerySettings(knowledge_base_id="KB12345678", generation_model_arn="arn:aws:bedrock:model")
     monkeypatch.setattr(prototype_query, "settings", lambda: settings)
+    monkeypatch.setattr(prototype_query, "prompt", lambda: "Be brief.")  # the workload's, which its layer holds
     client = boto3.client("bedrock-agent-runtime", region_name="us-east-1")
     stubber = Stubber(client)
     stubber.activate()

@@ -65,20 +65,25 @@ FAKE = Failing()
 
 
 @pytest.fixture(scope="module", autouse=True)
-def fake_aws() -> Iterator[None]:
+def fake_aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    prompt = tmp_path_factory.mktemp("prompt-layer") / "system_prompt.txt"  # the workload's, as its layer holds it
+    prompt.write_text("Answer from the passages, briefly.", encoding="utf-8")
     patch = pytest.MonkeyPatch()
     for name, value in {
         "KNOWLEDGE_BASE_ID": "KB1",
         "GENERATION_MODEL_ARN": "arn:model",
         "KENDRA_INDEX_ID": "idx",
+        "SYSTEM_PROMPT_FILE": str(prompt),
     }.items():
         patch.setenv(name, value)
     handler.settings.cache_clear()
+    handler.prompt.cache_clear()
     patch.setattr(handler, "clients", lambda: handler.Clients(agent_runtime=FAKE, kendra=FAKE, bedrock=FAKE))
     yield
     FAKE.error = None
     patch.undo()
     handler.settings.cache_clear()
+    handler.prompt.cache_clear()
 
 
 def check(response: dict[str, Any]) -> Any:

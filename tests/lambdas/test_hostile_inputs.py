@@ -69,6 +69,7 @@ def prototype(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     query.settings.cache_clear()
     fake = AnyCall()
     monkeypatch.setattr(query, "clients", lambda: query.Clients(agent_runtime=fake, kendra=fake, bedrock=fake))
+    monkeypatch.setattr(query, "prompt", lambda: "Answer briefly.")  # the workload's, which its layer holds
     yield
     query.settings.cache_clear()
 
