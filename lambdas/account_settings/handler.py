@@ -27,11 +27,13 @@ from pydantic import ValidationError
 
 from account_settings.settings import (
     ApiGatewayLoggingProperties,
+    MacieJobsLogGroupProperties,
     MacieProperties,
     ModelInvocationLoggingProperties,
     Outcome,
     TransactionSearchProperties,
     api_gateway_logging,
+    macie_jobs_log_group,
     macie_session,
     model_invocation_logging,
     transaction_search,
@@ -52,6 +54,7 @@ SETTINGS = (
     "macie",
     "api_gateway_logging",
     "transaction_search_ready",
+    "macie_jobs_log_group",
 )
 # What to do when a setting is still not in place as the invocation's time runs out (the stack
 # event's reason), where "deploy again" alone is not the whole answer.
@@ -162,6 +165,8 @@ def adopt(event: dict[str, Any], clients: Clients) -> Outcome:
         )
     if setting == "transaction_search_ready":
         return transaction_search_ready(clients("xray"), clients("logs"))
+    if setting == "macie_jobs_log_group":
+        return macie_jobs_log_group(clients("logs"), MacieJobsLogGroupProperties.model_validate(props))
     raise AssertionError(setting)  # (setting_of knows only the settings above)
 
 

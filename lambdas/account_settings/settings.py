@@ -67,6 +67,10 @@ class MacieProperties(_Properties):
     JobsLogRetentionDays: int = Field(ge=1)
 
 
+class MacieJobsLogGroupProperties(_Properties):
+    JobsLogRetentionDays: int = Field(ge=1)
+
+
 class ApiGatewayLoggingProperties(_Properties):
     RoleArn: str = Field(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$")
 
@@ -194,6 +198,13 @@ def model_invocation_logging(
 
 
 # --- Macie --------------------------------------------------------------------------------------
+
+
+def macie_jobs_log_group(logs: Any, props: MacieJobsLogGroupProperties) -> Outcome:
+    """For a Macie session the stack manages (``AWS::Macie::Session``): only the classification
+    jobs' log group, made with a retention if Macie has not made it yet, as an adopted session's."""
+    ensure_log_group(logs, MACIE_JOBS_LOG_GROUP, props.JobsLogRetentionDays)
+    return Outcome(True, {"LogGroupName": MACIE_JOBS_LOG_GROUP})
 
 
 def macie_session(macie: Any, logs: Any, props: MacieProperties, *, client_token: str) -> Outcome:

@@ -98,6 +98,7 @@ class AccountSettings(Construct):
         config = self._config = context.config
         self._key = context.key
         self._adopter: _Adopter | None = None
+        self._waiter: _Adopter | None = None
         settings = config.account_settings
         self._transaction_search(settings.transaction_search)
         self._model_invocation_logging(settings.model_invocation_logging)
@@ -109,6 +110,14 @@ class AccountSettings(Construct):
         if self._adopter is None:
             self._adopter = _Adopter(self, "Adopter", context=self._context)
         return self._adopter
+
+    @property
+    def waiter(self) -> _Adopter:
+        """The adopting function again, with a role of its own that only reads: what waits for a
+        setting the stack manages can change nothing, whatever the adopter's role may write."""
+        if self._waiter is None:
+            self._waiter = _Adopter(self, "Waiter", context=self._context)
+        return self._waiter
 
     # --- X-Ray Transaction Search ------------------------------------------------------------------
 
@@ -148,7 +157,7 @@ class AccountSettings(Construct):
             # The agents' online evaluation (stacks deployed after this one) needs aws/spans when it
             # is created, and X-Ray makes it only once its CloudWatchLogs destination is ACTIVE, which
             # CloudFormation's resource is not documented to wait for: this stack completes only then.
-            ready = self.adopter.wait_for(
+            ready = self.waiter.wait_for(
                 "TransactionSearchReady",
                 setting="transaction_search_ready",
                 statements=[iam.PolicyStatement(actions=TRANSACTION_SEARCH_READY_ACTIONS, resources=["*"])],
@@ -296,28 +305,38 @@ class AccountSettings(Construct):
     def _macie(self, mode: AccountSettingMode) -> None:
         if mode == OFF:
             return
+        jobs_logs = log_group_arn(self, MACIE_JOBS_LOG_GROUP)
+        retention = {"JobsLogRetentionDays": str(self._config.log_retention_days)}
+        jobs_log_group = iam.PolicyStatement(actions=LOG_GROUP_ACTIONS, resources=[jobs_logs, f"{jobs_logs}:*"])
         if mode == MANAGE:
             _keep(macie.CfnSession(self, "Macie", status="ENABLED", finding_publishing_frequency=MACIE_PUBLISHING))
+            # Macie makes its jobs' log group on the first job, kept forever: made first here, as
+            # for an adopted session (never touched when it exists).
+            self.adopter.adopt(
+                "MacieJobsLogGroup",
+                setting="macie_jobs_log_group",
+                properties=retention,
+                statements=[
+                    iam.PolicyStatement(actions=["logs:DescribeLogGroups"], resources=["*"]),
+                    jobs_log_group,
+                ],
+            )
         else:
-            jobs_logs = log_group_arn(self, MACIE_JOBS_LOG_GROUP)
             self.adopter.adopt(
                 "MacieSession",
                 setting="macie",
-                properties={
-                    "FindingPublishingFrequency": MACIE_PUBLISHING,
-                    "JobsLogRetentionDays": str(self._config.log_retention_days),
-                },
+                properties={"FindingPublishingFrequency": MACIE_PUBLISHING, **retention},
                 statements=[
                     iam.PolicyStatement(actions=[*MACIE_ACTIONS, "logs:DescribeLogGroups"], resources=["*"]),
-                    iam.PolicyStatement(actions=LOG_GROUP_ACTIONS, resources=[jobs_logs, f"{jobs_logs}:*"]),
+                    jobs_log_group,
                     self.adopter.service_linked_role("macie.amazonaws.com"),
                 ],
             )
-            acknowledge(
-                self.adopter.policy,
-                f"AwsSolutions-IAM5[Resource::{nag_arn(self, 'logs', f'log-group:{MACIE_JOBS_LOG_GROUP}:*')}]",
-                "Creating Macie's classification-job log group with a retention, if Macie has not made it yet.",
-            )
+        acknowledge(
+            self.adopter.policy,
+            f"AwsSolutions-IAM5[Resource::{nag_arn(self, 'logs', f'log-group:{MACIE_JOBS_LOG_GROUP}:*')}]",
+            "Creating Macie's classification-job log group with a retention, if Macie has not made it yet.",
+        )
         stack = Stack.of(self)
         # Macie reads the SSE-KMS objects it classifies, as its service-linked role. The role is
         # named in a condition, not as the principal: in a fresh account it exists only once Macie

@@ -342,7 +342,7 @@ def _writes(template: dict[str, Any], role: str) -> Iterator[tuple[str, str, Any
             for action in actions:
                 if action.split(":")[1].startswith(("Get", "Describe", "List")):
                     continue
-                own = action.startswith("xray:") or all(str(t).startswith("<AccountSettingsAdopter") for t in targets)
+                own = action.startswith("xray:") or all(str(t).startswith("<AccountSettingsWaiter") for t in targets)
                 if action not in OWN_PLUMBING or not own:
                     yield policy, action, targets
 
@@ -354,10 +354,11 @@ def test_a_managed_transaction_search_is_waited_for_reading_only(managed: Assemb
     foundation = managed.template("-production-foundation")
     assert _managed_search_problems(foundation) == []
     wait_id, wait = only(foundation, "Custom::TransactionSearchReady")
-    assert render(wait["Properties"]["ServiceToken"]).startswith("<AccountSettingsAdopterProviderframeworkonEvent")
+    # The adopting function with a role of its own (the adopter's may write: Macie's jobs log group).
+    assert render(wait["Properties"]["ServiceToken"]).startswith("<AccountSettingsWaiterProviderframeworkonEvent")
     assert wait.get("DeletionPolicy", "Delete") == "Delete"  # its delete does nothing: nothing to keep
-    # The policy it waits for holds exactly the reads (all four settings are managed: nothing else).
-    permissions = props(foundation, "AWS::IAM::Policy", "AccountSettingsAdopterPermissions")
+    # The policy it waits with holds exactly the reads.
+    permissions = props(foundation, "AWS::IAM::Policy", "AccountSettingsWaiterPermissions")
     (statement,) = permissions["PolicyDocument"]["Statement"]
     assert sorted(statement["Action"]) == ["logs:DescribeLogGroups", "xray:GetTraceSegmentDestination"]
     races = [r for r in deploy_checks.races(managed.templates, exempt=NOT_CHECKED_AT_CREATION) if r.resource == wait_id]
@@ -373,6 +374,28 @@ def test_a_managed_transaction_search_is_waited_for_reading_only(managed: Assemb
     assert evaluated
     for name in evaluated:
         assert foundation_name in _stack_dependencies(manifest, name), name
+
+
+def test_a_managed_macie_sessions_jobs_log_group_is_made_first_with_the_tiers_retention(
+    managed: Assembly, cdk_context: dict[str, Any]
+) -> None:
+    """Macie makes /aws/macie/classificationjobs on the first job, kept forever: with the session
+    managed, the adopting function makes it first with a retention (as for an adopted session),
+    and may write that log group only."""
+    foundation = managed.template("-production-foundation")
+    _, made = only(foundation, "Custom::AdoptedMacieJobsLogGroup")
+    assert made["Properties"]["Setting"] == "macie_jobs_log_group"
+    retention = cdk_context["blueprint"]["production"]["log_retention_days"]
+    assert made["Properties"]["JobsLogRetentionDays"] == str(retention)
+    permissions = props(foundation, "AWS::IAM::Policy", "AccountSettingsAdopterPermissions")
+    writes = {
+        action: render(statement["Resource"])
+        for statement in permissions["PolicyDocument"]["Statement"]
+        for action in (statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]])
+        if not action.split(":")[1].startswith("Describe")
+    }
+    jobs = "arn:aws:logs:us-east-1:<AWS::AccountId>:log-group:/aws/macie/classificationjobs"
+    assert writes == {action: [jobs, f"{jobs}:*"] for action in ("logs:CreateLogGroup", "logs:PutRetentionPolicy")}
 
 
 def _stack_dependencies(manifest: dict[str, Any], stack: str) -> set[str]:
@@ -400,10 +423,10 @@ def test_the_managed_search_check_finds_a_wait_that_runs_too_early_or_writes(man
     assert _managed_search_problems(early) == [f"{wait_id} can run before {search_id} is created"]
 
     writing = copy.deepcopy(foundation)
-    _, permissions = only(writing, "AWS::IAM::Policy", "AccountSettingsAdopterPermissions")
+    _, permissions = only(writing, "AWS::IAM::Policy", "AccountSettingsWaiterPermissions")
     permissions["Properties"]["PolicyDocument"]["Statement"][0]["Action"].append("xray:UpdateTraceSegmentDestination")
     (problem,) = _managed_search_problems(writing)
-    assert problem.startswith("AccountSettingsAdopterPermissions")
+    assert problem.startswith("AccountSettingsWaiterPermissions")
     assert "xray:UpdateTraceSegmentDestination on ['*']" in problem
 
     missing = copy.deepcopy(foundation)

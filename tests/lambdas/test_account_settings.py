@@ -396,6 +396,18 @@ def test_macie_off_is_enabled_with_a_token_that_makes_a_retry_idempotent(aws: St
     assert handler.adopt(event("macie", **MACIE), aws).data == {"Adopted": "enabled"}
 
 
+@pytest.mark.parametrize("exists", [False, True])
+def test_a_managed_sessions_jobs_log_group_is_made_with_a_retention_only_when_missing(
+    aws: Stubbed, exists: bool
+) -> None:
+    """The session is the stack's own (AWS::Macie::Session): only its jobs' log group is looked
+    after, made with the retention when Macie has not made it, the account's left as it is; Macie
+    itself is never called."""
+    jobs_log_group(aws, exists=exists)
+    outcome = handler.adopt(event("macie_jobs_log_group", JobsLogRetentionDays="365"), aws)
+    assert (outcome.complete, outcome.data) == (True, {"LogGroupName": JOBS_LOG_GROUP})
+
+
 def test_macie_enabled_by_a_delegated_administrator_is_adopted_untouched(aws: Stubbed) -> None:
     jobs_log_group(aws, exists=True)  # the account's own: left as it is (no retention put on it)
     aws.stub("macie2").add_response(
