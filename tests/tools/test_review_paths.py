@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 import re
 from typing import Any
 
@@ -296,6 +297,38 @@ def test_new_and_removed_data_resources_are_listed_with_their_settings() -> None
         f"{DATA}: new `Logs` (AWS::Logs::LogGroup): no encryption or retention settings",
     ]
     assert settings_of({"Guardrail": guardrail()}, {}) == [f"{DATA}: removed `Guardrail` (AWS::Bedrock::Guardrail)"]
+
+
+def processor(policies: dict[str, str]) -> dict[str, Any]:
+    """The ingestion processor as the knowledge stack writes it: each classification's policy for
+    personal data in its environment (CLASSIFICATION_POLICIES, JSON)."""
+    variables = {"CLASSIFICATION_POLICIES": json.dumps(policies), "DEFAULT_CLASSIFICATION": "internal"}
+    return {"Type": "AWS::Lambda::Function", "Properties": {"Environment": {"Variables": variables}}}
+
+
+def readers(readers: dict[str, list[str]]) -> dict[str, Any]:
+    """The ClassificationReaders runtime document (AppConfig): which groups may retrieve each classification."""
+    content = json.dumps({"classification_readers": readers}, separators=(",", ":"))
+    return {"Type": "AWS::AppConfig::HostedConfigurationVersion", "Properties": {"Content": content}}
+
+
+def test_a_classification_policy_or_its_readers_changed_in_config_is_a_data_handling_line() -> None:
+    """`production.ingestion.classifications.<c>.on_pii` reaches the processor's environment and a
+    group's `data_classifications` the readers document: each change is listed under data handling,
+    by the key that changed inside the JSON."""
+    policies = {"customer": "mask", "public": "quarantine"}
+    assert settings_of(
+        {"Processor": processor(policies)}, {"Processor": processor({**policies, "customer": "quarantine"})}
+    ) == [
+        f"{DATA}: `Processor` (AWS::Lambda::Function): `Environment.Variables.CLASSIFICATION_POLICIES (JSON) customer`: "
+        '`"mask"` → `"quarantine"`'
+    ]
+    before = {"customer": ["customer-gold"], "public": ["customer-gold"]}
+    after = {"customer": ["customer-gold", "customer-basic"], "public": ["customer-gold"]}
+    assert settings_of({"Readers": readers(before)}, {"Readers": readers(after)}) == [
+        f"{DATA}: `Readers` (AWS::AppConfig::HostedConfigurationVersion): "
+        '`Content (JSON) classification_readers.customer`: + `"customer-basic"`'
+    ]
 
 
 def test_a_change_outside_data_handling_is_not_listed_there() -> None:
