@@ -499,7 +499,7 @@ EQUIVALENT: dict[str, str] = {
     **{
         f"shared.legacy_client.xǁLegacyClientǁ__init____mutmut_{n}": "the held token's first state: _bearer "
         "asks `self._token is None` first, and a token of '' is due at once on a monotonic clock too"
-        for n in (7, 8, 9)
+        for n in (8, 9, 10)
     },
     **{
         f"shared.legacy_client.xǁLegacyClientǁget__mutmut_{n}": "a first value that is false either way "
