@@ -68,6 +68,47 @@ def test_a_sandbox_workload_has_its_own_prototype_stack_tagged_with_its_team(
     assert budget["BudgetLimit"]["Amount"] == config.sandbox_for(WORKLOAD).budget.monthly_limit_usd
 
 
+TWIN = "twin"
+
+
+@pytest.fixture(scope="module")
+def two_sandboxes(synthesize: Synthesizer, cdk_context: dict[str, Any]) -> Assembly:
+    """The sandbox tier with the tier's Kendra switch on and a second workload in sandbox stage:
+    the sample's declaration under another name and team, with its own budget, and no Kendra."""
+    declared = load_config(cdk_context).workloads[WORKLOAD].model_dump(mode="json")
+    sandbox = {
+        **declared["sandbox"],
+        "kendra": False,
+        "budget": {**declared["sandbox"]["budget"], "monthly_limit_usd": 77},
+    }
+    twin = {**declared, "team": "research", "sandbox": sandbox}
+    return synthesize(
+        tier="sandbox", **{"blueprint.sandbox.kendra.enabled": "true", f"blueprint.workloads.{TWIN}": twin}
+    )
+
+
+def test_two_sandbox_workloads_are_two_stacks_each_with_its_own_budget_tags_and_kendra_switch(
+    two_sandboxes: Assembly, cdk_context: dict[str, Any]
+) -> None:
+    prefix = load_config(cdk_context).prefix
+    assert sorted(two_sandboxes.templates) == sorted(f"{prefix}-sandbox-{name}" for name in (TWIN, WORKLOAD))
+    budgets, names = {}, set()
+    for name, team, kendra in (
+        (WORKLOAD, load_config(cdk_context).workloads[WORKLOAD].team, True),
+        (TWIN, "research", False),
+    ):
+        template = two_sandboxes.template(f"-sandbox-{name}")
+        tags = {t["Key"]: t["Value"] for t in props(template, "AWS::S3::Bucket", "Documents")["Tags"]}
+        assert (tags["workload"], tags["team"]) == (name, team)
+        budget = props(template, "AWS::Budgets::Budget")["Budget"]
+        budgets[name] = budget["BudgetLimit"]["Amount"]
+        names.add(budget["BudgetName"])
+        assert bool(resources(template, "AWS::Kendra::Index")) is kendra, name  # only where the workload asks
+    assert budgets[TWIN] == 77
+    assert budgets[WORKLOAD] != 77
+    assert len(names) == 2  # budget names are unique in an account: never shared
+
+
 def test_a_sandbox_workload_adds_nothing_to_production(assembly: Assembly) -> None:
     policy, _ = runtime_document(assembly.template("-production-gateway"), "gateway-policy")
     assert "policy_answer" not in policy["outputs"]
