@@ -77,12 +77,17 @@ def dependency_closure(template: Template, logical_id: str) -> set[str]:
     return seen
 
 
+# Policies of the template that attach themselves to roles (their Roles property): a role that
+# names a managed policy in ManagedPolicyArns is created after it, so only these can race.
+ATTACHED_POLICIES = ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy")
+
+
 def role_policies(template: Template, role: str) -> set[str]:
-    """The AWS::IAM::Policy resources attached to ``role``."""
+    """The policies attached to ``role`` by their own Roles property (inline and managed)."""
     return {
         name
         for name, resource in template["Resources"].items()
-        if resource["Type"] == "AWS::IAM::Policy" and {"Ref": role} in resource["Properties"].get("Roles", [])
+        if resource["Type"] in ATTACHED_POLICIES and {"Ref": role} in resource["Properties"].get("Roles", [])
     }
 
 

@@ -17,7 +17,7 @@ from stacks.shared.naming import pascal_case
 from tests.conftest import ROOT
 from tests.infra import deploy_checks, iam_coverage
 from tests.infra.cfn import only, props, render, resources
-from tests.infra.conftest import Assembly, Synthesizer
+from tests.infra.conftest import AGENT_STACK_INFIX, Assembly, Synthesizer
 from tests.infra.test_cfn_lint import cfn_lint
 
 ACCOUNT_SINGLETONS = {
@@ -218,6 +218,64 @@ def test_the_ordering_check_finds_a_custom_resource_that_does_not_wait(assembly:
     found = [r for r in deploy_checks.races(templates, exempt=NOT_CHECKED_AT_CREATION) if r.resource == setting_id]
     policies = {r.policy for r in found}
     assert any(p.startswith("AccountSettingsAdopterPermissions") for p in policies), found
+
+
+def test_the_ordering_check_sees_a_managed_policy_that_attaches_itself_to_the_role() -> None:
+    """Negative control: a customer managed policy naming the role in its Roles (none in the app
+    today) races a resource that uses the role as an inline policy would; one the role names in
+    ManagedPolicyArns is made before the role, so cannot."""
+    function = {"Type": "AWS::Lambda::Function", "Properties": {"Role": {"Fn::GetAtt": ["Role", "Arn"]}}}
+    template = {
+        "Resources": {
+            "Role": {"Type": "AWS::IAM::Role", "Properties": {}},
+            "Attached": {"Type": "AWS::IAM::ManagedPolicy", "Properties": {"Roles": [{"Ref": "Role"}]}},
+            "Function": function,
+        }
+    }
+    assert [str(r) for r in deploy_checks.races({"stack": template}, exempt={})] == [
+        "stack/Function can be created before Attached, the policy of the role Role it uses"
+    ]
+    function["DependsOn"] = ["Attached"]
+    assert list(deploy_checks.races({"stack": template}, exempt={})) == []
+
+
+DELIVERY_POLICIES = ("AWS::Logs::ResourcePolicy", "AWS::XRay::ResourcePolicy")
+
+
+def delivery_problems(templates: dict[str, Any], manifest: dict[str, Any]) -> list[str]:
+    """Log and trace deliveries that may be created before the resource policies that let
+    CloudWatch deliver (CloudWatch checks them when the delivery is made): each delivery waits for
+    its own stack's policies, or, in a stack without any, deploys after a stack that has them."""
+    problems = []
+    with_policies = {name for name, t in templates.items() if any(resources(t, kind) for kind in DELIVERY_POLICIES)}
+    for name, template in templates.items():
+        policies = {p for kind in DELIVERY_POLICIES for p in resources(template, kind)}
+        for delivery in resources(template, "AWS::Logs::Delivery"):
+            if policies:
+                missing = policies - deploy_checks.dependency_closure(template, delivery)
+                problems += [f"{name}/{delivery} can be created before {p}" for p in sorted(missing)]
+            elif not _stack_dependencies(manifest, name) & with_policies:
+                problems.append(f"{name}/{delivery} deploys after no stack with delivery policies")
+    return problems
+
+
+def test_every_delivery_is_created_after_the_policies_that_let_cloudwatch_deliver(assembly: Assembly) -> None:
+    manifest = json.loads((assembly.outdir / "manifest.json").read_text())
+    assert sum(len(resources(t, "AWS::Logs::Delivery")) for t in assembly.templates.values()) >= 3
+    assert delivery_problems(assembly.templates, manifest) == []
+    # Negative controls: the tools stack's deliveries and destinations without their DependsOn on
+    # the policies, and an agent's stack deploying after nothing.
+    templates = copy.deepcopy(assembly.templates)
+    tools = next(t for name, t in templates.items() if name.endswith("-production-tools"))
+    policies = {p for kind in DELIVERY_POLICIES for p in resources(tools, kind)}
+    for kind in ("AWS::Logs::Delivery", "AWS::Logs::DeliveryDestination"):
+        for resource in resources(tools, kind).values():
+            resource["DependsOn"] = [d for d in resource.get("DependsOn", []) if d not in policies]
+    assert any("-production-tools/" in p for p in delivery_problems(templates, manifest))
+    agent = next(name for name in templates if AGENT_STACK_INFIX in name)
+    alone = copy.deepcopy(manifest)
+    alone["artifacts"][agent]["dependencies"] = []
+    assert any(p.startswith(f"{agent}/") for p in delivery_problems(assembly.templates, alone))
 
 
 # --- retries after a rollback ----------------------------------------------------------------------
