@@ -425,7 +425,7 @@ def test_browses_a_page_with_steps_and_stops_the_session(world: World) -> None:
     assert body["url"] == url
     assert "# Rendered" in body["text"]
     assert body["external"] is True
-    assert world.sessions == ["start aws.browser.v1 90", "headers", "stop"]
+    assert world.sessions == ["start aws.browser.v1 78", "headers", "stop"]
     methods = world.cdp.methods()
     assert methods[:5] == [
         "Target.createTarget",
@@ -597,7 +597,7 @@ def test_browse_stops_the_session_on_timeout(world: World) -> None:
     is_error, body = browse_call(world, url)
     assert is_error
     assert body["error"]["reason"] == "timeout"
-    assert body["error"]["message"] == "the page did not arrive within 30 seconds"
+    assert body["error"]["message"] == "the page did not arrive within 18 seconds"
     assert world.sessions[-1] == "stop"
 
 
