@@ -4,7 +4,9 @@ Static analysis finds the calls. A function's code is its handler module and the
 lambdas/ it imports, transitively. A call is a method call with keyword arguments only, whose name
 is an operation of a service those modules make a boto3 client or resource for, and whose keywords
 that operation accepts (botocore's own service model says so). Powertools utilities that call AWS
-for the code (parameters, idempotency) are recognised by name.
+for the code (parameters, idempotency) are recognised by name; so are the objects of other libraries
+that call AWS for it (Strands' model, AgentCore's browser client), by the constructor the code makes
+them with: LIBRARY_CALLS lists the calls the methods the code uses make, read from the library's source.
 
 Each call becomes IAM actions on a resource. The resource is read from the call's resource
 argument: ``Bucket=self._settings.quarantine_bucket`` names the environment variable
@@ -156,6 +158,46 @@ COPY_SOURCES: dict[tuple[str, str], tuple[str, bool]] = {
     ("ingestion", "source"): ("finding.bucket", True),
     ("ingestion", "landed"): ("ref.bucket", True),
 }
+
+
+@dataclass(frozen=True)
+class LibraryCall:
+    """An AWS call a library's object makes for the code that made it. ``resource`` names where
+    the code says which resource: a keyword of the constructor (``model_id``), or ``method.keyword``,
+    that keyword of the calls of the object's method anywhere in the package's code. ``when``: the
+    call is made only where the object's configuration may say so: (constructor keyword, value,
+    the library's default for it)."""
+
+    service: str
+    operation: str  # the API operation (or the IAM action's name, for a call that is not an SDK one)
+    resource: str
+    when: tuple[str, object, object] | None = None
+
+
+# What a library's object calls, by the constructor the code makes it with (as the code names it):
+# the calls of the methods the code uses, as the library's source (at the version the runtimes
+# pin, lambdas/agent/requirements.txt) makes them. Their IAM actions are NEEDS's, or the service's.
+LIBRARY_CALLS: dict[str, tuple[LibraryCall, ...]] = {
+    # strands/models/bedrock.py (strands-agents 1.62.0): stream() -> converse (streaming=False) or converse_stream.
+    "BedrockModel": (
+        LibraryCall("bedrock-runtime", "Converse", "model_id", when=("streaming", False, True)),
+        LibraryCall("bedrock-runtime", "ConverseStream", "model_id", when=("streaming", True, True)),
+        # ... and count_tokens() -> count_tokens, with use_native_token_count=True only (else a local estimate).
+        LibraryCall("bedrock-runtime", "CountTokens", "model_id", when=("use_native_token_count", True, False)),
+    ),
+    # bedrock_agentcore/tools/browser_client.py (bedrock-agentcore 1.25.0): start, generate_ws_headers, stop.
+    "BrowserClient": (
+        # start() -> start_browser_session(browserIdentifier=identifier); the session's browser is that one.
+        LibraryCall("bedrock-agentcore", "StartBrowserSession", "start.identifier"),
+        # generate_ws_headers() SigV4-signs the automation stream's WebSocket (wss://…/browser-streams/
+        # <browser>/sessions/<id>/automation, opened by web_mcp.browse): no SDK operation, this action.
+        LibraryCall("bedrock-agentcore", "ConnectBrowserAutomationStream", "start.identifier"),
+        # stop() -> stop_browser_session(browserIdentifier=self.identifier) (get_session(), GetBrowserSession,
+        # is not on this path).
+        LibraryCall("bedrock-agentcore", "StopBrowserSession", "start.identifier"),
+    ),
+}
+_UNKNOWN = object()  # a keyword's value the code does not spell as a literal
 # boto3's managed copy (a client method of boto3's, not an API operation): CopyObject, or
 # HeadObject and a multipart upload of UploadPartCopy parts, aborted on failure.
 MANAGED_COPY = frozenset({"CopySource", "Bucket", "Key", "ExtraArgs", "Callback", "SourceClient", "Config"})
@@ -344,7 +386,11 @@ def calls_in(package: str, module: str) -> list[Call]:
     calls: dict[tuple[str, str, str | None], Call] = {}
     for path, nodes in code.items():
         for root in nodes:
-            for call in (*_sdk_calls(package, path, root, services), *_powertools_calls(package, path, root)):
+            for call in (
+                *_sdk_calls(package, path, root, services),
+                *_powertools_calls(package, path, root),
+                *_library_calls(package, path, root, code),
+            ):
                 calls[(call.where, call.action, call.resource)] = call
     return list(calls.values())
 
@@ -368,13 +414,13 @@ def _operation(node: ast.Call, services: set[str]) -> tuple[str, str] | None:
 
 
 @cache
-def _enclosing(path: str) -> dict[int, str]:
+def _enclosing(path: str) -> dict[int, ast.FunctionDef | ast.AsyncFunctionDef]:
     """The innermost function each node of a module is in, by node id."""
-    found: dict[int, str] = {}
+    found: dict[int, ast.FunctionDef | ast.AsyncFunctionDef] = {}
     for node in ast.walk(_parsed(path)):  # outer functions come first: inner ones overwrite
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             for inner in ast.walk(node):
-                found[id(inner)] = node.name
+                found[id(inner)] = node
     return found
 
 
@@ -427,8 +473,8 @@ class _Site:
     def call(self, operation: str, action: str, on: str | None, *, with_key: bool = True) -> Call:
         where = f"{self.path}:{self.node.lineno}"
         key = self.argument("Key") if with_key else None
-        function = _enclosing(self.path).get(id(self.node), "")
-        return Call(self.package, where, self.service, operation, action, on, key, function)
+        function = _enclosing(self.path).get(id(self.node))
+        return Call(self.package, where, self.service, operation, action, on, key, function.name if function else "")
 
 
 def _sdk_calls(package: str, path: str, tree: ast.AST, services: set[str]) -> Iterator[Call]:
@@ -496,6 +542,115 @@ def _powertools_calls(package: str, path: str, tree: ast.AST) -> Iterator[Call]:
             table = next(ast.unparse(k.value) for k in node.keywords if k.arg == "table_name")
             for operation in ("GetItem", "PutItem", "UpdateItem", "DeleteItem"):
                 yield Call(package, where, "dynamodb", operation, f"dynamodb:{operation}", table)
+
+
+def _library_calls(package: str, path: str, tree: ast.AST, code: Mapping[str, list[ast.AST]]) -> Iterator[Call]:
+    """The AWS calls libraries' objects make for the code, where the code makes them (LIBRARY_CALLS)."""
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and ast.unparse(node.func) in LIBRARY_CALLS):
+            continue
+        scope = _enclosing(path).get(id(node))
+        config = _Config.of(node.keywords, scope)
+        where = f"{path}:{node.lineno}"
+        for made in LIBRARY_CALLS[ast.unparse(node.func)]:
+            if made.when is not None and not config.may_be(*made.when):
+                continue
+            for action in _iam_actions(made.service, made.operation):
+                for resource in _library_resources(made.resource, config, code):
+                    function = scope.name if scope else ""
+                    yield Call(package, where, made.service, made.operation, action, resource, function=function)
+
+
+def _iam_actions(service: str, operation: str) -> list[str]:
+    """The IAM actions an operation needs (NEEDS's, else the service's action of that name)."""
+    if (service, operation) in NEEDS:
+        return [action for action, _ in NEEDS[(service, operation)]]
+    return [f"{_client(service).meta.service_model.signing_name}:{operation}"]
+
+
+def _library_resources(spec: str, config: _Config, code: Mapping[str, list[ast.AST]]) -> list[str]:
+    """The expressions naming a library call's resource: the constructor's keyword, or the keyword
+    of the calls of the object's method in the package's code (``method.keyword``; a call of a
+    method so named that lacks the keyword is another object's, or the library's default). Where
+    the code names none, the spec itself: the check reports it unresolved."""
+    method, _, keyword = spec.rpartition(".")
+    if not method:
+        found = [ast.unparse(value) for value in config.values.get(keyword, [])]
+    else:
+        found = [
+            ast.unparse(k.value)
+            for nodes in code.values()
+            for node in (n for root in nodes for n in ast.walk(root))
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == method
+            for k in node.keywords
+            if k.arg == keyword
+        ]
+    return sorted(set(found)) or [spec]
+
+
+@dataclass
+class _Config:
+    """What a constructor's keywords may be: each keyword's possible values (expressions), the
+    keywords it surely passes, and whether it may pass others too (a mapping not read here).
+    ``**name`` is read from the one assignment of ``name`` in the enclosing function, a dict
+    literal's ``**(a if c else b)`` from both branches."""
+
+    values: dict[str, list[ast.expr]] = field(default_factory=dict)
+    surely: set[str] = field(default_factory=set)
+    open: bool = False
+
+    @classmethod
+    def of(cls, keywords: list[ast.keyword], scope: ast.AST | None) -> _Config:
+        config = cls()
+        config.add([(k.arg, k.value) for k in keywords], scope, surely=True)
+        return config
+
+    def add(self, pairs: list[tuple[str | None, ast.expr]], scope: ast.AST | None, *, surely: bool) -> None:
+        for key, value in pairs:
+            if key is not None:
+                self.values.setdefault(key, []).append(value)
+                if surely:
+                    self.surely.add(key)
+            elif isinstance(value, ast.Dict) and all(k is None or isinstance(k, ast.Constant) for k in value.keys):
+                entries = [
+                    (None if k is None else str(ast.literal_eval(k)), v)
+                    for k, v in zip(value.keys, value.values, strict=True)
+                ]
+                self.add(entries, scope, surely=surely)
+            elif isinstance(value, ast.IfExp):
+                self.add([(None, value.body), (None, value.orelse)], scope, surely=False)
+            elif isinstance(value, ast.Name) and (assigned := _assigned(scope, value.id)) is not None:
+                self.add([(None, assigned)], scope, surely=surely)
+            else:
+                self.open = True
+
+    def may_be(self, keyword: str, value: object, default: object) -> bool:
+        """Whether ``keyword`` may have ``value`` (the library's ``default`` where it may be absent)."""
+        possible = [_literal(v) for v in self.values.get(keyword, [])]
+        if keyword not in self.surely:
+            possible.append(default)
+        return self.open or _UNKNOWN in possible or value in possible
+
+
+def _assigned(scope: ast.AST | None, name: str) -> ast.expr | None:
+    """The value of the one assignment of ``name`` in ``scope`` (None: none, or several)."""
+    if scope is None:
+        return None
+    values = [
+        node.value
+        for node in ast.walk(scope)
+        if isinstance(node, ast.Assign | ast.AnnAssign)
+        and node.value is not None
+        and [ast.unparse(t) for t in (node.targets if isinstance(node, ast.Assign) else [node.target])] == [name]
+    ]
+    return values[0] if len(values) == 1 else None
+
+
+def _literal(value: ast.expr) -> object:
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, TypeError, SyntaxError):
+        return _UNKNOWN
 
 
 # --- the template side ------------------------------------------------------------------------

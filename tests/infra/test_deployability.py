@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -92,11 +93,39 @@ def test_every_aws_call_in_the_code_is_allowed_by_its_functions_role(assembly: A
     coverage = iam_coverage.check(assembly.templates)
     assert coverage.unresolved == []
     assert [str(f) for f in coverage.findings] == []
-    # The analysis sees the code: every runner, and the calls the pipeline is known to make.
-    assert coverage.calls >= 80, coverage
     assert coverage.matched == coverage.actions
+    # The analysis sees the code: the calls the pipeline is known to make (how many calls in all:
+    # the next test), and those libraries make for the runtimes (iam_coverage.LIBRARY_CALLS).
     processor = {(c.where.split(":")[0], c.action) for c in iam_coverage.calls_in("ingestion", "handler")}
     assert {("ingestion/pipeline.py", "s3:DeleteObject"), ("ingestion/pipeline.py", "s3:GetObject")} <= processor
+    model, browser = _where("agent/turn.py", "BedrockModel("), _where("web_mcp/server.py", "BrowserClient(")
+    runners = iam_coverage.runners(assembly.templates)
+    made = {
+        (runner.logical_id, call.where, call.action, iam_coverage.target_of(call, runner))
+        for runner in runners
+        for call in iam_coverage.calls_in(runner.package, runner.module)
+        if call.where in (model, browser)
+    }
+    agents = [r.logical_id for r in runners if r.package == "agent"]
+    (web,) = [r.logical_id for r in runners if r.package == "web_mcp"]
+    assert agents
+    # Each agent's models, chosen per turn from its callers' groups: Converse only (streaming=False),
+    # which InvokeModel authorizes; the web server's browser sessions, on its browser (BROWSER_ID's).
+    assert made == {(agent, model, "bedrock:InvokeModel", "bedrock") for agent in agents} | {
+        (web, browser, f"bedrock-agentcore:{operation}", ("BROWSER_ID",))
+        for operation in ("StartBrowserSession", "ConnectBrowserAutomationStream", "StopBrowserSession")
+    }
+
+
+@pytest.mark.sample_only  # the figures are cdk.json's app's
+def test_the_iam_coverage_counts_are_those_the_operations_guide_states(assembly: Assembly) -> None:
+    """docs/operations.md states how many calls and IAM actions the check covers: exactly these, so
+    neither a call the analysis stops seeing nor the guide's figure can drift unnoticed."""
+    guide = " ".join((ROOT / "docs" / "operations.md").read_text().split())
+    stated = re.search(r"(\d+) AWS calls in the functions' code, (\d+) actions", guide)
+    assert stated is not None, "docs/operations.md no longer states the IAM coverage figures"
+    coverage = iam_coverage.check(assembly.templates)
+    assert (coverage.calls, coverage.actions) == (int(stated[1]), int(stated[2]))
 
 
 def _revoke(template: dict[str, Any], action: str, resource_ref: str, path_part: str) -> None:
@@ -176,6 +205,35 @@ def test_the_iam_coverage_check_finds_a_gateway_function_that_may_not_start_the_
         (_where("ai_gateway/jobs.py", "self._client.invoke("), "lambda:InvokeFunction", "WORKER_FUNCTION")
     }
     assert sorted(f.runner.logical_id[:-8] for f in findings) == ["GatewayFunction"]
+
+
+def test_the_iam_coverage_check_finds_a_web_server_that_may_not_start_a_browser_session(assembly: Assembly) -> None:
+    """Negative control for a library's calls: without StartBrowserSession on its browser, the web
+    tools' server is reported for the session its AgentCore BrowserClient starts, and nothing else is."""
+    templates = copy.deepcopy(assembly.templates)
+    tools = next(name for name in templates if name.endswith("-production-tools"))
+    _revoke(templates[tools], "bedrock-agentcore:StartBrowserSession", "WebToolsBrowser", "BrowserArn")
+    findings = iam_coverage.check(templates).findings
+    assert {(f.runner.logical_id[:-8], f.call.where, f.call.action, f.resource) for f in findings} == {
+        (
+            "WebToolsServer",
+            _where("web_mcp/server.py", "BrowserClient("),
+            "bedrock-agentcore:StartBrowserSession",
+            "BROWSER_ID",
+        )
+    }
+
+
+def test_the_iam_coverage_check_finds_an_agent_that_may_not_invoke_its_models(assembly: Assembly) -> None:
+    """Negative control for a library's calls: without InvokeModel on any model, an agent is reported
+    for the model calls its Strands BedrockModel makes (Converse), and no other runner is."""
+    templates = copy.deepcopy(assembly.templates)
+    agent = min(name for name in templates if AGENT_STACK_INFIX in name)
+    _revoke(templates[agent], "bedrock:InvokeModel", ":bedrock:", "")
+    findings = iam_coverage.check(templates).findings
+    assert {(f.runner.stack, f.call.where, f.call.operation, f.call.action, f.resource) for f in findings} == {
+        (agent, _where("agent/turn.py", "BedrockModel("), "Converse", "bedrock:InvokeModel", "bedrock")
+    }
 
 
 def test_every_key_prefix_entry_names_a_call_the_code_makes(assembly: Assembly) -> None:

@@ -47,6 +47,8 @@ def _checks() -> list[Any]:
         for name, check in vars(module).items():
             if not (name.startswith("test_") and inspect.isfunction(check) and check.__module__ == module.__name__):
                 continue
+            if any(mark.name == "sample_only" for mark in getattr(check, "pytestmark", [])):
+                continue  # the sample's figures (a doc's, a snapshot's): no variant holds them
             parameters = set(inspect.signature(check).parameters)
             if parameters and parameters <= FIXTURES:
                 found.append(pytest.param(check, id=f"{module.__name__.rsplit('.', 1)[-1]}.{name}"))
