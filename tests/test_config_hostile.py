@@ -861,9 +861,11 @@ def test_formats_without_md_are_refused_while_a_connector_lands_markdown(connect
 
 @pytest.mark.parametrize("region", ["ap-east-2", "ap-southeast-6"])
 def test_snapstart_on_in_a_region_without_it_is_refused_switch_by_switch(region: str) -> None:
-    """Lambda has no SnapStart in Taipei or New Zealand: every switch on there (the four are on
-    unless set false) would fail its function's first deploy, so each is named."""
+    """Lambda has no SnapStart in Taipei or New Zealand: every switch on there (three are on unless
+    set false; api.stream_snap_start only when set true) would fail its function's first deploy,
+    so each is named."""
     blueprint = config(at("production", "region", value=region))
+    blueprint["production"]["api"] = {**blueprint["production"].get("api", {}), "stream_snap_start": True}
     lines = refusal(blueprint).splitlines()
     assert [line for line in lines if "SnapStart" in line] == [
         f"blueprint.production.{key}: Lambda has no SnapStart in {region}; allowed: false"

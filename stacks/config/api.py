@@ -69,10 +69,11 @@ class ApiConfig(ConfigModel):
         "set it false.",
     )
     stream_snap_start: bool = Field(
-        default=True,
+        default=False,
         description="Lambda SnapStart for the streaming gateway function (POST /v1/chat/completions), priced and "
         "invoked like api.snap_start's (its alias `live`). The function runs its own runtime loop, which runs the "
         "snapshot hooks and asks the Runtime API for restore/next as AWS documents for runtime clients of one's own "
-        "(docs/gateway.md, Cold start); its own switch, so it can be turned off alone. Lambda has no SnapStart in "
-        "ap-east-2 or ap-southeast-6: there, set it false.",
+        "(docs/gateway.md, Cold start). Off by default: no deploy has proven that loop's snapshot yet, and a "
+        "version whose snapshot fails fails the deploy; turn it on in a staging tier, watch the first deploy and "
+        "`make smoke`, then in production. Lambda has no SnapStart in ap-east-2 or ap-southeast-6.",
     )

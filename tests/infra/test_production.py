@@ -238,12 +238,13 @@ def test_the_openai_compatible_routes_sit_beside_the_gateways_own_and_validate_t
     jobs = routes[("GET", "/v1/jobs/{id}")]
     assert render(jobs["Integration"]["Uri"]) == buffered
     assert jobs["RequestParameters"] == {"method.request.path.id": True}
-    # Completions: the streaming function (its SnapStart alias) through InvokeWithResponseStream
-    # (streamed or not, every answer of a STREAM integration is in the streaming format).
+    # Completions: the streaming function (its alias with api.stream_snap_start on, off by default:
+    # tests/infra/test_snapstart.py) through InvokeWithResponseStream (streamed or not, every answer
+    # of a STREAM integration is in the streaming format).
     integration = completions["Integration"]
     assert (integration["Type"], integration["ResponseTransferMode"]) == ("AWS_PROXY", "STREAM")
     assert render(integration["Uri"]) == (
-        "arn:aws:apigateway:us-east-1:lambda:path/2021-11-15/functions/<GatewayStreamFunctionLive>"
+        "arn:aws:apigateway:us-east-1:lambda:path/2021-11-15/functions/<GatewayStreamFunction.Arn>"
         "/response-streaming-invocations"
     )
     assert {"BUFFERED"} == {

@@ -1,9 +1,9 @@
 """SnapStart: on by default, exactly the functions a caller waits on resume from snapshots of a
-published version (the gateway function and the authorizer, api.snap_start; the streaming function,
-api.stream_snap_start; the knowledge search tool and the push connector,
-production.functions.<name>.snap_start), and each invoker calls the
-alias ``live``, never $LATEST; switched off (a second synth of the app), none of it for the
-functions switched off, and the others keep theirs."""
+published version (the gateway function and the authorizer, api.snap_start; the knowledge search
+tool and the push connector, production.functions.<name>.snap_start), and each invoker calls the
+alias ``live``, never $LATEST; the streaming function too when api.stream_snap_start is switched
+on (off by default until a deploy proves its own runtime loop's snapshot); switched off (a second
+synth of the app), none of it for the functions switched off, and the others keep theirs."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from tests.infra.conftest import STACK_SUFFIXES, Synthesizer
 from tests.lambdas.test_snapstart import SNAPSHOTTED as HOOKED_HANDLERS
 
 SNAPSTART = {"ApplyOn": "PublishedVersions"}
-SNAPSHOTTED = ("GatewayFunction", "GatewayStreamFunction", "AuthorizerFunction")  # construct ids: logical ids start so
+SNAPSHOTTED = ("GatewayFunction", "AuthorizerFunction")  # construct ids: logical ids start so
+STREAM = "GatewayStreamFunction"  # with api.stream_snap_start on
 # The other functions with SnapStart, by the stack they are in.
 SNAPSHOTTED_ELSEWHERE = {"tools": "KnowledgeSearchFunction", "knowledge": "IngestionPushConnector"}
 
@@ -90,10 +91,23 @@ def _expected(assembly: Any, constructs: dict[str, tuple[str, ...]]) -> set[tupl
 ALL = {"gateway": SNAPSHOTTED, **{key: (construct_id,) for key, construct_id in SNAPSHOTTED_ELSEWHERE.items()}}
 
 
-def test_exactly_the_functions_a_caller_waits_on_have_snapstart(assembly: Any) -> None:
-    assert _snapshotted(assembly) == _expected(assembly, ALL)
-    for key, construct_ids in ALL.items():
-        template = assembly.template(STACK_SUFFIXES[key])
+@pytest.fixture(scope="module")
+def stream_on(synthesize: Synthesizer, cdk_context: dict[str, Any]) -> Any:
+    """The app synthesized with ``api.stream_snap_start`` switched on."""
+    blueprint = copy.deepcopy(cdk_context["blueprint"])
+    blueprint["production"].setdefault("api", {})["stream_snap_start"] = True
+    return synthesize(blueprint=blueprint)
+
+
+ALL_STREAM_ON = {**ALL, "gateway": (*SNAPSHOTTED, STREAM)}
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["default", "stream_snap_start"])
+def test_exactly_the_functions_a_caller_waits_on_have_snapstart(assembly: Any, stream_on: Any, streamed: bool) -> None:
+    app, expected = (stream_on, ALL_STREAM_ON) if streamed else (assembly, ALL)
+    assert _snapshotted(app) == _expected(app, expected)
+    for key, construct_ids in expected.items():
+        template = app.template(STACK_SUFFIXES[key])
         for construct_id in construct_ids:
             properties = template["Resources"][_function(template, construct_id)]["Properties"]
             assert properties["SnapStart"] == SNAPSTART
@@ -114,9 +128,11 @@ def test_every_snapshotted_handler_is_the_one_the_hook_tests_import(assembly: An
     assert handlers == set(HOOKED_HANDLERS)
 
 
-def test_each_has_a_published_version_and_the_live_alias_on_it(assembly: Any) -> None:
-    for key, construct_ids in ALL.items():
-        template = assembly.template(STACK_SUFFIXES[key])
+@pytest.mark.parametrize("streamed", [False, True], ids=["default", "stream_snap_start"])
+def test_each_has_a_published_version_and_the_live_alias_on_it(assembly: Any, stream_on: Any, streamed: bool) -> None:
+    app, expected = (stream_on, ALL_STREAM_ON) if streamed else (assembly, ALL)
+    for key, construct_ids in expected.items():
+        template = app.template(STACK_SUFFIXES[key])
         versions = _of_type(template, "AWS::Lambda::Version")
         for construct_id in construct_ids:
             function = _function(template, construct_id)
@@ -185,30 +201,43 @@ def _streamed_integrations(template: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def test_api_gateway_invokes_the_aliases_and_only_they_may_be_invoked(gateway: dict[str, Any]) -> None:
-    function, stream, authorizer = (_function(gateway, construct_id) for construct_id in SNAPSHOTTED)
-    function_alias, stream_alias, authorizer_alias = (_alias(gateway, f) for f in (function, stream, authorizer))
+@pytest.mark.parametrize("streamed", [False, True], ids=["default", "stream_snap_start"])
+def test_api_gateway_invokes_the_aliases_and_only_they_may_be_invoked(
+    assembly: Any, stream_on: Any, streamed: bool
+) -> None:
+    """The aliases of the functions with SnapStart, and the streaming function's own: its alias
+    with api.stream_snap_start on, the function itself (its $LATEST, which no snapshot serves) off."""
+    gateway = (stream_on if streamed else assembly).template(STACK_SUFFIXES["gateway"])
+    function, authorizer = (_function(gateway, construct_id) for construct_id in SNAPSHOTTED)
+    function_alias, authorizer_alias = (_alias(gateway, f) for f in (function, authorizer))
+    stream = _function(gateway, STREAM)
+    stream_target = _alias(gateway, stream) if streamed else stream
     integrations = _buffered_integrations(gateway)
     assert len(integrations) >= 5  # chat, outputs, usage, models, jobs
     for integration in integrations:
         assert _refs(integration["Uri"]) == {function_alias}
-    (streamed,) = _streamed_integrations(gateway)  # POST /v1/chat/completions
-    assert _refs(streamed["Uri"]) == {stream_alias}
-    assert "/response-streaming-invocations" in json.dumps(streamed["Uri"])  # InvokeWithResponseStream
+    (streamed_integration,) = _streamed_integrations(gateway)  # POST /v1/chat/completions
+    assert _refs(streamed_integration["Uri"]) == {stream_target}
+    assert "/response-streaming-invocations" in json.dumps(streamed_integration["Uri"])  # InvokeWithResponseStream
     (authorizer_resource,) = _of_type(gateway, "AWS::ApiGateway::Authorizer").values()
     assert _refs(authorizer_resource["Properties"]["AuthorizerUri"]) == {authorizer_alias}
     permitted = [_refs(p["Properties"]["FunctionName"]) for p in _of_type(gateway, "AWS::Lambda::Permission").values()]
-    for alias in (function_alias, stream_alias, authorizer_alias):
-        assert {alias} in permitted
-    for unqualified in (function, stream, authorizer):
+    for target in (function_alias, authorizer_alias, stream_target):
+        assert {target} in permitted
+    for unqualified in (function, authorizer, *([stream] if streamed else [])):
         assert {unqualified} not in permitted  # no way in to $LATEST
 
 
-def test_the_streaming_function_runs_its_own_loop_behind_the_wrapper_with_snapstart(gateway: dict[str, Any]) -> None:
+@pytest.mark.parametrize("streamed", [False, True], ids=["default", "stream_snap_start"])
+def test_the_streaming_function_runs_its_own_loop_behind_the_wrapper(
+    assembly: Any, stream_on: Any, streamed: bool
+) -> None:
     """The managed runtime starts the wrapper, which starts stream_runtime: its loop is the one that
-    runs the hooks and asks for restore/next (tests/lambdas/test_stream_runtime.py)."""
-    stream = gateway["Resources"][_function(gateway, "GatewayStreamFunction")]["Properties"]
-    assert stream["SnapStart"] == SNAPSTART
+    runs the hooks and asks for restore/next (tests/lambdas/test_stream_runtime.py) when
+    api.stream_snap_start is on, and serves the invocations either way."""
+    gateway = (stream_on if streamed else assembly).template(STACK_SUFFIXES["gateway"])
+    stream = gateway["Resources"][_function(gateway, STREAM)]["Properties"]
+    assert stream.get("SnapStart") == (SNAPSTART if streamed else None)
     assert stream["Runtime"].startswith("python3.")  # a managed runtime: SnapStart takes no OS-only one
     assert stream["Environment"]["Variables"]["AWS_LAMBDA_EXEC_WRAPPER"] == "/var/task/ai_gateway/stream_bootstrap"
     assert "stream_runtime" in stream["Description"]
@@ -231,7 +260,8 @@ def test_switched_off_there_is_no_snapstart_version_or_alias(switched_off: Any) 
     for template in (gateway, tools):
         assert not _of_type(template, "AWS::Lambda::Version")
         assert not _of_type(template, "AWS::Lambda::Alias")
-    function, stream, authorizer = (_function(gateway, construct_id) for construct_id in SNAPSHOTTED)
+    function, authorizer = (_function(gateway, construct_id) for construct_id in SNAPSHOTTED)
+    stream = _function(gateway, STREAM)
     for integration in _buffered_integrations(gateway):
         assert _refs(integration["Uri"]) == {function}
     (streamed,) = _streamed_integrations(gateway)
@@ -270,7 +300,8 @@ def test_a_new_guardrail_version_publishes_new_versions_of_the_gateway_functions
         alias = template["Resources"][_alias(template, _function(template, construct_id))]
         return _refs(alias["Properties"]["FunctionVersion"])
 
-    for construct_id in ("GatewayFunction", "GatewayStreamFunction"):
-        assert version(before, construct_id).isdisjoint(version(after, construct_id)), construct_id
+    # (The streaming function's version, with api.stream_snap_start on, is hashed the same way: one
+    # construct, stacks/shared/lambda_function.py.)
+    assert version(before, "GatewayFunction").isdisjoint(version(after, "GatewayFunction"))
     # Control: the authorizer, which reads no guardrail, keeps its version (and its snapshot).
     assert version(before, "AuthorizerFunction") == version(after, "AuthorizerFunction")
