@@ -295,7 +295,11 @@ def _token_fields(answer: Any) -> tuple[str, float]:
 
 
 def decode_json(data: bytes) -> Any:
-    """Strict JSON: UTF-8 (no BOM, no UTF-16), finite numbers, at most MAX_JSON_DEPTH deep."""
+    """Strict JSON: UTF-8 (no BOM, no UTF-16), finite numbers, at most MAX_JSON_DEPTH deep. Text is
+    Unicode: JSON can escape half a surrogate pair ("\\ud800"), which no UTF-8 holds, so each one is
+    read as U+FFFD (the Lambda runtime encodes a tool's answer as UTF-8 after the handler returns,
+    where no error of the taxonomy can be made of it, and a pulled record lands as UTF-8); refusing
+    the whole answer instead would stop a pull source at that page for good."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -310,6 +314,22 @@ def decode_json(data: bytes) -> Any:
         raise _malformed("not JSON") from None
     if _depth(value) > MAX_JSON_DEPTH:
         raise _malformed("nested too deeply")
+    # An escape is the only way one gets in: the text itself decoded as UTF-8.
+    return _unicode(value) if _SURROGATE_ESCAPE.search(text) else value
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _unicode(value: Any) -> Any:
+    """``value`` with each lone surrogate of its texts (keys too) read as U+FFFD (a pair JSON
+    escaped is one character already). At most MAX_JSON_DEPTH deep: recursion is bounded."""
+    if isinstance(value, str):
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if isinstance(value, dict):
+        return {_unicode(key): _unicode(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_unicode(item) for item in value]
     return value
 
 

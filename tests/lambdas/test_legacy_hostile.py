@@ -238,11 +238,6 @@ MALFORMED = {
     "id an object": (b'{"data": {"items": [{"customerId": {"a": 1}}]}}', f"{CHANGED}customerId is not an identifier"),
     "id a boolean": (b'{"data": {"items": [{"customerId": true}]}}', f"{CHANGED}customerId is not an identifier"),
     "id a dot segment": (b'{"data": {"items": [{"customerId": ".."}]}}', f"{CHANGED}customerId is not an identifier"),
-    # JSON may escape half a surrogate pair; no UTF-8 (so no URL) can hold it.
-    "id a lone surrogate": (
-        b'{"data": {"items": [{"customerId": "\\ud800x"}]}}',
-        f"{CHANGED}customerId is not an identifier",
-    ),
 }
 
 
@@ -386,6 +381,16 @@ def test_an_upstream_value_cannot_steer_the_chained_request(api: LegacyApi, host
     assert chained.count("/") == 4
     assert "?" not in chained
     assert "#" not in chained
+
+
+def test_an_id_holding_half_a_surrogate_pair_is_read_as_a_replacement_character_in_one_segment(
+    api: LegacyApi,
+) -> None:
+    """JSON may escape half a surrogate pair, which no UTF-8 (so no URL) holds: the client reads it
+    as U+FFFD, so the chained request is one encoded segment (an unknown customer's orders)."""
+    api.answers[CUSTOMERS] = Answer(body=b'{"data": {"items": [{"customerId": "\\ud800x"}]}}')
+    assert refusal(make_client(api)).kind == "not_found"
+    assert api.requests[-1] == f"/v2/customers/{quote(chr(0xFFFD) + 'x', safe='')}/orders"
 
 
 # 4. No credential in any error text or log.
