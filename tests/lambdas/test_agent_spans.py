@@ -106,8 +106,9 @@ def test_one_trace_under_the_conversation_id_with_gen_ai_model_and_tool_spans(tu
     all_spans = turn_spans
     (agent,) = operation(all_spans, "invoke_agent")
     # The turn is one trace: the agent's span, its cycles, model and tool calls, and the tools
-    # gateway's handling of each call. (Tool discovery when the MCP session opens is not in it:
-    # the MCP client lists tools on its own thread, outside the turn's context.)
+    # gateway's handling of each call. (Tool discovery is not in it here only because run_turn is
+    # called outside any request span: served, it joins the request's trace,
+    # tests/lambdas/test_agent_served_spans.py.)
     turn_spans = [span for span in all_spans if span.context.trace_id == agent.context.trace_id]
     discovery = {"server/discover", "MCP send server/discover", "tools/list", "MCP send tools/list"}
     assert {span.name for span in all_spans if span not in turn_spans} <= discovery
