@@ -236,12 +236,12 @@ EQUIVALENT: dict[str, str] = {
     "ai_gateway.flow.x__newest__mutmut_9": "start is 0 only when every turn has the last turn's role, and the "
     "last turn is the caller's (both chat routes refuse a conversation ending otherwise; the OpenAI route puts "
     "its system texts first): turns[-1] is never the assistant's, so >= 0 adds nothing",
-    "ai_gateway.flow.xǁFlowǁ_screen_turns__mutmut_26": "when the transcript holds every text before start, "
+    "ai_gateway.flow.xǁFlowǁ_screen_turns__mutmut_28": "when the transcript holds every text before start, "
     "_run_start(turns, start) is start: _newest always returns the first index of a run of one role",
     **{
         f"ai_gateway.flow.xǁFlowǁ_screen_turns__mutmut_{n}": "zip(strict=...) of the turns and their screened "
         "texts: the screen answers one text per text sent (or raises), so there is one per turn"
-        for n in (56, 59, 60)
+        for n in (58, 61, 62)
     },
     "ai_gateway.flow.xǁFlowǁ_from_agent__mutmut_69": "the conversation agent_turn gets only re-correlates the "
     "request's recorder for the tool stages, and the output guardrail's stage, which follows every agent turn "
