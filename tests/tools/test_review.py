@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from stacks.config import load_config
 from tests.infra.conftest import Assembly as Synthesized, Synthesizer
 from tools import review as rv
 from tools.reviewing.access import Grant, loosens
@@ -170,14 +171,24 @@ def test_a_shared_edit_lists_every_package_that_bundles_shared(base: Assembly) -
     assert {"agent", "ai_gateway", "tool_guard"} <= {c.package for c in report.code}
 
 
-def test_a_quota_change_is_one_key_path_in_the_runtime_document(base: Assembly, synthesize: Synthesizer) -> None:
-    quota = "blueprint.production.groups.customer-basic.output_quotas.chat.limit"
-    head = rv.read_assembly(synthesize(tier="production", **{quota: 5000}).outdir)
+def test_a_quota_change_is_one_key_path_in_the_runtime_document(
+    base: Assembly, synthesize: Synthesizer, cdk_context: dict[str, Any]
+) -> None:
+    """The first group with a quota (the config's, not a name of the sample's) gets another limit."""
+    production = load_config(cdk_context).production
+    group, quotas = next((name, g.output_quotas) for name, g in production.groups.items() if g.output_quotas)
+    output, quota = next(iter(quotas.items()))
+    head = rv.read_assembly(
+        synthesize(
+            tier="production", **{f"blueprint.production.groups.{group}.output_quotas.{output}.limit": quota.limit + 1}
+        ).outdir
+    )
 
     report = review(same_stacks(base, head), head, [])
     sections = report.sections()
 
-    assert "`Content (JSON) groups.customer-basic.quotas.chat.limit`: `2000` → `5000`" in sections["other"]
+    line = f"`Content (JSON) groups.{group}.quotas.{output}.limit`: `{quota.limit}` → `{quota.limit + 1}`"
+    assert line in sections["other"]
     assert report.exit_code == 0
     # A new version replaces the old one (deleted): nothing of a data store is at risk.
     (version,) = [line for line in sections["losses"].splitlines() if "HostedConfigurationVersion" in line]
