@@ -965,6 +965,10 @@ mutants but the listed equivalents; the floor is {FLOOR:.0%}. `make mutate TARGE
 target and rewrites its rows and its section; the other targets keep theirs, each with the commit
 its code was measured at.
 
+Where it started: the run issue 19 reports (before this tool, 2026-12-03) scored the ledger 89%
+and the tool interceptors 80%, with no surviving change that over-admitted a quota or leaked a
+tool; each survivor since has a test that kills it or is listed below as equivalent, with why.
+
 | target | module | mutants | killed | equivalent | survived | not reached | score | code at |
 |---|---|---:|---:|---:|---:|---:|---:|---|
 """
