@@ -27,12 +27,11 @@ from ai_gateway.contract import AGENT_ENDPOINT
 from stacks.config import AgentConfig
 from stacks.production.agents import (
     FORWARDED_HEADERS,
-    MEMORY_ACTIONS,
-    MEMORY_KEY_ACTIONS,
     AgentsStack,
     agent_artifact,
     captures_content,
     delivered_logs_prefix,
+    grant_memory_data,
     runtime_log_group_name,
     runtime_name,
     served_groups,
@@ -194,16 +193,8 @@ class AgentStack(Stack):
         )
         for model in sorted({m for group in groups.values() for m in group.allowed}):
             grant_invoke(runtime.role, model_arns(self, model))
-        agents.memory.grant(runtime, *MEMORY_ACTIONS)
+        grant_memory_data(agents.memory, key, runtime, write=False)
         agents.groups.grant_read(runtime)
-        # The memory is encrypted with the tier key: its data plane uses the key for the caller.
-        runtime.role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=MEMORY_KEY_ACTIONS,
-                resources=[key.key_arn],
-                conditions={"StringEquals": {"kms:ViaService": f"bedrock-agentcore.{self.region}.amazonaws.com"}},
-            )
-        )
         acknowledge_runtime_role(runtime)
         # AgentCore writes the agent's stdout to a log group named after the runtime, created on
         # first use unencrypted and kept forever: create it first, encrypted, with retention.

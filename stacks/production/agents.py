@@ -30,6 +30,8 @@ from aws_cdk import (
     ILocalBundling,
     Stack,
     aws_bedrockagentcore as agentcore,
+    aws_iam as iam,
+    aws_kms as kms,
     aws_logs as logs,
 )
 from constructs import Construct
@@ -62,10 +64,29 @@ MEMORY_NAMESPACES: dict[str, str] = {
     "user_preference": "/actors/{actorId}/preferences",
     "summary": "/actors/{actorId}/sessions/{sessionId}/summary",
 }
-# What lambdas/agent/memory.py calls (it only reads: the AI gateway writes guarded turns), and
-# what the memory's key must allow through the service for it.
+# What lambdas/agent/memory.py calls (it only reads: the AI gateway writes guarded turns,
+# shared/agent_memory.py), and what the memory's key must allow through the service for each.
 MEMORY_ACTIONS = ("bedrock-agentcore:ListEvents", "bedrock-agentcore:RetrieveMemoryRecords")
-MEMORY_KEY_ACTIONS = ["kms:Decrypt"]
+MEMORY_KEY_ACTIONS = ("kms:Decrypt",)
+MEMORY_WRITE_ACTIONS = ("bedrock-agentcore:CreateEvent",)
+MEMORY_WRITE_KEY_ACTIONS = ("kms:GenerateDataKey", "kms:Decrypt")
+
+
+def grant_memory_data(memory: agentcore.IMemory, key: kms.IKey, grantee: iam.IGrantable, *, write: bool) -> None:
+    """The memory's data: read (MEMORY_ACTIONS) or write (MEMORY_WRITE_ACTIONS), with the tier key
+    through AgentCore only, which its data plane uses for the caller (the memory is encrypted with it)."""
+    memory.grant(grantee, *(MEMORY_WRITE_ACTIONS if write else MEMORY_ACTIONS))
+    grantee.grant_principal.add_to_principal_policy(
+        iam.PolicyStatement(
+            actions=list(MEMORY_WRITE_KEY_ACTIONS if write else MEMORY_KEY_ACTIONS),
+            resources=[key.key_arn],
+            conditions={
+                "StringEquals": {"kms:ViaService": f"bedrock-agentcore.{Stack.of(memory).region}.amazonaws.com"}
+            },
+        )
+    )
+
+
 # The caller's token, which the AI gateway forwards and the agent verifies before it calls the tools
 # gateway with it, reaches the agent only if named here.
 FORWARDED_HEADERS = [CALLER_TOKEN_HEADER]

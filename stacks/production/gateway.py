@@ -36,6 +36,7 @@ from gateway_authorizer.contract import Settings as AuthorizerSettings
 from shared.claims import CONTEXT_GROUP
 from stacks.config import GuardrailConfig, ProductionConfig
 from stacks.production.agent import AgentRuntime
+from stacks.production.agents import grant_memory_data
 from stacks.production.context import ProductionContext
 from stacks.production.gateway_jobs import GatewayJobs, Generation
 from stacks.production.gateway_keys import keys_location
@@ -53,9 +54,6 @@ GUARDRAIL_ACTIONS = ["bedrock:ApplyGuardrail"]
 # refill every second, so a client (the openai SDK honours it) waits that long before a retry.
 # A usage plan's quota (QUOTA_EXCEEDED) says nothing: its period's end is not known to a template.
 THROTTLED_RETRY_AFTER_SECONDS = 1
-# The agents' memory: the gateway writes each guarded turn (shared/agent_memory.py), through the key.
-MEMORY_WRITE_ACTIONS = ("bedrock-agentcore:CreateEvent",)
-MEMORY_KEY_ACTIONS = ["kms:GenerateDataKey", "kms:Decrypt"]
 # Access log line (no bodies, no tokens): who, what, how it ended, and where the time went.
 ACCESS_LOG_FIELDS = {
     "requestId": "$context.requestId",
@@ -332,15 +330,7 @@ class GatewayStack(Stack):
         for runtime in agent_runtimes.values():
             runtime.grant_invoke_default_endpoint(role)
         if agent_memory is not None and agent_runtimes:
-            agent_memory.grant(role, *MEMORY_WRITE_ACTIONS)
-            # The memory is encrypted with the tier key: its data plane uses the key for the writer.
-            role.add_to_principal_policy(
-                iam.PolicyStatement(
-                    actions=MEMORY_KEY_ACTIONS,
-                    resources=[key.key_arn],
-                    conditions={"StringEquals": {"kms:ViaService": f"bedrock-agentcore.{self.region}.amazonaws.com"}},
-                )
-            )
+            grant_memory_data(agent_memory, key, role, write=True)
 
     def _rest_api(self, name: str, config: ProductionConfig, key: kms.IKey) -> apigateway.RestApi:
         api = RegionalRestApi(
