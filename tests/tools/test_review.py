@@ -193,6 +193,12 @@ def test_a_quota_change_is_one_key_path_in_the_runtime_document(
     # A new version replaces the old one (deleted): nothing of a data store is at risk.
     (version,) = [line for line in sections["losses"].splitlines() if "HostedConfigurationVersion" in line]
     assert version.endswith("| — |")
+    # A config change, not a code deploy: no function, version, alias or runtime changes (issue 18).
+    deployed = ("AWS::Lambda::Function", "AWS::Lambda::Version", "AWS::Lambda::Alias", "AWS::BedrockAgentCore::Runtime")
+    for name, template in head.templates.items():
+        for logical, resource in template["Resources"].items():
+            if resource["Type"] in deployed:
+                assert base.templates[name]["Resources"].get(logical) == resource, f"{name}/{logical}"
 
 
 def test_diff_values_reads_json_built_with_intrinsics() -> None:
