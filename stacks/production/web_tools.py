@@ -45,10 +45,11 @@ WEB_PACKAGE = "web_mcp"
 WEB_RUNTIME = "web_tools"  # the runtime's name after the tier's prefix
 INVOKE_SCOPE = "invoke"
 GUARDRAIL_ACTIONS = ["bedrock:ApplyGuardrail"]
-# What lambdas/web_mcp/browse.py does with its browser: a session, its automation stream, its end.
+# What lambdas/web_mcp/browse.py does with its browser through BrowserClient: start() a session,
+# generate_ws_headers() for its automation stream, stop() it (tests/infra/iam_coverage.py reads
+# these calls from the library's source; the client's get_session() is not on that path).
 BROWSER_ACTIONS = [
     "bedrock-agentcore:StartBrowserSession",
-    "bedrock-agentcore:GetBrowserSession",
     "bedrock-agentcore:ConnectBrowserAutomationStream",
     "bedrock-agentcore:StopBrowserSession",
 ]
