@@ -497,6 +497,13 @@ EQUIVALENT: dict[str, str] = {
     "shared.legacy_client.x__token_fields__mutmut_30": "expires_in <= inf: the parser refuses an infinite "
     "number (_finite), so expires_in is never inf",
     **{
+        f"shared.legacy_client.x__unicode__mutmut_{n}": "a codec's name in capitals: Python's codec lookup "
+        "ignores case, so UTF-16 is utf-16"
+        for n in (10, 14)
+    },
+    "shared.legacy_client.x_decode_json__mutmut_35": "_unicode on every answer, not only one whose text holds "
+    "a surrogate's escape: a value without one is returned as it is (the check only saves the walk)",
+    **{
         f"shared.legacy_client.xǁLegacyClientǁ__init____mutmut_{n}": "the held token's first state: _bearer "
         "asks `self._token is None` first, and a token of '' is due at once on a monotonic clock too"
         for n in (8, 9, 10)
