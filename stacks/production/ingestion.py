@@ -489,38 +489,30 @@ class IngestionPipeline(Construct):
             topic=topic,
             threshold=settings.dlq_age_alarm_minutes * 60,
         )
-        # A record the processor could neither process nor dead-letter (no message id to hand back to
-        # SQS, and the DLQ refused it): SQS never sends one, so one is worth a look.
-        alarm(
-            self,
-            "RecordsLost",
-            cloudwatch.Metric(
+        # What SQS never causes, so one is worth a look: a record the processor could neither
+        # process nor dead-letter (no message id to hand back to SQS, and the DLQ refused it), and an
+        # invocation that was no SQS batch (someone or something else invoked the processor).
+        for alarm_id, metric_name, description in (
+            (
+                "RecordsLost",
+                LOST_RECORDS_METRIC,
+                "The ingestion processor got a record it could neither process nor dead-letter (its log line says why)",
+            ),
+            (
+                "EventsRefused",
+                REFUSED_EVENTS_METRIC,
+                "The ingestion processor was invoked with an event that is no SQS batch (its log line names the "
+                "event's type)",
+            ),
+        ):
+            metric = cloudwatch.Metric(
                 namespace=self._context.metrics_namespace,
-                metric_name=LOST_RECORDS_METRIC,
+                metric_name=metric_name,
                 dimensions_map={Dimension.SERVICE: "ingestion"},
                 statistic="Sum",
                 period=Duration.minutes(5),
-            ),
-            description="The ingestion processor got a record it could neither process nor dead-letter "
-            "(its log line says why)",
-            topic=topic,
-        )
-        # An invocation that was no SQS batch: someone or something other than the queues invoked
-        # the processor (SQS never sends one), and whatever it meant to ingest was not.
-        alarm(
-            self,
-            "EventsRefused",
-            cloudwatch.Metric(
-                namespace=self._context.metrics_namespace,
-                metric_name=REFUSED_EVENTS_METRIC,
-                dimensions_map={Dimension.SERVICE: "ingestion"},
-                statistic="Sum",
-                period=Duration.minutes(5),
-            ),
-            description="The ingestion processor was invoked with an event that is no SQS batch "
-            "(its log line names the event's type)",
-            topic=topic,
-        )
+            )
+            alarm(self, alarm_id, metric, description=description, topic=topic)
         return topic
 
     def _falling_behind_alarm(self, source_name: str) -> None:
