@@ -9,9 +9,6 @@ from typing import Any
 
 import jsii
 from aws_cdk import (
-    AssetHashType,
-    BundlingOptions,
-    DockerImage,
     Duration,
     ILocalBundling,
     RemovalPolicy,
@@ -29,7 +26,7 @@ from stacks.shared.bedrock import grant_invoke, model_arns
 from stacks.shared.bytecode import LAMBDAS_DIR
 from stacks.shared.expect import present
 from stacks.shared.knowledge_base import VectorKnowledgeBase
-from stacks.shared.lambda_function import ARCHITECTURE, RUNTIME, BlueprintFunction
+from stacks.shared.lambda_function import ARCHITECTURE, RUNTIME, BlueprintFunction, locally_bundled
 from stacks.shared.nag import acknowledge, acknowledge_inline_policy, acknowledge_synchronous_function
 
 
@@ -52,19 +49,9 @@ class PromptBundle:
 
 
 def prompt_code(prompt: str) -> lambda_.Code:
-    """The prompt layer's asset (PromptBundle), staged at synth without Docker."""
-    bundle = PromptBundle(prompt)
-    return lambda_.Code.from_asset(
-        # (The asset's source, which nothing reads: the bundle writes the layer's one file.)
-        str(LAMBDAS_DIR / "prototype_query"),
-        asset_hash=bundle.asset_hash,
-        asset_hash_type=AssetHashType.CUSTOM,
-        bundling=BundlingOptions(
-            image=DockerImage.from_registry("unused-local-bundling"),
-            # jsii hands try_bundle the options as one positional struct, not the typed keywords.
-            local=bundle,  # type: ignore[arg-type]
-        ),
-    )
+    """The prompt layer's asset (PromptBundle), staged at synth without Docker (the source folder
+    is only the asset's name: the bundle writes the layer's one file)."""
+    return locally_bundled(LAMBDAS_DIR / "prototype_query", PromptBundle(prompt))
 
 
 class PrototypeQuery(Construct):

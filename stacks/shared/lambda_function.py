@@ -162,15 +162,21 @@ def function_code(package: str) -> lambda_.Code:
     """The asset for one function: lambdas/<package>/ plus the shared packages, compiled, nothing else."""
     if not (LAMBDAS_DIR / package / "__init__.py").is_file():
         raise FileNotFoundError(f"no Lambda package at {LAMBDAS_DIR / package}")
-    bundle = FunctionBundle(package)
+    return locally_bundled(LAMBDAS_DIR / package, FunctionBundle(package))
+
+
+def locally_bundled(source: Path, bundle: Any) -> lambda_.Code:
+    """A code asset ``bundle`` (an ILocalBundling with its ``asset_hash``) writes at synth, without
+    Docker; ``source`` is what CDK names as the asset's origin (the bundle decides its content)."""
     return lambda_.Code.from_asset(
-        str(LAMBDAS_DIR / package),
+        str(source),
         asset_hash=bundle.asset_hash,
         asset_hash_type=AssetHashType.CUSTOM,
         bundling=BundlingOptions(
             image=DockerImage.from_registry("unused-local-bundling"),
-            # jsii hands try_bundle the options as one positional struct, not the typed keywords.
-            local=bundle,  # type: ignore[arg-type]
+            # (``bundle`` is Any: jsii hands try_bundle the options as one positional struct, not
+            # the typed keywords ILocalBundling declares.)
+            local=bundle,
         ),
     )
 
