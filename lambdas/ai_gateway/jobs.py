@@ -142,7 +142,9 @@ class Job:
         conversation = fields.get("conversation")
         if not isinstance(conversation, str) or not CONVERSATION.fullmatch(conversation):
             raise ValueError(f"job {self.job_id}: its conversation id is not one")  # it goes on every log line
-        output = OutputPolicy.model_validate(self.payload.get("output"))
+        # The policy as the submitting gateway had it; read like the document it came from (a
+        # later release's fields ignored: shared/runtime_config.py).
+        output = OutputPolicy.model_validate(self.payload.get("output"), extra="ignore")
         if output.agent is not None and not OUTPUT_TYPE.fullmatch(output.agent):
             raise ValueError(f"job {self.job_id}: its agent is not a name")  # it names the upstream in logs
         grounding = fields.pop("grounding", None)
@@ -154,7 +156,7 @@ class Job:
         return GenerationRequest(
             caller=self.caller,
             output=output,
-            quota=Quota.model_validate(self.payload.get("quota")),
+            quota=Quota.model_validate(self.payload.get("quota"), extra="ignore"),
             deadline=deadline,
             token=self.token,
             grounding=(grounding[0], grounding[1]) if grounding else None,

@@ -17,6 +17,14 @@ an idle spell the first request is served the version the environment had and st
 refresh, which the next ones are served (a refresh frozen with the environment between
 invocations resumes with it, and ends within the store client's few seconds of timeouts).
 
+Strict where the document is written, tolerant where it is read: the models forbid what they
+do not declare, so synth and AppConfig's validator (the schema says ``additionalProperties:
+false``) refuse a misspelt or unknown field before any function sees it; a reader ignores fields
+its model does not declare, at every depth. A function's code and its document are updated by
+different resources of one deployment, so a document with a field a newer release added can
+reach a function still running the older code: it is read, the field unused, rather than refused
+and rolled back until every function runs the new code.
+
 A document the function cannot parse never replaces the one it has: it keeps serving the last
 good version and counts :data:`REFUSED_METRIC` (the alarm AppConfig rolls the deployment back
 on); a store it cannot reach keeps the last good version too. Either raises
@@ -62,7 +70,8 @@ class ConfigLocation(BaseModel):
 
 
 class RuntimeDocument(BaseModel):
-    """Base of every runtime document: frozen, and nothing it does not declare."""
+    """Base of every runtime document: frozen, and written with nothing it does not declare
+    (:class:`DocumentReader` reads one with fields it does not know, for the next release's)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -233,7 +242,8 @@ class DocumentReader(Generic[D]):
         if self._current is not None and (raw is self._raw or raw == self._raw):
             return self._current
         try:
-            parsed = self._model.model_validate_json(raw if raw else b"null")
+            # The next release's fields are not this reader's to refuse (see the module docstring).
+            parsed = self._model.model_validate_json(raw if raw else b"null", extra="ignore")
         except ValidationError as error:
             self._raw = raw  # refused once per version, not once per request
             problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '<document>'}: {e['msg']}" for e in error.errors())

@@ -52,6 +52,7 @@ MODELS: dict[str, type[RuntimeDocument]] = {
     "tools-web-policy": WebPolicy,
     "ingestion-classification-readers": ClassificationReaders,
 }
+LOCATION = ConfigLocation(application="app", environment="env", profile="profile", environment_name="test")
 READ_ACTIONS = {"appconfig:StartConfigurationSession", "appconfig:GetLatestConfiguration"}
 # Environments their readers find by name, from a stack that does not depend on theirs.
 NAMED_ENVIRONMENTS = {KEYS_ENVIRONMENT}
@@ -82,6 +83,62 @@ def test_every_document_passes_its_deployed_validator_and_parses_as_its_model(as
         model.model_validate(document)
         seen.add(name)
     assert set(MODELS) <= seen
+
+
+NEXT_RELEASE = "added_by_a_later_release"
+
+
+def with_unknown_fields(node: Any, schema: dict[str, Any], definitions: dict[str, Any]) -> tuple[Any, int]:
+    """``node`` with a field its schema does not declare added to every object the schema
+    declares properties for (a model, not a map), at every depth; and how many were added."""
+    if "$ref" in schema:
+        schema = definitions[schema["$ref"].rsplit("/", 1)[-1]]
+    added = 0
+    if isinstance(node, dict) and "properties" in schema:
+        out = {}
+        for key, value in node.items():
+            out[key], n = with_unknown_fields(value, schema["properties"].get(key, {}), definitions)
+            added += n
+        out[NEXT_RELEASE] = {"anything": [1, "two"]}
+        return out, added + 1
+    if isinstance(node, dict) and isinstance(schema.get("additionalProperties"), dict):
+        out = {}
+        for key, value in node.items():
+            out[key], n = with_unknown_fields(value, schema["additionalProperties"], definitions)
+            added += n
+        return out, added
+    if isinstance(node, list) and isinstance(schema.get("items"), dict):
+        items = [with_unknown_fields(item, schema["items"], definitions) for item in node]
+        return [item for item, _ in items], sum(n for _, n in items)
+    for branch in schema.get("anyOf", []):  # an optional model: the branch that declares it
+        if isinstance(node, dict) and ("properties" in branch or "$ref" in branch):
+            return with_unknown_fields(node, branch, definitions)
+    return node, 0
+
+
+def served(model: type[RuntimeDocument], text: str) -> tuple[RuntimeDocument, list[str]]:
+    """What a function's reader makes of ``text`` served by the store, and what it refused."""
+    refused: list[str] = []
+    read = DocumentReader(LOCATION, model, fetch=lambda _: text, refused=lambda _, why: refused.append(why)).get()
+    return read, refused
+
+
+def test_a_document_with_a_later_releases_fields_is_read_by_this_release_and_refused_by_the_validator(
+    assembly: Assembly,
+) -> None:
+    """A function's code and its document change in different resources of one deployment, so a
+    function of this release may be served the next release's document: it reads it (the new
+    fields unused) instead of refusing it and rolling it back; the store's validator, strict,
+    still refuses an undeclared field, so a misspelt one never reaches a function."""
+    for _, template, name in profiles(assembly):
+        document, schema = runtime_document(template, name)
+        model = model_for(name)
+        later, added = with_unknown_fields(document, schema, schema.get("definitions", {}))
+        assert added >= 1, name
+        read, refused = served(model, json.dumps(later))
+        assert refused == [], name
+        assert read == model.model_validate(document), name
+        assert not jsonschema.Draft4Validator(schema).is_valid(later), name
 
 
 def test_each_reader_may_read_its_own_document_and_no_other(assembly: Assembly) -> None:

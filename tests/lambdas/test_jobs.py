@@ -119,6 +119,22 @@ def test_a_submission_admits_writes_the_job_starts_the_worker_and_answers_202(wo
     assert MASKED.encode() not in item["payload"]["B"]  # held compressed
 
 
+def test_a_job_a_later_release_submitted_is_rebuilt_without_the_fields_this_one_does_not_know(
+    world: World,
+) -> None:
+    """The gateway and the worker are updated apart: a job whose output policy and quota carry
+    fields only the submitting release knows still runs on a worker of this one."""
+    request = a_request()
+    job = submitted(world, request)
+    stored = world.store.get(job)
+    assert stored is not None
+    assert stored.payload is not None
+    payload = dict(stored.payload)
+    payload["output"] = {**payload["output"], "later_release": {"x": 1}}
+    payload["quota"] = {**payload["quota"], "later_release": 2}
+    assert replace(stored, payload=payload).request(deadline=request.deadline) == request
+
+
 def test_an_output_type_without_its_own_limit_gets_the_workers_timeout(world: World) -> None:
     job = submitted(world, a_request("chat"))
     assert world.item(job)["limit_seconds"] == {"N": "600"}

@@ -115,6 +115,24 @@ def test_a_refused_version_keeps_the_last_good_one_and_is_counted_once() -> None
     assert "limits.a" in refusals[0]
 
 
+class Nested(RuntimeDocument):
+    inner: Limits
+    items: list[Limits] = Field(default_factory=list)
+
+
+def test_fields_a_later_release_declares_are_read_at_every_depth_not_refused() -> None:
+    """Written strictly (the validator refuses them), read tolerantly: a function of this release
+    served the next release's document keeps working on the fields it knows."""
+    later = {"inner": {"limits": {"a": 1}, "new": 1}, "items": [{"limits": {"b": 2}, "new": [1]}], "new": "x"}
+    fetch, refusals = CountingFetch(json.dumps(later)), list[str]()
+    read = DocumentReader(LOCATION, Nested, fetch=fetch, refused=lambda _, why: refusals.append(why)).get()
+    assert read == Nested(inner=Limits(limits={"a": 1}), items=[Limits(limits={"b": 2})])
+    assert refusals == []
+    assert not jsonschema.Draft4Validator(Nested.validator_schema()).is_valid(later)
+    with pytest.raises(ValueError, match="new"):
+        Nested.model_validate(later)  # what synth builds a document with: nothing undeclared
+
+
 def test_with_no_good_version_a_refusal_or_an_unreachable_store_is_an_error() -> None:
     fetch, refusals = CountingFetch("not json"), list[str]()
     with pytest.raises(RuntimeConfigError, match="prof1: refused"):
