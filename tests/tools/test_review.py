@@ -129,6 +129,9 @@ def test_an_embedding_model_change_shows_the_replaced_knowledge_base_and_its_dat
     assert "**its sync state and vectors" in kb_row
     # Data stores lead the table.
     assert "AWS::Bedrock" in table.splitlines()[2]
+    # Replaced under a new logical id (ADR 0009): its outputs are new ones, which every reader's
+    # template names, so no stack goes on reading the deleted one.
+    assert report.stale == ()
 
 
 def test_a_create_only_change_replaces_and_so_do_resources_whose_create_only_refs_point_at_it(
@@ -145,6 +148,44 @@ def test_a_create_only_change_replaces_and_so_do_resources_whose_create_only_ref
 
     assert replaced["AWS::S3Vectors::Index"] == ("`Dimension` changed (create-only)",)
     assert "may be replaced" in replaced["AWS::Bedrock::KnowledgeBase"][0]  # its StorageConfiguration refers to it
+
+
+def test_a_resource_replaced_under_its_logical_id_names_the_stacks_that_read_it(base: Assembly) -> None:
+    """A weak reference resolves when its reader is deployed: a reader that does not change keeps
+    the replaced (deleted) resource; one that changes reads the new one once it updates."""
+    stack = "genai-production-knowledge"
+    (kb_id,) = resources_of(base.templates[stack], "AWS::Bedrock::KnowledgeBase")
+    outputs = [name for name, o in base.templates[stack]["Outputs"].items() if kb_id in json.dumps(o["Value"])]
+    readers = {
+        reader
+        for reader, template in base.templates.items()
+        if any(
+            f'"StackName": "{stack}", "Region": "us-east-1", "OutputName": "{o}"' in json.dumps(template)
+            for o in outputs
+        )
+    }
+    assert readers  # the tools and gateway stacks read the knowledge base
+
+    def resize(template: dict[str, Any]) -> None:
+        (index,) = resources_of(template, "AWS::S3Vectors::Index").values()
+        index["Properties"]["Dimension"] = 512
+
+    head = edited(base, stack, resize)
+    report = review(base, head, [])
+    stale = {(read.loss.diff.logical_id, read.reader): read for read in report.stale}
+    assert {reader for logical_id, reader in stale if logical_id == kb_id} == readers
+    assert all(not read.reader_changes for read in stale.values())
+    section = report.sections()["losses"]
+    assert f"`{kb_id}` (AWS::Bedrock::KnowledgeBase) in {stack}, replaced under the same logical id" in section
+    assert "which does not change: `cdk deploy` skips it" in section
+    assert f"; read by other stacks: {len(report.stale)} (section 2)" in report.markdown()
+
+    # The reader changes too: it reads the new one once it updates (and the deleted one until then).
+    reader = sorted(readers)[0]
+    both = edited(head, reader, lambda t: t.setdefault("Description", "changed"))
+    read = next(r for r in review(base, both, []).stale if r.reader == reader and r.loss.diff.logical_id == kb_id)
+    assert read.reader_changes
+    assert "reads the new one when it updates after it" in read.describe()
 
 
 def test_a_handler_edit_lists_its_package(base: Assembly) -> None:

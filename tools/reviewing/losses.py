@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +13,7 @@ from typing import Any
 import cfnlint
 
 from tools.reviewing.changes import ResourceDiff
-from tools.reviewing.values import KeyPath, at, references, render
+from tools.reviewing.values import KeyPath, Template, at, references, render
 
 # The region whose CloudFormation schemas decide what is create-only (the app's region).
 SCHEMA_REGION = "us-east-1"
@@ -149,3 +149,59 @@ def losses(
             fate = _fate(diff.old, replaced, stack_removed) + (note if at_risk and not replaced else "")
             found.append(Loss(diff, replaced or bool(successor), why, fate, at_risk, successor))
     return found
+
+
+@dataclass(frozen=True)
+class StaleRead:
+    """A stack reading, through a weak reference (``Fn::GetStackOutput``), an output of a resource
+    replaced under the same logical id: the output keeps its name and changes its value, and the
+    reader resolves it only when it is itself created or updated."""
+
+    loss: Loss
+    output: str
+    reader: str
+    reader_changes: bool  # the reader's template changes too, so the same deploy updates it
+
+    def describe(self) -> str:
+        subject = f"{self.loss.diff} in {self.loss.diff.stack}, replaced under the same logical id,"
+        read = f"is read by {self.reader} (output `{self.output}`)"
+        if self.reader_changes:
+            return (
+                f"{subject} {read}: that stack reads the new one when it updates after it in the same "
+                "deploy, and the deleted one until then"
+            )
+        return (
+            f"{subject} {read}, **which does not change: `cdk deploy` skips it and it keeps reading the "
+            "deleted one** until it is deployed with a change (ADR 0009: replace under a new logical id)"
+        )
+
+
+def weak_reads(value: Any) -> Iterator[tuple[str, str]]:
+    """(stack, output) of every ``Fn::GetStackOutput`` in a template value."""
+    if isinstance(value, dict):
+        target = value.get("Fn::GetStackOutput")
+        if isinstance(target, dict) and isinstance(target.get("StackName"), str):
+            yield target["StackName"], str(target.get("OutputName"))
+        value = list(value.values())
+    if isinstance(value, list):
+        for item in value:
+            yield from weak_reads(item)
+
+
+def stale_reads(templates: Mapping[str, Template], found: Iterable[Loss], changing: set[str]) -> list[StaleRead]:
+    """Reads of replaced resources' outputs by other stacks (``templates``: the app after the change,
+    by stack name; ``changing``: the stacks whose templates change)."""
+    in_place = {(x.diff.stack, x.diff.logical_id): x for x in found if x.replaced and x.diff.status != "removed"}
+    outputs = {
+        (stack, name): loss
+        for stack, template in templates.items()
+        for name, output in template.get("Outputs", {}).items()
+        for logical_id in references(output.get("Value"))
+        if (loss := in_place.get((stack, logical_id)))
+    }
+    reads = {(reader, stack, name) for reader, t in templates.items() for stack, name in weak_reads(t)}
+    return [
+        StaleRead(outputs[(stack, name)], name, reader, reader in changing)
+        for reader, stack, name in sorted(reads)
+        if (stack, name) in outputs and reader != stack
+    ]

@@ -147,6 +147,9 @@ def _losses_section(report: Report) -> str:
             f"| {s.stack} | {len(rest)} other resources | stack no longer in the app{moved} | — | "
             "they stay deployed until the stack is deleted with `aws cloudformation delete-stack` | — |"
         )
+    if report.stale:
+        lines += ["", "Read by other stacks (weak references resolve when the reader is deployed):", ""]
+        lines += [f"- {read.describe()}" for read in report.stale]
     return "\n".join(lines) if len(lines) > 2 else "No resource is replaced or removed."
 
 
@@ -254,7 +257,8 @@ def _summary(report: Report) -> list[str]:
         f"- IAM / network: {sum(c.added for c in access)} added, {sum(not c.added for c in access)} removed, "
         f"{sum(c.broadens for c in access)} broadening",
         f"- replaced or removed: {len(lost)}, of which data stores at risk: "
-        f"{sum(bool(x.at_risk) and 'retained' not in x.fate for x in lost)}",
+        f"{sum(bool(x.at_risk) and 'retained' not in x.fate for x in lost)}"
+        + (f"; read by other stacks: {len(report.stale)} (section 2)" if report.stale else ""),
         f"- data handling: {len(report.data.permits)} Cedar policy changes, {len(report.data.settings)} settings",
         f"- code: {', '.join(c.package for c in report.code) or 'no deployed package changed'}",
         *(

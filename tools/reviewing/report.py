@@ -10,7 +10,7 @@ from typing import Any
 from tools.reviewing.access import AccessChange, access_changes, loosens
 from tools.reviewing.changes import Assembly, Change, ResourceDiff, diff_stack, template_changes
 from tools.reviewing.data import DataHandling, data_handling
-from tools.reviewing.losses import Loss, losses, replacements
+from tools.reviewing.losses import Loss, StaleRead, losses, replacements, stale_reads
 from tools.reviewing.render import render_report, render_sections
 from tools.reviewing.sources import CodeChange, code_changes, is_asset_change
 from tools.reviewing.values import Template
@@ -57,6 +57,7 @@ class Report:
     code: tuple[CodeChange, ...]
     changed_files: tuple[str, ...]
     picture: str | None = None
+    stale: tuple[StaleRead, ...] = ()  # other stacks reading a resource replaced under its logical id
 
     @property
     def broadening(self) -> bool:
@@ -149,7 +150,9 @@ def review(
     highlight = {d.key for d in diffs if d.status != "removed"}
     picture = draw({k: dict(v) for k, v in head.templates.items()}, highlight) if draw and highlight else None
     code = tuple(code_changes(head, changed_files, assets))
-    return Report(stacks, data_handling(diffs), code, tuple(changed_files), picture)
+    changing = {s.stack for s in stacks if s.status != "unchanged"}
+    stale = stale_reads(head.templates, (x for s in stacks for x in s.losses), changing)
+    return Report(stacks, data_handling(diffs), code, tuple(changed_files), picture, tuple(stale))
 
 
 def markdown_for_templates(
