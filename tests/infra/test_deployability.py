@@ -562,6 +562,79 @@ def test_off_leaves_the_account_alone_and_the_tier_does_without(left_alone: Asse
     assert not any(t.startswith("AWS::Macie::") or t == "Custom::MacieClassificationJob" for t in types)
 
 
+# Each setting as its own resource when managed, adopted through the adopting function.
+SETTING_TYPES = {
+    "transaction_search": ("AWS::XRay::TransactionSearchConfig", "Custom::AdoptedTransactionSearch"),
+    "model_invocation_logging": ("Custom::BedrockModelInvocationLogging", "Custom::AdoptedModelInvocationLogging"),
+    "macie": ("AWS::Macie::Session", "Custom::AdoptedMacie"),
+    "api_gateway_logging": ("AWS::ApiGateway::Account", "Custom::AdoptedApiGatewayLogging"),
+}
+# Two mixes that between them put every setting in every mode beside the others' other modes.
+MIXES = {
+    "search-managed": {
+        "transaction_search": "manage",
+        "model_invocation_logging": "adopt",
+        "macie": "off",
+        "api_gateway_logging": "manage",
+    },
+    "search-adopted": {
+        "transaction_search": "adopt",
+        "model_invocation_logging": "manage",
+        "macie": "manage",
+        "api_gateway_logging": "off",
+    },
+    "search-off": {
+        "transaction_search": "off",
+        "model_invocation_logging": "off",
+        "macie": "adopt",
+        "api_gateway_logging": "adopt",
+    },
+}
+
+
+@pytest.mark.parametrize("mix", MIXES)
+def test_settings_in_different_modes_each_do_their_own_and_the_tier_still_deploys(
+    mix: str, synthesize: Synthesizer
+) -> None:
+    """Each setting is managed, adopted or left alone by its own key, whatever the others' modes:
+    what one mode brings (the adopting function, the managed search's wait, the online evaluation
+    on spans, Macie's jobs) is there exactly when its setting asks for it, and the mix passes the
+    ordering and schema checks (and cdk-nag: the synth runs both packs)."""
+    modes = MIXES[mix]
+    mixed = synthesize(tier="production", **{f"blueprint.production.account_settings.{s}": m for s, m in modes.items()})
+    types = _types(mixed)
+    foundation = mixed.template("-production-foundation")
+    for setting, mode in modes.items():
+        own, adopted = SETTING_TYPES[setting]
+        assert (own in types, adopted in types) == (mode == "manage", mode == "adopt"), setting
+    adopting = [r for r in foundation["Resources"].values() if r["Type"] in ADOPTED]
+    assert {r["Properties"]["Setting"] for r in adopting} == {s for s, m in modes.items() if m == "adopt"}
+    searched = modes["transaction_search"] != "off"
+    assert ("AWS::BedrockAgentCore::OnlineEvaluationConfig" in types) == searched  # it scores spans
+    assert ("Custom::TransactionSearchReady" in types) == (modes["transaction_search"] == "manage")
+    if modes["transaction_search"] == "manage":
+        assert _managed_search_problems(foundation) == []
+    assert ("Custom::MacieClassificationJob" in types) == (modes["macie"] != "off")
+    # The adopting function may pass a logging role only for a setting it adopts.
+    passes = {
+        render(s["Resource"])
+        for logical_id, policy in resources(foundation, "AWS::IAM::Policy").items()
+        if logical_id.startswith("AccountSettingsAdopterPermissions")
+        for s in policy["Properties"]["PolicyDocument"]["Statement"]
+        if s["Action"] == "iam:PassRole"
+    }
+    assert passes == {
+        f"<AccountSettings{name}.Arn>"
+        for setting, name in (
+            ("model_invocation_logging", "ModelInvocationLogging"),
+            ("api_gateway_logging", "ApiGatewayLogging"),
+        )
+        if modes[setting] == "adopt"
+    }
+    assert [str(r) for r in deploy_checks.races(mixed.templates, exempt=NOT_CHECKED_AT_CREATION)] == []
+    cfn_lint(mixed)
+
+
 def test_adopted_settings_outlive_the_stack_with_what_they_write_to(assembly: Assembly) -> None:
     foundation = assembly.template("-production-foundation")
     for type_, prefix in (
