@@ -27,6 +27,7 @@ MAX_MEMBERS = 2_000  # an Office file has tens of parts; thousands is an attack 
 # Office writes), and what it lists: (main part, the list's entries, what one is called).
 MAIN_PARTS = {"xlsx": ("xl/workbook.xml", "sheet", "sheet"), "pptx": ("ppt/presentation.xml", "sldId", "slide")}
 OFFICE_DOCUMENT = "/officeDocument"  # the end of the main part's relationship type (transitional and strict)
+NOTES_SLIDE = "/notesSlide"  # the end of a slide's relationship type to its notes page
 
 
 def office_text(data: bytes, fmt: str, limits: ReadLimits, budget: ReadBudget) -> str:
@@ -315,18 +316,33 @@ def _shared_strings(package: Package, part: str, limits: ReadLimits, budget: Rea
 
 
 def _pptx_text(package: Package, slides: list[str], budget: ReadBudget) -> str:
-    """Each slide's paragraphs (its text boxes, shapes and tables, a line break kept), slides in
-    the presentation's order; speaker notes, comments and embedded files are not read."""
+    """Each slide's paragraphs (its text boxes, shapes and tables, a line break kept), then its
+    speaker notes (the notes page's body placeholder, not the slide image, number, date, header or
+    footer PowerPoint puts around it), slides in the presentation's order; comments and embedded
+    files are not read."""
     for slide in slides:
-        for paragraph in package.elements(slide, "p"):
-            budget.check_time()  # a deck of empty paragraphs adds no text
-            parts = []
-            for element in paragraph.iter():
-                name = local_name(element.tag)
-                if name == "t":
-                    parts.append(_text(element))
-                elif name == "br":
-                    parts.append("\n")
-            if line := "".join(parts).strip("\n"):
-                budget.add(line)
+        _paragraphs(package.elements(slide, "p"), budget)
+        notes = _related(package, slide, NOTES_SLIDE, "")
+        if not notes or not package.has(notes):
+            continue
+        for shape in package.elements(notes, "sp"):
+            budget.check_time()
+            placeholder = next(shape.iter("{*}ph"), None)
+            if placeholder is not None and placeholder.get("type") == "body":
+                _paragraphs(shape.iter("{*}p"), budget)
     return budget.text()
+
+
+def _paragraphs(paragraphs: Iterator[Any], budget: ReadBudget) -> None:
+    """Each DrawingML paragraph's text a line (its runs and fields, a line break kept)."""
+    for paragraph in paragraphs:
+        budget.check_time()  # a deck of empty paragraphs adds no text
+        parts = []
+        for element in paragraph.iter():
+            name = local_name(element.tag)
+            if name == "t":
+                parts.append(_text(element))
+            elif name == "br":
+                parts.append("\n")
+        if line := "".join(parts).strip("\n"):
+            budget.add(line)

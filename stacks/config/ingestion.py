@@ -63,7 +63,7 @@ class IngestionConfig(ConfigModel):
         min_length=1,
         description="Document formats (by file extension) the pipeline takes; others are quarantined with the reason. "
         "PDF and Office files (DOCX; XLSX, each row a line of tab-separated cells; PPTX, each slide's paragraphs, "
-        "speaker notes not read) are read within max_pages, max_extracted_chars, read_seconds and "
+        "then its speaker notes) are read within max_pages, max_extracted_chars, read_seconds and "
         "max_expanded_bytes, PDFs within max_page_bytes too; a PDF without a text layer is quarantined as "
         "needs_ocr, unless ocr is textract.",
     )

@@ -73,6 +73,70 @@ def test_a_deck_is_read_slide_by_slide_with_its_tables() -> None:
     assert text == "Quarterly plan\nRefunds take thirty days.\nRegion\nLead\nNorth\nInes"
 
 
+def test_a_slides_speaker_notes_follow_it() -> None:
+    """python-pptx writes a notes page as PowerPoint does (a slide image, the notes body and a slide
+    number placeholder; the notes master beside it): the body is read after its slide."""
+    deck = pptx.Presentation(io.BytesIO(deck_powerpoint_would_write()))
+    deck.slides[0].notes_slide.notes_text_frame.text = "Say the refund window twice.\nThen take questions."
+    out = io.BytesIO()
+    deck.save(out)
+    assert text_of(out.getvalue(), "pptx") == (
+        "Quarterly plan\nRefunds take thirty days.\nSay the refund window twice.\nThen take questions."
+        "\nRegion\nLead\nNorth\nInes"
+    )
+
+
+P_NS = "http://schemas.openxmlformats.org/presentationml/2006/main"
+A_NS = "http://schemas.openxmlformats.org/drawingml/2006/main"
+
+
+def notes_xml(placeholder: str, paragraphs: list[str]) -> str:
+    """A notes page with one shape: a placeholder of ``placeholder``'s type holding ``paragraphs``."""
+    body = "".join(f"<a:p><a:r><a:t>{p}</a:t></a:r></a:p>" for p in paragraphs)
+    return (
+        f'<p:notes xmlns:p="{P_NS}" xmlns:a="{A_NS}"><p:cSld><p:spTree><p:sp><p:nvSpPr><p:cNvPr id="2" name="n"/>'
+        f'<p:cNvSpPr/><p:nvPr><p:ph type="{placeholder}" idx="1"/></p:nvPr></p:nvSpPr><p:txBody>{body}</p:txBody>'
+        "</p:sp></p:spTree></p:cSld></p:notes>"
+    )
+
+
+def with_notes(notes: dict[str, str], targets: dict[int, str], slides: int = 2) -> bytes:
+    """A deck of ``slides`` slides whose slide n relates to the notes part ``targets[n]``."""
+    extra: dict[str, str | bytes] = {f"ppt/notesSlides/{name}": xml for name, xml in notes.items()}
+    for number, target in targets.items():
+        extra[f"ppt/slides/_rels/slide{number}.xml.rels"] = relationships({"rId9": target}, "notesSlide")
+    return pptx_package([slide_xml([f"slide {n}"]) for n in range(1, slides + 1)], extra=extra)
+
+
+def test_notes_are_read_only_from_a_body_placeholder_of_a_part_in_the_package() -> None:
+    # PowerPoint's slide number, date, header and footer placeholders hold text too: not the notes.
+    notes = {"a.xml": notes_xml("body", ["note a"]), "b.xml": notes_xml("sldNum", ["2"])}
+    assert text_of(with_notes(notes, {1: "../notesSlides/a.xml", 2: "../notesSlides/b.xml"}), "pptx") == (
+        "slide 1\nnote a\nslide 2"
+    )
+    # A relationship to a part the package lacks, or outside it, is no notes page: nothing read, no error.
+    assert text_of(with_notes({}, {1: "../notesSlides/gone.xml", 2: "../../../etc/passwd"}), "pptx") == (
+        "slide 1\nslide 2"
+    )
+
+
+def test_notes_that_every_slide_shares_count_against_the_text_limit_each_time() -> None:
+    """A hostile deck pointing every slide at one large notes page cannot read past the limits."""
+    page = notes_xml("body", ["word " * 100])
+    deck = with_notes({"a.xml": page}, {n: "../notesSlides/a.xml" for n in range(1, 9)}, slides=8)
+    with pytest.raises(RejectedError, match="over the 2000 character limit") as rejected:
+        text_of(deck, "pptx", ReadLimits(max_chars=2000))
+    assert rejected.value.code == "too_much_text"
+
+
+def test_speaker_notes_are_scanned_for_pii_like_the_slides(aws: Aws) -> None:
+    deck = with_notes(
+        {"a.xml": notes_xml("body", ["Call Grace Hopper on +1 206 555 0143."])}, {1: "../notesSlides/a.xml"}
+    )
+    assert settled(aws, "docs/notes.pptx", deck)["status"] == "curated"
+    assert curated_text(aws, "docs/notes.pptx") == "slide 1\nCall [NAME] on [PHONE].\nslide 2"
+
+
 def test_sheets_and_slides_are_read_in_their_numbers_order() -> None:
     numbers = range(1, 12)  # sheet10 and slide10 sort before sheet2 and slide2 as text
     assert text_of(xlsx_bytes([[[f"sheet {n}"]] for n in numbers]), "xlsx").splitlines() == [
