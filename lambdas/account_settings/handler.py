@@ -95,6 +95,17 @@ def loggable(value: Any) -> Any:
     return value if value is None else shown(value)
 
 
+# CloudFormation's bound on a physical id; the Provider framework answers whatever is returned.
+MAX_PHYSICAL_ID_CHARS = 1024
+
+
+def physical_id_of(event: dict[str, Any]) -> str | None:
+    """The event's physical id, when it is one CloudFormation could have sent (text of 1 to 1,024
+    characters); None otherwise, so nothing else is answered back as an id."""
+    value = event.get("PhysicalResourceId")
+    return value if isinstance(value, str) and 0 < len(value) <= MAX_PHYSICAL_ID_CHARS else None
+
+
 def setting_of(event: dict[str, Any]) -> str:
     """The setting ``ResourceProperties.Setting`` names; ValueError naming what is wrong."""
     props = event.get("ResourceProperties")
@@ -198,7 +209,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     if request == "Delete":
         # CloudFormation sends the physical id on every delete; without one the Provider framework
         # keeps the event's own.
-        deleted = event.get("PhysicalResourceId")
+        deleted = physical_id_of(event)
         logger.info(
             "left as it is: an adopted setting is never switched off",
             extra={"physical_id": loggable(deleted)},
@@ -209,7 +220,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     setting = setting_of(event)
     physical_id = f"account-setting-{setting}"
     if request == "Update" and previous(event) is not None:
-        physical_id = event.get("PhysicalResourceId") or physical_id
+        physical_id = physical_id_of(event) or physical_id
     outcome = adopt_until_in_place(
         event, _client, remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000
     )

@@ -26,6 +26,7 @@ MAX_PROBLEMS = 10  # listed in an answer; the rest are counted
 MAX_FIELD_CHARS = 64  # of a field's name in an answer: an unknown key's name is the caller's text
 MAX_OBJECT_KEYS = 256  # of any one object in a JSON body (check_counts)
 MAX_ARRAY_ITEMS = 1_000  # of any one array in a JSON body (check_counts)
+MAX_ARGUMENT_DEPTH = 32  # of a tool call's arguments (check_arguments): a tool's schema is a few levels
 # Of a whole JSON body, counted before it is parsed (check_values): a parser builds one Python object
 # per value, and 6 MB of "[{},{},...]" is two million of them, over 200 MB.
 MAX_VALUES = 250_000
@@ -100,33 +101,43 @@ def check_values(data: bytes, *, max_values: int = MAX_VALUES, whole: str = "bod
 
 
 def check_counts(
-    value: Any, *, max_keys: int = MAX_OBJECT_KEYS, max_items: int = MAX_ARRAY_ITEMS, whole: str = "body"
+    value: Any,
+    *,
+    max_keys: int = MAX_OBJECT_KEYS,
+    max_items: int = MAX_ARRAY_ITEMS,
+    max_depth: int | None = None,
+    whole: str = "body",
 ) -> None:
     """BodyError when an object anywhere in ``value`` (parsed JSON; ``whole`` names it in the
-    message) has more than ``max_keys`` keys or an array more than ``max_items`` items. pydantic
-    holds an error for each unknown key of a model that forbids them, and for each wrong item of a
-    list, until they are worded: a 6 MB body of unknown keys is 600,000 errors and more than half a
-    gigabyte, past the function's memory, where Lambda ends it without an answer. No request this
-    platform takes (nor any tool call's arguments) comes near either bound."""
-    pending = [value]
+    message) has more than ``max_keys`` keys or an array more than ``max_items`` items, or (with
+    ``max_depth``) objects and arrays nest deeper than that. pydantic holds an error for each
+    unknown key of a model that forbids them, and for each wrong item of a list, until they are
+    worded: a 6 MB body of unknown keys is 600,000 errors and more than half a gigabyte, past the
+    function's memory, where Lambda ends it without an answer. No request this platform takes (nor
+    any tool call's arguments) comes near either bound. Iterative: any depth is walked."""
+    pending = [(value, 1)]
     while pending:
-        item = pending.pop()
+        item, depth = pending.pop()
+        if isinstance(item, dict | list) and max_depth is not None and depth > max_depth:
+            raise BodyError(f"{whole}: objects and arrays nest deeper than {max_depth} levels")
         if isinstance(item, dict):
             if len(item) > max_keys:
                 raise BodyError(f"{whole}: an object has {len(item)} keys; at most {max_keys} are read")
-            pending.extend(item.values())
+            pending.extend((child, depth + 1) for child in item.values())
         elif isinstance(item, list):
             if len(item) > max_items:
                 raise BodyError(f"{whole}: an array has {len(item)} items; at most {max_items} are read")
-            pending.extend(item)
+            pending.extend((child, depth + 1) for child in item)
 
 
 def check_arguments(arguments: Any) -> None:
     """BodyError naming "arguments" when a tool call's ``arguments`` (parsed JSON) hold more than
-    :func:`check_counts` reads, or a text with a lone surrogate: JSON can escape half a surrogate
-    pair ("\\ud800"), but no UTF-8 (so no URL, no tool target) can hold one. Both tools gateway
-    interceptor and the tool functions call it before any model validates the arguments."""
-    check_counts(arguments, whole="arguments")
+    :func:`check_counts` reads, nest deeper than MAX_ARGUMENT_DEPTH (the encoding below recurses:
+    what the event's parser took could end it in a RecursionError), or hold a text with a lone
+    surrogate: JSON can escape half a surrogate pair ("\\ud800"), but no UTF-8 (so no URL, no tool
+    target) can hold one. Both tools gateway interceptor and the tool functions call it before any
+    model validates the arguments."""
+    check_counts(arguments, max_depth=MAX_ARGUMENT_DEPTH, whole="arguments")
     try:
         json.dumps(arguments, ensure_ascii=False).encode()
     except UnicodeEncodeError:

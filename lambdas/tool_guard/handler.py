@@ -348,6 +348,8 @@ def _on_response(request_body: Any, response: Any, caller: Caller) -> dict[str, 
     status = response.get("statusCode")
     status = status if type(status) is int and 100 <= status <= 599 else 200
     answer = response.get("body")
+    if isinstance(answer, str):  # a byte order mark is no content: SSE readers drop it, JSON ones may
+        answer = answer.removeprefix("\ufeff")
     listing = Listing.of(request_body)
     if not listing.open and not _carries_tools(answer):
         return _output(response={"statusCode": status, "body": answer})
@@ -378,16 +380,34 @@ def _carries_tools(answer: Any) -> bool:
         answers = [_lenient(data) for _, data in _sse_events(answer)]
     else:
         answers = [answer]
-    return any(
+    return any(body is _REPEATED for body in answers) or any(
         isinstance(message, dict) and isinstance(message.get("result"), dict) and "tools" in message["result"]
         for body in answers
         for message in (body if isinstance(body, list) else [body])
     )
 
 
+class _RepeatedKeyError(ValueError):
+    """A JSON object names a member twice: readers differ on which one counts."""
+
+
+# A text with a repeated member: a client that keeps the first "result" could read a tools list
+# that this reader (which keeps the last) never saw, so such an answer is filtered, and refused there.
+_REPEATED: Any = object()
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        raise _RepeatedKeyError("a member is named twice")
+    return found
+
+
 def _lenient(text: str) -> Any:
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_unique)
+    except _RepeatedKeyError:
+        return _REPEATED
     except (ValueError, RecursionError):
         return None
 
@@ -477,7 +497,7 @@ def _parsed(text: str) -> Any:
     """JSON as JSON has it: NaN and the infinities (which Python would read and write back, no
     longer JSON) make a text as unreadable as any other error does."""
     try:
-        return json.loads(text, parse_constant=_not_a_number, parse_float=_finite)
+        return json.loads(text, parse_constant=_not_a_number, parse_float=_finite, object_pairs_hook=_unique)
     except (ValueError, RecursionError):
         raise Refusal(INTERNAL_ERROR, "the tools list could not be read") from None
 

@@ -197,9 +197,15 @@ class Checker:
     def _host(parts: SplitResult) -> str:
         hostname = parts.hostname or ""
         try:
-            return str(ipaddress.ip_address(hostname))
+            address = ipaddress.ip_address(hostname)
         except ValueError:
             pass
+        else:
+            # A zone ("fe80::1%eth0") names an interface of the machine, never a web site; and it is
+            # any text but "%", which would reach the agent in every message that names the host.
+            if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
+                raise invalid("invalid_url", "url: an IPv6 address with a zone is not a web address")
+            return str(address)
         try:
             return normalise_domain(hostname)
         except ValueError:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from shared.bodies import (
     _STRING,
+    MAX_ARGUMENT_DEPTH,
     MAX_ARRAY_ITEMS,
     MAX_OBJECT_KEYS,
     MAX_PROBLEMS,
@@ -83,6 +84,14 @@ def test_the_bounds_are_the_callers_to_choose() -> None:
         json_bytes("[0, 0, 0]", False, max_items=2)
 
 
+def nested(depth: int) -> list[Any]:
+    """Arrays nested ``depth`` levels deep (a list within a list ...)."""
+    value: list[Any] = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
@@ -91,8 +100,14 @@ def test_the_bounds_are_the_callers_to_choose() -> None:
         ({"q": "a\ud800b"}, "arguments: a text holds a lone surrogate, not UTF-8 text"),
         ({"\udfff": 1}, "arguments: a text holds a lone surrogate, not UTF-8 text"),
         ({"a": [{"b": ["\ud83d"]}]}, "arguments: a text holds a lone surrogate, not UTF-8 text"),
+        (
+            {"a": nested(MAX_ARGUMENT_DEPTH)},
+            f"arguments: objects and arrays nest deeper than {MAX_ARGUMENT_DEPTH} levels",
+        ),
+        # Deeper than json.dumps recurses (a RecursionError out of the interceptor, were it not refused first).
+        ({"a": nested(5_000)}, f"arguments: objects and arrays nest deeper than {MAX_ARGUMENT_DEPTH} levels"),
     ],
-    ids=["keys", "items", "surrogate-value", "surrogate-key", "surrogate-nested"],
+    ids=["keys", "items", "surrogate-value", "surrogate-key", "surrogate-nested", "too-deep", "deeper-than-encoding"],
 )
 def test_tool_arguments_past_a_bound_or_not_utf8_are_named_as_the_arguments(arguments: Any, message: str) -> None:
     with pytest.raises(BodyError) as refused:
@@ -102,8 +117,14 @@ def test_tool_arguments_past_a_bound_or_not_utf8_are_named_as_the_arguments(argu
 
 @pytest.mark.parametrize(
     "arguments",
-    [None, {}, keys(MAX_OBJECT_KEYS), {"q": "caf\u00e9 \U0001f600 \u202e", "n": [1.5, None, True]}],
-    ids=["none", "empty", "keys-at-the-bound", "any-utf8-text"],
+    [
+        None,
+        {},
+        keys(MAX_OBJECT_KEYS),
+        {"q": "caf\u00e9 \U0001f600 \u202e", "n": [1.5, None, True]},
+        {"a": nested(MAX_ARGUMENT_DEPTH - 1)},
+    ],
+    ids=["none", "empty", "keys-at-the-bound", "any-utf8-text", "depth-at-the-bound"],
 )
 def test_tool_arguments_within_the_bounds_in_utf8_pass(arguments: Any) -> None:
     check_arguments(arguments)

@@ -74,7 +74,8 @@ events = st.fixed_dictionaries(
     optional={
         "LogicalResourceId": mostly(st.just("AccountSettingsAdopterMacieSession"), odd_values),
         "PhysicalResourceId": mostly(
-            st.sampled_from([f"account-setting-{n}" for n in SETTING_NAMES]), hostile_text(20)
+            st.sampled_from([f"account-setting-{n}" for n in SETTING_NAMES]),
+            hostile_text(20) | json_values | st.text(min_size=1025, max_size=1030),
         ),
         "OldResourceProperties": mostly(properties(), json_values),
     },
@@ -126,6 +127,8 @@ def models() -> dict[str, ModelChecked]:
 @example(event={"RequestType": "Delete", "PhysicalResourceId": "\ud800"}, refuse=False)
 @example(event={"RequestType": "Update", "PhysicalResourceId": "\ud800", "ResourceProperties": {}}, refuse=False)
 @example(event={"RequestType": "x" * 50_000}, refuse=False)
+@example(event={"RequestType": "Delete", "PhysicalResourceId": {"a": 1}}, refuse=False)
+@example(event={"RequestType": "Delete", "PhysicalResourceId": "x" * 5_000}, refuse=False)
 def test_any_event_gets_an_answer_or_a_readable_reason_within_the_invocation(
     models: dict[str, ModelChecked], monkeypatch: pytest.MonkeyPatch, event: Any, refuse: bool
 ) -> None:
@@ -161,7 +164,9 @@ def test_any_event_gets_an_answer_or_a_readable_reason_within_the_invocation(
     note(f"answered {request}")
     if request == "Delete":
         assert not called
-        assert answer in ({}, {"PhysicalResourceId": event.get("PhysicalResourceId")})
+        sent = event.get("PhysicalResourceId")
+        # Only an id CloudFormation could have sent is answered back (text of 1 to 1,024 characters).
+        assert answer == ({"PhysicalResourceId": sent} if isinstance(sent, str) and 0 < len(sent) <= 1024 else {})
         return
     physical_id = answer["PhysicalResourceId"]
     assert isinstance(physical_id, str)

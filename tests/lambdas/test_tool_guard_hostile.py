@@ -227,6 +227,9 @@ def test_a_string_answer_of_plain_json_is_filtered() -> None:
         pytest.param(lambda message: "\r\n  " + json.dumps(message), id="after whitespace"),
         pytest.param(lambda message: json.dumps([message]), id="a batch"),
         pytest.param(lambda message: " " + json.dumps([message]), id="a batch after whitespace"),
+        # A byte order mark: JSON readers may skip it, SSE readers do.
+        pytest.param(lambda message: "\ufeff" + json.dumps(message), id="after a byte order mark"),
+        pytest.param(lambda message: "\ufeffdata: " + json.dumps(message) + "\n\n", id="an SSE event after a BOM"),
     ],
 )
 def test_a_string_answer_to_a_call_carrying_a_tools_list_is_filtered_however_the_json_is_written(
@@ -237,6 +240,19 @@ def test_a_string_answer_to_a_call_carrying_a_tools_list_is_filtered_however_the
     filtered = answer(call(OTHER, id=5), write(smuggled))
     (message,) = messages_in(filtered)
     assert [t["name"] for t in message["result"]["tools"]] == OWN
+
+
+def test_a_string_answer_naming_a_member_twice_is_refused_whatever_it_carries() -> None:
+    """Readers differ on which of two members of one name counts: a client keeping the first
+    "result" would read a tools list this reader (keeping the last) never saw."""
+    tools = json.dumps({"content": [], "tools": entries(*EVERYTHING)})
+    for text in (
+        f'{{"jsonrpc": "2.0", "id": 5, "result": {tools}, "result": {{"content": []}}}}',
+        '{"jsonrpc": "2.0", "id": 5, "result": {"content": [], "content": []}}',
+    ):
+        body = answer(call(OTHER, id=5), text)
+        (message,) = messages_in(body)
+        assert message["error"] == {"code": -32603, "message": "the tools list could not be read"}
 
 
 # Unexpected result shapes
@@ -499,6 +515,14 @@ def emitted(out: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in out.splitlines() if '"_aws"' in line]
 
 
+def deep_list(depth: int) -> list[Any]:
+    """Arrays nested ``depth`` levels deep: deeper than json.dumps recurses."""
+    value: list[Any] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 def broken() -> dict[str, frozenset[str]]:
     raise RuntimeError("bindings unavailable")
 
@@ -514,6 +538,9 @@ def broken() -> dict[str, frozenset[str]]:
         ),
         pytest.param(
             call(OTHER, {"customer_id": "\ud800"}), Metric.CALLS_REFUSED, -32602, False, id="a lone surrogate"
+        ),
+        pytest.param(
+            call(OTHER, {"customer_id": deep_list(5_000)}), Metric.CALLS_REFUSED, -32602, False, id="nested too deep"
         ),
         pytest.param(call(OTHER), Metric.FAILURES, -32603, True, id="internal failure"),
     ],

@@ -27,7 +27,7 @@ from tests.lambdas.web_fakes import (
     FakeGuardrail,
     cdp_server,
 )
-from tests.lambdas.web_site import ARTICLE, SiteHandler, resolver, site_policy, web_site
+from tests.lambdas.web_site import ARTICLE, ZONE_WORDS, SiteHandler, resolver, site_policy, web_site
 from web_mcp.browse import Browser
 from web_mcp.contract import NOTICE, WEB_BROWSE, WEB_FETCH, Settings, WebPolicy
 from web_mcp.fetch import Checker, Fetcher
@@ -261,6 +261,14 @@ def test_a_host_name_that_is_not_one_is_refused_without_its_text(world: World) -
     """A site's redirect to a "host" of words would put them in the refusal the agent reads."""
     message = refused(world, "/redirect-words", "forbidden", "invalid_url")
     assert message == "the page led to a refused URL: the host is not a valid domain name"
+    message = refused(world, "/redirect-zone", "forbidden", "invalid_url")
+    assert message == "the page led to a refused URL: an IPv6 address with a zone is not a web address"
+    is_error, body = call(
+        world, "web_fetch", {"url": f"https://[fe80::1%25{ZONE_WORDS}]/", "caller_group": "researchers"}
+    )
+    assert is_error
+    assert "instructions" not in json.dumps(body)
+    assert body["error"]["reason"] == "invalid_url"
 
 
 def test_refuses_the_metadata_address(world: World) -> None:
