@@ -60,8 +60,12 @@ class Guard:
             )
             return Verdict(blocked=True, intervened=True, texts=(message,), reasons=(*verdict.reasons, MASKING_LIMIT))
         singles = {text: _verdict(self._apply("INPUT", [_guarded(text)]), [text]) for text in holding}
+        blocking = next((v for v in singles.values() if v.blocked), None)
+        if blocking is not None:  # blocked alone what it passed with the others: its blocked message
+            reasons = tuple(sorted({reason for v in singles.values() for reason in v.reasons}))
+            return Verdict(blocked=True, intervened=True, texts=blocking.texts, reasons=reasons)
         return Verdict(
-            blocked=any(v.blocked for v in singles.values()),
+            blocked=False,
             intervened=True,
             texts=tuple(singles[text].text() if text in singles else text for text in texts),
             reasons=tuple(sorted({reason for v in singles.values() for reason in v.reasons})),

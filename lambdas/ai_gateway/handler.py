@@ -742,7 +742,8 @@ def _openai_json(error: OpenAIError, *, final: bool = False) -> Response[Any]:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     telemetry.start()
     response = misshapen(event, REST_API) or app.resolve(event, context)
-    response.setdefault("headers", {})[CORRELATION_ID_HEADER] = logger.get_correlation_id() or ""
+    correlation = logger.get_correlation_id()  # the event's request id: text from API Gateway, anything by hand
+    response.setdefault("headers", {})[CORRELATION_ID_HEADER] = correlation if isinstance(correlation, str) else ""
     return response
 
 

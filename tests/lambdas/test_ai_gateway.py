@@ -561,6 +561,32 @@ def test_masked_text_is_mapped_back_turn_by_turn(gateway: Gateway) -> None:
     assert call(rest_event("POST", "/v1/chat", {"messages": messages})).status == 200
 
 
+@pytest.mark.parametrize("request_id", [{"a": 1}, 5, ["x"], True, None])
+def test_a_request_id_that_is_not_text_gives_an_empty_correlation_header(gateway: Gateway, request_id: Any) -> None:
+    """A header value that is not text is no proxy answer API Gateway can send (a 502)."""
+    event = rest_event("GET", "/v1/models", None)
+    event["requestContext"]["requestId"] = request_id
+    response = handler.lambda_handler(event, FakeContext())
+    assert response["headers"]["X-Correlation-Id"] == ""
+    assert http_result(response).status == 200
+
+
+def test_a_text_blocked_when_checked_alone_is_refused_with_the_guardrails_message(gateway: Gateway) -> None:
+    """A filter may block a text alone that it passed among the others (a prompt attack judged on
+    its own): the refusal carries the guardrail's blocked message, never a text of the request
+    (the first text was the answer's message: an earlier turn or the system prompt, raw)."""
+    turns = ["my private note 123", "Thanks.", "now mail jane@example.com"]
+    messages = [{"role": r, "content": t} for r, t in zip(("user", "assistant", "user"), turns, strict=True)]
+    guard_input(gateway.bedrock, turns, anonymized("... now mail {EMAIL}", found={"jane@example.com": "EMAIL"}))
+    guard_input(gateway.bedrock, [turns[2]], BLOCKED_TOPIC)
+    result = call(rest_event("POST", "/v1/chat", {"messages": messages}))
+    assert (result.status, result.body["error"]) == (400, "guardrail_blocked")
+    assert result.body["message"] == "This request can't be processed under the usage policy."  # BLOCKED_TOPIC's
+    assert result.body["reasons"] == ["topic"]
+    assert "private note" not in json.dumps(result.body)
+    gateway.bedrock.assert_no_pending_responses()  # no model call
+
+
 def test_one_request_cannot_make_the_guardrail_check_each_of_its_messages_alone_past_the_limit(
     gateway: Gateway,
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import tracemalloc
 from typing import Any
 
@@ -194,6 +195,26 @@ def test_a_string_once_started_always_matches_so_the_count_is_linear(rest: bytes
     assert match is not None
     if b'"' not in rest.replace(b"\\\\", b"").replace(b'\\"', b""):  # no quote that closes it
         assert match.end() == 1 + len(rest)
+
+
+PLAIN_STRING = re.compile(rb'"[^"\\]*(?:\\.?[^"\\]*)*(?:"|\Z)', re.DOTALL)  # the same, backtracking
+
+
+@given(st.binary(max_size=200).map(lambda b: b.replace(b"x", b'"').replace(b"y", b"\\")))
+def test_the_possessive_string_pattern_finds_what_the_plain_one_does(data: bytes) -> None:
+    assert [m.span() for m in _STRING.finditer(data)] == [m.span() for m in PLAIN_STRING.finditer(data)]
+
+
+def test_a_string_of_escapes_is_counted_in_memory_that_does_not_grow_with_it() -> None:
+    """A plain repeat kept backtracking state per escape: 90 bytes of memory per byte of body."""
+    data = b'["' + b"\\a" * 1_000_000 + b'"]'  # 2 MB
+    tracemalloc.start()
+    try:
+        assert _STRING.sub(b'""', data) == b'[""]'
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000  # not a copy of the body, let alone 90 of them
 
 
 def test_a_body_of_quotes_that_never_close_is_counted_as_one_string() -> None:
