@@ -10,6 +10,7 @@ Imports only the standard library, pydantic and shared.contract: the CDK app imp
 
 from __future__ import annotations
 
+import hashlib
 from enum import StrEnum
 from typing import Final, Literal, Self
 
@@ -89,6 +90,11 @@ class OutputPolicy(RuntimeDocument):
     agent: str | None = None  # the agent that produces this output type; None: a model directly
 
 
+def prompt_digest(text: str) -> str:
+    """How the policy holds a golden case's prompt (SHA-256 of its UTF-8, hex)."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 class GatewayPolicy(RuntimeDocument):
     """Groups, their models and quotas, and the output types' prices: what the gateway enforces.
 
@@ -98,6 +104,9 @@ class GatewayPolicy(RuntimeDocument):
     groups: dict[str, GroupPolicy]
     outputs: dict[str, OutputPolicy]
     agents: dict[str, str] = Field(default_factory=dict)  # agent name -> its AgentCore runtime's ARN
+    # Golden case id -> prompt_digest of its prompt: an internal caller's X-Evaluation-Case names a
+    # case only with that prompt, so a turn's tool arguments are logged only for a golden prompt's.
+    evaluation_prompts: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _quotas_name_outputs(self) -> Self:

@@ -216,7 +216,16 @@ def chat() -> Response[Any]:
     conversation = _correlate(caller, session)
     current = flow()
     generation = _generation(
-        caller, group, output, CHAT, models, request_id, conversation=conversation, session=session, messages=[]
+        caller,
+        group,
+        output,
+        CHAT,
+        models,
+        request_id,
+        conversation=conversation,
+        session=session,
+        messages=[],
+        asked=request.messages[-1].content,
     )
     # Every turn is the client's text, its "assistant" turns included: all of it is guarded, once
     # per session (the session's transcript holds what was checked before).
@@ -255,6 +264,7 @@ def outputs(output_type: str) -> Response[Any]:
         conversation=conversation,
         session=request_id,
         messages=[],
+        asked=request.material,
     )
     texts = [request.material, *([request.instructions] if request.instructions else [])]
     respond_async = jobs.respond_async(incoming.header_lines(PREFER_HEADER))  # Prefer: respond-async: a job, 202
@@ -445,6 +455,7 @@ def completion_generation(
         temperature=body.temperature,
         top_p=body.top_p,
         stop_sequences=body.stop_sequences(),
+        asked=texts[-1],
     )
     # System messages are the client's text too: guarded like every turn, then added to the
     # output type's instructions, never in their place.
@@ -492,8 +503,10 @@ def _generation(
     temperature: float | None = None,
     top_p: float | None = None,
     stop_sequences: tuple[str, ...] = (),
+    asked: str | None = None,
 ) -> GenerationRequest:
-    """What the flow needs to produce one output for this request."""
+    """What the flow needs to produce one output for this request (``asked``: its last user text,
+    as the caller sent it, which an evaluation case must be the golden prompt of)."""
     remaining_ms = app.lambda_context.get_remaining_time_in_millis()
     return GenerationRequest(
         caller=caller,
@@ -509,7 +522,9 @@ def _generation(
         deadline=clock.monotonic() + remaining_ms / 1000 - GENERATION_MARGIN_SECONDS,
         grounding=grounding,
         token=_incoming().caller_token() if output.agent else None,
-        evaluation_case=_incoming().evaluation_case(group) if output.agent else None,
+        evaluation_case=_incoming().evaluation_case(group, policy().evaluation_prompts, asked)
+        if output.agent
+        else None,
         system=system,
         max_tokens=max_tokens,
         temperature=temperature,

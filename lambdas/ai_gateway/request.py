@@ -7,6 +7,7 @@ OpenAI route's readers refuse in OpenAI's shape (openai_api.OpenAIError) instead
 """
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -14,7 +15,7 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from pydantic import BaseModel, ValidationError
 
 from ai_gateway import openai_api
-from ai_gateway.contract import AUTHORIZATION_HEADER, EVALUATION_CASE_HEADER, IDEMPOTENCY_KEY_HEADER
+from ai_gateway.contract import AUTHORIZATION_HEADER, EVALUATION_CASE_HEADER, IDEMPOTENCY_KEY_HEADER, prompt_digest
 from ai_gateway.models import GroupPolicy
 from ai_gateway.openai_api import ChatCompletionRequest
 from shared.bearer import InvalidToken, bearer  # not shared.tokens: PyJWT and cryptography stay unloaded
@@ -134,11 +135,17 @@ class Incoming:
         except InvalidToken:
             return None  # refused (401) only if an agent is asked to act with it
 
-    def evaluation_case(self, group: GroupPolicy) -> str | None:
-        """The golden case an internal caller's request replays, if any."""
+    def evaluation_case(self, group: GroupPolicy, prompts: Mapping[str, str], asked: str | None) -> str | None:
+        """The golden case an internal caller's request replays, if any: named by the header, and
+        ``asked`` (the request's last user text) that case's prompt (``prompts``: the policy's
+        digests), so the tool arguments logged for it are a golden prompt's, never a caller's."""
         case = self.header(EVALUATION_CASE_HEADER)
         if not case or group.kind != "internal":
             return None
         if not EVALUATION_CASE.fullmatch(case):
             raise GatewayError(422, "invalid_request", f"{EVALUATION_CASE_HEADER}: 1 to 64 of a-z 0-9 -")
+        if asked is None or prompts.get(case) != prompt_digest(asked):
+            raise GatewayError(
+                422, "invalid_request", f"{EVALUATION_CASE_HEADER}: the request does not ask a golden case's prompt"
+            )
         return case

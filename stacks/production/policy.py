@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ai_gateway.contract import GatewayPolicy
+from ai_gateway.contract import GatewayPolicy, prompt_digest
+from evaluation.evaluator import load_golden_set
 from pre_token.contract import GatewayGroups, GroupClaims
 from stacks.config import ProductionConfig
 
@@ -34,6 +35,7 @@ def gateway_policy(config: ProductionConfig, agent_runtimes: Mapping[str, str] |
                 for name, output in config.output_types.items()
             },
             "agents": dict(agent_runtimes or {}),
+            "evaluation_prompts": {case.id: prompt_digest(case.prompt) for case in load_golden_set()},
         }
     )
 

@@ -25,6 +25,7 @@ from ai_gateway import agents, handler
 from ai_gateway.agents import AgentClient, runtime_session_id
 from ai_gateway.contract import GENERATION_MARGIN_SECONDS
 from ai_gateway.flow import Clock, Flow
+from evaluation.evaluator import load_golden_set
 from shared.aws_errors import UpstreamError
 from shared.headers import AGENT_SESSION_HEADER as SESSION_HEADER, CALLER_TOKEN_HEADER
 from tests.lambdas.conftest import FakeContext, HttpResult, http_result
@@ -45,6 +46,7 @@ RUNTIMES = {
     "report_writer": "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/genai_report_writer-DeF456",
 }
 MEMORY = "genai_agents-Mem0123456"
+GOLDEN = {case.id: case.prompt for case in load_golden_set()}  # the prompts an evaluation case replays
 TOKEN = "eyJraWQiOiJrMSJ9.eyJzdWIiOiJ1c2VyLTEifQ.c2ln"  # the gateway forwards it as it came
 CALLER = {"Authorization": f"Bearer {TOKEN}"}
 # The gateway function's role credentials (fake): what signs its calls to AgentCore.
@@ -503,10 +505,10 @@ def test_the_tool_call_trace_is_logged_with_arguments_only_for_an_internal_evalu
     gateway, agent = routed
     call_with_email = {"name": "orders___find_orders", "arguments": {"customer_email": "ada@example.com"}, "ok": True}
     for group, request_id in (("customer-gold", "r-customer"), ("platform-admins", "r-internal")):
-        guard_input(gateway.bedrock, ["Where is my order?"])
+        guard_input(gateway.bedrock, [GOLDEN["orders-latest"]])
         agent.reply("Shipped.", calls=[call_with_email])
         guard_output(gateway.bedrock, "Shipped.")
-        event = chat("Where is my order?")
+        event = chat(GOLDEN["orders-latest"])
         event["headers"]["X-Evaluation-Case"] = "orders-latest"
         event["requestContext"].update(requestId=request_id, authorizer={"user": "u-1", "group": group})
         result = call(event)
@@ -519,6 +521,31 @@ def test_the_tool_call_trace_is_logged_with_arguments_only_for_an_internal_evalu
     assert "ada@example.com" not in json.dumps(customer)
     assert internal["evaluation_case"] == "orders-latest"
     assert internal["tool_calls"] == [call_with_email]
+
+
+@pytest.mark.parametrize(
+    "asked",
+    [
+        "Where is my order? I'm grace@example.com.",  # another prompt under a golden case's name
+        GOLDEN["orders-latest"] + " ",  # not the prompt itself
+        GOLDEN["orders-shipped"],  # another case's prompt
+    ],
+)
+def test_an_evaluation_case_names_only_its_own_golden_prompt(
+    routed: tuple[Gateway, FakeAgentCore], capsys: pytest.CaptureFixture[str], asked: str
+) -> None:
+    """The header would have a turn's tool arguments logged: an internal caller may not put it on
+    a prompt of its own (a customer's address looked up, say), only on the golden case's prompt."""
+    _, agent = routed
+    event = chat(asked)
+    event["headers"]["X-Evaluation-Case"] = "orders-latest"
+    event["requestContext"].update(authorizer={"user": "u-1", "group": "platform-admins"})
+    capsys.readouterr()
+    result = call(event)
+    assert (result.status, result.body["error"]) == (422, "invalid_request")
+    assert result.body["message"] == "X-Evaluation-Case: the request does not ask a golden case's prompt"
+    assert agent.seen == []
+    assert "grace@example.com" not in capsys.readouterr().out
 
 
 class Remembered:

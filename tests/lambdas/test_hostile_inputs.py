@@ -289,7 +289,7 @@ def test_an_evaluation_case_with_a_trailing_newline_is_refused() -> None:
     internal = POLICY.groups["platform-admins"]
     event = rest_event("POST", "/v1/chat", CHAT, headers={"X-Evaluation-Case": "refund-policy\n"})
     with pytest.raises(GatewayError) as refused:
-        Incoming(APIGatewayProxyEvent(event)).evaluation_case(internal)
+        Incoming(APIGatewayProxyEvent(event)).evaluation_case(internal, POLICY.evaluation_prompts, "Hi")
     assert (refused.value.status, refused.value.message[:17]) == (422, "X-Evaluation-Case")
 
 
