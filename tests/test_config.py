@@ -448,11 +448,66 @@ def test_a_group_may_only_name_configured_tools() -> None:
     ]
 
 
+def test_quotas_and_units_the_ledger_cannot_count_are_refused() -> None:
+    """The ledger writes them as DynamoDB numbers (38 digits): 10**40 would fail every request."""
+    assert error_lines({"production.groups.customers.output_quotas.chat.limit": str(10**40)}) == [
+        f"blueprint.production.groups.customers.output_quotas.chat.limit = {10**40}: "
+        "Input should be less than or equal to 1000000000000"
+    ]
+    assert error_lines({"production.output_types.chat.units": str(10**7)}) == [
+        "blueprint.production.output_types.chat.units = 10000000: Input should be less than or equal to 1000000"
+    ]
+
+
+def test_a_name_holding_a_line_break_cannot_write_an_error_line_of_its_own() -> None:
+    forged = "find_orders\nblueprint.production.api.tls_policy: fine"
+    assert error_lines({"production.groups.customers.tools": json.dumps([forged])}) == [
+        "blueprint.production.groups.customers.tools.0: unknown tool find_orders\\nblueprint.production.api.tls_policy: "
+        "fine; allowed: find_orders, knowledge_search, web_browse, web_fetch"
+    ]
+
+
 def test_tool_names_are_unique_across_targets() -> None:
     crm = {"base_url": "https://crm.example.com", "secret_name": "demo/crm", "tools": {"find_orders": {"id": "id"}}}
     assert error_lines({"production.legacy_apis.crm": json.dumps(crm)}) == [
         "blueprint.production.legacy_apis.crm.tools.find_orders: tool name already used by orders; "
         "allowed: unique names"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("section", "existing", "other"),
+    [
+        ("groups", "customers", "CUSTOMERS"),  # Cognito's names are case sensitive; construct ids are not
+        ("groups", "customers", "customers_"),
+        ("agents", "helper", "helper_"),
+        ("legacy_apis", "orders", "orders-"),
+        ("connectors.pull", "wiki", "wiki-"),
+    ],
+)
+def test_two_names_that_make_the_same_resource_ids_are_refused_naming_both(
+    section: str, existing: str, other: str
+) -> None:
+    """Names become parts of construct ids ("customer-gold", "customer_gold" and "Customer-Gold" are
+    all CustomerGold): two such would be one resource, which synth refused with a jsii error."""
+    raw: Any = SMALL["production"]
+    for part in section.split("."):
+        raw = raw[part]
+    copied = json.dumps(raw[existing])
+    if section == "legacy_apis":  # tool names are unique across targets
+        copied = json.dumps({**raw[existing], "tools": {"get_customer": {"customer_id": "id"}}})
+    if section == "agents":  # an agent serves output types none other serves
+        copied = json.dumps({**raw[existing], "output_types": ["brief"]})
+        brief = json.dumps({"unit_price_usd": 1, "instructions": "Be brief."})
+        assert error_lines({f"production.agents.{other}": copied, "production.output_types.brief": brief}) == [
+            f"blueprint.production.agents.{other}: names the same resources (Helper) as helper; "
+            "allowed: names that differ in more than letter case, - and _"
+        ]
+        return
+    made = "".join(p.title() for p in existing.split("-"))
+    assert error_lines({f"production.{section}.{other}": copied}) == [
+        f"blueprint.production.{section}.{other}: names the same resources ({made}) as {existing}; "
+        "allowed: names that differ in more than letter case, - and _"
     ]
 
 
@@ -773,6 +828,23 @@ def test_a_workload_is_checked_against_production_and_types_nothing_twice(cdk_co
     # In sandbox stage a workload adds nothing to production.
     assert "policy_answer" not in load_config(cdk_context).production.output_types
     assert "policy_answer" in load_config(promoted).production.output_types
+
+
+@pytest.mark.parametrize("falsy", [False, 0, [], ""])
+def test_a_production_section_that_is_not_a_mapping_is_refused_even_where_a_workload_adds_to_it(
+    cdk_context: dict[str, Any], falsy: Any
+) -> None:
+    """A falsy value was read as empty before the workload's agent was added to it: accepted, the
+    value replaced without a word. It is refused as it is without the workload."""
+    promoted = {
+        **cdk_context,
+        "blueprint.workloads.support.stage": "production",
+        "blueprint.workloads.support.agent": {"description": "d"},
+        "blueprint.production.agents": falsy,
+    }
+    with pytest.raises(ConfigError) as raised:
+        load_config(promoted)
+    assert str(raised.value).startswith(f"blueprint.production.agents = {falsy!r}: Input should be a valid dictionary")
 
 
 @pytest.mark.parametrize(

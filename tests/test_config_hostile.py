@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from stacks.config import ConfigError, load_config
+from stacks.config.base import excerpt
 from tests.test_config import SMALL
 
 Mutation = Callable[[dict[str, Any]], None]
@@ -108,11 +109,14 @@ def test_a_malformed_workload_file_outside_the_project_is_named_by_its_whole_pat
 
 
 # C18: a workloads folder that is not there would silently build no sandbox stacks.
-@pytest.mark.parametrize("folder", ["no-such-folder", "cdk.json", 5, ["workloads"], "  "])
+@pytest.mark.parametrize(
+    "folder", ["no-such-folder", "cdk.json", 5, ["workloads"], "  ", "x" * 300, "a\x00b", "work\nloads"]
+)
 def test_workloads_dir_must_be_a_folder(folder: Any) -> None:
     message = refusal(config(at("workloads_dir", value=folder)))
-    assert message.startswith(f"blueprint.workloads_dir = {folder!r}: "), message
+    assert message.startswith(f"blueprint.workloads_dir = {excerpt(folder)}: "), message
     assert "folder" in message
+    assert "\n" not in message  # one line, whatever the name holds
 
 
 def test_workloads_dir_overridden_on_the_command_line_must_be_a_folder() -> None:
@@ -351,6 +355,15 @@ def test_chunking_without_a_strategy_names_the_strategy_key_and_its_values() -> 
     [
         ({"path": "/orders/{id}"}, ".find_order.path: path placeholder {id} must be a required argument"),
         ({"description": "Order {x}"}, ".find_order.description: only {fields} may stand in braces"),
+        # format() would look these up: an AttributeError or TypeError out of synth, or a method's repr
+        # (its memory address: a template that changes every run) in the tool's description.
+        ({"description": "Order {fields.x}"}, ".find_order.description: only {fields} may stand in braces"),
+        ({"description": "Order {fields[x]}"}, ".find_order.description: only {fields} may stand in braces"),
+        ({"description": "One. {fields.upper}"}, ".find_order.description: only {fields} may stand in braces"),
+        ({"description": "Order {fields!r}"}, ".find_order.description: only {fields} may stand in braces"),
+        ({"description": "Order {fields:>9}"}, ".find_order.description: only {fields} may stand in braces"),
+        ({"description": "Order {fields"}, ".find_order.description: only {fields} may stand in braces"),
+        ({"description": "Order }"}, ".find_order.description: only {fields} may stand in braces"),
     ],
 )
 def test_a_single_call_tools_error_names_its_key_without_the_whole_tool(change: dict[str, str], expected: str) -> None:

@@ -16,6 +16,7 @@ Imports only the standard library, pydantic and the shared contracts: the CDK ap
 from __future__ import annotations
 
 import re
+import string
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model, field_validator, model_validator
@@ -169,10 +170,14 @@ class SingleCallTool(_Frozen):
 
     @model_validator(mode="after")
     def _description_names_only_fields(self) -> SingleCallTool:
+        # Parsed, not formatted: format() would look attributes and items up ("{fields.upper}" is a
+        # method's repr in the tool's description, "{fields.x}" an AttributeError out of synth).
         try:
-            self.description.format(fields="")
-        except (KeyError, IndexError, ValueError):
-            raise ValueError("description: only {fields} may stand in braces") from None
+            braced = [(name, spec, how) for _, name, spec, how in string.Formatter().parse(self.description)]
+        except ValueError:
+            braced = [("", "", None)]  # an unpaired brace
+        if any(name is not None and (name, spec, how) != ("fields", "", None) for name, spec, how in braced):
+            raise ValueError("description: only {fields} may stand in braces")
         return self
 
     @model_validator(mode="after")

@@ -33,8 +33,11 @@ EXCERPT_CHARS = 60
 
 
 def clipped(text: str, limit: int = EXCERPT_CHARS) -> str:
-    """``text`` cut to ``limit`` characters, with an ellipsis when something was cut."""
-    return text if len(text) <= limit else f"{text[:limit]}..."
+    """``text`` cut to ``limit`` characters, with an ellipsis when something was cut, and each
+    character that is not printable as its escape (a name holding a newline would otherwise start
+    an error line of its own, one that could read like another key's)."""
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[: limit + 1])
+    return shown if len(text) <= limit else f"{shown[:limit]}..."
 
 
 def excerpt(value: Any, limit: int = EXCERPT_CHARS) -> str:

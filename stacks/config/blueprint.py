@@ -164,7 +164,7 @@ def fed_production(raw: Any) -> tuple[Any, dict[tuple[str, ...], str]]:
         return raw, origins
     production = dict(raw["production"])
     sections = ("output_types", "agents", "groups")
-    if not all(isinstance(production.get(section) or {}, dict) for section in sections):
+    if not all(isinstance(_or_empty(production.get(section), {}), dict) for section in sections):
         return raw, origins  # the production section's own errors come first
     in_production = {n: w for n, w in sorted(workloads.items()) if w.stage == "production"}
     _add_new(production, "output_types", additions["output_types"], workloads, "outputs")
@@ -172,7 +172,7 @@ def fed_production(raw: Any) -> tuple[Any, dict[tuple[str, ...], str]]:
     sellers = _first_owner({n: list(w.outputs) for n, w in in_production.items()})
     origins.update({("production", "output_types", o): sellers[o] for o in additions["output_types"]})
     origins.update({("production", "agents", agent): agent for agent in additions["agents"]})
-    groups = dict(production.get("groups") or {})
+    groups = dict(_or_empty(production.get("groups"), {}))
     for group, added in additions["groups"].items():
         if isinstance(groups.get(group), dict):  # an unknown group: _workload_groups_exist says so
             members = {n: w for n, w in in_production.items() if group in w.groups}
@@ -224,7 +224,7 @@ def _add_new(
     production: dict[str, Any], section: str, added: dict[str, Any], workloads: dict[str, WorkloadConfig], field: str
 ) -> None:
     """Add the workloads' entries to a production section; a name already there is typed twice."""
-    existing = dict(production.get(section) or {})
+    existing = dict(_or_empty(production.get(section), {}))
     for key, value in added.items():
         if key in existing:
             if field == "outputs":  # an output type: the workload that sells it

@@ -19,6 +19,10 @@ from stacks.config.web import GroupWebConfig
 # output; a price past a million dollars per unit is a slip (a total, or cents), not a price.
 MAX_UNIT_PRICE_USD = 1_000_000
 UNIT_PRICE_RULE = "At most 1,000,000 (a larger figure is a total or a slip, not the price of one unit)."
+# What the ledger counts per group and period, and adds one output's units to: DynamoDB numbers hold
+# 38 digits, a quota past a trillion is a slip (as is an output of more than a million units).
+MAX_QUOTA_UNITS = 1_000_000_000_000
+MAX_OUTPUT_UNITS = 1_000_000
 
 
 class UsagePlanConfig(ConfigModel):
@@ -37,7 +41,12 @@ class UsagePlanConfig(ConfigModel):
 class OutputQuota(ConfigModel):
     """How many units of one output type a group may produce per period, enforced exactly by the ledger."""
 
-    limit: int = Field(ge=0, description="Units of this output type per period (0: none).")
+    limit: int = Field(
+        ge=0,
+        le=MAX_QUOTA_UNITS,
+        description="Units of this output type per period (0: none; at most 1,000,000,000,000: the ledger "
+        "counts them in DynamoDB numbers).",
+    )
     period: Literal["DAY", "MONTH"] = Field(
         default="MONTH", description="The period the limit counts over (calendar day or month, UTC)."
     )
@@ -142,7 +151,12 @@ class OutputTypeConfig(ConfigModel):
         le=MAX_UNIT_PRICE_USD,
         description=f"Price of one unit (USD): metered in the ledger and shown by GET /v1/usage. {UNIT_PRICE_RULE}",
     )
-    units: int = Field(default=1, ge=1, description="Units one delivered output consumes from the group's quota.")
+    units: int = Field(
+        default=1,
+        ge=1,
+        le=MAX_OUTPUT_UNITS,
+        description="Units one delivered output consumes from the group's quota (at most 1,000,000).",
+    )
     max_tokens: int = Field(default=1000, ge=1, le=8192, description="Tokens the model may write per output.")
     instructions: str = Field(
         min_length=1, max_length=4000, description="The system prompt a model producing this output gets."

@@ -77,7 +77,11 @@ def _read_workloads(raw: dict[str, Any], folder: Any) -> None:
     if not isinstance(folder, str) or not folder.strip():
         raise ConfigError(f"{key} = {excerpt(folder)}: allowed: a folder's path from the project root, or null")
     where = PROJECT_ROOT / folder
-    if not where.is_dir():  # the sandbox tier would build no stacks, and say nothing
+    try:
+        is_folder = where.is_dir()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL in it
+        is_folder = False
+    if not is_folder:  # the sandbox tier would build no stacks, and say nothing
         raise ConfigError(
             f"{key} = {excerpt(folder)}: {_shown(where)} is not a folder; allowed: an existing folder, or null for no "
             "workloads (git keeps no empty folder: a workloads folder left without files is null here)"
@@ -126,12 +130,15 @@ def _read_workload(path: Path) -> Any:
     return value
 
 
+PATH_CHARS = 256  # of a path in a message: whole where a path is, its control characters escaped
+
+
 def _shown(path: Path) -> str:
     """A path from the project root when it is inside it, else whole."""
     try:
-        return str(path.relative_to(PROJECT_ROOT))
+        return clipped(str(path.relative_to(PROJECT_ROOT)), PATH_CHARS)
     except ValueError:
-        return str(path)
+        return clipped(str(path), PATH_CHARS)
 
 
 def selected_tiers(context: Mapping[str, Any]) -> tuple[Tier, ...]:

@@ -35,6 +35,7 @@ from stacks.config.functions import (
 from stacks.config.groups import GroupConfig, OutputTypeConfig
 from stacks.config.ingestion import IngestionConfig
 from stacks.config.tools import BUILTIN_TOOLS
+from stacks.shared.naming import pascal_case
 
 # The error type of a broken reference; its message says what is wrong and what is allowed.
 REFERENCE_ERROR = "unknown_reference"
@@ -66,6 +67,7 @@ def reference_problems(production: Mapping[str, Any]) -> list[Problem]:
         _pull_calls_fit_a_run,
         _snap_start_where_lambda_offers_it,
         _processor_reservation_covers_its_queues,
+        _names_make_distinct_resource_ids,
     )
     return [problem for check in checks for problem in check(production, declared)]
 
@@ -141,6 +143,29 @@ def _unique_tool_names(production: Mapping[str, Any], declared: _Declared) -> It
                     tool,
                 )
             seen.setdefault(tool, target)
+
+
+# Sections whose names become parts of construct ids (pascal_case: "customer-gold" and
+# "customer_gold" are both "CustomerGold"), so two names that differ only there would be one resource.
+NAMED_RESOURCES: tuple[tuple[str, ...], ...] = (("groups",), ("agents",), ("legacy_apis",), ("connectors", "pull"))
+
+
+def _names_make_distinct_resource_ids(production: Mapping[str, Any], _: _Declared) -> Iterator[Problem]:
+    for path in NAMED_RESOURCES:
+        section: Any = production
+        for part in path:
+            section = _mapping(section, {}).get(part)
+        seen: dict[str, str] = {}
+        for name in _keys(section) or ():
+            made = pascal_case(name)
+            if made in seen:
+                yield Problem(
+                    (*path, name),
+                    f"names the same resources ({clipped(made)}) as {clipped(seen[made])}",
+                    "names that differ in more than letter case, - and _",
+                    name,
+                )
+            seen.setdefault(made, name)
 
 
 def _rated_tools_exist(production: Mapping[str, Any], declared: _Declared) -> Iterator[Problem]:

@@ -19,7 +19,7 @@ from prototype_query.contract import MAX_PROMPT_CHARS, TEMPLATE_PLACEHOLDERS, pr
 from shared.meaning import Meaning
 from stacks.config.base import ConfigModel, KeyedError
 from stacks.config.fields import Classification, Emails, GroupName, ModelId, SnakeName, TagValue, ToolName
-from stacks.config.groups import MAX_UNIT_PRICE_USD, UNIT_PRICE_RULE, OutputQuota
+from stacks.config.groups import MAX_OUTPUT_UNITS, MAX_UNIT_PRICE_USD, UNIT_PRICE_RULE, OutputQuota
 from stacks.config.guardrail import PII_ENTITY_TYPES
 from stacks.config.knowledge_base import KnowledgeBaseConfig
 from stacks.config.sandbox import BUDGET_AMOUNT_RULE, BudgetAmount
@@ -83,7 +83,7 @@ class WorkloadOutput(ConfigModel):
         le=MAX_UNIT_PRICE_USD,
         description=f"Price of one unit (USD); promotion needs it above 0. {UNIT_PRICE_RULE}",
     )
-    units: int = Field(default=1, ge=1, description="Units one delivered output consumes.")
+    units: int = Field(default=1, ge=1, le=MAX_OUTPUT_UNITS, description="Units one delivered output consumes.")
     max_tokens: int = Field(default=1000, ge=1, le=8192, description="Tokens the model may write per output.")
     instructions: str | None = Field(
         default=None, min_length=1, max_length=4000, description="The system prompt; null: generation.prompt."

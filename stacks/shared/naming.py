@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aws_cdk import Fn, Stack
-from constructs import IConstruct
+if TYPE_CHECKING:  # the config's checks use pascal_case without loading the CDK
+    from constructs import IConstruct
 
 
 def pascal_case(name: str) -> str:
@@ -19,6 +19,8 @@ def stack_instance_suffix(scope: IConstruct) -> str:
     """Eight hex characters unique to this *creation* of the stack (the first group of the UUID in
     its stack id): stable across updates, new after a destroy. For a name that a retained resource
     must carry (WAF's ``aws-waf-logs-`` log groups), so that a redeploy does not collide with it."""
+    from aws_cdk import Fn, Stack
+
     stack_uuid = Fn.select(2, Fn.split("/", Stack.of(scope).stack_id))
     return Fn.select(0, Fn.split("-", stack_uuid))
 
