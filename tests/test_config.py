@@ -459,6 +459,13 @@ def test_quotas_and_units_the_ledger_cannot_count_are_refused() -> None:
     ]
 
 
+def test_a_field_path_is_bounded_where_it_is_declared_not_where_the_functions_environment_overflows() -> None:
+    path = ".".join(["a"] * 200)  # 399 characters: two of them were a function's 4 KB environment
+    (line,) = error_lines({"production.legacy_apis.orders.tools.find_orders.order_id": json.dumps(path)})
+    assert line.startswith("blueprint.production.legacy_apis.orders.tools.find_orders.order_id = 'a.a.a.")
+    assert line.endswith("String should have at most 256 characters")
+
+
 def test_a_name_holding_a_line_break_cannot_write_an_error_line_of_its_own() -> None:
     forged = "find_orders\nblueprint.production.api.tls_policy: fine"
     assert error_lines({"production.groups.customers.tools": json.dumps([forged])}) == [

@@ -12,9 +12,12 @@ from shared.meaning import Meaning
 
 # Dotted keys, each optionally indexed: "pricing.totals.grand.amount", "addresses[0].city".
 FIELD_PATH_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\[\d+\])?(\.[A-Za-z_][A-Za-z0-9_]*(\[\d+\])?)*$"
+# Long enough for any record a legacy API answers; bounded so that paths cannot fill a function's
+# 4 KB of environment (synth would name a function, not the key) nor carry an index int() refuses.
+MAX_FIELD_PATH_CHARS = 256
 FieldPath = Annotated[
     str,
-    Field(pattern=FIELD_PATH_PATTERN),
+    Field(pattern=FIELD_PATH_PATTERN, max_length=MAX_FIELD_PATH_CHARS),
     Meaning("a field path such as pricing.totals.grand.amount or addresses[0].city"),
 ]
 
