@@ -26,7 +26,9 @@ it is read into memory: the SDK would read any body whole.
 
 from __future__ import annotations
 
+import contextvars
 import json
+import re
 import threading
 import time
 import uuid
@@ -49,7 +51,7 @@ from agent.memory import SessionMemory
 from agent.turn import run_turn
 from shared.agent_memory import actor_id
 from shared.aws_errors import Kind, UpstreamError
-from shared.bodies import MAX_FIELD_CHARS, MAX_MESSAGES, clip, shown
+from shared.bodies import MAX_FIELD_CHARS, MAX_MESSAGES, BodyError, check_values, clip, shown
 from shared.headers import AGENT_SESSION_HEADER, CALLER_TOKEN_HEADER, CONVERSATION_HEADER
 from shared.logs import log_unexpected, service_logger
 from shared.runtime_config import DocumentReader, RuntimeConfigError
@@ -98,6 +100,7 @@ class Service:
     def invoke(self, body: Any, headers: dict[str, str], session_id: str | None) -> tuple[int, dict[str, Any]]:
         """(HTTP status, JSON answer) for one invocation."""
         session = _session(session_id)
+        logger.thread_safe_remove_keys([CONVERSATION])  # a context reused from another request names no session
         try:
             return 200, self._turn(body, headers, session)
         except RefusedError as refused:
@@ -124,7 +127,7 @@ class Service:
             # Naming the groups it does serve would tell a caller the others' names.
             raise RefusedError(403, "forbidden", "this agent does not serve the caller's group")
         self._bind(session_id, user, group)
-        logger.append_keys(**{CONVERSATION: session_id})
+        logger.thread_safe_append_keys(**{CONVERSATION: session_id})  # this request's context only
         request = _request(body, models)
         prompt = document.prompt_of(settings.agent_name)
         if prompt is None:  # the stack always writes one: a document from elsewhere
@@ -348,6 +351,13 @@ async def _readable_body(request: Request) -> tuple[bytes, RefusedError | None]:
             return b"", too_large
     body = bytes(received)
     try:
+        # A parser builds one object per value (9 MB of "[{},{},...]" is 225 MB), and the SDK parses
+        # the body again: more values than any turn holds are refused on the bytes, before either.
+        check_values(body)
+    except BodyError as error:
+        logger.info("body of too many values", extra={"bytes": len(body)})
+        return body, RefusedError(413, "too_large", str(error))
+    try:
         json.loads(body)
     except (RecursionError, ValueError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         logger.info("unreadable body", extra={"why": type(error).__name__, "bytes": len(body)})
@@ -397,24 +407,50 @@ class GatewayTools:
             headers={"Authorization": f"Bearer {token}", CONVERSATION_HEADER: conversation},
             startup_timeout=self.timeout_seconds,  # type: ignore[arg-type]  # a float: it is a wait's timeout
         )
-        try:
-            client.start()
-            tools: list[Any] = []
-            page = client.list_tools_sync()
-            tools += page
-            for _ in range(MAX_TOOL_PAGES):
-                if not page.pagination_token:
-                    break
-                page = client.list_tools_sync(pagination_token=page.pagination_token)
-                tools += page
-        except Exception as error:
-            logger.warning("tools gateway unavailable", extra={"error": type(error).__name__})
+        # Starting the session and listing are one wait of timeout_seconds: a page of tools/list
+        # has no timeout of its own but the MCP SDK's five-minute read, and there may be many.
+        outcome: dict[str, Any] = {}
+        done = threading.Event()
+
+        def start_and_list() -> None:
+            try:
+                client.start()
+                outcome["tools"] = _listed(client)
+            except Exception as error:  # handed to the turn's thread
+                outcome["error"] = error
+            finally:
+                done.set()
+
+        # With the caller's context: the session's spans continue the request's trace.
+        threading.Thread(
+            target=contextvars.copy_context().run, args=(start_and_list,), name="tools-session", daemon=True
+        ).start()
+        if not done.wait(self.timeout_seconds) or "error" in outcome:
+            error = outcome.get("error")
+            logger.warning("tools gateway unavailable", extra={"error": type(error).__name__ if error else "timeout"})
             _stop(client)
             raise ToolsUnavailableError from None
         try:
-            yield tools
+            yield outcome["tools"]
         finally:
             _stop(client)
+
+
+def _listed(client: Any) -> list[Any]:
+    """Every page of the gateway's tools/list (MAX_TOOL_PAGES at most), each name once: the first
+    listing of a name is kept (the agent refuses two tools of one name)."""
+    tools: list[Any] = []
+    page = client.list_tools_sync()
+    tools += page
+    for _ in range(MAX_TOOL_PAGES - 1):
+        if not page.pagination_token:
+            break
+        page = client.list_tools_sync(pagination_token=page.pagination_token)
+        tools += page
+    unique: dict[str, Any] = {}
+    for tool in tools:
+        unique.setdefault(tool.tool_name, tool)
+    return list(unique.values())
 
 
 def _stop(client: Any) -> None:
@@ -495,12 +531,29 @@ def create_app(service: Callable[[], Service] = service_from_environ) -> Bedrock
     def invoke(payload: Any, context: RequestContext) -> JSONResponse | dict[str, Any]:
         try:
             status, answer = current().invoke(payload, context.request_headers or {}, context.session_id)
+            answer = _encodable(answer)
             return answer if status == 200 else JSONResponse(answer, status_code=status)
         except Exception as error:  # a bug: logged here, and the caller gets no stack trace or message
             log_unexpected(logger, "turn failed", error)
             return JSONResponse({"error": "internal", "message": "the agent failed"}, status_code=500)
 
     return app
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _encodable(value: Any) -> Any:
+    """``value`` with every text UTF-8 can encode: a lone surrogate (a model's or a tool's answer can
+    carry one escaped in JSON) as U+FFFD, where the SDK's encoding of the answer would fail into a
+    500 quoting the error."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)  # in a str, any surrogate is a lone one
+    if isinstance(value, dict):
+        return {_encodable(key): _encodable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_encodable(item) for item in value]
+    return value
 
 
 def _load_turn_modules() -> None:

@@ -108,18 +108,29 @@ def _another_model_can_help(error: BaseException) -> bool:
 
 def model_failure(error: Exception) -> UpstreamError | None:
     """The UpstreamError for a model failure no model of the caller's could get past, else None."""
-    from strands.types.exceptions import EventLoopException, ModelThrottledException
+    from strands.types.exceptions import ContextWindowOverflowException, ModelThrottledException
 
-    # A failure in a later cycle of the turn (after a tool call) reaches here wrapped by the cycle
-    # that recursed into it; the first cycle's arrives as it was raised.
-    while isinstance(error, EventLoopException):
-        error = error.original_exception
-    if isinstance(error, ModelThrottledException):
+    cause = _unwrapped(error)
+    if isinstance(cause, ModelThrottledException):
         return UpstreamError(SERVICE, "ThrottlingException", 429, caller_facing=True)
-    if isinstance(error, ClientError | BotoCoreError):
+    if isinstance(cause, ContextWindowOverflowException):
+        # Strands' reading of Bedrock's "Input is too long for requested model" (a ValidationException):
+        # the conversation itself, which no other model of the caller's is asked to take either.
+        return UpstreamError(SERVICE, "ValidationException", 400, caller_facing=True)
+    if isinstance(cause, ClientError | BotoCoreError):
         # Model access or region refused: the operator's set-up, a 502 as on the gateway's own path.
-        return UpstreamError.from_exception(SERVICE, error, caller_facing=True).as_platforms()
+        return UpstreamError.from_exception(SERVICE, cause, caller_facing=True).as_platforms()
     return None
+
+
+def _unwrapped(error: BaseException) -> BaseException:
+    """A failure in a later cycle of the turn (after a tool call) reaches the turn wrapped by the
+    cycle that recursed into it; the first cycle's arrives as it was raised."""
+    from strands.types.exceptions import EventLoopException
+
+    while isinstance(error, EventLoopException) and error.original_exception is not None:
+        error = error.original_exception
+    return error
 
 
 class TurnBounds:
@@ -131,7 +142,7 @@ class TurnBounds:
         self._clock = clock
         self.out_of_time = False
         self.calls: list[ToolCall] = []
-        self._started: dict[str, float] = {}
+        self._started: dict[str, tuple[float, str, dict[str, Any]]] = {}  # tool use id -> (when, name, arguments)
 
     def register_hooks(self, registry: HookRegistry, **_: Any) -> None:
         from strands.hooks import AfterToolCallEvent, BeforeModelCallEvent, BeforeToolCallEvent
@@ -152,9 +163,9 @@ class TurnBounds:
         use = event.tool_use
         if self._expired():
             event.cancel_tool = "out of time"
-            self.calls.append(ToolCall(use["name"], dict(use.get("input") or {}), ok=False, error_kind="deadline"))
+            self.calls.append(ToolCall(use["name"], _arguments(use), ok=False, error_kind="deadline"))
             return
-        self._started[use["toolUseId"]] = self._clock()
+        self._started[use["toolUseId"]] = (self._clock(), use["name"], _arguments(use))
 
     def _after_tool(self, event: AfterToolCallEvent) -> None:
         use = event.tool_use
@@ -165,15 +176,26 @@ class TurnBounds:
             kind: str | None = "forbidden"
         else:
             kind = _error_kind(event.result) if event.exception is None else "tool_error"
-        self.calls.append(
-            ToolCall(
-                use["name"],
-                dict(use.get("input") or {}),
-                ok=kind is None,
-                error_kind=kind,
-                latency_ms=round((self._clock() - started) * 1000, 1),
-            )
-        )
+        when, name, arguments = started
+        self.calls.append(ToolCall(name, arguments, ok=kind is None, error_kind=kind, latency_ms=self._since(when)))
+
+    def abandoned(self) -> list[ToolCall]:
+        """The calls made and still running when the turn ran out of time (the tools gateway took
+        them: they are the turn's too), failed with the deadline."""
+        return [
+            ToolCall(name, arguments, ok=False, error_kind="deadline", latency_ms=self._since(when))
+            for when, name, arguments in self._started.values()
+        ]
+
+    def _since(self, when: float) -> float:
+        return round((self._clock() - when) * 1000, 1)
+
+
+def _arguments(use: Any) -> dict[str, Any]:
+    """A tool use's arguments as the turn records them: the model's input when it is an object (a
+    model can write any JSON there; the tool refuses it, the record shows none)."""
+    given = use.get("input")
+    return dict(given) if isinstance(given, dict) else {}
 
 
 def _error_kind(result: Any) -> str | None:
@@ -238,10 +260,23 @@ def run_turn(
         hooks=[bounds],
         trace_attributes={"session.id": session_id, CONVERSATION: session_id},
     )
-    result = _invoke_by(agent, messages[-1]["content"], max_iterations, deadline, clock)
+    try:
+        result = _invoke_by(agent, messages[-1]["content"], max_iterations, deadline, clock)
+    except MaxTokensReachedError:
+        # The answer was cut at max_tokens: Strands keeps the partial message in the conversation
+        # and raises (a tool call cut there could not be made): the turn answers with its text.
+        return Turn(
+            model=_model(strategy, models),
+            answer=_partial_answer(agent.messages),
+            stop="max_tokens",
+            iterations=agent.event_loop_metrics.cycle_count,
+            tool_calls=bounds.calls,
+            input_tokens=int(agent.event_loop_metrics.accumulated_usage.get("inputTokens", 0)),
+            output_tokens=int(agent.event_loop_metrics.accumulated_usage.get("outputTokens", 0)),
+        )
     if result is None:  # out of time with a call in flight: answer now, the call is abandoned
         return Turn(model=_model(strategy, models), answer=STOPPED_ANSWER, stop="deadline",
-                    tool_calls=list(bounds.calls))  # fmt: skip
+                    tool_calls=[*bounds.calls, *bounds.abandoned()])  # fmt: skip
     usage = result.metrics.accumulated_usage
     stop = STOPS.get(str(result.stop_reason), str(result.stop_reason))
     if bounds.out_of_time:
@@ -259,6 +294,18 @@ def run_turn(
         output_tokens=int(usage.get("outputTokens", 0)),
     )
     return turn
+
+
+class MaxTokensReachedError(Exception):
+    """The model stopped at max_tokens (Strands' MaxTokensReachedException, however wrapped)."""
+
+
+def _partial_answer(messages: Sequence[Any]) -> str:
+    """The text of the conversation's last message when it is the model's (the answer it was cut in)."""
+    last = messages[-1] if messages else None
+    if not isinstance(last, dict) or last.get("role") != "assistant":
+        return ""
+    return "".join(block.get("text", "") for block in last.get("content", []) if isinstance(block, dict))
 
 
 def _model(strategy: OrderedFallback, models: Sequence[str]) -> str:
@@ -288,6 +335,10 @@ def _invoke_by(agent: Any, prompt: Any, max_iterations: int, deadline: float | N
             agent.cancel(message=STOPPED_ANSWER)
             return None
     if "error" in outcome:
+        from strands.types.exceptions import MaxTokensReachedException
+
+        if isinstance(_unwrapped(outcome["error"]), MaxTokensReachedException):
+            raise MaxTokensReachedError from None
         failure = model_failure(outcome["error"])
         if failure is None:
             raise outcome["error"]

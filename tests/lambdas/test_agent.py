@@ -30,6 +30,7 @@ from agent.turn import STOPPED_ANSWER, TurnBounds
 from shared.contract import SettingsError
 from shared.headers import AGENT_SESSION_HEADER as SESSION_HEADER, CALLER_TOKEN_HEADER, CONVERSATION_HEADER
 from shared.runtime_config import ConfigLocation, DocumentReader
+from shared.telemetry import CONVERSATION
 from tests.lambdas.bedrock_fakes import converse_answer, tool_use
 from tests.lambdas.cognito_fixtures import CLIENT_ID, pool_verifier, sign
 from tests.lambdas.loopback import serve_asgi
@@ -327,6 +328,38 @@ def test_a_throttled_model_hands_the_rest_of_the_turn_to_the_next(runtime: Runti
     assert (status, answer["model"], answer["answer"]) == (200, FALLBACK, "Done.")
 
 
+def test_an_answer_cut_at_max_tokens_is_answered_with_its_text_not_a_500(runtime: Runtime) -> None:
+    """Strands raises when the model stops at max_tokens (keeping the partial message): the turn
+    answers with what the model wrote, its stop max_tokens, as the gateway's model path does."""
+    memory_is_empty(runtime.memory)
+    converse(runtime.model, [{"text": "The refund policy allows"}], "max_tokens")
+    status, answer = runtime.post({"prompt": "hi", "max_tokens": 5}, runtime.caller())
+    assert (status, answer["answer"], answer["stop"], answer["tool_calls"]) == (
+        200,
+        "The refund policy allows",
+        "max_tokens",
+        [],
+    )
+    assert answer["usage"]["output_tokens"] > 0
+
+
+def test_a_conversation_too_long_for_the_model_is_a_400_not_a_500(runtime: Runtime) -> None:
+    """Bedrock's "Input is too long" is a ValidationException Strands reads as a context window
+    overflow (not a ClientError): the conversation itself, as any other rejected one."""
+    memory_is_empty(runtime.memory)
+    runtime.model.add_client_error(
+        "converse", "ValidationException", "Input is too long for requested model.", http_status_code=400
+    )
+    assert runtime.post({"prompt": "hi", "models": [MODEL, FALLBACK]}, runtime.caller()) == (
+        400,
+        {
+            "error": "model_rejected",
+            "message": "bedrock-runtime failed with ValidationException",
+            "session_id": SESSION,
+        },
+    )
+
+
 def models_asked(runtime: Runtime) -> list[str]:
     """The model ids the agent sends Converse requests for, in order (failed requests included)."""
     asked: list[str] = []
@@ -480,6 +513,55 @@ def test_before_the_deadline_the_hooks_let_the_calls_run() -> None:
     bounds._before_model(cast(Any, model_call))
     bounds._before_tool(cast(Any, tool_call))
     assert (model_call.cancel, tool_call.cancel_tool, bounds.calls, bounds.out_of_time) == (False, False, [], False)
+
+
+def test_a_call_still_running_at_the_deadline_is_recorded_as_the_turns_failed_by_the_deadline() -> None:
+    """The tools gateway took the call: the answer's record of tool calls names it (it was left out)."""
+    now = [10.0]
+    bounds = TurnBounds(deadline=30.0, clock=lambda: now[0])
+    running = SimpleNamespace(tool_use={"name": FIND_ORDERS, "toolUseId": "t1", "input": {"a": 1}}, cancel_tool=False)
+    bounds._before_tool(cast(Any, running))
+    now[0] = 31.5
+    assert bounds.calls == []
+    assert [(c.name, c.arguments, c.ok, c.error_kind, c.latency_ms) for c in bounds.abandoned()] == [
+        (FIND_ORDERS, {"a": 1}, False, "deadline", 21500.0)
+    ]
+
+
+@pytest.mark.parametrize("given", ["abc", 5, ["ab"], True, None])
+def test_a_tool_use_whose_input_is_not_an_object_is_recorded_with_no_arguments(given: Any) -> None:
+    """A model may write any JSON as a tool's input: recorded as none (["ab"] read as {"a": "b"} before,
+    and "abc" raised inside the hook, leaving the call out of the record)."""
+    bounds = TurnBounds(deadline=30.0, clock=lambda: 30.0)
+    call = SimpleNamespace(tool_use={"name": FIND_ORDERS, "toolUseId": "t1", "input": given}, cancel_tool=False)
+    bounds._before_tool(cast(Any, call))
+    assert [(c.name, c.arguments) for c in bounds.calls] == [(FIND_ORDERS, {})]
+
+
+def test_an_answer_holding_a_lone_surrogate_is_answered_with_a_replacement_character(runtime: Runtime) -> None:
+    """JSON can carry half a surrogate pair; UTF-8 cannot: the SDK's encoding failed into a 500 quoting it."""
+    memory_is_empty(runtime.memory)
+    converse(runtime.model, [{"text": "ok \ud800 done"}], "end_turn")
+    status, answer = runtime.post({"prompt": "hi"}, runtime.caller())
+    assert (status, answer["answer"]) == (200, "ok \ufffd done")
+
+
+def test_a_refusal_after_a_turn_names_no_conversation_but_its_own(
+    runtime: Runtime, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The logger's conversation key was global: a refusal (or another request's lines) carried the
+    previous turn's conversation id."""
+    memory_is_empty(runtime.memory)
+    converse(runtime.model, [{"text": "Hello."}], "end_turn")
+    assert runtime.post({"prompt": "hi"}, runtime.caller())[0] == 200
+    capsys.readouterr()
+    other = "session-other-0000000000000000000"
+    status, _ = runtime.post({"prompt": "hi"}, {CALLER_TOKEN_HEADER: "forged", SESSION_HEADER: other})
+    assert status == 401
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    refused = [line for line in lines if line.get("message") == "refused"]
+    assert refused
+    assert all(line.get(CONVERSATION) in (None, other) for line in refused)
 
 
 def test_the_turn_answers_by_its_deadline_while_a_model_call_hangs(runtime: Runtime) -> None:

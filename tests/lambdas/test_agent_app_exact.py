@@ -14,6 +14,7 @@ from typing import Any
 
 import boto3
 import httpx
+import jwt
 import pytest
 from botocore.stub import ANY, Stubber
 
@@ -29,6 +30,7 @@ from tests.lambdas.bedrock_fakes import converse_answer
 from tests.lambdas.conftest import logged
 from tests.lambdas.loopback import serve_asgi
 from tests.lambdas.test_agent import AGENT, DOCUMENT, LOCATION, MEMORY_ID, MODEL, NAMESPACES, SESSION
+from tests.lambdas.tools_gateway_fake import tools_gateway
 
 ISSUER = "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_pool"
 TOOLS_URL = "https://gw.example.com/mcp"
@@ -600,6 +602,17 @@ def test_a_body_that_is_not_json_is_logged_by_why_and_size_never_its_text(
     assert "secret" not in json.dumps(line)
 
 
+def test_a_body_of_more_values_than_any_turn_holds_is_refused_before_it_is_parsed(
+    served: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """9 MB of "[{},{},...]" took 225 MB to parse, and the SDK parses the body again."""
+    monkeypatch.setattr(agent_app, "MAX_BODY_BYTES", 100 * 1000 * 1000)  # the runtime's own cap
+    body = b'{"prompt": "hi", "x": [' + b"{}," * 300_000 + b"{}]}"
+    response = post(served, body)
+    assert (response.status_code, response.json()["error"]) == (413, "too_large")
+    assert response.json()["message"] == "body: holds at least 300003 values; at most 250000 are read"
+
+
 def test_a_tools_gateway_that_cannot_be_reached_is_tools_unavailable_and_logged(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -612,6 +625,33 @@ def test_a_tools_gateway_that_cannot_be_reached_is_tools_unavailable_and_logged(
     (line,) = logged(capsys, "tools gateway unavailable")
     assert line["level"] == "WARNING"
     assert line["error"]  # the failure's kind, never a message that could carry the token
+
+
+def token_for(group: str) -> str:
+    """A token the fake tools gateway reads the group of (it does not verify it: the agent did)."""
+    return jwt.encode({"sub": "user-1", GROUP_CLAIM: group}, "not-a-real-key-but-long-enough-for-hs256", "HS256")
+
+
+def test_a_tools_gateway_slow_to_list_is_tools_unavailable_within_the_sessions_wait() -> None:
+    """A page of tools/list has no timeout but the MCP SDK's five minutes: starting the session and
+    listing are one wait, past which the turn is tools_unavailable (it answered after the listing)."""
+    with tools_gateway() as (url, fake):
+        fake.list_seconds = 2.5
+        with (
+            pytest.raises(agent_app.ToolsUnavailableError),
+            GatewayTools(url, 1.0)(token_for("customer-gold"), SESSION),
+        ):
+            pass
+
+
+def test_a_gateway_that_pages_forever_is_read_for_max_tool_pages_and_each_tool_kept_once() -> None:
+    """Strands refuses two tools of one name (a 500 for the caller): the first listing of each is kept."""
+    with tools_gateway() as (url, fake):
+        fake.endless = True
+        with GatewayTools(url)(token_for("customer-gold"), SESSION) as tools:
+            names = [tool.tool_name for tool in tools]
+        assert fake.calls().count("tools/list") == agent_app.MAX_TOOL_PAGES
+    assert sorted(names) == ["knowledge___knowledge_search", "orders___find_orders"]
 
 
 def test_a_bug_is_a_500_with_no_detail_and_logged(served: str, monkeypatch: pytest.MonkeyPatch) -> None:

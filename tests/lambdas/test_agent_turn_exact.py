@@ -629,20 +629,24 @@ def test_a_failure_that_is_not_a_models_fails_the_turn_as_itself(bedrock: tuple[
     assert (type(raised.value), str(raised.value)) == (RuntimeError, "the HTTP connection pool is closed")
 
 
-def test_a_conversation_too_long_for_the_model_fails_the_turn_as_strands_overflow(
+def test_a_conversation_too_long_for_the_model_is_the_models_rejection_not_strands_overflow(
     bedrock: tuple[Any, Stubber],
 ) -> None:
     """Bedrock refuses the input as too long and Strands has nothing it could trim (the caller's
-    message alone): the turn raises Strands' overflow as the agent did, not a model failure."""
+    message alone): its overflow is the model's ValidationException, a 400 the caller can act on
+    (it was a 500: not a ClientError, so no model failure)."""
     client, stubber = bedrock
     stubber.add_client_error(
         "converse", "ValidationException", "Input is too long for requested model.", http_status_code=400
     )
-    with pytest.raises(ContextWindowOverflowException) as raised:
+    with pytest.raises(UpstreamError) as raised:
         turn(client, [found()], clock=Clock())
-    assert (type(raised.value), str(raised.value)) == (
-        ContextWindowOverflowException,
-        "Unable to trim conversation context!",
+    error = raised.value
+    assert (error.code, error.http_status, error.kind, error.passed_on) == (
+        "ValidationException",
+        400,
+        Kind.REJECTED,
+        True,
     )
 
 

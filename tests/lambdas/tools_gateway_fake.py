@@ -4,6 +4,7 @@ bearer token it is sent, and records every request's headers."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,6 +46,8 @@ class FakeToolsGateway:
     results: dict[str, dict[str, Any]] = field(default_factory=dict)  # tool -> its JSON answer
     seen: list[tuple[str, dict[str, str]]] = field(default_factory=list)  # (method, headers)
     unavailable: bool = False  # every request answered 503
+    list_seconds: float = 0.0  # how long tools/list takes to answer
+    endless: bool = False  # every page of tools/list names a next one (the same tools again)
 
     def group(self, headers: dict[str, str]) -> str | None:
         scheme, _, token = headers.get("authorization", "").partition(" ")
@@ -70,7 +73,9 @@ class _Server(MCPServer[Any]):
 
     async def _handle_list_tools(self, ctx: Any, params: Any) -> ListToolsResult:
         group = self.fake.group(self._headers(ctx, "tools/list"))
-        return ListToolsResult(tools=GROUP_TOOLS.get(group or "", []))
+        await asyncio.sleep(self.fake.list_seconds)
+        cursor = f"page-{len(self.fake.seen)}" if self.fake.endless else None
+        return ListToolsResult(tools=GROUP_TOOLS.get(group or "", []), next_cursor=cursor)
 
     async def _handle_call_tool(self, ctx: Any, params: Any) -> CallToolResult:
         group = self.fake.group(self._headers(ctx, "tools/call"))
