@@ -250,7 +250,7 @@ def _pdf_text(data: bytes, limits: ReadLimits, budget: ReadBudget) -> str:
         with apply_configuration(**_known_settings(bounded)), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             reader = PdfReader(io.BytesIO(data))
-            if reader.is_encrypted:
+            if reader.is_encrypted and not _opens_without_a_password(reader):
                 raise RejectedError("encrypted", "the PDF is encrypted")
             pages = len(reader.pages)
             if pages > limits.max_pages:
@@ -408,6 +408,17 @@ class _DrawnForms:
         return None
 
 
+def _opens_without_a_password(reader: Any) -> bool:
+    """Whether an encrypted PDF opens with the empty user password, as any viewer opens one that
+    has only an owner password (restrictions on printing or copying, not on reading)."""
+    from pypdf import PasswordType
+
+    try:
+        return reader.decrypt("") != PasswordType.NOT_DECRYPTED
+    except Exception:  # an algorithm pypdf cannot run here, or a broken encryption dictionary
+        return False
+
+
 def _known_settings(settings: dict[str, Any]) -> dict[str, Any]:
     from pypdf import Configuration
 
@@ -416,7 +427,11 @@ def _known_settings(settings: dict[str, Any]) -> dict[str, Any]:
 
 class _Text(HTMLParser):
     SKIPPED = frozenset({"script", "style", "template", "noscript"})
-    BLOCKS = frozenset({"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "section", "article"})
+    # Elements whose content a browser shows apart from what surrounds it (a table's cells too).
+    BLOCKS = frozenset(
+        {"p", "div", "br", "li", "tr", "td", "th", "h1", "h2", "h3", "h4", "h5", "h6", "section", "article"}
+    )
+    RAW_TEXT = frozenset({"script", "style"})  # their content is never markup
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -428,6 +443,16 @@ class _Text(HTMLParser):
             self._skipping += 1
         elif tag in self.BLOCKS:
             self._parts.append("\n")
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        # A browser ignores the slash of "<script/>" (not a void element): it opens the element, and
+        # what follows until "</script>" is its source, not text. html.parser closes it at once.
+        if tag in self.SKIPPED:
+            self.handle_starttag(tag, attrs)
+            if tag in self.RAW_TEXT:
+                self.set_cdata_mode(tag)
+            return
+        super().handle_startendtag(tag, attrs)
 
     def handle_endtag(self, tag: str) -> None:
         if tag in self.SKIPPED and self._skipping:

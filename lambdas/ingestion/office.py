@@ -25,7 +25,12 @@ APPS = {"docx": "Word", "xlsx": "Excel", "pptx": "PowerPoint"}
 MAX_MEMBERS = 2_000  # an Office file has tens of parts; thousands is an attack on the directory
 # Where the main part is when the package's own relationships do not say (they always do in files
 # Office writes), and what it lists: (main part, the list's entries, what one is called).
-MAIN_PARTS = {"xlsx": ("xl/workbook.xml", "sheet", "sheet"), "pptx": ("ppt/presentation.xml", "sldId", "slide")}
+# The list is read only where the main part keeps it, a child of its root (a deck's sections name
+# its slides again, in a list of the same name, in an extension: those are not more slides).
+MAIN_PARTS = {
+    "xlsx": ("xl/workbook.xml", "sheets", "sheet", "sheet"),
+    "pptx": ("ppt/presentation.xml", "sldIdLst", "sldId", "slide"),
+}
 OFFICE_DOCUMENT = "/officeDocument"  # the end of the main part's relationship type (transitional and strict)
 NOTES_SLIDE = "/notesSlide"  # the end of a slide's relationship type to its notes page
 
@@ -157,12 +162,18 @@ def _text(element: Any) -> str:
 def _listed_parts(package: Package, limits: ReadLimits) -> tuple[str, list[str]]:
     """The main part, and the parts it lists (a workbook's sheets, a presentation's slides) in its
     order, refused past max_pages before any is read."""
-    default, entry, what = MAIN_PARTS[package.fmt]
+    default, container, entry, what = MAIN_PARTS[package.fmt]
     main = _related(package, "", OFFICE_DOCUMENT, default)
     if not package.has(main):
         raise RejectedError("unreadable", f"the {package.fmt} document has no {posixpath.basename(default)} part")
     targets = _relationships(package, main)
-    listed = [_attribute(element, "id") for element in package.elements(main, entry)]
+    listed = [
+        _attribute(element, "id")
+        for kept in package.elements(main, container)
+        if kept.getparent() is not None and kept.getparent().getparent() is None  # the main part's own list
+        for element in kept
+        if local_name(element.tag) == entry
+    ]
     if len(listed) > limits.max_pages:
         raise RejectedError("too_many_pages", f"{len(listed)} {what}s is over the {limits.max_pages} page limit")
     parts = [targets.get(id_ or "") for id_ in listed]
@@ -194,17 +205,64 @@ def _relationships(package: Package, source: str, kind: str = "") -> dict[str, s
     return targets
 
 
+W_MAIN = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+MARKUP_COMPATIBILITY = "http://schemas.openxmlformats.org/markup-compatibility/2006"
+# Where a body holds text Word does not show: the copy of a text box written for older readers
+# (beside the one read), and the old place of a moved paragraph while the move is tracked.
+UNSHOWN = frozenset({f"{{{MARKUP_COMPATIBILITY}}}Fallback", f"{{{W_MAIN}}}moveFrom"})
+# What a run's other elements stand for in its text.
+RUN_MARKS = {f"{{{W_MAIN}}}tab": "\t", f"{{{W_MAIN}}}br": "\n", f"{{{W_MAIN}}}cr": "\n",
+             f"{{{W_MAIN}}}noBreakHyphen": "-"}  # fmt: skip
+
+
 def _docx_text(data: bytes, budget: ReadBudget) -> str:
+    """Each paragraph of the body a line (tables' and text boxes' too, each once), as Word shows
+    it: a run's tabs and breaks kept, hidden runs, a text box's fallback copy and a tracked move's
+    old place left out."""
     import docx  # only when a DOCX arrives
-    from docx.oxml.ns import qn
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         document = docx.Document(io.BytesIO(data))
-        paragraph, run_text = qn("w:p"), qn("w:t")
-        for element in document.element.body.iter(paragraph):  # tables' paragraphs too
-            budget.add("".join(t.text or "" for t in element.iter(run_text)))
+        for paragraph in document.element.body.iter(f"{{{W_MAIN}}}p"):
+            budget.check_time()
+            if any(ancestor.tag in UNSHOWN for ancestor in paragraph.iterancestors()):
+                continue
+            if line := "".join(_docx_runs(paragraph)):  # a paragraph of nothing Word shows is no line
+                budget.add(line)
     return budget.text()
+
+
+def _docx_runs(paragraph: Any) -> Iterator[str]:
+    """The text of a paragraph's own runs: not of the paragraphs a text box in it holds (each is
+    a line of its own), nor what Word does not show."""
+    pending = list(reversed(paragraph))
+    while pending:
+        element = pending.pop()
+        if not isinstance(element.tag, str) or element.tag in UNSHOWN or element.tag == f"{{{W_MAIN}}}p":
+            continue
+        if element.tag == f"{{{W_MAIN}}}r":
+            if not _hidden(element):
+                yield from _run_text(element)
+            continue
+        pending.extend(reversed(element))
+
+
+def _run_text(run: Any) -> Iterator[str]:
+    """A run's text and marks (a drawing in it, with a text box's paragraphs, is read as lines)."""
+    for child in run:
+        if child.tag == f"{{{W_MAIN}}}t":
+            yield child.text or ""
+        elif child.tag in RUN_MARKS:
+            yield RUN_MARKS[child.tag]
+
+
+def _hidden(run: Any) -> bool:
+    """Whether a run is hidden text (w:vanish in its properties, not switched off)."""
+    for properties in run.iterchildren(f"{{{W_MAIN}}}rPr"):
+        for vanish in properties.iterchildren(f"{{{W_MAIN}}}vanish"):
+            return vanish.get(f"{{{W_MAIN}}}val", "true") not in ("0", "false", "off")
+    return False
 
 
 class _Workbook(NamedTuple):

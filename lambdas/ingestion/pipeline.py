@@ -195,13 +195,14 @@ class Pipeline:
         classification = metadata.get("classification") or self._settings.default_classification
         known = classification in self._settings.classification_policies
         origin = metadata.get("origin", "upload")
+        size = int(head.get("ContentLength", ref.size))
         record = replace(
             record,
             source=f"s3://{ref.bucket}/{key}",  # as S3 holds it: a replay empties the landing slot there
             classification=classification if known else "",
             origin=origin if ORIGIN.fullmatch(origin) else "unknown",
+            size=size,  # the object's, not the event's: a queue message may say anything
         )
-        size = int(head.get("ContentLength", ref.size))
         scan: Scan | None = None
         try:
             if not known:

@@ -636,6 +636,13 @@ def test_the_origin_is_recorded_only_when_it_is_a_known_one(aws: Aws, origin: st
     assert record_of(aws, ref)["origin"] == recorded
 
 
+def test_the_registry_records_the_objects_size_not_the_size_an_event_claims(aws: Aws) -> None:
+    """The queue takes messages from anyone allowed to send: the event's size is its sender's word."""
+    put = aws.put("docs/small.txt", "Refunds take thirty days.")
+    assert run(sqs_message(s3_event(put["key"], put["version"], 4_999_999_999))) == []
+    assert version_record(aws, "docs/small.txt")["size"] == len("Refunds take thirty days.")
+
+
 @pytest.mark.parametrize(("size", "status"), [(MAX_BYTES, "curated"), (MAX_BYTES + 1, "quarantined")])
 def test_the_byte_limit_lets_a_document_of_exactly_that_size_through(aws: Aws, size: int, status: str) -> None:
     ref = land(aws, "docs/size.txt", "a" * size)

@@ -56,6 +56,73 @@ def test_a_word_file_python_docx_writes_is_read_with_its_tables() -> None:
     assert text_of(out.getvalue(), "docx") == "Refunds take thirty days.\nIn the table"
 
 
+W = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+DECLARED = (
+    f'xmlns:w="{W}" xmlns:mc="http://schemas.openxmlformats.org/markup-compatibility/2006" '
+    'xmlns:wps="http://schemas.microsoft.com/office/word/2010/wordprocessingShape" '
+    'xmlns:v="urn:schemas-microsoft-com:vml"'
+)
+# A text box as Word writes it: the box for readers that know shapes, and a VML copy for the others.
+TEXT_BOX = (
+    f'<w:p {DECLARED}><w:r><w:t xml:space="preserve">Before </w:t></w:r><w:r><mc:AlternateContent>'
+    '<mc:Choice Requires="wps"><w:drawing><wps:wsp><wps:txbx><w:txbxContent><w:p><w:r><w:t>Boxed</w:t></w:r></w:p>'
+    "</w:txbxContent></wps:txbx></wps:wsp></w:drawing></mc:Choice><mc:Fallback><w:pict><v:rect><v:textbox>"
+    "<w:txbxContent><w:p><w:r><w:t>Boxed</w:t></w:r></w:p></w:txbxContent></v:textbox></v:rect></w:pict>"
+    "</mc:Fallback></mc:AlternateContent></w:r><w:r><w:t>After</w:t></w:r></w:p>"
+)
+# A paragraph moved while changes are tracked: the old place, and the new.
+MOVED = (
+    f'<w:p {DECLARED}><w:moveFrom w:id="1" w:author="a"><w:r><w:t>Moved.</w:t></w:r></w:moveFrom></w:p>',
+    f'<w:p {DECLARED}><w:moveTo w:id="2" w:author="a"><w:r><w:t>Moved.</w:t></w:r></w:moveTo></w:p>',
+)
+
+
+def test_a_word_file_is_read_as_word_shows_it() -> None:
+    """Each text box once (not with its copy for older readers, nor glued into the paragraph
+    around it), a tracked move at its new place only, hidden text left out, tabs and breaks kept."""
+    from docx.oxml import parse_xml
+
+    document = docx.Document()
+    escalation = document.add_paragraph("Escalate to")
+    escalation.add_run().add_tab()
+    escalation.add_run("Grace").add_break()
+    escalation.add_run("Hopper")
+    shown = document.add_paragraph("Shown")
+    hidden = shown.add_run(" Hidden")
+    hidden.font.hidden = True
+    body = document.element.body
+    for xml in (TEXT_BOX, *MOVED):
+        body.insert(len(body) - 1, parse_xml(xml))  # before the section properties
+    out = io.BytesIO()
+    document.save(out)
+    assert text_of(out.getvalue(), "docx") == "Escalate to\tGrace\nHopper\nShown\nBefore After\nBoxed\nMoved."
+
+
+def test_html_is_read_as_a_browser_shows_it() -> None:
+    """Table cells apart, and a script written "<script/>" (a browser opens it: what follows is its
+    source until "</script>") left out."""
+    page = "<table><tr><td>Grace</td><td>Hopper</td></tr></table><p>a</p><script/>var s='S1'</script><p>b</p>"
+    assert text_of(page.encode(), "html") == "Grace\nHopper\na\nb"
+
+
+@pytest.mark.parametrize("algorithm", ["RC4-128", "AES-128", "AES-256"])
+def test_a_pdf_with_only_an_owner_password_is_read_as_any_viewer_reads_it(algorithm: str) -> None:
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(pdf_bytes(["Refunds take thirty days."]))))
+    writer.encrypt(user_password="", owner_password="owner-only", algorithm=algorithm)
+    out = io.BytesIO()
+    writer.write(out)
+    assert text_of(out.getvalue(), "pdf") == "Refunds take thirty days."
+    locked = PdfWriter(clone_from=PdfReader(io.BytesIO(pdf_bytes(["Secret."]))))
+    locked.encrypt(user_password="reader", owner_password="owner", algorithm=algorithm)
+    out = io.BytesIO()
+    locked.write(out)
+    with pytest.raises(RejectedError) as refused:
+        text_of(out.getvalue(), "pdf")
+    assert (refused.value.code, str(refused.value)) == ("encrypted", "the PDF is encrypted")
+
+
 @pytest.mark.parametrize(
     ("key", "body", "reason", "code"),
     [

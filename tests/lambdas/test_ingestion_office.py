@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import warnings
 import zipfile
+from typing import Any
 
 import openpyxl
 import pptx
@@ -135,6 +136,40 @@ def test_speaker_notes_are_scanned_for_pii_like_the_slides(aws: Aws) -> None:
     )
     assert settled(aws, "docs/notes.pptx", deck)["status"] == "curated"
     assert curated_text(aws, "docs/notes.pptx") == "slide 1\nCall [NAME] on [PHONE].\nslide 2"
+
+
+SECTIONS = (
+    '<p:extLst><p:ext uri="{521415D9-36F7-43E2-AB2F-B90AF26B5E84}">'
+    '<p14:sectionLst xmlns:p14="http://schemas.microsoft.com/office/powerpoint/2010/main">'
+    '<p14:section name="Intro" id="{8E5B4C4B-1111-4A4A-9A9A-000000000001}"><p14:sldIdLst>'
+    '<p14:sldId id="256"/><p14:sldId id="257"/></p14:sldIdLst></p14:section></p14:sectionLst></p:ext></p:extLst>'
+)
+
+
+def with_part(package: bytes, name: str, edit: Any) -> bytes:
+    """``package`` with one part's text replaced by ``edit(text)``."""
+    source = zipfile.ZipFile(io.BytesIO(package))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as copy:
+        for item in source.infolist():
+            data = source.read(item)
+            copy.writestr(item, edit(data.decode()).encode() if item.filename == name else data)
+    return out.getvalue()
+
+
+def test_a_deck_with_sections_is_read_once_slide_by_slide() -> None:
+    """PowerPoint writes a deck's sections as an extension of the presentation, naming its slides
+    again in lists of the same element names: they are no more slides (the deck was quarantined)."""
+    deck = with_part(
+        deck_powerpoint_would_write(),
+        "ppt/presentation.xml",
+        lambda xml: xml.replace("</p:presentation>", SECTIONS + "</p:presentation>"),
+    )
+    assert SECTIONS in zipfile.ZipFile(io.BytesIO(deck)).read("ppt/presentation.xml").decode()
+    assert (
+        text_of(deck, "pptx", ReadLimits(max_pages=2))
+        == "Quarterly plan\nRefunds take thirty days.\nRegion\nLead\nNorth\nInes"
+    )
 
 
 def test_sheets_and_slides_are_read_in_their_numbers_order() -> None:
