@@ -414,9 +414,10 @@ def _opens_without_a_password(reader: Any) -> bool:
     from pypdf import PasswordType
 
     try:
-        return reader.decrypt("") != PasswordType.NOT_DECRYPTED
+        opened: PasswordType = reader.decrypt("")
     except Exception:  # an algorithm pypdf cannot run here, or a broken encryption dictionary
         return False
+    return opened != PasswordType.NOT_DECRYPTED
 
 
 def _known_settings(settings: dict[str, Any]) -> dict[str, Any]:
