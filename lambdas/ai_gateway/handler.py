@@ -796,4 +796,9 @@ def _flushed(body: Iterator[bytes]) -> Iterator[bytes]:
             failed = OpenAIError(500, openai_api.API_ERROR, UNEXPECTED, code="internal_error")
             yield sse(failed.body())
     finally:
+        # A stream closed early (the client gone) settles its delivery as its body closes: closed
+        # here, before the flush, so that its metrics are this request's, not the next one's.
+        close = getattr(body, "close", None)
+        if close is not None:
+            close()
         metrics.flush_metrics()

@@ -767,7 +767,7 @@ def _admission(item: _Item, request_id: str) -> Admission:
     gateway wrote (a positive count within the limit, for the job's own request)."""
     try:
         value = json.loads(item.string("admission"))
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested past the parser's recursion
         raise item.corrupt("admission") from None
     if not isinstance(value, dict):
         raise item.corrupt("admission")

@@ -60,6 +60,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
+from urllib.parse import quote
 
 from shared import snapstart
 
@@ -145,7 +146,8 @@ class RuntimeApi:
             body = response.read()
             if response.status != 200:
                 raise RuntimeError(f"runtime API /{path} answered {response.status}")
-            return dict(response.getheaders()), body
+            # Header names are case-insensitive: read in the case AWS documents them in.
+            return {name.title(): value for name, value in response.getheaders()}, body
         finally:
             connection.close()
 
@@ -192,12 +194,13 @@ def _invoke(
     now: Callable[[], float],
 ) -> None:
     request_id = headers.get("Lambda-Runtime-Aws-Request-Id", "")
+    path_id = quote(request_id, safe="")  # a request id is a UUID; anything else stays one path segment
     trace = headers.get("Lambda-Runtime-Trace-Id")
     if trace:
         environ[TRACE_VARIABLE] = trace
     else:
         environ.pop(TRACE_VARIABLE, None)  # never the previous invocation's
-    error_path = f"invocation/{request_id}/error"
+    error_path = f"invocation/{path_id}/error"
     try:
         event = json.loads(payload)
         result = handler(event, Context(headers, environ, now))
@@ -207,7 +210,7 @@ def _invoke(
         _log("handler failed", request_id, error)
         api.error(error_path, f"Function.{type(error).__name__}", error)
         return
-    _stream(api, request_id, prelude, first, chunks)
+    _stream(api, path_id, prelude, first, chunks)
 
 
 def _response(result: object) -> tuple[bytes, Iterator[bytes]]:

@@ -23,8 +23,10 @@ call (tens of milliseconds to a few hundred); every later piece waits for its ow
 model's stream is not read (Bedrock keeps generating into the connection's buffer). One
 ApplyGuardrail call per piece: a 2,000-character answer is about five calls (five text units)
 where the buffered route makes one call of two units. The guardrail judges each piece alone: a
-finding spread over two pieces is judged piece by piece (cuts fall between sentences, so a word,
-an e-mail address or a number is never split).
+finding spread over two pieces is judged piece by piece (cuts fall between sentences; a sentence
+longer than a unit, such as a line of JSON, is cut after a clause mark, else at a space that is
+not inside a number written in groups, so a word, an e-mail address or a card or phone number is
+not split while the text offers any other cut).
 
 **Why not ConverseStream's own guardrail** (``guardrailConfig`` with ``streamProcessingMode``):
 in ``async`` mode Bedrock sends chunks before they are scanned and does not mask sensitive
@@ -71,6 +73,8 @@ PIECE_FLOORS = (0, 250, 500)  # the shortest first, second, third piece; later o
 # CJK full stop, or at a newline; the cut falls after the whitespace.
 SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*\s+|[。！？]\s*|\n\s*")
 WHITESPACE = re.compile(r"\s+")
+# Where a clause ends inside an overlong sentence (a list, a line of JSON): the cut falls after the whitespace.
+CLAUSE_END = re.compile(r"[,;:)\]}\"'”’]\s+")
 DONE = b"data: [DONE]\n\n"
 # A lone surrogate: a model's text can hold one (Bedrock's JSON events can escape one), UTF-8 cannot.
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")
@@ -115,13 +119,23 @@ class Segmenter:
         return ends[-1] if ends and ends[-1] >= floor else None
 
     def _overflow_cut(self) -> int:
-        """Where to cut a buffer longer than PIECE_MAX: the last sentence end within it, else its
-        last whitespace, else (one word longer than a unit) at PIECE_MAX itself."""
-        ends = [m.end() for m in SENTENCE_END.finditer(self._buffer) if m.end() <= PIECE_MAX]
-        if ends:
-            return ends[-1]
-        spaces = [m.end() for m in WHITESPACE.finditer(self._buffer) if m.end() <= PIECE_MAX]
-        return spaces[-1] if spaces else PIECE_MAX
+        """Where to cut a buffer longer than PIECE_MAX: the last sentence end within it, else the
+        last clause mark (a comma, a colon, a closing bracket or quote, then whitespace), else the
+        last whitespace not between two digits (a card or phone number written in groups stays
+        whole), else its last whitespace, else (one word longer than a unit) at PIECE_MAX itself."""
+        text = self._buffer
+        for cuts in (SENTENCE_END, CLAUSE_END, WHITESPACE):
+            found = [m for m in cuts.finditer(text) if m.end() <= PIECE_MAX]
+            if cuts is WHITESPACE:  # a space with a digit either side is inside a number, if others are left
+                apart = [
+                    m
+                    for m in found
+                    if not (text[m.start() - 1 : m.start()].isdigit() and text[m.end() : m.end() + 1].isdigit())
+                ]
+                found = apart or found
+            if found:
+                return found[-1].end()
+        return PIECE_MAX
 
     def _take(self, cut: int) -> str:
         piece, self._buffer = self._buffer[:cut], self._buffer[cut:]

@@ -182,7 +182,10 @@ class Responder:
         reason = f"Macie finding {finding.type} ({finding.severity})"
         location = self._quarantine(finding, doc, reason, at, steps)
         retired = None
-        if finding.bucket == buckets.curated:  # out of the bucket and the KB, if it is the current copy
+        # Out of the bucket and the KB, if it is the current copy; only when the flagged object was
+        # there to quarantine: a finding on a version already gone (a stale sidecar's, say) would
+        # otherwise delete the document's newer copy with none kept in quarantine.
+        if location and finding.bucket == buckets.curated:
             steps.append("read the registry")
             current = self._registry.current(doc)
             steps.append("retire the curated copy")

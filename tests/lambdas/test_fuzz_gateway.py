@@ -411,6 +411,36 @@ def test_chat_completions_answer_or_refuse_in_openais_shape(
         assert answer.body["object"] == "chat.completion"
 
 
+def test_a_stream_the_client_left_is_metered_under_its_own_request_not_the_next(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The runtime closes a stream's body when the client goes away: the body settles its delivery
+    then. Flushed before that, its metrics waited for the next invocation's flush, under that
+    request's group (or were lost with the environment)."""
+    body = {"messages": [{"role": "user", "content": "Hello"}], "stream": True}
+    request = event(("POST", "/v1/chat/completions"), json.dumps(body), {}, None, GOLD, False, False)
+    BEDROCK.texts = ("First sentence here. ", "y" * 300 + ". ", "Third one. ", "z" * 600 + ". ", "end.")
+    try:
+        response = handler.stream_handler(request, FakeContext())
+        assert isinstance(response, StreamedResponse)
+        next(response.body)
+        next(response.body)
+        capsys.readouterr()
+        response.body.close()  # type: ignore[attr-defined]  # a generator: what the runtime loop closes when the client goes
+        closed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    finally:
+        BEDROCK.texts = StreamingBedrock.texts
+    names = {m["Name"] for doc in closed for d in doc["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}
+    assert {"Outputs", "Units"} <= names, names  # delivered (the caller has part of the output), flushed now
+    assert all(doc.get("Group") in (None, GOLD["group"]) for doc in closed)
+    other = {**GOLD, "group": "customer-basic", "user": "user-9"}
+    capsys.readouterr()
+    handler.stream_handler(event(("GET", "/v1/usage"), None, {}, None, other, False, False), FakeContext())
+    later = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    leaked = {m["Name"] for doc in later for d in doc["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}
+    assert not leaked & {"Outputs", "Units", "EstimatedCostUsd"}, leaked
+
+
 @settings(**SETTINGS)  # type: ignore[arg-type]
 @example(texts=["\ud800"], streaming=True)  # a lone surrogate once raised UnicodeEncodeError mid-stream
 @given(

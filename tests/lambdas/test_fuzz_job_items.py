@@ -360,6 +360,7 @@ changes = st.dictionaries(st.sampled_from(ATTRIBUTES), values, max_size=3)
 @example(corruption={"output_type": {"S": "chat"}}, edit=None)  # another counter's
 @example(corruption={}, edit=("admission", "window", "2026-10"))  # another window's counter
 @example(corruption={"result": {"B": BOMB}}, edit=None)
+@example(corruption={"admission": {"S": "[" * 5000 + "]" * 5000}}, edit=None)  # past the parser's recursion
 def test_the_worker_ends_a_corrupt_job_and_settles_its_units_once(
     world: World,
     capsys: pytest.CaptureFixture[str],

@@ -121,6 +121,43 @@ def test_a_finding_for_an_object_already_gone_is_reported_without_error(aws: Aws
     assert aws.objects(QUARANTINE) == {}
 
 
+def test_a_finding_on_a_sidecar_version_already_gone_leaves_the_newer_document_alone(aws: Aws, responder: Any) -> None:
+    """Curated twice, the document keeps its key and its sidecar gets a new version; the old
+    sidecar's version expires. A finding on it quarantined nothing and yet deleted the newer,
+    unflagged document (its current copy, with none kept in quarantine): now nothing is touched."""
+    first = curate(aws, "docs/policy.txt", "Version one.")
+    key = first["location"].removeprefix(f"s3://{CURATED}/")
+    sidecar = f"{key}.metadata.json"
+    old = aws.s3.head_object(Bucket=CURATED, Key=sidecar)["VersionId"]
+    second = curate(aws, "docs/policy.txt", "Version two.")
+    assert second["location"] == first["location"]
+    aws.s3.delete_object(Bucket=CURATED, Key=sidecar, VersionId=old)
+    calls = len(aws.agent.calls)
+    result = macie.lambda_handler(finding_event(CURATED, sidecar, old), FakeContext())
+    assert result["action"] == "already_gone"
+    assert {key, sidecar} <= set(aws.objects(CURATED))
+    assert len(aws.agent.calls) == calls  # nothing taken out of the KB
+    state = aws.registry.current(document_id(LANDING, "docs/policy.txt"))
+    assert state is not None
+    assert state["status"] == "curated"
+
+
+@pytest.mark.parametrize("versioned", [False, True])
+def test_a_finding_on_a_curated_key_that_holds_nothing_touches_no_document(
+    aws: Aws, responder: Any, versioned: bool
+) -> None:
+    """A curated key is read for its document id: one that names a real document's id in another
+    folder, with no object there, is no copy of it."""
+    current = curate(aws, "docs/notes.txt", "Quarterly notes.")
+    key = current["location"].removeprefix(f"s3://{CURATED}/")
+    doc = key.rsplit("/", 1)[1].split(".")[0]
+    version = current["object_version"] if versioned else None
+    result = macie.lambda_handler(finding_event(CURATED, f"nowhere/{doc}.txt", version), FakeContext())
+    assert result["action"] == "already_gone"
+    assert key in aws.objects(CURATED)
+    assert aws.objects(QUARANTINE) == {}
+
+
 def test_a_finding_in_landing_quarantines_it_before_the_pipeline_sees_it(aws: Aws, responder: Any) -> None:
     put = aws.put("docs/raw.txt", "Raw text.")
     result = macie.lambda_handler(finding_event(LANDING, put["key"], put["version"]), FakeContext())

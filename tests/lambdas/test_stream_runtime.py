@@ -80,11 +80,12 @@ class RuntimeApiHandler(BaseHTTPRequestHandler):
         invocation = self.fake.pending.pop(0)
         body = json.dumps(invocation.event).encode()
         self.send_response(200)
-        self.send_header("Lambda-Runtime-Aws-Request-Id", invocation.request_id)
-        self.send_header("Lambda-Runtime-Deadline-Ms", str(invocation.deadline_ms))
-        self.send_header("Lambda-Runtime-Invoked-Function-Arn", "arn:aws:lambda:eu-west-1:1:function:gw")
+        named = str.lower if self.fake.lower_case_headers else str
+        self.send_header(named("Lambda-Runtime-Aws-Request-Id"), invocation.request_id)
+        self.send_header(named("Lambda-Runtime-Deadline-Ms"), str(invocation.deadline_ms))
+        self.send_header(named("Lambda-Runtime-Invoked-Function-Arn"), "arn:aws:lambda:eu-west-1:1:function:gw")
         if invocation.trace:
-            self.send_header("Lambda-Runtime-Trace-Id", invocation.trace)
+            self.send_header(named("Lambda-Runtime-Trace-Id"), invocation.trace)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -126,6 +127,7 @@ class FakeRuntimeApi:
         self.requests: list[Recorded] = []
         self.log: list[str] = []  # every request's method and path as it arrived (and what tests add)
         self.restore_status = 200
+        self.lower_case_headers = False  # header names as HTTP allows them: in any case
         self.post_statuses: list[int] = []  # the answers to the first POSTs (then 202)
         self.received: queue.Queue[bytes] = queue.Queue()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), RuntimeApiHandler)
@@ -183,6 +185,26 @@ def test_a_streamed_response_is_the_prelude_eight_nuls_and_each_chunk_in_order(r
         b"data: b\n\n",
     ]
     assert posted.trailers == {}
+
+
+def test_header_names_in_any_case_and_a_request_id_of_any_text_answer_their_own_invocation(runtime_api: Any) -> None:
+    """Header names are case-insensitive (lower case, the request id read as "" answered every
+    invocation at invocation//response); a request id that is not a UUID (a space, a control)
+    made http.client refuse the path and ended the loop."""
+    api = runtime_api(Invocation({}, request_id="req 1\x01/x"), Invocation({}, request_id="req-2"))
+    api.lower_case_headers = True
+    seen: list[tuple[str, int]] = []
+
+    def handler(event: dict[str, Any], context: Context) -> dict[str, Any]:
+        seen.append((context.aws_request_id, context.deadline_ms))
+        return {"statusCode": 200, "body": "ok"}
+
+    serve(api.address, handler, invocations=2, environ={})
+    assert seen == [("req 1\x01/x", 1_800_000_030_000), ("req-2", 1_800_000_030_000)]
+    assert [r.path for r in api.requests] == [
+        "/2018-06-01/runtime/invocation/req%201%01%2Fx/response",
+        "/2018-06-01/runtime/invocation/req-2/response",
+    ]
 
 
 def test_each_chunk_is_sent_before_the_next_is_produced(runtime_api: Any) -> None:

@@ -199,6 +199,30 @@ def test_a_newline_ends_a_piece_and_a_long_run_is_cut_at_a_space_never_inside_a_
     assert Segmenter().feed(giant) == ["x" * 1000, "x" * 1000]
 
 
+@pytest.mark.parametrize(
+    "secret",
+    ["4111 1111 1111 1111", "+1 206 555 0143", "Ada Lovelace"],
+)
+def test_a_sentence_longer_than_a_unit_is_cut_after_a_clause_not_inside_a_number(secret: str) -> None:
+    """A line of JSON (or a list) has no sentence end for a whole unit: its last whitespace could
+    fall inside a card or phone number written in groups, and each half, guarded alone, holds no
+    number to mask. The cut falls after a clause mark instead."""
+    for shift in range(0, 40, 3):  # wherever the value falls against the unit's edge
+        line = (
+            "["
+            + '{"name": "Jane Roe", "note": "ok"}, ' * 26
+            + "x" * shift
+            + f' {{"name": "Grace", "card": "{secret}"}}]'
+        )
+        segmenter = Segmenter()
+        pieces = segmenter.feed(line + ". Done. ") + segmenter.flush()
+        assert "".join(pieces) == line + ". Done. "
+        assert any(secret in piece for piece in pieces), (shift, [p[-30:] for p in pieces])
+    digits = "1234 " * 300  # groups of digits and nothing else: the last space is all there is
+    segmenter = Segmenter()
+    assert [len(p) for p in segmenter.feed(digits) + segmenter.flush()] == [1000, 500]
+
+
 def test_a_blank_rest_is_not_a_piece() -> None:
     segmenter = Segmenter()
     assert segmenter.feed("Done. \n ") == ["Done. \n "]
