@@ -379,7 +379,7 @@ def _pptx_text(package: Package, slides: list[str], budget: ReadBudget) -> str:
     footer PowerPoint puts around it), slides in the presentation's order; comments and embedded
     files are not read."""
     for slide in slides:
-        _paragraphs(package.elements(slide, "p"), budget)
+        _paragraphs(_shown(package.elements(slide, "p")), budget)
         notes = _related(package, slide, NOTES_SLIDE, "")
         if not notes or not package.has(notes):
             continue
@@ -387,8 +387,16 @@ def _pptx_text(package: Package, slides: list[str], budget: ReadBudget) -> str:
             budget.check_time()
             placeholder = next(shape.iter("{*}ph"), None)
             if placeholder is not None and placeholder.get("type") == "body":
-                _paragraphs(shape.iter("{*}p"), budget)
+                _paragraphs(_shown(shape.iter("{*}p")), budget)
     return budget.text()
+
+
+def _shown(paragraphs: Iterator[Any]) -> Iterator[Any]:
+    """The paragraphs not in content written again for older readers (mc:Fallback, beside the
+    mc:Choice that is read): their ancestors are still there while the parse is inside them."""
+    for paragraph in paragraphs:
+        if not any(ancestor.tag in UNSHOWN for ancestor in paragraph.iterancestors()):
+            yield paragraph
 
 
 def _paragraphs(paragraphs: Iterator[Any], budget: ReadBudget) -> None:

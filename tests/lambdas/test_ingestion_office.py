@@ -172,6 +172,18 @@ def test_a_deck_with_sections_is_read_once_slide_by_slide() -> None:
     )
 
 
+def test_a_shapes_copy_for_older_readers_is_not_read_again() -> None:
+    """PowerPoint writes some shapes twice, in mc:Choice and a mc:Fallback copy: read once."""
+    mc = "http://schemas.openxmlformats.org/markup-compatibility/2006"
+    slide = slide_xml(["Intro"]).replace(
+        "</p:spTree>",
+        f'<mc:AlternateContent xmlns:mc="{mc}"><mc:Choice Requires="p14"><p:sp><p:txBody><a:p><a:r><a:t>Chart title'
+        "</a:t></a:r></a:p></p:txBody></p:sp></mc:Choice><mc:Fallback><p:sp><p:txBody><a:p><a:r><a:t>Chart title"
+        "</a:t></a:r></a:p></p:txBody></p:sp></mc:Fallback></mc:AlternateContent></p:spTree>",
+    )
+    assert text_of(pptx_package([slide]), "pptx") == "Intro\nChart title"
+
+
 def test_sheets_and_slides_are_read_in_their_numbers_order() -> None:
     numbers = range(1, 12)  # sheet10 and slide10 sort before sheet2 and slide2 as text
     assert text_of(xlsx_bytes([[[f"sheet {n}"]] for n in numbers]), "xlsx").splitlines() == [
