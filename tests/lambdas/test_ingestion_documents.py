@@ -98,6 +98,11 @@ def test_a_word_file_is_read_as_word_shows_it() -> None:
     assert text_of(out.getvalue(), "docx") == "Escalate to\tGrace\nHopper\nShown\nBefore After\nBoxed\nMoved."
 
 
+def test_json_with_an_integer_of_any_length_is_json() -> None:
+    document = '{"id": ' + "9" * 5000 + "}"
+    assert text_of(document.encode(), "json") == document
+
+
 def test_html_is_read_as_a_browser_shows_it() -> None:
     """Table cells apart, and a script written "<script/>" (a browser opens it: what follows is its
     source until "</script>") left out."""
