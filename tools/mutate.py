@@ -460,7 +460,7 @@ EQUIVALENT: dict[str, str] = {
         for n in numbers
     },
     # shared/bodies.py
-    "shared.bodies.x_check_arguments__mutmut_8": "ensure_ascii None for False: json.dumps reads only its truth, "
+    "shared.bodies.x_check_arguments__mutmut_10": "ensure_ascii None for False: json.dumps reads only its truth, "
     "so the text is written unescaped and encode() meets the surrogate",
     "shared.bodies.x_check_values__mutmut_11": "what a string is replaced with before the count: any text "
     "without separators or brackets counts the same",
