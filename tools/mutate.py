@@ -336,7 +336,7 @@ EQUIVALENT: dict[str, str] = {
     "message in one loop: always the same length",
     "tool_guard.handler.x__on_batch__mutmut_56": "as above",
     "tool_guard.handler.x__on_batch__mutmut_57": "as above",
-    "tool_guard.handler.x__on_response__mutmut_50": "a refusal leaves _filtered_body only for an answer that is "
+    "tool_guard.handler.x__on_response__mutmut_54": "a refusal leaves _filtered_body only for an answer that is "
     "not an object, whose echoed id is None either way",
     "tool_guard.handler.x__sse_events__mutmut_20": "an empty or comment SSE line not skipped has field name '', "
     "neither data nor a kept field, so it is ignored anyway",

@@ -399,7 +399,7 @@ _REPEATED: Any = object()
 def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     found = dict(pairs)
     if len(found) != len(pairs):
-        raise _RepeatedKeyError("a member is named twice")
+        raise _RepeatedKeyError
     return found
 
 
