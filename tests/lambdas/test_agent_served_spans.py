@@ -46,7 +46,7 @@ from shared.telemetry import CONVERSATION
 from tests.lambdas.bedrock_fakes import agent_reply, tool_use
 from tests.lambdas.cognito_fixtures import pool_verifier, sign
 from tests.lambdas.loopback import serve_asgi
-from tests.lambdas.test_agent import ACTOR, AGENT, MEMORY_ID, MODEL, NAMESPACES, Documents, settings_for
+from tests.lambdas.test_agent import ACTOR, AGENT, MEMORY_ID, MODEL, NAMESPACES, Documents, record, settings_for
 from tests.lambdas.tools_gateway_fake import tools_gateway
 
 SESSION = "session-served-spans-0123456789abcdef0123"  # this file's own: no other test's spans carry it
@@ -126,17 +126,6 @@ def production_instrumentation() -> Iterator[tuple[Callable[[Any], None], set[st
             StarletteInstrumentor.uninstrument_app(app)
         for instrumentor in reversed(started):
             instrumentor.uninstrument()
-
-
-def record(text: str, score: float) -> dict[str, Any]:
-    return {
-        "memoryRecordId": f"mem-{score:<040}",
-        "content": {"text": text},
-        "memoryStrategyId": "facts",
-        "namespaces": [f"/actors/{ACTOR}/facts"],
-        "createdAt": dt.datetime(2026, 11, 1, tzinfo=dt.UTC),
-        "score": score,
-    }
 
 
 def remembers(memory: Stubber, session: Any) -> None:

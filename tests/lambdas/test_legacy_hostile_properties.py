@@ -53,7 +53,7 @@ from tests.lambdas.conftest import FakeClientContext, FakeContext
 from tests.lambdas.legacy_api import ADDRESSES, CUSTOMER, CUSTOMER_ID, META, Answer, LegacyApi, serve
 from tests.lambdas.strategies import json_values
 from tests.lambdas.test_legacy_hostile import make_client
-from tests.lambdas.test_legacy_tools import ARTICLES
+from tests.lambdas.test_legacy_tools import ARTICLES, _fresh_caches  # noqa: F401  # (autouse: the handler's caches cleared)
 from tests.lambdas.test_legacy_tools_budget import cut_from, weight
 from tests.variant_config import suite_context
 
@@ -495,13 +495,6 @@ def deploy(monkeypatch: pytest.MonkeyPatch, upstream: Upstream, target: str) -> 
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(handler, "single_call_tools", lambda: DOCUMENT)
     monkeypatch.setattr(handler, "client", lambda: upstream.client)
-    for cached in (handler.settings, handler.served):
-        cached.cache_clear()
-
-
-@pytest.fixture(autouse=True)
-def _fresh_caches() -> Iterator[None]:
-    yield
     for cached in (handler.settings, handler.served):
         cached.cache_clear()
 
