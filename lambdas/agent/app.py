@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextvars
 import json
-import re
 import threading
 import time
 import uuid
@@ -52,6 +51,7 @@ from agent.turn import run_turn
 from shared.agent_memory import actor_id
 from shared.aws_errors import Kind, UpstreamError
 from shared.bodies import MAX_FIELD_CHARS, MAX_MESSAGES, BodyError, check_values, clip, shown
+from shared.display import utf8_encodable
 from shared.headers import AGENT_SESSION_HEADER, CALLER_TOKEN_HEADER, CONVERSATION_HEADER
 from shared.logs import log_unexpected, service_logger
 from shared.runtime_config import DocumentReader, RuntimeConfigError
@@ -540,15 +540,12 @@ def create_app(service: Callable[[], Service] = service_from_environ) -> Bedrock
     return app
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
 def _encodable(value: Any) -> Any:
     """``value`` with every text UTF-8 can encode: a lone surrogate (a model's or a tool's answer can
     carry one escaped in JSON) as U+FFFD, where the SDK's encoding of the answer would fail into a
     500 quoting the error."""
     if isinstance(value, str):
-        return _SURROGATE.sub("\ufffd", value)  # in a str, any surrogate is a lone one
+        return utf8_encodable(value)
     if isinstance(value, dict):
         return {_encodable(key): _encodable(item) for key, item in value.items()}
     if isinstance(value, list | tuple):

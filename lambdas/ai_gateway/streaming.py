@@ -65,6 +65,7 @@ from ai_gateway.openai_api import FinishReason, finish_reason, from_upstream
 from ai_gateway.router import Generation, inference_config
 from shared.aws_errors import UpstreamError, reported_count
 from shared.converse import SERVICE, Streamed, converse_stream
+from shared.display import utf8_encodable
 from shared.telemetry import StageRecord
 
 PIECE_MAX = 1000  # characters: one guardrail text unit
@@ -76,8 +77,6 @@ WHITESPACE = re.compile(r"\s+")
 # Where a clause ends inside an overlong sentence (a list, a line of JSON): the cut falls after the whitespace.
 CLAUSE_END = re.compile(r"[,;:)\]}\"'”’]\s+")
 DONE = b"data: [DONE]\n\n"
-# A lone surrogate: a model's text can hold one (Bedrock's JSON events can escape one), UTF-8 cannot.
-LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class StreamingUnsupportedError(Exception):
@@ -514,5 +513,6 @@ def _count(value: Any) -> int:
 def sse(body: dict[str, Any]) -> bytes:
     """One event, UTF-8: a lone surrogate is sent as U+FFFD (what a decoder shows for a byte that
     is not UTF-8) rather than ending the stream with an exception."""
-    text = LONE_SURROGATE.sub("\ufffd", json.dumps(body, separators=(",", ":"), ensure_ascii=False))
+    # A model's text can hold a lone surrogate (Bedrock's JSON events can escape one), UTF-8 cannot.
+    text = utf8_encodable(json.dumps(body, separators=(",", ":"), ensure_ascii=False))
     return b"data: " + text.encode() + b"\n\n"

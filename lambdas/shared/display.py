@@ -12,6 +12,13 @@ import re
 from urllib.parse import quote
 
 CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# Half a surrogate pair: JSON can escape one ("\\ud800"), no UTF-8 can hold it. In a str, any is a lone one.
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def utf8_encodable(text: str) -> str:
+    """``text`` with each lone surrogate as U+FFFD, so that UTF-8 can encode it."""
+    return LONE_SURROGATE.sub("\ufffd", text)
 
 
 def without_controls(text: str) -> str:
