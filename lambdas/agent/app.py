@@ -47,7 +47,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agent.contract import TOOL_CALL_SECONDS, AgentGroups, GroupModels, Settings
 from agent.memory import SessionMemory
-from agent.turn import run_turn
+from agent.turn import STOPPED_ANSWER, Turn, run_turn
 from shared.agent_memory import actor_id
 from shared.aws_errors import Kind, UpstreamError
 from shared.bodies import MAX_FIELD_CHARS, MAX_MESSAGES, BodyError, check_values, clip, shown
@@ -68,8 +68,9 @@ ECHOED_NAMES = 3
 BODY_SHAPE = 'body: {"prompt": "..."} or {"messages": [...]}, the last one the user\'s'
 logger = service_logger()
 
-# A tools session for one caller: entered for the turn, it yields that caller's Strands tools.
-ToolsFor = Callable[[str, str], AbstractContextManager[list[Any]]]
+# A tools session for one caller (token, conversation id, the seconds the turn has left): entered
+# for the turn, it yields that caller's Strands tools.
+ToolsFor = Callable[[str, str, float], AbstractContextManager[list[Any]]]
 
 
 class RefusedError(Exception):
@@ -137,7 +138,7 @@ class Service:
         turn_seconds = min(settings.turn_seconds, request.turn_seconds or settings.turn_seconds)
         deadline = arrived + turn_seconds
         try:
-            with self.tools_for(token, session_id) as tools:
+            with self.tools_for(token, session_id, deadline - self.clock()) as tools:
                 turn = run_turn(
                     self.bedrock,
                     tools,
@@ -151,6 +152,8 @@ class Service:
                     deadline=deadline,
                     clock=self.clock,
                 )
+        except ToolsOutOfTimeError:  # the turn's time ran out before its tools were listed
+            turn = Turn(model=request.models[0], answer=STOPPED_ANSWER, stop="deadline")
         except UpstreamError as error:  # no model of the caller's could answer
             # The request's own fault (passed on: 4xx) is a rejection; the platform's set-up (model
             # access, region) and the model's failures are the platform's: model_unavailable, 5xx.
@@ -389,6 +392,11 @@ class ToolsUnavailableError(Exception):
     """The tools gateway could not be reached or did not list the caller's tools."""
 
 
+class ToolsOutOfTimeError(Exception):
+    """The turn's time ran out before the tools gateway listed the caller's tools: the turn ends
+    at its deadline, as one out of time in its loop does."""
+
+
 @dataclass(frozen=True)
 class GatewayTools:
     """Tools sessions with the tools gateway (MCP over streamable HTTP), one per turn, carrying the
@@ -399,16 +407,21 @@ class GatewayTools:
     timeout_seconds: float = 20  # to start the session (connect, initialize)
 
     @contextmanager
-    def __call__(self, token: str, conversation: str) -> Iterator[list[Any]]:
+    def __call__(self, token: str, conversation: str, seconds_left: float) -> Iterator[list[Any]]:
         from strands.tools.mcp import MCPClient
 
+        # The wait ends at the turn's deadline when that comes first: the turn is out of time.
+        wait = min(self.timeout_seconds, seconds_left)
+        if not wait > 0:
+            raise ToolsOutOfTimeError
         client = MCPClient(
             url=self.url,
             headers={"Authorization": f"Bearer {token}", CONVERSATION_HEADER: conversation},
             startup_timeout=self.timeout_seconds,  # type: ignore[arg-type]  # a float: it is a wait's timeout
         )
-        # Starting the session and listing are one wait of timeout_seconds: a page of tools/list
-        # has no timeout of its own but the MCP SDK's five-minute read, and there may be many.
+        # Starting the session and listing are one wait of timeout_seconds (or the turn's time
+        # left): a page of tools/list has no timeout of its own but the MCP SDK's five-minute
+        # read, and there may be many.
         outcome: dict[str, Any] = {}
         done = threading.Event()
 
@@ -425,7 +438,10 @@ class GatewayTools:
         threading.Thread(
             target=contextvars.copy_context().run, args=(start_and_list,), name="tools-session", daemon=True
         ).start()
-        if not done.wait(self.timeout_seconds) or "error" in outcome:
+        if not done.wait(wait) and wait < self.timeout_seconds:
+            _stop(client)
+            raise ToolsOutOfTimeError
+        if not done.is_set() or "error" in outcome:
             error = outcome.get("error")
             logger.warning("tools gateway unavailable", extra={"error": type(error).__name__ if error else "timeout"})
             _stop(client)

@@ -925,7 +925,7 @@ else:
             return {"sub": "user-1", GROUP_CLAIM: "customer-gold"}
 
     @contextmanager
-    def no_tools(token, session_id):
+    def no_tools(token, session_id, seconds_left):
         yield []
 
     reader = DocumentReader(location, AgentGroups, fetch=lambda _: groups.model_dump_json())

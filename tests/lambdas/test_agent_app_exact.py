@@ -22,6 +22,7 @@ from agent import app as agent_app
 from agent.app import MAX_INSTRUCTIONS, GatewayTools, Service
 from agent.contract import AgentGroups, Settings
 from agent.memory import SessionMemory
+from agent.turn import STOPPED_ANSWER
 from shared.aws_errors import UpstreamError
 from shared.headers import AGENT_SESSION_HEADER, CALLER_TOKEN_HEADER
 from shared.runtime_config import DocumentReader, RuntimeConfigError
@@ -156,7 +157,7 @@ class Verified:
 
 
 @contextmanager
-def no_tools(token: str, conversation: str) -> Iterator[list[Any]]:
+def no_tools(token: str, conversation: str, seconds_left: float) -> Iterator[list[Any]]:
     yield []
 
 
@@ -620,7 +621,10 @@ def test_a_tools_gateway_that_cannot_be_reached_is_tools_unavailable_and_logged(
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
     capsys.readouterr()
-    with pytest.raises(agent_app.ToolsUnavailableError), GatewayTools(f"http://127.0.0.1:{port}/mcp", 10)("t", SESSION):
+    with (
+        pytest.raises(agent_app.ToolsUnavailableError),
+        GatewayTools(f"http://127.0.0.1:{port}/mcp", 10)("t", SESSION, 60),
+    ):
         pass
     (line,) = logged(capsys, "tools gateway unavailable")
     assert line["level"] == "WARNING"
@@ -639,16 +643,71 @@ def test_a_tools_gateway_slow_to_list_is_tools_unavailable_within_the_sessions_w
         fake.list_seconds = 2.5
         with (
             pytest.raises(agent_app.ToolsUnavailableError),
-            GatewayTools(url, 1.0)(token_for("customer-gold"), SESSION),
+            GatewayTools(url, 1.0)(token_for("customer-gold"), SESSION, 60),
         ):
             pass
+
+
+def test_a_turn_with_less_time_left_than_the_sessions_wait_is_out_of_time_while_its_tools_are_listed() -> None:
+    """The wait ends at the turn's deadline when that comes first (0.5 s of a 20 s wait, the
+    listing taking 2.5 s): the turn is out of time, not the tools gateway unavailable."""
+    with tools_gateway() as (url, fake):
+        fake.list_seconds = 2.5
+        with (
+            pytest.raises(agent_app.ToolsOutOfTimeError),
+            GatewayTools(url, 20)(token_for("customer-gold"), SESSION, 0.5),
+        ):
+            pass
+
+
+@pytest.mark.parametrize("seconds_left", [0.0, -3.0])
+def test_a_turn_out_of_time_before_its_tools_session_starts_opens_none(seconds_left: float) -> None:
+    with tools_gateway() as (url, fake):
+        with (
+            pytest.raises(agent_app.ToolsOutOfTimeError),
+            GatewayTools(url)(token_for("customer-gold"), SESSION, seconds_left),
+        ):
+            pass
+        assert fake.calls() == []
+
+
+def test_a_turn_whose_time_runs_out_while_its_tools_are_listed_ends_at_its_deadline() -> None:
+    """The session's wait is given the turn's time left, counted from its arrival (100; the
+    session opened at 103.5 of a 20 s turn): out of time there, the turn answers as one stopped at
+    its deadline in its loop does, having called no model."""
+    given: list[float] = []
+
+    @contextmanager
+    def listing_too_long(token: str, conversation: str, seconds_left: float) -> Iterator[list[Any]]:
+        given.append(seconds_left)
+        raise agent_app.ToolsOutOfTimeError
+        yield []
+
+    readings = iter([100.0])
+    chosen = service(None, clock=lambda: next(readings, 103.5), turn_seconds=20)
+    chosen.tools_for = listing_too_long
+    status, answer = chosen.invoke({"prompt": "hi", "models": [MODEL]}, {CALLER_TOKEN_HEADER: "t"}, SESSION)
+    assert given == [16.5]
+    assert (status, answer) == (
+        200,
+        {
+            "agent": chosen.settings.agent_name,
+            "session_id": SESSION,
+            "answer": STOPPED_ANSWER,
+            "model": MODEL,
+            "stop": "deadline",
+            "iterations": 0,
+            "tool_calls": [],
+            "usage": {"input_tokens": 0, "output_tokens": 0},
+        },
+    )
 
 
 def test_a_gateway_that_pages_forever_is_read_for_max_tool_pages_and_each_tool_kept_once() -> None:
     """Strands refuses two tools of one name (a 500 for the caller): the first listing of each is kept."""
     with tools_gateway() as (url, fake):
         fake.endless = True
-        with GatewayTools(url)(token_for("customer-gold"), SESSION) as tools:
+        with GatewayTools(url)(token_for("customer-gold"), SESSION, 60) as tools:
             names = [tool.tool_name for tool in tools]
         assert fake.calls().count("tools/list") == agent_app.MAX_TOOL_PAGES
     assert sorted(names) == ["knowledge___knowledge_search", "orders___find_orders"]
@@ -814,7 +873,7 @@ def test_a_turn_is_run_with_the_agents_settings_and_the_callers_request(monkeypa
 
 def test_a_tools_gateway_that_does_not_answer_is_a_502_saying_so() -> None:
     @contextmanager
-    def unavailable(token: str, conversation: str) -> Iterator[list[Any]]:
+    def unavailable(token: str, conversation: str, seconds_left: float) -> Iterator[list[Any]]:
         raise agent_app.ToolsUnavailableError
         yield []
 

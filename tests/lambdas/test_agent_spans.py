@@ -71,7 +71,7 @@ def sinks(
         reply(stubber, [tool_use(FIND_ORDERS, {"customer_email": "{EMAIL}"})], "tool_use")
         reply(stubber, [{"text": ANSWERED}], "end_turn")
         spans.clear()
-        with GatewayTools(url)(token, SESSION) as tools:
+        with GatewayTools(url)(token, SESSION, 60) as tools:
             turn = run_turn(
                 client,
                 tools,
