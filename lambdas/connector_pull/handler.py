@@ -7,11 +7,13 @@ JSON type than it must be (an id is text or an integer; a title and a body text)
 change is out of range or later than now (beyond a small clock skew), is a poison record: it goes
 to the pipeline's DLQ with its reason, cut to fit an SQS message. The watermark (the newest change
 seen) is saved only after every page was landed, so a failed run is repeated whole by the next one
-(landing the same key again is safe). A source whose cursor repeats fails the run: its paging
-loops, and saving the watermark would skip, for good, the changes on the pages never read. So does
-a page not in the shape the config describes (AnswerShapeError, logged and counted): no list of
-records at ``items_field`` (an empty list is a page without changes; a renamed field or an error
-answered with 200 is not), or a next cursor neither text nor an integer.
+(landing the same key again is safe). An id's change older than one landed before, in this run
+or an earlier one, is not landed: the registry keeps each id's change landed last. A source whose
+cursor repeats fails the run: its paging loops, and saving the watermark would skip, for good, the
+changes on the pages never read. So does a page not in the shape the config describes
+(AnswerShapeError, logged and counted): no list of records at ``items_field`` (an empty list is a
+page without changes; a renamed field or an error answered with 200 is not), or a next cursor
+neither text nor an integer.
 
 A run stops at MAX_PAGES with the cursor still going (a first run, a backfill, a watermark not
 trusted) and saves a resume point beside the watermark: the cursor, the ``since`` it was paging and
@@ -119,6 +121,7 @@ class Run:
     watermark: str | None  # the newest change seen, in this run and the runs it resumed
     capped: bool = False  # stopped at MAX_PAGES or for time: a resume point was saved, the watermark kept
     repeated: int = 0  # records of an id this run had landed a version as new of, or newer: not landed
+    superseded: int = 0  # records of an id an earlier run had landed a newer change of: not landed
 
 
 @dataclass(frozen=True)
@@ -139,8 +142,9 @@ class Mark:
 class Watermarks:
     """The newest change landed per source, and the resume point of a run that stopped at the page
     cap, in one item of the document registry table. An item without ``resume_cursor`` is a plain
-    watermark, as every item was before resume points. Written whole with PutItem (the function
-    may get, put and delete its own items, not update them)."""
+    watermark, as every item was before resume points. Beside it, under the source's partition key,
+    the change landed last of each record id (``landed#<id>``). Written whole with PutItem (the
+    function may get, put and delete its own items, not update them)."""
 
     def __init__(self, table: Any) -> None:
         self._table = table
@@ -165,6 +169,23 @@ class Watermarks:
             fields = {"resume_cursor": resume.cursor, "resume_since": resume.since, "resume_newest": resume.newest}
             item.update({name: text for name, text in fields.items() if text is not None})
         self._table.put_item(Item=item)
+
+    def claim(self, source: str, record_id: str, changed: dt.datetime) -> bool:
+        """Whether this change of ``record_id`` lands: none of it landed before, or one no later
+        (the same change again: a run that failed between its claim and its landing repeats it).
+        A listing that spans runs can give an id's older change after the newer one landed in an
+        earlier run; landed, it would be left current for good. UTC ISO times compare as text."""
+        try:
+            self._table.put_item(
+                Item={"pk": f"connector#{source}", "sk": f"landed#{record_id}", "changed": changed.isoformat()},
+                ConditionExpression="attribute_not_exists(pk) OR changed <= :changed",
+                ExpressionAttributeValues={":changed": changed.isoformat()},
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
 
     @staticmethod
     def _key(source: str) -> dict[str, str]:
@@ -230,7 +251,7 @@ def pull(
     cursor = resume.cursor if resume else None
     cursors = {cursor} if cursor else set()  # the source giving the resume cursor again is a loop too
     landed = poison = pages = 0
-    versions = _Versions()
+    versions = _Versions(watermarks, source.name)
     pace = _Pace(seconds_left, reserve=client.longest_get_seconds)
     while True:
         pace.page_starts()
@@ -270,30 +291,38 @@ def pull(
             # The mark keeps the stored watermark as it was, even one not trusted: only the run
             # that reaches the last page knows the newest change.
             watermarks.put(source.name, mark.watermark, Resume(cursor, since, newest))
-            return Run(landed, poison, pages, newest, capped=True, repeated=versions.repeated)
+            return Run(landed, poison, pages, newest, True, versions.repeated, versions.superseded)
     if resume or (newest and newest != since):
         watermarks.put(source.name, newest or mark.watermark)  # and the resume point is gone
-    return Run(landed, poison, pages, newest, repeated=versions.repeated)
+    return Run(landed, poison, pages, newest, False, versions.repeated, versions.superseded)
 
 
 class _Versions:
     """The change time of each record id this run landed. A source can list an id twice in one
     run (paged newest first, or a listing that shifts while it is paged): landed in page order, an
-    older version would be left current for good, the watermark having passed the newer."""
+    older version would be left current for good, the watermark having passed the newer. So could
+    a listing that spans runs: a dated change is claimed in the registry too (Watermarks.claim)."""
 
-    def __init__(self) -> None:
+    def __init__(self, watermarks: Watermarks, source: str) -> None:
         self._changed: dict[str, dt.datetime | None] = {}
+        self._watermarks = watermarks
+        self._source = source
         self.repeated = 0
+        self.superseded = 0
 
     def lands(self, record_id: str, changed: dt.datetime | None) -> bool:
         """Whether this version of ``record_id`` lands: the run's first, or a later change than the
-        one landed (one without a change time is not later than any)."""
+        one landed (one without a change time is not later than any); and, dated, no older than
+        the change an earlier run landed (undated, nothing orders it against that one)."""
         if record_id in self._changed:
             earlier = self._changed[record_id]
             if changed is None or (earlier is not None and changed <= earlier):
                 self.repeated += 1
                 return False
         self._changed[record_id] = changed
+        if changed is not None and not self._watermarks.claim(self._source, record_id, changed):
+            self.superseded += 1
+            return False
         return True
 
 
@@ -570,4 +599,5 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         "pages": run.pages,
         "capped": run.capped,
         "repeated": run.repeated,
+        "superseded": run.superseded,
     }

@@ -400,7 +400,12 @@ def test_a_run_reads_the_watermark_consistently_and_writes_it_only_when_it_moved
         clock=Clock(),
     )
     key = {"pk": f"connector#{SOURCE.name}", "sk": "watermark"}
-    assert table.calls == [("get_item", {"Key": key, "ConsistentRead": True})]
+    assert table.calls[0] == ("get_item", {"Key": key, "ConsistentRead": True})
+    # All else the run writes is the claim of each dated change it lands, never the watermark.
+    dated = [item["article"]["id"] for item in items if item["article"]["audit"]["updatedAt"]]
+    assert [(name, call["Item"]["sk"]) for name, call in table.calls[1:]] == [
+        ("put_item", f"landed#{i}") for i in dated
+    ]
 
 
 def test_a_pulled_title_with_tabs_and_a_line_break_lands_on_one_line(aws: Aws) -> None:

@@ -100,6 +100,58 @@ def test_a_capped_run_counts_the_versions_it_did_not_land(aws: Aws, cap: int) ->
     assert (result.capped, result.landed, result.repeated) == (True, 1, 1)
 
 
+def landed_body(aws: Aws, record_id: str) -> str:
+    key = f"realtime/{SOURCE.name}/{record_id}.md"
+    return str(aws.s3.get_object(Bucket=LANDING, Key=key)["Body"].read().decode())
+
+
+def test_an_older_change_a_later_run_lists_is_not_landed_over_the_newer_an_earlier_run_landed(
+    aws: Aws, cap: int
+) -> None:
+    """A listing that spans runs: the first run (capped at two pages) lands a's 09:00 change, the
+    next is given a's 08:00 change on the page after the resume point. Landed, the older text would
+    be left current for good, the watermark being past both."""
+    source = Upstream(
+        {"items": [article("a", "2026-11-02T09:00:00Z", body="newer")], "next_cursor": "c1"},
+        {"items": [article("b", "2026-11-02T08:30:00Z")], "next_cursor": "c2"},
+        {"items": [article("a", "2026-11-02T08:00:00Z", body="older"), article("c", "2026-11-02T08:00:00Z")]},
+    )
+    first = run(aws, source)
+    assert (first.capped, first.landed) == (True, 2)
+    second = run(aws, source)
+    assert (second.capped, second.landed, second.superseded, second.repeated) == (False, 1, 1, 0)
+    assert "newer" in landed_body(aws, "a")
+    assert len(aws.landing_versions()) == 3  # a, b and c once each
+    claimed = aws.dynamodb.Table("registry").get_item(Key={"pk": KEY["pk"], "sk": "landed#a"})["Item"]
+    assert claimed["changed"] == "2026-11-02T09:00:00+00:00"
+
+
+def test_a_later_change_or_the_same_change_again_lands_in_a_later_run(aws: Aws) -> None:
+    """The same change again: a run that failed after landing it (before its watermark) is pulled
+    again whole by the next run, which lands it again (its claim is no later). A later change
+    lands, and is then the one claimed."""
+    first = Upstream({"items": [article("a", "2026-11-02T08:00:00Z", body="first")]})
+    assert run(aws, first).landed == 1
+    again = run(aws, Upstream({"items": [article("a", "2026-11-02T08:00:00Z", body="first")]}))
+    assert (again.landed, again.superseded) == (1, 0)
+    later = run(aws, Upstream({"items": [article("a", "2026-11-02T08:00:00.5Z", body="later")]}))
+    assert (later.landed, later.superseded) == (1, 0)
+    assert "later" in landed_body(aws, "a")
+    older = run(aws, Upstream({"items": [article("a", "2026-11-02T08:00:00Z", body="first")]}))
+    assert (older.landed, older.superseded) == (0, 1)  # half a second older than the claim
+    assert "later" in landed_body(aws, "a")
+
+
+def test_a_record_without_a_change_time_lands_whatever_an_earlier_run_landed(aws: Aws) -> None:
+    """Nothing orders it against another change: it lands, as the source lists it, and claims nothing."""
+    assert run(aws, Upstream({"items": [article("a", "2026-11-02T09:00:00Z", body="dated")]})).landed == 1
+    undated = run(aws, Upstream({"items": [article("a", None, body="undated")]}))
+    assert (undated.landed, undated.superseded) == (1, 0)
+    assert "undated" in landed_body(aws, "a")
+    claimed = aws.dynamodb.Table("registry").get_item(Key={"pk": KEY["pk"], "sk": "landed#a"})["Item"]
+    assert claimed["changed"] == "2026-11-02T09:00:00+00:00"
+
+
 def test_a_pull_from_the_beginning_resumes_from_the_beginning(aws: Aws, cap: int) -> None:
     """A watermark not trusted: the runs page with no since until the last page, then save one."""
     aws.dynamodb.Table("registry").put_item(Item={**KEY, "updated_since": "not a time"})
@@ -219,7 +271,7 @@ def test_a_capped_run_is_logged_and_counted_and_gives_the_lease_back(
     monkeypatch.setattr(pull, "client", lambda: Paged(*["2026-11-01T00:00:00Z"] * 3))
     capsys.readouterr()
     answer = pull.lambda_handler({}, Invocation(aws_request_id="run-1"))
-    assert answer == {"landed": 2, "poison": 0, "pages": 2, "capped": True, "repeated": 0}
+    assert answer == {"landed": 2, "poison": 0, "pages": 2, "capped": True, "repeated": 0, "superseded": 0}
     lines = printed(capsys)
     (capped,) = [line for line in lines if line.get("message") == "pull stopped at the page cap; the next run resumes"]
     assert (capped["level"], capped["source"], capped["pages"]) == ("WARNING", SOURCE.name, 2)
@@ -292,7 +344,7 @@ def test_the_deployed_handler_stops_for_time_by_its_invocations_remaining_time(
 
     capsys.readouterr()
     answer = pull.lambda_handler({}, Short(aws_request_id="run-1"))
-    assert answer == {"landed": 1, "poison": 0, "pages": 1, "capped": True, "repeated": 0}
+    assert answer == {"landed": 1, "poison": 0, "pages": 1, "capped": True, "repeated": 0, "superseded": 0}
     (line,) = [
         line
         for line in printed(capsys)
