@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.agent_memory import ROLES
+from shared.aws_errors import UpstreamError, call
 
 logger = Logger(child=True)
 MAX_QUERY = 10_000  # RetrieveMemoryRecords' limit for a search query
@@ -34,14 +34,15 @@ class SessionMemory:
         if self.history_turns == 0:
             return []
         try:
-            response = self.client.list_events(
-                memoryId=self.memory_id,
-                actorId=actor,
-                sessionId=session,
-                includePayloads=True,
-                maxResults=min(100, self.history_turns),
-            )
-        except (ClientError, BotoCoreError) as error:
+            with call("bedrock-agentcore"):  # an answer botocore cannot read too
+                response = self.client.list_events(
+                    memoryId=self.memory_id,
+                    actorId=actor,
+                    sessionId=session,
+                    includePayloads=True,
+                    maxResults=min(100, self.history_turns),
+                )
+        except UpstreamError as error:
             _failed("list_events", error)
             return []
         events = sorted(response.get("events", []), key=lambda event: event["eventTimestamp"])
@@ -63,13 +64,14 @@ class SessionMemory:
         for template in self.namespaces:
             namespace = template.format(actorId=actor, sessionId=session)
             try:
-                response = self.client.retrieve_memory_records(
-                    memoryId=self.memory_id,
-                    namespace=namespace,
-                    searchCriteria={"searchQuery": query[:MAX_QUERY], "topK": self.recall_records},
-                    maxResults=self.recall_records,
-                )
-            except (ClientError, BotoCoreError) as error:
+                with call("bedrock-agentcore"):
+                    response = self.client.retrieve_memory_records(
+                        memoryId=self.memory_id,
+                        namespace=namespace,
+                        searchCriteria={"searchQuery": query[:MAX_QUERY], "topK": self.recall_records},
+                        maxResults=self.recall_records,
+                    )
+            except UpstreamError as error:
                 _failed("retrieve_memory_records", error)
                 continue
             for record in response.get("memoryRecordSummaries", []):
@@ -80,6 +82,5 @@ class SessionMemory:
         return [text for _, text in found[: self.recall_records]]
 
 
-def _failed(operation: str, error: Exception) -> None:
-    code = error.response["Error"]["Code"] if isinstance(error, ClientError) else type(error).__name__
-    logger.warning("memory call failed", extra={"operation": operation, "code": code})
+def _failed(operation: str, error: UpstreamError) -> None:
+    logger.warning("memory call failed", extra={"operation": operation, "code": error.code})

@@ -14,13 +14,13 @@ from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
 from knowledge_search.contract import Arguments, Settings
 from shared import snapstart
-from shared.bodies import BodyError, check_counts, problems
-from shared.display import controls_encoded, without_controls
+from shared.aws_errors import RETRY_AFTER_SECONDS, UpstreamError, call
+from shared.bodies import BodyError, check_counts, clip, problems
+from shared.display import controls_encoded, utf8_encodable, without_controls
 from shared.documents import CLASSIFICATION_KEY
 from shared.field_paths import value_at
 from shared.logs import service_logger
@@ -32,6 +32,7 @@ from shared.tools import CLASSIFICATIONS_ARGUMENT
 logger = service_logger()
 metrics = Metrics()
 EXCERPT_CHARS = 600
+MAX_LOCATOR_CHARS = 2_048  # a source's URI or a classification, as returned
 MISSING = object()
 
 
@@ -93,23 +94,29 @@ def search(agent_runtime: Any, knowledge_base_id: str, arguments: dict[str, Any]
 
 def _retrieve(agent_runtime: Any, knowledge_base_id: str, request: Arguments, record: StageRecord) -> dict[str, Any]:
     try:
-        response = agent_runtime.retrieve(
-            knowledgeBaseId=knowledge_base_id,
-            retrievalQuery={"text": request.query},
-            retrievalConfiguration={
-                "vectorSearchConfiguration": {
-                    "numberOfResults": request.max_results,
-                    "filter": retrieval_filter(request.data_classifications),
-                }
-            },
-        )
-    except (ClientError, BotoCoreError) as error:
-        code = error.response["Error"]["Code"] if isinstance(error, ClientError) else type(error).__name__
-        logger.warning("retrieve failed", extra={"code": code})
-        record.end("error", code)
-        return ToolError("upstream_unavailable", f"knowledge base failed with {code}", retry_after=5).result()
+        with call("bedrock-agent-runtime"):  # an answer botocore cannot read too (a score of "high")
+            response = agent_runtime.retrieve(
+                knowledgeBaseId=knowledge_base_id,
+                retrievalQuery={"text": request.query},
+                retrievalConfiguration={
+                    "vectorSearchConfiguration": {
+                        "numberOfResults": request.max_results,
+                        "filter": retrieval_filter(request.data_classifications),
+                    }
+                },
+            )
+    except UpstreamError as error:
+        logger.warning("retrieve failed", extra={"code": error.code})
+        record.end("error", error.code)
+        # Worth a retry only when throttled or unavailable: a refusal (access, validation) stays.
+        retry_after = RETRY_AFTER_SECONDS if error.retryable else None
+        return ToolError(
+            "upstream_unavailable", f"knowledge base failed with {error.code}", retry_after=retry_after
+        ).result()
     results = response.get("retrievalResults") if isinstance(response, dict) else None
-    passages = [p for result in (results if isinstance(results, list) else []) if (p := passage(result))]
+    # No more than asked for: an answer of thousands would pass Lambda's 6 MB response limit.
+    results = results[: request.max_results] if isinstance(results, list) else []
+    passages = [p for result in results if (p := passage(result))]
     return {"passages": passages, "returned": len(passages)}
 
 
@@ -125,7 +132,7 @@ def passage(result: Any) -> dict[str, Any] | None:
     score = value_at(result, "score")
     source = _string(value_at(result, "location.s3Location.uri"))
     return {
-        "excerpt": without_controls(" ".join(text.split()))[:EXCERPT_CHARS],
+        "excerpt": utf8_encodable(without_controls(" ".join(text.split()))[:EXCERPT_CHARS]),
         "source": controls_encoded(source) if source is not None else None,
         "score": score if isinstance(score, int | float) and not isinstance(score, bool) and isfinite(score) else None,
         "classification": _string(value_at(result, f"metadata.{CLASSIFICATION_KEY}")),
@@ -133,7 +140,9 @@ def passage(result: Any) -> dict[str, Any] | None:
 
 
 def _string(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
+    """Text, within MAX_LOCATOR_CHARS (an S3 URI is at most ~1,090), that UTF-8 can carry (JSON
+    can escape a lone surrogate; the runtime could not send it); anything else None."""
+    return utf8_encodable(clip(value, MAX_LOCATOR_CHARS)) if isinstance(value, str) else None
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -11,10 +11,12 @@ from typing import Any
 from prototype_query.contract import converse_system_prompt, knowledge_base_template
 from prototype_query.models import Answer, Citation, Source
 from shared.aws_errors import call, invalid_response
+from shared.bodies import clip
 from shared.converse import SERVICE as CONVERSE_SERVICE, converse
 from shared.field_paths import value_at
 
 EXCERPT_CHARS = 400
+MAX_LOCATOR_CHARS = 2_048  # a citation's URI or title, as answered (an S3 URI is at most ~1,090)
 KNOWLEDGE_BASE_SERVICE = "bedrock-agent-runtime"
 KENDRA_SERVICE = "kendra"
 NO_PASSAGES_ANSWER = "No passage in the indexed documents answers this question."
@@ -54,17 +56,23 @@ def answer_from_knowledge_base(
     # The answer is the upstream's, of any shape: without its text it is RetrieveAndGenerate's
     # failure (a 502); a reference of another shape than the API's is left out.
     answer = value_at(response, "output.text")
-    if not isinstance(answer, str):
+    if not isinstance(answer, str) or not answer.strip():  # no answer: nothing to return but a 200 of nothing
         raise invalid_response(KNOWLEDGE_BASE_SERVICE)
     citations: list[Citation] = []
     seen: set[tuple[str | None, str]] = set()
-    for citation in _items(value_at(response, "citations")):
-        for reference in _items(value_at(citation, "retrievedReferences")):
-            excerpt = _excerpt(_string(value_at(reference, "content.text")) or "")
-            uri = _reference_uri(value_at(reference, "location"))
-            if (uri, excerpt) not in seen:
-                seen.add((uri, excerpt))
-                citations.append(Citation(number=len(citations) + 1, excerpt=excerpt, uri=uri))
+    references = (
+        reference
+        for citation in _items(value_at(response, "citations"))
+        for reference in _items(value_at(citation, "retrievedReferences"))
+    )
+    for reference in references:
+        excerpt = _excerpt(_string(value_at(reference, "content.text")) or "")
+        uri = _reference_uri(value_at(reference, "location"))
+        if (uri, excerpt) not in seen:
+            seen.add((uri, excerpt))
+            citations.append(Citation(number=len(citations) + 1, excerpt=excerpt, uri=uri))
+        if len(citations) == max_passages:  # no more passages were retrieved: an answer claiming more is cut
+            break
     return Answer(source=Source.KNOWLEDGE_BASE, answer=answer, citations=citations)
 
 
@@ -94,8 +102,8 @@ def answer_from_kendra(
         Citation(
             number=number,
             excerpt=_excerpt(content),
-            uri=_string(item.get("DocumentURI")),
-            title=_string(item.get("DocumentTitle")),
+            uri=_locator(item.get("DocumentURI")),
+            title=_locator(item.get("DocumentTitle")),
         )
         for number, (item, content) in enumerate(zip(items, contents, strict=True), start=1)
     ]
@@ -123,6 +131,8 @@ def answer_from_kendra(
         text = answered.text
     except (KeyError, TypeError, AttributeError):  # an answer of another shape than Converse's
         raise invalid_response(CONVERSE_SERVICE) from None
+    if not text.strip():  # no text (a tool call it was given no tools for, or nothing): no answer
+        raise invalid_response(CONVERSE_SERVICE)
     return Answer(source=Source.KENDRA, answer=text, citations=cited_passages(text, passages))
 
 
@@ -141,7 +151,7 @@ def _excerpt(text: str) -> str:
 def _reference_uri(location: Any) -> str | None:
     for key in ("s3Location", "webLocation", "confluenceLocation", "salesforceLocation", "sharePointLocation"):
         if isinstance(location, dict) and key in location:
-            return _string(value_at(location[key], "uri")) or _string(value_at(location[key], "url"))
+            return _locator(value_at(location[key], "uri")) or _locator(value_at(location[key], "url"))
     return None
 
 
@@ -152,3 +162,9 @@ def _items(value: Any) -> list[Any]:
 
 def _string(value: Any) -> str | None:
     return value if isinstance(value, str) else None
+
+
+def _locator(value: Any) -> str | None:
+    """A URI or a title the upstream answered, clipped to MAX_LOCATOR_CHARS (one of megabytes
+    would pass the Function URL's 6 MB response), or None for anything but text."""
+    return clip(value, MAX_LOCATOR_CHARS) if isinstance(value, str) else None

@@ -190,7 +190,8 @@ class UpstreamError(Exception):
         cls, service: str, error: ClientError | BotoCoreError, *, caller_facing: bool = False
     ) -> UpstreamError:
         if isinstance(error, ClientError):
-            code = str(error.response.get("Error", {}).get("Code") or "Unknown")
+            # Only what looks like an AWS error code: it is logged, and answered in messages.
+            code = failure_code(error) if error.response.get("Error", {}).get("Code") else "Unknown"
             status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
             return cls(service, code, status, _cancellation(error.response), caller_facing=caller_facing)
         if isinstance(error, TransportError | HTTPClientError):  # timeouts, no connection: no answer
@@ -224,6 +225,25 @@ def call(service: str, *, caller_facing: bool = False) -> Iterator[None]:
         raise UpstreamError(service, "ConnectionClosedError", 503, Kind.UNAVAILABLE) from None
     except ParserError:  # no BotoCoreError
         raise invalid_response(service) from None
+    # botocore reads an answer's numbers and times with int(), float() and its timestamp parser,
+    # which raise their own errors (a score of "high", a count of 400 digits, a date that is not
+    # one), not botocore's: what botocore's parser raised is the upstream's failure. The same
+    # errors raised anywhere else in the block are a bug of the caller's, and stay one.
+    except (ValueError, TypeError, OverflowError, RuntimeError) as error:
+        if not _raised_parsing(error):
+            raise
+        raise invalid_response(service) from None
+
+
+def _raised_parsing(error: BaseException) -> bool:
+    """Whether ``error`` was raised while botocore parsed an answer: a frame of its parsers is on
+    the way from the call to the raise (the timestamp parser's, in botocore.utils, is under one)."""
+    frame = error.__traceback__
+    while frame is not None:
+        if frame.tb_frame.f_globals.get("__name__") == "botocore.parsers":
+            return True
+        frame = frame.tb_next
+    return False
 
 
 # An answer that is not what the upstream promised (a count that is not a count, no text, a

@@ -35,7 +35,8 @@ REST_API: Final = Shape(
     text_lists=("multiValueHeaders", "multiValueQueryStringParameters"),
 )
 FUNCTION_URL: Final = Shape(
-    required=(("rawPath",), ("requestContext", "http", "method")),
+    # Powertools' path reads the stage ("$default" from a function URL) to strip it.
+    required=(("rawPath",), ("requestContext", "http", "method"), ("requestContext", "stage")),
     optional={"headers": dict, "queryStringParameters": dict, "cookies": list, "body": str, "isBase64Encoded": bool},
     texts=("headers", "queryStringParameters", "cookies"),
 )

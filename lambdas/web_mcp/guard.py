@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
+from shared.aws_errors import UpstreamError, call
 from shared.guardrail_findings import findings
 from shared.logs import service_logger
 from web_mcp.errors import forbidden, unavailable
@@ -28,14 +27,15 @@ class Guard:
         if not text:
             return text
         try:
-            response = self._client.apply_guardrail(
-                guardrailIdentifier=self._id,
-                guardrailVersion=self._version,
-                source="INPUT",
-                content=[{"text": {"text": text, "qualifiers": ["guard_content"]}}],
-            )
-        except (ClientError, BotoCoreError) as error:
-            logger.warning("guardrail failed", extra={"error": type(error).__name__})
+            with call("bedrock-runtime"):  # an answer botocore cannot read too
+                response = self._client.apply_guardrail(
+                    guardrailIdentifier=self._id,
+                    guardrailVersion=self._version,
+                    source="INPUT",
+                    content=[{"text": {"text": text, "qualifiers": ["guard_content"]}}],
+                )
+        except UpstreamError as error:
+            logger.warning("guardrail failed", extra={"error": error.code})
             raise unavailable("guardrail_unavailable", "the content guardrail could not check the page") from None
         if response.get("action") != "GUARDRAIL_INTERVENED":
             return text

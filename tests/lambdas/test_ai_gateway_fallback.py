@@ -7,10 +7,13 @@ the same codes on their own paths.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import boto3
 import pytest
 import urllib3
+from botocore.awsrequest import AWSResponse
 from botocore.eventstream import ParserError
 from botocore.exceptions import ClientError, ParamValidationError, ReadTimeoutError
 from botocore.stub import ANY, Stubber
@@ -200,6 +203,47 @@ def test_what_fails_while_an_event_stream_is_read_is_the_upstreams_failure(
     with pytest.raises(UpstreamError) as raised, call("bedrock-runtime"):
         raise error
     assert (raised.value.code, raised.value.kind) == (code, kind)
+
+
+CONVERSE_ANSWER = {
+    "output": {"message": {"role": "assistant", "content": [{"text": "hi"}]}},
+    "stopReason": "end_turn",
+    "usage": {"inputTokens": 1, "outputTokens": 1, "totalTokens": 2},
+    "metrics": {"latencyMs": 1},
+}
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"usage": {"inputTokens": "x", "outputTokens": 1, "totalTokens": 2}},  # int(): ValueError
+        {"metrics": {"latencyMs": "1e400"}},  # written as a number: int() of infinity, OverflowError
+        {"usage": {"inputTokens": [1], "outputTokens": 1, "totalTokens": 2}},  # int(): TypeError
+    ],
+    ids=["a count of text", "a count past a float", "a count of a list"],
+)
+def test_an_answer_botocore_cannot_parse_is_the_upstreams_invalid_response(changes: dict[str, Any]) -> None:
+    """botocore's parser reads numbers with int() and float(), whose errors are not botocore's."""
+    client = boto3.client("bedrock-runtime", region_name="us-east-1")
+    body = json.dumps({**CONVERSE_ANSWER, **changes}).replace('"1e400"', "1e400").encode()
+
+    class Raw:
+        def stream(self, **_: Any) -> Any:
+            yield body
+
+    def send(request: Any, **_: Any) -> AWSResponse:
+        return AWSResponse(request.url, 200, {"content-type": "application/json"}, Raw())
+
+    client.meta.events.register("before-send.bedrock-runtime.Converse", send)
+    with pytest.raises(UpstreamError) as raised, call("bedrock-runtime"):
+        client.converse(modelId="m", messages=[{"role": "user", "content": [{"text": "q"}]}])
+    assert (raised.value.code, raised.value.kind, raised.value.http_status) == (INVALID_RESPONSE, Kind.FAILED, 502)
+
+
+def test_the_same_errors_raised_by_the_callers_own_code_in_the_block_stay_its_own() -> None:
+    """Only what botocore's parser raised is the upstream's: the caller's own bug stays a bug."""
+    with pytest.raises(ValueError, match="invalid literal"), call("bedrock-runtime"):
+        int("not a number")
 
 
 @pytest.mark.parametrize(("code", "status"), FALLS_BACK)

@@ -3,11 +3,14 @@ the caller's invalid_argument (never sent to Retrieve), and an odd result never 
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import boto3
 import pytest
+from botocore.awsrequest import AWSResponse
 
-from knowledge_search.handler import search
+from knowledge_search.handler import MAX_LOCATOR_CHARS, search
 from shared.bodies import MAX_OBJECT_KEYS
 from shared.display import CONTROLS
 
@@ -130,3 +133,96 @@ def test_an_excerpt_loses_its_control_characters_and_a_source_shows_them_encoded
     assert passage["excerpt"] == "Refunds[2J within 30days ok."
     assert passage["source"] == "s3://curated/a%1B]0;x%07%E2%80%AE.pdf"
     assert not CONTROLS.search(passage["excerpt"] + passage["source"])
+
+
+def test_text_with_a_lone_surrogate_is_answered_as_utf_8_can_carry_it() -> None:
+    """JSON can escape half a surrogate pair ("\\ud83d"); the runtime encodes the tool's answer as
+    UTF-8, which cannot hold one, so the invocation would fail with no tool error at all."""
+    runtime = Runtime(
+        {
+            "retrievalResults": [
+                {
+                    "content": {"text": "Refunds \ud83d in 30 days"},
+                    "location": {"s3Location": {"uri": "s3://curated/\udc00.pdf"}},
+                    "metadata": {"classification": "pub\ud800lic"},
+                }
+            ]
+        }
+    )
+    answer = search(runtime, KB, {"query": "refunds", **SCOPED})
+    (passage,) = answer["passages"]
+    assert (passage["excerpt"], passage["source"], passage["classification"]) == (
+        "Refunds \ufffd in 30 days",
+        "s3://curated/\ufffd.pdf",
+        "pub\ufffdlic",
+    )
+    json.dumps(answer, ensure_ascii=False).encode()  # as the runtime sends it
+
+
+def test_an_answer_of_more_results_than_asked_or_of_huge_locators_stays_within_bounds() -> None:
+    """Lambda returns at most 6 MB: 20,000 results for 2 asked, or a 7 MB URI, would fail the
+    invocation instead of answering."""
+    result = {**GOOD, "location": {"s3Location": {"uri": "s3://curated/" + "a" * 7_000_000}}}
+    answer = search(Runtime({"retrievalResults": [result] * 20_000}), KB, {"query": "q", "max_results": 2, **SCOPED})
+    assert answer["returned"] == 2
+    assert [len(passage["source"]) for passage in answer["passages"]] == [MAX_LOCATOR_CHARS] * 2
+    assert answer["passages"][0]["source"].endswith("a…")
+    assert len(json.dumps(answer)) < 10_000
+
+
+class Answering:
+    """A real client whose Retrieve gets ``body`` back as AWS's answer: botocore parses it."""
+
+    def __init__(self, body: bytes, status: int = 200) -> None:
+        self.client = boto3.client("bedrock-agent-runtime", region_name="us-east-1")
+        self.client.meta.events.register("before-send.bedrock-agent-runtime.Retrieve", self._send)
+        self.body, self.status = body, status
+
+    def _send(self, request: Any, **_: Any) -> AWSResponse:
+        return AWSResponse(request.url, self.status, {"content-type": "application/json"}, Raw(self.body))
+
+
+class Raw:
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    def stream(self, **_: Any) -> Any:
+        yield self.body
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"retrievalResults": [{"content": {"text": "x"}, "score": "high"}]}',
+        b'{"retrievalResults": [{"content": {"text": "x"}, "score": ' + b"9" * 401 + b"}]}",
+    ],
+    ids=["a score of text", "a score past a float"],
+)
+def test_an_answer_botocore_cannot_read_is_the_knowledge_bases_failure_not_a_crash(body: bytes) -> None:
+    """botocore's parser raises int()'s and float()'s own errors, not botocore's: the call failed."""
+    answer = search(Answering(body).client, KB, {"query": "q", **SCOPED})
+    assert answer["error"]["kind"] == "upstream_unavailable"
+    assert answer["error"]["message"] == "knowledge base failed with InvalidResponse"
+    assert "retry_after" not in answer["error"]
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "retry_after"),
+    [
+        ("ThrottlingException", 429, 5),
+        ("ServiceUnavailableException", 503, 5),
+        ("AccessDeniedException", 403, None),
+        ("ValidationException", 400, None),
+        ("Bad\nCode\u202e" * 500, 400, None),
+    ],
+)
+def test_only_a_throttled_or_unavailable_knowledge_base_is_worth_a_retry(
+    code: str, status: int, retry_after: int | None
+) -> None:
+    """A refusal (access, validation) fails the same way again; an error code that is not one
+    (a newline, a bidi override, 6,000 characters) is named as a ClientError, never echoed."""
+    body = json.dumps({"__type": code, "message": "no"}).encode()
+    answer = search(Answering(body, status).client, KB, {"query": "q", **SCOPED})
+    shown = code if retry_after or code.isalnum() else "ClientError"
+    assert answer["error"]["message"] == f"knowledge base failed with {shown}"
+    assert answer["error"].get("retry_after") == retry_after

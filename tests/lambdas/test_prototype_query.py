@@ -436,6 +436,53 @@ def test_long_passages_are_cut_to_an_excerpt_in_citations() -> None:
     assert passages[0].excerpt.endswith("…")
 
 
+def test_a_knowledge_base_answer_cites_no_more_passages_than_it_retrieved_and_clips_their_uris(
+    stubs: Stubs, lambda_context: FakeContext
+) -> None:
+    """20,000 distinct references for 3 passages retrieved, one URI of 7 MB: as answered, they
+    would pass the Function URL's 6 MB response."""
+    references = [reference(f"Passage {n}.", f"s3://docs/documents/{n}.pdf") for n in range(20_000)]
+    references[0] = reference("Passage 0.", "s3://docs/documents/" + "a" * 7_000_000)
+    stubs.agent_runtime.add_response(
+        "retrieve_and_generate",
+        {
+            "sessionId": "session-1",
+            "output": {"text": "An answer."},
+            "citations": [{"retrievedReferences": references}],
+        },
+        retrieve_and_generate_params("Q?"),
+    )
+    result = ask(lambda_context, {"question": "Q?"})
+    assert result.status == 200
+    assert [citation["number"] for citation in result.body["citations"]] == [1, 2, 3]  # max_passages: 3
+    uri = result.body["citations"][0]["uri"]
+    assert (len(uri), uri[-2:]) == (answering.MAX_LOCATOR_CHARS, "a…")
+
+
+def test_a_kendra_title_or_uri_of_megabytes_is_clipped(stubs: Stubs, lambda_context: FakeContext) -> None:
+    item = {**kendra_item(1, "Refunds take 30 days."), "DocumentTitle": "T" * 7_000_000, "DocumentURI": "u" * 3_000}
+    stubs.kendra.add_response("retrieve", {"QueryId": "q1", "ResultItems": [item]})
+    stubs.bedrock.add_response("converse", converse_response("Refunds take 30 days [1]."))
+    (citation,) = ask(lambda_context, {"question": "Q?", "source": "kendra"}).body["citations"]
+    assert [len(citation["title"]), len(citation["uri"])] == [answering.MAX_LOCATOR_CHARS] * 2
+
+
+@pytest.mark.parametrize("text", ["", " \n "])
+def test_an_answer_of_no_text_is_the_upstreams_failure_on_both_paths(
+    stubs: Stubs, lambda_context: FakeContext, text: str
+) -> None:
+    """A 200 of nothing would read as the answer; it is no answer (a 502), as one without text is."""
+    stubs.agent_runtime.add_response(
+        "retrieve_and_generate", {"sessionId": "session-1", "output": {"text": text}, "citations": []}
+    )
+    result = ask(lambda_context, {"question": "Q?"})
+    assert (result.status, result.body["message"]) == (502, "bedrock-agent-runtime failed with InvalidResponse")
+    stubs.kendra.add_response("retrieve", {"QueryId": "q1", "ResultItems": [kendra_item(1, "A passage.")]})
+    stubs.bedrock.add_response("converse", converse_response(text))
+    result = ask(lambda_context, {"question": "Q?", "source": "kendra"})
+    assert (result.status, result.body["message"]) == (502, "bedrock-runtime failed with InvalidResponse")
+
+
 # --- error paths -----------------------------------------------------------------------------
 
 
