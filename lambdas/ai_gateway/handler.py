@@ -67,7 +67,7 @@ from ai_gateway.stream_runtime import StreamedResponse
 from ai_gateway.telemetry import Telemetry
 from ai_gateway.transcript import Transcripts, Turn, thread_of
 from shared import snapstart
-from shared.aws_errors import INVALID_RESPONSE, RETRY_AFTER_SECONDS, UpstreamError
+from shared.aws_errors import INVALID_RESPONSE, RETRY_AFTER_SECONDS, UpstreamError, call
 from shared.bodies import clip
 from shared.http_events import REST_API, misshapen
 from shared.logs import log_unexpected, service_logger
@@ -298,15 +298,19 @@ def outputs(output_type: str) -> Response[Any]:
 @app.get("/v1/jobs/<job_id>")
 def job(job_id: str) -> Response[Any]:
     caller, _ = _caller_and_group()
-    return _json(*jobs.read(job_id, caller=caller, clock=clock))
+    # The id as sent, whole: Powertools' "$" leaves a final newline out of ``job_id``.
+    return _json(*jobs.read(_path_parameter("id"), caller=caller, clock=clock))
 
 
 @app.get("/v1/usage")
 def usage() -> Response[Any]:
+    if app.current_event.path not in ("/v1/usage", "/v1/usage/"):  # "/v1/usage\n" matched "$" too
+        raise NotFoundError()
     caller, group = _caller_and_group()
     prices = policy().outputs
     quotas = {name: (quota.limit, quota.period) for name, quota in group.quotas.items()}
-    rows = dependencies().ledger.usage(caller.group, quotas, clock.now())
+    with call("dynamodb"):  # the ledger's failure (throttled: a 429 to retry), not the gateway's
+        rows = dependencies().ledger.usage(caller.group, quotas, clock.now())
     return _json(
         200,
         {
@@ -354,13 +358,14 @@ def list_models() -> Response[Any]:
 @app.get("/v1/models/<model>")
 def retrieve_model(model: str) -> Response[Any]:
     _, group = _caller_and_group()
-    # API Gateway's own reading of the resource's {model} when it sent one; else the path's last
-    # segment whole (Powertools' "$" would leave a trailing newline out of ``model``).
-    parameters = app.current_event.path_parameters or {}
-    segment = parameters.get("model")
-    if not isinstance(segment, str):
-        segment = app.current_event.path.rpartition("/")[2]
-    return _json(200, openai_api.retrieved_model(segment, group.models.allowed))
+    return _json(200, openai_api.retrieved_model(_path_parameter("model"), group.models.allowed))
+
+
+def _path_parameter(name: str) -> str:
+    """API Gateway's own reading of the resource's ``{name}`` when it sent one; else the path's
+    last segment whole (Powertools' "$" would leave a trailing newline out of its parameter)."""
+    segment = (app.current_event.path_parameters or {}).get(name)
+    return segment if isinstance(segment, str) else app.current_event.path.rpartition("/")[2]
 
 
 def _streamed(generation: GenerationRequest, admission: Admission, *, include_usage: bool) -> Response[Any]:

@@ -35,9 +35,12 @@ from typing import Any, Literal
 
 from botocore.exceptions import ClientError
 
+from shared.aws_errors import Kind, UpstreamError
+
 Period = Literal["DAY", "MONTH"]
 CONFLICT_ATTEMPTS = 6  # calls of a transaction (or a usage read) before its error is raised
 BACKOFF_SECONDS = 0.02  # the first retry's jitter ceiling; it doubles with each attempt
+UNPROCESSED_KEYS = "UnprocessedKeys"  # the code of a usage read DynamoDB left keys of after every attempt
 # The sparse index of admitted, unsettled requests: its partition key is one of PENDING_SHARDS
 # labels (spread by request key, so admissions do not all write one index partition), its sort key
 # the admission time. Only what a release needs is projected.
@@ -382,8 +385,8 @@ class Ledger:
                 request = response.get("UnprocessedKeys") or {}
                 if not request:
                     break
-            else:
-                raise RuntimeError("DynamoDB left usage keys unprocessed after retries")
+            else:  # DynamoDB leaves keys unprocessed when the table is throttled: the caller may retry
+                raise UpstreamError("dynamodb", UNPROCESSED_KEYS, kind=Kind.THROTTLED)
         return [
             Usage(
                 output_type=name,

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from aws_lambda_powertools import Logger, Metrics
 from botocore.exceptions import ClientError
-from botocore.stub import ANY
+from botocore.stub import ANY, Stubber
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from ai_gateway import flow as flow_module, handler
@@ -21,7 +21,7 @@ from ai_gateway.agents import MEMORY_SERVICE, MEMORY_WORST_SECONDS, AgentClient,
 from ai_gateway.contract import GENERATION_MARGIN_SECONDS, Settings
 from ai_gateway.flow import Clock, Flow, GenerationRequest, QuotaRefusedError, TokenRequiredError
 from ai_gateway.guardrail import MASKING_LIMIT, MAX_SEPARATE_CHECKS, Guard
-from ai_gateway.ledger import Admission, QuotaExceededError
+from ai_gateway.ledger import CONFLICT_ATTEMPTS, Admission, QuotaExceededError
 from ai_gateway.models import Caller, GatewayPolicy
 from ai_gateway.router import Generation, ModelRouter
 from ai_gateway.telemetry import Telemetry
@@ -36,6 +36,7 @@ from tests.lambdas.gateway_fixtures import (
     AGENT_POLICY,
     BLOCKED_TOPIC,
     POLICY,
+    TABLE,
     AnsweringBedrock,
     AnsweringLedger,
     Gateway,
@@ -395,6 +396,39 @@ def test_usage_lists_every_quota_of_the_group_with_prices(gateway: Gateway) -> N
     rows = {q["output_type"]: q for q in result.body["quotas"]}
     assert set(rows) == {"chat", "summary", "report"}
     assert (rows["report"]["limit"], rows["report"]["remaining"], rows["report"]["unit_price_usd"]) == (200, 200, 0.5)
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "answered", "retry_after"),
+    [
+        ("ProvisionedThroughputExceededException", 400, 429, "5"),
+        ("ThrottlingException", 400, 429, "5"),
+        ("InternalServerError", 500, 502, None),
+        ("ResourceNotFoundException", 400, 502, None),
+    ],
+)
+def test_a_ledger_failing_a_usage_read_is_its_upstream_error_not_the_gateways(
+    gateway: Gateway, code: str, status: int, answered: int, retry_after: str | None
+) -> None:
+    """Throttled: a 429 the caller retries; any other failure the ledger's 502, never a 500."""
+    with Stubber(gateway.ledger._client) as stubber:
+        stubber.add_client_error("batch_get_item", service_error_code=code, http_status_code=status)
+        result = call(rest_event("GET", "/v1/usage"))
+    assert (result.status, result.headers.get("Retry-After")) == (answered, retry_after)
+    expected = "dynamodb is throttling requests; retry later" if answered == 429 else f"dynamodb failed with {code}"
+    assert result.body["message"] == expected
+
+
+def test_a_usage_read_dynamodb_leaves_unprocessed_every_time_is_a_429_to_retry(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(gateway.ledger, "_backoff", lambda attempt: None)
+    with Stubber(gateway.ledger._client) as stubber:
+        for _ in range(CONFLICT_ATTEMPTS):
+            keys = {"Keys": [{"pk": {"S": "k"}}]}
+            stubber.add_response("batch_get_item", {"Responses": {}, "UnprocessedKeys": {TABLE: keys}})
+        result = call(rest_event("GET", "/v1/usage"))
+    assert (result.status, result.headers.get("Retry-After"), result.body["error"]) == (429, "5", "throttled")
 
 
 def test_the_policy_written_for_the_config_in_use_is_one_the_gateway_reads(cdk_context: dict[str, Any]) -> None:

@@ -24,6 +24,7 @@ from ai_gateway.ledger import (
     Window,
     pending_shard,
 )
+from shared.aws_errors import UpstreamError
 from tests.lambdas.gateway_fixtures import TABLE, ledger_table
 
 NOW = dt.datetime(2026, 11, 29, 18, 30, tzinfo=dt.UTC)
@@ -535,8 +536,10 @@ def test_usage_keys_left_unprocessed_after_every_attempt_are_an_error(
 ) -> None:
     monkeypatch.setattr("ai_gateway.ledger.random.uniform", lambda low, high: high)
     flaky, sleeps = Unprocessed(dynamodb, times=99), Sleeps()
-    with pytest.raises(RuntimeError, match=r"^DynamoDB left usage keys unprocessed after retries$"):
+    with pytest.raises(UpstreamError) as raised:
         Ledger(flaky, TABLE, sleep=sleeps).usage("gold", QUOTAS, NOW)
+    # DynamoDB leaves keys unprocessed when throttled: the caller gets a 429 to retry, not a 500.
+    assert (raised.value.service, raised.value.code, raised.value.http_status) == ("dynamodb", "UnprocessedKeys", 429)
     assert sleeps.slept == [BACKOFF_SECONDS * 2**attempt for attempt in range(CONFLICT_ATTEMPTS - 1)]
     assert (len(flaky.reads), len(sleeps.slept)) == (CONFLICT_ATTEMPTS, CONFLICT_ATTEMPTS - 1)  # none after the last
     assert sleeps.within_backoff()

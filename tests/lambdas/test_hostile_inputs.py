@@ -239,6 +239,12 @@ def test_a_session_id_with_a_trailing_newline_is_refused(bedrock: Answering) -> 
     assert result.body["message"].startswith("session_id:")
 
 
+@pytest.mark.parametrize(("path", "status"), [("/v1/usage", 200), ("/v1/usage/", 200), ("/v1/usage\n", 404)])
+def test_usage_is_served_at_its_path_whole(path: str, status: int, bedrock: Answering) -> None:
+    """Powertools' "$" matches before a final newline: the route checks its path itself."""
+    assert http_result(handler.lambda_handler(rest_event("GET", path), FakeContext())).status == status
+
+
 def test_an_output_type_with_a_trailing_newline_is_refused(bedrock: Answering) -> None:
     request = rest_event("POST", "/v1/outputs/summary\n", {"material": "m"})
     result = http_result(handler.lambda_handler(request, FakeContext()))
