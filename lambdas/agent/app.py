@@ -2,7 +2,8 @@
 
     GET  /ping          {"status": "Healthy", ...}               (BedrockAgentCoreApp)
     POST /invocations   {"prompt": "..."} or {"messages": [...]}, optionally "instructions",
-                        "models", "max_tokens", "turn_seconds"
+                        "models", "max_tokens", "turn_seconds", "temperature", "top_p",
+                        "stop_sequences"
                         ->  {"answer", "model", "session_id", "tool_calls", "usage", ...}
 
 Only the AI gateway can invoke the runtime (IAM inbound auth; the roles of its gateway function,
@@ -51,6 +52,7 @@ from agent.turn import STOPPED_ANSWER, Turn, run_turn
 from shared.agent_memory import actor_id
 from shared.aws_errors import Kind, UpstreamError
 from shared.bodies import MAX_FIELD_CHARS, MAX_MESSAGES, BodyError, check_values, clip, shown
+from shared.converse import MAX_STOP_CHARS, MAX_STOP_SEQUENCES, TEMPERATURE_MAX, TOP_P_MAX
 from shared.display import utf8_encodable
 from shared.headers import AGENT_SESSION_HEADER, CALLER_TOKEN_HEADER, CONVERSATION_HEADER
 from shared.logs import log_unexpected, service_logger
@@ -148,6 +150,7 @@ class Service:
                     messages=messages,
                     session_id=session_id,
                     max_tokens=request.max_tokens,
+                    sampling=request.sampling,
                     max_iterations=settings.max_iterations,
                     deadline=deadline,
                     clock=self.clock,
@@ -228,6 +231,7 @@ class TurnRequest:
     instructions: str | None = None
     max_tokens: int | None = None
     turn_seconds: float | None = None
+    sampling: dict[str, Any] = field(default_factory=dict)  # temperature, top_p, stop_sequences: those sent
 
 
 def _request(body: Any, group: GroupModels) -> TurnRequest:
@@ -255,7 +259,35 @@ def _request(body: Any, group: GroupModels) -> TurnRequest:
     turn_seconds = body.get("turn_seconds")
     if turn_seconds is not None and (type(turn_seconds) not in (int, float) or not turn_seconds > 0):
         raise RefusedError(400, "invalid_request", "turn_seconds: a positive number")
-    return TurnRequest(messages, list(dict.fromkeys(models)), instructions, max_tokens, turn_seconds)
+    return TurnRequest(messages, list(dict.fromkeys(models)), instructions, max_tokens, turn_seconds, _sampling(body))
+
+
+def _sampling(body: dict[str, Any]) -> dict[str, Any]:
+    """The caller's sampling settings the gateway passes on (an OpenAI client's temperature, top_p
+    and stop), within Converse's ranges, for every model call of the turn; those not sent are the
+    model's defaults."""
+    chosen: dict[str, Any] = {}
+    for name, highest in (("temperature", TEMPERATURE_MAX), ("top_p", TOP_P_MAX)):
+        value = body.get(name)
+        if value is None:
+            continue
+        if type(value) not in (int, float) or not 0 <= value <= highest:  # NaN is in no range
+            raise RefusedError(400, "invalid_request", f"{name}: a number from 0 to {highest:g}")
+        chosen[name] = float(value)
+    stop = body.get("stop_sequences")
+    if stop is not None:
+        if not (
+            isinstance(stop, list)
+            and 1 <= len(stop) <= MAX_STOP_SEQUENCES
+            and all(isinstance(text, str) and 1 <= len(text) <= MAX_STOP_CHARS for text in stop)
+        ):
+            raise RefusedError(
+                400,
+                "invalid_request",
+                f"stop_sequences: 1 to {MAX_STOP_SEQUENCES} texts of 1 to {MAX_STOP_CHARS} characters",
+            )
+        chosen["stop_sequences"] = stop
+    return chosen
 
 
 def _echoed(names: list[str]) -> str:

@@ -20,7 +20,7 @@ import contextvars
 import json
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
@@ -227,10 +227,12 @@ def run_turn(
     session_id: str,
     max_iterations: int,
     max_tokens: int | None = None,
+    sampling: Mapping[str, Any] | None = None,
     deadline: float | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> Turn:
-    """One turn: ``messages`` end with the caller's; ``tools`` are Strands tools (the caller's).
+    """One turn: ``messages`` end with the caller's; ``tools`` are Strands tools (the caller's);
+    ``sampling`` the caller's temperature, top_p and stop_sequences, for every model call.
     Raises UpstreamError when no model of the caller's could answer."""
     from strands import Agent
     from strands.models import BedrockModel
@@ -243,6 +245,7 @@ def run_turn(
         "streaming": False,
         "additional_args": {"requestMetadata": {"session_id": session_id}},
         **({"max_tokens": max_tokens} if max_tokens else {}),
+        **(sampling or {}),  # BedrockModel's own names: temperature, top_p, stop_sequences
     }
     candidates = [
         RoutingCandidate(BedrockModel(boto_session=session, model_id=model, **config), name=model) for model in models

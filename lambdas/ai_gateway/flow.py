@@ -473,6 +473,7 @@ class Flow:
                 # The request's deadline, as the agent keeps it: a second early, so its answer
                 # still reaches the gateway (the client's read timeout is only a backstop).
                 "turn_seconds": max(seconds - 1, 1),
+                **_sampling(request),
             },
         )
         # Tool names and outcomes always; arguments only for an internal group's evaluation case
@@ -487,3 +488,14 @@ class Flow:
         if case:
             produced["tool_calls"] = calls
         return turn.generation, produced
+
+
+def _sampling(request: GenerationRequest) -> dict[str, Any]:
+    """The sampling settings the caller chose (an OpenAI client's temperature, top_p and stop), for
+    the agent's model calls as for a model's: only those chosen, the rest the model's defaults."""
+    chosen = {
+        "temperature": request.temperature,
+        "top_p": request.top_p,
+        "stop_sequences": list(request.stop_sequences) or None,
+    }
+    return {name: value for name, value in chosen.items() if value is not None}

@@ -24,6 +24,7 @@ from pydantic_core import PydanticCustomError
 
 from ai_gateway.contract import LENGTH_STOP_REASONS, MAX_MESSAGES
 from shared.bodies import first_problems, shown, worded
+from shared.converse import MAX_STOP_CHARS, MAX_STOP_SEQUENCES, TEMPERATURE_MAX, TOP_P_MAX
 
 CHAT_COMPLETION_PATH: Final = "/v1/chat/completions"
 MODELS_PATH: Final = "/v1/models"
@@ -31,9 +32,6 @@ MODEL_PATH: Final = "/v1/models/{model}"
 PATHS: Final = frozenset({CHAT_COMPLETION_PATH, MODELS_PATH})
 # A model id as a path segment, once percent-decoded: Bedrock's ids and ARNs (":", ".", "/").
 MODEL_ID: Final = re.compile(r"[A-Za-z0-9._:/-]{1,200}")
-# Converse's inferenceConfig.stopSequences takes at most four, as OpenAI's stop does.
-MAX_STOP_SEQUENCES: Final = 4
-MAX_STOP_CHARS: Final = 256
 # Fields accepted only with a value that changes nothing: those values, and the refusal otherwise.
 PENALTY: Final = ((None, 0), "penalties are not supported; send 0 or leave it out")
 INERT: Final[dict[str, tuple[tuple[Any, ...], str]]] = {
@@ -46,8 +44,6 @@ INERT: Final[dict[str, tuple[tuple[Any, ...], str]]] = {
 }
 # OpenAI's metadata bounds (accepted and not kept: nothing is stored).
 MAX_METADATA_KEYS: Final = 16
-# Bedrock Converse's inferenceConfig.temperature range (OpenAI's own goes to 2).
-TEMPERATURE_MAX: Final = 1.0
 # Bounds on what one request may carry before the gateway's own character limit is even counted.
 MAX_PARTS: Final = 50
 MAX_TEXT_CHARS: Final = 200_000
@@ -283,7 +279,7 @@ class ChatCompletionRequest(BaseModel):
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0, le=TEMPERATURE_MAX, allow_inf_nan=False)
-    top_p: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)  # Converse's topP
+    top_p: float | None = Field(default=None, ge=0, le=TOP_P_MAX, allow_inf_nan=False)  # Converse's topP
     stop: list[str] | None = None  # Converse's stopSequences (one string: a list of one)
     stream: bool | None = None
     stream_options: StreamOptions | None = None

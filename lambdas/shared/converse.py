@@ -21,6 +21,12 @@ from typing import Any
 from shared.aws_errors import Kind, UpstreamError, call
 
 SERVICE = "bedrock-runtime"
+# Converse's inferenceConfig ranges a caller's sampling settings are held to (OpenAI's temperature
+# goes to 2; its stop takes four sequences, as Converse's stopSequences does).
+TEMPERATURE_MAX = 1.0
+TOP_P_MAX = 1.0
+MAX_STOP_SEQUENCES = 4
+MAX_STOP_CHARS = 256
 
 
 @dataclass(frozen=True)

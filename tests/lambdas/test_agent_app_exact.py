@@ -854,7 +854,8 @@ def test_a_turn_is_run_with_the_agents_settings_and_the_callers_request(monkeypa
     clock = lambda: 100.0  # noqa: E731
     monkeypatch.setattr(agent_app, "run_turn", run_turn)
     chosen = service("bedrock-client", clock=clock, max_iterations=7, turn_seconds=20)
-    chosen.invoke({"prompt": "hi", "max_tokens": 50, "models": [MODEL]}, {CALLER_TOKEN_HEADER: "t"}, SESSION)
+    body = {"prompt": "hi", "max_tokens": 50, "models": [MODEL], "temperature": 0, "stop_sequences": ["END"]}
+    chosen.invoke(body, {CALLER_TOKEN_HEADER: "t"}, SESSION)
     (given,) = ran
     assert given == {
         "bedrock": "bedrock-client",
@@ -865,10 +866,62 @@ def test_a_turn_is_run_with_the_agents_settings_and_the_callers_request(monkeypa
         "messages": given["messages"],
         "session_id": SESSION,
         "max_tokens": 50,
+        "sampling": {"temperature": 0.0, "stop_sequences": ["END"]},  # top_p not sent: the model's own
         "max_iterations": 7,
         "deadline": 120.0,
         "clock": clock,
     }
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("temperature", 1.5, "temperature: a number from 0 to 1"),
+        ("temperature", -0.1, "temperature: a number from 0 to 1"),
+        ("temperature", True, "temperature: a number from 0 to 1"),
+        ("temperature", "0.5", "temperature: a number from 0 to 1"),
+        ("temperature", float("nan"), "temperature: a number from 0 to 1"),
+        ("top_p", 1.01, "top_p: a number from 0 to 1"),
+        ("top_p", float("inf"), "top_p: a number from 0 to 1"),
+        ("stop_sequences", "END", "stop_sequences: 1 to 4 texts of 1 to 256 characters"),
+        ("stop_sequences", [], "stop_sequences: 1 to 4 texts of 1 to 256 characters"),
+        ("stop_sequences", ["a"] * 5, "stop_sequences: 1 to 4 texts of 1 to 256 characters"),
+        ("stop_sequences", [""], "stop_sequences: 1 to 4 texts of 1 to 256 characters"),
+        ("stop_sequences", ["x" * 257], "stop_sequences: 1 to 4 texts of 1 to 256 characters"),
+        ("stop_sequences", [1], "stop_sequences: 1 to 4 texts of 1 to 256 characters"),
+    ],
+)
+def test_sampling_settings_outside_converses_ranges_are_refused_naming_the_field(
+    field: str, value: Any, message: str
+) -> None:
+    status, answer = service().invoke({"prompt": "hi", field: value}, {CALLER_TOKEN_HEADER: "t"}, SESSION)
+    assert (status, answer) == (400, {"error": "invalid_request", "message": message, "session_id": SESSION})
+
+
+@pytest.mark.parametrize(
+    ("sampling", "inference"),
+    [
+        ({}, {"maxTokens": 50}),
+        (
+            {"temperature": 1, "top_p": 0, "stop_sequences": ["END", "\n\n"]},
+            {"maxTokens": 50, "temperature": 1.0, "topP": 0.0, "stopSequences": ["END", "\n\n"]},
+        ),
+    ],
+    ids=["none chosen", "each at a bound"],
+)
+def test_the_callers_sampling_settings_are_each_model_calls_inference_config(
+    bedrock: tuple[Any, Stubber], sampling: dict[str, Any], inference: dict[str, Any]
+) -> None:
+    client, stubber = bedrock
+    stubber.add_response(
+        "converse",
+        converse_answer([{"text": "Hello."}], "end_turn"),
+        {"modelId": MODEL, "system": ANY, "messages": ANY, "inferenceConfig": inference, "requestMetadata": ANY},
+    )
+    status, answer = service(client).invoke(
+        {"prompt": "hi", "max_tokens": 50, **sampling}, {CALLER_TOKEN_HEADER: "t"}, SESSION
+    )
+    assert (status, answer["answer"]) == (200, "Hello.")
 
 
 def test_a_tools_gateway_that_does_not_answer_is_a_502_saying_so() -> None:

@@ -213,6 +213,7 @@ def test_chat_goes_to_its_agent_signed_by_the_gateway_for_the_caller_guarded_met
     assert body["models"] == ["amazon.nova-pro-v1:0", "amazon.nova-lite-v1:0"]
     assert body["max_tokens"] == AGENT_POLICY.outputs["chat"].max_tokens
     assert 0 < body["turn_seconds"] < 30
+    assert not {"temperature", "top_p", "stop_sequences"} & set(body)  # none chosen: the models' defaults
     item = gateway.ledger.record("api-req-1", group="customer-gold", user="user-1") or {}
     assert (item["status"]["S"], item["model"]["S"], item["input_tokens"]["N"], item["output_tokens"]["N"]) == (
         "delivered",
@@ -235,6 +236,28 @@ def test_chat_goes_to_its_agent_signed_by_the_gateway_for_the_caller_guarded_met
     assert "ada@example.com" not in remembered["raw"].decode()
     written = dt.datetime.fromtimestamp(event["eventTimestamp"], dt.UTC)
     assert abs(written - dt.datetime.now(dt.UTC)) < dt.timedelta(minutes=5)
+
+
+def test_an_openai_clients_sampling_settings_reach_the_agents_model_calls(
+    routed: tuple[Gateway, FakeAgentCore],
+) -> None:
+    """temperature, top_p and stop were accepted and dropped when an agent produced the answer
+    (the sample config's chat): they are passed on, for every model call of the turn."""
+    gateway, agent = routed
+    guard_input(gateway.bedrock, ["Where is my order?"])
+    agent.reply("Order O-1 shipped.")
+    guard_output(gateway.bedrock, "Order O-1 shipped.")
+    body = {
+        "messages": [{"role": "user", "content": "Where is my order?"}],
+        "temperature": 0.2,
+        "top_p": 0.9,
+        "stop": "END",
+    }
+    result = call(rest_event("POST", "/v1/chat/completions", body, headers=CALLER))
+    assert result.status == 200, result.body
+    (request,) = agent.seen
+    sent = {name: request["body"].get(name) for name in ("temperature", "top_p", "stop_sequences")}
+    assert sent == {"temperature": 0.2, "top_p": 0.9, "stop_sequences": ["END"]}
 
 
 def test_the_caller_token_is_bound_to_its_own_invocation_only(routed: tuple[Gateway, FakeAgentCore]) -> None:
