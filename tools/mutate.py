@@ -823,12 +823,22 @@ EQUIVALENT: dict[str, str] = {
     "no field named path, and its body fails only as a whole value, which both name 'body'",
     "connector_pull.handler.x_pull__mutmut_19": "{None} for set() on a first run: a cursor that is None ends the "
     "run before _follow looks it up",
-    "connector_pull.handler.x_pull__mutmut_58": "'' for None: the resume point is read only as true or false",
-    "connector_pull.handler.xǁLeaseǁacquire__mutmut_15": "'or' for 'OR' in a condition expression: the same",
+    "connector_pull.handler.x_pull__mutmut_62": "'' for None: the resume point is read only as true or false",
     **{
-        f"connector_pull.handler.xǁLeaseǁ{name}": "a default for a ClientError's Error, which botocore always "
+        f"connector_pull.handler.xǁ{name}": "'or' for 'OR' in a condition expression: the same"
+        for name in ("Leaseǁacquire__mutmut_15", "Watermarksǁclaim__mutmut_14")
+    },
+    **{
+        f"connector_pull.handler.xǁ{name}": "a default for a ClientError's Error, which botocore always "
         "sets: never read"
-        for name in ("acquire__mutmut_21", "acquire__mutmut_23", "release__mutmut_13", "release__mutmut_15")
+        for name in (
+            "Leaseǁacquire__mutmut_21",
+            "Leaseǁacquire__mutmut_23",
+            "Leaseǁrelease__mutmut_13",
+            "Leaseǁrelease__mutmut_15",
+            "Watermarksǁclaim__mutmut_20",
+            "Watermarksǁclaim__mutmut_22",
+        )
     },
     **{
         f"shared.landing.x_document__mutmut_{n}": "a user-metadata key in capitals: S3 keeps (and answers) "

@@ -126,6 +126,20 @@ def test_an_older_change_a_later_run_lists_is_not_landed_over_the_newer_an_earli
     assert claimed["changed"] == "2026-11-02T09:00:00+00:00"
 
 
+def test_a_capped_run_counts_every_change_it_did_not_land_over_a_newer_one(aws: Aws, cap: int) -> None:
+    """The count a capped run reports (and logs) is each superseded record, not whether there was one."""
+    source = Upstream(
+        {"items": [article("a", "2026-11-02T09:00:00Z"), article("b", "2026-11-02T09:00:00Z")], "next_cursor": "c1"},
+        {"items": [article("c", "2026-11-02T09:00:00Z")], "next_cursor": "c2"},
+        {"items": [article("a", "2026-11-02T08:00:00Z"), article("b", "2026-11-02T08:00:00Z")], "next_cursor": "c3"},
+        {"items": [article("d", "2026-11-02T09:00:00Z")], "next_cursor": "c4"},
+        {"items": []},
+    )
+    assert run(aws, source).capped
+    second = run(aws, source)
+    assert (second.capped, second.landed, second.superseded) == (True, 1, 2)
+
+
 def test_a_later_change_or_the_same_change_again_lands_in_a_later_run(aws: Aws) -> None:
     """The same change again: a run that failed after landing it (before its watermark) is pulled
     again whole by the next run, which lands it again (its claim is no later). A later change

@@ -435,6 +435,7 @@ def failing(error: Exception) -> Callable[[str, int], list[str]]:
     [
         ("http://me@site.test/", GroupWeb(), resolver, "invalid_argument", "userinfo", "url: user names and passwords in URLs are not allowed"),
         ("http://semi;colon.example/", GroupWeb(), resolver, "invalid_argument", "invalid_url", "url: the host is not a valid domain name"),
+        ("https://[fe80::1%25eth0]/", GroupWeb(), resolver, "invalid_argument", "invalid_url", "url: an IPv6 address with a zone is not a web address"),
         ("http://site.test/", GroupWeb(deny=("site.test",)), resolver, "forbidden", "domain_not_allowed", "the domain site.test is denied to this group"),
         ("http://gone.test/", GroupWeb(), failing(OSError("no such host")), "not_found", "unresolvable", "the host gone.test could not be resolved"),
         ("http://gone.test/", GroupWeb(), failing(UnicodeError("label too long")), "not_found", "unresolvable", "the host gone.test could not be resolved"),
