@@ -169,7 +169,7 @@ TURN_BENCH = textwrap.dedent(
             from agent.turn import run_turn
             tools_for = GatewayTools(url)
             def turn():
-                with tools_for(TOKEN, "s" * 40) as tools:
+                with tools_for(TOKEN, "s" * 40, 60.0) as tools:
                     return run_turn(client, tools, agent_name="b", models=["m"], system="Help.",
                                     messages=messages, session_id="s" * 40, max_iterations=4)
         else:

@@ -155,7 +155,7 @@ class Service:
                     deadline=deadline,
                     clock=self.clock,
                 )
-        except ToolsOutOfTimeError:  # the turn's time ran out before its tools were listed
+        except ToolsOutOfTimeError:  # the turn's time ran out before its tools session started
             turn = Turn(model=request.models[0], answer=STOPPED_ANSWER, stop="deadline")
         except UpstreamError as error:  # no model of the caller's could answer
             # The request's own fault (passed on: 4xx) is a rejection; the platform's set-up (model
@@ -425,15 +425,16 @@ class ToolsUnavailableError(Exception):
 
 
 class ToolsOutOfTimeError(Exception):
-    """The turn's time ran out before the tools gateway listed the caller's tools: the turn ends
-    at its deadline, as one out of time in its loop does."""
+    """The turn's time ran out before its tools session could start: the turn ends at its
+    deadline, as one out of time in its loop does."""
 
 
 @dataclass(frozen=True)
 class GatewayTools:
     """Tools sessions with the tools gateway (MCP over streamable HTTP), one per turn, carrying the
     caller's own token: the gateway's policies and interceptors decide per caller what it lists.
-    Called with (token, conversation id), it is the turn's session: entered, the caller's tools."""
+    Called with (token, conversation id, the turn's seconds left), it is the turn's session:
+    entered, the caller's tools."""
 
     url: str
     timeout_seconds: float = 20  # to start the session (connect, initialize)
@@ -442,18 +443,18 @@ class GatewayTools:
     def __call__(self, token: str, conversation: str, seconds_left: float) -> Iterator[list[Any]]:
         from strands.tools.mcp import MCPClient
 
-        # The wait ends at the turn's deadline when that comes first: the turn is out of time.
-        wait = min(self.timeout_seconds, seconds_left)
-        if not wait > 0:
+        if not seconds_left > 0:  # the turn's time ran out before (its memory read): no session
             raise ToolsOutOfTimeError
+        # One wait, ending at the turn's deadline when that comes first: a gateway that has not
+        # listed the caller's tools by then is as unavailable as one that never does.
+        wait = min(self.timeout_seconds, seconds_left)
         client = MCPClient(
             url=self.url,
             headers={"Authorization": f"Bearer {token}", CONVERSATION_HEADER: conversation},
             startup_timeout=self.timeout_seconds,  # type: ignore[arg-type]  # a float: it is a wait's timeout
         )
-        # Starting the session and listing are one wait of timeout_seconds (or the turn's time
-        # left): a page of tools/list has no timeout of its own but the MCP SDK's five-minute
-        # read, and there may be many.
+        # Starting the session and listing are one wait: a page of tools/list has no timeout of
+        # its own but the MCP SDK's five-minute read, and there may be many.
         outcome: dict[str, Any] = {}
         done = threading.Event()
 
@@ -470,12 +471,10 @@ class GatewayTools:
         threading.Thread(
             target=contextvars.copy_context().run, args=(start_and_list,), name="tools-session", daemon=True
         ).start()
-        if not done.wait(wait) and wait < self.timeout_seconds:
-            _stop(client)
-            raise ToolsOutOfTimeError
-        if not done.is_set() or "error" in outcome:
+        if not done.wait(wait) or "error" in outcome:
             error = outcome.get("error")
-            logger.warning("tools gateway unavailable", extra={"error": type(error).__name__ if error else "timeout"})
+            why = type(error).__name__ if error else "timeout"
+            logger.warning("tools gateway unavailable", extra={"error": why, "waited_seconds": round(wait, 3)})
             _stop(client)
             raise ToolsUnavailableError from None
         try:

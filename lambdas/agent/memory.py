@@ -16,6 +16,7 @@ from aws_lambda_powertools import Logger
 
 from shared.agent_memory import ROLES
 from shared.aws_errors import UpstreamError, call
+from shared.field_paths import value_at
 
 logger = Logger(child=True)
 MAX_QUERY = 10_000  # RetrieveMemoryRecords' limit for a search query
@@ -45,14 +46,18 @@ class SessionMemory:
         except UpstreamError as error:
             _failed("list_events", error)
             return []
-        events = sorted(response.get("events", []), key=lambda event: event["eventTimestamp"])
+        # An answer without what the API promises (a time, a text) loses that event, not the turn.
+        dated = [event for event in response.get("events", []) if event.get("eventTimestamp") is not None]
+        events = sorted(dated, key=lambda event: event["eventTimestamp"])
         messages: list[dict[str, Any]] = []
         for event in events[-self.history_turns :]:
             turn = [item.get("conversational") or {} for item in event.get("payload", [])]
-            if [part.get("role") for part in turn] != ROLES:
+            texts = [value_at(part, "content.text") for part in turn]
+            if [part.get("role") for part in turn] != ROLES or not all(isinstance(text, str) for text in texts):
                 continue  # not a turn this agent wrote
             messages += [
-                {"role": part["role"].lower(), "content": [{"text": part["content"]["text"]}]} for part in turn
+                {"role": part["role"].lower(), "content": [{"text": text}]}
+                for part, text in zip(turn, texts, strict=True)
             ]
         return messages
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from shared.aws_errors import Kind, UpstreamError
+from shared.aws_errors import Kind, UpstreamError, invalid_response, raised_parsing
 from shared.telemetry import CONVERSATION
 
 if TYPE_CHECKING:  # Strands loads lazily (agent.app warms it up after the runtime is ready)
@@ -120,6 +120,8 @@ def model_failure(error: Exception) -> UpstreamError | None:
     if isinstance(cause, ClientError | BotoCoreError):
         # Model access or region refused: the operator's set-up, a 502 as on the gateway's own path.
         return UpstreamError.from_exception(SERVICE, cause, caller_facing=True).as_platforms()
+    if raised_parsing(cause):  # an answer botocore could not read (shared.aws_errors.call's rule)
+        return invalid_response(SERVICE)
     return None
 
 

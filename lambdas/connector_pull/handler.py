@@ -121,7 +121,7 @@ class Run:
     watermark: str | None  # the newest change seen, in this run and the runs it resumed
     capped: bool = False  # stopped at MAX_PAGES or for time: a resume point was saved, the watermark kept
     repeated: int = 0  # records of an id this run had landed a version as new of, or newer: not landed
-    superseded: int = 0  # records of an id an earlier run had landed a newer change of: not landed
+    outdated: int = 0  # records of an id an earlier run had landed a newer change of: not landed
 
 
 @dataclass(frozen=True)
@@ -175,21 +175,25 @@ class Watermarks:
         (the same change again: a run that failed between its claim and its landing repeats it).
         A listing that spans runs can give an id's older change after the newer one landed in an
         earlier run; landed, it would be left current for good. UTC ISO times compare as text."""
-        try:
-            self._table.put_item(
-                Item={"pk": f"connector#{source}", "sk": f"landed#{record_id}", "changed": changed.isoformat()},
-                ConditionExpression="attribute_not_exists(pk) OR changed <= :changed",
-                ExpressionAttributeValues={":changed": changed.isoformat()},
-            )
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        stamp = changed.isoformat()
+        item = {"pk": f"connector#{source}", "sk": f"landed#{record_id}", "changed": stamp}
+        return _put_if(self._table, item, "attribute_not_exists(pk) OR changed <= :changed", {":changed": stamp})
 
     @staticmethod
     def _key(source: str) -> dict[str, str]:
         return {"pk": f"connector#{source}", "sk": "watermark"}
+
+
+def _put_if(table: Any, item: dict[str, Any], condition: str, values: dict[str, Any]) -> bool:
+    """Write ``item`` whole if ``condition`` holds: whether it was written (a failed condition is
+    False; any other failure is raised)."""
+    try:
+        table.put_item(Item=item, ConditionExpression=condition, ExpressionAttributeValues=values)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
 
 
 class Lease:
@@ -204,17 +208,8 @@ class Lease:
     def acquire(self, holder: str) -> bool:
         """Take the lease if nobody holds it or its holder's time is up; False if another run has it."""
         now = int(self._clock())
-        try:
-            self._table.put_item(
-                Item={**self._key, "holder": holder, "expires_at": now + self._seconds},
-                ConditionExpression="attribute_not_exists(pk) OR expires_at < :now",
-                ExpressionAttributeValues={":now": now},
-            )
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        item = {**self._key, "holder": holder, "expires_at": now + self._seconds}
+        return _put_if(self._table, item, "attribute_not_exists(pk) OR expires_at < :now", {":now": now})
 
     def release(self, holder: str) -> None:
         """Give the lease back, unless it expired and another run took it meanwhile."""
@@ -291,10 +286,10 @@ def pull(
             # The mark keeps the stored watermark as it was, even one not trusted: only the run
             # that reaches the last page knows the newest change.
             watermarks.put(source.name, mark.watermark, Resume(cursor, since, newest))
-            return Run(landed, poison, pages, newest, True, versions.repeated, versions.superseded)
+            return Run(landed, poison, pages, newest, True, versions.repeated, versions.outdated)
     if resume or (newest and newest != since):
         watermarks.put(source.name, newest or mark.watermark)  # and the resume point is gone
-    return Run(landed, poison, pages, newest, False, versions.repeated, versions.superseded)
+    return Run(landed, poison, pages, newest, False, versions.repeated, versions.outdated)
 
 
 class _Versions:
@@ -308,7 +303,7 @@ class _Versions:
         self._watermarks = watermarks
         self._source = source
         self.repeated = 0
-        self.superseded = 0
+        self.outdated = 0
 
     def lands(self, record_id: str, changed: dt.datetime | None) -> bool:
         """Whether this version of ``record_id`` lands: the run's first, or a later change than the
@@ -321,7 +316,7 @@ class _Versions:
                 return False
         self._changed[record_id] = changed
         if changed is not None and not self._watermarks.claim(self._source, record_id, changed):
-            self.superseded += 1
+            self.outdated += 1
             return False
         return True
 
@@ -599,5 +594,5 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         "pages": run.pages,
         "capped": run.capped,
         "repeated": run.repeated,
-        "superseded": run.superseded,
+        "outdated": run.outdated,
     }

@@ -19,8 +19,8 @@ from pydantic import ValidationError
 from knowledge_search.contract import Arguments, Settings
 from shared import snapstart
 from shared.aws_errors import RETRY_AFTER_SECONDS, UpstreamError, call
-from shared.bodies import BodyError, check_counts, clip, problems
-from shared.display import controls_encoded, utf8_encodable, without_controls
+from shared.bodies import BodyError, check_counts, problems
+from shared.display import controls_encoded, locator_text, utf8_encodable, without_controls
 from shared.documents import CLASSIFICATION_KEY
 from shared.field_paths import value_at
 from shared.logs import service_logger
@@ -32,7 +32,6 @@ from shared.tools import CLASSIFICATIONS_ARGUMENT
 logger = service_logger()
 metrics = Metrics()
 EXCERPT_CHARS = 600
-MAX_LOCATOR_CHARS = 2_048  # a source's URI or a classification, as returned
 MISSING = object()
 
 
@@ -130,19 +129,13 @@ def passage(result: Any) -> dict[str, Any] | None:
     if not isinstance(text, str):
         return None
     score = value_at(result, "score")
-    source = _string(value_at(result, "location.s3Location.uri"))
+    source = locator_text(value_at(result, "location.s3Location.uri"))
     return {
         "excerpt": utf8_encodable(without_controls(" ".join(text.split()))[:EXCERPT_CHARS]),
         "source": controls_encoded(source) if source is not None else None,
         "score": score if isinstance(score, int | float) and not isinstance(score, bool) and isfinite(score) else None,
-        "classification": _string(value_at(result, f"metadata.{CLASSIFICATION_KEY}")),
+        "classification": locator_text(value_at(result, f"metadata.{CLASSIFICATION_KEY}")),
     }
-
-
-def _string(value: Any) -> str | None:
-    """Text, within MAX_LOCATOR_CHARS (an S3 URI is at most ~1,090), that UTF-8 can carry (JSON
-    can escape a lone surrogate; the runtime could not send it); anything else None."""
-    return utf8_encodable(clip(value, MAX_LOCATOR_CHARS)) if isinstance(value, str) else None
 
 
 @logger.inject_lambda_context(clear_state=True)

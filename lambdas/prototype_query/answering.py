@@ -11,12 +11,11 @@ from typing import Any
 from prototype_query.contract import converse_system_prompt, knowledge_base_template
 from prototype_query.models import Answer, Citation, Source
 from shared.aws_errors import call, invalid_response
-from shared.bodies import clip
 from shared.converse import SERVICE as CONVERSE_SERVICE, converse
+from shared.display import locator_text
 from shared.field_paths import value_at
 
 EXCERPT_CHARS = 400
-MAX_LOCATOR_CHARS = 2_048  # a citation's URI or title, as answered (an S3 URI is at most ~1,090)
 KNOWLEDGE_BASE_SERVICE = "bedrock-agent-runtime"
 KENDRA_SERVICE = "kendra"
 NO_PASSAGES_ANSWER = "No passage in the indexed documents answers this question."
@@ -102,8 +101,8 @@ def answer_from_kendra(
         Citation(
             number=number,
             excerpt=_excerpt(content),
-            uri=_locator(item.get("DocumentURI")),
-            title=_locator(item.get("DocumentTitle")),
+            uri=locator_text(item.get("DocumentURI")),
+            title=locator_text(item.get("DocumentTitle")),
         )
         for number, (item, content) in enumerate(zip(items, contents, strict=True), start=1)
     ]
@@ -151,7 +150,7 @@ def _excerpt(text: str) -> str:
 def _reference_uri(location: Any) -> str | None:
     for key in ("s3Location", "webLocation", "confluenceLocation", "salesforceLocation", "sharePointLocation"):
         if isinstance(location, dict) and key in location:
-            return _locator(value_at(location[key], "uri")) or _locator(value_at(location[key], "url"))
+            return locator_text(value_at(location[key], "uri")) or locator_text(value_at(location[key], "url"))
     return None
 
 
@@ -162,9 +161,3 @@ def _items(value: Any) -> list[Any]:
 
 def _string(value: Any) -> str | None:
     return value if isinstance(value, str) else None
-
-
-def _locator(value: Any) -> str | None:
-    """A URI or a title the upstream answered, clipped to MAX_LOCATOR_CHARS (one of megabytes
-    would pass the Function URL's 6 MB response), or None for anything but text."""
-    return clip(value, MAX_LOCATOR_CHARS) if isinstance(value, str) else None

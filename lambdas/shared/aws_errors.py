@@ -225,17 +225,18 @@ def call(service: str, *, caller_facing: bool = False) -> Iterator[None]:
         raise UpstreamError(service, "ConnectionClosedError", 503, Kind.UNAVAILABLE) from None
     except ParserError:  # no BotoCoreError
         raise invalid_response(service) from None
-    # botocore reads an answer's numbers and times with int(), float() and its timestamp parser,
-    # which raise their own errors (a score of "high", a count of 400 digits, a date that is not
-    # one), not botocore's: what botocore's parser raised is the upstream's failure. The same
-    # errors raised anywhere else in the block are a bug of the caller's, and stay one.
-    except (ValueError, TypeError, OverflowError, RuntimeError) as error:
-        if not _raised_parsing(error):
+    # botocore reads an answer with int(), float(), its timestamp parser and dict methods, whose
+    # errors are not botocore's (a score of "high", a count of 400 digits, a date that is not one,
+    # a string where an object belongs: AttributeError): what botocore's parser raised is the
+    # upstream's failure. The same errors raised anywhere else in the block are a bug of the
+    # caller's, and stay one.
+    except Exception as error:
+        if not raised_parsing(error):
             raise
         raise invalid_response(service) from None
 
 
-def _raised_parsing(error: BaseException) -> bool:
+def raised_parsing(error: BaseException) -> bool:
     """Whether ``error`` was raised while botocore parsed an answer: a frame of its parsers is on
     the way from the call to the raise (the timestamp parser's, in botocore.utils, is under one)."""
     frame = error.__traceback__

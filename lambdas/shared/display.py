@@ -21,6 +21,20 @@ def utf8_encodable(text: str) -> str:
     return LONE_SURROGATE.sub("\ufffd", text)
 
 
+# A URI or a title another system answered, as a function returns it (an S3 URI is at most ~1,090).
+MAX_LOCATOR_CHARS = 2_048
+
+
+def locator_text(value: object) -> str | None:
+    """A URI or a title another system answered, as a function returns it: text only (None for
+    anything else), cut to MAX_LOCATOR_CHARS ("…" where cut: one of megabytes would pass Lambda's
+    6 MB answer), and UTF-8 encodable."""
+    if not isinstance(value, str):
+        return None
+    cut = value if len(value) <= MAX_LOCATOR_CHARS else f"{value[: MAX_LOCATOR_CHARS - 1]}…"
+    return utf8_encodable(cut)
+
+
 def without_controls(text: str) -> str:
     """``text`` without control characters (tab and line feed kept)."""
     return CONTROLS.sub("", text)

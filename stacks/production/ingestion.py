@@ -63,7 +63,8 @@ from stacks.shared.rest_api import RegionalRestApi
 from stacks.shared.table import SecureTable
 
 REGISTRY_ACTIONS = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:BatchWriteItem"]
-# A pull connector's watermark and lease: items under its own partition key only.
+# A pull connector's watermark, lease and each record id's landed change: items under its own
+# partition key only.
 CONNECTOR_STATE_ACTIONS = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"]
 IDEMPOTENCY_ACTIONS = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"]
 PII_ACTIONS = ["comprehend:DetectPiiEntities", "comprehend:DetectDominantLanguage"]
@@ -191,7 +192,8 @@ class IngestionPipeline(Construct):
         self.registry.grant_items(grantee, REGISTRY_ACTIONS)
 
     def grant_connector_state(self, grantee: iam.IGrantable, source: str) -> None:
-        """A pull connector's own watermark and lease, and nothing else in the registry."""
+        """A pull connector's own items (its watermark, its lease, the change it landed last of each
+        record id), and nothing else in the registry."""
         iam.Grant.add_to_principal(
             grantee=grantee,
             actions=CONNECTOR_STATE_ACTIONS,

@@ -1,10 +1,13 @@
-"""Bedrock Converse and ConverseStream answers as the service sends them, for Stubber."""
+"""Bedrock Converse and ConverseStream answers as the service sends them, for Stubber; and a real
+client answered with raw bytes, for what botocore's own parser makes of an answer."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
 
+import boto3
+from botocore.awsrequest import AWSResponse
 from botocore.exceptions import EventStreamError
 from botocore.stub import ANY, Stubber
 
@@ -107,3 +110,23 @@ def answer(
 def stream_error(code: str) -> EventStreamError:
     """An error event as botocore raises it while the stream is read (named by its stream member)."""
     return EventStreamError({"Error": {"Code": code, "Message": "x"}}, "ConverseStream")
+
+
+class _RawBody:
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self.body
+
+
+def answering_raw(service: str, operation: str, body: bytes, status: int = 200) -> Any:
+    """A real ``service`` client whose ``operation`` gets ``body`` back as AWS's answer (JSON), so
+    botocore parses it as it would AWS's: what its parser raises is what a function meets."""
+    client = boto3.client(service, region_name="us-east-1")
+
+    def send(request: Any, **_: Any) -> AWSResponse:
+        return AWSResponse(request.url, status, {"content-type": "application/json"}, _RawBody(body))
+
+    client.meta.events.register(f"before-send.{service}.{operation}", send)
+    return client

@@ -27,7 +27,7 @@ from shared.aws_errors import UpstreamError
 from shared.headers import AGENT_SESSION_HEADER, CALLER_TOKEN_HEADER
 from shared.runtime_config import DocumentReader, RuntimeConfigError
 from shared.tokens import GROUP_CLAIM, InvalidToken, TokenVerifier
-from tests.lambdas.bedrock_fakes import converse_answer
+from tests.lambdas.bedrock_fakes import answering_raw, converse_answer
 from tests.lambdas.conftest import logged
 from tests.lambdas.loopback import serve_asgi
 from tests.lambdas.test_agent import AGENT, DOCUMENT, LOCATION, MEMORY_ID, MODEL, NAMESPACES, SESSION
@@ -648,16 +648,37 @@ def test_a_tools_gateway_slow_to_list_is_tools_unavailable_within_the_sessions_w
             pass
 
 
-def test_a_turn_with_less_time_left_than_the_sessions_wait_is_out_of_time_while_its_tools_are_listed() -> None:
-    """The wait ends at the turn's deadline when that comes first (0.5 s of a 20 s wait, the
-    listing taking 2.5 s): the turn is out of time, not the tools gateway unavailable."""
+def test_the_sessions_wait_ends_at_the_turns_deadline_when_that_comes_first(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """0.5 s left of a 20 s wait, the listing taking 2.5 s: the turn answers by its deadline, the
+    tools gateway unavailable (a 502 the operator sees logged), not 19.5 s late."""
     with tools_gateway() as (url, fake):
         fake.list_seconds = 2.5
+        capsys.readouterr()
         with (
-            pytest.raises(agent_app.ToolsOutOfTimeError),
+            pytest.raises(agent_app.ToolsUnavailableError),
             GatewayTools(url, 20)(token_for("customer-gold"), SESSION, 0.5),
         ):
             pass
+    (line,) = logged(capsys, "tools gateway unavailable")
+    assert (line["error"], line["waited_seconds"]) == ("timeout", 0.5)
+
+
+def test_a_gateway_failing_at_once_with_less_time_left_than_the_wait_is_unavailable_for_its_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    capsys.readouterr()
+    with (
+        pytest.raises(agent_app.ToolsUnavailableError),
+        GatewayTools(f"http://127.0.0.1:{port}/mcp", 20)("t", SESSION, 10),
+    ):
+        pass
+    (line,) = logged(capsys, "tools gateway unavailable")
+    assert line["error"] != "timeout"
 
 
 @pytest.mark.parametrize("seconds_left", [0.0, -3.0])
@@ -671,10 +692,10 @@ def test_a_turn_out_of_time_before_its_tools_session_starts_opens_none(seconds_l
         assert fake.calls() == []
 
 
-def test_a_turn_whose_time_runs_out_while_its_tools_are_listed_ends_at_its_deadline() -> None:
-    """The session's wait is given the turn's time left, counted from its arrival (100; the
-    session opened at 103.5 of a 20 s turn): out of time there, the turn answers as one stopped at
-    its deadline in its loop does, having called no model."""
+def test_a_turn_out_of_time_before_its_tools_session_ends_at_its_deadline() -> None:
+    """The session is given the turn's time left, counted from its arrival (100; the session
+    opened at 103.5 of a 20 s turn): out of time there, the turn answers as one stopped at its
+    deadline in its loop does, having called no model."""
     given: list[float] = []
 
     @contextmanager
@@ -871,6 +892,20 @@ def test_a_turn_is_run_with_the_agents_settings_and_the_callers_request(monkeypa
         "deadline": 120.0,
         "clock": clock,
     }
+
+
+@pytest.mark.parametrize("changes", [{"usage": "abc"}, {"usage": {"inputTokens": "x"}}, {"metrics": 5}])
+def test_a_model_answer_botocore_cannot_parse_is_the_models_failure_not_the_agents(changes: dict[str, Any]) -> None:
+    """Strands calls Converse itself: what botocore's parser raised is the model's InvalidResponse
+    (a 502 the gateway classifies), as on the gateway's own model path, not the agent's 500."""
+    body = json.dumps({**converse_answer([{"text": "Hello."}]), **changes}).encode()
+    status, answer = service(answering_raw("bedrock-runtime", "Converse", body)).invoke(
+        {"prompt": "hi"}, {CALLER_TOKEN_HEADER: "t"}, SESSION
+    )
+    assert (status, answer) == (
+        502,
+        {"error": "model_unavailable", "message": "bedrock-runtime failed with InvalidResponse", "session_id": SESSION},
+    )
 
 
 @pytest.mark.parametrize(

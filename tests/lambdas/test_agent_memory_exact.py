@@ -113,6 +113,25 @@ def test_an_event_this_agent_did_not_write_is_skipped_and_the_rest_kept(client: 
     assert memory(made, history=4).history(ACTOR, SESSION) == [*turn(1), *turn(4)]
 
 
+class Answering:
+    """ListEvents answering what Stubber would refuse to queue: events missing what the API promises."""
+
+    def __init__(self, events: list[dict[str, Any]]) -> None:
+        self.events = events
+
+    def list_events(self, **_: Any) -> dict[str, Any]:
+        return {"events": self.events}
+
+
+def test_an_event_without_a_time_or_a_text_is_skipped_not_the_turns_failure() -> None:
+    """Memory is best effort: an incomplete answer loses its incomplete events, never the turn."""
+    undated = {key: value for key, value in event(2).items() if key != "eventTimestamp"}
+    textless = event(3)
+    textless["payload"][1]["conversational"]["content"] = {}
+    events = [event(1), undated, textless, {**event(4), "eventTimestamp": None}, event(5)]
+    assert memory(Answering(events), history=5).history(ACTOR, SESSION) == [*turn(1), *turn(5)]
+
+
 # --- recall ----------------------------------------------------------------------------------------
 
 

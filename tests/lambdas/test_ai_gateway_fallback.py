@@ -10,10 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import boto3
 import pytest
 import urllib3
-from botocore.awsrequest import AWSResponse
 from botocore.eventstream import ParserError
 from botocore.exceptions import ClientError, ParamValidationError, ReadTimeoutError
 from botocore.stub import ANY, Stubber
@@ -21,7 +19,7 @@ from botocore.stub import ANY, Stubber
 from ai_gateway import handler
 from shared.aws_errors import INVALID_RESPONSE, Kind, UpstreamError, call, classify
 from shared.converse import converse
-from tests.lambdas.bedrock_fakes import converse_answer
+from tests.lambdas.bedrock_fakes import answering_raw, converse_answer
 from tests.lambdas.conftest import FakeContext, http_result
 from tests.lambdas.gateway_fixtures import Gateway, converse_ok, guard_input, guard_output, rest_event
 
@@ -205,36 +203,21 @@ def test_what_fails_while_an_event_stream_is_read_is_the_upstreams_failure(
     assert (raised.value.code, raised.value.kind) == (code, kind)
 
 
-CONVERSE_ANSWER = {
-    "output": {"message": {"role": "assistant", "content": [{"text": "hi"}]}},
-    "stopReason": "end_turn",
-    "usage": {"inputTokens": 1, "outputTokens": 1, "totalTokens": 2},
-    "metrics": {"latencyMs": 1},
-}
-
-
 @pytest.mark.parametrize(
     "changes",
     [
         {"usage": {"inputTokens": "x", "outputTokens": 1, "totalTokens": 2}},  # int(): ValueError
         {"metrics": {"latencyMs": "1e400"}},  # written as a number: int() of infinity, OverflowError
         {"usage": {"inputTokens": [1], "outputTokens": 1, "totalTokens": 2}},  # int(): TypeError
+        {"usage": "abc"},  # an object's .get() on text: AttributeError
+        {"metrics": 5},
     ],
-    ids=["a count of text", "a count past a float", "a count of a list"],
+    ids=["a count of text", "a count past a float", "a count of a list", "usage of text", "metrics of a number"],
 )
 def test_an_answer_botocore_cannot_parse_is_the_upstreams_invalid_response(changes: dict[str, Any]) -> None:
     """botocore's parser reads numbers with int() and float(), whose errors are not botocore's."""
-    client = boto3.client("bedrock-runtime", region_name="us-east-1")
-    body = json.dumps({**CONVERSE_ANSWER, **changes}).replace('"1e400"', "1e400").encode()
-
-    class Raw:
-        def stream(self, **_: Any) -> Any:
-            yield body
-
-    def send(request: Any, **_: Any) -> AWSResponse:
-        return AWSResponse(request.url, 200, {"content-type": "application/json"}, Raw())
-
-    client.meta.events.register("before-send.bedrock-runtime.Converse", send)
+    body = json.dumps({**converse_answer([{"text": "hi"}]), **changes}).replace('"1e400"', "1e400").encode()
+    client = answering_raw("bedrock-runtime", "Converse", body)
     with pytest.raises(UpstreamError) as raised, call("bedrock-runtime"):
         client.converse(modelId="m", messages=[{"role": "user", "content": [{"text": "q"}]}])
     assert (raised.value.code, raised.value.kind, raised.value.http_status) == (INVALID_RESPONSE, Kind.FAILED, 502)

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import urllib3
+from botocore.exceptions import ClientError
 
 from connector_pull import handler as pull
 from connector_pull.contract import Settings as PullSettings
@@ -119,7 +120,7 @@ def test_an_older_change_a_later_run_lists_is_not_landed_over_the_newer_an_earli
     first = run(aws, source)
     assert (first.capped, first.landed) == (True, 2)
     second = run(aws, source)
-    assert (second.capped, second.landed, second.superseded, second.repeated) == (False, 1, 1, 0)
+    assert (second.capped, second.landed, second.outdated, second.repeated) == (False, 1, 1, 0)
     assert "newer" in landed_body(aws, "a")
     assert len(aws.landing_versions()) == 3  # a, b and c once each
     claimed = aws.dynamodb.Table("registry").get_item(Key={"pk": KEY["pk"], "sk": "landed#a"})["Item"]
@@ -127,7 +128,7 @@ def test_an_older_change_a_later_run_lists_is_not_landed_over_the_newer_an_earli
 
 
 def test_a_capped_run_counts_every_change_it_did_not_land_over_a_newer_one(aws: Aws, cap: int) -> None:
-    """The count a capped run reports (and logs) is each superseded record, not whether there was one."""
+    """The count a capped run reports (and logs) is each outdated record, not whether there was one."""
     source = Upstream(
         {"items": [article("a", "2026-11-02T09:00:00Z"), article("b", "2026-11-02T09:00:00Z")], "next_cursor": "c1"},
         {"items": [article("c", "2026-11-02T09:00:00Z")], "next_cursor": "c2"},
@@ -137,7 +138,7 @@ def test_a_capped_run_counts_every_change_it_did_not_land_over_a_newer_one(aws: 
     )
     assert run(aws, source).capped
     second = run(aws, source)
-    assert (second.capped, second.landed, second.superseded) == (True, 1, 2)
+    assert (second.capped, second.landed, second.outdated) == (True, 1, 2)
 
 
 def test_a_later_change_or_the_same_change_again_lands_in_a_later_run(aws: Aws) -> None:
@@ -147,20 +148,44 @@ def test_a_later_change_or_the_same_change_again_lands_in_a_later_run(aws: Aws) 
     first = Upstream({"items": [article("a", "2026-11-02T08:00:00Z", body="first")]})
     assert run(aws, first).landed == 1
     again = run(aws, Upstream({"items": [article("a", "2026-11-02T08:00:00Z", body="first")]}))
-    assert (again.landed, again.superseded) == (1, 0)
+    assert (again.landed, again.outdated) == (1, 0)
     later = run(aws, Upstream({"items": [article("a", "2026-11-02T08:00:00.5Z", body="later")]}))
-    assert (later.landed, later.superseded) == (1, 0)
+    assert (later.landed, later.outdated) == (1, 0)
     assert "later" in landed_body(aws, "a")
     older = run(aws, Upstream({"items": [article("a", "2026-11-02T08:00:00Z", body="first")]}))
-    assert (older.landed, older.superseded) == (0, 1)  # half a second older than the claim
+    assert (older.landed, older.outdated) == (0, 1)  # half a second older than the claim
     assert "later" in landed_body(aws, "a")
+
+
+def test_a_claim_the_registry_fails_fails_the_run_and_keeps_the_watermark(aws: Aws) -> None:
+    """Throttled, say: the run fails before landing the record, and the next run pulls it again."""
+    aws.dynamodb.Table("registry").put_item(Item={**KEY, "updated_since": STORED})
+
+    class Throttled(pull.Watermarks):
+        def claim(self, source: str, record_id: str, changed: dt.datetime) -> bool:
+            error = {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}
+            raise ClientError(error, "PutItem")
+
+    with pytest.raises(ClientError):
+        pull.pull(
+            Upstream({"items": [article("a", "2026-11-02T09:00:00Z")]}),  # type: ignore[arg-type]
+            SOURCE,
+            s3=aws.s3,
+            sqs=aws.sqs,
+            watermarks=Throttled(aws.dynamodb.Table("registry")),
+            dlq_url=aws.dlq_url,
+            bucket=LANDING,
+            clock=Clock(),
+        )
+    assert aws.landing_versions() == []
+    assert stored(aws) == {**KEY, "updated_since": STORED}
 
 
 def test_a_record_without_a_change_time_lands_whatever_an_earlier_run_landed(aws: Aws) -> None:
     """Nothing orders it against another change: it lands, as the source lists it, and claims nothing."""
     assert run(aws, Upstream({"items": [article("a", "2026-11-02T09:00:00Z", body="dated")]})).landed == 1
     undated = run(aws, Upstream({"items": [article("a", None, body="undated")]}))
-    assert (undated.landed, undated.superseded) == (1, 0)
+    assert (undated.landed, undated.outdated) == (1, 0)
     assert "undated" in landed_body(aws, "a")
     claimed = aws.dynamodb.Table("registry").get_item(Key={"pk": KEY["pk"], "sk": "landed#a"})["Item"]
     assert claimed["changed"] == "2026-11-02T09:00:00+00:00"
@@ -285,7 +310,7 @@ def test_a_capped_run_is_logged_and_counted_and_gives_the_lease_back(
     monkeypatch.setattr(pull, "client", lambda: Paged(*["2026-11-01T00:00:00Z"] * 3))
     capsys.readouterr()
     answer = pull.lambda_handler({}, Invocation(aws_request_id="run-1"))
-    assert answer == {"landed": 2, "poison": 0, "pages": 2, "capped": True, "repeated": 0, "superseded": 0}
+    assert answer == {"landed": 2, "poison": 0, "pages": 2, "capped": True, "repeated": 0, "outdated": 0}
     lines = printed(capsys)
     (capped,) = [line for line in lines if line.get("message") == "pull stopped at the page cap; the next run resumes"]
     assert (capped["level"], capped["source"], capped["pages"]) == ("WARNING", SOURCE.name, 2)
@@ -358,7 +383,7 @@ def test_the_deployed_handler_stops_for_time_by_its_invocations_remaining_time(
 
     capsys.readouterr()
     answer = pull.lambda_handler({}, Short(aws_request_id="run-1"))
-    assert answer == {"landed": 1, "poison": 0, "pages": 1, "capped": True, "repeated": 0, "superseded": 0}
+    assert answer == {"landed": 1, "poison": 0, "pages": 1, "capped": True, "repeated": 0, "outdated": 0}
     (line,) = [
         line
         for line in printed(capsys)

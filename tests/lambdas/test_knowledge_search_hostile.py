@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import boto3
 import pytest
-from botocore.awsrequest import AWSResponse
 
-from knowledge_search.handler import MAX_LOCATOR_CHARS, search
+from knowledge_search.handler import search
 from shared.bodies import MAX_OBJECT_KEYS
-from shared.display import CONTROLS
+from shared.display import CONTROLS, MAX_LOCATOR_CHARS
+from tests.lambdas.bedrock_fakes import answering_raw
 
 KB = "KBPROD1234"
 SCOPED = {"data_classifications": ["public"]}
@@ -170,37 +169,19 @@ def test_an_answer_of_more_results_than_asked_or_of_huge_locators_stays_within_b
     assert len(json.dumps(answer)) < 10_000
 
 
-class Answering:
-    """A real client whose Retrieve gets ``body`` back as AWS's answer: botocore parses it."""
-
-    def __init__(self, body: bytes, status: int = 200) -> None:
-        self.client = boto3.client("bedrock-agent-runtime", region_name="us-east-1")
-        self.client.meta.events.register("before-send.bedrock-agent-runtime.Retrieve", self._send)
-        self.body, self.status = body, status
-
-    def _send(self, request: Any, **_: Any) -> AWSResponse:
-        return AWSResponse(request.url, self.status, {"content-type": "application/json"}, Raw(self.body))
-
-
-class Raw:
-    def __init__(self, body: bytes) -> None:
-        self.body = body
-
-    def stream(self, **_: Any) -> Any:
-        yield self.body
-
-
 @pytest.mark.parametrize(
     "body",
     [
         b'{"retrievalResults": [{"content": {"text": "x"}, "score": "high"}]}',
         b'{"retrievalResults": [{"content": {"text": "x"}, "score": ' + b"9" * 401 + b"}]}",
+        b'{"retrievalResults": [{"content": "x"}]}',
+        b'{"retrievalResults": {"a": 1}}',
     ],
-    ids=["a score of text", "a score past a float"],
+    ids=["a score of text", "a score past a float", "a content of text", "results of an object"],
 )
 def test_an_answer_botocore_cannot_read_is_the_knowledge_bases_failure_not_a_crash(body: bytes) -> None:
     """botocore's parser raises int()'s and float()'s own errors, not botocore's: the call failed."""
-    answer = search(Answering(body).client, KB, {"query": "q", **SCOPED})
+    answer = search(answering_raw("bedrock-agent-runtime", "Retrieve", body), KB, {"query": "q", **SCOPED})
     assert answer["error"]["kind"] == "upstream_unavailable"
     assert answer["error"]["message"] == "knowledge base failed with InvalidResponse"
     assert "retry_after" not in answer["error"]
@@ -222,7 +203,7 @@ def test_only_a_throttled_or_unavailable_knowledge_base_is_worth_a_retry(
     """A refusal (access, validation) fails the same way again; an error code that is not one
     (a newline, a bidi override, 6,000 characters) is named as a ClientError, never echoed."""
     body = json.dumps({"__type": code, "message": "no"}).encode()
-    answer = search(Answering(body, status).client, KB, {"query": "q", **SCOPED})
+    answer = search(answering_raw("bedrock-agent-runtime", "Retrieve", body, status), KB, {"query": "q", **SCOPED})
     shown = code if retry_after or code.isalnum() else "ClientError"
     assert answer["error"]["message"] == f"knowledge base failed with {shown}"
     assert answer["error"].get("retry_after") == retry_after

@@ -20,6 +20,7 @@ from prototype_query import answering, contract, handler
 from prototype_query.contract import Settings
 from prototype_query.models import Citation
 from shared.contract import SettingsError
+from shared.display import MAX_LOCATOR_CHARS
 from tests.conftest import ROOT
 from tests.lambdas.conftest import FakeContext, HttpResult, function_url_event, http_result
 
@@ -456,7 +457,7 @@ def test_a_knowledge_base_answer_cites_no_more_passages_than_it_retrieved_and_cl
     assert result.status == 200
     assert [citation["number"] for citation in result.body["citations"]] == [1, 2, 3]  # max_passages: 3
     uri = result.body["citations"][0]["uri"]
-    assert (len(uri), uri[-2:]) == (answering.MAX_LOCATOR_CHARS, "a…")
+    assert (len(uri), uri[-2:]) == (MAX_LOCATOR_CHARS, "a…")
 
 
 def test_a_kendra_title_or_uri_of_megabytes_is_clipped(stubs: Stubs, lambda_context: FakeContext) -> None:
@@ -464,7 +465,7 @@ def test_a_kendra_title_or_uri_of_megabytes_is_clipped(stubs: Stubs, lambda_cont
     stubs.kendra.add_response("retrieve", {"QueryId": "q1", "ResultItems": [item]})
     stubs.bedrock.add_response("converse", converse_response("Refunds take 30 days [1]."))
     (citation,) = ask(lambda_context, {"question": "Q?", "source": "kendra"}).body["citations"]
-    assert [len(citation["title"]), len(citation["uri"])] == [answering.MAX_LOCATOR_CHARS] * 2
+    assert [len(citation["title"]), len(citation["uri"])] == [MAX_LOCATOR_CHARS] * 2
 
 
 @pytest.mark.parametrize("text", ["", " \n "])
