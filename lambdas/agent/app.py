@@ -150,7 +150,7 @@ class Service:
                     messages=messages,
                     session_id=session_id,
                     max_tokens=request.max_tokens,
-                    sampling=request.sampling,
+                    **request.sampling,
                     max_iterations=settings.max_iterations,
                     deadline=deadline,
                     clock=self.clock,

@@ -20,7 +20,7 @@ import contextvars
 import json
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
@@ -229,12 +229,14 @@ def run_turn(
     session_id: str,
     max_iterations: int,
     max_tokens: int | None = None,
-    sampling: Mapping[str, Any] | None = None,
+    temperature: float | None = None,
+    top_p: float | None = None,
+    stop_sequences: Sequence[str] = (),
     deadline: float | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> Turn:
     """One turn: ``messages`` end with the caller's; ``tools`` are Strands tools (the caller's);
-    ``sampling`` the caller's temperature, top_p and stop_sequences, for every model call.
+    the caller's sampling settings, where chosen, are every model call's (None: the model's own).
     Raises UpstreamError when no model of the caller's could answer."""
     from strands import Agent
     from strands.models import BedrockModel
@@ -247,7 +249,9 @@ def run_turn(
         "streaming": False,
         "additional_args": {"requestMetadata": {"session_id": session_id}},
         **({"max_tokens": max_tokens} if max_tokens else {}),
-        **(sampling or {}),  # BedrockModel's own names: temperature, top_p, stop_sequences
+        **({"temperature": temperature} if temperature is not None else {}),
+        **({"top_p": top_p} if top_p is not None else {}),
+        **({"stop_sequences": list(stop_sequences)} if stop_sequences else {}),
     }
     candidates = [
         RoutingCandidate(BedrockModel(boto_session=session, model_id=model, **config), name=model) for model in models

@@ -887,7 +887,8 @@ def test_a_turn_is_run_with_the_agents_settings_and_the_callers_request(monkeypa
         "messages": given["messages"],
         "session_id": SESSION,
         "max_tokens": 50,
-        "sampling": {"temperature": 0.0, "stop_sequences": ["END"]},  # top_p not sent: the model's own
+        "temperature": 0.0,  # and no top_p: not sent, the model's own
+        "stop_sequences": ["END"],
         "max_iterations": 7,
         "deadline": 120.0,
         "clock": clock,
