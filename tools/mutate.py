@@ -243,7 +243,7 @@ EQUIVALENT: dict[str, str] = {
         "texts: the screen answers one text per text sent (or raises), so there is one per turn"
         for n in (58, 61, 62)
     },
-    "ai_gateway.flow.xǁFlowǁ_from_agent__mutmut_69": "the conversation agent_turn gets only re-correlates the "
+    "ai_gateway.flow.xǁFlowǁ_from_agent__mutmut_70": "the conversation agent_turn gets only re-correlates the "
     "request's recorder for the tool stages, and the output guardrail's stage, which follows every agent turn "
     "in complete(), sets the request's own id again before its documents are written",
     # ingestion/pipeline.py
