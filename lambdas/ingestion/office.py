@@ -16,6 +16,7 @@ import posixpath
 import warnings
 import zipfile
 from collections.abc import Iterator
+from itertools import chain
 from typing import Any, NamedTuple
 
 from ingestion.documents import ReadBudget, ReadLimits, RejectedError
@@ -215,22 +216,45 @@ RUN_MARKS = {f"{{{W_MAIN}}}tab": "\t", f"{{{W_MAIN}}}br": "\n", f"{{{W_MAIN}}}cr
              f"{{{W_MAIN}}}noBreakHyphen": "-"}  # fmt: skip
 
 
+# The ends of the main part's relationship types to its footnotes and endnotes, in reading order.
+NOTE_PARTS = ("/footnotes", "/endnotes")
+NOTES = frozenset({f"{{{W_MAIN}}}footnote", f"{{{W_MAIN}}}endnote"})
+# The notes Word writes for its own layout (the rule above the notes and its continuations): no text.
+LAYOUT_NOTES = frozenset({"separator", "continuationSeparator", "continuationNotice"})
+
+
 def _docx_text(data: bytes, budget: ReadBudget) -> str:
     """Each paragraph of the body a line (tables' and text boxes' too, each once), as Word shows
     it: a run's tabs and breaks kept, hidden runs, a text box's fallback copy and a tracked move's
-    old place left out."""
+    old place left out; then the footnotes' and endnotes' paragraphs, read the same way."""
     import docx  # only when a DOCX arrives
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         document = docx.Document(io.BytesIO(data))
-        for paragraph in document.element.body.iter(f"{{{W_MAIN}}}p"):
+        for paragraph in chain(document.element.body.iter(f"{{{W_MAIN}}}p"), _note_paragraphs(document)):
             budget.check_time()
             if any(ancestor.tag in UNSHOWN for ancestor in paragraph.iterancestors()):
                 continue
             if line := "".join(_docx_runs(paragraph)):  # a paragraph of nothing Word shows is no line
                 budget.add(line)
     return budget.text()
+
+
+def _note_paragraphs(document: Any) -> Iterator[Any]:
+    """The paragraphs of the document's footnotes, then of its endnotes (the parts its main part
+    relates to; python-docx keeps them unparsed), in their order, Word's layout notes left out.
+    Parsed with python-docx's parser: entities are not expanded, nothing is fetched."""
+    from docx.oxml import parse_xml
+
+    relations = [rel for rel in document.part.rels.values() if not rel.is_external]
+    for kind in NOTE_PARTS:
+        for rel in relations:
+            if not rel.reltype.endswith(kind):
+                continue
+            for note in parse_xml(rel.target_part.blob):
+                if note.tag in NOTES and note.get(f"{{{W_MAIN}}}type") not in LAYOUT_NOTES:
+                    yield from note.iter(f"{{{W_MAIN}}}p")
 
 
 def _docx_runs(paragraph: Any) -> Iterator[str]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,64 @@ def test_a_word_file_is_read_as_word_shows_it() -> None:
     out = io.BytesIO()
     document.save(out)
     assert text_of(out.getvalue(), "docx") == "Escalate to\tGrace\nHopper\nShown\nBefore After\nBoxed\nMoved."
+
+
+def notes_part(kind: str, notes: list[tuple[str | None, str]]) -> str:
+    """A footnotes or endnotes part: each note's type (None: a note of text) and its paragraph."""
+    written = "".join(
+        f'<w:{kind} w:id="{number}"{f" w:type={chr(34)}{type_}{chr(34)}" if type_ else ""}>'
+        f"<w:p><w:r><w:t>{text}</w:t></w:r></w:p></w:{kind}>"
+        for number, (type_, text) in enumerate(notes)
+    )
+    return f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><w:{kind}s xmlns:w="{W}">{written}</w:{kind}s>'
+
+
+def with_notes(package: bytes, parts: dict[str, str]) -> bytes:
+    """``package`` with footnotes and endnotes parts (``parts``: kind -> XML), related from the
+    main part and declared, as Word writes them."""
+    source = zipfile.ZipFile(io.BytesIO(package))
+    relations = "".join(
+        f'<Relationship Id="rIdNote{kind}" Target="{kind}s.xml" '
+        f'Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/{kind}s"/>'
+        for kind in parts
+    )
+    types = "".join(
+        f'<Override PartName="/word/{kind}s.xml" '
+        f'ContentType="application/vnd.openxmlformats-officedocument.wordprocessingml.{kind}s+xml"/>'
+        for kind in parts
+    )
+    edits = {
+        "word/_rels/document.xml.rels": lambda text: text.replace("</Relationships>", relations + "</Relationships>"),
+        "[Content_Types].xml": lambda text: text.replace("</Types>", types + "</Types>"),
+    }
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as copy:
+        for item in source.infolist():
+            data = source.read(item)
+            edit = edits.get(item.filename)
+            copy.writestr(item, edit(data.decode()).encode() if edit else data)
+        for kind, xml in parts.items():
+            copy.writestr(f"word/{kind}s.xml", xml)
+    return out.getvalue()
+
+
+def test_a_word_files_footnotes_and_endnotes_follow_its_body() -> None:
+    """Footnotes carry what a document cites and qualifies: read after the body, footnotes before
+    endnotes, without the rules Word writes above them for its layout."""
+    document = docx.Document()
+    document.add_paragraph("Refunds take thirty days.")
+    out = io.BytesIO()
+    document.save(out)
+    notes = {
+        "endnote": notes_part("endnote", [("separator", "-"), (None, "See the 2024 policy.")]),
+        "footnote": notes_part(
+            "footnote",
+            [("separator", "-"), ("continuationSeparator", "--"), (None, "Except sale items."), (None, "Ask Ada.")],
+        ),
+    }
+    assert text_of(with_notes(out.getvalue(), notes), "docx") == (
+        "Refunds take thirty days.\nExcept sale items.\nAsk Ada.\nSee the 2024 policy."
+    )
 
 
 def test_json_with_an_integer_of_any_length_is_json() -> None:
