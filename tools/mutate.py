@@ -320,6 +320,11 @@ EQUIVALENT: dict[str, str] = {
     "None is a TypeError it catches)",
     # knowledge_search/handler.py
     **{
+        f"knowledge_search.handler.x__retrieve__mutmut_{n}": "the service name of a failed Retrieve's "
+        "UpstreamError: the tool's error and log line name the failure by its code only"
+        for n in (1, 2, 3)
+    },
+    **{
         f"knowledge_search.handler.x_search__mutmut_{n}": "the name of the arguments as a whole, used only for "
         "a problem at the top level: arguments reach validation as an object (lambda_handler passes {} for any "
         "other event), so every problem names a field"
@@ -453,11 +458,15 @@ EQUIVALENT: dict[str, str] = {
     "empty model id, and the caller's models are non-empty names)",
     # agent/memory.py
     **{
-        f"agent.memory.xǁSessionMemoryǁ{name}__mutmut_{n}": "a default for a member botocore's model says is "
-        "required (ListEvents' events and each event's payload, RetrieveMemoryRecords' memoryRecordSummaries): "
-        "every answer has it"
-        for name, numbers in (("history", (32, 34, 49, 51)), ("recall", (34, 36)))
+        f"agent.memory.xǁSessionMemoryǁ{name}__mutmut_{n}": "the service name of a failed call's UpstreamError: "
+        "memory logs a failure by its code only"
+        for name, numbers in (("history", (3, 4, 5)), ("recall", (11, 12, 13)))
         for n in numbers
+    },
+    **{
+        f"agent.memory.xǁSessionMemoryǁhistory__mutmut_{n}": "zip(strict=...) of a turn's parts and their texts: "
+        "one text is read per part, so they are always as many"
+        for n in (91, 94, 95)
     },
     # shared/bodies.py
     "shared.bodies.x_check_arguments__mutmut_10": "ensure_ascii None for False: json.dumps reads only its truth, "
@@ -826,18 +835,15 @@ EQUIVALENT: dict[str, str] = {
     "connector_pull.handler.x_pull__mutmut_62": "'' for None: the resume point is read only as true or false",
     **{
         f"connector_pull.handler.xǁ{name}": "'or' for 'OR' in a condition expression: the same"
-        for name in ("Leaseǁacquire__mutmut_15", "Watermarksǁclaim__mutmut_14")
+        for name in ("Leaseǁacquire__mutmut_18", "Watermarksǁclaim__mutmut_18")
     },
     **{
-        f"connector_pull.handler.xǁ{name}": "a default for a ClientError's Error, which botocore always "
-        "sets: never read"
+        f"connector_pull.handler.{name}": "a default for a ClientError's Error, which botocore always sets: never read"
         for name in (
-            "Leaseǁacquire__mutmut_21",
-            "Leaseǁacquire__mutmut_23",
-            "Leaseǁrelease__mutmut_13",
-            "Leaseǁrelease__mutmut_15",
-            "Watermarksǁclaim__mutmut_20",
-            "Watermarksǁclaim__mutmut_22",
+            "x__put_if__mutmut_9",
+            "x__put_if__mutmut_11",
+            "xǁLeaseǁrelease__mutmut_13",
+            "xǁLeaseǁrelease__mutmut_15",
         )
     },
     **{

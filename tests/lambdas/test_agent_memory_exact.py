@@ -132,6 +132,23 @@ def test_an_event_without_a_time_or_a_text_is_skipped_not_the_turns_failure() ->
     assert memory(Answering(events), history=5).history(ACTOR, SESSION) == [*turn(1), *turn(5)]
 
 
+def test_an_answer_without_events_or_an_event_without_a_payload_is_no_history() -> None:
+    class Bare:
+        def __init__(self, answer: dict[str, Any]) -> None:
+            self.answer = answer
+
+        def list_events(self, **_: Any) -> dict[str, Any]:
+            return self.answer
+
+        def retrieve_memory_records(self, **_: Any) -> dict[str, Any]:
+            return self.answer
+
+    assert memory(Bare({}), history=5).history(ACTOR, SESSION) == []
+    payloadless = {key: value for key, value in event(1).items() if key != "payload"}
+    assert memory(Bare({"events": [payloadless, event(2)]}), history=5).history(ACTOR, SESSION) == turn(2)
+    assert memory(Bare({}), recall=2).recall(ACTOR, SESSION, "where do I live?") == []
+
+
 # --- recall ----------------------------------------------------------------------------------------
 
 

@@ -29,7 +29,16 @@ from strands.tools.tools import PythonAgentTool
 from strands.types.exceptions import ContextWindowOverflowException, ModelThrottledException
 from strands.types.tools import ToolResult, ToolUse
 
-from agent.turn import STOPPED_ANSWER, OrderedFallback, ToolCall, Turn, TurnBounds, _SharedClient, run_turn
+from agent.turn import (
+    STOPPED_ANSWER,
+    OrderedFallback,
+    ToolCall,
+    Turn,
+    TurnBounds,
+    _partial_answer,
+    _SharedClient,
+    run_turn,
+)
 from shared.aws_errors import Kind, UpstreamError
 from tests.lambdas.bedrock_fakes import agent_reply, tool_use
 from tests.lambdas.test_agent import Captured, Clock
@@ -673,3 +682,39 @@ def test_an_agent_out_of_time_before_its_first_model_call_names_the_callers_firs
     answered = turn(client, [found()], clock=clock, models=(MODEL, FALLBACK), deadline=DEADLINE)
     assert answered == Turn(model=MODEL, answer=STOPPED_ANSWER, stop="deadline", iterations=1)
     assert asked == []  # no model call past the deadline, not even one cancelled as it streams
+
+
+USER = {"role": "user", "content": [{"text": "Where is my order?"}]}
+
+
+@pytest.mark.parametrize(
+    ("messages", "answer"),
+    [
+        ([], ""),
+        ([USER], ""),  # the last message is the caller's: nothing was cut
+        (["not a message"], ""),
+        ([USER, {"role": "assistant"}], ""),  # no content
+        (
+            [
+                USER,
+                {"role": "assistant", "content": [{"text": "early"}]},
+                {"role": "assistant", "content": [{"text": "late"}]},
+            ],
+            "late",
+        ),
+        (
+            [
+                USER,
+                {"role": "assistant", "content": [{"text": "Your order "}, {"toolUse": {}}, "x", {"text": "shipped"}]},
+            ],
+            "Your order shipped",
+        ),
+    ],
+    ids=["none", "the callers", "not a message", "no content", "the last of two", "its text blocks joined"],
+)
+def test_the_partial_answer_is_the_text_of_the_last_message_when_it_is_the_models(
+    messages: list[Any], answer: str
+) -> None:
+    """A turn cut at max_tokens answers with what the model wrote in its last message, only its
+    text blocks, joined as written; a conversation that does not end with the model's answers none."""
+    assert _partial_answer(messages) == answer

@@ -158,6 +158,13 @@ def test_text_with_a_lone_surrogate_is_answered_as_utf_8_can_carry_it() -> None:
     json.dumps(answer, ensure_ascii=False).encode()  # as the runtime sends it
 
 
+def test_a_locator_of_exactly_the_limit_is_returned_whole() -> None:
+    uri = "s3://curated/" + "a" * (MAX_LOCATOR_CHARS - len("s3://curated/"))
+    result = {**GOOD, "location": {"s3Location": {"uri": uri}}}
+    (passage,) = search(Runtime({"retrievalResults": [result]}), KB, {"query": "q", **SCOPED})["passages"]
+    assert passage["source"] == uri
+
+
 def test_an_answer_of_more_results_than_asked_or_of_huge_locators_stays_within_bounds() -> None:
     """Lambda returns at most 6 MB: 20,000 results for 2 asked, or a 7 MB URI, would fail the
     invocation instead of answering."""
