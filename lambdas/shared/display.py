@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from urllib.parse import quote
 
+from shared.bodies import clip  # (every function importing this module loads shared.bodies anyway)
+
 CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 # Half a surrogate pair: JSON can escape one ("\\ud800"), no UTF-8 can hold it. In a str, any is a lone one.
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")
@@ -29,10 +31,7 @@ def locator_text(value: object) -> str | None:
     """A URI or a title another system answered, as a function returns it: text only (None for
     anything else), cut to MAX_LOCATOR_CHARS ("…" where cut: one of megabytes would pass Lambda's
     6 MB answer), and UTF-8 encodable."""
-    if not isinstance(value, str):
-        return None
-    cut = value if len(value) <= MAX_LOCATOR_CHARS else f"{value[: MAX_LOCATOR_CHARS - 1]}…"
-    return utf8_encodable(cut)
+    return utf8_encodable(clip(value, MAX_LOCATOR_CHARS)) if isinstance(value, str) else None
 
 
 def without_controls(text: str) -> str:
