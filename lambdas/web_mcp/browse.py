@@ -52,8 +52,15 @@ TYPE = (
     "return true; }"
 )
 EXISTS = "(s) => document.querySelector(s) !== null"
+# The page as the browser holds it, its elements the browser computed as not shown (a stylesheet's
+# display:none or visibility:hidden) marked ``hidden`` first, so the reader leaves them out as it
+# does what the markup hides (web_mcp.readable). The page's script runs between none of it.
 READ = (
-    "(n) => { const h = document.documentElement ? document.documentElement.outerHTML : ''; "
+    "(n) => { const b = document.body; if (b) for (const e of b.querySelectorAll('*')) { "
+    "const s = getComputedStyle(e); "
+    "if (s.display === 'none' || s.visibility === 'hidden' || s.visibility === 'collapse') "
+    "e.setAttribute('hidden', ''); } "
+    "const h = document.documentElement ? document.documentElement.outerHTML : ''; "
     "return JSON.stringify({title: document.title, html: h.length > n ? h.slice(0, n) : h}); }"
 )
 
