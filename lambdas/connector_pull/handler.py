@@ -46,7 +46,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
-from connector_pull.contract import SOURCE, Metric, PullSource, Settings
+from connector_pull.contract import SOURCE, Metric, PullSource, Settings, state_partition
 from shared.bodies import problems
 from shared.dead_letters import cut_to_fit, fits, sqs_json
 from shared.field_paths import value_at
@@ -176,12 +176,12 @@ class Watermarks:
         A listing that spans runs can give an id's older change after the newer one landed in an
         earlier run; landed, it would be left current for good. UTC ISO times compare as text."""
         stamp = changed.isoformat()
-        item = {"pk": f"connector#{source}", "sk": f"landed#{record_id}", "changed": stamp}
+        item = {"pk": state_partition(source), "sk": f"landed#{record_id}", "changed": stamp}
         return _put_if(self._table, item, "attribute_not_exists(pk) OR changed <= :changed", {":changed": stamp})
 
     @staticmethod
     def _key(source: str) -> dict[str, str]:
-        return {"pk": f"connector#{source}", "sk": "watermark"}
+        return {"pk": state_partition(source), "sk": "watermark"}
 
 
 def _put_if(table: Any, item: dict[str, Any], condition: str, values: dict[str, Any]) -> bool:
@@ -201,7 +201,7 @@ class Lease:
 
     def __init__(self, table: Any, source: str, *, seconds: int, clock: Callable[[], float] = time.time) -> None:
         self._table = table
-        self._key = {"pk": f"connector#{source}", "sk": "lease"}
+        self._key = {"pk": state_partition(source), "sk": "lease"}
         self._seconds = seconds
         self._clock = clock
 

@@ -33,7 +33,13 @@ from aws_cdk import (
 )
 from constructs import Construct
 
-from connector_pull.contract import SOURCE as PULL_SOURCE, Metric as PullMetric, PullSource, Settings as PullSettings
+from connector_pull.contract import (
+    SOURCE as PULL_SOURCE,
+    Metric as PullMetric,
+    PullSource,
+    Settings as PullSettings,
+    state_partition,
+)
 from connector_push.contract import Settings as PushSettings
 from ingestion.contract import (
     DIRECT_PREFIX,
@@ -198,7 +204,7 @@ class IngestionPipeline(Construct):
             grantee=grantee,
             actions=CONNECTOR_STATE_ACTIONS,
             resource_arns=[self.registry.table_arn],
-            conditions={"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [f"connector#{source}"]}},
+            conditions={"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [state_partition(source)]}},
         )
 
     def grant_remove_documents(self, grantee: iam.IGrantable) -> iam.Grant:
