@@ -52,17 +52,29 @@ TYPE = (
     "return true; }"
 )
 EXISTS = "(s) => document.querySelector(s) !== null"
-# The page as the browser holds it, its elements the browser computed as not shown (a stylesheet's
-# display:none or visibility:hidden) marked ``hidden`` first, so the reader leaves them out as it
-# does what the markup hides (web_mcp.readable). The page's script runs between none of it.
+# The page as the browser holds it, read in a world of our own (Reader.world: the page's script
+# cannot replace what this calls) and without touching the page: each element's computed style is
+# read first (reads only: one style pass, whatever the page's size), then the document is copied
+# into an inert one (no script, no custom element runs there) where every element the browser does
+# not show (display none, visibility hidden or collapse, content-visibility hidden; a section hidden
+# until found is shown, as web_fetch shows it) is marked ``hidden`` and every other is not, and
+# inline styles go: the browser's computation replaces the reader's (web_mcp.hidden), a stylesheet's
+# rules included.
 READ = (
-    "(n) => { const b = document.body; if (b) for (const e of b.querySelectorAll('*')) { "
-    "const s = getComputedStyle(e); "
-    "if (s.display === 'none' || s.visibility === 'hidden' || s.visibility === 'collapse') "
-    "e.setAttribute('hidden', ''); } "
-    "const h = document.documentElement ? document.documentElement.outerHTML : ''; "
+    "(n) => { const root = document.documentElement; "
+    "if (!root) return JSON.stringify({title: document.title, html: ''}); "
+    "const all = root.querySelectorAll('*'); "
+    "const unseen = Array.from(all, (e) => { const s = getComputedStyle(e); "
+    "return e.getAttribute('hidden') !== 'until-found' && (s.display === 'none' || s.visibility === 'hidden' "
+    "|| s.visibility === 'collapse' || s.contentVisibility === 'hidden'); }); "
+    "const copy = document.implementation.createHTMLDocument('').importNode(root, true); "
+    "const marked = copy.querySelectorAll('*'); "
+    "if (marked.length === all.length) marked.forEach((e, i) => { e.removeAttribute('style'); "
+    "if (unseen[i]) e.setAttribute('hidden', ''); else e.removeAttribute('hidden'); }); "
+    "const h = copy.outerHTML; "
     "return JSON.stringify({title: document.title, html: h.length > n ? h.slice(0, n) : h}); }"
 )
+WORLD = "web-mcp-reader"
 
 
 class BrowserSession(Protocol):
@@ -160,8 +172,12 @@ class Cdp:
             return
         await self._write("Fetch.continueRequest", answer)
 
-    async def evaluate(self, expression: str) -> Any:
-        result = await self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True})
+    async def evaluate(self, expression: str, context: int | None = None) -> Any:
+        """``expression``'s value, in the page's own world or, with ``context``, that one."""
+        params: dict[str, Any] = {"expression": expression, "returnByValue": True}
+        if context is not None:
+            params["contextId"] = context
+        result = await self.send("Runtime.evaluate", params)
         if "exceptionDetails" in result:
             raise ScriptError
         return result.get("result", {}).get("value")
@@ -235,11 +251,23 @@ class Browser:
             await self._loaded(cdp, deadline)
             for index, step in enumerate(steps):
                 await self._step(cdp, index, step, deadline)
-            raw = await self._evaluate(cdp, call(READ, max_bytes), "reading the page")
+            world = await self._world(cdp)
+            raw = await self._evaluate(cdp, call(READ, max_bytes), "reading the page", world)
             data = json.loads(raw) if isinstance(raw, str) else {}
             final_url = await self._location(cdp)
         html = str(data.get("html", "")).encode("utf-8", errors="replace")[:max_bytes].decode("utf-8", errors="ignore")
         return BrowsedPage(url=final_url, title=str(data.get("title", "")), html=html, deadline=deadline)
+
+    @staticmethod
+    async def _world(cdp: Cdp) -> int:
+        """A JavaScript world of our own in the page's main frame: the page's DOM, none of its
+        script's globals (what the page replaces there, JSON.stringify or getComputedStyle, is not
+        what the read calls)."""
+        created = await cdp.send("Page.createIsolatedWorld", {"frameId": cdp.main_frame, "worldName": WORLD})
+        context = created.get("executionContextId")
+        if type(context) is not int:
+            raise unavailable("browser_error", "the browser did not open a world to read the page in")
+        return context
 
     @staticmethod
     async def _location(cdp: Cdp) -> str:
@@ -273,8 +301,8 @@ class Browser:
         await self._loaded(cdp, deadline)
 
     @staticmethod
-    async def _evaluate(cdp: Cdp, expression: str, where: str) -> Any:
+    async def _evaluate(cdp: Cdp, expression: str, where: str, context: int | None = None) -> Any:
         try:
-            return await cdp.evaluate(expression)
+            return await cdp.evaluate(expression, context)
         except ScriptError:
             raise invalid("script_error", f"{where}: the page script failed (is the selector valid?)") from None

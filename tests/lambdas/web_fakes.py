@@ -75,6 +75,7 @@ class FakeBrowserPage:
 
 
 MAIN_FRAME = "target-1"  # a page's main frame has its target's id
+WORLD = 7  # the isolated world's execution context
 
 
 @dataclass
@@ -95,6 +96,8 @@ class FakeCdp:
     paused: list[tuple[str, str, str]] = field(default_factory=list)  # (url, frame, "continue" | "fail")
     intercepting: bool = False
     history: dict[str, Any] | None = None  # Page.getNavigationHistory's answer (None: the pages')
+    world: dict[str, Any] = field(default_factory=lambda: {"executionContextId": WORLD})  # createIsolatedWorld's
+    read_in: list[Any] = field(default_factory=list)  # the context each read of the page ran in
     current: str = "about:blank"
 
     async def answer(self, method: str, params: dict[str, Any], connection: ServerConnection) -> dict[str, Any]:
@@ -115,13 +118,20 @@ class FakeCdp:
                 page = self.pages[self.current]
                 entries.append({"id": 2, "url": page.final_url, "title": page.title, "transitionType": "link"})
             return self.history if self.history is not None else {"currentIndex": len(entries) - 1, "entries": entries}
+        if method == "Page.createIsolatedWorld":
+            return self.world if params == {"frameId": MAIN_FRAME, "worldName": browse.WORLD} else {}
         if method == "Runtime.evaluate":
-            expression = params["expression"]
-            for selector, url in self.navigations.items():
-                if expression.startswith(f"({browse.CLICK}") and json.dumps(selector) in expression:
-                    await self.navigate(url, connection)
-            return {"result": {"type": "string", "value": self.evaluate(expression)}}
+            return await self.runtime_evaluate(params, connection)
         return {}
+
+    async def runtime_evaluate(self, params: dict[str, Any], connection: ServerConnection) -> dict[str, Any]:
+        expression = params["expression"]
+        if expression.startswith(f"({browse.READ}"):
+            self.read_in.append(params.get("contextId"))
+        for selector, url in self.navigations.items():
+            if expression.startswith(f"({browse.CLICK}") and json.dumps(selector) in expression:
+                await self.navigate(url, connection)
+        return {"result": {"type": "string", "value": self.evaluate(expression)}}
 
     async def navigate(self, url: str, connection: ServerConnection) -> dict[str, Any]:
         page = self.pages.get(url)
