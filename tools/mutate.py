@@ -143,11 +143,12 @@ TARGETS = {
         ),
     ),
     "web": Target(
-        modules=("web_mcp/addresses.py", "web_mcp/fetch.py", "web_mcp/readable.py"),
+        modules=("web_mcp/addresses.py", "web_mcp/fetch.py", "web_mcp/readable.py", "web_mcp/hidden.py"),
         tests=(
             "tests/lambdas/test_web_mcp.py",
             "tests/lambdas/test_web_fetch_exact.py",
             "tests/lambdas/test_web_readable_exact.py",
+            "tests/lambdas/test_web_readable_hidden.py",
             "tests/lambdas/test_web_fetch_hostile.py",
             "tests/lambdas/test_web_tool_results.py",
             "tests/lambdas/test_fuzz_web_mcp.py",
