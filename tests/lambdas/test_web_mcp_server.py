@@ -521,42 +521,37 @@ def test_browse_reads_the_page_in_a_world_of_its_own(world: World) -> None:
     assert world.cdp.read_in == [WORLD]
 
 
-@pytest.mark.parametrize("answer", [{}, {"executionContextId": "7"}, {"executionContextId": True}])
-def test_browse_fails_unavailable_without_a_world_to_read_in(world: World, answer: dict[str, Any]) -> None:
-    url = world.site("/app")
-    world.cdp.pages[url] = FakeBrowserPage(url, "t", "<p>SECRET</p>")
-    world.cdp.world = answer
-    is_error, body = browse_call(world, url)
-    assert is_error
-    assert (body["error"]["kind"], body["error"]["reason"]) == ("upstream_unavailable", "browser_error")
-    assert world.cdp.read_in == []
-    assert "SECRET" not in json.dumps(body)
-    assert world.sessions[-1] == "stop"
-
-
 @pytest.mark.parametrize(
-    "history",
+    ("answer", "value"),
     [
-        {},
-        {"currentIndex": 1, "entries": [{"url": "about:blank"}]},
-        {"currentIndex": -1, "entries": [{"url": "about:blank"}]},
-        {"currentIndex": True, "entries": [{"url": "about:blank"}, {"url": "https://x.test/"}]},
-        {"currentIndex": "0", "entries": [{"url": "https://x.test/"}]},
-        {"currentIndex": 0, "entries": {"0": {"url": "https://x.test/"}}},
-        {"currentIndex": 0, "entries": ["https://x.test/"]},
-        {"currentIndex": 0, "entries": [{"url": None}]},
+        ("world", {}),  # Page.createIsolatedWorld's, before the read
+        ("world", {"executionContextId": "7"}),
+        ("world", {"executionContextId": True}),
+        ("history", {}),  # Page.getNavigationHistory's, after it
+        ("history", {"currentIndex": 1, "entries": [{"url": "about:blank"}]}),
+        ("history", {"currentIndex": -1, "entries": [{"url": "about:blank"}]}),
+        ("history", {"currentIndex": True, "entries": [{"url": "about:blank"}, {"url": "https://x.test/"}]}),
+        ("history", {"currentIndex": "0", "entries": [{"url": "https://x.test/"}]}),
+        ("history", {"currentIndex": 0, "entries": {"0": {"url": "https://x.test/"}}}),
+        ("history", {"currentIndex": 0, "entries": ["https://x.test/"]}),
+        ("history", {"currentIndex": 0, "entries": [{"url": None}]}),
     ],
-    ids=["empty", "past-the-end", "negative", "bool", "text-index", "not-a-list", "not-an-entry", "no-url"],
-)
-def test_browse_fails_unavailable_when_the_browser_does_not_say_where_it_is(
-    world: World, history: dict[str, Any]
+    ids=[
+        "world-empty", "world-text-id", "world-bool-id", "history-empty", "past-the-end", "negative", "bool",
+        "text-index", "not-a-list", "not-an-entry", "no-url",
+    ],
+)  # fmt: skip
+def test_browse_fails_unavailable_when_the_browser_does_not_answer_what_the_read_needs(
+    world: World, answer: str, value: dict[str, Any]
 ) -> None:
+    """No world of our own to read in, or no word of which page the browser shows."""
     url = world.site("/app")
     world.cdp.pages[url] = FakeBrowserPage(url, "t", "<p>SECRET</p>")
-    world.cdp.history = history
+    setattr(world.cdp, answer, value)
     is_error, body = browse_call(world, url)
     assert is_error
     assert (body["error"]["kind"], body["error"]["reason"]) == ("upstream_unavailable", "browser_error")
+    assert world.cdp.read_in == ([] if answer == "world" else [WORLD])
     assert "SECRET" not in json.dumps(body)
     assert world.sessions[-1] == "stop"
 
