@@ -12,7 +12,8 @@ without it. Not paused: sub-resources (scripts, images, a script's own requests)
 in targets of their own (a cross-site frame's later navigations, a popup); none of it is read
 back, and AgentCore Browser's network isolation bounds it. The page's final URL, as the browser's
 navigation history holds it (never as a script in the page reports it), is checked once more
-before anything of it is returned. Steps run as small fixed scripts whose
+before anything of it is returned. The page is read in a JavaScript world of our own, what the
+browser does not show marked on an inert copy (READ). Steps run as small fixed scripts whose
 selector and text are passed as JSON literals, never spliced into JavaScript source. One deadline
 covers the session (navigation, steps, reading the page), and the session is stopped on every path.
 """
@@ -52,7 +53,7 @@ TYPE = (
     "return true; }"
 )
 EXISTS = "(s) => document.querySelector(s) !== null"
-# The page as the browser holds it, read in a world of our own (Reader.world: the page's script
+# The page as the browser holds it, read in a world of our own (Browser._world: the page's script
 # cannot replace what this calls) and without touching the page: each element's computed style is
 # read first (reads only: one style pass, whatever the page's size), then the document is copied
 # into an inert one (no script, no custom element runs there) where every element the browser does

@@ -85,8 +85,8 @@ def cut(text: str, max_chars: int) -> tuple[str, bool]:
 
 
 class _Extractor(HTMLParser):
-    # Raw text, as a browser with scripting on reads it (Python before 3.13.4 parsed markup in all
-    # but script and style, and none reads <noscript> so without scripting=True, from 3.14 on).
+    # Read as raw text, as a browser with scripting on reads them: Python before 3.13.4 reads markup
+    # in all but script and style, and later ones in <noscript> unless made with scripting=True.
     CDATA_CONTENT_ELEMENTS = ("script", "style", "xmp", "iframe", "noembed", "noframes", "noscript")  # type: ignore[misc]
 
     def __init__(self, base_url: str, budget: int) -> None:
