@@ -149,8 +149,8 @@ def _valid(name: str, value: str) -> bool:
 
 def _unescaped(text: str) -> str:
     def one(match: re.Match[str]) -> str:
-        if match.group(1) is None:
-            return "" if match.group(2) == "\n" else match.group(2)
+        if match.group(1) is None:  # an escaped line break outside a string is no escape: invalid
+            return "\ufffd" if match.group(2) == "\n" else match.group(2)
         code = int(match.group(1), 16)
         return chr(code) if 0 < code <= 0x10FFFF and not 0xD800 <= code <= 0xDFFF else "\ufffd"
 

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from web_mcp import browse
-from web_mcp.hidden import MAX_DEPTH as MAX_HIDDEN_DEPTH, hidden_by_markup
+from web_mcp.hidden import MAX_DEPTH as MAX_HIDDEN_DEPTH, hidden_by_markup, standards_mode
 from web_mcp.readable import from_html
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,6 +57,17 @@ def text(page: str) -> str:
         ([("style", "display:none;x:url(a;display:block)")], True),  # nor in brackets
         ([("style", 'x:"/*";display:none')], True),  # a comment's start in a string starts none
         ([("style", "x:'\\';display:block';display:none")], True),  # an escaped quote ends no string
+        ([("style", "x:(a]b;display:block);display:none")], True),  # brackets of any kind count alike
+        ([("style", "x:a);display:none")], True),  # a stray closing bracket closes nothing
+        ([("style", "display:no\\\nne")], False),  # an escaped line break is no escape: an invalid value
+        ([("style", "display:none;display:bl\\\nock")], True),
+        ([("style", "display:\\0 none")], False),  # code point 0, as a surrogate's, is U+FFFD
+        ([("style", "display:\\d800 none")], False),
+        ([("style", "display:block flow list-item")], False),  # three of display's keywords
+        ([("style", "display:none;display:block flow list-item inline")], True),  # four are no display
+        ([("style", "display:none !important;display:block !important")], False),  # the later important wins
+        ([("style", "display:none!IMPORTANT;display:block")], True),
+        ([("style", "visibility:collapse !important;visibility:visible")], True),
         ([("style", "display:block;display:none")], True),
         ([("style", "display:/* a comment */none")], True),
         ([("style", "display:none/* never closed")], True),
@@ -150,6 +161,32 @@ def test_an_element_is_hidden_by_its_hidden_attribute_or_its_inline_style(
 )
 def test_hidden_content_is_left_out_to_where_html_ends_it(page: str, expected: str) -> None:
     assert text(page) == expected
+
+
+@pytest.mark.parametrize(
+    ("doctype", "standards"),
+    [
+        ("DOCTYPE html", True),
+        ("doctype  HTML", True),
+        ('DOCTYPE html SYSTEM "about:legacy-compat"', True),
+        ("DOCTYPE html SYSTEM 'about:legacy-compat'", True),
+        ('DOCTYPE html SYSTEM "http://e.test/x.dtd"', False),
+        ('DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Strict//EN" "http://www.w3.org/TR/xhtml1/DTD/x.dtd"', True),
+        ('DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Transitional//EN"', True),  # limited quirks: as standards here
+        ('DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 4.01//EN"', True),
+        ('DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 4.01 Transitional//EN" "http://www.w3.org/TR/html4/loose.dtd"', True),
+        ('DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 4.01 Transitional//EN"', False),  # without a system id: quirks
+        ("DOCTYPE HTML PUBLIC '-//W3C//DTD HTML 4.01 Frameset//EN'", False),
+        ('DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 3.2 Final//EN"', False),
+        ("DOCTYPE html PUBLIC", False),
+        ("DOCTYPE svg", False),
+        ("DOCTYPE", False),
+        ("ELEMENT html", False),
+    ],
+)
+def test_the_doctype_says_whether_a_table_closes_an_open_p(doctype: str, standards: bool) -> None:
+    assert standards_mode(doctype) is standards
+    assert text(f"<!{doctype}><p hidden>x<table><tr><td>y</table>") == ("y" if standards else "")
 
 
 def test_a_title_inside_hidden_content_is_still_the_pages_title() -> None:
