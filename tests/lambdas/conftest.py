@@ -12,6 +12,7 @@ from typing import Any
 
 import boto3
 import pytest
+from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from aws_lambda_powertools.utilities.typing.lambda_client_context import LambdaClientContext
 from botocore.stub import Stubber
@@ -57,12 +58,22 @@ class _CurrentStdout:
 
 
 @pytest.fixture(autouse=True)
-def logs_to_current_stdout() -> None:
-    # Powertools loggers keep the sys.stdout of their creation; pytest swaps it per test phase.
+def logs_to_current_stdout() -> Iterator[None]:
+    """Powertools loggers keep the sys.stdout of their creation; pytest swaps it per test phase.
+    And every handler here logs as one service (POWERTOOLS_SERVICE_NAME): one logger, one set of
+    keys. A key one handler appends for its invocation (the interceptor's conversation id), left
+    after a test, would be on the next test's lines from another handler (the agent's), which no
+    deployed function shares: each test starts from the keys the loggers had before it."""
+    kept: list[tuple[LambdaPowertoolsFormatter, dict[str, Any]]] = []
     for logger in [logging.getLogger(), *logging.root.manager.loggerDict.values()]:
         for handler in getattr(logger, "handlers", []):
             if type(handler) is logging.StreamHandler:  # not pytest's own capture handlers
                 handler.stream = _CurrentStdout()
+                if isinstance(handler.formatter, LambdaPowertoolsFormatter):
+                    kept.append((handler.formatter, dict(handler.formatter.log_format)))
+    yield
+    for formatter, keys in kept:
+        formatter.log_format = keys
 
 
 @pytest.fixture
