@@ -426,6 +426,7 @@ def test_a_document_without_the_agents_prompt_is_a_503_before_any_model_call(
     capsys.readouterr()
     status, answer = agent.invoke({"prompt": "hi"}, {CALLER_TOKEN_HEADER: "t"}, SESSION)  # no Converse queued
     assert (status, answer["error"]) == (503, "config_unavailable")
+    assert answer["message"] == "the agent's configuration is not available yet; retry"
     (line,) = logged(capsys, "no system prompt in the groups document")
     assert (line["level"], line["agent"]) == ("ERROR", AGENT)
 
@@ -604,14 +605,17 @@ def test_a_body_that_is_not_json_is_logged_by_why_and_size_never_its_text(
 
 
 def test_a_body_of_more_values_than_any_turn_holds_is_refused_before_it_is_parsed(
-    served: str, monkeypatch: pytest.MonkeyPatch
+    served: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """9 MB of "[{},{},...]" took 225 MB to parse, and the SDK parses the body again."""
     monkeypatch.setattr(agent_app, "MAX_BODY_BYTES", 100 * 1000 * 1000)  # the runtime's own cap
     body = b'{"prompt": "hi", "x": [' + b"{}," * 300_000 + b"{}]}"
+    capsys.readouterr()
     response = post(served, body)
     assert (response.status_code, response.json()["error"]) == (413, "too_large")
     assert response.json()["message"] == "body: holds at least 300003 values; at most 250000 are read"
+    (line,) = logged(capsys, "body of too many values")
+    assert (line["level"], line["bytes"]) == ("INFO", len(body))
 
 
 @pytest.mark.parametrize(("wait", "seconds_left"), [(10, 60), (20, 10)], ids=["its wait", "the turn's time"])
@@ -959,3 +963,39 @@ def test_a_tools_gateway_that_does_not_answer_is_a_502_saying_so() -> None:
         502,
         {"error": "tools_unavailable", "message": "the tools gateway did not answer", "session_id": SESSION},
     )
+
+
+@pytest.mark.parametrize("stop", [["a"], ["ab"], ["a", "b", "c", "d"], ["x" * 256]], ids=["one", "two", "four", "256"])
+def test_stop_sequences_at_their_limits_are_passed_on(stop: list[str]) -> None:
+    """One to MAX_STOP_SEQUENCES (4) texts of one to MAX_STOP_CHARS (256) characters: every limit
+    included."""
+    assert agent_app._sampling({"stop_sequences": stop}) == {"stop_sequences": stop}
+
+
+class _Tool:
+    def __init__(self, name: str) -> None:
+        self.tool_name = name
+
+
+class _Page(list[_Tool]):
+    def __init__(self, names: str, token: str | None) -> None:
+        super().__init__(_Tool(name) for name in names)
+        self.pagination_token = token
+
+
+class _Paged:
+    """A tools gateway listing its tools in pages: the token of each page is the next page's index."""
+
+    def __init__(self, *pages: _Page) -> None:
+        self.pages = pages
+        self.asked: list[str | None] = []
+
+    def list_tools_sync(self, pagination_token: str | None = None) -> _Page:
+        self.asked.append(pagination_token)
+        return self.pages[int(pagination_token or 0)]
+
+
+def test_every_page_of_the_tools_list_is_read_and_each_name_kept_once() -> None:
+    client = _Paged(_Page("ab", "1"), _Page("ca", "2"), _Page("d", None))
+    assert [tool.tool_name for tool in agent_app._listed(client)] == ["a", "b", "c", "d"]
+    assert client.asked == [None, "1", "2"]

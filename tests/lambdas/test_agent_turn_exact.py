@@ -718,3 +718,34 @@ def test_the_partial_answer_is_the_text_of_the_last_message_when_it_is_the_model
     """A turn cut at max_tokens answers with what the model wrote in its last message, only its
     text blocks, joined as written; a conversation that does not end with the model's answers none."""
     assert _partial_answer(messages) == answer
+
+
+def test_a_turn_cut_at_max_tokens_reports_its_model_cycles_calls_and_usage(bedrock: tuple[Any, Stubber]) -> None:
+    """What metering and the evaluation read of a turn cut at max_tokens: the model that answered,
+    both cycles, the tool call made before the cut, and the tokens of both model calls."""
+    client, stubber = bedrock
+    reply(stubber, [tool_use(FIND_ORDERS, ASKED)], "tool_use")
+    reply(stubber, [{"text": "Your order"}], "max_tokens")
+    answered = turn(client, [found()], clock=Clock())
+    assert (answered.model, answered.answer, answered.stop, answered.iterations) == (
+        MODEL,
+        "Your order",
+        "max_tokens",
+        2,
+    )
+    assert [(c.name, c.ok) for c in answered.tool_calls] == [(FIND_ORDERS, True)]
+    assert (answered.input_tokens, answered.output_tokens) == (200, 40)
+
+
+def test_a_tool_result_for_a_call_never_started_records_nothing() -> None:
+    """The after-tool hook of a call the before-tool hook cancelled (recorded then): no second record,
+    no error out of the hook."""
+    bounds = TurnBounds(deadline=None, clock=Clock())
+    event = SimpleNamespace(
+        tool_use={"toolUseId": "tooluse-never-started", "name": FIND_ORDERS, "input": ASKED},
+        selected_tool=None,
+        result={"toolUseId": "tooluse-never-started", "status": "error", "content": []},
+        exception=None,
+    )
+    bounds._after_tool(cast(AfterToolCallEvent, event))
+    assert bounds.calls == []
