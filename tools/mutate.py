@@ -787,6 +787,27 @@ EQUIVALENT: dict[str, str] = {
         "HTMLParser lowercases tag names, so feeding '<A' behaves exactly like '<a'"
     ),
     "web_mcp.readable.x_cut__mutmut_21": "space is an int, so space > room / 2 is the same test as space > room // 2",
+    # web_mcp/hidden.py
+    **{
+        f"web_mcp.hidden.x__declarations__mutmut_{n}": "a comment's end found at 0 or less: the search starts at "
+        "index + 2, so an end it finds is at 2 or more"
+        for n in (40, 41)
+    },
+    "web_mcp.hidden.x__unescaped__mutmut_36": "escapes substituted in a text without a backslash: the pattern "
+    "finds none, and the text comes back as it was",
+    "web_mcp.hidden.x_hidden_by_markup__mutmut_9": "the value of a hidden attribute written without one: '' and "
+    "'XXXX' are both not 'until-found'",
+    **{
+        f"web_mcp.hidden.x_hidden_by_markup__mutmut_{n}": "a style attribute without a value, or none: '' and "
+        "'XXXX' both hold no declaration"
+        for n in (19, 23)
+    },
+    "web_mcp.hidden.x_hidden_by_style__mutmut_40": "the value of a default only its importance is read of",
+    "web_mcp.hidden.x_standards_mode__mutmut_50": "the public id of a PUBLIC doctype without one: '' and 'XXXX' "
+    "both start with none of the ids that ask for standards mode",
+    "web_mcp.hidden.xǁHiddenContentǁ__init____mutmut_4": "standards None for False: read only for its truth",
+    "web_mcp.hidden.xǁHiddenContentǁ_close__mutmut_10": "the search looking at index -1, the innermost element, once "
+    "more: it was looked at first, matched nothing and stopped nothing",
     "web_mcp.readable.x_from_html__mutmut_9": (
         "a base of 'XXXX' has no scheme, so every join is the href itself (or raises), as with ''"
     ),

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from web_mcp import browse
-from web_mcp.hidden import MAX_DEPTH as MAX_HIDDEN_DEPTH, hidden_by_markup, standards_mode
+from web_mcp.hidden import MAX_DEPTH as MAX_HIDDEN_DEPTH, _unescaped, hidden_by_markup, standards_mode
 from web_mcp.readable import from_html
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,6 +67,14 @@ def text(page: str) -> str:
         ([("style", "display:\\0 none")], False),  # code point 0, as a surrogate's, is U+FFFD
         ([("style", "display:\\d800 none")], False),
         ([("style", "display:block flow list-item")], False),  # three of display's keywords
+        ([("style", "display:none;display:block flow list-item")], False),
+        ([("style", "/*/display:none")], False),  # "/*/" opens a comment it does not close
+        ([("style", "/**/display:none")], True),  # "/**/" is a whole one
+        ([("style", "/* a */display:none;/* b */")], True),  # a comment ends at its own first "*/"
+        ([("style", "x:X;display:none")], True),  # only quotes open a string, only brackets nest
+        ([("style", "display:none;x:(X;display:block;)")], True),
+        ([("style", "x:(a);display:none")], True),  # a bracket closed: semicolons split again
+        ([("style", "display:none;x:((a);display:block;)")], True),  # brackets nest
         ([("style", "display:none;display:block flow list-item inline")], True),  # four are no display
         ([("style", "display:none !important;display:block !important")], False),  # the later important wins
         ([("style", "display:none!IMPORTANT;display:block")], True),
@@ -153,6 +161,14 @@ def test_an_element_is_hidden_by_its_hidden_attribute_or_its_inline_style(
         ("<div hidden><td>secret</div>shown", "shown"),
         # Scope: an end tag is not looked for past a table, a cell, an object or a button (for </p>).
         ("<div hidden><table></div>still", ""),
+        ("<span hidden><b>x</span>shown", "shown"),  # past an element that is not special
+        ("<div hidden><div/>x</div>still</div>shown", "shown"),  # "/>" opens an element outside svg and math
+        # A table inside the hidden element: its parts are its own, whatever tables hold the element.
+        ("<table><tr><td><div hidden><table><tr><td>x</table>still</div>after</table>", "after"),
+        # Tables are counted as they open and close: a table's part after they all closed is ignored.
+        ("<table><tr><td>a</table><div hidden><td>still</div>shown", "a\nshown"),
+        ("<table><tr><td>a<table><tr><td>b</table><div hidden>x<td>shown</table>", "a\nb\nshown"),
+        ("<table><table></table></table><div hidden><td>still</div>shown", "shown"),
         ("<div hidden><table><tr><td></div>still", ""),
         ("<div hidden><object></div>still", ""),
         ("<span hidden><div></span>still", ""),  # nor an element's that is not special past a special one
@@ -190,6 +206,26 @@ def test_hidden_content_is_left_out_to_where_html_ends_it(page: str, expected: s
 def test_the_doctype_says_whether_a_table_closes_an_open_p(doctype: str, standards: bool) -> None:
     assert standards_mode(doctype) is standards
     assert text(f"<!{doctype}><p hidden>x<table><tr><td>y</table>") == ("y" if standards else "")
+
+
+@pytest.mark.parametrize(
+    ("text", "unescaped"),
+    [
+        ("plain", "plain"),
+        ("\\1 ", "\x01"),
+        ("\\0", "\ufffd"),  # no code point 0
+        ("\\10ffff", "\U0010ffff"),  # the last code point
+        ("\\110000", "\ufffd"),
+        ("\\d7ff", "\ud7ff"),
+        ("\\d800", "\ufffd"),  # surrogates, from the first to the last
+        ("\\dfff", "\ufffd"),
+        ("\\e000", "\ue000"),
+        ("a\\\nb", "a\ufffdb"),  # an escaped line break outside a string: no escape
+        ("\\;", ";"),
+    ],
+)
+def test_css_escapes_are_read_as_css_reads_them(text: str, unescaped: str) -> None:
+    assert _unescaped(text) == unescaped
 
 
 def test_a_title_inside_hidden_content_is_still_the_pages_title() -> None:
