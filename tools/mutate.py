@@ -802,10 +802,16 @@ EQUIVALENT: dict[str, str] = {
         "'XXXX' both hold no declaration"
         for n in (19, 23)
     },
+    "web_mcp.hidden.x_hidden_by_style__mutmut_5": "a declaration split at its last colon: with one colon the same "
+    "split; with more, split at the first its value holds a colon (no escape removes one) and is no keyword, split "
+    "at the last its name holds one and is no property read: dropped either way",
     "web_mcp.hidden.x_hidden_by_style__mutmut_40": "the value of a default only its importance is read of",
     "web_mcp.hidden.x_standards_mode__mutmut_50": "the public id of a PUBLIC doctype without one: '' and 'XXXX' "
     "both start with none of the ids that ask for standards mode",
     "web_mcp.hidden.xǁHiddenContentǁ__init____mutmut_4": "standards None for False: read only for its truth",
+    "web_mcp.hidden.xǁHiddenContentǁend__mutmut_1": "an end tag past MAX_DEPTH read as shown: every start tag and "
+    "all text after are left out (and no element is dropped, as none was when hidden content began), so such an end "
+    "tag can only end a line or link the page's end ends the same",
     "web_mcp.hidden.xǁHiddenContentǁ_close__mutmut_10": "the search looking at index -1, the innermost element, once "
     "more: it was looked at first, matched nothing and stopped nothing",
     "web_mcp.readable.x_from_html__mutmut_9": (

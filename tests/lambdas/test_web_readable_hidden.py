@@ -176,6 +176,19 @@ def test_an_element_is_hidden_by_its_hidden_attribute_or_its_inline_style(
         # Hidden inside what is dropped or in the head changes nothing; a title is the title wherever it is.
         ("<svg><g hidden></svg>after", "after"),
         ("<p>a<script>x</script><span hidden><script>document.write('</span>')</script>secret</span>b", "ab"),
+        # Tags in hidden content, its own included, are not read: no heading, link, line or dropped element
+        # opened by them reaches what is shown after it (each case as Chromium 150 shows it).
+        ("<div hidden><h2>x</h2></div>visible", "visible"),
+        ("<div hidden><script>x</script></div><p>after", "after"),
+        ("<h2 hidden>x</h2>visible", "visible"),
+        ("<a hidden href=/x>x</a>visible", "visible"),
+        ("<div>one <div hidden>x</div> two</div>", "one two"),  # its end tag ends no line
+        ("<div>one <span hidden>x</section>y</span> two</div>", "one two"),  # nor one it ignores
+        ("<div>one <select hidden><option>x</div>y</select> two</div>", "one two"),  # nor one a select ignores
+        ("<div>one <span hidden>x<br>y<hr></span> two</div>", "one two"),  # void elements inside it neither
+        ("<p>one <span hidden><td>x</span> two", "one two"),  # nor a table's part in no table
+        # A cell's start that ends hidden content starts a cell, and hidden content can start again.
+        ("<table><tr><td>a<div hidden>x<td>b</td><td>c<span hidden>z</span>w</td></tr></table>", "a\nb\ncw"),
     ],
 )
 def test_hidden_content_is_left_out_to_where_html_ends_it(page: str, expected: str) -> None:
