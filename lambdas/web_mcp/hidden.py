@@ -106,7 +106,11 @@ DISPLAY_WORDS = frozenset(
      "table-caption", "ruby-base", "ruby-text", "ruby-base-container", "ruby-text-container", "-webkit-box",
      "-webkit-inline-box", "-ms-flexbox", "-ms-inline-flexbox", "-moz-box", "-moz-inline-box"}
 )  # fmt: skip
-HIDING = {"display": "none", "visibility": "hidden", "content-visibility": "hidden"}  # and visibility: collapse
+HIDING = {
+    "display": frozenset({"none"}),
+    "visibility": frozenset({"hidden", "collapse"}),
+    "content-visibility": frozenset({"hidden"}),
+}
 KEYWORDS = {
     "visibility": frozenset({"visible", "hidden", "collapse"}),
     "content-visibility": frozenset({"visible", "auto", "hidden"}),
@@ -135,7 +139,7 @@ def hidden_by_style(style: str) -> bool:
         if _valid(name, value) and (important or not chosen.get(name, (False, ""))[0]):
             chosen[name] = (important, value)
     shown = {name: value for name, (_, value) in chosen.items()}
-    return any(shown.get(name) == value for name, value in HIDING.items()) or shown.get("visibility") == "collapse"
+    return any(shown.get(name) in values for name, values in HIDING.items())
 
 
 def _valid(name: str, value: str) -> bool:
