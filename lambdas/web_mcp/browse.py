@@ -56,22 +56,24 @@ EXISTS = "(s) => document.querySelector(s) !== null"
 # The page as the browser holds it, read in a world of our own (Browser._world: the page's script
 # cannot replace what this calls) and without touching the page: each element's computed style is
 # read first (reads only: one style pass, whatever the page's size), then the document is copied
-# into an inert one (no script, no custom element runs there) where every element the browser does
-# not show (display none, visibility hidden or collapse, content-visibility hidden; a section hidden
-# until found is shown, as web_fetch shows it) is marked ``hidden`` and every other is not, and
-# inline styles go: the browser's computation replaces the reader's (web_mcp.hidden), a stylesheet's
-# rules included.
+# into an inert one (no script, no custom element runs there) and marked as the browser shows it:
+# an element not rendered with all it holds (display none, content-visibility hidden; a section
+# hidden until found is shown, as web_fetch shows it) is marked ``hidden``, every other is not; an
+# element invisible itself (visibility hidden or collapse, which a child can set back to visible)
+# loses its own text, its children marked by their own visibility; inline styles go: the
+# browser's computation replaces the reader's (web_mcp.hidden), a stylesheet's rules included.
 READ = (
     "(n) => { const root = document.documentElement; "
     "if (!root) return JSON.stringify({title: document.title, html: ''}); "
     "const all = root.querySelectorAll('*'); "
     "const unseen = Array.from(all, (e) => { const s = getComputedStyle(e); "
-    "return e.getAttribute('hidden') !== 'until-found' && (s.display === 'none' || s.visibility === 'hidden' "
-    "|| s.visibility === 'collapse' || s.contentVisibility === 'hidden'); }); "
+    "if (e.getAttribute('hidden') !== 'until-found' && (s.display === 'none' || s.contentVisibility === 'hidden')) "
+    "return 2; return s.visibility === 'hidden' || s.visibility === 'collapse' ? 1 : 0; }); "
     "const copy = document.implementation.createHTMLDocument('').importNode(root, true); "
     "const marked = copy.querySelectorAll('*'); "
     "if (marked.length === all.length) marked.forEach((e, i) => { e.removeAttribute('style'); "
-    "if (unseen[i]) e.setAttribute('hidden', ''); else e.removeAttribute('hidden'); }); "
+    "if (unseen[i] === 2) e.setAttribute('hidden', ''); else e.removeAttribute('hidden'); "
+    "if (unseen[i] === 1) Array.from(e.childNodes).forEach((c) => { if (c.nodeType === 3) c.remove(); }); }); "
     "const h = copy.outerHTML; "
     "return JSON.stringify({title: document.title, html: h.length > n ? h.slice(0, n) : h}); }"
 )

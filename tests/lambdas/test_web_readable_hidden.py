@@ -281,33 +281,42 @@ def test_text_in_a_hidden_div_never_shows_before_its_end_tag(before: list[str], 
 # web_browse: what the browser computed as not shown is marked on a copy before it is serialized
 
 DOM = """
+class Text {
+  constructor(data) { Object.assign(this, {data, nodeType: 3, parent: null}); }
+  remove() { this.parent.children.splice(this.parent.children.indexOf(this), 1); }
+  clone() { return new Text(this.data); }
+  get outerHTML() { return this.data; }
+}
 class Element {
   constructor(tag, style, attributes, children) {
-    Object.assign(this, {tag, style, attributes, children});
+    children = children.map((c) => typeof c === 'string' ? new Text(c) : c);
+    Object.assign(this, {tag, style, attributes, children, nodeType: 1});
+    children.forEach((c) => { c.parent = this; });
   }
+  get childNodes() { return [...this.children]; }
   getAttribute(name) { return name in this.attributes ? this.attributes[name] : null; }
   setAttribute(name, value) { this.attributes[name] = value; }
   removeAttribute(name) { delete this.attributes[name]; }
   querySelectorAll(selector) {
     if (selector !== '*') throw new Error(selector);
-    return this.children.filter((c) => typeof c !== 'string').flatMap((c) => [c, ...c.querySelectorAll('*')]);
+    return this.children.filter((c) => c.nodeType === 1).flatMap((c) => [c, ...c.querySelectorAll('*')]);
   }
-  clone() {
-    const children = this.children.map((c) => typeof c === 'string' ? c : c.clone());
-    return new Element(this.tag, {}, {...this.attributes}, children);  // a copy has no computed style
+  clone() {  // a copy has no computed style
+    return new Element(this.tag, {}, {...this.attributes}, this.children.map((c) => c.clone()));
   }
   get outerHTML() {
     const attrs = Object.entries(this.attributes).map(([k, v]) => v === '' ? ` ${k}` : ` ${k}="${v}"`).join('');
-    const inner = this.children.map((c) => typeof c === 'string' ? c : c.outerHTML).join('');
-    return `<${this.tag}${attrs}>${inner}</${this.tag}>`;
+    return `<${this.tag}${attrs}>${this.children.map((c) => c.outerHTML).join('')}</${this.tag}>`;
   }
 }
 const e = (tag, style, attributes, ...children) => new Element(tag, style, attributes, children);
 const body = e('body', {}, {},
   e('p', {}, {style: 'color: red'}, 'shown'),
   e('div', {display: 'none'}, {class: 'menu'}, 'menu'),
-  e('div', {visibility: 'hidden'}, {}, 'invisible'),
-  e('div', {visibility: 'collapse'}, {}, 'collapsed'),
+  e('div', {visibility: 'hidden'}, {}, 'invisible ',
+    e('b', {visibility: 'hidden'}, {}, 'inherited'), e('i', {visibility: 'visible'}, {}, 'set visible')),
+  e('div', {visibility: 'collapse'}, {}, 'collapsed',
+    e('div', {contentVisibility: 'hidden', visibility: 'collapse'}, {hidden: 'until-found'}, 'found, not visible')),
   e('div', {contentVisibility: 'hidden'}, {}, 'skipped'),
   e('div', {display: 'flex'}, {hidden: ''}, 'shown by a stylesheet'),
   e('div', {contentVisibility: 'hidden'}, {hidden: 'until-found'}, 'found'),
@@ -318,6 +327,7 @@ globalThis.document = {
   documentElement: live,
   implementation: {createHTMLDocument: () => ({importNode: (node, deep) => deep ? node.clone() : null})},
 };
+// A computed style is given whole (the stand-in inherits nothing): visibility as a child inherits it.
 globalThis.getComputedStyle = (element) => ({display: 'block', visibility: 'visible', contentVisibility: 'visible', ...element.style});
 """
 
@@ -337,14 +347,15 @@ def test_web_browse_marks_on_a_copy_what_the_browser_computed_as_not_shown() -> 
     assert page["title"] == "Title"
     assert page["html"] == (
         "<html><head hidden><title hidden>Title</title></head><body><p>shown</p>"
-        '<div class="menu" hidden>menu</div><div hidden>invisible</div><div hidden>collapsed</div>'
+        '<div class="menu" hidden>menu</div><div><b></b><i>set visible</i></div><div><div></div></div>'
         "<div hidden>skipped</div><div>shown by a stylesheet</div><div>found</div>"
         "<span>inline</span></body></html>"
     )
-    assert text(page["html"]) == "shown\nshown by a stylesheet\nfound\ninline"
+    assert text(page["html"]) == "shown\nset visible\nshown by a stylesheet\nfound\ninline"
     # The page itself is left as it was: its attributes, its hidden element, its style.
     assert '<p style="color: red">shown</p>' in live
     assert "<div hidden>shown by a stylesheet</div>" in live
+    assert "<div>invisible <b>inherited</b>" in live  # its text removed from the copy only
     assert "<div>menu</div>" not in live
     assert 'class="menu">menu' in live
 
