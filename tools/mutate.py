@@ -821,15 +821,15 @@ EQUIVALENT: dict[str, str] = {
     "web_mcp.readable.xǁ_Extractorǁ__init____mutmut_18": "None and False are both false wherever titled is read",
     "web_mcp.readable.xǁ_Extractorǁ__init____mutmut_20": "None and False are both false wherever other_title is read",
     "web_mcp.readable.xǁ_Extractorǁ__init____mutmut_22": "None and False are both false wherever in_head is read",
-    "web_mcp.readable.xǁ_Extractorǁ__init____mutmut_27": (
+    "web_mcp.readable.xǁ_Extractorǁ__init____mutmut_28": (
         "link_text is read only after <a> sets it to [] (link is None until then)"
     ),
-    "web_mcp.readable.xǁ_Extractorǁ__init____mutmut_28": (
+    "web_mcp.readable.xǁ_Extractorǁ__init____mutmut_29": (
         "_skip with skip_to '' finds it at 0, returns the data unchanged and resets it"
     ),
-    "web_mcp.readable.xǁ_Extractorǁ__init____mutmut_29": "carry is read only in _skip, after _bound has set it",
     "web_mcp.readable.xǁ_Extractorǁ__init____mutmut_30": "carry is read only in _skip, after _bound has set it",
-    "web_mcp.readable.xǁ_Extractorǁ__init____mutmut_31": (
+    "web_mcp.readable.xǁ_Extractorǁ__init____mutmut_31": "carry is read only in _skip, after _bound has set it",
+    "web_mcp.readable.xǁ_Extractorǁ__init____mutmut_32": (
         "left_out starts None for False: read only as a truth, and `truncated or left_out or unread` ends on "
         "the bool unread either way"
     ),
@@ -849,7 +849,7 @@ EQUIVALENT: dict[str, str] = {
     "web_mcp.readable.xǁ_Extractorǁflush__mutmut_8": (
         "text is collected only while size + pending < budget, so text implies size < budget"
     ),
-    "web_mcp.readable.xǁ_Extractorǁhandle_data__mutmut_8": "None and False are both false wherever in_head is read",
+    "web_mcp.readable.xǁ_Extractorǁhandle_data__mutmut_9": "None and False are both false wherever in_head is read",
     "web_mcp.readable.xǁ_Extractorǁhandle_endtag__mutmut_6": (
         "None and False are both false wherever in_title and other_title are read"
     ),
@@ -857,9 +857,11 @@ EQUIVALENT: dict[str, str] = {
     "web_mcp.readable.xǁ_Extractorǁhandle_startendtag__mutmut_2": (
         "None and False are both false wherever in_head is read"
     ),
-    "web_mcp.readable.xǁ_Extractorǁhandle_starttag__mutmut_15": (
+    "web_mcp.readable.xǁ_Extractorǁ_title_or_head__mutmut_15": (
         "None and False are both false wherever in_head is read"
     ),
+    "web_mcp.readable.xǁ_Extractorǁhandle_starttag__mutmut_4": "closed None for False: web_mcp.hidden reads only "
+    "its truth",
     "web_mcp.readable.xǁ_Extractorǁparse_marked_section__mutmut_1": "the report argument is never used",
     "web_mcp.readable.xǁ_Extractorǁparse_marked_section__mutmut_14": (
         "HTMLParser tests only k < 0, so -2 is handled as -1"

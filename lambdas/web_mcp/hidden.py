@@ -45,7 +45,11 @@ HEADINGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
 FORMATTING = frozenset(
     {"a", "b", "big", "code", "em", "font", "i", "nobr", "s", "small", "strike", "strong", "tt", "u"}
 )
-SCOPE = frozenset({"applet", "caption", "html", "table", "td", "th", "marquee", "object", "template"} | FOREIGN)
+# HTML's scope: its elements, and those in svg and math that hold HTML again (not svg and math).
+SCOPE = frozenset(
+    {"applet", "caption", "html", "table", "td", "th", "marquee", "object", "template"}
+    | {"foreignobject", "desc", "title", "mi", "mo", "mn", "ms", "mtext", "annotation-xml"}
+)
 BUTTON_SCOPE = SCOPE | {"button"}
 LIST_SCOPE = SCOPE | {"ol", "ul"}
 TABLE_SCOPE = frozenset({"html", "table", "template"})

@@ -732,6 +732,7 @@ def test_once_read_the_document_outlives_an_unreachable_store(runtime: Runtime) 
     assert (status, answer["answer"]) == (200, "Hello again.")
 
 
+@pytest.mark.usefixtures("failed_tools_session")
 def test_a_tools_gateway_failure_is_a_502_with_the_session(runtime: Runtime) -> None:
     memory_is_empty(runtime.memory)
     runtime.tools.unavailable = True

@@ -618,6 +618,7 @@ def test_a_body_of_more_values_than_any_turn_holds_is_refused_before_it_is_parse
     assert (line["level"], line["bytes"]) == ("INFO", len(body))
 
 
+@pytest.mark.usefixtures("failed_tools_session")
 @pytest.mark.parametrize(("wait", "seconds_left"), [(10, 60), (20, 10)], ids=["its wait", "the turn's time"])
 def test_a_tools_gateway_that_cannot_be_reached_is_tools_unavailable_and_logged(
     capsys: pytest.CaptureFixture[str], wait: float, seconds_left: float

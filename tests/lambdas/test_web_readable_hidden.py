@@ -172,6 +172,14 @@ def test_an_element_is_hidden_by_its_hidden_attribute_or_its_inline_style(
         ("<div hidden><table><tr><td></div>still", ""),
         ("<div hidden><object></div>still", ""),
         ("<span hidden><div></span>still", ""),  # nor an element's that is not special past a special one
+        # svg and math are no scope of their own (their elements that hold HTML again are): an end tag
+        # inside them closes what holds them; "/>" closes an element in them (as Chromium 150 reads each).
+        ("<div hidden><svg></div>x</svg>after", "xafter"),
+        ("<div hidden><math></div>x</math>after", "xafter"),
+        ("<div hidden><svg><desc></div>x</desc></svg></div>after", "after"),
+        ("<div hidden><math><mi></div>x</mi></math></div>after", "after"),
+        ("<div hidden><svg><desc/></svg></div>after", "after"),
+        ("<svg><g hidden/></svg>after", "after"),  # nothing is hidden inside what is dropped
         ("<button><p hidden>x</button>shown", "shown"),  # what holds it ends
         # Hidden inside what is dropped or in the head changes nothing; a title is the title wherever it is.
         ("<svg><g hidden></svg>after", "after"),
