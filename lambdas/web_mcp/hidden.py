@@ -9,16 +9,16 @@ comments and escapes, the last valid declaration winning unless an earlier one i
 (a declaration whose value is not a keyword of its property is dropped, as a browser drops it).
 
 Where the element ends is followed as HTML's tree builder follows it, with the elements open inside
-it (at most MAX_DEPTH; past that, the rest of the page is left out) but not the tree around it:
-its end tag, looked for within the scope HTML looks in (``</div>`` does not close a div outside
-a table it is in); an end tag of an element that is not open inside it is ignored, except the
-tags that close an element whose end tag may be left out (``<p>``, ``<li>``, ``<dt>``/``<dd>``,
-table rows, cells and sections, ``<option>``/``<optgroup>``): start tags as HTML closes them (a
-``<table>`` closes a ``<p>`` only in standards mode), and the end tags of the elements that hold
-them, which are taken as open. A page written to defeat this (a stray ``</ul>`` after a hidden
-``<li>``, misnested formatting) can still show this reader what a browser hides, as a
-stylesheet always can (web_fetch reads none; web_browse marks what the browser computed): the
-web-content guardrail's prompt-attack filter reads what is left.
+it (at most MAX_DEPTH; past that, the rest of the page is left out) but not the tree around it: its
+end tag, looked for within the scope HTML looks in (``</div>`` does not close a div outside a table
+it is in); an end tag of an element that is not open inside it is ignored, except the tags that
+close an element whose end tag may be left out (``<p>``, ``<li>``, ``<dt>``/``<dd>``, table rows,
+cells and sections, ``<option>``/``<optgroup>``): start tags as HTML closes them (a ``<table>``
+closes a ``<p>`` only in standards mode), and the end tags of the elements that hold them, which are
+taken as open (and in scope, unless an element open inside stops the search). A page written to
+defeat this (a stray ``</ul>`` after a hidden ``<li>``, misnested formatting) can still show this
+reader what a browser hides, as a stylesheet always can (web_fetch reads none; web_browse marks what
+the browser computed): the web-content guardrail's prompt-attack filter reads what is left.
 """
 
 from __future__ import annotations
@@ -256,9 +256,12 @@ class HiddenContent:
         if self.open:
             if "select" in self.open and tag not in SELECT_ENDS:
                 return True  # a select's content ends at its options' and its own end tags only
-            if self._close(frozenset({tag}), END_SCOPE.get(tag, SPECIAL)):
+            scope = END_SCOPE.get(tag, SPECIAL)
+            if self._close(frozenset({tag}), scope):
                 return True
-            while self.open and tag in CLOSED_BY_END.get(self.open[-1], ()):
+            # The element the tag ends, taken as open around hidden content, is in scope only when
+            # nothing open inside it stops the search: then it closes what it holds.
+            while self.open and tag in CLOSED_BY_END.get(self.open[-1], ()) and scope.isdisjoint(self.open):
                 self.open.pop()
             if self.open:
                 return True

@@ -179,6 +179,9 @@ def test_an_element_is_hidden_by_its_hidden_attribute_or_its_inline_style(
         ("<div hidden><svg><desc></div>x</desc></svg></div>after", "after"),
         ("<div hidden><math><mi></div>x</mi></math></div>after", "after"),
         ("<div hidden><svg><desc/></svg></div>after", "after"),
+        # An end tag closes what an element it holds left open only if it could be in scope.
+        ("<div hidden><svg><foreignObject><p>y</div>x</foreignObject></svg></div>after", ""),
+        ("<div hidden><table><tr><td><p>y</div>x</td></tr></table></div>after", "after"),
         ("<svg><g hidden/></svg>after", "after"),  # nothing is hidden inside what is dropped
         ("<button><p hidden>x</button>shown", "shown"),  # what holds it ends
         # Hidden inside what is dropped or in the head changes nothing; a title is the title wherever it is.
