@@ -261,8 +261,9 @@ class HiddenContent:
                 return True
             # The element the tag ends, taken as open around hidden content, is in scope only when
             # nothing open inside it stops the search: then it closes what it holds.
-            while self.open and tag in CLOSED_BY_END.get(self.open[-1], ()) and scope.isdisjoint(self.open):
-                self.open.pop()
+            if scope.isdisjoint(self.open):
+                while self.open and tag in CLOSED_BY_END.get(self.open[-1], ()):
+                    self.open.pop()
             if self.open:
                 return True
         if tag == "table":
