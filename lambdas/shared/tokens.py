@@ -141,7 +141,9 @@ class BoundedJWKClient(jwt.PyJWKClient):
 
 
 def _key_set(data: bytes) -> dict[str, Any]:
-    """``{"keys": [...]}`` with the keys whose JWK fields are all strings (none: not a key set)."""
+    """``{"keys": [...]}`` with the RSA keys whose JWK fields are all strings (none: not a key set).
+    Only RSA keys verify an RS256 token: a key of another type that a token's "kid" named would
+    reach PyJWT's RS256 check, which raises TypeError for it (a 500), not a PyJWTError."""
     try:
         document = json.loads(data)
     except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested past the parser
@@ -150,7 +152,9 @@ def _key_set(data: bytes) -> dict[str, Any]:
     usable = [
         key
         for key in (keys if isinstance(keys, list) else [])
-        if isinstance(key, dict) and all(isinstance(key.get(name, ""), str) for name in _JWK_FIELDS)
+        if isinstance(key, dict)
+        and key.get("kty") == "RSA"
+        and all(isinstance(key.get(name, ""), str) for name in _JWK_FIELDS)
     ]
     if not usable:
         raise jwt.PyJWKClientError("the JWKS answer has no usable keys")

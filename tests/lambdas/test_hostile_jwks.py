@@ -19,7 +19,7 @@ from typing import Any
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from agent.app import Service
 from gateway_authorizer import handler as authorizer
@@ -51,6 +51,16 @@ def keys(*entries: Any) -> bytes:
 
 
 RSA_FIELDS = {"kty": "RSA", "kid": "key-1", "alg": "RS256", "use": "sig", "e": "AQAB"}
+# Well-formed keys of another type, under the key id the token names: PyJWT's RS256 check raised
+# TypeError for them (not a PyJWTError), which was a 500 at the authorizer and the agent.
+EC_KEY = {
+    **json.loads(jwt.algorithms.ECAlgorithm.to_jwk(ec.generate_private_key(ec.SECP256R1()).public_key())),
+    "kid": "key-1",
+}
+OKP_KEY = {
+    **json.loads(jwt.algorithms.OKPAlgorithm.to_jwk(ed25519.Ed25519PrivateKey.generate().public_key())),
+    "kid": "key-1",
+}
 GARBAGE: dict[str, Answer] = {
     "not JSON": body(200, b"<html>Service Unavailable</html>", "text/html"),
     "not UTF-8": body(200, b'{"keys": "\xff\xfe"}'),
@@ -63,6 +73,10 @@ GARBAGE: dict[str, Answer] = {
     "a key with a kid object": body(200, keys({**RSA_FIELDS, "kid": {"id": 1}, "n": "AQAB"})),
     "a key with a modulus number": body(200, keys({**RSA_FIELDS, "n": 12345})),
     "a key of an unknown type": body(200, keys({**RSA_FIELDS, "kty": "XYZ", "n": "AQAB"})),
+    "an EC key": body(200, keys(EC_KEY)),
+    "an EC key signing RS256": body(200, keys({**EC_KEY, "alg": "RS256"})),
+    "an Ed25519 key": body(200, keys(OKP_KEY)),
+    "a symmetric key": body(200, keys({"kty": "oct", "kid": "key-1", "k": "c2VjcmV0"})),
     "deeply nested": body(200, b"[" * 100_000 + b"]" * 100_000),
     "nested past the parser, within the size bound": body(200, b"[" * 20_000 + b"]" * 20_000),
     "a huge integer": body(200, b'{"keys": ' + b"9" * 5_000 + b"}"),
@@ -234,6 +248,11 @@ REFUSED_BECAUSE = {
     "a key a number": "the JWKS answer has no usable keys",
     "a key with a kid object": "the JWKS answer has no usable keys",
     "a key with a modulus number": "the JWKS answer has no usable keys",
+    "a key of an unknown type": "the JWKS answer has no usable keys",
+    "an EC key": "the JWKS answer has no usable keys",
+    "an EC key signing RS256": "the JWKS answer has no usable keys",
+    "an Ed25519 key": "the JWKS answer has no usable keys",
+    "a symmetric key": "the JWKS answer has no usable keys",
     "NaN": "the JWKS answer has no usable keys",
     "a 500": "the JWKS fetch failed: HTTP 500",
     "a 404": "the JWKS fetch failed: HTTP 404",
