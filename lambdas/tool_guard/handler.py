@@ -373,14 +373,16 @@ def _filtered_body(answer: Any, listing: Listing, tools: frozenset[str]) -> Any:
 def _carries_tools(answer: Any) -> bool:
     """Whether any message of an answer has a result with a ``tools`` member (of any value: one
     that is not a list is then refused as an unreadable listing). A string is read as leniently as
-    any client might (NaN and all); one no client can read carries nothing."""
+    any client might (NaN and all); one no client can read (not JSON) carries nothing. One that
+    only this reader cannot read (a number past Python's digit limit, nesting past its recursion
+    limit: JavaScript's JSON.parse reads both) may carry anything, so it is filtered, and refused."""
     if isinstance(answer, str) and answer.lstrip()[:1] in ("{", "["):
         answers = [_lenient(answer)]
     elif isinstance(answer, str):
         answers = [_lenient(data) for _, data in _sse_events(answer)]
     else:
         answers = [answer]
-    return any(body is _REPEATED for body in answers) or any(
+    return any(body is _SUSPECT for body in answers) or any(
         isinstance(message, dict) and isinstance(message.get("result"), dict) and "tools" in message["result"]
         for body in answers
         for message in (body if isinstance(body, list) else [body])
@@ -391,9 +393,10 @@ class _RepeatedKeyError(ValueError):
     """A JSON object names a member twice: readers differ on which one counts."""
 
 
-# A text with a repeated member: a client that keeps the first "result" could read a tools list
-# that this reader (which keeps the last) never saw, so such an answer is filtered, and refused there.
-_REPEATED: Any = object()
+# A text with a repeated member (a client that keeps the first "result" could read a tools list
+# that this reader, which keeps the last, never saw), or one a client could read and this reader
+# cannot: such an answer is filtered, and refused there.
+_SUSPECT: Any = object()
 
 
 def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -406,10 +409,10 @@ def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def _lenient(text: str) -> Any:
     try:
         return json.loads(text, object_pairs_hook=_unique)
-    except _RepeatedKeyError:
-        return _REPEATED
-    except (ValueError, RecursionError):
+    except json.JSONDecodeError:  # not JSON: no client reads it
         return None
+    except (ValueError, RecursionError):  # a repeated member, a huge integer, deep nesting
+        return _SUSPECT
 
 
 def _filtered_json(answer: Any, listing: Listing, tools: frozenset[str]) -> Any:

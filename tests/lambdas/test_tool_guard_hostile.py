@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -253,6 +253,28 @@ def test_a_string_answer_naming_a_member_twice_is_refused_whatever_it_carries() 
         body = answer(call(OTHER, id=5), text)
         (message,) = messages_in(body)
         assert message["error"] == {"code": -32603, "message": "the tools list could not be read"}
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [pytest.param(lambda text: text, id="JSON"), pytest.param(lambda text: f"data: {text}\n\n", id="an SSE event")],
+)
+@pytest.mark.parametrize(
+    "extra",
+    [
+        pytest.param('"n": ' + "9" * 5_000, id="a number past Python's digit limit"),
+        pytest.param('"n": ' + "[" * 1_500 + "]" * 1_500, id="nesting past Python's recursion limit"),
+    ],
+)
+def test_a_string_answer_only_another_reader_can_read_is_refused_whatever_it_carries(
+    frame: Callable[[str], str], extra: str
+) -> None:
+    """JavaScript's JSON.parse reads both (the number as Infinity): a client could find the tools
+    list that this reader could not, so it is not passed on as carrying nothing."""
+    tools = json.dumps({"content": [], "tools": entries(*EVERYTHING)})
+    body = answer(call(OTHER, id=5), frame(f'{{"jsonrpc": "2.0", "id": 5, "result": {tools}, {extra}}}'))
+    (message,) = messages_in(body)
+    assert message["error"] == {"code": -32603, "message": "the tools list could not be read"}
 
 
 # Unexpected result shapes
