@@ -50,6 +50,31 @@ INDEX_POLICY_ACTIONS = ["logs:DescribeIndexPolicies", "logs:PutIndexPolicy"]
 ASSETS_BUCKET = f"cdk-{DefaultStackSynthesizer.DEFAULT_QUALIFIER}-assets"
 # Invoking an agent, with an IAM identity (the runtime's inbound auth), on the endpoint its invokers use.
 INVOKE_ACTIONS = ["bedrock-agentcore:InvokeAgentRuntime"]
+# The runtime actions AgentCore's resource policies take ("Resource-based policies", Supported
+# actions), each named: the service refuses a policy naming an action it does not support, and
+# none of them is documented as taking a wildcard. A session's own actions are the invokers' only;
+SESSION_ACTIONS = [
+    *INVOKE_ACTIONS,
+    "bedrock-agentcore:InvokeAgentRuntimeForUser",
+    "bedrock-agentcore:InvokeAgentRuntimeWithWebSocketStream",
+    "bedrock-agentcore:InvokeAgentRuntimeWithWebSocketStreamForUser",
+    "bedrock-agentcore:StopRuntimeSession",
+    "bedrock-agentcore:GetAgentCard",
+]
+# and nobody runs commands in a session (on by default for runtimes made since 2026-03-17, with no
+# switch but IAM): a shell in a session reads the caller's forwarded token and acts as the runtime's role.
+COMMAND_ACTIONS = ["bedrock-agentcore:InvokeAgentRuntimeCommand", "bedrock-agentcore:InvokeAgentRuntimeCommandShell"]
+
+
+def no_commands_statement(runtime_arn: str) -> dict[str, Any]:
+    """A resource policy statement denying every principal a command or shell in the runtime's sessions."""
+    return {
+        "Sid": "NoCommandsInSessions",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": COMMAND_ACTIONS,
+        "Resource": runtime_arn,
+    }
 
 
 class AgentRuntime(agentcore.Runtime):
@@ -72,8 +97,9 @@ class AgentRuntime(agentcore.Runtime):
 
     def only_invoked_by(self, scope: Construct, id: str, roles: Sequence[iam.IRole]) -> agentcore.CfnResourcePolicy:
         """The runtime's resource policy, in ``scope`` (the invokers' stack, which deploys after this
-        runtime's): no principal but ``roles`` may invoke it, whatever identity policies the account
-        grants elsewhere (same-account IAM alone would let any principal granted bedrock-agentcore:* in)."""
+        runtime's): no principal but ``roles`` may invoke it or touch its sessions, and none runs
+        commands in them, whatever identity policies the account grants elsewhere (same-account IAM
+        alone would let any principal granted bedrock-agentcore:* in)."""
         return agentcore.CfnResourcePolicy(
             scope,
             id,
@@ -86,11 +112,12 @@ class AgentRuntime(agentcore.Runtime):
                             "Sid": "OnlyTheAiGateway",
                             "Effect": "Deny",
                             "Principal": "*",
-                            "Action": INVOKE_ACTIONS,
+                            "Action": SESSION_ACTIONS,
                             "Resource": self.agent_runtime_arn,
                             # A negated condition with several values: denied unless it matches one.
                             "Condition": {"StringNotEquals": {"aws:PrincipalArn": [role.role_arn for role in roles]}},
-                        }
+                        },
+                        no_commands_statement(self.agent_runtime_arn),
                     ],
                 }
             ),

@@ -30,7 +30,7 @@ from constructs import Construct
 from agent.contract import span_environment
 from shared.tools import WEB_TARGET
 from stacks.config import GuardrailConfig, ProductionConfig
-from stacks.production.agent import acknowledge_runtime_role
+from stacks.production.agent import acknowledge_runtime_role, no_commands_statement
 from stacks.production.agents import agent_artifact, runtime_log_group_name, runtime_name
 from stacks.production.context import ProductionContext
 from stacks.shared.bedrock import pii_policy
@@ -224,6 +224,16 @@ class WebTools(Construct):
                 **web_span_environment(),
                 **environment_of(self, settings),
             },
+        )
+        # Its callers come with the gateway's token (no IAM principal invokes it); nobody runs
+        # commands in its sessions, which hold the guardrail's and the browser's permissions.
+        agentcore.CfnResourcePolicy(
+            self,
+            "ServerPolicy",
+            resource_arn=self.runtime.agent_runtime_arn,
+            policy=stack.to_json_string(
+                {"Version": "2012-10-17", "Statement": [no_commands_statement(self.runtime.agent_runtime_arn)]}
+            ),
         )
         role = self.runtime.role
         self.policy.grant_read(self.runtime)

@@ -207,6 +207,18 @@ def test_no_runtime_accepts_user_tokens_only_the_forwarded_callers_token_reaches
         assert env["TOKEN_CLIENT_ID"]["Fn::GetStackOutput"]["StackName"] == "genai-production-identity"
 
 
+# Every runtime action a resource policy takes (AgentCore's "Resource-based policies", Supported
+# actions): those of a session, and the commands run in one.
+SESSION_ACTIONS = [
+    "InvokeAgentRuntime",
+    "InvokeAgentRuntimeForUser",
+    "InvokeAgentRuntimeWithWebSocketStream",
+    "InvokeAgentRuntimeWithWebSocketStreamForUser",
+    "StopRuntimeSession",
+    "GetAgentCard",
+]
+COMMAND_ACTIONS = ["InvokeAgentRuntimeCommand", "InvokeAgentRuntimeCommandShell"]
+
 # The gateway's functions that produce outputs (buffered, streamed and the jobs' worker), the only
 # runtime invokers.
 GENERATORS = ["GatewayFunctionRole", "GatewayStreamFunctionRole", "JobsWorkerRole"]
@@ -232,12 +244,20 @@ def test_the_gateways_roles_are_the_only_principals_allowed_to_invoke_a_runtime(
     assert len(policies) == len(production(cdk_context).agents)
     for policy in policies.values():
         document = json.loads(render(policy["Properties"]["Policy"]))
-        (statement,) = document["Statement"]
+        statement, commands = document["Statement"]
         assert (statement["Effect"], statement["Principal"], statement["Action"]) == (
             "Deny",
             "*",
-            ["bedrock-agentcore:InvokeAgentRuntime"],
+            [f"bedrock-agentcore:{action}" for action in SESSION_ACTIONS],
         )
+        # Nobody, the gateway included, runs a command or a shell in a session.
+        assert commands == {
+            "Sid": "NoCommandsInSessions",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": [f"bedrock-agentcore:{action}" for action in COMMAND_ACTIONS],
+            "Resource": statement["Resource"],
+        }
         # The runtime the policy is attached to, and no other.
         assert policy["Properties"]["ResourceArn"]["Fn::GetStackOutput"]["OutputName"] in statement["Resource"]
         assert statement["Condition"] == {

@@ -4,6 +4,7 @@ browser and guardrail its own."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from shared.tools import WEB_TARGET
@@ -93,6 +94,27 @@ def test_the_server_accepts_only_the_gateways_client_with_its_scope(tools: dict[
     assert jwt["DiscoveryUrl"].startswith("https://cognito-idp.us-east-1.amazonaws.com/")
     code = runtime["AgentRuntimeArtifact"]["CodeConfiguration"]
     assert (code["Runtime"], code["EntryPoint"]) == ("PYTHON_3_14", ["opentelemetry-instrument", "main.py"])
+
+
+def test_nobody_runs_commands_in_the_servers_sessions(tools: dict[str, Any]) -> None:
+    policy = render(props(tools, "AWS::BedrockAgentCore::ResourcePolicy", "WebToolsServerPolicy"))
+    arn = "<WebToolsServer.AgentRuntimeArn>"
+    assert policy["ResourceArn"] == arn
+    assert json.loads(policy["Policy"]) == {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "NoCommandsInSessions",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": [
+                    "bedrock-agentcore:InvokeAgentRuntimeCommand",
+                    "bedrock-agentcore:InvokeAgentRuntimeCommandShell",
+                ],
+                "Resource": arn,
+            }
+        ],
+    }
 
 
 def test_the_servers_browser_and_guardrail_are_its_own(tools: dict[str, Any]) -> None:
