@@ -127,6 +127,9 @@ def ledger(latency: Latencies) -> Any:
             sleep_ms(latency["admit"])
             return super().admit(**kwargs)
 
+        def begin_delivery(self, *args: Any, **kwargs: Any) -> None:  # a stream's, before its first text
+            sleep_ms(latency["deliver"])  # one UpdateItem, as deliver
+
         def deliver(self, *args: Any, **kwargs: Any) -> None:
             sleep_ms(latency["deliver"])
 

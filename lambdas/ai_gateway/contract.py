@@ -20,6 +20,9 @@ from shared.bodies import MAX_MESSAGES as MAX_MESSAGES  # each route's bound, an
 from shared.contract import FunctionSettings
 from shared.runtime_config import ConfigLocation, RuntimeDocument
 
+# The gateway's functions' service name (POWERTOOLS_SERVICE_NAME: their package's), which alone
+# dimensions the metrics an alarm reads across groups.
+SERVICE: Final = "ai_gateway"
 # Converse's stop reasons for an answer cut at its token limit (OpenAI's finish_reason "length"):
 # such an answer is delivered as the model gave it, even empty or blank.
 LENGTH_STOP_REASONS: Final = frozenset({"max_tokens", "model_context_window_exceeded"})
@@ -123,7 +126,7 @@ class Metric(StrEnum):
     UPSTREAM_ERRORS = "UpstreamErrors"
     QUOTA_REFUSALS_BY_GROUP = "QuotaRefusalsByGroup"  # by Group alone
     LEDGER_LATENCY = "LedgerLatency"
-    METERING_ERRORS = "MeteringErrors"
+    METERING_ERRORS = "MeteringErrors"  # by service alone: deliveries the ledger did not record
     GUARDRAIL_INPUT_LATENCY = "GuardrailInputLatency"
     GUARDRAIL_OUTPUT_LATENCY = "GuardrailOutputLatency"
     GUARDRAIL_INPUT_INTERVENTIONS = "GuardrailInputInterventions"

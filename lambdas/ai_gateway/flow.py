@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 from ai_gateway.agents import MEMORY_SERVICE, MEMORY_WORST_SECONDS, AgentClient
 from ai_gateway.contract import GENERATION_MARGIN_SECONDS, INPUT, OUTPUT, Metric
 from ai_gateway.guardrail import Guard, Verdict, unguarded
-from ai_gateway.ledger import Admission, Ledger, QuotaExceededError
+from ai_gateway.ledger import DELIVERED, Admission, Ledger, QuotaExceededError
 from ai_gateway.models import Caller, OutputPolicy, Quota
 from ai_gateway.router import Generation, ModelRouter
 from ai_gateway.telemetry import Telemetry
@@ -307,7 +307,9 @@ class Flow:
                 raise
         saving = self._concurrently(self._save_transcript, request) if request.transcript else None
         try:
-            self._deliver(request, generation, delivery.guardrail)
+            failure = self._deliver(request, generation, delivery.guardrail)
+            if failure is not None:
+                self._withhold(request, admission, failure)
         finally:
             if saving is not None:
                 saving.result()
@@ -349,9 +351,10 @@ class Flow:
             )
         return admission
 
-    def _deliver(self, request: GenerationRequest, generation: Generation, guardrail: str) -> None:
-        """The delivered output's record (its model and tokens) and its telemetry. The caller has the
-        output whatever happens here: a record that fails is logged for reconciliation."""
+    def _deliver(self, request: GenerationRequest, generation: Generation, guardrail: str) -> UpstreamError | None:
+        """The delivered output's record (its model and tokens) and its telemetry; the ledger's
+        failure, logged and counted, is returned for the caller to decide on (complete withholds
+        the output; a stream, whose text has left, leaves its delivering record to the sweeper)."""
         try:
             with call("dynamodb"):
                 self._ledger.deliver(
@@ -364,7 +367,29 @@ class Flow:
                 )
         except UpstreamError as error:
             self._telemetry.metering_failed(request.request_id, error)
+            return error
         self._telemetry.delivered(request.request_id, request.output, generation, guardrail)
+        return None
+
+    def _withhold(self, request: GenerationRequest, admission: Admission, failure: UpstreamError) -> None:
+        """A buffered output whose delivery the ledger did not record is handed over only if the
+        ledger has it delivered after all (the write landed, its answer was lost). Otherwise the
+        caller gets the ledger's error (a 502), and the output is not handed over: its units are
+        released here, or, if that fails too, by the sweeper, which may release an admitted
+        request (never one delivered). No output leaves without its units charged."""
+        record: dict[str, Any] | None = None
+        try:
+            released = self._release(request, admission)
+            if not released:  # settled already: delivered by the write that seemed to fail, or released
+                with call("dynamodb"):
+                    record = self._ledger.record(
+                        request.request_id, group=request.caller.group, user=request.caller.user
+                    )
+        except UpstreamError:
+            released = False
+        if released or (record or {}).get("status") != {"S": DELIVERED}:
+            self._telemetry.output_withheld(request.request_id, released=released)
+            raise failure
 
     def _save_transcript(self, request: GenerationRequest) -> None:
         """The session's transcript with this turn's texts; one that is not written only costs the
@@ -379,10 +404,15 @@ class Flow:
         if not written:
             self._telemetry.transcript_skipped()
 
-    def _release(self, request: GenerationRequest, admission: Admission) -> None:
-        """No output delivered: give the units back (the ledger does it once)."""
+    def _begin_delivery(self, request: GenerationRequest) -> None:
+        """The ledger's mark that the request's output is on its way (ai_gateway.ledger)."""
         with call("dynamodb"):
-            self._ledger.release(
+            self._ledger.begin_delivery(request.request_id, group=request.caller.group, user=request.caller.user)
+
+    def _release(self, request: GenerationRequest, admission: Admission) -> bool:
+        """No output delivered: give the units back (the ledger does it once); whether this call did."""
+        with call("dynamodb"):
+            return self._ledger.release(
                 request.request_id,
                 group=request.caller.group,
                 user=request.caller.user,

@@ -49,6 +49,7 @@ class JobMetric(StrEnum):
 
     SWEPT_RELEASES = "SweptReleases"  # admissions the sweeper released
     SWEPT_CANDIDATES = "SweptCandidates"  # admissions past the bound it looked at
+    SWEPT_SETTLEMENTS = "SweptSettlements"  # streams it settled as delivered (their text had left)
 
 
 class GatewayJobsSettings(FunctionSettings):

@@ -16,10 +16,17 @@ released (nothing was delivered) may be admitted again under the same id.
 Every request of a group updates one counter item, so DynamoDB cancels transactions that race
 on it (TransactionConflict); those are retried here with jittered backoff.
 
-An admitted request record also carries ``pending`` (one of PENDING_SHARDS labels) and
-``pending_at`` (its admission time): the keys of a sparse index (PENDING_INDEX) that deliver and
-release remove, so the index holds exactly the admitted-but-unsettled requests. The sweeper
-(ai_gateway.sweeper) reads it, oldest first, to release what a function that died left admitted.
+A request record's status goes ``admitted`` → ``delivered`` (the output was handed over; its
+tokens recorded) or ``released`` (no output: the units went back), or, for a stream, ``admitted``
+→ ``delivering`` (begin_delivery, before its first text leaves) → ``delivered``. Only an
+``admitted`` request is ever released: once an output has started on its way to the caller, its
+units stay charged.
+
+An unsettled record (admitted or delivering) also carries ``pending`` (one of PENDING_SHARDS
+labels) and ``pending_at`` (its admission time): the keys of a sparse index (PENDING_INDEX) that
+deliver and release remove, so the index holds exactly the unsettled requests. The sweeper
+(ai_gateway.sweeper) reads it, oldest first, to settle what a function that died left: it releases
+an admitted request and settles a delivering one as delivered (settle_delivering).
 """
 
 from __future__ import annotations
@@ -50,6 +57,12 @@ PENDING_SORT_KEY = "pending_at"
 PENDING_PAGES_PER_SHARD = 4  # pages a sweep reads of one shard at most (a page holds up to its limit)
 PENDING_SHARDS = 8
 PENDING_PROJECTION = ("request_id", "group", "user", "output_type", "units", "window")
+# A request record's statuses (module docstring).
+ADMITTED = "admitted"
+DELIVERING = "delivering"
+DELIVERED = "delivered"
+RELEASED = "released"
+SWEEPER = "sweeper"  # settled_by of a delivery the sweeper settled (its tokens are not known)
 
 
 @dataclass(frozen=True)
@@ -112,7 +125,7 @@ class Usage:
 
 @dataclass(frozen=True)
 class Pending:
-    """An admitted request not yet delivered or released, as the pending index holds it."""
+    """An unsettled request (admitted or delivering), as the pending index holds it."""
 
     request_id: str
     group: str
@@ -161,7 +174,7 @@ class Ledger:
             "unit_price_usd": {"N": str(Decimal(str(unit_price_usd)))},
             "amount_usd": {"N": str(Decimal(str(unit_price_usd)) * units)},
             "window": {"S": window.key},
-            "status": {"S": "admitted"},
+            "status": {"S": ADMITTED},
             "created_at": {"S": now.astimezone(dt.UTC).isoformat()},
             # Billing export: every output of a group, in time order.
             "gsi1pk": {"S": f"GROUP#{group}"},
@@ -179,7 +192,7 @@ class Ledger:
                             "Item": record,
                             "ConditionExpression": "attribute_not_exists(pk) OR #status = :released",
                             "ExpressionAttributeNames": {"#status": "status"},
-                            "ExpressionAttributeValues": {":released": {"S": "released"}},
+                            "ExpressionAttributeValues": {":released": {"S": RELEASED}},
                             # A replay's record, to tell a delivered request from one still running.
                             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                         }
@@ -207,7 +220,7 @@ class Ledger:
             used = self._used(counter)
             if reasons and reasons[0] == "ConditionalCheckFailed":
                 earlier = (error.response.get("CancellationReasons") or [{}])[0].get("Item") or {}
-                delivered = earlier.get("status") == {"S": "delivered"}
+                delivered = earlier.get("status") == {"S": DELIVERED}
                 return Admission(
                     request_id,
                     units,
@@ -224,6 +237,20 @@ class Ledger:
         used = self._used(counter)
         return Admission(request_id, units, used, limit, window.resets_at, replayed=False, window=window.key)
 
+    def begin_delivery(self, request_id: str, *, group: str, user: str) -> None:
+        """Mark an admitted request's output as on its way to the caller (a stream's first text is
+        about to leave): from here its units are never released, and if the function dies before
+        deliver records the output, the sweeper settles it as delivered. Raises ClientError
+        (ConditionalCheckFailedException) when the request is not admitted."""
+        self._client.update_item(
+            TableName=self._table,
+            Key={"pk": {"S": _request_key(group, user, request_id)}},
+            UpdateExpression="SET #status = :delivering",
+            ConditionExpression="#status = :admitted",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={":delivering": {"S": DELIVERING}, ":admitted": {"S": ADMITTED}},
+        )
+
     def deliver(
         self, request_id: str, *, group: str, user: str, model: str, input_tokens: int, output_tokens: int
     ) -> None:
@@ -233,22 +260,51 @@ class Ledger:
             Key={"pk": {"S": _request_key(group, user, request_id)}},
             UpdateExpression="SET #status = :delivered, model = :model, input_tokens = :in, output_tokens = :out "
             "REMOVE #pending, #pending_at",
-            ConditionExpression="#status = :admitted",
+            ConditionExpression="#status IN (:admitted, :delivering)",
             ExpressionAttributeNames={"#status": "status", "#pending": PENDING_KEY, "#pending_at": PENDING_SORT_KEY},
             ExpressionAttributeValues={
-                ":delivered": {"S": "delivered"},
-                ":admitted": {"S": "admitted"},
+                ":delivered": {"S": DELIVERED},
+                ":admitted": {"S": ADMITTED},
+                ":delivering": {"S": DELIVERING},
                 ":model": {"S": model},
                 ":in": {"N": str(input_tokens)},
                 ":out": {"N": str(output_tokens)},
             },
         )
 
+    def settle_delivering(self, request: Pending) -> bool:
+        """The sweeper's: a request whose output began its way to the caller (begin_delivery) and
+        whose function died before recording it is delivered (its tokens unknown, settled_by the
+        sweeper); its units stay charged. True when this call settled it; False when it is not
+        delivering (admitted, or settled already)."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": _request_key(request.group, request.user, request.request_id)}},
+                UpdateExpression="SET #status = :delivered, settled_by = :sweeper REMOVE #pending, #pending_at",
+                ConditionExpression="#status = :delivering",
+                ExpressionAttributeNames={
+                    "#status": "status",
+                    "#pending": PENDING_KEY,
+                    "#pending_at": PENDING_SORT_KEY,
+                },
+                ExpressionAttributeValues={
+                    ":delivered": {"S": DELIVERED},
+                    ":delivering": {"S": DELIVERING},
+                    ":sweeper": {"S": SWEEPER},
+                },
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
+
     def release(self, request_id: str, *, group: str, user: str, output_type: str, units: int, window: str) -> bool:
         """Give back an admitted request's units when no output was delivered; once only. True when
-        this call released them, False when the request was already released or delivered, or was
-        admitted with other units, output type or window than these: units go back only to the
-        counter that holds them, however the caller came by them."""
+        this call released them, False when the request was already released or delivered, is
+        being delivered, or was admitted with other units, output type or window than these: units
+        go back only to the counter that holds them, however the caller came by them."""
         try:
             self._transact(
                 [
@@ -270,8 +326,8 @@ class Ledger:
                                 "#window": "window",
                             },
                             "ExpressionAttributeValues": {
-                                ":released": {"S": "released"},
-                                ":admitted": {"S": "admitted"},
+                                ":released": {"S": RELEASED},
+                                ":admitted": {"S": ADMITTED},
                                 ":units": {"N": str(units)},
                                 ":output_type": {"S": output_type},
                                 ":window": {"S": window},
@@ -300,21 +356,22 @@ class Ledger:
     def unlist_settled(self, request: Pending) -> bool:
         """Take a request out of the pending index if it is settled (delivered or released) and
         still listed there: deliver and release remove it from the index, so only a hand-edited or
-        half-written record stays, and one the sweeper could never release would fill its every
-        page. True when this call took it out; False when it is not settled, or not listed anymore
-        (the index lags the table: a request settled a moment ago is still listed for a while)."""
+        half-written record stays, and one the sweeper could never settle would fill its every
+        page. True when this call took it out; False when it is not settled (admitted or
+        delivering), or not listed anymore (the index lags the table: a request settled a moment
+        ago is still listed for a while)."""
         try:
             self._client.update_item(
                 TableName=self._table,
                 Key={"pk": {"S": _request_key(request.group, request.user, request.request_id)}},
                 UpdateExpression="REMOVE #pending, #pending_at",
-                ConditionExpression="attribute_exists(#pending) AND #status <> :admitted",
+                ConditionExpression="attribute_exists(#pending) AND NOT #status IN (:admitted, :delivering)",
                 ExpressionAttributeNames={
                     "#status": "status",
                     "#pending": PENDING_KEY,
                     "#pending_at": PENDING_SORT_KEY,
                 },
-                ExpressionAttributeValues={":admitted": {"S": "admitted"}},
+                ExpressionAttributeValues={":admitted": {"S": ADMITTED}, ":delivering": {"S": DELIVERING}},
             )
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":

@@ -8,9 +8,12 @@ piece through the output guardrail before the caller sees it, metered once at th
              (the OUTPUT check, as the buffered route does) and is emitted only when it comes
              back: as it was, masked where the guardrail anonymized it; a blocked piece ends the
              stream (finish_reason "content_filter") and nothing after it is emitted
-    meter    at the end the ledger records the stream's usage (its metadata event); a stream
-             blocked or failed before any text was emitted releases the units, one blocked or
-             failed after is delivered (the caller has part of the output)
+    meter    before its first text leaves, the ledger marks the request delivering (a failure of
+             that write ends the stream before any text, its units released); at the end it
+             records the stream's usage (its metadata event). A stream blocked or failed before
+             any text was emitted releases the units, one blocked or failed after is delivered
+             (the caller has part of the output), and one whose function dies after its first
+             text, or whose record fails, is settled as delivered by the sweeper
 
 **Pieces.** Text is cut at sentence ends (., !, ? followed by a space, CJK full stops) and
 newlines, never inside a word, at most PIECE_MAX characters (one guardrail text unit, what one
@@ -233,6 +236,7 @@ class StreamingFlow(Flow):
             guard=lambda piece: self._telemetry.guarded(
                 OUTPUT, request.conversation, lambda: self._guard.check_output(piece, source=source, query=query)
             ),
+            begin=lambda: self._begin_delivery(request),
             deliver=lambda generation, guardrail: self._meter(request, generation, guardrail),
             release=lambda: self._release_quietly(request, admission),
             monotonic=self._clock.monotonic,
@@ -252,6 +256,7 @@ class GuardedStream:
     ``close`` it to stop early. Its dependencies are the flow's, as callables:
 
     guard(piece) -> Verdict          the OUTPUT check of one piece (a guardrail stage)
+    begin()                          the ledger's mark that the output is on its way (UpstreamError)
     deliver(generation, guardrail)   the ledger's record and the delivery's telemetry
     release()                        the units back (a failed release is logged, not raised)
     """
@@ -265,6 +270,7 @@ class GuardedStream:
         stage: AbstractContextManager[StageRecord],
         record: StageRecord,
         guard: Callable[[str], Verdict],
+        begin: Callable[[], None],
         deliver: Callable[[Generation, str], None],
         release: Callable[[], None],
         monotonic: Callable[[], float],
@@ -276,6 +282,7 @@ class GuardedStream:
         self._stage = stage
         self._record = record
         self._guard = guard
+        self._begin = begin
         self._deliver = deliver
         self._release = release
         self._monotonic = monotonic
@@ -313,6 +320,10 @@ class GuardedStream:
                 if verdict.blocked:
                     yield self._blocked(tuple(sorted(reasons)))
                     return
+                if not self._emitted:
+                    # Before the first text leaves: from here the units are never released, and the
+                    # sweeper settles the stream as delivered if this function dies before its end.
+                    self._begin()
                 self._masked = self._masked or verdict.intervened
                 self._emitted.append(verdict.text())
                 yield TextDelta(verdict.text())

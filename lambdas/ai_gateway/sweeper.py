@@ -1,15 +1,18 @@
-"""The ledger's sweeper: gives back units a request left admitted when its function died.
+"""The ledger's sweeper: settles what a request left unsettled when its function died.
 
 A function that admits units (the gateway, the jobs' worker, a streaming function) delivers or
 releases them before it ends; one that dies first (a timeout, a crash, a lost worker event) leaves
-its request ``admitted``, and its units count against the group's quota until the window resets.
-Every few minutes (EventBridge) this function reads the ledger's pending index for requests
-admitted longer ago than the bound and releases each with the ledger's own conditional release
-(status ``admitted`` only), so:
+its request ``admitted`` (no output handed over), and its units count against the group's quota
+until the window resets; or, a stream whose text had started to leave, ``delivering``. Every few
+minutes (EventBridge) this function reads the ledger's pending index for requests admitted longer
+ago than the bound and settles each with the ledger's own conditional writes: an ``admitted`` one
+is released (status ``admitted`` only), a ``delivering`` one is settled as delivered, so:
 
 - a quota is never exceeded: a release only gives back units a request still holds, once;
-- a delivered output is never released: deliver and release both need status ``admitted``, and
-  whichever writes first wins (the other's condition fails);
+- a delivered output is never released: release needs status ``admitted``, which a request leaves
+  before any of its output reaches the caller (a buffered output is handed over only once the
+  ledger has it delivered; a stream is marked delivering before its first text), and deliver and
+  release race on that condition, whichever writes first winning;
 - a slow request that is still alive is never released: the bound is longer than the longest life
   of any function that admits (its timeout, and for a job its start window too: the stack
   computes them, SweeperSettings.lifetimes_seconds) plus a slack for clock skew and index lag.
@@ -36,7 +39,7 @@ from ai_gateway.jobs_contract import JobMetric, SweeperSettings
 from ai_gateway.ledger import Ledger
 from shared.aws_errors import failure_code
 from shared.logs import service_logger
-from shared.telemetry import emit
+from shared.telemetry import emit_all
 
 logger = service_logger()
 FUNCTION_DIMENSION = "Function"
@@ -53,16 +56,17 @@ class Sweep:
     released: int  # released by this run
     failed: int  # unreadable, or whose release raised (left for the next run)
     unlisted: int = 0  # settled, yet still in the index (a hand-edited record): taken out of it
+    settled: int = 0  # delivering (a stream whose function died): settled as delivered
 
 
 def sweep(ledger: Ledger, *, now: dt.datetime, bound_seconds: int, page_limit: int) -> Sweep:
-    """Release up to ``page_limit`` requests admitted more than ``bound_seconds`` before ``now``."""
+    """Settle up to ``page_limit`` requests admitted more than ``bound_seconds`` before ``now``."""
     cutoff = now - dt.timedelta(seconds=bound_seconds)
     unreadable: list[str] = []
     pending = ledger.pending(admitted_before=cutoff, limit=page_limit, unreadable=unreadable.append)
     for problem in unreadable:  # left in the index: named on every run until someone mends it
         logger.error("a pending ledger record is unreadable: not released", extra={"problem": problem})
-    released, failed, unlisted = 0, len(unreadable), 0
+    released, failed, unlisted, settled = 0, len(unreadable), 0, 0
     for request in pending:
         if type(request.units) is not int or request.units < 1:
             failed += 1
@@ -77,10 +81,12 @@ def sweep(ledger: Ledger, *, now: dt.datetime, bound_seconds: int, page_limit: i
                 units=request.units,
                 window=request.window,
             )
-            # Not released: settled already. A settled request the index still lists long past the
-            # bound would come first in every run's page (oldest first), hiding the dead requests
-            # behind it: it is taken out of the index, and said.
-            out = not done and ledger.unlist_settled(request)
+            # Not released: being delivered (its text had left), or settled already. A settled
+            # request the index still lists long past the bound would come first in every run's
+            # page (oldest first), hiding the dead requests behind it: it is taken out of the
+            # index, and said.
+            delivered = not done and ledger.settle_delivering(request)
+            out = not (done or delivered) and ledger.unlist_settled(request)
         except (ClientError, BotoCoreError) as error:
             failed += 1
             logger.warning("release failed", extra={"group": request.group, "code": failure_code(error)})
@@ -90,10 +96,19 @@ def sweep(ledger: Ledger, *, now: dt.datetime, bound_seconds: int, page_limit: i
         if done:
             released += 1
             logger.info("released a dead request's units", extra=about)
+        elif delivered:
+            settled += 1
+            logger.info("settled a dead stream's delivery: its units stay charged", extra=about)
         elif out:
             unlisted += 1
             logger.warning("a settled request was still in the pending index: taken out of it", extra=about)
-    return Sweep(candidates=len(pending) + len(unreadable), released=released, failed=failed, unlisted=unlisted)
+    return Sweep(
+        candidates=len(pending) + len(unreadable),
+        released=released,
+        failed=failed,
+        unlisted=unlisted,
+        settled=settled,
+    )
 
 
 @cache
@@ -107,9 +122,12 @@ def ledger() -> Ledger:
 
 
 def report(result: Sweep) -> None:
-    dimensions = {FUNCTION_DIMENSION: SWEEPER}
-    emit(JobMetric.SWEPT_RELEASES, MetricUnit.Count, float(result.released), dimensions)
-    emit(JobMetric.SWEPT_CANDIDATES, MetricUnit.Count, float(result.candidates), dimensions)
+    counts = [
+        (JobMetric.SWEPT_RELEASES, result.released),
+        (JobMetric.SWEPT_CANDIDATES, result.candidates),
+        (JobMetric.SWEPT_SETTLEMENTS, result.settled),
+    ]
+    emit_all([(name, MetricUnit.Count, float(count)) for name, count in counts], {FUNCTION_DIMENSION: SWEEPER})
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -117,5 +135,11 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, i
     current = settings()
     result = sweep(ledger(), now=now(), bound_seconds=current.bound_seconds, page_limit=current.page_limit)
     report(result)
-    logger.info("sweep", extra={"candidates": result.candidates, "released": result.released, "failed": result.failed})
-    return {"candidates": result.candidates, "released": result.released, "failed": result.failed}
+    counts = {
+        "candidates": result.candidates,
+        "released": result.released,
+        "settled": result.settled,
+        "failed": result.failed,
+    }
+    logger.info("sweep", extra=counts)
+    return counts

@@ -54,6 +54,7 @@ class Telemetry:
     def __init__(self, metrics: Metrics, logger: Logger) -> None:
         self._logger = logger
         provider = metrics.provider
+        self._namespace = provider.namespace
         self._stages = Recorder(logger, provider.namespace)
         self._service: dict[str, str] = {"service": provider.service} if provider.service else {}
         self._dimensions: dict[str, str] = {}  # Group, OutputType
@@ -176,12 +177,20 @@ class Telemetry:
         )
 
     def metering_failed(self, request_id: str, error: UpstreamError) -> None:
-        # The output exists and its units were admitted (charged); only the record is behind.
+        # A buffered output is then withheld unless the ledger has it delivered after all; a
+        # stream's (its text gone) stays delivering, for the sweeper to settle as delivered.
         self._logger.error(
-            "delivery not recorded: metering record stays admitted",
+            "delivery not recorded",
             extra={"request_id": request_id, "upstream": error.service, "code": error.code},
         )
-        self._count(Metric.METERING_ERRORS)
+        # A line of its own, by service alone: the MeteringErrors alarm reads it across groups.
+        emit(Metric.METERING_ERRORS, COUNT, 1, self._service, namespace=self._namespace)
+
+    def output_withheld(self, request_id: str, *, released: bool) -> None:
+        self._logger.error(
+            "output withheld: its delivery is not on the ledger",
+            extra={"request_id": request_id, "units": "released" if released else "left to the sweeper"},
+        )
 
     # --- generation ----------------------------------------------------------------------------
 

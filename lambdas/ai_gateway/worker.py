@@ -56,7 +56,7 @@ from ai_gateway.jobs import (
     reason,
 )
 from ai_gateway.jobs_contract import WorkerSettings
-from ai_gateway.ledger import Ledger
+from ai_gateway.ledger import ADMITTED, Ledger
 from ai_gateway.router import ModelRouter
 from ai_gateway.telemetry import Telemetry
 from shared.aws_errors import UpstreamError, call
@@ -170,7 +170,7 @@ def _admitted(runtime: Runtime, job: Job) -> bool:
     then failed without a release, and the sweeper releases the ledger's own record."""
     record = runtime.ledger.record(job.request_id, group=job.caller.group, user=job.caller.user) or {}
     return (
-        record.get("status") == {"S": "admitted"}
+        record.get("status") == {"S": ADMITTED}
         and record.get("output_type") == {"S": job.output_type}
         and record.get("units") == {"N": str(job.admission.units)}
         and record.get("window") == {"S": job.admission.window}

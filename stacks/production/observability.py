@@ -32,7 +32,7 @@ from aws_cdk import (
 )
 from constructs import Construct
 
-from ai_gateway.contract import INPUT, OUTPUT, Dimension as GatewayDimension, Metric as Gateway
+from ai_gateway.contract import INPUT, OUTPUT, SERVICE as GATEWAY, Dimension as GatewayDimension, Metric as Gateway
 from shared.observability import AGENT_TURN_MESSAGE, STAGES, Dimension, Metric
 from stacks.production.context import ProductionContext
 from stacks.shared.alarms import alarm as notifying
@@ -390,6 +390,15 @@ class ObservabilityStack(Stack):
         )
         # The expression names the rule, not a reference CloudFormation sees: order them by hand.
         quota.node.add_dependency(self.quota_refusals)
+        # An output whose delivery the ledger did not record: a buffered one is withheld (a 502), a
+        # stream's is settled as delivered by the sweeper, without its tokens. Either way, look.
+        metering = self._metric(Gateway.METERING_ERRORS, Dimension.SERVICE, GATEWAY)
+        description = (
+            "The ledger failed to record an output's delivery: the caller got a 502 instead of it (buffered), "
+            "or the sweeper settles it without its tokens (a stream). The gateway's logs ('delivery not "
+            "recorded') name the request."
+        )
+        alarm("MeteringErrors", metering, description, 1, at_least)
         # The tool interceptor's own metrics (Powertools: dimensioned by its service name alone).
         refused = self._metric(ToolGuard.CALLS_REFUSED, Dimension.SERVICE, TOOL_GUARD)
         threshold = settings.tool_refusals_per_5_minutes

@@ -15,6 +15,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from ai_gateway.contract import INPUT, Dimension as GatewayDimension, Metric as Gateway
 from ai_gateway.telemetry import Telemetry
+from shared.aws_errors import UpstreamError
 from shared.observability import STAGES
 from shared.telemetry import emit
 from stacks.config import load_config
@@ -119,6 +120,44 @@ def test_the_tool_interceptors_refusals_and_failures_alarm_on_the_series_it_emit
     threshold = production(cdk_context).observability.tool_refusals_per_5_minutes
     assert watched[ToolGuard.CALLS_REFUSED]["Threshold"] == threshold
     assert watched[ToolGuard.FAILURES]["Threshold"] == 1  # one failure is a request refused for nothing
+
+
+def test_metering_errors_alarm_on_the_series_every_gateway_function_emits(
+    observability: dict[str, Any], gateway: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One failed delivery record alarms, across groups: the gateway's functions (buffered,
+    streamed, the jobs' worker) write it by their service name alone, as the alarm reads it."""
+    admitting = [
+        f["Properties"]["Environment"]["Variables"]
+        for name, f in resources(gateway, "AWS::Lambda::Function").items()
+        if name.startswith(("GatewayFunction", "GatewayStreamFunction", "JobsWorker"))
+    ]
+    assert len(admitting) == 3
+    ((service, namespace),) = {
+        (env["POWERTOOLS_SERVICE_NAME"], env["POWERTOOLS_METRICS_NAMESPACE"]) for env in admitting
+    }
+    assert service == "ai_gateway"
+    (alarm,) = [
+        a["Properties"]
+        for a in resources(observability, "AWS::CloudWatch::Alarm").values()
+        if a["Properties"].get("MetricName") == Gateway.METERING_ERRORS
+    ]
+    assert (alarm["Namespace"], alarm["Dimensions"], alarm["Statistic"], alarm["Period"]) == (
+        namespace,
+        [{"Name": "service", "Value": service}],
+        "Sum",
+        300,
+    )
+    assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
+    # What the gateway writes when a record fails: that series, whatever group the request was for.
+    telemetry = Telemetry(Metrics(namespace=namespace, service=service), Logger())
+    telemetry.request("customer-gold")
+    capsys.readouterr()
+    telemetry.metering_failed("r-1", UpstreamError("dynamodb", "InternalServerError"))
+    (line,) = [json.loads(text) for text in capsys.readouterr().out.splitlines() if "_aws" in text]
+    (directive,) = line["_aws"]["CloudWatchMetrics"]
+    assert (directive["Namespace"], directive["Dimensions"]) == (namespace, [["service"]])
+    assert (line["service"], line[Gateway.METERING_ERRORS]) == (service, [1.0])
 
 
 def test_agent_turns_reach_the_live_evaluator(observability: dict[str, Any]) -> None:

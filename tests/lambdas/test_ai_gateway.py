@@ -1043,24 +1043,11 @@ def test_a_quota_refusal_is_the_usage_stages_refusal_not_an_error(capsys: pytest
 
 
 class BrokenLedger(RecordingLedger):
-    """The ledger's DynamoDB answers with a server error on ``broken`` calls."""
-
-    def __init__(self, broken: str) -> None:
-        super().__init__()
-        self.broken = broken
-
-    def _fail(self) -> None:
-        raise ClientError({"Error": {"Code": "InternalServerError"}, "ResponseMetadata": {"HTTPStatusCode": 500}}, "x")
+    """The ledger's DynamoDB answers admit with a server error (its deliveries' failures:
+    test_ai_gateway_metering)."""
 
     def admit(self, **kwargs: Any) -> Admission:
-        if self.broken == "admit":
-            self._fail()
-        return super().admit(**kwargs)
-
-    def deliver(self, *args: Any, **kwargs: Any) -> None:
-        super().deliver(*args, **kwargs)
-        if self.broken == "deliver":
-            self._fail()
+        raise ClientError({"Error": {"Code": "InternalServerError"}, "ResponseMetadata": {"HTTPStatusCode": 500}}, "x")
 
 
 def test_a_ledger_failing_to_admit_is_an_upstream_error_of_dynamodb_in_the_usage_stage(
@@ -1068,7 +1055,7 @@ def test_a_ledger_failing_to_admit_is_an_upstream_error_of_dynamodb_in_the_usage
 ) -> None:
     metrics = Metrics()
     with pytest.raises(UpstreamError) as raised:
-        a_flow(BrokenLedger("admit"), AnsweringBedrock(), metrics=metrics).generate(a_request())
+        a_flow(BrokenLedger(), AnsweringBedrock(), metrics=metrics).generate(a_request())
     metrics.flush_metrics()
     assert (raised.value.service, raised.value.code, raised.value.http_status) == (
         "dynamodb",
@@ -1077,21 +1064,6 @@ def test_a_ledger_failing_to_admit_is_an_upstream_error_of_dynamodb_in_the_usage
     )
     stage = usage_stage(printed(capsys))
     assert stage["outcome"] == "error"
-
-
-def test_a_delivery_the_ledger_could_not_record_still_answers_and_is_counted_for_its_alarm(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    ledger = BrokenLedger("deliver")
-    metrics = Metrics()
-    delivery = a_flow(ledger, AnsweringBedrock(), metrics=metrics).generate(a_request())
-    assert (delivery.body()["output"], ledger.calls[-1]) == ("Hi.", "deliver")
-    metrics.flush_metrics()
-    lines = printed(capsys)
-    (behind,) = [line for line in lines if line.get("message", "").startswith("delivery not recorded")]
-    assert (behind["request_id"], behind["upstream"], behind["code"]) == ("r-1", "dynamodb", "InternalServerError")
-    (flushed,) = [line for line in lines if "MeteringErrors" in line]
-    assert flushed["MeteringErrors"] == [1.0]
 
 
 def test_a_failed_release_is_logged_with_its_request_id_and_why(capsys: pytest.CaptureFixture[str]) -> None:

@@ -104,5 +104,5 @@ def test_the_sweeper_sweeps_with_its_own_settings_whatever_the_event(
     monkeypatch.setattr(sweeper, "settings", lambda: current)
     monkeypatch.setattr(sweeper, "ledger", lambda: ledger)
     monkeypatch.setattr(sweeper, "now", lambda: now)
-    assert sweeper.lambda_handler(event, FakeContext()) == {"candidates": 0, "released": 0, "failed": 0}
+    assert sweeper.lambda_handler(event, FakeContext()) == {"candidates": 0, "released": 0, "settled": 0, "failed": 0}
     assert ledger.asked == [(now - dt.timedelta(seconds=current.bound_seconds), 5)]

@@ -77,16 +77,22 @@ class Bedrock:
 class Ledger:
     """Admits (or refuses with ``refuse``), recording every call with its arguments."""
 
-    def __init__(self, refuse: bool = False, replayed: bool = False) -> None:
+    def __init__(self, refuse: bool = False, replayed: bool = False, log: list[tuple[str, str]] | None = None) -> None:
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.refuse = refuse
         self.replayed = replayed
+        self.log = log  # where begin_delivery is written too, among the stream's reads and guards
 
     def admit(self, **kwargs: Any) -> Admission:
         self.calls.append(("admit", kwargs))
         if self.refuse:
             raise QuotaExceededError(used=20_000, limit=20_000, resets_at=RESETS)
         return Admission(kwargs["request_id"], kwargs["units"], 7, 20_000, RESETS, self.replayed, "2026-12")
+
+    def begin_delivery(self, request_id: str, **kwargs: Any) -> None:
+        self.calls.append(("begin", {"request_id": request_id, **kwargs}))
+        if self.log is not None:
+            self.log.append(("begin", request_id))
 
     def deliver(self, request_id: str, **kwargs: Any) -> None:
         self.calls.append(("deliver", {"request_id": request_id, **kwargs}))
@@ -236,7 +242,7 @@ def test_each_piece_is_guarded_before_it_is_emitted_and_the_stream_is_read_as_it
     bedrock.streams_answer(PRO, answer(["Hello there. How", " are you today", "? Bye."]))
     bedrock.guards("Hello there. ")
     bedrock.guards("How are you today? Bye.")
-    ledger = Ledger()
+    ledger = Ledger(log=bedrock.log)
     flow, models = a_flow(bedrock, ledger)
     stream = flow.stream(a_request(), models)
     assert ledger.names == ["admit"]  # admitted before anything is read past the first token
@@ -246,6 +252,7 @@ def test_each_piece_is_guarded_before_it_is_emitted_and_the_stream_is_read_as_it
         ("read", "messageStart"),
         ("read", "Hello there. How"),
         ("guard", "Hello there. "),
+        ("begin", "r-1"),  # delivering before the first text leaves: never released from here
         ("emit", "Hello there. "),
         ("read", " are you today"),
         ("read", "? Bye."),
@@ -259,7 +266,8 @@ def test_each_piece_is_guarded_before_it_is_emitted_and_the_stream_is_read_as_it
     assert isinstance(finish, Finish)
     assert (finish.finish_reason, finish.model, finish.guardrail, finish.units) == ("stop", PRO, "none", 1)
     assert (finish.input_tokens, finish.output_tokens, finish.admission.remaining) == (50, 400, 19_993)
-    assert ledger.calls[1] == (
+    assert ledger.calls[1] == ("begin", {"request_id": "r-1", "group": "customer-gold", "user": "u"})
+    assert ledger.calls[2] == (
         "deliver",
         {
             "request_id": "r-1",
@@ -270,7 +278,7 @@ def test_each_piece_is_guarded_before_it_is_emitted_and_the_stream_is_read_as_it
             "output_tokens": 400,
         },
     )
-    assert ledger.names == ["admit", "deliver"]
+    assert ledger.names == ["admit", "begin", "deliver"]
 
 
 def test_anonymized_text_is_emitted_masked(bedrock: Bedrock) -> None:
@@ -284,7 +292,7 @@ def test_anonymized_text_is_emitted_masked(bedrock: Bedrock) -> None:
     finish = events[-1]
     assert isinstance(finish, Finish)
     assert (finish.guardrail, finish.reasons) == ("anonymized", ("pii:EMAIL",))
-    assert ledger.names == ["admit", "deliver"]
+    assert ledger.names == ["admit", "begin", "deliver"]
 
 
 def test_a_blocked_piece_ends_the_stream_charges_what_was_sent_and_nothing_later_is_emitted(
@@ -310,7 +318,7 @@ def test_a_blocked_piece_ends_the_stream_charges_what_was_sent_and_nothing_later
         a_request().output.units,
         ("topic",),
     )
-    assert ledger.names == ["admit", "deliver"]
+    assert ledger.names == ["admit", "begin", "deliver"]
     assert model_stream.closed  # the model's stream is not read any further
     assert ("read", "More advice follows. " * 30) not in bedrock.log
 
@@ -362,7 +370,7 @@ def test_a_throttled_first_model_falls_back_before_any_token(bedrock: Bedrock) -
     events = list(flow.stream(a_request(), models))
     finish = events[-1]
     assert isinstance(finish, Finish)
-    assert (finish.model, ledger.names, ledger.calls[1][1]["model"]) == (LITE, ["admit", "deliver"], LITE)
+    assert (finish.model, ledger.names, ledger.calls[2][1]["model"]) == (LITE, ["admit", "begin", "deliver"], LITE)
 
 
 def test_a_throttling_event_before_the_first_token_falls_back_too(bedrock: Bedrock) -> None:
@@ -415,8 +423,8 @@ def test_a_failure_after_text_was_emitted_delivers_what_was_emitted_then_raises(
     assert emitted == [TextDelta("First sentence. ")]
     assert (raised.value.code, raised.value.http_status) == ("ModelStreamErrorException", 502)
     # Charged: the caller has part of the output. No usage came, so none is recorded.
-    assert ledger.names == ["admit", "deliver"]
-    assert (ledger.calls[1][1]["input_tokens"], ledger.calls[1][1]["output_tokens"]) == (0, 0)
+    assert ledger.names == ["admit", "begin", "deliver"]
+    assert (ledger.calls[2][1]["input_tokens"], ledger.calls[2][1]["output_tokens"]) == (0, 0)
     assert model_stream.closed
 
 
@@ -440,7 +448,7 @@ def test_a_reader_that_stops_early_settles_the_stream_once(bedrock: Bedrock) -> 
     assert next(events) == TextDelta("One. ")
     events.close()  # type: ignore[attr-defined]  # the caller went away
     stream.close()
-    assert (ledger.names, model_stream.closed) == (["admit", "deliver"], True)
+    assert (ledger.names, model_stream.closed) == (["admit", "begin", "deliver"], True)
 
 
 def test_the_stream_stops_at_its_deadline(bedrock: Bedrock) -> None:
@@ -463,7 +471,7 @@ def test_the_stream_stops_at_its_deadline(bedrock: Bedrock) -> None:
     with pytest.raises(UpstreamError) as raised:
         drain(flow.stream(a_request(deadline=25.0), models), emitted)
     assert (raised.value.code, emitted) == ("StreamDeadlineExceeded", [TextDelta("A. ")])
-    assert ledger.names == ["admit", "deliver"]
+    assert ledger.names == ["admit", "begin", "deliver"]
 
 
 # --- OpenAI server-sent events -----------------------------------------------------------------------
@@ -598,7 +606,7 @@ def test_malformed_fields_in_the_models_events_are_left_out_and_the_stream_still
     finish = events[-1]
     assert isinstance(finish, Finish)
     assert (finish.finish_reason, finish.input_tokens, finish.output_tokens) == ("stop", 0, 0)
-    assert ledger.names == ["admit", "deliver"]  # metered once, no usage reported
+    assert ledger.names == ["admit", "begin", "deliver"]  # metered once, no usage reported
 
 
 def test_done_reaches_the_reader_before_the_ledgers_record(bedrock: Bedrock) -> None:
@@ -619,5 +627,5 @@ def test_done_reaches_the_reader_before_the_ledgers_record(bedrock: Bedrock) -> 
                 break
         done, at_done = seen[-1]
         assert done == b"data: [DONE]\n\n"
-        assert at_done == ["admit"]  # nothing recorded yet when the caller has the whole answer
-        assert ledger.names == ["admit", "deliver"]  # and delivered once after it
+        assert at_done == ["admit", "begin"]  # no record yet when the caller has the whole answer
+        assert ledger.names == ["admit", "begin", "deliver"]  # and delivered once after it

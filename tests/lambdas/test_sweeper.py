@@ -103,6 +103,9 @@ class DeliverFirst:
     def release(self, *args: Any, **kwargs: Any) -> bool:
         return self._ledger.release(*args, **kwargs)
 
+    def settle_delivering(self, *args: Any, **kwargs: Any) -> bool:
+        return self._ledger.settle_delivering(*args, **kwargs)
+
     def unlist_settled(self, *args: Any, **kwargs: Any) -> bool:
         return self._ledger.unlist_settled(*args, **kwargs)
 
@@ -113,6 +116,54 @@ def test_a_delivery_racing_ahead_of_the_sweep_keeps_its_units(ledger: Ledger, dy
     assert result == sweeper.Sweep(candidates=1, released=0, failed=0)
     assert status(ledger, "slow") == "delivered"
     assert used(dynamodb) == 2
+
+
+def begin(ledger: Ledger, request_id: str) -> None:
+    ledger.begin_delivery(request_id, group="gold", user="user-1")
+
+
+def test_a_dead_stream_whose_text_had_left_is_settled_as_delivered_never_released(
+    ledger: Ledger, dynamodb: Any
+) -> None:
+    admit(ledger, "streamed", age_seconds=BOUND + 1)
+    begin(ledger, "streamed")
+    admit(ledger, "streaming", age_seconds=BOUND - 1)  # alive: within the bound, left alone
+    begin(ledger, "streaming")
+    admit(ledger, "dead", age_seconds=BOUND + 2)
+    assert run(ledger) == sweeper.Sweep(candidates=2, released=1, failed=0, settled=1)
+    assert (status(ledger, "streamed"), status(ledger, "streaming"), status(ledger, "dead")) == (
+        "delivered",
+        "delivering",
+        "released",
+    )
+    assert used(dynamodb) == 4  # the dead request's units back; the streams' kept
+    # Settled once: the next run finds neither, and a late deliver of the stream still records it.
+    assert run(ledger) == sweeper.Sweep(candidates=0, released=0, failed=0)
+    record = ledger.record("streamed", group="gold", user="user-1") or {}
+    assert record["settled_by"] == {"S": "sweeper"}
+
+
+def test_a_delivering_request_is_never_released_by_anyone(ledger: Ledger, dynamodb: Any) -> None:
+    admit(ledger, "streamed", age_seconds=10)
+    begin(ledger, "streamed")
+    assert not ledger.release("streamed", group="gold", user="user-1", output_type="report", units=2, window="2026-11")
+    (listed,) = ledger.pending(admitted_before=NOW, limit=10)
+    assert not ledger.unlist_settled(listed)  # not settled: it stays in the index for the sweeper
+    assert (status(ledger, "streamed"), used(dynamodb)) == ("delivering", 2)
+    # Its function lived: deliver records it, tokens and all, and takes it out of the index.
+    ledger.deliver("streamed", group="gold", user="user-1", model="m", input_tokens=3, output_tokens=4)
+    assert status(ledger, "streamed") == "delivered"
+    assert ledger.pending(admitted_before=NOW, limit=10) == []
+    assert not ledger.settle_delivering(listed)  # delivered already: nothing to settle
+
+
+def test_only_an_admitted_request_begins_its_delivery(ledger: Ledger) -> None:
+    admit(ledger, "released", age_seconds=10)
+    ledger.release("released", group="gold", user="user-1", output_type="report", units=2, window="2026-11")
+    for request_id in ("released", "never-admitted"):
+        with pytest.raises(ClientError) as raised:
+            begin(ledger, request_id)
+        assert raised.value.response["Error"]["Code"] == "ConditionalCheckFailedException"
 
 
 SHARD_0 = {PENDING_KEY: {"S": "PENDING#0"}}  # one shard, read oldest first
@@ -249,7 +300,7 @@ def test_the_bound_is_the_longest_lifetime_plus_the_slack() -> None:
         SweeperSettings(ledger_table="t", lifetimes_seconds=(29,), slack_seconds=10)
 
 
-def test_the_handler_sweeps_with_its_settings_and_emits_the_released_count(
+def test_the_handler_sweeps_with_its_settings_and_emits_its_counts(
     ledger: Ledger, dynamodb: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     settings = SweeperSettings(ledger_table=TABLE, lifetimes_seconds=(600, 900), slack_seconds=100, page_limit=5)
@@ -260,8 +311,10 @@ def test_the_handler_sweeps_with_its_settings_and_emits_the_released_count(
     monkeypatch.setattr(sweeper, "now", lambda: NOW)
     admit(ledger, "dead", age_seconds=1001)
     admit(ledger, "alive", age_seconds=999)  # within the bound of 900 + 100
+    admit(ledger, "streamed", age_seconds=1002)
+    begin(ledger, "streamed")
     capsys.readouterr()
-    assert sweeper.lambda_handler({}, FakeContext()) == {"candidates": 1, "released": 1, "failed": 0}
+    assert sweeper.lambda_handler({}, FakeContext()) == {"candidates": 2, "released": 1, "settled": 1, "failed": 0}
     sweeper.settings.cache_clear()
     documents = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     metrics = {
@@ -270,5 +323,5 @@ def test_the_handler_sweeps_with_its_settings_and_emits_the_released_count(
         for m in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]
         if doc.get("Function") == "LedgerSweeper"
     }
-    assert metrics == {"SweptReleases": [1.0], "SweptCandidates": [1.0]}
+    assert metrics == {"SweptReleases": [1.0], "SweptCandidates": [2.0], "SweptSettlements": [1.0]}
     assert status(ledger, "alive") == "admitted"
