@@ -11,6 +11,7 @@ import pytest
 from bench.scale_config import scaled_context
 from stacks.config import ConfigError, ProductionConfig, load_config
 from stacks.config.quotas import WARN_AT, quota_problems, quota_usage
+from stacks.production.tool_binding import GATEWAY_ARN_CHARS, bindings, cedar_permits
 from stacks.production.web_tools import web_policy
 from tests.infra.cfn import resources
 from tests.synth_fixtures import Assembly
@@ -40,6 +41,30 @@ def test_what_the_100_group_target_takes() -> None:
     assert usage["agent runtimes per account"] == len(config.agents) + 1 >= 21
     assert usage["online evaluation configurations per account"] == len(config.agents)
     assert usage["targets per gateway"] == len(config.legacy_apis) + 2
+
+
+def test_the_cedar_policies_together_are_counted_with_the_gateways_arn_at_its_longest() -> None:
+    config = production(scaled_context(100))
+    permits = cedar_permits(bindings(config), "a" * GATEWAY_ARN_CHARS)
+    used = taken(config)["bytes of Cedar policies per gateway"]
+    assert used == sum(len(permit.encode()) for permit in permits.values())
+    assert used > 100 * 1000  # at 100 groups of 10 to 20 tools, over half the 200 KB an engine holds
+
+
+def test_cedar_policies_past_what_a_gateway_holds_fail_synth_naming_the_key() -> None:
+    """Every group bound to every tool, 30 groups more than the target: each permit fits its own
+    10,000 characters; together they pass the 200 KB a gateway's policies hold (not adjustable)."""
+    context = copy.deepcopy(scaled_context(130))
+    blueprint = context["blueprint"]["production"]
+    every = sorted({tool for group in blueprint["groups"].values() for tool in group.get("tools", [])})[:40]
+    for group in blueprint["groups"].values():
+        group["tools"] = every
+    errors, _ = quota_problems(production(context))
+    (error,) = [e for e in errors if "Cedar" in e]
+    assert error.startswith("blueprint.production.groups.*.tools: ")
+    assert error.endswith(
+        "of AgentCore's 200,000 bytes of Cedar policies per gateway (not adjustable): more than AWS allows"
+    )
 
 
 # What each AgentCore counter counts: the resources of that type the production tier's stacks make.

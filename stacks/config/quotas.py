@@ -59,6 +59,15 @@ def _policies(config: ProductionConfig) -> int:
     return sum(1 for group in config.groups.values() if group.tools)
 
 
+def _cedar_bytes(config: ProductionConfig) -> int:
+    """The gateway's Cedar policies together, in bytes, as the policy engine holds them: every
+    permit names the gateway, counted at what its ARN may take once deployed."""
+    # The stacks' own permits (not a copy): imported here, as the production stacks import config.
+    from stacks.production.tool_binding import GATEWAY_ARN_CHARS, bindings, cedar_permits
+
+    return sum(len(s.encode()) for s in cedar_permits(bindings(config), "a" * GATEWAY_ARN_CHARS).values())
+
+
 def _largest_target(config: ProductionConfig) -> int:
     targets: dict[str, int] = {}
     for target in all_tools(config.legacy_apis).values():
@@ -95,6 +104,8 @@ QUOTAS: tuple[Quota, ...] = (
     Quota("AgentCore", "targets per gateway", 100, True, "legacy_apis", _gateway_targets),
     Quota("AgentCore", "tools per gateway target", 1_000, True, "legacy_apis.*.tools", _largest_target),
     Quota("AgentCore", "policies per policy engine", 1_000, False, "groups.*.tools", _policies),
+    # "200 KB combined across all policies per resource": every permit is on the one gateway.
+    Quota("AgentCore", "bytes of Cedar policies per gateway", 200_000, False, "groups.*.tools", _cedar_bytes),
     Quota("AgentCore", "entries per gateway rate limit", 1_000, False, "groups", lambda c: len(c.groups)),
     # Lambda keeps 100 of the account's concurrency (1,000 by default) unreserved.
     Quota(
