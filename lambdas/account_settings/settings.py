@@ -49,9 +49,15 @@ class _Properties(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore", defer_build=True)
 
 
+# The tier's key, by its ARN (X-Ray takes no key id or alias for aws/spans).
+KMS_KEY_ARN = r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+$"
+
+
 class TransactionSearchProperties(_Properties):
     IndexingPercentage: float = Field(ge=0, le=100)
     ResourcePolicy: str = Field(min_length=2)  # the JSON document X-Ray needs on aws/spans
+    # aws/spans encrypted with it when X-Ray makes the group for this tier (an existing one is the account's).
+    SpansKmsKeyArn: str | None = Field(default=None, pattern=KMS_KEY_ARN)
 
 
 class ModelInvocationLoggingProperties(_Properties):
@@ -62,13 +68,13 @@ class ModelInvocationLoggingProperties(_Properties):
     OwnedLogGroupPrefix: str = Field(min_length=2)
 
 
-class MacieProperties(_Properties):
-    FindingPublishingFrequency: str = "FIFTEEN_MINUTES"
-    JobsLogRetentionDays: int = Field(ge=1)
-
-
 class MacieJobsLogGroupProperties(_Properties):
     JobsLogRetentionDays: int = Field(ge=1)
+    KmsKeyArn: str | None = Field(default=None, pattern=KMS_KEY_ARN)  # the jobs' log group's, when made here
+
+
+class MacieProperties(MacieJobsLogGroupProperties):
+    FindingPublishingFrequency: str = "FIFTEEN_MINUTES"
 
 
 class ApiGatewayLoggingProperties(_Properties):
@@ -101,7 +107,12 @@ def transaction_search(xray: Any, logs: Any, signals: Any, props: TransactionSea
             Name="Default", Rule={"Probabilistic": {"DesiredSamplingPercentage": props.IndexingPercentage}}
         )
         signals.start_discovery()
-        xray.update_trace_segment_destination(Destination="CloudWatchLogs")
+        # X-Ray applies a key only when it makes aws/spans, and refuses one when the group exists.
+        encrypted = props.SpansKmsKeyArn is not None and not _spans_log_group_exists(logs)
+        configuration = {"SpansLogGroupKmsKeyId": props.SpansKmsKeyArn} if encrypted else None
+        xray.update_trace_segment_destination(
+            Destination="CloudWatchLogs", **({"CloudWatchLogsConfiguration": configuration} if configuration else {})
+        )
         return Outcome(False, {"Destination": "CloudWatchLogs", "Adopted": "enabled"})
     if current.get("Status") != "ACTIVE":
         return Outcome(False, {"Destination": "CloudWatchLogs", "Adopted": "pending"})
@@ -134,15 +145,15 @@ def _spans_log_group_exists(logs: Any) -> bool:
     return any(group.get("logGroupName") == SPANS_LOG_GROUP for group in groups)
 
 
-def ensure_log_group(logs: Any, name: str, retention_days: int) -> None:
-    """A service's account-wide log group exists, with a retention when this made it (one that
-    exists is the account's: left exactly as it is). A service creating it on first use would keep
-    its logs forever."""
+def ensure_log_group(logs: Any, name: str, retention_days: int, kms_key_arn: str | None = None) -> None:
+    """A service's account-wide log group exists, with a retention (and ``kms_key_arn``'s
+    encryption) when this made it (one that exists is the account's: left exactly as it is). A
+    service creating it on first use would keep its logs forever, unencrypted by the tier's key."""
     groups = logs.describe_log_groups(logGroupNamePrefix=name).get("logGroups", [])
     if any(group.get("logGroupName") == name for group in groups):
         return
     try:
-        logs.create_log_group(logGroupName=name)
+        logs.create_log_group(logGroupName=name, **({"kmsKeyId": kms_key_arn} if kms_key_arn else {}))
     except ClientError as error:
         if _code(error) != "ResourceAlreadyExistsException":
             raise
@@ -203,7 +214,7 @@ def model_invocation_logging(
 def macie_jobs_log_group(logs: Any, props: MacieJobsLogGroupProperties) -> Outcome:
     """For a Macie session the stack manages (``AWS::Macie::Session``): only the classification
     jobs' log group, made with a retention if Macie has not made it yet, as an adopted session's."""
-    ensure_log_group(logs, MACIE_JOBS_LOG_GROUP, props.JobsLogRetentionDays)
+    ensure_log_group(logs, MACIE_JOBS_LOG_GROUP, props.JobsLogRetentionDays, props.KmsKeyArn)
     return Outcome(True, {"LogGroupName": MACIE_JOBS_LOG_GROUP})
 
 
@@ -211,7 +222,7 @@ def macie_session(macie: Any, logs: Any, props: MacieProperties, *, client_token
     """Macie on in this account and region: enabled here if it is off; an enabled session (the
     account's own or an organisation's delegated administrator's) is left exactly as it is. The
     classification jobs' log group exists before the tier's job runs (with a retention if made here)."""
-    ensure_log_group(logs, MACIE_JOBS_LOG_GROUP, props.JobsLogRetentionDays)
+    ensure_log_group(logs, MACIE_JOBS_LOG_GROUP, props.JobsLogRetentionDays, props.KmsKeyArn)
     try:
         status = macie.get_macie_session().get("status")
     except ClientError as error:

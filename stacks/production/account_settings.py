@@ -70,6 +70,9 @@ TRANSACTION_SEARCH_ACTIONS = [
 TRANSACTION_SEARCH_READY_ACTIONS = ["xray:GetTraceSegmentDestination", "logs:DescribeLogGroups"]
 APPLICATION_SIGNALS_LOG_GROUP = "/aws/application-signals/data"
 SERVICE_LOG_GROUP_ACTIONS = ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutRetentionPolicy"]
+# Enabling Transaction Search with the tier's key for aws/spans (UpdateTraceSegmentDestination's
+# SpansLogGroupKmsKeyId: "You need kms:DescribeKey permission on the key").
+SPANS_KEY_ACTIONS = ["kms:DescribeKey"]
 # An account-wide log group a service would make on first use, made first with a retention.
 LOG_GROUP_ACTIONS = ["logs:CreateLogGroup", "logs:PutRetentionPolicy"]
 MODEL_INVOCATION_LOGGING_ACTIONS = [
@@ -171,9 +174,16 @@ class AccountSettings(Construct):
         adopter.adopt(
             "TransactionSearch",
             setting="transaction_search",
-            properties={"IndexingPercentage": str(percentage), "ResourcePolicy": stack.to_json_string(document)},
+            properties={
+                "IndexingPercentage": str(percentage),
+                "ResourcePolicy": stack.to_json_string(document),
+                # aws/spans encrypted with the tier's key when X-Ray makes it for this tier: X-Ray
+                # needs the enabling caller to be able to describe the key.
+                "SpansKmsKeyArn": self._key.key_arn,
+            },
             statements=[
                 iam.PolicyStatement(actions=TRANSACTION_SEARCH_ACTIONS, resources=["*"]),
+                iam.PolicyStatement(actions=SPANS_KEY_ACTIONS, resources=[self._key.key_arn]),
                 iam.PolicyStatement(
                     actions=SERVICE_LOG_GROUP_ACTIONS, resources=[arn for g in service_groups for arn in (g, f"{g}:*")]
                 ),
@@ -306,7 +316,7 @@ class AccountSettings(Construct):
         if mode == OFF:
             return
         jobs_logs = log_group_arn(self, MACIE_JOBS_LOG_GROUP)
-        retention = {"JobsLogRetentionDays": str(self._config.log_retention_days)}
+        retention = {"JobsLogRetentionDays": str(self._config.log_retention_days), "KmsKeyArn": self._key.key_arn}
         jobs_log_group = iam.PolicyStatement(actions=LOG_GROUP_ACTIONS, resources=[jobs_logs, f"{jobs_logs}:*"])
         if mode == MANAGE:
             _keep(macie.CfnSession(self, "Macie", status="ENABLED", finding_publishing_frequency=MACIE_PUBLISHING))

@@ -398,6 +398,22 @@ def test_account_singletons_are_adopted_by_default_never_created(
         )
 
 
+def test_log_groups_an_adopted_setting_makes_are_encrypted_with_the_tiers_key(foundation: dict[str, Any]) -> None:
+    """aws/spans (X-Ray makes it when the tier switches Transaction Search on) and Macie's jobs log
+    group (made here) get the tier's key, by its ARN, and the adopting function may describe it,
+    as X-Ray requires of the caller that names a key."""
+    key = render({"Fn::GetAtt": [only(foundation, "AWS::KMS::Key")[0], "Arn"]})
+    _, search = only(foundation, "Custom::AdoptedTransactionSearch")
+    _, session = only(foundation, "Custom::AdoptedMacie")
+    assert render(search["Properties"]["SpansKmsKeyArn"]) == key
+    assert render(session["Properties"]["KmsKeyArn"]) == key
+    permissions = props(foundation, "AWS::IAM::Policy", "AccountSettingsAdopterPermissions")
+    on_key = [
+        statement for statement in permissions["PolicyDocument"]["Statement"] if render(statement["Resource"]) == key
+    ]
+    assert [statement["Action"] for statement in on_key] == ["kms:DescribeKey"]
+
+
 def test_managed_singletons_are_the_stacks_own_resources(managed: Assembly) -> None:
     foundation = managed.template("-production-foundation")
     assert {r["Type"] for r in foundation["Resources"].values()} >= ACCOUNT_SINGLETONS
@@ -503,6 +519,7 @@ def test_a_managed_macie_sessions_jobs_log_group_is_made_first_with_the_tiers_re
     assert made["Properties"]["Setting"] == "macie_jobs_log_group"
     retention = cdk_context["blueprint"]["production"]["log_retention_days"]
     assert made["Properties"]["JobsLogRetentionDays"] == str(retention)
+    assert made["Properties"]["KmsKeyArn"] == {"Fn::GetAtt": [only(foundation, "AWS::KMS::Key")[0], "Arn"]}
     permissions = props(foundation, "AWS::IAM::Policy", "AccountSettingsAdopterPermissions")
     writes = {
         action: render(statement["Resource"])

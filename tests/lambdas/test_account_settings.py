@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from account_settings import handler
 from account_settings.settings import Outcome, Refused
@@ -101,6 +102,51 @@ def test_transaction_search_off_is_switched_on_as_aws_guide_does_then_waited_for
     assert outcome.complete
     assert outcome.data["SpansLogGroup"] == "aws/spans"
     assert naps == [handler.POLL_SECONDS] * 3
+
+
+KEY = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+
+@pytest.mark.parametrize("spans_exist", [False, True], ids=["X-Ray makes aws/spans", "aws/spans is the account's"])
+def test_transaction_search_switched_on_encrypts_the_spans_it_makes_with_the_tiers_key(
+    aws: Stubbed, spans_exist: bool
+) -> None:
+    """X-Ray applies a key only when it makes aws/spans, and refuses the request with one when the
+    group exists (InvalidRequestException): the key goes only where X-Ray will make the group."""
+    xray, logs, signals = aws.stub("xray"), aws.stub("logs"), aws.stub("application-signals")
+    xray.add_response("get_trace_segment_destination", {"Destination": "XRay", "Status": "ACTIVE"}, {})
+    logs.add_response(
+        "put_resource_policy", {}, {"policyName": "TransactionSearchXRayAccess", "policyDocument": POLICY}
+    )
+    xray.add_response(
+        "update_indexing_rule", {}, {"Name": "Default", "Rule": {"Probabilistic": {"DesiredSamplingPercentage": 1.0}}}
+    )
+    signals.add_response("start_discovery", {}, {})
+    found = [{"logGroupName": "aws/spans"}] if spans_exist else [{"logGroupName": "aws/spans-other"}]
+    logs.add_response("describe_log_groups", {"logGroups": found}, {"logGroupNamePrefix": "aws/spans"})
+    expected: dict[str, Any] = {"Destination": "CloudWatchLogs"}
+    if not spans_exist:
+        expected["CloudWatchLogsConfiguration"] = {"SpansLogGroupKmsKeyId": KEY}
+    xray.add_response("update_trace_segment_destination", {}, expected)
+    outcome = handler.adopt(event("transaction_search", **SEARCH, SpansKmsKeyArn=KEY), aws)
+    assert (outcome.complete, outcome.data["Adopted"]) == (False, "enabled")
+
+
+@pytest.mark.parametrize(
+    "key", ["alias/tier", "1234abcd-12ab-34cd-56ef-1234567890ab", "arn:aws:kms:us-east-1:123456789012:alias/tier"]
+)
+def test_a_spans_key_that_is_not_a_key_arn_is_refused_before_anything_changes(aws: Stubbed, key: str) -> None:
+    with pytest.raises(ValidationError, match="SpansKmsKeyArn"):
+        handler.adopt(event("transaction_search", **SEARCH, SpansKmsKeyArn=key), aws)
+
+
+def test_macies_jobs_log_group_made_here_is_encrypted_with_the_tiers_key(aws: Stubbed) -> None:
+    logs = aws.stub("logs")
+    logs.add_response("describe_log_groups", {"logGroups": []}, {"logGroupNamePrefix": JOBS_LOG_GROUP})
+    logs.add_response("create_log_group", {}, {"logGroupName": JOBS_LOG_GROUP, "kmsKeyId": KEY})
+    logs.add_response("put_retention_policy", {}, {"logGroupName": JOBS_LOG_GROUP, "retentionInDays": 365})
+    outcome = handler.adopt(event("macie_jobs_log_group", JobsLogRetentionDays="365", KmsKeyArn=KEY), aws)
+    assert outcome.complete
 
 
 def test_transaction_search_already_on_is_left_exactly_as_it_is(aws: Stubbed) -> None:
