@@ -152,7 +152,7 @@ mutate: $(VENV)/.installed $(VENV)/.mutate-installed ## mutation testing of the 
 nag-report: synth ## count cdk-nag acknowledgements by rule
 	$(BIN)/python tools/nag_report.py cdk.out
 
-review: setup ## offline review report of the working tree against BASE (a git ref): IAM, replacements, data handling, code; exit 2 when access broadens
+review: setup ## offline review report of the working tree against BASE (a git ref): IAM, replacements, data handling, code; exit 2 when access broadens (or, through make, when it fails: docs/review.md)
 	$(if $(value BASE),,$(error BASE=<git ref> is required, e.g. make review BASE=main))$(BIN)/python tools/review.py --base="$$BASE"
 
 diagram: setup ## the architecture of each tier from the synthesized app (Mermaid) into docs/architecture.md
