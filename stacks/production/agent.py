@@ -268,11 +268,11 @@ class AgentStack(Stack):
         cfn.add_property_override("OutputConfig.CloudWatchConfig.LogGroupName", results.log_group_name)
         role = present(evaluation.execution_role, "the online evaluation's role")
         # CDK grants the index-policy actions on aws/spans only; AgentCore indexes the runtime's
-        # log group as well.
+        # log group as well. Both ARN forms, as CDK grants them on aws/spans (the actions are
+        # authorized against whichever form the service asks with).
+        runtime_logs_arn = log_group_arn(self, runtime_logs.log_group_name)
         role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=INDEX_POLICY_ACTIONS, resources=[log_group_arn(self, runtime_logs.log_group_name)]
-            )
+            iam.PolicyStatement(actions=INDEX_POLICY_ACTIONS, resources=[runtime_logs_arn, f"{runtime_logs_arn}:*"])
         )
         # (CDK already makes it wait for its role's policy.)
         cfn.node.add_dependency(runtime_logs, results)
@@ -301,6 +301,11 @@ class AgentStack(Stack):
             (
                 f"Resource::{logs_arn}aws/spans:*",
                 "The evaluator reads the agent's spans from Transaction Search's aws/spans log group.",
+            ),
+            (
+                f"Resource::{logs_arn}<{Stack.of(self).resolve(default_child(runtime_logs, logs.CfnLogGroup).logical_id)}>:*",
+                "AgentCore indexes this agent's runtime log group: the index-policy actions in both ARN forms, "
+                "as CDK grants them on aws/spans.",
             ),
         ):
             acknowledge(role, f"AwsSolutions-IAM5[{finding}]", reason)

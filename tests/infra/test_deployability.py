@@ -723,7 +723,13 @@ def test_online_evaluation_waits_for_the_log_groups_it_reads_and_may_index_them(
         }
         # The runtime's own log group (named /aws/bedrock-agentcore/runtimes/<id>-DEFAULT).
         runtime_group = f"arn:aws:logs:us-east-1:<AWS::AccountId>:log-group:<{agent}RuntimeLogs>"
-        assert {("logs:PutIndexPolicy", runtime_group), ("logs:DescribeIndexPolicies", runtime_group)} <= granted
+        # Both ARN forms, as CDK grants these actions on aws/spans.
+        index = {
+            (a, g)
+            for a in ("logs:PutIndexPolicy", "logs:DescribeIndexPolicies")
+            for g in (runtime_group, f"{runtime_group}:*")
+        }
+        assert index <= granted
 
 
 # --- log groups services would create on first use -------------------------------------------------
