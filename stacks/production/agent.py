@@ -303,7 +303,7 @@ class AgentStack(Stack):
                 "The evaluator reads the agent's spans from Transaction Search's aws/spans log group.",
             ),
             (
-                f"Resource::{logs_arn}<{Stack.of(self).resolve(default_child(runtime_logs, logs.CfnLogGroup).logical_id)}>:*",
+                f"Resource::{logs_arn}<{self.resolve(default_child(runtime_logs, logs.CfnLogGroup).logical_id)}>:*",
                 "AgentCore indexes this agent's runtime log group: the index-policy actions in both ARN forms, "
                 "as CDK grants them on aws/spans.",
             ),
