@@ -277,28 +277,12 @@ class Ledger:
         whose function died before recording it is delivered (its tokens unknown, settled_by the
         sweeper); its units stay charged. True when this call settled it; False when it is not
         delivering (admitted, or settled already)."""
-        try:
-            self._client.update_item(
-                TableName=self._table,
-                Key={"pk": {"S": _request_key(request.group, request.user, request.request_id)}},
-                UpdateExpression="SET #status = :delivered, settled_by = :sweeper REMOVE #pending, #pending_at",
-                ConditionExpression="#status = :delivering",
-                ExpressionAttributeNames={
-                    "#status": "status",
-                    "#pending": PENDING_KEY,
-                    "#pending_at": PENDING_SORT_KEY,
-                },
-                ExpressionAttributeValues={
-                    ":delivered": {"S": DELIVERED},
-                    ":delivering": {"S": DELIVERING},
-                    ":sweeper": {"S": SWEEPER},
-                },
-            )
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise
-            return False
-        return True
+        return self._settle_listed(
+            request,
+            "SET #status = :delivered, settled_by = :sweeper REMOVE #pending, #pending_at",
+            "#status = :delivering",
+            {":delivered": {"S": DELIVERED}, ":delivering": {"S": DELIVERING}, ":sweeper": {"S": SWEEPER}},
+        )
 
     def release(self, request_id: str, *, group: str, user: str, output_type: str, units: int, window: str) -> bool:
         """Give back an admitted request's units when no output was delivered; once only. True when
@@ -360,18 +344,28 @@ class Ledger:
         page. True when this call took it out; False when it is not settled (admitted or
         delivering), or not listed anymore (the index lags the table: a request settled a moment
         ago is still listed for a while)."""
+        return self._settle_listed(
+            request,
+            "REMOVE #pending, #pending_at",
+            "attribute_exists(#pending) AND NOT #status IN (:admitted, :delivering)",
+            {":admitted": {"S": ADMITTED}, ":delivering": {"S": DELIVERING}},
+        )
+
+    def _settle_listed(self, request: Pending, update: str, condition: str, values: dict[str, Any]) -> bool:
+        """The sweeper's conditional update of a listed request's record (``#status``, ``#pending``
+        and ``#pending_at`` named); False when its condition fails."""
         try:
             self._client.update_item(
                 TableName=self._table,
                 Key={"pk": {"S": _request_key(request.group, request.user, request.request_id)}},
-                UpdateExpression="REMOVE #pending, #pending_at",
-                ConditionExpression="attribute_exists(#pending) AND NOT #status IN (:admitted, :delivering)",
+                UpdateExpression=update,
+                ConditionExpression=condition,
                 ExpressionAttributeNames={
                     "#status": "status",
                     "#pending": PENDING_KEY,
                     "#pending_at": PENDING_SORT_KEY,
                 },
-                ExpressionAttributeValues={":admitted": {"S": ADMITTED}, ":delivering": {"S": DELIVERING}},
+                ExpressionAttributeValues=values,
             )
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
