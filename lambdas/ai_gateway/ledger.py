@@ -57,6 +57,10 @@ PENDING_SORT_KEY = "pending_at"
 PENDING_PAGES_PER_SHARD = 4  # pages a sweep reads of one shard at most (a page holds up to its limit)
 PENDING_SHARDS = 8
 PENDING_PROJECTION = ("request_id", "group", "user", "output_type", "units", "window")
+# The billing export's index: every output of a group (its partition key), in time order.
+BILLING_INDEX = "gsi1"
+BILLING_KEY = "gsi1pk"
+BILLING_SORT_KEY = "gsi1sk"
 # A request record's statuses (module docstring).
 ADMITTED = "admitted"
 DELIVERING = "delivering"
@@ -177,8 +181,8 @@ class Ledger:
             "status": {"S": ADMITTED},
             "created_at": {"S": now.astimezone(dt.UTC).isoformat()},
             # Billing export: every output of a group, in time order.
-            "gsi1pk": {"S": f"GROUP#{group}"},
-            "gsi1sk": {"S": f"{now.astimezone(dt.UTC).isoformat()}#{request_id}"},
+            BILLING_KEY: {"S": f"GROUP#{group}"},
+            BILLING_SORT_KEY: {"S": f"{now.astimezone(dt.UTC).isoformat()}#{request_id}"},
             # Pending index: present while the units are admitted, removed by deliver and release.
             PENDING_KEY: {"S": pending_shard(key)},
             PENDING_SORT_KEY: {"S": now.astimezone(dt.UTC).isoformat()},

@@ -18,7 +18,7 @@ from typing import Any, Final
 import jwt
 
 from shared.bearer import InvalidToken, bearer
-from shared.claims import GROUP_CLAIM, KIND_CLAIM, TIER_CLAIM
+from shared.claims import GROUP_CLAIM, KIND_CLAIM, TIER_CLAIM, cognito_issuer
 
 __all__ = ["GROUP_CLAIM", "KIND_CLAIM", "TIER_CLAIM", "InvalidToken", "TokenVerifier", "bearer"]
 
@@ -43,7 +43,7 @@ class TokenVerifier:
 
     @classmethod
     def for_pool(cls, *, region: str, user_pool_id: str, client_id: str) -> TokenVerifier:
-        return cls(issuer=f"https://cognito-idp.{region}.amazonaws.com/{user_pool_id}", client_id=client_id)
+        return cls(issuer=cognito_issuer(region, user_pool_id), client_id=client_id)
 
     def claims(self, token: str) -> dict[str, Any]:
         if self._jwks is None:

@@ -24,6 +24,7 @@ from constructs import Construct
 
 from agent.contract import Settings as AgentSettings, span_environment
 from ai_gateway.contract import AGENT_ENDPOINT
+from shared.claims import cognito_issuer
 from stacks.config import AgentConfig
 from stacks.production.agents import (
     FORWARDED_HEADERS,
@@ -201,7 +202,7 @@ class AgentStack(Stack):
                     AgentSettings(
                         agent_name=name,
                         tools_gateway_url=tools_gateway.gateway_url or "",
-                        token_issuer=f"https://cognito-idp.{self.region}.amazonaws.com/{user_pool.user_pool_id}",
+                        token_issuer=cognito_issuer(self.region, user_pool.user_pool_id),
                         token_client_id=client.user_pool_client_id,
                         groups=agents.groups.location,
                         max_iterations=agent.max_iterations,

@@ -24,6 +24,8 @@ from constructs import Construct
 
 from ai_gateway import transcript
 from ai_gateway.contract import (
+    AUTHORIZATION_HEADER,
+    CORRELATION_ID_HEADER,
     EXEC_WRAPPER,
     GENERATION_MARGIN_SECONDS,
     MAX_MESSAGES,
@@ -32,6 +34,7 @@ from ai_gateway.contract import (
     GatewayPolicy,
     Settings as GatewaySettings,
 )
+from ai_gateway.ledger import BILLING_INDEX, BILLING_KEY, BILLING_SORT_KEY
 from gateway_authorizer.contract import Settings as AuthorizerSettings
 from shared.claims import CONTEXT_GROUP
 from stacks.config import GuardrailConfig, ProductionConfig
@@ -124,9 +127,9 @@ class GatewayStack(Stack):
             partition_key="pk",
             global_secondary_indexes=[
                 dynamodb.GlobalSecondaryIndexPropsV2(
-                    index_name="gsi1",
-                    partition_key=dynamodb.Attribute(name="gsi1pk", type=dynamodb.AttributeType.STRING),
-                    sort_key=dynamodb.Attribute(name="gsi1sk", type=dynamodb.AttributeType.STRING),
+                    index_name=BILLING_INDEX,
+                    partition_key=dynamodb.Attribute(name=BILLING_KEY, type=dynamodb.AttributeType.STRING),
+                    sort_key=dynamodb.Attribute(name=BILLING_SORT_KEY, type=dynamodb.AttributeType.STRING),
                 )
             ],
             removal_policy=RemovalPolicy.RETAIN,
@@ -352,7 +355,7 @@ class GatewayStack(Stack):
             self,
             "Authorizer",
             handler=self.authorizer_function.invoke_target,  # its alias with SnapStart
-            identity_source=apigateway.IdentitySource.header("Authorization"),
+            identity_source=apigateway.IdentitySource.header(AUTHORIZATION_HEADER),
             results_cache_ttl=Duration.minutes(5),
         )
         validator = api.add_request_validator("Validator", validate_request_body=True, validate_request_parameters=True)
@@ -425,7 +428,7 @@ class GatewayStack(Stack):
                 f"Response{code.title().replace('_', '')}",
                 type=response_type,
                 status_code=status,
-                response_headers={"X-Correlation-Id": "context.requestId", **retry},
+                response_headers={CORRELATION_ID_HEADER: "context.requestId", **retry},
                 templates={"application/json": gateway_response_template(code, NO_ROUTE if status else None)},
             )
         acknowledge(

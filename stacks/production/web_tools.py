@@ -28,6 +28,7 @@ from aws_cdk import (
 from constructs import Construct
 
 from agent.contract import span_environment
+from shared.claims import cognito_issuer
 from shared.tools import WEB_TARGET
 from stacks.config import GuardrailConfig, ProductionConfig
 from stacks.production.agent import acknowledge_runtime_role, no_commands_statement
@@ -168,7 +169,7 @@ class WebTools(Construct):
             self, "TokenDomain", domain=f"{name}-tools-{stack.account}", user_pool_id=user_pool.user_pool_id
         )
         base_url = f"https://{domain.domain}.auth.{stack.region}.amazoncognito.com"
-        issuer = f"https://cognito-idp.{stack.region}.amazonaws.com/{user_pool.user_pool_id}"
+        issuer = cognito_issuer(stack.region, user_pool.user_pool_id)
         self.credentials = agentcore.OAuth2CredentialProvider.using_cognito(
             self,
             "GatewayCredentials",

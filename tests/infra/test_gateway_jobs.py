@@ -30,7 +30,7 @@ from ai_gateway.jobs_contract import (
     SweeperSettings,
     WorkerSettings,
 )
-from ai_gateway.ledger import PENDING_INDEX, PENDING_PROJECTION
+from ai_gateway.ledger import BILLING_INDEX, BILLING_KEY, BILLING_SORT_KEY, PENDING_INDEX, PENDING_PROJECTION
 from stacks.config import load_config
 from stacks.config.base import ConfigError
 from stacks.production.context import ProductionContext
@@ -82,9 +82,9 @@ def built() -> tuple[App, Stack, GatewayJobs]:
         partition_key="pk",
         global_secondary_indexes=[
             dynamodb.GlobalSecondaryIndexPropsV2(
-                index_name="gsi1",
-                partition_key=dynamodb.Attribute(name="gsi1pk", type=dynamodb.AttributeType.STRING),
-                sort_key=dynamodb.Attribute(name="gsi1sk", type=dynamodb.AttributeType.STRING),
+                index_name=BILLING_INDEX,
+                partition_key=dynamodb.Attribute(name=BILLING_KEY, type=dynamodb.AttributeType.STRING),
+                sort_key=dynamodb.Attribute(name=BILLING_SORT_KEY, type=dynamodb.AttributeType.STRING),
             )
         ],
         removal_policy=RemovalPolicy.RETAIN,
@@ -181,7 +181,7 @@ def test_the_ledger_gets_the_pending_index_and_keeps_the_billing_export_one(
         if r["Properties"]["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
     ]
     indexes = {i["IndexName"]: i for i in ledger["GlobalSecondaryIndexes"]}
-    assert set(indexes) == {"gsi1", PENDING_INDEX}
+    assert set(indexes) == {BILLING_INDEX, PENDING_INDEX}
     assert indexes[PENDING_INDEX]["KeySchema"] == [
         {"AttributeName": "pending", "KeyType": "HASH"},
         {"AttributeName": "pending_at", "KeyType": "RANGE"},
