@@ -61,6 +61,8 @@ TARGETS = {
             "tests/lambdas/test_ai_gateway.py",
             "tests/lambdas/test_ledger_pending.py",
             "tests/lambdas/test_sweeper.py",
+            "tests/lambdas/test_ai_gateway_metering.py",
+            "tests/lambdas/test_streaming.py",
         ),
     ),
     "admission": Target(
@@ -71,6 +73,7 @@ TARGETS = {
             "tests/lambdas/test_ai_gateway_critical_path.py",
             "tests/lambdas/test_ai_gateway_fallback.py",
             "tests/lambdas/test_ai_gateway_ledger.py",
+            "tests/lambdas/test_ai_gateway_metering.py",
             "tests/lambdas/test_jobs.py",
             "tests/lambdas/test_openai_clients.py",
             "tests/lambdas/test_openai_compat.py",
