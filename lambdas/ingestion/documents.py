@@ -15,6 +15,7 @@ costs the child, which is stopped, and never the function's memory or time.
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import logging
@@ -158,6 +159,10 @@ def _isolated(data: bytes, fmt: str, limits: ReadLimits, clock: Callable[[], flo
 
 
 def _read_in_child(sender: Any, data: bytes, fmt: str, limits: ReadLimits, clock: Callable[[], float]) -> None:
+    # What the parent left for its collector is the parent's: never finalized here, where a
+    # finalizer (a leftover coroutine's warning, an earlier invocation's objects) would run under
+    # the memory limit, in the middle of a parse, and could crash the reader (seen as SIGSEGV).
+    gc.freeze()
     answer: str | tuple[str, str]
     try:
         _limit_memory(limits.max_memory_bytes)

@@ -63,7 +63,7 @@ def test_acknowledgements_sit_on_resources_with_specific_reasons(assembly: Assem
 
 
 # Acknowledgements every agent brings (its execution role and its online evaluation's role).
-PER_AGENT = {"AwsSolutions-IAM5": 15, "NIST.800.53.R5-IAMNoInlinePolicy": 2}
+PER_AGENT = {"AwsSolutions-IAM5": 16, "NIST.800.53.R5-IAMNoInlinePolicy": 2}
 
 
 def test_acknowledgement_count_by_rule_is_known(assembly: Assembly, cdk_context: dict[str, Any]) -> None:

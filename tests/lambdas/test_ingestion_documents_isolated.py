@@ -5,6 +5,7 @@ probe found: each held the function's memory or time before."""
 
 from __future__ import annotations
 
+import gc
 import io
 import os
 import resource
@@ -202,3 +203,40 @@ def test_libxml2_out_of_memory_in_the_child_is_too_much_memory_not_an_unreadable
         "too_much_memory",
         f"reading the xlsx document needed over {10 * MB} bytes of memory",
     )
+
+
+def test_the_parents_garbage_is_never_finalized_in_the_reading_child(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cycle the parent has not collected yet (a leftover coroutine, an earlier invocation's
+    objects) would be collected in the child, its finalizer run under the memory limit in the
+    middle of a parse: in the suite, pytest's hook for a never-awaited coroutine crashed the
+    reader there (SIGSEGV), and the document was "unreadable" for a reason of the parent's. The
+    child here collects as soon as its memory is limited, as an allocation past the collector's
+    threshold would make it do anywhere in the parse."""
+    marker = tmp_path / "finalized"
+    limit = documents._limit_memory
+
+    def limit_then_collect(extra: int) -> None:
+        limit(extra)
+        gc.collect()
+
+    monkeypatch.setattr(documents, "_limit_memory", limit_then_collect)
+
+    class Leftover:
+        def __del__(self) -> None:
+            if os.getpid() != parent:
+                marker.write_text("in the child")
+
+    parent = os.getpid()
+    gc.disable()  # the cycle stays the collector's until the child starts
+    try:
+        cycle = Leftover()
+        cycle.me = cycle  # type: ignore[attr-defined]
+        del cycle
+        book = xlsx_package([sheet_xml([[f"cell {i}" for i in range(50)] for _ in range(200)])])
+        assert text_of(book, "xlsx").startswith("cell 0")
+    finally:
+        gc.enable()
+        gc.collect()  # here, in the parent, where it belongs
+    assert not marker.exists()
