@@ -220,13 +220,17 @@ EQUIVALENT: dict[str, str] = {
     "ai_gateway.ledger.xǁLedgerǁrelease__mutmut_25": "'set'/'remove' for 'SET'/'REMOVE': the same expression",
     "ai_gateway.ledger.xǁLedgerǁrelease__mutmut_31": "'and' for 'AND' in a condition expression: the same expression",
     "ai_gateway.ledger.xǁLedgerǁrelease__mutmut_34": "'and' for 'AND' in a condition expression: the same expression",
-    "ai_gateway.ledger.xǁLedgerǁrelease__mutmut_110": "'add' for 'ADD' in an update expression: the same expression",
-    "ai_gateway.ledger.xǁLedgerǁadmit__mutmut_113": "'or' for 'OR' in a condition expression: the same expression",
-    "ai_gateway.ledger.xǁLedgerǁadmit__mutmut_153": "'add'/'set' for 'ADD'/'SET' in an update expression: the same",
-    "ai_gateway.ledger.xǁLedgerǁadmit__mutmut_159": "'or' for 'OR' in a condition expression: the same expression",
+    "ai_gateway.ledger.xǁLedgerǁrelease__mutmut_106": "'add' for 'ADD' in an update expression: the same expression",
+    "ai_gateway.ledger.xǁLedgerǁadmit__mutmut_107": "'or' for 'OR' in a condition expression: the same expression",
+    "ai_gateway.ledger.xǁLedgerǁadmit__mutmut_145": "'add'/'set' for 'ADD'/'SET' in an update expression: the same",
+    "ai_gateway.ledger.xǁLedgerǁadmit__mutmut_151": "'or' for 'OR' in a condition expression: the same expression",
+    "ai_gateway.ledger.xǁLedgerǁbegin_delivery__mutmut_24": "'set' for 'SET' in an update expression: the same",
+    "ai_gateway.ledger.xǁLedgerǁdeliver__mutmut_30": "'in' for 'IN' in a condition expression: the same expression",
+    "ai_gateway.ledger.xǁLedgerǁsettle_delivering__mutmut_10": "'set'/'remove' for 'SET'/'REMOVE': the same expression",
     "ai_gateway.ledger.xǁLedgerǁpending__mutmut_23": "'and' for 'AND' in a key condition: the same expression",
-    "ai_gateway.ledger.xǁLedgerǁunlist_settled__mutmut_24": "'remove' for 'REMOVE' in an update expression: the same",
-    "ai_gateway.ledger.xǁLedgerǁunlist_settled__mutmut_27": "'and' for 'AND' in a condition expression: the same",
+    "ai_gateway.ledger.xǁLedgerǁunlist_settled__mutmut_10": "'remove' for 'REMOVE' in an update expression: the same",
+    "ai_gateway.ledger.xǁLedgerǁunlist_settled__mutmut_13": "'and not ... in' for 'AND NOT ... IN' in a condition "
+    "expression: the same",
     "ai_gateway.ledger.xǁLedgerǁpending__mutmut_5": "a first page's start '' for None: start is read only as "
     "`if start`, where both are false, and each page sets it again",
     "ai_gateway.ledger.x_pending_shard__mutmut_8": "int.from_bytes without a byte order: 'big' is its default",
@@ -238,9 +242,9 @@ EQUIVALENT: dict[str, str] = {
         for n in (45, 47)
     },
     **{
-        f"ai_gateway.ledger.xǁLedgerǁunlist_settled__mutmut_{n}": "a default for a ClientError's Error, which "
+        f"ai_gateway.ledger.xǁLedgerǁ_settle_listed__mutmut_{n}": "a default for a ClientError's Error, which "
         "botocore always sets: never read"
-        for n in (45, 47)
+        for n in (33, 35)
     },
     # ai_gateway/flow.py
     "ai_gateway.flow.x__newest__mutmut_9": "start is 0 only when every turn has the last turn's role, and the "
@@ -253,6 +257,15 @@ EQUIVALENT: dict[str, str] = {
         "texts: the screen answers one text per text sent (or raises), so there is one per turn"
         for n in (58, 61, 62)
     },
+    "ai_gateway.flow.xǁFlowǁ_withhold__mutmut_1": "the record's default '' for None: it is read only as "
+    "`(record or {})`, where both are false",
+    **{
+        f"ai_gateway.flow.xǁFlowǁ_withhold__mutmut_{n}": "the service an unreadable record's UpstreamError names: "
+        "the error is caught in the very method and never seen (the delivery's own failure is the one raised)"
+        for n in (8, 9, 10)
+    },
+    "ai_gateway.flow.xǁFlowǁ_withhold__mutmut_18": "released None for False after a failed release: read only "
+    "as a truth value (`if released`, and the log's units wording)",
     "ai_gateway.flow.xǁFlowǁ_from_agent__mutmut_70": "the conversation agent_turn gets only re-correlates the "
     "request's recorder for the tool stages, and the output guardrail's stage, which follows every agent turn "
     "in complete(), sets the request's own id again before its documents are written",
