@@ -80,7 +80,8 @@ class QuotaRefusedError(Exception):
 class DuplicateRequestError(Exception):
     """The request id was admitted before; nothing was counted again. ``final``: that request's
     output was delivered, so the answer stays the same (one still running may yet be released,
-    and the id admitted again)."""
+    and the id admitted again; a stream whose text had started to leave never is: the sweeper
+    settles it as delivered)."""
 
     def __init__(self, message: str, *, final: bool) -> None:
         super().__init__(message)
@@ -307,9 +308,10 @@ class Flow:
                 raise
         saving = self._concurrently(self._save_transcript, request) if request.transcript else None
         try:
-            failure = self._deliver(request, generation, delivery.guardrail)
+            failure = self._deliver(request, generation)
             if failure is not None:
                 self._withhold(request, admission, failure)
+            self._telemetry.delivered(request.request_id, request.output, generation, delivery.guardrail)
         finally:
             if saving is not None:
                 saving.result()
@@ -351,10 +353,10 @@ class Flow:
             )
         return admission
 
-    def _deliver(self, request: GenerationRequest, generation: Generation, guardrail: str) -> UpstreamError | None:
-        """The delivered output's record (its model and tokens) and its telemetry; the ledger's
-        failure, logged and counted, is returned for the caller to decide on (complete withholds
-        the output; a stream, whose text has left, leaves its delivering record to the sweeper)."""
+    def _deliver(self, request: GenerationRequest, generation: Generation) -> UpstreamError | None:
+        """The delivered output's record (its model and tokens); the ledger's failure, logged and
+        counted, is returned for the caller to decide on (complete withholds the output; a stream,
+        whose text has left, leaves its delivering record to the sweeper)."""
         try:
             with call("dynamodb"):
                 self._ledger.deliver(
@@ -368,7 +370,6 @@ class Flow:
         except UpstreamError as error:
             self._telemetry.metering_failed(request.request_id, error)
             return error
-        self._telemetry.delivered(request.request_id, request.output, generation, guardrail)
         return None
 
     def _withhold(self, request: GenerationRequest, admission: Admission, failure: UpstreamError) -> None:
@@ -409,8 +410,9 @@ class Flow:
         with call("dynamodb"):
             self._ledger.begin_delivery(request.request_id, group=request.caller.group, user=request.caller.user)
 
-    def _release(self, request: GenerationRequest, admission: Admission) -> bool:
-        """No output delivered: give the units back (the ledger does it once); whether this call did."""
+    def _release(self, request: GenerationRequest, admission: Admission, *, marked: bool = False) -> bool:
+        """No output delivered: give the units back (the ledger does it once); whether this call did.
+        ``marked``: this function marked the request delivering and knows nothing of it left."""
         with call("dynamodb"):
             return self._ledger.release(
                 request.request_id,
@@ -419,13 +421,14 @@ class Flow:
                 output_type=request.output_type,
                 units=request.output.units,
                 window=admission.window,
+                marked=marked,
             )
 
-    def _release_quietly(self, request: GenerationRequest, admission: Admission) -> None:
+    def _release_quietly(self, request: GenerationRequest, admission: Admission, *, marked: bool = False) -> None:
         """The units back where an error is already on its way to the caller: a release that
         fails is logged (the units stay admitted for the sweeper), never raised over that error."""
         try:
-            self._release(request, admission)
+            self._release(request, admission, marked=marked)
         except UpstreamError as error:
             self._telemetry.release_failed(request.request_id, error)
 

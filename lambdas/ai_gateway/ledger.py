@@ -19,8 +19,9 @@ on it (TransactionConflict); those are retried here with jittered backoff.
 A request record's status goes ``admitted`` → ``delivered`` (the output was handed over; its
 tokens recorded) or ``released`` (no output: the units went back), or, for a stream, ``admitted``
 → ``delivering`` (begin_delivery, before its first text leaves) → ``delivered``. Only an
-``admitted`` request is ever released: once an output has started on its way to the caller, its
-units stay charged.
+``admitted`` request is released by anyone but its own function (which may release a
+``delivering`` one it knows sent nothing): once an output has started on its way to the caller,
+its units stay charged.
 
 An unsettled record (admitted or delivering) also carries ``pending`` (one of PENDING_SHARDS
 labels) and ``pending_at`` (its admission time): the keys of a sparse index (PENDING_INDEX) that
@@ -243,14 +244,16 @@ class Ledger:
 
     def begin_delivery(self, request_id: str, *, group: str, user: str) -> None:
         """Mark an admitted request's output as on its way to the caller (a stream's first text is
-        about to leave): from here its units are never released, and if the function dies before
-        deliver records the output, the sweeper settles it as delivered. Raises ClientError
-        (ConditionalCheckFailedException) when the request is not admitted."""
+        about to leave): from here its units are released only by that function (release's
+        ``marked``), and if the function dies before deliver records the output, the sweeper
+        settles it as delivered. Marking a delivering request again is no change (a retry of a
+        write whose answer was lost). Raises ClientError (ConditionalCheckFailedException) when
+        the request is settled."""
         self._client.update_item(
             TableName=self._table,
             Key={"pk": {"S": _request_key(group, user, request_id)}},
             UpdateExpression="SET #status = :delivering",
-            ConditionExpression="#status = :admitted",
+            ConditionExpression="#status IN (:admitted, :delivering)",
             ExpressionAttributeNames={"#status": "status"},
             ExpressionAttributeValues={":delivering": {"S": DELIVERING}, ":admitted": {"S": ADMITTED}},
         )
@@ -288,11 +291,27 @@ class Ledger:
             {":delivered": {"S": DELIVERED}, ":delivering": {"S": DELIVERING}, ":sweeper": {"S": SWEEPER}},
         )
 
-    def release(self, request_id: str, *, group: str, user: str, output_type: str, units: int, window: str) -> bool:
+    def release(
+        self,
+        request_id: str,
+        *,
+        group: str,
+        user: str,
+        output_type: str,
+        units: int,
+        window: str,
+        marked: bool = False,
+    ) -> bool:
         """Give back an admitted request's units when no output was delivered; once only. True when
         this call released them, False when the request was already released or delivered, is
         being delivered, or was admitted with other units, output type or window than these: units
-        go back only to the counter that holds them, however the caller came by them."""
+        go back only to the counter that holds them, however the caller came by them.
+
+        ``marked``: the request's own function, which marked it delivering (begin_delivery) and
+        knows none of its output left after all (the mark's answer was lost, or the stream failed
+        before its first text), may release it from ``delivering`` too. Nobody else may."""
+        statuses = "(:admitted, :delivering)" if marked else "(:admitted)"
+        values = {":delivering": {"S": DELIVERING}} if marked else {}
         try:
             self._transact(
                 [
@@ -302,7 +321,7 @@ class Ledger:
                             "Key": {"pk": {"S": _request_key(group, user, request_id)}},
                             "UpdateExpression": "SET #status = :released REMOVE #pending, #pending_at",
                             "ConditionExpression": (
-                                "#status = :admitted AND #units = :units AND #output_type = :output_type "
+                                f"#status IN {statuses} AND #units = :units AND #output_type = :output_type "
                                 "AND #window = :window"
                             ),
                             "ExpressionAttributeNames": {
@@ -316,6 +335,7 @@ class Ledger:
                             "ExpressionAttributeValues": {
                                 ":released": {"S": RELEASED},
                                 ":admitted": {"S": ADMITTED},
+                                **values,
                                 ":units": {"N": str(units)},
                                 ":output_type": {"S": output_type},
                                 ":window": {"S": window},

@@ -238,7 +238,8 @@ class StreamingFlow(Flow):
             ),
             begin=lambda: self._begin_delivery(request),
             deliver=lambda generation, guardrail: self._meter(request, generation, guardrail),
-            release=lambda: self._release_quietly(request, admission),
+            # Called only while none of the stream's text has left: a request it marked is its own to release.
+            release=lambda: self._release_quietly(request, admission, marked=True),
             monotonic=self._clock.monotonic,
             started=started,
         )
@@ -247,7 +248,8 @@ class StreamingFlow(Flow):
         """The delivered stream's record and telemetry (as generate records a delivery), then the
         session's transcript with the answer as the caller received it."""
         self._telemetry.generated(generation)
-        self._deliver(request, generation, guardrail)
+        self._deliver(request, generation)  # a record that fails stays delivering: the sweeper settles it
+        self._telemetry.delivered(request.request_id, request.output, generation, guardrail)
         self._save_transcript(request)
 
 
@@ -330,6 +332,8 @@ class GuardedStream:
             if not self._emitted and self._stop not in LENGTH_STOP_REASONS:
                 # An answer without text is a 502, unless it was cut at its token limit.
                 raise UpstreamError(SERVICE, "InvalidResponse")
+            if not self._emitted:  # cut at its limit before any text: its Finish charges it all the same
+                self._begin()
             generation = self._generation()
             self._end_stage(None)
             self._settled = True

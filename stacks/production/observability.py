@@ -394,9 +394,10 @@ class ObservabilityStack(Stack):
         # stream's is settled as delivered by the sweeper, without its tokens. Either way, look.
         metering = self._metric(Gateway.METERING_ERRORS, Dimension.SERVICE, GATEWAY)
         description = (
-            "The ledger failed to record an output's delivery: the caller got a 502 instead of it (buffered), "
-            "or the sweeper settles it without its tokens (a stream). The gateway's logs ('delivery not "
-            "recorded') name the request."
+            "The ledger failed to record an output's delivery: a buffered output was withheld (a 502, its "
+            "units released) unless the record showed the write had landed; a stream's is settled as "
+            "delivered by the sweeper, without its tokens. The gateway's logs ('delivery not recorded', "
+            "'output withheld') name the request."
         )
         alarm("MeteringErrors", metering, description, 1, at_least)
         # The tool interceptor's own metrics (Powertools: dimensioned by its service name alone).

@@ -226,14 +226,24 @@ class WebTools(Construct):
                 **environment_of(self, settings),
             },
         )
-        # Its callers come with the gateway's token (no IAM principal invokes it); nobody runs
-        # commands in its sessions, which hold the guardrail's and the browser's permissions.
+        # Its callers come with the gateway's token, which the runtime's JWT authorizer checks (no
+        # IAM principal invokes it): a token-authorized runtime's policy names them as "*", as
+        # AgentCore's own examples do, so the policy leaves them exactly where the authorizer does.
+        # Nobody runs commands in its sessions, which hold the guardrail's and the browser's permissions.
+        arn = self.runtime.agent_runtime_arn
+        token_callers = {
+            "Sid": "GatewayTokenCallers",
+            "Effect": "Allow",
+            "Principal": "*",
+            "Action": "bedrock-agentcore:InvokeAgentRuntime",
+            "Resource": arn,
+        }
         agentcore.CfnResourcePolicy(
             self,
             "ServerPolicy",
-            resource_arn=self.runtime.agent_runtime_arn,
+            resource_arn=arn,
             policy=stack.to_json_string(
-                {"Version": "2012-10-17", "Statement": [no_commands_statement(self.runtime.agent_runtime_arn)]}
+                {"Version": "2012-10-17", "Statement": [token_callers, no_commands_statement(arn)]}
             ),
         )
         role = self.runtime.role

@@ -103,6 +103,15 @@ def test_nobody_runs_commands_in_the_servers_sessions(tools: dict[str, Any]) -> 
     assert json.loads(policy["Policy"]) == {
         "Version": "2012-10-17",
         "Statement": [
+            # The gateway's token callers, as a token-authorized runtime's policy names them; the
+            # runtime's JWT authorizer (the gateway's client and scope only) still decides.
+            {
+                "Sid": "GatewayTokenCallers",
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": "bedrock-agentcore:InvokeAgentRuntime",
+                "Resource": arn,
+            },
             {
                 "Sid": "NoCommandsInSessions",
                 "Effect": "Deny",
@@ -112,7 +121,7 @@ def test_nobody_runs_commands_in_the_servers_sessions(tools: dict[str, Any]) -> 
                     "bedrock-agentcore:InvokeAgentRuntimeCommandShell",
                 ],
                 "Resource": arn,
-            }
+            },
         ],
     }
 

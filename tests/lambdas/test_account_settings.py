@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from account_settings import handler
@@ -130,6 +131,44 @@ def test_transaction_search_switched_on_encrypts_the_spans_it_makes_with_the_tie
     xray.add_response("update_trace_segment_destination", {}, expected)
     outcome = handler.adopt(event("transaction_search", **SEARCH, SpansKmsKeyArn=KEY), aws)
     assert (outcome.complete, outcome.data["Adopted"]) == (False, "enabled")
+
+
+def switching_on(aws: Stubbed) -> tuple[Any, Any]:
+    """Transaction Search off, switched on up to the destination: xray's and logs' stubs."""
+    xray, logs, signals = aws.stub("xray"), aws.stub("logs"), aws.stub("application-signals")
+    xray.add_response("get_trace_segment_destination", {"Destination": "XRay", "Status": "ACTIVE"}, {})
+    logs.add_response(
+        "put_resource_policy", {}, {"policyName": "TransactionSearchXRayAccess", "policyDocument": POLICY}
+    )
+    xray.add_response(
+        "update_indexing_rule", {}, {"Name": "Default", "Rule": {"Probabilistic": {"DesiredSamplingPercentage": 1.0}}}
+    )
+    signals.add_response("start_discovery", {}, {})
+    logs.add_response("describe_log_groups", {"logGroups": []}, {"logGroupNamePrefix": "aws/spans"})
+    return xray, logs
+
+
+def test_spans_made_by_someone_else_meanwhile_keep_their_own_key(aws: Stubbed) -> None:
+    """aws/spans appears between the look and the switch: X-Ray refuses the key for it, and the
+    switch is made again without one (the group is the account's)."""
+    xray, logs = switching_on(aws)
+    keyed = {"Destination": "CloudWatchLogs", "CloudWatchLogsConfiguration": {"SpansLogGroupKmsKeyId": KEY}}
+    xray.add_client_error(
+        "update_trace_segment_destination", "InvalidRequestException", "exists", expected_params=keyed
+    )
+    found = {"logGroups": [{"logGroupName": "aws/spans"}]}
+    logs.add_response("describe_log_groups", found, {"logGroupNamePrefix": "aws/spans"})
+    xray.add_response("update_trace_segment_destination", {}, {"Destination": "CloudWatchLogs"})
+    outcome = handler.adopt(event("transaction_search", **SEARCH, SpansKmsKeyArn=KEY), aws)
+    assert (outcome.complete, outcome.data["Adopted"]) == (False, "enabled")
+
+
+def test_a_key_refused_for_another_reason_fails_the_switch(aws: Stubbed) -> None:
+    xray, logs = switching_on(aws)
+    xray.add_client_error("update_trace_segment_destination", "InvalidRequestException", "the key is disabled")
+    logs.add_response("describe_log_groups", {"logGroups": []}, {"logGroupNamePrefix": "aws/spans"})
+    with pytest.raises(ClientError, match="the key is disabled"):
+        handler.adopt(event("transaction_search", **SEARCH, SpansKmsKeyArn=KEY), aws)
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ record fails, or whose function dies, is settled as delivered by the sweeper, ne
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -26,7 +27,7 @@ from ai_gateway.flow import Clock
 from ai_gateway.guardrail import Guard
 from ai_gateway.ledger import Ledger
 from ai_gateway.router import ModelRouter
-from ai_gateway.streaming import StreamEvent, StreamingFlow, TextDelta
+from ai_gateway.streaming import Finish, StreamEvent, StreamingFlow, TextDelta
 from ai_gateway.telemetry import Telemetry
 from shared.aws_errors import UpstreamError
 from tests.lambdas.bedrock_fakes import answer
@@ -133,10 +134,15 @@ def test_an_output_whose_delivery_is_not_recorded_is_withheld_and_its_units_rele
     assert (metric["service"], metric["MeteringErrors"]) == ("ai_gateway", [1.0])
 
 
-def test_a_delivery_recorded_though_its_answer_was_lost_hands_the_output_over(dynamodb: Any) -> None:
+def test_a_delivery_recorded_though_its_answer_was_lost_hands_the_output_over(
+    dynamodb: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     delivery = flow(FaultyLedger(dynamodb, lost=frozenset({"deliver"}))).generate(a_request())
     assert (delivery.body()["output"], delivery.body()["units"]) == ("Hi.", 1)
     assert (status(dynamodb), used(dynamodb)) == ("delivered", 1)
+    # Counted as delivered (Outputs, Units, tokens), as the ledger has it.
+    (delivered,) = [line for line in logged(capsys) if line.get("message") == "output delivered"]
+    assert delivered["request_id"] == REQUEST
 
 
 @pytest.mark.parametrize(
@@ -226,3 +232,85 @@ def test_a_finished_stream_is_delivered_with_its_tokens(dynamodb: Any, bedrock: 
     assert (record["status"], record["output_tokens"]) == ({"S": "delivered"}, {"N": "400"})
     assert "settled_by" not in record
     assert sweep(dynamodb).candidates == 0
+
+
+def test_a_mark_whose_answer_was_lost_may_be_made_again(dynamodb: Any) -> None:
+    """botocore retries a write whose answer was lost: marking a delivering request again is no
+    change, so the retry does not fail the stream."""
+    ledger = Ledger(dynamodb, TABLE)
+    ledger.admit(
+        request_id=REQUEST,
+        group=GROUP,
+        user=USER,
+        output_type="chat",
+        units=1,
+        limit=10,
+        period="MONTH",
+        unit_price_usd=0.01,
+        now=NOW,
+    )
+    ledger.begin_delivery(REQUEST, group=GROUP, user=USER)
+    ledger.begin_delivery(REQUEST, group=GROUP, user=USER)  # the retry
+    assert status(dynamodb) == "delivering"
+    ledger.deliver(REQUEST, group=GROUP, user=USER, model=PRO, input_tokens=1, output_tokens=2)
+    assert (status(dynamodb), used(dynamodb)) == ("delivered", 1)
+
+
+def test_a_stream_whose_mark_landed_but_seemed_to_fail_sends_nothing_and_is_released(
+    dynamodb: Any, bedrock: Bedrock
+) -> None:
+    """Its own function knows none of its text left: it releases the request it marked, which the
+    sweeper would otherwise have settled as delivered (units charged for nothing)."""
+    sent: list[StreamEvent] = []
+    with pytest.raises(UpstreamError):
+        sent.extend(streaming(FaultyLedger(dynamodb, lost=frozenset({"begin_delivery"})), bedrock))
+    assert sent == []
+    assert (status(dynamodb), used(dynamodb)) == ("released", 0)
+    assert sweep(dynamodb).candidates == 0
+
+
+def test_only_the_function_that_marked_a_request_releases_it_from_delivering(dynamodb: Any) -> None:
+    ledger = Ledger(dynamodb, TABLE)
+    ledger.admit(
+        request_id=REQUEST,
+        group=GROUP,
+        user=USER,
+        output_type="chat",
+        units=1,
+        limit=10,
+        period="MONTH",
+        unit_price_usd=0.01,
+        now=NOW,
+    )
+    ledger.begin_delivery(REQUEST, group=GROUP, user=USER)
+    release = functools.partial(
+        ledger.release, REQUEST, group=GROUP, user=USER, output_type="chat", units=1, window="2026-12"
+    )
+    assert not release()  # the sweeper's, the worker's, any other's
+    assert release(marked=True)
+    assert (status(dynamodb), used(dynamodb)) == ("released", 0)
+    with pytest.raises(ClientError):  # settled: not marked again
+        ledger.begin_delivery(REQUEST, group=GROUP, user=USER)
+
+
+@pytest.fixture
+def cut_at_its_limit() -> Iterator[Bedrock]:
+    """ConverseStream stopping at its token limit before any text: nothing to guard."""
+    fake = Bedrock()
+    with fake.stubber:
+        fake.streams_answer(PRO, answer([], stop="max_tokens"))
+        yield fake
+
+
+def test_a_stream_cut_at_its_limit_before_any_text_is_charged_as_marked_even_if_unrecorded(
+    dynamodb: Any, cut_at_its_limit: Bedrock
+) -> None:
+    """Its Finish tells the caller it was charged: it is marked first, so a record that fails
+    leaves it for the sweeper to settle, never to release."""
+    events = list(streaming(FaultyLedger(dynamodb, failed=frozenset({"deliver"})), cut_at_its_limit))
+    (finish,) = events
+    assert isinstance(finish, Finish)
+    assert (finish.finish_reason, finish.units) == ("length", 1)
+    assert status(dynamodb) == "delivering"
+    assert sweep(dynamodb).settled == 1
+    assert (status(dynamodb), used(dynamodb)) == ("delivered", 1)
