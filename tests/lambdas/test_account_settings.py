@@ -108,44 +108,36 @@ def test_transaction_search_off_is_switched_on_as_aws_guide_does_then_waited_for
 KEY = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 
 
+def switching_on(aws: Stubbed, spans: list[dict[str, str]] | None = None) -> tuple[Any, Any]:
+    """Transaction Search off, switched on up to the destination, the log groups named like
+    aws/spans being ``spans``: xray's and logs' stubs."""
+    xray, logs, signals = aws.stub("xray"), aws.stub("logs"), aws.stub("application-signals")
+    xray.add_response("get_trace_segment_destination", {"Destination": "XRay", "Status": "ACTIVE"}, {})
+    logs.add_response(
+        "put_resource_policy", {}, {"policyName": "TransactionSearchXRayAccess", "policyDocument": POLICY}
+    )
+    xray.add_response(
+        "update_indexing_rule", {}, {"Name": "Default", "Rule": {"Probabilistic": {"DesiredSamplingPercentage": 1.0}}}
+    )
+    signals.add_response("start_discovery", {}, {})
+    logs.add_response("describe_log_groups", {"logGroups": spans or []}, {"logGroupNamePrefix": "aws/spans"})
+    return xray, logs
+
+
 @pytest.mark.parametrize("spans_exist", [False, True], ids=["X-Ray makes aws/spans", "aws/spans is the account's"])
 def test_transaction_search_switched_on_encrypts_the_spans_it_makes_with_the_tiers_key(
     aws: Stubbed, spans_exist: bool
 ) -> None:
     """X-Ray applies a key only when it makes aws/spans, and refuses the request with one when the
     group exists (InvalidRequestException): the key goes only where X-Ray will make the group."""
-    xray, logs, signals = aws.stub("xray"), aws.stub("logs"), aws.stub("application-signals")
-    xray.add_response("get_trace_segment_destination", {"Destination": "XRay", "Status": "ACTIVE"}, {})
-    logs.add_response(
-        "put_resource_policy", {}, {"policyName": "TransactionSearchXRayAccess", "policyDocument": POLICY}
-    )
-    xray.add_response(
-        "update_indexing_rule", {}, {"Name": "Default", "Rule": {"Probabilistic": {"DesiredSamplingPercentage": 1.0}}}
-    )
-    signals.add_response("start_discovery", {}, {})
     found = [{"logGroupName": "aws/spans"}] if spans_exist else [{"logGroupName": "aws/spans-other"}]
-    logs.add_response("describe_log_groups", {"logGroups": found}, {"logGroupNamePrefix": "aws/spans"})
+    xray, _ = switching_on(aws, found)
     expected: dict[str, Any] = {"Destination": "CloudWatchLogs"}
     if not spans_exist:
         expected["CloudWatchLogsConfiguration"] = {"SpansLogGroupKmsKeyId": KEY}
     xray.add_response("update_trace_segment_destination", {}, expected)
     outcome = handler.adopt(event("transaction_search", **SEARCH, SpansKmsKeyArn=KEY), aws)
     assert (outcome.complete, outcome.data["Adopted"]) == (False, "enabled")
-
-
-def switching_on(aws: Stubbed) -> tuple[Any, Any]:
-    """Transaction Search off, switched on up to the destination: xray's and logs' stubs."""
-    xray, logs, signals = aws.stub("xray"), aws.stub("logs"), aws.stub("application-signals")
-    xray.add_response("get_trace_segment_destination", {"Destination": "XRay", "Status": "ACTIVE"}, {})
-    logs.add_response(
-        "put_resource_policy", {}, {"policyName": "TransactionSearchXRayAccess", "policyDocument": POLICY}
-    )
-    xray.add_response(
-        "update_indexing_rule", {}, {"Name": "Default", "Rule": {"Probabilistic": {"DesiredSamplingPercentage": 1.0}}}
-    )
-    signals.add_response("start_discovery", {}, {})
-    logs.add_response("describe_log_groups", {"logGroups": []}, {"logGroupNamePrefix": "aws/spans"})
-    return xray, logs
 
 
 def test_spans_made_by_someone_else_meanwhile_keep_their_own_key(aws: Stubbed) -> None:

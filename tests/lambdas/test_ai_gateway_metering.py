@@ -234,9 +234,8 @@ def test_a_finished_stream_is_delivered_with_its_tokens(dynamodb: Any, bedrock: 
     assert sweep(dynamodb).candidates == 0
 
 
-def test_a_mark_whose_answer_was_lost_may_be_made_again(dynamodb: Any) -> None:
-    """botocore retries a write whose answer was lost: marking a delivering request again is no
-    change, so the retry does not fail the stream."""
+def marked(dynamodb: Any) -> Ledger:
+    """The ledger with the request admitted (one unit) and marked delivering."""
     ledger = Ledger(dynamodb, TABLE)
     ledger.admit(
         request_id=REQUEST,
@@ -250,6 +249,13 @@ def test_a_mark_whose_answer_was_lost_may_be_made_again(dynamodb: Any) -> None:
         now=NOW,
     )
     ledger.begin_delivery(REQUEST, group=GROUP, user=USER)
+    return ledger
+
+
+def test_a_mark_whose_answer_was_lost_may_be_made_again(dynamodb: Any) -> None:
+    """botocore retries a write whose answer was lost: marking a delivering request again is no
+    change, so the retry does not fail the stream."""
+    ledger = marked(dynamodb)
     ledger.begin_delivery(REQUEST, group=GROUP, user=USER)  # the retry
     assert status(dynamodb) == "delivering"
     ledger.deliver(REQUEST, group=GROUP, user=USER, model=PRO, input_tokens=1, output_tokens=2)
@@ -270,19 +276,7 @@ def test_a_stream_whose_mark_landed_but_seemed_to_fail_sends_nothing_and_is_rele
 
 
 def test_only_the_function_that_marked_a_request_releases_it_from_delivering(dynamodb: Any) -> None:
-    ledger = Ledger(dynamodb, TABLE)
-    ledger.admit(
-        request_id=REQUEST,
-        group=GROUP,
-        user=USER,
-        output_type="chat",
-        units=1,
-        limit=10,
-        period="MONTH",
-        unit_price_usd=0.01,
-        now=NOW,
-    )
-    ledger.begin_delivery(REQUEST, group=GROUP, user=USER)
+    ledger = marked(dynamodb)
     release = functools.partial(
         ledger.release, REQUEST, group=GROUP, user=USER, output_type="chat", units=1, window="2026-12"
     )
