@@ -19,6 +19,7 @@ import gc
 import io
 import json
 import logging
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -161,8 +162,12 @@ def _isolated(data: bytes, fmt: str, limits: ReadLimits, clock: Callable[[], flo
 def _read_in_child(sender: Any, data: bytes, fmt: str, limits: ReadLimits, clock: Callable[[], float]) -> None:
     # What the parent left for its collector is the parent's: never finalized here, where a
     # finalizer (a leftover coroutine's warning, an earlier invocation's objects) would run under
-    # the memory limit, in the middle of a parse, and could crash the reader (seen as SIGSEGV).
+    # the memory limit, in the middle of a parse. And an error nothing can raise (libxml2's error
+    # callback failing to allocate) is not reported here: the parse fails with its own error, and
+    # a reporting hook (the parent's, pytest's in the suite) allocating under the limit crashed
+    # the reader (SIGSEGV).
     gc.freeze()
+    sys.unraisablehook = _unreported
     answer: str | tuple[str, str]
     try:
         _limit_memory(limits.max_memory_bytes)
@@ -172,6 +177,10 @@ def _read_in_child(sender: Any, data: bytes, fmt: str, limits: ReadLimits, clock
     del data
     sender.send(answer)
     sender.close()
+
+
+def _unreported(unraisable: Any) -> None:
+    """The reading child's sys.unraisablehook: nothing (see _read_in_child)."""
 
 
 def _limit_memory(extra: int) -> None:

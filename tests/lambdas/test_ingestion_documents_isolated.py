@@ -10,6 +10,7 @@ import io
 import os
 import resource
 import signal
+import sys
 import threading
 import zipfile
 import zlib
@@ -239,4 +240,35 @@ def test_the_parents_garbage_is_never_finalized_in_the_reading_child(
     finally:
         gc.enable()
         gc.collect()  # here, in the parent, where it belongs
+    assert not marker.exists()
+
+
+def test_an_error_nothing_can_raise_in_the_reading_child_is_not_reported_there(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """libxml2's error callback failing to allocate under the child's memory limit is an error
+    nothing can raise: the parent's hook (pytest's, in the suite) reported it, allocating under
+    the limit, and crashed the reader (SIGSEGV: "unreadable", exit code -11). The parse fails
+    with its own error; the child reports nothing."""
+    marker = tmp_path / "reported"
+    parent = os.getpid()
+
+    def parents_hook(unraisable: Any) -> None:
+        if os.getpid() != parent:
+            marker.write_text("in the child")
+
+    class Failing:
+        def __del__(self) -> None:
+            raise RuntimeError("nothing can raise this")
+
+    limit = documents._limit_memory
+
+    def limit_then_fail_unraisably(extra: int) -> None:
+        limit(extra)
+        Failing()  # made and dropped at once: its __del__'s error is unraisable
+
+    monkeypatch.setattr(documents, "_limit_memory", limit_then_fail_unraisably)
+    monkeypatch.setattr(sys, "unraisablehook", parents_hook)
+    book = xlsx_package([sheet_xml([["cell"]])])
+    assert text_of(book, "xlsx").startswith("cell")
     assert not marker.exists()
