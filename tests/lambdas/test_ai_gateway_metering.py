@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -308,3 +309,57 @@ def test_a_stream_cut_at_its_limit_before_any_text_is_charged_as_marked_even_if_
     assert status(dynamodb) == "delivering"
     assert sweep(dynamodb).settled == 1
     assert (status(dynamodb), used(dynamodb)) == ("delivered", 1)
+
+
+# --- what DynamoDB refuses and moto does not -------------------------------------------------------
+
+EXPRESSIONS = ("UpdateExpression", "ConditionExpression", "KeyConditionExpression", "ProjectionExpression")
+
+
+def unused_placeholders(params: dict[str, Any]) -> list[str]:
+    """The ExpressionAttributeNames and Values one request (or transaction item) names that no
+    expression of it uses: DynamoDB refuses such a request (ValidationException), moto does not."""
+    used = " ".join(str(params.get(name, "")) for name in EXPRESSIONS)
+    named = [*params.get("ExpressionAttributeNames", {}), *params.get("ExpressionAttributeValues", {})]
+    return [key for key in named if not re.search(rf"{re.escape(key)}(?![\w])", used)]
+
+
+def test_every_ledger_write_names_only_the_placeholders_its_expressions_use(dynamodb: Any) -> None:
+    sent: list[dict[str, Any]] = []
+
+    def record(params: dict[str, Any], **_: Any) -> None:
+        items = params.get("TransactItems")
+        sent.extend(next(iter(item.values())) for item in items) if items else sent.append(params)
+
+    dynamodb.meta.events.register("provide-client-params.dynamodb.*", record)
+    ledger = Ledger(dynamodb, TABLE)
+    admit = functools.partial(
+        ledger.admit,
+        group=GROUP,
+        user=USER,
+        output_type="chat",
+        units=1,
+        limit=10,
+        period="MONTH",
+        unit_price_usd=0.01,
+        now=NOW,
+    )
+    release = functools.partial(ledger.release, group=GROUP, user=USER, output_type="chat", units=1, window="2026-12")
+    for request_id, marked in (("plain", False), ("marked", True)):
+        admit(request_id=request_id)
+        if marked:
+            ledger.begin_delivery(request_id, group=GROUP, user=USER)
+        assert release(request_id, marked=marked)
+    admit(request_id="delivered")
+    ledger.deliver("delivered", group=GROUP, user=USER, model=PRO, input_tokens=1, output_tokens=2)
+    admit(request_id="settled", now=NOW - dt.timedelta(hours=1))
+    ledger.begin_delivery("settled", group=GROUP, user=USER)
+    assert sweep(dynamodb).settled == 1
+    assert ledger.usage(GROUP, {"chat": (10, "MONTH")}, NOW)[0].used == 2
+    kinds = {tuple(sorted(k for k in params if k in EXPRESSIONS)) for params in sent}
+    assert len(kinds) >= 4  # updates, conditions, key conditions and projections were all seen
+    assert {
+        json.dumps(params, default=str)[:80]: unused_placeholders(params)
+        for params in sent
+        if unused_placeholders(params)
+    } == {}
