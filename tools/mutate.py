@@ -217,14 +217,14 @@ EQUIVALENT: dict[str, str] = {
     # ai_gateway/ledger.py: DynamoDB's expression keywords are case-insensitive
     "ai_gateway.ledger.xǁLedgerǁdeliver__mutmut_24": "'set' for 'SET' in an update expression: the same expression",
     "ai_gateway.ledger.xǁLedgerǁdeliver__mutmut_27": "'remove' for 'REMOVE' in an update expression: the same",
-    "ai_gateway.ledger.xǁLedgerǁrelease__mutmut_25": "'set'/'remove' for 'SET'/'REMOVE': the same expression",
-    "ai_gateway.ledger.xǁLedgerǁrelease__mutmut_31": "'and' for 'AND' in a condition expression: the same expression",
-    "ai_gateway.ledger.xǁLedgerǁrelease__mutmut_34": "'and' for 'AND' in a condition expression: the same expression",
-    "ai_gateway.ledger.xǁLedgerǁrelease__mutmut_106": "'add' for 'ADD' in an update expression: the same expression",
+    "ai_gateway.ledger.xǁLedgerǁrelease__mutmut_40": "'set'/'remove' for 'SET'/'REMOVE': the same expression",
+    "ai_gateway.ledger.xǁLedgerǁrelease__mutmut_46": "'and' for 'AND' in a condition expression: the same expression",
+    "ai_gateway.ledger.xǁLedgerǁrelease__mutmut_118": "'add' for 'ADD' in an update expression: the same expression",
     "ai_gateway.ledger.xǁLedgerǁadmit__mutmut_107": "'or' for 'OR' in a condition expression: the same expression",
     "ai_gateway.ledger.xǁLedgerǁadmit__mutmut_145": "'add'/'set' for 'ADD'/'SET' in an update expression: the same",
     "ai_gateway.ledger.xǁLedgerǁadmit__mutmut_151": "'or' for 'OR' in a condition expression: the same expression",
     "ai_gateway.ledger.xǁLedgerǁbegin_delivery__mutmut_24": "'set' for 'SET' in an update expression: the same",
+    "ai_gateway.ledger.xǁLedgerǁbegin_delivery__mutmut_27": "'in' for 'IN' in a condition expression: the same",
     "ai_gateway.ledger.xǁLedgerǁdeliver__mutmut_30": "'in' for 'IN' in a condition expression: the same expression",
     "ai_gateway.ledger.xǁLedgerǁsettle_delivering__mutmut_10": "'set'/'remove' for 'SET'/'REMOVE': the same expression",
     "ai_gateway.ledger.xǁLedgerǁpending__mutmut_23": "'and' for 'AND' in a key condition: the same expression",
@@ -256,6 +256,12 @@ EQUIVALENT: dict[str, str] = {
         f"ai_gateway.flow.xǁFlowǁ_screen_turns__mutmut_{n}": "zip(strict=...) of the turns and their screened "
         "texts: the screen answers one text per text sent (or raises), so there is one per turn"
         for n in (58, 61, 62)
+    },
+    **{
+        f"ai_gateway.flow.xǁFlowǁ{name}__mutmut_1": "marked's default True: every caller that passes no marked "
+        "releases a request it never marked delivering (admission is once per request id, so no other function "
+        "holds one marked), and the ledger releases an admitted request either way"
+        for name in ("_release", "_release_quietly")
     },
     "ai_gateway.flow.xǁFlowǁ_withhold__mutmut_1": "the record's default '' for None: it is read only as "
     "`(record or {})`, where both are false",
