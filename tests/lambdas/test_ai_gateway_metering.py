@@ -235,11 +235,10 @@ def test_a_finished_stream_is_delivered_with_its_tokens(dynamodb: Any, bedrock: 
     assert sweep(dynamodb).candidates == 0
 
 
-def marked(dynamodb: Any) -> Ledger:
-    """The ledger with the request admitted (one unit) and marked delivering."""
-    ledger = Ledger(dynamodb, TABLE)
+def admit(ledger: Ledger, request_id: str = REQUEST, now: dt.datetime = NOW) -> None:
+    """One unit of the chat output type admitted for the caller, under ``request_id``."""
     ledger.admit(
-        request_id=REQUEST,
+        request_id=request_id,
         group=GROUP,
         user=USER,
         output_type="chat",
@@ -247,8 +246,14 @@ def marked(dynamodb: Any) -> Ledger:
         limit=10,
         period="MONTH",
         unit_price_usd=0.01,
-        now=NOW,
+        now=now,
     )
+
+
+def marked(dynamodb: Any) -> Ledger:
+    """The ledger with the request admitted (one unit) and marked delivering."""
+    ledger = Ledger(dynamodb, TABLE)
+    admit(ledger)
     ledger.begin_delivery(REQUEST, group=GROUP, user=USER)
     return ledger
 
@@ -333,26 +338,15 @@ def test_every_ledger_write_names_only_the_placeholders_its_expressions_use(dyna
 
     dynamodb.meta.events.register("provide-client-params.dynamodb.*", record)
     ledger = Ledger(dynamodb, TABLE)
-    admit = functools.partial(
-        ledger.admit,
-        group=GROUP,
-        user=USER,
-        output_type="chat",
-        units=1,
-        limit=10,
-        period="MONTH",
-        unit_price_usd=0.01,
-        now=NOW,
-    )
     release = functools.partial(ledger.release, group=GROUP, user=USER, output_type="chat", units=1, window="2026-12")
     for request_id, marked in (("plain", False), ("marked", True)):
-        admit(request_id=request_id)
+        admit(ledger, request_id)
         if marked:
             ledger.begin_delivery(request_id, group=GROUP, user=USER)
         assert release(request_id, marked=marked)
-    admit(request_id="delivered")
+    admit(ledger, "delivered")
     ledger.deliver("delivered", group=GROUP, user=USER, model=PRO, input_tokens=1, output_tokens=2)
-    admit(request_id="settled", now=NOW - dt.timedelta(hours=1))
+    admit(ledger, "settled", NOW - dt.timedelta(hours=1))
     ledger.begin_delivery("settled", group=GROUP, user=USER)
     assert sweep(dynamodb).settled == 1
     assert ledger.usage(GROUP, {"chat": (10, "MONTH")}, NOW)[0].used == 2
