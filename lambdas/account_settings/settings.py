@@ -109,17 +109,14 @@ def transaction_search(xray: Any, logs: Any, signals: Any, props: TransactionSea
         signals.start_discovery()
         # X-Ray applies a key only when it makes aws/spans, and refuses one when the group exists
         # (InvalidRequestException): then, made meanwhile by someone else, the group is theirs.
-        if props.SpansKmsKeyArn is not None and not _spans_log_group_exists(logs):
-            try:
-                xray.update_trace_segment_destination(
-                    Destination="CloudWatchLogs",
-                    CloudWatchLogsConfiguration={"SpansLogGroupKmsKeyId": props.SpansKmsKeyArn},
-                )
-                return Outcome(False, {"Destination": "CloudWatchLogs", "Adopted": "enabled"})
-            except ClientError as error:
-                if _code(error) != "InvalidRequestException" or not _spans_log_group_exists(logs):
-                    raise
-        xray.update_trace_segment_destination(Destination="CloudWatchLogs")
+        keyed = props.SpansKmsKeyArn is not None and not _spans_log_group_exists(logs)
+        key = {"CloudWatchLogsConfiguration": {"SpansLogGroupKmsKeyId": props.SpansKmsKeyArn}} if keyed else {}
+        try:
+            xray.update_trace_segment_destination(Destination="CloudWatchLogs", **key)
+        except ClientError as error:
+            if not keyed or _code(error) != "InvalidRequestException" or not _spans_log_group_exists(logs):
+                raise
+            xray.update_trace_segment_destination(Destination="CloudWatchLogs")
         return Outcome(False, {"Destination": "CloudWatchLogs", "Adopted": "enabled"})
     if current.get("Status") != "ACTIVE":
         return Outcome(False, {"Destination": "CloudWatchLogs", "Adopted": "pending"})
