@@ -41,7 +41,7 @@ from stacks.production.context import ProductionContext
 from stacks.shared.bedrock import grant_invoke, model_arns
 from stacks.shared.expect import default_child, present
 from stacks.shared.lambda_function import environment_of, log_group_arn
-from stacks.shared.nag import acknowledge, acknowledge_inline_policy, nag_account, nag_arn, nag_attribute
+from stacks.shared.nag import acknowledge, acknowledge_inline_policy, nag_account, nag_arn, nag_attribute, nag_ref
 from stacks.shared.naming import pascal_case, stack_instance_suffix
 
 EVALUATION_RESULTS_PREFIX = "/aws/bedrock-agentcore/evaluations/results/"
@@ -304,7 +304,7 @@ class AgentStack(Stack):
                 "The evaluator reads the agent's spans from Transaction Search's aws/spans log group.",
             ),
             (
-                f"Resource::{logs_arn}<{self.resolve(default_child(runtime_logs, logs.CfnLogGroup).logical_id)}>:*",
+                f"Resource::{logs_arn}{nag_ref(runtime_logs)}:*",
                 "AgentCore indexes this agent's runtime log group: the index-policy actions in both ARN forms, "
                 "as CDK grants them on aws/spans.",
             ),

@@ -112,6 +112,12 @@ def nag_attribute(resource: IConstruct, attribute: str) -> str:
     return f"<{Stack.of(cfn).resolve(cfn.logical_id)}.{attribute}>"
 
 
+def nag_ref(resource: IConstruct) -> str:
+    """A resource's Ref the way cdk-nag prints it: ``<LogicalId>``."""
+    cfn = resource if isinstance(resource, CfnResource) else default_child(resource, CfnResource)
+    return f"<{Stack.of(cfn).resolve(cfn.logical_id)}>"
+
+
 def _pseudo(value: str, name: str) -> str:
     return f"<AWS::{name}>" if Token.is_unresolved(value) else value
 
