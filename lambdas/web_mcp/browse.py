@@ -5,17 +5,23 @@ Before the browser is sent anywhere, the URL passes the same checks as web_fetch
 information, the group's domain lists, every resolved address). The browser then loads documents
 itself (the page, each redirect hop, what a step navigates to, the frames it renders in the
 page's own process), so the page's document requests are paused in the browser (CDP Fetch
-domain on the page's session, request stage) until they have passed the same checks here: a hop
-of the page that fails them is never sent and fails the call (``forbidden``, the check's reason,
-"the page led to a refused URL"); a frame that fails them is not loaded and the page is read
-without it. Not paused: sub-resources (scripts, images, a script's own requests), and what runs
-in targets of their own (a cross-site frame's later navigations, a popup); none of it is read
-back, and AgentCore Browser's network isolation bounds it. The page's final URL, as the browser's
-navigation history holds it (never as a script in the page reports it), is checked once more
-before anything of it is returned. The page is read in a JavaScript world of our own, what the
-browser does not show marked on an inert copy (READ). Steps run as small fixed scripts whose
-selector and text are passed as JSON literals, never spliced into JavaScript source. One deadline
-covers the session (navigation, steps, reading the page), and the session is stopped on every path.
+domain on the page's session) until they have passed the same checks here (Documents): before a
+request is sent, its URL, and at most ``max_redirects`` redirects in a row; once its response's
+headers are in, its content type (one of the configured types, as web_fetch).
+A hop of the page that fails them is never sent, or its body never read, and fails the call
+(``forbidden``, the check's reason; a refused URL is "the page led to a refused URL"); a frame
+that fails them is not loaded and the page is read without it. Not paused: sub-resources
+(scripts, images, a script's own requests), and what runs in targets of their own (a cross-site
+frame's later navigations, a popup); none of it is read back, and AgentCore Browser's network
+isolation bounds it. The page's final URL, as the browser's navigation history holds it (never as
+a script in the page reports it), is checked once more before anything of it is returned. The
+page is read in a JavaScript world of our own, what the browser does not show marked on an inert
+copy (READ). Steps run as small fixed scripts whose selector and text are passed as JSON literals,
+never spliced into JavaScript source.
+
+One deadline covers the call: starting the session (given up on at the deadline, and the session
+stopped once its start has ended), navigation, steps and reading the page. The session is stopped
+on every path, on a worker thread: the answer does not wait for the stop.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -35,13 +42,19 @@ from websockets.frames import CloseCode
 from shared.logs import service_logger
 from web_mcp.contract import GroupWeb, Step
 from web_mcp.errors import WebError, forbidden, invalid, unavailable
-from web_mcp.fetch import Checker, Clock, Deadline, led_to
+from web_mcp.fetch import REDIRECTS, Checker, Clock, Deadline, content_type, led_to
 
 logger = service_logger("web-mcp")
 
 POLL_SECONDS = 0.05
-# Every document request pauses until answered (Cdp): frames and navigations, redirect hops included.
-DOCUMENT_REQUESTS = [{"urlPattern": "*", "resourceType": "Document", "requestStage": "Request"}]
+# Every document request pauses until answered (Cdp), frames and navigations, redirect hops
+# included: before it is sent, and again once its response's headers are in.
+DOCUMENT_REQUESTS = [
+    {"urlPattern": "*", "resourceType": "Document", "requestStage": stage} for stage in ("Request", "Response")
+]
+# Sessions start and stop on these threads: a start is waited for until the deadline at most, a
+# stop not at all.
+_SESSIONS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="browser-session")
 # Headers the websocket library writes itself; the rest of the signed set is sent as given.
 _HANDSHAKE = frozenset({"host", "upgrade", "connection", "sec-websocket-version", "sec-websocket-key"})
 
@@ -106,15 +119,68 @@ def call(script: str, *args: Any) -> str:
     return f"({script})({', '.join(json.dumps(arg) for arg in args)})"
 
 
+@dataclass
+class Documents:
+    """What the page's document requests must pass, as the browser pauses them (Cdp): raises the
+    refusal of one that does not."""
+
+    checker: Checker
+    group: GroupWeb
+    deadline: Deadline
+    redirects: dict[str, int] = field(default_factory=dict)  # a frame's redirects in a row so far
+
+    def paused(self, params: dict[str, Any]) -> None:
+        """One paused request, at the stage CDP's requestPaused names by a response's status or
+        error (the response stage) or their absence (the request stage)."""
+        if "responseStatusCode" in params or "responseErrorReason" in params:
+            self._response(params)
+            return
+        frame = str(params.get("frameId"))
+        # A request a redirect made names the request redirected; any other starts a new chain.
+        redirects = self.redirects.get(frame, 0) + 1 if params.get("redirectedRequestId") else 0
+        self.redirects[frame] = redirects
+        limit = self.checker.settings.max_redirects
+        if redirects > limit:
+            raise forbidden("too_many_redirects", f"more than {limit} redirects")
+        request = params.get("request")
+        url = request.get("url") if isinstance(request, dict) else None
+        try:
+            self.checker.check(url if isinstance(url, str) else "", self.group, self.deadline)
+        except WebError as refusal:
+            # The caller's URL passed; where the page went did not: the site's doing, not the caller's.
+            raise led_to(refusal) from None
+
+    def _response(self, params: dict[str, Any]) -> None:
+        """A response, its body not yet read: a redirect goes on (its next hop is paused in
+        turn), and so does a failure (the browser ends the navigation); a document's content type
+        must be one of the configured ones."""
+        status = params.get("responseStatusCode")
+        if "responseErrorReason" in params or (type(status) is int and status in REDIRECTS):
+            return
+        mime, _ = content_type(header(params.get("responseHeaders"), "content-type"))
+        if mime not in self.checker.settings.content_types:
+            raise forbidden("content_type_not_allowed", f"the content type {mime or '(none)'} is not allowed")
+
+
+def header(headers: object, name: str) -> str:
+    """A header's value in CDP's list of name/value entries (names in any case), else ''."""
+    for entry in headers if isinstance(headers, list) else ():
+        if isinstance(entry, dict) and str(entry.get("name", "")).lower() == name:
+            value = entry.get("value")
+            return value if isinstance(value, str) else ""
+    return ""
+
+
 class Cdp:
     """A minimal CDP client over one websocket: commands by id; of the events, only a paused
-    document request is answered (``hop`` checks its URL: a WebError fails the request), the rest
-    are ignored. A refused hop of the main frame (``main_frame``) is raised at the next answer."""
+    document request is answered (``documents`` checks it: a WebError fails the request), the
+    rest are ignored. A refused request of the main frame (``main_frame``) is raised at the next
+    answer."""
 
-    def __init__(self, socket: Any, deadline: Deadline, hop: Callable[[str], object] | None = None) -> None:
+    def __init__(self, socket: Any, deadline: Deadline, documents: Documents | None = None) -> None:
         self._socket = socket
         self._deadline = deadline
-        self._hop = hop
+        self._documents = documents
         self._next = 0
         self.session_id: str | None = None
         self.main_frame: str | None = None
@@ -158,17 +224,15 @@ class Cdp:
         return self._next
 
     async def _paused(self, params: dict[str, Any]) -> None:
-        """A document request the browser holds until it is answered: sent on if its URL passes."""
-        request = params.get("request")
-        url = request.get("url") if isinstance(request, dict) else None
+        """A document request the browser holds until it is answered: sent on if it passes."""
         answer: dict[str, Any] = {"requestId": params.get("requestId")}
+        main = params.get("frameId") == self.main_frame
         try:
-            if self._hop is not None:
-                self._hop(url if isinstance(url, str) else "")
+            if self._documents is not None:
+                self._documents.paused(params)
         except WebError as refusal:
-            if params.get("frameId") == self.main_frame:
-                # The caller's URL passed; where the page went did not: the site's doing, not the caller's.
-                self.refusal = self.refusal or led_to(refusal)
+            if main:
+                self.refusal = self.refusal or refusal
             else:
                 logger.info("frame not loaded", extra={"reason": refusal.reason})
             await self._write("Fetch.failRequest", {**answer, "errorReason": "BlockedByClient"})
@@ -195,18 +259,17 @@ class Browser:
     checker: Checker
     sessions: Callable[[], BrowserSession]
     clock: Clock = time.monotonic
+    pool: Executor = _SESSIONS  # where sessions start and stop
 
     def browse(self, url: str, steps: Sequence[Step], group: GroupWeb) -> BrowsedPage:
         settings = self.checker.settings
         deadline = Deadline(self.clock, settings.browse_timeout_seconds)
         target = self.checker.check(url, group, deadline)
         session = self.sessions()
+        abandoned: list[Future[Any]] = []  # a start given up on at the deadline
         try:
-            # The session also ends on its own shortly after the deadline, should stop ever fail.
-            session.start(
-                identifier=settings.browser_id, session_timeout_seconds=math.ceil(settings.browse_timeout_seconds) + 60
-            )
-            ws_url, headers = session.generate_ws_headers()
+            late = "the browser session did not start within the call's time"
+            ws_url, headers = deadline.within(self.pool, lambda: self._open(session), late, abandoned.append)
             page = asyncio.run(self._drive(ws_url, headers, target.url, steps, deadline, group))
         except WebError:
             raise
@@ -214,15 +277,23 @@ class Browser:
             logger.warning("browse failed", extra={"host": target.host, "error": type(error).__name__})
             raise unavailable("browser_unavailable", "the browser session failed") from None
         finally:
-            try:
-                session.stop()
-            except Exception as error:
-                logger.warning("browser session not stopped", extra={"error": type(error).__name__})
+            if abandoned:  # stopped once its start has ended
+                abandoned[0].add_done_callback(lambda _: stop(session))
+            else:
+                self.pool.submit(stop, session)
         try:  # where the browser ended up (a redirect of its own, a script's navigation)
             self.checker.check(page.url, group, deadline)
         except WebError as refusal:
             raise led_to(refusal) from None
         return page
+
+    def _open(self, session: BrowserSession) -> tuple[str, dict[str, str]]:
+        """The session started; its automation stream's URL and signed headers."""
+        settings = self.checker.settings
+        # The session also ends on its own shortly after the deadline, should stop ever fail.
+        timeout = math.ceil(settings.browse_timeout_seconds) + 60
+        session.start(identifier=settings.browser_id, session_timeout_seconds=timeout)
+        return session.generate_ws_headers()
 
     async def _drive(
         self,
@@ -239,10 +310,11 @@ class Browser:
             ws_url,
             additional_headers=signed,
             open_timeout=deadline.remaining(),
+            close_timeout=1,  # the closing handshake, past the deadline at most this
             max_size=4 * max_bytes + 65_536,
             user_agent_header=None,
         ) as socket:
-            cdp = Cdp(socket, deadline, hop=lambda hop: self.checker.check(hop, group, deadline))
+            cdp = Cdp(socket, deadline, Documents(self.checker, group, deadline))
             created = await cdp.send("Target.createTarget", {"url": "about:blank"})
             attached = await cdp.send("Target.attachToTarget", {"targetId": created["targetId"], "flatten": True})
             cdp.session_id = attached["sessionId"]
@@ -309,3 +381,11 @@ class Browser:
             return await cdp.evaluate(expression, context)
         except ScriptError:
             raise invalid("script_error", f"{where}: the page script failed (is the selector valid?)") from None
+
+
+def stop(session: BrowserSession) -> None:
+    """The session stopped; a failure logged (the session ends on its own at its timeout)."""
+    try:
+        session.stop()
+    except Exception as error:
+        logger.warning("browser session not stopped", extra={"error": type(error).__name__})

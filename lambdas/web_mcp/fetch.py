@@ -30,9 +30,9 @@ import socket
 import time
 import zlib
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, TimeoutError as FuturesTimeout
+from concurrent.futures import Executor, Future, ThreadPoolExecutor, TimeoutError as FuturesTimeout
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import SplitResult, quote, urljoin, urlsplit
 
 import certifi
@@ -143,6 +143,9 @@ class Page:
         return self.body.decode(text_codec(self.charset), errors="replace")
 
 
+T = TypeVar("T")
+
+
 class Deadline:
     def __init__(self, clock: Clock, seconds: float) -> None:
         self._clock = clock
@@ -154,6 +157,29 @@ class Deadline:
         if left <= 0:
             raise unavailable("timeout", f"the page did not arrive within {self._seconds:g} seconds")
         return left
+
+    def within(
+        self,
+        pool: Executor,
+        work: Callable[[], T],
+        late: str,
+        abandoned: Callable[[Future[T]], object] | None = None,
+    ) -> T:
+        """``work``'s result, waited for at most what is left: a blocking call with no deadline of
+        its own (getaddrinfo; an AWS call, whose timeouts are per attempt) runs on one of
+        ``pool``'s threads, which a call given up on keeps until it ends by itself. Past the
+        deadline: a ``timeout`` refusal, ``late`` its message, and ``abandoned`` called with the
+        call's future (to undo what it does once it is done)."""
+        left = self.remaining()
+        pending = pool.submit(work)
+        try:
+            return pending.result(timeout=left)
+        except FuturesTimeout:
+            if pending.done():  # the call's own TimeoutError, not the wait's
+                raise
+            if abandoned is not None:
+                abandoned(pending)
+            raise unavailable("timeout", late) from None
 
 
 @dataclass
@@ -230,11 +256,8 @@ class Checker:
         worker thread, which a resolution given up on keeps until the resolver ends it."""
         if deadline is None:
             return self.resolver(host, port)
-        pending = _RESOLVERS.submit(self.resolver, host, port)
-        try:
-            return pending.result(timeout=deadline.remaining())
-        except FuturesTimeout:
-            raise unavailable("timeout", f"the host {host} did not resolve within the call's time") from None
+        late = f"the host {host} did not resolve within the call's time"
+        return deadline.within(_RESOLVERS, lambda: self.resolver(host, port), late)
 
 
 @dataclass

@@ -175,16 +175,23 @@ def default_tools() -> WebTools:
 
     settings = Settings.from_environ()
     region = os.environ["AWS_REGION"]
-    bedrock = boto3.client(
-        "bedrock-runtime",
-        region_name=region,
-        config=Config(connect_timeout=3, read_timeout=10, retries={"max_attempts": 2, "mode": "standard"}),
-    )
+    # Seconds per attempt, two attempts: the call's deadline bounds the whole (browse, guard).
+    bounded = Config(connect_timeout=3, read_timeout=10, retries={"total_max_attempts": 2, "mode": "standard"})
+    bedrock = boto3.client("bedrock-runtime", region_name=region, config=bounded)
+    sessions = boto3.client("bedrock-agentcore", region_name=region, config=bounded)  # thread-safe, shared
+
+    def browser_session() -> BrowserClient:
+        client = BrowserClient(region)
+        # Its sessions start and stop through the bounded client: BrowserClient's own has
+        # botocore's defaults (60 s a read, legacy retries), which would hold a worker for minutes.
+        client.data_plane_client = sessions
+        return client
+
     checker = Checker(settings)
     return WebTools(
         settings=settings,
         policy=DocumentReader(settings.policy, WebPolicy).get,
         fetcher=Fetcher(checker),
-        browser=Browser(checker, sessions=lambda: _one_at_a_time(lambda: BrowserClient(region))),
+        browser=Browser(checker, sessions=lambda: _one_at_a_time(browser_session)),
         guard=Guard(bedrock, guardrail_id=settings.guardrail_id, version=settings.guardrail_version),
     )

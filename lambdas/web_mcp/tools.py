@@ -11,7 +11,7 @@ the text) is what the guardrail returned for it (PII masked where it anonymised)
 text. Before that, control characters are taken out of the title and text (C0 but tab and line
 feed, DEL, C1, and the bidirectional formatting characters, whose overrides make text display as
 something it is not), and percent-encoded in the URL (as it was requested). Reading the page's text
-counts against the call's deadline. A refusal is shared.tool_errors' shape plus a reason code
+and the guardrail's check count against the call's deadline. A refusal is shared.tool_errors' shape plus a reason code
 (errors.py). A call without a caller group, or with a group the policy does not name, is refused
 before anything is fetched.
 """
@@ -28,7 +28,7 @@ from shared.display import controls_encoded, without_controls
 from web_mcp.browse import Browser
 from web_mcp.contract import MAX_URL, NOTICE, GroupWeb, Settings, WebBrowseArguments, WebFetchArguments, WebPolicy
 from web_mcp.errors import forbidden, invalid
-from web_mcp.fetch import Fetcher
+from web_mcp.fetch import Deadline, Fetcher
 from web_mcp.guard import Guard
 from web_mcp.readable import MAX_TITLE, Readable, collapse, cut, from_html, from_text
 
@@ -59,7 +59,7 @@ class WebTools:
         else:
             check = page.deadline.remaining if page.deadline else None
             readable = from_html(page.text(), base_url=page.url, max_chars=max_chars, check=check)
-        return self._result(page.url, readable, max_chars)
+        return self._result(page.url, readable, max_chars, page.deadline)
 
     def web_browse(self, arguments: WebBrowseArguments) -> dict[str, Any]:
         group = self._group(arguments.caller_group)
@@ -69,7 +69,7 @@ class WebTools:
         readable = from_html(page.html, base_url=page.url, max_chars=max_chars, check=check)
         if not readable.title and page.title:  # document.title: the page's script may make it any length
             readable = Readable(title=page.title[:MAX_TITLE], text=readable.text, truncated=readable.truncated)
-        return self._result(page.url, readable, max_chars)
+        return self._result(page.url, readable, max_chars, page.deadline)
 
     def _group(self, name: str | None) -> GroupWeb:
         if not name:
@@ -84,11 +84,12 @@ class WebTools:
             raise invalid("invalid_argument", f"max_chars: at most {self.settings.max_chars}")
         return requested or self.settings.max_chars
 
-    def _result(self, url: str, readable: Readable, max_chars: int) -> dict[str, Any]:
+    def _result(self, url: str, readable: Readable, max_chars: int, deadline: Deadline | None = None) -> dict[str, Any]:
         title = collapse(without_controls(readable.title))
         lines = (collapse(line) for line in without_controls(readable.text).split("\n"))
         # The URL and title are one line each: the screened text splits back at their ends.
-        screened = self.guard.screen(f"{url_text(url)}\n{title}\n" + "\n".join(line for line in lines if line))
+        whole = f"{url_text(url)}\n{title}\n" + "\n".join(line for line in lines if line)
+        screened = self.guard.screen(whole, deadline)
         url, _, rest = screened.partition("\n")
         title, _, text = rest.partition("\n")
         title = title.replace("<", "&lt;")  # page text too, outside the wrapper

@@ -10,6 +10,7 @@ import ssl
 import threading
 import tracemalloc
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -23,6 +24,7 @@ import shared.tools as shared_tools
 from tests.lambdas.web_site import SiteHandler, resolver, self_signed, site_policy
 from web_mcp import readable as readable_module
 from web_mcp.addresses import blocked_reason
+from web_mcp.browse import Documents
 from web_mcp.contract import (
     GROUP_ARGUMENT,
     MAX_URL,
@@ -36,7 +38,7 @@ from web_mcp.contract import (
 )
 from web_mcp.errors import WebError
 from web_mcp.fetch import Checker, Deadline, Fetcher, content_type
-from web_mcp.guard import Guard
+from web_mcp.guard import LATE, Guard
 from web_mcp.readable import SLICE, TRUNCATED, cut, from_html, from_text
 
 LOCATION = {"application": "app", "environment": "env", "profile": "web-policy", "environment_name": "tools"}
@@ -479,6 +481,111 @@ def test_guardrail_request_is_valid_and_masked_text_is_returned() -> None:
         stubber.assert_no_pending_responses()
 
 
+class HeldGuardrail:
+    """ApplyGuardrail that answers once the test releases it, however fast the machine."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.calls = 0
+
+    def apply_guardrail(self, **request: Any) -> dict[str, Any]:
+        self.calls += 1
+        self.release.wait(30)
+        return {"action": "NONE", "outputs": [], "assessments": []}
+
+
+def test_the_guardrail_is_waited_for_until_the_calls_deadline_and_no_longer() -> None:
+    """Its client's timeouts are per attempt (two attempts of 3 + 10 s): the call's deadline bounds
+    the whole (here 0.2 s of the test's own clock, which never moves: the guardrail never answers)."""
+    held = HeldGuardrail()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        guard = Guard(held, guardrail_id="gr-1", version="2", pool=pool)
+        try:
+            with pytest.raises(WebError) as late:
+                guard.screen("Some page", Deadline(lambda: 0.0, 0.2))
+        finally:
+            held.release.set()
+        assert (late.value.kind, late.value.reason, str(late.value)) == ("upstream_unavailable", "timeout", LATE)
+        assert guard.screen("Some page", Deadline(lambda: 0.0, 30)) == "Some page"  # answered in time
+    assert held.calls == 2
+
+
+def test_the_guardrails_failures_cross_the_worker_thread_as_refusals() -> None:
+    client = boto3.client("bedrock-runtime", region_name="us-east-1")
+    with ThreadPoolExecutor(max_workers=1) as pool, Stubber(client) as stubber:
+        stubber.add_client_error("apply_guardrail", "ThrottlingException", http_status_code=429)
+        with pytest.raises(WebError) as failed:
+            Guard(client, guardrail_id="gr-1", version="2", pool=pool).screen("text", Deadline(lambda: 0.0, 30))
+    assert (failed.value.kind, failed.value.reason) == ("upstream_unavailable", "guardrail_unavailable")
+
+
+# What the browser's document requests must pass (its wire: tests/lambdas/test_web_mcp_server.py)
+
+
+def documents() -> Documents:
+    checker = Checker(Settings.from_environ(SETTINGS), resolver=resolver, address_policy=site_policy)
+    return Documents(checker, GroupWeb(), Deadline(lambda: 0.0, 30))
+
+
+HTML = [{"name": "Content-Type", "value": "text/html"}]
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        {"responseStatusCode": "302", "responseHeaders": HTML[:0]},  # not a status: no redirect
+        {"responseStatusCode": [302], "responseHeaders": HTML[:0]},
+        {"responseStatusCode": 200, "responseHeaders": {"Content-Type": "text/html"}},  # not CDP's list
+        {"responseStatusCode": 200, "responseHeaders": ["Content-Type: text/html"]},
+        {"responseStatusCode": 200, "responseHeaders": [{"name": "Content-Type", "value": ["text/html"]}]},
+        {"responseStatusCode": 200, "responseHeaders": [{"name": None, "value": "text/html"}]},
+        {"responseStatusCode": 200},
+    ],
+    ids=["text-status", "list-status", "headers-object", "headers-text", "value-list", "no-name", "no-headers"],
+)
+def test_a_response_described_oddly_is_one_without_a_content_type(response: dict[str, Any]) -> None:
+    with pytest.raises(WebError) as refused:
+        documents().paused({"requestId": "r", "frameId": "f", **response})
+    assert (refused.value.kind, refused.value.reason) == ("forbidden", "content_type_not_allowed")
+    assert str(refused.value) == "the content type (none) is not allowed"
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        *({"responseStatusCode": status, "responseHeaders": []} for status in (301, 302, 303, 307, 308)),
+        {"responseErrorReason": "ConnectionRefused"},
+        {"responseStatusCode": 200, "responseHeaders": [{"name": "server", "value": "x"}, {"name": "CONTENT-TYPE", "value": "text/plain; charset=x"}]},
+    ],
+)  # fmt: skip
+def test_redirects_failures_and_allowed_types_go_on(response: dict[str, Any]) -> None:
+    documents().paused({"requestId": "r", "frameId": "f", **response})
+
+
+def test_redirects_are_counted_in_a_row_per_frame() -> None:
+    checked = documents()
+    hop = {"request": {"url": "https://site.test/"}, "redirectedRequestId": "r0"}
+    for _ in range(5):
+        checked.paused({"frameId": "main", **hop})
+    checked.paused({"frameId": "frame", **hop})  # another frame's chain
+    with pytest.raises(WebError) as refused:
+        checked.paused({"frameId": "main", **hop})
+    assert (refused.value.kind, refused.value.reason, str(refused.value)) == (
+        "forbidden", "too_many_redirects", "more than 5 redirects"
+    )  # fmt: skip
+    checked.paused({"frameId": "main", "request": {"url": "https://site.test/"}, "redirectedRequestId": ""})
+    for _ in range(5):  # a request no redirect made starts the count again
+        checked.paused({"frameId": "main", **hop})
+
+
+@pytest.mark.parametrize("request_", ["https://site.test/", {"url": 5}, None, {"url": "https://private.test/"}])
+def test_a_request_described_oddly_or_refused_is_the_sites_doing(request_: Any) -> None:
+    with pytest.raises(WebError) as refused:
+        documents().paused({"requestId": "r", "frameId": "f", "request": request_})
+    assert refused.value.kind == "forbidden"  # never invalid_argument: the caller's URL passed
+    assert str(refused.value).startswith("the page led to a refused URL: ")
+
+
 # HTTPS, pinned to the checked address
 
 
@@ -565,6 +672,38 @@ def test_a_resolution_that_never_answers_ends_at_the_deadline() -> None:
     # A resolver that answers in time: its answer, the deadline still running.
     answering = Checker(Settings.from_environ(SETTINGS), resolver=resolver, address_policy=site_policy)
     assert answering.check("https://site.test/page", GroupWeb(), Deadline(lambda: now[0], 60)).host == "site.test"
+
+
+def test_within_gives_up_at_the_deadline_and_hands_over_the_pending_call() -> None:
+    release = threading.Event()
+    abandoned: list[Future[str]] = []
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        try:
+            with pytest.raises(WebError) as late:
+                Deadline(lambda: 0.0, 0.2).within(
+                    pool, lambda: "done" if release.wait(30) else "", "too late", abandoned.append
+                )
+        finally:
+            release.set()
+        assert (late.value.kind, late.value.reason, str(late.value)) == ("upstream_unavailable", "timeout", "too late")
+        assert [future.result(timeout=30) for future in abandoned] == ["done"]
+
+
+def test_within_raises_the_calls_own_errors_and_starts_nothing_past_the_deadline() -> None:
+    def own() -> None:
+        raise TimeoutError("the call's own")
+
+    started: list[str] = []
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        with pytest.raises(TimeoutError, match="the call's own"):
+            Deadline(lambda: 0.0, 30).within(pool, own, "too late")
+        now = [0.0]
+        deadline = Deadline(lambda: now[0], 1)
+        now[0] = 1.0
+        with pytest.raises(WebError) as late:
+            deadline.within(pool, lambda: started.append("started"), "too late")
+    assert str(late.value) == "the page did not arrive within 1 seconds"
+    assert started == []
 
 
 def test_the_system_resolver_keeps_the_resolvers_order_ipv4_first(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,14 +4,17 @@ stubbed at its API boundary (a fake session client and a local CDP websocket).""
 
 from __future__ import annotations
 
+import datetime
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
 import httpx
 import pytest
+from botocore.stub import ANY, Stubber
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
@@ -26,15 +29,17 @@ from tests.lambdas.web_fakes import (
     FakeCdp,
     FakeClock,
     FakeGuardrail,
+    Inline,
     cdp_server,
 )
 from tests.lambdas.web_site import ARTICLE, ZONE_WORDS, SiteHandler, resolver, site_policy, web_site
 from web_mcp.browse import Browser
-from web_mcp.contract import NOTICE, WEB_BROWSE, WEB_FETCH, Settings, WebPolicy
+from web_mcp.contract import NOTICE, WEB_BROWSE, WEB_FETCH, GroupWeb, Settings, WebPolicy
+from web_mcp.errors import WebError
 from web_mcp.fetch import Checker, Fetcher
 from web_mcp.guard import Guard
 from web_mcp.readable import MAX_TITLE
-from web_mcp.server import create_app, input_schema
+from web_mcp.server import create_app, default_tools, input_schema
 from web_mcp.tools import WebTools
 
 POLICY = {
@@ -86,8 +91,8 @@ def world(request: pytest.FixtureRequest) -> Iterator[World]:
             settings=config,
             policy=DocumentReader.static(WebPolicy.model_validate(POLICY)).get,
             fetcher=Fetcher(checker, clock=clock),
-            browser=Browser(checker, sessions=lambda: FakeBrowserClient(ws_url, log), clock=clock),
-            guard=Guard(guardrail, guardrail_id=config.guardrail_id, version=config.guardrail_version),
+            browser=Browser(checker, sessions=lambda: FakeBrowserClient(ws_url, log), clock=clock, pool=Inline()),
+            guard=Guard(guardrail, guardrail_id=config.guardrail_id, version=config.guardrail_version, pool=Inline()),
         )
         with serve_asgi(create_app(tools)) as base:
             yield World(f"{base}/mcp", port, guardrail, cdp, log, clock)
@@ -448,6 +453,7 @@ def test_browses_a_page_with_steps_and_stops_the_session(world: World) -> None:
     assert navigate["params"] == {"url": url}
     assert navigate["sessionId"] == "cdp-session-1"
     assert world.cdp.paused == [(url, MAIN_FRAME, "continue")]
+    assert world.cdp.responses == [(url, MAIN_FRAME, "continue")]  # its content type is allowed
     typed = [
         m["params"]["expression"] for m in world.cdp.received if "e.value = t" in m["params"].get("expression", "")
     ]
@@ -588,6 +594,99 @@ def test_browse_reads_a_page_without_its_refused_frame(world: World) -> None:
         (world.site("/ok-frame"), "frame-2", "continue"),
         (frame, "frame-2", "fail"),
     ]
+    assert world.cdp.responses == [(url, MAIN_FRAME, "continue"), (world.site("/ok-frame"), "frame-2", "continue")]
+
+
+def test_browse_reads_a_page_without_a_frame_of_a_content_type_not_allowed(world: World) -> None:
+    url, frame = world.site("/app"), world.site("/embedded.pdf")
+    world.cdp.pages[url] = FakeBrowserPage(
+        url, "t", "<p>The page.</p>", frames=(frame,), frame_content_type="application/pdf"
+    )
+    is_error, body = browse_call(world, url)
+    assert not is_error, body
+    assert "The page." in body["text"]
+    assert world.cdp.paused == [(url, MAIN_FRAME, "continue"), (frame, "frame-2", "continue")]
+    assert world.cdp.responses == [(url, MAIN_FRAME, "continue"), (frame, "frame-2", "fail")]
+
+
+def test_browse_refuses_more_redirects_in_a_row_than_the_limit(world: World) -> None:
+    """As web_fetch: at most max_redirects (5 here) hops; the one past them is never sent."""
+    url = world.site("/app")
+    hops = tuple(world.site(f"/hop-{index}") for index in range(6))
+    world.cdp.pages[url] = FakeBrowserPage(url, "t", "<p>SECRET</p>", redirects=hops)
+    is_error, body = browse_call(world, url)
+    assert is_error
+    error = body["error"]
+    assert (error["kind"], error["reason"], error["message"]) == (
+        "forbidden",
+        "too_many_redirects",
+        "more than 5 redirects",
+    )
+    assert world.cdp.paused[-2:] == [(hops[4], MAIN_FRAME, "continue"), (hops[5], MAIN_FRAME, "fail")]
+    # Each redirect's response went on unchecked (a 302 has no page): its next hop is the check.
+    assert world.cdp.responses == [(hop, MAIN_FRAME, "continue") for hop in (url, *hops[:5])]
+    assert "SECRET" not in json.dumps(body)
+    assert world.sessions[-1] == "stop"
+
+
+def test_browse_counts_redirects_per_navigation(world: World) -> None:
+    """Five redirects to the page, and five more where a step's click leads: each navigation is
+    a chain of its own, within the limit."""
+    url, next_page = world.site("/app"), world.site("/next")
+    world.cdp.pages[url] = FakeBrowserPage(
+        url, "t", "<p>x</p>", redirects=(*(world.site(f"/a{i}") for i in range(4)), url)
+    )
+    world.cdp.pages[next_page] = FakeBrowserPage(
+        next_page, "Next", "<p>Arrived.</p>", redirects=(*(world.site(f"/b{i}") for i in range(4)), next_page)
+    )
+    world.cdp.elements = {"#go"}
+    world.cdp.navigations = {"#go": next_page}
+    is_error, body = browse_call(world, url, [{"action": "click", "selector": "#go"}])
+    assert not is_error, body
+    assert "Arrived." in body["text"]
+    assert len(world.cdp.paused) == 12
+    assert {decision for _, _, decision in world.cdp.paused} == {"continue"}
+
+
+@pytest.mark.parametrize(
+    ("content_type", "named"),
+    [("application/pdf", "application/pdf"), (None, "(none)"), ("image/svg+xml; charset=utf-8", "image/svg+xml")],
+)
+def test_browse_refuses_a_page_of_a_content_type_not_allowed(
+    world: World, content_type: str | None, named: str
+) -> None:
+    """As web_fetch: the page's response is failed once its headers are in, its body never read.
+    The redirect before it went on."""
+    url, moved = world.site("/app"), world.site("/file")
+    world.cdp.pages[url] = FakeBrowserPage(moved, "t", "<p>SECRET</p>", redirects=(moved,), content_type=content_type)
+    is_error, body = browse_call(world, url)
+    assert is_error
+    assert (body["error"]["kind"], body["error"]["reason"]) == ("forbidden", "content_type_not_allowed")
+    assert body["error"]["message"] == f"the content type {named} is not allowed"
+    assert world.cdp.responses == [(url, MAIN_FRAME, "continue"), (moved, MAIN_FRAME, "fail")]
+    assert "SECRET" not in json.dumps(body)
+    assert world.sessions[-1] == "stop"
+
+
+@pytest.mark.parametrize("content_type", ["Text/HTML; charset=ISO-8859-1", "application/xhtml+xml", "text/plain"])
+def test_browse_reads_a_page_of_an_allowed_content_type(world: World, content_type: str) -> None:
+    url = world.site("/app")
+    world.cdp.pages[url] = FakeBrowserPage(url, "t", "<p>Allowed.</p>", content_type=content_type)
+    is_error, body = browse_call(world, url)
+    assert not is_error, body
+    assert "Allowed." in body["text"]
+
+
+def test_browse_refuses_a_step_that_leads_to_a_content_type_not_allowed(world: World) -> None:
+    url, download = world.site("/app"), world.site("/report.zip")
+    world.cdp.pages[url] = FakeBrowserPage(url, "t", "<p>x</p>")
+    world.cdp.pages[download] = FakeBrowserPage(download, "t", "PK", content_type="application/zip")
+    world.cdp.elements = {"#get"}
+    world.cdp.navigations = {"#get": download}
+    is_error, body = browse_call(world, url, [{"action": "click", "selector": "#get"}])
+    assert is_error
+    assert body["error"]["reason"] == "content_type_not_allowed"
+    assert world.cdp.responses[-1] == (download, MAIN_FRAME, "fail")
 
 
 def test_browse_refuses_a_step_that_navigates_somewhere_refused(world: World) -> None:
@@ -626,6 +725,85 @@ def test_browse_stops_the_session_on_timeout(world: World) -> None:
     assert body["error"]["reason"] == "timeout"
     assert body["error"]["message"] == "the page did not arrive within 18 seconds"
     assert world.sessions[-1] == "stop"
+
+
+def held_browser(ws_url: str, hold: str, pool: ThreadPoolExecutor) -> tuple[Browser, FakeBrowserClient]:
+    """A browser on real worker threads whose session's ``hold`` (start or stop) answers once the
+    test releases it. The clock moves only when the session is made: to 0.2 s before the deadline."""
+    client = FakeBrowserClient(ws_url, [], hold=hold)
+    now = [0.0]
+
+    def session() -> FakeBrowserClient:
+        now[0] = settings().browse_timeout_seconds - 0.2
+        return client
+
+    checker = Checker(settings(), resolver=resolver, address_policy=site_policy)
+    return Browser(checker, sessions=session, clock=lambda: now[0], pool=pool), client
+
+
+def test_browse_gives_up_on_a_session_that_does_not_start_in_time_and_stops_it_once_started() -> None:
+    """StartBrowserSession's client times out per attempt: the call's deadline bounds the wait,
+    and the session a late start opens is stopped as soon as it is open."""
+    cdp = FakeCdp()
+    with cdp_server(cdp) as ws_url, ThreadPoolExecutor(max_workers=2) as pool:
+        browser, client = held_browser(ws_url, "start", pool)
+        try:
+            with pytest.raises(WebError) as late:
+                browser.browse("http://site.test/app", [], GroupWeb())
+            assert client.log == []  # still starting
+        finally:
+            client.release.set()
+    # The pool has wound down: the start ended, and the stop its end set off.
+    assert client.log == ["start aws.browser.v1 78", "headers", "stop"]
+    assert (late.value.kind, late.value.reason) == ("upstream_unavailable", "timeout")
+    assert str(late.value) == "the browser session did not start within the call's time"
+    assert cdp.received == []  # never driven
+
+
+def test_browse_answers_without_waiting_for_the_session_to_stop() -> None:
+    """The stop runs on a worker thread: a slow StopBrowserSession takes nothing from the call."""
+    cdp = FakeCdp()
+    url = "http://site.test/app"
+    cdp.pages[url] = FakeBrowserPage(url, "t", "<p>Read.</p>")
+    with cdp_server(cdp) as ws_url, ThreadPoolExecutor(max_workers=2) as pool:
+        browser, client = held_browser(ws_url, "stop", pool)
+        try:
+            page = browser.browse(url, [], GroupWeb())
+            assert client.log == ["start aws.browser.v1 78", "headers"]  # the stop is under way
+        finally:
+            client.release.set()
+    assert "Read." in page.html
+    assert client.log[-1] == "stop"
+
+
+def test_default_browser_sessions_start_and_stop_through_one_bounded_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    """BrowserClient's own data-plane client has botocore's defaults (60 s a read, legacy retries):
+    the server's sessions go through its bounded one instead, as the pinned SDK's start and stop
+    call it (Stubber on the client the SDK uses)."""
+    environment = {k.upper(): v if isinstance(v, str) else json.dumps(v) for k, v in settings().model_dump().items()}
+    for name, value in {**environment, "AWS_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    tools = default_tools()
+    session = tools.browser.sessions()
+    client = session.data_plane_client  # type: ignore[attr-defined]
+    assert (client.meta.config.connect_timeout, client.meta.config.read_timeout) == (3, 10)
+    assert client.meta.config.retries == {"total_max_attempts": 2, "mode": "standard"}
+    assert tools.browser.sessions().data_plane_client is client  # type: ignore[attr-defined]
+    now = datetime.datetime(2026, 12, 7, tzinfo=datetime.UTC)
+    with Stubber(client) as stubber:
+        stubber.add_response(
+            "start_browser_session",
+            {"browserIdentifier": "aws.browser.v1", "sessionId": "s-9", "createdAt": now},
+            {"browserIdentifier": "aws.browser.v1", "name": ANY, "sessionTimeoutSeconds": 78},
+        )
+        stubber.add_response(
+            "stop_browser_session",
+            {"browserIdentifier": "aws.browser.v1", "sessionId": "s-9", "lastUpdatedAt": now},
+            {"browserIdentifier": "aws.browser.v1", "sessionId": "s-9"},
+        )
+        tools.browser._open(session)
+        session.stop()
+        stubber.assert_no_pending_responses()
 
 
 def test_browse_guardrail_blocks_the_rendered_page(world: World) -> None:

@@ -7,7 +7,8 @@ import asyncio
 import json
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,19 @@ from tests.lambdas.web_site import ATTACK
 from web_mcp import browse
 
 EMAIL = re.compile(r"[\w.]+@[\w.]+")
+
+
+class Inline(Executor):
+    """Runs what is submitted at once, on the submitting thread: a browser session's start and
+    stop, and a guardrail call, in the order the code asks for them."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as error:  # as a pool's future holds it
+            future.set_exception(error)
+        return future
 
 
 class FakeClock:
@@ -70,8 +84,10 @@ class FakeBrowserPage:
     html: str
     redirects: tuple[str, ...] = ()  # the main frame's further document requests (redirect hops)
     frames: tuple[str, ...] = ()  # the page's frames' document requests
+    frame_content_type: str = "text/html"
     # Where the page's own script says it is (a page that replaced JSON.stringify): None, its URL.
     claimed_url: str | None = None
+    content_type: str | None = "text/html; charset=utf-8"  # the last hop's Content-Type (None: no header)
 
 
 MAIN_FRAME = "target-1"  # a page's main frame has its target's id
@@ -83,9 +99,12 @@ class FakeCdp:
     """The browser end of the automation stream. ``pages`` maps a navigated URL to what the browser
     ends up showing (its final URL may differ: the browser's own redirects). Once the client has
     enabled document interception, each document request of a navigation (the URL, its redirect
-    hops, the page's frames) pauses for the client's answer, as Chromium's Fetch domain does: a
-    failed main-frame hop ends the navigation with net::ERR_BLOCKED_BY_CLIENT. ``navigations``:
-    selectors whose click navigates the main frame to a URL."""
+    hops, the page's frames) pauses for the client's answer, as Chromium's Fetch domain does,
+    before it is sent and once its response's headers are in (a redirect hop's a 302 with its
+    Location, the next hop naming it as ``redirectedRequestId``; the page's a 200 with its
+    Content-Type; a URL with no page's a connection failure): a failed main-frame hop ends the
+    navigation with net::ERR_BLOCKED_BY_CLIENT. ``navigations``: selectors whose click navigates
+    the main frame to a URL."""
 
     pages: dict[str, FakeBrowserPage] = field(default_factory=dict)
     loads: bool = True  # False: the page never finishes loading
@@ -94,6 +113,7 @@ class FakeCdp:
     received: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
     paused: list[tuple[str, str, str]] = field(default_factory=list)  # (url, frame, "continue" | "fail")
+    responses: list[tuple[str, str, str]] = field(default_factory=list)  # as paused, at the response stage
     intercepting: bool = False
     history: dict[str, Any] | None = None  # Page.getNavigationHistory's answer (None: the pages')
     world: dict[str, Any] = field(default_factory=lambda: {"executionContextId": WORLD})  # createIsolatedWorld's
@@ -107,7 +127,10 @@ class FakeCdp:
             return {"sessionId": "cdp-session-1"}
         if method == "Fetch.enable":
             self.intercepting = params == {
-                "patterns": [{"urlPattern": "*", "resourceType": "Document", "requestStage": "Request"}]
+                "patterns": [
+                    {"urlPattern": "*", "resourceType": "Document", "requestStage": "Request"},
+                    {"urlPattern": "*", "resourceType": "Document", "requestStage": "Response"},
+                ]
             }
             return {}
         if method == "Page.navigate":
@@ -135,31 +158,61 @@ class FakeCdp:
 
     async def navigate(self, url: str, connection: ServerConnection) -> dict[str, Any]:
         page = self.pages.get(url)
-        hops = [(url, MAIN_FRAME), *[(hop, MAIN_FRAME) for hop in (page.redirects if page else ())]]
-        for hop, frame in [*hops, *[(frame, "frame-2") for frame in (page.frames if page else ())]]:
-            if not await self.pause(hop, frame, connection) and frame == MAIN_FRAME:
+        hops = [url, *(page.redirects if page else ())]
+        previous = None
+        for index, hop in enumerate(hops):
+            previous = await self.pause(hop, MAIN_FRAME, connection, redirected=previous)
+            if previous is None:
                 return {"frameId": MAIN_FRAME, "errorText": "net::ERR_BLOCKED_BY_CLIENT"}
+            if page is None:
+                response: dict[str, Any] = {"responseErrorReason": "ConnectionRefused"}
+            elif index < len(hops) - 1:
+                location = [{"name": "Location", "value": hops[index + 1]}]
+                response = {"responseStatusCode": 302, "responseHeaders": location}
+            else:
+                typed = [{"name": "Content-Type", "value": page.content_type}] if page.content_type else []
+                response = {"responseStatusCode": 200, "responseHeaders": [{"name": "Server", "value": "t"}, *typed]}
+            if await self.pause(hop, MAIN_FRAME, connection, response=response) is None:
+                return {"frameId": MAIN_FRAME, "errorText": "net::ERR_BLOCKED_BY_CLIENT"}
+        for frame in page.frames if page else ():
+            if await self.pause(frame, "frame-2", connection):
+                typed = [{"name": "content-type", "value": page.frame_content_type}] if page else []
+                await self.pause(
+                    frame, "frame-2", connection, response={"responseStatusCode": 200, "responseHeaders": typed}
+                )
         if page is None:
             return {"frameId": MAIN_FRAME, "errorText": "net::ERR"}
         self.current = url
         return {"frameId": MAIN_FRAME}
 
-    async def pause(self, url: str, frame: str, connection: ServerConnection) -> bool:
-        """One document request held for the client's answer (sent on without interception)."""
+    async def pause(
+        self,
+        url: str,
+        frame: str,
+        connection: ServerConnection,
+        redirected: str | None = None,
+        response: dict[str, Any] | None = None,
+    ) -> str | None:
+        """One document request held for the client's answer (sent on without interception): at
+        the request stage (``redirected``: the id of the request whose redirect made it) or, with
+        ``response``, at the response stage. Its id if it went on, else None."""
+        request_id = f"interception-{len(self.paused) + len(self.responses) + 1}"
         if not self.intercepting:
-            return True
-        request_id = f"interception-{len(self.paused) + 1}"
+            return request_id
         paused = {"requestId": request_id, "request": {"url": url, "method": "GET"}, "frameId": frame}
-        await connection.send(json.dumps({"method": "Fetch.requestPaused", "params": paused}))
+        paused["resourceType"] = "Document"
+        if redirected is not None:
+            paused["redirectedRequestId"] = redirected
+        await connection.send(json.dumps({"method": "Fetch.requestPaused", "params": {**paused, **(response or {})}}))
         message = json.loads(await connection.recv())
         self.received.append(message)
         decision = {"Fetch.continueRequest": "continue", "Fetch.failRequest": "fail"}[message["method"]]
         assert message["params"]["requestId"] == request_id, message
         if decision == "fail":
             assert message["params"]["errorReason"] == "BlockedByClient", message
-        self.paused.append((url, frame, decision))
+        (self.responses if response is not None else self.paused).append((url, frame, decision))
         await connection.send(json.dumps({"id": message["id"], "result": {}}))
-        return decision == "continue"
+        return request_id if decision == "continue" else None
 
     def evaluate(self, expression: str) -> Any:
         if expression == browse.READY:
@@ -227,10 +280,14 @@ class FakeBrowserClient:
     ws_url: str
     log: list[str]
     fail_start: bool = False
+    hold: str | None = None  # "start" or "stop": it answers once ``release`` is set, however fast the machine
+    release: threading.Event = field(default_factory=threading.Event)
 
     def start(
         self, identifier: str | None = None, name: str | None = None, session_timeout_seconds: int | None = None
     ) -> str:
+        if self.hold == "start":
+            self.release.wait(30)
         self.log.append(f"start {identifier} {session_timeout_seconds}")
         if self.fail_start:
             raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "StartBrowserSession")
@@ -250,5 +307,7 @@ class FakeBrowserClient:
         }
 
     def stop(self) -> bool:
+        if self.hold == "stop":
+            self.release.wait(30)
         self.log.append("stop")
         return True
