@@ -225,7 +225,7 @@ def chat() -> Response[Any]:
         conversation=conversation,
         session=session,
         messages=[],
-        asked=request.messages[-1].content,
+        asked=_sole_prompt([(m.role, m.content) for m in request.messages], request.session_id),
     )
     # Every turn is the client's text, its "assistant" turns included: all of it is guarded, once
     # per session (the session's transcript holds what was checked before).
@@ -264,7 +264,7 @@ def outputs(output_type: str) -> Response[Any]:
         conversation=conversation,
         session=request_id,
         messages=[],
-        asked=request.material,
+        asked=None if request.instructions else request.material,
     )
     texts = [request.material, *([request.instructions] if request.instructions else [])]
     respond_async = jobs.respond_async(incoming.header_lines(PREFER_HEADER))  # Prefer: respond-async: a job, 202
@@ -441,6 +441,7 @@ def completion_generation(
     if body.stream and output.agent is not None:
         raise openai_api.stream_refused(f"output type {output_type} is produced by an agent, which does not stream")
     text = Conversation.of(body)
+    turns = text.roles_and_texts()
     texts = text.texts()
     _check_size(sum(map(len, texts)))
     session = session_id or request_id
@@ -460,11 +461,10 @@ def completion_generation(
         temperature=body.temperature,
         top_p=body.top_p,
         stop_sequences=body.stop_sequences(),
-        asked=texts[-1],
+        asked=_sole_prompt(turns, session_id),
     )
     # System messages are the client's text too: guarded like every turn, then added to the
     # output type's instructions, never in their place.
-    turns = text.roles_and_texts()
     transcripts, kept_as = _kept(caller, session_id, turns)
     admission, screened = current.screen_and_admit(generation, turns, transcripts, kept_as=kept_as)
     system, messages = text.converse_messages(screened.texts)
@@ -491,6 +491,15 @@ def _completion(delivery: Delivery) -> dict[str, Any]:
 # --- what the routes check and derive ----------------------------------------------------------
 
 
+def _sole_prompt(turns: list[tuple[str, str]], session_id: str | None) -> str | None:
+    """The request's text when it is one user prompt and nothing else, else None: an evaluation
+    case's tool arguments are logged, so its request may carry no text of the caller's beside the
+    golden prompt (no system text, no earlier turns, no session whose memory the agent recalls)."""
+    if session_id is not None or len(turns) != 1 or turns[0][0] != "user":
+        return None
+    return turns[0][1]
+
+
 def _generation(
     caller: Caller,
     group: GroupPolicy,
@@ -510,8 +519,9 @@ def _generation(
     stop_sequences: tuple[str, ...] = (),
     asked: str | None = None,
 ) -> GenerationRequest:
-    """What the flow needs to produce one output for this request (``asked``: its last user text,
-    as the caller sent it, which an evaluation case must be the golden prompt of)."""
+    """What the flow needs to produce one output for this request (``asked``: its one prompt, as
+    the caller sent it, which an evaluation case must be the golden prompt of; None when the
+    request carries more text than a prompt: _sole_prompt)."""
     remaining_ms = app.lambda_context.get_remaining_time_in_millis()
     return GenerationRequest(
         caller=caller,

@@ -26,6 +26,10 @@ from shared.claims import CONTEXT_GROUP, CONTEXT_USER
 IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_.:-]{8,128}")
 OUTPUT_TYPE = re.compile(r"[a-z][a-z0-9_]{0,31}")
 EVALUATION_CASE = re.compile(r"[a-z0-9-]{1,64}")
+NOT_ALONE = (
+    "the golden case's prompt must be the request's only text "
+    "(one user message; no system text, instructions, earlier turns or session)"
+)
 SESSION_ID = re.compile(r"[A-Za-z0-9_.:-]{8,128}")
 Body = TypeVar("Body", bound=BaseModel)
 
@@ -137,14 +141,17 @@ class Incoming:
 
     def evaluation_case(self, group: GroupPolicy, prompts: Mapping[str, str], asked: str | None) -> str | None:
         """The golden case an internal caller's request replays, if any: named by the header, and
-        ``asked`` (the request's last user text) that case's prompt (``prompts``: the policy's
-        digests), so the tool arguments logged for it are a golden prompt's, never a caller's."""
+        ``asked`` (the request's one prompt; None when it carries more text than one user prompt)
+        that case's prompt (``prompts``: the policy's digests), so the tool arguments logged for it
+        are a golden prompt's, never a caller's."""
         case = self.header(EVALUATION_CASE_HEADER)
         if not case or group.kind != "internal":
             return None
         if not EVALUATION_CASE.fullmatch(case):
             raise GatewayError(422, "invalid_request", f"{EVALUATION_CASE_HEADER}: 1 to 64 of a-z 0-9 -")
-        if asked is None or prompts.get(case) != prompt_digest(asked):
+        if asked is None:
+            raise GatewayError(422, "invalid_request", f"{EVALUATION_CASE_HEADER}: {NOT_ALONE}")
+        if prompts.get(case) != prompt_digest(asked):
             raise GatewayError(
                 422, "invalid_request", f"{EVALUATION_CASE_HEADER}: the request does not ask a golden case's prompt"
             )

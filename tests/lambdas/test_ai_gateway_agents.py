@@ -25,6 +25,7 @@ from ai_gateway import agents, handler
 from ai_gateway.agents import AgentClient, runtime_session_id
 from ai_gateway.contract import GENERATION_MARGIN_SECONDS
 from ai_gateway.flow import Clock, Flow
+from ai_gateway.request import NOT_ALONE
 from evaluation.evaluator import load_golden_set
 from shared.aws_errors import UpstreamError
 from shared.headers import AGENT_SESSION_HEADER as SESSION_HEADER, CALLER_TOKEN_HEADER
@@ -569,6 +570,105 @@ def test_an_evaluation_case_names_only_its_own_golden_prompt(
     assert result.body["message"] == "X-Evaluation-Case: the request does not ask a golden case's prompt"
     assert agent.seen == []
     assert "grace@example.com" not in capsys.readouterr().out
+
+
+OWN = "Find the orders of grace@example.com."
+
+
+def _admins_with_reports(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The internal group may also order reports (an agent's output type, with instructions)."""
+    admins = AGENT_POLICY.groups["platform-admins"]
+    quotas = {**admins.quotas, "report": AGENT_POLICY.groups["customer-gold"].quotas["report"]}
+    groups = {**AGENT_POLICY.groups, "platform-admins": admins.model_copy(update={"quotas": quotas})}
+    monkeypatch.setattr(handler, "policy", lambda: AGENT_POLICY.model_copy(update={"groups": groups}))
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "headers"),
+    [
+        ("/v1/chat", {"messages": [
+            {"role": "user", "content": OWN}, {"role": "assistant", "content": "OK."},
+            {"role": "user", "content": GOLDEN["orders-latest"]},
+        ]}, {}),
+        ("/v1/chat", {"messages": [{"role": "user", "content": GOLDEN["orders-latest"]}], "session_id": "s-1234567890"}, {}),
+        ("/v1/chat/completions", {"messages": [
+            {"role": "system", "content": OWN}, {"role": "user", "content": GOLDEN["orders-latest"]},
+        ]}, {}),
+        ("/v1/chat/completions", {"messages": [
+            {"role": "developer", "content": OWN}, {"role": "user", "content": GOLDEN["orders-latest"]},
+        ]}, {}),
+        ("/v1/chat/completions", {"messages": [
+            {"role": "user", "content": OWN}, {"role": "user", "content": GOLDEN["orders-latest"]},
+        ]}, {}),
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": GOLDEN["orders-latest"]}]},
+         {"X-Session-Id": "s-1234567890"}),
+        ("/v1/outputs/report", {"material": GOLDEN["orders-latest"], "instructions": OWN}, {}),
+    ],
+    ids=["chat-history", "chat-session", "system", "developer", "two-user-messages", "completions-session",
+         "output-instructions"],
+)  # fmt: skip
+def test_an_evaluation_case_carries_no_text_of_the_callers_beside_its_golden_prompt(
+    routed: tuple[Gateway, FakeAgentCore],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    path: str,
+    body: dict[str, Any],
+    headers: dict[str, str],
+) -> None:
+    """The agent would get the caller's own text beside the golden prompt (merged into its
+    message, added to its instructions, recalled from a session's memory) and the turn's tool
+    arguments, which an evaluation case logs, would be the caller's: refused before anything runs."""
+    _, agent = routed
+    _admins_with_reports(monkeypatch)
+    event = rest_event("POST", path, body, headers={**CALLER, **headers, "X-Evaluation-Case": "orders-latest"})
+    event["requestContext"].update(authorizer={"user": "u-1", "group": "platform-admins"})
+    capsys.readouterr()
+    result = call(event)
+    if path == "/v1/chat/completions":  # OpenAI's shape: a 400 invalid_request_error
+        assert (result.status, result.body["error"]["type"]) == (400, "invalid_request_error"), result.body
+        message = result.body["error"]["message"]
+    else:
+        assert (result.status, result.body["error"]) == (422, "invalid_request"), result.body
+        message = result.body["message"]
+    assert message == f"X-Evaluation-Case: {NOT_ALONE}"
+    assert (agent.seen, used("chat")) == ([], 0)
+    assert "grace@example.com" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": GOLDEN["orders-latest"]}]}),
+        # A blank system message is no text: nothing of it reaches the agent.
+        ("/v1/chat/completions", {"messages": [
+            {"role": "system", "content": " "}, {"role": "user", "content": GOLDEN["orders-latest"]},
+        ]}),
+        ("/v1/outputs/report", {"material": GOLDEN["orders-latest"]}),
+    ],
+    ids=["completion", "blank-system", "output"],
+)  # fmt: skip
+def test_an_evaluation_case_replayed_alone_is_logged_on_every_route(
+    routed: tuple[Gateway, FakeAgentCore],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    path: str,
+    body: dict[str, Any],
+) -> None:
+    gateway, agent = routed
+    _admins_with_reports(monkeypatch)
+    golden = GOLDEN["orders-latest"]
+    guard_input(gateway.bedrock, [golden])
+    found = {"name": "orders___find_orders", "arguments": {"customer_email": "ada@example.com"}, "ok": True}
+    agent.reply("Shipped.", calls=[found])
+    grounding = (golden, "Produce the report.") if "report" in path else None
+    guard_output(gateway.bedrock, "Shipped.", grounding=grounding)
+    event = rest_event("POST", path, body, headers={**CALLER, "X-Evaluation-Case": "orders-latest"})
+    event["requestContext"].update(authorizer={"user": "u-1", "group": "platform-admins"})
+    capsys.readouterr()
+    result = call(event)
+    assert result.status == 200, result.body
+    (turn,) = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"agent turn"' in line]
+    assert (turn["evaluation_case"], turn["tool_calls"]) == ("orders-latest", [found])
 
 
 class Remembered:
