@@ -8,7 +8,10 @@ change is out of range or later than now (beyond a small clock skew), is a poiso
 to the pipeline's DLQ with its reason, cut to fit an SQS message. The watermark (the newest change
 seen) is saved only after every page was landed, so a failed run is repeated whole by the next one
 (landing the same key again is safe). An id's change older than one landed before, in this run
-or an earlier one, is not landed: the registry keeps each id's change landed last. A source whose
+or an earlier one, is not landed: the registry keeps each id's change landed last. Nor is the
+watermark's own change of an id the run that saved it landed (saved with it, up to
+MAX_AT_WATERMARK ids): a source whose ``since`` includes its bound lists it again on every run,
+and landing it again would have the pipeline ingest it again each time. A source whose
 cursor repeats fails the run: its paging loops, and saving the watermark would skip, for good, the
 changes on the pages never read. So does a page not in the shape the config describes
 (AnswerShapeError, logged and counted): no list of records at ``items_field`` (an empty list is a
@@ -122,6 +125,7 @@ class Run:
     capped: bool = False  # stopped at MAX_PAGES or for time: a resume point was saved, the watermark kept
     repeated: int = 0  # records of an id this run had landed a version as new of, or newer: not landed
     outdated: int = 0  # records of an id an earlier run had landed a newer change of: not landed
+    unchanged: int = 0  # the watermark's own changes, which the run that saved it landed: not landed
 
 
 @dataclass(frozen=True)
@@ -137,6 +141,13 @@ class Resume:
 class Mark:
     watermark: str | None
     resume: Resume | None = None
+    # The ids whose change at the watermark itself the run that saved it landed.
+    at_watermark: frozenset[str] = frozenset()
+
+
+# The most ids saved as landed at the watermark (an id is at most 128 characters: some 130 KB of
+# the item's 400 KB). More changes at one instant are saved as none, and land again, as before.
+MAX_AT_WATERMARK = 1000
 
 
 class Watermarks:
@@ -155,16 +166,23 @@ class Watermarks:
         resume = None
         if cursor:
             resume = Resume(str(cursor), _text(item.get("resume_since")), _text(item.get("resume_newest")))
-        return Mark(_text(item.get("updated_since")) or None, resume)
+        ids = item.get("landed_at_watermark")  # a string set
+        at_watermark = frozenset(i for i in ids if isinstance(i, str)) if isinstance(ids, set) else frozenset()
+        return Mark(_text(item.get("updated_since")) or None, resume, at_watermark)
 
     def get(self, source: str) -> str | None:
         return self.read(source).watermark
 
-    def put(self, source: str, value: str | None, resume: Resume | None = None) -> None:
-        """Save the watermark; the resume point with it, or none (a run reached the last page)."""
+    def put(
+        self, source: str, value: str | None, resume: Resume | None = None, at_watermark: frozenset[str] = frozenset()
+    ) -> None:
+        """Save the watermark, with the ids whose change at it was landed (at most MAX_AT_WATERMARK:
+        more are saved as none); the resume point with it, or none (a run reached the last page)."""
         item: dict[str, Any] = {**self._key(source)}
         if value:
             item["updated_since"] = value
+            if 0 < len(at_watermark) <= MAX_AT_WATERMARK:  # (a set may not be empty)
+                item["landed_at_watermark"] = set(at_watermark)
         if resume is not None:
             fields = {"resume_cursor": resume.cursor, "resume_since": resume.since, "resume_newest": resume.newest}
             item.update({name: text for name, text in fields.items() if text is not None})
@@ -241,12 +259,13 @@ def pull(
     run Lambda ended at its timeout saved nothing, and every later run started again from page one."""
     mark = watermarks.read(source.name)
     resume = mark.resume
-    since = resume.since if resume else _trusted(mark.watermark, clock)
-    newest = resume.newest if resume else since
+    watermark = _trusted(mark.watermark, clock)
+    since = resume.since if resume else watermark
+    newest = _Newest.of(resume.newest if resume else since, mark, watermark)
     cursor = resume.cursor if resume else None
     cursors = {cursor} if cursor else set()  # the source giving the resume cursor again is a loop too
     landed = poison = pages = 0
-    versions = _Versions(watermarks, source.name)
+    versions = _Versions(watermarks, source.name, watermark, mark.at_watermark)
     pace = _Pace(seconds_left, reserve=client.longest_get_seconds)
     while True:
         pace.page_starts()
@@ -259,9 +278,9 @@ def pull(
                 "the source refused the resume cursor: pulling again from the watermark",
                 extra={"source": source.name, "refusal": error.message},
             )
-            watermarks.put(source.name, mark.watermark)
+            watermarks.put(source.name, mark.watermark, at_watermark=mark.at_watermark)
             resume = None
-            since = newest = _trusted(mark.watermark, clock)
+            since, newest = watermark, _Newest.of(watermark, mark, watermark)
             cursor, cursors = None, set()
             continue
         pages += 1
@@ -277,7 +296,7 @@ def pull(
                 continue
             land(s3, document(source.name, record, classification=source.classification, owner=source.owner), bucket)
             landed += 1
-            newest = _newer(newest, changed)
+            newest.landed(record.id, changed)
         cursor = _cursor(body, source, pages)
         if not cursor:
             break
@@ -285,11 +304,32 @@ def pull(
         if pages >= MAX_PAGES or pace.out_of_time():
             # The mark keeps the stored watermark as it was, even one not trusted: only the run
             # that reaches the last page knows the newest change.
-            watermarks.put(source.name, mark.watermark, Resume(cursor, since, newest))
-            return Run(landed, poison, pages, newest, True, versions.repeated, versions.outdated)
-    if resume or (newest and newest != since):
-        watermarks.put(source.name, newest or mark.watermark)  # and the resume point is gone
-    return Run(landed, poison, pages, newest, False, versions.repeated, versions.outdated)
+            watermarks.put(source.name, mark.watermark, Resume(cursor, since, newest.stamp), mark.at_watermark)
+            return Run(landed, poison, pages, newest.stamp, True, *versions.counts())
+    grown = newest.stamp == watermark and newest.ids != mark.at_watermark  # more landed at the same mark
+    if resume or (newest.stamp and newest.stamp != since) or grown:
+        watermarks.put(source.name, newest.stamp or mark.watermark, at_watermark=newest.ids)  # no resume point
+    return Run(landed, poison, pages, newest.stamp, False, *versions.counts())
+
+
+@dataclass
+class _Newest:
+    """The newest change landed (UTC ISO time) and the ids landed at it, as far as the run knows
+    (a run that resumes another knows the earlier pages' newest change, not its ids)."""
+
+    stamp: str | None
+    ids: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, stamp: str | None, mark: Mark, watermark: str | None) -> _Newest:
+        return cls(stamp, mark.at_watermark if watermark is not None and stamp == watermark else frozenset())
+
+    def landed(self, record_id: str, changed: dt.datetime | None) -> None:
+        stamp = changed.isoformat() if changed else None
+        if stamp is not None and stamp == self.stamp:
+            self.ids |= {record_id}
+        elif stamp is not None and (self.stamp is None or stamp > self.stamp):  # UTC ISO times compare as text
+            self.stamp, self.ids = stamp, frozenset({record_id})
 
 
 class _Versions:
@@ -298,23 +338,35 @@ class _Versions:
     older version would be left current for good, the watermark having passed the newer. So could
     a listing that spans runs: a dated change is claimed in the registry too (Watermarks.claim)."""
 
-    def __init__(self, watermarks: Watermarks, source: str) -> None:
+    def __init__(
+        self, watermarks: Watermarks, source: str, watermark: str | None, at_watermark: frozenset[str]
+    ) -> None:
         self._changed: dict[str, dt.datetime | None] = {}
         self._watermarks = watermarks
         self._source = source
+        self._watermark = watermark
+        self._at_watermark = at_watermark if watermark is not None else frozenset()
         self.repeated = 0
         self.outdated = 0
+        self.unchanged = 0
+
+    def counts(self) -> tuple[int, int, int]:
+        return self.repeated, self.outdated, self.unchanged
 
     def lands(self, record_id: str, changed: dt.datetime | None) -> bool:
         """Whether this version of ``record_id`` lands: the run's first, or a later change than the
-        one landed (one without a change time is not later than any); and, dated, no older than
-        the change an earlier run landed (undated, nothing orders it against that one)."""
+        one landed (one without a change time is not later than any); and, dated, not the
+        watermark's own change of an id the run that saved it landed, and no older than the change
+        an earlier run landed (undated, nothing orders it against that one)."""
         if record_id in self._changed:
             earlier = self._changed[record_id]
             if changed is None or (earlier is not None and changed <= earlier):
                 self.repeated += 1
                 return False
         self._changed[record_id] = changed
+        if changed is not None and record_id in self._at_watermark and changed.isoformat() == self._watermark:
+            self.unchanged += 1  # the run that saved the watermark landed this very change
+            return False
         if changed is not None and not self._watermarks.claim(self._source, record_id, changed):
             self.outdated += 1
             return False
@@ -400,11 +452,6 @@ def _follow(cursor: str, cursors: set[str], pages: int) -> None:
     if len(cursor) > MAX_CURSOR_CHARS:
         raise PagingError(f"the source's cursor after page {pages} is longer than {MAX_CURSOR_CHARS} characters")
     cursors.add(cursor)
-
-
-def _newer(newest: str | None, changed: dt.datetime | None) -> str | None:
-    stamp = changed.isoformat() if changed else None
-    return max(newest or stamp, stamp) if stamp else newest  # UTC ISO times: as text in time order
 
 
 def _trusted(watermark: str | None, clock: Callable[[], float]) -> str | None:
@@ -595,4 +642,5 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         "capped": run.capped,
         "repeated": run.repeated,
         "outdated": run.outdated,
+        "unchanged": run.unchanged,
     }

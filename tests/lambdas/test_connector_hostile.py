@@ -401,10 +401,13 @@ def test_a_run_reads_the_watermark_consistently_and_writes_it_only_when_it_moved
     )
     key = {"pk": f"connector#{SOURCE.name}", "sk": "watermark"}
     assert table.calls[0] == ("get_item", {"Key": key, "ConsistentRead": True})
-    # All else the run writes is the claim of each dated change it lands, never the watermark.
+    # All else the run writes is the claim of each dated change it lands, and the watermark only
+    # to add an id whose change at the watermark itself it landed (saved without any here).
     dated = [item["article"]["id"] for item in items if item["article"]["audit"]["updatedAt"]]
+    at_mark = ["watermark" for item in items if item["article"]["audit"]["updatedAt"] == "2026-11-01T00:00:00Z"]
     assert [(name, call["Item"]["sk"]) for name, call in table.calls[1:]] == [
-        ("put_item", f"landed#{i}") for i in dated
+        *(("put_item", f"landed#{i}") for i in dated),
+        *(("put_item", sk) for sk in at_mark),
     ]
 
 

@@ -19,7 +19,7 @@ from shared.tool_errors import ToolError
 from tests.lambdas.conftest import FakeContext, printed
 from tests.lambdas.ingestion_corpus import LANDING
 from tests.lambdas.ingestion_fixtures import Aws
-from tests.lambdas.test_connector_hostile import Upstream, article, run
+from tests.lambdas.test_connector_hostile import Recorded, Upstream, article, run
 from tests.lambdas.test_connectors import SOURCE, Clock, Invocation
 
 KEY = {"pk": f"connector#{SOURCE.name}", "sk": "watermark"}
@@ -147,14 +147,62 @@ def test_a_later_change_or_the_same_change_again_lands_in_a_later_run(aws: Aws) 
     lands, and is then the one claimed."""
     first = Upstream({"items": [article("a", "2026-11-02T08:00:00Z", body="first")]})
     assert run(aws, first).landed == 1
+    aws.dynamodb.Table("registry").delete_item(Key=KEY)  # as if that run had failed before its watermark
     again = run(aws, Upstream({"items": [article("a", "2026-11-02T08:00:00Z", body="first")]}))
-    assert (again.landed, again.outdated) == (1, 0)
+    assert (again.landed, again.outdated, again.unchanged) == (1, 0, 0)
     later = run(aws, Upstream({"items": [article("a", "2026-11-02T08:00:00.5Z", body="later")]}))
     assert (later.landed, later.outdated) == (1, 0)
     assert "later" in landed_body(aws, "a")
     older = run(aws, Upstream({"items": [article("a", "2026-11-02T08:00:00Z", body="first")]}))
     assert (older.landed, older.outdated) == (0, 1)  # half a second older than the claim
     assert "later" in landed_body(aws, "a")
+
+
+def test_the_watermarks_own_changes_are_not_landed_again_by_the_next_run(aws: Aws) -> None:
+    """A source whose since includes its bound lists the watermark's changes again on every run:
+    those the run that saved the watermark landed are not landed again; one more change at the
+    same instant, listed later, is (and is saved with them); a later change of the same id is."""
+    at = "2026-11-02T08:00:00Z"
+    assert (
+        run(aws, Upstream({"items": [article("a", at), article("b", at), article("c", "2026-11-01T00:00:00Z")]})).landed
+        == 3
+    )
+    assert stored(aws)["landed_at_watermark"] == {"a", "b"}
+    versions = len(aws.landing_versions())
+    again = run(aws, Upstream({"items": [article("a", at), article("b", at), article("d", at)]}))
+    assert (again.landed, again.unchanged, again.outdated) == (1, 2, 0)
+    assert len(aws.landing_versions()) == versions + 1  # d only
+    assert stored(aws) == {**KEY, "updated_since": "2026-11-02T08:00:00+00:00", "landed_at_watermark": {"a", "b", "d"}}
+    table = Recorded(aws.dynamodb.Table("registry"))
+    steady = pull.pull(
+        Upstream({"items": [article("a", at), article("b", at), article("d", at)]}),  # type: ignore[arg-type]
+        SOURCE, s3=aws.s3, sqs=aws.sqs, watermarks=pull.Watermarks(table), dlq_url=aws.dlq_url, bucket=LANDING,
+        clock=Clock(),
+    )  # fmt: skip
+    assert (steady.landed, steady.unchanged) == (0, 3)
+    assert [name for name, _ in table.calls] == ["get_item"]  # no claim, no watermark written
+    later = run(aws, Upstream({"items": [article("a", "2026-11-02T08:00:01Z", body="later")]}))
+    assert (later.landed, later.unchanged) == (1, 0)
+    assert stored(aws)["landed_at_watermark"] == {"a"}
+
+
+def test_the_ids_at_the_watermark_are_saved_only_up_to_their_cap(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> None:
+    """More changes at one instant than the item may hold: none saved, and they land again."""
+    monkeypatch.setattr(pull, "MAX_AT_WATERMARK", 2)
+    at = "2026-11-02T08:00:00Z"
+    items = [article(name, at) for name in "abc"]
+    assert run(aws, Upstream({"items": items})).landed == 3
+    assert "landed_at_watermark" not in stored(aws)
+    assert (run(aws, Upstream({"items": items})).landed, len(aws.landing_versions())) == (3, 6)
+
+
+def test_a_watermark_not_trusted_keeps_no_ids(aws: Aws) -> None:
+    """Ahead of the clock (saved before future changes were poison): the run pulls from the
+    beginning and lands what it lists, the ids saved beside that watermark included."""
+    clock = Clock()
+    ahead = (dt.datetime.fromtimestamp(clock.now, dt.UTC) + pull.CLOCK_SKEW + dt.timedelta(minutes=1)).isoformat()
+    aws.dynamodb.Table("registry").put_item(Item={**KEY, "updated_since": ahead, "landed_at_watermark": {"a"}})
+    assert run(aws, Upstream({"items": [article("a", "2026-11-02T08:00:00Z")]}), clock).landed == 1
 
 
 def test_a_claim_the_registry_fails_fails_the_run_and_keeps_the_watermark(aws: Aws) -> None:
@@ -199,7 +247,9 @@ def test_a_pull_from_the_beginning_resumes_from_the_beginning(aws: Aws, cap: int
     assert "resume_since" not in stored(aws)
     assert not run(aws, source).capped
     assert [r[SOURCE.since_param] for r in source.requests] == [None, None, None]
-    assert pull.Watermarks(aws.dynamodb.Table("registry")).read(SOURCE.name) == pull.Mark("2026-11-03T00:00:00+00:00")
+    assert pull.Watermarks(aws.dynamodb.Table("registry")).read(SOURCE.name) == pull.Mark(
+        "2026-11-03T00:00:00+00:00", at_watermark=frozenset({"a2"})
+    )
 
 
 def test_a_resumed_run_asks_with_the_since_of_the_run_it_resumes(aws: Aws, cap: int) -> None:
@@ -231,7 +281,7 @@ def test_a_resume_cursor_the_source_refuses_is_dropped_and_the_run_starts_from_t
         (STORED, "c1"),
     ]
     # The newest change of the abandoned runs is not kept: their pages are read again.
-    assert watermarks.read(SOURCE.name) == pull.Mark("2026-11-02T00:00:00+00:00")
+    assert watermarks.read(SOURCE.name) == pull.Mark("2026-11-02T00:00:00+00:00", at_watermark=frozenset({"a1"}))
     (line,) = [p for p in printed(capsys) if p.get("message", "").startswith("the source refused the resume cursor")]
     assert (line["level"], line["source"], line["refusal"]) == (
         "WARNING",
@@ -310,7 +360,15 @@ def test_a_capped_run_is_logged_and_counted_and_gives_the_lease_back(
     monkeypatch.setattr(pull, "client", lambda: Paged(*["2026-11-01T00:00:00Z"] * 3))
     capsys.readouterr()
     answer = pull.lambda_handler({}, Invocation(aws_request_id="run-1"))
-    assert answer == {"landed": 2, "poison": 0, "pages": 2, "capped": True, "repeated": 0, "outdated": 0}
+    assert answer == {
+        "landed": 2,
+        "poison": 0,
+        "pages": 2,
+        "capped": True,
+        "repeated": 0,
+        "outdated": 0,
+        "unchanged": 0,
+    }
     lines = printed(capsys)
     (capped,) = [line for line in lines if line.get("message") == "pull stopped at the page cap; the next run resumes"]
     assert (capped["level"], capped["source"], capped["pages"]) == ("WARNING", SOURCE.name, 2)
@@ -361,7 +419,8 @@ def test_a_run_short_of_time_saves_a_resume_point_before_the_timeout_and_the_nex
     assert (second.pages, second.capped) == (4, False)
     assert [r["cursor"] for r in source.requests] == [None, *[f"c{n}" for n in range(1, 10)]]
     assert len(aws.landing_versions()) == 10  # every page landed once
-    assert stored(aws) == {**KEY, "updated_since": "2026-11-10T00:00:00+00:00"}
+    # With the id whose change at the watermark it landed (a9, on the last page).
+    assert stored(aws) == {**KEY, "updated_since": "2026-11-10T00:00:00+00:00", "landed_at_watermark": {"a9"}}
 
 
 def test_the_deployed_handler_stops_for_time_by_its_invocations_remaining_time(
@@ -383,7 +442,15 @@ def test_the_deployed_handler_stops_for_time_by_its_invocations_remaining_time(
 
     capsys.readouterr()
     answer = pull.lambda_handler({}, Short(aws_request_id="run-1"))
-    assert answer == {"landed": 1, "poison": 0, "pages": 1, "capped": True, "repeated": 0, "outdated": 0}
+    assert answer == {
+        "landed": 1,
+        "poison": 0,
+        "pages": 1,
+        "capped": True,
+        "repeated": 0,
+        "outdated": 0,
+        "unchanged": 0,
+    }
     (line,) = [
         line
         for line in printed(capsys)
