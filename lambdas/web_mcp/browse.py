@@ -19,9 +19,10 @@ page is read in a JavaScript world of our own, what the browser does not show ma
 copy (READ). Steps run as small fixed scripts whose selector and text are passed as JSON literals,
 never spliced into JavaScript source.
 
-One deadline covers the call: starting the session (given up on at the deadline, and the session
-stopped once its start has ended), navigation, steps and reading the page. The session is stopped
-on every path, on a worker thread: the answer does not wait for the stop.
+One deadline covers the call: starting the session (given up on at the deadline: a start not
+begun yet is cancelled, one under way has its session stopped once it has started), opening the
+automation stream, navigation, steps and reading the page. The session is stopped on every path,
+on threads of their own: the answer does not wait for the stop, nor does a later call's start.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from websockets.frames import CloseCode
 from shared.logs import service_logger
 from web_mcp.contract import GroupWeb, Step
 from web_mcp.errors import WebError, forbidden, invalid, unavailable
-from web_mcp.fetch import REDIRECTS, Checker, Clock, Deadline, content_type, led_to
+from web_mcp.fetch import REDIRECTS, Checker, Clock, Deadline, content_type, deadline_passed, led_to
 
 logger = service_logger("web-mcp")
 
@@ -52,9 +53,10 @@ POLL_SECONDS = 0.05
 DOCUMENT_REQUESTS = [
     {"urlPattern": "*", "resourceType": "Document", "requestStage": stage} for stage in ("Request", "Response")
 ]
-# Sessions start and stop on these threads: a start is waited for until the deadline at most, a
-# stop not at all.
-_SESSIONS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="browser-session")
+# Sessions start on these threads, waited for until the deadline at most; they stop on others, not
+# waited for (a slow stop never holds a later call's start).
+_STARTS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="browser-start")
+_STOPS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="browser-stop")
 # Headers the websocket library writes itself; the rest of the signed set is sent as given.
 _HANDSHAKE = frozenset({"host", "upgrade", "connection", "sec-websocket-version", "sec-websocket-key"})
 
@@ -259,7 +261,8 @@ class Browser:
     checker: Checker
     sessions: Callable[[], BrowserSession]
     clock: Clock = time.monotonic
-    pool: Executor = _SESSIONS  # where sessions start and stop
+    pool: Executor = _STARTS  # where sessions start
+    stops: Executor = _STOPS  # where they stop
 
     def browse(self, url: str, steps: Sequence[Step], group: GroupWeb) -> BrowsedPage:
         settings = self.checker.settings
@@ -274,13 +277,15 @@ class Browser:
         except WebError:
             raise
         except Exception as error:
+            if deadline_passed(deadline):  # a wait the deadline ended (the stream's opening handshake)
+                raise deadline.refusal() from None
             logger.warning("browse failed", extra={"host": target.host, "error": type(error).__name__})
             raise unavailable("browser_unavailable", "the browser session failed") from None
         finally:
             if abandoned:  # stopped once its start has ended
                 abandoned[0].add_done_callback(lambda _: stop(session))
             else:
-                self.pool.submit(stop, session)
+                self.stops.submit(stop, session)
         try:  # where the browser ended up (a redirect of its own, a script's navigation)
             self.checker.check(page.url, group, deadline)
         except WebError as refusal:

@@ -155,8 +155,12 @@ class Deadline:
     def remaining(self) -> float:
         left = self._end - self._clock()
         if left <= 0:
-            raise unavailable("timeout", f"the page did not arrive within {self._seconds:g} seconds")
+            raise self.refusal()
         return left
+
+    def refusal(self) -> WebError:
+        """The call's refusal once the deadline has passed."""
+        return unavailable("timeout", f"the page did not arrive within {self._seconds:g} seconds")
 
     def within(
         self,
@@ -169,15 +173,16 @@ class Deadline:
         its own (getaddrinfo; an AWS call, whose timeouts are per attempt) runs on one of
         ``pool``'s threads, which a call given up on keeps until it ends by itself. Past the
         deadline: a ``timeout`` refusal, ``late`` its message, and ``abandoned`` called with the
-        call's future (to undo what it does once it is done)."""
+        call's future (to undo what it does once it is done), unless the call never started: it
+        is cancelled then (a pool whose threads are all busy has not run it yet)."""
         left = self.remaining()
         pending = pool.submit(work)
         try:
             return pending.result(timeout=left)
         except FuturesTimeout:
-            if pending.done():  # the call's own TimeoutError, not the wait's
-                raise
-            if abandoned is not None:
+            if pending.done():  # done as the wait ended, or the call's own TimeoutError
+                return pending.result()
+            if not pending.cancel() and abandoned is not None:
                 abandoned(pending)
             raise unavailable("timeout", late) from None
 

@@ -10,7 +10,7 @@ import ssl
 import threading
 import tracemalloc
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -687,6 +687,40 @@ def test_within_gives_up_at_the_deadline_and_hands_over_the_pending_call() -> No
             release.set()
         assert (late.value.kind, late.value.reason, str(late.value)) == ("upstream_unavailable", "timeout", "too late")
         assert [future.result(timeout=30) for future in abandoned] == ["done"]
+
+
+def test_within_cancels_a_call_that_never_started() -> None:
+    """Every thread of the pool busy until the deadline: the call is cancelled, never run later,
+    and nothing is handed over to undo."""
+    busy, ran = threading.Event(), []
+    abandoned: list[Future[None]] = []
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(busy.wait, 30)
+        try:
+            with pytest.raises(WebError) as late:
+                Deadline(lambda: 0.0, 0.2).within(pool, lambda: ran.append("ran"), "too late", abandoned.append)
+        finally:
+            busy.set()
+    assert (late.value.reason, ran, abandoned) == ("timeout", [], [])
+
+
+class DoneAsTheWaitEnds(Future[str]):
+    """The call finishes just after the wait for it timed out, before the timeout is handled."""
+
+    def result(self, timeout: float | None = None) -> str:
+        if timeout is not None and not self.done():
+            self.set_result("done")
+            raise TimeoutError
+        return super().result()
+
+
+class Late(Executor):
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        return DoneAsTheWaitEnds()
+
+
+def test_within_returns_a_result_that_came_as_the_wait_ended() -> None:
+    assert Deadline(lambda: 0.0, 30).within(Late(), lambda: "never called", "too late") == "done"
 
 
 def test_within_raises_the_calls_own_errors_and_starts_nothing_past_the_deadline() -> None:

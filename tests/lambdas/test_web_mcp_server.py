@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import datetime
 import json
+import socket
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -91,7 +93,9 @@ def world(request: pytest.FixtureRequest) -> Iterator[World]:
             settings=config,
             policy=DocumentReader.static(WebPolicy.model_validate(POLICY)).get,
             fetcher=Fetcher(checker, clock=clock),
-            browser=Browser(checker, sessions=lambda: FakeBrowserClient(ws_url, log), clock=clock, pool=Inline()),
+            browser=Browser(
+                checker, sessions=lambda: FakeBrowserClient(ws_url, log), clock=clock, pool=Inline(), stops=Inline()
+            ),
             guard=Guard(guardrail, guardrail_id=config.guardrail_id, version=config.guardrail_version, pool=Inline()),
         )
         with serve_asgi(create_app(tools)) as base:
@@ -727,18 +731,21 @@ def test_browse_stops_the_session_on_timeout(world: World) -> None:
     assert world.sessions[-1] == "stop"
 
 
-def held_browser(ws_url: str, hold: str, pool: ThreadPoolExecutor) -> tuple[Browser, FakeBrowserClient]:
-    """A browser on real worker threads whose session's ``hold`` (start or stop) answers once the
-    test releases it. The clock moves only when the session is made: to 0.2 s before the deadline."""
+def held_browser(
+    ws_url: str, hold: str, pool: ThreadPoolExecutor, stops: ThreadPoolExecutor | None = None
+) -> tuple[Browser, FakeBrowserClient]:
+    """A browser on real worker threads (``stops``: its stops', else ``pool``) whose session's
+    ``hold`` (start or stop) answers once the test releases it. The clock moves only when a
+    session is made: to 0.2 s before that call's deadline."""
     client = FakeBrowserClient(ws_url, [], hold=hold)
     now = [0.0]
 
     def session() -> FakeBrowserClient:
-        now[0] = settings().browse_timeout_seconds - 0.2
+        now[0] += settings().browse_timeout_seconds - 0.2
         return client
 
     checker = Checker(settings(), resolver=resolver, address_policy=site_policy)
-    return Browser(checker, sessions=session, clock=lambda: now[0], pool=pool), client
+    return Browser(checker, sessions=session, clock=lambda: now[0], pool=pool, stops=stops or pool), client
 
 
 def test_browse_gives_up_on_a_session_that_does_not_start_in_time_and_stops_it_once_started() -> None:
@@ -773,6 +780,55 @@ def test_browse_answers_without_waiting_for_the_session_to_stop() -> None:
         finally:
             client.release.set()
     assert "Read." in page.html
+    assert client.log[-1] == "stop"
+
+
+def test_a_slow_stop_holds_no_later_calls_start() -> None:
+    """Stops run on threads of their own: with one thread each, a stop still under way (a slow
+    StopBrowserSession) leaves the next call's start to run at once."""
+    cdp = FakeCdp()
+    url = "http://site.test/app"
+    cdp.pages[url] = FakeBrowserPage(url, "t", "<p>Read.</p>")
+    with (
+        cdp_server(cdp) as ws_url,
+        ThreadPoolExecutor(max_workers=1) as starts,
+        ThreadPoolExecutor(max_workers=1) as stops,
+    ):
+        browser, client = held_browser(ws_url, "stop", starts, stops)
+        try:
+            first = browser.browse(url, [], GroupWeb())
+            second = browser.browse(url, [], GroupWeb())  # the first's stop still held
+            assert client.log.count("stop") == 0
+        finally:
+            client.release.set()
+    assert ("Read." in first.html, "Read." in second.html) == (True, True)
+    assert client.log.count("stop") == 2
+
+
+def test_browse_ends_a_stream_that_does_not_open_at_the_deadline_as_a_timeout() -> None:
+    """The automation stream's opening handshake waits what is left of the call; a stream that
+    never answers it is the deadline's timeout (here 0.3 s of the machine's clock: the listener
+    accepts the connection and never answers, however fast the machine)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    offset = [0.0]
+    client = FakeBrowserClient(f"ws://127.0.0.1:{port}/automation", [])
+
+    def session() -> FakeBrowserClient:
+        offset[0] += settings().browse_timeout_seconds - 0.3
+        return client
+
+    checker = Checker(settings(), resolver=resolver, address_policy=site_policy)
+    browser = Browser(
+        checker, sessions=session, clock=lambda: time.monotonic() + offset[0], pool=Inline(), stops=Inline()
+    )
+    try:
+        with pytest.raises(WebError) as late:
+            browser.browse("http://site.test/app", [], GroupWeb())
+    finally:
+        listener.close()
+    assert (late.value.kind, late.value.reason) == ("upstream_unavailable", "timeout")
+    assert str(late.value) == "the page did not arrive within 18 seconds"
     assert client.log[-1] == "stop"
 
 
