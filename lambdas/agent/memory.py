@@ -46,14 +46,15 @@ class SessionMemory:
         except UpstreamError as error:
             _failed("list_events", error)
             return []
-        # An answer without what the API promises (a time, a text) loses that event, not the turn.
+        # An answer without what the API promises (a time, a text) loses that event, not the turn;
+        # so does blank text (an answer of whitespace the gateway remembered), which Converse refuses.
         dated = [event for event in response.get("events", []) if event.get("eventTimestamp") is not None]
         events = sorted(dated, key=lambda event: event["eventTimestamp"])
         messages: list[dict[str, Any]] = []
         for event in events[-self.history_turns :]:
             turn = [item.get("conversational") or {} for item in event.get("payload", [])]
             texts = [value_at(part, "content.text") for part in turn]
-            if [part.get("role") for part in turn] != ROLES or not all(isinstance(text, str) for text in texts):
+            if [part.get("role") for part in turn] != ROLES or not all(isinstance(t, str) and t.strip() for t in texts):
                 continue  # not a turn this agent wrote
             messages += [
                 {"role": part["role"].lower(), "content": [{"text": text}]}

@@ -201,15 +201,19 @@ def _arguments(use: Any) -> dict[str, Any]:
 
 
 def _error_kind(result: Any) -> str | None:
-    """The tool error taxonomy's kind of a tool result (None: it succeeded)."""
+    """The tool error taxonomy's kind of a tool result (None: it succeeded). The result is the
+    tool's, as it answered: text that is not JSON, or JSON nested past what Python's decoder
+    recurses into, is a result like any other (it reaches the model as it came)."""
     payloads: list[Any] = []
     for block in result.get("content") or []:
+        if not isinstance(block, dict):
+            continue
         if "json" in block:
             payloads.append(block["json"])
-        elif "text" in block:
+        elif isinstance(block.get("text"), str):
             try:
                 payloads.append(json.loads(block["text"]))
-            except ValueError:
+            except (ValueError, RecursionError):
                 continue
     for payload in payloads:
         error = payload.get("error") if isinstance(payload, dict) else None

@@ -363,7 +363,7 @@ def _on_response(request_body: Any, response: Any, caller: Caller) -> dict[str, 
 def _filtered_body(answer: Any, listing: Listing, tools: frozenset[str]) -> Any:
     if isinstance(answer, dict | list):
         return _filtered_json(answer, listing, tools)
-    if isinstance(answer, str) and answer.lstrip()[:1] in ("{", "["):
+    if isinstance(answer, str) and _whole_json(answer) is not None:
         return json.dumps(_filtered_json(_parsed(answer), listing, tools), allow_nan=False)
     if isinstance(answer, str):
         return _filtered_stream(answer, listing, tools)
@@ -375,13 +375,14 @@ def _carries_tools(answer: Any) -> bool:
     that is not a list is then refused as an unreadable listing). A string is read as leniently as
     any client might (NaN and all); one no client can read (not JSON) carries nothing. One that
     only this reader cannot read (a number past Python's digit limit, nesting past its recursion
-    limit: JavaScript's JSON.parse reads both) may carry anything, so it is filtered, and refused."""
-    if isinstance(answer, str) and answer.lstrip()[:1] in ("{", "["):
-        answers = [_lenient(answer)]
-    elif isinstance(answer, str):
+    limit: JavaScript's JSON.parse reads both) may carry anything, so it is filtered, and refused.
+    A string that is not JSON whole is read as an SSE stream, whatever it starts with: a JSON
+    message followed by events is no JSON to a JSON reader, and the events' data to an SSE one."""
+    whole = _whole_json(answer) if isinstance(answer, str) else answer
+    if isinstance(answer, str) and whole is None:
         answers = [_lenient(data) for _, data in _sse_events(answer)]
     else:
-        answers = [answer]
+        answers = [whole]
     return any(body is _SUSPECT for body in answers) or any(
         isinstance(message, dict) and isinstance(message.get("result"), dict) and "tools" in message["result"]
         for body in answers
@@ -404,6 +405,12 @@ def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     if len(found) != len(pairs):
         raise _RepeatedKeyError
     return found
+
+
+def _whole_json(text: str) -> Any:
+    """The text read as one JSON value (as _lenient reads it) when it is one, else None (an SSE
+    stream, or no answer any client reads)."""
+    return _lenient(text) if text.lstrip()[:1] in ("{", "[") else None
 
 
 def _lenient(text: str) -> Any:

@@ -280,6 +280,12 @@ def test_a_throttled_model_fails_the_turn_exactly_as_bedrocks_throttling(
         # JSON that is not an object carries no error: the status decides.
         pytest.param("success", [{"text": "[]"}, {"json": ["O-1", "O-2"]}, {"text": "42"}], None,
                      id="json-that-is-not-an-object"),
+        # Nested past what Python's decoder recurses into: text like any other (its RecursionError
+        # escaped the hook, which Strands answered the model for with the error, and the call was
+        # recorded nowhere).
+        pytest.param("success", [{"text": "[" * 50_000}], None, id="text-nested-past-the-decoder"),
+        pytest.param("error", [{"text": "{\"a\":" * 50_000}, {"json": {"error": {"kind": "not_found"}}}],
+                     "not_found", id="kind-after-text-nested-past-the-decoder"),
     ],
 )  # fmt: skip
 def test_a_tool_call_is_recorded_with_the_kind_its_result_carries(

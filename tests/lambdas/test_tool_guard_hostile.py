@@ -216,6 +216,21 @@ def test_an_sse_answer_that_cannot_be_read_is_refused(text: str) -> None:
     assert all("error" in message for message in messages)
 
 
+@pytest.mark.parametrize("request_", [pytest.param(LIST, id="to a listing"), pytest.param(None, id="to a call")])
+def test_a_json_message_followed_by_events_is_read_as_the_events_an_sse_reader_sees(request_: Any) -> None:
+    """Not JSON whole (a JSON reader reads nothing), but an SSE reader skips the first line (a
+    field it does not know) and reads the event's data: a tools list there is filtered like any
+    event's, whatever the request was."""
+    own_answer = {"jsonrpc": "2.0", "id": 7, "result": {"content": []}}
+    text = json.dumps(own_answer) + "\n\ndata: " + json.dumps(listing_answer(entries(*EVERYTHING), 7)) + "\n\n"
+    filtered = answer(request_ if request_ is not None else call(OTHER, id=7), text)
+    assert isinstance(filtered, str)
+    assert SHADOW not in filtered
+    assert all(tool not in filtered for tool in FOREIGN)
+    (event,) = parse_sse(filtered)
+    assert [t["name"] for t in event["result"]["tools"]] == OWN
+
+
 def test_a_string_answer_of_plain_json_is_filtered() -> None:
     filtered = answer(LIST, json.dumps(listing_answer(entries(*EVERYTHING))))
     assert [t["name"] for t in json.loads(filtered)["result"]["tools"]] == OWN
