@@ -575,6 +575,13 @@ def test_an_evaluation_case_names_only_its_own_golden_prompt(
 OWN = "Find the orders of grace@example.com."
 
 
+def replayed(path: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """An internal caller's request replaying the golden case orders-latest."""
+    event = rest_event("POST", path, body, headers={**CALLER, **(headers or {}), "X-Evaluation-Case": "orders-latest"})
+    event["requestContext"].update(authorizer={"user": "u-1", "group": "platform-admins"})
+    return event
+
+
 def _admins_with_reports(monkeypatch: pytest.MonkeyPatch) -> None:
     """The internal group may also order reports (an agent's output type, with instructions)."""
     admins = AGENT_POLICY.groups["platform-admins"]
@@ -620,10 +627,8 @@ def test_an_evaluation_case_carries_no_text_of_the_callers_beside_its_golden_pro
     arguments, which an evaluation case logs, would be the caller's: refused before anything runs."""
     _, agent = routed
     _admins_with_reports(monkeypatch)
-    event = rest_event("POST", path, body, headers={**CALLER, **headers, "X-Evaluation-Case": "orders-latest"})
-    event["requestContext"].update(authorizer={"user": "u-1", "group": "platform-admins"})
     capsys.readouterr()
-    result = call(event)
+    result = call(replayed(path, body, headers))
     if path == "/v1/chat/completions":  # OpenAI's shape: a 400 invalid_request_error
         assert (result.status, result.body["error"]["type"]) == (400, "invalid_request_error"), result.body
         message = result.body["error"]["message"]
@@ -662,10 +667,8 @@ def test_an_evaluation_case_replayed_alone_is_logged_on_every_route(
     agent.reply("Shipped.", calls=[found])
     grounding = (golden, "Produce the report.") if "report" in path else None
     guard_output(gateway.bedrock, "Shipped.", grounding=grounding)
-    event = rest_event("POST", path, body, headers={**CALLER, "X-Evaluation-Case": "orders-latest"})
-    event["requestContext"].update(authorizer={"user": "u-1", "group": "platform-admins"})
     capsys.readouterr()
-    result = call(event)
+    result = call(replayed(path, body))
     assert result.status == 200, result.body
     (turn,) = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"agent turn"' in line]
     assert (turn["evaluation_case"], turn["tool_calls"]) == ("orders-latest", [found])
