@@ -267,13 +267,16 @@ class JobStore:
             raise
         return _job(response.get("Attributes") or {}, job)
 
-    def succeed(self, job: str, result: bytes, *, now: dt.datetime) -> None:
-        """A running job's output delivered: keep its packed body (packed_result), drop the request."""
-        self._end(job, JobStatus.SUCCEEDED, "result", {"B": result}, now, (JobStatus.RUNNING,))
+    def succeed(self, job: str, result: bytes, *, now: dt.datetime) -> bool:
+        """A running job's output delivered: keep its packed body (packed_result), drop the request.
+        False when the job was not running (ended already)."""
+        return self._end(job, JobStatus.SUCCEEDED, "result", {"B": result}, now, (JobStatus.RUNNING,))
 
-    def fail(self, job: str, reason: str, *, now: dt.datetime) -> None:
-        """A queued or running job ended without an output: keep the reason, drop the request."""
-        self._end(job, JobStatus.FAILED, "reason", {"S": reason}, now, (JobStatus.QUEUED, JobStatus.RUNNING))
+    def fail(self, job: str, reason: str, *, now: dt.datetime, running: bool = True) -> bool:
+        """A queued or (``running``) running job ended without an output: keep the reason, drop the
+        request. False when the job was in neither state (ended already, or running)."""
+        statuses = (JobStatus.QUEUED, JobStatus.RUNNING) if running else (JobStatus.QUEUED,)
+        return self._end(job, JobStatus.FAILED, "reason", {"S": reason}, now, statuses)
 
     def _end(
         self,
@@ -283,7 +286,7 @@ class JobStore:
         value: dict[str, Any],
         now: dt.datetime,
         from_statuses: tuple[JobStatus, ...],
-    ) -> None:
+    ) -> bool:
         values = {f":from{n}": {"S": s.value} for n, s in enumerate(from_statuses)}
         try:
             self._client.update_item(
@@ -303,6 +306,8 @@ class JobStore:
             # Already ended (a repeated event, or the worker's own outcome first): the first one stands.
             if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
+            return False
+        return True
 
 
 class Worker:
@@ -465,10 +470,13 @@ def _submit(
         if written:
             jobs.worker.start(job)
     except BaseException as error:
-        # No job will run: give the units back (once), and end the job if it was written.
+        # The job is withdrawn while still queued (the worker claims only a queued job): then no job
+        # will run, and its units go back (once). One the worker has claimed is its own (the
+        # invocation went out, its answer was lost): it stands, and is answered as submitted.
+        if written and not _withdrawn(jobs.store, job, _reason(error), clock.now()):
+            logger.warning("the worker's start failed after it took the job", extra={"job_id": job})
+            return 202, _accepted(queued, created)
         _release(ledger, request, admission)
-        if written:
-            _fail_quietly(jobs.store, job, _reason(error), clock.now())
         raise
     if not written:
         # A concurrent submit of the same request wrote its job first (after a release let this one
@@ -592,14 +600,17 @@ def _release(ledger: Ledger, request: GenerationRequest, admission: Admission) -
         )
 
 
-def _fail_quietly(store: JobStore, job: str, why: str, now: dt.datetime) -> None:
+def _withdrawn(store: JobStore, job: str, why: str, now: dt.datetime) -> bool:
+    """A submitted job ended as failed while still queued: False when the worker has claimed it.
+    A failure to record it counts as withdrawn (GET reports it failed after its finish-by time, and
+    a worker that claims it later finds its units released: nothing is delivered)."""
     try:
         with call("dynamodb"):
-            store.fail(job, why, now=now)
-    except UpstreamError as error:  # GET reports it failed after its finish-by time
-        logger.warning(
-            "job's failure not recorded", extra={"job_id": job, "upstream": error.service, "code": error.code}
-        )
+            return store.fail(job, why, now=now, running=False)
+    except UpstreamError as error:
+        extra = {"job_id": job, "upstream": error.service, "code": error.code}
+        logger.warning("job's failure not recorded", extra=extra)
+        return True
 
 
 def _pack(value: dict[str, Any]) -> bytes:

@@ -32,16 +32,17 @@ an admitted request and settles a delivering one as delivered (settle_delivering
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any, Literal
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.aws_errors import Kind, UpstreamError
 
@@ -162,13 +163,22 @@ class Ledger:
     ) -> Admission:
         """Reserve ``units`` of the group's quota for this request, exactly once.
 
-        Raises QuotaExceededError when the units do not fit in what is left of the window.
+        Raises QuotaExceededError when the units do not fit in what is left of the window. A
+        replay (its record admitted or delivered) is answered as one whatever the limit is now.
+        Admitted, but the counter not read back (for the caller's remaining units): the units are
+        released at once and the read's error raised, so a failed request holds nothing and its
+        retry under the same id is admitted again.
         """
         window = Window.containing(now, period)
         counter = _quota_key(group, output_type, window.key)
-        if units > limit:
-            raise QuotaExceededError(used=self._used(counter), limit=limit, resets_at=window.resets_at)
         key = _request_key(group, user, request_id)
+        if units > limit:
+            # No transaction to find the replay: a limit lowered since must not refuse it as new.
+            status = self._status(key)
+            if status is not None and status != RELEASED:
+                admission = Admission(request_id, units, self._used(counter), limit, window.resets_at, True, window.key)
+                return replace(admission, delivered=status == DELIVERED)
+            raise QuotaExceededError(used=self._used(counter), limit=limit, resets_at=window.resets_at)
         record = {
             "pk": {"S": key},
             "request_id": {"S": request_id},
@@ -239,7 +249,14 @@ class Ledger:
             if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
                 raise QuotaExceededError(used=used, limit=limit, resets_at=window.resets_at) from None
             raise
-        used = self._used(counter)
+        try:
+            used = self._used(counter)
+        except (ClientError, BotoCoreError):
+            with contextlib.suppress(ClientError, BotoCoreError):  # else the sweeper releases them
+                self.release(
+                    request_id, group=group, user=user, output_type=output_type, units=units, window=window.key
+                )
+            raise
         return Admission(request_id, units, used, limit, window.resets_at, replayed=False, window=window.key)
 
     def begin_delivery(self, request_id: str, *, group: str, user: str) -> None:
@@ -479,6 +496,18 @@ class Ledger:
         )
         item: dict[str, Any] | None = response.get("Item")
         return item
+
+    def _status(self, key: str) -> str | None:
+        """A request record's status, None when there is none."""
+        response = self._client.get_item(
+            TableName=self._table,
+            Key={"pk": {"S": key}},
+            ConsistentRead=True,
+            ProjectionExpression="#status",
+            ExpressionAttributeNames={"#status": "status"},
+        )
+        status = (response.get("Item") or {}).get("status", {}).get("S")
+        return str(status) if status is not None else None
 
     def _used(self, counter: str) -> int:
         response = self._client.get_item(

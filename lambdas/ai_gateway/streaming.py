@@ -290,6 +290,7 @@ class GuardedStream:
         self._monotonic = monotonic
         self._started = started
         self._emitted: list[str] = []
+        self._blank = ""  # an answer of whitespace alone (_pieces)
         self._usage: dict[str, Any] = {}
         self._stop = "end_turn"
         self._masked = False
@@ -315,8 +316,8 @@ class GuardedStream:
         reasons: set[str] = set()
         try:
             for piece in self._pieces():
-                # Before the piece is emitted, never after; a blank piece (a newline before the
-                # first sentence) is not sent: ApplyGuardrail refuses content without text.
+                # Before the piece is emitted, never after; a blank piece (a newline between
+                # sentences) is not sent to it: ApplyGuardrail refuses content without text.
                 verdict = self._guard(piece) if piece.strip() else unguarded(piece)
                 reasons.update(verdict.reasons)
                 if verdict.blocked:
@@ -329,11 +330,8 @@ class GuardedStream:
                 self._masked = self._masked or verdict.intervened
                 self._emitted.append(verdict.text())
                 yield TextDelta(verdict.text())
-            if not self._emitted and self._stop not in LENGTH_STOP_REASONS:
-                # An answer without text is a 502, unless it was cut at its token limit.
-                raise UpstreamError(SERVICE, "InvalidResponse")
-            if not self._emitted:  # cut at its limit before any text: its Finish charges it all the same
-                self._begin()
+            if not self._emitted:
+                yield from self._no_text()
             generation = self._generation()
             self._end_stage(None)
             self._settled = True
@@ -361,8 +359,33 @@ class GuardedStream:
                 self._fail(error)
             raise
 
+    def _no_text(self) -> Iterator[StreamEvent]:
+        """An answer without text (whitespace alone, as the buffered route reads it) is a 502,
+        unless it was cut at its token limit: its Finish charges it all the same, and its
+        whitespace is delivered as it came, as the buffered route delivers it."""
+        if self._stop not in LENGTH_STOP_REASONS:
+            raise UpstreamError(SERVICE, "InvalidResponse")
+        self._begin()
+        if self._blank:
+            self._emitted.append(self._blank)
+            yield TextDelta(self._blank)
+
     def _pieces(self) -> Iterator[str]:
-        """The model's text in guardable pieces; its stop reason and usage on the side."""
+        """The model's text in guardable pieces, the blank ones before its first text joined to it
+        (whitespace alone is no answer: an answer of nothing else is ``_blank``, and none is
+        yielded); its stop reason and usage on the side."""
+        held: str | None = ""
+        for piece in self._segments():
+            if held is None:
+                yield piece
+            elif piece.strip():
+                yield held + piece
+                held = None
+            else:
+                held += piece
+        self._blank = held or ""
+
+    def _segments(self) -> Iterator[str]:
         segmenter = Segmenter()
         for event in self._streamed.events:
             # The model's events are upstream data: a field of the wrong type is left out, never raised on.

@@ -30,6 +30,7 @@ failure; what may pass is left for a retry:
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -103,6 +104,14 @@ def runtime() -> Runtime:
     return Runtime(store=JobStore(dynamodb, current.jobs_table), ledger=ledger, flow=flow)
 
 
+def _keep(runtime: Runtime, job_id: str, result: bytes, now: dt.datetime) -> None:
+    """A delivered output kept on its job. A job that had ended meanwhile (no one but its worker
+    ends a running job) keeps nothing: logged, never silent."""
+    with call("dynamodb"):
+        if not runtime.store.succeed(job_id, result, now=now):
+            logger.error("delivered job had ended: its result not kept", extra={"job_id": job_id})
+
+
 def run(job_id: str, *, remaining_seconds: float, runtime: Runtime, clock: Clock) -> str:
     """Run one job to its end; the outcome (a JobStatus value, or "skipped" for a job that was not
     queued)."""
@@ -145,8 +154,7 @@ def run(job_id: str, *, remaining_seconds: float, runtime: Runtime, clock: Clock
                 why = REASON_GUARDRAIL
             else:
                 delivered = True
-                with call("dynamodb"):
-                    runtime.store.succeed(job.job_id, kept[0], now=clock.now())
+                _keep(runtime, job.job_id, kept[0], clock.now())
                 outcome = "succeeded"
     except Exception as error:  # the job's failure is its outcome, not the invocation's
         why = REASON_NOT_KEPT if delivered else reason(error)

@@ -170,6 +170,50 @@ def test_more_units_than_the_limit_are_refused_outright_and_exactly_the_limit_is
     assert (after.value.used, after.value.remaining) == (10, 0)
 
 
+@pytest.mark.parametrize("lowered", [4, 0])
+def test_a_replay_is_answered_as_one_after_its_limit_was_lowered(ledger: Ledger, lowered: int) -> None:
+    """Units past the limit are refused before any transaction, which is where a replay is found:
+    a request the ledger holds is a replay whatever the limit is now (the gateway's 409 or the
+    delivered answer), never a 429."""
+    admit(ledger, "r1", units=5, limit=10)
+    again = admit(ledger, "r1", units=5, limit=lowered)
+    assert (again.replayed, again.delivered, again.used, again.limit) == (True, False, 5, lowered)
+    ledger.deliver("r1", group="gold", user="user-1", model="m", input_tokens=1, output_tokens=1)
+    assert admit(ledger, "r1", units=5, limit=lowered).delivered
+    admit(ledger, "r2", units=5, limit=10)
+    assert ledger.release("r2", group="gold", user="user-1", output_type="report", units=5, window="2026-11")
+    with pytest.raises(QuotaExceededError) as refused:  # released: nothing holds it, it is new again
+        admit(ledger, "r2", units=5, limit=lowered)
+    assert (refused.value.used, refused.value.limit) == (5, lowered)
+    with pytest.raises(QuotaExceededError):
+        admit(ledger, "r3", units=5, limit=lowered)
+
+
+def test_an_admission_whose_counter_is_not_read_back_is_released_and_its_retry_admitted(dynamodb: Any) -> None:
+    """The transaction committed, then the read of what is left failed: the request fails (the
+    read's error), holding nothing, and its retry under the same id is admitted again."""
+
+    class CounterUnread:
+        failing = True
+
+        def get_item(self, **request: Any) -> Any:
+            if self.failing and request["Key"]["pk"]["S"].startswith("QUOTA#"):
+                raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, "GetItem")
+            return dynamodb.get_item(**request)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(dynamodb, name)
+
+    client = CounterUnread()
+    ledger = Ledger(client, TABLE, sleep=Sleeps())
+    with pytest.raises(ClientError, match="ProvisionedThroughputExceeded"):
+        admit(ledger, "r1", units=3, limit=10)
+    assert ledger.record("r1", group="gold", user="user-1")["status"] == {"S": "released"}  # type: ignore[index]
+    client.failing = False
+    retried = admit(ledger, "r1", units=3, limit=10)
+    assert (retried.replayed, retried.used) == (False, 3)  # the first admission's units went back
+
+
 class Recording:
     """Delegates to the real client and records each call's operation and arguments."""
 

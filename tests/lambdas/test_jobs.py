@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from botocore.stub import ANY
@@ -23,7 +23,7 @@ from ai_gateway.flow import (
 from ai_gateway.guardrail import Guard
 from ai_gateway.jobs_contract import JOB_RETENTION_SECONDS, JobStatus
 from ai_gateway.models import Caller
-from shared.aws_errors import UpstreamError
+from shared.aws_errors import Kind, UpstreamError
 from tests.lambdas.conftest import FakeContext, HttpResult, http_result
 from tests.lambdas.gateway_fixtures import (
     BLOCKED_TOPIC,
@@ -272,6 +272,63 @@ def test_a_worker_that_cannot_be_started_releases_the_units_and_fails_the_job(wo
     assert item["status"] == {"S": "failed"}
     assert item["reason"] == {"S": jobs.REASON_UPSTREAM.format(service="lambda")}
     assert "payload" not in item
+
+
+class StartedThenLost:
+    """The worker's asynchronous invoke went out and the worker ran the job, but the invoke's
+    answer was lost (a read timeout on both attempts)."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    def start(self, job: str) -> None:
+        assert run(self.world, job) == "succeeded"
+        raise UpstreamError("lambda", "ReadTimeoutError", 503, Kind.UNAVAILABLE)
+
+
+def test_a_job_the_worker_took_stands_when_its_start_answered_with_an_error(world: World) -> None:
+    """The job is withdrawn only while queued: one the worker claimed is its own, so its output is
+    kept and charged once, and the submit is answered as accepted (it was)."""
+    job = jobs.job_id(GOLD, "req-00000001")
+    converse_ok(world.bedrock, PRO, "A summary.")
+    guard_output(world.bedrock, "A summary.", grounding=("Mail {EMAIL} about it.", "Produce the summary."))
+    world.jobs = replace(world.jobs, worker=cast(Any, StartedThenLost(world)))
+    status, body = submit(world)
+    assert (status, body["job_id"]) == (202, job)
+    assert (world.status(), world.used()) == ("delivered", 1)
+    assert world.item(job)["status"] == {"S": "succeeded"}
+    answered, result = jobs.read(job, caller=GOLD, clock=world.times.clock(), jobs=world.jobs)
+    assert (answered, result["status"], result["output"]) == (200, "succeeded", "A summary.")
+
+
+def test_a_delivered_job_that_had_ended_meanwhile_is_logged_not_silent(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No one but its worker ends a running job; should one end anyway, the output delivered (and
+    charged) is not kept on it, and that is an error in the log."""
+    job = submitted(world)
+    converse_ok(world.bedrock, PRO, "A summary.")
+    guard_output(world.bedrock, "A summary.", grounding=("Mail {EMAIL} about it.", "Produce the summary."))
+    store = world.store
+
+    class EndedMeanwhile:
+        def succeed(self, job: str, result: bytes, *, now: dt.datetime) -> bool:
+            assert store.fail(job, "ended elsewhere", now=now)
+            return store.succeed(job, result, now=now)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(store, name)
+
+    world.store = cast(Any, EndedMeanwhile())
+    capsys.readouterr()
+    assert run(world, job) == "succeeded"
+    (line,) = [json.loads(text) for text in capsys.readouterr().out.splitlines() if "result not kept" in text]
+    assert (line["level"], line["message"], line["job_id"]) == (
+        "ERROR",
+        "delivered job had ended: its result not kept",
+        job,
+    )
+    assert world.item(job)["status"] == {"S": "failed"}
 
 
 # --- the worker -----------------------------------------------------------------------------------

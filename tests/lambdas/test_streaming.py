@@ -438,6 +438,46 @@ def test_a_failure_before_any_text_was_emitted_releases(bedrock: Bedrock) -> Non
     assert (raised.value.service, ledger.names) == ("bedrock-guardrails", ["admit", "release"])
 
 
+@pytest.mark.parametrize("blank", ["\n\n", "   \n", " "])
+def test_an_answer_of_whitespace_alone_is_a_502_and_releases_as_the_buffered_route(
+    bedrock: Bedrock, blank: str
+) -> None:
+    """No text reaches the caller, so nothing is marked, emitted or charged (the buffered route:
+    an InvalidResponse 502, its units released)."""
+    bedrock.streams_answer(PRO, answer([blank]))
+    ledger = Ledger()
+    flow, models = a_flow(bedrock, ledger)
+    emitted: list[Any] = []
+    with pytest.raises(UpstreamError) as raised:
+        drain(flow.stream(a_request(), models), emitted)
+    assert (raised.value.service, raised.value.code) == ("bedrock-runtime", "InvalidResponse")
+    assert (emitted, ledger.names) == ([], ["admit", "release"])
+
+
+def test_whitespace_before_the_first_text_goes_with_it(bedrock: Bedrock) -> None:
+    """Guarded with it, marked and emitted with it: never a piece of its own that the caller is
+    charged for before any text came."""
+    bedrock.streams_answer(PRO, answer(["\n\n", "Hello there."]))
+    bedrock.guards("\n\nHello there.")
+    ledger = Ledger()
+    flow, models = a_flow(bedrock, ledger)
+    events = list(flow.stream(a_request(), models))
+    assert [e for e in events if isinstance(e, TextDelta)] == [TextDelta("\n\nHello there.")]
+    assert ledger.names == ["admit", "begin", "deliver"]
+
+
+def test_whitespace_alone_cut_at_the_token_limit_is_delivered_as_it_came(bedrock: Bedrock) -> None:
+    """As the buffered route: max_tokens 1 may well be one newline, charged and delivered."""
+    bedrock.streams_answer(PRO, answer(["\n"], stop="max_tokens"))
+    ledger = Ledger()
+    flow, models = a_flow(bedrock, ledger)
+    events = list(flow.stream(a_request(), models))
+    assert [e for e in events if isinstance(e, TextDelta)] == [TextDelta("\n")]
+    finish = events[-1]
+    assert isinstance(finish, Finish)
+    assert (finish.finish_reason, finish.units, ledger.names) == ("length", 1, ["admit", "begin", "deliver"])
+
+
 def test_a_reader_that_stops_early_settles_the_stream_once(bedrock: Bedrock) -> None:
     model_stream = bedrock.streams_answer(PRO, answer(["One. ", "Two " * 100 + "end. ", "Three. " * 200]))
     bedrock.guards("One. ")
