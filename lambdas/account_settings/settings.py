@@ -152,9 +152,14 @@ def _spans_log_group_exists(logs: Any) -> bool:
 def ensure_log_group(logs: Any, name: str, retention_days: int, kms_key_arn: str | None = None) -> None:
     """A service's account-wide log group exists, with a retention (and ``kms_key_arn``'s
     encryption) when this made it (one that exists is the account's: left exactly as it is). A
-    service creating it on first use would keep its logs forever, unencrypted by the tier's key."""
+    service creating it on first use would keep its logs forever, unencrypted by the tier's key.
+    One under ``kms_key_arn`` without a retention is this one's, made by an attempt that failed
+    before its retention (a retry of the deploy): it gets it now."""
     groups = logs.describe_log_groups(logGroupNamePrefix=name).get("logGroups", [])
-    if any(group.get("logGroupName") == name for group in groups):
+    existing = next((group for group in groups if group.get("logGroupName") == name), None)
+    if existing is not None:
+        if kms_key_arn and existing.get("kmsKeyId") == kms_key_arn and existing.get("retentionInDays") is None:
+            logs.put_retention_policy(logGroupName=name, retentionInDays=retention_days)
         return
     try:
         logs.create_log_group(logGroupName=name, **({"kmsKeyId": kms_key_arn} if kms_key_arn else {}))

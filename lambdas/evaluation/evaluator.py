@@ -174,7 +174,7 @@ def calls_from(raw: Iterable[Any]) -> list[Call]:
             raise ValueError(f"tool call {n} has no name")
         if arguments is not None and not isinstance(arguments, Mapping):
             raise ValueError(f"tool call {n}'s arguments are not an object")
-        calls.append(Call(name, dict(arguments or {}), bool(call.get("ok", True))))
+        calls.append(Call(name, dict(arguments or {}), call.get("ok") is True))  # a success only when it says so
     return calls
 
 

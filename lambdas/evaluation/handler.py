@@ -104,7 +104,7 @@ def publish(record: dict[str, Any]) -> dict[str, float] | None:
         if tool not in by_tool and len(by_tool) >= MAX_TOOLS_PER_TURN:
             tool = OTHER
         made, failed = by_tool.get(tool, (0.0, 0.0))
-        by_tool[tool] = (made + 1, failed + (0 if call.get("ok") else 1))
+        by_tool[tool] = (made + 1, failed + (0 if call.get("ok") is True else 1))  # as the score reads it
     for tool, (made, failed) in by_tool.items():
         counts = [(Metric.TOOL_CALLS, MetricUnit.Count, made), (Metric.TOOL_ERRORS, MetricUnit.Count, failed)]
         emit_all(counts, {Dimension.TOOL: tool})

@@ -180,6 +180,26 @@ def test_macies_jobs_log_group_made_here_is_encrypted_with_the_tiers_key(aws: St
     assert outcome.complete
 
 
+def test_a_jobs_log_group_made_by_a_failed_attempt_gets_its_retention_on_the_retry(aws: Stubbed) -> None:
+    """The first attempt made the group and failed before its retention; the retry finds it under
+    the tier's key without one (no account's group is under the tier's key): it sets it."""
+    logs = aws.stub("logs")
+    logs.add_response("describe_log_groups", {"logGroups": []}, {"logGroupNamePrefix": JOBS_LOG_GROUP})
+    logs.add_response("create_log_group", {}, {"logGroupName": JOBS_LOG_GROUP, "kmsKeyId": KEY})
+    logs.add_client_error("put_retention_policy", "ServiceUnavailableException", "try again", 503)
+    retry = event("macie_jobs_log_group", JobsLogRetentionDays="365", KmsKeyArn=KEY)
+    with pytest.raises(ClientError, match="ServiceUnavailable"):
+        handler.adopt(retry, aws)
+    made = {"logGroupName": JOBS_LOG_GROUP, "kmsKeyId": KEY}
+    logs.add_response("describe_log_groups", {"logGroups": [made]}, {"logGroupNamePrefix": JOBS_LOG_GROUP})
+    logs.add_response("put_retention_policy", {}, {"logGroupName": JOBS_LOG_GROUP, "retentionInDays": 365})
+    assert handler.adopt(retry, aws).complete
+    # Kept already, or another key's (the account's own): left exactly as it is (no call queued).
+    for group in ({**made, "retentionInDays": 30}, {**made, "kmsKeyId": KEY.replace("key/", "key/0")}):
+        logs.add_response("describe_log_groups", {"logGroups": [group]}, {"logGroupNamePrefix": JOBS_LOG_GROUP})
+        assert handler.adopt(retry, aws).complete
+
+
 def test_transaction_search_already_on_is_left_exactly_as_it_is(aws: Stubbed) -> None:
     aws.stub("xray").add_response(
         "get_trace_segment_destination", {"Destination": "CloudWatchLogs", "Status": "ACTIVE"}, {}

@@ -16,6 +16,7 @@ from evaluation.evaluator import (
     Expected,
     GoldenCase,
     argument_score,
+    calls_from,
     evaluate,
     load_golden_set,
     same,
@@ -278,3 +279,25 @@ def test_data_after_the_gzip_stream_rejects_the_batch(tail: bytes, capsys: pytes
     event["awslogs"]["data"] = base64.b64encode(data).decode()
     assert handler.lambda_handler(event, FakeContext()) == {"turns": 0, "golden_cases": 0, "rejected": 1}
     assert '"error":"data after the gzip stream"' in capsys.readouterr().out.replace(": ", ":")
+
+
+@pytest.mark.parametrize("ok", [None, "true", 1])
+def test_a_call_that_does_not_say_it_succeeded_is_a_failure_to_the_score(ok: Any) -> None:
+    """As the live metrics count it (ToolErrors): only ``"ok": true`` is a success, so one turn
+    line is never an error in one metric and a success in another."""
+    call: dict[str, Any] = {"name": ORDERS, "arguments": {}}
+    if ok is not None:
+        call["ok"] = ok
+    assert [c.ok for c in calls_from([call, {**call, "ok": True}])] == [False, True]
+
+
+@pytest.mark.parametrize("ok", [None, "true", 1])
+def test_a_call_that_does_not_say_it_succeeded_is_a_tool_error_in_the_metrics(
+    ok: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    call: dict[str, Any] = {"name": ORDERS}
+    if ok is not None:
+        call["ok"] = ok
+    turn = {"message": "agent turn", "agent": "a", "tool_calls": [call, {"name": ORDERS, "ok": True}]}
+    handler.lambda_handler(subscription_event([json.dumps(turn)]), FakeContext())
+    assert sorted(emitted_metrics(capsys.readouterr().out)) == [("ToolCalls", ORDERS, 2.0), ("ToolErrors", ORDERS, 1.0)]
