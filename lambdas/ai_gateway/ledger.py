@@ -174,7 +174,7 @@ class Ledger:
         key = _request_key(group, user, request_id)
         if units > limit:
             # No transaction to find the replay: a limit lowered since must not refuse it as new.
-            status = self._status(key)
+            status = (self.record(request_id, group=group, user=user) or {}).get("status", {}).get("S")
             if status is not None and status != RELEASED:
                 admission = Admission(request_id, units, self._used(counter), limit, window.resets_at, True, window.key)
                 return replace(admission, delivered=status == DELIVERED)
@@ -496,18 +496,6 @@ class Ledger:
         )
         item: dict[str, Any] | None = response.get("Item")
         return item
-
-    def _status(self, key: str) -> str | None:
-        """A request record's status, None when there is none."""
-        response = self._client.get_item(
-            TableName=self._table,
-            Key={"pk": {"S": key}},
-            ConsistentRead=True,
-            ProjectionExpression="#status",
-            ExpressionAttributeNames={"#status": "status"},
-        )
-        status = (response.get("Item") or {}).get("status", {}).get("S")
-        return str(status) if status is not None else None
 
     def _used(self, counter: str) -> int:
         response = self._client.get_item(
