@@ -168,7 +168,7 @@ def test_whole_config_can_be_given_as_a_json_string() -> None:
         (
             "prefix",
             "Bad_Prefix",
-            "blueprint.prefix = 'Bad_Prefix': must be 2 to 16 lowercase letters, digits or -, starting with a letter",
+            "blueprint.prefix = 'Bad_Prefix': must be 2 to 16 lowercase letters, digits or single -, starting with a letter",
         ),
         ("sandbox.region", "mars-1", "blueprint.sandbox.region = 'mars-1': must be an AWS region name such as"),
         ("sandbox.account", "12345", "blueprint.sandbox.account = 12345: must be a 12-digit AWS account id"),
@@ -488,8 +488,10 @@ def test_tool_names_are_unique_across_targets() -> None:
         ("groups", "customers", "CUSTOMERS"),  # Cognito's names are case sensitive; construct ids are not
         ("groups", "customers", "customers_"),
         ("agents", "helper", "helper_"),
-        ("legacy_apis", "orders", "orders-"),
-        ("connectors.pull", "wiki", "wiki-"),
+        # One - at most, between letters or digits; a digit before it still makes the same id:
+        # "orders1-x" and "orders1x" are both Orders1X.
+        ("legacy_apis", "orders1-x", "orders1x"),
+        ("connectors.pull", "wiki1-x", "wiki1x"),
     ],
 )
 def test_two_names_that_make_the_same_resource_ids_are_refused_naming_both(
@@ -500,6 +502,12 @@ def test_two_names_that_make_the_same_resource_ids_are_refused_naming_both(
     raw: Any = SMALL["production"]
     for part in section.split("."):
         raw = raw[part]
+    overrides: dict[str, str] = {}
+    if existing not in raw:  # the first of the two, a copy of the section's first entry
+        raw = {existing: next(iter(raw.values()))}
+        single_call = {"get_invoice": {"description": "One invoice.", "path": "/invoices", "fields": {"id": "id"}}}
+        first = raw[existing] if section != "legacy_apis" else {**raw[existing], "tools": single_call}
+        overrides[f"production.{section}.{existing}"] = json.dumps(first)
     copied = json.dumps(raw[existing])
     if section == "legacy_apis":  # tool names are unique across targets
         copied = json.dumps({**raw[existing], "tools": {"get_customer": {"customer_id": "id"}}})
@@ -512,7 +520,7 @@ def test_two_names_that_make_the_same_resource_ids_are_refused_naming_both(
         ]
         return
     made = "".join(p.title() for p in existing.split("-"))
-    assert error_lines({f"production.{section}.{other}": copied}) == [
+    assert error_lines({**overrides, f"production.{section}.{other}": copied}) == [
         f"blueprint.production.{section}.{other}: names the same resources ({made}) as {existing}; "
         "allowed: names that differ in more than letter case, - and _"
     ]

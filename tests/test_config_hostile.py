@@ -129,6 +129,71 @@ def test_workloads_dir_null_on_the_command_line_reads_no_folder() -> None:
     assert loaded.workloads == {}
 
 
+def _renamed(*path: str, to: str) -> Mutation:
+    """The entry at ``path`` moved to the name ``to`` (its references left naming the old one)."""
+
+    def mutate(raw: dict[str, Any]) -> None:
+        node: Any = raw
+        for part in path[:-1]:
+            node = node[part]
+        node[to] = node.pop(path[-1])
+
+    return mutate
+
+
+def _agent_with(prefix: str, name: str) -> Mutation:
+    """The prefix ``prefix``, and the writer agent named ``name``."""
+
+    def mutate(raw: dict[str, Any]) -> None:
+        raw["prefix"] = prefix
+        _renamed("production", "agents", "writer", to=name)(raw)
+
+    return mutate
+
+
+# Names AWS refuses at deploy (or CDK at synth, without naming the key): AgentCore Gateway,
+# Runtime and target names and a Knowledge Base's allow one - or _ between letters or digits,
+# never two in a row; a runtime name is at most 48 characters; a data source's prefix 300.
+@pytest.mark.parametrize(
+    ("mutate", "key", "reason"),
+    [
+        (at("prefix", value="ab--cd"), "blueprint.prefix", "single -"),
+        (at("prefix", value="ab-"), "blueprint.prefix", "ending with a letter or digit"),
+        (_renamed("production", "legacy_apis", "orders", to="ord--ers"), "legacy_apis.ord--ers", "single -"),
+        (_renamed("production", "legacy_apis", "orders", to="orders-"), "legacy_apis.orders-", "single -"),
+        (
+            _agent_with("abcdefghijklmnop", "a" * 32),
+            f"blueprint.production.agents.{'a' * 32}",
+            f"the runtime name abcdefghijklmnop_{'a' * 32} is longer than AgentCore's 48 characters; "
+            "allowed: agent names of at most 31 characters with the prefix abcdefghijklmnop",
+        ),
+        (
+            at("sandbox", "knowledge_base", "documents_prefix", value="d" * 300 + "/"),
+            "blueprint.sandbox.knowledge_base.documents_prefix",
+            "at most 300 characters",
+        ),
+    ],
+    ids=["prefix-double-hyphen", "prefix-trailing-hyphen", "api-double-hyphen", "api-trailing-hyphen",
+         "runtime-name-length", "documents-prefix-length"],
+)  # fmt: skip
+def test_a_name_aws_refuses_is_named_at_its_key(mutate: Mutation, key: str, reason: str) -> None:
+    (line, *_) = [line for line in refusal(config(mutate)).splitlines() if key in line]
+    assert reason in line.split(key, 1)[1], line
+
+
+def test_the_longest_names_aws_takes_load() -> None:
+    """The bounds themselves: a 16-character prefix with single hyphens, a 31-character agent, a
+    300-character prefix; and two agents whose evaluation names would share their first 48."""
+
+    def longest(raw: dict[str, Any]) -> None:
+        _agent_with("abc-def-ghi-jklm", "a" * 31)(raw)
+        _renamed("production", "agents", "helper", to="a" * 25)(raw)
+        raw["sandbox"].setdefault("knowledge_base", {})["documents_prefix"] = "d" * 299 + "/"
+
+    loaded = load_config({"blueprint": config(longest)})
+    assert (loaded.prefix, len(loaded.sandbox.knowledge_base.documents_prefix)) == ("abc-def-ghi-jklm", 300)
+
+
 # B, C: values AWS refuses at deploy, or that make no sense, each named with the rule.
 @pytest.mark.parametrize(
     ("mutate", "key", "reason"),

@@ -10,6 +10,14 @@ from stacks.config.base import ConfigModel
 from stacks.config.fields import SnakeName
 
 AgentName = SnakeName
+RUNTIME_NAME_LENGTH = 48  # AgentCore Runtime: [a-zA-Z][a-zA-Z0-9_]{0,47}
+
+
+def runtime_name(prefix: str, agent: str) -> str:
+    """An agent's runtime name (letters, digits and underscores): ``<prefix>_<agent>``."""
+    return f"{prefix.replace('-', '_')}_{agent}"
+
+
 MemoryStrategyName = Literal["semantic", "summary", "user_preference"]
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from stacks.config.agents import RUNTIME_NAME_LENGTH, runtime_name
 from stacks.config.base import ConfigModel, KeyedError, clipped, excerpt
 from stacks.config.fields import TAG_KEY, TAG_KEY_RULE, TAG_VALUE_RULE, Prefix, is_tag_value
 from stacks.config.pipeline import PipelineConfig
@@ -66,6 +67,20 @@ class BlueprintConfig(ConfigModel):
                     ("workloads", name, "groups"),
                     f"unknown groups {', '.join(unknown)}",
                     allowed=", ".join(sorted(self.production.groups)),
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _runtime_names_fit(self) -> BlueprintConfig:
+        """An agent's runtime is named ``<prefix>_<agent>``, which AgentCore holds to 48 characters."""
+        room = RUNTIME_NAME_LENGTH - len(runtime_name(self.prefix, ""))
+        for name in self.production.agents:
+            if len(name) > room:
+                raise KeyedError(
+                    ("production", "agents", name),
+                    f"the runtime name {runtime_name(self.prefix, name)} is longer than AgentCore's "
+                    f"{RUNTIME_NAME_LENGTH} characters",
+                    allowed=f"agent names of at most {room} characters with the prefix {self.prefix}",
                 )
         return self
 

@@ -46,10 +46,11 @@ Email = Annotated[
 ]
 
 # Names the deployment derives resource names, claims and routes from.
+# AgentCore and Bedrock names allow one - between letters or digits, never two in a row.
 Prefix = Annotated[
     str,
-    Field(pattern=r"^[a-z][a-z0-9-]{0,14}[a-z0-9]$"),
-    Meaning("2 to 16 lowercase letters, digits or -, starting with a letter and ending with a letter or digit"),
+    Field(min_length=2, max_length=16, pattern=r"^[a-z](-?[a-z0-9])+$"),
+    Meaning("2 to 16 lowercase letters, digits or single -, starting with a letter and ending with a letter or digit"),
 ]
 GroupName = Annotated[
     str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$"), Meaning("1 to 64 letters, digits, _ or -, such as customer-gold")
@@ -76,8 +77,11 @@ SnakeName = Annotated[
 # Legacy API targets and connector sources: parts of construct ids and resource names.
 KebabName = Annotated[
     str,
-    Field(pattern=r"^[a-z][a-z0-9-]{0,31}$"),
-    Meaning("1 to 32 lowercase letters, digits or -, starting with a letter, such as kb-articles"),
+    Field(max_length=32, pattern=r"^[a-z](-?[a-z0-9])*$"),
+    Meaning(
+        "1 to 32 lowercase letters, digits or single -, starting with a letter and ending with a letter or digit, "
+        "such as kb-articles"
+    ),
 ]
 ToolName = Annotated[
     str,
@@ -117,8 +121,12 @@ SecretName = Annotated[
 ]
 S3Prefix = Annotated[
     str,
-    Field(pattern=r"^([A-Za-z0-9!_.*'()-]+/)+$"),
-    Meaning("an S3 key prefix ending in /, such as documents/ (letters, digits or !_.*'()- between slashes)"),
+    # A Knowledge Base data source's inclusion prefix is at most 300 characters.
+    Field(max_length=300, pattern=r"^([A-Za-z0-9!_.*'()-]+/)+$"),
+    Meaning(
+        "an S3 key prefix ending in /, at most 300 characters, such as documents/ "
+        "(letters, digits or !_.*'()- between slashes)"
+    ),
 ]
 CronSchedule = Annotated[
     str,

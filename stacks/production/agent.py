@@ -42,9 +42,10 @@ from stacks.shared.bedrock import grant_invoke, model_arns
 from stacks.shared.expect import default_child, present
 from stacks.shared.lambda_function import environment_of, log_group_arn
 from stacks.shared.nag import acknowledge, acknowledge_inline_policy, nag_account, nag_arn, nag_attribute, nag_ref
-from stacks.shared.naming import pascal_case, stack_instance_suffix
+from stacks.shared.naming import pascal_case, stack_instance_suffix, within
 
 EVALUATION_RESULTS_PREFIX = "/aws/bedrock-agentcore/evaluations/results/"
+EVALUATION_NAME_LENGTH = 48  # an online evaluation configuration's name
 # What AgentCore's online evaluation does to the log groups it reads (it indexes their fields).
 INDEX_POLICY_ACTIONS = ["logs:DescribeIndexPolicies", "logs:PutIndexPolicy"]
 # The CDK bootstrap bucket that holds assets, as cdk-nag prints it (default qualifier).
@@ -245,7 +246,7 @@ class AgentStack(Stack):
         deploys first). Results go to a log group of the tier's (KMS, retention) rather than one
         AgentCore would create on first use."""
         runtime = self.runtime
-        config_name = f"{runtime_name(self._context.prefix, name)}_tools"[:48]
+        config_name = within(f"{runtime_name(self._context.prefix, name)}_tools", EVALUATION_NAME_LENGTH)
         results = self._context.log_group(
             self,
             f"{pascal_case(name)}EvaluationResults",

@@ -39,6 +39,7 @@ from constructs import Construct
 from agent.contract import AgentGroups, GroupModels
 from shared.headers import CALLER_TOKEN_HEADER
 from stacks.config import AgentConfig, ProductionConfig
+from stacks.config.agents import runtime_name as runtime_name
 from stacks.production.context import ProductionContext
 from stacks.shared.bytecode import (
     LAMBDAS_DIR,
@@ -171,11 +172,6 @@ def agent_groups(config: ProductionConfig) -> AgentGroups:
         agents={name: served_groups(config, agent) for name, agent in config.agents.items()},
         prompts={name: agent.system_prompt for name, agent in config.agents.items()},
     )
-
-
-def runtime_name(prefix: str, agent: str) -> str:
-    """An agent's runtime name (letters, digits and underscores): ``<prefix>_<agent>``."""
-    return f"{prefix.replace('-', '_')}_{agent}"
 
 
 def delivered_logs_prefix(tier: str) -> str:
