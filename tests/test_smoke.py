@@ -9,6 +9,7 @@ import re
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -621,6 +622,21 @@ def test_refused_credentials_fail_at_once_saying_why(capsys: pytest.CaptureFixtu
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "ExpiredToken" in err
+
+
+def test_a_profile_that_does_not_exist_fails_at_once_with_one_clear_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """AWS_PROFILE naming no profile (the missing-credentials line suggests setting it): botocore's
+    ProfileNotFound, said in one line, not a traceback."""
+    monkeypatch.setenv("AWS_PROFILE", "nosuch")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    assert smoke.main(["--tier", "sandbox"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("make smoke: the AWS credentials could not be read (")
+    assert "nosuch" in err
 
 
 def test_a_bad_override_is_the_config_error_before_any_aws_call(capsys: pytest.CaptureFixture[str]) -> None:

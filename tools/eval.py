@@ -62,6 +62,8 @@ def recorded_calls(path: Path = TRACES) -> dict[str, Any]:
             record = json.loads(line)
         except json.JSONDecodeError as error:
             raise EvalInputError(f"{_shown(path)}: line {number} is not JSON ({error.msg})") from None
+        except (ValueError, RecursionError):  # a number past Python's digit limit, nesting past its recursion
+            raise EvalInputError(f"{_shown(path)}: line {number} is not JSON this reader can take") from None
         try:
             traces[record["case"]] = calls_from(record["tool_calls"])
         except (KeyError, TypeError, AttributeError, ValueError) as error:

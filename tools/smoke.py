@@ -773,8 +773,12 @@ def main(
     passed = True
     for tier in tiers:
         region = config.sandbox.region if tier == "sandbox" else config.production.region
-        aws = session or boto3.Session(region_name=region)
-        credentials = aws.get_credentials()
+        try:
+            aws = session or boto3.Session(region_name=region)  # AWS_PROFILE naming no profile: ProfileNotFound
+            credentials = aws.get_credentials()
+        except BotoCoreError as error:
+            print(f"make smoke: the AWS credentials could not be read ({_one_line(error)}).", file=sys.stderr)
+            return 2
         if credentials is None:
             print(NO_CREDENTIALS, file=sys.stderr)
             return 2

@@ -480,3 +480,62 @@ def test_changed_files_include_new_untracked_files_and_the_tree_is_dirty_only_wh
         "Other changed files: `workloads` (1)"
         in review(Assembly({}), Assembly({}), ["workloads/sales.json"]).sections()["code"]
     )
+
+
+def _joined_resource_policy(effect: str) -> dict[str, Any]:
+    """A resource policy as CDK writes one with a token in it: JSON text in an Fn::Join."""
+    head = (
+        f'{{"Version":"2012-10-17","Statement":[{{"Effect":"{effect}","Principal":"*","Action":"x:Invoke","Resource":"'
+    )
+    joined = {"Fn::Join": ["", [head, {"Fn::GetAtt": ["Runtime", "AgentRuntimeArn"]}, '"}]}']]}
+    policy = {"Type": "AWS::BedrockAgentCore::RuntimeResourcePolicy", "Properties": {"Policy": joined}}
+    return {"Resources": {"RuntimePolicy": policy}}
+
+
+def test_a_resource_policy_written_as_a_join_is_read_and_its_widening_exits_2() -> None:
+    """A Deny to "*" turned Allow in a policy CDK wrote as an Fn::Join of JSON and tokens: read once
+    rendered, never left as an unreadable string (which hid it, exit 0)."""
+    report = review(_app(_joined_resource_policy("Deny")), _app(_joined_resource_policy("Allow")), [])
+    assert report.exit_code == 2
+    assert "| + **broadens** | Allow | * | `x:Invoke` |" in report.sections()["access"]
+
+
+def _conditioned(values: list[str]) -> Assembly:
+    template = _policy("logs:CreateLogGroup")
+    statement = template["Resources"]["KendraIndexRoleDefaultPolicy"]["Properties"]["PolicyDocument"]["Statement"][0]
+    statement["Condition"] = {"StringEquals": {"aws:SourceAccount": values}}
+    return _app(template)
+
+
+def test_values_of_a_condition_in_another_order_are_no_change() -> None:
+    """IAM reads a condition's values as a set: another order neither broadens nor narrows."""
+    assert review(_conditioned(["1", "2"]), _conditioned(["2", "1"]), []).exit_code == 0
+    assert review(_conditioned(["1"]), _conditioned(["1", "2"]), []).exit_code == 2  # another value is
+
+
+def _vector_index(keys: list[str]) -> dict[str, Any]:
+    props = {"IndexName": "i", "MetadataConfiguration": {"NonFilterableMetadataKeys": keys}}
+    return {"Resources": {"Index": {"Type": "AWS::S3Vectors::Index", "Properties": props}}}
+
+
+def test_a_reordered_list_cloudformation_holds_unordered_replaces_nothing() -> None:
+    """The schema says insertionOrder false: the order is not a change, let alone a replacement
+    with the index's embeddings lost. Another key is."""
+    keys = ["AMAZON_BEDROCK_TEXT", "AMAZON_BEDROCK_METADATA"]
+    reordered = review(_app(_vector_index(keys)), _app(_vector_index(keys[::-1])), [])
+    assert "embeddings" not in reordered.sections()["losses"]
+    changed = review(_app(_vector_index(keys)), _app(_vector_index([keys[0], "x-amz-other"])), [])
+    assert "`MetadataConfiguration` changed (create-only)" in changed.sections()["losses"]
+
+
+def _function(key: str) -> dict[str, Any]:
+    code = {"S3Bucket": "cdk-assets", "S3Key": f"{key * 64}.zip"}
+    return {"Resources": {"Fn": {"Type": "AWS::Lambda::Function", "Properties": {"Code": code, "Handler": "h.h"}}}}
+
+
+def test_new_code_no_changed_source_explains_is_listed_as_a_code_change() -> None:
+    """Two template sets compared (no file list: a promotion report), or a dependency bump: the
+    function's new asset hash is its code changing, said in the code section."""
+    report = review(_app(_function("a")), _app(_function("b")), [])
+    assert f"Code changed (new asset hash) with no changed source listed: `{STACK}/Fn`" in report.sections()["code"]
+    assert "Code changed" not in review(_app(_function("a")), _app(_function("a")), []).sections()["code"]

@@ -88,6 +88,17 @@ def test_eval_names_a_missing_or_corrupt_golden_set_or_trace_file(
     assert "none.jsonl: no such file" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("line", ['{"case": ' + "9" * 5000 + "}", "[" * 100_000])
+def test_eval_names_a_trace_line_no_reader_here_can_take(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], line: str
+) -> None:
+    """JSON, but past Python's digit limit or its recursion: the line is named, not a traceback."""
+    traces = tmp_path / "traces.jsonl"
+    traces.write_text(json.dumps({"case": "refund-policy", "tool_calls": []}) + "\n" + line + "\n")
+    assert evaluation.main([], traces=traces) == 1
+    assert f"{traces}: line 2 is not JSON this reader can take" in capsys.readouterr().err
+
+
 def test_eval_takes_no_arguments_but_help(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as done:
         evaluation.main(["--help"])

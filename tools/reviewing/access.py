@@ -69,10 +69,19 @@ def explode(statement: Mapping[str, Any], principals: list[str], resource: str) 
     """One tuple per principal, action and resource of a statement (defaults where it names none)."""
     actions = _strings(statement, "Action") or _strings(statement, "NotAction", "NotAction:")
     resources = _strings(statement, "Resource") or _strings(statement, "NotResource", "NotResource:") or [resource]
-    condition = text(render(statement["Condition"])) if statement.get("Condition") else ""
+    condition = text(_as_sets(render(statement["Condition"]))) if statement.get("Condition") else ""
     effect = str(statement.get("Effect", "Allow"))
     for who, action, what in product(_principals(statement) or principals, actions, resources):
         yield effect, who, action, what, condition
+
+
+def _as_sets(value: Any) -> Any:
+    """A condition with each list of values in one order: IAM reads them as sets."""
+    if isinstance(value, list):
+        return sorted((_as_sets(item) for item in value), key=text)
+    if isinstance(value, dict):
+        return {key: _as_sets(item) for key, item in value.items()}
+    return value
 
 
 def _statements(document: Any) -> list[Mapping[str, Any]]:
@@ -119,7 +128,8 @@ def _permission_grants(logical_id: str, props: Mapping[str, Any]) -> Exploded:
 
 
 def _resource_policy_grants(logical_id: str, props: Mapping[str, Any]) -> Exploded:
-    for document in _documents(props):
+    # Rendered first: a policy CDK writes as an Fn::Join of JSON and tokens is text once rendered.
+    for document in _documents(render(props)):
         for statement in _statements(document):
             yield from explode(statement, ["(no principal)"], f"${{{logical_id}}}")
 

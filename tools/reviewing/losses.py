@@ -13,7 +13,7 @@ from typing import Any
 import cfnlint
 
 from tools.reviewing.changes import ResourceDiff
-from tools.reviewing.values import KeyPath, Template, at, references, render
+from tools.reviewing.values import KeyPath, Template, at, references, render, text
 
 # The region whose CloudFormation schemas decide what is create-only (the app's region).
 SCHEMA_REGION = "us-east-1"
@@ -41,16 +41,56 @@ RETAINED = {"Retain", "RetainExceptOnCreate"}
 
 
 @functools.cache
-def create_only(resource_type: str) -> tuple[KeyPath, ...]:
-    """The properties whose change replaces a resource, from the CloudFormation schemas cfn-lint ships."""
+def schema(resource_type: str) -> Mapping[str, Any]:
+    """A resource type's CloudFormation schema, as cfn-lint ships it ({} for a type it lacks)."""
     schemas = Path(cfnlint.__file__).parent / "data" / "schemas"
     providers = json.loads((schemas / "providers" / f"{SCHEMA_REGION}.json").read_text())
     name = providers.get(resource_type)
     if not isinstance(name, str) or not (schemas / "resources" / f"{name}.json").is_file():
-        return ()
-    schema = json.loads((schemas / "resources" / f"{name}.json").read_text())
-    paths = (p.removeprefix("/properties/").split("/*")[0] for p in schema.get("createOnlyProperties", []))
+        return {}
+    loaded: Mapping[str, Any] = json.loads((schemas / "resources" / f"{name}.json").read_text())
+    return loaded
+
+
+@functools.cache
+def create_only(resource_type: str) -> tuple[KeyPath, ...]:
+    """The properties whose change replaces a resource, from the CloudFormation schemas cfn-lint ships."""
+    declared = schema(resource_type).get("createOnlyProperties", [])
+    paths = (p.removeprefix("/properties/").split("/*")[0] for p in declared)
     return tuple(dict.fromkeys(tuple(p.split("/")) for p in paths if p))
+
+
+def _resolved(node: Any, whole: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A schema node with its ``$ref`` (within the schema) followed; {} for what is not one."""
+    for _ in range(32):  # a chain of references, never a loop
+        if not isinstance(node, dict) or not isinstance(node.get("$ref"), str):
+            break
+        node = at(whole, tuple(node["$ref"].removeprefix("#/").split("/")))
+    return node if isinstance(node, dict) else {}
+
+
+def canonical(value: Any, node: Any, whole: Mapping[str, Any]) -> Any:
+    """``value`` with every list its schema declares unordered (``insertionOrder: false``) sorted:
+    CloudFormation ignores their order, so a reordering neither updates nor replaces anything."""
+    node = _resolved(node, whole)
+    if isinstance(value, list):
+        items = [canonical(item, node.get("items"), whole) for item in value]
+        return sorted(items, key=text) if node.get("insertionOrder") is False else items
+    if isinstance(value, dict):
+        members = node.get("properties")
+        members = members if isinstance(members, dict) else {}
+        return {key: canonical(item, members.get(key), whole) for key, item in value.items()}
+    return value
+
+
+def _property(resource_type: str, path: KeyPath) -> Any:
+    """The schema node of the property at ``path`` (None where the schema does not describe it)."""
+    whole = schema(resource_type)
+    node: Any = {"properties": whole.get("properties", {})}
+    for part in path:
+        members = _resolved(node, whole).get("properties")
+        node = members.get(part) if isinstance(members, dict) else None
+    return node
 
 
 def properties(resource: Mapping[str, Any]) -> Any:
@@ -60,10 +100,15 @@ def properties(resource: Mapping[str, Any]) -> Any:
 def direct_replacement(diff: ResourceDiff) -> list[str]:
     if diff.old.get("Type") != diff.new.get("Type"):
         return ["its type changed"]
+    whole = schema(diff.type)
+
+    def value(resource: Mapping[str, Any], path: KeyPath) -> Any:
+        return canonical(render(at(properties(resource), path)), _property(diff.type, path), whole)
+
     return [
         f"`{'.'.join(path)}` changed (create-only)"
         for path in create_only(diff.type)
-        if render(at(properties(diff.old), path)) != render(at(properties(diff.new), path))
+        if value(diff.old, path) != value(diff.new, path)
     ]
 
 

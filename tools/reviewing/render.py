@@ -186,6 +186,14 @@ def _code_section(report: Report) -> str:
     undeployed = sorted(set(packages) - {p for c in report.code for p in c.changed})
     if undeployed:
         lines.append(f"\nChanged but deployed by no resource: {', '.join(undeployed)}")
+    # A new code asset no changed source explains (a dependency, a build step, or no file list:
+    # two template sets compared): its code changed all the same.
+    explained = {key for c in report.code for key in c.resources}
+    unexplained = [key for key in report.assets if key not in explained]
+    if unexplained:
+        lines.append(
+            f"\nCode changed (new asset hash) with no changed source listed: {', '.join(f'`{k}`' for k in unexplained)}"
+        )
     return "\n".join(lines).strip() or "No source changes under lambdas/."
 
 

@@ -58,6 +58,7 @@ class Report:
     changed_files: tuple[str, ...]
     picture: str | None = None
     stale: tuple[StaleRead, ...] = ()  # other stacks reading a resource replaced under its logical id
+    assets: tuple[str, ...] = ()  # "<stack>/<logical id>" whose code asset's hash changed
 
     @property
     def broadening(self) -> bool:
@@ -152,7 +153,9 @@ def review(
     code = tuple(code_changes(head, changed_files, assets))
     changing = {s.stack for s in stacks if s.status != "unchanged"}
     stale = stale_reads(head.templates, (x for s in stacks for x in s.losses), changing)
-    return Report(stacks, data_handling(diffs), code, tuple(changed_files), picture, tuple(stale))
+    return Report(
+        stacks, data_handling(diffs), code, tuple(changed_files), picture, tuple(stale), tuple(sorted(assets))
+    )
 
 
 def markdown_for_templates(
