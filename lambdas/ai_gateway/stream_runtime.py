@@ -181,7 +181,9 @@ def serve(
         served += 1
         try:
             _invoke(api, handler, headers, payload, env, now)
-        except OSError as error:  # the response's connection broke: this invocation is over, the loop is not
+        except (OSError, http.client.HTTPException) as error:
+            # The response's connection broke, or the Runtime API's answer to it could not be read:
+            # this invocation is over, the loop is not.
             _log("invocation response failed", headers.get("Lambda-Runtime-Aws-Request-Id", ""), error)
 
 
@@ -260,9 +262,13 @@ def _stream(api: RuntimeApi, request_id: str, prelude: bytes, first: bytes | Non
         _answered(connection.getresponse(), f"invocation/{request_id}/response")
     finally:
         closer = getattr(chunks, "close", None)
-        if closer is not None:
-            closer()  # a body left unfinished (a failed write) settles now, not at garbage collection
-        connection.close()
+        try:
+            if closer is not None:
+                closer()  # a body left unfinished (a failed write) settles now, not at garbage collection
+        except Exception as error:  # the body's own failure ends this invocation, never the loop
+            _log("response body failed to close", request_id, error)
+        finally:
+            connection.close()
 
 
 def _answered(response: http.client.HTTPResponse, path: str) -> None:

@@ -4,6 +4,7 @@ HTTP server on 127.0.0.1 that hands out invocations and records each request's r
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import os
 import queue
@@ -537,12 +538,19 @@ def test_the_wrapper_runs_the_loop_with_the_runtimes_interpreter_and_ignores_its
     assert chunks[1:] == [b"hello ", b"world"]
 
 
+@pytest.mark.parametrize(
+    "broken",
+    [ConnectionResetError("reset by peer"), http.client.IncompleteRead(b"{}", 48), http.client.BadStatusLine("?")],
+    ids=["connection-reset", "answer-cut-short", "answer-not-http"],
+)
 def test_a_response_whose_connection_breaks_ends_that_invocation_not_the_loop(
-    runtime_api: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    runtime_api: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], broken: Exception
 ) -> None:
+    """The connection broke, or the Runtime API's answer to the response cannot be read (an
+    HTTPException, which is no OSError): that invocation is over, the loop is not."""
     api = runtime_api(Invocation({}), Invocation({}, request_id="req-2"))
     real = stream_runtime._invoke
-    calls = iter([ConnectionResetError("reset by peer"), None])
+    calls = iter([broken, None])
 
     def invoke(*args: Any) -> None:
         broken = next(calls)
@@ -558,7 +566,41 @@ def test_a_response_whose_connection_breaks_ends_that_invocation_not_the_loop(
     assert (logged["message"], logged["request_id"], logged["error"]) == (
         "invocation response failed",
         "req-1",
-        "ConnectionResetError",
+        type(broken).__name__,
+    )
+
+
+class Unclosable:
+    """A response body whose close fails (after it was read whole)."""
+
+    def __init__(self) -> None:
+        self.items = iter([b"ok"])
+
+    def __iter__(self) -> Unclosable:
+        return self
+
+    def __next__(self) -> bytes:
+        return next(self.items)
+
+    def close(self) -> None:
+        raise ValueError("cannot close")
+
+
+def test_a_body_whose_close_fails_ends_that_invocation_not_the_loop(
+    runtime_api: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api = runtime_api(Invocation({}), Invocation({}, request_id="req-2"))
+    bodies = iter([Unclosable(), iter([b"next"])])
+    serve(api.address, lambda e, c: StreamedResponse(200, {}, next(bodies)), invocations=2, environ={})
+    assert [(request.path, request.chunks[1:]) for request in api.requests] == [
+        ("/2018-06-01/runtime/invocation/req-1/response", [b"ok"]),
+        ("/2018-06-01/runtime/invocation/req-2/response", [b"next"]),
+    ]
+    logged = json.loads(capsys.readouterr().err.strip())
+    assert (logged["message"], logged["request_id"], logged["error"]) == (
+        "response body failed to close",
+        "req-1",
+        "ValueError",
     )
 
 
