@@ -582,12 +582,18 @@ def replayed(path: str, body: dict[str, Any], headers: dict[str, str] | None = N
     return event
 
 
-def _admins_with_reports(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The internal group may also order reports (an agent's output type, with instructions)."""
+@pytest.fixture
+def replaying(
+    routed: tuple[Gateway, FakeAgentCore], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> tuple[Gateway, FakeAgentCore]:
+    """The routed gateway whose internal group may also order reports (an agent's output type,
+    with instructions), the log read so far dropped."""
     admins = AGENT_POLICY.groups["platform-admins"]
     quotas = {**admins.quotas, "report": AGENT_POLICY.groups["customer-gold"].quotas["report"]}
     groups = {**AGENT_POLICY.groups, "platform-admins": admins.model_copy(update={"quotas": quotas})}
     monkeypatch.setattr(handler, "policy", lambda: AGENT_POLICY.model_copy(update={"groups": groups}))
+    capsys.readouterr()
+    return routed
 
 
 @pytest.mark.parametrize(
@@ -615,19 +621,12 @@ def _admins_with_reports(monkeypatch: pytest.MonkeyPatch) -> None:
          "output-instructions"],
 )  # fmt: skip
 def test_an_evaluation_case_carries_no_text_of_the_callers_beside_its_golden_prompt(
-    routed: tuple[Gateway, FakeAgentCore],
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-    path: str,
-    body: dict[str, Any],
-    headers: dict[str, str],
+    replaying: tuple[Gateway, FakeAgentCore], capsys: pytest.CaptureFixture[str], path: str, body: Any, headers: Any
 ) -> None:
     """The agent would get the caller's own text beside the golden prompt (merged into its
     message, added to its instructions, recalled from a session's memory) and the turn's tool
     arguments, which an evaluation case logs, would be the caller's: refused before anything runs."""
-    _, agent = routed
-    _admins_with_reports(monkeypatch)
-    capsys.readouterr()
+    _, agent = replaying
     result = call(replayed(path, body, headers))
     if path == "/v1/chat/completions":  # OpenAI's shape: a 400 invalid_request_error
         assert (result.status, result.body["error"]["type"]) == (400, "invalid_request_error"), result.body
@@ -653,14 +652,9 @@ def test_an_evaluation_case_carries_no_text_of_the_callers_beside_its_golden_pro
     ids=["completion", "blank-system", "output"],
 )  # fmt: skip
 def test_an_evaluation_case_replayed_alone_is_logged_on_every_route(
-    routed: tuple[Gateway, FakeAgentCore],
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-    path: str,
-    body: dict[str, Any],
+    replaying: tuple[Gateway, FakeAgentCore], capsys: pytest.CaptureFixture[str], path: str, body: dict[str, Any]
 ) -> None:
-    gateway, agent = routed
-    _admins_with_reports(monkeypatch)
+    gateway, agent = replaying
     golden = GOLDEN["orders-latest"]
     guard_input(gateway.bedrock, [golden])
     found = {"name": "orders___find_orders", "arguments": {"customer_email": "ada@example.com"}, "ok": True}
