@@ -168,7 +168,7 @@ def test_whole_config_can_be_given_as_a_json_string() -> None:
         (
             "prefix",
             "Bad_Prefix",
-            "blueprint.prefix = 'Bad_Prefix': must be 2 to 16 lowercase letters, digits or single -, starting with a letter",
+            "blueprint.prefix = 'Bad_Prefix': must be lowercase letters, digits or single -, starting with a letter",
         ),
         ("sandbox.region", "mars-1", "blueprint.sandbox.region = 'mars-1': must be an AWS region name such as"),
         ("sandbox.account", "12345", "blueprint.sandbox.account = 12345: must be a 12-digit AWS account id"),

@@ -183,15 +183,31 @@ def test_a_name_aws_refuses_is_named_at_its_key(mutate: Mutation, key: str, reas
 
 def test_the_longest_names_aws_takes_load() -> None:
     """The bounds themselves: a 16-character prefix with single hyphens, a 31-character agent, a
-    300-character prefix; and two agents whose evaluation names would share their first 48."""
+    300-character prefix; a push source's name as before (it names no AWS resource)."""
 
     def longest(raw: dict[str, Any]) -> None:
         _agent_with("abc-def-ghi-jklm", "a" * 31)(raw)
-        _renamed("production", "agents", "helper", to="a" * 25)(raw)
         raw["sandbox"].setdefault("knowledge_base", {})["documents_prefix"] = "d" * 299 + "/"
+        raw["production"]["connectors"]["push"]["sources"]["crm--eu-"] = "internal"
 
     loaded = load_config({"blueprint": config(longest)})
     assert (loaded.prefix, len(loaded.sandbox.knowledge_base.documents_prefix)) == ("abc-def-ghi-jklm", 300)
+
+
+def test_two_agents_whose_evaluation_names_are_one_are_refused() -> None:
+    """Cut to 48 characters, <prefix>_<agent>_tools can be one name for two agents (each in its own
+    stack: CDK cannot see it, the second deploy would fail on the first's results log group)."""
+
+    def clash(raw: dict[str, Any]) -> None:
+        _agent_with("abcdefghijklmnop", "r" * 25 + "_tools")(raw)
+        _renamed("production", "agents", "helper", to="r" * 25)(raw)
+
+    (line,) = [line for line in refusal(config(clash)).splitlines() if "production.agents" in line]
+    assert line == (  # the one declared later (renamed last) is named
+        f"blueprint.production.agents.{'r' * 25}: its online evaluation would be named "
+        f"abcdefghijklmnop_{'r' * 25}_tools, as agent {'r' * 25}_tools's is; allowed: agent names that differ "
+        "within the first 48 characters of <prefix>_<agent>_tools"
+    )
 
 
 # B, C: values AWS refuses at deploy, or that make no sense, each named with the rule.

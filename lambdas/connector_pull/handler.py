@@ -9,9 +9,9 @@ to the pipeline's DLQ with its reason, cut to fit an SQS message. The watermark 
 seen) is saved only after every page was landed, so a failed run is repeated whole by the next one
 (landing the same key again is safe). An id's change older than one landed before, in this run
 or an earlier one, is not landed: the registry keeps each id's change landed last. Nor is the
-watermark's own change of an id the run that saved it landed (saved with it, up to
-MAX_AT_WATERMARK ids): a source whose ``since`` includes its bound lists it again on every run,
-and landing it again would have the pipeline ingest it again each time. A source whose
+watermark's own change of an id the run that saved it landed, the same text (saved with it, up to
+MAX_AT_WATERMARK: landed_version): a source whose ``since`` includes its bound lists it again on
+every run, and landing it again would have the pipeline ingest it again each time. A source whose
 cursor repeats fails the run: its paging loops, and saving the watermark would skip, for good, the
 changes on the pages never read. So does a page not in the shape the config describes
 (AnswerShapeError, logged and counted): no list of records at ``items_field`` (an empty list is a
@@ -35,6 +35,8 @@ concurrency: a new account's concurrency quota of 10 refuses any reservation.)
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,7 +55,7 @@ from connector_pull.contract import SOURCE, Metric, PullSource, Settings, state_
 from shared.bodies import problems
 from shared.dead_letters import cut_to_fit, fits, sqs_json
 from shared.field_paths import value_at
-from shared.landing import Record, document, land
+from shared.landing import Document, Record, document, land
 from shared.legacy_client import LegacyClient, client_for
 from shared.logs import log_unexpected, service_logger
 from shared.tool_errors import ToolError
@@ -141,13 +143,22 @@ class Resume:
 class Mark:
     watermark: str | None
     resume: Resume | None = None
-    # The ids whose change at the watermark itself the run that saved it landed.
+    # What the run that saved the watermark landed of the changes at it (landed_version's).
     at_watermark: frozenset[str] = frozenset()
 
 
-# The most ids saved as landed at the watermark (an id is at most 128 characters: some 130 KB of
-# the item's 400 KB). More changes at one instant are saved as none, and land again, as before.
+# The most versions saved as landed at the watermark (an id is at most 128 characters, a version
+# some 145: 145 KB of the item's 400 KB). More changes at one instant are saved as none, and land
+# again, as before.
 MAX_AT_WATERMARK = 1000
+
+
+def landed_version(record_id: str, doc: Document) -> str:
+    """A landed document as the watermark keeps it: its record's id and a digest of what landed
+    (text and metadata), so another change at the same instant (a second-granular source) is not
+    taken for the one landed."""
+    digest = hashlib.sha256(doc.body + json.dumps(doc.metadata, sort_keys=True).encode()).hexdigest()
+    return f"{record_id}:{digest[:16]}"
 
 
 class Watermarks:
@@ -292,11 +303,13 @@ def pull(
                 _poison(sqs, dlq_url, source.name, pages, index, item, str(poisoned))
                 poison += 1
                 continue
-            if not versions.lands(record.id, changed):
+            doc = document(source.name, record, classification=source.classification, owner=source.owner)
+            version = landed_version(record.id, doc)
+            if not versions.lands(record.id, changed, version):
                 continue
-            land(s3, document(source.name, record, classification=source.classification, owner=source.owner), bucket)
+            land(s3, doc, bucket)
             landed += 1
-            newest.landed(record.id, changed)
+            newest.landed(version, changed)
         cursor = _cursor(body, source, pages)
         if not cursor:
             break
@@ -324,12 +337,13 @@ class _Newest:
     def of(cls, stamp: str | None, mark: Mark, watermark: str | None) -> _Newest:
         return cls(stamp, mark.at_watermark if watermark is not None and stamp == watermark else frozenset())
 
-    def landed(self, record_id: str, changed: dt.datetime | None) -> None:
+    def landed(self, version: str, changed: dt.datetime | None) -> None:
         stamp = changed.isoformat() if changed else None
-        if stamp is not None and stamp == self.stamp:
-            self.ids |= {record_id}
+        if stamp is not None and stamp == self.stamp:  # in place of another version of its record
+            record = version.rsplit(":", 1)[0]
+            self.ids = frozenset({v for v in self.ids if v.rsplit(":", 1)[0] != record} | {version})
         elif stamp is not None and (self.stamp is None or stamp > self.stamp):  # UTC ISO times compare as text
-            self.stamp, self.ids = stamp, frozenset({record_id})
+            self.stamp, self.ids = stamp, frozenset({version})
 
 
 class _Versions:
@@ -353,18 +367,18 @@ class _Versions:
     def counts(self) -> tuple[int, int, int]:
         return self.repeated, self.outdated, self.unchanged
 
-    def lands(self, record_id: str, changed: dt.datetime | None) -> bool:
+    def lands(self, record_id: str, changed: dt.datetime | None, version: str) -> bool:
         """Whether this version of ``record_id`` lands: the run's first, or a later change than the
         one landed (one without a change time is not later than any); and, dated, not the
-        watermark's own change of an id the run that saved it landed, and no older than the change
-        an earlier run landed (undated, nothing orders it against that one)."""
+        watermark's own change the run that saved it landed (``version``: landed_version), and no
+        older than the change an earlier run landed (undated, nothing orders it against that one)."""
         if record_id in self._changed:
             earlier = self._changed[record_id]
             if changed is None or (earlier is not None and changed <= earlier):
                 self.repeated += 1
                 return False
         self._changed[record_id] = changed
-        if changed is not None and record_id in self._at_watermark and changed.isoformat() == self._watermark:
+        if changed is not None and version in self._at_watermark and changed.isoformat() == self._watermark:
             self.unchanged += 1  # the run that saved the watermark landed this very change
             return False
         if changed is not None and not self._watermarks.claim(self._source, record_id, changed):

@@ -282,8 +282,8 @@ class Browser:
             logger.warning("browse failed", extra={"host": target.host, "error": type(error).__name__})
             raise unavailable("browser_unavailable", "the browser session failed") from None
         finally:
-            if abandoned:  # stopped once its start has ended
-                abandoned[0].add_done_callback(lambda _: stop(session))
+            if abandoned:  # stopped once its start has ended, on a stop thread (never the start's)
+                abandoned[0].add_done_callback(lambda _: self.stops.submit(stop, session))
             else:
                 self.stops.submit(stop, session)
         try:  # where the browser ended up (a redirect of its own, a script's navigation)

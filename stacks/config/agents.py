@@ -18,6 +18,12 @@ def runtime_name(prefix: str, agent: str) -> str:
     return f"{prefix.replace('-', '_')}_{agent}"
 
 
+def evaluation_name(prefix: str, agent: str) -> str:
+    """The name of an agent's online evaluation configuration (and of its results log group):
+    ``<runtime name>_tools`` cut to AgentCore's 48 characters."""
+    return f"{runtime_name(prefix, agent)}_tools"[:RUNTIME_NAME_LENGTH]
+
+
 MemoryStrategyName = Literal["semantic", "summary", "user_preference"]
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from stacks.config.agents import RUNTIME_NAME_LENGTH, runtime_name
+from stacks.config.agents import RUNTIME_NAME_LENGTH, evaluation_name, runtime_name
 from stacks.config.base import ConfigModel, KeyedError, clipped, excerpt
 from stacks.config.fields import TAG_KEY, TAG_KEY_RULE, TAG_VALUE_RULE, Prefix, is_tag_value
 from stacks.config.pipeline import PipelineConfig
@@ -82,6 +82,18 @@ class BlueprintConfig(ConfigModel):
                     f"{RUNTIME_NAME_LENGTH} characters",
                     allowed=f"agent names of at most {room} characters with the prefix {self.prefix}",
                 )
+        # Cut to 48 characters, two evaluation names can be one (each agent in its own stack: the
+        # second deploy would fail on the first's results log group).
+        named: dict[str, str] = {}
+        for name in self.production.agents:
+            made = evaluation_name(self.prefix, name)
+            if made in named:
+                raise KeyedError(
+                    ("production", "agents", name),
+                    f"its online evaluation would be named {made}, as agent {named[made]}'s is",
+                    allowed="agent names that differ within the first 48 characters of <prefix>_<agent>_tools",
+                )
+            named[made] = name
         return self
 
     @model_validator(mode="after")

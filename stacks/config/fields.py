@@ -50,7 +50,7 @@ Email = Annotated[
 Prefix = Annotated[
     str,
     Field(min_length=2, max_length=16, pattern=r"^[a-z](-?[a-z0-9])+$"),
-    Meaning("2 to 16 lowercase letters, digits or single -, starting with a letter and ending with a letter or digit"),
+    Meaning("lowercase letters, digits or single -, starting with a letter and ending with a letter or digit"),
 ]
 GroupName = Annotated[
     str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$"), Meaning("1 to 64 letters, digits, _ or -, such as customer-gold")
@@ -74,13 +74,19 @@ SnakeName = Annotated[
     Field(pattern=r"^[a-z][a-z0-9_]{0,31}$"),
     Meaning("1 to 32 lowercase letters, digits or _, starting with a letter, such as research_brief"),
 ]
-# Legacy API targets and connector sources: parts of construct ids and resource names.
+# Connector sources: parts of construct ids, S3 prefixes and registry keys.
 KebabName = Annotated[
+    str,
+    Field(pattern=r"^[a-z][a-z0-9-]{0,31}$"),
+    Meaning("1 to 32 lowercase letters, digits or -, starting with a letter, such as kb-articles"),
+]
+# Legacy API targets: AgentCore Gateway target names, which allow one - between letters or digits.
+TargetName = Annotated[
     str,
     Field(max_length=32, pattern=r"^[a-z](-?[a-z0-9])*$"),
     Meaning(
-        "1 to 32 lowercase letters, digits or single -, starting with a letter and ending with a letter or digit, "
-        "such as kb-articles"
+        "1 to 32 lowercase letters, digits or single -, starting with a letter and ending with a letter or "
+        "digit, such as orders"
     ),
 ]
 ToolName = Annotated[
@@ -123,10 +129,7 @@ S3Prefix = Annotated[
     str,
     # A Knowledge Base data source's inclusion prefix is at most 300 characters.
     Field(max_length=300, pattern=r"^([A-Za-z0-9!_.*'()-]+/)+$"),
-    Meaning(
-        "an S3 key prefix ending in /, at most 300 characters, such as documents/ "
-        "(letters, digits or !_.*'()- between slashes)"
-    ),
+    Meaning("an S3 key prefix ending in /, such as documents/ (letters, digits or !_.*'()- between slashes)"),
 ]
 CronSchedule = Annotated[
     str,

@@ -12,7 +12,7 @@ from stacks.config.agents import AgentConfig, AgentMemoryConfig, AgentName
 from stacks.config.api import ApiConfig
 from stacks.config.base import KeyedError, TierConfig
 from stacks.config.connectors import ConnectorsConfig
-from stacks.config.fields import GroupName, KebabName, LogRetentionDays, SnakeName, ToolName
+from stacks.config.fields import GroupName, LogRetentionDays, SnakeName, TargetName, ToolName
 from stacks.config.functions import (
     DEDICATED_SNAP_START,
     DEDICATED_TIMEOUTS,
@@ -55,7 +55,7 @@ class ProductionConfig(TierConfig):
         default=KnowledgeBaseConfig(documents_prefix="curated/"),
         description="The production Knowledge Base over the curated bucket's prefix (vector_store keeps its vectors).",
     )
-    legacy_apis: dict[KebabName, LegacyApiConfig] = Field(
+    legacy_apis: dict[TargetName, LegacyApiConfig] = Field(
         default_factory=dict,
         description="Legacy REST APIs served to agents as MCP tools, by gateway target name (e.g. orders).",
     )

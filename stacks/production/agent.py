@@ -26,6 +26,7 @@ from agent.contract import Settings as AgentSettings, span_environment
 from ai_gateway.contract import AGENT_ENDPOINT
 from shared.claims import cognito_issuer
 from stacks.config import AgentConfig
+from stacks.config.agents import evaluation_name
 from stacks.production.agents import (
     FORWARDED_HEADERS,
     AgentsStack,
@@ -42,10 +43,9 @@ from stacks.shared.bedrock import grant_invoke, model_arns
 from stacks.shared.expect import default_child, present
 from stacks.shared.lambda_function import environment_of, log_group_arn
 from stacks.shared.nag import acknowledge, acknowledge_inline_policy, nag_account, nag_arn, nag_attribute, nag_ref
-from stacks.shared.naming import pascal_case, stack_instance_suffix, within
+from stacks.shared.naming import pascal_case, stack_instance_suffix
 
 EVALUATION_RESULTS_PREFIX = "/aws/bedrock-agentcore/evaluations/results/"
-EVALUATION_NAME_LENGTH = 48  # an online evaluation configuration's name
 # What AgentCore's online evaluation does to the log groups it reads (it indexes their fields).
 INDEX_POLICY_ACTIONS = ["logs:DescribeIndexPolicies", "logs:PutIndexPolicy"]
 # The CDK bootstrap bucket that holds assets, as cdk-nag prints it (default qualifier).
@@ -246,7 +246,7 @@ class AgentStack(Stack):
         deploys first). Results go to a log group of the tier's (KMS, retention) rather than one
         AgentCore would create on first use."""
         runtime = self.runtime
-        config_name = within(f"{runtime_name(self._context.prefix, name)}_tools", EVALUATION_NAME_LENGTH)
+        config_name = evaluation_name(self._context.prefix, name)
         results = self._context.log_group(
             self,
             f"{pascal_case(name)}EvaluationResults",

@@ -35,11 +35,3 @@ def generation(*settings: Any) -> str:
     """
     canonical = json.dumps(settings, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:6]
-
-
-def within(name: str, limit: int) -> str:
-    """``name`` when it fits in ``limit`` characters; else its start and six hex characters of the
-    whole (cutting alone would give two long names that share their start one name)."""
-    if len(name) <= limit:
-        return name
-    return f"{name[: limit - 7]}_{generation(name)}"

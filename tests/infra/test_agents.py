@@ -24,7 +24,6 @@ from stacks.config import (
     UsagePlanConfig,
     load_config,
 )
-from stacks.config.agents import runtime_name
 from stacks.production import agents as agents_module
 from stacks.production.agent import agent_stack_name
 from stacks.production.agents import (
@@ -35,7 +34,7 @@ from stacks.production.agents import (
     delivered_logs_prefix,
     served_groups,
 )
-from stacks.shared.naming import pascal_case, within
+from stacks.shared.naming import pascal_case
 from stacks.shared.runtime_config import READ_ACTIONS
 from tests.infra.bytecode_checks import bytecode_problems
 from tests.infra.cfn import only, props, render, resolved, resources, role_permissions, runtime_document
@@ -540,17 +539,3 @@ def test_the_bundle_hash_follows_the_code_and_the_dependencies_digest(
     assert upgraded != first
     (lambdas / "shared" / "tokens.py").write_text("# changed\n", encoding="utf-8")
     assert agents_module.bundle_hash() not in (first, upgraded)
-
-
-def test_an_evaluation_name_past_its_length_keeps_a_digest_of_the_whole() -> None:
-    """``<runtime>_tools`` cut at 48 characters was one name for two agents whose runtime names
-    share their first 42 (each its own stack: CDK could not see the clash, the second deploy
-    would): a name that does not fit keeps its start and a digest of the whole."""
-    first = f"{runtime_name('abcdefghijklmnop', 'r' * 25)}_tools"
-    second = f"{runtime_name('abcdefghijklmnop', 'r' * 25 + '_tools')}_tools"
-    assert first[:48] == second[:48]  # what cutting alone made of them
-    named = [within(name, 48) for name in (first, second)]
-    assert named[0] == first  # one that fits is left as it is: no deployed name changes
-    assert (len(named[1]), named[1][:41]) == (48, second[:41])
-    assert named[1] != named[0]
-    assert within(second, 48) == named[1]  # the same every synth

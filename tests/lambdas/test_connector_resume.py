@@ -14,6 +14,7 @@ from botocore.exceptions import ClientError
 
 from connector_pull import handler as pull
 from connector_pull.contract import Settings as PullSettings
+from shared.landing import Record, document
 from shared.legacy_client import ClientSettings, Credentials, LegacyClient
 from shared.tool_errors import ToolError
 from tests.lambdas.conftest import FakeContext, printed
@@ -46,6 +47,15 @@ class Paged(Upstream):
 
 def stored(aws: Aws) -> dict[str, Any]:
     return dict(aws.dynamodb.Table("registry").get_item(Key=KEY).get("Item", {}))
+
+
+def ids_at_watermark(aws: Aws) -> set[str]:
+    """The record ids of the versions saved as landed at the watermark (<id>:<digest>)."""
+    return {version.split(":")[0] for version in stored(aws).get("landed_at_watermark", set())}
+
+
+def ids_of(mark: pull.Mark) -> set[str]:
+    return {version.split(":")[0] for version in mark.at_watermark}
 
 
 @pytest.fixture
@@ -167,12 +177,12 @@ def test_the_watermarks_own_changes_are_not_landed_again_by_the_next_run(aws: Aw
         run(aws, Upstream({"items": [article("a", at), article("b", at), article("c", "2026-11-01T00:00:00Z")]})).landed
         == 3
     )
-    assert stored(aws)["landed_at_watermark"] == {"a", "b"}
+    assert ids_at_watermark(aws) == {"a", "b"}
     versions = len(aws.landing_versions())
     again = run(aws, Upstream({"items": [article("a", at), article("b", at), article("d", at)]}))
     assert (again.landed, again.unchanged, again.outdated) == (1, 2, 0)
     assert len(aws.landing_versions()) == versions + 1  # d only
-    assert stored(aws) == {**KEY, "updated_since": "2026-11-02T08:00:00+00:00", "landed_at_watermark": {"a", "b", "d"}}
+    assert (stored(aws)["updated_since"], ids_at_watermark(aws)) == ("2026-11-02T08:00:00+00:00", {"a", "b", "d"})
     table = Recorded(aws.dynamodb.Table("registry"))
     steady = pull.pull(
         Upstream({"items": [article("a", at), article("b", at), article("d", at)]}),  # type: ignore[arg-type]
@@ -183,7 +193,21 @@ def test_the_watermarks_own_changes_are_not_landed_again_by_the_next_run(aws: Aw
     assert [name for name, _ in table.calls] == ["get_item"]  # no claim, no watermark written
     later = run(aws, Upstream({"items": [article("a", "2026-11-02T08:00:01Z", body="later")]}))
     assert (later.landed, later.unchanged) == (1, 0)
-    assert stored(aws)["landed_at_watermark"] == {"a"}
+    assert ids_at_watermark(aws) == {"a"}
+
+
+def test_another_change_at_the_watermarks_instant_lands(aws: Aws) -> None:
+    """A second-granular source: a record changed again within the second the run that saved the
+    watermark landed it has the same time, and other text: it lands, and replaces the one saved."""
+    at = "2026-11-02T08:00:00Z"
+    assert run(aws, Upstream({"items": [article("a", at, body="first")]})).landed == 1
+    (first,) = stored(aws)["landed_at_watermark"]
+    again = run(aws, Upstream({"items": [article("a", at, body="second")]}))
+    assert (again.landed, again.unchanged) == (1, 0)
+    assert "second" in landed_body(aws, "a")
+    assert len(stored(aws)["landed_at_watermark"]) == 1
+    assert first not in stored(aws)["landed_at_watermark"]  # in its place, not beside it
+    assert run(aws, Upstream({"items": [article("a", at, body="second")]})).unchanged == 1  # and no more
 
 
 def test_the_ids_at_the_watermark_are_saved_only_up_to_their_cap(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -201,7 +225,8 @@ def test_a_watermark_not_trusted_keeps_no_ids(aws: Aws) -> None:
     beginning and lands what it lists, the ids saved beside that watermark included."""
     clock = Clock()
     ahead = (dt.datetime.fromtimestamp(clock.now, dt.UTC) + pull.CLOCK_SKEW + dt.timedelta(minutes=1)).isoformat()
-    aws.dynamodb.Table("registry").put_item(Item={**KEY, "updated_since": ahead, "landed_at_watermark": {"a"}})
+    landed = pull.landed_version("a", document(SOURCE.name, Record(id="a", body="x"), classification="public"))
+    aws.dynamodb.Table("registry").put_item(Item={**KEY, "updated_since": ahead, "landed_at_watermark": {landed}})
     assert run(aws, Upstream({"items": [article("a", "2026-11-02T08:00:00Z")]}), clock).landed == 1
 
 
@@ -247,9 +272,8 @@ def test_a_pull_from_the_beginning_resumes_from_the_beginning(aws: Aws, cap: int
     assert "resume_since" not in stored(aws)
     assert not run(aws, source).capped
     assert [r[SOURCE.since_param] for r in source.requests] == [None, None, None]
-    assert pull.Watermarks(aws.dynamodb.Table("registry")).read(SOURCE.name) == pull.Mark(
-        "2026-11-03T00:00:00+00:00", at_watermark=frozenset({"a2"})
-    )
+    mark = pull.Watermarks(aws.dynamodb.Table("registry")).read(SOURCE.name)
+    assert (mark.watermark, mark.resume, ids_of(mark)) == ("2026-11-03T00:00:00+00:00", None, {"a2"})
 
 
 def test_a_resumed_run_asks_with_the_since_of_the_run_it_resumes(aws: Aws, cap: int) -> None:
@@ -281,7 +305,8 @@ def test_a_resume_cursor_the_source_refuses_is_dropped_and_the_run_starts_from_t
         (STORED, "c1"),
     ]
     # The newest change of the abandoned runs is not kept: their pages are read again.
-    assert watermarks.read(SOURCE.name) == pull.Mark("2026-11-02T00:00:00+00:00", at_watermark=frozenset({"a1"}))
+    mark = watermarks.read(SOURCE.name)
+    assert (mark.watermark, mark.resume, ids_of(mark)) == ("2026-11-02T00:00:00+00:00", None, {"a1"})
     (line,) = [p for p in printed(capsys) if p.get("message", "").startswith("the source refused the resume cursor")]
     assert (line["level"], line["source"], line["refusal"]) == (
         "WARNING",
@@ -420,7 +445,11 @@ def test_a_run_short_of_time_saves_a_resume_point_before_the_timeout_and_the_nex
     assert [r["cursor"] for r in source.requests] == [None, *[f"c{n}" for n in range(1, 10)]]
     assert len(aws.landing_versions()) == 10  # every page landed once
     # With the id whose change at the watermark it landed (a9, on the last page).
-    assert stored(aws) == {**KEY, "updated_since": "2026-11-10T00:00:00+00:00", "landed_at_watermark": {"a9"}}
+    assert ids_at_watermark(aws) == {"a9"}
+    assert {k: v for k, v in stored(aws).items() if k != "landed_at_watermark"} == {
+        **KEY,
+        "updated_since": "2026-11-10T00:00:00+00:00",
+    }
 
 
 def test_the_deployed_handler_stops_for_time_by_its_invocations_remaining_time(

@@ -752,16 +752,22 @@ def test_browse_gives_up_on_a_session_that_does_not_start_in_time_and_stops_it_o
     """StartBrowserSession's client times out per attempt: the call's deadline bounds the wait,
     and the session a late start opens is stopped as soon as it is open."""
     cdp = FakeCdp()
-    with cdp_server(cdp) as ws_url, ThreadPoolExecutor(max_workers=2) as pool:
-        browser, client = held_browser(ws_url, "start", pool)
+    with (
+        cdp_server(cdp) as ws_url,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="starts") as starts,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="stops") as stops,
+    ):
+        browser, client = held_browser(ws_url, "start", starts, stops)
         try:
             with pytest.raises(WebError) as late:
                 browser.browse("http://site.test/app", [], GroupWeb())
             assert client.log == []  # still starting
         finally:
             client.release.set()
-    # The pool has wound down: the start ended, and the stop its end set off.
+        starts.shutdown(wait=True)  # the start ended, and set off the stop
+    # The pools have wound down: the stop ran on a stop thread, never holding a start thread.
     assert client.log == ["start aws.browser.v1 78", "headers", "stop"]
+    assert [name.split("_")[0] for name in client.stopped_on] == ["stops"]
     assert (late.value.kind, late.value.reason) == ("upstream_unavailable", "timeout")
     assert str(late.value) == "the browser session did not start within the call's time"
     assert cdp.received == []  # never driven

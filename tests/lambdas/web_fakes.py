@@ -282,6 +282,7 @@ class FakeBrowserClient:
     fail_start: bool = False
     hold: str | None = None  # "start" or "stop": it answers once ``release`` is set, however fast the machine
     release: threading.Event = field(default_factory=threading.Event)
+    stopped_on: list[str] = field(default_factory=list)  # the thread each stop ran on
 
     def start(
         self, identifier: str | None = None, name: str | None = None, session_timeout_seconds: int | None = None
@@ -307,6 +308,7 @@ class FakeBrowserClient:
         }
 
     def stop(self) -> bool:
+        self.stopped_on.append(threading.current_thread().name)
         if self.hold == "stop":
             self.release.wait(30)
         self.log.append("stop")
