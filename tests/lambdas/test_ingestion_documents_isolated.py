@@ -60,6 +60,9 @@ def pdf_with_font(to_unicode: bytes, content: bytes, *, names: int = 1) -> bytes
 
 
 def refusal(data: bytes, fmt: str, **limits: Any) -> tuple[str, str]:
+    """The refusal of reading ``data``; unless the test is about time, given minutes, not 20 s: a
+    refusal for memory or structure must not turn into too_slow on a machine whose cores are busy."""
+    limits.setdefault("seconds", 600.0)
     with pytest.raises(RejectedError) as refused:
         text_of(data, fmt, ReadLimits(**limits))
     return refused.value.code, refused.value.reason
