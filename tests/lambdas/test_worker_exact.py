@@ -66,15 +66,15 @@ class FailingStore(jobs.JobStore):
         super().__init__(world.dynamodb, JOBS_TABLE)
         self._fail = fail
 
-    def succeed(self, job: str, result: bytes, *, now: Any) -> None:
+    def succeed(self, job: str, result: bytes, *, now: Any) -> bool:
         if self._fail == "succeed":
             raise failing("UpdateItem")
-        super().succeed(job, result, now=now)
+        return super().succeed(job, result, now=now)
 
-    def fail(self, job: str, reason: str, *, now: Any) -> None:
+    def fail(self, job: str, reason: str, *, now: Any, running: bool = True) -> bool:
         if self._fail == "fail":
             raise failing("UpdateItem")
-        super().fail(job, reason, now=now)
+        return super().fail(job, reason, now=now, running=running)
 
 
 def runtime(
