@@ -213,11 +213,13 @@ def test_another_change_at_the_watermarks_instant_lands(aws: Aws) -> None:
 def test_the_ids_at_the_watermark_are_saved_only_up_to_their_cap(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> None:
     """More changes at one instant than the item may hold: none saved, and they land again."""
     monkeypatch.setattr(pull, "MAX_AT_WATERMARK", 2)
+    assert run(aws, Upstream({"items": [article(name, "2026-11-01T08:00:00Z") for name in "ab"]})).landed == 2
+    assert ids_at_watermark(aws) == {"a", "b"}  # as many as the cap: kept
     at = "2026-11-02T08:00:00Z"
     items = [article(name, at) for name in "abc"]
     assert run(aws, Upstream({"items": items})).landed == 3
     assert "landed_at_watermark" not in stored(aws)
-    assert (run(aws, Upstream({"items": items})).landed, len(aws.landing_versions())) == (3, 6)
+    assert (run(aws, Upstream({"items": items})).landed, len(aws.landing_versions())) == (3, 8)
 
 
 def test_a_watermark_not_trusted_keeps_no_ids(aws: Aws) -> None:

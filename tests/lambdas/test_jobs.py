@@ -301,6 +301,27 @@ def test_a_job_the_worker_took_stands_when_its_start_answered_with_an_error(worl
     assert (answered, result["status"], result["output"]) == (200, "succeeded", "A summary.")
 
 
+class ClaimedThenLost:
+    """The worker's invoke went out and the worker has claimed the job, still running it, when the
+    invoke's answer is lost."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    def start(self, job: str) -> None:
+        assert self.world.store.claim(job, now=NOW) is not None
+        raise UpstreamError("lambda", "ReadTimeoutError", 503, Kind.UNAVAILABLE)
+
+
+def test_a_running_job_is_not_withdrawn_when_its_start_answered_with_an_error(world: World) -> None:
+    """Only a queued job is withdrawn: one the worker is running keeps running, its units admitted."""
+    job = jobs.job_id(GOLD, "req-00000001")
+    world.jobs = replace(world.jobs, worker=cast(Any, ClaimedThenLost(world)))
+    status, _ = submit(world)
+    assert status == 202
+    assert (world.item(job)["status"], world.status(), world.used()) == ({"S": "running"}, "admitted", 1)
+
+
 def test_a_delivered_job_that_had_ended_meanwhile_is_logged_not_silent(
     world: World, capsys: pytest.CaptureFixture[str]
 ) -> None:
