@@ -29,6 +29,10 @@ LENGTH_STOP_REASONS: Final = frozenset({"max_tokens", "model_context_window_exce
 # Seconds the function keeps back from its remaining time for the output guardrail and the
 # ledger: generation (a model's fallbacks, an agent's turn) must end this long before its timeout.
 GENERATION_MARGIN_SECONDS: Final = 5
+# A streamed piece's output check may end this long after the generation's deadline (a piece read
+# just before it is still checked and sent); the rest of the margin is the error event's and the
+# ledger's.
+STREAM_GUARD_GRACE_SECONDS: Final = 2
 # The longest an agent turn may take with API Gateway's default integration timeout (29 s).
 DEFAULT_AGENT_TIMEOUT_SECONDS: Final = 29 - GENERATION_MARGIN_SECONDS
 # The runtime endpoint the gateway invokes an agent on (the one AgentCore makes with each runtime):

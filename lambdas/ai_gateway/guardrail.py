@@ -13,6 +13,7 @@ from typing import Any
 from shared.aws_errors import call
 from shared.guardrail_findings import anonymized_matches, findings
 
+SERVICE = "bedrock-guardrails"  # how its failures are named (shared.aws_errors)
 # When the guardrail masks something in a request of several texts, each text that holds what it
 # masked is checked again alone (so each gets its own masked version): at most this many, one call
 # each. More is refused (a caller could otherwise make one request cost a call per message).
@@ -86,7 +87,7 @@ class Guard:
         return _verdict(self._apply("OUTPUT", content), [text])
 
     def _apply(self, source: str, content: list[dict[str, Any]]) -> dict[str, Any]:
-        with call("bedrock-guardrails"):
+        with call(SERVICE):
             response: dict[str, Any] = self._client.apply_guardrail(
                 guardrailIdentifier=self._id, guardrailVersion=self._version, source=source, content=content
             )

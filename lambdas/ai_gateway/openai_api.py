@@ -24,7 +24,7 @@ from pydantic_core import PydanticCustomError
 
 from ai_gateway.contract import LENGTH_STOP_REASONS, MAX_MESSAGES
 from shared.bodies import first_problems, shown, worded
-from shared.converse import MAX_STOP_CHARS, MAX_STOP_SEQUENCES, TEMPERATURE_MAX, TOP_P_MAX
+from shared.converse import DEADLINE_CODE, MAX_STOP_CHARS, MAX_STOP_SEQUENCES, TEMPERATURE_MAX, TOP_P_MAX
 
 CHAT_COMPLETION_PATH: Final = "/v1/chat/completions"
 MODELS_PATH: Final = "/v1/models"
@@ -151,7 +151,9 @@ _FROM_GATEWAY: dict[str, tuple[int, str, str]] = {
 }
 # Upstream failures by how they failed: no answer in time (504), a service or model not ready (503).
 # "Timeout" and "ConnectionError" are ai_gateway.agents' names for an agent's (AgentCore's) alike.
-TIMEOUT_CODES: Final = frozenset({"ReadTimeoutError", "ConnectTimeoutError", "ModelTimeoutException", "Timeout"})
+TIMEOUT_CODES: Final = frozenset(
+    {"ReadTimeoutError", "ConnectTimeoutError", "ModelTimeoutException", "Timeout", DEADLINE_CODE}
+)
 UNAVAILABLE_CODES: Final = frozenset(
     {
         "ServiceUnavailableException",

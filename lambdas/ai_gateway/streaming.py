@@ -60,15 +60,16 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ai_gateway.contract import LENGTH_STOP_REASONS, OUTPUT
+from ai_gateway.contract import LENGTH_STOP_REASONS, OUTPUT, STREAM_GUARD_GRACE_SECONDS
 from ai_gateway.flow import Flow, GenerationRequest
-from ai_gateway.guardrail import Verdict, unguarded
+from ai_gateway.guardrail import SERVICE as GUARDRAIL_SERVICE, Verdict, unguarded
 from ai_gateway.ledger import Admission
 from ai_gateway.openai_api import FinishReason, finish_reason, from_upstream
 from ai_gateway.router import Generation, inference_config
-from shared.aws_errors import UpstreamError, reported_count
-from shared.converse import SERVICE, Streamed, converse_stream
+from shared.aws_errors import Kind, UpstreamError, reported_count
+from shared.converse import DEADLINE_CODE, SERVICE, Streamed, converse_stream
 from shared.display import utf8_encodable
+from shared.lockstep import LateError, Lockstep
 from shared.telemetry import StageRecord
 
 PIECE_MAX = 1000  # characters: one guardrail text unit
@@ -227,21 +228,29 @@ class StreamingFlow(Flow):
             self._release_quietly(request, admission)
             raise
         source, query = request.grounding or (None, None)
+        checks = Lockstep("stream-guard")  # each piece's check waited for until the deadline's grace
+
+        def check(piece: str) -> Verdict:
+            left = request.deadline + STREAM_GUARD_GRACE_SECONDS - self._clock.monotonic()
+            try:
+                return checks.run(lambda: self._guard.check_output(piece, source=source, query=query), left)
+            except LateError:
+                raise UpstreamError(GUARDRAIL_SERVICE, DEADLINE_CODE, 504, Kind.UNAVAILABLE) from None
+
         return GuardedStream(
             admission=admission,
             request=request,
             streamed=streamed,
             stage=stage,
             record=record,
-            guard=lambda piece: self._telemetry.guarded(
-                OUTPUT, request.conversation, lambda: self._guard.check_output(piece, source=source, query=query)
-            ),
+            guard=lambda piece: self._telemetry.guarded(OUTPUT, request.conversation, lambda: check(piece)),
             begin=lambda: self._begin_delivery(request),
             deliver=lambda generation, guardrail: self._meter(request, generation, guardrail),
             # Called only while none of the stream's text has left: a request it marked is its own to release.
             release=lambda: self._release_quietly(request, admission, marked=True),
             monotonic=self._clock.monotonic,
             started=started,
+            stop_checks=checks.stop,
         )
 
     def _meter(self, request: GenerationRequest, generation: Generation, guardrail: str) -> None:
@@ -261,6 +270,7 @@ class GuardedStream:
     begin()                          the ledger's mark that the output is on its way (UpstreamError)
     deliver(generation, guardrail)   the ledger's record and the delivery's telemetry
     release()                        the units back (a failed release is logged, not raised)
+    stop_checks()                    no more guard calls (their thread ends)
     """
 
     def __init__(
@@ -277,6 +287,7 @@ class GuardedStream:
         release: Callable[[], None],
         monotonic: Callable[[], float],
         started: float,
+        stop_checks: Callable[[], None],
     ) -> None:
         self.admission = admission
         self._request = request
@@ -289,6 +300,7 @@ class GuardedStream:
         self._release = release
         self._monotonic = monotonic
         self._started = started
+        self._stop_checks = stop_checks
         self._emitted: list[str] = []
         self._blank = ""  # an answer of whitespace alone (_pieces)
         self._usage: dict[str, Any] = {}
@@ -309,6 +321,7 @@ class GuardedStream:
 
     def close(self) -> None:
         """Stop early (the caller went away): settle as a failure would (module docstring)."""
+        self._stop_checks()
         if not self._settled:
             self._fail(None)
 
@@ -358,6 +371,8 @@ class GuardedStream:
             if not self._settled:
                 self._fail(error)
             raise
+        finally:
+            self._stop_checks()
 
     def _no_text(self) -> Iterator[StreamEvent]:
         """An answer without text (whitespace alone, as the buffered route reads it) is a 502,

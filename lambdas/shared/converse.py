@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.aws_errors import Kind, UpstreamError, call
+from shared.lockstep import LateError, Lockstep
 
 SERVICE = "bedrock-runtime"
 # Converse's inferenceConfig ranges a caller's sampling settings are held to (OpenAI's temperature
@@ -157,18 +158,38 @@ def converse_stream(
 def _bounded(
     events: Iterator[dict[str, Any]], deadline: float | None, clock: Callable[[], float]
 ) -> Iterator[dict[str, Any]]:
-    """The stream's events, each read failure as an UpstreamError, none once the deadline passed."""
-    while True:
-        if deadline is not None and clock() > deadline:
-            raise UpstreamError(SERVICE, DEADLINE_CODE, 504, Kind.UNAVAILABLE)
-        try:
-            with call(SERVICE, caller_facing=True):
-                event = next(events, None)
-        except UpstreamError as error:
-            raise _stream_error(error) from None
-        if event is None:
-            return
-        yield event
+    """The stream's events, each read failure as an UpstreamError, none once the deadline passed.
+
+    With a deadline, each event is read on the stream's own thread (one read at a time, when the
+    reader asks for it) and waited for at most until the deadline: a model silent mid-stream would
+    otherwise hold the reader for the client's read timeout (botocore's timeouts are per socket
+    read), past the end of the function that streams. A read given up on ends by itself at that
+    timeout, or when the stream is closed, on a thread nothing waits for."""
+    if deadline is None:
+        while (event := _read(events)) is not None:
+            yield event
+        return
+    reader = Lockstep("converse-stream")
+    try:
+        while True:
+            try:
+                event = reader.run(lambda: _read(events), deadline - clock())
+            except LateError:
+                raise UpstreamError(SERVICE, DEADLINE_CODE, 504, Kind.UNAVAILABLE) from None
+            if event is None:
+                return
+            yield event
+    finally:
+        reader.stop()
+
+
+def _read(events: Iterator[dict[str, Any]]) -> dict[str, Any] | None:
+    """The next event (None at the end), a read failure as an UpstreamError."""
+    try:
+        with call(SERVICE, caller_facing=True):
+            return next(events, None)
+    except UpstreamError as error:
+        raise _stream_error(error) from None
 
 
 def _stream_error(error: UpstreamError) -> UpstreamError:

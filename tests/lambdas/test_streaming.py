@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +17,7 @@ from aws_lambda_powertools import Logger, Metrics
 from botocore.stub import ANY
 
 from ai_gateway.agents import AgentClient
+from ai_gateway.contract import STREAM_GUARD_GRACE_SECONDS
 from ai_gateway.flow import Clock, DuplicateRequestError, GenerationRequest, QuotaRefusedError
 from ai_gateway.guardrail import Guard
 from ai_gateway.ledger import Admission, QuotaExceededError
@@ -34,6 +36,7 @@ from ai_gateway.streaming import (
 )
 from ai_gateway.telemetry import Telemetry
 from shared.aws_errors import UpstreamError
+from shared.converse import converse_stream
 from tests.lambdas.bedrock_fakes import FakeEventStream, StreamStubber, answer, delta, stream_error
 from tests.lambdas.gateway_fixtures import AGENT_POLICY, BLOCKED_TOPIC, LITE, PASS, POLICY, PRO, anonymized
 
@@ -512,6 +515,104 @@ def test_the_stream_stops_at_its_deadline(bedrock: Bedrock) -> None:
         drain(flow.stream(a_request(deadline=25.0), models), emitted)
     assert (raised.value.code, emitted) == ("StreamDeadlineExceeded", [TextDelta("A. ")])
     assert ledger.names == ["admit", "begin", "deliver"]
+
+
+class Silent(FakeEventStream):
+    """A model that goes quiet after its items: its next read returns only once the stream is
+    closed (or the test ends), as a socket read waits for the client's read timeout."""
+
+    def __init__(self, items: list[dict[str, Any] | Exception], log: list[tuple[str, str]]) -> None:
+        super().__init__(items, log)
+        self.reading = threading.Event()
+        self.released = threading.Event()
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        yield from super().__iter__()
+        self.reading.set()
+        self.released.wait(60)
+
+    def close(self) -> None:
+        super().close()
+        self.released.set()
+
+
+def test_a_model_silent_mid_stream_ends_the_stream_at_its_deadline_not_at_the_read_timeout(bedrock: Bedrock) -> None:
+    # The clock stands still: the deadline is 0.3 s of waiting away for every read, and only the
+    # silent read takes it. Without the reader's thread the read would block until the stream's
+    # close, which nothing would call: the test would wait the Silent's 60 s and then see no error.
+    ledger = Ledger()
+    flow, models = a_flow(bedrock, ledger)
+    stream = Silent([delta("A. "), delta("B")], bedrock.log)
+    bedrock.stubber.add_response(
+        "converse_stream", {"stream": stream}, {"modelId": PRO, "system": ANY, "messages": ANY, "inferenceConfig": ANY}
+    )
+    bedrock.guards("A. ")
+    try:
+        body = b"".join(openai_sse(flow.stream(a_request(deadline=0.3), models), chunk_id="c", created=1, model="m"))
+    finally:
+        stream.released.set()
+    sent = chunks(body)
+    assert json.loads(sent[1])["choices"][0]["delta"] == {"content": "A. "}
+    assert json.loads(sent[-1])["error"] == {
+        "message": "bedrock-runtime failed with StreamDeadlineExceeded",
+        "type": "api_error",
+        "param": None,
+        "code": "upstream_timeout",
+    }
+    assert (stream.reading.is_set(), stream.closed) == (True, True)
+    assert ledger.names == ["admit", "begin", "deliver"]  # the caller has "A. ": delivered, not released
+
+
+def test_a_guardrail_check_that_does_not_answer_ends_the_stream_within_the_deadlines_grace(bedrock: Bedrock) -> None:
+    clock = ManualClock()
+    answering = threading.Event()
+
+    class Late(FakeEventStream):
+        def __iter__(self) -> Iterator[dict[str, Any]]:
+            for item in super().__iter__():
+                clock.now = 10 + STREAM_GUARD_GRACE_SECONDS - 0.3  # read by the deadline (10), checked after it
+                yield item
+
+    answered = threading.Event()
+
+    def hangs(**_: Any) -> None:
+        answering.wait(60)
+
+    bedrock.client.meta.events.register("before-parameter-build.bedrock-runtime.ApplyGuardrail", hangs)
+    bedrock.client.meta.events.register("after-call.bedrock-runtime.ApplyGuardrail", lambda **_: answered.set())
+    ledger = Ledger()
+    flow, models = a_flow(bedrock, ledger, clock)
+    stream = Late([delta("A. "), delta("B")], bedrock.log)
+    bedrock.stubber.add_response(
+        "converse_stream", {"stream": stream}, {"modelId": PRO, "system": ANY, "messages": ANY, "inferenceConfig": ANY}
+    )
+    bedrock.guards("A. ")  # its answer, once the wait is over: too late
+    emitted: list[Any] = []
+    try:
+        with pytest.raises(UpstreamError) as raised:
+            drain(flow.stream(a_request(deadline=10.0), models), emitted)
+    finally:
+        answering.set()
+    assert answered.wait(60)  # the check given up on ends by itself, on its own thread
+    assert (raised.value.service, raised.value.code, emitted) == ("bedrock-guardrails", "StreamDeadlineExceeded", [])
+    assert (ledger.names, stream.closed) == (["admit", "release"], True)  # nothing was emitted
+
+
+def test_a_stream_read_past_its_deadline_is_not_read() -> None:
+    class Counted:
+        reads = 0
+
+        def __iter__(self) -> Iterator[dict[str, Any]]:
+            return self
+
+        def __next__(self) -> dict[str, Any]:
+            Counted.reads += 1
+            return delta("x")
+
+    client = type("Client", (), {"converse_stream": lambda self, **_: {"stream": Counted()}})()
+    with pytest.raises(UpstreamError) as raised:
+        converse_stream(client, [PRO], deadline=5.0, clock=lambda: 5.0, messages=[])
+    assert (raised.value.code, Counted.reads) == ("StreamDeadlineExceeded", 0)
 
 
 # --- OpenAI server-sent events -----------------------------------------------------------------------
