@@ -897,12 +897,28 @@ EQUIVALENT: dict[str, str] = {
     # connector_pull/handler.py, shared/landing.py
     "connector_pull.handler.x__record__mutmut_55": "the default envelope ('body', 'path') for none: a Record has "
     "no field named path, and its body fails only as a whole value, which both name 'body'",
-    "connector_pull.handler.x_pull__mutmut_19": "{None} for set() on a first run: a cursor that is None ends the "
+    "connector_pull.handler.x_pull__mutmut_26": "{None} for set() on a first run: a cursor that is None ends the "
     "run before _follow looks it up",
-    "connector_pull.handler.x_pull__mutmut_62": "'' for None: the resume point is read only as true or false",
+    "connector_pull.handler.x_pull__mutmut_75": "'' for None: the resume point is read only as true or false",
+    **{
+        f"connector_pull.handler.x_landed_version__mutmut_{n}": "the metadata's keys unsorted: landing.document "
+        "builds them in one fixed order, so a document's version is the same text either way"
+        for n in (5, 7, 8)
+    },
+    "connector_pull.handler.x_landed_version__mutmut_9": "17 digits of the digest for 16: a version is compared "
+    "only with versions the same code saved",
+    **{
+        f"connector_pull.handler.xǁ_Newestǁlanded__mutmut_{n}": "split for rsplit (or two splits for one): a "
+        "record id holds no colon (landing.Record's pattern), so a version <id>:<digest> splits the same"
+        for n in (11, 12, 14, 22, 23, 25)
+    },
+    "connector_pull.handler.xǁ_Newestǁlanded__mutmut_32": ">= for >: the stamp equal to the newest took the "
+    "branch before",
+    "connector_pull.handler.xǁ_Versionsǁ__init____mutmut_7": "the versions kept with no trusted watermark: "
+    "lands skips one only if its change's time is also the watermark (None), which no time is",
     **{
         f"connector_pull.handler.xǁ{name}": "'or' for 'OR' in a condition expression: the same"
-        for name in ("Leaseǁacquire__mutmut_18", "Watermarksǁclaim__mutmut_18")
+        for name in ("Leaseǁacquire__mutmut_18", "Watermarksǁclaim__mutmut_19")
     },
     **{
         f"connector_pull.handler.{name}": "a default for a ClientError's Error, which botocore always sets: never read"

@@ -572,3 +572,98 @@ def test_a_get_takes_no_longer_than_the_longest_it_states_even_when_its_token_is
     assert client.get("/articles") == ({"items": []}, 13)
     assert (upstream.gets, upstream.tokens) == (attempts, 1)
     assert clock[0] <= client.longest_get_seconds
+
+
+# --- what was landed at the watermark, across resume points ----------------------------------------
+
+AT = "2026-11-02T08:00:00Z"
+AT_STORED = "2026-11-02T08:00:00+00:00"
+
+
+class Resuming(Upstream):
+    """Refuses the resume cursor "expired", then answers its pages (``failing``: a 503 instead)."""
+
+    def __init__(self, *pages: dict[str, Any], failing: bool = False) -> None:
+        super().__init__(*pages)
+        self.failing = failing
+
+    def get(self, path: str, params: dict[str, Any]) -> tuple[Any, int]:
+        if params["cursor"] == "expired":
+            raise ToolError("invalid_argument", "the service rejected the request (400)")
+        if self.failing:
+            raise ToolError("upstream_unavailable", "the service is unavailable (503)")
+        return super().get(path, params)
+
+
+def landed_at(aws: Aws, *names: str) -> frozenset[str]:
+    """A run lands ``names`` at AT; the watermark is then AT with their versions, and a resume
+    point is put beside it (a cursor the source will refuse): what each run below starts from."""
+    assert run(aws, Upstream({"items": [article(name, AT) for name in names]})).landed == len(names)
+    saved = frozenset(stored(aws)["landed_at_watermark"])
+    resume = pull.Resume("expired", AT_STORED, "2026-11-09T00:00:00+00:00")
+    pull.Watermarks(aws.dynamodb.Table("registry")).put(SOURCE.name, AT_STORED, resume, saved)
+    return saved
+
+
+def test_a_refused_resume_cursor_keeps_the_versions_landed_at_the_watermark(aws: Aws) -> None:
+    """Pulling again from the watermark: what the run that saved it landed at its instant is still
+    not landed again, and one more change at that instant is saved beside them."""
+    landed_at(aws, "a", "b")
+    again = run(aws, Resuming({"items": [article("a", AT), article("c", AT)]}))
+    assert (again.landed, again.unchanged) == (1, 1)
+    assert (stored(aws)["updated_since"], ids_at_watermark(aws)) == (AT_STORED, {"a", "b", "c"})
+    assert "resume_cursor" not in stored(aws)
+
+
+def test_a_refused_resume_cursor_keeps_the_versions_landed_at_the_watermark_when_the_run_then_fails(
+    aws: Aws,
+) -> None:
+    saved = landed_at(aws, "a", "b")
+    with pytest.raises(ToolError, match="503"):
+        run(aws, Resuming(failing=True))
+    assert stored(aws) == {**KEY, "updated_since": AT_STORED, "landed_at_watermark": set(saved)}
+
+
+def test_a_capped_run_keeps_the_versions_landed_at_the_watermark_beside_its_resume_point(aws: Aws, cap: int) -> None:
+    """The next run resumes with them: the watermark's own changes on its pages are still not landed again."""
+    saved = landed_at(aws, "a", "b")
+    aws.dynamodb.Table("registry").put_item(
+        Item={**KEY, "updated_since": AT_STORED, "landed_at_watermark": set(saved)}
+    )  # no resume point
+    pages = [
+        {"items": [article("a", AT)], "next_cursor": "c1"},
+        {"items": [article("d", "2026-11-03T00:00:00Z")], "next_cursor": "c2"},
+        {"items": [article("b", AT)]},
+    ]
+    first = run(aws, Upstream(*pages))
+    assert (first.capped, first.landed, first.unchanged) == (True, 1, 1)
+    assert (stored(aws)["resume_cursor"], frozenset(stored(aws)["landed_at_watermark"])) == ("c2", saved)
+    second = run(aws, Upstream(pages[2]))
+    assert (second.capped, second.landed, second.unchanged) == (False, 0, 1)
+
+
+def test_a_resumed_run_saves_no_versions_of_an_older_watermark_at_its_newer_one(aws: Aws, cap: int) -> None:
+    """The versions saved beside a watermark are those landed at its instant: a resumed run that
+    moves the watermark on to the newest change of the runs saves none of the old instant's."""
+    saved = landed_at(aws, "a")
+    newest = "2026-11-05T00:00:00+00:00"
+    pull.Watermarks(aws.dynamodb.Table("registry")).put(
+        SOURCE.name, AT_STORED, pull.Resume("c1", AT_STORED, newest), saved
+    )
+    assert run(aws, Paged("2026-11-04T00:00:00Z", "2026-11-04T00:00:00Z")).landed == 1
+    assert stored(aws) == {**KEY, "updated_since": newest}
+
+
+def test_a_change_of_what_lands_at_the_watermarks_instant_lands_again_though_its_text_is_the_same(aws: Aws) -> None:
+    """A version is the text and the metadata landed: the source reclassified in config, the record
+    listed again at the watermark's instant lands again with its new classification."""
+    landed_at(aws, "a")
+    again = pull.pull(
+        Upstream({"items": [article("a", AT)]}),  # type: ignore[arg-type]
+        SOURCE.model_copy(update={"classification": "confidential"}),
+        s3=aws.s3, sqs=aws.sqs, watermarks=pull.Watermarks(aws.dynamodb.Table("registry")), dlq_url=aws.dlq_url,
+        bucket=LANDING, clock=Clock(),
+    )  # fmt: skip
+    assert (again.landed, again.unchanged) == (1, 0)
+    key = f"realtime/{SOURCE.name}/a.md"
+    assert aws.s3.head_object(Bucket=LANDING, Key=key)["Metadata"]["classification"] == "confidential"
