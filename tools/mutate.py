@@ -360,6 +360,13 @@ EQUIVALENT: dict[str, str] = {
         for n in (51, 53, 54)
     },
     # tool_guard/handler.py
+    **{
+        f"tool_guard.handler.x__filtered_body__mutmut_{n}": "NaN allowed when the filtered answer is written: "
+        "_parsed refused NaN and the infinities before, so there is none to write"
+        for n in (11, 13, 21)
+    },
+    "tool_guard.handler.x__whole_json__mutmut_2": "any text read as JSON first: one that is not an object or a "
+    "list is refused either way (a scalar is no answer; as SSE it holds no events), only the error's framing differs",
     "tool_guard.handler.x__id_key__mutmut_3": "ids are keyed only from int and str values (bool excluded by the "
     "exact type check) and no int equals a str, so the type name never tells two keys apart",
     "tool_guard.handler.xǁListingǁof__mutmut_3": "unknown_listing is read only as `not unknown_listing`, where "
