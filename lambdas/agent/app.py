@@ -3,7 +3,7 @@
     GET  /ping          {"status": "Healthy", ...}               (BedrockAgentCoreApp)
     POST /invocations   {"prompt": "..."} or {"messages": [...]}, optionally "instructions",
                         "models", "max_tokens", "turn_seconds", "temperature", "top_p",
-                        "stop_sequences"
+                        "stop_sequences", "memory" (false: no history or recall read)
                         ->  {"answer", "model", "session_id", "tool_calls", "usage", ...}
 
 Only the AI gateway can invoke the runtime (IAM inbound auth; the roles of its gateway function,
@@ -207,7 +207,7 @@ class Service:
         memory holds for this caller)."""
         messages = request.messages
         system = prompt + (f"\n\n{request.instructions}" if request.instructions else "")
-        if self.memory is None:
+        if self.memory is None or not request.memory:
             return messages, system
         if len(messages) == 1:  # only the newest turn: the session's earlier ones come from memory
             messages = self.memory.history(actor, session_id) + messages
@@ -232,6 +232,7 @@ class TurnRequest:
     max_tokens: int | None = None
     turn_seconds: float | None = None
     sampling: dict[str, Any] = field(default_factory=dict)  # temperature, top_p, stop_sequences: those sent
+    memory: bool = True  # False: the turn reads neither the session's history nor what is recalled of the caller
 
 
 def _request(body: Any, group: GroupModels) -> TurnRequest:
@@ -259,7 +260,12 @@ def _request(body: Any, group: GroupModels) -> TurnRequest:
     turn_seconds = body.get("turn_seconds")
     if turn_seconds is not None and (type(turn_seconds) not in (int, float) or not turn_seconds > 0):
         raise RefusedError(400, "invalid_request", "turn_seconds: a positive number")
-    return TurnRequest(messages, list(dict.fromkeys(models)), instructions, max_tokens, turn_seconds, _sampling(body))
+    memory = body.get("memory", True)
+    if type(memory) is not bool:
+        raise RefusedError(400, "invalid_request", "memory: true or false")
+    return TurnRequest(
+        messages, list(dict.fromkeys(models)), instructions, max_tokens, turn_seconds, _sampling(body), memory
+    )
 
 
 def _sampling(body: dict[str, Any]) -> dict[str, Any]:

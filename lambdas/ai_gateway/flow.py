@@ -315,7 +315,9 @@ class Flow:
         finally:
             if saving is not None:
                 saving.result()
-        if request.output.agent is not None:  # after metering: memory must not hold up the record
+        # After metering: memory must not hold up the record. An evaluation case's turn is not the
+        # caller's conversation: it is kept out of memory, as memory was kept out of it (_from_agent).
+        if request.output.agent is not None and request.evaluation_case is None:
             self._remember(request, verdict)
         return delivery
 
@@ -507,6 +509,9 @@ class Flow:
                 # still reaches the gateway (the client's read timeout is only a backstop).
                 "turn_seconds": max(seconds - 1, 1),
                 **_sampling(request),
+                # An evaluation case's tool arguments are logged: the turn reads no memory (the
+                # session's history, what is remembered of the caller), only its golden prompt.
+                **({"memory": False} if request.evaluation_case else {}),
             },
         )
         # Tool names and outcomes always; arguments only for an internal group's evaluation case

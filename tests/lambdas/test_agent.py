@@ -806,6 +806,15 @@ def test_a_caller_sending_the_whole_conversation_gets_no_second_copy_from_memory
     assert runtime.post({"messages": sent, "max_tokens": 300}, runtime.caller())[0] == 200
 
 
+def test_a_turn_asked_without_memory_reads_no_history_and_recalls_nothing(runtime: Runtime) -> None:
+    """An evaluation case (the gateway sends memory: false): its logged tool arguments must come
+    from the golden prompt alone. The memory stub holds no answer: any call to it would fail."""
+    asked = [{"role": "user", "content": [{"text": "Which orders shipped?"}]}]
+    converse(runtime.model, [{"text": "Two."}], "end_turn", messages=asked, system=[{"text": "You help customers."}])
+    status, answer = runtime.post({"prompt": "Which orders shipped?", "memory": False}, runtime.caller())
+    assert (status, answer["answer"]) == (200, "Two.")
+
+
 def test_memory_failures_do_not_fail_the_turn(runtime: Runtime) -> None:
     runtime.memory.add_client_error("list_events", "ServiceUnavailableException", http_status_code=503)
     for _ in NAMESPACES:

@@ -666,6 +666,21 @@ def test_an_evaluation_case_replayed_alone_is_logged_on_every_route(
     assert result.status == 200, result.body
     (turn,) = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"agent turn"' in line]
     assert (turn["evaluation_case"], turn["tool_calls"]) == ("orders-latest", [found])
+    # Memory is neither read nor written: a session the caller names by its Idempotency-Key, or
+    # what is remembered of the caller from any session, would put the caller's text in the logged
+    # arguments, and the golden turn in the caller's memory.
+    (invocation,) = agent.seen
+    assert (invocation["body"]["memory"], agent.memory) == (False, [])
+
+
+def test_a_callers_own_agent_turn_reads_and_writes_memory(routed: tuple[Gateway, FakeAgentCore]) -> None:
+    gateway, agent = routed
+    guard_input(gateway.bedrock, ["Where is my order?"])
+    agent.reply("Shipped.")
+    guard_output(gateway.bedrock, "Shipped.")
+    assert call(chat()).status == 200
+    (invocation,) = agent.seen
+    assert ("memory" not in invocation["body"], len(agent.memory)) == (True, 1)
 
 
 class Remembered:

@@ -630,7 +630,7 @@ def test_a_capped_run_keeps_the_versions_landed_at_the_watermark_beside_its_resu
     aws.dynamodb.Table("registry").put_item(
         Item={**KEY, "updated_since": AT_STORED, "landed_at_watermark": set(saved)}
     )  # no resume point
-    pages = [
+    pages: list[dict[str, Any]] = [
         {"items": [article("a", AT)], "next_cursor": "c1"},
         {"items": [article("d", "2026-11-03T00:00:00Z")], "next_cursor": "c2"},
         {"items": [article("b", AT)]},
