@@ -939,6 +939,32 @@ def test_a_pull_source_whose_call_may_take_more_than_half_a_run_is_refused(
 
 
 @pytest.mark.parametrize(
+    ("where", "function"),
+    [(("legacy_apis", "orders"), "legacy_tools"), (("connectors", "pull", "kb"), "connector_pull")],
+)
+def test_an_answer_cap_the_functions_memory_cannot_parse_is_refused(where: tuple[str, ...], function: str) -> None:
+    """An answer is parsed whole, up to shared.tools.JSON_MEMORY_FACTOR times its size: past the
+    function's memory, Lambda ends the function instead of answering with an error."""
+
+    def with_cap(cap: int, memory: int | None = None) -> dict[str, Any]:
+        blueprint = config(at("production", "connectors", value={"pull": {"kb": dict(PULL_SOURCE)}}))
+        at("production", *where, "max_response_bytes", value=cap)(blueprint)
+        if memory is not None:
+            at("production", "functions", function, "memory_mb", value=memory)(blueprint)
+        return blueprint
+
+    largest = (256 - 128) * 2**20 // 40  # 3.2 MiB in the default 256 MB
+    assert load_config({"blueprint": with_cap(largest)})
+    assert refusal(with_cap(largest + 1)) == (
+        f"blueprint.production.{'.'.join(where)}.max_response_bytes: an answer of {largest + 1} bytes may take 257 "
+        f"MB once parsed (40 times its size, and the function's own 128 MB), more than "
+        f"functions.{function}.memory_mb (256); allowed: max_response_bytes at most {largest}, or "
+        f"functions.{function}.memory_mb at least 257"
+    )
+    assert load_config({"blueprint": with_cap(33_554_432, memory=1408)})  # 32 MiB: 1,280 + 128 MB
+
+
+@pytest.mark.parametrize(
     "connectors", [{"push": {"sources": {"crm-notes": "internal"}}}, {"pull": {"kb": PULL_SOURCE}}]
 )
 def test_formats_without_md_are_refused_while_a_connector_lands_markdown(connectors: dict[str, Any]) -> None:

@@ -194,7 +194,8 @@ class SingleCallTool(_Frozen):
         return self
 
     def path_arguments(self) -> list[str]:
-        return _PLACEHOLDER.findall(self.path)
+        """The arguments the path names, each once (a path may name one twice)."""
+        return list(dict.fromkeys(_PLACEHOLDER.findall(self.path)))
 
     def spec(self, name: str) -> ToolSpec:
         in_path = set(self.path_arguments())

@@ -22,6 +22,8 @@ from typing import Any
 
 import urllib3
 import urllib3.connection
+from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+from urllib3.util.connection import allowed_gai_family
 
 # What is left of the exchange whose answer is being opened: seconds, or TimeoutError when none.
 _LEFT: ContextVar[Callable[[], float] | None] = ContextVar("deadline_http_left", default=None)
@@ -67,13 +69,56 @@ class _DeadlineResponse(http.client.HTTPResponse):
             self.fp = io.BufferedReader(_DeadlineReader(self.fp.detach(), sock, left))
 
 
-class _HTTPConnection(urllib3.connection.HTTPConnection):
+def _connected(conn: urllib3.connection.HTTPConnection, left: Callable[[], float]) -> socket.socket:
+    """urllib3's create_connection, but the host's addresses share the exchange's deadline: urllib3
+    gives each address the whole connect timeout, so a name with several unreachable addresses (a
+    load balancer's, say) would hold the exchange for as many timeouts. Each address is tried with
+    what is left (TimeoutError once nothing is)."""
+    host = conn._dns_host.strip("[]")
+    failure: OSError | None = None
+    for family, kind, proto, _, address in socket.getaddrinfo(
+        host, conn.port, allowed_gai_family(), socket.SOCK_STREAM
+    ):
+        wait = left()
+        sock = socket.socket(family, kind, proto)
+        try:
+            for level, option, value in conn.socket_options or ():
+                sock.setsockopt(level, option, value)
+            sock.settimeout(wait)
+            if conn.source_address:
+                sock.bind(conn.source_address)
+            sock.connect(address)
+        except OSError as error:
+            sock.close()
+            failure = error
+            continue
+        return sock
+    raise failure or OSError("getaddrinfo returned no address")
+
+
+class _DeadlineConnect(urllib3.connection.HTTPConnection):
     response_class = _DeadlineResponse
 
+    def _new_conn(self) -> socket.socket:
+        """Inside ``reads_within``: connected within the deadline (_connected), with urllib3's errors."""
+        left = _LEFT.get()
+        if left is None:
+            return super()._new_conn()
+        try:
+            return _connected(self, left)
+        except socket.gaierror as error:
+            raise NameResolutionError(self.host, self, error) from error
+        except TimeoutError as error:
+            raise ConnectTimeoutError(self, f"Connection to {self.host} timed out (its deadline)") from error
+        except OSError as error:
+            raise NewConnectionError(self, f"Failed to establish a new connection: {error}") from error
 
-class _HTTPSConnection(urllib3.connection.HTTPSConnection):
-    response_class = _DeadlineResponse
 
+class _HTTPConnection(_DeadlineConnect):
+    pass
+
+
+class _HTTPSConnection(_DeadlineConnect, urllib3.connection.HTTPSConnection):
     def _new_conn(self) -> socket.socket:
         # The TLS handshake runs on the connected socket's timeout, set for the connect: it may
         # wait only what is left once the connection is made.

@@ -36,8 +36,10 @@ TOKEN_SKEW_SECONDS = 30  # refresh this long before the token's stated expiry
 MAX_TOKEN_SECONDS = 86_400  # an expiry beyond a day is not believed: refetch daily at least
 READ_CHUNK_BYTES = 64 * 1024  # one read; the cap is checked after each
 MAX_JSON_DEPTH = 64  # deeper than any record a tool projects; json and json.dumps recurse
-# RFC 6750 b64token: what a bearer token may hold, so it can never break the header it goes in.
-_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]{1,4096}=*")
+# RFC 6750 b64token: what a bearer token may hold, so it can never break the header it goes in,
+# and at most MAX_TOKEN_CHARS in all, padding included (it goes out with every request).
+MAX_TOKEN_CHARS = 4096
+_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 # A Content-Length the client reads: ASCII digits, 18 at most (an exabyte, far past any cap).
 _CONTENT_LENGTH = re.compile(r"[0-9]{1,18}")
 
@@ -245,7 +247,11 @@ class LegacyClient:
 
     def _fetch_token(self) -> None:
         credentials = self._credentials()
-        basic = base64.b64encode(f"{credentials.client_id}:{credentials.client_secret}".encode()).decode()
+        try:
+            pair = f"{credentials.client_id}:{credentials.client_secret}".encode()
+        except UnicodeEncodeError:  # half a surrogate pair (JSON can escape one): its error would hold the secret
+            raise ToolError("forbidden", "the client credentials are not UTF-8 text") from None
+        basic = base64.b64encode(pair).decode()
         try:
             status, _, data = self._exchange(
                 "POST",
@@ -286,7 +292,7 @@ def _token_fields(answer: Any) -> tuple[str, float]:
     if not isinstance(answer, dict):
         raise _unavailable("the token endpoint's answer is not an object")
     token = answer.get("access_token")
-    if not isinstance(token, str) or not _TOKEN.fullmatch(token):
+    if not isinstance(token, str) or len(token) > MAX_TOKEN_CHARS or not _TOKEN.fullmatch(token):
         raise _unavailable("the token endpoint's answer holds no usable access_token")
     expires_in = answer.get("expires_in", 300)  # optional in RFC 6749: assume a short life
     if isinstance(expires_in, bool) or not isinstance(expires_in, int | float) or not 0 < expires_in < math.inf:
@@ -345,19 +351,22 @@ def _finite(text: str) -> float:
 
 
 def _depth(value: Any) -> int:
-    """How deeply lists and objects nest (iterative: the value may be too deep to recurse)."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, level = stack.pop()
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
-        if children is None:
-            continue
-        deepest = max(deepest, level)
-        if deepest > MAX_JSON_DEPTH:
-            return deepest
-        # Only containers nest: a list of a million numbers is not a million entries here.
-        stack.extend((child, level + 1) for child in children if isinstance(child, dict | list))
+    """How deeply lists and objects nest (iterative: the value may be too deep to recurse). One
+    iterator per level walked, so what it holds grows with the depth, never with the items."""
+    deepest, walking = 0, [iter((value,))]
+    while walking:
+        child = next(walking[-1], _END)
+        if child is _END:
+            walking.pop()
+        elif isinstance(child, dict | list):
+            walking.append(iter(child.values() if isinstance(child, dict) else child))
+            deepest = max(deepest, len(walking) - 1)
+            if deepest > MAX_JSON_DEPTH:
+                return deepest
     return deepest
+
+
+_END: Any = object()
 
 
 MAX_RETRY_AFTER_SECONDS = 3600  # a service's Retry-After beyond an hour is not passed on

@@ -102,10 +102,10 @@ class BoundedJWKClient(jwt.PyJWKClient):
     def _read(self) -> bytes:
         deadline = self._clock() + self._seconds
 
-        def left() -> float:  # before every socket read, the status line's and headers' too
+        def left() -> float:  # before the connect and every socket read, the status line's and headers' too
             remaining = deadline - self._clock()
             if remaining <= 0:
-                raise TimeoutError  # urllib3 makes it its ReadTimeoutError
+                raise TimeoutError  # urllib3 makes it its ConnectTimeoutError, or ReadTimeoutError once connected
             return min(remaining, self._seconds)
 
         import urllib3  # here, not at import: the key set is fetched once per container
@@ -120,7 +120,7 @@ class BoundedJWKClient(jwt.PyJWKClient):
                 response = pool_manager().request(
                     "GET",
                     self.uri,
-                    # Every read is held to the deadline by reads_within; the connect to this.
+                    # The connect and every read are held to the deadline by reads_within; the connect to this too.
                     timeout=urllib3.Timeout(connect=self._seconds),
                     redirect=False,
                     preload_content=False,  # read below, a chunk at a time, the byte cap checked on each

@@ -9,6 +9,7 @@ Imports only the standard library and pydantic: the CDK app imports it too.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +42,34 @@ def longest_call_seconds(
     config can check it without an HTTP client."""
     backoffs: float = backoff_seconds * (2**max_attempts - 1)  # (int ** int is Any to mypy)
     return (max_attempts + 2) * timeout_seconds + backoffs
+
+
+# A parsed JSON answer's memory per byte of its text, at most: an answer of nested empty lists
+# ([[]],[[]],...) holds about 32 times its size as Python objects (tests/lambdas/test_legacy_hostile.py
+# measures every shape), with its text and the bytes read beside them. And what a Python function
+# holds before it reads one (the runtime, boto3, the handler's modules).
+JSON_MEMORY_FACTOR = 40
+FUNCTION_BASELINE_MB = 128
+
+
+def answer_memory_mb(max_response_bytes: int) -> int:
+    """The memory a function needs to parse an answer of ``max_response_bytes`` at worst (MB)."""
+    return math.ceil(max_response_bytes * JSON_MEMORY_FACTOR / 2**20) + FUNCTION_BASELINE_MB
+
+
+# The most calls one legacy tool makes: a chained tool's two (find_orders: the customer, then their
+# orders); a single-call tool makes one.
+MAX_TOOL_CALLS = 2
+LAMBDA_TIMEOUT_MAX = 900
+
+
+def tools_function_seconds(timeout_seconds: float, max_attempts: int) -> int:
+    """A legacy tools function's timeout: its tool's calls at their longest (longest_call_seconds
+    each) and 10 s for the rest (the credentials' read, the answer's shaping), at most Lambda's
+    900. A shorter one would have Lambda end a tool whose calls retry to their end, and the
+    gateway would get no error of the taxonomy."""
+    longest = MAX_TOOL_CALLS * longest_call_seconds(timeout_seconds, max_attempts)
+    return min(math.ceil(longest) + 10, LAMBDA_TIMEOUT_MAX)
 
 
 # Tools every deployment has, by tool name -> gateway target: knowledge search (a Lambda target)

@@ -25,6 +25,8 @@ FunctionName = Literal[
     "account_settings",
 ]
 PRODUCTION_FUNCTIONS: tuple[FunctionName, ...] = get_args(FunctionName)
+# A function's memory unless its stack or functions.<name>.memory_mb says otherwise (MB).
+DEFAULT_MEMORY_MB = 256
 # Functions whose time limit has its own key, because other limits are derived from it there.
 DEDICATED_TIMEOUTS: dict[str, str] = {
     "ai_gateway": "api.integration_timeout_seconds",

@@ -20,12 +20,13 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 
-from shared.tools import longest_call_seconds
+from shared.tools import FUNCTION_BASELINE_MB, JSON_MEMORY_FACTOR, answer_memory_mb, longest_call_seconds
 from stacks.config.agents import AgentConfig
 from stacks.config.api import GATEWAY_MARGIN_SECONDS, ApiConfig
 from stacks.config.base import TierConfig, clipped, reraised
 from stacks.config.connectors import PULL_RUN_SECONDS, PullConnectorConfig, PushConnectorConfig
 from stacks.config.functions import (
+    DEFAULT_MEMORY_MB,
     DOCUMENT_QUEUE_CONCURRENCY,
     NO_SNAP_START_REGIONS,
     OCR_QUEUE_CONCURRENCY,
@@ -34,7 +35,7 @@ from stacks.config.functions import (
 )
 from stacks.config.groups import GroupConfig, OutputTypeConfig
 from stacks.config.ingestion import IngestionConfig
-from stacks.config.tools import BUILTIN_TOOLS
+from stacks.config.tools import BUILTIN_TOOLS, LegacyApiConfig
 from stacks.shared.naming import pascal_case
 
 # The error type of a broken reference; its message says what is wrong and what is allowed.
@@ -65,6 +66,7 @@ def reference_problems(production: Mapping[str, Any]) -> list[Problem]:
         _connectors_use_declared_classifications,
         _connectors_land_a_format_the_pipeline_takes,
         _pull_calls_fit_a_run,
+        _answers_fit_their_functions_memory,
         _snap_start_where_lambda_offers_it,
         _processor_reservation_covers_its_queues,
         _names_make_distinct_resource_ids,
@@ -327,6 +329,38 @@ def _pull_calls_fit_a_run(production: Mapping[str, Any], _: _Declared) -> Iterat
             f"timeout_seconds and max_attempts whose longest call is at most {run / 2:g} s",
             timeout,
         )
+
+
+def _answers_fit_their_functions_memory(production: Mapping[str, Any], _: _Declared) -> Iterator[Problem]:
+    """An answer as large as max_response_bytes is parsed whole (shared.tools.answer_memory_mb): in a
+    function with less memory, a hostile or merely large one has Lambda end the function, and the
+    caller gets no error of the taxonomy (a pull run saves nothing)."""
+    functions = _mapping(production.get("functions", {}), {})
+    sections = (
+        (("legacy_apis",), _mapping(production.get("legacy_apis", {}), {}), LegacyApiConfig, "legacy_tools"),
+        (
+            ("connectors", "pull"),
+            _mapping(_mapping(production.get("connectors", {}), {}).get("pull", {}), {}),
+            PullConnectorConfig,
+            "connector_pull",
+        ),
+    )
+    for where, entries, model, function in sections:
+        memory = _field(FunctionConfig, _mapping(functions.get(function), {}), "memory_mb") or DEFAULT_MEMORY_MB
+        for name, entry in _entries(entries):
+            cap = _field(model, entry, "max_response_bytes")
+            if cap is None or answer_memory_mb(cap) <= memory:
+                continue
+            largest = (memory - FUNCTION_BASELINE_MB) * 2**20 // JSON_MEMORY_FACTOR
+            yield Problem(
+                (*where, name, "max_response_bytes"),
+                f"an answer of {cap} bytes may take {answer_memory_mb(cap)} MB once parsed ({JSON_MEMORY_FACTOR} "
+                f"times its size, and the function's own {FUNCTION_BASELINE_MB} MB), more than "
+                f"functions.{function}.memory_mb ({memory})",
+                f"max_response_bytes at most {largest}, or functions.{function}.memory_mb at least "
+                f"{answer_memory_mb(cap)}",
+                cap,
+            )
 
 
 def _processor_reservation_covers_its_queues(production: Mapping[str, Any], _: _Declared) -> Iterator[Problem]:

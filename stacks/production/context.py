@@ -9,8 +9,8 @@ from aws_cdk import Duration, RemovalPolicy, aws_cognito as cognito, aws_kms as 
 from constructs import Construct
 
 from stacks.config import FunctionName, ProductionConfig, Tier
-from stacks.config.functions import SNAP_START_DEFAULTS
-from stacks.shared.lambda_function import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, BlueprintFunction, log_retention
+from stacks.config.functions import DEFAULT_MEMORY_MB, SNAP_START_DEFAULTS
+from stacks.shared.lambda_function import DEFAULT_TIMEOUT, BlueprintFunction, log_retention
 from stacks.shared.runtime_config import ConfigEnvironment, ConfigStore
 
 

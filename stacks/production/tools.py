@@ -20,7 +20,7 @@ from knowledge_search.contract import TOOL as KNOWLEDGE_SEARCH_TOOL, Settings as
 from legacy_tools.adapters import registry
 from legacy_tools.contract import LegacyApi, Settings as LegacyToolsSettings, SingleCallTools
 from shared.contract import FunctionSettings
-from shared.tools import BUILTIN_TOOLS, ToolSpec
+from shared.tools import BUILTIN_TOOLS, ToolSpec, tools_function_seconds
 from stacks.config import ProductionConfig, all_tools
 from stacks.production.context import ProductionContext
 from stacks.production.tool_binding import GROUP_CLAIM, bindings, cedar_permits, classifications, qualified
@@ -156,8 +156,7 @@ class ToolsStack(Stack):
                         fields=api.chained_tools(),
                     ),
                 ),
-                # Two chained calls, each retried, plus a token fetch and one refresh, plus backoff.
-                timeout=Duration.seconds(min(int((2 * api.max_attempts + 2) * api.timeout_seconds) + 10, 900)),
+                timeout=Duration.seconds(tools_function_seconds(api.timeout_seconds, api.max_attempts)),
             )
             self._legacy_functions.append(function)
             self.single_call_tools.grant_read(function)

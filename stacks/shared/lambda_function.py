@@ -29,6 +29,7 @@ from constructs import Construct, IConstruct
 
 from shared.contract import FunctionSettings
 from stacks.config import ConfigError, LogRetentionDays
+from stacks.config.functions import DEFAULT_MEMORY_MB
 from stacks.shared.bytecode import LAMBDAS_DIR, PROJECT_ROOT, copy_compiled, package_digest, packages_digest
 from stacks.shared.nag import INLINE_POLICY, acknowledge_all
 
@@ -83,8 +84,7 @@ def environment_bytes(environment: Mapping[str, str]) -> int:
     )
 
 
-# The house function's size and time limit unless a function says otherwise.
-DEFAULT_MEMORY_MB = 256
+# The house function's time limit unless a function says otherwise (its size: DEFAULT_MEMORY_MB).
 DEFAULT_TIMEOUT = Duration.seconds(30)
 
 # The alias a SnapStart function is invoked through: it follows the function's current version.

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import http.client
 import socket
+from collections.abc import Iterator
+from typing import Any, ClassVar
 
 import pytest
 import urllib3
+from urllib3.exceptions import ConnectTimeoutError
 
 from shared.deadline_http import pool_manager, reads_within
 from tests.lambdas.loopback import QuietHandler, loopback
@@ -43,12 +46,79 @@ def test_an_answer_opened_with_a_deadline_asks_it_before_each_read() -> None:
     assert asked  # the status line's read at least
 
 
-def test_a_passed_deadline_ends_the_exchange_before_its_first_read() -> None:
-    def none_left() -> float:
-        raise TimeoutError
+def none_left() -> float:
+    raise TimeoutError
 
-    with loopback(Hello) as url, reads_within(none_left), pytest.raises(Exception, match="Read timed out"):
+
+def test_a_passed_deadline_ends_the_exchange_before_it_connects() -> None:
+    with loopback(Hello) as url, reads_within(none_left), pytest.raises(ConnectTimeoutError, match="its deadline"):
         pool_manager().request("GET", f"{url}/")
+
+
+class Connects(socket.socket):
+    """A socket that records where it connects."""
+
+    tried: ClassVar[list[Any]] = []
+
+    def connect(self, address: Any) -> None:
+        Connects.tried.append(address)
+        super().connect(address)
+
+
+@pytest.fixture
+def silent() -> Iterator[tuple[str, int]]:
+    """An address whose connects are never answered: a listener with a backlog of 0 whose queue
+    another connection already fills (Linux then drops the SYNs)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    address = server.getsockname()
+    filler = socket.create_connection(address, timeout=5)
+    try:
+        yield address
+    finally:
+        filler.close()
+        server.close()
+
+
+def resolving(monkeypatch: pytest.MonkeyPatch, *addresses: tuple[str, int]) -> None:
+    """legacy.test resolves to ``addresses`` (as a load balancer's name does to several), and every
+    socket records its connects."""
+    real = socket.getaddrinfo
+
+    def lookup(host: str, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == "legacy.test":
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", address) for address in addresses]
+        return real(host, port, *args, **kwargs)
+
+    Connects.tried = []
+    monkeypatch.setattr(socket, "getaddrinfo", lookup)
+    monkeypatch.setattr(socket, "socket", Connects)
+
+
+def test_a_hosts_addresses_share_the_exchanges_deadline(
+    monkeypatch: pytest.MonkeyPatch, silent: tuple[str, int]
+) -> None:
+    """urllib3 would give each of them the whole connect timeout: four silent addresses, four
+    timeouts. The first one's wait is all that was left here, and the others are not tried."""
+    waits = iter([0.05])
+    resolving(monkeypatch, *[silent] * 4)
+    with reads_within(lambda: next(waits, None) or none_left()), pytest.raises(ConnectTimeoutError):
+        pool_manager().request("GET", f"http://legacy.test:{silent[1]}/", timeout=urllib3.Timeout(connect=30))
+    assert Connects.tried == [silent]
+
+
+def test_an_address_that_refuses_is_passed_for_the_next_within_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    refusing = closed.getsockname()
+    closed.close()  # nothing listens there: connects are refused at once
+    with loopback(Hello) as url:
+        port = int(url.rsplit(":", 1)[1].rstrip("/"))
+        resolving(monkeypatch, refusing, ("127.0.0.1", port))
+        with reads_within(lambda: 5.0):
+            response = pool_manager().request("GET", f"http://legacy.test:{port}/")
+    assert (response.status, response.data, Connects.tried) == (200, b"hello", [refusing, ("127.0.0.1", port)])
 
 
 @pytest.mark.parametrize("url", ["http://x.test/", "https://x.test/"])

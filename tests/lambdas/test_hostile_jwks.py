@@ -292,10 +292,10 @@ def test_the_size_bound_is_the_largest_answer_read(
 
 
 def test_no_read_is_made_once_the_deadline_is_reached(jwks: tuple[str, list[Answer], threading.Event]) -> None:
-    """The deadline is 3 s after the start and the clock is at it: no socket read waits, not even
-    one that would find nothing there (the server holds its answer), so the fetch ends at once as
-    a read timeout. (A read is never given a real wait of a few milliseconds here: a busy machine
-    could miss it.)"""
+    """The deadline is 3 s after the start and the clock is at it: no connect or socket read waits,
+    not even one that would find nothing there (the server holds its answer), so the fetch ends at
+    once, before it connects. (A read is never given a real wait of a few milliseconds here: a busy
+    machine could miss it.)"""
     issuer, answers, ended = jwks
 
     def hold(_: QuietHandler) -> None:  # not a byte until the test ends
@@ -303,7 +303,7 @@ def test_no_read_is_made_once_the_deadline_is_reached(jwks: tuple[str, list[Answ
 
     answers.append(hold)
     at_deadline = itertools.chain([0.0], itertools.repeat(3.0))
-    with pytest.raises(jwt.PyJWKClientConnectionError, match=r"^the JWKS fetch failed: ReadTimeoutError$"):
+    with pytest.raises(jwt.PyJWKClientConnectionError, match=r"^the JWKS fetch failed: ConnectTimeoutError$"):
         fetcher(issuer, clock=lambda: next(at_deadline)).fetch_data()
 
 

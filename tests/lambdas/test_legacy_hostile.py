@@ -24,8 +24,9 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from legacy_tools import handler
 from legacy_tools.adapters import TOOLS, Shape
-from shared.legacy_client import MAX_JSON_DEPTH, ClientSettings, Credentials, LegacyClient
+from shared.legacy_client import MAX_JSON_DEPTH, ClientSettings, Credentials, LegacyClient, decode_json
 from shared.tool_errors import ToolError
+from shared.tools import JSON_MEMORY_FACTOR
 from tests.lambdas.conftest import FakeClientContext, FakeContext
 from tests.lambdas.legacy_api import (
     CLIENT_ID,
@@ -134,6 +135,18 @@ def test_a_listing_of_many_tiny_items_projects_only_the_page_it_returns(api: Leg
     answer, peak = traced(lambda: find_orders(make_client(api)))
     assert (answer["total"], answer["returned"]) == (items.count(b",") + 1, SHAPE.top_k)
     assert peak < 12 * len(body), f"{peak / 2**20:.0f} MiB for {len(body) / 2**20:.1f} MiB"
+
+
+@pytest.mark.parametrize(
+    "item", [b"0", b'"ab"', b"1.5", b"{}", b"[]", b"[0]", b"[[]]", b"[[[]]]", b'{"a":0}', b'{"a":[]}', b'{"a":{}}']
+)
+def test_a_parsed_answer_of_any_shape_holds_at_most_the_factor_config_sizes_functions_by(item: bytes) -> None:
+    """shared.tools.JSON_MEMORY_FACTOR, by which config refuses a max_response_bytes the function's
+    memory cannot parse: 1 MiB of the densest shapes JSON has (empty containers, nested) as Python
+    objects, the depth check included (it walks one iterator per level, never one per item)."""
+    body = b'{"data": {"orders": [' + b",".join([item] * (CAP // (len(item) + 1))) + b"]}}"
+    _, peak = traced(lambda: decode_json(body))
+    assert peak < JSON_MEMORY_FACTOR * len(body), f"{peak / len(body):.1f} times the answer"
 
 
 def test_a_declared_length_over_the_cap_is_refused_before_any_body_is_read(api: LegacyApi) -> None:
@@ -314,6 +327,9 @@ NO_EXPIRY = "the token endpoint's answer holds no usable expires_in"
         (b'{"access_token": 42, "expires_in": 3600}', NO_TOKEN),
         (b'{"access_token": "", "expires_in": 3600}', NO_TOKEN),
         (b'{"access_token": "has space", "expires_in": 60}', NO_TOKEN),
+        (b'{"access_token": "' + b"t" * 4097 + b'", "expires_in": 60}', NO_TOKEN),
+        # Padding counts too: half a megabyte of it would go out in every request's header.
+        (b'{"access_token": "' + b"t" * 16 + b"=" * 500_000 + b'", "expires_in": 60}', NO_TOKEN),
         (b'{"access_token": "ok", "expires_in": "soon"}', NO_EXPIRY),
         (b'{"access_token": "ok", "expires_in": -5}', NO_EXPIRY),
         (b'{"access_token": "ok", "expires_in": 0}', NO_EXPIRY),
@@ -425,6 +441,21 @@ def test_a_malformed_token_never_reaches_a_header_or_an_error(
 
 def test_a_credentials_repr_hides_the_secret() -> None:
     assert CLIENT_SECRET not in repr(Credentials(CLIENT_ID, CLIENT_SECRET))
+
+
+def test_a_secret_utf_8_cannot_encode_is_refused_without_it() -> None:
+    """Secrets Manager's JSON can escape half a surrogate pair: encoding the Basic header would raise
+    an error whose text holds the pair id:secret."""
+    client = LegacyClient(
+        ClientSettings(base_url="http://127.0.0.1:9", max_attempts=1),
+        lambda: Credentials("id", "s3cr3t-\ud800-value"),
+        sleep=lambda _: None,
+    )
+    with pytest.raises(ToolError) as failure:
+        client.get("/v2/customers")
+    assert (failure.value.kind, failure.value.message) == ("forbidden", "the client credentials are not UTF-8 text")
+    assert failure.value.__suppress_context__
+    assert "s3cr3t" not in repr(failure.value)
 
 
 def test_a_secret_that_would_break_a_header_is_sent_encoded_and_never_echoed(api: LegacyApi) -> None:

@@ -433,6 +433,20 @@ def test_a_single_call_answer_without_its_list_is_upstream_unavailable_naming_th
     }
 
 
+def test_a_path_naming_an_argument_twice_fills_each_of_its_segments() -> None:
+    """Config takes such a path; each placeholder is the argument, encoded as a segment."""
+    line = SingleCallTool(
+        description="An order's line. It has: {fields}.",
+        path="/v2/orders/{order_id}/lines/{order_id}",
+        arguments={"order_id": CallArgument(description="The order id")},
+        fields={"id": "data.id"},
+    )
+    fake = FakeClient({"/v2/orders/O%2F1/lines/O%2F1": {"data": {"id": "O/1"}}})
+    tool = registry({}, {"order_line": line})["order_line"]
+    result = tool(cast(LegacyClient, fake), Shape(fields={"order_line": line.fields}), {"order_id": "O/1"})
+    assert (result, fake.requests) == ({"record": {"id": "O/1"}}, [("/v2/orders/O%2F1/lines/O%2F1", None)])
+
+
 def test_a_single_call_tool_carries_its_declared_spec() -> None:
     tool = registry({}, {"orders_of": LISTING})["orders_of"]
     declared = LISTING.spec("orders_of")

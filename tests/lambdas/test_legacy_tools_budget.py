@@ -16,6 +16,9 @@ from hypothesis import given, strategies as st
 from legacy_tools.adapters import TOOLS, Shape, registry
 from legacy_tools.contract import CallArgument, SingleCallTool
 from legacy_tools.shaping import CLIP_MARK, LEFT_OUT, decode_cursor, page, single
+from shared.legacy_client import ClientSettings, Credentials, LegacyClient
+from shared.tool_errors import ToolError
+from shared.tools import tools_function_seconds
 from tests.lambdas.legacy_api import CUSTOMER, CUSTOMER_EMAIL, CUSTOMER_ID, FIELDS, Answer, LegacyApi, serve
 from tests.lambdas.test_legacy_hostile import make_client
 
@@ -221,3 +224,68 @@ def test_a_single_record_answer_holds_the_budget(record: dict[str, Any], budget:
     assert list(answer["record"]) == list(record)
     for name, value in answer["record"].items():
         assert (value is None or cut_from(value, record[name])) if name in clipped else value == record[name]
+
+
+# --- the function's time -----------------------------------------------------------------------------
+
+
+class _Clock:
+    now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class _Answer:
+    def __init__(self, status: int, body: bytes = b"") -> None:
+        self.status, self._body = status, body
+        self.headers = {"Content-Length": str(len(body))}
+
+    def read1(self, amount: int) -> bytes:
+        chunk, self._body = self._body[:amount], self._body[amount:]
+        return chunk
+
+    def close(self) -> None: ...
+
+    def release_conn(self) -> None: ...
+
+
+class _SlowestApi:
+    """Every exchange answers just inside its deadline: each call's first answer a 401 (a service
+    that restarted and forgot its tokens), then 503s, the customer's lookup answered at its last
+    attempt: the longest a chained tool's two calls can take."""
+
+    def __init__(self, clock: _Clock, seconds: float, gets: Iterator[_Answer]) -> None:
+        self.clock, self.seconds, self.gets = clock, seconds, gets
+
+    def request(self, method: str, url: str, **_: Any) -> _Answer:
+        self.clock.now += self.seconds - 0.01
+        if method == "POST":
+            return _Answer(200, json.dumps({"access_token": "t", "expires_in": 3600}).encode())
+        return next(self.gets)
+
+
+@pytest.mark.parametrize(("attempts", "seconds"), [(5, 25.0), (3, 8.0), (1, 1.0)])
+def test_a_chained_tool_at_its_slowest_ends_within_its_functions_timeout(attempts: int, seconds: float) -> None:
+    """The function's timeout (stacks/production/tools.py) is tools_function_seconds: past it,
+    Lambda would end the tool and the gateway get no error of the taxonomy."""
+    customers = json.dumps({"data": {"items": [{"customerId": "C-1"}]}}).encode()
+    lookup = [_Answer(401), *[_Answer(503)] * (attempts - 2), _Answer(200, customers)] if attempts > 1 else []
+    lookup = lookup or [_Answer(200, customers)]
+    orders = [_Answer(401), *[_Answer(503)] * attempts]
+    clock = _Clock()
+
+    def sleep(wait: float) -> None:
+        clock.now += wait
+
+    client = LegacyClient(
+        ClientSettings(base_url="https://api.example.com", timeout_seconds=seconds, max_attempts=attempts),
+        lambda: Credentials("id", "secret"),
+        http=_SlowestApi(clock, seconds, iter(lookup + orders)),  # type: ignore[arg-type]
+        clock=clock,
+        sleep=sleep,
+    )
+    with pytest.raises(ToolError) as failed:
+        TOOLS["find_orders"](client, SHAPE, {"customer_email": CUSTOMER_EMAIL})
+    assert failed.value.kind == "upstream_unavailable"
+    assert clock.now <= tools_function_seconds(seconds, attempts) - 10  # the rest: the credentials, the shaping
