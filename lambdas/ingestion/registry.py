@@ -69,8 +69,10 @@ class Registry:
         return dict(item) if item else None
 
     def record(self, record: VersionRecord, *, current: dict[str, Any] | None = None, sequencer: str = "") -> None:
-        """Write the document's new current state (only over an older version's: StaleVersionError
-        otherwise), then the version's record."""
+        """Write the document's new current state (only over an older version's, or this version's
+        own: StaleVersionError otherwise), then the version's record. Two writes: an attempt that
+        failed between them (throttled, or the function ended) is retried by SQS, and the retry
+        writes the same version's state again."""
         if current is not None:
             item = {"pk": record.document_id, "sk": CURRENT, **current}
             if sequencer:
@@ -78,9 +80,9 @@ class Registry:
                 try:
                     self._table.put_item(
                         Item=item,
-                        ConditionExpression="attribute_not_exists(#s) OR #s < :s",
-                        ExpressionAttributeNames={"#s": "sequencer"},
-                        ExpressionAttributeValues={":s": item["sequencer"]},
+                        ConditionExpression="attribute_not_exists(#s) OR #s < :s OR (#s = :s AND #v = :v)",
+                        ExpressionAttributeNames={"#s": "sequencer", "#v": "version"},
+                        ExpressionAttributeValues={":s": item["sequencer"], ":v": record.version},
                     )
                 except ClientError as error:
                     if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":

@@ -497,6 +497,45 @@ def test_a_settled_versions_duplicate_deferred_to_the_dead_letters_leaves_its_re
     assert version_record(aws, "docs/plain.txt")["status"] == "curated"
 
 
+class FailsFirstVersionRecord:
+    """The registry table, throttled once: on the first version record it is asked to write."""
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+        self.failed = False
+
+    def put_item(self, **params: Any) -> Any:
+        if not self.failed and str(params["Item"]["sk"]).startswith("version#"):
+            self.failed = True
+            error = {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}
+            raise ClientError(error, "PutItem")
+        return self._table.put_item(**params)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._table, name)
+
+
+@pytest.mark.parametrize(("text", "status"), [("Plain words.", "curated"), ("", "quarantined")])
+def test_a_retry_after_the_version_record_failed_settles_the_version_as_the_first_attempt_did(
+    aws: Aws, text: str, status: str
+) -> None:
+    """The registry's two writes (the current state, then the version's record): the first attempt
+    wrote the state and failed on the record, and SQS delivers the message again. The retry is
+    this version's own, not a newer one's: it writes the state again and the record, and keeps its
+    copy (taking it for a newer version's would undo it, and leave the registry naming a copy
+    that is gone)."""
+    message = landed(aws, "docs/a.txt", text)
+    aws.registry._table = FailsFirstVersionRecord(aws.registry._table)  # type: ignore[attr-defined]
+    assert run(message) == [message["messageId"]]  # failed: SQS delivers it again
+    assert run(json.loads(json.dumps(message))) == []
+    record = version_record(aws, "docs/a.txt")
+    current = aws.registry.current(document_id(LANDING, "docs/a.txt"))
+    assert current is not None
+    assert (record["status"], current["status"], current["version"]) == (status, status, record["version"])
+    bucket, _, key = str(current["location"]).removeprefix("s3://").partition("/")
+    assert aws.s3.get_object(Bucket=bucket, Key=key)["Body"].read() == text.encode()
+
+
 # --- the classification policy: which classification, mask or quarantine, what a curated copy carries -----------------------
 
 EMAIL_AND_PHONE = "Reach ada.lovelace@example.com or +1 206 555 0143."
