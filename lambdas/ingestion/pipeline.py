@@ -116,23 +116,18 @@ class Pipeline:
         """The event's object under its real key, the one its document id comes from (the Macie
         responder's too). S3 URL-encodes the keys of some events ("my doc.txt" arrives as
         "my+doc.txt"): of the key as sent and decoded, the one the registry has the version under
-        (its landing slot may be emptied already); else the key as sent if only its document exists
-        (one first seen when ids came from the key as sent: its curated copy and its knowledge base
-        entry are under that id, so a new version must supersede them there); else the one S3
-        holds it under; else decoded. Once only: a located key decoded again is another key."""
+        (its landing slot may be emptied already); else the one S3 holds it under; else decoded.
+        Never the key as sent for being a document's id alone: "docs/a b.txt" arrives as
+        "docs/a+b.txt", the key of another document, which its first version would take over.
+        Once only: a located key decoded again is another key."""
         keys = _candidate_keys(ref.key)
         if len(keys) == 1:
             return ref
-        sent, decoded = keys
         for key in keys:
             if self._registry.version(document_id(ref.bucket, key), ref.version) is not None:
                 return replace(ref, key=key)
-        if self._registry.current(document_id(ref.bucket, decoded)) is None and self._registry.current(
-            document_id(ref.bucket, sent)
-        ):
-            return ref
         found = self._head(ref)
-        return replace(ref, key=found[0] if found else decoded)
+        return replace(ref, key=found[0] if found else keys[1])
 
     def process(self, ref: ObjectRef, seconds_left: SecondsLeft | None = None) -> Outcome:
         """The version of a located object (``locate``) through the pipeline, once. A copy to

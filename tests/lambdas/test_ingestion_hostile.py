@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from ingestion import handler
-from ingestion.events import MalformedEventError, ObjectRef, object_ref
+from ingestion.events import MalformedEventError, object_ref
 from ingestion.pipeline import document_id, quarantine_key
 from ingestion.registry import MAX_VERSION_BYTES
 from shared.dead_letters import MAX_DEAD_LETTER_BYTES
@@ -321,55 +321,19 @@ def test_a_located_key_is_not_decoded_again(aws: Aws) -> None:
     assert (item["status"], item["source"]) == ("gone", f"s3://{LANDING}/docs/a+b.txt")
 
 
-def test_a_document_first_seen_under_the_key_as_sent_keeps_its_id(aws: Aws) -> None:
-    """Before ids came from the real key, "docs/my doc.txt" sent as "docs/my+doc.txt" had the id
-    of the key as sent, and its curated copy is under that id: its next version must supersede it
-    there, not start a second document beside it."""
-    first = aws.put("docs/my doc.txt", "First words.")
-    # As the earlier release did: the key as sent named the document (no locate).
-    sent = ObjectRef(LANDING, "docs/my+doc.txt", first["version"], first["size"])
-    assert aws.pipeline.process(sent).status == "curated"
-    legacy = document_id(LANDING, "docs/my+doc.txt")
-    second = aws.put("docs/my doc.txt", "Second words.")
-    assert run(sqs_message(s3_event("docs/my+doc.txt", second["version"], second["size"]))) == []
-    assert {i["pk"] for i in aws.registry_items()} == {legacy}
-    assert {k.split(".")[0] for k in aws.objects(CURATED) if k.startswith("curated/")} == {f"curated/{legacy}"}
-    assert aws.objects(CURATED)[f"curated/{legacy}.txt"] == b"Second words."
-    # Its record names the object as S3 holds it: where a replay empties the landing slot.
-    (record,) = [i for i in aws.registry_items() if i["sk"] == f"version#{second['version']}"]
-    assert record["source"] == f"s3://{LANDING}/docs/my doc.txt"
-
-
-def test_a_replay_of_a_document_first_seen_under_the_key_as_sent_empties_its_landing_slot(
-    aws: Aws, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A crash after the version was recorded left the object in landing: the replay deletes it
-    under its real key, though the document's id is the key as sent's."""
-    first = aws.put("docs/my doc.txt", "First words.")
-    assert aws.pipeline.process(ObjectRef(LANDING, "docs/my+doc.txt", first["version"], first["size"])).status == (
-        "curated"
-    )
-    second = aws.put("docs/my doc.txt", "Second words.")
-    event = ObjectRef(LANDING, "docs/my+doc.txt", second["version"], second["size"], "AB")
-    real_delete = aws.s3.delete_object
-
-    def crash(**params: Any) -> Any:
-        if params["Bucket"] == LANDING:
-            raise RuntimeError("the function stopped")
-        return real_delete(**params)
-
-    monkeypatch.setattr(aws.s3, "delete_object", crash)
-    with pytest.raises(RuntimeError):
-        aws.pipeline.process(aws.pipeline.locate(event))
-    monkeypatch.setattr(aws.s3, "delete_object", real_delete)
-    assert [v["VersionId"] for v in aws.landing_versions()] == [second["version"]]
-    replay = aws.pipeline.process(aws.pipeline.locate(event))
-    assert (replay.status, replay.replayed, replay.document_id) == (
-        "curated",
-        True,
-        document_id(LANDING, "docs/my+doc.txt"),
-    )
-    assert aws.landing_versions() == []
+def test_a_first_version_sent_under_another_documents_key_is_not_taken_for_it(aws: Aws) -> None:
+    """ "docs/a+b.txt" (sent as "docs/a%2Bb.txt") is curated; then "docs/a b.txt" is uploaded, sent as
+    "docs/a+b.txt": the other document's key. It is a document of its own: the first one's copy,
+    knowledge base entry and registry state stay as they were."""
+    plus = aws.put("docs/a+b.txt", "Plus words.")
+    assert run(sqs_message(s3_event("docs/a%2Bb.txt", plus["version"], plus["size"]))) == []
+    plus_state = current_of(aws, "docs/a+b.txt")
+    spaced = aws.put("docs/a b.txt", "Spaced words.", classification="public")
+    assert run(sqs_message(s3_event("docs/a+b.txt", spaced["version"], spaced["size"]))) == []
+    assert current_of(aws, "docs/a+b.txt") == plus_state
+    assert current_of(aws, "docs/a b.txt")["version"] == spaced["version"]
+    assert aws.objects(CURATED)[f"curated/{document_id(LANDING, 'docs/a+b.txt')}.txt"] == b"Plus words."
+    assert aws.objects(CURATED)[f"curated/{document_id(LANDING, 'docs/a b.txt')}.txt"] == b"Spaced words."
 
 
 def _throttled(**_: Any) -> Any:
