@@ -525,7 +525,7 @@ def test_a_retry_after_the_version_record_failed_settles_the_version_as_the_firs
     copy (taking it for a newer version's would undo it, and leave the registry naming a copy
     that is gone)."""
     message = landed(aws, "docs/a.txt", text)
-    aws.registry._table = FailsFirstVersionRecord(aws.registry._table)  # type: ignore[attr-defined]
+    aws.registry._table = FailsFirstVersionRecord(aws.registry._table)
     assert run(message) == [message["messageId"]]  # failed: SQS delivers it again
     assert run(json.loads(json.dumps(message))) == []
     record = version_record(aws, "docs/a.txt")
