@@ -97,10 +97,12 @@ def chunks(text: str, max_bytes: int, overlap: int) -> Iterator[tuple[int, str]]
 
 
 def _fit(text: str, max_bytes: int) -> str:
-    """The longest prefix of ``text`` whose UTF-8 encoding fits in ``max_bytes``."""
-    encoded = text.encode()
+    """The longest prefix of ``text`` whose UTF-8 encoding fits in ``max_bytes`` (only that many
+    characters are encoded: each takes a byte at least, and the text may be megabytes long)."""
+    prefix = text[:max_bytes]
+    encoded = prefix.encode()
     if len(encoded) <= max_bytes:
-        return text
+        return prefix
     return encoded[:max_bytes].decode(errors="ignore")
 
 

@@ -26,7 +26,7 @@ from ingestion.copies import PART_BYTES, CopyTooSlowError, copy_until
 from ingestion.documents import ReadLimits, RejectedError, document_format, text_of
 from ingestion.events import MAX_KEY_BYTES, ObjectRef, OcrJob
 from ingestion.knowledge import KnowledgeBase, sidecar
-from ingestion.pii import PiiScanner, Scan, mask
+from ingestion.pii import MAX_CALL_BYTES, PiiScanner, Scan, mask
 from ingestion.registry import (
     CURATED,
     GONE,
@@ -213,7 +213,7 @@ class Pipeline:
                 if rejected.code != "needs_ocr" or self._settings.ocr != "textract":
                     raise
                 return self._start_ocr(ref, key, record)
-            scan = self._scanner.scan(text)
+            scan = self._scan(text)
             if not scan.supported and self._settings.unsupported_language == "quarantine":
                 raise RejectedError(
                     "unsupported_language", f"PII detection does not support the document's language ({scan.language})"
@@ -226,6 +226,19 @@ class Pipeline:
             quarantined = replace(record, reason=rejected.reason, reason_code=rejected.code, pii=pii)
             return self._quarantine(ref, key, quarantined, size=size, seconds_left=seconds_left)
         return self._curate(ref, key, record, mask(text, scan.spans), scan, metadata)
+
+    def _scan(self, text: str) -> Scan:
+        """The text's personal data; RejectedError for a text past the scan's size (each 100 KB of
+        UTF-8 is one Comprehend call: the limit in characters alone would let 4-byte characters
+        quadruple them)."""
+        scanned = len(text.encode(errors="surrogatepass"))
+        if scanned > self._settings.max_extracted_chars:
+            raise RejectedError(
+                "too_much_text",
+                f"the text is {scanned} bytes of UTF-8, over the {self._settings.max_extracted_chars} byte "
+                f"limit (one personal-data scan per {MAX_CALL_BYTES // 1000} KB)",
+            )
+        return self._scanner.scan(text)
 
     def _read(self, ref: ObjectRef, key: str, record: VersionRecord) -> tuple[str, VersionRecord]:
         fmt = document_format(key, self._settings.document_formats)

@@ -79,7 +79,8 @@ class IngestionConfig(ConfigModel):
         ge=1_000,
         le=50_000_000,
         description="A PDF or Office file whose text runs past this many characters is quarantined (reading stops "
-        "there).",
+        "there); so is a document of any format whose text's UTF-8 runs past this many bytes (each 100 KB is one "
+        "personal-data scan call: the default is 50, what the processor's time per document is sized for).",
     )
     read_seconds: int = Field(
         default=20,

@@ -286,6 +286,21 @@ def test_workbooks_and_decks_past_a_limit_or_unreadable_are_quarantined_on_the_f
     assert aws.dlq() == []
 
 
+def test_a_text_within_the_character_limit_but_past_it_in_utf_8_bytes_is_quarantined_before_any_scan(
+    aws: Aws,
+) -> None:
+    """Each 100 KB of UTF-8 is one Comprehend call: a workbook repeating a shared string of 4-byte
+    characters reads within the character limit and would cost four times the calls it is sized
+    for. 600 emoji: 600 characters, 2,400 bytes, past the 2,000 limit."""
+    record = settled(aws, "limits/wide.xlsx", xlsx_bytes([[["s:0"]]], shared=["\U0001f600" * 600]))
+    assert (record["status"], record["reason_code"], record["reason"]) == (
+        "quarantined",
+        "too_much_text",
+        "the text is 2400 bytes of UTF-8, over the 2000 byte limit (one personal-data scan per 100 KB)",
+    )
+    assert aws.comprehend.calls == []
+
+
 EXTERNAL_ENTITY = (
     '<?xml version="1.0"?><!DOCTYPE sst [<!ENTITY secret SYSTEM "file:///etc/passwd">]>'
     '<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><si><t>&secret;</t></si></sst>'
