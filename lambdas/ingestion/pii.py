@@ -16,6 +16,7 @@ from typing import Any
 
 MAX_CALL_BYTES = 100_000  # DetectPiiEntities' and DetectDominantLanguage's limit per call
 LANGUAGE_SAMPLE_CHARS = 5_000
+LANGUAGE_SAMPLES = 3  # from the text's start, middle and end
 SUPPORTED_LANGUAGES = ("en", "es")
 
 
@@ -70,10 +71,26 @@ class PiiScanner:
         return Scan(language=language, supported=supported, spans=tuple(sorted(spans)))
 
     def language(self, text: str) -> str:
-        sample = _fit(text[:LANGUAGE_SAMPLE_CHARS], MAX_CALL_BYTES)
+        """The language the text is scanned in: of samples from its start, middle and end
+        (_samples), the first one the scan does not support, else the first sample's. Judged on
+        its start alone, a document in another language behind a preface in English would be
+        scanned with the English model, past the unsupported-language policy."""
+        found = [self._dominant(sample) for sample in _samples(text)]
+        return next((language for language in found if language not in SUPPORTED_LANGUAGES), found[0])
+
+    def _dominant(self, sample: str) -> str:
         languages = self._comprehend.detect_dominant_language(Text=sample).get("Languages", [])
         best = max(languages, key=lambda lang: lang.get("Score", 0), default={"LanguageCode": "und"})
         return str(best["LanguageCode"])
+
+
+def _samples(text: str) -> list[str]:
+    """Up to LANGUAGE_SAMPLES pieces of LANGUAGE_SAMPLE_CHARS characters, spread evenly from the
+    text's start to its end (one for a text no longer than a piece), each within a call's bytes."""
+    size = LANGUAGE_SAMPLE_CHARS
+    count = min(LANGUAGE_SAMPLES, -(-len(text) // size)) or 1
+    starts = [0] if count == 1 else [round(i * (len(text) - size) / (count - 1)) for i in range(count)]
+    return [_fit(text[start : start + size], MAX_CALL_BYTES) for start in starts]
 
 
 def chunks(text: str, max_bytes: int, overlap: int) -> Iterator[tuple[int, str]]:

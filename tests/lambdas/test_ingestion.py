@@ -1243,13 +1243,30 @@ def test_the_best_scoring_language_decides_and_custom_identifiers_run_in_every_l
     assert [name for name, _ in comprehend.calls] == ["language"] + [f"pii-{language}"] * supported
 
 
-def test_a_given_language_is_not_detected_again_and_the_sample_is_the_first_5000_characters() -> None:
+def test_a_given_language_is_not_detected_again_and_the_samples_are_5000_characters_from_start_to_end() -> None:
     comprehend = Recording()
-    text = "".join(f"{i} " for i in range(3000))
+    text = "".join(f"{i} " for i in range(3000))  # 13,890 characters
     PiiScanner(comprehend, custom_identifiers={}).scan(text, language="es")
     assert [name for name, _ in comprehend.calls] == ["pii-es"]
     PiiScanner(comprehend, custom_identifiers={}).language(text)
-    assert comprehend.calls[-1] == ("language", text[:5000])
+    assert comprehend.calls[1:] == [
+        ("language", text[:5000]),
+        ("language", text[4445:9445]),
+        ("language", text[-5000:]),
+    ]
+    comprehend.calls.clear()
+    PiiScanner(comprehend, custom_identifiers={}).language(text[:5000])  # no longer than a sample: one
+    assert comprehend.calls == [("language", text[:5000])]
+
+
+def test_a_document_in_another_language_behind_a_preface_in_english_is_in_that_language(aws: Aws) -> None:
+    """The unsupported-language policy (quarantine here) holds for the whole text, not its start."""
+    preface = ("The quarterly report covers sales in every region. " * 100)[:5_000]
+    body = "\n".join([FRENCH] * 20)  # FakeComprehend: French wherever it sees "Bonjour"
+    outcome = make(aws, max_document_bytes=100_000, max_extracted_chars=100_000).process(
+        land(aws, "docs/fr-preface.txt", preface + "\n" + body)
+    )
+    assert (outcome.status, outcome.reason_code) == ("quarantined", "unsupported_language")
 
 
 def test_chunks_start_200_characters_before_the_last_one_ended_and_offsets_count_from_the_text() -> None:
