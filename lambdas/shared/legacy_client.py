@@ -23,6 +23,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, Protocol
 from urllib.parse import urlencode
 
@@ -30,7 +31,14 @@ import urllib3
 
 from shared.deadline_http import pool_manager, reads_within
 from shared.tool_errors import ToolError
-from shared.tools import DEFAULT_BACKOFF_SECONDS, DEFAULT_MAX_RESPONSE_BYTES, longest_call_seconds
+from shared.tools import (
+    DEFAULT_BACKOFF_SECONDS,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    SECRET_ATTEMPTS,
+    SECRET_CONNECT_SECONDS,
+    SECRET_READ_TIMEOUT_SECONDS,
+    longest_call_seconds,
+)
 
 TOKEN_SKEW_SECONDS = 30  # refresh this long before the token's stated expiry
 MAX_TOKEN_SECONDS = 86_400  # an expiry beyond a day is not believed: refetch daily at least
@@ -53,12 +61,22 @@ class Credentials:
         return f"Credentials(client_id={self.client_id!r}, client_secret=***)"
 
 
+@cache
+def _secrets() -> Any:
+    """Powertools' Secrets Manager provider, its client's time bounded (shared.tools.SECRET_READ_SECONDS;
+    made on first use: the tools' functions start without the AWS SDK)."""
+    from aws_lambda_powertools.utilities import parameters
+    from botocore.config import Config
+
+    retries: Any = {"mode": "standard", "total_max_attempts": SECRET_ATTEMPTS}
+    timeouts = Config(connect_timeout=SECRET_CONNECT_SECONDS, read_timeout=SECRET_READ_TIMEOUT_SECONDS, retries=retries)
+    return parameters.SecretsProvider(boto_config=timeouts)
+
+
 def secret_credentials(secret_name: str) -> Credentials:
     """Client credentials from a Secrets Manager secret ``{"client_id", "client_secret"}``, cached
     for five minutes (Powertools parameters), so a rotated secret is picked up without a deploy."""
-    from aws_lambda_powertools.utilities import parameters  # only where a secret is used
-
-    secret = parameters.get_secret(secret_name, transform="json", max_age=300)
+    secret = _secrets().get(secret_name, transform="json", max_age=300)
     client_id = secret.get("client_id") if isinstance(secret, dict) else None
     client_secret = secret.get("client_secret") if isinstance(secret, dict) else None
     if not isinstance(client_id, str) or not isinstance(client_secret, str):

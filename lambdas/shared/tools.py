@@ -63,12 +63,19 @@ MAX_TOOL_CALLS = 2
 LAMBDA_TIMEOUT_MAX = 900
 
 
+# The legacy client's read of its credentials (shared.legacy_client's Secrets Manager client): one
+# short attempt and one retry, not boto3's default of a minute per read and several retries; at
+# most SECRET_READ_SECONDS, with botocore's backoff before the retry (a second at most).
+SECRET_CONNECT_SECONDS, SECRET_READ_TIMEOUT_SECONDS, SECRET_ATTEMPTS = 2, 3, 2
+SECRET_READ_SECONDS = SECRET_ATTEMPTS * (SECRET_CONNECT_SECONDS + SECRET_READ_TIMEOUT_SECONDS) + 1
+
+
 def tools_function_seconds(timeout_seconds: float, max_attempts: int) -> int:
     """A legacy tools function's timeout: its tool's calls at their longest (longest_call_seconds
-    each) and 10 s for the rest (the credentials' read, the answer's shaping), at most Lambda's
+    each), the credentials' read (SECRET_READ_SECONDS) and 10 s for the rest, at most Lambda's
     900. A shorter one would have Lambda end a tool whose calls retry to their end, and the
     gateway would get no error of the taxonomy."""
-    longest = MAX_TOOL_CALLS * longest_call_seconds(timeout_seconds, max_attempts)
+    longest = MAX_TOOL_CALLS * longest_call_seconds(timeout_seconds, max_attempts) + SECRET_READ_SECONDS
     return min(math.ceil(longest) + 10, LAMBDA_TIMEOUT_MAX)
 
 

@@ -537,7 +537,7 @@ def _powertools_calls(package: str, path: str, tree: ast.AST) -> Iterator[Call]:
         first = ast.unparse(node.args[0]) if node.args else None
         if name == "parameters.get_parameter":
             yield Call(package, where, "ssm", "GetParameter", "ssm:GetParameter", first)
-        elif name == "parameters.get_secret":
+        elif name in ("parameters.get_secret", "_secrets().get"):  # (shared.legacy_client's SecretsProvider)
             yield Call(package, where, "secretsmanager", "GetSecretValue", "secretsmanager:GetSecretValue", first)
         elif name == "DynamoDBPersistenceLayer":
             table = next(ast.unparse(k.value) for k in node.keywords if k.arg == "table_name")

@@ -12,7 +12,6 @@ from typing import Any, Literal
 
 import boto3
 import pytest
-from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
 
 from connector_pull.contract import PullSource
@@ -29,7 +28,7 @@ from shared.legacy_client import (
     secret_credentials,
 )
 from shared.tool_errors import ToolError
-from shared.tools import DEFAULT_MAX_RESPONSE_BYTES, longest_call_seconds
+from shared.tools import DEFAULT_MAX_RESPONSE_BYTES, SECRET_READ_SECONDS, longest_call_seconds
 from tests.lambdas.legacy_api import CLIENT_ID, CLIENT_SECRET, CUSTOMER_ID, Answer, LegacyApi, serve
 from tests.lambdas.test_connectors import SOURCE
 
@@ -155,10 +154,10 @@ def test_a_client_made_without_a_sleep_waits_with_time_sleep_as_it_is_when_made(
 
 @pytest.fixture
 def secrets() -> Iterator[Any]:
-    parameters.clear_caches()  # type: ignore[no-untyped-call]
+    legacy_client._secrets.cache_clear()  # a provider (and its cache) of this test's own
     with mock_aws():
         yield boto3.client("secretsmanager", region_name="us-east-1")
-    parameters.clear_caches()  # type: ignore[no-untyped-call]
+    legacy_client._secrets.cache_clear()
 
 
 def test_credentials_are_read_from_the_secrets_json(secrets: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -198,9 +197,21 @@ def test_the_secret_is_cached_for_five_minutes(monkeypatch: pytest.MonkeyPatch) 
         asked.append((name, options))
         return {"client_id": "c", "client_secret": "s"}
 
-    monkeypatch.setattr(parameters, "get_secret", get_secret)
+    monkeypatch.setattr(legacy_client._secrets(), "get", get_secret)
     secret_credentials("team/orders")
     assert asked == [("team/orders", {"transform": "json", "max_age": 300})]
+
+
+def test_the_secret_is_read_within_the_time_the_tools_function_keeps_for_it() -> None:
+    """Two attempts of a 2 s connect and a 3 s read (shared.tools.SECRET_READ_SECONDS, which
+    tools_function_seconds counts), not boto3's default minute per read and its retries."""
+    config = legacy_client._secrets().client.meta.config
+    assert (config.connect_timeout, config.read_timeout, config.retries) == (
+        2,
+        3,
+        {"mode": "standard", "total_max_attempts": 2},
+    )
+    assert SECRET_READ_SECONDS == 2 * (2 + 3) + 1
 
 
 # An endpoint's settings, as client_for passes them on.

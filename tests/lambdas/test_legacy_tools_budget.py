@@ -18,7 +18,7 @@ from legacy_tools.contract import CallArgument, SingleCallTool
 from legacy_tools.shaping import CLIP_MARK, LEFT_OUT, decode_cursor, page, single
 from shared.legacy_client import ClientSettings, Credentials, LegacyClient
 from shared.tool_errors import ToolError
-from shared.tools import tools_function_seconds
+from shared.tools import SECRET_READ_SECONDS, tools_function_seconds
 from tests.lambdas.legacy_api import CUSTOMER, CUSTOMER_EMAIL, CUSTOMER_ID, FIELDS, Answer, LegacyApi, serve
 from tests.lambdas.test_legacy_hostile import make_client
 
@@ -288,4 +288,4 @@ def test_a_chained_tool_at_its_slowest_ends_within_its_functions_timeout(attempt
     with pytest.raises(ToolError) as failed:
         TOOLS["find_orders"](client, SHAPE, {"customer_email": CUSTOMER_EMAIL})
     assert failed.value.kind == "upstream_unavailable"
-    assert clock.now <= tools_function_seconds(seconds, attempts) - 10  # the rest: the credentials, the shaping
+    assert clock.now <= tools_function_seconds(seconds, attempts) - SECRET_READ_SECONDS - 10  # and the shaping
