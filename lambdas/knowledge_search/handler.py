@@ -115,7 +115,13 @@ def _retrieve(agent_runtime: Any, knowledge_base_id: str, request: Arguments, re
     results = response.get("retrievalResults") if isinstance(response, dict) else None
     # No more than asked for: an answer of thousands would pass Lambda's 6 MB response limit.
     results = results[: request.max_results] if isinstance(results, list) else []
-    passages = [p for result in results if (p := passage(result))]
+    # The filter asked for is the Knowledge Base's to apply; what it answers is checked again: a
+    # passage of a classification the caller may not read (a store that did not filter, metadata
+    # it could not filter on) or of none readable is never returned.
+    readable = [r for r in results if value_at(r, f"metadata.{CLASSIFICATION_KEY}") in request.data_classifications]
+    if left_out := len(results) - len(readable):
+        logger.warning("passages outside the caller's classifications left out", extra={"left_out": left_out})
+    passages = [p for result in readable if (p := passage(result))]
     return {"passages": passages, "returned": len(passages)}
 
 

@@ -115,11 +115,14 @@ def test_legacy_tools_answer_any_arguments_within_the_taxonomy(call: tuple[str, 
 
 
 class Retrieve:
-    """Retrieve answering one passage to any request botocore would send."""
+    """Retrieve answering one passage, of the first classification its filter names, to any
+    request botocore would send."""
 
     def retrieve(self, **request: Any) -> dict[str, Any]:
         json.dumps(request).encode()  # (what botocore would send: UTF-8 JSON)
-        return {"retrievalResults": [{"content": {"text": "A passage."}, "score": 0.5}]}
+        classification = request["retrievalConfiguration"]["vectorSearchConfiguration"]["filter"]["in"]["value"][0]
+        passage = {"content": {"text": "A passage."}, "score": 0.5, "metadata": {"classification": classification}}
+        return {"retrievalResults": [passage]}
 
 
 @pytest.fixture(scope="module")

@@ -92,9 +92,6 @@ def test_a_result_without_text_is_skipped(result: Any) -> None:
         ({"location": None}, {"source": None}),
         ({"location": {"s3Location": None}}, {"source": None}),
         ({"location": {"s3Location": {"uri": ["s3://a"]}}}, {"source": None}),
-        ({"metadata": None}, {"classification": None}),
-        ({"metadata": "public"}, {"classification": None}),
-        ({"metadata": {"classification": ["public"]}}, {"classification": None}),
         ({"score": "high"}, {"score": None}),
         ({"score": True}, {"score": None}),
         ({"score": float("nan")}, {"score": None}),  # botocore's json.loads reads NaN and Infinity
@@ -111,6 +108,28 @@ def test_an_odd_location_metadata_or_score_reads_as_absent(odd: dict[str, Any], 
         "classification": "public",
     }
     assert answer == {"passages": [{**expected, **passage}], "returned": 1}
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        {"classification": "restricted"},  # the store did not apply the filter
+        {"classification": "Public"},
+        {"classification": ["public"]},
+        {},
+        None,
+        "public",
+    ],
+)
+def test_a_passage_of_no_classification_the_caller_may_read_is_never_returned(
+    metadata: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The Retrieve filter is the Knowledge Base's to apply; its answer is checked again."""
+    runtime = Runtime({"retrievalResults": [{**GOOD, "metadata": metadata}, GOOD]})
+    answer = search(runtime, KB, {"query": "refunds", **SCOPED})
+    assert [p["classification"] for p in answer["passages"]] == ["public"]
+    (line,) = [json.loads(x) for x in capsys.readouterr().out.splitlines() if "left out" in x]
+    assert (line["level"], line["left_out"]) == ("WARNING", 1)
 
 
 @pytest.mark.parametrize("response", [{}, {"retrievalResults": None}, {"retrievalResults": "x"}, None])
@@ -143,7 +162,7 @@ def test_text_with_a_lone_surrogate_is_answered_as_utf_8_can_carry_it() -> None:
                 {
                     "content": {"text": "Refunds \ud83d in 30 days"},
                     "location": {"s3Location": {"uri": "s3://curated/\udc00.pdf"}},
-                    "metadata": {"classification": "pub\ud800lic"},
+                    "metadata": {"classification": "public"},  # (one with a surrogate is no caller's)
                 }
             ]
         }
@@ -153,7 +172,7 @@ def test_text_with_a_lone_surrogate_is_answered_as_utf_8_can_carry_it() -> None:
     assert (passage["excerpt"], passage["source"], passage["classification"]) == (
         "Refunds \ufffd in 30 days",
         "s3://curated/\ufffd.pdf",
-        "pub\ufffdlic",
+        "public",
     )
     json.dumps(answer, ensure_ascii=False).encode()  # as the runtime sends it
 
