@@ -114,7 +114,9 @@ def _keep(runtime: Runtime, job_id: str, result: bytes, now: dt.datetime) -> Non
 
 def run(job_id: str, *, remaining_seconds: float, runtime: Runtime, clock: Clock) -> str:
     """Run one job to its end; the outcome (a JobStatus value, or "skipped" for a job that was not
-    queued)."""
+    queued). ``remaining_seconds``: the invocation's, as of this call; what the claim and the
+    ledger's read take comes out of it, not out of the margin generation leaves."""
+    started = clock.monotonic()
     try:
         with call("dynamodb"):
             job = runtime.store.claim(job_id, now=clock.now())
@@ -128,7 +130,7 @@ def run(job_id: str, *, remaining_seconds: float, runtime: Runtime, clock: Clock
     if job is None:
         logger.info("job not queued: a repeated event", extra={"job_id": job_id})
         return "skipped"
-    seconds = min(remaining_seconds, job.limit_seconds) - GENERATION_MARGIN_SECONDS
+    deadline = started + min(remaining_seconds, job.limit_seconds) - GENERATION_MARGIN_SECONDS
     outcome = "failed"
     why = REASON_INTERNAL
     release = True
@@ -136,14 +138,14 @@ def run(job_id: str, *, remaining_seconds: float, runtime: Runtime, clock: Clock
     try:
         with call("dynamodb"):
             release = _admitted(runtime, job)
-        request = job.request(deadline=clock.monotonic() + seconds)
+        request = job.request(deadline=deadline)
         telemetry.correlate(request.conversation)
         if not release:
             logger.error(
                 "job's admission is not the ledger's: failed, its units left to the sweeper",
                 extra={"job_id": job.job_id},
             )
-        elif clock.now() > job.start_by or seconds <= 0 or job.expired(clock.now()):
+        elif clock.now() > job.start_by or clock.monotonic() >= deadline or job.expired(clock.now()):
             why = REASON_STALE
         else:
             kept: list[bytes] = []  # the output as the item keeps it, packed before it is metered

@@ -22,6 +22,7 @@ from ai_gateway.flow import (
 )
 from ai_gateway.guardrail import Guard
 from ai_gateway.jobs_contract import JOB_RETENTION_SECONDS, JobStatus
+from ai_gateway.ledger import Ledger
 from ai_gateway.models import Caller
 from shared.aws_errors import Kind, UpstreamError
 from tests.lambdas.conftest import FakeContext, HttpResult, http_result
@@ -29,6 +30,7 @@ from tests.lambdas.gateway_fixtures import (
     BLOCKED_TOPIC,
     POLICY,
     PRO,
+    TABLE,
     converse_ok,
     environment,
     guard_input,
@@ -446,6 +448,33 @@ def test_generation_ends_a_margin_before_the_earlier_of_the_functions_time_and_t
     # An exception outside the flow's own release: the worker releases the units itself, once.
     assert world.used() == 0
     assert world.item(job)["reason"] == {"S": jobs.REASON_INTERNAL}
+
+
+def test_the_time_the_claim_and_the_ledger_read_take_comes_out_of_generations_not_the_margin(world: World) -> None:
+    """Each DynamoDB call may take seconds (an attempt that timed out, then its retry): counted from
+    after them, the deadline would give that time to generation again, past the function's end."""
+    slow = 4.0
+
+    class SlowStore(jobs.JobStore):
+        def claim(self, job: str, *, now: dt.datetime) -> jobs.Job | None:
+            world.times.monotonic += slow
+            return super().claim(job, now=now)
+
+    class SlowLedger(Ledger):
+        def record(self, request_id: str, *, group: str, user: str) -> Any:
+            world.times.monotonic += slow
+            return super().record(request_id, group=group, user=user)
+
+    job = submitted(world, a_request(token=None))
+    capturing = CapturingFlow()
+    runtime = worker.Runtime(
+        store=SlowStore(world.dynamodb, JOBS_TABLE),
+        ledger=SlowLedger(world.dynamodb, TABLE),
+        flow=lambda agents: capturing,  # type: ignore[arg-type,return-value]
+    )
+    began = world.times.monotonic
+    worker.run(job, remaining_seconds=120.0, runtime=runtime, clock=world.times.clock())
+    assert capturing.requests[0].deadline == began + 120.0 - GENERATION_MARGIN_SECONDS
 
 
 def test_the_worker_takes_the_token_out_of_the_table_when_it_claims_the_job(world: World) -> None:
