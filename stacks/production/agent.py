@@ -45,7 +45,19 @@ from stacks.shared.lambda_function import environment_of, log_group_arn
 from stacks.shared.nag import acknowledge, acknowledge_inline_policy, nag_account, nag_arn, nag_attribute, nag_ref
 from stacks.shared.naming import pascal_case, stack_instance_suffix
 
-EVALUATION_RESULTS_PREFIX = "/aws/bedrock-agentcore/evaluations/results/"
+# AgentCore reserves /aws/bedrock-agentcore/evaluations/ for the group it makes itself (named after
+# the configuration's id, known only once it is created): a results log group of the tier's own is
+# named outside it (CloudWatchOutputConfig.logGroupName, the service's API reference).
+EVALUATION_RESERVED_PREFIX = "/aws/bedrock-agentcore/evaluations/"
+# What the evaluation's role does in its results log group (it exists: the service creates none).
+RESULT_WRITE_ACTIONS = ["logs:CreateLogStream", "logs:PutLogEvents"]
+
+
+def evaluation_results_group(tier: str, config_name: str) -> str:
+    """The log group an agent's online evaluation writes its results to."""
+    return f"/{tier}/agentcore/evaluations/{config_name}"
+
+
 # What AgentCore's online evaluation does to the log groups it reads (it indexes their fields).
 INDEX_POLICY_ACTIONS = ["logs:DescribeIndexPolicies", "logs:PutIndexPolicy"]
 # The CDK bootstrap bucket that holds assets, as cdk-nag prints it (default qualifier).
@@ -250,7 +262,7 @@ class AgentStack(Stack):
         results = self._context.log_group(
             self,
             f"{pascal_case(name)}EvaluationResults",
-            log_group_name=f"{EVALUATION_RESULTS_PREFIX}{config_name}",
+            log_group_name=evaluation_results_group(self._context.name, config_name),
             # Scores derive from the agent's own logs and spans, which are kept: nothing to retain.
             removal_policy=RemovalPolicy.DESTROY,
         )
@@ -276,6 +288,11 @@ class AgentStack(Stack):
         role.add_to_principal_policy(
             iam.PolicyStatement(actions=INDEX_POLICY_ACTIONS, resources=[runtime_logs_arn, f"{runtime_logs_arn}:*"])
         )
+        # CDK grants writes under the reserved prefix only; the results go to the tier's own group.
+        results_arn = log_group_arn(self, results.log_group_name)
+        role.add_to_principal_policy(
+            iam.PolicyStatement(actions=RESULT_WRITE_ACTIONS, resources=[results_arn, f"{results_arn}:*"])
+        )
         # (CDK already makes it wait for its role's policy.)
         cfn.node.add_dependency(runtime_logs, results)
         acknowledge_inline_policy(role)
@@ -294,7 +311,12 @@ class AgentStack(Stack):
             ),
             (
                 f"Resource::{logs_arn}/aws/bedrock-agentcore/evaluations/*",
-                "AgentCore writes each evaluation's results under this prefix (here: the tier's results log group).",
+                "CDK's grant for the group AgentCore would make under its reserved prefix; unused: the results go "
+                "to the tier's own log group.",
+            ),
+            (
+                f"Resource::{logs_arn}{nag_ref(results)}:*",
+                "The evaluator writes its results to the log streams of this agent's own results log group.",
             ),
             (
                 f"Resource::{runtime_group}:*",

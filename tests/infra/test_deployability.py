@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from stacks.production.agent import EVALUATION_RESERVED_PREFIX, RESULT_WRITE_ACTIONS
 from stacks.shared.naming import pascal_case
 from tests.conftest import ROOT
 from tests.infra import deploy_checks, iam_coverage
@@ -711,6 +712,9 @@ def test_online_evaluation_waits_for_the_log_groups_it_reads_and_may_index_them(
         assert {runtime_logs, results} <= before
         output = evaluation["Properties"]["OutputConfig"]["CloudWatchConfig"]["LogGroupName"]
         assert output == {"Ref": results}
+        # AgentCore refuses a name under its own namespace but the group it makes itself.
+        results_name = render(results_group["Properties"]["LogGroupName"])
+        assert not results_name.startswith(EVALUATION_RESERVED_PREFIX), results_name
         assert "KmsKeyId" in results_group["Properties"]
         assert "RetentionInDays" in results_group["Properties"]
         role = evaluation["Properties"]["EvaluationExecutionRoleArn"]["Fn::GetAtt"][0]
@@ -730,6 +734,9 @@ def test_online_evaluation_waits_for_the_log_groups_it_reads_and_may_index_them(
             for g in (runtime_group, f"{runtime_group}:*")
         }
         assert index <= granted
+        # It writes its results there: CDK's own grant covers only the reserved namespace.
+        results_arn = f"arn:aws:logs:us-east-1:<AWS::AccountId>:log-group:<{agent}EvaluationResults>"
+        assert {(a, f"{results_arn}:*") for a in RESULT_WRITE_ACTIONS} <= granted
 
 
 # --- log groups services would create on first use -------------------------------------------------
