@@ -420,15 +420,18 @@ class Ledger:
         admitted_before: dt.datetime,
         limit: int,
         unreadable: Callable[[str], None] = lambda _: None,
+        first_shard: int = 0,
     ) -> list[Pending]:
         """Up to ``limit`` requests admitted before ``admitted_before`` and neither delivered nor
-        released, oldest first within each shard (the pending index; eventually consistent, so a
-        request settled a moment ago may still be listed: release's condition decides). A record
-        this code cannot read (an attribute missing or of another type) is left where it is and
-        named to ``unreadable`` by what is wrong with it: one bad record must not stop the rest."""
+        released, oldest first within each shard, the shards read from ``first_shard`` on (the
+        pending index; eventually consistent, so a request settled a moment ago may still be
+        listed: release's condition decides). A record this code cannot read (an attribute missing
+        or of another type) is left where it is and named to ``unreadable`` by what is wrong with
+        it: one bad record must not stop the rest."""
         before = admitted_before.astimezone(dt.UTC).isoformat()
         found: list[Pending] = []
-        for shard in range(PENDING_SHARDS):
+        for offset in range(PENDING_SHARDS):
+            shard = (first_shard + offset) % PENDING_SHARDS
             start: dict[str, Any] | None = None
             # Unreadable records stay listed, oldest first: a shard is read on past them (a few pages)
             # so that they cannot hide the requests admitted after them.

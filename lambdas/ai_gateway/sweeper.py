@@ -26,6 +26,7 @@ and the sweep goes on with the others.
 from __future__ import annotations
 
 import datetime as dt
+import random
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -36,7 +37,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ai_gateway import clients
 from ai_gateway.jobs_contract import JobMetric, SweeperSettings
-from ai_gateway.ledger import Ledger
+from ai_gateway.ledger import PENDING_SHARDS, Ledger
 from shared.aws_errors import failure_code
 from shared.logs import service_logger
 from shared.telemetry import emit_all
@@ -59,11 +60,16 @@ class Sweep:
     settled: int = 0  # delivering (a stream whose function died): settled as delivered
 
 
-def sweep(ledger: Ledger, *, now: dt.datetime, bound_seconds: int, page_limit: int) -> Sweep:
-    """Settle up to ``page_limit`` requests admitted more than ``bound_seconds`` before ``now``."""
+def sweep(ledger: Ledger, *, now: dt.datetime, bound_seconds: int, page_limit: int, first_shard: int = 0) -> Sweep:
+    """Settle up to ``page_limit`` requests admitted more than ``bound_seconds`` before ``now``,
+    the pending index's shards read from ``first_shard`` on (the handler picks it at random: a
+    page filled with requests whose release fails on every run would otherwise hide the later
+    shards' for good)."""
     cutoff = now - dt.timedelta(seconds=bound_seconds)
     unreadable: list[str] = []
-    pending = ledger.pending(admitted_before=cutoff, limit=page_limit, unreadable=unreadable.append)
+    pending = ledger.pending(
+        admitted_before=cutoff, limit=page_limit, unreadable=unreadable.append, first_shard=first_shard
+    )
     for problem in unreadable:  # left in the index: named on every run until someone mends it
         logger.error("a pending ledger record is unreadable: not released", extra={"problem": problem})
     released, failed, unlisted, settled = 0, len(unreadable), 0, 0
@@ -133,7 +139,13 @@ def report(result: Sweep) -> None:
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
     current = settings()
-    result = sweep(ledger(), now=now(), bound_seconds=current.bound_seconds, page_limit=current.page_limit)
+    result = sweep(
+        ledger(),
+        now=now(),
+        bound_seconds=current.bound_seconds,
+        page_limit=current.page_limit,
+        first_shard=random.randrange(PENDING_SHARDS),  # noqa: S311 - spreading work, not a secret
+    )
     report(result)
     counts = {
         "candidates": result.candidates,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import random
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,7 +15,7 @@ from moto import mock_aws
 
 from ai_gateway import sweeper
 from ai_gateway.jobs_contract import SWEEPER_PAGE_LIMIT, SWEEPER_SLACK_SECONDS, SweeperSettings
-from ai_gateway.ledger import PENDING_KEY, Ledger
+from ai_gateway.ledger import PENDING_KEY, PENDING_SHARDS, Ledger
 from tests.lambdas.conftest import FakeContext
 from tests.lambdas.gateway_fixtures import TABLE, ledger_table
 
@@ -268,7 +269,7 @@ def test_one_run_releases_at_most_its_page(ledger: Ledger, dynamodb: Any) -> Non
 
 
 class FailingRelease:
-    def __init__(self, ledger: Ledger, failing: str) -> None:
+    def __init__(self, ledger: Ledger, *failing: str) -> None:
         self._ledger = ledger
         self._failing = failing
 
@@ -276,7 +277,7 @@ class FailingRelease:
         return self._ledger.pending(**kwargs)
 
     def release(self, request_id: str, **kwargs: Any) -> bool:
-        if request_id == self._failing:
+        if request_id in self._failing:
             raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, "TransactWriteItems")
         return self._ledger.release(request_id, **kwargs)
 
@@ -288,6 +289,23 @@ def test_a_release_that_fails_is_counted_and_the_rest_go_on(ledger: Ledger, dyna
     assert result == sweeper.Sweep(candidates=2, released=1, failed=1)
     assert status(ledger, "a") == "admitted"  # left for the next run
     assert status(ledger, "b") == "released"
+
+
+def test_releases_that_fail_on_every_run_cannot_hide_the_other_shards_for_good(ledger: Ledger, dynamodb: Any) -> None:
+    """A page filled with requests whose release is refused on every run (a hand-edited counter, a
+    record the ledger's conditions never accept), oldest first in one shard: a run that starts at
+    another shard reaches the dead request there. The handler starts each run at a random one."""
+    for n in range(3):
+        admit(ledger, f"refused-{n}", age_seconds=BOUND * 10)
+        stuck(dynamodb, f"refused-{n}", **SHARD_0)
+    admit(ledger, "dead", age_seconds=BOUND * 2)
+    stuck(dynamodb, "dead", **{PENDING_KEY: {"S": "PENDING#7"}})
+    refusing = FailingRelease(ledger, *(f"refused-{n}" for n in range(3)))
+    result = sweeper.sweep(refusing, now=NOW, bound_seconds=BOUND, page_limit=3)  # type: ignore[arg-type]
+    assert (result.failed, status(ledger, "dead")) == (3, "admitted")  # from shard 0: the page is theirs
+    result = sweeper.sweep(refusing, now=NOW, bound_seconds=BOUND, page_limit=3, first_shard=7)  # type: ignore[arg-type]
+    assert (result.released, status(ledger, "dead")) == (1, "released")
+    assert ledger.pending(admitted_before=NOW, limit=10, first_shard=5)[-1].request_id == "refused-2"  # all read
 
 
 def test_the_bound_is_the_longest_lifetime_plus_the_slack() -> None:
@@ -309,12 +327,20 @@ def test_the_handler_sweeps_with_its_settings_and_emits_its_counts(
     sweeper.settings.cache_clear()
     monkeypatch.setattr(sweeper, "ledger", lambda: ledger)
     monkeypatch.setattr(sweeper, "now", lambda: NOW)
+    picked: list[int] = []
+
+    def pick(shards: int) -> int:
+        picked.append(shards)
+        return 5
+
+    monkeypatch.setattr(random, "randrange", pick)
     admit(ledger, "dead", age_seconds=1001)
     admit(ledger, "alive", age_seconds=999)  # within the bound of 900 + 100
     admit(ledger, "streamed", age_seconds=1002)
     begin(ledger, "streamed")
     capsys.readouterr()
     assert sweeper.lambda_handler({}, FakeContext()) == {"candidates": 2, "released": 1, "settled": 1, "failed": 0}
+    assert picked == [PENDING_SHARDS]  # each run starts at a shard of its own
     sweeper.settings.cache_clear()
     documents = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     metrics = {
