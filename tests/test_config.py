@@ -743,6 +743,20 @@ def test_a_cross_field_check_is_skipped_only_where_what_it_reads_is_broken(
     assert error_lines(overrides) == expected
 
 
+@pytest.mark.parametrize(("price", "loads"), [("0", True), ("0.000000001", True), ("1e-10", False), ("1e-300", False)])
+def test_a_unit_price_is_free_or_one_the_ledger_can_record(price: str, loads: bool) -> None:
+    """The ledger writes a price as a DynamoDB number, whose smallest magnitude is 1E-130: a price
+    of 1e-300 passed as above 0, and every admission of its output would have been refused."""
+    overrides = {"production.output_types.report.unit_price_usd": price}
+    if loads:
+        assert load(overrides).production.output_types["report"].unit_price_usd == float(price)
+        return
+    assert error_lines(overrides) == [
+        f"blueprint.production.output_types.report.unit_price_usd = {float(price)}: "
+        "0 for free, or at least 1e-09 (a price the ledger can record)"
+    ]
+
+
 @pytest.mark.parametrize(
     ("function", "key"),
     [

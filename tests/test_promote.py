@@ -88,7 +88,20 @@ def tools_template(
         "Type": promote.CONFIG_VERSION,
         "Properties": {"Content": json.dumps(document.model_dump(mode="json"))},
     }
+    resources["Gateway"] = {"Type": promote.GATEWAY, "Properties": copy.deepcopy(ENFORCING)}
     return {"Resources": resources}
+
+
+# The tools gateway as the tools stack makes it: the policy engine enforcing the permits, the tool
+# guard intercepting requests and answers.
+GUARD = {"Lambda": {"Arn": {"Fn::GetAtt": ["ToolGuardFunction", "Arn"]}}}
+ENFORCING: dict[str, Any] = {
+    "PolicyEngineConfiguration": {"Arn": {"Fn::GetAtt": ["PolicyEngine", "PolicyEngineArn"]}, "Mode": "ENFORCE"},
+    "InterceptorConfigurations": [
+        {"InterceptionPoints": ["REQUEST"], "Interceptor": GUARD},
+        {"InterceptionPoints": ["RESPONSE"], "Interceptor": GUARD},
+    ],
+}
 
 
 def keys_template(
@@ -336,6 +349,30 @@ def test_the_bindings_and_usage_plans_gates_read_the_real_production_templates(
     gate = promote.bindings_gate(config, WORKLOAD, unpermitted)
     assert not gate.passed
     assert gate.why.endswith(f"{KNOWLEDGE} (no Cedar permit)")
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        (
+            lambda g: g["PolicyEngineConfiguration"].update(Mode="LOG_ONLY"),
+            "the tools gateway's policy engine is in LOG_ONLY mode, not ENFORCE",
+        ),
+        (lambda g: g.pop("PolicyEngineConfiguration"), "the tools gateway's policy engine is not set, not ENFORCE"),
+        (lambda g: g.pop("InterceptorConfigurations"), "the tools gateway has no REQUEST or RESPONSE interceptor"),
+        (lambda g: g["InterceptorConfigurations"].pop(), "the tools gateway has no RESPONSE interceptor"),
+    ],
+    ids=["log-only", "no-engine", "no-interceptors", "no-answer-interceptor"],
+)
+def test_tools_permitted_and_listed_are_not_bound_where_the_gateway_does_not_enforce_them(
+    cdk_context: dict[str, Any], change: Callable[[dict[str, Any]], Any], why: str
+) -> None:
+    """A permit only logged (LOG_ONLY), no policy engine, or no tool guard on the requests or the
+    answers: every group's caller lists or calls tools the bindings do not give it."""
+    tools = tools_template()
+    change(tools["Resources"]["Gateway"]["Properties"])
+    found = failing(gates_of(cdk_context, synth=synth_of(tools=tools)))
+    assert (list(found), found["tools bound"].why) == (["tools bound"], why)
 
 
 @pytest.fixture

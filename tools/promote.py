@@ -61,6 +61,7 @@ class Gate:
     fix: str = ""
 
 
+GATEWAY = "AWS::BedrockAgentCore::Gateway"
 # A production synth of the promoted config: its templates by stack name (raises on cdk-nag errors).
 Synth = Callable[[Mapping[str, Any]], dict[str, dict[str, Any]]]
 # cfn-lint over templates: its findings (empty: clean).
@@ -88,9 +89,12 @@ def workload_file(context: Mapping[str, Any], config: BlueprintConfig, name: str
     there: a declaration in cdk.json's blueprint.workloads wins over the file (stacks/config/loader.py),
     so editing the file would change nothing. Reads ``context`` only after load_config accepted it."""
     blueprint = context.get("blueprint")
+    if isinstance(blueprint, str):  # `-c blueprint='{...}'`: load_config read it as JSON
+        blueprint = json.loads(blueprint)
     declared = blueprint.get("workloads") if isinstance(blueprint, Mapping) else None
     key = f"blueprint.workloads.{name}"
-    overridden = sorted(k for k in context if k == key or k.startswith(f"{key}."))
+    # Context keys win over the files: blueprint.workloads.<name>[.*], or the whole map.
+    overridden = sorted(k for k in context if k in (key, "blueprint.workloads") or k.startswith(f"{key}."))
     if isinstance(declared, Mapping) and name in declared:
         raise PromoteError(
             f"{name} is declared in cdk.json's blueprint.workloads, which promote does not edit: set its "
@@ -377,6 +381,16 @@ def bindings_gate(promoted: BlueprintConfig, name: str, templates: Mapping[str, 
         return Gate(gate, True, "no tools")
     if not templates:
         return Gate(gate, False, NOT_CHECKED, "fix the synth (the gate above)")
+    unenforced = _unenforced(templates)
+    if unenforced is not None:
+        return Gate(
+            gate,
+            False,
+            unenforced,
+            "the tools stack sets the policy engine to ENFORCE and the tool guard as the gateway's request and "
+            "response interceptors (stacks/production/tools.py): find what changed them, then "
+            "make synth TIER=production",
+        )
     targets = all_tools(promoted.production.legacy_apis)
     permitted = cedar_permits(templates)
     listed: dict[str, set[str]] = {}
@@ -407,6 +421,40 @@ def bindings_gate(promoted: BlueprintConfig, name: str, templates: Mapping[str, 
     return Gate(
         gate, True, f"{', '.join(workload.tools)}: a Cedar permit and the tool guard's bindings in {', '.join(groups)}"
     )
+
+
+def _unenforced(templates: Mapping[str, Mapping[str, Any]]) -> str | None:
+    """Why the templates' tools gateway does not enforce what the permits and the bindings say,
+    or None: its policy engine in ENFORCE mode (LOG_ONLY only logs a denial), and a Lambda
+    interceptor at both its REQUEST and RESPONSE points (the tool guard: without one, any caller
+    lists and calls every tool the engine lets through)."""
+    gateways = [
+        resource.get("Properties") or {}
+        for template in templates.values()
+        for resource in (template.get("Resources") or {}).values()
+        if isinstance(resource, Mapping) and resource.get("Type") == GATEWAY
+    ]
+    if not gateways:
+        return "no tools gateway in the production templates"
+    for gateway in gateways:
+        engine = gateway.get("PolicyEngineConfiguration")
+        mode = engine.get("Mode") if isinstance(engine, Mapping) else None
+        if mode != "ENFORCE":
+            state = f"in {mode} mode" if mode else "not set"
+            return f"the tools gateway's policy engine is {state}, not ENFORCE"
+        interceptors = gateway.get("InterceptorConfigurations")
+        points = {
+            point
+            for interceptor in (interceptors if isinstance(interceptors, list) else [])
+            if isinstance(interceptor, Mapping)
+            and isinstance(interceptor.get("Interceptor"), Mapping)
+            and "Lambda" in interceptor["Interceptor"]
+            for point in (interceptor.get("InterceptionPoints") or [])
+        }
+        missing = [point for point in ("REQUEST", "RESPONSE") if point not in points]
+        if missing:
+            return f"the tools gateway has no {' or '.join(missing)} interceptor"
+    return None
 
 
 _TOKEN = re.compile(r"^\$\{([A-Za-z0-9]+)\}$")

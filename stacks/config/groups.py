@@ -7,9 +7,9 @@ meters in units against each group's exact quota in its ledger.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator
 
 from stacks.config.base import ConfigModel, KeyedError
 from stacks.config.fields import Classification, Label, ModelId
@@ -18,7 +18,22 @@ from stacks.config.web import GroupWebConfig
 # The ledger writes price x units as a DynamoDB number and the gateway emits it as a metric per
 # output; a price past a million dollars per unit is a slip (a total, or cents), not a price.
 MAX_UNIT_PRICE_USD = 1_000_000
-UNIT_PRICE_RULE = "At most 1,000,000 (a larger figure is a total or a slip, not the price of one unit)."
+# The ledger writes a price as a DynamoDB number, whose smallest magnitude is 1E-130: a smaller one
+# would have every admission refused. Below a billionth of a dollar a price is a slip.
+MIN_UNIT_PRICE_USD = 1e-9
+UNIT_PRICE_RULE = (
+    "0 (free), or from 0.000000001 to 1,000,000 (a larger figure is a total or a slip, not the price of one unit)."
+)
+
+
+def unit_price(value: float) -> float:
+    """A unit price as UNIT_PRICE_RULE allows it (its upper bound is the field's own)."""
+    if 0 < value < MIN_UNIT_PRICE_USD:
+        raise ValueError(f"0 for free, or at least {MIN_UNIT_PRICE_USD:g} (a price the ledger can record)")
+    return value
+
+
+UnitPrice = Annotated[float, Field(ge=0, le=MAX_UNIT_PRICE_USD), AfterValidator(unit_price)]
 # What the ledger counts per group and period, and adds one output's units to: DynamoDB numbers hold
 # 38 digits, a quota past a trillion is a slip (as is an output of more than a million units).
 MAX_QUOTA_UNITS = 1_000_000_000_000
@@ -146,9 +161,7 @@ class GroupConfig(ConfigModel):
 class OutputTypeConfig(ConfigModel):
     """An output-priced workload: what one output costs and how it is produced."""
 
-    unit_price_usd: float = Field(
-        ge=0,
-        le=MAX_UNIT_PRICE_USD,
+    unit_price_usd: UnitPrice = Field(
         description=f"Price of one unit (USD): metered in the ledger and shown by GET /v1/usage. {UNIT_PRICE_RULE}",
     )
     units: int = Field(

@@ -15,6 +15,7 @@ would read wrong, or not at all, is refused before validation: a key given twice
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -55,7 +56,8 @@ def load_config(context: Mapping[str, Any]) -> BlueprintConfig:
     prefix = CONTEXT_KEY + "."
     for key in sorted(k for k in context if k.startswith(prefix)):
         path = key[len(prefix) :].split(".")
-        _set_path(raw, path, _parse_value(context[key], path))
+        # A copy: a later, deeper key must not write into the caller's context (a whole map given as one).
+        _set_path(raw, path, copy.deepcopy(_parse_value(context[key], path)))
     try:
         return BlueprintConfig.model_validate(raw)
     except ValidationError as exc:

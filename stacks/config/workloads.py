@@ -19,7 +19,7 @@ from prototype_query.contract import MAX_PROMPT_CHARS, TEMPLATE_PLACEHOLDERS, pr
 from shared.meaning import Meaning
 from stacks.config.base import ConfigModel, KeyedError
 from stacks.config.fields import Classification, Emails, GroupName, ModelId, SnakeName, TagValue, ToolName
-from stacks.config.groups import MAX_OUTPUT_UNITS, MAX_UNIT_PRICE_USD, UNIT_PRICE_RULE, OutputQuota
+from stacks.config.groups import MAX_OUTPUT_UNITS, UNIT_PRICE_RULE, OutputQuota, UnitPrice
 from stacks.config.guardrail import PII_ENTITY_TYPES
 from stacks.config.knowledge_base import KnowledgeBaseConfig
 from stacks.config.sandbox import BUDGET_AMOUNT_RULE, BudgetAmount
@@ -78,10 +78,8 @@ class WorkloadGeneration(ConfigModel):
 class WorkloadOutput(ConfigModel):
     """An output type the workload sells: its price, bounds and each of its groups' quota."""
 
-    unit_price_usd: float = Field(
-        ge=0,
-        le=MAX_UNIT_PRICE_USD,
-        description=f"Price of one unit (USD); promotion needs it above 0. {UNIT_PRICE_RULE}",
+    unit_price_usd: UnitPrice = Field(
+        description=f"Price of one unit (USD); promotion needs it above 0. {UNIT_PRICE_RULE}"
     )
     units: int = Field(default=1, ge=1, le=MAX_OUTPUT_UNITS, description="Units one delivered output consumes.")
     max_tokens: int = Field(default=1000, ge=1, le=8192, description="Tokens the model may write per output.")

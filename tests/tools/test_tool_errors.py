@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from stacks.config import load_config
 from tools import eval as evaluation, inputs, nag_report, promote, smoke
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -158,6 +159,37 @@ def test_promote_does_not_edit_a_file_that_cdk_json_overrides(
     assert "support is declared in cdk.json's blueprint.workloads" in err
     assert '"stage" to "production" there by hand' in err
     assert synth.calls == 0
+
+
+@pytest.mark.parametrize("how", ["the whole map as one key", "blueprint as a JSON string"])
+def test_promote_does_not_edit_a_file_that_a_context_key_overrides(
+    cdk_context: dict[str, Any], capsys: pytest.CaptureFixture[str], how: str
+) -> None:
+    """``-c blueprint.workloads='{...}'`` is applied after the files are read, and so is a
+    ``blueprint`` given whole as JSON text: either wins over workloads/<name>.json, so editing the
+    file would promote nothing while promote said it had."""
+    context = copy.deepcopy(cdk_context)
+    if how == "the whole map as one key":
+        context["blueprint.workloads"] = {"support": SUPPORT}
+        said = "support is also set by context key blueprint.workloads"
+    else:
+        context["blueprint"] = json.dumps({**context["blueprint"], "workloads": {"support": SUPPORT}})
+        said = "support is declared in cdk.json's blueprint.workloads"
+    synth = NoSynth()
+
+    assert promote.main(["support"], context=context, synth=synth, lint=lambda _: []) == 1
+
+    assert said in capsys.readouterr().err
+    assert synth.calls == 0
+
+
+def test_a_whole_map_given_as_one_context_key_is_not_written_into_by_a_deeper_one(cdk_context: dict[str, Any]) -> None:
+    """Loading a config never changes the context it was given (promote loads its promoted one)."""
+    context = copy.deepcopy(cdk_context)
+    context["blueprint.workloads"] = {"support": copy.deepcopy(SUPPORT)}
+    context["blueprint.workloads.support.stage"] = "production"
+    load_config(context)
+    assert context["blueprint.workloads"] == {"support": SUPPORT}
 
 
 def test_promote_with_no_workloads_dir_stops_before_any_synth(
