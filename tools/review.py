@@ -189,10 +189,14 @@ def synth_all(checkouts: Mapping[Path, Path]) -> None:
 
 
 def changed_files(commit: str, cwd: Path = ROOT) -> list[str]:
-    """Files that differ between ``commit`` and the working tree, and new files git does not ignore."""
-    tracked = git("diff", "--name-only", commit, cwd=cwd).splitlines()
-    untracked = git("ls-files", "--others", "--exclude-standard", cwd=cwd).splitlines()
-    return sorted(set(tracked) | set(untracked))
+    """Files that differ between ``commit`` and the working tree, and new files git does not ignore.
+
+    ``-z``: paths as they are, NUL-separated; otherwise git quotes and escapes a path with non-ASCII
+    letters (``"lambdas/shared/\\303\\251t\\303\\251.py"``), which then maps to no package.
+    """
+    tracked = git("diff", "--name-only", "-z", commit, cwd=cwd).split("\0")
+    untracked = git("ls-files", "--others", "--exclude-standard", "-z", cwd=cwd).split("\0")
+    return sorted({path for path in [*tracked, *untracked] if path})
 
 
 def uncommitted(cwd: Path = ROOT) -> bool:

@@ -19,10 +19,12 @@ from tools.reviewing.access import Grant, loosens
 from tools.reviewing.changes import Assembly, Change, diff_values
 from tools.reviewing.render import render_report
 from tools.reviewing.report import CdkDiff, markdown_for_templates, review
+from tools.reviewing.sources import changed_packages
 from tools.reviewing.values import render
 
 ROOT = Path(__file__).resolve().parents[2]
 GATEWAY = "genai-production-gateway"
+TOOLS = "genai-production-tools"
 
 
 @pytest.fixture(scope="module")
@@ -351,6 +353,8 @@ def test_letting_user_tokens_reach_an_agent_loosens_authentication_and_exits_2(b
         (("AuthorizationType",), "CUSTOM", "NONE", True),
         (("AuthorizationType",), "NONE", "CUSTOM", False),
         (("AuthType",), "AWS_IAM", "NONE", True),
+        (("AuthorizerType",), "CUSTOM_JWT", "NONE", True),
+        (("AuthorizerType",), "NONE", "CUSTOM_JWT", False),
         (("ApiKeyRequired",), True, False, True),
         (("ApiKeyRequired",), False, True, False),
         (("AuthorizerConfiguration", "CustomJWTAuthorizer", "AllowedClients"), ["a"], ["a", "b"], True),
@@ -359,6 +363,58 @@ def test_letting_user_tokens_reach_an_agent_loosens_authentication_and_exits_2(b
 )
 def test_what_loosens_authentication(path: tuple[str, ...], old: Any, new: Any, loosened: bool) -> None:
     assert loosens(Change(path, old, new)) is loosened
+
+
+def test_the_tools_gateway_opened_to_unauthenticated_callers_loosens_and_exits_2(base: Assembly) -> None:
+    """The AgentCore tools gateway's AuthorizerType is its authorization switch: NONE lets anyone
+    call every MCP tool, as a method or Function URL with no authorization would."""
+
+    def open_gateway(template: dict[str, Any]) -> None:
+        (gateway,) = resources_of(template, "AWS::BedrockAgentCore::Gateway").values()
+        assert gateway["Properties"]["AuthorizerType"] == "CUSTOM_JWT"
+        gateway["Properties"]["AuthorizerType"] = "NONE"
+
+    report = review(base, edited(base, TOOLS, open_gateway), [])
+
+    (line,) = [line for line in report.sections()["access"].splitlines() if "`AuthorizerType`" in line]
+    assert line.endswith('`AuthorizerType`: `"CUSTOM_JWT"` → `"NONE"` **loosens**')
+    assert report.exit_code == 2
+
+
+def _new_method(template: dict[str, Any], **auth: Any) -> None:
+    """A method added at the root of the gateway's REST API: an HTTP proxy, so no Lambda permission
+    (no grant) comes with it."""
+    (api,) = resources_of(template, "AWS::ApiGateway::RestApi")
+    integration = {"Type": "HTTP_PROXY", "IntegrationHttpMethod": "ANY", "Uri": "https://internal.example"}
+    properties = {"HttpMethod": "ANY", "ResourceId": {"Fn::GetAtt": [api, "RootResourceId"]}, "RestApiId": {"Ref": api}}
+    template["Resources"]["ProxyMethod"] = {
+        "Type": "AWS::ApiGateway::Method",
+        "Properties": {**properties, **auth, "Integration": integration},
+    }
+
+
+def test_a_new_method_without_authorization_loosens_and_exits_2(base: Assembly) -> None:
+    """An added resource's authentication settings are judged against absent ones: a new open
+    method lets callers in as much as an existing one set to no authorization."""
+    report = review(base, edited(base, GATEWAY, lambda t: _new_method(t, AuthorizationType="NONE")), [])
+
+    assert (
+        f'- {GATEWAY}: new `ProxyMethod` (AWS::ApiGateway::Method): `AuthorizationType`: (absent) → `"NONE"` **loosens**'
+        in report.sections()["access"]
+    )
+    assert report.exit_code == 2
+
+    # With the gateway's authorizer and an API key it is listed for the reader, and lets no one more in.
+    (authorizer,) = resources_of(base.templates[GATEWAY], "AWS::ApiGateway::Authorizer")
+    guarded = {"AuthorizationType": "CUSTOM", "AuthorizerId": {"Ref": authorizer}, "ApiKeyRequired": True}
+    report = review(base, edited(base, GATEWAY, lambda t: _new_method(t, **guarded)), [])
+    access = report.sections()["access"]
+    assert (
+        f'- {GATEWAY}: new `ProxyMethod` (AWS::ApiGateway::Method): `AuthorizationType`: (absent) → `"CUSTOM"`'
+        in access
+    )
+    assert not [line for line in access.splitlines() if line.endswith("**loosens**")]
+    assert report.exit_code == 0
 
 
 # --- Without a synth: small templates ------------------------------------------------------------
@@ -539,3 +595,76 @@ def test_new_code_no_changed_source_explains_is_listed_as_a_code_change() -> Non
     report = review(_app(_function("a")), _app(_function("b")), [])
     assert f"Code changed (new asset hash) with no changed source listed: `{STACK}/Fn`" in report.sections()["code"]
     assert "Code changed" not in review(_app(_function("a")), _app(_function("a")), []).sections()["code"]
+
+
+def _invoke_permission(**limits: Any) -> Assembly:
+    """Anyone ("*") may invoke the function, within ``limits`` (the permission's other properties)."""
+    grant = {"Action": "lambda:InvokeFunction", "FunctionName": {"Fn::GetAtt": ["Fn", "Arn"]}, "Principal": "*"}
+    permission = {"Type": "AWS::Lambda::Permission", "Properties": {**grant, **limits}}
+    return _app({"Resources": {"FnInvoke": permission}})
+
+
+@pytest.mark.parametrize("limit", [{"InvokedViaFunctionUrl": True}, {"EventSourceToken": "partner-token"}])
+def test_a_public_lambda_permission_that_loses_its_limit_broadens(limit: dict[str, Any]) -> None:
+    """InvokedViaFunctionUrl confines a public grant to calls through the function URL, and
+    EventSourceToken to an event source holding the token; without either, anyone may invoke the
+    function directly. Every property beyond action, function and principal is the grant's condition."""
+    report = review(_invoke_permission(**limit), _invoke_permission(), [])
+    access = report.sections()["access"]
+
+    condition = json.dumps(limit, separators=(",", ":"))
+    assert f"| − | Allow | AWS:* | `lambda:InvokeFunction` | ${{Fn.Arn}} | {condition} | `FnInvoke` |" in access
+    assert "| + **broadens** | Allow | AWS:* | `lambda:InvokeFunction` | ${Fn.Arn} |   | `FnInvoke` |" in access
+    assert report.exit_code == 2
+
+
+def _read_docs(bucket: str) -> Assembly:
+    """A role's grant on a bucket whose name an Fn::Sub takes from its variable map."""
+    arn = {"Fn::Sub": ["arn:${AWS::Partition}:s3:::${Bucket}/*", {"Bucket": bucket}]}
+    statement = {"Effect": "Allow", "Action": "s3:GetObject", "Resource": arn}
+    policy = {"PolicyDocument": {"Statement": [statement]}, "Roles": [{"Ref": "Role"}]}
+    return _app({"Resources": {"ReadDocs": {"Type": "AWS::IAM::Policy", "Properties": policy}}})
+
+
+def test_an_fn_sub_is_rendered_with_its_variables_so_a_grant_widened_through_one_is_seen() -> None:
+    """Rendered as its text alone, the Fn::Sub was the same before and after: no change at all."""
+    assert (
+        render({"Fn::Sub": ["${Bucket}/${!Literal}/${Other.Arn}", {"Bucket": {"Ref": "Docs"}}]})
+        == "${Docs}/${!Literal}/${Other.Arn}"
+    )
+
+    report = review(_read_docs("team-docs"), _read_docs("*"), [])
+    access = report.sections()["access"]
+
+    assert "| + **broadens** | Allow | AWS:${Role} | `s3:GetObject` | arn:${AWS::Partition}:s3:::*/* |" in access
+    assert "| − | Allow | AWS:${Role} | `s3:GetObject` | arn:${AWS::Partition}:s3:::team-docs/* |" in access
+    assert report.exit_code == 2
+
+
+def test_a_changed_file_under_lambdas_outside_any_package_is_listed_by_its_path() -> None:
+    """lambdas/requirements.txt is the Lambda layer's input: BASE is synthesized with today's build/,
+    so the changed-file list is the only trace of a dependency change."""
+    code = review(Assembly({}), Assembly({}), ["lambdas/requirements.txt", "docs/review.md"]).sections()["code"]
+
+    assert code == "Other changed files: `docs` (1), `lambdas/requirements.txt`"
+
+
+def test_a_changed_file_with_a_non_ascii_name_maps_to_its_package(tmp_path: Path) -> None:
+    """git quotes such a path by default ("lambdas/shared/\\303\\251t\\303\\251.py"), which is in no package."""
+
+    def git(*args: str) -> None:
+        rv.git("-c", "user.name=t", "-c", "user.email=t@example.com", *args, cwd=tmp_path)
+
+    git("init", "-q")
+    package = tmp_path / "lambdas" / "shared"
+    package.mkdir(parents=True)
+    (package / "été.py").write_text("A = 1\n")
+    git("add", ".")
+    git("commit", "-q", "-m", "base")
+    (package / "été.py").write_text("A = 2\n")
+    (package / "nouveauté.py").write_text("B = 1\n")  # untracked
+
+    files = rv.changed_files("HEAD", tmp_path)
+
+    assert files == ["lambdas/shared/nouveauté.py", "lambdas/shared/été.py"]
+    assert changed_packages(files) == {"shared": files}

@@ -18,7 +18,7 @@ import pytest
 from tests.infra.conftest import Assembly as Synthesized
 from tools.reviewing.access import Rule
 from tools.reviewing.changes import Assembly
-from tools.reviewing.data import CEDAR_POLICY, cedar_summary
+from tools.reviewing.data import CEDAR_POLICY, cedar_parts, cedar_summary
 from tools.reviewing.report import Report, review
 
 STACK = "genai-production-tools"
@@ -142,6 +142,81 @@ def test_a_permit_that_changes_what_it_permits_and_its_chain_is_shown_not_folded
     assert ": +`orders___cancel_order`" in line
     assert report.data.rechained == []
     assert "DependsOn" not in report.sections()["data"]
+
+
+def permit_of(template: dict[str, Any], group: str) -> tuple[str, list[Any]]:
+    """A group's permit: its logical id and the parts its statement's Fn::Join joins (the first holds
+    the scope, the last the group's condition)."""
+    for key, resource in template["Resources"].items():
+        if resource["Type"] == POLICY and cedar_parts(resource)[1] == group:
+            parts: list[Any] = resource["Properties"]["Definition"]["Cedar"]["Statement"]["Fn::Join"][1]
+            return key, parts
+    raise AssertionError(f"no permit for {group}")
+
+
+def test_a_permit_whose_condition_opens_up_with_a_new_tool_shows_the_condition_too(tools: dict[str, Any]) -> None:
+    """The tool list said as names hid every other change of the statement: here a `when` that
+    became always true (every caller of the gateway). Only a change beyond the tools adds the
+    statement, shown with its scope's action left out."""
+    with_tool = copy.deepcopy(tools)
+    key, parts = permit_of(with_tool, "customer-basic")
+    parts[0] = parts[0].replace("action in [\n", 'action in [\n    AgentCore::Action::"orders___find_orders",\n')
+    opened = copy.deepcopy(with_tool)
+    parts = permit_of(opened, "customer-basic")[1]
+    parts[-1] = parts[-1].replace('== "customer-basic"', '== "customer-basic" || true')
+
+    tool_only = review_of(tools, with_tool).data.permits
+    (line,) = review_of(tools, opened).data.permits
+
+    assert tool_only == [f"~ permit group `customer-basic`: +`orders___find_orders` ({STACK}, `{key}`)"]
+    assert line.startswith("~ permit group `customer-basic`: +`orders___find_orders`; `Definition.Cedar.Statement`: ")
+    assert '== \\"customer-basic\\" || true' in line
+    assert "orders___find_orders" not in line.split("; ", 1)[1]  # the tools only once
+
+
+def test_a_permit_opened_to_every_tool_says_so_and_loosens(tools: dict[str, Any]) -> None:
+    """`action in [...]` become bare `action`: every tool on the gateway, not a tool taken away."""
+    head = copy.deepcopy(tools)
+    key, parts = permit_of(head, "customer-basic")
+    listed = re.search(r"action in \[[^\]]*\]", parts[0])
+    assert listed is not None
+    parts[0] = parts[0].replace(listed[0], "action")
+
+    report = review_of(tools, head)
+
+    assert report.data.permits == [
+        f"~ permit group `customer-basic`: every tool on the gateway (was `knowledge___knowledge_search`) "
+        f"({STACK}, `{key}`) **loosens**"
+    ]
+    assert "permits every tool on the gateway (section 3) **loosens**" in report.sections()["access"]
+    assert report.exit_code == 2
+    # Back to naming its tools: said as such, and lets no one more in.
+    back = review_of(head, tools)
+    assert back.data.permits == [
+        f"~ permit group `customer-basic`: `knowledge___knowledge_search` (was every tool on the gateway) "
+        f"({STACK}, `{key}`)"
+    ]
+    assert back.exit_code == 0
+
+
+def test_a_policy_in_the_schemas_other_form_is_read_and_one_without_a_statement_too(tools: dict[str, Any]) -> None:
+    """AWS::BedrockAgentCore::Policy's Definition holds its statement under Cedar or under Policy;
+    reading only Cedar crashed the report (TypeError) on the other."""
+    head = copy.deepcopy(tools)
+    key, _ = permit_of(tools, "customer-basic")
+    permit = head["Resources"][key]
+    permit["Properties"]["Definition"] = {"Policy": permit["Properties"]["Definition"]["Cedar"]}
+    permit["Properties"]["Name"] = "permit_customer_silver"
+    parts = permit["Properties"]["Definition"]["Policy"]["Statement"]["Fn::Join"][1]
+    parts[-1] = parts[-1].replace('"customer-basic"', '"customer-silver"')
+    head["Resources"][NEW_PERMIT] = head["Resources"].pop(key)
+
+    report = review_of(tools, head)
+
+    assert f"+ permit `knowledge___knowledge_search` to group `customer-silver` ({STACK}, `{NEW_PERMIT}`)" in (
+        report.data.permits
+    )
+    assert cedar_parts({"Type": POLICY, "Properties": {"Definition": {}}}) == ("policy", None, [], "")
 
 
 # --- Security-group rules --------------------------------------------------------------------------

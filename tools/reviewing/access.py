@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from itertools import product
 from typing import Any
 
-from tools.reviewing.changes import Change
+from tools.reviewing.changes import Change, ResourceDiff, compared_view
+from tools.reviewing.data import opens_every_tool
 from tools.reviewing.values import MISSING, Template, as_json, render, text
 
 
@@ -43,6 +44,9 @@ Exploded = Iterator[tuple[str, str, str, str, str]]  # effect, principal, action
 # Property paths about who may call what, outside IAM: authorizers, API keys, MFA, allowed clients.
 AUTH_PATH = re.compile(r"authori[sz]|authtype|authenticat|apikey|allowed(clients|audience)|mfa|userpooltiers", re.I)
 POLICY_KEYS = {"PolicyDocument", "AssumeRolePolicyDocument", "Policies", "KeyPolicy", "ManagedPolicyArns", "Policy"}
+# What a Lambda permission grants; each of its other properties (source ARN or account, organisation,
+# function URL auth type, InvokedViaFunctionUrl, an event source's token) limits the grant: its condition.
+PERMISSION_GRANT = ("Action", "FunctionName", "Principal")
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -121,8 +125,7 @@ def _role_grants(logical_id: str, props: Mapping[str, Any]) -> Exploded:
 def _permission_grants(logical_id: str, props: Mapping[str, Any]) -> Exploded:
     principal = text(render(props.get("Principal")))
     kind = "Service" if principal.endswith(".amazonaws.com") else "AWS"
-    keys = ("SourceArn", "SourceAccount", "PrincipalOrgID", "FunctionUrlAuthType")
-    condition = {key: render(props[key]) for key in keys if key in props}
+    condition = {key: render(value) for key, value in props.items() if key not in PERMISSION_GRANT}
     resource = text(render(props.get("FunctionName")))
     yield "Allow", f"{kind}:{principal}", str(props.get("Action")), resource, text(condition) if condition else ""
 
@@ -212,15 +215,35 @@ def access_changes(stack: str, base: Template | None, head: Template | None) -> 
     return sorted(changes, key=lambda c: (not c.broadens, not c.added, c.item))
 
 
+def auth_changes(diff: ResourceDiff) -> list[Change]:
+    """A resource's changes of authentication settings: a modified resource's, and each property of
+    an added one, from absent (a new method without authorization lets callers in as much as a
+    method changed to none). A removed resource's settings go with it."""
+    if diff.status == "added":
+        props = compared_view(diff.new).get("Properties")
+        items = props.items() if isinstance(props, dict) else ()
+        changes = [Change(("Properties", key), MISSING, value) for key, value in items]
+    else:
+        changes = list(diff.changes)
+    return [change for change in changes if AUTH_PATH.search(" ".join(change.path))]
+
+
+def loosened(diff: ResourceDiff) -> bool:
+    """Whether a resource's change lets more callers in: an authentication setting that loosens, or
+    a Cedar permit opened to every tool on the gateway."""
+    return any(loosens(change) for change in auth_changes(diff)) or opens_every_tool(diff)
+
+
 def loosens(change: Change) -> bool:
     """An authentication setting that lets more callers in: a token authorizer where there was
-    IAM (an AgentCore runtime taking user JWTs), no authorization on a method or Function URL, an
-    API key no longer required, more allowed clients or audiences."""
+    IAM (an AgentCore runtime taking user JWTs), no authorization on a method, a Function URL or
+    the AgentCore tools gateway (its AuthorizerType), an API key no longer required, more allowed
+    clients or audiences."""
     path = change.path[1:] if change.path[:1] == ("Properties",) else change.path
     where, old, new = " ".join(map(str, path)).lower(), change.old, change.new
     if where.endswith(("allowedclients", "allowedaudience")):
         return isinstance(new, list) and not set(map(str, new)) <= set(map(str, old if isinstance(old, list) else []))
-    if where.endswith(("authorizationtype", "authtype")):
+    if where.endswith(("authorizationtype", "authtype", "authorizertype")):
         return str(new).upper() == "NONE"
     if where.endswith("apikeyrequired"):
         return old is True and new is not True

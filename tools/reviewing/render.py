@@ -7,11 +7,11 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from tools.reviewing.access import AUTH_PATH, POLICY_KEYS, AccessChange, Grant, loosens
+from tools.reviewing.access import AUTH_PATH, POLICY_KEYS, AccessChange, Grant, auth_changes, loosens
 from tools.reviewing.changes import Change, ResourceDiff
-from tools.reviewing.data import CEDAR_POLICY, DataHandling, is_data_handling
+from tools.reviewing.data import CEDAR_POLICY, EVERY_TOOL, DataHandling, is_data_handling, opens_every_tool
 from tools.reviewing.losses import Loss
-from tools.reviewing.sources import changed_packages, is_asset_change
+from tools.reviewing.sources import changed_packages, is_asset_change, other_files
 
 if TYPE_CHECKING:
     from tools.reviewing.report import Report  # which renders itself with these
@@ -67,12 +67,13 @@ def _access_row(key: tuple[Any, ...], actions: list[str]) -> str:
 
 
 def _auth_lines(diffs: Iterable[ResourceDiff]) -> list[str]:
-    return [
-        f"- {d.stack}: {d}: {c.describe()}" + (" **loosens**" if loosens(c) else "")
-        for d in diffs
-        for c in d.changes
-        if AUTH_PATH.search(" ".join(c.path))
-    ]
+    lines = []
+    for d in diffs:
+        subject = f"{d.stack}: {'new ' if d.status == 'added' else ''}{d}"
+        lines += [f"- {subject}: {c.describe()}" + (" **loosens**" if loosens(c) else "") for c in auth_changes(d)]
+        if opens_every_tool(d):
+            lines.append(f"- {subject}: its permit names no tool, so it permits {EVERY_TOOL} (section 3) **loosens**")
+    return lines
 
 
 def _access_section(report: Report) -> str:
@@ -174,9 +175,13 @@ def _code_section(report: Report) -> str:
     if packages:
         counted = (f"`lambdas/{package}` ({len(files)})" for package, files in sorted(packages.items()))
         lines.append("Changed in source: " + ", ".join(counted))
-    others = Counter(path.split("/")[0] for path in report.changed_files if not path.startswith("lambdas/"))
-    if others:
-        lines.append("Other changed files: " + ", ".join(f"`{top}` ({n})" for top, n in sorted(others.items())))
+    others = other_files(packages, report.changed_files)
+    # Under lambdas/ but in no package (the Lambda layer's requirements.txt): each file by its path.
+    loose = sorted(path for path in others if path.startswith("lambdas/"))
+    folders = Counter(path.split("/")[0] for path in others if not path.startswith("lambdas/"))
+    shown = [*(f"`{top}` ({n})" for top, n in sorted(folders.items())), *(f"`{path}`" for path in loose)]
+    if shown:
+        lines.append("Other changed files: " + ", ".join(shown))
     if report.code:
         lines += ["", "| Package | Changed code it carries | Deployed as | Asset hash changed |", "|---|---|---|---|"]
         for c in report.code:
@@ -200,7 +205,7 @@ def _code_section(report: Report) -> str:
 def _shown_elsewhere(diff: ResourceDiff, change: Change) -> bool:
     return (
         diff.type == CEDAR_POLICY
-        or diff.type == "AWS::Lambda::Permission"
+        or (diff.type == "AWS::Lambda::Permission" and change.path[:1] == ("Properties",))  # all in its grant
         or bool(POLICY_KEYS & set(change.path))
         or any(part.startswith("SecurityGroup") for part in change.path)
         or is_data_handling(diff, change)

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tools.reviewing.access import AccessChange, access_changes, loosens
+from tools.reviewing.access import AccessChange, access_changes, loosened
 from tools.reviewing.changes import Assembly, Change, ResourceDiff, diff_stack, template_changes
 from tools.reviewing.data import DataHandling, data_handling
 from tools.reviewing.losses import Loss, StaleRead, losses, replacements, stale_reads
@@ -39,8 +39,9 @@ class StackReview:
 
     @property
     def broadening(self) -> bool:
-        """Access broadens by the structural comparison: a broadening grant or rule, or loosened auth."""
-        return any(c.broadens for c in self.access) or any(loosens(c) for d in self.diffs for c in d.changes)
+        """Access broadens by the structural comparison: a broadening grant or rule, or loosened auth
+        (of a resource changed or added, or a Cedar permit opened to every tool)."""
+        return any(c.broadens for c in self.access) or any(loosened(d) for d in self.diffs)
 
     @property
     def cdk_unexplained(self) -> bool:

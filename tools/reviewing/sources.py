@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from tools.reviewing.changes import Assembly, Change
@@ -36,6 +36,13 @@ def changed_packages(changed_files: Iterable[str]) -> dict[str, list[str]]:
         if len(parts) > 2 and parts[0] == "lambdas" and "__pycache__" not in parts:
             found[parts[1]].append(path)
     return dict(found)
+
+
+def other_files(packages: Mapping[str, Sequence[str]], changed_files: Iterable[str]) -> list[str]:
+    """Changed files in no package of ``packages`` (``changed_packages``): elsewhere in the repository,
+    or under lambdas/ outside a package (``lambdas/requirements.txt``, the Lambda layer's input)."""
+    packaged = {path for paths in packages.values() for path in paths}
+    return [path for path in changed_files if path not in packaged and "__pycache__" not in path.split("/")]
 
 
 def owners(head: Assembly) -> dict[str, frozenset[str]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -25,7 +26,8 @@ def text(value: Any) -> str:
 
 def render(value: Any) -> Any:
     """A template value with its intrinsic functions written as ``${...}`` text, as ``cdk diff`` shows them
-    (an ``Fn::Join`` becomes the string it makes, so JSON built from tokens can still be parsed)."""
+    (an ``Fn::Join`` becomes the string it makes, so JSON built from tokens can still be parsed; an
+    ``Fn::Sub`` its text with the values of its variable map written in)."""
     if isinstance(value, list):
         return [render(item) for item in value]
     if not isinstance(value, dict):
@@ -44,11 +46,23 @@ def _intrinsic(name: str, argument: Any) -> str:
         return "${" + (".".join(map(str, argument)) if isinstance(argument, list) else str(argument)) + "}"
     if name == "Fn::Join" and isinstance(argument, list) and len(argument) == 2 and isinstance(argument[1], list):
         return str(argument[0]).join(text(render(part)) for part in argument[1])
-    if name == "Fn::Sub":
-        return text(argument if isinstance(argument, str) else render(argument[0]))
+    if name == "Fn::Sub" and isinstance(argument, str):
+        return argument
+    if name == "Fn::Sub" and isinstance(argument, list) and len(argument) == 2 and isinstance(argument[1], dict):
+        return _substituted(text(render(argument[0])), argument[1])
     if name == "Fn::GetStackOutput" and isinstance(argument, dict):
         return f"${{{argument.get('StackName')}.{argument.get('OutputName')}}}"
     return f"${{{name} {text(render(argument))}}}"
+
+
+_SUB_NAME = re.compile(r"\$\{([^}]*)\}")
+
+
+def _substituted(template: str, variables: dict[str, Any]) -> str:
+    """An ``Fn::Sub`` text with its variable map's values written in, so that a change of a value
+    is a change of the text; ``${...}`` names not in the map (a resource, ``${!Literal}``) stay."""
+    values = {name: text(render(value)) for name, value in variables.items()}
+    return _SUB_NAME.sub(lambda match: values.get(match[1], match[0]), template)
 
 
 def references(value: Any) -> set[str]:
