@@ -223,7 +223,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, s
     if not isinstance(job_id, str) or not JOB_ID.fullmatch(job_id):
         logger.error("not a job event")
         return {"outcome": "ignored"}
-    outcome = run(
-        job_id, remaining_seconds=context.get_remaining_time_in_millis() / 1000, runtime=runtime(), clock=clock
-    )
+    current = runtime()  # (made on a cold start: before the remaining time is read, not out of the margin)
+    outcome = run(job_id, remaining_seconds=context.get_remaining_time_in_millis() / 1000, runtime=current, clock=clock)
     return {"job_id": job_id, "outcome": outcome}

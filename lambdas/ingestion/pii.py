@@ -18,6 +18,7 @@ MAX_CALL_BYTES = 100_000  # DetectPiiEntities' and DetectDominantLanguage's limi
 LANGUAGE_SAMPLE_CHARS = 5_000
 LANGUAGE_SAMPLES = 3  # from the text's start, middle and end
 SUPPORTED_LANGUAGES = ("en", "es")
+UNDETERMINED = "und"  # no language Comprehend could name (a sample of numbers, blank cells)
 
 
 @dataclass(frozen=True, order=True)
@@ -29,9 +30,11 @@ class Span:
 
 @dataclass(frozen=True)
 class Scan:
-    language: str
+    language: str  # the language the text was scanned in
     supported: bool  # False: only the custom identifiers looked at the text
     spans: tuple[Span, ...]
+    # A language of the text's the scan does not support (a part in it had no Comprehend pass), if any.
+    unsupported: str | None = None
 
     def summary(self) -> dict[str, int]:
         """Entity type -> how many: what the registry and logs may keep (never the values)."""
@@ -56,8 +59,13 @@ class PiiScanner:
 
     def scan(self, text: str, *, language: str | None = None) -> Scan:
         """Find personal data in ``text``; ``language`` (e.g. the document's, for its metadata
-        fields) skips detecting it again."""
-        language = language or self.language(text)
+        fields) skips detecting it again. The text is scanned in the first language of its samples
+        (languages) that Comprehend supports, the custom identifiers whatever its language; a
+        language of its samples that Comprehend does not support is ``unsupported``."""
+        found = [language] if language else self.languages(text)
+        known = [code for code in found if code != UNDETERMINED] or found  # "und": no answer, not a language
+        language = next((code for code in known if code in SUPPORTED_LANGUAGES), known[0])
+        unsupported = next((code for code in known if code not in SUPPORTED_LANGUAGES), None)
         spans = {Span(m.start(), m.end(), name) for name, rx in self._custom.items() for m in rx.finditer(text)}
         supported = language in SUPPORTED_LANGUAGES
         if supported:
@@ -68,19 +76,17 @@ class PiiScanner:
                     for e in response.get("Entities", [])
                     if e.get("Score", 0) >= self._min_score
                 }
-        return Scan(language=language, supported=supported, spans=tuple(sorted(spans)))
+        return Scan(language=language, supported=supported, spans=tuple(sorted(spans)), unsupported=unsupported)
 
-    def language(self, text: str) -> str:
-        """The language the text is scanned in: of samples from its start, middle and end
-        (_samples), the first one the scan does not support, else the first sample's. Judged on
-        its start alone, a document in another language behind a preface in English would be
-        scanned with the English model, past the unsupported-language policy."""
-        found = [self._dominant(sample) for sample in _samples(text)]
-        return next((language for language in found if language not in SUPPORTED_LANGUAGES), found[0])
+    def languages(self, text: str) -> list[str]:
+        """The dominant language of each of the text's samples, from its start, middle and end
+        (_samples): judged on its start alone, a document in another language behind a preface in
+        English would pass for English, past the unsupported-language policy."""
+        return [self._dominant(sample) for sample in _samples(text)]
 
     def _dominant(self, sample: str) -> str:
         languages = self._comprehend.detect_dominant_language(Text=sample).get("Languages", [])
-        best = max(languages, key=lambda lang: lang.get("Score", 0), default={"LanguageCode": "und"})
+        best = max(languages, key=lambda lang: lang.get("Score", 0), default={"LanguageCode": UNDETERMINED})
         return str(best["LanguageCode"])
 
 

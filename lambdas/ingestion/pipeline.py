@@ -214,9 +214,10 @@ class Pipeline:
                     raise
                 return self._start_ocr(ref, key, record)
             scan = self._scan(text)
-            if not scan.supported and self._settings.unsupported_language == "quarantine":
+            if scan.unsupported and self._settings.unsupported_language == "quarantine":
                 raise RejectedError(
-                    "unsupported_language", f"PII detection does not support the document's language ({scan.language})"
+                    "unsupported_language",
+                    f"PII detection does not support the document's language ({scan.unsupported})",
                 )
             if scan.spans and self._settings.classification_policies[classification] == "quarantine":
                 types = ", ".join(scan.summary())
@@ -420,10 +421,13 @@ class Pipeline:
             current["updated_at"] = now
             settled = replace(record, processed_at=now)
             try:
-                self._registry.record(settled, current=current, sequencer=ref.sequencer)
+                self._registry.record(settled, current=current, sequencer=ref.sequencer, replacing=previous)
             except StaleVersionError:
                 if undo:
                     undo()
+                winner = self._registry.current(record.document_id) or {}
+                if winner.get("version") == record.version:  # a duplicate delivery settled this very version
+                    return _outcome(replace(settled, location=str(winner.get("location", ""))), replayed=True)
                 return self._superseded(record, ref, key)
             self._empty_landing(ref, key)
             return _outcome(settled)

@@ -8,6 +8,7 @@ pk = "event#<message id>", sk = "event"     a message that named no object (dead
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -68,11 +69,20 @@ class Registry:
         item = self._table.get_item(Key={"pk": document_id, "sk": CURRENT}, ConsistentRead=True).get("Item")
         return dict(item) if item else None
 
-    def record(self, record: VersionRecord, *, current: dict[str, Any] | None = None, sequencer: str = "") -> None:
-        """Write the document's new current state (only over an older version's, or this version's
-        own: StaleVersionError otherwise), then the version's record. Two writes: an attempt that
-        failed between them (throttled, or the function ended) is retried by SQS, and the retry
-        writes the same version's state again."""
+    def record(
+        self,
+        record: VersionRecord,
+        *,
+        current: dict[str, Any] | None = None,
+        sequencer: str = "",
+        replacing: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Write the document's new current state (only over an older version's, or over this
+        version's own as ``replacing`` read it: StaleVersionError otherwise), then the version's
+        record. Two writes: an attempt that failed between them (throttled, or the function ended)
+        is retried by SQS, and the retry writes the same version's state again; a duplicate
+        delivery processing the same version at the same time finds the state changed since it
+        read it, and is refused."""
         if current is not None:
             item = {"pk": record.document_id, "sk": CURRENT, **current}
             if sequencer:
@@ -80,9 +90,13 @@ class Registry:
                 try:
                     self._table.put_item(
                         Item=item,
-                        ConditionExpression="attribute_not_exists(#s) OR #s < :s OR (#s = :s AND #v = :v)",
-                        ExpressionAttributeNames={"#s": "sequencer", "#v": "version"},
-                        ExpressionAttributeValues={":s": item["sequencer"], ":v": record.version},
+                        ConditionExpression="attribute_not_exists(#s) OR #s < :s OR (#s = :s AND #v = :v AND #u = :u)",
+                        ExpressionAttributeNames={"#s": "sequencer", "#v": "version", "#u": "updated_at"},
+                        ExpressionAttributeValues={
+                            ":s": item["sequencer"],
+                            ":v": record.version,
+                            ":u": str((replacing or {}).get("updated_at", "")),
+                        },
                     )
                 except ClientError as error:
                     if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":

@@ -347,14 +347,25 @@ _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 def _unicode(value: Any) -> Any:
     """``value`` with each lone surrogate of its texts (keys too) read as U+FFFD (a pair JSON
-    escaped is one character already). At most MAX_JSON_DEPTH deep: recursion is bounded."""
+    escaped is one character already). Lists and objects are changed in place (a copy of the whole
+    answer would double what it holds: shared.tools.JSON_MEMORY_FACTOR counts one); an object is
+    made anew only where one of its keys changes. At most MAX_JSON_DEPTH deep: recursion is bounded."""
     if isinstance(value, str):
-        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    if isinstance(value, dict):
-        return {_unicode(key): _unicode(item) for key, item in value.items()}
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace") if _LONE.search(value) else value
     if isinstance(value, list):
-        return [_unicode(item) for item in value]
+        for index, item in enumerate(value):
+            value[index] = _unicode(item)
+        return value
+    if isinstance(value, dict):
+        if any(_LONE.search(key) for key in value):
+            return {_unicode(key): _unicode(item) for key, item in value.items()}
+        for key, item in value.items():
+            value[key] = _unicode(item)
+        return value
     return value
+
+
+_LONE = re.compile("[\ud800-\udfff]")  # in a str, any is half a pair
 
 
 def _no_constant(name: str) -> Any:

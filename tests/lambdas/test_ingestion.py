@@ -536,6 +536,47 @@ def test_a_retry_after_the_version_record_failed_settles_the_version_as_the_firs
     assert aws.s3.get_object(Bucket=bucket, Key=key)["Body"].read() == text.encode()
 
 
+class StaleReads:
+    """The registry as a duplicate delivery running beside the first saw it: its first reads of the
+    version's record and the document's state are from before the first settled it."""
+
+    def __init__(self, registry: Any, *, versions: int = 1, currents: int = 2) -> None:
+        self._registry, self._versions, self._currents = registry, versions, currents
+
+    def version(self, *args: Any) -> Any:
+        self._versions -= 1
+        return None if self._versions >= 0 else self._registry.version(*args)
+
+    def current(self, *args: Any) -> Any:
+        self._currents -= 1
+        return None if self._currents >= 0 else self._registry.current(*args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._registry, name)
+
+
+def test_a_duplicate_delivery_settling_the_same_version_beside_the_first_keeps_the_firsts_state(aws: Aws) -> None:
+    """SQS delivers at least once: a second copy of the message, processed at the same time, writes
+    its curated copy and finds the version's state written since it read it. Its copy is undone,
+    the first's state and record stand, and it answers as a replay."""
+    ref = land(aws, "docs/twice.txt", "Plain words.")
+    pipeline = make(aws)
+    pipeline._empty_landing = lambda *_: None  # type: ignore[method-assign]  # the first has not got there yet
+    first = pipeline.process(ref)
+    duplicate = make(aws)
+    duplicate._registry = StaleReads(aws.registry)  # type: ignore[assignment]
+    second = duplicate.process(ref)
+    state = aws.registry.current(document_id(LANDING, "docs/twice.txt"))
+    assert state is not None
+    assert (second.status, second.replayed, state["version"]) == ("curated", True, ref.version)
+    assert record_of(aws, ref)["status"] == "curated"  # not superseded by itself
+    bucket, _, key = str(state["location"]).removeprefix("s3://").partition("/")
+    versions = aws.s3.list_object_versions(Bucket=bucket, Prefix=key).get("Versions", [])
+    copies = [v["VersionId"] for v in versions if v["Key"] == key]
+    assert copies == [state["object_version"]]  # the duplicate's copy undone
+    assert first.location == state["location"]
+
+
 # --- the classification policy: which classification, mask or quarantine, what a curated copy carries -----------------------
 
 EMAIL_AND_PHONE = "Reach ada.lovelace@example.com or +1 206 555 0143."
@@ -1248,14 +1289,14 @@ def test_a_given_language_is_not_detected_again_and_the_samples_are_5000_charact
     text = "".join(f"{i} " for i in range(3000))  # 13,890 characters
     PiiScanner(comprehend, custom_identifiers={}).scan(text, language="es")
     assert [name for name, _ in comprehend.calls] == ["pii-es"]
-    PiiScanner(comprehend, custom_identifiers={}).language(text)
+    PiiScanner(comprehend, custom_identifiers={}).languages(text)
     assert comprehend.calls[1:] == [
         ("language", text[:5000]),
         ("language", text[4445:9445]),
         ("language", text[-5000:]),
     ]
     comprehend.calls.clear()
-    PiiScanner(comprehend, custom_identifiers={}).language(text[:5000])  # no longer than a sample: one
+    PiiScanner(comprehend, custom_identifiers={}).languages(text[:5000])  # no longer than a sample: one
     assert comprehend.calls == [("language", text[:5000])]
 
 
@@ -1267,6 +1308,29 @@ def test_a_document_in_another_language_behind_a_preface_in_english_is_in_that_l
         land(aws, "docs/fr-preface.txt", preface + "\n" + body)
     )
     assert (outcome.status, outcome.reason_code) == ("quarantined", "unsupported_language")
+
+
+ENGLISH = ("The quarterly report covers sales in every region. " * 100)[:5_000]
+
+
+def test_a_document_partly_in_a_language_the_scan_does_not_support_is_scanned_in_the_one_it_does(aws: Aws) -> None:
+    """With unsupported_language custom_only, a French appendix does not take the Comprehend pass
+    away from the English text before it: the e-mail address there is masked."""
+    body = ENGLISH + "\nWrite to jane@example.com.\n" + "\n".join([FRENCH] * 20)
+    ref = land(aws, "docs/bilingual.txt", body)
+    pipeline = make(aws, max_document_bytes=100_000, max_extracted_chars=100_000, unsupported_language="custom_only")
+    outcome = pipeline.process(ref)
+    assert (outcome.status, outcome.pii) == ("curated", {"EMAIL": 1})  # (Comprehend's finding)
+
+
+@pytest.mark.parametrize("answers", [["en", "und", "en"], ["und", "en", "und"]])
+def test_a_sample_comprehend_names_no_language_for_does_not_decide_the_documents(answers: list[str]) -> None:
+    """A middle of numbers or blank cells gets no language ("und"): the others decide."""
+    comprehend = Recording()
+    scanner = PiiScanner(comprehend, custom_identifiers={})
+    scanner.languages = lambda _: answers  # type: ignore[method-assign,assignment]
+    scan = scanner.scan("text")
+    assert (scan.language, scan.supported, scan.unsupported) == ("en", True, None)
 
 
 def test_chunks_start_200_characters_before_the_last_one_ended_and_offsets_count_from_the_text() -> None:

@@ -137,14 +137,19 @@ def test_a_listing_of_many_tiny_items_projects_only_the_page_it_returns(api: Leg
     assert peak < 12 * len(body), f"{peak / 2**20:.0f} MiB for {len(body) / 2**20:.1f} MiB"
 
 
+@pytest.mark.parametrize("surrogate", [False, True], ids=["", "with-a-lone-surrogate"])
 @pytest.mark.parametrize(
     "item", [b"0", b'"ab"', b"1.5", b"{}", b"[]", b"[0]", b"[[]]", b"[[[]]]", b'{"a":0}', b'{"a":[]}', b'{"a":{}}']
 )
-def test_a_parsed_answer_of_any_shape_holds_at_most_the_factor_config_sizes_functions_by(item: bytes) -> None:
+def test_a_parsed_answer_of_any_shape_holds_at_most_the_factor_config_sizes_functions_by(
+    item: bytes, surrogate: bool
+) -> None:
     """shared.tools.JSON_MEMORY_FACTOR, by which config refuses a max_response_bytes the function's
     memory cannot parse: 1 MiB of the densest shapes JSON has (empty containers, nested) as Python
-    objects, the depth check included (it walks one iterator per level, never one per item)."""
-    body = b'{"data": {"orders": [' + b",".join([item] * (CAP // (len(item) + 1))) + b"]}}"
+    objects, the depth check included (it walks one iterator per level, never one per item), and
+    the reading of a lone surrogate escape (in place, never a second copy of the answer)."""
+    extra = b'"\\ud800",' if surrogate else b""
+    body = b'{"data": {"orders": [' + extra + b",".join([item] * (CAP // (len(item) + 1))) + b"]}}"
     _, peak = traced(lambda: decode_json(body))
     assert peak < JSON_MEMORY_FACTOR * len(body), f"{peak / len(body):.1f} times the answer"
 
