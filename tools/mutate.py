@@ -382,10 +382,6 @@ EQUIVALENT: dict[str, str] = {
     "tool_guard.handler.x__sse_events__mutmut_20": "an empty or comment SSE line not skipped has field name '', "
     "neither data nor a kept field, so it is ignored anyway",
     "tool_guard.handler.x__sse_events__mutmut_23": "as above, for a comment line",
-    "tool_guard.handler.x__filtered_body__mutmut_14": "allow_nan of an answer _parsed read: it refuses NaN and the "
-    "infinities, so none is there to write",
-    "tool_guard.handler.x__filtered_body__mutmut_16": "as above",
-    "tool_guard.handler.x__filtered_body__mutmut_24": "as above",
     "tool_guard.handler.x__filtered_stream__mutmut_9": "allow_nan of an event _parsed read (or an error built "
     "here): no NaN or infinity is there to write",
     "tool_guard.handler.x__filtered_stream__mutmut_11": "as above",
