@@ -220,18 +220,18 @@ EQUIVALENT: dict[str, str] = {
     "ai_gateway.ledger.xǁLedgerǁrelease__mutmut_40": "'set'/'remove' for 'SET'/'REMOVE': the same expression",
     "ai_gateway.ledger.xǁLedgerǁrelease__mutmut_46": "'and' for 'AND' in a condition expression: the same expression",
     "ai_gateway.ledger.xǁLedgerǁrelease__mutmut_118": "'add' for 'ADD' in an update expression: the same expression",
-    "ai_gateway.ledger.xǁLedgerǁadmit__mutmut_107": "'or' for 'OR' in a condition expression: the same expression",
-    "ai_gateway.ledger.xǁLedgerǁadmit__mutmut_145": "'add'/'set' for 'ADD'/'SET' in an update expression: the same",
-    "ai_gateway.ledger.xǁLedgerǁadmit__mutmut_151": "'or' for 'OR' in a condition expression: the same expression",
+    "ai_gateway.ledger.xǁLedgerǁadmit__mutmut_149": "'or' for 'OR' in a condition expression: the same expression",
+    "ai_gateway.ledger.xǁLedgerǁadmit__mutmut_187": "'add'/'set' for 'ADD'/'SET' in an update expression: the same",
+    "ai_gateway.ledger.xǁLedgerǁadmit__mutmut_193": "'or' for 'OR' in a condition expression: the same expression",
     "ai_gateway.ledger.xǁLedgerǁbegin_delivery__mutmut_24": "'set' for 'SET' in an update expression: the same",
     "ai_gateway.ledger.xǁLedgerǁbegin_delivery__mutmut_27": "'in' for 'IN' in a condition expression: the same",
     "ai_gateway.ledger.xǁLedgerǁdeliver__mutmut_30": "'in' for 'IN' in a condition expression: the same expression",
     "ai_gateway.ledger.xǁLedgerǁsettle_delivering__mutmut_10": "'set'/'remove' for 'SET'/'REMOVE': the same expression",
-    "ai_gateway.ledger.xǁLedgerǁpending__mutmut_23": "'and' for 'AND' in a key condition: the same expression",
+    "ai_gateway.ledger.xǁLedgerǁpending__mutmut_27": "'and' for 'AND' in a key condition: the same expression",
     "ai_gateway.ledger.xǁLedgerǁunlist_settled__mutmut_10": "'remove' for 'REMOVE' in an update expression: the same",
     "ai_gateway.ledger.xǁLedgerǁunlist_settled__mutmut_13": "'and not ... in' for 'AND NOT ... IN' in a condition "
     "expression: the same",
-    "ai_gateway.ledger.xǁLedgerǁpending__mutmut_5": "a first page's start '' for None: start is read only as "
+    "ai_gateway.ledger.xǁLedgerǁpending__mutmut_9": "a first page's start '' for None: start is read only as "
     "`if start`, where both are false, and each page sets it again",
     "ai_gateway.ledger.x_pending_shard__mutmut_8": "int.from_bytes without a byte order: 'big' is its default",
     "ai_gateway.ledger.x_pending_shard__mutmut_9": "five digest bytes for four: another even spread over the shards, "
@@ -239,7 +239,7 @@ EQUIVALENT: dict[str, str] = {
     **{
         f"ai_gateway.ledger.xǁLedgerǁpending__mutmut_{n}": "a Query answer always has Items (empty when none): "
         "the default is never read"
-        for n in (45, 47)
+        for n in (49, 51)
     },
     **{
         f"ai_gateway.ledger.xǁLedgerǁ_settle_listed__mutmut_{n}": "a default for a ClientError's Error, which "

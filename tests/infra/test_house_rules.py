@@ -62,8 +62,9 @@ def test_acknowledgements_sit_on_resources_with_specific_reasons(assembly: Assem
         assert rule.startswith(("AwsSolutions-", "NIST.800.53.R5-")), rule
 
 
-# Acknowledgements every agent brings (its execution role and its online evaluation's role).
-PER_AGENT = {"AwsSolutions-IAM5": 16, "NIST.800.53.R5-IAMNoInlinePolicy": 2}
+# Acknowledgements every agent brings (its execution role and its online evaluation's role, which writes
+# its results to a log group of its own).
+PER_AGENT = {"AwsSolutions-IAM5": 17, "NIST.800.53.R5-IAMNoInlinePolicy": 2}
 
 
 def test_acknowledgement_count_by_rule_is_known(assembly: Assembly, cdk_context: dict[str, Any]) -> None:

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, EndpointConnectionError
 from moto import mock_aws
 
 from ai_gateway.ledger import (
@@ -175,9 +175,15 @@ def test_a_replay_is_answered_as_one_after_its_limit_was_lowered(ledger: Ledger,
     """Units past the limit are refused before any transaction, which is where a replay is found:
     a request the ledger holds is a replay whatever the limit is now (the gateway's 409 or the
     delivered answer), never a 429."""
-    admit(ledger, "r1", units=5, limit=10)
+    first = admit(ledger, "r1", units=5, limit=10)
     again = admit(ledger, "r1", units=5, limit=lowered)
     assert (again.replayed, again.delivered, again.used, again.limit) == (True, False, 5, lowered)
+    assert (again.request_id, again.units, again.resets_at, again.window) == (
+        "r1",
+        5,
+        first.resets_at,
+        first.window,
+    )
     ledger.deliver("r1", group="gold", user="user-1", model="m", input_tokens=1, output_tokens=1)
     assert admit(ledger, "r1", units=5, limit=lowered).delivered
     admit(ledger, "r2", units=5, limit=10)
@@ -187,6 +193,36 @@ def test_a_replay_is_answered_as_one_after_its_limit_was_lowered(ledger: Ledger,
     assert (refused.value.used, refused.value.limit) == (5, lowered)
     with pytest.raises(QuotaExceededError):
         admit(ledger, "r3", units=5, limit=lowered)
+
+
+@pytest.mark.parametrize(
+    "release_failure",
+    [
+        ClientError({"Error": {"Code": "InternalServerError"}}, "TransactWriteItems"),
+        EndpointConnectionError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com"),
+    ],
+)
+def test_an_admission_whose_counter_read_and_release_both_fail_raises_the_reads_error(
+    dynamodb: Any, release_failure: Exception
+) -> None:
+    """The release after the failed read is best effort (the sweeper releases what it leaves): its
+    own failure must not hide the read's, which is what the caller is told."""
+
+    class Unreachable:
+        def get_item(self, **request: Any) -> Any:
+            if request["Key"]["pk"]["S"].startswith("QUOTA#"):
+                raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, "GetItem")
+            return dynamodb.get_item(**request)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(dynamodb, name)
+
+    class ReleaseFails(Ledger):
+        def release(self, request_id: str, **kwargs: Any) -> bool:
+            raise release_failure
+
+    with pytest.raises(ClientError, match="ProvisionedThroughputExceeded"):
+        admit(ReleaseFails(Unreachable(), TABLE, sleep=Sleeps()), "r1", units=3, limit=10)
 
 
 def test_an_admission_whose_counter_is_not_read_back_is_released_and_its_retry_admitted(dynamodb: Any) -> None:

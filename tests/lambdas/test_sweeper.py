@@ -308,6 +308,22 @@ def test_releases_that_fail_on_every_run_cannot_hide_the_other_shards_for_good(l
     assert ledger.pending(admitted_before=NOW, limit=10, first_shard=5)[-1].request_id == "refused-2"  # all read
 
 
+def test_the_shards_are_read_from_the_first_one_on_in_order(ledger: Ledger, dynamodb: Any) -> None:
+    """Shard 0 first unless told otherwise, then each next one, wrapping round: a page that is full
+    ends the reading where it stops."""
+    for name, shard in (("in-0", 0), ("in-1", 1), ("in-6", 6), ("in-7", 7)):
+        admit(ledger, name, age_seconds=BOUND * 2)
+        stuck(dynamodb, name, **{PENDING_KEY: {"S": f"PENDING#{shard}"}})
+    assert [p.request_id for p in ledger.pending(admitted_before=NOW, limit=1)] == ["in-0"]
+    assert [p.request_id for p in ledger.pending(admitted_before=NOW, limit=2, first_shard=7)] == ["in-7", "in-0"]
+    assert [p.request_id for p in ledger.pending(admitted_before=NOW, limit=4, first_shard=1)] == [
+        "in-1",
+        "in-6",
+        "in-7",
+        "in-0",
+    ]
+
+
 def test_the_bound_is_the_longest_lifetime_plus_the_slack() -> None:
     settings = SweeperSettings(ledger_table="t", lifetimes_seconds=(29, 1229, 900))
     assert settings.bound_seconds == 1229 + SWEEPER_SLACK_SECONDS
