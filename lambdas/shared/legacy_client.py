@@ -30,6 +30,7 @@ from urllib.parse import urlencode
 import urllib3
 
 from shared.deadline_http import pool_manager, reads_within
+from shared.display import LONE_SURROGATE, utf8_encodable
 from shared.tool_errors import ToolError
 from shared.tools import (
     DEFAULT_BACKOFF_SECONDS,
@@ -351,21 +352,18 @@ def _unicode(value: Any) -> Any:
     answer would double what it holds: shared.tools.JSON_MEMORY_FACTOR counts one); an object is
     made anew only where one of its keys changes. At most MAX_JSON_DEPTH deep: recursion is bounded."""
     if isinstance(value, str):
-        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace") if _LONE.search(value) else value
+        return utf8_encodable(value)
     if isinstance(value, list):
         for index, item in enumerate(value):
             value[index] = _unicode(item)
         return value
     if isinstance(value, dict):
-        if any(_LONE.search(key) for key in value):
+        if any(LONE_SURROGATE.search(key) for key in value):
             return {_unicode(key): _unicode(item) for key, item in value.items()}
         for key, item in value.items():
             value[key] = _unicode(item)
         return value
     return value
-
-
-_LONE = re.compile("[\ud800-\udfff]")  # in a str, any is half a pair
 
 
 def _no_constant(name: str) -> Any:
