@@ -14,6 +14,15 @@ from typing import Any
 
 Attributes = Mapping[str, str | list[str]]
 
+# IngestKnowledgeBaseDocuments takes inline text of at most this many characters
+# (TextContentDoc.data); counted as UTF-16 code units, the stricter reading.
+MAX_INLINE_CHARS = 5_242_880
+
+
+def inline_chars(text: str) -> int:
+    """The text's length as the inline limit counts it: a character past U+FFFF counts twice."""
+    return len(text.encode("utf-16-le", errors="surrogatepass")) // 2
+
 
 @dataclass(frozen=True)
 class KnowledgeBase:

@@ -25,7 +25,7 @@ from ingestion.contract import DIRECT_PREFIX, REALTIME_PREFIX, PipelineSettings
 from ingestion.copies import PART_BYTES, CopyTooSlowError, copy_until
 from ingestion.documents import ReadLimits, RejectedError, document_format, text_of
 from ingestion.events import MAX_KEY_BYTES, ObjectRef, OcrJob
-from ingestion.knowledge import KnowledgeBase, sidecar
+from ingestion.knowledge import MAX_INLINE_CHARS, KnowledgeBase, inline_chars, sidecar
 from ingestion.pii import MAX_CALL_BYTES, PiiScanner, Scan, mask
 from ingestion.registry import (
     CURATED,
@@ -222,11 +222,12 @@ class Pipeline:
             if scan.spans and self._settings.classification_policies[classification] == "quarantine":
                 types = ", ".join(scan.summary())
                 raise RejectedError("pii", f"personal data ({types}) in a {classification} document")
+            masked = _masked(key, text, scan)
         except RejectedError as rejected:
             pii = scan.summary() if scan else {}
             quarantined = replace(record, reason=rejected.reason, reason_code=rejected.code, pii=pii)
             return self._quarantine(ref, key, quarantined, size=size, seconds_left=seconds_left)
-        return self._curate(ref, key, record, mask(text, scan.spans), scan, metadata)
+        return self._curate(ref, key, record, masked, scan, metadata)
 
     def _scan(self, text: str) -> Scan:
         """The text's personal data; RejectedError for a text past the scan's size (each 100 KB of
@@ -555,3 +556,17 @@ def _outcome(record: VersionRecord, *, replayed: bool = False) -> Outcome:
         pii=dict(record.pii),
         replayed=replayed,
     )
+
+
+def _masked(key: str, text: str, scan: Scan) -> str:
+    """The text with its personal data masked. A real-time item goes to the Knowledge Base inline,
+    and masking can lengthen a text ("[BANK_ACCOUNT_NUMBER]" for a short number): past the API's
+    limit it is quarantined with the reason, not failed on every retry into the dead letters."""
+    masked = mask(text, scan.spans)
+    if key.startswith(REALTIME_PREFIX) and (chars := inline_chars(masked)) > MAX_INLINE_CHARS:
+        raise RejectedError(
+            "too_much_text",
+            f"the masked text is {chars} characters, over the {MAX_INLINE_CHARS} a Knowledge Base takes inline "
+            "(real-time items are ingested directly)",
+        )
+    return masked

@@ -177,6 +177,41 @@ def test_realtime_items_are_ingested_directly_with_inline_metadata(aws: Aws) -> 
     assert attributes["allowed_groups"] == {"type": "STRING_LIST", "stringListValue": ["platform-admins"]}
 
 
+@pytest.mark.parametrize(
+    ("key", "status", "reason"),
+    [
+        (
+            "realtime/crm/wordy.md",
+            "quarantined",
+            "the masked text is 54 characters, over the 53 a Knowledge Base takes inline (real-time items are "
+            "ingested directly)",
+        ),
+        ("docs/wordy.md", "curated", "masked 2 personal data entities"),  # a bulk copy is a file: no such limit
+    ],
+)
+def test_a_realtime_text_that_masking_lengthens_past_the_inline_limit_is_quarantined(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch, key: str, status: str, reason: str
+) -> None:
+    # 48 UTF-16 units; masked, 54 (53 characters: the emoji counts twice).
+    text = "Call EMP-314159 or EMP-271828 about the \U0001f4de bill."
+    monkeypatch.setattr(pipeline_module, "MAX_INLINE_CHARS", 53)
+    outcome = make(aws).process(land(aws, key, text))
+    assert (outcome.status, outcome.reason) == (status, reason)
+    assert aws.agent.calls == []  # never sent to be refused, not retried into the dead letters
+    assert (outcome.reason_code == "too_much_text") is (status == "quarantined")
+
+
+def test_an_inline_text_of_exactly_the_limit_is_ingested(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pipeline_module, "MAX_INLINE_CHARS", 54)
+    text = "Call EMP-314159 or EMP-271828 about the \U0001f4de bill."
+    outcome = make(aws).process(land(aws, "realtime/crm/edge.md", text))
+    assert outcome.status == "curated"
+    ((_, params),) = aws.agent.calls
+    assert params["documents"][0]["content"]["custom"]["inlineContent"]["textContent"]["data"] == (
+        "Call [EMPLOYEE_ID] or [EMPLOYEE_ID] about the \U0001f4de bill."
+    )
+
+
 def test_a_new_version_supersedes_the_old_one_and_a_quarantined_one_takes_it_out_of_the_kb(aws: Aws) -> None:
     doc = document_id(LANDING, "docs/policy.txt")
     assert run(landed(aws, "docs/policy.txt", "Version one.")) == []
