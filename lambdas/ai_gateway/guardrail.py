@@ -19,6 +19,7 @@ SERVICE = "bedrock-guardrails"  # how its failures are named (shared.aws_errors)
 # each. More is refused (a caller could otherwise make one request cost a call per message).
 MAX_SEPARATE_CHECKS = 16
 MASKING_LIMIT = "pii:masking_limit"
+MASKING_FAILED = "pii:masking_failed"
 # Contextual grounding checks at most this much source, query and response (characters).
 GROUNDING_SOURCE_MAX = 100_000
 GROUNDING_QUERY_MAX = 1_000
@@ -46,12 +47,20 @@ class Guard:
         """One call for all texts; when masked text comes back for several, each distinct text
         that holds something the guardrail masked is checked alone, so every text gets its own
         masked version (the common path stays one call). More than MAX_SEPARATE_CHECKS such texts
-        is a blocked verdict (reason MASKING_LIMIT) naming how to send less."""
+        is a blocked verdict (reason MASKING_LIMIT) naming how to send less.
+
+        Masking fails closed: what the guardrail masked among the others is masked in a text that
+        passes alone (its names and addresses are judged by their context), and a match that no
+        text holds as it was reported makes every text be checked alone; when none of them is
+        masked then, nothing says where the personal data is, and the request is refused
+        (MASKING_FAILED)."""
         response = self._apply("INPUT", [_guarded(text) for text in texts])
         verdict = _verdict(response, texts)
         if verdict.blocked or not verdict.intervened or len(texts) == 1:
             return verdict
         masked = anonymized_matches(response.get("assessments", []))
+        if masked is not None and not all(any(match in text for text in texts) for match in masked):
+            masked = None  # reported in a form no text holds: only the texts checked alone tell where
         holding = list(dict.fromkeys(t for t in texts if masked is None or any(m in t for m in masked)))
         if len(holding) > MAX_SEPARATE_CHECKS:
             message = (
@@ -65,11 +74,18 @@ class Guard:
         if blocking is not None:  # blocked alone what it passed with the others: its blocked message
             reasons = tuple(sorted({reason for v in singles.values() for reason in v.reasons}))
             return Verdict(blocked=True, intervened=True, texts=blocking.texts, reasons=reasons)
+        reasons = tuple(sorted({*verdict.reasons, *(reason for v in singles.values() for reason in v.reasons)}))
+        if masked is None and not any(v.intervened for v in singles.values()):
+            message = (
+                "personal data was found in the request's messages together but in none of them alone: "
+                "send the personal data in one message, or without it"
+            )
+            return Verdict(blocked=True, intervened=True, texts=(message,), reasons=(*reasons, MASKING_FAILED))
         return Verdict(
             blocked=False,
             intervened=True,
-            texts=tuple(singles[text].text() if text in singles else text for text in texts),
-            reasons=tuple(sorted({reason for v in singles.values() for reason in v.reasons})),
+            texts=tuple(_mask(singles[text].text(), masked or {}) if text in singles else text for text in texts),
+            reasons=reasons,
         )
 
     def check_output(self, text: str, *, source: str | None = None, query: str | None = None) -> Verdict:
@@ -98,6 +114,14 @@ def unguarded(text: str) -> Verdict:
     """The verdict on a blank text (an answer cut at max_tokens after a newline), which is not
     sent: ApplyGuardrail refuses content without text, and whitespace has nothing to find."""
     return Verdict(blocked=False, intervened=False, texts=(text,), reasons=())
+
+
+def _mask(text: str, matches: dict[str, str]) -> str:
+    """``text`` with each of the guardrail's matches still in it replaced by its tag, longest first
+    (a text the guardrail passed alone keeps nothing it masked among the others)."""
+    for match in sorted(matches, key=len, reverse=True):
+        text = text.replace(match, matches[match])
+    return text
 
 
 def _guarded(text: str) -> dict[str, Any]:

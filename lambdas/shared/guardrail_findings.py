@@ -31,17 +31,19 @@ def findings(assessments: Iterable[Mapping[str, Any]]) -> list[tuple[str, str]]:
     return found
 
 
-def anonymized_matches(assessments: Iterable[Mapping[str, Any]]) -> set[str] | None:
-    """The texts the guardrail anonymized (its PII entities' and regexes' matches), or None when one
-    of them comes without its match: then any text may hold it."""
-    matches: set[str] = set()
+def anonymized_matches(assessments: Iterable[Mapping[str, Any]]) -> dict[str, str] | None:
+    """The texts the guardrail anonymized (its PII entities' and regexes' matches), each with the
+    tag it masks them with (``{EMAIL}``, ``{<regex name>}``), or None when one of them comes
+    without its match: then any text may hold it."""
+    matches: dict[str, str] = {}
     for assessment in assessments:
         sensitive = assessment.get("sensitiveInformationPolicy", {})
-        for item in [*sensitive.get("piiEntities", []), *sensitive.get("regexes", [])]:
-            if item.get("action") != "ANONYMIZED":
-                continue
-            match = item.get("match")
-            if not isinstance(match, str) or not match:
-                return None
-            matches.add(match)
+        for kind, items in (("type", sensitive.get("piiEntities", [])), ("name", sensitive.get("regexes", []))):
+            for item in items:
+                if item.get("action") != "ANONYMIZED":
+                    continue
+                match = item.get("match")
+                if not isinstance(match, str) or not match:
+                    return None
+                matches.setdefault(match, f"{{{item.get(kind) or 'PII'}}}")
     return matches

@@ -20,7 +20,7 @@ from ai_gateway import flow as flow_module, handler
 from ai_gateway.agents import MEMORY_SERVICE, MEMORY_WORST_SECONDS, AgentClient, AgentTurn
 from ai_gateway.contract import GENERATION_MARGIN_SECONDS, Settings
 from ai_gateway.flow import Clock, Flow, GenerationRequest, QuotaRefusedError, TokenRequiredError
-from ai_gateway.guardrail import MASKING_LIMIT, MAX_SEPARATE_CHECKS, Guard
+from ai_gateway.guardrail import MASKING_FAILED, MASKING_LIMIT, MAX_SEPARATE_CHECKS, Guard
 from ai_gateway.ledger import CONFLICT_ATTEMPTS, Admission, QuotaExceededError
 from ai_gateway.models import Caller, GatewayPolicy
 from ai_gateway.router import Generation, ModelRouter
@@ -593,6 +593,77 @@ def test_masked_text_is_mapped_back_turn_by_turn(gateway: Gateway) -> None:
     )
     guard_output(gateway.bedrock, "Noted.")
     assert call(rest_event("POST", "/v1/chat", {"messages": messages})).status == 200
+
+
+def _turns(*texts: str) -> list[dict[str, str]]:
+    return [{"role": ("user", "assistant")[n % 2], "content": t} for n, t in enumerate(texts)]
+
+
+def _masked_as(messages: list[dict[str, str]], texts: list[str]) -> list[dict[str, Any]]:
+    return [{"role": m["role"], "content": [{"text": t}]} for m, t in zip(messages, texts, strict=True)]
+
+
+def test_what_was_masked_among_the_others_is_masked_in_a_text_that_passes_alone(
+    gateway: Gateway, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A name is judged by its context: checked alone, the turn that held it may pass. What the
+    guardrail masked among the others is then masked in it all the same (fail closed), and the
+    request's reasons still name the finding."""
+    turns = ["I am Jane Roe, from Leeds", "Hello Jane Roe.", "Book it"]
+    messages = _turns(*turns)
+    guard_input(gateway.bedrock, turns, anonymized("I am {NAME} ...", found={"Jane Roe": "NAME"}))
+    guard_input(gateway.bedrock, [turns[0]])  # passed alone
+    guard_input(gateway.bedrock, [turns[1]], anonymized("Hello {NAME}.", "NAME"))
+    expected = _masked_as(messages, ["I am {NAME}, from Leeds", "Hello {NAME}.", "Book it"])
+    converse_ok(
+        gateway.bedrock,
+        "amazon.nova-pro-v1:0",
+        "Booked.",
+        {"modelId": "amazon.nova-pro-v1:0", "system": ANY, "messages": expected, "inferenceConfig": ANY},
+    )
+    guard_output(gateway.bedrock, "Booked.")
+    assert call(rest_event("POST", "/v1/chat", {"messages": messages})).status == 200
+    out = capsys.readouterr().out
+    assert '"pii:NAME"' in out
+    assert "Jane Roe" not in out
+
+
+def test_a_match_no_text_holds_as_reported_makes_each_text_be_checked_alone(gateway: Gateway) -> None:
+    """The guardrail reported a match in a form no text holds verbatim: which texts hold it only
+    the texts checked alone can tell, so every one is (none passes unchecked)."""
+    turns = ["mail me: Jane.Doe@Example.com", "Thanks.", "ok"]
+    messages = _turns(*turns)
+    guard_input(gateway.bedrock, turns, anonymized("mail me: {EMAIL} ...", found={"jane.doe@example.com": "EMAIL"}))
+    guard_input(gateway.bedrock, [turns[0]], anonymized("mail me: {EMAIL}"))
+    guard_input(gateway.bedrock, [turns[1]])
+    guard_input(gateway.bedrock, [turns[2]])
+    expected = _masked_as(messages, ["mail me: {EMAIL}", "Thanks.", "ok"])
+    converse_ok(
+        gateway.bedrock,
+        "amazon.nova-pro-v1:0",
+        "Sent.",
+        {"modelId": "amazon.nova-pro-v1:0", "system": ANY, "messages": expected, "inferenceConfig": ANY},
+    )
+    guard_output(gateway.bedrock, "Sent.")
+    assert call(rest_event("POST", "/v1/chat", {"messages": messages})).status == 200
+
+
+def test_personal_data_no_text_holds_alone_is_refused_not_sent(gateway: Gateway) -> None:
+    """Found among the texts, in none of them alone and in no text as reported: nothing says where
+    it is, so the request is refused as blocked (MASKING_FAILED): nothing is sent, units released."""
+    turns = ["mail me: Jane.Doe@Example.com", "Thanks.", "ok"]
+    guard_input(gateway.bedrock, turns, anonymized("...", found={"jane.doe@example.com": "EMAIL"}))
+    for text in turns:
+        guard_input(gateway.bedrock, [text])
+    result = call(rest_event("POST", "/v1/chat", {"messages": _turns(*turns)}, request_id="r-fail"))
+    assert (result.status, result.body["error"], result.body["reasons"]) == (
+        400,
+        "guardrail_blocked",
+        ["pii:EMAIL", MASKING_FAILED],
+    )
+    assert "Jane" not in json.dumps(result.body)
+    gateway.bedrock.assert_no_pending_responses()  # no model call
+    assert ledger_status(gateway, "r-fail") == "released"
 
 
 @pytest.mark.parametrize("request_id", [{"a": 1}, 5, ["x"], True, None])
