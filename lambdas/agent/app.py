@@ -60,7 +60,17 @@ from shared.runtime_config import DocumentReader, RuntimeConfigError
 from shared.telemetry import CONVERSATION
 from shared.tokens import GROUP_CLAIM, InvalidToken, TokenVerifier
 
-MAX_INSTRUCTIONS = 4000
+# The instructions the gateway sends (ai_gateway.flow) are the output type's, "\n\n", then the caller's
+# system messages joined by "\n\n". With the largest values config allows, that is 4,000 characters
+# (output_types.<name>.instructions; a workload's output instructions or generation prompt), 2,
+# 200,000 (api.max_message_chars: all of a request's text, its system messages' included), and 2 for
+# each join (at most MAX_MESSAGES - 1 system messages beside the user's turn). The agent takes all a
+# gateway may send, whatever its config, and no more: a tighter bound here turned a chat a model
+# route answers (a 4,800-character system message) into an upstream_rejected 400. The agent does not
+# ship the config: tests/lambdas/test_agent_app_exact.py holds these maxima to its fields.
+OUTPUT_INSTRUCTIONS_CHARS = 4000
+MESSAGE_CHARS = 200_000
+MAX_INSTRUCTIONS = OUTPUT_INSTRUCTIONS_CHARS + 2 + MESSAGE_CHARS + 2 * (MAX_MESSAGES - 2)
 # AgentCore Runtime's largest request payload (100 MB, not adjustable): the runtime never passes a
 # larger one, and the agent run anywhere else reads no more.
 MAX_BODY_BYTES = 100 * 1000 * 1000
@@ -152,6 +162,7 @@ class Service:
                     max_tokens=request.max_tokens,
                     **request.sampling,
                     max_iterations=settings.max_iterations,
+                    max_tool_calls=settings.max_tool_calls,
                     deadline=deadline,
                     clock=self.clock,
                 )

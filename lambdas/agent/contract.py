@@ -63,6 +63,9 @@ class Settings(FunctionSettings):
     token_client_id: str = Field(min_length=1)
     groups: ConfigLocation  # the AgentGroups document
     max_iterations: int = Field(default=6, ge=1)
+    # Tool calls per turn: one model answer may ask for any number (each one the caller's call through
+    # the tools gateway). Not in config yet: every agent has this default.
+    max_tool_calls: int = Field(default=20, ge=1)
     turn_seconds: int = Field(default=120, ge=1)
     memory_id: str | None = None  # None (or blank): no memory
     memory_namespaces: tuple[str, ...] = ()  # templates with {actorId} and {sessionId}

@@ -5,9 +5,11 @@
   (throttling, a server error: shared.aws_errors) and only before the deadline. A model that
   failed is not asked again in the turn. No retries inside a model: the next model is the retry.
 - Tools: whatever the tools gateway lists for the caller's token (``MCPClient`` in agent.app).
-- Bounds: at most ``max_iterations`` model calls (Strands' ``limits``) and the turn's deadline:
-  checked before every model and tool call on an injected clock, and enforced on calls in flight
-  by answering at the deadline while the agent, cancelled, finishes on its worker thread.
+- Bounds: at most ``max_iterations`` model calls (Strands' ``limits``), at most ``max_tool_calls``
+  tool calls, none asked for by the last model call (no model call would read their results), and
+  the turn's deadline: checked before every model and tool call on an injected clock, and enforced
+  on calls in flight by answering at the deadline while the agent, cancelled, finishes on its
+  worker thread. A tool call refused by a bound is never made: its result tells the model why.
 
 Spans come from Strands (agent, cycle, model and tool spans with gen-AI attributes), carrying the
 conversation id as ``session.id``; what they say about message content is
@@ -37,6 +39,9 @@ SERVICE = "bedrock-runtime"
 STOPPED_ANSWER = "I could not finish this within my limits; here is what I found so far."
 # Strands' stop reasons, as the gateway and the evaluation know them.
 STOPS = {"limit_turns": "max_iterations", "cancelled": "deadline"}
+# The result a tool call refused for the turn's bounds carries (the model reads it), by error kind.
+LAST_ITERATION_RESULT = "not run: this turn has made its last model call; none is left to read this result"
+TOOL_BUDGET_RESULT = "not run: this turn may make {} tool calls and has made them all; answer with the results you have"
 POLL_SECONDS = 0.05  # how often a turn waiting on its agent looks at the clock
 
 
@@ -136,12 +141,27 @@ def _unwrapped(error: BaseException) -> BaseException:
 
 
 class TurnBounds:
-    """Strands hooks: the deadline before each model and tool call, and the record of tool calls
-    (each one's latency on the same clock)."""
+    """Strands hooks: the deadline before each model and tool call; before each tool call, the
+    turn's budget of tool calls and its last iteration (None: no such bound); and the record of
+    tool calls (each one's latency on the same clock).
 
-    def __init__(self, deadline: float | None, clock: Callable[[], float]) -> None:
+    One model answer may ask for any number of tool calls, each made through the tools gateway as
+    the caller: a text the model read (a retrieved document) could ask for hundreds, and those
+    asked for by the last model call have no model call left to read their results."""
+
+    def __init__(
+        self,
+        deadline: float | None,
+        clock: Callable[[], float],
+        *,
+        max_iterations: int | None = None,
+        max_tool_calls: int | None = None,
+    ) -> None:
         self._deadline = deadline
         self._clock = clock
+        self._max_iterations = max_iterations
+        self._max_tool_calls = max_tool_calls
+        self._made = 0  # tool calls let through (Strands calls the hooks on its event loop's thread)
         self.out_of_time = False
         self.calls: list[ToolCall] = []
         self._started: dict[str, tuple[float, str, dict[str, Any]]] = {}  # tool use id -> (when, name, arguments)
@@ -163,11 +183,24 @@ class TurnBounds:
 
     def _before_tool(self, event: BeforeToolCallEvent) -> None:
         use = event.tool_use
-        if self._expired():
-            event.cancel_tool = "out of time"
-            self.calls.append(ToolCall(use["name"], _arguments(use), ok=False, error_kind="deadline"))
+        refused = self._refused(event)
+        if refused is not None:  # never called: the result the model gets says why
+            kind, result = refused
+            event.cancel_tool = result
+            self.calls.append(ToolCall(use["name"], _arguments(use), ok=False, error_kind=kind))
             return
+        self._made += 1
         self._started[use["toolUseId"]] = (self._clock(), use["name"], _arguments(use))
+
+    def _refused(self, event: BeforeToolCallEvent) -> tuple[str, str] | None:
+        """(error kind, the result the model gets) when a bound of the turn refuses the call."""
+        if self._expired():
+            return "deadline", "out of time"
+        if self._max_iterations is not None and _iterations(event.agent) >= self._max_iterations:
+            return "max_iterations", LAST_ITERATION_RESULT
+        if self._max_tool_calls is not None and self._made >= self._max_tool_calls:
+            return "max_tool_calls", TOOL_BUDGET_RESULT.format(self._max_tool_calls)
+        return None
 
     def _after_tool(self, event: AfterToolCallEvent) -> None:
         use = event.tool_use
@@ -191,6 +224,14 @@ class TurnBounds:
 
     def _since(self, when: float) -> float:
         return round((self._clock() - when) * 1000, 1)
+
+
+def _iterations(agent: Any) -> int:
+    """The model calls of the agent's invocation so far, the one whose answer asked for the tool
+    call included: Strands' own count for ``limits["turns"]`` (its cycles), which a fallback to
+    another model within a cycle does not add to."""
+    invocation = agent.event_loop_metrics.latest_agent_invocation
+    return len(invocation.cycles) if invocation is not None else 0
 
 
 def _arguments(use: Any) -> dict[str, Any]:
@@ -232,6 +273,7 @@ def run_turn(
     messages: list[dict[str, Any]],
     session_id: str,
     max_iterations: int,
+    max_tool_calls: int | None = None,
     max_tokens: int | None = None,
     temperature: float | None = None,
     top_p: float | None = None,
@@ -240,8 +282,9 @@ def run_turn(
     clock: Callable[[], float] = time.monotonic,
 ) -> Turn:
     """One turn: ``messages`` end with the caller's; ``tools`` are Strands tools (the caller's);
-    the caller's sampling settings, where chosen, are every model call's (None: the model's own).
-    Raises UpstreamError when no model of the caller's could answer."""
+    the caller's sampling settings, where chosen, are every model call's (None: the model's own);
+    ``max_tool_calls`` bounds the turn's tool calls (None: only the iterations do). Raises
+    UpstreamError when no model of the caller's could answer."""
     from strands import Agent
     from strands.models import BedrockModel
     from strands.models.routing import ModelRouter, RoutingCandidate
@@ -261,7 +304,7 @@ def run_turn(
         RoutingCandidate(BedrockModel(boto_session=session, model_id=model, **config), name=model) for model in models
     ]
     strategy = OrderedFallback(deadline, clock)
-    bounds = TurnBounds(deadline, clock)
+    bounds = TurnBounds(deadline, clock, max_iterations=max_iterations, max_tool_calls=max_tool_calls)
     agent = Agent(
         model=ModelRouter(candidates, strategy=strategy),
         messages=cast(Any, messages[:-1]),

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from agent.app import GatewayTools, Service, create_app
 from agent.contract import AgentGroups, GroupModels, Settings
 from agent.memory import SessionMemory
-from agent.turn import STOPPED_ANSWER, TurnBounds
+from agent.turn import LAST_ITERATION_RESULT, STOPPED_ANSWER, TOOL_BUDGET_RESULT, TurnBounds
 from shared.contract import SettingsError
 from shared.headers import AGENT_SESSION_HEADER as SESSION_HEADER, CALLER_TOKEN_HEADER, CONVERSATION_HEADER
 from shared.runtime_config import ConfigLocation, DocumentReader
@@ -586,10 +586,14 @@ def test_the_turn_answers_by_its_deadline_while_a_model_call_hangs(runtime: Runt
 
 
 @pytest.mark.parametrize("runtime", [{"max_iterations": 2}], indirect=True)
-def test_iterations_are_bounded(runtime: Runtime) -> None:
+def test_iterations_are_bounded_and_the_last_ones_tool_calls_are_never_made(runtime: Runtime) -> None:
+    """No model call reads what the last one's tool calls would answer: they were made all the same,
+    through the tools gateway as the caller."""
     memory_is_empty(runtime.memory)
-    for n in (1, 2):
-        converse(runtime.model, [tool_use(FIND_ORDERS, {"customer_email": "a@example.com"}, f"t{n}")], "tool_use")
+    runtime.tools.results[FIND_ORDERS] = {"records": []}
+    converse(runtime.model, [tool_use(FIND_ORDERS, {"customer_email": "a@example.com"}, "t1")], "tool_use")
+    last = [tool_use(FIND_ORDERS, {"customer_email": f"{n}@example.com"}, f"t2-{n}") for n in range(3)]
+    converse(runtime.model, last, "tool_use")
     status, answer = runtime.post({"prompt": "hi"}, runtime.caller())
     assert (status, answer["stop"], answer["iterations"], answer["answer"]) == (
         200,
@@ -597,6 +601,53 @@ def test_iterations_are_bounded(runtime: Runtime) -> None:
         2,
         STOPPED_ANSWER,
     )
+    assert runtime.tools.calls().count("tools/call") == 1
+    assert [(c["ok"], c["error_kind"], c["latency_ms"]) for c in answer["tool_calls"]] == [
+        (True, None, ANY),
+        *[(False, "max_iterations", None)] * 3,
+    ]
+
+
+def test_one_answer_asking_for_many_tool_calls_gets_the_turns_budget_and_the_model_is_told_why(
+    runtime: Runtime,
+) -> None:
+    """A model answer may ask for any number of tool calls (a retrieved document's text can ask for
+    hundreds): 60 were all made through the tools gateway, as the caller."""
+    memory_is_empty(runtime.memory)
+    budget = Settings.model_fields["max_tool_calls"].default
+    runtime.tools.results[FIND_ORDERS] = {"records": []}
+    asked = [tool_use(FIND_ORDERS, {"customer_email": f"{n}@example.com"}, f"t{n}") for n in range(60)]
+    converse(runtime.model, asked, "tool_use")
+    fed_back = Captured()
+    converse(runtime.model, [{"text": "Done."}], "end_turn", messages=fed_back)
+    status, answer = runtime.post({"prompt": "hi"}, runtime.caller())
+    assert (status, answer["stop"], answer["answer"]) == (200, "end_turn", "Done.")
+    assert runtime.tools.calls().count("tools/call") == budget == 20
+    assert sorted((c["ok"], c["error_kind"] or "") for c in answer["tool_calls"]) == sorted(
+        [(True, "")] * budget + [(False, "max_tool_calls")] * (60 - budget)
+    )
+    (messages,) = fed_back.values
+    texts = [block["toolResult"]["content"][0].get("text") for block in messages[-1]["content"]]
+    assert len(texts) == 60
+    assert texts.count(TOOL_BUDGET_RESULT.format(budget)) == 60 - budget
+
+
+def test_the_tool_call_budget_counts_the_calls_made_not_those_refused() -> None:
+    agent = SimpleNamespace(event_loop_metrics=SimpleNamespace(latest_agent_invocation=SimpleNamespace(cycles=[1])))
+    bounds = TurnBounds(deadline=30.0, clock=lambda: 10.0, max_iterations=3, max_tool_calls=2)
+
+    def asked(n: int) -> Any:
+        use = {"name": FIND_ORDERS, "toolUseId": f"t{n}", "input": {}}
+        event = SimpleNamespace(agent=agent, tool_use=use, cancel_tool=False)
+        bounds._before_tool(cast(Any, event))
+        return event.cancel_tool
+
+    assert [asked(n) for n in range(4)] == [False, False, *[TOOL_BUDGET_RESULT.format(2)] * 2]
+    assert [c.error_kind for c in bounds.calls] == ["max_tool_calls"] * 2
+    agent.event_loop_metrics.latest_agent_invocation.cycles = [1, 2, 3]  # the last model call's
+    bounds = TurnBounds(deadline=30.0, clock=lambda: 10.0, max_iterations=3, max_tool_calls=2)
+    assert asked(5) == LAST_ITERATION_RESULT
+    assert [c.error_kind for c in bounds.calls] == ["max_iterations"]
 
 
 def test_the_session_is_bound_to_its_first_callers_user_and_group(runtime: Runtime) -> None:

@@ -10,20 +10,23 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import boto3
 import httpx
 import jwt
 import pytest
+from annotated_types import Le, MaxLen
 from botocore.stub import ANY, Stubber
+from pydantic import BaseModel
 
 from agent import app as agent_app
-from agent.app import MAX_INSTRUCTIONS, GatewayTools, Service
+from agent.app import MAX_INSTRUCTIONS, MESSAGE_CHARS, OUTPUT_INSTRUCTIONS_CHARS, GatewayTools, Service
 from agent.contract import AgentGroups, Settings
 from agent.memory import SessionMemory
 from agent.turn import STOPPED_ANSWER
 from shared.aws_errors import UpstreamError
+from shared.bodies import MAX_MESSAGES
 from shared.headers import AGENT_SESSION_HEADER, CALLER_TOKEN_HEADER
 from shared.runtime_config import DocumentReader, RuntimeConfigError
 from shared.tokens import GROUP_CLAIM, InvalidToken, TokenVerifier
@@ -338,6 +341,39 @@ def out_of_time(body: dict[str, Any]) -> dict[str, Any]:
 )
 def test_a_field_at_its_bound_is_taken(field: dict[str, Any]) -> None:
     out_of_time({"prompt": "hi", **field})
+
+
+def _largest(model: type[BaseModel], name: str) -> int:
+    """A config field's upper bound (max_length or le)."""
+    for bound in model.model_fields[name].metadata:
+        if isinstance(bound, MaxLen):
+            return bound.max_length
+        if isinstance(bound, Le):
+            return cast(int, bound.le)
+    raise AssertionError(f"{model.__name__}.{name} has no upper bound")
+
+
+def test_the_instructions_bound_is_what_the_gateway_sends_with_configs_largest_values() -> None:
+    """The gateway sends the output type's instructions, "\n\n" and the caller's system messages
+    (joined by "\n\n", all of a request's text at most api.max_message_chars): a system message of
+    4,800 characters, which a model route answers, was refused here (4,000) as upstream_rejected."""
+    from stacks.config.api import ApiConfig
+    from stacks.config.groups import OutputTypeConfig
+    from stacks.config.workloads import WorkloadGeneration, WorkloadOutput
+
+    largest_instructions = {
+        _largest(OutputTypeConfig, "instructions"),
+        _largest(WorkloadOutput, "instructions"),
+        _largest(WorkloadGeneration, "prompt"),  # an output type's instructions by default
+    }
+    assert largest_instructions == {OUTPUT_INSTRUCTIONS_CHARS}
+    assert _largest(ApiConfig, "max_message_chars") == MESSAGE_CHARS
+    # Every message but the user's a system message, their text all a request may carry.
+    system = ["s"] * (MAX_MESSAGES - 2) + ["s" * (MESSAGE_CHARS - (MAX_MESSAGES - 2))]
+    sent = "o" * OUTPUT_INSTRUCTIONS_CHARS + "\n\n" + "\n\n".join(system)
+    assert len(sent) == MAX_INSTRUCTIONS
+    out_of_time({"prompt": "hi", "instructions": sent})
+    out_of_time({"prompt": "hi", "instructions": "o" * OUTPUT_INSTRUCTIONS_CHARS + "\n\n" + "s" * 4800})
 
 
 @pytest.mark.parametrize(
@@ -870,7 +906,7 @@ def test_a_turn_is_run_with_the_agents_settings_and_the_callers_request(monkeypa
 
     clock = lambda: 100.0  # noqa: E731
     monkeypatch.setattr(agent_app, "run_turn", run_turn)
-    chosen = service("bedrock-client", clock=clock, max_iterations=7, turn_seconds=20)
+    chosen = service("bedrock-client", clock=clock, max_iterations=7, max_tool_calls=9, turn_seconds=20)
     body = {"prompt": "hi", "max_tokens": 50, "models": [MODEL], "temperature": 0, "stop_sequences": ["END"]}
     chosen.invoke(body, {CALLER_TOKEN_HEADER: "t"}, SESSION)
     (given,) = ran
@@ -886,6 +922,7 @@ def test_a_turn_is_run_with_the_agents_settings_and_the_callers_request(monkeypa
         "temperature": 0.0,  # and no top_p: not sent, the model's own
         "stop_sequences": ["END"],
         "max_iterations": 7,
+        "max_tool_calls": 9,
         "deadline": 120.0,
         "clock": clock,
     }
