@@ -7,12 +7,11 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ingestion.registry import MAX_VERSION_BYTES
+from ingestion.registry import MAX_VERSION_BYTES, SEQUENCER
 
 MAX_KEY_BYTES = 1024  # S3's limit on a key; version ids are no longer either
 MAX_OBJECT_BYTES = 5 * 1024**4  # S3's largest object (5 TiB)
 BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
-SEQUENCER = re.compile(r"[0-9A-Fa-f]{1,64}")
 
 
 class MalformedEventError(Exception):
@@ -29,7 +28,10 @@ class ObjectRef:
     key: str
     version: str  # the object's version id: landing buckets are versioned
     size: int
-    sequencer: str = ""  # S3's order of events on this key (hex); later events have greater ones
+    # S3's order of events on this key (hex); later events have greater ones. object_ref refuses an
+    # event without one; "" comes only from a record an earlier release made, and the pipeline fails
+    # such a version rather than let it take the place of a newer one.
+    sequencer: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -54,8 +56,10 @@ def object_ref(body: str) -> ObjectRef:
     key, version, size = obj.get("key"), obj.get("version-id"), obj.get("size")
     _check(bucket, key, version, size)
     sequencer = obj.get("sequencer")
+    # Versions are ordered by it: one without it could replace a newer version's state, one longer
+    # than S3's could outrank every later event on the key.
     if not isinstance(sequencer, str) or not SEQUENCER.fullmatch(sequencer):
-        sequencer = ""  # ordering is best effort without one; a malformed one must not win comparisons
+        raise MalformedEventError("the event has no sequencer of S3's (hex, at most 32 digits) to order it by")
     return ObjectRef(bucket=str(bucket), key=key, version=version, size=size, sequencer=sequencer)
 
 

@@ -36,10 +36,10 @@ from botocore.config import Config
 from ingestion.contract import LOST_RECORDS_METRIC, REFUSED_EVENTS_METRIC, ClassificationReaders, ProcessorSettings
 from ingestion.copies import CopyTooSlowError
 from ingestion.events import MalformedEventError, ObjectRef, OcrJob, object_ref, ocr_job
-from ingestion.knowledge import KnowledgeBase
+from ingestion.knowledge import IndexRefusedError, KnowledgeBase
 from ingestion.pii import PiiScanner
 from ingestion.pipeline import Outcome, Pipeline, SecondsLeft, document_id, source_ref
-from ingestion.registry import DEAD_LETTERED, QUARANTINED, Registry, VersionRecord
+from ingestion.registry import DEAD_LETTERED, QUARANTINED, Registry, UnsequencedError, VersionRecord
 from shared.aws_errors import failure_code
 from shared.contract import variable
 from shared.dead_letters import cut_to_fit, fits, sqs_json
@@ -154,8 +154,7 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
         ref = pipeline().locate(ref)  # the real key: the document id, the registry and the replay key
         result: dict[str, Any] = process(obj=ref.as_dict(), seconds_left=_copy_time(lambda_context))
     except Exception as error:
-        # A copy stopped for time says why in words of the pipeline's own (sizes and limits only).
-        reason = str(error) if isinstance(error, CopyTooSlowError) else f"processing failed: {failure_code(error)}"
+        reason = _failure_reason(error)
         if _receive_count(record.raw_event) >= settings().max_receive_count:
             _record_dead_letter(ref, reason)
         logger.warning("document failed", extra={"document_id": document_id(ref.bucket, ref.key), "reason": reason})
@@ -163,6 +162,15 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
     metrics.add_metric(name=f"Documents{result['status'].title().replace('_', '')}", unit=MetricUnit.Count, value=1)
     logger.info("document processed", extra={**result, "version": ref.version})
     return result
+
+
+# Failures that say why in words of the pipeline's own (sizes, limits, statuses; never the text).
+OWN_WORDS = (CopyTooSlowError, IndexRefusedError, UnsequencedError)
+
+
+def _failure_reason(error: Exception) -> str:
+    """A failed version's reason, as the registry records it with its dead letter."""
+    return str(error) if isinstance(error, OWN_WORDS) else f"processing failed: {failure_code(error)}"
 
 
 def _copy_time(lambda_context: LambdaContext | None) -> SecondsLeft | None:
@@ -252,7 +260,7 @@ def _ocr_notified(job: OcrJob, record: SQSRecord) -> dict[str, Any]:
     try:
         return _ocr_finished(job)
     except Exception as error:
-        reason = f"processing failed: {failure_code(error)}"
+        reason = _failure_reason(error)
         if _receive_count(record.raw_event) >= settings().max_receive_count:
             pending = pipeline().ocr_pending(job)
             if pending is not None:  # under its own document (a key as sent may have named it)

@@ -32,10 +32,12 @@ from ingestion.registry import (
     GONE,
     OCR_PENDING,
     QUARANTINED,
+    SEQUENCER,
     SETTLED,
     SUPERSEDED,
     Registry,
     StaleVersionError,
+    UnsequencedError,
     VersionRecord,
     sequencer_key,
 )
@@ -176,6 +178,7 @@ class Pipeline:
     def _run(
         self, ref: ObjectRef, record: VersionRecord, read: Reader, seconds_left: SecondsLeft | None = None
     ) -> Outcome:
+        _require_sequencer(ref)
         if _newer_than(
             self._registry.current(record.document_id), ref
         ):  # e.g. this one failed once; a later one did not
@@ -338,12 +341,18 @@ class Pipeline:
         written.append((curated_key, object_version))
         location = f"s3://{settings.curated_bucket}/{curated_key}"
         if direct:
-            self._kb.ingest_text(record.document_id, masked, attributes)
+            try:
+                self._kb.ingest_text(record.document_id, masked, attributes)
+            except Exception:
+                # The index does not hold this copy: left the latest in the bucket, it would be
+                # what a later undo indexes again (and it would outlive the version's dead letter).
+                self._delete_versions(written)
+                raise
 
         def undo() -> None:
-            """A newer version won the race: its copy becomes the latest again, in S3 and the KB."""
-            for written_key, version in written:
-                self._s3.delete_object(Bucket=settings.curated_bucket, Key=written_key, VersionId=version)
+            """A newer version won the race: its copy becomes the latest again, in S3 and the KB
+            (an IndexRefusedError fails the version, which SQS retries)."""
+            self._delete_versions(written)
             if direct:
                 latest = self._s3.get_object(Bucket=settings.curated_bucket, Key=curated_key)["Body"].read()
                 self._kb.ingest_text(record.document_id, latest.decode(), attributes)
@@ -462,6 +471,10 @@ class Pipeline:
         )
         return str(response.get("VersionId", ""))
 
+    def _delete_versions(self, written: Sequence[tuple[str, str]]) -> None:
+        for key, version in written:
+            self._s3.delete_object(Bucket=self._settings.curated_bucket, Key=key, VersionId=version)
+
     def _empty_landing(self, ref: ObjectRef, key: str) -> None:
         # Deleting a version is permanent and idempotent: a second delete is a no-op.
         self._s3.delete_object(Bucket=ref.bucket, Key=key, VersionId=ref.version)
@@ -539,10 +552,19 @@ def source_ref(record: VersionRecord) -> ObjectRef:
     return ObjectRef(bucket=bucket, key=key, version=record.version, size=record.size, sequencer=record.sequencer)
 
 
+def _require_sequencer(ref: ObjectRef) -> None:
+    """UnsequencedError for a version whose event has no sequencer: nothing may say where it stands
+    among the document's versions. The events module refuses such an event; an OCR job an earlier
+    release started for one still comes back without it, and fails with the reason."""
+    if not SEQUENCER.fullmatch(ref.sequencer):
+        raise UnsequencedError
+
+
 def _newer_than(current: Mapping[str, Any] | None, ref: ObjectRef) -> bool:
-    """Whether the document's current state comes from a later S3 event than ``ref``."""
+    """Whether the document's current state comes from a later S3 event than ``ref``; an event
+    without a sequencer is the older one (nothing says it is newer: it never replaces a state)."""
     recorded = (current or {}).get("sequencer")
-    return bool(recorded and ref.sequencer and str(recorded) > sequencer_key(ref.sequencer))
+    return bool(recorded and (not ref.sequencer or str(recorded) > sequencer_key(ref.sequencer)))
 
 
 def _outcome(record: VersionRecord, *, replayed: bool = False) -> Outcome:

@@ -8,6 +8,7 @@ pk = "event#<message id>", sk = "event"     a message that named no object (dead
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -26,10 +27,24 @@ OCR_PENDING = "ocr_pending"  # a Textract text detection runs; its notification 
 # after the cause is fixed must process them.
 SETTLED = frozenset({CURATED, QUARANTINED, GONE, SUPERSEDED})
 SEQUENCER_WIDTH = 64  # S3 sequencers are hex of varying length: left-padded, they compare as text
+# S3's sequencers are typically 16 to 18 hex digits; 32 leaves room to grow and still refuses a forged
+# one of SEQUENCER_WIDTH F's, which would outrank every real event on its key for good.
+SEQUENCER = re.compile(r"[0-9A-Fa-f]{1,32}")
 
 
 class StaleVersionError(Exception):
     """The document's current state was written by a newer version meanwhile."""
+
+
+class UnsequencedError(Exception):
+    """A version with no S3 sequencer (SEQUENCER) of its event: where it stands among the document's
+    versions is unknown, so it may not become the current state (it could be an older one's)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the version's S3 event had no sequencer of S3's (hex, at most 32 digits): "
+            "its order among the document's versions is unknown"
+        )
 
 
 def sequencer_key(sequencer: str) -> str:
@@ -84,26 +99,24 @@ class Registry:
         delivery processing the same version at the same time finds the state changed since it
         read it, and is refused."""
         if current is not None:
-            item = {"pk": record.document_id, "sk": CURRENT, **current}
-            if sequencer:
-                item["sequencer"] = sequencer_key(sequencer)
-                try:
-                    self._table.put_item(
-                        Item=item,
-                        ConditionExpression="attribute_not_exists(#s) OR #s < :s OR (#s = :s AND #v = :v AND #u = :u)",
-                        ExpressionAttributeNames={"#s": "sequencer", "#v": "version", "#u": "updated_at"},
-                        ExpressionAttributeValues={
-                            ":s": item["sequencer"],
-                            ":v": record.version,
-                            ":u": str((replacing or {}).get("updated_at", "")),
-                        },
-                    )
-                except ClientError as error:
-                    if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                        raise StaleVersionError(record.version) from None
-                    raise
-            else:
-                self._table.put_item(Item=item)
+            if not SEQUENCER.fullmatch(sequencer):
+                raise UnsequencedError
+            item = {"pk": record.document_id, "sk": CURRENT, **current, "sequencer": sequencer_key(sequencer)}
+            try:
+                self._table.put_item(
+                    Item=item,
+                    ConditionExpression="attribute_not_exists(#s) OR #s < :s OR (#s = :s AND #v = :v AND #u = :u)",
+                    ExpressionAttributeNames={"#s": "sequencer", "#v": "version", "#u": "updated_at"},
+                    ExpressionAttributeValues={
+                        ":s": item["sequencer"],
+                        ":v": record.version,
+                        ":u": str((replacing or {}).get("updated_at", "")),
+                    },
+                )
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                    raise StaleVersionError(record.version) from None
+                raise
         self._table.put_item(Item=_version_item(record))
 
     def dead_lettered(self, record: VersionRecord) -> bool:
@@ -141,13 +154,25 @@ class Registry:
         self, document_id: str, finding_id: str, *, reason: str, location: str, at: dt.datetime, current: bool
     ) -> None:
         """A Macie finding acted on; with ``current``, its curated copy was taken out, so the
-        document's current state becomes quarantined."""
+        document's current state becomes quarantined. The state is updated, not replaced: its
+        version and sequencer stay, so a late event for an older version is still superseded (the
+        curated copy's object version and mode go with the copy)."""
         stamp = at.isoformat()
         item = {"status": QUARANTINED, "reason": reason, "location": location, "processed_at": stamp}
         self._table.put_item(Item={"pk": document_id, "sk": f"finding#{finding_id}", **item})
         if current:
-            state = {"status": QUARANTINED, "location": location, "updated_at": stamp}
-            self._table.put_item(Item={"pk": document_id, "sk": CURRENT, **state})
+            self._table.update_item(
+                Key={"pk": document_id, "sk": CURRENT},
+                UpdateExpression="SET #st = :st, #l = :l, #u = :u REMOVE #o, #m",
+                ExpressionAttributeNames={
+                    "#st": "status",
+                    "#l": "location",
+                    "#u": "updated_at",
+                    "#o": "object_version",
+                    "#m": "mode",
+                },
+                ExpressionAttributeValues={":st": QUARANTINED, ":l": location, ":u": stamp},
+            )
 
     def finding_location(self, document_id: str, finding_id: str) -> str | None:
         """Where a Macie finding's object was quarantined, if it was recorded (by an earlier attempt)."""

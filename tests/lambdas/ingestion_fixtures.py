@@ -52,7 +52,8 @@ SETTINGS = Settings(
 
 class ModelChecked:
     """A client whose every call is checked against the real service model (as Stubber checks
-    requests) and recorded; it answers ``responses[operation]`` or fails with ``fail_with``."""
+    requests) and recorded; it answers ``responses[operation]`` (a list: its answers in turn, the
+    last one from then on) or fails with ``fail_with``."""
 
     def __init__(self, service: str, responses: dict[str, Any] | None = None) -> None:
         client = boto3.client(service, region_name=REGION)
@@ -72,7 +73,10 @@ class ModelChecked:
             if self.fail_with:
                 raise ClientError({"Error": {"Code": self.fail_with, "Message": "x"}}, operation)
             self.calls.append((operation, params))
-            return dict(self.responses.get(operation, {}))
+            response = self.responses.get(operation, {})
+            if isinstance(response, list):
+                response = response.pop(0) if len(response) > 1 else response[0]
+            return dict(response)
 
         return call
 

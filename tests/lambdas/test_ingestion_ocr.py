@@ -19,6 +19,7 @@ from ingestion import handler
 from ingestion.events import ObjectRef, OcrJob
 from ingestion.pii import PiiScanner
 from ingestion.pipeline import Outcome, Pipeline, document_id
+from ingestion.registry import VersionRecord
 from tests.lambdas.ingestion_corpus import CUSTOM, LANDING, pdf_bytes
 from tests.lambdas.ingestion_fixtures import (
     CURATED,
@@ -455,7 +456,8 @@ def test_a_pending_version_of_a_document_named_by_its_key_as_sent_is_dead_letter
     real, sent = "scans/my scan.pdf", "scans/my+scan.pdf"
     put = aws.put(real, SCANNED)
     textract.add_response("start_document_text_detection", {"JobId": "job-1"})
-    assert aws.pipeline.process(ObjectRef(LANDING, sent, put["version"], put["size"])).status == "ocr_pending"
+    ref = ObjectRef(LANDING, sent, put["version"], put["size"], "0055AED6DCD90281E5")
+    assert aws.pipeline.process(ref).status == "ocr_pending"
     named = document_id(LANDING, sent)
     assert [(i["pk"], i["status"]) for i in aws.registry_items() if i["sk"].startswith("version#")] == [
         (named, "ocr_pending")
@@ -469,3 +471,37 @@ def test_a_pending_version_of_a_document_named_by_its_key_as_sent_is_dead_letter
     assert [(i["pk"], i["status"]) for i in aws.registry_items() if i["sk"].startswith("version#")] == [
         (named, "dead_lettered")
     ]
+
+
+def test_a_version_an_earlier_release_left_pending_without_a_sequencer_is_dead_lettered_with_why(
+    aws: Aws, textract: Stubber
+) -> None:
+    """Its event had no sequencer (events were once let through without one): where it stands among
+    the document's versions is unknown, so its notification fails, unread, and its last attempt
+    records the version dead-lettered with the reason rather than let it become the current state."""
+    put = aws.put(KEY, SCANNED)
+    doc = document_id(LANDING, KEY)
+    aws.registry.ocr_started(
+        VersionRecord(
+            document_id=doc,
+            version=put["version"],
+            status="ocr_pending",
+            reason="the PDF has no text layer: text detection (OCR) started",
+            source=f"s3://{LANDING}/{KEY}",
+            size=put["size"],
+            ocr_job="job-1",
+        )
+    )
+    for attempt in range(1, MAX_RECEIVE + 1):
+        message = notification(KEY)
+        message["attributes"]["ApproximateReceiveCount"] = str(attempt)
+        assert run(message) == [message["messageId"]]  # no Textract call: the stubber has none to answer
+    record = version_record(aws, KEY)
+    assert (record["status"], record["location"], record["reason"]) == (
+        "dead_lettered",
+        "dlq",
+        "the version's S3 event had no sequencer of S3's (hex, at most 32 digits): "
+        "its order among the document's versions is unknown",
+    )
+    assert aws.registry.current(doc) is None
+    assert landing_keys(aws) == [KEY]
