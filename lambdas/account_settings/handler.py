@@ -3,8 +3,10 @@ Provider framework (stacks/production/account_settings.py).
 
 Create and Update adopt the setting named by ``ResourceProperties.Setting``, asking again every
 ``POLL_SECONDS`` while it is still switching on or IAM has not yet propagated a role the service
-checks, for as long as the invocation has time. ``transaction_search_ready`` adopts nothing: it
-reads, and waits the same way for a Transaction Search the stack manages to take effect. Delete
+checks, for as long as the invocation has time, and for up to ``ACCESS_DENIED_GRACE_SECONDS`` while
+a call is denied (the function's own permissions policy is created just before it runs).
+``transaction_search_ready`` adopts nothing: it reads, and waits the same way for a Transaction
+Search the stack manages to take effect. Delete
 does nothing and reads no property: adopting never switches an account setting off, and a delete
 CloudFormation cannot finish would leave the stack DELETE_FAILED. The physical id is the setting's
 name, so an update of the same setting keeps it; an update to another setting is a replacement
@@ -23,6 +25,7 @@ from typing import Any, TypeVar
 import boto3
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
+from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from account_settings.settings import (
@@ -46,6 +49,11 @@ AWS = Config(retries={"mode": "standard", "total_max_attempts": 5})
 POLL_SECONDS = 10.0
 # Time kept back to answer CloudFormation when the setting is still not in place.
 MARGIN_SECONDS = 20.0
+# The function's permissions policy is created just before the custom resource that runs it, and
+# IAM takes a while to propagate it: a denial this soon after the first look is asked again (every
+# POLL_SECONDS); later, or with too little time left, it fails the deploy as it is.
+ACCESS_DENIED_GRACE_SECONDS = 120.0
+DENIED = frozenset({"AccessDeniedException", "AccessDenied"})
 Clients = Callable[[str], Any]
 Props = TypeVar("Props", ModelInvocationLoggingProperties, ApiGatewayLoggingProperties)
 SETTINGS = (
@@ -187,10 +195,22 @@ def adopt_until_in_place(
     *,
     remaining_seconds: Callable[[], float],
     sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Outcome:
-    """Adopt, and look again every POLL_SECONDS until the setting is in place or time runs out."""
+    """Adopt, and look again every POLL_SECONDS until the setting is in place or time runs out; a
+    denied call is asked again for ACCESS_DENIED_GRACE_SECONDS after the first look (IAM)."""
+    started = clock()
     while True:
-        outcome = adopt(event, clients)
+        try:
+            outcome = adopt(event, clients)
+        except ClientError as error:
+            code = str(error.response.get("Error", {}).get("Code", ""))
+            patient = clock() - started < ACCESS_DENIED_GRACE_SECONDS
+            if code not in DENIED or not patient or remaining_seconds() < MARGIN_SECONDS + POLL_SECONDS:
+                raise
+            logger.warning("denied: asked again while IAM propagates", extra={"reason": loggable(str(error))})
+            sleep(POLL_SECONDS)
+            continue
         if outcome.complete:
             return outcome
         if remaining_seconds() < MARGIN_SECONDS + POLL_SECONDS:

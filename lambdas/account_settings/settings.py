@@ -12,7 +12,9 @@ changes only what this tier owns, and returns an ``Outcome``:
 
 "The tier owns" a setting that was off, or that still holds exactly what this tier put there the
 last time (``old``: the resource's previous properties), so an update moves it along with the
-tier's own resources and never takes over someone else's.
+tier's own resources and never takes over someone else's. Invocation logging the stack manages
+(``Mode`` manage) is put through here too, so that it waits for its role the same way; it is the
+tier's whatever the account held.
 
 ``transaction_search_ready`` adopts nothing: it only reads, waiting for a Transaction Search the
 stack manages itself (``manage``) to take effect.
@@ -21,7 +23,7 @@ stack manages itself (``manage``) to take effect.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
@@ -66,6 +68,9 @@ class ModelInvocationLoggingProperties(_Properties):
     # Log groups whose names start with this are the tier's (CloudFormation names them after the
     # stack): a destination left by a destroyed or rolled-back deploy of the tier is moved along.
     OwnedLogGroupPrefix: str = Field(min_length=2)
+    # ``manage`` (account_settings.model_invocation_logging=manage): the tier's destination whatever
+    # the account had. Absent from an earlier release's template: adopted, as it was then.
+    Mode: Literal["adopt", "manage"] = "adopt"
 
 
 class MacieJobsLogGroupProperties(_Properties):
@@ -97,9 +102,13 @@ def transaction_search(xray: Any, logs: Any, signals: Any, props: TransactionSea
     resource policy and the indexing percentage are the owner's). Complete once the destination is
     ACTIVE and aws/spans exists (the online evaluation reads it at creation).
 
-    Switching it on follows AWS's guide: the logs resource policy for X-Ray (kept when the stack
-    goes, like the setting itself), the indexing rule, Application Signals discovery, then the
-    destination. X-Ray makes aws/spans itself (a name starting "aws/" is refused to anyone else)."""
+    Switching it on makes AWS's documented calls ("Enable transaction search"): the logs resource
+    policy for X-Ray (kept when the stack goes, like the setting itself), the indexing rule,
+    Application Signals discovery, then the destination. The guide lists the destination before the
+    indexing rule without saying the order matters; the destination goes last here because it is
+    what this function reads to decide: a failure before it leaves Transaction Search off, and the
+    retry makes every call again. X-Ray makes aws/spans itself (a name starting "aws/" is refused to
+    anyone else)."""
     current = xray.get_trace_segment_destination()
     if current.get("Destination") != "CloudWatchLogs":
         logs.put_resource_policy(policyName=TRANSACTION_SEARCH_POLICY, policyDocument=props.ResourcePolicy)
@@ -198,10 +207,11 @@ def model_invocation_logging(
     bedrock: Any, props: ModelInvocationLoggingProperties, old: ModelInvocationLoggingProperties | None
 ) -> Outcome:
     """Bedrock logs invocations to the tier's log group, unless the account already logs them
-    somewhere the tier did not set up (then that stays, and the answer says where)."""
+    somewhere the tier did not set up (then that stays, and the answer says where). Managed
+    (``Mode`` manage), the tier's log group replaces whatever the account had."""
     current = bedrock.get_model_invocation_logging_configuration().get("loggingConfig")
     theirs = not (_points_at(current or {}, old) or _points_at(current or {}, props) or _owned(current or {}, props))
-    if current and theirs:
+    if current and theirs and props.Mode != "manage":
         destination = (current.get("cloudWatchConfig") or {}).get("logGroupName") or "a destination of the account's"
         return Outcome(True, {"Adopted": "existing", "LogGroupName": str(destination)})
     if current and _points_at(current, props):
@@ -209,8 +219,9 @@ def model_invocation_logging(
     try:
         bedrock.put_model_invocation_logging_configuration(loggingConfig=_logging_config(props))
     except ClientError as error:
-        # Bedrock checks that the role can write to the log group; a new role's policy takes a
-        # few seconds to propagate through IAM.
+        # Bedrock checks that the role can write to the log group ("Failed to validate permissions
+        # for log group"); a new role's policy takes a while to propagate through IAM. A role that
+        # can never write looks the same: it is asked again until the invocation's time runs out.
         if _code(error) == "ValidationException":
             return Outcome(False, {"Adopted": "waiting for the logging role", "Reason": _message(error)})
         raise
@@ -230,21 +241,24 @@ def macie_jobs_log_group(logs: Any, props: MacieJobsLogGroupProperties) -> Outco
 def macie_session(macie: Any, logs: Any, props: MacieProperties, *, client_token: str) -> Outcome:
     """Macie on in this account and region: enabled here if it is off; an enabled session (the
     account's own or an organisation's delegated administrator's) is left exactly as it is. The
-    classification jobs' log group exists before the tier's job runs (with a retention if made here)."""
-    ensure_log_group(logs, MACIE_JOBS_LOG_GROUP, props.JobsLogRetentionDays, props.KmsKeyArn)
+    classification jobs' log group exists before the tier's job runs (with a retention if made here).
+
+    A suspended session is refused before anything is made: the jobs' log group is account-wide
+    and outlives the deploy, so a refused deploy (rolled back, maybe with its key) leaves none."""
     try:
         status = macie.get_macie_session().get("status")
     except ClientError as error:
         if not (_code(error) == "AccessDeniedException" and "not enabled" in _message(error)):
             raise
         status = None
-    if status == "ENABLED":
-        return Outcome(True, {"Adopted": "existing"})
     if status == "PAUSED":
         raise Refused(
             "Macie is suspended in this account and region. Resume it (aws macie2 update-macie-session "
             "--status ENABLED) or set blueprint.production.account_settings.macie to off, then deploy again."
         )
+    ensure_log_group(logs, MACIE_JOBS_LOG_GROUP, props.JobsLogRetentionDays, props.KmsKeyArn)
+    if status == "ENABLED":
+        return Outcome(True, {"Adopted": "existing"})
     try:
         macie.enable_macie(
             clientToken=client_token, findingPublishingFrequency=props.FindingPublishingFrequency, status="ENABLED"

@@ -2,11 +2,13 @@
 
 ``account_settings.<setting>`` chooses, per setting:
 
-- ``manage``: a CloudFormation resource of this stack (Transaction Search and the Macie session fail
-  to create when already on; invocation logging and API Gateway's role are overwritten). It is
-  kept when the stack is deleted or the mode changes (a Macie session deleted by CloudFormation
-  would take every finding with it); only a rolled-back first deploy removes it. A managed
-  Transaction Search is waited for (read-only, by the adopting function) until it takes effect.
+- ``manage``: a resource of this stack (Transaction Search and the Macie session fail to create
+  when already on; invocation logging and API Gateway's role are overwritten). It is kept when the
+  stack is deleted or the mode changes (a Macie session deleted by CloudFormation would take every
+  finding with it); only the rollback of the deploy that created it removes it. Invocation logging
+  has no CloudFormation type: the adopting function puts it (``Mode`` manage), waiting for its role
+  as adopting does, and nothing ever switches it off, a rollback included. A managed Transaction
+  Search is waited for (read-only, by the adopting function) until it takes effect.
 - ``adopt`` (the default): a custom resource (lambdas/account_settings) that turns the setting on
   if it is off, leaves it as it is if it is on, and never switches it off, stack deletion included.
   What the setting writes to (roles, log groups) is retained, so it keeps working after a destroy.
@@ -42,7 +44,6 @@ from stacks.shared.lambda_function import log_group_arn, log_retention
 from stacks.shared.nag import (
     acknowledge,
     acknowledge_inline_policy,
-    acknowledge_sdk_call_provider,
     nag_arn,
     nag_attribute,
 )
@@ -54,7 +55,8 @@ OFF: AccountSettingMode = "off"
 
 MACIE_ROLE = "role/aws-service-role/macie.amazonaws.com/AWSServiceRoleForAmazonMacie"
 # What lambdas/account_settings/settings.py needs, per setting (account-level actions: no ARN).
-# Transaction Search: AWS's documented permissions for enabling it ("Enable transaction search").
+# Transaction Search: AWS's documented permissions for enabling it ("Enable transaction search"),
+# with the Application Signals ones below.
 TRANSACTION_SEARCH_ACTIONS = [
     "xray:GetTraceSegmentDestination",
     "xray:UpdateTraceSegmentDestination",
@@ -82,10 +84,17 @@ MODEL_INVOCATION_LOGGING_ACTIONS = [
 MACIE_ACTIONS = ["macie2:GetMacieSession", "macie2:EnableMacie"]
 API_GATEWAY_ACCOUNT_ACTIONS = ["apigateway:GET", "apigateway:PATCH"]
 # Enabling Macie and Application Signals creates their service-linked roles.
+APPLICATION_SIGNALS = "application-signals.cloudwatch.amazonaws.com"
 SERVICE_LINKED_ROLES = {
     "macie.amazonaws.com": "AWSServiceRoleForAmazonMacie",
-    "application-signals.cloudwatch.amazonaws.com": "AWSServiceRoleForCloudWatchApplicationSignals",
+    APPLICATION_SIGNALS: "AWSServiceRoleForCloudWatchApplicationSignals",
 }
+# Application Signals discovery (StartDiscovery), as AWS's "Enable transaction search" prerequisites
+# list it: read its service-linked role, and create its CloudTrail service-linked channel (named by
+# CloudTrail, under this prefix), in this account and region.
+APPLICATION_SIGNALS_ROLE_ACTIONS = ["iam:GetRole"]
+APPLICATION_SIGNALS_CHANNEL_ACTIONS = ["cloudtrail:CreateServiceLinkedChannel"]
+APPLICATION_SIGNALS_CHANNEL = "channel/aws-service-channel/application-signals/*"
 # The adopting function looks again every 10 s while a setting switches on, for up to this long.
 ADOPTION_TIMEOUT = Duration.minutes(14)
 MACIE_PUBLISHING = "FIFTEEN_MINUTES"
@@ -187,8 +196,22 @@ class AccountSettings(Construct):
                 iam.PolicyStatement(
                     actions=SERVICE_LOG_GROUP_ACTIONS, resources=[arn for g in service_groups for arn in (g, f"{g}:*")]
                 ),
-                adopter.service_linked_role("application-signals.cloudwatch.amazonaws.com"),
+                adopter.service_linked_role(APPLICATION_SIGNALS),
+                iam.PolicyStatement(
+                    actions=APPLICATION_SIGNALS_ROLE_ACTIONS,
+                    resources=[adopter.service_linked_role_arn(APPLICATION_SIGNALS)],
+                ),
+                iam.PolicyStatement(
+                    actions=APPLICATION_SIGNALS_CHANNEL_ACTIONS,
+                    resources=[stack.format_arn(service="cloudtrail", resource=APPLICATION_SIGNALS_CHANNEL)],
+                ),
             ],
+        )
+        acknowledge(
+            adopter.policy,
+            f"AwsSolutions-IAM5[Resource::{nag_arn(self, 'cloudtrail', APPLICATION_SIGNALS_CHANNEL)}]",
+            "Application Signals discovery creates its CloudTrail service-linked channel, whose id CloudTrail "
+            "picks; AWS documents this prefix for enabling Transaction Search.",
         )
         for group in (SPANS_LOG_GROUP, APPLICATION_SIGNALS_LOG_GROUP):
             acknowledge(
@@ -236,78 +259,46 @@ class AccountSettings(Construct):
         )
         role.apply_removal_policy(RemovalPolicy.RETAIN)
         acknowledge_inline_policy(role)
-        if mode == ADOPT:
-            setting = self.adopter.adopt(
-                "ModelInvocationLoggingSetting",
+        # Both modes run through the adopting function, which asks again while Bedrock refuses a
+        # role IAM has not propagated yet ("Failed to validate permissions for log group"), and
+        # whose delete does nothing: neither a destroy, a change of mode nor a rolled-back deploy
+        # switches the account's logging off (there is no CloudFormation type for it).
+        properties = {
+            "LogGroupName": group.log_group_name,
+            "RoleArn": role.role_arn,
+            # A destination whose log group this stack named (a destroyed or rolled-back deploy's)
+            # is the tier's own: a new deploy moves it to its own group.
+            "OwnedLogGroupPrefix": f"{stack.stack_name}-",
+        }
+        statements = [
+            iam.PolicyStatement(actions=MODEL_INVOCATION_LOGGING_ACTIONS, resources=["*"]),
+            self.adopter.pass_role(role, "bedrock.amazonaws.com"),
+        ]
+        if mode == MANAGE:
+            # Overwritten whatever the account had (Mode manage), and kept as the other managed
+            # settings are.
+            managed = self.adopter.manage(
+                "ManagedModelInvocationLogging",
                 setting="model_invocation_logging",
-                properties={
-                    "LogGroupName": group.log_group_name,
-                    "RoleArn": role.role_arn,
-                    # A destination whose log group this stack named (a destroyed or rolled-back
-                    # deploy's) is the tier's own: a new deploy moves it to its own group.
-                    "OwnedLogGroupPrefix": f"{stack.stack_name}-",
-                },
-                statements=[
-                    iam.PolicyStatement(actions=MODEL_INVOCATION_LOGGING_ACTIONS, resources=["*"]),
-                    self.adopter.pass_role(role, "bedrock.amazonaws.com"),
-                ],
+                type_name="BedrockModelInvocationLogging",
+                properties=properties,
+                statements=statements,
             )
-            setting.node.add_dependency(role)
-            CfnOutput(
-                stack,
-                "ModelInvocationLogGroup",
-                value=setting.get_att_string("LogGroupName"),
-                description="Where Bedrock logs model invocations (the account's own destination if it had one)",
-            )
+            managed.node.add_dependency(role)
+            _keep(managed)
             return
-        put = cr.AwsSdkCall(
-            service="Bedrock",
-            action="putModelInvocationLoggingConfiguration",
-            parameters={
-                "loggingConfig": {
-                    "cloudWatchConfig": {"logGroupName": group.log_group_name, "roleArn": role.role_arn},
-                    "textDataDeliveryEnabled": True,
-                    "imageDataDeliveryEnabled": False,
-                    "embeddingDataDeliveryEnabled": False,
-                }
-            },
-            # One physical id for the account's one setting: a changed setting is an update in
-            # place, never a replacement whose delete would switch logging off after the new put.
-            physical_resource_id=cr.PhysicalResourceId.of(f"{stack.stack_name}-model-invocation-logging"),
-        )
-        managed = cr.AwsCustomResource(
-            self,
+        setting = self.adopter.adopt(
             "ModelInvocationLoggingSetting",
-            resource_type="Custom::BedrockModelInvocationLogging",
-            on_create=put,
-            on_update=put,
-            on_delete=cr.AwsSdkCall(service="Bedrock", action="deleteModelInvocationLoggingConfiguration"),
-            policy=cr.AwsCustomResourcePolicy.from_statements(
-                [
-                    iam.PolicyStatement(
-                        actions=[
-                            "bedrock:PutModelInvocationLoggingConfiguration",
-                            "bedrock:DeleteModelInvocationLoggingConfiguration",
-                        ],
-                        resources=["*"],
-                    ),
-                    iam.PolicyStatement(actions=["iam:PassRole"], resources=[role.role_arn]),
-                ]
-            ),
-            install_latest_aws_sdk=False,
-            log_group=self._context.log_group(
-                self,
-                "ModelInvocationLoggingSettingLogs",
-            ),
+            setting="model_invocation_logging",
+            properties=properties,
+            statements=statements,
         )
-        managed.node.add_dependency(role)
-        _keep(managed)
-        acknowledge_inline_policy(managed)
-        acknowledge_sdk_call_provider(stack, "the Bedrock API")
-        acknowledge(
-            managed,
-            "AwsSolutions-IAM5[Resource::*]",
-            "Bedrock's model invocation logging setting is account-wide and regional: it has no resource ARN.",
+        setting.node.add_dependency(role)
+        CfnOutput(
+            stack,
+            "ModelInvocationLogGroup",
+            value=setting.get_att_string("LogGroupName"),
+            description="Where Bedrock logs model invocations (the account's own destination if it had one)",
         )
 
     # --- Macie ------------------------------------------------------------------------------------
@@ -409,14 +400,12 @@ def _type_name(setting: str) -> str:
     return pascal_case(setting.replace("_", "-"))
 
 
-def _keep(*resources: CfnResource | cr.AwsCustomResource) -> None:
+def _keep(*resources: CfnResource | CustomResource) -> None:
     """A managed setting (and what it needs) outlives the stack and a change of mode; a rolled-back
-    create still removes it, so that the retry finds the account as it was."""
+    create still removes a CloudFormation resource, so that the retry finds the account as it was
+    (the adopting function's delete, for invocation logging, does nothing)."""
     for resource in resources:
-        target = resource.node.default_child if isinstance(resource, cr.AwsCustomResource) else resource
-        if not isinstance(target, CfnResource | CustomResource):
-            raise TypeError(f"{resource.node.path}: expected a CloudFormation resource, found {type(target).__name__}")
-        target.apply_removal_policy(RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE)
+        resource.apply_removal_policy(RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE)
 
 
 class _Adopter(Construct):
@@ -494,6 +483,20 @@ class _Adopter(Construct):
         function needs for it."""
         return self._resource(id, f"Adopted{_type_name(setting)}", {"Setting": setting, **properties}, statements)
 
+    def manage(
+        self,
+        id: str,
+        *,
+        setting: str,
+        type_name: str,
+        properties: dict[str, Any],
+        statements: list[iam.PolicyStatement],
+    ) -> CustomResource:
+        """A custom resource (``Custom::<type_name>``) that puts ``setting`` as the stack manages it
+        (``Mode`` manage: the tier's, whatever the account had), waiting as adopting does; its
+        delete does nothing."""
+        return self._resource(id, type_name, {"Setting": setting, "Mode": MANAGE, **properties}, statements)
+
     def wait_for(self, id: str, *, setting: str, statements: list[iam.PolicyStatement]) -> CustomResource:
         """A custom resource that completes once ``setting``, a resource of the stack's, has taken
         effect (add the dependency on it); ``statements`` are the reads that show it. It changes
@@ -526,13 +529,15 @@ class _Adopter(Construct):
         """What enabling ``service`` needs to create its service-linked role."""
         return iam.PolicyStatement(
             actions=["iam:CreateServiceLinkedRole"],
-            resources=[
-                Stack.of(self).format_arn(
-                    service="iam",
-                    region="",
-                    resource="role",
-                    resource_name=f"aws-service-role/{service}/{SERVICE_LINKED_ROLES[service]}",
-                )
-            ],
+            resources=[self.service_linked_role_arn(service)],
             conditions={"StringLike": {"iam:AWSServiceName": service}},
+        )
+
+    def service_linked_role_arn(self, service: str) -> str:
+        """The ARN of ``service``'s service-linked role in this account."""
+        return Stack.of(self).format_arn(
+            service="iam",
+            region="",
+            resource="role",
+            resource_name=f"aws-service-role/{service}/{SERVICE_LINKED_ROLES[service]}",
         )

@@ -27,10 +27,11 @@ DELIVERING_SERVICES = (
 
 
 class FoundationStack(Stack):
-    """The production tier's KMS key and S3 access-log bucket, both retained on delete, and the
-    account settings the tier relies on (stacks/production/account_settings.py): Transaction
-    Search, Bedrock model invocation logging, the Macie session and API Gateway's CloudWatch role,
-    each managed, adopted or left alone per ``account_settings``.
+    """The production tier's KMS key (retained, through a rolled-back create too) and S3 access-log
+    bucket (retained on delete), and the account settings the tier relies on
+    (stacks/production/account_settings.py): Transaction Search, Bedrock model invocation logging,
+    the Macie session and API Gateway's CloudWatch role, each managed, adopted or left alone per
+    ``account_settings``.
 
     It also holds the tier's AppConfig application and deployment strategy: the runtime
     configuration later stacks deploy for their functions (stacks/shared/runtime_config.py).
@@ -48,7 +49,11 @@ class FoundationStack(Stack):
             raise ConfigError("; ".join(errors))
         for warning in warnings:
             Annotations.of(self).add_warning_v2("blueprint:account-quota", warning)
-        self.key = TierKey(self, "Key", alias=f"alias/{name}", removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE)
+        # Kept even when the stack's first create rolls back: by then account-wide log groups may be
+        # encrypted with it (aws/spans, Macie's jobs' group, the invocation log group), and they
+        # stay; a deleted key would stop their writes for the whole account, and a retry would not
+        # repair them. It has no name to block the retry; its alias does, and is not kept.
+        self.key = TierKey(self, "Key", alias=f"alias/{name}", removal_policy=RemovalPolicy.RETAIN)
         for sid, service, via in DELIVERING_SERVICES:
             self.key.add_to_resource_policy(
                 iam.PolicyStatement(

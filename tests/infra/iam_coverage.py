@@ -211,7 +211,7 @@ MANAGED_COPY = frozenset({"CopySource", "Bucket", "Key", "ExtraArgs", "Callback"
 KEY_PREFIXES: dict[tuple[str, str, str, str], tuple[str, ...]] = {
     # The processor writes curated copies under the documents prefix, or direct/ for real-time items.
     ("ingestion", "ingestion/pipeline.py", "_put", "key"): ("{CURATED_PREFIX}", "direct/"),
-    ("ingestion", "ingestion/pipeline.py", "undo", "written_key"): ("{CURATED_PREFIX}", "direct/"),
+    ("ingestion", "ingestion/pipeline.py", "_delete_versions", "key"): ("{CURATED_PREFIX}", "direct/"),
     ("ingestion", "ingestion/pipeline.py", "undo", "curated_key"): ("direct/",),  # only direct items are re-read
     ("ingestion", "ingestion/pipeline.py", "retire", "key"): ("{CURATED_PREFIX}", "direct/"),
     ("ingestion", "ingestion/pipeline.py", "retire", "f'{key}{SIDECAR_SUFFIX}'"): ("{CURATED_PREFIX}",),

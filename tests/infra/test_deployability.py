@@ -422,10 +422,57 @@ def test_managed_singletons_are_the_stacks_own_resources(managed: Assembly) -> N
     _, search = only(foundation, "AWS::XRay::TransactionSearchConfig")
     policy_id, _ = only(foundation, "AWS::Logs::ResourcePolicy", "AccountSettingsTransactionSearchLogs")
     assert policy_id in search["DependsOn"]
-    # A destroy or a change of mode never switches a managed setting off; a rolled-back create does.
+    # A destroy or a change of mode never switches a managed setting off; a rolled-back create
+    # removes a CloudFormation one (invocation logging's delete does nothing: the next test).
     for type_ in ACCOUNT_SINGLETONS:
         _, singleton = only(foundation, type_)
         assert (singleton["DeletionPolicy"], singleton["UpdateReplacePolicy"]) == ("RetainExceptOnCreate", "Retain")
+
+
+def test_managed_invocation_logging_waits_for_its_role_and_is_never_switched_off(managed: Assembly) -> None:
+    """Bedrock has no CloudFormation type for it: the adopting function puts it (Mode manage), asking
+    again while Bedrock refuses the role it was just given (IAM propagation), and its delete does
+    nothing. No SDK call made once, and no delete call: a rolled-back switch to manage would have
+    deleted the account's logging, whoever had set it."""
+    foundation = managed.template("-production-foundation")
+    _, setting = only(foundation, "Custom::BedrockModelInvocationLogging")
+    assert render(setting["Properties"]["ServiceToken"]).startswith("<AccountSettingsAdopterProviderframeworkonEvent")
+    assert (setting["Properties"]["Setting"], setting["Properties"]["Mode"]) == ("model_invocation_logging", "manage")
+    assert render(setting["Properties"]["RoleArn"]) == "<AccountSettingsModelInvocationLogging.Arn>"
+    role_id, _ = only(foundation, "AWS::IAM::Role", "AccountSettingsModelInvocationLogging")
+    policy_id, _ = only(foundation, "AWS::IAM::Policy", "AccountSettingsAdopterPermissions")
+    assert {role_id, policy_id} <= set(setting["DependsOn"])
+    assert "deletemodelinvocationloggingconfiguration" not in json.dumps(foundation).lower()
+    assert not resources(foundation, "Custom::AWS")  # (CDK's AwsCustomResource, which ran the API once)
+
+
+def _granted(template: dict[str, Any], policy_prefix: str) -> dict[str, set[str]]:
+    """Each action the policy allows, with the resources it allows it on, rendered."""
+    granted: dict[str, set[str]] = {}
+    for statement in props(template, "AWS::IAM::Policy", policy_prefix)["PolicyDocument"]["Statement"]:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        targets = render(statement["Resource"])
+        for action in actions:
+            granted.setdefault(action, set()).update(targets if isinstance(targets, list) else [targets])
+    return granted
+
+
+def test_the_adopting_function_may_start_application_signals_discovery_as_aws_documents(
+    foundation: dict[str, Any],
+) -> None:
+    """AWS's prerequisites for enabling Transaction Search with StartDiscovery ("Enable transaction
+    search"): create and read Application Signals' service-linked role, and create its CloudTrail
+    service-linked channel; each on that resource alone, in this account (and region)."""
+    granted = _granted(foundation, "AccountSettingsAdopterPermissions")
+    role = "role/aws-service-role/application-signals.cloudwatch.amazonaws.com/AWSServiceRoleForCloudWatchApplicationSignals"
+    assert "application-signals:StartDiscovery" in granted
+    for action in ("iam:CreateServiceLinkedRole", "iam:GetRole"):
+        (arn,) = [a for a in granted[action] if "application-signals" in a]
+        assert re.fullmatch(rf"arn:aws:iam::<AWS::AccountId>:{re.escape(role)}", arn), arn
+    assert not [a for a in granted["iam:GetRole"] if "application-signals" not in a]
+    assert granted["cloudtrail:CreateServiceLinkedChannel"] == {
+        "arn:aws:cloudtrail:us-east-1:<AWS::AccountId>:channel/aws-service-channel/application-signals/*"
+    }
 
 
 # What the adopting function and CDK's provider framework do for themselves, whatever they run for:
@@ -529,7 +576,13 @@ def test_a_managed_macie_sessions_jobs_log_group_is_made_first_with_the_tiers_re
         if not action.split(":")[1].startswith("Describe")
     }
     jobs = "arn:aws:logs:us-east-1:<AWS::AccountId>:log-group:/aws/macie/classificationjobs"
-    assert writes == {action: [jobs, f"{jobs}:*"] for action in ("logs:CreateLogGroup", "logs:PutRetentionPolicy")}
+    assert writes == {
+        **{action: [jobs, f"{jobs}:*"] for action in ("logs:CreateLogGroup", "logs:PutRetentionPolicy")},
+        # (the managed invocation logging, which the adopting function puts: its own test)
+        "bedrock:GetModelInvocationLoggingConfiguration": "*",
+        "bedrock:PutModelInvocationLoggingConfiguration": "*",
+        "iam:PassRole": "<AccountSettingsModelInvocationLogging.Arn>",
+    }
 
 
 def _stack_dependencies(manifest: dict[str, Any], stack: str) -> set[str]:
@@ -633,7 +686,8 @@ def test_settings_in_different_modes_each_do_their_own_and_the_tier_still_deploy
     if modes["transaction_search"] == "manage":
         assert _managed_search_problems(foundation) == []
     assert ("Custom::MacieClassificationJob" in types) == (modes["macie"] != "off")
-    # The adopting function may pass a logging role only for a setting it adopts.
+    # The adopting function may pass a logging role only for a setting it puts: API Gateway's when
+    # adopted, Bedrock's when adopted or managed (it puts the managed one too).
     passes = {
         render(s["Resource"])
         for logical_id, policy in resources(foundation, "AWS::IAM::Policy").items()
@@ -647,7 +701,7 @@ def test_settings_in_different_modes_each_do_their_own_and_the_tier_still_deploy
             ("model_invocation_logging", "ModelInvocationLogging"),
             ("api_gateway_logging", "ApiGatewayLogging"),
         )
-        if modes[setting] == "adopt"
+        if modes[setting] == "adopt" or (setting, modes[setting]) == ("model_invocation_logging", "manage")
     }
     assert [str(r) for r in deploy_checks.races(mixed.templates, exempt=NOT_CHECKED_AT_CREATION)] == []
     cfn_lint(mixed)

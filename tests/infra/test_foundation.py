@@ -1,5 +1,6 @@
-"""The production foundation: a rotating key and an access-log archive, both retained (and
-deleted only when the stack's first create rolls back, so that a retry starts clean)."""
+"""The production foundation: a rotating key, retained even when the stack's first create rolls
+back (account-wide log groups made with it outlive the rollback), and an access-log archive,
+retained and deleted only when the stack's first create rolls back (so that a retry starts clean)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,18 @@ from stacks.config import load_config
 from tests.infra.cfn import only, props
 
 
-def test_key_rotates_and_is_retained(foundation: dict[str, Any]) -> None:
-    _, key = only(foundation, "AWS::KMS::Key")
+def test_key_rotates_and_is_retained_through_a_rolled_back_create(foundation: dict[str, Any]) -> None:
+    """X-Ray's aws/spans, Macie's /aws/macie/classificationjobs and the invocation log group may be
+    made with the key during the first deploy, and stay when it rolls back: a key deleted with the
+    rollback (RetainExceptOnCreate) would leave them unwritable, and no retry repairs them. The key
+    has no name to block the retry; its alias has one, and goes with the stack."""
+    key_id, key = only(foundation, "AWS::KMS::Key")
     assert key["Properties"]["EnableKeyRotation"] is True
-    assert (key["DeletionPolicy"], key["UpdateReplacePolicy"]) == ("RetainExceptOnCreate", "Retain")
+    assert (key["DeletionPolicy"], key["UpdateReplacePolicy"]) == ("Retain", "Retain")
+    assert set(key["Properties"]) & {"KeyId", "Name", "AliasName"} == set()
+    _, alias = only(foundation, "AWS::KMS::Alias")
+    assert alias["Properties"]["TargetKeyId"] == {"Fn::GetAtt": [key_id, "Arn"]}
+    assert alias.get("DeletionPolicy", "Delete") == "Delete"
 
 
 def test_access_logs_are_retained_for_the_configured_period(

@@ -92,8 +92,9 @@ def test_acknowledgement_count_by_rule_is_known(assembly: Assembly, cdk_context:
         # 2: the gateway jobs' worker and sweeper roles; 11: the web tools' runtime, OAuth; 1: the keys
         # stack's AppConfig monitor role; 2: the Macie responder sending to its encrypted DLQ; 2: each KB
         # role on its vector bucket's indexes (a replaced KB's data source deletes from the old one); none for
-        # the knowledge search tool, which the tools gateway may invoke through its SnapStart alias only
-        "AwsSolutions-IAM5": 66,  # 71 with the sandbox's Kendra switched on (its two roles)
+        # the knowledge search tool, which the tools gateway may invoke through its SnapStart alias only; 1: the
+        # account-settings adopter's Application Signals CloudTrail channel
+        "AwsSolutions-IAM5": 67,  # 72 with the sandbox's Kendra switched on (its two roles)
         "AwsSolutions-L1": 2,
         "AwsSolutions-S1": 2,
         "AwsSolutions-SQS3": 1,

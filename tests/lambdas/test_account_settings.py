@@ -477,6 +477,132 @@ def test_a_role_iam_has_not_propagated_yet_is_asked_again_other_errors_fail(aws:
         handler.adopt(event("model_invocation_logging", **LOGGING), aws)
 
 
+def _put(group: str = LOGGING["LogGroupName"]) -> dict[str, Any]:
+    return {
+        "loggingConfig": {
+            "cloudWatchConfig": {"logGroupName": group, "roleArn": ROLE},
+            "textDataDeliveryEnabled": True,
+            "imageDataDeliveryEnabled": False,
+            "embeddingDataDeliveryEnabled": False,
+        }
+    }
+
+
+def test_managed_invocation_logging_overwrites_the_accounts_destination(aws: Stubbed) -> None:
+    """``manage`` (an account the tier owns): the tier's log group, whatever the account had."""
+    theirs = {"cloudWatchConfig": {"logGroupName": "org/bedrock", "roleArn": OLD_ROLE}}
+    bedrock = aws.stub("bedrock")
+    bedrock.add_response("get_model_invocation_logging_configuration", {"loggingConfig": theirs}, {})
+    bedrock.add_response("put_model_invocation_logging_configuration", {}, _put())
+    outcome = handler.adopt(event("model_invocation_logging", **LOGGING, Mode="manage"), aws)
+    assert outcome == Outcome(True, {"Adopted": "enabled", "LogGroupName": LOGGING["LogGroupName"]})
+    # Already the tier's: nothing is written (no put queued).
+    mine = {"cloudWatchConfig": {"logGroupName": LOGGING["LogGroupName"], "roleArn": ROLE}}
+    bedrock.add_response("get_model_invocation_logging_configuration", {"loggingConfig": mine}, {})
+    assert (
+        handler.adopt(event("model_invocation_logging", **LOGGING, Mode="manage"), aws).data["Adopted"] == "unchanged"
+    )
+
+
+def test_managed_invocation_logging_waits_for_its_new_role_as_adopting_does(
+    aws: Stubbed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The role is created just before the setting, and Bedrock refuses it while IAM propagates
+    ("Failed to validate permissions for log group"): asked again every POLL_SECONDS until it
+    takes. Its delete calls nothing: no rollback or destroy switches the account's logging off."""
+    bedrock = aws.stub("bedrock")
+    for _ in range(2):
+        bedrock.add_response("get_model_invocation_logging_configuration", {}, {})
+        bedrock.add_client_error(
+            "put_model_invocation_logging_configuration",
+            "ValidationException",
+            "Failed to validate permissions for log group",
+            expected_params=_put(),
+        )
+    bedrock.add_response("get_model_invocation_logging_configuration", {}, {})
+    bedrock.add_response("put_model_invocation_logging_configuration", {}, _put())
+    naps: list[float] = []
+    managed = event("model_invocation_logging", **LOGGING, Mode="manage")
+    outcome = handler.adopt_until_in_place(managed, aws, remaining_seconds=lambda: 600, sleep=naps.append)
+    assert outcome.data["Adopted"] == "enabled"
+    assert naps == [handler.POLL_SECONDS] * 2
+
+    def no_aws(service: str) -> Any:
+        raise AssertionError(f"a delete called {service}")
+
+    monkeypatch.setattr(handler, "_client", no_aws)
+    deleted = handler.lambda_handler(
+        {**event("model_invocation_logging", "Delete", **LOGGING, Mode="manage"), "PhysicalResourceId": "p"},
+        FakeContext(),
+    )
+    assert deleted == {"PhysicalResourceId": "p"}
+
+
+def test_a_mode_that_is_neither_adopt_nor_manage_is_refused_by_name(aws: Stubbed) -> None:
+    with pytest.raises(ValidationError, match="Mode"):
+        handler.adopt(event("model_invocation_logging", **LOGGING, Mode="overwrite"), aws)
+
+
+class Clock:
+    """Time that passes only when the code under test sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.naps: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.naps.append(seconds)
+        self.now += seconds
+
+
+def test_a_denial_while_iam_propagates_the_functions_policy_is_asked_again(aws: Stubbed) -> None:
+    """The function's permissions policy is created just before the custom resource runs it: its
+    first calls may be denied for a while."""
+    apigateway = aws.stub("apigateway")
+    for _ in range(2):
+        apigateway.add_client_error("get_account", "AccessDeniedException", "not authorized", 403)
+    apigateway.add_response("get_account", {"cloudwatchRoleArn": ROLE}, {})
+    clock = Clock()
+    outcome = handler.adopt_until_in_place(
+        event("api_gateway_logging", RoleArn=ROLE),
+        aws,
+        remaining_seconds=lambda: 600,
+        sleep=clock.sleep,
+        clock=lambda: clock.now,
+    )
+    assert outcome.data["Adopted"] == "unchanged"
+    assert clock.naps == [handler.POLL_SECONDS] * 2
+
+
+def test_a_denial_that_outlasts_iam_propagation_fails_and_other_errors_fail_at_once(aws: Stubbed) -> None:
+    apigateway = aws.stub("apigateway")
+    looks = int(handler.ACCESS_DENIED_GRACE_SECONDS / handler.POLL_SECONDS) + 1
+    for _ in range(looks):
+        apigateway.add_client_error("get_account", "AccessDeniedException", "not authorized", 403)
+    clock = Clock()
+    with pytest.raises(ClientError, match="AccessDenied"):
+        handler.adopt_until_in_place(
+            event("api_gateway_logging", RoleArn=ROLE),
+            aws,
+            remaining_seconds=lambda: 600,
+            sleep=clock.sleep,
+            clock=lambda: clock.now,
+        )
+    assert clock.now == handler.ACCESS_DENIED_GRACE_SECONDS  # bounded: two minutes, not the invocation's 14
+    # Not a denial: no second look. A denial with too little time left: none either.
+    apigateway.add_client_error("get_account", "TooManyRequestsException", "slow down", 429)
+    with pytest.raises(ClientError, match="TooManyRequests"):
+        handler.adopt_until_in_place(
+            event("api_gateway_logging", RoleArn=ROLE), aws, remaining_seconds=lambda: 600, sleep=clock.sleep
+        )
+    apigateway.add_client_error("get_account", "AccessDeniedException", "not authorized", 403)
+    with pytest.raises(ClientError, match="AccessDenied"):
+        handler.adopt_until_in_place(
+            event("api_gateway_logging", RoleArn=ROLE), aws, remaining_seconds=lambda: 25, sleep=clock.sleep
+        )
+    assert clock.now == handler.ACCESS_DENIED_GRACE_SECONDS
+
+
 # --- Macie ---------------------------------------------------------------------------------------
 
 
@@ -514,15 +640,25 @@ def test_macie_enabled_by_a_delegated_administrator_is_adopted_untouched(aws: St
 
 
 def test_suspended_macie_is_refused_with_the_fix_not_resumed(aws: Stubbed) -> None:
-    jobs_log_group(aws, exists=True)
     aws.stub("macie2").add_response("get_macie_session", {"status": "PAUSED"}, {})
     with pytest.raises(Refused, match=r"suspended.*update-macie-session.*account_settings\.macie to off"):
         handler.adopt(event("macie", **MACIE), aws)
 
 
+def test_a_refused_macie_deploy_makes_no_log_group(aws: Stubbed) -> None:
+    """Macie's jobs' log group is account-wide and outlives the deploy: made before the refusal, it
+    stayed under a key the rolled-back deploy may have deleted, and no retry repaired it. Refused
+    first, nothing is made (the Stubber fails on any log group call: none is queued)."""
+    made = calls_made(aws, "macie2", "logs")
+    aws.stub("macie2").add_response("get_macie_session", {"status": "PAUSED"}, {})
+    aws.stub("logs")
+    with pytest.raises(Refused, match="suspended"):
+        handler.adopt(event("macie", **MACIE, KmsKeyArn=KEY), aws)
+    assert made == ["macie2:GetMacieSession"]
+
+
 def test_macie_enabled_meanwhile_is_fine_and_a_real_denial_is_not_taken_for_off(aws: Stubbed) -> None:
-    jobs_log_group(aws, exists=True)
-    jobs_log_group(aws, exists=True)
+    jobs_log_group(aws, exists=True)  # (the denial below fails before the log group is looked at)
     macie = aws.stub("macie2")
     macie.add_client_error("get_macie_session", "AccessDeniedException", "Macie is not enabled", 403)
     macie.add_client_error("enable_macie", "ConflictException", "Macie is already enabled", 409)

@@ -48,6 +48,7 @@ property_values = {
     "LogGroupName": mostly(st.just("genai-production-foundation-InvocationLogs"), odd_values),
     "RoleArn": mostly(st.just(ROLE), odd_values),
     "OwnedLogGroupPrefix": mostly(st.just("genai-production-foundation-"), odd_values),
+    "Mode": mostly(st.sampled_from(["adopt", "manage"]), st.sampled_from(["MANAGE", ""]) | odd_values),
     "FindingPublishingFrequency": mostly(st.sampled_from(["FIFTEEN_MINUTES", "SIX_HOURS"]), odd_values),
     "JobsLogRetentionDays": mostly(st.sampled_from(["365", "1"]), st.sampled_from(["0", "1" * 30]) | odd_values),
 }
@@ -86,10 +87,13 @@ class Clock:
     """The invocation's time: each sleep spends it."""
 
     def __init__(self, seconds: float) -> None:
-        self.left = seconds
+        self.left = self.total = seconds
 
     def sleep(self, seconds: float) -> None:
         self.left -= seconds
+
+    def elapsed(self) -> float:
+        return self.total - self.left
 
 
 class TimedContext(FakeContext):
@@ -105,8 +109,9 @@ ADOPT = handler.adopt_until_in_place
 
 
 def paced(clock: Clock) -> Any:
-    """adopt_until_in_place sleeping on the test's clock."""
-    return lambda *args, **kwargs: ADOPT(*args, **kwargs, sleep=clock.sleep)
+    """adopt_until_in_place sleeping on, and reading, the test's clock (a denial is asked again for
+    a while: refused throughout, the invocation still answers in time)."""
+    return lambda *args, **kwargs: ADOPT(*args, **kwargs, sleep=clock.sleep, clock=clock.elapsed)
 
 
 @pytest.fixture(scope="module")
