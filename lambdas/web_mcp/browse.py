@@ -43,7 +43,16 @@ from websockets.frames import CloseCode
 from shared.logs import service_logger
 from web_mcp.contract import GroupWeb, Step
 from web_mcp.errors import WebError, forbidden, invalid, unavailable
-from web_mcp.fetch import REDIRECTS, Checker, Clock, Deadline, content_type, deadline_passed, led_to
+from web_mcp.fetch import (
+    REDIRECTS,
+    Checker,
+    Clock,
+    Deadline,
+    content_type,
+    deadline_passed,
+    led_to,
+    media_type_named,
+)
 
 logger = service_logger("web-mcp")
 
@@ -161,7 +170,7 @@ class Documents:
             return
         mime, _ = content_type(header(params.get("responseHeaders"), "content-type"))
         if mime not in self.checker.settings.content_types:
-            raise forbidden("content_type_not_allowed", f"the content type {mime or '(none)'} is not allowed")
+            raise forbidden("content_type_not_allowed", f"the content type {media_type_named(mime)} is not allowed")
 
 
 def header(headers: object, name: str) -> str:

@@ -6,18 +6,19 @@ caller group's allow- and deny-lists, and every address the host resolves to aga
 policy (addresses.py). The connection is then made to the checked address itself (pinned; TLS still
 verifies the certificate for the host name and sends it as SNI), so DNS rebinding cannot swap it.
 Redirects are followed here, at most ``max_redirects``; the body is read in chunks and refused as
-soon as it passes ``max_bytes``; one deadline covers the whole call (connects, the TLS handshake,
-every redirect, and every read from the socket: status line, headers, chunk sizes and body alike,
-each waiting at most what is left of it), so a server that drips a byte at a time is cut off. Only
-the configured content types are read at all. Name resolution counts against the deadline too
-(on a worker thread: getaddrinfo has no timeout of its own).
+soon as it passes ``max_bytes``, as sent or as decompressed; one deadline covers the whole call
+(connects, the TLS handshake, every redirect, and every read from the socket: status line, headers,
+chunk sizes and body alike, each waiting at most what is left of it), so a server that drips a byte
+at a time is cut off. Only the configured content types are read at all. Name resolution counts
+against the deadline too (on a worker thread: getaddrinfo has no timeout of its own).
 
 The site's answer is hostile too: a Content-Length that is not plain digits, a compressed body that
 does not decompress (or ends before its compressed stream does, or goes on after it) and a Location
 that is not a URL are refusals with a reason; a redirect to a URL the checks refuse is ``forbidden``
 ("the page led to a refused URL"), never the caller's ``invalid_argument``; a page's declared
 charset is used only if it is a plain text charset (``TEXT_CODECS``), otherwise the page is read as
-UTF-8.
+UTF-8. A refusal names the site's content type or encoding only when it is one (a media type, a
+short token); anything else in those headers is never repeated.
 """
 
 from __future__ import annotations
@@ -58,6 +59,12 @@ _RESOLVERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="resolve")
 Clock = Callable[[], float]
 _URL_SAFE = "/?&=%:@!$'()*+,;~-._[]"
 _DIGITS = re.compile(r"[0-9]+")
+# What of a site's Content-Type and Content-Encoding a refusal may name: a media type as the
+# configuration spells one (stacks/config/fields.py MimeType, copied: lambdas import no stacks) and
+# a short token. The header is the site's text, any length, any characters: read into an error
+# message (outside the external_content wrapper, never screened) it could speak to the agent.
+MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,63}")
+ENCODING_TOKEN = re.compile(r"[a-z0-9-]{1,20}")
 # The codecs a page's charset may name (Python's names; its aliases of them are accepted too).
 # Only text codecs that decode in linear time and never raise with errors="replace": not idna,
 # punycode, utf-7, rot13 or the like, whose names a site can send just as easily.
@@ -366,7 +373,7 @@ class Fetcher:
             raise unavailable("http_status", f"the site {target.host} answered HTTP {status}")
         mime, charset = content_type(response.headers.get("Content-Type", ""))
         if mime not in self.settings.content_types:
-            raise forbidden("content_type_not_allowed", f"the content type {mime or '(none)'} is not allowed")
+            raise forbidden("content_type_not_allowed", f"the content type {media_type_named(mime)} is not allowed")
         length = response.headers.get("Content-Length")
         if length is not None:
             self._check_length(target, length)
@@ -393,13 +400,18 @@ class Fetcher:
         decoder = _decoder(encoding)
         limit = self.settings.max_bytes
         body = bytearray()
-        received = False
+        sent = 0  # bytes as they came, compressed or not
         while True:
             deadline.remaining()
             chunk = response.read1(CHUNK)
             if not chunk:
                 break
-            received = True
+            # Counted as sent as well as decompressed: a compressed body can decompress to nothing
+            # at all (empty stored blocks, a gzip header's name that never ends) for as long as the
+            # site sends it, which would otherwise be read until the deadline.
+            sent += len(chunk)
+            if sent > limit:
+                raise forbidden("too_large", f"the page is larger than {limit} bytes")
             if decoder is not None:
                 chunk = _inflate(decoder, chunk, limit + 1 - len(body), encoding)
             body += chunk
@@ -407,7 +419,7 @@ class Fetcher:
                 raise forbidden("too_large", f"the page is larger than {limit} bytes")
         # The body ended where the compressed stream had not (a gzip member without its trailer):
         # what came out so far is part of a page, not the page. An empty body is an empty page.
-        if decoder is not None and received and not decoder.eof:
+        if decoder is not None and sent and not decoder.eof:
             raise _EncodingError(f"a {encoding} body that ends before its compressed data does")
         return bytes(body)
 
@@ -423,7 +435,8 @@ def _decoder(encoding: str) -> Any:
     if encoding == "deflate":
         return zlib.decompressobj()
     if encoding not in ("", "identity"):
-        raise forbidden("encoding_not_allowed", f"the content encoding {encoding} is not supported")
+        named = encoding if ENCODING_TOKEN.fullmatch(encoding) else "(not an encoding name)"
+        raise forbidden("encoding_not_allowed", f"the content encoding {named} is not supported")
     return None
 
 
@@ -468,6 +481,13 @@ def text_codec(charset: str | None) -> str:
     name = encodings.normalize_encoding(charset.lower())
     name = WEB_LABELS.get(name) or encodings.aliases.aliases.get(name, name)
     return name if name in TEXT_CODECS else "utf_8"
+
+
+def media_type_named(mime: str) -> str:
+    """A refused media type as a message may name it (MEDIA_TYPE), else a fixed phrase."""
+    if not mime:
+        return "(none)"
+    return mime if MEDIA_TYPE.fullmatch(mime) else "(not a media type)"
 
 
 def content_type(header: str) -> tuple[str, str | None]:

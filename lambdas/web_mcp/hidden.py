@@ -4,7 +4,10 @@ Text a page's reader is not shown is where instructions meant for an agent hide,
 hidden by its own markup is left out with all it holds: the ``hidden`` attribute (not
 ``hidden="until-found"``, a collapsed section a reader opens by finding in it or following a link
 to it), and an inline style whose ``display`` is ``none``, ``visibility`` ``hidden`` or
-``collapse``, or ``content-visibility`` ``hidden``. The style is read as CSS reads it: strings,
+``collapse``, or ``content-visibility`` ``hidden``; what a browser's own stylesheet hides (a
+``<dialog>`` without ``open``, an element with a ``popover`` attribute, ``<datalist>``, ``<rp>``) unless
+the page is a browser's copy marked with what it computed; and the content of ``<audio>`` and
+``<video>``, a fallback no browser with media shows. The style is read as CSS reads it: strings,
 comments and escapes, the last valid declaration winning unless an earlier one is ``!important``
 (a declaration whose value is not a keyword of its property is dropped, as a browser drops it).
 
@@ -45,6 +48,15 @@ HEADINGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
 FORMATTING = frozenset(
     {"a", "b", "big", "code", "em", "font", "i", "nobr", "s", "small", "strike", "strong", "tt", "u"}
 )
+# Elements whose content no browser shows, whatever the page's styles: what an <audio> or <video>
+# holds is the fallback of a browser that plays no media (its <source> and <track> are void).
+NEVER_SHOWN = frozenset({"audio", "video"})
+# Elements a browser's own stylesheet hides (a <dialog> without ``open`` and an element with a
+# ``popover`` attribute, of any value, are hidden too): until a script shows them, which a page read
+# without running its script never does.
+HIDDEN_BY_DEFAULT = frozenset({"datalist", "rp"})
+# Ruby's parts: a start tag of one closes the open ones (HTML's implied end tags) in a ruby.
+RUBY_PARTS = frozenset({"rb", "rp", "rt", "rtc"})
 # HTML's scope: its elements, and those in svg and math that hold HTML again (not svg and math).
 SCOPE = frozenset(
     {"applet", "caption", "html", "table", "td", "th", "marquee", "object", "template"}
@@ -80,6 +92,10 @@ CLOSED_BY_START.update(
         "th": [CAPTION_RULE, (frozenset({"td", "th"}), TABLE_SCOPE)],
         "tr": [CAPTION_RULE, (frozenset({"td", "th", "tr"}), TABLE_SCOPE)],
         **{part: [(TABLE_PARTS, TABLE_SCOPE)] for part in ("caption", "colgroup", "tbody", "thead", "tfoot")},
+        "rb": [(RUBY_PARTS, None)],
+        "rtc": [(RUBY_PARTS, None)],
+        "rp": [(RUBY_PARTS - {"rtc"}, None)],
+        "rt": [(RUBY_PARTS - {"rtc"}, None)],
         "option": [(frozenset({"option"}), None)],
         "optgroup": [(frozenset({"option", "optgroup"}), None)],
     }
@@ -89,11 +105,13 @@ END_SCOPE: dict[str, frozenset[str]] = {
     **{tag: SCOPE for tag in SPECIAL | FORMATTING},
     "p": BUTTON_SCOPE,
     "li": LIST_SCOPE,
+    "dialog": SCOPE,  # not a special element, but its end tag is looked for as theirs are
     **{tag: TABLE_SCOPE for tag in TABLE_PARTS | {"table"}},
 }
 # The end tags of what holds an element whose end tag may be left out: they close it too.
 CLOSED_BY_END: dict[str, frozenset[str]] = {
     **{tag: SPECIAL - {tag, "br", "body", "html"} for tag in ("p", "li", "dt", "dd")},
+    **{part: SPECIAL - {"br", "body", "html"} | {"ruby", "rtc"} - {part} for part in RUBY_PARTS},
     "option": frozenset({"select", "optgroup", "datalist"}),
     "optgroup": frozenset({"select", "datalist"}),
     "td": frozenset({"tr", "tbody", "thead", "tfoot", "table"}),
@@ -128,6 +146,12 @@ def hidden_by_markup(attrs: list[tuple[str, str | None]]) -> bool:
     hidden = any(name == "hidden" and (value or "").lower() != "until-found" for name, value in attrs)
     style = next((value or "" for name, value in attrs if name == "style"), "")
     return hidden or hidden_by_style(style)
+
+
+def hidden_by_default(tag: str, attrs: list[tuple[str, str | None]]) -> bool:
+    """Whether a browser's own stylesheet hides the element (HIDDEN_BY_DEFAULT)."""
+    names = {name for name, _ in attrs}
+    return tag in HIDDEN_BY_DEFAULT or (tag == "dialog" and "open" not in names) or "popover" in names
 
 
 def hidden_by_style(style: str) -> bool:
@@ -203,11 +227,16 @@ def _declarations(style: str) -> list[str]:
 class HiddenContent:
     """The hidden element the parser is in, if any: the elements open inside it, outermost first."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, computed: bool = False) -> None:
+        """``computed``: the page is a browser's copy already marked with what it computed as not
+        shown (web_browse's READ), so what its default stylesheet hides is the browser's to say (a
+        script may have opened the dialog, a stylesheet may show the datalist)."""
         self.open: list[str] = []
         self.to_end = False  # deeper than MAX_DEPTH: the rest of the page is hidden
         self.standards = False  # the document's doctype asks for standards mode (see standards_mode)
         self.tables = 0  # tables open outside hidden content (their start tags less their end tags)
+        self.rubies = 0  # rubies open outside hidden content, as tables are counted
+        self.defaults = not computed
 
     def __bool__(self) -> bool:
         return bool(self.open) or self.to_end
@@ -221,6 +250,8 @@ class HiddenContent:
         if not self.open and (void or not may_hide or not self._hides(tag, attrs)):
             if tag == "table":
                 self.tables += 1
+            elif tag == "ruby":
+                self.rubies += 1
             return False
         if void:
             return True
@@ -237,8 +268,10 @@ class HiddenContent:
                 return True  # a table's part in no table
             self.open = []  # it ends the cell (or the table's part) the hidden element is in
             return False
-        # In quirks mode a table goes inside an open <p>.
-        rules = () if tag == "table" and not self.standards else CLOSED_BY_START.get(tag, ())
+        # In quirks mode a table goes inside an open <p>; a ruby's part closes others only in a ruby.
+        quirks_table = tag == "table" and not self.standards
+        no_ruby = tag in RUBY_PARTS and not self.rubies and "ruby" not in self.open
+        rules = () if quirks_table or no_ruby else CLOSED_BY_START.get(tag, ())
         for names, stops in rules:
             while self.open and self._close(names, stops):
                 pass
@@ -246,7 +279,10 @@ class HiddenContent:
 
     def _hides(self, tag: str, attrs: list[tuple[str, str | None]]) -> bool:
         # A table's part in no table is a tag HTML ignores, hidden or not.
-        return not (tag in TABLE_STARTS and not self.tables) and hidden_by_markup(attrs)
+        if tag in TABLE_STARTS and not self.tables:
+            return False
+        by_default = self.defaults and hidden_by_default(tag, attrs)
+        return tag in NEVER_SHOWN or by_default or hidden_by_markup(attrs)
 
     def end(self, tag: str) -> bool:
         """Follows an end tag: True when it is part of hidden content; False when there is none,
@@ -268,6 +304,8 @@ class HiddenContent:
                 return True
         if tag == "table":
             self.tables = max(0, self.tables - 1)
+        elif tag == "ruby":
+            self.rubies = max(0, self.rubies - 1)
         return False
 
     def _close(self, names: frozenset[str], stops: frozenset[str] | None) -> bool:

@@ -5,20 +5,22 @@ items (``- ``), table rows and other blocks as lines; links as ``text (absolute 
 alone for a URL that is not http(s), cannot be joined or is longer than MAX_URL); script, style,
 noscript, svg, template and the head (except its title) dropped, the head ending where HTML ends it
 when ``</head>`` and ``<body>`` are left out (at the first element or text it cannot hold); what
-the page's own markup hides from its reader left out (web_mcp.hidden); whitespace collapsed. The
-output is bounded by ``max_chars``: once that much is collected (the line being collected counted
-too), the rest of the page is not read, and the result is cut at a word boundary with a marker
-(within ``max_chars`` even when that is shorter than the marker).
+the page's own markup or a browser's own stylesheet hides from its reader left out
+(web_mcp.hidden); whitespace collapsed. The output is bounded by ``max_chars``: once that much is
+collected (the line being collected counted too), the rest of the page is not read, and the result
+is cut at a word boundary with a marker (within ``max_chars`` even when that is shorter than the
+marker).
 
 Work is bounded in time as well as by the input (already capped in bytes): the page is fed to the
-parser in slices, with the caller's deadline checked between them, and the parser may hold back at
-most ``MAX_PENDING`` characters of one unfinished construct. Past that, an unfinished tag, comment
-or declaration is dropped up to its end (the next ">", or "-->" for a comment) and the middle of a
-script or style is dropped. Held back whole, such a construct costs the parser a rescan on every
-slice (CPython gh-153030), and where HTMLParser still reads an unfinished construct at the end of
-its input as text (before CPython gh-135462, as in 3.11.7) it rescans what follows once per "<"
-in it, quadratic ('<a' * 100_000 took 27 s): there, such a construct at the end is dropped before
-the parser closes.
+parser in slices, with the caller's deadline checked between them and before it closes; the parser
+holds back no more than a slice of text (HTMLParser holds back all of it while it ends in an
+unfinished "&": _release_text) and at most ``MAX_PENDING`` characters of one unfinished construct.
+Past that, an unfinished tag, comment or declaration is dropped up to its end (the next ">", or
+"-->" for a comment) and the middle of a script or style is dropped. Held back whole, such a
+construct costs the parser a rescan on every slice (CPython gh-153030), and where HTMLParser still
+reads an unfinished construct at the end of its input as text (before CPython gh-135462, as in
+3.11.7) it rescans what follows once per "<" in it, quadratic ('<a' * 100_000 took 27 s): there,
+such a construct at the end is dropped before the parser closes.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from html import unescape
 from html.parser import HTMLParser
 from urllib.parse import urljoin, urlsplit
 
@@ -89,7 +92,7 @@ class _Extractor(HTMLParser):
     # in all but script and style, and later ones in <noscript> unless made with scripting=True.
     CDATA_CONTENT_ELEMENTS = ("script", "style", "xmp", "iframe", "noembed", "noframes", "noscript")  # type: ignore[misc]
 
-    def __init__(self, base_url: str, budget: int) -> None:
+    def __init__(self, base_url: str, budget: int, *, computed: bool = False) -> None:
         super().__init__(convert_charrefs=True)
         self.base_url = base_url
         self.budget = budget  # characters worth collecting (a little over max_chars)
@@ -105,7 +108,7 @@ class _Extractor(HTMLParser):
         self.other_title = False  # inside a <title> that is not the document's
         self.in_head = False
         self.dropped = 0  # depth inside dropped elements (a counter: no recursion, no stack)
-        self.hidden = HiddenContent()
+        self.hidden = HiddenContent(computed=computed)
         self.link: str | None = None
         self.link_text: list[str] = []
         self.skip_to: str | None = None  # input is dropped up to and including this (see _bound)
@@ -116,8 +119,23 @@ class _Extractor(HTMLParser):
         if self.skip_to is not None:
             data = self._skip(data)
         self.feed(data)
+        if len(self.rawdata) > SLICE and not self.cdata_elem and not self.rawdata.startswith("<"):
+            self._release_text()
         if len(self.rawdata) > MAX_PENDING:
             self._bound(self.rawdata)
+
+    def _release_text(self) -> None:
+        """Text the parser holds back is given to it up to the last "&" (a character reference
+        cut in half there): HTMLParser holds back all the text it has when that ends in an "&"
+        with no space or ";" after it and no "<" follows, so a page of "&a" with no tag holds
+        itself whole, decoded only as the parser closes, past the last deadline check. Text held
+        back has no "<" in it (the parser reads up to one at once), and a reference ends at the
+        next "&": the text before the last one decodes the same apart."""
+        text = self.rawdata
+        amp = text.rfind("&")
+        if amp > 0:
+            self.handle_data(unescape(text[:amp]))
+            self.rawdata = text[amp:]
 
     def finish(self) -> None:
         if CLOSE_RESCANS and self.rawdata.startswith("<") and not self.cdata_elem:
@@ -138,8 +156,8 @@ class _Extractor(HTMLParser):
             # The end of what is dropped may hold the start of that end ("--" of a "-->" that
             # straddles this slice and the next), as _skip's carry does.
             self.carry = pending[len(pending) - len(self.skip_to) + 1 :]
-        # Otherwise it is text held back for a character reference at its end: read on the next
-        # slice in time linear in it.
+        # Otherwise it is text held back for a character reference at its end, which feed_slice
+        # has already cut to what follows its last "&".
 
     def _skip(self, data: str) -> str:
         assert self.skip_to is not None
@@ -297,12 +315,21 @@ def _close_rescans() -> bool:
 CLOSE_RESCANS = _close_rescans()
 
 
-def from_html(html: str, *, base_url: str, max_chars: int, check: Callable[[], object] | None = None) -> Readable:
-    """``check`` is called between slices of the page (the caller's deadline: it raises once that
-    has passed)."""
+def from_html(
+    html: str,
+    *,
+    base_url: str,
+    max_chars: int,
+    check: Callable[[], object] | None = None,
+    computed: bool = False,
+) -> Readable:
+    """``check`` is called between slices of the page and before the parser closes (the caller's
+    deadline: it raises once that has passed). ``computed``: the page is a browser's copy marked
+    with what it computed as not shown (web_mcp.hidden.HiddenContent)."""
     # A base longer than a URL the tools take (a page's script can make its own that long) joins
     # no link: each would be as long.
-    extractor = _Extractor(base_url if len(base_url) <= MAX_URL else "", budget=max_chars + 1)
+    base = base_url if len(base_url) <= MAX_URL else ""
+    extractor = _Extractor(base, budget=max_chars + 1, computed=computed)
     html = HUGE_CHARREF.sub("\ufffd", html)
     unread = False  # slices left when enough was collected: the page goes on past the text kept
     for start in range(0, len(html), SLICE):
@@ -312,6 +339,8 @@ def from_html(html: str, *, base_url: str, max_chars: int, check: Callable[[], o
         if check is not None:
             check()
         extractor.feed_slice(html[start : start + SLICE])
+    if check is not None:
+        check()  # closing decodes what the parser still holds: bounded, but after the last slice
     extractor.finish()
     text, truncated = cut("\n".join(extractor.lines), max_chars)
     title = collapse("".join(extractor.title))[:MAX_TITLE]

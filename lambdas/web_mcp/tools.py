@@ -10,8 +10,10 @@ Everything in it the site controls (the final URL, which a redirect's Location c
 the text) is what the guardrail returned for it (PII masked where it anonymised), screened as one
 text. Before that, control characters are taken out of the title and text (C0 but tab and line
 feed, DEL, C1, and the bidirectional formatting characters, whose overrides make text display as
-something it is not), and percent-encoded in the URL (as it was requested). Reading the page's text
-and the guardrail's check count against the call's deadline. A refusal is shared.tool_errors' shape plus a reason code
+something it is not), as are the invisible characters that can spell text no reader sees
+(INVISIBLE: Unicode tags, zero-width spaces, variation selectors), and both are percent-encoded in
+the URL (as it was requested). Reading the page's text and the guardrail's check count against the
+call's deadline. A refusal is shared.tool_errors' shape plus a reason code
 (errors.py). A call without a caller group, or with a group the policy does not name, is refused
 before anything is fetched.
 """
@@ -23,6 +25,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from shared.display import controls_encoded, without_controls
 from web_mcp.browse import Browser
@@ -33,12 +36,24 @@ from web_mcp.guard import Guard
 from web_mcp.readable import MAX_TITLE, Readable, collapse, cut, from_html, from_text
 
 URL_BREAKS = re.compile("[\t\n\r]")  # URL parsers drop them (urlsplit did, for the request)
+# Characters that show nothing yet carry text an agent reads: Unicode tags (U+E0000-E007F, ASCII
+# spelled invisibly), zero-width space and non-joiner, the word joiner and invisible operators
+# (U+2060-2064), U+FEFF and the variation selectors. A page can smuggle instructions in them past a
+# human reader of it; taken out before the guardrail, which then judges what the agent gets. The
+# zero-width joiner stays: emoji sequences are built with it.
+INVISIBLE = re.compile("[\u200b\u200c\u2060-\u2064\ufeff\ufe00-\ufe0f\U000e0000-\U000e007f\U000e0100-\U000e01ef]")
+
+
+def shown(text: str) -> str:
+    """``text`` without control characters (shared.display) and without invisible ones."""
+    return INVISIBLE.sub("", without_controls(text))
 
 
 def url_text(url: str) -> str:
     """The URL on one line, its control characters percent-encoded as the request sent them, and
     at most MAX_URL characters (a page's own URL, as the browser reports it, may have grown)."""
     text = controls_encoded(URL_BREAKS.sub("", url))
+    text = INVISIBLE.sub(lambda match: quote(match.group()), text)
     return text if len(text) <= MAX_URL else f"{text[: MAX_URL - 1]}…"
 
 
@@ -66,7 +81,7 @@ class WebTools:
         max_chars = self._max_chars(arguments.max_chars)
         page = self.browser.browse(arguments.url, arguments.steps or [], group)
         check = page.deadline.remaining if page.deadline else None
-        readable = from_html(page.html, base_url=page.url, max_chars=max_chars, check=check)
+        readable = from_html(page.html, base_url=page.url, max_chars=max_chars, check=check, computed=True)
         if not readable.title and page.title:  # document.title: the page's script may make it any length
             readable = Readable(title=page.title[:MAX_TITLE], text=readable.text, truncated=readable.truncated)
         return self._result(page.url, readable, max_chars, page.deadline)
@@ -85,8 +100,8 @@ class WebTools:
         return requested or self.settings.max_chars
 
     def _result(self, url: str, readable: Readable, max_chars: int, deadline: Deadline | None = None) -> dict[str, Any]:
-        title = collapse(without_controls(readable.title))
-        lines = (collapse(line) for line in without_controls(readable.text).split("\n"))
+        title = collapse(shown(readable.title))
+        lines = (collapse(line) for line in shown(readable.text).split("\n"))
         # The URL and title are one line each: the screened text splits back at their ends.
         whole = f"{url_text(url)}\n{title}\n" + "\n".join(line for line in lines if line)
         screened = self.guard.screen(whole, deadline)

@@ -12,6 +12,7 @@ this Python's parser. addresses.py: ``parse`` drops an IPv6 zone index.
 from __future__ import annotations
 
 import ipaddress
+from html import unescape
 from html.parser import HTMLParser
 from typing import Any
 
@@ -176,14 +177,55 @@ def test_text_is_collected_until_max_chars_and_the_rest_is_not_read(page: str, m
     assert read(page, max_chars) == ("", text, True)
 
 
-def test_the_deadline_is_checked_before_each_slice_read_and_none_once_the_text_is_full() -> None:
+def test_the_deadline_is_checked_before_each_slice_read_and_before_closing_and_none_once_the_text_is_full() -> None:
     page = "<p>" + "word " * SLICE + "</p>"  # five slices and a bit
     calls: list[None] = []
     from_html(page, base_url=BASE, max_chars=len(page), check=lambda: calls.append(None))
-    assert len(calls) == -(-len(page) // SLICE)
+    assert len(calls) == -(-len(page) // SLICE) + 1
     calls.clear()
     readable = from_html(page, base_url=BASE, max_chars=100, check=lambda: calls.append(None))
-    assert (len(calls), readable.truncated) == (1, True)
+    assert (len(calls), readable.truncated) == (2, True)  # the first slice, then the close
+
+
+def test_a_deadline_that_passes_during_the_last_slice_refuses_before_the_parser_closes() -> None:
+    """Closing decodes whatever the parser still holds back: it is work after the last slice."""
+    page = "<p>" + "&a" * SLICE  # two slices and a bit: checked three times before closing
+    calls: list[None] = []
+
+    def check() -> None:
+        calls.append(None)
+        if len(calls) > 3:
+            raise TimeoutError("deadline")
+
+    with pytest.raises(TimeoutError, match="deadline"):
+        from_html(page, base_url=BASE, max_chars=len(page), check=check)
+
+
+def test_text_held_back_for_an_unfinished_reference_is_read_slice_by_slice() -> None:
+    """HTMLParser holds back all its text when no "<" follows and the last "&" is unfinished: a
+    page of "&a" would be held whole and decoded as the parser closes, after the last deadline
+    check. Read slice by slice, the text fills max_chars after a slice or two and the rest of the
+    page is not read (nor checked for)."""
+    page = "<p>" + "&a" * 1_000_000  # 2 MB, 123 slices
+    calls: list[None] = []
+    readable = from_html(page, base_url=BASE, max_chars=1_000, check=lambda: calls.append(None))
+    assert len(calls) <= 3
+    assert readable.truncated
+    assert readable.text.startswith("&a&a&a")
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        "<p>" + "x" * SLICE + "&amp" + "y" * 10 + " tail &am",  # a reference straddles the cut
+        "<p>" + "&amp;" * SLICE + "&lt;done",
+        "<p>" + "&a" * SLICE + "&copy;&#65&#x42;",
+    ],
+)
+def test_text_read_slice_by_slice_decodes_as_it_would_read_whole(page: str) -> None:
+    expected = unescape(page.removeprefix("<p>"))
+    readable = from_html(page, base_url=BASE, max_chars=len(page))
+    assert readable.text == " ".join(expected.split())
 
 
 def test_a_check_that_raises_ends_the_reading_with_its_exception() -> None:

@@ -1,5 +1,7 @@
 """What a browser does not show is not read: web_mcp.readable leaves out elements hidden by their
-own markup (the ``hidden`` attribute, an inline ``display:none`` or ``visibility:hidden``), with
+own markup (the ``hidden`` attribute, an inline ``display:none`` or ``visibility:hidden``) or by
+a browser's own stylesheet (a closed dialog, a popover, a datalist, ruby parentheses, a media
+element's fallback), with
 where each ends found as HTML's tree builder finds it, and web_browse marks what the browser
 computed as hidden before the page is read (its script run under Node against a stand-in DOM)."""
 
@@ -204,6 +206,48 @@ def test_an_element_is_hidden_by_its_hidden_attribute_or_its_inline_style(
 )
 def test_hidden_content_is_left_out_to_where_html_ends_it(page: str, expected: str) -> None:
     assert text(page) == expected
+
+
+@pytest.mark.parametrize(
+    ("page", "expected"),
+    [
+        # What a browser's own stylesheet hides, until a script shows it.
+        (f"<p>shown</p><div popover>{SECRET}</div><p>after", "shown\nafter"),
+        (f"<div popover=manual>{SECRET}</div>after", "after"),
+        (f"<div popover=anything>{SECRET}</div>after", "after"),  # an unknown value is a manual popover
+        (f"<dialog>{SECRET}<div>still</div></dialog>after", "after"),
+        (f"<dialog><div>{SECRET}</dialog>after", "after"),  # a div left open does not keep it open
+        ("<dialog open>An open dialog.</dialog>", "An open dialog."),
+        (f"<input list=l><datalist id=l><option>{SECRET}</option></datalist>after", "after"),
+        (f"<datalist><option>{SECRET}</datalist>after", "after"),  # an option's end closed by its list's
+        # Ruby parentheses, with their end tags or without (closed by a ruby part's start or the ruby's end).
+        ("<ruby>漢<rp>(</rp><rt>kan</rt><rp>)</rp></ruby> after", "漢kan after"),
+        ("<ruby>漢<rp>(<rt>kan<rp>)</ruby> after", "漢kan after"),
+        (f"<ruby>a<rp>{SECRET}</ruby>after", "aafter"),
+        (f"<rp>{SECRET}<rt>still</rt></rp>after", "after"),  # a ruby's part closes none outside a ruby
+        (f"<p hidden>{SECRET}<rt>still</rt></p>after", "after"),
+        # What a media element holds is the fallback of a browser without media; its source and track hold nothing.
+        (f"<audio src=a.mp3>{SECRET}</audio>after", "after"),
+        (f"<audio controls><source src=a.ogg><p>{SECRET}</p></audio>after", "after"),
+        (f"<video><source src=v.mp4><track src=t.vtt>{SECRET}<a href=/v.mp4>download</a></video>after", "after"),
+    ],
+)
+def test_what_a_browser_hides_by_default_is_left_out(page: str, expected: str) -> None:
+    assert text(page) == expected
+
+
+def test_a_browsers_marked_copy_is_read_as_it_computed_but_a_media_fallback_never_is() -> None:
+    """web_browse's page is the browser's copy, marked with what it computed as not shown: a
+    dialog or popover a script opened, or a datalist a stylesheet shows, carries no ``hidden``
+    there and is read; what a media element holds is rendered by no browser whatever its style."""
+    page = (
+        "<dialog>Opened by a script.</dialog><div popover>A popover shown.</div>"
+        "<datalist>Styled to show.</datalist><rp>(</rp><div popover hidden>closed</div>"
+        f"<video><p>{SECRET}</p></video>"
+    )
+    readable = from_html(page, base_url="https://e.test/", max_chars=10_000, computed=True)
+    assert readable.text == "Opened by a script.\nA popover shown.\nStyled to show.("
+    assert text(page) == ""
 
 
 @pytest.mark.parametrize(
