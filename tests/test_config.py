@@ -84,7 +84,7 @@ SMALL: dict[str, Any] = {
         },
         "ingestion": {"classifications": {"public": {"on_pii": "quarantine"}, "internal": {}}},
         "connectors": {
-            "push": {"sources": {"crm": "internal"}},
+            "push": {"sources": {"crm": "internal"}, "callers": {"crm": ["crm-exporter"]}},
             "pull": {
                 "wiki": {
                     "base_url": "https://wiki.example.com",

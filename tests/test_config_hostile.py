@@ -189,6 +189,7 @@ def test_the_longest_names_aws_takes_load() -> None:
         _agent_with("abc-def-ghi-jklm", "a" * 31)(raw)
         raw["sandbox"].setdefault("knowledge_base", {})["documents_prefix"] = "d" * 299 + "/"
         raw["production"]["connectors"]["push"]["sources"]["crm--eu-"] = "internal"
+        raw["production"]["connectors"]["push"]["callers"]["crm--eu-"] = ["crm-eu"]
 
     loaded = load_config({"blueprint": config(longest)})
     assert (loaded.prefix, len(loaded.sandbox.knowledge_base.documents_prefix)) == ("abc-def-ghi-jklm", 300)
@@ -894,7 +895,10 @@ PULL_SOURCE = {
 
 def test_a_push_source_and_a_pull_source_of_one_name_are_refused() -> None:
     """Both would land records at realtime/<name>/<id>.md, one replacing the other (and its classification)."""
-    connectors = {"push": {"sources": {"kb-articles": "internal"}}, "pull": {"kb-articles": PULL_SOURCE}}
+    connectors = {
+        "push": {"sources": {"kb-articles": "internal"}, "callers": {"kb-articles": ["kb"]}},
+        "pull": {"kb-articles": PULL_SOURCE},
+    }
     assert refusal(config(at("production", "connectors", value=connectors))) == (
         "blueprint.production.connectors.pull.kb-articles: also a push source "
         "(production.connectors.push.sources.kb-articles): both would land records at realtime/kb-articles/, "
@@ -903,7 +907,10 @@ def test_a_push_source_and_a_pull_source_of_one_name_are_refused() -> None:
 
 
 def test_push_and_pull_sources_of_different_names_load() -> None:
-    connectors = {"push": {"sources": {"crm-notes": "internal"}}, "pull": {"kb-articles": PULL_SOURCE}}
+    connectors = {
+        "push": {"sources": {"crm-notes": "internal"}, "callers": {"crm-notes": ["crm"]}},
+        "pull": {"kb-articles": PULL_SOURCE},
+    }
     loaded = load_config({"blueprint": config(at("production", "connectors", value=connectors))})
     assert sorted(loaded.production.connectors.pull) == ["kb-articles"]
     assert loaded.production.connectors.push.sources == {"crm-notes": "internal"}
@@ -965,7 +972,11 @@ def test_an_answer_cap_the_functions_memory_cannot_parse_is_refused(where: tuple
 
 
 @pytest.mark.parametrize(
-    "connectors", [{"push": {"sources": {"crm-notes": "internal"}}}, {"pull": {"kb": PULL_SOURCE}}]
+    "connectors",
+    [
+        {"push": {"sources": {"crm-notes": "internal"}, "callers": {"crm-notes": ["crm"]}}},
+        {"pull": {"kb": PULL_SOURCE}},
+    ],
 )
 def test_formats_without_md_are_refused_while_a_connector_lands_markdown(connectors: dict[str, Any]) -> None:
     """Connector records land as realtime/<source>/<id>.md: without md, each would be quarantined."""
@@ -1006,3 +1017,48 @@ def test_snapstart_on_in_a_region_without_it_is_refused_switch_by_switch(region:
         name: {"snap_start": False} for name in ("knowledge_search", "connector_push")
     }
     assert load_config({"blueprint": blueprint}).production.region == region
+
+
+@pytest.mark.parametrize(
+    ("push", "message"),
+    [
+        (
+            {"sources": {"crm": "internal"}},
+            "blueprint.production.connectors.push.callers.crm: a push source needs the roles that may push its "
+            "records (none given); allowed: 1 or more IAM role names or ARNs",
+        ),
+        (
+            {"sources": {"crm": "internal"}, "callers": {"crm": []}},
+            "blueprint.production.connectors.push.callers.crm: a push source needs the roles that may push its "
+            "records (none given); allowed: 1 or more IAM role names or ARNs",
+        ),
+        (
+            {"sources": {"crm": "internal"}, "callers": {"crm": ["a"], "erp": ["b"]}},
+            "blueprint.production.connectors.push.callers.erp: callers of a source that is not a push source; "
+            "allowed: crm",
+        ),
+        (
+            {"sources": {"crm": "internal"}, "callers": {"crm": ["arn:aws:iam::123456789012:user/bob"]}},
+            "blueprint.production.connectors.push.callers.crm.0 = 'arn:aws:iam::123456789012:user/bob': must be an "
+            "IAM role name such as crm-exporter (a "
+            "role of the tier's account) or a role ARN such as arn:aws:iam::123456789012:role/crm-exporter",
+        ),
+    ],
+)
+def test_a_push_source_without_its_own_callers_is_refused(push: dict[str, Any], message: str) -> None:
+    """A source's path chooses its records' classification: each is its callers' alone."""
+    assert refusal(config(at("production", "connectors", value={"push": push}))) == message
+
+
+def test_push_callers_past_the_resource_policys_quota_are_refused() -> None:
+    """API Gateway stores 8,192 characters of resource policy: the estimate is an upper bound."""
+    roles = [f"arn:aws:iam::123456789012:role/integrations/system-{n:02d}" for n in range(40)]
+    sources = {f"source-{n}": "internal" for n in range(3)}
+    fits = {"sources": {"source-0": "internal"}, "callers": {"source-0": roles}}
+    assert load_config({"blueprint": config(at("production", "connectors", value={"push": fits}))})
+    too_many = {"sources": sources, "callers": dict.fromkeys(sources, roles)}
+    message = refusal(config(at("production", "connectors", value={"push": too_many})))
+    assert message.startswith("blueprint.production.connectors.push.callers: the push API's resource policy would ")
+    assert message.endswith(
+        "API Gateway stores 8192 (a quota AWS can raise); allowed: fewer sources or callers, or shorter role names"
+    )

@@ -97,7 +97,9 @@ def _json(status: int, body: dict[str, Any]) -> Response[Any]:
 def push(source: str) -> Response[Any]:
     classification = sources().get(source)
     if classification is None:
-        return _json(404, {"error": "not_found", "message": f"unknown source; known: {', '.join(sorted(sources()))}"})
+        # Not the sources there are: each is its own callers' (the API's resource policy), and a
+        # caller of one has no business learning the others.
+        return _json(404, {"error": "not_found", "message": "unknown source"})
     limit = settings().max_records
     try:
         raw = _parsed_body()

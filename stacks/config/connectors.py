@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from pydantic import Field, model_validator
 
 from shared.landing import REALTIME_PREFIX
@@ -11,6 +13,7 @@ from stacks.config.fields import (
     Classification,
     FieldPath,
     HttpsUrl,
+    IamRole,
     KebabName,
     MetadataValue,
     QueryParameter,
@@ -18,6 +21,9 @@ from stacks.config.fields import (
     SecretName,
     UrlPath,
 )
+
+# The characters of a REST API's resource policy (API Gateway's quota, which AWS can raise).
+PUSH_POLICY_MAX_CHARS = 8192
 
 # A pull run's time (the function's timeout) unless functions.connector_pull.timeout_seconds says otherwise.
 PULL_RUN_SECONDS = 300
@@ -31,7 +37,69 @@ class PushConnectorConfig(ConfigModel):
         description="Source that may push -> the classification (a name from ingestion.classifications) its "
         "records get.",
     )
+    callers: dict[KebabName, list[IamRole]] = Field(
+        default_factory=dict,
+        description="Source -> the IAM roles that may push its records (a role name of the tier's account or a "
+        "role ARN of any account). Every source names at least one: the API's resource policy lets each "
+        "source's path be called by its roles only, so no system pushes into another's source.",
+    )
     max_records: int = Field(default=100, ge=1, le=500, description="Records one request may carry.")
+
+    @model_validator(mode="after")
+    def _every_source_has_its_callers(self) -> PushConnectorConfig:
+        """A source's classification is chosen by its path: a system that could call every path
+        could push confidential text as another source's public records, or replace that
+        source's documents. So each source's path is its own callers'."""
+        for source in self.callers:
+            if source not in self.sources:
+                raise KeyedError(
+                    ("callers", source),
+                    "callers of a source that is not a push source",
+                    allowed=", ".join(sorted(self.sources)) or "no source (connectors.push.sources is empty)",
+                )
+        for source in self.sources:
+            if not self.callers.get(source):
+                raise KeyedError(
+                    ("callers", source),
+                    "a push source needs the roles that may push its records (none given)",
+                    allowed="1 or more IAM role names or ARNs",
+                )
+        chars = push_policy_chars(self.callers)
+        if chars > PUSH_POLICY_MAX_CHARS:
+            raise KeyedError(
+                ("callers",),
+                f"the push API's resource policy would take about {chars} characters; API Gateway stores "
+                f"{PUSH_POLICY_MAX_CHARS} (a quota AWS can raise)",
+                allowed="fewer sources or callers, or shorter role names",
+            )
+        return self
+
+
+def push_caller_arn(role: str, *, partition: str = "aws", account: str = "123456789012") -> str:
+    """The role's ARN as aws:PrincipalArn holds it: as given, or a name in the tier's account."""
+    return role if role.startswith("arn:") else f"arn:{partition}:iam::{account}:role/{role}"
+
+
+def push_policy_chars(callers: dict[str, list[str]]) -> int:
+    """An upper bound of the push API's resource policy as API Gateway stores it: an allow and a
+    deny per source, each naming its path and every caller's ARN (a role name at its longest
+    partition's, aws-iso-b's)."""
+    statements = [
+        {
+            "Effect": "Allow" if allow else "Deny",
+            "Principal": {"AWS": "*"},
+            "Action": "execute-api:Invoke",
+            "Resource": f"arn:aws-iso-b:execute-api:us-isob-east-1:123456789012:abcdefghij/*/POST/v1/records/{source}",
+            "Condition": {
+                "ArnEquals" if allow else "ArnNotEquals": {
+                    "aws:PrincipalArn": [push_caller_arn(role, partition="aws-iso-b") for role in roles]
+                }
+            },
+        }
+        for source, roles in callers.items()
+        for allow in (True, False)
+    ]
+    return len(json.dumps({"Version": "2012-10-17", "Statement": statements}))
 
 
 class PullConnectorConfig(ConfigModel):

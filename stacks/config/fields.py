@@ -36,6 +36,16 @@ ModelId = Annotated[
 ]
 
 AccountId = Annotated[str, Field(pattern=r"^\d{12}$"), Meaning("a 12-digit AWS account id such as 123456789012")]
+# An IAM role by name (in the tier's account) or by ARN (any account, with its path): what
+# aws:PrincipalArn holds for a session of the role.
+IamRole = Annotated[
+    str,
+    Field(pattern=r"^(arn:aws[a-z-]*:iam::\d{12}:role/([\w+=,.@-]+/)*[\w+=,.@-]{1,64}|[\w+=,.@-]{1,64})$"),
+    Meaning(
+        "an IAM role name such as crm-exporter (a role of the tier's account) or a role ARN such as "
+        "arn:aws:iam::123456789012:role/crm-exporter"
+    ),
+]
 Region = Annotated[
     str,
     Field(pattern=r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$"),

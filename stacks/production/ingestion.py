@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aws_cdk import (
+    Aws,
     CfnOutput,
     Duration,
     RemovalPolicy,
@@ -50,7 +51,7 @@ from ingestion.contract import (
     ProcessorSettings,
 )
 from shared.observability import Dimension
-from stacks.config.connectors import PULL_RUN_SECONDS
+from stacks.config.connectors import PULL_RUN_SECONDS, push_caller_arn
 from stacks.config.functions import DOCUMENT_QUEUE_CONCURRENCY, OCR_QUEUE_CONCURRENCY
 from stacks.production.context import ProductionContext
 from stacks.shared.alarms import alarm
@@ -68,7 +69,7 @@ from stacks.shared.naming import pascal_case
 from stacks.shared.rest_api import RegionalRestApi
 from stacks.shared.table import SecureTable
 
-REGISTRY_ACTIONS = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:BatchWriteItem"]
+REGISTRY_ACTIONS = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:BatchWriteItem"]
 # A pull connector's watermark, lease and each record id's landed change: items under its own
 # partition key only.
 CONNECTOR_STATE_ACTIONS = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"]
@@ -661,6 +662,8 @@ class IngestionPipeline(Construct):
             request_models={"application/json": model},
             request_parameters={"method.request.path.source": True},
         )
+        for source, roles in push.callers.items():
+            self._push_callers(api, source, roles)
         for rule, reason in {
             "AwsSolutions-COG4": "Callers are upstream systems with AWS credentials: the method is IAM-authorized "
             "(SigV4), which identifies each system's role without a user pool.",
@@ -671,6 +674,25 @@ class IngestionPipeline(Construct):
         }.items():
             acknowledge(api, rule, reason)
         return api
+
+    @staticmethod
+    def _push_callers(api: apigateway.RestApi, source: str, roles: list[str]) -> None:
+        """A source's path is its callers' alone: allowed to them (from another account too) and
+        denied to every other principal, whatever its own IAM policies allow. The source chooses
+        the records' classification, so a system that could call every path could push
+        confidential text as another source's public records, or replace its documents."""
+        arns = [push_caller_arn(role, partition=Aws.PARTITION, account=Aws.ACCOUNT_ID) for role in roles]
+        path = f"execute-api:/*/POST/v1/records/{source}"  # API Gateway's form for its own API's methods
+        for effect, operator in ((iam.Effect.ALLOW, "ArnEquals"), (iam.Effect.DENY, "ArnNotEquals")):
+            api.add_to_resource_policy(
+                iam.PolicyStatement(
+                    effect=effect,
+                    principals=[iam.AnyPrincipal()],
+                    actions=["execute-api:Invoke"],
+                    resources=[path],
+                    conditions={operator: {"aws:PrincipalArn": arns}},
+                )
+            )
 
     def _pull_connector(self, source_name: str) -> None:
         source = self._config.connectors.pull[source_name]

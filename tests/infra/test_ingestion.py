@@ -157,6 +157,32 @@ def test_the_kb_has_an_s3_and_a_direct_ingestion_source(knowledge: dict[str, Any
     assert direct["DataDeletionPolicy"] == "DELETE"
 
 
+def test_each_push_sources_path_is_its_callers_alone(knowledge: dict[str, Any], cdk_context: dict[str, Any]) -> None:
+    """The API's resource policy allows each source's path to its configured roles (another
+    account's too) and denies it to every other principal, whatever their own IAM policies say;
+    a role name is a role of the tier's account, as aws:PrincipalArn holds it."""
+    push = production(cdk_context).connectors.push
+    policy = render(props(knowledge, "AWS::ApiGateway::RestApi", "IngestionPushApi")["Policy"])
+    expected = []
+    for source, roles in push.callers.items():
+        arns = [
+            role if role.startswith("arn:") else f"arn:<AWS::Partition>:iam::<AWS::AccountId>:role/{role}"
+            for role in roles
+        ]
+        for effect, operator in (("Allow", "ArnEquals"), ("Deny", "ArnNotEquals")):
+            expected.append(
+                {
+                    "Effect": effect,
+                    "Principal": {"AWS": "*"},
+                    "Action": "execute-api:Invoke",
+                    "Resource": f"execute-api:/*/POST/v1/records/{source}",
+                    "Condition": {operator: {"aws:PrincipalArn": arns}},
+                }
+            )
+    assert policy["Statement"] == expected
+    assert sorted(push.callers) == sorted(push.sources)  # no source left open
+
+
 def test_push_records_need_iam_signatures_and_pull_runs_on_the_configured_schedule(
     knowledge: dict[str, Any], cdk_context: dict[str, Any]
 ) -> None:
