@@ -12,12 +12,6 @@ from shared.contract import FunctionSettings
 SOURCE = "Source"  # the dimension of every run metric, beside Powertools' service ("connector_pull")
 
 
-def state_partition(source: str) -> str:
-    """The registry partition of one source's own items (its watermark, its lease, the change it
-    landed last of each record id): the handler's key, and the leading key its role is held to."""
-    return f"connector#{source}"
-
-
 class Metric(StrEnum):
     """What each run reports, by Source (the stack alarms on RUNS_CAPPED against RECORDS_PULLED's
     sample count: every finished run writes one RECORDS_PULLED value; and on ANSWERS_UNUSABLE)."""

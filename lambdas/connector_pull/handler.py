@@ -51,11 +51,11 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
-from connector_pull.contract import SOURCE, Metric, PullSource, Settings, state_partition
+from connector_pull.contract import SOURCE, Metric, PullSource, Settings
 from shared.bodies import problems
 from shared.dead_letters import cut_to_fit, fits, sqs_json
 from shared.field_paths import value_at
-from shared.landing import Document, Record, document, land
+from shared.landing import Document, Record, claim_change, document, land, state_partition
 from shared.legacy_client import LegacyClient, client_for
 from shared.logs import log_unexpected, service_logger
 from shared.tool_errors import ToolError
@@ -200,13 +200,9 @@ class Watermarks:
         self._table.put_item(Item=item)
 
     def claim(self, source: str, record_id: str, changed: dt.datetime) -> bool:
-        """Whether this change of ``record_id`` lands: none of it landed before, or one no later
-        (the same change again: a run that failed between its claim and its landing repeats it).
-        A listing that spans runs can give an id's older change after the newer one landed in an
-        earlier run; landed, it would be left current for good. UTC ISO times compare as text."""
-        stamp = changed.isoformat()
-        item = {"pk": state_partition(source), "sk": f"landed#{record_id}", "changed": stamp}
-        return _put_if(self._table, item, "attribute_not_exists(pk) OR changed <= :changed", {":changed": stamp})
+        """Whether this change of ``record_id`` lands (shared.landing.claim_change): a listing that
+        spans runs can give an id's older change after the newer one landed in an earlier run."""
+        return claim_change(self._table, source, record_id, changed)
 
     @staticmethod
     def _key(source: str) -> dict[str, str]:

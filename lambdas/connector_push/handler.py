@@ -1,17 +1,23 @@
 """The push connector: upstream systems POST JSON records; each becomes a landing document.
 
     POST /v1/records/{source}   {"records": [{"id", "title", "body", "owner"?, "updated_at"?}]}
-                                -> 202 {"accepted": n, "documents": [{"id", "key", "version"}]}
+                                -> 202 {"accepted": n, "documents": [{"id", "key", "version"}],
+                                        "skipped": [{"id", "reason"}]}
 
-The API authorizes callers with IAM (SigV4). A batch is all or nothing: any invalid record (one
-that S3 or the pipeline would refuse later, or a repeated id) is a 422 naming its index and field,
+The API authorizes callers with IAM (SigV4), each source's path its own callers' (the API's
+resource policy). A batch is all or nothing: any invalid record (one that S3 or the pipeline would
+refuse later, a repeated id, an ``updated_at`` in the future) is a 422 naming its index and field,
 and nothing is written; the answer lists ten problems at most and counts the rest (150,000 unknown
-keys would otherwise answer more than Lambda may return). Back-pressure is the pipeline's queue:
-this function only writes to S3. Record contents are never logged.
+keys would otherwise answer more than Lambda may return). A record whose ``updated_at`` is older
+than the change of its id that landed last is skipped, not landed (a batch sent again after a
+failure, or pushes out of order, would put an older text back over a newer one); one without
+``updated_at`` always lands. Back-pressure is the pipeline's queue: this function only writes to S3
+and the registry. Record contents are never logged.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Sequence
 from functools import cache
@@ -31,7 +37,7 @@ from connector_push.contract import PUSHES_REFUSED, Settings
 from shared import snapstart
 from shared.bodies import BodyError, body_bytes, check_counts, check_values, clip, listing, problems
 from shared.http_events import REST_API, misshapen
-from shared.landing import Record, document, land
+from shared.landing import Document, Record, claim_change, document, land
 from shared.logs import log_unexpected, service_logger
 
 logger = service_logger()
@@ -67,21 +73,36 @@ def s3() -> Any:
     return boto3.client("s3", config=Config(retries={"mode": "standard", "total_max_attempts": 3}))
 
 
+@cache
+def registry() -> Any:
+    config = Config(retries={"mode": "standard", "total_max_attempts": 3})
+    return boto3.resource("dynamodb", config=config).Table(settings().registry_table)
+
+
+# How far ahead of this function's clock a record's updated_at may be (the sender's clock may run
+# a little fast): a later one would hold its id's every real change back until that time.
+CLOCK_SKEW = dt.timedelta(minutes=5)
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
 # SnapStart (shared.snapstart, on unless production.functions.connector_push.snap_start is false):
 # init creates no client; the first request after a restore does.
 
 
 @snapstart.before_snapshot
 def _warm() -> None:
-    """The SDK's model of S3 parsed once for every environment of the version. Nothing is sent."""
-    snapstart.load_service_models(("s3",))
+    """The SDK's models of S3 and DynamoDB parsed once for every environment of the version. Nothing is sent."""
+    snapstart.load_service_models(("s3", "dynamodb"))
 
 
 @snapstart.after_restore
 def _restored() -> None:
     """Each resumed environment draws its own retry jitter (botocore's backoff uses ``random``), and
     resolves its own credentials and opens its own connections."""
-    snapstart.fresh_environment(settings, s3)
+    snapstart.fresh_environment(settings, s3, registry)
 
 
 PUSH_MAX_KEYS = 64  # of any one object in a push's body
@@ -116,28 +137,59 @@ def push(source: str) -> Response[Any]:
         batch = Batch.model_validate(raw)
     except ValidationError as error:
         return _json(422, {"error": "invalid_request", "message": problems(error, envelope=())})
-    duplicates = _duplicate_ids(batch.records)
-    if duplicates:
-        return _json(422, {"error": "invalid_request", "message": listing(duplicates)})
     # Every document is built before the first lands, so no record is refused half-way (an S3 failure
     # still can stop the batch: the caller sends it again, and landing a record again replaces it).
     documents = [(record.id, document(source, record, classification=classification)) for record in batch.records]
+    invalid = _duplicate_ids(batch.records) or _in_the_future(batch.records) or _too_large(documents)
+    if invalid:
+        return _json(422, {"error": "invalid_request", "message": listing(invalid)})
+    accepted: list[dict[str, str]] = []
+    skipped: list[dict[str, str]] = []
+    for record, (record_id, doc) in zip(batch.records, documents, strict=True):
+        if record.updated_at is not None and not claim_change(registry(), source, record_id, _utc(record.updated_at)):
+            skipped.append({"id": record_id, "reason": "a later change of this record (updated_at) has landed"})
+            continue
+        accepted.append({"id": record_id, "key": doc.key, "version": land(s3(), doc, settings().landing_bucket)})
+    metrics.add_dimension("Source", source)
+    metrics.add_metric(name="RecordsAccepted", unit=MetricUnit.Count, value=len(accepted))
+    metrics.add_metric(name="RecordsSkipped", unit=MetricUnit.Count, value=len(skipped))
+    logger.info("records accepted", extra={"source": source, "count": len(accepted), "skipped": len(skipped)})
+    return _json(202, {"accepted": len(accepted), "documents": accepted, "skipped": skipped})
+
+
+def _utc(moment: dt.datetime) -> dt.datetime:
+    """The moment in UTC; one without a zone is taken as UTC (the record's ISO time had none)."""
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
+
+
+def _in_the_future(records: Sequence[Record]) -> list[str]:
+    """An updated_at past this function's clock (and CLOCK_SKEW), or one no UTC time can hold
+    (year 1 at +14:00): landed, the first would hold back its id's every real change until then."""
+    latest = now() + CLOCK_SKEW
+    found: list[str] = []
+    for index, record in enumerate(records):
+        if record.updated_at is None:
+            continue
+        try:
+            late = _utc(record.updated_at) > latest
+        except OverflowError:
+            found.append(f"records.{index}.updated_at: a time outside the years 1 to 9999 in UTC")
+            continue
+        if late:
+            found.append(
+                f"records.{index}.updated_at: later than this service's clock allows (at most {CLOCK_SKEW} ahead)"
+            )
+    return found
+
+
+def _too_large(documents: Sequence[tuple[str, Document]]) -> list[str]:
+    """A record whose document the pipeline would quarantine as too large, accepted here."""
     most = settings().max_document_bytes
-    too_large = [
+    return [
         f"records.{index}: its document takes {len(doc.body)} bytes; the pipeline takes at most {most}"
         for index, (_, doc) in enumerate(documents)
         if most is not None and len(doc.body) > most
     ]
-    if too_large:  # it would be accepted here and quarantined by the pipeline
-        return _json(422, {"error": "invalid_request", "message": listing(too_large)})
-    accepted = [
-        {"id": record_id, "key": doc.key, "version": land(s3(), doc, settings().landing_bucket)}
-        for record_id, doc in documents
-    ]
-    metrics.add_dimension("Source", source)
-    metrics.add_metric(name="RecordsAccepted", unit=MetricUnit.Count, value=len(accepted))
-    logger.info("records accepted", extra={"source": source, "count": len(accepted)})
-    return _json(202, {"accepted": len(accepted), "documents": accepted})
 
 
 def _duplicate_ids(records: Sequence[Record]) -> list[str]:

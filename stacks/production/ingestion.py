@@ -9,6 +9,7 @@ schedule ──────▶ connector_pull (one per source)             └�
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +40,6 @@ from connector_pull.contract import (
     Metric as PullMetric,
     PullSource,
     Settings as PullSettings,
-    state_partition,
 )
 from connector_push.contract import Settings as PushSettings
 from ingestion.contract import (
@@ -50,6 +50,7 @@ from ingestion.contract import (
     ClassificationReaders,
     ProcessorSettings,
 )
+from shared.landing import state_partition
 from shared.observability import Dimension
 from stacks.config.connectors import PULL_RUN_SECONDS, push_caller_arn
 from stacks.config.functions import DOCUMENT_QUEUE_CONCURRENCY, OCR_QUEUE_CONCURRENCY
@@ -198,14 +199,18 @@ class IngestionPipeline(Construct):
         """Read and write document records in the registry (the processor, the Macie responder)."""
         self.registry.grant_items(grantee, REGISTRY_ACTIONS)
 
-    def grant_connector_state(self, grantee: iam.IGrantable, source: str) -> None:
-        """A pull connector's own items (its watermark, its lease, the change it landed last of each
-        record id), and nothing else in the registry."""
+    def grant_connector_state(
+        self, grantee: iam.IGrantable, *sources: str, actions: Sequence[str] = CONNECTOR_STATE_ACTIONS
+    ) -> None:
+        """A connector's own items of its sources (a pull source's watermark and lease; the change
+        landed last of each record id), and nothing else in the registry."""
         iam.Grant.add_to_principal(
             grantee=grantee,
-            actions=CONNECTOR_STATE_ACTIONS,
+            actions=list(actions),
             resource_arns=[self.registry.table_arn],
-            conditions={"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [state_partition(source)]}},
+            conditions={
+                "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [state_partition(s) for s in sorted(sources)]}
+            },
         )
 
     def grant_remove_documents(self, grantee: iam.IGrantable) -> iam.Grant:
@@ -607,6 +612,7 @@ class IngestionPipeline(Construct):
             settings=PushSettings(
                 landing_bucket=self.landing.bucket_name,
                 push_sources=push.sources,
+                registry_table=self.registry.table_name,
                 max_records=push.max_records,
                 max_document_bytes=self._config.ingestion.max_document_bytes,
             ),
@@ -618,6 +624,8 @@ class IngestionPipeline(Construct):
             )
         )
         self._key.grant(role, *DATA_KEY_ACTIONS)
+        if push.sources:  # each record id's change landed last (its updated_at), written under a condition only
+            self.grant_connector_state(role, *push.sources, actions=["dynamodb:PutItem"])
         self._acknowledge_objects(role, f"{nag_attribute(self.landing, 'Arn')}/{REALTIME_PREFIX}*", "records it lands")
         acknowledge_synchronous_function(
             function,

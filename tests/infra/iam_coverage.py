@@ -111,7 +111,9 @@ EXPLICIT: dict[tuple[str, str], tuple[str, ...] | str] = {
     ("ingestion", "self._topic"): ("FINDINGS_TOPIC",),
     ("ingestion", "self._table"): ("REGISTRY_TABLE",),
     ("connector_pull", "self._table"): ("REGISTRY_TABLE",),
-    ("connector_pull", "table"): ("REGISTRY_TABLE",),  # its conditional writes (_put_if)
+    # Their conditional writes (_put_if; shared.landing.claim_change, each record id's change).
+    ("connector_pull", "table"): ("REGISTRY_TABLE",),
+    ("connector_push", "table"): ("REGISTRY_TABLE",),
     # The connectors land records in the bucket their settings name (shared.landing.land).
     ("connector_push", "bucket"): ("LANDING_BUCKET",),
     ("connector_pull", "bucket"): ("LANDING_BUCKET",),

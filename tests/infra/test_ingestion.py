@@ -194,6 +194,22 @@ def test_push_records_need_iam_signatures_and_pull_runs_on_the_configured_schedu
     assert {r for a, r in role_permissions(knowledge, "IngestionPushConnectorRole") if a == "s3:PutObject"} == {
         "<IngestionLanding.Arn>/realtime/*"
     }
+    assert render(push_env["REGISTRY_TABLE"]) == "<IngestionRegistry>"
+    # Each record id's change landed last, in its sources' own registry partitions only.
+    role_id, _ = only(knowledge, "AWS::IAM::Role", "IngestionPushConnectorRole")
+    (statement,) = [
+        s
+        for policy in resources(knowledge, "AWS::IAM::Policy").values()
+        if {"Ref": role_id} in policy["Properties"].get("Roles", [])
+        for s in policy["Properties"]["PolicyDocument"]["Statement"]
+        if str(s["Action"]).startswith("dynamodb:")
+    ]
+    assert (statement["Action"], render(statement["Resource"])) == ("dynamodb:PutItem", "<IngestionRegistry.Arn>")
+    assert statement["Condition"] == {
+        "ForAllValues:StringEquals": {
+            "dynamodb:LeadingKeys": [f"connector#{s}" for s in sorted(config.connectors.push.sources)]
+        }
+    }
     for name, source in config.connectors.pull.items():
         logical = "".join(part.title() for part in name.split("-"))
         rule = props(knowledge, "AWS::Events::Rule", f"IngestionPull{logical}Schedule")

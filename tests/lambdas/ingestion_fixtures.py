@@ -305,7 +305,10 @@ def curated_versions(aws: Aws) -> list[str]:
 @pytest.fixture
 def pushing(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Aws:
     """The push connector's function over ``aws``: source "crm" (customer), three records a request."""
-    settings = PushSettings(landing_bucket=LANDING, push_sources={"crm": "customer"}, max_records=3)
+    settings = PushSettings(
+        landing_bucket=LANDING, push_sources={"crm": "customer"}, registry_table="registry", max_records=3
+    )
     monkeypatch.setattr(push, "settings", lambda: settings)
     monkeypatch.setattr(push, "s3", lambda: aws.s3)
+    monkeypatch.setattr(push, "registry", lambda: aws.dynamodb.Table("registry"))
     return aws

@@ -4,6 +4,7 @@ pipeline ingests directly; bad records are refused (push) or dead-lettered (pull
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -87,6 +88,52 @@ def test_pushed_records_land_as_realtime_documents_with_their_metadata(pushing: 
     ]
     body = pushing.s3.get_object(Bucket=LANDING, Key="realtime/crm/case-1.md")["Body"].read()
     assert body == b"# Refund\n\nCustomer wants a refund.\n"
+
+
+def _landed_text(aws: Aws, record_id: str) -> bytes:
+    return bytes(aws.s3.get_object(Bucket=LANDING, Key=f"realtime/crm/{record_id}.md")["Body"].read())
+
+
+def test_an_older_change_pushed_after_a_newer_one_is_skipped_not_landed(pushing: Aws) -> None:
+    """A batch sent again after a failure, or pushes out of order: the older text never goes back
+    over the newer one; the same change again lands (a retry), a record without updated_at always."""
+    newer = {"id": "case-1", "body": "NEW", "updated_at": "2026-01-02T00:00:00Z"}
+    older = {"id": "case-1", "body": "OLD", "updated_at": "2026-01-02T01:00:00+02:00"}  # 23:00 the day before
+    assert post("crm", {"records": [newer]}).status == 202
+    result = post("crm", {"records": [older, {"id": "case-2", "body": "other"}]})
+    assert (result.status, result.body["accepted"]) == (202, 1)
+    assert result.body["skipped"] == [
+        {"id": "case-1", "reason": "a later change of this record (updated_at) has landed"}
+    ]
+    assert [d["id"] for d in result.body["documents"]] == ["case-2"]
+    assert _landed_text(pushing, "case-1") == b"NEW\n"
+    again = post("crm", {"records": [{**newer, "body": "NEW, sent again"}]})
+    assert (again.status, again.body["accepted"], again.body["skipped"]) == (202, 1, [])
+    assert post("crm", {"records": [{"id": "case-1", "body": "no time"}]}).body["accepted"] == 1
+    assert _landed_text(pushing, "case-1") == b"no time\n"
+    claim = pushing.dynamodb.Table("registry").get_item(Key={"pk": "connector#crm", "sk": "landed#case-1"})["Item"]
+    assert claim["changed"] == "2026-01-02T00:00:00+00:00"  # in UTC: ISO times of one zone compare as text
+
+
+@pytest.mark.parametrize(
+    ("updated_at", "problem"),
+    [
+        ("2026-12-07T12:05:01Z", "later than this service's clock allows (at most 0:05:00 ahead)"),
+        ("0001-01-01T00:00:00+14:00", "a time outside the years 1 to 9999 in UTC"),
+        ("9999-12-31T23:59:59-14:00", "a time outside the years 1 to 9999 in UTC"),
+    ],
+)
+def test_an_updated_at_past_the_clock_or_outside_utc_is_refused_and_nothing_lands(
+    pushing: Aws, monkeypatch: pytest.MonkeyPatch, updated_at: str, problem: str
+) -> None:
+    """Landed, a change dated ahead would hold back its id's every real change until then."""
+    monkeypatch.setattr(push, "now", lambda: dt.datetime(2026, 12, 7, 12, 0, tzinfo=dt.UTC))
+    records = [{"id": "ok", "body": "x"}, {"id": "late", "body": "y", "updated_at": updated_at}]
+    result = post("crm", {"records": records})
+    assert (result.status, result.body["message"]) == (422, f"records.1.updated_at: {problem}")
+    assert "Contents" not in pushing.s3.list_objects_v2(Bucket=LANDING, Prefix="realtime/")
+    on_time = post("crm", {"records": [{"id": "ok", "body": "x", "updated_at": "2026-12-07T12:05:00Z"}]})
+    assert on_time.status == 202
 
 
 def test_a_body_the_api_passes_as_base64_is_read_as_its_bytes(pushing: Aws) -> None:

@@ -129,9 +129,10 @@ def _connector_pull(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequ
 
 def _connector_push(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Invoke:
     aws: Aws = request.getfixturevalue("aws")
-    settings = PushSettings(landing_bucket=LANDING, push_sources={"crm": "customer"})
+    settings = PushSettings(landing_bucket=LANDING, push_sources={"crm": "customer"}, registry_table="registry")
     monkeypatch.setattr(connector_push, "settings", lambda: settings)
     monkeypatch.setattr(connector_push, "s3", lambda: aws.s3)
+    monkeypatch.setattr(connector_push, "registry", lambda: aws.dynamodb.Table("registry"))
     records = {"records": [{"id": "case-1", "body": "Customer wants a refund."}]}
 
     def invoke(context: FakeContext) -> Any:

@@ -34,9 +34,20 @@ def landing() -> Iterator[Any]:
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket=LANDING)
         s3.put_bucket_versioning(Bucket=LANDING, VersioningConfiguration={"Status": "Enabled"})
-        settings = PushSettings(landing_bucket=LANDING, push_sources={"crm": "customer"}, max_records=5)
+        dynamodb = boto3.resource("dynamodb", region_name="us-east-1")
+        keys = [("pk", "HASH"), ("sk", "RANGE")]
+        registry = dynamodb.create_table(
+            TableName="registry",
+            KeySchema=[{"AttributeName": name, "KeyType": kind} for name, kind in keys],
+            AttributeDefinitions=[{"AttributeName": name, "AttributeType": "S"} for name, _ in keys],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        settings = PushSettings(
+            landing_bucket=LANDING, push_sources={"crm": "customer"}, registry_table="registry", max_records=5
+        )
         patch.setattr(push, "settings", lambda: settings)
         patch.setattr(push, "s3", lambda: s3)
+        patch.setattr(push, "registry", lambda: registry)
         yield s3
     patch.undo()
 
@@ -139,6 +150,7 @@ def test_any_push_gets_json_a_202_or_a_4xx(
     assert isinstance(answer.body, dict)
     assert "Traceback" not in response["body"]
     if answer.status == 202:
+        assert all(set(skip) == {"id", "reason"} for skip in answer.body["skipped"])
         for landed in answer.body["documents"]:  # each is in the bucket as the answer says
             head = landing.head_object(Bucket=LANDING, Key=landed["key"], VersionId=landed["version"])
             assert head["Metadata"]["source"] == f"crm:{landed['id']}"
