@@ -14,7 +14,10 @@ The job item holds the caller's screened (masked) messages, compressed, encrypte
 table's KMS key, and dropped once the job ends; an agent's output type also needs the caller's
 token, which the worker removes when it claims the job. Every item expires (TTL) after
 job_retention_seconds. A job whose worker died stays ``running``: GET reports it failed after its
-finish-by time, and the sweeper (ai_gateway.sweeper) gives its units back.
+finish-by time, and the sweeper (ai_gateway.sweeper) gives its units back; unless the worker had
+kept its output on the item (it does so before the output is metered) and the ledger has it
+delivered: then GET serves it, as succeeded. A worker start that fails withdraws the queued job
+(``withdrawn``, read as absent): a retry under its request id is admitted anew.
 
 A job item is read as untrusted (an older or newer schema, a bad write, a hand edit): every
 attribute is checked for its DynamoDB type and its shape, a packed request or output unpacks to a
@@ -33,6 +36,7 @@ import hashlib
 import json
 import math
 import re
+import secrets
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -45,9 +49,10 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from ai_gateway import clients
+from ai_gateway.contract import Settings
 from ai_gateway.flow import Clock, DuplicateRequestError, Flow, GenerationRequest, TokenRequiredError
 from ai_gateway.jobs_contract import RESPOND_ASYNC, TTL_ATTRIBUTE, GatewayJobsSettings, JobStatus
-from ai_gateway.ledger import Admission, Ledger
+from ai_gateway.ledger import DELIVERED, Admission, Ledger
 from ai_gateway.models import Caller, OutputPolicy, Quota
 from shared.aws_errors import UpstreamError, call
 from shared.bodies import shown
@@ -74,6 +79,11 @@ _REBUILT = {"caller", "output", "quota", "deadline", "token", "grounding"}
 # Reasons a failed job shows its caller: what happened, never an upstream's own message.
 REASON_GUARDRAIL = "the output guardrail withheld the output; no units were charged"
 REASON_TIMEOUT = "the job did not finish within its time limit; no units were charged"
+# A job whose worker died after keeping its output, when the ledger cannot say whether it was metered.
+REASON_TIMEOUT_UNSETTLED = (
+    "the job did not finish within its time limit after producing its output, which may have been charged "
+    "(quote the job id)"
+)
 REASON_STALE = "the job could not start in time; no units were charged"
 REASON_UPSTREAM = "a service the job depends on failed ({service}); no units were charged"
 REASON_TOKEN = "an agent acts as the caller, and the caller's token was missing; no units were charged"  # noqa: S105
@@ -123,6 +133,7 @@ class Job:
     reason: str | None = None  # why it failed, safe to show
     expires_at: float | None = None  # when DynamoDB's TTL deletes it (epoch seconds), when known
     fingerprint: str | None = None  # the request as the caller sent it (fingerprint()), when known
+    claimed_by: str | None = None  # the claim's owner, as claim() returns the job (keep() needs it)
 
     def expired(self, now: dt.datetime) -> bool:
         """Whether the item is past its expiry (still present only because TTL deletes lazily)."""
@@ -203,7 +214,10 @@ class JobStore:
 
     def create(self, job: Job, *, expires_at: dt.datetime, max_bytes: int) -> bool:
         """Write a queued job unless one with its id exists; False when one does. One past its
-        expiry (TTL deletes lazily, up to days later) is not a job anymore: it is written over."""
+        expiry (TTL deletes lazily, up to days later) or withdrawn is not a job anymore: it is
+        written over. The item carries a random attempt id: a write botocore retried after it had
+        landed fails its condition on this very item, and is told apart by it (written, not raced)."""
+        attempt = secrets.token_hex(16)
         payload = _pack(job.payload or {})
         if len(payload) > max_bytes:
             raise JobTooLargeError(f"the request takes {len(payload)} bytes compressed; a job holds {max_bytes}")
@@ -220,6 +234,7 @@ class JobStore:
             "limit_seconds": {"N": str(job.limit_seconds)},
             "admission": {"S": _admission_json(job.admission)},
             "payload": {"B": payload},
+            "attempt": {"S": attempt},
             TTL_ATTRIBUTE: {"N": str(int(expires_at.timestamp()))},
             **({"fingerprint": {"S": job.fingerprint}} if job.fingerprint else {}),
             **({"token": {"S": job.token}} if job.token else {}),
@@ -228,55 +243,105 @@ class JobStore:
             self._client.put_item(
                 TableName=self._jobs_table,
                 Item=item,
-                ConditionExpression="attribute_not_exists(job_id) OR expires_at <= :now",
-                ExpressionAttributeValues={":now": {"N": str(int(job.created_at.timestamp()))}},
+                ConditionExpression="attribute_not_exists(job_id) OR expires_at <= :now OR #status = :withdrawn",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":now": {"N": str(int(job.created_at.timestamp()))},
+                    ":withdrawn": {"S": JobStatus.WITHDRAWN},
+                },
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise
+            if not _condition_failed(error):
+                raise
+            return _old(error).get("attempt") == {"S": attempt}  # this write's own item: written
         return True
 
     def get(self, job: str) -> Job | None:
-        """The job, or None when there is none; CorruptJobError when its item cannot be read."""
+        """The job, or None when there is none (or only a withdrawn one); CorruptJobError when its
+        item cannot be read."""
         response = self._client.get_item(TableName=self._jobs_table, Key={"job_id": {"S": job}}, ConsistentRead=True)
         item = response.get("Item")
-        return _job(item, job) if isinstance(item, dict) and item else None
+        found = _job(item, job) if isinstance(item, dict) and item else None
+        return None if found is None or found.status is JobStatus.WITHDRAWN else found
 
     def claim(self, job: str, *, now: dt.datetime) -> Job | None:
         """Move a queued job to running and take its token out of the table; the job as it was
-        (with the token), or None when it is not queued (a repeated event: someone claimed it).
+        (with the token, and ``claimed_by`` the claim's random owner, which keep() names), or None
+        when it is not queued (a repeated event: someone claimed it). A claim botocore retried after
+        it had landed finds the job running under its own owner: it is this claim's, and the job is
+        returned as the item holds it (without the token, which the lost first answer carried). The
+        owner is random, not the Lambda request id: Lambda retries an event under the same request
+        id, and such a retry must not take over a claim its predecessor may have metered under.
         CorruptJobError when the claimed item cannot be read (it is then running: fail it)."""
+        owner = secrets.token_hex(16)
         try:
             response = self._client.update_item(
                 TableName=self._jobs_table,
                 Key={"job_id": {"S": job}},
-                UpdateExpression="SET #status = :running, updated_at = :now REMOVE #token",
+                UpdateExpression="SET #status = :running, claimed_by = :owner, updated_at = :now REMOVE #token",
                 ConditionExpression="#status = :queued",
                 ExpressionAttributeNames={"#status": "status", "#token": "token"},
                 ExpressionAttributeValues={
                     ":running": {"S": JobStatus.RUNNING},
                     ":queued": {"S": JobStatus.QUEUED},
+                    ":owner": {"S": owner},
                     ":now": {"S": _iso(now)},
                 },
                 ReturnValues="ALL_OLD",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return None
-            raise
-        return _job(response.get("Attributes") or {}, job)
+            if not _condition_failed(error):
+                raise
+            old = _old(error)
+            if old.get("status") == {"S": JobStatus.RUNNING} and old.get("claimed_by") == {"S": owner}:
+                return dataclasses.replace(_job(old, job), claimed_by=owner)
+            return None
+        return dataclasses.replace(_job(response.get("Attributes") or {}, job), claimed_by=owner)
+
+    def keep(self, job: str, result: bytes, *, now: dt.datetime, owner: str) -> bool:
+        """A running job's output (packed_result), kept on its item before it is metered: a worker
+        that dies once it is metered leaves it there for GET (which serves it only once the ledger
+        has it delivered). False when the job is not running, claimed by ``owner``."""
+        try:
+            self._client.update_item(
+                TableName=self._jobs_table,
+                Key={"job_id": {"S": job}},
+                UpdateExpression="SET #result = :result, updated_at = :now",
+                ConditionExpression="#status = :running AND claimed_by = :owner",
+                ExpressionAttributeNames={"#status": "status", "#result": "result"},
+                ExpressionAttributeValues={
+                    ":result": {"B": result},
+                    ":running": {"S": JobStatus.RUNNING},
+                    ":owner": {"S": owner},
+                    ":now": {"S": _iso(now)},
+                },
+            )
+        except ClientError as error:
+            if not _condition_failed(error):
+                raise
+            return False
+        return True
 
     def succeed(self, job: str, result: bytes, *, now: dt.datetime) -> bool:
-        """A running job's output delivered: keep its packed body (packed_result), drop the request.
-        False when the job was not running (ended already)."""
+        """A running job's output delivered: keep its packed body (packed_result; the one keep()
+        wrote already, which costs no more: an update is charged by the larger of the item's sizes),
+        drop the request. False when the job was not running (ended already)."""
         return self._end(job, JobStatus.SUCCEEDED, "result", {"B": result}, now, (JobStatus.RUNNING,))
 
     def fail(self, job: str, reason: str, *, now: dt.datetime, running: bool = True) -> bool:
         """A queued or (``running``) running job ended without an output: keep the reason, drop the
-        request. False when the job was in neither state (ended already, or running)."""
+        request and any output kept before it was metered (it was not, or not for good). False when
+        the job was in neither state (ended already, or running)."""
         statuses = (JobStatus.QUEUED, JobStatus.RUNNING) if running else (JobStatus.QUEUED,)
         return self._end(job, JobStatus.FAILED, "reason", {"S": reason}, now, statuses)
+
+    def withdraw(self, job: str, reason: str, *, now: dt.datetime) -> bool:
+        """A queued job whose worker could not be started taken back: it reads as absent, and a
+        re-submit under its request id writes over it. False when the job is not queued (the worker
+        claimed it)."""
+        return self._end(job, JobStatus.WITHDRAWN, "reason", {"S": reason}, now, (JobStatus.QUEUED,))
 
     def _end(
         self,
@@ -288,25 +353,33 @@ class JobStore:
         from_statuses: tuple[JobStatus, ...],
     ) -> bool:
         values = {f":from{n}": {"S": s.value} for n, s in enumerate(from_statuses)}
+        names = {"#status": "status", "#value": name, "#token": "token"}
+        removed = "payload, #token"
+        if status is not JobStatus.SUCCEEDED:  # an output kept before metering is never a failed job's
+            names["#result"] = "result"
+            removed += ", #result"
         try:
             self._client.update_item(
                 TableName=self._jobs_table,
                 Key={"job_id": {"S": job}},
-                UpdateExpression="SET #status = :status, #value = :value, updated_at = :now REMOVE payload, #token",
+                UpdateExpression=f"SET #status = :status, #value = :value, updated_at = :now REMOVE {removed}",
                 ConditionExpression=f"#status IN ({', '.join(values)})",
-                ExpressionAttributeNames={"#status": "status", "#value": name, "#token": "token"},
+                ExpressionAttributeNames=names,
                 ExpressionAttributeValues={
                     ":status": {"S": status},
                     ":value": value,
                     ":now": {"S": _iso(now)},
                     **values,
                 },
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as error:
-            # Already ended (a repeated event, or the worker's own outcome first): the first one stands.
-            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            # Already ended (a repeated event, or the worker's own outcome first): the first one
+            # stands. The same ending found is this write's own, landed before botocore retried it.
+            if not _condition_failed(error):
                 raise
-            return False
+            old = _old(error)
+            return old.get("status") == {"S": status} and old.get(name) == value
         return True
 
 
@@ -326,24 +399,33 @@ class Worker:
 
 @dataclass(frozen=True)
 class Jobs:
-    """What the gateway's job routes use: the table, the worker, the settings."""
+    """What the gateway's job routes use: the table, the worker, the settings, and the ledger (GET
+    asks it whether a job whose worker died had its kept output metered; None: it cannot tell)."""
 
     store: JobStore
     worker: Worker
     settings: GatewayJobsSettings
+    ledger: Ledger | None = None
 
 
 @cache
 def environment() -> Jobs:
-    """The gateway function's jobs, from its environment (GatewayJobsSettings)."""
+    """The gateway function's jobs, from its environment (GatewayJobsSettings, and the ledger's
+    table from its own Settings)."""
     settings = GatewayJobsSettings.from_environ()
+    ledger_table = Settings.from_environ().ledger_table
     dynamodb = clients.dynamodb()
     # An asynchronous invoke only queues the event: it answers at once.
     invoker = boto3.client(
         "lambda",
         config=Config(connect_timeout=1, read_timeout=5, retries={"mode": "standard", "total_max_attempts": 2}),
     )
-    return Jobs(JobStore(dynamodb, settings.jobs_table), Worker(invoker, settings.worker_function), settings)
+    return Jobs(
+        JobStore(dynamodb, settings.jobs_table),
+        Worker(invoker, settings.worker_function),
+        settings,
+        Ledger(dynamodb, ledger_table),
+    )
 
 
 # --- the gateway's routes ------------------------------------------------------------------------
@@ -362,23 +444,24 @@ def resubmitted(
     same request, 422 for another request under the same request id (its Idempotency-Key reused),
     None when no job has the id (or only an expired one: GET would not find it). ``now``: the
     time the request came in."""
+    jobs = jobs or environment()
     try:
         with call("dynamodb"):
-            existing = (jobs or environment()).store.get(job_id(caller, request_id))
+            existing = jobs.store.get(job_id(caller, request_id))
     except CorruptJobError as error:
         return _unreadable(error)
     if existing is None or existing.expired(now):
         return None
-    return _resubmit(existing, sent, now)
+    return _resubmit(existing, sent, now, jobs.ledger)
 
 
-def _resubmit(existing: Job, sent: str | None, now: dt.datetime) -> tuple[int, dict[str, Any]]:
+def _resubmit(existing: Job, sent: str | None, now: dt.datetime, ledger: Ledger | None) -> tuple[int, dict[str, Any]]:
     if sent is not None and existing.fingerprint is not None and existing.fingerprint != sent:
         message = (
             f"request id {existing.request_id} was used for another request: send this one with a new Idempotency-Key"
         )
         return 422, {"error": "idempotency_key_reused", "message": message}
-    return 202, _accepted(existing, now)
+    return 202, _accepted(existing, now, ledger)
 
 
 def submit(
@@ -423,7 +506,7 @@ def _submit(
     with call("dynamodb"):
         existing = jobs.store.get(job)
     if existing is not None and not existing.expired(clock.now()):  # a re-submit: nothing admitted again
-        return _resubmit(existing, sent, clock.now())
+        return _resubmit(existing, sent, clock.now(), jobs.ledger)
     if request.output.agent is not None and request.token is None:
         raise TokenRequiredError("Authorization: Bearer <access token> is required")
     payload = _payload(request, agents)
@@ -440,7 +523,7 @@ def _submit(
             existing = jobs.store.get(job)  # a concurrent re-submit admitted it and wrote the job
         if existing is None or existing.expired(clock.now()):
             raise  # the request id was a synchronous request's, or an expired job's (its key is spent)
-        return _resubmit(existing, sent, clock.now())
+        return _resubmit(existing, sent, clock.now(), jobs.ledger)
     created = clock.now()
     limit = min(
         settings.async_timeouts_seconds.get(request.output_type, settings.worker_timeout_seconds),
@@ -484,7 +567,7 @@ def _submit(
         _release(ledger, request, admission)
         with call("dynamodb"):
             existing = jobs.store.get(job)
-        return _resubmit(existing, sent, clock.now()) if existing is not None else (202, _accepted(queued, created))
+        return _resubmit(existing or queued, sent, clock.now(), jobs.ledger)
     return 202, _accepted(queued, created)
 
 
@@ -513,13 +596,34 @@ def read(job: str, *, caller: Caller, clock: Clock, jobs: Jobs | None = None) ->
         "output_type": found.output_type,
         "created_at": found.created_at.isoformat(),
     }
-    if found.status is JobStatus.SUCCEEDED:
-        return 200, {**body, **(found.result or {}), "job_id": found.job_id, "status": found.status.value}
-    if found.status is JobStatus.FAILED:
-        return 200, {**body, "reason": found.reason or REASON_INTERNAL}
-    if _shown(found, now) is JobStatus.FAILED:  # its worker died: the sweeper gives the units back
-        return 200, {**body, "status": JobStatus.FAILED.value, "reason": REASON_TIMEOUT}
+    status, result, why = _outcome(found, now, jobs.ledger)
+    if status is JobStatus.SUCCEEDED:
+        return 200, {**body, **(result or {}), "job_id": found.job_id, "status": status.value}
+    if status is JobStatus.FAILED:
+        return 200, {**body, "status": status.value, "reason": why or REASON_INTERNAL}
     return 200, body
+
+
+def _outcome(job: Job, now: dt.datetime, ledger: Ledger | None) -> tuple[JobStatus, dict[str, Any] | None, str | None]:
+    """A job's status as GET shows it, with its output or its reason. A job not ended past its
+    finish-by time has died: failed, its units given back by the sweeper; unless its worker died
+    after keeping its output (kept before it is metered): then the ledger tells whether it was
+    delivered (charged: shown) or not (never to be)."""
+    if job.status is JobStatus.SUCCEEDED:
+        return job.status, job.result, None
+    if job.status is JobStatus.FAILED:
+        return job.status, None, job.reason or REASON_INTERNAL
+    if now <= job.finish_by:
+        return job.status, None, None
+    if job.result is None:  # nothing was metered: an output is kept before it is
+        return JobStatus.FAILED, None, REASON_TIMEOUT
+    if ledger is None:
+        return JobStatus.FAILED, None, REASON_TIMEOUT_UNSETTLED
+    with call("dynamodb"):  # a failure is the ledger's 5xx: an answer now could be wrong for good
+        record = ledger.record(job.request_id, group=job.caller.group, user=job.caller.user) or {}
+    if record.get("status") == {"S": DELIVERED}:
+        return JobStatus.SUCCEEDED, job.result, None
+    return JobStatus.FAILED, None, REASON_TIMEOUT
 
 
 # --- what the routes and the worker share -------------------------------------------------------
@@ -558,16 +662,11 @@ def _unreadable(error: CorruptJobError) -> tuple[int, dict[str, Any]]:
     return 500, {"error": "job_unreadable", "message": f"job {error.job_id} cannot be read; quote its id"}
 
 
-def _accepted(job: Job, now: dt.datetime) -> dict[str, Any]:
+def _accepted(job: Job, now: dt.datetime, ledger: Ledger | None = None) -> dict[str, Any]:
     """The job as a submit answers it: with the status GET shows now (a job whose worker died is
     failed, though its item still says queued or running)."""
-    return {"job_id": job.job_id, "status": _shown(job, now).value, "status_url": status_url(job.job_id)}
-
-
-def _shown(job: Job, now: dt.datetime) -> JobStatus:
-    if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED) or now <= job.finish_by:
-        return job.status
-    return JobStatus.FAILED
+    status, _, _ = _outcome(job, now, ledger)
+    return {"job_id": job.job_id, "status": status.value, "status_url": status_url(job.job_id)}
 
 
 def _payload(request: GenerationRequest, agents: Mapping[str, str]) -> dict[str, Any]:
@@ -601,16 +700,28 @@ def _release(ledger: Ledger, request: GenerationRequest, admission: Admission) -
 
 
 def _withdrawn(store: JobStore, job: str, why: str, now: dt.datetime) -> bool:
-    """A submitted job ended as failed while still queued: False when the worker has claimed it.
-    A failure to record it counts as withdrawn (GET reports it failed after its finish-by time, and
-    a worker that claims it later finds its units released: nothing is delivered)."""
+    """A submitted job withdrawn while still queued (it reads as absent: a retry under its request
+    id, as the error invites, is admitted anew): False when the worker has claimed it. A failure to
+    record it counts as withdrawn (GET reports it failed after its finish-by time, and a worker that
+    claims it later finds its units released: nothing is delivered)."""
     try:
         with call("dynamodb"):
-            return store.fail(job, why, now=now, running=False)
+            return store.withdraw(job, why, now=now)
     except UpstreamError as error:
         extra = {"job_id": job, "upstream": error.service, "code": error.code}
         logger.warning("job's failure not recorded", extra=extra)
         return True
+
+
+def _condition_failed(error: ClientError) -> bool:
+    return bool(error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException")
+
+
+def _old(error: ClientError) -> dict[str, Any]:
+    """The item a failed condition was checked on (ReturnValuesOnConditionCheckFailure=ALL_OLD);
+    empty when there was none."""
+    item = error.response.get("Item")
+    return item if isinstance(item, dict) else {}
 
 
 def _pack(value: dict[str, Any]) -> bytes:

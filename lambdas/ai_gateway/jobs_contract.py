@@ -42,6 +42,9 @@ class JobStatus(StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    # Never shown: a job whose worker could not be started, withdrawn while queued, reads as absent
+    # (a 404; a re-submit under its request id is admitted anew, as the submit's 429 or 5xx invited).
+    WITHDRAWN = "withdrawn"
 
 
 class JobMetric(StrEnum):

@@ -22,8 +22,13 @@ failure; what may pass is left for a retry:
   that no longer exists, an expired item) is failed and its admitted units released, once;
 - an output too large for its item is found before it is metered: the job fails with
   REASON_TOO_LARGE and its units are released;
-- an output delivered (metered) whose write failed fails the job with REASON_NOT_KEPT, which says
-  its units were charged;
+- a passed output is kept on the job (conditional on the job still running under this claim)
+  before it is metered: a worker killed after metering leaves it there, and GET serves it once the
+  ledger shows it delivered; a keep refused or failed releases the units;
+- an output delivered (metered) whose job could not then be marked succeeded fails the job with
+  REASON_NOT_KEPT, which says its units were charged;
+- a claim botocore retried after it landed is recognised by its owner and run; an agent's job whose
+  token left with the claim's lost first answer fails at once (REASON_TOKEN), its units released;
 - a failure of DynamoDB before the claim (an UpstreamError) is raised: Lambda retries the event
   (WORKER_RETRY_ATTEMPTS), and a job still queued is claimed then.
 """
@@ -43,13 +48,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from ai_gateway import clients
 from ai_gateway.agents import AgentClient
 from ai_gateway.contract import GENERATION_MARGIN_SECONDS
-from ai_gateway.flow import Clock, Flow
+from ai_gateway.flow import Clock, Delivery, Flow, GenerationRequest
 from ai_gateway.guardrail import Guard
 from ai_gateway.jobs import (
     REASON_GUARDRAIL,
     REASON_INTERNAL,
     REASON_NOT_KEPT,
     REASON_STALE,
+    REASON_TOKEN,
     CorruptJobError,
     Job,
     JobStore,
@@ -104,9 +110,33 @@ def runtime() -> Runtime:
     return Runtime(store=JobStore(dynamodb, current.jobs_table), ledger=ledger, flow=flow)
 
 
-def _keep(runtime: Runtime, job_id: str, result: bytes, now: dt.datetime) -> None:
-    """A delivered output kept on its job. A job that had ended meanwhile (no one but its worker
-    ends a running job) keeps nothing: logged, never silent."""
+class JobEndedError(Exception):
+    """The job was no longer running, claimed by this invocation, when its output was to be kept."""
+
+
+def _refusal(job: Job, request: GenerationRequest, deadline: float, clock: Clock) -> str | None:
+    """Why a job that can be read is not to be run (its units are released), or None."""
+    if clock.now() > job.start_by or clock.monotonic() >= deadline or job.expired(clock.now()):
+        return REASON_STALE
+    if request.output.agent is not None and request.token is None:
+        return REASON_TOKEN  # it left the table with the claim's first answer, lost (botocore retried)
+    return None
+
+
+def _keep(runtime: Runtime, job: Job, passed: Delivery, now: dt.datetime) -> bytes:
+    """A passed output kept on its job (packed) before it is metered (complete()'s ``keep``): a
+    worker that dies once it is metered leaves it for GET. What raises here releases the units."""
+    result = packed_result(passed.body())
+    with call("dynamodb"):
+        if job.claimed_by is None or not runtime.store.keep(job.job_id, result, now=now, owner=job.claimed_by):
+            raise JobEndedError(f"job {job.job_id} is no longer this invocation's")
+    return result
+
+
+def _succeed(runtime: Runtime, job_id: str, result: bytes, now: dt.datetime) -> None:
+    """A delivered output's job marked succeeded (its output kept on it already: _keep). A job that
+    had ended meanwhile (no one but its worker ends a running job) keeps nothing: logged, never
+    silent."""
     with call("dynamodb"):
         if not runtime.store.succeed(job_id, result, now=now):
             logger.error("delivered job had ended: its result not kept", extra={"job_id": job_id})
@@ -145,18 +175,18 @@ def run(job_id: str, *, remaining_seconds: float, runtime: Runtime, clock: Clock
                 "job's admission is not the ledger's: failed, its units left to the sweeper",
                 extra={"job_id": job.job_id},
             )
-        elif clock.now() > job.start_by or clock.monotonic() >= deadline or job.expired(clock.now()):
-            why = REASON_STALE
+        elif refused := _refusal(job, request, deadline, clock):
+            why = refused
         else:
-            kept: list[bytes] = []  # the output as the item keeps it, packed before it is metered
+            kept: list[bytes] = []  # the output as the item keeps it, kept before it is metered
             delivery = runtime.flow(job.agents).complete(
-                request, job.admission, keep=lambda passed: kept.append(packed_result(passed.body()))
+                request, job.admission, keep=lambda passed: kept.append(_keep(runtime, job, passed, clock.now()))
             )
             if delivery.verdict.blocked:  # complete() released the units
                 why = REASON_GUARDRAIL
             else:
                 delivered = True
-                _keep(runtime, job.job_id, kept[0], clock.now())
+                _succeed(runtime, job.job_id, kept[0], clock.now())
                 outcome = "succeeded"
     except Exception as error:  # the job's failure is its outcome, not the invocation's
         why = REASON_NOT_KEPT if delivered else reason(error)

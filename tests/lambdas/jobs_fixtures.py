@@ -113,7 +113,7 @@ def world() -> Iterator[World]:
                 store,
                 invoke,
                 stubbed,
-                jobs.Jobs(store, jobs.Worker(lambda_client, WORKER), SETTINGS),
+                jobs.Jobs(store, jobs.Worker(lambda_client, WORKER), SETTINGS, ledger),
                 times,
                 flow,
             )

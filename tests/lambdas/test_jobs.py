@@ -263,17 +263,27 @@ def test_a_request_too_large_for_a_job_is_a_413_and_admits_nothing(world: World)
     assert world.used() == 0
 
 
-def test_a_worker_that_cannot_be_started_releases_the_units_and_fails_the_job(world: World) -> None:
+def test_a_worker_that_cannot_be_started_releases_the_units_and_a_retry_is_admitted_anew(world: World) -> None:
+    """A throttled start is the caller's 429 with Retry-After: the job is withdrawn (it reads as
+    absent, its request and token dropped), so the retry under the same Idempotency-Key runs."""
     job = jobs.job_id(GOLD, "req-00000001")
     world.invoke.add_client_error("invoke", service_error_code="TooManyRequestsException", http_status_code=429)
-    with pytest.raises(UpstreamError):
-        submit(world)
-    assert world.used() == 0
-    assert world.status() == "released"
+    with pytest.raises(UpstreamError) as failed:
+        submit(world, sent="fp")
+    assert failed.value.throttled
+    assert (world.used(), world.status()) == (0, "released")
     item = world.item(job)
-    assert item["status"] == {"S": "failed"}
+    assert item["status"] == {"S": "withdrawn"}
     assert item["reason"] == {"S": jobs.REASON_UPSTREAM.format(service="lambda")}
     assert "payload" not in item
+    world.times.now = NOW + dt.timedelta(seconds=1)
+    assert jobs.resubmitted(GOLD, "req-00000001", "fp", now=world.times.now, jobs=world.jobs) is None
+    assert jobs.read(job, caller=GOLD, clock=world.times.clock(), jobs=world.jobs)[0] == 404
+    assert run(world, job) == "skipped"  # the first start's event, should it arrive after all
+    expect_invoke(world, job)
+    status, body = submit(world, sent="fp")
+    assert (status, body["status"]) == (202, "queued")
+    assert (world.used(), world.status(), world.item(job)["status"]) == (1, "admitted", {"S": "queued"})
 
 
 class StartedThenLost:
