@@ -603,6 +603,13 @@ def _masked_as(messages: list[dict[str, str]], texts: list[str]) -> list[dict[st
     return [{"role": m["role"], "content": [{"text": t}]} for m, t in zip(messages, texts, strict=True)]
 
 
+def _answers(gateway: Gateway, messages: list[dict[str, Any]]) -> None:
+    """The model answers "Done." when it is sent exactly ``messages``; the output passes."""
+    params = {"modelId": "amazon.nova-pro-v1:0", "system": ANY, "messages": messages, "inferenceConfig": ANY}
+    converse_ok(gateway.bedrock, "amazon.nova-pro-v1:0", "Done.", params)
+    guard_output(gateway.bedrock, "Done.")
+
+
 def test_what_was_masked_among_the_others_is_masked_in_a_text_that_passes_alone(
     gateway: Gateway, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -614,14 +621,7 @@ def test_what_was_masked_among_the_others_is_masked_in_a_text_that_passes_alone(
     guard_input(gateway.bedrock, turns, anonymized("I am {NAME} ...", found={"Jane Roe": "NAME"}))
     guard_input(gateway.bedrock, [turns[0]])  # passed alone
     guard_input(gateway.bedrock, [turns[1]], anonymized("Hello {NAME}.", "NAME"))
-    expected = _masked_as(messages, ["I am {NAME}, from Leeds", "Hello {NAME}.", "Book it"])
-    converse_ok(
-        gateway.bedrock,
-        "amazon.nova-pro-v1:0",
-        "Booked.",
-        {"modelId": "amazon.nova-pro-v1:0", "system": ANY, "messages": expected, "inferenceConfig": ANY},
-    )
-    guard_output(gateway.bedrock, "Booked.")
+    _answers(gateway, _masked_as(messages, ["I am {NAME}, from Leeds", "Hello {NAME}.", "Book it"]))
     assert call(rest_event("POST", "/v1/chat", {"messages": messages})).status == 200
     out = capsys.readouterr().out
     assert '"pii:NAME"' in out
@@ -637,14 +637,7 @@ def test_a_match_no_text_holds_as_reported_makes_each_text_be_checked_alone(gate
     guard_input(gateway.bedrock, [turns[0]], anonymized("mail me: {EMAIL}"))
     guard_input(gateway.bedrock, [turns[1]])
     guard_input(gateway.bedrock, [turns[2]])
-    expected = _masked_as(messages, ["mail me: {EMAIL}", "Thanks.", "ok"])
-    converse_ok(
-        gateway.bedrock,
-        "amazon.nova-pro-v1:0",
-        "Sent.",
-        {"modelId": "amazon.nova-pro-v1:0", "system": ANY, "messages": expected, "inferenceConfig": ANY},
-    )
-    guard_output(gateway.bedrock, "Sent.")
+    _answers(gateway, _masked_as(messages, ["mail me: {EMAIL}", "Thanks.", "ok"]))
     assert call(rest_event("POST", "/v1/chat", {"messages": messages})).status == 200
 
 
