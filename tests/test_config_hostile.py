@@ -195,6 +195,49 @@ def test_the_longest_names_aws_takes_load() -> None:
     assert (loaded.prefix, len(loaded.sandbox.knowledge_base.documents_prefix)) == ("abc-def-ghi-jklm", 300)
 
 
+SINGLE_CALL = {"description": "A report. Each record has: {fields}.", "path": "/v2/report", "fields": {"a": "a"}}
+
+
+# The gateway names a tool <target>___<tool>: a tool name with "__" in it (report___summary) would
+# be authorized as one tool and read as another by whatever splits the name elsewhere.
+SINGLE_UNDERSCORES = "single _, starting with a letter and ending with a letter or digit"
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("report___summary", SINGLE_UNDERSCORES),
+        ("report__summary", SINGLE_UNDERSCORES),
+        ("summary_", SINGLE_UNDERSCORES),
+        ("a" * 49, "at most 48 characters"),
+    ],
+)
+@pytest.mark.parametrize("where", ["legacy_apis", "tool_requests_per_minute", "workloads"])
+def test_a_tool_name_with_two_underscores_in_a_row_or_a_trailing_one_is_refused(
+    name: str, reason: str, where: str
+) -> None:
+    def declared(raw: dict[str, Any]) -> None:
+        if where == "legacy_apis":
+            raw["production"]["legacy_apis"]["orders"]["tools"][name] = SINGLE_CALL
+        elif where == "tool_requests_per_minute":
+            raw["production"]["tool_requests_per_minute"] = {name: 10}
+        else:
+            raw["workloads"]["support"]["tools"] = ["knowledge_search", name]
+
+    lines = refusal(config(declared, WORKLOAD)).splitlines()
+    assert any(name in line and reason in line for line in lines), lines
+
+
+def test_a_tool_name_of_single_underscores_up_to_48_characters_loads() -> None:
+    name = "report_summary_" + "a" * 31 + "_1"  # 48
+
+    def declared(raw: dict[str, Any]) -> None:
+        raw["production"]["legacy_apis"]["orders"]["tools"][name] = SINGLE_CALL
+        raw["production"]["tool_requests_per_minute"] = {name: 10}
+
+    assert name in load_config({"blueprint": config(declared)}).production.legacy_apis["orders"].tools
+
+
 def test_two_agents_whose_evaluation_names_are_one_are_refused() -> None:
     """Cut to 48 characters, <prefix>_<agent>_tools can be one name for two agents (each in its own
     stack: CDK cannot see it, the second deploy would fail on the first's results log group)."""

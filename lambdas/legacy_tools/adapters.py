@@ -56,8 +56,13 @@ class Tool:
 class FindOrders(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    # Letters, digits and the marks real addresses hold (. _ + ' -): no * or %, which a lookup may
+    # read as wildcards, and no space, double quote or control character. Whatever the lookup
+    # matches, only a customer of exactly this address is used (_the_customer).
     customer_email: str = Field(
-        pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254, description="The customer's e-mail address"
+        pattern=r"^[A-Za-z0-9._+'-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$",
+        max_length=254,
+        description="The customer's e-mail address",
     )
     status: str | None = Field(default=None, pattern=r"^[a-z_]{1,32}$", description="Only orders in this status")
     cursor: str | None = Field(default=None, max_length=512, description="next_cursor of the previous page")
@@ -74,13 +79,29 @@ def find_orders(client: LegacyClient, shape: Shape, arguments: Mapping[str, Any]
     query = {"tool": "find_orders", "customer_email": request.customer_email, "status": request.status}
     offset = decode_cursor(request.cursor, query)  # a forged cursor costs the service no call
     customers, _ = client.get("/v2/customers", {"email": request.customer_email})
-    matches = _list(_object(_object(customers, "the answer").get("data"), "data").get("items"), "data.items")
-    if not matches:
-        raise ToolError("not_found", "no customer has that e-mail address")
-    customer_id = _chained_segment(_object(matches[0], "data.items[0]").get("customerId"), "customerId")
+    items = _list(_object(_object(customers, "the answer").get("data"), "data").get("items"), "data.items")
+    customer = _the_customer(items, request.customer_email)
+    customer_id = _chained_segment(customer.get("customerId"), "customerId")
     listing, _ = client.get(f"/v2/customers/{customer_id}/orders", {"status": request.status})
     orders = _list(_object(_object(listing, "the answer").get("data"), "data").get("orders"), "data.orders")
     return _page(orders, shape, shape.fields["find_orders"], query=query, offset=offset)
+
+
+def _the_customer(items: list[Any], email: str) -> Mapping[str, Any]:
+    """The one customer whose e-mail address is ``email`` (in any case). The lookup is the
+    service's to match as it likes (loosely, by prefix, or not at all): whatever else it answers is
+    no customer of this address, and of several of them none can be told to be the one asked for."""
+    matches: list[Mapping[str, Any]] = []
+    for index, item in enumerate(items):
+        customer = _object(item, f"data.items[{index}]")
+        address = customer.get("email")
+        if isinstance(address, str) and address.lower() == email.lower():
+            matches.append(customer)
+    if not matches:
+        raise ToolError("not_found", "no customer has that e-mail address")
+    if len(matches) > 1:  # (the taxonomy's kind for "this argument cannot name one customer")
+        raise ToolError("invalid_argument", "customer_email: more than one customer has that e-mail address")
+    return matches[0]
 
 
 def get_customer(client: LegacyClient, shape: Shape, arguments: Mapping[str, Any]) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from shared.logs import service_logger
 from shared.observability import Dimension, Metric
 from shared.runtime_config import DocumentReader, RuntimeConfigError
 from shared.tool_errors import ToolError
-from shared.tools import TOOL_NAME_KEY, unqualified
+from shared.tools import TOOL_NAME_KEY, split
 
 logger = service_logger()
 metrics = Metrics()
@@ -63,6 +63,9 @@ DECLARATIONS_UNAVAILABLE = ToolError(
 )
 
 
+UNKNOWN_TOOL = ToolError("invalid_argument", "unknown tool; call one of the tools your tools list shows")
+
+
 def _known() -> dict[str, Tool]:
     """tools(), or none when the declarations cannot be read (run() answers that)."""
     try:
@@ -81,15 +84,30 @@ def client() -> LegacyClient:
     return client_for(settings().legacy_api)
 
 
+def _shown(text: str) -> str:
+    """A caller's text as it may be logged: clipped (a clipped name ends in "…", so names no tool),
+    a lone surrogate (JSON carries one, UTF-8 cannot) written as its escape: the log line with it
+    would be lost."""
+    return clip(text.encode("utf-8", "backslashreplace").decode())
+
+
 def tool_name(context: Any) -> str:
-    """The tool the gateway names, clipped: it is logged and may be echoed (an unknown name is the
-    caller's text; a clipped one ends in "…", so names no tool). A lone surrogate (JSON carries
-    one, UTF-8 cannot) is written as its escape: the log line with it would be lost."""
+    """The tool the gateway names, ``<target>___<tool>``, when the target is this function's API:
+    its tool part, clipped. Any other name (another target's, or none: the gateway always names
+    the target) names no tool here: "". The name is split at its first separator, as the gateway's
+    interceptor and policies see it, so ``orders___report___summary`` can only run the tool
+    ``report___summary`` (config forbids such a name), never ``summary``."""
     custom = getattr(getattr(context, "client_context", None), "custom", None)
     if not isinstance(custom, dict):  # absent, or not what the gateway sends: no tool named
         return ""
-    name = unqualified(str(custom.get(TOOL_NAME_KEY, "")))
-    return clip(name.encode("utf-8", "backslashreplace").decode())
+    target, name = split(str(custom.get(TOOL_NAME_KEY, "")))
+    if target != settings().api_name:
+        logger.info(
+            "tool of another target refused",
+            extra={"target": None if target is None else _shown(target), "tool": _shown(name)},
+        )
+        return ""
+    return _shown(name)
 
 
 def run(name: str, arguments: Any) -> dict[str, Any]:
@@ -101,8 +119,10 @@ def run(name: str, arguments: Any) -> dict[str, Any]:
         return DECLARATIONS_UNAVAILABLE.result()
     tool = tools.get(name)
     if tool is None:
-        known = ", ".join(tools)
-        return ToolError("invalid_argument", f"unknown tool {clip(name) or '(none)'}; tools: {known}").result()
+        # This function serves every tool of its API, other groups' too: which ones, and what was
+        # asked, go to the log alone. The agent's own tools are the ones its tools/list shows.
+        logger.info("unknown tool", extra={"tool": _shown(name) or None, "tools": sorted(tools)})
+        return UNKNOWN_TOOL.result()
     if not isinstance(arguments, dict):
         return ToolError("invalid_argument", "arguments: an object is required").result()
     try:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import math
 import random
 import re
@@ -25,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, Protocol
-from urllib.parse import urlencode
+from urllib.parse import quote_plus, urlencode
 
 import urllib3
 
@@ -62,6 +63,11 @@ class Credentials:
         return f"Credentials(client_id={self.client_id!r}, client_secret=***)"
 
 
+logger = logging.getLogger(__name__)
+# What the agent is told when the tool's credentials cannot be used: nothing of where they are kept.
+CREDENTIALS_UNUSABLE = "the tool's credentials for the service are not usable"
+
+
 @cache
 def _secrets() -> Any:
     """Powertools' Secrets Manager provider, its client's time bounded (shared.tools.SECRET_READ_SECONDS;
@@ -81,7 +87,10 @@ def secret_credentials(secret_name: str) -> Credentials:
     client_id = secret.get("client_id") if isinstance(secret, dict) else None
     client_secret = secret.get("client_secret") if isinstance(secret, dict) else None
     if not isinstance(client_id, str) or not isinstance(client_secret, str):
-        raise ToolError("forbidden", f"the secret {secret_name} does not hold a client_id and a client_secret")
+        # The secret's name is the operator's to know, not the agent's: only the log line has it
+        # (its name and what is wrong, never a value it holds).
+        logger.error("legacy API secret unusable: no client_id and client_secret", extra={"secret": secret_name})
+        raise ToolError("forbidden", CREDENTIALS_UNUSABLE)
     return Credentials(client_id=client_id, client_secret=client_secret)
 
 
@@ -267,7 +276,9 @@ class LegacyClient:
     def _fetch_token(self) -> None:
         credentials = self._credentials()
         try:
-            pair = f"{credentials.client_id}:{credentials.client_secret}".encode()
+            # RFC 6749 2.3.1: each form-urlencoded, then joined by a colon, so a colon, a % or a +
+            # in either reaches the server as itself.
+            pair = f"{quote_plus(credentials.client_id)}:{quote_plus(credentials.client_secret)}".encode()
         except UnicodeEncodeError:  # half a surrogate pair (JSON can escape one): its error would hold the secret
             raise ToolError("forbidden", "the client credentials are not UTF-8 text") from None
         basic = base64.b64encode(pair).decode()

@@ -97,9 +97,19 @@ def qualified(target: str, tool: str) -> str:
     return f"{target}{TARGET_SEPARATOR}{tool}"
 
 
+def split(name: str) -> tuple[str | None, str]:
+    """A gateway tool name's target and tool: what comes before its FIRST separator and what
+    after (no target when it has none). The first, not the last: a target name holds no ``_``,
+    so the gateway authorizes ``orders___report___summary`` as the tool ``report___summary`` of
+    ``orders``, and a target must run that tool, never ``summary`` (config forbids ``__`` in a
+    tool name; this holds whatever a name holds)."""
+    target, separator, tool = name.partition(TARGET_SEPARATOR)
+    return (target, tool) if separator else (None, name)
+
+
 def unqualified(name: str) -> str:
     """The tool part of a gateway tool name (the name itself when it has no target)."""
-    return name.split(TARGET_SEPARATOR)[-1]
+    return split(name)[1]
 
 
 @dataclass(frozen=True)

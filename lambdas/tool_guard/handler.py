@@ -54,7 +54,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -70,12 +70,12 @@ from shared.runtime_config import DocumentReader
 from shared.telemetry import CONVERSATION
 from shared.tokens import GROUP_CLAIM, InvalidToken, TokenVerifier, bearer
 from shared.tools import (
+    BUILTIN_TOOLS,
     CLASSIFICATIONS_ARGUMENT,
     CONVERSATION_ARGUMENT,
     GATEWAY_ARGUMENTS,
     GROUP_ARGUMENT,
     KNOWLEDGE_SEARCH,
-    TARGET_SEPARATOR,
     WEB_TARGET,
     WEB_TOOLS,
     qualified,
@@ -107,8 +107,9 @@ INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
-# Whatever target serves it, knowledge search is the tool named so.
-SEARCH_SUFFIX = TARGET_SEPARATOR + KNOWLEDGE_SEARCH
+# Knowledge search, as the gateway names it: exactly, not by its ending (another target's tool
+# could end in ___knowledge_search and would be handed the caller's classifications).
+SEARCH_CALL = qualified(BUILTIN_TOOLS[KNOWLEDGE_SEARCH], KNOWLEDGE_SEARCH)
 # The web tools, as the gateway names them (their MCP server is one target).
 WEB_CALLS = frozenset(qualified(WEB_TARGET, tool) for tool in WEB_TOOLS)
 SSE_FIELDS = ("event", "id", "retry")  # kept as sent; every data field is rewritten
@@ -137,20 +138,32 @@ def bindings() -> DocumentReader[ToolBindings]:
     return DocumentReader(settings().bindings, ToolBindings)
 
 
+@dataclass(frozen=True)
+class Grant:
+    """What one group may do, from one version of the bindings: call ``tools`` (qualified names,
+    ``<target>___<tool>``) and search documents of ``classifications``."""
+
+    tools: frozenset[str]
+    classifications: tuple[str, ...]
+
+
+def _grants(document: ToolBindings) -> dict[str, Grant]:
+    # The document's validator has every group in both maps.
+    return {
+        group: Grant(tools=frozenset(tools), classifications=tuple(document.data_classifications[group]))
+        for group, tools in document.tool_bindings.items()
+    }
+
+
 @cache
-def allowed_tools_view() -> Callable[[], dict[str, frozenset[str]]]:
-    return bindings().derive(
-        lambda document: {group: frozenset(tools) for group, tools in document.tool_bindings.items()}
-    )
+def allowed_tools_view() -> Callable[[], dict[str, Grant]]:
+    return bindings().derive(_grants)
 
 
-def allowed_tools() -> dict[str, frozenset[str]]:
-    """group -> qualified tool names (``<target>___<tool>``), from the current bindings."""
+def allowed_tools() -> dict[str, Grant]:
+    """group -> its grant, from the current bindings: read once a request, so the tools a call is
+    checked against and the classifications written into it come from one version."""
     return allowed_tools_view()()
-
-
-def group_classifications() -> dict[str, list[str]]:
-    return bindings().get().data_classifications
 
 
 @cache
@@ -170,8 +183,15 @@ class Refusal(Exception):  # noqa: N818 - what the caller gets
 @dataclass(frozen=True)
 class Caller:
     group: str | None
-    tools: frozenset[str]
+    grant: Grant
     conversation: str | None
+
+    @property
+    def tools(self) -> frozenset[str]:
+        return self.grant.tools
+
+
+NO_GRANT = Grant(tools=frozenset(), classifications=())
 
 
 def header(headers: Any, name: str) -> str | None:
@@ -182,7 +202,7 @@ def header(headers: Any, name: str) -> str | None:
     return values[0] if len(values) == 1 and isinstance(values[0], str) else None
 
 
-def caller_group(headers: Any, allowed: dict[str, frozenset[str]] | None = None) -> str | None:
+def caller_group(headers: Any, allowed: Mapping[str, Grant] | None = None) -> str | None:
     """The caller's configured group; None when anything about the caller is off."""
     try:
         claims = verifier().claims(bearer(header(headers, AUTHORIZATION)))
@@ -219,7 +239,7 @@ def intercept(event: Any) -> dict[str, Any]:
         logger.append_keys(**{CONVERSATION: conversation})
     allowed = allowed_tools()  # one version of the bindings for the whole request
     group = caller_group(headers, allowed)
-    caller = Caller(group=group, tools=allowed[group] if group else frozenset(), conversation=conversation)
+    caller = Caller(group=group, grant=allowed[group] if group else NO_GRANT, conversation=conversation)
     body = request.get("body")
     if mcp.get("gatewayResponse") is not None:
         return _on_response(body, mcp["gatewayResponse"], caller)
@@ -297,11 +317,10 @@ def _checked_call(message: dict[str, Any], caller: Caller) -> dict[str, Any]:
     sent = {k: v for k, v in (arguments or {}).items() if k not in GATEWAY_ARGUMENTS}
     if name in WEB_CALLS:
         return {**message, "params": {**params, "arguments": {**sent, GROUP_ARGUMENT: caller.group}}}
-    if not name.endswith(SEARCH_SUFFIX):
+    if name != SEARCH_CALL:
         # No other tool takes them: an agent's value for one reaches no target.
         return message if arguments is None else {**message, "params": {**params, "arguments": sent}}
-    # (None if the bindings changed since: the search refuses a call without them.)
-    written = {**sent, CLASSIFICATIONS_ARGUMENT: group_classifications().get(caller.group)}
+    written = {**sent, CLASSIFICATIONS_ARGUMENT: list(caller.grant.classifications)}
     if caller.conversation:
         written[CONVERSATION_ARGUMENT] = caller.conversation
     return {**message, "params": {**params, "arguments": written}}

@@ -99,10 +99,15 @@ TargetName = Annotated[
         "digit, such as orders"
     ),
 ]
+# Tool names: the gateway names a tool <target>___<tool>, so a tool name never holds two _ in a
+# row (orders___report___summary would read as two targets' worth of names to one side or another).
 ToolName = Annotated[
     str,
-    Field(pattern=r"^[a-z][a-z0-9_]{0,47}$"),
-    Meaning("1 to 48 lowercase letters, digits or _, starting with a letter, such as find_orders"),
+    Field(max_length=48, pattern=r"^[a-z](_?[a-z0-9])*$"),
+    Meaning(
+        "1 to 48 lowercase letters, digits or single _, starting with a letter and ending with a letter or "
+        "digit, such as find_orders"
+    ),
 ]
 IdentifierName = Annotated[
     str,

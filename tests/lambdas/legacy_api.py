@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from email.message import Message
 from http.server import BaseHTTPRequestHandler
 from typing import Any, Literal
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, unquote_plus, urlparse
 
 from tests.lambdas.loopback import QuietHandler, loopback
 
@@ -184,6 +184,8 @@ class LegacyApi:
     sent_bytes: int = 0  # body bytes of hostile answers that reached the socket
     stopped: threading.Event = field(default_factory=threading.Event)  # ends drips and holds
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # The one client the token endpoint knows: (client_id, client_secret).
+    client: tuple[str, str] = (CLIENT_ID, CLIENT_SECRET)
 
     def revoke_tokens(self) -> None:
         with self.lock:
@@ -319,13 +321,24 @@ def _coded(
     return gzip.compress(data), {**headers, "Content-Encoding": "gzip"}
 
 
+def _basic_client(authorization: str | None) -> tuple[str, str] | None:
+    """The client of a Basic header as RFC 6749 2.3.1 has it: base64 of the form-urlencoded id, a
+    colon and the form-urlencoded secret (so a colon or a % in either reads as itself)."""
+    scheme, _, encoded = (authorization or "").partition(" ")
+    try:
+        client_id, colon, secret = base64.b64decode(encoded, validate=True).decode().partition(":")
+        client = unquote_plus(client_id, errors="strict"), unquote_plus(secret, errors="strict")
+    except ValueError:  # not base64, or not UTF-8 (binascii.Error and UnicodeDecodeError are ValueErrors)
+        return None
+    return client if scheme == "Basic" and colon else None
+
+
 def _token_answer(
     api: LegacyApi, path: str, authorization: str | None, form: Mapping[str, list[str]]
 ) -> tuple[int, Any]:
     """The token endpoint: a fresh token for the known client asking with the client-credentials
     grant (a form, RFC 6749 4.4.2), or the hostile answer queued for it."""
-    expected = "Basic " + base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
-    if path != "/oauth/token" or authorization != expected:
+    if path != "/oauth/token" or _basic_client(authorization) != api.client:
         return 401, {"error": "invalid_client"}
     if form != {"grant_type": ["client_credentials"]}:
         return 400, {"error": "unsupported_grant_type"}

@@ -177,16 +177,23 @@ def test_credentials_are_read_from_the_secrets_json(secrets: Any, monkeypatch: p
         "c:s",
     ],
 )
-def test_a_secret_without_a_client_id_and_secret_is_forbidden_naming_the_secret_only(
-    secrets: Any, monkeypatch: pytest.MonkeyPatch, secret: Any
+def test_a_secret_without_a_client_id_and_secret_is_forbidden_naming_the_secret_in_the_log_only(
+    secrets: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, secret: Any
 ) -> None:
+    """The agent is told the credentials are unusable, not where they are kept; the log line names
+    the secret and never a value it holds (issue 14)."""
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     secrets.create_secret(Name="team/orders", SecretString=json.dumps(secret))
     error = failure(lambda: secret_credentials("team/orders"))
-    assert (error.kind, error.message) == (
-        "forbidden",
-        "the secret team/orders does not hold a client_id and a client_secret",
+    assert (error.kind, error.message) == ("forbidden", "the tool's credentials for the service are not usable")
+    assert "team/orders" not in json.dumps(error.result())
+    (record,) = [r for r in caplog.records if r.name == "shared.legacy_client"]
+    assert (record.levelname, record.getMessage(), getattr(record, "secret", None)) == (
+        "ERROR",
+        "legacy API secret unusable: no client_id and client_secret",
+        "team/orders",
     )
+    assert "c:s" not in caplog.text
 
 
 def test_the_secret_is_cached_for_five_minutes(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -252,10 +252,19 @@ MALFORMED = {
     "data a list": (b'{"data": []}', f"{CHANGED}data is not an object"),
     "items an object": (b'{"data": {"items": {}}}', f"{CHANGED}data.items is not a list"),
     "item a number": (b'{"data": {"items": [7]}}', f"{CHANGED}data.items[0] is not an object"),
-    "no id": (b'{"data": {"items": [{}]}}', f"{CHANGED}customerId is not an identifier"),
-    "id an object": (b'{"data": {"items": [{"customerId": {"a": 1}}]}}', f"{CHANGED}customerId is not an identifier"),
-    "id a boolean": (b'{"data": {"items": [{"customerId": true}]}}', f"{CHANGED}customerId is not an identifier"),
-    "id a dot segment": (b'{"data": {"items": [{"customerId": ".."}]}}', f"{CHANGED}customerId is not an identifier"),
+    "no id": (b'{"data": {"items": [{"email": "ada@example.com"}]}}', f"{CHANGED}customerId is not an identifier"),
+    "id an object": (
+        b'{"data": {"items": [{"customerId": {"a": 1}, "email": "ada@example.com"}]}}',
+        f"{CHANGED}customerId is not an identifier",
+    ),
+    "id a boolean": (
+        b'{"data": {"items": [{"customerId": true, "email": "ada@example.com"}]}}',
+        f"{CHANGED}customerId is not an identifier",
+    ),
+    "id a dot segment": (
+        b'{"data": {"items": [{"customerId": "..", "email": "ada@example.com"}]}}',
+        f"{CHANGED}customerId is not an identifier",
+    ),
 }
 
 
@@ -394,7 +403,9 @@ def test_a_redirect_is_not_followed_to_another_host(api: LegacyApi) -> None:
 
 @pytest.mark.parametrize("hostile", ["../admin", "x?y=1", "a/b", "%2e%2e", "a#b", "..%2Fadmin", "C-1001/../../admin"])
 def test_an_upstream_value_cannot_steer_the_chained_request(api: LegacyApi, hostile: str) -> None:
-    api.answers[CUSTOMERS] = Answer(body=json.dumps({"data": {"items": [{"customerId": hostile}]}}).encode())
+    api.answers[CUSTOMERS] = Answer(
+        body=json.dumps({"data": {"items": [{"customerId": hostile, "email": CUSTOMER_EMAIL}]}}).encode()
+    )
     error = refusal(make_client(api))
     assert error.kind == "not_found"  # one unknown customer's orders: nothing else was asked for
     chained = api.requests[-1]
@@ -409,7 +420,9 @@ def test_an_id_holding_half_a_surrogate_pair_is_read_as_a_replacement_character_
 ) -> None:
     """JSON may escape half a surrogate pair, which no UTF-8 (so no URL) holds: the client reads it
     as U+FFFD, so the chained request is one encoded segment (an unknown customer's orders)."""
-    api.answers[CUSTOMERS] = Answer(body=b'{"data": {"items": [{"customerId": "\\ud800x"}]}}')
+    api.answers[CUSTOMERS] = Answer(
+        body=b'{"data": {"items": [{"customerId": "\\ud800x", "email": "ada@example.com"}]}}'
+    )
     assert refusal(make_client(api)).kind == "not_found"
     assert api.requests[-1] == f"/v2/customers/{quote(chr(0xFFFD) + 'x', safe='')}/orders"
 
@@ -513,7 +526,7 @@ def test_any_json_anywhere_in_an_answer_is_a_result_or_a_taxonomy_error(
         "data": {"data": value},
         "items": {"data": {"items": value}},
         "item": {"data": {"items": [value]}},
-        "customerId": {"data": {"items": [{"customerId": value}]}},
+        "customerId": {"data": {"items": [{"customerId": value, "email": CUSTOMER_EMAIL}]}},
     }[where]
     answer_or_error(hostile_api, CUSTOMERS, json.dumps(wrapped).encode())
 

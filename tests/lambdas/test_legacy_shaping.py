@@ -30,7 +30,7 @@ from shared.legacy_client import LegacyClient
 from shared.tool_errors import ADVICE, ToolError
 
 EMAIL = "ada@example.com"
-CUSTOMERS = {"data": {"items": [{"customerId": "C-1"}]}}
+CUSTOMERS = {"data": {"items": [{"customerId": "C-1", "email": EMAIL}]}}
 ORDERS = "/v2/customers/C-1/orders"
 FIELDS = {"find_orders": {"order_id": "orderId"}, "get_customer": {"name": "customer.name", "cities": "addresses"}}
 SHAPE = Shape(top_k=2, byte_budget=4000, fields=FIELDS)
@@ -344,7 +344,7 @@ def test_get_customer_fetches_any_valid_id_as_one_segment(customer_id: str) -> N
 
 @pytest.mark.parametrize("customer_id", ["", ".", "..", "x" * 257, 10**257])
 def test_a_customer_id_that_is_not_one_segment_of_at_most_256_is_a_changed_answer(customer_id: Any) -> None:
-    customers = {"data": {"items": [{"customerId": customer_id}]}}
+    customers = {"data": {"items": [{"customerId": customer_id, "email": EMAIL}]}}
     answer, fake = refusal("find_orders", {"/v2/customers": customers}, {"customer_email": EMAIL})
     assert answer == changed("customerId is not an identifier")
     assert [path for path, _ in fake.requests] == ["/v2/customers"]
@@ -355,7 +355,7 @@ def test_a_customer_id_that_is_not_one_segment_of_at_most_256_is_a_changed_answe
     [("x" * 256, "x" * 256), (10**255, "1" + "0" * 255), ("a/b?c#%2e", "a%2Fb%3Fc%23%252e"), ("X.Y", "X.Y")],
 )
 def test_a_customer_id_of_up_to_256_characters_is_sent_as_one_encoded_segment(customer_id: Any, segment: str) -> None:
-    customers = {"data": {"items": [{"customerId": customer_id}]}}
+    customers = {"data": {"items": [{"customerId": customer_id, "email": EMAIL}]}}
     listing = f"/v2/customers/{segment}/orders"
     result, fake = call(
         "find_orders", {"/v2/customers": customers, listing: {"data": {"orders": []}}}, {"customer_email": EMAIL}
@@ -453,3 +453,80 @@ def test_a_single_call_tool_carries_its_declared_spec() -> None:
     assert (tool.spec.name, tool.spec.description) == ("orders_of", declared.description)
     assert tool.spec.input_schema() == declared.input_schema()
     assert tool.spec.describe(["id"]) == "A customer's orders. Each record has: id."
+
+
+# find_orders uses the customer of exactly the address asked for: the service's lookup may match
+# loosely (by prefix, by a wildcard, or not at all), and the first item it answers may be anyone's.
+
+
+@pytest.mark.parametrize(
+    "items",
+    [
+        [{"customerId": "C-2", "email": "bob@example.com"}, {"customerId": "C-1", "email": EMAIL}],
+        [{"customerId": "C-2"}, {"customerId": "C-1", "email": "ADA@Example.com"}],  # any case
+        [None, {"customerId": "C-2", "email": [EMAIL]}, {"customerId": "C-1", "email": EMAIL}],
+    ],
+)
+def test_find_orders_lists_the_orders_of_the_customer_with_the_address_asked_for(items: list[Any]) -> None:
+    listing = {"data": {"orders": [{"orderId": "O-1"}]}}
+    result, fake = call(
+        "find_orders", {"/v2/customers": {"data": {"items": items}}, ORDERS: listing}, {"customer_email": EMAIL}
+    )
+    assert result["records"] == [{"order_id": "O-1"}]
+    assert [path for path, _ in fake.requests] == ["/v2/customers", ORDERS]
+
+
+@pytest.mark.parametrize(
+    "items",
+    [
+        [{"customerId": "C-2", "email": "bob@example.com"}],  # a lookup that ignored the filter
+        [{"customerId": "C-2", "email": "ada@example.com.evil"}, {"customerId": "C-3", "email": "xada@example.com"}],
+        [{"customerId": "C-2"}],  # no address to tell
+    ],
+)
+def test_find_orders_finds_no_customer_when_none_has_the_address_asked_for(items: list[Any]) -> None:
+    answer, fake = refusal("find_orders", {"/v2/customers": {"data": {"items": items}}}, {"customer_email": EMAIL})
+    assert answer["error"]["kind"] == "not_found"
+    assert answer["error"]["message"] == "no customer has that e-mail address"
+    assert [path for path, _ in fake.requests] == ["/v2/customers"]  # no one's orders were asked for
+
+
+def test_find_orders_refuses_an_address_that_several_customers_have() -> None:
+    items = [{"customerId": "C-1", "email": EMAIL}, {"customerId": "C-2", "email": EMAIL.upper()}]
+    answer, fake = refusal("find_orders", {"/v2/customers": {"data": {"items": items}}}, {"customer_email": EMAIL})
+    assert answer == {
+        "error": {
+            "kind": "invalid_argument",
+            "message": "customer_email: more than one customer has that e-mail address",
+            "advice": ADVICE["invalid_argument"],
+        }
+    }
+    assert [path for path, _ in fake.requests] == ["/v2/customers"]
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        "*@example.com",
+        "%@example.com",
+        "a*b@example.com",
+        "ada@exa%mple.com",
+        'a"b@example.com',
+        "a b@example.com",
+        "ada@example",
+    ],
+)
+def test_find_orders_refuses_an_address_with_a_wildcard_or_another_mark_no_address_holds(email: str) -> None:
+    answer, fake = refusal("find_orders", {}, {"customer_email": email})
+    assert answer["error"]["kind"] == "invalid_argument"
+    assert answer["error"]["message"].startswith("customer_email: String should match pattern")
+    assert fake.requests == []
+
+
+@pytest.mark.parametrize(
+    "email", ["ada@example.com", "Ada.Lovelace+orders@mail.example.co.uk", "o'brien@example.com", "a_b-c@ex-ample.io"]
+)
+def test_find_orders_takes_the_addresses_people_have(email: str) -> None:
+    items = [{"customerId": "C-1", "email": email}]
+    answers = {"/v2/customers": {"data": {"items": items}}, ORDERS: {"data": {"orders": []}}}
+    assert call("find_orders", answers, {"customer_email": email})[0]["total"] == 0

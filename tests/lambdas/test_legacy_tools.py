@@ -16,6 +16,7 @@ from shared import legacy_client
 from shared.legacy_client import ClientSettings, Credentials, LegacyClient
 from shared.runtime_config import ConfigLocation, DocumentReader
 from shared.tool_errors import ToolError
+from shared.tools import TOOL_NAME_KEY, split, unqualified
 from tests.lambdas.conftest import FakeClientContext, FakeContext
 from tests.lambdas.legacy_api import (
     ARTICLE_COUNT,
@@ -269,6 +270,22 @@ def test_wrong_credentials_are_forbidden(api: LegacyApi, clock: Clock) -> None:
     assert failure.value.kind == "forbidden"
 
 
+@pytest.mark.parametrize(
+    ("client_id", "client_secret"),
+    [("svc:orders", "p+w%2F/é:x y"), ("gateway client", "100%+"), (CLIENT_ID, CLIENT_SECRET)],
+)
+def test_credentials_are_form_urlencoded_before_basic_auth(
+    api: LegacyApi, clock: Clock, client_id: str, client_secret: str
+) -> None:
+    """RFC 6749 2.3.1: a colon, %, + or space in the id or the secret reaches the token endpoint as
+    itself (the fake decodes the header as the RFC says a server does), not as a wrong client."""
+    api.client = (client_id, client_secret)
+    settings = ClientSettings(base_url=api.url, timeout_seconds=10)
+    encoded = LegacyClient(settings, lambda: Credentials(client_id, client_secret), clock=clock)
+    assert find_orders(encoded)["total"] == ORDER_COUNT
+    assert api.token_requests == 1
+
+
 def test_the_handler_reads_the_tool_name_the_gateway_sends(
     client: LegacyClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -277,8 +294,70 @@ def test_the_handler_reads_the_tool_name_the_gateway_sends(
     find = FakeContext(client_context=FakeClientContext({"bedrockAgentCoreToolName": "orders___find_orders"}))
     assert handler.lambda_handler({"customer_email": CUSTOMER_EMAIL}, find)["total"] == ORDER_COUNT
     drop = FakeContext(client_context=FakeClientContext({"bedrockAgentCoreToolName": "orders___drop_tables"}))
-    assert handler.lambda_handler({}, drop)["error"]["message"].startswith("unknown tool drop_tables")
+    assert handler.lambda_handler({}, drop) == handler.UNKNOWN_TOOL.result()
     assert handler.lambda_handler(["not", "an", "object"], FakeContext())["error"]["kind"] == "invalid_argument"
+
+
+def named(name: str) -> FakeContext:
+    return FakeContext(client_context=FakeClientContext({TOOL_NAME_KEY: name}))
+
+
+@pytest.mark.parametrize(
+    ("name", "target", "tool"),
+    [
+        ("orders___find_orders", "orders", "find_orders"),
+        ("orders___report___summary", "orders", "report___summary"),
+        ("x___orders___find_orders", "x", "orders___find_orders"),
+        ("find_orders", None, "find_orders"),
+        ("", None, ""),
+    ],
+)
+def test_a_gateway_tool_name_is_split_at_its_first_separator(name: str, target: str | None, tool: str) -> None:
+    """As the gateway's policies and interceptor read it: a target's name holds no _ (issue 14)."""
+    assert split(name) == (target, tool)
+    assert unqualified(name) == tool
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "orders___report___summary",  # authorized as report___summary: summary must not run
+        "customers___summary",  # another target's tool of the same name
+        "other___orders___summary",  # this API's name further in
+        "summary",  # no target: the gateway always names one
+    ],
+)
+def test_the_handler_runs_only_the_tool_its_own_target_is_named_with(
+    name: str, api: LegacyApi, client: LegacyClient, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A name the gateway authorized as one tool never runs another here (issue 14): the tool part
+    is what follows the first separator, and the target before it must be this function's API."""
+    monkeypatch.setattr(handler, "client", lambda: client)
+    configure(monkeypatch, {"summary": PROFILE})
+    context = named("orders___summary")
+    assert handler.lambda_handler({"customer_id": CUSTOMER_ID}, context)["record"]["name"] == "Ada Lovelace"
+    api.requests.clear()
+    capsys.readouterr()
+    assert handler.lambda_handler({"customer_id": CUSTOMER_ID}, named(name)) == handler.UNKNOWN_TOOL.result()
+    assert api.requests == []
+
+
+def test_an_unknown_tool_is_told_no_tool_of_the_api_and_the_log_says_which(
+    client: LegacyClient, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The function serves every tool of its API, other groups' too: the agent is not told them;
+    the log line names what was asked and what is served (issue 14)."""
+    monkeypatch.setattr(handler, "client", lambda: client)
+    configure(monkeypatch, {"get_profile": PROFILE})
+    capsys.readouterr()
+    error = handler.lambda_handler({}, named("orders___payroll_export"))["error"]
+    assert error == {
+        "kind": "invalid_argument",
+        "message": "unknown tool; call one of the tools your tools list shows",
+        "advice": "Fix the named argument and call the tool again.",
+    }
+    (line,) = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"unknown tool"' in line]
+    assert (line["tool"], line["tools"]) == ("payroll_export", ["find_orders", "get_customer", "get_profile"])
 
 
 def test_declarations_that_cannot_be_read_are_a_retryable_tool_error_not_a_failed_invocation(

@@ -269,7 +269,7 @@ class _SlowestApi:
 def test_a_chained_tool_at_its_slowest_ends_within_its_functions_timeout(attempts: int, seconds: float) -> None:
     """The function's timeout (stacks/production/tools.py) is tools_function_seconds: past it,
     Lambda would end the tool and the gateway get no error of the taxonomy."""
-    customers = json.dumps({"data": {"items": [{"customerId": "C-1"}]}}).encode()
+    customers = json.dumps({"data": {"items": [{"customerId": "C-1", "email": CUSTOMER_EMAIL}]}}).encode()
     lookup = [_Answer(401), *[_Answer(503)] * (attempts - 2), _Answer(200, customers)] if attempts > 1 else []
     lookup = lookup or [_Answer(200, customers)]
     orders = [_Answer(401), *[_Answer(503)] * attempts]

@@ -1023,10 +1023,10 @@ def test_a_search_gets_the_conversation_id_of_the_callers_header_only() -> None:
 def test_one_request_reads_one_version_of_the_bindings(monkeypatch: pytest.MonkeyPatch) -> None:
     # The group is found in, and its tools taken from, the same read (here: the caller's group
     # disappears from the next read of the bindings).
-    versions = [{GROUP: frozenset(OWN)}, {}]
+    versions = [{GROUP: guard.Grant(tools=frozenset(OWN), classifications=())}, {}]
     reads: list[int] = []
 
-    def allowed_tools() -> dict[str, frozenset[str]]:
+    def allowed_tools() -> dict[str, guard.Grant]:
         reads.append(1)
         return versions[min(len(reads) - 1, 1)]
 
@@ -1129,3 +1129,65 @@ def test_a_caller_of_no_configured_group_is_logged_by_user(
     refused(request(call(OTHER), {"Authorization": f"Bearer {stranger}"}))
     (record,) = [r for r in log_records(capsys.readouterr().out) if r.get("message") == "no tools: no configured group"]
     assert record["user"] == "user-9"
+
+
+class Versions:
+    """A bindings reader whose every read is the next version (the last one then stays): a
+    background refresh landing between two reads of one request."""
+
+    def __init__(self, *versions: ToolBindings) -> None:
+        self.versions = list(versions)
+        self.reads = 0
+
+    def get(self) -> ToolBindings:
+        self.reads += 1
+        return self.versions[min(self.reads, len(self.versions)) - 1]
+
+    def derive(self, build: Callable[[ToolBindings], Any]) -> Callable[[], Any]:
+        return lambda: build(self.get())
+
+
+@pytest.fixture
+def rebound(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Versions]]:
+    """Bindings of the test's own, in place of the module's until the test ends."""
+
+    def rebind(*versions: ToolBindings) -> Versions:
+        reader = Versions(*versions)
+        monkeypatch.setattr(guard, "bindings", lambda: reader)
+        guard.allowed_tools_view.cache_clear()
+        return reader
+
+    yield rebind
+    guard.allowed_tools_view.cache_clear()
+
+
+def test_a_search_is_scoped_by_the_version_of_the_bindings_that_allowed_it(
+    rebound: Callable[..., Versions],
+) -> None:
+    """The tools a call is checked against and the classifications written into it come from one
+    read: a refresh between the two could widen the search to a version's classifications whose
+    tools no longer include it (issue 14)."""
+    allowed = ToolBindings(tool_bindings={GROUP: [SEARCH]}, data_classifications={GROUP: ["public"]})
+    widened = ToolBindings(tool_bindings={GROUP: []}, data_classifications={GROUP: ["public", "secret"]})
+    reader = rebound(allowed, widened)
+    assert forwarded(request(call(SEARCH, {"query": "q"})))["params"]["arguments"] == {
+        "query": "q",
+        "data_classifications": ["public"],
+    }
+    assert reader.reads == 1
+
+
+@pytest.mark.parametrize("tool", ["orders___x___knowledge_search", "other___knowledge_search"])
+def test_only_the_knowledge_search_the_gateway_serves_gets_the_callers_classifications(
+    rebound: Callable[..., Versions], tool: str
+) -> None:
+    """Knowledge search is recognised by its exact qualified name, not by how a name ends: another
+    target's tool called ..___knowledge_search gets no classifications, and whatever an agent sent
+    under that name is dropped (issue 14)."""
+    rebound(ToolBindings(tool_bindings={GROUP: [SEARCH, tool]}, data_classifications={GROUP: ["public"]}))
+    sent = {"query": "q", "data_classifications": ["secret"]}
+    assert forwarded(request(call(tool, sent)))["params"]["arguments"] == {"query": "q"}
+    assert forwarded(request(call(SEARCH, sent)))["params"]["arguments"] == {
+        "query": "q",
+        "data_classifications": ["public"],
+    }
