@@ -53,9 +53,10 @@ from pydantic import ValidationError
 
 from connector_pull.contract import SOURCE, Metric, PullSource, Settings
 from shared.bodies import problems
+from shared.connector_state import claim_change, state_partition
 from shared.dead_letters import cut_to_fit, fits, sqs_json
 from shared.field_paths import value_at
-from shared.landing import Document, Record, claim_change, document, land, state_partition
+from shared.landing import Document, Record, document, land
 from shared.legacy_client import LegacyClient, client_for
 from shared.logs import log_unexpected, service_logger
 from shared.tool_errors import ToolError
@@ -200,7 +201,7 @@ class Watermarks:
         self._table.put_item(Item=item)
 
     def claim(self, source: str, record_id: str, changed: dt.datetime) -> bool:
-        """Whether this change of ``record_id`` lands (shared.landing.claim_change): a listing that
+        """Whether this change of ``record_id`` lands (shared.connector_state.claim_change): a listing that
         spans runs can give an id's older change after the newer one landed in an earlier run."""
         return claim_change(self._table, source, record_id, changed)
 

@@ -36,8 +36,9 @@ from pydantic_core import from_json
 from connector_push.contract import PUSHES_REFUSED, Settings
 from shared import snapstart
 from shared.bodies import BodyError, body_bytes, check_counts, check_values, clip, listing, problems
+from shared.connector_state import claim_change
 from shared.http_events import REST_API, misshapen
-from shared.landing import Document, Record, claim_change, document, land
+from shared.landing import Document, Record, document, land
 from shared.logs import log_unexpected, service_logger
 
 logger = service_logger()

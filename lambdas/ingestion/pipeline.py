@@ -334,9 +334,10 @@ class Pipeline:
         prefix = DIRECT_PREFIX if direct else settings.curated_prefix
         curated_key = f"{prefix}{record.document_id}.txt"
         written: list[tuple[str, str]] = []
-        if not direct:  # the S3 data source reads the sidecar with the document
-            sidecar_key = f"{curated_key}{SIDECAR_SUFFIX}"
-            written.append((sidecar_key, self._put(sidecar_key, json.dumps(sidecar(attributes)), "application/json")))
+        # The S3 data source reads a bulk copy's sidecar with it (direct/ is not its prefix); a
+        # direct copy's is what an undo indexes the winning version's copy with again.
+        sidecar_key = f"{curated_key}{SIDECAR_SUFFIX}"
+        written.append((sidecar_key, self._put(sidecar_key, json.dumps(sidecar(attributes)), "application/json")))
         object_version = self._put(curated_key, masked, "text/plain; charset=utf-8")
         written.append((curated_key, object_version))
         location = f"s3://{settings.curated_bucket}/{curated_key}"
@@ -350,12 +351,15 @@ class Pipeline:
                 raise
 
         def undo() -> None:
-            """A newer version won the race: its copy becomes the latest again, in S3 and the KB
-            (an IndexRefusedError fails the version, which SQS retries)."""
+            """A newer version won the race: its copy becomes the latest again, in S3 and the KB,
+            with its own metadata (its sidecar's: its classification, readers and owner, never
+            this version's); an IndexRefusedError fails the version, which SQS retries."""
             self._delete_versions(written)
             if direct:
-                latest = self._s3.get_object(Bucket=settings.curated_bucket, Key=curated_key)["Body"].read()
-                self._kb.ingest_text(record.document_id, latest.decode(), attributes)
+                bucket = settings.curated_bucket
+                latest = self._s3.get_object(Bucket=bucket, Key=curated_key)["Body"].read()
+                winner = self._s3.get_object(Bucket=bucket, Key=f"{curated_key}{SIDECAR_SUFFIX}")["Body"].read()
+                self._kb.ingest_text(record.document_id, latest.decode(), json.loads(winner)["metadataAttributes"])
 
         found = len(scan.spans)
         reason = f"masked {found} personal data entities" if found else "no personal data found"
@@ -510,10 +514,10 @@ class CuratedStore:
         if location == replacing:
             return  # the new version took its place; the next sync or the direct ingest updated the index
         self._s3.delete_object(Bucket=bucket, Key=key)
+        self._s3.delete_object(Bucket=bucket, Key=f"{key}{SIDECAR_SUFFIX}")
         if previous.get("mode") == "direct":
             self._kb.remove(document_id=document_id)
         else:
-            self._s3.delete_object(Bucket=bucket, Key=f"{key}{SIDECAR_SUFFIX}")
             self._kb.remove(uri=location)
 
 

@@ -50,7 +50,7 @@ from ingestion.contract import (
     ClassificationReaders,
     ProcessorSettings,
 )
-from shared.landing import state_partition
+from shared.connector_state import state_partition
 from shared.observability import Dimension
 from stacks.config.connectors import PULL_RUN_SECONDS, push_caller_arn
 from stacks.config.functions import DOCUMENT_QUEUE_CONCURRENCY, OCR_QUEUE_CONCURRENCY

@@ -111,7 +111,7 @@ EXPLICIT: dict[tuple[str, str], tuple[str, ...] | str] = {
     ("ingestion", "self._topic"): ("FINDINGS_TOPIC",),
     ("ingestion", "self._table"): ("REGISTRY_TABLE",),
     ("connector_pull", "self._table"): ("REGISTRY_TABLE",),
-    # Their conditional writes (_put_if; shared.landing.claim_change, each record id's change).
+    # Their conditional writes (_put_if; shared.connector_state.claim_change, each record id's change).
     ("connector_pull", "table"): ("REGISTRY_TABLE",),
     ("connector_push", "table"): ("REGISTRY_TABLE",),
     # The connectors land records in the bucket their settings name (shared.landing.land).
@@ -215,8 +215,9 @@ KEY_PREFIXES: dict[tuple[str, str, str, str], tuple[str, ...]] = {
     ("ingestion", "ingestion/pipeline.py", "_put", "key"): ("{CURATED_PREFIX}", "direct/"),
     ("ingestion", "ingestion/pipeline.py", "_delete_versions", "key"): ("{CURATED_PREFIX}", "direct/"),
     ("ingestion", "ingestion/pipeline.py", "undo", "curated_key"): ("direct/",),  # only direct items are re-read
+    ("ingestion", "ingestion/pipeline.py", "undo", "f'{curated_key}{SIDECAR_SUFFIX}'"): ("direct/",),
     ("ingestion", "ingestion/pipeline.py", "retire", "key"): ("{CURATED_PREFIX}", "direct/"),
-    ("ingestion", "ingestion/pipeline.py", "retire", "f'{key}{SIDECAR_SUFFIX}'"): ("{CURATED_PREFIX}",),
+    ("ingestion", "ingestion/pipeline.py", "retire", "f'{key}{SIDECAR_SUFFIX}'"): ("{CURATED_PREFIX}", "direct/"),
     # The Macie responder's quarantine copies.
     ("ingestion", "ingestion/macie.py", "_quarantine", "target"): ("macie/",),
     # The connectors land real-time records under realtime/ (the pull connector, its source's).

@@ -150,7 +150,7 @@ def _revoke(template: dict[str, Any], action: str, resource_ref: str, path_part:
 
 def test_the_iam_coverage_check_finds_the_grants_the_processor_once_lacked(assembly: Assembly) -> None:
     """Negative control: without the two grants the pipeline's race path needs (delete a quarantine
-    copy; read a directly ingested curated copy back), exactly those two calls are reported."""
+    copy; read a directly ingested curated copy and its sidecar back), exactly those calls are reported."""
     templates = copy.deepcopy(assembly.templates)
     knowledge = next(name for name in templates if name.endswith("-production-knowledge"))
     _revoke(templates[knowledge], "s3:DeleteObject", "IngestionQuarantine", "/*")
@@ -158,6 +158,7 @@ def test_the_iam_coverage_check_finds_the_grants_the_processor_once_lacked(assem
     findings = iam_coverage.check(templates, only="IngestionProcessor").findings
     assert sorted((f.call.where, f.call.action, f.resource) for f in findings) == [
         (_where("ingestion/pipeline.py", "latest = self._s3.get_object("), "s3:GetObject", "CURATED_BUCKET"),
+        (_where("ingestion/pipeline.py", "winner = self._s3.get_object("), "s3:GetObject", "CURATED_BUCKET"),
         (
             _where("ingestion/pipeline.py", "self._s3.delete_object(Bucket=self._settings.quarantine_bucket"),
             "s3:DeleteObject",

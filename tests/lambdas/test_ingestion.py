@@ -278,7 +278,7 @@ def test_an_event_replayed_five_times_has_one_side_effect(aws: Aws) -> None:
         assert run({**message, "messageId": f"delivery-{_}"}) == []
     doc = document_id(LANDING, "realtime/crm/case-9.md")
     versions = aws.s3.list_object_versions(Bucket=CURATED).get("Versions", [])
-    assert [v["Key"] for v in versions] == [f"direct/{doc}.txt"]
+    assert sorted(v["Key"] for v in versions) == [f"direct/{doc}.txt", f"direct/{doc}.txt.metadata.json"]
     assert [operation for operation, _ in aws.agent.calls] == ["IngestKnowledgeBaseDocuments"]
     assert len([i for i in aws.registry_items() if i["pk"] == doc]) == 2  # current + one version
 
@@ -419,6 +419,30 @@ def test_a_newer_version_settled_during_processing_wins_and_the_older_ones_write
     assert last_ingest["documents"][0]["content"]["custom"]["inlineContent"]["textContent"]["data"].startswith(
         "New text"
     )
+
+
+def test_an_undone_realtime_version_indexes_the_winners_copy_with_the_winners_metadata(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loser of the race re-indexes the winning copy: with the winner's classification, readers
+    and owner (its sidecar), never the loser's, or the winner's text would be read as the loser's
+    classification allows."""
+    key = "realtime/crm/mixed.md"
+    older = landed(aws, key, "Old text.", classification="public", owner="old-team")
+    assert run(landed(aws, key, "New text.", classification="internal", owner="new-team")) == []
+    real_current = aws.registry.current
+    first = [True]
+    monkeypatch.setattr(
+        aws.registry, "current", lambda d: None if (first.pop() if first else False) else real_current(d)
+    )
+    assert run(older) == []
+    last_ingest = [p for op, p in aws.agent.calls if op == "IngestKnowledgeBaseDocuments"][-1]
+    (document,) = last_ingest["documents"]
+    attributes = {a["key"]: a["value"] for a in document["metadata"]["inlineAttributes"]}
+    assert document["content"]["custom"]["inlineContent"]["textContent"]["data"] == "New text."
+    assert attributes["classification"] == {"type": "STRING", "stringValue": "internal"}
+    assert attributes["owner"] == {"type": "STRING", "stringValue": "new-team"}
+    assert attributes["allowed_groups"] == {"type": "STRING_LIST", "stringListValue": ["platform-admins"]}
 
 
 def test_documents_left_when_the_invocation_runs_low_are_retried_not_lost(
@@ -1206,7 +1230,8 @@ def test_a_quarantined_new_version_takes_the_curated_copy_out_of_the_bucket_and_
     doc = document_id(LANDING, key)
     assert aws.objects(CURATED) == {}
     bulk = key.startswith("docs/")
-    assert curated_versions(aws) == ([f"curated/{doc}.txt.metadata.json"] if bulk else [])  # past versions
+    prefix = "curated" if bulk else "direct"
+    assert curated_versions(aws) == [f"{prefix}/{doc}.txt.metadata.json"]  # past versions
     if bulk:
         identifier = {"dataSourceType": "S3", "s3": {"uri": f"s3://{CURATED}/curated/{doc}.txt"}}
         source = "DS3SOURCE1"
