@@ -78,6 +78,7 @@ def prototype(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def connector(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("LANDING_BUCKET", "landing")
     monkeypatch.setenv("PUSH_SOURCES", json.dumps({"crm": "public"}))
+    monkeypatch.setenv("REGISTRY_TABLE", "registry")
     push.settings.cache_clear()
     yield
     push.settings.cache_clear()

@@ -208,7 +208,11 @@ def test_a_restore_empties_the_authorizers_caches(monkeypatch: pytest.MonkeyPatc
     ("module", "variables", "cached"),
     [
         (search, {"KNOWLEDGE_BASE_ID": "KB12345678"}, ("settings", "client")),
-        (push, {"LANDING_BUCKET": "landing", "PUSH_SOURCES": '{"crm": "internal"}'}, ("settings", "s3")),
+        (
+            push,
+            {"LANDING_BUCKET": "landing", "PUSH_SOURCES": '{"crm": "internal"}', "REGISTRY_TABLE": "registry"},
+            ("settings", "s3", "registry"),
+        ),
     ],
 )
 def test_a_restore_empties_a_tools_or_connectors_caches(
