@@ -53,7 +53,7 @@ from pydantic import ValidationError
 
 from connector_pull.contract import SOURCE, Metric, PullSource, Settings
 from shared.bodies import problems
-from shared.connector_state import claim_change, state_partition
+from shared.connector_state import CLOCK_SKEW, claim_change, state_partition, utc
 from shared.dead_letters import cut_to_fit, fits, sqs_json
 from shared.field_paths import value_at
 from shared.landing import Document, Record, document, land
@@ -90,7 +90,6 @@ SAVE_SECONDS = AWS_CALL_SECONDS + 1.0
 MAX_CURSOR_CHARS = 4096
 # How far ahead of ours the source's clock may run. A later change is poison: as the watermark it
 # would ask the source, on every later run, only for changes made after a date that never comes.
-CLOCK_SKEW = dt.timedelta(minutes=5)
 MAX_REASON_CHARS = 1000
 
 
@@ -506,8 +505,7 @@ def _record(source: PullSource, item: Any, *, latest: dt.datetime) -> tuple[Reco
         return record, None
     stamp = record.updated_at
     try:
-        # A time without an offset is taken as UTC, as on Lambda, not as the machine's local time.
-        changed = stamp.replace(tzinfo=dt.UTC) if stamp.tzinfo is None else stamp.astimezone(dt.UTC)
+        changed = utc(stamp)
     except OverflowError:  # e.g. 9999-12-31T23:59:59-05:00 is in the year 10000 in UTC
         raise _PoisonError("updated_at: out of range once converted to UTC") from None
     if changed > latest:

@@ -36,7 +36,7 @@ from pydantic_core import from_json
 from connector_push.contract import PUSHES_REFUSED, Settings
 from shared import snapstart
 from shared.bodies import BodyError, body_bytes, check_counts, check_values, clip, listing, problems
-from shared.connector_state import claim_change
+from shared.connector_state import CLOCK_SKEW, claim_change, utc
 from shared.http_events import REST_API, misshapen
 from shared.landing import Document, Record, document, land
 from shared.logs import log_unexpected, service_logger
@@ -78,11 +78,6 @@ def s3() -> Any:
 def registry() -> Any:
     config = Config(retries={"mode": "standard", "total_max_attempts": 3})
     return boto3.resource("dynamodb", config=config).Table(settings().registry_table)
-
-
-# How far ahead of this function's clock a record's updated_at may be (the sender's clock may run
-# a little fast): a later one would hold its id's every real change back until that time.
-CLOCK_SKEW = dt.timedelta(minutes=5)
 
 
 def now() -> dt.datetime:
@@ -147,7 +142,7 @@ def push(source: str) -> Response[Any]:
     accepted: list[dict[str, str]] = []
     skipped: list[dict[str, str]] = []
     for record, (record_id, doc) in zip(batch.records, documents, strict=True):
-        if record.updated_at is not None and not claim_change(registry(), source, record_id, _utc(record.updated_at)):
+        if record.updated_at is not None and not claim_change(registry(), source, record_id, utc(record.updated_at)):
             skipped.append({"id": record_id, "reason": "a later change of this record (updated_at) has landed"})
             continue
         accepted.append({"id": record_id, "key": doc.key, "version": land(s3(), doc, settings().landing_bucket)})
@@ -156,11 +151,6 @@ def push(source: str) -> Response[Any]:
     metrics.add_metric(name="RecordsSkipped", unit=MetricUnit.Count, value=len(skipped))
     logger.info("records accepted", extra={"source": source, "count": len(accepted), "skipped": len(skipped)})
     return _json(202, {"accepted": len(accepted), "documents": accepted, "skipped": skipped})
-
-
-def _utc(moment: dt.datetime) -> dt.datetime:
-    """The moment in UTC; one without a zone is taken as UTC (the record's ISO time had none)."""
-    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
 
 
 def _in_the_future(records: Sequence[Record]) -> list[str]:
@@ -172,7 +162,7 @@ def _in_the_future(records: Sequence[Record]) -> list[str]:
         if record.updated_at is None:
             continue
         try:
-            late = _utc(record.updated_at) > latest
+            late = utc(record.updated_at) > latest
         except OverflowError:
             found.append(f"records.{index}.updated_at: a time outside the years 1 to 9999 in UTC")
             continue

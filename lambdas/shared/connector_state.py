@@ -10,6 +10,16 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+# How far ahead of a connector's clock a record's change time may be (the source's clock may run a
+# little fast): a later one, claimed, would hold back its id's every real change until that time.
+CLOCK_SKEW = dt.timedelta(minutes=5)
+
+
+def utc(moment: dt.datetime) -> dt.datetime:
+    """``moment`` in UTC, as claim_change compares it; one without an offset is taken as UTC (as
+    on Lambda), not as the machine's local time. OverflowError past UTC's years (year 1 at +14:00)."""
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
+
 
 def state_partition(source: str) -> str:
     """The registry partition of one connector source's own items (a pull source's watermark and

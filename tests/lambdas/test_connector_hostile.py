@@ -18,6 +18,7 @@ import pytest
 from connector_pull import handler as pull
 from connector_pull.contract import Settings as PullSettings
 from shared.bodies import MAX_VALUES
+from shared.connector_state import CLOCK_SKEW
 from tests.lambdas.conftest import HttpResult, printed
 from tests.lambdas.ingestion_corpus import LANDING
 from tests.lambdas.ingestion_fixtures import Aws
@@ -245,7 +246,7 @@ def test_a_change_time_out_of_range_in_utc_is_poison_and_the_run_goes_on(aws: Aw
 def test_a_change_time_later_than_now_is_poison_and_never_the_watermark(aws: Aws) -> None:
     clock = Clock()
     now = dt.datetime.fromtimestamp(clock.now, dt.UTC)
-    within_skew = (now + pull.CLOCK_SKEW).isoformat()  # a source's clock a little ahead of ours
+    within_skew = (now + CLOCK_SKEW).isoformat()  # a source's clock a little ahead of ours
     items = [article("future", "9999-12-31T00:00:00Z"), article("late", (now + dt.timedelta(hours=1)).isoformat())]
     result = run(aws, Upstream({"items": [*items, article("ahead", within_skew)]}), clock)
     assert (result.landed, result.poison) == (1, 2)
@@ -274,7 +275,7 @@ def test_a_stored_watermark_that_cannot_be_one_is_not_trusted(
 
 def test_a_stored_watermark_within_the_skew_is_the_next_pull_s_start(aws: Aws) -> None:
     clock = Clock()
-    ahead = (dt.datetime.fromtimestamp(clock.now, dt.UTC) + pull.CLOCK_SKEW).isoformat()
+    ahead = (dt.datetime.fromtimestamp(clock.now, dt.UTC) + CLOCK_SKEW).isoformat()
     pull.Watermarks(aws.dynamodb.Table("registry")).put(SOURCE.name, ahead)
     upstream = Upstream({"items": []})
     run(aws, upstream, clock)

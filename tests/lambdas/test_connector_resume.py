@@ -14,6 +14,7 @@ from botocore.exceptions import ClientError
 
 from connector_pull import handler as pull
 from connector_pull.contract import Settings as PullSettings
+from shared.connector_state import CLOCK_SKEW
 from shared.landing import Record, document
 from shared.legacy_client import ClientSettings, Credentials, LegacyClient
 from shared.tool_errors import ToolError
@@ -226,7 +227,7 @@ def test_a_watermark_not_trusted_keeps_no_ids(aws: Aws) -> None:
     """Ahead of the clock (saved before future changes were poison): the run pulls from the
     beginning and lands what it lists, the ids saved beside that watermark included."""
     clock = Clock()
-    ahead = (dt.datetime.fromtimestamp(clock.now, dt.UTC) + pull.CLOCK_SKEW + dt.timedelta(minutes=1)).isoformat()
+    ahead = (dt.datetime.fromtimestamp(clock.now, dt.UTC) + CLOCK_SKEW + dt.timedelta(minutes=1)).isoformat()
     landed = pull.landed_version("a", document(SOURCE.name, Record(id="a", body="x"), classification="public"))
     aws.dynamodb.Table("registry").put_item(Item={**KEY, "updated_since": ahead, "landed_at_watermark": {landed}})
     assert run(aws, Upstream({"items": [article("a", "2026-11-02T08:00:00Z")]}), clock).landed == 1
@@ -284,7 +285,7 @@ def test_a_resumed_run_asks_with_the_since_of_the_run_it_resumes(aws: Aws, cap: 
     watermark's, the pages still to read would list only changes after it, and the earlier ones
     on them would never land."""
     clock = Clock()
-    ahead = dt.datetime.fromtimestamp(clock.now, dt.UTC) + pull.CLOCK_SKEW + dt.timedelta(minutes=1)
+    ahead = dt.datetime.fromtimestamp(clock.now, dt.UTC) + CLOCK_SKEW + dt.timedelta(minutes=1)
     aws.dynamodb.Table("registry").put_item(Item={**KEY, "updated_since": ahead.isoformat()})
     source = Paged("2026-11-01T00:00:00Z", "2026-11-02T00:00:00Z", "2026-11-03T00:00:00Z")
     assert run(aws, source, clock).capped
