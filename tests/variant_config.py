@@ -43,6 +43,7 @@ AGENTS = {
         "system_prompt": "You are the company's briefing writer. Check facts with the tools before you state them.",
         "output_types": [OUTPUT_TYPE],
         "max_iterations": 4,
+        "max_tool_calls": 5,
         "turn_seconds": 20,
         "idle_session_minutes": 10,
     }

@@ -20,6 +20,8 @@ from shared.runtime_config import ConfigLocation, RuntimeDocument
 # is shorter): a tool that may take longer (config checks the web tools') answers an agent that
 # has given up on it.
 TOOL_CALL_SECONDS: Final = 20
+# The tool calls a turn may make unless config says otherwise (agents.<name>.max_tool_calls).
+MAX_TOOL_CALLS: Final = 20
 
 
 class GroupModels(RuntimeDocument):
@@ -64,8 +66,8 @@ class Settings(FunctionSettings):
     groups: ConfigLocation  # the AgentGroups document
     max_iterations: int = Field(default=6, ge=1)
     # Tool calls per turn: one model answer may ask for any number (each one the caller's call through
-    # the tools gateway). Not in config yet: every agent has this default.
-    max_tool_calls: int = Field(default=20, ge=1)
+    # the tools gateway). Config's agents.<name>.max_tool_calls.
+    max_tool_calls: int = Field(default=MAX_TOOL_CALLS, ge=1)
     turn_seconds: int = Field(default=120, ge=1)
     memory_id: str | None = None  # None (or blank): no memory
     memory_namespaces: tuple[str, ...] = ()  # templates with {actorId} and {sessionId}

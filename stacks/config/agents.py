@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from agent.contract import MAX_TOOL_CALLS
 from stacks.config.base import ConfigModel
 from stacks.config.fields import SnakeName
 
@@ -72,6 +73,13 @@ class AgentConfig(ConfigModel):
         "served by one agent at most; the gateway sends the others to a model directly.",
     )
     max_iterations: int = Field(default=6, ge=1, le=20, description="Model calls the agent may make per turn.")
+    max_tool_calls: int = Field(
+        default=MAX_TOOL_CALLS,
+        ge=1,
+        le=100,
+        description="Tool calls the agent may make per turn, whatever its model asks for; a call past it is not "
+        "made, and the model is told to answer with the results it has.",
+    )
     turn_seconds: int = Field(
         default=120,
         ge=10,

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from agent.contract import MAX_TOOL_CALLS
 from prototype_query.contract import MAX_PROMPT_CHARS, TEMPLATE_PLACEHOLDERS, prompt_problem
 from shared.meaning import Meaning
 from stacks.config.base import ConfigModel, KeyedError
@@ -108,6 +109,9 @@ class WorkloadAgent(ConfigModel):
         default=None, min_length=1, max_length=4000, description="The agent's system prompt; null: generation.prompt."
     )
     max_iterations: int = Field(default=6, ge=1, le=20, description="Model calls the agent may make per turn.")
+    max_tool_calls: int = Field(
+        default=MAX_TOOL_CALLS, ge=1, le=100, description="Tool calls the agent may make per turn (see agents.*)."
+    )
     turn_seconds: int = Field(default=24, ge=10, le=840, description="A turn's time budget (see agents.*).")
 
 
@@ -225,6 +229,7 @@ def production_additions(workloads: dict[str, Any]) -> dict[str, Any]:
                 "system_prompt": agent.system_prompt or workload.generation.prompt,
                 "output_types": sorted(workload.outputs),
                 "max_iterations": agent.max_iterations,
+                "max_tool_calls": agent.max_tool_calls,
                 "turn_seconds": agent.turn_seconds,
             }
     return additions

@@ -219,6 +219,7 @@ class AgentStack(Stack):
                         token_client_id=client.user_pool_client_id,
                         groups=agents.groups.location,
                         max_iterations=agent.max_iterations,
+                        max_tool_calls=agent.max_tool_calls,
                         turn_seconds=agent.turn_seconds,
                         memory_id=agents.memory.memory_id,
                         memory_namespaces=agents.memory_namespaces,

@@ -108,9 +108,10 @@ def test_one_runtime_per_configured_agent_from_its_code_asset(
         assert runtime["ProtocolConfiguration"] == "HTTP"
         assert runtime["LifecycleConfiguration"] == {"IdleRuntimeSessionTimeout": agent.idle_session_minutes * 60}
         env = runtime["EnvironmentVariables"]
-        assert (env["AGENT_NAME"], env["MAX_ITERATIONS"], env["TURN_SECONDS"]) == (
+        assert (env["AGENT_NAME"], env["MAX_ITERATIONS"], env["MAX_TOOL_CALLS"], env["TURN_SECONDS"]) == (
             name,
             str(agent.max_iterations),
+            str(agent.max_tool_calls),
             str(agent.turn_seconds),
         )
         assert "SYSTEM_PROMPT" not in env  # in the groups document: a prompt outgrows an environment value

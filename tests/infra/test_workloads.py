@@ -179,7 +179,11 @@ def test_promoted_the_guardrail_covers_its_personal_data(promoted: Assembly, cdk
 
 
 # The workload promoted with an agent of its own (named after it); only what the agent adds is set.
-AGENT = {"description": "Answers policy questions from the workload's documents.", "max_iterations": 4}
+AGENT = {
+    "description": "Answers policy questions from the workload's documents.",
+    "max_iterations": 4,
+    "max_tool_calls": 7,
+}
 
 
 @pytest.fixture(scope="module")
@@ -211,7 +215,11 @@ def test_promoted_with_an_agent_its_runtime_serves_its_groups_and_its_outputs(
     ).values()
     assert runtime["Properties"]["AgentRuntimeName"] == runtime_name(prefix, WORKLOAD)
     env = runtime["Properties"]["EnvironmentVariables"]
-    assert (env["AGENT_NAME"], env["MAX_ITERATIONS"]) == (WORKLOAD, str(AGENT["max_iterations"]))
+    assert (env["AGENT_NAME"], env["MAX_ITERATIONS"], env["MAX_TOOL_CALLS"]) == (
+        WORKLOAD,
+        str(AGENT["max_iterations"]),
+        str(AGENT["max_tool_calls"]),
+    )
     # The groups document it reads (the agents stack's) names the workload's groups, each with its models.
     location = json.loads(resolved(env["GROUPS"], templates))
     assert location["profile"] == f"<{prefix}-production-agents:RuntimeConfiggroupsConfigurationConfigurationProfile>"
