@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Mapping
@@ -36,18 +35,18 @@ sys.path[:0] = [str(ROOT), str(ROOT / "lambdas")]
 
 from pydantic import BaseModel, TypeAdapter, ValidationError  # noqa: E402
 
-from evaluation.evaluator import GOLDEN_SET, evaluate  # noqa: E402
+from evaluation.evaluator import GOLDEN_SET, GoldenCase, evaluate  # noqa: E402
 from gateway_authorizer.contract import ApiKeys  # noqa: E402
-from shared.tools import KNOWLEDGE_SEARCH, qualified  # noqa: E402
+from shared.tools import KNOWLEDGE_SEARCH, qualified, unqualified  # noqa: E402
 from stacks.config import BlueprintConfig, ConfigError, load_config  # noqa: E402
 from stacks.config.tools import all_tools  # noqa: E402
 from stacks.config.workloads import WorkloadConfig, WorkloadName  # noqa: E402
 from tool_guard.contract import ToolBindings  # noqa: E402
-from tools.eval import TRACES, EvalInputError, golden_cases, recorded_calls  # noqa: E402
+from tools.eval import TRACES, EvalInputError, golden_cases, recorded_calls, shortfall  # noqa: E402
 from tools.inputs import cdk_context  # noqa: E402
 from tools.reviewing.data import cedar_parts  # noqa: E402
 from tools.reviewing.values import as_json, references, render  # noqa: E402
-from tools.synth import synthesize  # noqa: E402
+from tools.synth import cfn_lint as lint_templates, synthesize  # noqa: E402
 
 Document = TypeVar("Document", bound=BaseModel)
 REPORTS = ROOT / "promotions"
@@ -310,6 +309,14 @@ def evaluation_gate(config: BlueprintConfig, workload: WorkloadConfig, traces: P
     unknown = [case for case in workload.evaluation.cases if case not in cases]
     if unknown:
         return Gate(name, False, f"not in the golden set: {', '.join(unknown)}", "add them to golden_set.json")
+    unrelated = [why for case in workload.evaluation.cases if (why := _unrelated(cases[case], workload))]
+    if unrelated:
+        return Gate(
+            name,
+            False,
+            f"not about this workload: {'; '.join(unrelated)}",
+            "list cases its groups ask that its tools answer",
+        )
     try:
         recorded = recorded_calls(traces)
     except EvalInputError as error:
@@ -318,12 +325,20 @@ def evaluation_gate(config: BlueprintConfig, workload: WorkloadConfig, traces: P
     if missing:
         return Gate(name, False, f"no recorded trace for {', '.join(missing)}", f"record them in {traces.name}")
     report = evaluate([cases[c] for c in workload.evaluation.cases], recorded)
+    short = shortfall(report, floor)
+    if short is not None:
+        return Gate(name, False, short, "improve the prompt or tools, then re-record")
     score = min(report.tool_selection_accuracy, report.argument_accuracy)
-    if score < floor:
-        return Gate(
-            name, False, f"scored {score:.2f}, floor {floor:.2f}", "improve the prompt or tools, then re-record"
-        )
     return Gate(name, True, f"{len(report.cases)} cases scored {score:.2f} (floor {floor:.2f})")
+
+
+def _unrelated(case: GoldenCase, workload: WorkloadConfig) -> str | None:
+    """Why ``case`` does not judge ``workload`` (None when it does): asked by a group the workload
+    does not serve, or right only with a tool the workload does not use."""
+    if case.group not in workload.groups:
+        return f"{case.id} is asked by {case.group}"
+    lacking = sorted({unqualified(answer.tool) for answer in case.accepted} - set(workload.tools))
+    return f"{case.id} expects {', '.join(lacking)}" if lacking else None
 
 
 def quotas_gate(promoted: BlueprintConfig, name: str) -> Gate:
@@ -549,11 +564,8 @@ def cfn_lint(templates: dict[str, dict[str, Any]]) -> list[str]:
         for stack, template in templates.items():
             path = Path(out) / f"{stack}.template.json"
             path.write_text(json.dumps(template))
-            paths.append(str(path))
-        result = subprocess.run(  # noqa: S603 - the venv's cfn-lint over our own templates
-            [sys.executable, "-m", "cfnlint", *paths], capture_output=True, text=True, check=False, cwd=ROOT
-        )
-    return [line for line in result.stdout.splitlines() if line.strip()] if result.returncode else []
+            paths.append(path)
+        return lint_templates(paths)
 
 
 def table(gates: list[Gate]) -> str:

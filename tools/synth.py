@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,3 +46,25 @@ def synthesize(outdir: Path, context: Mapping[str, Any] | None = None) -> Templa
     build_app(app)
     app.synth()
     return templates_in(outdir)
+
+
+def cfn_lint(paths: Sequence[str | Path]) -> list[str]:
+    """cfn-lint's findings on the templates at ``paths``, with the project's settings
+    (.cfnlintrc.yaml): none when they are clean. A run that fails without a finding (cfn-lint
+    missing or broken) is a finding too, never a clean result."""
+    linter = Path(sys.executable).with_name("cfn-lint")  # the venv's
+    try:
+        result = subprocess.run(  # noqa: S603 - the venv's cfn-lint over our own templates
+            [str(linter), "--config-file", str(ROOT / ".cfnlintrc.yaml"), "--", *map(str, paths)],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=ROOT,
+        )
+    except OSError as error:
+        return [f"cfn-lint could not run: {error}"]
+    if result.returncode == 0:
+        return []
+    findings = [line for line in result.stdout.splitlines() if line.strip()]
+    problem = (result.stderr.strip().splitlines() or ["no output"])[-1]
+    return findings or [f"cfn-lint exited {result.returncode} without a finding: {problem}"]
