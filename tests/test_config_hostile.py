@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from knowledge_search.contract import MAX_CLASSIFICATIONS
 from stacks.config import ConfigError, load_config
 from stacks.config.base import excerpt
 from tests.test_config import SMALL
@@ -93,6 +94,25 @@ def in_staff(*path: str, value: Any) -> Mutation:
 )
 def test_a_malformed_shape_beside_a_production_workload_is_a_config_error(mutate: Mutation, expected: str) -> None:
     assert expected in refusal(config(mutate, WORKLOAD))
+
+
+def test_a_group_may_filter_on_no_more_classifications_than_one_search_takes() -> None:
+    """Past knowledge_search's limit every search of the group would be refused as forbidden."""
+
+    def classifications(count: int) -> Mutation:
+        def mutate(raw: dict[str, Any]) -> None:
+            policies = raw["production"]["ingestion"]["classifications"]
+            names = [*policies, *(f"class{n}" for n in range(count))][:count]
+            policies.update({name: {"on_pii": "mask"} for name in names if name not in policies})
+            in_staff("data_classifications", value=names)(raw)
+
+        return mutate
+
+    message = refusal(config(classifications(MAX_CLASSIFICATIONS + 1)))
+    assert message.startswith("blueprint.production.groups.staff.data_classifications = "), message
+    assert f"Tuple should have at most {MAX_CLASSIFICATIONS} items after validation, not 21" in message
+    loaded = load_config({"blueprint": config(classifications(MAX_CLASSIFICATIONS))})  # at the limit, it loads
+    assert len(loaded.production.groups["staff"].data_classifications) == MAX_CLASSIFICATIONS
 
 
 def test_a_workload_file_that_is_not_utf8_is_named(tmp_path: Path) -> None:
@@ -520,6 +540,14 @@ def test_no_output_types_is_said_once_at_output_types() -> None:
 def test_a_workloads_pii_types_are_bedrocks_each_once(entities: list[str], expected: str) -> None:
     sandbox = {**WORKLOAD, "stage": "sandbox", "documents": {"classification": "internal", "pii_entities": entities}}
     assert refusal(config(workload=sandbox)).startswith(expected)
+
+
+def test_a_workloads_golden_cases_are_each_listed_once() -> None:
+    """Listed twice, a case would weigh twice in the promotion gate's score."""
+    listed = {**WORKLOAD, "stage": "sandbox", "evaluation": {"cases": ["warranty", "refund-policy", "warranty"]}}
+    assert refusal(config(workload=listed)).startswith(
+        "blueprint.workloads.support.evaluation.cases.2: warranty listed twice; allowed: each case once"
+    )
 
 
 def test_a_production_workloads_pii_types_are_covered_by_the_production_guardrail() -> None:

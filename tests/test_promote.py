@@ -18,6 +18,7 @@ from stacks.production.tool_binding import cedar_permits
 from tests.synth_fixtures import Assembly
 from tool_guard.contract import ToolBindings
 from tools import promote
+from tools.eval import TRACES
 from tools.promote import Gate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -508,6 +509,42 @@ def test_golden_cases_need_recorded_traces_scored_at_the_floor(cdk_context: dict
     )
     gate = failing(gates_of(cdk_context, traces=traces))["golden set at the floor"]
     assert gate.why == "scored 0.00, floor 0.80"
+
+
+@pytest.mark.parametrize(
+    ("groups", "cases", "why"),
+    [
+        # Asked by a group the workload does not serve, answered by tools it does not use.
+        (
+            ["customer-gold"],
+            ["refund-policy", "internal-escalation"],
+            "internal-escalation is asked by platform-admins",
+        ),
+        (None, ["refund-policy", "orders-latest"], "orders-latest expects find_orders"),
+        (None, ["order-then-policy"], "order-then-policy expects find_orders"),  # an alternative's tool counts too
+    ],
+)
+def test_golden_cases_must_be_about_the_workload(
+    cdk_context: dict[str, Any], groups: list[str] | None, cases: list[str], why: str
+) -> None:
+    """Cases that pass already but judge other groups' questions or other tools say nothing of this one."""
+    context = sample(cdk_context, evaluation__cases=cases, **({"groups": groups} if groups else {}))
+    gate = failing(gates_of(context))["golden set at the floor"]
+    assert (gate.why, gate.fix) == (
+        f"not about this workload: {why}",
+        "list cases its groups ask that its tools answer",
+    )
+
+
+def test_a_case_whose_right_tool_only_ever_failed_fails_the_gate(cdk_context: dict[str, Any], tmp_path: Path) -> None:
+    traces = tmp_path / "traces.jsonl"
+    lines = [json.loads(line) for line in TRACES.read_text().splitlines() if line.strip()]
+    for line in lines:
+        if line["case"] == "warranty":
+            line["tool_calls"] = [{**call, "ok": False} for call in line["tool_calls"]]
+    traces.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    gate = failing(gates_of(cdk_context, traces=traces))["golden set at the floor"]
+    assert gate.why == "no call of a right tool succeeded in warranty"
 
 
 def test_a_missing_or_corrupt_golden_set_or_trace_file_fails_the_gate_naming_it(

@@ -1,7 +1,8 @@
 """Score the recorded tool-call traces against the golden set and print the table (`make eval`).
 
-Exits 1 when tool selection or argument accuracy is below observability.tool_accuracy_floor, or
-when the config, the golden set or the traces cannot be read (the problem on stderr).
+Exits 1 when tool selection or argument accuracy is below observability.tool_accuracy_floor, or a
+case never got an answer from a right tool (every such call failed), or when the config, the golden
+set or the traces cannot be read (the problem on stderr).
 """
 
 from __future__ import annotations
@@ -53,8 +54,9 @@ def golden_cases(path: Path = GOLDEN_SET) -> list[GoldenCase]:
 
 def recorded_calls(path: Path = TRACES) -> dict[str, Any]:
     """The recorded tool calls of each golden case, by case id (EvalInputError: the file and line
-    that cannot be read)."""
-    traces = {}
+    that cannot be read, or that records a case a line before it did: which one counted would
+    depend on the lines' order)."""
+    traces: dict[str, Any] = {}
     for number, line in enumerate(_read(path).splitlines(), start=1):
         if not line.strip():
             continue
@@ -65,7 +67,12 @@ def recorded_calls(path: Path = TRACES) -> dict[str, Any]:
         except (ValueError, RecursionError):  # a number past Python's digit limit, nesting past its recursion
             raise EvalInputError(f"{_shown(path)}: line {number} is not JSON this reader can take") from None
         try:
-            traces[record["case"]] = calls_from(record["tool_calls"])
+            case = record["case"]
+            if not isinstance(case, str) or not case:
+                raise ValueError(f'"case" is {json.dumps(case)[:40]}, not a case id')
+            if case in traces:
+                raise ValueError(f'case "{case[:40]}" is recorded by an earlier line too')
+            traces[case] = calls_from(record["tool_calls"])
         except (KeyError, TypeError, AttributeError, ValueError) as error:
             detail = f"no {error}" if isinstance(error, KeyError) else str(error)
             raise EvalInputError(
@@ -76,6 +83,19 @@ def recorded_calls(path: Path = TRACES) -> dict[str, Any]:
 
 def recorded(path: Path = TRACES, golden: Path = GOLDEN_SET) -> Report:
     return evaluate(golden_cases(golden), recorded_calls(path))
+
+
+def shortfall(report: Report, floor: float) -> str | None:
+    """Why ``report`` does not meet ``floor`` (None when it does): tool selection or argument
+    accuracy below it, or cases no right tool's call answered."""
+    score = min(report.tool_selection_accuracy, report.argument_accuracy)
+    if score < floor:
+        # Two decimals, or as many as it takes for the two not to read as equal.
+        digits = next((d for d in range(2, 17) if f"{score:.{d}f}" != f"{floor:.{d}f}"), 17)
+        return f"scored {score:.{digits}f}, floor {floor:.{digits}f}"
+    if report.unanswered:
+        return f"no call of a right tool succeeded in {', '.join(report.unanswered)}"
+    return None
 
 
 def table(report: Report) -> str:
@@ -108,9 +128,9 @@ def main(
         print(f"eval: {error}", file=sys.stderr)
         return 1
     print(table(report))
-    worst = min(report.tool_selection_accuracy, report.argument_accuracy)
-    print(f"floor {floor:.2f}: {'met' if worst >= floor else 'NOT met'}")
-    return 0 if worst >= floor else 1
+    short = shortfall(report, floor)
+    print(f"floor {floor:.2f}: " + ("met" if short is None else f"NOT met ({short})"))
+    return 0 if short is None else 1
 
 
 if __name__ == "__main__":

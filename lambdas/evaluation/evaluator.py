@@ -9,7 +9,8 @@ alternatives):
   sent, minus the ignored ones such as paging cursors) whose values match, so a call with one
   of two arguments right scores 0.5 and an invented extra argument costs too; the best-scoring
   accepted answer counts;
-- **call success**: the share of the case's tool calls that did not fail.
+- **call success**: the share of the case's tool calls that did not fail; a case is *answered* when
+  at least one call of an accepted tool succeeded (a right tool that only ever failed helped no one).
 
 The aggregates are the means over cases (call success over all calls).
 """
@@ -60,6 +61,7 @@ class CaseScore:
     success: float
     calls: int
     ok_calls: int
+    answered: bool  # an accepted tool's call succeeded
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,11 @@ class Report:
     @property
     def argument_accuracy(self) -> float:
         return _mean(c.arguments for c in self.cases)
+
+    @property
+    def unanswered(self) -> tuple[str, ...]:
+        """The cases where no call of an accepted tool succeeded."""
+        return tuple(c.case_id for c in self.cases if not c.answered)
 
     @property
     def call_success_rate(self) -> float:
@@ -184,14 +191,15 @@ def score(case: GoldenCase, calls: Sequence[Call]) -> CaseScore:
     tools = {answer.tool for answer in case.accepted}
     position = next((i for i, call in enumerate(calls) if call.name in tools), None)
     if position is None:
-        return CaseScore(case.id, 0.0, 0.0, success, len(calls), ok_calls)
+        return CaseScore(case.id, 0.0, 0.0, success, len(calls), ok_calls, answered=False)
     chosen = calls[position]
     arguments = max(
         argument_score(answer.arguments, chosen.arguments, case.ignore_arguments)
         for answer in case.accepted
         if answer.tool == chosen.name
     )
-    return CaseScore(case.id, 1.0 if position == 0 else 0.5, arguments, success, len(calls), ok_calls)
+    answered = any(call.ok and call.name in tools for call in calls)
+    return CaseScore(case.id, 1.0 if position == 0 else 0.5, arguments, success, len(calls), ok_calls, answered)
 
 
 def argument_score(expected: Mapping[str, Any], sent: Mapping[str, Any], ignore: Sequence[str] = ()) -> float:
@@ -204,15 +212,30 @@ def argument_score(expected: Mapping[str, Any], sent: Mapping[str, Any], ignore:
 
 def same(expected: Any, sent: Any) -> bool:
     """Equal after the normalization a person would apply: case and surrounding space in text,
-    int vs float, order in lists."""
+    int vs float, order in lists (each item matched once). A boolean equals only a boolean
+    (Python's ``True == 1`` would score an argument the tools refuse as right)."""
+    if isinstance(expected, bool) or isinstance(sent, bool):
+        return type(expected) is type(sent) and expected == sent
     if isinstance(expected, str) and isinstance(sent, str):
         return expected.strip().casefold() == sent.strip().casefold()
-    if isinstance(expected, int | float) and isinstance(sent, int | float) and not isinstance(sent, bool):
+    if isinstance(expected, int | float) and isinstance(sent, int | float):
         # Python compares an int with a float exactly; float() of a huge int would overflow.
         return bool(expected == sent)
     if isinstance(expected, list) and isinstance(sent, list):
-        return len(expected) == len(sent) and all(any(same(e, s) for s in sent) for e in expected)
+        return len(expected) == len(sent) and _matched_once(expected, sent)
     return bool(expected == sent)
+
+
+def _matched_once(expected: list[Any], sent: list[Any]) -> bool:
+    """Each expected item matches a sent item no other expected item took (``same`` is an
+    equivalence, so taking the first match never blocks a later one)."""
+    left = list(sent)
+    for item in expected:
+        match = next((i for i, candidate in enumerate(left) if same(item, candidate)), None)
+        if match is None:
+            return False
+        del left[match]
+    return True
 
 
 def evaluate(cases: Sequence[GoldenCase], traces: Mapping[str, Sequence[Call]]) -> Report:

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.contract import FunctionSettings
 from shared.tools import KNOWLEDGE_SEARCH, ToolSpec
+
+# The classifications one search may filter on: config holds a group to it (its retrievals would
+# all be refused past it).
+MAX_CLASSIFICATIONS: Final = 20
 
 
 class Settings(FunctionSettings):
@@ -21,7 +27,7 @@ class Arguments(BaseModel):
     # Declared so the policy engine's schema knows them; the REQUEST interceptor always writes
     # them from the caller's group and session, and the RESPONSE interceptor hides them.
     data_classifications: list[str] = Field(
-        min_length=1, max_length=20, description="Set by the gateway; any value sent is replaced"
+        min_length=1, max_length=MAX_CLASSIFICATIONS, description="Set by the gateway; any value sent is replaced"
     )
     conversation_id: str | None = Field(
         default=None,

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator
 
+from knowledge_search.contract import MAX_CLASSIFICATIONS
 from stacks.config.base import ConfigModel, KeyedError
 from stacks.config.fields import Classification, Label, ModelId
 from stacks.config.web import GroupWebConfig
@@ -153,8 +154,9 @@ class GroupConfig(ConfigModel):
     )
     data_classifications: tuple[Classification, ...] = Field(
         default=("public",),
-        description="Document classifications (names from ingestion.classifications) this group may retrieve; "
-        "knowledge_search always filters on them.",
+        max_length=MAX_CLASSIFICATIONS,
+        description="Document classifications (names from ingestion.classifications) this group may retrieve, "
+        f"at most {MAX_CLASSIFICATIONS} (with those its workloads add); knowledge_search always filters on them.",
     )
 
 

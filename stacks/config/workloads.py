@@ -121,8 +121,17 @@ class WorkloadEvaluation(ConfigModel):
     cases: tuple[str, ...] = Field(
         default=(),
         description="Case ids from the golden set (lambdas/evaluation/golden_set.json) with recorded traces "
-        "(evals/recorded_traces.jsonl); promotion needs them scored at or above observability.tool_accuracy_floor.",
+        "(evals/recorded_traces.jsonl), each once, asked by its groups and answered with its tools; promotion "
+        "needs them scored at or above observability.tool_accuracy_floor.",
     )
+
+    @field_validator("cases")
+    @classmethod
+    def _each_once(cls, cases: tuple[str, ...]) -> tuple[str, ...]:
+        for index, case in enumerate(cases):
+            if cases.index(case) != index:  # listed twice, a case would weigh twice in the score
+                raise KeyedError((str(index),), f"{case} listed twice", allowed="each case once")
+        return cases
 
 
 class WorkloadBudget(ConfigModel):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,7 +26,7 @@ from evaluation.evaluator import (
 from stacks.config import all_tools, load_config
 from stacks.production.tool_binding import bindings, qualified
 from tests.lambdas.conftest import FakeContext
-from tools.eval import recorded, table
+from tools.eval import EvalInputError, recorded, recorded_calls, shortfall, table
 
 ORDERS = "orders___find_orders"
 SEARCH = "knowledge___knowledge_search"
@@ -92,6 +93,65 @@ def test_numbers_too_large_for_a_float_are_compared_not_overflowed() -> None:
     assert not same(10**400, 1.5)
     assert not same(1e308, 10**400)
     assert same(3, 3.0)
+
+
+@pytest.mark.parametrize(
+    ("expected", "sent", "equal"),
+    [
+        (1, True, False),  # a boolean is no number: the tools refuse one where a number goes
+        (True, 1, False),
+        (0, False, False),
+        (True, True, True),
+        ([True], [1], False),
+        (["a", "a"], ["a", "b"], False),  # each item matched once
+        (["a", "b"], ["b", "A "], True),
+        ([1, 1, 2], [2, 1, 1.0], True),
+    ],
+)
+def test_values_match_as_a_person_would_read_them_and_no_more(expected: Any, sent: Any, equal: bool) -> None:
+    assert same(expected, sent) is equal
+
+
+def test_a_case_no_right_tool_answered_is_unanswered() -> None:
+    """Right tool, right arguments, but every call of it failed: it helped no one."""
+    failed = [Call(ORDERS, CASE.expected.arguments, ok=False)]
+    report = evaluate([CASE], {"c": [*failed, Call("customers___get_customer", {}, ok=True)]})
+    assert (report.tool_selection_accuracy, report.argument_accuracy, report.unanswered) == (1.0, 1.0, ("c",))
+    assert evaluate([CASE], {"c": [*failed, Call(SEARCH, {"query": "q"})]}).unanswered == ()  # an alternative did
+    assert shortfall(evaluate([CASE], {"c": failed}), 0.8) == "no call of a right tool succeeded in c"
+    assert shortfall(evaluate([CASE], {"c": [Call(ORDERS, CASE.expected.arguments)]}), 0.8) is None
+
+
+def test_a_score_below_the_floor_never_reads_as_equal_to_it() -> None:
+    half = [Call(ORDERS, {"customer_email": "ada@example.com", "status": "placed"})]  # arguments 0.5
+    other = GoldenCase(id="d", prompt="p", group="g", expected=Expected(ORDERS, CASE.expected.arguments))
+    report = evaluate([CASE, other, other], {"c": half, "d": [Call(ORDERS, CASE.expected.arguments)]})
+    assert report.argument_accuracy == pytest.approx(5 / 6)
+    assert shortfall(report, 0.8334) == "scored 0.8333, floor 0.8334"
+    assert shortfall(report, 0.9) == "scored 0.83, floor 0.90"
+
+
+@pytest.mark.parametrize(
+    ("lines", "problem"),
+    [
+        (
+            [{"case": "c", "tool_calls": []}, {"case": "c", "tool_calls": []}],
+            'line 2 is not a trace {"case", "tool_calls"} (case "c" is recorded by an earlier line too)',
+        ),
+        ([{"case": None, "tool_calls": []}], 'line 1 is not a trace {"case", "tool_calls"} ("case" is null, not a'),
+        ([{"case": "", "tool_calls": []}], 'line 1 is not a trace {"case", "tool_calls"} ("case" is "", not a'),
+    ],
+)
+def test_a_trace_file_recording_a_case_twice_or_no_case_is_refused(
+    tmp_path: Path, lines: list[dict[str, Any]], problem: str
+) -> None:
+    """Recorded twice, which line counted would depend on their order: a failing recording
+    could hide behind a passing one."""
+    traces = tmp_path / "traces.jsonl"
+    traces.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    with pytest.raises(EvalInputError) as refused:
+        recorded_calls(traces)
+    assert str(refused.value).startswith(f"{traces}: {problem}")
 
 
 def test_aggregates_are_means_over_cases_and_success_over_calls() -> None:
