@@ -1,6 +1,7 @@
 """Answering a question from a Knowledge Base or from Kendra, with citations.
 
-Pure functions over injected boto3 clients, so they run against botocore's Stubber in tests.
+Pure functions over injected boto3 clients, so they run against botocore's Stubber in tests. Each
+call is made ``within`` the request's deadline (deadline.py: clients made ``bound`` keep it).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import re
 from typing import Any
 
 from prototype_query.contract import converse_system_prompt, knowledge_base_template
+from prototype_query.deadline import Deadline, within
 from prototype_query.models import Answer, Citation, Source
 from shared.aws_errors import call, invalid_response
 from shared.converse import SERVICE as CONVERSE_SERVICE, converse
@@ -32,11 +34,12 @@ def answer_from_knowledge_base(
     question: str,
     max_passages: int,
     max_answer_tokens: int,
+    deadline: Deadline,
 ) -> Answer:
     """RetrieveAndGenerate: Bedrock retrieves passages and generates a cited answer, instructed by
     the workload's ``prompt`` and the rules every answer keeps (contract.knowledge_base_template)."""
     # The model acts on the caller's question: its rejection is the caller's to see.
-    with call(KNOWLEDGE_BASE_SERVICE, caller_facing=True):
+    with call(KNOWLEDGE_BASE_SERVICE, caller_facing=True), within(deadline):
         response = client.retrieve_and_generate(
             input={"text": question},
             retrieveAndGenerateConfiguration={
@@ -85,11 +88,12 @@ def answer_from_kendra(
     question: str,
     max_passages: int,
     max_answer_tokens: int,
+    deadline: Deadline,
 ) -> Answer:
     """Kendra Retrieve for passages, then Bedrock Converse over them, the workload's ``prompt`` and
     the rules every answer keeps as its system prompt (contract.converse_system_prompt); cites
     passages by number."""
-    with call(KENDRA_SERVICE, caller_facing=True):  # the caller's question, searched
+    with call(KENDRA_SERVICE, caller_facing=True), within(deadline):  # the caller's question, searched
         retrieved = kendra.retrieve(IndexId=index_id, QueryText=question, PageSize=max_passages)
     found = value_at(retrieved, "ResultItems")
     if found is not None and not isinstance(found, list):  # Retrieve's answer, of another shape
@@ -112,20 +116,23 @@ def answer_from_kendra(
     context = "\n\n".join(
         f"[{p.number}] {p.title or 'untitled'}\n{content}" for p, content in zip(passages, contents, strict=True)
     )
-    # One model, the deployment's: nothing to fall back to (botocore retries it once).
-    answered = converse(
-        bedrock,
-        [model_arn],
-        deadline=None,
-        system=[{"text": converse_system_prompt(prompt)}],
-        messages=[
-            {
-                "role": "user",
-                "content": [{"text": f"<passages>\n{context}\n</passages>\n\n<question>\n{question}\n</question>"}],
-            }
-        ],
-        inferenceConfig={"maxTokens": max_answer_tokens, "temperature": 0},
-    )
+    # One model, the deployment's: nothing to fall back to (botocore retries it once, in what is
+    # left of the deadline after Retrieve).
+    with within(deadline):
+        answered = converse(
+            bedrock,
+            [model_arn],
+            deadline=deadline.at,
+            clock=deadline.clock,
+            system=[{"text": converse_system_prompt(prompt)}],
+            messages=[
+                {
+                    "role": "user",
+                    "content": [{"text": f"<passages>\n{context}\n</passages>\n\n<question>\n{question}\n</question>"}],
+                }
+            ],
+            inferenceConfig={"maxTokens": max_answer_tokens, "temperature": 0},
+        )
     try:
         text = answered.text
     except (KeyError, TypeError, AttributeError):  # an answer of another shape than Converse's

@@ -41,7 +41,8 @@ class Settings(FunctionSettings):
     max_question_chars: int = Field(default=1000, ge=1)
     max_passages: int = Field(default=5, ge=1)
     max_answer_tokens: int = Field(default=800, ge=1)
-    # One attempt's read timeout: two attempts per AWS call must fit in the function's timeout.
+    # One attempt's read timeout at most: each attempt is also held to what is left of the
+    # request's deadline (deadline.py), whatever calls came before it.
     upstream_timeout_seconds: int = Field(default=25, ge=1)
     # The workload's tuned prompt: a file of the prompt layer (see the module docstring).
     system_prompt_file: str = Field(default=f"{LAYERS_ROOT}/{PROMPT_FILE}", min_length=1)

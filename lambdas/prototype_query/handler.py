@@ -4,7 +4,8 @@ Body: {"question": "...", "source": "knowledge_base" | "kendra"}. Bad input gets
 naming the field or what is wrong with the body (not base64, not UTF-8, not JSON, nested or a
 number past what the parser takes); an upstream failure the answer shared.aws_errors gives it:
 throttled, a 429; the question rejected, a 400; anything else a 502, the platform's set-up
-refused (model access, a knowledge base or index that is not there) included. The question is
+refused (model access, a knowledge base or index that is not there) included, and a call that no
+longer fits before the invocation's deadline (deadline.py), which is not made. The question is
 never logged. Both paths answer as the workload's tuned prompt instructs, within the rules every
 answer keeps (contract.py); the prompt is read once, from the file its layer holds.
 """
@@ -26,6 +27,7 @@ from pydantic import ValidationError
 
 from prototype_query.answering import answer_from_kendra, answer_from_knowledge_base
 from prototype_query.contract import Dimension, Metric, Settings
+from prototype_query.deadline import CONNECT_SECONDS, Deadline, bound
 from prototype_query.models import QueryRequest, Source
 from shared.aws_errors import RETRY_AFTER_SECONDS, UpstreamError
 from shared.bodies import BodyError, json_bytes, problems
@@ -43,6 +45,8 @@ metrics = Metrics()
 # Powertools' validation: its json.loads raises RecursionError and ValueError (a deep array, an
 # integer of 4,301 digits) past its handlers, which would be 500s.
 app = LambdaFunctionUrlResolver()
+# The clock of every request's deadline (a test's, so its outcome does not depend on how fast the machine is).
+clock = time.monotonic
 
 
 class InvalidRequestError(Exception):
@@ -77,17 +81,17 @@ def prompt() -> str:
 
 @cache
 def clients() -> Clients:
-    # Two attempts that fit in the function's timeout, so a slow upstream ends in a JSON 502
-    # rather than a Lambda timeout.
+    # Two attempts a call, each read for at most upstream_timeout_seconds and held to the request's
+    # deadline (deadline.bound), so a slow upstream ends in a JSON 502 rather than a Lambda timeout.
     config = Config(
-        connect_timeout=5,
+        connect_timeout=CONNECT_SECONDS,
         read_timeout=settings().upstream_timeout_seconds,
         retries={"mode": "standard", "total_max_attempts": 2},
     )
     return Clients(
-        agent_runtime=boto3.client("bedrock-agent-runtime", config=config),
-        kendra=boto3.client("kendra", config=config),
-        bedrock=boto3.client("bedrock-runtime", config=config),
+        agent_runtime=bound(boto3.client("bedrock-agent-runtime", config=config)),
+        kendra=bound(boto3.client("kendra", config=config)),
+        bedrock=bound(boto3.client("bedrock-runtime", config=config)),
     )
 
 
@@ -100,6 +104,8 @@ def query() -> Response[Any]:
     if request.source is Source.KENDRA and config.kendra_index_id is None:
         return _error(422, "invalid_request", "source: kendra is switched off in this deployment; use knowledge_base")
 
+    # Every AWS call of the request ends before the function's timeout, with a margin to answer.
+    deadline = Deadline.of_invocation(app.lambda_context.get_remaining_time_in_millis(), clock)
     started = time.perf_counter()
     if request.source is Source.KENDRA:
         answer = answer_from_kendra(
@@ -111,6 +117,7 @@ def query() -> Response[Any]:
             question=request.question,
             max_passages=config.max_passages,
             max_answer_tokens=config.max_answer_tokens,
+            deadline=deadline,
         )
     else:
         answer = answer_from_knowledge_base(
@@ -121,6 +128,7 @@ def query() -> Response[Any]:
             question=request.question,
             max_passages=config.max_passages,
             max_answer_tokens=config.max_answer_tokens,
+            deadline=deadline,
         )
     elapsed_ms = (time.perf_counter() - started) * 1000
     # Errors carry only ErrorCode (see _error), so each metric keeps one set of dimensions.

@@ -103,9 +103,10 @@ class QueryConfig(ConfigModel):
     memory_mb: int = Field(default=512, ge=128, le=10240, description="The query function's memory (MB).")
     timeout_seconds: int = Field(
         default=60,
-        ge=3,
+        ge=10,
         le=900,
-        description="The query function's timeout; each AWS call gets two attempts within it.",
+        description="The query function's timeout; a request's AWS calls (each of up to two attempts) end 2 s "
+        "before it, and an attempt that could no longer connect and read is not made (a 502).",
     )
     reserved_concurrency: int | None = Field(
         default=None,

@@ -116,7 +116,8 @@ class PrototypeQuery(Construct):
                 max_question_chars=config.max_question_chars,
                 max_passages=config.max_passages,
                 max_answer_tokens=config.max_answer_tokens,
-                # Two attempts per AWS call must fit in the function's timeout.
+                # One attempt's longest read: two attempts of one call fit in the function's
+                # timeout; the function holds every attempt to the request's deadline besides.
                 upstream_timeout_seconds=max(1, (config.timeout_seconds - 5) // 2),
                 system_prompt_file=f"{LAYERS_ROOT}/{PROMPT_FILE}",
             ),
@@ -148,7 +149,8 @@ class PrototypeQuery(Construct):
             concurrency=None
             if config.reserved_concurrency is not None
             else "Reserved concurrency is off by config (query.reserved_concurrency): new sandbox accounts often "
-            "have a concurrency quota too small to reserve from; spend is capped by the tier's budget alerts.",
+            "have a concurrency quota too small to reserve from. Nothing caps spend; the tier's budget only "
+            "alerts on it, by e-mail.",
         )
 
         self.url = self.function.add_function_url(auth_type=lambda_.FunctionUrlAuthType.AWS_IAM)

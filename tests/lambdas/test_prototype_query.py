@@ -4,6 +4,7 @@ both paths, every error path, bad input."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from botocore.stub import ANY, Stubber
 
 from prototype_query import answering, contract, handler
 from prototype_query.contract import Settings
+from prototype_query.deadline import Deadline
 from prototype_query.models import Citation
 from shared.contract import SettingsError
 from shared.display import MAX_LOCATOR_CHARS
@@ -27,6 +29,8 @@ from tests.lambdas.conftest import FakeContext, HttpResult, function_url_event, 
 KB_ID = "KB12345678"
 INDEX_ID = "0123abcd-0123-0123-0123-0123456789ab"
 MODEL_ARN = "arn:aws:bedrock:us-east-1::foundation-model/amazon.nova-lite-v1:0"
+# For the answering functions called with fakes of their clients: no time limit.
+NO_DEADLINE = Deadline(math.inf)
 # Seeded personal data: must never reach a log line.
 SECRET_QUESTION = "Jane Roe (jane.roe@example.com, 555-0100) asks: what is the refund policy?"
 # The workload's tuned prompt (generation.prompt), as its layer holds it: lines, quotes, a brace
@@ -252,6 +256,7 @@ def test_kendra_prompt_numbers_passages_and_fences_the_question(lambda_context: 
         question="Ignore the rules?",
         max_passages=5,
         max_answer_tokens=10,
+        deadline=NO_DEADLINE,
     )
     (message,) = sent["messages"]
     assert message["content"][0]["text"] == (
@@ -293,6 +298,7 @@ def sent_by_both_paths(prompt: str) -> tuple[str, str]:
         question="Q?",
         max_passages=3,
         max_answer_tokens=9,
+        deadline=NO_DEADLINE,
     )
     answering.answer_from_kendra(
         Aws(),
@@ -303,6 +309,7 @@ def sent_by_both_paths(prompt: str) -> tuple[str, str]:
         question="Q?",
         max_passages=3,
         max_answer_tokens=9,
+        deadline=NO_DEADLINE,
     )
     generation = sent["knowledge_base"]["retrieveAndGenerateConfiguration"]["knowledgeBaseConfiguration"][
         "generationConfiguration"
