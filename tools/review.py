@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]  # run as a script, tools/ is on the path: the repository root is not
 
 from tools.reviewing.changes import Assembly  # noqa: E402
-from tools.reviewing.report import CdkDiff, moves, review  # noqa: E402
+from tools.reviewing.report import CdkDiff, review  # noqa: E402
 from tools.reviewing.sources import ASSET_HASH  # noqa: E402
 
 DEFAULT_OUT = ROOT / "review.md"
@@ -139,15 +139,13 @@ def cdk_diff(app: Path, stack: str, base_template: Path) -> CdkDiff:
     return CdkDiff(stack, output, done.returncode == 1, parse_verdicts(output))
 
 
-def cdk_diffs(
-    head_dir: Path, base: Mapping[str, Path], head: Iterable[str], scratch: Path, moved: Mapping[str, str]
-) -> dict[str, CdkDiff]:
-    """``cdk diff`` of every head stack, in parallel: against its base template, the one of the stack it
-    moved from, or (a new stack) an empty one."""
+def cdk_diffs(head_dir: Path, base: Mapping[str, Path], head: Iterable[str], scratch: Path) -> dict[str, CdkDiff]:
+    """``cdk diff`` of every head stack, in parallel: against its base template or (a new stack, also one
+    under a new name, whose resources CloudFormation creates anew) an empty one."""
     empty = scratch / "empty.template.json"
     empty.write_text("{}")
     with ThreadPoolExecutor(max_workers=4) as pool:
-        futures = {name: pool.submit(cdk_diff, head_dir, name, base.get(moved.get(name, name), empty)) for name in head}
+        futures = {name: pool.submit(cdk_diff, head_dir, name, base.get(name, empty)) for name in head}
         return {name: future.result() for name, future in futures.items()}
 
 
@@ -225,8 +223,7 @@ def run(ref: str, out: Path, started: float) -> int:
             base_packages = project_packages(checkout)
         base = read_assembly(scratch / "base.out", base_packages)
         head = read_assembly(scratch / "head.out")
-        moved = moves(base.templates, head.templates)
-        cdk = cdk_diffs(scratch / "head.out", stack_templates(scratch / "base.out"), head.templates, scratch, moved)
+        cdk = cdk_diffs(scratch / "head.out", stack_templates(scratch / "base.out"), head.templates, scratch)
         report = review(base, head, changed_files(commit), cdk, diagram())
     header = [
         f"BASE `{ref}` ({commit[:10]}) → the working tree (HEAD {head_commit}{dirty}), all tiers.",

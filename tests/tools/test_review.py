@@ -284,10 +284,55 @@ def test_a_renamed_stack_is_compared_with_its_former_self_and_its_data_stores_st
     (pool,) = [x for s in report.stacks for x in s.losses if x.diff.type == "AWS::Cognito::UserPool"]
 
     assert moved.moved_from == old
-    assert not moved.diffs
-    assert report.exit_code == 0  # the same permissions, compared with the stack it was
+    assert not moved.diffs  # nothing differs from the stack it was (section 5)
+    # but CloudFormation creates its roles and policies anew: every grant is a new one
+    assert moved.access
+    assert all(c.added for c in moved.access)
+    assert report.exit_code == 2
     assert pool.diff.stack == old
     assert "genai-production-people makes a new, empty one" in pool.fate
+
+
+def test_a_promotion_with_a_new_workload_shows_the_new_stacks_every_grant(base: Assembly) -> None:
+    """Every `genai-sandbox-<workload>` stack has the same logical ids: one workload promoted (its
+    sandbox stack leaves the app) and another added in the same change look like a renamed stack.
+    The new stack's access is its own all the same, as if it had been added alone."""
+    support = "genai-sandbox-support"
+    billing = json.loads(json.dumps(base.templates[support]).replace("support", "billing"))
+    alone = review(
+        Assembly({support: base.templates[support]}),
+        Assembly({support: base.templates[support], "genai-sandbox-billing": billing}),
+        [],
+    )
+    swapped = Assembly({"genai-sandbox-billing": billing})
+
+    report = review(Assembly({support: base.templates[support]}), swapped, [])
+    (new,) = [s for s in report.stacks if s.stack == "genai-sandbox-billing"]
+    (added,) = [s for s in alone.stacks if s.stack == "genai-sandbox-billing"]
+
+    assert new.moved_from == support  # still compared with it in section 5
+    assert new.access == added.access
+    assert [d.key for d in new.auth] == [d.key for d in added.auth]
+    assert report.exit_code == alone.exit_code == 2
+    assert "- IAM / network: 0 added" not in report.markdown()
+
+
+def test_a_stack_under_a_new_name_is_cdk_diffed_as_a_new_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Against an empty template, as CloudFormation creates it: `cdk diff` against the stack it was
+    would call a renamed stack's roles unchanged."""
+    used: dict[str, str] = {}
+
+    def diffed(app: Path, stack: str, template: Path) -> CdkDiff:
+        used[stack] = template.read_text()
+        return CdkDiff(stack, "", False)
+
+    monkeypatch.setattr(rv, "cdk_diff", diffed)
+    old = tmp_path / "old.template.json"
+    old.write_text(json.dumps({"Resources": {"Role": {"Type": "AWS::IAM::Role"}}}))
+
+    rv.cdk_diffs(tmp_path, {"old": old, "kept": old}, ["new", "kept"], tmp_path)
+
+    assert used == {"new": "{}", "kept": old.read_text()}
 
 
 def test_the_base_worktree_is_removed_also_on_failure(tmp_path: Path) -> None:
@@ -337,7 +382,11 @@ def test_letting_user_tokens_reach_an_agent_loosens_authentication_and_exits_2(b
         loose = edited(loose, stack, _user_tokens_for_agents)
     report = review(base, loose, [])
     assert report.exit_code == 2
-    assert "`AuthorizerConfiguration`" in report.sections()["access"]
+    # A value added whole is listed a leaf value a line: the discovery URL whole.
+    assert (
+        '`AuthorizerConfiguration.CustomJWTAuthorizer.DiscoveryUrl`: (absent) → `"https://issuer/'
+        in (report.sections()["access"])
+    )
     loosened = [line for line in report.sections()["access"].splitlines() if line.endswith("**loosens**")]
     assert len(loosened) == len(agents) == 2  # both runtimes
     assert all("AuthorizerConfiguration" in line and "CustomJWTAuthorizer" in line for line in loosened)

@@ -17,7 +17,7 @@ import pytest
 
 from tests.infra.conftest import Assembly as Synthesized
 from tools.reviewing.access import Rule
-from tools.reviewing.changes import Assembly
+from tools.reviewing.changes import LEAF_LINES, Assembly
 from tools.reviewing.data import CEDAR_POLICY, cedar_parts, cedar_summary
 from tools.reviewing.report import Report, review
 
@@ -353,8 +353,8 @@ def test_a_guardrail_change_is_a_data_handling_line_per_entity_by_its_type() -> 
     more = [PII[0], {"Action": "ANONYMIZE", "Type": "ADDRESS"}, PII[1]]
     assert settings_of({"Guardrail": guardrail()}, {"Guardrail": guardrail(more)}) == [
         f"{DATA}: `Guardrail` (AWS::Bedrock::Guardrail): "
-        '`SensitiveInformationPolicyConfig.PiiEntitiesConfig[Type=ADDRESS]`: (absent) → `{"Action":"ANONYMIZE",'
-        '"Type":"ADDRESS"}`'
+        f'`SensitiveInformationPolicyConfig.PiiEntitiesConfig[Type=ADDRESS].{key}`: (absent) → `"{value}"`'
+        for key, value in (("Action", "ANONYMIZE"), ("Type", "ADDRESS"))
     ]
     # Its messages too (the guardrail's every setting), but not its tags or description.
     assert settings_of(
@@ -367,8 +367,8 @@ def test_a_guardrail_change_is_a_data_handling_line_per_entity_by_its_type() -> 
 def test_new_and_removed_data_resources_are_listed_with_their_settings() -> None:
     assert settings_of({}, {"Docs": bucket(), "Logs": log_group(None)}) == [
         f"{DATA}: new `Docs` (AWS::S3::Bucket): "
-        "`BucketEncryption.ServerSideEncryptionConfiguration` = "
-        '`[{"ServerSideEncryptionByDefault":{"SSEAlgorithm":"aws:kms"}}]`',
+        "`BucketEncryption.ServerSideEncryptionConfiguration[0].ServerSideEncryptionByDefault.SSEAlgorithm` = "
+        '`"aws:kms"`',
         f"{DATA}: new `Logs` (AWS::Logs::LogGroup): no encryption or retention settings",
     ]
     assert settings_of({"Guardrail": guardrail()}, {}) == [f"{DATA}: removed `Guardrail` (AWS::Bedrock::Guardrail)"]
@@ -417,6 +417,86 @@ def test_a_change_outside_data_handling_is_not_listed_there() -> None:
     assert report.data.settings == []
     assert report.sections()["data"] == "No data-handling changes."
     assert (
-        '- `Docs` (AWS::S3::Bucket):\n  - `Tags`: (absent) → `[{"Key":"team","Value":"support"}]`'
-        in (report.sections()["other"])
+        '- `Docs` (AWS::S3::Bucket):\n  - `Tags[Key=team].Key`: (absent) → `"team"`\n'
+        '  - `Tags[Key=team].Value`: (absent) → `"support"`' in (report.sections()["other"])
     )
+
+
+# --- Everything else: what no earlier section shows, each value whole ------------------------------
+
+IDENTITY = "genai-production-identity"
+
+
+def other_of(base: dict[str, Any], head: dict[str, Any]) -> str:
+    return review(Assembly({IDENTITY: {"Resources": base}}), Assembly({IDENTITY: {"Resources": head}}), []).sections()[
+        "other"
+    ]
+
+
+def user_pool(minimum: int) -> dict[str, Any]:
+    policy = {"MinimumLength": minimum, "RequireSymbols": True}
+    return {"Type": "AWS::Cognito::UserPool", "Properties": {"Policies": {"PasswordPolicy": policy}}}
+
+
+def function_in(group: str) -> dict[str, Any]:
+    vpc = {"SecurityGroupIds": [group], "SubnetIds": ["subnet-1"]}
+    return {"Type": "AWS::Lambda::Function", "Properties": {"Handler": "x.handler", "VpcConfig": vpc}}
+
+
+def inline_policy(name: str, sid: str, version: str, action: str) -> dict[str, Any]:
+    statement = {"Sid": sid, "Effect": "Allow", "Action": action, "Resource": "*"}
+    document = {"Version": version, "Statement": [statement]}
+    principal = {"Service": "lambda.amazonaws.com"}
+    trust = {"Statement": [{"Effect": "Allow", "Principal": principal, "Action": "sts:AssumeRole"}]}
+    policies = [{"PolicyName": name, "PolicyDocument": document}]
+    return {"Type": "AWS::IAM::Role", "Properties": {"AssumeRolePolicyDocument": trust, "Policies": policies}}
+
+
+def test_a_change_named_like_a_policy_or_a_security_group_but_not_shown_in_section_1_is_listed() -> None:
+    """Section 1 shows the parts of statements that make grants (and rules' ports and peers): a
+    password policy, a function's security groups, a statement's Sid, a document's Version or a
+    policy's name are listed under "everything else"; a statement's action is not (it is in section 1)."""
+    pool = other_of({"UserPool": user_pool(14)}, {"UserPool": user_pool(6)})
+    assert "`Policies.PasswordPolicy.MinimumLength`: `14` → `6`" in pool
+
+    vpc = other_of({"Fn": function_in("sg-1")}, {"Fn": function_in("sg-2")})
+    assert '`VpcConfig.SecurityGroupIds`: + `"sg-2"`, − `"sg-1"`' in vpc
+
+    role = other_of(
+        {"Role": inline_policy("read", "Read", "2012-10-17", "s3:GetObject")},
+        {"Role": inline_policy("reader", "Reading", "2008-10-17", "s3:PutObject")},
+    )
+    assert '`Policies[0].PolicyName`: `"read"` → `"reader"`' in role
+    assert '`Policies[0].PolicyDocument.Version`: `"2012-10-17"` → `"2008-10-17"`' in role
+    assert 'Statement[Sid=Reading].Sid`: (absent) → `"Reading"`' in role
+    assert "s3:PutObject" not in role
+    assert "Statement[Sid=Reading].Action" not in role
+
+
+def runtime_document(outputs: dict[str, Any] | None) -> dict[str, Any]:
+    content = json.dumps({} if outputs is None else {"outputs": outputs}, separators=(",", ":"))
+    return {"Type": "AWS::AppConfig::HostedConfigurationVersion", "Properties": {"Content": content}}
+
+
+def test_a_new_object_is_listed_a_value_a_line_not_cut_at_100_characters() -> None:
+    """A new output type in the gateway's runtime document is one new key: each of its values on its
+    own line, so its price and token limit show however long its instructions are."""
+    answer = {"instructions": "Answer from the documents. " * 5, "max_tokens": 800, "unit_price_usd": 0.01, "units": 1}
+
+    other = other_of({"Config": runtime_document({})}, {"Config": runtime_document({"policy_answer": answer})})
+
+    assert "  - `Content (JSON) outputs.policy_answer.max_tokens`: (absent) → `800`" in other
+    assert "  - `Content (JSON) outputs.policy_answer.unit_price_usd`: (absent) → `0.01`" in other
+    assert "  - `Content (JSON) outputs.policy_answer.units`: (absent) → `1`" in other
+    # and taken away, each value it had
+    gone = other_of({"Config": runtime_document({"policy_answer": answer})}, {"Config": runtime_document({})})
+    assert "  - `Content (JSON) outputs.policy_answer.unit_price_usd`: `0.01` → (absent)" in gone
+
+
+def test_a_new_object_with_very_many_values_is_listed_up_to_a_bound() -> None:
+    many = {f"output_{n:02}": {"units": n} for n in range(LEAF_LINES + 5)}
+
+    other = other_of({"Config": runtime_document(None)}, {"Config": runtime_document(many)})
+
+    assert other.count("(absent) →") == LEAF_LINES
+    assert "  - `Content (JSON) outputs`: 5 more values not listed" in other

@@ -11,7 +11,7 @@ from typing import Any
 
 from tools.reviewing.changes import Change, ResourceDiff, compared_view
 from tools.reviewing.data import opens_every_tool
-from tools.reviewing.values import MISSING, Template, as_json, render, text
+from tools.reviewing.values import MISSING, KeyPath, Template, as_json, render, text
 
 
 @dataclass(frozen=True, order=True)
@@ -43,7 +43,12 @@ class Rule:
 Exploded = Iterator[tuple[str, str, str, str, str]]  # effect, principal, action, resource, condition
 # Property paths about who may call what, outside IAM: authorizers, API keys, MFA, allowed clients.
 AUTH_PATH = re.compile(r"authori[sz]|authtype|authenticat|apikey|allowed(clients|audience)|mfa|userpooltiers", re.I)
-POLICY_KEYS = {"PolicyDocument", "AssumeRolePolicyDocument", "Policies", "KeyPolicy", "ManagedPolicyArns", "Policy"}
+# What section 1 shows of a policy statement (its grants: who, what, on what, under which condition)
+# and of a security-group rule; a statement's Sid, its document's Version, a rule's description are not.
+STATEMENT_KEYS = {"Effect", "Principal", "NotPrincipal", "Action", "NotAction", "Resource", "NotResource", "Condition"}
+PEERS = ("CidrIp", "CidrIpv6", "SourceSecurityGroupId", "DestinationSecurityGroupId", "SourcePrefixListId")
+RULE_KEYS = {"IpProtocol", "FromPort", "ToPort", *PEERS, "DestinationPrefixListId"}
+RULE_TYPES = ("AWS::EC2::SecurityGroupIngress", "AWS::EC2::SecurityGroupEgress")
 # What a Lambda permission grants; each of its other properties (source ARN or account, organisation,
 # function URL auth type, InvokedViaFunctionUrl, an event source's token) limits the grant: its condition.
 PERMISSION_GRANT = ("Action", "FunctionName", "Principal")
@@ -156,8 +161,7 @@ def grants(stack: str, template: Template | None) -> dict[Grant, str]:
 
 
 def _rule(stack: str, direction: str, group: str, rule: Mapping[str, Any]) -> Rule:
-    peers = ("CidrIp", "CidrIpv6", "SourceSecurityGroupId", "DestinationSecurityGroupId", "SourcePrefixListId")
-    peer = next((f"{k}={text(render(rule[k]))}" for k in (*peers, "DestinationPrefixListId") if k in rule), "?")
+    peer = next((f"{k}={text(render(rule[k]))}" for k in (*PEERS, "DestinationPrefixListId") if k in rule), "?")
     ports = f"{rule.get('FromPort', '*')}-{rule.get('ToPort', '*')}"
     return Rule(stack, direction, group, str(rule.get("IpProtocol", "?")), ports, peer)
 
@@ -170,10 +174,30 @@ def rules(stack: str, template: Template | None) -> dict[Rule, str]:
             for direction in ("Ingress", "Egress"):
                 for item in _as_list(props.get(f"SecurityGroup{direction}")):
                     found.setdefault(_rule(stack, direction, f"${{{logical_id}}}", item), logical_id)
-        elif kind in ("AWS::EC2::SecurityGroupIngress", "AWS::EC2::SecurityGroupEgress"):
+        elif kind in RULE_TYPES:
             direction = kind.removeprefix("AWS::EC2::SecurityGroup")
             found.setdefault(_rule(stack, direction, text(render(props.get("GroupId"))), props), logical_id)
     return found
+
+
+def shown_as_access(kind: str, path: KeyPath) -> bool:
+    """Whether section 1 shows a resource's change at ``path`` (a leaf value's): a part of a policy
+    statement that makes its grants, a role's managed policy, any property of a Lambda permission (its
+    grant and the grant's condition), a security-group rule's protocol, ports or peer."""
+    props = path[1:] if path[:1] == ("Properties",) else ()
+    if kind == "AWS::Lambda::Permission":
+        return bool(props)
+    if kind == "AWS::IAM::Role" and props[:1] == ("ManagedPolicyArns",):
+        return True
+    if kind in RULE_TYPES:
+        return bool(props) and props[0] in {"GroupId", *RULE_KEYS}
+    if kind == "AWS::EC2::SecurityGroup" and props[:1] in (("SecurityGroupIngress",), ("SecurityGroupEgress",)):
+        return len(props) > 2 and props[2] in RULE_KEYS
+    if "Statement" not in path:
+        return False
+    rest = path[path.index("Statement") + 1 :]
+    rest = rest[1:] if rest[:1] and rest[0].startswith("[") else rest  # the statement, in a list of them
+    return bool(rest) and rest[0] in STATEMENT_KEYS
 
 
 @dataclass(frozen=True)

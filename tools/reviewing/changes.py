@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,21 @@ class Change:
 
     def describe(self) -> str:
         return f"`{self.where}`: {show_change(self.old, self.new)}"
+
+    def leaves(self) -> list[Change]:
+        """The change one leaf value at a time where a whole object (or list of objects) is added or
+        removed, so that no value hides in a line cut at SHOW_CHARS; otherwise the change itself."""
+        if (self.old is MISSING) == (self.new is MISSING):
+            return [self]
+        if self.old is MISSING:
+            return [Change(path, MISSING, value) for path, value in leaves(self.new, self.path)]
+        return [Change(path, value, MISSING) for path, value in leaves(self.old, self.path)]
+
+    def lines(self, keep: Callable[[Change], bool] = lambda _: True) -> list[str]:
+        """What ``describe`` says, a line per leaf value that ``keep`` keeps, at most LEAF_LINES of them."""
+        kept = [leaf.describe() for leaf in self.leaves() if keep(leaf)]
+        more = len(kept) - LEAF_LINES
+        return kept[:LEAF_LINES] + ([f"`{self.where}`: {more} more values not listed"] if more > 0 else [])
 
 
 # Keys that identify the items of a list of objects (tags, tool schemas, statements, the guardrail's
@@ -44,6 +59,18 @@ def diff_values(old: Any, new: Any, path: KeyPath = ()) -> list[Change]:
         if documents[0] is not None and documents[1] is not None:
             return diff_values(*documents, (*path, JSON_MARK))
     return [Change(path, old, new)]
+
+
+def leaves(value: Any, path: KeyPath = ()) -> Iterator[tuple[KeyPath, Any]]:
+    """Every leaf value inside ``value`` with its path, the items of a list of objects named as
+    ``diff_values`` names them; a list of scalars is one leaf."""
+    if isinstance(value, list) and not _scalars(value):
+        value = _by_key(value, _list_key(value, value))
+    if isinstance(value, dict) and value:
+        for key, item in value.items():
+            yield from leaves(item, (*path, key))
+    else:
+        yield path, value
 
 
 def _diff_mappings(old: Mapping[str, Any], new: Mapping[str, Any], path: KeyPath) -> list[Change]:
@@ -84,6 +111,8 @@ def format_path(path: KeyPath) -> str:
 
 
 SHOW_CHARS = 100
+# A whole object added or removed is listed a leaf value a line (Change.lines), at most this many.
+LEAF_LINES = 30
 
 
 def show(value: Any) -> str:

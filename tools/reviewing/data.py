@@ -4,13 +4,13 @@ bindings (Cedar permits)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from tools.reviewing.changes import SHOW_CHARS, Change, ResourceDiff, compared_view, show
 from tools.reviewing.losses import DATA_STORES, properties
-from tools.reviewing.values import MISSING, KeyPath, at, render, text
+from tools.reviewing.values import MISSING, at, render, text
 
 CEDAR_POLICY = "AWS::BedrockAgentCore::Policy"
 # Resource types whose every setting is about data handling.
@@ -140,14 +140,6 @@ def _beyond_tools(diff: ResourceDiff) -> list[Change]:
     return found
 
 
-def _leaves(value: Any, path: KeyPath = ()) -> Iterator[Change]:
-    if isinstance(value, dict):
-        for key, item in value.items():
-            yield from _leaves(item, (*path, key))
-    else:
-        yield Change(path, MISSING, value)
-
-
 @dataclass
 class DataHandling:
     permits: list[str] = field(default_factory=list)
@@ -166,17 +158,16 @@ def _cedar_lines(diff: ResourceDiff, out: DataHandling) -> None:
         tools = cedar_change(diff.old, diff.new)
         if tools is None:
             changes = [c for c in diff.changes if c.path[:1] != ("DependsOn",)]
-            change = cedar_summary(diff.new) + ": " + "; ".join(c.describe() for c in changes)
+            change = cedar_summary(diff.new) + ": " + "; ".join(line for c in changes for line in c.lines())
         else:
             # The tools said as names; anything else that changed with them (a widened condition) as well.
-            change = "; ".join([tools, *(c.describe() for c in _beyond_tools(diff))])
+            change = "; ".join([tools, *(line for c in _beyond_tools(diff) for line in c.lines())])
         out.permits.append(f"~ {change} ({diff.stack}, `{diff.logical_id}`){mark}")
 
 
 def _new_store_line(diff: ResourceDiff) -> str:
-    settings = [
-        c for c in _leaves(compared_view(diff.new)) if DATA_PATH.search(" ".join(c.path)) and "Tags" not in c.path
-    ]
+    whole = Change((), MISSING, compared_view(diff.new))
+    settings = [c for c in whole.leaves() if DATA_PATH.search(" ".join(c.path)) and "Tags" not in c.path]
     shown = "; ".join(f"`{c.where}` = {show(c.new)}" for c in settings) or "no encryption or retention settings"
     return f"{diff.stack}: new {diff}: {shown}"
 
@@ -193,5 +184,5 @@ def data_handling(diffs: Sequence[ResourceDiff]) -> DataHandling:
         else:
             for change in diff.changes:
                 if is_data_handling(diff, change):
-                    out.settings.append(f"{diff.stack}: {diff}: {change.describe()}")
+                    out.settings += [f"{diff.stack}: {diff}: {line}" for line in change.lines()]
     return out

@@ -7,7 +7,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from tools.reviewing.access import AUTH_PATH, POLICY_KEYS, AccessChange, Grant, auth_changes, loosens
+from tools.reviewing.access import AUTH_PATH, AccessChange, Grant, auth_changes, loosens, shown_as_access
 from tools.reviewing.changes import Change, ResourceDiff
 from tools.reviewing.data import CEDAR_POLICY, EVERY_TOOL, DataHandling, is_data_handling, opens_every_tool
 from tools.reviewing.losses import Loss
@@ -70,7 +70,9 @@ def _auth_lines(diffs: Iterable[ResourceDiff]) -> list[str]:
     lines = []
     for d in diffs:
         subject = f"{d.stack}: {'new ' if d.status == 'added' else ''}{d}"
-        lines += [f"- {subject}: {c.describe()}" + (" **loosens**" if loosens(c) else "") for c in auth_changes(d)]
+        for change in auth_changes(d):
+            mark = " **loosens**" if loosens(change) else ""
+            lines += [f"- {subject}: {line}{mark}" for line in change.lines()]
         if opens_every_tool(d):
             lines.append(f"- {subject}: its permit names no tool, so it permits {EVERY_TOOL} (section 3) **loosens**")
     return lines
@@ -80,13 +82,13 @@ def _access_section(report: Report) -> str:
     lines = []
     for stack in (s for s in report.stacks if s.access):
         broad = sum(c.broadens for c in stack.access)
-        since = f" (compared with {stack.moved_from})" if stack.moved_from else ""
+        since = f" ({stack.moved_from} under a new name: created anew, every grant added)" if stack.moved_from else ""
         lines += [f"### {stack.stack}{since}: {len(stack.access)} permissions changed, {broad} broadening", ""]
         lines += [
             "| | Effect / direction | Principal / group | Actions / ports | Resources / peers | Condition | From |"
         ]
         lines += ["|---|---|---|---|---|---|---|", *_access_rows(stack.access), ""]
-    auth = [line for s in report.stacks for line in _auth_lines(s.diffs)]
+    auth = [line for s in report.stacks for line in _auth_lines(s.auth)]
     if auth:
         lines += [
             "**Authentication and authorization settings** (those marked **loosens** let more callers in and "
@@ -203,15 +205,24 @@ def _code_section(report: Report) -> str:
 
 
 def _shown_elsewhere(diff: ResourceDiff, change: Change) -> bool:
+    """Whether an earlier section shows the change (of section 1, only the parts of statements and
+    rules it renders: ``_other_lines`` asks that of each leaf value)."""
     return (
         diff.type == CEDAR_POLICY
-        or (diff.type == "AWS::Lambda::Permission" and change.path[:1] == ("Properties",))  # all in its grant
-        or bool(POLICY_KEYS & set(change.path))
-        or any(part.startswith("SecurityGroup") for part in change.path)
         or is_data_handling(diff, change)
         or bool(AUTH_PATH.search(" ".join(change.path)))
         or is_asset_change(change)
     )
+
+
+def _other_lines(diff: ResourceDiff) -> list[str]:
+    """A modified resource's changes that no earlier section shows."""
+    return [
+        line
+        for change in diff.changes
+        if not _shown_elsewhere(diff, change)
+        for line in change.lines(lambda leaf: not shown_as_access(diff.type, leaf.path))
+    ]
 
 
 # A change made identically to at least this many resources of a stack is listed once.
@@ -221,11 +232,7 @@ COLLAPSE_AT = 3
 def _modified_lines(diffs: Sequence[ResourceDiff]) -> list[str]:
     """Per modified resource, its changes not shown in an earlier section (one made identically to
     COLLAPSE_AT resources or more is listed once, with the count)."""
-    kept = [
-        (d, lines)
-        for d in diffs
-        if d.status == "modified" and (lines := [c.describe() for c in d.changes if not _shown_elsewhere(d, c)])
-    ]
+    kept = [(d, lines) for d in diffs if d.status == "modified" and (lines := _other_lines(d))]
     repeated = Counter(line for _, lines in kept for line in lines)
     out = [f"- {n} resources: {line}" for line, n in repeated.items() if n >= COLLAPSE_AT]
     for diff, lines in kept:
@@ -247,7 +254,7 @@ def _other_section(report: Report) -> str:
         counts = Counter(d.status for d in s.diffs)
         lines.append(f"| {s.stack} | {s.status} | {counts['added']} | {counts['removed']} | {counts['modified']} |")
     for s in (s for s in report.stacks if s.status != "unchanged"):
-        body = _modified_lines(s.diffs) + [f"- template: {c.describe()}" for c in s.template_changes]
+        body = _modified_lines(s.diffs) + [f"- template: {line}" for c in s.template_changes for line in c.lines()]
         added = _by_type(d for d in s.diffs if d.status == "added")
         if added:
             body.insert(0, f"- added: {added}")
@@ -276,8 +283,9 @@ def _summary(report: Report) -> list[str]:
         f"- code: {', '.join(c.package for c in report.code) or 'no deployed package changed'}",
         *(
             f"- {new} has the logical ids of {old}, which is no longer in the app: a stack under a new name, "
-            f"compared with it below. CloudFormation makes {new}'s resources anew; {old} stays deployed until "
-            "deleted with `aws cloudformation delete-stack`, and then its data stores go, or stay per their "
+            f"compared with it in sections 3 to 5. CloudFormation makes {new}'s resources anew, so every "
+            f"permission and authentication setting it has counts as added (section 1); {old} stays deployed "
+            "until deleted with `aws cloudformation delete-stack`, and then its data stores go, or stay per their "
             "retention (section 2)"
             for old, new in _moved_to(report).items()
         ),
@@ -292,7 +300,7 @@ def _appendix(report: Report) -> list[str]:
         lines += [f"No differences: {', '.join(same)}.", ""]
     for s in ran:
         if s.cdk and s.stack not in same:
-            since = f" (against {s.moved_from})" if s.moved_from else ""
+            since = " (against an empty template: a stack under a new name is created anew)" if s.moved_from else ""
             text = s.cdk.text.strip()
             lines += [f"<details><summary>{s.stack}{since}</summary>", "", "```text", text, "```", "", "</details>", ""]
     return lines if ran else []

@@ -36,12 +36,15 @@ class StackReview:
     template_changes: tuple[Change, ...]
     cdk: CdkDiff | None
     moved_from: str = ""
+    # Whose authentication settings are judged: the resources that differ, or, of a stack under a new
+    # name, every one as added (CloudFormation creates them anew).
+    auth: tuple[ResourceDiff, ...] = ()
 
     @property
     def broadening(self) -> bool:
         """Access broadens by the structural comparison: a broadening grant or rule, or loosened auth
         (of a resource changed or added, or a Cedar permit opened to every tool)."""
-        return any(c.broadens for c in self.access) or any(loosened(d) for d in self.diffs)
+        return any(c.broadens for c in self.access) or any(loosened(d) for d in self.auth)
 
     @property
     def cdk_unexplained(self) -> bool:
@@ -104,10 +107,13 @@ def review_stack(
     stack: str, base: Template | None, head: Template | None, cdk: CdkDiff | None, moved: tuple[str, str] = ("", "")
 ) -> StackReview:
     """One stack; ``moved``: (the base stack a moved head stack is compared with, the head stack a
-    removed base stack moved to)."""
+    removed base stack moved to). A moved stack's access is compared with nothing: its resources,
+    roles and policies are created anew, so every grant is added."""
     moved_from, moved_to = moved
     every = diff_stack(stack, base, head)
     diffs = [d for d in every if d.status != "unchanged"]
+    # A stack under a new name is created anew: its access is compared with nothing.
+    before, auth = (None, diff_stack(stack, None, head)) if moved_from else (base, diffs)
     reasons = replacements(every, cdk.verdicts if cdk else {})
     extra = template_changes(base, head)
     status = f"moved from {moved_from}" if moved_from else _stack_status(base, head, [*diffs, *extra])
@@ -116,11 +122,12 @@ def review_stack(
         stack,
         status,
         tuple(diffs),
-        tuple(access_changes(stack, base, head)),
+        tuple(access_changes(stack, before, head)),
         () if moved_from else tuple(losses(every, reasons, note, stack_removed=head is None)),
         tuple(extra),
         cdk,
         moved_from,
+        tuple(auth),
     )
 
 
