@@ -11,7 +11,10 @@ Real: the agent reads its settings from the environment (AGENT_NAME, TOOLS_GATEW
 TOKEN_ISSUER, TOKEN_CLIENT_ID, GROUPS, ...: agent/contract.py; GROUPS is the deployed groups
 document's location, as the runtime's environment has it, where its groups and prompt are) and calls Bedrock,
 AppConfig, the tools gateway and AgentCore Memory for real; AGENT_DEV_TOKEN is the caller's access
-token (e.g. from `make smoke`'s sign-in).
+token (e.g. from `make smoke`'s sign-in). The tools gateway grants tools only to a token that comes
+with the AI gateway's passage for it (lambdas/shared/passage.py): with PASSAGE_KEY_ID (the identity
+stack's passage key ARN) and credentials that may call kms:GenerateMac on it, the request carries
+one, as the AI gateway's would; without, the agent runs with no tools.
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
 from agent.app import GatewayTools, Service, create_app, service_from_environ  # noqa: E402
 from agent.contract import AgentGroups, GroupModels, Settings  # noqa: E402
 from shared.contract import SettingsError  # noqa: E402
-from shared.headers import AGENT_SESSION_HEADER, CALLER_TOKEN_HEADER  # noqa: E402
+from shared.headers import AGENT_SESSION_HEADER, CALLER_TOKEN_HEADER, PASSAGE_HEADER  # noqa: E402
+from shared.passage import PassageIssuer  # noqa: E402
 from shared.runtime_config import ConfigLocation, DocumentReader  # noqa: E402
 from shared.tokens import TokenVerifier  # noqa: E402
 from tests.lambdas.bedrock_fakes import converse_answer, tool_use  # noqa: E402
@@ -92,12 +96,13 @@ def scripted_bedrock() -> tuple[Any, Stubber]:
     return client, stubber
 
 
-def invoke(base: str, token: str, prompt: str) -> tuple[int, Any]:
+def invoke(base: str, token: str, prompt: str, passage: str | None = None) -> tuple[int, Any]:
+    headers = {"Content-Type": "application/json", CALLER_TOKEN_HEADER: token, AGENT_SESSION_HEADER: SESSION}
     response = urllib3.PoolManager().request(
         "POST",
         f"{base}/invocations",
         body=json.dumps({"prompt": prompt}).encode(),
-        headers={"Content-Type": "application/json", CALLER_TOKEN_HEADER: token, AGENT_SESSION_HEADER: SESSION},
+        headers=headers | ({PASSAGE_HEADER: passage} if passage else {}),
         timeout=urllib3.Timeout(total=180),
     )
     return response.status, json.loads(response.data)
@@ -162,8 +167,12 @@ def real(prompt: str) -> int:
     except NoRegionError:
         print("AWS_REGION: the region of the deployed agent is required with REAL=1", file=sys.stderr)
         return 2
+    key = os.environ.get("PASSAGE_KEY_ID")
+    passage = PassageIssuer(lambda: boto3.client("kms"), key)(token) if key else None
+    if passage is None:
+        print("PASSAGE_KEY_ID not set: the tools gateway will give the agent no tools", file=sys.stderr)
     with serve_asgi(create_app(lambda: service)) as base:
-        status, answer = invoke(base, token, prompt)
+        status, answer = invoke(base, token, prompt, passage)
     print(f"< {status} {json.dumps(answer, indent=2)}")
     return 0 if status == 200 else 1
 

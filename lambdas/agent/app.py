@@ -10,10 +10,12 @@ Only the AI gateway can invoke the runtime (IAM inbound auth; the roles of its g
 its streaming function and its jobs worker alone hold the grant). It forwards the caller's access
 token in ``CALLER_TOKEN_HEADER``, which the agent verifies itself
 (signature against the pool's keys, issuer, expiry, ``token_use``, app client) before it uses it:
-a forged or expired token gets a 401 and no tools. With that token the agent calls the tools
-gateway, so it sees and calls only the caller's tools; and it binds the session to the caller's
-user and group at its first turn: a later turn from anyone else gets a 409. Memory is read here
-(scoped to group and user) and written by the gateway after its output guardrail.
+a forged or expired token gets a 401 and no tools. With that token, and the gateway's passage
+for it (``PASSAGE_HEADER``, shared.passage: the tools gateway grants tools only to a token that
+comes with one), the agent calls the tools gateway, so it sees and calls only the caller's tools;
+and it binds the session to the caller's user and group at its first turn: a later turn from
+anyone else gets a 409. Memory is read here (scoped to group and user) and written by the gateway
+after its output guardrail.
 
 The groups an agent serves, and their models, are its entry in the AgentGroups runtime document
 (AppConfig, read through a cached DocumentReader): a group without a place there gets a 403, and
@@ -54,7 +56,13 @@ from shared.aws_errors import Kind, UpstreamError
 from shared.bodies import MAX_FIELD_CHARS, MAX_MESSAGES, BodyError, check_values, clip, shown
 from shared.converse import MAX_STOP_CHARS, MAX_STOP_SEQUENCES, TEMPERATURE_MAX, TOP_P_MAX
 from shared.display import utf8_encodable
-from shared.headers import AGENT_SESSION_HEADER, CALLER_TOKEN_HEADER, CONVERSATION_HEADER
+from shared.headers import (
+    AGENT_SESSION_HEADER,
+    CALLER_TOKEN_HEADER,
+    CONVERSATION_HEADER,
+    PASSAGE_HEADER,
+    TOOLS_PASSAGE_HEADER,
+)
 from shared.logs import log_unexpected, service_logger
 from shared.runtime_config import DocumentReader, RuntimeConfigError
 from shared.telemetry import CONVERSATION
@@ -82,7 +90,8 @@ logger = service_logger()
 
 # A tools session for one caller (token, conversation id, the seconds the turn has left): entered
 # for the turn, it yields that caller's Strands tools.
-ToolsFor = Callable[[str, str, float], AbstractContextManager[list[Any]]]
+# (token, conversation, seconds left, the AI gateway's passage for the token or None) -> the caller's tools.
+ToolsFor = Callable[[str, str, float, str | None], AbstractContextManager[list[Any]]]
 
 
 class RefusedError(Exception):
@@ -150,7 +159,7 @@ class Service:
         turn_seconds = min(settings.turn_seconds, request.turn_seconds or settings.turn_seconds)
         deadline = arrived + turn_seconds
         try:
-            with self.tools_for(token, session_id, deadline - self.clock()) as tools:
+            with self.tools_for(token, session_id, deadline - self.clock(), _passage(headers)) as tools:
                 turn = run_turn(
                     self.bedrock,
                     tools,
@@ -315,6 +324,12 @@ def _echoed(names: list[str]) -> str:
     return ", ".join(listed) + (f" and {more} more" if more else "")
 
 
+def _passage(headers: dict[str, str]) -> str | None:
+    """The AI gateway's passage for the caller's token, passed on to the tools gateway as it came
+    (its interceptor checks it; the agent cannot)."""
+    return {name.lower(): value for name, value in headers.items()}.get(PASSAGE_HEADER.lower()) or None
+
+
 def _session(session_id: str | None) -> str:
     return session_id or f"session-{uuid.uuid4().hex}"
 
@@ -457,7 +472,9 @@ class GatewayTools:
     timeout_seconds: float = 20  # to start the session (connect, initialize)
 
     @contextmanager
-    def __call__(self, token: str, conversation: str, seconds_left: float) -> Iterator[list[Any]]:
+    def __call__(
+        self, token: str, conversation: str, seconds_left: float, passage: str | None = None
+    ) -> Iterator[list[Any]]:
         from strands.tools.mcp import MCPClient
 
         if not seconds_left > 0:  # the turn's time ran out before (its memory read): no session
@@ -467,7 +484,11 @@ class GatewayTools:
         wait = min(self.timeout_seconds, seconds_left)
         client = MCPClient(
             url=self.url,
-            headers={"Authorization": f"Bearer {token}", CONVERSATION_HEADER: conversation},
+            headers={
+                "Authorization": f"Bearer {token}",
+                CONVERSATION_HEADER: conversation,
+                **({TOOLS_PASSAGE_HEADER: passage} if passage else {}),
+            },
             startup_timeout=self.timeout_seconds,  # type: ignore[arg-type]  # a float: it is a wait's timeout
         )
         # Starting the session and listing are one wait: a page of tools/list has no timeout of

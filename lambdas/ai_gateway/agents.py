@@ -5,8 +5,10 @@ function's and its jobs worker's) may invoke them, so
 InvokeAgentRuntime is an ordinary botocore call, SigV4-signed with the function's credentials.
 The caller's access token travels in AgentCore's allowlisted custom header (CALLER_TOKEN_HEADER),
 inside the signature and never as Authorization: the agent reaches the tools gateway as the
-caller. The runtime session id is derived from the caller's group, user and session, so one
-caller's session can never be entered by another or from another group.
+caller, with the gateway's passage for that token beside it (PASSAGE_HEADER, shared.passage), which
+the tools gateway asks for: a caller's token without one gets no tools. The runtime session id is
+derived from the caller's group, user and session, so one caller's session can never be entered by
+another or from another group.
 
 Time: botocore has no per-call timeout, and a client per deadline would cost a client's creation
 per request. So the request's deadline reaches the agent as its turn's budget (the flow's
@@ -48,7 +50,7 @@ from ai_gateway.contract import AGENT_ENDPOINT, DEFAULT_AGENT_TIMEOUT_SECONDS
 from ai_gateway.router import Generation
 from shared.agent_memory import actor_id, create_turn_event
 from shared.aws_errors import MAX_REPORTED_COUNT, Kind, UpstreamError, call, invalid_response
-from shared.headers import CALLER_TOKEN_HEADER
+from shared.headers import CALLER_TOKEN_HEADER, PASSAGE_HEADER
 
 # An agent answers one JSON document; anything larger is not an answer this gateway can guard.
 MAX_ANSWER_BYTES: Final = 2 * 1024 * 1024
@@ -66,7 +68,8 @@ _ERROR_CODE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")  # whole: fullmatch, so no tr
 
 # The caller's token for the invocation under way: one signing hook per client reads it, so no
 # handler is registered per call and no token outlives its call.
-_caller_token: ContextVar[str | None] = ContextVar("caller_token", default=None)
+_caller_token: ContextVar[tuple[str, str | None] | None] = ContextVar("caller_token", default=None)  # with its passage
+PASSAGE_SERVICE: Final = "gateway passage"
 
 
 def runtime_session_id(group: str, user: str, session: str) -> str:
@@ -94,8 +97,10 @@ class AgentClient:
     ``endpoint``: AgentCore's data plane (None: the region's public endpoint); ``runtimes``: agent
     name -> runtime ARN, or what gives the current ones (the policy's, from runtime config);
     ``read_seconds``: the longest an agent turn may take; ``memory_id``: the agents' AgentCore
-    Memory (None: agents have no memory, and ``remember`` writes nothing). The botocore client
-    is created on first use: a route served by a model never pays for it.
+    Memory (None: agents have no memory, and ``remember`` writes nothing); ``passage``: the
+    passage for a caller's token (shared.passage.PassageIssuer; None: none is sent, and the agent
+    gets no tools). The botocore client is created on first use: a route served by a model never
+    pays for it.
     """
 
     def __init__(
@@ -105,8 +110,10 @@ class AgentClient:
         *,
         read_seconds: float = DEFAULT_AGENT_TIMEOUT_SECONDS,
         memory_id: str | None = None,
+        passage: Callable[[str], str] | None = None,
     ) -> None:
         self._endpoint = endpoint
+        self._passage = passage
         fixed = dict(runtimes) if not callable(runtimes) else {}
         self._runtimes: Callable[[], Mapping[str, str]] = runtimes if callable(runtimes) else lambda: fixed
         self._read_seconds = read_seconds
@@ -147,8 +154,12 @@ class AgentClient:
         if arn is None:  # the policy names an agent this deployment has no runtime for
             raise UpstreamError(service, "UnknownAgent", kind=Kind.FAILED)
         client = self._client  # created before the clock starts: the turn's latency is the agent's
+        passage = None
+        if self._passage is not None:
+            with call(PASSAGE_SERVICE):  # a KMS call the first time a container sees the token
+                passage = self._passage(token)
         started = time.perf_counter()
-        bound = _caller_token.set(token)
+        bound = _caller_token.set((token, passage))
         try:
             response = client.invoke_agent_runtime(
                 agentRuntimeArn=arn,
@@ -190,10 +201,14 @@ class AgentClient:
 
 
 def _add_caller_token(request: Any, **_: Any) -> None:
-    """before-sign: the caller's token of the invocation under way, signed with the rest."""
-    token = _caller_token.get()
-    if token is not None:
+    """before-sign: the caller's token of the invocation under way, and the gateway's passage for
+    it (shared.passage), signed with the rest."""
+    caller = _caller_token.get()
+    if caller is not None:
+        token, passage = caller
         request.headers[CALLER_TOKEN_HEADER] = token
+        if passage is not None:
+            request.headers[PASSAGE_HEADER] = passage
 
 
 def _keep_agent_error_code(

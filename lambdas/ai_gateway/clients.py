@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 import boto3
 from botocore.config import Config
+
+from shared.passage import PassageIssuer
 
 
 def bedrock_runtime(read_seconds: int) -> Any:
@@ -25,3 +28,16 @@ def dynamodb() -> Any:
         "dynamodb",
         config=Config(connect_timeout=1, read_timeout=3, retries={"mode": "standard", "total_max_attempts": 3}),
     )
+
+
+def kms() -> Any:
+    """KMS calls (a passage's MAC) are short and retried by botocore."""
+    return boto3.client(
+        "kms",
+        config=Config(connect_timeout=1, read_timeout=2, retries={"mode": "standard", "total_max_attempts": 3}),
+    )
+
+
+def passage_issuer(key_id: str | None) -> PassageIssuer | None:
+    """The passages for callers' tokens under ``key_id`` (None: no key configured, none sent)."""
+    return PassageIssuer(cache(kms), key_id) if key_id else None

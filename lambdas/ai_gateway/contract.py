@@ -57,6 +57,9 @@ class Settings(FunctionSettings):
     agent_timeout_seconds: int = Field(default=DEFAULT_AGENT_TIMEOUT_SECONDS, ge=1)
     # The agents' AgentCore Memory, which the gateway writes guarded turns to (None: no memory).
     agent_memory_id: str | None = None
+    # The KMS HMAC key of the passages the gateway gives agents for the tools gateway (shared.passage;
+    # None: none is given, and agents get no tools).
+    passage_key_id: str | None = None
     # The sessions' guarded transcripts (ai_gateway.transcript; None: every turn checks all its text).
     transcript_table: str | None = None
     transcript_ttl_seconds: int = Field(default=86_400, ge=60)  # a session's transcript after its last turn

@@ -117,6 +117,7 @@ def dependencies() -> Dependencies:
             lambda: policy().agents,  # where each agent runs: the policy's, with the output types
             read_seconds=current.agent_timeout_seconds,
             memory_id=current.agent_memory_id,
+            passage=clients.passage_issuer(current.passage_key_id),
         ),
         transcripts=Transcripts(
             dynamodb,

@@ -82,6 +82,7 @@ class WorkerSettings(FunctionSettings):
     agentcore_endpoint: str | None = None
     agent_timeout_seconds: int = Field(default=DEFAULT_AGENT_TIMEOUT_SECONDS, ge=1)
     agent_memory_id: str | None = None
+    passage_key_id: str | None = None  # as the gateway's (ai_gateway.contract.Settings)
 
 
 class SweeperSettings(FunctionSettings):

@@ -97,6 +97,7 @@ def runtime() -> Runtime:
     ledger = Ledger(dynamodb, current.ledger_table)
     guard = Guard(bedrock, guardrail_id=current.guardrail_id, version=current.guardrail_version)
     router = ModelRouter(bedrock, attempt_seconds=current.generation_timeout_seconds, clock=clock.monotonic)
+    passage = clients.passage_issuer(current.passage_key_id)
 
     def flow(agents: Mapping[str, str]) -> Flow:
         client = AgentClient(
@@ -104,6 +105,7 @@ def runtime() -> Runtime:
             agents,
             read_seconds=current.agent_timeout_seconds,
             memory_id=current.agent_memory_id,
+            passage=passage,
         )
         return Flow(ledger=ledger, guard=guard, models=router, agents=client, telemetry=telemetry, clock=clock)
 

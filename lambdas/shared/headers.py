@@ -8,3 +8,7 @@ CONVERSATION_HEADER = "X-Genai-Conversation-Id"
 # own IAM identity: AgentCore passes a request header to the agent only if it is allowlisted and
 # named with this prefix (the runtime's Authorization header is the gateway's SigV4 signature).
 CALLER_TOKEN_HEADER = "X-Amzn-Bedrock-AgentCore-Runtime-Custom-Caller-Token"  # noqa: S105 - a header name
+# The AI gateway's passage for that token (shared.passage), to the agent runtime (allowlisted like
+# the token) and from the agent to the tools gateway, whose interceptor checks it.
+PASSAGE_HEADER = "X-Amzn-Bedrock-AgentCore-Runtime-Custom-Gateway-Passage"
+TOOLS_PASSAGE_HEADER = "X-Genai-Gateway-Passage"

@@ -35,7 +35,16 @@ class ToolBindings(RuntimeDocument):
         return self
 
 
-class Settings(FunctionSettings):
+class PassageSettings(FunctionSettings):
+    """The part of the environment the passage check reads (on its own: it is read where the
+    caller is, which needs nothing else of the environment)."""
+
+    # The KMS HMAC key of the AI gateway's passages (shared.passage): a caller's token without one gets
+    # no tools. None: none is asked for (the production stack always sets it).
+    passage_key_id: str | None = None
+
+
+class Settings(PassageSettings):
     bindings: ConfigLocation  # the ToolBindings document
     user_pool_id: str
     client_id: str

@@ -15,7 +15,11 @@ group -> tools in config that the gateway's Cedar policies are generated from:
 - RESPONSE: ``tools/list`` results are filtered to the caller's tools, and every listed tool's
   schema is shown without the arguments the gateway writes (neither as properties nor required).
 
-Unknown group, missing claim, missing or malformed token: no tools at all.
+Unknown group, missing claim, missing or malformed token: no tools at all. Nor for a token without
+the AI gateway's passage for it (``X-Genai-Gateway-Passage``, shared.passage, checked with KMS
+where ``passage_key_id`` is set, as a deployment always has it): the tools gateway accepts the
+users' own app client, and a user calling it directly, past the AI gateway's quotas and
+guardrails, has a token but no passage.
 
 It fails closed on whatever the MCP versions the gateway speaks (2025-03-26, 2025-06-18) can carry:
 
@@ -59,13 +63,18 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+import boto3
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 
+from shared.aws_errors import UpstreamError
 from shared.bodies import BodyError, check_arguments, clip
-from shared.headers import CONVERSATION_HEADER
+from shared.headers import CONVERSATION_HEADER, TOOLS_PASSAGE_HEADER
 from shared.logs import log_unexpected, service_logger
+from shared.passage import PassageChecker
 from shared.runtime_config import DocumentReader
 from shared.telemetry import CONVERSATION
 from shared.tokens import GROUP_CLAIM, InvalidToken, TokenVerifier, bearer
@@ -80,7 +89,7 @@ from shared.tools import (
     WEB_TOOLS,
     qualified,
 )
-from tool_guard.contract import Metric, Settings, ToolBindings
+from tool_guard.contract import Metric, PassageSettings, Settings, ToolBindings
 
 logger = service_logger()
 metrics = Metrics()
@@ -167,6 +176,21 @@ def allowed_tools() -> dict[str, Grant]:
 
 
 @cache
+def passages() -> PassageChecker | None:
+    """The check of the AI gateway's passages (shared.passage); None when no key is configured."""
+    key = PassageSettings.from_environ().passage_key_id
+    if not key:
+        return None
+    client = cache(
+        lambda: boto3.client(
+            "kms",
+            config=Config(connect_timeout=1, read_timeout=2, retries={"mode": "standard", "total_max_attempts": 2}),
+        )
+    )
+    return PassageChecker(client, key)
+
+
+@cache
 def verifier() -> TokenVerifier:
     return TokenVerifier.for_pool(
         region=os.environ["AWS_REGION"], user_pool_id=settings().user_pool_id, client_id=settings().client_id
@@ -203,9 +227,11 @@ def header(headers: Any, name: str) -> str | None:
 
 
 def caller_group(headers: Any, allowed: Mapping[str, Grant] | None = None) -> str | None:
-    """The caller's configured group; None when anything about the caller is off."""
+    """The caller's configured group; None when anything about the caller is off: its token, its
+    group, or (where a passage key is configured) the AI gateway's passage for its token."""
     try:
-        claims = verifier().claims(bearer(header(headers, AUTHORIZATION)))
+        token = bearer(header(headers, AUTHORIZATION))
+        claims = verifier().claims(token)
     except InvalidToken as error:
         logger.info("no tools: token rejected", extra={"reason": error.reason})
         return None
@@ -213,7 +239,23 @@ def caller_group(headers: Any, allowed: Mapping[str, Grant] | None = None) -> st
     if not isinstance(group, str) or group not in (allowed if allowed is not None else allowed_tools()):
         logger.info("no tools: no configured group", extra={"user": claims.get("sub")})
         return None
+    if not _came_through_the_gateway(token, header(headers, TOOLS_PASSAGE_HEADER.lower())):
+        logger.info("no tools: not through the AI gateway", extra={"user": claims.get("sub")})
+        return None
     return group
+
+
+def _came_through_the_gateway(token: str, passage: str | None) -> bool:
+    """Whether the call carries the AI gateway's passage for ``token`` (always, with no key
+    configured). A KMS failure is no passage: the caller gets no tools, and the failure is logged."""
+    check = passages()
+    if check is None:
+        return True
+    try:
+        return check(token, passage)
+    except (ClientError, BotoCoreError) as error:
+        logger.warning("passage not checked", extra={"error": UpstreamError.from_exception("kms", error).code})
+        return False
 
 
 def conversation_id(headers: Any) -> str | None:

@@ -37,7 +37,7 @@ from aws_cdk import (
 from constructs import Construct
 
 from agent.contract import AgentGroups, GroupModels
-from shared.headers import CALLER_TOKEN_HEADER
+from shared.headers import CALLER_TOKEN_HEADER, PASSAGE_HEADER
 from stacks.config import AgentConfig, ProductionConfig
 from stacks.config.agents import runtime_name as runtime_name
 from stacks.production.context import ProductionContext
@@ -89,8 +89,8 @@ def grant_memory_data(memory: agentcore.IMemory, key: kms.IKey, grantee: iam.IGr
 
 
 # The caller's token, which the AI gateway forwards and the agent verifies before it calls the tools
-# gateway with it, reaches the agent only if named here.
-FORWARDED_HEADERS = [CALLER_TOKEN_HEADER]
+# gateway with it, and the gateway's passage for it (shared.passage), reach the agent only if named here.
+FORWARDED_HEADERS = [CALLER_TOKEN_HEADER, PASSAGE_HEADER]
 
 
 @jsii.implements(ILocalBundling)

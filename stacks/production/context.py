@@ -16,10 +16,12 @@ from stacks.shared.runtime_config import ConfigEnvironment, ConfigStore
 
 @dataclass(frozen=True)
 class Identity:
-    """The user pool callers sign in with and the app client whose tokens the tier accepts."""
+    """The user pool callers sign in with, the app client whose tokens the tier accepts, and the
+    KMS HMAC key of the AI gateway's passages to the tools gateway (lambdas/shared/passage.py)."""
 
     user_pool: cognito.IUserPool
     client: cognito.IUserPoolClient
+    passage_key: kms.IKey
 
 
 @dataclass(frozen=True)
@@ -49,8 +51,8 @@ class ProductionContext:
             raise ValueError("this production context has no identity yet (the identity stack adds it)")
         return self._identity
 
-    def with_identity(self, user_pool: cognito.IUserPool, client: cognito.IUserPoolClient) -> ProductionContext:
-        return replace(self, _identity=Identity(user_pool, client))
+    def with_identity(self, identity: Identity) -> ProductionContext:
+        return replace(self, _identity=identity)
 
     def config_environment(self, scope: Construct, part: str) -> ConfigEnvironment:
         """The AppConfig environment of one part of the tier (a stack's functions), named ``part``."""

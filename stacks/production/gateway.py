@@ -37,6 +37,7 @@ from ai_gateway.contract import (
 from ai_gateway.ledger import BILLING_INDEX, BILLING_KEY, BILLING_SORT_KEY
 from gateway_authorizer.contract import Settings as AuthorizerSettings
 from shared.claims import CONTEXT_GROUP
+from shared.passage import ISSUE_ACTIONS as PASSAGE_ISSUE_ACTIONS
 from stacks.config import GuardrailConfig, ProductionConfig
 from stacks.production.agent import AgentRuntime
 from stacks.production.agents import grant_memory_data
@@ -119,6 +120,7 @@ class GatewayStack(Stack):
         super().__init__(scope, id, **kwargs)
         config, key, name = context.config, context.key, context.name
         user_pool, client = context.identity.user_pool, context.identity.client
+        self._passage_key = passage_key = context.identity.passage_key
 
         self.ledger = SecureTable(
             self,
@@ -173,6 +175,8 @@ class GatewayStack(Stack):
                 generation_timeout_seconds=20,
                 # The gateway writes each agent turn to memory after its output guardrail.
                 agent_memory_id=agent_memory.memory_id if agent_memory and agent_runtimes else None,
+                # The passages its agents pass on to the tools gateway (lambdas/shared/passage.py).
+                passage_key_id=passage_key.key_arn if agent_runtimes else None,
                 agent_timeout_seconds=timeout_seconds - GENERATION_MARGIN_SECONDS,
                 transcript_table=self.transcripts.table_name,
                 transcript_ttl_seconds=config.api.transcript_hours * 3600,
@@ -270,6 +274,7 @@ class GatewayStack(Stack):
                     role, config, agent_runtimes, agent_memory, key, read_policy=False
                 ),
                 memory_id=agent_memory.memory_id if agent_memory and agent_runtimes else None,
+                passage_key_id=passage_key.key_arn if agent_runtimes else None,
             ),
             # Jobs are submitted and read through the buffered routes only; the streaming function
             # admits too, so the sweeper waits out its timeout, but it gets no jobs table or worker.
@@ -332,6 +337,8 @@ class GatewayStack(Stack):
             grant_invoke(role, model_arns(self, model), stream=stream)
         for runtime in agent_runtimes.values():
             runtime.grant_invoke_default_endpoint(role)
+        if agent_runtimes:  # the passages for the callers' tokens it forwards (GenerateMac only)
+            self._passage_key.grant(role, *PASSAGE_ISSUE_ACTIONS)
         if agent_memory is not None and agent_runtimes:
             grant_memory_data(agent_memory, key, role, write=True)
 

@@ -68,6 +68,7 @@ class Generation:
     guardrail_version: bedrock.CfnGuardrailVersion
     grant: Callable[[iam.IRole], None]
     memory_id: str | None = None
+    passage_key_id: str | None = None  # the passages' key (None: no agents)
 
 
 def worker_timeout_seconds(config: ProductionConfig) -> int:
@@ -142,6 +143,7 @@ class GatewayJobs(Construct):
                 generation_timeout_seconds=worker_timeout - GENERATION_MARGIN_SECONDS,
                 agent_timeout_seconds=worker_timeout - GENERATION_MARGIN_SECONDS,
                 agent_memory_id=generation.memory_id,
+                passage_key_id=generation.passage_key_id,
             ),
         )
         self.worker.configure_async_invoke(

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack, aws_cognito as cognito
+from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack, aws_cognito as cognito, aws_kms as kms
 from constructs import Construct
 
 from pre_token.contract import GatewayGroups, Settings as PreTokenSettings
-from stacks.production.context import ProductionContext
+from stacks.production.context import Identity, ProductionContext
 from stacks.production.policy import pre_token_groups
 from stacks.shared.nag import acknowledge_synchronous_function
 from stacks.shared.naming import pascal_case
@@ -103,5 +103,19 @@ class IdentityStack(Stack):
         self.user_pool.add_trigger(
             cognito.UserPoolOperation.PRE_TOKEN_GENERATION_CONFIG, trigger, cognito.LambdaVersion.V2_0
         )
+        # The AI gateway's passages to the tools gateway (lambdas/shared/passage.py): its roles make
+        # MACs with it, the tools gateway's interceptor verifies them, nothing else uses it. It
+        # encrypts nothing, so destroying it loses nothing but the passages made under it.
+        self.passage_key = kms.Key(
+            self,
+            "PassageKey",
+            description=f"{name}: the AI gateway's passages to the tools gateway (HMAC)",
+            key_spec=kms.KeySpec.HMAC_256,
+            key_usage=kms.KeyUsage.GENERATE_VERIFY_MAC,
+            removal_policy=RemovalPolicy.DESTROY,
+            pending_window=Duration.days(7),
+        )
+        self.identity = Identity(self.user_pool, self.client, self.passage_key)
         CfnOutput(self, "UserPoolId", value=self.user_pool.user_pool_id)
+        CfnOutput(self, "PassageKeyArn", value=self.passage_key.key_arn)
         CfnOutput(self, "AppClientId", value=self.client.user_pool_client_id)

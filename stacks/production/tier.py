@@ -34,7 +34,7 @@ def production_stacks(app: App | Stage, *, prefix: str, config: ProductionConfig
     name = f"{prefix}-production"
     foundation = place(FoundationStack, f"{name}-foundation", prefix=prefix, config=config)
     identity = place(IdentityStack, f"{name}-identity", context=foundation.context)
-    tier = foundation.context.with_identity(identity.user_pool, identity.client)
+    tier = foundation.context.with_identity(identity.identity)
     knowledge = place(KnowledgeStack, f"{name}-knowledge", context=tier, access_logs=foundation.access_logs)
     tools = place(ToolsStack, f"{name}-tools", context=tier, knowledge_base=knowledge.knowledge_base)
     agents = place(AgentsStack, f"{name}-agents", context=tier)

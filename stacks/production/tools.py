@@ -20,6 +20,7 @@ from knowledge_search.contract import TOOL as KNOWLEDGE_SEARCH_TOOL, Settings as
 from legacy_tools.adapters import registry
 from legacy_tools.contract import LegacyApi, Settings as LegacyToolsSettings, SingleCallTools
 from shared.contract import FunctionSettings
+from shared.passage import CHECK_ACTIONS as PASSAGE_CHECK_ACTIONS
 from shared.tools import BUILTIN_TOOLS, ToolSpec, tools_function_seconds
 from stacks.config import ProductionConfig, all_tools
 from stacks.production.context import ProductionContext
@@ -103,9 +104,12 @@ class ToolsStack(Stack):
                 bindings=self.bindings.location,
                 user_pool_id=user_pool.user_pool_id,
                 client_id=client.user_pool_client_id,
+                passage_key_id=context.identity.passage_key.key_arn,
             ),
         )
         self.bindings.grant_read(guard)
+        # It checks the AI gateway's passages (a user's own token has none): VerifyMac, nothing else.
+        context.identity.passage_key.grant(guard, *PASSAGE_CHECK_ACTIONS)
         self.policy_engine = agentcore.PolicyEngine(
             self, "PolicyEngine", policy_engine_name=f"{context.prefix.replace('-', '_')}_production_tools"
         )

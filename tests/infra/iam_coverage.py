@@ -58,6 +58,7 @@ RESOURCE_ARGUMENT: dict[str, str | None] = {
     "comprehend": None,
     "logs": "logGroupName",
     "lambda": "FunctionName",
+    "kms": "KeyId",
 }
 RAG = "retrieveAndGenerateConfiguration.knowledgeBaseConfiguration"
 # Operations whose IAM actions are not "<signing name>:<operation>" on the resource argument.
@@ -131,6 +132,8 @@ EXPLICIT: dict[tuple[str, str], tuple[str, ...] | str] = {
     # An output type's agent runtime: one of those in the policy's agents (runtime config), chosen per request.
     ("ai_gateway", "arn"): "bedrock-agentcore",
     ("prototype_query", "index_id"): ("KENDRA_INDEX_ID",),
+    # The AI gateway's passages (shared.passage): the key its settings name, on both sides.
+    ("*", "self._key_id"): ("PASSAGE_KEY_ID",),
     # Models come from the caller's group or the config: any Bedrock model or inference profile.
     ("*", "model"): "bedrock",
     ("*", "models[0]"): "bedrock",

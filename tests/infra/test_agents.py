@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from agent.contract import AgentGroups, span_environment
-from shared.headers import CALLER_TOKEN_HEADER
+from shared.headers import CALLER_TOKEN_HEADER, PASSAGE_HEADER
 from stacks.config import (
     GATEWAY_MARGIN_SECONDS,
     AgentConfig,
@@ -201,7 +201,10 @@ def test_no_runtime_accepts_user_tokens_only_the_forwarded_callers_token_reaches
         assert (
             "AuthorizerConfiguration" not in runtime or "CustomJWTAuthorizer" not in runtime["AuthorizerConfiguration"]
         )
-        assert runtime["RequestHeaderConfiguration"] == {"RequestHeaderAllowlist": [CALLER_TOKEN_HEADER]}
+        # The caller's token, and the AI gateway's passage for it (the tools gateway asks for it).
+        assert runtime["RequestHeaderConfiguration"] == {
+            "RequestHeaderAllowlist": [CALLER_TOKEN_HEADER, PASSAGE_HEADER]
+        }
         env = runtime["EnvironmentVariables"]
         # The agent verifies the forwarded token against the production pool and app client.
         assert render(env["TOKEN_ISSUER"]).startswith("https://cognito-idp.us-east-1.amazonaws.com/")

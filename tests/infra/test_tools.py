@@ -13,11 +13,13 @@ from legacy_tools import handler
 from legacy_tools.adapters import CHAINED
 from legacy_tools.contract import SingleCallTool, SingleCallTools
 from shared.legacy_client import ClientSettings, Credentials, LegacyClient
+from shared.passage import CHECK_ACTIONS, ISSUE_ACTIONS
 from shared.runtime_config import DocumentReader
 from shared.tools import WEB_TARGET
 from stacks.config import all_tools, load_config
 from stacks.production.tool_binding import bindings, cedar_permits, qualified
 from tests.infra.cfn import only, props, render, resources, role_permissions, runtime_document
+from tests.infra.conftest import STACK_SUFFIXES, Assembly
 from tests.lambdas.legacy_api import CLIENT_ID, CLIENT_SECRET, serve
 from web_mcp.contract import WEB_BROWSE, WEB_FETCH
 
@@ -235,3 +237,44 @@ def test_a_single_call_tool_runs_from_the_environment_the_stack_writes(
             assert api.requests == [tool.path.format_map(arguments)]
     for cached in (handler.settings, handler.served):
         cached.cache_clear()
+
+
+def test_only_the_ai_gateways_roles_make_passages_and_only_the_interceptor_checks_them(assembly: Assembly) -> None:
+    """The tools gateway takes the users' own tokens: what tells an agent's call from a user's is
+    the AI gateway's passage (lambdas/shared/passage.py). Only the roles that invoke agents may
+    make one, only the interceptor may check one, and both read the identity stack's key."""
+    identity = assembly.template(STACK_SUFFIXES["identity"])
+    key = props(identity, "AWS::KMS::Key", "PassageKey")
+    assert (key["KeySpec"], key["KeyUsage"]) == ("HMAC_256", "GENERATE_VERIFY_MAC")
+    granted: dict[tuple[str, str], set[str]] = {}
+    for stack, template in assembly.templates.items():
+        for policy in resources(template, "AWS::IAM::Policy").values():
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+                actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                on_key = "PassageKey" in json.dumps(statement["Resource"])
+                for action in actions:
+                    if on_key or action in {*ISSUE_ACTIONS, *CHECK_ACTIONS, "kms:*"}:
+                        for role in policy["Properties"]["Roles"]:
+                            granted.setdefault((stack.removeprefix("genai-production-"), render(role)), set()).add(
+                                action
+                            )
+    assert granted == {
+        ("gateway", "<GatewayFunctionRole>"): {"kms:GenerateMac"},
+        ("gateway", "<GatewayStreamFunctionRole>"): {"kms:GenerateMac"},
+        ("gateway", "<JobsWorkerRole>"): {"kms:GenerateMac"},
+        ("tools", "<ToolGuardFunctionRole>"): {"kms:VerifyMac"},
+    }
+    # Each of them is told which key (the identity stack's), in the variable its contract reads.
+    users = {
+        (stack.removeprefix("genai-production-"), name)
+        for stack, template in assembly.templates.items()
+        for name, function in resources(template, "AWS::Lambda::Function").items()
+        if "PassageKey"
+        in json.dumps(function["Properties"].get("Environment", {}).get("Variables", {}).get("PASSAGE_KEY_ID"))
+    }
+    assert {(stack, render({"Ref": name})) for stack, name in users} == {
+        ("gateway", "<GatewayFunction>"),
+        ("gateway", "<GatewayStreamFunction>"),
+        ("gateway", "<JobsWorker>"),
+        ("tools", "<ToolGuardFunction>"),
+    }

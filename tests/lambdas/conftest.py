@@ -166,6 +166,7 @@ def bedrock() -> Iterator[tuple[Any, Stubber]]:
 from tests.lambdas.gateway_fixtures import gateway  # noqa: E402, F401
 from tests.lambdas.ingestion_fixtures import aws, pushing  # noqa: E402, F401
 from tests.lambdas.jobs_fixtures import world  # noqa: E402, F401
+from tests.lambdas.passage_fixtures import passages  # noqa: E402, F401
 
 # One OpenTelemetry SDK for the whole session (a process has one global tracer provider): every
 # span ends up in SPANS, which a test clears before the request it looks at.

@@ -28,7 +28,13 @@ from agent.contract import AgentGroups, GroupModels, Settings
 from agent.memory import SessionMemory
 from agent.turn import LAST_ITERATION_RESULT, STOPPED_ANSWER, TOOL_BUDGET_RESULT, TurnBounds
 from shared.contract import SettingsError
-from shared.headers import AGENT_SESSION_HEADER as SESSION_HEADER, CALLER_TOKEN_HEADER, CONVERSATION_HEADER
+from shared.headers import (
+    AGENT_SESSION_HEADER as SESSION_HEADER,
+    CALLER_TOKEN_HEADER,
+    CONVERSATION_HEADER,
+    PASSAGE_HEADER,
+    TOOLS_PASSAGE_HEADER,
+)
 from shared.runtime_config import ConfigLocation, DocumentReader
 from shared.telemetry import CONVERSATION
 from tests.lambdas.bedrock_fakes import converse_answer, tool_use
@@ -139,7 +145,7 @@ class Runtime:
     documents: Documents
 
     def caller(self, **claims: Any) -> dict[str, str]:
-        return {CALLER_TOKEN_HEADER: self.token(**claims), SESSION_HEADER: SESSION}
+        return {CALLER_TOKEN_HEADER: self.token(**claims), PASSAGE_HEADER: "p" * 43, SESSION_HEADER: SESSION}
 
     def post(self, body: Any, headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -278,8 +284,10 @@ def test_a_multi_tool_turn_runs_as_the_caller_with_only_the_callers_tools(runtim
         runtime.tools.results[FIND_ORDERS],
         runtime.tools.results[SEARCH],
     ]
-    # The tools gateway saw the caller's own token, and the conversation, on every request.
+    # The tools gateway saw the caller's own token, the gateway's passage for it, and the
+    # conversation, on every request.
     assert {h["authorization"] for _, h in runtime.tools.seen} == {f"Bearer {headers[CALLER_TOKEN_HEADER]}"}
+    assert {h[TOOLS_PASSAGE_HEADER.lower()] for _, h in runtime.tools.seen} == {headers[PASSAGE_HEADER]}
     assert {h[CONVERSATION_HEADER.lower()] for _, h in runtime.tools.seen} == {SESSION}
     assert runtime.tools.calls().count("tools/call") == 2
 
@@ -987,7 +995,7 @@ else:
             return {"sub": "user-1", GROUP_CLAIM: "customer-gold"}
 
     @contextmanager
-    def no_tools(token, session_id, seconds_left):
+    def no_tools(token, session_id, seconds_left, passage):
         yield []
 
     reader = DocumentReader(location, AgentGroups, fetch=lambda _: groups.model_dump_json())

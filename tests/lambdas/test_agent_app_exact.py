@@ -160,7 +160,7 @@ class Verified:
 
 
 @contextmanager
-def no_tools(token: str, conversation: str, seconds_left: float) -> Iterator[list[Any]]:
+def no_tools(token: str, conversation: str, seconds_left: float, passage: str | None) -> Iterator[list[Any]]:
     yield []
 
 
@@ -731,7 +731,9 @@ def test_a_turn_out_of_time_before_its_tools_session_ends_at_its_deadline() -> N
     given: list[float] = []
 
     @contextmanager
-    def listing_too_long(token: str, conversation: str, seconds_left: float) -> Iterator[list[Any]]:
+    def listing_too_long(
+        token: str, conversation: str, seconds_left: float, passage: str | None
+    ) -> Iterator[list[Any]]:
         given.append(seconds_left)
         raise agent_app.ToolsOutOfTimeError
         yield []
@@ -995,7 +997,7 @@ def test_the_callers_sampling_settings_are_each_model_calls_inference_config(
 
 def test_a_tools_gateway_that_does_not_answer_is_a_502_saying_so() -> None:
     @contextmanager
-    def unavailable(token: str, conversation: str, seconds_left: float) -> Iterator[list[Any]]:
+    def unavailable(token: str, conversation: str, seconds_left: float, passage: str | None) -> Iterator[list[Any]]:
         raise agent_app.ToolsUnavailableError
         yield []
 

@@ -8,7 +8,9 @@ What it proves: a caller whose group is bound to the web tools is offered them, 
 web_fetch call reaches the gateway as that caller with the model's own arguments, and the answer
 the model is handed next is the gateway's answer verbatim, external-content wrapper and notice
 intact; a caller whose group is not bound to them is not offered them, and a model naming one
-anyway never gets it sent to the gateway.
+anyway never gets it sent to the gateway. The AI gateway's passage (shared.passage, over a KMS HMAC
+key in moto) travels with the caller's token from the agent to the interceptor, which grants
+nothing to a token that comes without one.
 """
 
 from __future__ import annotations
@@ -20,20 +22,37 @@ from typing import Any
 
 import pytest
 import urllib3
-from botocore.stub import Stubber
+from botocore.stub import ANY, Stubber
 from cryptography.hazmat.primitives.asymmetric import rsa
 from mcp.server.mcpserver import MCPServer
 from mcp.shared.exceptions import MCPError
 from mcp.types import CallToolResult, ListToolsResult, TextContent, Tool
 
 from agent.app import GatewayTools, Service, create_app
-from shared.headers import AGENT_SESSION_HEADER as SESSION_HEADER, CALLER_TOKEN_HEADER, CONVERSATION_HEADER
+from shared.headers import (
+    AGENT_SESSION_HEADER as SESSION_HEADER,
+    CALLER_TOKEN_HEADER,
+    CONVERSATION_HEADER,
+    PASSAGE_HEADER,
+    TOOLS_PASSAGE_HEADER,
+)
+from shared.passage import PassageIssuer
 from shared.runtime_config import ConfigLocation, DocumentReader
 from shared.tools import GROUP_ARGUMENT, WEB_BROWSE, WEB_FETCH, WEB_TARGET, qualified, unqualified
-from tests.lambdas.bedrock_fakes import tool_use
+from tests.lambdas.bedrock_fakes import converse_answer, tool_use
 from tests.lambdas.cognito_fixtures import pool_verifier, sign
 from tests.lambdas.loopback import serve_asgi
-from tests.lambdas.test_agent import SESSION, Captured, Clock, Documents, converse, settings_for, tool_names
+from tests.lambdas.passage_fixtures import Passages
+from tests.lambdas.test_agent import (
+    MODEL,
+    SESSION,
+    Captured,
+    Clock,
+    Documents,
+    converse,
+    settings_for,
+    tool_names,
+)
 from tests.lambdas.test_tool_binding import interceptor_event
 from tests.lambdas.tools_gateway_fake import ADMIN_REPORT, FIND_ORDERS
 from tests.lambdas.web_fakes import FakeGuardrail
@@ -142,9 +161,14 @@ class WebRuntime:
     gateway: WebGateway
     web: StandInWeb
     guardrail: FakeGuardrail
+    passage: PassageIssuer
 
-    def caller(self, **claims: Any) -> dict[str, str]:
-        return {CALLER_TOKEN_HEADER: self.token(**claims), SESSION_HEADER: SESSION}
+    def caller(self, *, passage: bool = True, **claims: Any) -> dict[str, str]:
+        """The headers the AI gateway sends: the caller's token and (unless not ``passage``) its passage."""
+        token = self.token(**claims)
+        return {CALLER_TOKEN_HEADER: token, SESSION_HEADER: SESSION} | (
+            {PASSAGE_HEADER: self.passage(token)} if passage else {}
+        )
 
     def post(self, body: Any, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
         response = urllib3.PoolManager().request(
@@ -162,6 +186,7 @@ def runtime(
     cognito: tuple[str, list[str]],
     signing_key: rsa.RSAPrivateKey,
     monkeypatch: pytest.MonkeyPatch,
+    passages: Passages,
 ) -> Iterator[WebRuntime]:
     client, stubber = bedrock
     issuer = cognito[0]
@@ -170,6 +195,7 @@ def runtime(
     bindings = DocumentReader.static(BINDINGS)
     monkeypatch.setattr(guard, "bindings", lambda: bindings)
     monkeypatch.setattr(guard, "verifier", lambda: verifier)
+    monkeypatch.setattr(guard, "passages", lambda: passages.check)  # a passage key, as deployed
     guard.allowed_tools_view.cache_clear()
     record, web, guardrail = WebGateway(), StandInWeb(), FakeGuardrail()
     location = ConfigLocation(application="app", environment="env", profile="web", environment_name="web")
@@ -200,7 +226,7 @@ def runtime(
                 def token(**claims: Any) -> str:
                     return sign(signing_key, issuer, **claims)
 
-                yield WebRuntime(base, stubber, token, record, web, guardrail)
+                yield WebRuntime(base, stubber, token, record, web, guardrail, passages.issue)
     finally:
         guard.allowed_tools_view.cache_clear()
 
@@ -236,6 +262,7 @@ def test_a_web_bound_caller_fetches_a_page_and_the_model_gets_the_gateways_answe
     # the model's arguments; the gateway wrote the caller's group in before the web target got it.
     (call,) = [(h, args) for method, h, args in runtime.gateway.seen if method == "tools/call"]
     assert call[0]["authorization"] == f"Bearer {headers[CALLER_TOKEN_HEADER]}"
+    assert call[0][TOOLS_PASSAGE_HEADER.lower()] == headers[PASSAGE_HEADER]
     assert call[0][CONVERSATION_HEADER.lower()] == SESSION
     assert call[1] == asked
     assert runtime.gateway.forwarded == [(FETCH, {**asked, GROUP_ARGUMENT: WEB_GROUP})]
@@ -282,3 +309,23 @@ def test_a_caller_not_bound_to_the_web_tools_is_not_offered_them_and_its_model_c
     assert "tools/list" in runtime.gateway.calls()  # (the gateway was asked, for the listing)
     assert (runtime.gateway.forwarded, runtime.web.fetched, runtime.guardrail.calls) == ([], [], [])
     assert seen.values[0][-1]["content"][0]["toolResult"]["content"] == [{"text": f"Unknown tool: {FETCH}"}]
+
+
+def test_a_callers_token_without_the_gateways_passage_gets_no_tools(runtime: WebRuntime) -> None:
+    """What a user calling past the AI gateway has: a valid token of a web-bound group, no passage.
+    The interceptor lists nothing for it: the model is offered no tools at all (no toolConfig)."""
+    runtime.model.add_response(
+        "converse",
+        converse_answer([{"text": "I have no tools."}], "end_turn"),
+        {
+            "modelId": MODEL,
+            "system": ANY,
+            "messages": ANY,
+            "requestMetadata": {"session_id": SESSION},
+            "inferenceConfig": ANY,
+        },
+    )
+    status, answer = runtime.post({"prompt": "Read this page for me."}, runtime.caller(passage=False))
+    assert (status, answer["answer"], answer["tool_calls"]) == (200, "I have no tools.", [])
+    assert runtime.gateway.calls() == ["tools/list"]
+    assert (runtime.gateway.forwarded, runtime.web.fetched) == ([], [])

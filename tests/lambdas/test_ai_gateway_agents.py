@@ -28,7 +28,8 @@ from ai_gateway.flow import Clock, Flow
 from ai_gateway.request import NOT_ALONE
 from evaluation.evaluator import load_golden_set
 from shared.aws_errors import UpstreamError
-from shared.headers import AGENT_SESSION_HEADER as SESSION_HEADER, CALLER_TOKEN_HEADER
+from shared.headers import AGENT_SESSION_HEADER as SESSION_HEADER, CALLER_TOKEN_HEADER, PASSAGE_HEADER
+from shared.passage import PassageChecker, PassageIssuer
 from tests.lambdas.conftest import FakeContext, HttpResult, http_result
 from tests.lambdas.gateway_fixtures import (
     AGENT_POLICY,
@@ -41,6 +42,7 @@ from tests.lambdas.gateway_fixtures import (
     rest_event,
 )
 from tests.lambdas.loopback import QuietHandler, loopback
+from tests.lambdas.passage_fixtures import hmac_key
 
 RUNTIMES = {
     "support_assistant": "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/genai_support_assistant-AbC123",
@@ -133,7 +135,9 @@ def routed(
         credentials.setenv("AWS_SECRET_ACCESS_KEY", GATEWAY_SECRET)
         credentials.delenv("AWS_SESSION_TOKEN", raising=False)
         credentials.setattr(boto3, "DEFAULT_SESSION", None)  # a session that reads them
-        with_agents(monkeypatch, AgentClient(endpoint, RUNTIMES, memory_id=MEMORY))
+        kms = boto3.client("kms", region_name="us-east-1")  # the gateway's AWS mock's
+        passage = PassageIssuer(lambda: kms, hmac_key(kms))
+        with_agents(monkeypatch, AgentClient(endpoint, RUNTIMES, memory_id=MEMORY, passage=passage))
         yield gateway, fake
 
 
@@ -203,9 +207,15 @@ def test_chat_goes_to_its_agent_signed_by_the_gateway_for_the_caller_guarded_met
     assert request["path"] == f"/runtimes/{quote(RUNTIMES['support_assistant'], safe='')}/invocations?qualifier=DEFAULT"
     # The gateway's identity signs; the caller's token rides in AgentCore's custom header, signed too.
     signed = signed_by_the_gateway(request, agentcore[0])
-    assert {CALLER_TOKEN_HEADER.lower(), SESSION_HEADER.lower()} <= set(signed)
+    assert {CALLER_TOKEN_HEADER.lower(), PASSAGE_HEADER.lower(), SESSION_HEADER.lower()} <= set(signed)
     assert request["headers"][CALLER_TOKEN_HEADER] == TOKEN
     assert TOKEN not in request["headers"]["Authorization"]
+    # Beside it, the gateway's passage for that token, which the tools gateway's interceptor checks.
+    kms = boto3.client("kms", region_name="us-east-1")
+    (key,) = kms.list_keys()["Keys"]
+    check = PassageChecker(lambda: kms, key["KeyArn"])
+    assert check(TOKEN, request["headers"][PASSAGE_HEADER])
+    assert not check(TOKEN + "x", request["headers"][PASSAGE_HEADER])
     assert request["headers"][SESSION_HEADER] == session
     body = request["body"]
     # The agent sees the anonymized turn, the output type's instructions and the group's models.
@@ -227,6 +237,7 @@ def test_chat_goes_to_its_agent_signed_by_the_gateway_for_the_caller_guarded_met
     (remembered,) = agent.memory
     assert remembered["path"] == f"/memories/{MEMORY}/events"
     assert CALLER_TOKEN_HEADER not in remembered["headers"]  # the token is for the agent only
+    assert PASSAGE_HEADER not in remembered["headers"]
     signed_by_the_gateway(remembered, agentcore[0])
     event = remembered["body"]
     assert (event["actorId"], event["sessionId"]) == ("customer-gold/user-1", session)

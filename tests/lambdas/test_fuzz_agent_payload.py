@@ -98,7 +98,7 @@ def agent(cognito: tuple[str, list[str]], signing_key: rsa.RSAPrivateKey) -> Ite
     opened: list[str] = []
 
     @contextmanager
-    def tools_for(token: str, conversation: str, seconds_left: float) -> Iterator[list[Any]]:
+    def tools_for(token: str, conversation: str, seconds_left: float, passage: str | None) -> Iterator[list[Any]]:
         opened.append(conversation)
         yield []
 

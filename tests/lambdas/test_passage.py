@@ -1,0 +1,81 @@
+"""The AI gateway's passages to the tools gateway (shared.passage), over a KMS HMAC key (moto)."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from botocore.stub import Stubber
+
+from shared.passage import PassageChecker, PassageIssuer, message
+from tests.lambdas.passage_fixtures import CountingKms, Passages, hmac_key, passages_over
+
+TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1c2VyLTEifQ.c2lnbmF0dXJl"
+
+
+def test_a_passage_the_gateway_made_for_a_token_is_that_tokens_and_no_others(passages: Passages) -> None:
+    passage = passages.issue(TOKEN)
+    assert len(passage) == 43
+    assert "=" not in passage
+    assert passages.check(TOKEN, passage)
+    assert not passages.check(TOKEN + "x", passage)  # another token
+    assert not passages.check("another.token.here", passage)
+
+
+def test_a_passage_under_another_key_is_refused(passages: Passages) -> None:
+    other = passages_over(passages.kms, hmac_key(passages.kms.client))
+    assert not passages.check(TOKEN, other.issue(TOKEN))
+
+
+@pytest.mark.parametrize(
+    "passage",
+    [None, "", "x", "A" * 42, "A" * 44, "A" * 42 + "=", "A" * 42 + "+", "A" * 42 + "/", "Á" * 43, " " + "A" * 42],
+)
+def test_anything_not_shaped_like_a_passage_is_refused_without_a_kms_call(
+    passages: Passages, passage: str | None
+) -> None:
+    assert not passages.check(TOKEN, passage)
+    assert passages.kms.calls == []
+
+
+def test_a_well_shaped_passage_kms_refuses_is_refused(passages: Passages) -> None:
+    assert not passages.check(TOKEN, "A" * 43)
+    assert passages.kms.calls == ["VerifyMac"]
+
+
+def test_each_side_asks_kms_once_per_token_in_a_container(passages: Passages) -> None:
+    passage = passages.issue(TOKEN)
+    assert passages.issue(TOKEN) == passage
+    assert passages.check(TOKEN, passage)
+    assert passages.check(TOKEN, passage)
+    assert passages.kms.calls == ["GenerateMac", "VerifyMac"]
+    # A refusal is not kept: the same wrong passage is asked about again (and refused again).
+    assert not passages.check(TOKEN, "B" * 43)
+    assert not passages.check(TOKEN, "B" * 43)
+    assert passages.kms.calls == ["GenerateMac", "VerifyMac", "VerifyMac", "VerifyMac"]
+
+
+def test_what_each_side_keeps_is_bounded(passages: Passages) -> None:
+    issue = PassageIssuer(lambda: passages.kms, passages.key_id, cached=2)
+    for token in ("a.b.c", "d.e.f", "g.h.i"):
+        issue(token)
+    issue("a.b.c")  # the oldest was dropped: asked again
+    assert passages.kms.calls.count("GenerateMac") == 4
+
+
+def test_the_mac_is_over_the_tokens_digest_with_the_schemes_prefix() -> None:
+    """Bound to one token and to this use: KMS is never sent the token itself."""
+    text = message(TOKEN)
+    assert text.startswith(b"genai-platform tools-gateway passage v1\n")
+    assert len(text) == len(b"genai-platform tools-gateway passage v1\n") + 32
+    assert TOKEN.encode() not in text
+
+
+def test_a_kms_failure_is_raised_not_taken_for_a_refusal() -> None:
+    """The interceptor decides what a KMS failure means (no tools); the check does not hide it."""
+    client = boto3.client("kms", region_name="us-east-1")
+    with Stubber(client) as stubber:
+        stubber.add_client_error("verify_mac", "ThrottlingException", http_status_code=400)
+        check = PassageChecker(lambda: CountingKms(client), "arn:aws:kms:us-east-1:123456789012:key/k")
+        with pytest.raises(ClientError):
+            check(TOKEN, "A" * 43)
