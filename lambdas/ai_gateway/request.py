@@ -133,9 +133,11 @@ class Incoming:
         return key
 
     def caller_token(self) -> str | None:
-        """The caller's own access token (the authorizer has verified it), for an agent runtime."""
+        """The caller's own access token (the authorizer has verified it), for an agent runtime.
+        Two different Authorization headers are refused: the authorizer saw one of them, and the
+        agent must act with that one, not whichever API Gateway's ``headers`` kept."""
         try:
-            return bearer(self.event.headers.get(AUTHORIZATION_HEADER))
+            return bearer(self.header(AUTHORIZATION_HEADER))
         except InvalidToken:
             return None  # refused (401) only if an agent is asked to act with it
 

@@ -286,6 +286,28 @@ def test_the_caller_token_is_bound_to_its_own_invocation_only(routed: tuple[Gate
     assert agents._caller_token.get() is None  # nothing left behind for another call
 
 
+def test_two_different_authorization_headers_reach_no_agent(routed: tuple[Gateway, FakeAgentCore]) -> None:
+    """The authorizer verified one of them: the agent must not act with whichever API Gateway's
+    ``headers`` kept (a caller holding two accounts' tokens would pick the agent's group)."""
+    gateway, agent = routed
+    guard_input(gateway.bedrock, ["Hi"])
+    event = chat("Hi")
+    event["multiValueHeaders"] = {"Authorization": [f"Bearer {TOKEN}", "Bearer other-token.a.b"]}
+    event["headers"]["Authorization"] = "Bearer other-token.a.b"
+    result = call(event)
+    assert (result.status, result.body["error"]) == (422, "invalid_request")
+    assert "Authorization: sent more than once with different values" in result.body["message"]
+    assert agent.seen == []
+    # The same token twice is one token.
+    agent.reply("Hello.")
+    guard_output(gateway.bedrock, "Hello.")
+    event = chat("Hi")
+    event["multiValueHeaders"] = {"Authorization": [f"Bearer {TOKEN}", f"Bearer {TOKEN}"]}
+    event["requestContext"]["requestId"] = "api-req-2"
+    assert call(event).status == 200
+    assert [seen["headers"][CALLER_TOKEN_HEADER] for seen in agent.seen] == [TOKEN]
+
+
 def test_a_blocked_output_is_not_remembered(routed: tuple[Gateway, FakeAgentCore]) -> None:
     gateway, agent = routed
     guard_input(gateway.bedrock, ["Which stocks?"])
