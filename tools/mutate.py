@@ -102,12 +102,14 @@ TARGETS = {
         ),
     ),
     "interceptors": Target(
-        modules=("tool_guard/handler.py",),
+        modules=("tool_guard/handler.py", "shared/passage.py"),
         tests=(
             "tests/lambdas/test_tool_binding.py",
             "tests/lambdas/test_tool_guard_arguments.py",
             "tests/lambdas/test_tool_guard_hostile.py",
             "tests/lambdas/test_tool_guard_limits.py",
+            "tests/lambdas/test_tool_guard_passage.py",
+            "tests/lambdas/test_passage.py",
         ),
     ),
     "authorizer": Target(

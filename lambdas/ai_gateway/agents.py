@@ -99,8 +99,8 @@ class AgentClient:
     ``read_seconds``: the longest an agent turn may take; ``memory_id``: the agents' AgentCore
     Memory (None: agents have no memory, and ``remember`` writes nothing); ``passage``: the
     passage for a caller's token (shared.passage.PassageIssuer; None: none is sent, and the agent
-    gets no tools). The botocore client is created on first use: a route served by a model never
-    pays for it.
+    gets no tools), whose time, on ``clock``, comes out of the turn's. The botocore client is
+    created on first use: a route served by a model never pays for it.
     """
 
     def __init__(
@@ -111,9 +111,11 @@ class AgentClient:
         read_seconds: float = DEFAULT_AGENT_TIMEOUT_SECONDS,
         memory_id: str | None = None,
         passage: Callable[[str], str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._endpoint = endpoint
         self._passage = passage
+        self._clock = clock
         fixed = dict(runtimes) if not callable(runtimes) else {}
         self._runtimes: Callable[[], Mapping[str, str]] = runtimes if callable(runtimes) else lambda: fixed
         self._read_seconds = read_seconds
@@ -156,8 +158,13 @@ class AgentClient:
         client = self._client  # created before the clock starts: the turn's latency is the agent's
         passage = None
         if self._passage is not None:
+            began = self._clock()
             with call(PASSAGE_SERVICE):  # a KMS call the first time a container sees the token
                 passage = self._passage(token)
+            # Its time comes out of the turn the caller's deadline left the agent.
+            spent = self._clock() - began
+            if spent > 0 and isinstance(payload.get("turn_seconds"), int | float):
+                payload = {**payload, "turn_seconds": max(payload["turn_seconds"] - spent, 1)}
         started = time.perf_counter()
         bound = _caller_token.set((token, passage))
         try:

@@ -31,10 +31,11 @@ def dynamodb() -> Any:
 
 
 def kms() -> Any:
-    """KMS calls (a passage's MAC) are short and retried by botocore."""
+    """KMS calls (a passage's MAC, tens of milliseconds) are short, and retried once: their time
+    comes out of the agent's turn (ai_gateway.agents)."""
     return boto3.client(
         "kms",
-        config=Config(connect_timeout=1, read_timeout=2, retries={"mode": "standard", "total_max_attempts": 3}),
+        config=Config(connect_timeout=1, read_timeout=1, retries={"mode": "standard", "total_max_attempts": 2}),
     )
 
 

@@ -29,8 +29,9 @@ from typing import Any, Final
 ALGORITHM: Final = "HMAC_SHA_256"
 # What the MAC is made over: this scheme's name and version, then the token's SHA-256.
 _PURPOSE: Final = b"genai-platform tools-gateway passage v1\n"
-# An HMAC-SHA-256 MAC, base64url without padding: 43 characters.
-_SHAPE: Final = re.compile(r"[A-Za-z0-9_-]{43}")
+# An HMAC-SHA-256 MAC, base64url without padding: 43 characters, the last holding 2 bits of the
+# MAC and 4 zero bits (one spelling of each MAC).
+_SHAPE: Final = re.compile(r"[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]")
 # Tokens whose passage a container keeps: about one per caller an hour.
 CACHED: Final = 1024
 # What each side may do with the key (stacks/production: the AI gateway's roles, the interceptor's).
@@ -103,11 +104,13 @@ class PassageChecker:
             return True
         mac = base64.urlsafe_b64decode(passage + "=")  # the shape admits only what decodes
         try:
-            self._kms().verify_mac(KeyId=self._key_id, MacAlgorithm=ALGORITHM, Message=text, Mac=mac)
+            answer = self._kms().verify_mac(KeyId=self._key_id, MacAlgorithm=ALGORITHM, Message=text, Mac=mac)
         except Exception as error:
             if _code(error) == "KMSInvalidMacException":  # KMS's answer for a MAC that is not the key's
                 return False
             raise
+        if answer.get("MacValid") is not True:  # (KMS raises instead; a valid answer says so)
+            return False
         self._verified.put(text, passage)
         return True
 

@@ -286,6 +286,26 @@ def test_the_caller_token_is_bound_to_its_own_invocation_only(routed: tuple[Gate
     assert agents._caller_token.get() is None  # nothing left behind for another call
 
 
+def test_the_time_a_passage_takes_comes_out_of_the_agents_turn(
+    routed: tuple[Gateway, FakeAgentCore], agentcore: tuple[str, FakeAgentCore]
+) -> None:
+    """A slow KMS (the first passage of a token in a container) must not let the turn run past the
+    caller's deadline: the agent is given what is left after it."""
+    _, agent = routed
+    now = [1_000.0]
+
+    def slow_passage(token: str) -> str:
+        now[0] += 3.0
+        return "p" * 43
+
+    client = AgentClient(agentcore[0], RUNTIMES, passage=slow_passage, clock=lambda: now[0])
+    for seconds, given in ((10, 7.0), (2.5, 1)):  # never less than a second: the agent answers at once
+        agent.reply("Hello.")
+        client.invoke("support_assistant", token=TOKEN, session_id="s" + "0" * 64, payload={"turn_seconds": seconds})
+        assert agent.seen[-1]["body"]["turn_seconds"] == given
+        assert agent.seen[-1]["headers"][PASSAGE_HEADER] == "p" * 43
+
+
 def test_two_different_authorization_headers_reach_no_agent(routed: tuple[Gateway, FakeAgentCore]) -> None:
     """The authorizer verified one of them: the agent must not act with whichever API Gateway's
     ``headers`` kept (a caller holding two accounts' tokens would pick the agent's group)."""

@@ -29,7 +29,10 @@ def test_a_passage_under_another_key_is_refused(passages: Passages) -> None:
 
 @pytest.mark.parametrize(
     "passage",
-    [None, "", "x", "A" * 42, "A" * 44, "A" * 42 + "=", "A" * 42 + "+", "A" * 42 + "/", "Á" * 43, " " + "A" * 42],
+    [
+        *(None, "", "x", "A" * 42, "A" * 44, "A" * 42 + "=", "A" * 42 + "+", "A" * 42 + "/", "Á" * 43, " " + "A" * 42),
+        *("A" * 42 + "B", "A" * 42 + "z", "A" * 42 + "_"),  # bits past the MAC's set: another spelling of one
+    ],
 )
 def test_anything_not_shaped_like_a_passage_is_refused_without_a_kms_call(
     passages: Passages, passage: str | None
@@ -50,8 +53,8 @@ def test_each_side_asks_kms_once_per_token_in_a_container(passages: Passages) ->
     assert passages.check(TOKEN, passage)
     assert passages.kms.calls == ["GenerateMac", "VerifyMac"]
     # A refusal is not kept: the same wrong passage is asked about again (and refused again).
-    assert not passages.check(TOKEN, "B" * 43)
-    assert not passages.check(TOKEN, "B" * 43)
+    assert not passages.check(TOKEN, "Q" * 43)
+    assert not passages.check(TOKEN, "Q" * 43)
     assert passages.kms.calls == ["GenerateMac", "VerifyMac", "VerifyMac", "VerifyMac"]
 
 
@@ -79,3 +82,22 @@ def test_a_kms_failure_is_raised_not_taken_for_a_refusal() -> None:
         check = PassageChecker(lambda: CountingKms(client), "arn:aws:kms:us-east-1:123456789012:key/k")
         with pytest.raises(ClientError):
             check(TOKEN, "A" * 43)
+
+
+def test_a_passage_has_one_spelling(passages: Passages) -> None:
+    """The last character carries 2 bits of the MAC and 4 zero bits: setting those is no passage."""
+    passage = passages.issue(TOKEN)
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    last = alphabet.index(passage[-1])
+    assert last % 4 == 0
+    for other in range(last + 1, last + 4):
+        assert not passages.check(TOKEN, passage[:-1] + alphabet[other])
+    assert passages.check(TOKEN, passage)
+
+
+def test_an_answer_that_does_not_say_the_mac_is_valid_is_no_passage() -> None:
+    client = boto3.client("kms", region_name="us-east-1")
+    key = "arn:aws:kms:us-east-1:123456789012:key/k"
+    with Stubber(client) as stubber:
+        stubber.add_response("verify_mac", {"KeyId": key, "MacValid": False, "MacAlgorithm": "HMAC_SHA_256"})
+        assert not PassageChecker(lambda: client, key)(TOKEN, "A" * 43)
