@@ -6,8 +6,8 @@ for contextual grounding against it. Any service failure raises: the gateway fai
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from shared.aws_errors import call
@@ -32,6 +32,9 @@ class Verdict:
     intervened: bool
     texts: tuple[str, ...]  # what to use instead of the checked texts (masked, or the blocked message)
     reasons: tuple[str, ...]  # e.g. "topic", "pii:EMAIL", "content:HATE", "grounding:GROUNDING"
+    # What the guardrail masked, each with its tag (shared.guardrail_findings.anonymized_matches):
+    # a streamed answer masks them in every later piece too (ai_gateway.streaming).
+    masked: Mapping[str, str] = field(default_factory=dict)
 
     def text(self, index: int = 0) -> str:
         return self.texts[index]
@@ -84,7 +87,7 @@ class Guard:
         return Verdict(
             blocked=False,
             intervened=True,
-            texts=tuple(_mask(singles[text].text(), masked or {}) if text in singles else text for text in texts),
+            texts=tuple(mask(singles[text].text(), masked or {}) if text in singles else text for text in texts),
             reasons=reasons,
         )
 
@@ -116,7 +119,7 @@ def unguarded(text: str) -> Verdict:
     return Verdict(blocked=False, intervened=False, texts=(text,), reasons=())
 
 
-def _mask(text: str, matches: dict[str, str]) -> str:
+def mask(text: str, matches: Mapping[str, str]) -> str:
     """``text`` with each of the guardrail's matches still in it replaced by its tag, longest first
     (a text the guardrail passed alone keeps nothing it masked among the others)."""
     for match in sorted(matches, key=len, reverse=True):
@@ -139,5 +142,6 @@ def _verdict(response: dict[str, Any], texts: Sequence[str]) -> Verdict:
         return Verdict(blocked=True, intervened=True, texts=outputs[:1] or ("",), reasons=reasons)
     if len(texts) == 1:
         # Masked text for the one guarded block (AWS returns it whole in outputs).
-        return Verdict(blocked=False, intervened=True, texts=("".join(outputs),), reasons=reasons)
+        masked = anonymized_matches(response.get("assessments", [])) or {}
+        return Verdict(blocked=False, intervened=True, texts=("".join(outputs),), reasons=reasons, masked=masked)
     return Verdict(blocked=False, intervened=True, texts=tuple(texts), reasons=reasons)  # split by the caller

@@ -62,7 +62,7 @@ from typing import Any, Literal
 
 from ai_gateway.contract import LENGTH_STOP_REASONS, OUTPUT, STREAM_GUARD_GRACE_SECONDS
 from ai_gateway.flow import Flow, GenerationRequest
-from ai_gateway.guardrail import SERVICE as GUARDRAIL_SERVICE, Verdict, unguarded
+from ai_gateway.guardrail import SERVICE as GUARDRAIL_SERVICE, Verdict, mask, unguarded
 from ai_gateway.ledger import Admission
 from ai_gateway.openai_api import FinishReason, finish_reason, from_upstream
 from ai_gateway.router import Generation, inference_config
@@ -77,6 +77,12 @@ PIECE_FLOORS = (0, 250, 500)  # the shortest first, second, third piece; later o
 # A sentence ends at ., ! or ? (closing quotes or brackets after it) followed by whitespace, at a
 # CJK full stop, or at a newline; the cut falls after the whitespace.
 SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*\s+|[。！？]\s*|\n\s*")
+# A dot that ends a title, an address word, an initial or a dotted abbreviation (Dr., St., J., e.g.)
+# rather than a sentence: no cut there, so a name or an address is checked in one piece.
+ABBREVIATION = re.compile(
+    r"(?:^|[\s(\[\"'“‘])(?:Mr|Mrs|Ms|Mx|Dr|Prof|Sr|Jr|St|Ave|Rd|Blvd|Ln|Mt|Ft|No|Apt|Co|Inc|Ltd|Corp|[A-Z]"
+    r"|[A-Za-z](?:\.[A-Za-z])+)$"
+)
 WHITESPACE = re.compile(r"\s+")
 # Where a clause ends inside an overlong sentence (a list, a line of JSON): the cut falls after the whitespace.
 CLAUSE_END = re.compile(r"[,;:)\]}\"'”’]\s+")
@@ -118,7 +124,7 @@ class Segmenter:
         floor = PIECE_FLOORS[self._pieces] if self._pieces < len(PIECE_FLOORS) else PIECE_MAX
         if floor >= PIECE_MAX:
             return None  # wait for a whole unit
-        ends = [m.end() for m in SENTENCE_END.finditer(self._buffer)]
+        ends = [m.end() for m in _sentence_ends(self._buffer)]
         return ends[-1] if ends and ends[-1] >= floor else None
 
     def _overflow_cut(self) -> int:
@@ -128,7 +134,8 @@ class Segmenter:
         whole), else its last whitespace, else (one word longer than a unit) at PIECE_MAX itself."""
         text = self._buffer
         for cuts in (SENTENCE_END, CLAUSE_END, WHITESPACE):
-            found = [m for m in cuts.finditer(text) if m.end() <= PIECE_MAX]
+            matches = _sentence_ends(text) if cuts is SENTENCE_END else cuts.finditer(text)
+            found = [m for m in matches if m.end() <= PIECE_MAX]
             if cuts is WHITESPACE:  # a space with a digit either side is inside a number, if others are left
                 apart = [
                     m
@@ -144,6 +151,14 @@ class Segmenter:
         piece, self._buffer = self._buffer[:cut], self._buffer[cut:]
         self._pieces += 1
         return piece
+
+
+def _sentence_ends(text: str) -> Iterator[re.Match[str]]:
+    """SENTENCE_END's matches in ``text`` but those at an abbreviation's dot."""
+    for match in SENTENCE_END.finditer(text):
+        if text[match.start()] == "." and ABBREVIATION.search(text, max(match.start() - 16, 0), match.start()):
+            continue
+        yield match
 
 
 @dataclass(frozen=True)
@@ -306,6 +321,7 @@ class GuardedStream:
         self._usage: dict[str, Any] = {}
         self._stop = "end_turn"
         self._masked = False
+        self._seen: dict[str, str] = {}  # what the guardrail masked in earlier pieces, with its tags
         self._settled = False
         self._iterating = False
 
@@ -340,9 +356,13 @@ class GuardedStream:
                     # Before the first text leaves: from here the units are never released, and the
                     # sweeper settles the stream as delivered if this function dies before its end.
                     self._begin()
-                self._masked = self._masked or verdict.intervened
-                self._emitted.append(verdict.text())
-                yield TextDelta(verdict.text())
+                # What an earlier piece had masked stays masked here, where the guardrail, judging
+                # a name by its context, may have passed it.
+                self._seen.update(verdict.masked)
+                text = mask(verdict.text(), self._seen)
+                self._masked = self._masked or verdict.intervened or text != verdict.text()
+                self._emitted.append(text)
+                yield TextDelta(text)
             if not self._emitted:
                 yield from self._no_text()
             generation = self._generation()

@@ -196,6 +196,25 @@ def test_later_pieces_grow_to_a_guardrail_unit_and_are_cut_between_sentences() -
     assert max(len(p) for p in pieces) > 900  # later pieces near a whole unit
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Ship it to 12 Main St. Springfield by Friday. ",
+        "Ask Dr. Ada Lovelace about it. ",
+        "Ask Ada L. Lovelace about it. ",
+        "Bring a document, e.g. a passport, with you. ",
+        "Write to Mrs. Smith at Acme Ltd. in London. ",
+    ],
+)
+def test_a_title_an_initial_or_an_address_word_does_not_end_a_piece(text: str) -> None:
+    """A name or an address cut in two would be judged in halves by the guardrail."""
+    segmenter = Segmenter()
+    pieces: list[str] = []
+    for word in text.split(" "):
+        pieces += segmenter.feed(word + " ")
+    assert pieces == [text]  # one piece, cut only at the sentence's own end
+
+
 def test_a_newline_ends_a_piece_and_a_long_run_is_cut_at_a_space_never_inside_a_word() -> None:
     assert Segmenter().feed("# Title\nBody") == ["# Title\n"]
     segmenter = Segmenter()
@@ -296,6 +315,25 @@ def test_anonymized_text_is_emitted_masked(bedrock: Bedrock) -> None:
     assert isinstance(finish, Finish)
     assert (finish.guardrail, finish.reasons) == ("anonymized", ("pii:EMAIL",))
     assert ledger.names == ["admit", "begin", "deliver"]
+
+
+def test_what_an_earlier_piece_masked_stays_masked_in_later_pieces(bedrock: Bedrock) -> None:
+    """The guardrail judges a name by its context: passed in a later piece, it is still masked
+    there, as the buffered route (one check of the whole answer) would have it."""
+    first, second = "Your contact is Ada Lovelace in London. ", "Please ask Ada Lovelace about it."
+    bedrock.streams_answer(PRO, answer([first + second]))
+    bedrock.guards(first, anonymized("Your contact is {NAME} in London. ", found={"Ada Lovelace": "NAME"}))
+    bedrock.guards(second)  # passed: nothing in it alone looks like a name to the guardrail
+    ledger = Ledger()
+    flow, models = a_flow(bedrock, ledger)
+    events = list(flow.stream(a_request(), models))
+    assert [e.text for e in events if isinstance(e, TextDelta)] == [
+        "Your contact is {NAME} in London. ",
+        "Please ask {NAME} about it.",
+    ]
+    finish = events[-1]
+    assert isinstance(finish, Finish)
+    assert finish.guardrail == "anonymized"
 
 
 def test_a_blocked_piece_ends_the_stream_charges_what_was_sent_and_nothing_later_is_emitted(
@@ -505,15 +543,15 @@ def test_the_stream_stops_at_its_deadline(bedrock: Bedrock) -> None:
 
     ledger = Ledger()
     flow, models = a_flow(bedrock, ledger, clock)
-    stream = Slow([delta("A. "), delta("B " * 300), delta("C")], bedrock.log)
+    stream = Slow([delta("One. "), delta("B " * 300), delta("C")], bedrock.log)
     bedrock.stubber.add_response(
         "converse_stream", {"stream": stream}, {"modelId": PRO, "system": ANY, "messages": ANY, "inferenceConfig": ANY}
     )
-    bedrock.guards("A. ")
+    bedrock.guards("One. ")
     emitted: list[Any] = []
     with pytest.raises(UpstreamError) as raised:
         drain(flow.stream(a_request(deadline=25.0), models), emitted)
-    assert (raised.value.code, emitted) == ("StreamDeadlineExceeded", [TextDelta("A. ")])
+    assert (raised.value.code, emitted) == ("StreamDeadlineExceeded", [TextDelta("One. ")])
     assert ledger.names == ["admit", "begin", "deliver"]
 
 
@@ -542,17 +580,17 @@ def test_a_model_silent_mid_stream_ends_the_stream_at_its_deadline_not_at_the_re
     # close, which nothing would call: the test would wait the Silent's 60 s and then see no error.
     ledger = Ledger()
     flow, models = a_flow(bedrock, ledger)
-    stream = Silent([delta("A. "), delta("B")], bedrock.log)
+    stream = Silent([delta("One. "), delta("B")], bedrock.log)
     bedrock.stubber.add_response(
         "converse_stream", {"stream": stream}, {"modelId": PRO, "system": ANY, "messages": ANY, "inferenceConfig": ANY}
     )
-    bedrock.guards("A. ")
+    bedrock.guards("One. ")
     try:
         body = b"".join(openai_sse(flow.stream(a_request(deadline=0.3), models), chunk_id="c", created=1, model="m"))
     finally:
         stream.released.set()
     sent = chunks(body)
-    assert json.loads(sent[1])["choices"][0]["delta"] == {"content": "A. "}
+    assert json.loads(sent[1])["choices"][0]["delta"] == {"content": "One. "}
     assert json.loads(sent[-1])["error"] == {
         "message": "bedrock-runtime failed with StreamDeadlineExceeded",
         "type": "api_error",
@@ -560,7 +598,7 @@ def test_a_model_silent_mid_stream_ends_the_stream_at_its_deadline_not_at_the_re
         "code": "upstream_timeout",
     }
     assert (stream.reading.is_set(), stream.closed) == (True, True)
-    assert ledger.names == ["admit", "begin", "deliver"]  # the caller has "A. ": delivered, not released
+    assert ledger.names == ["admit", "begin", "deliver"]  # the caller has "One. ": delivered, not released
 
 
 def test_a_guardrail_check_that_does_not_answer_ends_the_stream_within_the_deadlines_grace(bedrock: Bedrock) -> None:
@@ -582,11 +620,11 @@ def test_a_guardrail_check_that_does_not_answer_ends_the_stream_within_the_deadl
     bedrock.client.meta.events.register("after-call.bedrock-runtime.ApplyGuardrail", lambda **_: answered.set())
     ledger = Ledger()
     flow, models = a_flow(bedrock, ledger, clock)
-    stream = Late([delta("A. "), delta("B")], bedrock.log)
+    stream = Late([delta("One. "), delta("B")], bedrock.log)
     bedrock.stubber.add_response(
         "converse_stream", {"stream": stream}, {"modelId": PRO, "system": ANY, "messages": ANY, "inferenceConfig": ANY}
     )
-    bedrock.guards("A. ")  # its answer, once the wait is over: too late
+    bedrock.guards("One. ")  # its answer, once the wait is over: too late
     emitted: list[Any] = []
     try:
         with pytest.raises(UpstreamError) as raised:
