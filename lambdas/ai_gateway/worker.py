@@ -47,7 +47,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ai_gateway import clients
 from ai_gateway.agents import AgentClient
-from ai_gateway.contract import GENERATION_MARGIN_SECONDS
+from ai_gateway.contract import GENERATION_MARGIN_SECONDS, Dimension
 from ai_gateway.flow import Clock, Delivery, Flow, GenerationRequest
 from ai_gateway.guardrail import Guard
 from ai_gateway.jobs import (
@@ -69,9 +69,23 @@ from ai_gateway.telemetry import Telemetry
 from shared.aws_errors import UpstreamError, call
 from shared.logs import log_unexpected, service_logger
 
+
+class JobTelemetry(Telemetry):
+    """The gateway's telemetry, for jobs: a job's own metrics (Outputs, Units, latencies, upstream
+    errors) carry its request's Group and OutputType, as the gateway's request's do
+    (Telemetry.request and output_type), without counting another request."""
+
+    def job(self, group: str, output_type: str) -> None:
+        """The job the invocation runs: its group (one the ledger admitted, so a configured one)
+        and output type become its metrics' dimensions."""
+        self.start()
+        self._dimensions[Dimension.GROUP] = group
+        self.output_type(output_type)
+
+
 logger = service_logger()
 metrics = Metrics()
-telemetry = Telemetry(metrics, logger)
+telemetry = JobTelemetry(metrics, logger)
 clock = Clock()
 JOB_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -149,6 +163,7 @@ def run(job_id: str, *, remaining_seconds: float, runtime: Runtime, clock: Clock
     queued). ``remaining_seconds``: the invocation's, as of this call; what the claim and the
     ledger's read take comes out of it, not out of the margin generation leaves."""
     started = clock.monotonic()
+    telemetry.start()  # no group or output type until the ledger vouches for the job's
     try:
         with call("dynamodb"):
             job = runtime.store.claim(job_id, now=clock.now())
@@ -209,14 +224,18 @@ def _admitted(runtime: Runtime, job: Job) -> bool:
     """Whether the ledger holds the job's request admitted with the output type, units and window
     the job item names: what the flow delivers or releases by them. An item that names others (a
     corrupt or hostile one) would release another counter's units, or the wrong count: the job is
-    then failed without a release, and the sweeper releases the ledger's own record."""
+    then failed without a release, and the sweeper releases the ledger's own record. Only a job
+    the ledger admitted so has its group and output type on its metrics (JobTelemetry.job)."""
     record = runtime.ledger.record(job.request_id, group=job.caller.group, user=job.caller.user) or {}
-    return (
+    admitted = (
         record.get("status") == {"S": ADMITTED}
         and record.get("output_type") == {"S": job.output_type}
         and record.get("units") == {"N": str(job.admission.units)}
         and record.get("window") == {"S": job.admission.window}
     )
+    if admitted:
+        telemetry.job(job.caller.group, job.output_type)
+    return admitted
 
 
 def _settle(runtime: Runtime, job: Any, why: str, clock: Clock) -> None:

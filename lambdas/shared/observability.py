@@ -16,7 +16,9 @@ class Metric(StrEnum):
     STAGE_REQUESTS = "StageRequests"
     STAGE_ERRORS = "StageErrors"
     STAGE_LATENCY = "StageLatency"
-    # Per tool (dimension Tool): the tool functions and the evaluator.
+    # Per tool: the evaluator by Tool alone (each tool an agent's turn called); legacy_tools by Tool
+    # and the service Powertools adds; knowledge_search its calls by service alone (one tool, no
+    # errors counted). The dashboard's tool widget searches each of these dimension sets.
     TOOL_CALLS = "ToolCalls"
     TOOL_ERRORS = "ToolErrors"
     # Per agent (dimension Agent), percent of golden cases: the evaluator.

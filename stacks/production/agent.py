@@ -32,6 +32,7 @@ from stacks.production.agents import (
     AgentsStack,
     agent_artifact,
     captures_content,
+    count_config_refusals,
     delivered_logs_prefix,
     grant_memory_data,
     runtime_log_group_name,
@@ -152,7 +153,9 @@ class AgentStack(Stack):
     - Its role: its groups' models, the shared memory (read), the groups document (read).
     - Its log groups, KMS-encrypted with retention: application and usage logs (delivered by
       CloudWatch under the agents stack's delivery policies), the runtime's stdout (created before
-      AgentCore would create it unencrypted), and its online evaluation's results.
+      AgentCore would create it unencrypted; a metric filter there counts the agent's refusals of
+      the groups document for the agents environment's rollback alarm), and its online
+      evaluation's results.
     - AgentCore's online evaluation of its sessions (where Transaction Search is on).
     """
 
@@ -245,6 +248,14 @@ class AgentStack(Stack):
             self,
             f"{pascal_case(name)}RuntimeLogs",
             log_group_name=runtime_log_group_name(runtime),
+        )
+        # Its refusals of the groups document, as the agents environment's rollback alarm reads them.
+        count_config_refusals(
+            self,
+            f"{pascal_case(name)}ConfigRefusals",
+            log_group=runtime_logs,
+            environment_name=agents.groups.location.environment_name,
+            namespace=context.metrics_namespace,
         )
         # Online evaluation scores spans: with Transaction Search off (aws/spans absent) it has none.
         if config.account_settings.transaction_search != "off":

@@ -30,6 +30,7 @@ from aws_cdk import (
     ILocalBundling,
     Stack,
     aws_bedrockagentcore as agentcore,
+    aws_cloudwatch as cloudwatch,
     aws_iam as iam,
     aws_kms as kms,
     aws_logs as logs,
@@ -38,6 +39,7 @@ from constructs import Construct
 
 from agent.contract import AgentGroups, GroupModels
 from shared.headers import CALLER_TOKEN_HEADER, PASSAGE_HEADER
+from shared.runtime_config import ENVIRONMENT_DIMENSION, REFUSED_METRIC
 from stacks.config import AgentConfig, ProductionConfig
 from stacks.config.agents import runtime_name as runtime_name
 from stacks.production.context import ProductionContext
@@ -240,6 +242,41 @@ class AgentsStack(Stack):
 def runtime_log_group_name(runtime: agentcore.IBedrockAgentRuntime) -> str:
     """The log group AgentCore writes a runtime's stdout to (its DEFAULT endpoint)."""
     return f"/aws/bedrock-agentcore/runtimes/{runtime.agent_runtime_id}-DEFAULT"
+
+
+# How a runtime's refusal of a runtime document reaches CloudWatch. shared.runtime_config logs it
+# with the standard library's logging and prints its EMF to stdout; on AgentCore Runtime, stdout
+# goes to the runtime's log group, where CloudWatch is not documented to extract EMF, and the log
+# record reaches that log group through ADOT's OpenTelemetry handler on the root logger (the
+# runtime's default ADOT settings): an OTLP log record, its message the ``body``, its extra fields
+# (``environment``, the document's AppConfig environment) ``attributes``.
+RUNTIME_CONFIG_REFUSED = "runtime config refused: keeping the last good version"
+REFUSED_BODY = "$.body"
+REFUSED_ENVIRONMENT = "$.attributes.environment"
+
+
+def count_config_refusals(
+    scope: Construct, id: str, *, log_group: logs.ILogGroup, environment_name: str, namespace: str
+) -> logs.MetricFilter:
+    """A metric filter on a runtime's log group counting its refusals of ``environment_name``'s
+    documents as the environment's rollback alarm reads them (REFUSED_METRIC by ENVIRONMENT_DIMENSION
+    in ``namespace``), whatever becomes of the runtime's EMF. A metric filter's dimension is a field
+    of the event its pattern matched (a fixed value is refused), so the pattern names the field's
+    value too."""
+    return logs.MetricFilter(
+        scope,
+        id,
+        log_group=log_group,
+        filter_pattern=logs.FilterPattern.all(
+            logs.FilterPattern.string_value(REFUSED_BODY, "=", RUNTIME_CONFIG_REFUSED),
+            logs.FilterPattern.string_value(REFUSED_ENVIRONMENT, "=", environment_name),
+        ),
+        metric_namespace=namespace,
+        metric_name=REFUSED_METRIC,
+        metric_value="1",
+        dimensions={ENVIRONMENT_DIMENSION: REFUSED_ENVIRONMENT},
+        unit=cloudwatch.Unit.COUNT,
+    )
 
 
 def _strategy(name: str) -> agentcore.IMemoryStrategy:

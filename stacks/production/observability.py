@@ -7,9 +7,11 @@ Metrics come from the functions and the agent (namespace ``<prefix>/production``
 metrics of lambdas/shared/telemetry.py (dimension ``Stage``), the gateway's model, guardrail
 and quota metrics, the evaluator's tool metrics, the pipeline's document counts, and SQS.
 
-Quota refusals page through one Contributor Insights rule over the gateway's log group and one
-alarm on its top contributor, not an alarm per group: the resources stay the same at 3 groups or
-300, and the rule names the group that tripped it.
+Quota refusals page through one Contributor Insights rule over the log groups of the gateway's
+functions that admit quota (the buffered and the streaming function) and one alarm on its top
+contributor, not an alarm per group: the resources stay the same at 3 groups or 300, and the rule
+names the group that tripped it. The live evaluator is subscribed to every function that runs
+agent turns (those two and the jobs' worker): one subscription filter per log group.
 """
 
 from __future__ import annotations
@@ -49,6 +51,16 @@ EMF_METRIC_NAME = "$._aws.CloudWatchMetrics[0].Metrics[0].Name"
 TOP_CONTRIBUTOR = "MaxContributorValue"
 TOP_GROUPS_SHOWN = 10
 TOP_GROUPS_TITLE = f"Top {TOP_GROUPS_SHOWN} groups by quota refusals (Contributor Insights)"
+RULE_DEFINITION_LIMIT = 8192  # PutInsightRule's RuleDefinition, in characters
+# Who writes ToolCalls and ToolErrors, and by which dimensions (a SEARCH matches one set exactly):
+# the evaluator per tool an agent's turn called, by Tool alone (lambdas/evaluation); legacy_tools
+# per call it serves, by Tool and the service Powertools adds; knowledge_search, one tool, its calls
+# by service alone (it counts no errors).
+TOOL_METRIC_SOURCES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("agents' turns", Dimension.TOOL, (Metric.TOOL_CALLS, Metric.TOOL_ERRORS)),
+    ("legacy tools", f"{Dimension.TOOL},{Dimension.SERVICE}", (Metric.TOOL_CALLS, Metric.TOOL_ERRORS)),
+    ("knowledge_search", Dimension.SERVICE, (Metric.TOOL_CALLS,)),
+)
 
 
 def quota_refusals_rule_name(tier: str) -> str:
@@ -57,14 +69,16 @@ def quota_refusals_rule_name(tier: str) -> str:
     return f"{tier}-quota-refusals-by-group"
 
 
-def quota_refusals_rule(log_group_name: str) -> dict[str, Any]:
-    """The body of that rule (schema CloudWatchLogRule v1): the gateway's QuotaRefusalsByGroup
-    EMF lines, counted by their ``Group``. ai_gateway.telemetry prints one such line per refusal
-    (shared.telemetry.emit), its dimension and metric as top-level keys, so Count is the refusals."""
+def quota_refusals_rule(log_group_names: Sequence[str]) -> dict[str, Any]:
+    """The body of that rule (schema CloudWatchLogRule v1): the QuotaRefusalsByGroup EMF lines of
+    the functions that admit quota (``log_group_names``: their log groups), counted by their
+    ``Group``. ai_gateway.telemetry prints one such line per refusal (shared.telemetry.emit), its
+    dimension and metric as top-level keys, so Count is the refusals. (A rule names its log groups
+    in its body, at most RULE_DEFINITION_LIMIT characters: two names take a few hundred.)"""
     group = f"$.{GatewayDimension.GROUP}"
     return {
         "Schema": {"Name": "CloudWatchLogRule", "Version": 1},
-        "LogGroupNames": [log_group_name],
+        "LogGroupNames": list(log_group_names),
         "LogFormat": "JSON",
         "Contribution": {
             "Keys": [group],
@@ -123,7 +137,11 @@ class TopContributorsWidget(cloudwatch.ConcreteWidget):
 
 
 class ObservabilityStack(Stack):
-    """The GenAI operations dashboard, the alarms (SNS) and the live tool-call evaluator."""
+    """The GenAI operations dashboard, the alarms (SNS) and the live tool-call evaluator.
+
+    ``quota_functions``: the functions that admit quota (their QuotaRefusalsByGroup lines feed the
+    quota rule); ``agent_turn_functions``: the functions that log agent turns (the evaluator is
+    subscribed to each one's log group)."""
 
     def __init__(
         self,
@@ -131,7 +149,8 @@ class ObservabilityStack(Stack):
         id: str,
         *,
         context: ProductionContext,
-        gateway_function: lambda_.Function,
+        quota_functions: Sequence[lambda_.Function],
+        agent_turn_functions: Sequence[lambda_.Function],
         agent_runtimes: Mapping[str, agentcore.IBedrockAgentRuntime],
         dead_letters: sqs.IQueue,
         **kwargs: Any,
@@ -151,13 +170,16 @@ class ObservabilityStack(Stack):
             package="evaluation",
             description="Tool-call evaluation from the AI gateway's agent turns",
         )
-        logs.SubscriptionFilter(
-            self,
-            "AgentTurns",
-            log_group=gateway_function.log_group,
-            destination=destinations.LambdaDestination(self.evaluator),
-            filter_pattern=AGENT_TURN_FILTER,
-        )
+        # One filter per log group (a log group takes two): each with the permission CDK makes for
+        # CloudWatch Logs to invoke the evaluator from that log group.
+        for function in agent_turn_functions:
+            logs.SubscriptionFilter(
+                self,
+                f"AgentTurns{function.node.id}",
+                log_group=function.log_group,
+                destination=destinations.LambdaDestination(self.evaluator),
+                filter_pattern=AGENT_TURN_FILTER,
+            )
         acknowledge(
             self.evaluator,
             "NIST.800.53.R5-LambdaDLQ",
@@ -172,7 +194,7 @@ class ObservabilityStack(Stack):
         acknowledge(
             self.evaluator,
             "NIST.800.53.R5-LambdaConcurrency",
-            "Invoked per log batch of the gateway function, whose own concurrency bounds it.",
+            "Invoked per log batch of the gateway's functions and the jobs' worker, whose own concurrency bounds it.",
         )
 
         self.quota_refusals = cloudwatch.CfnInsightRule(
@@ -180,7 +202,9 @@ class ObservabilityStack(Stack):
             "QuotaRefusalsByGroup",
             rule_name=quota_refusals_rule_name(name),
             rule_state="ENABLED",
-            rule_body=self.to_json_string(quota_refusals_rule(gateway_function.log_group.log_group_name)),
+            rule_body=self.to_json_string(
+                quota_refusals_rule([function.log_group.log_group_name for function in quota_functions])
+            ),
         )
         self.dashboard = self._dashboard(name, list(agent_runtimes), dead_letters)
         self._alarms(list(agent_runtimes))
@@ -207,9 +231,20 @@ class ObservabilityStack(Stack):
     def _search(
         self, metric: str, dimension: str, statistic: str = "Sum", label: str = ""
     ) -> cloudwatch.MathExpression:
-        """Every series of ``metric`` by ``dimension`` (values the config does not list too)."""
+        """Every series of ``metric`` whose dimensions are exactly ``dimension`` (a comma-separated
+        set: a SEARCH schema matches only series with those dimensions and no others), values the
+        config does not list too; labelled ``label`` (the metric's name unless given)."""
         expression = f"SEARCH('{{{self._namespace},{dimension}}} MetricName=\"{metric}\"', '{statistic}', 300)"
-        return cloudwatch.MathExpression(expression=expression, label=metric, period=FIVE_MINUTES)
+        return cloudwatch.MathExpression(expression=expression, label=label or metric, period=FIVE_MINUTES)
+
+    def _tool_searches(self, metric: str) -> list[cloudwatch.MathExpression]:
+        """``metric`` (ToolCalls or ToolErrors) in every dimension set a function writes it with
+        (TOOL_METRIC_SOURCES)."""
+        return [
+            self._search(metric, dimensions, label=f"{metric} ({source})")
+            for source, dimensions, metrics in TOOL_METRIC_SOURCES
+            if metric in metrics
+        ]
 
     def _dashboard(self, name: str, agents: Sequence[str], dead_letters: sqs.IQueue) -> cloudwatch.Dashboard:
         stage_requests = [self._metric(Metric.STAGE_REQUESTS, Dimension.STAGE, s) for s in STAGES]
@@ -271,8 +306,8 @@ class ObservabilityStack(Stack):
             ),
             cloudwatch.GraphWidget(
                 title="Tool calls and tool errors by tool",
-                left=[self._search(Metric.TOOL_CALLS, Dimension.TOOL)],
-                right=[self._search(Metric.TOOL_ERRORS, Dimension.TOOL)],
+                left=self._tool_searches(Metric.TOOL_CALLS),
+                right=self._tool_searches(Metric.TOOL_ERRORS),
                 width=width,
             ),
             cloudwatch.GraphWidget(

@@ -65,7 +65,10 @@ def production_stacks(app: App | Stage, *, prefix: str, config: ProductionConfig
         ObservabilityStack,
         f"{name}-observability",
         context=tier,
-        gateway_function=gateway.function,
+        # Quota is admitted by the buffered and the streaming function; agent turns run there and in
+        # the jobs' worker: the quota rule and the live evaluator read each one's log group.
+        quota_functions=gateway.generators,
+        agent_turn_functions=[*gateway.generators, gateway.jobs.worker],
         agent_runtimes=runtimes,
         dead_letters=knowledge.ingestion.dlq,
     )

@@ -32,7 +32,7 @@ from shared.claims import cognito_issuer
 from shared.tools import WEB_TARGET
 from stacks.config import GuardrailConfig, ProductionConfig
 from stacks.production.agent import acknowledge_runtime_role, no_commands_statement
-from stacks.production.agents import agent_artifact, runtime_log_group_name, runtime_name
+from stacks.production.agents import agent_artifact, count_config_refusals, runtime_log_group_name, runtime_name
 from stacks.production.context import ProductionContext
 from stacks.shared.bedrock import pii_policy
 from stacks.shared.expect import default_child
@@ -255,6 +255,15 @@ class WebTools(Construct):
         # AgentCore writes the server's stdout to a log group named after the runtime: made first,
         # encrypted, with retention (as for the agents).
         runtime_logs = context.log_group(self, "RuntimeLogs", log_group_name=runtime_log_group_name(self.runtime))
+        # Its refusals of the web policy, the one document of the tools environment only it reads:
+        # that environment's rollback alarm sees them only through its log group.
+        count_config_refusals(
+            self,
+            "ConfigRefusals",
+            log_group=runtime_logs,
+            environment_name=self.policy.location.environment_name,
+            namespace=context.metrics_namespace,
+        )
 
         self.target = gateway.add_mcp_server_target(
             "WebTarget",

@@ -13,7 +13,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from ai_gateway import jobs, worker
-from ai_gateway.contract import GENERATION_MARGIN_SECONDS
+from ai_gateway.contract import GENERATION_MARGIN_SECONDS, Dimension as GatewayDimension, Metric
 from ai_gateway.flow import Flow
 from ai_gateway.ledger import Ledger
 from shared.aws_errors import UpstreamError
@@ -227,6 +227,68 @@ def test_a_failure_that_cannot_be_recorded_is_logged_naming_dynamodb(
     assert world.used() == 0
     warning = saying(printed(capsys), "upstream call failed")
     assert (warning["upstream"], warning["code"]) == ("dynamodb", "InternalServerError")
+
+
+# --- the job's metrics -------------------------------------------------------------------------------
+
+
+def request_metrics(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
+    """The worker's own request metrics as its handler's flush writes them: the EMF lines holding
+    Outputs or UpstreamErrors, each with the dimension set of its directive."""
+    worker.metrics.flush_metrics()  # the handler's log_metrics, at the end of the invocation
+    found = []
+    for line in printed(capsys):
+        for directive in line.get("_aws", {}).get("CloudWatchMetrics", []):
+            names = {metric["Name"] for metric in directive["Metrics"]}
+            if names & {Metric.OUTPUTS, Metric.UPSTREAM_ERRORS}:
+                found.append({**line, "dimensions": directive["Dimensions"]})
+    return found
+
+
+def test_a_jobs_outputs_and_units_carry_its_group_and_output_type(
+    world: World, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dashboard's "Outputs by group and type" reads Outputs by service, Group and OutputType,
+    as the gateway writes a request's: an asynchronous output is counted there too, and no second
+    request is counted for it."""
+    monkeypatch.setattr(world.flow, "_telemetry", worker.telemetry)  # the worker's flow, as runtime() builds it
+    job = submitted(world)
+    answer(world)
+    request_metrics(capsys)  # nothing held from before
+    assert run(world, job) == "succeeded"
+    (line,) = request_metrics(capsys)
+    assert [sorted(dimensions) for dimensions in line["dimensions"]] == [
+        sorted(["service", GatewayDimension.GROUP, GatewayDimension.OUTPUT_TYPE])
+    ]
+    assert (line[GatewayDimension.GROUP], line[GatewayDimension.OUTPUT_TYPE]) == (GOLD.group, "summary")
+    assert (line[Metric.OUTPUTS], line[Metric.UNITS]) == ([1.0], [1.0])
+    assert Metric.REQUESTS not in line
+
+
+def test_a_job_the_ledger_does_not_vouch_for_names_no_group_on_its_metrics(
+    world: World, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a group and output type the ledger admitted become dimensions (a job item is untrusted:
+    it could mint series), and none is left over from the invocation's last job."""
+    monkeypatch.setattr(world.flow, "_telemetry", worker.telemetry)
+    job = submitted(world)
+    answer(world)
+    assert run(world, job) == "succeeded"
+    other = submitted(world, a_request(request_id="req-00000002"))
+    world.dynamodb.update_item(  # the ledger's record says other units than the job item
+        TableName=TABLE,
+        Key={"pk": {"S": f"REQ#{GOLD.group}#{GOLD.user}#req-00000002"}},
+        UpdateExpression="SET #a = :v",
+        ExpressionAttributeNames={"#a": "units"},
+        ExpressionAttributeValues={":v": {"N": "2"}},
+    )
+    request_metrics(capsys)
+    # Its failure cannot be recorded either: the one metric the job writes, UpstreamErrors.
+    assert run_with(world, other, runtime(world, store=FailingStore(world, fail="fail"))) == "failed"
+    (line,) = request_metrics(capsys)
+    assert line["dimensions"] == [["service"]]
+    assert GatewayDimension.GROUP not in line
+    assert GatewayDimension.OUTPUT_TYPE not in line
 
 
 # --- time, agents, repeats and unreadable items ----------------------------------------------------
