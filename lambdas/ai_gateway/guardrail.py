@@ -6,6 +6,7 @@ for contextual grounding against it. Any service failure raises: the gateway fai
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -121,10 +122,18 @@ def unguarded(text: str) -> Verdict:
 
 def mask(text: str, matches: Mapping[str, str]) -> str:
     """``text`` with each of the guardrail's matches still in it replaced by its tag, longest first
-    (a text the guardrail passed alone keeps nothing it masked among the others)."""
+    (a text the guardrail passed alone keeps nothing it masked among the others): where it stands
+    whole, not inside a longer word or number (a name "Li" is not masked in "Lima", an age "30" not
+    in "300")."""
     for match in sorted(matches, key=len, reverse=True):
-        text = text.replace(match, matches[match])
+        before = r"(?<!\w)" if _word(match[:1]) else ""
+        after = r"(?!\w)" if _word(match[-1:]) else ""
+        text = re.sub(before + re.escape(match) + after, matches[match].replace("\\", "\\\\"), text)  # the tag as is
     return text
+
+
+def _word(character: str) -> bool:
+    return character.isalnum() or character == "_"
 
 
 def _guarded(text: str) -> dict[str, Any]:

@@ -336,6 +336,20 @@ def test_what_an_earlier_piece_masked_stays_masked_in_later_pieces(bedrock: Bedr
     assert finish.guardrail == "anonymized"
 
 
+def test_what_an_earlier_piece_masked_is_masked_only_where_it_stands_whole(bedrock: Bedrock) -> None:
+    """Carried over a whole answer, a short match must not garble the words and numbers it is part of."""
+    first, second = "Li is 30 years old. ", "Li lives in Lima, 300 km away; Li."
+    bedrock.streams_answer(PRO, answer([first + second]))
+    bedrock.guards(first, anonymized("{NAME} is {AGE} years old. ", found={"Li": "NAME", "30": "AGE"}))
+    bedrock.guards(second)
+    flow, models = a_flow(bedrock, Ledger())
+    events = list(flow.stream(a_request(), models))
+    assert [e.text for e in events if isinstance(e, TextDelta)] == [
+        "{NAME} is {AGE} years old. ",
+        "{NAME} lives in Lima, 300 km away; {NAME}.",
+    ]
+
+
 def test_a_blocked_piece_ends_the_stream_charges_what_was_sent_and_nothing_later_is_emitted(
     bedrock: Bedrock,
 ) -> None:
