@@ -391,6 +391,11 @@ EQUIVALENT: dict[str, str] = {
     "tool_guard.handler.x__not_a_number__mutmut_1": "the ValueError's text is never read: _parsed turns any "
     "ValueError into the same unreadable-list refusal",
     "tool_guard.handler.x__finite__mutmut_5": "as above",
+    # shared/passage.py
+    "shared.passage.xǁPassageIssuerǁ__call____mutmut_20": "rstrip('XX=XX') strips X too, but an unpadded "
+    "HMAC-SHA-256 MAC in base64url ends in one of AEIMQUYcgkosw048 (its last 2 bits are zero): never an X",
+    "shared.passage.xǁ_Boundedǁput__mutmut_4": "popitem(last=None): None and False are the same to it (the "
+    "oldest goes)",
     # shared/bearer.py, shared/tokens.py
     "shared.bearer.x_bearer__mutmut_3": "partition -> rpartition on the first space: one space splits the same; "
     "with more, the token (original) or the scheme (mutant) holds a space, and both refuse 'no bearer token'",

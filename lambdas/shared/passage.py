@@ -29,8 +29,8 @@ from typing import Any, Final
 ALGORITHM: Final = "HMAC_SHA_256"
 # What the MAC is made over: this scheme's name and version, then the token's SHA-256.
 _PURPOSE: Final = b"genai-platform tools-gateway passage v1\n"
-# An HMAC-SHA-256 MAC, base64url without padding: 43 characters, the last holding 2 bits of the
-# MAC and 4 zero bits (one spelling of each MAC).
+# An HMAC-SHA-256 MAC, base64url without padding: 43 characters, the last holding 4 bits of the
+# MAC and 2 zero bits (one spelling of each MAC).
 _SHAPE: Final = re.compile(r"[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]")
 # Tokens whose passage a container keeps: about one per caller an hour.
 CACHED: Final = 1024

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import boto3
 import pytest
 from botocore.exceptions import ClientError
@@ -60,9 +62,14 @@ def test_each_side_asks_kms_once_per_token_in_a_container(passages: Passages) ->
 
 def test_what_each_side_keeps_is_bounded(passages: Passages) -> None:
     issue = PassageIssuer(lambda: passages.kms, passages.key_id, cached=2)
-    for token in ("a.b.c", "d.e.f", "g.h.i"):
-        issue(token)
-    issue("a.b.c")  # the oldest was dropped: asked again
+    issue("a.b.c")
+    issue("d.e.f")
+    issue("a.b.c")  # two kept: not asked again
+    assert passages.kms.calls.count("GenerateMac") == 2
+    issue("g.h.i")  # a third: the least recently used (d.e.f) is dropped
+    issue("a.b.c")
+    assert passages.kms.calls.count("GenerateMac") == 3
+    issue("d.e.f")
     assert passages.kms.calls.count("GenerateMac") == 4
 
 
@@ -85,7 +92,7 @@ def test_a_kms_failure_is_raised_not_taken_for_a_refusal() -> None:
 
 
 def test_a_passage_has_one_spelling(passages: Passages) -> None:
-    """The last character carries 2 bits of the MAC and 4 zero bits: setting those is no passage."""
+    """The last character carries 4 bits of the MAC and 2 zero bits: setting those is no passage."""
     passage = passages.issue(TOKEN)
     alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
     last = alphabet.index(passage[-1])
@@ -101,3 +108,31 @@ def test_an_answer_that_does_not_say_the_mac_is_valid_is_no_passage() -> None:
     with Stubber(client) as stubber:
         stubber.add_response("verify_mac", {"KeyId": key, "MacValid": False, "MacAlgorithm": "HMAC_SHA_256"})
         assert not PassageChecker(lambda: client, key)(TOKEN, "A" * 43)
+
+
+class Failing:
+    """A KMS client whose VerifyMac fails with ``error``."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def verify_mac(self, **request: Any) -> Any:
+        raise self.error
+
+
+class WithResponse(Exception):  # noqa: N818 - shaped like botocore's ClientError, which it stands for
+    def __init__(self, response: Any) -> None:
+        super().__init__("failed")
+        self.response = response
+
+
+@pytest.mark.parametrize(
+    "error",
+    [RuntimeError("no connection"), WithResponse({}), WithResponse(None), WithResponse({"Error": {}})],
+    ids=["not botocore's", "no Error", "no response", "no code"],
+)
+def test_a_failure_that_is_not_kmss_refusal_of_the_mac_is_raised_as_it_came(error: Exception) -> None:
+    check = PassageChecker(lambda: Failing(error), "arn:aws:kms:us-east-1:123456789012:key/k")
+    with pytest.raises(type(error)) as raised:
+        check(TOKEN, "A" * 43)
+    assert raised.value is error
