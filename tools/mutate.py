@@ -391,6 +391,11 @@ EQUIVALENT: dict[str, str] = {
     "tool_guard.handler.x__not_a_number__mutmut_1": "the ValueError's text is never read: _parsed turns any "
     "ValueError into the same unreadable-list refusal",
     "tool_guard.handler.x__finite__mutmut_5": "as above",
+    **{
+        f"tool_guard.handler.x__came_through_the_gateway__mutmut_{n}": "the UpstreamError's service name is never "
+        "read: only its code is logged"
+        for n in (16, 20, 21)
+    },
     # shared/passage.py
     "shared.passage.xǁPassageIssuerǁ__call____mutmut_20": "rstrip('XX=XX') strips X too, but an unpadded "
     "HMAC-SHA-256 MAC in base64url ends in one of AEIMQUYcgkosw048 (its last 2 bits are zero): never an X",
