@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
 import boto3
 from botocore.config import Config
 
-from shared.passage import PassageIssuer
+from shared.passage import PassageIssuer, kms_client
 
 
 def bedrock_runtime(read_seconds: int) -> Any:
@@ -30,15 +29,6 @@ def dynamodb() -> Any:
     )
 
 
-def kms() -> Any:
-    """KMS calls (a passage's MAC, tens of milliseconds) are short, and retried once: their time
-    comes out of the agent's turn (ai_gateway.agents)."""
-    return boto3.client(
-        "kms",
-        config=Config(connect_timeout=1, read_timeout=1, retries={"mode": "standard", "total_max_attempts": 2}),
-    )
-
-
 def passage_issuer(key_id: str | None) -> PassageIssuer | None:
     """The passages for callers' tokens under ``key_id`` (None: no key configured, none sent)."""
-    return PassageIssuer(cache(kms), key_id) if key_id else None
+    return PassageIssuer(kms_client, key_id) if key_id else None

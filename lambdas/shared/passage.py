@@ -13,12 +13,14 @@ The MAC is over a digest of the token (KMS takes at most 4,096 bytes) with this 
 prefix, so a passage is bound to one token and means nothing anywhere else. It is deterministic:
 both sides keep what they made or verified for the token's life in the container, bounded.
 
-Imports only the standard library; botocore's error type is read from the exception.
+Imports only the standard library at load (boto3 when ``kms_client`` first makes its client);
+botocore's error type is read from the exception.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import re
 import threading
@@ -37,6 +39,19 @@ CACHED: Final = 1024
 # What each side may do with the key (stacks/production: the AI gateway's roles, the interceptor's).
 ISSUE_ACTIONS: Final = ("kms:GenerateMac",)
 CHECK_ACTIONS: Final = ("kms:VerifyMac",)
+
+
+@functools.cache
+def kms_client() -> Any:
+    """Both sides' KMS client: a MAC takes tens of milliseconds, so short timeouts and one retry
+    (the AI gateway takes its time out of the agent's turn; the interceptor's caller waits)."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "kms",
+        config=Config(connect_timeout=1, read_timeout=1, retries={"mode": "standard", "total_max_attempts": 2}),
+    )
 
 
 def message(token: str) -> bytes:

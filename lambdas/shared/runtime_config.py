@@ -261,9 +261,13 @@ def _in_background(work: Callable[[], None]) -> None:
     threading.Thread(target=work, name="runtime-config", daemon=True).start()
 
 
+# The refusal's log message (a metric filter on the runtimes' log groups counts it: stacks/production/agents.py).
+REFUSED_MESSAGE = "runtime config refused: keeping the last good version"
+
+
 def _count_refusal(location: ConfigLocation, why: str) -> None:
     logger.error(
-        "runtime config refused: keeping the last good version",
+        REFUSED_MESSAGE,
         extra={"profile": location.profile, "environment": location.environment_name, "why": why},
     )
     from aws_lambda_powertools.metrics import MetricUnit

@@ -63,18 +63,16 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-import boto3
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.aws_errors import UpstreamError
 from shared.bodies import BodyError, check_arguments, clip
 from shared.headers import CONVERSATION_HEADER, TOOLS_PASSAGE_HEADER
 from shared.logs import log_unexpected, service_logger
-from shared.passage import PassageChecker
+from shared.passage import PassageChecker, kms_client
 from shared.runtime_config import DocumentReader
 from shared.telemetry import CONVERSATION
 from shared.tokens import GROUP_CLAIM, InvalidToken, TokenVerifier, bearer
@@ -181,13 +179,7 @@ def passages() -> PassageChecker | None:
     key = PassageSettings.from_environ().passage_key_id
     if not key:
         return None
-    client = cache(
-        lambda: boto3.client(
-            "kms",
-            config=Config(connect_timeout=1, read_timeout=2, retries={"mode": "standard", "total_max_attempts": 2}),
-        )
-    )
-    return PassageChecker(client, key)
+    return PassageChecker(kms_client, key)
 
 
 @cache

@@ -39,7 +39,7 @@ from constructs import Construct
 
 from agent.contract import AgentGroups, GroupModels
 from shared.headers import CALLER_TOKEN_HEADER, PASSAGE_HEADER
-from shared.runtime_config import ENVIRONMENT_DIMENSION, REFUSED_METRIC
+from shared.runtime_config import ENVIRONMENT_DIMENSION, REFUSED_MESSAGE, REFUSED_METRIC
 from stacks.config import AgentConfig, ProductionConfig
 from stacks.config.agents import runtime_name as runtime_name
 from stacks.production.context import ProductionContext
@@ -250,7 +250,6 @@ def runtime_log_group_name(runtime: agentcore.IBedrockAgentRuntime) -> str:
 # record reaches that log group through ADOT's OpenTelemetry handler on the root logger (the
 # runtime's default ADOT settings): an OTLP log record, its message the ``body``, its extra fields
 # (``environment``, the document's AppConfig environment) ``attributes``.
-RUNTIME_CONFIG_REFUSED = "runtime config refused: keeping the last good version"
 REFUSED_BODY = "$.body"
 REFUSED_ENVIRONMENT = "$.attributes.environment"
 
@@ -268,7 +267,7 @@ def count_config_refusals(
         id,
         log_group=log_group,
         filter_pattern=logs.FilterPattern.all(
-            logs.FilterPattern.string_value(REFUSED_BODY, "=", RUNTIME_CONFIG_REFUSED),
+            logs.FilterPattern.string_value(REFUSED_BODY, "=", REFUSED_MESSAGE),
             logs.FilterPattern.string_value(REFUSED_ENVIRONMENT, "=", environment_name),
         ),
         metric_namespace=namespace,
