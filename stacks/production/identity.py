@@ -83,7 +83,7 @@ class IdentityStack(Stack):
             content=pre_token_groups(config),
             description="The gateway's groups with their precedence, tier and kind (token claims)",
         )
-        trigger = context.function(
+        self.pre_token_function = trigger = context.function(
             self,
             "PreTokenFunction",
             package="pre_token",

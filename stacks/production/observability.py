@@ -141,7 +141,8 @@ class ObservabilityStack(Stack):
 
     ``quota_functions``: the functions that admit quota (their QuotaRefusalsByGroup lines feed the
     quota rule); ``agent_turn_functions``: the functions that log agent turns (the evaluator is
-    subscribed to each one's log group)."""
+    subscribed to each one's log group); ``paged_functions``: by a name for the alarm, the functions
+    an invocation of which that fails pages (the evaluator's own is added)."""
 
     def __init__(
         self,
@@ -153,6 +154,7 @@ class ObservabilityStack(Stack):
         agent_turn_functions: Sequence[lambda_.Function],
         agent_runtimes: Mapping[str, agentcore.IBedrockAgentRuntime],
         dead_letters: sqs.IQueue,
+        paged_functions: Mapping[str, lambda_.IFunction],
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, id, **kwargs)
@@ -206,8 +208,10 @@ class ObservabilityStack(Stack):
                 quota_refusals_rule([function.log_group.log_group_name for function in quota_functions])
             ),
         )
+        self._paged = {**paged_functions, "ToolCallEvaluator": self.evaluator}
         self.dashboard = self._dashboard(name, list(agent_runtimes), dead_letters)
         self._alarms(list(agent_runtimes))
+        self._function_alarms()
 
     # --- metrics ---------------------------------------------------------------------------------
 
@@ -335,6 +339,11 @@ class ObservabilityStack(Stack):
                 width=width,
             ),
             cloudwatch.GraphWidget(
+                title="Failed function invocations (crashes, timeouts, out of memory)",
+                left=[self._failed_invocations(function, name) for name, function in self._paged.items()],
+                width=width,
+            ),
+            cloudwatch.GraphWidget(
                 title="Ingestion DLQ: messages waiting and oldest age (s)",
                 left=[dead_letters.metric_approximate_number_of_messages_visible(statistic="Maximum")],
                 right=[dead_letters.metric_approximate_age_of_oldest_message(statistic="Maximum")],
@@ -342,6 +351,29 @@ class ObservabilityStack(Stack):
             ),
         )
         return dashboard
+
+    @staticmethod
+    def _failed_invocations(function: lambda_.IFunction, label: str | None = None) -> cloudwatch.Metric:
+        """Lambda's Errors of ``function`` in 5 minutes: invocations that failed, not the errors it
+        answers (a 4xx or a 502 the function returns is a success to Lambda)."""
+        return function.metric_errors(period=FIVE_MINUTES, statistic="Sum", label=label)
+
+    def _function_alarms(self) -> None:
+        """One alarm per paged function on its first failed invocation: each function answers its
+        own errors (a typed 4xx or 5xx, a tool error, a refusal), so a failed invocation is a crash,
+        a timeout or out-of-memory, which its callers see only as a bare 5xx, a broken stream or a
+        tools gateway that cannot list tools."""
+        for name, function in self._paged.items():
+            notifying(
+                self,
+                f"{name}FailedInvocations",
+                self._failed_invocations(function),
+                description=(
+                    f"{name} failed at least one invocation in 5 minutes (Lambda's Errors: a crash, a timeout "
+                    "or out of memory; the errors it answers are not counted). Its log group has the failure."
+                ),
+                topic=self.topic,
+            )
 
     def _alarms(self, agents: Sequence[str]) -> None:
         settings = self._settings

@@ -71,6 +71,16 @@ def production_stacks(app: App | Stage, *, prefix: str, config: ProductionConfig
         agent_turn_functions=[*gateway.generators, gateway.jobs.worker],
         agent_runtimes=runtimes,
         dead_letters=knowledge.ingestion.dlq,
+        # What callers depend on (the sweeper: that admitted units come back): a failed invocation pages.
+        paged_functions={
+            "GatewayFunction": gateway.function,
+            "GatewayStreamFunction": gateway.stream_function,
+            "GatewayAuthorizer": gateway.authorizer_function,
+            "JobsWorker": gateway.jobs.worker,
+            "JobsSweeper": gateway.jobs.sweeper,
+            "PreTokenTrigger": identity.pre_token_function,
+            **{function.node.id: function for function in tools.functions},
+        },
     )
     return [
         foundation,

@@ -203,7 +203,10 @@ class ToolsStack(Stack):
 
         gateway_role = self.gateway.role
         acknowledge_inline_policy(gateway_role)
-        for function in (guard, search, *self._legacy_functions):
+        # The functions the tools gateway invokes: an invocation of one that fails (not an error it
+        # answers) pages (stacks/production/observability.py).
+        self.functions: tuple[BlueprintFunction, ...] = (guard, search, *self._legacy_functions)
+        for function in self.functions:
             if function.live_alias is not None:
                 continue  # invoked through its alias: the grant names that alias alone, no wildcard
             acknowledge(

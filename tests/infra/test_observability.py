@@ -72,6 +72,7 @@ def test_the_dashboard_shows_every_stage_and_the_genai_signals(observability: di
         "Tool calls and tool errors by tool",
         "Tool-call accuracy by agent (%)",
         "Ingestion throughput and outcomes",
+        "Failed function invocations (crashes, timeouts, out of memory)",
         "Ingestion DLQ: messages waiting and oldest age (s)",
     ]
     by_title = {w["properties"].get("title"): w["properties"] for w in widgets if w["type"] == "metric"}
@@ -80,6 +81,10 @@ def test_the_dashboard_shows_every_stage_and_the_genai_signals(observability: di
         for statistic in ("p50", "p90", "p99"):
             assert f'"Stage", "{stage}", {{"stat": "{statistic}"' in latency
     assert "SEARCH(" in json.dumps(by_title["Tool calls and tool errors by tool"]["metrics"])
+    failed = by_title["Failed function invocations (crashes, timeouts, out of memory)"]["metrics"]
+    assert {(m[0], m[1]) for m in failed} == {("AWS/Lambda", "Errors")}
+    labels = {m[-1]["label"] for m in failed}
+    assert {"GatewayFunction", "GatewayAuthorizer", "PreTokenTrigger", "ToolCallEvaluator"} <= labels
 
 
 def test_alarm_thresholds_come_from_config(observability: dict[str, Any], cdk_context: dict[str, Any]) -> None:
@@ -607,9 +612,64 @@ def test_every_alarm_of_its_own_is_named_in_the_docs(observability: dict[str, An
     single = {
         re.sub(r"[0-9A-F]{8}$", "", n)
         for n in resources(observability, "AWS::CloudWatch::Alarm")
-        if not n.startswith(per)
+        if not n.startswith(per) and not re.fullmatch(r"\w+FailedInvocations[0-9A-F]{8}", n)  # one per function
     }
     assert single == {"QuotaExhausted", "MeteringErrors", "ToolCallsRefused", "InterceptorFailures"}
     text = (Path(__file__).parents[2] / "docs" / "observability.md").read_text()
     alarms = text[text.index("**Alarms**") : text.index("#### The request's stage documents")]
     assert {name for name in single if f"`{name}`" in alarms} == single
+    assert "`<Name>FailedInvocations`" in alarms
+
+
+def test_every_function_callers_depend_on_pages_on_its_first_failed_invocation(
+    observability: dict[str, Any],
+    gateway: dict[str, Any],
+    tools: dict[str, Any],
+    identity: dict[str, Any],
+    cdk_context: dict[str, Any],
+) -> None:
+    """A function answers its own errors, so Lambda's Errors count only crashes, timeouts and
+    out-of-memory: one of them pages, for every function of the gateway, the tools gateway (its
+    interceptor and every tool), the sign-in trigger and the evaluator, each in its own alarm."""
+
+    def platform_functions(template: dict[str, Any]) -> set[str]:
+        return {
+            name
+            for name, f in resources(template, "AWS::Lambda::Function").items()
+            if "POWERTOOLS_SERVICE_NAME" in f["Properties"].get("Environment", {}).get("Variables", {})
+        }
+
+    expected = {
+        *platform_functions(gateway),
+        *platform_functions(tools),
+        *platform_functions(identity),
+        *platform_functions(observability),
+    }
+    # The interceptor, knowledge search and one function per legacy API.
+    assert len(platform_functions(tools)) == 2 + len(production(cdk_context).legacy_apis)
+    producers = {"-gateway": gateway, "-tools": tools, "-identity": identity}
+
+    def referenced(value: dict[str, Any]) -> str:
+        """The logical id a Ref names, followed through a cross-stack reference to its producer."""
+        if "Fn::GetStackOutput" in value:
+            reference = value["Fn::GetStackOutput"]
+            (producer,) = [t for suffix, t in producers.items() if reference["StackName"].endswith(suffix)]
+            value = producer["Outputs"][reference["OutputName"]]["Value"]
+        return str(value["Ref"])
+
+    watched: dict[str, dict[str, Any]] = {}
+    for alarm in resources(observability, "AWS::CloudWatch::Alarm").values():
+        properties = alarm["Properties"]
+        if properties.get("Namespace") != "AWS/Lambda":
+            continue
+        ((dimension,),) = [properties["Dimensions"]]
+        assert dimension["Name"] == "FunctionName"
+        watched[referenced(dimension["Value"])] = properties
+    assert set(watched) == expected
+    for properties in watched.values():
+        assert (properties["MetricName"], properties["Statistic"], properties["Period"]) == ("Errors", "Sum", 300)
+        assert (properties["Threshold"], properties["EvaluationPeriods"]) == (1, 1)
+        assert properties["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+        assert properties["TreatMissingData"] == "notBreaching"
+        ((action,),) = [properties["AlarmActions"]]
+        assert action == {"Ref": only(observability, "AWS::SNS::Topic")[0]}
