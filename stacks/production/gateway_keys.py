@@ -130,6 +130,11 @@ class GatewayKeysStack(Stack):
 
 
 def plan_id(limits: UsagePlanConfig) -> str:
-    """A usage plan's name from its limits (letters and digits): e.g. 50Rps100Burst10000PerDay."""
-    rate = f"{limits.rate_limit:g}".replace(".", "p")
+    """A usage plan's name from its limits (letters and digits): e.g. 50Rps100Burst10000PerDay.
+    Distinct limits get distinct names, or two groups would share the plan of whichever came first:
+    the rate as ``:g`` writes it (six significant digits) when that is the rate exactly, else the
+    shortest text that is (``repr``), so 0.1234561 and 0.1234564 differ."""
+    short = f"{limits.rate_limit:g}"
+    rate = short if float(short) == limits.rate_limit else repr(limits.rate_limit)
+    rate = rate.replace(".", "p").replace("-", "m").replace("+", "")  # 1e-05: letters and digits only
     return f"{rate}Rps{limits.burst_limit}Burst{limits.quota_limit}Per{limits.quota_period.title()}"

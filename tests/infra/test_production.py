@@ -14,7 +14,8 @@ from ai_gateway.jobs_contract import WORKER_MAX_EVENT_AGE_SECONDS, GatewayJobsSe
 from ai_gateway.models import ChatRequest, OutputRequest
 from ai_gateway.openai_api import ChatCompletionRequest
 from shared.contract import variable
-from stacks.config import load_config
+from stacks.config import UsagePlanConfig, load_config
+from stacks.production.gateway_keys import plan_id
 from stacks.shared.lambda_function import HOUSE_VARIABLES
 from tests.infra.cfn import only, props, render, resolved, resources, role_permissions, runtime_document
 from tests.infra.conftest import STACK_SUFFIXES, Assembly
@@ -112,6 +113,25 @@ def test_one_usage_plan_per_set_of_limits_with_each_groups_key_in_its_plan(
             for s in plan["ApiStages"]
         ]
         assert stages == [(api, stage)]
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [(1000, 1000.0004), (0.1234561, 0.1234564), (0.00001, 0.000012), (2, 2.0000001)],
+)
+def test_distinct_limits_never_share_a_plan(a: float, b: float) -> None:
+    """Two groups whose rates differ past six significant digits got one plan name, so the second
+    ran under the first's throttle; a name is also letters and digits only (a logical id)."""
+    first, second = (UsagePlanConfig(rate_limit=r, burst_limit=20, quota_limit=1000) for r in (a, b))
+    assert plan_id(first) != plan_id(second)
+    assert all(plan_id(limits).isalnum() for limits in (first, second))
+
+
+def test_a_plain_rate_keeps_its_plan_name() -> None:
+    """Rates written as ``:g`` writes them keep their names: a tier deployed before keeps its plans."""
+    limits = UsagePlanConfig(rate_limit=50, burst_limit=100, quota_limit=10000, quota_period="DAY")
+    assert plan_id(limits) == "50Rps100Burst10000PerDay"
+    assert plan_id(limits.model_copy(update={"rate_limit": 2.5})) == "2p5Rps100Burst10000PerDay"
 
 
 def gateway_resource(assembly: Assembly, logical: str) -> str:
