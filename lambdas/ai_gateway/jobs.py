@@ -17,7 +17,8 @@ job_retention_seconds. A job whose worker died stays ``running``: GET reports it
 finish-by time, and the sweeper (ai_gateway.sweeper) gives its units back; unless the worker had
 kept its output on the item (it does so before the output is metered) and the ledger has it
 delivered: then GET serves it, as succeeded. A worker start that fails withdraws the queued job
-(``withdrawn``, read as absent): a retry under its request id is admitted anew.
+(``withdrawn``, read as absent), as does a job write whose every answer was lost (it may have
+landed, and no worker was started for it): a retry under its request id is admitted anew.
 
 A job item is read as untrusted (an older or newer schema, a bad write, a hand edit): every
 attribute is checked for its DynamoDB type and its shape, a packed request or output unpacks to a
@@ -92,8 +93,6 @@ REASON_TOO_LARGE = (
     f"the output was larger than a job keeps ({MAX_RESULT_BYTES:,} bytes, {MAX_KEPT_RESULT_BYTES:,} packed); "
     "no units were charged"
 )
-# After the output was delivered (metered), nothing can be given back: the reason says so.
-REASON_NOT_KEPT = "the output was produced and its units charged, but the job could not keep it (quote the job id)"
 
 
 class JobTooLargeError(Exception):
@@ -212,12 +211,14 @@ class JobStore:
         self._client = client
         self._jobs_table = table
 
-    def create(self, job: Job, *, expires_at: dt.datetime, max_bytes: int) -> bool:
+    def create(self, job: Job, *, expires_at: dt.datetime, max_bytes: int, attempt: str | None = None) -> bool:
         """Write a queued job unless one with its id exists; False when one does. One past its
         expiry (TTL deletes lazily, up to days later) or withdrawn is not a job anymore: it is
-        written over. The item carries a random attempt id: a write botocore retried after it had
-        landed fails its condition on this very item, and is told apart by it (written, not raced)."""
-        attempt = secrets.token_hex(16)
+        written over. The item carries an attempt id (``attempt``, else a random one): a write
+        botocore retried after it had landed fails its condition on this very item, and is told
+        apart by it (written, not raced); and a write whose every answer was lost can be withdrawn
+        by it (withdraw's ``attempt``) without touching another submit's job."""
+        attempt = attempt or secrets.token_hex(16)
         payload = _pack(job.payload or {})
         if len(payload) > max_bytes:
             raise JobTooLargeError(f"the request takes {len(payload)} bytes compressed; a job holds {max_bytes}")
@@ -337,11 +338,11 @@ class JobStore:
         statuses = (JobStatus.QUEUED, JobStatus.RUNNING) if running else (JobStatus.QUEUED,)
         return self._end(job, JobStatus.FAILED, "reason", {"S": reason}, now, statuses)
 
-    def withdraw(self, job: str, reason: str, *, now: dt.datetime) -> bool:
+    def withdraw(self, job: str, reason: str, *, now: dt.datetime, attempt: str | None = None) -> bool:
         """A queued job whose worker could not be started taken back: it reads as absent, and a
         re-submit under its request id writes over it. False when the job is not queued (the worker
-        claimed it)."""
-        return self._end(job, JobStatus.WITHDRAWN, "reason", {"S": reason}, now, (JobStatus.QUEUED,))
+        claimed it); with ``attempt``, also when there is no job or it is not that create's write."""
+        return self._end(job, JobStatus.WITHDRAWN, "reason", {"S": reason}, now, (JobStatus.QUEUED,), attempt)
 
     def _end(
         self,
@@ -351,8 +352,13 @@ class JobStore:
         value: dict[str, Any],
         now: dt.datetime,
         from_statuses: tuple[JobStatus, ...],
+        attempt: str | None = None,
     ) -> bool:
-        values = {f":from{n}": {"S": s.value} for n, s in enumerate(from_statuses)}
+        values: dict[str, Any] = {f":from{n}": {"S": s.value} for n, s in enumerate(from_statuses)}
+        condition = f"#status IN ({', '.join(values)})"
+        if attempt is not None:  # only the write of that create (see create)
+            condition += " AND attempt = :attempt"
+            values[":attempt"] = {"S": attempt}
         names = {"#status": "status", "#value": name, "#token": "token"}
         removed = "payload, #token"
         if status is not JobStatus.SUCCEEDED:  # an output kept before metering is never a failed job's
@@ -363,7 +369,7 @@ class JobStore:
                 TableName=self._jobs_table,
                 Key={"job_id": {"S": job}},
                 UpdateExpression=f"SET #status = :status, #value = :value, updated_at = :now REMOVE {removed}",
-                ConditionExpression=f"#status IN ({', '.join(values)})",
+                ConditionExpression=condition,
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues={
                     ":status": {"S": status},
@@ -546,17 +552,18 @@ def _submit(
         fingerprint=sent,
     )
     written = False
+    attempt = secrets.token_hex(16)
     try:
         expires = created + dt.timedelta(seconds=settings.job_retention_seconds)
         with call("dynamodb"):
-            written = jobs.store.create(queued, expires_at=expires, max_bytes=settings.max_job_bytes)
+            written = jobs.store.create(queued, expires_at=expires, max_bytes=settings.max_job_bytes, attempt=attempt)
         if written:
             jobs.worker.start(job)
     except BaseException as error:
         # The job is withdrawn while still queued (the worker claims only a queued job): then no job
         # will run, and its units go back (once). One the worker has claimed is its own (the
         # invocation went out, its answer was lost): it stands, and is answered as submitted.
-        if written and not _withdrawn(jobs.store, job, _reason(error), clock.now()):
+        if _claimed(jobs.store, job, _reason(error), clock.now(), written=written, attempt=attempt):
             logger.warning("the worker's start failed after it took the job", extra={"job_id": job})
             return 202, _accepted(queued, created)
         _release(ledger, request, admission)
@@ -699,14 +706,27 @@ def _release(ledger: Ledger, request: GenerationRequest, admission: Admission) -
         )
 
 
-def _withdrawn(store: JobStore, job: str, why: str, now: dt.datetime) -> bool:
+def _claimed(store: JobStore, job: str, why: str, now: dt.datetime, *, written: bool, attempt: str) -> bool:
+    """Whether a submitted job whose write or worker start failed is the worker's (claimed) anyway;
+    if not, it is withdrawn. A write that failed has an unknown outcome: it may have landed though
+    every answer was lost. No worker was started for it, so a job it left queued would never run,
+    yet a retry under its request id would find it (202, queued): it is withdrawn, if it is there,
+    by its attempt id (another submit's job is not this one's to withdraw)."""
+    if written:
+        return not _withdrawn(store, job, why, now)
+    _withdrawn(store, job, why, now, attempt=attempt)
+    return False
+
+
+def _withdrawn(store: JobStore, job: str, why: str, now: dt.datetime, *, attempt: str | None = None) -> bool:
     """A submitted job withdrawn while still queued (it reads as absent: a retry under its request
-    id, as the error invites, is admitted anew): False when the worker has claimed it. A failure to
-    record it counts as withdrawn (GET reports it failed after its finish-by time, and a worker that
-    claims it later finds its units released: nothing is delivered)."""
+    id, as the error invites, is admitted anew): False when the worker has claimed it (or, with
+    ``attempt``, when no job is that create's write). A failure to record it counts as withdrawn
+    (GET reports it failed after its finish-by time, and a worker that claims it later finds its
+    units released: nothing is delivered)."""
     try:
         with call("dynamodb"):
-            return store.withdraw(job, why, now=now)
+            return store.withdraw(job, why, now=now, attempt=attempt)
     except UpstreamError as error:
         extra = {"job_id": job, "upstream": error.service, "code": error.code}
         logger.warning("job's failure not recorded", extra=extra)

@@ -37,6 +37,7 @@ import datetime as dt
 import hashlib
 import random
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -304,8 +305,14 @@ class Ledger:
         return self._settle_listed(
             request,
             "SET #status = :delivered, settled_by = :sweeper REMOVE #pending, #pending_at",
-            "#status = :delivering",
-            {":delivered": {"S": DELIVERED}, ":delivering": {"S": DELIVERING}, ":sweeper": {"S": SWEEPER}},
+            # Only the admission listed: one made again under the request's id since is live.
+            "#status = :delivering AND #pending_at = :admitted_at",
+            {
+                ":delivered": {"S": DELIVERED},
+                ":delivering": {"S": DELIVERING},
+                ":sweeper": {"S": SWEEPER},
+                ":admitted_at": {"S": request.admitted_at},
+            },
         )
 
     def release(
@@ -318,6 +325,7 @@ class Ledger:
         units: int,
         window: str,
         marked: bool = False,
+        admitted_at: str | None = None,
     ) -> bool:
         """Give back an admitted request's units when no output was delivered; once only. True when
         this call released them, False when the request was already released or delivered, is
@@ -326,9 +334,18 @@ class Ledger:
 
         ``marked``: the request's own function, which marked it delivering (begin_delivery) and
         knows none of its output left after all (the mark's answer was lost, or the stream failed
-        before its first text), may release it from ``delivering`` too. Nobody else may."""
+        before its first text), may release it from ``delivering`` too. Nobody else may.
+
+        ``admitted_at``: the sweeper's, the admission time its listing holds (Pending.admitted_at):
+        only that admission is released. A request released and admitted again under its id (a
+        retry) is another, live admission, which a stale listing (runs that overlap) must not give
+        back."""
         statuses = "(:admitted, :delivering)" if marked else "(:admitted)"
-        values = {":delivering": {"S": DELIVERING}} if marked else {}
+        values: dict[str, Any] = {":delivering": {"S": DELIVERING}} if marked else {}
+        condition = f"#status IN {statuses} AND #units = :units AND #output_type = :output_type AND #window = :window"
+        if admitted_at is not None:
+            condition += " AND #pending_at = :admitted_at"
+            values[":admitted_at"] = {"S": admitted_at}
         try:
             self._transact(
                 [
@@ -337,10 +354,7 @@ class Ledger:
                             "TableName": self._table,
                             "Key": {"pk": {"S": _request_key(group, user, request_id)}},
                             "UpdateExpression": "SET #status = :released REMOVE #pending, #pending_at",
-                            "ConditionExpression": (
-                                f"#status IN {statuses} AND #units = :units AND #output_type = :output_type "
-                                "AND #window = :window"
-                            ),
+                            "ConditionExpression": condition,
                             "ExpressionAttributeNames": {
                                 "#status": "status",
                                 "#pending": PENDING_KEY,
@@ -512,10 +526,19 @@ class Ledger:
         return int(item["used"]["N"]) if item else 0  # no counter yet: nothing used in the window
 
     def _transact(self, items: list[dict[str, Any]]) -> None:
-        """TransactWriteItems, retrying cancellations caused only by a concurrent transaction."""
+        """TransactWriteItems, retrying cancellations caused only by a concurrent transaction.
+
+        Each call carries its own ClientRequestToken, which botocore sends again with its retries of
+        that call: a transaction that landed though its answer was lost (a read timeout, a 500) is
+        then answered as the success it was (DynamoDB keeps a token's outcome for 10 minutes),
+        rather than failing its own conditions, which admission would read as a replay (a 409 for a
+        request that holds units) and release as already settled. botocore fills one in when none
+        is given (the parameter's idempotency trait); it is chosen here because the ledger's
+        exactly-once counting rests on it. A call cancelled for a conflict changed nothing: its
+        retry is a new call, with a new token."""
         for attempt in range(CONFLICT_ATTEMPTS):
             try:
-                self._client.transact_write_items(TransactItems=items)
+                self._client.transact_write_items(TransactItems=items, ClientRequestToken=uuid.uuid4().hex)
                 return
             except ClientError as error:
                 reasons = _cancellation_reasons(error) or []

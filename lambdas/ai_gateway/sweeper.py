@@ -8,7 +8,9 @@ minutes (EventBridge) this function reads the ledger's pending index for request
 ago than the bound and settles each with the ledger's own conditional writes: an ``admitted`` one
 is released (status ``admitted`` only), a ``delivering`` one is settled as delivered, so:
 
-- a quota is never exceeded: a release only gives back units a request still holds, once;
+- a quota is never exceeded: a release only gives back units a request still holds, once, and
+  only those of the admission listed (its admission time): a request released and admitted again
+  under its id since then, as a retry is, is live, and a stale listing (runs that overlap) leaves it;
 - a delivered output is never released: release needs status ``admitted``, which a request leaves
   before any of its output reaches the caller (a buffered output is handed over only once the
   ledger has it delivered; a stream is marked delivering before its first text), and deliver and
@@ -86,6 +88,7 @@ def sweep(ledger: Ledger, *, now: dt.datetime, bound_seconds: int, page_limit: i
                 output_type=request.output_type,
                 units=request.units,
                 window=request.window,
+                admitted_at=request.admitted_at,  # this admission only, not one made again since
             )
             # Not released: being delivered (its text had left), or settled already. A settled
             # request the index still lists long past the bound would come first in every run's

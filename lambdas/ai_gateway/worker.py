@@ -25,8 +25,13 @@ failure; what may pass is left for a retry:
 - a passed output is kept on the job (conditional on the job still running under this claim)
   before it is metered: a worker killed after metering leaves it there, and GET serves it once the
   ledger shows it delivered; a keep refused or failed releases the units;
-- an output delivered (metered) whose job could not then be marked succeeded fails the job with
-  REASON_NOT_KEPT, which says its units were charged;
+- whatever fails once an output is kept (its metering's answer, the job's success, the telemetry
+  after it) is decided by the ledger's record, not by how far this invocation got: an output the
+  ledger has delivered (charged) is never dropped. Its job is marked succeeded, or, when that fails
+  again, left running with the output kept, which GET serves as succeeded once the job's finish-by
+  time has passed; a ledger that cannot be read leaves the job so too (GET then asks it, and the
+  sweeper releases a request never delivered). Only an output the ledger has not delivered fails
+  the job and releases its units;
 - a claim botocore retried after it landed is recognised by its owner and run; an agent's job whose
   token left with the claim's lost first answer fails at once (REASON_TOKEN), its units released;
 - a failure of DynamoDB before the claim (an UpstreamError) is raised: Lambda retries the event
@@ -53,7 +58,6 @@ from ai_gateway.guardrail import Guard
 from ai_gateway.jobs import (
     REASON_GUARDRAIL,
     REASON_INTERNAL,
-    REASON_NOT_KEPT,
     REASON_STALE,
     REASON_TOKEN,
     CorruptJobError,
@@ -62,8 +66,8 @@ from ai_gateway.jobs import (
     packed_result,
     reason,
 )
-from ai_gateway.jobs_contract import WorkerSettings
-from ai_gateway.ledger import ADMITTED, Ledger
+from ai_gateway.jobs_contract import JobStatus, WorkerSettings
+from ai_gateway.ledger import ADMITTED, DELIVERED, Ledger
 from ai_gateway.router import ModelRouter
 from ai_gateway.telemetry import Telemetry
 from shared.aws_errors import UpstreamError, call
@@ -160,7 +164,8 @@ def _succeed(runtime: Runtime, job_id: str, result: bytes, now: dt.datetime) -> 
 
 def run(job_id: str, *, remaining_seconds: float, runtime: Runtime, clock: Clock) -> str:
     """Run one job to its end; the outcome (a JobStatus value, or "skipped" for a job that was not
-    queued). ``remaining_seconds``: the invocation's, as of this call; what the claim and the
+    queued; "running" for one left with a kept output that was, or may have been, charged:
+    _charged). ``remaining_seconds``: the invocation's, as of this call; what the claim and the
     ledger's read take comes out of it, not out of the margin generation leaves."""
     started = clock.monotonic()
     telemetry.start()  # no group or output type until the ledger vouches for the job's
@@ -181,7 +186,7 @@ def run(job_id: str, *, remaining_seconds: float, runtime: Runtime, clock: Clock
     outcome = "failed"
     why = REASON_INTERNAL
     release = True
-    delivered = False  # once the output is metered, nothing is given back
+    kept: list[bytes] = []  # the output as the item keeps it, kept before it is metered
     try:
         with call("dynamodb"):
             release = _admitted(runtime, job)
@@ -195,29 +200,63 @@ def run(job_id: str, *, remaining_seconds: float, runtime: Runtime, clock: Clock
         elif refused := _refusal(job, request, deadline, clock):
             why = refused
         else:
-            kept: list[bytes] = []  # the output as the item keeps it, kept before it is metered
             delivery = runtime.flow(job.agents).complete(
                 request, job.admission, keep=lambda passed: kept.append(_keep(runtime, job, passed, clock.now()))
             )
             if delivery.verdict.blocked:  # complete() released the units
                 why = REASON_GUARDRAIL
             else:
-                delivered = True
                 _succeed(runtime, job.job_id, kept[0], clock.now())
                 outcome = "succeeded"
     except Exception as error:  # the job's failure is its outcome, not the invocation's
-        why = REASON_NOT_KEPT if delivered else reason(error)
-        release = release and not delivered
-        if isinstance(error, UpstreamError):
-            telemetry.upstream_failed(error)
-        else:
-            log_unexpected(logger, "job failed", error, job_id=job.job_id)  # never its text: it can quote the request
+        why = reason(error)
+        outcome = _raised(runtime, job, error, kept, clock) or outcome
     if outcome == "failed" and release:
         _settle(runtime, job, why, clock)
     elif outcome == "failed":
         _record_failure(runtime, job.job_id, why, clock)
     logger.info("job ended", extra={"job_id": job.job_id, "outcome": outcome, "output_type": job.output_type})
     return outcome
+
+
+def _raised(runtime: Runtime, job: Job, error: Exception, kept: list[bytes], clock: Clock) -> str | None:
+    """What ``error``, raised while the job ran, leaves of it: the error said (its type and where,
+    never its text: it can quote the request), and, once its output was kept (it may have been
+    metered, whatever raised), the outcome the ledger decides (_charged); None: the job fails."""
+    if isinstance(error, UpstreamError):
+        telemetry.upstream_failed(error)
+    else:
+        log_unexpected(logger, "job failed", error, job_id=job.job_id)
+    return _charged(runtime, job, kept[0], clock) if kept else None
+
+
+def _charged(runtime: Runtime, job: Job, result: bytes, clock: Clock) -> str | None:
+    """The outcome of a job that raised once its output was kept, when that output may have been
+    charged; None when the ledger says it was not (the job fails, its units go back). The ledger's
+    record decides, not how far this invocation got: a delivery can land though its answer was
+    lost, and what raises after it (the job's success, the telemetry) comes after the charge. A
+    failed job drops its kept output, so a job whose output was delivered is marked succeeded, or,
+    when that fails again, left running (RUNNING): GET serves its kept output once its finish-by
+    time has passed, as the ledger has it delivered. A ledger that cannot be read leaves the job
+    running too: GET asks the ledger then, and the sweeper releases a request never delivered."""
+    try:
+        with call("dynamodb"):
+            record = runtime.ledger.record(job.request_id, group=job.caller.group, user=job.caller.user) or {}
+    except UpstreamError as error:
+        telemetry.upstream_failed(error)
+        logger.warning("job's metering unknown: left running, its output kept for GET", extra={"job_id": job.job_id})
+        return JobStatus.RUNNING.value
+    if record.get("status") != {"S": DELIVERED}:
+        return None
+    try:
+        _succeed(runtime, job.job_id, result, clock.now())
+    except UpstreamError as error:
+        telemetry.upstream_failed(error)
+        logger.warning(
+            "delivered job not marked succeeded: left running, its output kept for GET", extra={"job_id": job.job_id}
+        )
+        return JobStatus.RUNNING.value
+    return JobStatus.SUCCEEDED.value
 
 
 def _admitted(runtime: Runtime, job: Job) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sys
 import threading
 import time
@@ -661,3 +662,127 @@ def test_an_error_without_the_usual_fields_is_raised_as_itself(dynamodb: Any, re
         admit(ledger, "r1", limit=10)
     with pytest.raises(ClientError):
         ledger.release("r1", group="gold", user="user-1", output_type="report", units=1, window="2026-11")
+
+
+# --- a transaction botocore sends again -------------------------------------------------------------
+
+
+def tokens(recording: Recording) -> list[str]:
+    return [kwargs["ClientRequestToken"] for name, kwargs in recording.calls if name == "transact_write_items"]
+
+
+def test_each_transaction_carries_a_client_request_token_of_its_own(dynamodb: Any) -> None:
+    """DynamoDB answers a TransactWriteItems sent again with the same token as the success it was:
+    an admission that landed though its answer was lost is then not read as a replay. Each call
+    (admission, release) has its own token; so has each retry of a conflict, which changed nothing."""
+    recording = Recording(dynamodb)
+    ledger = Ledger(recording, TABLE)
+    admit(ledger, "r1", limit=10)
+    ledger.release("r1", group="gold", user="user-1", output_type="report", units=1, window="2026-11")
+    admit(ledger, "r2", limit=10)
+    conflicting = Recording(Conflicting(dynamodb, conflicts=2))
+    admit(Ledger(conflicting, TABLE, sleep=Sleeps()), "r3", limit=10)
+    sent = tokens(recording) + tokens(conflicting)
+    assert len(sent) == 6  # three calls, and the last one's two conflicts before it (three sent)
+    assert len(set(sent)) == len(sent)
+    assert all(1 <= len(token) <= 36 for token in sent)  # DynamoDB's bounds for a token
+
+
+class KeepsTokens:
+    """moto's DynamoDB (which ignores ClientRequestToken) with DynamoDB's documented idempotency: a
+    TransactWriteItems sent again with the token of one that succeeded succeeds without changing
+    anything; one with that token and other items is an IdempotentParameterMismatchException."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._succeeded: dict[str, Any] = {}
+
+    def transact_write_items(self, **kwargs: Any) -> Any:
+        token = kwargs.get("ClientRequestToken")
+        if token is not None and token in self._succeeded:
+            if self._succeeded[token] != kwargs["TransactItems"]:
+                error = {"Error": {"Code": "IdempotentParameterMismatchException", "Message": "other items"}}
+                raise ClientError(error, "TransactWriteItems")
+            return {}
+        answer = self._client.transact_write_items(**kwargs)
+        if token is not None:
+            self._succeeded[token] = kwargs["TransactItems"]
+        return answer
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+class SentAgainAfterLanding:
+    """A client whose transactions land and are then sent again, as they are (botocore's retry of
+    a call whose first answer was lost: a read timeout, a 500): the caller sees the second answer."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def transact_write_items(self, **kwargs: Any) -> Any:
+        self._client.transact_write_items(**kwargs)
+        return self._client.transact_write_items(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def test_an_admission_sent_again_after_it_landed_is_admitted_not_replayed(dynamodb: Any) -> None:
+    """Read as a replay, it would be answered 409 "nothing was counted again" while its unit stays
+    held until the sweeper's bound. A release sent again after it landed still says it released."""
+    ledger = Ledger(SentAgainAfterLanding(KeepsTokens(dynamodb)), TABLE)
+    admission = admit(ledger, "r1", limit=10, units=2)
+    assert (admission.replayed, admission.used) == (False, 2)
+    assert (ledger.record("r1", group="gold", user="user-1") or {})["status"] == {"S": "admitted"}
+    assert ledger.release("r1", group="gold", user="user-1", output_type="report", units=2, window="2026-11")
+    assert ledger.usage("gold", {"report": (10, "MONTH")}, NOW)[0].used == 0
+
+
+def test_the_same_token_with_other_items_is_refused_by_the_fake_as_by_dynamodb(dynamodb: Any) -> None:
+    """The fake above keeps DynamoDB's rule (so the test before it cannot pass by a fake that
+    answers every token alike)."""
+    client = KeepsTokens(dynamodb)
+    put = {"Put": {"TableName": TABLE, "Item": {"pk": {"S": "x"}}}}
+    client.transact_write_items(TransactItems=[put], ClientRequestToken="t")
+    client.transact_write_items(TransactItems=[put], ClientRequestToken="t")
+    with pytest.raises(ClientError, match="IdempotentParameterMismatch"):
+        client.transact_write_items(
+            TransactItems=[{"Put": {**put["Put"], "Item": {"pk": {"S": "y"}}}}], ClientRequestToken="t"
+        )
+
+
+class AnswerLost:
+    """A raw HTTP answer (botocore reads its body through ``stream``)."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self._body
+
+
+def test_botocore_sends_a_transaction_again_with_the_same_token(dynamodb: Any) -> None:
+    """What the token rests on, with botocore's own retry: the admission's first attempt lands (moto
+    applies it) and its answer is replaced by a 500; botocore sends the call again carrying the very
+    token the first attempt did. (moto ignores tokens, so what it answers the second attempt is not
+    DynamoDB's answer: the outcome is the test above's.)"""
+    from botocore.awsrequest import AWSResponse
+
+    sent: list[str] = []
+
+    def first_answer_lost(request: Any, **_: Any) -> AWSResponse | None:
+        sent.append(json.loads(request.body)["ClientRequestToken"])
+        if len(sent) > 1:
+            return None  # moto's answer
+        body = b'{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"lost"}'
+        return AWSResponse(request.url, 500, {}, AnswerLost(body))
+
+    event = "before-send.dynamodb.TransactWriteItems"
+    dynamodb.meta.events.register_first(event, first_answer_lost)
+    try:
+        admit(Ledger(dynamodb, TABLE), "r1", limit=10)
+    finally:
+        dynamodb.meta.events.unregister(event, first_answer_lost)
+    assert len(sent) == 2
+    assert sent[0] == sent[1]

@@ -273,3 +273,49 @@ def test_units_of_up_to_eighteen_digits_are_read(ledger: Ledger, dynamodb: Any) 
     problems: list[str] = []
     (found,) = ledger.pending(admitted_before=LATER, limit=10, unreadable=problems.append)
     assert (found.units, problems) == (int(largest), [])
+
+
+# --- a stale listing (sweeper runs that overlap) ------------------------------------------------------
+
+
+def test_a_stale_listing_neither_releases_nor_settles_the_request_admitted_again_under_its_id(
+    ledger: Ledger, dynamodb: Any
+) -> None:
+    """A sweeper run lists a dead request; another run releases it; the client's retry admits it
+    again under its id (a live request). The first run's listing names the old admission: its
+    release gives nothing back, and the live request is delivered as usual."""
+    admit(ledger, "r1")
+    (listed,) = ledger.pending(admitted_before=LATER, limit=10)
+    assert release(ledger, "r1") is True  # the other run
+    assert admit(ledger, "r1", now=LATER).replayed is False  # the retry, live
+    stale = ledger.release(
+        listed.request_id,
+        group=listed.group,
+        user=listed.user,
+        output_type=listed.output_type,
+        units=listed.units,
+        window=listed.window,
+        admitted_at=listed.admitted_at,
+    )
+    assert stale is False
+    assert (status(ledger, "r1"), used(dynamodb)) == (("admitted", True), 2)
+    ledger.begin_delivery("r1", group="gold", user="user-1")  # a live stream's text leaving
+    assert ledger.settle_delivering(listed) is False
+    assert status(ledger, "r1") == ("delivering", True)
+    deliver(ledger, "r1")
+    assert (status(ledger, "r1"), used(dynamodb)) == (("delivered", False), 2)
+
+
+def test_a_listing_of_the_admission_itself_still_releases_it(ledger: Ledger, dynamodb: Any) -> None:
+    admit(ledger, "r1")
+    (listed,) = ledger.pending(admitted_before=LATER, limit=10)
+    assert ledger.release(
+        "r1",
+        group="gold",
+        user="user-1",
+        output_type="report",
+        units=2,
+        window="2026-11",
+        admitted_at=listed.admitted_at,
+    )
+    assert (status(ledger, "r1"), used(dynamodb)) == (("released", False), 0)

@@ -15,7 +15,7 @@ from moto import mock_aws
 
 from ai_gateway import sweeper
 from ai_gateway.jobs_contract import SWEEPER_PAGE_LIMIT, SWEEPER_SLACK_SECONDS, SweeperSettings
-from ai_gateway.ledger import PENDING_KEY, PENDING_SHARDS, Ledger
+from ai_gateway.ledger import PENDING_KEY, PENDING_SHARDS, Ledger, Pending
 from tests.lambdas.conftest import FakeContext
 from tests.lambdas.gateway_fixtures import TABLE, ledger_table
 
@@ -243,6 +243,32 @@ def test_a_delivery_after_the_sweep_fails_and_gives_nothing_back_twice(ledger: L
     assert raised.value.response["Error"]["Code"] == "ConditionalCheckFailedException"
     assert status(ledger, "late") == "released"
     assert used(dynamodb) == 0
+
+
+class StaleListing(Ledger):
+    """The ledger, whose pending index answers with ``listed`` (what an overlapping run read
+    before another run settled those requests)."""
+
+    def __init__(self, client: Any, listed: list[Pending]) -> None:
+        super().__init__(client, TABLE)
+        self._listed = listed
+
+    def pending(self, **_: Any) -> list[Pending]:
+        return list(self._listed)
+
+
+def test_a_run_with_a_stale_listing_leaves_the_request_admitted_again_under_its_id(
+    ledger: Ledger, dynamodb: Any
+) -> None:
+    """Runs that overlap: both list a dead request, one releases it, the client's retry admits it
+    again (live, within the bound); the other run, on its stale listing, must not give back the
+    live request's units (its quota would be exceeded: they are charged on delivery)."""
+    admit(ledger, "dead", age_seconds=BOUND + 1)
+    listed = ledger.pending(admitted_before=NOW - dt.timedelta(seconds=BOUND), limit=10)
+    assert run(ledger).released == 1  # run A
+    admit(ledger, "dead", age_seconds=0)  # the retry: live
+    assert run(StaleListing(dynamodb, listed)) == sweeper.Sweep(candidates=1, released=0, failed=0)  # run B
+    assert (status(ledger, "dead"), used(dynamodb)) == ("admitted", 2)
 
 
 def test_the_freed_units_admit_another_request_without_exceeding_the_quota(ledger: Ledger, dynamodb: Any) -> None:

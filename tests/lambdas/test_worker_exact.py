@@ -177,23 +177,53 @@ def test_a_succeeded_job_asks_for_no_release_and_records_no_failure(
     assert line[CONVERSATION] == "c" * 64  # the job's conversation on its log lines
 
 
-def test_an_output_delivered_but_not_kept_fails_the_job_saying_its_units_were_charged(
+def test_an_output_delivered_whose_job_cannot_be_marked_succeeded_is_left_running_with_it(
     world: World, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Metered before it is written: the units stay charged, and the reason says so."""
+    """Metered before the job is marked succeeded: the units stay charged, and the job is not failed
+    (a failed job drops the output kept on it) but left running with its output, for GET. Each
+    failure is said, and the job's line says it was left running."""
     job = submitted(world)
     answer(world)
     ledger = CountingLedger(world)
     capsys.readouterr()
     rt = runtime(world, ledger=ledger, store=FailingStore(world, fail="succeed"))
-    assert run_with(world, job, rt) == "failed"
+    assert run_with(world, job, rt) == "running"
     assert (ledger.releases, world.status(), world.used()) == (0, "delivered", 1)
-    assert world.item(job)["reason"] == {"S": jobs.REASON_NOT_KEPT}
+    item = world.item(job)
+    assert (item["status"], "result" in item, "reason" in item) == ({"S": "running"}, True, False)
     lines = printed(capsys)
-    warning = saying(lines, "upstream call failed")
-    assert (warning["upstream"], warning["code"]) == ("dynamodb", "InternalServerError")
+    failures = [line for line in lines if line.get("message") == "upstream call failed"]
+    assert [(line["upstream"], line["code"]) for line in failures] == [("dynamodb", "InternalServerError")] * 2
+    left = saying(lines, "delivered job not marked succeeded: left running, its output kept for GET")
+    assert (left["level"], left["job_id"]) == ("WARNING", job)
     line = saying(lines, "job ended")
-    assert (line["job_id"], line["outcome"]) == (job, "failed")
+    assert (line["job_id"], line["outcome"]) == (job, "running")
+
+
+def test_a_ledger_unread_once_the_output_was_kept_leaves_the_job_running_and_releases_nothing(
+    world: World, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whether the kept output was charged cannot be told: nothing is given back (it may have been
+    delivered) and nothing is failed (that would drop it); GET and the sweeper settle it later."""
+    job = submitted(world)
+    answer(world)
+    ledger = CountingLedger(world)
+    real = ledger.deliver
+
+    def deliver_then_lose_the_ledger(request_id: str, **kwargs: Any) -> None:
+        real(request_id, **kwargs)
+        ledger._fail_record = True  # the ledger's reads fail from here on
+
+    ledger.deliver = deliver_then_lose_the_ledger  # type: ignore[method-assign]
+    monkeypatch.setattr(world.flow, "_ledger", ledger)
+    capsys.readouterr()
+    rt = runtime(world, ledger=ledger, store=FailingStore(world, fail="succeed"))
+    assert run_with(world, job, rt) == "running"
+    assert (ledger.releases, world.status(), world.used()) == (0, "delivered", 1)
+    assert world.item(job)["status"] == {"S": "running"}
+    left = saying(printed(capsys), "job's metering unknown: left running, its output kept for GET")
+    assert left["job_id"] == job
 
 
 def test_a_release_that_fails_is_logged_with_the_request_id_and_the_job_still_fails(
