@@ -13,7 +13,11 @@ A hop of the page that fails them is never sent, or its body never read, and fai
 that fails them is not loaded and the page is read without it. Not paused: sub-resources
 (scripts, images, a script's own requests), and what runs in targets of their own (a cross-site
 frame's later navigations, a popup); none of it is read back, and AgentCore Browser's network
-isolation bounds it. The page's final URL, as the browser's navigation history holds it (never as
+isolation bounds it. But every response the page's session receives, documents and sub-resources
+alike, names the address the browser connected to, and one the address policy refuses fails the
+call (Documents.received): the browser resolves a checked host again itself (DNS rebinding). (A
+proxy configured for the browser would be the address of every response: this check assumes
+none.) The page's final URL, as the browser's navigation history holds it (never as
 a script in the page reports it), is checked once more before anything of it is returned. The
 page is read in a JavaScript world of our own, what the browser does not show marked on an inert
 copy (READ). Steps run as small fixed scripts whose selector and text are passed as JSON literals,
@@ -41,18 +45,10 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 
 from shared.logs import service_logger
+from web_mcp.addresses import parse
 from web_mcp.contract import GroupWeb, Step
 from web_mcp.errors import WebError, forbidden, invalid, unavailable
-from web_mcp.fetch import (
-    REDIRECTS,
-    Checker,
-    Clock,
-    Deadline,
-    content_type,
-    deadline_passed,
-    led_to,
-    media_type_named,
-)
+from web_mcp.fetch import REDIRECTS, Checker, Clock, Deadline, content_type, deadline_passed, media_type_named
 
 logger = service_logger("web-mcp")
 
@@ -155,11 +151,30 @@ class Documents:
             raise forbidden("too_many_redirects", f"more than {limit} redirects")
         request = params.get("request")
         url = request.get("url") if isinstance(request, dict) else None
+        # The caller's URL passed; where the page went did not: the site's doing, not the caller's.
+        self.checker.check(url if isinstance(url, str) else "", self.group, self.deadline, led=True)
+
+    def received(self, params: dict[str, Any]) -> None:
+        """A response the browser received for the page (Network.responseReceived: a document or
+        anything the page loads): the address it came from must pass the address policy.
+
+        A document's URL is checked before the browser sends it (``paused``), but the browser then
+        resolves its host again, and a host can answer the check here with a public address and
+        the browser a moment later with an internal one (DNS rebinding); a sub-resource is never
+        checked at all. The browser says which address it connected to: an internal one fails the
+        call (raised at the next answer, Cdp), before any of the page is read back, or before the
+        read's answer is used. A response without an address (from a cache, a service worker, a
+        data: URL) has none to check."""
+        response = params.get("response")
+        text = response.get("remoteIPAddress") if isinstance(response, dict) else None
+        if not isinstance(text, str) or not text:
+            return
         try:
-            self.checker.check(url if isinstance(url, str) else "", self.group, self.deadline)
-        except WebError as refusal:
-            # The caller's URL passed; where the page went did not: the site's doing, not the caller's.
-            raise led_to(refusal) from None
+            reason = self.checker.address_policy(parse(text.strip("[]")))  # IPv6 as "[2001:db8::1]" too
+        except ValueError:
+            reason = "not an IP address"
+        if reason is not None:
+            raise forbidden("address_not_allowed", f"the page led to a refused address: one that is {reason}")
 
     def _response(self, params: dict[str, Any]) -> None:
         """A response, its body not yet read: a redirect goes on (its next hop is paused in
@@ -183,10 +198,11 @@ def header(headers: object, name: str) -> str:
 
 
 class Cdp:
-    """A minimal CDP client over one websocket: commands by id; of the events, only a paused
-    document request is answered (``documents`` checks it: a WebError fails the request), the
-    rest are ignored. A refused request of the main frame (``main_frame``) is raised at the next
-    answer."""
+    """A minimal CDP client over one websocket: commands by id; of the events, a paused document
+    request is answered (``documents`` checks it: a WebError fails the request) and a received
+    response's address is checked (``documents``), the rest are ignored. A refused request of the
+    main frame (``main_frame``), and a response from a refused address of any, is raised at the
+    next answer."""
 
     def __init__(self, socket: Any, deadline: Deadline, documents: Documents | None = None) -> None:
         self._socket = socket
@@ -215,6 +231,9 @@ class Cdp:
             answer = json.loads(raw)
             if answer.get("method") == "Fetch.requestPaused":
                 await self._paused(answer.get("params") or {})
+                continue
+            if answer.get("method") == "Network.responseReceived":
+                self._received(answer.get("params") or {})
                 continue
             if answer.get("id") != expected:
                 continue
@@ -249,6 +268,13 @@ class Cdp:
             await self._write("Fetch.failRequest", {**answer, "errorReason": "BlockedByClient"})
             return
         await self._write("Fetch.continueRequest", answer)
+
+    def _received(self, params: dict[str, Any]) -> None:
+        try:
+            if self._documents is not None:
+                self._documents.received(params)
+        except WebError as refusal:
+            self.refusal = self.refusal or refusal
 
     async def evaluate(self, expression: str, context: int | None = None) -> Any:
         """``expression``'s value, in the page's own world or, with ``context``, that one."""
@@ -295,10 +321,8 @@ class Browser:
                 abandoned[0].add_done_callback(lambda _: self.stops.submit(stop, session))
             else:
                 self.stops.submit(stop, session)
-        try:  # where the browser ended up (a redirect of its own, a script's navigation)
-            self.checker.check(page.url, group, deadline)
-        except WebError as refusal:
-            raise led_to(refusal) from None
+        # Where the browser ended up (a redirect of its own, a script's navigation).
+        self.checker.check(page.url, group, deadline, led=True)
         return page
 
     def _open(self, session: BrowserSession) -> tuple[str, dict[str, str]]:
@@ -334,6 +358,7 @@ class Browser:
             cdp.session_id = attached["sessionId"]
             cdp.main_frame = created["targetId"]  # a page's main frame has its target's id
             await cdp.send("Fetch.enable", {"patterns": DOCUMENT_REQUESTS})
+            await cdp.send("Network.enable")  # each response's address (Documents.received)
             navigated = await cdp.send("Page.navigate", {"url": url})
             if navigated.get("errorText"):
                 raise unavailable("unreachable", "the browser could not load the page")

@@ -1,7 +1,8 @@
 """The web tools' refusals: the tools' shared error taxonomy (shared.tool_errors) plus a short
 ``reason`` code naming what was wrong (e.g. ``address_not_allowed``, ``too_large``, ``timeout``,
 ``content_blocked``), so an agent and a test can tell refusals of the same kind apart. Messages
-name the offending URL part, address or limit, never page content."""
+name the offending URL part, address or limit, never page content, and a host or address only of
+the caller's own URL, never one the site chose (fetch.Checker.check)."""
 
 from __future__ import annotations
 

@@ -6,7 +6,9 @@ caller group's allow- and deny-lists, and every address the host resolves to aga
 policy (addresses.py). The connection is then made to the checked address itself (pinned; TLS still
 verifies the certificate for the host name and sends it as SNI), so DNS rebinding cannot swap it.
 Redirects are followed here, at most ``max_redirects``; the body is read in chunks and refused as
-soon as it passes ``max_bytes``, as sent or as decompressed; one deadline covers the whole call
+soon as it passes ``max_bytes``, as sent or as decompressed, and the whole answer (interim responses,
+headers, chunk framing and trailers too) as soon as it passes ``max_bytes`` and HEADROOM (budget.py);
+one deadline covers the whole call
 (connects, the TLS handshake, every redirect, and every read from the socket: status line, headers,
 chunk sizes and body alike, each waiting at most what is left of it), so a server that drips a byte
 at a time is cut off. Only the configured content types are read at all. Name resolution counts
@@ -15,7 +17,8 @@ against the deadline too (on a worker thread: getaddrinfo has no timeout of its 
 The site's answer is hostile too: a Content-Length that is not plain digits, a compressed body that
 does not decompress (or ends before its compressed stream does, or goes on after it) and a Location
 that is not a URL are refusals with a reason; a redirect to a URL the checks refuse is ``forbidden``
-("the page led to a refused URL"), never the caller's ``invalid_argument``; a page's declared
+("the page led to a refused URL"), never the caller's ``invalid_argument``; no refusal names a host
+the site chose (a redirect's: only the caller's own URL is named, Checker.check); a page's declared
 charset is used only if it is a plain text charset (``TEXT_CODECS``), otherwise the page is read as
 UTF-8. A refusal names the site's content type or encoding only when it is one (a media type, a
 short token); anything else in those headers is never repeated.
@@ -40,9 +43,10 @@ import certifi
 import urllib3
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from shared.deadline_http import HTTPPool, HTTPSPool, reads_within
+from shared.deadline_http import reads_within
 from shared.logs import service_logger
 from web_mcp.addresses import Address, AddressPolicy, blocked_reason, parse
+from web_mcp.budget import HEADROOM, CountedHTTPPool, CountedHTTPSPool, answers_within
 from web_mcp.contract import MAX_URL, GroupWeb, Settings, normalise_domain
 from web_mcp.errors import WebError, forbidden, invalid, unavailable
 
@@ -129,6 +133,12 @@ class Target:
     port: int
     address: Address
     target: str  # path and query
+    led: bool = False  # a URL the page led to, not the caller's (Checker.check)
+
+    @property
+    def site(self) -> str:
+        """The site as a refusal names it: by its host only if the caller chose it."""
+        return "the site the page led to" if self.led else f"the site {self.host}"
 
     @property
     def host_header(self) -> str:
@@ -202,24 +212,42 @@ class Checker:
     resolver: Resolver = system_resolver
     address_policy: AddressPolicy = blocked_reason
 
-    def check(self, url: str, group: GroupWeb, deadline: Deadline | None = None) -> Target:
+    def check(self, url: str, group: GroupWeb, deadline: Deadline | None = None, *, led: bool = False) -> Target:
         """The hop checked and its address pinned; ``deadline``: the call's, which the host's
-        resolution counts against too."""
-        parts = self._parts(url)
-        host = self._host(parts)
-        refusal = group.refusal(host)
-        if refusal is not None:
-            raise forbidden("domain_not_allowed", refusal)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        address = self._address(host, port, deadline)
+        resolution counts against too.
+
+        ``led``: a URL the page led to (a redirect's Location, a document the browser loads, where
+        it ended up), not the caller's. Its refusal is ``forbidden`` with the check's reason,
+        whatever kind the check gave it, since the caller's own URL passed (``invalid_argument``
+        would have the agent fix an argument that was never wrong); a host that does not resolve
+        stays ``not_found``. And neither it nor any later refusal of its hop (Target.site) names
+        its host or address: the site chose them, and a host's labels can be words for the agent
+        ("ignore-all-previous-instructions.example"), read outside the external_content wrapper
+        and never screened."""
+        try:
+            parts = self._parts(url)
+            host = self._host(parts)
+            refusal = group.refusal(host, "its domain" if led else None)
+            if refusal is not None:
+                raise forbidden("domain_not_allowed", refusal)
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            address = self._address(host, port, deadline, led)
+        except WebError as refused:
+            if not led or refused.kind not in ("invalid_argument", "forbidden"):
+                raise
+            message = refused.message.removeprefix("url: ")
+            raise WebError("forbidden", refused.reason, f"the page led to a refused URL: {message}") from None
         # Characters a request line cannot carry are percent-encoded; existing escapes are kept.
         target = quote((parts.path or "/") + (f"?{parts.query}" if parts.query else ""), safe=_URL_SAFE)
-        return Target(url=url, scheme=parts.scheme, host=host, port=port, address=address, target=target)
+        return Target(url=url, scheme=parts.scheme, host=host, port=port, address=address, target=target, led=led)
 
     def _parts(self, url: str) -> SplitResult:
         try:
             parts = urlsplit(url.strip())
             parts.port  # noqa: B018 - raises ValueError for a malformed port
+            # A lone surrogate (JSON can escape one; a browser's JSON can hold one) is no
+            # character of any URL, and no request line could carry it (UnicodeEncodeError).
+            url.encode("utf-8")
         except ValueError:
             raise invalid("invalid_url", "url: not a valid URL") from None
         schemes = ("https",) if self.settings.https_only else ("https", "http")
@@ -249,26 +277,31 @@ class Checker:
         except ValueError:
             raise invalid("invalid_url", "url: the host is not a valid domain name") from None
 
-    def _address(self, host: str, port: int, deadline: Deadline | None) -> Address:
+    def _address(self, host: str, port: int, deadline: Deadline | None, led: bool) -> Address:
+        """The host's first address, every one checked; ``led``: named in no message (check)."""
+        named = "the host of a URL the page led to" if led else f"the host {host}"
         try:
-            addresses = [parse(text) for text in self._resolve(host, port, deadline)]
+            addresses = [parse(text) for text in self._resolve(host, port, deadline, named)]
         except (OSError, UnicodeError, ValueError):
-            raise WebError("not_found", "unresolvable", f"the host {host} could not be resolved") from None
+            raise WebError("not_found", "unresolvable", f"{named} could not be resolved") from None
         if not addresses:
-            raise WebError("not_found", "unresolvable", f"the host {host} could not be resolved")
+            raise WebError("not_found", "unresolvable", f"{named} could not be resolved")
         for address in addresses:
             reason = self.address_policy(address)
             if reason is not None:
-                raise forbidden("address_not_allowed", f"the address of host {host} is {reason} ({address})")
+                where = (
+                    f"its host's address is {reason}" if led else f"the address of host {host} is {reason} ({address})"
+                )
+                raise forbidden("address_not_allowed", where)
         return addresses[0]
 
-    def _resolve(self, host: str, port: int, deadline: Deadline | None) -> list[str]:
+    def _resolve(self, host: str, port: int, deadline: Deadline | None, named: str) -> list[str]:
         """The resolver's answer within what is left of the deadline: getaddrinfo has no timeout
         of its own but the system resolver's (seconds per try, several tries), so it runs on a
         worker thread, which a resolution given up on keeps until the resolver ends it."""
         if deadline is None:
             return self.resolver(host, port)
-        late = f"the host {host} did not resolve within the call's time"
+        late = f"{named} did not resolve within the call's time"
         return deadline.within(_RESOLVERS, lambda: self.resolver(host, port), late)
 
 
@@ -286,10 +319,7 @@ class Fetcher:
         deadline = Deadline(self.clock, self.settings.timeout_seconds)
         current = url
         for hop in range(self.settings.max_redirects + 1):
-            try:
-                target = self.checker.check(current, group, deadline)
-            except WebError as refusal:
-                raise (led_to(refusal) if hop else refusal) from None
+            target = self.checker.check(current, group, deadline, led=hop > 0)
             logger.info("fetching", extra={"host": target.host, "hop": hop})
             location = self._request(target, deadline)
             if isinstance(location, Page):
@@ -297,20 +327,16 @@ class Fetcher:
             try:
                 current = urljoin(target.url, location)
             except ValueError:  # e.g. "http://[::1": not a URL at all
-                raise unavailable(
-                    "bad_redirect", f"the site {target.host} redirected to a malformed Location"
-                ) from None
+                raise unavailable("bad_redirect", f"{target.site} redirected to a malformed Location") from None
             if len(current) > MAX_URL:  # a caller's URL is held to it: a site's is too
-                raise unavailable(
-                    "bad_redirect", f"the site {target.host} redirected to a URL longer than {MAX_URL} characters"
-                )
+                raise unavailable("bad_redirect", f"{target.site} redirected to a URL longer than {MAX_URL} characters")
         raise forbidden("too_many_redirects", f"more than {self.settings.max_redirects} redirects")
 
     def _pool(self, target: Target, deadline: Deadline) -> urllib3.HTTPConnectionPool:
         timeout = urllib3.Timeout(connect=deadline.remaining(), read=deadline.remaining())
         address = str(target.address)
         if target.scheme == "https":
-            return HTTPSPool(
+            return CountedHTTPSPool(
                 address,
                 target.port,
                 timeout=timeout,
@@ -321,13 +347,15 @@ class Fetcher:
                 server_hostname=target.host,
                 assert_hostname=target.host,
             )
-        return HTTPPool(address, target.port, timeout=timeout, retries=False, maxsize=1)
+        return CountedHTTPPool(address, target.port, timeout=timeout, retries=False, maxsize=1)
 
     def _request(self, target: Target, deadline: Deadline) -> Page | str:
         """The page, or the Location of a redirect."""
         pool = self._pool(target, deadline)
         try:
-            with reads_within(deadline.remaining):  # status line, headers, chunk sizes and body
+            # Status lines, headers, chunk sizes, trailers and body: each socket read within the
+            # deadline, and all of them together within max_bytes and HEADROOM.
+            with reads_within(deadline.remaining), answers_within(self.settings.max_bytes + HEADROOM):
                 response = pool.urlopen(
                     "GET",
                     target.target,
@@ -356,7 +384,7 @@ class Fetcher:
                     "timeout", f"the page did not arrive within {self.settings.timeout_seconds:g} seconds"
                 ) from None
             logger.info("fetch failed", extra={"host": target.host, "error": type(error).__name__})
-            raise unavailable("unreachable", f"the site {target.host} could not be reached") from None
+            raise unavailable("unreachable", f"{target.site} could not be reached") from None
         finally:
             pool.close()
 
@@ -365,12 +393,12 @@ class Fetcher:
         if status in REDIRECTS:
             location = response.headers.get("Location")
             if not location:
-                raise unavailable("bad_redirect", f"the site {target.host} redirected without a Location")
+                raise unavailable("bad_redirect", f"{target.site} redirected without a Location")
             return str(location)
         if status in (404, 410):
-            raise WebError("not_found", "http_status", f"the site {target.host} answered HTTP {status}")
+            raise WebError("not_found", "http_status", f"{target.site} answered HTTP {status}")
         if status != 200:
-            raise unavailable("http_status", f"the site {target.host} answered HTTP {status}")
+            raise unavailable("http_status", f"{target.site} answered HTTP {status}")
         mime, charset = content_type(response.headers.get("Content-Type", ""))
         if mime not in self.settings.content_types:
             raise forbidden("content_type_not_allowed", f"the content type {media_type_named(mime)} is not allowed")
@@ -381,7 +409,7 @@ class Fetcher:
         try:
             body = self._read(response, deadline, encoding)
         except _EncodingError as bad:
-            raise unavailable("bad_encoding", f"the site {target.host} sent {bad}") from None
+            raise unavailable("bad_encoding", f"{target.site} sent {bad}") from None
         return Page(url=target.url, content_type=mime, charset=charset, body=body, deadline=deadline)
 
     def _check_length(self, target: Target, header: str) -> None:
@@ -390,7 +418,7 @@ class Fetcher:
         and a number longer than the limit's is too large without converting it."""
         values = {value.strip() for value in header.split(",")}
         if len(values) != 1 or not _DIGITS.fullmatch(value := values.pop()):
-            raise unavailable("bad_length", f"the site {target.host} sent an invalid Content-Length")
+            raise unavailable("bad_length", f"{target.site} sent an invalid Content-Length")
         limit = self.settings.max_bytes
         digits = value.lstrip("0") or "0"
         if len(digits) > len(str(limit)) or int(digits) > limit:
@@ -451,17 +479,6 @@ def _inflate(decoder: Any, chunk: bytes, room: int, encoding: str) -> bytes:
     if decoder.unused_data:
         raise _EncodingError(f"a {encoding} body that has data after its compressed data")
     return out
-
-
-def led_to(refusal: WebError) -> WebError:
-    """The refusal of a URL the page led to (a redirect, where the browser ended up): ``forbidden``
-    with the check's reason, whatever kind the check gave it, since the caller's own URL passed
-    (``invalid_argument`` would have the agent fix an argument that was never wrong). Anything
-    else (a host that does not resolve) stands as it is."""
-    if refusal.kind not in ("invalid_argument", "forbidden"):
-        return refusal
-    message = refusal.message.removeprefix("url: ")
-    return WebError("forbidden", refusal.reason, f"the page led to a refused URL: {message}")
 
 
 def deadline_passed(deadline: Deadline) -> bool:

@@ -12,9 +12,11 @@ text. Before that, control characters are taken out of the title and text (C0 bu
 feed, DEL, C1, and the bidirectional formatting characters, whose overrides make text display as
 something it is not), as are the invisible characters that can spell text no reader sees
 (INVISIBLE: Unicode tags, zero-width spaces, variation selectors), and both are percent-encoded in
-the URL (as it was requested). Reading the page's text and the guardrail's check count against the
-call's deadline. A refusal is shared.tool_errors' shape plus a reason code
-(errors.py). A call without a caller group, or with a group the policy does not name, is refused
+the URL (as it was requested). A lone surrogate (half a UTF-16 pair: a page's script can put one
+in its title, and JSON carries it) is U+FFFD in all three, or the answer could not be serialised
+and the agent would get a transport failure, no typed error. Reading the page's text and the
+guardrail's check count against the call's deadline. A refusal is shared.tool_errors' shape plus
+a reason code (errors.py). A call without a caller group, or with a group the policy does not name, is refused
 before anything is fetched.
 """
 
@@ -27,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from shared.display import controls_encoded, without_controls
+from shared.display import controls_encoded, utf8_encodable, without_controls
 from web_mcp.browse import Browser
 from web_mcp.contract import MAX_URL, NOTICE, GroupWeb, Settings, WebBrowseArguments, WebFetchArguments, WebPolicy
 from web_mcp.errors import forbidden, invalid
@@ -45,14 +47,14 @@ INVISIBLE = re.compile("[\u200b\u200c\u2060-\u2064\ufeff\ufe00-\ufe0f\U000e0000-
 
 
 def shown(text: str) -> str:
-    """``text`` without control characters (shared.display) and without invisible ones."""
-    return INVISIBLE.sub("", without_controls(text))
+    """``text`` without control characters (shared.display) and without invisible ones, UTF-8 encodable."""
+    return INVISIBLE.sub("", without_controls(utf8_encodable(text)))
 
 
 def url_text(url: str) -> str:
     """The URL on one line, its control characters percent-encoded as the request sent them, and
     at most MAX_URL characters (a page's own URL, as the browser reports it, may have grown)."""
-    text = controls_encoded(URL_BREAKS.sub("", url))
+    text = controls_encoded(URL_BREAKS.sub("", utf8_encodable(url)))
     text = INVISIBLE.sub(lambda match: quote(match.group()), text)
     return text if len(text) <= MAX_URL else f"{text[: MAX_URL - 1]}…"
 

@@ -1,7 +1,7 @@
 """web_fetch against a site that answers badly on purpose: a compressed body that does not
 decompress (or decompresses to nothing, endlessly), a Content-Length that is not a number, a charset
 that is not a text charset, a Location that is not a URL, a Content-Type or Content-Encoding of words
-meant for the agent. Each is a refusal with its reason, or for the charset the page read as UTF-8,
+meant for the agent, trailers or interim responses without end. Each is a refusal with its reason, or for the charset the page read as UTF-8,
 never an exception the server could only answer with internal_error. The site is real HTTP on
 loopback; its answers are the table below."""
 
@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import codecs
 import gzip
+import io
 import zlib
 from collections.abc import Iterator
+from contextlib import suppress
 from typing import ClassVar
 
 import pytest
 
 from tests.lambdas.loopback import QuietHandler, loopback
 from tests.lambdas.web_site import resolver, site_policy
+from web_mcp.budget import HEADROOM, CountedReader
 from web_mcp.contract import MAX_URL, GroupWeb, Settings
 from web_mcp.errors import WebError
 from web_mcp.fetch import TEXT_CODECS, Checker, Fetcher, Page, media_type_named, text_codec
@@ -38,6 +41,16 @@ HOSTILE_VALUES = {
 EMPTY_STORED_BLOCK = b"\x00\x00\x00\xff\xff"
 EMPTY_BLOCKS = b"\x78\x01" + EMPTY_STORED_BLOCK * (MAX_BYTES // len(EMPTY_STORED_BLOCK) + 1)
 ENDLESS_NAME = b"\x1f\x8b\x08\x08" + b"\x00" * 6 + b"n" * (MAX_BYTES + 1)
+# What http.client reads past the body without a limit of its own, each line within its 64 KiB:
+# a chunked body's trailer lines, and interim responses (100 Continue) before the answer. Sent
+# here to four times the answer's budget, then the site hangs up (where http.client took all of
+# it: the trailers as the end of a page, the interim responses as a site that hung up).
+BUDGET = MAX_BYTES + HEADROOM
+FLOOD = 4 * BUDGET
+TRAILER_LINE = b"X-T: " + b"a" * 60_000 + b"\r\n"
+CONTINUE = b"HTTP/1.1 100 Continue\r\nX-C: " + b"a" * 60_000 + b"\r\n\r\n"
+# A body of max_bytes in 1 KiB chunks: its chunk framing is counted too, within the headroom.
+CHUNKED_PAGE = b"".join(b"400\r\n" + b"p" * 1024 + b"\r\n" for _ in range(MAX_BYTES // 1024)) + b"0\r\n\r\n"
 
 
 class HostileHandler(QuietHandler):
@@ -84,8 +97,21 @@ class HostileHandler(QuietHandler):
         },
         "/type-parameters": (200, {"Content-Type": f"application/pdf; name={WORDS}"}, b"%PDF"),
     }
+    # Answers written as they are, status line and all.
+    raw: ClassVar[dict[str, bytes]] = {
+        "/trailer-flood": b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"3\r\n<p>\r\n0\r\n" + TRAILER_LINE * (FLOOD // len(TRAILER_LINE)),
+        "/continue-flood": CONTINUE * (FLOOD // len(CONTINUE)),
+        "/chunked-page": b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + CHUNKED_PAGE,
+    }
 
     def do_GET(self) -> None:
+        if self.path in self.raw:
+            with suppress(OSError):  # the client hung up at its limit
+                self.wfile.write(self.raw[self.path])
+            self.close_connection = True
+            return
         status, headers, body = self.answers[self.path]
         headers = {"Content-Type": "text/html", "Content-Length": str(len(body)), **headers}
         self.send_response(status)
@@ -181,6 +207,40 @@ def test_a_compressed_body_that_decompresses_to_nothing_is_refused_past_max_byte
         "too_large",
         f"the page is larger than {MAX_BYTES} bytes",
     )
+
+
+# The whole answer, not only its body, is bounded
+
+
+@pytest.mark.parametrize("path", ["/trailer-flood", "/continue-flood"])
+def test_an_answer_without_end_before_or_after_its_body_is_too_large(site: str, fetcher: Fetcher, path: str) -> None:
+    """The clock stands still: the deadline can end nothing here, only the answer's byte budget.
+    Before it, the trailers were read to the site's last byte (megabytes, and a real site need
+    never stop) and the interim responses likewise, to end as the site hanging up."""
+    error = refusal(fetcher, site + path)
+    assert (error.kind, error.reason, str(error)) == (
+        "forbidden",
+        "too_large",
+        f"the site's answer is larger than {BUDGET} bytes, its headers included",
+    )
+
+
+def test_a_page_of_max_bytes_in_small_chunks_is_read_whole(site: str, fetcher: Fetcher) -> None:
+    """Its chunk framing counts against the answer's budget, within the headroom."""
+    assert fetcher.fetch(site + "/chunked-page", GroupWeb()).body == b"p" * (MAX_BYTES // 1024 * 1024)
+
+
+def test_no_read_takes_more_than_the_budget_from_the_socket() -> None:
+    """However much is asked for: a buffered reader's read to the end asks 8 KiB at a time."""
+    raw = io.BytesIO(b"x" * 100_000)
+    reader = io.BufferedReader(CountedReader(raw, 10_000))
+    with pytest.raises(WebError) as refused:
+        reader.read()
+    assert refused.value.reason == "too_large"
+    assert raw.tell() == 10_000
+    # An answer that ends within its budget is read whole, and no more is asked of it.
+    short = io.BufferedReader(CountedReader(io.BytesIO(b"y" * 500), 10_000))
+    assert short.read() == b"y" * 500
 
 
 # What a refusal names of the site's headers
@@ -332,7 +392,7 @@ def test_a_redirect_to_a_url_longer_than_a_caller_may_send_is_a_bad_redirect(sit
         ("/to-userinfo", "userinfo", "user names and passwords in URLs are not allowed"),
         ("/to-bad-port", "invalid_url", "not a valid URL"),
         ("/to-no-host", "invalid_url", "no host"),
-        ("/to-private", "address_not_allowed", "the address of host 10.0.0.1 is private (10.0.0.1)"),
+        ("/to-private", "address_not_allowed", "its host's address is private"),  # the site's: not named
     ],
 )
 def test_a_redirect_that_fails_the_url_checks_is_forbidden_not_the_callers_argument(

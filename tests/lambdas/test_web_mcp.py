@@ -136,7 +136,6 @@ def test_deny_wins_and_idns_compare_in_punycode() -> None:
         "www.site.test\u3002",  # ideographic full stop
         "www.site.test\uff0e",  # fullwidth full stop
         "www.site.test\uff61",  # halfwidth ideographic full stop
-        "www.site.test\u2024",  # one dot leader: nameprep (NFKC) makes it a full stop
         "www\u3002site\uff0etest\uff61",
     ],
 )
@@ -146,7 +145,20 @@ def test_a_trailing_full_stop_of_any_spelling_is_dropped_so_the_deny_list_matche
     assert GroupWeb(allow=(host,)).allow == ("www.site.test",)
 
 
-@pytest.mark.parametrize("name", ["", " ", ".", "\u3002", "..\uff0e", "\u2024"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "",
+        " ",
+        ".",
+        "\u3002",
+        "..\uff0e",
+        "\u2024",
+        # One dot leader: IDNA 2003's nameprep made it a full stop; UTS #46 (idna's tables)
+        # disallows it, so the name is refused whole, never a spelling of a listed domain.
+        "www.site.test\u2024",
+    ],
+)
 def test_a_domain_of_full_stops_only_is_not_a_domain(name: str) -> None:
     with pytest.raises(ValueError, match="domain"):
         normalise_domain(name)
@@ -172,6 +184,60 @@ def test_a_name_of_other_than_letters_digits_and_hyphens_is_not_a_domain(name: s
 @pytest.mark.parametrize("name", ["my_host.example.com", "xn--bcher-kva.example", "b\u00fccher.example", "a-b.c0"])
 def test_a_name_of_ldh_labels_and_underscores_is_a_domain(name: str) -> None:
     assert normalise_domain(name) == normalise_domain(name.upper())
+
+
+@pytest.mark.parametrize(
+    ("name", "encoded"),
+    [
+        ("faß.de", "xn--fa-hia.de"),  # IDNA 2003 (Python's idna codec): fass.de, another site
+        ("FAß.DE", "xn--fa-hia.de"),
+        ("ς.com", "xn--3xa.com"),  # IDNA 2003: xn--4xa.com, the other small sigma
+        ("bücher.de", "xn--bcher-kva.de"),
+        ("ＥＸＡＭＰＬＥ．ｃｏｍ", "example.com"),  # fullwidth letters and full stop, mapped as browsers map them
+        # ASCII labels stay as browsers keep them: hyphens in the 3rd and 4th place, underscores.
+        ("r3---sn-4g5e6nls.googlevideo.com", "r3---sn-4g5e6nls.googlevideo.com"),
+        ("_dmarc.example.com", "_dmarc.example.com"),
+    ],
+)
+def test_an_international_name_is_the_one_a_browser_looks_up(name: str, encoded: str) -> None:
+    """UTS #46 non-transitional, as the WHATWG URL standard (and so web_browse's browser) has it."""
+    assert normalise_domain(name) == encoded
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "xn---bbk.test",  # not the canonical A-label of its U-label (xn--bbk): two spellings of one site
+        "xn--abc-.test",
+        "xn--" + "a" * 70 + ".test",
+        "a\u200db.test",  # a zero-width joiner where none may stand (IDNA 2003 dropped it: ab.test)
+        "\ud800.test",
+    ],
+)
+def test_a_label_idna_refuses_is_no_domain(name: str) -> None:
+    with pytest.raises(ValueError, match="not a valid domain name"):
+        normalise_domain(name)
+
+
+def test_the_lists_and_the_fetched_host_agree_on_an_international_name() -> None:
+    """An entry in the configuration's spelling (punycode) matches the URL an agent writes in Unicode."""
+    looked_up: list[str] = []
+
+    def public(host: str, port: int) -> list[str]:
+        looked_up.append(host)
+        return ["93.184.216.34"]
+
+    checker = Checker(Settings.from_environ(SETTINGS), resolver=public)
+    target = checker.check("https://faß.de/", GroupWeb(allow=("xn--fa-hia.de",)))
+    assert (target.host, target.host_header, looked_up) == ("xn--fa-hia.de", "xn--fa-hia.de", ["xn--fa-hia.de"])
+    with pytest.raises(WebError) as refused:
+        checker.check("https://faß.de/", GroupWeb(deny=("xn--fa-hia.de",)))
+    assert refused.value.reason == "domain_not_allowed"
+    with pytest.raises(WebError) as refused:
+        checker.check("https://faß.de/", GroupWeb(allow=("fass.de",)))
+    assert refused.value.reason == "domain_not_allowed"
+    # The configuration's entries are normalised by the same function (GroupWeb), Unicode or not.
+    assert GroupWeb(allow=("faß.de", "xn--fa-hia.de")).allow == ("xn--fa-hia.de", "xn--fa-hia.de")
 
 
 # The address policy
@@ -576,6 +642,40 @@ def test_redirects_are_counted_in_a_row_per_frame() -> None:
     checked.paused({"frameId": "main", "request": {"url": "https://site.test/"}, "redirectedRequestId": ""})
     for _ in range(5):  # a request no redirect made starts the count again
         checked.paused({"frameId": "main", **hop})
+
+
+@pytest.mark.parametrize(
+    ("address", "reason"),
+    [
+        ("10.0.0.1", "private"),  # the host resolved again by the browser: DNS rebinding
+        ("169.254.169.254", "the instance metadata address"),
+        ("[::1]", "loopback"),  # IPv6 as Chromium writes it, in brackets
+        ("::ffff:10.0.0.1", "private (embedded in IPv6)"),
+        ("not-an-address", "not an IP address"),
+    ],
+)
+def test_a_response_from_a_refused_address_is_refused(address: str, reason: str) -> None:
+    response = {"url": "https://site.test/", "status": 200, "remoteIPAddress": address}
+    with pytest.raises(WebError) as refused:
+        documents().received({"requestId": "r", "type": "Fetch", "response": response})
+    assert (refused.value.kind, refused.value.reason, str(refused.value)) == (
+        "forbidden", "address_not_allowed", f"the page led to a refused address: one that is {reason}"
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        {"remoteIPAddress": "127.0.0.1"},  # the test policy's site
+        {"remoteIPAddress": "[2606:4700::1111]"},
+        {"remoteIPAddress": ""},  # from a cache or a service worker: no address to check
+        {},
+        {"remoteIPAddress": None},
+        "not a response",
+    ],
+)
+def test_a_response_from_an_allowed_address_or_none_goes_on(response: Any) -> None:
+    documents().received({"requestId": "r", "type": "Document", "response": response})
 
 
 @pytest.mark.parametrize("request_", ["https://site.test/", {"url": 5}, None, {"url": "https://private.test/"}])

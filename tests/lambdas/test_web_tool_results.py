@@ -1,7 +1,8 @@
 """What the web tools hand an agent, called as the MCP server calls them (web_mcp.server.call),
 against the stand-in site with the fake guardrail: everything the site controls goes through the
-guardrail (the final URL too), control and invisible characters never reach the agent, max_chars holds however
-small, and reading the page's text counts against the call's deadline."""
+guardrail (the final URL too), control and invisible characters never reach the agent, nor half a
+surrogate pair, max_chars holds however small, and reading the page's text counts against the
+call's deadline."""
 
 from __future__ import annotations
 
@@ -18,8 +19,10 @@ from tests.lambdas.web_fakes import FakeClock, FakeGuardrail
 from tests.lambdas.web_site import ATTACK, resolver, site_policy, web_site
 from web_mcp.browse import Browser
 from web_mcp.contract import GroupWeb, Settings, WebPolicy
+from web_mcp.errors import WebError
 from web_mcp.fetch import Checker, Deadline, Fetcher, Page
 from web_mcp.guard import Guard
+from web_mcp.readable import Readable
 from web_mcp.server import call
 from web_mcp.tools import WebTools, shown, url_text
 
@@ -152,6 +155,32 @@ def test_the_zero_width_joiner_of_an_emoji_sequence_is_kept() -> None:
 
 def test_invisible_characters_in_the_url_are_percent_encoded_as_requested() -> None:
     assert url_text("https://site.test/?q=a\u200bb\U000e0041") == "https://site.test/?q=a%E2%80%8Bb%F3%A0%81%81"
+
+
+# Half a surrogate pair
+
+
+def test_half_a_surrogate_pair_in_the_url_title_or_text_is_a_replacement_character(site: Site) -> None:
+    """A page's script can put one in its title (web_browse), and JSON carries it; UTF-8 cannot,
+    so the answer could not be serialised at all. Replaced before the guardrail sees the text."""
+    readable = Readable(title="\udc00 Title", text="a\ud800b\n\ud83d", truncated=False)
+    result = site.tools._result("https://site.test/\ud800", readable, 2_000)
+    assert (result["url"], result["title"], inner(result)) == (
+        "https://site.test/\ufffd",
+        "\ufffd Title",
+        "a\ufffdb\n\ufffd",
+    )
+    json.dumps(result, ensure_ascii=False).encode("utf-8")  # raised UnicodeEncodeError
+    assert site.screened() == "https://site.test/\ufffd\n\ufffd Title\na\ufffdb\n\ufffd"
+
+
+def test_a_url_with_half_a_surrogate_pair_is_refused_as_not_a_url(site: Site) -> None:
+    """The URL the browser reports where the page ended up is JSON, which can carry one (a
+    caller's is refused with the arguments). No request line can: the check raised
+    UnicodeEncodeError, which the server could only answer as internal_error."""
+    with pytest.raises(WebError) as refused:
+        site.tools.fetcher.checker.check("http://site.test/page?q=\ud800", GroupWeb(), led=True)
+    assert (refused.value.kind, refused.value.reason) == ("forbidden", "invalid_url")
 
 
 # max_chars
