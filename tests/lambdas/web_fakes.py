@@ -88,6 +88,10 @@ class FakeBrowserPage:
     # Where the page's own script says it is (a page that replaced JSON.stringify): None, its URL.
     claimed_url: str | None = None
     content_type: str | None = "text/html; charset=utf-8"  # the last hop's Content-Type (None: no header)
+    # The address the browser says it connected to for the page's document (None: it names none,
+    # as for a cached response); the test resolver's answer for the site, unless a test says otherwise.
+    address: str | None = "127.0.0.1"
+    resources: tuple[tuple[str, str], ...] = ()  # what the page then loads: (URL, the address it came from)
 
 
 MAIN_FRAME = "target-1"  # a page's main frame has its target's id
@@ -104,7 +108,9 @@ class FakeCdp:
     Location, the next hop naming it as ``redirectedRequestId``; the page's a 200 with its
     Content-Type; a URL with no page's a connection failure): a failed main-frame hop ends the
     navigation with net::ERR_BLOCKED_BY_CLIENT. ``navigations``: selectors whose click navigates
-    the main frame to a URL."""
+    the main frame to a URL. Once the client has enabled the Network domain, the page's document
+    response and each of its resources' is reported (Network.responseReceived) with the address the
+    browser connected to (FakeBrowserPage.address, .resources)."""
 
     pages: dict[str, FakeBrowserPage] = field(default_factory=dict)
     loads: bool = True  # False: the page never finishes loading
@@ -115,6 +121,7 @@ class FakeCdp:
     paused: list[tuple[str, str, str]] = field(default_factory=list)  # (url, frame, "continue" | "fail")
     responses: list[tuple[str, str, str]] = field(default_factory=list)  # as paused, at the response stage
     intercepting: bool = False
+    reporting: bool = False  # Network.enable received: responses are reported
     history: dict[str, Any] | None = None  # Page.getNavigationHistory's answer (None: the pages')
     world: dict[str, Any] = field(default_factory=lambda: {"executionContextId": WORLD})  # createIsolatedWorld's
     read_in: list[Any] = field(default_factory=list)  # the context each read of the page ran in
@@ -132,6 +139,9 @@ class FakeCdp:
                     {"urlPattern": "*", "resourceType": "Document", "requestStage": "Response"},
                 ]
             }
+            return {}
+        if method == "Network.enable":
+            self.reporting = True
             return {}
         if method == "Page.navigate":
             return await self.navigate(params["url"], connection)
@@ -174,6 +184,7 @@ class FakeCdp:
                 response = {"responseStatusCode": 200, "responseHeaders": [{"name": "Server", "value": "t"}, *typed]}
             if await self.pause(hop, MAIN_FRAME, connection, response=response) is None:
                 return {"frameId": MAIN_FRAME, "errorText": "net::ERR_BLOCKED_BY_CLIENT"}
+        await self.report(hops[-1], page, connection)
         for frame in page.frames if page else ():
             if await self.pause(frame, "frame-2", connection):
                 typed = [{"name": "content-type", "value": page.frame_content_type}] if page else []
@@ -184,6 +195,25 @@ class FakeCdp:
             return {"frameId": MAIN_FRAME, "errorText": "net::ERR"}
         self.current = url
         return {"frameId": MAIN_FRAME}
+
+    async def report(self, url: str, page: FakeBrowserPage | None, connection: ServerConnection) -> None:
+        """The page's document response (its last hop, ``url``) and its resources', as
+        Network.responseReceived reports them (when the client asked)."""
+        if not self.reporting or page is None:
+            return
+        received = [(url, "Document", page.address), *((at, "Fetch", address) for at, address in page.resources)]
+        for at, kind, address in received:
+            response: dict[str, Any] = {"url": at, "status": 200, "mimeType": "text/html", "remotePort": 80}
+            if address is not None:
+                response["remoteIPAddress"] = address
+            params = {
+                "requestId": f"r-{at}",
+                "loaderId": "l-1",
+                "frameId": MAIN_FRAME,
+                "type": kind,
+                "response": response,
+            }
+            await connection.send(json.dumps({"method": "Network.responseReceived", "params": params}))
 
     async def pause(
         self,
