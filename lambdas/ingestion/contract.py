@@ -31,7 +31,15 @@ __all__ = [
     "PipelineSettings",
     "ProcessorSettings",
     "ResponderSettings",
+    "document_budget_seconds",
 ]
+
+
+def document_budget_seconds(timeout_seconds: int) -> int:
+    """The processor's time for one document (ProcessorSettings.document_budget_seconds) with its
+    timeout: a quarter of it, 5 s at least. It takes no document with less than this left of the
+    invocation; the config fits a document's read (read_seconds and the reading child's grace) in it."""
+    return max(timeout_seconds // 4, 5)
 
 
 class PipelineSettings(FunctionSettings):
@@ -88,7 +96,7 @@ class ProcessorSettings(PipelineSettings):
     dlq_url: str
     queue_url: str  # the documents queue: a document deferred on its message's last receive goes back to it
     max_receive_count: int = 3
-    # Stop taking documents with less than this left of the invocation.
+    # Stop taking documents with less than this left of the invocation (document_budget_seconds()).
     document_budget_seconds: int = 30
 
 

@@ -46,23 +46,39 @@ def copy_until(
     *,
     limit: int,
     seconds_left: Callable[[], float] | None,
-) -> None:
+) -> str:
     """Copy ``source`` to ``bucket``/``key`` (in parts above ``limit``) while ``seconds_left()`` is
     above zero (None: however long it takes); past it the copy is cancelled, and CopyTooSlowError
     raised once the parts in flight have ended and the upload is aborted (the transfer manager's
-    exit waits for both)."""
+    exit waits for both). Returns the copy's version id ("null" in a bucket without versioning):
+    the version to delete to undo it."""
     from boto3.s3.transfer import create_transfer_manager
     from s3transfer.subscribers import BaseSubscriber
 
     done = threading.Event()
+    versions: list[str] = []
 
     class Done(BaseSubscriber):  # type: ignore[misc]  # s3transfer is untyped: Any
         def on_done(self, future: Any, **kwargs: Any) -> None:
             done.set()
 
-    with create_transfer_manager(s3, in_parts(limit)) as manager:
-        future = manager.copy(copy_source=dict(source), bucket=bucket, key=key, subscribers=[Done()])
-        if not done.wait(None if seconds_left is None else seconds_left()):  # none left: no wait
-            future.cancel()
-            raise CopyTooSlowError
-        future.result()  # the copy's own failure, if it failed
+    def written(parsed: Mapping[str, Any], **_: Any) -> None:
+        # s3transfer answers no version id: S3's answer to the request that made the object has it.
+        # CompleteMultipartUpload names its key; CopyObject (an object within one copy's limit) does not.
+        if parsed.get("VersionId") and parsed.get("Key", key) == key:
+            versions.append(str(parsed["VersionId"]))
+
+    events = ("after-call.s3.CompleteMultipartUpload", "after-call.s3.CopyObject")
+    for event in events:
+        s3.meta.events.register(event, written)
+    try:
+        with create_transfer_manager(s3, in_parts(limit)) as manager:
+            future = manager.copy(copy_source=dict(source), bucket=bucket, key=key, subscribers=[Done()])
+            if not done.wait(None if seconds_left is None else seconds_left()):  # none left: no wait
+                future.cancel()
+                raise CopyTooSlowError
+            future.result()  # the copy's own failure, if it failed
+    finally:
+        for event in events:
+            s3.meta.events.unregister(event, written)
+    return versions[-1] if versions else "null"

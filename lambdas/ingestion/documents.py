@@ -10,7 +10,10 @@ cap). Those checks run between pages, parts and rows, so the reader itself runs 
 process (_isolated) that cannot allocate more than max_memory_bytes nor outlive seconds: a
 parser's pathology inside one page or part (a character map rebuilt for every font name, a
 string mapped to hundreds of characters per byte, an XML part parsed into twenty times its size)
-costs the child, which is stopped, and never the function's memory or time.
+costs the child, which is stopped, and never the function's memory or time. JSON and HTML are
+parsed there too: JSON's objects take twenty times and more their bytes ("[{},{},...]"), and
+html.parser is quadratic on some markup. A text format whose text is its bytes (all but HTML) is
+refused past max_chars of them before anything decodes or parses it.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from html.parser import HTMLParser
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
+from ingestion.pii import MAX_CALL_BYTES
+
 if TYPE_CHECKING:
     from pypdf import PageObject
     from pypdf.generic import DictionaryObject, StreamObject
@@ -36,9 +41,17 @@ if TYPE_CHECKING:
 DocumentFormat = Literal["txt", "md", "csv", "json", "html", "pdf", "docx", "xlsx", "pptx"]
 SUPPORTED_FORMATS: tuple[DocumentFormat, ...] = get_args(DocumentFormat)
 # The package each binary format's reader imports (in the parent, before the reading child forks).
-READERS = {"pdf": "pypdf", "docx": "docx", "xlsx": "lxml.etree", "pptx": "lxml.etree"}
-BINARY_FORMATS = frozenset(READERS)
+BINARY_READERS = {"pdf": "pypdf", "docx": "docx", "xlsx": "lxml.etree", "pptx": "lxml.etree"}
+BINARY_FORMATS = frozenset(BINARY_READERS)
 OFFICE_FORMATS = frozenset({"docx", "xlsx", "pptx"})  # read by ingestion.office
+# What the reading child reads: the binary formats, and the text formats that are parsed.
+READERS = {**BINARY_READERS, "json": "json", "html": "html.parser"}
+# Text formats whose text is the document's UTF-8 as it is (less a byte order mark): checked by size.
+VERBATIM_FORMATS = frozenset({"txt", "md", "csv", "json"})
+UTF8_BOM = b"\xef\xbb\xbf"
+# Seconds the reading child is given past ReadLimits.seconds before it is stopped (the config
+# bounds read_seconds with it: stacks/config/ingestion.py).
+READ_GRACE_SECONDS = 5
 # Parsers' own messages can quote the document: they never reach the logs.
 for _name in ("pypdf", "docx"):
     _quiet = logging.getLogger(_name)  # their modules log to children, which inherit this level
@@ -57,7 +70,9 @@ class RejectedError(Exception):
 
 @dataclass(frozen=True)
 class ReadLimits:
-    """How much of a PDF or an Office file the pipeline reads before it quarantines the document instead."""
+    """How much of a document the pipeline reads before it quarantines it instead: a PDF or an Office
+    file within all of these; JSON and HTML within seconds and max_memory_bytes (the reading
+    child's); a text format whose text is its bytes within max_chars of them (text_of)."""
 
     max_pages: int = 500  # a PDF's pages, an XLSX's sheets, a PPTX's slides
     max_chars: int = 5_000_000
@@ -71,7 +86,7 @@ class ReadLimits:
     # What the reading child process may allocate beyond what it starts with (RLIMIT_AS), and the
     # seconds it is given beyond ``seconds`` before it is stopped (its own clock checks come first).
     max_memory_bytes: int = 512_000_000
-    grace_seconds: float = 5.0
+    grace_seconds: float = READ_GRACE_SECONDS
 
 
 def document_format(key: str, allowed: tuple[str, ...]) -> str:
@@ -90,10 +105,25 @@ def text_of(
 ) -> str:
     """The document's text: UTF-8 only; JSON must parse; HTML loses its markup, scripts and
     styles; PDF and Office files within ``limits``. Raises RejectedError and nothing else."""
-    text = _isolated(data, fmt, limits, clock) if fmt in BINARY_FORMATS else _read(data, fmt, limits, clock)
+    if fmt in VERBATIM_FORMATS:
+        # Its text is these bytes: past max_chars of them it is past the personal-data scan's limit
+        # on the text's UTF-8 (Pipeline._scan), whatever they hold, and nothing need decode them.
+        size = len(data) - (len(UTF8_BOM) if data.startswith(UTF8_BOM) else 0)
+        if size > limits.max_chars:
+            raise too_much_text(size, limits.max_chars)
+    text = _isolated(data, fmt, limits, clock) if fmt in READERS else _read(data, fmt, limits, clock)
     if not text.strip():
         raise RejectedError("empty", "the document has no text")
     return text
+
+
+def too_much_text(size: int, limit: int) -> RejectedError:
+    """The refusal of a text of ``size`` bytes of UTF-8 over ``limit`` (max_extracted_chars)."""
+    return RejectedError(
+        "too_much_text",
+        f"the text is {size} bytes of UTF-8, over the {limit} byte limit "
+        f"(one personal-data scan per {MAX_CALL_BYTES // 1000} KB)",
+    )
 
 
 def _read(data: bytes, fmt: str, limits: ReadLimits, clock: Callable[[], float]) -> str:

@@ -7,7 +7,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ingestion.registry import MAX_VERSION_BYTES, SEQUENCER
+from ingestion.registry import MAX_VERSION_BYTES, SEQUENCER, SEQUENCER_DIGITS
 
 MAX_KEY_BYTES = 1024  # S3's limit on a key; version ids are no longer either
 MAX_OBJECT_BYTES = 5 * 1024**4  # S3's largest object (5 TiB)
@@ -59,7 +59,9 @@ def object_ref(body: str) -> ObjectRef:
     # Versions are ordered by it: one without it could replace a newer version's state, one longer
     # than S3's could outrank every later event on the key.
     if not isinstance(sequencer, str) or not SEQUENCER.fullmatch(sequencer):
-        raise MalformedEventError("the event has no sequencer of S3's (hex, at most 32 digits) to order it by")
+        raise MalformedEventError(
+            f"the event has no sequencer of S3's (hex, at most {SEQUENCER_DIGITS} digits) to order it by"
+        )
     return ObjectRef(bucket=str(bucket), key=key, version=version, size=size, sequencer=sequencer)
 
 

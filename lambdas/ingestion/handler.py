@@ -37,7 +37,7 @@ from ingestion.contract import LOST_RECORDS_METRIC, REFUSED_EVENTS_METRIC, Class
 from ingestion.copies import CopyTooSlowError
 from ingestion.events import MalformedEventError, ObjectRef, OcrJob, object_ref, ocr_job
 from ingestion.knowledge import IndexRefusedError, KnowledgeBase
-from ingestion.pii import PiiScanner
+from ingestion.pii import PiiScanner, ScanStoppedError
 from ingestion.pipeline import Outcome, Pipeline, SecondsLeft, document_id, source_ref
 from ingestion.registry import DEAD_LETTERED, QUARANTINED, Registry, UnsequencedError, VersionRecord
 from shared.aws_errors import failure_code
@@ -104,11 +104,14 @@ def sqs() -> Any:
 
 
 @idempotent_function(data_keyword_argument="obj", config=idempotency, persistence_store=persistence)
-def process(obj: dict[str, Any], seconds_left: SecondsLeft | None = None) -> dict[str, Any]:
-    """One object, once (``seconds_left``: how long a copy to quarantine may still take)."""
+def process(
+    obj: dict[str, Any], seconds_left: SecondsLeft | None = None, scan_seconds_left: SecondsLeft | None = None
+) -> dict[str, Any]:
+    """One object, once (``seconds_left``: how long a copy to quarantine may still take;
+    ``scan_seconds_left``: how long its scan for personal data may still call Comprehend)."""
     ref = ObjectRef(**obj)
     with stage("ingestion", logger, **{"document.id": document_id(ref.bucket, ref.key)}) as record:
-        outcome = pipeline().process(ref, seconds_left)
+        outcome = pipeline().process(ref, seconds_left, scan_seconds_left=scan_seconds_left)
         record.update({"document.status": outcome.status, "document.pii_entities": sum(outcome.pii.values())})
         if outcome.status == QUARANTINED:
             record.end("intervened", outcome.reason_code or "quarantined")
@@ -152,7 +155,11 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
         return _deferred(record, ref)
     try:
         ref = pipeline().locate(ref)  # the real key: the document id, the registry and the replay key
-        result: dict[str, Any] = process(obj=ref.as_dict(), seconds_left=_copy_time(lambda_context))
+        result: dict[str, Any] = process(
+            obj=ref.as_dict(), seconds_left=_copy_time(lambda_context), scan_seconds_left=_scan_time(lambda_context)
+        )
+    except ScanStoppedError:  # nothing written yet: the document is left for a later invocation
+        return _deferred(record, ref)
     except Exception as error:
         reason = _failure_reason(error)
         if _receive_count(record.raw_event) >= settings().max_receive_count:
@@ -179,6 +186,17 @@ def _copy_time(lambda_context: LambdaContext | None) -> SecondsLeft | None:
     if lambda_context is None:
         return None
     reserve = settings().document_budget_seconds
+    return lambda: lambda_context.get_remaining_time_in_millis() / 1000 - reserve
+
+
+def _scan_time(lambda_context: LambdaContext | None) -> SecondsLeft | None:
+    """How long a document's scan for personal data may still call Comprehend: until half a
+    document's budget is left of the invocation, for its copy and its records after the scan. A
+    document is started with a budget left, sized for a text at the size limit; a text that costs
+    more calls (or a slow Comprehend) would otherwise outrun the invocation, and time out its batch."""
+    if lambda_context is None:
+        return None
+    reserve = settings().document_budget_seconds / 2
     return lambda: lambda_context.get_remaining_time_in_millis() / 1000 - reserve
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +41,12 @@ class Scan:
         return dict(sorted(Counter(span.type for span in self.spans).items()))
 
 
+class ScanStoppedError(Exception):
+    """The time given for the scan ran out between two of its Comprehend calls: the document is
+    left for a later invocation (the handler defers it), rather than the function timing out in
+    the middle of a long text, with every document of its batch."""
+
+
 class PiiScanner:
     def __init__(
         self,
@@ -57,11 +63,13 @@ class PiiScanner:
         self._chunk_bytes = chunk_bytes
         self._overlap = overlap_chars
 
-    def scan(self, text: str, *, language: str | None = None) -> Scan:
+    def scan(self, text: str, *, language: str | None = None, seconds_left: Callable[[], float] | None = None) -> Scan:
         """Find personal data in ``text``; ``language`` (e.g. the document's, for its metadata
         fields) skips detecting it again. The text is scanned in the first language of its samples
         (languages) that Comprehend supports, the custom identifiers whatever its language; a
-        language of its samples that Comprehend does not support is ``unsupported``."""
+        language of its samples that Comprehend does not support is ``unsupported``. A chunk is
+        sent only while ``seconds_left()`` is above zero (None: however long it takes), else
+        ScanStoppedError."""
         found = [language] if language else self.languages(text)
         known = [code for code in found if code != UNDETERMINED] or found  # "und": no answer, not a language
         language = next((code for code in known if code in SUPPORTED_LANGUAGES), known[0])
@@ -70,6 +78,8 @@ class PiiScanner:
         supported = language in SUPPORTED_LANGUAGES
         if supported:
             for start, chunk in chunks(text, self._chunk_bytes, self._overlap):
+                if seconds_left is not None and seconds_left() <= 0:
+                    raise ScanStoppedError("the invocation's time ran out while the text was scanned for personal data")
                 response = self._comprehend.detect_pii_entities(Text=chunk, LanguageCode=language)
                 spans |= {
                     Span(start + e["BeginOffset"], start + e["EndOffset"], e["Type"])

@@ -23,10 +23,10 @@ from botocore.exceptions import ClientError
 
 from ingestion.contract import DIRECT_PREFIX, REALTIME_PREFIX, PipelineSettings
 from ingestion.copies import PART_BYTES, CopyTooSlowError, copy_until
-from ingestion.documents import ReadLimits, RejectedError, document_format, text_of
+from ingestion.documents import ReadLimits, RejectedError, document_format, text_of, too_much_text
 from ingestion.events import MAX_KEY_BYTES, ObjectRef, OcrJob
 from ingestion.knowledge import MAX_INLINE_CHARS, KnowledgeBase, inline_chars, sidecar
-from ingestion.pii import MAX_CALL_BYTES, PiiScanner, Scan, mask
+from ingestion.pii import PiiScanner, Scan, mask
 from ingestion.registry import (
     CURATED,
     GONE,
@@ -44,6 +44,7 @@ from ingestion.registry import (
 from shared.documents import CLASSIFICATION_KEY
 
 MISSING = frozenset({"404", "NoSuchKey", "NoSuchVersion"})
+DELETED = "the object was deleted before it was processed"  # a version recorded gone
 MAX_FIELD_CHARS = 256  # an uploader's metadata value kept in the curated sidecar
 SIDECAR_SUFFIX = ".metadata.json"  # a curated document's KB metadata: <document key> + this
 MAX_LIST_VALUES = 10  # the most values Bedrock takes in a list metadata attribute (stringListValue)
@@ -131,10 +132,14 @@ class Pipeline:
         found = self._head(ref)
         return replace(ref, key=found[0] if found else keys[1])
 
-    def process(self, ref: ObjectRef, seconds_left: SecondsLeft | None = None) -> Outcome:
+    def process(
+        self, ref: ObjectRef, seconds_left: SecondsLeft | None = None, *, scan_seconds_left: SecondsLeft | None = None
+    ) -> Outcome:
         """The version of a located object (``locate``) through the pipeline, once. A copy to
         quarantine still running when ``seconds_left`` reaches zero is stopped: CopyTooSlowError,
-        with the version unrecorded and its object still in the landing bucket."""
+        with the version unrecorded and its object still in the landing bucket. So is a scan for
+        personal data when ``scan_seconds_left`` reaches zero between two Comprehend calls:
+        ScanStoppedError."""
         doc = document_id(ref.bucket, ref.key)
         settled = self._registry.version(doc, ref.version)
         if settled is not None and settled.status == OCR_PENDING:  # its job's notification settles it
@@ -152,7 +157,7 @@ class Pipeline:
             size=ref.size,
             received_at=self._clock().isoformat(),
         )
-        return self._run(ref, record, self._read, seconds_left)
+        return self._run(ref, record, self._read, seconds_left, scan_seconds_left)
 
     def ocr_finished(self, job: OcrJob) -> Outcome | None:
         """Continue a version whose Textract job finished, with the job's text as if the PDF had had
@@ -176,18 +181,22 @@ class Pipeline:
         return pending if pending is not None and pending.status == OCR_PENDING else None
 
     def _run(
-        self, ref: ObjectRef, record: VersionRecord, read: Reader, seconds_left: SecondsLeft | None = None
+        self,
+        ref: ObjectRef,
+        record: VersionRecord,
+        read: Reader,
+        seconds_left: SecondsLeft | None = None,
+        scan_seconds_left: SecondsLeft | None = None,
     ) -> Outcome:
         _require_sequencer(ref)
         if _newer_than(
             self._registry.current(record.document_id), ref
         ):  # e.g. this one failed once; a later one did not
             return self._superseded(record, ref, ref.key)
-        found = self._head(ref)
-        if found is None:
-            gone = replace(record, status=GONE, reason="the object was deleted before it was processed")
-            return self._settle(gone, None)
-        key, head = found
+        landed = self._landed(ref, record)
+        if isinstance(landed, Outcome):
+            return landed
+        key, head = landed
         metadata = {k.lower(): v for k, v in head.get("Metadata", {}).items()}
         # User metadata is the uploader's text: only values the pipeline knows are recorded or echoed.
         classification = metadata.get("classification") or self._settings.default_classification
@@ -216,7 +225,7 @@ class Pipeline:
                 if rejected.code != "needs_ocr" or self._settings.ocr != "textract":
                     raise
                 return self._start_ocr(ref, key, record)
-            scan = self._scan(text)
+            scan = self._scan(text, scan_seconds_left)
             if scan.unsupported and self._settings.unsupported_language == "quarantine":
                 raise RejectedError(
                     "unsupported_language",
@@ -232,18 +241,14 @@ class Pipeline:
             return self._quarantine(ref, key, quarantined, size=size, seconds_left=seconds_left)
         return self._curate(ref, key, record, masked, scan, metadata)
 
-    def _scan(self, text: str) -> Scan:
+    def _scan(self, text: str, seconds_left: SecondsLeft | None) -> Scan:
         """The text's personal data; RejectedError for a text past the scan's size (each 100 KB of
         UTF-8 is one Comprehend call: the limit in characters alone would let 4-byte characters
-        quadruple them)."""
+        quadruple them); ScanStoppedError when ``seconds_left`` runs out between two calls."""
         scanned = len(text.encode(errors="surrogatepass"))
         if scanned > self._settings.max_extracted_chars:
-            raise RejectedError(
-                "too_much_text",
-                f"the text is {scanned} bytes of UTF-8, over the {self._settings.max_extracted_chars} byte "
-                f"limit (one personal-data scan per {MAX_CALL_BYTES // 1000} KB)",
-            )
-        return self._scanner.scan(text)
+            raise too_much_text(scanned, self._settings.max_extracted_chars)
+        return self._scanner.scan(text, seconds_left=seconds_left)
 
     def _read(self, ref: ObjectRef, key: str, record: VersionRecord) -> tuple[str, VersionRecord]:
         fmt = document_format(key, self._settings.document_formats)
@@ -396,10 +401,13 @@ class Pipeline:
         landed = {"Bucket": ref.bucket, "Key": key, "VersionId": ref.version}
         bucket = self._settings.quarantine_bucket
         if size <= self._copy_limit:
-            self._s3.copy_object(Bucket=bucket, Key=target, CopySource=landed, MetadataDirective="COPY")
+            copied = self._s3.copy_object(Bucket=bucket, Key=target, CopySource=landed, MetadataDirective="COPY")
+            copy_version = str(copied.get("VersionId") or "null")  # "null": a bucket without versioning
         else:
             try:
-                copy_until(self._s3, landed, bucket, target, limit=self._copy_limit, seconds_left=seconds_left)
+                copy_version = copy_until(
+                    self._s3, landed, bucket, target, limit=self._copy_limit, seconds_left=seconds_left
+                )
             except CopyTooSlowError:
                 raise CopyTooSlowError(
                     f"{record.reason}; its copy to quarantine did not finish in the invocation's time "
@@ -409,7 +417,10 @@ class Pipeline:
         current = {"status": QUARANTINED, "version": record.version, "location": location}
 
         def undo() -> None:
-            self._s3.delete_object(Bucket=self._settings.quarantine_bucket, Key=target)
+            # This copy's version: a delete of the key would leave the unmasked copy behind a delete
+            # marker in the versioned bucket for good, and hide a duplicate delivery's copy of the
+            # same version there, the one the registry names.
+            self._s3.delete_object(Bucket=bucket, Key=target, VersionId=copy_version)
 
         return self._settle(replace(record, status=QUARANTINED, location=location), current, ref, key, undo=undo)
 
@@ -468,6 +479,37 @@ class Pipeline:
                 if error.response.get("Error", {}).get("Code") not in MISSING:
                     raise
         return None
+
+    def _landed(self, ref: ObjectRef, record: VersionRecord) -> tuple[str, dict[str, Any]] | Outcome:
+        """(key, HeadObject) of the event's version; or, settled gone, its outcome: the version is
+        deleted, or withdrawn behind a delete marker (then it is emptied from landing once the
+        record says why)."""
+        found = self._head(ref)
+        if found is None:
+            return self._settle(replace(record, status=GONE, reason=DELETED), None)
+        key, head = found
+        if self._withdrawn(ref.bucket, key):
+            gone = self._settle(replace(record, source=f"s3://{ref.bucket}/{key}", status=GONE, reason=DELETED), None)
+            self._empty_landing(ref, key)
+            return gone
+        return key, head
+
+    def _withdrawn(self, bucket: str, key: str) -> bool:
+        """Whether the key's current version is a delete marker. The landing bucket is versioned: an
+        uploader's ordinary delete adds one, and the HEAD of the event's version still finds the
+        version, so the object would be curated after it was deleted. A newer version, current
+        instead, changes nothing here: which version wins is the registry's order to settle once
+        one of them is (_newer_than, Registry.record). No version at all (this one deleted for good
+        since its HEAD: a duplicate delivery settled it) is not a delete marker: the read that
+        follows fails, and the retry finds the version settled, or gone."""
+        try:
+            self._s3.head_object(Bucket=bucket, Key=key)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") not in MISSING:
+                raise
+            headers = error.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+            return str(headers.get("x-amz-delete-marker", "")).lower() == "true"
+        return False
 
     def _put(self, key: str, text: str, content_type: str) -> str:
         response = self._s3.put_object(

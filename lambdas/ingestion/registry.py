@@ -27,9 +27,14 @@ OCR_PENDING = "ocr_pending"  # a Textract text detection runs; its notification 
 # after the cause is fixed must process them.
 SETTLED = frozenset({CURATED, QUARANTINED, GONE, SUPERSEDED})
 SEQUENCER_WIDTH = 64  # S3 sequencers are hex of varying length: left-padded, they compare as text
-# S3's sequencers are typically 16 to 18 hex digits; 32 leaves room to grow and still refuses a forged
-# one of SEQUENCER_WIDTH F's, which would outrank every real event on its key for good.
-SEQUENCER = re.compile(r"[0-9A-Fa-f]{1,32}")
+# S3's sequencers are 16 to 18 hex digits in practice (S3 documents neither a length nor a bound). A
+# longer one outranks every event S3 will send for its key, so a message someone other than S3 put
+# on the queue could freeze a document for good (each later upload superseded): past two digits of
+# room, an event is refused, to the dead letters with the reason, redrivable should S3's grow. A
+# forged sequencer within the bound still outranks the key's events until S3's reach it: only the
+# queue's policy (EventBridge's rule alone may send) keeps such messages out.
+SEQUENCER_DIGITS = 20
+SEQUENCER = re.compile(rf"[0-9A-Fa-f]{{1,{SEQUENCER_DIGITS}}}")
 
 
 class StaleVersionError(Exception):
@@ -42,7 +47,7 @@ class UnsequencedError(Exception):
 
     def __init__(self) -> None:
         super().__init__(
-            "the version's S3 event had no sequencer of S3's (hex, at most 32 digits): "
+            f"the version's S3 event had no sequencer of S3's (hex, at most {SEQUENCER_DIGITS} digits): "
             "its order among the document's versions is unknown"
         )
 

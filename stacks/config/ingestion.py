@@ -5,13 +5,15 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from ingestion.documents import DocumentFormat
+from ingestion.contract import document_budget_seconds
+from ingestion.documents import READ_GRACE_SECONDS, DocumentFormat
 from ingestion.pii import SUPPORTED_LANGUAGES
 from stacks.config.base import ConfigModel, KeyedError
 from stacks.config.fields import Classification, Emails, IdentifierName
 
+LAMBDA_MAX_TIMEOUT_SECONDS = 900
 # Comprehend DetectPiiEntities' languages; anything else goes by ingestion.unsupported_language.
 PII_LANGUAGES = SUPPORTED_LANGUAGES  # what the pipeline scans for PII (lambdas/ingestion/pii.py)
 
@@ -147,7 +149,7 @@ class IngestionConfig(ConfigModel):
     processor_timeout_seconds: int = Field(
         default=120,
         ge=10,
-        le=900,
+        le=LAMBDA_MAX_TIMEOUT_SECONDS,
         description="The processor function's timeout; the queue hides a message for six times it while it is "
         "worked on.",
     )
@@ -176,3 +178,31 @@ class IngestionConfig(ConfigModel):
         if default is not None and default not in policies:
             raise KeyedError((), f"no policy for the default classification {default}", allowed="a policy for it")
         return policies
+
+    @model_validator(mode="after")
+    def _read_fits_a_documents_budget(self) -> IngestionConfig:
+        """The processor takes a document only with its budget left of the invocation (a quarter
+        of processor_timeout_seconds): a read that may take longer (the reading child is stopped
+        READ_GRACE_SECONDS past read_seconds) would outlive the invocation, timing out its batch
+        with no reason recorded, again on every retry."""
+        budget = document_budget_seconds(self.processor_timeout_seconds)
+        most = budget - READ_GRACE_SECONDS
+        if self.read_seconds > most:
+            timeout = self.processor_timeout_seconds
+            longer = [
+                t
+                for t in range(timeout, LAMBDA_MAX_TIMEOUT_SECONDS + 1)
+                if document_budget_seconds(t) - READ_GRACE_SECONDS >= self.read_seconds
+            ]
+            ways = [f"at most {most} with processor_timeout_seconds {timeout}"] if most >= 1 else []
+            ways += [f"processor_timeout_seconds of at least {longer[0]}"] if longer else []
+            if not ways:
+                most = document_budget_seconds(LAMBDA_MAX_TIMEOUT_SECONDS) - READ_GRACE_SECONDS
+                ways = [f"at most {most} with processor_timeout_seconds {LAMBDA_MAX_TIMEOUT_SECONDS}"]
+            raise KeyedError(
+                ("read_seconds",),
+                f"{self.read_seconds} s and the reader's {READ_GRACE_SECONDS} s of grace do not fit in the {budget} s "
+                f"each document is given of processor_timeout_seconds ({timeout})",
+                allowed=", or ".join(ways),
+            )
+        return self

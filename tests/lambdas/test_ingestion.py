@@ -9,6 +9,7 @@ import hashlib
 import itertools
 import json
 import threading
+from dataclasses import replace
 from typing import Any
 
 import boto3
@@ -532,6 +533,35 @@ def _deferred_for_the_last_time(message: dict[str, Any]) -> dict[str, Any]:
     message["attributes"]["ApproximateReceiveCount"] = str(MAX_RECEIVE)
     message["messageAttributes"] = {"requeues": {"stringValue": str(handler.MAX_REQUEUES), "dataType": "Number"}}
     return message
+
+
+def test_a_scan_that_would_outrun_the_invocation_stops_and_its_document_is_left_for_later(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A document is started with a budget left (sized for ~50 Comprehend calls); a text of more
+    calls, or a slow Comprehend, ran on until the function timed out with its whole batch. Between
+    two calls with less than half a budget left, the scan stops: nothing is written, the message
+    is retried (deferred, as a document not started is), and with time enough it is curated."""
+    monkeypatch.setattr(
+        handler, "pipeline", lambda: make(aws, max_document_bytes=1_000_000, max_extracted_chars=1_000_000)
+    )
+    message = landed(aws, "docs/long.txt", "Plain words and more of them. " * 9_000)  # 270 KB: 3 scan calls
+
+    def scans() -> int:
+        return sum(1 for kind, _ in aws.comprehend.calls if kind == "pii")
+
+    class Running(FakeContext):
+        @staticmethod
+        def get_remaining_time_in_millis() -> int:
+            return 30_000 if scans() == 0 else 14_900  # the budget is 30 s: under half of it after one call
+
+    assert run_with(message, context=Running()) == [message["messageId"]]
+    assert scans() == 1
+    assert [i for i in aws.registry_items() if i["sk"] != "event"] == []
+    assert curated_versions(aws) == []
+    assert len(aws.landing_versions()) == 1  # still there for the retry
+    assert run(message) == []  # 30 s left throughout
+    assert version_record(aws, "docs/long.txt")["status"] == "curated"
 
 
 def test_a_document_deferred_to_the_dead_letters_is_recorded_under_its_real_key(aws: Aws) -> None:
@@ -1121,6 +1151,36 @@ def test_an_object_deleted_before_processing_is_recorded_gone_with_the_reason(aw
     assert aws.registry.current(document_id(LANDING, ref.key)) is None
 
 
+def test_an_object_deleted_as_uploaders_delete_before_processing_is_recorded_gone_not_curated(aws: Aws) -> None:
+    """The landing bucket is versioned: an ordinary delete adds a delete marker and keeps the
+    version, which a HEAD of the event's version still finds. It was curated all the same; it is
+    gone, and its version emptied from landing (the marker is the uploader's)."""
+    ref = land(aws, "docs/withdrawn.txt", "Withdrawn words.")
+    marker = aws.s3.delete_object(Bucket=LANDING, Key=ref.key)["VersionId"]
+    outcome = make(aws).process(ref)
+    assert (outcome.status, outcome.reason, outcome.location) == (
+        "gone",
+        "the object was deleted before it was processed",
+        "",
+    )
+    assert curated_versions(aws) == []
+    assert aws.objects(QUARANTINE) == {}
+    assert aws.registry.current(document_id(LANDING, ref.key)) is None
+    assert [v["VersionId"] for v in aws.landing_versions()] == [marker]
+    assert make(aws).process(ref) == replace(outcome, replayed=True)
+
+
+def test_an_older_version_behind_a_newer_current_one_is_still_processed_in_the_registrys_order(aws: Aws) -> None:
+    """Only a delete marker withdraws a version: a newer upload being the current version is not
+    this one's end until it is settled (the registry orders them), so the older is curated first
+    and the newer replaces it."""
+    older = land(aws, "docs/two.txt", "Old text.")
+    newer = land(aws, "docs/two.txt", "New text.")
+    assert make(aws).process(older).status == "curated"
+    assert make(aws).process(newer).status == "curated"
+    assert aws.objects(CURATED)[f"curated/{document_id(LANDING, 'docs/two.txt')}.txt"] == b"New text."
+
+
 def test_an_object_the_pipeline_may_not_read_fails_to_be_retried_not_recorded_gone(
     aws: Aws, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1181,11 +1241,72 @@ def test_an_older_version_losing_the_race_undoes_its_writes_and_is_superseded(
         f"version {newer.version} of this document is newer and was settled first",
     )
     assert curated_versions(aws) == before  # each written version deleted again
-    assert aws.objects(QUARANTINE) == {}
+    assert stored(aws, QUARANTINE) == []  # a quarantine copy's version too: no unmasked copy left behind
     prefix = "direct/" if key.startswith("realtime/") else "curated/"
     assert aws.objects(CURATED)[f"{prefix}{document_id(LANDING, key)}.txt"] == b"New text."
     assert current_of(aws, key)["version"] == newer.version
     assert aws.landing_versions() == []
+
+
+def stored(aws: Aws, bucket: str) -> list[tuple[str, str]]:
+    """Every version and delete marker in a versioned bucket: (kind, key)."""
+    listed = aws.s3.list_object_versions(Bucket=bucket)
+    return [("version", v["Key"]) for v in listed.get("Versions", [])] + [
+        ("delete marker", m["Key"]) for m in listed.get("DeleteMarkers", [])
+    ]
+
+
+def test_a_quarantine_copy_undone_when_a_newer_version_settles_during_it_leaves_no_version(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The quarantine bucket is versioned: deleting the copy's key left the unmasked copy as a
+    noncurrent version behind a delete marker, readable by version for good."""
+    older = land(aws, "docs/report.txt", "Press contact: ada.lovelace@example.com", classification="public")
+    newer = land(aws, "docs/report.txt", "Fixed text, no personal data.", classification="public")
+    real_copy = aws.s3.copy_object
+
+    def copy_then_the_newer_settles(**params: Any) -> Any:
+        copied = real_copy(**params)
+        monkeypatch.setattr(aws.s3, "copy_object", real_copy)
+        assert make(aws).process(newer).status == "curated"
+        return copied
+
+    monkeypatch.setattr(aws.s3, "copy_object", copy_then_the_newer_settles)
+    assert make(aws).process(older).status == "superseded"
+    assert stored(aws, QUARANTINE) == []
+
+
+def test_a_quarantine_copy_in_parts_undone_leaves_no_version(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A copy in parts is undone by its own version too (S3's answer to completing the upload)."""
+    older, limit = _huge(aws, "docs/huge.txt")
+    newer = land(aws, "docs/huge.txt", "New text.")
+    assert make(aws).process(newer).status == "curated"
+    _sees_nothing_then_real(aws, monkeypatch, 1)
+    assert make(aws, copy_limit=limit).process(object_ref(older["body"])).status == "superseded"
+    assert stored(aws, QUARANTINE) == []
+
+
+def test_a_duplicate_delivery_quarantining_the_same_version_beside_the_first_leaves_the_firsts_copy(
+    aws: Aws,
+) -> None:
+    """Both deliveries copy the version to the same key; the one refused by the registry undoes
+    its own copy's version. A delete of the key hid the copy the registry names behind a marker."""
+    ref = land(aws, "docs/twice.txt", "Press contact: ada.lovelace@example.com", classification="public")
+    pipeline = make(aws)
+    pipeline._empty_landing = lambda *_: None  # type: ignore[method-assign]  # the first has not got there yet
+    first = pipeline.process(ref)
+    duplicate = make(aws)
+    duplicate._registry = StaleReads(aws.registry)  # type: ignore[assignment]
+    second = duplicate.process(ref)
+    assert (first.status, second.status, second.replayed, second.location) == (
+        "quarantined",
+        "quarantined",
+        True,
+        first.location,
+    )
+    _, _, key = first.location.removeprefix("s3://").partition("/")
+    assert aws.s3.get_object(Bucket=QUARANTINE, Key=key)["Body"].read() == b"Press contact: ada.lovelace@example.com"
+    assert stored(aws, QUARANTINE) == [("version", key)]
 
 
 def test_a_late_older_event_is_superseded_before_it_is_read(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -162,6 +162,30 @@ def test_json_with_an_integer_of_any_length_is_json() -> None:
     assert text_of(document.encode(), "json") == document
 
 
+@pytest.mark.parametrize("fmt", ["txt", "md", "csv", "json"])
+def test_a_text_format_past_the_limit_in_bytes_is_refused_before_it_is_decoded(
+    monkeypatch: pytest.MonkeyPatch, fmt: str
+) -> None:
+    """Its text is its bytes (as UTF-8), and the scan's limit is on those: 2,002 bytes are too much
+    text for 2,000 however few characters they hold (1,002 here)."""
+
+    def decoded(*_: Any) -> str:
+        raise AssertionError("decoded")
+
+    monkeypatch.setattr(documents, "_plain_text", decoded)
+    with pytest.raises(RejectedError) as refused:
+        text_of(b'"' + "\u00e9".encode() * 1_000 + b'"', fmt, ReadLimits(max_chars=2_000))
+    assert (refused.value.code, refused.value.reason) == (
+        "too_much_text",
+        "the text is 2002 bytes of UTF-8, over the 2000 byte limit (one personal-data scan per 100 KB)",
+    )
+
+
+def test_a_text_of_exactly_the_limit_in_bytes_is_read_and_its_byte_order_mark_is_not_counted() -> None:
+    text = '"' + "\u00e9" * 999 + '"'  # 2,000 bytes
+    assert text_of(b"\xef\xbb\xbf" + text.encode(), "json", ReadLimits(max_chars=2_000)) == text
+
+
 def test_html_is_read_as_a_browser_shows_it() -> None:
     """Table cells apart, and a script written "<script/>" (a browser opens it: what follows is its
     source until "</script>") left out."""

@@ -1,7 +1,7 @@
-"""PDF and DOCX are read in a child process that cannot outgrow its memory nor outlive its time:
-what a parser does inside one page or part (where the readers' own checks cannot look) costs the
-child, and the function gets a refusal with its reason. The documents here are the ones a hostile
-probe found: each held the function's memory or time before."""
+"""PDF, Office files, JSON and HTML are read in a child process that cannot outgrow its memory nor
+outlive its time: what a parser does inside one page or part (where the readers' own checks cannot
+look) costs the child, and the function gets a refusal with its reason. The documents here are the
+ones a hostile probe found: each held the function's memory or time before."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ import resource
 import signal
 import sys
 import threading
+import tracemalloc
 import zipfile
 import zlib
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,7 +23,7 @@ import pytest
 from ingestion import documents, office
 from ingestion.documents import ReadLimits, RejectedError, text_of
 from tests.lambdas.ingestion_corpus import docx_bytes, pdf_file, sheet_xml, xlsx_package
-from tests.lambdas.ingestion_fixtures import Aws
+from tests.lambdas.ingestion_fixtures import Aws, land, make
 from tests.lambdas.test_ingestion_documents import settled
 
 MB = 1_000_000
@@ -275,3 +277,76 @@ def test_an_error_nothing_can_raise_in_the_reading_child_is_not_reported_there(
     book = xlsx_package([sheet_xml([["cell"]])])
     assert text_of(book, "xlsx").startswith("cell")
     assert not marker.exists()
+
+
+# "[{},{},...]": each two-byte object is a dict of the parser's (the reviewer's 45 MB upload grew
+# the 1024 MB function by ~942 MiB before the text limit was looked at).
+MANY_OBJECTS = ("[" + "{}," * 999_999 + "{}]").encode()  # 3 MB
+
+
+def test_json_and_html_are_parsed_in_the_reading_child(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parsed in the function's own process, neither read_memory_bytes nor read_seconds applied to
+    them: JSON's objects take twenty times and more their bytes, and html.parser (3.11) is
+    quadratic on unclosed tags (a 90 KB upload outlasted the processor's timeout)."""
+    parent, parsed = os.getpid(), tmp_path / "parsed"
+    plain_text = documents._plain_text
+
+    def recorded(data: bytes, fmt: str) -> str:
+        with parsed.open("a") as log:
+            log.write(f"{fmt} {'child' if os.getpid() != parent else 'function'}\n")
+        return plain_text(data, fmt)
+
+    monkeypatch.setattr(documents, "_plain_text", recorded)  # the child is forked with it
+    assert text_of(b'{"a": [1, 2]}', "json") == '{"a": [1, 2]}'
+    assert text_of(b"<p>Hi</p><script>x()</script>", "html") == "Hi"
+    assert parsed.read_text().splitlines() == ["json child", "html child"]
+
+
+def test_a_json_document_of_many_small_objects_costs_the_child_not_the_function() -> None:
+    tracemalloc.start()
+    try:
+        assert text_of(MANY_OBJECTS, "json", ReadLimits(max_chars=5 * MB)) == MANY_OBJECTS.decode()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # The text the child sends back, and its pickle: parsed here it took about 25 times the bytes.
+    assert peak < 5 * len(MANY_OBJECTS)
+    # Five times as many need ~375 MB parsed: more than the child's limit and than whatever free
+    # memory it inherits from the suite's process.
+    assert refusal(
+        MANY_OBJECTS[:-1] + b",{}" * 4_000_000 + b"]", "json", max_chars=50 * MB, max_memory_bytes=20 * MB
+    ) == (
+        "too_much_memory",
+        f"reading the json document needed over {20 * MB} bytes of memory",
+    )
+
+
+def test_an_html_parse_that_takes_longer_than_the_budget_is_stopped_at_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    def slow(parser: Any, data: str) -> None:
+        threading.Event().wait(10)  # nothing sets it: a parse far longer than the budget
+
+    monkeypatch.setattr(documents._Text, "feed", slow)
+    assert refusal(b"<p>Hi</p>", "html", seconds=0.1, grace_seconds=0.1) == (
+        "too_slow",
+        "reading the text took longer than 0.1 seconds",
+    )
+
+
+def test_a_json_upload_of_too_much_text_is_quarantined_without_being_parsed(aws: Aws) -> None:
+    """The reviewer's upload, at 3 MB: its size alone says its text is past the limit (the
+    fixture's 2,000 bytes), so nothing decodes or parses it before it is quarantined."""
+    ref = land(aws, "docs/many.json", MANY_OBJECTS)
+    pipeline = make(aws, max_document_bytes=5 * MB)
+    tracemalloc.start()
+    try:
+        outcome = pipeline.process(ref)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (outcome.status, outcome.reason_code, outcome.reason) == (
+        "quarantined",
+        "too_much_text",
+        f"the text is {len(MANY_OBJECTS)} bytes of UTF-8, over the 2000 byte limit (one personal-data scan per 100 KB)",
+    )
+    # S3's answer and the copy (moto's, in this process) hold the bytes; the parse took 25 times them.
+    assert peak < 10 * len(MANY_OBJECTS)

@@ -500,7 +500,7 @@ def test_a_version_an_earlier_release_left_pending_without_a_sequencer_is_dead_l
     assert (record["status"], record["location"], record["reason"]) == (
         "dead_lettered",
         "dlq",
-        "the version's S3 event had no sequencer of S3's (hex, at most 32 digits): "
+        "the version's S3 event had no sequencer of S3's (hex, at most 20 digits): "
         "its order among the document's versions is unknown",
     )
     assert aws.registry.current(doc) is None

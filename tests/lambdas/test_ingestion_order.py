@@ -1,6 +1,6 @@
 """Versions of a document in S3's order: every S3 event carries its key's sequencer (hex, typically
 16 to 18 digits), and only a later one replaces the document's current state. An event without
-one, or with one longer than 32 digits, is dead-lettered at once; no current state is written
+one, or with one longer than 20 digits, is dead-lettered at once; no current state is written
 without one; a Macie finding keeps the stored one."""
 
 from __future__ import annotations
@@ -31,11 +31,13 @@ from tests.lambdas.ingestion_fixtures import (
 )
 
 KEY = "team/notes.txt"
-REFUSED = "the event has no sequencer of S3's (hex, at most 32 digits) to order it by"
+REFUSED = "the event has no sequencer of S3's (hex, at most 20 digits) to order it by"
 ABSENT = object()  # the event has no "sequencer" at all
 
 
-@pytest.mark.parametrize("sequencer", [ABSENT, None, "", 1234, "0x12", "12 34", "G1", "1" * 33, "F" * 64])
+@pytest.mark.parametrize(
+    "sequencer", [ABSENT, None, "", 1234, "0x12", "12 34", "G1", "1" * 21, "F" * 32, "1" * 33, "F" * 64]
+)
 def test_an_event_without_a_sequencer_of_s3s_is_dead_lettered_at_once_with_the_reason(aws: Aws, sequencer: Any) -> None:
     put = aws.put(KEY, "Old text, sent again by something other than S3.")
     event = s3_event(put["key"], put["version"], put["size"])
@@ -57,8 +59,8 @@ def test_an_event_without_a_sequencer_of_s3s_is_dead_lettered_at_once_with_the_r
     assert len(aws.landing_versions()) == 1  # nothing read, nothing deleted
 
 
-@pytest.mark.parametrize("sequencer", ["1", "0055AED6DCD90281E5", "0055aed6dcd90281e5", "F" * 32])
-def test_a_sequencer_of_1_to_32_hex_digits_orders_the_event(sequencer: str) -> None:
+@pytest.mark.parametrize("sequencer", ["1", "0055AED6DCD90281E5", "0055aed6dcd90281e5", "F" * 20])
+def test_a_sequencer_of_1_to_20_hex_digits_orders_the_event(sequencer: str) -> None:
     event = s3_event(KEY, "v1", 1)
     event["detail"]["object"]["sequencer"] = sequencer
     assert object_ref(json.dumps(event)).sequencer == sequencer
@@ -92,7 +94,28 @@ def test_a_forged_sequencer_past_s3s_length_cannot_freeze_the_document(aws: Aws)
     assert current_of(aws, KEY)["version"] == later.version
 
 
-@pytest.mark.parametrize("sequencer", ["", "F" * 33, "not hex"])
+def test_a_forged_event_of_32_fs_is_dead_lettered_and_later_uploads_are_curated(aws: Aws) -> None:
+    """32 hex digits were let through, and 32 F's outrank every event S3 sends for the key (18
+    digits): the forged event curated the version, and each genuine later upload was superseded."""
+    first = aws.put(KEY, "Old policy text.")
+    forged = s3_event(KEY, first["version"], first["size"])
+    forged["detail"]["object"]["sequencer"] = "F" * 32
+    message = sqs_message(forged)
+    assert handler.lambda_handler(batch(message), FakeContext()) == {"batchItemFailures": []}
+    (dead,) = aws.dlq()
+    assert dead["MessageAttributes"]["reason"]["StringValue"] == REFUSED
+    assert aws.registry.current(document_id(LANDING, KEY)) is None
+    later = aws.put(KEY, "New policy text.")
+    genuine = sqs_message(s3_event(KEY, later["version"], later["size"]))
+    assert handler.lambda_handler(batch(genuine), FakeContext()) == {"batchItemFailures": []}
+    state = current_of(aws, KEY)
+    assert (state["status"], state["version"]) == ("curated", later["version"])
+    settled = aws.registry.version(document_id(LANDING, KEY), later["version"])
+    assert settled is not None
+    assert settled.status == "curated"
+
+
+@pytest.mark.parametrize("sequencer", ["", "F" * 21, "not hex"])
 def test_the_registry_writes_no_current_state_without_a_sequencer(aws: Aws, sequencer: str) -> None:
     doc = document_id(LANDING, KEY)
     record = VersionRecord(document_id=doc, version="v1", status="curated", reason="r", source=f"s3://{LANDING}/{KEY}")
