@@ -1031,15 +1031,16 @@ def test_an_answer_cap_the_functions_memory_cannot_parse_is_refused(where: tuple
             at("production", "functions", function, "memory_mb", value=memory)(blueprint)
         return blueprint
 
-    largest = (256 - 128) * 2**20 // 40  # 3.2 MiB in the default 256 MB
+    largest = (256 - 128) * 2**20 // 56  # 2.3 MiB in the default 256 MB
     assert load_config({"blueprint": with_cap(largest)})
     assert refusal(with_cap(largest + 1)) == (
         f"blueprint.production.{'.'.join(where)}.max_response_bytes: an answer of {largest + 1} bytes may take 257 "
-        f"MB once parsed (40 times its size, and the function's own 128 MB), more than "
+        f"MB once parsed (56 times its size, and the function's own 128 MB), more than "
         f"functions.{function}.memory_mb (256); allowed: max_response_bytes at most {largest}, or "
         f"functions.{function}.memory_mb at least 257"
     )
-    assert load_config({"blueprint": with_cap(33_554_432, memory=1408)})  # 32 MiB: 1,280 + 128 MB
+    assert load_config({"blueprint": with_cap(33_554_432, memory=1920)})  # 32 MiB: 1,792 + 128 MB
+    assert refusal(with_cap(33_554_432, memory=1919))  # one MB short
 
 
 @pytest.mark.parametrize(

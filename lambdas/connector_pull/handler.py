@@ -7,16 +7,18 @@ JSON type than it must be (an id is text or an integer; a title and a body text)
 change is out of range or later than now (beyond a small clock skew), is a poison record: it goes
 to the pipeline's DLQ with its reason, cut to fit an SQS message. The watermark (the newest change
 seen) is saved only after every page was landed, so a failed run is repeated whole by the next one
-(landing the same key again is safe). An id's change older than one landed before, in this run
+(landing the same key again is safe). A poison record whose change time is one a record could land
+with moves it too: its DLQ message is its copy, and left behind the watermark it would be listed,
+and dead-lettered, again by every run. An id's change older than one landed before, in this run
 or an earlier one, is not landed: the registry keeps each id's change landed last. Nor is the
 watermark's own change of an id the run that saved it landed, the same text (saved with it, up to
-MAX_AT_WATERMARK: landed_version): a source whose ``since`` includes its bound lists it again on
-every run, and landing it again would have the pipeline ingest it again each time. A source whose
-cursor repeats fails the run: its paging loops, and saving the watermark would skip, for good, the
-changes on the pages never read. So does a page not in the shape the config describes
-(AnswerShapeError, logged and counted): no list of records at ``items_field`` (an empty list is a
-page without changes; a renamed field or an error answered with 200 is not), or a next cursor
-neither text nor an integer.
+MAX_AT_WATERMARK: landed_version), nor dead-lettered again if it was poison: a source whose
+``since`` includes its bound lists it again on every run, and landing it again would have the
+pipeline ingest it again each time. A source whose cursor repeats fails the run: its paging loops,
+and saving the watermark would skip, for good, the changes on the pages never read. So does a page
+not in the shape the config describes (AnswerShapeError, logged and counted): no list of records at
+``items_field`` (an empty list is a page without changes; a renamed field or an error answered with
+200 is not), or a next cursor neither text nor an integer.
 
 A run stops at MAX_PAGES with the cursor still going (a first run, a backfill, a watermark not
 trusted) and saves a resume point beside the watermark: the cursor, the ``since`` it was paging and
@@ -40,7 +42,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, partial
 from typing import Any
 
 import boto3
@@ -49,7 +51,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from connector_pull.contract import SOURCE, Metric, PullSource, Settings
 from shared.bodies import problems
@@ -115,7 +117,13 @@ class AnswerShapeError(RuntimeError):
 
 
 class _PoisonError(Exception):
-    """An item that cannot become a landing document; its text is the reason the DLQ message gives."""
+    """An item that cannot become a landing document; its text is the reason the DLQ message gives.
+    ``changed``: its change time in UTC, when it has one a record would land with (the watermark
+    moves past it, as past a landed record's)."""
+
+    def __init__(self, reason: str, *, changed: dt.datetime | None = None) -> None:
+        super().__init__(reason)
+        self.changed = changed
 
 
 @dataclass(frozen=True)
@@ -127,7 +135,7 @@ class Run:
     capped: bool = False  # stopped at MAX_PAGES or for time: a resume point was saved, the watermark kept
     repeated: int = 0  # records of an id this run had landed a version as new of, or newer: not landed
     outdated: int = 0  # records of an id an earlier run had landed a newer change of: not landed
-    unchanged: int = 0  # the watermark's own changes, which the run that saved it landed: not landed
+    unchanged: int = 0  # the watermark's own changes, which the run that saved it landed or dead-lettered: skipped
 
 
 @dataclass(frozen=True)
@@ -143,7 +151,8 @@ class Resume:
 class Mark:
     watermark: str | None
     resume: Resume | None = None
-    # What the run that saved the watermark landed of the changes at it (landed_version's).
+    # What the run that saved the watermark landed or dead-lettered of the changes at it
+    # (landed_version's, dead_letter_version's).
     at_watermark: frozenset[str] = frozenset()
 
 
@@ -159,6 +168,13 @@ def landed_version(record_id: str, doc: Document) -> str:
     taken for the one landed."""
     digest = hashlib.sha256(doc.body + json.dumps(doc.metadata, sort_keys=True).encode()).hexdigest()
     return f"{record_id}:{digest[:16]}"
+
+
+def dead_letter_version(item: Any) -> str:
+    """A poison record as the watermark keeps it, beside the landed versions: a digest of the item
+    as the source gave it. It has no ``:``, and ``~`` is in no record id: it is no landed version's
+    record (_Newest.landed's), whatever id the item holds."""
+    return f"~{hashlib.sha256(json.dumps(item, sort_keys=True).encode()).hexdigest()[:16]}"
 
 
 class Watermarks:
@@ -296,8 +312,8 @@ def pull(
             try:
                 record, changed = _record(source, item, latest=latest)
             except _PoisonError as poisoned:
-                _poison(sqs, dlq_url, source.name, pages, index, item, str(poisoned))
-                poison += 1
+                send = partial(_poison, sqs, dlq_url, source.name, pages, index, item, str(poisoned))
+                poison += _dead_letter_once(item, poisoned.changed, send, versions, newest)
                 continue
             doc = document(source.name, record, classification=source.classification, owner=source.owner)
             version = landed_version(record.id, doc)
@@ -319,6 +335,21 @@ def pull(
     if resume or (newest.stamp and newest.stamp != since) or grown:
         watermarks.put(source.name, newest.stamp or mark.watermark, at_watermark=newest.ids)  # no resume point
     return Run(landed, poison, pages, newest.stamp, False, *versions.counts())
+
+
+def _dead_letter_once(
+    item: Any, changed: dt.datetime | None, send: Callable[[], None], versions: _Versions, newest: _Newest
+) -> int:
+    """Dead-letter a poison item (``send``), unless the run that saved the watermark did, at it; a
+    change time it has (``changed``) moves the watermark as a landed record's does, its DLQ message
+    being its copy. 1 if it was sent."""
+    version = dead_letter_version(item)
+    if versions.dead_lettered_before(version, changed):
+        return 0
+    send()
+    if changed is not None:
+        newest.landed(version, changed)
+    return 1
 
 
 @dataclass
@@ -374,12 +405,22 @@ class _Versions:
                 self.repeated += 1
                 return False
         self._changed[record_id] = changed
-        if changed is not None and version in self._at_watermark and changed.isoformat() == self._watermark:
-            self.unchanged += 1  # the run that saved the watermark landed this very change
+        if self._saved_with_watermark(version, changed):  # the run that saved the watermark landed this very change
             return False
         if changed is not None and not self._watermarks.claim(self._source, record_id, changed):
             self.outdated += 1
             return False
+        return True
+
+    def dead_lettered_before(self, version: str, changed: dt.datetime | None) -> bool:
+        """Whether the run that saved the watermark dead-lettered this very poison record, at it
+        (``version``: dead_letter_version)."""
+        return self._saved_with_watermark(version, changed)
+
+    def _saved_with_watermark(self, version: str, changed: dt.datetime | None) -> bool:
+        if changed is None or version not in self._at_watermark or changed.isoformat() != self._watermark:
+            return False
+        self.unchanged += 1
         return True
 
 
@@ -491,26 +532,42 @@ def _record(source: PullSource, item: Any, *, latest: dt.datetime) -> tuple[Reco
     and a change time text or a number (pydantic reads it: ISO 8601, or seconds since 1970)."""
     if not isinstance(item, dict):
         raise _PoisonError(f"record: {_json_type(item)}, not an object")
-    raw = {
-        "id": _field(item, "id", source.id_field, integer=True),
-        "title": _field(item, "title", source.title_field, optional=True) or "",
-        "body": _field(item, "body", source.body_field),
-        "updated_at": _change_time(item, source.updated_field),
-    }
     try:
+        raw = {
+            "id": _field(item, "id", source.id_field, integer=True),
+            "title": _field(item, "title", source.title_field, optional=True) or "",
+            "body": _field(item, "body", source.body_field),
+            "updated_at": _change_time(item, source.updated_field),
+        }
         record = Record.model_validate(raw)
-    except ValidationError as error:
-        raise _PoisonError(problems(error, envelope=())) from None
-    if record.updated_at is None:
-        return record, None
-    stamp = record.updated_at
+    except (_PoisonError, ValidationError) as error:
+        reason = problems(error, envelope=()) if isinstance(error, ValidationError) else str(error)
+        raise _PoisonError(reason, changed=_poison_change(item, source.updated_field, latest)) from None
+    return record, None if record.updated_at is None else _in_range(record.updated_at, latest)
+
+
+# A change time read as Record reads its updated_at.
+_CHANGE_TIME: TypeAdapter[dt.datetime | None] = TypeAdapter(dt.datetime | None)
+
+
+def _poison_change(item: dict[str, Any], path: str, latest: dt.datetime) -> dt.datetime | None:
+    """A poison record's change in UTC, if it has one a record would land with; None otherwise."""
+    try:
+        stamp = _CHANGE_TIME.validate_python(_change_time(item, path))
+        return None if stamp is None else _in_range(stamp, latest)
+    except (_PoisonError, ValidationError):
+        return None
+
+
+def _in_range(stamp: dt.datetime, latest: dt.datetime) -> dt.datetime:
+    """``stamp`` in UTC; _PoisonError for one out of UTC's years or later than ``latest``."""
     try:
         changed = utc(stamp)
     except OverflowError:  # e.g. 9999-12-31T23:59:59-05:00 is in the year 10000 in UTC
         raise _PoisonError("updated_at: out of range once converted to UTC") from None
     if changed > latest:
         raise _PoisonError(f"updated_at: later than now (by more than {CLOCK_SKEW}); it would hide later changes")
-    return record, changed
+    return changed
 
 
 def _field(item: dict[str, Any], name: str, path: str, *, integer: bool = False, optional: bool = False) -> str | None:

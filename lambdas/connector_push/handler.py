@@ -10,9 +10,11 @@ refuse later, a repeated id, an ``updated_at`` in the future) is a 422 naming it
 and nothing is written; the answer lists ten problems at most and counts the rest (150,000 unknown
 keys would otherwise answer more than Lambda may return). A record whose ``updated_at`` is older
 than the change of its id that landed last is skipped, not landed (a batch sent again after a
-failure, or pushes out of order, would put an older text back over a newer one); one without
-``updated_at`` always lands. Back-pressure is the pipeline's queue: this function only writes to S3
-and the registry. Record contents are never logged.
+failure, or pushes out of order, would put an older text back over a newer one), and so is one
+whose key S3 finds holding a later change when it lands (two requests at once: the newer's text
+stays, whichever reaches S3 last; connector_push.newest); one without ``updated_at`` always lands.
+Back-pressure is the pipeline's queue: this function only writes to S3 (reading a key's object
+when another request wrote it first) and the registry. Record contents are never logged.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import from_json
 
 from connector_push.contract import PUSHES_REFUSED, Settings
+from connector_push.newest import land_newest
 from shared import snapstart
 from shared.bodies import BodyError, body_bytes, check_counts, check_values, clip, listing, problems
 from shared.connector_state import CLOCK_SKEW, claim_change, utc
@@ -142,15 +145,28 @@ def push(source: str) -> Response[Any]:
     accepted: list[dict[str, str]] = []
     skipped: list[dict[str, str]] = []
     for record, (record_id, doc) in zip(batch.records, documents, strict=True):
-        if record.updated_at is not None and not claim_change(registry(), source, record_id, utc(record.updated_at)):
+        version = _land(source, record, doc)
+        if version is None:
             skipped.append({"id": record_id, "reason": "a later change of this record (updated_at) has landed"})
             continue
-        accepted.append({"id": record_id, "key": doc.key, "version": land(s3(), doc, settings().landing_bucket)})
+        accepted.append({"id": record_id, "key": doc.key, "version": version})
     metrics.add_dimension("Source", source)
     metrics.add_metric(name="RecordsAccepted", unit=MetricUnit.Count, value=len(accepted))
     metrics.add_metric(name="RecordsSkipped", unit=MetricUnit.Count, value=len(skipped))
     logger.info("records accepted", extra={"source": source, "count": len(accepted), "skipped": len(skipped)})
     return _json(202, {"accepted": len(accepted), "documents": accepted, "skipped": skipped})
+
+
+def _land(source: str, record: Record, doc: Document) -> str | None:
+    """The version id ``doc`` landed as; None when a later change of its record landed before it
+    (the registry's claim says so, or the object S3 holds)."""
+    bucket = settings().landing_bucket
+    if record.updated_at is None:
+        return land(s3(), doc, bucket)  # nothing orders it against another change: it always lands
+    changed = utc(record.updated_at)
+    if not claim_change(registry(), source, record.id, changed):
+        return None
+    return land_newest(s3(), doc, bucket, changed)
 
 
 def _in_the_future(records: Sequence[Record]) -> list[str]:

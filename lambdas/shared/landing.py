@@ -99,13 +99,15 @@ def document(source: str, record: Record, *, classification: str, owner: str | N
     )
 
 
-def land(s3: Any, doc: Document, bucket: str) -> str:
-    """Write the document to the landing bucket; its "Object Created" event starts the pipeline."""
+def land(s3: Any, doc: Document, bucket: str, **condition: str) -> str:
+    """Write the document to the landing bucket; its "Object Created" event starts the pipeline.
+    ``condition`` is PutObject's IfMatch or IfNoneMatch (connector_push.newest)."""
     response = s3.put_object(
         Bucket=bucket,
         Key=doc.key,
         Body=doc.body,
         ContentType="text/markdown; charset=utf-8",
         Metadata=doc.metadata,
+        **condition,
     )
     return str(response.get("VersionId", ""))

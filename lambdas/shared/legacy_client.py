@@ -180,14 +180,18 @@ class LegacyClient:
                 continue
             if status != 200 or data is None:
                 raise _refusal(status)
-            return decode_json(data), len(data)
+            size, text = len(data), _text(data)
+            # The answer's bytes go before its text is parsed: held beside the parsed objects, they
+            # would be one more copy of the answer than shared.tools.JSON_MEMORY_FACTOR counts.
+            del data
+            return _parsed(text), size
         # Only a 401 on the last attempt gets here: its fresh token waits for the next call (the
         # refresh is an attempt, as longest_call_seconds counts them).
         raise _unavailable("the service refused the token; no attempt was left to retry with a fresh one")
 
     def _exchange(
         self, method: str, url: str, *, headers: dict[str, str], body: str | None = None
-    ) -> tuple[int, int, bytes | None]:
+    ) -> tuple[int, int, bytearray | None]:
         """One request within the deadline: (status, Retry-After, the body of a 200 or None).
 
         Only a 200's body is read (a refusal's is discarded unread); it is read a chunk at a time
@@ -225,7 +229,9 @@ class LegacyClient:
                 response.close()  # unread bytes must not reach the next request on this connection
             response.release_conn()
 
-    def _read(self, response: urllib3.BaseHTTPResponse, deadline: float) -> bytes:
+    def _read(self, response: urllib3.BaseHTTPResponse, deadline: float) -> bytearray:
+        """The body, gathered into one buffer as it is read: a list of chunks joined at the end held
+        the answer twice at once."""
         cap = self._settings.max_response_bytes
         if response.headers.get("Content-Encoding", "identity").lower() != "identity":
             raise _malformed("a compressed answer that was not asked for")
@@ -237,8 +243,7 @@ class LegacyClient:
                 raise _malformed("Content-Length is not a number")
             if int(declared) > cap:
                 raise _unavailable(f"the service's answer is larger than {cap} bytes")
-        chunks: list[bytes] = []
-        size = 0
+        body = bytearray()
         while True:
             self._left(deadline)  # none left ends it; each socket read waits what is left (deadline_http)
             try:
@@ -246,11 +251,10 @@ class LegacyClient:
             except (urllib3.exceptions.HTTPError, OSError):
                 raise _TransportError from None
             if not chunk:
-                return b"".join(chunks)
-            size += len(chunk)
-            if size > cap:
+                return body
+            if len(body) + len(chunk) > cap:
                 raise _unavailable(f"the service's answer is larger than {cap} bytes")
-            chunks.append(chunk)
+            body += chunk
 
     def _left(self, deadline: float) -> float:
         """Seconds left before the deadline (a bound for the next socket wait); none left ends it."""
@@ -298,7 +302,9 @@ class LegacyClient:
         token, expires_in = _token_fields(decode_json(data))
         self.token_fetches += 1
         self._token = token
-        self._token_expires = self._clock() + expires_in - TOKEN_SKEW_SECONDS
+        # Refreshed early, by the skew or half the token's life if that is shorter: a token that
+        # lives no longer than the skew would be due on arrival and fetched again by every call.
+        self._token_expires = self._clock() + expires_in - min(TOKEN_SKEW_SECONDS, expires_in / 2)
 
     def _backoff(self, attempt: int) -> None:
         self._sleep(random.uniform(0, self._settings.backoff_seconds * 2 ** (attempt - 1)))  # noqa: S311
@@ -330,18 +336,28 @@ def _token_fields(answer: Any) -> tuple[str, float]:
     return token, float(min(expires_in, MAX_TOKEN_SECONDS))
 
 
-def decode_json(data: bytes) -> Any:
+def decode_json(data: bytes | bytearray) -> Any:
     """Strict JSON: UTF-8 (no BOM, no UTF-16), finite numbers, at most MAX_JSON_DEPTH deep. Text is
     Unicode: JSON can escape half a surrogate pair ("\\ud800"), which no UTF-8 holds, so each one is
     read as U+FFFD (the Lambda runtime encodes a tool's answer as UTF-8 after the handler returns,
     where no error of the taxonomy can be made of it, and a pulled record lands as UTF-8); refusing
     the whole answer instead would stop a pull source at that page for good."""
+    return _parsed(_text(data))
+
+
+def _text(data: bytes | bytearray) -> str:
+    """The answer as text: strict UTF-8, without a byte order mark (decode_json)."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise _malformed("not UTF-8") from None
     if text.startswith("\ufeff"):
         raise _malformed("a byte order mark before the JSON")
+    return text
+
+
+def _parsed(text: str) -> Any:
+    """The answer's text as JSON values (decode_json)."""
     try:
         value = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
     except RecursionError:

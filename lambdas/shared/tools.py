@@ -44,11 +44,15 @@ def longest_call_seconds(
     return (max_attempts + 2) * timeout_seconds + backoffs
 
 
-# A parsed JSON answer's memory per byte of its text, at most: an answer of nested empty lists
-# ([[]],[[]],...) holds about 32 times its size as Python objects (tests/lambdas/test_legacy_hostile.py
-# measures every shape), with its text and the bytes read beside them. And what a Python function
-# holds before it reads one (the runtime, boto3, the handler's modules).
-JSON_MEMORY_FACTOR = 40
+# A parsed JSON answer's memory per byte of its text, at most. The densest shape is lists nested to
+# the depth the client allows ([[[...]]],...): about 44 times its size as Python objects, as
+# tracemalloc counts them, and its text beside them (4 bytes a character once one character is past
+# U+FFFF: 47 times; tests/lambdas/test_legacy_hostile.py measures every shape). The process's memory
+# is about a tenth more (the allocator's rounding): 48.6 times for the ASCII answer and 51.6 for the
+# wide one, measured at 2 to 32 MiB, the client letting go of the answer's bytes before it parses
+# its text. 56 leaves a margin over that. And what a Python function holds before it reads one (the
+# runtime, boto3, the handler's modules).
+JSON_MEMORY_FACTOR = 56
 FUNCTION_BASELINE_MB = 128
 
 

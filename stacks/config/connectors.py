@@ -150,7 +150,7 @@ class PullConnectorConfig(ConfigModel):
         ge=131_072,
         le=33_554_432,
         description="The largest page the function reads from the source (bytes): a larger one is refused as it "
-        "streams, never held in memory, and fails the run with the watermark kept. A page is parsed whole, in up to 40 "
+        "streams, never held in memory, and fails the run with the watermark kept. A page is parsed whole, in up to 56 "
         "times its size: synth refuses a cap whose page would not fit functions.connector_pull.memory_mb beside "
         "the function's own 128 MB.",
     )

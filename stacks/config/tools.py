@@ -59,7 +59,7 @@ class LegacyApiConfig(ConfigModel):
         le=33_554_432,
         description="The largest answer the function reads from the API (bytes): a larger one is refused as it "
         "streams, never held in memory. Above byte_budget's largest value, since a tool's answer is cut from it. "
-        "An answer is parsed whole, in up to 40 times its size: synth refuses a cap whose answer would not fit "
+        "An answer is parsed whole, in up to 56 times its size: synth refuses a cap whose answer would not fit "
         "functions.legacy_tools.memory_mb beside the function's own 128 MB.",
     )
     top_k: int = Field(default=10, ge=1, le=100, description="Records per page of a tool's answer.")

@@ -18,7 +18,7 @@ import pytest
 from connector_pull import handler as pull
 from connector_pull.contract import Settings as PullSettings
 from shared.bodies import MAX_VALUES
-from shared.connector_state import CLOCK_SKEW
+from shared.connector_state import CLOCK_SKEW, utc
 from tests.lambdas.conftest import HttpResult, printed
 from tests.lambdas.ingestion_corpus import LANDING
 from tests.lambdas.ingestion_fixtures import Aws
@@ -229,6 +229,47 @@ def test_an_id_listed_twice_in_one_run_keeps_its_newest_version(
     assert landed_text(aws, "a").endswith("NEW\n")
     assert (result.landed, result.repeated) == counts
     assert watermark(aws) == "2026-11-02T09:00:00+00:00"
+
+
+class Listing(Upstream):
+    """A source that lists, on one page, its records changed at or after ``since``: its bound
+    included, as many sources do."""
+
+    def __init__(self, *items: dict[str, Any]) -> None:
+        super().__init__()
+        self.items = items
+
+    def get(self, path: str, params: dict[str, Any]) -> tuple[Any, int]:
+        self.requests.append(params)
+        since = params.get(SOURCE.since_param)
+        changed = [
+            item
+            for item in self.items
+            if since is None
+            or dt.datetime.fromisoformat(item["article"]["audit"]["updatedAt"]) >= dt.datetime.fromisoformat(since)
+        ]
+        return {"items": changed}, 0
+
+
+def poison_article(number: str, updated: str, body: Any) -> dict[str, Any]:
+    return {"article": {"id": number, "title": "t", "body": {"text": body}, "audit": {"updatedAt": updated}}}
+
+
+@pytest.mark.parametrize("poisoned", ["2026-11-02T00:00:00Z", "2026-10-31T00:00:00Z"], ids=["newest", "older"])
+def test_a_poison_record_with_a_change_time_is_dead_lettered_once_and_the_watermark_passes_it(
+    aws: Aws, poisoned: str
+) -> None:
+    """Newest of its listing, it was left ahead of the watermark, which moved for landed records
+    only: listed and dead-lettered again by every run (96 a day at rate(15 minutes)). Its DLQ message
+    is its copy; at the watermark, with a since that includes its bound, it is saved with it, as a
+    landed version is (two at one instant here: each is its own)."""
+    source = Listing(
+        article("ok", "2026-11-01T00:00:00Z"), poison_article("bad", poisoned, None), poison_article("bad", poisoned, 7)
+    )
+    runs = [run(aws, source) for _ in range(3)]
+    assert [(r.landed, r.poison) for r in runs] == [(1, 2), (0, 0), (0, 0)]
+    assert len(aws.dlq()) == 2
+    assert watermark(aws) == max(utc(dt.datetime.fromisoformat(t)) for t in (poisoned, "2026-11-01T00:00Z")).isoformat()
 
 
 @pytest.mark.parametrize("updated", ["9999-12-31T23:59:59-05:00", "0001-01-01T00:00:00+01:00"])

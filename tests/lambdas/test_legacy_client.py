@@ -277,8 +277,8 @@ def test_client_for_caps_answers_at_the_endpoints_bytes_or_the_default(api: Lega
         assert error.message == f"the service's answer is larger than {cap} bytes"
 
 
-# How long a token is held: its expires_in less TOKEN_SKEW_SECONDS, a day at most, five minutes
-# when the answer does not say.
+# How long a token is held: its expires_in less TOKEN_SKEW_SECONDS (or half its expires_in, when
+# that is shorter), a day at most, five minutes when the answer does not say.
 
 
 class Clock:
@@ -383,12 +383,25 @@ def test_a_5xx_without_retry_after_asks_for_thirty_seconds(api: LegacyApi) -> No
     assert (error.message, error.retry_after) == ("the service answered 503", 30)
 
 
-def test_a_token_that_lives_under_a_second_is_still_a_token(api: LegacyApi) -> None:
-    """expires_in need only be positive; held for no time (it is fetched again on the next call)."""
-    api.tokens["brief"] = time.monotonic() + 3600
-    api.answers["/oauth/token"] = Answer(body=b'{"access_token": "brief", "expires_in": 0.5}')
-    made = client(api)
+@pytest.mark.parametrize(
+    ("expires_in", "held_seconds"), [(20, 10), (TOKEN_SKEW_SECONDS, TOKEN_SKEW_SECONDS / 2), (0.5, 0.25)]
+)
+def test_a_token_that_lives_no_longer_than_the_skew_is_held_for_half_its_life(
+    api: LegacyApi, expires_in: float, held_seconds: float
+) -> None:
+    """Less the whole skew, it was due on arrival, and every call fetched a token before its
+    request. expires_in need only be positive: a token that lives under a second is a token."""
+    api.tokens["brief"] = time.monotonic() + 3600  # the service knows it
+    api.answers["/oauth/token"] = Answer(body=json.dumps({"access_token": "brief", "expires_in": expires_in}).encode())
+    clock = Clock()
+    settings = ClientSettings(base_url=api.url, timeout_seconds=10, max_attempts=1)
+    made = LegacyClient(settings, lambda: Credentials(CLIENT_ID, CLIENT_SECRET), clock=clock)
     made.get(CUSTOMER)
+    made.get(CUSTOMER)
+    clock.now += held_seconds * 0.99
+    made.get(CUSTOMER)
+    assert made.token_fetches == 1
+    clock.now += held_seconds * 0.01
     made.get(CUSTOMER)
     assert made.token_fetches == 2
 

@@ -137,21 +137,52 @@ def test_a_listing_of_many_tiny_items_projects_only_the_page_it_returns(api: Leg
     assert peak < 12 * len(body), f"{peak / 2**20:.0f} MiB for {len(body) / 2**20:.1f} MiB"
 
 
-@pytest.mark.parametrize("surrogate", [False, True], ids=["", "with-a-lone-surrogate"])
+# Lists nested as deep as the client reads them inside the answer's three levels ({"data": {"orders": [...]}}).
+DEEPEST_ITEM = b"[" * (MAX_JSON_DEPTH - 3) + b"]" * (MAX_JSON_DEPTH - 3)
+SHAPES = (b"0", b'"ab"', b"1.5", b"{}", b"[]", b"[0]", b"[[]]", b"[[[]]]", b'{"a":0}', b'{"a":[]}', b'{"a":{}}')
+NESTED = (b"[" * 10 + b"]" * 10, b"[" * 20 + b"]" * 20, DEEPEST_ITEM)  # the deepest is the densest
+LONE_SURROGATE = b'"\\ud800",'
+WIDE = '"\U0001f600",'.encode()  # one character past U+FFFF: Python holds the whole text in 4 bytes a character
+
+
+def orders_of(item: bytes, extra: bytes = b"") -> bytes:
+    """An orders answer within CAP bytes: ``extra``, then ``item`` again and again."""
+    return b'{"data": {"orders": [' + extra + b",".join([item] * ((CAP - 64) // (len(item) + 1))) + b"]}}"
+
+
 @pytest.mark.parametrize(
-    "item", [b"0", b'"ab"', b"1.5", b"{}", b"[]", b"[0]", b"[[]]", b"[[[]]]", b'{"a":0}', b'{"a":[]}', b'{"a":{}}']
+    ("item", "extra"),
+    [
+        *((item, extra) for item in SHAPES for extra in (b"", LONE_SURROGATE)),
+        *((item, extra) for item in NESTED for extra in (b"", WIDE)),
+    ],
+    ids=lambda value: f"{value[:1].decode()}x{len(value) // 2}" if len(value) > 20 else value.decode(),
 )
 def test_a_parsed_answer_of_any_shape_holds_at_most_the_factor_config_sizes_functions_by(
-    item: bytes, surrogate: bool
+    item: bytes, extra: bytes
 ) -> None:
     """shared.tools.JSON_MEMORY_FACTOR, by which config refuses a max_response_bytes the function's
-    memory cannot parse: 1 MiB of the densest shapes JSON has (empty containers, nested) as Python
-    objects, the depth check included (it walks one iterator per level, never one per item), and
-    the reading of a lone surrogate escape (in place, never a second copy of the answer)."""
-    extra = b'"\\ud800",' if surrogate else b""
-    body = b'{"data": {"orders": [' + extra + b",".join([item] * (CAP // (len(item) + 1))) + b"]}}"
+    memory cannot parse: 1 MiB of the densest shapes JSON has (empty containers, nested as deep as
+    the client reads) as Python objects, the depth check included (it walks one iterator per level,
+    never one per item), and the reading of a lone surrogate escape (in place, never a second copy
+    of the answer)."""
+    body = orders_of(item, extra)
     _, peak = traced(lambda: decode_json(body))
     assert peak < JSON_MEMORY_FACTOR * len(body), f"{peak / len(body):.1f} times the answer"
+
+
+def test_the_client_holds_no_copy_of_an_answer_s_bytes_while_it_parses_them(api: LegacyApi) -> None:
+    """The factor counts the parsed objects and their text: read as a list of chunks, joined, and
+    kept beside the text while it was parsed, the bytes were a copy more (the densest answer's
+    parse held 44 times its size, and the client's get 45)."""
+    body = orders_of(DEEPEST_ITEM)
+    api.answers.update({CUSTOMERS: Answer(body=body), "/warm-up": Answer(body=b"{}")})
+    client = make_client(api)
+    client.get("/warm-up")  # the token and the code's first run, not counted
+    (_, size), through_client = traced(lambda: client.get(CUSTOMERS))
+    _, parsed_alone = traced(lambda: decode_json(body))
+    assert size == len(body)
+    assert through_client < parsed_alone + len(body) // 4, f"{(through_client - parsed_alone) / len(body):.2f}"
 
 
 def test_a_declared_length_over_the_cap_is_refused_before_any_body_is_read(api: LegacyApi) -> None:
