@@ -63,7 +63,7 @@ def knowledge_template(scanned: tuple[str, ...] = ("Landing", "Curated")) -> dic
                     "DataSourceConfiguration": {"S3Configuration": {"BucketArn": {"Fn::GetAtt": ["Curated", "Arn"]}}}
                 },
             },
-            "Job": {"Type": "Custom::MacieClassificationJob", "Properties": {"Create": {"Fn::Join": job_call}}},
+            "Job": {"Type": "Custom::MacieClassificationJob", "Properties": {"Job": {"Fn::Join": job_call}}},
         }
     }
 

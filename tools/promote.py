@@ -207,7 +207,7 @@ def document_buckets(template: Mapping[str, Any]) -> tuple[set[str], set[str]]:
         elif kind == "AWS::Bedrock::DataSource":
             passed |= references(properties.get("DataSourceConfiguration", {}).get("S3Configuration"))
         elif kind == MACIE_JOB:
-            scanned |= references(properties.get("Create"))
+            scanned |= references(properties.get("Job"))  # the job it asks for (house custom resource)
     return passed & buckets, scanned & buckets
 
 

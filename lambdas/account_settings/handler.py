@@ -29,6 +29,7 @@ from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from account_settings.settings import (
+    SUSPENDED,
     ApiGatewayLoggingProperties,
     MacieJobsLogGroupProperties,
     MacieProperties,
@@ -173,9 +174,23 @@ def adopt(event: dict[str, Any], clients: Clients) -> Outcome:
         if not isinstance(stack, str) or not isinstance(resource, str):
             raise ValueError("the event has no StackId or LogicalResourceId (the Macie request's idempotency token)")
         token = hashlib.sha256(f"{stack}/{resource}".encode()).hexdigest()[:64]
-        return macie_session(
-            clients("macie2"), clients("logs"), MacieProperties.model_validate(props), client_token=token
+        # Only a first adoption refuses a suspended session: an update of it (a rollback's too) goes
+        # on, or a session suspended after the tier adopted it would fail every later deploy and the
+        # rollback of the first that failed.
+        outcome = macie_session(
+            clients("macie2"),
+            clients("logs"),
+            MacieProperties.model_validate(props),
+            client_token=token,
+            updating=old is not None,
         )
+        if outcome.data.get("Adopted") == SUSPENDED:
+            logger.warning(
+                "Macie is suspended in this account and region: the update goes on and leaves it suspended. "
+                "Suspending it cancelled every classification job: once it is resumed (aws macie2 "
+                "update-macie-session --status ENABLED), the knowledge stack's next update of its job makes a new one"
+            )
+        return outcome
     if setting == "api_gateway_logging":
         return api_gateway_logging(
             clients("apigateway"),
@@ -189,20 +204,21 @@ def adopt(event: dict[str, Any], clients: Clients) -> Outcome:
     raise AssertionError(setting)  # (setting_of knows only the settings above)
 
 
-def adopt_until_in_place(
-    event: dict[str, Any],
-    clients: Clients,
+def until_in_place(
+    attempt: Callable[[], Outcome],
     *,
+    what: str,
     remaining_seconds: Callable[[], float],
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> Outcome:
-    """Adopt, and look again every POLL_SECONDS until the setting is in place or time runs out; a
-    denied call is asked again for ACCESS_DENIED_GRACE_SECONDS after the first look (IAM)."""
+    """``attempt`` again every POLL_SECONDS until its outcome is complete or time runs out (the
+    failure then names ``what``); a denied call is asked again for ACCESS_DENIED_GRACE_SECONDS
+    after the first attempt (IAM propagating the policy the custom resource depends on)."""
     started = clock()
     while True:
         try:
-            outcome = adopt(event, clients)
+            outcome = attempt()
         except ClientError as error:
             code = str(error.response.get("Error", {}).get("Code", ""))
             patient = clock() - started < ACCESS_DENIED_GRACE_SECONDS
@@ -215,10 +231,28 @@ def adopt_until_in_place(
             return outcome
         if remaining_seconds() < MARGIN_SECONDS + POLL_SECONDS:
             detail = "; ".join(f"{k}: {v}" for k, v in sorted(outcome.data.items()))
-            setting = event["ResourceProperties"]["Setting"]
-            raise NotInPlace(f"{setting} is not in place yet ({detail}); {AFTER_TIMEOUT.get(setting, DEPLOY_AGAIN)}")
+            raise NotInPlace(f"{what} is not in place yet ({detail}); {AFTER_TIMEOUT.get(what, DEPLOY_AGAIN)}")
         logger.info("not in place yet", extra=outcome.data)
         sleep(POLL_SECONDS)
+
+
+def adopt_until_in_place(
+    event: dict[str, Any],
+    clients: Clients,
+    *,
+    remaining_seconds: Callable[[], float],
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> Outcome:
+    """Adopt, and look again every POLL_SECONDS until the setting is in place or time runs out; a
+    denied call is asked again for ACCESS_DENIED_GRACE_SECONDS after the first look (IAM)."""
+    return until_in_place(
+        lambda: adopt(event, clients),
+        what=setting_of(event),
+        remaining_seconds=remaining_seconds,
+        sleep=sleep,
+        clock=clock,
+    )
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -32,6 +32,8 @@ SPANS_LOG_GROUP = "aws/spans"  # where Transaction Search writes spans (X-Ray's 
 MACIE_JOBS_LOG_GROUP = "/aws/macie/classificationjobs"  # where Macie logs its classification jobs
 # The CloudWatch Logs resource policy that lets X-Ray write spans, under the name AWS's guide uses.
 TRANSACTION_SEARCH_POLICY = "TransactionSearchXRayAccess"
+# What an update answers (``Adopted``) when the Macie session the tier adopted has been suspended since.
+SUSPENDED = "suspended"
 
 
 class Refused(Exception):  # noqa: N818 - a refusal, not an internal error
@@ -238,25 +240,35 @@ def macie_jobs_log_group(logs: Any, props: MacieJobsLogGroupProperties) -> Outco
     return Outcome(True, {"LogGroupName": MACIE_JOBS_LOG_GROUP})
 
 
-def macie_session(macie: Any, logs: Any, props: MacieProperties, *, client_token: str) -> Outcome:
+def macie_session(
+    macie: Any, logs: Any, props: MacieProperties, *, client_token: str, updating: bool = False
+) -> Outcome:
     """Macie on in this account and region: enabled here if it is off; an enabled session (the
     account's own or an organisation's delegated administrator's) is left exactly as it is. The
     classification jobs' log group exists before the tier's job runs (with a retention if made here).
 
-    A suspended session is refused before anything is made: the jobs' log group is account-wide
-    and outlives the deploy, so a refused deploy (rolled back, maybe with its key) leaves none."""
+    A suspended session is refused on a create, before anything is made: the jobs' log group is
+    account-wide and outlives the deploy, so a refused first deploy (rolled back, maybe with its
+    key) leaves none. On an update of the adopted session (``updating``; a rollback sends one too)
+    the tier adopted Macie earlier and someone suspended it since: refused, every later deploy of
+    the foundation would fail, and so would the rollback of the first that failed
+    (UPDATE_ROLLBACK_FAILED). It goes on instead: the jobs' log group is made if missing, as on a
+    create, the session is left suspended (resuming it is its owner's decision, never the deploy's)
+    and ``Adopted`` answers SUSPENDED."""
     try:
         status = macie.get_macie_session().get("status")
     except ClientError as error:
         if not (_code(error) == "AccessDeniedException" and "not enabled" in _message(error)):
             raise
         status = None
-    if status == "PAUSED":
+    if status == "PAUSED" and not updating:
         raise Refused(
             "Macie is suspended in this account and region. Resume it (aws macie2 update-macie-session "
             "--status ENABLED) or set blueprint.production.account_settings.macie to off, then deploy again."
         )
     ensure_log_group(logs, MACIE_JOBS_LOG_GROUP, props.JobsLogRetentionDays, props.KmsKeyArn)
+    if status == "PAUSED":
+        return Outcome(True, {"Adopted": SUSPENDED})
     if status == "ENABLED":
         return Outcome(True, {"Adopted": "existing"})
     try:

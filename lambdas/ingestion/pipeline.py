@@ -399,14 +399,20 @@ class Pipeline:
         """Copy the version to quarantine as it is (in parts above ``copy_limit``: copies.py)."""
         target = quarantine_key(record.document_id, ref.version, key)
         landed = {"Bucket": ref.bucket, "Key": key, "VersionId": ref.version}
-        bucket = self._settings.quarantine_bucket
         if size <= self._copy_limit:
-            copied = self._s3.copy_object(Bucket=bucket, Key=target, CopySource=landed, MetadataDirective="COPY")
+            copied = self._s3.copy_object(
+                Bucket=self._settings.quarantine_bucket, Key=target, CopySource=landed, MetadataDirective="COPY"
+            )
             copy_version = str(copied.get("VersionId") or "null")  # "null": a bucket without versioning
         else:
             try:
                 copy_version = copy_until(
-                    self._s3, landed, bucket, target, limit=self._copy_limit, seconds_left=seconds_left
+                    self._s3,
+                    landed,
+                    self._settings.quarantine_bucket,
+                    target,
+                    limit=self._copy_limit,
+                    seconds_left=seconds_left,
                 )
             except CopyTooSlowError:
                 raise CopyTooSlowError(
@@ -420,7 +426,7 @@ class Pipeline:
             # This copy's version: a delete of the key would leave the unmasked copy behind a delete
             # marker in the versioned bucket for good, and hide a duplicate delivery's copy of the
             # same version there, the one the registry names.
-            self._s3.delete_object(Bucket=bucket, Key=target, VersionId=copy_version)
+            self._s3.delete_object(Bucket=self._settings.quarantine_bucket, Key=target, VersionId=copy_version)
 
         return self._settle(replace(record, status=QUARANTINED, location=location), current, ref, key, undo=undo)
 
@@ -488,13 +494,13 @@ class Pipeline:
         if found is None:
             return self._settle(replace(record, status=GONE, reason=DELETED), None)
         key, head = found
-        if self._withdrawn(ref.bucket, key):
+        if self._withdrawn(ref, key):
             gone = self._settle(replace(record, source=f"s3://{ref.bucket}/{key}", status=GONE, reason=DELETED), None)
             self._empty_landing(ref, key)
             return gone
         return key, head
 
-    def _withdrawn(self, bucket: str, key: str) -> bool:
+    def _withdrawn(self, ref: ObjectRef, key: str) -> bool:
         """Whether the key's current version is a delete marker. The landing bucket is versioned: an
         uploader's ordinary delete adds one, and the HEAD of the event's version still finds the
         version, so the object would be curated after it was deleted. A newer version, current
@@ -503,7 +509,7 @@ class Pipeline:
         since its HEAD: a duplicate delivery settled it) is not a delete marker: the read that
         follows fails, and the retry finds the version settled, or gone."""
         try:
-            self._s3.head_object(Bucket=bucket, Key=key)
+            self._s3.head_object(Bucket=ref.bucket, Key=key)
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") not in MISSING:
                 raise

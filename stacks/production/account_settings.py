@@ -19,6 +19,7 @@ All four live in the foundation stack, which every other production stack deploy
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from aws_cdk import (
@@ -408,21 +409,38 @@ def _keep(*resources: CfnResource | CustomResource) -> None:
         resource.apply_removal_policy(RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE)
 
 
-class _Adopter(Construct):
-    """The deploy-time provider: one house function (lambdas/account_settings) behind CDK's
-    Provider framework. Each ``adopt`` (or ``wait_for``, which only reads) adds a custom resource
-    for one setting and grants the function what that setting needs, in a policy the custom
-    resource depends on, so that CloudFormation never calls the function before IAM holds its
-    permissions."""
+@dataclass(frozen=True)
+class ProviderReasons:
+    """Why a deploy-time provider's findings are acceptable, in the words of what its function does."""
 
-    def __init__(self, scope: Construct, id: str, *, context: ProductionContext) -> None:
+    function: str  # how the framework's reasons name the house function ("the adopting function")
+    wildcard: str  # why its policy grants on "*" (AwsSolutions-IAM5[Resource::*])
+    network: str  # which public APIs it calls (NIST LambdaInsideVPC)
+    runs: str  # when it runs (NIST LambdaConcurrency)
+
+
+class DeployTimeProvider(Construct):
+    """A deploy-time provider: one house function (a module of lambdas/account_settings) behind
+    CDK's Provider framework. Each ``resource`` adds a custom resource and grants the function what
+    that resource needs, in a policy the custom resource depends on, so that CloudFormation never
+    calls the function before IAM holds its permissions (and the function still asks again while a
+    call is denied: IAM propagates a new policy in a while). ``reasons`` are the findings' reasons,
+    next to the function, its policy and the framework."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        context: ProductionContext,
+        description: str,
+        timeout: Duration,
+        reasons: ProviderReasons,
+        module: str = "handler",
+    ) -> None:
         super().__init__(scope, id)
         self.function = context.function(
-            self,
-            "Function",
-            package="account_settings",
-            description="Deploy time: adopt an account-wide setting (on if off, never off)",
-            timeout=ADOPTION_TIMEOUT,
+            self, "Function", package="account_settings", module=module, description=description, timeout=timeout
         )
         self.policy = iam.Policy(self, "Permissions", roles=[self.function.execution_role])
         provider = cr.Provider(
@@ -436,20 +454,11 @@ class _Adopter(Construct):
         )
         self._service_token = provider.service_token
         acknowledge_inline_policy(self.policy)
-        acknowledge(
-            self.policy,
-            "AwsSolutions-IAM5[Resource::*]",
-            "Account settings (X-Ray's trace destination and indexing rule, Bedrock's invocation logging, the "
-            "Macie session, CloudWatch Logs resource policies) are one per account and region: no resource ARN.",
-        )
+        acknowledge(self.policy, "AwsSolutions-IAM5[Resource::*]", reasons.wildcard)
         for rule, reason in (
             ("NIST.800.53.R5-LambdaDLQ", "CloudFormation's custom-resource provider invokes it synchronously."),
-            (
-                "NIST.800.53.R5-LambdaInsideVPC",
-                "It calls the account-settings APIs of X-Ray, CloudWatch Logs, Bedrock, Macie and API Gateway "
-                "only, over their public endpoints; no private network resource.",
-            ),
-            ("NIST.800.53.R5-LambdaConcurrency", "It runs once per deploy of each adopted setting; nothing else."),
+            ("NIST.800.53.R5-LambdaInsideVPC", reasons.network),
+            ("NIST.800.53.R5-LambdaConcurrency", reasons.runs),
         ):
             acknowledge(self.function, rule, reason)
         framework = provider.node.find_child("framework-onEvent")
@@ -461,27 +470,74 @@ class _Adopter(Construct):
             ),
             (
                 f"AwsSolutions-IAM5[Resource::{nag_attribute(self.function, 'Arn')}:*]",
-                "CDK's grant for the provider framework to invoke the adopting function (and its versions).",
+                f"CDK's grant for the provider framework to invoke {reasons.function} (and its versions).",
             ),
             ("NIST.800.53.R5-LambdaDLQ", "CloudFormation invokes the provider framework synchronously per event."),
             (
                 "NIST.800.53.R5-LambdaInsideVPC",
-                "The provider framework invokes the adopting function and answers CloudFormation's pre-signed URL.",
+                f"The provider framework invokes {reasons.function} and answers CloudFormation's pre-signed URL.",
             ),
             (
                 "NIST.800.53.R5-LambdaConcurrency",
                 "It runs once per custom-resource event during a deploy; CloudFormation is its only caller.",
             ),
-            ("NIST.800.53.R5-IAMNoInlinePolicy", "CDK's own grant for the framework to invoke the adopting function."),
+            ("NIST.800.53.R5-IAMNoInlinePolicy", f"CDK's own grant for the framework to invoke {reasons.function}."),
         ):
             acknowledge(framework, rule, reason)
+
+    def resource(
+        self, id: str, *, type_name: str, properties: dict[str, Any], statements: list[iam.PolicyStatement]
+    ) -> CustomResource:
+        """A custom resource ``Custom::<type_name>`` with ``properties``, run by the function once
+        its policy holds ``statements``."""
+        self.policy.add_statements(*statements)
+        resource = CustomResource(
+            self,
+            id,
+            service_token=self._service_token,
+            resource_type=f"Custom::{type_name}",
+            properties=properties,
+        )
+        resource.node.add_dependency(self.policy)
+        return resource
+
+
+ADOPTER_REASONS = ProviderReasons(
+    function="the adopting function",
+    wildcard="Account settings (X-Ray's trace destination and indexing rule, Bedrock's invocation logging, the "
+    "Macie session, CloudWatch Logs resource policies) are one per account and region: no resource ARN.",
+    network="It calls the account-settings APIs of X-Ray, CloudWatch Logs, Bedrock, Macie and API Gateway "
+    "only, over their public endpoints; no private network resource.",
+    runs="It runs once per deploy of each adopted setting; nothing else.",
+)
+
+
+class _Adopter(DeployTimeProvider):
+    """The adopting function (lambdas/account_settings/handler.py) as a deploy-time provider. Each
+    ``adopt`` (or ``wait_for``, which only reads) adds a custom resource for one setting and grants
+    the function what that setting needs."""
+
+    def __init__(self, scope: Construct, id: str, *, context: ProductionContext) -> None:
+        super().__init__(
+            scope,
+            id,
+            context=context,
+            description="Deploy time: adopt an account-wide setting (on if off, never off)",
+            timeout=ADOPTION_TIMEOUT,
+            reasons=ADOPTER_REASONS,
+        )
 
     def adopt(
         self, id: str, *, setting: str, properties: dict[str, Any], statements: list[iam.PolicyStatement]
     ) -> CustomResource:
         """A custom resource adopting ``setting`` with ``properties``; ``statements`` are what the
         function needs for it."""
-        return self._resource(id, f"Adopted{_type_name(setting)}", {"Setting": setting, **properties}, statements)
+        return self.resource(
+            id,
+            type_name=f"Adopted{_type_name(setting)}",
+            properties={"Setting": setting, **properties},
+            statements=statements,
+        )
 
     def manage(
         self,
@@ -495,27 +551,14 @@ class _Adopter(Construct):
         """A custom resource (``Custom::<type_name>``) that puts ``setting`` as the stack manages it
         (``Mode`` manage: the tier's, whatever the account had), waiting as adopting does; its
         delete does nothing."""
-        return self._resource(id, type_name, {"Setting": setting, "Mode": MANAGE, **properties}, statements)
+        properties = {"Setting": setting, "Mode": MANAGE, **properties}
+        return self.resource(id, type_name=type_name, properties=properties, statements=statements)
 
     def wait_for(self, id: str, *, setting: str, statements: list[iam.PolicyStatement]) -> CustomResource:
         """A custom resource that completes once ``setting``, a resource of the stack's, has taken
         effect (add the dependency on it); ``statements`` are the reads that show it. It changes
         nothing, and its delete does nothing."""
-        return self._resource(id, _type_name(setting), {"Setting": setting}, statements)
-
-    def _resource(
-        self, id: str, type_name: str, properties: dict[str, Any], statements: list[iam.PolicyStatement]
-    ) -> CustomResource:
-        self.policy.add_statements(*statements)
-        resource = CustomResource(
-            self,
-            id,
-            service_token=self._service_token,
-            resource_type=f"Custom::{type_name}",
-            properties=properties,
-        )
-        resource.node.add_dependency(self.policy)
-        return resource
+        return self.resource(id, type_name=_type_name(setting), properties={"Setting": setting}, statements=statements)
 
     def pass_role(self, role: iam.IRole, service: str) -> iam.PolicyStatement:
         """What handing ``role`` to ``service`` needs (Bedrock's and API Gateway's logging roles)."""

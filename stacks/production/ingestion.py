@@ -49,6 +49,7 @@ from ingestion.contract import (
     REFUSED_EVENTS_METRIC,
     ClassificationReaders,
     ProcessorSettings,
+    document_budget_seconds,
 )
 from shared.connector_state import state_partition
 from shared.observability import Dimension
@@ -70,7 +71,7 @@ from stacks.shared.naming import pascal_case
 from stacks.shared.rest_api import RegionalRestApi
 from stacks.shared.table import SecureTable
 
-REGISTRY_ACTIONS = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:BatchWriteItem"]
+REGISTRY_ACTIONS = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
 # A pull connector's watermark, lease and each record id's landed change: items under its own
 # partition key only.
 CONNECTOR_STATE_ACTIONS = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"]
@@ -87,6 +88,14 @@ OCR_ACTIONS = ["textract:StartDocumentTextDetection", "textract:GetDocumentTextD
 DOCUMENT_REMOVAL_ACTIONS = ["s3:GetObject", "s3:GetObjectVersion", "s3:DeleteObject", "s3:DeleteObjectVersion"]
 DOCUMENT_LIST_ACTIONS = ["s3:ListBucket"]
 QUARANTINE_WRITE_ACTIONS = ["s3:PutObject", "s3:AbortMultipartUpload"]  # large copies go in parts (copies.py)
+# The processor's quarantine copies: written (in parts when large), and undone by their own version
+# when a newer version of the document won the race (a delete without one, in the versioned
+# bucket, would leave the unmasked copy readable behind a delete marker).
+PIPELINE_QUARANTINE_ACTIONS = [*QUARANTINE_WRITE_ACTIONS, "s3:DeleteObjectVersion"]
+# The push connector's HeadObject of a key it lands a dated change in, for the change the object
+# there says it is (connector_push.newest). Without s3:ListBucket, which would list every
+# upload's key: a key that holds nothing answers 403, and the conditional write decides.
+PUSH_LANDED_READ_ACTIONS = ["s3:GetObject"]
 
 
 @dataclass(frozen=True)
@@ -167,7 +176,11 @@ class IngestionPipeline(Construct):
         self.queue, self.dlq = self._queue_with_dead_letters("Documents", "DeadLetters")
         # Redrive: `aws sqs start-message-move-task --source-arn <DeadLetterQueueArn>` moves messages
         # back to the queue they came from (docs/operations.md).
-        events.Rule(
+        # An event EventBridge cannot deliver to the queue (SQS or KMS refusing it, past its retries
+        # for a day) would be dropped and its object never processed: it goes to the DLQ instead, as
+        # the S3 event it is (redriven to the queue with the others), and one it cannot put there
+        # either alarms (ObjectEventsLost).
+        self._object_events = events.Rule(
             self,
             "ObjectCreated",
             description="Every new landing object (and version) goes to the pipeline's queue",
@@ -176,7 +189,7 @@ class IngestionPipeline(Construct):
                 detail_type=["Object Created"],
                 detail={"bucket": {"name": [self.landing.bucket_name]}},
             ),
-            targets=[targets.SqsQueue(self.queue)],
+            targets=[targets.SqsQueue(self.queue, dead_letter_queue=self.dlq)],
         )
         self.processor = self._processor(curated, knowledge_base)
         self._bulk_sync(knowledge_base)
@@ -299,7 +312,7 @@ class IngestionPipeline(Construct):
                 queue_url=self.queue.queue_url,
                 max_receive_count=settings.max_receive_count,
                 # Stop taking documents with less than this left of the invocation (a quarter of it).
-                document_budget_seconds=max(int(self._processor_timeout.to_seconds()) // 4, 5),
+                document_budget_seconds=document_budget_seconds(int(self._processor_timeout.to_seconds())),
                 **ocr_settings,
             ),
         )
@@ -313,12 +326,10 @@ class IngestionPipeline(Construct):
         )
         role = function.execution_role
         readers.grant_read(role)
-        # Without ListBucket, S3 answers 403 instead of 404 for a missing key or version.
+        # Without ListBucket, S3 answers 403 instead of 404 for a missing landing key or version, and
+        # for a key whose current version is a delete marker (an upload withdrawn: pipeline._withdrawn).
         role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["s3:ListBucket", "s3:ListBucketVersions"],
-                resources=[self.landing.bucket_arn, curated.bucket_arn],
-            )
+            iam.PolicyStatement(actions=DOCUMENT_LIST_ACTIONS, resources=[self.landing.bucket_arn])
         )
         landing_objects = self.landing.arn_for_objects("*")
         role.add_to_principal_policy(
@@ -326,13 +337,11 @@ class IngestionPipeline(Construct):
                 actions=["s3:GetObject", "s3:GetObjectVersion", "s3:DeleteObjectVersion"], resources=[landing_objects]
             )
         )
-        # A quarantine copy is undone (deleted) when a newer version of the document won the race;
-        # one over 128 MiB is copied in parts, its upload aborted if a part fails or it is stopped for time.
+        # A quarantine copy is undone (its version deleted) when a newer version of the document won
+        # the race; one over 128 MiB is copied in parts, its upload aborted if a part fails or it is
+        # stopped for time.
         role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
-                resources=[self.quarantine.arn_for_objects("*")],
-            )
+            iam.PolicyStatement(actions=PIPELINE_QUARANTINE_ACTIONS, resources=[self.quarantine.arn_for_objects("*")])
         )
         curated_objects = [curated.arn_for_objects(f"{p}*") for p in self.curated_prefixes]
         role.add_to_principal_policy(
@@ -527,6 +536,18 @@ class IngestionPipeline(Construct):
                 period=Duration.minutes(5),
             )
             alarm(self, alarm_id, metric, description=description, topic=topic)
+        lost = cloudwatch.Metric(
+            namespace="AWS/Events",
+            metric_name="InvocationsFailedToBeSentToDlq",
+            dimensions_map={"RuleName": self._object_events.rule_name},
+            statistic="Sum",
+            period=Duration.minutes(5),
+        )
+        description = (
+            "EventBridge could deliver an object's event neither to the documents queue nor to the DLQ: the object "
+            "sits in landing unprocessed. Upload it again (or copy it onto itself) once the queue takes events."
+        )
+        alarm(self, "ObjectEventsLost", lost, description=description, topic=topic)
         return topic
 
     def _falling_behind_alarm(self, source_name: str) -> None:
@@ -626,6 +647,15 @@ class IngestionPipeline(Construct):
         self._key.grant(role, *DATA_KEY_ACTIONS)
         if push.sources:  # each record id's change landed last (its updated_at), written under a condition only
             self.grant_connector_state(role, *push.sources, actions=["dynamodb:PutItem"])
+            prefixes = [f"{REALTIME_PREFIX}{source}/" for source in sorted(push.sources)]
+            role.add_to_principal_policy(
+                iam.PolicyStatement(
+                    actions=PUSH_LANDED_READ_ACTIONS,
+                    resources=[self.landing.arn_for_objects(f"{prefix}*") for prefix in prefixes],
+                )
+            )
+            for prefix in prefixes:
+                self._acknowledge_objects(role, f"{nag_attribute(self.landing, 'Arn')}/{prefix}*", "records it lands")
         self._acknowledge_objects(role, f"{nag_attribute(self.landing, 'Arn')}/{REALTIME_PREFIX}*", "records it lands")
         acknowledge_synchronous_function(
             function,

@@ -3,14 +3,13 @@
 The Macie session itself is account-level and lives in the foundation stack. Here: the custom
 data identifiers (the same patterns the pipeline masks), the allow list, a scheduled
 classification job over the landing and curated buckets and the access-log archive (created
-through the API at deploy time: CloudFormation has no type for it), and the findings rule that
+through the API at deploy time by a house function, lambdas/account_settings/classification_job.py:
+CloudFormation has no type for it), and the findings rule that
 sends findings at or above ``macie.min_severity`` to lambdas/ingestion/macie.py.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any, get_args
 
 from aws_cdk import (
@@ -25,40 +24,44 @@ from aws_cdk import (
     aws_sns as sns,
     aws_sns_subscriptions as subscriptions,
     aws_sqs as sqs,
-    custom_resources as cr,
 )
 from constructs import Construct
 
 from ingestion.contract import DIRECT_PREFIX, MACIE_QUARANTINE_PREFIX, ResponderSettings
 from stacks.config import MacieSeverity
+from stacks.production.account_settings import DeployTimeProvider, ProviderReasons
 from stacks.production.context import ProductionContext
 from stacks.production.ingestion import DATA_KEY_ACTIONS, IngestionPipeline
 from stacks.shared.alarms import alarm
 from stacks.shared.knowledge_base import VectorKnowledgeBase
-from stacks.shared.nag import (
-    acknowledge,
-    acknowledge_inline_policy,
-    acknowledge_sdk_call_provider,
-    nag_arn,
-    nag_attribute,
-)
-from stacks.shared.naming import generation, stack_instance_suffix
+from stacks.shared.nag import acknowledge, nag_arn, nag_attribute
+from stacks.shared.naming import generation
 
 SEVERITIES: tuple[str, ...] = get_args(MacieSeverity)  # Low, Medium, High
+# What the classification job's function calls (lambdas/account_settings/classification_job.py):
+# on the account's jobs (a job's id is Macie's answer to creating it), and on no resource (the
+# session's status; the jobs a rolled-back update may return to, found by name).
+CLASSIFICATION_JOB_ACTIONS = [
+    "macie2:CreateClassificationJob",
+    "macie2:DescribeClassificationJob",
+    "macie2:UpdateClassificationJob",
+]
+MACIE_ACCOUNT_ACTIONS = ["macie2:GetMacieSession", "macie2:ListClassificationJobs"]
+# Its calls take seconds; denials are asked again for two minutes while IAM propagates its policy.
+JOB_TIMEOUT = Duration.minutes(5)
+JOB_PROVIDER_REASONS = ProviderReasons(
+    function="the classification-job function",
+    wildcard="Macie's session status and its list of classification jobs have no resource ARN: GetMacieSession "
+    "and ListClassificationJobs (read-only) are granted on * only.",
+    network="It calls Macie's API only (its session and classification jobs), over its public endpoint; no private "
+    "network resource.",
+    runs="It runs once per deploy that creates, changes or deletes the Macie classification job; nothing else.",
+)
 SCHEDULES = {
     "DAILY": {"dailySchedule": {}},
     "WEEKLY": {"weeklySchedule": {"dayOfWeek": "MONDAY"}},
     "MONTHLY": {"monthlySchedule": {"dayOfMonth": 1}},
 }
-
-
-def job_digest(stack: Stack, settings: dict[str, Any], buckets: list[s3.IBucket]) -> str:
-    """What a classification job's token and name carry: the stack, the job's settings and its
-    buckets as the template names them (a literal name, or the Ref or import of a generated one).
-    A bucket renamed, or replaced under a new logical id, is a new job: the old job's token would
-    be answered with the old job, which goes on scanning the old bucket."""
-    fingerprint = {"stack": stack.stack_name, **settings, "buckets": [stack.resolve(b.bucket_name) for b in buckets]}
-    return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()
 
 
 def severities_from(minimum: str) -> list[str]:
@@ -108,22 +111,10 @@ class MacieDiscovery(Construct):
             else None
         )
         buckets = [pipeline.landing, curated, log_archive]
-        # The same settings give the same token, so a retried create makes no second job. The token
-        # also carries this creation of the stack (its id): Macie keeps each job, and its token, for
-        # good (a job is cancelled, never deleted), so a stack destroyed and deployed again, or
-        # created again after a failed first create rolled back and cancelled its job, must ask
-        # for a new job rather than repeat the request that made the cancelled one.
-        settings_digest = job_digest(
-            stack,
-            {
-                "macie": settings.model_dump(mode="json", exclude={"notify_emails", "min_severity"}),
-                "identifiers": {n: i.model_dump(mode="json") for n, i in config.ingestion.custom_identifiers.items()},
-            },
-            buckets,
-        )
         job: dict[str, Any] = {
-            "clientToken": f"{settings_digest[:55]}-{stack_instance_suffix(self)}",
-            "name": f"{name}-documents-{settings_digest[:8]}",
+            # A stem: the function names the job after it and the job's fingerprint (this resource
+            # and what it asks for), by which a rolled-back update finds the job it returns to.
+            "name": f"{name}-documents",
             "description": "Sensitive data in the ingestion pipeline's buckets and the access-log archive",
             "jobType": "SCHEDULED",
             "scheduleFrequency": SCHEDULES[settings.schedule],
@@ -138,52 +129,37 @@ class MacieDiscovery(Construct):
             job["customDataIdentifierIds"] = [i.attr_id for i in identifiers]
         if allow_list is not None:
             job["allowListIds"] = [allow_list.attr_id]
-        jobs_arn = stack.format_arn(service="macie2", resource="classification-job", resource_name="*")
-        self.job = cr.AwsCustomResource(
+        # The house function behind CDK's Provider framework (lambdas/account_settings/
+        # classification_job.py): a token per CloudFormation request, a changed job made anew and the
+        # old one cancelled, nothing left to cancel once Macie is off, and denials asked again while
+        # IAM propagates its policy. (CDK's AwsCustomResource, which served here before, replayed one
+        # token across operations and so could adopt a job CloudFormation had cancelled.)
+        self.jobs = DeployTimeProvider(
             self,
-            "ClassificationJob",
-            resource_type="Custom::MacieClassificationJob",
-            on_create=cr.AwsSdkCall(
-                service="Macie2",
-                action="createClassificationJob",
-                parameters=job,
-                physical_resource_id=cr.PhysicalResourceId.from_response("jobId"),
-            ),
-            # Jobs are immutable: changed settings create a new job (a new physical id), and
-            # CloudFormation then deletes the old resource, which cancels the old job.
-            on_update=cr.AwsSdkCall(
-                service="Macie2",
-                action="createClassificationJob",
-                parameters=job,
-                physical_resource_id=cr.PhysicalResourceId.from_response("jobId"),
-            ),
-            on_delete=cr.AwsSdkCall(
-                service="Macie2",
-                action="updateClassificationJob",
-                parameters={"jobId": cr.PhysicalResourceIdReference(), "jobStatus": "CANCELLED"},
-                ignore_error_codes_matching="ResourceNotFoundException|ValidationException",
-            ),
-            policy=cr.AwsCustomResourcePolicy.from_statements(
-                [
-                    iam.PolicyStatement(
-                        actions=["macie2:CreateClassificationJob", "macie2:UpdateClassificationJob"],
-                        resources=[jobs_arn],
-                    )
-                ]
-            ),
-            install_latest_aws_sdk=False,
-            log_group=context.log_group(
-                self,
-                "ClassificationJobLogs",
-            ),
+            "Jobs",
+            context=context,
+            module="classification_job",
+            description="Deploy time: the Macie classification job (create; cancel on delete or replacement)",
+            timeout=JOB_TIMEOUT,
+            reasons=JOB_PROVIDER_REASONS,
         )
-        acknowledge_inline_policy(self.job)
-        acknowledge_sdk_call_provider(stack, "the Macie API")
+        jobs_arn = stack.format_arn(service="macie2", resource="classification-job", resource_name="*")
+        # A new id, not the AwsCustomResource's: a custom resource's service token cannot change in
+        # an update, so the tier's next deploy makes this one and deletes the old (which cancels its job).
+        self.job = self.jobs.resource(
+            "ClassificationJob",
+            type_name="MacieClassificationJob",
+            properties={"Job": stack.to_json_string(job)},
+            statements=[
+                iam.PolicyStatement(actions=CLASSIFICATION_JOB_ACTIONS, resources=[jobs_arn]),
+                iam.PolicyStatement(actions=MACIE_ACCOUNT_ACTIONS, resources=["*"]),
+            ],
+        )
         acknowledge(
-            self.job,
+            self.jobs.policy,
             f"AwsSolutions-IAM5[Resource::{nag_arn(self, 'macie2', 'classification-job/*')}]",
-            "The job's id is Macie's answer to creating it: create and cancel are allowed on the account's "
-            "classification jobs.",
+            "A job's id is Macie's answer to creating it: the deploy-time function creates, reads and cancels "
+            "the account's classification jobs.",
         )
 
         self.topic = sns.Topic(self, "Findings", master_key=key, enforce_ssl=True)

@@ -9,7 +9,7 @@ from aws_cdk import Acknowledgment, App, CfnResource, IPolicyValidationPlugin, S
 from cdk_nag import AwsSolutionsChecks, NIST80053R5Checks
 from constructs import IConstruct
 
-from stacks.shared.expect import default_child, present
+from stacks.shared.expect import default_child
 from stacks.startup import template_validator
 from stacks.template_validation import StartsValidation
 
@@ -122,33 +122,6 @@ def _pseudo(value: str, name: str) -> str:
     return f"<AWS::{name}>" if Token.is_unresolved(value) else value
 
 
-# The singleton Lambda function behind CDK's AwsCustomResource, one per stack.
+# The singleton Lambda function behind CDK's AwsCustomResource, one per stack: none is used (its
+# handler replays one token across operations and does not wait for IAM; tests/infra/test_macie_job.py).
 SDK_CALL_PROVIDER = "AWS679f53fac002430cb0da5b7982bd2287"
-
-
-def acknowledge_sdk_call_provider(stack: Stack, api: str) -> None:
-    """The findings on CDK's AwsCustomResource provider: a Node.js function CloudFormation runs at
-    deploy time to call ``api``, with CDK's own role and runtime."""
-    provider = present(stack.node.try_find_child(SDK_CALL_PROVIDER), f"{stack.stack_name}'s AwsCustomResource provider")
-    acknowledge_all(
-        provider,
-        (
-            (
-                "NIST.800.53.R5-LambdaDLQ",
-                "CloudFormation invokes the deploy-time provider synchronously and waits for its answer.",
-            ),
-            (
-                "NIST.800.53.R5-LambdaInsideVPC",
-                f"The deploy-time provider calls {api} only, over its public endpoint; no private network resource.",
-            ),
-            (
-                "NIST.800.53.R5-LambdaConcurrency",
-                "It runs once per deploy of the custom resources it serves; nothing else invokes it.",
-            ),
-            (
-                "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
-                "CDK's custom-resource provider writes its own deploy-time logs with the basic execution role.",
-            ),
-            ("AwsSolutions-L1", "CDK pins the custom-resource provider's Node.js runtime in its own release."),
-        ),
-    )

@@ -83,6 +83,12 @@ NEEDS: dict[tuple[str, str], tuple[tuple[str, str | None], ...]] = {
         ("bedrock:PutModelInvocationLoggingConfiguration", None),
         ("iam:PassRole", "arn:iam"),
     ),
+    # Macie's classification jobs (the deploy-time function): a job's id is Macie's answer to
+    # creating it, so its calls are granted on the account's jobs, arn:…:macie2:…:classification-job/*.
+    **{
+        ("macie2", operation): ((f"macie2:{operation}", "arn:macie2"),)
+        for operation in ("CreateClassificationJob", "DescribeClassificationJob", "UpdateClassificationJob")
+    },
 }
 # A resource chosen at run time may also be granted by reference to a resource of this type.
 RUN_TIME_TYPES = {"iam": "AWS::IAM::Role", "bedrock-agentcore": "AWS::BedrockAgentCore::Runtime"}

@@ -153,7 +153,7 @@ def test_the_iam_coverage_check_finds_the_grants_the_processor_once_lacked(assem
     copy; read a directly ingested curated copy and its sidecar back), exactly those calls are reported."""
     templates = copy.deepcopy(assembly.templates)
     knowledge = next(name for name in templates if name.endswith("-production-knowledge"))
-    _revoke(templates[knowledge], "s3:DeleteObject", "IngestionQuarantine", "/*")
+    _revoke(templates[knowledge], "s3:DeleteObjectVersion", "IngestionQuarantine", "/*")
     _revoke(templates[knowledge], "s3:GetObject", "Curated", "/direct/*")
     findings = iam_coverage.check(templates, only="IngestionProcessor").findings
     assert sorted((f.call.where, f.call.action, f.resource) for f in findings) == [
@@ -161,7 +161,7 @@ def test_the_iam_coverage_check_finds_the_grants_the_processor_once_lacked(assem
         (_where("ingestion/pipeline.py", "winner = self._s3.get_object("), "s3:GetObject", "CURATED_BUCKET"),
         (
             _where("ingestion/pipeline.py", "self._s3.delete_object(Bucket=self._settings.quarantine_bucket"),
-            "s3:DeleteObject",
+            "s3:DeleteObjectVersion",
             "QUARANTINE_BUCKET",
         ),
     ]

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from stacks.config import load_config
-from tests.infra.cfn import only, props
+from tests.infra.cfn import only, props, resources
 
 
 def test_key_rotates_and_is_retained_through_a_rolled_back_create(foundation: dict[str, Any]) -> None:
@@ -32,3 +32,20 @@ def test_access_logs_are_retained_for_the_configured_period(
     (rule,) = props(foundation, "AWS::S3::Bucket", "AccessLogs")["LifecycleConfiguration"]["Rules"]
     assert rule["ExpirationInDays"] == load_config(cdk_context).production.log_retention_days
     assert not [r for r in foundation["Resources"].values() if r["Type"] == "Custom::S3AutoDeleteObjects"]
+
+
+def test_the_adopting_function_may_not_make_or_cancel_classification_jobs(foundation: dict[str, Any]) -> None:
+    """Macie's classification job is the knowledge stack's, with a function and policy of its own
+    (stacks/production/macie.py): the account-settings adopter, whose delete never switches
+    anything off, is granted no job action."""
+    granted = {
+        action
+        for logical_id, policy in resources(foundation, "AWS::IAM::Policy").items()
+        if logical_id.startswith(("AccountSettingsAdopterPermissions", "AccountSettingsWaiterPermissions"))
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        for action in (statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]])
+    }
+    assert granted
+    assert not {a for a in granted if a.startswith("macie2:") and "ClassificationJob" in a}
+    adopter = props(foundation, "AWS::Lambda::Function", "AccountSettingsAdopterFunction")
+    assert adopter["Handler"] == "account_settings.handler.lambda_handler"

@@ -68,7 +68,7 @@ def test_every_function_a_reservation_applies_to_has_it_and_the_quota_counts_eac
     assert reserved == {name: functions_reserved_by(config, name) for name in RESERVED}
     assert reserved["legacy_tools"] == len(config.legacy_apis) > 1
     assert sorted(re.sub(r"[0-9A-F]{8}$", "", u) for u in unreserved) == sorted(
-        [*(f"Jobs{name}" for name in UNRESERVED), "AccountSettingsAdopterFunction"]
+        [*(f"Jobs{name}" for name in UNRESERVED), "AccountSettingsAdopterFunction", "MacieJobsFunction"]
     )
 
 

@@ -94,7 +94,7 @@ def test_acknowledgement_count_by_rule_is_known(assembly: Assembly, cdk_context:
         # role on its vector bucket's indexes (a replaced KB's data source deletes from the old one); none for
         # the knowledge search tool, which the tools gateway may invoke through its SnapStart alias only; 1: the
         # account-settings adopter's Application Signals CloudTrail channel
-        "AwsSolutions-IAM5": 67,  # 72 with the sandbox's Kendra switched on (its two roles)
+        "AwsSolutions-IAM5": 72,  # 72 with the sandbox's Kendra switched on (its two roles)
         "AwsSolutions-L1": 2,
         "AwsSolutions-S1": 2,
         "AwsSolutions-SQS3": 1,
@@ -106,10 +106,10 @@ def test_acknowledgement_count_by_rule_is_known(assembly: Assembly, cdk_context:
         "NIST.800.53.R5-DynamoDBInBackupPlan": 5,  # 1: the jobs table (requests in flight, TTL); 1: transcripts
         "NIST.800.53.R5-DynamoDBPITREnabled": 1,  # the gateway's session transcripts
         # 1: the web tools' runtime role; 2: the keys stack's monitor role and its read grant to the authorizer
-        "NIST.800.53.R5-IAMNoInlinePolicy": 35,  # 37 with Kendra on
-        "NIST.800.53.R5-LambdaConcurrency": 19,  # 2 each: the worker and the sweeper
-        "NIST.800.53.R5-LambdaDLQ": 19,
-        "NIST.800.53.R5-LambdaInsideVPC": 19,
+        "NIST.800.53.R5-IAMNoInlinePolicy": 37,  # 37 with Kendra on
+        "NIST.800.53.R5-LambdaConcurrency": 20,  # 2 each: the worker and the sweeper
+        "NIST.800.53.R5-LambdaDLQ": 20,
+        "NIST.800.53.R5-LambdaInsideVPC": 20,
         "NIST.800.53.R5-S3BucketLoggingEnabled": 2,
         "NIST.800.53.R5-S3BucketReplicationEnabled": 6,
         "NIST.800.53.R5-S3DefaultEncryptionKMS": 2,

@@ -39,6 +39,10 @@ SETTINGS = GatewayJobsSettings(
     async_timeouts_seconds={"summary": 300},
 )
 MASKED = "<material>\nMail {EMAIL} about it.\n</material>\n\n<request>\nProduce the summary.\n</request>"
+# What the summary job's output is checked against (its material, masked, and its request).
+GROUNDING = ("Mail {EMAIL} about it.", "Produce the summary.")
+# Past any job's finish-by time (its start window and the worker's timeout): no worker runs it.
+PAST_FINISH_BY = NOW + dt.timedelta(seconds=SETTINGS.max_event_age_seconds + SETTINGS.worker_timeout_seconds + 1)
 
 
 class Times:

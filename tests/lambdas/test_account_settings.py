@@ -657,6 +657,32 @@ def test_a_refused_macie_deploy_makes_no_log_group(aws: Stubbed) -> None:
     assert made == ["macie2:GetMacieSession"]
 
 
+def test_an_update_of_an_adopted_session_suspended_since_goes_on_and_so_does_its_rollback(
+    aws: Stubbed, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The tier adopted Macie; someone suspended it later. An update of the setting's properties
+    (a new log retention) goes on, and so does the rollback's update back (refused, the stack would
+    be UPDATE_ROLLBACK_FAILED): the jobs' log group is made if missing, as a create makes it, the
+    session is left suspended (no UpdateMacieSession: the Stubber would fail it) and a warning says
+    what that means. A first adoption still refuses a suspended session (below)."""
+    monkeypatch.setattr(handler, "_client", aws)
+    macie = aws.stub("macie2")
+    for new, old, exists in (("365", "400", False), ("400", "365", True)):  # forward, then the rollback
+        jobs_log_group(aws, exists=exists)
+        macie.add_response("get_macie_session", {"status": "PAUSED"}, {})
+        update = event(
+            "macie", "Update", {**MACIE, "JobsLogRetentionDays": old}, **{**MACIE, "JobsLogRetentionDays": new}
+        )
+        answer = handler.lambda_handler({**update, "PhysicalResourceId": "account-setting-macie"}, FakeContext())
+        assert answer == {"PhysicalResourceId": "account-setting-macie", "Data": {"Adopted": "suspended"}}
+    warnings = [line for line in capsys.readouterr().out.splitlines() if '"level":"WARNING"' in line]
+    assert len(warnings) == 2
+    assert all("Macie is suspended" in line and "update-macie-session" in line for line in warnings)
+    macie.add_response("get_macie_session", {"status": "PAUSED"}, {})
+    with pytest.raises(Refused, match=r"suspended.*account_settings\.macie to off"):
+        handler.lambda_handler(event("macie", **MACIE), FakeContext())
+
+
 def test_macie_enabled_meanwhile_is_fine_and_a_real_denial_is_not_taken_for_off(aws: Stubbed) -> None:
     jobs_log_group(aws, exists=True)  # (the denial below fails before the log group is looked at)
     macie = aws.stub("macie2")

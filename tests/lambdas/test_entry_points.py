@@ -28,7 +28,7 @@ from aws_lambda_powertools import Logger
 from botocore.stub import Stubber
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from account_settings import handler as account_settings
+from account_settings import classification_job, handler as account_settings
 from agent import app as agent
 from agent.contract import Settings as AgentSettings
 from ai_gateway import handler as ai_gateway, sweeper, worker
@@ -92,6 +92,12 @@ def _account_settings(_: pytest.MonkeyPatch, __: pytest.FixtureRequest) -> Invok
     # A stack deletion: the adopted setting is left as it is, nothing is called.
     event = {"RequestType": "Delete", "ResourceProperties": {"Setting": "macie"}}
     return lambda context: account_settings.lambda_handler(event, context)
+
+
+def _classification_job(_: pytest.MonkeyPatch, __: pytest.FixtureRequest) -> Invoke:
+    # The delete of a job never made (a create that failed first): nothing to cancel, nothing called.
+    event = {"RequestType": "Delete", "ResourceProperties": {"Job": "{}"}}
+    return lambda context: classification_job.lambda_handler(event, context)
 
 
 def _ai_gateway(_: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Invoke:
@@ -227,6 +233,7 @@ def _tool_guard(monkeypatch: pytest.MonkeyPatch, _: pytest.FixtureRequest) -> In
 
 ENTRY_POINTS = {
     "account_settings": EntryPoint(account_settings, _account_settings),
+    "account_settings.classification_job": EntryPoint(classification_job, _classification_job),
     "ai_gateway": EntryPoint(ai_gateway, _ai_gateway),
     "ai_gateway.sweeper": EntryPoint(sweeper, _ai_gateway_sweeper),
     "ai_gateway.worker": EntryPoint(worker, _ai_gateway_worker),

@@ -18,9 +18,10 @@ from shared.aws_errors import UpstreamError
 from tests.lambdas.gateway_fixtures import PRO, TABLE, converse_ok, guard_output
 from tests.lambdas.jobs_fixtures import (
     GOLD,
+    GROUNDING,
     JOBS_TABLE,
     NOW,
-    SETTINGS,
+    PAST_FINISH_BY,
     World,
     a_request,
     expect_invoke,
@@ -30,8 +31,6 @@ from tests.lambdas.jobs_fixtures import (
 )
 from tests.lambdas.test_ai_gateway_ledger import KeepsTokens, SentAgainAfterLanding
 
-GROUNDING = ("Mail {EMAIL} about it.", "Produce the summary.")
-PAST_FINISH_BY = NOW + dt.timedelta(seconds=SETTINGS.max_event_age_seconds + SETTINGS.worker_timeout_seconds + 1)
 JOB = jobs.job_id(GOLD, "req-00000001")
 
 

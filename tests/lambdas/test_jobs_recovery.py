@@ -17,9 +17,10 @@ from ai_gateway import jobs, sweeper, worker
 from tests.lambdas.gateway_fixtures import PRO, converse_ok, guard_output
 from tests.lambdas.jobs_fixtures import (
     GOLD,
+    GROUNDING,
     JOBS_TABLE,
     NOW,
-    SETTINGS,
+    PAST_FINISH_BY,
     CapturingFlow,
     World,
     a_request,
@@ -28,9 +29,6 @@ from tests.lambdas.jobs_fixtures import (
     submit,
     submitted,
 )
-
-GROUNDING = ("Mail {EMAIL} about it.", "Produce the summary.")
-PAST_FINISH_BY = NOW + dt.timedelta(seconds=SETTINGS.max_event_age_seconds + SETTINGS.worker_timeout_seconds + 1)
 
 
 class Killed(BaseException):

@@ -22,6 +22,7 @@ from tests.lambdas.conftest import printed
 from tests.lambdas.gateway_fixtures import PRO, TABLE, converse_ok, guard_output
 from tests.lambdas.jobs_fixtures import (
     GOLD,
+    GROUNDING,
     JOBS_TABLE,
     CapturingFlow,
     World,
@@ -30,7 +31,6 @@ from tests.lambdas.jobs_fixtures import (
     submitted,
 )
 
-GROUNDING = ("Mail {EMAIL} about it.", "Produce the summary.")
 REQUEST_KEY = {"pk": {"S": f"REQ#{GOLD.group}#{GOLD.user}#req-00000001"}}
 UPSTREAM_DYNAMODB = jobs.REASON_UPSTREAM.format(service="dynamodb")
 
