@@ -20,7 +20,9 @@ this request's own token it can only mean the job was cancelled during the deplo
 suspending Macie), and making another would override that; a new deploy asks with a new token.
 
 An update that leaves the job as it was keeps the physical id while the job still runs (one that
-was cancelled meanwhile is made again). While Macie is suspended or off, a create fails with the
+was cancelled meanwhile is made again; but CloudFormation sends an update only when the job's
+settings change, so a job cancelled by suspending Macie is made again at its next settings change,
+docs/operations.md). While Macie is suspended or off, a create fails with the
 fix; an update (a rollback's too) keeps the physical id and says so: suspending Macie cancelled its
 jobs and disabling it deleted them, and no job can be made until it is resumed.
 
@@ -178,7 +180,7 @@ def put_job(macie: Any, event: dict[str, Any]) -> Outcome:
                 + " or set blueprint.production.account_settings.macie to off, then deploy again."
             )
         logger.warning(
-            f"Macie is {state}: the job is kept as it is until an update once Macie is on again",
+            f"Macie is {state}: the job is kept as it is until its settings change once Macie is on again",
             extra={"job_id": current},
         )
         return Outcome(True, {"JobId": current, "Job": f"kept: Macie {state}"})
@@ -189,7 +191,18 @@ def put_job(macie: Any, event: dict[str, Any]) -> Outcome:
     made = "adopted" if job_id else "created"
     if job_id is None:
         job_id = str(macie.create_classification_job(clientToken=client_token(event), **request)["jobId"])
-    status = job_status(macie, job_id)
+    try:
+        status = job_status(macie, job_id)
+    except ClientError as error:
+        if made == "adopted":
+            raise
+        # Macie made the job (its id is its answer): failing the request now would leave a scheduled
+        # job scanning and billing with no resource to cancel it (a failed create has no physical id
+        # for the rollback to delete). Its status is read again at the resource's next update.
+        logger.warning(
+            "classification job made; its status could not be read", extra={"job_id": job_id, "code": _code(error)}
+        )
+        return Outcome(True, {"JobId": job_id, "JobName": request["name"], "JobStatus": "unknown", "Job": made})
     if status not in LIVE:
         raise JobNotLive(
             f"Macie answered this request with job {job_id}, {status or 'not found'}: it was cancelled during the "

@@ -188,7 +188,8 @@ def adopt(event: dict[str, Any], clients: Clients) -> Outcome:
             logger.warning(
                 "Macie is suspended in this account and region: the update goes on and leaves it suspended. "
                 "Suspending it cancelled every classification job: once it is resumed (aws macie2 "
-                "update-macie-session --status ENABLED), the knowledge stack's next update of its job makes a new one"
+                "update-macie-session --status ENABLED), the job is made again only when its settings "
+                "change (docs/operations.md)"
             )
         return outcome
     if setting == "api_gateway_logging":

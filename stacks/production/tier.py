@@ -71,11 +71,12 @@ def production_stacks(app: App | Stage, *, prefix: str, config: ProductionConfig
         agent_turn_functions=[*gateway.generators, gateway.jobs.worker],
         agent_runtimes=runtimes,
         dead_letters=knowledge.ingestion.dlq,
-        # What callers depend on (the sweeper: that admitted units come back): a failed invocation pages.
+        # What callers depend on (the sweeper: that admitted units come back): a failed invocation
+        # pages. Not the authorizer: it refuses a bad token by failing (API Gateway's only way to
+        # answer 401 from a TOKEN authorizer), so its Errors count every expired or junk token.
         paged_functions={
             "GatewayFunction": gateway.function,
             "GatewayStreamFunction": gateway.stream_function,
-            "GatewayAuthorizer": gateway.authorizer_function,
             "JobsWorker": gateway.jobs.worker,
             "JobsSweeper": gateway.jobs.sweeper,
             "PreTokenTrigger": identity.pre_token_function,

@@ -84,7 +84,8 @@ def test_the_dashboard_shows_every_stage_and_the_genai_signals(observability: di
     failed = by_title["Failed function invocations (crashes, timeouts, out of memory)"]["metrics"]
     assert {(m[0], m[1]) for m in failed} == {("AWS/Lambda", "Errors")}
     labels = {m[-1]["label"] for m in failed}
-    assert {"GatewayFunction", "GatewayAuthorizer", "PreTokenTrigger", "ToolCallEvaluator"} <= labels
+    assert {"GatewayFunction", "JobsWorker", "PreTokenTrigger", "ToolCallEvaluator"} <= labels
+    assert "GatewayAuthorizer" not in labels
 
 
 def test_alarm_thresholds_come_from_config(observability: dict[str, Any], cdk_context: dict[str, Any]) -> None:
@@ -629,8 +630,9 @@ def test_every_function_callers_depend_on_pages_on_its_first_failed_invocation(
     cdk_context: dict[str, Any],
 ) -> None:
     """A function answers its own errors, so Lambda's Errors count only crashes, timeouts and
-    out-of-memory: one of them pages, for every function of the gateway, the tools gateway (its
-    interceptor and every tool), the sign-in trigger and the evaluator, each in its own alarm."""
+    out-of-memory: one of them pages, for every function of the gateway but its authorizer, the
+    tools gateway (its interceptor and every tool), the sign-in trigger and the evaluator, each in
+    its own alarm."""
 
     def platform_functions(template: dict[str, Any]) -> set[str]:
         return {
@@ -639,12 +641,14 @@ def test_every_function_callers_depend_on_pages_on_its_first_failed_invocation(
             if "POWERTOOLS_SERVICE_NAME" in f["Properties"].get("Environment", {}).get("Variables", {})
         }
 
+    # The authorizer refuses a bad token by failing (a TOKEN authorizer's only 401): not paged.
+    (authorizer,) = [name for name in platform_functions(gateway) if name.startswith("AuthorizerFunction")]
     expected = {
         *platform_functions(gateway),
         *platform_functions(tools),
         *platform_functions(identity),
         *platform_functions(observability),
-    }
+    } - {authorizer}
     # The interceptor, knowledge search and one function per legacy API.
     assert len(platform_functions(tools)) == 2 + len(production(cdk_context).legacy_apis)
     producers = {"-gateway": gateway, "-tools": tools, "-identity": identity}

@@ -141,6 +141,30 @@ def test_a_job_macie_answers_cancelled_is_not_adopted(aws: Stubbed) -> None:
         run(event("Create", JOB_A), aws)
 
 
+def test_a_job_made_whose_status_cannot_be_read_is_answered_not_left_without_an_owner(aws: Stubbed) -> None:
+    """Macie made the job (it answered its id), then its status could not be read: failing the
+    create would leave a scheduled job scanning with no resource to cancel it."""
+    macie = aws.stub("macie2")
+    session(macie, "ENABLED")
+    listed(macie, JOB_A, [])
+    created(macie, JOB_A, "req-1", J1)
+    macie.add_client_error("describe_classification_job", "InternalServerException", "try again", 500)
+    answer = run(event("Create", JOB_A), aws)
+    assert answer["PhysicalResourceId"] == J1
+    assert answer["Data"]["JobStatus"] == "unknown"
+
+
+def test_an_adopted_job_whose_status_cannot_be_read_fails_the_request(aws: Stubbed) -> None:
+    """A job found by name was not made by this request: nothing is left without an owner, so the
+    failure is the request's."""
+    macie = aws.stub("macie2")
+    session(macie, "ENABLED")
+    listed(macie, JOB_A, [(J1, "RUNNING")])
+    macie.add_client_error("describe_classification_job", "InternalServerException", "try again", 500)
+    with pytest.raises(ClientError, match="InternalServerException"):
+        run(event("Create", JOB_A), aws)
+
+
 def test_a_settings_change_and_back_makes_a_new_job_each_time(aws: Stubbed) -> None:
     """A to B (J2; CloudFormation's cleanup cancels J1), then back to A: J1 is cancelled, so a new
     job (J3), asked for with the new request's token."""
