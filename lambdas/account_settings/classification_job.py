@@ -46,7 +46,8 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Json, ValidationError
 
 from account_settings.handler import _client, logger, physical_id_of, shown, until_in_place
-from account_settings.settings import Outcome, Refused
+from account_settings.settings import Outcome, Refused, macie_not_enabled
+from shared.aws_errors import failure_code
 
 # Job statuses of a job that goes on running (PAUSED: by Macie, at its monthly quota; USER_PAUSED:
 # by someone, resumable) and of one that never runs again.
@@ -66,16 +67,6 @@ class JobProperties(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore")
     Job: Json[dict[str, Any]]
-
-
-def _code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
-
-
-def _not_enabled(error: ClientError) -> bool:
-    """Macie's answer to any call while it is off: AccessDeniedException "Macie is not enabled"."""
-    message = str(error.response.get("Error", {}).get("Message", ""))
-    return _code(error) == "AccessDeniedException" and "not enabled" in message.lower()
 
 
 def _identity(event: dict[str, Any]) -> tuple[str, str]:
@@ -118,7 +109,7 @@ def macie_status(macie: Any) -> str | None:
     try:
         return str(macie.get_macie_session().get("status") or "") or None
     except ClientError as error:
-        if _not_enabled(error):
+        if macie_not_enabled(error):
             return None
         raise
 
@@ -128,7 +119,7 @@ def job_status(macie: Any, job_id: str) -> str | None:
     try:
         return str(macie.describe_classification_job(jobId=job_id).get("jobStatus") or "") or None
     except ClientError as error:
-        if _code(error) in GONE or _not_enabled(error):
+        if failure_code(error) in GONE or macie_not_enabled(error):
             return None
         raise
 
@@ -142,7 +133,7 @@ def live_job_named(macie: Any, name: str) -> str | None:
         try:
             listed = macie.list_classification_jobs(**({"filterCriteria": criteria} if criteria else {}), **page)
         except ClientError as error:
-            if criteria is None or _code(error) != "ValidationException":
+            if criteria is None or failure_code(error) != "ValidationException":
                 raise
             criteria, page = None, {}
             continue
@@ -200,7 +191,8 @@ def put_job(macie: Any, event: dict[str, Any]) -> Outcome:
         # job scanning and billing with no resource to cancel it (a failed create has no physical id
         # for the rollback to delete). Its status is read again at the resource's next update.
         logger.warning(
-            "classification job made; its status could not be read", extra={"job_id": job_id, "code": _code(error)}
+            "classification job made; its status could not be read",
+            extra={"job_id": job_id, "code": failure_code(error)},
         )
         return Outcome(True, {"JobId": job_id, "JobName": request["name"], "JobStatus": "unknown", "Job": made})
     if status not in LIVE:
@@ -229,7 +221,7 @@ def cancel_job(macie: Any, event: dict[str, Any]) -> Outcome:
     except ClientError as error:
         # Gone, or Macie switched off, meanwhile; or cancelled or finished meanwhile: Macie takes
         # CANCELLED only from a job that still runs, and its refusal is looked at again.
-        gone = _not_enabled(error) or _code(error) == "ResourceNotFoundException"
+        gone = macie_not_enabled(error) or failure_code(error) == "ResourceNotFoundException"
         if not (gone or job_status(macie, job_id) in (None, *FINISHED)):
             raise
         return Outcome(True, {"Cancelled": "nothing: the job stopped meanwhile"})

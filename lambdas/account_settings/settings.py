@@ -96,6 +96,11 @@ def _message(error: ClientError) -> str:
     return str(error.response.get("Error", {}).get("Message", ""))
 
 
+def macie_not_enabled(error: ClientError) -> bool:
+    """Macie's answer to any call while it is off: AccessDeniedException "Macie is not enabled"."""
+    return _code(error) == "AccessDeniedException" and "not enabled" in _message(error).lower()
+
+
 # --- X-Ray Transaction Search -------------------------------------------------------------------
 
 
@@ -258,7 +263,7 @@ def macie_session(
     try:
         status = macie.get_macie_session().get("status")
     except ClientError as error:
-        if not (_code(error) == "AccessDeniedException" and "not enabled" in _message(error)):
+        if not macie_not_enabled(error):
             raise
         status = None
     if status == "PAUSED" and not updating:

@@ -18,6 +18,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from shared.aws_errors import failure_code
 from shared.landing import Document, land
 
 # The S3 user metadata of a change land_newest landed: its time, in UTC as claim_change stores it.
@@ -50,7 +51,7 @@ def land_newest(s3: Any, doc: Document, bucket: str, changed: dt.datetime) -> st
         try:
             return land(s3, dated, bucket, **condition)
         except ClientError as error:
-            if _code(error) not in _LOST:
+            if failure_code(error) not in _LOST:
                 raise
         held = _held(s3, bucket, doc.key)
         if held is None:
@@ -69,7 +70,7 @@ def _held(s3: Any, bucket: str, key: str) -> tuple[str, dt.datetime | None] | No
     try:
         head = s3.head_object(Bucket=bucket, Key=key)
     except ClientError as error:
-        if _code(error) in _NOTHING:
+        if failure_code(error) in _NOTHING:
             return None
         raise
     said = {name.lower(): value for name, value in head.get("Metadata", {}).items()}.get(CHANGED_METADATA)
@@ -83,7 +84,3 @@ def _moment(text: str | None) -> dt.datetime | None:
     except ValueError:
         return None
     return moment if moment.tzinfo is not None else None
-
-
-def _code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))

@@ -644,17 +644,23 @@ class StaleReads:
         return getattr(self._registry, name)
 
 
-def test_a_duplicate_delivery_settling_the_same_version_beside_the_first_keeps_the_firsts_state(aws: Aws) -> None:
-    """SQS delivers at least once: a second copy of the message, processed at the same time, writes
-    its curated copy and finds the version's state written since it read it. Its copy is undone,
-    the first's state and record stand, and it answers as a replay."""
-    ref = land(aws, "docs/twice.txt", "Plain words.")
+def delivered_twice(aws: Aws, ref: ObjectRef) -> tuple[Outcome, Outcome]:
+    """One version processed by two deliveries at once: the second reads the registry as it was
+    before the first settled (StaleReads), and the first has not emptied landing yet."""
     pipeline = make(aws)
     pipeline._empty_landing = lambda *_: None  # type: ignore[method-assign]  # the first has not got there yet
     first = pipeline.process(ref)
     duplicate = make(aws)
     duplicate._registry = StaleReads(aws.registry)  # type: ignore[assignment]
-    second = duplicate.process(ref)
+    return first, duplicate.process(ref)
+
+
+def test_a_duplicate_delivery_settling_the_same_version_beside_the_first_keeps_the_firsts_state(aws: Aws) -> None:
+    """SQS delivers at least once: a second copy of the message, processed at the same time, writes
+    its curated copy and finds the version's state written since it read it. Its copy is undone,
+    the first's state and record stand, and it answers as a replay."""
+    ref = land(aws, "docs/twice.txt", "Plain words.")
+    first, second = delivered_twice(aws, ref)
     state = aws.registry.current(document_id(LANDING, "docs/twice.txt"))
     assert state is not None
     assert (second.status, second.replayed, state["version"]) == ("curated", True, ref.version)
@@ -1292,12 +1298,7 @@ def test_a_duplicate_delivery_quarantining_the_same_version_beside_the_first_lea
     """Both deliveries copy the version to the same key; the one refused by the registry undoes
     its own copy's version. A delete of the key hid the copy the registry names behind a marker."""
     ref = land(aws, "docs/twice.txt", "Press contact: ada.lovelace@example.com", classification="public")
-    pipeline = make(aws)
-    pipeline._empty_landing = lambda *_: None  # type: ignore[method-assign]  # the first has not got there yet
-    first = pipeline.process(ref)
-    duplicate = make(aws)
-    duplicate._registry = StaleReads(aws.registry)  # type: ignore[assignment]
-    second = duplicate.process(ref)
+    first, second = delivered_twice(aws, ref)
     assert (first.status, second.status, second.replayed, second.location) == (
         "quarantined",
         "quarantined",
